@@ -1,0 +1,171 @@
+//! Time: [`Timestamp`], the [`Clock`] trait, the monotonic [`SystemClock`] and the
+//! test-driving [`ManualClock`].
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch.
+pub type Timestamp = u64;
+
+/// A duration in whole milliseconds, saturating (for deadline arithmetic on [`Timestamp`]s).
+pub fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A source of [`Timestamp`]s. The registry owns one; every deadline is measured on it.
+pub trait Clock: Send + Sync + fmt::Debug {
+    /// The current time. Must never go backwards.
+    fn now(&self) -> Timestamp;
+}
+
+/// The production clock: anchored to wall time once, then advanced by [`Instant`].
+///
+/// A wall-clock jump (NTP step, manual change) therefore never expires a worker early nor keeps
+/// one alive; the timestamps stay close to wall time for display.
+#[derive(Debug, Clone, Copy)]
+pub struct SystemClock {
+    anchor_wall: Timestamp,
+    anchor: Instant,
+}
+
+impl SystemClock {
+    /// A clock anchored to the wall time now.
+    pub fn new() -> Self {
+        let anchor_wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(millis)
+            .unwrap_or(0);
+        SystemClock {
+            anchor_wall,
+            anchor: Instant::now(),
+        }
+    }
+}
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        self.anchor_wall
+            .saturating_add(millis(self.anchor.elapsed()))
+    }
+}
+
+/// A clock that moves only when told to: tests and simulations.
+///
+/// ```
+/// use hodei_workers::{Clock, ManualClock};
+/// use std::time::Duration;
+/// let clock = ManualClock::new(1_000);
+/// clock.advance(Duration::from_secs(2));
+/// assert_eq!(clock.now(), 3_000);
+/// ```
+#[derive(Debug, Default)]
+pub struct ManualClock {
+    now: AtomicU64,
+}
+
+impl ManualClock {
+    /// A clock reading `start`.
+    pub fn new(start: Timestamp) -> Self {
+        ManualClock {
+            now: AtomicU64::new(start),
+        }
+    }
+
+    /// Sets the time. A value earlier than the current time is ignored (the clock never goes
+    /// backwards); returns the time now in force.
+    pub fn set(&self, at: Timestamp) -> Timestamp {
+        self.now.fetch_max(at, Ordering::SeqCst).max(at)
+    }
+
+    /// Moves the clock forward by `by` (saturating); returns the new time.
+    pub fn advance(&self, by: Duration) -> Timestamp {
+        let by = millis(by);
+        let mut current = self.now.load(Ordering::SeqCst);
+        loop {
+            let next = current.saturating_add(by);
+            match self
+                .now
+                .compare_exchange(current, next, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return next,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        self.now.load(Ordering::SeqCst)
+    }
+}
+
+impl<C: Clock + ?Sized> Clock for std::sync::Arc<C> {
+    fn now(&self) -> Timestamp {
+        (**self).now()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_clock_is_near_wall_time_and_never_goes_backwards() {
+        let clock = SystemClock::new();
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        assert!(clock.now().abs_diff(wall) < 5_000);
+        let mut last = clock.now();
+        for _ in 0..10_000 {
+            let now = clock.now();
+            assert!(now >= last);
+            last = now;
+        }
+    }
+
+    #[test]
+    fn manual_clock_moves_only_forward() {
+        let clock = ManualClock::new(100);
+        assert_eq!(clock.advance(Duration::from_millis(50)), 150);
+        assert_eq!(clock.set(120), 150, "setting the past is ignored");
+        assert_eq!(clock.set(1_000), 1_000);
+        assert_eq!(clock.now(), 1_000);
+        clock.set(u64::MAX - 1);
+        assert_eq!(clock.advance(Duration::from_secs(10)), u64::MAX);
+    }
+}
+
+/// Serde form of a [`Duration`] as seconds (a number, fractions allowed): `{"idle_timeout": 300}`.
+///
+/// Use with `#[serde(with = "hodei_workers::clock::duration_secs")]`.
+pub mod duration_secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes the duration as seconds (an integer when whole).
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        if d.subsec_nanos() == 0 {
+            s.serialize_u64(d.as_secs())
+        } else {
+            s.serialize_f64(d.as_secs_f64())
+        }
+    }
+
+    /// Reads seconds, refusing negative, non-finite and absurdly large values.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(secs)
+            .map_err(|e| serde::de::Error::custom(format!("invalid duration {secs} s: {e}")))
+    }
+}

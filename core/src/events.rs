@@ -1,0 +1,365 @@
+//! Lifecycle events: [`WorkerLifecycleEvent`], [`EventKind`], [`Subscription`].
+//!
+//! Every subscriber has its own bounded channel. Publishing never blocks: when a subscriber's
+//! channel is full its event is dropped, its [`Subscription::dropped`] counter grows, and the
+//! gap in [`WorkerLifecycleEvent::seq`] shows where.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::ids::{JobId, ProviderId, WorkerId};
+use crate::state::WorkerState;
+use crate::worker::{ProviderType, TerminationReason};
+
+/// One thing that happened to a worker (or to the fleet), in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerLifecycleEvent {
+    /// Strictly increasing per registry; a gap means this subscriber missed events.
+    pub seq: u64,
+    /// When it happened, on the registry's clock.
+    pub at: Timestamp,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// What happened. The registry emits the worker events; the lifecycle manager adds its own
+/// (`Provision*`, `DestroyFailed`, `MassExpiryHeld`) to the same stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EventKind {
+    /// A worker was registered (in `Creating`).
+    Registered {
+        /// The worker.
+        worker_id: WorkerId,
+        /// Its provider.
+        provider_id: ProviderId,
+        /// Its provider's type.
+        provider_type: ProviderType,
+    },
+    /// A worker changed state.
+    StateChanged {
+        /// The worker.
+        worker_id: WorkerId,
+        /// Previous state.
+        from: WorkerState,
+        /// New state.
+        to: WorkerState,
+    },
+    /// A worker took a job.
+    AssignedToJob {
+        /// The worker.
+        worker_id: WorkerId,
+        /// The job.
+        job_id: JobId,
+    },
+    /// A worker finished (released) a job.
+    ReleasedFromJob {
+        /// The worker.
+        worker_id: WorkerId,
+        /// The job.
+        job_id: JobId,
+    },
+    /// A heartbeat arrived (only for subscribers that opt in).
+    HeartbeatReceived {
+        /// The worker.
+        worker_id: WorkerId,
+    },
+    /// A worker missed its heartbeat or startup deadline.
+    UnhealthyDetected {
+        /// The worker.
+        worker_id: WorkerId,
+        /// Its last heartbeat.
+        last_heartbeat: Timestamp,
+    },
+    /// A worker holding a job left service: the job must be requeued by the host.
+    JobLost {
+        /// The worker.
+        worker_id: WorkerId,
+        /// The job it held.
+        job_id: JobId,
+    },
+    /// A worker's record left the registry.
+    Unregistered {
+        /// The worker.
+        worker_id: WorkerId,
+        /// Why.
+        reason: TerminationReason,
+    },
+    /// The manager asked a provider for a worker.
+    ProvisionRequested {
+        /// The provider asked.
+        provider_id: ProviderId,
+    },
+    /// A provider failed to create a worker.
+    ProvisionFailed {
+        /// The provider.
+        provider_id: ProviderId,
+        /// What it said.
+        error: String,
+    },
+    /// A provider failed to destroy a worker; it stays `Terminating` and is retried.
+    DestroyFailed {
+        /// The worker.
+        worker_id: WorkerId,
+        /// The provider.
+        provider_id: ProviderId,
+        /// What it said.
+        error: String,
+        /// How many attempts failed so far.
+        attempts: u32,
+    },
+    /// The health check would have declared too many workers unhealthy at once and declared
+    /// none (see `max_unhealthy_fraction`).
+    MassExpiryHeld {
+        /// How many would have been declared unhealthy.
+        would_expire: usize,
+        /// Live workers at the time.
+        live: usize,
+    },
+}
+
+impl EventKind {
+    /// The worker the event is about, if it is about one.
+    pub fn worker_id(&self) -> Option<WorkerId> {
+        match self {
+            EventKind::Registered { worker_id, .. }
+            | EventKind::StateChanged { worker_id, .. }
+            | EventKind::AssignedToJob { worker_id, .. }
+            | EventKind::ReleasedFromJob { worker_id, .. }
+            | EventKind::HeartbeatReceived { worker_id }
+            | EventKind::UnhealthyDetected { worker_id, .. }
+            | EventKind::JobLost { worker_id, .. }
+            | EventKind::Unregistered { worker_id, .. }
+            | EventKind::DestroyFailed { worker_id, .. } => Some(*worker_id),
+            EventKind::ProvisionRequested { .. }
+            | EventKind::ProvisionFailed { .. }
+            | EventKind::MassExpiryHeld { .. } => None,
+        }
+    }
+
+    /// Stable snake_case name of the variant (`"state_changed"`, …).
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::Registered { .. } => "registered",
+            EventKind::StateChanged { .. } => "state_changed",
+            EventKind::AssignedToJob { .. } => "assigned_to_job",
+            EventKind::ReleasedFromJob { .. } => "released_from_job",
+            EventKind::HeartbeatReceived { .. } => "heartbeat_received",
+            EventKind::UnhealthyDetected { .. } => "unhealthy_detected",
+            EventKind::JobLost { .. } => "job_lost",
+            EventKind::Unregistered { .. } => "unregistered",
+            EventKind::ProvisionRequested { .. } => "provision_requested",
+            EventKind::ProvisionFailed { .. } => "provision_failed",
+            EventKind::DestroyFailed { .. } => "destroy_failed",
+            EventKind::MassExpiryHeld { .. } => "mass_expiry_held",
+        }
+    }
+}
+
+/// How a subscriber wants its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscribeOptions {
+    /// Channel capacity; when full, further events are dropped for this subscriber (min 1).
+    pub capacity: usize,
+    /// Whether to receive `HeartbeatReceived` (off by default: a million workers heartbeating
+    /// is a lot of events).
+    pub heartbeats: bool,
+}
+
+impl Default for SubscribeOptions {
+    fn default() -> Self {
+        SubscribeOptions {
+            capacity: 4096,
+            heartbeats: false,
+        }
+    }
+}
+
+impl SubscribeOptions {
+    /// Sets the channel capacity.
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// Opts in (or out) of heartbeat events.
+    pub fn heartbeats(mut self, heartbeats: bool) -> Self {
+        self.heartbeats = heartbeats;
+        self
+    }
+}
+
+#[derive(Debug)]
+struct Subscriber {
+    id: u64,
+    sender: Sender<WorkerLifecycleEvent>,
+    dropped: Arc<AtomicU64>,
+    heartbeats: bool,
+}
+
+#[derive(Debug, Default)]
+struct BusState {
+    seq: u64,
+    next_subscriber: u64,
+    subscribers: Vec<Subscriber>,
+}
+
+/// The fan-out of a registry's events. Internal; reached through `subscribe`/`publish`.
+#[derive(Debug, Default)]
+pub(crate) struct EventBus {
+    state: Mutex<BusState>,
+    heartbeat_subscribers: AtomicUsize,
+}
+
+impl EventBus {
+    /// Publishes one event to every subscriber that wants it, without ever blocking.
+    ///
+    /// Cost: one short mutex section and one `try_send` per subscriber.
+    pub(crate) fn publish(&self, at: Timestamp, kind: EventKind) {
+        let mut state = self.state.lock();
+        state.seq += 1;
+        if state.subscribers.is_empty() {
+            return;
+        }
+        let is_heartbeat = matches!(kind, EventKind::HeartbeatReceived { .. });
+        let event = WorkerLifecycleEvent {
+            seq: state.seq,
+            at,
+            kind,
+        };
+        for sub in &state.subscribers {
+            if is_heartbeat && !sub.heartbeats {
+                continue;
+            }
+            match sub.sender.try_send(event.clone()) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    sub.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                // Cannot happen while the Subscription lives, and dropping it unsubscribes.
+                Err(TrySendError::Disconnected(_)) => {}
+            }
+        }
+    }
+
+    /// Whether any subscriber wants heartbeat events (checked lock-free on the heartbeat path).
+    pub(crate) fn wants_heartbeats(&self) -> bool {
+        self.heartbeat_subscribers.load(Ordering::Relaxed) > 0
+    }
+
+    /// The seq of the last published event.
+    pub(crate) fn seq(&self) -> u64 {
+        self.state.lock().seq
+    }
+
+    /// Continues numbering after `seq` (restore).
+    pub(crate) fn set_seq(&self, seq: u64) {
+        let mut state = self.state.lock();
+        state.seq = state.seq.max(seq);
+    }
+
+    pub(crate) fn subscribe(self: &Arc<Self>, options: SubscribeOptions) -> Subscription {
+        let (sender, receiver) = crossbeam_channel::bounded(options.capacity.max(1));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let mut state = self.state.lock();
+        let id = state.next_subscriber;
+        state.next_subscriber += 1;
+        state.subscribers.push(Subscriber {
+            id,
+            sender,
+            dropped: Arc::clone(&dropped),
+            heartbeats: options.heartbeats,
+        });
+        if options.heartbeats {
+            self.heartbeat_subscribers.fetch_add(1, Ordering::Relaxed);
+        }
+        Subscription {
+            id,
+            receiver,
+            dropped,
+            bus: Arc::downgrade(self),
+        }
+    }
+
+    fn unsubscribe(&self, id: u64) {
+        let mut state = self.state.lock();
+        if let Some(pos) = state.subscribers.iter().position(|s| s.id == id) {
+            let sub = state.subscribers.swap_remove(pos);
+            if sub.heartbeats {
+                self.heartbeat_subscribers.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// A subscriber's end of the event stream. Dropping it unsubscribes.
+///
+/// ```
+/// use hodei_workers::*;
+/// let registry = InMemoryWorkerRegistry::new();
+/// let events = registry.subscribe(SubscribeOptions::default()).unwrap();
+/// let provider = ProviderId::new("docker-local").unwrap();
+/// let handle = WorkerHandle::new(provider, ProviderType::Docker, "c-1");
+/// registry.register(handle, WorkerSpec::new("img").into()).unwrap();
+/// let event = events.try_recv().unwrap();
+/// assert_eq!(event.kind.name(), "registered");
+/// assert_eq!(events.dropped(), 0);
+/// ```
+#[derive(Debug)]
+pub struct Subscription {
+    id: u64,
+    receiver: Receiver<WorkerLifecycleEvent>,
+    dropped: Arc<AtomicU64>,
+    bus: Weak<EventBus>,
+}
+
+impl Subscription {
+    /// The next event, waiting up to `timeout` (`None`: until one comes or the registry is
+    /// gone). Returns `None` on timeout or when the registry was dropped and the queue is empty.
+    pub fn recv(&self, timeout: Option<Duration>) -> Option<WorkerLifecycleEvent> {
+        match timeout {
+            None => self.receiver.recv().ok(),
+            Some(t) => self.receiver.recv_timeout(t).ok(),
+        }
+    }
+
+    /// The next event if one is queued; never waits.
+    pub fn try_recv(&self) -> Option<WorkerLifecycleEvent> {
+        self.receiver.try_recv().ok()
+    }
+
+    /// Every event queued now; never waits.
+    pub fn drain(&self) -> Vec<WorkerLifecycleEvent> {
+        self.receiver.try_iter().collect()
+    }
+
+    /// How many events were dropped for this subscriber because its channel was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Events queued and not yet received.
+    pub fn len(&self) -> usize {
+        self.receiver.len()
+    }
+
+    /// Whether no event is queued.
+    pub fn is_empty(&self) -> bool {
+        self.receiver.is_empty()
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(bus) = self.bus.upgrade() {
+            bus.unsubscribe(self.id);
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! # hodei-workers
+//!
+//! The registry of a job system's **ephemeral workers** (containers, pods, VMs, functions)
+//! and the engine that drives their lifecycle: registration, heartbeats, job assignment,
+//! health checks, cleanup, provisioning through pluggable providers, autoscaling.
+//!
+//! Synchronous and runtime-agnostic: state lives behind `parking_lot` locks, and no thread is
+//! started behind your back.
+//!
+//! - [`WorkerRegistry`] / [`InMemoryWorkerRegistry`]: who the workers are, their
+//!   [`WorkerState`], which [`JobId`] each holds. Sharded; `heartbeat` and `get` take no
+//!   exclusive lock; `claim` picks and assigns a worker atomically; `stats` is O(1); finding
+//!   what expired costs what is due, not the fleet size.
+//! - [`Clock`]: [`SystemClock`] (monotonic) in production, [`ManualClock`] in tests.
+//! - Events: [`WorkerRegistry::subscribe`] gives a [`Subscription`] on a bounded channel that
+//!   never blocks the registry.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use hodei_workers::*;
+//!
+//! let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+//! let registry = InMemoryWorkerRegistry::with_clock(clock.clone());
+//! let docker = ProviderId::new("docker-local")?;
+//! let spec = Arc::new(WorkerSpec::new("ubuntu:24.04"));
+//!
+//! // The provider started a container; its agent reports in.
+//! let worker = registry.register(WorkerHandle::new(docker, ProviderType::Docker, "c-1"), spec)?;
+//! registry.update_state(&worker.id, WorkerState::Ready)?;
+//!
+//! // The scheduler hands out a job.
+//! let job = JobId::new("build-1234")?;
+//! let busy = registry.claim(&WorkerFilter::new(), job.clone())?.expect("a ready worker");
+//! assert_eq!(busy.current_job.as_ref(), Some(&job));
+//!
+//! // The agent goes silent for two minutes: it shows up as unhealthy.
+//! clock.advance(std::time::Duration::from_secs(120));
+//! let silent = registry.find_unhealthy(std::time::Duration::from_secs(60))?;
+//! assert_eq!(silent[0].id, worker.id);
+//! # Ok::<(), hodei_workers::Error>(())
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+#![doc(test(attr(deny(warnings))))]
+
+pub mod clock;
+mod error;
+mod events;
+mod filter;
+mod ids;
+mod registry;
+mod state;
+mod worker;
+
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use error::{Error, Result};
+pub use events::{EventKind, SubscribeOptions, Subscription, WorkerLifecycleEvent};
+pub use filter::WorkerFilter;
+pub use ids::{JobId, ProviderId, WorkerId, MAX_JOB_ID_LEN, MAX_PROVIDER_ID_LEN};
+pub use registry::{
+    InMemoryWorkerRegistry, Snapshot, StateCounts, WorkerRegistry, WorkerRegistryStats,
+    SNAPSHOT_FORMAT,
+};
+pub use state::WorkerState;
+pub use worker::{
+    Architecture, ProviderCategory, ProviderType, ResourceRequirements, TerminationReason, Worker,
+    WorkerHandle, WorkerSpec, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_LIFETIME,
+};
+
+#[allow(dead_code)]
+fn assert_send_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<InMemoryWorkerRegistry>();
+    check::<Subscription>();
+    check::<std::sync::Arc<dyn WorkerRegistry>>();
+}
+
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

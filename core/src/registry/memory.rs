@@ -1,0 +1,646 @@
+//! [`InMemoryWorkerRegistry`]: sharded records, atomic heartbeats, deadline indexes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+
+use super::indexes::{Indexes, Membership, Record};
+use super::snapshot::{Snapshot, SNAPSHOT_FORMAT};
+use super::stats::WorkerRegistryStats;
+use super::WorkerRegistry;
+use crate::clock::{millis, Clock, SystemClock, Timestamp};
+use crate::error::{Error, Result};
+use crate::events::{EventBus, EventKind, SubscribeOptions, Subscription};
+use crate::filter::WorkerFilter;
+use crate::ids::{JobId, WorkerId};
+use crate::state::WorkerState;
+use crate::worker::{TerminationReason, Worker, WorkerHandle, WorkerSpec};
+
+/// Number of shards: a power of two, enough that two to eight threads rarely meet.
+const SHARD_COUNT: usize = 64;
+
+type Shard = HashMap<WorkerId, Record, foldhash::fast::RandomState>;
+
+/// The in-memory [`WorkerRegistry`].
+///
+/// # Design
+/// - Records live in [`SHARD_COUNT`] `RwLock`ed hash maps chosen by worker id. `get` and
+///   `heartbeat` take one shard's *shared* lock; `heartbeat` is one atomic `fetch_max`.
+/// - One mutex guards the registry-wide indexes (ready workers ordered by idle time, job
+///   holders, deadline indexes) and the counters behind `stats`. Every change of state takes a
+///   shard's write lock, then this mutex, then publishes its events under it, so event `seq`
+///   follows the order of changes.
+/// - Deadline indexes make `find_unhealthy`, `find_startup_expired` and
+///   `find_for_termination` cost what is due, not the fleet size.
+/// - No user code runs under any of these locks: subscribers are channels, fed with
+///   `try_send`.
+///
+/// # Examples
+/// ```
+/// use hodei_workers::*;
+/// let registry = InMemoryWorkerRegistry::new();
+/// let provider = ProviderId::new("docker-local")?;
+/// let spec = std::sync::Arc::new(WorkerSpec::new("ubuntu:24.04").with_label("pool", "ci"));
+/// let worker = registry.register(WorkerHandle::new(provider, ProviderType::Docker, "c-1"), spec)?;
+/// registry.update_state(&worker.id, WorkerState::Ready)?;
+///
+/// let job = JobId::new("job-42")?;
+/// let taken = registry.claim(&WorkerFilter::new().label("pool", "ci"), job.clone())?.unwrap();
+/// assert_eq!(taken.state, WorkerState::Busy);
+/// assert_eq!(registry.release_from_job(&taken.id, Some(&job))?, job);
+/// assert_eq!(registry.stats()?.by_state.ready, 1);
+/// # Ok::<(), hodei_workers::Error>(())
+/// ```
+pub struct InMemoryWorkerRegistry {
+    shards: Box<[RwLock<Shard>]>,
+    indexes: Mutex<Indexes>,
+    bus: Arc<EventBus>,
+    clock: Arc<dyn Clock>,
+    /// See [`WorkerRegistry::grant_grace`].
+    grace_floor: AtomicU64,
+}
+
+impl fmt::Debug for InMemoryWorkerRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InMemoryWorkerRegistry")
+            .field("workers", &self.indexes.lock().stats.total)
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for InMemoryWorkerRegistry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl InMemoryWorkerRegistry {
+    /// An empty registry on the monotonic [`SystemClock`].
+    pub fn new() -> Self {
+        Self::with_clock(Arc::new(SystemClock::new()))
+    }
+
+    /// An empty registry on `clock` (a [`ManualClock`](crate::ManualClock) for tests).
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        InMemoryWorkerRegistry {
+            shards: (0..SHARD_COUNT)
+                .map(|_| RwLock::new(Shard::default()))
+                .collect(),
+            indexes: Mutex::new(Indexes::default()),
+            bus: Arc::new(EventBus::default()),
+            clock,
+            grace_floor: AtomicU64::new(0),
+        }
+    }
+
+    /// The registry's clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    fn shard(&self, id: &WorkerId) -> &RwLock<Shard> {
+        &self.shards[self.shard_index(id)]
+    }
+
+    fn shard_index(&self, id: &WorkerId) -> usize {
+        // Ids are random v4 UUIDs; two bytes away from the version nibbles spread them well.
+        let b = id.as_bytes();
+        (b[15] ^ b[3]) as usize & (SHARD_COUNT - 1)
+    }
+
+    fn floor(&self) -> Timestamp {
+        self.grace_floor.load(Ordering::Acquire)
+    }
+
+    /// Applies `edit` to a record and keeps indexes, counters and events in step: the one path
+    /// by which a record changes.
+    fn change(
+        &self,
+        ix: &mut Indexes,
+        id: WorkerId,
+        rec: &mut Record,
+        now: Timestamp,
+        edit: impl FnOnce(&mut Record),
+    ) {
+        let (before, before_idle, from) = (rec.membership(), rec.idle_since, rec.state);
+        edit(rec);
+        rec.updated_at = now;
+        let to = rec.state;
+        if to != from {
+            rec.state_changed_at = now;
+            if to == WorkerState::Ready {
+                rec.idle_since = Some(now);
+            }
+            ix.stats.moved(from, to);
+        }
+        ix.refile(id, before, before_idle, rec.membership(), rec, self.floor());
+        if to != from {
+            self.bus.publish(
+                now,
+                EventKind::StateChanged {
+                    worker_id: id,
+                    from,
+                    to,
+                },
+            );
+        }
+    }
+
+    fn assign_locked(
+        &self,
+        ix: &mut Indexes,
+        id: WorkerId,
+        rec: &mut Record,
+        job: JobId,
+        now: Timestamp,
+    ) {
+        ix.jobs.insert(job.clone(), id);
+        self.change(ix, id, rec, now, |r| {
+            r.current_job = Some(job.clone());
+            r.state = WorkerState::Busy;
+        });
+        self.bus.publish(
+            now,
+            EventKind::AssignedToJob {
+                worker_id: id,
+                job_id: job,
+            },
+        );
+    }
+
+    /// Snapshots of `ids` (those still present), each kept only if `keep` holds for it.
+    fn snapshots_where(
+        &self,
+        ids: impl IntoIterator<Item = WorkerId>,
+        mut keep: impl FnMut(&Record) -> bool,
+    ) -> Vec<Worker> {
+        ids.into_iter()
+            .filter_map(|id| {
+                let shard = self.shard(&id).read();
+                shard
+                    .get(&id)
+                    .filter(|rec| keep(rec))
+                    .map(|rec| rec.to_worker(id))
+            })
+            .collect()
+    }
+}
+
+fn not_found(id: &WorkerId) -> Error {
+    Error::NotFound(*id)
+}
+
+impl WorkerRegistry for InMemoryWorkerRegistry {
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    fn register(&self, handle: WorkerHandle, spec: Arc<WorkerSpec>) -> Result<Worker> {
+        spec.validate()?;
+        let now = self.now();
+        let id = handle.worker_id;
+        let mut shard = self.shard(&id).write();
+        if shard.contains_key(&id) {
+            return Err(Error::AlreadyExists(id));
+        }
+        let mut rec = Record {
+            handle: Arc::new(handle),
+            spec,
+            state: WorkerState::Creating,
+            in_heartbeat_index: false,
+            current_job: None,
+            jobs_executed: 0,
+            created_at: now,
+            updated_at: now,
+            state_changed_at: now,
+            last_heartbeat: AtomicU64::new(now),
+            idle_since: None,
+        };
+        let mut ix = self.indexes.lock();
+        let after = rec.membership();
+        ix.refile(id, Membership::none(), None, after, &mut rec, self.floor());
+        ix.stats.add(
+            rec.state,
+            &rec.handle.provider_id,
+            &rec.handle.provider_type,
+        );
+        self.bus.publish(
+            now,
+            EventKind::Registered {
+                worker_id: id,
+                provider_id: rec.handle.provider_id.clone(),
+                provider_type: rec.handle.provider_type.clone(),
+            },
+        );
+        drop(ix);
+        let worker = rec.to_worker(id);
+        shard.insert(id, rec);
+        Ok(worker)
+    }
+
+    fn unregister(&self, id: &WorkerId, reason: TerminationReason) -> Result<Worker> {
+        let now = self.now();
+        let mut shard = self.shard(id).write();
+        let mut rec = shard.remove(id).ok_or_else(|| not_found(id))?;
+        let mut ix = self.indexes.lock();
+        ix.forget(*id, &mut rec);
+        if let Some(job) = &rec.current_job {
+            self.bus.publish(
+                now,
+                EventKind::JobLost {
+                    worker_id: *id,
+                    job_id: job.clone(),
+                },
+            );
+        }
+        self.bus.publish(
+            now,
+            EventKind::Unregistered {
+                worker_id: *id,
+                reason,
+            },
+        );
+        Ok(rec.to_worker(*id))
+    }
+
+    fn get(&self, id: &WorkerId) -> Result<Option<Worker>> {
+        Ok(self.shard(id).read().get(id).map(|rec| rec.to_worker(*id)))
+    }
+
+    fn find(&self, filter: &WorkerFilter) -> Result<Vec<Worker>> {
+        let now = self.now();
+        let limit = filter.limit.unwrap_or(usize::MAX);
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            for (id, rec) in shard.read().iter() {
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+                let worker = rec.to_worker(*id);
+                if filter.matches(&worker, now) {
+                    out.push(worker);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn update_state(&self, id: &WorkerId, to: WorkerState) -> Result<Worker> {
+        let now = self.now();
+        let mut shard = self.shard(id).write();
+        let rec = shard.get_mut(id).ok_or_else(|| not_found(id))?;
+        let from = rec.state;
+        if from == to {
+            return Ok(rec.to_worker(*id));
+        }
+        let un_drain_with_job = to == WorkerState::Ready && rec.current_job.is_some();
+        if !from.can_update_to(to) || un_drain_with_job {
+            return Err(Error::InvalidTransition {
+                worker_id: *id,
+                from,
+                to,
+            });
+        }
+        let lost = if to.is_terminal() {
+            rec.current_job.clone()
+        } else {
+            None
+        };
+        let mut ix = self.indexes.lock();
+        self.change(&mut ix, *id, rec, now, |r| {
+            r.state = to;
+            if to.is_terminal() {
+                r.current_job = None;
+            }
+        });
+        if let Some(job) = lost {
+            ix.jobs.remove(&job);
+            self.bus.publish(
+                now,
+                EventKind::JobLost {
+                    worker_id: *id,
+                    job_id: job,
+                },
+            );
+        }
+        drop(ix);
+        Ok(rec.to_worker(*id))
+    }
+
+    fn heartbeat(&self, id: &WorkerId) -> Result<()> {
+        let now = self.now();
+        {
+            let shard = self.shard(id).read();
+            let rec = shard.get(id).ok_or_else(|| not_found(id))?;
+            rec.last_heartbeat.fetch_max(now, Ordering::AcqRel);
+        }
+        if self.bus.wants_heartbeats() {
+            self.bus
+                .publish(now, EventKind::HeartbeatReceived { worker_id: *id });
+        }
+        Ok(())
+    }
+
+    fn assign_to_job(&self, id: &WorkerId, job: JobId) -> Result<Worker> {
+        let now = self.now();
+        let mut shard = self.shard(id).write();
+        let rec = shard.get_mut(id).ok_or_else(|| not_found(id))?;
+        if !rec.state.accepts_jobs() || rec.current_job.is_some() {
+            return Err(Error::NotAvailable {
+                worker_id: *id,
+                state: rec.state,
+            });
+        }
+        let mut ix = self.indexes.lock();
+        if let Some(holder) = ix.jobs.get(&job) {
+            return Err(Error::JobAlreadyAssigned {
+                job_id: job,
+                worker_id: *holder,
+            });
+        }
+        self.assign_locked(&mut ix, *id, rec, job, now);
+        drop(ix);
+        Ok(rec.to_worker(*id))
+    }
+
+    fn release_from_job(&self, id: &WorkerId, expected_job: Option<&JobId>) -> Result<JobId> {
+        let now = self.now();
+        let mut shard = self.shard(id).write();
+        let rec = shard.get_mut(id).ok_or_else(|| not_found(id))?;
+        let current = match (&rec.current_job, expected_job) {
+            (Some(current), Some(expected)) if current != expected => None,
+            (current, _) => current.clone(),
+        };
+        let Some(job) = current else {
+            return Err(Error::NotBusy {
+                worker_id: *id,
+                expected: expected_job.cloned(),
+            });
+        };
+        let mut ix = self.indexes.lock();
+        ix.jobs.remove(&job);
+        self.bus.publish(
+            now,
+            EventKind::ReleasedFromJob {
+                worker_id: *id,
+                job_id: job.clone(),
+            },
+        );
+        self.change(&mut ix, *id, rec, now, |r| {
+            r.current_job = None;
+            r.jobs_executed += 1;
+            if r.state == WorkerState::Busy {
+                r.state = if r.jobs_exhausted() {
+                    WorkerState::Draining
+                } else {
+                    WorkerState::Ready
+                };
+            }
+        });
+        Ok(job)
+    }
+
+    fn claim(&self, filter: &WorkerFilter, job: JobId) -> Result<Option<Worker>> {
+        let now = self.now();
+        if (!filter.states.is_empty() && !filter.states.contains(&WorkerState::Ready))
+            || filter.accepting_jobs == Some(false)
+            || filter.limit == Some(0)
+        {
+            return Ok(None);
+        }
+        // Only workers idle since at most `newest` can match `idle_for`.
+        let newest = match filter.idle_for {
+            Some(idle) => match now.checked_sub(millis(idle)) {
+                Some(t) => t,
+                None => return Ok(None),
+            },
+            None => Timestamp::MAX,
+        };
+        let mut upper = Bound::Included((newest, WorkerId::MAX));
+        loop {
+            let candidates: Vec<(Timestamp, WorkerId)> = {
+                let ix = self.indexes.lock();
+                if let Some(holder) = ix.jobs.get(&job) {
+                    return Err(Error::JobAlreadyAssigned {
+                        job_id: job,
+                        worker_id: *holder,
+                    });
+                }
+                ix.ready
+                    .range((Bound::Unbounded, upper))
+                    .rev()
+                    .filter(|(_, e)| filter.matches_static(&e.handle, &e.spec))
+                    .take(4)
+                    .map(|(key, _)| *key)
+                    .collect()
+            };
+            let Some(&last) = candidates.last() else {
+                return Ok(None);
+            };
+            for (since, id) in candidates {
+                let mut shard = self.shard(&id).write();
+                let Some(rec) = shard.get_mut(&id) else {
+                    continue;
+                };
+                // Re-check under the record's lock: another claimer may have been first.
+                if rec.state != WorkerState::Ready
+                    || rec.current_job.is_some()
+                    || rec.idle_since != Some(since)
+                {
+                    continue;
+                }
+                if let Some(silent) = filter.unhealthy_for {
+                    if now.saturating_sub(rec.heartbeat()) <= millis(silent) {
+                        continue;
+                    }
+                }
+                let mut ix = self.indexes.lock();
+                if let Some(holder) = ix.jobs.get(&job) {
+                    return Err(Error::JobAlreadyAssigned {
+                        job_id: job,
+                        worker_id: *holder,
+                    });
+                }
+                self.assign_locked(&mut ix, id, rec, job, now);
+                drop(ix);
+                return Ok(Some(rec.to_worker(id)));
+            }
+            upper = Bound::Excluded(last);
+        }
+    }
+
+    fn find_unhealthy(&self, heartbeat_timeout: Duration) -> Result<Vec<Worker>> {
+        let now = self.now();
+        let floor = self.floor();
+        // Silent for longer than the timeout <=> heartbeat < now - timeout.
+        let Some(cutoff) = now.checked_sub(millis(heartbeat_timeout)) else {
+            return Ok(Vec::new());
+        };
+        if floor >= cutoff {
+            return Ok(Vec::new());
+        }
+        let due: Vec<(Timestamp, WorkerId)> = {
+            let mut ix = self.indexes.lock();
+            let rest = ix.heartbeat_due.split_off(&(cutoff, WorkerId::MIN));
+            std::mem::replace(&mut ix.heartbeat_due, rest)
+                .into_iter()
+                .collect()
+        };
+        let mut unhealthy = Vec::new();
+        for (_, id) in due {
+            let mut shard = self.shard(&id).write();
+            let Some(rec) = shard.get_mut(&id) else {
+                continue;
+            };
+            rec.in_heartbeat_index = false;
+            if !rec.state.heartbeat_monitored() {
+                continue;
+            }
+            // Re-file under the live heartbeat; a worker still due stays due for the next
+            // look, so a held-back health check finds it again.
+            let effective = rec.heartbeat().max(floor);
+            self.indexes.lock().heartbeat_due.insert((effective, id));
+            rec.in_heartbeat_index = true;
+            if effective < cutoff {
+                unhealthy.push(rec.to_worker(id));
+            }
+        }
+        Ok(unhealthy)
+    }
+
+    fn find_startup_expired(&self, startup_timeout: Duration) -> Result<Vec<Worker>> {
+        let now = self.now();
+        let Some(cutoff) = now.checked_sub(millis(startup_timeout)) else {
+            return Ok(Vec::new());
+        };
+        if self.floor() >= cutoff {
+            return Ok(Vec::new());
+        }
+        let due: Vec<WorkerId> = {
+            let ix = self.indexes.lock();
+            ix.startup_due
+                .range(..(cutoff, WorkerId::MIN))
+                .map(|(_, id)| *id)
+                .collect()
+        };
+        Ok(self.snapshots_where(due, |rec| {
+            rec.state.is_starting() && rec.created_at < cutoff
+        }))
+    }
+
+    fn find_for_termination(&self) -> Result<Vec<(Worker, TerminationReason)>> {
+        let now = self.now();
+        let mut due: BTreeMap<WorkerId, TerminationReason> = BTreeMap::new();
+        {
+            let ix = self.indexes.lock();
+            for (_, id) in ix.idle_due.range(..(now, WorkerId::MIN)) {
+                due.insert(*id, TerminationReason::Idle);
+            }
+            // Lifetime wins over idle: it is the harder limit.
+            for (_, id) in ix.lifetime_due.range(..(now, WorkerId::MIN)) {
+                due.insert(*id, TerminationReason::Lifetime);
+            }
+            for id in &ix.drained {
+                due.insert(*id, TerminationReason::Drained);
+            }
+        }
+        let mut out = Vec::with_capacity(due.len());
+        for (id, reason) in due {
+            let shard = self.shard(&id).read();
+            let Some(rec) = shard.get(&id) else { continue };
+            let reason = match reason {
+                TerminationReason::Drained if rec.jobs_exhausted() => TerminationReason::MaxJobs,
+                other => other,
+            };
+            // Re-check against the record: it may have moved since the index was read.
+            let m = rec.membership();
+            let still_due = match reason {
+                TerminationReason::Idle => m.is_ready(),
+                TerminationReason::Lifetime => m.is_lifetime_tracked(),
+                _ => m.is_drained(),
+            };
+            if still_due {
+                out.push((rec.to_worker(id), reason));
+            }
+        }
+        Ok(out)
+    }
+
+    fn grant_grace(&self, since: Timestamp) -> Result<()> {
+        self.grace_floor.fetch_max(since, Ordering::AcqRel);
+        Ok(())
+    }
+
+    fn stats(&self) -> Result<WorkerRegistryStats> {
+        Ok(self.indexes.lock().stats.clone())
+    }
+
+    fn count(&self) -> Result<usize> {
+        Ok(self.indexes.lock().stats.total)
+    }
+
+    fn subscribe(&self, options: SubscribeOptions) -> Result<Subscription> {
+        Ok(self.bus.subscribe(options))
+    }
+
+    fn publish(&self, kind: EventKind) -> Result<()> {
+        self.bus.publish(self.now(), kind);
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Result<Snapshot> {
+        let taken_at = self.now();
+        // All shard locks at once (in order): no record changes while we read.
+        let shards: Vec<_> = self.shards.iter().map(|s| s.read()).collect();
+        let seq = self.bus.seq();
+        let mut workers: Vec<Worker> = shards
+            .iter()
+            .flat_map(|shard| shard.iter().map(|(id, rec)| rec.to_worker(*id)))
+            .collect();
+        drop(shards);
+        workers.sort_by_key(|w| (w.created_at, w.id));
+        Ok(Snapshot {
+            format: SNAPSHOT_FORMAT.to_owned(),
+            seq,
+            taken_at,
+            workers,
+        })
+    }
+
+    fn restore(&self, snapshot: Snapshot) -> Result<()> {
+        snapshot.validate()?;
+        let mut shards: Vec<_> = self.shards.iter().map(|s| s.write()).collect();
+        let held: usize = shards.iter().map(|s| s.len()).sum();
+        if held > 0 {
+            return Err(Error::invalid(format!(
+                "restore needs an empty registry; this one holds {held} workers"
+            )));
+        }
+        let floor = self.floor();
+        let mut ix = self.indexes.lock();
+        for worker in &snapshot.workers {
+            let id = worker.id;
+            let mut rec = Record::from_worker(worker);
+            let after = rec.membership();
+            ix.refile(id, Membership::none(), None, after, &mut rec, floor);
+            ix.stats.add(
+                rec.state,
+                &rec.handle.provider_id,
+                &rec.handle.provider_type,
+            );
+            if let Some(job) = &rec.current_job {
+                ix.jobs.insert(job.clone(), id);
+            }
+            let shard_index = self.shard_index(&id);
+            shards[shard_index].insert(id, rec);
+        }
+        self.bus.set_seq(snapshot.seq);
+        Ok(())
+    }
+}

@@ -1,0 +1,161 @@
+//! The registry of workers: the [`WorkerRegistry`] trait, its statistics and snapshots, and the
+//! [`InMemoryWorkerRegistry`].
+
+mod indexes;
+mod memory;
+mod snapshot;
+mod stats;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use memory::InMemoryWorkerRegistry;
+pub use snapshot::{Snapshot, SNAPSHOT_FORMAT};
+pub use stats::{StateCounts, WorkerRegistryStats};
+
+use crate::clock::Timestamp;
+use crate::error::Result;
+use crate::events::{EventKind, SubscribeOptions, Subscription};
+use crate::filter::WorkerFilter;
+use crate::ids::{JobId, ProviderId, WorkerId};
+use crate::state::WorkerState;
+use crate::worker::{TerminationReason, Worker, WorkerHandle, WorkerSpec};
+
+/// The registry of a fleet's workers: who they are, what state they are in, which job each
+/// holds.
+///
+/// Object-safe, `Send + Sync`, every method `&self` and synchronous. Every method returns
+/// [`Result`], even where the in-memory registry cannot fail, so that a backend on a shared
+/// database fits the same trait.
+///
+/// **Invariants**, true after every call under any interleaving of threads:
+/// 1. `state == Busy` ⇒ the worker holds a job; a worker holding a job is `Busy` or `Draining`.
+/// 2. A [`JobId`] is held by at most one worker; a worker holds at most one job.
+/// 3. Moving a worker that holds a job to `Terminating`/`Terminated`, or unregistering it,
+///    emits [`EventKind::JobLost`] and clears the job.
+/// 4. [`stats`](Self::stats) equals a recount of the records.
+pub trait WorkerRegistry: Send + Sync + fmt::Debug {
+    /// The registry's clock: every deadline is measured on it.
+    fn now(&self) -> Timestamp;
+
+    /// Registers a worker in `Creating`. The id is `handle.worker_id`.
+    ///
+    /// # Errors
+    /// `AlreadyExists` for a known id; `InvalidArgument` for an invalid spec.
+    fn register(&self, handle: WorkerHandle, spec: Arc<WorkerSpec>) -> Result<Worker>;
+
+    /// Removes a worker's record and returns its last snapshot. A held job is reported lost.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    fn unregister(&self, id: &WorkerId, reason: TerminationReason) -> Result<Worker>;
+
+    /// A snapshot of one worker, `None` when unknown. Takes no exclusive lock.
+    fn get(&self, id: &WorkerId) -> Result<Option<Worker>>;
+
+    /// Snapshots of the workers matching `filter` (a full scan: not a hot path).
+    fn find(&self, filter: &WorkerFilter) -> Result<Vec<Worker>>;
+
+    /// Workers that accept jobs now (`Ready`).
+    fn find_available(&self) -> Result<Vec<Worker>> {
+        self.find(&WorkerFilter::new().accepting_jobs(true))
+    }
+
+    /// Workers of one provider.
+    fn find_by_provider(&self, provider_id: &ProviderId) -> Result<Vec<Worker>> {
+        self.find(&WorkerFilter::new().provider_id(provider_id.clone()))
+    }
+
+    /// Moves a worker to `state` and returns the new snapshot. The same state is a no-op
+    /// (no event). Never enters or leaves `Busy`: that is `assign`/`claim` and `release`.
+    /// `Draining -> Ready` only without a job. Entering `Terminating`/`Terminated` with a job
+    /// reports it lost.
+    ///
+    /// # Errors
+    /// `NotFound`; `InvalidTransition` for a move the state machine refuses.
+    fn update_state(&self, id: &WorkerId, state: WorkerState) -> Result<Worker>;
+
+    /// Records a heartbeat: updates `last_heartbeat` only. Shared lock plus one atomic store.
+    ///
+    /// # Errors
+    /// `NotFound` (the host should tell the agent to register again).
+    fn heartbeat(&self, id: &WorkerId) -> Result<()>;
+
+    /// Gives `job` to a `Ready` worker (`-> Busy`).
+    ///
+    /// # Errors
+    /// `NotFound`; `NotAvailable` when the worker is not `Ready`; `JobAlreadyAssigned` when
+    /// another worker holds the job.
+    fn assign_to_job(&self, id: &WorkerId, job: JobId) -> Result<Worker>;
+
+    /// Takes the job back: `Busy -> Ready` (idle clock restarts), or stays `Draining`;
+    /// `jobs_executed += 1`; reaching `spec.max_jobs` moves the worker to `Draining`.
+    ///
+    /// With `expected_job`, a worker holding another job is left alone (`NotBusy`): a late
+    /// release from an old assignment never frees a new one.
+    ///
+    /// # Errors
+    /// `NotFound`; `NotBusy` when it holds no job or another job than `expected_job`.
+    fn release_from_job(&self, id: &WorkerId, expected_job: Option<&JobId>) -> Result<JobId>;
+
+    /// Picks a `Ready` worker matching `filter` and assigns `job` to it, atomically. Prefers the
+    /// most recently idle worker, so that surplus workers idle out. `Ok(None)` when none
+    /// matches. Cost does not grow with the number of busy workers.
+    ///
+    /// # Errors
+    /// `JobAlreadyAssigned` when a worker already holds `job`.
+    fn claim(&self, filter: &WorkerFilter, job: JobId) -> Result<Option<Worker>>;
+
+    /// Workers past their heartbeat deadline: in a monitored state (`Connecting`, `Ready`,
+    /// `Busy`, `Draining`) and silent for longer than `heartbeat_timeout`. Cost follows the
+    /// number of workers due, not the fleet size.
+    fn find_unhealthy(&self, heartbeat_timeout: Duration) -> Result<Vec<Worker>>;
+
+    /// Workers past their startup deadline: still `Creating`/`Connecting` longer than
+    /// `startup_timeout` after registration. Cost follows the number due.
+    fn find_startup_expired(&self, startup_timeout: Duration) -> Result<Vec<Worker>>;
+
+    /// Workers due for retirement, each with its reason: `Lifetime` (past `max_lifetime`; a
+    /// `Busy` one is to be drained, not killed), `Idle` (`Ready` past `idle_timeout` since it
+    /// last became ready), `Drained` / `MaxJobs` (`Draining` without a job). Cost follows the
+    /// number due.
+    fn find_for_termination(&self) -> Result<Vec<(Worker, TerminationReason)>>;
+
+    /// After a stall of the host: no heartbeat or startup deadline that started before `since`
+    /// expires before `since + timeout`. Every worker gets a fresh grace period, in O(1).
+    fn grant_grace(&self, since: Timestamp) -> Result<()>;
+
+    /// Counts per state, provider and provider type. O(1) in the fleet size.
+    fn stats(&self) -> Result<WorkerRegistryStats>;
+
+    /// Number of registered workers. O(1).
+    fn count(&self) -> Result<usize>;
+
+    /// A new subscriber to the event stream.
+    fn subscribe(&self, options: SubscribeOptions) -> Result<Subscription>;
+
+    /// Publishes an event of the host or the manager on the registry's stream (with the next
+    /// `seq`).
+    fn publish(&self, kind: EventKind) -> Result<()>;
+
+    /// Every record plus the event `seq`, consistent at one instant.
+    fn snapshot(&self) -> Result<Snapshot>;
+
+    /// Loads a snapshot into an empty registry. The snapshot is checked whole first: on any
+    /// error the registry is left untouched.
+    ///
+    /// # Errors
+    /// `Snapshot` for a corrupt or inconsistent snapshot; `InvalidArgument` when the registry
+    /// is not empty.
+    fn restore(&self, snapshot: Snapshot) -> Result<()>;
+}
+
+/// Checks that `worker` satisfies invariant 1 (state/job consistency). Used by tests and the
+/// snapshot loader.
+pub(crate) fn job_state_consistent(state: WorkerState, job: Option<&JobId>) -> bool {
+    match job {
+        Some(_) => matches!(state, WorkerState::Busy | WorkerState::Draining),
+        None => state != WorkerState::Busy,
+    }
+}

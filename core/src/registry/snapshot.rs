@@ -1,0 +1,108 @@
+//! [`Snapshot`]: every record plus the event `seq`, as serde JSON.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::state::WorkerState;
+use crate::worker::Worker;
+
+/// The `format` tag of snapshots this version writes and reads.
+pub const SNAPSHOT_FORMAT: &str = "hodei-workers.snapshot/1";
+
+/// The whole registry at one instant.
+///
+/// ```
+/// use hodei_workers::*;
+/// let registry = InMemoryWorkerRegistry::new();
+/// let provider = ProviderId::new("docker-local").unwrap();
+/// registry.register(WorkerHandle::new(provider, ProviderType::Docker, "c-1"), WorkerSpec::new("img").into()).unwrap();
+/// let json = registry.snapshot().unwrap().to_json().unwrap();
+///
+/// let copy = InMemoryWorkerRegistry::new();
+/// copy.restore(Snapshot::from_json(&json).unwrap()).unwrap();
+/// assert_eq!(copy.count().unwrap(), 1);
+/// assert!(Snapshot::from_json(&json[..json.len() / 2]).is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snapshot {
+    /// Always [`SNAPSHOT_FORMAT`].
+    pub format: String,
+    /// The event `seq` at the snapshot; a restored registry continues after it.
+    pub seq: u64,
+    /// When it was taken, on the registry's clock.
+    pub taken_at: Timestamp,
+    /// Every record, ordered by creation time.
+    pub workers: Vec<Worker>,
+}
+
+impl Snapshot {
+    /// The JSON text.
+    ///
+    /// # Errors
+    /// `Snapshot` if serialisation fails (it does not for snapshots the registry made).
+    pub fn to_json(&self) -> Result<String> {
+        serde_json::to_string(self).map_err(|e| Error::Snapshot(format!("cannot write: {e}")))
+    }
+
+    /// Reads and checks a snapshot ([`Snapshot::validate`]).
+    ///
+    /// # Errors
+    /// `Snapshot` for malformed JSON, a foreign format or an inconsistent content.
+    pub fn from_json(text: &str) -> Result<Snapshot> {
+        let snapshot: Snapshot =
+            serde_json::from_str(text).map_err(|e| Error::Snapshot(format!("cannot read: {e}")))?;
+        snapshot.validate()?;
+        Ok(snapshot)
+    }
+
+    /// Checks that the snapshot could have been taken of a registry keeping its invariants:
+    /// our format, unique ids matching their handles, valid specs, states consistent with
+    /// jobs, every job held once, `Ready` workers with an `idle_since`.
+    ///
+    /// # Errors
+    /// `Snapshot`, naming the first offending worker.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |msg: String| Err(Error::Snapshot(msg));
+        if self.format != SNAPSHOT_FORMAT {
+            return bad(format!(
+                "foreign format {:?} (expected {SNAPSHOT_FORMAT:?})",
+                self.format
+            ));
+        }
+        let mut ids = HashSet::with_capacity(self.workers.len());
+        let mut jobs = HashSet::new();
+        for w in &self.workers {
+            if !ids.insert(w.id) {
+                return bad(format!("worker {} appears twice", w.id));
+            }
+            if w.handle.worker_id != w.id {
+                return bad(format!(
+                    "worker {} has the handle of worker {}",
+                    w.id, w.handle.worker_id
+                ));
+            }
+            if let Err(e) = w.spec.validate() {
+                return bad(format!("worker {}: {e}", w.id));
+            }
+            if !super::job_state_consistent(w.state, w.current_job.as_ref()) {
+                return bad(format!(
+                    "worker {} is {} with job {:?}",
+                    w.id, w.state, w.current_job
+                ));
+            }
+            if let Some(job) = &w.current_job {
+                if !jobs.insert(job.clone()) {
+                    return bad(format!("job {job} is held by two workers"));
+                }
+            }
+            if w.state == WorkerState::Ready && w.idle_since.is_none() {
+                return bad(format!("worker {} is ready without idle_since", w.id));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,553 @@
+//! The worker record and what describes it: [`Worker`], [`WorkerSpec`], [`WorkerHandle`],
+//! [`ProviderType`], [`ResourceRequirements`], [`Architecture`], [`TerminationReason`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::clock::{duration_secs, Timestamp};
+use crate::error::{Error, Result};
+use crate::ids::{JobId, ProviderId, WorkerId};
+use crate::state::WorkerState;
+
+/// The broad family of a provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderCategory {
+    /// Containers and pods.
+    Container,
+    /// Functions and serverless containers.
+    Serverless,
+    /// Virtual machines.
+    VirtualMachine,
+    /// Physical machines.
+    BareMetal,
+}
+
+/// The kind of infrastructure a provider runs workers on.
+///
+/// Its text form is stable and lowercase (`"docker"`, `"kubernetes"`, …, `"custom:NAME"`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProviderType {
+    /// Docker containers.
+    Docker,
+    /// Kubernetes pods.
+    Kubernetes,
+    /// AWS Fargate tasks.
+    Fargate,
+    /// Google Cloud Run.
+    CloudRun,
+    /// Azure Container Apps.
+    ContainerApps,
+    /// AWS Lambda.
+    Lambda,
+    /// Google Cloud Functions.
+    CloudFunctions,
+    /// Azure Functions.
+    AzureFunctions,
+    /// AWS EC2 instances.
+    Ec2,
+    /// Google Compute Engine instances.
+    ComputeEngine,
+    /// Azure virtual machines.
+    AzureVms,
+    /// Physical machines.
+    BareMetal,
+    /// Anything else, by name (1..=64 bytes, no control characters, no `:`).
+    Custom(String),
+}
+
+const PROVIDER_TYPE_NAMES: [(&str, ProviderType); 12] = [
+    ("docker", ProviderType::Docker),
+    ("kubernetes", ProviderType::Kubernetes),
+    ("fargate", ProviderType::Fargate),
+    ("cloud_run", ProviderType::CloudRun),
+    ("container_apps", ProviderType::ContainerApps),
+    ("lambda", ProviderType::Lambda),
+    ("cloud_functions", ProviderType::CloudFunctions),
+    ("azure_functions", ProviderType::AzureFunctions),
+    ("ec2", ProviderType::Ec2),
+    ("compute_engine", ProviderType::ComputeEngine),
+    ("azure_vms", ProviderType::AzureVms),
+    ("bare_metal", ProviderType::BareMetal),
+];
+
+impl ProviderType {
+    /// A custom provider type.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when `name` is empty, over 64 bytes, or holds a control
+    /// character or `:`.
+    pub fn custom(name: impl Into<String>) -> Result<Self> {
+        let name = name.into();
+        if name.is_empty() || name.len() > 64 || name.chars().any(|c| c.is_control() || c == ':') {
+            return Err(Error::invalid(format!(
+                "invalid custom provider type name {name:?}"
+            )));
+        }
+        Ok(ProviderType::Custom(name))
+    }
+
+    /// The family this type belongs to.
+    pub fn category(&self) -> ProviderCategory {
+        use ProviderType::*;
+        match self {
+            Docker | Kubernetes | Custom(_) => ProviderCategory::Container,
+            Fargate | CloudRun | ContainerApps | Lambda | CloudFunctions | AzureFunctions => {
+                ProviderCategory::Serverless
+            }
+            Ec2 | ComputeEngine | AzureVms => ProviderCategory::VirtualMachine,
+            BareMetal => ProviderCategory::BareMetal,
+        }
+    }
+
+    /// The stable text form.
+    pub fn as_str(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            ProviderType::Custom(name) => format!("custom:{name}").into(),
+            other => PROVIDER_TYPE_NAMES
+                .iter()
+                .find(|(_, t)| t == other)
+                .map(|(n, _)| *n)
+                .unwrap_or("custom")
+                .into(),
+        }
+    }
+
+    /// The built-in (non-custom) types.
+    pub fn builtin() -> impl Iterator<Item = ProviderType> {
+        PROVIDER_TYPE_NAMES.iter().map(|(_, t)| t.clone())
+    }
+}
+
+impl fmt::Display for ProviderType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.as_str())
+    }
+}
+
+impl FromStr for ProviderType {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        if let Some(name) = s.strip_prefix("custom:") {
+            return ProviderType::custom(name);
+        }
+        PROVIDER_TYPE_NAMES
+            .iter()
+            .find(|(n, _)| *n == s)
+            .map(|(_, t)| t.clone())
+            .ok_or_else(|| Error::invalid(format!("unknown provider type {s:?}")))
+    }
+}
+
+impl Serialize for ProviderType {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ProviderType {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// CPU architecture a worker runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Architecture {
+    /// x86-64.
+    #[default]
+    Amd64,
+    /// 64-bit ARM.
+    Arm64,
+    /// 32-bit ARM.
+    Arm,
+}
+
+impl Architecture {
+    /// Stable lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Architecture::Amd64 => "amd64",
+            Architecture::Arm64 => "arm64",
+            Architecture::Arm => "arm",
+        }
+    }
+}
+
+impl fmt::Display for Architecture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Architecture {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "amd64" | "x86_64" => Ok(Architecture::Amd64),
+            "arm64" | "aarch64" => Ok(Architecture::Arm64),
+            "arm" => Ok(Architecture::Arm),
+            _ => Err(Error::invalid(format!("unknown architecture {s:?}"))),
+        }
+    }
+}
+
+/// What a worker needs of its host.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ResourceRequirements {
+    /// CPU cores (fractions allowed).
+    pub cpu_cores: f64,
+    /// Memory in bytes.
+    pub memory_bytes: u64,
+    /// Disk in bytes.
+    pub disk_bytes: u64,
+    /// Number of GPUs.
+    pub gpu_count: u32,
+    /// GPU model, if any is asked for.
+    pub gpu_type: Option<String>,
+}
+
+/// Default [`WorkerSpec::idle_timeout`]: 300 s.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default [`WorkerSpec::max_lifetime`]: 3600 s.
+pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// What a worker is: image, resources, labels, limits. Shared (`Arc`) by the records of every
+/// worker made from it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkerSpec {
+    /// Container image (or AMI, function name…).
+    pub image: String,
+    /// Resources asked for.
+    pub resources: ResourceRequirements,
+    /// Labels; a [`WorkerFilter`](crate::WorkerFilter) matches them exactly.
+    pub labels: BTreeMap<String, String>,
+    /// Environment for the worker process.
+    pub environment: BTreeMap<String, String>,
+    /// What the worker can do (e.g. `"gpu"`, `"docker-in-docker"`); a filter may require some.
+    pub capabilities: BTreeSet<String>,
+    /// CPU architecture.
+    pub architecture: Architecture,
+    /// An idle `Ready` worker is cleaned up after this long (measured from entering `Ready`;
+    /// heartbeats do not reset it).
+    #[serde(with = "duration_secs")]
+    pub idle_timeout: Duration,
+    /// A worker is retired after this long since creation (a busy one is drained first).
+    #[serde(with = "duration_secs")]
+    pub max_lifetime: Duration,
+    /// After this many jobs the worker is drained; `Some(1)` is a one-shot worker.
+    pub max_jobs: Option<u32>,
+}
+
+impl Default for WorkerSpec {
+    fn default() -> Self {
+        WorkerSpec {
+            image: String::new(),
+            resources: ResourceRequirements::default(),
+            labels: BTreeMap::new(),
+            environment: BTreeMap::new(),
+            capabilities: BTreeSet::new(),
+            architecture: Architecture::default(),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_lifetime: DEFAULT_MAX_LIFETIME,
+            max_jobs: None,
+        }
+    }
+}
+
+impl WorkerSpec {
+    /// A spec for `image` with the defaults.
+    pub fn new(image: impl Into<String>) -> Self {
+        WorkerSpec {
+            image: image.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Adds a label (builder style).
+    pub fn with_label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// Adds a capability (builder style).
+    pub fn with_capability(mut self, capability: impl Into<String>) -> Self {
+        self.capabilities.insert(capability.into());
+        self
+    }
+
+    /// Sets the idle timeout (builder style).
+    pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Sets the maximum lifetime (builder style).
+    pub fn with_max_lifetime(mut self, lifetime: Duration) -> Self {
+        self.max_lifetime = lifetime;
+        self
+    }
+
+    /// Sets the job limit (builder style).
+    pub fn with_max_jobs(mut self, max_jobs: u32) -> Self {
+        self.max_jobs = Some(max_jobs);
+        self
+    }
+
+    /// Checks the spec: timeouts of at least 1 ms, `max_jobs >= 1`, finite non-negative
+    /// resources.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the field.
+    pub fn validate(&self) -> Result<()> {
+        if self.idle_timeout < Duration::from_millis(1) {
+            return Err(Error::invalid("spec.idle_timeout must be at least 1 ms"));
+        }
+        if self.max_lifetime < Duration::from_millis(1) {
+            return Err(Error::invalid("spec.max_lifetime must be at least 1 ms"));
+        }
+        if self.max_jobs == Some(0) {
+            return Err(Error::invalid("spec.max_jobs must be at least 1"));
+        }
+        let cpu = self.resources.cpu_cores;
+        if !cpu.is_finite() || cpu < 0.0 {
+            return Err(Error::invalid(format!(
+                "spec.resources.cpu_cores must be finite and >= 0, got {cpu}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// How a provider knows a worker: which provider, which instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerHandle {
+    /// The worker's id in the registry.
+    pub worker_id: WorkerId,
+    /// The provider that owns the instance.
+    pub provider_id: ProviderId,
+    /// The provider's kind.
+    pub provider_type: ProviderType,
+    /// The provider's id of the instance (container id, pod name, instance id…).
+    pub resource_id: String,
+    /// Anything else the provider wants to remember about the instance.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl WorkerHandle {
+    /// A handle for a new worker (fresh [`WorkerId`]).
+    pub fn new(
+        provider_id: ProviderId,
+        provider_type: ProviderType,
+        resource_id: impl Into<String>,
+    ) -> Self {
+        WorkerHandle {
+            worker_id: WorkerId::new(),
+            provider_id,
+            provider_type,
+            resource_id: resource_id.into(),
+            metadata: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a metadata entry (builder style).
+    pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// Why a worker is (to be) terminated or was unregistered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum TerminationReason {
+    /// `Ready` longer than `spec.idle_timeout`.
+    Idle = 0,
+    /// Older than `spec.max_lifetime`.
+    Lifetime = 1,
+    /// Draining and done with its job.
+    Drained = 2,
+    /// Ran `spec.max_jobs` jobs.
+    MaxJobs = 3,
+    /// Missed its heartbeat deadline.
+    Unhealthy = 4,
+    /// Never reached `Ready` within the startup timeout.
+    StartupTimeout = 5,
+    /// Its instance disappeared from the provider.
+    Vanished = 6,
+    /// Removed by autoscaling (surplus idle capacity).
+    ScaledDown = 7,
+    /// Asked for by the host.
+    Requested = 8,
+}
+
+impl TerminationReason {
+    /// Every reason, in `repr(u8)` order.
+    pub const ALL: [TerminationReason; 9] = [
+        TerminationReason::Idle,
+        TerminationReason::Lifetime,
+        TerminationReason::Drained,
+        TerminationReason::MaxJobs,
+        TerminationReason::Unhealthy,
+        TerminationReason::StartupTimeout,
+        TerminationReason::Vanished,
+        TerminationReason::ScaledDown,
+        TerminationReason::Requested,
+    ];
+
+    /// Stable lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TerminationReason::Idle => "idle",
+            TerminationReason::Lifetime => "lifetime",
+            TerminationReason::Drained => "drained",
+            TerminationReason::MaxJobs => "max_jobs",
+            TerminationReason::Unhealthy => "unhealthy",
+            TerminationReason::StartupTimeout => "startup_timeout",
+            TerminationReason::Vanished => "vanished",
+            TerminationReason::ScaledDown => "scaled_down",
+            TerminationReason::Requested => "requested",
+        }
+    }
+
+    /// The reason with this `repr(u8)` value.
+    pub fn from_u8(value: u8) -> Option<Self> {
+        Self::ALL.get(value as usize).copied()
+    }
+}
+
+impl fmt::Display for TerminationReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TerminationReason {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| Error::invalid(format!("unknown termination reason {s:?}")))
+    }
+}
+
+/// A snapshot of one worker's record. A value: callers never hold references into the registry.
+///
+/// `handle` and `spec` are shared (`Arc`), so a snapshot is cheap to take.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Worker {
+    /// Identity.
+    pub id: WorkerId,
+    /// Provider, instance and metadata.
+    pub handle: Arc<WorkerHandle>,
+    /// What the worker is.
+    pub spec: Arc<WorkerSpec>,
+    /// Current state.
+    pub state: WorkerState,
+    /// The job it holds (`Busy`, or `Draining` while finishing it).
+    pub current_job: Option<JobId>,
+    /// Jobs released so far.
+    pub jobs_executed: u64,
+    /// When it was registered.
+    pub created_at: Timestamp,
+    /// Last change of any field but the heartbeat.
+    pub updated_at: Timestamp,
+    /// Last change of state.
+    pub state_changed_at: Timestamp,
+    /// Last heartbeat (registration counts as one).
+    pub last_heartbeat: Timestamp,
+    /// When it last entered `Ready` (the idle deadline starts here).
+    pub idle_since: Option<Timestamp>,
+}
+
+impl Worker {
+    /// The provider that owns it.
+    pub fn provider_id(&self) -> &ProviderId {
+        &self.handle.provider_id
+    }
+
+    /// Whether it accepts jobs now (`Ready`).
+    pub fn is_available(&self) -> bool {
+        self.state.accepts_jobs() && self.current_job.is_none()
+    }
+
+    /// Milliseconds since its last heartbeat at `now`.
+    pub fn heartbeat_age(&self, now: Timestamp) -> u64 {
+        now.saturating_sub(self.last_heartbeat)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_type_text_is_stable_and_round_trips() {
+        for t in ProviderType::builtin() {
+            let text = t.to_string();
+            assert_eq!(text, text.to_lowercase());
+            assert_eq!(text.parse::<ProviderType>().unwrap(), t);
+        }
+        let custom = ProviderType::custom("nomad").unwrap();
+        assert_eq!(custom.to_string(), "custom:nomad");
+        assert_eq!("custom:nomad".parse::<ProviderType>().unwrap(), custom);
+        assert!("custom:".parse::<ProviderType>().is_err());
+        assert!("podman".parse::<ProviderType>().is_err());
+        assert_eq!(
+            ProviderType::Lambda.category(),
+            ProviderCategory::Serverless
+        );
+        assert_eq!(
+            ProviderType::Ec2.category(),
+            ProviderCategory::VirtualMachine
+        );
+        assert_eq!(ProviderType::Docker.category(), ProviderCategory::Container);
+        assert_eq!(
+            ProviderType::BareMetal.category(),
+            ProviderCategory::BareMetal
+        );
+    }
+
+    #[test]
+    fn spec_defaults_and_validation() {
+        let spec = WorkerSpec::new("img");
+        assert_eq!(spec.idle_timeout, Duration::from_secs(300));
+        assert_eq!(spec.max_lifetime, Duration::from_secs(3600));
+        assert!(spec.validate().is_ok());
+        assert!(spec.clone().with_max_jobs(0).validate().is_err());
+        assert!(spec
+            .clone()
+            .with_idle_timeout(Duration::ZERO)
+            .validate()
+            .is_err());
+        let mut bad = spec.clone();
+        bad.resources.cpu_cores = f64::NAN;
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn spec_json_uses_seconds() {
+        let spec = WorkerSpec::new("img").with_idle_timeout(Duration::from_millis(1500));
+        let json = serde_json::to_value(&spec).unwrap();
+        assert_eq!(json["idle_timeout"], 1.5);
+        assert_eq!(json["max_lifetime"], 3600);
+        let back: WorkerSpec = serde_json::from_value(json).unwrap();
+        assert_eq!(back, spec);
+        let partial: WorkerSpec = serde_json::from_str(r#"{"image":"x","max_jobs":1}"#).unwrap();
+        assert_eq!(partial.max_jobs, Some(1));
+        assert_eq!(partial.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+        assert!(serde_json::from_str::<WorkerSpec>(r#"{"idle_timeout":-1}"#).is_err());
+    }
+}
