@@ -4,11 +4,11 @@
 //! computes the membership before and after and applies the difference, so the indexes cannot
 //! drift from the records.
 //!
-//! The heartbeat index alone is lazy: heartbeats store into an atomic without touching it, so
-//! an entry's key may be older than the live heartbeat. `find_unhealthy` pops the entries due,
-//! re-checks each against the live atomic and re-files the ones still alive. The record's
-//! `in_heartbeat_index` flag (changed only under the shard's write lock) keeps one entry per
-//! worker.
+//! The heartbeat index alone is lazy about its keys: heartbeats store into an atomic without
+//! touching it, so an entry's key may be older than the live heartbeat. `find_unhealthy` pops
+//! the entries due, re-checks each against the live atomic and re-files the ones still alive.
+//! The record remembers the key it is filed under (`heartbeat_key`, changed only under the
+//! shard's write lock), so there is one entry per monitored worker and none for the others.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,7 +26,8 @@ pub(super) struct Record {
     pub handle: Arc<WorkerHandle>,
     pub spec: Arc<WorkerSpec>,
     pub state: WorkerState,
-    pub in_heartbeat_index: bool,
+    /// The key of this worker's entry in `heartbeat_due`, if it has one.
+    pub heartbeat_key: Option<Timestamp>,
     pub current_job: Option<JobId>,
     pub jobs_executed: u64,
     pub created_at: Timestamp,
@@ -43,7 +44,7 @@ impl Record {
             handle: Arc::clone(&w.handle),
             spec: Arc::clone(&w.spec),
             state: w.state,
-            in_heartbeat_index: false,
+            heartbeat_key: None,
             current_job: w.current_job.clone(),
             jobs_executed: w.jobs_executed,
             created_at: w.created_at,
@@ -221,15 +222,23 @@ impl Indexes {
                 self.drained.remove(&id);
             }
         }
-        if after.heartbeat && !rec.in_heartbeat_index {
-            self.heartbeat_due.insert((rec.heartbeat().max(floor), id));
-            rec.in_heartbeat_index = true;
+        if after.heartbeat && rec.heartbeat_key.is_none() {
+            self.file_heartbeat(id, rec, floor);
+        } else if !after.heartbeat {
+            if let Some(key) = rec.heartbeat_key.take() {
+                self.heartbeat_due.remove(&(key, id));
+            }
         }
-        // Leaving the heartbeat states is lazy: the entry is dropped when it comes due.
     }
 
-    /// Removes every trace of a record that leaves the registry (its lazy heartbeat entry is
-    /// dropped when it comes due: ids are never reused).
+    /// Files `id` in `heartbeat_due` under its live heartbeat (or the grace floor).
+    pub fn file_heartbeat(&mut self, id: WorkerId, rec: &mut Record, floor: Timestamp) {
+        let key = rec.heartbeat().max(floor);
+        self.heartbeat_due.insert((key, id));
+        rec.heartbeat_key = Some(key);
+    }
+
+    /// Removes every trace of a record that leaves the registry.
     pub fn forget(&mut self, id: WorkerId, rec: &mut Record) {
         let (before, idle_since) = (rec.membership(), rec.idle_since);
         self.refile(id, before, idle_since, Membership::none(), rec, 0);

@@ -213,7 +213,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
             handle: Arc::new(handle),
             spec,
             state: WorkerState::Creating,
-            in_heartbeat_index: false,
+            heartbeat_key: None,
             current_job: None,
             jobs_executed: 0,
             created_at: now,
@@ -493,21 +493,23 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
                 .collect()
         };
         let mut unhealthy = Vec::new();
-        for (_, id) in due {
+        for (key, id) in due {
             let mut shard = self.shard(&id).write();
             let Some(rec) = shard.get_mut(&id) else {
                 continue;
             };
-            rec.in_heartbeat_index = false;
+            // Another caller may have re-filed it since we popped the entry.
+            if rec.heartbeat_key != Some(key) {
+                continue;
+            }
+            rec.heartbeat_key = None;
             if !rec.state.heartbeat_monitored() {
                 continue;
             }
             // Re-file under the live heartbeat; a worker still due stays due for the next
             // look, so a held-back health check finds it again.
-            let effective = rec.heartbeat().max(floor);
-            self.indexes.lock().heartbeat_due.insert((effective, id));
-            rec.in_heartbeat_index = true;
-            if effective < cutoff {
+            self.indexes.lock().file_heartbeat(id, rec, floor);
+            if rec.heartbeat().max(floor) < cutoff {
                 unhealthy.push(rec.to_worker(id));
             }
         }
