@@ -74,10 +74,16 @@ impl WorkerState {
         TRANSITIONS[self as usize][to as usize]
     }
 
-    /// Whether `update_state` may move `self -> to`: a legal move that neither enters nor
-    /// leaves `Busy` (only assign/claim and release do that). Same state is not a move.
+    /// Whether `update_state` may move `self -> to`: a legal move other than the two that go
+    /// with a job, `Ready -> Busy` (only assign/claim, which hand the job over) and
+    /// `Busy -> Ready` (only release, which takes it back). Same state is not a move.
+    ///
+    /// `Busy -> Draining` (the job finishes first: a lifetime drain) and
+    /// `Busy -> Terminating/Terminated` (the job is reported lost) stay open to `update_state`:
+    /// without them the lifecycle manager could neither drain a busy worker past its lifetime
+    /// nor retire a busy worker that went silent.
     pub fn can_update_to(self, to: WorkerState) -> bool {
-        self.can_transition_to(to) && self != Busy && to != Busy
+        self.can_transition_to(to) && to != Busy && !(self == Busy && to == Ready)
     }
 
     /// Only `Ready` accepts jobs.
@@ -163,7 +169,7 @@ mod tests {
                 );
                 assert_eq!(
                     from.can_update_to(to),
-                    design_allows(from, to) && from != Busy && to != Busy,
+                    design_allows(from, to) && to != Busy && !(from == Busy && to == Ready),
                     "update_state {from} -> {to}"
                 );
             }

@@ -68,9 +68,10 @@ pub trait WorkerRegistry: Send + Sync + fmt::Debug {
     }
 
     /// Moves a worker to `state` and returns the new snapshot. The same state is a no-op
-    /// (no event). Never enters or leaves `Busy`: that is `assign`/`claim` and `release`.
-    /// `Draining -> Ready` only without a job. Entering `Terminating`/`Terminated` with a job
-    /// reports it lost.
+    /// (no event). Never makes the job moves `Ready -> Busy` (that is `assign`/`claim`) nor
+    /// `Busy -> Ready` (that is `release`); `Busy -> Draining` keeps the job, which finishes
+    /// first. `Draining -> Ready` only without a job. Entering `Terminating`/`Terminated` with a
+    /// job reports it lost ([`EventKind::JobLost`]) and clears it.
     ///
     /// # Errors
     /// `NotFound`; `InvalidTransition` for a move the state machine refuses.
