@@ -126,3 +126,104 @@ pub fn assert_invariants(registry: &dyn WorkerRegistry) -> Vec<Worker> {
 pub fn kinds(sub: &Subscription) -> Vec<EventKind> {
     sub.drain().into_iter().map(|e| e.kind).collect()
 }
+
+/// Milliseconds of a duration (deadline arithmetic as DESIGN.md §3 states it).
+pub fn ms(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Brute force: the workers past their heartbeat deadline at `now` (monitored state, silent for
+/// longer than `timeout` since their last heartbeat or the grace floor, whichever is later).
+pub fn expected_unhealthy(
+    all: &[Worker],
+    now: Timestamp,
+    timeout: std::time::Duration,
+    floor: Timestamp,
+) -> std::collections::BTreeSet<WorkerId> {
+    all.iter()
+        .filter(|w| {
+            w.state.heartbeat_monitored()
+                && now.saturating_sub(w.last_heartbeat.max(floor)) > ms(timeout)
+        })
+        .map(|w| w.id)
+        .collect()
+}
+
+/// Brute force: the workers past their startup deadline at `now`.
+pub fn expected_startup_expired(
+    all: &[Worker],
+    now: Timestamp,
+    timeout: std::time::Duration,
+    floor: Timestamp,
+) -> std::collections::BTreeSet<WorkerId> {
+    all.iter()
+        .filter(|w| {
+            w.state.is_starting() && now.saturating_sub(w.created_at.max(floor)) > ms(timeout)
+        })
+        .map(|w| w.id)
+        .collect()
+}
+
+/// Brute force: who is due for retirement at `now`, and why (DESIGN.md §3–§4): lifetime
+/// (anything not yet draining or leaving; it wins over idle), idle (`Ready` only, from
+/// `idle_since`), drained / max jobs (`Draining` without a job).
+pub fn expected_termination(
+    all: &[Worker],
+    now: Timestamp,
+) -> std::collections::BTreeMap<WorkerId, TerminationReason> {
+    use WorkerState::*;
+    let mut due = std::collections::BTreeMap::new();
+    for w in all {
+        let lifetime_tracked = matches!(w.state, Creating | Connecting | Ready | Busy);
+        let reason =
+            if lifetime_tracked && now.saturating_sub(w.created_at) > ms(w.spec.max_lifetime) {
+                Some(TerminationReason::Lifetime)
+            } else if w.state == Ready
+                && now.saturating_sub(w.idle_since.expect("ready has idle_since"))
+                    > ms(w.spec.idle_timeout)
+            {
+                Some(TerminationReason::Idle)
+            } else if w.state == Draining && w.current_job.is_none() {
+                let exhausted = w
+                    .spec
+                    .max_jobs
+                    .is_some_and(|m| w.jobs_executed >= u64::from(m));
+                Some(if exhausted {
+                    TerminationReason::MaxJobs
+                } else {
+                    TerminationReason::Drained
+                })
+            } else {
+                None
+            };
+        if let Some(r) = reason {
+            due.insert(w.id, r);
+        }
+    }
+    due
+}
+
+/// `find_for_termination` as a map, checking that each worker appears once and that every
+/// reported snapshot is the live record.
+pub fn termination_map(
+    registry: &dyn WorkerRegistry,
+) -> std::collections::BTreeMap<WorkerId, TerminationReason> {
+    let list = registry
+        .find_for_termination()
+        .expect("find_for_termination");
+    let map: std::collections::BTreeMap<_, _> = list.iter().map(|(w, r)| (w.id, *r)).collect();
+    assert_eq!(map.len(), list.len(), "each worker reported once");
+    for (w, _) in &list {
+        assert_eq!(
+            registry.get(&w.id).unwrap().as_ref(),
+            Some(w),
+            "live snapshot"
+        );
+    }
+    map
+}
+
+/// The ids of `workers`, as a set.
+pub fn id_set(workers: &[Worker]) -> std::collections::BTreeSet<WorkerId> {
+    workers.iter().map(|w| w.id).collect()
+}
