@@ -48,6 +48,7 @@ mod error;
 mod events;
 mod filter;
 mod ids;
+mod lifecycle;
 mod registry;
 mod state;
 mod worker;
@@ -57,6 +58,12 @@ pub use error::{Error, Result};
 pub use events::{EventKind, SubscribeOptions, Subscription, WorkerLifecycleEvent};
 pub use filter::WorkerFilter;
 pub use ids::{JobId, ProviderId, WorkerId, MAX_JOB_ID_LEN, MAX_PROVIDER_ID_LEN};
+pub use lifecycle::{
+    CleanupResult, DestroyFailure, HealthCheckResult, LifecycleStats, LostJob, MassExpiryHold,
+    OrphanInstance, ProviderBackoff, ProviderError, ProviderErrorKind, ProvisionFailure,
+    ProvisionedWorker, ReconcileReport, ScalingPlan, TerminatedWorker, TickReport, UnhealthyWorker,
+    WorkerLifecycleConfig, WorkerLifecycleManager, WorkerProvider,
+};
 pub use registry::{
     InMemoryWorkerRegistry, Snapshot, StateCounts, WorkerRegistry, WorkerRegistryStats,
     SNAPSHOT_FORMAT,
@@ -71,6 +78,7 @@ pub use worker::{
 fn assert_send_sync() {
     fn check<T: Send + Sync>() {}
     check::<InMemoryWorkerRegistry>();
+    check::<WorkerLifecycleManager>();
     check::<Subscription>();
     check::<std::sync::Arc<dyn WorkerRegistry>>();
 }

@@ -1,0 +1,291 @@
+//! [`WorkerLifecycleConfig`]: the manager's timeouts, limits and scaling policy.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::duration_secs;
+use crate::error::{Error, Result};
+
+/// Timeouts, limits and the scaling policy of a
+/// [`WorkerLifecycleManager`](crate::WorkerLifecycleManager).
+///
+/// Serialized with every duration as (possibly fractional) seconds; missing fields take their
+/// default, unknown fields are refused:
+///
+/// ```
+/// use hodei_workers::WorkerLifecycleConfig;
+/// use std::time::Duration;
+/// let config: WorkerLifecycleConfig =
+///     serde_json::from_str(r#"{"heartbeat_timeout": 1.5, "max_workers": 4}"#).unwrap();
+/// assert_eq!(config.heartbeat_timeout, Duration::from_millis(1500));
+/// assert_eq!(config.min_ready_workers, 1);
+/// config.validate().unwrap();
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerLifecycleConfig {
+    /// A worker in `Connecting`, `Ready`, `Busy` or `Draining` silent for longer than this is
+    /// unhealthy. Default 60 s. Also the longest pause between ticks that is not treated as a
+    /// host stall.
+    #[serde(with = "duration_secs")]
+    pub heartbeat_timeout: Duration,
+    /// How often `tick` runs the health check. Default 30 s.
+    #[serde(with = "duration_secs")]
+    pub health_check_interval: Duration,
+    /// A worker still `Creating`/`Connecting` this long after registration is expired.
+    /// Default 300 s.
+    #[serde(with = "duration_secs")]
+    pub startup_timeout: Duration,
+    /// Idle `Ready` workers the autoscaler keeps warm. Default 1.
+    pub min_ready_workers: usize,
+    /// Hard ceiling on workers: every registered worker and every provision in flight counts.
+    /// Default 10.
+    pub max_workers: usize,
+    /// `should_scale_up` is true when more jobs than this are pending (and there is room).
+    /// Default 5.
+    pub scale_up_threshold: usize,
+    /// `should_scale_down` is true when more workers than this are idle `Ready` (and above
+    /// `min_ready_workers`). Default 3.
+    pub scale_down_threshold: usize,
+    /// Minimum time between two automatic scale-ups. Default 10 s.
+    #[serde(with = "duration_secs")]
+    pub scale_up_cooldown: Duration,
+    /// Minimum time after any automatic scaling action before an automatic scale-down (so a
+    /// fleet does not flap between bursts). Default 60 s.
+    #[serde(with = "duration_secs")]
+    pub scale_down_cooldown: Duration,
+    /// Most workers `tick` provisions in one call. Default 5.
+    pub max_provision_per_tick: usize,
+    /// Most actions (state changes and provider calls) one `tick` performs; what is left is
+    /// done by the next ticks. Prevents a herd after an outage. Default 100.
+    pub max_actions_per_tick: usize,
+    /// Delay before the first retry of a failed destroy; doubles on each failure. Default 1 s.
+    #[serde(with = "duration_secs")]
+    pub destroy_retry_initial: Duration,
+    /// Longest delay between destroy retries. Default 300 s.
+    #[serde(with = "duration_secs")]
+    pub destroy_retry_max: Duration,
+    /// Back-off after the first failed create of a provider; doubles with each consecutive
+    /// failure. Default 5 s.
+    #[serde(with = "duration_secs")]
+    pub provider_backoff_initial: Duration,
+    /// Longest provider back-off. Default 300 s.
+    #[serde(with = "duration_secs")]
+    pub provider_backoff_max: Duration,
+    /// The brake: when more than this fraction of the live workers would be declared unhealthy
+    /// in one health check, none is (a partition on the host's side must not kill a healthy
+    /// fleet). In `(0, 1]`; 1 disables the brake. Default 0.55.
+    pub max_unhealthy_fraction: f64,
+    /// The brake's floor: this many workers can always be declared unhealthy at once, whatever
+    /// the fraction, so that a fleet of one to three can still lose one. Default 1.
+    pub unhealthy_floor: usize,
+}
+
+impl Default for WorkerLifecycleConfig {
+    fn default() -> Self {
+        WorkerLifecycleConfig {
+            heartbeat_timeout: Duration::from_secs(60),
+            health_check_interval: Duration::from_secs(30),
+            startup_timeout: Duration::from_secs(300),
+            min_ready_workers: 1,
+            max_workers: 10,
+            scale_up_threshold: 5,
+            scale_down_threshold: 3,
+            scale_up_cooldown: Duration::from_secs(10),
+            scale_down_cooldown: Duration::from_secs(60),
+            max_provision_per_tick: 5,
+            max_actions_per_tick: 100,
+            destroy_retry_initial: Duration::from_secs(1),
+            destroy_retry_max: Duration::from_secs(300),
+            provider_backoff_initial: Duration::from_secs(5),
+            provider_backoff_max: Duration::from_secs(300),
+            max_unhealthy_fraction: 0.55,
+            unhealthy_floor: 1,
+        }
+    }
+}
+
+impl WorkerLifecycleConfig {
+    /// Checks the configuration for nonsense.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the field: a zero timeout, interval or retry delay
+    /// (below 1 ms), `max_workers == 0`, `min_ready_workers > max_workers`, a zero
+    /// `max_provision_per_tick` or `max_actions_per_tick`, a retry or back-off maximum below its
+    /// initial delay, a `max_unhealthy_fraction` outside `(0, 1]`.
+    pub fn validate(&self) -> Result<()> {
+        let positive = [
+            ("heartbeat_timeout", self.heartbeat_timeout),
+            ("health_check_interval", self.health_check_interval),
+            ("startup_timeout", self.startup_timeout),
+            ("destroy_retry_initial", self.destroy_retry_initial),
+            ("provider_backoff_initial", self.provider_backoff_initial),
+        ];
+        for (name, value) in positive {
+            if value < Duration::from_millis(1) {
+                return Err(Error::invalid(format!(
+                    "config.{name} must be at least 1 ms, got {value:?}"
+                )));
+            }
+        }
+        if self.max_workers == 0 {
+            return Err(Error::invalid("config.max_workers must be at least 1"));
+        }
+        if self.min_ready_workers > self.max_workers {
+            return Err(Error::invalid(format!(
+                "config.min_ready_workers ({}) exceeds config.max_workers ({})",
+                self.min_ready_workers, self.max_workers
+            )));
+        }
+        if self.max_provision_per_tick == 0 {
+            return Err(Error::invalid(
+                "config.max_provision_per_tick must be at least 1",
+            ));
+        }
+        if self.max_actions_per_tick == 0 {
+            return Err(Error::invalid(
+                "config.max_actions_per_tick must be at least 1",
+            ));
+        }
+        if self.destroy_retry_max < self.destroy_retry_initial {
+            return Err(Error::invalid(format!(
+                "config.destroy_retry_max ({:?}) is below config.destroy_retry_initial ({:?})",
+                self.destroy_retry_max, self.destroy_retry_initial
+            )));
+        }
+        if self.provider_backoff_max < self.provider_backoff_initial {
+            return Err(Error::invalid(format!(
+                "config.provider_backoff_max ({:?}) is below config.provider_backoff_initial ({:?})",
+                self.provider_backoff_max, self.provider_backoff_initial
+            )));
+        }
+        let f = self.max_unhealthy_fraction;
+        if !f.is_finite() || f <= 0.0 || f > 1.0 {
+            return Err(Error::invalid(format!(
+                "config.max_unhealthy_fraction must be in (0, 1], got {f}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// `initial * 2^(attempts - 1)`, capped at `max` (attempts counts failures so far, >= 1).
+pub(crate) fn backoff_delay(initial: Duration, max: Duration, attempts: u32) -> Duration {
+    let exp = attempts.saturating_sub(1).min(32);
+    initial.saturating_mul(1u32 << exp.min(31)).min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_seed_values_and_valid() {
+        let c = WorkerLifecycleConfig::default();
+        assert_eq!(c.heartbeat_timeout, Duration::from_secs(60));
+        assert_eq!(c.health_check_interval, Duration::from_secs(30));
+        assert_eq!(c.startup_timeout, Duration::from_secs(300));
+        assert_eq!((c.min_ready_workers, c.max_workers), (1, 10));
+        assert_eq!((c.scale_up_threshold, c.scale_down_threshold), (5, 3));
+        assert_eq!(c.max_unhealthy_fraction, 0.55);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn nonsense_is_invalid_argument() {
+        let base = WorkerLifecycleConfig::default();
+        let cases: Vec<(&str, WorkerLifecycleConfig)> = vec![
+            (
+                "heartbeat_timeout",
+                WorkerLifecycleConfig {
+                    heartbeat_timeout: Duration::ZERO,
+                    ..base.clone()
+                },
+            ),
+            (
+                "startup_timeout",
+                WorkerLifecycleConfig {
+                    startup_timeout: Duration::ZERO,
+                    ..base.clone()
+                },
+            ),
+            (
+                "min_ready_workers",
+                WorkerLifecycleConfig {
+                    min_ready_workers: 11,
+                    ..base.clone()
+                },
+            ),
+            (
+                "max_workers",
+                WorkerLifecycleConfig {
+                    max_workers: 0,
+                    min_ready_workers: 0,
+                    ..base.clone()
+                },
+            ),
+            (
+                "max_unhealthy_fraction",
+                WorkerLifecycleConfig {
+                    max_unhealthy_fraction: f64::NAN,
+                    ..base.clone()
+                },
+            ),
+            (
+                "max_unhealthy_fraction",
+                WorkerLifecycleConfig {
+                    max_unhealthy_fraction: 0.0,
+                    ..base.clone()
+                },
+            ),
+            (
+                "destroy_retry_max",
+                WorkerLifecycleConfig {
+                    destroy_retry_max: Duration::from_millis(10),
+                    ..base.clone()
+                },
+            ),
+            (
+                "max_actions_per_tick",
+                WorkerLifecycleConfig {
+                    max_actions_per_tick: 0,
+                    ..base.clone()
+                },
+            ),
+        ];
+        for (field, config) in cases {
+            match config.validate() {
+                Err(Error::InvalidArgument(msg)) => assert!(msg.contains(field), "{msg}"),
+                other => panic!("{field}: expected InvalidArgument, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn json_round_trip_in_seconds() {
+        let c = WorkerLifecycleConfig {
+            heartbeat_timeout: Duration::from_millis(1500),
+            ..WorkerLifecycleConfig::default()
+        };
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json["heartbeat_timeout"], 1.5);
+        assert_eq!(json["startup_timeout"], 300);
+        let back: WorkerLifecycleConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(back, c);
+        assert!(
+            serde_json::from_str::<WorkerLifecycleConfig>(r#"{"heartbeat_timout": 1}"#).is_err()
+        );
+        assert!(
+            serde_json::from_str::<WorkerLifecycleConfig>(r#"{"heartbeat_timeout": -1}"#).is_err()
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let (i, m) = (Duration::from_secs(1), Duration::from_secs(10));
+        let delays: Vec<u64> = (1..=6).map(|a| backoff_delay(i, m, a).as_secs()).collect();
+        assert_eq!(delays, vec![1, 2, 4, 8, 10, 10]);
+        assert_eq!(backoff_delay(i, m, u32::MAX), m);
+    }
+}

@@ -1,0 +1,21 @@
+//! The lifecycle engine: [`WorkerLifecycleManager`], its [`WorkerLifecycleConfig`], the
+//! [`WorkerProvider`] trait, and the plain-data reports its operations return.
+//!
+//! The manager is synchronous and tick-driven (DESIGN.md §5): the host calls
+//! [`WorkerLifecycleManager::tick`] regularly and everything due happens inside it, on the
+//! registry's clock.
+
+mod config;
+mod manager;
+mod provider;
+mod report;
+mod scaling;
+
+pub use config::WorkerLifecycleConfig;
+pub use manager::WorkerLifecycleManager;
+pub use provider::{ProviderError, ProviderErrorKind, WorkerProvider};
+pub use report::{
+    CleanupResult, DestroyFailure, HealthCheckResult, LifecycleStats, LostJob, MassExpiryHold,
+    OrphanInstance, ProviderBackoff, ProvisionFailure, ProvisionedWorker, ReconcileReport,
+    ScalingPlan, TerminatedWorker, TickReport, UnhealthyWorker,
+};

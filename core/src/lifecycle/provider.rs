@@ -1,0 +1,210 @@
+//! [`WorkerProvider`]: where workers come from, and [`ProviderError`].
+
+use std::any::Any;
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::ProviderId;
+use crate::worker::{ProviderType, WorkerHandle, WorkerSpec};
+
+/// A source of workers: Docker, Kubernetes, a cloud API, local processes…
+///
+/// The manager calls a provider only from the thread that called it (`tick`,
+/// `provision_worker`, `terminate_worker`, `reconcile`, …), never while it holds a registry
+/// lock or one of its own locks. A panic in any method is caught and becomes a
+/// [`ProviderError`] of kind [`ProviderErrorKind::Panicked`].
+///
+/// # Examples
+/// ```
+/// use hodei_workers::*;
+///
+/// #[derive(Debug)]
+/// struct Echo;
+///
+/// impl WorkerProvider for Echo {
+///     fn provider_id(&self) -> ProviderId { ProviderId::new("echo").unwrap() }
+///     fn provider_type(&self) -> ProviderType { ProviderType::BareMetal }
+///     fn create_worker(&self, _spec: &WorkerSpec) -> std::result::Result<WorkerHandle, ProviderError> {
+///         Ok(WorkerHandle::new(self.provider_id(), self.provider_type(), "instance-1"))
+///     }
+///     fn destroy_worker(&self, _handle: &WorkerHandle) -> std::result::Result<(), ProviderError> {
+///         Ok(())
+///     }
+/// }
+/// assert!(Echo.list_workers().unwrap_err().is_unsupported());
+/// ```
+pub trait WorkerProvider: Send + Sync {
+    /// The provider's id (asked once, at `register_provider`).
+    fn provider_id(&self) -> ProviderId;
+
+    /// The kind of infrastructure (asked once, at `register_provider`).
+    fn provider_type(&self) -> ProviderType;
+
+    /// Asks for a new worker and returns quickly: the worker reports in later (the host moves
+    /// it to `Connecting`/`Ready` when its agent calls in). The returned handle carries the new
+    /// worker's id (use [`WorkerHandle::new`] for a fresh one) and the provider's instance id;
+    /// the manager registers it in `Creating`.
+    ///
+    /// # Errors
+    /// Whatever went wrong; consecutive failures back the provider off.
+    fn create_worker(&self, spec: &WorkerSpec) -> Result<WorkerHandle, ProviderError>;
+
+    /// Destroys the instance. `Ok` (or an error of kind [`ProviderErrorKind::NotFound`]: it is
+    /// already gone) confirms destruction and lets the record leave the registry; any other
+    /// error keeps the worker `Terminating` and the destroy is retried with back-off.
+    ///
+    /// # Errors
+    /// Whatever went wrong.
+    fn destroy_worker(&self, handle: &WorkerHandle) -> Result<(), ProviderError>;
+
+    /// The instances the provider really has, for `reconcile`. The default answers
+    /// [`ProviderError::unsupported`]: reconcile then skips this provider.
+    ///
+    /// # Errors
+    /// Whatever went wrong, or unsupported.
+    fn list_workers(&self) -> Result<Vec<WorkerHandle>, ProviderError> {
+        Err(ProviderError::unsupported("list_workers"))
+    }
+}
+
+/// What kind of failure a [`ProviderError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum ProviderErrorKind {
+    /// The call failed.
+    Failed = 0,
+    /// The instance does not exist (for `destroy_worker`: it is already gone, which counts as
+    /// destroyed).
+    NotFound = 1,
+    /// The provider does not support the operation (e.g. `list_workers`).
+    Unsupported = 2,
+    /// The provider panicked (or, in a binding, raised); caught by the manager.
+    Panicked = 3,
+}
+
+impl ProviderErrorKind {
+    /// Stable lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderErrorKind::Failed => "failed",
+            ProviderErrorKind::NotFound => "not_found",
+            ProviderErrorKind::Unsupported => "unsupported",
+            ProviderErrorKind::Panicked => "panicked",
+        }
+    }
+}
+
+impl fmt::Display for ProviderErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A provider's failure: its kind and what it said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message} ({kind})")]
+pub struct ProviderError {
+    /// The kind of failure.
+    pub kind: ProviderErrorKind,
+    /// What the provider said.
+    pub message: String,
+}
+
+impl ProviderError {
+    /// A failure ([`ProviderErrorKind::Failed`]).
+    pub fn new(message: impl Into<String>) -> Self {
+        ProviderError {
+            kind: ProviderErrorKind::Failed,
+            message: message.into(),
+        }
+    }
+
+    /// The instance does not exist ([`ProviderErrorKind::NotFound`]).
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ProviderError {
+            kind: ProviderErrorKind::NotFound,
+            message: message.into(),
+        }
+    }
+
+    /// The operation is not supported ([`ProviderErrorKind::Unsupported`]).
+    pub fn unsupported(operation: impl Into<String>) -> Self {
+        ProviderError {
+            kind: ProviderErrorKind::Unsupported,
+            message: format!("{} is not supported", operation.into()),
+        }
+    }
+
+    /// A caught panic ([`ProviderErrorKind::Panicked`]).
+    pub fn panicked(message: impl Into<String>) -> Self {
+        ProviderError {
+            kind: ProviderErrorKind::Panicked,
+            message: message.into(),
+        }
+    }
+
+    /// Whether the operation is unsupported.
+    pub fn is_unsupported(&self) -> bool {
+        self.kind == ProviderErrorKind::Unsupported
+    }
+
+    /// Whether the instance does not exist.
+    pub fn is_not_found(&self) -> bool {
+        self.kind == ProviderErrorKind::NotFound
+    }
+}
+
+/// Runs a provider call, turning a panic into a [`ProviderError`].
+///
+/// `AssertUnwindSafe`: the provider's own state may be left inconsistent by its panic, but the
+/// manager's is not (no manager or registry lock is held across the call), and the provider is
+/// told of the failure only through the error it gets back.
+pub(crate) fn guarded<T>(
+    what: &str,
+    call: impl FnOnce() -> Result<T, ProviderError>,
+) -> Result<T, ProviderError> {
+    match catch_unwind(AssertUnwindSafe(call)) {
+        Ok(result) => result,
+        Err(payload) => Err(ProviderError::panicked(format!(
+            "{what} panicked: {}",
+            panic_message(payload.as_ref())
+        ))),
+    }
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(non-text panic payload)".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panics_become_errors() {
+        let err = guarded::<()>("create_worker", || panic!("boom {}", 7)).unwrap_err();
+        assert_eq!(err.kind, ProviderErrorKind::Panicked);
+        assert_eq!(err.message, "create_worker panicked: boom 7");
+        let err = guarded::<()>("destroy_worker", || std::panic::panic_any(42u8)).unwrap_err();
+        assert!(err.message.contains("non-text"), "{}", err.message);
+        assert_eq!(guarded("x", || Ok(5)).unwrap(), 5);
+    }
+
+    #[test]
+    fn error_display_names_kind() {
+        assert_eq!(
+            ProviderError::not_found("no container c-1").to_string(),
+            "no container c-1 (not_found)"
+        );
+        assert!(ProviderError::unsupported("list_workers").is_unsupported());
+    }
+}

@@ -1,0 +1,291 @@
+//! What the manager's operations report: plain data (ids, numbers, strings, `Vec`, `Option`),
+//! serializable, easy to carry across the C and Python boundaries.
+
+use serde::Serialize;
+
+use crate::clock::Timestamp;
+use crate::ids::{JobId, ProviderId, WorkerId};
+use crate::registry::WorkerRegistryStats;
+use crate::state::WorkerState;
+use crate::worker::TerminationReason;
+
+use super::provider::ProviderErrorKind;
+
+/// A job that was running on a worker taken out of service: the host must requeue it.
+/// (The registry also emits [`EventKind::JobLost`](crate::EventKind::JobLost) for it.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LostJob {
+    /// The worker that held it.
+    pub worker_id: WorkerId,
+    /// The job.
+    pub job_id: JobId,
+}
+
+/// A worker declared unhealthy by a health check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnhealthyWorker {
+    /// The worker.
+    pub worker_id: WorkerId,
+    /// Its provider.
+    pub provider_id: ProviderId,
+    /// The state it was in.
+    pub state: WorkerState,
+    /// [`TerminationReason::Unhealthy`] (heartbeat deadline) or
+    /// [`TerminationReason::StartupTimeout`] (never reached `Ready`).
+    pub reason: TerminationReason,
+    /// Its last heartbeat (registration counts as one).
+    pub last_heartbeat: Timestamp,
+}
+
+/// A worker whose instance the provider confirmed destroyed and whose record left the
+/// registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TerminatedWorker {
+    /// The worker.
+    pub worker_id: WorkerId,
+    /// Its provider.
+    pub provider_id: ProviderId,
+    /// The provider's instance id.
+    pub resource_id: String,
+    /// Why it was terminated.
+    pub reason: TerminationReason,
+}
+
+/// A destroy the provider failed: the worker stays `Terminating` and is retried.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DestroyFailure {
+    /// The worker.
+    pub worker_id: WorkerId,
+    /// Its provider.
+    pub provider_id: ProviderId,
+    /// The provider's instance id.
+    pub resource_id: String,
+    /// What went wrong.
+    pub error: String,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// When the next attempt is due (registry clock).
+    pub next_retry_at: Timestamp,
+}
+
+/// A worker the manager asked a provider for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProvisionedWorker {
+    /// The new worker (registered in `Creating`).
+    pub worker_id: WorkerId,
+    /// Its provider.
+    pub provider_id: ProviderId,
+    /// The provider's instance id.
+    pub resource_id: String,
+}
+
+/// A create the provider failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProvisionFailure {
+    /// The provider.
+    pub provider_id: ProviderId,
+    /// The kind of failure.
+    pub kind: ProviderErrorKind,
+    /// What went wrong.
+    pub error: String,
+    /// Consecutive failures of this provider so far.
+    pub consecutive_failures: u32,
+    /// Until when automatic provisioning from this provider is suspended.
+    pub backoff_until: Timestamp,
+}
+
+/// A provider that automatic provisioning is leaving alone after consecutive failures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProviderBackoff {
+    /// The provider.
+    pub provider_id: ProviderId,
+    /// Consecutive create failures.
+    pub consecutive_failures: u32,
+    /// When it may be asked again (registry clock).
+    pub until: Timestamp,
+}
+
+/// The brake held: too many workers would have been declared unhealthy at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MassExpiryHold {
+    /// How many would have been declared unhealthy.
+    pub would_expire: usize,
+    /// Live workers (not `Terminating`/`Terminated`) at the time.
+    pub live: usize,
+    /// The most that may be declared at once: `max(unhealthy_floor, floor(fraction * live))`.
+    pub allowed: usize,
+}
+
+/// What [`run_health_check`](crate::WorkerLifecycleManager::run_health_check) found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HealthCheckResult {
+    /// When it ran (registry clock).
+    pub checked_at: Timestamp,
+    /// Workers declared unhealthy (moved to `Terminating`, `UnhealthyDetected` emitted).
+    pub unhealthy: Vec<UnhealthyWorker>,
+    /// Jobs they held: requeue them.
+    pub lost_jobs: Vec<LostJob>,
+    /// Unhealthy workers destroyed and unregistered.
+    pub terminated: Vec<TerminatedWorker>,
+    /// Unhealthy workers whose destroy failed (retried later).
+    pub failed: Vec<DestroyFailure>,
+    /// Set when the mass-expiry brake held: nobody was declared unhealthy.
+    pub held: Option<MassExpiryHold>,
+    /// Workers found due but left for a later check because of the per-tick action cap.
+    pub deferred: usize,
+}
+
+/// What [`cleanup_workers`](crate::WorkerLifecycleManager::cleanup_workers) (and
+/// [`terminate_worker`](crate::WorkerLifecycleManager::terminate_worker)) did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CleanupResult {
+    /// Workers destroyed and unregistered, with the reason.
+    pub terminated: Vec<TerminatedWorker>,
+    /// Busy workers past their lifetime moved to `Draining` (they finish their job first).
+    pub drained: Vec<WorkerId>,
+    /// Destroys that failed: those workers stay `Terminating` and are retried with back-off.
+    pub failed: Vec<DestroyFailure>,
+    /// Jobs lost by workers taken out of service (only by `terminate_worker` on a busy worker).
+    pub lost_jobs: Vec<LostJob>,
+    /// Work found due but left for later because of the per-tick action cap.
+    pub deferred: usize,
+}
+
+/// The autoscaler's decision with its inputs (see
+/// [`plan_scaling`](crate::WorkerLifecycleManager::plan_scaling)).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ScalingPlan {
+    /// When it was computed (registry clock).
+    pub at: Timestamp,
+    /// Jobs waiting, as told by the host.
+    pub pending_jobs: usize,
+    /// Idle `Ready` workers.
+    pub ready: usize,
+    /// `Busy` workers.
+    pub busy: usize,
+    /// `Creating` + `Connecting` workers: capacity on its way.
+    pub starting: usize,
+    /// Provider calls in flight (not yet registered): capacity on its way.
+    pub in_flight: usize,
+    /// Every registered worker plus those in flight: what counts against `max_workers`.
+    pub total: usize,
+    /// Workers wanted beyond what is ready or on its way:
+    /// `pending + min_ready_workers - ready - starting - in_flight` (at least 0).
+    pub wanted: usize,
+    /// Workers to provision now (after the caps below).
+    pub provision: usize,
+    /// Idle `Ready` workers to retire now, longest idle first (never a busy one).
+    pub scale_down: Vec<WorkerId>,
+    /// What limited `provision` or `scale_down`, if anything (e.g. `"max_workers 10"`,
+    /// `"scale-up cooldown until 1700000012000"`, `"provider p backing off"`).
+    pub limits: Vec<String>,
+    /// One line that explains the decision with its inputs, e.g.
+    /// `"+3: pending 7, in flight 2, ready 1, capped by max_workers 10"`.
+    pub explanation: String,
+}
+
+/// Everything one [`tick`](crate::WorkerLifecycleManager::tick) did, and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TickReport {
+    /// When it ran (registry clock).
+    pub at: Timestamp,
+    /// Pending jobs as told by the host.
+    pub pending_jobs: usize,
+    /// Set to the length of the pause (ms) when the previous tick was longer ago than
+    /// `heartbeat_timeout`: every worker got a fresh grace period instead of being expired.
+    pub stall_grace: Option<u64>,
+    /// Whether the health check ran in this tick (it runs every `health_check_interval`).
+    pub health_checked: bool,
+    /// Workers declared unhealthy.
+    pub unhealthy: Vec<UnhealthyWorker>,
+    /// Jobs lost by workers taken out of service: requeue them.
+    pub lost_jobs: Vec<LostJob>,
+    /// Set when the mass-expiry brake held.
+    pub mass_expiry_held: Option<MassExpiryHold>,
+    /// Workers destroyed and unregistered (unhealthy, idle, lifetime, drained, scaled down,
+    /// destroy retries that succeeded).
+    pub terminated: Vec<TerminatedWorker>,
+    /// Destroys that failed (retried later with back-off).
+    pub failed: Vec<DestroyFailure>,
+    /// Workers moved to `Draining`.
+    pub drained: Vec<WorkerId>,
+    /// Workers provisioned.
+    pub provisioned: Vec<ProvisionedWorker>,
+    /// Creates that failed.
+    pub provision_failures: Vec<ProvisionFailure>,
+    /// Providers being backed off after consecutive create failures.
+    pub provider_backoff: Vec<ProviderBackoff>,
+    /// The scaling decision (absent when no scaling target is set).
+    pub scaling: Option<ScalingPlan>,
+    /// Human-readable lines explaining the decisions taken (scaling, brake, stall, cap).
+    pub decisions: Vec<String>,
+    /// Actions performed (state changes and provider calls).
+    pub actions: usize,
+    /// Whether the action cap stopped this tick early (the rest is done by the next ticks).
+    pub capped: bool,
+    /// Set when another thread was ticking: this call did nothing.
+    pub skipped: bool,
+}
+
+/// A provider instance the registry does not know, found by `reconcile`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrphanInstance {
+    /// The provider.
+    pub provider_id: ProviderId,
+    /// The instance id.
+    pub resource_id: String,
+    /// `None` when destroyed; the error otherwise (tried again by the next reconcile).
+    pub error: Option<String>,
+}
+
+/// What [`reconcile`](crate::WorkerLifecycleManager::reconcile) found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReconcileReport {
+    /// When it ran (registry clock).
+    pub at: Timestamp,
+    /// Providers whose instances were compared with the registry.
+    pub checked: Vec<ProviderId>,
+    /// Providers that do not support `list_workers` (skipped).
+    pub unsupported: Vec<ProviderId>,
+    /// Providers whose `list_workers` failed, with the error (skipped).
+    pub errors: Vec<(ProviderId, String)>,
+    /// Instances unknown to the registry, destroyed (or attempted).
+    pub orphans: Vec<OrphanInstance>,
+    /// Providers whose orphan check was skipped because a provision was in flight (its new
+    /// instance could not be told from an orphan); checked again next time.
+    pub orphan_check_skipped: Vec<ProviderId>,
+    /// Records whose instance vanished: expired with [`TerminationReason::Vanished`].
+    pub vanished: Vec<WorkerId>,
+    /// Jobs lost with them: requeue them.
+    pub lost_jobs: Vec<LostJob>,
+    /// `Terminating` records the manager was not destroying yet (e.g. after a restore), now
+    /// queued for destruction.
+    pub adopted_terminating: Vec<WorkerId>,
+}
+
+/// The manager's view of the fleet: the registry's counts plus its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LifecycleStats {
+    /// The registry's counts.
+    pub registry: WorkerRegistryStats,
+    /// Provider calls to create a worker in flight.
+    pub in_flight: usize,
+    /// Workers `Terminating` whose destroy is queued or being retried.
+    pub pending_destroys: usize,
+    /// Registered providers.
+    pub providers: usize,
+    /// Workers provisioned since the manager was made.
+    pub provisioned_total: u64,
+    /// Failed creates since the manager was made.
+    pub provision_failures_total: u64,
+    /// Workers destroyed and unregistered since the manager was made.
+    pub terminated_total: u64,
+    /// Failed destroy attempts since the manager was made.
+    pub destroy_failures_total: u64,
+    /// Workers declared unhealthy since the manager was made.
+    pub unhealthy_total: u64,
+    /// Jobs reported lost since the manager was made.
+    pub lost_jobs_total: u64,
+    /// Health checks held by the mass-expiry brake since the manager was made.
+    pub mass_expiry_holds_total: u64,
+}
