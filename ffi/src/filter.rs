@@ -1,0 +1,164 @@
+//! `hw_worker_filter`: which workers a find or claim is about. Every condition must hold; the
+//! empty filter matches every worker.
+
+use std::ffi::c_char;
+
+use engine::WorkerFilter;
+
+use crate::boundary::{
+    arg_mut, arg_out, arg_str, ffi_boundary, free_handle, hw_status, into_handle,
+};
+use crate::types::{ms, provider_id, provider_type, state_from_c};
+
+/// A filter under construction. Not thread-safe to change; once built, pass it (`const`) to any
+/// number of calls on any threads.
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Default)]
+pub struct hw_worker_filter {
+    pub(crate) filter: WorkerFilter,
+}
+
+/// A new filter that matches every worker.
+#[no_mangle]
+pub extern "C" fn hw_worker_filter_new(out: *mut *mut hw_worker_filter) -> hw_status {
+    ffi_boundary!(hw_worker_filter_new, {
+        let out = arg_out!(out);
+        out.write(into_handle(hw_worker_filter::default()));
+        Ok(())
+    })
+}
+
+/// Accepts workers in `state` (a `hw_worker_state`); called several times, any of the states.
+///
+/// Errors: `HW_ERR_INVALID_ARGUMENT` for an out-of-range state.
+#[no_mangle]
+pub extern "C" fn hw_worker_filter_add_state(
+    filter: *mut hw_worker_filter,
+    state: u32,
+) -> hw_status {
+    ffi_boundary!(hw_worker_filter_add_state, {
+        let filter = arg_mut!(filter);
+        let state = state_from_c(state)?;
+        filter.filter.states.insert(state);
+        Ok(())
+    })
+}
+
+/// Only workers of this provider.
+///
+/// Errors: `HW_ERR_INVALID_ARGUMENT` for an invalid provider id (empty, over 128 bytes,
+/// control characters).
+#[no_mangle]
+pub extern "C" fn hw_worker_filter_set_provider_id(
+    filter: *mut hw_worker_filter,
+    provider: *const c_char,
+) -> hw_status {
+    ffi_boundary!(hw_worker_filter_set_provider_id, {
+        let filter = arg_mut!(filter);
+        filter.filter.provider_id = Some(provider_id(arg_str!(provider))?);
+        Ok(())
+    })
+}
+
+/// Only workers of this provider type (`"docker"`, …, `"custom:NAME"`).
+///
+/// Errors: `HW_ERR_INVALID_ARGUMENT` for an unknown type.
+#[no_mangle]
+pub extern "C" fn hw_worker_filter_set_provider_type(
+    filter: *mut hw_worker_filter,
+    provider_type_name: *const c_char,
+) -> hw_status {
+    ffi_boundary!(hw_worker_filter_set_provider_type, {
+        let filter = arg_mut!(filter);
+        filter.filter.provider_type = Some(provider_type(arg_str!(provider_type_name))?);
+        Ok(())
+    })
+}
+
+/// Only workers that accept jobs now (`true`: `READY`) or only those that do not (`false`).
+#[no_mangle]
+pub extern "C" fn hw_worker_filter_set_accepting_jobs(
+    filter: *mut hw_worker_filter,
+    accepting: bool,
+) -> hw_status {
+    ffi_boundary!(hw_worker_filter_set_accepting_jobs, {
+        arg_mut!(filter).filter.accepting_jobs = Some(accepting);
+        Ok(())
+    })
+}
+
+/// Only `READY` workers idle for at least `idle_ms`.
+#[no_mangle]
+pub extern "C" fn hw_worker_filter_set_idle_for_ms(
+    filter: *mut hw_worker_filter,
+    idle_ms: u64,
+) -> hw_status {
+    ffi_boundary!(hw_worker_filter_set_idle_for_ms, {
+        arg_mut!(filter).filter.idle_for = Some(ms(idle_ms));
+        Ok(())
+    })
+}
+
+/// Only workers without a heartbeat for longer than `silent_ms`.
+#[no_mangle]
+pub extern "C" fn hw_worker_filter_set_unhealthy_for_ms(
+    filter: *mut hw_worker_filter,
+    silent_ms: u64,
+) -> hw_status {
+    ffi_boundary!(hw_worker_filter_set_unhealthy_for_ms, {
+        arg_mut!(filter).filter.unhealthy_for = Some(ms(silent_ms));
+        Ok(())
+    })
+}
+
+/// Requires the label `key` with exactly `value`.
+#[no_mangle]
+pub extern "C" fn hw_worker_filter_add_label(
+    filter: *mut hw_worker_filter,
+    key: *const c_char,
+    value: *const c_char,
+) -> hw_status {
+    ffi_boundary!(hw_worker_filter_add_label, {
+        let filter = arg_mut!(filter);
+        let (key, value) = (arg_str!(key), arg_str!(value));
+        filter
+            .filter
+            .labels
+            .insert(key.to_owned(), value.to_owned());
+        Ok(())
+    })
+}
+
+/// Requires a capability.
+#[no_mangle]
+pub extern "C" fn hw_worker_filter_add_capability(
+    filter: *mut hw_worker_filter,
+    capability: *const c_char,
+) -> hw_status {
+    ffi_boundary!(hw_worker_filter_add_capability, {
+        let filter = arg_mut!(filter);
+        filter
+            .filter
+            .capabilities
+            .insert(arg_str!(capability).to_owned());
+        Ok(())
+    })
+}
+
+/// At most `limit` results.
+#[no_mangle]
+pub extern "C" fn hw_worker_filter_set_limit(
+    filter: *mut hw_worker_filter,
+    limit: usize,
+) -> hw_status {
+    ffi_boundary!(hw_worker_filter_set_limit, {
+        arg_mut!(filter).filter.limit = Some(limit);
+        Ok(())
+    })
+}
+
+/// Frees a filter. NULL does nothing.
+#[no_mangle]
+pub extern "C" fn hw_worker_filter_free(filter: *mut hw_worker_filter) {
+    free_handle(filter)
+}

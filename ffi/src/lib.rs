@@ -1,0 +1,46 @@
+//! # hodei-workers C ABI
+//!
+//! The C face of [`hodei-workers`](engine): `libhodei_workers.{so,a}` and the header
+//! `include/hodei_workers.h`, generated from this crate by cbindgen (`make header`).
+//!
+//! This crate only translates: C strings and ids to core types, core errors to `hw_status`,
+//! snapshots to opaque handles with accessors. It holds no lifecycle logic of its own.
+//!
+//! Conventions (the header repeats them for C readers):
+//! - every fallible function returns `hw_status` (`HW_OK` = 0) and writes its results through
+//!   trailing out-params, only on success;
+//! - `hw_last_error_message()` is the text of this thread's last failure;
+//! - NULL pointers, invalid UTF-8, out-of-range enum values and malformed ids are
+//!   `HW_ERR_INVALID_ARGUMENT`, never a crash; a panic is caught and becomes `HW_ERR_PANIC`;
+//! - everything the library allocates has a NULL-safe `_free`.
+//!
+//! Only C-visible items are exported; Rust users should depend on `hodei-workers` directly.
+
+// The C ABI is raw pointers by nature: dereferencing what C hands us and handing out
+// `Box::into_raw` handles needs `unsafe`. It is confined to `boundary.rs` (argument checks,
+// out-params, handle allocation) and a few documented spots; every other module goes through
+// those helpers.
+#![allow(unsafe_code)]
+// C names (`hw_registry`, `hw_status`) are the point of this crate.
+#![allow(non_camel_case_types)]
+#![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+
+mod boundary;
+mod clock;
+mod events;
+mod filter;
+mod registry;
+mod spec;
+mod types;
+mod worker;
+
+pub use boundary::hw_status;
+pub use clock::hw_clock;
+pub use events::{hw_event, hw_event_kind, hw_subscription};
+pub use filter::hw_worker_filter;
+pub use registry::{hw_registry, hw_worker_counts};
+pub use spec::{hw_architecture, hw_worker_spec};
+pub use types::{
+    hw_termination_reason, hw_worker_id, hw_worker_state, HW_WAIT_FOREVER, HW_WORKER_ID_STRING_SIZE,
+};
+pub use worker::{hw_worker, hw_worker_list, hw_worker_timestamps};

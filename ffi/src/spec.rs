@@ -1,0 +1,282 @@
+//! `hw_worker_spec`: a builder for what a worker is (image, resources, labels, capabilities,
+//! limits), also readable from and writable to JSON.
+
+use std::ffi::c_char;
+
+use engine::{Architecture, Error, WorkerSpec};
+
+use crate::boundary::{
+    arg_mut, arg_out, arg_ref, arg_str, c_string, ffi_boundary, free_handle, hw_status, into_handle,
+};
+use crate::types::ms;
+
+/// A worker spec under construction. Not thread-safe: build it on one thread, then pass it
+/// (`const`) to any number of calls; the library copies what it needs, so it may be freed or
+/// changed right after.
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone)]
+pub struct hw_worker_spec {
+    pub(crate) spec: WorkerSpec,
+}
+
+/// CPU architecture of a worker.
+#[allow(non_camel_case_types)]
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum hw_architecture {
+    /// x86-64 (the default).
+    Amd64 = 0,
+    /// 64-bit ARM.
+    Arm64 = 1,
+    /// 32-bit ARM.
+    Arm = 2,
+}
+
+/// A spec for `image` with the defaults: idle timeout 300 s, maximum lifetime 3600 s, no job
+/// limit, amd64, no resources, labels or capabilities.
+#[no_mangle]
+pub extern "C" fn hw_worker_spec_new(
+    image: *const c_char,
+    out: *mut *mut hw_worker_spec,
+) -> hw_status {
+    ffi_boundary!(hw_worker_spec_new, {
+        let image = arg_str!(image);
+        let out = arg_out!(out);
+        out.write(into_handle(hw_worker_spec {
+            spec: WorkerSpec::new(image),
+        }));
+        Ok(())
+    })
+}
+
+/// Reads a spec from JSON (the serde form: `{"image": "...", "labels": {...},
+/// "capabilities": [...], "idle_timeout": 300, "max_lifetime": 3600, "max_jobs": 1,
+/// "resources": {...}, "environment": {...}, "architecture": "arm64"}`; durations in seconds,
+/// missing fields take their defaults). The spec is validated.
+///
+/// Errors: `HW_ERR_INVALID_ARGUMENT` for malformed JSON or an invalid spec.
+#[no_mangle]
+pub extern "C" fn hw_worker_spec_from_json(
+    json: *const c_char,
+    out: *mut *mut hw_worker_spec,
+) -> hw_status {
+    ffi_boundary!(hw_worker_spec_from_json, {
+        let json = arg_str!(json);
+        let out = arg_out!(out);
+        let spec: WorkerSpec = serde_json::from_str(json)
+            .map_err(|e| Error::invalid(format!("invalid spec JSON: {e}")))?;
+        spec.validate()?;
+        out.write(into_handle(hw_worker_spec { spec }));
+        Ok(())
+    })
+}
+
+/// The spec as JSON (free with `hw_string_free`).
+#[no_mangle]
+pub extern "C" fn hw_worker_spec_to_json(
+    spec: *const hw_worker_spec,
+    out: *mut *mut c_char,
+) -> hw_status {
+    ffi_boundary!(hw_worker_spec_to_json, {
+        let spec = arg_ref!(spec);
+        let out = arg_out!(out);
+        let json = serde_json::to_string(&spec.spec)
+            .map_err(|e| Error::invalid(format!("cannot write spec JSON: {e}")))?;
+        out.write(c_string(&json, "spec JSON")?.into_raw());
+        Ok(())
+    })
+}
+
+/// A copy of `spec`.
+#[no_mangle]
+pub extern "C" fn hw_worker_spec_clone(
+    spec: *const hw_worker_spec,
+    out: *mut *mut hw_worker_spec,
+) -> hw_status {
+    ffi_boundary!(hw_worker_spec_clone, {
+        let spec = arg_ref!(spec);
+        let out = arg_out!(out);
+        out.write(into_handle(spec.clone()));
+        Ok(())
+    })
+}
+
+/// Replaces the image.
+#[no_mangle]
+pub extern "C" fn hw_worker_spec_set_image(
+    spec: *mut hw_worker_spec,
+    image: *const c_char,
+) -> hw_status {
+    ffi_boundary!(hw_worker_spec_set_image, {
+        let spec = arg_mut!(spec);
+        spec.spec.image = arg_str!(image).to_owned();
+        Ok(())
+    })
+}
+
+/// Adds (or replaces) a label. Filters match labels exactly.
+#[no_mangle]
+pub extern "C" fn hw_worker_spec_add_label(
+    spec: *mut hw_worker_spec,
+    key: *const c_char,
+    value: *const c_char,
+) -> hw_status {
+    ffi_boundary!(hw_worker_spec_add_label, {
+        let spec = arg_mut!(spec);
+        let (key, value) = (arg_str!(key), arg_str!(value));
+        spec.spec.labels.insert(key.to_owned(), value.to_owned());
+        Ok(())
+    })
+}
+
+/// Adds (or replaces) an environment variable of the worker process.
+#[no_mangle]
+pub extern "C" fn hw_worker_spec_add_env(
+    spec: *mut hw_worker_spec,
+    key: *const c_char,
+    value: *const c_char,
+) -> hw_status {
+    ffi_boundary!(hw_worker_spec_add_env, {
+        let spec = arg_mut!(spec);
+        let (key, value) = (arg_str!(key), arg_str!(value));
+        spec.spec
+            .environment
+            .insert(key.to_owned(), value.to_owned());
+        Ok(())
+    })
+}
+
+/// Adds a capability (e.g. `"gpu"`); a filter may require it.
+#[no_mangle]
+pub extern "C" fn hw_worker_spec_add_capability(
+    spec: *mut hw_worker_spec,
+    capability: *const c_char,
+) -> hw_status {
+    ffi_boundary!(hw_worker_spec_add_capability, {
+        let spec = arg_mut!(spec);
+        spec.spec
+            .capabilities
+            .insert(arg_str!(capability).to_owned());
+        Ok(())
+    })
+}
+
+/// Sets the idle timeout: a `READY` worker idle this long is cleaned up (at least 1 ms).
+///
+/// Errors: `HW_ERR_INVALID_ARGUMENT` for 0.
+#[no_mangle]
+pub extern "C" fn hw_worker_spec_set_idle_timeout_ms(
+    spec: *mut hw_worker_spec,
+    timeout_ms: u64,
+) -> hw_status {
+    ffi_boundary!(hw_worker_spec_set_idle_timeout_ms, {
+        let spec = arg_mut!(spec);
+        if timeout_ms == 0 {
+            return Err(Error::invalid("idle timeout must be at least 1 ms"));
+        }
+        spec.spec.idle_timeout = ms(timeout_ms);
+        Ok(())
+    })
+}
+
+/// Sets the maximum lifetime since creation (at least 1 ms); a busy worker is drained first.
+///
+/// Errors: `HW_ERR_INVALID_ARGUMENT` for 0.
+#[no_mangle]
+pub extern "C" fn hw_worker_spec_set_max_lifetime_ms(
+    spec: *mut hw_worker_spec,
+    lifetime_ms: u64,
+) -> hw_status {
+    ffi_boundary!(hw_worker_spec_set_max_lifetime_ms, {
+        let spec = arg_mut!(spec);
+        if lifetime_ms == 0 {
+            return Err(Error::invalid("max lifetime must be at least 1 ms"));
+        }
+        spec.spec.max_lifetime = ms(lifetime_ms);
+        Ok(())
+    })
+}
+
+/// Sets the job limit: after `max_jobs` jobs the worker is drained (1 makes a one-shot worker);
+/// 0 removes the limit.
+#[no_mangle]
+pub extern "C" fn hw_worker_spec_set_max_jobs(
+    spec: *mut hw_worker_spec,
+    max_jobs: u32,
+) -> hw_status {
+    ffi_boundary!(hw_worker_spec_set_max_jobs, {
+        let spec = arg_mut!(spec);
+        spec.spec.max_jobs = (max_jobs > 0).then_some(max_jobs);
+        Ok(())
+    })
+}
+
+/// Sets the resources asked for. `cpu_cores` must be finite and not negative.
+///
+/// Errors: `HW_ERR_INVALID_ARGUMENT` for a bad `cpu_cores` (the spec is unchanged).
+#[no_mangle]
+pub extern "C" fn hw_worker_spec_set_resources(
+    spec: *mut hw_worker_spec,
+    cpu_cores: f64,
+    memory_bytes: u64,
+    disk_bytes: u64,
+    gpu_count: u32,
+) -> hw_status {
+    ffi_boundary!(hw_worker_spec_set_resources, {
+        let spec = arg_mut!(spec);
+        if !cpu_cores.is_finite() || cpu_cores < 0.0 {
+            return Err(Error::invalid(format!(
+                "cpu_cores must be finite and >= 0, got {cpu_cores}"
+            )));
+        }
+        let r = &mut spec.spec.resources;
+        r.cpu_cores = cpu_cores;
+        r.memory_bytes = memory_bytes;
+        r.disk_bytes = disk_bytes;
+        r.gpu_count = gpu_count;
+        Ok(())
+    })
+}
+
+/// Sets the GPU model asked for.
+#[no_mangle]
+pub extern "C" fn hw_worker_spec_set_gpu_type(
+    spec: *mut hw_worker_spec,
+    gpu_type: *const c_char,
+) -> hw_status {
+    ffi_boundary!(hw_worker_spec_set_gpu_type, {
+        let spec = arg_mut!(spec);
+        spec.spec.resources.gpu_type = Some(arg_str!(gpu_type).to_owned());
+        Ok(())
+    })
+}
+
+/// Sets the architecture (a `hw_architecture` value).
+///
+/// Errors: `HW_ERR_INVALID_ARGUMENT` for an out-of-range value.
+#[no_mangle]
+pub extern "C" fn hw_worker_spec_set_architecture(
+    spec: *mut hw_worker_spec,
+    architecture: u32,
+) -> hw_status {
+    ffi_boundary!(hw_worker_spec_set_architecture, {
+        let spec = arg_mut!(spec);
+        spec.spec.architecture = match architecture {
+            0 => Architecture::Amd64,
+            1 => Architecture::Arm64,
+            2 => Architecture::Arm,
+            other => {
+                return Err(Error::invalid(format!(
+                    "{other} is not a hw_architecture (0..=2)"
+                )))
+            }
+        };
+        Ok(())
+    })
+}
+
+/// Frees a spec. NULL does nothing.
+#[no_mangle]
+pub extern "C" fn hw_worker_spec_free(spec: *mut hw_worker_spec) {
+    free_handle(spec)
+}

@@ -1,0 +1,86 @@
+# The C ABI: header generation, C tests (plain and under valgrind), install with pkg-config.
+#
+#   make header     regenerate include/hodei_workers.h (cbindgen, from ffi/src)
+#   make test-c     header checks + every tests/c program and examples/c, plain and under valgrind
+#   make install    PREFIX=/usr/local: libhodei_workers.{a,so}, the header, hodei_workers.pc
+
+HW_CC       ?= gcc
+HW_CXX      ?= g++
+HW_CFLAGS   := -std=c11 -Wall -Wextra -Wpedantic -Werror -g -Iinclude -Itests/c
+HW_CLIBS    := -lpthread -ldl -lm
+HW_CPROFILE ?= debug
+HW_CBUILD   := target/c
+HW_CTESTS   := $(sort $(basename $(notdir $(wildcard tests/c/test_*.c))))
+HW_CEXAMPLES := $(sort $(basename $(notdir $(wildcard examples/c/*.c))))
+HW_VALGRIND := valgrind -q --error-exitcode=1 --leak-check=full \
+               --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect
+PREFIX      ?= /usr/local
+HW_INSTALL_PROFILE ?= release
+HW_VERSION  := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+
+.PHONY: header test-c c-lib c-header-checks c-api-coverage c-valgrind-install
+
+test: test-c
+
+header:
+	HW_UPDATE_HEADER=1 $(CARGO) test -p hodei-workers-ffi --test header
+
+c-lib:
+	$(CARGO) build -p hodei-workers-ffi $(if $(filter release,$(HW_CPROFILE)),--release)
+
+# The header alone, included twice, and as C++.
+c-header-checks:
+	@mkdir -p $(HW_CBUILD)
+	printf '#include "hodei_workers.h"\nint main(void) { return HW_OK; }\n' > $(HW_CBUILD)/header_alone.c
+	$(HW_CC) $(HW_CFLAGS) -o $(HW_CBUILD)/header_alone $(HW_CBUILD)/header_alone.c
+	printf '#include "hodei_workers.h"\n#include "hodei_workers.h"\nint main(void) { return HW_OK; }\n' > $(HW_CBUILD)/header_twice.c
+	$(HW_CC) $(HW_CFLAGS) -o $(HW_CBUILD)/header_twice $(HW_CBUILD)/header_twice.c
+	printf '#include "hodei_workers.h"\nint main() { hw_status s = HW_OK; hw_worker_state st = HW_WORKER_STATE_READY; return static_cast<int>(s) + static_cast<int>(st) - 2; }\n' > $(HW_CBUILD)/header_cxx.cc
+	$(HW_CXX) -x c++ -std=c++17 -Wall -Wextra -Wpedantic -Werror -Iinclude -o $(HW_CBUILD)/header_cxx $(HW_CBUILD)/header_cxx.cc
+	$(HW_CBUILD)/header_alone && $(HW_CBUILD)/header_twice && $(HW_CBUILD)/header_cxx
+
+# Every function the header declares must be exercised by the bad-input suite.
+c-api-coverage:
+	@missing=0; \
+	for fn in $$(sed -n 's/^[a-z_ *]*[ *]\(hw_[a-z0-9_]*\)(.*/\1/p' include/hodei_workers.h); do \
+	  grep -q "\b$$fn(" tests/c/test_bad_input.c || { echo "test_bad_input.c does not call $$fn"; missing=1; }; \
+	done; \
+	[ $$missing = 0 ] && echo "c-api-coverage: every exported function is in test_bad_input.c"
+
+c-valgrind-install:
+	@command -v valgrind >/dev/null 2>&1 || { \
+	  echo "valgrind missing: installing it with apt-get"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y valgrind; \
+	  else sudo apt-get update && sudo apt-get install -y valgrind; fi; }
+
+test-c: c-lib c-header-checks c-api-coverage c-valgrind-install
+	@mkdir -p $(HW_CBUILD)
+	@set -e; lib=target/$(HW_CPROFILE)/libhodei_workers.a; \
+	for t in $(HW_CTESTS); do \
+	  $(HW_CC) $(HW_CFLAGS) -o $(HW_CBUILD)/$$t tests/c/$$t.c $$lib $(HW_CLIBS); \
+	done; \
+	for e in $(HW_CEXAMPLES); do \
+	  $(HW_CC) $(HW_CFLAGS) -o $(HW_CBUILD)/example_$$e examples/c/$$e.c $$lib $(HW_CLIBS); \
+	done; \
+	for t in $(HW_CTESTS); do echo "== $$t"; $(HW_CBUILD)/$$t; done; \
+	for e in $(HW_CEXAMPLES); do echo "== example $$e"; $(HW_CBUILD)/example_$$e; done; \
+	for t in $(HW_CTESTS); do echo "== valgrind $$t"; HW_TEST_SCALE=1 $(HW_VALGRIND) $(HW_CBUILD)/$$t; done; \
+	for e in $(HW_CEXAMPLES); do echo "== valgrind example $$e"; $(HW_VALGRIND) $(HW_CBUILD)/example_$$e; done
+	@# The installed library as a user finds it: pkg-config, shared and static.
+	@set -e; p=$(CURDIR)/$(HW_CBUILD)/prefix; rm -rf $$p; \
+	$(MAKE) --no-print-directory install PREFIX=$$p HW_INSTALL_PROFILE=$(HW_CPROFILE) >/dev/null; \
+	for e in $(HW_CEXAMPLES); do \
+	  PKG_CONFIG_PATH=$$p/lib/pkgconfig $(HW_CC) $(HW_CFLAGS) -o $(HW_CBUILD)/pc_$$e examples/c/$$e.c \
+	    $$(PKG_CONFIG_PATH=$$p/lib/pkgconfig pkg-config --cflags --libs hodei_workers); \
+	  LD_LIBRARY_PATH=$$p/lib $(HW_CBUILD)/pc_$$e >/dev/null; \
+	  echo "== example $$e built with pkg-config against the installed library: ok"; \
+	done
+
+install:
+	$(CARGO) build -p hodei-workers-ffi $(if $(filter release,$(HW_INSTALL_PROFILE)),--release)
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
+	install -m 644 target/$(HW_INSTALL_PROFILE)/libhodei_workers.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 target/$(HW_INSTALL_PROFILE)/libhodei_workers.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 include/hodei_workers.h $(DESTDIR)$(PREFIX)/include/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(HW_VERSION)|' ffi/hodei_workers.pc.in \
+	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/hodei_workers.pc
