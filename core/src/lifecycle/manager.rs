@@ -192,10 +192,10 @@ impl Drop for TickGuard<'_> {
 /// impl WorkerProvider for Local {
 ///     fn provider_id(&self) -> ProviderId { ProviderId::new("local").unwrap() }
 ///     fn provider_type(&self) -> ProviderType { ProviderType::BareMetal }
-///     fn create_worker(&self, _: &WorkerSpec) -> std::result::Result<WorkerHandle, ProviderError> {
+///     fn create_worker(&self, _: &WorkerSpec) -> ProviderResult<WorkerHandle> {
 ///         Ok(WorkerHandle::new(self.provider_id(), self.provider_type(), "proc-1"))
 ///     }
-///     fn destroy_worker(&self, _: &WorkerHandle) -> std::result::Result<(), ProviderError> { Ok(()) }
+///     fn destroy_worker(&self, _: &WorkerHandle) -> ProviderResult<()> { Ok(()) }
 /// }
 ///
 /// let clock = Arc::new(ManualClock::new(1_700_000_000_000));
@@ -575,7 +575,6 @@ impl WorkerLifecycleManager {
             return Ok(result);
         }
 
-        let mut queued = Vec::new();
         let total = due.len();
         for (i, (id, (_seen, reason))) in due.into_iter().enumerate() {
             if !budget.take() {
@@ -622,14 +621,13 @@ impl WorkerLifecycleManager {
                 last_heartbeat: fresh.last_heartbeat,
             });
             self.queue_destroy(&fresh, reason, now);
-            queued.push(id);
+            let destroyed = self.destroy_due(Some(&[id]), budget);
+            result.terminated.extend(destroyed.terminated);
+            result.failed.extend(destroyed.failed);
         }
         bump(&self.counters.unhealthy, result.unhealthy.len());
         bump(&self.counters.lost_jobs, result.lost_jobs.len());
 
-        let destroyed = self.destroy_due(Some(&queued), budget);
-        result.terminated = destroyed.terminated;
-        result.failed = destroyed.failed;
         Ok(result)
     }
 
@@ -650,6 +648,12 @@ impl WorkerLifecycleManager {
     fn cleanup_inner(&self, budget: &mut Budget) -> Result<CleanupResult> {
         let now = self.registry.now();
         let mut result = CleanupResult::default();
+        // Retries first: destroys already under way finish before new work starts, so a
+        // capped tick still makes progress.
+        let retried = self.destroy_due(None, budget);
+        result.terminated.extend(retried.terminated);
+        result.failed.extend(retried.failed);
+        result.deferred += retried.deferred;
         let due = self.registry.find_for_termination()?;
         let total = due.len();
         for (i, (worker, reason)) in due.into_iter().enumerate() {
@@ -657,12 +661,12 @@ impl WorkerLifecycleManager {
                 result.deferred += total - i;
                 break;
             }
-            self.retire(&worker, reason, now, &mut result);
+            if self.retire(&worker, reason, now, &mut result) {
+                let destroyed = self.destroy_due(Some(&[worker.id]), budget);
+                result.terminated.extend(destroyed.terminated);
+                result.failed.extend(destroyed.failed);
+            }
         }
-        let destroyed = self.destroy_due(None, budget);
-        result.terminated.extend(destroyed.terminated);
-        result.failed.extend(destroyed.failed);
-        result.deferred += destroyed.deferred;
         Ok(result)
     }
 
@@ -674,33 +678,26 @@ impl WorkerLifecycleManager {
         reason: TerminationReason,
         now: Timestamp,
         out: &mut CleanupResult,
-    ) {
-        match w.state {
-            WorkerState::Creating | WorkerState::Connecting => {
-                if self
-                    .registry
-                    .update_state(&w.id, WorkerState::Terminating)
-                    .is_ok()
-                {
-                    self.queue_destroy(w, reason, now);
-                }
-            }
+    ) -> bool {
+        let terminating = match w.state {
+            WorkerState::Creating | WorkerState::Connecting => self
+                .registry
+                .update_state(&w.id, WorkerState::Terminating)
+                .is_ok(),
             WorkerState::Ready => {
                 // Ready -> Draining first: a `claim` racing with us either lost (the worker
                 // takes no job any more) or won (the worker drains after its job). Going to
                 // Terminating directly could kill a job claimed a moment ago.
                 match self.registry.update_state(&w.id, WorkerState::Draining) {
-                    Ok(drained) if drained.current_job.is_none() => {
-                        if self
-                            .registry
-                            .update_state(&w.id, WorkerState::Terminating)
-                            .is_ok()
-                        {
-                            self.queue_destroy(&drained, reason, now);
-                        }
+                    Ok(drained) if drained.current_job.is_none() => self
+                        .registry
+                        .update_state(&w.id, WorkerState::Terminating)
+                        .is_ok(),
+                    Ok(_) => {
+                        out.drained.push(w.id);
+                        false
                     }
-                    Ok(_) => out.drained.push(w.id),
-                    Err(_) => {}
+                    Err(_) => false,
                 }
             }
             WorkerState::Busy => {
@@ -711,22 +708,22 @@ impl WorkerLifecycleManager {
                 {
                     out.drained.push(w.id);
                 }
+                false
             }
+            // A draining worker never gains a job, so "no job" seen once stays true.
             WorkerState::Draining => {
-                // A draining worker never gains a job, so "no job" seen once stays true.
-                if w.current_job.is_none()
+                w.current_job.is_none()
                     && self
                         .registry
                         .update_state(&w.id, WorkerState::Terminating)
                         .is_ok()
-                {
-                    self.queue_destroy(w, reason, now);
-                }
             }
-            WorkerState::Terminating | WorkerState::Terminated => {
-                self.queue_destroy(w, reason, now);
-            }
+            WorkerState::Terminating | WorkerState::Terminated => true,
+        };
+        if terminating {
+            self.queue_destroy(w, reason, now);
         }
+        terminating
     }
 
     /// Moves a worker to `Draining`: it takes no new job, finishes the one it holds, and is

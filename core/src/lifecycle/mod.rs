@@ -13,7 +13,7 @@ mod scaling;
 
 pub use config::WorkerLifecycleConfig;
 pub use manager::WorkerLifecycleManager;
-pub use provider::{ProviderError, ProviderErrorKind, WorkerProvider};
+pub use provider::{ProviderError, ProviderErrorKind, ProviderResult, WorkerProvider};
 pub use report::{
     CleanupResult, DestroyFailure, HealthCheckResult, LifecycleStats, LostJob, MassExpiryHold,
     OrphanInstance, ProviderBackoff, ProvisionFailure, ProvisionedWorker, ReconcileReport,

@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 use crate::ids::ProviderId;
 use crate::worker::{ProviderType, WorkerHandle, WorkerSpec};
 
+/// `Result` of a provider call (spelled out so that `use hodei_workers::*`, which brings the
+/// crate's own `Result`, does not get in the way).
+pub type ProviderResult<T> = Result<T, ProviderError>;
+
 /// A source of workers: Docker, Kubernetes, a cloud API, local processes…
 ///
 /// The manager calls a provider only from the thread that called it (`tick`,
@@ -26,10 +30,10 @@ use crate::worker::{ProviderType, WorkerHandle, WorkerSpec};
 /// impl WorkerProvider for Echo {
 ///     fn provider_id(&self) -> ProviderId { ProviderId::new("echo").unwrap() }
 ///     fn provider_type(&self) -> ProviderType { ProviderType::BareMetal }
-///     fn create_worker(&self, _spec: &WorkerSpec) -> std::result::Result<WorkerHandle, ProviderError> {
+///     fn create_worker(&self, _spec: &WorkerSpec) -> ProviderResult<WorkerHandle> {
 ///         Ok(WorkerHandle::new(self.provider_id(), self.provider_type(), "instance-1"))
 ///     }
-///     fn destroy_worker(&self, _handle: &WorkerHandle) -> std::result::Result<(), ProviderError> {
+///     fn destroy_worker(&self, _handle: &WorkerHandle) -> ProviderResult<()> {
 ///         Ok(())
 ///     }
 /// }
@@ -49,7 +53,7 @@ pub trait WorkerProvider: Send + Sync {
     ///
     /// # Errors
     /// Whatever went wrong; consecutive failures back the provider off.
-    fn create_worker(&self, spec: &WorkerSpec) -> Result<WorkerHandle, ProviderError>;
+    fn create_worker(&self, spec: &WorkerSpec) -> ProviderResult<WorkerHandle>;
 
     /// Destroys the instance. `Ok` (or an error of kind [`ProviderErrorKind::NotFound`]: it is
     /// already gone) confirms destruction and lets the record leave the registry; any other
@@ -57,14 +61,14 @@ pub trait WorkerProvider: Send + Sync {
     ///
     /// # Errors
     /// Whatever went wrong.
-    fn destroy_worker(&self, handle: &WorkerHandle) -> Result<(), ProviderError>;
+    fn destroy_worker(&self, handle: &WorkerHandle) -> ProviderResult<()>;
 
     /// The instances the provider really has, for `reconcile`. The default answers
     /// [`ProviderError::unsupported`]: reconcile then skips this provider.
     ///
     /// # Errors
     /// Whatever went wrong, or unsupported.
-    fn list_workers(&self) -> Result<Vec<WorkerHandle>, ProviderError> {
+    fn list_workers(&self) -> ProviderResult<Vec<WorkerHandle>> {
         Err(ProviderError::unsupported("list_workers"))
     }
 }
