@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""Prints the benchmark table (markdown) from one `make bench` run.
+
+Reads criterion's `<target>/criterion/**/new/{benchmark,estimates}.json` (median of each
+bench) and the extra results the benches write to `<target>/bench-extra/*.json` (heartbeat
+latency, memory, Python, C). Standard library only.
+
+    python3 bench/report.py [TARGET_DIR]      # default: target
+"""
+
+import json
+import sys
+from pathlib import Path
+
+# (group, what it measures, unit shown). Order of the table.
+GROUPS = [
+    ("heartbeat_1t", "heartbeat, 1 thread"),
+    ("heartbeat_2t", "heartbeat, 2 threads (aggregate ns/op)"),
+    ("get", "get"),
+    ("claim_release_50pct", "claim + release, 50% busy"),
+    ("claim_release_99.9pct", "claim + release, 99.9% busy"),
+    ("stats", "stats"),
+    ("expiry_quiet_0pct", "find expired, 0% expiring (quiet)"),
+    ("expiry_quiet_0.1pct", "find expired, 0.1% expiring (quiet)"),
+    ("expiry_quiet_1pct", "find expired, 1% expiring (quiet)"),
+    ("expiry_rolling_0pct", "find expired, 0% expiring (rolling tick)"),
+    ("expiry_rolling_0.1pct", "find expired, 0.1% expiring (rolling tick)"),
+    ("expiry_rolling_1pct", "find expired, 1% expiring (rolling tick)"),
+    ("tick_0pct", "manager tick, 0% expiring"),
+    ("tick_0.1pct", "manager tick, 0.1% expiring"),
+    ("tick_1pct", "manager tick, 1% expiring"),
+    ("register_unregister", "register + unregister"),
+    ("clock", "SystemClock::now (not in the other rows)"),
+]
+
+# Targets of the benchmark issue: (group, size) -> (text, check(lib_ns, naive_ns)).
+TARGETS = {
+    ("heartbeat_1t", "1M"): ("<= 65 ns and >= 1.8x", lambda l, n: l <= 65 and n / l >= 1.8),
+    ("heartbeat_2t", "1M"): (">= 3x", lambda l, n: n / l >= 3),
+    ("expiry_quiet_0.1pct", "1M"): ("<= 100 us", lambda l, n: l <= 100_000),
+    ("expiry_rolling_0.1pct", "1M"): ("<= 100 us", lambda l, n: l <= 100_000),
+    ("tick_0.1pct", "1M"): ("<= 100 us", lambda l, n: l <= 100_000),
+    ("stats", "1M"): ("<= 100 ns", lambda l, n: l <= 100),
+    ("claim_release_99.9pct", "1M"): ("<= 100 ns", lambda l, n: l <= 100),
+}
+
+
+def fmt_ns(ns):
+    if ns is None:
+        return "-"
+    if ns < 1_000:
+        return f"{ns:.0f} ns" if ns >= 10 else f"{ns:.1f} ns"
+    if ns < 1_000_000:
+        return f"{ns / 1_000:.1f} us"
+    if ns < 1_000_000_000:
+        return f"{ns / 1_000_000:.1f} ms"
+    return f"{ns / 1_000_000_000:.2f} s"
+
+
+def size_key(label):
+    mult = {"k": 1_000, "M": 1_000_000}.get(label[-1:], 1)
+    try:
+        return int(label.rstrip("kM")) * mult
+    except ValueError:
+        return 0
+
+
+def load_criterion(root):
+    """{(group, function, size): median ns}"""
+    out = {}
+    for bench in root.glob("**/new/benchmark.json"):
+        try:
+            meta = json.loads(bench.read_text())
+            est = json.loads((bench.parent / "estimates.json").read_text())
+        except (OSError, ValueError):
+            continue
+        out[(meta["group_id"], meta.get("function_id") or "", meta.get("value_str") or "")] = est[
+            "median"
+        ]["point_estimate"]
+    return out
+
+
+def load_json(path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def main():
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "target")
+    crit = load_criterion(target / "criterion")
+    extra = target / "bench-extra"
+    lines = []
+    add = lines.append
+
+    add("### Rust: library vs naive baseline (criterion medians)")
+    add("")
+    add("| operation | fleet | library | naive | naive / library | target |")
+    add("|---|---|---:|---:|---:|---|")
+    sizes = sorted({k[2] for k in crit if k[2]}, key=size_key)
+    for group, title in GROUPS:
+        if group == "clock":
+            ns = crit.get(("clock", "system_now", ""))
+            if ns is not None:
+                add(f"| {title} | - | {fmt_ns(ns)} | - | - | |")
+            continue
+        for size in sizes:
+            lib = crit.get((group, "lib", size))
+            naive = crit.get((group, "naive", size))
+            if lib is None and naive is None:
+                continue
+            ratio = f"{naive / lib:.1f}x" if lib and naive else "-"
+            tgt = ""
+            if (group, size) in TARGETS and lib is not None:
+                text, check = TARGETS[(group, size)]
+                ok = check(lib, naive if naive is not None else float("nan"))
+                tgt = f"{text}: {'met' if ok else 'MISSED'}"
+            add(f"| {title} | {size} | {fmt_ns(lib)} | {fmt_ns(naive)} | {ratio} | {tgt} |")
+
+    latency = load_json(extra / "latency.json")
+    if latency:
+        add("")
+        add("### Heartbeat latency while another thread runs ticks back to back")
+        add("")
+        add("`service`: each call timed alone. `scheduled`: one heartbeat every 10 us, timed from")
+        add("its scheduled start (charges lock waits to every call they delay, and OS preemption).")
+        add("")
+        add("| subject | fleet | ticks run | service p50 | service p99 | scheduled p50 | scheduled p99 | scheduled p99.9 | max | target |")
+        add("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+        for row in sorted(latency, key=lambda r: (size_key(r["size"]), r["subject"])):
+            sv, sc = row["service"], row["scheduled"]
+            tgt = ""
+            if row["subject"] == "lib" and row["size"] == "1M":
+                tgt = "p99 <= 10 us: " + ("met" if sc["p99_ns"] <= 10_000 else "MISSED")
+            add(
+                f"| {row['subject']} | {row['size']} | {row['ticks']} | {fmt_ns(sv['p50_ns'])} | "
+                f"{fmt_ns(sv['p99_ns'])} | {fmt_ns(sc['p50_ns'])} | {fmt_ns(sc['p99_ns'])} | "
+                f"{fmt_ns(sc['p999_ns'])} | {fmt_ns(sc['max_ns'])} | {tgt} |"
+            )
+
+    memory = load_json(extra / "memory.json")
+    if memory:
+        add("")
+        add(f"### Memory per worker at {memory['size']} (one shared spec, every worker Ready)")
+        add("")
+        add("| subject | allocated (requested bytes) | resident (RSS delta) | target |")
+        add("|---|---:|---:|---|")
+        lib_ok = "met" if memory["lib_bytes"] <= 300 else "MISSED"
+        add(f"| library | {memory['lib_bytes']:.0f} B | {memory['lib_rss_bytes']:.0f} B | <= 300 B: {lib_ok} |")
+        add(f"| naive | {memory['naive_bytes']:.0f} B | {memory['naive_rss_bytes']:.0f} B | |")
+
+    python = load_json(extra / "python.json")
+    if python:
+        add("")
+        add("### Python: `hodei_workers` module vs a plain-Python dict + lock registry")
+        add("")
+        add("| operation | fleet | module | plain Python | plain / module | target |")
+        add("|---|---|---:|---:|---:|---|")
+        for row in python:
+            ratio = row["plain_ns"] / row["module_ns"] if row["module_ns"] else float("nan")
+            want = 100 if row["op"] in ("tick", "stats") and row["size"] == "100k" else 1
+            tgt = f">= {want}x: " + ("met" if ratio >= want else "MISSED")
+            add(
+                f"| {row['op']} | {row['size']} | {fmt_ns(row['module_ns'])} | "
+                f"{fmt_ns(row['plain_ns'])} | {ratio:.1f}x | {tgt} |"
+            )
+
+    c = load_json(extra / "c.json")
+    if c:
+        add("")
+        add("### C ABI: heartbeat through `hw_registry_heartbeat` vs the Rust call")
+        add("")
+        add("| fleet | C | Rust | C - Rust | target |")
+        add("|---|---:|---:|---:|---|")
+        for row in c:
+            diff = row["c_ns"] - row["rust_ns"]
+            ok = "met" if diff <= 5 else "MISSED"
+            add(
+                f"| {row['size']} | {fmt_ns(row['c_ns'])} | {fmt_ns(row['rust_ns'])} | "
+                f"{diff:+.1f} ns | <= 5 ns: {ok} |"
+            )
+
+    if not crit and not lines[4:]:
+        print(f"no benchmark results under {target}", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
