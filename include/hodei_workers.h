@@ -339,6 +339,41 @@ typedef uint32_t hw_architecture;
 #endif // __cplusplus
 
 /*
+ What a provider callback returns.
+ */
+enum hw_provider_result
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   Done.
+   */
+  HW_PROVIDER_RESULT_OK = 0,
+  /*
+   Failed: a provider error in the engine (a create counts toward the provider's back-off;
+   a destroy is retried later). Say why with `hw_provider_call_set_error`.
+   */
+  HW_PROVIDER_RESULT_FAILED = 1,
+  /*
+   `destroy_worker`: the instance does not exist (any more); the engine counts it as
+   destroyed.
+   */
+  HW_PROVIDER_RESULT_NOT_FOUND = 2,
+  /*
+   `list_workers`: not supported by this provider (`reconcile` skips it).
+   */
+  HW_PROVIDER_RESULT_UNSUPPORTED = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum hw_provider_result hw_provider_result;
+#else
+typedef uint32_t hw_provider_result;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/*
  A clock: the monotonic system clock or a manual clock. A registry made with
  `hw_registry_new_with_clock` shares it: advancing the clock moves the registry's time. The
  handle may be freed while registries still use the clock.
@@ -349,6 +384,19 @@ typedef struct hw_clock hw_clock;
  One event. Read-only, thread-safe; borrowed strings are valid until `hw_event_free`.
  */
 typedef struct hw_event hw_event;
+
+/*
+ The lifecycle manager of one registry. Thread-safe: every function may be called from any
+ number of threads; a `hw_manager_tick` running while another thread ticks returns at once
+ with `skipped` set. C provider callbacks run on the calling thread.
+ */
+typedef struct hw_manager hw_manager;
+
+/*
+ The context of one provider callback: what the callback reads (metadata) and writes
+ (resource id, instances, error message). Valid only during the callback; do not keep it.
+ */
+typedef struct hw_provider_call hw_provider_call;
 
 /*
  The registry of workers. Thread-safe: every function taking a `const hw_registry *` may be
@@ -362,6 +410,13 @@ typedef struct hw_registry hw_registry;
  drop counter grows, and the gap in `seq` shows where. Thread-safe; freeing it unsubscribes.
  */
 typedef struct hw_subscription hw_subscription;
+
+/*
+ What a tick (or a health check, cleanup, terminate or reconcile: the parts of a tick they
+ do) found and did. Immutable, thread-safe; borrowed strings valid until
+ `hw_tick_report_free`. The JSON form holds everything, including the per-kind details.
+ */
+typedef struct hw_tick_report hw_tick_report;
 
 /*
  A snapshot of one worker's record, taken when the call that returned it ran: it never
@@ -399,6 +454,236 @@ typedef struct hw_worker_id {
    */
   uint8_t bytes[16];
 } hw_worker_id;
+
+/*
+ The manager's configuration. Fill it with `hw_manager_config_default` first, then change
+ the fields you care about: a future version may add fields at the end, and the defaults
+ keep old code meaningful. Durations are in milliseconds.
+ */
+typedef struct hw_manager_config {
+  /*
+   A worker silent longer than this is unhealthy (default 60000). Also the longest gap
+   between ticks that is not treated as a host stall.
+   */
+  uint64_t heartbeat_timeout_ms;
+  /*
+   The health check runs at most this often inside `hw_manager_tick` (default 30000).
+   */
+  uint64_t health_check_interval_ms;
+  /*
+   A worker still `CREATING`/`CONNECTING` this long after registration is expired
+   (default 300000).
+   */
+  uint64_t startup_timeout_ms;
+  /*
+   Idle `READY` workers the autoscaler keeps warm (default 1).
+   */
+  size_t min_ready_workers;
+  /*
+   Ceiling: registered workers (every state) plus provisions in flight (default 10).
+   */
+  size_t max_workers;
+  /*
+   `hw_manager_should_scale_up` threshold of pending jobs (default 5).
+   */
+  size_t scale_up_threshold;
+  /*
+   `hw_manager_should_scale_down` threshold of ready workers (default 3).
+   */
+  size_t scale_down_threshold;
+  /*
+   Minimum time between automatic scale-ups (default 10000).
+   */
+  uint64_t scale_up_cooldown_ms;
+  /*
+   Minimum time after any automatic scaling action before a scale-down (default 60000).
+   */
+  uint64_t scale_down_cooldown_ms;
+  /*
+   Most provisions (and scale-down retirements) per tick (default 5).
+   */
+  size_t max_provision_per_tick;
+  /*
+   Most actions (state changes and provider calls) per tick (default 100).
+   */
+  size_t max_actions_per_tick;
+  /*
+   First retry delay of a failed destroy; doubles up to the max (default 1000).
+   */
+  uint64_t destroy_retry_initial_ms;
+  /*
+   Longest retry delay of a failed destroy (default 300000).
+   */
+  uint64_t destroy_retry_max_ms;
+  /*
+   First back-off of a provider whose creates fail; doubles up to the max (default 5000).
+   */
+  uint64_t provider_backoff_initial_ms;
+  /*
+   Longest back-off of a failing provider (default 300000).
+   */
+  uint64_t provider_backoff_max_ms;
+  /*
+   The brake: when more than this fraction of the live workers would be declared unhealthy
+   at once, none is (in (0, 1]; 1 disables; default 0.55).
+   */
+  double max_unhealthy_fraction;
+  /*
+   The brake's floor: this many workers can always be declared unhealthy at once
+   (default 1).
+   */
+  size_t unhealthy_floor;
+} hw_manager_config;
+
+/*
+ A provider written in C: function pointers and the `user_data` they receive first. Each
+ callback returns a `hw_provider_result` value (as `uint32_t`: any other value is a failure).
+
+ The manager copies this struct. It calls the callbacks on the thread that called the
+ manager function (`hw_manager_tick`, `hw_manager_provision`, `hw_manager_terminate`,
+ `hw_manager_reconcile`, `hw_manager_run_health_check`, `hw_manager_cleanup`), never while
+ the library holds a lock: a callback may call back into the library. If the manager is
+ used from several threads, the callbacks may run concurrently and `user_data` must allow
+ it. `release(user_data)` is called exactly once when the manager no longer needs the
+ provider (unregistered, manager freed, or registration refused).
+ */
+typedef struct hw_provider_callbacks {
+  /*
+   Passed first to every callback; the library never reads it.
+   */
+  void *user_data;
+  /*
+   Required. Ask the infrastructure for a worker made from `spec` and return quickly (the
+   worker reports in later). On success set the instance id with
+   `hw_provider_call_set_resource_id` (and optionally the worker id the agent will use and
+   metadata).
+   */
+  uint32_t (*create_worker)(void *user_data, const struct hw_worker_spec *spec, struct hw_provider_call *call);
+  /*
+   Required. Destroy the instance `resource_id` of worker `worker_id` (metadata given at
+   creation: `hw_provider_call_get_metadata`). `HW_PROVIDER_RESULT_NOT_FOUND` counts as
+   destroyed.
+   */
+  uint32_t (*destroy_worker)(void *user_data, struct hw_worker_id worker_id, const char *resource_id, struct hw_provider_call *call);
+  /*
+   Optional (NULL: unsupported). List the instances the infrastructure really has, one
+   `hw_provider_call_add_instance` each; used by `hw_manager_reconcile`.
+   */
+  uint32_t (*list_workers)(void *user_data, struct hw_provider_call *call);
+  /*
+   Optional. Called once with `user_data` when the provider is dropped.
+   */
+  void (*release)(void *user_data);
+} hw_provider_callbacks;
+
+/*
+ The counts of a scaling plan (the whole plan, with the workers to retire, the limits hit and
+ the explanation, is in the JSON form).
+ */
+typedef struct hw_scaling_plan {
+  /*
+   Pending jobs as told.
+   */
+  size_t pending_jobs;
+  /*
+   `READY` workers.
+   */
+  size_t ready;
+  /*
+   `BUSY` workers.
+   */
+  size_t busy;
+  /*
+   Workers still starting (`CREATING`/`CONNECTING`).
+   */
+  size_t starting;
+  /*
+   Provisions in flight.
+   */
+  size_t in_flight;
+  /*
+   Registered workers plus provisions in flight.
+   */
+  size_t total;
+  /*
+   The capacity the policy wants.
+   */
+  size_t wanted;
+  /*
+   Workers to provision now.
+   */
+  size_t provision;
+  /*
+   Idle workers to retire now.
+   */
+  size_t scale_down;
+} hw_scaling_plan;
+
+/*
+ The counts of a report.
+ */
+typedef struct hw_tick_summary {
+  /*
+   When it ran (registry clock, ms since the Unix epoch).
+   */
+  uint64_t at_ms;
+  /*
+   Pending jobs as told by the host (ticks only).
+   */
+  size_t pending_jobs;
+  /*
+   Workers declared unhealthy.
+   */
+  size_t unhealthy;
+  /*
+   Jobs lost by workers taken out of service: requeue them.
+   */
+  size_t lost_jobs;
+  /*
+   Workers destroyed and unregistered.
+   */
+  size_t terminated;
+  /*
+   Destroys that failed (retried later with back-off).
+   */
+  size_t failed;
+  /*
+   Workers moved to `DRAINING`.
+   */
+  size_t drained;
+  /*
+   Workers provisioned.
+   */
+  size_t provisioned;
+  /*
+   Creates that failed.
+   */
+  size_t provision_failures;
+  /*
+   Explanation lines (`hw_tick_report_get_decision`).
+   */
+  size_t decisions;
+  /*
+   Actions performed (state changes and provider calls).
+   */
+  size_t actions;
+  /*
+   Whether the health check ran.
+   */
+  bool health_checked;
+  /*
+   Whether the mass-expiry brake held (no worker was declared unhealthy).
+   */
+  bool mass_expiry_held;
+  /*
+   Whether the per-tick action cap stopped it early (the next ticks do the rest).
+   */
+  bool capped;
+  /*
+   Whether another thread was ticking, so this tick did nothing.
+   */
+  bool skipped;
+} hw_tick_summary;
 
 /*
  Counts of the registry's workers per state, read in O(1).
@@ -665,6 +950,239 @@ hw_status hw_worker_filter_set_limit(struct hw_worker_filter *filter, size_t lim
 void hw_worker_filter_free(struct hw_worker_filter *filter);
 
 /*
+ Fills `out` with the default configuration.
+ */
+hw_status hw_manager_config_default(struct hw_manager_config *out);
+
+/*
+ A manager for `registry` (which it shares: the registry handle may be freed afterwards).
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for a nonsense configuration (zero timeouts, min ready
+ above max workers, a fraction outside (0, 1], …), naming the field.
+ */
+hw_status hw_manager_new(const struct hw_registry *registry, const struct hw_manager_config *config, struct hw_manager **out);
+
+/*
+ A manager configured from JSON (`{"heartbeat_timeout": 60, "max_workers": 10, …}`:
+ durations in seconds, missing fields take their defaults, unknown fields are refused).
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for malformed JSON or a nonsense configuration.
+ */
+hw_status hw_manager_new_from_json(const struct hw_registry *registry, const char *config_json, struct hw_manager **out);
+
+/*
+ The configuration in force.
+ */
+hw_status hw_manager_get_config(const struct hw_manager *manager, struct hw_manager_config *out);
+
+/*
+ Frees the manager. Its providers are dropped (their `release` callbacks run, on this
+ thread) once no call on the manager runs any more. NULL does nothing.
+ */
+void hw_manager_free(struct hw_manager *manager);
+
+/*
+ Registers a provider implemented in C under `provider` (its id) and `provider_type_name`
+ (`"docker"`, …, `"custom:NAME"`). See `hw_provider_callbacks` for the threading and the
+ release rule: once this function is called with non-NULL `callbacks`, `release` runs
+ exactly once, also when the registration is refused.
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for an invalid id or type, a NULL required callback, or
+ an id already registered.
+ */
+hw_status hw_manager_register_provider(const struct hw_manager *manager, const char *provider, const char *provider_type_name, const struct hw_provider_callbacks *callbacks);
+
+/*
+ Removes a provider; its workers stay registered (their destroys fail and are retried until
+ a provider with this id is registered again).
+
+ Errors: `HW_ERR_PROVIDER_NOT_FOUND`.
+ */
+hw_status hw_manager_unregister_provider(const struct hw_manager *manager, const char *provider);
+
+/*
+ Sets the text of a failure (any callback). The message is copied.
+ */
+hw_status hw_provider_call_set_error(struct hw_provider_call *call, const char *message);
+
+/*
+ `create_worker`: the id of the new instance (container id, pod name, …). Required on success.
+ */
+hw_status hw_provider_call_set_resource_id(struct hw_provider_call *call, const char *resource_id);
+
+/*
+ `create_worker`: the worker id the instance's agent will use (default: a fresh one).
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for the nil id.
+ */
+hw_status hw_provider_call_set_worker_id(struct hw_provider_call *call, struct hw_worker_id id);
+
+/*
+ `create_worker`: remembers `key = value` about the instance (given back to
+ `destroy_worker`).
+ */
+hw_status hw_provider_call_add_metadata(struct hw_provider_call *call, const char *key, const char *value);
+
+/*
+ `destroy_worker`: the metadata value `key` given at creation, or NULL (borrowed, valid
+ during the callback).
+ */
+hw_status hw_provider_call_get_metadata(const struct hw_provider_call *call, const char *key, const char **out);
+
+/*
+ `list_workers`: one instance the infrastructure has.
+ */
+hw_status hw_provider_call_add_instance(struct hw_provider_call *call, const char *resource_id);
+
+/*
+ Asks provider `provider` for a worker made from `spec`, registers it (`CREATING`) and
+ writes its snapshot. The request counts against `max_workers` while in flight.
+
+ Errors: `HW_ERR_PROVIDER_NOT_FOUND`; `HW_ERR_CAPACITY` at `max_workers`; `HW_ERR_PROVIDER`
+ when the provider's `create_worker` failed; `HW_ERR_INVALID_ARGUMENT` for a bad spec.
+ */
+hw_status hw_manager_provision(const struct hw_manager *manager, const char *provider, const struct hw_worker_spec *spec, struct hw_worker **out);
+
+/*
+ A heartbeat of worker `id` (the registry's heartbeat).
+
+ Errors: `HW_ERR_NOT_FOUND` (tell the agent to register again).
+ */
+hw_status hw_manager_process_heartbeat(const struct hw_manager *manager, struct hw_worker_id id);
+
+/*
+ Runs the health check now: workers past their heartbeat or startup deadline are declared
+ unhealthy (unless the mass-expiry brake holds), the jobs they held are reported lost, and
+ they are destroyed through their provider and unregistered. Writes what happened.
+ */
+hw_status hw_manager_run_health_check(const struct hw_manager *manager, struct hw_tick_report **out);
+
+/*
+ Retires what is due now (idle, lifetime, drained, max jobs) and retries due destroys.
+ Writes what happened.
+ */
+hw_status hw_manager_cleanup(const struct hw_manager *manager, struct hw_tick_report **out);
+
+/*
+ The seed's predicate: no ready worker and jobs pending, or more pending than
+ `scale_up_threshold` with room below `max_workers`.
+ */
+hw_status hw_manager_should_scale_up(const struct hw_manager *manager, size_t pending_jobs, bool *out);
+
+/*
+ The seed's predicate: more ready workers than `scale_down_threshold` and than
+ `min_ready_workers`.
+ */
+hw_status hw_manager_should_scale_down(const struct hw_manager *manager, bool *out);
+
+/*
+ The autoscaling decision for `pending_jobs`, without acting on it: its counts in `out_plan`
+ and the whole plan as JSON in `out_json` (free with `hw_string_free`).
+ */
+hw_status hw_manager_plan_scaling(const struct hw_manager *manager, size_t pending_jobs, struct hw_scaling_plan *out_plan, char **out_json);
+
+/*
+ What `hw_manager_tick` scales toward: workers of `spec` from provider `provider`. Without a
+ target, ticks never provision nor scale down.
+
+ Errors: `HW_ERR_PROVIDER_NOT_FOUND`; `HW_ERR_INVALID_ARGUMENT` for a bad spec.
+ */
+hw_status hw_manager_set_scaling_target(const struct hw_manager *manager, const char *provider, const struct hw_worker_spec *spec);
+
+/*
+ Removes the scaling target.
+ */
+hw_status hw_manager_clear_scaling_target(const struct hw_manager *manager);
+
+/*
+ Moves worker `id` to `DRAINING` (it finishes its job, takes no new one, and is then
+ retired by cleanup). Writes the new snapshot.
+
+ Errors: `HW_ERR_NOT_FOUND`; `HW_ERR_INVALID_TRANSITION`.
+ */
+hw_status hw_manager_drain(const struct hw_manager *manager, struct hw_worker_id id, struct hw_worker **out);
+
+/*
+ Terminates worker `id` now (`reason`: a `hw_termination_reason`): `TERMINATING` (a held job
+ is reported lost), destroyed through its provider, unregistered. A failed destroy shows in
+ the report and is retried by later ticks.
+
+ Errors: `HW_ERR_NOT_FOUND`; `HW_ERR_INVALID_ARGUMENT` for a bad reason.
+ */
+hw_status hw_manager_terminate(const struct hw_manager *manager, struct hw_worker_id id, uint32_t reason, struct hw_tick_report **out);
+
+/*
+ Compares the registry with each provider's `list_workers`: instances the registry does not
+ know are destroyed; records whose instance vanished are unregistered (reason `VANISHED`,
+ listed as terminated; their jobs as lost). The JSON form has the whole reconcile report.
+ */
+hw_status hw_manager_reconcile(const struct hw_manager *manager, struct hw_tick_report **out);
+
+/*
+ Does whatever is due: health check (per its interval), cleanup, destroy retries, scaling
+ toward the target for `pending_jobs`. Never fails on the engine's side: problems show as
+ lines in the report's decisions. Call it regularly (every second, say).
+ */
+hw_status hw_manager_tick(const struct hw_manager *manager, size_t pending_jobs, struct hw_tick_report **out);
+
+/*
+ The manager's statistics as JSON (registry counts, in flight, pending destroys, totals of
+ provisions, terminations, failures, lost jobs); free with `hw_string_free`.
+ */
+hw_status hw_manager_stats_json(const struct hw_manager *manager, char **out);
+
+/*
+ The report's counts.
+ */
+hw_status hw_tick_report_get_summary(const struct hw_tick_report *report, struct hw_tick_summary *out);
+
+/*
+ The `index`-th lost job: the worker that held it and the job id (borrowed). Requeue it.
+ */
+hw_status hw_tick_report_get_lost_job(const struct hw_tick_report *report, size_t index, struct hw_worker_id *out_worker, const char **out_job);
+
+/*
+ The `index`-th worker declared unhealthy.
+ */
+hw_status hw_tick_report_get_unhealthy(const struct hw_tick_report *report, size_t index, struct hw_worker_id *out);
+
+/*
+ The `index`-th worker destroyed and unregistered, and why.
+ */
+hw_status hw_tick_report_get_terminated(const struct hw_tick_report *report, size_t index, struct hw_worker_id *out_worker, hw_termination_reason *out_reason);
+
+/*
+ The `index`-th worker whose destroy failed (retried later).
+ */
+hw_status hw_tick_report_get_failed(const struct hw_tick_report *report, size_t index, struct hw_worker_id *out);
+
+/*
+ The `index`-th worker moved to `DRAINING`.
+ */
+hw_status hw_tick_report_get_drained(const struct hw_tick_report *report, size_t index, struct hw_worker_id *out);
+
+/*
+ The `index`-th worker provisioned.
+ */
+hw_status hw_tick_report_get_provisioned(const struct hw_tick_report *report, size_t index, struct hw_worker_id *out);
+
+/*
+ The `index`-th explanation line (borrowed), e.g. the scaling decision
+ `"+3: pending 7, …, capped by max_workers 10"`.
+ */
+hw_status hw_tick_report_get_decision(const struct hw_tick_report *report, size_t index, const char **out);
+
+/*
+ The whole report as JSON (borrowed: valid until `hw_tick_report_free`).
+ */
+hw_status hw_tick_report_get_json(const struct hw_tick_report *report, const char **out);
+
+/*
+ Frees a report. NULL does nothing.
+ */
+void hw_tick_report_free(struct hw_tick_report *report);
+
+/*
  A new, empty registry on the monotonic system clock.
  */
 hw_status hw_registry_new(struct hw_registry **out);
@@ -865,6 +1383,12 @@ hw_status hw_worker_spec_from_json(const char *json, struct hw_worker_spec **out
  The spec as JSON (free with `hw_string_free`).
  */
 hw_status hw_worker_spec_to_json(const struct hw_worker_spec *spec, char **out);
+
+/*
+ The spec's image (for C providers reading the spec they are asked to create; free with
+ `hw_string_free`). Everything else is in `hw_worker_spec_to_json`.
+ */
+hw_status hw_worker_spec_get_image(const struct hw_worker_spec *spec, char **out);
 
 /*
  A copy of `spec`.

@@ -29,6 +29,7 @@ mod boundary;
 mod clock;
 mod events;
 mod filter;
+mod manager;
 mod registry;
 mod spec;
 mod types;
@@ -38,6 +39,10 @@ pub use boundary::hw_status;
 pub use clock::hw_clock;
 pub use events::{hw_event, hw_event_kind, hw_subscription};
 pub use filter::hw_worker_filter;
+pub use manager::{
+    hw_manager, hw_manager_config, hw_provider_call, hw_provider_callbacks, hw_provider_result,
+    hw_scaling_plan, hw_tick_report, hw_tick_summary,
+};
 pub use registry::{hw_registry, hw_worker_counts};
 pub use spec::{hw_architecture, hw_worker_spec};
 pub use types::{

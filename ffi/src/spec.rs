@@ -87,6 +87,21 @@ pub extern "C" fn hw_worker_spec_to_json(
     })
 }
 
+/// The spec's image (for C providers reading the spec they are asked to create; free with
+/// `hw_string_free`). Everything else is in `hw_worker_spec_to_json`.
+#[no_mangle]
+pub extern "C" fn hw_worker_spec_get_image(
+    spec: *const hw_worker_spec,
+    out: *mut *mut c_char,
+) -> hw_status {
+    ffi_boundary!(hw_worker_spec_get_image, {
+        let spec = arg_ref!(spec);
+        let out = arg_out!(out);
+        out.write(c_string(&spec.spec.image, "image")?.into_raw());
+        Ok(())
+    })
+}
+
 /// A copy of `spec`.
 #[no_mangle]
 pub extern "C" fn hw_worker_spec_clone(
