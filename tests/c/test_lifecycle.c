@@ -23,6 +23,206 @@ static hw_worker_state state_of(const hw_registry *reg, hw_worker_id id) {
   return state;
 }
 
+/* A provider written in C: counts what the engine asks of it. */
+typedef struct fake_cloud {
+  int created;
+  int destroyed;
+  int released;
+  int fail_creates;
+  char last_destroyed[64];
+  char zone_seen[64];
+} fake_cloud;
+
+static uint32_t cloud_create(void *user_data, const hw_worker_spec *spec, hw_provider_call *call) {
+  fake_cloud *cloud = (fake_cloud *)user_data;
+  if (cloud->fail_creates) {
+    hw_provider_call_set_error(call, "quota exhausted");
+    return HW_PROVIDER_RESULT_FAILED;
+  }
+  char *image = NULL;
+  if (hw_worker_spec_get_image(spec, &image) != HW_OK) return HW_PROVIDER_RESULT_FAILED;
+  int ok = strcmp(image, "ubuntu:24.04") == 0;
+  hw_string_free(image);
+  if (!ok) return HW_PROVIDER_RESULT_FAILED;
+  char resource[32];
+  snprintf(resource, sizeof resource, "vm-%d", ++cloud->created);
+  if (hw_provider_call_set_resource_id(call, resource) != HW_OK) return HW_PROVIDER_RESULT_FAILED;
+  if (hw_provider_call_add_metadata(call, "zone", "eu-1") != HW_OK) return HW_PROVIDER_RESULT_FAILED;
+  return HW_PROVIDER_RESULT_OK;
+}
+
+static uint32_t cloud_destroy(void *user_data, hw_worker_id id, const char *resource_id,
+                              hw_provider_call *call) {
+  fake_cloud *cloud = (fake_cloud *)user_data;
+  (void)id;
+  const char *zone = NULL;
+  if (hw_provider_call_get_metadata(call, "zone", &zone) == HW_OK && zone) {
+    snprintf(cloud->zone_seen, sizeof cloud->zone_seen, "%s", zone);
+  }
+  snprintf(cloud->last_destroyed, sizeof cloud->last_destroyed, "%s", resource_id);
+  cloud->destroyed++;
+  return HW_PROVIDER_RESULT_OK;
+}
+
+static void cloud_release(void *user_data) { ((fake_cloud *)user_data)->released++; }
+
+/* The manager part: provision through a C provider, lose the heartbeat, tick: the job is
+ * reported lost and the worker destroyed through the provider. */
+static void manager_lifecycle(void) {
+  fake_cloud cloud;
+  memset(&cloud, 0, sizeof cloud);
+  hw_clock *clock = NULL;
+  hw_registry *reg = NULL;
+  hw_manager *mgr = NULL;
+  hw_worker_spec *spec = NULL;
+  hw_worker_filter *any = NULL;
+  CHECK_OK(hw_clock_new_manual(T0, &clock));
+  CHECK_OK(hw_registry_new_with_clock(clock, &reg));
+  CHECK_OK(hw_worker_spec_new("ubuntu:24.04", &spec));
+  CHECK_OK(hw_worker_filter_new(&any));
+
+  hw_manager_config config;
+  CHECK_OK(hw_manager_config_default(&config));
+  CHECK(config.heartbeat_timeout_ms == 60000 && config.max_workers == 10);
+  config.heartbeat_timeout_ms = 30000;
+  config.health_check_interval_ms = 1000;
+  config.min_ready_workers = 5;
+  config.max_workers = 3; /* min ready above max: refused */
+  CHECK_STATUS(hw_manager_new(reg, &config, &mgr), HW_ERR_INVALID_ARGUMENT);
+  CHECK(mgr == NULL);
+  config.min_ready_workers = 1;
+  CHECK_OK(hw_manager_new(reg, &config, &mgr));
+  if (!mgr) return;
+  hw_manager_config got;
+  CHECK_OK(hw_manager_get_config(mgr, &got));
+  CHECK(got.heartbeat_timeout_ms == 30000 && got.max_workers == 3);
+
+  hw_provider_callbacks cb;
+  memset(&cb, 0, sizeof cb);
+  cb.user_data = &cloud;
+  cb.create_worker = cloud_create;
+  cb.destroy_worker = cloud_destroy;
+  cb.release = cloud_release;
+  CHECK_OK(hw_manager_register_provider(mgr, "cloud", "custom:fake", &cb));
+  /* The same id again is refused, and that registration's user data is released at once. */
+  CHECK_STATUS(hw_manager_register_provider(mgr, "cloud", "custom:fake", &cb), HW_ERR_INVALID_ARGUMENT);
+  CHECK(cloud.released == 1);
+
+  /* Provision: the provider is called on this thread; the worker starts in CREATING. */
+  hw_worker *w = NULL;
+  CHECK_OK(hw_manager_provision(mgr, "cloud", spec, &w));
+  CHECK(cloud.created == 1);
+  hw_worker_id id;
+  memset(&id, 0, sizeof id);
+  if (w) {
+    id = worker_id_of(w);
+    const char *text = NULL;
+    CHECK_OK(hw_worker_get_resource_id(w, &text));
+    CHECK_STR(text, "vm-1");
+    CHECK_OK(hw_worker_get_provider_type(w, &text));
+    CHECK_STR(text, "custom:fake");
+  }
+  hw_worker_free(w);
+  CHECK_STATUS(hw_manager_provision(mgr, "nope", spec, &w), HW_ERR_PROVIDER_NOT_FOUND);
+
+  /* A failing provider becomes a provider error carrying its message. */
+  cloud.fail_creates = 1;
+  CHECK_STATUS(hw_manager_provision(mgr, "cloud", spec, &w), HW_ERR_PROVIDER);
+  CHECK(strstr(hw_last_error_message(), "quota exhausted") != NULL);
+  cloud.fail_creates = 0;
+
+  /* The agent reports in, takes a job, heartbeats. */
+  CHECK_OK(hw_registry_update_state(reg, id, HW_WORKER_STATE_READY, &w));
+  hw_worker_free(w);
+  CHECK_OK(hw_registry_claim(reg, any, "job-42", &w));
+  CHECK(w != NULL);
+  hw_worker_free(w);
+  CHECK_OK(hw_manager_process_heartbeat(mgr, id));
+  bool up = false;
+  CHECK_OK(hw_manager_should_scale_up(mgr, 7, &up));
+  CHECK(up); /* no ready worker and jobs pending */
+  hw_scaling_plan plan;
+  char *plan_json = NULL;
+  CHECK_OK(hw_manager_plan_scaling(mgr, 7, &plan, &plan_json));
+  CHECK(plan.busy == 1 && plan.total == 1 && plan.pending_jobs == 7);
+  CHECK(plan.provision + plan.total <= 3); /* never above max_workers */
+  CHECK(plan_json != NULL && strstr(plan_json, "explanation") != NULL);
+  hw_string_free(plan_json);
+
+  /* Ticks every 10 s with the agent silent: past 30 s it is declared unhealthy, the job it
+   * held is reported lost, and it is destroyed through the C provider and unregistered. */
+  hw_tick_summary sum;
+  memset(&sum, 0, sizeof sum);
+  int lost_reported = 0;
+  int terminated_reported = 0;
+  for (int i = 0; i < 5; i++) {
+    uint64_t now = 0;
+    CHECK_OK(hw_clock_advance(clock, 10000, &now));
+    hw_tick_report *report = NULL;
+    CHECK_OK(hw_manager_tick(mgr, 0, &report));
+    CHECK_OK(hw_tick_report_get_summary(report, &sum));
+    CHECK(sum.at_ms == now && !sum.skipped);
+    for (size_t j = 0; j < sum.lost_jobs; j++) {
+      hw_worker_id who;
+      const char *job = NULL;
+      CHECK_OK(hw_tick_report_get_lost_job(report, j, &who, &job));
+      CHECK(hw_id_eq(who, id));
+      CHECK_STR(job, "job-42");
+      lost_reported++;
+    }
+    for (size_t j = 0; j < sum.terminated; j++) {
+      hw_worker_id who;
+      hw_termination_reason why = 99;
+      CHECK_OK(hw_tick_report_get_terminated(report, j, &who, &why));
+      CHECK(hw_id_eq(who, id) && why == HW_TERMINATION_REASON_UNHEALTHY);
+      terminated_reported++;
+    }
+    const char *json = NULL;
+    CHECK_OK(hw_tick_report_get_json(report, &json));
+    CHECK(json != NULL && json[0] == '{');
+    hw_tick_report_free(report);
+  }
+  CHECK(lost_reported == 1);
+  CHECK(terminated_reported == 1);
+  CHECK(cloud.destroyed == 1);
+  CHECK_STR(cloud.last_destroyed, "vm-1");
+  CHECK_STR(cloud.zone_seen, "eu-1");
+  size_t count = 99;
+  CHECK_OK(hw_registry_count(reg, &count));
+  CHECK(count == 0);
+  char *stats = NULL;
+  CHECK_OK(hw_manager_stats_json(mgr, &stats));
+  CHECK(stats != NULL && strstr(stats, "\"lost_jobs_total\":1") != NULL);
+  hw_string_free(stats);
+
+  /* Terminate on request, then drain: both through the manager. */
+  CHECK_OK(hw_manager_provision(mgr, "cloud", spec, &w));
+  if (w) id = worker_id_of(w);
+  hw_worker_free(w);
+  CHECK_OK(hw_registry_update_state(reg, id, HW_WORKER_STATE_READY, &w));
+  hw_worker_free(w);
+  CHECK_OK(hw_manager_drain(mgr, id, &w));
+  hw_worker_state state = 99;
+  if (w) CHECK_OK(hw_worker_get_state(w, &state));
+  CHECK(state == HW_WORKER_STATE_DRAINING);
+  hw_worker_free(w);
+  hw_tick_report *report = NULL;
+  CHECK_OK(hw_manager_terminate(mgr, id, HW_TERMINATION_REASON_REQUESTED, &report));
+  CHECK_OK(hw_tick_report_get_summary(report, &sum));
+  CHECK(sum.terminated == 1 && sum.failed == 0);
+  hw_tick_report_free(report);
+  CHECK(cloud.destroyed == 2);
+  CHECK_STATUS(hw_manager_terminate(mgr, id, HW_TERMINATION_REASON_REQUESTED, &report), HW_ERR_NOT_FOUND);
+
+  CHECK(cloud.released == 1);
+  hw_manager_free(mgr);
+  CHECK(cloud.released == 2); /* the registered provider, released with the manager */
+  hw_worker_filter_free(any);
+  hw_worker_spec_free(spec);
+  hw_registry_free(reg);
+  hw_clock_free(clock);
+}
+
 int main(void) {
   hw_clock *clock = NULL;
   hw_registry *reg = NULL;
@@ -193,5 +393,7 @@ int main(void) {
   hw_worker_spec_free(spec);
   hw_registry_free(reg);
   hw_clock_free(clock);
+
+  manager_lifecycle();
   return hw_test_report();
 }
