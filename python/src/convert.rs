@@ -1,0 +1,299 @@
+//! Conversions between Python values and core values: ids, durations, timestamps, string
+//! maps, and the two Python `enum.Enum` classes (`WorkerState`, `TerminationReason`).
+//!
+//! Rules (DESIGN.md §8): ids are `str`; durations are float seconds or `datetime.timedelta`;
+//! timestamps are float seconds since the Unix epoch. A value of the wrong type is a
+//! `TypeError`; a value of the right type that is not acceptable is an `InvalidArgumentError`
+//! (also a `ValueError`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use hodei_workers::{
+    JobId, ProviderId, ProviderType, TerminationReason, Timestamp, WorkerId, WorkerState,
+};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyMapping, PyString, PyType};
+
+use crate::errors::{invalid, OrRaise};
+
+/// Parses a worker id (`InvalidArgumentError` when malformed).
+pub(crate) fn worker_id(py: Python<'_>, text: &str) -> PyResult<WorkerId> {
+    WorkerId::parse(text).or_raise(py)
+}
+
+/// Validates a job id.
+pub(crate) fn job_id(py: Python<'_>, text: &str) -> PyResult<JobId> {
+    JobId::new(text).or_raise(py)
+}
+
+/// Validates a provider id.
+pub(crate) fn provider_id(py: Python<'_>, text: &str) -> PyResult<ProviderId> {
+    ProviderId::new(text).or_raise(py)
+}
+
+/// Parses a provider type (`"docker"`, `"kubernetes"`, …, `"custom:NAME"`).
+pub(crate) fn provider_type(py: Python<'_>, text: &str) -> PyResult<ProviderType> {
+    text.parse::<ProviderType>().or_raise(py)
+}
+
+/// Timestamp (ms) to float seconds since the epoch.
+pub(crate) fn seconds(at: Timestamp) -> f64 {
+    at as f64 / 1000.0
+}
+
+/// Float seconds since the epoch to a timestamp (ms), refusing negative and non-finite values.
+pub(crate) fn timestamp(py: Python<'_>, secs: f64, what: &str) -> PyResult<Timestamp> {
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(invalid(
+            py,
+            format!("{what} must be a finite number of seconds >= 0, got {secs}"),
+        ));
+    }
+    let ms = (secs * 1000.0).round();
+    if ms >= u64::MAX as f64 {
+        return Err(invalid(py, format!("{what} is out of range: {secs}")));
+    }
+    Ok(ms as u64)
+}
+
+static TIMEDELTA: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// A duration given as float (or int) seconds or as a `datetime.timedelta`.
+///
+/// `bool` is refused (it is an `int` in Python, and `True` seconds is a bug, not a duration).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Seconds(pub(crate) Duration);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Seconds {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        let py = obj.py();
+        let timedelta = TIMEDELTA.import(py, "datetime", "timedelta")?;
+        let secs: f64 = if obj.is_instance(timedelta)? {
+            obj.call_method0("total_seconds")?.extract()?
+        } else if obj.is_instance_of::<PyBool>() {
+            return Err(PyTypeError::new_err(
+                "a duration must be float seconds or a datetime.timedelta, not bool",
+            ));
+        } else if obj.is_instance_of::<PyFloat>() || obj.is_instance_of::<PyInt>() {
+            obj.extract()?
+        } else {
+            return Err(PyTypeError::new_err(format!(
+                "a duration must be float seconds or a datetime.timedelta, not {}",
+                obj.get_type().name()?
+            )));
+        };
+        Duration::try_from_secs_f64(secs).map(Seconds).map_err(|_| {
+            invalid(
+                py,
+                format!("a duration must be a finite number of seconds >= 0, got {secs}"),
+            )
+        })
+    }
+}
+
+/// A duration as float seconds.
+pub(crate) fn duration_secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// A non-negative integer (a count, a limit): `InvalidArgumentError` when negative.
+pub(crate) fn count(py: Python<'_>, value: i64, what: &str) -> PyResult<usize> {
+    usize::try_from(value).map_err(|_| invalid(py, format!("{what} must be >= 0, got {value}")))
+}
+
+/// A `str -> str` mapping (any `collections.abc.Mapping`).
+pub(crate) fn str_map(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<BTreeMap<String, String>> {
+    let items = if let Ok(dict) = obj.cast::<PyDict>() {
+        dict.items()
+    } else if let Ok(mapping) = obj.cast::<PyMapping>() {
+        mapping.items()?
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "{what} must be a mapping of str to str, not {}",
+            obj.get_type().name()?
+        )));
+    };
+    let mut map = BTreeMap::new();
+    for item in items.iter() {
+        let (key, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
+        let (Ok(key), Ok(value)) = (key.cast::<PyString>(), value.cast::<PyString>()) else {
+            return Err(PyTypeError::new_err(format!(
+                "{what} must map str to str, found {}: {}",
+                key.get_type().name()?,
+                value.get_type().name()?
+            )));
+        };
+        map.insert(key.to_cow()?.into_owned(), value.to_cow()?.into_owned());
+    }
+    Ok(map)
+}
+
+/// A set of strings from an iterable of `str`; a lone `str` counts as one item (not as its
+/// characters, which is never what a caller means).
+pub(crate) fn str_set(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<BTreeSet<String>> {
+    if let Ok(s) = obj.cast::<PyString>() {
+        return Ok(BTreeSet::from([s.to_cow()?.into_owned()]));
+    }
+    let iter = obj.try_iter().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{what} must be an iterable of str, not {}",
+            obj.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        ))
+    })?;
+    let mut set = BTreeSet::new();
+    for item in iter {
+        let item = item?;
+        let Ok(s) = item.cast::<PyString>() else {
+            return Err(PyTypeError::new_err(format!(
+                "{what} must hold str, found {}",
+                item.get_type().name()?
+            )));
+        };
+        set.insert(s.to_cow()?.into_owned());
+    }
+    Ok(set)
+}
+
+/// A Python `enum.Enum` class made once per interpreter from a core enum's stable names, with
+/// its members cached in the core enum's `repr(u8)` order.
+pub(crate) struct PyEnum {
+    class: Py<PyType>,
+    members: Vec<Py<PyAny>>,
+}
+
+fn make_enum(
+    py: Python<'_>,
+    name: &str,
+    doc: &str,
+    values: impl Iterator<Item = &'static str>,
+) -> PyResult<PyEnum> {
+    let values: Vec<&str> = values.collect();
+    let pairs: Vec<(String, &str)> = values
+        .iter()
+        .map(|v| (v.to_ascii_uppercase(), *v))
+        .collect();
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("module", "hodei_workers")?;
+    kwargs.set_item("qualname", name)?;
+    let class = py
+        .import("enum")?
+        .getattr("Enum")?
+        .call((name, pairs), Some(&kwargs))?;
+    class.setattr("__doc__", doc)?;
+    let members = values
+        .iter()
+        .map(|v| class.call1((*v,)).map(Bound::unbind))
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok(PyEnum {
+        class: class.cast_into::<PyType>()?.unbind(),
+        members,
+    })
+}
+
+static WORKER_STATE: PyOnceLock<PyEnum> = PyOnceLock::new();
+static TERMINATION_REASON: PyOnceLock<PyEnum> = PyOnceLock::new();
+
+fn worker_state_enum(py: Python<'_>) -> PyResult<&PyEnum> {
+    WORKER_STATE.get_or_try_init(py, || {
+        make_enum(
+            py,
+            "WorkerState",
+            "Where a worker is in its life.\n\n\
+             CREATING -> CONNECTING -> READY <-> BUSY; READY/BUSY -> DRAINING; any live state \
+             -> TERMINATING -> TERMINATED. Only READY accepts jobs; only assign/claim enter \
+             BUSY and only release leaves it. Values are the stable lowercase names \
+             (WorkerState('ready') is WorkerState.READY); functions taking a state also \
+             accept that name as a str.",
+            WorkerState::ALL.into_iter().map(WorkerState::as_str),
+        )
+    })
+}
+
+fn termination_reason_enum(py: Python<'_>) -> PyResult<&PyEnum> {
+    TERMINATION_REASON.get_or_try_init(py, || {
+        make_enum(
+            py,
+            "TerminationReason",
+            "Why a worker is (to be) terminated or was unregistered. Values are the stable \
+             lowercase names; functions taking a reason also accept that name as a str.",
+            TerminationReason::ALL
+                .into_iter()
+                .map(TerminationReason::as_str),
+        )
+    })
+}
+
+/// The `WorkerState` and `TerminationReason` classes, for the module.
+pub(crate) fn enum_classes(py: Python<'_>) -> PyResult<[(&'static str, Bound<'_, PyType>); 2]> {
+    Ok([
+        ("WorkerState", worker_state_enum(py)?.class.bind(py).clone()),
+        (
+            "TerminationReason",
+            termination_reason_enum(py)?.class.bind(py).clone(),
+        ),
+    ])
+}
+
+/// The `WorkerState` member for `state`.
+pub(crate) fn state_to_py(py: Python<'_>, state: WorkerState) -> PyResult<Py<PyAny>> {
+    Ok(worker_state_enum(py)?.members[state as usize].clone_ref(py))
+}
+
+/// The `TerminationReason` member for `reason`.
+pub(crate) fn reason_to_py(py: Python<'_>, reason: TerminationReason) -> PyResult<Py<PyAny>> {
+    Ok(termination_reason_enum(py)?.members[reason as usize].clone_ref(py))
+}
+
+/// The stable name of an enum member or a `str` naming one (`TypeError` for anything else).
+fn enum_name(obj: &Bound<'_, PyAny>, class: &Bound<'_, PyType>, what: &str) -> PyResult<String> {
+    if obj.is_instance(class)? {
+        return obj.getattr("value")?.extract();
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        return Ok(s.to_cow()?.into_owned());
+    }
+    Err(PyTypeError::new_err(format!(
+        "{what} must be a {} or its name as str, not {}",
+        class.name()?,
+        obj.get_type().name()?
+    )))
+}
+
+/// A `WorkerState` member or its name (`"ready"`, case-insensitive).
+pub(crate) fn state_from_py(obj: &Bound<'_, PyAny>) -> PyResult<WorkerState> {
+    let py = obj.py();
+    let class = worker_state_enum(py)?.class.bind(py);
+    enum_name(obj, class, "state")?
+        .parse::<WorkerState>()
+        .or_raise(py)
+}
+
+/// A `TerminationReason` member or its name (`"idle"`, …).
+pub(crate) fn reason_from_py(obj: &Bound<'_, PyAny>) -> PyResult<TerminationReason> {
+    let py = obj.py();
+    let class = termination_reason_enum(py)?.class.bind(py);
+    enum_name(obj, class, "reason")?
+        .parse::<TerminationReason>()
+        .or_raise(py)
+}
+
+/// One state, or an iterable of states (members or names).
+pub(crate) fn states_from_py(obj: &Bound<'_, PyAny>) -> PyResult<BTreeSet<WorkerState>> {
+    let py = obj.py();
+    let class = worker_state_enum(py)?.class.bind(py);
+    if obj.is_instance(class)? || obj.is_instance_of::<PyString>() {
+        return Ok(BTreeSet::from([state_from_py(obj)?]));
+    }
+    let iter = obj.try_iter().map_err(|_| {
+        PyTypeError::new_err("states must be a WorkerState, a str, or an iterable of them")
+    })?;
+    iter.map(|item| state_from_py(&item?)).collect()
+}

@@ -1,0 +1,366 @@
+//! Events and subscriptions: the `Event` base class, one subclass per kind of event, and
+//! `Subscription`.
+//!
+//! Each kind is its own class so that user code can dispatch with `isinstance` or `match`
+//! (`case StateChanged(worker_id=w, to_state=WorkerState.READY)`); every event also carries
+//! `seq`, `at` and `kind` (the stable snake_case name).
+
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use hodei_workers::{EventKind, InMemoryWorkerRegistry, Subscription, WorkerLifecycleEvent};
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+use pyo3::BoundObject;
+
+use crate::convert::{self, Seconds};
+use crate::types::py_repr;
+
+/// Something that happened to a worker or to the fleet, in order.
+///
+/// ``seq`` increases strictly per registry (a gap means this subscriber missed events because
+/// its queue was full); ``at`` is the time on the registry's clock (float seconds since the
+/// epoch); ``kind`` is the stable snake_case name (``"state_changed"``, …). Each kind is a
+/// subclass with its own fields; an event of a kind newer than this module is a plain Event.
+#[pyclass(frozen, subclass, eq, hash, name = "Event", module = "hodei_workers")]
+#[derive(PartialEq)]
+pub(crate) struct PyEvent {
+    inner: WorkerLifecycleEvent,
+}
+
+impl Hash for PyEvent {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (self.inner.seq, self.inner.at, self.inner.kind.name()).hash(state);
+    }
+}
+
+/// The fields of an event of `kind`, in declaration order, as Python values.
+fn fields<'py>(py: Python<'py>, kind: &EventKind) -> PyResult<Vec<(&'static str, Py<PyAny>)>> {
+    fn v<'py, T: IntoPyObject<'py>>(py: Python<'py>, value: T) -> PyResult<Py<PyAny>>
+    where
+        PyErr: From<T::Error>,
+    {
+        Ok(value.into_pyobject(py)?.into_any().unbind())
+    }
+    Ok(match kind {
+        EventKind::Registered {
+            worker_id,
+            provider_id,
+            provider_type,
+        } => vec![
+            ("worker_id", v(py, worker_id.to_string())?),
+            ("provider_id", v(py, provider_id.as_str())?),
+            ("provider_type", v(py, provider_type.to_string())?),
+        ],
+        EventKind::StateChanged {
+            worker_id,
+            from,
+            to,
+        } => vec![
+            ("worker_id", v(py, worker_id.to_string())?),
+            ("from_state", convert::state_to_py(py, *from)?),
+            ("to_state", convert::state_to_py(py, *to)?),
+        ],
+        EventKind::AssignedToJob { worker_id, job_id }
+        | EventKind::ReleasedFromJob { worker_id, job_id }
+        | EventKind::JobLost { worker_id, job_id } => vec![
+            ("worker_id", v(py, worker_id.to_string())?),
+            ("job_id", v(py, job_id.as_str())?),
+        ],
+        EventKind::HeartbeatReceived { worker_id } => {
+            vec![("worker_id", v(py, worker_id.to_string())?)]
+        }
+        EventKind::UnhealthyDetected {
+            worker_id,
+            last_heartbeat,
+        } => vec![
+            ("worker_id", v(py, worker_id.to_string())?),
+            ("last_heartbeat", v(py, convert::seconds(*last_heartbeat))?),
+        ],
+        EventKind::Unregistered { worker_id, reason } => vec![
+            ("worker_id", v(py, worker_id.to_string())?),
+            ("reason", convert::reason_to_py(py, *reason)?),
+        ],
+        EventKind::ProvisionRequested { provider_id } => {
+            vec![("provider_id", v(py, provider_id.as_str())?)]
+        }
+        EventKind::ProvisionFailed { provider_id, error } => vec![
+            ("provider_id", v(py, provider_id.as_str())?),
+            ("error", v(py, error.as_str())?),
+        ],
+        EventKind::DestroyFailed {
+            worker_id,
+            provider_id,
+            error,
+            attempts,
+        } => vec![
+            ("worker_id", v(py, worker_id.to_string())?),
+            ("provider_id", v(py, provider_id.as_str())?),
+            ("error", v(py, error.as_str())?),
+            ("attempts", v(py, *attempts)?),
+        ],
+        EventKind::MassExpiryHeld { would_expire, live } => vec![
+            ("would_expire", v(py, *would_expire)?),
+            ("live", v(py, *live)?),
+        ],
+        // A kind added to the core after this module: its common fields still show.
+        other => match other.worker_id() {
+            Some(id) => vec![("worker_id", v(py, id.to_string())?)],
+            None => Vec::new(),
+        },
+    })
+}
+
+fn field(py: Python<'_>, event: &PyEvent, name: &str) -> PyResult<Py<PyAny>> {
+    fields(py, &event.inner.kind)?
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, value)| value)
+        .ok_or_else(|| {
+            pyo3::exceptions::PyAttributeError::new_err(format!(
+                "{} event has no field {name}",
+                event.inner.kind.name()
+            ))
+        })
+}
+
+fn class_name(kind: &EventKind) -> &'static str {
+    match kind {
+        EventKind::Registered { .. } => "Registered",
+        EventKind::StateChanged { .. } => "StateChanged",
+        EventKind::AssignedToJob { .. } => "AssignedToJob",
+        EventKind::ReleasedFromJob { .. } => "ReleasedFromJob",
+        EventKind::HeartbeatReceived { .. } => "HeartbeatReceived",
+        EventKind::UnhealthyDetected { .. } => "UnhealthyDetected",
+        EventKind::JobLost { .. } => "JobLost",
+        EventKind::Unregistered { .. } => "Unregistered",
+        EventKind::ProvisionRequested { .. } => "ProvisionRequested",
+        EventKind::ProvisionFailed { .. } => "ProvisionFailed",
+        EventKind::DestroyFailed { .. } => "DestroyFailed",
+        EventKind::MassExpiryHeld { .. } => "MassExpiryHeld",
+        _ => "Event",
+    }
+}
+
+#[pymethods]
+impl PyEvent {
+    /// Strictly increasing per registry; a gap means this subscriber missed events.
+    #[getter]
+    fn seq(&self) -> u64 {
+        self.inner.seq
+    }
+
+    /// When it happened, on the registry's clock (float seconds since the epoch).
+    #[getter]
+    fn at(&self) -> f64 {
+        convert::seconds(self.inner.at)
+    }
+
+    /// The stable snake_case name of the kind (``"registered"``, ``"state_changed"``, …).
+    #[getter]
+    fn kind(&self) -> &'static str {
+        self.inner.kind.name()
+    }
+
+    /// The worker the event is about, or None for fleet events (provisioning, mass expiry).
+    #[getter]
+    fn worker_id(&self) -> Option<String> {
+        self.inner.kind.worker_id().map(|id| id.to_string())
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let mut out = format!(
+            "{}(seq={}, at={}",
+            class_name(&self.inner.kind),
+            self.inner.seq,
+            py_repr(py, convert::seconds(self.inner.at))?
+        );
+        if class_name(&self.inner.kind) == "Event" {
+            out += &format!(", kind={}", py_repr(py, self.inner.kind.name())?);
+        }
+        for (name, value) in fields(py, &self.inner.kind)? {
+            out += &format!(", {name}={}", value.bind(py).repr()?);
+        }
+        out.push(')');
+        Ok(out)
+    }
+}
+
+macro_rules! event_classes {
+    ($( $(#[doc = $doc:literal])* $Variant:ident [$($field:ident),*]; )*) => {
+        $(
+            $(#[doc = $doc])*
+            #[pyclass(frozen, extends = PyEvent, module = "hodei_workers")]
+            pub(crate) struct $Variant;
+
+            #[pymethods]
+            impl $Variant {
+                /// Field names for positional patterns in ``match`` statements.
+                #[classattr]
+                fn __match_args__(py: Python<'_>) -> PyResult<Py<PyTuple>> {
+                    Ok(PyTuple::new(py, [$(stringify!($field)),*])?.unbind())
+                }
+
+                $(
+                    #[doc = concat!("The event's ``", stringify!($field), "`` (see the class docstring).")]
+                    #[getter]
+                    fn $field(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+                        field(slf.py(), slf.as_super().get(), stringify!($field))
+                    }
+                )*
+            }
+        )*
+
+        /// The Python object for `event`: an instance of its kind's class.
+        pub(crate) fn event_to_py(py: Python<'_>, event: WorkerLifecycleEvent) -> PyResult<Py<PyAny>> {
+            let name = class_name(&event.kind);
+            let base = PyClassInitializer::from(PyEvent { inner: event });
+            $(
+                if name == stringify!($Variant) {
+                    return Ok(Bound::new(py, base.add_subclass($Variant))?.into_any().unbind());
+                }
+            )*
+            Ok(Bound::new(py, base)?.into_any().unbind())
+        }
+
+        /// Adds `Event` and every event class to the module.
+        pub(crate) fn add_event_classes(m: &Bound<'_, PyModule>) -> PyResult<()> {
+            m.add_class::<PyEvent>()?;
+            $( m.add_class::<$Variant>()?; )*
+            Ok(())
+        }
+    };
+}
+
+event_classes! {
+    /// A worker was registered (it starts in CREATING).
+    Registered [worker_id, provider_id, provider_type];
+    /// A worker changed state: ``from_state`` -> ``to_state`` (WorkerState members).
+    StateChanged [worker_id, from_state, to_state];
+    /// A worker took a job.
+    AssignedToJob [worker_id, job_id];
+    /// A worker finished (released) a job.
+    ReleasedFromJob [worker_id, job_id];
+    /// A heartbeat arrived (only for subscriptions made with ``heartbeats=True``).
+    HeartbeatReceived [worker_id];
+    /// A worker missed its heartbeat or startup deadline; ``last_heartbeat`` is float seconds.
+    UnhealthyDetected [worker_id, last_heartbeat];
+    /// A worker holding a job left service: the host must requeue ``job_id``.
+    JobLost [worker_id, job_id];
+    /// A worker's record left the registry; ``reason`` is a TerminationReason.
+    Unregistered [worker_id, reason];
+    /// The manager asked a provider for a worker.
+    ProvisionRequested [provider_id];
+    /// A provider failed to create a worker; ``error`` says what it said.
+    ProvisionFailed [provider_id, error];
+    /// A provider failed to destroy a worker; it stays TERMINATING and is retried with backoff.
+    DestroyFailed [worker_id, provider_id, error, attempts];
+    /// The health check would have declared too many workers unhealthy at once (a partition
+    /// on the host's side, most likely) and declared none.
+    MassExpiryHeld [would_expire, live];
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// How often a blocking ``recv()`` without timeout wakes up to let Ctrl-C (and other signal
+/// handlers) run: the GIL is released while it waits.
+const SIGNAL_CHECK: Duration = Duration::from_millis(100);
+
+/// A subscriber's end of a registry's event stream (from ``Registry.subscribe``).
+///
+/// Events queue in a bounded buffer; when it is full the registry never waits: the event is
+/// dropped for this subscriber, ``dropped`` grows and ``seq`` shows a gap. Iterating blocks for
+/// each next event and ends when the registry is gone; use ``drain()`` or ``try_recv()`` to
+/// read without waiting. Dropping the Subscription unsubscribes. Safe to share between threads.
+#[pyclass(frozen, name = "Subscription", module = "hodei_workers")]
+pub(crate) struct PySubscription {
+    inner: Subscription,
+    /// Tells a registry that is gone (its event bus with it) from a quiet one.
+    registry: Weak<InMemoryWorkerRegistry>,
+}
+
+impl PySubscription {
+    pub(crate) fn new(inner: Subscription, registry: &Arc<InMemoryWorkerRegistry>) -> Self {
+        PySubscription {
+            inner,
+            registry: Arc::downgrade(registry),
+        }
+    }
+
+    /// Waits for the next event; `None` when the registry is gone and the queue empty.
+    fn recv_forever(&self, py: Python<'_>) -> PyResult<Option<WorkerLifecycleEvent>> {
+        loop {
+            if let Some(event) = py.detach(|| self.inner.recv(Some(SIGNAL_CHECK))) {
+                return Ok(Some(event));
+            }
+            if self.registry.strong_count() == 0 {
+                // The senders are gone; whatever was queued before is still ours.
+                return Ok(self.inner.try_recv());
+            }
+            py.check_signals()?;
+        }
+    }
+}
+
+#[pymethods]
+impl PySubscription {
+    /// The next event, waiting up to ``timeout`` (float seconds or timedelta; None: until one
+    /// comes or the registry is gone). Returns None on timeout. The GIL is released while
+    /// waiting, and Ctrl-C interrupts a wait without timeout.
+    #[pyo3(signature = (timeout=None))]
+    fn recv(&self, py: Python<'_>, timeout: Option<Seconds>) -> PyResult<Option<Py<PyAny>>> {
+        let event = match timeout {
+            None => self.recv_forever(py)?,
+            Some(Seconds(t)) => py.detach(|| self.inner.recv(Some(t))),
+        };
+        event.map(|e| event_to_py(py, e)).transpose()
+    }
+
+    /// The next event if one is queued, else None; never waits.
+    fn try_recv(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        self.inner
+            .try_recv()
+            .map(|e| event_to_py(py, e))
+            .transpose()
+    }
+
+    /// Every event queued now, oldest first; never waits.
+    fn drain(&self, py: Python<'_>) -> PyResult<Vec<Py<PyAny>>> {
+        self.inner
+            .drain()
+            .into_iter()
+            .map(|e| event_to_py(py, e))
+            .collect()
+    }
+
+    /// How many events were dropped for this subscriber because its queue was full.
+    #[getter]
+    fn dropped(&self) -> u64 {
+        self.inner.dropped()
+    }
+
+    /// Events queued and not yet received.
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// The next event, waiting for it; StopIteration when the registry is gone.
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        self.recv_forever(py)?
+            .map(|e| event_to_py(py, e))
+            .transpose()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<Subscription queued={} dropped={}>",
+            self.inner.len(),
+            self.inner.dropped()
+        )
+    }
+}

@@ -1,0 +1,38 @@
+//! Python bindings of hodei-workers: the module `hodei_workers._native`, re-exported by the
+//! pure-Python package `hodei_workers` (DESIGN.md §8).
+//!
+//! This layer translates and holds no lifecycle logic of its own. Two rules shape it:
+//! - Every call that takes a core lock or may block runs with the GIL released
+//!   ([`errors::run`], `py.detach`), so Python threads run meanwhile and no Python code (a
+//!   provider, a finalizer run by the garbage collector) can run while a core lock is held.
+//! - Every core error becomes the matching exception of the tree rooted at
+//!   `HodeiWorkersError`; a wrong type is a `TypeError`; a Rust panic is an `InternalError`
+//!   (a `RuntimeError`), never a crash.
+
+mod convert;
+mod errors;
+mod events;
+mod registry;
+mod types;
+
+use pyo3::prelude::*;
+
+/// The native core of the ``hodei_workers`` package; import from ``hodei_workers`` instead.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    errors::add_exceptions(m)?;
+    for (name, class) in convert::enum_classes(py)? {
+        m.add(name, class)?;
+    }
+    m.add_class::<types::PyResources>()?;
+    m.add_class::<types::PyWorkerSpec>()?;
+    m.add_class::<types::PyWorker>()?;
+    m.add_class::<types::PyRegistryStats>()?;
+    m.add_class::<types::PyManualClock>()?;
+    m.add_class::<registry::PyRegistry>()?;
+    m.add_class::<events::PySubscription>()?;
+    events::add_event_classes(m)?;
+    Ok(())
+}

@@ -1,0 +1,399 @@
+//! `Registry`: the Python face of `InMemoryWorkerRegistry`.
+
+use std::sync::Arc;
+
+use hodei_workers::{
+    InMemoryWorkerRegistry, Snapshot, SubscribeOptions, SystemClock, TerminationReason,
+    WorkerFilter, WorkerHandle, WorkerId, WorkerRegistry, WorkerSpec,
+};
+use pyo3::prelude::*;
+use pyo3::types::PyString;
+
+use crate::convert::{self, Seconds};
+use crate::errors::{invalid, run};
+use crate::events::PySubscription;
+use crate::types::{PyManualClock, PyRegistryStats, PyWorker, PyWorkerSpec};
+
+/// The keyword filters shared by `find` and `claim`, converted from Python.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn build_filter(
+    py: Python<'_>,
+    states: Option<&Bound<'_, PyAny>>,
+    provider_id: Option<&str>,
+    provider_type: Option<&str>,
+    accepting_jobs: Option<bool>,
+    idle_for: Option<Seconds>,
+    unhealthy_for: Option<Seconds>,
+    labels: Option<&Bound<'_, PyAny>>,
+    capabilities: Option<&Bound<'_, PyAny>>,
+    limit: Option<i64>,
+) -> PyResult<WorkerFilter> {
+    Ok(WorkerFilter {
+        states: states
+            .map(convert::states_from_py)
+            .transpose()?
+            .unwrap_or_default(),
+        provider_id: provider_id
+            .map(|p| convert::provider_id(py, p))
+            .transpose()?,
+        provider_type: provider_type
+            .map(|t| convert::provider_type(py, t))
+            .transpose()?,
+        accepting_jobs,
+        idle_for: idle_for.map(|s| s.0),
+        unhealthy_for: unhealthy_for.map(|s| s.0),
+        labels: labels
+            .map(|l| convert::str_map(l, "labels"))
+            .transpose()?
+            .unwrap_or_default(),
+        capabilities: capabilities
+            .map(|c| convert::str_set(c, "capabilities"))
+            .transpose()?
+            .unwrap_or_default(),
+        limit: limit.map(|n| convert::count(py, n, "limit")).transpose()?,
+    })
+}
+
+fn workers(list: Vec<hodei_workers::Worker>) -> Vec<PyWorker> {
+    list.into_iter().map(PyWorker::new).collect()
+}
+
+/// The registry of a fleet's workers: who they are, what state each is in, which job each
+/// holds. Thread-safe: share one Registry between threads freely; the GIL is released while
+/// it works.
+///
+/// ``Registry()`` runs on the system's monotonic clock; ``Registry(clock=ManualClock())`` on a
+/// clock that moves only when told to (tests, simulations).
+///
+/// Ids are str (worker ids are UUIDs), durations float seconds or ``timedelta``, timestamps
+/// float seconds since the epoch. Unknown workers raise WorkerNotFoundError (a LookupError),
+/// malformed ids and values InvalidArgumentError (a ValueError), wrong types TypeError.
+/// ``len(registry)`` counts the workers; ``worker_id in registry`` tests one.
+#[pyclass(frozen, name = "Registry", module = "hodei_workers")]
+pub(crate) struct PyRegistry {
+    pub(crate) inner: Arc<InMemoryWorkerRegistry>,
+    clock: Option<Py<PyManualClock>>,
+}
+
+#[pymethods]
+impl PyRegistry {
+    /// An empty registry on ``clock`` (a ManualClock), or on the system's monotonic clock.
+    #[new]
+    #[pyo3(signature = (clock=None))]
+    fn new(clock: Option<Bound<'_, PyManualClock>>) -> Self {
+        let inner = match &clock {
+            Some(c) => InMemoryWorkerRegistry::with_clock(c.get().inner.clone()),
+            None => InMemoryWorkerRegistry::with_clock(Arc::new(SystemClock::new())),
+        };
+        PyRegistry {
+            inner: Arc::new(inner),
+            clock: clock.map(Bound::unbind),
+        }
+    }
+
+    /// The ManualClock given at construction, or None on the system clock.
+    #[getter]
+    fn clock(&self, py: Python<'_>) -> Option<Py<PyManualClock>> {
+        self.clock.as_ref().map(|c| c.clone_ref(py))
+    }
+
+    /// The time on the registry's clock (float seconds since the epoch).
+    fn now(&self) -> f64 {
+        convert::seconds(self.inner.now())
+    }
+
+    /// Registers a worker that a provider started; it begins in CREATING.
+    ///
+    /// ``provider_type`` is ``"docker"``, ``"kubernetes"``, ``"fargate"``, ``"cloud_run"``,
+    /// ``"container_apps"``, ``"lambda"``, ``"cloud_functions"``, ``"azure_functions"``,
+    /// ``"ec2"``, ``"compute_engine"``, ``"azure_vms"``, ``"bare_metal"`` or ``"custom:NAME"``.
+    /// ``resource_id`` is the provider's id of the instance. ``spec`` defaults to
+    /// ``WorkerSpec()``. ``worker_id`` (a UUID str) is generated when not given.
+    ///
+    /// Raises WorkerAlreadyExistsError for a known id, InvalidArgumentError for a malformed id
+    /// or an unknown provider type.
+    #[pyo3(signature = (provider_id, provider_type, resource_id, spec=None, *, worker_id=None, metadata=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn register(
+        &self,
+        py: Python<'_>,
+        provider_id: &str,
+        provider_type: &str,
+        resource_id: &str,
+        spec: Option<PyWorkerSpec>,
+        worker_id: Option<&str>,
+        metadata: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<PyWorker> {
+        let mut handle = WorkerHandle::new(
+            convert::provider_id(py, provider_id)?,
+            convert::provider_type(py, provider_type)?,
+            resource_id,
+        );
+        if let Some(id) = worker_id {
+            handle.worker_id = convert::worker_id(py, id)?;
+        }
+        if let Some(m) = metadata {
+            handle.metadata = convert::str_map(m, "metadata")?;
+        }
+        let spec = spec
+            .map(|s| s.inner)
+            .unwrap_or_else(|| Arc::new(WorkerSpec::default()));
+        run(py, || self.inner.register(handle, spec)).map(PyWorker::new)
+    }
+
+    /// Removes a worker's record and returns its last snapshot. A job it held is reported lost
+    /// (a JobLost event). ``reason`` is a TerminationReason or its name.
+    #[pyo3(signature = (worker_id, reason=None))]
+    fn unregister(
+        &self,
+        py: Python<'_>,
+        worker_id: &str,
+        reason: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<PyWorker> {
+        let id = convert::worker_id(py, worker_id)?;
+        let reason = reason
+            .map(convert::reason_from_py)
+            .transpose()?
+            .unwrap_or(TerminationReason::Requested);
+        run(py, || self.inner.unregister(&id, reason)).map(PyWorker::new)
+    }
+
+    /// A snapshot of one worker, or None when unknown.
+    fn get(&self, py: Python<'_>, worker_id: &str) -> PyResult<Option<PyWorker>> {
+        let id = convert::worker_id(py, worker_id)?;
+        Ok(run(py, || self.inner.get(&id))?.map(PyWorker::new))
+    }
+
+    /// Snapshots of the workers matching every filter given (none given: every worker).
+    ///
+    /// ``states``: a WorkerState, its name, or an iterable of them. ``provider_id``,
+    /// ``provider_type``: exact match. ``accepting_jobs``: True for READY workers only, False
+    /// for the others. ``idle_for``: READY and idle at least this long. ``unhealthy_for``: no
+    /// heartbeat for longer than this. ``labels``: every one of these labels with these values.
+    /// ``capabilities``: every one of these. ``limit``: at most this many.
+    #[pyo3(signature = (*, states=None, provider_id=None, provider_type=None, accepting_jobs=None,
+                        idle_for=None, unhealthy_for=None, labels=None, capabilities=None, limit=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn find(
+        &self,
+        py: Python<'_>,
+        states: Option<&Bound<'_, PyAny>>,
+        provider_id: Option<&str>,
+        provider_type: Option<&str>,
+        accepting_jobs: Option<bool>,
+        idle_for: Option<Seconds>,
+        unhealthy_for: Option<Seconds>,
+        labels: Option<&Bound<'_, PyAny>>,
+        capabilities: Option<&Bound<'_, PyAny>>,
+        limit: Option<i64>,
+    ) -> PyResult<Vec<PyWorker>> {
+        let filter = build_filter(
+            py,
+            states,
+            provider_id,
+            provider_type,
+            accepting_jobs,
+            idle_for,
+            unhealthy_for,
+            labels,
+            capabilities,
+            limit,
+        )?;
+        run(py, || self.inner.find(&filter)).map(workers)
+    }
+
+    /// Workers that accept jobs now (READY).
+    fn find_available(&self, py: Python<'_>) -> PyResult<Vec<PyWorker>> {
+        run(py, || self.inner.find_available()).map(workers)
+    }
+
+    /// Workers of one provider.
+    fn find_by_provider(&self, py: Python<'_>, provider_id: &str) -> PyResult<Vec<PyWorker>> {
+        let provider = convert::provider_id(py, provider_id)?;
+        run(py, || self.inner.find_by_provider(&provider)).map(workers)
+    }
+
+    /// Moves a worker to ``state`` (a WorkerState or its name) and returns the new snapshot.
+    /// The state it is already in is a no-op (no event).
+    ///
+    /// Never enters or leaves BUSY (that is assign/claim and release): asking for it raises
+    /// InvalidTransitionError, as does any move the state machine refuses.
+    fn update_state(
+        &self,
+        py: Python<'_>,
+        worker_id: &str,
+        state: &Bound<'_, PyAny>,
+    ) -> PyResult<PyWorker> {
+        let id = convert::worker_id(py, worker_id)?;
+        let state = convert::state_from_py(state)?;
+        run(py, || self.inner.update_state(&id, state)).map(PyWorker::new)
+    }
+
+    /// Records a heartbeat of the worker's agent (updates ``last_heartbeat`` only; changes no
+    /// state). Raises WorkerNotFoundError for an unknown worker: tell its agent to register
+    /// again.
+    fn heartbeat(&self, py: Python<'_>, worker_id: &str) -> PyResult<()> {
+        let id = convert::worker_id(py, worker_id)?;
+        run(py, || self.inner.heartbeat(&id))
+    }
+
+    /// Gives ``job_id`` to a READY worker, which becomes BUSY.
+    ///
+    /// Raises WorkerNotAvailableError when it is not READY, JobAlreadyAssignedError when
+    /// another worker holds the job.
+    fn assign_to_job(&self, py: Python<'_>, worker_id: &str, job_id: &str) -> PyResult<PyWorker> {
+        let id = convert::worker_id(py, worker_id)?;
+        let job = convert::job_id(py, job_id)?;
+        run(py, || self.inner.assign_to_job(&id, job)).map(PyWorker::new)
+    }
+
+    /// Takes the job back and returns its id: BUSY -> READY (the idle clock restarts), or the
+    /// worker stays DRAINING; ``jobs_executed`` grows, and reaching ``spec.max_jobs`` drains it.
+    ///
+    /// With ``expected_job``, a worker holding another job is left alone: a late release from
+    /// an old assignment never frees a new one. Raises WorkerNotBusyError when it holds no job
+    /// or another job than ``expected_job``.
+    #[pyo3(signature = (worker_id, expected_job=None))]
+    fn release_from_job(
+        &self,
+        py: Python<'_>,
+        worker_id: &str,
+        expected_job: Option<&str>,
+    ) -> PyResult<String> {
+        let id = convert::worker_id(py, worker_id)?;
+        let expected = expected_job.map(|j| convert::job_id(py, j)).transpose()?;
+        let job = run(py, || self.inner.release_from_job(&id, expected.as_ref()))?;
+        Ok(job.as_str().to_owned())
+    }
+
+    /// Picks a READY worker matching the filters (the keywords of ``find``) and gives it
+    /// ``job_id``, in one atomic step: two threads never get the same worker, and a job is never
+    /// given twice. Prefers the most recently idle worker, so that surplus workers idle out.
+    /// Returns the now BUSY worker, or None when none matches.
+    ///
+    /// Raises JobAlreadyAssignedError when a worker already holds ``job_id``.
+    #[pyo3(signature = (job_id, *, states=None, provider_id=None, provider_type=None, accepting_jobs=None,
+                        idle_for=None, unhealthy_for=None, labels=None, capabilities=None, limit=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn claim(
+        &self,
+        py: Python<'_>,
+        job_id: &str,
+        states: Option<&Bound<'_, PyAny>>,
+        provider_id: Option<&str>,
+        provider_type: Option<&str>,
+        accepting_jobs: Option<bool>,
+        idle_for: Option<Seconds>,
+        unhealthy_for: Option<Seconds>,
+        labels: Option<&Bound<'_, PyAny>>,
+        capabilities: Option<&Bound<'_, PyAny>>,
+        limit: Option<i64>,
+    ) -> PyResult<Option<PyWorker>> {
+        let job = convert::job_id(py, job_id)?;
+        let filter = build_filter(
+            py,
+            states,
+            provider_id,
+            provider_type,
+            accepting_jobs,
+            idle_for,
+            unhealthy_for,
+            labels,
+            capabilities,
+            limit,
+        )?;
+        Ok(run(py, || self.inner.claim(&filter, job))?.map(PyWorker::new))
+    }
+
+    /// Workers past their heartbeat deadline: CONNECTING, READY, BUSY or DRAINING and silent
+    /// for longer than ``timeout`` (float seconds or timedelta).
+    fn find_unhealthy(&self, py: Python<'_>, timeout: Seconds) -> PyResult<Vec<PyWorker>> {
+        run(py, || self.inner.find_unhealthy(timeout.0)).map(workers)
+    }
+
+    /// Workers past their startup deadline: still CREATING or CONNECTING longer than
+    /// ``timeout`` after registration.
+    fn find_startup_expired(&self, py: Python<'_>, timeout: Seconds) -> PyResult<Vec<PyWorker>> {
+        run(py, || self.inner.find_startup_expired(timeout.0)).map(workers)
+    }
+
+    /// Workers due for retirement, each with its TerminationReason: LIFETIME (past
+    /// ``max_lifetime``; a BUSY one is to be drained, not killed), IDLE (READY past
+    /// ``idle_timeout``), DRAINED / MAX_JOBS (DRAINING without a job).
+    fn find_for_termination(&self, py: Python<'_>) -> PyResult<Vec<(PyWorker, Py<PyAny>)>> {
+        run(py, || self.inner.find_for_termination())?
+            .into_iter()
+            .map(|(w, reason)| Ok((PyWorker::new(w), convert::reason_to_py(py, reason)?)))
+            .collect()
+    }
+
+    /// Counts per state, provider and provider type (constant cost, whatever the fleet size).
+    fn stats(&self, py: Python<'_>) -> PyResult<PyRegistryStats> {
+        run(py, || self.inner.stats()).map(|inner| PyRegistryStats { inner })
+    }
+
+    /// A new subscription to the registry's events. ``capacity`` bounds its queue (when full,
+    /// events are dropped for this subscriber: the registry never waits). Heartbeat events are
+    /// sent only with ``heartbeats=True``.
+    #[pyo3(signature = (capacity=4096, heartbeats=false))]
+    fn subscribe(
+        &self,
+        py: Python<'_>,
+        capacity: i64,
+        heartbeats: bool,
+    ) -> PyResult<PySubscription> {
+        let capacity = convert::count(py, capacity, "capacity")?;
+        if capacity == 0 {
+            return Err(invalid(py, "capacity must be at least 1"));
+        }
+        let options = SubscribeOptions::default()
+            .capacity(capacity)
+            .heartbeats(heartbeats);
+        let subscription = run(py, || self.inner.subscribe(options))?;
+        Ok(PySubscription::new(subscription, &self.inner))
+    }
+
+    /// Every record plus the event ``seq``, consistent at one instant, as JSON text.
+    fn snapshot(&self, py: Python<'_>) -> PyResult<String> {
+        run(py, || self.inner.snapshot()?.to_json())
+    }
+
+    /// Loads a JSON snapshot (from ``snapshot()``) into this registry, which must be empty.
+    /// The snapshot is checked whole first: on any error nothing changes.
+    ///
+    /// Raises SnapshotError for corrupt, truncated, foreign or inconsistent text,
+    /// InvalidArgumentError when the registry is not empty.
+    fn restore(&self, py: Python<'_>, snapshot: &str) -> PyResult<()> {
+        run(py, || self.inner.restore(Snapshot::from_json(snapshot)?))
+    }
+
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        run(py, || self.inner.count())
+    }
+
+    fn __contains__(&self, py: Python<'_>, worker_id: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let text = worker_id.cast::<PyString>().map_err(|_| {
+            pyo3::exceptions::PyTypeError::new_err(format!(
+                "a worker id is a str, not {}",
+                worker_id
+                    .get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ))
+        })?;
+        // A string that is not a worker id names no worker: `in` answers False, not an error.
+        let Ok(id) = WorkerId::parse(&text.to_cow()?) else {
+            return Ok(false);
+        };
+        Ok(run(py, || self.inner.get(&id))?.is_some())
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let stats = run(py, || self.inner.stats())?;
+        Ok(format!(
+            "<Registry workers={} ready={} busy={}>",
+            stats.total, stats.by_state.ready, stats.by_state.busy
+        ))
+    }
+}

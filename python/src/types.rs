@@ -1,0 +1,653 @@
+//! Value classes: `Resources`, `WorkerSpec`, `Worker`, `RegistryStats`, and the `ManualClock`
+//! handle. Values are frozen, compare by content and hash consistently with `==`.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use hodei_workers::{
+    Architecture, ManualClock, ResourceRequirements, Worker, WorkerRegistryStats, WorkerSpec,
+    WorkerState, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_LIFETIME,
+};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyFrozenSet};
+use pyo3::BoundObject;
+
+use crate::convert::{self, Seconds};
+use crate::errors::{invalid, OrRaise};
+
+/// `repr()` of a Python value, for hand-written `__repr__`s that read like Python.
+pub(crate) fn py_repr<'py, T>(py: Python<'py>, value: T) -> PyResult<String>
+where
+    T: IntoPyObject<'py>,
+    PyErr: From<T::Error>,
+{
+    Ok(value
+        .into_pyobject(py)?
+        .into_bound()
+        .into_any()
+        .repr()?
+        .to_string())
+}
+
+/// `-0.0` and `0.0` compare equal, so they must hash alike.
+fn float_bits(x: f64) -> u64 {
+    (x + 0.0).to_bits()
+}
+
+fn non_negative(py: Python<'_>, value: i64, what: &str) -> PyResult<u64> {
+    u64::try_from(value).map_err(|_| invalid(py, format!("{what} must be >= 0, got {value}")))
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// What a worker needs of its host: CPU cores (fractions allowed), memory and disk in bytes,
+/// GPUs. Immutable; compares by value.
+#[pyclass(
+    frozen,
+    eq,
+    hash,
+    name = "Resources",
+    module = "hodei_workers",
+    from_py_object
+)]
+#[derive(Clone, PartialEq)]
+pub(crate) struct PyResources {
+    pub(crate) inner: ResourceRequirements,
+}
+
+impl Hash for PyResources {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let r = &self.inner;
+        float_bits(r.cpu_cores).hash(state);
+        (r.memory_bytes, r.disk_bytes, r.gpu_count, &r.gpu_type).hash(state);
+    }
+}
+
+#[pymethods]
+impl PyResources {
+    /// Resources asked for. Every amount must be >= 0 (InvalidArgumentError otherwise).
+    #[new]
+    #[pyo3(signature = (cpu_cores=0.0, memory_bytes=0, disk_bytes=0, gpu_count=0, gpu_type=None))]
+    fn new(
+        py: Python<'_>,
+        cpu_cores: f64,
+        memory_bytes: i64,
+        disk_bytes: i64,
+        gpu_count: i64,
+        gpu_type: Option<String>,
+    ) -> PyResult<Self> {
+        if !cpu_cores.is_finite() || cpu_cores < 0.0 {
+            return Err(invalid(
+                py,
+                format!("cpu_cores must be finite and >= 0, got {cpu_cores}"),
+            ));
+        }
+        let gpu_count = non_negative(py, gpu_count, "gpu_count")?;
+        Ok(PyResources {
+            inner: ResourceRequirements {
+                cpu_cores,
+                memory_bytes: non_negative(py, memory_bytes, "memory_bytes")?,
+                disk_bytes: non_negative(py, disk_bytes, "disk_bytes")?,
+                gpu_count: u32::try_from(gpu_count)
+                    .map_err(|_| invalid(py, format!("gpu_count is too large: {gpu_count}")))?,
+                gpu_type,
+            },
+        })
+    }
+
+    /// CPU cores (fractions allowed).
+    #[getter]
+    fn cpu_cores(&self) -> f64 {
+        self.inner.cpu_cores
+    }
+
+    /// Memory in bytes.
+    #[getter]
+    fn memory_bytes(&self) -> u64 {
+        self.inner.memory_bytes
+    }
+
+    /// Disk in bytes.
+    #[getter]
+    fn disk_bytes(&self) -> u64 {
+        self.inner.disk_bytes
+    }
+
+    /// Number of GPUs.
+    #[getter]
+    fn gpu_count(&self) -> u32 {
+        self.inner.gpu_count
+    }
+
+    /// GPU model, if one is asked for.
+    #[getter]
+    fn gpu_type(&self) -> Option<String> {
+        self.inner.gpu_type.clone()
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let r = &self.inner;
+        Ok(format!(
+            "Resources(cpu_cores={}, memory_bytes={}, disk_bytes={}, gpu_count={}, gpu_type={})",
+            py_repr(py, r.cpu_cores)?,
+            r.memory_bytes,
+            r.disk_bytes,
+            r.gpu_count,
+            py_repr(py, r.gpu_type.as_deref())?
+        ))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// What a worker is: image, resources, labels, environment, capabilities, architecture and
+/// limits. Immutable and validated on construction; compares by value.
+///
+/// ``idle_timeout`` (default 300 s): a READY worker idle this long is cleaned up (heartbeats do
+/// not reset it; a release does). ``max_lifetime`` (default 3600 s): a worker is retired this
+/// long after creation (a busy one is drained first). ``max_jobs``: after that many jobs the
+/// worker is drained (1 makes a one-shot ephemeral worker).
+#[pyclass(
+    frozen,
+    eq,
+    hash,
+    name = "WorkerSpec",
+    module = "hodei_workers",
+    from_py_object
+)]
+#[derive(Clone, PartialEq)]
+pub(crate) struct PyWorkerSpec {
+    pub(crate) inner: Arc<WorkerSpec>,
+}
+
+impl Hash for PyWorkerSpec {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let s = &*self.inner;
+        (&s.image, &s.labels, &s.environment, &s.capabilities).hash(state);
+        (s.architecture, s.idle_timeout, s.max_lifetime, s.max_jobs).hash(state);
+        PyResources {
+            inner: s.resources.clone(),
+        }
+        .hash(state);
+    }
+}
+
+#[pymethods]
+impl PyWorkerSpec {
+    /// A worker spec. Durations are float seconds or ``datetime.timedelta``; ``labels`` and
+    /// ``environment`` map str to str; ``capabilities`` is an iterable of str; ``architecture``
+    /// is ``"amd64"``, ``"arm64"`` or ``"arm"``.
+    ///
+    /// Raises InvalidArgumentError for a zero timeout, ``max_jobs < 1``, an unknown
+    /// architecture; TypeError for values of the wrong type.
+    #[new]
+    #[pyo3(signature = (
+        image = String::new(),
+        *,
+        resources = None,
+        labels = None,
+        environment = None,
+        capabilities = None,
+        architecture = "amd64",
+        idle_timeout = Seconds(DEFAULT_IDLE_TIMEOUT),
+        max_lifetime = Seconds(DEFAULT_MAX_LIFETIME),
+        max_jobs = None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        image: String,
+        resources: Option<PyResources>,
+        labels: Option<&Bound<'_, PyAny>>,
+        environment: Option<&Bound<'_, PyAny>>,
+        capabilities: Option<&Bound<'_, PyAny>>,
+        architecture: &str,
+        idle_timeout: Seconds,
+        max_lifetime: Seconds,
+        max_jobs: Option<i64>,
+    ) -> PyResult<Self> {
+        let max_jobs =
+            match max_jobs {
+                None => None,
+                Some(n) => Some(u32::try_from(n).map_err(|_| {
+                    invalid(py, format!("max_jobs must be 1..=4294967295, got {n}"))
+                })?),
+            };
+        let spec = WorkerSpec {
+            image,
+            resources: resources.map(|r| r.inner).unwrap_or_default(),
+            labels: labels
+                .map(|l| convert::str_map(l, "labels"))
+                .transpose()?
+                .unwrap_or_default(),
+            environment: environment
+                .map(|e| convert::str_map(e, "environment"))
+                .transpose()?
+                .unwrap_or_default(),
+            capabilities: capabilities
+                .map(|c| convert::str_set(c, "capabilities"))
+                .transpose()?
+                .unwrap_or_default(),
+            architecture: architecture.parse::<Architecture>().or_raise(py)?,
+            idle_timeout: idle_timeout.0,
+            max_lifetime: max_lifetime.0,
+            max_jobs,
+        };
+        spec.validate().or_raise(py)?;
+        Ok(PyWorkerSpec {
+            inner: Arc::new(spec),
+        })
+    }
+
+    /// Container image (or AMI, function name…).
+    #[getter]
+    fn image(&self) -> &str {
+        &self.inner.image
+    }
+
+    /// Resources asked for.
+    #[getter]
+    fn resources(&self) -> PyResources {
+        PyResources {
+            inner: self.inner.resources.clone(),
+        }
+    }
+
+    /// Labels (a copy); a filter's ``labels=`` must match them exactly.
+    #[getter]
+    fn labels<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        str_dict(py, &self.inner.labels)
+    }
+
+    /// Environment for the worker process (a copy).
+    #[getter]
+    fn environment<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        str_dict(py, &self.inner.environment)
+    }
+
+    /// What the worker can do; a filter's ``capabilities=`` may require some.
+    #[getter]
+    fn capabilities<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyFrozenSet>> {
+        PyFrozenSet::new(py, self.inner.capabilities.iter())
+    }
+
+    /// CPU architecture: ``"amd64"``, ``"arm64"`` or ``"arm"``.
+    #[getter]
+    fn architecture(&self) -> &'static str {
+        self.inner.architecture.as_str()
+    }
+
+    /// Idle timeout in seconds.
+    #[getter]
+    fn idle_timeout(&self) -> f64 {
+        convert::duration_secs(self.inner.idle_timeout)
+    }
+
+    /// Maximum lifetime in seconds.
+    #[getter]
+    fn max_lifetime(&self) -> f64 {
+        convert::duration_secs(self.inner.max_lifetime)
+    }
+
+    /// Job limit, or None for no limit.
+    #[getter]
+    fn max_jobs(&self) -> Option<u32> {
+        self.inner.max_jobs
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let s = &*self.inner;
+        let mut out = format!("WorkerSpec({}", py_repr(py, s.image.as_str())?);
+        if s.resources != ResourceRequirements::default() {
+            out += &format!(", resources={}", self.resources().__repr__(py)?);
+        }
+        if !s.labels.is_empty() {
+            out += &format!(", labels={}", self.labels(py)?.repr()?);
+        }
+        if !s.environment.is_empty() {
+            out += &format!(", environment={}", self.environment(py)?.repr()?);
+        }
+        if !s.capabilities.is_empty() {
+            let caps: Vec<&str> = s.capabilities.iter().map(String::as_str).collect();
+            out += &format!(", capabilities={}", py_repr(py, caps)?);
+        }
+        if s.architecture != Architecture::default() {
+            out += &format!(", architecture={}", py_repr(py, s.architecture.as_str())?);
+        }
+        out += &format!(
+            ", idle_timeout={}, max_lifetime={}, max_jobs={})",
+            py_repr(py, self.idle_timeout())?,
+            py_repr(py, self.max_lifetime())?,
+            py_repr(py, s.max_jobs)?
+        );
+        Ok(out)
+    }
+}
+
+pub(crate) fn str_dict<'py>(
+    py: Python<'py>,
+    map: &std::collections::BTreeMap<String, String>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    for (k, v) in map {
+        dict.set_item(k, v)?;
+    }
+    Ok(dict)
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// A snapshot of one worker's record, taken at one instant: it never changes, and changing the
+/// registry does not change it (ask the registry again for fresh data).
+///
+/// Ids are str; timestamps are float seconds since the Unix epoch on the registry's clock.
+#[pyclass(frozen, eq, hash, name = "Worker", module = "hodei_workers")]
+#[derive(Clone, PartialEq)]
+pub(crate) struct PyWorker {
+    pub(crate) inner: Worker,
+}
+
+impl Hash for PyWorker {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Every field that changes over a record's life, so equal snapshots hash alike and
+        // snapshots at different moments rarely collide.
+        let w = &self.inner;
+        (w.id, w.state, &w.current_job, w.jobs_executed).hash(state);
+        (w.updated_at, w.last_heartbeat, w.idle_since).hash(state);
+    }
+}
+
+impl PyWorker {
+    pub(crate) fn new(inner: Worker) -> Self {
+        PyWorker { inner }
+    }
+}
+
+#[pymethods]
+impl PyWorker {
+    /// The worker's id (a lowercase hyphenated UUID).
+    #[getter]
+    fn id(&self) -> String {
+        self.inner.id.to_string()
+    }
+
+    /// The provider that owns the instance.
+    #[getter]
+    fn provider_id(&self) -> &str {
+        self.inner.handle.provider_id.as_str()
+    }
+
+    /// The provider's type: ``"docker"``, ``"kubernetes"``, …, ``"custom:NAME"``.
+    #[getter]
+    fn provider_type(&self) -> String {
+        self.inner.handle.provider_type.to_string()
+    }
+
+    /// The provider's id of the instance (container id, pod name, instance id…).
+    #[getter]
+    fn resource_id(&self) -> &str {
+        &self.inner.handle.resource_id
+    }
+
+    /// What the provider remembers about the instance (a copy).
+    #[getter]
+    fn metadata<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        str_dict(py, &self.inner.handle.metadata)
+    }
+
+    /// What the worker is.
+    #[getter]
+    fn spec(&self) -> PyWorkerSpec {
+        PyWorkerSpec {
+            inner: Arc::clone(&self.inner.spec),
+        }
+    }
+
+    /// Current state (a WorkerState).
+    #[getter]
+    fn state(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        convert::state_to_py(py, self.inner.state)
+    }
+
+    /// The job it holds (BUSY, or DRAINING while finishing it), or None.
+    #[getter]
+    fn current_job(&self) -> Option<&str> {
+        self.inner.current_job.as_ref().map(|j| j.as_str())
+    }
+
+    /// Jobs released so far.
+    #[getter]
+    fn jobs_executed(&self) -> u64 {
+        self.inner.jobs_executed
+    }
+
+    /// When it was registered.
+    #[getter]
+    fn created_at(&self) -> f64 {
+        convert::seconds(self.inner.created_at)
+    }
+
+    /// Last change of any field but the heartbeat.
+    #[getter]
+    fn updated_at(&self) -> f64 {
+        convert::seconds(self.inner.updated_at)
+    }
+
+    /// Last change of state.
+    #[getter]
+    fn state_changed_at(&self) -> f64 {
+        convert::seconds(self.inner.state_changed_at)
+    }
+
+    /// Last heartbeat (registration counts as one).
+    #[getter]
+    fn last_heartbeat(&self) -> f64 {
+        convert::seconds(self.inner.last_heartbeat)
+    }
+
+    /// When it last entered READY (the idle deadline starts there), or None.
+    #[getter]
+    fn idle_since(&self) -> Option<f64> {
+        self.inner.idle_since.map(convert::seconds)
+    }
+
+    /// Whether it accepted jobs at the snapshot (READY, no job).
+    #[getter]
+    fn is_available(&self) -> bool {
+        self.inner.is_available()
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let w = &self.inner;
+        Ok(format!(
+            "Worker(id={}, state=WorkerState.{}, provider_id={}, provider_type={}, \
+             resource_id={}, current_job={}, jobs_executed={})",
+            py_repr(py, w.id.to_string())?,
+            w.state.as_str().to_ascii_uppercase(),
+            py_repr(py, w.handle.provider_id.as_str())?,
+            py_repr(py, w.handle.provider_type.to_string())?,
+            py_repr(py, w.handle.resource_id.as_str())?,
+            py_repr(py, self.current_job())?,
+            w.jobs_executed
+        ))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Counts of the registry's workers, per state, provider and provider type, taken at one
+/// instant (maintained counters: reading them costs nothing however large the fleet).
+#[pyclass(frozen, eq, hash, name = "RegistryStats", module = "hodei_workers")]
+#[derive(Clone, PartialEq)]
+pub(crate) struct PyRegistryStats {
+    pub(crate) inner: WorkerRegistryStats,
+}
+
+impl Hash for PyRegistryStats {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let s = &self.inner;
+        s.total.hash(state);
+        for st in WorkerState::ALL {
+            s.by_state.get(st).hash(state);
+        }
+        s.by_provider.hash(state);
+        s.by_provider_type.hash(state);
+    }
+}
+
+#[pymethods]
+impl PyRegistryStats {
+    /// Registered workers.
+    #[getter]
+    fn total(&self) -> usize {
+        self.inner.total
+    }
+
+    /// Workers per state: a dict with every WorkerState as a key.
+    #[getter]
+    fn by_state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let dict = PyDict::new(py);
+        for st in WorkerState::ALL {
+            dict.set_item(convert::state_to_py(py, st)?, self.inner.by_state.get(st))?;
+        }
+        Ok(dict)
+    }
+
+    /// Workers per provider id (providers with none are absent).
+    #[getter]
+    fn by_provider<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let dict = PyDict::new(py);
+        for (p, n) in &self.inner.by_provider {
+            dict.set_item(p.as_str(), n)?;
+        }
+        Ok(dict)
+    }
+
+    /// Workers per provider type (types with none are absent).
+    #[getter]
+    fn by_provider_type<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let dict = PyDict::new(py);
+        for (t, n) in &self.inner.by_provider_type {
+            dict.set_item(t.to_string(), n)?;
+        }
+        Ok(dict)
+    }
+
+    /// Workers not on their way out (every state but TERMINATING and TERMINATED).
+    #[getter]
+    fn live(&self) -> usize {
+        self.inner.by_state.live()
+    }
+
+    /// Workers still starting (CREATING + CONNECTING): capacity on its way.
+    #[getter]
+    fn starting(&self) -> usize {
+        self.inner.by_state.starting()
+    }
+
+    /// Workers in CREATING.
+    #[getter]
+    fn creating(&self) -> usize {
+        self.inner.by_state.creating
+    }
+
+    /// Workers in CONNECTING.
+    #[getter]
+    fn connecting(&self) -> usize {
+        self.inner.by_state.connecting
+    }
+
+    /// Workers in READY.
+    #[getter]
+    fn ready(&self) -> usize {
+        self.inner.by_state.ready
+    }
+
+    /// Workers in BUSY.
+    #[getter]
+    fn busy(&self) -> usize {
+        self.inner.by_state.busy
+    }
+
+    /// Workers in DRAINING.
+    #[getter]
+    fn draining(&self) -> usize {
+        self.inner.by_state.draining
+    }
+
+    /// Workers in TERMINATING.
+    #[getter]
+    fn terminating(&self) -> usize {
+        self.inner.by_state.terminating
+    }
+
+    /// Workers in TERMINATED.
+    #[getter]
+    fn terminated(&self) -> usize {
+        self.inner.by_state.terminated
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let c = &self.inner.by_state;
+        Ok(format!(
+            "RegistryStats(total={}, creating={}, connecting={}, ready={}, busy={}, \
+             draining={}, terminating={}, terminated={}, by_provider={}, by_provider_type={})",
+            self.inner.total,
+            c.creating,
+            c.connecting,
+            c.ready,
+            c.busy,
+            c.draining,
+            c.terminating,
+            c.terminated,
+            self.by_provider(py)?.repr()?,
+            self.by_provider_type(py)?.repr()?
+        ))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// A clock that moves only when told to: tests and simulations. Give it to
+/// ``Registry(clock=...)``; every deadline of that registry (and of its manager) is then
+/// measured on it. Times are float seconds since the Unix epoch; it never goes backwards.
+#[pyclass(frozen, name = "ManualClock", module = "hodei_workers")]
+#[derive(Debug)]
+pub(crate) struct PyManualClock {
+    pub(crate) inner: Arc<ManualClock>,
+}
+
+#[pymethods]
+impl PyManualClock {
+    /// A clock reading ``start`` (float seconds since the epoch; default 1_700_000_000.0,
+    /// a fixed instant so that runs are reproducible).
+    #[new]
+    #[pyo3(signature = (start = 1_700_000_000.0))]
+    fn new(py: Python<'_>, start: f64) -> PyResult<Self> {
+        Ok(PyManualClock {
+            inner: Arc::new(ManualClock::new(convert::timestamp(py, start, "start")?)),
+        })
+    }
+
+    /// The time now, in float seconds since the epoch (millisecond resolution).
+    fn now(&self) -> f64 {
+        use hodei_workers::Clock;
+        convert::seconds(self.inner.now())
+    }
+
+    /// Sets the time. An earlier time than now is ignored (the clock never goes backwards).
+    /// Returns the time now in force.
+    fn set(&self, py: Python<'_>, at: f64) -> PyResult<f64> {
+        let at = convert::timestamp(py, at, "at")?;
+        Ok(convert::seconds(self.inner.set(at)))
+    }
+
+    /// Moves the clock forward by ``by`` (float seconds or timedelta); returns the new time.
+    fn advance(&self, by: Seconds) -> f64 {
+        convert::seconds(self.inner.advance(by.0))
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!("ManualClock({})", py_repr(py, self.now())?))
+    }
+}

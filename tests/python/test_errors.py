@@ -1,0 +1,179 @@
+"""Bad input gets the documented exception, never a crash: wrong types are TypeError, wrong
+values InvalidArgumentError (a ValueError), unknown workers WorkerNotFoundError (a
+LookupError). The tests call the API the way a careless caller would: where they call it
+directly, mypy (--strict, warn_unused_ignores) must reject the call, which the type: ignore
+comments record, so that the stubs are checked to refuse what the module refuses.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from typing import Any, Callable
+
+import pytest
+
+import hodei_workers as hw
+from conftest import ReadyWorker
+
+UNKNOWN = str(uuid.uuid4())
+
+
+def test_exception_tree() -> None:
+    every = [
+        hw.WorkerNotFoundError,
+        hw.WorkerAlreadyExistsError,
+        hw.InvalidTransitionError,
+        hw.WorkerNotAvailableError,
+        hw.WorkerNotBusyError,
+        hw.JobAlreadyAssignedError,
+        hw.ProviderNotFoundError,
+        hw.ProviderError,
+        hw.CapacityExceededError,
+        hw.InvalidArgumentError,
+        hw.SnapshotError,
+        hw.BackendError,
+        hw.InternalError,
+    ]
+    assert issubclass(hw.HodeiWorkersError, Exception)
+    for exc in every:
+        assert issubclass(exc, hw.HodeiWorkersError), exc
+        assert exc.__module__ == "hodei_workers"
+        assert exc.__doc__, exc
+    assert issubclass(hw.WorkerNotFoundError, LookupError)
+    assert issubclass(hw.ProviderNotFoundError, LookupError)
+    assert issubclass(hw.InvalidArgumentError, ValueError)
+    assert issubclass(hw.SnapshotError, ValueError)
+    assert issubclass(hw.InternalError, RuntimeError)
+    assert not issubclass(hw.WorkerNotBusyError, ValueError)
+
+
+def test_unknown_worker_is_not_found(registry: hw.Registry) -> None:
+    calls: list[Callable[[], object]] = [
+        lambda: registry.heartbeat(UNKNOWN),
+        lambda: registry.update_state(UNKNOWN, "ready"),
+        lambda: registry.assign_to_job(UNKNOWN, "job-1"),
+        lambda: registry.release_from_job(UNKNOWN),
+        lambda: registry.unregister(UNKNOWN),
+    ]
+    for call in calls:
+        with pytest.raises(hw.WorkerNotFoundError) as info:
+            call()
+        assert isinstance(info.value, LookupError)
+        assert info.value.kind == "not_found"
+        assert info.value.worker_id == UNKNOWN
+        assert UNKNOWN in str(info.value), "the message names the worker"
+    assert registry.get(UNKNOWN) is None
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda r: r.heartbeat(42),
+        lambda r: r.heartbeat(None),
+        lambda r: r.get(b"bytes-are-not-ids"),
+        lambda r: r.register(1, "docker", "c-1"),
+        lambda r: r.register("p", "docker", "c-1", spec="ubuntu"),
+        lambda r: r.register("p", "docker", "c-1", metadata=["a", "b"]),
+        lambda r: r.register("p", "docker", "c-1", metadata={"a": 1}),
+        lambda r: r.update_state(UNKNOWN, 3),
+        lambda r: r.assign_to_job(UNKNOWN, 17),
+        lambda r: r.find(states=5),
+        lambda r: r.find(states=[hw.WorkerState.READY, 5]),
+        lambda r: r.find(labels="pool=ci"),
+        lambda r: r.find(capabilities=[1, 2]),
+        lambda r: r.find(idle_for="60"),
+        lambda r: r.find(idle_for=True),
+        lambda r: r.find(limit="3"),
+        lambda r: r.find(accepting_jobs="yes"),
+        lambda r: r.claim(None),
+        lambda r: r.find_unhealthy("1m"),
+        lambda r: r.restore(b"{}"),
+        lambda r: r.subscribe(capacity="many"),
+        lambda r: 42 in r,
+        lambda r: r.unregister(UNKNOWN, reason=3),
+        lambda r: hw.WorkerSpec(labels={"a": 1}),  # type: ignore[dict-item]
+        lambda r: hw.WorkerSpec(idle_timeout=None),  # type: ignore[arg-type]
+        lambda r: hw.WorkerSpec(resources={"cpu_cores": 1}),  # type: ignore[arg-type]
+        lambda r: hw.Resources(cpu_cores="two"),  # type: ignore[arg-type]
+        lambda r: hw.Registry(clock=12.0),  # type: ignore[arg-type]
+        lambda r: hw.ManualClock().advance("1s"),  # type: ignore[arg-type]
+    ],
+)
+def test_wrong_types_are_type_errors(registry: hw.Registry, call: Callable[[Any], object]) -> None:
+    with pytest.raises(TypeError):
+        call(registry)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda r: r.heartbeat("not-a-uuid"),
+        lambda r: r.heartbeat("00000000-0000-0000-0000-000000000000"),
+        lambda r: r.get(""),
+        lambda r: r.register("", "docker", "c-1"),
+        lambda r: r.register("x" * 129, "docker", "c-1"),
+        lambda r: r.register("bad\nprovider", "docker", "c-1"),
+        lambda r: r.register("p", "podman", "c-1"),
+        lambda r: r.register("p", "custom:", "c-1"),
+        lambda r: r.register("p", "docker", "c-1", worker_id="nope"),
+        lambda r: r.claim(""),
+        lambda r: r.claim("j" * 257),
+        lambda r: r.claim("nul\0byte"),
+        lambda r: r.update_state(UNKNOWN, "sleeping"),
+        lambda r: r.unregister(UNKNOWN, reason="bored"),
+        lambda r: r.find(idle_for=-1),
+        lambda r: r.find(idle_for=math.nan),
+        lambda r: r.find(unhealthy_for=math.inf),
+        lambda r: r.find(limit=-1),
+        lambda r: r.find(provider_type="podman"),
+        lambda r: r.find_unhealthy(-0.5),
+        lambda r: r.subscribe(capacity=0),
+        lambda r: r.subscribe(capacity=-5),
+        lambda r: hw.WorkerSpec(max_jobs=0),
+        lambda r: hw.WorkerSpec(max_jobs=-1),
+        lambda r: hw.WorkerSpec(idle_timeout=0),
+        lambda r: hw.WorkerSpec(architecture="sparc"),
+        lambda r: hw.Resources(cpu_cores=-1),
+        lambda r: hw.Resources(cpu_cores=math.nan),
+        lambda r: hw.Resources(memory_bytes=-1),
+        lambda r: hw.ManualClock(-1.0),
+        lambda r: hw.ManualClock(math.inf),
+        lambda r: hw.ManualClock().advance(-3),
+    ],
+)
+def test_invalid_values_are_invalid_argument_errors(
+    registry: hw.Registry, call: Callable[[Any], object]
+) -> None:
+    with pytest.raises(hw.InvalidArgumentError) as info:
+        call(registry)
+    assert isinstance(info.value, ValueError)
+    assert info.value.kind == "invalid_argument"
+
+
+def test_state_machine_errors_name_worker_and_states(
+    registry: hw.Registry, ready_worker: ReadyWorker
+) -> None:
+    w = ready_worker()
+    registry.update_state(w.id, hw.WorkerState.TERMINATING)
+    with pytest.raises(hw.InvalidTransitionError) as info:
+        registry.update_state(w.id, hw.WorkerState.READY)
+    message = str(info.value)
+    assert w.id in message and "terminating" in message and "ready" in message
+    assert info.value.kind == "invalid_transition" and info.value.worker_id == w.id
+
+
+def test_errors_leave_the_registry_consistent(
+    registry: hw.Registry, ready_worker: ReadyWorker
+) -> None:
+    w = ready_worker()
+    before = registry.get(w.id)
+    for call in (
+        lambda: registry.assign_to_job(w.id, ""),
+        lambda: registry.update_state(w.id, hw.WorkerState.CREATING),
+        lambda: registry.release_from_job(w.id),
+    ):
+        with pytest.raises(hw.HodeiWorkersError):
+            call()
+    assert registry.get(w.id) == before
+    assert registry.stats().ready == 1

@@ -1,0 +1,367 @@
+"""The registry as a host uses it: register, heartbeat, hand out jobs, find, count, persist."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import timedelta
+
+import pytest
+
+import hodei_workers as hw
+from conftest import START, ReadyWorker
+
+
+def test_whole_worker_lifecycle(registry: hw.Registry, clock: hw.ManualClock) -> None:
+    spec = hw.WorkerSpec("ubuntu:24.04", labels={"pool": "ci"}, max_jobs=2)
+    worker = registry.register(
+        "docker-local", "docker", "container-1", spec, metadata={"host": "node-3"}
+    )
+    assert worker.state is hw.WorkerState.CREATING
+    assert uuid.UUID(worker.id).version == 4
+    assert worker.id == str(uuid.UUID(worker.id)), "ids are lowercase hyphenated"
+    assert worker.provider_id == "docker-local"
+    assert worker.provider_type == "docker"
+    assert worker.resource_id == "container-1"
+    assert worker.metadata == {"host": "node-3"}
+    assert worker.spec == spec
+    assert worker.created_at == START
+    assert worker.last_heartbeat == START
+    assert worker.idle_since is None
+    assert worker.current_job is None
+    assert not worker.is_available
+
+    clock.advance(1.5)
+    connecting = registry.update_state(worker.id, hw.WorkerState.CONNECTING)
+    assert connecting.state is hw.WorkerState.CONNECTING
+    assert connecting.state_changed_at == START + 1.5
+    ready = registry.update_state(worker.id, "ready")  # a state's name works too
+    assert ready.state is hw.WorkerState.READY
+    assert ready.idle_since == START + 1.5
+    assert ready.is_available
+
+    clock.advance(timedelta(seconds=10))
+    registry.heartbeat(worker.id)
+    got = registry.get(worker.id)
+    assert got is not None
+    assert got.last_heartbeat == START + 11.5
+    assert got.state is hw.WorkerState.READY, "a heartbeat changes no state"
+
+    for n in (1, 2):
+        busy = registry.claim(f"job-{n}")
+        assert busy is not None and busy.id == worker.id
+        assert busy.state is hw.WorkerState.BUSY and busy.current_job == f"job-{n}"
+        assert registry.release_from_job(worker.id, expected_job=f"job-{n}") == f"job-{n}"
+
+    done = registry.get(worker.id)
+    assert done is not None
+    assert done.jobs_executed == 2
+    assert done.state is hw.WorkerState.DRAINING, "max_jobs reached: the worker is drained"
+    assert registry.claim("job-3") is None
+
+    registry.update_state(worker.id, hw.WorkerState.TERMINATING)
+    last = registry.unregister(worker.id, hw.TerminationReason.MAX_JOBS)
+    assert last.id == worker.id and last.state is hw.WorkerState.TERMINATING
+    assert registry.get(worker.id) is None
+    assert worker.id not in registry
+    assert len(registry) == 0
+
+
+def test_worker_snapshots_are_frozen_values(
+    registry: hw.Registry, ready_worker: ReadyWorker
+) -> None:
+    worker = ready_worker()
+    before = registry.get(worker.id)
+    registry.assign_to_job(worker.id, "job-1")
+    after = registry.get(worker.id)
+    assert before == worker, "an unchanged record gives an equal snapshot"
+    assert hash(before) == hash(worker)
+    assert after != before, "a change gives a different snapshot; the old one is untouched"
+    assert before is not None and before.state is hw.WorkerState.READY
+    with pytest.raises(AttributeError):
+        worker.state = hw.WorkerState.BUSY  # type: ignore[misc]
+    text = repr(after)
+    assert text.startswith("Worker(id=") and worker.id in text
+    assert "state=WorkerState.BUSY" in text and "current_job='job-1'" in text
+    assert {worker, before} == {worker}, "snapshots are hashable values"
+
+
+def test_claim_and_release(registry: hw.Registry, ready_worker: ReadyWorker) -> None:
+    a = ready_worker(hw.WorkerSpec("img", labels={"pool": "ci"}))
+    b = ready_worker(hw.WorkerSpec("img", labels={"pool": "gpu"}, capabilities=["cuda"]))
+
+    got = registry.claim("job-gpu", capabilities={"cuda"})
+    assert got is not None and got.id == b.id
+    assert registry.claim("job-gpu-2", labels={"pool": "gpu"}) is None, "b is busy now"
+
+    with pytest.raises(hw.JobAlreadyAssignedError) as info:
+        registry.claim("job-gpu")
+    assert info.value.job_id == "job-gpu" and info.value.worker_id == b.id
+
+    with pytest.raises(hw.WorkerNotBusyError):
+        registry.release_from_job(a.id)
+    with pytest.raises(hw.WorkerNotBusyError) as late:
+        registry.release_from_job(b.id, expected_job="some-old-job")
+    assert late.value.worker_id == b.id and late.value.job_id == "some-old-job"
+    still = registry.get(b.id)
+    assert still is not None and still.current_job == "job-gpu", "a stale release frees nothing"
+
+    assert registry.release_from_job(b.id) == "job-gpu"
+    registry.update_state(a.id, hw.WorkerState.DRAINING)
+    with pytest.raises(hw.WorkerNotAvailableError) as unavailable:
+        registry.assign_to_job(a.id, "job-x")
+    assert "draining" in str(unavailable.value), "the message names the state"
+    with pytest.raises(hw.InvalidTransitionError):
+        registry.update_state(b.id, hw.WorkerState.BUSY)
+
+
+def test_claim_prefers_the_most_recently_idle_worker(
+    registry: hw.Registry, clock: hw.ManualClock, ready_worker: ReadyWorker
+) -> None:
+    old = ready_worker()
+    clock.advance(30)
+    new = ready_worker()
+    got = registry.claim("job-1")
+    assert got is not None and got.id == new.id, "surplus (older idle) workers are left to idle out"
+    got = registry.claim("job-2", idle_for=20)
+    assert got is not None and got.id == old.id
+
+
+def test_find_filters(registry: hw.Registry, clock: hw.ManualClock, ready_worker: ReadyWorker) -> None:
+    ci = ready_worker(hw.WorkerSpec("img", labels={"pool": "ci", "os": "linux"}))
+    gpu = ready_worker(
+        hw.WorkerSpec("img", labels={"pool": "gpu"}, capabilities=["cuda", "docker"]),
+        provider_id="k8s-east",
+        provider_type="kubernetes",
+    )
+    starting = registry.register("lambda-1", "lambda", "fn-1")
+    registry.assign_to_job(ci.id, "job-1")
+
+    def ids(workers: list[hw.Worker]) -> set[str]:
+        return {w.id for w in workers}
+
+    assert ids(registry.find()) == {ci.id, gpu.id, starting.id}
+    assert ids(registry.find(states=[hw.WorkerState.BUSY, "creating"])) == {ci.id, starting.id}
+    assert ids(registry.find(states=hw.WorkerState.READY)) == {gpu.id}
+    assert ids(registry.find(accepting_jobs=True)) == {gpu.id}
+    assert ids(registry.find_available()) == {gpu.id}
+    assert ids(registry.find(accepting_jobs=False)) == {ci.id, starting.id}
+    assert ids(registry.find(provider_id="k8s-east")) == {gpu.id}
+    assert ids(registry.find_by_provider("docker-local")) == {ci.id}
+    assert ids(registry.find(provider_type="lambda")) == {starting.id}
+    assert ids(registry.find(labels={"pool": "ci"})) == {ci.id}
+    assert ids(registry.find(labels={"pool": "ci", "os": "windows"})) == set()
+    assert ids(registry.find(capabilities=["cuda", "docker"])) == {gpu.id}
+    assert ids(registry.find(capabilities="cuda")) == {gpu.id}, "a lone str is one capability"
+    assert ids(registry.find(capabilities=["cuda", "tpu"])) == set()
+    assert len(registry.find(limit=2)) == 2
+    assert registry.find(limit=0) == []
+
+    clock.advance(90)
+    registry.heartbeat(gpu.id)
+    assert ids(registry.find(idle_for=60)) == {gpu.id}
+    assert ids(registry.find(idle_for=timedelta(minutes=2))) == set()
+    assert ids(registry.find(unhealthy_for=60)) == {ci.id, starting.id}
+    assert ids(registry.find(unhealthy_for=60, provider_type="docker")) == {ci.id}
+
+
+def test_stats_count_per_state_provider_and_type(
+    registry: hw.Registry, ready_worker: ReadyWorker
+) -> None:
+    a = ready_worker()
+    ready_worker()
+    ready_worker(provider_id="k8s", provider_type="kubernetes")
+    registry.register("k8s", "kubernetes", "pod-9")
+    registry.assign_to_job(a.id, "job-1")
+
+    stats = registry.stats()
+    assert stats.total == 4 == len(registry)
+    assert (stats.creating, stats.ready, stats.busy) == (1, 2, 1)
+    assert stats.by_state[hw.WorkerState.READY] == 2
+    assert set(stats.by_state) == set(hw.WorkerState)
+    assert sum(stats.by_state.values()) == stats.total
+    assert stats.by_provider == {"docker-local": 2, "k8s": 2}
+    assert stats.by_provider_type == {"docker": 2, "kubernetes": 2}
+    assert stats.live == 4 and stats.starting == 1
+    assert stats == registry.stats() and hash(stats) == hash(registry.stats())
+    assert "total=4" in repr(stats)
+
+    # Invariant: the maintained counters always equal a recount of the records.
+    recount = {state: 0 for state in hw.WorkerState}
+    for w in registry.find():
+        recount[w.state] += 1
+    assert stats.by_state == recount
+
+
+def test_unhealthy_and_termination_candidates(
+    registry: hw.Registry, clock: hw.ManualClock, ready_worker: ReadyWorker
+) -> None:
+    idle = ready_worker(hw.WorkerSpec("img", idle_timeout=60))
+    chatty = ready_worker(hw.WorkerSpec("img", idle_timeout=600))
+    stuck = registry.register("docker-local", "docker", "never-ready")
+
+    clock.advance(45)
+    registry.heartbeat(chatty.id)
+    registry.heartbeat(idle.id)
+    clock.advance(30)
+    assert registry.find_unhealthy(60) == []
+    assert {w.id for w in registry.find_unhealthy(timedelta(seconds=29))} == {chatty.id, idle.id}
+    assert [w.id for w in registry.find_startup_expired(70)] == [stuck.id]
+    assert registry.find_startup_expired(75) == [], "the deadline is strict: 75 s is not past it"
+
+    due = registry.find_for_termination()
+    assert [(w.id, reason) for w, reason in due] == [(idle.id, hw.TerminationReason.IDLE)]
+
+
+def test_snapshot_and_restore(registry: hw.Registry, clock: hw.ManualClock, ready_worker: ReadyWorker) -> None:
+    a = ready_worker(hw.WorkerSpec("img", labels={"pool": "ci"}))
+    b = ready_worker()
+    registry.assign_to_job(a.id, "job-1")
+    text = registry.snapshot()
+    assert json.loads(text)["format"] == "hodei-workers.snapshot/1"
+
+    copy = hw.Registry(clock=hw.ManualClock(clock.now()))
+    events = copy.subscribe()
+    copy.restore(text)
+    assert len(copy) == 2
+    assert copy.get(a.id) == registry.get(a.id)
+    assert copy.get(b.id) == registry.get(b.id)
+    assert copy.stats() == registry.stats()
+    with pytest.raises(hw.JobAlreadyAssignedError):
+        copy.claim("job-1")
+    copy.heartbeat(b.id)
+    assert copy.release_from_job(a.id) == "job-1"
+    first = events.try_recv()
+    assert first is not None and first.seq > json.loads(text)["seq"], "seq continues after the snapshot"
+
+    with pytest.raises(hw.InvalidArgumentError):
+        copy.restore(text)  # only into an empty registry
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda t: t[: len(t) // 2],
+        lambda t: t.replace("hodei-workers.snapshot/1", "someone-else/7"),
+        lambda t: "not json at all",
+        lambda t: t.replace('"state":"busy"', '"state":"ready"'),
+    ],
+    ids=["truncated", "foreign", "garbage", "inconsistent"],
+)
+def test_corrupt_snapshots_are_refused_and_change_nothing(
+    registry: hw.Registry, ready_worker: ReadyWorker, mangle: object
+) -> None:
+    w = ready_worker()
+    registry.assign_to_job(w.id, "job-1")
+    text = registry.snapshot()
+    assert '"state":"busy"' in text
+    target = hw.Registry()
+    with pytest.raises(hw.SnapshotError) as info:
+        target.restore(mangle(text))  # type: ignore[operator]
+    assert isinstance(info.value, ValueError)
+    assert len(target) == 0
+
+
+def test_manual_clock_moves_only_forward() -> None:
+    clock = hw.ManualClock(100.0)
+    assert clock.now() == 100.0
+    assert clock.advance(0.25) == 100.25
+    assert clock.advance(timedelta(milliseconds=750)) == 101.0
+    assert clock.set(50.0) == 101.0, "setting the past is ignored"
+    assert clock.set(200.0) == 200.0
+    registry = hw.Registry(clock=clock)
+    assert registry.clock is clock
+    assert registry.now() == 200.0
+    assert hw.Registry().clock is None
+    assert "200.0" in repr(clock)
+
+
+def test_system_clock_is_near_wall_time() -> None:
+    import time
+
+    assert abs(hw.Registry().now() - time.time()) < 5
+
+
+def test_registry_len_contains_and_repr(registry: hw.Registry, ready_worker: ReadyWorker) -> None:
+    w = ready_worker()
+    assert len(registry) == 1
+    assert w.id in registry
+    assert w.id.upper() in registry, "ids parse case-insensitively"
+    assert str(uuid.uuid4()) not in registry
+    assert "not-a-uuid" not in registry, "a str that is no id names no worker"
+    assert repr(registry) == "<Registry workers=1 ready=1 busy=0>"
+
+
+def test_register_with_chosen_id_and_duplicates(registry: hw.Registry) -> None:
+    chosen = str(uuid.uuid4())
+    w = registry.register("docker-local", "custom:nomad", "alloc-1", worker_id=chosen)
+    assert w.id == chosen and w.provider_type == "custom:nomad"
+    with pytest.raises(hw.WorkerAlreadyExistsError) as info:
+        registry.register("docker-local", "docker", "c-2", worker_id=chosen)
+    assert info.value.worker_id == chosen
+
+
+def test_unregister_reports_a_held_job_lost(registry: hw.Registry, ready_worker: ReadyWorker) -> None:
+    w = ready_worker()
+    registry.assign_to_job(w.id, "job-7")
+    events = registry.subscribe()
+    registry.unregister(w.id, "unhealthy")
+    got = events.drain()
+    lost = [e for e in got if isinstance(e, hw.JobLost)]
+    assert [(e.worker_id, e.job_id) for e in lost] == [(w.id, "job-7")]
+    gone = [e for e in got if isinstance(e, hw.Unregistered)]
+    assert [e.reason for e in gone] == [hw.TerminationReason.UNHEALTHY]
+    with pytest.raises(hw.WorkerNotFoundError):
+        registry.release_from_job(w.id, "job-7")
+
+
+def test_specs_and_resources_are_values() -> None:
+    res = hw.Resources(cpu_cores=1.5, memory_bytes=2 << 30, gpu_count=1, gpu_type="a100")
+    spec = hw.WorkerSpec(
+        "ghcr.io/acme/runner:2",
+        resources=res,
+        labels={"pool": "gpu"},
+        environment={"RUST_LOG": "info"},
+        capabilities=["cuda", "docker"],
+        architecture="arm64",
+        idle_timeout=timedelta(minutes=2),
+        max_lifetime=7200,
+        max_jobs=1,
+    )
+    assert spec.image == "ghcr.io/acme/runner:2"
+    assert spec.resources == res and spec.resources.cpu_cores == 1.5
+    assert spec.labels == {"pool": "gpu"} and spec.environment == {"RUST_LOG": "info"}
+    assert spec.capabilities == frozenset({"cuda", "docker"})
+    assert spec.architecture == "arm64"
+    assert (spec.idle_timeout, spec.max_lifetime, spec.max_jobs) == (120.0, 7200.0, 1)
+    twin = hw.WorkerSpec(
+        "ghcr.io/acme/runner:2",
+        resources=hw.Resources(1.5, 2 << 30, 0, 1, "a100"),
+        labels={"pool": "gpu"},
+        environment={"RUST_LOG": "info"},
+        capabilities=("docker", "cuda"),
+        architecture="aarch64",
+        idle_timeout=120.0,
+        max_lifetime=timedelta(hours=2),
+        max_jobs=1,
+    )
+    assert spec == twin and hash(spec) == hash(twin)
+    assert spec != hw.WorkerSpec("ghcr.io/acme/runner:2")
+    assert hw.Resources(cpu_cores=-0.0) == hw.Resources() and hash(hw.Resources(cpu_cores=-0.0)) == hash(hw.Resources())
+    spec.labels["pool"] = "mutated"
+    assert spec.labels == {"pool": "gpu"}, "getters hand out copies"
+    assert repr(hw.WorkerSpec("img")) == (
+        "WorkerSpec('img', idle_timeout=300.0, max_lifetime=3600.0, max_jobs=None)"
+    )
+    assert "gpu_type='a100'" in repr(res)
+    default = hw.WorkerSpec()
+    assert (default.image, default.idle_timeout, default.max_lifetime, default.max_jobs) == ("", 300.0, 3600.0, None)
+
+
+def test_enums() -> None:
+    assert [s.value for s in hw.WorkerState] == [
+        "creating", "connecting", "ready", "busy", "draining", "terminating", "terminated",
+    ]
+    assert hw.WorkerState("ready") is hw.WorkerState.READY
+    assert hw.TerminationReason("startup_timeout") is hw.TerminationReason.STARTUP_TIMEOUT
+    assert len(hw.TerminationReason) == 9
