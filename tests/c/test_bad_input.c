@@ -1,0 +1,641 @@
+/* Bad input for EVERY exported function: NULL for each pointer argument, invalid UTF-8,
+ * over-long strings, out-of-range enum values, nil and unknown ids. Each call must return the
+ * documented status (never crash), set a message, and leave its out-params untouched.
+ * `make test-c` checks that every function of the header is called in this file. */
+#include "harness.h"
+
+/* Expects HW_ERR_INVALID_ARGUMENT with a non-empty message naming the function. */
+#define INVALID(call)                                                                  \
+  do {                                                                                 \
+    CHECK_STATUS(call, HW_ERR_INVALID_ARGUMENT);                                       \
+    CHECK(hw_last_error_message()[0] != '\0');                                         \
+  } while (0)
+
+#define NOT_FOUND(call) CHECK_STATUS(call, HW_ERR_NOT_FOUND)
+
+static const char BAD_UTF8[] = {(char)0xff, (char)0xfe, 'x', 0};
+static char LONG_PROVIDER[130]; /* 129 bytes: one over the limit */
+static char LONG_JOB[258];      /* 257 bytes */
+static char LONG_TYPE[80];      /* "custom:" + 70 bytes: over the 64-byte name limit */
+
+static void *const SENTINEL = (void *)&SENTINEL;
+
+/* --- a provider whose callbacks check the hw_provider_call functions from the inside --- */
+static int callback_checks_run;
+
+static uint32_t bad_create(void *user_data, const hw_worker_spec *spec, hw_provider_call *call) {
+  (void)user_data;
+  (void)spec;
+  hw_worker_id nil;
+  memset(&nil, 0, sizeof nil);
+  INVALID(hw_provider_call_set_error(call, NULL));
+  INVALID(hw_provider_call_set_error(call, BAD_UTF8));
+  INVALID(hw_provider_call_set_resource_id(call, NULL));
+  INVALID(hw_provider_call_set_resource_id(call, BAD_UTF8));
+  INVALID(hw_provider_call_set_worker_id(call, nil));
+  INVALID(hw_provider_call_add_metadata(call, NULL, "v"));
+  INVALID(hw_provider_call_add_metadata(call, "k", NULL));
+  INVALID(hw_provider_call_add_metadata(call, BAD_UTF8, "v"));
+  INVALID(hw_provider_call_add_instance(call, "i-1")); /* list_workers only */
+  CHECK_OK(hw_provider_call_set_resource_id(call, "r-1"));
+  callback_checks_run++;
+  return HW_PROVIDER_RESULT_OK;
+}
+
+static uint32_t bad_destroy(void *user_data, hw_worker_id id, const char *resource_id,
+                            hw_provider_call *call) {
+  (void)user_data;
+  (void)id;
+  (void)resource_id;
+  const char *out = (const char *)SENTINEL;
+  INVALID(hw_provider_call_get_metadata(call, NULL, &out));
+  INVALID(hw_provider_call_get_metadata(call, "k", NULL));
+  INVALID(hw_provider_call_get_metadata(call, BAD_UTF8, &out));
+  CHECK(out == (const char *)SENTINEL);
+  INVALID(hw_provider_call_set_resource_id(call, "r")); /* create_worker only */
+  CHECK_OK(hw_provider_call_get_metadata(call, "absent", &out));
+  CHECK(out == NULL);
+  callback_checks_run++;
+  /* An out-of-range result is a provider failure, not undefined behaviour. */
+  return 77;
+}
+
+static uint32_t bad_list(void *user_data, hw_provider_call *call) {
+  (void)user_data;
+  INVALID(hw_provider_call_add_instance(call, NULL));
+  INVALID(hw_provider_call_add_instance(call, BAD_UTF8));
+  callback_checks_run++;
+  return HW_PROVIDER_RESULT_OK;
+}
+
+int main(void) {
+  memset(LONG_PROVIDER, 'p', 129);
+  memset(LONG_JOB, 'j', 257);
+  memcpy(LONG_TYPE, "custom:", 7);
+  memset(LONG_TYPE + 7, 't', 70);
+
+  hw_worker_id nil, unknown;
+  memset(&nil, 0, sizeof nil);
+  REQUIRE_OK(hw_worker_id_parse("6f1c4e3a-9b2d-4c8e-a1f0-123456789abc", &unknown));
+
+  /* Valid fixtures, so that each call below is wrong in exactly one argument. */
+  hw_clock *clock = NULL;
+  hw_registry *reg = NULL;
+  hw_worker_spec *spec = NULL;
+  hw_worker_filter *filter = NULL;
+  hw_subscription *sub = NULL;
+  hw_worker *w = NULL;
+  hw_worker_list *list = NULL;
+  hw_event *ev = NULL;
+  hw_manager *mgr = NULL;
+  hw_tick_report *rep = NULL;
+  REQUIRE_OK(hw_clock_new_manual(1000, &clock));
+  REQUIRE_OK(hw_registry_new_with_clock(clock, &reg));
+  REQUIRE_OK(hw_worker_spec_new("img", &spec));
+  REQUIRE_OK(hw_worker_filter_new(&filter));
+  REQUIRE_OK(hw_registry_subscribe(reg, 0, false, &sub));
+  REQUIRE_OK(hw_registry_register(reg, "p", "docker", "r", spec, &w));
+  hw_worker_id id;
+  REQUIRE_OK(hw_worker_get_id(w, &id));
+  REQUIRE_OK(hw_registry_find(reg, filter, &list));
+  REQUIRE_OK(hw_subscription_recv(sub, 0, &ev));
+  hw_manager_config config;
+  REQUIRE_OK(hw_manager_config_default(&config));
+  REQUIRE_OK(hw_manager_new(reg, &config, &mgr));
+  REQUIRE_OK(hw_manager_tick(mgr, 0, &rep));
+
+  void *out = SENTINEL;
+  uint64_t u64 = 12345;
+  size_t sz = 12345;
+  bool flag = true;
+  uint32_t u32 = 12345;
+  const char *text = (const char *)SENTINEL;
+  char *owned = (char *)SENTINEL;
+  hw_worker_id wid;
+  memset(&wid, 0xab, sizeof wid);
+
+  /* ---- types, strings, status ---- */
+  CHECK_STR(hw_status_str(HW_OK), "HW_OK");
+  CHECK_STR(hw_status_str(HW_ERR_PANIC), "HW_ERR_PANIC");
+  CHECK_STR(hw_status_str(14), "HW_UNKNOWN_STATUS");
+  CHECK_STR(hw_status_str(0xffffffffu), "HW_UNKNOWN_STATUS");
+  CHECK_STR(hw_worker_state_str(HW_WORKER_STATE_BUSY), "busy");
+  CHECK_STR(hw_worker_state_str(7), "unknown");
+  CHECK(hw_version() != NULL && hw_version()[0] != '\0');
+  hw_string_free(NULL);
+  INVALID(hw_worker_id_parse(NULL, &wid));
+  INVALID(hw_worker_id_parse("6f1c4e3a-9b2d-4c8e-a1f0-123456789abc", NULL));
+  INVALID(hw_worker_id_parse(BAD_UTF8, &wid));
+  INVALID(hw_worker_id_parse("not-a-uuid", &wid));
+  INVALID(hw_worker_id_parse("00000000-0000-0000-0000-000000000000", &wid));
+  INVALID(hw_worker_id_parse(LONG_JOB, &wid));
+  CHECK(wid.bytes[0] == 0xab);
+  char buf[HW_WORKER_ID_STRING_SIZE];
+  buf[0] = 'z';
+  INVALID(hw_worker_id_format(id, NULL, sizeof buf));
+  INVALID(hw_worker_id_format(id, buf, sizeof buf - 1));
+  INVALID(hw_worker_id_format(nil, buf, sizeof buf));
+  CHECK(buf[0] == 'z');
+  /* The message of the last failure names the function; a success clears it. */
+  CHECK(strstr(hw_last_error_message(), "hw_worker_id_format") != NULL);
+  CHECK_OK(hw_worker_id_format(id, buf, sizeof buf));
+  CHECK_STR(hw_last_error_message(), "");
+
+  /* ---- clock ---- */
+  INVALID(hw_clock_new_system(NULL));
+  INVALID(hw_clock_new_manual(0, NULL));
+  INVALID(hw_clock_now(NULL, &u64));
+  INVALID(hw_clock_now(clock, NULL));
+  INVALID(hw_clock_advance(NULL, 1, &u64));
+  INVALID(hw_clock_advance(clock, 1, NULL));
+  INVALID(hw_clock_set(NULL, 1, &u64));
+  INVALID(hw_clock_set(clock, 1, NULL));
+  CHECK(u64 == 12345);
+  hw_clock *sys = NULL;
+  CHECK_OK(hw_clock_new_system(&sys));
+  INVALID(hw_clock_advance(sys, 1, &u64)); /* the system clock cannot be moved */
+  INVALID(hw_clock_set(sys, 1, &u64));
+  CHECK_OK(hw_clock_now(sys, &u64));
+  CHECK(u64 > 1600000000000ULL);
+  u64 = 12345;
+  hw_clock_free(sys);
+  hw_clock_free(NULL);
+
+  /* ---- spec ---- */
+  out = SENTINEL;
+  INVALID(hw_worker_spec_new(NULL, (hw_worker_spec **)&out));
+  INVALID(hw_worker_spec_new("img", NULL));
+  INVALID(hw_worker_spec_new(BAD_UTF8, (hw_worker_spec **)&out));
+  INVALID(hw_worker_spec_from_json(NULL, (hw_worker_spec **)&out));
+  INVALID(hw_worker_spec_from_json("{}", NULL));
+  INVALID(hw_worker_spec_from_json(BAD_UTF8, (hw_worker_spec **)&out));
+  INVALID(hw_worker_spec_from_json("{\"image\": 5}", (hw_worker_spec **)&out));
+  INVALID(hw_worker_spec_from_json("{\"max_jobs\": 0}", (hw_worker_spec **)&out));
+  INVALID(hw_worker_spec_from_json("{\"idle_timeout\": -1}", (hw_worker_spec **)&out));
+  INVALID(hw_worker_spec_to_json(NULL, &owned));
+  INVALID(hw_worker_spec_to_json(spec, NULL));
+  INVALID(hw_worker_spec_get_image(NULL, &owned));
+  INVALID(hw_worker_spec_get_image(spec, NULL));
+  INVALID(hw_worker_spec_clone(NULL, (hw_worker_spec **)&out));
+  INVALID(hw_worker_spec_clone(spec, NULL));
+  CHECK(out == SENTINEL && owned == (char *)SENTINEL);
+  INVALID(hw_worker_spec_set_image(NULL, "x"));
+  INVALID(hw_worker_spec_set_image(spec, NULL));
+  INVALID(hw_worker_spec_set_image(spec, BAD_UTF8));
+  INVALID(hw_worker_spec_add_label(NULL, "k", "v"));
+  INVALID(hw_worker_spec_add_label(spec, NULL, "v"));
+  INVALID(hw_worker_spec_add_label(spec, "k", NULL));
+  INVALID(hw_worker_spec_add_label(spec, "k", BAD_UTF8));
+  INVALID(hw_worker_spec_add_env(NULL, "k", "v"));
+  INVALID(hw_worker_spec_add_env(spec, NULL, "v"));
+  INVALID(hw_worker_spec_add_env(spec, "k", NULL));
+  INVALID(hw_worker_spec_add_env(spec, BAD_UTF8, "v"));
+  INVALID(hw_worker_spec_add_capability(NULL, "gpu"));
+  INVALID(hw_worker_spec_add_capability(spec, NULL));
+  INVALID(hw_worker_spec_add_capability(spec, BAD_UTF8));
+  INVALID(hw_worker_spec_set_idle_timeout_ms(NULL, 1));
+  INVALID(hw_worker_spec_set_idle_timeout_ms(spec, 0));
+  INVALID(hw_worker_spec_set_max_lifetime_ms(NULL, 1));
+  INVALID(hw_worker_spec_set_max_lifetime_ms(spec, 0));
+  INVALID(hw_worker_spec_set_max_jobs(NULL, 1));
+  INVALID(hw_worker_spec_set_resources(NULL, 1.0, 0, 0, 0));
+  INVALID(hw_worker_spec_set_resources(spec, -1.0, 0, 0, 0));
+  INVALID(hw_worker_spec_set_resources(spec, 1.0 / 0.0, 0, 0, 0));
+  INVALID(hw_worker_spec_set_gpu_type(NULL, "a100"));
+  INVALID(hw_worker_spec_set_gpu_type(spec, NULL));
+  INVALID(hw_worker_spec_set_gpu_type(spec, BAD_UTF8));
+  INVALID(hw_worker_spec_set_architecture(NULL, HW_ARCHITECTURE_ARM));
+  INVALID(hw_worker_spec_set_architecture(spec, 3));
+  INVALID(hw_worker_spec_set_architecture(spec, 0xffffffffu));
+  /* None of the refused calls changed the spec. */
+  CHECK_OK(hw_worker_spec_to_json(spec, &owned));
+  CHECK(strstr(owned, "\"image\":\"img\"") != NULL && strstr(owned, "\"labels\":{}") != NULL &&
+        strstr(owned, "\"capabilities\":[]") != NULL && strstr(owned, "\"amd64\"") != NULL);
+  hw_string_free(owned);
+  owned = (char *)SENTINEL;
+  hw_worker_spec_free(NULL);
+
+  /* ---- filter ---- */
+  INVALID(hw_worker_filter_new(NULL));
+  INVALID(hw_worker_filter_add_state(NULL, HW_WORKER_STATE_READY));
+  INVALID(hw_worker_filter_add_state(filter, 7));
+  INVALID(hw_worker_filter_add_state(filter, 0xffffffffu));
+  INVALID(hw_worker_filter_set_provider_id(NULL, "p"));
+  INVALID(hw_worker_filter_set_provider_id(filter, NULL));
+  INVALID(hw_worker_filter_set_provider_id(filter, BAD_UTF8));
+  INVALID(hw_worker_filter_set_provider_id(filter, LONG_PROVIDER));
+  INVALID(hw_worker_filter_set_provider_id(filter, ""));
+  INVALID(hw_worker_filter_set_provider_id(filter, "a\nb"));
+  INVALID(hw_worker_filter_set_provider_type(NULL, "docker"));
+  INVALID(hw_worker_filter_set_provider_type(filter, NULL));
+  INVALID(hw_worker_filter_set_provider_type(filter, BAD_UTF8));
+  INVALID(hw_worker_filter_set_provider_type(filter, "podman"));
+  INVALID(hw_worker_filter_set_provider_type(filter, LONG_TYPE));
+  INVALID(hw_worker_filter_set_accepting_jobs(NULL, true));
+  INVALID(hw_worker_filter_set_idle_for_ms(NULL, 1));
+  INVALID(hw_worker_filter_set_unhealthy_for_ms(NULL, 1));
+  INVALID(hw_worker_filter_add_label(NULL, "k", "v"));
+  INVALID(hw_worker_filter_add_label(filter, NULL, "v"));
+  INVALID(hw_worker_filter_add_label(filter, "k", NULL));
+  INVALID(hw_worker_filter_add_label(filter, BAD_UTF8, "v"));
+  INVALID(hw_worker_filter_add_capability(NULL, "gpu"));
+  INVALID(hw_worker_filter_add_capability(filter, NULL));
+  INVALID(hw_worker_filter_add_capability(filter, BAD_UTF8));
+  INVALID(hw_worker_filter_set_limit(NULL, 1));
+  hw_worker_filter_free(NULL);
+  /* The refused calls left the filter matching everything. */
+  hw_worker_list *all = NULL;
+  CHECK_OK(hw_registry_find(reg, filter, &all));
+  CHECK_OK(hw_worker_list_len(all, &sz));
+  CHECK(sz == 1);
+  sz = 12345;
+  hw_worker_list_free(all);
+
+  /* ---- registry ---- */
+  out = SENTINEL;
+  INVALID(hw_registry_new(NULL));
+  INVALID(hw_registry_new_with_clock(NULL, (hw_registry **)&out));
+  INVALID(hw_registry_new_with_clock(clock, NULL));
+  INVALID(hw_registry_now(NULL, &u64));
+  INVALID(hw_registry_now(reg, NULL));
+  INVALID(hw_registry_register(NULL, "p", "docker", "r", spec, (hw_worker **)&out));
+  INVALID(hw_registry_register(reg, NULL, "docker", "r", spec, (hw_worker **)&out));
+  INVALID(hw_registry_register(reg, "p", NULL, "r", spec, (hw_worker **)&out));
+  INVALID(hw_registry_register(reg, "p", "docker", NULL, spec, (hw_worker **)&out));
+  INVALID(hw_registry_register(reg, "p", "docker", "r", NULL, (hw_worker **)&out));
+  INVALID(hw_registry_register(reg, "p", "docker", "r", spec, NULL));
+  INVALID(hw_registry_register(reg, BAD_UTF8, "docker", "r", spec, (hw_worker **)&out));
+  INVALID(hw_registry_register(reg, "p", BAD_UTF8, "r", spec, (hw_worker **)&out));
+  INVALID(hw_registry_register(reg, "p", "docker", BAD_UTF8, spec, (hw_worker **)&out));
+  INVALID(hw_registry_register(reg, LONG_PROVIDER, "docker", "r", spec, (hw_worker **)&out));
+  INVALID(hw_registry_register(reg, "p", LONG_TYPE, "r", spec, (hw_worker **)&out));
+  INVALID(hw_registry_register(reg, "p", "custom:", "r", spec, (hw_worker **)&out));
+  INVALID(hw_registry_register_with_id(NULL, unknown, "p", "docker", "r", spec, (hw_worker **)&out));
+  INVALID(hw_registry_register_with_id(reg, nil, "p", "docker", "r", spec, (hw_worker **)&out));
+  INVALID(hw_registry_register_with_id(reg, unknown, NULL, "docker", "r", spec, (hw_worker **)&out));
+  INVALID(hw_registry_register_with_id(reg, unknown, "p", NULL, "r", spec, (hw_worker **)&out));
+  INVALID(hw_registry_register_with_id(reg, unknown, "p", "docker", NULL, spec, (hw_worker **)&out));
+  INVALID(hw_registry_register_with_id(reg, unknown, "p", "docker", "r", NULL, (hw_worker **)&out));
+  INVALID(hw_registry_register_with_id(reg, unknown, "p", "docker", "r", spec, NULL));
+  INVALID(hw_registry_register_with_id(reg, unknown, BAD_UTF8, "docker", "r", spec, (hw_worker **)&out));
+  CHECK_STATUS(hw_registry_register_with_id(reg, id, "p", "docker", "r", spec, (hw_worker **)&out),
+               HW_ERR_ALREADY_EXISTS);
+  CHECK(out == SENTINEL);
+  INVALID(hw_registry_unregister(NULL, id, HW_TERMINATION_REASON_REQUESTED, (hw_worker **)&out));
+  INVALID(hw_registry_unregister(reg, nil, HW_TERMINATION_REASON_REQUESTED, (hw_worker **)&out));
+  INVALID(hw_registry_unregister(reg, id, 9, (hw_worker **)&out));
+  INVALID(hw_registry_unregister(reg, id, 0xffffffffu, (hw_worker **)&out));
+  INVALID(hw_registry_unregister(reg, id, HW_TERMINATION_REASON_REQUESTED, NULL));
+  NOT_FOUND(hw_registry_unregister(reg, unknown, HW_TERMINATION_REASON_REQUESTED, (hw_worker **)&out));
+  INVALID(hw_registry_get(NULL, id, (hw_worker **)&out));
+  INVALID(hw_registry_get(reg, nil, (hw_worker **)&out));
+  INVALID(hw_registry_get(reg, id, NULL));
+  CHECK(out == SENTINEL);
+  CHECK_OK(hw_registry_get(reg, unknown, (hw_worker **)&out));
+  CHECK(out == NULL); /* an unknown id is "no worker", not an error */
+  out = SENTINEL;
+  INVALID(hw_registry_find(NULL, filter, (hw_worker_list **)&out));
+  INVALID(hw_registry_find(reg, NULL, (hw_worker_list **)&out));
+  INVALID(hw_registry_find(reg, filter, NULL));
+  INVALID(hw_registry_find_available(NULL, (hw_worker_list **)&out));
+  INVALID(hw_registry_find_available(reg, NULL));
+  INVALID(hw_registry_find_by_provider(NULL, "p", (hw_worker_list **)&out));
+  INVALID(hw_registry_find_by_provider(reg, NULL, (hw_worker_list **)&out));
+  INVALID(hw_registry_find_by_provider(reg, "p", NULL));
+  INVALID(hw_registry_find_by_provider(reg, BAD_UTF8, (hw_worker_list **)&out));
+  INVALID(hw_registry_find_by_provider(reg, LONG_PROVIDER, (hw_worker_list **)&out));
+  INVALID(hw_registry_find_unhealthy(NULL, 1, (hw_worker_list **)&out));
+  INVALID(hw_registry_find_unhealthy(reg, 1, NULL));
+  INVALID(hw_registry_find_startup_expired(NULL, 1, (hw_worker_list **)&out));
+  INVALID(hw_registry_find_startup_expired(reg, 1, NULL));
+  INVALID(hw_registry_find_for_termination(NULL, (hw_worker_list **)&out));
+  INVALID(hw_registry_find_for_termination(reg, NULL));
+  CHECK(out == SENTINEL);
+  INVALID(hw_registry_update_state(NULL, id, HW_WORKER_STATE_READY, (hw_worker **)&out));
+  INVALID(hw_registry_update_state(reg, nil, HW_WORKER_STATE_READY, (hw_worker **)&out));
+  INVALID(hw_registry_update_state(reg, id, 7, (hw_worker **)&out));
+  INVALID(hw_registry_update_state(reg, id, 0xffffffffu, (hw_worker **)&out));
+  INVALID(hw_registry_update_state(reg, id, HW_WORKER_STATE_READY, NULL));
+  NOT_FOUND(hw_registry_update_state(reg, unknown, HW_WORKER_STATE_READY, (hw_worker **)&out));
+  CHECK_STATUS(hw_registry_update_state(reg, id, HW_WORKER_STATE_BUSY, (hw_worker **)&out),
+               HW_ERR_INVALID_TRANSITION);
+  INVALID(hw_registry_heartbeat(NULL, id));
+  INVALID(hw_registry_heartbeat(reg, nil));
+  NOT_FOUND(hw_registry_heartbeat(reg, unknown));
+  INVALID(hw_registry_assign(NULL, id, "j", (hw_worker **)&out));
+  INVALID(hw_registry_assign(reg, nil, "j", (hw_worker **)&out));
+  INVALID(hw_registry_assign(reg, id, NULL, (hw_worker **)&out));
+  INVALID(hw_registry_assign(reg, id, BAD_UTF8, (hw_worker **)&out));
+  INVALID(hw_registry_assign(reg, id, LONG_JOB, (hw_worker **)&out));
+  INVALID(hw_registry_assign(reg, id, "", (hw_worker **)&out));
+  INVALID(hw_registry_assign(reg, id, "j", NULL));
+  NOT_FOUND(hw_registry_assign(reg, unknown, "j", (hw_worker **)&out));
+  CHECK_STATUS(hw_registry_assign(reg, id, "j", (hw_worker **)&out), HW_ERR_NOT_AVAILABLE);
+  CHECK(out == SENTINEL);
+  INVALID(hw_registry_release(NULL, id, &owned));
+  INVALID(hw_registry_release(reg, nil, &owned));
+  INVALID(hw_registry_release(reg, id, NULL));
+  NOT_FOUND(hw_registry_release(reg, unknown, &owned));
+  CHECK_STATUS(hw_registry_release(reg, id, &owned), HW_ERR_NOT_BUSY);
+  INVALID(hw_registry_release_job(NULL, id, "j", &owned));
+  INVALID(hw_registry_release_job(reg, nil, "j", &owned));
+  INVALID(hw_registry_release_job(reg, id, NULL, &owned));
+  INVALID(hw_registry_release_job(reg, id, BAD_UTF8, &owned));
+  INVALID(hw_registry_release_job(reg, id, LONG_JOB, &owned));
+  INVALID(hw_registry_release_job(reg, id, "j", NULL));
+  NOT_FOUND(hw_registry_release_job(reg, unknown, "j", &owned));
+  CHECK(owned == (char *)SENTINEL);
+  INVALID(hw_registry_claim(NULL, filter, "j", (hw_worker **)&out));
+  INVALID(hw_registry_claim(reg, NULL, "j", (hw_worker **)&out));
+  INVALID(hw_registry_claim(reg, filter, NULL, (hw_worker **)&out));
+  INVALID(hw_registry_claim(reg, filter, BAD_UTF8, (hw_worker **)&out));
+  INVALID(hw_registry_claim(reg, filter, LONG_JOB, (hw_worker **)&out));
+  INVALID(hw_registry_claim(reg, filter, "j", NULL));
+  CHECK(out == SENTINEL);
+  INVALID(hw_registry_grant_grace(NULL, 0));
+  hw_worker_counts counts;
+  counts.total = 777;
+  INVALID(hw_registry_stats(NULL, &counts));
+  INVALID(hw_registry_stats(reg, NULL));
+  CHECK(counts.total == 777);
+  INVALID(hw_registry_stats_json(NULL, &owned));
+  INVALID(hw_registry_stats_json(reg, NULL));
+  INVALID(hw_registry_count(NULL, &sz));
+  INVALID(hw_registry_count(reg, NULL));
+  INVALID(hw_registry_snapshot(NULL, &owned));
+  INVALID(hw_registry_snapshot(reg, NULL));
+  CHECK(owned == (char *)SENTINEL);
+  INVALID(hw_registry_restore(NULL, "{}"));
+  INVALID(hw_registry_restore(reg, NULL));
+  INVALID(hw_registry_restore(reg, BAD_UTF8));
+  hw_registry *empty = NULL;
+  CHECK_OK(hw_registry_new(&empty));
+  CHECK_STATUS(hw_registry_restore(empty, "{not json"), HW_ERR_SNAPSHOT);
+  hw_registry_free(empty);
+  hw_registry_free(NULL);
+
+  /* ---- subscriptions and events ---- */
+  out = SENTINEL;
+  INVALID(hw_registry_subscribe(NULL, 0, false, (hw_subscription **)&out));
+  INVALID(hw_registry_subscribe(reg, 0, false, NULL));
+  INVALID(hw_subscription_recv(NULL, 0, (hw_event **)&out));
+  INVALID(hw_subscription_recv(sub, 0, NULL));
+  INVALID(hw_subscription_dropped(NULL, &u64));
+  INVALID(hw_subscription_dropped(sub, NULL));
+  INVALID(hw_subscription_pending(NULL, &sz));
+  INVALID(hw_subscription_pending(sub, NULL));
+  CHECK(out == SENTINEL);
+  hw_subscription_free(NULL);
+  INVALID(hw_event_get_kind(NULL, &u32));
+  INVALID(hw_event_get_kind(ev, NULL));
+  INVALID(hw_event_get_seq(NULL, &u64));
+  INVALID(hw_event_get_seq(ev, NULL));
+  INVALID(hw_event_get_at(NULL, &u64));
+  INVALID(hw_event_get_at(ev, NULL));
+  INVALID(hw_event_get_worker_id(NULL, &flag, &wid));
+  INVALID(hw_event_get_worker_id(ev, NULL, &wid));
+  INVALID(hw_event_get_worker_id(ev, &flag, NULL));
+  INVALID(hw_event_get_job_id(NULL, &text));
+  INVALID(hw_event_get_job_id(ev, NULL));
+  INVALID(hw_event_get_provider_id(NULL, &text));
+  INVALID(hw_event_get_provider_id(ev, NULL));
+  INVALID(hw_event_get_message(NULL, &text));
+  INVALID(hw_event_get_message(ev, NULL));
+  INVALID(hw_event_get_states(NULL, &u32, &u32));
+  INVALID(hw_event_get_states(ev, NULL, &u32));
+  INVALID(hw_event_get_states(ev, &u32, NULL));
+  INVALID(hw_event_get_states(ev, &u32, &u32)); /* a registered event has no states */
+  INVALID(hw_event_get_reason(NULL, &u32));
+  INVALID(hw_event_get_reason(ev, NULL));
+  INVALID(hw_event_get_reason(ev, &u32)); /* nor a reason */
+  INVALID(hw_event_to_json(NULL, &owned));
+  INVALID(hw_event_to_json(ev, NULL));
+  CHECK(u32 == 12345 && u64 == 12345 && sz == 12345 && flag && wid.bytes[0] == 0xab);
+  CHECK(text == (const char *)SENTINEL && owned == (char *)SENTINEL);
+  hw_event_free(NULL);
+
+  /* ---- worker snapshots and lists ---- */
+  INVALID(hw_worker_get_id(NULL, &wid));
+  INVALID(hw_worker_get_id(w, NULL));
+  INVALID(hw_worker_get_state(NULL, &u32));
+  INVALID(hw_worker_get_state(w, NULL));
+  INVALID(hw_worker_get_provider_id(NULL, &text));
+  INVALID(hw_worker_get_provider_id(w, NULL));
+  INVALID(hw_worker_get_provider_type(NULL, &text));
+  INVALID(hw_worker_get_provider_type(w, NULL));
+  INVALID(hw_worker_get_resource_id(NULL, &text));
+  INVALID(hw_worker_get_resource_id(w, NULL));
+  INVALID(hw_worker_get_current_job(NULL, &text));
+  INVALID(hw_worker_get_current_job(w, NULL));
+  INVALID(hw_worker_get_image(NULL, &text));
+  INVALID(hw_worker_get_image(w, NULL));
+  INVALID(hw_worker_get_jobs_executed(NULL, &u64));
+  INVALID(hw_worker_get_jobs_executed(w, NULL));
+  hw_worker_timestamps ts;
+  ts.created_at_ms = 5;
+  INVALID(hw_worker_get_timestamps(NULL, &ts));
+  INVALID(hw_worker_get_timestamps(w, NULL));
+  CHECK(ts.created_at_ms == 5);
+  INVALID(hw_worker_get_label_count(NULL, &sz));
+  INVALID(hw_worker_get_label_count(w, NULL));
+  INVALID(hw_worker_get_capability_count(NULL, &sz));
+  INVALID(hw_worker_get_capability_count(w, NULL));
+  INVALID(hw_worker_get_label(NULL, "k", &text));
+  INVALID(hw_worker_get_label(w, NULL, &text));
+  INVALID(hw_worker_get_label(w, "k", NULL));
+  INVALID(hw_worker_get_label(w, BAD_UTF8, &text));
+  const char *key = (const char *)SENTINEL;
+  INVALID(hw_worker_get_label_at(NULL, 0, &key, &text));
+  INVALID(hw_worker_get_label_at(w, 0, NULL, &text));
+  INVALID(hw_worker_get_label_at(w, 0, &key, NULL));
+  INVALID(hw_worker_get_label_at(w, 0, &key, &text)); /* no labels: index out of range */
+  INVALID(hw_worker_get_capability_at(NULL, 0, &text));
+  INVALID(hw_worker_get_capability_at(w, 0, NULL));
+  INVALID(hw_worker_get_capability_at(w, (size_t)-1, &text));
+  INVALID(hw_worker_to_json(NULL, &owned));
+  INVALID(hw_worker_to_json(w, NULL));
+  CHECK(key == (const char *)SENTINEL && text == (const char *)SENTINEL);
+  CHECK(owned == (char *)SENTINEL && u64 == 12345 && sz == 12345);
+  hw_worker_free(NULL);
+  const hw_worker *borrowed = (const hw_worker *)SENTINEL;
+  INVALID(hw_worker_list_len(NULL, &sz));
+  INVALID(hw_worker_list_len(list, NULL));
+  INVALID(hw_worker_list_get(NULL, 0, &borrowed));
+  INVALID(hw_worker_list_get(list, 0, NULL));
+  INVALID(hw_worker_list_get(list, 1, &borrowed));
+  INVALID(hw_worker_list_get_reason(NULL, 0, &u32));
+  INVALID(hw_worker_list_get_reason(list, 0, NULL));
+  INVALID(hw_worker_list_get_reason(list, 0, &u32)); /* a find result has no reasons */
+  CHECK(borrowed == (const hw_worker *)SENTINEL);
+  hw_worker_list_free(NULL);
+
+  /* ---- manager ---- */
+  out = SENTINEL;
+  INVALID(hw_manager_config_default(NULL));
+  INVALID(hw_manager_new(NULL, &config, (hw_manager **)&out));
+  INVALID(hw_manager_new(reg, NULL, (hw_manager **)&out));
+  INVALID(hw_manager_new(reg, &config, NULL));
+  hw_manager_config bad = config;
+  bad.heartbeat_timeout_ms = 0;
+  INVALID(hw_manager_new(reg, &bad, (hw_manager **)&out));
+  bad = config;
+  bad.max_unhealthy_fraction = 1.5;
+  INVALID(hw_manager_new(reg, &bad, (hw_manager **)&out));
+  bad = config;
+  bad.max_workers = 0;
+  INVALID(hw_manager_new(reg, &bad, (hw_manager **)&out));
+  INVALID(hw_manager_new_from_json(NULL, "{}", (hw_manager **)&out));
+  INVALID(hw_manager_new_from_json(reg, NULL, (hw_manager **)&out));
+  INVALID(hw_manager_new_from_json(reg, "{}", NULL));
+  INVALID(hw_manager_new_from_json(reg, BAD_UTF8, (hw_manager **)&out));
+  INVALID(hw_manager_new_from_json(reg, "{\"no_such_field\": 1}", (hw_manager **)&out));
+  INVALID(hw_manager_new_from_json(reg, "{\"min_ready_workers\": 20}", (hw_manager **)&out));
+  CHECK(out == SENTINEL);
+  hw_manager_config got;
+  got.max_workers = 4242;
+  INVALID(hw_manager_get_config(NULL, &got));
+  INVALID(hw_manager_get_config(mgr, NULL));
+  CHECK(got.max_workers == 4242);
+  hw_manager_free(NULL);
+
+  hw_provider_callbacks cb;
+  memset(&cb, 0, sizeof cb);
+  cb.create_worker = bad_create;
+  cb.destroy_worker = bad_destroy;
+  cb.list_workers = bad_list;
+  INVALID(hw_manager_register_provider(NULL, "bad", "docker", &cb));
+  INVALID(hw_manager_register_provider(mgr, NULL, "docker", &cb));
+  INVALID(hw_manager_register_provider(mgr, "bad", NULL, &cb));
+  INVALID(hw_manager_register_provider(mgr, "bad", "docker", NULL));
+  INVALID(hw_manager_register_provider(mgr, BAD_UTF8, "docker", &cb));
+  INVALID(hw_manager_register_provider(mgr, LONG_PROVIDER, "docker", &cb));
+  INVALID(hw_manager_register_provider(mgr, "bad", "podman", &cb));
+  hw_provider_callbacks incomplete = cb;
+  incomplete.destroy_worker = NULL;
+  INVALID(hw_manager_register_provider(mgr, "bad", "docker", &incomplete));
+  CHECK_OK(hw_manager_register_provider(mgr, "bad", "docker", &cb));
+  INVALID(hw_manager_unregister_provider(NULL, "bad"));
+  INVALID(hw_manager_unregister_provider(mgr, NULL));
+  INVALID(hw_manager_unregister_provider(mgr, BAD_UTF8));
+  CHECK_STATUS(hw_manager_unregister_provider(mgr, "nope"), HW_ERR_PROVIDER_NOT_FOUND);
+  /* Outside a callback there is no call object. */
+  INVALID(hw_provider_call_set_error(NULL, "x"));
+  INVALID(hw_provider_call_set_resource_id(NULL, "x"));
+  INVALID(hw_provider_call_set_worker_id(NULL, unknown));
+  INVALID(hw_provider_call_add_metadata(NULL, "k", "v"));
+  INVALID(hw_provider_call_get_metadata(NULL, "k", &text));
+  INVALID(hw_provider_call_add_instance(NULL, "x"));
+
+  INVALID(hw_manager_provision(NULL, "bad", spec, (hw_worker **)&out));
+  INVALID(hw_manager_provision(mgr, NULL, spec, (hw_worker **)&out));
+  INVALID(hw_manager_provision(mgr, "bad", NULL, (hw_worker **)&out));
+  INVALID(hw_manager_provision(mgr, "bad", spec, NULL));
+  INVALID(hw_manager_provision(mgr, BAD_UTF8, spec, (hw_worker **)&out));
+  CHECK_STATUS(hw_manager_provision(mgr, "nope", spec, (hw_worker **)&out), HW_ERR_PROVIDER_NOT_FOUND);
+  CHECK(out == SENTINEL);
+  /* The provider's callbacks run their own bad-input checks on the call object. */
+  hw_worker *provisioned = NULL;
+  CHECK_OK(hw_manager_provision(mgr, "bad", spec, &provisioned));
+  hw_worker_id pid;
+  memset(&pid, 0, sizeof pid);
+  if (provisioned) CHECK_OK(hw_worker_get_id(provisioned, &pid));
+  hw_worker_free(provisioned);
+  hw_tick_report *trep = NULL;
+  CHECK_OK(hw_manager_terminate(mgr, pid, HW_TERMINATION_REASON_REQUESTED, &trep));
+  hw_tick_summary sum;
+  memset(&sum, 0, sizeof sum);
+  CHECK_OK(hw_tick_report_get_summary(trep, &sum));
+  CHECK(sum.failed == 1 && sum.terminated == 0); /* destroy returned 77: a failure */
+  hw_tick_report_free(trep);
+  CHECK_OK(hw_manager_reconcile(mgr, &trep));
+  hw_tick_report_free(trep);
+  CHECK(callback_checks_run == 3);
+
+  INVALID(hw_manager_process_heartbeat(NULL, id));
+  INVALID(hw_manager_process_heartbeat(mgr, nil));
+  NOT_FOUND(hw_manager_process_heartbeat(mgr, unknown));
+  INVALID(hw_manager_run_health_check(NULL, (hw_tick_report **)&out));
+  INVALID(hw_manager_run_health_check(mgr, NULL));
+  INVALID(hw_manager_cleanup(NULL, (hw_tick_report **)&out));
+  INVALID(hw_manager_cleanup(mgr, NULL));
+  INVALID(hw_manager_should_scale_up(NULL, 1, &flag));
+  INVALID(hw_manager_should_scale_up(mgr, 1, NULL));
+  INVALID(hw_manager_should_scale_down(NULL, &flag));
+  INVALID(hw_manager_should_scale_down(mgr, NULL));
+  hw_scaling_plan plan;
+  plan.wanted = 999;
+  INVALID(hw_manager_plan_scaling(NULL, 1, &plan, &owned));
+  INVALID(hw_manager_plan_scaling(mgr, 1, NULL, &owned));
+  INVALID(hw_manager_plan_scaling(mgr, 1, &plan, NULL));
+  CHECK(plan.wanted == 999 && owned == (char *)SENTINEL);
+  INVALID(hw_manager_set_scaling_target(NULL, "bad", spec));
+  INVALID(hw_manager_set_scaling_target(mgr, NULL, spec));
+  INVALID(hw_manager_set_scaling_target(mgr, "bad", NULL));
+  INVALID(hw_manager_set_scaling_target(mgr, BAD_UTF8, spec));
+  CHECK_STATUS(hw_manager_set_scaling_target(mgr, "nope", spec), HW_ERR_PROVIDER_NOT_FOUND);
+  INVALID(hw_manager_clear_scaling_target(NULL));
+  INVALID(hw_manager_drain(NULL, id, (hw_worker **)&out));
+  INVALID(hw_manager_drain(mgr, nil, (hw_worker **)&out));
+  INVALID(hw_manager_drain(mgr, id, NULL));
+  NOT_FOUND(hw_manager_drain(mgr, unknown, (hw_worker **)&out));
+  INVALID(hw_manager_terminate(NULL, id, HW_TERMINATION_REASON_REQUESTED, (hw_tick_report **)&out));
+  INVALID(hw_manager_terminate(mgr, nil, HW_TERMINATION_REASON_REQUESTED, (hw_tick_report **)&out));
+  INVALID(hw_manager_terminate(mgr, id, 9, (hw_tick_report **)&out));
+  INVALID(hw_manager_terminate(mgr, id, HW_TERMINATION_REASON_REQUESTED, NULL));
+  NOT_FOUND(hw_manager_terminate(mgr, unknown, HW_TERMINATION_REASON_REQUESTED, (hw_tick_report **)&out));
+  INVALID(hw_manager_reconcile(NULL, (hw_tick_report **)&out));
+  INVALID(hw_manager_reconcile(mgr, NULL));
+  INVALID(hw_manager_tick(NULL, 0, (hw_tick_report **)&out));
+  INVALID(hw_manager_tick(mgr, 0, NULL));
+  INVALID(hw_manager_stats_json(NULL, &owned));
+  INVALID(hw_manager_stats_json(mgr, NULL));
+  CHECK(out == SENTINEL && owned == (char *)SENTINEL && flag);
+
+  /* ---- tick reports ---- */
+  INVALID(hw_tick_report_get_summary(NULL, &sum));
+  INVALID(hw_tick_report_get_summary(rep, NULL));
+  INVALID(hw_tick_report_get_lost_job(NULL, 0, &wid, &text));
+  INVALID(hw_tick_report_get_lost_job(rep, 0, NULL, &text));
+  INVALID(hw_tick_report_get_lost_job(rep, 0, &wid, NULL));
+  INVALID(hw_tick_report_get_lost_job(rep, 0, &wid, &text)); /* none: out of range */
+  INVALID(hw_tick_report_get_unhealthy(NULL, 0, &wid));
+  INVALID(hw_tick_report_get_unhealthy(rep, 0, NULL));
+  INVALID(hw_tick_report_get_unhealthy(rep, 0, &wid));
+  INVALID(hw_tick_report_get_terminated(NULL, 0, &wid, &u32));
+  INVALID(hw_tick_report_get_terminated(rep, 0, NULL, &u32));
+  INVALID(hw_tick_report_get_terminated(rep, 0, &wid, NULL));
+  INVALID(hw_tick_report_get_terminated(rep, 0, &wid, &u32));
+  INVALID(hw_tick_report_get_failed(NULL, 0, &wid));
+  INVALID(hw_tick_report_get_failed(rep, 0, NULL));
+  INVALID(hw_tick_report_get_failed(rep, 0, &wid));
+  INVALID(hw_tick_report_get_drained(NULL, 0, &wid));
+  INVALID(hw_tick_report_get_drained(rep, 0, NULL));
+  INVALID(hw_tick_report_get_drained(rep, 0, &wid));
+  INVALID(hw_tick_report_get_provisioned(NULL, 0, &wid));
+  INVALID(hw_tick_report_get_provisioned(rep, 0, NULL));
+  INVALID(hw_tick_report_get_provisioned(rep, 0, &wid));
+  INVALID(hw_tick_report_get_decision(NULL, 0, &text));
+  INVALID(hw_tick_report_get_decision(rep, 0, NULL));
+  INVALID(hw_tick_report_get_decision(rep, 1000, &text));
+  INVALID(hw_tick_report_get_json(NULL, &text));
+  INVALID(hw_tick_report_get_json(rep, NULL));
+  CHECK(wid.bytes[0] == 0xab && u32 == 12345 && text == (const char *)SENTINEL);
+  hw_tick_report_free(NULL);
+
+  /* After all that, the fixtures still work and the registry holds what it held. */
+  CHECK_OK(hw_registry_count(reg, &sz));
+  CHECK(sz == 2); /* the worker, and the provisioned one whose destroy keeps failing */
+  CHECK_OK(hw_registry_heartbeat(reg, id));
+
+  hw_tick_report_free(rep);
+  hw_manager_free(mgr);
+  hw_event_free(ev);
+  hw_worker_list_free(list);
+  hw_worker_free(w);
+  hw_subscription_free(sub);
+  hw_worker_filter_free(filter);
+  hw_worker_spec_free(spec);
+  hw_registry_free(reg);
+  hw_clock_free(clock);
+  return hw_test_report();
+}
