@@ -408,19 +408,24 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
 
     fn claim(&self, filter: &WorkerFilter, job: JobId) -> Result<Option<Worker>> {
         let now = self.now();
-        if (!filter.states.is_empty() && !filter.states.contains(&WorkerState::Ready))
-            || filter.accepting_jobs == Some(false)
-            || filter.limit == Some(0)
-        {
-            return Ok(None);
-        }
         // Only workers idle since at most `newest` can match `idle_for`.
         let newest = match filter.idle_for {
-            Some(idle) => match now.checked_sub(millis(idle)) {
-                Some(t) => t,
-                None => return Ok(None),
-            },
-            None => Timestamp::MAX,
+            Some(idle) => now.checked_sub(millis(idle)),
+            None => Some(Timestamp::MAX),
+        };
+        let hopeless = (!filter.states.is_empty() && !filter.states.contains(&WorkerState::Ready))
+            || filter.accepting_jobs == Some(false)
+            || filter.limit == Some(0);
+        let Some(newest) = newest.filter(|_| !hopeless) else {
+            // No worker can match; still, a job already held is an error whatever the filter:
+            // the caller must learn of the double assignment, not read "no worker free".
+            if let Some(holder) = self.indexes.lock().jobs.get(&job) {
+                return Err(Error::JobAlreadyAssigned {
+                    job_id: job,
+                    worker_id: *holder,
+                });
+            }
+            return Ok(None);
         };
         let mut upper = Bound::Included((newest, WorkerId::MAX));
         loop {
