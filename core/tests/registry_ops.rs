@@ -1183,6 +1183,15 @@ fn claim_of_a_job_held_elsewhere_is_job_already_assigned() {
     );
     let idle = ready(&registry, spec());
     assert_eq!(registry.claim(&WorkerFilter::new(), job("j")), expected);
+    // Whatever the filter: a filter nobody can match does not hide the double assignment.
+    for filter in [
+        WorkerFilter::new().limit(0),
+        WorkerFilter::new().accepting_jobs(false),
+        WorkerFilter::new().state(WorkerState::Creating),
+        WorkerFilter::new().idle_for(Duration::from_secs(u64::MAX / 2)),
+    ] {
+        assert_eq!(registry.claim(&filter, job("j")), expected, "{filter:?}");
+    }
     assert_eq!(worker(&registry, &idle).state, WorkerState::Ready);
     assert_invariants(&registry);
 }
