@@ -18,7 +18,7 @@ PREFIX      ?= /usr/local
 HW_INSTALL_PROFILE ?= release
 HW_VERSION  := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-.PHONY: header test-c c-lib c-header-checks c-api-coverage c-valgrind-install
+.PHONY: header test-c c-lib c-header-checks c-api-coverage c-readme-example c-valgrind-install
 
 test: test-c
 
@@ -47,13 +47,19 @@ c-api-coverage:
 	done; \
 	[ $$missing = 0 ] && echo "c-api-coverage: every exported function is in test_bad_input.c"
 
+# The README's C example is examples/c/quickstart.c, verbatim (so the tests compile it).
+c-readme-example:
+	@awk '/^## C$$/ {in_c = 1} in_c && /^```c$$/ {code = 1; next} code && /^```$$/ {exit} code {print}' README.md \
+	  | diff -u examples/c/quickstart.c - \
+	  && echo "c-readme-example: README's C example is examples/c/quickstart.c"
+
 c-valgrind-install:
 	@command -v valgrind >/dev/null 2>&1 || { \
 	  echo "valgrind missing: installing it with apt-get"; \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y valgrind; \
 	  else sudo apt-get update && sudo apt-get install -y valgrind; fi; }
 
-test-c: c-lib c-header-checks c-api-coverage c-valgrind-install
+test-c: c-lib c-header-checks c-api-coverage c-readme-example c-valgrind-install
 	@mkdir -p $(HW_CBUILD)
 	@set -e; lib=target/$(HW_CPROFILE)/libhodei_workers.a; \
 	for t in $(HW_CTESTS); do \
