@@ -31,7 +31,20 @@ typedef struct fake_cloud {
   int fail_creates;
   char last_destroyed[64];
   char zone_seen[64];
+  /* What the cloud really runs (for list_workers). */
+  char live[16][32];
+  int nlive;
 } fake_cloud;
+
+static void cloud_forget(fake_cloud *cloud, const char *resource_id) {
+  for (int i = 0; i < cloud->nlive; i++) {
+    if (strcmp(cloud->live[i], resource_id) == 0) {
+      memmove(cloud->live[i], cloud->live[i + 1], sizeof cloud->live[0] * (size_t)(cloud->nlive - i - 1));
+      cloud->nlive--;
+      return;
+    }
+  }
+}
 
 static uint32_t cloud_create(void *user_data, const hw_worker_spec *spec, hw_provider_call *call) {
   fake_cloud *cloud = (fake_cloud *)user_data;
@@ -46,6 +59,7 @@ static uint32_t cloud_create(void *user_data, const hw_worker_spec *spec, hw_pro
   if (!ok) return HW_PROVIDER_RESULT_FAILED;
   char resource[32];
   snprintf(resource, sizeof resource, "vm-%d", ++cloud->created);
+  if (cloud->nlive < 16) snprintf(cloud->live[cloud->nlive++], sizeof cloud->live[0], "%s", resource);
   if (hw_provider_call_set_resource_id(call, resource) != HW_OK) return HW_PROVIDER_RESULT_FAILED;
   if (hw_provider_call_add_metadata(call, "zone", "eu-1") != HW_OK) return HW_PROVIDER_RESULT_FAILED;
   return HW_PROVIDER_RESULT_OK;
@@ -60,7 +74,16 @@ static uint32_t cloud_destroy(void *user_data, hw_worker_id id, const char *reso
     snprintf(cloud->zone_seen, sizeof cloud->zone_seen, "%s", zone);
   }
   snprintf(cloud->last_destroyed, sizeof cloud->last_destroyed, "%s", resource_id);
+  cloud_forget(cloud, resource_id);
   cloud->destroyed++;
+  return HW_PROVIDER_RESULT_OK;
+}
+
+static uint32_t cloud_list(void *user_data, hw_provider_call *call) {
+  fake_cloud *cloud = (fake_cloud *)user_data;
+  for (int i = 0; i < cloud->nlive; i++) {
+    if (hw_provider_call_add_instance(call, cloud->live[i]) != HW_OK) return HW_PROVIDER_RESULT_FAILED;
+  }
   return HW_PROVIDER_RESULT_OK;
 }
 
@@ -218,6 +241,102 @@ static void manager_lifecycle(void) {
   hw_manager_free(mgr);
   CHECK(cloud.released == 2); /* the registered provider, released with the manager */
   hw_worker_filter_free(any);
+  hw_worker_spec_free(spec);
+  hw_registry_free(reg);
+  hw_clock_free(clock);
+}
+
+/* Scaling toward a target inside ticks, explicit health check and cleanup, and reconcile
+ * against what the C provider lists: an orphan instance is destroyed, a vanished one
+ * unregistered. */
+static void manager_scaling_and_reconcile(void) {
+  fake_cloud cloud;
+  memset(&cloud, 0, sizeof cloud);
+  hw_clock *clock = NULL;
+  hw_registry *reg = NULL;
+  hw_manager *mgr = NULL;
+  hw_worker_spec *spec = NULL;
+  CHECK_OK(hw_clock_new_manual(T0, &clock));
+  CHECK_OK(hw_registry_new_with_clock(clock, &reg));
+  CHECK_OK(hw_worker_spec_new("ubuntu:24.04", &spec));
+  CHECK_OK(hw_manager_new_from_json(reg, "{\"max_workers\": 3, \"min_ready_workers\": 1}", &mgr));
+  if (!mgr) return;
+  hw_provider_callbacks cb;
+  memset(&cb, 0, sizeof cb);
+  cb.user_data = &cloud;
+  cb.create_worker = cloud_create;
+  cb.destroy_worker = cloud_destroy;
+  cb.list_workers = cloud_list;
+  cb.release = cloud_release;
+  CHECK_OK(hw_manager_register_provider(mgr, "cloud", "ec2", &cb));
+  CHECK_OK(hw_manager_set_scaling_target(mgr, "cloud", spec));
+
+  /* Seven jobs pending, room for three workers: the tick provisions, capped by max_workers,
+   * and explains why. */
+  hw_tick_report *report = NULL;
+  hw_tick_summary sum;
+  memset(&sum, 0, sizeof sum);
+  CHECK_OK(hw_manager_tick(mgr, 7, &report));
+  CHECK_OK(hw_tick_report_get_summary(report, &sum));
+  CHECK(sum.provisioned >= 1 && sum.provisioned <= 3);
+  CHECK(sum.pending_jobs == 7 && sum.decisions >= 1);
+  CHECK((size_t)cloud.created == sum.provisioned);
+  const char *line = NULL;
+  CHECK_OK(hw_tick_report_get_decision(report, 0, &line));
+  CHECK(line != NULL && strstr(line, "pending 7") != NULL);
+  hw_worker_id first;
+  memset(&first, 0, sizeof first);
+  CHECK_OK(hw_tick_report_get_provisioned(report, 0, &first));
+  hw_worker *w = NULL;
+  CHECK_OK(hw_registry_get(reg, first, &w));
+  CHECK(w != NULL);
+  hw_worker_free(w);
+  hw_tick_report_free(report);
+  size_t count = 0;
+  CHECK_OK(hw_registry_count(reg, &count));
+  CHECK(count == (size_t)cloud.created);
+  hw_manager_clear_scaling_target(mgr);
+
+  /* Explicit health check and cleanup: nothing is due yet. */
+  CHECK_OK(hw_manager_run_health_check(mgr, &report));
+  CHECK_OK(hw_tick_report_get_summary(report, &sum));
+  CHECK(sum.health_checked && sum.unhealthy == 0 && sum.terminated == 0);
+  hw_tick_report_free(report);
+  CHECK_OK(hw_manager_cleanup(mgr, &report));
+  CHECK_OK(hw_tick_report_get_summary(report, &sum));
+  CHECK(sum.terminated == 0 && sum.failed == 0);
+  hw_tick_report_free(report);
+
+  /* The cloud lost the first instance and runs one the registry never heard of. */
+  int before = cloud.destroyed;
+  char vanished[32];
+  snprintf(vanished, sizeof vanished, "%s", cloud.live[0]);
+  cloud_forget(&cloud, vanished);
+  snprintf(cloud.live[cloud.nlive++], sizeof cloud.live[0], "vm-orphan");
+  /* (A record registered at the very instant of the listing is given the benefit of doubt.) */
+  uint64_t now = 0;
+  CHECK_OK(hw_clock_advance(clock, 1000, &now));
+  CHECK_OK(hw_manager_reconcile(mgr, &report));
+  CHECK_OK(hw_tick_report_get_summary(report, &sum));
+  CHECK(sum.terminated == 1);
+  hw_worker_id gone;
+  hw_termination_reason why = 99;
+  CHECK_OK(hw_tick_report_get_terminated(report, 0, &gone, &why));
+  CHECK(why == HW_TERMINATION_REASON_VANISHED);
+  const char *json = NULL;
+  CHECK_OK(hw_tick_report_get_json(report, &json));
+  CHECK(json != NULL && strstr(json, "vm-orphan") != NULL);
+  hw_tick_report_free(report);
+  CHECK(cloud.destroyed == before + 1);
+  CHECK_STR(cloud.last_destroyed, "vm-orphan");
+  w = (hw_worker *)1;
+  CHECK_OK(hw_registry_get(reg, gone, &w));
+  CHECK(w == NULL);
+  CHECK_OK(hw_registry_count(reg, &count));
+  CHECK(count == (size_t)cloud.created - 1);
+
+  hw_manager_free(mgr);
+  CHECK(cloud.released == 1);
   hw_worker_spec_free(spec);
   hw_registry_free(reg);
   hw_clock_free(clock);
@@ -395,5 +514,6 @@ int main(void) {
   hw_clock_free(clock);
 
   manager_lifecycle();
+  manager_scaling_and_reconcile();
   return hw_test_report();
 }
