@@ -386,3 +386,35 @@ fn a_connecting_worker_is_held_to_the_heartbeat_deadline() {
     assert_eq!(check.unhealthy[0].state, WorkerState::Connecting);
     assert_eq!(check.unhealthy[0].reason, TerminationReason::Unhealthy);
 }
+
+#[test]
+fn the_brake_does_not_hold_back_workers_that_never_reported_in() {
+    // A broken provider: the workers it made stay `Creating`. The brake is about silenced
+    // running workers; these are expired anyway, or the fleet would stay pinned at max_workers.
+    let f = Fixture::new(config());
+    let mut stuck: Vec<WorkerId> = (0..2).map(|_| f.provision().id).collect();
+    let running: Vec<WorkerId> = (0..4).map(|_| f.ready()).collect();
+    f.advance(secs(301));
+    // The running ones are all silent too (a partition): held back.
+    let check = f.manager.run_health_check().unwrap();
+    assert_eq!(
+        check.held,
+        Some(MassExpiryHold {
+            would_expire: 4,
+            live: 6,
+            allowed: 3
+        })
+    );
+    let mut expired: Vec<WorkerId> = check.unhealthy.iter().map(|u| u.worker_id).collect();
+    expired.sort();
+    stuck.sort();
+    assert_eq!(expired, stuck);
+    assert!(check
+        .unhealthy
+        .iter()
+        .all(|u| u.reason == TerminationReason::StartupTimeout));
+    assert_eq!(check.terminated.len(), 2);
+    assert!(running
+        .iter()
+        .all(|w| f.state(w) == Some(WorkerState::Ready)));
+}

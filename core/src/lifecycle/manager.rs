@@ -523,8 +523,10 @@ impl WorkerLifecycleManager {
     /// `Terminating` (a job they held is reported lost), then destroys and unregisters them.
     ///
     /// Unless the brake holds: when more than `max(unhealthy_floor,
-    /// max_unhealthy_fraction × live)` would be declared at once, none is, `MassExpiryHeld` is
-    /// emitted and [`HealthCheckResult::held`] says so; they are found again next time.
+    /// max_unhealthy_fraction × live)` workers are past their *heartbeat* deadline at once,
+    /// none of them is declared, `MassExpiryHeld` is emitted and [`HealthCheckResult::held`]
+    /// says so; they are found again next time. Startup expiries (workers that never reported
+    /// in) are not held back: a broken provider must not pin the fleet at `max_workers`.
     ///
     /// # Errors
     /// Only when the registry fails to answer the deadline queries.
@@ -555,24 +557,31 @@ impl WorkerLifecycleManager {
             return Ok(result);
         }
 
+        // The brake looks at heartbeat expiries only: a partition on the host's side silences
+        // running workers, and those are the ones not to kill. Workers that never reported in
+        // are expired regardless, or a broken provider would pin the fleet at max_workers.
+        let silent = due
+            .values()
+            .filter(|(_, reason)| *reason == TerminationReason::Unhealthy)
+            .count();
         let live = self.registry.stats()?.by_state.live();
         let allowed = self
             .config
             .unhealthy_floor
             .max((self.config.max_unhealthy_fraction * live as f64).floor() as usize);
-        if due.len() > allowed {
+        if silent > allowed {
             let hold = MassExpiryHold {
-                would_expire: due.len(),
+                would_expire: silent,
                 live,
                 allowed,
             };
             bump(&self.counters.holds, 1);
             let _ = self.registry.publish(EventKind::MassExpiryHeld {
-                would_expire: hold.would_expire,
+                would_expire: silent,
                 live,
             });
             result.held = Some(hold);
-            return Ok(result);
+            due.retain(|_, (_, reason)| *reason != TerminationReason::Unhealthy);
         }
 
         let total = due.len();

@@ -105,10 +105,11 @@ pub struct ProviderBackoff {
     pub until: Timestamp,
 }
 
-/// The brake held: too many workers would have been declared unhealthy at once.
+/// The brake held: too many workers were past their heartbeat deadline at once, and none of
+/// them was declared unhealthy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct MassExpiryHold {
-    /// How many would have been declared unhealthy.
+    /// How many are past their heartbeat deadline.
     pub would_expire: usize,
     /// Live workers (not `Terminating`/`Terminated`) at the time.
     pub live: usize,
@@ -129,7 +130,8 @@ pub struct HealthCheckResult {
     pub terminated: Vec<TerminatedWorker>,
     /// Unhealthy workers whose destroy failed (retried later).
     pub failed: Vec<DestroyFailure>,
-    /// Set when the mass-expiry brake held: nobody was declared unhealthy.
+    /// Set when the mass-expiry brake held: no worker was declared unhealthy for its heartbeat
+    /// (startup expiries still were).
     pub held: Option<MassExpiryHold>,
     /// Workers found due but left for a later check because of the per-tick action cap.
     pub deferred: usize,
