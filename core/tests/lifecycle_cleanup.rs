@@ -380,3 +380,49 @@ fn the_action_cap_spreads_a_backlog_over_several_ticks() {
     assert!(fleet.iter().all(|w| f.state(w).is_none()));
     f.assert_no_leak();
 }
+
+#[test]
+fn a_destroy_in_progress_is_not_started_twice_and_holds_no_lock() {
+    let f = Fixture::new(config());
+    let w = f.ready();
+    let other = f.ready_with(idle_spec(10));
+    f.provider.script_destroys([DestroyStep::Stall]);
+    let manager = f.manager.clone();
+    let stalled = std::thread::spawn(move || {
+        manager
+            .terminate_worker(&w, TerminationReason::Requested)
+            .unwrap()
+    });
+    while f
+        .provider
+        .destroying_now
+        .load(std::sync::atomic::Ordering::SeqCst)
+        == 0
+    {
+        std::thread::yield_now();
+    }
+    // Meanwhile the manager keeps working: another worker is retired, the stalled one is left
+    // to its destroy in progress.
+    f.advance(secs(11));
+    let c = f.manager.cleanup_workers().unwrap();
+    assert_eq!(c.terminated.len(), 1);
+    assert_eq!(c.terminated[0].worker_id, other);
+    let r = f
+        .manager
+        .terminate_worker(&w, TerminationReason::Requested)
+        .unwrap();
+    assert!(r.terminated.is_empty() && r.failed.is_empty(), "{r:?}");
+    let destroys = f
+        .provider
+        .calls()
+        .iter()
+        .filter(|c| c.starts_with("destroy"))
+        .count();
+    assert_eq!(destroys, 2, "one for each worker, none repeated");
+    assert_eq!(f.state(&w), Some(WorkerState::Terminating));
+    f.provider.release_stalled(1);
+    let r = stalled.join().unwrap();
+    assert_eq!(r.terminated.len(), 1);
+    assert_eq!(f.state(&w), None);
+    f.assert_no_leak();
+}

@@ -56,6 +56,8 @@ pub enum DestroyStep {
     Fail(&'static str),
     Panic,
     NotFound,
+    /// Blocks until [`TestProvider::release_stalled`] is called, then succeeds.
+    Stall,
 }
 
 /// A provider under the test's control. Unscripted calls succeed.
@@ -75,6 +77,8 @@ pub struct TestProvider {
     stall_rx: Receiver<()>,
     /// Threads inside `create_worker` now, and the most seen at once.
     pub creating_now: AtomicUsize,
+    /// Threads inside `destroy_worker` now.
+    pub destroying_now: AtomicUsize,
     /// When set, every call re-enters the manager (stats, plan) and the registry (find, count).
     pub reenter: OnceLock<Weak<WorkerLifecycleManager>>,
     /// Optional pause inside `create_worker` to widen race windows.
@@ -112,6 +116,7 @@ impl TestProvider {
             stall_tx,
             stall_rx,
             creating_now: AtomicUsize::new(0),
+            destroying_now: AtomicUsize::new(0),
             reenter: OnceLock::new(),
             create_delay: Mutex::new(None),
         })
@@ -233,18 +238,10 @@ impl WorkerProvider for TestProvider {
             .push((handle.resource_id.clone(), now));
         self.reenter_now();
         let step = self.destroys.lock().pop_front().unwrap_or(DestroyStep::Ok);
-        match step {
-            DestroyStep::Ok => {
-                self.instances.lock().remove(&handle.resource_id);
-                Ok(())
-            }
-            DestroyStep::Fail(msg) => Err(ProviderError::new(msg)),
-            DestroyStep::Panic => panic!("destroy of {} exploded", handle.resource_id),
-            DestroyStep::NotFound => {
-                self.instances.lock().remove(&handle.resource_id);
-                Err(ProviderError::not_found("no such instance"))
-            }
-        }
+        self.destroying_now.fetch_add(1, Ordering::SeqCst);
+        let result = self.destroy_step(step, handle);
+        self.destroying_now.fetch_sub(1, Ordering::SeqCst);
+        result
     }
 
     fn list_workers(&self) -> ProviderResult<Vec<WorkerHandle>> {
@@ -254,6 +251,28 @@ impl WorkerProvider for TestProvider {
         }
         self.reenter_now();
         Ok(self.instances.lock().values().cloned().collect())
+    }
+}
+
+impl TestProvider {
+    fn destroy_step(&self, step: DestroyStep, handle: &WorkerHandle) -> ProviderResult<()> {
+        match step {
+            DestroyStep::Ok => {
+                self.instances.lock().remove(&handle.resource_id);
+                Ok(())
+            }
+            DestroyStep::Fail(msg) => Err(ProviderError::new(msg)),
+            DestroyStep::Panic => panic!("destroy of {} exploded", handle.resource_id),
+            DestroyStep::Stall => {
+                self.stall_rx.recv().unwrap();
+                self.instances.lock().remove(&handle.resource_id);
+                Ok(())
+            }
+            DestroyStep::NotFound => {
+                self.instances.lock().remove(&handle.resource_id);
+                Err(ProviderError::not_found("no such instance"))
+            }
+        }
     }
 }
 
