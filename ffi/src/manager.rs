@@ -32,8 +32,9 @@ pub struct hw_manager {
 }
 
 /// The manager's configuration. Fill it with `hw_manager_config_default` first, then change
-/// the fields you care about: a future version may add fields at the end, and the defaults
-/// keep old code meaningful. Durations are in milliseconds.
+/// the fields you care about, so that your code keeps its meaning when a version adds a field
+/// (a new field changes the struct's size: rebuild against the new header). Durations are in
+/// milliseconds. `hw_manager_new` validates it.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct hw_manager_config {

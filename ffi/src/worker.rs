@@ -50,11 +50,10 @@ impl hw_worker {
             provider_id: c(worker.handle.provider_id.as_str()),
             provider_type: c(&worker.handle.provider_type.as_str()),
             resource_id: c(&worker.handle.resource_id),
-            current_job: worker
-                .current_job
-                .as_ref()
-                .map(|j| c(j.as_str()))
-                .map_or(Some(None), |j| j.map(Some)),
+            current_job: match &worker.current_job {
+                None => Some(None),
+                Some(job) => c(job.as_str()).map(Some),
+            },
             image: c(&worker.spec.image),
             labels: worker
                 .spec

@@ -143,6 +143,36 @@ int main(void) {
   CHECK_OK(hw_registry_count(fresh, &count));
   CHECK(count == (size_t)fleet);
 
+  /* Text C cannot hold (a NUL inside a restored resource id) is an error at the accessor, not a
+   * truncation or a crash; the JSON form still carries it. */
+  const char *needle = "\"resource_id\":\"c-0\"";
+  const char *with_nul = "\"resource_id\":\"c\\u0000-0\"";
+  char *at = strstr(json, needle);
+  CHECK(at != NULL);
+  if (at) {
+    size_t head = (size_t)(at - json);
+    char *odd = (char *)malloc(len + strlen(with_nul) + 1);
+    memcpy(odd, json, head);
+    strcpy(odd + head, with_nul);
+    strcat(odd, at + strlen(needle));
+    hw_registry *strange = NULL;
+    CHECK_OK(hw_registry_new(&strange));
+    CHECK_OK(hw_registry_restore(strange, odd));
+    CHECK_OK(hw_registry_get(strange, busy_id, &w));
+    if (w) {
+      const char *rid = (const char *)1;
+      CHECK_STATUS(hw_worker_get_resource_id(w, &rid), HW_ERR_INVALID_ARGUMENT);
+      CHECK(rid == (const char *)1);
+      char *wjson = NULL;
+      CHECK_OK(hw_worker_to_json(w, &wjson));
+      CHECK(wjson != NULL && strstr(wjson, "c\\u0000-0") != NULL);
+      hw_string_free(wjson);
+    }
+    hw_worker_free(w);
+    hw_registry_free(strange);
+    free(odd);
+  }
+
   hw_string_free(json);
   hw_registry_free(fresh);
   hw_registry_free(copy);
