@@ -838,10 +838,19 @@ impl WorkerLifecycleManager {
     }
 
     fn destroy_one(&self, id: WorkerId, entry: DestroyEntry, out: &mut Destroyed) {
-        // Explicitly unregistered by the host meanwhile: it took the instance over.
-        if !matches!(self.registry.get(&id), Ok(Some(_))) {
-            self.destroys.lock().remove(&id);
-            return;
+        match self.registry.get(&id) {
+            Ok(Some(_)) => {}
+            // Explicitly unregistered by the host meanwhile: it took the instance over.
+            Ok(None) => {
+                self.destroys.lock().remove(&id);
+                return;
+            }
+            // The registry cannot tell (a shared backend failing): try again later rather
+            // than forget an instance.
+            Err(_) => {
+                self.postpone(id);
+                return;
+            }
         }
         let handle = &entry.handle;
         let provider = self.provider(&handle.provider_id);
@@ -894,9 +903,17 @@ impl WorkerLifecycleManager {
     }
 
     fn finish_destroy(&self, id: WorkerId, entry: &DestroyEntry, out: &mut Destroyed) {
-        // NotFound here: the host unregistered it during the destroy; the instance is gone
-        // either way.
-        let _ = self.registry.unregister(&id, entry.reason);
+        match self.registry.unregister(&id, entry.reason) {
+            // NotFound: the host unregistered it during the destroy; the instance is gone
+            // either way.
+            Ok(_) | Err(Error::NotFound(_)) => {}
+            // The record could not be removed (a failing backend): keep the entry, so that a
+            // later attempt (the provider answers NotFound by then) removes it.
+            Err(_) => {
+                self.postpone(id);
+                return;
+            }
+        }
         self.destroys.lock().remove(&id);
         bump(&self.counters.terminated, 1);
         out.terminated.push(TerminatedWorker {
@@ -905,6 +922,19 @@ impl WorkerLifecycleManager {
             resource_id: entry.handle.resource_id.clone(),
             reason: entry.reason,
         });
+    }
+
+    /// Releases an entry picked for destruction without counting a failed attempt: it is due
+    /// again after the initial retry delay.
+    fn postpone(&self, id: WorkerId) {
+        let next_at = self
+            .registry
+            .now()
+            .saturating_add(millis(self.config.destroy_retry_initial));
+        if let Some(entry) = self.destroys.lock().get_mut(&id) {
+            entry.in_progress = false;
+            entry.next_at = next_at;
+        }
     }
 
     /// Workers `Terminating` whose destroy is queued or being retried, with their failed
