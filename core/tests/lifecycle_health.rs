@@ -418,3 +418,40 @@ fn the_brake_does_not_hold_back_workers_that_never_reported_in() {
         .iter()
         .all(|w| f.state(w) == Some(WorkerState::Ready)));
 }
+
+#[test]
+fn a_health_check_cut_short_by_the_action_cap_continues_on_the_next_tick() {
+    let f = Fixture::new(WorkerLifecycleConfig {
+        max_actions_per_tick: 2,
+        ..config()
+    });
+    let fleet: Vec<WorkerId> = (0..10).map(|_| f.ready()).collect();
+    let (talkers, silent) = fleet.split_at(7);
+    f.manager.tick(0);
+    f.advance(secs(30));
+    heartbeat_all(&f, talkers);
+    f.manager.tick(0);
+    f.advance(secs(31));
+    heartbeat_all(&f, talkers);
+    let mut declared = Vec::new();
+    for round in 0..3 {
+        let r = f.manager.tick(0);
+        assert!(
+            r.health_checked,
+            "round {round}: runs again although not due by interval"
+        );
+        assert_eq!(r.unhealthy.len(), 1, "round {round}");
+        assert_eq!(r.terminated.len(), 1, "round {round}");
+        assert_eq!(r.capped, round < 2, "round {round}");
+        declared.push(r.unhealthy[0].worker_id);
+        f.advance(ms(100));
+    }
+    declared.sort();
+    let mut expected = silent.to_vec();
+    expected.sort();
+    assert_eq!(declared, expected);
+    assert!(
+        !f.manager.tick(0).health_checked,
+        "done: back to the interval"
+    );
+}
