@@ -2,7 +2,7 @@
 lifecycle (registration, heartbeats, job assignment, health checks, cleanup, provisioning
 through providers, autoscaling), backed by a thread-safe Rust core.
 
-Start with :class:`Registry`::
+Start with :class:`Registry` (and :class:`LifecycleManager` to drive the fleet)::
 
     from hodei_workers import Registry, WorkerSpec, WorkerState
 
@@ -19,8 +19,11 @@ from hodei_workers._native import (
     AssignedToJob,
     BackendError,
     CapacityExceededError,
+    CleanupResult,
     DestroyFailed,
+    DestroyFailure,
     Event,
+    HealthCheckResult,
     HeartbeatReceived,
     HodeiWorkersError,
     InternalError,
@@ -28,25 +31,40 @@ from hodei_workers._native import (
     InvalidTransitionError,
     JobAlreadyAssignedError,
     JobLost,
+    LifecycleConfig,
+    LifecycleManager,
+    LifecycleStats,
+    LostJob,
     ManualClock,
     MassExpiryHeld,
+    MassExpiryHold,
+    OrphanInstance,
+    ProviderBackoff,
     ProviderError,
     ProviderNotFoundError,
     ProvisionFailed,
+    ProvisionFailure,
     ProvisionRequested,
+    ProvisionedWorker,
+    ReconcileReport,
     Registered,
     Registry,
     RegistryStats,
     ReleasedFromJob,
     Resources,
+    ScalingPlan,
     SnapshotError,
     StateChanged,
     Subscription,
+    TerminatedWorker,
     TerminationReason,
+    TickReport,
     UnhealthyDetected,
+    UnhealthyWorker,
     Unregistered,
     Worker,
     WorkerAlreadyExistsError,
+    WorkerHandle,
     WorkerNotAvailableError,
     WorkerNotBusyError,
     WorkerNotFoundError,
@@ -54,6 +72,7 @@ from hodei_workers._native import (
     WorkerState,
     __version__,
 )
+from hodei_workers.provider import Created, Provider
 
 __all__ = [
     # registry and values
@@ -65,6 +84,27 @@ __all__ = [
     "WorkerState",
     "TerminationReason",
     "RegistryStats",
+    # lifecycle engine
+    "LifecycleManager",
+    "LifecycleConfig",
+    "Provider",
+    "Created",
+    "WorkerHandle",
+    "TickReport",
+    "ScalingPlan",
+    "HealthCheckResult",
+    "CleanupResult",
+    "ReconcileReport",
+    "LifecycleStats",
+    "LostJob",
+    "UnhealthyWorker",
+    "TerminatedWorker",
+    "DestroyFailure",
+    "ProvisionedWorker",
+    "ProvisionFailure",
+    "ProviderBackoff",
+    "MassExpiryHold",
+    "OrphanInstance",
     # events
     "Subscription",
     "Event",

@@ -12,6 +12,8 @@
 mod convert;
 mod errors;
 mod events;
+mod lifecycle;
+mod provider;
 mod registry;
 mod types;
 
@@ -34,5 +36,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<registry::PyRegistry>()?;
     m.add_class::<events::PySubscription>()?;
     events::add_event_classes(m)?;
+    lifecycle::add_lifecycle_classes(m)?;
     Ok(())
 }

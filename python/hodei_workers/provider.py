@@ -1,0 +1,58 @@
+"""The shape of a provider object, for type checkers.
+
+A provider is any object with these members; it need not inherit from anything::
+
+    class DockerProvider:
+        provider_id = "docker-local"
+        provider_type = "docker"
+
+        def create_worker(self, spec: WorkerSpec) -> str:
+            return start_container(spec.image)          # the instance's resource id
+
+        def destroy_worker(self, handle: WorkerHandle) -> None:
+            stop_container(handle.resource_id)          # raise KeyError if already gone
+
+        def list_workers(self) -> list[str]:            # optional, for reconcile()
+            return running_containers()
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Mapping, Protocol, Tuple, Union
+
+if TYPE_CHECKING:
+    from hodei_workers._native import WorkerHandle, WorkerSpec
+
+__all__ = ["Provider", "Created"]
+
+Created = Union[str, Tuple[str, Mapping[str, str]]]
+"""What ``create_worker`` returns: the instance's resource id, or (resource id, metadata)."""
+
+
+class Provider(Protocol):
+    """A source of workers, as ``LifecycleManager.register_provider`` expects it.
+
+    ``provider_id`` and ``provider_type`` may be attributes or properties. An exception raised
+    by a method is a provider failure of the engine: it shows in the tick report and the
+    events, and never crashes the engine. A ``LookupError`` from ``destroy_worker`` means the
+    instance is already gone (counted as destroyed). ``list_workers`` is optional; a provider
+    without it (or raising ``NotImplementedError``) is skipped by ``reconcile``.
+    """
+
+    @property
+    def provider_id(self) -> str:
+        """The provider's id, e.g. ``"docker-local"`` (1..=128 bytes, no control characters)."""
+        ...
+
+    @property
+    def provider_type(self) -> str:
+        """``"docker"``, ``"kubernetes"``, ``"fargate"``, ... or ``"custom:NAME"``."""
+        ...
+
+    def create_worker(self, spec: WorkerSpec) -> Created:
+        """Asks for a new worker and returns quickly with the instance's resource id."""
+        ...
+
+    def destroy_worker(self, handle: WorkerHandle) -> None:
+        """Destroys the instance ``handle.resource_id``."""
+        ...

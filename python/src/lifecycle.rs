@@ -1,0 +1,702 @@
+//! The lifecycle engine from Python: `LifecycleConfig`, `LifecycleManager` and the report
+//! classes its operations return (`TickReport`, `HealthCheckResult`, …).
+//!
+//! The reports are frozen views of the core's plain-data reports: ids as str, timestamps as
+//! float seconds since the epoch, states and reasons as the enum members. Each has `to_json()`
+//! for logs.
+
+use std::sync::Arc;
+
+use hodei_workers::{self as core, WorkerLifecycleConfig, WorkerLifecycleManager, WorkerRegistry};
+use pyo3::prelude::*;
+use pyo3::BoundObject;
+
+use crate::convert::{self, Seconds};
+use crate::errors::{run, OrRaise};
+use crate::provider::{take_interrupt, PythonProvider};
+use crate::registry::PyRegistry;
+use crate::types::{py_repr, PyRegistryStats, PyWorker, PyWorkerSpec};
+
+fn to_py<'py, T>(py: Python<'py>, value: T) -> PyResult<Py<PyAny>>
+where
+    T: IntoPyObject<'py>,
+    PyErr: From<T::Error>,
+{
+    Ok(value.into_pyobject(py)?.into_any().unbind())
+}
+
+fn ids<T: ToString>(items: &[T]) -> Vec<String> {
+    items.iter().map(ToString::to_string).collect()
+}
+
+fn list<C: Clone, P: From<C>>(items: &[C]) -> Vec<P> {
+    items.iter().cloned().map(P::from).collect()
+}
+
+macro_rules! report_class {
+    ($(
+        $(#[doc = $doc:literal])*
+        $Name:ident($Core:ty) {
+            $( $(#[doc = $fdoc:literal])* $field:ident: |$c:ident, $py:ident| $conv:expr ),* $(,)?
+        }
+    )*) => {$(
+        $(#[doc = $doc])*
+        #[pyclass(frozen, eq, module = "hodei_workers")]
+        #[derive(Clone, PartialEq)]
+        pub(crate) struct $Name {
+            inner: $Core,
+        }
+
+        impl From<$Core> for $Name {
+            fn from(inner: $Core) -> Self {
+                $Name { inner }
+            }
+        }
+
+        #[pymethods]
+        impl $Name {
+            $(
+                $(#[doc = $fdoc])*
+                #[getter]
+                #[allow(unused_variables)]
+                fn $field(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+                    let $c = &self.inner;
+                    let $py = py;
+                    to_py(py, $conv)
+                }
+            )*
+
+            /// The report as JSON text (ids as str, timestamps in milliseconds since the
+            /// epoch), for logs.
+            fn to_json(&self) -> PyResult<String> {
+                // Serialising plain data cannot fail; say so if it ever does.
+                serde_json::to_string(&self.inner)
+                    .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
+            }
+
+            fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+                let parts: Vec<String> = vec![$(
+                    format!("{}={}", stringify!($field), self.$field(py)?.bind(py).repr()?),
+                )*];
+                Ok(format!("{}({})", stringify!($Name), parts.join(", ")))
+            }
+        }
+    )*};
+}
+
+report_class! {
+    /// A job that was running on a worker taken out of service: requeue it.
+    LostJob(core::LostJob) {
+        /// The worker that held it.
+        worker_id: |c, py| c.worker_id.to_string(),
+        /// The job.
+        job_id: |c, py| c.job_id.to_string(),
+    }
+
+    /// A worker declared unhealthy by a health check.
+    UnhealthyWorker(core::UnhealthyWorker) {
+        /// The worker.
+        worker_id: |c, py| c.worker_id.to_string(),
+        /// Its provider.
+        provider_id: |c, py| c.provider_id.to_string(),
+        /// The WorkerState it was in.
+        state: |c, py| convert::state_to_py(py, c.state)?,
+        /// TerminationReason.UNHEALTHY (heartbeat deadline) or STARTUP_TIMEOUT (never READY).
+        reason: |c, py| convert::reason_to_py(py, c.reason)?,
+        /// Its last heartbeat (float seconds since the epoch).
+        last_heartbeat: |c, py| convert::seconds(c.last_heartbeat),
+    }
+
+    /// A worker whose instance the provider confirmed destroyed and whose record left the
+    /// registry.
+    TerminatedWorker(core::TerminatedWorker) {
+        /// The worker.
+        worker_id: |c, py| c.worker_id.to_string(),
+        /// Its provider.
+        provider_id: |c, py| c.provider_id.to_string(),
+        /// The provider's instance id.
+        resource_id: |c, py| c.resource_id.clone(),
+        /// Why (a TerminationReason).
+        reason: |c, py| convert::reason_to_py(py, c.reason)?,
+    }
+
+    /// A destroy the provider failed: the worker stays TERMINATING and is retried with
+    /// back-off (no instance is leaked).
+    DestroyFailure(core::DestroyFailure) {
+        /// The worker.
+        worker_id: |c, py| c.worker_id.to_string(),
+        /// Its provider.
+        provider_id: |c, py| c.provider_id.to_string(),
+        /// The provider's instance id.
+        resource_id: |c, py| c.resource_id.clone(),
+        /// What went wrong (for a Python provider: the exception's type and message).
+        error: |c, py| c.error.clone(),
+        /// Failed attempts so far.
+        attempts: |c, py| c.attempts,
+        /// When the next attempt is due (float seconds since the epoch).
+        next_retry_at: |c, py| convert::seconds(c.next_retry_at),
+    }
+
+    /// A worker the manager asked a provider for (registered in CREATING).
+    ProvisionedWorker(core::ProvisionedWorker) {
+        /// The new worker.
+        worker_id: |c, py| c.worker_id.to_string(),
+        /// Its provider.
+        provider_id: |c, py| c.provider_id.to_string(),
+        /// The provider's instance id.
+        resource_id: |c, py| c.resource_id.clone(),
+    }
+
+    /// A create the provider failed (for a Python provider: it raised).
+    ProvisionFailure(core::ProvisionFailure) {
+        /// The provider.
+        provider_id: |c, py| c.provider_id.to_string(),
+        /// ``"failed"``, ``"not_found"``, ``"unsupported"`` or ``"panicked"``.
+        kind: |c, py| c.kind.as_str(),
+        /// What went wrong.
+        error: |c, py| c.error.clone(),
+        /// Consecutive failures of this provider so far.
+        consecutive_failures: |c, py| c.consecutive_failures,
+        /// Until when automatic provisioning from it is suspended (float seconds).
+        backoff_until: |c, py| convert::seconds(c.backoff_until),
+    }
+
+    /// A provider that automatic provisioning leaves alone after consecutive failures.
+    ProviderBackoff(core::ProviderBackoff) {
+        /// The provider.
+        provider_id: |c, py| c.provider_id.to_string(),
+        /// Consecutive create failures.
+        consecutive_failures: |c, py| c.consecutive_failures,
+        /// When it may be asked again (float seconds since the epoch).
+        until: |c, py| convert::seconds(c.until),
+    }
+
+    /// The brake held: too many workers would have been declared unhealthy at once (most
+    /// likely a partition on the host's side), so none was.
+    MassExpiryHold(core::MassExpiryHold) {
+        /// How many would have been declared unhealthy.
+        would_expire: |c, py| c.would_expire,
+        /// Live workers at the time.
+        live: |c, py| c.live,
+        /// The most that may be declared at once.
+        allowed: |c, py| c.allowed,
+    }
+
+    /// What ``run_health_check`` found and did.
+    HealthCheckResult(core::HealthCheckResult) {
+        /// When it ran (float seconds since the epoch).
+        checked_at: |c, py| convert::seconds(c.checked_at),
+        /// Workers declared unhealthy (list of UnhealthyWorker).
+        unhealthy: |c, py| list::<_, UnhealthyWorker>(&c.unhealthy),
+        /// Jobs they held: requeue them (list of LostJob).
+        lost_jobs: |c, py| list::<_, LostJob>(&c.lost_jobs),
+        /// Unhealthy workers destroyed and unregistered.
+        terminated: |c, py| list::<_, TerminatedWorker>(&c.terminated),
+        /// Destroys that failed (retried later).
+        failed: |c, py| list::<_, DestroyFailure>(&c.failed),
+        /// Set when the mass-expiry brake held (a MassExpiryHold), else None.
+        held: |c, py| c.held.map(MassExpiryHold::from),
+        /// Workers due but left for later because of the per-tick action cap.
+        deferred: |c, py| c.deferred,
+    }
+
+    /// What ``cleanup_workers`` (and ``terminate_worker``) did.
+    CleanupResult(core::CleanupResult) {
+        /// Workers destroyed and unregistered, with the reason.
+        terminated: |c, py| list::<_, TerminatedWorker>(&c.terminated),
+        /// Busy workers past their lifetime moved to DRAINING (ids).
+        drained: |c, py| ids(&c.drained),
+        /// Destroys that failed: those workers stay TERMINATING and are retried.
+        failed: |c, py| list::<_, DestroyFailure>(&c.failed),
+        /// Jobs lost by workers taken out of service: requeue them.
+        lost_jobs: |c, py| list::<_, LostJob>(&c.lost_jobs),
+        /// Work left for later because of the per-tick action cap.
+        deferred: |c, py| c.deferred,
+    }
+
+    /// The autoscaler's decision with its inputs; ``explanation`` says it in one line.
+    ScalingPlan(core::ScalingPlan) {
+        /// When it was computed (float seconds since the epoch).
+        at: |c, py| convert::seconds(c.at),
+        /// Jobs waiting, as told by the host.
+        pending_jobs: |c, py| c.pending_jobs,
+        /// Idle READY workers.
+        ready: |c, py| c.ready,
+        /// BUSY workers.
+        busy: |c, py| c.busy,
+        /// CREATING + CONNECTING workers: capacity on its way.
+        starting: |c, py| c.starting,
+        /// Provider calls in flight: capacity on its way.
+        in_flight: |c, py| c.in_flight,
+        /// Registered workers plus those in flight: what counts against max_workers.
+        total: |c, py| c.total,
+        /// Workers wanted beyond what is ready or on its way.
+        wanted: |c, py| c.wanted,
+        /// Workers to provision now, after the caps.
+        provision: |c, py| c.provision,
+        /// Idle READY workers to retire now, longest idle first (ids).
+        scale_down: |c, py| ids(&c.scale_down),
+        /// What limited the decision, if anything (e.g. ``"max_workers 10"``).
+        limits: |c, py| c.limits.clone(),
+        /// One line explaining the decision with its inputs.
+        explanation: |c, py| c.explanation.clone(),
+    }
+
+    /// Everything one ``tick`` did, and why. ``decisions`` explains it in words.
+    TickReport(core::TickReport) {
+        /// When it ran (float seconds since the epoch).
+        at: |c, py| convert::seconds(c.at),
+        /// Pending jobs as told by the host.
+        pending_jobs: |c, py| c.pending_jobs,
+        /// The length of the host's pause (float seconds) when the previous tick was longer
+        /// ago than heartbeat_timeout: every worker got a fresh grace period. Else None.
+        stall_grace: |c, py| c.stall_grace.map(convert::seconds),
+        /// Whether the health check ran in this tick (every health_check_interval).
+        health_checked: |c, py| c.health_checked,
+        /// Workers declared unhealthy.
+        unhealthy: |c, py| list::<_, UnhealthyWorker>(&c.unhealthy),
+        /// Jobs lost by workers taken out of service: requeue them.
+        lost_jobs: |c, py| list::<_, LostJob>(&c.lost_jobs),
+        /// Set when the mass-expiry brake held.
+        mass_expiry_held: |c, py| c.mass_expiry_held.map(MassExpiryHold::from),
+        /// Workers destroyed and unregistered.
+        terminated: |c, py| list::<_, TerminatedWorker>(&c.terminated),
+        /// Destroys that failed (retried later with back-off).
+        failed: |c, py| list::<_, DestroyFailure>(&c.failed),
+        /// Workers moved to DRAINING (ids).
+        drained: |c, py| ids(&c.drained),
+        /// Workers provisioned.
+        provisioned: |c, py| list::<_, ProvisionedWorker>(&c.provisioned),
+        /// Creates that failed (a provider that raised shows here).
+        provision_failures: |c, py| list::<_, ProvisionFailure>(&c.provision_failures),
+        /// Providers backing off after consecutive create failures.
+        provider_backoff: |c, py| list::<_, ProviderBackoff>(&c.provider_backoff),
+        /// The scaling decision (None when no scaling target is set).
+        scaling: |c, py| c.scaling.clone().map(ScalingPlan::from),
+        /// Lines explaining the decisions taken (scaling, brake, stall, cap, errors).
+        decisions: |c, py| c.decisions.clone(),
+        /// Actions performed (state changes and provider calls).
+        actions: |c, py| c.actions,
+        /// Whether the action cap stopped this tick early (the next ticks do the rest).
+        capped: |c, py| c.capped,
+        /// Whether another thread was ticking, so this call did nothing.
+        skipped: |c, py| c.skipped,
+    }
+
+    /// A provider instance the registry does not know, found by ``reconcile``.
+    OrphanInstance(core::OrphanInstance) {
+        /// The provider.
+        provider_id: |c, py| c.provider_id.to_string(),
+        /// The instance id.
+        resource_id: |c, py| c.resource_id.clone(),
+        /// None when destroyed; the error otherwise (tried again by the next reconcile).
+        error: |c, py| c.error.clone(),
+    }
+
+    /// What ``reconcile`` found and did.
+    ReconcileReport(core::ReconcileReport) {
+        /// When it ran (float seconds since the epoch).
+        at: |c, py| convert::seconds(c.at),
+        /// Providers whose instances were compared with the registry.
+        checked: |c, py| ids(&c.checked),
+        /// Providers without ``list_workers`` (skipped).
+        unsupported: |c, py| ids(&c.unsupported),
+        /// Providers whose ``list_workers`` failed, with the error (skipped).
+        errors: |c, py| c.errors.iter().map(|(p, e)| (p.to_string(), e.clone())).collect::<Vec<_>>(),
+        /// Instances unknown to the registry, destroyed (or attempted).
+        orphans: |c, py| list::<_, OrphanInstance>(&c.orphans),
+        /// Providers whose orphan check waited because a provision was in flight.
+        orphan_check_skipped: |c, py| ids(&c.orphan_check_skipped),
+        /// Records whose instance vanished, unregistered with reason VANISHED (ids).
+        vanished: |c, py| ids(&c.vanished),
+        /// Jobs lost with them: requeue them.
+        lost_jobs: |c, py| list::<_, LostJob>(&c.lost_jobs),
+        /// TERMINATING records now queued for destruction (e.g. after a restore).
+        adopted_terminating: |c, py| ids(&c.adopted_terminating),
+    }
+
+    /// The manager's view of the fleet: the registry's counts plus its own.
+    LifecycleStats(core::LifecycleStats) {
+        /// The registry's counts (a RegistryStats).
+        registry: |c, py| PyRegistryStats { inner: c.registry.clone() },
+        /// Provider calls to create a worker in flight.
+        in_flight: |c, py| c.in_flight,
+        /// TERMINATING workers whose destroy is queued or being retried.
+        pending_destroys: |c, py| c.pending_destroys,
+        /// Registered providers.
+        providers: |c, py| c.providers,
+        /// Workers provisioned since the manager was made.
+        provisioned_total: |c, py| c.provisioned_total,
+        /// Failed creates since the manager was made.
+        provision_failures_total: |c, py| c.provision_failures_total,
+        /// Workers destroyed and unregistered since the manager was made.
+        terminated_total: |c, py| c.terminated_total,
+        /// Failed destroy attempts since the manager was made.
+        destroy_failures_total: |c, py| c.destroy_failures_total,
+        /// Workers declared unhealthy since the manager was made.
+        unhealthy_total: |c, py| c.unhealthy_total,
+        /// Jobs reported lost since the manager was made.
+        lost_jobs_total: |c, py| c.lost_jobs_total,
+        /// Health checks held by the mass-expiry brake since the manager was made.
+        mass_expiry_holds_total: |c, py| c.mass_expiry_holds_total,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// The manager's timeouts, limits and scaling policy. Immutable; validated on construction
+/// (InvalidArgumentError naming the field). Every argument is keyword-only; None (or leaving it
+/// out) takes the default. Durations are float seconds or ``timedelta``.
+///
+/// Defaults: heartbeat_timeout 60 s, health_check_interval 30 s, startup_timeout 300 s,
+/// min_ready_workers 1, max_workers 10, scale_up_threshold 5, scale_down_threshold 3,
+/// scale_up_cooldown 10 s, scale_down_cooldown 60 s, max_provision_per_tick 5,
+/// max_actions_per_tick 100, destroy_retry_initial 1 s, destroy_retry_max 300 s,
+/// provider_backoff_initial 5 s, provider_backoff_max 300 s, max_unhealthy_fraction 0.55,
+/// unhealthy_floor 1.
+#[pyclass(frozen, eq, name = "LifecycleConfig", module = "hodei_workers")]
+#[derive(Clone, PartialEq)]
+pub(crate) struct PyLifecycleConfig {
+    inner: WorkerLifecycleConfig,
+}
+
+macro_rules! config_class {
+    (durations: [$($d:ident),*], counts: [$($n:ident),*]) => {
+        #[pymethods]
+        impl PyLifecycleConfig {
+            /// A configuration; see the class docstring for the fields and defaults.
+            #[new]
+            #[pyo3(signature = (*, $($d = None,)* $($n = None,)* max_unhealthy_fraction = None))]
+            #[allow(clippy::too_many_arguments)]
+            fn new(
+                py: Python<'_>,
+                $($d: Option<Seconds>,)*
+                $($n: Option<i64>,)*
+                max_unhealthy_fraction: Option<f64>,
+            ) -> PyResult<Self> {
+                let mut inner = WorkerLifecycleConfig::default();
+                $( if let Some(Seconds(value)) = $d { inner.$d = value; } )*
+                $( if let Some(value) = $n {
+                    inner.$n = convert::count(py, value, concat!("config.", stringify!($n)))?;
+                } )*
+                if let Some(value) = max_unhealthy_fraction {
+                    inner.max_unhealthy_fraction = value;
+                }
+                inner.validate().or_raise(py)?;
+                Ok(PyLifecycleConfig { inner })
+            }
+
+            $(
+                #[doc = concat!("``", stringify!($d), "`` in float seconds.")]
+                #[getter]
+                fn $d(&self) -> f64 {
+                    convert::duration_secs(self.inner.$d)
+                }
+            )*
+
+            $(
+                #[doc = concat!("``", stringify!($n), "``.")]
+                #[getter]
+                fn $n(&self) -> usize {
+                    self.inner.$n
+                }
+            )*
+
+            /// The brake: the largest fraction of live workers declared unhealthy at once.
+            #[getter]
+            fn max_unhealthy_fraction(&self) -> f64 {
+                self.inner.max_unhealthy_fraction
+            }
+
+            /// The configuration as JSON text (durations in seconds).
+            fn to_json(&self) -> PyResult<String> {
+                serde_json::to_string(&self.inner)
+                    .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
+            }
+
+            fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+                let parts: Vec<String> = vec![
+                    $( format!("{}={}", stringify!($d), py_repr(py, self.$d())?), )*
+                    $( format!("{}={}", stringify!($n), self.$n()), )*
+                    format!("max_unhealthy_fraction={}", py_repr(py, self.max_unhealthy_fraction())?),
+                ];
+                Ok(format!("LifecycleConfig({})", parts.join(", ")))
+            }
+        }
+    };
+}
+
+config_class!(
+    durations: [
+        heartbeat_timeout, health_check_interval, startup_timeout, scale_up_cooldown,
+        scale_down_cooldown, destroy_retry_initial, destroy_retry_max, provider_backoff_initial,
+        provider_backoff_max
+    ],
+    counts: [
+        min_ready_workers, max_workers, scale_up_threshold, scale_down_threshold,
+        max_provision_per_tick, max_actions_per_tick, unhealthy_floor
+    ]
+);
+
+// ---------------------------------------------------------------------------------------------
+
+/// Runs a manager operation without the GIL, then re-raises a KeyboardInterrupt/SystemExit a
+/// Python provider raised meanwhile (see `provider`).
+fn engine<T, F>(py: Python<'_>, work: F) -> PyResult<T>
+where
+    T: Send,
+    F: FnOnce() -> core::Result<T> + Send,
+{
+    let result = run(py, work);
+    match take_interrupt() {
+        Some(interrupt) => Err(interrupt),
+        None => result,
+    }
+}
+
+fn pending(py: Python<'_>, pending_jobs: i64) -> PyResult<usize> {
+    convert::count(py, pending_jobs, "pending_jobs")
+}
+
+/// The lifecycle engine of a registry's fleet: providers, provisioning, health checks,
+/// cleanup, autoscaling. Tick-driven: call ``tick(pending_jobs)`` regularly (every second, say)
+/// and everything due happens inside it, on the registry's clock; the TickReport says what and
+/// why.
+///
+/// Providers are plain Python objects with ``provider_id`` and ``provider_type`` (str
+/// attributes, or methods returning them), ``create_worker(spec) -> resource_id`` (or
+/// ``(resource_id, metadata)``), ``destroy_worker(handle)`` (raise a LookupError when the
+/// instance is already gone) and optionally ``list_workers() -> iterable of resource ids`` (for
+/// ``reconcile``). An exception they raise is a provider failure of the engine (in reports and
+/// events), never a crash. They are called on the thread that called the manager, never while
+/// the engine holds a lock.
+#[pyclass(frozen, name = "LifecycleManager", module = "hodei_workers")]
+pub(crate) struct PyLifecycleManager {
+    inner: Arc<WorkerLifecycleManager>,
+    registry: Py<PyRegistry>,
+}
+
+#[pymethods]
+impl PyLifecycleManager {
+    /// A manager driving ``registry`` (it uses the registry's clock) with ``config``
+    /// (LifecycleConfig() when None).
+    #[new]
+    #[pyo3(signature = (registry, config=None))]
+    fn new(
+        py: Python<'_>,
+        registry: Bound<'_, PyRegistry>,
+        config: Option<Bound<'_, PyLifecycleConfig>>,
+    ) -> PyResult<Self> {
+        let config = config.map(|c| c.get().inner.clone()).unwrap_or_default();
+        let core_registry: Arc<dyn WorkerRegistry> = registry.get().inner.clone();
+        let inner = WorkerLifecycleManager::new(core_registry, config).or_raise(py)?;
+        Ok(PyLifecycleManager {
+            inner: Arc::new(inner),
+            registry: registry.unbind(),
+        })
+    }
+
+    /// The Registry the manager drives.
+    #[getter]
+    fn registry(&self, py: Python<'_>) -> Py<PyRegistry> {
+        self.registry.clone_ref(py)
+    }
+
+    /// The configuration.
+    #[getter]
+    fn config(&self) -> PyLifecycleConfig {
+        PyLifecycleConfig {
+            inner: self.inner.config().clone(),
+        }
+    }
+
+    /// Adds a provider (see the class docstring for its shape) under its ``provider_id``.
+    /// Raises TypeError for an object of the wrong shape, InvalidArgumentError when a provider
+    /// with that id is registered already.
+    fn register_provider(&self, py: Python<'_>, provider: &Bound<'_, PyAny>) -> PyResult<()> {
+        let provider: Arc<dyn core::WorkerProvider> = Arc::new(PythonProvider::new(provider)?);
+        engine(py, || self.inner.register_provider(provider))
+    }
+
+    /// Removes a provider. Its workers stay; their destroys retry until it is registered again.
+    /// Raises ProviderNotFoundError.
+    fn unregister_provider(&self, py: Python<'_>, provider_id: &str) -> PyResult<()> {
+        let id = convert::provider_id(py, provider_id)?;
+        engine(py, || self.inner.unregister_provider(&id))
+    }
+
+    /// The registered providers' ids, sorted.
+    fn providers(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        Ok(ids(&engine(py, || Ok(self.inner.providers()))?))
+    }
+
+    /// Asks ``provider_id`` for a worker made from ``spec`` and registers it (in CREATING; move
+    /// it on when its agent reports in). Concurrent calls never exceed max_workers.
+    ///
+    /// Raises ProviderNotFoundError, CapacityExceededError at max_workers (provisions in flight
+    /// count), ProviderError when the provider raised.
+    fn provision_worker(
+        &self,
+        py: Python<'_>,
+        provider_id: &str,
+        spec: PyWorkerSpec,
+    ) -> PyResult<PyWorker> {
+        let id = convert::provider_id(py, provider_id)?;
+        engine(py, || self.inner.provision_worker(&id, spec.inner)).map(PyWorker::new)
+    }
+
+    /// Providers that automatic provisioning leaves alone after consecutive create failures.
+    fn provider_backoff(&self, py: Python<'_>) -> PyResult<Vec<ProviderBackoff>> {
+        Ok(list(&engine(py, || Ok(self.inner.provider_backoff()))?))
+    }
+
+    /// Records a worker's heartbeat (WorkerNotFoundError: tell its agent to register again).
+    fn process_heartbeat(&self, py: Python<'_>, worker_id: &str) -> PyResult<()> {
+        let id = convert::worker_id(py, worker_id)?;
+        engine(py, || self.inner.process_heartbeat(&id))
+    }
+
+    /// Runs the health check now: workers past their heartbeat or startup deadline are
+    /// declared unhealthy, their jobs reported lost, then destroyed and unregistered (unless
+    /// the mass-expiry brake holds).
+    fn run_health_check(&self, py: Python<'_>) -> PyResult<HealthCheckResult> {
+        engine(py, || self.inner.run_health_check()).map(HealthCheckResult::from)
+    }
+
+    /// Retires what is due now: idle and over-age workers (a busy one is drained first),
+    /// drained workers without a job, and destroy retries that are due.
+    fn cleanup_workers(&self, py: Python<'_>) -> PyResult<CleanupResult> {
+        engine(py, || self.inner.cleanup_workers()).map(CleanupResult::from)
+    }
+
+    /// Moves a worker to DRAINING: it takes no new job and is retired once its job is done.
+    fn drain_worker(&self, py: Python<'_>, worker_id: &str) -> PyResult<PyWorker> {
+        let id = convert::worker_id(py, worker_id)?;
+        engine(py, || self.inner.drain_worker(&id)).map(PyWorker::new)
+    }
+
+    /// Kills a worker now: TERMINATING (a job it held is reported lost), destroyed by its
+    /// provider, unregistered with ``reason`` (default REQUESTED). A failed destroy shows in
+    /// ``failed`` and is retried by later ticks.
+    #[pyo3(signature = (worker_id, reason=None))]
+    fn terminate_worker(
+        &self,
+        py: Python<'_>,
+        worker_id: &str,
+        reason: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<CleanupResult> {
+        let id = convert::worker_id(py, worker_id)?;
+        let reason = reason
+            .map(convert::reason_from_py)
+            .transpose()?
+            .unwrap_or(core::TerminationReason::Requested);
+        engine(py, || self.inner.terminate_worker(&id, reason)).map(CleanupResult::from)
+    }
+
+    /// Destroys queued or being retried: ``(worker_id, failed_attempts, next_attempt_at)``.
+    fn pending_destroys(&self, py: Python<'_>) -> PyResult<Vec<(String, u32, f64)>> {
+        Ok(engine(py, || Ok(self.inner.pending_destroys()))?
+            .into_iter()
+            .map(|(id, attempts, at)| (id.to_string(), attempts, convert::seconds(at)))
+            .collect())
+    }
+
+    /// The seed's predicate: no READY worker and jobs pending, or more than
+    /// scale_up_threshold jobs pending and room under max_workers.
+    fn should_scale_up(&self, py: Python<'_>, pending_jobs: i64) -> PyResult<bool> {
+        let pending_jobs = pending(py, pending_jobs)?;
+        engine(py, || Ok(self.inner.should_scale_up(pending_jobs)))
+    }
+
+    /// The seed's predicate: more than scale_down_threshold idle READY workers, and more than
+    /// min_ready_workers.
+    fn should_scale_down(&self, py: Python<'_>) -> PyResult<bool> {
+        engine(py, || Ok(self.inner.should_scale_down()))
+    }
+
+    /// Sets what ``tick`` provisions when scaling up: workers of ``provider_id`` made from
+    /// ``spec``. Without a target, tick neither provisions nor scales down.
+    fn set_scaling_target(
+        &self,
+        py: Python<'_>,
+        provider_id: &str,
+        spec: PyWorkerSpec,
+    ) -> PyResult<()> {
+        let id = convert::provider_id(py, provider_id)?;
+        engine(py, || self.inner.set_scaling_target(&id, spec.inner))
+    }
+
+    /// Removes the scaling target.
+    fn clear_scaling_target(&self, py: Python<'_>) -> PyResult<()> {
+        engine(py, || {
+            self.inner.clear_scaling_target();
+            Ok(())
+        })
+    }
+
+    /// The scaling target as ``(provider_id, spec)``, or None.
+    fn scaling_target(&self, py: Python<'_>) -> PyResult<Option<(String, PyWorkerSpec)>> {
+        Ok(engine(py, || Ok(self.inner.scaling_target()))?
+            .map(|(id, spec)| (id.to_string(), PyWorkerSpec { inner: spec })))
+    }
+
+    /// The scaling policy's decision for ``pending_jobs``, without acting on it.
+    fn plan_scaling(&self, py: Python<'_>, pending_jobs: i64) -> PyResult<ScalingPlan> {
+        let pending_jobs = pending(py, pending_jobs)?;
+        engine(py, || self.inner.plan_scaling(pending_jobs)).map(ScalingPlan::from)
+    }
+
+    /// Compares the registry with each provider's ``list_workers()``: unknown instances are
+    /// destroyed (orphans after a host crash), records whose instance vanished are expired
+    /// with reason VANISHED.
+    fn reconcile(&self, py: Python<'_>) -> PyResult<ReconcileReport> {
+        engine(py, || self.inner.reconcile()).map(ReconcileReport::from)
+    }
+
+    /// Does whatever is due, in one call: stall grace, health check (every
+    /// health_check_interval), cleanup and destroy retries, scaling toward the target for
+    /// ``pending_jobs``. Never raises for the engine's own troubles (they are lines in
+    /// ``decisions``); a call while another thread ticks returns at once with ``skipped``.
+    #[pyo3(signature = (pending_jobs=0))]
+    fn tick(&self, py: Python<'_>, pending_jobs: i64) -> PyResult<TickReport> {
+        let pending_jobs = pending(py, pending_jobs)?;
+        engine(py, || Ok(self.inner.tick(pending_jobs))).map(TickReport::from)
+    }
+
+    /// The registry's counts plus the manager's own (in flight, pending destroys, totals).
+    fn stats(&self, py: Python<'_>) -> PyResult<LifecycleStats> {
+        engine(py, || self.inner.stats()).map(LifecycleStats::from)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let providers = engine(py, || Ok(self.inner.providers()))?;
+        Ok(format!(
+            "<LifecycleManager providers={} workers={}>",
+            py_repr(py, ids(&providers))?,
+            self.registry.get().inner.count().unwrap_or(0)
+        ))
+    }
+}
+
+/// Adds the lifecycle classes to the module.
+pub(crate) fn add_lifecycle_classes(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyLifecycleConfig>()?;
+    m.add_class::<PyLifecycleManager>()?;
+    m.add_class::<crate::provider::PyWorkerHandle>()?;
+    m.add_class::<LostJob>()?;
+    m.add_class::<UnhealthyWorker>()?;
+    m.add_class::<TerminatedWorker>()?;
+    m.add_class::<DestroyFailure>()?;
+    m.add_class::<ProvisionedWorker>()?;
+    m.add_class::<ProvisionFailure>()?;
+    m.add_class::<ProviderBackoff>()?;
+    m.add_class::<MassExpiryHold>()?;
+    m.add_class::<HealthCheckResult>()?;
+    m.add_class::<CleanupResult>()?;
+    m.add_class::<ScalingPlan>()?;
+    m.add_class::<TickReport>()?;
+    m.add_class::<OrphanInstance>()?;
+    m.add_class::<ReconcileReport>()?;
+    m.add_class::<LifecycleStats>()?;
+    Ok(())
+}

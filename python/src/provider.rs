@@ -1,0 +1,263 @@
+//! Python providers: a plain Python object with ``provider_id``, ``provider_type``,
+//! ``create_worker(spec)``, ``destroy_worker(handle)`` and optionally ``list_workers()``, seen
+//! by the core as a [`WorkerProvider`].
+//!
+//! The core calls a provider only from the thread that called the manager, and never while it
+//! holds a lock; the manager's Python methods release the GIL around the core call, so the
+//! adapter re-attaches (`Python::attach`) for each provider call. An exception the provider
+//! raises becomes a [`ProviderError`] (visible in reports and events), never a crash:
+//! - a `LookupError` (e.g. `KeyError`) from `destroy_worker` means "already gone", which the
+//!   engine counts as destroyed;
+//! - `NotImplementedError` from `list_workers` means "not supported";
+//! - anything else is a failure.
+//!
+//! `KeyboardInterrupt` and `SystemExit` are not provider failures: the adapter reports the
+//! call as failed to the engine (which must carry on consistently), parks the exception, and
+//! the manager method re-raises it when the engine returns.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use hodei_workers::{
+    ProviderError, ProviderId, ProviderResult, ProviderType, WorkerHandle, WorkerProvider,
+    WorkerSpec,
+};
+use pyo3::exceptions::{PyException, PyLookupError, PyNotImplementedError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString, PyTuple};
+
+use crate::convert;
+use crate::types::{py_repr, str_dict, PyWorkerSpec};
+
+thread_local! {
+    /// A `KeyboardInterrupt`/`SystemExit` raised inside a provider on this thread, to re-raise
+    /// when the manager call that led to it returns (provider calls run on the caller's thread).
+    static INTERRUPT: RefCell<Option<PyErr>> = const { RefCell::new(None) };
+}
+
+/// The parked interrupt of this thread, if a provider raised one.
+pub(crate) fn take_interrupt() -> Option<PyErr> {
+    INTERRUPT.with(|slot| slot.borrow_mut().take())
+}
+
+/// How a provider knows one of its workers: passed to ``destroy_worker``.
+#[pyclass(frozen, eq, name = "WorkerHandle", module = "hodei_workers")]
+#[derive(PartialEq)]
+pub(crate) struct PyWorkerHandle {
+    inner: WorkerHandle,
+}
+
+#[pymethods]
+impl PyWorkerHandle {
+    /// The worker's id in the registry.
+    #[getter]
+    fn worker_id(&self) -> String {
+        self.inner.worker_id.to_string()
+    }
+
+    /// The provider that owns the instance.
+    #[getter]
+    fn provider_id(&self) -> &str {
+        self.inner.provider_id.as_str()
+    }
+
+    /// The provider's type (``"docker"``, …, ``"custom:NAME"``).
+    #[getter]
+    fn provider_type(&self) -> String {
+        self.inner.provider_type.to_string()
+    }
+
+    /// The provider's id of the instance, as ``create_worker`` returned it.
+    #[getter]
+    fn resource_id(&self) -> &str {
+        &self.inner.resource_id
+    }
+
+    /// The metadata ``create_worker`` returned with it (a copy).
+    #[getter]
+    fn metadata<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        str_dict(py, &self.inner.metadata)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "WorkerHandle(worker_id={}, provider_id={}, resource_id={})",
+            py_repr(py, self.worker_id())?,
+            py_repr(py, self.provider_id())?,
+            py_repr(py, self.resource_id())?
+        ))
+    }
+}
+
+/// The core's view of a Python provider object.
+pub(crate) struct PythonProvider {
+    object: Py<PyAny>,
+    id: ProviderId,
+    kind: ProviderType,
+}
+
+/// Reads an attribute that may be a plain value or a method returning it.
+fn attribute<'py>(object: &Bound<'py, PyAny>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    let value = object.getattr(name).map_err(|_| {
+        PyTypeError::new_err(format!(
+            "a provider must have a `{name}` attribute (provider_id, provider_type, \
+             create_worker(spec), destroy_worker(handle); optionally list_workers())"
+        ))
+    })?;
+    if value.is_callable() {
+        value.call0()
+    } else {
+        Ok(value)
+    }
+}
+
+impl PythonProvider {
+    /// Checks the object's shape and reads its id and type once (the core asks for them only
+    /// at registration; reading them here keeps that free of Python calls).
+    pub(crate) fn new(object: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let py = object.py();
+        for method in ["create_worker", "destroy_worker"] {
+            let callable = object
+                .getattr(method)
+                .map(|m| m.is_callable())
+                .unwrap_or(false);
+            if !callable {
+                return Err(PyTypeError::new_err(format!(
+                    "a provider must have a `{method}` method"
+                )));
+            }
+        }
+        let id = attribute(object, "provider_id")?;
+        let id = id
+            .cast::<PyString>()
+            .map_err(|_| PyTypeError::new_err("provider_id must be a str"))?;
+        let kind = attribute(object, "provider_type")?;
+        let kind = kind
+            .cast::<PyString>()
+            .map_err(|_| PyTypeError::new_err("provider_type must be a str such as \"docker\""))?;
+        Ok(PythonProvider {
+            object: object.clone().unbind(),
+            id: convert::provider_id(py, &id.to_cow()?)?,
+            kind: convert::provider_type(py, &kind.to_cow()?)?,
+        })
+    }
+
+    /// The provider's own exception as a `ProviderError` (parking interrupts, see the module
+    /// docs).
+    fn failure(&self, py: Python<'_>, method: &str, err: PyErr) -> ProviderError {
+        let value = err.value(py);
+        let text = format!(
+            "{}.{method} raised {}: {}",
+            self.id,
+            value
+                .get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_else(|_| "an exception".into()),
+            value.str().map(|s| s.to_string()).unwrap_or_default()
+        );
+        if !err.is_instance_of::<PyException>(py) {
+            INTERRUPT.with(|slot| {
+                slot.borrow_mut().get_or_insert(err);
+            });
+            return ProviderError::new(format!("{text} (interrupted)"));
+        }
+        if method == "destroy_worker" && err.is_instance_of::<PyLookupError>(py) {
+            return ProviderError::not_found(text);
+        }
+        if method == "list_workers" && err.is_instance_of::<PyNotImplementedError>(py) {
+            return ProviderError::unsupported(format!("{}.list_workers", self.id));
+        }
+        ProviderError::new(text)
+    }
+
+    fn handle(&self, resource_id: String, metadata: BTreeMap<String, String>) -> WorkerHandle {
+        let mut handle = WorkerHandle::new(self.id.clone(), self.kind.clone(), resource_id);
+        handle.metadata = metadata;
+        handle
+    }
+
+    /// `create_worker`'s answer: a resource id, or `(resource_id, metadata)`.
+    fn created(&self, answer: &Bound<'_, PyAny>) -> PyResult<WorkerHandle> {
+        if let Ok(id) = answer.cast::<PyString>() {
+            return Ok(self.handle(id.to_cow()?.into_owned(), BTreeMap::new()));
+        }
+        if let Ok(pair) = answer.cast::<PyTuple>() {
+            if pair.len() == 2 {
+                if let Ok(id) = pair.get_item(0)?.cast::<PyString>() {
+                    let metadata = convert::str_map(&pair.get_item(1)?, "metadata")?;
+                    return Ok(self.handle(id.to_cow()?.into_owned(), metadata));
+                }
+            }
+        }
+        Err(PyTypeError::new_err(format!(
+            "create_worker must return the instance's resource id (str) or (resource_id, \
+             metadata), not {}",
+            answer.get_type().name()?
+        )))
+    }
+
+    fn call<T>(
+        &self,
+        method: &str,
+        call: impl FnOnce(Python<'_>, &Bound<'_, PyAny>) -> PyResult<T>,
+    ) -> ProviderResult<T> {
+        Python::attach(|py| {
+            call(py, self.object.bind(py)).map_err(|err| self.failure(py, method, err))
+        })
+    }
+}
+
+impl WorkerProvider for PythonProvider {
+    fn provider_id(&self) -> ProviderId {
+        self.id.clone()
+    }
+
+    fn provider_type(&self) -> ProviderType {
+        self.kind.clone()
+    }
+
+    fn create_worker(&self, spec: &WorkerSpec) -> ProviderResult<WorkerHandle> {
+        self.call("create_worker", |py, object| {
+            let spec = PyWorkerSpec {
+                inner: Arc::new(spec.clone()),
+            };
+            let answer = object.call_method1("create_worker", (Py::new(py, spec)?,))?;
+            self.created(&answer)
+        })
+    }
+
+    fn destroy_worker(&self, handle: &WorkerHandle) -> ProviderResult<()> {
+        self.call("destroy_worker", |py, object| {
+            let handle = PyWorkerHandle {
+                inner: handle.clone(),
+            };
+            object.call_method1("destroy_worker", (Py::new(py, handle)?,))?;
+            Ok(())
+        })
+    }
+
+    fn list_workers(&self) -> ProviderResult<Vec<WorkerHandle>> {
+        self.call("list_workers", |_py, object| {
+            let Ok(method) = object.getattr("list_workers") else {
+                return Err(PyNotImplementedError::new_err("no list_workers"));
+            };
+            let mut handles = Vec::new();
+            for item in method.call0()?.try_iter()? {
+                let item = item?;
+                let id = item.cast::<PyString>().map_err(|_| {
+                    PyTypeError::new_err(format!(
+                        "list_workers must yield resource ids (str), not {}",
+                        item.get_type()
+                            .name()
+                            .map(|n| n.to_string())
+                            .unwrap_or_default()
+                    ))
+                })?;
+                handles.push(self.handle(id.to_cow()?.into_owned(), BTreeMap::new()));
+            }
+            Ok(handles)
+        })
+    }
+}

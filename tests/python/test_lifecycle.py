@@ -1,0 +1,420 @@
+"""The lifecycle manager with providers written in Python, as a host would write them."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from datetime import timedelta
+from typing import Mapping
+
+import pytest
+
+import hodei_workers as hw
+
+
+class FakeCloud:
+    """A provider whose 'instances' live in a dict; it can be told to fail."""
+
+    provider_type = "docker"
+
+    def __init__(self, provider_id: str = "fake-cloud") -> None:
+        self.provider_id = provider_id
+        self.instances: dict[str, str] = {}  # resource id -> image
+        self.destroyed: list[str] = []
+        self.fail_create: BaseException | None = None
+        self.fail_destroy: BaseException | None = None
+        self._ids = itertools.count(1)
+
+    def create_worker(self, spec: hw.WorkerSpec) -> hw.Created:
+        if self.fail_create is not None:
+            raise self.fail_create
+        resource_id = f"i-{next(self._ids)}"
+        self.instances[resource_id] = spec.image
+        return resource_id, {"image": spec.image}
+
+    def destroy_worker(self, handle: hw.WorkerHandle) -> None:
+        if self.fail_destroy is not None:
+            raise self.fail_destroy
+        if handle.resource_id not in self.instances:
+            raise KeyError(handle.resource_id)  # already gone: the engine counts it destroyed
+        del self.instances[handle.resource_id]
+        self.destroyed.append(handle.resource_id)
+
+    def list_workers(self) -> list[str]:
+        return list(self.instances)
+
+
+@pytest.fixture
+def cloud() -> FakeCloud:
+    return FakeCloud()
+
+
+@pytest.fixture
+def manager(registry: hw.Registry, cloud: FakeCloud) -> hw.LifecycleManager:
+    config = hw.LifecycleConfig(
+        heartbeat_timeout=60,
+        health_check_interval=timedelta(seconds=10),
+        max_workers=5,
+        min_ready_workers=1,
+        scale_up_cooldown=0.001,
+        scale_down_cooldown=0.001,
+    )
+    manager = hw.LifecycleManager(registry, config)
+    manager.register_provider(cloud)
+    return manager
+
+
+def report_in(registry: hw.Registry, worker_id: str) -> None:
+    """What a host does when a new worker's agent calls in."""
+    registry.update_state(worker_id, hw.WorkerState.READY)
+    registry.heartbeat(worker_id)
+
+
+def test_tick_provisions_then_health_check_retires_a_silent_worker(
+    registry: hw.Registry, clock: hw.ManualClock, cloud: FakeCloud, manager: hw.LifecycleManager
+) -> None:
+    events = registry.subscribe()
+    spec = hw.WorkerSpec("runner:1", labels={"pool": "ci"})
+    manager.set_scaling_target("fake-cloud", spec)
+    assert manager.scaling_target() == ("fake-cloud", spec)
+
+    report = manager.tick(pending_jobs=2)
+    assert isinstance(report, hw.TickReport) and not report.skipped
+    assert report.scaling is not None and report.scaling.provision == 3, report.decisions
+    assert report.decisions[0] == report.scaling.explanation
+    assert "pending 2" in report.scaling.explanation
+    assert len(report.provisioned) == 3 == len(cloud.instances)
+    assert {p.resource_id for p in report.provisioned} == set(cloud.instances)
+    new = [registry.get(p.worker_id) for p in report.provisioned]
+    assert all(w is not None and w.state is hw.WorkerState.CREATING for w in new)
+    assert all(w is not None and w.metadata == {"image": "runner:1"} for w in new)
+    assert all(w is not None and w.spec == spec for w in new)
+
+    manager.clear_scaling_target()  # from here on this test is about health, not scaling
+    for p in report.provisioned:
+        report_in(registry, p.worker_id)
+    first, second, third = (p.worker_id for p in report.provisioned)
+    assert registry.assign_to_job(first, "job-1").state is hw.WorkerState.BUSY
+
+    # `first` goes silent while holding a job; the others keep heartbeating.
+    for _ in range(7):
+        clock.advance(10)
+        manager.process_heartbeat(second)
+        manager.process_heartbeat(third)
+        report = manager.tick(pending_jobs=0)
+        if report.unhealthy:
+            break
+    assert [u.worker_id for u in report.unhealthy] == [first]
+    assert report.unhealthy[0].reason is hw.TerminationReason.UNHEALTHY
+    assert report.unhealthy[0].state is hw.WorkerState.BUSY
+    assert [(j.worker_id, j.job_id) for j in report.lost_jobs] == [(first, "job-1")]
+    assert [t.worker_id for t in report.terminated] == [first]
+    assert first not in registry and len(cloud.destroyed) == 1
+
+    kinds = [e.kind for e in events.drain()]
+    assert "provision_requested" in kinds and "unhealthy_detected" in kinds
+    assert "job_lost" in kinds and "unregistered" in kinds
+
+    stats = manager.stats()
+    assert stats.provisioned_total == 3 and stats.unhealthy_total == 1
+    assert stats.lost_jobs_total == 1 and stats.terminated_total == 1
+    assert stats.registry == registry.stats() and stats.providers == 1
+    data = json.loads(report.to_json())
+    assert data["lost_jobs"][0]["job_id"] == "job-1"
+
+
+def test_a_provider_that_raises_is_a_provider_failure_not_a_crash(
+    registry: hw.Registry, clock: hw.ManualClock, cloud: FakeCloud, manager: hw.LifecycleManager
+) -> None:
+    events = registry.subscribe()
+    cloud.fail_create = RuntimeError("quota exceeded in eu-west-1")
+    manager.set_scaling_target("fake-cloud", hw.WorkerSpec("runner:1"))
+
+    report = manager.tick(pending_jobs=4)
+    assert report.provisioned == []
+    [failure] = report.provision_failures
+    assert failure.provider_id == "fake-cloud" and failure.kind == "failed"
+    assert "RuntimeError" in failure.error and "quota exceeded in eu-west-1" in failure.error
+    assert failure.consecutive_failures == 1 and failure.backoff_until > clock.now()
+    assert any("quota exceeded" in line for line in report.decisions)
+    assert [b.provider_id for b in report.provider_backoff] == ["fake-cloud"]
+    failed_events = [e for e in events.drain() if isinstance(e, hw.ProvisionFailed)]
+    assert failed_events and "quota exceeded" in failed_events[0].error
+
+    # Backing off: the next tick does not hammer the broken provider.
+    again = manager.tick(pending_jobs=4)
+    assert again.provision_failures == [] and again.provisioned == []
+
+    # A direct call is always attempted, and raises the provider's failure.
+    with pytest.raises(hw.ProviderError) as info:
+        manager.provision_worker("fake-cloud", hw.WorkerSpec("runner:1"))
+    assert info.value.provider_id == "fake-cloud" and "quota exceeded" in str(info.value)
+
+    # Once the cloud recovers and the back-off passes, scaling resumes.
+    cloud.fail_create = None
+    clock.advance(60)
+    recovered = manager.tick(pending_jobs=4)
+    assert len(recovered.provisioned) == 5, recovered.decisions
+    assert manager.provider_backoff() == []
+
+
+def test_failed_destroys_are_retried_and_nothing_leaks(
+    registry: hw.Registry, clock: hw.ManualClock, cloud: FakeCloud, manager: hw.LifecycleManager
+) -> None:
+    worker = manager.provision_worker("fake-cloud", hw.WorkerSpec("runner:1"))
+    report_in(registry, worker.id)
+    cloud.fail_destroy = ConnectionError("docker daemon unreachable")
+
+    result = manager.terminate_worker(worker.id, hw.TerminationReason.REQUESTED)
+    assert isinstance(result, hw.CleanupResult) and result.terminated == []
+    [failure] = result.failed
+    assert failure.worker_id == worker.id and failure.attempts == 1
+    assert "ConnectionError" in failure.error and failure.next_retry_at > clock.now()
+    still = registry.get(worker.id)
+    assert still is not None and still.state is hw.WorkerState.TERMINATING
+    [(pending_id, attempts, _next_at)] = manager.pending_destroys()
+    assert (pending_id, attempts) == (worker.id, 1)
+
+    cloud.fail_destroy = None
+    clock.advance(5)
+    report = manager.tick()
+    assert [t.worker_id for t in report.terminated] == [worker.id]
+    assert report.terminated[0].reason is hw.TerminationReason.REQUESTED
+    assert worker.id not in registry and cloud.instances == {}
+    assert manager.pending_destroys() == []
+
+
+def test_already_gone_instances_count_as_destroyed(
+    registry: hw.Registry, cloud: FakeCloud, manager: hw.LifecycleManager
+) -> None:
+    worker = manager.provision_worker("fake-cloud", hw.WorkerSpec("runner:1"))
+    cloud.instances.clear()  # someone deleted the container behind our back
+    result = manager.terminate_worker(worker.id, "requested")
+    assert [t.worker_id for t in result.terminated] == [worker.id]
+    assert result.failed == [] and worker.id not in registry
+
+
+def test_busy_workers_lose_their_job_visibly_and_drain_gracefully(
+    registry: hw.Registry, manager: hw.LifecycleManager
+) -> None:
+    a = manager.provision_worker("fake-cloud", hw.WorkerSpec("runner:1"))
+    b = manager.provision_worker("fake-cloud", hw.WorkerSpec("runner:1"))
+    for w in (a, b):
+        report_in(registry, w.id)
+        registry.assign_to_job(w.id, f"job-{w.resource_id}")
+
+    killed = manager.terminate_worker(a.id)
+    assert [(j.worker_id, j.job_id) for j in killed.lost_jobs] == [(a.id, f"job-{a.resource_id}")]
+
+    drained = manager.drain_worker(b.id)
+    assert drained.state is hw.WorkerState.DRAINING and drained.current_job is not None
+    assert manager.cleanup_workers().terminated == [], "a draining worker finishes its job first"
+    registry.release_from_job(b.id)
+    done = manager.cleanup_workers()
+    assert [(t.worker_id, t.reason) for t in done.terminated] == [
+        (b.id, hw.TerminationReason.DRAINED)
+    ]
+
+
+def test_reconcile_destroys_orphans_and_expires_vanished_records(
+    registry: hw.Registry, clock: hw.ManualClock, cloud: FakeCloud, manager: hw.LifecycleManager
+) -> None:
+    kept = manager.provision_worker("fake-cloud", hw.WorkerSpec("runner:1"))
+    vanished = manager.provision_worker("fake-cloud", hw.WorkerSpec("runner:1"))
+    del cloud.instances[vanished.resource_id]
+    cloud.instances["i-orphan"] = "left over from a crash"
+
+    class NoListing:
+        provider_id = "no-listing"
+        provider_type = "custom:nomad"
+
+        def create_worker(self, spec: hw.WorkerSpec) -> str:
+            return "alloc-1"
+
+        def destroy_worker(self, handle: hw.WorkerHandle) -> None:
+            pass
+
+    manager.register_provider(NoListing())
+    assert manager.providers() == ["fake-cloud", "no-listing"]
+
+    clock.advance(1)
+    report = manager.reconcile()
+    assert report.checked == ["fake-cloud"] and report.unsupported == ["no-listing"]
+    assert [(o.resource_id, o.error) for o in report.orphans] == [("i-orphan", None)]
+    assert report.vanished == [vanished.id]
+    assert "i-orphan" not in cloud.instances
+    assert kept.id in registry and vanished.id not in registry
+
+
+def test_scaling_predicates_and_plan(
+    registry: hw.Registry, clock: hw.ManualClock, manager: hw.LifecycleManager
+) -> None:
+    assert manager.should_scale_up(1), "no ready worker and a job pending"
+    assert not manager.should_scale_up(0)
+    assert not manager.should_scale_down()
+    plan = manager.plan_scaling(3)
+    assert plan.provision == 0, "no scaling target: nothing is provisioned"
+    assert plan.wanted == 4 and plan.pending_jobs == 3
+    manager.set_scaling_target("fake-cloud", hw.WorkerSpec("runner:1"))
+    plan = manager.plan_scaling(30)
+    assert plan.provision == 5 and plan.total == 0
+    assert "max_workers 5" in " ".join(plan.limits) + plan.explanation
+    assert "ScalingPlan(" in repr(plan)
+
+    for _ in range(5):
+        report_in(registry, manager.provision_worker("fake-cloud", hw.WorkerSpec("r")).id)
+    with pytest.raises(hw.CapacityExceededError):
+        manager.provision_worker("fake-cloud", hw.WorkerSpec("r"))
+    assert manager.should_scale_down()
+    clock.advance(1)
+    report = manager.tick(pending_jobs=0)
+    assert report.scaling is not None and len(report.scaling.scale_down) == 4
+    assert len(report.terminated) == 4
+    assert all(t.reason is hw.TerminationReason.SCALED_DOWN for t in report.terminated)
+    assert registry.stats().ready == 1, "min_ready_workers stay warm"
+
+    manager.clear_scaling_target()
+    assert manager.scaling_target() is None and manager.tick().scaling is None
+
+
+def test_a_provider_may_call_back_into_the_registry(registry: hw.Registry) -> None:
+    """No lock is held while a provider runs, and the GIL is free for it: no deadlock."""
+    manager = hw.LifecycleManager(registry)
+
+    class Curious(FakeCloud):
+        seen: list[int] = []
+
+        def create_worker(self, spec: hw.WorkerSpec) -> hw.Created:
+            self.seen.append(len(registry))
+            registry.find(states=[hw.WorkerState.CREATING])
+            manager.stats()
+            return super().create_worker(spec)
+
+    curious = Curious("curious")
+    manager.register_provider(curious)
+    manager.provision_worker("curious", hw.WorkerSpec("img"))
+    manager.provision_worker("curious", hw.WorkerSpec("img"))
+    assert curious.seen == [0, 1] and len(registry) == 2
+
+
+def test_keyboard_interrupt_in_a_provider_reaches_the_caller(
+    registry: hw.Registry, cloud: FakeCloud, manager: hw.LifecycleManager
+) -> None:
+    manager.set_scaling_target("fake-cloud", hw.WorkerSpec("runner:1"))
+    cloud.fail_create = KeyboardInterrupt()
+    with pytest.raises(KeyboardInterrupt):
+        manager.tick(pending_jobs=1)
+    cloud.fail_create = None
+    assert len(registry) == 0 and manager.stats().in_flight == 0, "the engine stayed consistent"
+
+
+def test_provider_shapes_are_checked(manager: hw.LifecycleManager) -> None:
+    class NoCreate:
+        provider_id = "x"
+        provider_type = "docker"
+
+        def destroy_worker(self, handle: object) -> None: ...
+
+    class BadId(FakeCloud):
+        def __init__(self) -> None:
+            super().__init__()
+            self.provider_id = 42  # type: ignore[assignment]
+
+    class MethodIds:
+        def provider_id(self) -> str:
+            return "by-method"
+
+        def provider_type(self) -> str:
+            return "kubernetes"
+
+        def create_worker(self, spec: hw.WorkerSpec) -> str:
+            return "pod-1"
+
+        def destroy_worker(self, handle: hw.WorkerHandle) -> None:
+            pass
+
+    with pytest.raises(TypeError, match="create_worker"):
+        manager.register_provider(NoCreate())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="provider_id"):
+        manager.register_provider(BadId())
+    with pytest.raises(hw.InvalidArgumentError):
+        manager.register_provider(FakeCloud(provider_id=""))
+    with pytest.raises(hw.InvalidArgumentError):
+        manager.register_provider(FakeCloud())  # "fake-cloud" is registered already
+    bad_type = FakeCloud("other")
+    bad_type.provider_type = "podman"
+    with pytest.raises(hw.InvalidArgumentError):
+        manager.register_provider(bad_type)
+    manager.register_provider(MethodIds())  # type: ignore[arg-type]
+    assert "by-method" in manager.providers()
+    manager.unregister_provider("by-method")
+    with pytest.raises(hw.ProviderNotFoundError) as info:
+        manager.unregister_provider("by-method")
+    assert isinstance(info.value, LookupError) and info.value.provider_id == "by-method"
+
+
+def test_create_worker_must_return_a_resource_id(
+    registry: hw.Registry, manager: hw.LifecycleManager
+) -> None:
+    class Confused(FakeCloud):
+        def create_worker(self, spec: hw.WorkerSpec) -> hw.Created:
+            return 12345  # type: ignore[return-value]
+
+    manager.register_provider(Confused("confused"))
+    with pytest.raises(hw.ProviderError, match="resource id"):
+        manager.provision_worker("confused", hw.WorkerSpec("img"))
+    assert len(registry) == 0
+
+
+def test_manager_bad_input(manager: hw.LifecycleManager) -> None:
+    with pytest.raises(hw.InvalidArgumentError):
+        manager.tick(-1)
+    with pytest.raises(TypeError):
+        manager.tick("3")  # type: ignore[arg-type]
+    with pytest.raises(hw.ProviderNotFoundError):
+        manager.provision_worker("nobody", hw.WorkerSpec("img"))
+    with pytest.raises(hw.ProviderNotFoundError):
+        manager.set_scaling_target("nobody", hw.WorkerSpec("img"))
+    with pytest.raises(hw.WorkerNotFoundError):
+        manager.process_heartbeat("2f1d0c4e-6b1a-4c52-9a57-0d1c2e3f4a5b")
+    with pytest.raises(hw.InvalidArgumentError):
+        manager.drain_worker("nope")
+    with pytest.raises(TypeError):
+        hw.LifecycleManager("registry")  # type: ignore[arg-type]
+
+
+def test_lifecycle_config() -> None:
+    config = hw.LifecycleConfig()
+    assert (config.heartbeat_timeout, config.health_check_interval, config.startup_timeout) == (
+        60.0, 30.0, 300.0,
+    )
+    assert (config.min_ready_workers, config.max_workers) == (1, 10)
+    assert (config.scale_up_threshold, config.scale_down_threshold) == (5, 3)
+    assert config.max_unhealthy_fraction == 0.55
+    custom = hw.LifecycleConfig(heartbeat_timeout=timedelta(seconds=90), max_workers=50)
+    assert custom.heartbeat_timeout == 90.0 and custom.max_workers == 50
+    assert custom != config and custom == hw.LifecycleConfig(heartbeat_timeout=90, max_workers=50)
+    assert json.loads(custom.to_json())["max_workers"] == 50
+    assert "heartbeat_timeout=90.0" in repr(custom)
+
+    bad: list[Mapping[str, object]] = [
+        {"min_ready_workers": 11},
+        {"max_workers": 0},
+        {"heartbeat_timeout": 0},
+        {"max_unhealthy_fraction": 1.5},
+        {"max_workers": -1},
+        {"destroy_retry_initial": 10, "destroy_retry_max": 5},
+    ]
+    for kwargs in bad:
+        with pytest.raises(hw.InvalidArgumentError):
+            hw.LifecycleConfig(**kwargs)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        hw.LifecycleConfig(max_workers="10")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        hw.LifecycleConfig(10)  # type: ignore[call-arg]
+
+    registry = hw.Registry()
+    manager = hw.LifecycleManager(registry, custom)
+    assert manager.config == custom and manager.registry is registry
+    assert hw.LifecycleManager(registry).config == config
+    assert repr(manager) == "<LifecycleManager providers=[] workers=0>"
