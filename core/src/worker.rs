@@ -201,7 +201,7 @@ impl FromStr for Architecture {
 
 /// What a worker needs of its host.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ResourceRequirements {
     /// CPU cores (fractions allowed).
     pub cpu_cores: f64,
@@ -222,8 +222,11 @@ pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// What a worker is: image, resources, labels, limits. Shared (`Arc`) by the records of every
 /// worker made from it.
+///
+/// Its serde form refuses unknown fields: a misspelt `"idle_timout"` is an error, not a
+/// silent default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct WorkerSpec {
     /// Container image (or AMI, function name…).
     pub image: String,
@@ -330,6 +333,7 @@ impl WorkerSpec {
 
 /// How a provider knows a worker: which provider, which instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WorkerHandle {
     /// The worker's id in the registry.
     pub worker_id: WorkerId,
@@ -447,6 +451,7 @@ impl FromStr for TerminationReason {
 ///
 /// `handle` and `spec` are shared (`Arc`), so a snapshot is cheap to take.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Worker {
     /// Identity.
     pub id: WorkerId,
