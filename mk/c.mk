@@ -2,7 +2,8 @@
 #
 #   make header     regenerate include/hodei_workers.h (cbindgen, from ffi/src)
 #   make test-c     header checks + every tests/c program and examples/c, plain and under valgrind
-#   make install    PREFIX=/usr/local: libhodei_workers.{a,so}, the header, hodei_workers.pc
+#   make install    PREFIX=/usr/local: libhodei_workers.a, libhodei_workers.so.VERSION (+ soname
+#                   and dev symlinks), the header, hodei_workers.pc
 
 HW_CC       ?= gcc
 HW_CXX      ?= g++
@@ -17,6 +18,8 @@ HW_VALGRIND := valgrind -q --error-exitcode=1 --leak-check=full \
 PREFIX      ?= /usr/local
 HW_INSTALL_PROFILE ?= release
 HW_VERSION  := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+# The soname's version (ffi/build.rs): major, or 0.minor before 1.0.
+HW_ABI      := $(shell echo $(HW_VERSION) | awk -F. '{ print ($$1 == 0) ? $$1 "." $$2 : $$1 }')
 
 .PHONY: header test-c c-lib c-header-checks c-api-coverage c-readme-example c-valgrind-install
 
@@ -86,7 +89,10 @@ install:
 	$(CARGO) build -p hodei-workers-ffi $(if $(filter release,$(HW_INSTALL_PROFILE)),--release)
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
 	install -m 644 target/$(HW_INSTALL_PROFILE)/libhodei_workers.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 target/$(HW_INSTALL_PROFILE)/libhodei_workers.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 target/$(HW_INSTALL_PROFILE)/libhodei_workers.so \
+	  $(DESTDIR)$(PREFIX)/lib/libhodei_workers.so.$(HW_VERSION)
+	ln -sf libhodei_workers.so.$(HW_VERSION) $(DESTDIR)$(PREFIX)/lib/libhodei_workers.so.$(HW_ABI)
+	ln -sf libhodei_workers.so.$(HW_ABI) $(DESTDIR)$(PREFIX)/lib/libhodei_workers.so
 	install -m 644 include/hodei_workers.h $(DESTDIR)$(PREFIX)/include/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(HW_VERSION)|' ffi/hodei_workers.pc.in \
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/hodei_workers.pc
