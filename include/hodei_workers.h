@@ -60,7 +60,7 @@
 
 /*
  `hw_subscription_recv` timeout meaning "wait until an event arrives or the registry is
- freed".
+ gone".
  */
 #define HW_WAIT_FOREVER UINT64_MAX
 
@@ -539,6 +539,8 @@ typedef struct hw_manager_config {
 /*
  A provider written in C: function pointers and the `user_data` they receive first. Each
  callback returns a `hw_provider_result` value (as `uint32_t`: any other value is a failure).
+ Zero the struct before filling it (`= {0}` or `memset`) so that the optional callbacks you
+ leave out are NULL.
 
  The manager copies this struct. It calls the callbacks on the thread that called the
  manager function (`hw_manager_tick`, `hw_manager_provision`, `hw_manager_terminate`,
@@ -804,7 +806,8 @@ hw_status hw_registry_subscribe(const struct hw_registry *registry, size_t capac
 
 /*
  The next event, waiting up to `timeout_ms` milliseconds: 0 never waits, `HW_WAIT_FOREVER`
- waits until an event arrives or the registry is gone. Writes the event (free with
+ waits until an event arrives or the registry is gone (its handle freed and no manager
+ using it any more). Writes the event (free with
  `hw_event_free`), or NULL when none came in time (not an error).
  */
 hw_status hw_subscription_recv(const struct hw_subscription *subscription, uint64_t timeout_ms, struct hw_event **out);

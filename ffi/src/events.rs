@@ -134,7 +134,8 @@ pub extern "C" fn hw_registry_subscribe(
 }
 
 /// The next event, waiting up to `timeout_ms` milliseconds: 0 never waits, `HW_WAIT_FOREVER`
-/// waits until an event arrives or the registry is gone. Writes the event (free with
+/// waits until an event arrives or the registry is gone (its handle freed and no manager
+/// using it any more). Writes the event (free with
 /// `hw_event_free`), or NULL when none came in time (not an error).
 #[no_mangle]
 pub extern "C" fn hw_subscription_recv(

@@ -225,6 +225,8 @@ pub enum hw_provider_result {
 
 /// A provider written in C: function pointers and the `user_data` they receive first. Each
 /// callback returns a `hw_provider_result` value (as `uint32_t`: any other value is a failure).
+/// Zero the struct before filling it (`= {0}` or `memset`) so that the optional callbacks you
+/// leave out are NULL.
 ///
 /// The manager copies this struct. It calls the callbacks on the thread that called the
 /// manager function (`hw_manager_tick`, `hw_manager_provision`, `hw_manager_terminate`,

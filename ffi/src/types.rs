@@ -32,7 +32,7 @@ impl hw_worker_id {
 pub const HW_WORKER_ID_STRING_SIZE: usize = 37;
 
 /// `hw_subscription_recv` timeout meaning "wait until an event arrives or the registry is
-/// freed".
+/// gone".
 pub const HW_WAIT_FOREVER: u64 = u64::MAX;
 
 /// Where a worker is in its life (see the state diagram in DESIGN.md §3).
