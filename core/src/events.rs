@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
@@ -20,7 +20,9 @@ use crate::worker::{ProviderType, TerminationReason};
 /// One thing that happened to a worker (or to the fleet), in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerLifecycleEvent {
-    /// Strictly increasing per registry; a gap means this subscriber missed events.
+    /// Strictly increasing per registry. A gap means this subscriber missed events: dropped
+    /// because its queue was full (counted by [`Subscription::dropped`]), or heartbeat events
+    /// it did not opt in to while another subscriber did.
     pub seq: u64,
     /// When it happened, on the registry's clock.
     pub at: Timestamp,
@@ -167,6 +169,7 @@ impl EventKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SubscribeOptions {
     /// Channel capacity; when full, further events are dropped for this subscriber (min 1).
+    /// Memory follows the events queued, not the capacity: any value is safe to ask for.
     pub capacity: usize,
     /// Whether to receive `HeartbeatReceived` (off by default: a million workers heartbeating
     /// is a lot of events).
@@ -199,7 +202,13 @@ impl SubscribeOptions {
 #[derive(Debug)]
 struct Subscriber {
     id: u64,
+    /// An unbounded channel held to `capacity` by `publish`: a bounded crossbeam channel
+    /// allocates all its slots up front, so a large capacity (asked for from C or Python)
+    /// would cost its full memory at once, or abort the process when the allocation fails.
+    /// Every send happens under the bus lock and receivers only shrink the queue, so the
+    /// check before the send is exact.
     sender: Sender<WorkerLifecycleEvent>,
+    capacity: usize,
     dropped: Arc<AtomicU64>,
     heartbeats: bool,
 }
@@ -238,13 +247,12 @@ impl EventBus {
             if is_heartbeat && !sub.heartbeats {
                 continue;
             }
-            match sub.sender.try_send(event.clone()) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => {
-                    sub.dropped.fetch_add(1, Ordering::Relaxed);
-                }
-                // Cannot happen while the Subscription lives, and dropping it unsubscribes.
-                Err(TrySendError::Disconnected(_)) => {}
+            if sub.sender.len() >= sub.capacity {
+                sub.dropped.fetch_add(1, Ordering::Relaxed);
+            } else {
+                // Never blocks (unbounded); cannot fail while the Subscription lives, and
+                // dropping it unsubscribes first.
+                let _ = sub.sender.send(event.clone());
             }
         }
     }
@@ -266,7 +274,7 @@ impl EventBus {
     }
 
     pub(crate) fn subscribe(self: &Arc<Self>, options: SubscribeOptions) -> Subscription {
-        let (sender, receiver) = crossbeam_channel::bounded(options.capacity.max(1));
+        let (sender, receiver) = crossbeam_channel::unbounded();
         let dropped = Arc::new(AtomicU64::new(0));
         let mut state = self.state.lock();
         let id = state.next_subscriber;
@@ -274,6 +282,7 @@ impl EventBus {
         state.subscribers.push(Subscriber {
             id,
             sender,
+            capacity: options.capacity.max(1),
             dropped: Arc::clone(&dropped),
             heartbeats: options.heartbeats,
         });

@@ -1474,6 +1474,24 @@ fn a_full_subscriber_loses_events_without_blocking_anyone() {
 }
 
 #[test]
+fn any_capacity_is_safe_to_ask_for() {
+    // Capacities come from C and Python callers: a huge one must neither abort the process
+    // (allocating it up front) nor panic.
+    let (_, registry) = registry();
+    let huge = registry
+        .subscribe(SubscribeOptions::default().capacity(usize::MAX))
+        .unwrap();
+    let large = registry
+        .subscribe(SubscribeOptions::default().capacity(1 << 40))
+        .unwrap();
+    for _ in 0..10_000 {
+        register(&registry, spec());
+    }
+    assert_eq!((huge.len(), huge.dropped()), (10_000, 0));
+    assert_eq!((large.len(), large.dropped()), (10_000, 0));
+}
+
+#[test]
 fn dropping_a_subscription_unsubscribes() {
     let (_, registry) = registry();
     let id = ready(&registry, spec());
