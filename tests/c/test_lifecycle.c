@@ -148,11 +148,34 @@ static void manager_lifecycle(void) {
   hw_worker_free(w);
   CHECK_STATUS(hw_manager_provision(mgr, "nope", spec, &w), HW_ERR_PROVIDER_NOT_FOUND);
 
-  /* A failing provider becomes a provider error carrying its message. */
+  /* A failing provider becomes a provider error carrying its message, and an event. */
+  hw_subscription *events = NULL;
+  CHECK_OK(hw_registry_subscribe(reg, 0, false, &events));
   cloud.fail_creates = 1;
   CHECK_STATUS(hw_manager_provision(mgr, "cloud", spec, &w), HW_ERR_PROVIDER);
   CHECK(strstr(hw_last_error_message(), "quota exhausted") != NULL);
   cloud.fail_creates = 0;
+  int failed_events = 0;
+  hw_event *ev = NULL;
+  while (hw_subscription_recv(events, 0, &ev) == HW_OK && ev != NULL) {
+    hw_event_kind kind = 0;
+    CHECK_OK(hw_event_get_kind(ev, &kind));
+    if (kind == HW_EVENT_KIND_PROVISION_FAILED) {
+      const char *text = NULL;
+      CHECK_OK(hw_event_get_message(ev, &text));
+      CHECK(text != NULL && strstr(text, "quota exhausted") != NULL);
+      CHECK_OK(hw_event_get_provider_id(ev, &text));
+      CHECK_STR(text, "cloud");
+      bool has = true;
+      hw_worker_id none;
+      CHECK_OK(hw_event_get_worker_id(ev, &has, &none));
+      CHECK(!has);
+      failed_events++;
+    }
+    hw_event_free(ev);
+  }
+  CHECK(failed_events == 1);
+  hw_subscription_free(events);
 
   /* The agent reports in, takes a job, heartbeats. */
   CHECK_OK(hw_registry_update_state(reg, id, HW_WORKER_STATE_READY, &w));
