@@ -335,12 +335,13 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
 
     fn heartbeat(&self, id: &WorkerId) -> Result<()> {
         let now = self.now();
-        {
-            let shard = self.shard(id).read();
-            let rec = shard.get(id).ok_or_else(|| not_found(id))?;
-            rec.last_heartbeat.fetch_max(now, Ordering::AcqRel);
-        }
+        let shard = self.shard(id).read();
+        let rec = shard.get(id).ok_or_else(|| not_found(id))?;
+        rec.last_heartbeat.fetch_max(now, Ordering::AcqRel);
         if self.bus.wants_heartbeats() {
+            // Published under the shard lock (order shard -> bus, as everywhere): every other
+            // event of this worker is published under its shard's write lock, so a heartbeat
+            // event can never follow its `Unregistered` in seq order.
             self.bus
                 .publish(now, EventKind::HeartbeatReceived { worker_id: *id });
         }
@@ -568,7 +569,14 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
             // Re-check against the record: it may have moved since the index was read.
             let m = rec.membership();
             let still_due = match reason {
-                TerminationReason::Idle => m.is_ready(),
+                // Its idle clock may have restarted (a job came and went) since the index was
+                // read: only the live deadline counts.
+                TerminationReason::Idle => {
+                    m.is_ready()
+                        && rec.idle_since.is_some_and(|since| {
+                            since.saturating_add(millis(rec.spec.idle_timeout)) < now
+                        })
+                }
                 TerminationReason::Lifetime => m.is_lifetime_tracked(),
                 _ => m.is_drained(),
             };
