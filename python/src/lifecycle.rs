@@ -669,11 +669,12 @@ impl PyLifecycleManager {
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        let providers = engine(py, || Ok(self.inner.providers()))?;
+        let (providers, workers) = engine(py, || {
+            Ok((self.inner.providers(), self.inner.registry().count()?))
+        })?;
         Ok(format!(
-            "<LifecycleManager providers={} workers={}>",
-            py_repr(py, ids(&providers))?,
-            self.registry.get().inner.count().unwrap_or(0)
+            "<LifecycleManager providers={} workers={workers}>",
+            py_repr(py, ids(&providers))?
         ))
     }
 }

@@ -177,3 +177,46 @@ def test_errors_leave_the_registry_consistent(
             call()
     assert registry.get(w.id) == before
     assert registry.stats().ready == 1
+
+
+JUNK: list[object] = [
+    None, 0, -1, 2**70, 1.5, math.nan, math.inf, True, "", "x", "\0", "ready", UNKNOWN,
+    b"bytes", [], ["ready"], {}, {"a": "b"}, {"a": 1}, object(), hw.WorkerState.BUSY,
+]
+
+
+def test_junk_arguments_never_crash(registry: hw.Registry, ready_worker: ReadyWorker) -> None:
+    """Every call with junk raises an ordinary Exception (never a pyo3 PanicException, which
+    is a BaseException), and the registry stays consistent afterwards."""
+    import random
+
+    rng = random.Random(1234)
+    w = ready_worker()
+    manager = hw.LifecycleManager(registry)
+    targets = [
+        registry.register, registry.unregister, registry.get, registry.update_state,
+        registry.heartbeat, registry.assign_to_job, registry.release_from_job, registry.claim,
+        registry.find_unhealthy, registry.find_startup_expired, registry.find_by_provider,
+        registry.subscribe, registry.restore, manager.tick, manager.plan_scaling,
+        manager.provision_worker, manager.process_heartbeat, manager.drain_worker,
+        manager.terminate_worker, manager.register_provider, manager.set_scaling_target,
+        manager.should_scale_up, hw.WorkerSpec, hw.Resources, hw.LifecycleConfig, hw.ManualClock,
+    ]
+    for _ in range(1500):
+        target: Any = rng.choice(targets)
+        args = [rng.choice(JUNK) for _ in range(rng.randint(0, 3))]
+        try:
+            target(*args)
+        except Exception:
+            pass
+    for _ in range(300):
+        key = rng.choice(["states", "labels", "limit", "idle_for", "capabilities",
+                          "provider_type", "accepting_jobs"])
+        kwargs: dict[str, Any] = {key: rng.choice(JUNK)}
+        try:
+            registry.find(**kwargs)
+        except Exception:
+            pass
+    stats = registry.stats()
+    assert sum(stats.by_state.values()) == stats.total == len(registry.find())
+    assert w.id in registry, "junk never names this worker, so it is still there"
