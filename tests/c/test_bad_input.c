@@ -68,6 +68,74 @@ static uint32_t bad_list(void *user_data, hw_provider_call *call) {
   return HW_PROVIDER_RESULT_OK;
 }
 
+/* Extreme but valid numbers (times at the end of the clock, durations and counts at their
+ * maximum) must be handled, never panic: every call answers HW_OK. */
+static void extreme_values(void) {
+  hw_clock *clock = NULL;
+  hw_registry *reg = NULL;
+  hw_manager *mgr = NULL;
+  hw_worker_spec *spec = NULL;
+  hw_worker_filter *f = NULL;
+  hw_worker_list *l = NULL;
+  hw_worker *w = NULL;
+  hw_worker_id id;
+  memset(&id, 0, sizeof id);
+  uint64_t now = 0;
+  CHECK_OK(hw_clock_new_manual(UINT64_MAX - 10, &clock));
+  CHECK_OK(hw_registry_new_with_clock(clock, &reg));
+  CHECK_OK(hw_worker_spec_new("img", &spec));
+  CHECK_OK(hw_worker_spec_set_idle_timeout_ms(spec, UINT64_MAX));
+  CHECK_OK(hw_worker_spec_set_max_lifetime_ms(spec, UINT64_MAX));
+  CHECK_OK(hw_registry_register(reg, "p", "docker", "r", spec, &w));
+  if (w) CHECK_OK(hw_worker_get_id(w, &id));
+  hw_worker_free(w);
+  CHECK_OK(hw_registry_update_state(reg, id, HW_WORKER_STATE_READY, &w));
+  hw_worker_free(w);
+  hw_manager_config c;
+  CHECK_OK(hw_manager_config_default(&c));
+  c.heartbeat_timeout_ms = c.health_check_interval_ms = c.startup_timeout_ms = UINT64_MAX;
+  c.scale_up_cooldown_ms = c.scale_down_cooldown_ms = UINT64_MAX;
+  c.destroy_retry_initial_ms = c.destroy_retry_max_ms = UINT64_MAX;
+  c.provider_backoff_initial_ms = c.provider_backoff_max_ms = UINT64_MAX;
+  c.max_workers = c.max_provision_per_tick = c.max_actions_per_tick = (size_t)-1;
+  CHECK_OK(hw_manager_new(reg, &c, &mgr));
+  for (int i = 0; mgr && i < 3; i++) {
+    hw_tick_report *r = NULL;
+    CHECK_OK(hw_manager_tick(mgr, (size_t)-1, &r));
+    hw_tick_report_free(r);
+    CHECK_OK(hw_clock_advance(clock, UINT64_MAX, &now));
+    CHECK(now == UINT64_MAX);
+  }
+  bool up = false;
+  hw_scaling_plan plan;
+  char *json = NULL;
+  CHECK_OK(hw_manager_should_scale_up(mgr, (size_t)-1, &up));
+  CHECK_OK(hw_manager_plan_scaling(mgr, (size_t)-1, &plan, &json));
+  hw_string_free(json);
+  CHECK_OK(hw_registry_find_unhealthy(reg, UINT64_MAX, &l));
+  hw_worker_list_free(l);
+  CHECK_OK(hw_registry_find_startup_expired(reg, UINT64_MAX, &l));
+  hw_worker_list_free(l);
+  CHECK_OK(hw_registry_find_for_termination(reg, &l));
+  hw_worker_list_free(l);
+  CHECK_OK(hw_worker_filter_new(&f));
+  CHECK_OK(hw_worker_filter_set_idle_for_ms(f, UINT64_MAX));
+  CHECK_OK(hw_worker_filter_set_unhealthy_for_ms(f, UINT64_MAX));
+  CHECK_OK(hw_worker_filter_set_limit(f, (size_t)-1));
+  CHECK_OK(hw_registry_claim(reg, f, "j", &w));
+  hw_worker_free(w);
+  CHECK_OK(hw_registry_find(reg, f, &l));
+  hw_worker_list_free(l);
+  CHECK_OK(hw_registry_grant_grace(reg, UINT64_MAX));
+  CHECK_OK(hw_clock_set(clock, 0, &now)); /* the past is ignored */
+  CHECK(now == UINT64_MAX);
+  hw_worker_filter_free(f);
+  hw_manager_free(mgr);
+  hw_worker_spec_free(spec);
+  hw_registry_free(reg);
+  hw_clock_free(clock);
+}
+
 int main(void) {
   memset(LONG_PROVIDER, 'p', 129);
   memset(LONG_JOB, 'j', 257);
@@ -386,6 +454,14 @@ int main(void) {
   INVALID(hw_subscription_pending(sub, NULL));
   CHECK(out == SENTINEL);
   hw_subscription_free(NULL);
+  /* An absurd queue capacity is no reason to abort the host. */
+  hw_subscription *huge = NULL;
+  CHECK_OK(hw_registry_subscribe(reg, (size_t)-1, true, &huge));
+  CHECK_OK(hw_registry_heartbeat(reg, id));
+  CHECK_OK(hw_subscription_pending(huge, &sz));
+  CHECK(sz == 1);
+  sz = 12345;
+  hw_subscription_free(huge);
   INVALID(hw_event_get_kind(NULL, &u32));
   INVALID(hw_event_get_kind(ev, NULL));
   INVALID(hw_event_get_seq(NULL, &u64));
@@ -637,5 +713,6 @@ int main(void) {
   hw_worker_spec_free(spec);
   hw_registry_free(reg);
   hw_clock_free(clock);
+  extreme_values();
   return hw_test_report();
 }
