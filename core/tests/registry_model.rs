@@ -61,6 +61,9 @@ enum Op {
         timeout_ms: u64,
     },
     FindForTermination,
+    /// Snapshot to JSON, restore into a fresh registry on the same clock, and carry on with
+    /// the copy: its indexes must behave as the original's did.
+    Reload,
 }
 
 const JOBS: usize = 6;
@@ -135,6 +138,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => time_step().prop_map(|timeout_ms| Op::FindUnhealthy { timeout_ms }),
         1 => time_step().prop_map(|timeout_ms| Op::FindStartupExpired { timeout_ms }),
         2 => Just(Op::FindForTermination),
+        1 => Just(Op::Reload),
     ]
 }
 
@@ -282,9 +286,10 @@ impl Model {
         Ok(w.clone())
     }
 
-    fn heartbeat(&mut self, id: WorkerId) -> Result<()> {
+    fn heartbeat(&mut self, id: WorkerId, ev: &mut Vec<EventKind>) -> Result<()> {
         let w = self.workers.get_mut(&id).ok_or(Error::NotFound(id))?;
         w.last_heartbeat = w.last_heartbeat.max(self.now);
+        ev.push(EventKind::HeartbeatReceived { worker_id: id });
         Ok(())
     }
 
@@ -411,9 +416,22 @@ impl Model {
 /// Runs `ops` against both and checks everything after every step.
 fn run(ops: &[Op]) -> std::result::Result<(), TestCaseError> {
     let (clock, registry) = registry();
-    let events = registry
-        .subscribe(SubscribeOptions::default().capacity(1 << 16))
-        .unwrap();
+    let mut registry = registry;
+    // `keen` wants every event, heartbeats included; `plain` leaves heartbeats out.
+    let subscribe = |r: &InMemoryWorkerRegistry| {
+        let keen = r
+            .subscribe(
+                SubscribeOptions::default()
+                    .capacity(1 << 16)
+                    .heartbeats(true),
+            )
+            .unwrap();
+        let plain = r
+            .subscribe(SubscribeOptions::default().capacity(1 << 16))
+            .unwrap();
+        (keen, plain)
+    };
+    let (mut keen, mut plain) = subscribe(&registry);
     let mut model = Model {
         now: T0,
         ..Model::default()
@@ -477,7 +495,12 @@ fn run(ops: &[Op]) -> std::result::Result<(), TestCaseError> {
             }
             Op::Heartbeat { worker } => {
                 let id = pick(&known, worker);
-                prop_assert_eq!(registry.heartbeat(&id), model.heartbeat(id), "{}", ctx());
+                prop_assert_eq!(
+                    registry.heartbeat(&id),
+                    model.heartbeat(id, &mut ev),
+                    "{}",
+                    ctx()
+                );
             }
             Op::Assign { worker, job } => {
                 let id = pick(&known, worker);
@@ -547,6 +570,15 @@ fn run(ops: &[Op]) -> std::result::Result<(), TestCaseError> {
                     prop_assert_eq!(Some(w), model.workers.get(&w.id));
                 }
             }
+            Op::Reload => {
+                let json = registry.snapshot().unwrap().to_json().unwrap();
+                let copy = InMemoryWorkerRegistry::with_clock(clock.clone());
+                copy.restore(Snapshot::from_json(&json).unwrap()).unwrap();
+                registry = copy;
+                (keen, plain) = subscribe(&registry);
+                // Grace is not part of a snapshot: the copy starts without one.
+                model.floor = 0;
+            }
             Op::FindForTermination => {
                 let found = termination_map(&registry);
                 prop_assert_eq!(
@@ -558,15 +590,22 @@ fn run(ops: &[Op]) -> std::result::Result<(), TestCaseError> {
             }
         }
 
-        // Events: exactly the model's, numbered without gaps (no subscriber drops here and
-        // nobody asked for heartbeats).
-        let got = events.drain();
-        prop_assert_eq!(events.dropped(), 0);
+        // Events: exactly the model's, numbered without gaps for the subscriber that takes
+        // them all; the same without heartbeats, in the same order and numbers, for the other.
+        let got = keen.drain();
+        let got_plain = plain.drain();
+        prop_assert_eq!((keen.dropped(), plain.dropped()), (0, 0));
         for e in &got {
             prop_assert_eq!(e.seq, last_seq + 1, "{}", ctx());
             prop_assert_eq!(e.at, model.now);
             last_seq = e.seq;
         }
+        let without_heartbeats: Vec<WorkerLifecycleEvent> = got
+            .iter()
+            .filter(|e| !matches!(e.kind, EventKind::HeartbeatReceived { .. }))
+            .cloned()
+            .collect();
+        prop_assert_eq!(got_plain, without_heartbeats, "{}", ctx());
         let got: Vec<EventKind> = got.into_iter().map(|e| e.kind).collect();
         prop_assert_eq!(got, ev, "{}", ctx());
 
