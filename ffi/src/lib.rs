@@ -18,8 +18,9 @@
 
 // The C ABI is raw pointers by nature: dereferencing what C hands us and handing out
 // `Box::into_raw` handles needs `unsafe`. It is confined to `boundary.rs` (argument checks,
-// out-params, handle allocation) and a few documented spots; every other module goes through
-// those helpers.
+// out-params, handle allocation), the calls of C provider callbacks in `manager.rs`, and the
+// string/id helpers in `types.rs`, each with its SAFETY comment; every other function goes
+// through the `boundary.rs` helpers.
 #![allow(unsafe_code)]
 // C names (`hw_registry`, `hw_status`) are the point of this crate.
 #![allow(non_camel_case_types)]
