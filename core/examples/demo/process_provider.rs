@@ -109,22 +109,27 @@ impl Drop for ProcessProvider {
     }
 }
 
-/// SIGKILL to the whole process group (the agent and any `sh` it runs).
-fn kill_group(pgid: u32) {
-    let _ = Command::new("kill")
-        .args(["-KILL", "--", &format!("-{pgid}")])
-        .stderr(Stdio::null())
-        .status();
-}
-
-/// Whether any process of the group is alive (`kill -0` on the group).
-fn group_alive(pgid: u32) -> bool {
-    Command::new("kill")
-        .args(["-0", "--", &format!("-{pgid}")])
+/// Runs the shell's `kill` builtin (present wherever `sh` is, unlike a `kill` binary), without
+/// `unsafe` signal calls.
+fn shell_kill(args: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("kill {args}"))
+        .stdin(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
+}
+
+/// SIGKILL to the whole process group (the agent and any `sh` it runs).
+fn kill_group(pgid: u32) {
+    shell_kill(&format!("-9 -{pgid}"));
+}
+
+/// Whether any process of the group is alive (`kill -0` on the group).
+fn group_alive(pgid: u32) -> bool {
+    shell_kill(&format!("-0 -{pgid}"))
 }
 
 fn reap(mut agent: Agent) {
