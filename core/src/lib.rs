@@ -50,6 +50,7 @@ mod filter;
 mod ids;
 mod lifecycle;
 mod registry;
+pub mod sim;
 mod state;
 mod worker;
 

@@ -1,0 +1,723 @@
+//! What a simulation run is made of: the [`Scenario`] (serde, JSON files in
+//! `core/examples/scenarios/`) and its parts, plus the built-in scenarios.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::lifecycle::WorkerLifecycleConfig;
+use crate::worker::WorkerSpec;
+
+use super::rng::SimRng;
+
+/// A distribution of durations in seconds. JSON: `{"dist": "log_normal", "median": 20,
+/// "sigma": 0.4}`. Every draw is clamped to `>= 0`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "dist", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Dist {
+    /// Always `secs`.
+    Fixed {
+        /// The value, seconds.
+        secs: f64,
+    },
+    /// Uniform in `[min, max)`.
+    Uniform {
+        /// Lower bound, seconds.
+        min: f64,
+        /// Upper bound, seconds.
+        max: f64,
+    },
+    /// Exponential with this mean.
+    Exponential {
+        /// Mean, seconds.
+        mean: f64,
+    },
+    /// Normal-ish (Irwin–Hall, bounded to ±6 sd), clamped at 0.
+    Normal {
+        /// Mean, seconds.
+        mean: f64,
+        /// Standard deviation, seconds.
+        sd: f64,
+    },
+    /// Log-normal: median and the standard deviation of the log (long right tail).
+    LogNormal {
+        /// Median, seconds.
+        median: f64,
+        /// Shape.
+        sigma: f64,
+    },
+}
+
+impl Dist {
+    /// One draw, in seconds (never negative).
+    pub fn sample(&self, rng: &mut SimRng) -> f64 {
+        let x = match *self {
+            Dist::Fixed { secs } => secs,
+            Dist::Uniform { min, max } => rng.range(min, max),
+            Dist::Exponential { mean } => rng.exponential(mean),
+            Dist::Normal { mean, sd } => rng.normal(mean, sd),
+            Dist::LogNormal { median, sigma } => rng.log_normal(median, sigma),
+        };
+        if x.is_finite() {
+            x.max(0.0)
+        } else {
+            0.0
+        }
+    }
+
+    /// One draw in whole milliseconds.
+    pub fn sample_ms(&self, rng: &mut SimRng) -> u64 {
+        secs_to_ms(self.sample(rng))
+    }
+
+    fn validate(&self, what: &str) -> Result<()> {
+        let params: Vec<f64> = match *self {
+            Dist::Fixed { secs } => vec![secs],
+            Dist::Uniform { min, max } => {
+                if max < min {
+                    return Err(Error::invalid(format!(
+                        "{what}: uniform max {max} < min {min}"
+                    )));
+                }
+                vec![min, max]
+            }
+            Dist::Exponential { mean } => vec![mean],
+            Dist::Normal { mean, sd } => vec![mean, sd],
+            Dist::LogNormal { median, sigma } => vec![median, sigma],
+        };
+        if params.iter().any(|p| !p.is_finite() || *p < 0.0) {
+            return Err(Error::invalid(format!(
+                "{what}: distribution parameters must be finite and >= 0, got {self:?}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Seconds (f64) to whole milliseconds, saturating; negative and NaN give 0.
+pub(crate) fn secs_to_ms(secs: f64) -> u64 {
+    if secs.is_finite() && secs > 0.0 {
+        (secs * 1000.0).round().min(u64::MAX as f64) as u64
+    } else {
+        0
+    }
+}
+
+/// A time window of the run, in seconds since its start: `[start_secs, end_secs)`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    /// Start, seconds since the run began.
+    pub start_secs: f64,
+    /// End (exclusive), seconds since the run began.
+    pub end_secs: f64,
+}
+
+impl Window {
+    /// Whether `t_ms` (milliseconds since the run began) falls in the window.
+    pub fn contains_ms(&self, t_ms: u64) -> bool {
+        t_ms >= secs_to_ms(self.start_secs) && t_ms < secs_to_ms(self.end_secs)
+    }
+
+    fn validate(&self, what: &str) -> Result<()> {
+        if !(self.start_secs.is_finite() && self.end_secs.is_finite())
+            || self.start_secs < 0.0
+            || self.end_secs < self.start_secs
+        {
+            return Err(Error::invalid(format!(
+                "{what}: window must have 0 <= start_secs <= end_secs, got {self:?}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A network partition on the agents' side: `fraction` of the agents (a fixed, seeded choice
+/// per instance) cannot reach the host during the window — heartbeats, state reports and job
+/// results are lost.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Partition {
+    /// Start, seconds since the run began.
+    pub start_secs: f64,
+    /// End (exclusive), seconds since the run began.
+    pub end_secs: f64,
+    /// Share of the agents cut off, in `[0, 1]`.
+    pub fraction: f64,
+}
+
+/// The simulated provider (a cloud API): how instances boot and how it fails.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProviderModel {
+    /// Time from `create_worker` until the instance's agent starts connecting.
+    pub boot: Dist,
+    /// Probability that a boot is slow (drawn from `slow_boot` instead).
+    pub slow_boot_probability: f64,
+    /// Boot time of a slow boot (may exceed `startup_timeout`).
+    pub slow_boot: Dist,
+    /// Probability that a `create_worker` call fails.
+    pub create_failure_probability: f64,
+    /// Probability that a `destroy_worker` call fails (the instance stays).
+    pub destroy_failure_probability: f64,
+    /// Probability that a provider call panics (caught by the manager).
+    pub panic_probability: f64,
+    /// Hazard rate of an instance disappearing on its own (spot reclaim, node loss), per
+    /// instance-hour.
+    pub vanish_per_hour: f64,
+    /// Whether the provider answers `list_workers` (for `reconcile`).
+    pub supports_list: bool,
+}
+
+impl Default for ProviderModel {
+    fn default() -> Self {
+        ProviderModel {
+            boot: Dist::LogNormal {
+                median: 20.0,
+                sigma: 0.4,
+            },
+            slow_boot_probability: 0.0,
+            slow_boot: Dist::Fixed { secs: 400.0 },
+            create_failure_probability: 0.0,
+            destroy_failure_probability: 0.0,
+            panic_probability: 0.0,
+            vanish_per_hour: 0.0,
+            supports_list: true,
+        }
+    }
+}
+
+/// The simulated agents (the worker processes): how they report in and how they fail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentModel {
+    /// Time from `Connecting` to `Ready`.
+    pub connect: Dist,
+    /// Mean time between heartbeats, seconds.
+    pub heartbeat_interval_secs: f64,
+    /// Each interval is moved by up to ± this many seconds (uniform).
+    pub heartbeat_jitter_secs: f64,
+    /// Probability that one heartbeat is lost on the way.
+    pub heartbeat_loss_probability: f64,
+    /// Hazard rate of the agent crashing (the instance stays up, silent), per agent-hour.
+    pub crash_per_hour: f64,
+}
+
+impl Default for AgentModel {
+    fn default() -> Self {
+        AgentModel {
+            connect: Dist::Uniform { min: 1.0, max: 3.0 },
+            heartbeat_interval_secs: 10.0,
+            heartbeat_jitter_secs: 2.0,
+            heartbeat_loss_probability: 0.0,
+            crash_per_hour: 0.0,
+        }
+    }
+}
+
+/// A period of the run with its own arrival rate (e.g. the CI morning rush).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Burst {
+    /// Start, seconds since the run began.
+    pub start_secs: f64,
+    /// End (exclusive), seconds since the run began.
+    pub end_secs: f64,
+    /// Arrival rate during the burst, jobs per minute (replaces the base rate).
+    pub rate_per_minute: f64,
+}
+
+/// Where the jobs come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Workload {
+    /// A Poisson arrival process (rate per minute, piecewise constant with `bursts`), each job
+    /// with a duration drawn from `duration`.
+    Poisson {
+        /// Base arrival rate, jobs per minute.
+        rate_per_minute: f64,
+        /// Job run time.
+        duration: Dist,
+        /// Periods with another rate.
+        #[serde(default)]
+        bursts: Vec<Burst>,
+    },
+    /// A fixed trace: `[arrival_secs, duration_secs]` pairs.
+    Trace {
+        /// The jobs, `[arrival_secs, duration_secs]`.
+        jobs: Vec<[f64; 2]>,
+    },
+    /// A trace file: one job per line, `arrival_secs,duration_secs` (blank lines and lines
+    /// starting with `#` are skipped). A relative path is resolved by the caller (the CLI
+    /// resolves it against the scenario file's directory).
+    TraceFile {
+        /// Path of the CSV file.
+        path: String,
+    },
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Workload::Poisson {
+            rate_per_minute: 6.0,
+            duration: Dist::LogNormal {
+                median: 60.0,
+                sigma: 0.6,
+            },
+            bursts: Vec::new(),
+        }
+    }
+}
+
+/// Parses the trace file format of [`Workload::TraceFile`].
+///
+/// # Errors
+/// [`Error::InvalidArgument`] naming the line that is not two non-negative numbers.
+pub fn parse_trace(text: &str) -> Result<Vec<[f64; 2]>> {
+    let mut jobs = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut parts = line.split(',').map(str::trim);
+        let parsed = match (parts.next(), parts.next(), parts.next()) {
+            (Some(a), Some(d), None) => a.parse::<f64>().ok().zip(d.parse::<f64>().ok()),
+            _ => None,
+        };
+        match parsed {
+            Some((a, d)) if a.is_finite() && d.is_finite() && a >= 0.0 && d >= 0.0 => {
+                jobs.push([a, d])
+            }
+            _ => {
+                return Err(Error::invalid(format!(
+                    "trace line {}: expected `arrival_secs,duration_secs` (two numbers >= 0), \
+                     got {line:?}",
+                    n + 1
+                )))
+            }
+        }
+    }
+    Ok(jobs)
+}
+
+/// How the host (the job system embedding the library) drives things.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HostModel {
+    /// Seconds between host passes (claim, tick).
+    pub tick_interval_secs: f64,
+    /// Seconds between `reconcile` calls; 0 never reconciles.
+    pub reconcile_interval_secs: f64,
+    /// Two automatic scaling actions in opposite directions closer than this count as a flap.
+    pub flap_window_secs: f64,
+}
+
+impl Default for HostModel {
+    fn default() -> Self {
+        HostModel {
+            tick_interval_secs: 1.0,
+            reconcile_interval_secs: 0.0,
+            flap_window_secs: 300.0,
+        }
+    }
+}
+
+/// Faults injected on a schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// The provider's API is down: every call fails.
+    pub provider_outages: Vec<Window>,
+    /// The host process is suspended: no tick, no claim, and nothing reaches the registry
+    /// (heartbeats and job results of the agents are lost).
+    pub host_stalls: Vec<Window>,
+    /// Part of the agents cannot reach the host (mass heartbeat loss).
+    pub partitions: Vec<Partition>,
+    /// The clock stands still (then jumps forward to the true time at the window's end).
+    pub clock_stalls: Vec<Window>,
+    /// Capacity of a subscriber that never reads its events (0: no such subscriber). Its
+    /// queue must stay bounded while the registry keeps working.
+    pub lazy_subscriber_capacity: usize,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            provider_outages: Vec::new(),
+            host_stalls: Vec::new(),
+            partitions: Vec::new(),
+            clock_stalls: Vec::new(),
+            lazy_subscriber_capacity: 64,
+        }
+    }
+}
+
+/// A second configuration to compare, run on the same workload, faults and seed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    /// Its name in the report.
+    pub label: String,
+    /// The manager configuration.
+    #[serde(default)]
+    pub lifecycle: WorkerLifecycleConfig,
+    /// The worker spec (idle timeout, lifetime, job limit); the scenario's when absent.
+    #[serde(default)]
+    pub worker: Option<WorkerSpec>,
+}
+
+/// One simulation: the manager configuration under test, the worker spec, the provider and
+/// agent models, the workload, the host loop and the faults, plus a seed and a length.
+///
+/// JSON (every field optional, unknown fields refused; the `lifecycle` object is
+/// [`WorkerLifecycleConfig`]'s own serde form, durations in seconds):
+///
+/// ```
+/// use hodei_workers::sim::Scenario;
+/// let s: Scenario = serde_json::from_str(r#"{
+///     "name": "tiny", "seed": 7, "duration_secs": 600,
+///     "lifecycle": {"max_workers": 4, "heartbeat_timeout": 30},
+///     "workload": {"kind": "poisson", "rate_per_minute": 2,
+///                  "duration": {"dist": "fixed", "secs": 30}}
+/// }"#).unwrap();
+/// s.validate().unwrap();
+/// assert_eq!(s.lifecycle.max_workers, 4);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Scenario {
+    /// Name shown in reports.
+    pub name: String,
+    /// Seed of every random draw of the run.
+    pub seed: u64,
+    /// Simulated length of the run, seconds.
+    pub duration_secs: f64,
+    /// Simulated time per step, seconds (the clock advances by this much; invariants are
+    /// checked after every step).
+    pub step_secs: f64,
+    /// Name of the configuration under test, in reports.
+    pub label: String,
+    /// The manager configuration under test.
+    pub lifecycle: WorkerLifecycleConfig,
+    /// The spec of the workers the autoscaler provisions.
+    pub worker: WorkerSpec,
+    /// An optional second configuration, run side by side on the same workload and seed.
+    pub compare: Option<Variant>,
+    /// The simulated provider.
+    pub provider: ProviderModel,
+    /// The simulated agents.
+    pub agents: AgentModel,
+    /// The jobs.
+    pub workload: Workload,
+    /// The host loop.
+    pub host: HostModel,
+    /// Faults on a schedule.
+    pub faults: Faults,
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Scenario {
+            name: "default".into(),
+            seed: 1,
+            duration_secs: 4.0 * 3600.0,
+            step_secs: 1.0,
+            label: "config".into(),
+            lifecycle: WorkerLifecycleConfig::default(),
+            worker: WorkerSpec::new("sim-worker").with_idle_timeout(Duration::from_secs(300)),
+            compare: None,
+            provider: ProviderModel::default(),
+            agents: AgentModel::default(),
+            workload: Workload::default(),
+            host: HostModel::default(),
+            faults: Faults::default(),
+        }
+    }
+}
+
+fn probability(what: &str, p: f64) -> Result<()> {
+    if !(0.0..=1.0).contains(&p) {
+        return Err(Error::invalid(format!(
+            "{what} must be a probability in [0, 1], got {p}"
+        )));
+    }
+    Ok(())
+}
+
+fn non_negative(what: &str, x: f64) -> Result<()> {
+    if !x.is_finite() || x < 0.0 {
+        return Err(Error::invalid(format!(
+            "{what} must be finite and >= 0, got {x}"
+        )));
+    }
+    Ok(())
+}
+
+impl Scenario {
+    /// Checks the scenario for nonsense (and the configurations and specs in it).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the field: a step outside `[1 ms, 1 h]`, a negative
+    /// or non-finite duration, rate or parameter, a probability outside `[0, 1]`, a window
+    /// that ends before it starts, an invalid lifecycle configuration or worker spec.
+    pub fn validate(&self) -> Result<()> {
+        if !(0.001..=3600.0).contains(&self.step_secs) {
+            return Err(Error::invalid(format!(
+                "step_secs must be in [0.001, 3600], got {}",
+                self.step_secs
+            )));
+        }
+        non_negative("duration_secs", self.duration_secs)?;
+        if self.duration_secs / self.step_secs > 1e9 {
+            return Err(Error::invalid(
+                "duration_secs / step_secs exceeds 1e9 steps",
+            ));
+        }
+        self.lifecycle.validate()?;
+        self.worker.validate()?;
+        if let Some(v) = &self.compare {
+            v.lifecycle.validate()?;
+            if let Some(w) = &v.worker {
+                w.validate()?;
+            }
+        }
+        let p = &self.provider;
+        p.boot.validate("provider.boot")?;
+        p.slow_boot.validate("provider.slow_boot")?;
+        probability("provider.slow_boot_probability", p.slow_boot_probability)?;
+        probability(
+            "provider.create_failure_probability",
+            p.create_failure_probability,
+        )?;
+        probability(
+            "provider.destroy_failure_probability",
+            p.destroy_failure_probability,
+        )?;
+        probability("provider.panic_probability", p.panic_probability)?;
+        non_negative("provider.vanish_per_hour", p.vanish_per_hour)?;
+        let a = &self.agents;
+        a.connect.validate("agents.connect")?;
+        non_negative("agents.heartbeat_interval_secs", a.heartbeat_interval_secs)?;
+        if a.heartbeat_interval_secs < 0.001 {
+            return Err(Error::invalid(
+                "agents.heartbeat_interval_secs must be at least 0.001",
+            ));
+        }
+        non_negative("agents.heartbeat_jitter_secs", a.heartbeat_jitter_secs)?;
+        probability(
+            "agents.heartbeat_loss_probability",
+            a.heartbeat_loss_probability,
+        )?;
+        non_negative("agents.crash_per_hour", a.crash_per_hour)?;
+        match &self.workload {
+            Workload::Poisson {
+                rate_per_minute,
+                duration,
+                bursts,
+            } => {
+                non_negative("workload.rate_per_minute", *rate_per_minute)?;
+                duration.validate("workload.duration")?;
+                for b in bursts {
+                    Window {
+                        start_secs: b.start_secs,
+                        end_secs: b.end_secs,
+                    }
+                    .validate("workload.bursts")?;
+                    non_negative("workload.bursts.rate_per_minute", b.rate_per_minute)?;
+                }
+            }
+            Workload::Trace { jobs } => {
+                for j in jobs {
+                    non_negative("workload.jobs arrival", j[0])?;
+                    non_negative("workload.jobs duration", j[1])?;
+                }
+            }
+            Workload::TraceFile { path } => {
+                if path.is_empty() {
+                    return Err(Error::invalid("workload.path is empty"));
+                }
+            }
+        }
+        let h = &self.host;
+        if !(0.001..=86_400.0).contains(&h.tick_interval_secs) {
+            return Err(Error::invalid(format!(
+                "host.tick_interval_secs must be in [0.001, 86400], got {}",
+                h.tick_interval_secs
+            )));
+        }
+        non_negative("host.reconcile_interval_secs", h.reconcile_interval_secs)?;
+        non_negative("host.flap_window_secs", h.flap_window_secs)?;
+        let f = &self.faults;
+        for w in &f.provider_outages {
+            w.validate("faults.provider_outages")?;
+        }
+        for w in &f.host_stalls {
+            w.validate("faults.host_stalls")?;
+        }
+        for w in &f.clock_stalls {
+            w.validate("faults.clock_stalls")?;
+        }
+        for p in &f.partitions {
+            Window {
+                start_secs: p.start_secs,
+                end_secs: p.end_secs,
+            }
+            .validate("faults.partitions")?;
+            probability("faults.partitions.fraction", p.fraction)?;
+        }
+        Ok(())
+    }
+
+    /// Reads a scenario from JSON and validates it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for malformed JSON, unknown fields or invalid values.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let s: Scenario = serde_json::from_str(text)
+            .map_err(|e| Error::invalid(format!("invalid scenario JSON: {e}")))?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// The names of the built-in scenarios: `default` (steady load) and the small fault
+    /// scenarios the tests run over many seeds.
+    pub fn builtin_names() -> &'static [&'static str] {
+        &[
+            "default",
+            "provider_outage",
+            "host_stall",
+            "partition",
+            "clock_stall",
+            "flaky",
+        ]
+    }
+
+    /// The fault scenarios (small fleets, 30 simulated minutes): what the tests run over many
+    /// seeds.
+    pub fn fault_names() -> &'static [&'static str] {
+        &Self::builtin_names()[1..]
+    }
+
+    /// A built-in scenario by name (see [`builtin_names`](Self::builtin_names)), with `seed`.
+    pub fn builtin(name: &str, seed: u64) -> Option<Scenario> {
+        let mut s = match name {
+            "default" => Scenario::default(),
+            "provider_outage" => {
+                let mut s = Self::small(name);
+                s.faults.provider_outages = vec![Window {
+                    start_secs: 300.0,
+                    end_secs: 900.0,
+                }];
+                s.provider.destroy_failure_probability = 0.05;
+                s
+            }
+            "host_stall" => {
+                let mut s = Self::small(name);
+                s.faults.host_stalls = vec![
+                    Window {
+                        start_secs: 400.0,
+                        end_secs: 580.0,
+                    },
+                    Window {
+                        start_secs: 1200.0,
+                        end_secs: 1230.0,
+                    },
+                ];
+                s
+            }
+            "partition" => {
+                let mut s = Self::small(name);
+                s.faults.partitions = vec![
+                    // Most of the fleet: the brake must hold.
+                    Partition {
+                        start_secs: 400.0,
+                        end_secs: 560.0,
+                        fraction: 0.8,
+                    },
+                    // A minority: those may be declared unhealthy, their jobs requeued.
+                    Partition {
+                        start_secs: 1100.0,
+                        end_secs: 1250.0,
+                        fraction: 0.3,
+                    },
+                ];
+                s
+            }
+            "clock_stall" => {
+                let mut s = Self::small(name);
+                s.faults.clock_stalls = vec![
+                    Window {
+                        start_secs: 300.0,
+                        end_secs: 450.0,
+                    },
+                    Window {
+                        start_secs: 1000.0,
+                        end_secs: 1030.0,
+                    },
+                ];
+                s
+            }
+            "flaky" => {
+                let mut s = Self::small(name);
+                s.provider.create_failure_probability = 0.15;
+                s.provider.destroy_failure_probability = 0.2;
+                s.provider.panic_probability = 0.05;
+                s.provider.vanish_per_hour = 0.5;
+                s.provider.slow_boot_probability = 0.1;
+                s.agents.crash_per_hour = 0.5;
+                s.agents.heartbeat_loss_probability = 0.1;
+                s.host.reconcile_interval_secs = 120.0;
+                s
+            }
+            _ => return None,
+        };
+        s.seed = seed;
+        Some(s)
+    }
+
+    /// The common base of the fault scenarios: 30 minutes, up to 6 workers, short timeouts so
+    /// that every mechanism (startup and heartbeat expiry, idle retirement, scale up and down)
+    /// happens several times.
+    fn small(name: &str) -> Scenario {
+        Scenario {
+            name: name.into(),
+            duration_secs: 1800.0,
+            // Two-second steps: fine enough for 10 s heartbeats and 45 s deadlines, and half
+            // the cost of the many seeds the tests run in a debug build.
+            step_secs: 2.0,
+            host: HostModel {
+                tick_interval_secs: 2.0,
+                ..HostModel::default()
+            },
+            lifecycle: WorkerLifecycleConfig {
+                heartbeat_timeout: Duration::from_secs(45),
+                health_check_interval: Duration::from_secs(10),
+                startup_timeout: Duration::from_secs(120),
+                min_ready_workers: 1,
+                max_workers: 6,
+                scale_up_cooldown: Duration::from_secs(5),
+                scale_down_cooldown: Duration::from_secs(60),
+                max_provision_per_tick: 3,
+                ..WorkerLifecycleConfig::default()
+            },
+            worker: WorkerSpec::new("sim-worker")
+                .with_idle_timeout(Duration::from_secs(90))
+                .with_max_lifetime(Duration::from_secs(900)),
+            workload: Workload::Poisson {
+                rate_per_minute: 5.0,
+                duration: Dist::LogNormal {
+                    median: 30.0,
+                    sigma: 0.7,
+                },
+                bursts: vec![Burst {
+                    start_secs: 600.0,
+                    end_secs: 780.0,
+                    rate_per_minute: 20.0,
+                }],
+            },
+            ..Scenario::default()
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Many seeds across the fault scenarios, every invariant checked after every step.
+//!
+//! A failure prints the scenario, the seed, the violations and the commands that replay it:
+//! `SIM_SCENARIO=<name> SIM_SEED=<n> cargo test -p hodei-workers --test sim_seeds -- --nocapture`
+//! runs that one seed only (SIM_SEEDS=<count> changes how many seeds each scenario runs).
+
+use hodei_workers::sim::{Scenario, SimReport, Simulation, SIM_PANIC_MESSAGE};
+
+/// Seeds per fault scenario: 5 scenarios x 45 = 225 runs in the default `cargo test`.
+const SEEDS: u64 = 45;
+
+fn seeds_for(name: &str) -> Vec<u64> {
+    if let Ok(only) = std::env::var("SIM_SCENARIO") {
+        if only != name {
+            return Vec::new();
+        }
+    }
+    if let Ok(seed) = std::env::var("SIM_SEED") {
+        return vec![seed.parse().expect("SIM_SEED must be an unsigned integer")];
+    }
+    let n = std::env::var("SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(SEEDS);
+    (1..=n).collect()
+}
+
+/// The simulated provider panics on purpose (the manager catches it); without this, every one
+/// of those panics would print (and, with RUST_BACKTRACE set, capture) a backtrace.
+fn quiet_sim_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let ours = info
+                .payload()
+                .downcast_ref::<String>()
+                .is_some_and(|m| m.starts_with(SIM_PANIC_MESSAGE));
+            if !ours {
+                default_hook(info);
+            }
+        }));
+    });
+}
+
+fn run(name: &str, seed: u64) -> SimReport {
+    quiet_sim_panics();
+    let scenario = Scenario::builtin(name, seed).expect("a built-in fault scenario");
+    let report = Simulation::new(&scenario, None)
+        .expect("valid scenario")
+        .run();
+    if std::env::var("SIM_SEED").is_ok() {
+        println!("{report}");
+    }
+    if report.violations_total > 0 {
+        panic!(
+            "scenario {name} seed {seed}: {} invariant violation(s)\n{report}\nreplay with:\n  \
+             SIM_SCENARIO={name} SIM_SEED={seed} cargo test -p hodei-workers --test sim_seeds -- \
+             --nocapture\n  cargo run --release -p hodei-workers --example simulate -- --builtin \
+             {name} --seed {seed}",
+            report.violations_total
+        );
+    }
+    report
+}
+
+/// Runs every seed of `name` and returns the reports (panics on the first violating seed).
+fn sweep(name: &str) -> Vec<SimReport> {
+    seeds_for(name).into_iter().map(|s| run(name, s)).collect()
+}
+
+fn replaying() -> bool {
+    std::env::var("SIM_SEED").is_ok()
+}
+
+fn total(reports: &[SimReport], f: impl Fn(&SimReport) -> u64) -> u64 {
+    reports.iter().map(f).sum()
+}
+
+#[test]
+fn provider_outage_seeds() {
+    let reports = sweep("provider_outage");
+    if reports.is_empty() || replaying() {
+        return;
+    }
+    // The outage really bit: creates failed, the manager backed off, and the fleet recovered
+    // (jobs still got done).
+    assert!(total(&reports, |r| r.provision_failures) > 0);
+    assert!(reports.iter().all(|r| r.jobs_done > r.jobs_arrived / 2));
+}
+
+#[test]
+fn host_stall_seeds() {
+    let reports = sweep("host_stall");
+    if reports.is_empty() || replaying() {
+        return;
+    }
+    // Every run stalled longer than heartbeat_timeout once: a grace was granted each time and
+    // the fleet was not expired wholesale.
+    assert!(
+        reports.iter().all(|r| r.stall_graces >= 1),
+        "a stall went unnoticed"
+    );
+    assert!(reports.iter().all(|r| r.jobs_done > 0));
+}
+
+#[test]
+fn partition_seeds() {
+    let reports = sweep("partition");
+    if reports.is_empty() || replaying() {
+        return;
+    }
+    // Heartbeats were lost en masse: some runs lost workers (and requeued their jobs), some
+    // runs had the brake hold.
+    assert!(total(&reports, |r| r.unhealthy_detections) > 0);
+    assert!(total(&reports, |r| r.requeued_jobs) > 0);
+    assert!(total(&reports, |r| r.mass_expiry_holds) > 0);
+    assert_eq!(
+        total(&reports, |r| r.lost_jobs),
+        total(&reports, |r| r.requeued_jobs),
+        "every lost job was requeued"
+    );
+}
+
+#[test]
+fn clock_stall_seeds() {
+    let reports = sweep("clock_stall");
+    if reports.is_empty() || replaying() {
+        return;
+    }
+    // The 150 s clock stall ends in a jump past heartbeat_timeout: treated as a stall.
+    assert!(reports.iter().all(|r| r.stall_graces >= 1));
+}
+
+#[test]
+fn flaky_provider_and_agents_seeds() {
+    let reports = sweep("flaky");
+    if reports.is_empty() || replaying() {
+        return;
+    }
+    for (what, n) in [
+        (
+            "provision failures",
+            total(&reports, |r| r.provision_failures),
+        ),
+        ("destroy failures", total(&reports, |r| r.destroy_failures)),
+        ("provider panics", total(&reports, |r| r.provider_panics)),
+        (
+            "vanished instances",
+            total(&reports, |r| r.vanished_instances),
+        ),
+        ("agent crashes", total(&reports, |r| r.agent_crashes)),
+        (
+            "unhealthy detections",
+            total(&reports, |r| r.unhealthy_detections),
+        ),
+        ("requeued jobs", total(&reports, |r| r.requeued_jobs)),
+        (
+            "lazy subscriber drops",
+            total(&reports, |r| r.lazy_subscriber_dropped),
+        ),
+    ] {
+        assert!(n > 0, "the flaky scenario never produced {what}");
+    }
+}
