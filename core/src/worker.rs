@@ -92,6 +92,19 @@ impl ProviderType {
         Ok(ProviderType::Custom(name))
     }
 
+    /// Checks a `Custom` name by the rules of [`ProviderType::custom`]: the variant can also
+    /// be built directly, and a name breaking them would not survive its own text form (a
+    /// snapshot holding it could not be read back).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an invalid custom name.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            ProviderType::Custom(name) => Self::custom(name.as_str()).map(|_| ()),
+            _ => Ok(()),
+        }
+    }
+
     /// The family this type belongs to.
     pub fn category(&self) -> ProviderCategory {
         use ProviderType::*;
@@ -362,6 +375,15 @@ impl WorkerHandle {
             resource_id: resource_id.into(),
             metadata: BTreeMap::new(),
         }
+    }
+
+    /// Checks what the registry relies on: a valid provider type (see
+    /// [`ProviderType::validate`]). Ids are valid by construction.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`].
+    pub fn validate(&self) -> Result<()> {
+        self.provider_type.validate()
     }
 
     /// Adds a metadata entry (builder style).

@@ -111,6 +111,28 @@ fn register_refuses_an_invalid_spec() {
 }
 
 #[test]
+fn register_refuses_an_invalid_custom_provider_type() {
+    // The variant can be built directly, bypassing ProviderType::custom; such a name would
+    // not survive the snapshot's text form.
+    let (_, registry) = registry();
+    for name in ["", "a:b", "tab\there", &"x".repeat(65)] {
+        let handle = WorkerHandle::new(provider("p"), ProviderType::Custom(name.to_string()), "r");
+        assert!(
+            matches!(
+                registry.register(handle, spec()),
+                Err(Error::InvalidArgument(_))
+            ),
+            "{name:?}"
+        );
+    }
+    assert_eq!(registry.count().unwrap(), 0);
+    let ok = WorkerHandle::new(provider("p"), ProviderType::Custom("nomad".into()), "r");
+    registry.register(ok, spec()).unwrap();
+    let json = registry.snapshot().unwrap().to_json().unwrap();
+    assert_eq!(Snapshot::from_json(&json).unwrap().workers.len(), 1);
+}
+
+#[test]
 fn unregister_unknown_is_not_found() {
     let (_, registry) = registry();
     let id = WorkerId::new();

@@ -29,7 +29,7 @@ type Shard = HashMap<WorkerId, Record, foldhash::fast::RandomState>;
 /// The in-memory [`WorkerRegistry`].
 ///
 /// # Design
-/// - Records live in [`SHARD_COUNT`] `RwLock`ed hash maps chosen by worker id. `get` and
+/// - Records live in 64 `RwLock`ed hash maps (shards) chosen by worker id. `get` and
 ///   `heartbeat` take one shard's *shared* lock; `heartbeat` is one atomic `fetch_max`.
 /// - One mutex guards the registry-wide indexes (ready workers ordered by idle time, job
 ///   holders, deadline indexes) and the counters behind `stats`. Every change of state takes a
@@ -202,6 +202,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
     }
 
     fn register(&self, handle: WorkerHandle, spec: Arc<WorkerSpec>) -> Result<Worker> {
+        handle.validate()?;
         spec.validate()?;
         let now = self.now();
         let id = handle.worker_id;

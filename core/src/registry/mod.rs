@@ -42,7 +42,8 @@ pub trait WorkerRegistry: Send + Sync + fmt::Debug {
     /// Registers a worker in `Creating`. The id is `handle.worker_id`.
     ///
     /// # Errors
-    /// `AlreadyExists` for a known id; `InvalidArgument` for an invalid spec.
+    /// `AlreadyExists` for a known id; `InvalidArgument` for an invalid spec or handle
+    /// ([`WorkerSpec::validate`], [`WorkerHandle::validate`]).
     fn register(&self, handle: WorkerHandle, spec: Arc<WorkerSpec>) -> Result<Worker>;
 
     /// Removes a worker's record and returns its last snapshot. A held job is reported lost.
