@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 use registry_common::*;
 
 const THREADS: usize = 6;
-const ITERATIONS: usize = 2_500;
+const ITERATIONS: usize = 6_000;
 const JOB_POOL: usize = 24;
 /// Far more than the test can take: a hang here is a deadlock.
 const WATCHDOG: Duration = Duration::from_secs(120);
@@ -111,6 +111,39 @@ fn replay_job_ledger(events: &[WorkerLifecycleEvent]) -> HashMap<JobId, WorkerId
     job_holder
 }
 
+/// Checks that each worker's events, in `seq` order, start with `Registered` and that nothing
+/// follows its `Unregistered` (no id is registered twice here).
+fn check_worker_event_order(events: &[WorkerLifecycleEvent]) {
+    let mut alive: HashMap<WorkerId, bool> = HashMap::new();
+    for e in events {
+        let Some(id) = e.kind.worker_id() else {
+            continue;
+        };
+        match e.kind {
+            EventKind::Registered { .. } => {
+                assert!(
+                    alive.insert(id, true).is_none(),
+                    "seq {}: {id} registered twice",
+                    e.seq
+                )
+            }
+            EventKind::Unregistered { .. } => assert_eq!(
+                alive.insert(id, false),
+                Some(true),
+                "seq {}: {id} unregistered while not registered",
+                e.seq
+            ),
+            _ => assert_eq!(
+                alive.get(&id),
+                Some(&true),
+                "seq {}: {} of {id} outside its registration",
+                e.seq,
+                e.kind.name()
+            ),
+        }
+    }
+}
+
 #[derive(Default, Debug)]
 struct Tally {
     claimed: AtomicUsize,
@@ -120,6 +153,7 @@ struct Tally {
     double_assign_refused: AtomicUsize,
     lost: AtomicUsize,
     registered: AtomicUsize,
+    heartbeats: AtomicUsize,
     unregistered: AtomicUsize,
 }
 
@@ -133,7 +167,11 @@ fn concurrent_operations_never_give_a_job_to_two_workers() {
     let (clock, registry) = registry();
     let registry = Arc::new(registry);
     let events = registry
-        .subscribe(SubscribeOptions::default().capacity(1 << 22))
+        .subscribe(
+            SubscribeOptions::default()
+                .capacity(1 << 22)
+                .heartbeats(true),
+        )
         .unwrap();
     let jobs: Arc<Vec<JobId>> = Arc::new((0..JOB_POOL).map(|i| job(&format!("job-{i}"))).collect());
     let workers: Arc<Mutex<Vec<WorkerId>>> = Arc::new(Mutex::new(Vec::new()));
@@ -220,7 +258,8 @@ fn concurrent_operations_never_give_a_job_to_two_workers() {
                             }
                         }
                         60..=74 => match registry.heartbeat(&some_worker) {
-                            Ok(()) | Err(Error::NotFound(_)) => {}
+                            Ok(()) => bump(&tally.heartbeats),
+                            Err(Error::NotFound(_)) => {}
                             Err(e) => panic!("heartbeat: {e}"),
                         },
                         75..=84 => {
@@ -304,6 +343,12 @@ fn concurrent_operations_never_give_a_job_to_two_workers() {
         assert_eq!(pair[1].seq, pair[0].seq + 1);
     }
     let held = replay_job_ledger(&all_events);
+    check_worker_event_order(&all_events);
+    let heartbeat_events = all_events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::HeartbeatReceived { .. }))
+        .count();
+    assert_eq!(heartbeat_events, tally.heartbeats.load(Ordering::Relaxed));
 
     // The ledger agrees with the registry, and the invariants hold.
     let all = assert_invariants(&*registry);
