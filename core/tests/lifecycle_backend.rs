@@ -17,6 +17,8 @@ struct Flaky {
     fail_get: AtomicBool,
     fail_unregister: AtomicBool,
     fail_queries: AtomicBool,
+    /// Simulates the agent's release arriving between the manager's two state changes.
+    release_before_terminating: AtomicBool,
 }
 
 fn down() -> Error {
@@ -52,6 +54,13 @@ impl WorkerRegistry for Flaky {
         self.inner.find(filter)
     }
     fn update_state(&self, id: &WorkerId, state: WorkerState) -> Result<Worker> {
+        if state == WorkerState::Terminating
+            && self
+                .release_before_terminating
+                .swap(false, Ordering::SeqCst)
+        {
+            self.inner.release_from_job(id, None)?;
+        }
         self.inner.update_state(id, state)
     }
     fn heartbeat(&self, id: &WorkerId) -> Result<()> {
@@ -113,6 +122,7 @@ fn setup() -> (
         fail_get: AtomicBool::new(false),
         fail_unregister: AtomicBool::new(false),
         fail_queries: AtomicBool::new(false),
+        release_before_terminating: AtomicBool::new(false),
     });
     let manager = WorkerLifecycleManager::new(flaky.clone(), config()).unwrap();
     let provider = TestProvider::new("test");
@@ -190,4 +200,47 @@ fn tick_reports_registry_errors_instead_of_failing() {
     assert_eq!(manager.cleanup_workers().unwrap_err(), down());
     flaky.fail_queries.store(false, Ordering::SeqCst);
     assert!(manager.tick(0).health_checked, "retried on the next tick");
+}
+
+#[test]
+fn a_job_released_while_its_worker_is_taken_out_of_service_is_not_reported_lost() {
+    let (_clock, flaky, manager, _provider) = setup();
+    let w = manager.provision_worker(&pid("test"), spec()).unwrap().id;
+    flaky.update_state(&w, WorkerState::Ready).unwrap();
+    flaky.assign_to_job(&w, job("done-just-now")).unwrap();
+    let events = flaky.subscribe(SubscribeOptions::default()).unwrap();
+    flaky
+        .release_before_terminating
+        .store(true, Ordering::SeqCst);
+    let r = manager
+        .terminate_worker(&w, TerminationReason::Requested)
+        .unwrap();
+    assert!(
+        r.lost_jobs.is_empty(),
+        "it finished: requeueing would run it twice"
+    );
+    let names: Vec<&str> = events.drain().iter().map(|e| e.kind.name()).collect();
+    assert_eq!(
+        names,
+        vec![
+            "state_changed",
+            "released_from_job",
+            "state_changed",
+            "unregistered"
+        ]
+    );
+    // And without the release, the same path reports the job.
+    let w = manager.provision_worker(&pid("test"), spec()).unwrap().id;
+    flaky.update_state(&w, WorkerState::Ready).unwrap();
+    flaky.assign_to_job(&w, job("running")).unwrap();
+    let r = manager
+        .terminate_worker(&w, TerminationReason::Requested)
+        .unwrap();
+    assert_eq!(
+        r.lost_jobs,
+        vec![LostJob {
+            worker_id: w,
+            job_id: job("running")
+        }]
+    );
 }

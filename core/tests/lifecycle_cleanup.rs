@@ -301,7 +301,7 @@ fn terminate_worker_on_a_busy_worker_reports_its_job() {
     assert_eq!(r.terminated[0].reason, TerminationReason::Requested);
     assert_eq!(
         Fixture::names(&f.drain(), Some(w)),
-        vec!["state_changed", "job_lost", "unregistered"]
+        vec!["state_changed", "state_changed", "job_lost", "unregistered"]
     );
     let unknown = WorkerId::new();
     assert_eq!(

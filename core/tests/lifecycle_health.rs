@@ -68,9 +68,15 @@ fn a_worker_silent_past_heartbeat_timeout_is_detected_destroyed_and_unregistered
                 worker_id: silent,
                 last_heartbeat: T0
             },
+            // Through Draining: from there no claim can slip in before Terminating.
             EventKind::StateChanged {
                 worker_id: silent,
                 from: WorkerState::Ready,
+                to: WorkerState::Draining
+            },
+            EventKind::StateChanged {
+                worker_id: silent,
+                from: WorkerState::Draining,
                 to: WorkerState::Terminating
             },
             EventKind::Unregistered {
@@ -112,6 +118,7 @@ fn the_job_of_a_silent_busy_worker_is_reported_lost() {
         Fixture::names(&events, Some(busy)),
         vec![
             "unhealthy_detected",
+            "state_changed",
             "state_changed",
             "job_lost",
             "unregistered"

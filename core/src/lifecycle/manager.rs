@@ -11,7 +11,7 @@ use crate::clock::{millis, Timestamp};
 use crate::error::{Error, Result};
 use crate::events::EventKind;
 use crate::filter::WorkerFilter;
-use crate::ids::{ProviderId, WorkerId};
+use crate::ids::{JobId, ProviderId, WorkerId};
 use crate::registry::WorkerRegistry;
 use crate::state::WorkerState;
 use crate::worker::{ProviderType, TerminationReason, Worker, WorkerHandle, WorkerSpec};
@@ -609,14 +609,13 @@ impl WorkerLifecycleManager {
                 worker_id: id,
                 last_heartbeat: fresh.last_heartbeat,
             });
-            if let Err(e) = self.registry.update_state(&id, WorkerState::Terminating) {
+            let lost = match self.take_out_of_service(&fresh) {
+                Ok(lost) => lost,
                 // It moved on its own (e.g. another thread terminated it): nothing to do.
-                if !matches!(e, Error::NotFound(_) | Error::InvalidTransition { .. }) {
-                    return Err(e);
-                }
-                continue;
-            }
-            if let Some(job) = fresh.current_job.clone() {
+                Err(Error::NotFound(_) | Error::InvalidTransition { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            if let Some(job) = lost {
                 result.lost_jobs.push(LostJob {
                     worker_id: id,
                     job_id: job,
@@ -735,6 +734,29 @@ impl WorkerLifecycleManager {
         terminating
     }
 
+    /// Moves `w` to `Terminating` and says exactly which job it lost, if any.
+    ///
+    /// A worker that may hold a job goes through `Draining` first: from there it can gain no job
+    /// (no claim picks it), only lose one by a release, which counts in `jobs_executed`. So the
+    /// job seen on entering `Draining` was lost by the move to `Terminating` unless a release
+    /// came in between — exactly the job the registry reports with `JobLost`, with no window
+    /// for a claim or a release to slip through unreported. (`Creating`/`Connecting` workers
+    /// hold no job and move directly.)
+    fn take_out_of_service(&self, w: &Worker) -> Result<Option<JobId>> {
+        if w.state.is_starting() {
+            self.registry
+                .update_state(&w.id, WorkerState::Terminating)?;
+            return Ok(None);
+        }
+        let draining = self.registry.update_state(&w.id, WorkerState::Draining)?;
+        let terminating = self
+            .registry
+            .update_state(&w.id, WorkerState::Terminating)?;
+        Ok(draining
+            .current_job
+            .filter(|_| terminating.jobs_executed == draining.jobs_executed))
+    }
+
     /// Moves a worker to `Draining`: it takes no new job, finishes the one it holds, and is
     /// then terminated by the cleanup (reason `Drained`).
     ///
@@ -761,17 +783,15 @@ impl WorkerLifecycleManager {
         let worker = self.registry.get(id)?.ok_or(Error::NotFound(*id))?;
         let mut result = CleanupResult::default();
         if !worker.state.is_terminal() {
-            match self.registry.update_state(id, WorkerState::Terminating) {
-                Ok(_) => {
-                    if let Some(job) = worker.current_job.clone() {
-                        bump(&self.counters.lost_jobs, 1);
-                        result.lost_jobs.push(LostJob {
-                            worker_id: *id,
-                            job_id: job,
-                        });
-                    }
+            match self.take_out_of_service(&worker) {
+                Ok(Some(job)) => {
+                    bump(&self.counters.lost_jobs, 1);
+                    result.lost_jobs.push(LostJob {
+                        worker_id: *id,
+                        job_id: job,
+                    });
                 }
-                Err(Error::InvalidTransition { .. }) => {}
+                Ok(None) | Err(Error::InvalidTransition { .. }) => {}
                 Err(e) => return Err(e),
             }
         }
