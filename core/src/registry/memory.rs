@@ -492,34 +492,55 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         if floor >= cutoff {
             return Ok(Vec::new());
         }
-        let due: Vec<(Timestamp, WorkerId)> = {
+        let mut due: Vec<(Timestamp, WorkerId)> = {
             let mut ix = self.indexes.lock();
             let rest = ix.heartbeat_due.split_off(&(cutoff, WorkerId::MIN));
             std::mem::replace(&mut ix.heartbeat_due, rest)
                 .into_iter()
                 .collect()
         };
+        // Batched by shard: one shard lock and one index lock per shard touched instead of
+        // per entry. Besides the locking, the look-ups of one batch are independent, so their
+        // cache misses overlap instead of queueing behind each entry's lock operations.
+        due.sort_unstable_by_key(|&(_, id)| self.shard_index(&id));
         let mut unhealthy = Vec::new();
-        for (key, id) in due {
-            let mut shard = self.shard(&id).write();
-            let Some(rec) = shard.get_mut(&id) else {
-                continue;
-            };
-            // Another caller may have re-filed it since we popped the entry.
-            if rec.heartbeat_key != Some(key) {
-                continue;
+        let mut refiled = Vec::new();
+        for batch in due.chunk_by(|a, b| self.shard_index(&a.1) == self.shard_index(&b.1)) {
+            let mut shard = self.shards[self.shard_index(&batch[0].1)].write();
+            refiled.clear();
+            for &(key, id) in batch {
+                let Some(rec) = shard.get_mut(&id) else {
+                    continue;
+                };
+                // Another caller may have re-filed it since we popped the entry.
+                if rec.heartbeat_key != Some(key) {
+                    continue;
+                }
+                rec.heartbeat_key = None;
+                if !rec.state.heartbeat_monitored() {
+                    continue;
+                }
+                // Re-file under the live heartbeat (what `Indexes::file_heartbeat` does; the
+                // index half follows below, still under this shard's lock). A worker still due
+                // stays due for the next look, so a held-back health check finds it again.
+                let effective = rec.heartbeat().max(floor);
+                rec.heartbeat_key = Some(effective);
+                refiled.push((effective, id));
+                if effective < cutoff {
+                    unhealthy.push(rec.to_worker(id));
+                }
             }
-            rec.heartbeat_key = None;
-            if !rec.state.heartbeat_monitored() {
-                continue;
-            }
-            // Re-file under the live heartbeat; a worker still due stays due for the next
-            // look, so a held-back health check finds it again.
-            self.indexes.lock().file_heartbeat(id, rec, floor);
-            if rec.heartbeat().max(floor) < cutoff {
-                unhealthy.push(rec.to_worker(id));
+            if !refiled.is_empty() {
+                // In key order: consecutive inserts then walk neighbouring tree nodes.
+                refiled.sort_unstable();
+                self.indexes
+                    .lock()
+                    .heartbeat_due
+                    .extend(refiled.iter().copied());
             }
         }
+        // In shard order: sorting the snapshots back into deadline order would cost more than
+        // the look-ups (a thousand 100-byte moves); the trait promises no order.
         Ok(unhealthy)
     }
 
