@@ -384,6 +384,21 @@ fn restore_checks_the_snapshot_it_is_given_directly() {
 }
 
 #[test]
+fn a_snapshot_seq_no_registry_can_continue_from_is_refused() {
+    // A registry restored at seq u64::MAX could not number its next event: the snapshot is
+    // corrupt, not a panic waiting for the next call.
+    for seq in [u64::MAX, u64::MAX - 1, 1 << 63] {
+        let text = edited(|v| v["seq"] = seq.into());
+        assert_refused(&text, &format!("seq {seq}"));
+    }
+    let fine = edited(|v| v["seq"] = ((1u64 << 63) - 1).into());
+    let target = InMemoryWorkerRegistry::new();
+    target.restore(Snapshot::from_json(&fine).unwrap()).unwrap();
+    register(&target, spec());
+    assert_eq!(next_seq(&target), (1 << 63) + 1);
+}
+
+#[test]
 fn restore_into_a_non_empty_registry_is_refused_and_changes_nothing() {
     let (_, source) = busy_registry();
     let snapshot = source.snapshot().unwrap();

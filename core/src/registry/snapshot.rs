@@ -12,6 +12,9 @@ use crate::worker::Worker;
 /// The `format` tag of snapshots this version writes and reads.
 pub const SNAPSHOT_FORMAT: &str = "hodei-workers.snapshot/1";
 
+/// The greatest `seq` a snapshot may carry.
+const MAX_SEQ: u64 = (1 << 63) - 1;
+
 /// The whole registry at one instant.
 ///
 /// ```
@@ -60,8 +63,8 @@ impl Snapshot {
     }
 
     /// Checks that the snapshot could have been taken of a registry keeping its invariants:
-    /// our format, unique ids matching their handles, valid specs, states consistent with
-    /// jobs, every job held once, `Ready` workers with an `idle_since`.
+    /// our format, a `seq` below 2^63, unique ids matching their handles, valid specs, states
+    /// consistent with jobs, every job held once, `Ready` workers with an `idle_since`.
     ///
     /// # Errors
     /// `Snapshot`, naming the first offending worker.
@@ -72,6 +75,12 @@ impl Snapshot {
                 "foreign format {:?} (expected {SNAPSHOT_FORMAT:?})",
                 self.format
             ));
+        }
+        // A registry restored at a seq near u64::MAX could not number its next events (the
+        // increment would overflow); no registry gets past 2^63 events in practice (300 years
+        // at a billion a second), so such a seq is corruption.
+        if self.seq > MAX_SEQ {
+            return bad(format!("seq {} is past {MAX_SEQ}", self.seq));
         }
         let mut ids = HashSet::with_capacity(self.workers.len());
         let mut jobs = HashSet::new();
