@@ -399,6 +399,49 @@ fn a_snapshot_seq_no_registry_can_continue_from_is_refused() {
 }
 
 #[test]
+fn extreme_values_in_a_snapshot_do_not_break_the_registry() {
+    // Whatever numbers a valid snapshot carries, the restored registry keeps working: no
+    // overflow on the next release, deadlines saturate instead of wrapping.
+    let text = edited(|v| {
+        let busy = worker_where(v, "busy");
+        busy["jobs_executed"] = u64::MAX.into();
+        busy["spec"]["max_lifetime"] = 1e17.into();
+        let ready = worker_where(v, "ready");
+        ready["idle_since"] = u64::MAX.into();
+        ready["last_heartbeat"] = u64::MAX.into();
+        ready["created_at"] = u64::MAX.into();
+    });
+    let (clock, target) = registry();
+    target.restore(Snapshot::from_json(&text).unwrap()).unwrap();
+    let busy = target
+        .find(&WorkerFilter::new().state(WorkerState::Busy))
+        .unwrap()
+        .remove(0);
+    target.release_from_job(&busy.id, None).unwrap();
+    let after = target.get(&busy.id).unwrap().unwrap();
+    assert_eq!(after.jobs_executed, u64::MAX);
+    clock.set(u64::MAX - 1);
+    let due = termination_map(&target);
+    let all = assert_invariants(&target);
+    assert_eq!(due, expected_termination(&all, u64::MAX - 1));
+    assert_eq!(
+        due.get(&busy.id),
+        Some(&TerminationReason::Idle),
+        "a lifetime of 1e17 s never ends (the deadline saturates); its idle time does"
+    );
+    for timeout in [Duration::ZERO, secs(1)] {
+        assert_eq!(
+            id_set(&target.find_unhealthy(timeout).unwrap()),
+            expected_unhealthy(&all, u64::MAX - 1, timeout, 0)
+        );
+    }
+    assert!(target
+        .claim(&WorkerFilter::new(), job("any"))
+        .unwrap()
+        .is_some());
+}
+
+#[test]
 fn restore_into_a_non_empty_registry_is_refused_and_changes_nothing() {
     let (_, source) = busy_registry();
     let snapshot = source.snapshot().unwrap();

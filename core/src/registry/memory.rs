@@ -396,7 +396,8 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         );
         self.change(&mut ix, *id, rec, now, |r| {
             r.current_job = None;
-            r.jobs_executed += 1;
+            // Saturating: a restored snapshot may carry any count.
+            r.jobs_executed = r.jobs_executed.saturating_add(1);
             if r.state == WorkerState::Busy {
                 r.state = if r.jobs_exhausted() {
                     WorkerState::Draining
