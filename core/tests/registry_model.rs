@@ -158,7 +158,7 @@ fn time_step() -> impl Strategy<Value = u64> {
 /// the first known, so selector `i` is the `i`-th of them), then the random operations.
 fn ops() -> impl Strategy<Value = Vec<Op>> {
     let fleet = prop::collection::vec((0..4usize, 0..2usize, any::<bool>()), 1..=5);
-    (fleet, prop::collection::vec(op(), 20..=50)).prop_map(|(fleet, rest)| {
+    (fleet, prop::collection::vec(op(), 30..=50)).prop_map(|(fleet, rest)| {
         let mut ops: Vec<Op> = fleet
             .iter()
             .map(|&(spec, provider, _)| Op::Register { spec, provider })
