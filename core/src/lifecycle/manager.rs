@@ -1285,7 +1285,7 @@ impl WorkerLifecycleManager {
                     if let Some(hold) = hc.held {
                         report.decisions.push(format!(
                             "mass-expiry brake held: {} of {} live workers silent (more than \
-                             {} allowed); none declared unhealthy",
+                             {} allowed); none of them declared unhealthy",
                             hold.would_expire, hold.live, hold.allowed
                         ));
                     }
