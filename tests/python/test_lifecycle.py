@@ -418,3 +418,49 @@ def test_lifecycle_config() -> None:
     assert manager.config == custom and manager.registry is registry
     assert hw.LifecycleManager(registry).config == config
     assert repr(manager) == "<LifecycleManager providers=[] workers=0>"
+
+
+def test_tick_report_explains_a_stall_and_the_mass_expiry_brake(
+    registry: hw.Registry, clock: hw.ManualClock, manager: hw.LifecycleManager
+) -> None:
+    events = registry.subscribe()
+    workers = [manager.provision_worker("fake-cloud", hw.WorkerSpec("r")) for _ in range(3)]
+    for w in workers:
+        report_in(registry, w.id)
+    manager.tick()
+
+    # The host was suspended for two minutes: nobody is expired for the host's own silence.
+    clock.advance(120)
+    stalled = manager.tick()
+    assert stalled.stall_grace == 120.0
+    assert stalled.unhealthy == [] and any("stall" in line for line in stalled.decisions)
+
+    # Every worker goes silent at once (a partition on our side, most likely): the brake holds.
+    held = None
+    for _ in range(10):
+        clock.advance(10)
+        report = manager.tick()
+        if report.mass_expiry_held is not None:
+            held = report
+            break
+    assert held is not None and held.unhealthy == [] and len(registry) == 3
+    hold = held.mass_expiry_held
+    assert hold is not None and (hold.would_expire, hold.live) == (3, 3)
+    assert hold.allowed < hold.would_expire
+    assert any("brake" in line for line in held.decisions)
+    assert any(isinstance(e, hw.MassExpiryHeld) and e.would_expire == 3 for e in events.drain())
+    assert manager.stats().mass_expiry_holds_total >= 1
+    assert "mass_expiry_held=MassExpiryHold(would_expire=3, live=3" in repr(held)
+
+
+def test_destroy_failures_are_events_too(
+    registry: hw.Registry, cloud: FakeCloud, manager: hw.LifecycleManager
+) -> None:
+    worker = manager.provision_worker("fake-cloud", hw.WorkerSpec("r"))
+    events = registry.subscribe()
+    cloud.fail_destroy = TimeoutError("API timed out")
+    manager.terminate_worker(worker.id)
+    [failed] = [e for e in events.drain() if isinstance(e, hw.DestroyFailed)]
+    assert (failed.worker_id, failed.provider_id, failed.attempts) == (worker.id, "fake-cloud", 1)
+    assert "TimeoutError" in failed.error and "API timed out" in failed.error
+    assert manager.stats().destroy_failures_total == 1 and manager.stats().pending_destroys == 1
