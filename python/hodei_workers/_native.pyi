@@ -160,6 +160,19 @@ class WorkerSpec:
         max_lifetime: _Seconds = ...,
         max_jobs: int | None = None,
     ) -> WorkerSpec: ...
+    def replace(
+        self,
+        *,
+        image: str = ...,
+        resources: Resources | None = ...,
+        labels: Mapping[str, str] | None = ...,
+        environment: Mapping[str, str] | None = ...,
+        capabilities: str | Iterable[str] | None = ...,
+        architecture: str = ...,
+        idle_timeout: _Seconds = ...,
+        max_lifetime: _Seconds = ...,
+        max_jobs: int | None = ...,
+    ) -> WorkerSpec: ...
     @property
     def image(self) -> str: ...
     @property

@@ -239,6 +239,46 @@ impl PyWorkerSpec {
         })
     }
 
+    /// A copy with some fields changed: ``spec.replace(max_jobs=1, labels={"pool": "gpu"})``.
+    /// Takes the constructor's keyword arguments (and validates like it).
+    #[pyo3(signature = (**changes))]
+    fn replace(
+        slf: &Bound<'_, Self>,
+        changes: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyWorkerSpec>> {
+        let py = slf.py();
+        let this = slf.get();
+        let fields = PyDict::new(py);
+        fields.set_item("resources", this.resources())?;
+        fields.set_item("labels", this.labels(py)?)?;
+        fields.set_item("environment", this.environment(py)?)?;
+        fields.set_item("capabilities", this.capabilities(py)?)?;
+        fields.set_item("architecture", this.architecture())?;
+        fields.set_item("idle_timeout", this.idle_timeout())?;
+        fields.set_item("max_lifetime", this.max_lifetime())?;
+        fields.set_item("max_jobs", this.max_jobs())?;
+        let mut image = this.image().to_owned();
+        if let Some(changes) = changes {
+            for (key, value) in changes.iter() {
+                let key: String = key.extract()?;
+                if key == "image" {
+                    image = value.extract()?;
+                } else if fields.contains(&key)? {
+                    fields.set_item(key, value)?;
+                } else {
+                    return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                        "WorkerSpec has no field {key:?}"
+                    )));
+                }
+            }
+        }
+        Ok(slf
+            .get_type()
+            .call((image,), Some(&fields))?
+            .cast_into::<PyWorkerSpec>()?
+            .unbind())
+    }
+
     /// Container image (or AMI, function name…).
     #[getter]
     fn image(&self) -> &str {

@@ -365,3 +365,18 @@ def test_enums() -> None:
     assert hw.WorkerState("ready") is hw.WorkerState.READY
     assert hw.TerminationReason("startup_timeout") is hw.TerminationReason.STARTUP_TIMEOUT
     assert len(hw.TerminationReason) == 9
+
+
+def test_spec_replace_makes_a_validated_copy() -> None:
+    base = hw.WorkerSpec("runner:1", labels={"pool": "ci"}, capabilities=["docker"], max_jobs=3)
+    one_shot = base.replace(max_jobs=1, image="runner:2")
+    assert (one_shot.image, one_shot.max_jobs) == ("runner:2", 1)
+    assert one_shot.labels == {"pool": "ci"} and one_shot.capabilities == {"docker"}
+    assert base.max_jobs == 3 and base.image == "runner:1", "the original is unchanged"
+    assert base.replace() == base
+    assert base.replace(max_jobs=None).max_jobs is None
+    assert base.replace(idle_timeout=timedelta(seconds=5)).idle_timeout == 5.0
+    with pytest.raises(hw.InvalidArgumentError):
+        base.replace(max_jobs=0)
+    with pytest.raises(TypeError):
+        base.replace(colour="blue")  # type: ignore[call-arg]
