@@ -12,6 +12,15 @@ use crate::process_provider::{AgentMsg, ProcessProvider};
 
 const TICK_EVERY: Duration = Duration::from_millis(150);
 
+/// `println!` that ignores a closed stdout (`make demo | head`): the demo still cleans up and
+/// checks itself instead of panicking halfway.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 /// A job of the demo queue: `sleep <ms>` or `sh <command>`, run by an agent.
 #[derive(Debug, Clone)]
 struct Job {
@@ -78,7 +87,7 @@ struct Timeline {
 
 impl Timeline {
     fn log(&self, mark: &str, text: impl AsRef<str>) {
-        println!(
+        say!(
             "[{:>5.1}s] {mark} {}",
             self.start.elapsed().as_secs_f64(),
             text.as_ref()
@@ -168,11 +177,15 @@ pub fn run(quick: bool) -> ExitCode {
         provider_backoff_max: Duration::from_secs(5),
         ..WorkerLifecycleConfig::default()
     };
-    println!(
+    say!(
         "hodei-workers demo{}: real processes as workers, a job queue, one crash, autoscaling.",
         if quick { " (quick)" } else { "" }
     );
-    println!(
+    say!(
+        "  legend: # manager decision  + provisioned  ^ reported in  > job sent  v job done\n          \
+         ! chaos / health check  x process gone  < job requeued  - worker destroyed"
+    );
+    say!(
         "  heartbeat_timeout {:.1} s, tick every {} ms, min_ready_workers {}, max_workers {}\n",
         config.heartbeat_timeout.as_secs_f64(),
         TICK_EVERY.as_millis(),
@@ -185,7 +198,7 @@ pub fn run(quick: bool) -> ExitCode {
             print_summary(&outcome);
             let failures = outcome.failures(max_workers);
             if failures.is_empty() {
-                println!("\nOK: every promise of the demo held.");
+                say!("\nOK: every promise of the demo held.");
                 ExitCode::SUCCESS
             } else {
                 for f in &failures {
@@ -202,8 +215,8 @@ pub fn run(quick: bool) -> ExitCode {
 }
 
 fn print_summary(o: &Outcome) {
-    println!("\n== summary ==");
-    println!("  jobs done        {}/{}", o.done.len(), o.total_jobs);
+    say!("\n== summary ==");
+    say!("  jobs done        {}/{}", o.done.len(), o.total_jobs);
     let requeued: Vec<String> = o
         .requeued
         .iter()
@@ -219,7 +232,7 @@ fn print_summary(o: &Outcome) {
             )
         })
         .collect();
-    println!(
+    say!(
         "  jobs requeued    {}{}",
         o.requeued.len(),
         if requeued.is_empty() {
@@ -228,17 +241,17 @@ fn print_summary(o: &Outcome) {
             format!(" ({})", requeued.join("; "))
         }
     );
-    println!("  peak workers     {}", o.peak_workers);
-    println!("  provisioned      {}", o.provisioned);
+    say!("  peak workers     {}", o.peak_workers);
+    say!("  provisioned      {}", o.provisioned);
     let total: usize = o.terminated.values().sum();
     let by_reason: Vec<String> = o
         .terminated
         .iter()
         .map(|(reason, n)| format!("{reason} {n}"))
         .collect();
-    println!("  terminated       {total} ({})", by_reason.join(", "));
-    println!("  processes leaked {}", o.leaked.len() + o.live_agents);
-    println!("  wall time        {:.1} s", o.elapsed.as_secs_f64());
+    say!("  terminated       {total} ({})", by_reason.join(", "));
+    say!("  processes leaked {}", o.leaked.len() + o.live_agents);
+    say!("  wall time        {:.1} s", o.elapsed.as_secs_f64());
 }
 
 /// The host loop. Every process it starts is killed and reaped before it returns (and by the
