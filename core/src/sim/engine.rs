@@ -28,6 +28,9 @@ pub const SIM_EPOCH_MS: Timestamp = 1_700_000_000_000;
 
 const STREAM_WORKLOAD: u64 = 0x10AD;
 
+/// Most jobs one run may have (a bound on the memory of the pre-drawn workload).
+pub const MAX_JOBS: usize = 10_000_000;
+
 /// Replaces a part of the simulated system, to show that the checker catches a broken one
 /// (tests), or to drive another registry implementation through the same faults.
 #[derive(Default)]
@@ -274,8 +277,10 @@ fn arrivals(scenario: &Scenario, end_ms: u64) -> Result<Vec<(u64, u64)>> {
                     if keep {
                         out.push((at, dur));
                     }
-                    if out.len() > 50_000_000 {
-                        return Err(Error::invalid("workload: more than 50 million jobs"));
+                    if out.len() > MAX_JOBS {
+                        return Err(Error::invalid(format!(
+                            "workload: more than {MAX_JOBS} jobs; shorten duration_secs or lower the rate"
+                        )));
                     }
                 }
             }
@@ -451,9 +456,7 @@ impl Simulation {
             .faults
             .partitions
             .iter()
-            .filter(|p| {
-                p.start_secs * 1000.0 <= self.t as f64 && (self.t as f64) < p.end_secs * 1000.0
-            })
+            .filter(|p| p.window().contains_ms(self.t))
             .map(|p| p.fraction)
             .fold(0.0, f64::max)
     }

@@ -50,7 +50,7 @@ mod scenario;
 
 pub use check::{Checker, Rule, StepView, Violation, MAX_KEPT_VIOLATIONS};
 pub use cloud::{Cloud, CloudStats, Instance, SimProvider, SIM_PANIC_MESSAGE};
-pub use engine::{Hooks, Simulation, SIM_EPOCH_MS};
+pub use engine::{Hooks, Simulation, MAX_JOBS, SIM_EPOCH_MS};
 pub use report::{compare_table, SimReport};
 pub use rng::{mix, splitmix64, SimRng};
 pub use scenario::{

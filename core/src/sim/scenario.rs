@@ -147,6 +147,16 @@ pub struct Partition {
     pub fraction: f64,
 }
 
+impl Partition {
+    /// The partition's time window.
+    pub fn window(&self) -> Window {
+        Window {
+            start_secs: self.start_secs,
+            end_secs: self.end_secs,
+        }
+    }
+}
+
 /// The simulated provider (a cloud API): how instances boot and how it fails.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -560,11 +570,7 @@ impl Scenario {
             w.validate("faults.clock_stalls")?;
         }
         for p in &f.partitions {
-            Window {
-                start_secs: p.start_secs,
-                end_secs: p.end_secs,
-            }
-            .validate("faults.partitions")?;
+            p.window().validate("faults.partitions")?;
             probability("faults.partitions.fraction", p.fraction)?;
         }
         Ok(())
