@@ -14,6 +14,11 @@
 //! - [`Clock`]: [`SystemClock`] (monotonic) in production, [`ManualClock`] in tests.
 //! - Events: [`WorkerRegistry::subscribe`] gives a [`Subscription`] on a bounded channel that
 //!   never blocks the registry.
+//! - [`WorkerLifecycleManager`]: the tick-driven engine on a registry — [`WorkerProvider`]s,
+//!   provisioning within `max_workers`, health checks with a stall grace and a mass-expiry
+//!   brake, cleanup that drains rather than kills, destroy retries (no leaked instances),
+//!   reconcile, and autoscaling; [`tick`](WorkerLifecycleManager::tick) returns a
+//!   [`TickReport`] that explains each decision and lists the jobs to requeue.
 //!
 //! ```
 //! use std::sync::Arc;
