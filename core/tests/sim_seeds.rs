@@ -87,6 +87,18 @@ fn provider_outage_seeds() {
     // (jobs still got done).
     assert!(total(&reports, |r| r.provision_failures) > 0);
     assert!(reports.iter().all(|r| r.jobs_done > r.jobs_arrived / 2));
+    // The provider backs off instead of being hammered: a 600 s outage ticked every 2 s
+    // would be ~300 failed creates; exponential back-off (5 s doubling) makes it a handful.
+    for r in &reports {
+        assert!(
+            r.provision_failures <= 12,
+            "seed {}: {} failed creates during one outage: no back-off?\n{r}",
+            r.seed,
+            r.provision_failures
+        );
+    }
+    // Nothing in this scenario silences an agent: nobody is declared unhealthy.
+    assert_eq!(total(&reports, |r| r.unhealthy_detections), 0);
 }
 
 #[test]
@@ -128,8 +140,16 @@ fn clock_stall_seeds() {
     if reports.is_empty() || replaying() {
         return;
     }
-    // The 150 s clock stall ends in a jump past heartbeat_timeout: treated as a stall.
+    // The 150 s clock stall ends in a jump past heartbeat_timeout: treated as a stall, and
+    // nobody is expired for it.
     assert!(reports.iter().all(|r| r.stall_graces >= 1));
+    for r in &reports {
+        assert_eq!(
+            r.unhealthy_detections, 0,
+            "seed {}: clock jump expired workers\n{r}",
+            r.seed
+        );
+    }
 }
 
 #[test]
