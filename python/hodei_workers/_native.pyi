@@ -149,15 +149,15 @@ class Resources:
 class WorkerSpec:
     def __new__(
         cls,
-        image: str = ...,
+        image: str = "",
         *,
         resources: Resources | None = None,
         labels: Mapping[str, str] | None = None,
         environment: Mapping[str, str] | None = None,
         capabilities: str | Iterable[str] | None = None,
         architecture: str = "amd64",
-        idle_timeout: _Seconds = ...,
-        max_lifetime: _Seconds = ...,
+        idle_timeout: _Seconds = 300.0,
+        max_lifetime: _Seconds = 3600.0,
         max_jobs: int | None = None,
     ) -> WorkerSpec: ...
     def replace(

@@ -101,6 +101,30 @@ pub(crate) fn duration_secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
+/// An `int` argument. Unlike a plain `i64` extraction, an int too large for 64 bits is an
+/// `InvalidArgumentError` (a `ValueError`: the type was right), not an `OverflowError`; and a
+/// `bool` is refused (`limit=True` is a bug, not a number).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Int(pub(crate) i64);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Int {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        if obj.is_instance_of::<PyBool>() {
+            return Err(PyTypeError::new_err("expected an int, not bool"));
+        }
+        match obj.extract::<i64>() {
+            Ok(value) => Ok(Int(value)),
+            Err(_) if obj.is_instance_of::<PyInt>() => Err(invalid(
+                obj.py(),
+                format!("{} is out of range", obj.repr()?),
+            )),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// A non-negative integer (a count, a limit): `InvalidArgumentError` when negative.
 pub(crate) fn count(py: Python<'_>, value: i64, what: &str) -> PyResult<usize> {
     usize::try_from(value).map_err(|_| invalid(py, format!("{what} must be >= 0, got {value}")))

@@ -11,7 +11,7 @@ use hodei_workers::{self as core, WorkerLifecycleConfig, WorkerLifecycleManager,
 use pyo3::prelude::*;
 use pyo3::BoundObject;
 
-use crate::convert::{self, Seconds};
+use crate::convert::{self, Int, Seconds};
 use crate::errors::{run, OrRaise};
 use crate::provider::{take_interrupt, PythonProvider};
 use crate::registry::PyRegistry;
@@ -371,12 +371,12 @@ macro_rules! config_class {
             fn new(
                 py: Python<'_>,
                 $($d: Option<Seconds>,)*
-                $($n: Option<i64>,)*
+                $($n: Option<Int>,)*
                 max_unhealthy_fraction: Option<f64>,
             ) -> PyResult<Self> {
                 let mut inner = WorkerLifecycleConfig::default();
                 $( if let Some(Seconds(value)) = $d { inner.$d = value; } )*
-                $( if let Some(value) = $n {
+                $( if let Some(Int(value)) = $n {
                     inner.$n = convert::count(py, value, concat!("config.", stringify!($n)))?;
                 } )*
                 if let Some(value) = max_unhealthy_fraction {
@@ -603,8 +603,8 @@ impl PyLifecycleManager {
 
     /// The seed's predicate: no READY worker and jobs pending, or more than
     /// scale_up_threshold jobs pending and room under max_workers.
-    fn should_scale_up(&self, py: Python<'_>, pending_jobs: i64) -> PyResult<bool> {
-        let pending_jobs = pending(py, pending_jobs)?;
+    fn should_scale_up(&self, py: Python<'_>, pending_jobs: Int) -> PyResult<bool> {
+        let pending_jobs = pending(py, pending_jobs.0)?;
         engine(py, || Ok(self.inner.should_scale_up(pending_jobs)))
     }
 
@@ -641,8 +641,8 @@ impl PyLifecycleManager {
     }
 
     /// The scaling policy's decision for ``pending_jobs``, without acting on it.
-    fn plan_scaling(&self, py: Python<'_>, pending_jobs: i64) -> PyResult<ScalingPlan> {
-        let pending_jobs = pending(py, pending_jobs)?;
+    fn plan_scaling(&self, py: Python<'_>, pending_jobs: Int) -> PyResult<ScalingPlan> {
+        let pending_jobs = pending(py, pending_jobs.0)?;
         engine(py, || self.inner.plan_scaling(pending_jobs)).map(ScalingPlan::from)
     }
 
@@ -657,9 +657,9 @@ impl PyLifecycleManager {
     /// health_check_interval), cleanup and destroy retries, scaling toward the target for
     /// ``pending_jobs``. Never raises for the engine's own troubles (they are lines in
     /// ``decisions``); a call while another thread ticks returns at once with ``skipped``.
-    #[pyo3(signature = (pending_jobs=0))]
-    fn tick(&self, py: Python<'_>, pending_jobs: i64) -> PyResult<TickReport> {
-        let pending_jobs = pending(py, pending_jobs)?;
+    #[pyo3(signature = (pending_jobs=Int(0)), text_signature = "($self, pending_jobs=0)")]
+    fn tick(&self, py: Python<'_>, pending_jobs: Int) -> PyResult<TickReport> {
+        let pending_jobs = pending(py, pending_jobs.0)?;
         engine(py, || Ok(self.inner.tick(pending_jobs))).map(TickReport::from)
     }
 

@@ -9,7 +9,7 @@ use hodei_workers::{
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
-use crate::convert::{self, Seconds};
+use crate::convert::{self, Int, Seconds};
 use crate::errors::{invalid, run};
 use crate::events::PySubscription;
 use crate::types::{PyManualClock, PyRegistryStats, PyWorker, PyWorkerSpec};
@@ -26,7 +26,7 @@ pub(crate) fn build_filter(
     unhealthy_for: Option<Seconds>,
     labels: Option<&Bound<'_, PyAny>>,
     capabilities: Option<&Bound<'_, PyAny>>,
-    limit: Option<i64>,
+    limit: Option<Int>,
 ) -> PyResult<WorkerFilter> {
     Ok(WorkerFilter {
         states: states
@@ -50,7 +50,9 @@ pub(crate) fn build_filter(
             .map(|c| convert::str_set(c, "capabilities"))
             .transpose()?
             .unwrap_or_default(),
-        limit: limit.map(|n| convert::count(py, n, "limit")).transpose()?,
+        limit: limit
+            .map(|n| convert::count(py, n.0, "limit"))
+            .transpose()?,
     })
 }
 
@@ -185,7 +187,7 @@ impl PyRegistry {
         unhealthy_for: Option<Seconds>,
         labels: Option<&Bound<'_, PyAny>>,
         capabilities: Option<&Bound<'_, PyAny>>,
-        limit: Option<i64>,
+        limit: Option<Int>,
     ) -> PyResult<Vec<PyWorker>> {
         let filter = build_filter(
             py,
@@ -287,7 +289,7 @@ impl PyRegistry {
         unhealthy_for: Option<Seconds>,
         labels: Option<&Bound<'_, PyAny>>,
         capabilities: Option<&Bound<'_, PyAny>>,
-        limit: Option<i64>,
+        limit: Option<Int>,
     ) -> PyResult<Option<PyWorker>> {
         let job = convert::job_id(py, job_id)?;
         let filter = build_filter(
@@ -335,14 +337,17 @@ impl PyRegistry {
     /// A new subscription to the registry's events. ``capacity`` bounds its queue (when full,
     /// events are dropped for this subscriber: the registry never waits). Heartbeat events are
     /// sent only with ``heartbeats=True``.
-    #[pyo3(signature = (capacity=4096, heartbeats=false))]
+    #[pyo3(
+        signature = (capacity=Int(4096), heartbeats=false),
+        text_signature = "($self, capacity=4096, heartbeats=False)"
+    )]
     fn subscribe(
         &self,
         py: Python<'_>,
-        capacity: i64,
+        capacity: Int,
         heartbeats: bool,
     ) -> PyResult<PySubscription> {
-        let capacity = convert::count(py, capacity, "capacity")?;
+        let capacity = convert::count(py, capacity.0, "capacity")?;
         if capacity == 0 {
             return Err(invalid(py, "capacity must be at least 1"));
         }

@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFrozenSet};
 use pyo3::BoundObject;
 
-use crate::convert::{self, Seconds};
+use crate::convert::{self, Int, Seconds};
 use crate::errors::{invalid, OrRaise};
 
 /// `repr()` of a Python value, for hand-written `__repr__`s that read like Python.
@@ -67,13 +67,16 @@ impl Hash for PyResources {
 impl PyResources {
     /// Resources asked for. Every amount must be >= 0 (InvalidArgumentError otherwise).
     #[new]
-    #[pyo3(signature = (cpu_cores=0.0, memory_bytes=0, disk_bytes=0, gpu_count=0, gpu_type=None))]
+    #[pyo3(
+        signature = (cpu_cores=0.0, memory_bytes=Int(0), disk_bytes=Int(0), gpu_count=Int(0), gpu_type=None),
+        text_signature = "(cpu_cores=0.0, memory_bytes=0, disk_bytes=0, gpu_count=0, gpu_type=None)"
+    )]
     fn new(
         py: Python<'_>,
         cpu_cores: f64,
-        memory_bytes: i64,
-        disk_bytes: i64,
-        gpu_count: i64,
+        memory_bytes: Int,
+        disk_bytes: Int,
+        gpu_count: Int,
         gpu_type: Option<String>,
     ) -> PyResult<Self> {
         if !cpu_cores.is_finite() || cpu_cores < 0.0 {
@@ -82,12 +85,12 @@ impl PyResources {
                 format!("cpu_cores must be finite and >= 0, got {cpu_cores}"),
             ));
         }
-        let gpu_count = non_negative(py, gpu_count, "gpu_count")?;
+        let gpu_count = non_negative(py, gpu_count.0, "gpu_count")?;
         Ok(PyResources {
             inner: ResourceRequirements {
                 cpu_cores,
-                memory_bytes: non_negative(py, memory_bytes, "memory_bytes")?,
-                disk_bytes: non_negative(py, disk_bytes, "disk_bytes")?,
+                memory_bytes: non_negative(py, memory_bytes.0, "memory_bytes")?,
+                disk_bytes: non_negative(py, disk_bytes.0, "disk_bytes")?,
                 gpu_count: u32::try_from(gpu_count)
                     .map_err(|_| invalid(py, format!("gpu_count is too large: {gpu_count}")))?,
                 gpu_type,
@@ -192,7 +195,10 @@ impl PyWorkerSpec {
         idle_timeout = Seconds(DEFAULT_IDLE_TIMEOUT),
         max_lifetime = Seconds(DEFAULT_MAX_LIFETIME),
         max_jobs = None,
-    ))]
+    ),
+    text_signature = "(image='', *, resources=None, labels=None, environment=None, \
+                      capabilities=None, architecture='amd64', idle_timeout=300.0, \
+                      max_lifetime=3600.0, max_jobs=None)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -204,12 +210,12 @@ impl PyWorkerSpec {
         architecture: &str,
         idle_timeout: Seconds,
         max_lifetime: Seconds,
-        max_jobs: Option<i64>,
+        max_jobs: Option<Int>,
     ) -> PyResult<Self> {
         let max_jobs =
             match max_jobs {
                 None => None,
-                Some(n) => Some(u32::try_from(n).map_err(|_| {
+                Some(Int(n)) => Some(u32::try_from(n).map_err(|_| {
                     invalid(py, format!("max_jobs must be 1..=4294967295, got {n}"))
                 })?),
             };
