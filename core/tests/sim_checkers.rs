@@ -167,6 +167,29 @@ impl WorkerProvider for ForgetfulProvider {
     }
 }
 
+/// A provider whose `list_workers` leaves out every other instance.
+struct HalfBlindProvider(Arc<dyn WorkerProvider>);
+
+impl WorkerProvider for HalfBlindProvider {
+    fn provider_id(&self) -> ProviderId {
+        self.0.provider_id()
+    }
+    fn provider_type(&self) -> ProviderType {
+        self.0.provider_type()
+    }
+    fn create_worker(&self, spec: &WorkerSpec) -> std::result::Result<WorkerHandle, ProviderError> {
+        self.0.create_worker(spec)
+    }
+    fn destroy_worker(&self, handle: &WorkerHandle) -> std::result::Result<(), ProviderError> {
+        self.0.destroy_worker(handle)
+    }
+    fn list_workers(&self) -> std::result::Result<Vec<WorkerHandle>, ProviderError> {
+        let mut all = self.0.list_workers()?;
+        all.retain(|h| h.resource_id.ends_with(['0', '2', '4', '6', '8']));
+        Ok(all)
+    }
+}
+
 fn quiet_sim_panics() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -270,6 +293,28 @@ fn more_workers_than_max_workers_is_caught() {
             s
         },
         || Broken::wrap(Bug::HideTerminating),
+    );
+}
+
+#[test]
+fn a_live_instance_expired_as_vanished_is_caught() {
+    let r = caught(
+        Rule::EarlyExpiry,
+        |seed| {
+            let mut s = scenario("provider_outage", seed, 600.0);
+            s.host.reconcile_interval_secs = 60.0;
+            s
+        },
+        || Hooks {
+            wrap_provider: Some(Box::new(|p| Arc::new(HalfBlindProvider(p)))),
+            ..Hooks::default()
+        },
+    );
+    assert!(
+        r.violations
+            .iter()
+            .any(|v| v.detail.contains("removed as vanished")),
+        "{r}"
     );
 }
 

@@ -29,7 +29,9 @@ pub enum Rule {
     JobNotDropped,
     /// §3 invariant 4: `stats()` equals a recount of the records.
     StatsRecount,
-    /// No worker is expired (or retired) before its deadline.
+    /// No worker is expired (or retired) before its deadline: heartbeat, startup, idle and
+    /// lifetime deadlines (after any stall grace), never a scale-down of a worker holding a
+    /// job, never "vanished" while its instance is alive.
     EarlyExpiry,
     /// Every provider instance is registered, in flight within `startup_timeout`, or queued
     /// for destruction.
@@ -475,6 +477,19 @@ impl Checker {
                 EventKind::Unregistered { worker_id, reason } => {
                     if let Some(problem) = self.expired_early(worker_id, reason, at) {
                         found.push((Rule::EarlyExpiry, problem));
+                    }
+                    if reason == TerminationReason::Vanished {
+                        if let Some((rid, _, _)) =
+                            view.instances.iter().find(|(_, w, _)| *w == worker_id)
+                        {
+                            found.push((
+                                Rule::EarlyExpiry,
+                                format!(
+                                    "worker {worker_id} was removed as vanished but its instance \
+                                     {rid} is alive"
+                                ),
+                            ));
+                        }
                     }
                     self.last_heartbeat.remove(&worker_id);
                     self.created.remove(&worker_id);
