@@ -5,6 +5,7 @@
 //! float seconds since the epoch, states and reasons as the enum members. Each has `to_json()`
 //! for logs.
 
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use hodei_workers::{self as core, WorkerLifecycleConfig, WorkerLifecycleManager, WorkerRegistry};
@@ -354,10 +355,20 @@ report_class! {
 /// max_actions_per_tick 100, destroy_retry_initial 1 s, destroy_retry_max 300 s,
 /// provider_backoff_initial 5 s, provider_backoff_max 300 s, max_unhealthy_fraction 0.55,
 /// unhealthy_floor 1.
-#[pyclass(frozen, eq, name = "LifecycleConfig", module = "hodei_workers")]
+#[pyclass(frozen, eq, hash, name = "LifecycleConfig", module = "hodei_workers")]
 #[derive(Clone, PartialEq)]
 pub(crate) struct PyLifecycleConfig {
     inner: WorkerLifecycleConfig,
+}
+
+impl Hash for PyLifecycleConfig {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Equal configurations serialise identically (fixed field order; the fraction is
+        // validated into (0, 1], so no -0.0), which makes the JSON text a faithful hash key.
+        serde_json::to_string(&self.inner)
+            .unwrap_or_default()
+            .hash(state);
+    }
 }
 
 macro_rules! config_class {

@@ -17,6 +17,7 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use hodei_workers::{
@@ -42,10 +43,17 @@ pub(crate) fn take_interrupt() -> Option<PyErr> {
 }
 
 /// How a provider knows one of its workers: passed to ``destroy_worker``.
-#[pyclass(frozen, eq, name = "WorkerHandle", module = "hodei_workers")]
+#[pyclass(frozen, eq, hash, name = "WorkerHandle", module = "hodei_workers")]
 #[derive(PartialEq)]
 pub(crate) struct PyWorkerHandle {
     inner: WorkerHandle,
+}
+
+impl Hash for PyWorkerHandle {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let h = &self.inner;
+        (h.worker_id, &h.provider_id, &h.resource_id, &h.metadata).hash(state);
+    }
 }
 
 #[pymethods]

@@ -394,6 +394,7 @@ def test_lifecycle_config() -> None:
     custom = hw.LifecycleConfig(heartbeat_timeout=timedelta(seconds=90), max_workers=50)
     assert custom.heartbeat_timeout == 90.0 and custom.max_workers == 50
     assert custom != config and custom == hw.LifecycleConfig(heartbeat_timeout=90, max_workers=50)
+    assert hash(custom) == hash(hw.LifecycleConfig(heartbeat_timeout=90.0, max_workers=50))
     assert json.loads(custom.to_json())["max_workers"] == 50
     assert "heartbeat_timeout=90.0" in repr(custom)
 
@@ -464,3 +465,25 @@ def test_destroy_failures_are_events_too(
     assert (failed.worker_id, failed.provider_id, failed.attempts) == (worker.id, "fake-cloud", 1)
     assert "TimeoutError" in failed.error and "API timed out" in failed.error
     assert manager.stats().destroy_failures_total == 1 and manager.stats().pending_destroys == 1
+
+
+def test_destroy_receives_the_handle_create_returned(
+    registry: hw.Registry, manager: hw.LifecycleManager
+) -> None:
+    seen: list[hw.WorkerHandle] = []
+
+    class Recording(FakeCloud):
+        def destroy_worker(self, handle: hw.WorkerHandle) -> None:
+            seen.append(handle)
+            super().destroy_worker(handle)
+
+    manager.register_provider(Recording("recording"))
+    worker = manager.provision_worker("recording", hw.WorkerSpec("img:7"))
+    manager.terminate_worker(worker.id)
+    [handle] = seen
+    assert (handle.worker_id, handle.provider_id, handle.provider_type) == (
+        worker.id, "recording", "docker",
+    )
+    assert handle.resource_id == worker.resource_id and handle.metadata == {"image": "img:7"}
+    assert handle == handle and {handle, handle} == {handle}
+    assert repr(handle).startswith("WorkerHandle(worker_id=")
