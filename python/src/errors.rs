@@ -185,8 +185,8 @@ pub(crate) fn new_error(
     message: String,
     ids: Ids,
 ) -> PyErr {
-    let build = || -> PyResult<PyErr> {
-        let value = exception_type(py, which)?.call1((message.clone(),))?;
+    let build = move || -> PyResult<PyErr> {
+        let value = exception_type(py, which)?.call1((message,))?;
         value.setattr("kind", kind)?;
         value.setattr("worker_id", ids.worker_id)?;
         value.setattr("job_id", ids.job_id)?;
@@ -212,6 +212,14 @@ pub(crate) struct CoreError(pub(crate) Error);
 impl From<Error> for CoreError {
     fn from(error: Error) -> Self {
         CoreError(error)
+    }
+}
+
+/// So that `?` works on a `Result<_, CoreError>` in a function returning `PyResult`. Code
+/// that holds a `Python` token uses [`CoreError::into_pyerr`] / [`OrRaise`] directly.
+impl From<CoreError> for PyErr {
+    fn from(error: CoreError) -> Self {
+        Python::attach(|py| error.into_pyerr(py))
     }
 }
 
