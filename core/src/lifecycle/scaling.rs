@@ -76,12 +76,11 @@ pub(crate) fn decide(config: &WorkerLifecycleConfig, i: &ScalingInputs) -> (Scal
         limits.push("no scaling target".to_owned());
     }
 
-    // Surplus: idle capacity beyond the pending jobs and the warm pool. Capacity on its way
-    // counts, so a starting worker is not answered by killing a ready one.
+    // Surplus: ready workers beyond the pending jobs and the warm pool. Capacity still on
+    // its way does not count here: until it reports in, it keeps nobody warm.
     let mut retire = 0;
     if wanted == 0 {
-        let surplus = (i.ready + on_the_way).saturating_sub(demand).min(i.ready);
-        retire = surplus;
+        retire = i.ready.saturating_sub(demand);
         if retire > 0 {
             if let Some(last) = i.last_scale_action {
                 let until = last.saturating_add(millis(config.scale_down_cooldown));
@@ -254,7 +253,7 @@ mod tests {
         let (plan, retire) = decide(&c, &base);
         assert_eq!((plan.provision, retire), (0, 3));
         assert!(plan.explanation.starts_with("-3: "), "{}", plan.explanation);
-        // One starting worker is on its way: it counts as capacity, so one fewer is kept.
+        // A starting worker keeps nobody warm yet: the same three go.
         let (_, retire) = decide(
             &c,
             &ScalingInputs {
@@ -263,7 +262,7 @@ mod tests {
                 ..base.clone()
             },
         );
-        assert_eq!(retire, 4);
+        assert_eq!(retire, 3);
         // Pending jobs keep ready workers.
         let (_, retire) = decide(
             &c,
