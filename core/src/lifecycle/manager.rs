@@ -546,12 +546,13 @@ impl WorkerLifecycleManager {
         let never_ready = self
             .registry
             .find_startup_expired(self.config.startup_timeout)?;
-        let mut due: BTreeMap<WorkerId, (Worker, TerminationReason)> = BTreeMap::new();
+        // Ids only: each worker is looked at afresh before anything is done to it.
+        let mut due: BTreeMap<WorkerId, TerminationReason> = BTreeMap::new();
         for w in never_ready {
-            due.insert(w.id, (w, TerminationReason::StartupTimeout));
+            due.insert(w.id, TerminationReason::StartupTimeout);
         }
         for w in silent {
-            due.insert(w.id, (w, TerminationReason::Unhealthy));
+            due.insert(w.id, TerminationReason::Unhealthy);
         }
         if due.is_empty() {
             return Ok(result);
@@ -562,7 +563,7 @@ impl WorkerLifecycleManager {
         // are expired regardless, or a broken provider would pin the fleet at max_workers.
         let silent = due
             .values()
-            .filter(|(_, reason)| *reason == TerminationReason::Unhealthy)
+            .filter(|reason| **reason == TerminationReason::Unhealthy)
             .count();
         let live = self.registry.stats()?.by_state.live();
         let allowed = self
@@ -581,11 +582,11 @@ impl WorkerLifecycleManager {
                 live,
             });
             result.held = Some(hold);
-            due.retain(|_, (_, reason)| *reason != TerminationReason::Unhealthy);
+            due.retain(|_, reason| *reason != TerminationReason::Unhealthy);
         }
 
         let total = due.len();
-        for (i, (id, (_seen, reason))) in due.into_iter().enumerate() {
+        for (i, (id, reason)) in due.into_iter().enumerate() {
             if !budget.take() {
                 result.deferred = total - i;
                 break;
