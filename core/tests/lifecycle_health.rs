@@ -273,6 +273,7 @@ fn when_eighty_percent_of_the_fleet_goes_silent_at_once_the_brake_holds() {
     assert!(report.health_checked);
     let hold = MassExpiryHold {
         would_expire: 8,
+        suspect: 8,
         live: 10,
         allowed: 5,
     };
@@ -335,7 +336,7 @@ fn small_fleets_can_still_lose_one_worker() {
 }
 
 #[test]
-fn a_held_back_worker_is_found_again_by_the_next_check() {
+fn a_held_back_worker_is_found_again_after_the_brake_lets_go_and_its_grace_ends() {
     let f = Fixture::new(WorkerLifecycleConfig {
         max_unhealthy_fraction: 0.3,
         ..config()
@@ -343,11 +344,30 @@ fn a_held_back_worker_is_found_again_by_the_next_check() {
     let fleet: Vec<WorkerId> = (0..4).map(|_| f.ready()).collect();
     f.advance(secs(61));
     heartbeat_all(&f, &fleet[..2]);
-    assert!(f.manager.run_health_check().unwrap().held.is_some());
-    // One of the two comes back; the other is now within the allowed count.
+    let check = f.manager.run_health_check().unwrap();
+    assert_eq!(
+        check.held.map(|h| (h.would_expire, h.suspect)),
+        Some((2, 2))
+    );
+    let check = f.manager.run_health_check().unwrap();
+    assert!(check.held.is_some(), "still held: found again");
+    assert!(!check.brake_released);
+    // One of the two comes back; the other alone is within the allowed count. The brake lets
+    // go with a fresh grace period rather than expire the straggler at once.
     f.manager.process_heartbeat(&fleet[2]).unwrap();
+    let released_at = f.now();
     let check = f.manager.run_health_check().unwrap();
     assert_eq!(check.held, None);
+    assert!(check.brake_released);
+    assert!(check.unhealthy.is_empty());
+    // It stays silent: it is declared one heartbeat_timeout after the release.
+    f.advance(secs(60));
+    heartbeat_all(&f, &fleet[..3]);
+    let check = f.manager.run_health_check().unwrap();
+    assert!(check.unhealthy.is_empty() && !check.brake_released);
+    f.advance(ms(1));
+    let check = f.manager.run_health_check().unwrap();
+    assert_eq!(f.now(), released_at + 60_001);
     assert_eq!(check.unhealthy.len(), 1);
     assert_eq!(check.unhealthy[0].worker_id, fleet[3]);
 }
@@ -406,10 +426,12 @@ fn the_brake_does_not_hold_back_workers_that_never_reported_in() {
     let check = f.manager.run_health_check().unwrap();
     assert_eq!(
         check.held,
+        // Only the four running workers are under heartbeat watch.
         Some(MassExpiryHold {
             would_expire: 4,
-            live: 6,
-            allowed: 3
+            suspect: 4,
+            live: 4,
+            allowed: 2
         })
     );
     let mut expired: Vec<WorkerId> = check.unhealthy.iter().map(|u| u.worker_id).collect();
@@ -461,4 +483,74 @@ fn a_health_check_cut_short_by_the_action_cap_continues_on_the_next_tick() {
         !f.manager.tick(0).health_checked,
         "done: back to the interval"
     );
+}
+
+/// A partition silences every agent at once, but their deadlines are spread over one
+/// heartbeat interval: they cross them over several health checks. The brake must see the
+/// partition whole, not batch by batch (found by the fleet simulation).
+#[test]
+fn a_partition_whose_victims_cross_their_deadline_in_batches_is_held_whole() {
+    let f = Fixture::new(WorkerLifecycleConfig {
+        heartbeat_timeout: secs(45),
+        health_check_interval: secs(10),
+        min_ready_workers: 0,
+        ..config()
+    });
+    let long_idle = || WorkerSpec::new("img").with_idle_timeout(secs(3600));
+    let fleet: Vec<WorkerId> = (0..8).map(|_| f.ready_with(long_idle())).collect();
+    // Agents heartbeat every 16 s, each with its own phase (2 s apart).
+    let beat = |t: u64| {
+        for (i, w) in fleet.iter().enumerate() {
+            if (t + 2 * i as u64) % 16 == 0 {
+                f.manager.process_heartbeat(w).unwrap();
+            }
+        }
+    };
+    for t in 1..=200 {
+        f.advance(secs(1));
+        beat(t);
+        assert!(f.manager.tick(0).unhealthy.is_empty(), "healthy at {t} s");
+    }
+    // The host loses the network for 120 s: no heartbeat arrives, ticks go on.
+    let mut holds = 0;
+    for t in 201..=320 {
+        f.advance(secs(1));
+        let r = f.manager.tick(0);
+        assert!(r.unhealthy.is_empty(), "at {t} s: {r:?}");
+        holds += usize::from(r.mass_expiry_held.is_some());
+    }
+    assert!(
+        holds >= 8,
+        "the brake held at every check past the deadline ({holds})"
+    );
+    // The network is back: nobody was lost. (The brake lets go once the agents have all
+    // been heard from again, within one heartbeat interval.)
+    for t in 321..=400 {
+        f.advance(secs(1));
+        beat(t);
+        let r = f.manager.tick(0);
+        assert!(r.unhealthy.is_empty(), "at {t} s: {r:?}");
+        if t > 340 {
+            assert!(r.mass_expiry_held.is_none(), "at {t} s: {r:?}");
+        }
+    }
+    assert_eq!(f.registry.stats().unwrap().by_state.ready, 8);
+
+    // Whereas one agent that really dies is still found on its own.
+    let dead = fleet[3];
+    for t in 401..=470 {
+        f.advance(secs(1));
+        for (i, w) in fleet.iter().enumerate() {
+            if *w != dead && (t + 2 * i as u64) % 16 == 0 {
+                f.manager.process_heartbeat(w).unwrap();
+            }
+        }
+        let r = f.manager.tick(0);
+        assert!(r.mass_expiry_held.is_none(), "at {t} s");
+        if !r.unhealthy.is_empty() {
+            assert_eq!(r.unhealthy[0].worker_id, dead);
+            return;
+        }
+    }
+    panic!("the dead worker was never declared unhealthy");
 }

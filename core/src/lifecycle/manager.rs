@@ -235,6 +235,8 @@ pub struct WorkerLifecycleManager {
     target: Mutex<Option<ScalingTarget>>,
     counters: Counters,
     ticking: AtomicBool,
+    /// The mass-expiry brake held at the last health check.
+    brake_engaged: AtomicBool,
 }
 
 impl fmt::Debug for WorkerLifecycleManager {
@@ -275,6 +277,7 @@ impl WorkerLifecycleManager {
             target: Mutex::new(None),
             counters: Counters::default(),
             ticking: AtomicBool::new(false),
+            brake_engaged: AtomicBool::new(false),
         })
     }
 
@@ -523,9 +526,15 @@ impl WorkerLifecycleManager {
     /// `Terminating` (a job they held is reported lost), then destroys and unregisters them.
     ///
     /// Unless the brake holds: when more than `max(unhealthy_floor,
-    /// max_unhealthy_fraction × live)` workers are past their *heartbeat* deadline at once,
-    /// none of them is declared, `MassExpiryHeld` is emitted and [`HealthCheckResult::held`]
-    /// says so; they are found again next time. Startup expiries (workers that never reported
+    /// max_unhealthy_fraction × watched)` of the workers under heartbeat watch are silent —
+    /// counting every worker silent for more than half `heartbeat_timeout`, so that a
+    /// partition is seen whole even though its victims cross their deadline over several
+    /// checks — no worker is declared unhealthy for its heartbeat, `MassExpiryHeld` is
+    /// emitted and [`HealthCheckResult::held`] says so; they are found again next time.
+    /// (Agents should heartbeat more often than every `heartbeat_timeout / 2`.) The first
+    /// check after the brake held that finds the fleet under the limit releases it and gives
+    /// every worker a fresh grace period ([`HealthCheckResult::brake_released`]), so that the
+    /// agents still coming back from the partition are not expired in a last batch. Startup expiries (workers that never reported
     /// in) are not held back: a broken provider must not pin the fleet at `max_workers`.
     ///
     /// # Errors
@@ -555,6 +564,12 @@ impl WorkerLifecycleManager {
             due.insert(w.id, TerminationReason::Unhealthy);
         }
         if due.is_empty() {
+            if self.brake_engaged.swap(false, Ordering::AcqRel) {
+                // Everyone is back in time: release the brake with a grace period anyway, for
+                // the stragglers already more than half a timeout silent.
+                self.registry.grant_grace(now)?;
+                result.brake_released = true;
+            }
             return Ok(result);
         }
 
@@ -565,23 +580,26 @@ impl WorkerLifecycleManager {
             .values()
             .filter(|reason| **reason == TerminationReason::Unhealthy)
             .count();
-        let live = self.registry.stats()?.by_state.live();
-        let allowed = self
-            .config
-            .unhealthy_floor
-            .max((self.config.max_unhealthy_fraction * live as f64).floor() as usize);
-        if silent > allowed {
-            let hold = MassExpiryHold {
-                would_expire: silent,
-                live,
-                allowed,
-            };
+        let hold = match silent {
+            0 => None,
+            _ => self.mass_expiry_hold(silent)?,
+        };
+        if let Some(hold) = hold {
+            self.brake_engaged.store(true, Ordering::Release);
             bump(&self.counters.holds, 1);
             let _ = self.registry.publish(EventKind::MassExpiryHeld {
-                would_expire: silent,
-                live,
+                would_expire: hold.would_expire,
+                live: hold.live,
             });
             result.held = Some(hold);
+            due.retain(|_, reason| *reason != TerminationReason::Unhealthy);
+        } else if self.brake_engaged.swap(false, Ordering::AcqRel) {
+            // The partition heals: its victims come back one by one over a heartbeat
+            // interval. Those not heard from yet are not expired in a last batch: everyone
+            // gets a fresh grace period, as after a host stall. A worker that really died
+            // meanwhile is expired one heartbeat_timeout later.
+            self.registry.grant_grace(now)?;
+            result.brake_released = true;
             due.retain(|_, reason| *reason != TerminationReason::Unhealthy);
         }
 
@@ -638,6 +656,35 @@ impl WorkerLifecycleManager {
         bump(&self.counters.lost_jobs, result.lost_jobs.len());
 
         Ok(result)
+    }
+
+    /// Whether the brake holds, with `silent` workers past their heartbeat deadline now.
+    ///
+    /// Silenced agents do not all cross their deadline in the same health check: their last
+    /// heartbeats are spread over one heartbeat interval, so a partition would expire the
+    /// fleet in batches, each under the limit. The brake therefore counts the *suspects*:
+    /// workers silent for more than half the heartbeat timeout (agents heartbeat more often
+    /// than that), which a partition makes of the whole fleet at once. It compares them with
+    /// the workers under heartbeat watch (`Connecting`, `Ready`, `Busy`, `Draining`):
+    /// replacements still `Creating` cannot go silent and do not dilute the count.
+    fn mass_expiry_hold(&self, silent: usize) -> Result<Option<MassExpiryHold>> {
+        let suspect = self
+            .registry
+            .find_unhealthy(self.config.heartbeat_timeout / 2)?
+            .len()
+            .max(silent);
+        let s = self.registry.stats()?.by_state;
+        let watched = s.connecting + s.ready + s.busy + s.draining;
+        let allowed = self
+            .config
+            .unhealthy_floor
+            .max((self.config.max_unhealthy_fraction * watched as f64).floor() as usize);
+        Ok((suspect > allowed).then_some(MassExpiryHold {
+            would_expire: silent,
+            suspect,
+            live: watched,
+            allowed,
+        }))
     }
 
     // ----- cleanup and termination -----------------------------------------------------------
@@ -1285,11 +1332,20 @@ impl WorkerLifecycleManager {
                     }
                     if let Some(hold) = hc.held {
                         report.decisions.push(format!(
-                            "mass-expiry brake held: {} of {} live workers silent (more than \
-                             {} allowed); none of them declared unhealthy",
-                            hold.would_expire, hold.live, hold.allowed
+                            "mass-expiry brake held: {} of {} watched workers silent at once \
+                             (more than {} allowed); none of the {} past the deadline declared \
+                             unhealthy",
+                            hold.suspect, hold.live, hold.allowed, hold.would_expire
                         ));
                     }
+                    if hc.brake_released {
+                        report.decisions.push(
+                            "mass-expiry brake released: the silent workers are back; every \
+                             worker gets a fresh grace period"
+                                .to_owned(),
+                        );
+                    }
+                    report.brake_released = hc.brake_released;
                     report.mass_expiry_held = hc.held;
                     report.unhealthy = hc.unhealthy;
                     report.lost_jobs = hc.lost_jobs;

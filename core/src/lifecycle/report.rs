@@ -105,15 +105,18 @@ pub struct ProviderBackoff {
     pub until: Timestamp,
 }
 
-/// The brake held: too many workers were past their heartbeat deadline at once, and none of
+/// The brake held: too many workers under heartbeat watch were silent at once, and none of
 /// them was declared unhealthy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct MassExpiryHold {
-    /// How many are past their heartbeat deadline.
+    /// How many are past their heartbeat deadline now (held back).
     pub would_expire: usize,
-    /// Live workers (not `Terminating`/`Terminated`) at the time.
+    /// How many are silent for more than half the heartbeat timeout (the brake's count, at
+    /// least `would_expire`).
+    pub suspect: usize,
+    /// Workers under heartbeat watch (`Connecting`, `Ready`, `Busy`, `Draining`).
     pub live: usize,
-    /// The most that may be declared at once: `max(unhealthy_floor, floor(fraction * live))`.
+    /// The most that may be silent at once: `max(unhealthy_floor, floor(fraction * live))`.
     pub allowed: usize,
 }
 
@@ -135,6 +138,9 @@ pub struct HealthCheckResult {
     pub held: Option<MassExpiryHold>,
     /// Workers found due but left for a later check because of the per-tick action cap.
     pub deferred: usize,
+    /// The brake held at the previous check and lets go now: every worker got a fresh grace
+    /// period (nobody was declared unhealthy for its heartbeat in this check).
+    pub brake_released: bool,
 }
 
 /// What [`cleanup_workers`](crate::WorkerLifecycleManager::cleanup_workers) (and
@@ -204,6 +210,8 @@ pub struct TickReport {
     pub lost_jobs: Vec<LostJob>,
     /// Set when the mass-expiry brake held.
     pub mass_expiry_held: Option<MassExpiryHold>,
+    /// The brake let go in this tick: every worker got a fresh grace period.
+    pub brake_released: bool,
     /// Workers destroyed and unregistered (unhealthy, idle, lifetime, drained, scaled down,
     /// destroy retries that succeeded).
     pub terminated: Vec<TerminatedWorker>,
