@@ -1,28 +1,57 @@
-# make bench — the benchmarks of issue 6 (slow: ~10 minutes on 2 cores; never part of `make test`).
+# make bench — the benchmarks of issue 6 (slow: about 15 minutes on 2 cores; never part of
+# `make test`). See BENCHMARKS.md.
 #
-#   make bench                     library vs naive baseline at 10k and 1M workers, memory per
-#                                  worker, then the table (target/bench-extra/report.md)
-#   make bench BENCH_SIZES=10k     a quick pass on the small fleet only
+#   make bench                     everything below, then the table (target/bench-extra/report.md)
+#   make bench-rust                criterion: library vs naive baseline at 10k and 1M workers,
+#                                  memory per worker, the Rust twin of the C heartbeat loop
+#   make bench-c                   heartbeat through the C ABI (bench/c/heartbeat.c)
+#   make bench-python              the Python module vs a plain-Python registry (10k, 100k)
 #   make bench-report              the table again from the last run
+#   make bench BENCH_SIZES=10k     a quick pass on the small fleet only
 #
-# Results of one run only: the previous run's criterion data and extra results are removed first,
-# so that the table never mixes two runs.
+# One run's results only: `bench` removes the previous run's criterion data and extra results
+# first, so that the table never mixes two runs.
 
-BENCH_SIZES ?= 10k,1M
-BENCH_DIR   := $(CURDIR)/target/criterion
-BENCH_OUT   := $(CURDIR)/target/bench-extra
-BENCH_ENV   := CRITERION_HOME=$(BENCH_DIR) HODEI_BENCH_OUT=$(BENCH_OUT) HODEI_BENCH_SIZES=$(BENCH_SIZES)
+BENCH_SIZES    ?= 10k,1M
+BENCH_PY_SIZES ?= 10000,100000
+BENCH_DIR      := $(CURDIR)/target/criterion
+BENCH_OUT      := $(CURDIR)/target/bench-extra
+BENCH_ENV      := CRITERION_HOME=$(BENCH_DIR) HODEI_BENCH_OUT=$(BENCH_OUT) HODEI_BENCH_SIZES=$(BENCH_SIZES)
+# The Python rows need an optimised wheel; it goes to its own virtual environment so that the
+# debug wheel of `make test-python` in .venv is left alone.
+BENCH_VENV     := .venv-bench
+BENCH_CBUILD   := target/c-bench
+# 10k,1M -> 10000 1000000
+BENCH_COUNTS    = $(shell echo '$(BENCH_SIZES)' | sed -e 's/[kK]/000/g' -e 's/[mM]/000000/g' -e 's/,/ /g')
 
-.PHONY: bench bench-rust bench-report
-bench: bench-rust
+.PHONY: bench bench-clean bench-rust bench-c bench-python bench-report
+bench: bench-clean
+	@echo "load before the run: $$(cat /proc/loadavg 2>/dev/null)" | tee $(BENCH_OUT)/load.txt
+	$(MAKE) --no-print-directory bench-rust
+	$(MAKE) --no-print-directory bench-c
+	$(MAKE) --no-print-directory bench-python
+	@echo "load after the run: $$(cat /proc/loadavg 2>/dev/null)" | tee -a $(BENCH_OUT)/load.txt
 	@$(MAKE) --no-print-directory bench-report
 
-bench-rust:
+bench-clean:
 	rm -rf $(BENCH_DIR) $(BENCH_OUT)
 	mkdir -p $(BENCH_OUT)
-	@echo "load before the run: $$(cat /proc/loadavg 2>/dev/null)" | tee $(BENCH_OUT)/load.txt
-	$(BENCH_ENV) $(CARGO) bench -p hodei-workers --bench registry --bench memory
-	@echo "load after the run: $$(cat /proc/loadavg 2>/dev/null)" | tee -a $(BENCH_OUT)/load.txt
+
+bench-rust:
+	@mkdir -p $(BENCH_OUT)
+	$(BENCH_ENV) $(CARGO) bench -p hodei-workers --bench registry --bench memory --bench heartbeat_loop
+
+bench-c:
+	@mkdir -p $(BENCH_OUT) $(BENCH_CBUILD)
+	$(CARGO) build --release -p hodei-workers-ffi
+	$(HW_CC) -std=c11 -O2 -Wall -Wextra -Wpedantic -Werror -Iinclude -o $(BENCH_CBUILD)/heartbeat \
+	  bench/c/heartbeat.c target/release/libhodei_workers.a -lpthread -ldl -lm
+	$(BENCH_CBUILD)/heartbeat $(BENCH_OUT)/c_loop.json $(BENCH_COUNTS)
+
+bench-python:
+	@mkdir -p $(BENCH_OUT)
+	$(MAKE) --no-print-directory python-wheel VENV=$(BENCH_VENV) PY_BUILD=--release PY_WHEELS=build/bench-wheels
+	$(BENCH_VENV)/bin/python bench/py_bench.py $(BENCH_OUT)/python.json --sizes $(BENCH_PY_SIZES)
 
 bench-report:
 	$(PYTHON) bench/report.py target | tee $(BENCH_OUT)/report.md

@@ -1,0 +1,105 @@
+/* Heartbeat through the C ABI, timed the same way as the Rust twin
+ * (core/benches/heartbeat_loop.rs): a fleet of N ready workers on a manual clock, then
+ * OPS heartbeats visiting the workers in the order k * STRIDE mod N, best of REPS runs.
+ *
+ *   heartbeat OUT.json 10000 1000000
+ *
+ * Writes [{"size": "10k", "ns": ...}, ...] to OUT.json. */
+#define _POSIX_C_SOURCE 199309L /* clock_gettime under -std=c11 */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "hodei_workers.h"
+
+#define STRIDE 999983u
+#define OPS 2000000u
+#define REPS 5
+#define T0 1700000000000ull
+
+#define TRY(call)                                                                   \
+  do {                                                                              \
+    hw_status st_ = (call);                                                         \
+    if (st_ != HW_OK) {                                                             \
+      fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, hw_status_str(st_),      \
+              hw_last_error_message());                                             \
+      exit(1);                                                                      \
+    }                                                                               \
+  } while (0)
+
+static double now_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
+}
+
+static void label(size_t n, char *out, size_t len) {
+  if (n >= 1000000 && n % 1000000 == 0) snprintf(out, len, "%zuM", n / 1000000);
+  else if (n >= 1000 && n % 1000 == 0) snprintf(out, len, "%zuk", n / 1000);
+  else snprintf(out, len, "%zu", n);
+}
+
+/* Best ns per heartbeat over REPS runs of OPS heartbeats on a fleet of n. */
+static double run(size_t n) {
+  hw_clock *clock = NULL;
+  hw_registry *reg = NULL;
+  hw_worker_spec *spec = NULL;
+  hw_worker *w = NULL;
+  hw_worker_id *ids = malloc(n * sizeof *ids);
+  char resource[32];
+  double best = 1e30;
+  if (ids == NULL) exit(1);
+  TRY(hw_clock_new_manual(T0, &clock));
+  TRY(hw_registry_new_with_clock(clock, &reg));
+  TRY(hw_worker_spec_new("ghcr.io/acme/ci-runner:2024.11", &spec));
+  TRY(hw_worker_spec_add_label(spec, "pool", "ci"));
+  for (size_t i = 0; i < n; i++) {
+    snprintf(resource, sizeof resource, "c-%08zx", i);
+    TRY(hw_registry_register(reg, "docker-local", "docker", resource, spec, &w));
+    TRY(hw_worker_get_id(w, &ids[i]));
+    hw_worker_free(w);
+    TRY(hw_registry_update_state(reg, ids[i], HW_WORKER_STATE_READY, &w));
+    hw_worker_free(w);
+  }
+  for (int rep = 0; rep < REPS; rep++) {
+    size_t k0 = (size_t)rep * OPS;
+    double start = now_ns();
+    for (size_t k = 0; k < OPS; k++) {
+      size_t i = (size_t)(((uint64_t)(k0 + k) * STRIDE) % n);
+      if (hw_registry_heartbeat(reg, ids[i]) != HW_OK) exit(1);
+    }
+    double per = (now_ns() - start) / OPS;
+    if (per < best) best = per;
+  }
+  hw_worker_spec_free(spec);
+  hw_registry_free(reg);
+  hw_clock_free(clock);
+  free(ids);
+  return best;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 3) {
+    fprintf(stderr, "usage: %s OUT.json N...\n", argv[0]);
+    return 2;
+  }
+  FILE *out = fopen(argv[1], "w");
+  if (out == NULL) {
+    perror(argv[1]);
+    return 1;
+  }
+  fprintf(out, "[");
+  for (int a = 2; a < argc; a++) {
+    size_t n = (size_t)strtoull(argv[a], NULL, 10);
+    char name[32];
+    if (n == 0) return 2;
+    label(n, name, sizeof name);
+    double ns = run(n);
+    printf("C heartbeat, %s workers: %.1f ns\n", name, ns);
+    fprintf(out, "%s{\"size\":\"%s\",\"ns\":%.2f}", a > 2 ? "," : "", name, ns);
+  }
+  fprintf(out, "]\n");
+  fclose(out);
+  return 0;
+}

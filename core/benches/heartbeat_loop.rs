@@ -1,0 +1,86 @@
+//! The Rust twin of `bench/c/heartbeat.c`: the same fleet, the same visiting order, the same
+//! best-of-5 loop of 2,000,000 heartbeats, so that the C ABI's overhead is the difference of
+//! the two. Writes `$HODEI_BENCH_OUT/rust_loop.json`. Sizes from `HODEI_BENCH_SIZES`.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use common::{handles, shared_spec, size_label, sizes, T0};
+use hodei_workers::{
+    InMemoryWorkerRegistry, ManualClock, WorkerId, WorkerRegistry, WorkerSpec, WorkerState,
+};
+
+const STRIDE: u64 = 999_983;
+const OPS: u64 = 2_000_000;
+const REPS: u64 = 5;
+
+/// The call as C makes it: through a function the loop cannot inline (the registry behind a
+/// reference, the id by value), so that the loop's iterations overlap no more than C's do.
+#[inline(never)]
+fn call(registry: &InMemoryWorkerRegistry, id: &WorkerId) -> hodei_workers::Result<()> {
+    WorkerRegistry::heartbeat(registry, std::hint::black_box(id))
+}
+
+fn run(n: usize) -> f64 {
+    let clock = Arc::new(ManualClock::new(T0));
+    let registry = InMemoryWorkerRegistry::with_clock(clock.clone());
+    // One spec per worker, as `hw_registry_register` copies the caller's spec: the same heap
+    // shape as the C fleet, so that only the call path differs.
+    let spec = shared_spec();
+    let ids: Vec<_> = handles(n)
+        .into_iter()
+        .map(|handle| {
+            let id = handle.worker_id;
+            let copy = Arc::new(WorkerSpec::clone(&spec));
+            registry.register(handle, copy).expect("register");
+            registry
+                .update_state(&id, WorkerState::Ready)
+                .expect("ready");
+            id
+        })
+        .collect();
+    let mut best = f64::INFINITY;
+    for rep in 0..REPS {
+        let k0 = rep * OPS;
+        let started = Instant::now();
+        for k in 0..OPS {
+            let i = ((k0 + k) * STRIDE % n as u64) as usize;
+            if call(&registry, &ids[i]).is_err() {
+                panic!("heartbeat failed");
+            }
+        }
+        best = best.min(started.elapsed().as_nanos() as f64 / OPS as f64);
+    }
+    best
+}
+
+fn main() {
+    // Under `cargo test --benches` (no `--bench`): one small run, nothing written.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("Rust heartbeat loop, 1k workers: {:.1} ns", run(1_000));
+        return;
+    }
+    let rows: Vec<String> = sizes()
+        .into_iter()
+        .map(|n| {
+            let ns = run(n);
+            println!("Rust heartbeat loop, {} workers: {ns:.1} ns", size_label(n));
+            format!("{{\"size\":\"{}\",\"ns\":{ns:.2}}}", size_label(n))
+        })
+        .collect();
+    let dir = std::env::var_os("HODEI_BENCH_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("../target/bench-extra"));
+    let written = std::fs::create_dir_all(&dir).and_then(|()| {
+        std::fs::write(
+            dir.join("rust_loop.json"),
+            format!("[{}]\n", rows.join(",")),
+        )
+    });
+    if let Err(e) = written {
+        eprintln!("could not write {}: {e}", dir.display());
+    }
+}
