@@ -169,7 +169,7 @@ pub fn run(quick: bool) -> ExitCode {
         min_ready_workers: 1,
         max_workers: 4,
         scale_up_cooldown: Duration::from_millis(300),
-        scale_down_cooldown: Duration::from_millis(if quick { 800 } else { 1500 }),
+        scale_down_cooldown: Duration::from_millis(if quick { 800 } else { 2500 }),
         max_provision_per_tick: 2,
         destroy_retry_initial: Duration::from_millis(100),
         destroy_retry_max: Duration::from_secs(1),

@@ -428,6 +428,7 @@ impl WorkerLifecycleManager {
             Err(e) => {
                 drop(ticket);
                 // The instance exists but cannot be recorded: destroy it rather than leak it.
+                // (Should that fail too, `reconcile` finds it as an orphan.)
                 let _ = guarded("destroy_worker", || entry.provider.destroy_worker(&handle));
                 Err((e, None))
             }
