@@ -24,6 +24,11 @@ use crate::worker::{TerminationReason, Worker, WorkerHandle, WorkerSpec};
 /// Number of shards: a power of two, enough that two to eight threads rarely meet.
 const SHARD_COUNT: usize = 64;
 
+/// Most heartbeat entries `find_unhealthy` re-files under one shard lock: large enough that
+/// the record look-ups overlap, small enough (~10 us at a million workers) that a heartbeat
+/// never waits long behind it.
+const REFILE_BATCH: usize = 32;
+
 type Shard = HashMap<WorkerId, Record, foldhash::fast::RandomState>;
 
 /// The in-memory [`WorkerRegistry`].
@@ -500,13 +505,18 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
                 .into_iter()
                 .collect()
         };
-        // Batched by shard: one shard lock and one index lock per shard touched instead of
-        // per entry. Besides the locking, the look-ups of one batch are independent, so their
-        // cache misses overlap instead of queueing behind each entry's lock operations.
+        // Batched by shard: one shard lock and one index lock per batch instead of per entry.
+        // Besides the locking, the look-ups of one batch are independent, so their cache
+        // misses overlap instead of queueing behind each entry's lock operations. A batch is
+        // at most `REFILE_BATCH` entries: the shard's write lock is held for a few
+        // microseconds at most, so heartbeats to that shard do not wait behind a long batch.
         due.sort_unstable_by_key(|&(_, id)| self.shard_index(&id));
         let mut unhealthy = Vec::new();
         let mut refiled = Vec::new();
-        for batch in due.chunk_by(|a, b| self.shard_index(&a.1) == self.shard_index(&b.1)) {
+        let batches = due
+            .chunk_by(|a, b| self.shard_index(&a.1) == self.shard_index(&b.1))
+            .flat_map(|same_shard| same_shard.chunks(REFILE_BATCH));
+        for batch in batches {
             let mut shard = self.shards[self.shard_index(&batch[0].1)].write();
             refiled.clear();
             for &(key, id) in batch {
