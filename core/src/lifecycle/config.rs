@@ -73,12 +73,14 @@ pub struct WorkerLifecycleConfig {
     /// Longest provider back-off. Default 300 s.
     #[serde(with = "duration_secs")]
     pub provider_backoff_max: Duration,
-    /// The brake: when more than this fraction of the live workers would be declared unhealthy
-    /// in one health check, none is (a partition on the host's side must not kill a healthy
-    /// fleet). In `(0, 1]`; 1 disables the brake. Default 0.55.
+    /// The brake: when more than this fraction of the workers under heartbeat watch are silent
+    /// at once (for more than half `heartbeat_timeout`), none of them is declared unhealthy —
+    /// a partition on the host's side must not kill a healthy fleet. In `(0, 1]`; 1 disables
+    /// the brake. Default 0.55.
     pub max_unhealthy_fraction: f64,
-    /// The brake's floor: this many workers can always be declared unhealthy at once, whatever
-    /// the fraction, so that a fleet of one to three can still lose one. Default 1.
+    /// The brake's floor: this many workers may always be silent at once without the brake
+    /// holding, whatever the fraction, so that a fleet of one to three can still lose one.
+    /// Default 1.
     pub unhealthy_floor: usize,
 }
 
