@@ -22,7 +22,7 @@ use common::*;
 use criterion::{BatchSize, BenchmarkGroup, BenchmarkId, Criterion};
 use hodei_workers::{
     Clock, InMemoryWorkerRegistry, JobId, ManualClock, ProviderType, WorkerFilter, WorkerHandle,
-    WorkerId,
+    WorkerId, WorkerLifecycleConfig, WorkerLifecycleManager, WorkerRegistry,
 };
 
 /// A large prime, coprime to every fleet size used: the benches visit workers in the order
@@ -103,7 +103,7 @@ impl<S: Subject> Side<S> {
 
 struct Fixture {
     label: String,
-    lib: Side<InMemoryWorkerRegistry>,
+    lib: Side<Arc<InMemoryWorkerRegistry>>,
     naive: Side<NaiveRegistry>,
 }
 
@@ -114,7 +114,7 @@ impl Fixture {
         let handles = handles(n);
         let spread = HEARTBEAT_TIMEOUT;
         let lib_clock = Arc::new(ManualClock::new(T0));
-        let lib = InMemoryWorkerRegistry::with_clock(lib_clock.clone());
+        let lib = Arc::new(InMemoryWorkerRegistry::with_clock(lib_clock.clone()));
         let ids = fill(&lib, &lib_clock, &handles, &spec, spread);
         let naive_clock = Arc::new(ManualClock::new(T0));
         let naive = NaiveRegistry::with_clock(naive_clock.clone());
@@ -234,6 +234,27 @@ fn timed_ticks<S: Subject>(side: &Side<S>, iters: u64, roll: bool) -> Duration {
     total
 }
 
+/// `iters` health checks, each after the clock moved past the timeout and every worker
+/// heartbeated (set-up, untimed): every heartbeat entry is due and re-filed, none expires.
+fn timed_all_due<S: Subject>(side: &Side<S>, iters: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        side.clock
+            .advance(HEARTBEAT_TIMEOUT + Duration::from_secs(1));
+        for id in &side.ids {
+            side.reg.heartbeat(id).expect("heartbeat");
+        }
+        let started = Instant::now();
+        let found = side.reg.find_unhealthy(HEARTBEAT_TIMEOUT).expect("scan");
+        total += started.elapsed();
+        assert!(
+            found.is_empty(),
+            "every worker heartbeated: none may expire"
+        );
+    }
+    total
+}
+
 fn bench_size(c: &mut Criterion, fx: &mut Fixture, latency: &mut Vec<String>) {
     {
         let mut g = group(c, "heartbeat_1t", fx);
@@ -285,6 +306,16 @@ fn bench_size(c: &mut Criterion, fx: &mut Fixture, latency: &mut Vec<String>) {
         }
     }
 
+    // Every entry due at once: what a health check every 30 s (the manager's default
+    // interval) meets once the whole fleet heartbeated since the last one.
+    fx.lib.set_silent(None);
+    fx.naive.set_silent(None);
+    {
+        let mut g = group(c, "expiry_all_due", fx);
+        both!(g, fx, |b, side| b
+            .iter_custom(|iters| timed_all_due(side, iters)));
+    }
+
     // Heartbeat latency while another thread runs ticks back to back (0.1% silent).
     fx.lib.set_silent(Some(1000));
     fx.naive.set_silent(Some(1000));
@@ -313,6 +344,8 @@ fn bench_size(c: &mut Criterion, fx: &mut Fixture, latency: &mut Vec<String>) {
         });
     }
 
+    bench_tick(c, fx);
+
     {
         let mut g = group(c, "register_unregister", fx);
         let spec = shared_spec();
@@ -326,6 +359,62 @@ fn bench_size(c: &mut Criterion, fx: &mut Fixture, latency: &mut Vec<String>) {
             BatchSize::SmallInput
         ));
     }
+}
+
+/// The manager's `tick` in a live fleet (rolling: one simulated second per tick, agents
+/// heartbeating every 10 s as set-up), 0% expiring, health check on every tick. The baseline's
+/// tick is what a manager over it does: its two scans (heartbeat deadlines, retirement).
+///
+/// Runs last for its size: the manager's first tick may grant the fleet a grace period (stall
+/// protection), which moves the registry's grace floor.
+fn bench_tick(c: &mut Criterion, fx: &mut Fixture) {
+    let n = fx.lib.ids.len();
+    let config = WorkerLifecycleConfig {
+        heartbeat_timeout: HEARTBEAT_TIMEOUT,
+        health_check_interval: Duration::from_secs(1),
+        // Nothing to scale: every worker counts as warm capacity, none may be added.
+        min_ready_workers: n,
+        max_workers: n,
+        ..WorkerLifecycleConfig::default()
+    };
+    let registry: Arc<dyn WorkerRegistry> = fx.lib.reg.clone();
+    let manager = WorkerLifecycleManager::new(registry, config).expect("valid config");
+    // Past the grace period a first tick may grant, into the steady state.
+    for _ in 0..(HEARTBEAT_TIMEOUT.as_secs() + 2 * HEARTBEAT_EVERY as u64) {
+        fx.lib.roll();
+        black_box(manager.tick(0));
+    }
+    let mut g = group(c, "tick_0pct", fx);
+    let label = fx.label.clone();
+    let lib = &fx.lib;
+    g.bench_function(BenchmarkId::new("lib", &label), |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                lib.roll();
+                let started = Instant::now();
+                let report = manager.tick(0);
+                total += started.elapsed();
+                debug_assert!(report.unhealthy.is_empty());
+                black_box(report);
+            }
+            total
+        })
+    });
+    let naive = &fx.naive;
+    g.bench_function(BenchmarkId::new("naive", &label), |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                naive.roll();
+                let started = Instant::now();
+                black_box(naive.reg.find_unhealthy(HEARTBEAT_TIMEOUT).expect("scan"));
+                black_box(naive.reg.find_for_termination());
+                total += started.elapsed();
+            }
+            total
+        })
+    });
 }
 
 /// Heartbeat latency on this thread while another runs ticks back to back (`roll` +

@@ -127,6 +127,43 @@ impl Subject for InMemoryWorkerRegistry {
     }
 }
 
+/// The library behind an `Arc` (so that a manager can share it) is driven the same way.
+impl<T: Subject + Send> Subject for Arc<T> {
+    fn register(&self, handle: WorkerHandle, spec: Arc<WorkerSpec>) -> Result<Worker> {
+        (**self).register(handle, spec)
+    }
+    fn unregister(&self, id: &WorkerId) -> Result<Worker> {
+        (**self).unregister(id)
+    }
+    fn get(&self, id: &WorkerId) -> Result<Option<Worker>> {
+        (**self).get(id)
+    }
+    fn heartbeat(&self, id: &WorkerId) -> Result<()> {
+        (**self).heartbeat(id)
+    }
+    fn update_state(&self, id: &WorkerId, state: WorkerState) -> Result<Worker> {
+        (**self).update_state(id, state)
+    }
+    fn assign(&self, id: &WorkerId, job: JobId) -> Result<Worker> {
+        (**self).assign(id, job)
+    }
+    fn claim(&self, filter: &WorkerFilter, job: JobId) -> Result<Option<Worker>> {
+        (**self).claim(filter, job)
+    }
+    fn release(&self, id: &WorkerId, expected: Option<&JobId>) -> Result<JobId> {
+        (**self).release(id, expected)
+    }
+    fn find_unhealthy(&self, timeout: Duration) -> Result<Vec<Worker>> {
+        (**self).find_unhealthy(timeout)
+    }
+    fn stats(&self) -> Result<WorkerRegistryStats> {
+        (**self).stats()
+    }
+    fn make_busy(&self, id: &WorkerId, job: JobId) -> Result<()> {
+        (**self).make_busy(id, job)
+    }
+}
+
 impl Subject for NaiveRegistry {
     fn register(&self, handle: WorkerHandle, spec: Arc<WorkerSpec>) -> Result<Worker> {
         let now = self.clock.now();
