@@ -104,7 +104,9 @@ fn the_plan_never_goes_above_max_workers_and_explains_it() {
             std::thread::spawn(move || m.provision_worker(&pid("test"), spec()))
         })
         .collect();
-    while f.manager.stats().unwrap().in_flight < 2 {
+    // Both threads must have taken their scripted stall before the tick calls the provider,
+    // or the tick would take one and block.
+    while f.manager.stats().unwrap().in_flight < 2 || !f.provider.creates.lock().is_empty() {
         std::thread::yield_now();
     }
     let r = f.manager.tick(7);
