@@ -185,7 +185,9 @@ fn a_provision_in_flight_counts_against_max_workers_and_demand() {
     f.provider.script_creates([CreateStep::Stall]);
     let manager = f.manager.clone();
     let stalled = std::thread::spawn(move || manager.provision_worker(&pid("test"), spec()));
-    while f.manager.stats().unwrap().in_flight == 0 {
+    // The stalled thread must have taken its scripted stall (not just reserved its place in
+    // the ledger) before this thread calls the provider, or this one would take it and block.
+    while f.manager.stats().unwrap().in_flight == 0 || !f.provider.creates.lock().is_empty() {
         std::thread::yield_now();
     }
     let plan = f.manager.plan_scaling(1).unwrap();
@@ -290,7 +292,9 @@ fn a_second_concurrent_tick_is_skipped() {
     f.manager.set_scaling_target(&pid("test"), spec()).unwrap();
     let manager = f.manager.clone();
     let first = std::thread::spawn(move || manager.tick(0));
-    while f.manager.stats().unwrap().in_flight == 0 {
+    // The stalled thread must have taken its scripted stall (not just reserved its place in
+    // the ledger) before this thread calls the provider, or this one would take it and block.
+    while f.manager.stats().unwrap().in_flight == 0 || !f.provider.creates.lock().is_empty() {
         std::thread::yield_now();
     }
     let second = f.manager.tick(0);

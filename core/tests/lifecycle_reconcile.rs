@@ -118,7 +118,9 @@ fn orphans_are_left_alone_while_a_provision_is_in_flight() {
     f.provider.script_creates([CreateStep::Stall]);
     let m = f.manager.clone();
     let stalled = std::thread::spawn(move || m.provision_worker(&pid("test"), spec()));
-    while f.manager.stats().unwrap().in_flight == 0 {
+    // The stalled thread must have taken its scripted stall (not just reserved its place in
+    // the ledger) before this thread calls the provider, or this one would take it and block.
+    while f.manager.stats().unwrap().in_flight == 0 || !f.provider.creates.lock().is_empty() {
         std::thread::yield_now();
     }
     f.provider.add_orphan("ghost");
