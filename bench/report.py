@@ -108,7 +108,10 @@ def main():
             naive = crit.get((group, "naive", size))
             if lib is None and naive is None:
                 continue
-            ratio = f"{naive / lib:.1f}x" if lib and naive else "-"
+            ratio = "-"
+            if lib and naive:
+                r = naive / lib
+                ratio = f"{r:.1f}x" if r >= 0.1 else f"{r:.3f}x"
             tgt = ""
             if (group, size) in TARGETS and lib is not None:
                 text, check = TARGETS[(group, size)]
