@@ -1,8 +1,6 @@
-//! Findings of the simulation about the lifecycle manager: the contract says one thing, a
-//! seeded run shows another. Each test states the contract; the ones that fail today are
-//! `#[ignore]`d with the finding, so that `cargo test` stays green while the fix is pending and
-//! `cargo test -p hodei-workers --test sim_findings -- --ignored` shows them (and turns green
-//! once fixed).
+//! Findings of the simulation about the lifecycle manager: the contract said one thing, a
+//! seeded run showed another. Each test states the contract and replays the seeds that broke
+//! it; a new finding is added `#[ignore]`d until its fix lands, then runs with every test.
 
 use hodei_workers::sim::{Partition, Scenario, SimReport, Simulation};
 use hodei_workers::WorkerLifecycleConfig;
@@ -38,16 +36,15 @@ fn run(s: &Scenario) -> SimReport {
 
 /// DESIGN.md §5: "a network partition on the host's side must not kill a healthy fleet".
 ///
-/// Finding (seeds 2, 3, 5 and 6 of 1..=8 expire 4, 5, 2 and 3 workers): the brake compares the workers crossing their
+/// Finding, fixed by counting the workers silent for more than half the timeout (seeds 2, 3, 5
+/// and 6 of 1..=8 used to expire 4, 5, 2 and 3 workers): the brake compared the workers crossing their
 /// deadline *in one health check* with `max_unhealthy_fraction` of the live workers. The
 /// silent workers' deadlines are spread over one heartbeat interval, so they cross in batches
 /// over consecutive checks, each batch under the limit (e.g. 3 of 8 declared, then 4 of 7
 /// held, then 4 of 8 declared); and `live` counts the replacements the manager provisions
 /// meanwhile (still `Creating`, not heartbeat-monitored), which raises the allowance again.
-/// Replay:
-/// `cargo test -p hodei-workers --test sim_findings -- --ignored --nocapture`.
+/// Replay: `cargo test -p hodei-workers --test sim_findings -- --nocapture`.
 #[test]
-#[ignore = "finding: the mass-expiry brake is per health check; a host-side partition expires the fleet in batches"]
 fn a_host_side_partition_expires_no_worker() {
     let mut expired = Vec::new();
     for seed in 1..=8 {
@@ -68,7 +65,7 @@ fn a_host_side_partition_expires_no_worker() {
 
 /// The same partition with the brake's threshold low enough that even the first batch is
 /// held: then no worker dies. This shows the scenario itself is sound (the partition is what
-/// expires the workers in the ignored test above, not something else).
+/// used to expire the workers in the test above, not something else).
 #[test]
 fn a_strict_brake_holds_a_host_side_partition() {
     for seed in 1..=5 {
