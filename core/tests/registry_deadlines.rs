@@ -396,3 +396,47 @@ fn system_clock_never_goes_backwards_across_threads() {
     let b = copy.now();
     assert!(b >= a);
 }
+
+#[test]
+fn reporting_in_after_a_slow_boot_starts_the_heartbeat_deadline_afresh() {
+    let (clock, registry) = registry();
+    let slow = register(&registry, Arc::new(WorkerSpec::new("img")));
+    let slower = register(&registry, Arc::new(WorkerSpec::new("img")));
+    // Booting for longer than the heartbeat timeout (within the startup timeout).
+    clock.advance(HEARTBEAT_TIMEOUT * 2);
+    let connecting = registry
+        .update_state(&slow, WorkerState::Connecting)
+        .unwrap();
+    assert_eq!(
+        connecting.last_heartbeat,
+        clock.now(),
+        "reporting in is a sign of life"
+    );
+    let ready = registry.update_state(&slower, WorkerState::Ready).unwrap();
+    assert_eq!(ready.last_heartbeat, clock.now());
+    assert!(registry
+        .find_unhealthy(HEARTBEAT_TIMEOUT)
+        .unwrap()
+        .is_empty());
+    // From then on the ordinary deadline runs: silent for the timeout plus 1 ms is unhealthy.
+    clock.advance(HEARTBEAT_TIMEOUT);
+    assert!(registry
+        .find_unhealthy(HEARTBEAT_TIMEOUT)
+        .unwrap()
+        .is_empty());
+    clock.advance(MS);
+    let due = id_set(&registry.find_unhealthy(HEARTBEAT_TIMEOUT).unwrap());
+    assert_eq!(due, BTreeSet::from([slow, slower]));
+    // Moving on from Connecting counts too; terminating a starting worker does not.
+    registry.update_state(&slow, WorkerState::Ready).unwrap();
+    assert_eq!(
+        id_set(&registry.find_unhealthy(HEARTBEAT_TIMEOUT).unwrap()),
+        BTreeSet::from([slower])
+    );
+    let starting = register(&registry, Arc::new(WorkerSpec::new("img")));
+    clock.advance(HEARTBEAT_TIMEOUT);
+    let gone = registry
+        .update_state(&starting, WorkerState::Terminating)
+        .unwrap();
+    assert_eq!(gone.last_heartbeat, gone.created_at);
+}

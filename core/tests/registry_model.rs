@@ -274,6 +274,10 @@ impl Model {
                 to,
             });
         }
+        if from.is_starting() && !to.is_terminal() {
+            // Reporting in counts as a heartbeat.
+            w.last_heartbeat = w.last_heartbeat.max(now);
+        }
         Self::set_state(w, to, now, ev);
         if to.is_terminal() {
             if let Some(job_id) = w.current_job.take() {

@@ -318,11 +318,18 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         } else {
             None
         };
+        // A starting worker that moves on (to Connecting or Ready) has just reported in: that
+        // is a sign of life, so its heartbeat deadline starts now and not at registration
+        // (a boot slower than the heartbeat timeout must not be expired the moment it ends).
+        let reported_in = from.is_starting() && !to.is_terminal();
         let mut ix = self.indexes.lock();
         self.change(&mut ix, *id, rec, now, |r| {
             r.state = to;
             if to.is_terminal() {
                 r.current_job = None;
+            }
+            if reported_in {
+                r.last_heartbeat.fetch_max(now, Ordering::AcqRel);
             }
         });
         if let Some(job) = lost {

@@ -69,7 +69,8 @@ pub trait WorkerRegistry: Send + Sync + fmt::Debug {
     }
 
     /// Moves a worker to `state` and returns the new snapshot. The same state is a no-op
-    /// (no event). Never makes the job moves `Ready -> Busy` (that is `assign`/`claim`) nor
+    /// (no event). A move out of `Creating`/`Connecting` (other than to `Terminating`/
+    /// `Terminated`) means the agent reported in, and counts as a heartbeat. Never makes the job moves `Ready -> Busy` (that is `assign`/`claim`) nor
     /// `Busy -> Ready` (that is `release`); `Busy -> Draining` keeps the job, which finishes
     /// first. `Draining -> Ready` only without a job. Entering `Terminating`/`Terminated` with a
     /// job reports it lost ([`EventKind::JobLost`]) and clears it.
