@@ -534,6 +534,12 @@ typedef struct hw_manager_config {
    (default 1).
    */
   size_t unhealthy_floor;
+  /*
+   The brake's bound: once it has held continuously for longer than this, the health check
+   lets go and declares the silent workers unhealthy after all — most of the fleet really
+   died (default 300000; 0 is refused with `HW_STATUS_INVALID_ARGUMENT`).
+   */
+  uint64_t max_mass_expiry_hold_ms;
 } hw_manager_config;
 
 /*

@@ -65,10 +65,11 @@ pub use events::{EventKind, SubscribeOptions, Subscription, WorkerLifecycleEvent
 pub use filter::WorkerFilter;
 pub use ids::{JobId, ProviderId, WorkerId, MAX_JOB_ID_LEN, MAX_PROVIDER_ID_LEN};
 pub use lifecycle::{
-    CleanupResult, DestroyFailure, HealthCheckResult, LifecycleStats, LostJob, MassExpiryHold,
-    OrphanInstance, ProviderBackoff, ProviderError, ProviderErrorKind, ProviderResult,
-    ProvisionFailure, ProvisionedWorker, ReconcileReport, ScalingPlan, TerminatedWorker,
-    TickReport, UnhealthyWorker, WorkerLifecycleConfig, WorkerLifecycleManager, WorkerProvider,
+    CleanupResult, DestroyFailure, HealthCheckResult, LifecycleStats, LostJob, MassExpiryGiveUp,
+    MassExpiryHold, OrphanInstance, ProviderBackoff, ProviderError, ProviderErrorKind,
+    ProviderResult, ProvisionFailure, ProvisionedWorker, ReconcileReport, ScalingPlan,
+    TerminatedWorker, TickReport, UnhealthyWorker, WorkerLifecycleConfig, WorkerLifecycleManager,
+    WorkerProvider,
 };
 pub use registry::{
     InMemoryWorkerRegistry, Snapshot, StateCounts, WorkerRegistry, WorkerRegistryStats,

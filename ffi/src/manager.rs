@@ -76,6 +76,10 @@ pub struct hw_manager_config {
     /// The brake's floor: this many workers can always be declared unhealthy at once
     /// (default 1).
     pub unhealthy_floor: usize,
+    /// The brake's bound: once it has held continuously for longer than this, the health check
+    /// lets go and declares the silent workers unhealthy after all — most of the fleet really
+    /// died (default 300000; 0 is refused with `HW_STATUS_INVALID_ARGUMENT`).
+    pub max_mass_expiry_hold_ms: u64,
 }
 
 impl hw_manager_config {
@@ -98,6 +102,7 @@ impl hw_manager_config {
             provider_backoff_max_ms: millis(c.provider_backoff_max),
             max_unhealthy_fraction: c.max_unhealthy_fraction,
             unhealthy_floor: c.unhealthy_floor,
+            max_mass_expiry_hold_ms: millis(c.max_mass_expiry_hold),
         }
     }
 
@@ -120,6 +125,7 @@ impl hw_manager_config {
             provider_backoff_max: ms(self.provider_backoff_max_ms),
             max_unhealthy_fraction: self.max_unhealthy_fraction,
             unhealthy_floor: self.unhealthy_floor,
+            max_mass_expiry_hold: ms(self.max_mass_expiry_hold_ms),
         }
     }
 }

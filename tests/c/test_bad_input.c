@@ -558,6 +558,9 @@ int main(void) {
   bad.max_unhealthy_fraction = 1.5;
   INVALID(hw_manager_new(reg, &bad, (hw_manager **)&out));
   bad = config;
+  bad.max_mass_expiry_hold_ms = 0;
+  INVALID(hw_manager_new(reg, &bad, (hw_manager **)&out));
+  bad = config;
   bad.max_workers = 0;
   INVALID(hw_manager_new(reg, &bad, (hw_manager **)&out));
   INVALID(hw_manager_new_from_json(NULL, "{}", (hw_manager **)&out));

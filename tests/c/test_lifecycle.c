@@ -107,6 +107,12 @@ static void manager_lifecycle(void) {
   hw_manager_config config;
   CHECK_OK(hw_manager_config_default(&config));
   CHECK(config.heartbeat_timeout_ms == 60000 && config.max_workers == 10);
+  /* The brake's bound: 300 s by default; zero would make the brake useless and is refused. */
+  CHECK(config.max_mass_expiry_hold_ms == 300000);
+  config.max_mass_expiry_hold_ms = 0;
+  CHECK_STATUS(hw_manager_new(reg, &config, &mgr), HW_ERR_INVALID_ARGUMENT);
+  CHECK(mgr == NULL);
+  config.max_mass_expiry_hold_ms = 120000;
   config.heartbeat_timeout_ms = 30000;
   config.health_check_interval_ms = 1000;
   config.min_ready_workers = 5;
@@ -119,6 +125,7 @@ static void manager_lifecycle(void) {
   hw_manager_config got;
   CHECK_OK(hw_manager_get_config(mgr, &got));
   CHECK(got.heartbeat_timeout_ms == 30000 && got.max_workers == 3);
+  CHECK(got.max_mass_expiry_hold_ms == 120000);
 
   hw_provider_callbacks cb;
   memset(&cb, 0, sizeof cb);

@@ -82,6 +82,13 @@ pub struct WorkerLifecycleConfig {
     /// holding, whatever the fraction, so that a fleet of one to three can still lose one.
     /// Default 1.
     pub unhealthy_floor: usize,
+    /// The brake's bound: once it has held continuously for longer than this, the health check
+    /// lets go and declares the silent workers unhealthy after all (their jobs are reported
+    /// lost, their instances destroyed) — most of the fleet really died, it is not a partition.
+    /// A new hold can start only after the fleet is back under the limit. Must be at least
+    /// 1 ms. Default 300 s.
+    #[serde(with = "duration_secs")]
+    pub max_mass_expiry_hold: Duration,
 }
 
 impl Default for WorkerLifecycleConfig {
@@ -104,6 +111,7 @@ impl Default for WorkerLifecycleConfig {
             provider_backoff_max: Duration::from_secs(300),
             max_unhealthy_fraction: 0.55,
             unhealthy_floor: 1,
+            max_mass_expiry_hold: Duration::from_secs(300),
         }
     }
 }
@@ -112,8 +120,8 @@ impl WorkerLifecycleConfig {
     /// Checks the configuration for nonsense.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] naming the field: a zero timeout, interval or retry delay
-    /// (below 1 ms), `max_workers == 0`, `min_ready_workers > max_workers`, a zero
+    /// [`Error::InvalidArgument`] naming the field: a zero timeout, interval, retry delay or
+    /// `max_mass_expiry_hold` (below 1 ms), `max_workers == 0`, `min_ready_workers > max_workers`, a zero
     /// `max_provision_per_tick` or `max_actions_per_tick`, a retry or back-off maximum below its
     /// initial delay, a `max_unhealthy_fraction` outside `(0, 1]`.
     pub fn validate(&self) -> Result<()> {
@@ -123,6 +131,7 @@ impl WorkerLifecycleConfig {
             ("startup_timeout", self.startup_timeout),
             ("destroy_retry_initial", self.destroy_retry_initial),
             ("provider_backoff_initial", self.provider_backoff_initial),
+            ("max_mass_expiry_hold", self.max_mass_expiry_hold),
         ];
         for (name, value) in positive {
             if value < Duration::from_millis(1) {
@@ -191,6 +200,7 @@ mod tests {
         assert_eq!((c.min_ready_workers, c.max_workers), (1, 10));
         assert_eq!((c.scale_up_threshold, c.scale_down_threshold), (5, 3));
         assert_eq!(c.max_unhealthy_fraction, 0.55);
+        assert_eq!(c.max_mass_expiry_hold, Duration::from_secs(300));
         c.validate().unwrap();
     }
 
@@ -242,6 +252,13 @@ mod tests {
                 },
             ),
             (
+                "max_mass_expiry_hold",
+                WorkerLifecycleConfig {
+                    max_mass_expiry_hold: Duration::ZERO,
+                    ..base.clone()
+                },
+            ),
+            (
                 "destroy_retry_max",
                 WorkerLifecycleConfig {
                     destroy_retry_max: Duration::from_millis(10),
@@ -273,6 +290,7 @@ mod tests {
         let json = serde_json::to_value(&c).unwrap();
         assert_eq!(json["heartbeat_timeout"], 1.5);
         assert_eq!(json["startup_timeout"], 300);
+        assert_eq!(json["max_mass_expiry_hold"], 300);
         let back: WorkerLifecycleConfig = serde_json::from_value(json).unwrap();
         assert_eq!(back, c);
         assert!(

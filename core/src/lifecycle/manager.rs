@@ -19,9 +19,9 @@ use crate::worker::{ProviderType, TerminationReason, Worker, WorkerHandle, Worke
 use super::config::{backoff_delay, WorkerLifecycleConfig};
 use super::provider::{guarded, ProviderError, WorkerProvider};
 use super::report::{
-    CleanupResult, DestroyFailure, HealthCheckResult, LifecycleStats, LostJob, MassExpiryHold,
-    OrphanInstance, ProviderBackoff, ProvisionFailure, ProvisionedWorker, ReconcileReport,
-    ScalingPlan, TerminatedWorker, TickReport, UnhealthyWorker,
+    CleanupResult, DestroyFailure, HealthCheckResult, LifecycleStats, LostJob, MassExpiryGiveUp,
+    MassExpiryHold, OrphanInstance, ProviderBackoff, ProvisionFailure, ProvisionedWorker,
+    ReconcileReport, ScalingPlan, TerminatedWorker, TickReport, UnhealthyWorker,
 };
 use super::scaling::{decide, ScalingInputs};
 
@@ -235,8 +235,31 @@ pub struct WorkerLifecycleManager {
     target: Mutex<Option<ScalingTarget>>,
     counters: Counters,
     ticking: AtomicBool,
-    /// The mass-expiry brake held at the last health check.
-    brake_engaged: AtomicBool,
+    /// The mass-expiry brake's state across health checks.
+    brake: Mutex<Brake>,
+}
+
+/// The mass-expiry brake's memory between health checks.
+#[derive(Debug, Default)]
+struct Brake {
+    /// The first check of the current hold, while the brake holds (it held at the last check).
+    held_since: Option<Timestamp>,
+    /// The brake gave up on the current episode (held longer than `max_mass_expiry_hold`): no
+    /// new hold starts until a check finds the fleet back under the limit, or the survivors of
+    /// a real mass death would be held again right after the dead were expired.
+    spent: bool,
+}
+
+/// What the brake does in one health check.
+enum BrakeVerdict {
+    /// Hold back the heartbeat expiries.
+    Hold,
+    /// Held for longer than `max_mass_expiry_hold` (ms): expire them after all.
+    GiveUp(u64),
+    /// It held at the last check and the fleet is back under the limit: grace for everyone.
+    Release,
+    /// Nothing to do with the brake: expire normally.
+    Normal,
 }
 
 impl fmt::Debug for WorkerLifecycleManager {
@@ -277,7 +300,7 @@ impl WorkerLifecycleManager {
             target: Mutex::new(None),
             counters: Counters::default(),
             ticking: AtomicBool::new(false),
-            brake_engaged: AtomicBool::new(false),
+            brake: Mutex::new(Brake::default()),
         })
     }
 
@@ -535,8 +558,15 @@ impl WorkerLifecycleManager {
     /// (Agents should heartbeat more often than every `heartbeat_timeout / 2`.) The first
     /// check after the brake held that finds the fleet under the limit releases it and gives
     /// every worker a fresh grace period ([`HealthCheckResult::brake_released`]), so that the
-    /// agents still coming back from the partition are not expired in a last batch. Startup expiries (workers that never reported
-    /// in) are not held back: a broken provider must not pin the fleet at `max_workers`.
+    /// agents still coming back from the partition are not expired in a last batch. Startup
+    /// expiries (workers that never reported in) are not held back: a broken provider must not
+    /// pin the fleet at `max_workers`.
+    ///
+    /// The brake is bounded: a check that finds it has held continuously for longer than
+    /// `max_mass_expiry_hold` (since the first check that held) lets go *without* a grace
+    /// period — most of the fleet really died — and declares the silent workers unhealthy as
+    /// usual ([`HealthCheckResult::brake_gave_up`]). No new hold starts until a check finds
+    /// the fleet back under the limit.
     ///
     /// # Errors
     /// Only when the registry fails to answer the deadline queries.
@@ -565,7 +595,12 @@ impl WorkerLifecycleManager {
             due.insert(w.id, TerminationReason::Unhealthy);
         }
         if due.is_empty() {
-            if self.brake_engaged.swap(false, Ordering::AcqRel) {
+            let was_held = {
+                let mut brake = self.brake.lock();
+                brake.spent = false;
+                brake.held_since.take().is_some()
+            };
+            if was_held {
                 // Everyone is back in time: release the brake with a grace period anyway, for
                 // the stragglers already more than half a timeout silent.
                 self.registry.grant_grace(now)?;
@@ -585,23 +620,61 @@ impl WorkerLifecycleManager {
             0 => None,
             _ => self.mass_expiry_hold(silent)?,
         };
-        if let Some(hold) = hold {
-            self.brake_engaged.store(true, Ordering::Release);
-            bump(&self.counters.holds, 1);
-            let _ = self.registry.publish(EventKind::MassExpiryHeld {
-                would_expire: hold.would_expire,
-                live: hold.live,
-            });
-            result.held = Some(hold);
-            due.retain(|_, reason| *reason != TerminationReason::Unhealthy);
-        } else if self.brake_engaged.swap(false, Ordering::AcqRel) {
-            // The partition heals: its victims come back one by one over a heartbeat
-            // interval. Those not heard from yet are not expired in a last batch: everyone
-            // gets a fresh grace period, as after a host stall. A worker that really died
-            // meanwhile is expired one heartbeat_timeout later.
-            self.registry.grant_grace(now)?;
-            result.brake_released = true;
-            due.retain(|_, reason| *reason != TerminationReason::Unhealthy);
+        // Decided under the brake's lock, acted upon after it (no registry call under it).
+        let verdict = {
+            let mut brake = self.brake.lock();
+            match (hold, brake.held_since) {
+                // Gave up on this episode: the silent ones are dead, expire them.
+                (Some(_), _) if brake.spent => BrakeVerdict::Normal,
+                (Some(_), None) => {
+                    brake.held_since = Some(now);
+                    BrakeVerdict::Hold
+                }
+                (Some(_), Some(since))
+                    if now.saturating_sub(since) > millis(self.config.max_mass_expiry_hold) =>
+                {
+                    brake.held_since = None;
+                    brake.spent = true;
+                    BrakeVerdict::GiveUp(now.saturating_sub(since))
+                }
+                (Some(_), Some(_)) => BrakeVerdict::Hold,
+                (None, held_since) => {
+                    brake.spent = false;
+                    brake.held_since = None;
+                    if held_since.is_some() {
+                        BrakeVerdict::Release
+                    } else {
+                        BrakeVerdict::Normal
+                    }
+                }
+            }
+        };
+        match (verdict, hold) {
+            (BrakeVerdict::Hold, Some(hold)) => {
+                bump(&self.counters.holds, 1);
+                let _ = self.registry.publish(EventKind::MassExpiryHeld {
+                    would_expire: hold.would_expire,
+                    live: hold.live,
+                });
+                result.held = Some(hold);
+                due.retain(|_, reason| *reason != TerminationReason::Unhealthy);
+            }
+            (BrakeVerdict::GiveUp(held_for), Some(hold)) => {
+                // Held for longer than a partition is allowed to last: most of the fleet
+                // really died. No grace period: the silent workers are expired below, their
+                // jobs reported lost, their instances destroyed.
+                result.brake_gave_up = Some(MassExpiryGiveUp { held_for, hold });
+            }
+            (BrakeVerdict::Release, _) => {
+                // The partition heals: its victims come back one by one over a heartbeat
+                // interval. Those not heard from yet are not expired in a last batch: everyone
+                // gets a fresh grace period, as after a host stall. A worker that really died
+                // meanwhile is expired one heartbeat_timeout later.
+                self.registry.grant_grace(now)?;
+                result.brake_released = true;
+                due.retain(|_, reason| *reason != TerminationReason::Unhealthy);
+            }
+            _ => {}
         }
 
         let total = due.len();
@@ -1346,7 +1419,20 @@ impl WorkerLifecycleManager {
                                 .to_owned(),
                         );
                     }
+                    if let Some(gave_up) = hc.brake_gave_up {
+                        report.decisions.push(format!(
+                            "mass-expiry brake released after holding {:.0} s: {} of {} watched \
+                             workers still silent (longer than max_mass_expiry_hold {:.0} s: not \
+                             a partition); the {} past the deadline are declared unhealthy",
+                            gave_up.held_for as f64 / 1000.0,
+                            gave_up.hold.suspect,
+                            gave_up.hold.live,
+                            self.config.max_mass_expiry_hold.as_secs_f64(),
+                            gave_up.hold.would_expire
+                        ));
+                    }
                     report.brake_released = hc.brake_released;
+                    report.brake_gave_up = hc.brake_gave_up;
                     report.mass_expiry_held = hc.held;
                     report.unhealthy = hc.unhealthy;
                     report.lost_jobs = hc.lost_jobs;

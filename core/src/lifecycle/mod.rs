@@ -15,7 +15,7 @@ pub use config::WorkerLifecycleConfig;
 pub use manager::WorkerLifecycleManager;
 pub use provider::{ProviderError, ProviderErrorKind, ProviderResult, WorkerProvider};
 pub use report::{
-    CleanupResult, DestroyFailure, HealthCheckResult, LifecycleStats, LostJob, MassExpiryHold,
-    OrphanInstance, ProviderBackoff, ProvisionFailure, ProvisionedWorker, ReconcileReport,
-    ScalingPlan, TerminatedWorker, TickReport, UnhealthyWorker,
+    CleanupResult, DestroyFailure, HealthCheckResult, LifecycleStats, LostJob, MassExpiryGiveUp,
+    MassExpiryHold, OrphanInstance, ProviderBackoff, ProvisionFailure, ProvisionedWorker,
+    ReconcileReport, ScalingPlan, TerminatedWorker, TickReport, UnhealthyWorker,
 };

@@ -120,6 +120,17 @@ pub struct MassExpiryHold {
     pub allowed: usize,
 }
 
+/// The brake gave up: it had held continuously for longer than `max_mass_expiry_hold`, so the
+/// silent workers are declared unhealthy after all (most of the fleet really died).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MassExpiryGiveUp {
+    /// How long (ms) the brake had held, from the first check that held to this one.
+    pub held_for: u64,
+    /// The count the brake would have held with now (`would_expire` of them are declared
+    /// unhealthy in this check, the other suspects when they cross their deadline).
+    pub hold: MassExpiryHold,
+}
+
 /// What [`run_health_check`](crate::WorkerLifecycleManager::run_health_check) found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct HealthCheckResult {
@@ -141,6 +152,9 @@ pub struct HealthCheckResult {
     /// The brake held at the previous check and lets go now: every worker got a fresh grace
     /// period (nobody was declared unhealthy for its heartbeat in this check).
     pub brake_released: bool,
+    /// Set when the brake gave up in this check (held longer than `max_mass_expiry_hold`): the
+    /// silent workers past their deadline are in `unhealthy`, no grace period was granted.
+    pub brake_gave_up: Option<MassExpiryGiveUp>,
 }
 
 /// What [`cleanup_workers`](crate::WorkerLifecycleManager::cleanup_workers) (and
@@ -212,6 +226,9 @@ pub struct TickReport {
     pub mass_expiry_held: Option<MassExpiryHold>,
     /// The brake let go in this tick: every worker got a fresh grace period.
     pub brake_released: bool,
+    /// Set when the brake gave up in this tick (held longer than `max_mass_expiry_hold`): the
+    /// silent workers were declared unhealthy after all.
+    pub brake_gave_up: Option<MassExpiryGiveUp>,
     /// Workers destroyed and unregistered (unhealthy, idle, lifetime, drained, scaled down,
     /// destroy retries that succeeded).
     pub terminated: Vec<TerminatedWorker>,
