@@ -487,6 +487,7 @@ class LifecycleConfig:
         destroy_retry_max: _Seconds | None = None,
         provider_backoff_initial: _Seconds | None = None,
         provider_backoff_max: _Seconds | None = None,
+        max_mass_expiry_hold: _Seconds | None = None,
         min_ready_workers: int | None = None,
         max_workers: int | None = None,
         scale_up_threshold: int | None = None,
@@ -514,6 +515,8 @@ class LifecycleConfig:
     def provider_backoff_initial(self) -> float: ...
     @property
     def provider_backoff_max(self) -> float: ...
+    @property
+    def max_mass_expiry_hold(self) -> float: ...
     @property
     def min_ready_workers(self) -> int: ...
     @property

@@ -354,7 +354,8 @@ report_class! {
 /// scale_up_cooldown 10 s, scale_down_cooldown 60 s, max_provision_per_tick 5,
 /// max_actions_per_tick 100, destroy_retry_initial 1 s, destroy_retry_max 300 s,
 /// provider_backoff_initial 5 s, provider_backoff_max 300 s, max_unhealthy_fraction 0.55,
-/// unhealthy_floor 1.
+/// unhealthy_floor 1, max_mass_expiry_hold 300 s (the brake's bound: held continuously longer
+/// than this, it lets go and the silent workers are declared unhealthy; 0 is refused).
 #[pyclass(frozen, eq, hash, name = "LifecycleConfig", module = "hodei_workers")]
 #[derive(Clone, PartialEq)]
 pub(crate) struct PyLifecycleConfig {
@@ -441,7 +442,7 @@ config_class!(
     durations: [
         heartbeat_timeout, health_check_interval, startup_timeout, scale_up_cooldown,
         scale_down_cooldown, destroy_retry_initial, destroy_retry_max, provider_backoff_initial,
-        provider_backoff_max
+        provider_backoff_max, max_mass_expiry_hold
     ],
     counts: [
         min_ready_workers, max_workers, scale_up_threshold, scale_down_threshold,

@@ -403,6 +403,7 @@ def test_lifecycle_config() -> None:
         {"max_workers": 0},
         {"heartbeat_timeout": 0},
         {"max_unhealthy_fraction": 1.5},
+        {"max_mass_expiry_hold": 0},
         {"max_workers": -1},
         {"destroy_retry_initial": 10, "destroy_retry_max": 5},
     ]
@@ -487,3 +488,52 @@ def test_destroy_receives_the_handle_create_returned(
     assert handle.resource_id == worker.resource_id and handle.metadata == {"image": "img:7"}
     assert handle == handle and {handle, handle} == {handle}
     assert repr(handle).startswith("WorkerHandle(worker_id=")
+
+
+def test_the_mass_expiry_brake_lets_go_after_max_mass_expiry_hold(
+    registry: hw.Registry, clock: hw.ManualClock, cloud: FakeCloud
+) -> None:
+    assert hw.LifecycleConfig().max_mass_expiry_hold == 300.0
+    config = hw.LifecycleConfig(
+        heartbeat_timeout=60,
+        health_check_interval=30,
+        max_workers=5,
+        max_mass_expiry_hold=timedelta(minutes=2),
+    )
+    assert config.max_mass_expiry_hold == 120.0
+    assert json.loads(config.to_json())["max_mass_expiry_hold"] == 120
+    assert "max_mass_expiry_hold=120.0" in repr(config)
+    assert config == hw.LifecycleConfig(
+        heartbeat_timeout=60, health_check_interval=30, max_workers=5, max_mass_expiry_hold=120.0
+    )
+    manager = hw.LifecycleManager(registry, config)
+    manager.register_provider(cloud)
+    # Long-lived workers: no idle retirement during the test's ten minutes.
+    spec = hw.WorkerSpec("r", idle_timeout=3600, max_lifetime=3600)
+    workers = [manager.provision_worker("fake-cloud", spec).id for _ in range(5)]
+    for w in workers:
+        report_in(registry, w)
+    registry.assign_to_job(workers[0], "job-1")
+    survivor, dead = workers[4], workers[:4]
+    manager.tick()
+
+    # 4 of 5 die for good: held from 90 s on, given up once held longer than 120 s (at 240 s).
+    reports = []
+    for _ in range(8):
+        clock.advance(30)
+        manager.process_heartbeat(survivor)
+        reports.append(manager.tick())
+    held = [r.mass_expiry_held is not None for r in reports]
+    assert held == [False, False, True, True, True, True, True, False], held
+    assert all(r.unhealthy == [] for r in reports[:7])
+    gave_up = reports[7]
+    assert json.loads(gave_up.to_json())["brake_released"] is False  # no grace period
+    assert any(
+        "brake released after holding 150 s: 4 of 5 watched workers still silent" in line
+        for line in gave_up.decisions
+    ), gave_up.decisions
+    assert sorted(u.worker_id for u in gave_up.unhealthy) == sorted(dead)
+    assert [(j.worker_id, j.job_id) for j in gave_up.lost_jobs] == [(workers[0], "job-1")]
+    assert json.loads(gave_up.to_json())["brake_gave_up"]["held_for"] == 150_000
+    assert all(w not in registry for w in dead) and survivor in registry
+    assert len(cloud.destroyed) == 4
