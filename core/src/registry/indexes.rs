@@ -4,13 +4,17 @@
 //! computes the membership before and after and applies the difference, so the indexes cannot
 //! drift from the records.
 //!
-//! The heartbeat index alone is lazy about its keys: heartbeats store into an atomic without
-//! touching it, so an entry's key may be older than the live heartbeat. `find_unhealthy` pops
-//! the entries due, re-checks each against the live atomic and re-files the ones still alive.
-//! The record remembers the key it is filed under (`heartbeat_key`, changed only under the
-//! shard's write lock), so there is one entry per monitored worker and none for the others.
+//! The heartbeat deadlines are not among them: each shard keeps its own [`HeartbeatWheel`]
+//! under its own lock, so re-filing a worker needs neither the registry-wide mutex nor a tree
+//! insert. The wheel is lazy twice over. Heartbeats store into an atomic without touching it,
+//! so a worker may be filed under an older time than its live heartbeat; and entries are never
+//! searched for and removed: the record remembers the bucket it is filed under
+//! (`heartbeat_bucket`, changed only under the shard's write lock), and an entry that does not
+//! match its record (the record moved, left the monitored states or is gone) is garbage,
+//! dropped when its bucket is processed or when the wheel is compacted.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::mem;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -26,8 +30,9 @@ pub(super) struct Record {
     pub handle: Arc<WorkerHandle>,
     pub spec: Arc<WorkerSpec>,
     pub state: WorkerState,
-    /// The key of this worker's entry in `heartbeat_due`, if it has one.
-    pub heartbeat_key: Option<Timestamp>,
+    /// The bucket of its shard's [`HeartbeatWheel`] this worker is filed under: `Some` exactly
+    /// while its state is heartbeat-monitored.
+    pub heartbeat_bucket: Option<u64>,
     pub current_job: Option<JobId>,
     pub jobs_executed: u64,
     pub created_at: Timestamp,
@@ -44,7 +49,7 @@ impl Record {
             handle: Arc::clone(&w.handle),
             spec: Arc::clone(&w.spec),
             state: w.state,
-            heartbeat_key: None,
+            heartbeat_bucket: None,
             current_job: w.current_job.clone(),
             jobs_executed: w.jobs_executed,
             created_at: w.created_at,
@@ -109,8 +114,6 @@ pub(super) struct Membership {
     lifetime: bool,
     /// `drained`: `Draining` without a job.
     drained: bool,
-    /// `heartbeat_due`: `Connecting`, `Ready`, `Busy`, `Draining`.
-    heartbeat: bool,
 }
 
 impl Membership {
@@ -121,7 +124,6 @@ impl Membership {
             starting: state.is_starting(),
             lifetime: matches!(state, Creating | Connecting | Ready | Busy),
             drained: state == Draining && !has_job,
-            heartbeat: state.heartbeat_monitored(),
         }
     }
 
@@ -159,8 +161,6 @@ pub(super) struct Indexes {
     pub ready: BTreeMap<(Timestamp, WorkerId), ReadyEntry>,
     /// Who holds each job (invariant 2).
     pub jobs: HashMap<JobId, WorkerId, foldhash::fast::RandomState>,
-    /// Lazy: `(heartbeat when filed, id)`.
-    pub heartbeat_due: BTreeSet<(Timestamp, WorkerId)>,
     /// `(created_at, id)` of starting workers.
     pub startup_due: BTreeSet<(Timestamp, WorkerId)>,
     /// `(idle deadline, id)` of ready workers.
@@ -180,8 +180,7 @@ impl Indexes {
         before: Membership,
         before_idle_since: Option<Timestamp>,
         after: Membership,
-        rec: &mut Record,
-        floor: Timestamp,
+        rec: &Record,
     ) {
         let idle_restarted = before_idle_since != rec.idle_since;
         if before.ready && (!after.ready || idle_restarted) {
@@ -222,26 +221,12 @@ impl Indexes {
                 self.drained.remove(&id);
             }
         }
-        if after.heartbeat && rec.heartbeat_key.is_none() {
-            self.file_heartbeat(id, rec, floor);
-        } else if !after.heartbeat {
-            if let Some(key) = rec.heartbeat_key.take() {
-                self.heartbeat_due.remove(&(key, id));
-            }
-        }
-    }
-
-    /// Files `id` in `heartbeat_due` under its live heartbeat (or the grace floor).
-    pub fn file_heartbeat(&mut self, id: WorkerId, rec: &mut Record, floor: Timestamp) {
-        let key = rec.heartbeat().max(floor);
-        self.heartbeat_due.insert((key, id));
-        rec.heartbeat_key = Some(key);
     }
 
     /// Removes every trace of a record that leaves the registry.
     pub fn forget(&mut self, id: WorkerId, rec: &mut Record) {
         let (before, idle_since) = (rec.membership(), rec.idle_since);
-        self.refile(id, before, idle_since, Membership::none(), rec, 0);
+        self.refile(id, before, idle_since, Membership::none(), rec);
         if let Some(job) = &rec.current_job {
             self.jobs.remove(job);
         }
@@ -251,4 +236,165 @@ impl Indexes {
             &rec.handle.provider_type,
         );
     }
+}
+
+/// Width of one [`HeartbeatWheel`] bucket, in milliseconds: coarse, so that a worker is
+/// re-filed at most about once per heartbeat timeout and a bucket gathers many workers.
+pub(super) const HEARTBEAT_BUCKET_MS: u64 = 1_000;
+
+/// Garbage a wheel may carry beyond its live entries before it is compacted, on top of a share
+/// of the shard's records (see [`HeartbeatWheel::needs_compaction`]).
+const WHEEL_SLACK: usize = 64;
+
+/// The bucket of a heartbeat deadline key (a heartbeat, or the grace floor).
+pub(super) fn heartbeat_bucket(key: Timestamp) -> u64 {
+    key / HEARTBEAT_BUCKET_MS
+}
+
+/// One shard's heartbeat deadlines: the ids of its monitored workers, bucketed by the
+/// heartbeat (or grace floor) they were filed under.
+///
+/// Invariant: every monitored record `r` of the shard has `r.heartbeat_bucket == Some(b)` and
+/// an entry in bucket `b`, and `b`'s start is at most `max(r.heartbeat(), floor)` (heartbeats
+/// and the floor only grow), so the buckets starting before a cutoff hold every worker silent
+/// since before it. Entries that do not match their record are garbage (see the module doc).
+#[derive(Debug, Default)]
+pub(super) struct HeartbeatWheel {
+    buckets: BTreeMap<u64, Vec<WorkerId>>,
+    /// Entries in `buckets`, garbage included.
+    entries: usize,
+    /// Records with `heartbeat_bucket` set: the live entries.
+    monitored: usize,
+}
+
+impl HeartbeatWheel {
+    /// Files `id` under its live heartbeat (or the grace floor) if it is monitored and not
+    /// filed yet; marks it unfiled if it is no longer monitored (its entry becomes garbage).
+    pub fn refile(&mut self, id: WorkerId, rec: &mut Record, floor: Timestamp) {
+        let monitored = rec.state.heartbeat_monitored();
+        if monitored && rec.heartbeat_bucket.is_none() {
+            self.monitored += 1;
+            self.file(id, rec, floor);
+        } else if !monitored && rec.heartbeat_bucket.take().is_some() {
+            self.monitored -= 1;
+        }
+    }
+
+    /// Forgets a record that leaves the shard (its entry becomes garbage).
+    pub fn forget(&mut self, rec: &mut Record) {
+        if rec.heartbeat_bucket.take().is_some() {
+            self.monitored -= 1;
+        }
+    }
+
+    /// Files a monitored record under `max(heartbeat, floor)`; returns that key.
+    fn file(&mut self, id: WorkerId, rec: &mut Record, floor: Timestamp) -> Timestamp {
+        let key = rec.heartbeat().max(floor);
+        let bucket = heartbeat_bucket(key);
+        self.buckets.entry(bucket).or_default().push(id);
+        self.entries += 1;
+        rec.heartbeat_bucket = Some(bucket);
+        key
+    }
+
+    /// Entries (garbage included) in the buckets that start before `cutoff`.
+    pub fn due_entries(&self, cutoff: Timestamp) -> usize {
+        self.buckets
+            .range(..first_bucket_at_or_after(cutoff))
+            .map(|(_, ids)| ids.len())
+            .sum()
+    }
+
+    /// Takes the entries of the buckets that start before `cutoff` out of the wheel, sorted
+    /// and without duplicates (a worker that left its bucket and came back to it has two).
+    pub fn take_due(&mut self, cutoff: Timestamp) -> Vec<(u64, WorkerId)> {
+        let rest = self.buckets.split_off(&first_bucket_at_or_after(cutoff));
+        let due = mem::replace(&mut self.buckets, rest);
+        let mut out: Vec<(u64, WorkerId)> = due
+            .into_iter()
+            .flat_map(|(bucket, ids)| ids.into_iter().map(move |id| (bucket, id)))
+            .collect();
+        self.entries -= out.len();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Re-checks one entry taken by [`take_due`](Self::take_due) against its record `rec`:
+    /// garbage is dropped; a live entry is re-filed under the live heartbeat (so a worker
+    /// still due stays due for the next look) and `true` is returned iff the worker has been
+    /// silent since before `cutoff`.
+    pub fn recheck(
+        &mut self,
+        bucket: u64,
+        id: WorkerId,
+        rec: &mut Record,
+        floor: Timestamp,
+        cutoff: Timestamp,
+    ) -> bool {
+        if rec.heartbeat_bucket != Some(bucket) {
+            return false;
+        }
+        // Monitored by the invariant: leaving the monitored states clears the bucket.
+        self.file(id, rec, floor) < cutoff
+    }
+
+    /// Rebuilds the wheel from all of its shard's records in one sequential pass, calling
+    /// `due` for every monitored worker silent since before `cutoff`. Cheaper than per-entry
+    /// look-ups once a large share of the shard is due.
+    pub fn rebuild<'a>(
+        &mut self,
+        records: impl Iterator<Item = (&'a WorkerId, &'a mut Record)>,
+        floor: Timestamp,
+        cutoff: Timestamp,
+        mut due: impl FnMut(WorkerId, &Record),
+    ) {
+        self.buckets.clear();
+        self.entries = 0;
+        self.monitored = 0;
+        for (id, rec) in records {
+            if !rec.state.heartbeat_monitored() {
+                rec.heartbeat_bucket = None;
+                continue;
+            }
+            self.monitored += 1;
+            if self.file(*id, rec, floor) < cutoff {
+                due(*id, rec);
+            }
+        }
+    }
+
+    /// Whether the garbage outgrew its bound: more entries than twice the live ones, plus a
+    /// slack proportional to the shard's `records` (so that a shard of mostly unmonitored
+    /// records is not rescanned every few operations). Entries only grow by filing, so checking
+    /// after every operation that may file keeps memory linear in the shard's records even if
+    /// `find_unhealthy` is never called.
+    pub fn needs_compaction(&self, records: usize) -> bool {
+        self.entries > 2 * self.monitored + records / 2 + WHEEL_SLACK
+    }
+
+    /// Drops all garbage: re-files every monitored record under the bucket it is filed under.
+    pub fn compact<'a>(&mut self, records: impl Iterator<Item = (&'a WorkerId, &'a Record)>) {
+        self.buckets.clear();
+        self.entries = 0;
+        for (id, rec) in records {
+            if let Some(bucket) = rec.heartbeat_bucket {
+                self.buckets.entry(bucket).or_default().push(*id);
+                self.entries += 1;
+            }
+        }
+        debug_assert_eq!(self.entries, self.monitored);
+    }
+
+    /// Entries held, garbage included (for tests of the bound).
+    #[cfg(test)]
+    pub fn entries(&self) -> usize {
+        self.entries
+    }
+}
+
+/// The first bucket whose start is at or after `cutoff`: the buckets before it may hold keys
+/// below `cutoff`.
+fn first_bucket_at_or_after(cutoff: Timestamp) -> u64 {
+    cutoff.div_ceil(HEARTBEAT_BUCKET_MS)
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 
-use super::indexes::{Indexes, Membership, Record};
+use super::indexes::{HeartbeatWheel, Indexes, Membership, Record};
 use super::snapshot::{Snapshot, SNAPSHOT_FORMAT};
 use super::stats::WorkerRegistryStats;
 use super::WorkerRegistry;
@@ -24,18 +24,39 @@ use crate::worker::{TerminationReason, Worker, WorkerHandle, WorkerSpec};
 /// Number of shards: a power of two, enough that two to eight threads rarely meet.
 const SHARD_COUNT: usize = 64;
 
-/// Most heartbeat entries `find_unhealthy` re-files under one shard lock: large enough that
-/// the record look-ups overlap, small enough (~10 us at a million workers) that a heartbeat
-/// never waits long behind it.
+/// Most heartbeat entries `find_unhealthy` re-checks one by one under one shard lock: large
+/// enough that the record look-ups overlap, small enough (~10 us at a million workers) that a
+/// heartbeat never waits long behind it.
 const REFILE_BATCH: usize = 32;
 
-type Shard = HashMap<WorkerId, Record, foldhash::fast::RandomState>;
+/// Above this share of a shard's records due at once (1/8), `find_unhealthy` checks the shard
+/// by one sequential pass over its records (~15 ns each) instead of a random look-up per due
+/// entry (~10x that at a million workers).
+const REBUILD_SHARE: usize = 8;
+
+/// One shard: its records and the heartbeat deadlines of those records, under one lock.
+#[derive(Debug, Default)]
+struct Shard {
+    records: HashMap<WorkerId, Record, foldhash::fast::RandomState>,
+    heartbeat_wheel: HeartbeatWheel,
+}
+
+impl Shard {
+    /// Bounds the wheel's garbage; call after every operation that may file a worker.
+    fn compact_if_needed(&mut self) {
+        if self.heartbeat_wheel.needs_compaction(self.records.len()) {
+            self.heartbeat_wheel.compact(self.records.iter());
+        }
+    }
+}
 
 /// The in-memory [`WorkerRegistry`].
 ///
 /// # Design
 /// - Records live in 64 `RwLock`ed hash maps (shards) chosen by worker id. `get` and
 ///   `heartbeat` take one shard's *shared* lock; `heartbeat` is one atomic `fetch_max`.
+/// - Each shard also keeps the heartbeat deadlines of its workers (a wheel of 1 s buckets),
+///   so `find_unhealthy` re-files a worker with a push under the shard lock it already holds.
 /// - One mutex guards the registry-wide indexes (ready workers ordered by idle time, job
 ///   holders, deadline indexes) and the counters behind `stats`. Every change of state takes a
 ///   shard's write lock, then this mutex, then publishes its events under it, so event `seq`
@@ -128,6 +149,7 @@ impl InMemoryWorkerRegistry {
     fn change(
         &self,
         ix: &mut Indexes,
+        wheel: &mut HeartbeatWheel,
         id: WorkerId,
         rec: &mut Record,
         now: Timestamp,
@@ -144,7 +166,8 @@ impl InMemoryWorkerRegistry {
             }
             ix.stats.moved(from, to);
         }
-        ix.refile(id, before, before_idle, rec.membership(), rec, self.floor());
+        ix.refile(id, before, before_idle, rec.membership(), rec);
+        wheel.refile(id, rec, self.floor());
         if to != from {
             self.bus.publish(
                 now,
@@ -160,13 +183,14 @@ impl InMemoryWorkerRegistry {
     fn assign_locked(
         &self,
         ix: &mut Indexes,
+        wheel: &mut HeartbeatWheel,
         id: WorkerId,
         rec: &mut Record,
         job: JobId,
         now: Timestamp,
     ) {
         ix.jobs.insert(job.clone(), id);
-        self.change(ix, id, rec, now, |r| {
+        self.change(ix, wheel, id, rec, now, |r| {
             r.current_job = Some(job.clone());
             r.state = WorkerState::Busy;
         });
@@ -189,6 +213,7 @@ impl InMemoryWorkerRegistry {
             .filter_map(|id| {
                 let shard = self.shard(&id).read();
                 shard
+                    .records
                     .get(&id)
                     .filter(|rec| keep(rec))
                     .map(|rec| rec.to_worker(id))
@@ -211,15 +236,16 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         spec.validate()?;
         let now = self.now();
         let id = handle.worker_id;
-        let mut shard = self.shard(&id).write();
-        if shard.contains_key(&id) {
+        let mut guard = self.shard(&id).write();
+        let shard = &mut *guard;
+        if shard.records.contains_key(&id) {
             return Err(Error::AlreadyExists(id));
         }
         let mut rec = Record {
             handle: Arc::new(handle),
             spec,
             state: WorkerState::Creating,
-            heartbeat_key: None,
+            heartbeat_bucket: None,
             current_job: None,
             jobs_executed: 0,
             created_at: now,
@@ -230,7 +256,8 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         };
         let mut ix = self.indexes.lock();
         let after = rec.membership();
-        ix.refile(id, Membership::none(), None, after, &mut rec, self.floor());
+        ix.refile(id, Membership::none(), None, after, &rec);
+        shard.heartbeat_wheel.refile(id, &mut rec, self.floor());
         ix.stats.add(
             rec.state,
             &rec.handle.provider_id,
@@ -246,14 +273,16 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         );
         drop(ix);
         let worker = rec.to_worker(id);
-        shard.insert(id, rec);
+        shard.records.insert(id, rec);
+        shard.compact_if_needed();
         Ok(worker)
     }
 
     fn unregister(&self, id: &WorkerId, reason: TerminationReason) -> Result<Worker> {
         let now = self.now();
         let mut shard = self.shard(id).write();
-        let mut rec = shard.remove(id).ok_or_else(|| not_found(id))?;
+        let mut rec = shard.records.remove(id).ok_or_else(|| not_found(id))?;
+        shard.heartbeat_wheel.forget(&mut rec);
         let mut ix = self.indexes.lock();
         ix.forget(*id, &mut rec);
         if let Some(job) = &rec.current_job {
@@ -276,7 +305,12 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
     }
 
     fn get(&self, id: &WorkerId) -> Result<Option<Worker>> {
-        Ok(self.shard(id).read().get(id).map(|rec| rec.to_worker(*id)))
+        Ok(self
+            .shard(id)
+            .read()
+            .records
+            .get(id)
+            .map(|rec| rec.to_worker(*id)))
     }
 
     fn find(&self, filter: &WorkerFilter) -> Result<Vec<Worker>> {
@@ -284,7 +318,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         let limit = filter.limit.unwrap_or(usize::MAX);
         let mut out = Vec::new();
         for shard in self.shards.iter() {
-            for (id, rec) in shard.read().iter() {
+            for (id, rec) in shard.read().records.iter() {
                 if out.len() >= limit {
                     return Ok(out);
                 }
@@ -299,8 +333,9 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
 
     fn update_state(&self, id: &WorkerId, to: WorkerState) -> Result<Worker> {
         let now = self.now();
-        let mut shard = self.shard(id).write();
-        let rec = shard.get_mut(id).ok_or_else(|| not_found(id))?;
+        let mut guard = self.shard(id).write();
+        let shard = &mut *guard;
+        let rec = shard.records.get_mut(id).ok_or_else(|| not_found(id))?;
         let from = rec.state;
         if from == to {
             return Ok(rec.to_worker(*id));
@@ -323,7 +358,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         // (a boot slower than the heartbeat timeout must not be expired the moment it ends).
         let reported_in = from.is_starting() && !to.is_terminal();
         let mut ix = self.indexes.lock();
-        self.change(&mut ix, *id, rec, now, |r| {
+        self.change(&mut ix, &mut shard.heartbeat_wheel, *id, rec, now, |r| {
             r.state = to;
             if to.is_terminal() {
                 r.current_job = None;
@@ -343,13 +378,15 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
             );
         }
         drop(ix);
-        Ok(rec.to_worker(*id))
+        let worker = rec.to_worker(*id);
+        shard.compact_if_needed();
+        Ok(worker)
     }
 
     fn heartbeat(&self, id: &WorkerId) -> Result<()> {
         let now = self.now();
         let shard = self.shard(id).read();
-        let rec = shard.get(id).ok_or_else(|| not_found(id))?;
+        let rec = shard.records.get(id).ok_or_else(|| not_found(id))?;
         rec.last_heartbeat.fetch_max(now, Ordering::AcqRel);
         if self.bus.wants_heartbeats() {
             // Published under the shard lock (order shard -> bus, as everywhere): every other
@@ -363,8 +400,9 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
 
     fn assign_to_job(&self, id: &WorkerId, job: JobId) -> Result<Worker> {
         let now = self.now();
-        let mut shard = self.shard(id).write();
-        let rec = shard.get_mut(id).ok_or_else(|| not_found(id))?;
+        let mut guard = self.shard(id).write();
+        let shard = &mut *guard;
+        let rec = shard.records.get_mut(id).ok_or_else(|| not_found(id))?;
         if !rec.state.accepts_jobs() || rec.current_job.is_some() {
             return Err(Error::NotAvailable {
                 worker_id: *id,
@@ -378,15 +416,16 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
                 worker_id: *holder,
             });
         }
-        self.assign_locked(&mut ix, *id, rec, job, now);
+        self.assign_locked(&mut ix, &mut shard.heartbeat_wheel, *id, rec, job, now);
         drop(ix);
         Ok(rec.to_worker(*id))
     }
 
     fn release_from_job(&self, id: &WorkerId, expected_job: Option<&JobId>) -> Result<JobId> {
         let now = self.now();
-        let mut shard = self.shard(id).write();
-        let rec = shard.get_mut(id).ok_or_else(|| not_found(id))?;
+        let mut guard = self.shard(id).write();
+        let shard = &mut *guard;
+        let rec = shard.records.get_mut(id).ok_or_else(|| not_found(id))?;
         let current = match (&rec.current_job, expected_job) {
             (Some(current), Some(expected)) if current != expected => None,
             (current, _) => current.clone(),
@@ -406,7 +445,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
                 job_id: job.clone(),
             },
         );
-        self.change(&mut ix, *id, rec, now, |r| {
+        self.change(&mut ix, &mut shard.heartbeat_wheel, *id, rec, now, |r| {
             r.current_job = None;
             // Saturating: a restored snapshot may carry any count.
             r.jobs_executed = r.jobs_executed.saturating_add(1);
@@ -464,8 +503,9 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
                 return Ok(None);
             };
             for (since, id) in candidates {
-                let mut shard = self.shard(&id).write();
-                let Some(rec) = shard.get_mut(&id) else {
+                let mut guard = self.shard(&id).write();
+                let shard = &mut *guard;
+                let Some(rec) = shard.records.get_mut(&id) else {
                     continue;
                 };
                 // Re-check under the record's lock: another claimer may have been first.
@@ -487,7 +527,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
                         worker_id: *holder,
                     });
                 }
-                self.assign_locked(&mut ix, id, rec, job, now);
+                self.assign_locked(&mut ix, &mut shard.heartbeat_wheel, id, rec, job, now);
                 drop(ix);
                 return Ok(Some(rec.to_worker(id)));
             }
@@ -505,60 +545,49 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         if floor >= cutoff {
             return Ok(Vec::new());
         }
-        let mut due: Vec<(Timestamp, WorkerId)> = {
-            let mut ix = self.indexes.lock();
-            let rest = ix.heartbeat_due.split_off(&(cutoff, WorkerId::MIN));
-            std::mem::replace(&mut ix.heartbeat_due, rest)
-                .into_iter()
-                .collect()
-        };
-        // Batched by shard: one shard lock and one index lock per batch instead of per entry.
-        // Besides the locking, the look-ups of one batch are independent, so their cache
-        // misses overlap instead of queueing behind each entry's lock operations. A batch is
-        // at most `REFILE_BATCH` entries: the shard's write lock is held for a few
-        // microseconds at most, so heartbeats to that shard do not wait behind a long batch.
-        due.sort_unstable_by_key(|&(_, id)| self.shard_index(&id));
         let mut unhealthy = Vec::new();
-        let mut refiled = Vec::new();
-        let batches = due
-            .chunk_by(|a, b| self.shard_index(&a.1) == self.shard_index(&b.1))
-            .flat_map(|same_shard| same_shard.chunks(REFILE_BATCH));
-        for batch in batches {
-            let mut shard = self.shards[self.shard_index(&batch[0].1)].write();
-            refiled.clear();
-            for &(key, id) in batch {
-                let Some(rec) = shard.get_mut(&id) else {
-                    continue;
-                };
-                // Another caller may have re-filed it since we popped the entry.
-                if rec.heartbeat_key != Some(key) {
-                    continue;
-                }
-                rec.heartbeat_key = None;
-                if !rec.state.heartbeat_monitored() {
-                    continue;
-                }
-                // Re-file under the live heartbeat (what `Indexes::file_heartbeat` does; the
-                // index half follows below, still under this shard's lock). A worker still due
-                // stays due for the next look, so a held-back health check finds it again.
-                let effective = rec.heartbeat().max(floor);
-                rec.heartbeat_key = Some(effective);
-                refiled.push((effective, id));
-                if effective < cutoff {
-                    unhealthy.push(rec.to_worker(id));
-                }
+        for lock in self.shards.iter() {
+            let mut guard = lock.write();
+            let shard = &mut *guard;
+            let due_entries = shard.heartbeat_wheel.due_entries(cutoff);
+            if due_entries == 0 {
+                continue;
             }
-            if !refiled.is_empty() {
-                // In key order: consecutive inserts then walk neighbouring tree nodes.
-                refiled.sort_unstable();
-                self.indexes
-                    .lock()
-                    .heartbeat_due
-                    .extend(refiled.iter().copied());
+            if due_entries > shard.records.len() / REBUILD_SHARE {
+                // A large share is due (a health check every timeout or more meets the whole
+                // fleet): one sequential pass over the records, under this shard's lock only.
+                let Shard {
+                    records,
+                    heartbeat_wheel,
+                } = shard;
+                heartbeat_wheel.rebuild(records.iter_mut(), floor, cutoff, |id, rec| {
+                    unhealthy.push(rec.to_worker(id));
+                });
+                continue;
+            }
+            let due = shard.heartbeat_wheel.take_due(cutoff);
+            drop(guard);
+            // Re-checked in batches, each under the shard's lock: the look-ups of one batch
+            // are independent, so their cache misses overlap, and the lock is never held for
+            // more than `REFILE_BATCH` of them, so heartbeats to the shard do not wait long.
+            // An entry whose record changed in between is judged by its record as it is then.
+            for batch in due.chunks(REFILE_BATCH) {
+                let mut guard = lock.write();
+                let shard = &mut *guard;
+                for &(bucket, id) in batch {
+                    let Some(rec) = shard.records.get_mut(&id) else {
+                        continue;
+                    };
+                    if shard
+                        .heartbeat_wheel
+                        .recheck(bucket, id, rec, floor, cutoff)
+                    {
+                        unhealthy.push(rec.to_worker(id));
+                    }
+                }
             }
         }
-        // In shard order: sorting the snapshots back into deadline order would cost more than
-        // the look-ups (a thousand 100-byte moves); the trait promises no order.
+        // In shard order: the trait promises no order.
         Ok(unhealthy)
     }
 
@@ -601,7 +630,9 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         let mut out = Vec::with_capacity(due.len());
         for (id, reason) in due {
             let shard = self.shard(&id).read();
-            let Some(rec) = shard.get(&id) else { continue };
+            let Some(rec) = shard.records.get(&id) else {
+                continue;
+            };
             let reason = match reason {
                 TerminationReason::Drained if rec.jobs_exhausted() => TerminationReason::MaxJobs,
                 other => other,
@@ -656,7 +687,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         let seq = self.bus.seq();
         let mut workers: Vec<Worker> = shards
             .iter()
-            .flat_map(|shard| shard.iter().map(|(id, rec)| rec.to_worker(*id)))
+            .flat_map(|shard| shard.records.iter().map(|(id, rec)| rec.to_worker(*id)))
             .collect();
         drop(shards);
         workers.sort_by_key(|w| (w.created_at, w.id));
@@ -671,7 +702,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
     fn restore(&self, snapshot: Snapshot) -> Result<()> {
         snapshot.validate()?;
         let mut shards: Vec<_> = self.shards.iter().map(|s| s.write()).collect();
-        let held: usize = shards.iter().map(|s| s.len()).sum();
+        let held: usize = shards.iter().map(|s| s.records.len()).sum();
         if held > 0 {
             return Err(Error::invalid(format!(
                 "restore needs an empty registry; this one holds {held} workers"
@@ -683,7 +714,9 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
             let id = worker.id;
             let mut rec = Record::from_worker(worker);
             let after = rec.membership();
-            ix.refile(id, Membership::none(), None, after, &mut rec, floor);
+            ix.refile(id, Membership::none(), None, after, &rec);
+            let shard = &mut *shards[self.shard_index(&id)];
+            shard.heartbeat_wheel.refile(id, &mut rec, floor);
             ix.stats.add(
                 rec.state,
                 &rec.handle.provider_id,
@@ -692,10 +725,122 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
             if let Some(job) = &rec.current_job {
                 ix.jobs.insert(job.clone(), id);
             }
-            let shard_index = self.shard_index(&id);
-            shards[shard_index].insert(id, rec);
+            shard.records.insert(id, rec);
+        }
+        drop(ix);
+        for shard in shards.iter_mut() {
+            shard.compact_if_needed();
         }
         self.bus.set_seq(snapshot.seq);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::ids::ProviderId;
+    use crate::worker::ProviderType;
+
+    fn registry() -> (Arc<ManualClock>, InMemoryWorkerRegistry) {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let registry = InMemoryWorkerRegistry::with_clock(clock.clone());
+        (clock, registry)
+    }
+
+    fn connecting(registry: &InMemoryWorkerRegistry, spec: &Arc<WorkerSpec>) -> WorkerId {
+        let provider = ProviderId::new("p").unwrap();
+        let handle = WorkerHandle::new(provider, ProviderType::Docker, "c");
+        let id = registry.register(handle, Arc::clone(spec)).unwrap().id;
+        registry.update_state(&id, WorkerState::Connecting).unwrap();
+        id
+    }
+
+    /// Wheel entries held by every shard, garbage included, and the records.
+    fn wheel_and_records(registry: &InMemoryWorkerRegistry) -> (usize, usize) {
+        registry.shards.iter().fold((0, 0), |(e, r), shard| {
+            let shard = shard.read();
+            (e + shard.heartbeat_wheel.entries(), r + shard.records.len())
+        })
+    }
+
+    #[test]
+    fn churn_without_health_checks_keeps_the_wheel_bounded() {
+        let (clock, registry) = registry();
+        let spec = Arc::new(WorkerSpec::new("img"));
+        let resident: Vec<WorkerId> = (0..200).map(|_| connecting(&registry, &spec)).collect();
+        for round in 0..20_000u64 {
+            let id = connecting(&registry, &spec);
+            if round % 3 == 0 {
+                // Leaving the monitored states also leaves garbage behind.
+                registry
+                    .update_state(&id, WorkerState::Terminating)
+                    .unwrap();
+            }
+            registry
+                .unregister(&id, TerminationReason::Requested)
+                .unwrap();
+            if round % 1000 == 0 {
+                clock.advance(Duration::from_secs(1));
+            }
+            let (entries, records) = wheel_and_records(&registry);
+            // The bound of `HeartbeatWheel::needs_compaction`, summed over the shards.
+            assert!(
+                entries <= 2 * records + records / 2 + SHARD_COUNT * 65,
+                "round {round}: {entries} entries for {records} records"
+            );
+        }
+        assert_eq!(registry.count().unwrap(), resident.len());
+        // Nothing was lost on the way: all residents are still filed and found once due.
+        clock.advance(Duration::from_secs(61));
+        let mut unhealthy: Vec<WorkerId> = registry
+            .find_unhealthy(Duration::from_secs(60))
+            .unwrap()
+            .into_iter()
+            .map(|w| w.id)
+            .collect();
+        unhealthy.sort();
+        let mut expected = resident.clone();
+        expected.sort();
+        assert_eq!(unhealthy, expected);
+    }
+
+    #[test]
+    fn a_few_due_entries_are_rechecked_one_by_one_exactly() {
+        let (clock, registry) = registry();
+        let spec = Arc::new(WorkerSpec::new("img"));
+        let ids: Vec<WorkerId> = (0..5000).map(|_| connecting(&registry, &spec)).collect();
+        // Spread the heartbeats over 100 s, so that only a small share of a shard (~80
+        // records) is due at each step and the per-entry path (not the rebuild) does the work.
+        for (i, id) in ids.iter().enumerate() {
+            if i % 50 == 0 {
+                clock.advance(Duration::from_millis(999));
+            }
+            registry.heartbeat(id).unwrap();
+        }
+        let timeout = Duration::from_secs(30);
+        for _ in 0..150 {
+            clock.advance(Duration::from_millis(1003));
+            let cutoff = registry.now() - millis(timeout);
+            let mut got: Vec<WorkerId> = registry
+                .find_unhealthy(timeout)
+                .unwrap()
+                .into_iter()
+                .map(|w| w.id)
+                .collect();
+            got.sort();
+            let mut want: Vec<WorkerId> = ids
+                .iter()
+                .filter(|id| registry.get(id).unwrap().unwrap().last_heartbeat < cutoff)
+                .copied()
+                .collect();
+            want.sort();
+            assert_eq!(got, want);
+            // Half of the fleet stays alive.
+            for id in ids.iter().step_by(2) {
+                registry.heartbeat(id).unwrap();
+            }
+        }
     }
 }
