@@ -1072,6 +1072,12 @@ fn index_error(what: &str, index: usize, len: usize) -> Error {
     Error::invalid(format!("{what} index {index} out of range (count {len})"))
 }
 
+/// The `index`-th entry of one of the report's lists, or an `InvalidArgument` naming the list.
+fn nth<'a, T>(list: &'a [T], what: &str, index: usize) -> Result<&'a T, Error> {
+    list.get(index)
+        .ok_or_else(|| index_error(what, index, list.len()))
+}
+
 /// The report's counts.
 #[no_mangle]
 pub extern "C" fn hw_tick_report_get_summary(
@@ -1098,10 +1104,7 @@ pub extern "C" fn hw_tick_report_get_lost_job(
         let report = arg_ref!(report);
         let out_worker = arg_out!(out_worker);
         let out_job = arg_out!(out_job);
-        let (id, job) = report
-            .lost_jobs
-            .get(index)
-            .ok_or_else(|| index_error("lost job", index, report.lost_jobs.len()))?;
+        let (id, job) = nth(&report.lost_jobs, "lost job", index)?;
         out_worker.write(hw_worker_id::from_core(id));
         out_job.write(job.as_ptr());
         Ok(())
@@ -1118,10 +1121,7 @@ pub extern "C" fn hw_tick_report_get_unhealthy(
     ffi_boundary!(hw_tick_report_get_unhealthy, {
         let report = arg_ref!(report);
         let out = arg_out!(out);
-        let id = report
-            .unhealthy
-            .get(index)
-            .ok_or_else(|| index_error("unhealthy", index, report.unhealthy.len()))?;
+        let id = nth(&report.unhealthy, "unhealthy", index)?;
         out.write(hw_worker_id::from_core(id));
         Ok(())
     })
@@ -1139,10 +1139,7 @@ pub extern "C" fn hw_tick_report_get_terminated(
         let report = arg_ref!(report);
         let out_worker = arg_out!(out_worker);
         let out_reason = arg_out!(out_reason);
-        let (id, reason) = report
-            .terminated
-            .get(index)
-            .ok_or_else(|| index_error("terminated", index, report.terminated.len()))?;
+        let (id, reason) = nth(&report.terminated, "terminated", index)?;
         out_worker.write(hw_worker_id::from_core(id));
         out_reason.write(reason_to_c(*reason));
         Ok(())
@@ -1159,10 +1156,7 @@ pub extern "C" fn hw_tick_report_get_failed(
     ffi_boundary!(hw_tick_report_get_failed, {
         let report = arg_ref!(report);
         let out = arg_out!(out);
-        let id = report
-            .failed
-            .get(index)
-            .ok_or_else(|| index_error("failed", index, report.failed.len()))?;
+        let id = nth(&report.failed, "failed", index)?;
         out.write(hw_worker_id::from_core(id));
         Ok(())
     })
@@ -1178,10 +1172,7 @@ pub extern "C" fn hw_tick_report_get_drained(
     ffi_boundary!(hw_tick_report_get_drained, {
         let report = arg_ref!(report);
         let out = arg_out!(out);
-        let id = report
-            .drained
-            .get(index)
-            .ok_or_else(|| index_error("drained", index, report.drained.len()))?;
+        let id = nth(&report.drained, "drained", index)?;
         out.write(hw_worker_id::from_core(id));
         Ok(())
     })
@@ -1197,10 +1188,7 @@ pub extern "C" fn hw_tick_report_get_provisioned(
     ffi_boundary!(hw_tick_report_get_provisioned, {
         let report = arg_ref!(report);
         let out = arg_out!(out);
-        let id = report
-            .provisioned
-            .get(index)
-            .ok_or_else(|| index_error("provisioned", index, report.provisioned.len()))?;
+        let id = nth(&report.provisioned, "provisioned", index)?;
         out.write(hw_worker_id::from_core(id));
         Ok(())
     })
@@ -1217,10 +1205,7 @@ pub extern "C" fn hw_tick_report_get_decision(
     ffi_boundary!(hw_tick_report_get_decision, {
         let report = arg_ref!(report);
         let out = arg_out!(out);
-        let line = report
-            .decisions
-            .get(index)
-            .ok_or_else(|| index_error("decision", index, report.decisions.len()))?;
+        let line = nth(&report.decisions, "decision", index)?;
         out.write(line.as_ptr());
         Ok(())
     })
