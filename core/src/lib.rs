@@ -69,7 +69,7 @@ pub use lifecycle::{
     MassExpiryHold, OrphanInstance, ProviderBackoff, ProviderError, ProviderErrorKind,
     ProviderResult, ProvisionFailure, ProvisionedWorker, ReconcileReport, ScalingPlan,
     TerminatedWorker, TickReport, UnhealthyWorker, WorkerLifecycleConfig, WorkerLifecycleManager,
-    WorkerProvider,
+    WorkerProvider, MAX_CONFIG_DURATION,
 };
 pub use registry::{
     InMemoryWorkerRegistry, Snapshot, StateCounts, TransitionGuard, Transitioned, WorkerRegistry,
