@@ -419,6 +419,25 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_being_destroyed_cannot_be_withdrawn() {
+        let mut q = DestroyQueue::default();
+        let (a, b) = (WorkerId::new(), WorkerId::new());
+        q.queue(a, &handle("a"), TerminationReason::Unhealthy, 0);
+        q.queue(b, &handle("b"), TerminationReason::Unhealthy, 0);
+        let (picked, _) = q.pick_due(Some(&[a]), 0, &mut Budget::unlimited());
+        assert_eq!(picked.len(), 1);
+        let known: HashSet<WorkerId> = HashSet::new();
+        assert_eq!(q.idle_outside(&known), vec![b], "a is being destroyed");
+        assert!(!q.withdraw(&a), "its destroy decides");
+        assert!(q.withdraw(&b));
+        assert!(q.withdraw(&WorkerId::new()), "not queued: nothing to keep");
+        assert_eq!(q.len(), 1);
+        let known: HashSet<WorkerId> = [a].into_iter().collect();
+        q.postpone(&a, 5);
+        assert!(q.idle_outside(&known).is_empty());
+    }
+
+    #[test]
     fn failures_back_off_exponentially_up_to_the_max() {
         let mut q = DestroyQueue::default();
         let id = WorkerId::new();
