@@ -85,6 +85,10 @@ static void extreme_values(void) {
   CHECK_OK(hw_worker_spec_new("img", &spec));
   CHECK_OK(hw_worker_spec_set_idle_timeout_ms(spec, UINT64_MAX));
   CHECK_OK(hw_worker_spec_set_max_lifetime_ms(spec, UINT64_MAX));
+  /* A duration a snapshot could not read back is refused (over 100 years: issue 10). */
+  CHECK_STATUS(hw_registry_register(reg, "p", "docker", "r", spec, &w), HW_ERR_INVALID_ARGUMENT);
+  CHECK_OK(hw_worker_spec_set_idle_timeout_ms(spec, UINT64_C(3153600000000)));
+  CHECK_OK(hw_worker_spec_set_max_lifetime_ms(spec, UINT64_C(3153600000000)));
   CHECK_OK(hw_registry_register(reg, "p", "docker", "r", spec, &w));
   if (w) CHECK_OK(hw_worker_get_id(w, &id));
   hw_worker_free(w);
