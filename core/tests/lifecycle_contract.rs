@@ -242,6 +242,13 @@ fn a_worker_the_host_moved_to_terminating_or_terminated_is_destroyed_by_the_next
             "{state}: {r:?}"
         );
         assert_eq!(r.terminated[0].reason, TerminationReason::Requested);
+        assert!(
+            r.decisions
+                .iter()
+                .any(|d| d.starts_with("1 Terminating/Terminated record(s) nobody was destroying")),
+            "{:?}",
+            r.decisions
+        );
         assert_eq!(f.state(&w), None, "{state}");
         assert!(f.provider.calls().contains(&format!("destroy {resource}")));
         f.assert_no_leak();

@@ -361,6 +361,18 @@ impl WorkerLifecycleManager {
             }
         }
 
+        // Said here; the cleanup below looks again (O(1) once they are queued) and destroys them.
+        match self.adopt_terminal(now) {
+            Ok(adopted) if !adopted.is_empty() => report.decisions.push(format!(
+                "{} Terminating/Terminated record(s) nobody was destroying (set by the host, or \
+                 restored from a snapshot): queued for destruction",
+                adopted.len()
+            )),
+            Ok(_) => {}
+            Err(e) => report
+                .decisions
+                .push(format!("terminal records check failed: {e}")),
+        }
         match self.cleanup_inner(&mut budget) {
             Ok(c) => {
                 report.terminated.extend(c.terminated);
