@@ -52,6 +52,8 @@ struct Schedule {
     health_check_again: bool,
     last_scale_up: Option<Timestamp>,
     last_scale_action: Option<Timestamp>,
+    /// The last look-up of the terminal records (`adopt_terminal`).
+    last_terminal_sweep: Option<Timestamp>,
 }
 
 /// Lifetime totals reported by [`WorkerLifecycleManager::stats`].
