@@ -1,5 +1,5 @@
 //! Python providers: a plain Python object with ``provider_id``, ``provider_type``,
-//! ``create_worker(spec)``, ``destroy_worker(handle)`` and optionally ``list_workers()``, seen
+//! ``create_worker(worker_id, spec)``, ``destroy_worker(handle)`` and optionally ``list_workers()``, seen
 //! by the core as a [`WorkerProvider`].
 //!
 //! The core calls a provider only from the thread that called the manager, and never while it
@@ -110,7 +110,7 @@ fn attribute<'py>(object: &Bound<'py, PyAny>, name: &str) -> PyResult<Bound<'py,
     let value = object.getattr(name).map_err(|_| {
         PyTypeError::new_err(format!(
             "a provider must have a `{name}` attribute (provider_id, provider_type, \
-             create_worker(spec), destroy_worker(handle); optionally list_workers())"
+             create_worker(worker_id, spec), destroy_worker(handle); optionally list_workers())"
         ))
     })?;
     if value.is_callable() {
