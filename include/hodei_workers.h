@@ -54,6 +54,11 @@
 #include <stdbool.h>
 
 /*
+ The queue capacity to pass to `hw_registry_subscribe` when you have no better number.
+ */
+#define HW_DEFAULT_SUBSCRIPTION_CAPACITY 4096
+
+/*
  Size of the buffer `hw_worker_id_format` needs: 36 characters plus the NUL.
  */
 #define HW_WORKER_ID_STRING_SIZE 37
@@ -525,19 +530,24 @@ typedef struct hw_manager_config {
    */
   uint64_t provider_backoff_max_ms;
   /*
-   The brake: when more than this fraction of the live workers would be declared unhealthy
-   at once, none is (in (0, 1]; 1 disables; default 0.55).
+   The brake: when more than this fraction of the workers under heartbeat watch
+   (`CONNECTING`, `READY`, `BUSY`, `DRAINING`) are silent at once for more than half
+   `heartbeat_timeout_ms`, none of them is declared unhealthy for its heartbeat (a
+   partition on the host's side must not kill a healthy fleet; startup expiries are never
+   held). In (0, 1]; 1 disables the brake; default 0.55.
    */
   double max_unhealthy_fraction;
   /*
-   The brake's floor: this many workers can always be declared unhealthy at once
+   The brake's floor: this many workers may always be silent at once without the brake
+   holding, whatever the fraction, so that a fleet of one to three can still lose one
    (default 1).
    */
   size_t unhealthy_floor;
   /*
    The brake's bound: once it has held continuously for longer than this, the health check
    lets go and declares the silent workers unhealthy after all — most of the fleet really
-   died (default 300000; 0 is refused with `HW_STATUS_INVALID_ARGUMENT`).
+   died (`hw_tick_summary.brake_gave_up`). A new hold starts only after a check finds the
+   fleet back under the limit. Default 300000; 0 is refused with `HW_ERR_INVALID_ARGUMENT`.
    */
   uint64_t max_mass_expiry_hold_ms;
 } hw_manager_config;
@@ -629,7 +639,32 @@ typedef struct hw_scaling_plan {
 } hw_scaling_plan;
 
 /*
- The counts of a report.
+ The counts of a brake decision (`hw_tick_summary.hold`): the numbers the mass-expiry brake
+ judged on.
+ */
+typedef struct hw_mass_expiry_hold {
+  /*
+   Workers past their heartbeat deadline now (held back while the brake holds).
+   */
+  size_t would_expire;
+  /*
+   Workers silent for more than half the heartbeat timeout: the brake's count (at least
+   `would_expire`).
+   */
+  size_t suspect;
+  /*
+   Workers under heartbeat watch (`CONNECTING`, `READY`, `BUSY`, `DRAINING`).
+   */
+  size_t live;
+  /*
+   The most that may be silent at once: `max(unhealthy_floor, floor(fraction * live))`.
+   */
+  size_t allowed;
+} hw_mass_expiry_hold;
+
+/*
+ The counts and flags of a report (`hw_report_get_summary`). Fields a kind of report does not
+ have are 0/false (e.g. `pending_jobs` outside a tick).
  */
 typedef struct hw_tick_summary {
   /*
@@ -641,6 +676,11 @@ typedef struct hw_tick_summary {
    */
   size_t pending_jobs;
   /*
+   When the previous tick was longer ago than `heartbeat_timeout_ms`: the length of that
+   pause (every worker got a fresh grace period); 0 otherwise (ticks only).
+   */
+  uint64_t stall_grace_ms;
+  /*
    Workers declared unhealthy.
    */
   size_t unhealthy;
@@ -649,7 +689,7 @@ typedef struct hw_tick_summary {
    */
   size_t lost_jobs;
   /*
-   Workers destroyed and unregistered.
+   Workers destroyed and unregistered (for reconcile: records whose instance vanished).
    */
   size_t terminated;
   /*
@@ -669,7 +709,12 @@ typedef struct hw_tick_summary {
    */
   size_t provision_failures;
   /*
-   Explanation lines (`hw_tick_report_get_decision`).
+   Providers being backed off after consecutive create failures (ticks only; who and until
+   when: the JSON form).
+   */
+  size_t provider_backoffs;
+  /*
+   Explanation lines (`hw_report_get_decision`).
    */
   size_t decisions;
   /*
@@ -677,13 +722,44 @@ typedef struct hw_tick_summary {
    */
   size_t actions;
   /*
+   Work found due but left for later because of the per-tick action cap (health checks and
+   cleanups).
+   */
+  size_t deferred;
+  /*
+   The brake's counts when `mass_expiry_held` or `brake_gave_up` is set; zero otherwise.
+   */
+  struct hw_mass_expiry_hold hold;
+  /*
+   With `brake_gave_up`: how long (ms) the brake had held before it gave up; 0 otherwise.
+   */
+  uint64_t brake_held_for_ms;
+  /*
    Whether the health check ran.
    */
   bool health_checked;
   /*
-   Whether the mass-expiry brake held (no worker was declared unhealthy).
+   Whether the mass-expiry brake held: too many watched workers were silent at once, so none
+   was declared unhealthy for its heartbeat (startup expiries still were). Counts in `hold`.
    */
   bool mass_expiry_held;
+  /*
+   Whether the brake let go in this check (the fleet is back under the limit): every worker
+   got a fresh grace period.
+   */
+  bool brake_released;
+  /*
+   Whether the brake gave up in this check (it had held longer than
+   `max_mass_expiry_hold_ms`): the silent workers past their deadline were declared
+   unhealthy after all, without a grace period. Counts in `hold`, duration in
+   `brake_held_for_ms`.
+   */
+  bool brake_gave_up;
+  /*
+   Whether a scaling decision was made (a scaling target is set; the plan is in the JSON
+   form, its explanation among the decisions).
+   */
+  bool scaled;
   /*
    Whether the per-tick action cap stopped it early (the next ticks do the rest).
    */
@@ -804,9 +880,13 @@ hw_status hw_clock_set(const struct hw_clock *clock, uint64_t at_ms, uint64_t *o
 void hw_clock_free(struct hw_clock *clock);
 
 /*
- Subscribes to `registry`'s events with a queue of `capacity` events (at least 1; 0 means the
- default, 4096). `heartbeats` opts in to `HW_EVENT_KIND_HEARTBEAT_RECEIVED` events (off is
- the sensible choice for a large fleet).
+ Subscribes to `registry`'s events with a queue of `capacity` events (at least 1, e.g.
+ `HW_DEFAULT_SUBSCRIPTION_CAPACITY`; when the queue is full, further events are dropped for
+ this subscriber and counted by `hw_subscription_dropped`). `heartbeats` opts in to
+ `HW_EVENT_KIND_HEARTBEAT_RECEIVED` events (off is the sensible choice for a large fleet).
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for a capacity of 0 (as in Rust and Python: a queue that
+ can hold nothing is a mistake, not a default).
  */
 hw_status hw_registry_subscribe(const struct hw_registry *registry, size_t capacity, bool heartbeats, struct hw_subscription **out);
 

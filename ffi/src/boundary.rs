@@ -92,25 +92,10 @@ impl hw_status {
         }
     }
 
-    /// The status of a core error: one status per kind (DESIGN.md §6).
+    /// The status of a core error: one status per kind (DESIGN.md §6), through the exhaustive
+    /// mapping of `mirror.rs`.
     pub(crate) fn of(error: &Error) -> hw_status {
-        match error {
-            Error::NotFound(_) => hw_status::HwErrNotFound,
-            Error::AlreadyExists(_) => hw_status::HwErrAlreadyExists,
-            Error::InvalidTransition { .. } => hw_status::HwErrInvalidTransition,
-            Error::NotAvailable { .. } => hw_status::HwErrNotAvailable,
-            Error::NotBusy { .. } => hw_status::HwErrNotBusy,
-            Error::JobAlreadyAssigned { .. } => hw_status::HwErrJobAlreadyAssigned,
-            Error::ProviderNotFound(_) => hw_status::HwErrProviderNotFound,
-            Error::Provider { .. } => hw_status::HwErrProvider,
-            Error::CapacityExceeded(_) => hw_status::HwErrCapacity,
-            Error::InvalidArgument(_) => hw_status::HwErrInvalidArgument,
-            Error::Snapshot(_) => hw_status::HwErrSnapshot,
-            Error::Backend(_) => hw_status::HwErrBackend,
-            // `Error` is non-exhaustive: a kind newer than this crate is reported as a backend
-            // failure (its message still names it) until it gets its own status.
-            _ => hw_status::HwErrBackend,
-        }
+        crate::mirror::KindStatus::from_core(error.kind()).status()
     }
 }
 

@@ -31,6 +31,7 @@ mod clock;
 mod events;
 mod filter;
 mod manager;
+mod mirror;
 mod registry;
 mod spec;
 mod types;
@@ -38,11 +39,11 @@ mod worker;
 
 pub use boundary::hw_status;
 pub use clock::hw_clock;
-pub use events::{hw_event, hw_event_kind, hw_subscription};
+pub use events::{hw_event, hw_event_kind, hw_subscription, HW_DEFAULT_SUBSCRIPTION_CAPACITY};
 pub use filter::hw_worker_filter;
 pub use manager::{
-    hw_manager, hw_manager_config, hw_provider_call, hw_provider_callbacks, hw_provider_result,
-    hw_scaling_plan, hw_tick_report, hw_tick_summary,
+    hw_manager, hw_manager_config, hw_mass_expiry_hold, hw_provider_call, hw_provider_callbacks,
+    hw_provider_result, hw_scaling_plan, hw_tick_report, hw_tick_summary,
 };
 pub use registry::{hw_registry, hw_worker_counts};
 pub use spec::{hw_architecture, hw_worker_spec};

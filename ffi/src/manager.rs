@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use engine::clock::millis;
 use engine::{
-    CleanupResult, Error, HealthCheckResult, ProviderError, ProviderId, ProviderResult,
-    ProviderType, ReconcileReport, TerminationReason, TickReport, WorkerHandle, WorkerId,
-    WorkerLifecycleConfig, WorkerLifecycleManager, WorkerProvider, WorkerRegistry, WorkerSpec,
+    CleanupResult, Error, HealthCheckResult, MassExpiryGiveUp, MassExpiryHold, ProviderError,
+    ProviderId, ProviderResult, ProviderType, ReconcileReport, TerminationReason, TickReport,
+    WorkerHandle, WorkerId, WorkerLifecycleConfig, WorkerLifecycleManager, WorkerProvider,
+    WorkerRegistry, WorkerSpec,
 };
 use serde::Serialize;
 
@@ -70,15 +71,20 @@ pub struct hw_manager_config {
     pub provider_backoff_initial_ms: u64,
     /// Longest back-off of a failing provider (default 300000).
     pub provider_backoff_max_ms: u64,
-    /// The brake: when more than this fraction of the live workers would be declared unhealthy
-    /// at once, none is (in (0, 1]; 1 disables; default 0.55).
+    /// The brake: when more than this fraction of the workers under heartbeat watch
+    /// (`CONNECTING`, `READY`, `BUSY`, `DRAINING`) are silent at once for more than half
+    /// `heartbeat_timeout_ms`, none of them is declared unhealthy for its heartbeat (a
+    /// partition on the host's side must not kill a healthy fleet; startup expiries are never
+    /// held). In (0, 1]; 1 disables the brake; default 0.55.
     pub max_unhealthy_fraction: f64,
-    /// The brake's floor: this many workers can always be declared unhealthy at once
+    /// The brake's floor: this many workers may always be silent at once without the brake
+    /// holding, whatever the fraction, so that a fleet of one to three can still lose one
     /// (default 1).
     pub unhealthy_floor: usize,
     /// The brake's bound: once it has held continuously for longer than this, the health check
     /// lets go and declares the silent workers unhealthy after all — most of the fleet really
-    /// died (default 300000; 0 is refused with `HW_STATUS_INVALID_ARGUMENT`).
+    /// died (`hw_tick_summary.brake_gave_up`). A new hold starts only after a check finds the
+    /// fleet back under the limit. Default 300000; 0 is refused with `HW_ERR_INVALID_ARGUMENT`.
     pub max_mass_expiry_hold_ms: u64,
 }
 
@@ -348,7 +354,7 @@ impl WorkerProvider for CProvider {
         let Some(create) = self.callbacks.create_worker else {
             return Err(ProviderError::new("create_worker callback is NULL"));
         };
-        let spec = hw_worker_spec { spec: spec.clone() };
+        let spec = hw_worker_spec::new(spec.clone());
         let mut call = hw_provider_call {
             operation: "create_worker",
             ..Default::default()
@@ -619,7 +625,7 @@ pub extern "C" fn hw_manager_provision(
         let out = arg_out!(out);
         let worker = manager
             .inner
-            .provision_worker(&id, Arc::new(spec.spec.clone()))?;
+            .provision_worker(&id, Arc::clone(&spec.spec))?;
         out.write(hw_worker::boxed(worker));
         Ok(())
     })
@@ -777,7 +783,7 @@ pub extern "C" fn hw_manager_set_scaling_target(
         let spec = arg_ref!(spec);
         manager
             .inner
-            .set_scaling_target(&id, Arc::new(spec.spec.clone()))?;
+            .set_scaling_target(&id, Arc::clone(&spec.spec))?;
         Ok(())
     })
 }
@@ -910,7 +916,41 @@ pub struct hw_tick_report {
     json: CString,
 }
 
-/// The counts of a report.
+/// The counts of a brake decision (`hw_tick_summary.hold`): the numbers the mass-expiry brake
+/// judged on.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct hw_mass_expiry_hold {
+    /// Workers past their heartbeat deadline now (held back while the brake holds).
+    pub would_expire: usize,
+    /// Workers silent for more than half the heartbeat timeout: the brake's count (at least
+    /// `would_expire`).
+    pub suspect: usize,
+    /// Workers under heartbeat watch (`CONNECTING`, `READY`, `BUSY`, `DRAINING`).
+    pub live: usize,
+    /// The most that may be silent at once: `max(unhealthy_floor, floor(fraction * live))`.
+    pub allowed: usize,
+}
+
+impl hw_mass_expiry_hold {
+    fn from_core(hold: &MassExpiryHold) -> Self {
+        let MassExpiryHold {
+            would_expire,
+            suspect,
+            live,
+            allowed,
+        } = *hold;
+        hw_mass_expiry_hold {
+            would_expire,
+            suspect,
+            live,
+            allowed,
+        }
+    }
+}
+
+/// The counts and flags of a report (`hw_report_get_summary`). Fields a kind of report does not
+/// have are 0/false (e.g. `pending_jobs` outside a tick).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct hw_tick_summary {
@@ -918,11 +958,14 @@ pub struct hw_tick_summary {
     pub at_ms: u64,
     /// Pending jobs as told by the host (ticks only).
     pub pending_jobs: usize,
+    /// When the previous tick was longer ago than `heartbeat_timeout_ms`: the length of that
+    /// pause (every worker got a fresh grace period); 0 otherwise (ticks only).
+    pub stall_grace_ms: u64,
     /// Workers declared unhealthy.
     pub unhealthy: usize,
     /// Jobs lost by workers taken out of service: requeue them.
     pub lost_jobs: usize,
-    /// Workers destroyed and unregistered.
+    /// Workers destroyed and unregistered (for reconcile: records whose instance vanished).
     pub terminated: usize,
     /// Destroys that failed (retried later with back-off).
     pub failed: usize,
@@ -932,18 +975,61 @@ pub struct hw_tick_summary {
     pub provisioned: usize,
     /// Creates that failed.
     pub provision_failures: usize,
-    /// Explanation lines (`hw_tick_report_get_decision`).
+    /// Providers being backed off after consecutive create failures (ticks only; who and until
+    /// when: the JSON form).
+    pub provider_backoffs: usize,
+    /// Explanation lines (`hw_report_get_decision`).
     pub decisions: usize,
     /// Actions performed (state changes and provider calls).
     pub actions: usize,
+    /// Work found due but left for later because of the per-tick action cap (health checks and
+    /// cleanups).
+    pub deferred: usize,
+    /// The brake's counts when `mass_expiry_held` or `brake_gave_up` is set; zero otherwise.
+    pub hold: hw_mass_expiry_hold,
+    /// With `brake_gave_up`: how long (ms) the brake had held before it gave up; 0 otherwise.
+    pub brake_held_for_ms: u64,
     /// Whether the health check ran.
     pub health_checked: bool,
-    /// Whether the mass-expiry brake held (no worker was declared unhealthy).
+    /// Whether the mass-expiry brake held: too many watched workers were silent at once, so none
+    /// was declared unhealthy for its heartbeat (startup expiries still were). Counts in `hold`.
     pub mass_expiry_held: bool,
+    /// Whether the brake let go in this check (the fleet is back under the limit): every worker
+    /// got a fresh grace period.
+    pub brake_released: bool,
+    /// Whether the brake gave up in this check (it had held longer than
+    /// `max_mass_expiry_hold_ms`): the silent workers past their deadline were declared
+    /// unhealthy after all, without a grace period. Counts in `hold`, duration in
+    /// `brake_held_for_ms`.
+    pub brake_gave_up: bool,
+    /// Whether a scaling decision was made (a scaling target is set; the plan is in the JSON
+    /// form, its explanation among the decisions).
+    pub scaled: bool,
     /// Whether the per-tick action cap stopped it early (the next ticks do the rest).
     pub capped: bool,
     /// Whether another thread was ticking, so this tick did nothing.
     pub skipped: bool,
+}
+
+impl hw_tick_summary {
+    /// The brake's fields from a health check's (or tick's) brake outcome.
+    fn brake(
+        &mut self,
+        held: Option<&MassExpiryHold>,
+        released: bool,
+        gave_up: Option<&MassExpiryGiveUp>,
+    ) {
+        self.mass_expiry_held = held.is_some();
+        self.brake_released = released;
+        self.brake_gave_up = gave_up.is_some();
+        if let Some(g) = gave_up {
+            self.hold = hw_mass_expiry_hold::from_core(&g.hold);
+            self.brake_held_for_ms = g.held_for;
+        }
+        if let Some(h) = held {
+            self.hold = hw_mass_expiry_hold::from_core(h);
+        }
+    }
 }
 
 fn lost(jobs: &[engine::LostJob]) -> Result<Vec<(WorkerId, CString)>, Error> {
@@ -952,66 +1038,107 @@ fn lost(jobs: &[engine::LostJob]) -> Result<Vec<(WorkerId, CString)>, Error> {
         .collect()
 }
 
+fn terminated(list: &[engine::TerminatedWorker]) -> Vec<(WorkerId, TerminationReason)> {
+    list.iter().map(|t| (t.worker_id, t.reason)).collect()
+}
+
 impl hw_tick_report {
     fn from_tick(r: &TickReport) -> Result<Self, Error> {
-        let decisions = r
-            .decisions
+        // Exhaustive on purpose: a field added to the core's report fails this build until the
+        // C summary (or the JSON-only list in ffi/tests/schema.rs) accounts for it.
+        let TickReport {
+            at,
+            pending_jobs,
+            stall_grace,
+            health_checked,
+            unhealthy,
+            lost_jobs,
+            mass_expiry_held,
+            brake_released,
+            brake_gave_up,
+            terminated: terminated_workers,
+            failed,
+            drained,
+            provisioned,
+            provision_failures,
+            provider_backoff,
+            scaling,
+            decisions,
+            actions,
+            capped,
+            skipped,
+        } = r;
+        let decisions = decisions
             .iter()
             .map(|d| CString::new(d.replace('\0', "?")).unwrap_or_default())
             .collect::<Vec<_>>();
+        let mut summary = hw_tick_summary {
+            at_ms: *at,
+            pending_jobs: *pending_jobs,
+            stall_grace_ms: stall_grace.unwrap_or(0),
+            unhealthy: unhealthy.len(),
+            lost_jobs: lost_jobs.len(),
+            terminated: terminated_workers.len(),
+            failed: failed.len(),
+            drained: drained.len(),
+            provisioned: provisioned.len(),
+            provision_failures: provision_failures.len(),
+            provider_backoffs: provider_backoff.len(),
+            decisions: decisions.len(),
+            actions: *actions,
+            health_checked: *health_checked,
+            scaled: scaling.is_some(),
+            capped: *capped,
+            skipped: *skipped,
+            ..Default::default()
+        };
+        summary.brake(
+            mass_expiry_held.as_ref(),
+            *brake_released,
+            brake_gave_up.as_ref(),
+        );
         Ok(hw_tick_report {
-            summary: hw_tick_summary {
-                at_ms: r.at,
-                pending_jobs: r.pending_jobs,
-                unhealthy: r.unhealthy.len(),
-                lost_jobs: r.lost_jobs.len(),
-                terminated: r.terminated.len(),
-                failed: r.failed.len(),
-                drained: r.drained.len(),
-                provisioned: r.provisioned.len(),
-                provision_failures: r.provision_failures.len(),
-                decisions: decisions.len(),
-                actions: r.actions,
-                health_checked: r.health_checked,
-                mass_expiry_held: r.mass_expiry_held.is_some(),
-                capped: r.capped,
-                skipped: r.skipped,
-            },
-            unhealthy: r.unhealthy.iter().map(|u| u.worker_id).collect(),
-            lost_jobs: lost(&r.lost_jobs)?,
-            terminated: r
-                .terminated
-                .iter()
-                .map(|t| (t.worker_id, t.reason))
-                .collect(),
-            failed: r.failed.iter().map(|f| f.worker_id).collect(),
-            drained: r.drained.clone(),
-            provisioned: r.provisioned.iter().map(|p| p.worker_id).collect(),
+            summary,
+            unhealthy: unhealthy.iter().map(|u| u.worker_id).collect(),
+            lost_jobs: lost(lost_jobs)?,
+            terminated: terminated(terminated_workers),
+            failed: failed.iter().map(|f| f.worker_id).collect(),
+            drained: drained.clone(),
+            provisioned: provisioned.iter().map(|p| p.worker_id).collect(),
             decisions,
             json: to_json(r, "tick report")?,
         })
     }
 
     fn from_health(r: &HealthCheckResult) -> Result<Self, Error> {
+        let HealthCheckResult {
+            checked_at,
+            unhealthy,
+            lost_jobs,
+            terminated: terminated_workers,
+            failed,
+            held,
+            deferred,
+            brake_released,
+            brake_gave_up,
+        } = r;
+        let mut summary = hw_tick_summary {
+            at_ms: *checked_at,
+            unhealthy: unhealthy.len(),
+            lost_jobs: lost_jobs.len(),
+            terminated: terminated_workers.len(),
+            failed: failed.len(),
+            deferred: *deferred,
+            health_checked: true,
+            ..Default::default()
+        };
+        summary.brake(held.as_ref(), *brake_released, brake_gave_up.as_ref());
         Ok(hw_tick_report {
-            summary: hw_tick_summary {
-                at_ms: r.checked_at,
-                unhealthy: r.unhealthy.len(),
-                lost_jobs: r.lost_jobs.len(),
-                terminated: r.terminated.len(),
-                failed: r.failed.len(),
-                health_checked: true,
-                mass_expiry_held: r.held.is_some(),
-                ..Default::default()
-            },
-            unhealthy: r.unhealthy.iter().map(|u| u.worker_id).collect(),
-            lost_jobs: lost(&r.lost_jobs)?,
-            terminated: r
-                .terminated
-                .iter()
-                .map(|t| (t.worker_id, t.reason))
-                .collect(),
-            failed: r.failed.iter().map(|f| f.worker_id).collect(),
+            summary,
+            unhealthy: unhealthy.iter().map(|u| u.worker_id).collect(),
+            lost_jobs: lost(lost_jobs)?,
+            terminated: terminated(terminated_workers),
+            failed: failed.iter().map(|f| f.worker_id).collect(),
             drained: Vec::new(),
             provisioned: Vec::new(),
             decisions: Vec::new(),
@@ -1020,24 +1147,28 @@ impl hw_tick_report {
     }
 
     fn from_cleanup(r: &CleanupResult, at: u64) -> Result<Self, Error> {
+        let CleanupResult {
+            terminated: terminated_workers,
+            drained,
+            failed,
+            lost_jobs,
+            deferred,
+        } = r;
         Ok(hw_tick_report {
             summary: hw_tick_summary {
                 at_ms: at,
-                lost_jobs: r.lost_jobs.len(),
-                terminated: r.terminated.len(),
-                failed: r.failed.len(),
-                drained: r.drained.len(),
+                lost_jobs: lost_jobs.len(),
+                terminated: terminated_workers.len(),
+                failed: failed.len(),
+                drained: drained.len(),
+                deferred: *deferred,
                 ..Default::default()
             },
             unhealthy: Vec::new(),
-            lost_jobs: lost(&r.lost_jobs)?,
-            terminated: r
-                .terminated
-                .iter()
-                .map(|t| (t.worker_id, t.reason))
-                .collect(),
-            failed: r.failed.iter().map(|f| f.worker_id).collect(),
-            drained: r.drained.clone(),
+            lost_jobs: lost(lost_jobs)?,
+            terminated: terminated(terminated_workers),
+            failed: failed.iter().map(|f| f.worker_id).collect(),
+            drained: drained.clone(),
             provisioned: Vec::new(),
             decisions: Vec::new(),
             json: to_json(r, "cleanup result")?,

@@ -134,9 +134,7 @@ pub extern "C" fn hw_registry_register(
         let spec = arg_ref!(spec);
         let out = arg_out!(out);
         let handle = WorkerHandle::new(provider, kind, resource_id);
-        let worker = registry
-            .inner
-            .register(handle, Arc::new(spec.spec.clone()))?;
+        let worker = registry.inner.register(handle, Arc::clone(&spec.spec))?;
         out.write(hw_worker::boxed(worker));
         Ok(())
     })
@@ -167,9 +165,7 @@ pub extern "C" fn hw_registry_register_with_id(
         let out = arg_out!(out);
         let mut handle = WorkerHandle::new(provider, kind, resource_id);
         handle.worker_id = id;
-        let worker = registry
-            .inner
-            .register(handle, Arc::new(spec.spec.clone()))?;
+        let worker = registry.inner.register(handle, Arc::clone(&spec.spec))?;
         out.write(hw_worker::boxed(worker));
         Ok(())
     })

@@ -3,7 +3,9 @@
 
 use std::ffi::c_char;
 
-use engine::{Architecture, Error, WorkerSpec};
+use std::sync::Arc;
+
+use engine::{Error, WorkerSpec};
 
 use crate::boundary::{
     arg_mut, arg_out, arg_ref, arg_str, c_string, ffi_boundary, free_handle, hw_status, into_handle,
@@ -16,7 +18,23 @@ use crate::types::ms;
 #[allow(non_camel_case_types)]
 #[derive(Debug, Clone)]
 pub struct hw_worker_spec {
-    pub(crate) spec: WorkerSpec,
+    /// Shared with every worker registered or provisioned from this spec (as in Rust: one
+    /// `Arc<WorkerSpec>` for all of them, not a deep copy each); a later change through a
+    /// setter copies it first, so those workers keep the spec they were made from.
+    pub(crate) spec: Arc<WorkerSpec>,
+}
+
+impl hw_worker_spec {
+    pub(crate) fn new(spec: WorkerSpec) -> Self {
+        hw_worker_spec {
+            spec: Arc::new(spec),
+        }
+    }
+
+    /// The spec to change: copied first if a worker shares it (copy on write).
+    fn edit(&mut self) -> &mut WorkerSpec {
+        Arc::make_mut(&mut self.spec)
+    }
 }
 
 /// CPU architecture of a worker.
@@ -42,9 +60,7 @@ pub extern "C" fn hw_worker_spec_new(
     ffi_boundary!(hw_worker_spec_new, {
         let image = arg_str!(image);
         let out = arg_out!(out);
-        out.write(into_handle(hw_worker_spec {
-            spec: WorkerSpec::new(image),
-        }));
+        out.write(into_handle(hw_worker_spec::new(WorkerSpec::new(image))));
         Ok(())
     })
 }
@@ -66,7 +82,7 @@ pub extern "C" fn hw_worker_spec_from_json(
         let spec: WorkerSpec = serde_json::from_str(json)
             .map_err(|e| Error::invalid(format!("invalid spec JSON: {e}")))?;
         spec.validate()?;
-        out.write(into_handle(hw_worker_spec { spec }));
+        out.write(into_handle(hw_worker_spec::new(spec)));
         Ok(())
     })
 }
@@ -124,7 +140,7 @@ pub extern "C" fn hw_worker_spec_set_image(
 ) -> hw_status {
     ffi_boundary!(hw_worker_spec_set_image, {
         let spec = arg_mut!(spec);
-        spec.spec.image = arg_str!(image).to_owned();
+        spec.edit().image = arg_str!(image).to_owned();
         Ok(())
     })
 }
@@ -139,7 +155,7 @@ pub extern "C" fn hw_worker_spec_add_label(
     ffi_boundary!(hw_worker_spec_add_label, {
         let spec = arg_mut!(spec);
         let (key, value) = (arg_str!(key), arg_str!(value));
-        spec.spec.labels.insert(key.to_owned(), value.to_owned());
+        spec.edit().labels.insert(key.to_owned(), value.to_owned());
         Ok(())
     })
 }
@@ -154,7 +170,7 @@ pub extern "C" fn hw_worker_spec_add_env(
     ffi_boundary!(hw_worker_spec_add_env, {
         let spec = arg_mut!(spec);
         let (key, value) = (arg_str!(key), arg_str!(value));
-        spec.spec
+        spec.edit()
             .environment
             .insert(key.to_owned(), value.to_owned());
         Ok(())
@@ -169,7 +185,7 @@ pub extern "C" fn hw_worker_spec_add_capability(
 ) -> hw_status {
     ffi_boundary!(hw_worker_spec_add_capability, {
         let spec = arg_mut!(spec);
-        spec.spec
+        spec.edit()
             .capabilities
             .insert(arg_str!(capability).to_owned());
         Ok(())
@@ -189,7 +205,7 @@ pub extern "C" fn hw_worker_spec_set_idle_timeout_ms(
         if timeout_ms == 0 {
             return Err(Error::invalid("idle timeout must be at least 1 ms"));
         }
-        spec.spec.idle_timeout = ms(timeout_ms);
+        spec.edit().idle_timeout = ms(timeout_ms);
         Ok(())
     })
 }
@@ -207,7 +223,7 @@ pub extern "C" fn hw_worker_spec_set_max_lifetime_ms(
         if lifetime_ms == 0 {
             return Err(Error::invalid("max lifetime must be at least 1 ms"));
         }
-        spec.spec.max_lifetime = ms(lifetime_ms);
+        spec.edit().max_lifetime = ms(lifetime_ms);
         Ok(())
     })
 }
@@ -221,7 +237,7 @@ pub extern "C" fn hw_worker_spec_set_max_jobs(
 ) -> hw_status {
     ffi_boundary!(hw_worker_spec_set_max_jobs, {
         let spec = arg_mut!(spec);
-        spec.spec.max_jobs = (max_jobs > 0).then_some(max_jobs);
+        spec.edit().max_jobs = (max_jobs > 0).then_some(max_jobs);
         Ok(())
     })
 }
@@ -244,7 +260,7 @@ pub extern "C" fn hw_worker_spec_set_resources(
                 "cpu_cores must be finite and >= 0, got {cpu_cores}"
             )));
         }
-        let r = &mut spec.spec.resources;
+        let r = &mut spec.edit().resources;
         r.cpu_cores = cpu_cores;
         r.memory_bytes = memory_bytes;
         r.disk_bytes = disk_bytes;
@@ -261,7 +277,7 @@ pub extern "C" fn hw_worker_spec_set_gpu_type(
 ) -> hw_status {
     ffi_boundary!(hw_worker_spec_set_gpu_type, {
         let spec = arg_mut!(spec);
-        spec.spec.resources.gpu_type = Some(arg_str!(gpu_type).to_owned());
+        spec.edit().resources.gpu_type = Some(arg_str!(gpu_type).to_owned());
         Ok(())
     })
 }
@@ -276,16 +292,16 @@ pub extern "C" fn hw_worker_spec_set_architecture(
 ) -> hw_status {
     ffi_boundary!(hw_worker_spec_set_architecture, {
         let spec = arg_mut!(spec);
-        spec.spec.architecture = match architecture {
-            0 => Architecture::Amd64,
-            1 => Architecture::Arm64,
-            2 => Architecture::Arm,
-            other => {
-                return Err(Error::invalid(format!(
-                    "{other} is not a hw_architecture (0..=2)"
-                )))
-            }
-        };
+        let architecture = usize::try_from(architecture)
+            .ok()
+            .and_then(|i| hw_architecture::all().get(i))
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "{architecture} is not a hw_architecture (0..={})",
+                    hw_architecture::all().len() - 1
+                ))
+            })?;
+        spec.edit().architecture = architecture.to_core();
         Ok(())
     })
 }
@@ -294,4 +310,53 @@ pub extern "C" fn hw_worker_spec_set_architecture(
 #[no_mangle]
 pub extern "C" fn hw_worker_spec_free(spec: *mut hw_worker_spec) {
     free_handle(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{hw_registry, hw_registry_free, hw_registry_new, hw_registry_register};
+    use crate::worker::{hw_worker, hw_worker_free};
+
+    /// Issue 10 item 23: workers registered from one `hw_worker_spec` share its `Arc` instead of
+    /// holding a deep copy each (200 workers of a 1 MiB image cost 1 MiB, not 200).
+    #[test]
+    fn workers_made_from_one_spec_share_it_and_a_later_edit_copies() {
+        let mut spec: *mut hw_worker_spec = std::ptr::null_mut();
+        let image = std::ffi::CString::new("x".repeat(1 << 20)).unwrap();
+        assert_eq!(
+            hw_worker_spec_new(image.as_ptr(), &mut spec),
+            hw_status::HwOk
+        );
+        let mut registry: *mut hw_registry = std::ptr::null_mut();
+        assert_eq!(hw_registry_new(&mut registry), hw_status::HwOk);
+        for i in 0..200 {
+            let resource = std::ffi::CString::new(format!("r-{i}")).unwrap();
+            let mut worker: *mut hw_worker = std::ptr::null_mut();
+            let status = hw_registry_register(
+                registry,
+                c"p".as_ptr(),
+                c"docker".as_ptr(),
+                resource.as_ptr(),
+                spec,
+                &mut worker,
+            );
+            assert_eq!(status, hw_status::HwOk);
+            hw_worker_free(worker);
+        }
+        // SAFETY: made above, freed below.
+        let shared = unsafe { Arc::clone(&(*spec).spec) };
+        // The builder, the 200 records and `shared`.
+        assert_eq!(Arc::strong_count(&shared), 202);
+        assert_eq!(
+            hw_worker_spec_set_image(spec, c"other".as_ptr()),
+            hw_status::HwOk
+        );
+        // The edit copied: the records keep the spec they were made from.
+        assert_eq!(Arc::strong_count(&shared), 201);
+        assert_eq!(shared.image.len(), 1 << 20);
+        hw_registry_free(registry);
+        assert_eq!(Arc::strong_count(&shared), 1);
+        hw_worker_spec_free(spec);
+    }
 }

@@ -161,7 +161,7 @@ int main(void) {
   REQUIRE_OK(hw_registry_new_with_clock(clock, &reg));
   REQUIRE_OK(hw_worker_spec_new("img", &spec));
   REQUIRE_OK(hw_worker_filter_new(&filter));
-  REQUIRE_OK(hw_registry_subscribe(reg, 0, false, &sub));
+  REQUIRE_OK(hw_registry_subscribe(reg, HW_DEFAULT_SUBSCRIPTION_CAPACITY, false, &sub));
   REQUIRE_OK(hw_registry_register(reg, "p", "docker", "r", spec, &w));
   hw_worker_id id;
   REQUIRE_OK(hw_worker_get_id(w, &id));
@@ -446,6 +446,8 @@ int main(void) {
   out = SENTINEL;
   INVALID(hw_registry_subscribe(NULL, 0, false, (hw_subscription **)&out));
   INVALID(hw_registry_subscribe(reg, 0, false, NULL));
+  /* Capacity 0 is refused, as in Rust and Python (issue 10 item 22), and writes nothing. */
+  INVALID(hw_registry_subscribe(reg, 0, false, (hw_subscription **)&out));
   INVALID(hw_subscription_recv(NULL, 0, (hw_event **)&out));
   INVALID(hw_subscription_recv(sub, 0, NULL));
   INVALID(hw_subscription_dropped(NULL, &u64));

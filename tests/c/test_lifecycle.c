@@ -157,7 +157,7 @@ static void manager_lifecycle(void) {
 
   /* A failing provider becomes a provider error carrying its message, and an event. */
   hw_subscription *events = NULL;
-  CHECK_OK(hw_registry_subscribe(reg, 0, false, &events));
+  CHECK_OK(hw_registry_subscribe(reg, HW_DEFAULT_SUBSCRIPTION_CAPACITY, false, &events));
   cloud.fail_creates = 1;
   CHECK_STATUS(hw_manager_provision(mgr, "cloud", spec, &w), HW_ERR_PROVIDER);
   CHECK(strstr(hw_last_error_message(), "quota exhausted") != NULL);
@@ -380,7 +380,7 @@ int main(void) {
   hw_subscription *events = NULL;
   REQUIRE_OK(hw_clock_new_manual(T0, &clock));
   REQUIRE_OK(hw_registry_new_with_clock(clock, &reg));
-  REQUIRE_OK(hw_registry_subscribe(reg, 0, false, &events));
+  REQUIRE_OK(hw_registry_subscribe(reg, HW_DEFAULT_SUBSCRIPTION_CAPACITY, false, &events));
 
   /* A spec with labels and capabilities. */
   REQUIRE_OK(hw_worker_spec_new("ubuntu:24.04", &spec));

@@ -99,7 +99,7 @@ int main(void) {
 
   /* Event numbering continues after the snapshot's seq. */
   hw_subscription *sub = NULL;
-  CHECK_OK(hw_registry_subscribe(copy, 0, false, &sub));
+  CHECK_OK(hw_registry_subscribe(copy, HW_DEFAULT_SUBSCRIPTION_CAPACITY, false, &sub));
   CHECK_OK(hw_registry_heartbeat(copy, ready_id));
   w = register_one(copy, spec, "after");
   hw_worker_free(w);
