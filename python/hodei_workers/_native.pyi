@@ -61,6 +61,7 @@ __all__ = [
     "ProvisionFailure",
     "ProviderBackoff",
     "MassExpiryHold",
+    "MassExpiryGiveUp",
     "HealthCheckResult",
     "CleanupResult",
     "ScalingPlan",
@@ -77,26 +78,27 @@ _StateLike: TypeAlias = Union["WorkerState", str]
 _ReasonLike: TypeAlias = Union["TerminationReason", str]
 
 # --- errors -----------------------------------------------------------------------------------
+# Defined in Python (hodei_workers/_errors.py, with their docstrings); the native module imports
+# them and raises them.
 
-class HodeiWorkersError(Exception):
-    kind: str
-    worker_id: str | None
-    job_id: str | None
-    provider_id: str | None
+from hodei_workers._errors import BackendError as BackendError
+from hodei_workers._errors import CapacityExceededError as CapacityExceededError
+from hodei_workers._errors import HodeiWorkersError as HodeiWorkersError
+from hodei_workers._errors import InternalError as InternalError
+from hodei_workers._errors import InvalidArgumentError as InvalidArgumentError
+from hodei_workers._errors import InvalidTransitionError as InvalidTransitionError
+from hodei_workers._errors import JobAlreadyAssignedError as JobAlreadyAssignedError
+from hodei_workers._errors import ProviderError as ProviderError
+from hodei_workers._errors import ProviderNotFoundError as ProviderNotFoundError
+from hodei_workers._errors import SnapshotError as SnapshotError
+from hodei_workers._errors import WorkerAlreadyExistsError as WorkerAlreadyExistsError
+from hodei_workers._errors import WorkerNotAvailableError as WorkerNotAvailableError
+from hodei_workers._errors import WorkerNotBusyError as WorkerNotBusyError
+from hodei_workers._errors import WorkerNotFoundError as WorkerNotFoundError
 
-class WorkerNotFoundError(HodeiWorkersError, LookupError): ...
-class WorkerAlreadyExistsError(HodeiWorkersError): ...
-class InvalidTransitionError(HodeiWorkersError): ...
-class WorkerNotAvailableError(HodeiWorkersError): ...
-class WorkerNotBusyError(HodeiWorkersError): ...
-class JobAlreadyAssignedError(HodeiWorkersError): ...
-class ProviderNotFoundError(HodeiWorkersError, LookupError): ...
-class ProviderError(HodeiWorkersError): ...
-class CapacityExceededError(HodeiWorkersError): ...
-class InvalidArgumentError(HodeiWorkersError, ValueError): ...
-class SnapshotError(HodeiWorkersError, ValueError): ...
-class BackendError(HodeiWorkersError): ...
-class InternalError(HodeiWorkersError, RuntimeError): ...
+def _error_classes() -> list[tuple[str, type[HodeiWorkersError]]]:
+    """``[(kind, exception class)]`` for every core error kind, made by the conversion the API
+    uses (for the tests: each kind has its own class)."""
 
 # --- enums ------------------------------------------------------------------------------------
 
@@ -630,13 +632,37 @@ class ProviderBackoff:
 
 @final
 class MassExpiryHold:
+    """The brake's counts: too many workers under heartbeat watch were silent at once (most
+    likely a partition on the host's side), so none was declared unhealthy for its heartbeat."""
     @property
-    def would_expire(self) -> int: ...
+    def would_expire(self) -> int:
+        """How many are past their heartbeat deadline now (held back)."""
     @property
-    def live(self) -> int: ...
+    def suspect(self) -> int:
+        """How many are silent for more than half the heartbeat timeout: the brake's count (at
+        least ``would_expire``)."""
     @property
-    def allowed(self) -> int: ...
-    def to_json(self) -> str: ...
+    def live(self) -> int:
+        """Workers under heartbeat watch (CONNECTING, READY, BUSY, DRAINING)."""
+    @property
+    def allowed(self) -> int:
+        """The most that may be silent at once: ``max(unhealthy_floor, floor(fraction * live))``."""
+    def to_json(self) -> str:
+        """The value as JSON text (the core's serde form)."""
+    def __eq__(self, value: object, /) -> bool: ...
+
+@final
+class MassExpiryGiveUp:
+    """The brake gave up: it had held continuously for longer than ``max_mass_expiry_hold``, so
+    the silent workers were declared unhealthy after all (most of the fleet really died)."""
+    @property
+    def held_for(self) -> float:
+        """How long the brake had held (float seconds), from the first check that held."""
+    @property
+    def hold(self) -> MassExpiryHold:
+        """The counts the brake would have held with now."""
+    def to_json(self) -> str:
+        """The value as JSON text (the core's serde form)."""
     def __eq__(self, value: object, /) -> bool: ...
 
 @final
@@ -655,6 +681,10 @@ class HealthCheckResult:
     def held(self) -> MassExpiryHold | None: ...
     @property
     def deferred(self) -> int: ...
+    @property
+    def brake_released(self) -> bool: ...
+    @property
+    def brake_gave_up(self) -> MassExpiryGiveUp | None: ...
     def to_json(self) -> str: ...
     def __eq__(self, value: object, /) -> bool: ...
 
@@ -718,6 +748,10 @@ class TickReport:
     def lost_jobs(self) -> list[LostJob]: ...
     @property
     def mass_expiry_held(self) -> MassExpiryHold | None: ...
+    @property
+    def brake_released(self) -> bool: ...
+    @property
+    def brake_gave_up(self) -> MassExpiryGiveUp | None: ...
     @property
     def terminated(self) -> list[TerminatedWorker]: ...
     @property
@@ -830,4 +864,8 @@ class LifecycleManager:
     def plan_scaling(self, pending_jobs: int) -> ScalingPlan: ...
     def reconcile(self) -> ReconcileReport: ...
     def tick(self, pending_jobs: int = 0) -> TickReport: ...
+    @property
+    def last_report(
+        self,
+    ) -> TickReport | HealthCheckResult | CleanupResult | ReconcileReport | None: ...
     def stats(self) -> LifecycleStats: ...
