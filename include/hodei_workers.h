@@ -87,7 +87,7 @@ enum hw_status
    */
   HW_ERR_NOT_FOUND = 1,
   /*
-   A worker with this id is already registered.
+   A worker with this id is, or once was, registered (ids are never reused).
    */
   HW_ERR_ALREADY_EXISTS = 2,
   /*
@@ -119,8 +119,9 @@ enum hw_status
    */
   HW_ERR_CAPACITY = 9,
   /*
-   A NULL pointer, invalid UTF-8, an over-long or malformed id, an out-of-range enum value,
-   a nonsense configuration.
+   A NULL pointer, invalid UTF-8, an over-long or malformed id, a string over its maximum
+   size (see `hw_worker_spec`), an out-of-range enum value, a nonsense configuration or
+   duration, a subscription capacity of 0.
    */
   HW_ERR_INVALID_ARGUMENT = 10,
   /*
@@ -444,8 +445,14 @@ typedef struct hw_worker_list hw_worker_list;
 
 /*
  A worker spec under construction. Not thread-safe: build it on one thread, then pass it
- (`const`) to any number of calls; the library copies what it needs, so it may be freed or
- changed right after.
+ (`const`) to any number of calls. Workers registered or provisioned from it share its
+ content (one copy, however many workers); changing it afterwards copies it first, so those
+ workers keep the spec they were made from, and freeing it right after a call is fine.
+
+ Strings (image, labels, environment, capabilities, GPU type) are checked when the spec is
+ used (`hw_registry_register`, `hw_manager_provision`, …) by the core's validation, which
+ bounds their sizes (see the core's `WorkerSpec::validate` for the limits);
+ a string over its limit is `HW_ERR_INVALID_ARGUMENT`.
  */
 typedef struct hw_worker_spec hw_worker_spec;
 
@@ -663,7 +670,7 @@ typedef struct hw_mass_expiry_hold {
 } hw_mass_expiry_hold;
 
 /*
- The counts and flags of a report (`hw_report_get_summary`). Fields a kind of report does not
+ The counts and flags of a report (`hw_tick_report_get_summary`). Fields a kind of report does not
  have are 0/false (e.g. `pending_jobs` outside a tick).
  */
 typedef struct hw_tick_summary {
@@ -714,7 +721,7 @@ typedef struct hw_tick_summary {
    */
   size_t provider_backoffs;
   /*
-   Explanation lines (`hw_report_get_decision`).
+   Explanation lines (`hw_tick_report_get_decision`).
    */
   size_t decisions;
   /*
@@ -1298,7 +1305,8 @@ hw_status hw_registry_now(const struct hw_registry *registry, uint64_t *out_ms);
 /*
  Registers a new worker (state `CREATING`, a fresh id) for the instance `resource_id` of
  provider `provider` of type `provider_type_name` (`"docker"`, …, `"custom:NAME"`), made from
- `spec` (copied). Writes the new worker's snapshot (free with `hw_worker_free`).
+ `spec` (shared, not copied: every worker registered from one `hw_worker_spec` shares its
+ content). Writes the new worker's snapshot (free with `hw_worker_free`).
 
  Errors: `HW_ERR_INVALID_ARGUMENT` for an invalid provider id, provider type or spec.
  */
@@ -1308,7 +1316,8 @@ hw_status hw_registry_register(const struct hw_registry *registry, const char *p
  Like `hw_registry_register`, but with the worker id chosen by the caller (e.g. the id the
  provider gave the agent, or a restored one).
 
- Errors: `HW_ERR_ALREADY_EXISTS` for a registered id; `HW_ERR_INVALID_ARGUMENT` as
+ Errors: `HW_ERR_ALREADY_EXISTS` for an id that is, or once was, registered in this registry
+ (ids are never reused); `HW_ERR_INVALID_ARGUMENT` as
  `hw_registry_register`, and for the nil id.
  */
 hw_status hw_registry_register_with_id(const struct hw_registry *registry, struct hw_worker_id id, const char *provider, const char *provider_type_name, const char *resource_id, const struct hw_worker_spec *spec, struct hw_worker **out);
@@ -1446,9 +1455,12 @@ hw_status hw_registry_snapshot(const struct hw_registry *registry, char **out_js
 
 /*
  Loads a snapshot (from `hw_registry_snapshot`) into this registry, which must be empty. The
- snapshot is checked whole first: on any error the registry is left untouched.
+ snapshot is checked whole first: on any error the registry is left untouched. Every restored
+ worker gets a fresh grace period from now: none expires at the first check after a restore
+ for the time the snapshot lay on disk.
 
- Errors: `HW_ERR_SNAPSHOT` for corrupt, foreign or inconsistent JSON;
+ Errors: `HW_ERR_SNAPSHOT` for corrupt, foreign or inconsistent JSON (timestamps after the
+ snapshot's own time, a string holding a NUL byte, …);
  `HW_ERR_INVALID_ARGUMENT` when the registry is not empty.
  */
 hw_status hw_registry_restore(const struct hw_registry *registry, const char *json);

@@ -26,7 +26,7 @@ pub enum hw_status {
     HwOk = 0,
     /// No worker with this id is registered (it may have been unregistered: ids are never reused).
     HwErrNotFound = 1,
-    /// A worker with this id is already registered.
+    /// A worker with this id is, or once was, registered (ids are never reused).
     HwErrAlreadyExists = 2,
     /// The state machine refuses this move.
     HwErrInvalidTransition = 3,
@@ -42,8 +42,9 @@ pub enum hw_status {
     HwErrProvider = 8,
     /// The fleet is at `max_workers` (counting provisions in flight).
     HwErrCapacity = 9,
-    /// A NULL pointer, invalid UTF-8, an over-long or malformed id, an out-of-range enum value,
-    /// a nonsense configuration.
+    /// A NULL pointer, invalid UTF-8, an over-long or malformed id, a string over its maximum
+    /// size (see `hw_worker_spec`), an out-of-range enum value, a nonsense configuration or
+    /// duration, a subscription capacity of 0.
     HwErrInvalidArgument = 10,
     /// A snapshot could not be read (corrupt, foreign, inconsistent); nothing was changed.
     HwErrSnapshot = 11,

@@ -949,7 +949,7 @@ impl hw_mass_expiry_hold {
     }
 }
 
-/// The counts and flags of a report (`hw_report_get_summary`). Fields a kind of report does not
+/// The counts and flags of a report (`hw_tick_report_get_summary`). Fields a kind of report does not
 /// have are 0/false (e.g. `pending_jobs` outside a tick).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
@@ -978,7 +978,7 @@ pub struct hw_tick_summary {
     /// Providers being backed off after consecutive create failures (ticks only; who and until
     /// when: the JSON form).
     pub provider_backoffs: usize,
-    /// Explanation lines (`hw_report_get_decision`).
+    /// Explanation lines (`hw_tick_report_get_decision`).
     pub decisions: usize,
     /// Actions performed (state changes and provider calls).
     pub actions: usize,

@@ -114,7 +114,8 @@ pub extern "C" fn hw_registry_now(registry: *const hw_registry, out_ms: *mut u64
 
 /// Registers a new worker (state `CREATING`, a fresh id) for the instance `resource_id` of
 /// provider `provider` of type `provider_type_name` (`"docker"`, …, `"custom:NAME"`), made from
-/// `spec` (copied). Writes the new worker's snapshot (free with `hw_worker_free`).
+/// `spec` (shared, not copied: every worker registered from one `hw_worker_spec` shares its
+/// content). Writes the new worker's snapshot (free with `hw_worker_free`).
 ///
 /// Errors: `HW_ERR_INVALID_ARGUMENT` for an invalid provider id, provider type or spec.
 #[no_mangle]
@@ -143,7 +144,8 @@ pub extern "C" fn hw_registry_register(
 /// Like `hw_registry_register`, but with the worker id chosen by the caller (e.g. the id the
 /// provider gave the agent, or a restored one).
 ///
-/// Errors: `HW_ERR_ALREADY_EXISTS` for a registered id; `HW_ERR_INVALID_ARGUMENT` as
+/// Errors: `HW_ERR_ALREADY_EXISTS` for an id that is, or once was, registered in this registry
+/// (ids are never reused); `HW_ERR_INVALID_ARGUMENT` as
 /// `hw_registry_register`, and for the nil id.
 #[no_mangle]
 pub extern "C" fn hw_registry_register_with_id(
@@ -519,9 +521,12 @@ pub extern "C" fn hw_registry_snapshot(
 }
 
 /// Loads a snapshot (from `hw_registry_snapshot`) into this registry, which must be empty. The
-/// snapshot is checked whole first: on any error the registry is left untouched.
+/// snapshot is checked whole first: on any error the registry is left untouched. Every restored
+/// worker gets a fresh grace period from now: none expires at the first check after a restore
+/// for the time the snapshot lay on disk.
 ///
-/// Errors: `HW_ERR_SNAPSHOT` for corrupt, foreign or inconsistent JSON;
+/// Errors: `HW_ERR_SNAPSHOT` for corrupt, foreign or inconsistent JSON (timestamps after the
+/// snapshot's own time, a string holding a NUL byte, …);
 /// `HW_ERR_INVALID_ARGUMENT` when the registry is not empty.
 #[no_mangle]
 pub extern "C" fn hw_registry_restore(

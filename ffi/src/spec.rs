@@ -13,8 +13,14 @@ use crate::boundary::{
 use crate::types::ms;
 
 /// A worker spec under construction. Not thread-safe: build it on one thread, then pass it
-/// (`const`) to any number of calls; the library copies what it needs, so it may be freed or
-/// changed right after.
+/// (`const`) to any number of calls. Workers registered or provisioned from it share its
+/// content (one copy, however many workers); changing it afterwards copies it first, so those
+/// workers keep the spec they were made from, and freeing it right after a call is fine.
+///
+/// Strings (image, labels, environment, capabilities, GPU type) are checked when the spec is
+/// used (`hw_registry_register`, `hw_manager_provision`, …) by the core's validation, which
+/// bounds their sizes (see the core's `WorkerSpec::validate` for the limits);
+/// a string over its limit is `HW_ERR_INVALID_ARGUMENT`.
 #[allow(non_camel_case_types)]
 #[derive(Debug, Clone)]
 pub struct hw_worker_spec {
