@@ -4,7 +4,8 @@ use std::ffi::c_char;
 use std::sync::Arc;
 
 use engine::{
-    Error, InMemoryWorkerRegistry, Snapshot, WorkerHandle, WorkerRegistry, WorkerRegistryStats,
+    Error, InMemoryWorkerRegistry, Snapshot, StateCounts, WorkerHandle, WorkerRegistry,
+    WorkerRegistryStats,
 };
 
 use crate::boundary::{
@@ -51,15 +52,26 @@ pub struct hw_worker_counts {
 
 impl hw_worker_counts {
     fn from_core(s: &WorkerRegistryStats) -> Self {
+        // Exhaustive on purpose: a state added to the core fails this build until C counts it
+        // (ffi/tests/schema.rs checks the header against the serde names).
+        let StateCounts {
+            creating,
+            connecting,
+            ready,
+            busy,
+            draining,
+            terminating,
+            terminated,
+        } = s.by_state;
         hw_worker_counts {
             total: s.total,
-            creating: s.by_state.creating,
-            connecting: s.by_state.connecting,
-            ready: s.by_state.ready,
-            busy: s.by_state.busy,
-            draining: s.by_state.draining,
-            terminating: s.by_state.terminating,
-            terminated: s.by_state.terminated,
+            creating,
+            connecting,
+            ready,
+            busy,
+            draining,
+            terminating,
+            terminated,
         }
     }
 }

@@ -147,6 +147,20 @@ fn the_c_summary_names_every_field_of_the_core_reports() {
 }
 
 #[test]
+fn the_c_counts_name_every_state_the_core_counts() {
+    let stats = engine::WorkerRegistryStats::default();
+    let mut missing = check(&stats.by_state, "hw_worker_counts", &[], &[]);
+    missing.extend(check(
+        &stats,
+        "hw_worker_counts",
+        &[("by_state", "creating")],
+        // Maps keyed by provider: `hw_registry_stats_json`.
+        &["by_provider", "by_provider_type"],
+    ));
+    assert!(missing.is_empty(), "{missing:#?}");
+}
+
+#[test]
 fn the_c_config_names_every_field_of_the_core_config() {
     let missing = check(
         &WorkerLifecycleConfig::default(),
