@@ -59,6 +59,50 @@
 #define HW_DEFAULT_SUBSCRIPTION_CAPACITY 4096
 
 /*
+ Longest worker spec image, in bytes (without the NUL).
+ */
+#define HW_MAX_IMAGE_LEN 4096
+
+/*
+ Longest resource id (the provider's instance id), in bytes.
+ */
+#define HW_MAX_RESOURCE_ID_LEN 2048
+
+/*
+ Longest key of a label, environment variable or metadata entry, and longest capability or
+ GPU type, in bytes.
+ */
+#define HW_MAX_KEY_LEN 256
+
+/*
+ Longest value of a label, environment variable or metadata entry, in bytes.
+ */
+#define HW_MAX_VALUE_LEN 16384
+
+/*
+ Most entries in one of a spec's or worker's maps or sets (labels, environment,
+ capabilities, metadata).
+ */
+#define HW_MAX_ENTRIES 1024
+
+/*
+ Longest provider id, in bytes.
+ */
+#define HW_MAX_PROVIDER_ID_LEN 128
+
+/*
+ Longest job id, in bytes.
+ */
+#define HW_MAX_JOB_ID_LEN 256
+
+/*
+ Longest duration a spec (idle timeout, maximum lifetime) or the manager's configuration may
+ hold, in milliseconds: 100 years of 365 days. Longer ones could not be written to JSON (a
+ snapshot, a config) and read back exactly, so they are refused.
+ */
+#define HW_MAX_DURATION_MS 3153600000000
+
+/*
  Size of the buffer `hw_worker_id_format` needs: 36 characters plus the NUL.
  */
 #define HW_WORKER_ID_STRING_SIZE 37
@@ -450,9 +494,10 @@ typedef struct hw_worker_list hw_worker_list;
  workers keep the spec they were made from, and freeing it right after a call is fine.
 
  Strings (image, labels, environment, capabilities, GPU type) are checked when the spec is
- used (`hw_registry_register`, `hw_manager_provision`, …) by the core's validation, which
- bounds their sizes (see the core's `WorkerSpec::validate` for the limits);
- a string over its limit is `HW_ERR_INVALID_ARGUMENT`.
+ used (`hw_registry_register`, `hw_manager_provision`, `hw_worker_spec_from_json`, …): a
+ string longer than its limit (`HW_MAX_IMAGE_LEN`, `HW_MAX_KEY_LEN`, `HW_MAX_VALUE_LEN`) or
+ a map or set of more than `HW_MAX_ENTRIES` entries is `HW_ERR_INVALID_ARGUMENT`, naming the
+ field and the limit.
  */
 typedef struct hw_worker_spec hw_worker_spec;
 
@@ -1512,16 +1557,20 @@ hw_status hw_worker_spec_add_env(struct hw_worker_spec *spec, const char *key, c
 hw_status hw_worker_spec_add_capability(struct hw_worker_spec *spec, const char *capability);
 
 /*
- Sets the idle timeout: a `READY` worker idle this long is cleaned up (at least 1 ms).
+ Sets the idle timeout: a `READY` worker idle this long is cleaned up (1 ms to
+ `HW_MAX_DURATION_MS`).
 
- Errors: `HW_ERR_INVALID_ARGUMENT` for 0.
+ Errors: `HW_ERR_INVALID_ARGUMENT` for 0 or above `HW_MAX_DURATION_MS` (the spec is
+ unchanged).
  */
 hw_status hw_worker_spec_set_idle_timeout_ms(struct hw_worker_spec *spec, uint64_t timeout_ms);
 
 /*
- Sets the maximum lifetime since creation (at least 1 ms); a busy worker is drained first.
+ Sets the maximum lifetime since creation (1 ms to `HW_MAX_DURATION_MS`); a busy worker is
+ drained first.
 
- Errors: `HW_ERR_INVALID_ARGUMENT` for 0.
+ Errors: `HW_ERR_INVALID_ARGUMENT` for 0 or above `HW_MAX_DURATION_MS` (the spec is
+ unchanged).
  */
 hw_status hw_worker_spec_set_max_lifetime_ms(struct hw_worker_spec *spec, uint64_t lifetime_ms);
 

@@ -30,6 +30,7 @@ mod boundary;
 mod clock;
 mod events;
 mod filter;
+mod limits;
 mod manager;
 mod mirror;
 mod registry;
@@ -41,6 +42,10 @@ pub use boundary::hw_status;
 pub use clock::hw_clock;
 pub use events::{hw_event, hw_event_kind, hw_subscription, HW_DEFAULT_SUBSCRIPTION_CAPACITY};
 pub use filter::hw_worker_filter;
+pub use limits::{
+    HW_MAX_DURATION_MS, HW_MAX_ENTRIES, HW_MAX_IMAGE_LEN, HW_MAX_JOB_ID_LEN, HW_MAX_KEY_LEN,
+    HW_MAX_PROVIDER_ID_LEN, HW_MAX_RESOURCE_ID_LEN, HW_MAX_VALUE_LEN,
+};
 pub use manager::{
     hw_manager, hw_manager_config, hw_mass_expiry_hold, hw_provider_call, hw_provider_callbacks,
     hw_provider_result, hw_scaling_plan, hw_tick_report, hw_tick_summary,

@@ -18,9 +18,10 @@ use crate::types::ms;
 /// workers keep the spec they were made from, and freeing it right after a call is fine.
 ///
 /// Strings (image, labels, environment, capabilities, GPU type) are checked when the spec is
-/// used (`hw_registry_register`, `hw_manager_provision`, …) by the core's validation, which
-/// bounds their sizes (see the core's `WorkerSpec::validate` for the limits);
-/// a string over its limit is `HW_ERR_INVALID_ARGUMENT`.
+/// used (`hw_registry_register`, `hw_manager_provision`, `hw_worker_spec_from_json`, …): a
+/// string longer than its limit (`HW_MAX_IMAGE_LEN`, `HW_MAX_KEY_LEN`, `HW_MAX_VALUE_LEN`) or
+/// a map or set of more than `HW_MAX_ENTRIES` entries is `HW_ERR_INVALID_ARGUMENT`, naming the
+/// field and the limit.
 #[allow(non_camel_case_types)]
 #[derive(Debug, Clone)]
 pub struct hw_worker_spec {
@@ -41,6 +42,18 @@ impl hw_worker_spec {
     fn edit(&mut self) -> &mut WorkerSpec {
         Arc::make_mut(&mut self.spec)
     }
+}
+
+/// A spec duration from C, refused at this first boundary when the core's validation would
+/// refuse it later (so the builder never holds a spec no call accepts).
+fn spec_duration(value_ms: u64, what: &str) -> Result<std::time::Duration, Error> {
+    if value_ms == 0 || value_ms > crate::limits::HW_MAX_DURATION_MS {
+        return Err(Error::invalid(format!(
+            "{what} must be 1 ms to HW_MAX_DURATION_MS ({} ms, 100 years), got {value_ms} ms",
+            crate::limits::HW_MAX_DURATION_MS
+        )));
+    }
+    Ok(ms(value_ms))
 }
 
 /// CPU architecture of a worker.
@@ -198,9 +211,11 @@ pub extern "C" fn hw_worker_spec_add_capability(
     })
 }
 
-/// Sets the idle timeout: a `READY` worker idle this long is cleaned up (at least 1 ms).
+/// Sets the idle timeout: a `READY` worker idle this long is cleaned up (1 ms to
+/// `HW_MAX_DURATION_MS`).
 ///
-/// Errors: `HW_ERR_INVALID_ARGUMENT` for 0.
+/// Errors: `HW_ERR_INVALID_ARGUMENT` for 0 or above `HW_MAX_DURATION_MS` (the spec is
+/// unchanged).
 #[no_mangle]
 pub extern "C" fn hw_worker_spec_set_idle_timeout_ms(
     spec: *mut hw_worker_spec,
@@ -208,17 +223,16 @@ pub extern "C" fn hw_worker_spec_set_idle_timeout_ms(
 ) -> hw_status {
     ffi_boundary!(hw_worker_spec_set_idle_timeout_ms, {
         let spec = arg_mut!(spec);
-        if timeout_ms == 0 {
-            return Err(Error::invalid("idle timeout must be at least 1 ms"));
-        }
-        spec.edit().idle_timeout = ms(timeout_ms);
+        spec.edit().idle_timeout = spec_duration(timeout_ms, "idle timeout")?;
         Ok(())
     })
 }
 
-/// Sets the maximum lifetime since creation (at least 1 ms); a busy worker is drained first.
+/// Sets the maximum lifetime since creation (1 ms to `HW_MAX_DURATION_MS`); a busy worker is
+/// drained first.
 ///
-/// Errors: `HW_ERR_INVALID_ARGUMENT` for 0.
+/// Errors: `HW_ERR_INVALID_ARGUMENT` for 0 or above `HW_MAX_DURATION_MS` (the spec is
+/// unchanged).
 #[no_mangle]
 pub extern "C" fn hw_worker_spec_set_max_lifetime_ms(
     spec: *mut hw_worker_spec,
@@ -226,10 +240,7 @@ pub extern "C" fn hw_worker_spec_set_max_lifetime_ms(
 ) -> hw_status {
     ffi_boundary!(hw_worker_spec_set_max_lifetime_ms, {
         let spec = arg_mut!(spec);
-        if lifetime_ms == 0 {
-            return Err(Error::invalid("max lifetime must be at least 1 ms"));
-        }
-        spec.edit().max_lifetime = ms(lifetime_ms);
+        spec.edit().max_lifetime = spec_duration(lifetime_ms, "max lifetime")?;
         Ok(())
     })
 }
@@ -325,15 +336,21 @@ mod tests {
     use crate::worker::{hw_worker, hw_worker_free};
 
     /// Issue 10 item 23: workers registered from one `hw_worker_spec` share its `Arc` instead of
-    /// holding a deep copy each (200 workers of a 1 MiB image cost 1 MiB, not 200).
+    /// holding a deep copy each (200 workers of a spec at its size limits cost one spec).
     #[test]
     fn workers_made_from_one_spec_share_it_and_a_later_edit_copies() {
         let mut spec: *mut hw_worker_spec = std::ptr::null_mut();
-        let image = std::ffi::CString::new("x".repeat(1 << 20)).unwrap();
+        let image = std::ffi::CString::new("x".repeat(crate::limits::HW_MAX_IMAGE_LEN)).unwrap();
         assert_eq!(
             hw_worker_spec_new(image.as_ptr(), &mut spec),
             hw_status::HwOk
         );
+        let value = std::ffi::CString::new("v".repeat(crate::limits::HW_MAX_VALUE_LEN)).unwrap();
+        for i in 0..64 {
+            let key = std::ffi::CString::new(format!("label-{i}")).unwrap();
+            let status = hw_worker_spec_add_label(spec, key.as_ptr(), value.as_ptr());
+            assert_eq!(status, hw_status::HwOk);
+        }
         let mut registry: *mut hw_registry = std::ptr::null_mut();
         assert_eq!(hw_registry_new(&mut registry), hw_status::HwOk);
         for i in 0..200 {
@@ -347,7 +364,9 @@ mod tests {
                 spec,
                 &mut worker,
             );
-            assert_eq!(status, hw_status::HwOk);
+            assert_eq!(status, hw_status::HwOk, "{:?}", unsafe {
+                std::ffi::CStr::from_ptr(crate::boundary::last_error_ptr())
+            });
             hw_worker_free(worker);
         }
         // SAFETY: made above, freed below.
@@ -360,7 +379,7 @@ mod tests {
         );
         // The edit copied: the records keep the spec they were made from.
         assert_eq!(Arc::strong_count(&shared), 201);
-        assert_eq!(shared.image.len(), 1 << 20);
+        assert_eq!(shared.image.len(), crate::limits::HW_MAX_IMAGE_LEN);
         hw_registry_free(registry);
         assert_eq!(Arc::strong_count(&shared), 1);
         hw_worker_spec_free(spec);

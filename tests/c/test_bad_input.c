@@ -68,7 +68,8 @@ static uint32_t bad_list(void *user_data, hw_provider_call *call) {
 }
 
 /* Extreme but valid numbers (times at the end of the clock, durations and counts at their
- * maximum) must be handled, never panic: every call answers HW_OK. */
+ * maximum) must be handled, never panic: every call answers HW_OK, or the documented error
+ * just past a documented limit. */
 static void extreme_values(void) {
   hw_clock *clock = NULL;
   hw_registry *reg = NULL;
@@ -83,8 +84,39 @@ static void extreme_values(void) {
   CHECK_OK(hw_clock_new_manual(UINT64_MAX - 10, &clock));
   CHECK_OK(hw_registry_new_with_clock(clock, &reg));
   CHECK_OK(hw_worker_spec_new("img", &spec));
-  CHECK_OK(hw_worker_spec_set_idle_timeout_ms(spec, UINT64_MAX));
-  CHECK_OK(hw_worker_spec_set_max_lifetime_ms(spec, UINT64_MAX));
+  /* Spec durations beyond HW_MAX_DURATION_MS (100 years) could not be read back from a
+   * snapshot: refused at the setter, the spec unchanged; the limit itself is fine. */
+  CHECK_STATUS(hw_worker_spec_set_idle_timeout_ms(spec, UINT64_MAX), HW_ERR_INVALID_ARGUMENT);
+  CHECK_STATUS(hw_worker_spec_set_max_lifetime_ms(spec, HW_MAX_DURATION_MS + 1),
+               HW_ERR_INVALID_ARGUMENT);
+  CHECK_OK(hw_worker_spec_set_idle_timeout_ms(spec, HW_MAX_DURATION_MS));
+  CHECK_OK(hw_worker_spec_set_max_lifetime_ms(spec, HW_MAX_DURATION_MS));
+  /* Strings at their documented limits pass; one byte more is HW_ERR_INVALID_ARGUMENT (issue 10
+   * item 23: the core's validate() enforces them, C maps the error). */
+  {
+    static char big[HW_MAX_VALUE_LEN + 2];
+    hw_worker_spec *limits = NULL;
+    hw_worker *lw = NULL;
+    memset(big, 'x', HW_MAX_IMAGE_LEN);
+    big[HW_MAX_IMAGE_LEN] = '\0';
+    CHECK_OK(hw_worker_spec_new(big, &limits));
+    CHECK_OK(hw_registry_register(reg, "p", "docker", "image-at-limit", limits, &lw));
+    hw_worker_free(lw);
+    lw = NULL;
+    big[HW_MAX_IMAGE_LEN] = 'x';
+    big[HW_MAX_IMAGE_LEN + 1] = '\0';
+    CHECK_OK(hw_worker_spec_set_image(limits, big));
+    CHECK_STATUS(hw_registry_register(reg, "p", "docker", "image-over", limits, &lw),
+                 HW_ERR_INVALID_ARGUMENT);
+    CHECK(lw == NULL && strstr(hw_last_error_message(), "4096") != NULL);
+    CHECK_OK(hw_worker_spec_set_image(limits, "img"));
+    memset(big, 'v', HW_MAX_VALUE_LEN + 1);
+    big[HW_MAX_VALUE_LEN + 1] = '\0';
+    CHECK_OK(hw_worker_spec_add_label(limits, "k", big));
+    CHECK_STATUS(hw_registry_register(reg, "p", "docker", "label-over", limits, &lw),
+                 HW_ERR_INVALID_ARGUMENT);
+    hw_worker_spec_free(limits);
+  }
   CHECK_OK(hw_registry_register(reg, "p", "docker", "r", spec, &w));
   if (w) CHECK_OK(hw_worker_get_id(w, &id));
   hw_worker_free(w);
