@@ -214,8 +214,8 @@ class WorkerSpec:
         max_lifetime: _Seconds = ...,
         max_jobs: int | None = ...,
     ) -> WorkerSpec:
-        """A copy with some fields changed, validated like the constructor:
-        ``spec.replace(max_jobs=1, labels={"pool": "gpu"})``."""
+        """A copy with some fields changed: ``spec.replace(max_jobs=1, labels={"pool": "gpu"})``.
+        Takes the constructor's keyword arguments (and validates like it)."""
     @property
     def image(self) -> str:
         """Container image (or AMI, function name…)."""
@@ -1371,13 +1371,16 @@ class LifecycleManager:
     """The lifecycle engine of a registry's fleet: providers, provisioning, health checks,
     cleanup, autoscaling. Tick-driven: call ``tick(pending_jobs)`` regularly (every second, say)
     and everything due happens inside it, on the registry's clock; the TickReport says what and
-    why.
+    why. Thread-safe; the GIL is released while the engine works.
 
-    Providers are plain Python objects with ``provider_id`` and ``provider_type`` (str
-    attributes, or methods returning them), ``create_worker(spec) -> resource_id`` (or
-    ``(resource_id, metadata)``), ``destroy_worker(handle)`` (raise a LookupError when the
-    instance is already gone) and optionally ``list_workers() -> iterable of resource ids`` (for
-    ``reconcile``). An exception they raise is a provider failure of the engine (in reports and
+    Providers are plain Python objects (see ``hodei_workers.Provider``) with ``provider_id`` and
+    ``provider_type`` (str attributes, or methods returning them),
+    ``create_worker(worker_id, spec) -> resource_id`` (or ``(resource_id, metadata)``;
+    ``worker_id`` is the new worker's id as text, made by the manager first, for the instance's
+    agent to report in with), ``destroy_worker(handle)`` (raise a LookupError when the instance
+    is already gone) and optionally ``list_workers() -> iterable of resource ids`` (for
+    ``reconcile``). A provider may keep a reference to its manager: the garbage collector sees
+    through the cycle. An exception they raise is a provider failure of the engine (in reports and
     events), never a crash. They are called on the thread that called the manager, never while
     the engine holds a lock.
 

@@ -11,10 +11,11 @@ use std::sync::{Arc, Mutex};
 use hodei_workers::{self as core, WorkerLifecycleConfig, WorkerLifecycleManager, WorkerRegistry};
 use pyo3::prelude::*;
 use pyo3::BoundObject;
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::convert::{self, Int, Seconds};
 use crate::errors::{invalid, run, OrRaise};
-use crate::provider::{take_interrupt, PythonProvider};
+use crate::provider::{take_interrupt, ProviderObject, PythonProvider};
 use crate::registry::PyRegistry;
 use crate::types::{py_repr, PyRegistryStats, PyWorker, PyWorkerSpec};
 
@@ -596,6 +597,12 @@ where
     }
 }
 
+/// Locks a mutex of the manager, recovering from poisoning (a panic cannot leave these simple
+/// values half-changed).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn pending(py: Python<'_>, pending_jobs: i64) -> PyResult<usize> {
     convert::count(py, pending_jobs, "pending_jobs")
 }
@@ -603,14 +610,16 @@ fn pending(py: Python<'_>, pending_jobs: i64) -> PyResult<usize> {
 /// The lifecycle engine of a registry's fleet: providers, provisioning, health checks,
 /// cleanup, autoscaling. Tick-driven: call ``tick(pending_jobs)`` regularly (every second, say)
 /// and everything due happens inside it, on the registry's clock; the TickReport says what and
-/// why.
+/// why. Thread-safe; the GIL is released while the engine works.
 ///
-/// Providers are plain Python objects with ``provider_id`` and ``provider_type`` (str
-/// attributes, or methods returning them), ``create_worker(worker_id, spec) -> resource_id``
-/// (or ``(resource_id, metadata)``; ``worker_id`` is the new worker's id as text, made by the
-/// manager first, for the instance's agent to report in with), ``destroy_worker(handle)`` (raise a LookupError when the
-/// instance is already gone) and optionally ``list_workers() -> iterable of resource ids`` (for
-/// ``reconcile``). An exception they raise is a provider failure of the engine (in reports and
+/// Providers are plain Python objects (see ``hodei_workers.Provider``) with ``provider_id`` and
+/// ``provider_type`` (str attributes, or methods returning them),
+/// ``create_worker(worker_id, spec) -> resource_id`` (or ``(resource_id, metadata)``;
+/// ``worker_id`` is the new worker's id as text, made by the manager first, for the instance's
+/// agent to report in with), ``destroy_worker(handle)`` (raise a LookupError when the instance
+/// is already gone) and optionally ``list_workers() -> iterable of resource ids`` (for
+/// ``reconcile``). A provider may keep a reference to its manager: the garbage collector sees
+/// through the cycle. An exception they raise is a provider failure of the engine (in reports and
 /// events), never a crash. They are called on the thread that called the manager, never while
 /// the engine holds a lock.
 ///
@@ -620,12 +629,15 @@ fn pending(py: Python<'_>, pending_jobs: i64) -> PyResult<usize> {
 /// short (``tick``, ``run_health_check``, ``cleanup_workers``, ``terminate_worker``,
 /// ``reconcile``), with the jobs it lost, is not lost: it is the exception's ``report``
 /// attribute and ``manager.last_report``.
-#[pyclass(frozen, name = "LifecycleManager", module = "hodei_workers")]
+#[pyclass(frozen, weakref, name = "LifecycleManager", module = "hodei_workers")]
 pub(crate) struct PyLifecycleManager {
     inner: Arc<WorkerLifecycleManager>,
     registry: Py<PyRegistry>,
     /// The report of the last operation that made one (see `last_report`).
     last_report: Mutex<Option<Py<PyAny>>>,
+    /// The Python objects of the registered providers, for `__traverse__` / `__clear__`
+    /// (the core holds them too, out of the garbage collector's sight).
+    providers: Mutex<Vec<(core::ProviderId, ProviderObject)>>,
 }
 
 impl PyLifecycleManager {
@@ -645,8 +657,9 @@ impl PyLifecycleManager {
             Ok(core) => Py::new(py, P::from(core))?,
             Err(error) => return Err(interrupt.unwrap_or(error)),
         };
-        *self.last_report.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(report.clone_ref(py).into_any());
+        let previous = lock(&self.last_report).replace(report.clone_ref(py).into_any());
+        // Dropped outside the lock: the last reference may run Python code.
+        drop(previous);
         match interrupt {
             Some(interrupt) => {
                 // An exception instance takes attributes; if this one refuses, the interrupt
@@ -677,6 +690,7 @@ impl PyLifecycleManager {
             inner: Arc::new(inner),
             registry: registry.unbind(),
             last_report: Mutex::new(None),
+            providers: Mutex::new(Vec::new()),
         })
     }
 
@@ -698,15 +712,62 @@ impl PyLifecycleManager {
     /// Raises TypeError for an object of the wrong shape, InvalidArgumentError when a provider
     /// with that id is registered already.
     fn register_provider(&self, py: Python<'_>, provider: &Bound<'_, PyAny>) -> PyResult<()> {
-        let provider: Arc<dyn core::WorkerProvider> = Arc::new(PythonProvider::new(provider)?);
-        engine(py, || self.inner.register_provider(provider))
+        let provider = PythonProvider::new(provider)?;
+        let entry = (provider.id().clone(), provider.object());
+        let provider: Arc<dyn core::WorkerProvider> = Arc::new(provider);
+        engine(py, || self.inner.register_provider(provider))?;
+        lock(&self.providers).push(entry);
+        Ok(())
     }
 
     /// Removes a provider. Its workers stay; their destroys retry until it is registered again.
     /// Raises ProviderNotFoundError.
     fn unregister_provider(&self, py: Python<'_>, provider_id: &str) -> PyResult<()> {
         let id = convert::provider_id(py, provider_id)?;
-        engine(py, || self.inner.unregister_provider(&id))
+        engine(py, || self.inner.unregister_provider(&id))?;
+        // Dropped outside the lock: the last reference may run the object's finalizer.
+        let removed: Vec<_> = {
+            let mut providers = lock(&self.providers);
+            let (gone, kept) = providers.drain(..).partition(|(p, _)| *p == id);
+            *providers = kept;
+            gone
+        };
+        drop(removed);
+        Ok(())
+    }
+
+    /// Shows the garbage collector what the manager holds: the registry, the last report, the
+    /// providers' objects (held by the core, where the collector cannot see them). Takes no
+    /// lock that may be held while Python code runs, and skips what is busy rather than wait.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.registry)?;
+        if let Ok(last) = self.last_report.try_lock() {
+            if let Some(report) = &*last {
+                visit.call(report)?;
+            }
+        }
+        if let Ok(providers) = self.providers.try_lock() {
+            for (_, object) in providers.iter() {
+                if let Ok(object) = object.try_lock() {
+                    if let Some(object) = &*object {
+                        visit.call(object)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Breaks a reference cycle through the manager (a provider holding its manager): takes the
+    /// providers' objects and the last report. The references are dropped after every lock is
+    /// released, since dropping them may run Python code.
+    fn __clear__(&self) {
+        let mut taken: Vec<Py<PyAny>> = Vec::new();
+        for (_, object) in lock(&self.providers).drain(..) {
+            taken.extend(lock(&object).take());
+        }
+        taken.extend(lock(&self.last_report).take());
+        drop(taken);
     }
 
     /// The registered providers' ids, sorted.
@@ -853,11 +914,7 @@ impl PyLifecycleManager {
     /// interrupted operation (also the exception's ``report``): requeue its ``lost_jobs``.
     #[getter]
     fn last_report(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.last_report
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|r| r.clone_ref(py))
+        lock(&self.last_report).as_ref().map(|r| r.clone_ref(py))
     }
 
     /// The registry's counts plus the manager's own (in flight, pending destroys, totals).

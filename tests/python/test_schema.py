@@ -168,3 +168,27 @@ def test_names_agree_between_package_native_module_and_stub() -> None:
     # Every public class of the native module is exported.
     public = {n for n, v in vars(native).items() if inspect.isclass(v) and not n.startswith("_")}
     assert public <= set(native.__all__), public - set(native.__all__)
+
+
+def test_stub_docstrings_say_what_the_module_says() -> None:
+    """A docstring in the stub without an Arguments/Raises/Returns section is the module's own
+    docstring (the stub's copy, for IDE hovers): the two may not drift apart. Sectioned ones
+    are the stub's own, written for the IDE."""
+    stale = []
+    for node in ast.parse(STUB.read_text()).body:
+        if not isinstance(node, ast.ClassDef) or not hasattr(native, node.name):
+            continue
+        runtime = getattr(native, node.name)
+        members: list[tuple[str, Any, ast.AST]] = [(node.name, runtime, node)]
+        for item in node.body:
+            if isinstance(item, ast.FunctionDef) and not item.name.startswith("__"):
+                members.append(
+                    (f"{node.name}.{item.name}", inspect.getattr_static(runtime, item.name), item)
+                )
+        for name, obj, definition in members:
+            stub_doc = ast.get_docstring(definition)  # type: ignore[arg-type]
+            if not stub_doc or any(s in stub_doc for s in ("Arguments:", "Raises:", "Returns:")):
+                continue
+            if inspect.cleandoc(getattr(obj, "__doc__", None) or "") != stub_doc:
+                stale.append(name)
+    assert not stale, f"stale stub docstrings (re-copy them from the module): {stale}"
