@@ -34,7 +34,7 @@
  *   - hw_registry, hw_manager, hw_clock, hw_subscription: thread-safe. Every function taking a
  *     `const` pointer to one may run on any number of threads at once (heartbeats and claims
  *     from many threads scale; claim is atomic: a job goes to one worker only).
- *   - hw_worker, hw_worker_list, hw_event, hw_tick_report: immutable snapshots, safe to read
+ *   - hw_worker, hw_worker_list, hw_event, hw_report: immutable snapshots, safe to read
  *     from several threads.
  *   - hw_worker_spec, hw_worker_filter, hw_manager_config: builders. Change them from one thread
  *     at a time (functions taking a non-const pointer); once built, pass them (const) anywhere.
@@ -360,6 +360,43 @@ typedef uint32_t hw_termination_reason;
 #endif // __cplusplus
 
 /*
+ Which manager operation made a `hw_report` (`hw_report_summary.kind`).
+ */
+enum hw_report_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   `hw_manager_tick`: everything that was due (health check, cleanup, scaling).
+   */
+  HW_REPORT_KIND_TICK = 0,
+  /*
+   `hw_manager_run_health_check`.
+   */
+  HW_REPORT_KIND_HEALTH_CHECK = 1,
+  /*
+   `hw_manager_cleanup`.
+   */
+  HW_REPORT_KIND_CLEANUP = 2,
+  /*
+   `hw_manager_terminate`.
+   */
+  HW_REPORT_KIND_TERMINATE = 3,
+  /*
+   `hw_manager_reconcile` (vanished records count as terminated; the rest is in the JSON).
+   */
+  HW_REPORT_KIND_RECONCILE = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum hw_report_kind hw_report_kind;
+#else
+typedef uint32_t hw_report_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/*
  CPU architecture of a worker.
  */
 enum hw_architecture
@@ -455,18 +492,21 @@ typedef struct hw_provider_call hw_provider_call;
 typedef struct hw_registry hw_registry;
 
 /*
+ What a manager operation found and did: one type for the reports of `hw_manager_tick`,
+ `hw_manager_run_health_check`, `hw_manager_cleanup`, `hw_manager_terminate` and
+ `hw_manager_reconcile` (`hw_report_summary.kind` says which; lists an operation does not
+ make are empty). Immutable, thread-safe; borrowed strings valid until `hw_report_free`.
+ The JSON form (`hw_report_get_json`) holds everything, in the operation's own shape (the
+ core's `TickReport`, `HealthCheckResult`, `CleanupResult` or `ReconcileReport`).
+ */
+typedef struct hw_report hw_report;
+
+/*
  A subscriber's end of a registry's event stream. Events are queued in a bounded channel; a
  full channel never blocks the registry: the event is dropped for this subscriber, its
  drop counter grows, and the gap in `seq` shows where. Thread-safe; freeing it unsubscribes.
  */
 typedef struct hw_subscription hw_subscription;
-
-/*
- What a tick (or a health check, cleanup, terminate or reconcile: the parts of a tick they
- do) found and did. Immutable, thread-safe; borrowed strings valid until
- `hw_tick_report_free`. The JSON form holds everything, including the per-kind details.
- */
-typedef struct hw_tick_report hw_tick_report;
 
 /*
  A snapshot of one worker's record, taken when the call that returned it ran: it never
@@ -598,7 +638,7 @@ typedef struct hw_manager_config {
   /*
    The brake's bound: once it has held continuously for longer than this, the health check
    lets go and declares the silent workers unhealthy after all — most of the fleet really
-   died (`hw_tick_summary.brake_gave_up`). A new hold starts only after a check finds the
+   died (`hw_report_summary.brake_gave_up`). A new hold starts only after a check finds the
    fleet back under the limit. Default 300000; 0 is refused with `HW_ERR_INVALID_ARGUMENT`.
    */
   uint64_t max_mass_expiry_hold_ms;
@@ -649,50 +689,7 @@ typedef struct hw_provider_callbacks {
 } hw_provider_callbacks;
 
 /*
- The counts of a scaling plan (the whole plan, with the workers to retire, the limits hit and
- the explanation, is in the JSON form).
- */
-typedef struct hw_scaling_plan {
-  /*
-   Pending jobs as told.
-   */
-  size_t pending_jobs;
-  /*
-   `READY` workers.
-   */
-  size_t ready;
-  /*
-   `BUSY` workers.
-   */
-  size_t busy;
-  /*
-   Workers still starting (`CREATING`/`CONNECTING`).
-   */
-  size_t starting;
-  /*
-   Provisions in flight.
-   */
-  size_t in_flight;
-  /*
-   Registered workers plus provisions in flight.
-   */
-  size_t total;
-  /*
-   The capacity the policy wants.
-   */
-  size_t wanted;
-  /*
-   Workers to provision now.
-   */
-  size_t provision;
-  /*
-   Idle workers to retire now.
-   */
-  size_t scale_down;
-} hw_scaling_plan;
-
-/*
- The counts of a brake decision (`hw_tick_summary.hold`): the numbers the mass-expiry brake
+ The counts of a brake decision (`hw_report_summary.hold`): the numbers the mass-expiry brake
  judged on.
  */
 typedef struct hw_mass_expiry_hold {
@@ -716,10 +713,14 @@ typedef struct hw_mass_expiry_hold {
 } hw_mass_expiry_hold;
 
 /*
- The counts and flags of a report (`hw_tick_report_get_summary`). Fields a kind of report does not
+ The counts and flags of a report (`hw_report_get_summary`). Fields a kind of report does not
  have are 0/false (e.g. `pending_jobs` outside a tick).
  */
-typedef struct hw_tick_summary {
+typedef struct hw_report_summary {
+  /*
+   Which operation made the report.
+   */
+  hw_report_kind kind;
   /*
    When it ran (registry clock, ms since the Unix epoch).
    */
@@ -767,7 +768,7 @@ typedef struct hw_tick_summary {
    */
   size_t provider_backoffs;
   /*
-   Explanation lines (`hw_tick_report_get_decision`).
+   Explanation lines (`hw_report_get_decision`).
    */
   size_t decisions;
   /*
@@ -821,7 +822,50 @@ typedef struct hw_tick_summary {
    Whether another thread was ticking, so this tick did nothing.
    */
   bool skipped;
-} hw_tick_summary;
+} hw_report_summary;
+
+/*
+ The counts of a scaling plan (the whole plan, with the workers to retire, the limits hit and
+ the explanation, is in the JSON form).
+ */
+typedef struct hw_scaling_plan {
+  /*
+   Pending jobs as told.
+   */
+  size_t pending_jobs;
+  /*
+   `READY` workers.
+   */
+  size_t ready;
+  /*
+   `BUSY` workers.
+   */
+  size_t busy;
+  /*
+   Workers still starting (`CREATING`/`CONNECTING`).
+   */
+  size_t starting;
+  /*
+   Provisions in flight.
+   */
+  size_t in_flight;
+  /*
+   Registered workers plus provisions in flight.
+   */
+  size_t total;
+  /*
+   The capacity the policy wants.
+   */
+  size_t wanted;
+  /*
+   Workers to provision now.
+   */
+  size_t provision;
+  /*
+   Idle workers to retire now.
+   */
+  size_t scale_down;
+} hw_scaling_plan;
 
 /*
  Counts of the registry's workers per state, read in O(1).
@@ -1093,11 +1137,6 @@ hw_status hw_worker_filter_set_limit(struct hw_worker_filter *filter, size_t lim
 void hw_worker_filter_free(struct hw_worker_filter *filter);
 
 /*
- Fills `out` with the default configuration.
- */
-hw_status hw_manager_config_default(struct hw_manager_config *out);
-
-/*
  A manager for `registry` (which it shares: the registry handle may be freed afterwards).
 
  Errors: `HW_ERR_INVALID_ARGUMENT` for a nonsense configuration (zero timeouts, min ready
@@ -1123,6 +1162,77 @@ hw_status hw_manager_get_config(const struct hw_manager *manager, struct hw_mana
  thread) once no call on the manager runs any more. NULL does nothing.
  */
 void hw_manager_free(struct hw_manager *manager);
+
+/*
+ Asks provider `provider` for a worker made from `spec`, registers it (`CREATING`) and
+ writes its snapshot. The request counts against `max_workers` while in flight.
+
+ Errors: `HW_ERR_PROVIDER_NOT_FOUND`; `HW_ERR_CAPACITY` at `max_workers`; `HW_ERR_PROVIDER`
+ when the provider's `create_worker` failed; `HW_ERR_INVALID_ARGUMENT` for a bad spec.
+ */
+hw_status hw_manager_provision(const struct hw_manager *manager, const char *provider, const struct hw_worker_spec *spec, struct hw_worker **out);
+
+/*
+ A heartbeat of worker `id` (the registry's heartbeat).
+
+ Errors: `HW_ERR_NOT_FOUND` (tell the agent to register again).
+ */
+hw_status hw_manager_process_heartbeat(const struct hw_manager *manager, struct hw_worker_id id);
+
+/*
+ Runs the health check now: workers past their heartbeat or startup deadline are declared
+ unhealthy (unless the mass-expiry brake holds), the jobs they held are reported lost, and
+ they are destroyed through their provider and unregistered. Writes what happened.
+ */
+hw_status hw_manager_run_health_check(const struct hw_manager *manager, struct hw_report **out);
+
+/*
+ Retires what is due now (idle, lifetime, drained, max jobs) and retries due destroys.
+ Writes what happened.
+ */
+hw_status hw_manager_cleanup(const struct hw_manager *manager, struct hw_report **out);
+
+/*
+ Moves worker `id` to `DRAINING` (it finishes its job, takes no new one, and is then
+ retired by cleanup). Writes the new snapshot.
+
+ Errors: `HW_ERR_NOT_FOUND`; `HW_ERR_INVALID_TRANSITION`.
+ */
+hw_status hw_manager_drain(const struct hw_manager *manager, struct hw_worker_id id, struct hw_worker **out);
+
+/*
+ Terminates worker `id` now (`reason`: a `hw_termination_reason`): `TERMINATING` (a held job
+ is reported lost), destroyed through its provider, unregistered. A failed destroy shows in
+ the report and is retried by later ticks.
+
+ Errors: `HW_ERR_NOT_FOUND`; `HW_ERR_INVALID_ARGUMENT` for a bad reason.
+ */
+hw_status hw_manager_terminate(const struct hw_manager *manager, struct hw_worker_id id, uint32_t reason, struct hw_report **out);
+
+/*
+ Compares the registry with each provider's `list_workers`: instances the registry does not
+ know are destroyed; records whose instance vanished are unregistered (reason `VANISHED`,
+ listed as terminated; their jobs as lost). The JSON form has the whole reconcile report.
+ */
+hw_status hw_manager_reconcile(const struct hw_manager *manager, struct hw_report **out);
+
+/*
+ Does whatever is due: health check (per its interval), cleanup, destroy retries, scaling
+ toward the target for `pending_jobs`. Never fails on the engine's side: problems show as
+ lines in the report's decisions. Call it regularly (every second, say).
+ */
+hw_status hw_manager_tick(const struct hw_manager *manager, size_t pending_jobs, struct hw_report **out);
+
+/*
+ The manager's statistics as JSON (registry counts, in flight, pending destroys, totals of
+ provisions, terminations, failures, lost jobs); free with `hw_string_free`.
+ */
+hw_status hw_manager_stats_json(const struct hw_manager *manager, char **out);
+
+/*
+ Fills `out` with the default configuration.
+ */
+hw_status hw_manager_config_default(struct hw_manager_config *out);
 
 /*
  Registers a provider implemented in C under `provider` (its id) and `provider_type_name`
@@ -1171,33 +1281,55 @@ hw_status hw_provider_call_get_metadata(const struct hw_provider_call *call, con
 hw_status hw_provider_call_add_instance(struct hw_provider_call *call, const char *resource_id);
 
 /*
- Asks provider `provider` for a worker made from `spec`, registers it (`CREATING`) and
- writes its snapshot. The request counts against `max_workers` while in flight.
-
- Errors: `HW_ERR_PROVIDER_NOT_FOUND`; `HW_ERR_CAPACITY` at `max_workers`; `HW_ERR_PROVIDER`
- when the provider's `create_worker` failed; `HW_ERR_INVALID_ARGUMENT` for a bad spec.
+ The report's counts.
  */
-hw_status hw_manager_provision(const struct hw_manager *manager, const char *provider, const struct hw_worker_spec *spec, struct hw_worker **out);
+hw_status hw_report_get_summary(const struct hw_report *report, struct hw_report_summary *out);
 
 /*
- A heartbeat of worker `id` (the registry's heartbeat).
-
- Errors: `HW_ERR_NOT_FOUND` (tell the agent to register again).
+ The `index`-th lost job: the worker that held it and the job id (borrowed). Requeue it.
  */
-hw_status hw_manager_process_heartbeat(const struct hw_manager *manager, struct hw_worker_id id);
+hw_status hw_report_get_lost_job(const struct hw_report *report, size_t index, struct hw_worker_id *out_worker, const char **out_job);
 
 /*
- Runs the health check now: workers past their heartbeat or startup deadline are declared
- unhealthy (unless the mass-expiry brake holds), the jobs they held are reported lost, and
- they are destroyed through their provider and unregistered. Writes what happened.
+ The `index`-th worker declared unhealthy.
  */
-hw_status hw_manager_run_health_check(const struct hw_manager *manager, struct hw_tick_report **out);
+hw_status hw_report_get_unhealthy(const struct hw_report *report, size_t index, struct hw_worker_id *out);
 
 /*
- Retires what is due now (idle, lifetime, drained, max jobs) and retries due destroys.
- Writes what happened.
+ The `index`-th worker destroyed and unregistered, and why.
  */
-hw_status hw_manager_cleanup(const struct hw_manager *manager, struct hw_tick_report **out);
+hw_status hw_report_get_terminated(const struct hw_report *report, size_t index, struct hw_worker_id *out_worker, hw_termination_reason *out_reason);
+
+/*
+ The `index`-th worker whose destroy failed (retried later).
+ */
+hw_status hw_report_get_failed(const struct hw_report *report, size_t index, struct hw_worker_id *out);
+
+/*
+ The `index`-th worker moved to `DRAINING`.
+ */
+hw_status hw_report_get_drained(const struct hw_report *report, size_t index, struct hw_worker_id *out);
+
+/*
+ The `index`-th worker provisioned.
+ */
+hw_status hw_report_get_provisioned(const struct hw_report *report, size_t index, struct hw_worker_id *out);
+
+/*
+ The `index`-th explanation line (borrowed), e.g. the scaling decision
+ `"+3: pending 7, …, capped by max_workers 10"`.
+ */
+hw_status hw_report_get_decision(const struct hw_report *report, size_t index, const char **out);
+
+/*
+ The whole report as JSON (borrowed: valid until `hw_report_free`).
+ */
+hw_status hw_report_get_json(const struct hw_report *report, const char **out);
+
+/*
+ Frees a report. NULL does nothing.
+ */
+void hw_report_free(struct hw_report *report);
 
 /*
  The seed's predicate: no ready worker and jobs pending, or more pending than
@@ -1229,94 +1361,6 @@ hw_status hw_manager_set_scaling_target(const struct hw_manager *manager, const 
  Removes the scaling target.
  */
 hw_status hw_manager_clear_scaling_target(const struct hw_manager *manager);
-
-/*
- Moves worker `id` to `DRAINING` (it finishes its job, takes no new one, and is then
- retired by cleanup). Writes the new snapshot.
-
- Errors: `HW_ERR_NOT_FOUND`; `HW_ERR_INVALID_TRANSITION`.
- */
-hw_status hw_manager_drain(const struct hw_manager *manager, struct hw_worker_id id, struct hw_worker **out);
-
-/*
- Terminates worker `id` now (`reason`: a `hw_termination_reason`): `TERMINATING` (a held job
- is reported lost), destroyed through its provider, unregistered. A failed destroy shows in
- the report and is retried by later ticks.
-
- Errors: `HW_ERR_NOT_FOUND`; `HW_ERR_INVALID_ARGUMENT` for a bad reason.
- */
-hw_status hw_manager_terminate(const struct hw_manager *manager, struct hw_worker_id id, uint32_t reason, struct hw_tick_report **out);
-
-/*
- Compares the registry with each provider's `list_workers`: instances the registry does not
- know are destroyed; records whose instance vanished are unregistered (reason `VANISHED`,
- listed as terminated; their jobs as lost). The JSON form has the whole reconcile report.
- */
-hw_status hw_manager_reconcile(const struct hw_manager *manager, struct hw_tick_report **out);
-
-/*
- Does whatever is due: health check (per its interval), cleanup, destroy retries, scaling
- toward the target for `pending_jobs`. Never fails on the engine's side: problems show as
- lines in the report's decisions. Call it regularly (every second, say).
- */
-hw_status hw_manager_tick(const struct hw_manager *manager, size_t pending_jobs, struct hw_tick_report **out);
-
-/*
- The manager's statistics as JSON (registry counts, in flight, pending destroys, totals of
- provisions, terminations, failures, lost jobs); free with `hw_string_free`.
- */
-hw_status hw_manager_stats_json(const struct hw_manager *manager, char **out);
-
-/*
- The report's counts.
- */
-hw_status hw_tick_report_get_summary(const struct hw_tick_report *report, struct hw_tick_summary *out);
-
-/*
- The `index`-th lost job: the worker that held it and the job id (borrowed). Requeue it.
- */
-hw_status hw_tick_report_get_lost_job(const struct hw_tick_report *report, size_t index, struct hw_worker_id *out_worker, const char **out_job);
-
-/*
- The `index`-th worker declared unhealthy.
- */
-hw_status hw_tick_report_get_unhealthy(const struct hw_tick_report *report, size_t index, struct hw_worker_id *out);
-
-/*
- The `index`-th worker destroyed and unregistered, and why.
- */
-hw_status hw_tick_report_get_terminated(const struct hw_tick_report *report, size_t index, struct hw_worker_id *out_worker, hw_termination_reason *out_reason);
-
-/*
- The `index`-th worker whose destroy failed (retried later).
- */
-hw_status hw_tick_report_get_failed(const struct hw_tick_report *report, size_t index, struct hw_worker_id *out);
-
-/*
- The `index`-th worker moved to `DRAINING`.
- */
-hw_status hw_tick_report_get_drained(const struct hw_tick_report *report, size_t index, struct hw_worker_id *out);
-
-/*
- The `index`-th worker provisioned.
- */
-hw_status hw_tick_report_get_provisioned(const struct hw_tick_report *report, size_t index, struct hw_worker_id *out);
-
-/*
- The `index`-th explanation line (borrowed), e.g. the scaling decision
- `"+3: pending 7, …, capped by max_workers 10"`.
- */
-hw_status hw_tick_report_get_decision(const struct hw_tick_report *report, size_t index, const char **out);
-
-/*
- The whole report as JSON (borrowed: valid until `hw_tick_report_free`).
- */
-hw_status hw_tick_report_get_json(const struct hw_tick_report *report, const char **out);
-
-/*
- Frees a report. NULL does nothing.
- */
-void hw_tick_report_free(struct hw_tick_report *report);
 
 /*
  A new, empty registry on the monotonic system clock.

@@ -18,7 +18,7 @@
 
 // The C ABI is raw pointers by nature: dereferencing what C hands us and handing out
 // `Box::into_raw` handles needs `unsafe`. It is confined to `boundary.rs` (argument checks,
-// out-params, handle allocation), the calls of C provider callbacks in `manager.rs`, and the
+// out-params, handle allocation), the calls of C provider callbacks in `manager/provider.rs`, and the
 // string/id helpers in `types.rs`, each with its SAFETY comment; every other function goes
 // through the `boundary.rs` helpers.
 #![allow(unsafe_code)]
@@ -48,7 +48,7 @@ pub use limits::{
 };
 pub use manager::{
     hw_manager, hw_manager_config, hw_mass_expiry_hold, hw_provider_call, hw_provider_callbacks,
-    hw_provider_result, hw_scaling_plan, hw_tick_report, hw_tick_summary,
+    hw_provider_result, hw_report, hw_report_kind, hw_report_summary, hw_scaling_plan,
 };
 pub use registry::{hw_registry, hw_worker_counts};
 pub use spec::{hw_architecture, hw_worker_spec};

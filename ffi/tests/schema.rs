@@ -99,7 +99,7 @@ fn the_c_summary_names_every_field_of_the_core_reports() {
     };
     missing.extend(check(
         &tick,
-        "hw_tick_summary",
+        "hw_report_summary",
         &[
             ("at", "at_ms"),
             ("provider_backoff", "provider_backoffs"),
@@ -109,19 +109,19 @@ fn the_c_summary_names_every_field_of_the_core_reports() {
     ));
     missing.extend(check(
         &HealthCheckResult::default(),
-        "hw_tick_summary",
+        "hw_report_summary",
         &[("checked_at", "at_ms"), ("held", "mass_expiry_held")],
         &[],
     ));
     missing.extend(check(
         &CleanupResult::default(),
-        "hw_tick_summary",
+        "hw_report_summary",
         &[],
         &[],
     ));
     missing.extend(check(
         &ReconcileReport::default(),
-        "hw_tick_summary",
+        "hw_report_summary",
         &[("at", "at_ms"), ("vanished", "terminated")],
         // Per-provider detail of a rare, host-initiated operation: read it from the JSON form.
         &[
@@ -139,7 +139,7 @@ fn the_c_summary_names_every_field_of_the_core_reports() {
             held_for: 1,
             hold: hold(),
         },
-        "hw_tick_summary",
+        "hw_report_summary",
         &[("held_for", "brake_held_for_ms")],
         &[],
     ));

@@ -140,9 +140,9 @@ static void extreme_values(void) {
   c.provider_backoff_initial_ms = c.provider_backoff_max_ms = longest_ms;
   CHECK_OK(hw_manager_new(reg, &c, &mgr));
   for (int i = 0; mgr && i < 3; i++) {
-    hw_tick_report *r = NULL;
+    hw_report *r = NULL;
     CHECK_OK(hw_manager_tick(mgr, (size_t)-1, &r));
-    hw_tick_report_free(r);
+    hw_report_free(r);
     CHECK_OK(hw_clock_advance(clock, UINT64_MAX, &now));
     CHECK(now == UINT64_MAX);
   }
@@ -196,7 +196,7 @@ int main(void) {
   hw_worker_list *list = NULL;
   hw_event *ev = NULL;
   hw_manager *mgr = NULL;
-  hw_tick_report *rep = NULL;
+  hw_report *rep = NULL;
   REQUIRE_OK(hw_clock_new_manual(1000, &clock));
   REQUIRE_OK(hw_registry_new_with_clock(clock, &reg));
   REQUIRE_OK(hw_worker_spec_new("img", &spec));
@@ -660,23 +660,23 @@ int main(void) {
   memset(&pid, 0, sizeof pid);
   if (provisioned) CHECK_OK(hw_worker_get_id(provisioned, &pid));
   hw_worker_free(provisioned);
-  hw_tick_report *trep = NULL;
+  hw_report *trep = NULL;
   CHECK_OK(hw_manager_terminate(mgr, pid, HW_TERMINATION_REASON_REQUESTED, &trep));
-  hw_tick_summary sum;
+  hw_report_summary sum;
   memset(&sum, 0, sizeof sum);
-  CHECK_OK(hw_tick_report_get_summary(trep, &sum));
+  CHECK_OK(hw_report_get_summary(trep, &sum));
   CHECK(sum.failed == 1 && sum.terminated == 0); /* destroy returned 77: a failure */
-  hw_tick_report_free(trep);
+  hw_report_free(trep);
   CHECK_OK(hw_manager_reconcile(mgr, &trep));
-  hw_tick_report_free(trep);
+  hw_report_free(trep);
   CHECK(callback_checks_run == 3);
 
   INVALID(hw_manager_process_heartbeat(NULL, id));
   INVALID(hw_manager_process_heartbeat(mgr, nil));
   NOT_FOUND(hw_manager_process_heartbeat(mgr, unknown));
-  INVALID(hw_manager_run_health_check(NULL, (hw_tick_report **)&out));
+  INVALID(hw_manager_run_health_check(NULL, (hw_report **)&out));
   INVALID(hw_manager_run_health_check(mgr, NULL));
-  INVALID(hw_manager_cleanup(NULL, (hw_tick_report **)&out));
+  INVALID(hw_manager_cleanup(NULL, (hw_report **)&out));
   INVALID(hw_manager_cleanup(mgr, NULL));
   INVALID(hw_manager_should_scale_up(NULL, 1, &flag));
   INVALID(hw_manager_should_scale_up(mgr, 1, NULL));
@@ -698,56 +698,56 @@ int main(void) {
   INVALID(hw_manager_drain(mgr, nil, (hw_worker **)&out));
   INVALID(hw_manager_drain(mgr, id, NULL));
   NOT_FOUND(hw_manager_drain(mgr, unknown, (hw_worker **)&out));
-  INVALID(hw_manager_terminate(NULL, id, HW_TERMINATION_REASON_REQUESTED, (hw_tick_report **)&out));
-  INVALID(hw_manager_terminate(mgr, nil, HW_TERMINATION_REASON_REQUESTED, (hw_tick_report **)&out));
-  INVALID(hw_manager_terminate(mgr, id, 9, (hw_tick_report **)&out));
+  INVALID(hw_manager_terminate(NULL, id, HW_TERMINATION_REASON_REQUESTED, (hw_report **)&out));
+  INVALID(hw_manager_terminate(mgr, nil, HW_TERMINATION_REASON_REQUESTED, (hw_report **)&out));
+  INVALID(hw_manager_terminate(mgr, id, 9, (hw_report **)&out));
   INVALID(hw_manager_terminate(mgr, id, HW_TERMINATION_REASON_REQUESTED, NULL));
-  NOT_FOUND(hw_manager_terminate(mgr, unknown, HW_TERMINATION_REASON_REQUESTED, (hw_tick_report **)&out));
-  INVALID(hw_manager_reconcile(NULL, (hw_tick_report **)&out));
+  NOT_FOUND(hw_manager_terminate(mgr, unknown, HW_TERMINATION_REASON_REQUESTED, (hw_report **)&out));
+  INVALID(hw_manager_reconcile(NULL, (hw_report **)&out));
   INVALID(hw_manager_reconcile(mgr, NULL));
-  INVALID(hw_manager_tick(NULL, 0, (hw_tick_report **)&out));
+  INVALID(hw_manager_tick(NULL, 0, (hw_report **)&out));
   INVALID(hw_manager_tick(mgr, 0, NULL));
   INVALID(hw_manager_stats_json(NULL, &owned));
   INVALID(hw_manager_stats_json(mgr, NULL));
   CHECK(out == SENTINEL && owned == (char *)SENTINEL && flag);
 
   /* ---- tick reports ---- */
-  INVALID(hw_tick_report_get_summary(NULL, &sum));
-  INVALID(hw_tick_report_get_summary(rep, NULL));
-  INVALID(hw_tick_report_get_lost_job(NULL, 0, &wid, &text));
-  INVALID(hw_tick_report_get_lost_job(rep, 0, NULL, &text));
-  INVALID(hw_tick_report_get_lost_job(rep, 0, &wid, NULL));
-  INVALID(hw_tick_report_get_lost_job(rep, 0, &wid, &text)); /* none: out of range */
-  INVALID(hw_tick_report_get_unhealthy(NULL, 0, &wid));
-  INVALID(hw_tick_report_get_unhealthy(rep, 0, NULL));
-  INVALID(hw_tick_report_get_unhealthy(rep, 0, &wid));
-  INVALID(hw_tick_report_get_terminated(NULL, 0, &wid, &u32));
-  INVALID(hw_tick_report_get_terminated(rep, 0, NULL, &u32));
-  INVALID(hw_tick_report_get_terminated(rep, 0, &wid, NULL));
-  INVALID(hw_tick_report_get_terminated(rep, 0, &wid, &u32));
-  INVALID(hw_tick_report_get_failed(NULL, 0, &wid));
-  INVALID(hw_tick_report_get_failed(rep, 0, NULL));
-  INVALID(hw_tick_report_get_failed(rep, 0, &wid));
-  INVALID(hw_tick_report_get_drained(NULL, 0, &wid));
-  INVALID(hw_tick_report_get_drained(rep, 0, NULL));
-  INVALID(hw_tick_report_get_drained(rep, 0, &wid));
-  INVALID(hw_tick_report_get_provisioned(NULL, 0, &wid));
-  INVALID(hw_tick_report_get_provisioned(rep, 0, NULL));
-  INVALID(hw_tick_report_get_provisioned(rep, 0, &wid));
-  INVALID(hw_tick_report_get_decision(NULL, 0, &text));
-  INVALID(hw_tick_report_get_decision(rep, 0, NULL));
-  INVALID(hw_tick_report_get_decision(rep, 1000, &text));
-  INVALID(hw_tick_report_get_json(NULL, &text));
-  INVALID(hw_tick_report_get_json(rep, NULL));
+  INVALID(hw_report_get_summary(NULL, &sum));
+  INVALID(hw_report_get_summary(rep, NULL));
+  INVALID(hw_report_get_lost_job(NULL, 0, &wid, &text));
+  INVALID(hw_report_get_lost_job(rep, 0, NULL, &text));
+  INVALID(hw_report_get_lost_job(rep, 0, &wid, NULL));
+  INVALID(hw_report_get_lost_job(rep, 0, &wid, &text)); /* none: out of range */
+  INVALID(hw_report_get_unhealthy(NULL, 0, &wid));
+  INVALID(hw_report_get_unhealthy(rep, 0, NULL));
+  INVALID(hw_report_get_unhealthy(rep, 0, &wid));
+  INVALID(hw_report_get_terminated(NULL, 0, &wid, &u32));
+  INVALID(hw_report_get_terminated(rep, 0, NULL, &u32));
+  INVALID(hw_report_get_terminated(rep, 0, &wid, NULL));
+  INVALID(hw_report_get_terminated(rep, 0, &wid, &u32));
+  INVALID(hw_report_get_failed(NULL, 0, &wid));
+  INVALID(hw_report_get_failed(rep, 0, NULL));
+  INVALID(hw_report_get_failed(rep, 0, &wid));
+  INVALID(hw_report_get_drained(NULL, 0, &wid));
+  INVALID(hw_report_get_drained(rep, 0, NULL));
+  INVALID(hw_report_get_drained(rep, 0, &wid));
+  INVALID(hw_report_get_provisioned(NULL, 0, &wid));
+  INVALID(hw_report_get_provisioned(rep, 0, NULL));
+  INVALID(hw_report_get_provisioned(rep, 0, &wid));
+  INVALID(hw_report_get_decision(NULL, 0, &text));
+  INVALID(hw_report_get_decision(rep, 0, NULL));
+  INVALID(hw_report_get_decision(rep, 1000, &text));
+  INVALID(hw_report_get_json(NULL, &text));
+  INVALID(hw_report_get_json(rep, NULL));
   CHECK(wid.bytes[0] == 0xab && u32 == 12345 && text == (const char *)SENTINEL);
-  hw_tick_report_free(NULL);
+  hw_report_free(NULL);
 
   /* After all that, the fixtures still work and the registry holds what it held. */
   CHECK_OK(hw_registry_count(reg, &sz));
   CHECK(sz == 2); /* the worker, and the provisioned one whose destroy keeps failing */
   CHECK_OK(hw_registry_heartbeat(reg, id));
 
-  hw_tick_report_free(rep);
+  hw_report_free(rep);
   hw_manager_free(mgr);
   hw_event_free(ev);
   hw_worker_list_free(list);

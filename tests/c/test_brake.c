@@ -39,9 +39,9 @@ int main(void) {
   CHECK_OK(hw_registry_assign(reg, ids[0], "job-1", &busy));
   hw_worker_free(busy);
 
-  hw_tick_report *report = NULL;
+  hw_report *report = NULL;
   CHECK_OK(hw_manager_tick(mgr, 0, &report));
-  hw_tick_report_free(report);
+  hw_report_free(report);
 
   int held = 0, gave_up = 0;
   uint64_t now = 0;
@@ -50,10 +50,11 @@ int main(void) {
     CHECK_OK(hw_registry_heartbeat(reg, ids[4]));
     report = NULL;
     CHECK_OK(hw_manager_tick(mgr, 0, &report));
-    hw_tick_summary sum;
+    hw_report_summary sum;
     memset(&sum, 0xff, sizeof sum);
-    CHECK_OK(hw_tick_report_get_summary(report, &sum));
+    CHECK_OK(hw_report_get_summary(report, &sum));
     CHECK(!sum.brake_released);
+    CHECK(sum.kind == HW_REPORT_KIND_TICK);
     if (sum.mass_expiry_held) {
       held++;
       CHECK(sum.unhealthy == 0 && !sum.brake_gave_up && sum.brake_held_for_ms == 0);
@@ -66,13 +67,13 @@ int main(void) {
       CHECK(sum.unhealthy == 4 && sum.lost_jobs == 1);
       hw_worker_id who;
       const char *job = NULL;
-      CHECK_OK(hw_tick_report_get_lost_job(report, 0, &who, &job));
+      CHECK_OK(hw_report_get_lost_job(report, 0, &who, &job));
       CHECK(hw_id_eq(who, ids[0]));
       CHECK_STR(job, "job-1");
     } else {
       CHECK(sum.hold.would_expire == 0 && sum.hold.suspect == 0 && sum.hold.live == 0);
     }
-    hw_tick_report_free(report);
+    hw_report_free(report);
   }
   CHECK(held == 5);
   CHECK(gave_up == 1);
