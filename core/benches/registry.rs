@@ -354,6 +354,7 @@ fn bench_size(c: &mut Criterion, fx: &mut Fixture, latency: &mut Vec<String>) {
     }
 
     bench_tick(c, fx);
+    bench_tick_held(c, fx);
 
     // Every entry due at once: what a health check every 30 s (the manager's default
     // interval) meets once the whole fleet heartbeated since the last one. After the tick:
@@ -431,6 +432,73 @@ fn bench_tick(c: &mut Criterion, fx: &mut Fixture) {
                 naive.roll();
                 let started = Instant::now();
                 black_box(naive.reg.find_unhealthy(HEARTBEAT_TIMEOUT).expect("scan"));
+                black_box(naive.reg.find_for_termination());
+                total += started.elapsed();
+            }
+            total
+        })
+    });
+}
+
+/// The manager's `tick` in a live fleet where 0.1% of the workers are silent past the
+/// deadline on every tick and the brake holds them (its fraction set below 0.1%): each tick
+/// runs the heartbeat query, the brake's count of workers silent for half the timeout, the
+/// startup and retirement queries. Nothing is expired, so the fleet stays as it is for the
+/// benches after it. The baseline's tick is the same queries as full scans.
+fn bench_tick_held(c: &mut Criterion, fx: &mut Fixture) {
+    let n = fx.lib.ids.len();
+    fx.lib.set_silent(Some(1000));
+    fx.naive.set_silent(Some(1000));
+    let config = WorkerLifecycleConfig {
+        heartbeat_timeout: HEARTBEAT_TIMEOUT,
+        health_check_interval: Duration::from_secs(1),
+        min_ready_workers: n,
+        max_workers: n,
+        // Holds for 0.1% silent (10 of 10k, 1000 of 1M), and never gives up during the bench.
+        max_unhealthy_fraction: 0.0001,
+        unhealthy_floor: 0,
+        max_mass_expiry_hold: Duration::from_secs(10_000_000),
+        ..WorkerLifecycleConfig::default()
+    };
+    let registry: Arc<dyn WorkerRegistry> = fx.lib.reg.clone();
+    let manager = WorkerLifecycleManager::new(registry, config).expect("valid config");
+    for _ in 0..(HEARTBEAT_TIMEOUT.as_secs() + 2 * HEARTBEAT_EVERY as u64) {
+        fx.lib.roll();
+        black_box(manager.tick(0));
+    }
+    let silent = fx.lib.silent();
+    let mut g = group(c, "tick_0.1pct_held", fx);
+    let label = fx.label.clone();
+    let lib = &fx.lib;
+    g.bench_function(BenchmarkId::new("lib", &label), |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                lib.roll();
+                let started = Instant::now();
+                let report = manager.tick(0);
+                total += started.elapsed();
+                assert!(report.unhealthy.is_empty(), "the brake holds");
+                black_box(report);
+            }
+            total
+        })
+    });
+    let naive = &fx.naive;
+    g.bench_function(BenchmarkId::new("naive", &label), |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                naive.roll();
+                let started = Instant::now();
+                let due = naive.reg.find_unhealthy(HEARTBEAT_TIMEOUT).expect("scan");
+                assert_eq!(due.len(), silent);
+                black_box(
+                    naive
+                        .reg
+                        .find_unhealthy(HEARTBEAT_TIMEOUT / 2)
+                        .expect("scan"),
+                );
                 black_box(naive.reg.find_for_termination());
                 total += started.elapsed();
             }

@@ -23,7 +23,9 @@ use crate::worker::{ProviderType, TerminationReason};
 pub struct WorkerLifecycleEvent {
     /// Strictly increasing per registry. A gap means this subscriber missed events: dropped
     /// because its queue was full (counted by [`Subscription::dropped`]), or heartbeat events
-    /// it did not opt in to while another subscriber did.
+    /// it did not opt in to while another subscriber did. Every event of the registry takes a
+    /// number, heard or not (only its building and sending are skipped while nobody
+    /// subscribes), so a snapshot's `seq` counts every event before it.
     pub seq: u64,
     /// When it happened, on the registry's clock. Never decreases along `seq`; a record's
     /// `updated_at`/`state_changed_at`/`idle_since` equal the `at` of the event of their change.
@@ -218,7 +220,6 @@ struct Subscriber {
 
 #[derive(Debug, Default)]
 struct BusState {
-    seq: u64,
     /// The `at` of the last event: events published with an earlier time (read before a
     /// concurrent change took the lock) are stamped with this one, so `at` follows `seq`.
     last_at: Timestamp,
@@ -230,27 +231,38 @@ struct BusState {
 #[derive(Debug, Default)]
 pub(crate) struct EventBus {
     state: Mutex<BusState>,
+    /// The seq of the last event numbered. Changed under `state`'s lock while anyone
+    /// subscribes, so that events reach every subscriber in seq order.
+    seq: AtomicU64,
+    /// Subscribers now (`state.subscribers.len()`), read without the lock by `publish`.
+    subscribers: AtomicUsize,
     heartbeat_subscribers: AtomicUsize,
 }
 
 impl EventBus {
-    /// Publishes one event to every subscriber that wants it, without ever blocking.
+    /// Publishes one event to every subscriber that wants it, without ever blocking. `kind`
+    /// is called only when someone subscribes: with no subscriber an event costs one atomic
+    /// increment (its seq) and nothing is built, locked or sent.
     ///
-    /// Cost: one short mutex section and one `try_send` per subscriber.
-    pub(crate) fn publish(&self, at: Timestamp, kind: EventKind) {
-        let mut state = self.state.lock();
-        state.seq += 1;
-        let at = at.max(state.last_at);
-        state.last_at = at;
-        if state.subscribers.is_empty() {
+    /// A subscriber that subscribes while an event is published may or may not receive it
+    /// (its subscription is not ordered with that event); one that subscribed before the
+    /// publishing call began receives it (or counts it dropped).
+    ///
+    /// Cost with subscribers: one short mutex section and one `try_send` per subscriber.
+    pub(crate) fn publish(&self, at: Timestamp, kind: impl FnOnce() -> EventKind) {
+        // Acquire pairs with the Release increment in `subscribe`: a subscription made before
+        // this call (on any thread that synchronised with us) is seen.
+        if self.subscribers.load(Ordering::Acquire) == 0 {
+            self.seq.fetch_add(1, Ordering::Relaxed);
             return;
         }
+        let mut state = self.state.lock();
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let at = at.max(state.last_at);
+        state.last_at = at;
+        let kind = kind();
         let is_heartbeat = matches!(kind, EventKind::HeartbeatReceived { .. });
-        let event = WorkerLifecycleEvent {
-            seq: state.seq,
-            at,
-            kind,
-        };
+        let event = WorkerLifecycleEvent { seq, at, kind };
         for sub in &state.subscribers {
             if is_heartbeat && !sub.heartbeats {
                 continue;
@@ -272,13 +284,13 @@ impl EventBus {
 
     /// The seq of the last published event.
     pub(crate) fn seq(&self) -> u64 {
-        self.state.lock().seq
+        self.seq.load(Ordering::Relaxed)
     }
 
     /// Continues numbering after `seq` (restore).
     pub(crate) fn set_seq(&self, seq: u64) {
-        let mut state = self.state.lock();
-        state.seq = state.seq.max(seq);
+        let _state = self.state.lock();
+        self.seq.fetch_max(seq, Ordering::Relaxed);
     }
 
     /// A new subscriber.
@@ -303,6 +315,7 @@ impl EventBus {
             dropped: Arc::clone(&dropped),
             heartbeats: options.heartbeats,
         });
+        self.subscribers.fetch_add(1, Ordering::Release);
         if options.heartbeats {
             self.heartbeat_subscribers.fetch_add(1, Ordering::Relaxed);
         }
@@ -318,6 +331,7 @@ impl EventBus {
         let mut state = self.state.lock();
         if let Some(pos) = state.subscribers.iter().position(|s| s.id == id) {
             let sub = state.subscribers.swap_remove(pos);
+            self.subscribers.fetch_sub(1, Ordering::Release);
             if sub.heartbeats {
                 self.heartbeat_subscribers.fetch_sub(1, Ordering::Relaxed);
             }

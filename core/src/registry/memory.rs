@@ -193,14 +193,11 @@ impl InMemoryWorkerRegistry {
         ix.refile(id, before, before_idle, rec.membership(), rec);
         wheel.refile(id, rec, self.floor());
         if to != from {
-            self.bus.publish(
-                now,
-                EventKind::StateChanged {
-                    worker_id: id,
-                    from,
-                    to,
-                },
-            );
+            self.bus.publish(now, || EventKind::StateChanged {
+                worker_id: id,
+                from,
+                to,
+            });
         }
     }
 
@@ -218,13 +215,10 @@ impl InMemoryWorkerRegistry {
             r.current_job = Some(job.clone());
             r.state = WorkerState::Busy;
         });
-        self.bus.publish(
-            now,
-            EventKind::AssignedToJob {
-                worker_id: id,
-                job_id: job,
-            },
-        );
+        self.bus.publish(now, || EventKind::AssignedToJob {
+            worker_id: id,
+            job_id: job,
+        });
     }
 
     /// The one path of `update_state` and `transition_if`: checks `guard` (if any) and the
@@ -285,13 +279,10 @@ impl InMemoryWorkerRegistry {
         });
         if let Some(job) = &lost {
             ix.jobs.remove(job);
-            self.bus.publish(
-                now,
-                EventKind::JobLost {
-                    worker_id: *id,
-                    job_id: job.clone(),
-                },
-            );
+            self.bus.publish(now, || EventKind::JobLost {
+                worker_id: *id,
+                job_id: job.clone(),
+            });
         }
         drop(ix);
         let worker = rec.to_worker(*id);
@@ -366,14 +357,11 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
             &rec.handle.provider_id,
             &rec.handle.provider_type,
         );
-        self.bus.publish(
-            now,
-            EventKind::Registered {
-                worker_id: id,
-                provider_id: rec.handle.provider_id.clone(),
-                provider_type: rec.handle.provider_type.clone(),
-            },
-        );
+        self.bus.publish(now, || EventKind::Registered {
+            worker_id: id,
+            provider_id: rec.handle.provider_id.clone(),
+            provider_type: rec.handle.provider_type.clone(),
+        });
         drop(ix);
         let worker = rec.to_worker(id);
         shard.records.insert(id, rec);
@@ -390,21 +378,15 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         ix.forget(*id, &mut rec);
         ix.retired.insert(*id);
         if let Some(job) = &rec.current_job {
-            self.bus.publish(
-                now,
-                EventKind::JobLost {
-                    worker_id: *id,
-                    job_id: job.clone(),
-                },
-            );
-        }
-        self.bus.publish(
-            now,
-            EventKind::Unregistered {
+            self.bus.publish(now, || EventKind::JobLost {
                 worker_id: *id,
-                reason,
-            },
-        );
+                job_id: job.clone(),
+            });
+        }
+        self.bus.publish(now, || EventKind::Unregistered {
+            worker_id: *id,
+            reason,
+        });
         Ok(rec.to_worker(*id))
     }
 
@@ -495,7 +477,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
             // event of this worker is published under its shard's write lock, so a heartbeat
             // event can never follow its `Unregistered` in seq order.
             self.bus
-                .publish(now, EventKind::HeartbeatReceived { worker_id: *id });
+                .publish(now, || EventKind::HeartbeatReceived { worker_id: *id });
         }
         Ok(())
     }
@@ -540,13 +522,10 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         let mut ix = self.indexes.lock();
         let now = self.now();
         ix.jobs.remove(&job);
-        self.bus.publish(
-            now,
-            EventKind::ReleasedFromJob {
-                worker_id: *id,
-                job_id: job.clone(),
-            },
-        );
+        self.bus.publish(now, || EventKind::ReleasedFromJob {
+            worker_id: *id,
+            job_id: job.clone(),
+        });
         self.change(&mut ix, &mut shard.heartbeat_wheel, *id, rec, now, |r| {
             r.current_job = None;
             // Saturating: a restored snapshot may carry any count.
@@ -817,9 +796,9 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
                 if !shard.records.contains_key(&id) {
                     return Err(not_found(&id));
                 }
-                self.bus.publish(self.now(), kind);
+                self.bus.publish(self.now(), || kind);
             }
-            None => self.bus.publish(self.now(), kind),
+            None => self.bus.publish(self.now(), || kind),
         }
         Ok(())
     }
@@ -1004,6 +983,29 @@ mod tests {
                 registry.heartbeat(id).unwrap();
             }
         }
+    }
+
+    #[test]
+    fn events_nobody_hears_still_take_their_seq() {
+        let (_clock, registry) = registry();
+        let spec = Arc::new(WorkerSpec::new("img"));
+        // Two events (Registered, StateChanged) with nobody subscribed: numbered, not built.
+        let id = connecting(&registry, &spec);
+        assert_eq!(registry.snapshot().unwrap().seq, 2);
+        let events = registry.subscribe(SubscribeOptions::default()).unwrap();
+        registry.update_state(&id, WorkerState::Ready).unwrap();
+        let heard: Vec<u64> = events.drain().iter().map(|e| e.seq).collect();
+        assert_eq!(heard, [3]);
+        drop(events);
+        // Unsubscribed again: the numbering goes on without anyone listening.
+        registry
+            .unregister(&id, TerminationReason::Requested)
+            .unwrap();
+        assert_eq!(registry.snapshot().unwrap().seq, 4);
+        let events = registry.subscribe(SubscribeOptions::default()).unwrap();
+        connecting(&registry, &spec);
+        let heard: Vec<u64> = events.drain().iter().map(|e| e.seq).collect();
+        assert_eq!(heard, [5, 6]);
     }
 
     #[test]
