@@ -4,18 +4,11 @@
 //! computes the membership before and after and applies the difference, so the indexes cannot
 //! drift from the records.
 //!
-//! The heartbeat deadlines are not among them: each shard keeps its own [`HeartbeatWheel`]
-//! under its own lock, so re-filing a worker needs neither the registry-wide mutex nor a tree
-//! insert. The wheel is lazy twice over. Heartbeats store into an atomic without touching it,
-//! so a worker may be filed under an older time than its live heartbeat; and entries are never
-//! searched for and removed: the record remembers the bucket it is filed under
-//! (`heartbeat_bucket`, changed only under the shard's write lock), and an entry that does not
-//! match its record (the record moved, left the monitored states or is gone) is garbage,
-//! dropped when its bucket is processed or when the wheel is compacted.
+//! The heartbeat deadlines are not among them: each shard keeps its workers' heartbeats in a
+//! dense column under its own lock ([`HeartbeatColumn`](super::column::HeartbeatColumn)); the
+//! record holds its slot there.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
-use std::mem;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::clock::{millis, Timestamp};
@@ -30,37 +23,36 @@ pub(super) struct Record {
     pub handle: Arc<WorkerHandle>,
     pub spec: Arc<WorkerSpec>,
     pub state: WorkerState,
-    /// The bucket of its shard's [`HeartbeatWheel`] this worker is filed under: `Some` exactly
-    /// while its state is heartbeat-monitored.
-    pub heartbeat_bucket: Option<u64>,
+    /// Its slot in the shard's heartbeat column, which holds its last heartbeat (the column's
+    /// monitored flag follows `state.heartbeat_monitored()`).
+    pub slot: u32,
     pub current_job: Option<JobId>,
     pub jobs_executed: u64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub state_changed_at: Timestamp,
-    /// Written under the shard's *read* lock by `heartbeat` (fetch_max: never goes back).
-    pub last_heartbeat: AtomicU64,
     pub idle_since: Option<Timestamp>,
 }
 
 impl Record {
-    pub fn from_worker(w: &Worker) -> Record {
+    /// The record of `w`, in `slot` (which holds `w.last_heartbeat`).
+    pub fn from_worker(w: &Worker, slot: u32) -> Record {
         Record {
             handle: Arc::clone(&w.handle),
             spec: Arc::clone(&w.spec),
             state: w.state,
-            heartbeat_bucket: None,
+            slot,
             current_job: w.current_job.clone(),
             jobs_executed: w.jobs_executed,
             created_at: w.created_at,
             updated_at: w.updated_at,
             state_changed_at: w.state_changed_at,
-            last_heartbeat: AtomicU64::new(w.last_heartbeat),
             idle_since: w.idle_since,
         }
     }
 
-    pub fn to_worker(&self, id: WorkerId) -> Worker {
+    /// The snapshot of this record, whose last heartbeat (read from its slot) is `last_heartbeat`.
+    pub fn to_worker(&self, id: WorkerId, last_heartbeat: Timestamp) -> Worker {
         Worker {
             id,
             handle: Arc::clone(&self.handle),
@@ -71,13 +63,9 @@ impl Record {
             created_at: self.created_at,
             updated_at: self.updated_at,
             state_changed_at: self.state_changed_at,
-            last_heartbeat: self.last_heartbeat.load(Ordering::Acquire),
+            last_heartbeat,
             idle_since: self.idle_since,
         }
-    }
-
-    pub fn heartbeat(&self) -> Timestamp {
-        self.last_heartbeat.load(Ordering::Acquire)
     }
 
     pub fn membership(&self) -> Membership {
@@ -292,165 +280,4 @@ impl Indexes {
             &rec.handle.provider_type,
         );
     }
-}
-
-/// Width of one [`HeartbeatWheel`] bucket, in milliseconds: coarse, so that a worker is
-/// re-filed at most about once per heartbeat timeout and a bucket gathers many workers.
-pub(super) const HEARTBEAT_BUCKET_MS: u64 = 1_000;
-
-/// Garbage a wheel may carry beyond its live entries before it is compacted, on top of a share
-/// of the shard's records (see [`HeartbeatWheel::needs_compaction`]).
-const WHEEL_SLACK: usize = 64;
-
-/// The bucket of a heartbeat deadline key (a heartbeat, or the grace floor).
-pub(super) fn heartbeat_bucket(key: Timestamp) -> u64 {
-    key / HEARTBEAT_BUCKET_MS
-}
-
-/// One shard's heartbeat deadlines: the ids of its monitored workers, bucketed by the
-/// heartbeat (or grace floor) they were filed under.
-///
-/// Invariant: every monitored record `r` of the shard has `r.heartbeat_bucket == Some(b)` and
-/// an entry in bucket `b`, and `b`'s start is at most `max(r.heartbeat(), floor)` (heartbeats
-/// and the floor only grow), so the buckets starting before a cutoff hold every worker silent
-/// since before it. Entries that do not match their record are garbage (see the module doc).
-#[derive(Debug, Default)]
-pub(super) struct HeartbeatWheel {
-    buckets: BTreeMap<u64, Vec<WorkerId>>,
-    /// Entries in `buckets`, garbage included.
-    entries: usize,
-    /// Records with `heartbeat_bucket` set: the live entries.
-    monitored: usize,
-}
-
-impl HeartbeatWheel {
-    /// Files `id` under its live heartbeat (or the grace floor) if it is monitored and not
-    /// filed yet; marks it unfiled if it is no longer monitored (its entry becomes garbage).
-    pub fn refile(&mut self, id: WorkerId, rec: &mut Record, floor: Timestamp) {
-        let monitored = rec.state.heartbeat_monitored();
-        if monitored && rec.heartbeat_bucket.is_none() {
-            self.monitored += 1;
-            self.file(id, rec, floor);
-        } else if !monitored && rec.heartbeat_bucket.take().is_some() {
-            self.monitored -= 1;
-        }
-    }
-
-    /// Forgets a record that leaves the shard (its entry becomes garbage).
-    pub fn forget(&mut self, rec: &mut Record) {
-        if rec.heartbeat_bucket.take().is_some() {
-            self.monitored -= 1;
-        }
-    }
-
-    /// Files a monitored record under `max(heartbeat, floor)`; returns that key.
-    fn file(&mut self, id: WorkerId, rec: &mut Record, floor: Timestamp) -> Timestamp {
-        let key = rec.heartbeat().max(floor);
-        let bucket = heartbeat_bucket(key);
-        self.buckets.entry(bucket).or_default().push(id);
-        self.entries += 1;
-        rec.heartbeat_bucket = Some(bucket);
-        key
-    }
-
-    /// Entries (garbage included) in the buckets that start before `cutoff`.
-    pub fn due_entries(&self, cutoff: Timestamp) -> usize {
-        self.buckets
-            .range(..first_bucket_at_or_after(cutoff))
-            .map(|(_, ids)| ids.len())
-            .sum()
-    }
-
-    /// Takes the entries of the buckets that start before `cutoff` out of the wheel, sorted
-    /// and without duplicates (a worker that left its bucket and came back to it has two).
-    pub fn take_due(&mut self, cutoff: Timestamp) -> Vec<(u64, WorkerId)> {
-        let rest = self.buckets.split_off(&first_bucket_at_or_after(cutoff));
-        let due = mem::replace(&mut self.buckets, rest);
-        let mut out: Vec<(u64, WorkerId)> = due
-            .into_iter()
-            .flat_map(|(bucket, ids)| ids.into_iter().map(move |id| (bucket, id)))
-            .collect();
-        self.entries -= out.len();
-        out.sort_unstable();
-        out.dedup();
-        out
-    }
-
-    /// Re-checks one entry taken by [`take_due`](Self::take_due) against its record `rec`:
-    /// garbage is dropped; a live entry is re-filed under the live heartbeat (so a worker
-    /// still due stays due for the next look) and `true` is returned iff the worker has been
-    /// silent since before `cutoff`.
-    pub fn recheck(
-        &mut self,
-        bucket: u64,
-        id: WorkerId,
-        rec: &mut Record,
-        floor: Timestamp,
-        cutoff: Timestamp,
-    ) -> bool {
-        if rec.heartbeat_bucket != Some(bucket) {
-            return false;
-        }
-        // Monitored by the invariant: leaving the monitored states clears the bucket.
-        self.file(id, rec, floor) < cutoff
-    }
-
-    /// Rebuilds the wheel from all of its shard's records in one sequential pass, calling
-    /// `due` for every monitored worker silent since before `cutoff`. Cheaper than per-entry
-    /// look-ups once a large share of the shard is due.
-    pub fn rebuild<'a>(
-        &mut self,
-        records: impl Iterator<Item = (&'a WorkerId, &'a mut Record)>,
-        floor: Timestamp,
-        cutoff: Timestamp,
-        mut due: impl FnMut(WorkerId, &Record),
-    ) {
-        self.buckets.clear();
-        self.entries = 0;
-        self.monitored = 0;
-        for (id, rec) in records {
-            if !rec.state.heartbeat_monitored() {
-                rec.heartbeat_bucket = None;
-                continue;
-            }
-            self.monitored += 1;
-            if self.file(*id, rec, floor) < cutoff {
-                due(*id, rec);
-            }
-        }
-    }
-
-    /// Whether the garbage outgrew its bound: more entries than twice the live ones, plus a
-    /// slack proportional to the shard's `records` (so that a shard of mostly unmonitored
-    /// records is not rescanned every few operations). Entries only grow by filing, so checking
-    /// after every operation that may file keeps memory linear in the shard's records even if
-    /// `find_unhealthy` is never called.
-    pub fn needs_compaction(&self, records: usize) -> bool {
-        self.entries > 2 * self.monitored + records / 2 + WHEEL_SLACK
-    }
-
-    /// Drops all garbage: re-files every monitored record under the bucket it is filed under.
-    pub fn compact<'a>(&mut self, records: impl Iterator<Item = (&'a WorkerId, &'a Record)>) {
-        self.buckets.clear();
-        self.entries = 0;
-        for (id, rec) in records {
-            if let Some(bucket) = rec.heartbeat_bucket {
-                self.buckets.entry(bucket).or_default().push(*id);
-                self.entries += 1;
-            }
-        }
-        debug_assert_eq!(self.entries, self.monitored);
-    }
-
-    /// Entries held, garbage included (for tests of the bound).
-    #[cfg(test)]
-    pub fn entries(&self) -> usize {
-        self.entries
-    }
-}
-
-/// The first bucket whose start is at or after `cutoff`: the buckets before it may hold keys
-/// below `cutoff`.
-fn first_bucket_at_or_after(cutoff: Timestamp) -> u64 {
-    cutoff.div_ceil(HEARTBEAT_BUCKET_MS)
 }

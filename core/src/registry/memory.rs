@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 
-use super::indexes::{HeartbeatWheel, Indexes, Membership, Record, DEFAULT_RETIRED_ID_LIMIT};
+use super::column::HeartbeatColumn;
+use super::indexes::{Indexes, Membership, Record, DEFAULT_RETIRED_ID_LIMIT};
 use super::snapshot::{Snapshot, SNAPSHOT_FORMAT};
 use super::stats::WorkerRegistryStats;
 use super::{TransitionGuard, Transitioned, WorkerRegistry};
@@ -24,33 +25,21 @@ use crate::worker::{TerminationReason, Worker, WorkerHandle, WorkerSpec};
 /// Number of shards: a power of two, enough that two to eight threads rarely meet.
 const SHARD_COUNT: usize = 64;
 
-/// Most heartbeat entries `find_unhealthy` re-checks one by one under one shard lock: large
-/// enough that the record look-ups overlap, small enough (~10 us at a million workers) that a
-/// heartbeat never waits long behind it.
-const REFILE_BATCH: usize = 32;
-
 /// Most ready-index entries `claim` walks per hold of the registry-wide mutex (~2-5 us): the
 /// bound on how long an unmatchable filter over a large ready set delays other operations.
 const CLAIM_SCAN_BATCH: usize = 256;
 
-/// Above this share of a shard's records due at once (1/8), `find_unhealthy` checks the shard
-/// by one sequential pass over its records (~15 ns each) instead of a random look-up per due
-/// entry (~10x that at a million workers).
-const REBUILD_SHARE: usize = 8;
-
-/// One shard: its records and the heartbeat deadlines of those records, under one lock.
+/// One shard: its records and their heartbeat column, under one lock.
 #[derive(Debug, Default)]
 struct Shard {
     records: HashMap<WorkerId, Record, foldhash::fast::RandomState>,
-    heartbeat_wheel: HeartbeatWheel,
+    column: HeartbeatColumn,
 }
 
 impl Shard {
-    /// Bounds the wheel's garbage; call after every operation that may file a worker.
-    fn compact_if_needed(&mut self) {
-        if self.heartbeat_wheel.needs_compaction(self.records.len()) {
-            self.heartbeat_wheel.compact(self.records.iter());
-        }
+    /// The snapshot of `rec`, with its heartbeat from the column.
+    fn worker(&self, id: WorkerId, rec: &Record) -> Worker {
+        rec.to_worker(id, self.column.get(rec.slot))
     }
 }
 
@@ -59,8 +48,10 @@ impl Shard {
 /// # Design
 /// - Records live in 64 `RwLock`ed hash maps (shards) chosen by worker id. `get` and
 ///   `heartbeat` take one shard's *shared* lock; `heartbeat` is one atomic `fetch_max`.
-/// - Each shard also keeps the heartbeat deadlines of its workers (a wheel of 1 s buckets),
-///   so `find_unhealthy` re-files a worker with a push under the shard lock it already holds.
+/// - Each shard keeps its workers' last heartbeats in a dense column (8 bytes a worker, the
+///   slot kept in the record): `find_unhealthy` reads the column, not the records, under the
+///   shard's shared lock, and usually only the slots found due last time (a cache valid until
+///   the cutoff passes the oldest heartbeat not due); a record is read only for a worker due.
 /// - One mutex guards the registry-wide indexes (ready workers ordered by idle time, job
 ///   holders, deadline indexes) and the counters behind `stats`. Every change of state takes a
 ///   shard's write lock, then this mutex, then publishes its events under it, so event `seq`
@@ -88,8 +79,6 @@ impl Shard {
 /// ```
 pub struct InMemoryWorkerRegistry {
     shards: Box<[RwLock<Shard>]>,
-    /// One per shard: serialises `find_unhealthy` callers on that shard's wheel.
-    sweeps: Box<[Mutex<()>]>,
     indexes: Mutex<Indexes>,
     bus: Arc<EventBus>,
     clock: Arc<dyn Clock>,
@@ -124,7 +113,6 @@ impl InMemoryWorkerRegistry {
             shards: (0..SHARD_COUNT)
                 .map(|_| RwLock::new(Shard::default()))
                 .collect(),
-            sweeps: (0..SHARD_COUNT).map(|_| Mutex::new(())).collect(),
             indexes: Mutex::new(Indexes::default()),
             bus: Arc::new(EventBus::default()),
             clock,
@@ -173,7 +161,7 @@ impl InMemoryWorkerRegistry {
     fn change(
         &self,
         ix: &mut Indexes,
-        wheel: &mut HeartbeatWheel,
+        column: &mut HeartbeatColumn,
         id: WorkerId,
         rec: &mut Record,
         now: Timestamp,
@@ -191,7 +179,7 @@ impl InMemoryWorkerRegistry {
             ix.stats.moved(from, to);
         }
         ix.refile(id, before, before_idle, rec.membership(), rec);
-        wheel.refile(id, rec, self.floor());
+        column.set_monitored(rec.slot, to.heartbeat_monitored(), self.floor());
         if to != from {
             self.bus.publish(now, || EventKind::StateChanged {
                 worker_id: id,
@@ -204,14 +192,14 @@ impl InMemoryWorkerRegistry {
     fn assign_locked(
         &self,
         ix: &mut Indexes,
-        wheel: &mut HeartbeatWheel,
+        column: &mut HeartbeatColumn,
         id: WorkerId,
         rec: &mut Record,
         job: JobId,
         now: Timestamp,
     ) {
         ix.jobs.insert(job.clone(), id);
-        self.change(ix, wheel, id, rec, now, |r| {
+        self.change(ix, column, id, rec, now, |r| {
             r.current_job = Some(job.clone());
             r.state = WorkerState::Busy;
         });
@@ -240,7 +228,7 @@ impl InMemoryWorkerRegistry {
         }
         if from == to {
             return Ok(Some(Transitioned {
-                worker: rec.to_worker(*id),
+                worker: rec.to_worker(*id, shard.column.get(rec.slot)),
                 from,
                 lost_job: None,
             }));
@@ -268,13 +256,13 @@ impl InMemoryWorkerRegistry {
         let mut ix = self.indexes.lock();
         // Read under the mutex that orders the events: times never go back along `seq`.
         let now = self.now();
-        self.change(&mut ix, &mut shard.heartbeat_wheel, *id, rec, now, |r| {
+        if reported_in {
+            shard.column.beat(rec.slot, now);
+        }
+        self.change(&mut ix, &mut shard.column, *id, rec, now, |r| {
             r.state = to;
             if to.is_terminal() {
                 r.current_job = None;
-            }
-            if reported_in {
-                r.last_heartbeat.fetch_max(now, Ordering::AcqRel);
             }
         });
         if let Some(job) = &lost {
@@ -285,8 +273,7 @@ impl InMemoryWorkerRegistry {
             });
         }
         drop(ix);
-        let worker = rec.to_worker(*id);
-        shard.compact_if_needed();
+        let worker = rec.to_worker(*id, shard.column.get(rec.slot));
         Ok(Some(Transitioned {
             worker,
             from,
@@ -307,7 +294,7 @@ impl InMemoryWorkerRegistry {
                     .records
                     .get(&id)
                     .filter(|rec| keep(rec))
-                    .map(|rec| rec.to_worker(id))
+                    .map(|rec| shard.worker(id, rec))
             })
             .collect()
     }
@@ -336,22 +323,22 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
             return Err(Error::AlreadyExists(id));
         }
         let now = self.now();
-        let mut rec = Record {
+        let rec = Record {
             handle: Arc::new(handle),
             spec,
             state: WorkerState::Creating,
-            heartbeat_bucket: None,
+            slot: shard.column.alloc(id, now),
             current_job: None,
             jobs_executed: 0,
             created_at: now,
             updated_at: now,
             state_changed_at: now,
-            last_heartbeat: AtomicU64::new(now),
             idle_since: None,
         };
+        // Creating: not heartbeat-monitored (the column's slot starts unmonitored).
+        debug_assert!(!rec.state.heartbeat_monitored());
         let after = rec.membership();
         ix.refile(id, Membership::none(), None, after, &rec);
-        shard.heartbeat_wheel.refile(id, &mut rec, self.floor());
         ix.stats.add(
             rec.state,
             &rec.handle.provider_id,
@@ -363,16 +350,16 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
             provider_type: rec.handle.provider_type.clone(),
         });
         drop(ix);
-        let worker = rec.to_worker(id);
+        let worker = rec.to_worker(id, now);
         shard.records.insert(id, rec);
-        shard.compact_if_needed();
         Ok(worker)
     }
 
     fn unregister(&self, id: &WorkerId, reason: TerminationReason) -> Result<Worker> {
         let mut shard = self.shard(id).write();
         let mut rec = shard.records.remove(id).ok_or_else(|| not_found(id))?;
-        shard.heartbeat_wheel.forget(&mut rec);
+        let last_heartbeat = shard.column.get(rec.slot);
+        shard.column.release(rec.slot);
         let mut ix = self.indexes.lock();
         let now = self.now();
         ix.forget(*id, &mut rec);
@@ -387,16 +374,12 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
             worker_id: *id,
             reason,
         });
-        Ok(rec.to_worker(*id))
+        Ok(rec.to_worker(*id, last_heartbeat))
     }
 
     fn get(&self, id: &WorkerId) -> Result<Option<Worker>> {
-        Ok(self
-            .shard(id)
-            .read()
-            .records
-            .get(id)
-            .map(|rec| rec.to_worker(*id)))
+        let shard = self.shard(id).read();
+        Ok(shard.records.get(id).map(|rec| shard.worker(*id, rec)))
     }
 
     fn find(&self, filter: &WorkerFilter) -> Result<Vec<Worker>> {
@@ -404,11 +387,12 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         let limit = filter.limit.unwrap_or(usize::MAX);
         let mut out = Vec::new();
         for shard in self.shards.iter() {
-            for (id, rec) in shard.read().records.iter() {
+            let shard = shard.read();
+            for (id, rec) in shard.records.iter() {
                 if out.len() >= limit {
                     return Ok(out);
                 }
-                let worker = rec.to_worker(*id);
+                let worker = shard.worker(*id, rec);
                 if filter.matches(&worker, now) {
                     out.push(worker);
                 }
@@ -471,7 +455,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         let now = self.now();
         let shard = self.shard(id).read();
         let rec = shard.records.get(id).ok_or_else(|| not_found(id))?;
-        rec.last_heartbeat.fetch_max(now, Ordering::AcqRel);
+        shard.column.beat(rec.slot, now);
         if self.bus.wants_heartbeats() {
             // Published under the shard lock (order shard -> bus, as everywhere): every other
             // event of this worker is published under its shard's write lock, so a heartbeat
@@ -500,9 +484,9 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
             });
         }
         let now = self.now();
-        self.assign_locked(&mut ix, &mut shard.heartbeat_wheel, *id, rec, job, now);
+        self.assign_locked(&mut ix, &mut shard.column, *id, rec, job, now);
         drop(ix);
-        Ok(rec.to_worker(*id))
+        Ok(rec.to_worker(*id, shard.column.get(rec.slot)))
     }
 
     fn release_from_job(&self, id: &WorkerId, expected_job: Option<&JobId>) -> Result<JobId> {
@@ -526,7 +510,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
             worker_id: *id,
             job_id: job.clone(),
         });
-        self.change(&mut ix, &mut shard.heartbeat_wheel, *id, rec, now, |r| {
+        self.change(&mut ix, &mut shard.column, *id, rec, now, |r| {
             r.current_job = None;
             // Saturating: a restored snapshot may carry any count.
             r.jobs_executed = r.jobs_executed.saturating_add(1);
@@ -623,7 +607,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
                     continue;
                 }
                 if let Some(silent) = filter.unhealthy_for {
-                    if now.saturating_sub(rec.heartbeat()) <= millis(silent) {
+                    if now.saturating_sub(shard.column.get(rec.slot)) <= millis(silent) {
                         continue;
                     }
                 }
@@ -635,9 +619,9 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
                     });
                 }
                 let at = self.now();
-                self.assign_locked(&mut ix, &mut shard.heartbeat_wheel, id, rec, job, at);
+                self.assign_locked(&mut ix, &mut shard.column, id, rec, job, at);
                 drop(ix);
-                return Ok(Some(rec.to_worker(id)));
+                return Ok(Some(rec.to_worker(id, shard.column.get(rec.slot))));
             }
             upper = Bound::Excluded(scanned_to);
         }
@@ -654,53 +638,33 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
             return Ok(Vec::new());
         }
         let mut unhealthy = Vec::new();
-        for (lock, sweep) in self.shards.iter().zip(self.sweeps.iter()) {
-            // Between `take_due` and the re-filing of the entries it took, the shard's wheel
-            // lacks them: a second caller looking then would miss due workers. Callers take
-            // turns per shard (heartbeats and other operations do not wait on this).
-            let _sweep = sweep.lock();
-            let mut guard = lock.write();
-            let shard = &mut *guard;
-            let due_entries = shard.heartbeat_wheel.due_entries(cutoff);
-            if due_entries == 0 {
-                continue;
-            }
-            if due_entries > shard.records.len() / REBUILD_SHARE {
-                // A large share is due (a health check every timeout or more meets the whole
-                // fleet): one sequential pass over the records, under this shard's lock only.
-                let Shard {
-                    records,
-                    heartbeat_wheel,
-                } = shard;
-                heartbeat_wheel.rebuild(records.iter_mut(), floor, cutoff, |id, rec| {
-                    unhealthy.push(rec.to_worker(id));
-                });
-                continue;
-            }
-            let due = shard.heartbeat_wheel.take_due(cutoff);
-            drop(guard);
-            // Re-checked in batches, each under the shard's lock: the look-ups of one batch
-            // are independent, so their cache misses overlap, and the lock is never held for
-            // more than `REFILE_BATCH` of them, so heartbeats to the shard do not wait long.
-            // An entry whose record changed in between is judged by its record as it is then.
-            for batch in due.chunks(REFILE_BATCH) {
-                let mut guard = lock.write();
-                let shard = &mut *guard;
-                for &(bucket, id) in batch {
-                    let Some(rec) = shard.records.get_mut(&id) else {
-                        continue;
-                    };
-                    if shard
-                        .heartbeat_wheel
-                        .recheck(bucket, id, rec, floor, cutoff)
-                    {
-                        unhealthy.push(rec.to_worker(id));
-                    }
+        for lock in self.shards.iter() {
+            // The shared lock: heartbeats to the shard go on while its column is read.
+            let shard = lock.read();
+            shard.column.due(floor, cutoff, |id| {
+                if let Some(rec) = shard.records.get(&id) {
+                    unhealthy.push(shard.worker(id, rec));
                 }
-            }
+            });
         }
         // In shard order: the trait promises no order.
         Ok(unhealthy)
+    }
+
+    fn count_unhealthy(&self, heartbeat_timeout: Duration) -> Result<usize> {
+        let now = self.now();
+        let floor = self.floor();
+        let Some(cutoff) = now.checked_sub(millis(heartbeat_timeout)) else {
+            return Ok(0);
+        };
+        if floor >= cutoff {
+            return Ok(0);
+        }
+        Ok(self
+            .shards
+            .iter()
+            .map(|lock| lock.read().column.count_due(floor, cutoff))
+            .sum())
     }
 
     fn find_startup_expired(&self, startup_timeout: Duration) -> Result<Vec<Worker>> {
@@ -764,7 +728,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
                 _ => m.is_drained(),
             };
             if still_due {
-                out.push((rec.to_worker(id), reason));
+                out.push((shard.worker(id, rec), reason));
             }
         }
         Ok(out)
@@ -809,7 +773,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         let seq = self.bus.seq();
         let mut workers: Vec<Worker> = shards
             .iter()
-            .flat_map(|shard| shard.records.iter().map(|(id, rec)| rec.to_worker(*id)))
+            .flat_map(|shard| shard.records.iter().map(|(id, rec)| shard.worker(*id, rec)))
             .collect();
         let retired_ids = self.indexes.lock().retired.oldest_first();
         // Read last, under the locks: every time in the records (heartbeats included, which
@@ -853,11 +817,14 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         }
         for worker in &snapshot.workers {
             let id = worker.id;
-            let mut rec = Record::from_worker(worker);
+            let shard = &mut *shards[self.shard_index(&id)];
+            let slot = shard.column.alloc(id, worker.last_heartbeat);
+            let rec = Record::from_worker(worker, slot);
+            shard
+                .column
+                .set_monitored(slot, rec.state.heartbeat_monitored(), floor);
             let after = rec.membership();
             ix.refile(id, Membership::none(), None, after, &rec);
-            let shard = &mut *shards[self.shard_index(&id)];
-            shard.heartbeat_wheel.refile(id, &mut rec, floor);
             ix.stats.add(
                 rec.state,
                 &rec.handle.provider_id,
@@ -869,9 +836,6 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
             shard.records.insert(id, rec);
         }
         drop(ix);
-        for shard in shards.iter_mut() {
-            shard.compact_if_needed();
-        }
         self.bus.set_seq(snapshot.seq);
         Ok(())
     }
@@ -898,23 +862,36 @@ mod tests {
         id
     }
 
-    /// Wheel entries held by every shard, garbage included, and the records.
-    fn wheel_and_records(registry: &InMemoryWorkerRegistry) -> (usize, usize) {
-        registry.shards.iter().fold((0, 0), |(e, r), shard| {
-            let shard = shard.read();
-            (e + shard.heartbeat_wheel.entries(), r + shard.records.len())
-        })
+    /// Column slots (live and free) and cached suspects of every shard, and the records.
+    fn column_sizes(registry: &InMemoryWorkerRegistry) -> (usize, usize, usize) {
+        registry
+            .shards
+            .iter()
+            .fold((0, 0, 0), |(sl, su, r), shard| {
+                let shard = shard.read();
+                let (slots, suspects) = shard.column.sizes();
+                (sl + slots, su + suspects, r + shard.records.len())
+            })
     }
 
     #[test]
-    fn churn_without_health_checks_keeps_the_wheel_bounded() {
+    fn churn_without_health_checks_keeps_the_column_bounded() {
         let (clock, registry) = registry();
         let spec = Arc::new(WorkerSpec::new("img"));
         let resident: Vec<WorkerId> = (0..200).map(|_| connecting(&registry, &spec)).collect();
+        // A first check fills the cache: from then on every worker that becomes monitored with
+        // a key below the horizon is cached as a suspect.
+        clock.advance(Duration::from_secs(61));
+        assert_eq!(
+            registry
+                .find_unhealthy(Duration::from_secs(60))
+                .unwrap()
+                .len(),
+            resident.len()
+        );
         for round in 0..20_000u64 {
             let id = connecting(&registry, &spec);
             if round % 3 == 0 {
-                // Leaving the monitored states also leaves garbage behind.
                 registry
                     .update_state(&id, WorkerState::Terminating)
                     .unwrap();
@@ -925,15 +902,19 @@ mod tests {
             if round % 1000 == 0 {
                 clock.advance(Duration::from_secs(1));
             }
-            let (entries, records) = wheel_and_records(&registry);
-            // The bound of `HeartbeatWheel::needs_compaction`, summed over the shards.
+            let (slots, suspects, records) = column_sizes(&registry);
+            // Slots are reused: at most the peak of records a shard ever held.
             assert!(
-                entries <= 2 * records + records / 2 + SHARD_COUNT * 65,
-                "round {round}: {entries} entries for {records} records"
+                slots <= records + SHARD_COUNT,
+                "round {round}: {slots} slots for {records} records"
+            );
+            assert!(
+                suspects <= slots + SHARD_COUNT * 65,
+                "round {round}: {suspects} suspects for {slots} slots"
             );
         }
         assert_eq!(registry.count().unwrap(), resident.len());
-        // Nothing was lost on the way: all residents are still filed and found once due.
+        // Nothing was lost on the way: all residents are still found once due.
         clock.advance(Duration::from_secs(61));
         let mut unhealthy: Vec<WorkerId> = registry
             .find_unhealthy(Duration::from_secs(60))
@@ -945,6 +926,40 @@ mod tests {
         let mut expected = resident.clone();
         expected.sort();
         assert_eq!(unhealthy, expected);
+    }
+
+    #[test]
+    fn a_reused_slot_never_answers_to_its_former_worker() {
+        let (clock, registry) = registry();
+        let spec = Arc::new(WorkerSpec::new("img"));
+        let old = connecting(&registry, &spec);
+        let shard = registry.shard_index(&old);
+        registry
+            .unregister(&old, TerminationReason::Requested)
+            .unwrap();
+        // Register until a worker lands in the same shard: it takes the freed slot.
+        let new = loop {
+            let id = connecting(&registry, &spec);
+            if registry.shard_index(&id) == shard {
+                break id;
+            }
+        };
+        let registered_at = registry.get(&new).unwrap().unwrap().last_heartbeat;
+        clock.advance(Duration::from_secs(5));
+        assert_eq!(registry.heartbeat(&old), Err(Error::NotFound(old)));
+        assert_eq!(
+            registry.get(&new).unwrap().unwrap().last_heartbeat,
+            registered_at
+        );
+        assert_eq!(registry.get(&old).unwrap(), None);
+        clock.advance(Duration::from_secs(60));
+        let silent: Vec<WorkerId> = registry
+            .find_unhealthy(Duration::from_secs(60))
+            .unwrap()
+            .into_iter()
+            .map(|w| w.id)
+            .collect();
+        assert!(silent.contains(&new) && !silent.contains(&old));
     }
 
     #[test]
@@ -978,11 +993,70 @@ mod tests {
                 .collect();
             want.sort();
             assert_eq!(got, want);
+            // The brake's count agrees, for the timeout and for half of it (which may need a
+            // scan of the column, or only the suspects).
+            assert_eq!(registry.count_unhealthy(timeout).unwrap(), want.len());
+            let half = timeout / 2;
+            assert_eq!(
+                registry.count_unhealthy(half).unwrap(),
+                registry.find_unhealthy(half).unwrap().len()
+            );
             // Half of the fleet stays alive.
             for id in ids.iter().step_by(2) {
                 registry.heartbeat(id).unwrap();
             }
         }
+    }
+
+    #[test]
+    fn heartbeats_racing_unregister_and_slot_reuse_never_reach_the_new_occupant() {
+        let (clock, registry) = registry();
+        let spec = Arc::new(WorkerSpec::new("img"));
+        let old: Vec<WorkerId> = (0..2000).map(|_| connecting(&registry, &spec)).collect();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let fresh: Vec<(WorkerId, Timestamp)> = std::thread::scope(|s| {
+            for t in 0..2 {
+                let (old, registry, clock, done) = (&old, &registry, &clock, &done);
+                s.spawn(move || {
+                    // Heartbeats to the old workers, with the clock moving, until the churner
+                    // is done: each answers Ok or NotFound, and never lands elsewhere.
+                    loop {
+                        for id in old.iter().skip(t).step_by(2) {
+                            clock.advance(Duration::from_millis(1));
+                            match registry.heartbeat(id) {
+                                Ok(()) | Err(Error::NotFound(_)) => {}
+                                Err(e) => panic!("heartbeat: {e}"),
+                            }
+                        }
+                        if done.load(Ordering::Acquire) {
+                            break;
+                        }
+                    }
+                });
+            }
+            // Unregisters the old workers one by one and registers new ones, which take their
+            // slots; nobody heartbeats the new ones.
+            let mut fresh = Vec::new();
+            for id in &old {
+                registry
+                    .unregister(id, TerminationReason::Requested)
+                    .unwrap();
+                let provider = ProviderId::new("p").unwrap();
+                let handle = WorkerHandle::new(provider, ProviderType::Docker, "c");
+                let id = registry.register(handle, Arc::clone(&spec)).unwrap().id;
+                let w = registry.update_state(&id, WorkerState::Connecting).unwrap();
+                fresh.push((id, w.last_heartbeat));
+            }
+            done.store(true, Ordering::Release);
+            fresh
+        });
+        for (id, at) in &fresh {
+            assert_eq!(registry.get(id).unwrap().unwrap().last_heartbeat, *at);
+        }
+        for id in &old {
+            assert_eq!(registry.heartbeat(id), Err(Error::NotFound(*id)));
+        }
+        assert_eq!(registry.count().unwrap(), fresh.len());
     }
 
     #[test]

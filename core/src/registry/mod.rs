@@ -1,6 +1,7 @@
 //! The registry of workers: the [`WorkerRegistry`] trait, its statistics and snapshots, and the
 //! [`InMemoryWorkerRegistry`].
 
+mod column;
 mod indexes;
 mod memory;
 mod snapshot;
@@ -128,6 +129,14 @@ pub trait WorkerRegistry: Send + Sync + fmt::Debug {
     /// `Busy`, `Draining`) and silent for longer than `heartbeat_timeout`. Cost follows the
     /// number of workers due, not the fleet size.
     fn find_unhealthy(&self, heartbeat_timeout: Duration) -> Result<Vec<Worker>>;
+
+    /// How many workers [`find_unhealthy`](Self::find_unhealthy) would return now, without
+    /// building their snapshots (the lifecycle manager's brake counts with it). The default
+    /// counts `find_unhealthy`'s answer; the in-memory registry reads its heartbeat columns
+    /// only, never a record.
+    fn count_unhealthy(&self, heartbeat_timeout: Duration) -> Result<usize> {
+        Ok(self.find_unhealthy(heartbeat_timeout)?.len())
+    }
 
     /// Workers past their startup deadline: still `Creating`/`Connecting` longer than
     /// `startup_timeout` after registration. Cost follows the number due.

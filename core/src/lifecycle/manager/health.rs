@@ -221,8 +221,7 @@ impl WorkerLifecycleManager {
     fn mass_expiry_hold(&self, silent: usize) -> Result<Option<MassExpiryHold>> {
         let suspect = self
             .registry
-            .find_unhealthy(self.config.heartbeat_timeout / 2)?
-            .len();
+            .count_unhealthy(self.config.heartbeat_timeout / 2)?;
         let s = self.registry.stats()?.by_state;
         let watched = s.connecting + s.ready + s.busy + s.draining;
         Ok(assess(&self.config, silent, suspect, watched))

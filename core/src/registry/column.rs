@@ -1,0 +1,188 @@
+//! [`HeartbeatColumn`]: one shard's heartbeats as a dense array, indexed by a slot that the
+//! record keeps.
+//!
+//! A heartbeat is one atomic `fetch_max` into the column (under the shard's *read* lock); a
+//! health check of the shard reads the column sequentially, 8 bytes per worker, instead of a
+//! random look-up into every record. On top of it a small cache makes the usual check cost
+//! what is due rather than the shard's size (see [`Sweep`]).
+//!
+//! Slots are reused through a free list. Only the record knows its slot and every access goes
+//! through the record, under the shard's lock, so a stale id (an unregistered worker) can
+//! never reach the slot's new occupant: its look-up fails first. Slot allocation and release
+//! need the shard's write lock, which excludes every heartbeat to the shard.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::clock::Timestamp;
+use crate::ids::WorkerId;
+
+/// The heartbeat of a free slot: never due, never lowers the horizon.
+const FREE: Timestamp = Timestamp::MAX;
+
+/// Suspects a shard may gather between health checks beyond its slots: past this the cache is
+/// dropped and the next check scans the column (bounds memory when no check ever runs).
+const SUSPECT_SLACK: usize = 64;
+
+/// The due-check cache of one shard.
+///
+/// Invariant: every *monitored* slot whose key (`max(heartbeat, grace floor)`) is below
+/// `horizon` is in `suspects` (which may also hold stale or duplicate slots, re-checked on use).
+/// Keys only grow (heartbeats are `fetch_max`, the floor only rises), so a check with a cutoff
+/// at most `horizon` needs to look at the suspects only; a later cutoff scans the column and
+/// moves the horizon to the smallest key not due. A slot that becomes monitored with a key
+/// below the horizon is added to the suspects.
+#[derive(Debug, Default)]
+struct Sweep {
+    /// 0 at first: the first check scans.
+    horizon: Timestamp,
+    suspects: Vec<u32>,
+}
+
+/// One shard's heartbeat column. See the module doc.
+#[derive(Debug, Default)]
+pub(super) struct HeartbeatColumn {
+    /// Last heartbeat of each slot, in ms on the registry clock; [`FREE`] for a free slot.
+    beats: Vec<AtomicU64>,
+    /// Whether each slot's worker is heartbeat-monitored (read only for slots found due).
+    monitored: Vec<bool>,
+    /// The worker in each slot (the due list is made of ids).
+    owners: Vec<WorkerId>,
+    free: Vec<u32>,
+    /// Taken by `due` under the shard's read lock; reached through `get_mut` under its write
+    /// lock (lock order: shard, then this).
+    sweep: Mutex<Sweep>,
+}
+
+impl HeartbeatColumn {
+    /// A slot for `id`, last heartbeat `heartbeat`, not monitored. Reuses a free slot if any.
+    pub fn alloc(&mut self, id: WorkerId, heartbeat: Timestamp) -> u32 {
+        match self.free.pop() {
+            Some(slot) => {
+                let s = slot as usize;
+                *self.beats[s].get_mut() = heartbeat;
+                self.monitored[s] = false;
+                self.owners[s] = id;
+                slot
+            }
+            None => {
+                let slot =
+                    u32::try_from(self.beats.len()).expect("fewer than 2^32 workers a shard");
+                self.beats.push(AtomicU64::new(heartbeat));
+                self.monitored.push(false);
+                self.owners.push(id);
+                slot
+            }
+        }
+    }
+
+    /// Releases a slot (its record left the shard).
+    pub fn release(&mut self, slot: u32) {
+        let s = slot as usize;
+        *self.beats[s].get_mut() = FREE;
+        self.monitored[s] = false;
+        self.free.push(slot);
+    }
+
+    /// The last heartbeat of `slot`.
+    pub fn get(&self, slot: u32) -> Timestamp {
+        self.beats[slot as usize].load(Ordering::Acquire)
+    }
+
+    /// Records a heartbeat at `now` (never goes back). Needs only the shard's read lock.
+    pub fn beat(&self, slot: u32, now: Timestamp) {
+        self.beats[slot as usize].fetch_max(now, Ordering::AcqRel);
+    }
+
+    /// Sets whether `slot` is heartbeat-monitored (after any heartbeat the change implies).
+    pub fn set_monitored(&mut self, slot: u32, on: bool, floor: Timestamp) {
+        let s = slot as usize;
+        let was = std::mem::replace(&mut self.monitored[s], on);
+        if on && !was {
+            let key = (*self.beats[s].get_mut()).max(floor);
+            let slots = self.beats.len();
+            let sweep = self.sweep.get_mut();
+            if key < sweep.horizon {
+                sweep.suspects.push(slot);
+                if sweep.suspects.len() > slots + SUSPECT_SLACK {
+                    // Churn without health checks: forget the cache, the next check scans.
+                    sweep.suspects = Vec::new();
+                    sweep.horizon = 0;
+                }
+            }
+        }
+    }
+
+    /// Calls `due` with the id of every monitored worker whose key (`max(heartbeat, floor)`)
+    /// is below `cutoff`. Takes `&self`: runs under the shard's read lock, beside heartbeats
+    /// (a worker heartbeating meanwhile may or may not be reported).
+    ///
+    /// Cost: the suspects of the last scan while `cutoff` stays at or below the horizon (the
+    /// usual health check, every tick, finds what is due plus the slots re-filed since);
+    /// otherwise one sequential pass over the column (8 bytes per slot).
+    pub fn due(&self, floor: Timestamp, cutoff: Timestamp, mut due: impl FnMut(WorkerId)) {
+        let mut sweep = self.sweep.lock();
+        let key = |s: usize| self.beats[s].load(Ordering::Acquire).max(floor);
+        if cutoff <= sweep.horizon {
+            let horizon = sweep.horizon;
+            sweep.suspects.sort_unstable();
+            sweep.suspects.dedup();
+            sweep.suspects.retain(|&slot| {
+                let s = slot as usize;
+                if !self.monitored[s] {
+                    return false;
+                }
+                let k = key(s);
+                if k < cutoff {
+                    due(self.owners[s]);
+                }
+                k < horizon
+            });
+            return;
+        }
+        sweep.suspects.clear();
+        let mut horizon = Timestamp::MAX;
+        for (s, beat) in self.beats.iter().enumerate() {
+            let k = beat.load(Ordering::Acquire).max(floor);
+            if k >= cutoff {
+                horizon = horizon.min(k);
+            } else if self.monitored[s] {
+                sweep.suspects.push(s as u32);
+                due(self.owners[s]);
+            }
+        }
+        sweep.horizon = horizon;
+    }
+
+    /// Counts the monitored workers whose key is below `cutoff`, from the column alone (no
+    /// record is read, the cache is left alone): one sequential pass, or the suspects when
+    /// `cutoff` is at or below the horizon.
+    pub fn count_due(&self, floor: Timestamp, cutoff: Timestamp) -> usize {
+        let sweep = self.sweep.lock();
+        let key = |s: usize| self.beats[s].load(Ordering::Acquire).max(floor);
+        if cutoff <= sweep.horizon {
+            let mut slots: Vec<u32> = sweep
+                .suspects
+                .iter()
+                .copied()
+                .filter(|&slot| self.monitored[slot as usize] && key(slot as usize) < cutoff)
+                .collect();
+            slots.sort_unstable();
+            slots.dedup();
+            return slots.len();
+        }
+        drop(sweep);
+        self.beats
+            .iter()
+            .zip(&self.monitored)
+            .filter(|(beat, on)| **on && beat.load(Ordering::Acquire).max(floor) < cutoff)
+            .count()
+    }
+
+    /// Slots held (live and free) and suspects cached, for tests of the bounds.
+    #[cfg(test)]
+    pub fn sizes(&self) -> (usize, usize) {
+        (self.beats.len(), self.sweep.lock().suspects.len())
+    }
+}
