@@ -102,6 +102,8 @@ pub(super) struct Membership {
     lifetime: bool,
     /// `drained`: `Draining` without a job.
     drained: bool,
+    /// `terminal`: `Terminating`/`Terminated`.
+    terminal: bool,
 }
 
 impl Membership {
@@ -112,6 +114,7 @@ impl Membership {
             starting: state.is_starting(),
             lifetime: matches!(state, Creating | Connecting | Ready | Busy),
             drained: state == Draining && !has_job,
+            terminal: state.is_terminal(),
         }
     }
 
@@ -157,6 +160,9 @@ pub(super) struct Indexes {
     pub lifetime_due: BTreeSet<(Timestamp, WorkerId)>,
     /// Draining workers without a job.
     pub drained: BTreeSet<WorkerId>,
+    /// `Terminating`/`Terminated` workers: `find` of those states reads this, not the fleet
+    /// (the lifecycle manager looks them up while its destroy queue is not empty).
+    pub terminal: BTreeSet<WorkerId>,
     /// Ids unregistered, refused by `register` (ids are never reused).
     pub retired: RetiredIds,
 }
@@ -263,6 +269,13 @@ impl Indexes {
                 self.drained.insert(id);
             } else {
                 self.drained.remove(&id);
+            }
+        }
+        if before.terminal != after.terminal {
+            if after.terminal {
+                self.terminal.insert(id);
+            } else {
+                self.terminal.remove(&id);
             }
         }
     }

@@ -386,11 +386,32 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         let now = self.now();
         let limit = filter.limit.unwrap_or(usize::MAX);
         let mut out = Vec::new();
+        if !filter.states.is_empty() && filter.states.iter().all(|s| s.is_terminal()) {
+            // Only terminal records can match: read their index, not the fleet.
+            let ids: Vec<WorkerId> = self.indexes.lock().terminal.iter().copied().collect();
+            for id in ids {
+                if out.len() >= limit {
+                    break;
+                }
+                let shard = self.shard(&id).read();
+                if let Some(rec) = shard.records.get(&id) {
+                    let worker = shard.worker(id, rec);
+                    if filter.matches(&worker, now) {
+                        out.push(worker);
+                    }
+                }
+            }
+            return Ok(out);
+        }
         for shard in self.shards.iter() {
             let shard = shard.read();
             for (id, rec) in shard.records.iter() {
                 if out.len() >= limit {
                     return Ok(out);
+                }
+                // No snapshot for a record whose state rules it out.
+                if !filter.states.is_empty() && !filter.states.contains(&rec.state) {
+                    continue;
                 }
                 let worker = shard.worker(*id, rec);
                 if filter.matches(&worker, now) {
@@ -1057,6 +1078,59 @@ mod tests {
             assert_eq!(registry.heartbeat(id), Err(Error::NotFound(*id)));
         }
         assert_eq!(registry.count().unwrap(), fresh.len());
+    }
+
+    #[test]
+    fn find_of_terminal_states_reads_the_terminal_index_exactly() {
+        let (_clock, registry) = registry();
+        let spec = Arc::new(WorkerSpec::new("img"));
+        let ids: Vec<WorkerId> = (0..300).map(|_| connecting(&registry, &spec)).collect();
+        for (i, id) in ids.iter().enumerate() {
+            match i % 5 {
+                0 => {
+                    registry.update_state(id, WorkerState::Terminating).unwrap();
+                }
+                1 => {
+                    registry.update_state(id, WorkerState::Terminated).unwrap();
+                }
+                2 => {
+                    registry.update_state(id, WorkerState::Terminating).unwrap();
+                    registry
+                        .unregister(id, TerminationReason::Requested)
+                        .unwrap();
+                }
+                _ => {}
+            }
+        }
+        let ids_of = |filter: &WorkerFilter| {
+            let mut got: Vec<WorkerId> = registry
+                .find(filter)
+                .unwrap()
+                .into_iter()
+                .map(|w| w.id)
+                .collect();
+            got.sort();
+            got
+        };
+        let want = |pick: &dyn Fn(usize) -> bool| {
+            let mut want: Vec<WorkerId> = ids
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| pick(*i))
+                .map(|(_, id)| *id)
+                .collect();
+            want.sort();
+            want
+        };
+        let terminal =
+            WorkerFilter::new().states([WorkerState::Terminating, WorkerState::Terminated]);
+        assert_eq!(ids_of(&terminal), want(&|i| i % 5 < 2));
+        let terminating = WorkerFilter::new().states([WorkerState::Terminating]);
+        assert_eq!(ids_of(&terminating), want(&|i| i % 5 == 0));
+        assert_eq!(registry.find(&terminal.clone().limit(7)).unwrap().len(), 7);
+        // Other states still scan, state first.
+        let connecting_only = WorkerFilter::new().states([WorkerState::Connecting]);
+        assert_eq!(ids_of(&connecting_only), want(&|i| i % 5 > 2));
     }
 
     #[test]
