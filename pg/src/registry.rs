@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use hodei_workers::{
     Clock, Error, EventKind, JobId, Result, Snapshot, SubscribeOptions, Subscription, SystemClock,
-    TerminationReason, Timestamp, Worker, WorkerFilter, WorkerHandle, WorkerId, WorkerRegistry,
-    WorkerRegistryStats, WorkerSpec, WorkerState,
+    TerminationReason, Timestamp, TransitionGuard, Transitioned, Worker, WorkerFilter,
+    WorkerHandle, WorkerId, WorkerRegistry, WorkerRegistryStats, WorkerSpec, WorkerState,
 };
 use postgres::GenericClient;
 
@@ -445,6 +445,106 @@ impl PostgresWorkerRegistry {
     }
 }
 
+/// The `n` longest-idle ready workers: the ready index read backwards.
+static LONGEST_IDLE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {W_COLS} FROM {FROM_WORKERS} WHERE w.state = 2 AND w.current_job IS NULL \
+         ORDER BY w.idle_since ASC, w.id ASC LIMIT $1"
+    )
+});
+
+impl PostgresWorkerRegistry {
+    /// The one path of `update_state` and `transition_if`: the guard (if any) and the state
+    /// table are checked against the record locked `FOR UPDATE`, and the move, its counters and
+    /// its events are written in the same transaction.
+    fn move_state(
+        &self,
+        id: &WorkerId,
+        guard: Option<&TransitionGuard>,
+        to: WorkerState,
+    ) -> Result<Option<Transitioned>> {
+        let given = self.given();
+        let specs = &self.inner.specs;
+        self.run("changing a worker's state", |conn| {
+            let (mut tx, mut cache) = conn.begin()?;
+            let (before, slot, now) = lock_worker(specs, &mut tx, &mut cache, id, given, false)?
+                .ok_or_else(|| not_found(id))?;
+            let from = before.state;
+            if let Some(guard) = guard {
+                if !guard.holds(from, before.idle_since, before.current_job.is_some()) {
+                    return Ok(None);
+                }
+            }
+            if from == to {
+                return Ok(Some(Transitioned {
+                    worker: before,
+                    from,
+                    lost_job: None,
+                }));
+            }
+            let refuse = Fail::Domain(Error::InvalidTransition {
+                worker_id: *id,
+                from,
+                to,
+            });
+            if !from.can_update_to(to) || (to == WorkerState::Ready && before.current_job.is_some())
+            {
+                return Err(refuse);
+            }
+            // A drained worker that ran its max_jobs stays out of service (issue 10).
+            if from == WorkerState::Draining && to == WorkerState::Ready && jobs_exhausted(&before)
+            {
+                return Err(refuse);
+            }
+            let lost = if to.is_terminal() {
+                before.current_job.clone()
+            } else {
+                None
+            };
+            // A starting worker that moves on has reported in: that counts as a heartbeat.
+            let reported_in = from.is_starting() && !to.is_terminal();
+            let mut after = moved(&before, ts(now), |w| {
+                w.state = to;
+                if to.is_terminal() {
+                    w.current_job = None;
+                }
+            });
+            if reported_in {
+                after.last_heartbeat = after.last_heartbeat.max(ts(now));
+            }
+            let mut events = vec![EventKind::StateChanged {
+                worker_id: *id,
+                from,
+                to,
+            }];
+            if let Some(job) = &lost {
+                events.push(EventKind::JobLost {
+                    worker_id: *id,
+                    job_id: job.clone(),
+                });
+            }
+            write_change(
+                &mut tx,
+                &mut cache,
+                &Write {
+                    before: &before,
+                    after: &after,
+                    slot,
+                    heartbeat: reported_in,
+                    events,
+                    now,
+                },
+            )?;
+            tx.commit()?;
+            Ok(Some(Transitioned {
+                worker: after,
+                from,
+                lost_job: lost,
+            }))
+        })
+    }
+}
+
 /// The record after a move to `to` at `now` (timestamps, idle clock), as the in-memory
 /// registry's `change` makes it.
 fn moved(before: &Worker, now: Timestamp, edit: impl FnOnce(&mut Worker)) -> Worker {
@@ -655,56 +755,34 @@ impl WorkerRegistry for PostgresWorkerRegistry {
     }
 
     fn update_state(&self, id: &WorkerId, to: WorkerState) -> Result<Worker> {
-        self.change("changing a worker's state", id, |before, now| {
-            let from = before.state;
-            if from == to {
-                return Ok(None);
-            }
-            let refuse = || Error::InvalidTransition {
-                worker_id: *id,
-                from,
-                to,
-            };
-            if !from.can_update_to(to) || (to == WorkerState::Ready && before.current_job.is_some())
-            {
-                return Err(refuse());
-            }
-            if from == WorkerState::Draining && to == WorkerState::Ready && jobs_exhausted(before) {
-                return Err(Error::InvalidTransition {
-                    worker_id: *id,
-                    from,
-                    to,
-                });
-            }
-            let lost = if to.is_terminal() {
-                before.current_job.clone()
-            } else {
-                None
-            };
-            // A starting worker that moves on has reported in: a heartbeat.
-            let reported_in = from.is_starting() && !to.is_terminal();
-            let mut after = moved(before, now, |w| {
-                w.state = to;
-                if to.is_terminal() {
-                    w.current_job = None;
-                }
-            });
-            if reported_in {
-                after.last_heartbeat = after.last_heartbeat.max(now);
-            }
-            let mut events = vec![EventKind::StateChanged {
-                worker_id: *id,
-                from,
-                to,
-            }];
-            if let Some(job) = lost {
-                events.push(EventKind::JobLost {
-                    worker_id: *id,
-                    job_id: job,
-                });
-            }
-            Ok(Some((after, reported_in, events)))
+        let moved = self.move_state(id, None, to)?;
+        Ok(moved.expect("no guard: the move applies or fails").worker)
+    }
+
+    fn transition_if(
+        &self,
+        id: &WorkerId,
+        guard: &TransitionGuard,
+        to: WorkerState,
+    ) -> Result<Option<Transitioned>> {
+        self.move_state(id, Some(guard), to)
+    }
+
+    fn longest_idle(&self, n: usize) -> Result<Vec<Worker>> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = i64::try_from(n).unwrap_or(i64::MAX);
+        let specs = &self.inner.specs;
+        self.run("finding the longest idle workers", |conn| {
+            let stmt = conn.prepare(&LONGEST_IDLE)?;
+            let rows = conn.client.query(&stmt, &[&limit])?;
+            rows.iter().map(|r| specs.worker(r)).collect()
         })
+    }
+
+    fn heartbeat_many(&self, ids: &[WorkerId]) -> Result<Vec<Result<()>>> {
+        crate::heartbeat::heartbeat_many(self, ids)
     }
 
     fn heartbeat(&self, id: &WorkerId) -> Result<()> {
