@@ -102,6 +102,21 @@ pub(crate) struct Inner {
     /// heartbeats also write their event to the outbox.
     pub heartbeat_subscribers: Arc<AtomicUsize>,
     pub heartbeats: Coalescer,
+    /// The readers of this registry's subscriptions: read to the end when it is dropped.
+    pub readers:
+        parking_lot::Mutex<Vec<std::sync::Weak<parking_lot::Mutex<crate::events::Reader>>>>,
+}
+
+impl Drop for Inner {
+    /// Events committed before the registry is dropped still reach its subscribers, then their
+    /// streams end (as for a dropped in-memory registry).
+    fn drop(&mut self) {
+        for reader in self.readers.get_mut().drain(..) {
+            if let Some(reader) = reader.upgrade() {
+                reader.lock().close();
+            }
+        }
+    }
 }
 
 impl fmt::Debug for PostgresWorkerRegistry {
@@ -171,6 +186,7 @@ impl PostgresWorkerRegistry {
             specs: Specs::default(),
             heartbeat_subscribers: Arc::new(AtomicUsize::new(0)),
             heartbeats: Coalescer::default(),
+            readers: parking_lot::Mutex::new(Vec::new()),
         };
         guard(|| {
             let mut conn = inner.pool.get()?;
@@ -197,9 +213,12 @@ impl PostgresWorkerRegistry {
             let stmt = c.prepare("SELECT now_ms(NULL)")?;
             Ok(c.client.query_one(&stmt, &[])?.get(0))
         })?;
-        let local = self.inner.local.now() as i64;
-        self.inner.offset.store(now - local, Ordering::Relaxed);
-        Ok(ts(now))
+        let now = ts(now);
+        let local = self.inner.local.now();
+        self.inner
+            .offset
+            .store(now as i64 - local as i64, Ordering::Relaxed);
+        Ok(now)
     }
 
     /// The `now` parameter of every statement: the clock's time, or NULL for the database's.
@@ -311,7 +330,7 @@ fn write_change(
     let stmt = conn_cache.prepare(tx, &sql)?;
     let id = *w.after.id.as_uuid();
     let job = w.after.current_job.as_ref().map(|j| j.as_str().to_owned());
-    let jobs = i64::try_from(w.after.jobs_executed).unwrap_or(i64::MAX);
+    let jobs = crate::sql::db_count(w.after.jobs_executed);
     let updated = db_ts(w.after.updated_at);
     let changed = db_ts(w.after.state_changed_at);
     let idle = w.after.idle_since.map(db_ts);
@@ -575,7 +594,7 @@ impl WorkerRegistry for PostgresWorkerRegistry {
             Some(clock) => return clock.now(),
             None => self.db_now().unwrap_or_else(|_| {
                 let local = self.inner.local.now() as i64;
-                ts(local + self.inner.offset.load(Ordering::Relaxed))
+                (local + self.inner.offset.load(Ordering::Relaxed)).max(0) as u64
             }),
         };
         self.inner

@@ -76,12 +76,32 @@ fn migrations(schema: &str) -> Vec<String> {
     counts.push_str(");");
     vec![format!(
         r#"
+-- Timestamps are stored as ms - 2^63 (the u64 range in order, see sql::db_ts).
+-- The clock of every deadline: the given time (a ManualClock), or the database's.
+CREATE FUNCTION now_ms(given bigint) RETURNS bigint LANGUAGE sql VOLATILE AS
+$$ SELECT coalesce(given,
+    floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint + (-9223372036854775807 - 1)) $$;
+-- t + d, saturating at the end of time (d >= 0): deadlines never wrap.
+CREATE FUNCTION sat_add(t bigint, d bigint) RETURNS bigint LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
+$$ SELECT CASE WHEN d = 9223372036854775807 OR t > 9223372036854775807 - d
+    THEN 9223372036854775807 ELSE t + d END $$;
+-- t - d, or NULL before the beginning of time (d >= 0): "no cutoff yet".
+CREATE FUNCTION sat_sub(t bigint, d bigint) RETURNS bigint LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
+$$ SELECT CASE WHEN t < (-9223372036854775807 - 1) + d THEN NULL ELSE t - d END $$;
+-- now.saturating_sub(t) >= d, as the in-memory registry computes it.
+CREATE FUNCTION age_ge(now bigint, t bigint, d bigint) RETURNS boolean LANGUAGE sql IMMUTABLE
+    PARALLEL SAFE AS
+$$ SELECT CASE WHEN d = 9223372036854775807 THEN false
+               WHEN t >= now THEN d = 0
+               WHEN now < (-9223372036854775807 - 1) + d THEN false
+               ELSE t <= now - d END $$;
+
 CREATE TABLE meta (
     one boolean PRIMARY KEY DEFAULT true CHECK (one),
     -- WorkerRegistry::grant_grace: no heartbeat/startup deadline starts before it.
-    grace_floor bigint NOT NULL DEFAULT 0,
+    grace_floor bigint NOT NULL DEFAULT (-9223372036854775807 - 1),
     -- The seq a restored registry continues after, when the outbox holds nothing later.
-    seq_floor bigint NOT NULL DEFAULT 0
+    seq_floor bigint NOT NULL DEFAULT (-9223372036854775807 - 1)
 );
 INSERT INTO meta DEFAULT VALUES;
 
@@ -121,9 +141,9 @@ CREATE TABLE workers (
 );
 -- claim: the most recently idle ready worker first; longest_idle: from the other end.
 CREATE INDEX workers_ready ON workers (idle_since DESC, id DESC) WHERE state = 2;
-CREATE INDEX workers_idle_due ON workers ((idle_since + idle_timeout_ms)) WHERE state = 2;
+CREATE INDEX workers_idle_due ON workers ((sat_add(idle_since, idle_timeout_ms))) WHERE state = 2;
 CREATE INDEX workers_startup_due ON workers (created_at) WHERE state IN (0, 1);
-CREATE INDEX workers_lifetime_due ON workers ((created_at + max_lifetime_ms))
+CREATE INDEX workers_lifetime_due ON workers ((sat_add(created_at, max_lifetime_ms)))
     WHERE state IN (0, 1, 2, 3);
 CREATE INDEX workers_drained ON workers (id) WHERE state = 4 AND current_job IS NULL;
 CREATE INDEX workers_provider ON workers (provider_id);
@@ -152,7 +172,8 @@ CREATE TABLE provider_counts (
     PRIMARY KEY (provider_id, provider_type, slot)
 );
 
-CREATE SEQUENCE event_seq MINVALUE 0 START 1;
+-- Seqs are stored as v - 2^63 (see sql::db_ts): the first event is seq 1.
+CREATE SEQUENCE event_seq MINVALUE -9223372036854775808 START -9223372036854775807;
 CREATE TABLE outbox (
     seq bigint PRIMARY KEY,
     -- The writing transaction: readers use it to tell a row still in flight from a gap.
@@ -175,9 +196,6 @@ END $$;
 CREATE TRIGGER outbox_notify AFTER INSERT ON outbox
     FOR EACH STATEMENT EXECUTE FUNCTION notify_events();
 
--- The clock of every deadline: the given time (a ManualClock), or the database's.
-CREATE FUNCTION now_ms(given bigint) RETURNS bigint LANGUAGE sql VOLATILE AS
-$$ SELECT coalesce(given, floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) $$;
 "#
     )]
 }

@@ -7,7 +7,7 @@ use hodei_workers::{Error, Result, Snapshot, Worker, SNAPSHOT_FORMAT};
 use postgres::IsolationLevel;
 
 use crate::registry::{Fail, PostgresWorkerRegistry};
-use crate::sql::{db_ts, dur_ms, slot_of, st, ts, FROM_WORKERS, W_COLS};
+use crate::sql::{db_count, db_ts, dur_ms, slot_of, st, ts, FROM_WORKERS, W_COLS};
 
 /// Every record and the seq of the last event, in one repeatable-read transaction (one
 /// instant). `taken_at` is read in that transaction, after its snapshot.
@@ -23,7 +23,7 @@ pub(crate) fn snapshot(registry: &PostgresWorkerRegistry) -> Result<Snapshot> {
             .start()?;
         let seq: i64 = tx
             .query_one(
-                "SELECT greatest(coalesce((SELECT max(seq) FROM outbox), 0), \
+                "SELECT greatest(coalesce((SELECT max(seq) FROM outbox), -9223372036854775807 - 1), \
                  (SELECT seq_floor FROM meta))",
                 &[],
             )?
@@ -40,7 +40,7 @@ pub(crate) fn snapshot(registry: &PostgresWorkerRegistry) -> Result<Snapshot> {
         tx.commit()?;
         Ok(Snapshot {
             format: SNAPSHOT_FORMAT.to_owned(),
-            seq: u64::try_from(seq).unwrap_or(0),
+            seq: ts(seq),
             taken_at: ts(taken_at),
             workers,
         })
@@ -108,7 +108,7 @@ pub(crate) fn restore(registry: &PostgresWorkerRegistry, snapshot: Snapshot) -> 
         max_jobs.push(w.spec.max_jobs.map(i64::from));
         states.push(st(w.state));
         jobs.push(w.current_job.as_ref().map(|j| j.as_str().to_owned()));
-        executed.push(i64::try_from(w.jobs_executed).unwrap_or(i64::MAX));
+        executed.push(db_count(w.jobs_executed));
         created.push(db_ts(w.created_at));
         updated.push(db_ts(w.updated_at));
         changed.push(db_ts(w.state_changed_at));
@@ -140,7 +140,7 @@ pub(crate) fn restore(registry: &PostgresWorkerRegistry, snapshot: Snapshot) -> 
                 (a, b, c, d)
             },
         );
-    let seq = i64::try_from(snapshot.seq).unwrap_or(i64::MAX);
+    let seq = db_ts(snapshot.seq);
     let given = registry.given();
     registry.run("restoring a snapshot", |conn| {
         let mut tx = conn.client.transaction()?;
