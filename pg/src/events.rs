@@ -146,6 +146,11 @@ pub(crate) fn subscribe(
     registry: &PostgresWorkerRegistry,
     options: SubscribeOptions,
 ) -> Result<Subscription> {
+    if options.capacity == 0 {
+        return Err(Error::invalid(
+            "subscription capacity must be at least 1 (0 would drop every event)",
+        ));
+    }
     let config = registry.inner.pool.config().clone();
     let schema = registry.schema().to_owned();
     let (conn, cursor) = guard(|| {

@@ -714,6 +714,7 @@ impl WorkerRegistry for PostgresWorkerRegistry {
             let sql = format!(
                 "WITH d AS (DELETE FROM workers WHERE id = $2), \
                  dh AS (DELETE FROM heartbeats WHERE id = $2), \
+                 r AS (UPDATE known_ids SET retired = nextval('retire_seq') WHERE id = $2), \
                  c AS (UPDATE state_counts SET total = total - 1, s{s} = s{s} - 1 WHERE slot = $4), \
                  p AS (UPDATE provider_counts SET n = n - 1 \
                      WHERE provider_id = $5 AND provider_type = $6 AND slot = $4) {INSERT_EVENTS}"

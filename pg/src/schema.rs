@@ -7,7 +7,7 @@
 //! | `workers` | one row per worker: handle, state, job, timestamps, the spec's deadlines | the record; `current_job` is `UNIQUE` (invariant 2 across processes) |
 //! | `heartbeats` | `(id, last_heartbeat)` | narrow, no index on the time column: a heartbeat is a HOT update of a 40-byte row, never of the wide record |
 //! | `specs` | each distinct spec once (JSON, labels, capabilities), keyed by the md5 of its JSON | a fleet made from a few specs stores them a few times |
-//! | `known_ids` | every id ever registered | ids are never reused: `register` of a known id is `AlreadyExists` (a unique index, so two replicas registering one id cannot both win) |
+//! | `known_ids` | every id ever registered, and when it was retired (unregistered) | ids are never reused: `register` of a known id is `AlreadyExists` (a unique index, so two replicas registering one id cannot both win). Unbounded, unlike the in-memory registry's 2^20 retired ids: ~60 bytes an id on disk |
 //! | `state_counts` | per slot (32 of them, by worker id): total and one count per state | `stats()` sums 32 rows; a change updates its worker's slot row in the same transaction, so two replicas rarely wait on the same counter |
 //! | `provider_counts` | per (provider, provider type, slot): count | the per-provider counts of `stats()` |
 //! | `outbox` | every event: `seq` (from `event_seq`), the writer's `xid`, `at`, the event as JSON | events of every replica reach every subscriber (see `events`) |
@@ -105,8 +105,10 @@ CREATE TABLE meta (
 );
 INSERT INTO meta DEFAULT VALUES;
 
--- Ids are never reused: every id ever registered, never deleted.
-CREATE TABLE known_ids (id uuid PRIMARY KEY);
+-- Ids are never reused: every id ever registered, never deleted; `retired` orders the
+-- unregistered ones (snapshots carry them oldest first).
+CREATE SEQUENCE retire_seq;
+CREATE TABLE known_ids (id uuid PRIMARY KEY, retired bigint);
 
 CREATE TABLE specs (
     key text PRIMARY KEY,

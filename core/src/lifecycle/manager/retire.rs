@@ -1,0 +1,212 @@
+//! Taking workers out of service: the cleanup (idle, lifetime, drained), drain and terminate.
+//! A worker that may hold a job is drained, never terminated, unless the host asks for it.
+
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::ids::WorkerId;
+use crate::registry::{TransitionGuard, Transitioned};
+use crate::state::WorkerState;
+use crate::worker::{TerminationReason, Worker};
+
+use super::super::report::{CleanupResult, LostJob};
+use super::{bump, Budget, WorkerLifecycleManager};
+
+/// The states a worker is in until it is on its way out.
+pub(super) const LIVE: [WorkerState; 5] = [
+    WorkerState::Creating,
+    WorkerState::Connecting,
+    WorkerState::Ready,
+    WorkerState::Busy,
+    WorkerState::Draining,
+];
+
+impl WorkerLifecycleManager {
+    /// Retires what is due: idle workers (`Ready` past `spec.idle_timeout` since their last
+    /// release — heartbeats do not reset it) and workers past `spec.max_lifetime` go
+    /// `Terminating` → destroy → unregister; a *busy* worker past its lifetime is moved to
+    /// `Draining` instead (its job finishes first); `Draining` workers without a job (drained,
+    /// or done with `max_jobs`) are terminated. Destroys due for a retry are retried.
+    ///
+    /// # Errors
+    /// Only when the registry fails to answer what is due.
+    pub fn cleanup_workers(&self) -> Result<CleanupResult> {
+        self.cleanup_inner(&mut Budget::unlimited())
+    }
+
+    pub(super) fn cleanup_inner(&self, budget: &mut Budget) -> Result<CleanupResult> {
+        let now = self.registry.now();
+        let mut result = CleanupResult::default();
+        // Terminal records nobody destroys yet (moved there by the host, restored so) join the
+        // queue first, so that this very call destroys them.
+        self.adopt_terminal(now)?;
+        // Retries first: destroys already under way finish before new work starts, so a
+        // capped tick still makes progress.
+        let retried = self.destroy_due(None, budget);
+        result.terminated.extend(retried.terminated);
+        result.failed.extend(retried.failed);
+        result.deferred += retried.deferred;
+        let due = self.registry.find_for_termination()?;
+        let total = due.len();
+        for (i, (worker, reason)) in due.into_iter().enumerate() {
+            if !budget.take() {
+                result.deferred += total - i;
+                break;
+            }
+            if self.retire(&worker, reason, now, &mut result) {
+                let destroyed = self.destroy_due(Some(&[worker.id]), budget);
+                result.terminated.extend(destroyed.terminated);
+                result.failed.extend(destroyed.failed);
+            }
+        }
+        Ok(result)
+    }
+
+    /// Applies a retirement decision taken on `w` — a view that may be stale by now — against
+    /// the record as it is *now*, atomically (`transition_if`), without losing a job:
+    /// - `Idle` / `ScaledDown`: only a worker still `Ready`, idle since the same instant (not
+    ///   claimed, nor claimed and released, meanwhile) goes `Terminating`; otherwise it is left
+    ///   alone;
+    /// - `Drained` / `MaxJobs`: only a worker still `Draining` without a job;
+    /// - `Lifetime` (past `max_lifetime`, which stays true): a worker holding a job is drained
+    ///   (`Busy` -> `Draining`, pushed to `out.drained`), one without is terminated; when the
+    ///   worker moved between the look and the move (reported in, was claimed, released), it
+    ///   is looked at again.
+    ///
+    /// Returns whether the worker is `Terminating` and queued for destruction.
+    pub(super) fn retire(
+        &self,
+        w: &Worker,
+        reason: TerminationReason,
+        now: Timestamp,
+        out: &mut CleanupResult,
+    ) -> bool {
+        let mut seen = w.clone();
+        // A few looks at most: each failed guard means the host moved the worker meanwhile.
+        for _ in 0..4 {
+            let (guard, to) = match (reason, seen.state) {
+                (_, WorkerState::Terminating | WorkerState::Terminated) => {
+                    self.queue_destroy(&seen, reason, now);
+                    return true;
+                }
+                (TerminationReason::Idle | TerminationReason::ScaledDown, WorkerState::Ready) => {
+                    let Some(since) = seen.idle_since else {
+                        return false;
+                    };
+                    (
+                        TransitionGuard::new()
+                            .in_state(WorkerState::Ready)
+                            .idle_since(since)
+                            .without_job(),
+                        WorkerState::Terminating,
+                    )
+                }
+                (TerminationReason::Idle | TerminationReason::ScaledDown, _) => return false,
+                (_, WorkerState::Draining) if seen.current_job.is_none() => (
+                    TransitionGuard::new()
+                        .in_state(WorkerState::Draining)
+                        .without_job(),
+                    WorkerState::Terminating,
+                ),
+                // Draining with its job: the cleanup retires it once the job is done.
+                (_, WorkerState::Draining) => return false,
+                (TerminationReason::Drained | TerminationReason::MaxJobs, _) => return false,
+                (_, WorkerState::Busy) => (
+                    TransitionGuard::new().in_state(WorkerState::Busy),
+                    WorkerState::Draining,
+                ),
+                (_, state) => (
+                    TransitionGuard::new().in_state(state).without_job(),
+                    WorkerState::Terminating,
+                ),
+            };
+            match self.registry.transition_if(&w.id, &guard, to) {
+                Ok(Some(_)) if to == WorkerState::Draining => {
+                    out.drained.push(w.id);
+                    return false;
+                }
+                Ok(Some(moved)) => {
+                    // `without_job` held: nothing was lost by this move.
+                    self.queue_destroy(&moved.worker, reason, now);
+                    return true;
+                }
+                Ok(None) if reason == TerminationReason::Lifetime => {
+                    // Past its lifetime whatever it does now: look again.
+                    match self.registry.get(&w.id) {
+                        Ok(Some(fresh)) => seen = fresh,
+                        _ => return false,
+                    }
+                }
+                // Idle or drained no more, gone, or a failing backend: nothing to do now.
+                _ => return false,
+            }
+        }
+        false
+    }
+
+    /// Moves worker `id` to `Terminating` if it is still in one of `states`, atomically with
+    /// the check, and says exactly which job it lost by the move (the one the registry reports
+    /// with `JobLost`). `Ok(None)`: it moved on meanwhile (reported in, left, or is already on
+    /// its way out), nothing changed.
+    pub(super) fn take_out_of_service(
+        &self,
+        id: &WorkerId,
+        states: &[WorkerState],
+    ) -> Result<Option<Transitioned>> {
+        let guard = TransitionGuard {
+            states: states.to_vec(),
+            ..TransitionGuard::default()
+        };
+        self.registry
+            .transition_if(id, &guard, WorkerState::Terminating)
+    }
+
+    /// Moves a worker to `Draining`: it takes no new job, finishes the one it holds, and is
+    /// then terminated by the cleanup (reason `Drained`).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::InvalidTransition`] from `Creating`, `Connecting` or a
+    /// terminal state.
+    pub fn drain_worker(&self, id: &WorkerId) -> Result<Worker> {
+        self.registry.update_state(id, WorkerState::Draining)
+    }
+
+    /// Terminates a worker now, whatever it is doing: `Terminating` (a job it holds is
+    /// reported lost), provider destroy, unregister with `reason`. A failed destroy leaves it
+    /// `Terminating`, retried by later ticks. Use [`drain_worker`](Self::drain_worker) to let
+    /// a job finish first.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`].
+    pub fn terminate_worker(
+        &self,
+        id: &WorkerId,
+        reason: TerminationReason,
+    ) -> Result<CleanupResult> {
+        let now = self.registry.now();
+        let worker = self.registry.get(id)?.ok_or(Error::NotFound(*id))?;
+        let mut result = CleanupResult::default();
+        // Whatever it does by now (the look above may be stale): the job it holds at the move
+        // is the one reported.
+        match self.take_out_of_service(id, &LIVE) {
+            Ok(Some(moved)) => {
+                if let Some(job) = moved.lost_job {
+                    bump(&self.counters.lost_jobs, 1);
+                    result.lost_jobs.push(LostJob {
+                        worker_id: *id,
+                        job_id: job,
+                    });
+                }
+            }
+            // Already Terminating/Terminated: queued below all the same.
+            Ok(None) | Err(Error::InvalidTransition { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        self.queue_destroy(&worker, reason, now);
+        // Due now, whatever an earlier failure scheduled: the host asked for it.
+        self.destroys.lock().expedite(id, now);
+        let destroyed = self.destroy_due(Some(&[*id]), &mut Budget::unlimited());
+        result.terminated = destroyed.terminated;
+        result.failed = destroyed.failed;
+        Ok(result)
+    }
+}
