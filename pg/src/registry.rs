@@ -954,8 +954,18 @@ impl WorkerRegistry for PostgresWorkerRegistry {
         let worker = kind.worker_id().map(|w| *w.as_uuid());
         self.run("publishing an event", |conn| {
             let (mut tx, mut cache) = conn.begin()?;
-            // The xid first: a reader must see this transaction in flight from the moment it
-            // holds a seq (see crate::events).
+            // An event about a worker needs the worker: its row is locked (KEY SHARE, which
+            // `unregister`'s FOR UPDATE waits for) before the seq is taken, so the event can
+            // never follow its Unregistered. The xid comes first too: a reader must see this
+            // transaction in flight from the moment it holds a seq (see crate::events).
+            if let Some(id) = worker {
+                let lock =
+                    cache.prepare(&mut tx, "SELECT 1 FROM workers WHERE id = $1 FOR KEY SHARE")?;
+                if tx.query_opt(&lock, &[&id])?.is_none() {
+                    let id = WorkerId::from_bytes(*id.as_bytes()).unwrap_or_default();
+                    return Err(not_found(&id));
+                }
+            }
             let now: i64 = tx
                 .query_one("SELECT now_ms($1), pg_current_xact_id()::text", &[&given])?
                 .get(0);
