@@ -311,9 +311,9 @@ impl Reader {
                 let _ = conn
                     .client
                     .batch_execute("DELETE FROM listeners WHERE pid = pg_backend_pid()");
-                drop(conn);
                 Ok::<(), Error>(())
             });
+            crate::pool::discard(conn);
         }
     }
 
