@@ -252,11 +252,24 @@ fn heartbeats_from_many_threads_each_get_their_own_answer() {
         );
     }
     let unknown = WorkerId::new();
+    let beats = registry
+        .subscribe(SubscribeOptions::default().heartbeats(true))
+        .unwrap();
     assert_eq!(
         registry
             .heartbeat_many(&[known[0], unknown, known[0]])
             .unwrap(),
         vec![Ok(()), Err(Error::NotFound(unknown)), Ok(())]
+    );
+    // One event per heartbeat answered Ok, repeats included (as in memory).
+    assert_eq!(
+        kinds(&beats),
+        vec![
+            EventKind::HeartbeatReceived {
+                worker_id: known[0]
+            };
+            2
+        ]
     );
 }
 
