@@ -261,17 +261,20 @@ impl Inner {
 
 /// Locks a worker's record (and reads its snapshot and the time, after the lock).
 static LOCK_WORKER: LazyLock<String> = LazyLock::new(|| {
-    format!("SELECT {W_COLS}, now_ms($2) FROM {FROM_WORKERS} WHERE w.id = $1 FOR UPDATE OF w")
+    format!("SELECT {W_COLS}, now_ms($2) FROM workers w WHERE w.id = $1 FOR UPDATE OF w")
 });
 
 /// Locks a worker's record and its heartbeat row: `unregister`, so that a heartbeat event
 /// (which takes its seq under the heartbeat row's lock) can never follow `Unregistered`.
 static LOCK_WORKER_AND_HEARTBEAT: LazyLock<String> = LazyLock::new(|| {
-    format!("SELECT {W_COLS}, now_ms($2) FROM {FROM_WORKERS} WHERE w.id = $1 FOR UPDATE OF w, h")
+    format!(
+        "SELECT {W_COLS}, now_ms($2) FROM workers w JOIN heartbeats h ON h.id = w.id \
+         WHERE w.id = $1 FOR UPDATE OF w, h"
+    )
 });
 
 static GET: LazyLock<String> =
-    LazyLock::new(|| format!("SELECT {W_COLS} FROM {FROM_WORKERS} WHERE w.id = $1"));
+    LazyLock::new(|| format!("SELECT {W_COLS} FROM workers w WHERE w.id = $1"));
 
 /// The events of one change, as the outbox stores them (JSON of [`EventKind`]).
 pub(crate) fn event_texts(events: &[EventKind]) -> Vec<String> {
@@ -476,7 +479,7 @@ const RELEASE: &str = "WITH t AS MATERIALIZED (SELECT now_ms($1) AS now), \
 /// The `n` longest-idle ready workers: the ready index read backwards.
 static LONGEST_IDLE: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {W_COLS} FROM {FROM_WORKERS} WHERE w.state = 2 AND w.current_job IS NULL \
+        "SELECT {W_COLS} FROM workers w WHERE w.state = 2 AND w.current_job IS NULL \
          ORDER BY w.idle_since ASC, w.id ASC LIMIT $1"
     )
 });
