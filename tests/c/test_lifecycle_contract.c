@@ -89,15 +89,15 @@ int main(void) {
   /* The host moves it to TERMINATING: the next tick destroys and unregisters it. */
   set_state(reg, w, HW_WORKER_STATE_TERMINATING);
   CHECK_OK(hw_clock_advance(clock, 1000, &now));
-  hw_tick_report *r = NULL;
+  hw_report *r = NULL;
   CHECK_OK(hw_manager_tick(mgr, 0, &r));
   hw_worker_id gone;
   hw_termination_reason reason = 0;
   memset(&gone, 0, sizeof gone);
-  CHECK_OK(hw_tick_report_get_terminated(r, 0, &gone, &reason));
+  CHECK_OK(hw_report_get_terminated(r, 0, &gone, &reason));
   CHECK(same_id(gone, w) && reason == HW_TERMINATION_REASON_REQUESTED);
-  CHECK(hw_tick_report_get_terminated(r, 1, &gone, &reason) != HW_OK);
-  hw_tick_report_free(r);
+  CHECK(hw_report_get_terminated(r, 1, &gone, &reason) != HW_OK);
+  hw_report_free(r);
   CHECK(c.destroyed == 1 && same_id(c.last_destroyed, w));
   CHECK(!registered(reg, w));
 
@@ -111,13 +111,13 @@ int main(void) {
   for (int i = 0; i < 11; i++) {
     CHECK_OK(hw_clock_advance(clock, 30000, &now));
     CHECK_OK(hw_manager_tick(mgr, 0, &r));
-    for (size_t k = 0; r && hw_tick_report_get_terminated(r, k, &gone, &reason) == HW_OK; k++) {
+    for (size_t k = 0; r && hw_report_get_terminated(r, k, &gone, &reason) == HW_OK; k++) {
       CHECK(reason == HW_TERMINATION_REASON_STARTUP_TIMEOUT);
       CHECK(same_id(gone, a) || same_id(gone, b));
       expired++;
       expired_at = now;
     }
-    hw_tick_report_free(r);
+    hw_report_free(r);
   }
   CHECK(expired == 2);
   CHECK(expired_at - T0 <= 1000 + 330000); /* the first check past 300 s */
