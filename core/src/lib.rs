@@ -73,7 +73,7 @@ pub use lifecycle::{
 };
 pub use registry::{
     HeartbeatAges, InMemoryWorkerRegistry, JobTotals, Snapshot, StateCounts, SubscriberDrops,
-    WorkerRegistry, WorkerRegistryStats, SNAPSHOT_FORMAT,
+    TransitionGuard, Transitioned, WorkerRegistry, WorkerRegistryStats, SNAPSHOT_FORMAT,
 };
 pub use state::WorkerState;
 pub use worker::{
