@@ -54,6 +54,7 @@ mod events;
 mod filter;
 mod ids;
 mod lifecycle;
+pub mod metrics;
 mod registry;
 pub mod sim;
 mod state;
