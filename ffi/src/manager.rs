@@ -28,7 +28,7 @@ use crate::worker::hw_worker;
 /// with `skipped` set. C provider callbacks run on the calling thread.
 #[derive(Debug)]
 pub struct hw_manager {
-    inner: Arc<WorkerLifecycleManager>,
+    pub(crate) inner: Arc<WorkerLifecycleManager>,
 }
 
 /// The manager's configuration. Fill it with `hw_manager_config_default` first, then change
