@@ -58,6 +58,7 @@ pub mod metrics;
 mod registry;
 pub mod sim;
 mod state;
+mod trace;
 mod worker;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};

@@ -58,6 +58,7 @@ impl WorkerLifecycleManager {
     }
 
     pub(super) fn health_check_inner(&self, budget: &mut Budget) -> Result<HealthCheckResult> {
+        crate::trace::span!("health_check");
         let now = self.registry.now();
         let mut result = HealthCheckResult {
             checked_at: now,

@@ -311,6 +311,7 @@ impl WorkerLifecycleManager {
         }
         let _guard = TickGuard(&self.ticking);
         let timer = self.metrics.start();
+        crate::trace::span!("tick", pending_jobs);
         let now = report.at;
         let mut budget = Budget::new(self.config.max_actions_per_tick);
 
@@ -425,6 +426,7 @@ impl WorkerLifecycleManager {
             ));
         }
         self.metrics.tick_done(timer);
+        crate::trace::tick_report(&report);
         report
     }
 

@@ -71,6 +71,7 @@ impl WorkerLifecycleManager {
         provider_id: &ProviderId,
         spec: Arc<WorkerSpec>,
     ) -> std::result::Result<Worker, (Error, Option<ProvisionFailure>)> {
+        crate::trace::span!("provision", provider_id = %provider_id);
         spec.validate().map_err(|e| (e, None))?;
         let entry = self
             .provider(provider_id)

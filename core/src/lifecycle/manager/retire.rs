@@ -24,6 +24,7 @@ impl WorkerLifecycleManager {
     }
 
     pub(super) fn cleanup_inner(&self, budget: &mut Budget) -> Result<CleanupResult> {
+        crate::trace::span!("cleanup");
         let now = self.registry.now();
         let mut result = CleanupResult::default();
         // Retries first: destroys already under way finish before new work starts, so a
