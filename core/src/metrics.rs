@@ -66,7 +66,7 @@
 //! time omits the families that needed the answer.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -74,7 +74,6 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
@@ -114,8 +113,56 @@ pub struct Metrics {
     registry: Arc<dyn WorkerRegistry>,
     view: ViewFn,
     timing: AtomicBool,
-    tick_seconds: Histogram,
-    health_check_seconds: Histogram,
+    tick_seconds: DurationHistogram,
+    health_check_seconds: DurationHistogram,
+}
+
+/// Upper bounds of the duration buckets, nanoseconds: 10 µs to ~42 s in steps of 4 (a tick
+/// of a small fleet to one stalled on a slow provider call), then +Inf.
+const BUCKETS_NS: [u64; 12] = {
+    let mut b = [10_000u64; 12];
+    let mut i = 1;
+    while i < 12 {
+        b[i] = b[i - 1] * 4;
+        i += 1;
+    }
+    b
+};
+
+/// A lock-free duration histogram: one atomic add for the bucket and one for the sum, so that
+/// observing costs a few nanoseconds on the tick (prometheus-client's `Histogram` takes a
+/// lock and works in f64).
+#[derive(Debug, Default)]
+struct DurationHistogram {
+    /// Non-cumulative counts, the last one +Inf.
+    counts: [AtomicU64; BUCKETS_NS.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+impl DurationHistogram {
+    fn observe(&self, elapsed: std::time::Duration) {
+        let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        let i = BUCKETS_NS.partition_point(|upper| *upper < ns);
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    fn encode(&self, mut m: prometheus_client::encoding::MetricEncoder<'_>) -> fmt::Result {
+        let buckets: Vec<(f64, u64)> = self
+            .counts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let upper = BUCKETS_NS
+                    .get(i)
+                    .map_or(f64::INFINITY, |ns| *ns as f64 / 1e9);
+                (upper, c.load(Ordering::Relaxed))
+            })
+            .collect();
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        m.encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, count, &buckets, None)
+    }
 }
 
 impl fmt::Debug for Metrics {
@@ -132,14 +179,12 @@ pub(crate) struct Timer(Option<Instant>);
 
 impl Metrics {
     pub(crate) fn new(registry: Arc<dyn WorkerRegistry>, view: ViewFn) -> Self {
-        // 10 µs to ~42 s in steps of 4: a tick of a small fleet to a stalled provider call.
-        let buckets = || exponential_buckets(1e-5, 4.0, 12);
         Metrics {
             registry,
             view,
             timing: AtomicBool::new(true),
-            tick_seconds: Histogram::new(buckets()),
-            health_check_seconds: Histogram::new(buckets()),
+            tick_seconds: DurationHistogram::default(),
+            health_check_seconds: DurationHistogram::default(),
         }
     }
 
@@ -161,13 +206,13 @@ impl Metrics {
 
     pub(crate) fn tick_done(&self, timer: Timer) {
         if let Some(t) = timer.0 {
-            self.tick_seconds.observe(t.elapsed().as_secs_f64());
+            self.tick_seconds.observe(t.elapsed());
         }
     }
 
     pub(crate) fn health_check_done(&self, timer: Timer) {
         if let Some(t) = timer.0 {
-            self.health_check_seconds.observe(t.elapsed().as_secs_f64());
+            self.health_check_seconds.observe(t.elapsed());
         }
     }
 
