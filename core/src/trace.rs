@@ -28,14 +28,11 @@ macro_rules! event {
 }
 
 #[cfg(not(feature = "tracing"))]
-#[allow(unused_macros)] // kept beside span! for instrumentation outside this file
 macro_rules! event {
     ($($ignored:tt)*) => {};
 }
 
-#[allow(unused_imports)]
-pub(crate) use event;
-pub(crate) use span;
+pub(crate) use {event, span};
 
 /// Events for what a tick did and why, inside its span: one per decision line of the report,
 /// and one per worker it touched (with the worker and provider ids).

@@ -187,7 +187,7 @@ impl WorkerProvider for Failing {
     fn provider_type(&self) -> ProviderType {
         ProviderType::Docker
     }
-    fn create_worker(&self, _: &WorkerSpec) -> ProviderResult<WorkerHandle> {
+    fn create_worker(&self, _: WorkerId, _: &WorkerSpec) -> ProviderResult<WorkerHandle> {
         Err(ProviderError::new("api down"))
     }
     fn destroy_worker(&self, _: &WorkerHandle) -> ProviderResult<()> {

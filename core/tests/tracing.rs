@@ -125,16 +125,16 @@ impl WorkerProvider for Cloud {
     fn provider_type(&self) -> ProviderType {
         ProviderType::Docker
     }
-    fn create_worker(&self, _: &WorkerSpec) -> ProviderResult<WorkerHandle> {
+    fn create_worker(&self, id: WorkerId, _: &WorkerSpec) -> ProviderResult<WorkerHandle> {
         if take(&self.fail_creates) {
             return Err(ProviderError::new("quota exceeded"));
         }
         let n = self.n.fetch_add(1, Ordering::Relaxed);
-        Ok(WorkerHandle::new(
-            self.provider_id(),
-            self.provider_type(),
-            format!("vm-{n}"),
-        ))
+        let handle = WorkerHandle::new(self.provider_id(), self.provider_type(), format!("vm-{n}"));
+        Ok(WorkerHandle {
+            worker_id: id,
+            ..handle
+        })
     }
     fn destroy_worker(&self, _: &WorkerHandle) -> ProviderResult<()> {
         if take(&self.fail_destroys) {
@@ -234,6 +234,22 @@ fn spans_and_decision_events_of_a_run() {
                 .any(|e| field(&e.fields, "decision") == Some(line.as_str())
                     && e.span == Some("tick")),
             "decision {line:?} not traced"
+        );
+    }
+    // The provision span names the worker id the manager made, before the provider call.
+    let creates: Vec<&EventRecord> = seen
+        .events
+        .iter()
+        .filter(|e| field(&e.fields, "message") == Some("create_worker"))
+        .collect();
+    assert!(creates.iter().all(|e| e.span == Some("provision")));
+    for p in &first.provisioned {
+        let id = p.worker_id.to_string();
+        assert!(
+            creates
+                .iter()
+                .any(|e| field(&e.fields, "worker_id") == Some(id.as_str())),
+            "no create_worker event for {id}"
         );
     }
     for m in [
