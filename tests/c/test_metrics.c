@@ -50,9 +50,9 @@ int main(void) {
   CHECK_OK(hw_registry_claim(reg, filter, "job-2", &w));
   hw_worker_free(w);
 
-  hw_tick_report *report = NULL;
+  hw_report *report = NULL;
   CHECK_OK(hw_manager_tick(mgr, 0, &report));
-  hw_tick_report_free(report);
+  hw_report_free(report);
 
   char *text = NULL;
   CHECK_OK(hw_manager_metrics_text(mgr, &text));
