@@ -57,8 +57,8 @@ impl Fleet {
         let clock = Arc::new(ManualClock::new(1_700_000_000_000));
         let registry = Arc::new(InMemoryWorkerRegistry::with_clock(clock.clone()));
         let provider = ProviderId::new("bench").expect("valid id");
-        // Nothing retires during the run: each tick advances the clock by 1 ms only, and the
-        // deadlines are days away, so every tick (off or on) meets the same quiet fleet.
+        // Nothing retires during the run (under 2 simulated hours; idle and lifetime limits are
+        // days away), so every tick, off or on, meets the same live fleet.
         let spec = Arc::new(
             WorkerSpec::new("img")
                 .with_idle_timeout(Duration::from_secs(86_400))
@@ -76,10 +76,11 @@ impl Fleet {
             .collect();
         let config = WorkerLifecycleConfig {
             // A quiet fleet: nothing expires, nothing to scale.
-            heartbeat_timeout: Duration::from_secs(86_400),
+            // A live fleet: every agent heartbeats every 10 s (see `roll`), nothing expires.
+            heartbeat_timeout: Duration::from_secs(60),
             startup_timeout: Duration::from_secs(86_400),
-            // A health check in every tick.
-            health_check_interval: Duration::from_millis(1),
+            // A health check in every tick, as the registry bench's live-fleet tick.
+            health_check_interval: Duration::from_secs(1),
             min_ready_workers: n,
             max_workers: n,
             ..WorkerLifecycleConfig::default()
@@ -96,6 +97,35 @@ impl Fleet {
 
     fn set_metrics(&self, on: bool) {
         self.manager.metrics().set_timing(on);
+    }
+
+    /// One simulated second of a live fleet, untimed: the clock advances 1 s and a tenth of
+    /// the agents heartbeat (each every 10 s).
+    fn roll(&self, second: u64) {
+        self.clock.advance(Duration::from_secs(1));
+        let n = self.ids.len() as u64;
+        let slice = (second % 10) * n / 10..((second % 10) + 1) * n / 10;
+        for i in slice {
+            let _ = self.manager.process_heartbeat(&self.ids[i as usize]);
+        }
+    }
+
+    /// Times each tick alone (after an untimed `roll`) over `iters` ticks; with metrics on, a
+    /// scrape every `every` ticks, untimed.
+    fn timed_ticks(&self, on: bool, iters: u64, every: u64, second: &mut u64) -> Duration {
+        self.set_metrics(on);
+        let mut total = Duration::ZERO;
+        for i in 0..iters {
+            *second += 1;
+            self.roll(*second);
+            let started = Instant::now();
+            black_box(self.manager.tick(0));
+            total += started.elapsed();
+            if on && (i + 1) % every == 0 {
+                black_box(self.manager.metrics_text());
+            }
+        }
+        total
     }
 
     /// Times `op` over `iters` calls; with metrics on, scrapes every `every` calls, untimed.
@@ -176,12 +206,30 @@ fn bench(n: usize, label: &str, md: &mut String) {
     };
     let (off, on) = compare(&fleet, 5_000, SCRAPE_EVERY, &mut claim);
     row(md, "claim + release", label, off, on);
-    let mut tick = |_: u64| {
-        fleet.clock.advance(Duration::from_millis(1));
-        black_box(fleet.manager.tick(0));
-    };
-    let (off, on) = compare(&fleet, 300, TICKS_PER_SCRAPE, &mut tick);
-    row(md, "tick (quiet, health check every tick)", label, off, on);
+    // Past the grace period a first tick may grant, into the steady state.
+    let mut second = 0;
+    fleet.timed_ticks(false, 70, TICKS_PER_SCRAPE, &mut second);
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    for r in 0..41 {
+        for first_on in [r % 2 == 1, r % 2 == 0] {
+            let ns = fleet
+                .timed_ticks(first_on, 60, TICKS_PER_SCRAPE, &mut second)
+                .as_nanos() as f64
+                / 60.0;
+            if first_on {
+                on.push(ns)
+            } else {
+                off.push(ns)
+            }
+        }
+    }
+    row(
+        md,
+        "tick (live fleet: a tenth heartbeats each second, health check every tick)",
+        label,
+        median(&mut off),
+        median(&mut on),
+    );
     let started = Instant::now();
     let scrapes = 200;
     for _ in 0..scrapes {
