@@ -19,6 +19,10 @@
 //!   brake, cleanup that drains rather than kills, destroy retries (no leaked instances),
 //!   reconcile, and autoscaling; [`tick`](WorkerLifecycleManager::tick) returns a
 //!   [`TickReport`] that explains each decision and lists the jobs to requeue.
+//! - [`metrics`]: the manager's Prometheus/OpenMetrics metrics
+//!   ([`WorkerLifecycleManager::metrics`], [`metrics_text`](WorkerLifecycleManager::metrics_text)),
+//!   read at scrape time from what is already maintained; with the `tracing` cargo feature,
+//!   spans for tick, health check, cleanup, provision and destroy.
 //!
 //! ```
 //! use std::sync::Arc;
