@@ -9,9 +9,12 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 
-use super::indexes::{HeartbeatWheel, Indexes, Membership, Record, DEFAULT_RETIRED_ID_LIMIT};
+use super::indexes::{
+    HeartbeatWheel, Indexes, Membership, Record, DEFAULT_RETIRED_ID_LIMIT, HEARTBEAT_BUCKET_MS,
+};
 use super::snapshot::{Snapshot, SNAPSHOT_FORMAT};
 use super::stats::WorkerRegistryStats;
+use super::telemetry::{HeartbeatAges, JobTotals, SubscriberDrops};
 use super::{TransitionGuard, Transitioned, WorkerRegistry};
 use crate::clock::{millis, Clock, SystemClock, Timestamp};
 use crate::error::{Error, Result};
@@ -214,6 +217,7 @@ impl InMemoryWorkerRegistry {
         now: Timestamp,
     ) {
         ix.jobs.insert(job.clone(), id);
+        ix.jobs_assigned += 1;
         self.change(ix, wheel, id, rec, now, |r| {
             r.current_job = Some(job.clone());
             r.state = WorkerState::Busy;
@@ -540,6 +544,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         let mut ix = self.indexes.lock();
         let now = self.now();
         ix.jobs.remove(&job);
+        ix.jobs_released += 1;
         self.bus.publish(
             now,
             EventKind::ReleasedFromJob {
@@ -603,9 +608,22 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
                     .range((Bound::Unbounded, upper))
                     .rev()
                     .take(CLAIM_SCAN_BATCH);
+                // Workers made from one spec share it (`Arc`): without a provider condition the
+                // answer depends on the spec alone, so a run of workers of one spec costs one
+                // pointer comparison each, not a look-up of every label.
+                let by_spec = filter.provider_id.is_none() && filter.provider_type.is_none();
+                let mut last: Option<(&Arc<WorkerSpec>, bool)> = None;
                 for (key, entry) in walk {
                     scanned_to = Some(*key);
-                    if filter.matches_static(&entry.handle, &entry.spec) {
+                    let matches = match last {
+                        Some((spec, answer)) if by_spec && Arc::ptr_eq(spec, &entry.spec) => answer,
+                        _ => {
+                            let answer = filter.matches_static(&entry.handle, &entry.spec);
+                            last = Some((&entry.spec, answer));
+                            answer
+                        }
+                    };
+                    if matches {
                         candidates.push(*key);
                         if candidates.len() == 4 {
                             break;
@@ -789,6 +807,37 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
 
     fn count(&self) -> Result<usize> {
         Ok(self.indexes.lock().stats.total)
+    }
+
+    fn job_totals(&self) -> Result<Option<JobTotals>> {
+        let ix = self.indexes.lock();
+        Ok(Some(JobTotals {
+            assigned: ix.jobs_assigned,
+            released: ix.jobs_released,
+        }))
+    }
+
+    /// From the per-shard heartbeat wheels' live bucket counts: one shared lock per shard,
+    /// cost the buckets in use (about `heartbeat_timeout` / 1 s per shard), not the workers.
+    fn heartbeat_age_histogram(&self) -> Result<Option<HeartbeatAges>> {
+        let now = self.now();
+        let mut by_bucket: BTreeMap<u64, u64> = BTreeMap::new();
+        for shard in self.shards.iter() {
+            for (bucket, n) in shard.read().heartbeat_wheel.live_buckets() {
+                *by_bucket.entry(bucket).or_default() += n;
+            }
+        }
+        // Newest bucket first = youngest age first.
+        let buckets = by_bucket
+            .into_iter()
+            .rev()
+            .map(|(bucket, n)| (now.saturating_sub(bucket * HEARTBEAT_BUCKET_MS), n))
+            .collect();
+        Ok(Some(HeartbeatAges { buckets }))
+    }
+
+    fn subscriber_drops(&self) -> Result<Vec<SubscriberDrops>> {
+        Ok(self.bus.subscriber_drops())
     }
 
     fn subscribe(&self, options: SubscribeOptions) -> Result<Subscription> {
