@@ -19,6 +19,10 @@
 //!   brake, cleanup that drains rather than kills, destroy retries (no leaked instances),
 //!   reconcile, and autoscaling; [`tick`](WorkerLifecycleManager::tick) returns a
 //!   [`TickReport`] that explains each decision and lists the jobs to requeue.
+//! - [`metrics`]: the manager's Prometheus/OpenMetrics metrics
+//!   ([`WorkerLifecycleManager::metrics`], [`metrics_text`](WorkerLifecycleManager::metrics_text)),
+//!   read at scrape time from what is already maintained; with the `tracing` cargo feature,
+//!   spans for tick, health check, cleanup, provision and destroy.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -54,14 +58,18 @@ mod events;
 mod filter;
 mod ids;
 mod lifecycle;
+pub mod metrics;
 mod registry;
 pub mod sim;
 mod state;
+mod trace;
 mod worker;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use error::{Error, ErrorKind, Result};
-pub use events::{EventKind, SubscribeOptions, Subscription, WorkerLifecycleEvent};
+pub use events::{
+    EventFeed, EventKind, EventSource, SubscribeOptions, Subscription, WorkerLifecycleEvent,
+};
 pub use filter::WorkerFilter;
 pub use ids::{JobId, ProviderId, WorkerId, MAX_JOB_ID_LEN, MAX_PROVIDER_ID_LEN};
 pub use lifecycle::{
@@ -72,8 +80,8 @@ pub use lifecycle::{
     WorkerProvider, MAX_CONFIG_DURATION,
 };
 pub use registry::{
-    InMemoryWorkerRegistry, Snapshot, StateCounts, TransitionGuard, Transitioned, WorkerRegistry,
-    WorkerRegistryStats, SNAPSHOT_FORMAT,
+    HeartbeatAges, InMemoryWorkerRegistry, JobTotals, Snapshot, StateCounts, SubscriberDrops,
+    TransitionGuard, Transitioned, WorkerRegistry, WorkerRegistryStats, SNAPSHOT_FORMAT,
 };
 pub use state::WorkerState;
 pub use worker::{

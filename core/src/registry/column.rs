@@ -11,12 +11,75 @@
 //! never reach the slot's new occupant: its look-up fails first. Slot allocation and release
 //! need the shard's write lock, which excludes every heartbeat to the shard.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
 use crate::clock::Timestamp;
 use crate::ids::WorkerId;
+
+/// Width of a bucket of [`HeartbeatAges`](super::HeartbeatAges) (1 s), in milliseconds.
+pub(super) const HEARTBEAT_AGE_BUCKET_MS: u64 = 1_000;
+
+/// Ages below this many buckets are counted in an array, older ones in a map.
+const DENSE_AGES: usize = 4096;
+
+/// Heartbeat-age counts gathered over the shards' columns: a worker whose key (`max(heartbeat,
+/// grace floor)`) lies in the bucket starting at `b` (ms) is counted at age `now - b`.
+#[derive(Debug)]
+pub(super) struct AgeCounts {
+    now: Timestamp,
+    now_bucket: u64,
+    /// By age in buckets, for the recent ones (nearly every worker of a live fleet).
+    dense: Vec<u64>,
+    /// By bucket, for the older ones.
+    sparse: BTreeMap<u64, u64>,
+}
+
+impl AgeCounts {
+    pub fn new(now: Timestamp) -> AgeCounts {
+        AgeCounts {
+            now,
+            now_bucket: now / HEARTBEAT_AGE_BUCKET_MS,
+            dense: vec![0; DENSE_AGES],
+            sparse: BTreeMap::new(),
+        }
+    }
+
+    fn add(&mut self, key: Timestamp) {
+        let bucket = key / HEARTBEAT_AGE_BUCKET_MS;
+        // A heartbeat stored after `now` was read counts as age 0.
+        let age = self.now_bucket.saturating_sub(bucket) as usize;
+        match self.dense.get_mut(age) {
+            Some(n) => *n += 1,
+            None => *self.sparse.entry(bucket).or_default() += 1,
+        }
+    }
+
+    /// `(age_ms, workers)`, youngest first, empty buckets left out. The age of a bucket is
+    /// measured from `now` to the bucket's start, as `HeartbeatAges` documents.
+    pub fn into_buckets(self) -> Vec<(u64, u64)> {
+        let (now, now_bucket) = (self.now, self.now_bucket);
+        let mut out: Vec<(u64, u64)> = self
+            .dense
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(age, n)| {
+                let start = (now_bucket - age as u64) * HEARTBEAT_AGE_BUCKET_MS;
+                (now - start, *n)
+            })
+            .collect();
+        out.extend(
+            self.sparse
+                .into_iter()
+                .rev()
+                .map(|(bucket, n)| (now.saturating_sub(bucket * HEARTBEAT_AGE_BUCKET_MS), n)),
+        );
+        out
+    }
+}
 
 /// The heartbeat of a free slot: never due, never lowers the horizon.
 const FREE: Timestamp = Timestamp::MAX;
@@ -180,9 +243,38 @@ impl HeartbeatColumn {
             .count()
     }
 
+    /// Adds the key of every monitored slot to `ages` (one pass over the column).
+    pub fn count_ages(&self, floor: Timestamp, ages: &mut AgeCounts) {
+        for (beat, on) in self.beats.iter().zip(&self.monitored) {
+            if *on {
+                ages.add(beat.load(Ordering::Acquire).max(floor));
+            }
+        }
+    }
+
     /// Slots held (live and free) and suspects cached, for tests of the bounds.
     #[cfg(test)]
     pub fn sizes(&self) -> (usize, usize) {
         (self.beats.len(), self.sweep.lock().suspects.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_are_measured_from_the_bucket_start_recent_and_old_alike() {
+        // 5000 s after the epoch plus 400 ms: recent ages in the array, older ones in the map;
+        // a heartbeat stored after `now` was read counts in the current bucket.
+        let now = 5_000_400;
+        let mut ages = AgeCounts::new(now);
+        for key in [5_000_000, 5_000_399, 4_999_000, 200_000, 200_999, now + 5] {
+            ages.add(key);
+        }
+        assert_eq!(
+            ages.into_buckets(),
+            vec![(400, 3), (1_400, 1), (4_800_400, 2)]
+        );
     }
 }

@@ -163,6 +163,10 @@ pub(super) struct Indexes {
     /// `Terminating`/`Terminated` workers: `find` of those states reads this, not the fleet
     /// (the lifecycle manager looks them up while its destroy queue is not empty).
     pub terminal: BTreeSet<WorkerId>,
+    /// Successful assignments (`assign_to_job`, `claim`) since the registry was made.
+    pub jobs_assigned: u64,
+    /// Successful `release_from_job` calls since the registry was made.
+    pub jobs_released: u64,
     /// Ids unregistered, refused by `register` (ids are never reused).
     pub retired: RetiredIds,
 }
