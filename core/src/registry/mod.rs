@@ -128,8 +128,9 @@ pub trait WorkerRegistry: Send + Sync + fmt::Debug {
     fn claim(&self, filter: &WorkerFilter, job: JobId) -> Result<Option<Worker>>;
 
     /// Workers past their heartbeat deadline: in a monitored state (`Connecting`, `Ready`,
-    /// `Busy`, `Draining`) and silent for longer than `heartbeat_timeout`. Cost follows the
-    /// number of workers due, not the fleet size.
+    /// `Busy`, `Draining`) and silent for longer than `heartbeat_timeout`. Never a pass over
+    /// the records: the in-memory registry answers from its heartbeat columns, usually at the
+    /// cost of what is due, at worst one sequential pass over 8 bytes a worker.
     fn find_unhealthy(&self, heartbeat_timeout: Duration) -> Result<Vec<Worker>>;
 
     /// How many workers [`find_unhealthy`](Self::find_unhealthy) would return now, without
