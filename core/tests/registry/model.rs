@@ -1,18 +1,16 @@
 //! Model-based property test: random sequences of registry operations run against
-//! [`InMemoryWorkerRegistry`] and against a plain `HashMap` reference model that states
+//! the backend under test and against a plain `HashMap` reference model that states
 //! DESIGN.md §3–§4 directly. After every step the results, errors, events and every record must
 //! match the model, the invariants of §3 must hold, `stats()` must equal a recount, and the
 //! deadline indexes must agree with a brute-force recomputation.
-
-mod registry_common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::*;
 use hodei_workers::*;
 use proptest::prelude::*;
-use registry_common::*;
 
 /// Operations, with workers and jobs named by small indexes resolved at run time.
 #[derive(Debug, Clone)]
@@ -422,7 +420,7 @@ fn run(ops: &[Op]) -> std::result::Result<(), TestCaseError> {
     let (clock, registry) = registry();
     let mut registry = registry;
     // `keen` wants every event, heartbeats included; `plain` leaves heartbeats out.
-    let subscribe = |r: &InMemoryWorkerRegistry| {
+    let subscribe = |r: &dyn WorkerRegistry| {
         let keen = r
             .subscribe(
                 SubscribeOptions::default()
@@ -576,7 +574,7 @@ fn run(ops: &[Op]) -> std::result::Result<(), TestCaseError> {
             }
             Op::Reload => {
                 let json = registry.snapshot().unwrap().to_json().unwrap();
-                let copy = InMemoryWorkerRegistry::with_clock(clock.clone());
+                let copy = registry_on(clock.clone());
                 copy.restore(Snapshot::from_json(&json).unwrap()).unwrap();
                 registry = copy;
                 (keen, plain) = subscribe(&registry);
@@ -668,7 +666,7 @@ fn run(ops: &[Op]) -> std::result::Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(1_000))]
+    #![proptest_config(ProptestConfig::with_cases(crate::backend::PROPTEST_CASES))]
 
     #[test]
     fn registry_matches_the_model(ops in ops()) {

@@ -3,13 +3,11 @@
 //! with `Error::Snapshot` and leaves the target registry exactly as it was; a non-empty
 //! registry refuses any restore.
 
-mod registry_common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::*;
 use hodei_workers::*;
-use registry_common::*;
 use serde_json::Value;
 
 fn secs(s: u64) -> Duration {
@@ -18,7 +16,7 @@ fn secs(s: u64) -> Duration {
 
 /// A registry with a bit of everything: every state, jobs held by `Busy` and `Draining`
 /// workers, heartbeats, released jobs, labels, metadata, two providers, events published.
-fn busy_registry() -> (Arc<ManualClock>, InMemoryWorkerRegistry) {
+fn busy_registry() -> (Arc<ManualClock>, TestRegistry) {
     let (clock, registry) = registry();
     for state in WorkerState::ALL {
         let job_name = format!("job-{state}");
@@ -72,7 +70,7 @@ fn sorted(mut workers: Vec<Worker>) -> Vec<Worker> {
 
 /// Everything observable about a registry's content, to check that a refused call left it
 /// alone.
-fn observe(registry: &InMemoryWorkerRegistry) -> (Vec<Worker>, WorkerRegistryStats, Snapshot) {
+fn observe(registry: &dyn WorkerRegistry) -> (Vec<Worker>, WorkerRegistryStats, Snapshot) {
     (
         sorted(registry.find(&WorkerFilter::new()).unwrap()),
         registry.stats().unwrap(),
@@ -81,7 +79,7 @@ fn observe(registry: &InMemoryWorkerRegistry) -> (Vec<Worker>, WorkerRegistrySta
 }
 
 /// The seq the next event of `registry` gets (publishes one to find out).
-fn next_seq(registry: &InMemoryWorkerRegistry) -> u64 {
+fn next_seq(registry: &dyn WorkerRegistry) -> u64 {
     let sub = registry.subscribe(SubscribeOptions::default()).unwrap();
     registry
         .publish(EventKind::ProvisionRequested {
@@ -102,7 +100,7 @@ fn round_trip_restores_an_equal_registry_that_carries_on() {
     let read = Snapshot::from_json(&json).unwrap();
     assert_eq!(read, snapshot, "JSON round trip");
 
-    let copy = InMemoryWorkerRegistry::with_clock(clock.clone());
+    let copy = registry_on(clock.clone());
     copy.restore(read).unwrap();
     assert_eq!(
         sorted(copy.find(&WorkerFilter::new()).unwrap()),
@@ -127,7 +125,7 @@ fn a_restored_registry_behaves_like_the_original() {
     // Run the same operations on the original and its copy: same results, same records, same
     // answers from every deadline index, at every step.
     let (clock, original) = busy_registry();
-    let copy = InMemoryWorkerRegistry::with_clock(clock.clone());
+    let copy = registry_on(clock.clone());
     copy.restore(Snapshot::from_json(&original.snapshot().unwrap().to_json().unwrap()).unwrap())
         .unwrap();
     let both = [&original, &copy];
@@ -197,7 +195,7 @@ fn a_restored_registry_behaves_like_the_original() {
 // refused snapshots
 
 /// An empty registry that has published a few events: a refused restore must leave its seq too.
-fn empty_target() -> InMemoryWorkerRegistry {
+fn empty_target() -> TestRegistry {
     let (_, target) = registry();
     let id = register(&target, spec());
     target
@@ -392,7 +390,7 @@ fn a_snapshot_seq_no_registry_can_continue_from_is_refused() {
         assert_refused(&text, &format!("seq {seq}"));
     }
     let fine = edited(|v| v["seq"] = ((1u64 << 63) - 1).into());
-    let target = InMemoryWorkerRegistry::new();
+    let target = registry().1;
     target.restore(Snapshot::from_json(&fine).unwrap()).unwrap();
     register(&target, spec());
     assert_eq!(next_seq(&target), (1 << 63) + 1);

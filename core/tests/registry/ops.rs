@@ -1,14 +1,12 @@
 //! Every operation of [`WorkerRegistry`] and every error path, one behaviour per test, on
-//! [`InMemoryWorkerRegistry`] driven by a [`ManualClock`].
-
-mod registry_common;
+//! the backend under test driven by a [`ManualClock`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::*;
 use hodei_workers::*;
-use registry_common::*;
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -16,7 +14,7 @@ fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
-fn worker(registry: &InMemoryWorkerRegistry, id: &WorkerId) -> Worker {
+fn worker(registry: &dyn WorkerRegistry, id: &WorkerId) -> Worker {
     registry.get(id).unwrap().expect("worker present")
 }
 
@@ -1615,7 +1613,7 @@ fn every_registry_error_kind_is_produced() {
             )
             .unwrap_err(),
         registry.restore(snapshot).unwrap_err(),
-        InMemoryWorkerRegistry::new().restore(foreign).unwrap_err(),
+        crate::common::registry().1.restore(foreign).unwrap_err(),
     ];
     let produced: BTreeSet<&str> = errors.iter().map(Error::kind_name).collect();
     let expected: BTreeSet<&str> = [

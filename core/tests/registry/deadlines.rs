@@ -3,14 +3,12 @@
 //! one millisecond before, at, and one millisecond after each, and compares what the deadline
 //! indexes report with a brute-force recomputation from the records.
 
-mod registry_common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::*;
 use hodei_workers::*;
-use registry_common::*;
 
 const MS: Duration = Duration::from_millis(1);
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -32,7 +30,7 @@ fn goto(clock: &ManualClock, at: Timestamp) {
 
 /// A varied fleet: every state, registrations and heartbeats spread over ten seconds, each at
 /// an odd millisecond so that deadlines do not all coincide.
-fn fleet(clock: &ManualClock, registry: &InMemoryWorkerRegistry) -> Vec<WorkerId> {
+fn fleet(clock: &ManualClock, registry: &dyn WorkerRegistry) -> Vec<WorkerId> {
     use WorkerState::*;
     let states = [
         Creating,
@@ -357,44 +355,6 @@ fn grant_grace_gives_everyone_a_fresh_period() {
     check(16, 0);
     clock.advance(MS);
     check(16, 8);
-}
-
-#[test]
-fn system_clock_never_goes_backwards_across_threads() {
-    use std::sync::Mutex;
-    let clock = Arc::new(SystemClock::new());
-    // Each thread checks its own readings, and every reading is also checked against the
-    // latest one of any thread, taken under one lock: the order the lock imposes is a real
-    // order in time, so a reading may never be below one taken before it.
-    let latest = Arc::new(Mutex::new(clock.now()));
-    let threads: Vec<_> = (0..4)
-        .map(|_| {
-            let clock = Arc::clone(&clock);
-            let latest = Arc::clone(&latest);
-            std::thread::spawn(move || {
-                let mut own = 0;
-                for i in 0..20_000 {
-                    let now = clock.now();
-                    assert!(now >= own, "a thread's clock went back: {own} -> {now}");
-                    own = now;
-                    if i % 16 == 0 {
-                        let mut last = latest.lock().unwrap();
-                        let now = clock.now();
-                        assert!(now >= *last, "clock went back: {} -> {now}", *last);
-                        *last = now;
-                    }
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().unwrap();
-    }
-    // Shared by copy too: two copies of one clock agree on the order.
-    let copy = *clock;
-    let a = clock.now();
-    let b = copy.now();
-    assert!(b >= a);
 }
 
 #[test]

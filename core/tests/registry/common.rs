@@ -1,5 +1,7 @@
-//! Helpers shared by the `registry_*` integration tests: a registry on a [`ManualClock`],
-//! workers brought into a given state, and a full check of the invariants of DESIGN.md §3.
+//! Helpers shared by the registry conformance suite: a registry of the backend under test on a
+//! [`ManualClock`], workers brought into a given state, and a full check of the invariants of
+//! DESIGN.md §3. Backend-neutral: the registry comes from `crate::backend`, so the PostgreSQL
+//! crate's tests include this file as it is.
 #![allow(dead_code)] // each test crate uses a different part of it
 
 use std::collections::HashMap;
@@ -10,11 +12,92 @@ use hodei_workers::*;
 /// Where the manual clock starts: far enough from zero that `now - timeout` never saturates.
 pub const T0: Timestamp = 1_700_000_000_000;
 
-/// A registry on a manual clock reading [`T0`].
-pub fn registry() -> (Arc<ManualClock>, InMemoryWorkerRegistry) {
+/// A fresh, empty registry of the backend under test on a manual clock reading [`T0`].
+pub fn registry() -> (Arc<ManualClock>, TestRegistry) {
     let clock = Arc::new(ManualClock::new(T0));
-    let registry = InMemoryWorkerRegistry::with_clock(clock.clone());
+    let registry = registry_on(clock.clone());
     (clock, registry)
+}
+
+/// Another fresh, empty registry of the backend under test on `clock` (a restore target).
+pub fn registry_on(clock: Arc<ManualClock>) -> TestRegistry {
+    TestRegistry(crate::backend::new_registry(clock))
+}
+
+/// The backend's registry as a value that is itself a [`WorkerRegistry`], so that `&registry`
+/// passes where a `&dyn WorkerRegistry` is asked for (an `Arc<dyn WorkerRegistry>` does not:
+/// the unsizing coercion is tried before deref). Every method forwards, none falls back on a
+/// default body: a backend's own implementation is what is tested.
+#[derive(Debug, Clone)]
+pub struct TestRegistry(pub Arc<dyn WorkerRegistry>);
+
+impl WorkerRegistry for TestRegistry {
+    fn now(&self) -> Timestamp {
+        self.0.now()
+    }
+    fn register(&self, handle: WorkerHandle, spec: Arc<WorkerSpec>) -> Result<Worker> {
+        self.0.register(handle, spec)
+    }
+    fn unregister(&self, id: &WorkerId, reason: TerminationReason) -> Result<Worker> {
+        self.0.unregister(id, reason)
+    }
+    fn get(&self, id: &WorkerId) -> Result<Option<Worker>> {
+        self.0.get(id)
+    }
+    fn find(&self, filter: &WorkerFilter) -> Result<Vec<Worker>> {
+        self.0.find(filter)
+    }
+    fn find_available(&self) -> Result<Vec<Worker>> {
+        self.0.find_available()
+    }
+    fn find_by_provider(&self, provider_id: &ProviderId) -> Result<Vec<Worker>> {
+        self.0.find_by_provider(provider_id)
+    }
+    fn update_state(&self, id: &WorkerId, state: WorkerState) -> Result<Worker> {
+        self.0.update_state(id, state)
+    }
+    fn heartbeat(&self, id: &WorkerId) -> Result<()> {
+        self.0.heartbeat(id)
+    }
+    fn assign_to_job(&self, id: &WorkerId, job: JobId) -> Result<Worker> {
+        self.0.assign_to_job(id, job)
+    }
+    fn release_from_job(&self, id: &WorkerId, expected_job: Option<&JobId>) -> Result<JobId> {
+        self.0.release_from_job(id, expected_job)
+    }
+    fn claim(&self, filter: &WorkerFilter, job: JobId) -> Result<Option<Worker>> {
+        self.0.claim(filter, job)
+    }
+    fn find_unhealthy(&self, heartbeat_timeout: std::time::Duration) -> Result<Vec<Worker>> {
+        self.0.find_unhealthy(heartbeat_timeout)
+    }
+    fn find_startup_expired(&self, startup_timeout: std::time::Duration) -> Result<Vec<Worker>> {
+        self.0.find_startup_expired(startup_timeout)
+    }
+    fn find_for_termination(&self) -> Result<Vec<(Worker, TerminationReason)>> {
+        self.0.find_for_termination()
+    }
+    fn grant_grace(&self, since: Timestamp) -> Result<()> {
+        self.0.grant_grace(since)
+    }
+    fn stats(&self) -> Result<WorkerRegistryStats> {
+        self.0.stats()
+    }
+    fn count(&self) -> Result<usize> {
+        self.0.count()
+    }
+    fn subscribe(&self, options: SubscribeOptions) -> Result<Subscription> {
+        self.0.subscribe(options)
+    }
+    fn publish(&self, kind: EventKind) -> Result<()> {
+        self.0.publish(kind)
+    }
+    fn snapshot(&self) -> Result<Snapshot> {
+        self.0.snapshot()
+    }
+    fn restore(&self, snapshot: Snapshot) -> Result<()> {
+        self.0.restore(snapshot)
+    }
 }
 
 pub fn provider(name: &str) -> ProviderId {

@@ -6,19 +6,23 @@
 //!
 //! The run is seeded: set `HODEI_STRESS_SEED` to replay one (thread interleavings still vary).
 
-mod registry_common;
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
+use crate::common::*;
 use hodei_workers::*;
 use parking_lot::Mutex;
-use registry_common::*;
 
 const THREADS: usize = 6;
 const ITERATIONS: usize = 6_000;
+
+/// `n` scaled to the backend's [`crate::backend::STRESS_SCALE`] (a database round trip costs
+/// far more than a shard lock), never below `min`.
+fn scaled(n: usize, min: usize) -> usize {
+    ((n as f64 * crate::backend::STRESS_SCALE) as usize).max(min)
+}
 const JOB_POOL: usize = 24;
 /// Far more than the test can take: a hang here is a deadlock.
 const WATCHDOG: Duration = Duration::from_secs(120);
@@ -50,7 +54,10 @@ fn seed() -> u64 {
                 .unwrap()
                 .as_nanos() as u64
         });
-    eprintln!("registry_stress seed: {seed} (replay with HODEI_STRESS_SEED={seed})");
+    eprintln!(
+        "registry_stress on {}: seed {seed} (replay with HODEI_STRESS_SEED={seed})",
+        crate::backend::NAME
+    );
     seed
 }
 
@@ -166,6 +173,7 @@ fn concurrent_operations_never_give_a_job_to_two_workers() {
     let seed = seed();
     let (clock, registry) = registry();
     let registry = Arc::new(registry);
+    let iterations = scaled(ITERATIONS, 200);
     let events = registry
         .subscribe(
             SubscribeOptions::default()
@@ -198,7 +206,7 @@ fn concurrent_operations_never_give_a_job_to_two_workers() {
                 // What this thread handed out and may release (others may interfere).
                 let mut mine: Vec<(WorkerId, JobId)> = Vec::new();
                 start.wait();
-                for _ in 0..ITERATIONS {
+                for _ in 0..iterations {
                     let job = jobs[rng.below(jobs.len())].clone();
                     let some_worker = {
                         let w = workers.lock();
@@ -364,8 +372,14 @@ fn concurrent_operations_never_give_a_job_to_two_workers() {
 
     eprintln!("{tally:?}");
     // The run did what it is for: many successful hand-outs and refused double hand-outs.
-    assert!(tally.claimed.load(Ordering::Relaxed) > 100, "{tally:?}");
-    assert!(tally.released.load(Ordering::Relaxed) > 100, "{tally:?}");
+    assert!(
+        tally.claimed.load(Ordering::Relaxed) > scaled(100, 10),
+        "{tally:?}"
+    );
+    assert!(
+        tally.released.load(Ordering::Relaxed) > scaled(100, 10),
+        "{tally:?}"
+    );
     assert!(
         tally.double_assign_refused.load(Ordering::Relaxed) > 0,
         "{tally:?}"
@@ -383,7 +397,7 @@ fn racing_claims_for_one_job_have_exactly_one_winner() {
     for _ in 0..THREADS * 2 {
         ready(&*registry, spec());
     }
-    let rounds = 300;
+    let rounds = scaled(300, 50);
     let barrier = Arc::new(Barrier::new(THREADS));
     let winners = Arc::new(Mutex::new(vec![0usize; rounds]));
     let handles: Vec<_> = (0..THREADS)
@@ -440,6 +454,7 @@ fn racing_heartbeats_and_health_checks_lose_no_worker() {
     // long silence finds every one of them.
     let (clock, registry) = registry();
     let registry = Arc::new(registry);
+    let rounds = scaled(2_000, 200);
     let ids: Vec<WorkerId> = (0..64).map(|_| ready(&*registry, spec())).collect();
     let ids = Arc::new(ids);
     let handles: Vec<_> = (0..4)
@@ -448,7 +463,7 @@ fn racing_heartbeats_and_health_checks_lose_no_worker() {
             let ids = Arc::clone(&ids);
             let clock = Arc::clone(&clock);
             std::thread::spawn(move || {
-                for i in 0..2_000usize {
+                for i in 0..rounds {
                     match t {
                         0 => {
                             registry.find_unhealthy(Duration::from_millis(3)).unwrap();
