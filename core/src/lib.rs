@@ -72,8 +72,8 @@ pub use lifecycle::{
     WorkerProvider,
 };
 pub use registry::{
-    InMemoryWorkerRegistry, Snapshot, StateCounts, WorkerRegistry, WorkerRegistryStats,
-    SNAPSHOT_FORMAT,
+    InMemoryWorkerRegistry, Snapshot, StateCounts, TransitionGuard, Transitioned, WorkerRegistry,
+    WorkerRegistryStats, SNAPSHOT_FORMAT,
 };
 pub use state::WorkerState;
 pub use worker::{
