@@ -98,6 +98,20 @@ impl WorkerRegistry for TestRegistry {
     fn restore(&self, snapshot: Snapshot) -> Result<()> {
         self.0.restore(snapshot)
     }
+    fn heartbeat_many(&self, ids: &[WorkerId]) -> Result<Vec<Result<()>>> {
+        self.0.heartbeat_many(ids)
+    }
+    fn transition_if(
+        &self,
+        id: &WorkerId,
+        guard: &TransitionGuard,
+        to: WorkerState,
+    ) -> Result<Option<Transitioned>> {
+        self.0.transition_if(id, guard, to)
+    }
+    fn longest_idle(&self, n: usize) -> Result<Vec<Worker>> {
+        self.0.longest_idle(n)
+    }
 }
 
 pub fn provider(name: &str) -> ProviderId {
