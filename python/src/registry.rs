@@ -1,4 +1,4 @@
-//! `Registry`: the Python face of `InMemoryWorkerRegistry`.
+//! `Registry`: the Python face of a `WorkerRegistry` (in memory, or PostgreSQL: `postgres.rs`).
 
 use std::sync::Arc;
 
@@ -73,8 +73,9 @@ fn workers(list: Vec<hodei_workers::Worker>) -> Vec<PyWorker> {
 /// ``len(registry)`` counts the workers; ``worker_id in registry`` tests one.
 #[pyclass(frozen, name = "Registry", module = "hodei_workers")]
 pub(crate) struct PyRegistry {
-    pub(crate) inner: Arc<InMemoryWorkerRegistry>,
-    clock: Option<Py<PyManualClock>>,
+    /// Any backend: in memory, or shared (`Registry.postgres`).
+    pub(crate) inner: Arc<dyn WorkerRegistry>,
+    pub(crate) clock: Option<Py<PyManualClock>>,
 }
 
 #[pymethods]
