@@ -19,17 +19,72 @@ pub fn registry() -> (Arc<ManualClock>, TestRegistry) {
     (clock, registry)
 }
 
+/// Cases per property test: `PROPTEST_CASES` from the environment (a longer hunt), else the
+/// backend's own count (`crate::backend::PROPTEST_CASES`: a database backend affords fewer).
+pub fn proptest_cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(crate::backend::PROPTEST_CASES)
+}
+
 /// Another fresh, empty registry of the backend under test on `clock` (a restore target).
 pub fn registry_on(clock: Arc<ManualClock>) -> TestRegistry {
-    TestRegistry(crate::backend::new_registry(clock))
+    TestRegistry::new(crate::backend::new_registry(clock))
 }
 
 /// The backend's registry as a value that is itself a [`WorkerRegistry`], so that `&registry`
 /// passes where a `&dyn WorkerRegistry` is asked for (an `Arc<dyn WorkerRegistry>` does not:
 /// the unsizing coercion is tried before deref). Every method forwards, none falls back on a
 /// default body: a backend's own implementation is what is tested.
+///
+/// A backend whose registries leave something behind (a database schema) attaches a clean-up
+/// with [`TestRegistry::with_cleanup`]: it runs once the last clone is gone.
 #[derive(Debug, Clone)]
-pub struct TestRegistry(pub Arc<dyn WorkerRegistry>);
+pub struct TestRegistry(pub Arc<dyn WorkerRegistry>, Option<Arc<Cleanup>>);
+
+impl TestRegistry {
+    /// Wraps a registry.
+    pub fn new(inner: Arc<dyn WorkerRegistry>) -> Self {
+        TestRegistry(inner, None)
+    }
+
+    /// Wraps a registry and runs `cleanup` after the last clone has dropped it.
+    pub fn with_cleanup(
+        inner: Arc<dyn WorkerRegistry>,
+        cleanup: impl FnOnce() + Send + 'static,
+    ) -> Self {
+        TestRegistry(
+            inner,
+            Some(Arc::new(Cleanup(std::sync::Mutex::new(Some(Box::new(
+                cleanup,
+            )))))),
+        )
+    }
+
+    /// The registry, shareable (a manager takes one).
+    pub fn shared(&self) -> Arc<dyn WorkerRegistry> {
+        Arc::new(self.clone())
+    }
+}
+
+/// Runs its closure when dropped (see [`TestRegistry::with_cleanup`]).
+pub struct Cleanup(std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>);
+
+impl std::fmt::Debug for Cleanup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Cleanup")
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let cleanup = self.0.get_mut().ok().and_then(Option::take);
+        if let Some(cleanup) = cleanup {
+            cleanup();
+        }
+    }
+}
 
 impl WorkerRegistry for TestRegistry {
     fn now(&self) -> Timestamp {

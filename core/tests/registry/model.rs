@@ -666,7 +666,7 @@ fn run(ops: &[Op]) -> std::result::Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(crate::backend::PROPTEST_CASES))]
+    #![proptest_config(ProptestConfig::with_cases(proptest_cases()))]
 
     #[test]
     fn registry_matches_the_model(ops in ops()) {
