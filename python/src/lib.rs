@@ -13,6 +13,7 @@ mod convert;
 mod errors;
 mod events;
 mod lifecycle;
+mod postgres;
 mod provider;
 mod registry;
 mod types;

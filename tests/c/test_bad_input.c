@@ -324,6 +324,32 @@ int main(void) {
   INVALID(hw_registry_new(NULL));
   INVALID(hw_registry_new_with_clock(NULL, (hw_registry **)&out));
   INVALID(hw_registry_new_with_clock(clock, NULL));
+  /* PostgreSQL: argument checks come before any connection, so no server is needed here. */
+  const char *pg = "host=/nonexistent-hodei-dir user=postgres dbname=postgres";
+  INVALID(hw_registry_new_postgres(NULL, "r", (hw_registry **)&out));
+  INVALID(hw_registry_new_postgres(pg, NULL, (hw_registry **)&out));
+  INVALID(hw_registry_new_postgres(pg, "r", NULL));
+  INVALID(hw_registry_new_postgres(BAD_UTF8, "r", (hw_registry **)&out));
+  INVALID(hw_registry_new_postgres(pg, BAD_UTF8, (hw_registry **)&out));
+  INVALID(hw_registry_new_postgres(pg, "Not-A-Schema", (hw_registry **)&out));
+  INVALID(hw_registry_new_postgres(pg, "pg_catalog", (hw_registry **)&out));
+  INVALID(hw_registry_new_postgres("host=x port=notaport", "r", (hw_registry **)&out));
+  /* A server that is not there: HW_ERR_BACKEND, with the cause in the message. */
+  CHECK_STATUS(hw_registry_new_postgres(pg, "r", (hw_registry **)&out), HW_ERR_BACKEND);
+  CHECK(hw_last_error_message()[0] != '\0');
+  INVALID(hw_registry_new_postgres_with_clock(NULL, "r", clock, (hw_registry **)&out));
+  INVALID(hw_registry_new_postgres_with_clock(pg, NULL, clock, (hw_registry **)&out));
+  INVALID(hw_registry_new_postgres_with_clock(pg, "r", NULL, (hw_registry **)&out));
+  INVALID(hw_registry_new_postgres_with_clock(pg, "r", clock, NULL));
+  INVALID(hw_registry_new_postgres_with_clock(pg, "1r", clock, (hw_registry **)&out));
+  CHECK_STATUS(hw_registry_new_postgres_with_clock(pg, "r", clock, (hw_registry **)&out),
+               HW_ERR_BACKEND);
+  INVALID(hw_registry_drop_postgres(NULL, "r"));
+  INVALID(hw_registry_drop_postgres(pg, NULL));
+  INVALID(hw_registry_drop_postgres(BAD_UTF8, "r"));
+  INVALID(hw_registry_drop_postgres(pg, "public"));
+  CHECK_STATUS(hw_registry_drop_postgres(pg, "r"), HW_ERR_BACKEND);
+  CHECK(out == SENTINEL);
   INVALID(hw_registry_now(NULL, &u64));
   INVALID(hw_registry_now(reg, NULL));
   INVALID(hw_registry_register(NULL, "p", "docker", "r", spec, (hw_worker **)&out));
