@@ -15,7 +15,7 @@ PYTHON ?= python3
 # makes make run itself again inside ONE throwaway server for the whole run (scripts/pg-tmp.sh:
 # initdb as a non-root user, a Unix socket in a temporary directory, stopped and removed
 # afterwards even on failure; mk/pg.mk). Tests that need the server and lack HODEI_PG_URL fail.
-PG_GOALS := all test test-rust test-c test-python test-pg
+PG_GOALS := all test test-rust test-c test-python test-pg test-pg-rust test-c-pg test-python-pg
 PG_RUN_GOALS := $(or $(MAKECMDGOALS),all)
 ifeq ($(strip $(HODEI_PG_URL)),)
 ifneq ($(filter $(PG_GOALS),$(PG_RUN_GOALS)),)

@@ -11,6 +11,8 @@
 #   scripts/pg-tmp.sh start DIR           initdb + start a server in the empty or missing DIR;
 #                                         prints its connection string (libpq key=value form)
 #   scripts/pg-tmp.sh restart DIR         `pg_ctl restart -m immediate` (a crash and recovery)
+#   scripts/pg-tmp.sh pause DIR           `pg_ctl stop -m immediate`, keeping the cluster
+#   scripts/pg-tmp.sh resume DIR          start the paused cluster again (crash recovery)
 #   scripts/pg-tmp.sh stop DIR            stop the server in DIR (immediately) and remove DIR
 #   scripts/pg-tmp.sh bindir              print the PostgreSQL bin directory (installing it first)
 #
@@ -97,6 +99,19 @@ restart() {
         || { tail -n 20 "$dir/server.log" >&2; die "restart failed"; }
 }
 
+pause() {
+    local dir=$1 bin
+    bin=$(bindir)
+    as_owner "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null || die "stop failed"
+}
+
+resume() {
+    local dir=$1 bin
+    bin=$(bindir)
+    as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null \
+        || { tail -n 20 "$dir/server.log" >&2; die "start failed"; }
+}
+
 run() {
     [ $# -gt 0 ] || die "usage: pg-tmp.sh run CMD [ARGS...]"
     if [ -n "${HODEI_PG_URL:-}" ]; then
@@ -125,6 +140,8 @@ case "$cmd" in
     start) [ $# = 1 ] || die "usage: pg-tmp.sh start DIR"; start "$1" ;;
     stop) [ $# = 1 ] || die "usage: pg-tmp.sh stop DIR"; stop "$1" ;;
     restart) [ $# = 1 ] || die "usage: pg-tmp.sh restart DIR"; restart "$1" ;;
+    pause) [ $# = 1 ] || die "usage: pg-tmp.sh pause DIR"; pause "$1" ;;
+    resume) [ $# = 1 ] || die "usage: pg-tmp.sh resume DIR"; resume "$1" ;;
     bindir) bindir ;;
-    *) die "usage: pg-tmp.sh run CMD... | start DIR | restart DIR | stop DIR | bindir" ;;
+    *) die "usage: pg-tmp.sh run CMD... | start DIR | restart DIR | pause DIR | resume DIR | stop DIR | bindir" ;;
 esac
