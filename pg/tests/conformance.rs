@@ -38,6 +38,8 @@ mod backend {
 #[path = "../../core/tests/registry/common.rs"]
 mod common;
 
+#[path = "../../core/tests/registry/contract.rs"]
+mod contract;
 #[path = "../../core/tests/registry/deadlines.rs"]
 mod deadlines;
 #[path = "../../core/tests/registry/model.rs"]

@@ -99,13 +99,19 @@ fn assert_consistent(registry: &dyn WorkerRegistry) -> Vec<Worker> {
     for w in &all {
         match &w.current_job {
             Some(j) => {
-                assert!(matches!(w.state, WorkerState::Busy | WorkerState::Draining), "{w:?}");
+                assert!(
+                    matches!(w.state, WorkerState::Busy | WorkerState::Draining),
+                    "{w:?}"
+                );
                 assert!(holders.insert(j, w.id).is_none(), "{j} held twice");
             }
             None => assert_ne!(w.state, WorkerState::Busy, "{w:?}"),
         }
     }
-    assert_eq!(registry.stats().unwrap(), WorkerRegistryStats::recount(&all));
+    assert_eq!(
+        registry.stats().unwrap(),
+        WorkerRegistryStats::recount(&all)
+    );
     assert_eq!(registry.count().unwrap(), all.len());
     all
 }
@@ -142,27 +148,72 @@ fn while_the_server_is_down_every_call_is_a_backend_error_and_nothing_changes() 
         ("get", is_backend(&r.get(&idle))),
         ("find", is_backend(&r.find(&WorkerFilter::new()))),
         ("find_available", is_backend(&r.find_available())),
-        ("register", is_backend(&r.register(handle, Arc::new(WorkerSpec::new("i"))))),
-        ("update_state", is_backend(&r.update_state(&idle, WorkerState::Draining))),
+        (
+            "register",
+            is_backend(&r.register(handle, Arc::new(WorkerSpec::new("i")))),
+        ),
+        (
+            "update_state",
+            is_backend(&r.update_state(&idle, WorkerState::Draining)),
+        ),
         ("heartbeat", is_backend(&r.heartbeat(&idle))),
-        ("heartbeat_many", is_backend(&r.heartbeat_many(&[idle, busy]))),
-        ("assign_to_job", is_backend(&r.assign_to_job(&idle, job("j2")))),
-        ("release_from_job", is_backend(&r.release_from_job(&busy, None))),
-        ("claim", is_backend(&r.claim(&WorkerFilter::new(), job("j3")))),
-        ("unregister", is_backend(&r.unregister(&idle, TerminationReason::Requested))),
-        ("find_unhealthy", is_backend(&r.find_unhealthy(Duration::ZERO))),
-        ("find_startup_expired", is_backend(&r.find_startup_expired(Duration::ZERO))),
-        ("find_for_termination", is_backend(&r.find_for_termination())),
+        (
+            "heartbeat_many",
+            is_backend(&r.heartbeat_many(&[idle, busy])),
+        ),
+        (
+            "assign_to_job",
+            is_backend(&r.assign_to_job(&idle, job("j2"))),
+        ),
+        (
+            "release_from_job",
+            is_backend(&r.release_from_job(&busy, None)),
+        ),
+        (
+            "claim",
+            is_backend(&r.claim(&WorkerFilter::new(), job("j3"))),
+        ),
+        (
+            "unregister",
+            is_backend(&r.unregister(&idle, TerminationReason::Requested)),
+        ),
+        (
+            "find_unhealthy",
+            is_backend(&r.find_unhealthy(Duration::ZERO)),
+        ),
+        (
+            "find_startup_expired",
+            is_backend(&r.find_startup_expired(Duration::ZERO)),
+        ),
+        (
+            "find_for_termination",
+            is_backend(&r.find_for_termination()),
+        ),
         ("grant_grace", is_backend(&r.grant_grace(T0))),
         ("stats", is_backend(&r.stats())),
         ("count", is_backend(&r.count())),
         ("snapshot", is_backend(&r.snapshot())),
-        ("publish", is_backend(&r.publish(EventKind::ProvisionRequested { provider_id: pid("p") }))),
-        ("transition_if", is_backend(&r.transition_if(&idle, &guard, WorkerState::Draining))),
+        (
+            "publish",
+            is_backend(&r.publish(EventKind::ProvisionRequested {
+                provider_id: pid("p"),
+            })),
+        ),
+        (
+            "transition_if",
+            is_backend(&r.transition_if(&idle, &guard, WorkerState::Draining)),
+        ),
         ("longest_idle", is_backend(&r.longest_idle(3))),
     ];
-    let not_backend: Vec<&str> = outcomes.iter().filter(|(_, b)| !b).map(|(n, _)| *n).collect();
-    assert!(not_backend.is_empty(), "not Error::Backend with the server down: {not_backend:?}");
+    let not_backend: Vec<&str> = outcomes
+        .iter()
+        .filter(|(_, b)| !b)
+        .map(|(n, _)| *n)
+        .collect();
+    assert!(
+        not_backend.is_empty(),
+        "not Error::Backend with the server down: {not_backend:?}"
+    );
     // Subscribing may fail or succeed (reading later); either way no panic.
     let sub = registry.subscribe(SubscribeOptions::default());
     assert!(sub.is_ok() || is_backend(&sub), "{sub:?}");
@@ -177,7 +228,10 @@ fn while_the_server_is_down_every_call_is_a_backend_error_and_nothing_changes() 
     // And it works again.
     let got = registry.claim(&WorkerFilter::new(), job("j4")).unwrap();
     assert_eq!(got.map(|w| w.id), Some(idle));
-    assert_eq!(registry.release_from_job(&busy, Some(&job("j1"))), Ok(job("j1")));
+    assert_eq!(
+        registry.release_from_job(&busy, Some(&job("j1"))),
+        Ok(job("j1"))
+    );
     assert_consistent(&registry);
 }
 
@@ -303,7 +357,11 @@ fn a_crash_restart_mid_run_keeps_every_acknowledged_change_and_the_registry_reco
     let wait_for = |count: usize| {
         let start = Instant::now();
         while successes.load(Ordering::SeqCst) < count {
-            assert!(start.elapsed() < PATIENCE, "no progress: {} successes", successes.load(Ordering::SeqCst));
+            assert!(
+                start.elapsed() < PATIENCE,
+                "no progress: {} successes",
+                successes.load(Ordering::SeqCst)
+            );
             assert!(!op_thread.is_finished(), "the op thread died");
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -324,7 +382,11 @@ fn a_crash_restart_mid_run_keeps_every_acknowledged_change_and_the_registry_reco
     for (id, k) in &known {
         match k {
             Known::Is(w) => {
-                assert_eq!(by_id.get(id).copied(), Some(w), "acknowledged state of {id}");
+                assert_eq!(
+                    by_id.get(id).copied(),
+                    Some(w),
+                    "acknowledged state of {id}"
+                );
                 checked += 1;
             }
             Known::Unknown => {}
@@ -366,7 +428,8 @@ fn a_connection_killed_inside_a_transaction_applies_nothing() {
 
     // Block the registry's writes at the event outbox, which a change writes after the record:
     // a call then waits inside its transaction with the record already updated.
-    let mut admin = postgres::Client::connect(&guard.url, postgres::NoTls).expect("admin connection");
+    let mut admin =
+        postgres::Client::connect(&guard.url, postgres::NoTls).expect("admin connection");
     let tables: Vec<String> = admin
         .query(
             "SELECT quote_ident(table_schema) || '.' || quote_ident(table_name) \
@@ -378,10 +441,17 @@ fn a_connection_killed_inside_a_transaction_applies_nothing() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert!(!tables.is_empty(), "found the outbox table of schema {}", guard.name);
+    assert!(
+        !tables.is_empty(),
+        "found the outbox table of schema {}",
+        guard.name
+    );
     let mut tx = admin.transaction().unwrap();
-    tx.batch_execute(&format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", tables.join(", ")))
-        .unwrap();
+    tx.batch_execute(&format!(
+        "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
+        tables.join(", ")
+    ))
+    .unwrap();
 
     let call = {
         let registry = Arc::clone(&registry);
@@ -397,7 +467,10 @@ fn a_connection_killed_inside_a_transaction_applies_nothing() {
     tx.rollback().unwrap();
 
     let result = call.join().expect("the call returns, never panics");
-    assert!(is_backend(&result), "a killed connection is Error::Backend: {result:?}");
+    assert!(
+        is_backend(&result),
+        "a killed connection is Error::Backend: {result:?}"
+    );
 
     // Nothing of the unregister remains: the record, the counters, the events.
     let after = wait_until_ok(|| registry.find(&WorkerFilter::new()));
@@ -410,7 +483,9 @@ fn a_connection_killed_inside_a_transaction_applies_nothing() {
         "no event of the killed transaction"
     );
     // And the registry works again on a fresh connection.
-    registry.unregister(&busy, TerminationReason::Requested).unwrap();
+    registry
+        .unregister(&busy, TerminationReason::Requested)
+        .unwrap();
     let kinds: Vec<EventKind> = events.drain().into_iter().map(|e| e.kind).collect();
     assert_eq!(
         kinds,

@@ -62,7 +62,11 @@ fn spec() -> Arc<WorkerSpec> {
 }
 
 fn register_ready(registry: &dyn WorkerRegistry, tag: &str) -> WorkerId {
-    let handle = WorkerHandle::new(ProviderId::new("docker-local").unwrap(), ProviderType::Docker, tag);
+    let handle = WorkerHandle::new(
+        ProviderId::new("docker-local").unwrap(),
+        ProviderType::Docker,
+        tag,
+    );
     let id = registry.register(handle, spec()).expect("register").id;
     registry
         .update_state(&id, WorkerState::Ready)
@@ -106,7 +110,9 @@ fn parent() {
         .publish(marker(START_MARKER))
         .expect("publish the start marker");
     for (_, stdin, _) in children.iter_mut() {
-        writeln!(stdin, "GO").and_then(|()| stdin.flush()).expect("tell a child to go");
+        writeln!(stdin, "GO")
+            .and_then(|()| stdin.flush())
+            .expect("tell a child to go");
     }
     for (i, (_, _, out)) in children.iter_mut().enumerate() {
         expect_line(out, "DONE", i);
@@ -134,7 +140,12 @@ fn parent() {
     // Every subscriber: strictly increasing seq, and the very same events as the parent.
     for (who, stream) in &streams {
         for pair in stream.windows(2) {
-            assert!(pair[0].seq < pair[1].seq, "{who}: seq {} then {}", pair[0].seq, pair[1].seq);
+            assert!(
+                pair[0].seq < pair[1].seq,
+                "{who}: seq {} then {}",
+                pair[0].seq,
+                pair[1].seq
+            );
         }
         assert_eq!(
             stream.len(),
@@ -143,7 +154,10 @@ fn parent() {
             stream.len(),
             streams[0].1.len()
         );
-        assert!(stream == &streams[0].1, "{who} saw other events than the parent");
+        assert!(
+            stream == &streams[0].1,
+            "{who} saw other events than the parent"
+        );
     }
 
     // No job ever held twice, replayed in seq order; the ledger ends where the records are.
@@ -164,7 +178,10 @@ fn parent() {
     for w in &records {
         match &w.current_job {
             Some(j) => {
-                assert!(matches!(w.state, WorkerState::Busy | WorkerState::Draining), "{w:?}");
+                assert!(
+                    matches!(w.state, WorkerState::Busy | WorkerState::Draining),
+                    "{w:?}"
+                );
                 assert!(jobs.insert(j.clone()), "{j} held twice");
             }
             None => assert_ne!(w.state, WorkerState::Busy, "{w:?}"),
@@ -180,7 +197,10 @@ fn parent() {
         .iter()
         .filter(|e| matches!(e.kind, EventKind::Registered { .. }))
         .count();
-    assert!(registrations > WORKERS, "the children registered workers too");
+    assert!(
+        registrations > WORKERS,
+        "the children registered workers too"
+    );
     eprintln!(
         "{} events, {assigned} hand-outs, {} workers left",
         all.len(),
@@ -211,7 +231,11 @@ fn from_start_marker(events: &[WorkerLifecycleEvent]) -> Vec<WorkerLifecycleEven
 fn expect_line(out: &mut impl BufRead, want: &str, child: usize) {
     let mut line = String::new();
     out.read_line(&mut line).expect("read a child's stdout");
-    assert_eq!(line.trim(), want, "child {child} said {line:?}, expected {want}");
+    assert_eq!(
+        line.trim(),
+        want,
+        "child {child} said {line:?}, expected {want}"
+    );
 }
 
 /// The subscription's events up to and including the end marker.
@@ -239,10 +263,16 @@ fn replay_job_ledger(events: &[WorkerLifecycleEvent]) -> HashMap<JobId, WorkerId
         match &e.kind {
             EventKind::AssignedToJob { worker_id, job_id } => {
                 if let Some(other) = job_holder.insert(job_id.clone(), *worker_id) {
-                    panic!("seq {}: {job_id} assigned to {worker_id} while {other} holds it", e.seq);
+                    panic!(
+                        "seq {}: {job_id} assigned to {worker_id} while {other} holds it",
+                        e.seq
+                    );
                 }
                 if let Some(held) = worker_job.insert(*worker_id, job_id.clone()) {
-                    panic!("seq {}: {worker_id} given {job_id} while holding {held}", e.seq);
+                    panic!(
+                        "seq {}: {worker_id} given {job_id} while holding {held}",
+                        e.seq
+                    );
                 }
             }
             EventKind::ReleasedFromJob { worker_id, job_id }
@@ -305,7 +335,12 @@ fn child(name: &str, index: u64) {
             0..=34 => match registry.claim(&WorkerFilter::new(), job(rng.below(JOBS))) {
                 Ok(Some(w)) => {
                     assert_eq!(w.state, WorkerState::Busy);
-                    mine.push((w.id, w.current_job.clone().expect("a claimed worker holds its job")));
+                    mine.push((
+                        w.id,
+                        w.current_job
+                            .clone()
+                            .expect("a claimed worker holds its job"),
+                    ));
                 }
                 Ok(None) | Err(Error::JobAlreadyAssigned { .. }) => {}
                 Err(e) => panic!("claim: {e}"),

@@ -12,6 +12,7 @@
 mod backend;
 mod common;
 
+mod contract;
 mod deadlines;
 mod model;
 mod ops;

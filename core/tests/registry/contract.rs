@@ -12,9 +12,9 @@ use hodei_workers::*;
 /// Where the manual clock starts: far enough from zero that `now - timeout` never saturates.
 const T0: Timestamp = 1_700_000_000_000;
 
-/// The registry under test.
+/// The registry under test: the backend of the binary that includes this module.
 fn new_registry(clock: Arc<ManualClock>) -> Arc<dyn WorkerRegistry> {
-    Arc::new(InMemoryWorkerRegistry::with_clock(clock))
+    crate::backend::new_registry(clock)
 }
 
 fn setup() -> (Arc<ManualClock>, Arc<dyn WorkerRegistry>) {
