@@ -60,7 +60,7 @@ mod state;
 mod worker;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use events::{
     EventFeed, EventKind, EventSource, SubscribeOptions, Subscription, WorkerLifecycleEvent,
 };
@@ -71,7 +71,7 @@ pub use lifecycle::{
     MassExpiryHold, OrphanInstance, ProviderBackoff, ProviderError, ProviderErrorKind,
     ProviderResult, ProvisionFailure, ProvisionedWorker, ReconcileReport, ScalingPlan,
     TerminatedWorker, TickReport, UnhealthyWorker, WorkerLifecycleConfig, WorkerLifecycleManager,
-    WorkerProvider,
+    WorkerProvider, MAX_CONFIG_DURATION,
 };
 pub use registry::{
     InMemoryWorkerRegistry, Snapshot, StateCounts, TransitionGuard, Transitioned, WorkerRegistry,
@@ -80,7 +80,8 @@ pub use registry::{
 pub use state::WorkerState;
 pub use worker::{
     Architecture, ProviderCategory, ProviderType, ResourceRequirements, TerminationReason, Worker,
-    WorkerHandle, WorkerSpec, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_LIFETIME,
+    WorkerHandle, WorkerSpec, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_LIFETIME, MAX_ENTRIES,
+    MAX_IMAGE_LEN, MAX_KEY_LEN, MAX_RESOURCE_ID_LEN, MAX_SPEC_DURATION, MAX_VALUE_LEN,
 };
 
 #[allow(dead_code)]

@@ -36,6 +36,7 @@ from hodei_workers._native import (
     LifecycleStats,
     LostJob,
     ManualClock,
+    MassExpiryGiveUp,
     MassExpiryHeld,
     MassExpiryHold,
     OrphanInstance,
@@ -104,6 +105,7 @@ __all__ = [
     "ProvisionFailure",
     "ProviderBackoff",
     "MassExpiryHold",
+    "MassExpiryGiveUp",
     "OrphanInstance",
     # events
     "Subscription",

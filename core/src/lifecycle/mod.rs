@@ -11,7 +11,7 @@ mod provider;
 mod report;
 mod scaling;
 
-pub use config::WorkerLifecycleConfig;
+pub use config::{WorkerLifecycleConfig, MAX_CONFIG_DURATION};
 pub use manager::WorkerLifecycleManager;
 pub use provider::{ProviderError, ProviderErrorKind, ProviderResult, WorkerProvider};
 pub use report::{
