@@ -17,7 +17,7 @@ use crate::sql::{dur_ms, FROM_WORKERS, W_COLS};
 /// heartbeats stay HOT updates), then the record of each worker due by its primary key.
 static UNHEALTHY: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH t AS MATERIALIZED (SELECT now_ms($1) - $2 AS cutoff, \
+        "WITH t AS MATERIALIZED (SELECT sat_sub(now_ms($1), $2) AS cutoff, \
              (SELECT grace_floor FROM meta) AS floor) \
          SELECT {W_COLS} FROM {FROM_WORKERS}, t \
          WHERE h.last_heartbeat < t.cutoff AND t.floor < t.cutoff \
@@ -29,9 +29,10 @@ static UNHEALTHY: LazyLock<String> = LazyLock::new(|| {
 /// floor's end), from the partial index on `created_at`.
 static STARTUP: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {W_COLS} FROM {FROM_WORKERS} \
-         WHERE w.state IN (0, 1) AND w.created_at < (SELECT now_ms($1) - $2) \
-           AND (SELECT grace_floor FROM meta) < (SELECT now_ms($1) - $2)"
+        "WITH t AS MATERIALIZED (SELECT sat_sub(now_ms($1), $2) AS cutoff) \
+         SELECT {W_COLS} FROM {FROM_WORKERS} \
+         WHERE w.state IN (0, 1) AND w.created_at < (SELECT cutoff FROM t) \
+           AND (SELECT grace_floor FROM meta) < (SELECT cutoff FROM t)"
     )
 });
 
@@ -42,11 +43,11 @@ static TERMINATION: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH t AS MATERIALIZED (SELECT now_ms($1) AS now) \
          SELECT {W_COLS}, 0 FROM {FROM_WORKERS} \
-           WHERE w.state = 2 AND (w.idle_since + w.idle_timeout_ms) < (SELECT now FROM t) \
+           WHERE w.state = 2 AND sat_add(w.idle_since, w.idle_timeout_ms) < (SELECT now FROM t) \
          UNION ALL \
          SELECT {W_COLS}, 1 FROM {FROM_WORKERS} \
            WHERE w.state IN (0, 1, 2, 3) \
-             AND (w.created_at + w.max_lifetime_ms) < (SELECT now FROM t) \
+             AND sat_add(w.created_at, w.max_lifetime_ms) < (SELECT now FROM t) \
          UNION ALL \
          SELECT {W_COLS}, 2 FROM {FROM_WORKERS} \
            WHERE w.state = 4 AND w.current_job IS NULL"

@@ -35,7 +35,7 @@
 //! read what arrived; `recv` waits on `LISTEN` (a notification wakes it; without one it polls
 //! every second, and every 20 ms while waiting out a gap).
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +44,7 @@ use hodei_workers::{
     Error, EventFeed, EventKind, EventSource, Result, SubscribeOptions, Subscription, Timestamp,
     WorkerLifecycleEvent,
 };
+use parking_lot::Mutex;
 use postgres::fallible_iterator::FallibleIterator;
 
 use crate::error::{guard, DbError};
@@ -88,8 +89,11 @@ impl Snap {
     }
 }
 
-/// The reader of one subscription.
-pub(crate) struct OutboxSource {
+/// The reader of one subscription: its connection, cursor and gap state. Shared (behind a
+/// mutex) by the subscription's [`OutboxSource`] and, weakly, by its registry, which reads
+/// every reader to the end when it is dropped (events committed before the registry was
+/// dropped are still delivered; then the stream ends).
+pub(crate) struct Reader {
     config: postgres::Config,
     schema: String,
     conn: Option<Conn>,
@@ -104,16 +108,27 @@ pub(crate) struct OutboxSource {
     /// `at` handed out last: clamped so that it never goes back in seq order (two transactions
     /// read the clock and take their seq in either order, a millisecond apart).
     last_at: Timestamp,
+    /// Read when the registry was dropped, not yet handed to the subscription.
+    prefetched: VecDeque<WorkerLifecycleEvent>,
+    /// The registry is gone: nothing more will be read.
+    closed: bool,
 }
 
-impl std::fmt::Debug for OutboxSource {
+impl std::fmt::Debug for Reader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OutboxSource")
+        f.debug_struct("Reader")
             .field("schema", &self.schema)
             .field("cursor", &self.cursor)
             .field("pending", &self.pending)
+            .field("closed", &self.closed)
             .finish_non_exhaustive()
     }
+}
+
+/// The [`EventSource`] of a subscription.
+#[derive(Debug)]
+pub(crate) struct OutboxSource {
+    reader: Arc<Mutex<Reader>>,
 }
 
 fn open(config: &postgres::Config, schema: &str) -> std::result::Result<Conn, DbError> {
@@ -131,6 +146,11 @@ pub(crate) fn subscribe(
     registry: &PostgresWorkerRegistry,
     options: SubscribeOptions,
 ) -> Result<Subscription> {
+    if options.capacity == 0 {
+        return Err(Error::invalid(
+            "subscription capacity must be at least 1 (0 would drop every event)",
+        ));
+    }
     let config = registry.inner.pool.config().clone();
     let schema = registry.schema().to_owned();
     let (conn, cursor) = guard(|| {
@@ -138,7 +158,7 @@ pub(crate) fn subscribe(
         let cursor: i64 = conn
             .client
             .query_one(
-                "SELECT greatest(coalesce((SELECT max(seq) FROM outbox), 0), \
+                "SELECT greatest(coalesce((SELECT max(seq) FROM outbox), -9223372036854775807 - 1), \
                  (SELECT seq_floor FROM meta))",
                 &[],
             )
@@ -151,7 +171,7 @@ pub(crate) fn subscribe(
         counter.fetch_add(1, Ordering::Relaxed);
         counter
     });
-    let source = OutboxSource {
+    let reader = Arc::new(Mutex::new(Reader {
         config,
         schema,
         conn: Some(conn),
@@ -161,13 +181,24 @@ pub(crate) fn subscribe(
         heartbeats: options.heartbeats,
         heartbeat_subscribers,
         last_at: 0,
-    };
-    Ok(Subscription::from_source(options, Box::new(source)))
+        prefetched: VecDeque::new(),
+        closed: false,
+    }));
+    {
+        let mut readers = registry.inner.readers.lock();
+        readers.retain(|r| r.strong_count() > 0);
+        readers.push(Arc::downgrade(&reader));
+    }
+    Ok(Subscription::from_source(
+        options,
+        Box::new(OutboxSource { reader }),
+    ))
 }
 
-impl OutboxSource {
-    /// Reads once; returns how many rows moved the cursor.
-    fn read(&mut self, feed: &EventFeed<'_>) -> std::result::Result<usize, DbError> {
+impl Reader {
+    /// Reads once (in batches, up to the first gap still open); returns how many rows moved
+    /// the cursor, and adds the events to hand out to `out`.
+    fn read(&mut self, out: &mut Vec<WorkerLifecycleEvent>) -> std::result::Result<usize, DbError> {
         if self.conn.as_ref().is_none_or(|c| c.client.is_closed()) {
             self.conn = Some(open(&self.config, &self.schema)?);
         }
@@ -189,14 +220,13 @@ impl OutboxSource {
                 }
             }
             let seqs: Vec<Option<i64>> = rows.iter().map(|r| r.get(1)).collect();
-            let last = seqs.iter().flatten().copied().max();
-            let Some(last) = last else {
+            let Some(last) = seqs.iter().flatten().copied().max() else {
                 return Ok(moved);
             };
             let mut blocked = false;
             for row in &rows {
                 let seq: i64 = row.get(1);
-                if seq != self.cursor + 1 && seq > self.resolved_upto {
+                if Some(seq) != self.cursor.checked_add(1) && seq > self.resolved_upto {
                     // A gap before this row: judge it, or wait for its writers.
                     if self.pending.is_none() {
                         let inflight: Vec<u64> = snap.xip.iter().copied().collect();
@@ -224,8 +254,8 @@ impl OutboxSource {
                 };
                 let at = ts(row.get(2)).max(self.last_at);
                 self.last_at = at;
-                feed.push(WorkerLifecycleEvent {
-                    seq: seq as u64,
+                out.push(WorkerLifecycleEvent {
+                    seq: ts(seq),
                     at,
                     kind,
                 });
@@ -235,14 +265,52 @@ impl OutboxSource {
             }
         }
     }
-}
 
-impl EventSource for OutboxSource {
-    fn fill(&mut self, feed: &EventFeed<'_>, wait: Duration) {
+    /// Reads what is there now into `prefetched` and ends the stream (the registry is being
+    /// dropped).
+    pub(crate) fn close(&mut self) {
+        if self.closed {
+            return;
+        }
+        let mut out = Vec::new();
+        let _ = guard(|| {
+            let _ = self.read(&mut out);
+            Ok(())
+        });
+        self.prefetched.extend(out);
+        self.closed = true;
+        self.release_connection();
+    }
+
+    fn release_connection(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            // Best effort: a row left behind is removed by the next subscriber.
+            let _ = guard(|| {
+                let _ = conn
+                    .client
+                    .batch_execute("DELETE FROM listeners WHERE pid = pg_backend_pid()");
+                drop(conn);
+                Ok::<(), Error>(())
+            });
+        }
+    }
+
+    fn fill(&mut self, feed: &EventFeed<'_>, wait: Duration) -> bool {
+        while let Some(event) = self.prefetched.pop_front() {
+            feed.push(event);
+        }
+        if self.closed {
+            return false;
+        }
         let _ = guard(|| {
             let mut waited = false;
             loop {
-                match self.read(feed) {
+                let mut out = Vec::new();
+                let result = self.read(&mut out);
+                for event in out {
+                    feed.push(event);
+                }
+                match result {
                     Ok(moved) if moved > 0 || wait.is_zero() || waited => return Ok(()),
                     Ok(_) => {}
                     Err(_) => {
@@ -273,24 +341,22 @@ impl EventSource for OutboxSource {
                 }
             }
         });
+        true
     }
 }
 
-impl Drop for OutboxSource {
+impl EventSource for OutboxSource {
+    fn fill(&mut self, feed: &EventFeed<'_>, wait: Duration) -> bool {
+        self.reader.lock().fill(feed, wait)
+    }
+}
+
+impl Drop for Reader {
     fn drop(&mut self) {
         if let Some(counter) = &self.heartbeat_subscribers {
             counter.fetch_sub(1, Ordering::Relaxed);
         }
-        if let Some(mut conn) = self.conn.take() {
-            // Best effort: a row left behind is removed by the next subscriber.
-            let _ = guard(|| {
-                let _ = conn
-                    .client
-                    .batch_execute("DELETE FROM listeners WHERE pid = pg_backend_pid()");
-                drop(conn);
-                Ok::<(), Error>(())
-            });
-        }
+        self.release_connection();
     }
 }
 

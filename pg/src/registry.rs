@@ -102,6 +102,21 @@ pub(crate) struct Inner {
     /// heartbeats also write their event to the outbox.
     pub heartbeat_subscribers: Arc<AtomicUsize>,
     pub heartbeats: Coalescer,
+    /// The readers of this registry's subscriptions: read to the end when it is dropped.
+    pub readers:
+        parking_lot::Mutex<Vec<std::sync::Weak<parking_lot::Mutex<crate::events::Reader>>>>,
+}
+
+impl Drop for Inner {
+    /// Events committed before the registry is dropped still reach its subscribers, then their
+    /// streams end (as for a dropped in-memory registry).
+    fn drop(&mut self) {
+        for reader in self.readers.get_mut().drain(..) {
+            if let Some(reader) = reader.upgrade() {
+                reader.lock().close();
+            }
+        }
+    }
 }
 
 impl fmt::Debug for PostgresWorkerRegistry {
@@ -171,6 +186,7 @@ impl PostgresWorkerRegistry {
             specs: Specs::default(),
             heartbeat_subscribers: Arc::new(AtomicUsize::new(0)),
             heartbeats: Coalescer::default(),
+            readers: parking_lot::Mutex::new(Vec::new()),
         };
         guard(|| {
             let mut conn = inner.pool.get()?;
@@ -197,9 +213,12 @@ impl PostgresWorkerRegistry {
             let stmt = c.prepare("SELECT now_ms(NULL)")?;
             Ok(c.client.query_one(&stmt, &[])?.get(0))
         })?;
-        let local = self.inner.local.now() as i64;
-        self.inner.offset.store(now - local, Ordering::Relaxed);
-        Ok(ts(now))
+        let now = ts(now);
+        let local = self.inner.local.now();
+        self.inner
+            .offset
+            .store(now as i64 - local as i64, Ordering::Relaxed);
+        Ok(now)
     }
 
     /// The `now` parameter of every statement: the clock's time, or NULL for the database's.
@@ -311,7 +330,7 @@ fn write_change(
     let stmt = conn_cache.prepare(tx, &sql)?;
     let id = *w.after.id.as_uuid();
     let job = w.after.current_job.as_ref().map(|j| j.as_str().to_owned());
-    let jobs = i64::try_from(w.after.jobs_executed).unwrap_or(i64::MAX);
+    let jobs = crate::sql::db_count(w.after.jobs_executed);
     let updated = db_ts(w.after.updated_at);
     let changed = db_ts(w.after.state_changed_at);
     let idle = w.after.idle_since.map(db_ts);
@@ -575,7 +594,7 @@ impl WorkerRegistry for PostgresWorkerRegistry {
             Some(clock) => return clock.now(),
             None => self.db_now().unwrap_or_else(|_| {
                 let local = self.inner.local.now() as i64;
-                ts(local + self.inner.offset.load(Ordering::Relaxed))
+                (local + self.inner.offset.load(Ordering::Relaxed)).max(0) as u64
             }),
         };
         self.inner
@@ -695,6 +714,7 @@ impl WorkerRegistry for PostgresWorkerRegistry {
             let sql = format!(
                 "WITH d AS (DELETE FROM workers WHERE id = $2), \
                  dh AS (DELETE FROM heartbeats WHERE id = $2), \
+                 r AS (UPDATE known_ids SET retired = nextval('retire_seq') WHERE id = $2), \
                  c AS (UPDATE state_counts SET total = total - 1, s{s} = s{s} - 1 WHERE slot = $4), \
                  p AS (UPDATE provider_counts SET n = n - 1 \
                      WHERE provider_id = $5 AND provider_type = $6 AND slot = $4) {INSERT_EVENTS}"
@@ -934,8 +954,18 @@ impl WorkerRegistry for PostgresWorkerRegistry {
         let worker = kind.worker_id().map(|w| *w.as_uuid());
         self.run("publishing an event", |conn| {
             let (mut tx, mut cache) = conn.begin()?;
-            // The xid first: a reader must see this transaction in flight from the moment it
-            // holds a seq (see crate::events).
+            // An event about a worker needs the worker: its row is locked (KEY SHARE, which
+            // `unregister`'s FOR UPDATE waits for) before the seq is taken, so the event can
+            // never follow its Unregistered. The xid comes first too: a reader must see this
+            // transaction in flight from the moment it holds a seq (see crate::events).
+            if let Some(id) = worker {
+                let lock =
+                    cache.prepare(&mut tx, "SELECT 1 FROM workers WHERE id = $1 FOR KEY SHARE")?;
+                if tx.query_opt(&lock, &[&id])?.is_none() {
+                    let id = WorkerId::from_bytes(*id.as_bytes()).unwrap_or_default();
+                    return Err(not_found(&id));
+                }
+            }
             let now: i64 = tx
                 .query_one("SELECT now_ms($1), pg_current_xact_id()::text", &[&given])?
                 .get(0);

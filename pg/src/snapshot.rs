@@ -3,11 +3,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use hodei_workers::{Error, Result, Snapshot, Worker, SNAPSHOT_FORMAT};
+use hodei_workers::{Error, Result, Snapshot, Worker, WorkerId, SNAPSHOT_FORMAT};
 use postgres::IsolationLevel;
 
 use crate::registry::{Fail, PostgresWorkerRegistry};
-use crate::sql::{db_ts, dur_ms, slot_of, st, ts, FROM_WORKERS, W_COLS};
+use crate::sql::{db_count, db_ts, dur_ms, slot_of, st, ts, FROM_WORKERS, W_COLS};
 
 /// Every record and the seq of the last event, in one repeatable-read transaction (one
 /// instant). `taken_at` is read in that transaction, after its snapshot.
@@ -23,7 +23,7 @@ pub(crate) fn snapshot(registry: &PostgresWorkerRegistry) -> Result<Snapshot> {
             .start()?;
         let seq: i64 = tx
             .query_one(
-                "SELECT greatest(coalesce((SELECT max(seq) FROM outbox), 0), \
+                "SELECT greatest(coalesce((SELECT max(seq) FROM outbox), -9223372036854775807 - 1), \
                  (SELECT seq_floor FROM meta))",
                 &[],
             )?
@@ -37,12 +37,24 @@ pub(crate) fn snapshot(registry: &PostgresWorkerRegistry) -> Result<Snapshot> {
             .iter()
             .map(|r| specs.worker(r))
             .collect::<std::result::Result<Vec<Worker>, Fail>>()?;
+        let retired_ids = tx
+            .query(
+                "SELECT id FROM known_ids WHERE retired IS NOT NULL ORDER BY retired",
+                &[],
+            )?
+            .iter()
+            .map(|r| {
+                let id: uuid::Uuid = r.get(0);
+                WorkerId::from_bytes(*id.as_bytes()).unwrap_or_default()
+            })
+            .collect();
         tx.commit()?;
         Ok(Snapshot {
             format: SNAPSHOT_FORMAT.to_owned(),
-            seq: u64::try_from(seq).unwrap_or(0),
+            seq: ts(seq),
             taken_at: ts(taken_at),
             workers,
+            retired_ids,
         })
     })
 }
@@ -108,7 +120,7 @@ pub(crate) fn restore(registry: &PostgresWorkerRegistry, snapshot: Snapshot) -> 
         max_jobs.push(w.spec.max_jobs.map(i64::from));
         states.push(st(w.state));
         jobs.push(w.current_job.as_ref().map(|j| j.as_str().to_owned()));
-        executed.push(i64::try_from(w.jobs_executed).unwrap_or(i64::MAX));
+        executed.push(db_count(w.jobs_executed));
         created.push(db_ts(w.created_at));
         updated.push(db_ts(w.updated_at));
         changed.push(db_ts(w.state_changed_at));
@@ -140,7 +152,12 @@ pub(crate) fn restore(registry: &PostgresWorkerRegistry, snapshot: Snapshot) -> 
                 (a, b, c, d)
             },
         );
-    let seq = i64::try_from(snapshot.seq).unwrap_or(i64::MAX);
+    let seq = db_ts(snapshot.seq);
+    let retired: Vec<uuid::Uuid> = snapshot
+        .retired_ids
+        .iter()
+        .map(|id| *id.as_uuid())
+        .collect();
     let given = registry.given();
     registry.run("restoring a snapshot", |conn| {
         let mut tx = conn.client.transaction()?;
@@ -158,9 +175,26 @@ pub(crate) fn restore(registry: &PostgresWorkerRegistry, snapshot: Snapshot) -> 
              ON CONFLICT (key) DO NOTHING",
             &[&spec_json, &spec_labels, &spec_caps],
         )?;
-        tx.execute(
-            "INSERT INTO known_ids (id) SELECT unnest($1::uuid[]) ON CONFLICT DO NOTHING",
+        // Ids are never reused: not even by a restore.
+        if let Some(row) = tx.query_opt(
+            "SELECT id FROM known_ids WHERE id = ANY($1::uuid[]) LIMIT 1",
             &[&ids],
+        )? {
+            let id: uuid::Uuid = row.get(0);
+            return Err(Fail::Domain(Error::invalid(format!(
+                "worker {id} was registered in this registry before and retired: ids are never \
+                 reused"
+            ))));
+        }
+        tx.execute(
+            "INSERT INTO known_ids (id) SELECT unnest($1::uuid[])",
+            &[&ids],
+        )?;
+        tx.execute(
+            "INSERT INTO known_ids (id, retired) \
+             SELECT r.id, nextval('retire_seq') FROM unnest($1::uuid[]) WITH ORDINALITY AS r(id, o) \
+             ORDER BY r.o ON CONFLICT (id) DO NOTHING",
+            &[&retired],
         )?;
         tx.execute(
             "WITH sp AS (SELECT md5(j) AS key, i FROM unnest($7::text[]) WITH ORDINALITY AS s(j, i)) \
