@@ -28,6 +28,13 @@ pub fn proptest_cases() -> u32 {
         .unwrap_or(crate::backend::PROPTEST_CASES)
 }
 
+/// `n` (a count of workers, rounds, iterations) scaled to the backend's
+/// [`crate::backend::STRESS_SCALE`] (a database round trip costs far more than a shard lock),
+/// never below `min` (what the test needs to mean something). In memory: `n` itself.
+pub fn scaled(n: usize, min: usize) -> usize {
+    ((n as f64 * crate::backend::STRESS_SCALE) as usize).clamp(min.min(n), n)
+}
+
 /// Another fresh, empty registry of the backend under test on `clock` (a restore target).
 pub fn registry_on(clock: Arc<ManualClock>) -> TestRegistry {
     TestRegistry::new(crate::backend::new_registry(clock))

@@ -184,9 +184,11 @@ fn transition_if_racing_claims_never_takes_a_claimed_worker() {
     // One thread retires idle workers ("still Ready, still without a job"), another claims:
     // every worker ends either busy with its job or terminating without one, and no job is
     // ever lost.
-    for round in 0..20 {
+    for round in 0..crate::common::scaled(20, 3) {
         let (_clock, registry) = setup();
-        let ids: Vec<WorkerId> = (0..200).map(|_| ready(&*registry)).collect();
+        let ids: Vec<WorkerId> = (0..crate::common::scaled(200, 60))
+            .map(|_| ready(&*registry))
+            .collect();
         let events = registry
             .subscribe(SubscribeOptions::default().capacity(100_000))
             .unwrap();
@@ -210,7 +212,7 @@ fn transition_if_racing_claims_never_takes_a_claimed_worker() {
         };
         barrier.wait();
         let mut claimed = 0;
-        for i in 0..200 {
+        for i in 0..ids.len() {
             if registry
                 .claim(&WorkerFilter::new(), job(&format!("r{round}-{i}")))
                 .unwrap()
@@ -408,7 +410,7 @@ fn restore_grants_grace_from_now() {
 #[test]
 fn concurrent_find_unhealthy_callers_each_see_every_due_worker() {
     let (clock, registry) = setup();
-    let ids: Vec<WorkerId> = (0..12_000)
+    let ids: Vec<WorkerId> = (0..crate::common::scaled(12_000, 400))
         .map(|_| {
             let id = register(&*registry);
             registry.update_state(&id, WorkerState::Connecting).unwrap();
@@ -441,7 +443,7 @@ fn concurrent_find_unhealthy_callers_each_see_every_due_worker() {
             thread::spawn(move || {
                 // Asserted after the join: a panic here would leave the others at the barrier.
                 let mut misses = Vec::new();
-                for round in 0..300 {
+                for round in 0..crate::common::scaled(300, 20) {
                     barrier.wait();
                     let got = found(&*registry);
                     if got != silent {
@@ -568,7 +570,7 @@ fn event_times_and_record_times_never_go_backwards_in_seq_order() {
 #[test]
 fn claim_with_an_unmatchable_filter_on_a_large_ready_set_finds_nothing() {
     let (_clock, registry) = setup();
-    for _ in 0..5000 {
+    for _ in 0..crate::common::scaled(5000, 300) {
         ready(&*registry);
     }
     let gpu = WorkerFilter::new().label("gpu", "true");
@@ -603,7 +605,7 @@ fn claim_finds_the_one_matching_worker_deep_in_a_large_ready_set() {
             id
         })
         .collect();
-    for _ in 0..5000 {
+    for _ in 0..crate::common::scaled(5000, 300) {
         ready(&*registry);
     }
     let filter = WorkerFilter::new().label("gpu", "true");
@@ -622,7 +624,7 @@ fn concurrent_filtered_claims_never_give_a_worker_or_a_job_twice() {
     let mut per_pool = Vec::new();
     for pool in pools {
         let spec = Arc::new(WorkerSpec::new("img").with_label("pool", pool));
-        let ids: Vec<WorkerId> = (0..300)
+        let ids: Vec<WorkerId> = (0..crate::common::scaled(300, 40))
             .map(|_| {
                 let id = registry.register(handle(), spec.clone()).unwrap().id;
                 registry.update_state(&id, WorkerState::Ready).unwrap();
@@ -632,7 +634,7 @@ fn concurrent_filtered_claims_never_give_a_worker_or_a_job_twice() {
         per_pool.push(ids);
     }
     // Plenty of unmatchable ready workers around them.
-    for _ in 0..2000 {
+    for _ in 0..crate::common::scaled(2000, 200) {
         ready(&*registry);
     }
     let threads: Vec<_> = (0..4)
@@ -640,7 +642,7 @@ fn concurrent_filtered_claims_never_give_a_worker_or_a_job_twice() {
             let registry = registry.clone();
             thread::spawn(move || {
                 let mut won = Vec::new();
-                for i in 0..400 {
+                for i in 0..crate::common::scaled(400, 80) {
                     let pool = ["a", "b", "c", "none"][(t + i) % 4];
                     let filter = WorkerFilter::new().label("pool", pool);
                     // Every thread asks for the same job names: each job goes to one worker.
@@ -1008,7 +1010,7 @@ fn no_event_about_a_worker_is_published_after_its_unregistered() {
 
 #[test]
 fn publishing_racing_unregister_never_follows_the_unregistered_event() {
-    for _ in 0..50 {
+    for _ in 0..crate::common::scaled(50, 5) {
         let (_clock, registry) = setup();
         let ids: Vec<WorkerId> = (0..100).map(|_| ready(&*registry)).collect();
         let events = registry

@@ -18,11 +18,6 @@ use parking_lot::Mutex;
 const THREADS: usize = 6;
 const ITERATIONS: usize = 6_000;
 
-/// `n` scaled to the backend's [`crate::backend::STRESS_SCALE`] (a database round trip costs
-/// far more than a shard lock), never below `min`.
-fn scaled(n: usize, min: usize) -> usize {
-    ((n as f64 * crate::backend::STRESS_SCALE) as usize).max(min)
-}
 const JOB_POOL: usize = 24;
 /// Far more than the test can take: a hang here is a deadlock.
 const WATCHDOG: Duration = Duration::from_secs(120);
