@@ -1363,6 +1363,45 @@ hw_status hw_manager_set_scaling_target(const struct hw_manager *manager, const 
 hw_status hw_manager_clear_scaling_target(const struct hw_manager *manager);
 
 /*
+ Opens the registry named `name` on the PostgreSQL server at `url` and writes a new handle to
+ `*out`. Deadlines are judged on the database's clock, so replicas with skewed clocks agree.
+
+ `url` is any libpq connection string: a URL (`postgresql://user@host:5432/db`) or
+ `key=value` pairs (`host=/tmp user=postgres dbname=postgres`). `name` (1..=48 bytes of
+ `[a-z0-9_]`, not starting with a digit) is the PostgreSQL schema the registry lives in,
+ created with its tables on first use (safe when several processes start at once).
+
+ Connections are opened on demand (a pool of a few per handle). Free the handle with
+ `hw_registry_free`; the records stay in the database.
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for NULL, invalid UTF-8, a malformed `url` or `name`;
+ `HW_ERR_BACKEND` when the server cannot be reached or the schema cannot be set up (the
+ message says why). Later calls on the handle return `HW_ERR_BACKEND` while the server is
+ unreachable, and apply nothing.
+ */
+hw_status hw_registry_new_postgres(const char *url, const char *name, struct hw_registry **out);
+
+/*
+ As `hw_registry_new_postgres`, but every deadline and timestamp is taken from `clock`
+ (a manual clock makes tests deterministic). Replicas sharing a registry must share one time:
+ give them the database clock (`hw_registry_new_postgres`) outside tests. The clock handle
+ may be freed afterwards.
+
+ Errors: as `hw_registry_new_postgres`.
+ */
+hw_status hw_registry_new_postgres_with_clock(const char *url, const char *name, const struct hw_clock *clock, struct hw_registry **out);
+
+/*
+ Drops the registry named `name` from the server at `url`: its schema and every record and
+ event in it (tests clean up with it). Handles still open on it fail afterwards with
+ `HW_ERR_BACKEND`. Dropping a registry that does not exist succeeds.
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for NULL, invalid UTF-8, a malformed `url` or `name`;
+ `HW_ERR_BACKEND`.
+ */
+hw_status hw_registry_drop_postgres(const char *url, const char *name);
+
+/*
  A new, empty registry on the monotonic system clock.
  */
 hw_status hw_registry_new(struct hw_registry **out);
