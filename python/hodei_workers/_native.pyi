@@ -588,11 +588,32 @@ class Registry:
     def postgres(
         url: str, *, name: str = "hodei_workers", clock: ManualClock | None = None
     ) -> Registry:
-        """The registry ``name`` on the PostgreSQL server at ``url``, shared by every process
-        that opens the same name on the same database. See ``Registry.postgres`` in the module."""
+        """The registry ``name`` on a PostgreSQL server, shared by every process that opens the
+        same name on the same database (scheduler replicas: one fleet).
+
+        Arguments:
+            url: any libpq connection string: ``"postgresql://user@host/db"`` or
+                ``"host=/tmp user=postgres dbname=postgres"``.
+            name: the schema the registry lives in (1 to 48 characters of ``[a-z0-9_]``, not
+                starting with a digit), created with its tables on first use.
+            clock: a ManualClock (tests); None judges deadlines on the database's clock.
+
+        Raises:
+            InvalidArgumentError: a malformed ``url`` or ``name``.
+            BackendError: the server cannot be reached (later calls too, while it is down).
+        """
     @staticmethod
     def drop_postgres(url: str, *, name: str) -> None:
-        """Drops the registry ``name`` (schema, records, events) from the server at ``url``."""
+        """Drops the registry ``name`` (its schema, records and events) from a server.
+
+        Arguments:
+            url: the server's libpq connection string.
+            name: the registry's name.
+
+        Raises:
+            InvalidArgumentError: a malformed ``url`` or ``name``.
+            BackendError: the server cannot be reached.
+        """
     @property
     def clock(self) -> ManualClock | None:
         """The ManualClock given at construction, or None on the system clock."""

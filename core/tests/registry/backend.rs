@@ -1,5 +1,6 @@
 //! The backend under test in this binary: the in-memory registry. (The PostgreSQL crate's
 //! `tests/conformance.rs` includes the same suite with a `backend` module of its own.)
+#![allow(dead_code)] // shared by the registry and lifecycle suites, which use different parts
 
 use std::sync::Arc;
 

@@ -11,6 +11,7 @@
 
 mod backend;
 mod common;
+mod test_registry;
 
 mod contract;
 mod deadlines;

@@ -1645,3 +1645,47 @@ fn every_registry_error_kind_is_produced() {
         errors[2]
     );
 }
+
+#[test]
+fn events_after_refused_calls_arrive_at_once() {
+    // A refused call publishes nothing, and leaves nothing that holds back the events of the
+    // calls after it: each is queued by the time its call returns.
+    let (_, registry) = registry();
+    let events = registry.subscribe(SubscribeOptions::default()).unwrap();
+    let busy = ready(&registry, spec());
+    registry.assign_to_job(&busy, job("j")).unwrap();
+    events.drain();
+    let refused = [
+        registry.claim(&WorkerFilter::new(), job("j")).unwrap_err(),
+        registry.assign_to_job(&busy, job("k")).unwrap_err(),
+        registry
+            .release_from_job(&busy, Some(&job("k")))
+            .unwrap_err(),
+        registry
+            .register(
+                (*registry.get(&busy).unwrap().unwrap().handle).clone(),
+                spec(),
+            )
+            .unwrap_err(),
+        registry
+            .update_state(&busy, WorkerState::Creating)
+            .unwrap_err(),
+    ];
+    assert_eq!(refused.len(), 5);
+    assert!(events.is_empty(), "a refused call publishes nothing");
+    for expected in ["released_from_job", "registered"] {
+        match expected {
+            "released_from_job" => {
+                registry.release_from_job(&busy, Some(&job("j"))).unwrap();
+            }
+            _ => {
+                register(&registry, spec());
+            }
+        }
+        let got: Vec<&str> = events.drain().iter().map(|e| e.kind.name()).collect();
+        assert!(
+            got.contains(&expected),
+            "{expected} queued when its call returned: {got:?}"
+        );
+    }
+}

@@ -500,3 +500,30 @@ fn an_empty_snapshot_round_trips() {
     busy.restore(snapshot).unwrap();
     assert_eq!(next_seq(&busy), seq_empty + 1);
 }
+
+#[test]
+fn a_subscription_taken_before_a_restore_sees_what_follows_it() {
+    // A host subscribes first, then loads its snapshot: the events after the restore reach it,
+    // numbered after the snapshot's seq.
+    let (clock, original) = busy_registry();
+    let snapshot = original.snapshot().unwrap();
+    let seq = snapshot.seq;
+    let copy = registry_on(clock.clone());
+    let events = copy.subscribe(SubscribeOptions::default()).unwrap();
+    copy.restore(snapshot).unwrap();
+    let id = register(&copy, spec());
+    let got = events.drain();
+    assert_eq!(
+        got.iter().map(|e| e.kind.clone()).collect::<Vec<_>>(),
+        vec![EventKind::Registered {
+            worker_id: id,
+            provider_id: provider("docker-local"),
+            provider_type: ProviderType::Docker,
+        }]
+    );
+    assert!(
+        got[0].seq > seq,
+        "seq {} after the snapshot's {seq}",
+        got[0].seq
+    );
+}

@@ -7,26 +7,24 @@
 //! Races are made deterministic with [`Racy`], a registry that runs the host's move at the
 //! exact point where the manager's view goes stale, and with stalled provider calls.
 
-mod lifecycle_common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use crate::common::*;
 use hodei_workers::*;
-use lifecycle_common::*;
 
 // ----- a registry that lets the host move in at the worst moment ------------------------------
 
-type Hook = Box<dyn FnOnce(&InMemoryWorkerRegistry) + Send>;
+type Hook = Box<dyn FnOnce(&dyn WorkerRegistry) + Send>;
 
-/// An in-memory registry whose hooks run right after `find_for_termination` answers, or right
+/// A registry of the backend under test whose hooks run right after `find_for_termination` answers, or right
 /// after `get` of one worker answers — the host's move lands between the manager's look and its
 /// action. Counts the `find` calls (a scan of the fleet).
 struct Racy {
-    inner: InMemoryWorkerRegistry,
+    inner: Arc<dyn WorkerRegistry>,
     after_find_for_termination: Mutex<Option<Hook>>,
     after_get: Mutex<Option<(WorkerId, Hook)>>,
     finds: AtomicUsize,
@@ -39,11 +37,11 @@ impl std::fmt::Debug for Racy {
 }
 
 impl Racy {
-    fn on_find_for_termination(&self, hook: impl FnOnce(&InMemoryWorkerRegistry) + Send + 'static) {
+    fn on_find_for_termination(&self, hook: impl FnOnce(&dyn WorkerRegistry) + Send + 'static) {
         *self.after_find_for_termination.lock() = Some(Box::new(hook));
     }
 
-    fn on_get(&self, id: WorkerId, hook: impl FnOnce(&InMemoryWorkerRegistry) + Send + 'static) {
+    fn on_get(&self, id: WorkerId, hook: impl FnOnce(&dyn WorkerRegistry) + Send + 'static) {
         *self.after_get.lock() = Some((id, Box::new(hook)));
     }
 }
@@ -71,7 +69,7 @@ impl WorkerRegistry for Racy {
             }
         };
         if let Some(hook) = hook {
-            hook(&self.inner);
+            hook(&*self.inner);
         }
         answer
     }
@@ -118,7 +116,7 @@ impl WorkerRegistry for Racy {
         let answer = self.inner.find_for_termination();
         let hook = self.after_find_for_termination.lock().take();
         if let Some(hook) = hook {
-            hook(&self.inner);
+            hook(&*self.inner);
         }
         answer
     }
@@ -157,7 +155,7 @@ impl RacyFixture {
     fn new(config: WorkerLifecycleConfig) -> RacyFixture {
         let clock = Arc::new(ManualClock::new(T0));
         let racy = Arc::new(Racy {
-            inner: InMemoryWorkerRegistry::with_clock(clock.clone()),
+            inner: crate::backend::new_registry(clock.clone()),
             after_find_for_termination: Mutex::new(None),
             after_get: Mutex::new(None),
             finds: AtomicUsize::new(0),
@@ -266,8 +264,7 @@ fn terminating_records_restored_from_a_snapshot_are_destroyed_by_the_first_tick(
     let snapshot = f.registry.snapshot().unwrap();
 
     // The host restarts: a new registry from the snapshot, a new manager, the same cloud.
-    let registry: Arc<dyn WorkerRegistry> =
-        Arc::new(InMemoryWorkerRegistry::with_clock(f.clock.clone()));
+    let registry: Arc<dyn WorkerRegistry> = crate::backend::new_registry(f.clock.clone());
     registry.restore(snapshot).unwrap();
     let manager = WorkerLifecycleManager::new(registry.clone(), config()).unwrap();
     manager.register_provider(f.provider.clone()).unwrap();

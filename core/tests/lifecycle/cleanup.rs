@@ -1,10 +1,8 @@
 //! Cleanup and termination: idle and lifetime expiry, draining, `max_jobs`, destroy failures
 //! retried with growing delays, and no leaked instance.
 
-mod lifecycle_common;
-
+use crate::common::*;
 use hodei_workers::*;
-use lifecycle_common::*;
 
 fn idle_spec(idle: u64) -> WorkerSpec {
     WorkerSpec::new("img").with_idle_timeout(secs(idle))

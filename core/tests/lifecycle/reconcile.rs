@@ -1,12 +1,10 @@
 //! Reconcile: orphans destroyed, vanished instances expired, providers without `list_workers`
 //! skipped, `Terminating` records adopted after a restore.
 
-mod lifecycle_common;
-
 use std::sync::Arc;
 
+use crate::common::*;
 use hodei_workers::*;
-use lifecycle_common::*;
 
 #[test]
 fn orphan_instances_are_destroyed_and_known_ones_kept() {
@@ -151,8 +149,7 @@ fn terminating_records_from_a_restore_are_adopted_and_destroyed() {
 
     // A new host process: fresh registry restored from the snapshot, fresh manager.
     let clock = f.clock.clone();
-    let registry: Arc<dyn WorkerRegistry> =
-        Arc::new(InMemoryWorkerRegistry::with_clock(clock.clone()));
+    let registry: Arc<dyn WorkerRegistry> = crate::backend::new_registry(clock.clone());
     registry.restore(snapshot).unwrap();
     let manager = WorkerLifecycleManager::new(registry.clone(), config()).unwrap();
     manager.register_provider(f.provider.clone()).unwrap();

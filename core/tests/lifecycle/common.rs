@@ -1,4 +1,6 @@
-//! Helpers shared by the `lifecycle_*` integration tests: a manager on a [`ManualClock`] and a
+//! Helpers shared by the lifecycle suite (core/tests/lifecycle/, and its PostgreSQL copy in
+//! pg/tests/lifecycle.rs): a manager on a [`ManualClock`] over a registry of the backend under
+//! test (`crate::backend::new_registry`), and a
 //! scriptable [`TestProvider`] that can fail, panic, stall, lose instances, and re-enter the
 //! manager and the registry from inside its calls (which would deadlock if any lock were held
 //! across a provider call).
@@ -312,8 +314,7 @@ pub struct Fixture {
 impl Fixture {
     pub fn new(config: WorkerLifecycleConfig) -> Fixture {
         let clock = Arc::new(ManualClock::new(T0));
-        let registry: Arc<dyn WorkerRegistry> =
-            Arc::new(InMemoryWorkerRegistry::with_clock(clock.clone()));
+        let registry: Arc<dyn WorkerRegistry> = crate::backend::new_registry(clock.clone());
         let events = registry
             .subscribe(SubscribeOptions::default().capacity(100_000))
             .unwrap();

@@ -1,19 +1,17 @@
 //! The manager on a registry that can fail (as a shared-database backend may): no panic, errors
 //! reported, and no instance forgotten while the registry cannot answer.
 
-mod lifecycle_common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::*;
 use hodei_workers::*;
-use lifecycle_common::*;
 
-/// An in-memory registry whose `get`, `unregister` and deadline queries fail on demand.
+/// A registry of the backend under test whose `get`, `unregister` and deadline queries fail on demand.
 #[derive(Debug)]
 struct Flaky {
-    inner: InMemoryWorkerRegistry,
+    inner: Arc<dyn WorkerRegistry>,
     fail_get: AtomicBool,
     fail_unregister: AtomicBool,
     fail_queries: AtomicBool,
@@ -139,7 +137,7 @@ fn setup() -> (
 ) {
     let clock = Arc::new(ManualClock::new(T0));
     let flaky = Arc::new(Flaky {
-        inner: InMemoryWorkerRegistry::with_clock(clock.clone()),
+        inner: crate::backend::new_registry(clock.clone()),
         fail_get: AtomicBool::new(false),
         fail_unregister: AtomicBool::new(false),
         fail_queries: AtomicBool::new(false),

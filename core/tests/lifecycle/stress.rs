@@ -4,14 +4,12 @@
 //! two workers, every job lost (a `JobLost` event) is in the result of the call that lost it,
 //! and once the fleet is wound down nothing is left at the provider.
 
-mod lifecycle_common;
-
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::*;
 use hodei_workers::*;
-use lifecycle_common::*;
 
 /// A small xorshift generator: reproducible per thread without a dependency.
 struct Rng(u64);

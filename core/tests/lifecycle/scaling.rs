@@ -1,12 +1,10 @@
 //! Autoscaling: the seed's predicates, `plan_scaling`, and `tick` scaling toward a target with
 //! caps, cooldowns, provider back-off, scale-in of idle workers, and explanations.
 
-mod lifecycle_common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use hodei_workers::*;
-use lifecycle_common::*;
 
 #[test]
 fn should_scale_up_with_no_ready_worker_and_pending_jobs() {

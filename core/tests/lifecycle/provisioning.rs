@@ -1,13 +1,11 @@
 //! Providers and provisioning: the ledger, `max_workers` under concurrency, failures, panics,
 //! back-off, and no lock held across a provider call.
 
-mod lifecycle_common;
-
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
+use crate::common::*;
 use hodei_workers::*;
-use lifecycle_common::*;
 
 #[test]
 fn provision_registers_a_creating_worker_and_says_so() {

@@ -2,10 +2,8 @@
 //! once the brake has held for longer than the bound; a partition that heals within it costs
 //! nobody. Manual clock, ticks every `health_check_interval` (30 s), heartbeat timeout 60 s.
 
-mod lifecycle_common;
-
+use crate::common::*;
 use hodei_workers::*;
-use lifecycle_common::*;
 
 /// Workers that stay for the whole test: no idle retirement (default 300 s) or lifetime end
 /// gets in the way of the hour-long timelines below.

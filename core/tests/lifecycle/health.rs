@@ -1,10 +1,8 @@
 //! Health checks: heartbeat and startup deadlines, lost jobs, the stall grace and the
 //! mass-expiry brake — each on a manual clock with exact times, states, events and reports.
 
-mod lifecycle_common;
-
+use crate::common::*;
 use hodei_workers::*;
-use lifecycle_common::*;
 
 fn heartbeat_all(f: &Fixture, ids: &[WorkerId]) {
     for id in ids {
