@@ -47,7 +47,7 @@ fn statement(filter: &WorkerFilter, given: Option<i64>, job: &JobId) -> (String,
                  (2, json_build_object('type', 'assigned_to_job', 'worker_id', u.id, \
                      'job_id', u.current_job)::text)) AS e(o, k) \
              ORDER BY e.o) \
-         SELECT {cols} FROM u w JOIN heartbeats h ON h.id = w.id JOIN specs s ON s.key = w.spec_key",
+         SELECT {cols} FROM u w",
         cols = W_COLS,
     );
     (sql, params)

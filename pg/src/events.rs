@@ -16,10 +16,13 @@
 //! order up to the first **gap**. A gap seen in snapshot S was taken by a transaction that was
 //! either finished at S (then its row would be visible: it aborted, the gap is permanent) or in
 //! progress at S (its xid is in S's in-progress list, since every writer has its xid before it
-//! takes a seq). So the reader remembers S's in-progress xids and waits until none of them is
-//! in progress any more; then it reads again: a row that appeared is handed out in its place,
-//! a seq still missing is skipped for good. No timeout is involved: the rule is exact, and a
-//! permanent gap costs only the wait for the transactions that were running when it was seen.
+//! takes a seq) and holding the outbox's table lock (taken when its inserting statement
+//! starts, before the seq). So the reader remembers those xids (in progress at S and writing
+//! to this outbox when asked, right after the read: one that ended in between is visible to
+//! the next read) and waits until none of them is in progress any more; then it reads again:
+//! a row that appeared is handed out in its place, a seq still missing is skipped for good. No
+//! timeout is involved: the rule is exact, and a permanent gap costs only the wait for the
+//! outbox's writers that were running when it was seen.
 //!
 //! # What a gap in `seq` means for a subscriber
 //! - events dropped because its queue was full (counted by `Subscription::dropped`);
@@ -60,6 +63,13 @@ const BATCH: i64 = 1000;
 const READ: &str = "WITH s AS MATERIALIZED (SELECT pg_current_snapshot()::text AS snap) \
     SELECT s.snap, o.seq, o.at, o.heartbeat, o.kind FROM s LEFT JOIN LATERAL \
     (SELECT seq, at, heartbeat, kind FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2) o ON true";
+
+/// The transactions writing to this registry's outbox now: every writer holds its table lock
+/// from the start of the statement that takes its seq until it ends (32-bit xids).
+const WRITERS: &str = "SELECT coalesce(array_agg(DISTINCT x.transactionid::text::bigint), '{}') \
+    FROM pg_locks o JOIN pg_locks x ON x.pid = o.pid AND x.locktype = 'transactionid' \
+    WHERE o.locktype = 'relation' AND o.relation = 'outbox'::regclass \
+      AND o.database = (SELECT oid FROM pg_database WHERE datname = current_database())";
 
 /// A PostgreSQL snapshot: `xmin:xmax:xip,...`.
 #[derive(Debug)]
@@ -229,7 +239,19 @@ impl Reader {
                 if Some(seq) != self.cursor.checked_add(1) && seq > self.resolved_upto {
                     // A gap before this row: judge it, or wait for its writers.
                     if self.pending.is_none() {
-                        let inflight: Vec<u64> = snap.xip.iter().copied().collect();
+                        // Only the transactions in progress at the read that write to this
+                        // outbox can fill it (a writer holds the table's lock from before it
+                        // takes its seq); one that ended since the read has its row visible
+                        // to the next read. Unrelated long transactions do not hold us up.
+                        let stmt = conn.prepare(WRITERS)?;
+                        let writers: Vec<i64> = conn.client.query_one(&stmt, &[])?.get(0);
+                        let writers: HashSet<u64> = writers.into_iter().map(|x| x as u64).collect();
+                        let inflight: Vec<u64> = snap
+                            .xip
+                            .iter()
+                            .copied()
+                            .filter(|x| writers.contains(&(x & 0xffff_ffff)))
+                            .collect();
                         if inflight.is_empty() {
                             self.resolved_upto = last;
                         } else {
@@ -289,9 +311,9 @@ impl Reader {
                 let _ = conn
                     .client
                     .batch_execute("DELETE FROM listeners WHERE pid = pg_backend_pid()");
-                drop(conn);
                 Ok::<(), Error>(())
             });
+            crate::pool::discard(conn);
         }
     }
 

@@ -85,14 +85,16 @@ const MANY: &str = "WITH t AS MATERIALIZED (SELECT now_ms($2) AS now) \
     FROM t, unnest($1::uuid[]) AS x(id) WHERE h.id = x.id RETURNING h.id";
 
 /// Many heartbeats and their `HeartbeatReceived` events (while a subscriber of this registry
-/// wants them). The seq of each event is taken under its heartbeat row's lock, which
+/// wants them): one event per heartbeat asked for (`$3`, repeats included), as callers of the
+/// in-memory registry each get theirs. The seq of each event is taken under its heartbeat row's lock, which
 /// `unregister` also takes before its own seq: no heartbeat event follows `Unregistered`.
 const MANY_WITH_EVENTS: &str = "WITH t AS MATERIALIZED (SELECT now_ms($2) AS now), \
     u AS (UPDATE heartbeats h SET last_heartbeat = greatest(h.last_heartbeat, t.now) \
         FROM t, unnest($1::uuid[]) AS x(id) WHERE h.id = x.id RETURNING h.id, t.now) \
     INSERT INTO outbox (xid, seq, at, worker_id, heartbeat, kind) \
     SELECT pg_current_xact_id(), nextval('event_seq'), u.now, u.id, true, \
-        json_build_object('type', 'heartbeat_received', 'worker_id', u.id)::text FROM u \
+        json_build_object('type', 'heartbeat_received', 'worker_id', u.id)::text \
+    FROM u JOIN unnest($3::uuid[]) AS each(id) ON each.id = u.id \
     RETURNING worker_id";
 
 /// Heartbeats for `ids` in one statement, one answer per id in order (`NotFound` for an
@@ -129,10 +131,15 @@ pub(crate) fn heartbeat_many(
         }
     } else {
         let uuids: Vec<uuid::Uuid> = unique.iter().map(|id| *id.as_uuid()).collect();
-        let sql = if events { MANY_WITH_EVENTS } else { MANY };
+        let every: Vec<uuid::Uuid> = ids.iter().map(|id| *id.as_uuid()).collect();
         registry.run("recording heartbeats", |conn| {
-            let stmt = conn.prepare(sql)?;
-            let rows = conn.client.query(&stmt, &[&uuids, &given])?;
+            let rows = if events {
+                let stmt = conn.prepare(MANY_WITH_EVENTS)?;
+                conn.client.query(&stmt, &[&uuids, &given, &every])?
+            } else {
+                let stmt = conn.prepare(MANY)?;
+                conn.client.query(&stmt, &[&uuids, &given])?
+            };
             Ok(rows
                 .iter()
                 .map(|r| {

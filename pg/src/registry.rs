@@ -261,17 +261,20 @@ impl Inner {
 
 /// Locks a worker's record (and reads its snapshot and the time, after the lock).
 static LOCK_WORKER: LazyLock<String> = LazyLock::new(|| {
-    format!("SELECT {W_COLS}, now_ms($2) FROM {FROM_WORKERS} WHERE w.id = $1 FOR UPDATE OF w")
+    format!("SELECT {W_COLS}, now_ms($2) FROM workers w WHERE w.id = $1 FOR UPDATE OF w")
 });
 
 /// Locks a worker's record and its heartbeat row: `unregister`, so that a heartbeat event
 /// (which takes its seq under the heartbeat row's lock) can never follow `Unregistered`.
 static LOCK_WORKER_AND_HEARTBEAT: LazyLock<String> = LazyLock::new(|| {
-    format!("SELECT {W_COLS}, now_ms($2) FROM {FROM_WORKERS} WHERE w.id = $1 FOR UPDATE OF w, h")
+    format!(
+        "SELECT {W_COLS}, now_ms($2) FROM workers w JOIN heartbeats h ON h.id = w.id \
+         WHERE w.id = $1 FOR UPDATE OF w, h"
+    )
 });
 
 static GET: LazyLock<String> =
-    LazyLock::new(|| format!("SELECT {W_COLS} FROM {FROM_WORKERS} WHERE w.id = $1"));
+    LazyLock::new(|| format!("SELECT {W_COLS} FROM workers w WHERE w.id = $1"));
 
 /// The events of one change, as the outbox stores them (JSON of [`EventKind`]).
 pub(crate) fn event_texts(events: &[EventKind]) -> Vec<String> {
@@ -310,7 +313,7 @@ fn write_change(
         (w.before.state != w.after.state).then_some((st(w.before.state), st(w.after.state)));
     let mut sql = String::from(
         "WITH w AS (UPDATE workers SET state = $4, current_job = $5, jobs_executed = $6, \
-         updated_at = $7, state_changed_at = $8, idle_since = $9 WHERE id = $2)",
+         updated_at = $7, state_changed_at = $8, idle_since = $9 WHERE id = $2 RETURNING id)",
     );
     if w.heartbeat {
         sql.push_str(
@@ -325,8 +328,15 @@ fn write_change(
     } else {
         sql.push_str(", c AS (SELECT $10::smallint)");
     }
-    sql.push(' ');
-    sql.push_str(INSERT_EVENTS);
+    // The events read from `w`: the record's update (and its unique index on the job) runs
+    // before any seq is taken, so a refused change leaves no gap in the seqs. The counters
+    // and the heartbeat (CTEs nobody reads, run after) can only wait, not fail: each touches
+    // one row, and no transaction waits for a worker row while holding one of theirs.
+    sql.push_str(
+        " INSERT INTO outbox (xid, seq, at, worker_id, kind) \
+         SELECT pg_current_xact_id(), nextval('event_seq'), $1, w.id, e.k \
+         FROM w CROSS JOIN unnest($3::text[]) WITH ORDINALITY AS e(k, o) ORDER BY e.o",
+    );
     let stmt = conn_cache.prepare(tx, &sql)?;
     let id = *w.after.id.as_uuid();
     let job = w.after.current_job.as_ref().map(|j| j.as_str().to_owned());
@@ -422,52 +432,54 @@ fn holder_of(client: &mut impl GenericClient, job: &JobId) -> Step<Option<Worker
     }))
 }
 
-impl PostgresWorkerRegistry {
-    /// Applies `decide` to a locked record in one transaction: `decide` returns the record after
-    /// the change and its events (or refuses); nothing is written when it refuses or when the
-    /// record does not change.
-    fn change(
-        &self,
-        doing: &str,
-        id: &WorkerId,
-        mut decide: impl FnMut(
-            &Worker,
-            Timestamp,
-        )
-            -> std::result::Result<Option<(Worker, bool, Vec<EventKind>)>, Error>,
-    ) -> Result<Worker> {
-        let given = self.given();
-        let specs = &self.inner.specs;
-        self.run(doing, |conn| {
-            let (mut tx, mut cache) = conn.begin()?;
-            let (before, slot, now) = lock_worker(specs, &mut tx, &mut cache, id, given, false)?
-                .ok_or_else(|| not_found(id))?;
-            let Some((after, heartbeat, events)) = decide(&before, ts(now))? else {
-                tx.commit()?;
-                return Ok(before);
-            };
-            write_change(
-                &mut tx,
-                &mut cache,
-                &Write {
-                    before: &before,
-                    after: &after,
-                    slot,
-                    heartbeat,
-                    events,
-                    now,
-                },
-            )?;
-            tx.commit()?;
-            Ok(after)
-        })
-    }
-}
+/// `release_from_job` in one statement (one round trip, its own transaction): the record is
+/// locked `FOR UPDATE`, the release applies only if it holds a job (the expected one, when
+/// named: a stale release is fenced), `Busy -> Ready` (or `Draining` at `max_jobs`; a
+/// `Draining` worker stays), `jobs_executed + 1` (saturating; stored as the bits of a `u64`),
+/// the counters of the move and the events (`ReleasedFromJob`, then `StateChanged` when the
+/// state changed) are written after the lock. Returns the job, or no row when refused.
+const RELEASE: &str = "WITH t AS MATERIALIZED (SELECT now_ms($1) AS now), \
+    old AS (SELECT id, state, current_job, jobs_executed, max_jobs FROM workers \
+        WHERE id = $2 FOR UPDATE), \
+    n AS (SELECT old.*, CASE WHEN old.jobs_executed = -1 THEN -1::bigint \
+            WHEN old.jobs_executed = 9223372036854775807 THEN (-9223372036854775807 - 1) \
+            ELSE old.jobs_executed + 1 END AS jobs \
+        FROM old WHERE old.current_job IS NOT NULL \
+            AND ($3::text IS NULL OR old.current_job = $3::text)), \
+    n2 AS (SELECT n.*, (CASE WHEN n.state = 3 THEN \
+            CASE WHEN n.max_jobs IS NOT NULL AND (n.jobs < 0 OR n.jobs >= n.max_jobs) \
+                THEN 4 ELSE 2 END \
+            ELSE n.state END)::smallint AS to_state FROM n), \
+    u AS (UPDATE workers w SET current_job = NULL, jobs_executed = n2.jobs, \
+            state = n2.to_state, updated_at = t.now, \
+            state_changed_at = CASE WHEN n2.to_state <> n2.state THEN t.now \
+                ELSE w.state_changed_at END, \
+            idle_since = CASE WHEN n2.to_state = 2 THEN t.now ELSE w.idle_since END \
+        FROM n2, t WHERE w.id = n2.id \
+        RETURNING w.id, w.slot, n2.state AS from_state, n2.to_state, n2.current_job AS job, \
+            t.now), \
+    cnt AS (UPDATE state_counts k SET s2 = k.s2 + (u.to_state = 2)::int, \
+            s3 = k.s3 - (u.from_state = 3)::int, \
+            s4 = k.s4 + (u.to_state = 4)::int - (u.from_state = 4)::int \
+        FROM u WHERE k.slot = u.slot AND u.from_state <> u.to_state), \
+    ev AS (INSERT INTO outbox (xid, seq, at, worker_id, kind) \
+        SELECT pg_current_xact_id(), nextval('event_seq'), u.now, u.id, e.k \
+        FROM u CROSS JOIN LATERAL (VALUES \
+            (1, json_build_object('type', 'released_from_job', 'worker_id', u.id, \
+                'job_id', u.job)::text), \
+            (2, CASE WHEN u.from_state <> u.to_state THEN json_build_object( \
+                'type', 'state_changed', 'worker_id', u.id, \
+                'from', (ARRAY['creating', 'connecting', 'ready', 'busy', 'draining', \
+                    'terminating', 'terminated'])[u.from_state + 1], \
+                'to', (ARRAY['creating', 'connecting', 'ready', 'busy', 'draining', \
+                    'terminating', 'terminated'])[u.to_state + 1])::text END)) AS e(o, k) \
+        WHERE e.k IS NOT NULL ORDER BY e.o) \
+    SELECT job FROM u";
 
 /// The `n` longest-idle ready workers: the ready index read backwards.
 static LONGEST_IDLE: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {W_COLS} FROM {FROM_WORKERS} WHERE w.state = 2 AND w.current_job IS NULL \
+        "SELECT {W_COLS} FROM workers w WHERE w.state = 2 AND w.current_job IS NULL \
          ORDER BY w.idle_since ASC, w.id ASC LIMIT $1"
     )
 });
@@ -868,44 +880,27 @@ impl WorkerRegistry for PostgresWorkerRegistry {
     }
 
     fn release_from_job(&self, id: &WorkerId, expected_job: Option<&JobId>) -> Result<JobId> {
-        let mut released = None;
-        self.change("releasing a job", id, |before, now| {
-            let current = match (&before.current_job, expected_job) {
-                (Some(current), Some(expected)) if current != expected => None,
-                (current, _) => current.clone(),
-            };
-            let Some(job) = current else {
-                return Err(Error::NotBusy {
-                    worker_id: *id,
-                    expected: expected_job.cloned(),
-                });
-            };
-            released = Some(job.clone());
-            let after = moved(before, now, |w| {
-                w.current_job = None;
-                w.jobs_executed = w.jobs_executed.saturating_add(1);
-                if w.state == WorkerState::Busy {
-                    w.state = if jobs_exhausted(w) {
-                        WorkerState::Draining
-                    } else {
-                        WorkerState::Ready
-                    };
-                }
-            });
-            let mut events = vec![EventKind::ReleasedFromJob {
-                worker_id: *id,
-                job_id: job,
-            }];
-            if after.state != before.state {
-                events.push(EventKind::StateChanged {
-                    worker_id: *id,
-                    from: before.state,
-                    to: after.state,
-                });
+        let given = self.given();
+        let expected = expected_job.map(|j| j.as_str().to_owned());
+        self.run("releasing a job", |conn| {
+            let stmt = conn.prepare(RELEASE)?;
+            if let Some(row) = conn
+                .client
+                .query_opt(&stmt, &[&given, id.as_uuid(), &expected])?
+            {
+                let job: String = row.get(0);
+                return JobId::new(job).map_err(Fail::Domain);
             }
-            Ok(Some((after, false, events)))
-        })?;
-        Ok(released.expect("a release that applied names its job"))
+            // Refused: say why (the worker is gone, or holds no job / another job).
+            let stmt = conn.prepare("SELECT 1 FROM workers WHERE id = $1")?;
+            if conn.client.query_opt(&stmt, &[id.as_uuid()])?.is_none() {
+                return Err(not_found(id));
+            }
+            Err(Fail::Domain(Error::NotBusy {
+                worker_id: *id,
+                expected: expected_job.cloned(),
+            }))
+        })
     }
 
     fn claim(&self, filter: &WorkerFilter, job: JobId) -> Result<Option<Worker>> {

@@ -13,6 +13,7 @@
 //! | `outbox` | every event: `seq` (from `event_seq`), the writer's `xid`, `at`, the event as JSON | events of every replica reach every subscriber (see `events`) |
 //! | `meta` | one row: the grace floor, the seq floor | `grant_grace` and `restore` |
 //! | `listeners` | backend pids of subscribers waiting with `LISTEN` | writers `NOTIFY` only when someone listens (NOTIFY takes a database-wide lock at commit) |
+//! | `leases` | (v2) a leader lease per name: holder, term, expiry (see [`crate::lease`]) | |
 //! | `migrations` | applied versions | |
 //!
 //! Indexes serve each question that must not scan the fleet: the ready workers by
@@ -74,8 +75,9 @@ fn migrations(schema: &str) -> Vec<String> {
     let mut counts = String::from("INSERT INTO state_counts (slot) SELECT generate_series(0, ");
     counts.push_str(&(SLOTS - 1).to_string());
     counts.push_str(");");
-    vec![format!(
-        r#"
+    vec![
+        format!(
+            r#"
 -- Timestamps are stored as ms - 2^63 (the u64 range in order, see sql::db_ts).
 -- The clock of every deadline: the given time (a ManualClock), or the database's.
 CREATE FUNCTION now_ms(given bigint) RETURNS bigint LANGUAGE sql VOLATILE AS
@@ -199,7 +201,19 @@ CREATE TRIGGER outbox_notify AFTER INSERT ON outbox
     FOR EACH STATEMENT EXECUTE FUNCTION notify_events();
 
 "#
-    )]
+        ),
+        // v2: leader leases (issue 14): one row per lease, its holder and term (the fencing
+        // token, incremented by every new holder), its expiry on the database's clock.
+        r#"
+CREATE TABLE leases (
+    name text PRIMARY KEY,
+    holder text NOT NULL,
+    term bigint NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+"#
+        .to_owned(),
+    ]
 }
 
 /// Creates the schema if needed and applies the migrations it lacks, in one transaction under

@@ -7,12 +7,11 @@ use hodei_workers::{Error, Result, Snapshot, Worker, WorkerId, SNAPSHOT_FORMAT};
 use postgres::IsolationLevel;
 
 use crate::registry::{Fail, PostgresWorkerRegistry};
-use crate::sql::{db_count, db_ts, dur_ms, slot_of, st, ts, FROM_WORKERS, W_COLS};
+use crate::sql::{db_count, db_ts, dur_ms, slot_of, st, ts, W_COLS};
 
 /// Every record and the seq of the last event, in one repeatable-read transaction (one
 /// instant). `taken_at` is read in that transaction, after its snapshot.
 pub(crate) fn snapshot(registry: &PostgresWorkerRegistry) -> Result<Snapshot> {
-    let given = registry.given();
     let specs = &registry.inner.specs;
     registry.run("taking a snapshot", |conn| {
         let mut tx = conn
@@ -28,9 +27,13 @@ pub(crate) fn snapshot(registry: &PostgresWorkerRegistry) -> Result<Snapshot> {
                 &[],
             )?
             .get(0);
+        // The time is read after the transaction's snapshot is taken (by the statement
+        // above): every change it shows was stamped before, so no time in it is after
+        // `taken_at`, also with a clock that other threads move meanwhile.
+        let given = registry.given();
         let taken_at: i64 = tx.query_one("SELECT now_ms($1)", &[&given])?.get(0);
         let rows = tx.query(
-            &format!("SELECT {W_COLS} FROM {FROM_WORKERS} ORDER BY w.created_at, w.id"),
+            &format!("SELECT {W_COLS} FROM workers w ORDER BY w.created_at, w.id"),
             &[],
         )?;
         let workers = rows

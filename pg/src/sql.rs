@@ -15,13 +15,15 @@ use postgres::Row;
 
 use crate::registry::Fail;
 
-/// The columns of a worker snapshot, over `workers w JOIN heartbeats h JOIN specs s`
-/// ([`FROM_WORKERS`]); read by [`Specs::worker`].
+/// The columns of a worker snapshot, over `workers w`; read by [`Specs::worker`]. The
+/// heartbeat and the spec are read by key for each row returned (not joined): a query that
+/// returns a few workers from an index never hashes the whole heartbeat table.
 pub(crate) const W_COLS: &str = "w.id, w.provider_id, w.provider_type, w.resource_id, \
-    w.metadata, w.spec_key, s.spec, w.state, w.current_job, w.jobs_executed, w.created_at, \
-    w.updated_at, w.state_changed_at, h.last_heartbeat, w.idle_since, w.slot";
+    w.metadata, w.spec_key, (SELECT y.spec FROM specs y WHERE y.key = w.spec_key), w.state, \
+    w.current_job, w.jobs_executed, w.created_at, w.updated_at, w.state_changed_at, \
+    (SELECT x.last_heartbeat FROM heartbeats x WHERE x.id = w.id), w.idle_since, w.slot";
 
-/// The join every snapshot is read from.
+/// Workers with their heartbeat (`h`) and spec (`s`) joined: what `find`'s filters read.
 pub(crate) const FROM_WORKERS: &str =
     "workers w JOIN heartbeats h ON h.id = w.id JOIN specs s ON s.key = w.spec_key";
 
