@@ -147,12 +147,15 @@ fn parent() {
                 pair[1].seq
             );
         }
-        assert_eq!(
+        let seqs = |s: &[WorkerLifecycleEvent]| s.iter().map(|e| e.seq).collect::<BTreeSet<u64>>();
+        let (mine, parents) = (seqs(stream), seqs(&streams[0].1));
+        assert!(
+            mine == parents,
+            "{who} saw {} events, the parent {}; only the parent saw seq {:?}, only {who} {:?}",
             stream.len(),
             streams[0].1.len(),
-            "{who} saw {} events, the parent {}",
-            stream.len(),
-            streams[0].1.len()
+            parents.difference(&mine).collect::<Vec<_>>(),
+            mine.difference(&parents).collect::<Vec<_>>()
         );
         assert!(
             stream == &streams[0].1,
