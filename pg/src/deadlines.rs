@@ -90,6 +90,7 @@ fn find(
 pub(crate) fn find_for_termination(
     registry: &PostgresWorkerRegistry,
 ) -> Result<Vec<(Worker, TerminationReason)>> {
+    registry.maybe_prune();
     let given = registry.given();
     let specs = &registry.inner.specs;
     let rows = registry.run("finding workers to retire", |conn| {

@@ -28,9 +28,12 @@
 //! - events dropped because its queue was full (counted by `Subscription::dropped`);
 //! - `HeartbeatReceived` events it did not opt in to (written only while a subscriber of the
 //!   writing process wants them);
-//! - a transaction that took a seq and then failed (rolled back, connection lost);
-//! - events pruned from the outbox before it read them (see
-//!   [`PostgresWorkerRegistry::prune_events`]).
+//! - a transaction that took a seq and then failed: only a failure after every check passed
+//!   (connection lost, server crash), since every statement takes its seqs after its row
+//!   locks, checks and unique indexes;
+//! - events pruned from the outbox before it read them: the registry keeps the newest
+//!   [`EVENTS_KEPT`] (pruned at most once a minute, on `find_for_termination`'s path), and
+//!   [`PostgresWorkerRegistry::prune_events`] deletes by age.
 //!
 //! A subscription starts after the last event committed when it was made.
 //!
@@ -382,7 +385,29 @@ impl Drop for Reader {
     }
 }
 
+/// Events the outbox keeps at least (the newest ones), when pruned by the registry itself.
+pub const EVENTS_KEPT: i64 = 1_000_000;
+
 impl PostgresWorkerRegistry {
+    /// Keeps the outbox bounded without a thread: at most once a minute per process (on the
+    /// health-check path, `find_for_termination`), deletes all but the newest
+    /// [`EVENTS_KEPT`] events (an index range on `seq`). A subscriber more than that many
+    /// events behind sees a gap. Failures are ignored (the next call tries again).
+    pub(crate) fn maybe_prune(&self) {
+        {
+            let mut last = self.inner.last_prune.lock();
+            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(60)) {
+                return;
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        let _ = self.run("pruning events", |conn| {
+            let stmt =
+                conn.prepare("DELETE FROM outbox WHERE seq < (SELECT max(seq) FROM outbox) - $1")?;
+            Ok(conn.client.execute(&stmt, &[&EVENTS_KEPT])?)
+        });
+    }
+
     /// Deletes the events older than `older_than` (by their `at`, on the registry's clock),
     /// keeping the newest one (it carries the seq a new subscription starts from). Returns the
     /// number deleted. A subscriber that had not read them sees a gap.

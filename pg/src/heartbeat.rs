@@ -1,12 +1,13 @@
 //! Heartbeats: a narrow table of their own, and callers on several threads coalesced into one
 //! statement (a group commit without a thread).
 //!
-//! The first caller to find no batch running becomes the *leader*: it takes every heartbeat
-//! queued so far (its own included), runs them as one `UPDATE … FROM unnest($ids)` and hands
-//! each caller its own answer (`NotFound` for an unknown id). Callers arriving meanwhile queue
-//! and wait on a condvar; when the batch is done, one of them leads the next batch with all
-//! that queued in the meantime. Under load, batches grow by themselves to what arrives during
-//! one round trip; a lone caller pays one single-row statement.
+//! A caller that finds fewer than [`MAX_BATCHES`] batches running becomes a *leader*: it takes
+//! every heartbeat queued so far (its own included), runs them as one `UPDATE … FROM
+//! unnest($ids)` and hands each caller its own answer (`NotFound` for an unknown id). Callers
+//! arriving while all batches run queue and wait on a condvar; when a batch is done, one of
+//! them leads the next batch with all that queued in the meantime. Under load, batches grow by
+//! themselves to what arrives during one round trip; a lone caller pays one single-row
+//! statement.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -15,10 +16,14 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::registry::PostgresWorkerRegistry;
 
+/// Batches in flight at once: several round trips overlap (the pool has 8 connections), and
+/// batches still grow under load.
+pub(crate) const MAX_BATCHES: usize = 3;
+
 #[derive(Debug, Default)]
 struct State {
-    /// Whether a batch is running.
-    leading: bool,
+    /// Batches running.
+    leading: usize,
     next_ticket: u64,
     pending: Vec<(u64, WorkerId)>,
     answers: HashMap<u64, Result<()>>,
@@ -42,7 +47,8 @@ impl Coalescer {
             if let Some(answer) = state.answers.remove(&ticket) {
                 return answer;
             }
-            if !state.leading {
+            // Lead only if our heartbeat is still queued (not in a batch running now).
+            if state.leading < MAX_BATCHES && state.pending.iter().any(|(t, _)| *t == ticket) {
                 self.lead(registry, &mut state);
                 continue;
             }
@@ -52,7 +58,7 @@ impl Coalescer {
 
     /// Runs one batch of everything queued; answers every caller in it.
     fn lead(&self, registry: &PostgresWorkerRegistry, state: &mut MutexGuard<'_, State>) {
-        state.leading = true;
+        state.leading += 1;
         let batch = std::mem::take(&mut state.pending);
         let ids: Vec<WorkerId> = batch.iter().map(|(_, id)| *id).collect();
         // The database call runs without the mutex: callers keep queueing meanwhile.
@@ -69,7 +75,7 @@ impl Coalescer {
                 }
             }
         }
-        state.leading = false;
+        state.leading -= 1;
         self.done.notify_all();
     }
 }

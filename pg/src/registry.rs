@@ -102,6 +102,8 @@ pub(crate) struct Inner {
     /// heartbeats also write their event to the outbox.
     pub heartbeat_subscribers: Arc<AtomicUsize>,
     pub heartbeats: Coalescer,
+    /// When this process last pruned the outbox (see `PostgresWorkerRegistry::prune_events`).
+    pub last_prune: parking_lot::Mutex<Option<std::time::Instant>>,
     /// The readers of this registry's subscriptions: read to the end when it is dropped.
     pub readers:
         parking_lot::Mutex<Vec<std::sync::Weak<parking_lot::Mutex<crate::events::Reader>>>>,
@@ -187,6 +189,7 @@ impl PostgresWorkerRegistry {
             heartbeat_subscribers: Arc::new(AtomicUsize::new(0)),
             heartbeats: Coalescer::default(),
             readers: parking_lot::Mutex::new(Vec::new()),
+            last_prune: parking_lot::Mutex::new(None),
         };
         guard(|| {
             let mut conn = inner.pool.get()?;

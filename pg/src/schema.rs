@@ -82,7 +82,7 @@ fn migrations(schema: &str) -> Vec<String> {
 -- The clock of every deadline: the given time (a ManualClock), or the database's.
 CREATE FUNCTION now_ms(given bigint) RETURNS bigint LANGUAGE sql VOLATILE AS
 $$ SELECT coalesce(given,
-    floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint + (-9223372036854775807 - 1)) $$;
+    floor(date_part('epoch', clock_timestamp()) * 1000)::bigint + (-9223372036854775807 - 1)) $$;
 -- t + d, saturating at the end of time (d >= 0): deadlines never wrap.
 CREATE FUNCTION sat_add(t bigint, d bigint) RETURNS bigint LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
 $$ SELECT CASE WHEN d = 9223372036854775807 OR t > 9223372036854775807 - d

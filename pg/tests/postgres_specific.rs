@@ -334,3 +334,23 @@ fn on_the_database_clock_now_and_timestamps_follow_the_server() {
         [w.id]
     );
 }
+
+#[test]
+fn pruned_events_are_a_gap_for_a_subscriber_that_lagged_and_the_stream_goes_on() {
+    let (clock, registry, _schema) = registry("prune");
+    let lagging = registry.subscribe(SubscribeOptions::default()).unwrap();
+    let first = ready(&registry, spec());
+    clock.advance(Duration::from_secs(7200));
+    registry.heartbeat(&first).unwrap();
+    let second = registry.register(handle(), spec()).unwrap().id;
+    // The two events of `first` (registered, ready) are older than an hour.
+    assert_eq!(registry.prune_events(Duration::from_secs(3600)).unwrap(), 2);
+    let got = lagging.drain();
+    assert_eq!(got.len(), 1, "only what was left");
+    assert_eq!(got[0].kind.worker_id(), Some(second));
+    assert_eq!(got[0].seq, 3, "seqs 1 and 2 are the gap");
+    registry
+        .unregister(&second, TerminationReason::Requested)
+        .unwrap();
+    assert_eq!(lagging.drain()[0].seq, 4);
+}
