@@ -237,6 +237,7 @@ impl Reader {
                 return Ok(moved);
             };
             let mut blocked = false;
+            let mut reread = false;
             for row in &rows {
                 let seq: i64 = row.get(1);
                 if Some(seq) != self.cursor.checked_add(1) && seq > self.resolved_upto {
@@ -256,7 +257,14 @@ impl Reader {
                             .filter(|x| writers.contains(&(x & 0xffff_ffff)))
                             .collect();
                         if inflight.is_empty() {
+                            // Every writer of a seq up to `last` was in progress at the read or
+                            // had finished; none writes now. One that committed between the
+                            // read and WRITERS has its row invisible to the rows in hand:
+                            // read again (a fresh snapshot) before passing the gap, or its
+                            // event would be skipped for good.
                             self.resolved_upto = last;
+                            reread = true;
+                            break;
                         } else {
                             self.pending = Some((last, inflight));
                         }
@@ -284,6 +292,9 @@ impl Reader {
                     at,
                     kind,
                 });
+            }
+            if reread {
+                continue;
             }
             if blocked || (rows.len() as i64) < BATCH {
                 return Ok(moved);
