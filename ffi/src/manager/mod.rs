@@ -39,7 +39,7 @@ pub use scaling::hw_scaling_plan;
 /// with `skipped` set. C provider callbacks run on the calling thread.
 #[derive(Debug)]
 pub struct hw_manager {
-    inner: Arc<WorkerLifecycleManager>,
+    pub(crate) inner: Arc<WorkerLifecycleManager>,
 }
 
 fn new_manager(registry: &hw_registry, config: WorkerLifecycleConfig) -> Result<hw_manager, Error> {

@@ -85,6 +85,7 @@ impl WorkerLifecycleManager {
         provider_id: &ProviderId,
         spec: Arc<WorkerSpec>,
     ) -> std::result::Result<Worker, (Error, Option<ProvisionFailure>)> {
+        crate::trace::span!("provision", provider_id = %provider_id);
         spec.validate().map_err(|e| (e, None))?;
         let entry = self
             .provider(provider_id)
@@ -97,6 +98,7 @@ impl WorkerLifecycleManager {
         });
 
         let id = self.next_worker_id();
+        crate::trace::event!(worker_id = %id, "create_worker");
         let created = guarded("create_worker", || entry.provider.create_worker(id, &spec));
         let mut handle = match created {
             Ok(handle) if handle.worker_id == id => handle,
