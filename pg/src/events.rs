@@ -15,14 +15,15 @@
 //! rows after it together with its snapshot (`pg_current_snapshot()`). It hands rows out in
 //! order up to the first **gap**. A gap seen in snapshot S was taken by a transaction that was
 //! either finished at S (then its row would be visible: it aborted, the gap is permanent) or in
-//! progress at S (its xid is in S's in-progress list, since every writer has its xid before it
-//! takes a seq) and holding the outbox's table lock (taken when its inserting statement
-//! starts, before the seq). So the reader remembers those xids (in progress at S and writing
-//! to this outbox when asked, right after the read: one that ended in between is visible to
-//! the next read) and waits until none of them is in progress any more; then it reads again:
-//! a row that appeared is handed out in its place, a seq still missing is skipped for good. No
-//! timeout is involved: the rule is exact, and a permanent gap costs only the wait for the
-//! outbox's writers that were running when it was seen.
+//! progress at S (every writer has its xid before it takes a seq) and holding the outbox's
+//! table lock (taken when its inserting statement starts, before the seq, released after its
+//! commit is visible). So, right after the read, the reader asks which transactions hold that
+//! lock (`pg_locks`), keeps those in progress at S, and waits until none of them is in
+//! progress any more; then it reads again with a new snapshot: a row that appeared is handed
+//! out in its place, a seq still missing is skipped for good. A writer that ended between the
+//! read and the lock query is visible to that next read. No timeout is involved: the rule is
+//! exact, and a permanent gap costs only the wait for the outbox's writers that were running
+//! when it was seen (unrelated long transactions on the server do not hold readers up).
 //!
 //! # What a gap in `seq` means for a subscriber
 //! - events dropped because its queue was full (counted by `Subscription::dropped`);
@@ -95,6 +96,19 @@ impl Snap {
                 .collect::<Option<HashSet<u64>>>()?,
         };
         Some(Snap { xmin, xmax, xip })
+    }
+
+    /// The full (epoch-qualified) id of a 32-bit xid seen near this snapshot.
+    fn widen(&self, low: u64) -> Option<u64> {
+        let near = self.xmax;
+        let candidate = (near & !0xffff_ffff) | (low & 0xffff_ffff);
+        if candidate > near.saturating_add(1 << 31) {
+            candidate.checked_sub(1 << 32)
+        } else if candidate.saturating_add(1 << 31) < near {
+            candidate.checked_add(1 << 32)
+        } else {
+            Some(candidate)
+        }
     }
 
     fn in_progress(&self, xid: u64) -> bool {
@@ -237,37 +251,26 @@ impl Reader {
                 return Ok(moved);
             };
             let mut blocked = false;
-            let mut reread = false;
             for row in &rows {
                 let seq: i64 = row.get(1);
                 if Some(seq) != self.cursor.checked_add(1) && seq > self.resolved_upto {
                     // A gap before this row: judge it, or wait for its writers.
                     if self.pending.is_none() {
-                        // Only the transactions in progress at the read that write to this
-                        // outbox can fill it (a writer holds the table's lock from before it
-                        // takes its seq); one that ended since the read has its row visible
-                        // to the next read. Unrelated long transactions do not hold us up.
+                        // Only the transactions writing to this outbox can fill it (a writer
+                        // holds the table's lock from before it takes its seq until it ends),
+                        // and only those in progress at the read (in its xip list, or at or
+                        // past its xmax: a writer may have got its xid after the last
+                        // completed one). The gap is judged at the next read, never on this
+                        // one: a writer that ended between this read and the lock query is
+                        // in neither, and its row is visible only to a later snapshot.
                         let stmt = conn.prepare(WRITERS)?;
                         let writers: Vec<i64> = conn.client.query_one(&stmt, &[])?.get(0);
-                        let writers: HashSet<u64> = writers.into_iter().map(|x| x as u64).collect();
-                        let inflight: Vec<u64> = snap
-                            .xip
-                            .iter()
-                            .copied()
-                            .filter(|x| writers.contains(&(x & 0xffff_ffff)))
+                        let inflight: Vec<u64> = writers
+                            .into_iter()
+                            .filter_map(|x| snap.widen(x as u64))
+                            .filter(|x| snap.in_progress(*x))
                             .collect();
-                        if inflight.is_empty() {
-                            // Every writer of a seq up to `last` was in progress at the read or
-                            // had finished; none writes now. One that committed between the
-                            // read and WRITERS has its row invisible to the rows in hand:
-                            // read again (a fresh snapshot) before passing the gap, or its
-                            // event would be skipped for good.
-                            self.resolved_upto = last;
-                            reread = true;
-                            break;
-                        } else {
-                            self.pending = Some((last, inflight));
-                        }
+                        self.pending = Some((last, inflight));
                     }
                     if seq > self.resolved_upto {
                         blocked = true;
@@ -293,10 +296,18 @@ impl Reader {
                     kind,
                 });
             }
-            if reread {
-                continue;
+            if blocked {
+                // No writer left to wait for: read again now (a new snapshot) to judge the gap.
+                if self
+                    .pending
+                    .as_ref()
+                    .is_some_and(|(_, xids)| xids.is_empty())
+                {
+                    continue;
+                }
+                return Ok(moved);
             }
-            if blocked || (rows.len() as i64) < BATCH {
+            if (rows.len() as i64) < BATCH {
                 return Ok(moved);
             }
         }

@@ -28,6 +28,8 @@ pub(crate) enum Fail {
     Db(postgres::Error),
     /// The operation refused (NotFound, InvalidTransition, …).
     Domain(Error),
+    /// Nothing was applied and the operation should run again (a race it lost cleanly).
+    Retry,
 }
 
 impl From<postgres::Error> for Fail {
@@ -51,7 +53,7 @@ pub(crate) fn unique_violation(fail: &Fail) -> Option<&str> {
             (db.code() == &postgres::error::SqlState::UNIQUE_VIOLATION)
                 .then(|| db.constraint().unwrap_or(""))
         }),
-        Fail::Domain(_) => None,
+        Fail::Domain(_) | Fail::Retry => None,
     }
 }
 
@@ -254,6 +256,7 @@ impl Inner {
                 match op(&mut conn) {
                     Ok(v) => return Ok(v),
                     Err(Fail::Domain(e)) => return Err(e),
+                    Err(Fail::Retry) => {}
                     Err(Fail::Db(e)) if is_retryable(&e) && attempt < 3 => attempt += 1,
                     Err(Fail::Db(e)) => return Err(DbError::from(e).backend(doing)),
                 }

@@ -169,7 +169,8 @@ impl WorkerLifecycleManager {
     /// Sets where the ids of new workers come from (default: a fresh random
     /// [`WorkerId::new`] each). For deterministic simulations and tests: every id it makes must
     /// be new to the registry (a reused one is refused by `register` with `AlreadyExists`).
-    /// Called under a manager lock: it must not call the manager.
+    /// Called under a manager lock: it must not call the manager (and a panic in it is not
+    /// caught: it reaches the caller of `provision_worker`/`tick`).
     pub fn set_worker_id_source(&self, source: impl FnMut() -> WorkerId + Send + 'static) {
         *self.worker_ids.lock() = Some(Box::new(source));
     }
