@@ -71,6 +71,7 @@ pub use lifecycle::{
     TerminatedWorker, TickReport, UnhealthyWorker, WorkerLifecycleConfig, WorkerLifecycleManager,
     WorkerProvider,
 };
+pub use lifecycle::{Ticker, TickerStats, TICKER_REPORTS_CAPACITY};
 pub use registry::{
     InMemoryWorkerRegistry, Snapshot, StateCounts, WorkerRegistry, WorkerRegistryStats,
     SNAPSHOT_FORMAT,
@@ -87,6 +88,7 @@ fn assert_send_sync() {
     check::<InMemoryWorkerRegistry>();
     check::<WorkerLifecycleManager>();
     check::<Subscription>();
+    check::<Ticker>();
     check::<std::sync::Arc<dyn WorkerRegistry>>();
 }
 

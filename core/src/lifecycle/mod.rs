@@ -10,6 +10,7 @@ mod manager;
 mod provider;
 mod report;
 mod scaling;
+mod ticker;
 
 pub use config::WorkerLifecycleConfig;
 pub use manager::WorkerLifecycleManager;
@@ -19,3 +20,4 @@ pub use report::{
     MassExpiryHold, OrphanInstance, ProviderBackoff, ProvisionFailure, ProvisionedWorker,
     ReconcileReport, ScalingPlan, TerminatedWorker, TickReport, UnhealthyWorker,
 };
+pub use ticker::{Ticker, TickerStats, TICKER_REPORTS_CAPACITY};
