@@ -18,7 +18,7 @@
 
 // The C ABI is raw pointers by nature: dereferencing what C hands us and handing out
 // `Box::into_raw` handles needs `unsafe`. It is confined to `boundary.rs` (argument checks,
-// out-params, handle allocation), the calls of C provider callbacks in `manager.rs`, and the
+// out-params, handle allocation), the calls of C callbacks in `manager.rs` and `ticker.rs`, and the
 // string/id helpers in `types.rs`, each with its SAFETY comment; every other function goes
 // through the `boundary.rs` helpers.
 #![allow(unsafe_code)]
@@ -33,6 +33,7 @@ mod filter;
 mod manager;
 mod registry;
 mod spec;
+mod ticker;
 mod types;
 mod worker;
 
@@ -46,6 +47,7 @@ pub use manager::{
 };
 pub use registry::{hw_registry, hw_worker_counts};
 pub use spec::{hw_architecture, hw_worker_spec};
+pub use ticker::{hw_ticker, hw_ticker_callbacks, hw_ticker_stats};
 pub use types::{
     hw_termination_reason, hw_worker_id, hw_worker_state, HW_WAIT_FOREVER, HW_WORKER_ID_STRING_SIZE,
 };

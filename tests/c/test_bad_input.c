@@ -670,6 +670,36 @@ int main(void) {
   INVALID(hw_manager_stats_json(mgr, NULL));
   CHECK(out == SENTINEL && owned == (char *)SENTINEL && flag);
 
+  /* ---- tickers ---- */
+  {
+    hw_ticker_callbacks tcb;
+    memset(&tcb, 0, sizeof tcb); /* no callbacks: reports discarded, no demand */
+    hw_ticker *ticker = NULL;
+    hw_ticker_stats tstats;
+    tstats.ticks = 777;
+    INVALID(hw_ticker_start(NULL, 1000, &tcb, (hw_ticker **)&out));
+    INVALID(hw_ticker_start(mgr, 1000, NULL, (hw_ticker **)&out));
+    INVALID(hw_ticker_start(mgr, 1000, &tcb, NULL));
+    INVALID(hw_ticker_start(mgr, 0, &tcb, (hw_ticker **)&out));
+    INVALID(hw_ticker_stop(NULL));
+    INVALID(hw_ticker_get_stats(NULL, &tstats));
+    CHECK(tstats.ticks == 777 && out == SENTINEL);
+    /* A real ticker on a manager of its own (its tick must not touch the fixtures). */
+    hw_registry *treg = NULL;
+    hw_manager *tmgr = NULL;
+    REQUIRE_OK(hw_registry_new(&treg));
+    REQUIRE_OK(hw_manager_new(treg, &config, &tmgr));
+    REQUIRE_OK(hw_ticker_start(tmgr, 3600000, &tcb, &ticker));
+    INVALID(hw_ticker_get_stats(ticker, NULL));
+    CHECK_OK(hw_ticker_stop(ticker));
+    CHECK_OK(hw_ticker_get_stats(ticker, &tstats));
+    CHECK(tstats.ticks <= 1); /* stopped before or after its first tick */
+    hw_ticker_free(ticker);
+    hw_ticker_free(NULL);
+    hw_manager_free(tmgr);
+    hw_registry_free(treg);
+  }
+
   /* ---- tick reports ---- */
   INVALID(hw_tick_report_get_summary(NULL, &sum));
   INVALID(hw_tick_report_get_summary(rep, NULL));

@@ -6,11 +6,12 @@
 //! [`start_ticker_with`](WorkerLifecycleManager::start_ticker_with)).
 
 use std::any::Any;
+use std::cell::Cell;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::{JoinHandle, ThreadId};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -56,6 +57,18 @@ struct Counters {
     report_panics: AtomicU64,
 }
 
+thread_local! {
+    /// The ticker whose thread this is (its `Shared`'s address; 0 on every other thread), so
+    /// that `stop` from a callback does not join its own thread. (A thread-local integer rather
+    /// than `thread::current()`: that allocates a handle for foreign threads, e.g. a C host's
+    /// main thread, which is never freed.)
+    static TICKER_ON_THIS_THREAD: Cell<usize> = const { Cell::new(0) };
+}
+
+fn shared_key(shared: &Shared) -> usize {
+    std::ptr::from_ref(shared) as usize
+}
+
 /// What the ticker thread and the handle share.
 #[derive(Debug, Default)]
 struct Shared {
@@ -93,7 +106,6 @@ enum Sink {
 pub struct Ticker {
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
-    thread_id: ThreadId,
     interval: Duration,
     reports: Option<Receiver<TickReport>>,
 }
@@ -151,7 +163,7 @@ impl Ticker {
     pub fn stop(&self) {
         *self.shared.stopped.lock() = true;
         self.shared.wake.notify_all();
-        if std::thread::current().id() == self.thread_id {
+        if TICKER_ON_THIS_THREAD.with(Cell::get) == shared_key(&self.shared) {
             return;
         }
         let handle = self.thread.lock().take();
@@ -241,7 +253,6 @@ impl WorkerLifecycleManager {
             .map_err(|e| Error::Backend(format!("cannot start the ticker thread: {e}")))?;
         Ok(Ticker {
             shared,
-            thread_id: handle.thread().id(),
             thread: Mutex::new(Some(handle)),
             interval,
             reports,
@@ -257,6 +268,7 @@ fn run(
     mut sink: Sink,
     shared: &Shared,
 ) {
+    TICKER_ON_THIS_THREAD.with(|t| t.set(shared_key(shared)));
     let c = &shared.counters;
     let mut due = Some(Instant::now());
     let mut last_demand = 0;
