@@ -130,7 +130,7 @@ fn a_panicking_demand_callback_is_counted_and_the_last_demand_used() {
         report
             .decisions
             .iter()
-            .any(|d| d.contains("demand callback panicked (queue unavailable)")),
+            .any(|d| d.contains("demand callback failed (queue unavailable)")),
         "{:?}",
         report.decisions
     );

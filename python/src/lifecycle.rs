@@ -675,6 +675,24 @@ impl PyLifecycleManager {
         engine(py, || Ok(self.inner.tick(pending_jobs))).map(TickReport::from)
     }
 
+    /// Starts a Ticker: a thread that calls ``tick(pending())`` every ``interval`` (float
+    /// seconds or a timedelta; the first tick at once) and hands each report to
+    /// ``on_report(report)`` (without it, read them with ``Ticker.next_report()``). Use it as
+    /// a context manager: ``with manager.ticker(1.0, pending=queue.qsize) as t: ...`` stops
+    /// and joins the thread on exit. ``pending`` (default: no demand, 0), ``on_report`` and
+    /// the providers are called on the ticker's thread. Raises InvalidArgumentError for a
+    /// zero interval, TypeError for a callback that is not callable.
+    #[pyo3(signature = (interval, pending=None, on_report=None))]
+    fn ticker(
+        &self,
+        py: Python<'_>,
+        interval: Seconds,
+        pending: Option<Py<PyAny>>,
+        on_report: Option<Py<PyAny>>,
+    ) -> PyResult<crate::ticker::PyTicker> {
+        crate::ticker::start(py, &self.inner, interval, pending, on_report)
+    }
+
     /// The registry's counts plus the manager's own (in flight, pending destroys, totals).
     fn stats(&self, py: Python<'_>) -> PyResult<LifecycleStats> {
         engine(py, || self.inner.stats()).map(LifecycleStats::from)

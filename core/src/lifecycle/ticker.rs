@@ -41,9 +41,10 @@ pub struct TickerStats {
     /// Reports dropped from [`Ticker::reports`] because nobody read them in time (the oldest
     /// go first). Always 0 with a report callback.
     pub dropped_reports: u64,
-    /// Calls of the demand callback that panicked (the tick used the last good demand).
+    /// Calls of the demand callback that panicked (the tick used the last good demand). The
+    /// bindings unwind the same way when a host callback fails (e.g. a Python exception).
     pub demand_panics: u64,
-    /// Calls of the report callback that panicked (the ticker went on).
+    /// Calls of the report callback that panicked or failed (the ticker went on).
     pub report_panics: u64,
 }
 
@@ -285,7 +286,7 @@ fn run(
             Err(payload) => {
                 c.demand_panics.fetch_add(1, Ordering::Relaxed);
                 Some(format!(
-                    "ticker: the demand callback panicked ({}); using the last demand {last_demand}",
+                    "ticker: the demand callback failed ({}); using the last demand {last_demand}",
                     panic_message(payload.as_ref())
                 ))
             }
