@@ -73,8 +73,8 @@ pub use lifecycle::{
 };
 pub use lifecycle::{Ticker, TickerStats, TICKER_REPORTS_CAPACITY};
 pub use registry::{
-    InMemoryWorkerRegistry, Snapshot, StateCounts, WorkerRegistry, WorkerRegistryStats,
-    SNAPSHOT_FORMAT,
+    InMemoryWorkerRegistry, Snapshot, StateCounts, TransitionGuard, Transitioned, WorkerRegistry,
+    WorkerRegistryStats, SNAPSHOT_FORMAT,
 };
 pub use state::WorkerState;
 pub use worker::{
