@@ -73,6 +73,10 @@ pub enum Error {
     /// A storage backend failed (reserved for shared-database backends).
     #[error("backend error: {0}")]
     Backend(String),
+    /// A leader-only operation on a replica that does not hold the leadership lease (or whose
+    /// lease was not renewed in time): another replica's manager acts on the fleet.
+    #[error("not the leader: {0}")]
+    NotLeader(String),
 }
 
 impl Error {
@@ -97,6 +101,7 @@ impl Error {
             Error::InvalidArgument(_) => "invalid_argument",
             Error::Snapshot(_) => "snapshot",
             Error::Backend(_) => "backend",
+            Error::NotLeader(_) => "not_leader",
         }
     }
 }

@@ -67,13 +67,16 @@ pub use events::{
 pub use filter::WorkerFilter;
 pub use ids::{JobId, ProviderId, WorkerId, MAX_JOB_ID_LEN, MAX_PROVIDER_ID_LEN};
 pub use lifecycle::{
+    AlwaysLeader, InMemoryLease, LeaderInfo, Leadership, LeaseStatus, Term, Ticker, TickerStats,
+    TICKER_REPORTS_CAPACITY,
+};
+pub use lifecycle::{
     CleanupResult, DestroyFailure, HealthCheckResult, LifecycleStats, LostJob, MassExpiryGiveUp,
     MassExpiryHold, OrphanInstance, ProviderBackoff, ProviderError, ProviderErrorKind,
     ProviderResult, ProvisionFailure, ProvisionedWorker, ReconcileReport, ScalingPlan,
     TerminatedWorker, TickReport, UnhealthyWorker, WorkerLifecycleConfig, WorkerLifecycleManager,
     WorkerProvider,
 };
-pub use lifecycle::{Ticker, TickerStats, TICKER_REPORTS_CAPACITY};
 pub use registry::{
     InMemoryWorkerRegistry, Snapshot, StateCounts, TransitionGuard, Transitioned, WorkerRegistry,
     WorkerRegistryStats, SNAPSHOT_FORMAT,

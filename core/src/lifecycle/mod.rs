@@ -6,6 +6,7 @@
 //! registry's clock.
 
 mod config;
+mod lease;
 mod manager;
 mod provider;
 mod report;
@@ -13,6 +14,7 @@ mod scaling;
 mod ticker;
 
 pub use config::WorkerLifecycleConfig;
+pub use lease::{AlwaysLeader, InMemoryLease, LeaderInfo, Leadership, LeaseStatus, Term};
 pub use manager::WorkerLifecycleManager;
 pub use provider::{ProviderError, ProviderErrorKind, ProviderResult, WorkerProvider};
 pub use report::{

@@ -191,7 +191,8 @@ impl WorkerLifecycleManager {
         let mut retired = Vec::new();
         let mut cleanup = CleanupResult::default();
         for id in &plan.scale_down {
-            if !budget.take() {
+            // Fenced: a replica that lost the lease retires nothing (and keeps no cooldown).
+            if !budget.take() || self.fence().is_err() {
                 break;
             }
             // Only a worker still idle is retired; `retire` drains rather than kills if a

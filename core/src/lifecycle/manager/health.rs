@@ -55,6 +55,7 @@ impl WorkerLifecycleManager {
     }
 
     pub(super) fn health_check_inner(&self, budget: &mut Budget) -> Result<HealthCheckResult> {
+        self.fence()?;
         let now = self.registry.now();
         let mut result = HealthCheckResult {
             checked_at: now,
@@ -135,6 +136,11 @@ impl WorkerLifecycleManager {
         let total = due.len();
         for (i, (id, reason)) in due.into_iter().enumerate() {
             if !budget.take() {
+                result.deferred = total - i;
+                break;
+            }
+            // The lease may have been lost meanwhile (a long check, a pause): stop here.
+            if self.fence().is_err() {
                 result.deferred = total - i;
                 break;
             }

@@ -24,6 +24,7 @@ impl WorkerLifecycleManager {
     }
 
     pub(super) fn cleanup_inner(&self, budget: &mut Budget) -> Result<CleanupResult> {
+        self.fence()?;
         let now = self.registry.now();
         let mut result = CleanupResult::default();
         // Retries first: destroys already under way finish before new work starts, so a
@@ -35,7 +36,7 @@ impl WorkerLifecycleManager {
         let due = self.registry.find_for_termination()?;
         let total = due.len();
         for (i, (worker, reason)) in due.into_iter().enumerate() {
-            if !budget.take() {
+            if !budget.take() || self.fence().is_err() {
                 result.deferred += total - i;
                 break;
             }
@@ -149,6 +150,7 @@ impl WorkerLifecycleManager {
         id: &WorkerId,
         reason: TerminationReason,
     ) -> Result<CleanupResult> {
+        self.fence()?;
         let now = self.registry.now();
         let worker = self.registry.get(id)?.ok_or(Error::NotFound(*id))?;
         let mut result = CleanupResult::default();
