@@ -22,7 +22,8 @@
 //! Modules, one per concern: [`schema`] (the tables and their migrations), `registry` (the
 //! trait), `claim`, `deadlines`, `stats`, `heartbeat` (coalesced heartbeats), [`events`] (the
 //! outbox and its readers: read it for the ordering rule and what a `seq` gap means),
-//! `snapshot`, `error` (SQL errors to the core's kinds), `pool`.
+//! `snapshot`, `error` (SQL errors to the core's kinds), `pool`, `lease` (the leadership lease
+//! of replicated managers: [`PostgresLeadership`]).
 //!
 //! The client is the synchronous `postgres` crate. It cannot block inside an async runtime:
 //! a call from there returns `Error::Backend` saying to use a blocking thread
@@ -34,6 +35,7 @@ mod deadlines;
 mod error;
 pub mod events;
 mod heartbeat;
+mod lease;
 mod pool;
 mod registry;
 pub mod schema;
@@ -41,5 +43,6 @@ mod snapshot;
 mod sql;
 mod stats;
 
+pub use lease::{PostgresLeadership, MAX_HOLDER_LEN};
 pub use registry::PostgresWorkerRegistry;
 pub use schema::validate_name;
