@@ -133,6 +133,12 @@ enum hw_status
    A bug: the library panicked. The call had no defined effect; please report it.
    */
   HW_ERR_PANIC = 13,
+  /*
+   A leader-only call (provision, terminate, health check, cleanup, reconcile) on a
+   manager that does not hold the leadership lease, or whose lease was not renewed in
+   time: another replica acts on the fleet. Nothing was changed.
+   */
+  HW_ERR_NOT_LEADER = 14,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -465,6 +471,29 @@ typedef struct hw_worker_id {
 } hw_worker_id;
 
 /*
+ Who holds the leadership lease, as a tick report saw it. `holder` is borrowed from the
+ report: valid until `hw_tick_report_free`.
+ */
+typedef struct hw_leader_info {
+  /*
+   The holder's name (one per replica; `"local"` for a single-process manager).
+   */
+  const char *holder;
+  /*
+   Its term: the fencing token, larger with every change of leader.
+   */
+  uint64_t term;
+  /*
+   When this holder took this term (ms since the epoch, the registry's clock).
+   */
+  uint64_t since_ms;
+  /*
+   When the lease expires unless renewed (`UINT64_MAX`: never).
+   */
+  uint64_t expires_at_ms;
+} hw_leader_info;
+
+/*
  The manager's configuration. Fill it with `hw_manager_config_default` first, then change
  the fields you care about, so that your code keeps its meaning when a version adds a field
  (a new field changes the struct's size: rebuild against the new header). Durations are in
@@ -701,6 +730,11 @@ typedef struct hw_tick_summary {
    Whether another thread was ticking, so this tick did nothing.
    */
   bool skipped;
+  /*
+   Ticks only: whether this manager leads (holds the leadership lease). A follower's tick
+   does nothing but try for the lease; `hw_tick_report_get_leader` says who leads.
+   */
+  bool leading;
 } hw_tick_summary;
 
 /*
@@ -1020,6 +1054,33 @@ hw_status hw_worker_filter_set_limit(struct hw_worker_filter *filter, size_t lim
  Frees a filter. NULL does nothing.
  */
 void hw_worker_filter_free(struct hw_worker_filter *filter);
+
+/*
+ The leader as the tick saw it: this manager when `summary.leading`, another replica
+ otherwise. Writes `*found = false` (and leaves `*out` alone) when no replica ever led, or
+ for a report that is not a tick's.
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for a NULL argument.
+ */
+hw_status hw_tick_report_get_leader(const struct hw_tick_report *report, struct hw_leader_info *out, bool *found);
+
+/*
+ Whether the manager leads now: it holds the leadership lease and trusts it (always true
+ for a single-process manager, unless it stepped down and has not ticked since).
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for a NULL argument.
+ */
+hw_status hw_manager_is_leader(const struct hw_manager *manager, bool *out);
+
+/*
+ Gives the leadership lease up (a clean shutdown of a replica): another replica takes over
+ at its next tick. Leader-only calls on this manager then fail with `HW_ERR_NOT_LEADER`
+ until a later tick takes the lease again.
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for NULL; `HW_ERR_BACKEND` when the lease's store
+ cannot be reached (the lease then expires by itself).
+ */
+hw_status hw_manager_step_down(const struct hw_manager *manager);
 
 /*
  Fills `out` with the default configuration.

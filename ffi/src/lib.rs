@@ -30,6 +30,7 @@ mod boundary;
 mod clock;
 mod events;
 mod filter;
+mod leader;
 mod manager;
 mod registry;
 mod spec;
@@ -41,6 +42,7 @@ pub use boundary::hw_status;
 pub use clock::hw_clock;
 pub use events::{hw_event, hw_event_kind, hw_subscription};
 pub use filter::hw_worker_filter;
+pub use leader::hw_leader_info;
 pub use manager::{
     hw_manager, hw_manager_config, hw_provider_call, hw_provider_callbacks, hw_provider_result,
     hw_scaling_plan, hw_tick_report, hw_tick_summary,

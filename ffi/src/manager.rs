@@ -908,6 +908,8 @@ pub struct hw_tick_report {
     provisioned: Vec<WorkerId>,
     decisions: Vec<CString>,
     json: CString,
+    /// Ticks only: the leader as last seen, its holder name as a C string.
+    pub(crate) leader: Option<(CString, engine::LeaderInfo)>,
 }
 
 /// The counts of a report.
@@ -944,6 +946,9 @@ pub struct hw_tick_summary {
     pub capped: bool,
     /// Whether another thread was ticking, so this tick did nothing.
     pub skipped: bool,
+    /// Ticks only: whether this manager leads (holds the leadership lease). A follower's tick
+    /// does nothing but try for the lease; `hw_tick_report_get_leader` says who leads.
+    pub leading: bool,
 }
 
 fn lost(jobs: &[engine::LostJob]) -> Result<Vec<(WorkerId, CString)>, Error> {
@@ -976,6 +981,7 @@ impl hw_tick_report {
                 mass_expiry_held: r.mass_expiry_held.is_some(),
                 capped: r.capped,
                 skipped: r.skipped,
+                leading: r.leading,
             },
             unhealthy: r.unhealthy.iter().map(|u| u.worker_id).collect(),
             lost_jobs: lost(&r.lost_jobs)?,
@@ -989,6 +995,10 @@ impl hw_tick_report {
             provisioned: r.provisioned.iter().map(|p| p.worker_id).collect(),
             decisions,
             json: to_json(r, "tick report")?,
+            leader: match &r.leader {
+                Some(l) => Some((c_string(&l.holder, "leader holder")?, l.clone())),
+                None => None,
+            },
         })
     }
 
@@ -1016,6 +1026,7 @@ impl hw_tick_report {
             provisioned: Vec::new(),
             decisions: Vec::new(),
             json: to_json(r, "health check result")?,
+            leader: None,
         })
     }
 
@@ -1041,6 +1052,7 @@ impl hw_tick_report {
             provisioned: Vec::new(),
             decisions: Vec::new(),
             json: to_json(r, "cleanup result")?,
+            leader: None,
         })
     }
 
@@ -1064,6 +1076,7 @@ impl hw_tick_report {
             provisioned: Vec::new(),
             decisions: Vec::new(),
             json: to_json(r, "reconcile report")?,
+            leader: None,
         })
     }
 }

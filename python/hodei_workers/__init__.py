@@ -31,6 +31,7 @@ from hodei_workers._native import (
     InvalidTransitionError,
     JobAlreadyAssignedError,
     JobLost,
+    LeaderInfo,
     LifecycleConfig,
     LifecycleManager,
     LifecycleStats,
@@ -38,6 +39,7 @@ from hodei_workers._native import (
     ManualClock,
     MassExpiryHeld,
     MassExpiryHold,
+    NotLeaderError,
     OrphanInstance,
     ProviderBackoff,
     ProviderError,
@@ -109,6 +111,7 @@ __all__ = [
     "ProviderBackoff",
     "MassExpiryHold",
     "OrphanInstance",
+    "LeaderInfo",
     # events
     "Subscription",
     "Event",
@@ -139,5 +142,6 @@ __all__ = [
     "SnapshotError",
     "BackendError",
     "InternalError",
+    "NotLeaderError",
     "__version__",
 ]

@@ -51,9 +51,10 @@ pub(crate) enum Exc {
     Snapshot,
     Backend,
     Internal,
+    NotLeader,
 }
 
-const SPECS: [Spec; 14] = [
+const SPECS: [Spec; 15] = [
     Spec {
         name: "HodeiWorkersError",
         doc: "Base class of every error raised by hodei_workers.\n\n\
@@ -131,6 +132,13 @@ const SPECS: [Spec; 14] = [
         doc: "A bug in hodei_workers: a Rust panic caught at the boundary. Also a \
               RuntimeError. Please report it with the message.",
         extra_base: Some(runtime_error),
+    },
+    Spec {
+        name: "NotLeaderError",
+        doc: "A leader-only operation (provisioning, terminating, a health check, cleanup, \
+              reconcile) on a replica whose manager does not hold the leadership lease, or \
+              whose lease was not renewed in time: another replica acts on the fleet.",
+        extra_base: None,
     },
 ];
 
@@ -272,6 +280,7 @@ impl CoreError {
             Error::InvalidArgument(_) => Exc::InvalidArgument,
             Error::Snapshot(_) => Exc::Snapshot,
             Error::Backend(_) => Exc::Backend,
+            Error::NotLeader(_) => Exc::NotLeader,
             // `Error` is non-exhaustive: a kind added later is still a HodeiWorkersError.
             _ => Exc::Root,
         };

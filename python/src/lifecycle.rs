@@ -282,6 +282,23 @@ report_class! {
         capped: |c, py| c.capped,
         /// Whether another thread was ticking, so this call did nothing.
         skipped: |c, py| c.skipped,
+        /// Whether this manager leads (a follower's tick does nothing but try for the lease).
+        leading: |c, py| c.leading,
+        /// The leader as last seen (a LeaderInfo: this replica when leading), or None.
+        leader: |c, py| c.leader.clone().map(LeaderInfo::from),
+    }
+
+    /// Who holds a replicated manager's leadership lease: the holder's name, its term (the
+    /// fencing token), since when.
+    LeaderInfo(core::LeaderInfo) {
+        /// The holder's name (one per replica).
+        holder: |c, py| c.holder.clone(),
+        /// The term it holds (grows with every change of leader).
+        term: |c, py| c.term,
+        /// When this holder took this term (float seconds since the epoch).
+        since: |c, py| convert::seconds(c.since),
+        /// When the lease expires unless renewed (float seconds), None if never.
+        expires_at: |c, py| (c.expires_at != u64::MAX).then(|| convert::seconds(c.expires_at)),
     }
 
     /// A provider instance the registry does not know, found by ``reconcile``.
@@ -693,6 +710,23 @@ impl PyLifecycleManager {
         crate::ticker::start(py, &self.inner, interval, pending, on_report)
     }
 
+    /// Whether this manager leads now (always True on a single-process manager).
+    fn is_leader(&self, py: Python<'_>) -> PyResult<bool> {
+        engine(py, || Ok(self.inner.is_leader()))
+    }
+
+    /// Gives the leadership lease up (a clean shutdown of a replica): another replica takes
+    /// over at its next tick. This manager follows (leader-only calls raise NotLeaderError)
+    /// until a later tick takes the lease again.
+    fn step_down(&self, py: Python<'_>) -> PyResult<()> {
+        engine(py, || self.inner.step_down())
+    }
+
+    /// The leader as last seen by this manager's lease renewals, or None.
+    fn leader(&self, py: Python<'_>) -> PyResult<Option<LeaderInfo>> {
+        Ok(engine(py, || Ok(self.inner.leader()))?.map(LeaderInfo::from))
+    }
+
     /// The registry's counts plus the manager's own (in flight, pending destroys, totals).
     fn stats(&self, py: Python<'_>) -> PyResult<LifecycleStats> {
         engine(py, || self.inner.stats()).map(LifecycleStats::from)
@@ -727,6 +761,7 @@ pub(crate) fn add_lifecycle_classes(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ScalingPlan>()?;
     m.add_class::<TickReport>()?;
     m.add_class::<OrphanInstance>()?;
+    m.add_class::<LeaderInfo>()?;
     m.add_class::<ReconcileReport>()?;
     m.add_class::<LifecycleStats>()?;
     Ok(())

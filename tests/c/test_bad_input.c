@@ -185,7 +185,8 @@ int main(void) {
   /* ---- types, strings, status ---- */
   CHECK_STR(hw_status_str(HW_OK), "HW_OK");
   CHECK_STR(hw_status_str(HW_ERR_PANIC), "HW_ERR_PANIC");
-  CHECK_STR(hw_status_str(14), "HW_UNKNOWN_STATUS");
+  CHECK_STR(hw_status_str(HW_ERR_NOT_LEADER), "HW_ERR_NOT_LEADER");
+  CHECK_STR(hw_status_str(15), "HW_UNKNOWN_STATUS");
   CHECK_STR(hw_status_str(0xffffffffu), "HW_UNKNOWN_STATUS");
   CHECK_STR(hw_worker_state_str(HW_WORKER_STATE_BUSY), "busy");
   CHECK_STR(hw_worker_state_str(7), "unknown");
@@ -666,6 +667,9 @@ int main(void) {
   INVALID(hw_manager_reconcile(mgr, NULL));
   INVALID(hw_manager_tick(NULL, 0, (hw_tick_report **)&out));
   INVALID(hw_manager_tick(mgr, 0, NULL));
+  INVALID(hw_manager_is_leader(NULL, &flag));
+  INVALID(hw_manager_is_leader(mgr, NULL));
+  INVALID(hw_manager_step_down(NULL));
   INVALID(hw_manager_stats_json(NULL, &owned));
   INVALID(hw_manager_stats_json(mgr, NULL));
   CHECK(out == SENTINEL && owned == (char *)SENTINEL && flag);
@@ -726,6 +730,15 @@ int main(void) {
   INVALID(hw_tick_report_get_decision(NULL, 0, &text));
   INVALID(hw_tick_report_get_decision(rep, 0, NULL));
   INVALID(hw_tick_report_get_decision(rep, 1000, &text));
+  {
+    hw_leader_info li;
+    li.term = 4242;
+    bool found = false;
+    INVALID(hw_tick_report_get_leader(NULL, &li, &found));
+    INVALID(hw_tick_report_get_leader(rep, NULL, &found));
+    INVALID(hw_tick_report_get_leader(rep, &li, NULL));
+    CHECK(li.term == 4242 && !found);
+  }
   INVALID(hw_tick_report_get_json(NULL, &text));
   INVALID(hw_tick_report_get_json(rep, NULL));
   CHECK(wid.bytes[0] == 0xab && u32 == 12345 && text == (const char *)SENTINEL);
