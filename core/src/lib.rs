@@ -75,7 +75,7 @@ pub use lifecycle::{
     MassExpiryHold, OrphanInstance, ProviderBackoff, ProviderError, ProviderErrorKind,
     ProviderResult, ProvisionFailure, ProvisionedWorker, ReconcileReport, ScalingPlan,
     TerminatedWorker, TickReport, UnhealthyWorker, WorkerLifecycleConfig, WorkerLifecycleManager,
-    WorkerProvider,
+    WorkerProvider, MAX_CONFIG_DURATION,
 };
 pub use registry::{
     InMemoryWorkerRegistry, Snapshot, StateCounts, TransitionGuard, Transitioned, WorkerRegistry,
@@ -84,7 +84,8 @@ pub use registry::{
 pub use state::WorkerState;
 pub use worker::{
     Architecture, ProviderCategory, ProviderType, ResourceRequirements, TerminationReason, Worker,
-    WorkerHandle, WorkerSpec, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_LIFETIME,
+    WorkerHandle, WorkerSpec, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_LIFETIME, MAX_ENTRIES,
+    MAX_IMAGE_LEN, MAX_KEY_LEN, MAX_RESOURCE_ID_LEN, MAX_SPEC_DURATION, MAX_VALUE_LEN,
 };
 
 #[allow(dead_code)]

@@ -43,6 +43,9 @@ pub(crate) fn snapshot(registry: &PostgresWorkerRegistry) -> Result<Snapshot> {
             seq: u64::try_from(seq).unwrap_or(0),
             taken_at: ts(taken_at),
             workers,
+            // Compile fix after main's `retired_ids` (issue 10); the pg helper fills it from
+            // the table of retired ids when it merges main.
+            retired_ids: Vec::new(),
         })
     })
 }

@@ -13,7 +13,7 @@ mod report;
 mod scaling;
 mod ticker;
 
-pub use config::WorkerLifecycleConfig;
+pub use config::{WorkerLifecycleConfig, MAX_CONFIG_DURATION};
 pub use lease::{AlwaysLeader, InMemoryLease, LeaderInfo, Leadership, LeaseStatus, Term};
 pub use manager::WorkerLifecycleManager;
 pub use provider::{ProviderError, ProviderErrorKind, ProviderResult, WorkerProvider};

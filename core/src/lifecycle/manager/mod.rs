@@ -147,8 +147,10 @@ impl Drop for TickGuard<'_> {
 /// impl WorkerProvider for Local {
 ///     fn provider_id(&self) -> ProviderId { ProviderId::new("local").unwrap() }
 ///     fn provider_type(&self) -> ProviderType { ProviderType::BareMetal }
-///     fn create_worker(&self, _: &WorkerSpec) -> ProviderResult<WorkerHandle> {
-///         Ok(WorkerHandle::new(self.provider_id(), self.provider_type(), "proc-1"))
+///     fn create_worker(&self, id: WorkerId, _: &WorkerSpec) -> ProviderResult<WorkerHandle> {
+///         // Starts the agent with `id` (e.g. HODEI_WORKER_ID=<id>); it reports in with it.
+///         let handle = WorkerHandle::new(self.provider_id(), self.provider_type(), "proc-1");
+///         Ok(WorkerHandle { worker_id: id, ..handle })
 ///     }
 ///     fn destroy_worker(&self, _: &WorkerHandle) -> ProviderResult<()> { Ok(()) }
 /// }
@@ -194,6 +196,8 @@ pub struct WorkerLifecycleManager {
     brake: Mutex<Brake>,
     /// The leadership lease: the term this manager acts under, and its trust window.
     lease: LeaseKeeper,
+    /// Where new worker ids come from (random by default; a simulation seeds it).
+    worker_ids: Mutex<Option<provisioning::IdSource>>,
 }
 
 impl fmt::Debug for WorkerLifecycleManager {
@@ -256,6 +260,7 @@ impl WorkerLifecycleManager {
             ticking: AtomicBool::new(false),
             brake: Mutex::new(Brake::default()),
             lease,
+            worker_ids: Mutex::new(None),
         })
     }
 
@@ -401,8 +406,8 @@ impl WorkerLifecycleManager {
         let target = self.target.lock().clone();
         if let Some(target) = target {
             match self.plan_inner(pending_jobs, Some(&target)) {
-                Ok(plan) => {
-                    self.execute_plan(&plan, &target, &mut budget, &mut report);
+                Ok((plan, candidates)) => {
+                    self.execute_plan(&plan, &candidates, &target, &mut budget, &mut report);
                     report.decisions.insert(0, plan.explanation.clone());
                     report.scaling = Some(plan);
                 }
