@@ -127,6 +127,12 @@ struct ProcessProvider {
     holder: String,
     /// Our own children, to reap them.
     children: Mutex<HashMap<WorkerId, Child>>,
+    /// Set by host A's sabotage: its destroys fail from then on, so that it dies with a destroy
+    /// retry pending.
+    fail_destroys: AtomicBool,
+    /// Armed once by the sabotage: the next create hangs after spawning the agent, so that the
+    /// host dies in the middle of a provisioning.
+    hang_next_create: AtomicBool,
 }
 
 impl std::fmt::Debug for ProcessProvider {
@@ -157,6 +163,13 @@ impl WorkerProvider for ProcessProvider {
             .map_err(|e| ProviderError::new(format!("spawn failed: {e}")))?;
         let pid = child.id();
         self.children.lock().insert(id, child);
+        if self.hang_next_create.swap(false, Ordering::SeqCst) {
+            say!("CREATING-SLOW {id} pid {pid} by {}", self.holder);
+            // Never returns: the orchestrator kills this host now.
+            loop {
+                std::thread::sleep(Duration::from_secs(60));
+            }
+        }
         let mut handle =
             WorkerHandle::new(self.id.clone(), self.kind.clone(), format!("pid-{pid}"));
         handle.worker_id = id;
@@ -166,6 +179,10 @@ impl WorkerProvider for ProcessProvider {
 
     fn destroy_worker(&self, handle: &WorkerHandle) -> ProviderResult<()> {
         let id = handle.worker_id.to_string();
+        if self.fail_destroys.load(Ordering::SeqCst) {
+            say!("DESTROY-FAILED {id} by {} (sabotage)", self.holder);
+            return Err(ProviderError::new("sabotaged: the cloud API is down"));
+        }
         let pid = live_agents(&self.name).get(&id).copied();
         let child = self.children.lock().remove(&handle.worker_id);
         let result = match pid {
@@ -236,11 +253,11 @@ fn run_job(
     job: &JobId,
 ) -> Res<()> {
     let me = id.to_string();
-    // A job runs once: only a pending job becomes running, in one statement.
+    // A job runs once: only a pending or assigned job becomes running, in one statement.
     let row = db
         .query_opt(
             "UPDATE demo_jobs SET state = 'running', worker = $2 \
-             WHERE id = $1 AND state = 'pending' RETURNING ms",
+             WHERE id = $1 AND state IN ('pending', 'assigned') RETURNING ms",
             &[&job.as_str(), &me],
         )
         .map_err(err)?;
@@ -270,6 +287,7 @@ fn run_job(
 // A host (scheduler replica).
 
 fn host(name: &str, holder: &str, url: &str) -> Res<ExitCode> {
+    let sabotage = std::env::var_os("HW_DEMO_SABOTAGE").is_some();
     let pg = PostgresWorkerRegistry::connect(url, name).map_err(err)?;
     let lease = pg.leadership(holder, LEASE_TTL).map_err(err)?;
     let registry: Arc<dyn WorkerRegistry> = Arc::new(pg);
@@ -278,7 +296,7 @@ fn host(name: &str, holder: &str, url: &str) -> Res<ExitCode> {
         health_check_interval: Duration::from_millis(400),
         startup_timeout: Duration::from_secs(10),
         min_ready_workers: 0,
-        max_workers: 4,
+        max_workers: 6,
         scale_up_cooldown: Duration::from_millis(200),
         scale_down_cooldown: Duration::from_secs(1),
         ..WorkerLifecycleConfig::default()
@@ -299,6 +317,8 @@ fn host(name: &str, holder: &str, url: &str) -> Res<ExitCode> {
         url: url.to_owned(),
         holder: holder.to_owned(),
         children: Mutex::new(HashMap::new()),
+        fail_destroys: AtomicBool::new(false),
+        hang_next_create: AtomicBool::new(false),
     });
     manager.register_provider(provider.clone()).map_err(err)?;
     let spec = Arc::new(WorkerSpec::new("agent").with_idle_timeout(Duration::from_secs(2)));
@@ -356,10 +376,14 @@ fn host(name: &str, holder: &str, url: &str) -> Res<ExitCode> {
         });
     }
     let mut db = client(url, name)?;
+    let mut sabotaged = false;
     while !quit.load(Ordering::Relaxed) {
         if manager.is_leader() {
             sweep(&mut db, registry.as_ref())?;
             dispatch(&mut db, registry.as_ref())?;
+            if sabotage && !sabotaged {
+                sabotaged = sabotage_step(&mut db, &manager, &provider)?;
+            }
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -375,6 +399,52 @@ fn host(name: &str, holder: &str, url: &str) -> Res<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Host A's sabotage, once a job runs: terminate that job's worker (its destroy fails: a
+/// `Terminating` record with a retry pending; the job is reported lost), then start a
+/// provisioning that hangs inside the provider (an agent process no record knows yet). Prints
+/// `SABOTAGE-READY` when both are under way: the orchestrator kills this host then.
+fn sabotage_step(
+    db: &mut postgres::Client,
+    manager: &Arc<WorkerLifecycleManager>,
+    provider: &Arc<ProcessProvider>,
+) -> Res<bool> {
+    let Some(row) = db
+        .query_opt(
+            "SELECT worker FROM demo_jobs WHERE state = 'running' ORDER BY id LIMIT 1",
+            &[],
+        )
+        .map_err(err)?
+    else {
+        return Ok(false);
+    };
+    let Ok(worker) = row.get::<_, String>(0).parse::<WorkerId>() else {
+        return Ok(false);
+    };
+    // Armed first: whichever create comes next (the autoscaler replacing the lost job's
+    // worker, or the provisioning below) hangs.
+    provider.hang_next_create.store(true, Ordering::SeqCst);
+    provider.fail_destroys.store(true, Ordering::SeqCst);
+    let r = manager
+        .terminate_worker(&worker, TerminationReason::Requested)
+        .map_err(err)?;
+    for lost in &r.lost_jobs {
+        say!("LOST {} on {}", lost.job_id, lost.worker_id);
+    }
+    let (m, pid) = (Arc::clone(manager), provider.id.clone());
+    std::thread::spawn(move || {
+        let _ = m.provision_worker(&pid, Arc::new(WorkerSpec::new("agent")));
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while provider.hang_next_create.load(Ordering::SeqCst) {
+        if Instant::now() > deadline {
+            return Err("the sabotaged create never started".to_owned());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    say!("SABOTAGE-READY");
+    Ok(true)
+}
+
 /// Hands pending jobs to ready workers: `claim` picks and assigns atomically (a job is held by
 /// at most one worker); the agent marks it running.
 fn dispatch(db: &mut postgres::Client, registry: &dyn WorkerRegistry) -> Res<()> {
@@ -387,7 +457,16 @@ fn dispatch(db: &mut postgres::Client, registry: &dyn WorkerRegistry) -> Res<()>
     for row in pending {
         let job = JobId::new(row.get::<_, String>(0)).map_err(err)?;
         match registry.claim(&WorkerFilter::new(), job.clone()) {
-            Ok(Some(w)) => say!("ASSIGN {job} to {}", w.id),
+            Ok(Some(w)) => {
+                // Assigned: no longer demand (the agent makes it running).
+                db.execute(
+                    "UPDATE demo_jobs SET state = 'assigned', worker = $2 \
+                     WHERE id = $1 AND state = 'pending'",
+                    &[&job.as_str(), &w.id.to_string()],
+                )
+                .map_err(err)?;
+                say!("ASSIGN {job} to {}", w.id)
+            }
             Ok(None) => break,  // no ready worker
             Err(_) => continue, // held already: on its way to running
         }
@@ -395,12 +474,12 @@ fn dispatch(db: &mut postgres::Client, registry: &dyn WorkerRegistry) -> Res<()>
     Ok(())
 }
 
-/// Requeues the running jobs whose worker left (unregistered, terminating, or holding no
+/// Requeues the assigned or running jobs whose worker left (unregistered, terminating, or holding no
 /// longer this job): the job was lost with it.
 fn sweep(db: &mut postgres::Client, registry: &dyn WorkerRegistry) -> Res<()> {
     let running = db
         .query(
-            "SELECT id, worker FROM demo_jobs WHERE state = 'running'",
+            "SELECT id, worker FROM demo_jobs WHERE state IN ('assigned', 'running')",
             &[],
         )
         .map_err(err)?;
@@ -420,7 +499,8 @@ fn sweep(db: &mut postgres::Client, registry: &dyn WorkerRegistry) -> Res<()> {
             let n = db
                 .execute(
                     "UPDATE demo_jobs SET state = 'pending', worker = NULL, \
-                     requeues = requeues + 1 WHERE id = $1 AND state = 'running' AND worker = $2",
+                     requeues = requeues + 1 \
+                     WHERE id = $1 AND state IN ('assigned', 'running') AND worker = $2",
                     &[&job, &worker],
                 )
                 .map_err(err)?;
@@ -468,23 +548,29 @@ fn orchestrate(quick: bool) -> Res<ExitCode> {
             1800, 1200, 2400, 1400, 1000, 3000, 1600, 800, 2000, 1200, 600, 1800,
         ]
     };
-    for (i, ms) in jobs.iter().enumerate() {
-        db.execute(
-            "INSERT INTO demo_jobs (id, ms) VALUES ($1, $2)",
-            &[&format!("job-{:02}", i + 1), ms],
-        )
-        .map_err(err)?;
-    }
-    say!(
-        "{} registry {name} on PostgreSQL, {} jobs queued",
-        t(),
-        jobs.len()
-    );
+    // Four jobs first: four workers, one slot left under max_workers for the sabotaged create.
+    let half = 4;
+    let queue = |db: &mut postgres::Client, from: usize, to: usize| -> Res<()> {
+        for (i, ms) in jobs.iter().enumerate().take(to).skip(from) {
+            db.execute(
+                "INSERT INTO demo_jobs (id, ms) VALUES ($1, $2)",
+                &[&format!("job-{:02}", i + 1), ms],
+            )
+            .map_err(err)?;
+        }
+        Ok(())
+    };
+    queue(&mut db, 0, half)?;
+    say!("{} registry {name} on PostgreSQL, {half} jobs queued", t());
 
     let (lines_tx, lines) = crossbeam_channel::unbounded::<(String, String)>();
-    let spawn_host = |holder: &str| -> Res<Host> {
+    let spawn_host = |holder: &str, sabotage: bool| -> Res<Host> {
         let exe = std::env::current_exe().map_err(err)?;
-        let mut child = Command::new(exe)
+        let mut command = Command::new(exe);
+        if sabotage {
+            command.env("HW_DEMO_SABOTAGE", "1");
+        }
+        let mut child = command
             .args(["--host", &name, holder, &url])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -533,34 +619,30 @@ fn orchestrate(quick: bool) -> Res<ExitCode> {
         }
     };
 
-    let mut a = spawn_host("host-a")?;
+    let mut a = spawn_host("host-a", true)?;
     wait_for(
         &|h, l| h == "host-a" && l.starts_with("LEADER"),
         Duration::from_secs(20),
     )?;
-    let mut b = spawn_host("host-b")?;
+    let mut b = spawn_host("host-b", false)?;
 
-    // Let jobs flow, then kill the leader in the middle of the run.
-    let done_or_running = |db: &mut postgres::Client| -> i64 {
-        db.query_one(
-            "SELECT count(*) FROM demo_jobs WHERE state <> 'pending'",
-            &[],
-        )
-        .map(|r| r.get(0))
-        .unwrap_or(0)
-    };
+    // Let jobs flow until host-a is in the middle of a provisioning (an agent started, not yet
+    // registered) and of a destroy retry (a Terminating worker whose destroy failed), then
+    // kill it.
     wait_for(
-        &|_, _| done_or_running(&mut client(&url, &name).expect("db")) >= 3,
+        &|h, l| h == "host-a" && l == "SABOTAGE-READY",
         Duration::from_secs(30),
     )?;
     a.child.kill().map_err(err)?; // SIGKILL
     let _ = a.child.wait();
     let killed_at = Instant::now();
     say!(
-        "{} *** killed the leader {} with SIGKILL ***",
+        "{} *** killed the leader {} with SIGKILL (mid-provisioning, mid-destroy-retry) ***",
         t(),
         a.holder
     );
+    queue(&mut db, half, jobs.len())?;
+    say!("{} {} more jobs queued", t(), jobs.len() - half);
 
     wait_for(
         &|h, l| h == "host-b" && l.starts_with("LEADER"),
@@ -639,6 +721,18 @@ fn orchestrate(quick: bool) -> Res<ExitCode> {
             failures.push(format!("{job} ran {n} times with {requeues} requeues"));
         }
     }
+    let takeover = log
+        .iter()
+        .find(|(h, l)| h == "host-b" && l.contains("takeover reconcile:"))
+        .map(|(_, l)| l.clone());
+    match &takeover {
+        // The sabotaged worker; and the hung create's agent (or two, when the autoscaler
+        // was provisioning at the same moment).
+        Some(l) if l.contains("1 Terminating adopted") && !l.contains(" 0 orphan") => {}
+        other => failures.push(format!(
+            "host-b's takeover did not adopt the Terminating record and the orphan: {other:?}"
+        )),
+    }
     let mut killed: BTreeMap<&str, usize> = BTreeMap::new();
     for (_, line) in &log {
         if let Some(rest) = line.strip_prefix("DESTROY ") {
@@ -683,6 +777,12 @@ fn orchestrate(quick: bool) -> Res<ExitCode> {
     say!("== failover ==");
     for c in &changes {
         say!("  leader changed: {c}");
+    }
+    if let Some(l) = &takeover {
+        say!(
+            "  {}",
+            l.split_once(": ").map_or(l.as_str(), |(_, rest)| rest)
+        );
     }
     say!(
         "  host-a killed; host-b leading {:.2} s later (lease ttl {:.1} s)",
