@@ -227,3 +227,20 @@ fn a_zero_interval_is_refused() {
     let err = f.manager.start_ticker(Duration::ZERO, || 0).unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
 }
+
+#[test]
+fn request_stop_does_not_wait_and_a_later_stop_joins() {
+    let f = scaled();
+    f.provider.script_creates([CreateStep::Stall]);
+    let ticker = f.manager.start_ticker(HOUR, || 1).unwrap();
+    while f.provider.creating_now.load(Ordering::SeqCst) == 0 {
+        std::thread::yield_now();
+    }
+    // The tick is stuck in the provider: request_stop returns anyway.
+    ticker.request_stop();
+    assert!(ticker.is_running());
+    f.provider.release_stalled(1);
+    ticker.stop();
+    assert!(!ticker.is_running());
+    assert_eq!(ticker.stats().ticks, 1);
+}

@@ -63,8 +63,11 @@ pub(crate) struct PyTicker {
 impl Drop for PyTicker {
     fn drop(&mut self) {
         // The thread may be waiting for the GIL (to call a callback): never join while holding
-        // it. A drop on the ticker's own thread only asks it to stop.
-        Python::attach(|py| py.detach(|| self.inner.stop()));
+        // it. A drop on the ticker's own thread only asks it to stop; so does a drop while the
+        // interpreter shuts down (the thread cannot run Python code any more).
+        if Python::try_attach(|py| py.detach(|| self.inner.stop())).is_none() {
+            self.inner.request_stop();
+        }
     }
 }
 
@@ -86,7 +89,8 @@ pub(crate) fn start(
         }
     }
     let demand = move || match &pending {
-        Some(pending) => Python::attach(|py| demand_of(py, pending)),
+        // No interpreter any more (shutting down): no demand.
+        Some(pending) => Python::try_attach(|py| demand_of(py, pending)).unwrap_or(0),
         None => 0,
     };
     let manager = Arc::clone(manager);
@@ -94,12 +98,13 @@ pub(crate) fn start(
     let inner = match on_report {
         Some(on_report) => {
             let deliver = move |report: hodei_workers::TickReport| {
-                Python::attach(|py| {
+                // No interpreter any more (shutting down): the report has nowhere to go.
+                Python::try_attach(|py| {
                     let report = TickReport::from(report);
                     if let Err(err) = on_report.call1(py, (report,)) {
                         callback_failed(py, &on_report, err, "on_report()");
                     }
-                })
+                });
             };
             run(py, move || {
                 manager.start_ticker_with(interval, demand, deliver)

@@ -189,3 +189,20 @@ def test_dropping_a_ticker_stops_it_and_releases_its_callbacks(
     manager.stats()  # any call into the module settles references the thread let go
     gc.collect()
     assert alive() is None
+
+
+def test_an_interpreter_exiting_with_a_running_ticker_neither_hangs_nor_crashes() -> None:
+    import subprocess
+
+    code = (
+        "import hodei_workers as hw\n"
+        "m = hw.LifecycleManager(hw.Registry())\n"
+        "t = m.ticker(0.001, pending=lambda: 1, on_report=lambda r: None)\n"
+        "print('started')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "started"
+    assert done.stderr == "", done.stderr

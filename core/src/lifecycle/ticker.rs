@@ -156,14 +156,22 @@ impl Ticker {
             .is_some_and(|t| !t.is_finished())
     }
 
+    /// Asks the ticker to stop without waiting: no tick starts after this call; the one in
+    /// progress, if any, finishes on its own and the thread ends (joined by a later
+    /// [`stop`](Self::stop) or drop). For a caller that must not block, e.g. a binding's
+    /// finalizer while its interpreter shuts down.
+    pub fn request_stop(&self) {
+        *self.shared.stopped.lock() = true;
+        self.shared.wake.notify_all();
+    }
+
     /// Stops the ticker: no tick starts after this call; waits for the one in progress, if
     /// any, and joins the thread. Idempotent.
     ///
     /// Called from the ticker's own thread (from a callback) it only asks the thread to stop
     /// after the current tick and returns at once (a thread cannot join itself).
     pub fn stop(&self) {
-        *self.shared.stopped.lock() = true;
-        self.shared.wake.notify_all();
+        self.request_stop();
         if TICKER_ON_THIS_THREAD.with(Cell::get) == shared_key(&self.shared) {
             return;
         }
