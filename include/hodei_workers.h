@@ -1066,6 +1066,19 @@ void hw_worker_filter_free(struct hw_worker_filter *filter);
 hw_status hw_tick_report_get_leader(const struct hw_tick_report *report, struct hw_leader_info *out, bool *found);
 
 /*
+ A manager that is one replica of several sharing `registry`, named `holder` (unique per
+ process, e.g. "host-1234"), on the registry's leadership lease lasting `lease_ttl_ms` after
+ each renewal. Only the replica holding the lease acts; the others' ticks only try to take
+ it (tick at least every `lease_ttl_ms / 3`, e.g. with `hw_ticker_start`). On a registry
+ that is not shared between processes (the in-memory one) this is `hw_manager_new`: the
+ manager always leads.
+
+ Errors: as `hw_manager_new`; `HW_ERR_INVALID_ARGUMENT` for a holder or ttl the registry's
+ lease refuses; `HW_ERR_BACKEND` when the lease's store cannot be reached.
+ */
+hw_status hw_manager_new_replicated(const struct hw_registry *registry, const struct hw_manager_config *config, const char *holder, uint64_t lease_ttl_ms, struct hw_manager **out);
+
+/*
  Whether the manager leads now: it holds the leadership lease and trusts it (always true
  for a single-process manager, unless it stepped down and has not ticked since).
 

@@ -322,3 +322,11 @@ fn the_in_memory_manager_leads_from_the_start_as_before() {
         r.decisions
     );
 }
+
+#[test]
+fn replicated_on_an_unshared_registry_is_a_plain_manager_that_leads() {
+    let registry: Arc<dyn WorkerRegistry> = Arc::new(InMemoryWorkerRegistry::new());
+    let m = WorkerLifecycleManager::replicated(registry, config(), "host-1", TTL).unwrap();
+    assert!(m.is_leader());
+    assert_eq!(m.leadership().holder(), "local");
+}

@@ -2,9 +2,14 @@
 //! stepping down.
 
 use std::ffi::c_char;
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::boundary::{arg_out, arg_ref, ffi_boundary, hw_status};
-use crate::manager::{hw_manager, hw_tick_report};
+use engine::{WorkerLifecycleManager, WorkerRegistry};
+
+use crate::boundary::{arg_out, arg_ref, arg_str, ffi_boundary, hw_status, into_handle};
+use crate::manager::{hw_manager, hw_manager_config, hw_tick_report};
+use crate::registry::hw_registry;
 
 /// Who holds the leadership lease, as a tick report saw it. `holder` is borrowed from the
 /// report: valid until `hw_tick_report_free`.
@@ -48,6 +53,42 @@ pub extern "C" fn hw_tick_report_get_leader(
             }
             None => found.write(false),
         }
+        Ok(())
+    })
+}
+
+/// A manager that is one replica of several sharing `registry`, named `holder` (unique per
+/// process, e.g. "host-1234"), on the registry's leadership lease lasting `lease_ttl_ms` after
+/// each renewal. Only the replica holding the lease acts; the others' ticks only try to take
+/// it (tick at least every `lease_ttl_ms / 3`, e.g. with `hw_ticker_start`). On a registry
+/// that is not shared between processes (the in-memory one) this is `hw_manager_new`: the
+/// manager always leads.
+///
+/// Errors: as `hw_manager_new`; `HW_ERR_INVALID_ARGUMENT` for a holder or ttl the registry's
+/// lease refuses; `HW_ERR_BACKEND` when the lease's store cannot be reached.
+#[no_mangle]
+pub extern "C" fn hw_manager_new_replicated(
+    registry: *const hw_registry,
+    config: *const hw_manager_config,
+    holder: *const c_char,
+    lease_ttl_ms: u64,
+    out: *mut *mut hw_manager,
+) -> hw_status {
+    ffi_boundary!(hw_manager_new_replicated, {
+        let registry = arg_ref!(registry);
+        let config = arg_ref!(config);
+        let holder = arg_str!(holder);
+        let out = arg_out!(out);
+        let shared: Arc<dyn WorkerRegistry> = registry.inner.clone();
+        let manager = WorkerLifecycleManager::replicated(
+            shared,
+            config.to_core(),
+            holder,
+            Duration::from_millis(lease_ttl_ms),
+        )?;
+        out.write(into_handle(hw_manager {
+            inner: Arc::new(manager),
+        }));
         Ok(())
     })
 }

@@ -106,7 +106,7 @@ impl hw_manager_config {
         }
     }
 
-    fn to_core(self) -> WorkerLifecycleConfig {
+    pub(crate) fn to_core(self) -> WorkerLifecycleConfig {
         WorkerLifecycleConfig {
             heartbeat_timeout: ms(self.heartbeat_timeout_ms),
             health_check_interval: ms(self.health_check_interval_ms),

@@ -199,3 +199,28 @@ fn a_leader_paused_inside_a_create_leaves_the_instance_to_the_new_leader() {
     assert_eq!(c.calls("destroy").len(), 1, "destroyed once, by the leader");
     assert!(c.provider.instance_ids().is_empty());
 }
+
+#[test]
+fn replicated_managers_take_the_registrys_own_lease() {
+    let name = name("failover_replicated");
+    let _schema = Schema(name.clone());
+    let store = Arc::new(ManualClock::new(T0));
+    let manager = |holder: &str| {
+        let pg = PostgresWorkerRegistry::connect_with_clock(&url(), &name, store.clone()).unwrap();
+        WorkerLifecycleManager::replicated(Arc::new(pg), config(), holder, TTL).unwrap()
+    };
+    let (a, b) = (manager("a"), manager("b"));
+    assert!(
+        !a.is_leader() && !b.is_leader(),
+        "nobody leads before ticking"
+    );
+    assert!(a.tick(0).leading);
+    let rb = b.tick(0);
+    assert!(!rb.leading);
+    assert_eq!(rb.leader.unwrap().holder, "a");
+    assert_eq!(a.leadership().holder(), "a");
+    // A bad holder is the lease's InvalidArgument.
+    let pg = PostgresWorkerRegistry::connect_with_clock(&url(), &name, store.clone()).unwrap();
+    let err = WorkerLifecycleManager::replicated(Arc::new(pg), config(), "", TTL).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+}

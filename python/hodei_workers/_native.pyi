@@ -829,6 +829,10 @@ class LifecycleStats:
 @final
 class LifecycleManager:
     def __new__(cls, registry: Registry, config: LifecycleConfig | None = None) -> LifecycleManager: ...
+    @staticmethod
+    def replicated(
+        registry: Registry, holder: str, lease_ttl: _Seconds, config: LifecycleConfig | None = None
+    ) -> LifecycleManager: ...
     @property
     def registry(self) -> Registry: ...
     @property

@@ -526,6 +526,33 @@ impl PyLifecycleManager {
         })
     }
 
+    /// A manager that is one replica of several sharing ``registry``, named ``holder``
+    /// (unique per process), on the registry's leadership lease lasting ``lease_ttl`` (float
+    /// seconds or a timedelta) after each renewal: only the replica holding the lease acts,
+    /// the others' ticks only try to take it (tick at least every ``lease_ttl / 3``, e.g. with
+    /// ``ticker``). On a registry that is not shared between processes (the in-memory one) it
+    /// is a plain manager that always leads.
+    #[staticmethod]
+    #[pyo3(signature = (registry, holder, lease_ttl, config=None))]
+    fn replicated(
+        py: Python<'_>,
+        registry: Bound<'_, PyRegistry>,
+        holder: &str,
+        lease_ttl: Seconds,
+        config: Option<Bound<'_, PyLifecycleConfig>>,
+    ) -> PyResult<Self> {
+        let config = config.map(|c| c.get().inner.clone()).unwrap_or_default();
+        let core_registry: Arc<dyn WorkerRegistry> = registry.get().inner.clone();
+        let holder = holder.to_owned();
+        let inner = run(py, move || {
+            WorkerLifecycleManager::replicated(core_registry, config, &holder, lease_ttl.0)
+        })?;
+        Ok(PyLifecycleManager {
+            inner: Arc::new(inner),
+            registry: registry.unbind(),
+        })
+    }
+
     /// The Registry the manager drives.
     #[getter]
     fn registry(&self, py: Python<'_>) -> Py<PyRegistry> {

@@ -674,6 +674,11 @@ int main(void) {
   INVALID(hw_manager_reconcile(mgr, NULL));
   INVALID(hw_manager_tick(NULL, 0, (hw_tick_report **)&out));
   INVALID(hw_manager_tick(mgr, 0, NULL));
+  INVALID(hw_manager_new_replicated(NULL, &config, "h", 1000, (hw_manager **)&out));
+  INVALID(hw_manager_new_replicated(reg, NULL, "h", 1000, (hw_manager **)&out));
+  INVALID(hw_manager_new_replicated(reg, &config, NULL, 1000, (hw_manager **)&out));
+  INVALID(hw_manager_new_replicated(reg, &config, BAD_UTF8, 1000, (hw_manager **)&out));
+  INVALID(hw_manager_new_replicated(reg, &config, "h", 1000, NULL));
   INVALID(hw_manager_is_leader(NULL, &flag));
   INVALID(hw_manager_is_leader(mgr, NULL));
   INVALID(hw_manager_step_down(NULL));

@@ -65,6 +65,13 @@ int main(void) {
   hw_tick_report_free(rec);
 
   hw_manager_free(mgr);
+
+  /* A replicated manager on a registry that is not shared between processes always leads. */
+  hw_manager *rep_mgr = NULL;
+  CHECK_OK(hw_manager_new_replicated(reg, &config, "host-1", 15000, &rep_mgr));
+  CHECK_OK(hw_manager_is_leader(rep_mgr, &leading));
+  CHECK(leading);
+  hw_manager_free(rep_mgr);
   hw_worker_spec_free(spec);
   hw_registry_free(reg);
   hw_clock_free(clock);

@@ -57,6 +57,34 @@ impl WorkerLifecycleManager {
         Self::build(registry, config, LeaseKeeper::new(leadership, local_clock))
     }
 
+    /// A manager that is one replica of several sharing `registry`, named `holder` (unique
+    /// per process, e.g. `host-pid`), on the registry's own lease
+    /// ([`WorkerRegistry::lease`]) lasting `ttl` after each renewal, trusted on a
+    /// [`SystemClock`](crate::SystemClock): see [`with_leadership`](Self::with_leadership).
+    /// On a registry that is not shared (the in-memory one) it is a plain
+    /// [`new`](Self::new) manager, which always leads: the same host code runs embedded and
+    /// replicated.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new); the registry's errors for the lease (an invalid `holder` or
+    /// `ttl`, an unreachable store).
+    pub fn replicated(
+        registry: Arc<dyn WorkerRegistry>,
+        config: WorkerLifecycleConfig,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Self> {
+        match registry.lease(holder, ttl)? {
+            Some(lease) => Self::with_leadership(
+                registry,
+                config,
+                lease,
+                Arc::new(crate::clock::SystemClock::new()),
+            ),
+            None => Self::new(registry, config),
+        }
+    }
+
     /// The lease this manager competes for.
     pub fn leadership(&self) -> &Arc<dyn Leadership> {
         self.lease.leadership()
