@@ -19,6 +19,11 @@
 //!   brake, cleanup that drains rather than kills, destroy retries (no leaked instances),
 //!   reconcile, and autoscaling; [`tick`](WorkerLifecycleManager::tick) returns a
 //!   [`TickReport`] that explains each decision and lists the jobs to requeue.
+//! - [`Ticker`]: the opt-in thread that ticks every interval
+//!   ([`start_ticker`](WorkerLifecycleManager::start_ticker)); without it, no thread exists.
+//! - Replicas: several managers may share one registry (on PostgreSQL); one leads, under a
+//!   lease with a term ([`Leadership`]), and every leader-only write is fenced by it
+//!   ([`WorkerLifecycleManager::replicated`]).
 //!
 //! ```
 //! use std::sync::Arc;
