@@ -65,7 +65,7 @@ mod state;
 mod worker;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use events::{
     EventFeed, EventKind, EventSource, SubscribeOptions, Subscription, WorkerLifecycleEvent,
 };

@@ -8,11 +8,11 @@ use std::time::Duration;
 use engine::{WorkerLifecycleManager, WorkerRegistry};
 
 use crate::boundary::{arg_out, arg_ref, arg_str, ffi_boundary, hw_status, into_handle};
-use crate::manager::{hw_manager, hw_manager_config, hw_tick_report};
+use crate::manager::{hw_manager, hw_manager_config, hw_report};
 use crate::registry::hw_registry;
 
 /// Who holds the leadership lease, as a tick report saw it. `holder` is borrowed from the
-/// report: valid until `hw_tick_report_free`.
+/// report: valid until `hw_report_free`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct hw_leader_info {
@@ -32,12 +32,12 @@ pub struct hw_leader_info {
 ///
 /// Errors: `HW_ERR_INVALID_ARGUMENT` for a NULL argument.
 #[no_mangle]
-pub extern "C" fn hw_tick_report_get_leader(
-    report: *const hw_tick_report,
+pub extern "C" fn hw_report_get_leader(
+    report: *const hw_report,
     out: *mut hw_leader_info,
     found: *mut bool,
 ) -> hw_status {
-    ffi_boundary!(hw_tick_report_get_leader, {
+    ffi_boundary!(hw_report_get_leader, {
         let report = arg_ref!(report);
         let out = arg_out!(out);
         let found = arg_out!(found);

@@ -8,7 +8,7 @@ use std::time::Duration;
 use engine::{Error, Ticker, TickerStats};
 
 use crate::boundary::{arg_out, arg_ref, ffi_boundary, free_handle, hw_status, into_handle};
-use crate::manager::{hw_manager, hw_tick_report};
+use crate::manager::{hw_manager, hw_report};
 
 /// A running ticker (see `hw_ticker_start`). Free it with `hw_ticker_free` (which stops it).
 /// Thread-safe: `hw_ticker_stop` and `hw_ticker_get_stats` may be called from any thread.
@@ -41,8 +41,7 @@ pub struct hw_ticker_callbacks {
     /// Optional (NULL: reports are discarded). Called after each tick with its report, which
     /// is **borrowed**: valid only during the call (read what you need; do not free it). A slow
     /// callback delays the next tick (it counts as an overrun).
-    pub on_report:
-        Option<unsafe extern "C" fn(user_data: *mut c_void, report: *const hw_tick_report)>,
+    pub on_report: Option<unsafe extern "C" fn(user_data: *mut c_void, report: *const hw_report)>,
     /// Optional. Called once with `user_data` when the ticker no longer needs it.
     pub release: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
 }
@@ -119,7 +118,7 @@ pub extern "C" fn hw_ticker_start(
             // A report that cannot be given to C (text with a NUL byte) is not delivered;
             // the ticker goes on. `from_tick` replaces NULs in decisions, so this is only
             // for job ids restored from a foreign snapshot.
-            if let Ok(c_report) = hw_tick_report::from_tick(&report) {
+            if let Ok(c_report) = hw_report::from_tick(&report) {
                 // SAFETY: a callback the host registered for this; the report lives for
                 // the call.
                 unsafe { on_report(for_report.0.user_data, &c_report) }

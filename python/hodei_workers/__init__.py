@@ -37,6 +37,7 @@ from hodei_workers._native import (
     LifecycleStats,
     LostJob,
     ManualClock,
+    MassExpiryGiveUp,
     MassExpiryHeld,
     MassExpiryHold,
     NotLeaderError,
@@ -110,6 +111,7 @@ __all__ = [
     "ProvisionFailure",
     "ProviderBackoff",
     "MassExpiryHold",
+    "MassExpiryGiveUp",
     "OrphanInstance",
     "LeaderInfo",
     # events

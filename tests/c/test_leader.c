@@ -19,19 +19,19 @@ int main(void) {
   CHECK_OK(hw_manager_is_leader(mgr, &leading));
   CHECK(leading);
 
-  hw_tick_report *rep = NULL;
+  hw_report *rep = NULL;
   REQUIRE_OK(hw_manager_tick(mgr, 0, &rep));
-  hw_tick_summary sum;
-  CHECK_OK(hw_tick_report_get_summary(rep, &sum));
+  hw_report_summary sum;
+  CHECK_OK(hw_report_get_summary(rep, &sum));
   CHECK(sum.leading);
   hw_leader_info leader;
   memset(&leader, 0, sizeof leader);
   bool found = false;
-  CHECK_OK(hw_tick_report_get_leader(rep, &leader, &found));
+  CHECK_OK(hw_report_get_leader(rep, &leader, &found));
   CHECK(found);
   CHECK_STR(leader.holder, "local");
   CHECK(leader.term == 1 && leader.expires_at_ms == UINT64_MAX);
-  hw_tick_report_free(rep);
+  hw_report_free(rep);
 
   /* A stepped-down manager follows: leader-only calls are refused. */
   CHECK_OK(hw_manager_step_down(mgr));
@@ -41,28 +41,28 @@ int main(void) {
   CHECK_STATUS(hw_manager_provision(mgr, "cloud", spec, &w), HW_ERR_NOT_LEADER);
   CHECK(w == NULL);
   CHECK(strstr(hw_last_error_message(), "not the leader") != NULL);
-  hw_tick_report *rec = NULL;
+  hw_report *rec = NULL;
   CHECK_STATUS(hw_manager_reconcile(mgr, &rec), HW_ERR_NOT_LEADER);
   CHECK(rec == NULL);
   CHECK_STR(hw_status_str(HW_ERR_NOT_LEADER), "HW_ERR_NOT_LEADER");
 
   /* The next tick takes the lease again (a takeover: grace, reconcile). */
   REQUIRE_OK(hw_manager_tick(mgr, 0, &rep));
-  CHECK_OK(hw_tick_report_get_summary(rep, &sum));
+  CHECK_OK(hw_report_get_summary(rep, &sum));
   CHECK(sum.leading);
   const char *first = NULL;
-  CHECK_OK(hw_tick_report_get_decision(rep, 0, &first));
+  CHECK_OK(hw_report_get_decision(rep, 0, &first));
   CHECK(first != NULL && strncmp(first, "took the lease: local leads under term 1", 40) == 0);
-  hw_tick_report_free(rep);
+  hw_report_free(rep);
   CHECK_OK(hw_manager_is_leader(mgr, &leading));
   CHECK(leading);
 
   /* A report that is not a tick's names no leader. */
   REQUIRE_OK(hw_manager_reconcile(mgr, &rec));
   found = true;
-  CHECK_OK(hw_tick_report_get_leader(rec, &leader, &found));
+  CHECK_OK(hw_report_get_leader(rec, &leader, &found));
   CHECK(!found);
-  hw_tick_report_free(rec);
+  hw_report_free(rec);
 
   hw_manager_free(mgr);
 

@@ -49,11 +49,11 @@ static size_t demand(void *user_data) {
   return n;
 }
 
-static void on_report(void *user_data, const hw_tick_report *report) {
+static void on_report(void *user_data, const hw_report *report) {
   host *h = (host *)user_data;
-  hw_tick_summary sum;
+  hw_report_summary sum;
   memset(&sum, 0, sizeof sum);
-  hw_status st = hw_tick_report_get_summary(report, &sum);
+  hw_status st = hw_report_get_summary(report, &sum);
   pthread_mutex_lock(&h->lock);
   if (st == HW_OK) h->last_pending = sum.pending_jobs;
   if (pthread_equal(pthread_self(), h->caller)) h->on_caller_thread++;
