@@ -24,6 +24,10 @@
 //! - Replicas: several managers may share one registry (on PostgreSQL); one leads, under a
 //!   lease with a term ([`Leadership`]), and every leader-only write is fenced by it
 //!   ([`WorkerLifecycleManager::replicated`]).
+//! - [`metrics`]: the manager's Prometheus/OpenMetrics metrics
+//!   ([`WorkerLifecycleManager::metrics`], [`metrics_text`](WorkerLifecycleManager::metrics_text)),
+//!   read at scrape time from what is already maintained; with the `tracing` cargo feature,
+//!   spans for tick, health check, cleanup, provision and destroy.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -59,9 +63,11 @@ mod events;
 mod filter;
 mod ids;
 mod lifecycle;
+pub mod metrics;
 mod registry;
 pub mod sim;
 mod state;
+mod trace;
 mod worker;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
@@ -83,8 +89,8 @@ pub use lifecycle::{
     WorkerProvider, MAX_CONFIG_DURATION,
 };
 pub use registry::{
-    InMemoryWorkerRegistry, Snapshot, StateCounts, TransitionGuard, Transitioned, WorkerRegistry,
-    WorkerRegistryStats, SNAPSHOT_FORMAT,
+    HeartbeatAges, InMemoryWorkerRegistry, JobTotals, Snapshot, StateCounts, SubscriberDrops,
+    TransitionGuard, Transitioned, WorkerRegistry, WorkerRegistryStats, SNAPSHOT_FORMAT,
 };
 pub use state::WorkerState;
 pub use worker::{

@@ -33,6 +33,7 @@ mod filter;
 mod leader;
 mod limits;
 mod manager;
+mod metrics;
 mod mirror;
 mod registry;
 mod spec;

@@ -718,6 +718,8 @@ int main(void) {
   INVALID(hw_manager_step_down(NULL));
   INVALID(hw_manager_stats_json(NULL, &owned));
   INVALID(hw_manager_stats_json(mgr, NULL));
+  INVALID(hw_manager_metrics_text(NULL, &owned));
+  INVALID(hw_manager_metrics_text(mgr, NULL));
   CHECK(out == SENTINEL && owned == (char *)SENTINEL && flag);
 
   /* ---- tickers ---- */

@@ -44,6 +44,7 @@ impl WorkerLifecycleManager {
     }
 
     pub(super) fn cleanup_inner(&self, budget: &mut Budget) -> Result<CleanupResult> {
+        crate::trace::span!("cleanup");
         self.fence()?;
         let now = self.registry.now();
         let mut result = CleanupResult::default();
