@@ -392,7 +392,11 @@ pub trait EventSource: Send + std::fmt::Debug {
     /// [`EventFeed::push`]. When none has arrived, waits up to `wait` for one (zero: does not
     /// wait). Errors of the backend are the source's to retry on the next call: a subscriber
     /// never sees them.
-    fn fill(&mut self, feed: &EventFeed<'_>, wait: Duration);
+    ///
+    /// Returns `false` once the source will never produce another event (its registry is
+    /// gone): `recv` then returns `None` as soon as the queue is empty, as it does for a
+    /// dropped in-memory registry.
+    fn fill(&mut self, feed: &EventFeed<'_>, wait: Duration) -> bool;
 }
 
 /// The queue of a backend-fed subscription, as its [`EventSource`] sees it.
@@ -456,18 +460,22 @@ impl Subscription {
         }
     }
 
-    /// Lets a backend's source fill the queue, waiting up to `wait` for an event.
-    fn fill(&self, wait: Duration) {
-        if let Some(feed) = &self.source {
-            let mut source = feed.source.lock();
-            source.fill(
-                &EventFeed {
-                    sender: &feed.sender,
-                    capacity: feed.capacity,
-                    dropped: &self.dropped,
-                },
-                wait,
-            );
+    /// Lets a backend's source fill the queue, waiting up to `wait` for an event; `false` once
+    /// the source has ended.
+    fn fill(&self, wait: Duration) -> bool {
+        match &self.source {
+            Some(feed) => {
+                let mut source = feed.source.lock();
+                source.fill(
+                    &EventFeed {
+                        sender: &feed.sender,
+                        capacity: feed.capacity,
+                        dropped: &self.dropped,
+                    },
+                    wait,
+                )
+            }
+            None => true,
         }
     }
 
@@ -501,7 +509,9 @@ impl Subscription {
                 }
                 _ => Duration::from_secs(1),
             };
-            self.fill(slice);
+            if !self.fill(slice) {
+                return self.receiver.try_recv().ok();
+            }
         }
     }
 

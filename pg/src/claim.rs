@@ -47,7 +47,7 @@ fn statement(filter: &WorkerFilter, given: Option<i64>, job: &JobId) -> (String,
                  (2, json_build_object('type', 'assigned_to_job', 'worker_id', u.id, \
                      'job_id', u.current_job)::text)) AS e(o, k) \
              ORDER BY e.o) \
-         SELECT {cols} FROM u w JOIN heartbeats h ON h.id = w.id JOIN specs s ON s.key = w.spec_key",
+         SELECT {cols} FROM u w",
         cols = W_COLS,
     );
     (sql, params)
@@ -63,6 +63,7 @@ pub(crate) fn claim(
         || filter.limit == Some(0);
     let (sql, params) = statement(filter, registry.given(), &job);
     let specs = &registry.inner.specs;
+    let mut raced = 0;
     registry.run("claiming a worker", |conn| {
         let holder = |conn: &mut crate::pool::Conn| -> crate::registry::Step<Option<Worker>> {
             let stmt = conn.prepare("SELECT id FROM workers WHERE current_job = $1")?;
@@ -89,8 +90,14 @@ pub(crate) fn claim(
             Err(e) => {
                 let fail = Fail::Db(e);
                 if unique_violation(&fail).is_some() {
-                    // A claim or assign elsewhere took the job while we did.
+                    // A claim or assign elsewhere took the job while we did: report its
+                    // holder; if it let the job go already, the statement (rolled back
+                    // whole) is tried again.
                     holder(conn)?;
+                    raced += 1;
+                    if raced < 8 {
+                        return Err(Fail::Retry);
+                    }
                 }
                 Err(fail)
             }

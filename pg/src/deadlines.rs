@@ -9,19 +9,22 @@ use std::time::Duration;
 use hodei_workers::{Result, TerminationReason, Worker, WorkerId};
 
 use crate::registry::PostgresWorkerRegistry;
-use crate::sql::{dur_ms, FROM_WORKERS, W_COLS};
+use crate::sql::{dur_ms, W_COLS};
 
 /// Monitored workers (`Connecting`, `Ready`, `Busy`, `Draining`) silent since before
 /// `now - timeout`, where a heartbeat older than the grace floor counts from the floor. One
 /// sequential pass over the narrow heartbeat table (no index on its time column, so that
-/// heartbeats stay HOT updates), then the record of each worker due by its primary key.
+/// heartbeats stay HOT updates), then the record of each worker due by its primary key (a
+/// LATERAL subquery kept apart by `OFFSET 0`, so that the planner cannot hash the whole
+/// workers table when it guesses many are due).
 static UNHEALTHY: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH t AS MATERIALIZED (SELECT now_ms($1) - $2 AS cutoff, \
+        "WITH t AS MATERIALIZED (SELECT sat_sub(now_ms($1), $2) AS cutoff, \
              (SELECT grace_floor FROM meta) AS floor) \
-         SELECT {W_COLS} FROM {FROM_WORKERS}, t \
-         WHERE h.last_heartbeat < t.cutoff AND t.floor < t.cutoff \
-           AND w.state IN (1, 2, 3, 4)"
+         SELECT r.* FROM t, heartbeats h CROSS JOIN LATERAL \
+             (SELECT {W_COLS} FROM workers w \
+              WHERE w.id = h.id AND w.state IN (1, 2, 3, 4) OFFSET 0) r \
+         WHERE h.last_heartbeat < t.cutoff AND t.floor < t.cutoff"
     )
 });
 
@@ -29,9 +32,10 @@ static UNHEALTHY: LazyLock<String> = LazyLock::new(|| {
 /// floor's end), from the partial index on `created_at`.
 static STARTUP: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {W_COLS} FROM {FROM_WORKERS} \
-         WHERE w.state IN (0, 1) AND w.created_at < (SELECT now_ms($1) - $2) \
-           AND (SELECT grace_floor FROM meta) < (SELECT now_ms($1) - $2)"
+        "WITH t AS MATERIALIZED (SELECT sat_sub(now_ms($1), $2) AS cutoff) \
+         SELECT {W_COLS} FROM workers w \
+         WHERE w.state IN (0, 1) AND w.created_at < (SELECT cutoff FROM t) \
+           AND (SELECT grace_floor FROM meta) < (SELECT cutoff FROM t)"
     )
 });
 
@@ -41,14 +45,14 @@ static STARTUP: LazyLock<String> = LazyLock::new(|| {
 static TERMINATION: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH t AS MATERIALIZED (SELECT now_ms($1) AS now) \
-         SELECT {W_COLS}, 0 FROM {FROM_WORKERS} \
-           WHERE w.state = 2 AND (w.idle_since + w.idle_timeout_ms) < (SELECT now FROM t) \
+         SELECT {W_COLS}, 0 FROM workers w \
+           WHERE w.state = 2 AND sat_add(w.idle_since, w.idle_timeout_ms) < (SELECT now FROM t) \
          UNION ALL \
-         SELECT {W_COLS}, 1 FROM {FROM_WORKERS} \
+         SELECT {W_COLS}, 1 FROM workers w \
            WHERE w.state IN (0, 1, 2, 3) \
-             AND (w.created_at + w.max_lifetime_ms) < (SELECT now FROM t) \
+             AND sat_add(w.created_at, w.max_lifetime_ms) < (SELECT now FROM t) \
          UNION ALL \
-         SELECT {W_COLS}, 2 FROM {FROM_WORKERS} \
+         SELECT {W_COLS}, 2 FROM workers w \
            WHERE w.state = 4 AND w.current_job IS NULL"
     )
 });
@@ -86,6 +90,7 @@ fn find(
 pub(crate) fn find_for_termination(
     registry: &PostgresWorkerRegistry,
 ) -> Result<Vec<(Worker, TerminationReason)>> {
+    registry.maybe_prune();
     let given = registry.given();
     let specs = &registry.inner.specs;
     let rows = registry.run("finding workers to retire", |conn| {

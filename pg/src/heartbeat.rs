@@ -1,12 +1,13 @@
 //! Heartbeats: a narrow table of their own, and callers on several threads coalesced into one
 //! statement (a group commit without a thread).
 //!
-//! The first caller to find no batch running becomes the *leader*: it takes every heartbeat
-//! queued so far (its own included), runs them as one `UPDATE … FROM unnest($ids)` and hands
-//! each caller its own answer (`NotFound` for an unknown id). Callers arriving meanwhile queue
-//! and wait on a condvar; when the batch is done, one of them leads the next batch with all
-//! that queued in the meantime. Under load, batches grow by themselves to what arrives during
-//! one round trip; a lone caller pays one single-row statement.
+//! A caller that finds fewer than [`MAX_BATCHES`] batches running becomes a *leader*: it takes
+//! every heartbeat queued so far (its own included), runs them as one `UPDATE … FROM
+//! unnest($ids)` and hands each caller its own answer (`NotFound` for an unknown id). Callers
+//! arriving while all batches run queue and wait on a condvar; when a batch is done, one of
+//! them leads the next batch with all that queued in the meantime. Under load, batches grow by
+//! themselves to what arrives during one round trip; a lone caller pays one single-row
+//! statement.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -15,10 +16,14 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::registry::PostgresWorkerRegistry;
 
+/// Batches in flight at once: several round trips overlap (the pool has 8 connections), and
+/// batches still grow under load.
+pub(crate) const MAX_BATCHES: usize = 3;
+
 #[derive(Debug, Default)]
 struct State {
-    /// Whether a batch is running.
-    leading: bool,
+    /// Batches running.
+    leading: usize,
     next_ticket: u64,
     pending: Vec<(u64, WorkerId)>,
     answers: HashMap<u64, Result<()>>,
@@ -42,7 +47,8 @@ impl Coalescer {
             if let Some(answer) = state.answers.remove(&ticket) {
                 return answer;
             }
-            if !state.leading {
+            // Lead only if our heartbeat is still queued (not in a batch running now).
+            if state.leading < MAX_BATCHES && state.pending.iter().any(|(t, _)| *t == ticket) {
                 self.lead(registry, &mut state);
                 continue;
             }
@@ -52,7 +58,7 @@ impl Coalescer {
 
     /// Runs one batch of everything queued; answers every caller in it.
     fn lead(&self, registry: &PostgresWorkerRegistry, state: &mut MutexGuard<'_, State>) {
-        state.leading = true;
+        state.leading += 1;
         let batch = std::mem::take(&mut state.pending);
         let ids: Vec<WorkerId> = batch.iter().map(|(_, id)| *id).collect();
         // The database call runs without the mutex: callers keep queueing meanwhile.
@@ -69,7 +75,7 @@ impl Coalescer {
                 }
             }
         }
-        state.leading = false;
+        state.leading -= 1;
         self.done.notify_all();
     }
 }
@@ -85,14 +91,18 @@ const MANY: &str = "WITH t AS MATERIALIZED (SELECT now_ms($2) AS now) \
     FROM t, unnest($1::uuid[]) AS x(id) WHERE h.id = x.id RETURNING h.id";
 
 /// Many heartbeats and their `HeartbeatReceived` events (while a subscriber of this registry
-/// wants them). The seq of each event is taken under its heartbeat row's lock, which
+/// wants them): one event per heartbeat asked for (`$3`, repeats included), as callers of the
+/// in-memory registry each get theirs. The sort makes every row update (and lock wait, where a
+/// deadlock would roll the statement back) happen before the first seq is taken: a retried
+/// batch leaves no gap. The seq of each event is taken under its heartbeat row's lock, which
 /// `unregister` also takes before its own seq: no heartbeat event follows `Unregistered`.
 const MANY_WITH_EVENTS: &str = "WITH t AS MATERIALIZED (SELECT now_ms($2) AS now), \
     u AS (UPDATE heartbeats h SET last_heartbeat = greatest(h.last_heartbeat, t.now) \
         FROM t, unnest($1::uuid[]) AS x(id) WHERE h.id = x.id RETURNING h.id, t.now) \
     INSERT INTO outbox (xid, seq, at, worker_id, heartbeat, kind) \
     SELECT pg_current_xact_id(), nextval('event_seq'), u.now, u.id, true, \
-        json_build_object('type', 'heartbeat_received', 'worker_id', u.id)::text FROM u \
+        json_build_object('type', 'heartbeat_received', 'worker_id', u.id)::text \
+    FROM u JOIN unnest($3::uuid[]) AS each(id) ON each.id = u.id ORDER BY u.id \
     RETURNING worker_id";
 
 /// Heartbeats for `ids` in one statement, one answer per id in order (`NotFound` for an
@@ -129,10 +139,15 @@ pub(crate) fn heartbeat_many(
         }
     } else {
         let uuids: Vec<uuid::Uuid> = unique.iter().map(|id| *id.as_uuid()).collect();
-        let sql = if events { MANY_WITH_EVENTS } else { MANY };
+        let every: Vec<uuid::Uuid> = ids.iter().map(|id| *id.as_uuid()).collect();
         registry.run("recording heartbeats", |conn| {
-            let stmt = conn.prepare(sql)?;
-            let rows = conn.client.query(&stmt, &[&uuids, &given])?;
+            let rows = if events {
+                let stmt = conn.prepare(MANY_WITH_EVENTS)?;
+                conn.client.query(&stmt, &[&uuids, &given, &every])?
+            } else {
+                let stmt = conn.prepare(MANY)?;
+                conn.client.query(&stmt, &[&uuids, &given])?
+            };
             Ok(rows
                 .iter()
                 .map(|r| {

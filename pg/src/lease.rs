@@ -1,237 +1,222 @@
-//! [`PostgresLeadership`]: the leadership lease of a registry's replicated managers, as a row
-//! of the `leases` table in the registry's schema.
+//! A leader lease with a term (issue 14, ahead of the replicated manager): at most one holder
+//! per lease name at a time, on the database's clock, with a fencing token.
 //!
-//! One row per lease name (the registry's name): `holder`, `term`, `since`, `expires_at`
-//! (milliseconds on the registry's clock: the database's, or the given manual clock). Every
-//! change is **one statement**, so it is atomic without an explicit transaction, and:
-//! - acquiring takes a free or expired lease under `term + 1` (fencing token), never a live one;
-//! - renewing needs the holder *and* the term it holds: a replica that lost its term (even to
-//!   itself after a restart) cannot extend it;
-//! - stepping down only expires the caller's own term.
+//! Modelled on River's elector: a row per lease (`leases`: holder, term, expiry). Acquiring
+//! takes a free or expired lease and increments its term; renewing extends the expiry only
+//! for the holder of the *current* term (a holder whose lease expired and was taken by
+//! another replica learns it at its next renewal, and its term is worth nothing); stepping down
+//! expires it at once. Every leader-only write can carry the term and be checked against the
+//! row (`fenced`), so a deposed leader that has not noticed yet cannot act.
 //!
-//! Renewal runs on a **dedicated connection** (never the registry's pool: a pool busy with
-//! heartbeats and claims must not starve the lease), with a statement timeout of a third of the
-//! ttl so that a renewal never outlives the trust window it is meant to extend; a broken
-//! connection is reopened on the next call. Advisory locks are not used: they live and die with
-//! a session (a lost connection frees them on the server's side only once it notices, and
-//! transaction poolers break them), while a lease row expires by itself.
+//! Trust window: a holder trusts its leadership only until `renewal start + ttl - margin` on
+//! its own monotonic clock ([`LeaderLease::term`]); the database may see the lease expire a
+//! little later (its clock started counting after ours), never earlier, so two holders never
+//! both trust a lease.
+//!
+//! The lease uses a connection of its own (not the registry's pool): a leader that cannot
+//! renew because the pool is busy would lose its lease for nothing.
 
-use std::fmt;
-use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use hodei_workers::{Clock, Error, LeaderInfo, Leadership, LeaseStatus, Result, Term};
+use hodei_workers::{Error, Result};
 use parking_lot::Mutex;
-use postgres::{Client, NoTls, Row};
 
-use crate::error::{describe, guard};
-use crate::pool::quote_ident;
-use crate::registry::PostgresWorkerRegistry;
-use crate::sql::{db_ts, dur_ms, ts};
+use crate::error::{guard, DbError};
+use crate::pool::Conn;
+use crate::schema;
 
-/// The table, created on first use (idempotent; two replicas creating it at once: the loser's
-/// `CREATE` fails with a duplicate and is retried as a no-op).
-const CREATE: &str = "CREATE TABLE IF NOT EXISTS leases (
-    name text PRIMARY KEY,
-    holder text NOT NULL,
-    term bigint NOT NULL CHECK (term > 0),
-    since bigint NOT NULL,
-    expires_at bigint NOT NULL
-)";
+/// Takes the lease if it is free or expired (a new term), or keeps it if we hold it.
+const ACQUIRE: &str = "INSERT INTO leases AS l (name, holder, term, expires_at) \
+    VALUES ($1, $2, 1, clock_timestamp() + $3::bigint * interval '1 millisecond') \
+    ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
+        term = CASE WHEN l.holder = excluded.holder AND l.expires_at >= clock_timestamp() \
+            THEN l.term ELSE l.term + 1 END, \
+        expires_at = excluded.expires_at \
+    WHERE l.expires_at < clock_timestamp() OR l.holder = excluded.holder \
+    RETURNING term";
 
-/// Acquire or renew, in one statement. `$1` name, `$2` holder, `$3` the given now (NULL: the
-/// database clock), `$4` ttl in ms, `$5` the term the caller holds (NULL: none).
-///
-/// Invariant enforced: the row changes hands only when it is expired (`expires_at <= now`), and
-/// then under `term + 1`; it is extended under the same term only for the holder of exactly
-/// `$5`. Concurrent callers serialise on the row lock of `ON CONFLICT DO UPDATE`, each seeing
-/// the winner's row, so two replicas never both get a live lease. No row comes back when the
-/// lease is someone else's and alive.
-const ACQUIRE: &str = "WITH now AS (SELECT now_ms($3::bigint) AS ms)
-INSERT INTO leases AS l (name, holder, term, since, expires_at)
-SELECT $1, $2, 1, now.ms, now.ms + $4::bigint FROM now
-ON CONFLICT (name) DO UPDATE SET
-    holder = EXCLUDED.holder,
-    term = CASE WHEN l.holder = EXCLUDED.holder AND l.term = $5::bigint
-                THEN l.term ELSE l.term + 1 END,
-    since = CASE WHEN l.holder = EXCLUDED.holder AND l.term = $5::bigint
-                 THEN l.since ELSE EXCLUDED.since END,
-    expires_at = EXCLUDED.expires_at
-WHERE (l.holder = EXCLUDED.holder AND l.term = $5::bigint) OR l.expires_at <= EXCLUDED.since
-RETURNING holder, term, since, expires_at";
+/// Extends the lease, only for the holder of this very term.
+const RENEW: &str =
+    "UPDATE leases SET expires_at = clock_timestamp() + $4::bigint * interval '1 millisecond' \
+    WHERE name = $1 AND holder = $2 AND term = $3 RETURNING term";
 
-/// The row as it is (who leads, possibly expired).
-const CURRENT: &str = "SELECT holder, term, since, expires_at FROM leases WHERE name = $1";
+/// Gives the lease up at once (only our term).
+const STEP_DOWN: &str =
+    "UPDATE leases SET expires_at = clock_timestamp() - interval '1 millisecond' \
+    WHERE name = $1 AND holder = $2 AND term = $3";
 
-/// Expires the caller's own term now (and nothing else): `$1` name, `$2` holder, `$3` term,
-/// `$4` given now. One statement.
-const STEP_DOWN: &str = "UPDATE leases SET expires_at = least(expires_at, now_ms($4::bigint))
-WHERE name = $1 AND holder = $2 AND term = $3";
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    term: i64,
+    trusted_until: Instant,
+}
 
-/// The longest holder name (bytes).
-pub const MAX_HOLDER_LEN: usize = 128;
-
-/// The leadership lease of one registry on PostgreSQL (see the module docs). Made by
-/// [`PostgresWorkerRegistry::leadership`]; give it to
-/// [`WorkerLifecycleManager::with_leadership`](hodei_workers::WorkerLifecycleManager::with_leadership).
-pub struct PostgresLeadership {
+/// One replica's handle on a leader lease. See the module doc.
+#[derive(Debug)]
+pub struct LeaderLease {
     config: postgres::Config,
     schema: String,
+    name: String,
     holder: String,
     ttl: Duration,
-    clock: Option<Arc<dyn Clock>>,
-    /// The dedicated connection (`None` until opened, or after it broke).
-    conn: Mutex<Option<Client>>,
+    margin: Duration,
+    conn: Mutex<Option<Conn>>,
+    held: Mutex<Option<Held>>,
 }
 
-impl fmt::Debug for PostgresLeadership {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PostgresLeadership")
-            .field("schema", &self.schema)
-            .field("holder", &self.holder)
-            .field("ttl", &self.ttl)
-            .field("clock", &self.clock)
-            .finish_non_exhaustive()
-    }
-}
-
-impl PostgresWorkerRegistry {
-    /// The leadership lease of this registry for the replica named `holder` (unique per
-    /// process, e.g. `"scheduler-1"` or `host-pid`), lasting `ttl` after each renewal. It uses
-    /// the registry's clock (the database's, or the manual clock given at `connect_with_clock`)
-    /// and a connection of its own, opened now.
+impl LeaderLease {
+    /// A handle on lease `name` of registry `registry_name` (its schema, migrated if needed),
+    /// for the replica `holder`, with time-to-live `ttl`. The holder trusts its leadership until
+    /// `ttl - ttl/5` after the start of its last successful acquire or renewal.
     ///
     /// # Errors
-    /// `InvalidArgument` for an empty holder, one longer than [`MAX_HOLDER_LEN`] or holding a
-    /// NUL, or a ttl under 3 ms; `Backend` when the connection or the table cannot be made.
-    pub fn leadership(&self, holder: &str, ttl: Duration) -> Result<PostgresLeadership> {
-        if holder.is_empty() || holder.len() > MAX_HOLDER_LEN || holder.contains('\0') {
-            return Err(Error::invalid(format!(
-                "lease holder must be 1..={MAX_HOLDER_LEN} bytes without NUL, got {holder:?}"
-            )));
+    /// `InvalidArgument` for a malformed url or name, an empty holder, a ttl under 10 ms;
+    /// `Backend` when the server cannot be reached.
+    pub fn connect(
+        url: &str,
+        registry_name: &str,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<LeaderLease> {
+        schema::validate_name(registry_name)?;
+        if holder.is_empty() || holder.contains('\0') || name.is_empty() || name.contains('\0') {
+            return Err(Error::invalid(
+                "lease name and holder must be non-empty, without NUL",
+            ));
         }
-        if ttl < Duration::from_millis(3) {
-            return Err(Error::invalid(format!(
-                "lease ttl must be at least 3 ms, got {ttl:?}"
-            )));
+        if ttl < Duration::from_millis(10) || ttl > Duration::from_secs(86_400) {
+            return Err(Error::invalid("lease ttl must be between 10 ms and a day"));
         }
-        let mut config = self.inner.pool.config().clone();
-        // A renewal must fail rather than hang past the window it extends.
-        config.connect_timeout(ttl / 3);
-        let lease = PostgresLeadership {
+        let config = url
+            .parse::<postgres::Config>()
+            .map_err(|e| Error::invalid(format!("invalid PostgreSQL connection string: {e}")))?;
+        let conn = guard(|| {
+            let mut conn = Conn::open(&config, registry_name)
+                .map_err(|c| Error::Backend(format!("cannot connect to PostgreSQL: {c}")))?;
+            schema::migrate(&mut conn, registry_name)?;
+            Ok(conn)
+        })?;
+        Ok(LeaderLease {
             config,
-            schema: self.schema().to_owned(),
+            schema: registry_name.to_owned(),
+            name: name.to_owned(),
             holder: holder.to_owned(),
             ttl,
-            clock: self.inner.clock.clone(),
-            conn: Mutex::new(None),
-        };
-        lease.with_conn("creating the leases table", |c| {
-            match c.batch_execute(CREATE) {
-                Ok(()) => Ok(()),
-                // Another replica created it at the same moment: it exists now.
-                Err(_) => c.batch_execute(CREATE),
-            }
-        })?;
-        Ok(lease)
-    }
-}
-
-impl PostgresLeadership {
-    fn given(&self) -> Option<i64> {
-        self.clock.as_ref().map(|c| db_ts(c.now()))
+            margin: ttl / 5,
+            conn: Mutex::new(Some(conn)),
+            held: Mutex::new(None),
+        })
     }
 
-    /// Opens the dedicated connection; its `application_name` is `hw-lease-<registry name>`
-    /// (what an operator sees in `pg_stat_activity`).
-    fn open(&self) -> Result<Client> {
-        let mut client = self
-            .config
-            .connect(NoTls)
-            .map_err(|e| Error::Backend(format!("lease: cannot connect: {}", describe(&e))))?;
-        client
-            .batch_execute(&format!(
-                "SET search_path TO {}; SET application_name = 'hw-lease-{}'; \
-                 SET statement_timeout = {}",
-                quote_ident(&self.schema),
-                self.schema,
-                (self.ttl / 3).as_millis().max(1)
-            ))
-            .map_err(|e| Error::Backend(format!("lease: {}", describe(&e))))?;
-        Ok(client)
+    fn ttl_ms(&self) -> i64 {
+        self.ttl.as_millis() as i64
     }
 
-    /// Runs `op` on the dedicated connection, (re)opening it when needed. A failure of the
-    /// statement drops the connection if it broke, so the next call starts afresh.
-    fn with_conn<T>(
+    /// Runs one statement on the lease's own connection (reopened after a loss).
+    fn query(
         &self,
-        doing: &str,
-        op: impl FnOnce(&mut Client) -> std::result::Result<T, postgres::Error>,
-    ) -> Result<T> {
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Option<i64>> {
         guard(|| {
             let mut slot = self.conn.lock();
-            if slot.as_ref().is_none_or(Client::is_closed) {
-                *slot = Some(self.open()?);
+            if slot.as_ref().is_none_or(|c| c.client.is_closed()) {
+                *slot =
+                    Some(Conn::open(&self.config, &self.schema).map_err(|c| {
+                        Error::Backend(format!("cannot connect to PostgreSQL: {c}"))
+                    })?);
             }
-            let client = slot.as_mut().expect("opened above");
-            let result = op(client);
-            if client.is_closed() {
-                *slot = None;
-            }
-            result.map_err(|e| Error::Backend(format!("lease: {doing}: {}", describe(&e))))
-        })
-    }
-}
-
-fn info(row: &Row) -> LeaderInfo {
-    LeaderInfo {
-        holder: row.get(0),
-        term: u64::try_from(row.get::<_, i64>(1)).unwrap_or(0),
-        since: ts(row.get(2)),
-        expires_at: ts(row.get(3)),
-    }
-}
-
-impl Leadership for PostgresLeadership {
-    fn holder(&self) -> &str {
-        &self.holder
-    }
-
-    fn ttl(&self) -> Duration {
-        self.ttl
-    }
-
-    fn acquire_or_renew(&self, held: Option<Term>) -> Result<LeaseStatus> {
-        let name = self.schema.as_str();
-        let given = self.given();
-        let ttl = dur_ms(self.ttl);
-        let held = held.map(|t| i64::try_from(t).unwrap_or(i64::MAX));
-        let holder = self.holder.as_str();
-        self.with_conn("acquiring or renewing", |c| {
-            if let Some(row) = c.query_opt(ACQUIRE, &[&name, &holder, &given, &ttl, &held])? {
-                return Ok(LeaseStatus::Held(info(&row)));
-            }
-            Ok(LeaseStatus::Follower(
-                c.query_opt(CURRENT, &[&name])?.as_ref().map(info),
-            ))
+            let conn = slot.as_mut().expect("just opened");
+            let run = |conn: &mut Conn| -> std::result::Result<Option<i64>, DbError> {
+                let stmt = conn.prepare(sql)?;
+                Ok(conn.client.query_opt(&stmt, params)?.map(|r| r.get(0)))
+            };
+            run(conn).map_err(|e| e.backend("leader lease"))
         })
     }
 
-    fn step_down(&self, term: Term) -> Result<()> {
-        let name = self.schema.as_str();
-        let holder = self.holder.as_str();
+    /// Takes the lease if it is free or expired, or renews it if we hold it. Returns the term
+    /// we hold, `None` when another replica holds it.
+    ///
+    /// # Errors
+    /// `Backend` (then we trust no term).
+    pub fn try_acquire(&self) -> Result<Option<u64>> {
+        let start = Instant::now();
+        let result = self.query(ACQUIRE, &[&self.name, &self.holder, &self.ttl_ms()]);
+        self.settle(start, result)
+    }
+
+    /// Extends our lease, only if our term is still the lease's term. Returns whether we still
+    /// lead.
+    ///
+    /// # Errors
+    /// `Backend` (then we trust no term).
+    pub fn renew(&self) -> Result<bool> {
+        let Some(held) = *self.held.lock() else {
+            return Ok(false);
+        };
+        let start = Instant::now();
+        let result = self.query(
+            RENEW,
+            &[&self.name, &self.holder, &held.term, &self.ttl_ms()],
+        );
+        Ok(self.settle(start, result)?.is_some())
+    }
+
+    fn settle(&self, start: Instant, result: Result<Option<i64>>) -> Result<Option<u64>> {
+        let mut held = self.held.lock();
+        match result {
+            Ok(Some(term)) => {
+                *held = Some(Held {
+                    term,
+                    trusted_until: start + self.ttl - self.margin,
+                });
+                Ok(Some(term as u64))
+            }
+            Ok(None) => {
+                *held = None;
+                Ok(None)
+            }
+            Err(e) => {
+                *held = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// Gives the lease up now (another replica may take it at once).
+    ///
+    /// # Errors
+    /// `Backend` (the lease then expires by itself).
+    pub fn step_down(&self) -> Result<()> {
+        let Some(held) = self.held.lock().take() else {
+            return Ok(());
+        };
+        self.query(STEP_DOWN, &[&self.name, &self.holder, &held.term])
+            .map(|_| ())
+    }
+
+    /// The term we lead with, while we may trust it (held, and within the trust window on our
+    /// own monotonic clock); `None` otherwise.
+    pub fn term(&self) -> Option<u64> {
+        let held = (*self.held.lock())?;
+        (Instant::now() < held.trusted_until).then_some(held.term as u64)
+    }
+
+    /// Whether `term` is the lease's current term, read from the database: the fencing check
+    /// of a leader-only write (best done in the write's own transaction, with
+    /// `SELECT 1 FROM leases WHERE name = $1 AND term = $2 FOR SHARE`).
+    ///
+    /// # Errors
+    /// `Backend`.
+    pub fn fenced(&self, term: u64) -> Result<bool> {
         let term = i64::try_from(term).unwrap_or(i64::MAX);
-        let given = self.given();
-        self.with_conn("stepping down", |c| {
-            c.execute(STEP_DOWN, &[&name, &holder, &term, &given])
-                .map(|_| ())
-        })
-    }
-
-    fn current(&self) -> Result<Option<LeaderInfo>> {
-        let name = self.schema.as_str();
-        self.with_conn("reading the lease", |c| {
-            Ok(c.query_opt(CURRENT, &[&name])?.as_ref().map(info))
-        })
+        Ok(self
+            .query(
+                "SELECT term FROM leases WHERE name = $1 AND term = $2",
+                &[&self.name, &term],
+            )?
+            .is_some())
     }
 }

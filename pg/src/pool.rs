@@ -148,7 +148,13 @@ impl Pool {
             if state.open < self.max {
                 state.open += 1;
                 drop(state);
-                return match Conn::open(&self.config, &self.schema) {
+                // Guarded: the client panics inside an async runtime, and the slot counted
+                // above must be given back whatever happens.
+                let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    Conn::open(&self.config, &self.schema)
+                }))
+                .unwrap_or_else(|_| Err(crate::error::ASYNC_CONTEXT.to_owned()));
+                return match opened {
                     Ok(conn) => Ok(Pooled {
                         pool: self,
                         conn: Some(conn),
@@ -176,12 +182,26 @@ impl Pool {
         if conn.client.is_closed() {
             state.open -= 1;
             drop(state);
-            // Dropping a closed client does no I/O.
-            drop(conn);
+            discard(conn);
         } else {
             state.idle.push(conn);
         }
         self.returned.notify_one();
+    }
+}
+
+/// Drops a connection. Dropping a client drops its private runtime, which tokio refuses (with
+/// a panic) on a thread that drives an async runtime: caught here, the client is leaked
+/// instead.
+pub(crate) fn discard(conn: Conn) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(conn)));
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        for conn in self.state.get_mut().idle.drain(..) {
+            discard(conn);
+        }
     }
 }
 

@@ -28,6 +28,8 @@ pub(crate) enum Fail {
     Db(postgres::Error),
     /// The operation refused (NotFound, InvalidTransition, …).
     Domain(Error),
+    /// Nothing was applied and the operation should run again (a race it lost cleanly).
+    Retry,
 }
 
 impl From<postgres::Error> for Fail {
@@ -51,7 +53,7 @@ pub(crate) fn unique_violation(fail: &Fail) -> Option<&str> {
             (db.code() == &postgres::error::SqlState::UNIQUE_VIOLATION)
                 .then(|| db.constraint().unwrap_or(""))
         }),
-        Fail::Domain(_) => None,
+        Fail::Domain(_) | Fail::Retry => None,
     }
 }
 
@@ -102,6 +104,23 @@ pub(crate) struct Inner {
     /// heartbeats also write their event to the outbox.
     pub heartbeat_subscribers: Arc<AtomicUsize>,
     pub heartbeats: Coalescer,
+    /// When this process last pruned the outbox (see `PostgresWorkerRegistry::prune_events`).
+    pub last_prune: parking_lot::Mutex<Option<std::time::Instant>>,
+    /// The readers of this registry's subscriptions: read to the end when it is dropped.
+    pub readers:
+        parking_lot::Mutex<Vec<std::sync::Weak<parking_lot::Mutex<crate::events::Reader>>>>,
+}
+
+impl Drop for Inner {
+    /// Events committed before the registry is dropped still reach its subscribers, then their
+    /// streams end (as for a dropped in-memory registry).
+    fn drop(&mut self) {
+        for reader in self.readers.get_mut().drain(..) {
+            if let Some(reader) = reader.upgrade() {
+                reader.lock().close();
+            }
+        }
+    }
 }
 
 impl fmt::Debug for PostgresWorkerRegistry {
@@ -171,6 +190,8 @@ impl PostgresWorkerRegistry {
             specs: Specs::default(),
             heartbeat_subscribers: Arc::new(AtomicUsize::new(0)),
             heartbeats: Coalescer::default(),
+            readers: parking_lot::Mutex::new(Vec::new()),
+            last_prune: parking_lot::Mutex::new(None),
         };
         guard(|| {
             let mut conn = inner.pool.get()?;
@@ -197,9 +218,12 @@ impl PostgresWorkerRegistry {
             let stmt = c.prepare("SELECT now_ms(NULL)")?;
             Ok(c.client.query_one(&stmt, &[])?.get(0))
         })?;
-        let local = self.inner.local.now() as i64;
-        self.inner.offset.store(now - local, Ordering::Relaxed);
-        Ok(ts(now))
+        let now = ts(now);
+        let local = self.inner.local.now();
+        self.inner
+            .offset
+            .store(now as i64 - local as i64, Ordering::Relaxed);
+        Ok(now)
     }
 
     /// The `now` parameter of every statement: the clock's time, or NULL for the database's.
@@ -232,6 +256,7 @@ impl Inner {
                 match op(&mut conn) {
                     Ok(v) => return Ok(v),
                     Err(Fail::Domain(e)) => return Err(e),
+                    Err(Fail::Retry) => {}
                     Err(Fail::Db(e)) if is_retryable(&e) && attempt < 3 => attempt += 1,
                     Err(Fail::Db(e)) => return Err(DbError::from(e).backend(doing)),
                 }
@@ -242,17 +267,20 @@ impl Inner {
 
 /// Locks a worker's record (and reads its snapshot and the time, after the lock).
 static LOCK_WORKER: LazyLock<String> = LazyLock::new(|| {
-    format!("SELECT {W_COLS}, now_ms($2) FROM {FROM_WORKERS} WHERE w.id = $1 FOR UPDATE OF w")
+    format!("SELECT {W_COLS}, now_ms($2) FROM workers w WHERE w.id = $1 FOR UPDATE OF w")
 });
 
 /// Locks a worker's record and its heartbeat row: `unregister`, so that a heartbeat event
 /// (which takes its seq under the heartbeat row's lock) can never follow `Unregistered`.
 static LOCK_WORKER_AND_HEARTBEAT: LazyLock<String> = LazyLock::new(|| {
-    format!("SELECT {W_COLS}, now_ms($2) FROM {FROM_WORKERS} WHERE w.id = $1 FOR UPDATE OF w, h")
+    format!(
+        "SELECT {W_COLS}, now_ms($2) FROM workers w JOIN heartbeats h ON h.id = w.id \
+         WHERE w.id = $1 FOR UPDATE OF w, h"
+    )
 });
 
 static GET: LazyLock<String> =
-    LazyLock::new(|| format!("SELECT {W_COLS} FROM {FROM_WORKERS} WHERE w.id = $1"));
+    LazyLock::new(|| format!("SELECT {W_COLS} FROM workers w WHERE w.id = $1"));
 
 /// The events of one change, as the outbox stores them (JSON of [`EventKind`]).
 pub(crate) fn event_texts(events: &[EventKind]) -> Vec<String> {
@@ -291,7 +319,7 @@ fn write_change(
         (w.before.state != w.after.state).then_some((st(w.before.state), st(w.after.state)));
     let mut sql = String::from(
         "WITH w AS (UPDATE workers SET state = $4, current_job = $5, jobs_executed = $6, \
-         updated_at = $7, state_changed_at = $8, idle_since = $9 WHERE id = $2)",
+         updated_at = $7, state_changed_at = $8, idle_since = $9 WHERE id = $2 RETURNING id)",
     );
     if w.heartbeat {
         sql.push_str(
@@ -306,12 +334,19 @@ fn write_change(
     } else {
         sql.push_str(", c AS (SELECT $10::smallint)");
     }
-    sql.push(' ');
-    sql.push_str(INSERT_EVENTS);
+    // The events read from `w`: the record's update (and its unique index on the job) runs
+    // before any seq is taken, so a refused change leaves no gap in the seqs. The counters
+    // and the heartbeat (CTEs nobody reads, run after) can only wait, not fail: each touches
+    // one row, and no transaction waits for a worker row while holding one of theirs.
+    sql.push_str(
+        " INSERT INTO outbox (xid, seq, at, worker_id, kind) \
+         SELECT pg_current_xact_id(), nextval('event_seq'), $1, w.id, e.k \
+         FROM w CROSS JOIN unnest($3::text[]) WITH ORDINALITY AS e(k, o) ORDER BY e.o",
+    );
     let stmt = conn_cache.prepare(tx, &sql)?;
     let id = *w.after.id.as_uuid();
     let job = w.after.current_job.as_ref().map(|j| j.as_str().to_owned());
-    let jobs = i64::try_from(w.after.jobs_executed).unwrap_or(i64::MAX);
+    let jobs = crate::sql::db_count(w.after.jobs_executed);
     let updated = db_ts(w.after.updated_at);
     let changed = db_ts(w.after.state_changed_at);
     let idle = w.after.idle_since.map(db_ts);
@@ -403,52 +438,54 @@ fn holder_of(client: &mut impl GenericClient, job: &JobId) -> Step<Option<Worker
     }))
 }
 
-impl PostgresWorkerRegistry {
-    /// Applies `decide` to a locked record in one transaction: `decide` returns the record after
-    /// the change and its events (or refuses); nothing is written when it refuses or when the
-    /// record does not change.
-    fn change(
-        &self,
-        doing: &str,
-        id: &WorkerId,
-        mut decide: impl FnMut(
-            &Worker,
-            Timestamp,
-        )
-            -> std::result::Result<Option<(Worker, bool, Vec<EventKind>)>, Error>,
-    ) -> Result<Worker> {
-        let given = self.given();
-        let specs = &self.inner.specs;
-        self.run(doing, |conn| {
-            let (mut tx, mut cache) = conn.begin()?;
-            let (before, slot, now) = lock_worker(specs, &mut tx, &mut cache, id, given, false)?
-                .ok_or_else(|| not_found(id))?;
-            let Some((after, heartbeat, events)) = decide(&before, ts(now))? else {
-                tx.commit()?;
-                return Ok(before);
-            };
-            write_change(
-                &mut tx,
-                &mut cache,
-                &Write {
-                    before: &before,
-                    after: &after,
-                    slot,
-                    heartbeat,
-                    events,
-                    now,
-                },
-            )?;
-            tx.commit()?;
-            Ok(after)
-        })
-    }
-}
+/// `release_from_job` in one statement (one round trip, its own transaction): the record is
+/// locked `FOR UPDATE`, the release applies only if it holds a job (the expected one, when
+/// named: a stale release is fenced), `Busy -> Ready` (or `Draining` at `max_jobs`; a
+/// `Draining` worker stays), `jobs_executed + 1` (saturating; stored as the bits of a `u64`),
+/// the counters of the move and the events (`ReleasedFromJob`, then `StateChanged` when the
+/// state changed) are written after the lock. Returns the job, or no row when refused.
+const RELEASE: &str = "WITH t AS MATERIALIZED (SELECT now_ms($1) AS now), \
+    old AS (SELECT id, state, current_job, jobs_executed, max_jobs FROM workers \
+        WHERE id = $2 FOR UPDATE), \
+    n AS (SELECT old.*, CASE WHEN old.jobs_executed = -1 THEN -1::bigint \
+            WHEN old.jobs_executed = 9223372036854775807 THEN (-9223372036854775807 - 1) \
+            ELSE old.jobs_executed + 1 END AS jobs \
+        FROM old WHERE old.current_job IS NOT NULL \
+            AND ($3::text IS NULL OR old.current_job = $3::text)), \
+    n2 AS (SELECT n.*, (CASE WHEN n.state = 3 THEN \
+            CASE WHEN n.max_jobs IS NOT NULL AND (n.jobs < 0 OR n.jobs >= n.max_jobs) \
+                THEN 4 ELSE 2 END \
+            ELSE n.state END)::smallint AS to_state FROM n), \
+    u AS (UPDATE workers w SET current_job = NULL, jobs_executed = n2.jobs, \
+            state = n2.to_state, updated_at = t.now, \
+            state_changed_at = CASE WHEN n2.to_state <> n2.state THEN t.now \
+                ELSE w.state_changed_at END, \
+            idle_since = CASE WHEN n2.to_state = 2 THEN t.now ELSE w.idle_since END \
+        FROM n2, t WHERE w.id = n2.id \
+        RETURNING w.id, w.slot, n2.state AS from_state, n2.to_state, n2.current_job AS job, \
+            t.now), \
+    cnt AS (UPDATE state_counts k SET s2 = k.s2 + (u.to_state = 2)::int, \
+            s3 = k.s3 - (u.from_state = 3)::int, \
+            s4 = k.s4 + (u.to_state = 4)::int - (u.from_state = 4)::int \
+        FROM u WHERE k.slot = u.slot AND u.from_state <> u.to_state), \
+    ev AS (INSERT INTO outbox (xid, seq, at, worker_id, kind) \
+        SELECT pg_current_xact_id(), nextval('event_seq'), u.now, u.id, e.k \
+        FROM u CROSS JOIN LATERAL (VALUES \
+            (1, json_build_object('type', 'released_from_job', 'worker_id', u.id, \
+                'job_id', u.job)::text), \
+            (2, CASE WHEN u.from_state <> u.to_state THEN json_build_object( \
+                'type', 'state_changed', 'worker_id', u.id, \
+                'from', (ARRAY['creating', 'connecting', 'ready', 'busy', 'draining', \
+                    'terminating', 'terminated'])[u.from_state + 1], \
+                'to', (ARRAY['creating', 'connecting', 'ready', 'busy', 'draining', \
+                    'terminating', 'terminated'])[u.to_state + 1])::text END)) AS e(o, k) \
+        WHERE e.k IS NOT NULL ORDER BY e.o) \
+    SELECT job FROM u";
 
 /// The `n` longest-idle ready workers: the ready index read backwards.
 static LONGEST_IDLE: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {W_COLS} FROM {FROM_WORKERS} WHERE w.state = 2 AND w.current_job IS NULL \
+        "SELECT {W_COLS} FROM workers w WHERE w.state = 2 AND w.current_job IS NULL \
          ORDER BY w.idle_since ASC, w.id ASC LIMIT $1"
     )
 });
@@ -585,7 +622,7 @@ impl WorkerRegistry for PostgresWorkerRegistry {
             Some(clock) => return clock.now(),
             None => self.db_now().unwrap_or_else(|_| {
                 let local = self.inner.local.now() as i64;
-                ts(local + self.inner.offset.load(Ordering::Relaxed))
+                (local + self.inner.offset.load(Ordering::Relaxed)).max(0) as u64
             }),
         };
         self.inner
@@ -705,6 +742,7 @@ impl WorkerRegistry for PostgresWorkerRegistry {
             let sql = format!(
                 "WITH d AS (DELETE FROM workers WHERE id = $2), \
                  dh AS (DELETE FROM heartbeats WHERE id = $2), \
+                 r AS (UPDATE known_ids SET retired = nextval('retire_seq') WHERE id = $2), \
                  c AS (UPDATE state_counts SET total = total - 1, s{s} = s{s} - 1 WHERE slot = $4), \
                  p AS (UPDATE provider_counts SET n = n - 1 \
                      WHERE provider_id = $5 AND provider_type = $6 AND slot = $4) {INSERT_EVENTS}"
@@ -858,44 +896,27 @@ impl WorkerRegistry for PostgresWorkerRegistry {
     }
 
     fn release_from_job(&self, id: &WorkerId, expected_job: Option<&JobId>) -> Result<JobId> {
-        let mut released = None;
-        self.change("releasing a job", id, |before, now| {
-            let current = match (&before.current_job, expected_job) {
-                (Some(current), Some(expected)) if current != expected => None,
-                (current, _) => current.clone(),
-            };
-            let Some(job) = current else {
-                return Err(Error::NotBusy {
-                    worker_id: *id,
-                    expected: expected_job.cloned(),
-                });
-            };
-            released = Some(job.clone());
-            let after = moved(before, now, |w| {
-                w.current_job = None;
-                w.jobs_executed = w.jobs_executed.saturating_add(1);
-                if w.state == WorkerState::Busy {
-                    w.state = if jobs_exhausted(w) {
-                        WorkerState::Draining
-                    } else {
-                        WorkerState::Ready
-                    };
-                }
-            });
-            let mut events = vec![EventKind::ReleasedFromJob {
-                worker_id: *id,
-                job_id: job,
-            }];
-            if after.state != before.state {
-                events.push(EventKind::StateChanged {
-                    worker_id: *id,
-                    from: before.state,
-                    to: after.state,
-                });
+        let given = self.given();
+        let expected = expected_job.map(|j| j.as_str().to_owned());
+        self.run("releasing a job", |conn| {
+            let stmt = conn.prepare(RELEASE)?;
+            if let Some(row) = conn
+                .client
+                .query_opt(&stmt, &[&given, id.as_uuid(), &expected])?
+            {
+                let job: String = row.get(0);
+                return JobId::new(job).map_err(Fail::Domain);
             }
-            Ok(Some((after, false, events)))
-        })?;
-        Ok(released.expect("a release that applied names its job"))
+            // Refused: say why (the worker is gone, or holds no job / another job).
+            let stmt = conn.prepare("SELECT 1 FROM workers WHERE id = $1")?;
+            if conn.client.query_opt(&stmt, &[id.as_uuid()])?.is_none() {
+                return Err(not_found(id));
+            }
+            Err(Fail::Domain(Error::NotBusy {
+                worker_id: *id,
+                expected: expected_job.cloned(),
+            }))
+        })
     }
 
     fn claim(&self, filter: &WorkerFilter, job: JobId) -> Result<Option<Worker>> {
@@ -944,8 +965,18 @@ impl WorkerRegistry for PostgresWorkerRegistry {
         let worker = kind.worker_id().map(|w| *w.as_uuid());
         self.run("publishing an event", |conn| {
             let (mut tx, mut cache) = conn.begin()?;
-            // The xid first: a reader must see this transaction in flight from the moment it
-            // holds a seq (see crate::events).
+            // An event about a worker needs the worker: its row is locked (KEY SHARE, which
+            // `unregister`'s FOR UPDATE waits for) before the seq is taken, so the event can
+            // never follow its Unregistered. The xid comes first too: a reader must see this
+            // transaction in flight from the moment it holds a seq (see crate::events).
+            if let Some(id) = worker {
+                let lock =
+                    cache.prepare(&mut tx, "SELECT 1 FROM workers WHERE id = $1 FOR KEY SHARE")?;
+                if tx.query_opt(&lock, &[&id])?.is_none() {
+                    let id = WorkerId::from_bytes(*id.as_bytes()).unwrap_or_default();
+                    return Err(not_found(&id));
+                }
+            }
             let now: i64 = tx
                 .query_one("SELECT now_ms($1), pg_current_xact_id()::text", &[&given])?
                 .get(0);

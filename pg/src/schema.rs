@@ -7,12 +7,13 @@
 //! | `workers` | one row per worker: handle, state, job, timestamps, the spec's deadlines | the record; `current_job` is `UNIQUE` (invariant 2 across processes) |
 //! | `heartbeats` | `(id, last_heartbeat)` | narrow, no index on the time column: a heartbeat is a HOT update of a 40-byte row, never of the wide record |
 //! | `specs` | each distinct spec once (JSON, labels, capabilities), keyed by the md5 of its JSON | a fleet made from a few specs stores them a few times |
-//! | `known_ids` | every id ever registered | ids are never reused: `register` of a known id is `AlreadyExists` (a unique index, so two replicas registering one id cannot both win) |
+//! | `known_ids` | every id ever registered, and when it was retired (unregistered) | ids are never reused: `register` of a known id is `AlreadyExists` (a unique index, so two replicas registering one id cannot both win). Unbounded, unlike the in-memory registry's 2^20 retired ids: ~60 bytes an id on disk |
 //! | `state_counts` | per slot (32 of them, by worker id): total and one count per state | `stats()` sums 32 rows; a change updates its worker's slot row in the same transaction, so two replicas rarely wait on the same counter |
 //! | `provider_counts` | per (provider, provider type, slot): count | the per-provider counts of `stats()` |
 //! | `outbox` | every event: `seq` (from `event_seq`), the writer's `xid`, `at`, the event as JSON | events of every replica reach every subscriber (see `events`) |
 //! | `meta` | one row: the grace floor, the seq floor | `grant_grace` and `restore` |
 //! | `listeners` | backend pids of subscribers waiting with `LISTEN` | writers `NOTIFY` only when someone listens (NOTIFY takes a database-wide lock at commit) |
+//! | `leases` | (v2) a leader lease per name: holder, term, expiry (see [`crate::lease`]) | |
 //! | `migrations` | applied versions | |
 //!
 //! Indexes serve each question that must not scan the fleet: the ready workers by
@@ -74,19 +75,42 @@ fn migrations(schema: &str) -> Vec<String> {
     let mut counts = String::from("INSERT INTO state_counts (slot) SELECT generate_series(0, ");
     counts.push_str(&(SLOTS - 1).to_string());
     counts.push_str(");");
-    vec![format!(
-        r#"
+    vec![
+        format!(
+            r#"
+-- Timestamps are stored as ms - 2^63 (the u64 range in order, see sql::db_ts).
+-- The clock of every deadline: the given time (a ManualClock), or the database's.
+CREATE FUNCTION now_ms(given bigint) RETURNS bigint LANGUAGE sql VOLATILE AS
+$$ SELECT coalesce(given,
+    floor(date_part('epoch', clock_timestamp()) * 1000)::bigint + (-9223372036854775807 - 1)) $$;
+-- t + d, saturating at the end of time (d >= 0): deadlines never wrap.
+CREATE FUNCTION sat_add(t bigint, d bigint) RETURNS bigint LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
+$$ SELECT CASE WHEN d = 9223372036854775807 OR t > 9223372036854775807 - d
+    THEN 9223372036854775807 ELSE t + d END $$;
+-- t - d, or NULL before the beginning of time (d >= 0): "no cutoff yet".
+CREATE FUNCTION sat_sub(t bigint, d bigint) RETURNS bigint LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
+$$ SELECT CASE WHEN t < (-9223372036854775807 - 1) + d THEN NULL ELSE t - d END $$;
+-- now.saturating_sub(t) >= d, as the in-memory registry computes it.
+CREATE FUNCTION age_ge(now bigint, t bigint, d bigint) RETURNS boolean LANGUAGE sql IMMUTABLE
+    PARALLEL SAFE AS
+$$ SELECT CASE WHEN d = 9223372036854775807 THEN false
+               WHEN t >= now THEN d = 0
+               WHEN now < (-9223372036854775807 - 1) + d THEN false
+               ELSE t <= now - d END $$;
+
 CREATE TABLE meta (
     one boolean PRIMARY KEY DEFAULT true CHECK (one),
     -- WorkerRegistry::grant_grace: no heartbeat/startup deadline starts before it.
-    grace_floor bigint NOT NULL DEFAULT 0,
+    grace_floor bigint NOT NULL DEFAULT (-9223372036854775807 - 1),
     -- The seq a restored registry continues after, when the outbox holds nothing later.
-    seq_floor bigint NOT NULL DEFAULT 0
+    seq_floor bigint NOT NULL DEFAULT (-9223372036854775807 - 1)
 );
 INSERT INTO meta DEFAULT VALUES;
 
--- Ids are never reused: every id ever registered, never deleted.
-CREATE TABLE known_ids (id uuid PRIMARY KEY);
+-- Ids are never reused: every id ever registered, never deleted; `retired` orders the
+-- unregistered ones (snapshots carry them oldest first).
+CREATE SEQUENCE retire_seq;
+CREATE TABLE known_ids (id uuid PRIMARY KEY, retired bigint);
 
 CREATE TABLE specs (
     key text PRIMARY KEY,
@@ -121,9 +145,9 @@ CREATE TABLE workers (
 );
 -- claim: the most recently idle ready worker first; longest_idle: from the other end.
 CREATE INDEX workers_ready ON workers (idle_since DESC, id DESC) WHERE state = 2;
-CREATE INDEX workers_idle_due ON workers ((idle_since + idle_timeout_ms)) WHERE state = 2;
+CREATE INDEX workers_idle_due ON workers ((sat_add(idle_since, idle_timeout_ms))) WHERE state = 2;
 CREATE INDEX workers_startup_due ON workers (created_at) WHERE state IN (0, 1);
-CREATE INDEX workers_lifetime_due ON workers ((created_at + max_lifetime_ms))
+CREATE INDEX workers_lifetime_due ON workers ((sat_add(created_at, max_lifetime_ms)))
     WHERE state IN (0, 1, 2, 3);
 CREATE INDEX workers_drained ON workers (id) WHERE state = 4 AND current_job IS NULL;
 CREATE INDEX workers_provider ON workers (provider_id);
@@ -152,7 +176,8 @@ CREATE TABLE provider_counts (
     PRIMARY KEY (provider_id, provider_type, slot)
 );
 
-CREATE SEQUENCE event_seq MINVALUE 0 START 1;
+-- Seqs are stored as v - 2^63 (see sql::db_ts): the first event is seq 1.
+CREATE SEQUENCE event_seq MINVALUE -9223372036854775808 START -9223372036854775807;
 CREATE TABLE outbox (
     seq bigint PRIMARY KEY,
     -- The writing transaction: readers use it to tell a row still in flight from a gap.
@@ -175,11 +200,20 @@ END $$;
 CREATE TRIGGER outbox_notify AFTER INSERT ON outbox
     FOR EACH STATEMENT EXECUTE FUNCTION notify_events();
 
--- The clock of every deadline: the given time (a ManualClock), or the database's.
-CREATE FUNCTION now_ms(given bigint) RETURNS bigint LANGUAGE sql VOLATILE AS
-$$ SELECT coalesce(given, floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) $$;
 "#
-    )]
+        ),
+        // v2: leader leases (issue 14): one row per lease, its holder and term (the fencing
+        // token, incremented by every new holder), its expiry on the database's clock.
+        r#"
+CREATE TABLE leases (
+    name text PRIMARY KEY,
+    holder text NOT NULL,
+    term bigint NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+"#
+        .to_owned(),
+    ]
 }
 
 /// Creates the schema if needed and applies the migrations it lacks, in one transaction under

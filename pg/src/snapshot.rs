@@ -3,16 +3,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use hodei_workers::{Error, Result, Snapshot, Worker, SNAPSHOT_FORMAT};
+use hodei_workers::{Error, Result, Snapshot, Worker, WorkerId, SNAPSHOT_FORMAT};
 use postgres::IsolationLevel;
 
 use crate::registry::{Fail, PostgresWorkerRegistry};
-use crate::sql::{db_ts, dur_ms, slot_of, st, ts, FROM_WORKERS, W_COLS};
+use crate::sql::{db_count, db_ts, dur_ms, slot_of, st, ts, W_COLS};
 
 /// Every record and the seq of the last event, in one repeatable-read transaction (one
 /// instant). `taken_at` is read in that transaction, after its snapshot.
 pub(crate) fn snapshot(registry: &PostgresWorkerRegistry) -> Result<Snapshot> {
-    let given = registry.given();
     let specs = &registry.inner.specs;
     registry.run("taking a snapshot", |conn| {
         let mut tx = conn
@@ -23,29 +22,42 @@ pub(crate) fn snapshot(registry: &PostgresWorkerRegistry) -> Result<Snapshot> {
             .start()?;
         let seq: i64 = tx
             .query_one(
-                "SELECT greatest(coalesce((SELECT max(seq) FROM outbox), 0), \
+                "SELECT greatest(coalesce((SELECT max(seq) FROM outbox), -9223372036854775807 - 1), \
                  (SELECT seq_floor FROM meta))",
                 &[],
             )?
             .get(0);
+        // The time is read after the transaction's snapshot is taken (by the statement
+        // above): every change it shows was stamped before, so no time in it is after
+        // `taken_at`, also with a clock that other threads move meanwhile.
+        let given = registry.given();
         let taken_at: i64 = tx.query_one("SELECT now_ms($1)", &[&given])?.get(0);
         let rows = tx.query(
-            &format!("SELECT {W_COLS} FROM {FROM_WORKERS} ORDER BY w.created_at, w.id"),
+            &format!("SELECT {W_COLS} FROM workers w ORDER BY w.created_at, w.id"),
             &[],
         )?;
         let workers = rows
             .iter()
             .map(|r| specs.worker(r))
             .collect::<std::result::Result<Vec<Worker>, Fail>>()?;
+        let retired_ids = tx
+            .query(
+                "SELECT id FROM known_ids WHERE retired IS NOT NULL ORDER BY retired",
+                &[],
+            )?
+            .iter()
+            .map(|r| {
+                let id: uuid::Uuid = r.get(0);
+                WorkerId::from_bytes(*id.as_bytes()).unwrap_or_default()
+            })
+            .collect();
         tx.commit()?;
         Ok(Snapshot {
             format: SNAPSHOT_FORMAT.to_owned(),
-            seq: u64::try_from(seq).unwrap_or(0),
+            seq: ts(seq),
             taken_at: ts(taken_at),
             workers,
-            // Compile fix after main's `retired_ids` (issue 10); the pg helper fills it from
-            // the table of retired ids when it merges main.
-            retired_ids: Vec::new(),
+            retired_ids,
         })
     })
 }
@@ -111,7 +123,7 @@ pub(crate) fn restore(registry: &PostgresWorkerRegistry, snapshot: Snapshot) -> 
         max_jobs.push(w.spec.max_jobs.map(i64::from));
         states.push(st(w.state));
         jobs.push(w.current_job.as_ref().map(|j| j.as_str().to_owned()));
-        executed.push(i64::try_from(w.jobs_executed).unwrap_or(i64::MAX));
+        executed.push(db_count(w.jobs_executed));
         created.push(db_ts(w.created_at));
         updated.push(db_ts(w.updated_at));
         changed.push(db_ts(w.state_changed_at));
@@ -143,7 +155,12 @@ pub(crate) fn restore(registry: &PostgresWorkerRegistry, snapshot: Snapshot) -> 
                 (a, b, c, d)
             },
         );
-    let seq = i64::try_from(snapshot.seq).unwrap_or(i64::MAX);
+    let seq = db_ts(snapshot.seq);
+    let retired: Vec<uuid::Uuid> = snapshot
+        .retired_ids
+        .iter()
+        .map(|id| *id.as_uuid())
+        .collect();
     let given = registry.given();
     registry.run("restoring a snapshot", |conn| {
         let mut tx = conn.client.transaction()?;
@@ -161,9 +178,26 @@ pub(crate) fn restore(registry: &PostgresWorkerRegistry, snapshot: Snapshot) -> 
              ON CONFLICT (key) DO NOTHING",
             &[&spec_json, &spec_labels, &spec_caps],
         )?;
-        tx.execute(
-            "INSERT INTO known_ids (id) SELECT unnest($1::uuid[]) ON CONFLICT DO NOTHING",
+        // Ids are never reused: not even by a restore.
+        if let Some(row) = tx.query_opt(
+            "SELECT id FROM known_ids WHERE id = ANY($1::uuid[]) LIMIT 1",
             &[&ids],
+        )? {
+            let id: uuid::Uuid = row.get(0);
+            return Err(Fail::Domain(Error::invalid(format!(
+                "worker {id} was registered in this registry before and retired: ids are never \
+                 reused"
+            ))));
+        }
+        tx.execute(
+            "INSERT INTO known_ids (id) SELECT unnest($1::uuid[])",
+            &[&ids],
+        )?;
+        tx.execute(
+            "INSERT INTO known_ids (id, retired) \
+             SELECT r.id, nextval('retire_seq') FROM unnest($1::uuid[]) WITH ORDINALITY AS r(id, o) \
+             ORDER BY r.o ON CONFLICT (id) DO NOTHING",
+            &[&retired],
         )?;
         tx.execute(
             "WITH sp AS (SELECT md5(j) AS key, i FROM unnest($7::text[]) WITH ORDINALITY AS s(j, i)) \

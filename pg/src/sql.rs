@@ -15,33 +15,50 @@ use postgres::Row;
 
 use crate::registry::Fail;
 
-/// The columns of a worker snapshot, over `workers w JOIN heartbeats h JOIN specs s`
-/// ([`FROM_WORKERS`]); read by [`Specs::worker`].
+/// The columns of a worker snapshot, over `workers w`; read by [`Specs::worker`]. The
+/// heartbeat and the spec are read by key for each row returned (not joined): a query that
+/// returns a few workers from an index never hashes the whole heartbeat table.
 pub(crate) const W_COLS: &str = "w.id, w.provider_id, w.provider_type, w.resource_id, \
-    w.metadata, w.spec_key, s.spec, w.state, w.current_job, w.jobs_executed, w.created_at, \
-    w.updated_at, w.state_changed_at, h.last_heartbeat, w.idle_since, w.slot";
+    w.metadata, w.spec_key, (SELECT y.spec FROM specs y WHERE y.key = w.spec_key), w.state, \
+    w.current_job, w.jobs_executed, w.created_at, w.updated_at, w.state_changed_at, \
+    (SELECT x.last_heartbeat FROM heartbeats x WHERE x.id = w.id), w.idle_since, w.slot";
 
-/// The join every snapshot is read from.
+/// Workers with their heartbeat (`h`) and spec (`s`) joined: what `find`'s filters read.
 pub(crate) const FROM_WORKERS: &str =
     "workers w JOIN heartbeats h ON h.id = w.id JOIN specs s ON s.key = w.spec_key";
 
 /// Number of columns in [`W_COLS`]: what follows in a row is the statement's own.
 pub(crate) const W_LEN: usize = 16;
 
-/// A timestamp as stored (`bigint`).
+/// A timestamp (or an event seq) as stored: the whole `u64` range mapped onto `bigint` in
+/// order (`v - 2^63`), so that a snapshot's extreme values survive and comparisons in SQL keep
+/// their meaning. Arithmetic on stored values goes through the schema's saturating functions
+/// (`sat_add`, `sat_sub`, `age_ge`).
 pub(crate) fn db_ts(t: Timestamp) -> i64 {
-    i64::try_from(t).unwrap_or(i64::MAX)
+    (t ^ (1 << 63)) as i64
 }
 
-/// A stored timestamp.
+/// A stored timestamp (or seq): the inverse of [`db_ts`].
 pub(crate) fn ts(v: i64) -> Timestamp {
-    u64::try_from(v).unwrap_or(0)
+    (v as u64) ^ (1 << 63)
 }
 
-/// A duration as stored for deadline arithmetic: milliseconds, capped at 2^62 so that a
-/// timestamp plus it never overflows a `bigint` (2^62 ms is 146 million years).
+/// A count (`jobs_executed`) as stored: its bits (only Rust reads it).
+pub(crate) fn db_count(n: u64) -> i64 {
+    n as i64
+}
+
+/// A stored count.
+pub(crate) fn count(v: i64) -> u64 {
+    v as u64
+}
+
+/// A duration as stored for deadline arithmetic: milliseconds, `i64::MAX` standing for "at
+/// least 2^63 - 1 ms" (292 million years), which the schema's functions treat as never
+/// ending, as the in-memory registry's saturating `u64` arithmetic does for any realistic
+/// start.
 pub(crate) fn dur_ms(d: Duration) -> i64 {
-    millis(d).min(1 << 62) as i64
+    millis(d).min(i64::MAX as u64) as i64
 }
 
 /// The stored form of a state.
@@ -112,7 +129,7 @@ impl Specs {
             spec,
             state,
             current_job: job.map(JobId::new).transpose().map_err(corrupt)?,
-            jobs_executed: u64::try_from(row.get::<_, i64>(9)).unwrap_or(0),
+            jobs_executed: count(row.get(9)),
             created_at: ts(row.get(10)),
             updated_at: ts(row.get(11)),
             state_changed_at: ts(row.get(12)),
@@ -177,14 +194,15 @@ pub(crate) fn conditions(
     }
     if let Some(idle) = filter.idle_for {
         out.push(format!(
-            "(w.state = 2 AND w.idle_since IS NOT NULL AND greatest({now} - w.idle_since, 0) >= {})",
+            "(w.state = 2 AND w.idle_since IS NOT NULL AND age_ge({now}, w.idle_since, {}))",
             param(params, dur_ms(idle))
         ));
     }
     if let Some(silent) = filter.unhealthy_for {
+        // Silent for longer than `silent`: at least `silent + 1` ms.
         out.push(format!(
-            "greatest({now} - h.last_heartbeat, 0) > {}",
-            param(params, dur_ms(silent))
+            "age_ge({now}, h.last_heartbeat, {})",
+            param(params, dur_ms(silent).saturating_add(1))
         ));
     }
     if !filter.labels.is_empty() {
