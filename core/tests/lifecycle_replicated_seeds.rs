@@ -12,6 +12,9 @@
 //!
 //! A failure prints its seed; `HW_REPLICATED_SEED=n` replays one seed.
 
+#[path = "registry/backend.rs"]
+mod backend;
+#[path = "lifecycle/common.rs"]
 mod lifecycle_common;
 
 use std::collections::BTreeSet;

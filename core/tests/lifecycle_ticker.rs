@@ -3,6 +3,9 @@
 //! callbacks survived. No assertion depends on how fast the machine is: every overrun is
 //! forced (a provider that blocks until the test lets it go) and only lower bounds are checked.
 
+#[path = "registry/backend.rs"]
+mod backend;
+#[path = "lifecycle/common.rs"]
 mod lifecycle_common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
