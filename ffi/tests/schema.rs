@@ -105,7 +105,8 @@ fn the_c_summary_names_every_field_of_the_core_reports() {
             ("provider_backoff", "provider_backoffs"),
             ("scaling", "scaled"),
         ],
-        &[],
+        // Who leads (holder, term, since, expiry): `hw_report_get_leader`.
+        &["leader"],
     ));
     missing.extend(check(
         &HealthCheckResult::default(),

@@ -22,8 +22,9 @@
 //! Modules, one per concern: [`schema`] (the tables and their migrations), `registry` (the
 //! trait), `claim`, `deadlines`, `stats`, `heartbeat` (coalesced heartbeats), [`events`] (the
 //! outbox and its readers: read it for the ordering rule and what a `seq` gap means),
-//! `snapshot`, `error` (SQL errors to the core's kinds), `pool`, [`lease`] (a leader lease with a
-//! term, for the replicated manager).
+//! `snapshot`, `error` (SQL errors to the core's kinds), `pool`, `leadership`
+//! ([`PostgresLeadership`]: the [`Leadership`](hodei_workers::Leadership) lease with a term that
+//! the replicated manager uses).
 //!
 //! The client is the synchronous `postgres` crate. It cannot block inside an async runtime:
 //! a call from there returns `Error::Backend` saying to use a blocking thread
@@ -35,7 +36,7 @@ mod deadlines;
 mod error;
 pub mod events;
 mod heartbeat;
-pub mod lease;
+mod leadership;
 mod pool;
 mod registry;
 pub mod schema;
@@ -43,6 +44,6 @@ mod snapshot;
 mod sql;
 mod stats;
 
-pub use lease::LeaderLease;
+pub use leadership::{PostgresLeadership, MAX_HOLDER_LEN};
 pub use registry::PostgresWorkerRegistry;
 pub use schema::validate_name;

@@ -13,8 +13,10 @@ mod convert;
 mod errors;
 mod events;
 mod lifecycle;
+mod postgres;
 mod provider;
 mod registry;
+mod ticker;
 mod types;
 
 use pyo3::prelude::*;
@@ -37,5 +39,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<events::PySubscription>()?;
     events::add_event_classes(m)?;
     lifecycle::add_lifecycle_classes(m)?;
+    ticker::add_ticker_classes(m)?;
     Ok(())
 }

@@ -6,12 +6,15 @@
 //! registry's clock.
 
 mod config;
+mod lease;
 mod manager;
 mod provider;
 mod report;
 mod scaling;
+mod ticker;
 
 pub use config::{WorkerLifecycleConfig, MAX_CONFIG_DURATION};
+pub use lease::{AlwaysLeader, InMemoryLease, LeaderInfo, Leadership, LeaseStatus, Term};
 pub use manager::WorkerLifecycleManager;
 pub use provider::{ProviderError, ProviderErrorKind, ProviderResult, WorkerProvider};
 pub use report::{
@@ -19,3 +22,4 @@ pub use report::{
     MassExpiryHold, OrphanInstance, ProviderBackoff, ProvisionFailure, ProvisionedWorker,
     ReconcileReport, ScalingPlan, TerminatedWorker, TickReport, UnhealthyWorker,
 };
+pub use ticker::{Ticker, TickerStats, TICKER_REPORTS_CAPACITY};

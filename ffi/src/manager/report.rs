@@ -30,6 +30,9 @@ pub struct hw_report {
     provisioned: Vec<WorkerId>,
     decisions: Vec<CString>,
     json: CString,
+    /// Ticks only: the leader as last seen, its holder name as a C string
+    /// (`hw_report_get_leader`).
+    pub(crate) leader: Option<(CString, engine::LeaderInfo)>,
 }
 
 /// Which manager operation made a `hw_report` (`hw_report_summary.kind`).
@@ -144,6 +147,9 @@ pub struct hw_report_summary {
     pub capped: bool,
     /// Whether another thread was ticking, so this tick did nothing.
     pub skipped: bool,
+    /// Ticks only: whether this manager leads (holds the leadership lease). A follower's tick
+    /// does nothing but try for the lease; `hw_report_get_leader` says who leads.
+    pub leading: bool,
 }
 
 impl hw_report_summary {
@@ -178,7 +184,7 @@ fn terminated(list: &[engine::TerminatedWorker]) -> Vec<(WorkerId, TerminationRe
 }
 
 impl hw_report {
-    pub(super) fn from_tick(r: &TickReport) -> Result<Self, Error> {
+    pub(crate) fn from_tick(r: &TickReport) -> Result<Self, Error> {
         // Exhaustive on purpose: a field added to the core's report fails this build until the
         // C summary (or the JSON-only list in ffi/tests/schema.rs) accounts for it.
         let TickReport {
@@ -202,6 +208,8 @@ impl hw_report {
             actions,
             capped,
             skipped,
+            leading,
+            leader,
         } = r;
         let decisions = decisions
             .iter()
@@ -226,6 +234,7 @@ impl hw_report {
             scaled: scaling.is_some(),
             capped: *capped,
             skipped: *skipped,
+            leading: *leading,
             ..Default::default()
         };
         summary.brake(
@@ -243,6 +252,10 @@ impl hw_report {
             provisioned: provisioned.iter().map(|p| p.worker_id).collect(),
             decisions,
             json: to_json(r, "tick report")?,
+            leader: match leader {
+                Some(l) => Some((c_string(&l.holder, "leader holder")?, l.clone())),
+                None => None,
+            },
         })
     }
 
@@ -280,6 +293,7 @@ impl hw_report {
             provisioned: Vec::new(),
             decisions: Vec::new(),
             json: to_json(r, "health check result")?,
+            leader: None,
         })
     }
 
@@ -314,6 +328,7 @@ impl hw_report {
             provisioned: Vec::new(),
             decisions: Vec::new(),
             json: to_json(r, "cleanup result")?,
+            leader: None,
         })
     }
 
@@ -338,6 +353,7 @@ impl hw_report {
             provisioned: Vec::new(),
             decisions: Vec::new(),
             json: to_json(r, "reconcile report")?,
+            leader: None,
         })
     }
 }
