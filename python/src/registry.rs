@@ -53,6 +53,8 @@ pub(crate) fn build_filter(
         limit: limit
             .map(|n| convert::count(py, n.0, "limit"))
             .transpose()?,
+        // Fit and architecture filters are not exposed here yet.
+        ..WorkerFilter::default()
     })
 }
 
