@@ -71,6 +71,11 @@ pub use lifecycle::{
     TerminatedWorker, TickReport, UnhealthyWorker, WorkerLifecycleConfig, WorkerLifecycleManager,
     WorkerProvider,
 };
+pub use lifecycle::{
+    Demand, Pool, PoolBlock, PoolDecision, PoolPlan, Requirement, Serving, Spill, UnmetDemand,
+    Unschedulable, DEFAULT_POOL_SCALE_DOWN_COOLDOWN, DEFAULT_POOL_SCALE_UP_COOLDOWN,
+    MAX_POOL_NAME_LEN, POOL_LABEL,
+};
 pub use registry::{
     InMemoryWorkerRegistry, Snapshot, StateCounts, WorkerRegistry, WorkerRegistryStats,
     SNAPSHOT_FORMAT,

@@ -7,12 +7,18 @@
 
 mod config;
 mod manager;
+mod pools;
 mod provider;
 mod report;
 mod scaling;
 
 pub use config::WorkerLifecycleConfig;
 pub use manager::WorkerLifecycleManager;
+pub use pools::{
+    Demand, Pool, PoolBlock, PoolDecision, PoolPlan, Requirement, Serving, Spill, UnmetDemand,
+    Unschedulable, DEFAULT_POOL_SCALE_DOWN_COOLDOWN, DEFAULT_POOL_SCALE_UP_COOLDOWN,
+    MAX_POOL_NAME_LEN, POOL_LABEL,
+};
 pub use provider::{ProviderError, ProviderErrorKind, ProviderResult, WorkerProvider};
 pub use report::{
     CleanupResult, DestroyFailure, HealthCheckResult, LifecycleStats, LostJob, MassExpiryGiveUp,
