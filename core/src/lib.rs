@@ -77,8 +77,8 @@ pub use lifecycle::{
     MAX_POOL_NAME_LEN, POOL_LABEL,
 };
 pub use registry::{
-    InMemoryWorkerRegistry, Snapshot, StateCounts, WorkerRegistry, WorkerRegistryStats,
-    SNAPSHOT_FORMAT,
+    InMemoryWorkerRegistry, Snapshot, StateCounts, TransitionGuard, Transitioned, WorkerRegistry,
+    WorkerRegistryStats, SNAPSHOT_FORMAT,
 };
 pub use state::WorkerState;
 pub use worker::{

@@ -75,6 +75,27 @@ impl WorkerRegistry for Flaky {
     fn claim(&self, filter: &WorkerFilter, job: JobId) -> Result<Option<Worker>> {
         self.inner.claim(filter, job)
     }
+    fn heartbeat_many(&self, ids: &[WorkerId]) -> Result<Vec<Result<()>>> {
+        self.inner.heartbeat_many(ids)
+    }
+    fn transition_if(
+        &self,
+        id: &WorkerId,
+        guard: &TransitionGuard,
+        to: WorkerState,
+    ) -> Result<Option<Transitioned>> {
+        if to == WorkerState::Terminating
+            && self
+                .release_before_terminating
+                .swap(false, Ordering::SeqCst)
+        {
+            self.inner.release_from_job(id, None)?;
+        }
+        self.inner.transition_if(id, guard, to)
+    }
+    fn longest_idle(&self, n: usize) -> Result<Vec<Worker>> {
+        self.inner.longest_idle(n)
+    }
     fn find_unhealthy(&self, heartbeat_timeout: Duration) -> Result<Vec<Worker>> {
         Self::check(&self.fail_queries)?;
         self.inner.find_unhealthy(heartbeat_timeout)

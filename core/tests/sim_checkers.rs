@@ -102,6 +102,24 @@ impl WorkerRegistry for Broken {
     fn claim(&self, filter: &WorkerFilter, job: JobId) -> Result<Option<Worker>> {
         self.inner.claim(filter, job)
     }
+    fn heartbeat_many(&self, ids: &[WorkerId]) -> Result<Vec<Result<()>>> {
+        // Through `heartbeat`, so that the swallowing bug applies to the bulk form too.
+        Ok(ids.iter().map(|id| self.heartbeat(id)).collect())
+    }
+    fn transition_if(
+        &self,
+        id: &WorkerId,
+        guard: &TransitionGuard,
+        to: WorkerState,
+    ) -> Result<Option<Transitioned>> {
+        if self.bug == Bug::SilentJobDrop && to == WorkerState::Terminating {
+            let _ = self.inner.release_from_job(id, None);
+        }
+        self.inner.transition_if(id, guard, to)
+    }
+    fn longest_idle(&self, n: usize) -> Result<Vec<Worker>> {
+        self.inner.longest_idle(n)
+    }
     fn find_unhealthy(&self, heartbeat_timeout: Duration) -> Result<Vec<Worker>> {
         self.inner.find_unhealthy(heartbeat_timeout)
     }

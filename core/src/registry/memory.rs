@@ -12,7 +12,7 @@ use parking_lot::{Mutex, RwLock};
 use super::indexes::{HeartbeatWheel, Indexes, Membership, Record};
 use super::snapshot::{Snapshot, SNAPSHOT_FORMAT};
 use super::stats::WorkerRegistryStats;
-use super::WorkerRegistry;
+use super::{TransitionGuard, Transitioned, WorkerRegistry};
 use crate::clock::{millis, Clock, SystemClock, Timestamp};
 use crate::error::{Error, Result};
 use crate::events::{EventBus, EventKind, SubscribeOptions, Subscription};
@@ -203,6 +203,78 @@ impl InMemoryWorkerRegistry {
         );
     }
 
+    /// The one path of `update_state` and `transition_if`: checks `guard` (if any) and the
+    /// state machine against the record under its shard's write lock, then moves it.
+    fn move_state(
+        &self,
+        id: &WorkerId,
+        guard: Option<&TransitionGuard>,
+        to: WorkerState,
+    ) -> Result<Option<Transitioned>> {
+        let now = self.now();
+        let mut shard_guard = self.shard(id).write();
+        let shard = &mut *shard_guard;
+        let rec = shard.records.get_mut(id).ok_or_else(|| not_found(id))?;
+        let from = rec.state;
+        if let Some(guard) = guard {
+            if !guard.holds(from, rec.idle_since, rec.current_job.is_some()) {
+                return Ok(None);
+            }
+        }
+        if from == to {
+            return Ok(Some(Transitioned {
+                worker: rec.to_worker(*id),
+                from,
+                lost_job: None,
+            }));
+        }
+        let un_drain_with_job = to == WorkerState::Ready && rec.current_job.is_some();
+        if !from.can_update_to(to) || un_drain_with_job {
+            return Err(Error::InvalidTransition {
+                worker_id: *id,
+                from,
+                to,
+            });
+        }
+        let lost = if to.is_terminal() {
+            rec.current_job.clone()
+        } else {
+            None
+        };
+        // A starting worker that moves on (to Connecting or Ready) has just reported in: that
+        // is a sign of life, so its heartbeat deadline starts now and not at registration
+        // (a boot slower than the heartbeat timeout must not be expired the moment it ends).
+        let reported_in = from.is_starting() && !to.is_terminal();
+        let mut ix = self.indexes.lock();
+        self.change(&mut ix, &mut shard.heartbeat_wheel, *id, rec, now, |r| {
+            r.state = to;
+            if to.is_terminal() {
+                r.current_job = None;
+            }
+            if reported_in {
+                r.last_heartbeat.fetch_max(now, Ordering::AcqRel);
+            }
+        });
+        if let Some(job) = &lost {
+            ix.jobs.remove(job);
+            self.bus.publish(
+                now,
+                EventKind::JobLost {
+                    worker_id: *id,
+                    job_id: job.clone(),
+                },
+            );
+        }
+        drop(ix);
+        let worker = rec.to_worker(*id);
+        shard.compact_if_needed();
+        Ok(Some(Transitioned {
+            worker,
+            from,
+            lost_job: lost,
+        }))
+    }
+
     /// Snapshots of `ids` (those still present), each kept only if `keep` holds for it.
     fn snapshots_where(
         &self,
@@ -332,55 +404,53 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
     }
 
     fn update_state(&self, id: &WorkerId, to: WorkerState) -> Result<Worker> {
-        let now = self.now();
-        let mut guard = self.shard(id).write();
-        let shard = &mut *guard;
-        let rec = shard.records.get_mut(id).ok_or_else(|| not_found(id))?;
-        let from = rec.state;
-        if from == to {
-            return Ok(rec.to_worker(*id));
-        }
-        let un_drain_with_job = to == WorkerState::Ready && rec.current_job.is_some();
-        if !from.can_update_to(to) || un_drain_with_job {
-            return Err(Error::InvalidTransition {
-                worker_id: *id,
-                from,
-                to,
-            });
-        }
-        let lost = if to.is_terminal() {
-            rec.current_job.clone()
-        } else {
-            None
-        };
-        // A starting worker that moves on (to Connecting or Ready) has just reported in: that
-        // is a sign of life, so its heartbeat deadline starts now and not at registration
-        // (a boot slower than the heartbeat timeout must not be expired the moment it ends).
-        let reported_in = from.is_starting() && !to.is_terminal();
-        let mut ix = self.indexes.lock();
-        self.change(&mut ix, &mut shard.heartbeat_wheel, *id, rec, now, |r| {
-            r.state = to;
-            if to.is_terminal() {
-                r.current_job = None;
-            }
-            if reported_in {
-                r.last_heartbeat.fetch_max(now, Ordering::AcqRel);
-            }
-        });
-        if let Some(job) = lost {
-            ix.jobs.remove(&job);
-            self.bus.publish(
-                now,
-                EventKind::JobLost {
-                    worker_id: *id,
-                    job_id: job,
-                },
+        let moved = self.move_state(id, None, to)?;
+        Ok(moved.expect("no guard: the move applies or fails").worker)
+    }
+
+    fn transition_if(
+        &self,
+        id: &WorkerId,
+        guard: &TransitionGuard,
+        to: WorkerState,
+    ) -> Result<Option<Transitioned>> {
+        self.move_state(id, Some(guard), to)
+    }
+
+    fn longest_idle(&self, n: usize) -> Result<Vec<Worker>> {
+        let mut out = Vec::with_capacity(n.min(1024));
+        let mut after: Option<(Timestamp, WorkerId)> = None;
+        while out.len() < n {
+            let want = n - out.len();
+            let keys: Vec<(Timestamp, WorkerId)> = {
+                let ix = self.indexes.lock();
+                let lower = match after {
+                    Some(key) => Bound::Excluded(key),
+                    None => Bound::Unbounded,
+                };
+                ix.ready
+                    .range((lower, Bound::Unbounded))
+                    .take(want)
+                    .map(|(key, _)| *key)
+                    .collect()
+            };
+            let Some(&last) = keys.last() else {
+                break;
+            };
+            let exhausted = keys.len() < want;
+            // Read under each record's own lock: a worker claimed (or retired) since the index
+            // was read is left out, and the walk goes on past it.
+            out.extend(
+                self.snapshots_where(keys.into_iter().map(|(_, id)| id), |rec| {
+                    rec.state == WorkerState::Ready && rec.current_job.is_none()
+                }),
             );
+            if exhausted {
+                break;
+            }
+            after = Some(last);
         }
-        drop(ix);
-        let worker = rec.to_worker(*id);
-        shard.compact_if_needed();
-        Ok(worker)
+        Ok(out)
     }
 
     fn heartbeat(&self, id: &WorkerId) -> Result<()> {

@@ -145,6 +145,40 @@ pub trait WorkerRegistry: Send + Sync + fmt::Debug {
     /// Every record plus the event `seq`, consistent at one instant.
     fn snapshot(&self) -> Result<Snapshot>;
 
+    /// Bulk heartbeat: one answer per id, in order (`NotFound` per unknown id), each as
+    /// [`heartbeat`](Self::heartbeat) would give it. A shared backend turns it into one
+    /// statement.
+    ///
+    /// # Errors
+    /// The outer `Err` only when the backend fails as a whole.
+    fn heartbeat_many(&self, ids: &[WorkerId]) -> Result<Vec<Result<()>>> {
+        Ok(ids.iter().map(|id| self.heartbeat(id)).collect())
+    }
+
+    /// Moves a worker to `to` only if `guard` still holds, atomically with the check: the
+    /// way to act on a decision taken on an older view (a cleanup list, a health check) without
+    /// hitting a worker that moved meanwhile (claimed, released, reported in).
+    ///
+    /// The move follows the rules of [`update_state`](Self::update_state) (same refusals,
+    /// events, `JobLost` when a job is lost, same-state no-op).
+    ///
+    /// `Ok(None)`: the guard no longer holds, nothing changed.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown worker; `InvalidTransition` when the guard holds but the state
+    /// machine refuses the move.
+    fn transition_if(
+        &self,
+        id: &WorkerId,
+        guard: &TransitionGuard,
+        to: WorkerState,
+    ) -> Result<Option<Transitioned>>;
+
+    /// The `n` longest-idle `Ready` workers, longest idle first (scale-in candidates),
+    /// answered from the ready index (no fleet scan): cost O(n log fleet), whatever the
+    /// number of ready workers.
+    fn longest_idle(&self, n: usize) -> Result<Vec<Worker>>;
+
     /// Loads a snapshot into an empty registry. The snapshot is checked whole first: on any
     /// error the registry is left untouched.
     ///
@@ -152,6 +186,68 @@ pub trait WorkerRegistry: Send + Sync + fmt::Debug {
     /// `Snapshot` for a corrupt or inconsistent snapshot; `InvalidArgument` when the registry
     /// is not empty.
     fn restore(&self, snapshot: Snapshot) -> Result<()>;
+}
+
+/// What must still hold, against the record as it is *now*, for a conditional transition
+/// ([`WorkerRegistry::transition_if`]) to apply. The default guard always holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TransitionGuard {
+    /// The worker must be in one of these states (empty: any state).
+    pub states: Vec<WorkerState>,
+    /// The worker must be `Ready` with exactly this `idle_since` (it was not claimed and
+    /// released since).
+    pub idle_since: Option<Timestamp>,
+    /// The worker must hold no job.
+    pub without_job: bool,
+}
+
+impl TransitionGuard {
+    /// The guard that always holds.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Requires the worker to be in `state` (or in another state added the same way).
+    pub fn in_state(mut self, state: WorkerState) -> Self {
+        self.states.push(state);
+        self
+    }
+
+    /// Requires the worker to be `Ready` since exactly `since`.
+    pub fn idle_since(mut self, since: Timestamp) -> Self {
+        self.idle_since = Some(since);
+        self
+    }
+
+    /// Requires the worker to hold no job.
+    pub fn without_job(mut self) -> Self {
+        self.without_job = true;
+        self
+    }
+
+    /// Whether the guard holds for a worker in `state`, idle since `idle_since`, holding a job
+    /// or not. The one definition every backend applies.
+    pub fn holds(&self, state: WorkerState, idle_since: Option<Timestamp>, has_job: bool) -> bool {
+        (self.states.is_empty() || self.states.contains(&state))
+            && self
+                .idle_since
+                .is_none_or(|t| state == WorkerState::Ready && idle_since == Some(t))
+            && !(self.without_job && has_job)
+    }
+}
+
+/// The result of a conditional transition that applied.
+///
+/// `PartialEq` only: a [`Worker`] holds an `f64` (its spec's `cpu_cores`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transitioned {
+    /// The worker after the move.
+    pub worker: Worker,
+    /// The state it left (equal to `worker.state` when it was already there: no move, no
+    /// event, as with [`WorkerRegistry::update_state`]).
+    pub from: WorkerState,
+    /// The job it held and lost by the move (also emitted as `JobLost`), if any.
+    pub lost_job: Option<JobId>,
 }
 
 /// Checks that `worker` satisfies invariant 1 (state/job consistency). Used by tests and the

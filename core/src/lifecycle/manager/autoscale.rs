@@ -1,0 +1,217 @@
+//! Autoscaling: the scaling target, the plan (the pure policy is `scaling::decide`) and its
+//! execution by `tick`.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::filter::WorkerFilter;
+use crate::ids::ProviderId;
+use crate::state::WorkerState;
+use crate::worker::{TerminationReason, WorkerSpec};
+
+use super::super::report::{CleanupResult, ProvisionedWorker, ScalingPlan, TickReport};
+use super::super::scaling::{decide, ScalingInputs};
+use super::{Budget, WorkerLifecycleManager};
+
+/// What `tick` provisions: workers of `provider_id` made from `spec`.
+#[derive(Debug, Clone)]
+pub(super) struct ScalingTarget {
+    pub(super) provider_id: ProviderId,
+    pub(super) spec: Arc<WorkerSpec>,
+}
+
+impl WorkerLifecycleManager {
+    /// The seed's predicate: no `Ready` worker and jobs pending, or more than
+    /// `scale_up_threshold` jobs pending and room under `max_workers` (provisions in flight
+    /// count).
+    pub fn should_scale_up(&self, pending_jobs: usize) -> bool {
+        let Ok(stats) = self.registry.stats() else {
+            return false;
+        };
+        let total = stats.total + self.ledger.lock().in_flight.len();
+        (stats.by_state.ready == 0 && pending_jobs > 0)
+            || (pending_jobs > self.config.scale_up_threshold && total < self.config.max_workers)
+    }
+
+    /// The seed's predicate: more than `scale_down_threshold` idle `Ready` workers, and more
+    /// than `min_ready_workers`.
+    pub fn should_scale_down(&self) -> bool {
+        let Ok(stats) = self.registry.stats() else {
+            return false;
+        };
+        let ready = stats.by_state.ready;
+        ready > self.config.scale_down_threshold && ready > self.config.min_ready_workers
+    }
+
+    /// Sets what the autoscaler provisions in `tick`: workers of `provider_id` made from
+    /// `spec`. Without a target `tick` neither provisions nor scales down (it still checks
+    /// health and cleans up).
+    ///
+    /// # Errors
+    /// [`Error::ProviderNotFound`]; [`Error::InvalidArgument`] for an invalid spec.
+    pub fn set_scaling_target(
+        &self,
+        provider_id: &ProviderId,
+        spec: Arc<WorkerSpec>,
+    ) -> Result<()> {
+        spec.validate()?;
+        if !self.providers.read().contains_key(provider_id) {
+            return Err(Error::ProviderNotFound(provider_id.clone()));
+        }
+        *self.target.lock() = Some(ScalingTarget {
+            provider_id: provider_id.clone(),
+            spec,
+        });
+        Ok(())
+    }
+
+    /// Removes the scaling target: `tick` stops provisioning and scaling down.
+    pub fn clear_scaling_target(&self) {
+        *self.target.lock() = None;
+    }
+
+    /// The scaling target, if one is set: `(provider, spec)`.
+    pub fn scaling_target(&self) -> Option<(ProviderId, Arc<WorkerSpec>)> {
+        self.target
+            .lock()
+            .as_ref()
+            .map(|t| (t.provider_id.clone(), Arc::clone(&t.spec)))
+    }
+
+    /// The full scaling policy for `pending_jobs`, without acting on it:
+    /// - wanted = `pending + min_ready_workers − ready − starting − in flight` (workers still
+    ///   `Creating`/`Connecting` and provisions in flight are capacity on its way: a slow
+    ///   provider is not asked twice);
+    /// - provision = wanted, capped by the room under `max_workers` (every registered worker
+    ///   and every provision in flight counts), by `max_provision_per_tick`, and zero during
+    ///   the scale-up cooldown, while the target provider backs off, or without a target;
+    /// - when nothing is wanted, idle `Ready` workers beyond the pending jobs and
+    ///   `min_ready_workers` are retired, longest idle first, never a busy one, honouring the
+    ///   scale-down cooldown (counted from the last automatic scaling action).
+    ///
+    /// [`ScalingPlan::explanation`] says it in one line with its inputs.
+    ///
+    /// # Errors
+    /// Only when the registry fails to answer.
+    pub fn plan_scaling(&self, pending_jobs: usize) -> Result<ScalingPlan> {
+        let target = self.target.lock().clone();
+        self.plan_inner(pending_jobs, target.as_ref())
+    }
+
+    pub(super) fn plan_inner(
+        &self,
+        pending: usize,
+        target: Option<&ScalingTarget>,
+    ) -> Result<ScalingPlan> {
+        let now = self.registry.now();
+        let stats = self.registry.stats()?;
+        let in_flight = self.ledger.lock().in_flight.len();
+        let (last_scale_up, last_scale_action) = {
+            let s = self.schedule.lock();
+            (s.last_scale_up, s.last_scale_action)
+        };
+        let backoff = target.and_then(|t| {
+            self.backoff
+                .lock()
+                .get(&t.provider_id)
+                .filter(|b| b.until > now)
+                .map(|b| (t.provider_id.clone(), b.failures, b.until))
+        });
+        let inputs = ScalingInputs {
+            now,
+            pending,
+            ready: stats.by_state.ready,
+            busy: stats.by_state.busy,
+            starting: stats.by_state.starting(),
+            in_flight,
+            registered: stats.total,
+            last_scale_up,
+            last_scale_action,
+            backoff,
+            has_target: target.is_some(),
+        };
+        let (mut plan, retire) = decide(&self.config, &inputs);
+        if retire > 0 {
+            // A scan of the ready workers, only when retiring: not a per-tick cost.
+            let mut ready = self
+                .registry
+                .find(&WorkerFilter::new().state(WorkerState::Ready))?;
+            ready.retain(|w| w.current_job.is_none());
+            ready.sort_by_key(|w| (w.idle_since.unwrap_or(0), w.id));
+            plan.scale_down = ready.into_iter().take(retire).map(|w| w.id).collect();
+        }
+        Ok(plan)
+    }
+
+    pub(super) fn execute_plan(
+        &self,
+        plan: &ScalingPlan,
+        target: &ScalingTarget,
+        budget: &mut Budget,
+        report: &mut TickReport,
+    ) {
+        let now = plan.at;
+        let mut provisioned = 0;
+        for _ in 0..plan.provision {
+            if !budget.take() {
+                break;
+            }
+            match self.provision_inner(&target.provider_id, Arc::clone(&target.spec)) {
+                Ok(w) => {
+                    provisioned += 1;
+                    report.provisioned.push(ProvisionedWorker {
+                        worker_id: w.id,
+                        provider_id: target.provider_id.clone(),
+                        resource_id: w.handle.resource_id.clone(),
+                    });
+                }
+                Err((e, failure)) => {
+                    match failure {
+                        Some(f) => {
+                            report.decisions.push(format!(
+                                "provider {} failed to create a worker ({} in a row): {}; backing \
+                                 off until {}",
+                                f.provider_id, f.consecutive_failures, f.error, f.backoff_until
+                            ));
+                            report.provision_failures.push(f);
+                        }
+                        None => report.decisions.push(format!("provisioning stopped: {e}")),
+                    }
+                    // A failing provider is not asked again in the same tick.
+                    break;
+                }
+            }
+        }
+        if provisioned > 0 {
+            let mut s = self.schedule.lock();
+            s.last_scale_up = Some(now);
+            s.last_scale_action = Some(now);
+        }
+
+        let mut retired = Vec::new();
+        let mut cleanup = CleanupResult::default();
+        for id in &plan.scale_down {
+            if !budget.take() {
+                break;
+            }
+            // Only a worker still idle is retired; `retire` drains rather than kills if a
+            // claim slips in.
+            match self.registry.get(id) {
+                Ok(Some(w)) if w.state == WorkerState::Ready && w.current_job.is_none() => {
+                    self.retire(&w, TerminationReason::ScaledDown, now, &mut cleanup);
+                    retired.push(*id);
+                }
+                _ => {}
+            }
+        }
+        if !retired.is_empty() {
+            let mut s = self.schedule.lock();
+            s.last_scale_action = Some(now);
+            drop(s);
+            let destroyed = self.destroy_due(Some(&retired), budget);
+            report.terminated.extend(destroyed.terminated);
+            report.failed.extend(destroyed.failed);
+            report.drained.extend(cleanup.drained);
+        }
+    }
+}

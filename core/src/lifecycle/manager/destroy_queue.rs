@@ -1,0 +1,359 @@
+//! The destroy queue: `Terminating` workers whose instance must still be destroyed, with the
+//! retry schedule of failed destroys — and the manager's side of it (provider destroy outside
+//! every lock, then unregister).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::clock::{millis, Timestamp};
+use crate::error::Error;
+use crate::events::EventKind;
+use crate::ids::WorkerId;
+use crate::worker::{TerminationReason, Worker, WorkerHandle};
+
+use super::super::config::backoff_delay;
+use super::super::provider::{guarded, ProviderError};
+use super::super::report::{DestroyFailure, TerminatedWorker};
+use super::{bump, Budget, WorkerLifecycleManager};
+
+/// A `Terminating` worker whose instance still has to be destroyed.
+#[derive(Debug, Clone)]
+pub(super) struct DestroyEntry {
+    pub(super) handle: Arc<WorkerHandle>,
+    pub(super) reason: TerminationReason,
+    /// Failed attempts so far.
+    pub(super) attempts: u32,
+    pub(super) next_at: Timestamp,
+    /// A thread is calling the provider for it right now.
+    in_progress: bool,
+}
+
+/// The workers to destroy, each with its retry schedule; at most one entry per worker, and an
+/// entry picked for destruction is not picked again until it is released (by
+/// [`fail`](Self::fail), [`postpone`](Self::postpone) or [`remove`](Self::remove)).
+///
+/// Plain data behind the manager's mutex: every method is a few map operations, no call out.
+#[derive(Debug, Default)]
+pub(super) struct DestroyQueue {
+    entries: HashMap<WorkerId, DestroyEntry>,
+}
+
+impl DestroyQueue {
+    /// Queued workers (including those being destroyed right now).
+    pub(super) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Queues `id` for destruction due `now`, unless it is queued already (then its entry, with
+    /// its attempts and schedule, is kept). Returns whether it was newly queued.
+    pub(super) fn queue(
+        &mut self,
+        id: WorkerId,
+        handle: &Arc<WorkerHandle>,
+        reason: TerminationReason,
+        now: Timestamp,
+    ) -> bool {
+        match self.entries.entry(id) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(DestroyEntry {
+                    handle: Arc::clone(handle),
+                    reason,
+                    attempts: 0,
+                    next_at: now,
+                    in_progress: false,
+                });
+                true
+            }
+        }
+    }
+
+    /// Makes `id` due at `now`, whatever an earlier failure scheduled.
+    pub(super) fn expedite(&mut self, id: &WorkerId, now: Timestamp) {
+        if let Some(entry) = self.entries.get_mut(id) {
+            entry.next_at = now;
+        }
+    }
+
+    /// Picks the entries due at `now` (only those in `only`, when given) that nobody is
+    /// destroying, earliest first, one budget action each; marks them in progress. Returns them
+    /// and how many due ones the budget left out.
+    pub(super) fn pick_due(
+        &mut self,
+        only: Option<&[WorkerId]>,
+        now: Timestamp,
+        budget: &mut Budget,
+    ) -> (Vec<(WorkerId, DestroyEntry)>, usize) {
+        let entries = &mut self.entries;
+        let mut due: Vec<(WorkerId, Timestamp)> = match only {
+            Some(ids) => ids
+                .iter()
+                .filter_map(|id| entries.get(id).map(|e| (*id, e.next_at)))
+                .collect(),
+            None => entries.iter().map(|(id, e)| (*id, e.next_at)).collect(),
+        };
+        due.retain(|(id, next_at)| {
+            *next_at <= now && entries.get(id).is_some_and(|e| !e.in_progress)
+        });
+        due.sort_by_key(|(id, at)| (*at, *id));
+        let mut picked = Vec::with_capacity(due.len());
+        let mut deferred = 0;
+        for (i, (id, _)) in due.iter().enumerate() {
+            if !budget.take() {
+                deferred = due.len() - i;
+                break;
+            }
+            if let Some(e) = entries.get_mut(id) {
+                e.in_progress = true;
+                picked.push((*id, e.clone()));
+            }
+        }
+        (picked, deferred)
+    }
+
+    /// Records a failed attempt of a picked entry: releases it, due again after the back-off
+    /// for its attempts (`initial` doubling up to `max`). Returns `(attempts, next_at)`, or
+    /// `None` when the entry left the queue meanwhile.
+    pub(super) fn fail(
+        &mut self,
+        id: &WorkerId,
+        now: Timestamp,
+        initial: std::time::Duration,
+        max: std::time::Duration,
+    ) -> Option<(u32, Timestamp)> {
+        let live = self.entries.get_mut(id)?;
+        live.attempts = live.attempts.saturating_add(1);
+        live.next_at = now.saturating_add(millis(backoff_delay(initial, max, live.attempts)));
+        live.in_progress = false;
+        Some((live.attempts, live.next_at))
+    }
+
+    /// Releases a picked entry without counting an attempt: due again at `next_at`.
+    pub(super) fn postpone(&mut self, id: &WorkerId, next_at: Timestamp) {
+        if let Some(entry) = self.entries.get_mut(id) {
+            entry.in_progress = false;
+            entry.next_at = next_at;
+        }
+    }
+
+    /// Takes `id` off the queue.
+    pub(super) fn remove(&mut self, id: &WorkerId) -> Option<DestroyEntry> {
+        self.entries.remove(id)
+    }
+
+    /// `(worker, attempts, next_at)` of every entry, earliest first.
+    pub(super) fn pending(&self) -> Vec<(WorkerId, u32, Timestamp)> {
+        let mut out: Vec<_> = self
+            .entries
+            .iter()
+            .map(|(id, e)| (*id, e.attempts, e.next_at))
+            .collect();
+        out.sort_by_key(|(id, _, at)| (*at, *id));
+        out
+    }
+}
+
+/// Outcome of destroying queued workers.
+#[derive(Debug, Default)]
+pub(super) struct Destroyed {
+    pub(super) terminated: Vec<TerminatedWorker>,
+    pub(super) failed: Vec<DestroyFailure>,
+    pub(super) deferred: usize,
+}
+
+impl WorkerLifecycleManager {
+    /// Queues a `Terminating` worker for destruction (keeps an existing entry and its count).
+    pub(super) fn queue_destroy(&self, w: &Worker, reason: TerminationReason, now: Timestamp) {
+        self.destroys.lock().queue(w.id, &w.handle, reason, now);
+    }
+
+    /// Destroys the queued workers that are due (only those in `only`, when given): provider
+    /// destroy outside every lock, then unregister; a failure schedules the next attempt.
+    pub(super) fn destroy_due(&self, only: Option<&[WorkerId]>, budget: &mut Budget) -> Destroyed {
+        let now = self.registry.now();
+        let mut out = Destroyed::default();
+        let (picked, deferred) = self.destroys.lock().pick_due(only, now, budget);
+        out.deferred = deferred;
+        for (id, entry) in picked {
+            self.destroy_one(id, entry, &mut out);
+        }
+        out
+    }
+
+    fn destroy_one(&self, id: WorkerId, entry: DestroyEntry, out: &mut Destroyed) {
+        match self.registry.get(&id) {
+            Ok(Some(_)) => {}
+            // Explicitly unregistered by the host meanwhile: it took the instance over.
+            Ok(None) => {
+                self.destroys.lock().remove(&id);
+                return;
+            }
+            // The registry cannot tell (a shared backend failing): try again later rather
+            // than forget an instance.
+            Err(_) => {
+                self.postpone(id);
+                return;
+            }
+        }
+        let handle = &entry.handle;
+        let provider = self.provider(&handle.provider_id);
+        let outcome = match &provider {
+            Some(p) => guarded("destroy_worker", || p.provider.destroy_worker(handle)),
+            None => Err(ProviderError::new(format!(
+                "provider {} is not registered",
+                handle.provider_id
+            ))),
+        };
+        drop(provider);
+        match outcome {
+            Ok(()) => self.finish_destroy(id, &entry, out),
+            Err(e) if e.is_not_found() => self.finish_destroy(id, &entry, out),
+            Err(e) => {
+                let now = self.registry.now();
+                let (attempts, next_at) = self
+                    .destroys
+                    .lock()
+                    .fail(
+                        &id,
+                        now,
+                        self.config.destroy_retry_initial,
+                        self.config.destroy_retry_max,
+                    )
+                    .unwrap_or((entry.attempts + 1, now));
+                bump(&self.counters.destroy_failures, 1);
+                let _ = self.registry.publish(EventKind::DestroyFailed {
+                    worker_id: id,
+                    provider_id: handle.provider_id.clone(),
+                    error: e.to_string(),
+                    attempts,
+                });
+                out.failed.push(DestroyFailure {
+                    worker_id: id,
+                    provider_id: handle.provider_id.clone(),
+                    resource_id: handle.resource_id.clone(),
+                    error: e.to_string(),
+                    attempts,
+                    next_retry_at: next_at,
+                });
+            }
+        }
+    }
+
+    fn finish_destroy(&self, id: WorkerId, entry: &DestroyEntry, out: &mut Destroyed) {
+        match self.registry.unregister(&id, entry.reason) {
+            // NotFound: the host unregistered it during the destroy; the instance is gone
+            // either way.
+            Ok(_) | Err(Error::NotFound(_)) => {}
+            // The record could not be removed (a failing backend): keep the entry, so that a
+            // later attempt (the provider answers NotFound by then) removes it.
+            Err(_) => {
+                self.postpone(id);
+                return;
+            }
+        }
+        self.destroys.lock().remove(&id);
+        bump(&self.counters.terminated, 1);
+        out.terminated.push(TerminatedWorker {
+            worker_id: id,
+            provider_id: entry.handle.provider_id.clone(),
+            resource_id: entry.handle.resource_id.clone(),
+            reason: entry.reason,
+        });
+    }
+
+    /// Releases an entry picked for destruction without counting a failed attempt: it is due
+    /// again after the initial retry delay.
+    fn postpone(&self, id: WorkerId) {
+        let next_at = self
+            .registry
+            .now()
+            .saturating_add(millis(self.config.destroy_retry_initial));
+        self.destroys.lock().postpone(&id, next_at);
+    }
+
+    /// Workers `Terminating` whose destroy is queued or being retried, with their failed
+    /// attempts and next attempt time: `(worker, attempts, next_at)`.
+    pub fn pending_destroys(&self) -> Vec<(WorkerId, u32, Timestamp)> {
+        self.destroys.lock().pending()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::ProviderId;
+    use crate::worker::ProviderType;
+    use std::time::Duration;
+
+    fn handle(resource: &str) -> Arc<WorkerHandle> {
+        Arc::new(WorkerHandle::new(
+            ProviderId::new("p").unwrap(),
+            ProviderType::BareMetal,
+            resource,
+        ))
+    }
+
+    #[test]
+    fn queueing_twice_keeps_the_first_entry_and_its_schedule() {
+        let mut q = DestroyQueue::default();
+        let id = WorkerId::new();
+        assert!(q.queue(id, &handle("a"), TerminationReason::Unhealthy, 10));
+        assert_eq!(
+            q.fail(&id, 10, Duration::from_secs(1), Duration::from_secs(60)),
+            Some((1, 1_010))
+        );
+        assert!(!q.queue(id, &handle("b"), TerminationReason::Requested, 20));
+        assert_eq!(q.len(), 1);
+        assert_eq!(q.pending(), vec![(id, 1, 1_010)]);
+    }
+
+    #[test]
+    fn a_picked_entry_is_not_picked_again_until_released() {
+        let mut q = DestroyQueue::default();
+        let (a, b) = (WorkerId::new(), WorkerId::new());
+        q.queue(a, &handle("a"), TerminationReason::Unhealthy, 5);
+        q.queue(b, &handle("b"), TerminationReason::Unhealthy, 7);
+        let (picked, deferred) = q.pick_due(None, 10, &mut Budget::unlimited());
+        assert_eq!(
+            picked.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            vec![a, b],
+            "earliest first"
+        );
+        assert_eq!(deferred, 0);
+        assert!(q.pick_due(None, 10, &mut Budget::unlimited()).0.is_empty());
+        q.postpone(&a, 12);
+        assert!(q.pick_due(None, 11, &mut Budget::unlimited()).0.is_empty());
+        assert_eq!(q.pick_due(None, 12, &mut Budget::unlimited()).0.len(), 1);
+    }
+
+    #[test]
+    fn the_budget_defers_and_only_restricts() {
+        let mut q = DestroyQueue::default();
+        let ids: Vec<WorkerId> = (0..3).map(|_| WorkerId::new()).collect();
+        for (i, id) in ids.iter().enumerate() {
+            q.queue(*id, &handle("x"), TerminationReason::Idle, i as Timestamp);
+        }
+        let mut budget = Budget::new(1);
+        let (picked, deferred) = q.pick_due(None, 100, &mut budget);
+        assert_eq!((picked.len(), deferred, budget.capped), (1, 2, true));
+        let (picked, _) = q.pick_due(Some(&ids[2..]), 100, &mut Budget::unlimited());
+        assert_eq!(
+            picked.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            vec![ids[2]]
+        );
+        q.expedite(&ids[1], 0);
+        assert!(q.remove(&ids[1]).is_some());
+        assert_eq!(q.len(), 2);
+    }
+
+    #[test]
+    fn failures_back_off_exponentially_up_to_the_max() {
+        let mut q = DestroyQueue::default();
+        let id = WorkerId::new();
+        q.queue(id, &handle("a"), TerminationReason::Unhealthy, 0);
+        let (i, m) = (Duration::from_secs(1), Duration::from_secs(4));
+        let delays: Vec<_> = (0..4).map(|_| q.fail(&id, 0, i, m).unwrap()).collect();
+        assert_eq!(delays, vec![(1, 1_000), (2, 2_000), (3, 4_000), (4, 4_000)]);
+        assert_eq!(q.fail(&WorkerId::new(), 0, i, m), None);
+    }
+}

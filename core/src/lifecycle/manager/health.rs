@@ -1,0 +1,208 @@
+//! Heartbeats and the health check: workers past their heartbeat or startup deadline are
+//! declared unhealthy and taken out of service, unless the mass-expiry brake holds.
+
+use std::collections::BTreeMap;
+
+use crate::clock::millis;
+use crate::error::{Error, Result};
+use crate::events::EventKind;
+use crate::ids::WorkerId;
+use crate::worker::TerminationReason;
+
+use super::super::report::{
+    HealthCheckResult, LostJob, MassExpiryGiveUp, MassExpiryHold, UnhealthyWorker,
+};
+use super::brake::{assess, BrakeVerdict};
+use super::{bump, Budget, WorkerLifecycleManager};
+
+impl WorkerLifecycleManager {
+    /// Records a heartbeat of `id` (the registry's `heartbeat`: the heartbeat deadline moves,
+    /// nothing else changes — the idle deadline does not).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]: the agent should register again.
+    pub fn process_heartbeat(&self, id: &WorkerId) -> Result<()> {
+        self.registry.heartbeat(id)
+    }
+
+    /// Finds the workers past their heartbeat deadline (`heartbeat_timeout`) or startup
+    /// deadline (`startup_timeout`), emits `UnhealthyDetected` for each, moves them to
+    /// `Terminating` (a job they held is reported lost), then destroys and unregisters them.
+    ///
+    /// Unless the brake holds: when more than `max(unhealthy_floor,
+    /// max_unhealthy_fraction × watched)` of the workers under heartbeat watch are silent —
+    /// counting every worker silent for more than half `heartbeat_timeout`, so that a
+    /// partition is seen whole even though its victims cross their deadline over several
+    /// checks — no worker is declared unhealthy for its heartbeat, `MassExpiryHeld` is
+    /// emitted and [`HealthCheckResult::held`] says so; they are found again next time.
+    /// (Agents should heartbeat more often than every `heartbeat_timeout / 2`.) The first
+    /// check after the brake held that finds the fleet under the limit releases it and gives
+    /// every worker a fresh grace period ([`HealthCheckResult::brake_released`]), so that the
+    /// agents still coming back from the partition are not expired in a last batch. Startup
+    /// expiries (workers that never reported in) are not held back: a broken provider must not
+    /// pin the fleet at `max_workers`.
+    ///
+    /// The brake is bounded: a check that finds it has held continuously for longer than
+    /// `max_mass_expiry_hold` (since the first check that held) lets go *without* a grace
+    /// period — most of the fleet really died — and declares the silent workers unhealthy as
+    /// usual ([`HealthCheckResult::brake_gave_up`]). No new hold starts until a check finds
+    /// the fleet back under the limit.
+    ///
+    /// # Errors
+    /// Only when the registry fails to answer the deadline queries.
+    pub fn run_health_check(&self) -> Result<HealthCheckResult> {
+        self.health_check_inner(&mut Budget::unlimited())
+    }
+
+    pub(super) fn health_check_inner(&self, budget: &mut Budget) -> Result<HealthCheckResult> {
+        let now = self.registry.now();
+        let mut result = HealthCheckResult {
+            checked_at: now,
+            ..HealthCheckResult::default()
+        };
+        let silent = self
+            .registry
+            .find_unhealthy(self.config.heartbeat_timeout)?;
+        let never_ready = self
+            .registry
+            .find_startup_expired(self.config.startup_timeout)?;
+        // Ids only: each worker is looked at afresh before anything is done to it.
+        let mut due: BTreeMap<WorkerId, TerminationReason> = BTreeMap::new();
+        for w in never_ready {
+            due.insert(w.id, TerminationReason::StartupTimeout);
+        }
+        for w in silent {
+            due.insert(w.id, TerminationReason::Unhealthy);
+        }
+        if due.is_empty() {
+            let verdict = self
+                .brake
+                .lock()
+                .judge(false, now, self.config.max_mass_expiry_hold);
+            if verdict == BrakeVerdict::Release {
+                // Everyone is back in time: release the brake with a grace period anyway, for
+                // the stragglers already more than half a timeout silent.
+                self.registry.grant_grace(now)?;
+                result.brake_released = true;
+            }
+            return Ok(result);
+        }
+
+        // The brake looks at heartbeat expiries only: a partition on the host's side silences
+        // running workers, and those are the ones not to kill. Workers that never reported in
+        // are expired regardless, or a broken provider would pin the fleet at max_workers.
+        let silent = due
+            .values()
+            .filter(|reason| **reason == TerminationReason::Unhealthy)
+            .count();
+        let hold = match silent {
+            0 => None,
+            _ => self.mass_expiry_hold(silent)?,
+        };
+        // Decided under the brake's lock, acted upon after it (no registry call under it).
+        let verdict =
+            self.brake
+                .lock()
+                .judge(hold.is_some(), now, self.config.max_mass_expiry_hold);
+        match (verdict, hold) {
+            (BrakeVerdict::Hold, Some(hold)) => {
+                bump(&self.counters.holds, 1);
+                let _ = self.registry.publish(EventKind::MassExpiryHeld {
+                    would_expire: hold.would_expire,
+                    live: hold.live,
+                });
+                result.held = Some(hold);
+                due.retain(|_, reason| *reason != TerminationReason::Unhealthy);
+            }
+            (BrakeVerdict::GiveUp(held_for), Some(hold)) => {
+                // Held for longer than a partition is allowed to last: most of the fleet
+                // really died. No grace period: the silent workers are expired below, their
+                // jobs reported lost, their instances destroyed.
+                result.brake_gave_up = Some(MassExpiryGiveUp { held_for, hold });
+            }
+            (BrakeVerdict::Release, _) => {
+                // The partition heals: its victims come back one by one over a heartbeat
+                // interval. Those not heard from yet are not expired in a last batch: everyone
+                // gets a fresh grace period, as after a host stall. A worker that really died
+                // meanwhile is expired one heartbeat_timeout later.
+                self.registry.grant_grace(now)?;
+                result.brake_released = true;
+                due.retain(|_, reason| *reason != TerminationReason::Unhealthy);
+            }
+            _ => {}
+        }
+
+        let total = due.len();
+        for (i, (id, reason)) in due.into_iter().enumerate() {
+            if !budget.take() {
+                result.deferred = total - i;
+                break;
+            }
+            // A fresh look: the worker may have recovered, left or changed since the index
+            // was read.
+            let Some(fresh) = self.registry.get(&id).ok().flatten() else {
+                continue;
+            };
+            if fresh.state.is_terminal() {
+                continue;
+            }
+            let still_due = match reason {
+                TerminationReason::StartupTimeout => fresh.state.is_starting(),
+                _ => fresh.heartbeat_age(now) > millis(self.config.heartbeat_timeout),
+            };
+            if !still_due {
+                continue;
+            }
+            let _ = self.registry.publish(EventKind::UnhealthyDetected {
+                worker_id: id,
+                last_heartbeat: fresh.last_heartbeat,
+            });
+            let lost = match self.take_out_of_service(&fresh) {
+                Ok(lost) => lost,
+                // It moved on its own (e.g. another thread terminated it): nothing to do.
+                Err(Error::NotFound(_) | Error::InvalidTransition { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            if let Some(job) = lost {
+                result.lost_jobs.push(LostJob {
+                    worker_id: id,
+                    job_id: job,
+                });
+            }
+            result.unhealthy.push(UnhealthyWorker {
+                worker_id: id,
+                provider_id: fresh.provider_id().clone(),
+                state: fresh.state,
+                reason,
+                last_heartbeat: fresh.last_heartbeat,
+            });
+            self.queue_destroy(&fresh, reason, now);
+            let destroyed = self.destroy_due(Some(&[id]), budget);
+            result.terminated.extend(destroyed.terminated);
+            result.failed.extend(destroyed.failed);
+        }
+        bump(&self.counters.unhealthy, result.unhealthy.len());
+        bump(&self.counters.lost_jobs, result.lost_jobs.len());
+
+        Ok(result)
+    }
+
+    /// Whether the brake holds, with `silent` workers past their heartbeat deadline now.
+    ///
+    /// Silenced agents do not all cross their deadline in the same health check: their last
+    /// heartbeats are spread over one heartbeat interval, so a partition would expire the
+    /// fleet in batches, each under the limit. The brake therefore counts the *suspects*:
+    /// workers silent for more than half the heartbeat timeout (agents heartbeat more often
+    /// than that), which a partition makes of the whole fleet at once. It compares them with
+    /// the workers under heartbeat watch (`Connecting`, `Ready`, `Busy`, `Draining`):
+    /// replacements still `Creating` cannot go silent and do not dilute the count.
+    fn mass_expiry_hold(&self, silent: usize) -> Result<Option<MassExpiryHold>> {
+        let suspect = self
+            .registry
+            .find_unhealthy(self.config.heartbeat_timeout / 2)?
+            .len();
+        let s = self.registry.stats()?.by_state;
+        let watched = s.connecting + s.ready + s.busy + s.draining;
+        Ok(assess(&self.config, silent, suspect, watched))
+    }
+}

@@ -1,0 +1,407 @@
+//! [`WorkerLifecycleManager`]: the tick-driven engine on top of a registry.
+//!
+//! One file per concern; this one holds the struct, its shared bookkeeping and [`tick`]
+//! (which calls into the others in order):
+//! - `providers`: the registered providers and their create back-off;
+//! - `provisioning`: `provision_worker` and the ledger of provisions in flight;
+//! - `health`: heartbeats and the health check;
+//! - `brake`: the mass-expiry brake, as a pure decision;
+//! - `retire`: cleanup, drain and terminate (taking workers out of service);
+//! - `destroy_queue`: the `Terminating` workers whose instance must still be destroyed;
+//! - `autoscale`: the scaling target, plan and its execution;
+//! - `reconcile`: the registry against what the providers really have.
+//!
+//! [`tick`]: WorkerLifecycleManager::tick
+
+mod autoscale;
+mod brake;
+mod destroy_queue;
+mod health;
+mod providers;
+mod provisioning;
+mod reconcile;
+mod retire;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::clock::{millis, Timestamp};
+use crate::error::Result;
+use crate::ids::ProviderId;
+use crate::registry::WorkerRegistry;
+
+use super::config::WorkerLifecycleConfig;
+use super::report::{LifecycleStats, TickReport};
+
+use autoscale::ScalingTarget;
+use brake::Brake;
+use destroy_queue::DestroyQueue;
+use providers::{Backoff, ProviderEntry};
+use provisioning::Ledger;
+
+/// When things last happened (the tick's and the autoscaler's cooldowns).
+#[derive(Debug, Default)]
+struct Schedule {
+    last_tick: Option<Timestamp>,
+    last_health_check: Option<Timestamp>,
+    /// The action cap cut the last health check short: run it again next tick.
+    health_check_again: bool,
+    last_scale_up: Option<Timestamp>,
+    last_scale_action: Option<Timestamp>,
+}
+
+/// Lifetime totals reported by [`WorkerLifecycleManager::stats`].
+#[derive(Debug, Default)]
+struct Counters {
+    provisioned: AtomicU64,
+    provision_failures: AtomicU64,
+    terminated: AtomicU64,
+    destroy_failures: AtomicU64,
+    unhealthy: AtomicU64,
+    lost_jobs: AtomicU64,
+    holds: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64, by: usize) {
+    counter.fetch_add(by as u64, Ordering::Relaxed);
+}
+
+/// How many actions the current call may still take (`tick` caps them; direct calls do not).
+#[derive(Debug)]
+struct Budget {
+    left: usize,
+    used: usize,
+    capped: bool,
+}
+
+impl Budget {
+    fn new(limit: usize) -> Self {
+        Budget {
+            left: limit,
+            used: 0,
+            capped: false,
+        }
+    }
+
+    fn unlimited() -> Self {
+        Self::new(usize::MAX)
+    }
+
+    /// Takes one action if any is left; records the cap otherwise.
+    fn take(&mut self) -> bool {
+        if self.left == 0 {
+            self.capped = true;
+            return false;
+        }
+        self.left -= 1;
+        self.used += 1;
+        true
+    }
+}
+
+/// Resets the "a tick is running" flag when the tick ends (also by unwinding).
+struct TickGuard<'a>(&'a AtomicBool);
+
+impl Drop for TickGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// The lifecycle engine: providers, provisioning, health checks, cleanup, autoscaling —
+/// driven by [`tick`](Self::tick), on the registry's clock.
+///
+/// Synchronous and runtime-agnostic: nothing happens between calls. The host calls `tick`
+/// regularly (every second, say) and everything due happens inside it; each operation can also
+/// be called on its own.
+///
+/// # Promises
+/// - **No provider call runs under a lock**: neither a registry lock nor one of the manager's
+///   (its ledger, destroy queue, back-off and schedule sit behind `parking_lot` mutexes held for
+///   a few instructions). A panicking provider is caught and becomes a provider error.
+/// - **No leaked instances**: a worker's record leaves the registry only after its provider
+///   confirmed the destroy (or on an explicit `unregister` by the host); a failed destroy
+///   leaves the worker `Terminating` and is retried with exponential back-off.
+/// - **Never above `max_workers`**: registered workers plus provisions in flight, even with
+///   `provision_worker` called from many threads at once.
+/// - **No job silently dropped**: a job held by a worker taken out of service is reported
+///   (in the result and by the registry's `JobLost` event) so the host can requeue it.
+/// - **No mass expiry**: after a pause of the host longer than `heartbeat_timeout` every
+///   worker gets a fresh grace period; and a health check that would declare more than
+///   `max_unhealthy_fraction` of the fleet unhealthy declares none.
+///
+/// # Examples
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use hodei_workers::*;
+///
+/// #[derive(Debug)]
+/// struct Local;
+/// impl WorkerProvider for Local {
+///     fn provider_id(&self) -> ProviderId { ProviderId::new("local").unwrap() }
+///     fn provider_type(&self) -> ProviderType { ProviderType::BareMetal }
+///     fn create_worker(&self, _: &WorkerSpec) -> ProviderResult<WorkerHandle> {
+///         Ok(WorkerHandle::new(self.provider_id(), self.provider_type(), "proc-1"))
+///     }
+///     fn destroy_worker(&self, _: &WorkerHandle) -> ProviderResult<()> { Ok(()) }
+/// }
+///
+/// let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+/// let registry: Arc<dyn WorkerRegistry> =
+///     Arc::new(InMemoryWorkerRegistry::with_clock(clock.clone()));
+/// let manager = WorkerLifecycleManager::new(registry.clone(), WorkerLifecycleConfig::default())?;
+/// manager.register_provider(Arc::new(Local))?;
+/// manager.set_scaling_target(&ProviderId::new("local")?, Arc::new(WorkerSpec::new("img")))?;
+///
+/// // Two jobs wait and no worker exists: the tick provisions (2 jobs + 1 warm).
+/// let report = manager.tick(2);
+/// assert_eq!(report.provisioned.len(), 3);
+/// assert!(report.decisions[0].starts_with("+3: pending 2"));
+///
+/// // The workers report in...
+/// for p in &report.provisioned {
+///     registry.update_state(&p.worker_id, WorkerState::Ready)?;
+/// }
+/// // ...and one goes silent for two minutes while the others heartbeat.
+/// clock.advance(Duration::from_secs(120));
+/// for p in &report.provisioned[1..] {
+///     manager.process_heartbeat(&p.worker_id)?;
+/// }
+/// let health = manager.run_health_check()?;
+/// assert_eq!(health.unhealthy[0].worker_id, report.provisioned[0].worker_id);
+/// assert_eq!(health.terminated.len(), 1);
+/// # Ok::<(), hodei_workers::Error>(())
+/// ```
+pub struct WorkerLifecycleManager {
+    registry: Arc<dyn WorkerRegistry>,
+    config: WorkerLifecycleConfig,
+    providers: RwLock<BTreeMap<ProviderId, ProviderEntry>>,
+    ledger: Mutex<Ledger>,
+    destroys: Mutex<DestroyQueue>,
+    backoff: Mutex<std::collections::HashMap<ProviderId, Backoff>>,
+    schedule: Mutex<Schedule>,
+    target: Mutex<Option<ScalingTarget>>,
+    counters: Counters,
+    ticking: AtomicBool,
+    /// The mass-expiry brake's state across health checks.
+    brake: Mutex<Brake>,
+}
+
+impl fmt::Debug for WorkerLifecycleManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerLifecycleManager")
+            .field("registry", &self.registry)
+            .field("config", &self.config)
+            .field(
+                "providers",
+                &self.providers.read().keys().cloned().collect::<Vec<_>>(),
+            )
+            .field("in_flight", &self.ledger.lock().in_flight.len())
+            .field("pending_destroys", &self.destroys.lock().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WorkerLifecycleManager {
+    /// A manager on `registry` (and its clock) with `config`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when `config` fails [`WorkerLifecycleConfig::validate`].
+    pub fn new(registry: Arc<dyn WorkerRegistry>, config: WorkerLifecycleConfig) -> Result<Self> {
+        config.validate()?;
+        let now = registry.now();
+        Ok(WorkerLifecycleManager {
+            registry,
+            config,
+            providers: RwLock::new(BTreeMap::new()),
+            ledger: Mutex::new(Ledger::default()),
+            destroys: Mutex::new(DestroyQueue::default()),
+            backoff: Mutex::new(std::collections::HashMap::new()),
+            // The manager starts watching now: a first tick long after this is a stall too.
+            schedule: Mutex::new(Schedule {
+                last_tick: Some(now),
+                ..Schedule::default()
+            }),
+            target: Mutex::new(None),
+            counters: Counters::default(),
+            ticking: AtomicBool::new(false),
+            brake: Mutex::new(Brake::default()),
+        })
+    }
+
+    /// The registry the manager drives.
+    pub fn registry(&self) -> &Arc<dyn WorkerRegistry> {
+        &self.registry
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &WorkerLifecycleConfig {
+        &self.config
+    }
+
+    // ----- tick ------------------------------------------------------------------------------
+
+    /// Does whatever is due, in one call, and explains it:
+    /// 1. after a pause longer than `heartbeat_timeout` since the previous tick, grants every
+    ///    worker a fresh grace period (`stall_grace`);
+    /// 2. the health check, every `health_check_interval`;
+    /// 3. cleanup (idle, lifetime, drained) and destroy retries that are due;
+    /// 4. scaling toward the target set by [`set_scaling_target`](Self::set_scaling_target).
+    ///
+    /// At most `max_actions_per_tick` actions are taken; the rest waits for the next ticks
+    /// (`capped`). A call while another thread ticks returns at once with `skipped`.
+    /// Errors of the registry are reported in `decisions`, never panicked on.
+    pub fn tick(&self, pending_jobs: usize) -> TickReport {
+        let mut report = TickReport {
+            at: self.registry.now(),
+            pending_jobs,
+            ..TickReport::default()
+        };
+        if self.ticking.swap(true, Ordering::AcqRel) {
+            report.skipped = true;
+            report
+                .decisions
+                .push("skipped: another thread is ticking".to_owned());
+            return report;
+        }
+        let _guard = TickGuard(&self.ticking);
+        let now = report.at;
+        let mut budget = Budget::new(self.config.max_actions_per_tick);
+
+        let (stall, health_due) = {
+            let mut s = self.schedule.lock();
+            let stall = s
+                .last_tick
+                .map(|last| now.saturating_sub(last))
+                .filter(|gap| *gap > millis(self.config.heartbeat_timeout));
+            s.last_tick = Some(now);
+            let interval = millis(self.config.health_check_interval);
+            let health_due = s.health_check_again
+                || s.last_health_check
+                    .is_none_or(|last| now.saturating_sub(last) >= interval);
+            (stall, health_due)
+        };
+        if let Some(gap) = stall {
+            match self.registry.grant_grace(now) {
+                Ok(()) => {
+                    report.stall_grace = Some(gap);
+                    report.decisions.push(format!(
+                        "host stall: no tick for {:.1} s (> heartbeat_timeout {:.1} s); every \
+                         worker gets a fresh grace period",
+                        gap as f64 / 1000.0,
+                        self.config.heartbeat_timeout.as_secs_f64()
+                    ));
+                }
+                Err(e) => report.decisions.push(format!("grant_grace failed: {e}")),
+            }
+        }
+
+        if health_due {
+            match self.health_check_inner(&mut budget) {
+                Ok(hc) => {
+                    report.health_checked = true;
+                    {
+                        let mut s = self.schedule.lock();
+                        s.last_health_check = Some(now);
+                        s.health_check_again = hc.deferred > 0;
+                    }
+                    if let Some(hold) = hc.held {
+                        report.decisions.push(format!(
+                            "mass-expiry brake held: {} of {} watched workers silent at once \
+                             (more than {} allowed); none of the {} past the deadline declared \
+                             unhealthy",
+                            hold.suspect, hold.live, hold.allowed, hold.would_expire
+                        ));
+                    }
+                    if hc.brake_released {
+                        report.decisions.push(
+                            "mass-expiry brake released: the silent workers are back; every \
+                             worker gets a fresh grace period"
+                                .to_owned(),
+                        );
+                    }
+                    if let Some(gave_up) = hc.brake_gave_up {
+                        report.decisions.push(format!(
+                            "mass-expiry brake released after holding {:.0} s: {} of {} watched \
+                             workers still silent (longer than max_mass_expiry_hold {:.0} s: not \
+                             a partition); the {} past the deadline are declared unhealthy",
+                            gave_up.held_for as f64 / 1000.0,
+                            gave_up.hold.suspect,
+                            gave_up.hold.live,
+                            self.config.max_mass_expiry_hold.as_secs_f64(),
+                            gave_up.hold.would_expire
+                        ));
+                    }
+                    report.brake_released = hc.brake_released;
+                    report.brake_gave_up = hc.brake_gave_up;
+                    report.mass_expiry_held = hc.held;
+                    report.unhealthy = hc.unhealthy;
+                    report.lost_jobs = hc.lost_jobs;
+                    report.terminated = hc.terminated;
+                    report.failed = hc.failed;
+                }
+                Err(e) => report.decisions.push(format!("health check failed: {e}")),
+            }
+        }
+
+        match self.cleanup_inner(&mut budget) {
+            Ok(c) => {
+                report.terminated.extend(c.terminated);
+                report.failed.extend(c.failed);
+                report.drained.extend(c.drained);
+                report.lost_jobs.extend(c.lost_jobs);
+            }
+            Err(e) => report.decisions.push(format!("cleanup failed: {e}")),
+        }
+
+        let target = self.target.lock().clone();
+        if let Some(target) = target {
+            match self.plan_inner(pending_jobs, Some(&target)) {
+                Ok(plan) => {
+                    self.execute_plan(&plan, &target, &mut budget, &mut report);
+                    report.decisions.insert(0, plan.explanation.clone());
+                    report.scaling = Some(plan);
+                }
+                Err(e) => report.decisions.push(format!("scaling plan failed: {e}")),
+            }
+        }
+
+        report.provider_backoff = self.provider_backoff();
+        report.actions = budget.used;
+        report.capped = budget.capped;
+        if budget.capped {
+            report.decisions.push(format!(
+                "action cap max_actions_per_tick {} reached: the rest is left for the next ticks",
+                self.config.max_actions_per_tick
+            ));
+        }
+        report
+    }
+
+    /// The manager's view: registry counts, provisions in flight, pending destroys, lifetime
+    /// totals.
+    ///
+    /// # Errors
+    /// Only when the registry fails to answer.
+    pub fn stats(&self) -> Result<LifecycleStats> {
+        let c = &self.counters;
+        Ok(LifecycleStats {
+            registry: self.registry.stats()?,
+            in_flight: self.ledger.lock().in_flight.len(),
+            pending_destroys: self.destroys.lock().len(),
+            providers: self.providers.read().len(),
+            provisioned_total: c.provisioned.load(Ordering::Relaxed),
+            provision_failures_total: c.provision_failures.load(Ordering::Relaxed),
+            terminated_total: c.terminated.load(Ordering::Relaxed),
+            destroy_failures_total: c.destroy_failures.load(Ordering::Relaxed),
+            unhealthy_total: c.unhealthy.load(Ordering::Relaxed),
+            lost_jobs_total: c.lost_jobs.load(Ordering::Relaxed),
+            mass_expiry_holds_total: c.holds.load(Ordering::Relaxed),
+        })
+    }
+}

@@ -1,0 +1,149 @@
+//! The registered providers, and the back-off of those whose `create_worker` keeps failing.
+
+use std::sync::Arc;
+
+use crate::clock::{millis, Timestamp};
+use crate::error::{Error, Result};
+use crate::events::EventKind;
+use crate::ids::ProviderId;
+use crate::worker::ProviderType;
+
+use super::super::config::backoff_delay;
+use super::super::provider::{guarded, ProviderError, WorkerProvider};
+use super::super::report::{ProviderBackoff, ProvisionFailure};
+use super::{bump, WorkerLifecycleManager};
+
+/// A registered provider and what it said about itself at registration.
+#[derive(Clone)]
+pub(super) struct ProviderEntry {
+    pub(super) provider: Arc<dyn WorkerProvider>,
+    pub(super) provider_type: ProviderType,
+}
+
+/// Consecutive create failures of a provider and the end of its back-off.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Backoff {
+    pub(super) failures: u32,
+    pub(super) until: Timestamp,
+}
+
+impl WorkerLifecycleManager {
+    /// Adds a provider under its [`provider_id`](WorkerProvider::provider_id).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when a provider with that id is registered already or asking
+    /// the provider its id panicked; [`Error::Provider`] when asking its type panicked.
+    pub fn register_provider(&self, provider: Arc<dyn WorkerProvider>) -> Result<()> {
+        // Asked outside any lock: this is user code.
+        let id = guarded("provider_id", || Ok(provider.provider_id()))
+            .map_err(|e| Error::invalid(format!("cannot register provider: {e}")))?;
+        let provider_type =
+            guarded("provider_type", || Ok(provider.provider_type())).map_err(|e| {
+                Error::Provider {
+                    provider_id: id.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+        let mut providers = self.providers.write();
+        if providers.contains_key(&id) {
+            return Err(Error::invalid(format!(
+                "provider {id} is already registered"
+            )));
+        }
+        providers.insert(
+            id,
+            ProviderEntry {
+                provider,
+                provider_type,
+            },
+        );
+        Ok(())
+    }
+
+    /// Removes a provider. Its workers stay registered; destroys for them fail (and are
+    /// retried) until a provider with that id is registered again; a scaling target on it is
+    /// cleared.
+    ///
+    /// # Errors
+    /// [`Error::ProviderNotFound`].
+    pub fn unregister_provider(&self, provider_id: &ProviderId) -> Result<()> {
+        let removed = self.providers.write().remove(provider_id);
+        match removed {
+            Some(_entry) => {
+                let mut target = self.target.lock();
+                if target
+                    .as_ref()
+                    .is_some_and(|t| &t.provider_id == provider_id)
+                {
+                    *target = None;
+                }
+                drop(target);
+                self.backoff.lock().remove(provider_id);
+                // `_entry` (perhaps the last reference to user code) drops here, lock-free.
+                Ok(())
+            }
+            None => Err(Error::ProviderNotFound(provider_id.clone())),
+        }
+    }
+
+    /// Ids of the registered providers, sorted.
+    pub fn providers(&self) -> Vec<ProviderId> {
+        self.providers.read().keys().cloned().collect()
+    }
+
+    pub(super) fn provider(&self, id: &ProviderId) -> Option<ProviderEntry> {
+        self.providers.read().get(id).cloned()
+    }
+
+    pub(super) fn record_create_failure(
+        &self,
+        provider_id: &ProviderId,
+        e: &ProviderError,
+    ) -> ProvisionFailure {
+        let now = self.registry.now();
+        let state = {
+            let mut backoff = self.backoff.lock();
+            let entry = backoff.entry(provider_id.clone()).or_insert(Backoff {
+                failures: 0,
+                until: now,
+            });
+            entry.failures = entry.failures.saturating_add(1);
+            entry.until = now.saturating_add(millis(backoff_delay(
+                self.config.provider_backoff_initial,
+                self.config.provider_backoff_max,
+                entry.failures,
+            )));
+            *entry
+        };
+        bump(&self.counters.provision_failures, 1);
+        let _ = self.registry.publish(EventKind::ProvisionFailed {
+            provider_id: provider_id.clone(),
+            error: e.to_string(),
+        });
+        ProvisionFailure {
+            provider_id: provider_id.clone(),
+            kind: e.kind,
+            error: e.to_string(),
+            consecutive_failures: state.failures,
+            backoff_until: state.until,
+        }
+    }
+
+    /// Providers backing off now (after consecutive create failures).
+    pub fn provider_backoff(&self) -> Vec<ProviderBackoff> {
+        let now = self.registry.now();
+        let mut out: Vec<ProviderBackoff> = self
+            .backoff
+            .lock()
+            .iter()
+            .filter(|(_, b)| b.until > now)
+            .map(|(p, b)| ProviderBackoff {
+                provider_id: p.clone(),
+                consecutive_failures: b.failures,
+                until: b.until,
+            })
+            .collect();
+        out.sort_by(|a, b| a.provider_id.cmp(&b.provider_id));
+        out
+    }
+}

@@ -1,0 +1,137 @@
+//! Reconcile: the registry against what the providers really have (orphans, vanished
+//! instances, `Terminating` records nobody is destroying).
+
+use std::collections::HashSet;
+
+use crate::error::Result;
+use crate::filter::WorkerFilter;
+use crate::ids::{ProviderId, WorkerId};
+use crate::state::WorkerState;
+use crate::worker::{TerminationReason, WorkerHandle};
+
+use super::super::provider::guarded;
+use super::super::report::{LostJob, OrphanInstance, ReconcileReport};
+use super::providers::ProviderEntry;
+use super::{bump, WorkerLifecycleManager};
+
+impl WorkerLifecycleManager {
+    /// Compares the registry with what each provider that supports
+    /// [`list_workers`](WorkerProvider::list_workers) really has:
+    /// - instances the registry does not know (orphans of a host crash) are destroyed — unless
+    ///   a provision for that provider was in flight meanwhile (its new instance cannot be told
+    ///   from an orphan; checked again next time);
+    /// - records whose instance vanished are unregistered with reason `Vanished` (a job they
+    ///   held is reported lost);
+    /// - `Terminating` records the manager was not destroying yet (e.g. after a restore) are
+    ///   queued for destruction.
+    ///
+    /// # Errors
+    /// Only when the registry fails to answer.
+    pub fn reconcile(&self) -> Result<ReconcileReport> {
+        let now = self.registry.now();
+        let mut report = ReconcileReport {
+            at: now,
+            ..ReconcileReport::default()
+        };
+        let providers: Vec<(ProviderId, ProviderEntry)> = self
+            .providers
+            .read()
+            .iter()
+            .map(|(id, e)| (id.clone(), e.clone()))
+            .collect();
+        for (pid, entry) in providers {
+            let (in_flight_before, started_before) = {
+                let l = self.ledger.lock();
+                (
+                    l.in_flight_for(&pid),
+                    l.started.get(&pid).copied().unwrap_or(0),
+                )
+            };
+            let listed_at = self.registry.now();
+            let listed = match guarded("list_workers", || entry.provider.list_workers()) {
+                Ok(listed) => listed,
+                Err(e) if e.is_unsupported() => {
+                    report.unsupported.push(pid);
+                    continue;
+                }
+                Err(e) => {
+                    report.errors.push((pid, e.to_string()));
+                    continue;
+                }
+            };
+            report.checked.push(pid.clone());
+            let records = self.registry.find_by_provider(&pid)?;
+            let started_after = self.ledger.lock().started.get(&pid).copied().unwrap_or(0);
+
+            let known_resources: HashSet<&str> = records
+                .iter()
+                .map(|w| w.handle.resource_id.as_str())
+                .collect();
+            let known_ids: HashSet<WorkerId> = records.iter().map(|w| w.id).collect();
+            let listed_resources: HashSet<&str> =
+                listed.iter().map(|h| h.resource_id.as_str()).collect();
+            let listed_ids: HashSet<WorkerId> = listed.iter().map(|h| h.worker_id).collect();
+
+            let orphans: Vec<&WorkerHandle> = listed
+                .iter()
+                .filter(|h| {
+                    !known_resources.contains(h.resource_id.as_str())
+                        && !known_ids.contains(&h.worker_id)
+                })
+                .collect();
+            if !orphans.is_empty() {
+                if in_flight_before == 0 && started_after == started_before {
+                    for handle in orphans {
+                        let error =
+                            guarded("destroy_worker", || entry.provider.destroy_worker(handle))
+                                .err()
+                                .filter(|e| !e.is_not_found())
+                                .map(|e| e.to_string());
+                        report.orphans.push(OrphanInstance {
+                            provider_id: pid.clone(),
+                            resource_id: handle.resource_id.clone(),
+                            error,
+                        });
+                    }
+                } else {
+                    report.orphan_check_skipped.push(pid.clone());
+                }
+            }
+
+            for w in &records {
+                let present = listed_resources.contains(w.handle.resource_id.as_str())
+                    || listed_ids.contains(&w.id);
+                // Registered after the listing began: the list may not show it yet.
+                if present || w.created_at >= listed_at {
+                    continue;
+                }
+                // A Terminating one too: its instance is gone, so its destroy is moot.
+                self.destroys.lock().remove(&w.id);
+                if let Ok(last) = self.registry.unregister(&w.id, TerminationReason::Vanished) {
+                    if let Some(job) = last.current_job {
+                        bump(&self.counters.lost_jobs, 1);
+                        report.lost_jobs.push(LostJob {
+                            worker_id: w.id,
+                            job_id: job,
+                        });
+                    }
+                    report.vanished.push(w.id);
+                }
+            }
+        }
+
+        let terminating = self.registry.find(
+            &WorkerFilter::new().states([WorkerState::Terminating, WorkerState::Terminated]),
+        )?;
+        for w in terminating {
+            if self
+                .destroys
+                .lock()
+                .queue(w.id, &w.handle, TerminationReason::Requested, now)
+            {
+                report.adopted_terminating.push(w.id);
+            }
+        }
+        Ok(report)
+    }
+}
