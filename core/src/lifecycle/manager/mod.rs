@@ -9,6 +9,7 @@
 //! - `retire`: cleanup, drain and terminate (taking workers out of service);
 //! - `destroy_queue`: the `Terminating` workers whose instance must still be destroyed;
 //! - `autoscale`: the scaling target, plan and its execution;
+//! - `pools`: pools, demand, interruption notices, and the scaling step of `tick`;
 //! - `reconcile`: the registry against what the providers really have.
 //!
 //! [`tick`]: WorkerLifecycleManager::tick
@@ -17,6 +18,7 @@ mod autoscale;
 mod brake;
 mod destroy_queue;
 mod health;
+mod pools;
 mod providers;
 mod provisioning;
 mod reconcile;
@@ -35,11 +37,13 @@ use crate::ids::ProviderId;
 use crate::registry::WorkerRegistry;
 
 use super::config::WorkerLifecycleConfig;
+use super::pools::Demand;
 use super::report::{LifecycleStats, TickReport};
 
 use autoscale::ScalingTarget;
 use brake::Brake;
 use destroy_queue::DestroyQueue;
+use pools::PoolSet;
 use providers::{Backoff, ProviderEntry};
 use provisioning::Ledger;
 
@@ -186,6 +190,8 @@ pub struct WorkerLifecycleManager {
     backoff: Mutex<std::collections::HashMap<ProviderId, Backoff>>,
     schedule: Mutex<Schedule>,
     target: Mutex<Option<ScalingTarget>>,
+    /// Pools and interruption notices (see `pools`).
+    pools: Mutex<PoolSet>,
     counters: Counters,
     ticking: AtomicBool,
     /// The mass-expiry brake's state across health checks.
@@ -228,6 +234,7 @@ impl WorkerLifecycleManager {
                 ..Schedule::default()
             }),
             target: Mutex::new(None),
+            pools: Mutex::new(PoolSet::default()),
             counters: Counters::default(),
             ticking: AtomicBool::new(false),
             brake: Mutex::new(Brake::default()),
@@ -251,15 +258,22 @@ impl WorkerLifecycleManager {
     ///    worker a fresh grace period (`stall_grace`);
     /// 2. the health check, every `health_check_interval`;
     /// 3. cleanup (idle, lifetime, drained) and destroy retries that are due;
-    /// 4. scaling toward the target set by [`set_scaling_target`](Self::set_scaling_target).
+    /// 4. interruption deadlines ([`notify_interruption`](Self::notify_interruption)): a job
+    ///    still running on an interrupted worker at its deadline is reported lost;
+    /// 5. scaling toward `demand`: over the pools when any is set
+    ///    ([`set_pools`](Self::set_pools), see [`plan_pools`](Self::plan_pools)), otherwise toward
+    ///    the target set by [`set_scaling_target`](Self::set_scaling_target) — a number of
+    ///    pending jobs (`tick(5)`) is a demand of jobs that need nothing in particular.
+    ///    Demand that no pool (or the target's spec) satisfies is listed in `unschedulable`.
     ///
     /// At most `max_actions_per_tick` actions are taken; the rest waits for the next ticks
     /// (`capped`). A call while another thread ticks returns at once with `skipped`.
     /// Errors of the registry are reported in `decisions`, never panicked on.
-    pub fn tick(&self, pending_jobs: usize) -> TickReport {
+    pub fn tick(&self, demand: impl Into<Demand>) -> TickReport {
+        let demand = demand.into();
         let mut report = TickReport {
             at: self.registry.now(),
-            pending_jobs,
+            pending_jobs: demand.total(),
             ..TickReport::default()
         };
         if self.ticking.swap(true, Ordering::AcqRel) {
@@ -359,17 +373,7 @@ impl WorkerLifecycleManager {
             Err(e) => report.decisions.push(format!("cleanup failed: {e}")),
         }
 
-        let target = self.target.lock().clone();
-        if let Some(target) = target {
-            match self.plan_inner(pending_jobs, Some(&target)) {
-                Ok(plan) => {
-                    self.execute_plan(&plan, &target, &mut budget, &mut report);
-                    report.decisions.insert(0, plan.explanation.clone());
-                    report.scaling = Some(plan);
-                }
-                Err(e) => report.decisions.push(format!("scaling plan failed: {e}")),
-            }
-        }
+        self.scale_tick(&demand, &mut budget, &mut report);
 
         report.provider_backoff = self.provider_backoff();
         report.actions = budget.used;

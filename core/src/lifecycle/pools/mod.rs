@@ -4,13 +4,10 @@
 //! demand reported, by the pure policy [`plan`](plan::plan) → [`PoolPlan`].
 
 mod demand;
-// Until the manager calls it (next step), only the tests use the policy.
-#[cfg_attr(not(test), allow(dead_code))]
 mod plan;
 mod pool;
 
 pub use demand::{Demand, Requirement};
-#[allow(unused_imports)]
 pub(crate) use plan::{plan, PlanInputs, PoolFleet};
 pub use plan::{PoolBlock, PoolDecision, PoolPlan, Serving, Spill, UnmetDemand, Unschedulable};
 pub use pool::{
