@@ -14,6 +14,7 @@ mod scaling;
 
 pub use config::WorkerLifecycleConfig;
 pub use manager::WorkerLifecycleManager;
+pub(crate) use pools::validate_pool_name;
 pub use pools::{
     Demand, Pool, PoolBlock, PoolDecision, PoolPlan, Requirement, Serving, Spill, UnmetDemand,
     Unschedulable, DEFAULT_POOL_SCALE_DOWN_COOLDOWN, DEFAULT_POOL_SCALE_UP_COOLDOWN,

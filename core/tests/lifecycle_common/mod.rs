@@ -163,6 +163,7 @@ impl TestProvider {
             // call would deadlock here.
             manager.stats().unwrap();
             manager.plan_scaling(1).unwrap();
+            manager.plan_pools(&Demand::from(1)).unwrap();
             let _ = manager.pending_destroys();
             let _ = manager.provider_backoff();
             manager.registry().find(&WorkerFilter::new()).unwrap();
