@@ -562,12 +562,13 @@ typedef struct hw_provider_callbacks {
    */
   void *user_data;
   /*
-   Required. Ask the infrastructure for a worker made from `spec` and return quickly (the
-   worker reports in later). On success set the instance id with
-   `hw_provider_call_set_resource_id` (and optionally the worker id the agent will use and
-   metadata).
+   Required. Ask the infrastructure for worker `worker_id`, made from `spec`, and return
+   quickly (the worker reports in later). The manager made `worker_id` before the call:
+   start the instance knowing it (an environment variable, an argument), so that its agent
+   reports in and heartbeats with it. On success set the instance id with
+   `hw_provider_call_set_resource_id` (and optionally metadata).
    */
-  uint32_t (*create_worker)(void *user_data, const struct hw_worker_spec *spec, struct hw_provider_call *call);
+  uint32_t (*create_worker)(void *user_data, struct hw_worker_id worker_id, const struct hw_worker_spec *spec, struct hw_provider_call *call);
   /*
    Required. Destroy the instance `resource_id` of worker `worker_id` (metadata given at
    creation: `hw_provider_call_get_metadata`). `HW_PROVIDER_RESULT_NOT_FOUND` counts as
@@ -1019,13 +1020,6 @@ hw_status hw_provider_call_set_error(struct hw_provider_call *call, const char *
  `create_worker`: the id of the new instance (container id, pod name, …). Required on success.
  */
 hw_status hw_provider_call_set_resource_id(struct hw_provider_call *call, const char *resource_id);
-
-/*
- `create_worker`: the worker id the instance's agent will use (default: a fresh one).
-
- Errors: `HW_ERR_INVALID_ARGUMENT` for the nil id.
- */
-hw_status hw_provider_call_set_worker_id(struct hw_provider_call *call, struct hw_worker_id id);
 
 /*
  `create_worker`: remembers `key = value` about the instance (given back to

@@ -2,11 +2,13 @@
 //!
 //! The demo binary runs in two roles:
 //! - **host** (default): a registry, a [`WorkerLifecycleManager`] and a `ProcessProvider` that
-//!   spawns this same binary with `--agent <worker-id>`. The host feeds a queue of jobs through
+//!   spawns this same binary with `--agent`, its worker id (made by the manager before the
+//!   provider is called) in `HODEI_WORKER_ID`. The host feeds a queue of jobs through
 //!   `claim`/`release`, calls `tick` every 150 ms, kills one worker mid-job to show detection
 //!   and requeueing, and lets the fleet scale back down when the queue is empty.
-//! - **agent** (`--agent <id>`): reports in and heartbeats over its stdout pipe, runs the jobs
-//!   it reads on stdin (`sleep` or `sh -c`), and exits when stdin closes.
+//! - **agent** (`--agent`, `HODEI_WORKER_ID=<id>`): reports in (`hello <id>`) and heartbeats
+//!   (`hb <id>`) with that id over its stdout pipe, runs the jobs it reads on stdin (`sleep` or
+//!   `sh -c`), and exits when stdin closes.
 //!
 //! Run `cargo run --release -p hodei-workers --example demo` (add `--quick`, or set
 //! `HODEI_DEMO_QUICK=1`, for the short CI variant). The demo checks its own outcome and exits
@@ -28,7 +30,7 @@ mod process_provider;
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
-        Some("--agent") => agent::run(args.get(2).map(String::as_str).unwrap_or("")),
+        Some("--agent") => agent::run(&std::env::var(agent::WORKER_ID_VAR).unwrap_or_default()),
         _ => {
             let quick = args.iter().any(|a| a == "--quick")
                 || std::env::var("HODEI_DEMO_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");

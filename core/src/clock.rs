@@ -147,6 +147,12 @@ mod tests {
 
 /// Serde form of a [`Duration`] as seconds (a number, fractions allowed): `{"idle_timeout": 300}`.
 ///
+/// Reads back exactly what it wrote for every duration whose decimal form in seconds has at
+/// most 15 significant digits (all whole seconds below 2^53 s; every whole millisecond up to
+/// 100 years), although JSON numbers are binary floats: the number written is the float
+/// nearest to the exact decimal, and the reader recovers that decimal (the shortest one that
+/// names the float) instead of the float's binary value.
+///
 /// Use with `#[serde(with = "hodei_workers::clock::duration_secs")]`.
 pub mod duration_secs {
     use std::time::Duration;
@@ -158,14 +164,79 @@ pub mod duration_secs {
         if d.subsec_nanos() == 0 {
             s.serialize_u64(d.as_secs())
         } else {
-            s.serialize_f64(d.as_secs_f64())
+            // The float nearest to the exact decimal (`as_secs_f64` rounds twice and may miss
+            // it by one unit, which would not read back as the same decimal).
+            let exact = format!("{}.{:09}", d.as_secs(), d.subsec_nanos());
+            s.serialize_f64(exact.parse().unwrap_or(d.as_secs_f64()))
         }
     }
 
-    /// Reads seconds, refusing negative, non-finite and absurdly large values.
+    /// Reads seconds, refusing negative, non-finite and absurdly large values (2^64 s and
+    /// more).
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let secs = f64::deserialize(d)?;
-        Duration::try_from_secs_f64(secs)
-            .map_err(|e| serde::de::Error::custom(format!("invalid duration {secs} s: {e}")))
+        from_secs_decimal(secs)
+            .ok_or_else(|| serde::de::Error::custom(format!("invalid duration {secs} s")))
+    }
+
+    /// The duration named by the shortest decimal form of `secs` (which is what a writer of
+    /// that decimal meant), to the nanosecond.
+    fn from_secs_decimal(secs: f64) -> Option<Duration> {
+        if !secs.is_finite() || secs < 0.0 {
+            return None;
+        }
+        // `Display` of an f64 is its shortest round-trip decimal, never in exponent form.
+        let text = format!("{secs}");
+        let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
+        let whole: u64 = whole.parse().ok()?;
+        let digits: String = fraction
+            .chars()
+            .chain("000000000".chars())
+            .take(9)
+            .collect();
+        let nanos: u32 = digits.parse().ok()?;
+        Some(Duration::new(whole, nanos))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn round_trip(d: Duration) -> Duration {
+            let mut out = Vec::new();
+            serialize(&d, &mut serde_json::Serializer::new(&mut out)).unwrap();
+            deserialize(&mut serde_json::Deserializer::from_slice(&out)).unwrap()
+        }
+
+        #[test]
+        fn whole_milliseconds_up_to_a_century_read_back_exactly() {
+            let century = 100 * 365 * 86_400;
+            for secs in [0, 1, 59, 3_600, 86_400 * 104, 1 << 32, century - 1, century] {
+                for millis in [0, 1, 7, 499, 500, 999] {
+                    let d = Duration::from_secs(secs) + Duration::from_millis(millis);
+                    assert_eq!(round_trip(d), d, "{d:?}");
+                }
+            }
+            for d in [
+                Duration::from_nanos(1),
+                Duration::from_micros(1_500),
+                Duration::from_secs_f64(0.1),
+                Duration::from_secs(u64::from(u32::MAX)),
+            ] {
+                assert_eq!(round_trip(d), d, "{d:?}");
+            }
+        }
+
+        #[test]
+        fn unreadable_values_are_errors() {
+            for text in ["-1", "1e20", "1e300"] {
+                assert!(
+                    deserialize(&mut serde_json::Deserializer::from_str(text)).is_err(),
+                    "{text}"
+                );
+            }
+            assert_eq!(from_secs_decimal(1.5), Some(Duration::from_millis(1_500)));
+            assert_eq!(from_secs_decimal(f64::NAN), None);
+        }
     }
 }

@@ -13,11 +13,14 @@ pub enum Error {
     /// No worker with this id is registered (or it was unregistered: ids are never reused).
     #[error("worker {0} not found")]
     NotFound(WorkerId),
-    /// A worker with this id is already registered.
-    #[error("worker {0} already exists")]
+    /// A worker with this id is registered, or was (ids are never reused: see
+    /// [`InMemoryWorkerRegistry::with_retired_id_limit`](crate::InMemoryWorkerRegistry::with_retired_id_limit)).
+    #[error("worker {0} already exists (or existed: ids are never reused)")]
     AlreadyExists(WorkerId),
-    /// The state machine does not allow this move (see [`WorkerState::can_transition_to`]).
-    #[error("worker {worker_id}: invalid transition {from} -> {to}")]
+    /// The state machine does not allow this move (see [`WorkerState::can_transition_to`]),
+    /// or the worker's record does: back to `Ready` only without a job and below the spec's
+    /// `max_jobs` (the message says so).
+    #[error("worker {worker_id}: invalid transition {from} -> {to}{}", transition_hint(*from, *to))]
     InvalidTransition {
         /// The worker asked to move.
         worker_id: WorkerId,
@@ -98,6 +101,15 @@ impl Error {
             Error::Snapshot(_) => "snapshot",
             Error::Backend(_) => "backend",
         }
+    }
+}
+
+/// Why a move the table allows may still be refused (the refusal then comes from the record).
+fn transition_hint(from: WorkerState, to: WorkerState) -> &'static str {
+    if to == WorkerState::Ready && from.can_transition_to(to) {
+        " (a worker goes back to ready only without a job and while below its spec's max_jobs)"
+    } else {
+        ""
     }
 }
 

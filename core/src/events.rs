@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
+use crate::error::{Error, Result};
 use crate::ids::{JobId, ProviderId, WorkerId};
 use crate::state::WorkerState;
 use crate::worker::{ProviderType, TerminationReason};
@@ -24,7 +25,8 @@ pub struct WorkerLifecycleEvent {
     /// because its queue was full (counted by [`Subscription::dropped`]), or heartbeat events
     /// it did not opt in to while another subscriber did.
     pub seq: u64,
-    /// When it happened, on the registry's clock.
+    /// When it happened, on the registry's clock. Never decreases along `seq`; a record's
+    /// `updated_at`/`state_changed_at`/`idle_since` equal the `at` of the event of their change.
     pub at: Timestamp,
     /// What happened.
     pub kind: EventKind,
@@ -168,8 +170,9 @@ impl EventKind {
 /// How a subscriber wants its events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SubscribeOptions {
-    /// Channel capacity; when full, further events are dropped for this subscriber (min 1).
-    /// Memory follows the events queued, not the capacity: any value is safe to ask for.
+    /// Channel capacity, at least 1 (`subscribe` refuses 0 with `InvalidArgument`); when full,
+    /// further events are dropped for this subscriber. Memory follows the events queued, not
+    /// the capacity: any value is safe to ask for.
     pub capacity: usize,
     /// Whether to receive `HeartbeatReceived` (off by default: a million workers heartbeating
     /// is a lot of events).
@@ -216,6 +219,9 @@ struct Subscriber {
 #[derive(Debug, Default)]
 struct BusState {
     seq: u64,
+    /// The `at` of the last event: events published with an earlier time (read before a
+    /// concurrent change took the lock) are stamped with this one, so `at` follows `seq`.
+    last_at: Timestamp,
     next_subscriber: u64,
     subscribers: Vec<Subscriber>,
 }
@@ -234,6 +240,8 @@ impl EventBus {
     pub(crate) fn publish(&self, at: Timestamp, kind: EventKind) {
         let mut state = self.state.lock();
         state.seq += 1;
+        let at = at.max(state.last_at);
+        state.last_at = at;
         if state.subscribers.is_empty() {
             return;
         }
@@ -273,7 +281,16 @@ impl EventBus {
         state.seq = state.seq.max(seq);
     }
 
-    pub(crate) fn subscribe(self: &Arc<Self>, options: SubscribeOptions) -> Subscription {
+    /// A new subscriber.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a capacity of 0 (a subscriber that could hold no event).
+    pub(crate) fn subscribe(self: &Arc<Self>, options: SubscribeOptions) -> Result<Subscription> {
+        if options.capacity == 0 {
+            return Err(Error::invalid(
+                "subscription capacity must be at least 1 (0 would drop every event)",
+            ));
+        }
         let (sender, receiver) = crossbeam_channel::unbounded();
         let dropped = Arc::new(AtomicU64::new(0));
         let mut state = self.state.lock();
@@ -282,19 +299,19 @@ impl EventBus {
         state.subscribers.push(Subscriber {
             id,
             sender,
-            capacity: options.capacity.max(1),
+            capacity: options.capacity,
             dropped: Arc::clone(&dropped),
             heartbeats: options.heartbeats,
         });
         if options.heartbeats {
             self.heartbeat_subscribers.fetch_add(1, Ordering::Relaxed);
         }
-        Subscription {
+        Ok(Subscription {
             id,
             receiver,
             dropped,
             bus: Arc::downgrade(self),
-        }
+        })
     }
 
     fn unsubscribe(&self, id: u64) {

@@ -69,7 +69,7 @@ pub use lifecycle::{
     MassExpiryHold, OrphanInstance, ProviderBackoff, ProviderError, ProviderErrorKind,
     ProviderResult, ProvisionFailure, ProvisionedWorker, ReconcileReport, ScalingPlan,
     TerminatedWorker, TickReport, UnhealthyWorker, WorkerLifecycleConfig, WorkerLifecycleManager,
-    WorkerProvider,
+    WorkerProvider, MAX_CONFIG_DURATION,
 };
 pub use lifecycle::{
     Demand, Pool, PoolBlock, PoolDecision, PoolPlan, Requirement, Serving, Spill, UnmetDemand,
@@ -83,7 +83,8 @@ pub use registry::{
 pub use state::WorkerState;
 pub use worker::{
     Architecture, ProviderCategory, ProviderType, ResourceRequirements, TerminationReason, Worker,
-    WorkerHandle, WorkerSpec, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_LIFETIME,
+    WorkerHandle, WorkerSpec, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_LIFETIME, MAX_ENTRIES,
+    MAX_IMAGE_LEN, MAX_KEY_LEN, MAX_RESOURCE_ID_LEN, MAX_SPEC_DURATION, MAX_VALUE_LEN,
 };
 
 #[allow(dead_code)]

@@ -228,6 +228,24 @@ pub struct ResourceRequirements {
     pub gpu_type: Option<String>,
 }
 
+/// Longest `idle_timeout` / `max_lifetime` a spec may hold: 100 years (of 365 days). Longer
+/// durations (up to `Duration::MAX`) could not be written to JSON and read back (a snapshot, a
+/// spec file), so [`WorkerSpec::validate`] refuses them; up to this bound whole seconds and
+/// milliseconds read back exactly (the registry measures in milliseconds).
+pub const MAX_SPEC_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+/// Longest [`WorkerSpec::image`], in bytes.
+pub const MAX_IMAGE_LEN: usize = 4096;
+/// Longest [`WorkerHandle::resource_id`], in bytes (an AWS ARN is at most 2048).
+pub const MAX_RESOURCE_ID_LEN: usize = 2048;
+/// Longest key of a label, environment variable or metadata entry, capability or GPU type,
+/// in bytes.
+pub const MAX_KEY_LEN: usize = 256;
+/// Longest value of a label, environment variable or metadata entry, in bytes.
+pub const MAX_VALUE_LEN: usize = 16 * 1024;
+/// Most entries in one of a spec's or handle's maps or sets (labels, environment,
+/// capabilities, metadata).
+pub const MAX_ENTRIES: usize = 1024;
+
 /// Default [`WorkerSpec::idle_timeout`]: 300 s.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Default [`WorkerSpec::max_lifetime`]: 3600 s.
@@ -319,17 +337,27 @@ impl WorkerSpec {
         self
     }
 
-    /// Checks the spec: timeouts of at least 1 ms, `max_jobs >= 1`, finite non-negative
-    /// resources.
+    /// Checks the spec: timeouts of 1 ms to [`MAX_SPEC_DURATION`], `max_jobs >= 1`, finite
+    /// non-negative resources, and strings fit for C: no NUL, `image` at most
+    /// [`MAX_IMAGE_LEN`] bytes, keys (labels, environment, capabilities, `gpu_type`) at most
+    /// [`MAX_KEY_LEN`], values at most [`MAX_VALUE_LEN`], at most [`MAX_ENTRIES`] labels,
+    /// variables and capabilities each. Every way in (register, restore, spec JSON in the
+    /// bindings) goes through it.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] naming the field.
     pub fn validate(&self) -> Result<()> {
-        if self.idle_timeout < Duration::from_millis(1) {
-            return Err(Error::invalid("spec.idle_timeout must be at least 1 ms"));
+        check_duration("spec.idle_timeout", self.idle_timeout)?;
+        check_duration("spec.max_lifetime", self.max_lifetime)?;
+        check_text("spec.image", &self.image, MAX_IMAGE_LEN)?;
+        check_map("spec.labels", &self.labels)?;
+        check_map("spec.environment", &self.environment)?;
+        check_count("spec.capabilities", self.capabilities.len())?;
+        for capability in &self.capabilities {
+            check_text("spec.capabilities", capability, MAX_KEY_LEN)?;
         }
-        if self.max_lifetime < Duration::from_millis(1) {
-            return Err(Error::invalid("spec.max_lifetime must be at least 1 ms"));
+        if let Some(gpu) = &self.resources.gpu_type {
+            check_text("spec.resources.gpu_type", gpu, MAX_KEY_LEN)?;
         }
         if self.max_jobs == Some(0) {
             return Err(Error::invalid("spec.max_jobs must be at least 1"));
@@ -378,12 +406,17 @@ impl WorkerHandle {
     }
 
     /// Checks what the registry relies on: a valid provider type (see
-    /// [`ProviderType::validate`]). Ids are valid by construction.
+    /// [`ProviderType::validate`]), and strings fit for C: no NUL, `resource_id` at most
+    /// [`MAX_RESOURCE_ID_LEN`] bytes, at most [`MAX_ENTRIES`] metadata entries with keys of
+    /// at most [`MAX_KEY_LEN`] and values of at most [`MAX_VALUE_LEN`] bytes. Ids are valid
+    /// by construction.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`].
+    /// [`Error::InvalidArgument`] naming the field.
     pub fn validate(&self) -> Result<()> {
-        self.provider_type.validate()
+        self.provider_type.validate()?;
+        check_text("handle.resource_id", &self.resource_id, MAX_RESOURCE_ID_LEN)?;
+        check_map("handle.metadata", &self.metadata)
     }
 
     /// Adds a metadata entry (builder style).
@@ -391,6 +424,52 @@ impl WorkerHandle {
         self.metadata.insert(key.into(), value.into());
         self
     }
+}
+
+/// A duration of 1 ms to [`MAX_SPEC_DURATION`].
+fn check_duration(field: &str, value: Duration) -> Result<()> {
+    if value < Duration::from_millis(1) {
+        return Err(Error::invalid(format!("{field} must be at least 1 ms")));
+    }
+    if value > MAX_SPEC_DURATION {
+        return Err(Error::invalid(format!(
+            "{field} must be at most {} s (100 years), got {value:?}",
+            MAX_SPEC_DURATION.as_secs()
+        )));
+    }
+    Ok(())
+}
+
+/// A string that may reach C: no NUL (C would cut it there), at most `max` bytes.
+fn check_text(field: &str, value: &str, max: usize) -> Result<()> {
+    if value.len() > max {
+        return Err(Error::invalid(format!(
+            "{field} must be at most {max} bytes, got {}",
+            value.len()
+        )));
+    }
+    if value.contains('\0') {
+        return Err(Error::invalid(format!("{field} contains a NUL byte")));
+    }
+    Ok(())
+}
+
+fn check_count(field: &str, count: usize) -> Result<()> {
+    if count > MAX_ENTRIES {
+        return Err(Error::invalid(format!(
+            "{field} may hold at most {MAX_ENTRIES} entries, got {count}"
+        )));
+    }
+    Ok(())
+}
+
+fn check_map(field: &str, map: &BTreeMap<String, String>) -> Result<()> {
+    check_count(field, map.len())?;
+    for (key, value) in map {
+        check_text(field, key, MAX_KEY_LEN)?;
+        check_text(field, value, MAX_VALUE_LEN)?;
+    }
+    Ok(())
 }
 
 /// Why a worker is (to be) terminated or was unregistered.

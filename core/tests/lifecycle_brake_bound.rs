@@ -117,14 +117,14 @@ fn a_fleet_where_eighty_percent_dies_for_good_is_held_until_the_bound_then_expir
     for id in talkers {
         assert_eq!(f.state(id), Some(WorkerState::Ready));
     }
-    // The normal path, event by event, for the worker that held j-1.
+    // The normal path, event by event, for the worker that held j-1: one conditional move to
+    // Terminating (its job lost by it), then the announcement, then the end.
     assert_eq!(
         Fixture::names(&f.drain(), Some(dead[0])),
         vec![
-            "unhealthy_detected",
-            "state_changed",
             "state_changed",
             "job_lost",
+            "unhealthy_detected",
             "unregistered"
         ]
     );

@@ -64,20 +64,17 @@ fn a_worker_silent_past_heartbeat_timeout_is_detected_destroyed_and_unregistered
     assert_eq!(
         events,
         vec![
-            EventKind::UnhealthyDetected {
-                worker_id: silent,
-                last_heartbeat: T0
-            },
-            // Through Draining: from there no claim can slip in before Terminating.
+            // One conditional move (`transition_if`): no claim can slip in before it, and the
+            // job it takes, if any, is the one reported.
             EventKind::StateChanged {
                 worker_id: silent,
                 from: WorkerState::Ready,
-                to: WorkerState::Draining
-            },
-            EventKind::StateChanged {
-                worker_id: silent,
-                from: WorkerState::Draining,
                 to: WorkerState::Terminating
+            },
+            // Announced once it is out of service (never for a worker left alone).
+            EventKind::UnhealthyDetected {
+                worker_id: silent,
+                last_heartbeat: T0
             },
             EventKind::Unregistered {
                 worker_id: silent,
@@ -117,10 +114,9 @@ fn the_job_of_a_silent_busy_worker_is_reported_lost() {
     assert_eq!(
         Fixture::names(&events, Some(busy)),
         vec![
-            "unhealthy_detected",
-            "state_changed",
             "state_changed",
             "job_lost",
+            "unhealthy_detected",
             "unregistered"
         ]
     );

@@ -163,8 +163,10 @@ fn a_panicking_provider_is_caught_and_becomes_a_provider_error() {
 fn a_handle_that_cannot_be_registered_is_destroyed_not_leaked() {
     let f = Fixture::new(config());
     let first = f.provision();
-    f.provider
-        .script_creates([CreateStep::DuplicateId(first.id)]);
+    // An id source that hands out an id already registered: the provider answers correctly,
+    // the registry refuses the record.
+    let taken = first.id;
+    f.manager.set_worker_id_source(move || taken);
     assert_eq!(
         f.manager
             .provision_worker(&pid("test"), spec())

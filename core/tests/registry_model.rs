@@ -195,6 +195,8 @@ struct Model {
     now: Timestamp,
     floor: Timestamp,
     workers: HashMap<WorkerId, Worker>,
+    /// Unregistered ids: never registered again (issue 10 item 20).
+    retired: std::collections::HashSet<WorkerId>,
 }
 
 impl Model {
@@ -212,7 +214,7 @@ impl Model {
         ev: &mut Vec<EventKind>,
     ) -> Result<Worker> {
         let id = handle.worker_id;
-        if self.workers.contains_key(&id) {
+        if self.workers.contains_key(&id) || self.retired.contains(&id) {
             return Err(Error::AlreadyExists(id));
         }
         let now = self.now;
@@ -267,7 +269,14 @@ impl Model {
         if from == to {
             return Ok(w.clone());
         }
-        if !update_allowed(from, to) || (to == WorkerState::Ready && w.current_job.is_some()) {
+        let exhausted = w
+            .spec
+            .max_jobs
+            .is_some_and(|max| w.jobs_executed >= u64::from(max));
+        // Back to Ready only without a job and below max_jobs (issue 10 item 4).
+        if !update_allowed(from, to)
+            || (to == WorkerState::Ready && (w.current_job.is_some() || exhausted))
+        {
             return Err(Error::InvalidTransition {
                 worker_id: id,
                 from,
@@ -397,6 +406,7 @@ impl Model {
         ev: &mut Vec<EventKind>,
     ) -> Result<Worker> {
         let w = self.workers.remove(&id).ok_or(Error::NotFound(id))?;
+        self.retired.insert(id);
         if let Some(job_id) = w.current_job.clone() {
             ev.push(EventKind::JobLost {
                 worker_id: id,
@@ -580,8 +590,9 @@ fn run(ops: &[Op]) -> std::result::Result<(), TestCaseError> {
                 copy.restore(Snapshot::from_json(&json).unwrap()).unwrap();
                 registry = copy;
                 (keen, plain) = subscribe(&registry);
-                // Grace is not part of a snapshot: the copy starts without one.
-                model.floor = 0;
+                // Restoring grants grace from now (issue 10 item 6); the snapshot carries the
+                // retired ids, so the model's stay.
+                model.floor = model.now;
             }
             Op::FindForTermination => {
                 let found = termination_map(&registry);

@@ -130,6 +130,9 @@ fn a_restored_registry_behaves_like_the_original() {
     let copy = InMemoryWorkerRegistry::with_clock(clock.clone());
     copy.restore(Snapshot::from_json(&original.snapshot().unwrap().to_json().unwrap()).unwrap())
         .unwrap();
+    // Restoring grants grace from now (issue 10 item 6): the same grace for the original.
+    let restored_at = clock.now();
+    original.grant_grace(restored_at).unwrap();
     let both = [&original, &copy];
 
     let same = |what: &str| {
@@ -142,12 +145,12 @@ fn a_restored_registry_behaves_like_the_original() {
             for timeout in [secs(1), secs(5), secs(20)] {
                 assert_eq!(
                     id_set(&r.find_unhealthy(timeout).unwrap()),
-                    expected_unhealthy(&a, now, timeout, 0),
+                    expected_unhealthy(&a, now, timeout, restored_at),
                     "{what}: unhealthy after {timeout:?}"
                 );
                 assert_eq!(
                     id_set(&r.find_startup_expired(timeout).unwrap()),
-                    expected_startup_expired(&a, now, timeout, 0),
+                    expected_startup_expired(&a, now, timeout, restored_at),
                     "{what}: startup after {timeout:?}"
                 );
             }
@@ -401,15 +404,19 @@ fn a_snapshot_seq_no_registry_can_continue_from_is_refused() {
 #[test]
 fn extreme_values_in_a_snapshot_do_not_break_the_registry() {
     // Whatever numbers a valid snapshot carries, the restored registry keeps working: no
-    // overflow on the next release, deadlines saturate instead of wrapping.
+    // overflow on the next release, deadlines saturate instead of wrapping. (Valid since issue
+    // 10: times at most `taken_at`, durations at most MAX_SPEC_DURATION.)
+    let end = u64::MAX - 1;
     let text = edited(|v| {
+        v["taken_at"] = end.into();
         let busy = worker_where(v, "busy");
         busy["jobs_executed"] = u64::MAX.into();
-        busy["spec"]["max_lifetime"] = 1e17.into();
+        busy["spec"]["max_lifetime"] = MAX_SPEC_DURATION.as_secs().into();
+        busy["created_at"] = end.into();
         let ready = worker_where(v, "ready");
-        ready["idle_since"] = u64::MAX.into();
-        ready["last_heartbeat"] = u64::MAX.into();
-        ready["created_at"] = u64::MAX.into();
+        ready["idle_since"] = end.into();
+        ready["last_heartbeat"] = end.into();
+        ready["created_at"] = end.into();
     });
     let (clock, target) = registry();
     target.restore(Snapshot::from_json(&text).unwrap()).unwrap();
@@ -427,12 +434,13 @@ fn extreme_values_in_a_snapshot_do_not_break_the_registry() {
     assert_eq!(
         due.get(&busy.id),
         Some(&TerminationReason::Idle),
-        "a lifetime of 1e17 s never ends (the deadline saturates); its idle time does"
+        "a lifetime that would end past u64::MAX never ends (the deadline saturates); its idle \
+         time does"
     );
     for timeout in [Duration::ZERO, secs(1)] {
         assert_eq!(
             id_set(&target.find_unhealthy(timeout).unwrap()),
-            expected_unhealthy(&all, u64::MAX - 1, timeout, 0)
+            expected_unhealthy(&all, u64::MAX - 1, timeout, T0)
         );
     }
     assert!(target

@@ -182,8 +182,12 @@ impl WorkerProvider for ForgetfulProvider {
     fn provider_type(&self) -> ProviderType {
         self.0.provider_type()
     }
-    fn create_worker(&self, spec: &WorkerSpec) -> std::result::Result<WorkerHandle, ProviderError> {
-        self.0.create_worker(spec)
+    fn create_worker(
+        &self,
+        id: WorkerId,
+        spec: &WorkerSpec,
+    ) -> std::result::Result<WorkerHandle, ProviderError> {
+        self.0.create_worker(id, spec)
     }
     fn destroy_worker(&self, _handle: &WorkerHandle) -> std::result::Result<(), ProviderError> {
         Ok(())
@@ -200,8 +204,12 @@ impl WorkerProvider for HalfBlindProvider {
     fn provider_type(&self) -> ProviderType {
         self.0.provider_type()
     }
-    fn create_worker(&self, spec: &WorkerSpec) -> std::result::Result<WorkerHandle, ProviderError> {
-        self.0.create_worker(spec)
+    fn create_worker(
+        &self,
+        id: WorkerId,
+        spec: &WorkerSpec,
+    ) -> std::result::Result<WorkerHandle, ProviderError> {
+        self.0.create_worker(id, spec)
     }
     fn destroy_worker(&self, handle: &WorkerHandle) -> std::result::Result<(), ProviderError> {
         self.0.destroy_worker(handle)

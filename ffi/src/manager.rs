@@ -246,13 +246,15 @@ pub enum hw_provider_result {
 pub struct hw_provider_callbacks {
     /// Passed first to every callback; the library never reads it.
     pub user_data: *mut c_void,
-    /// Required. Ask the infrastructure for a worker made from `spec` and return quickly (the
-    /// worker reports in later). On success set the instance id with
-    /// `hw_provider_call_set_resource_id` (and optionally the worker id the agent will use and
-    /// metadata).
+    /// Required. Ask the infrastructure for worker `worker_id`, made from `spec`, and return
+    /// quickly (the worker reports in later). The manager made `worker_id` before the call:
+    /// start the instance knowing it (an environment variable, an argument), so that its agent
+    /// reports in and heartbeats with it. On success set the instance id with
+    /// `hw_provider_call_set_resource_id` (and optionally metadata).
     pub create_worker: Option<
         unsafe extern "C" fn(
             user_data: *mut c_void,
+            worker_id: hw_worker_id,
             spec: *const hw_worker_spec,
             call: *mut hw_provider_call,
         ) -> u32,
@@ -282,7 +284,6 @@ pub struct hw_provider_callbacks {
 pub struct hw_provider_call {
     operation: &'static str,
     resource_id: Option<String>,
-    worker_id: Option<WorkerId>,
     metadata: BTreeMap<String, String>,
     /// Destroy: the handle's metadata as C strings (`None` when a value holds a NUL).
     given_metadata: BTreeMap<String, Option<CString>>,
@@ -344,7 +345,7 @@ impl WorkerProvider for CProvider {
         self.kind.clone()
     }
 
-    fn create_worker(&self, spec: &WorkerSpec) -> ProviderResult<WorkerHandle> {
+    fn create_worker(&self, id: WorkerId, spec: &WorkerSpec) -> ProviderResult<WorkerHandle> {
         let Some(create) = self.callbacks.create_worker else {
             return Err(ProviderError::new("create_worker callback is NULL"));
         };
@@ -354,7 +355,14 @@ impl WorkerProvider for CProvider {
             ..Default::default()
         };
         // SAFETY: a callback the host registered for this; both pointers live for the call.
-        let raw = unsafe { create(self.callbacks.user_data, &spec, &mut call) };
+        let raw = unsafe {
+            create(
+                self.callbacks.user_data,
+                hw_worker_id::from_core(&id),
+                &spec,
+                &mut call,
+            )
+        };
         self.outcome(&call, raw)?;
         let resource_id = call.resource_id.clone().ok_or_else(|| {
             ProviderError::new(format!(
@@ -364,9 +372,7 @@ impl WorkerProvider for CProvider {
             ))
         })?;
         let mut handle = WorkerHandle::new(self.id.clone(), self.kind.clone(), resource_id);
-        if let Some(id) = call.worker_id {
-            handle.worker_id = id;
-        }
+        handle.worker_id = id;
         handle.metadata = call.metadata;
         Ok(handle)
     }
@@ -511,23 +517,6 @@ pub extern "C" fn hw_provider_call_set_resource_id(
         let resource_id = arg_str!(resource_id);
         only(call, "create_worker", "set_resource_id")?;
         call.resource_id = Some(resource_id.to_owned());
-        Ok(())
-    })
-}
-
-/// `create_worker`: the worker id the instance's agent will use (default: a fresh one).
-///
-/// Errors: `HW_ERR_INVALID_ARGUMENT` for the nil id.
-#[no_mangle]
-pub extern "C" fn hw_provider_call_set_worker_id(
-    call: *mut hw_provider_call,
-    id: hw_worker_id,
-) -> hw_status {
-    ffi_boundary!(hw_provider_call_set_worker_id, {
-        let call = arg_mut!(call);
-        let id = id.to_core()?;
-        only(call, "create_worker", "set_worker_id")?;
-        call.worker_id = Some(id);
         Ok(())
     })
 }

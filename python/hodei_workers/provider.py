@@ -6,8 +6,9 @@ A provider is any object with these members; it need not inherit from anything::
         provider_id = "docker-local"
         provider_type = "docker"
 
-        def create_worker(self, spec: WorkerSpec) -> str:
-            return start_container(spec.image)          # the instance's resource id
+        def create_worker(self, worker_id: str, spec: WorkerSpec) -> str:
+            # The agent starts knowing its id, reports in and heartbeats with it.
+            return start_container(spec.image, env={"HODEI_WORKER_ID": worker_id})
 
         def destroy_worker(self, handle: WorkerHandle) -> None:
             stop_container(handle.resource_id)          # raise KeyError if already gone
@@ -49,8 +50,13 @@ class Provider(Protocol):
         """``"docker"``, ``"kubernetes"``, ``"fargate"``, ... or ``"custom:NAME"``."""
         ...
 
-    def create_worker(self, spec: WorkerSpec) -> Created:
-        """Asks for a new worker and returns quickly with the instance's resource id."""
+    def create_worker(self, worker_id: str, spec: WorkerSpec) -> Created:
+        """Asks for new worker ``worker_id`` and returns quickly with the instance's resource id.
+
+        The manager makes ``worker_id`` (a worker id's text form) before the call: start the
+        instance knowing it (an environment variable, an argument), so that its agent reports
+        in and heartbeats with it. The worker is registered under it.
+        """
         ...
 
     def destroy_worker(self, handle: WorkerHandle) -> None:

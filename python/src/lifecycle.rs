@@ -476,8 +476,9 @@ fn pending(py: Python<'_>, pending_jobs: i64) -> PyResult<usize> {
 /// why.
 ///
 /// Providers are plain Python objects with ``provider_id`` and ``provider_type`` (str
-/// attributes, or methods returning them), ``create_worker(spec) -> resource_id`` (or
-/// ``(resource_id, metadata)``), ``destroy_worker(handle)`` (raise a LookupError when the
+/// attributes, or methods returning them), ``create_worker(worker_id, spec) -> resource_id``
+/// (or ``(resource_id, metadata)``; ``worker_id`` is the new worker's id as text, made by the
+/// manager first, for the instance's agent to report in with), ``destroy_worker(handle)`` (raise a LookupError when the
 /// instance is already gone) and optionally ``list_workers() -> iterable of resource ids`` (for
 /// ``reconcile``). An exception they raise is a provider failure of the engine (in reports and
 /// events), never a crash. They are called on the thread that called the manager, never while

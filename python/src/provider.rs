@@ -21,8 +21,8 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use hodei_workers::{
-    ProviderError, ProviderId, ProviderResult, ProviderType, WorkerHandle, WorkerProvider,
-    WorkerSpec,
+    ProviderError, ProviderId, ProviderResult, ProviderType, WorkerHandle, WorkerId,
+    WorkerProvider, WorkerSpec,
 };
 use pyo3::exceptions::{PyException, PyLookupError, PyNotImplementedError, PyTypeError};
 use pyo3::prelude::*;
@@ -226,13 +226,18 @@ impl WorkerProvider for PythonProvider {
         self.kind.clone()
     }
 
-    fn create_worker(&self, spec: &WorkerSpec) -> ProviderResult<WorkerHandle> {
+    fn create_worker(&self, id: WorkerId, spec: &WorkerSpec) -> ProviderResult<WorkerHandle> {
         self.call("create_worker", |py, object| {
             let spec = PyWorkerSpec {
                 inner: Arc::new(spec.clone()),
             };
-            let answer = object.call_method1("create_worker", (Py::new(py, spec)?,))?;
-            self.created(&answer)
+            // The id the manager made: the instance starts knowing it, its agent reports in
+            // and heartbeats with it.
+            let answer =
+                object.call_method1("create_worker", (id.to_string(), Py::new(py, spec)?))?;
+            let mut handle = self.created(&answer)?;
+            handle.worker_id = id;
+            Ok(handle)
         })
     }
 

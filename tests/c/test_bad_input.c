@@ -23,16 +23,15 @@ static void *const SENTINEL = (void *)&SENTINEL;
 /* --- a provider whose callbacks check the hw_provider_call functions from the inside --- */
 static int callback_checks_run;
 
-static uint32_t bad_create(void *user_data, const hw_worker_spec *spec, hw_provider_call *call) {
+static uint32_t bad_create(void *user_data, hw_worker_id worker_id, const hw_worker_spec *spec,
+                           hw_provider_call *call) {
   (void)user_data;
+  (void)worker_id;
   (void)spec;
-  hw_worker_id nil;
-  memset(&nil, 0, sizeof nil);
   INVALID(hw_provider_call_set_error(call, NULL));
   INVALID(hw_provider_call_set_error(call, BAD_UTF8));
   INVALID(hw_provider_call_set_resource_id(call, NULL));
   INVALID(hw_provider_call_set_resource_id(call, BAD_UTF8));
-  INVALID(hw_provider_call_set_worker_id(call, nil));
   INVALID(hw_provider_call_add_metadata(call, NULL, "v"));
   INVALID(hw_provider_call_add_metadata(call, "k", NULL));
   INVALID(hw_provider_call_add_metadata(call, BAD_UTF8, "v"));
@@ -98,6 +97,15 @@ static void extreme_values(void) {
   c.destroy_retry_initial_ms = c.destroy_retry_max_ms = UINT64_MAX;
   c.provider_backoff_initial_ms = c.provider_backoff_max_ms = UINT64_MAX;
   c.max_workers = c.max_provision_per_tick = c.max_actions_per_tick = (size_t)-1;
+  /* Durations that could not round-trip through the config's JSON are refused... */
+  CHECK_STATUS(hw_manager_new(reg, &c, &mgr), HW_ERR_INVALID_ARGUMENT);
+  CHECK(mgr == NULL);
+  /* ...the longest accepted one (100 years, MAX_CONFIG_DURATION) is not. */
+  const uint64_t longest_ms = 3153600000000ull;
+  c.heartbeat_timeout_ms = c.health_check_interval_ms = c.startup_timeout_ms = longest_ms;
+  c.scale_up_cooldown_ms = c.scale_down_cooldown_ms = longest_ms;
+  c.destroy_retry_initial_ms = c.destroy_retry_max_ms = longest_ms;
+  c.provider_backoff_initial_ms = c.provider_backoff_max_ms = longest_ms;
   CHECK_OK(hw_manager_new(reg, &c, &mgr));
   for (int i = 0; mgr && i < 3; i++) {
     hw_tick_report *r = NULL;
@@ -600,7 +608,6 @@ int main(void) {
   /* Outside a callback there is no call object. */
   INVALID(hw_provider_call_set_error(NULL, "x"));
   INVALID(hw_provider_call_set_resource_id(NULL, "x"));
-  INVALID(hw_provider_call_set_worker_id(NULL, unknown));
   INVALID(hw_provider_call_add_metadata(NULL, "k", "v"));
   INVALID(hw_provider_call_get_metadata(NULL, "k", &text));
   INVALID(hw_provider_call_add_instance(NULL, "x"));

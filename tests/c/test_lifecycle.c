@@ -29,6 +29,8 @@ typedef struct fake_cloud {
   int destroyed;
   int released;
   int fail_creates;
+  /* The worker id the last create was asked for (the manager makes it first). */
+  hw_worker_id last_created_id;
   char last_destroyed[64];
   char zone_seen[64];
   /* What the cloud really runs (for list_workers). */
@@ -46,8 +48,11 @@ static void cloud_forget(fake_cloud *cloud, const char *resource_id) {
   }
 }
 
-static uint32_t cloud_create(void *user_data, const hw_worker_spec *spec, hw_provider_call *call) {
+static uint32_t cloud_create(void *user_data, hw_worker_id worker_id, const hw_worker_spec *spec,
+                             hw_provider_call *call) {
   fake_cloud *cloud = (fake_cloud *)user_data;
+  /* A real provider starts the instance with this id (e.g. HODEI_WORKER_ID=<id>). */
+  cloud->last_created_id = worker_id;
   if (cloud->fail_creates) {
     hw_provider_call_set_error(call, "quota exhausted");
     return HW_PROVIDER_RESULT_FAILED;
@@ -146,6 +151,8 @@ static void manager_lifecycle(void) {
   memset(&id, 0, sizeof id);
   if (w) {
     id = worker_id_of(w);
+    /* The worker is registered under the id its create callback was given. */
+    CHECK(memcmp(id.bytes, cloud.last_created_id.bytes, sizeof id.bytes) == 0);
     const char *text = NULL;
     CHECK_OK(hw_worker_get_resource_id(w, &text));
     CHECK_STR(text, "vm-1");

@@ -12,8 +12,10 @@ class DockerProvider:  # any object of this shape is a provider (see hodei_worke
     def __init__(self) -> None:
         self.running: set[str] = set()
 
-    def create_worker(self, spec: WorkerSpec) -> str:
-        container = f"container-{len(self.running) + 1}"  # really: `docker run spec.image`
+    def create_worker(self, worker_id: str, spec: WorkerSpec) -> str:
+        # really: `docker run -e HODEI_WORKER_ID=<worker_id> <spec.image>`: the agent reports in
+        # and heartbeats with the id the manager made for it
+        container = f"container-{len(self.running) + 1}"
         self.running.add(container)
         return container  # the instance's resource id
 

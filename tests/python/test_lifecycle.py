@@ -23,9 +23,11 @@ class FakeCloud:
         self.destroyed: list[str] = []
         self.fail_create: BaseException | None = None
         self.fail_destroy: BaseException | None = None
+        self.given_ids: list[str] = []  # the worker ids create_worker was asked for
         self._ids = itertools.count(1)
 
-    def create_worker(self, spec: hw.WorkerSpec) -> hw.Created:
+    def create_worker(self, worker_id: str, spec: hw.WorkerSpec) -> hw.Created:
+        self.given_ids.append(worker_id)
         if self.fail_create is not None:
             raise self.fail_create
         resource_id = f"i-{next(self._ids)}"
@@ -228,7 +230,7 @@ def test_reconcile_destroys_orphans_and_expires_vanished_records(
         provider_id = "no-listing"
         provider_type = "custom:nomad"
 
-        def create_worker(self, spec: hw.WorkerSpec) -> str:
+        def create_worker(self, worker_id: str, spec: hw.WorkerSpec) -> str:
             return "alloc-1"
 
         def destroy_worker(self, handle: hw.WorkerHandle) -> None:
@@ -284,11 +286,11 @@ def test_a_provider_may_call_back_into_the_registry(registry: hw.Registry) -> No
     class Curious(FakeCloud):
         seen: list[int] = []
 
-        def create_worker(self, spec: hw.WorkerSpec) -> hw.Created:
+        def create_worker(self, worker_id: str, spec: hw.WorkerSpec) -> hw.Created:
             self.seen.append(len(registry))
             registry.find(states=[hw.WorkerState.CREATING])
             manager.stats()
-            return super().create_worker(spec)
+            return super().create_worker(worker_id, spec)
 
     curious = Curious("curious")
     manager.register_provider(curious)
@@ -327,7 +329,7 @@ def test_provider_shapes_are_checked(manager: hw.LifecycleManager) -> None:
         def provider_type(self) -> str:
             return "kubernetes"
 
-        def create_worker(self, spec: hw.WorkerSpec) -> str:
+        def create_worker(self, worker_id: str, spec: hw.WorkerSpec) -> str:
             return "pod-1"
 
         def destroy_worker(self, handle: hw.WorkerHandle) -> None:
@@ -353,11 +355,30 @@ def test_provider_shapes_are_checked(manager: hw.LifecycleManager) -> None:
     assert isinstance(info.value, LookupError) and info.value.provider_id == "by-method"
 
 
+def test_create_worker_is_given_the_new_workers_id(
+    manager: hw.LifecycleManager, cloud: FakeCloud, registry: hw.Registry
+) -> None:
+    # The manager makes the id first, so the instance can start knowing it (its agent reports
+    # in and heartbeats with it): the worker is registered under that very id.
+    worker = manager.provision_worker("fake-cloud", hw.WorkerSpec("img"))
+    assert cloud.given_ids == [worker.id]
+    registry.update_state(cloud.given_ids[0], hw.WorkerState.READY)  # the agent reports in
+    manager.process_heartbeat(cloud.given_ids[0])
+    reported = registry.get(worker.id)
+    assert reported is not None and reported.state == hw.WorkerState.READY
+    # A failed create does not leave its id behind: the next one gets a new id.
+    cloud.fail_create = RuntimeError("quota")
+    with pytest.raises(hw.ProviderError):
+        manager.provision_worker("fake-cloud", hw.WorkerSpec("img"))
+    assert len(cloud.given_ids) == 2 and cloud.given_ids[1] != worker.id
+    assert registry.get(cloud.given_ids[1]) is None
+
+
 def test_create_worker_must_return_a_resource_id(
     registry: hw.Registry, manager: hw.LifecycleManager
 ) -> None:
     class Confused(FakeCloud):
-        def create_worker(self, spec: hw.WorkerSpec) -> hw.Created:
+        def create_worker(self, worker_id: str, spec: hw.WorkerSpec) -> hw.Created:
             return 12345  # type: ignore[return-value]
 
     manager.register_provider(Confused("confused"))

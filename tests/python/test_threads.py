@@ -114,7 +114,7 @@ class ThreadSafeCloud:
         self.instances: set[str] = set()
         self.counter = 0
 
-    def create_worker(self, spec: hw.WorkerSpec) -> str:
+    def create_worker(self, worker_id: str, spec: hw.WorkerSpec) -> str:
         with self.lock:
             self.counter += 1
             name = f"pod-{self.counter}"

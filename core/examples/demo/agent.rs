@@ -1,13 +1,21 @@
 //! The worker side: a tiny agent that talks to the host over its stdin/stdout pipes.
 //!
+//! The agent learns its worker id from the environment (`HODEI_WORKER_ID`, set by the provider
+//! from the id the manager passed to `create_worker`) and reports in and heartbeats with it,
+//! as an agent on another machine would over the network.
+//!
 //! Protocol, one line each way:
-//! - agent → host: `hello`, `hb`, `output <job> <text>`, `done <job> <exit-code>`;
+//! - agent → host: `hello <worker-id>`, `hb <worker-id>`, `output <job> <text>`,
+//!   `done <job> <exit-code>`;
 //! - host → agent: `run <job> sleep <ms>` or `run <job> sh <command…>`.
 
 use std::io::{BufRead, Write};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// The environment variable that carries the agent's worker id.
+pub const WORKER_ID_VAR: &str = "HODEI_WORKER_ID";
 
 /// How often the agent heartbeats (the host's heartbeat timeout is 1.5 s).
 const HEARTBEAT_EVERY: Duration = Duration::from_millis(300);
@@ -31,15 +39,16 @@ impl Out {
 
 pub fn run(worker_id: &str) -> ExitCode {
     if worker_id.is_empty() {
-        eprintln!("usage: demo --agent <worker-id>");
+        eprintln!("usage: {WORKER_ID_VAR}=<worker-id> demo --agent");
         return ExitCode::from(2);
     }
     let out = Out(Arc::new(Mutex::new(std::io::stdout())));
-    out.say("hello");
+    out.say(&format!("hello {worker_id}"));
     let beat = out.clone();
+    let hb = format!("hb {worker_id}");
     std::thread::spawn(move || loop {
         std::thread::sleep(HEARTBEAT_EVERY);
-        beat.say("hb");
+        beat.say(&hb);
     });
     // The host owns our stdin: when it closes (the host exited or crashed) we exit too, so no
     // agent outlives its host.

@@ -312,7 +312,16 @@ fn drive(config: WorkerLifecycleConfig, quick: bool) -> Result<Outcome> {
             };
             let mut parts = line.splitn(3, ' ');
             match (parts.next(), parts.next(), parts.next()) {
-                (Some("hello"), _, _) => {
+                // The agent says who it is: the id it was started with.
+                (Some("hello"), Some(id), _) => {
+                    let said = WorkerId::parse(id);
+                    if said.as_ref() != Ok(&worker) {
+                        t.log(
+                            "?",
+                            format!("agent of {} reported in as {id:?}", short(&worker)),
+                        );
+                        continue;
+                    }
                     let reported = registry
                         .update_state(&worker, WorkerState::Connecting)
                         .and_then(|_| registry.update_state(&worker, WorkerState::Ready));
@@ -320,7 +329,7 @@ fn drive(config: WorkerLifecycleConfig, quick: bool) -> Result<Outcome> {
                         t.log(
                             "^",
                             format!(
-                                "worker {} ({}) reported in after {} ms: ready",
+                                "worker {} ({}) reported in with its id after {} ms: ready",
                                 short(&worker),
                                 w.handle.resource_id,
                                 w.state_changed_at.saturating_sub(w.created_at)
@@ -328,9 +337,11 @@ fn drive(config: WorkerLifecycleConfig, quick: bool) -> Result<Outcome> {
                         );
                     }
                 }
-                (Some("hb"), _, _) => {
+                (Some("hb"), Some(id), _) => {
                     // NotFound: the worker was removed meanwhile; its process is being reaped.
-                    let _ = manager.process_heartbeat(&worker);
+                    if let Ok(worker) = WorkerId::parse(id) {
+                        let _ = manager.process_heartbeat(&worker);
+                    }
                 }
                 (Some("output"), Some(job), Some(text)) => {
                     t.log(" ", format!("  {job} on {}: {text}", short(&worker)));

@@ -147,12 +147,19 @@ impl WorkerProvider for ProcessProvider {
         self.kind.clone()
     }
 
-    fn create_worker(&self, _spec: &WorkerSpec) -> ProviderResult<WorkerHandle> {
-        let mut handle = WorkerHandle::new(self.id.clone(), self.kind.clone(), "");
-        let worker_id = handle.worker_id;
+    fn create_worker(
+        &self,
+        worker_id: WorkerId,
+        _spec: &WorkerSpec,
+    ) -> ProviderResult<WorkerHandle> {
+        let mut handle = WorkerHandle {
+            worker_id,
+            ..WorkerHandle::new(self.id.clone(), self.kind.clone(), "")
+        };
+        // The agent starts knowing its worker id: it reports in and heartbeats with it.
         let mut child = Command::new(&self.exe)
             .arg("--agent")
-            .arg(worker_id.to_string())
+            .env(super::agent::WORKER_ID_VAR, worker_id.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -203,13 +210,15 @@ impl WorkerProvider for ProcessProvider {
             .lock()
             .iter()
             .map(|(id, agent)| {
-                let mut h = WorkerHandle::new(
+                let h = WorkerHandle::new(
                     self.id.clone(),
                     self.kind.clone(),
                     format!("pid-{}", agent.child.id()),
                 );
-                h.worker_id = *id;
-                h
+                WorkerHandle {
+                    worker_id: *id,
+                    ..h
+                }
             })
             .collect())
     }

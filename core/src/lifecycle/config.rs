@@ -7,6 +7,11 @@ use serde::{Deserialize, Serialize};
 use crate::clock::duration_secs;
 use crate::error::{Error, Result};
 
+/// Longest duration a [`WorkerLifecycleConfig`] may hold: 100 years (of 365 days), the bound
+/// of a spec's durations too. Longer ones (up to `Duration::MAX`) could not be written to the
+/// config's JSON and read back, so [`WorkerLifecycleConfig::validate`] refuses them.
+pub const MAX_CONFIG_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// Timeouts, limits and the scaling policy of a
 /// [`WorkerLifecycleManager`](crate::WorkerLifecycleManager).
 ///
@@ -120,11 +125,33 @@ impl WorkerLifecycleConfig {
     /// Checks the configuration for nonsense.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] naming the field: a zero timeout, interval, retry delay or
+    /// [`Error::InvalidArgument`] naming the field: a duration above [`MAX_CONFIG_DURATION`]
+    /// (it could not round-trip through JSON), a zero timeout, interval, retry delay or
     /// `max_mass_expiry_hold` (below 1 ms), `max_workers == 0`, `min_ready_workers > max_workers`, a zero
     /// `max_provision_per_tick` or `max_actions_per_tick`, a retry or back-off maximum below its
     /// initial delay, a `max_unhealthy_fraction` outside `(0, 1]`.
     pub fn validate(&self) -> Result<()> {
+        let durations = [
+            ("heartbeat_timeout", self.heartbeat_timeout),
+            ("health_check_interval", self.health_check_interval),
+            ("startup_timeout", self.startup_timeout),
+            ("scale_up_cooldown", self.scale_up_cooldown),
+            ("scale_down_cooldown", self.scale_down_cooldown),
+            ("destroy_retry_initial", self.destroy_retry_initial),
+            ("destroy_retry_max", self.destroy_retry_max),
+            ("provider_backoff_initial", self.provider_backoff_initial),
+            ("provider_backoff_max", self.provider_backoff_max),
+            ("max_mass_expiry_hold", self.max_mass_expiry_hold),
+        ];
+        for (name, value) in durations {
+            if value > MAX_CONFIG_DURATION {
+                return Err(Error::invalid(format!(
+                    "config.{name} must be at most {} s (100 years), got {value:?}: a longer \
+                     duration could not be written to the config's JSON and read back",
+                    MAX_CONFIG_DURATION.as_secs()
+                )));
+            }
+        }
         let positive = [
             ("heartbeat_timeout", self.heartbeat_timeout),
             ("health_check_interval", self.health_check_interval),

@@ -12,7 +12,7 @@ mod provider;
 mod report;
 mod scaling;
 
-pub use config::WorkerLifecycleConfig;
+pub use config::{WorkerLifecycleConfig, MAX_CONFIG_DURATION};
 pub use manager::WorkerLifecycleManager;
 pub(crate) use pools::validate_pool_name;
 pub use pools::{

@@ -6,7 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::ProviderId;
+use crate::ids::{ProviderId, WorkerId};
 use crate::worker::{ProviderType, WorkerHandle, WorkerSpec};
 
 /// `Result` of a provider call (spelled out so that `use hodei_workers::*`, which brings the
@@ -30,8 +30,11 @@ pub type ProviderResult<T> = Result<T, ProviderError>;
 /// impl WorkerProvider for Echo {
 ///     fn provider_id(&self) -> ProviderId { ProviderId::new("echo").unwrap() }
 ///     fn provider_type(&self) -> ProviderType { ProviderType::BareMetal }
-///     fn create_worker(&self, _spec: &WorkerSpec) -> ProviderResult<WorkerHandle> {
-///         Ok(WorkerHandle::new(self.provider_id(), self.provider_type(), "instance-1"))
+///     fn create_worker(&self, id: WorkerId, _spec: &WorkerSpec) -> ProviderResult<WorkerHandle> {
+///         // Start the instance with `id` (its agent reports in and heartbeats with it)...
+///         let handle = WorkerHandle::new(self.provider_id(), self.provider_type(), "instance-1");
+///         // ...and return its handle under that id.
+///         Ok(WorkerHandle { worker_id: id, ..handle })
 ///     }
 ///     fn destroy_worker(&self, _handle: &WorkerHandle) -> ProviderResult<()> {
 ///         Ok(())
@@ -46,14 +49,19 @@ pub trait WorkerProvider: Send + Sync {
     /// The kind of infrastructure (asked once, at `register_provider`).
     fn provider_type(&self) -> ProviderType;
 
-    /// Asks for a new worker and returns quickly: the worker reports in later (the host moves
-    /// it to `Connecting`/`Ready` when its agent calls in). The returned handle carries the new
-    /// worker's id (use [`WorkerHandle::new`] for a fresh one) and the provider's instance id;
-    /// the manager registers it in `Creating`.
+    /// Asks for a new worker `id` and returns quickly: the worker reports in later (the host
+    /// moves it to `Connecting`/`Ready` when its agent calls in). The manager makes the id
+    /// before the call, so the instance can be started knowing it (an environment variable, an
+    /// argument): its agent reports in and heartbeats with it.
+    ///
+    /// The returned handle carries `id` as its `worker_id` and the provider's instance id; the
+    /// manager registers it in `Creating`. A handle with another `worker_id` is refused as a
+    /// provider error (counted as a failed create), and its instance is destroyed — under
+    /// `id` — rather than leaked.
     ///
     /// # Errors
     /// Whatever went wrong; consecutive failures back the provider off.
-    fn create_worker(&self, spec: &WorkerSpec) -> ProviderResult<WorkerHandle>;
+    fn create_worker(&self, id: WorkerId, spec: &WorkerSpec) -> ProviderResult<WorkerHandle>;
 
     /// Destroys the instance. `Ok` (or an error of kind [`ProviderErrorKind::NotFound`]: it is
     /// already gone) confirms destruction and lets the record leave the registry; any other

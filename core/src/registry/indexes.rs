@@ -13,7 +13,7 @@
 //! match its record (the record moved, left the monitored states or is gone) is garbage,
 //! dropped when its bucket is processed or when the wheel is compacted.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::mem;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -169,6 +169,62 @@ pub(super) struct Indexes {
     pub lifetime_due: BTreeSet<(Timestamp, WorkerId)>,
     /// Draining workers without a job.
     pub drained: BTreeSet<WorkerId>,
+    /// Ids unregistered, refused by `register` (ids are never reused).
+    pub retired: RetiredIds,
+}
+
+/// How many retired ids an [`InMemoryWorkerRegistry`](super::InMemoryWorkerRegistry) keeps by
+/// default.
+pub(super) const DEFAULT_RETIRED_ID_LIMIT: usize = 1 << 20;
+
+/// The last `limit` unregistered ids, in a set for `register`'s check and in retirement order
+/// for eviction (oldest first). About 50 bytes per id.
+#[derive(Debug)]
+pub(super) struct RetiredIds {
+    set: HashSet<WorkerId, foldhash::fast::RandomState>,
+    order: VecDeque<WorkerId>,
+    limit: usize,
+}
+
+impl Default for RetiredIds {
+    fn default() -> Self {
+        RetiredIds {
+            set: HashSet::default(),
+            order: VecDeque::new(),
+            limit: DEFAULT_RETIRED_ID_LIMIT,
+        }
+    }
+}
+
+impl RetiredIds {
+    pub fn contains(&self, id: &WorkerId) -> bool {
+        self.set.contains(id)
+    }
+
+    /// Remembers `id`, forgetting the oldest retired id beyond the limit.
+    pub fn insert(&mut self, id: WorkerId) {
+        if self.set.insert(id) {
+            self.order.push_back(id);
+            self.trim();
+        }
+    }
+
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit;
+        self.trim();
+    }
+
+    fn trim(&mut self) {
+        while self.order.len() > self.limit {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+    }
+
+    pub fn oldest_first(&self) -> Vec<WorkerId> {
+        self.order.iter().copied().collect()
+    }
 }
 
 impl Indexes {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 
-use super::indexes::{HeartbeatWheel, Indexes, Membership, Record};
+use super::indexes::{HeartbeatWheel, Indexes, Membership, Record, DEFAULT_RETIRED_ID_LIMIT};
 use super::snapshot::{Snapshot, SNAPSHOT_FORMAT};
 use super::stats::WorkerRegistryStats;
 use super::{TransitionGuard, Transitioned, WorkerRegistry};
@@ -28,6 +28,10 @@ const SHARD_COUNT: usize = 64;
 /// enough that the record look-ups overlap, small enough (~10 us at a million workers) that a
 /// heartbeat never waits long behind it.
 const REFILE_BATCH: usize = 32;
+
+/// Most ready-index entries `claim` walks per hold of the registry-wide mutex (~2-5 us): the
+/// bound on how long an unmatchable filter over a large ready set delays other operations.
+const CLAIM_SCAN_BATCH: usize = 256;
 
 /// Above this share of a shard's records due at once (1/8), `find_unhealthy` checks the shard
 /// by one sequential pass over its records (~15 ns each) instead of a random look-up per due
@@ -84,6 +88,8 @@ impl Shard {
 /// ```
 pub struct InMemoryWorkerRegistry {
     shards: Box<[RwLock<Shard>]>,
+    /// One per shard: serialises `find_unhealthy` callers on that shard's wheel.
+    sweeps: Box<[Mutex<()>]>,
     indexes: Mutex<Indexes>,
     bus: Arc<EventBus>,
     clock: Arc<dyn Clock>,
@@ -118,11 +124,29 @@ impl InMemoryWorkerRegistry {
             shards: (0..SHARD_COUNT)
                 .map(|_| RwLock::new(Shard::default()))
                 .collect(),
+            sweeps: (0..SHARD_COUNT).map(|_| Mutex::new(())).collect(),
             indexes: Mutex::new(Indexes::default()),
             bus: Arc::new(EventBus::default()),
             clock,
             grace_floor: AtomicU64::new(0),
         }
+    }
+
+    /// How many unregistered ids a registry remembers by default (see
+    /// [`with_retired_id_limit`](Self::with_retired_id_limit)): 2^20, at most ~50 MiB.
+    pub const DEFAULT_RETIRED_ID_LIMIT: usize = DEFAULT_RETIRED_ID_LIMIT;
+
+    /// Sets how many unregistered ids the registry remembers (builder style).
+    ///
+    /// Ids are never reused: `register` of an id that was unregistered is `AlreadyExists`, so
+    /// that a late call naming the old worker (a stale `release_from_job`) can never act on a
+    /// new one. The registry remembers the last `limit` unregistered ids (about 50 bytes
+    /// each; snapshots carry them); an id retired longer ago than that may be registered
+    /// again. Random ids ([`WorkerId::new`]) never collide: the limit only matters for ids
+    /// chosen by the caller.
+    pub fn with_retired_id_limit(self, limit: usize) -> Self {
+        self.indexes.lock().retired.set_limit(limit);
+        self
     }
 
     /// The registry's clock.
@@ -211,7 +235,6 @@ impl InMemoryWorkerRegistry {
         guard: Option<&TransitionGuard>,
         to: WorkerState,
     ) -> Result<Option<Transitioned>> {
-        let now = self.now();
         let mut shard_guard = self.shard(id).write();
         let shard = &mut *shard_guard;
         let rec = shard.records.get_mut(id).ok_or_else(|| not_found(id))?;
@@ -228,8 +251,11 @@ impl InMemoryWorkerRegistry {
                 lost_job: None,
             }));
         }
-        let un_drain_with_job = to == WorkerState::Ready && rec.current_job.is_some();
-        if !from.can_update_to(to) || un_drain_with_job {
+        // Back to Ready only without a job and below max_jobs: a one-shot worker that ran its
+        // job must not take a second one (the error's message names max_jobs).
+        let no_ready =
+            to == WorkerState::Ready && (rec.current_job.is_some() || rec.jobs_exhausted());
+        if !from.can_update_to(to) || no_ready {
             return Err(Error::InvalidTransition {
                 worker_id: *id,
                 from,
@@ -246,6 +272,8 @@ impl InMemoryWorkerRegistry {
         // (a boot slower than the heartbeat timeout must not be expired the moment it ends).
         let reported_in = from.is_starting() && !to.is_terminal();
         let mut ix = self.indexes.lock();
+        // Read under the mutex that orders the events: times never go back along `seq`.
+        let now = self.now();
         self.change(&mut ix, &mut shard.heartbeat_wheel, *id, rec, now, |r| {
             r.state = to;
             if to.is_terminal() {
@@ -306,13 +334,17 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
     fn register(&self, handle: WorkerHandle, spec: Arc<WorkerSpec>) -> Result<Worker> {
         handle.validate()?;
         spec.validate()?;
-        let now = self.now();
         let id = handle.worker_id;
         let mut guard = self.shard(&id).write();
         let shard = &mut *guard;
         if shard.records.contains_key(&id) {
             return Err(Error::AlreadyExists(id));
         }
+        let mut ix = self.indexes.lock();
+        if ix.retired.contains(&id) {
+            return Err(Error::AlreadyExists(id));
+        }
+        let now = self.now();
         let mut rec = Record {
             handle: Arc::new(handle),
             spec,
@@ -326,7 +358,6 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
             last_heartbeat: AtomicU64::new(now),
             idle_since: None,
         };
-        let mut ix = self.indexes.lock();
         let after = rec.membership();
         ix.refile(id, Membership::none(), None, after, &rec);
         shard.heartbeat_wheel.refile(id, &mut rec, self.floor());
@@ -351,12 +382,13 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
     }
 
     fn unregister(&self, id: &WorkerId, reason: TerminationReason) -> Result<Worker> {
-        let now = self.now();
         let mut shard = self.shard(id).write();
         let mut rec = shard.records.remove(id).ok_or_else(|| not_found(id))?;
         shard.heartbeat_wheel.forget(&mut rec);
         let mut ix = self.indexes.lock();
+        let now = self.now();
         ix.forget(*id, &mut rec);
+        ix.retired.insert(*id);
         if let Some(job) = &rec.current_job {
             self.bus.publish(
                 now,
@@ -469,7 +501,6 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
     }
 
     fn assign_to_job(&self, id: &WorkerId, job: JobId) -> Result<Worker> {
-        let now = self.now();
         let mut guard = self.shard(id).write();
         let shard = &mut *guard;
         let rec = shard.records.get_mut(id).ok_or_else(|| not_found(id))?;
@@ -486,13 +517,13 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
                 worker_id: *holder,
             });
         }
+        let now = self.now();
         self.assign_locked(&mut ix, &mut shard.heartbeat_wheel, *id, rec, job, now);
         drop(ix);
         Ok(rec.to_worker(*id))
     }
 
     fn release_from_job(&self, id: &WorkerId, expected_job: Option<&JobId>) -> Result<JobId> {
-        let now = self.now();
         let mut guard = self.shard(id).write();
         let shard = &mut *guard;
         let rec = shard.records.get_mut(id).ok_or_else(|| not_found(id))?;
@@ -507,6 +538,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
             });
         };
         let mut ix = self.indexes.lock();
+        let now = self.now();
         ix.jobs.remove(&job);
         self.bus.publish(
             now,
@@ -553,7 +585,12 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         };
         let mut upper = Bound::Included((newest, WorkerId::MAX));
         loop {
-            let candidates: Vec<(Timestamp, WorkerId)> = {
+            // At most CLAIM_SCAN_BATCH entries per hold of the registry-wide mutex: a filter
+            // that matches few of many ready workers (or none) makes this claim walk them, but
+            // never stalls other operations for more than one batch.
+            let mut candidates: Vec<(Timestamp, WorkerId)> = Vec::with_capacity(4);
+            let mut scanned_to = None;
+            {
                 let ix = self.indexes.lock();
                 if let Some(holder) = ix.jobs.get(&job) {
                     return Err(Error::JobAlreadyAssigned {
@@ -561,15 +598,23 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
                         worker_id: *holder,
                     });
                 }
-                ix.ready
+                let walk = ix
+                    .ready
                     .range((Bound::Unbounded, upper))
                     .rev()
-                    .filter(|(_, e)| filter.matches_static(&e.handle, &e.spec))
-                    .take(4)
-                    .map(|(key, _)| *key)
-                    .collect()
-            };
-            let Some(&last) = candidates.last() else {
+                    .take(CLAIM_SCAN_BATCH);
+                for (key, entry) in walk {
+                    scanned_to = Some(*key);
+                    if filter.matches_static(&entry.handle, &entry.spec) {
+                        candidates.push(*key);
+                        if candidates.len() == 4 {
+                            break;
+                        }
+                    }
+                }
+            }
+            let Some(scanned_to) = scanned_to else {
+                // Walked past the oldest ready worker.
                 return Ok(None);
             };
             for (since, id) in candidates {
@@ -597,11 +642,12 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
                         worker_id: *holder,
                     });
                 }
-                self.assign_locked(&mut ix, &mut shard.heartbeat_wheel, id, rec, job, now);
+                let at = self.now();
+                self.assign_locked(&mut ix, &mut shard.heartbeat_wheel, id, rec, job, at);
                 drop(ix);
                 return Ok(Some(rec.to_worker(id)));
             }
-            upper = Bound::Excluded(last);
+            upper = Bound::Excluded(scanned_to);
         }
     }
 
@@ -616,7 +662,11 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
             return Ok(Vec::new());
         }
         let mut unhealthy = Vec::new();
-        for lock in self.shards.iter() {
+        for (lock, sweep) in self.shards.iter().zip(self.sweeps.iter()) {
+            // Between `take_due` and the re-filing of the entries it took, the shard's wheel
+            // lacks them: a second caller looking then would miss due workers. Callers take
+            // turns per shard (heartbeats and other operations do not wait on this).
+            let _sweep = sweep.lock();
             let mut guard = lock.write();
             let shard = &mut *guard;
             let due_entries = shard.heartbeat_wheel.due_entries(cutoff);
@@ -742,16 +792,26 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
     }
 
     fn subscribe(&self, options: SubscribeOptions) -> Result<Subscription> {
-        Ok(self.bus.subscribe(options))
+        self.bus.subscribe(options)
     }
 
     fn publish(&self, kind: EventKind) -> Result<()> {
-        self.bus.publish(self.now(), kind);
+        match kind.worker_id() {
+            Some(id) => {
+                // Under the worker's shard lock, as every event of the registry's own: no event
+                // about a worker can follow its `Unregistered` (published under the write lock).
+                let shard = self.shard(&id).read();
+                if !shard.records.contains_key(&id) {
+                    return Err(not_found(&id));
+                }
+                self.bus.publish(self.now(), kind);
+            }
+            None => self.bus.publish(self.now(), kind),
+        }
         Ok(())
     }
 
     fn snapshot(&self) -> Result<Snapshot> {
-        let taken_at = self.now();
         // All shard locks at once (in order): no record changes while we read.
         let shards: Vec<_> = self.shards.iter().map(|s| s.read()).collect();
         let seq = self.bus.seq();
@@ -759,6 +819,10 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
             .iter()
             .flat_map(|shard| shard.records.iter().map(|(id, rec)| rec.to_worker(*id)))
             .collect();
+        let retired_ids = self.indexes.lock().retired.oldest_first();
+        // Read last, under the locks: every time in the records (heartbeats included, which
+        // read the clock before storing) is at most `taken_at`, as `Snapshot::validate` wants.
+        let taken_at = self.now();
         drop(shards);
         workers.sort_by_key(|w| (w.created_at, w.id));
         Ok(Snapshot {
@@ -766,6 +830,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
             seq,
             taken_at,
             workers,
+            retired_ids,
         })
     }
 
@@ -778,8 +843,22 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
                 "restore needs an empty registry; this one holds {held} workers"
             )));
         }
-        let floor = self.floor();
         let mut ix = self.indexes.lock();
+        if let Some(w) = snapshot.workers.iter().find(|w| ix.retired.contains(&w.id)) {
+            return Err(Error::invalid(format!(
+                "worker {} was registered in this registry before and retired: ids are never \
+                 reused",
+                w.id
+            )));
+        }
+        // The host was down between the snapshot and now: every worker gets a fresh heartbeat
+        // and startup grace from now, as after a stall (`grant_grace`).
+        let now = self.now();
+        self.grace_floor.fetch_max(now, Ordering::AcqRel);
+        let floor = self.floor();
+        for id in &snapshot.retired_ids {
+            ix.retired.insert(*id);
+        }
         for worker in &snapshot.workers {
             let id = worker.id;
             let mut rec = Record::from_worker(worker);
@@ -912,5 +991,37 @@ mod tests {
                 registry.heartbeat(id).unwrap();
             }
         }
+    }
+
+    #[test]
+    fn retired_ids_are_bounded_oldest_forgotten_first() {
+        let (_clock, registry) = registry();
+        let registry = registry.with_retired_id_limit(3);
+        let spec = Arc::new(WorkerSpec::new("img"));
+        let provider = ProviderId::new("p").unwrap();
+        let handles: Vec<WorkerHandle> = (0..5)
+            .map(|_| WorkerHandle::new(provider.clone(), ProviderType::Docker, "c"))
+            .collect();
+        for h in &handles {
+            let id = registry.register(h.clone(), Arc::clone(&spec)).unwrap().id;
+            registry
+                .unregister(&id, TerminationReason::Requested)
+                .unwrap();
+        }
+        // The last three are remembered (and carried by a snapshot), the first two forgotten.
+        let ids: Vec<WorkerId> = handles.iter().map(|h| h.worker_id).collect();
+        assert_eq!(registry.snapshot().unwrap().retired_ids, ids[2..]);
+        for h in &handles[2..] {
+            assert_eq!(
+                registry.register(h.clone(), Arc::clone(&spec)).unwrap_err(),
+                Error::AlreadyExists(h.worker_id)
+            );
+        }
+        for h in &handles[..2] {
+            registry.register(h.clone(), Arc::clone(&spec)).unwrap();
+        }
+        // A smaller limit forgets at once.
+        let registry = registry.with_retired_id_limit(1);
+        assert_eq!(registry.snapshot().unwrap().retired_ids, ids[4..]);
     }
 }

@@ -35,6 +35,12 @@ use crate::worker::{TerminationReason, Worker, WorkerHandle, WorkerSpec};
 /// 3. Moving a worker that holds a job to `Terminating`/`Terminated`, or unregistering it,
 ///    emits [`EventKind::JobLost`] and clears the job.
 /// 4. [`stats`](Self::stats) equals a recount of the records.
+/// 5. Ids are never reused: an id once registered is refused by `register` for ever after
+///    (`AlreadyExists`), even once unregistered (within a documented bound for in-memory
+///    registries: [`InMemoryWorkerRegistry::with_retired_id_limit`]).
+/// 6. Events: `seq` strictly increases, `at` never decreases along `seq`, a record's
+///    `updated_at`/`state_changed_at`/`idle_since` are the `at` of the event of their change,
+///    and no event about a worker follows its `Unregistered`.
 pub trait WorkerRegistry: Send + Sync + fmt::Debug {
     /// The registry's clock: every deadline is measured on it.
     fn now(&self) -> Timestamp;
@@ -42,8 +48,10 @@ pub trait WorkerRegistry: Send + Sync + fmt::Debug {
     /// Registers a worker in `Creating`. The id is `handle.worker_id`.
     ///
     /// # Errors
-    /// `AlreadyExists` for a known id; `InvalidArgument` for an invalid spec or handle
-    /// ([`WorkerSpec::validate`], [`WorkerHandle::validate`]).
+    /// `AlreadyExists` for an id registered now or before (ids are never reused);
+    /// `InvalidArgument` for an invalid spec or handle ([`WorkerSpec::validate`],
+    /// [`WorkerHandle::validate`]: NUL bytes, strings over their limits, durations over
+    /// [`MAX_SPEC_DURATION`](crate::MAX_SPEC_DURATION), …).
     fn register(&self, handle: WorkerHandle, spec: Arc<WorkerSpec>) -> Result<Worker>;
 
     /// Removes a worker's record and returns its last snapshot. A held job is reported lost.
@@ -72,11 +80,14 @@ pub trait WorkerRegistry: Send + Sync + fmt::Debug {
     /// (no event). A move out of `Creating`/`Connecting` (other than to `Terminating`/
     /// `Terminated`) means the agent reported in, and counts as a heartbeat. Never makes the job moves `Ready -> Busy` (that is `assign`/`claim`) nor
     /// `Busy -> Ready` (that is `release`); `Busy -> Draining` keeps the job, which finishes
-    /// first. `Draining -> Ready` only without a job. Entering `Terminating`/`Terminated` with a
-    /// job reports it lost ([`EventKind::JobLost`]) and clears it.
+    /// first. `Draining -> Ready` only without a job and below the spec's `max_jobs` (a
+    /// one-shot worker that ran its job never takes another). Entering
+    /// `Terminating`/`Terminated` with a job reports it lost ([`EventKind::JobLost`]) and
+    /// clears it.
     ///
     /// # Errors
-    /// `NotFound`; `InvalidTransition` for a move the state machine refuses.
+    /// `NotFound`; `InvalidTransition` for a move the state machine refuses, or back to
+    /// `Ready` with a job or at `max_jobs` (the message names `max_jobs`).
     fn update_state(&self, id: &WorkerId, state: WorkerState) -> Result<Worker>;
 
     /// Records a heartbeat: updates `last_heartbeat` only. Shared lock plus one atomic store.
@@ -104,7 +115,10 @@ pub trait WorkerRegistry: Send + Sync + fmt::Debug {
 
     /// Picks a `Ready` worker matching `filter` and assigns `job` to it, atomically. Prefers the
     /// most recently idle worker, so that surplus workers idle out. `Ok(None)` when none
-    /// matches. Cost does not grow with the number of busy workers.
+    /// matches. Cost does not grow with the number of busy workers; a filter that matches few
+    /// ready workers (or none) makes the claim walk the ready ones, but the in-memory registry
+    /// walks them in batches of 256 per hold of its registry-wide lock, so other operations
+    /// are never held up for longer than one batch.
     ///
     /// # Errors
     /// `JobAlreadyAssigned` when a worker already holds `job`.
@@ -136,13 +150,22 @@ pub trait WorkerRegistry: Send + Sync + fmt::Debug {
     fn count(&self) -> Result<usize>;
 
     /// A new subscriber to the event stream.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a capacity of 0.
     fn subscribe(&self, options: SubscribeOptions) -> Result<Subscription>;
 
     /// Publishes an event of the host or the manager on the registry's stream (with the next
     /// `seq`).
+    ///
+    /// # Errors
+    /// `NotFound` for an event about a worker (see [`EventKind::worker_id`]) that is not
+    /// registered (never was, or was unregistered: no event about a worker may follow its
+    /// `Unregistered`); nothing is published then.
     fn publish(&self, kind: EventKind) -> Result<()>;
 
-    /// Every record plus the event `seq`, consistent at one instant.
+    /// Every record plus the event `seq` and the retired ids, consistent at one instant;
+    /// `taken_at` is read last, so no time in the snapshot lies after it.
     fn snapshot(&self) -> Result<Snapshot>;
 
     /// Bulk heartbeat: one answer per id, in order (`NotFound` per unknown id), each as
@@ -179,12 +202,17 @@ pub trait WorkerRegistry: Send + Sync + fmt::Debug {
     /// number of ready workers.
     fn longest_idle(&self, n: usize) -> Result<Vec<Worker>>;
 
-    /// Loads a snapshot into an empty registry. The snapshot is checked whole first: on any
-    /// error the registry is left untouched.
+    /// Loads a snapshot into an empty registry. The snapshot is checked whole first
+    /// ([`Snapshot::validate`]): on any error the registry is left untouched.
+    ///
+    /// Restoring grants grace from now, as [`grant_grace`](Self::grant_grace)`(now)`: the
+    /// host was down since the snapshot, so no heartbeat or startup deadline expires before
+    /// `now + timeout` (idle and lifetime deadlines are not moved). The snapshot's retired ids
+    /// stay refused by `register`.
     ///
     /// # Errors
     /// `Snapshot` for a corrupt or inconsistent snapshot; `InvalidArgument` when the registry
-    /// is not empty.
+    /// is not empty, or one of the snapshot's workers was registered in this registry before.
     fn restore(&self, snapshot: Snapshot) -> Result<()>;
 }
 

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
+use crate::ids::WorkerId;
 use crate::state::WorkerState;
 use crate::worker::Worker;
 
@@ -40,6 +41,11 @@ pub struct Snapshot {
     pub taken_at: Timestamp,
     /// Every record, ordered by creation time.
     pub workers: Vec<Worker>,
+    /// Ids unregistered before the snapshot that the registry still refuses to register again
+    /// (ids are never reused), oldest first. Absent from the JSON when empty, so snapshots of
+    /// registries that never unregistered read as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired_ids: Vec<WorkerId>,
 }
 
 impl Snapshot {
@@ -63,8 +69,11 @@ impl Snapshot {
     }
 
     /// Checks that the snapshot could have been taken of a registry keeping its invariants:
-    /// our format, a `seq` below 2^63, unique ids matching their handles, valid specs, states
-    /// consistent with jobs, every job held once, `Ready` workers with an `idle_since`.
+    /// our format, a `seq` below 2^63, unique ids matching their handles, valid specs and
+    /// handles ([`WorkerSpec::validate`](crate::WorkerSpec::validate),
+    /// [`WorkerHandle::validate`](crate::WorkerHandle::validate)), states consistent with
+    /// jobs, every job held once, `Ready` workers with an `idle_since` and below their
+    /// `max_jobs`, no time after `taken_at`, no worker among the `retired_ids`.
     ///
     /// # Errors
     /// `Snapshot`, naming the first offending worker.
@@ -94,8 +103,25 @@ impl Snapshot {
                     w.id, w.handle.worker_id
                 ));
             }
-            if let Err(e) = w.spec.validate() {
+            if let Err(e) = w.spec.validate().and_then(|()| w.handle.validate()) {
                 return bad(format!("worker {}: {e}", w.id));
+            }
+            // A time after the snapshot's own cannot have been read from its clock; a
+            // heartbeat "from the future" would make an immortal worker.
+            let times = [
+                ("created_at", Some(w.created_at)),
+                ("updated_at", Some(w.updated_at)),
+                ("state_changed_at", Some(w.state_changed_at)),
+                ("last_heartbeat", Some(w.last_heartbeat)),
+                ("idle_since", w.idle_since),
+            ];
+            for (field, time) in times {
+                if let Some(t) = time.filter(|t| *t > self.taken_at) {
+                    return bad(format!(
+                        "worker {}: {field} {t} is after the snapshot's taken_at {}",
+                        w.id, self.taken_at
+                    ));
+                }
             }
             if !super::job_state_consistent(w.state, w.current_job.as_ref()) {
                 return bad(format!(
@@ -111,6 +137,19 @@ impl Snapshot {
             if w.state == WorkerState::Ready && w.idle_since.is_none() {
                 return bad(format!("worker {} is ready without idle_since", w.id));
             }
+            let exhausted = w
+                .spec
+                .max_jobs
+                .is_some_and(|max| w.jobs_executed >= u64::from(max));
+            if w.state == WorkerState::Ready && exhausted {
+                return bad(format!(
+                    "worker {} is ready after running its max_jobs ({} jobs)",
+                    w.id, w.jobs_executed
+                ));
+            }
+        }
+        if let Some(id) = self.retired_ids.iter().find(|id| ids.contains(*id)) {
+            return bad(format!("worker {id} is both registered and retired"));
         }
         Ok(())
     }

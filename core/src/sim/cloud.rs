@@ -186,7 +186,7 @@ impl Cloud {
         t + super::scenario::secs_to_ms(gap).max(1)
     }
 
-    fn create(&mut self) -> CreateOutcome {
+    fn create(&mut self, worker_id: WorkerId) -> CreateOutcome {
         let mut rng = SimRng::keyed(self.seed, STREAM_CREATE, self.create_calls);
         self.create_calls += 1;
         let panic = rng.bernoulli(self.model.panic_probability);
@@ -211,12 +211,9 @@ impl Cloud {
         let index = self.next_index;
         self.next_index += 1;
         let mut irng = SimRng::keyed(self.seed, STREAM_INSTANCE, index);
-        // A nil id is not a worker id; a seeded draw is nil with probability 2^-128.
-        let worker_id = loop {
-            if let Ok(id) = WorkerId::from_bytes(irng.bytes16()) {
-                break id;
-            }
-        };
+        // The id comes from the manager now; the draw that used to make it is kept, so that an
+        // instance's boot and connect times stay what they were for a seed.
+        let _ = irng.bytes16();
         let slow = irng.bernoulli(self.model.slow_boot_probability);
         let boot = if slow {
             self.model.slow_boot.sample_ms(&mut irng)
@@ -335,8 +332,12 @@ impl WorkerProvider for SimProvider {
         ProviderType::Ec2
     }
 
-    fn create_worker(&self, _spec: &WorkerSpec) -> Result<WorkerHandle, ProviderError> {
-        let outcome = self.cloud.lock().create();
+    fn create_worker(
+        &self,
+        id: WorkerId,
+        _spec: &WorkerSpec,
+    ) -> Result<WorkerHandle, ProviderError> {
+        let outcome = self.cloud.lock().create(id);
         match outcome {
             CreateOutcome::Created(h) => Ok(h),
             CreateOutcome::Fail(msg) => Err(ProviderError::new(msg)),

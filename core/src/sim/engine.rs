@@ -30,6 +30,7 @@ use super::scenario::{parse_trace, secs_to_ms, JobClass, Scenario, SimPool, Vari
 pub const SIM_EPOCH_MS: Timestamp = 1_700_000_000_000;
 
 const STREAM_WORKLOAD: u64 = 0x10AD;
+const STREAM_WORKER_ID: u64 = 0x1D5;
 const STREAM_CLASS: u64 = 0xC1A55;
 const STREAM_POOL_CLOUD: u64 = 0x9001;
 
@@ -376,6 +377,17 @@ impl Simulation {
             .subscribe(SubscribeOptions::default().capacity(4096.max(config.max_workers * 16)))?;
         let checker = Checker::new(Arc::clone(&registry), &config, &spec, lazy_capacity)?;
         let manager = WorkerLifecycleManager::new(Arc::clone(&registry), config)?;
+        // Worker ids from the seed: a run is the same run, id for id.
+        let seed = scenario.seed;
+        let mut made = 0u64;
+        manager.set_worker_id_source(move || loop {
+            let bytes = SimRng::keyed(seed, STREAM_WORKER_ID, made).bytes16();
+            made += 1;
+            // A nil id is not a worker id; a seeded draw is nil with probability 2^-128.
+            if let Ok(id) = WorkerId::from_bytes(bytes) {
+                return id;
+            }
+        });
         let pools: Vec<SimPool> = variant
             .and_then(|v| v.pools.clone())
             .unwrap_or_else(|| scenario.pools.clone());

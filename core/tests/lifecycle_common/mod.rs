@@ -47,8 +47,10 @@ pub enum CreateStep {
     Panic,
     /// Blocks until [`TestProvider::release_stalled`] is called, then succeeds.
     Stall,
-    /// Returns a handle with this worker id (to provoke `AlreadyExists`).
+    /// Returns a handle with this worker id instead of the one it was given (a provider bug).
     DuplicateId(WorkerId),
+    /// Blocks until [`TestProvider::release_stalled`] is called, then fails.
+    StallFail(&'static str),
 }
 
 /// What the next `destroy_worker` does.
@@ -60,6 +62,8 @@ pub enum DestroyStep {
     NotFound,
     /// Blocks until [`TestProvider::release_stalled`] is called, then succeeds.
     Stall,
+    /// Blocks until [`TestProvider::release_stalled`] is called, then fails.
+    StallFail(&'static str),
 }
 
 /// A provider under the test's control. Unscripted calls succeed.
@@ -71,6 +75,8 @@ pub struct TestProvider {
     pub instances: Mutex<BTreeMap<String, WorkerHandle>>,
     /// Every call, in order: `"create"`, `"destroy <resource>"`, `"list"`.
     pub calls: Mutex<Vec<String>>,
+    /// The handle of every destroy call, in order.
+    pub destroyed: Mutex<Vec<WorkerHandle>>,
     /// Destroy attempts with the manager's clock reading at each.
     pub destroy_times: Mutex<Vec<(String, Timestamp)>>,
     pub list_supported: bool,
@@ -112,6 +118,7 @@ impl TestProvider {
             destroys: Mutex::new(VecDeque::new()),
             instances: Mutex::new(BTreeMap::new()),
             calls: Mutex::new(Vec::new()),
+            destroyed: Mutex::new(Vec::new()),
             destroy_times: Mutex::new(Vec::new()),
             list_supported,
             next: AtomicUsize::new(0),
@@ -153,6 +160,18 @@ impl TestProvider {
         self.instances.lock().insert(resource_id.to_owned(), handle);
     }
 
+    /// Spins (yielding) until `counter` reads `n`: a thread reached a stalled call. Bounded, so
+    /// a broken test fails instead of hanging.
+    pub fn wait_for(counter: &AtomicUsize, n: usize) {
+        for _ in 0..50_000_000u64 {
+            if counter.load(Ordering::SeqCst) == n {
+                return;
+            }
+            std::thread::yield_now();
+        }
+        panic!("a provider call never got there");
+    }
+
     pub fn calls(&self) -> Vec<String> {
         self.calls.lock().clone()
     }
@@ -182,7 +201,7 @@ impl WorkerProvider for TestProvider {
         ProviderType::Docker
     }
 
-    fn create_worker(&self, _spec: &WorkerSpec) -> ProviderResult<WorkerHandle> {
+    fn create_worker(&self, id: WorkerId, _spec: &WorkerSpec) -> ProviderResult<WorkerHandle> {
         self.calls.lock().push("create".to_owned());
         self.reenter_now();
         let step = self.creates.lock().pop_front().unwrap_or(CreateStep::Ok);
@@ -192,12 +211,12 @@ impl WorkerProvider for TestProvider {
         }
         let n = self.next.fetch_add(1, Ordering::SeqCst);
         let resource = format!("{}-{n}", self.id);
+        let handle = WorkerHandle {
+            worker_id: id,
+            ..WorkerHandle::new(self.id.clone(), ProviderType::Docker, &resource)
+        };
         let result = match step {
-            CreateStep::Ok => Ok(WorkerHandle::new(
-                self.id.clone(),
-                ProviderType::Docker,
-                &resource,
-            )),
+            CreateStep::Ok => Ok(handle),
             CreateStep::Fail(msg) => Err(ProviderError::new(msg)),
             CreateStep::NoCapacity => Err(ProviderError::no_capacity("no capacity")),
             CreateStep::Panic => {
@@ -206,17 +225,16 @@ impl WorkerProvider for TestProvider {
             }
             CreateStep::Stall => {
                 self.stall_rx.recv().unwrap();
-                Ok(WorkerHandle::new(
-                    self.id.clone(),
-                    ProviderType::Docker,
-                    &resource,
-                ))
+                Ok(handle)
             }
-            CreateStep::DuplicateId(id) => {
-                let mut h = WorkerHandle::new(self.id.clone(), ProviderType::Docker, &resource);
-                h.worker_id = id;
-                Ok(h)
+            CreateStep::StallFail(msg) => {
+                self.stall_rx.recv().unwrap();
+                Err(ProviderError::new(msg))
             }
+            CreateStep::DuplicateId(other) => Ok(WorkerHandle {
+                worker_id: other,
+                ..handle
+            }),
         };
         if let Ok(handle) = &result {
             self.instances
@@ -237,6 +255,7 @@ impl WorkerProvider for TestProvider {
             .and_then(Weak::upgrade)
             .map(|m| m.registry().now())
             .unwrap_or(0);
+        self.destroyed.lock().push(handle.clone());
         self.destroy_times
             .lock()
             .push((handle.resource_id.clone(), now));
@@ -271,6 +290,10 @@ impl TestProvider {
                 self.stall_rx.recv().unwrap();
                 self.instances.lock().remove(&handle.resource_id);
                 Ok(())
+            }
+            DestroyStep::StallFail(msg) => {
+                self.stall_rx.recv().unwrap();
+                Err(ProviderError::new(msg))
             }
             DestroyStep::NotFound => {
                 self.instances.lock().remove(&handle.resource_id);

@@ -4,10 +4,8 @@
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::filter::WorkerFilter;
 use crate::ids::ProviderId;
-use crate::state::WorkerState;
-use crate::worker::{TerminationReason, WorkerSpec};
+use crate::worker::{TerminationReason, Worker, WorkerSpec};
 
 use super::super::report::{CleanupResult, ProvisionedWorker, ScalingPlan, TickReport};
 use super::super::scaling::{decide, ScalingInputs};
@@ -95,14 +93,15 @@ impl WorkerLifecycleManager {
     /// Only when the registry fails to answer.
     pub fn plan_scaling(&self, pending_jobs: usize) -> Result<ScalingPlan> {
         let target = self.target.lock().clone();
-        self.plan_inner(pending_jobs, target.as_ref())
+        Ok(self.plan_inner(pending_jobs, target.as_ref())?.0)
     }
 
+    /// The plan, and the workers it retires as they were seen (longest idle first).
     pub(super) fn plan_inner(
         &self,
         pending: usize,
         target: Option<&ScalingTarget>,
-    ) -> Result<ScalingPlan> {
+    ) -> Result<(ScalingPlan, Vec<Worker>)> {
         let now = self.registry.now();
         let stats = self.registry.stats()?;
         let in_flight = self.ledger.lock().in_flight.len();
@@ -131,21 +130,21 @@ impl WorkerLifecycleManager {
             has_target: target.is_some(),
         };
         let (mut plan, retire) = decide(&self.config, &inputs);
+        let mut candidates = Vec::new();
         if retire > 0 {
-            // A scan of the ready workers, only when retiring: not a per-tick cost.
-            let mut ready = self
-                .registry
-                .find(&WorkerFilter::new().state(WorkerState::Ready))?;
-            ready.retain(|w| w.current_job.is_none());
-            ready.sort_by_key(|w| (w.idle_since.unwrap_or(0), w.id));
-            plan.scale_down = ready.into_iter().take(retire).map(|w| w.id).collect();
+            // From the ready index: O(retire log fleet), never a scan of the ready workers.
+            candidates = self.registry.longest_idle(retire)?;
+            plan.scale_down = candidates.iter().map(|w| w.id).collect();
         }
-        Ok(plan)
+        Ok((plan, candidates))
     }
 
+    /// Carries `plan` out: provisions, and retires the `candidates` (the plan's `scale_down`,
+    /// as seen when planning).
     pub(super) fn execute_plan(
         &self,
         plan: &ScalingPlan,
+        candidates: &[Worker],
         target: &ScalingTarget,
         budget: &mut Budget,
         report: &mut TickReport,
@@ -190,18 +189,14 @@ impl WorkerLifecycleManager {
 
         let mut retired = Vec::new();
         let mut cleanup = CleanupResult::default();
-        for id in &plan.scale_down {
+        for w in candidates {
             if !budget.take() {
                 break;
             }
-            // Only a worker still idle is retired; `retire` drains rather than kills if a
-            // claim slips in.
-            match self.registry.get(id) {
-                Ok(Some(w)) if w.state == WorkerState::Ready && w.current_job.is_none() => {
-                    self.retire(&w, TerminationReason::ScaledDown, now, &mut cleanup);
-                    retired.push(*id);
-                }
-                _ => {}
+            // Only a worker still idle since it was planned is retired (claimed, or claimed and
+            // released meanwhile, it is left alone): `retire` checks that atomically.
+            if self.retire(w, TerminationReason::ScaledDown, now, &mut cleanup) {
+                retired.push(w.id);
             }
         }
         if !retired.is_empty() {

@@ -2,13 +2,15 @@
 //! retry schedule of failed destroys — and the manager's side of it (provider destroy outside
 //! every lock, then unregister).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::clock::{millis, Timestamp};
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::events::EventKind;
+use crate::filter::WorkerFilter;
 use crate::ids::WorkerId;
+use crate::state::WorkerState;
 use crate::worker::{TerminationReason, Worker, WorkerHandle};
 
 use super::super::config::backoff_delay;
@@ -141,6 +143,27 @@ impl DestroyQueue {
         self.entries.remove(id)
     }
 
+    /// Takes `id` off the queue unless a thread is destroying it right now. Returns `false`
+    /// (and keeps the entry) only in that case: that destroy decides the worker's fate.
+    pub(super) fn withdraw(&mut self, id: &WorkerId) -> bool {
+        match self.entries.get(id) {
+            Some(e) if e.in_progress => false,
+            _ => {
+                self.entries.remove(id);
+                true
+            }
+        }
+    }
+
+    /// Entries not in `known` that nobody is destroying right now.
+    pub(super) fn idle_outside(&self, known: &HashSet<WorkerId>) -> Vec<WorkerId> {
+        self.entries
+            .iter()
+            .filter(|(id, e)| !e.in_progress && !known.contains(id))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// `(worker, attempts, next_at)` of every entry, earliest first.
     pub(super) fn pending(&self) -> Vec<(WorkerId, u32, Timestamp)> {
         let mut out: Vec<_> = self
@@ -165,6 +188,45 @@ impl WorkerLifecycleManager {
     /// Queues a `Terminating` worker for destruction (keeps an existing entry and its count).
     pub(super) fn queue_destroy(&self, w: &Worker, reason: TerminationReason, now: Timestamp) {
         self.destroys.lock().queue(w.id, &w.handle, reason, now);
+    }
+
+    /// Queues every `Terminating`/`Terminated` record nobody is destroying yet: moved there by
+    /// the host, or restored so from a snapshot (reason `Requested`), so that every terminal
+    /// record reaches the queue within one call. Returns the workers it queued.
+    ///
+    /// O(1) in the fleet size when the registry's count of terminal records equals the
+    /// queue's size — the usual case, none at all — and one look-up of the terminal records
+    /// otherwise. That look-up also drops the entries whose record the host unregistered
+    /// meanwhile, so that the counts agree again. (Should one such entry and one unqueued
+    /// record balance each other exactly, the record is queued once the entry's retry comes
+    /// due and finds its record gone: at most `destroy_retry_max` later.)
+    pub(super) fn adopt_terminal(&self, now: Timestamp) -> Result<Vec<WorkerId>> {
+        let counts = self.registry.stats()?.by_state;
+        let terminal = counts.terminating + counts.terminated;
+        if terminal == self.destroys.lock().len() {
+            return Ok(Vec::new());
+        }
+        let records = self.registry.find(
+            &WorkerFilter::new().states([WorkerState::Terminating, WorkerState::Terminated]),
+        )?;
+        let known: HashSet<WorkerId> = records.iter().map(|w| w.id).collect();
+        let mut adopted = Vec::new();
+        {
+            let mut queue = self.destroys.lock();
+            for w in &records {
+                if queue.queue(w.id, &w.handle, TerminationReason::Requested, now) {
+                    adopted.push(w.id);
+                }
+            }
+        }
+        let maybe_stale = self.destroys.lock().idle_outside(&known);
+        for id in maybe_stale {
+            // Confirmed gone (unregistered by the host), not merely queued after the look-up.
+            if let Ok(None) = self.registry.get(&id) {
+                self.destroys.lock().withdraw(&id);
+            }
+        }
+        Ok(adopted)
     }
 
     /// Destroys the queued workers that are due (only those in `only`, when given): provider
@@ -209,6 +271,12 @@ impl WorkerLifecycleManager {
             Ok(()) => self.finish_destroy(id, &entry, out),
             Err(e) if e.is_not_found() => self.finish_destroy(id, &entry, out),
             Err(e) => {
+                if let Ok(None) = self.registry.get(&id) {
+                    // The host unregistered it during the destroy: it took the instance over.
+                    // Nothing more is said about a worker after its `Unregistered`.
+                    self.destroys.lock().remove(&id);
+                    return;
+                }
                 let now = self.registry.now();
                 let (attempts, next_at) = self
                     .destroys
@@ -241,9 +309,13 @@ impl WorkerLifecycleManager {
 
     fn finish_destroy(&self, id: WorkerId, entry: &DestroyEntry, out: &mut Destroyed) {
         match self.registry.unregister(&id, entry.reason) {
-            // NotFound: the host unregistered it during the destroy; the instance is gone
-            // either way.
-            Ok(_) | Err(Error::NotFound(_)) => {}
+            Ok(_) => {}
+            // Unregistered during the destroy (by the host, or by `reconcile` as vanished):
+            // whoever removed the record reported its end; it is not terminated twice.
+            Err(Error::NotFound(_)) => {
+                self.destroys.lock().remove(&id);
+                return;
+            }
             // The record could not be removed (a failing backend): keep the entry, so that a
             // later attempt (the provider answers NotFound by then) removes it.
             Err(_) => {

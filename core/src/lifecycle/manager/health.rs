@@ -7,12 +7,14 @@ use crate::clock::millis;
 use crate::error::{Error, Result};
 use crate::events::EventKind;
 use crate::ids::WorkerId;
+use crate::state::WorkerState;
 use crate::worker::TerminationReason;
 
 use super::super::report::{
     HealthCheckResult, LostJob, MassExpiryGiveUp, MassExpiryHold, UnhealthyWorker,
 };
 use super::brake::{assess, BrakeVerdict};
+use super::retire::LIVE;
 use super::{bump, Budget, WorkerLifecycleManager};
 
 impl WorkerLifecycleManager {
@@ -68,11 +70,13 @@ impl WorkerLifecycleManager {
             .find_startup_expired(self.config.startup_timeout)?;
         // Ids only: each worker is looked at afresh before anything is done to it.
         let mut due: BTreeMap<WorkerId, TerminationReason> = BTreeMap::new();
-        for w in never_ready {
-            due.insert(w.id, TerminationReason::StartupTimeout);
-        }
         for w in silent {
             due.insert(w.id, TerminationReason::Unhealthy);
+        }
+        // A worker past its startup deadline is a startup expiry even when it is silent too:
+        // the brake never holds those (it would keep a broken provider's workers alive).
+        for w in never_ready {
+            due.insert(w.id, TerminationReason::StartupTimeout);
         }
         if due.is_empty() {
             let verdict = self
@@ -153,17 +157,27 @@ impl WorkerLifecycleManager {
             if !still_due {
                 continue;
             }
+            // Applied against the record as it is now: a starting worker only if it still has
+            // not reported in; a silent one whatever it does, and the job it holds at the move
+            // is the one reported lost.
+            let states: &[WorkerState] = match reason {
+                TerminationReason::StartupTimeout => {
+                    &[WorkerState::Creating, WorkerState::Connecting]
+                }
+                _ => &LIVE,
+            };
+            let moved = match self.take_out_of_service(&id, states) {
+                Ok(Some(moved)) => moved,
+                // It moved on meanwhile (reported in, or another thread terminated it).
+                Ok(None) | Err(Error::NotFound(_) | Error::InvalidTransition { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            // Announced once it is out of service, never for a worker left alone.
             let _ = self.registry.publish(EventKind::UnhealthyDetected {
                 worker_id: id,
                 last_heartbeat: fresh.last_heartbeat,
             });
-            let lost = match self.take_out_of_service(&fresh) {
-                Ok(lost) => lost,
-                // It moved on its own (e.g. another thread terminated it): nothing to do.
-                Err(Error::NotFound(_) | Error::InvalidTransition { .. }) => continue,
-                Err(e) => return Err(e),
-            };
-            if let Some(job) = lost {
+            if let Some(job) = moved.lost_job {
                 result.lost_jobs.push(LostJob {
                     worker_id: id,
                     job_id: job,
@@ -172,7 +186,7 @@ impl WorkerLifecycleManager {
             result.unhealthy.push(UnhealthyWorker {
                 worker_id: id,
                 provider_id: fresh.provider_id().clone(),
-                state: fresh.state,
+                state: moved.from,
                 reason,
                 last_heartbeat: fresh.last_heartbeat,
             });

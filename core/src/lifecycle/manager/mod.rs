@@ -149,8 +149,10 @@ impl Drop for TickGuard<'_> {
 /// impl WorkerProvider for Local {
 ///     fn provider_id(&self) -> ProviderId { ProviderId::new("local").unwrap() }
 ///     fn provider_type(&self) -> ProviderType { ProviderType::BareMetal }
-///     fn create_worker(&self, _: &WorkerSpec) -> ProviderResult<WorkerHandle> {
-///         Ok(WorkerHandle::new(self.provider_id(), self.provider_type(), "proc-1"))
+///     fn create_worker(&self, id: WorkerId, _: &WorkerSpec) -> ProviderResult<WorkerHandle> {
+///         // Starts the agent with `id` (e.g. HODEI_WORKER_ID=<id>); it reports in with it.
+///         let handle = WorkerHandle::new(self.provider_id(), self.provider_type(), "proc-1");
+///         Ok(WorkerHandle { worker_id: id, ..handle })
 ///     }
 ///     fn destroy_worker(&self, _: &WorkerHandle) -> ProviderResult<()> { Ok(()) }
 /// }
@@ -196,6 +198,8 @@ pub struct WorkerLifecycleManager {
     ticking: AtomicBool,
     /// The mass-expiry brake's state across health checks.
     brake: Mutex<Brake>,
+    /// Where new worker ids come from (random by default; a simulation seeds it).
+    worker_ids: Mutex<Option<provisioning::IdSource>>,
 }
 
 impl fmt::Debug for WorkerLifecycleManager {
@@ -238,6 +242,7 @@ impl WorkerLifecycleManager {
             counters: Counters::default(),
             ticking: AtomicBool::new(false),
             brake: Mutex::new(Brake::default()),
+            worker_ids: Mutex::new(None),
         })
     }
 

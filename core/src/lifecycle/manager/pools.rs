@@ -339,14 +339,14 @@ impl WorkerLifecycleManager {
     /// [`Error::InvalidArgument`] for an invalid demand; a registry error.
     pub fn plan_pools(&self, demand: &Demand) -> Result<PoolPlan> {
         demand.validate()?;
-        self.plan_pools_inner(demand, &BTreeMap::new())
+        Ok(self.plan_pools_inner(demand, &BTreeMap::new())?.0)
     }
 
     fn plan_pools_inner(
         &self,
         demand: &Demand,
         interrupted_running: &BTreeMap<String, usize>,
-    ) -> Result<PoolPlan> {
+    ) -> Result<(PoolPlan, BTreeMap<String, Vec<Worker>>)> {
         let now = self.registry.now();
         let entries: Vec<PoolEntry> = self.pools.lock().entries.values().cloned().collect();
         let interrupted: std::collections::BTreeSet<WorkerId> =
@@ -359,7 +359,7 @@ impl WorkerLifecycleManager {
             }
         }
         let mut fleet = Vec::with_capacity(entries.len());
-        let mut idle: Vec<Vec<(Timestamp, WorkerId)>> = Vec::with_capacity(entries.len());
+        let mut idle: Vec<Vec<Worker>> = Vec::with_capacity(entries.len());
         for entry in &entries {
             let workers = self
                 .registry
@@ -371,7 +371,7 @@ impl WorkerLifecycleManager {
                 ..PoolFleet::default()
             };
             let mut candidates = Vec::new();
-            for w in &workers {
+            for w in workers {
                 if interrupted.contains(&w.id) {
                     continue;
                 }
@@ -379,14 +379,15 @@ impl WorkerLifecycleManager {
                 match w.state {
                     WorkerState::Ready if w.current_job.is_none() => {
                         f.ready += 1;
-                        candidates.push((w.idle_since.unwrap_or(0), w.id));
+                        candidates.push(w);
                     }
                     WorkerState::Busy => f.busy += 1,
                     s if s.is_starting() => f.starting += 1,
                     _ => {}
                 }
             }
-            candidates.sort();
+            // Longest idle first.
+            candidates.sort_by_key(|w| (w.idle_since.unwrap_or(0), w.id));
             idle.push(candidates);
             f.blocked = self.pool_block(entry, now);
             fleet.push(f);
@@ -401,15 +402,18 @@ impl WorkerLifecycleManager {
             total,
             max_per_tick: self.config.max_provision_per_tick,
         });
+        let mut chosen = BTreeMap::new();
         for d in &mut plan.pools {
             if d.retire == 0 {
                 continue;
             }
             if let Some(k) = pools.iter().position(|p| p.name == d.pool) {
-                d.scale_down = idle[k].iter().take(d.retire).map(|(_, id)| *id).collect();
+                let workers: Vec<Worker> = idle[k].drain(..).take(d.retire).collect();
+                d.scale_down = workers.iter().map(|w| w.id).collect();
+                chosen.insert(d.pool.clone(), workers);
             }
         }
-        Ok(plan)
+        Ok((plan, chosen))
     }
 
     fn pool_block(&self, entry: &PoolEntry, now: Timestamp) -> Option<PoolBlock> {
@@ -449,15 +453,16 @@ impl WorkerLifecycleManager {
             self.target_tick(demand, budget, report);
             return;
         }
-        let plan = match self.plan_pools_inner(demand, &running) {
-            Ok(plan) => plan,
+        let (plan, mut chosen) = match self.plan_pools_inner(demand, &running) {
+            Ok(planned) => planned,
             Err(e) => {
                 report.decisions.push(format!("pool plan failed: {e}"));
                 return;
             }
         };
         for d in &plan.pools {
-            self.execute_pool(d, now, budget, report);
+            let candidates = chosen.remove(&d.pool).unwrap_or_default();
+            self.execute_pool(d, &candidates, now, budget, report);
         }
         let mut lines = plan.explanation.clone();
         lines.append(&mut report.decisions);
@@ -469,6 +474,7 @@ impl WorkerLifecycleManager {
     fn execute_pool(
         &self,
         d: &super::super::pools::PoolDecision,
+        candidates: &[Worker],
         now: Timestamp,
         budget: &mut Budget,
         report: &mut TickReport,
@@ -527,16 +533,14 @@ impl WorkerLifecycleManager {
         }
         let mut retired = Vec::new();
         let mut cleanup = CleanupResult::default();
-        for id in &d.scale_down {
+        for w in candidates {
             if !budget.take() {
                 break;
             }
-            match self.registry.get(id) {
-                Ok(Some(w)) if w.state == WorkerState::Ready && w.current_job.is_none() => {
-                    self.retire(&w, TerminationReason::ScaledDown, now, &mut cleanup);
-                    retired.push(*id);
-                }
-                _ => {}
+            // Only a worker still idle since it was planned is retired: `retire` checks that
+            // atomically (claimed, or claimed and released meanwhile, it is left alone).
+            if self.retire(w, TerminationReason::ScaledDown, now, &mut cleanup) {
+                retired.push(w.id);
             }
         }
         if !retired.is_empty() {
@@ -603,8 +607,8 @@ impl WorkerLifecycleManager {
             }
         }
         match self.plan_inner(pending, Some(&target)) {
-            Ok(plan) => {
-                self.execute_plan(&plan, &target, budget, report);
+            Ok((plan, candidates)) => {
+                self.execute_plan(&plan, &candidates, &target, budget, report);
                 report.decisions.insert(0, plan.explanation.clone());
                 report.scaling = Some(plan);
             }

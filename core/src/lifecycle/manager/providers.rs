@@ -67,7 +67,18 @@ impl WorkerLifecycleManager {
     /// # Errors
     /// [`Error::ProviderNotFound`].
     pub fn unregister_provider(&self, provider_id: &ProviderId) -> Result<()> {
-        let removed = self.providers.write().remove(provider_id);
+        let removed = {
+            let mut providers = self.providers.write();
+            let removed = providers.remove(provider_id);
+            if removed.is_some() {
+                // Forgotten with the provider, under its lock: a create failing right now or a
+                // provision starting right now checks the registration under the same lock, so
+                // neither can bring an entry back (lock order: providers, then the rest).
+                self.backoff.lock().remove(provider_id);
+                self.ledger.lock().forget(provider_id);
+            }
+            removed
+        };
         match removed {
             Some(_entry) => {
                 let mut target = self.target.lock();
@@ -78,7 +89,6 @@ impl WorkerLifecycleManager {
                     *target = None;
                 }
                 drop(target);
-                self.backoff.lock().remove(provider_id);
                 // `_entry` (perhaps the last reference to user code) drops here, lock-free.
                 Ok(())
             }
@@ -95,26 +105,55 @@ impl WorkerLifecycleManager {
         self.providers.read().get(id).cloned()
     }
 
+    /// Runs `f` under the providers' read lock if `provider` is still the one registered
+    /// under `id` (not unregistered, nor replaced by another with the same id, since it was
+    /// looked up); `None` otherwise.
+    pub(super) fn while_registered<T>(
+        &self,
+        id: &ProviderId,
+        provider: &Arc<dyn WorkerProvider>,
+        f: impl FnOnce() -> T,
+    ) -> Option<T> {
+        let providers = self.providers.read();
+        let same = providers.get(id).is_some_and(|e| {
+            // Data pointers only: vtable pointers of one type may differ between codegen units.
+            std::ptr::eq(
+                Arc::as_ptr(&e.provider) as *const (),
+                Arc::as_ptr(provider) as *const (),
+            )
+        });
+        same.then(f)
+    }
+
+    /// Counts a failed create of `provider` (registered as `provider_id`): backs it off, emits
+    /// `ProvisionFailed`. A provider unregistered meanwhile gets no back-off entry (the failure
+    /// is still reported, with `backoff_until` = now).
     pub(super) fn record_create_failure(
         &self,
         provider_id: &ProviderId,
+        provider: &Arc<dyn WorkerProvider>,
         e: &ProviderError,
     ) -> ProvisionFailure {
         let now = self.registry.now();
-        let state = {
-            let mut backoff = self.backoff.lock();
-            let entry = backoff.entry(provider_id.clone()).or_insert(Backoff {
-                failures: 0,
+        let state = self
+            .while_registered(provider_id, provider, || {
+                let mut backoff = self.backoff.lock();
+                let entry = backoff.entry(provider_id.clone()).or_insert(Backoff {
+                    failures: 0,
+                    until: now,
+                });
+                entry.failures = entry.failures.saturating_add(1);
+                entry.until = now.saturating_add(millis(backoff_delay(
+                    self.config.provider_backoff_initial,
+                    self.config.provider_backoff_max,
+                    entry.failures,
+                )));
+                *entry
+            })
+            .unwrap_or(Backoff {
+                failures: 1,
                 until: now,
             });
-            entry.failures = entry.failures.saturating_add(1);
-            entry.until = now.saturating_add(millis(backoff_delay(
-                self.config.provider_backoff_initial,
-                self.config.provider_backoff_max,
-                entry.failures,
-            )));
-            *entry
-        };
         bump(&self.counters.provision_failures, 1);
         let _ = self.registry.publish(EventKind::ProvisionFailed {
             provider_id: provider_id.clone(),

@@ -8,10 +8,10 @@ use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::events::EventKind;
-use crate::ids::ProviderId;
+use crate::ids::{ProviderId, WorkerId};
 use crate::worker::{Worker, WorkerSpec};
 
-use super::super::provider::guarded;
+use super::super::provider::{guarded, ProviderError, WorkerProvider};
 use super::super::report::ProvisionFailure;
 use super::{bump, WorkerLifecycleManager};
 
@@ -26,10 +26,19 @@ pub(super) struct Ledger {
 }
 
 impl Ledger {
+    /// Drops what the ledger knows of an unregistered provider (its provisions in flight stay
+    /// counted until they end).
+    pub(super) fn forget(&mut self, provider: &ProviderId) {
+        self.started.remove(provider);
+    }
+
     pub(super) fn in_flight_for(&self, provider: &ProviderId) -> usize {
         self.in_flight.values().filter(|p| *p == provider).count()
     }
 }
+
+/// Makes the id of each new worker (see [`WorkerLifecycleManager::set_worker_id_source`]).
+pub(super) type IdSource = Box<dyn FnMut() -> WorkerId + Send>;
 
 /// Removes a provision from the ledger when dropped, whatever happened.
 struct Ticket<'a> {
@@ -46,6 +55,11 @@ impl Drop for Ticket<'_> {
 impl WorkerLifecycleManager {
     /// Asks `provider_id` for a worker with `spec` and registers it (in `Creating`; the host
     /// moves it on when its agent reports in).
+    ///
+    /// The manager makes the new worker's id first and passes it to
+    /// [`create_worker`](WorkerProvider::create_worker), so the instance starts knowing it; a
+    /// handle coming back with another id is refused as a provider error (its instance is
+    /// destroyed under the id the manager made, never under the other one).
     ///
     /// The intent is recorded in the provisioning ledger **before** the provider is called, so
     /// concurrent calls never exceed `max_workers`. Emits `ProvisionRequested`, and
@@ -75,17 +89,49 @@ impl WorkerLifecycleManager {
         let entry = self
             .provider(provider_id)
             .ok_or_else(|| (Error::ProviderNotFound(provider_id.clone()), None))?;
-        let ticket = self.reserve(provider_id).map_err(|e| (e, None))?;
+        let ticket = self
+            .reserve(provider_id, &entry.provider)
+            .map_err(|e| (e, None))?;
         let _ = self.registry.publish(EventKind::ProvisionRequested {
             provider_id: provider_id.clone(),
         });
 
-        let created = guarded("create_worker", || entry.provider.create_worker(&spec));
+        let id = self.next_worker_id();
+        let created = guarded("create_worker", || entry.provider.create_worker(id, &spec));
         let mut handle = match created {
-            Ok(handle) => handle,
+            Ok(handle) if handle.worker_id == id => handle,
+            Ok(mut handle) => {
+                // Not the worker that was asked for (another worker's id, perhaps one that is
+                // registered): refused. Its instance is destroyed under the id it was created
+                // for, so a provider that routes by id cannot hit the other worker.
+                let returned = handle.worker_id;
+                handle.worker_id = id;
+                handle.provider_id = provider_id.clone();
+                handle.provider_type = entry.provider_type.clone();
+                let destroyed =
+                    match guarded("destroy_worker", || entry.provider.destroy_worker(&handle)) {
+                        Ok(()) => "its instance was destroyed".to_owned(),
+                        Err(e) if e.is_not_found() => "its instance was destroyed".to_owned(),
+                        // `reconcile` finds it as an orphan.
+                        Err(e) => format!("destroying its instance failed too: {e}"),
+                    };
+                drop(ticket);
+                let e = ProviderError::new(format!(
+                    "create_worker returned a handle for worker {returned}, not for {id} (the id \
+                     it was given); {destroyed}"
+                ));
+                let failure = self.record_create_failure(provider_id, &entry.provider, &e);
+                return Err((
+                    Error::Provider {
+                        provider_id: provider_id.clone(),
+                        message: format!("create_worker failed: {e}"),
+                    },
+                    Some(failure),
+                ));
+            }
             Err(e) => {
                 drop(ticket);
-                let failure = self.record_create_failure(provider_id, &e);
+                let failure = self.record_create_failure(provider_id, &entry.provider, &e);
                 return Err((
                     Error::Provider {
                         provider_id: provider_id.clone(),
@@ -110,34 +156,119 @@ impl WorkerLifecycleManager {
             Err(e) => {
                 drop(ticket);
                 // The instance exists but cannot be recorded: destroy it rather than leak it.
-                // (Should that fail too, `reconcile` finds it as an orphan.)
+                // (Should that fail too, `reconcile` finds it as an orphan.) The handle carries
+                // the id the manager made, never another worker's.
                 let _ = guarded("destroy_worker", || entry.provider.destroy_worker(&handle));
                 Err((e, None))
             }
         }
     }
 
-    /// Records a provision in flight if there is room under `max_workers`.
-    fn reserve(&self, provider_id: &ProviderId) -> Result<Ticket<'_>> {
-        let mut ledger = self.ledger.lock();
-        // The registry never calls back into the manager or user code: reading its count under
-        // the ledger lock is what makes concurrent reservations exact.
-        let registered = self.registry.count()?;
-        let in_flight = ledger.in_flight.len();
-        if registered + in_flight >= self.config.max_workers {
-            return Err(Error::CapacityExceeded(format!(
-                "max_workers {} reached ({registered} registered, {in_flight} being provisioned); \
-                 not asking provider {provider_id}",
-                self.config.max_workers
-            )));
+    /// Sets where the ids of new workers come from (default: a fresh random
+    /// [`WorkerId::new`] each). For deterministic simulations and tests: every id it makes must
+    /// be new to the registry (a reused one is refused by `register` with `AlreadyExists`).
+    /// Called under a manager lock: it must not call the manager.
+    pub fn set_worker_id_source(&self, source: impl FnMut() -> WorkerId + Send + 'static) {
+        *self.worker_ids.lock() = Some(Box::new(source));
+    }
+
+    fn next_worker_id(&self) -> WorkerId {
+        match self.worker_ids.lock().as_mut() {
+            Some(source) => source(),
+            None => WorkerId::new(),
         }
-        let id = ledger.next;
-        ledger.next += 1;
-        ledger.in_flight.insert(id, provider_id.clone());
-        *ledger.started.entry(provider_id.clone()).or_default() += 1;
-        Ok(Ticket {
-            ledger: &self.ledger,
-            id,
+    }
+
+    /// Records a provision in flight if there is room under `max_workers` and `provider` is
+    /// still registered as `provider_id` (checked under the providers' lock, so that an
+    /// unregistered provider leaves nothing behind in the ledger).
+    fn reserve(
+        &self,
+        provider_id: &ProviderId,
+        provider: &Arc<dyn WorkerProvider>,
+    ) -> Result<Ticket<'_>> {
+        self.while_registered(provider_id, provider, || {
+            let mut ledger = self.ledger.lock();
+            // The registry never calls back into the manager or user code: reading its count
+            // under the ledger lock is what makes concurrent reservations exact.
+            let registered = self.registry.count()?;
+            let in_flight = ledger.in_flight.len();
+            if registered + in_flight >= self.config.max_workers {
+                return Err(Error::CapacityExceeded(format!(
+                    "max_workers {} reached ({registered} registered, {in_flight} being \
+                     provisioned); not asking provider {provider_id}",
+                    self.config.max_workers
+                )));
+            }
+            let id = ledger.next;
+            ledger.next += 1;
+            ledger.in_flight.insert(id, provider_id.clone());
+            *ledger.started.entry(provider_id.clone()).or_default() += 1;
+            Ok(Ticket {
+                ledger: &self.ledger,
+                id,
+            })
         })
+        .unwrap_or_else(|| Err(Error::ProviderNotFound(provider_id.clone())))
+    }
+
+    /// Tests of the ledger's hygiene (its private state is not visible from outside).
+    #[cfg(test)]
+    pub(super) fn ledger_providers(&self) -> usize {
+        self.ledger.lock().started.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::registry::InMemoryWorkerRegistry;
+    use crate::worker::{ProviderType, WorkerHandle};
+    use crate::WorkerLifecycleConfig;
+
+    #[derive(Debug)]
+    struct Local;
+
+    impl WorkerProvider for Local {
+        fn provider_id(&self) -> ProviderId {
+            ProviderId::new("local").unwrap()
+        }
+        fn provider_type(&self) -> ProviderType {
+            ProviderType::BareMetal
+        }
+        fn create_worker(
+            &self,
+            id: WorkerId,
+            _: &WorkerSpec,
+        ) -> super::super::super::provider::ProviderResult<WorkerHandle> {
+            let h = WorkerHandle::new(self.provider_id(), self.provider_type(), "p");
+            Ok(WorkerHandle { worker_id: id, ..h })
+        }
+        fn destroy_worker(
+            &self,
+            _: &WorkerHandle,
+        ) -> super::super::super::provider::ProviderResult<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_ledger_forgets_an_unregistered_provider() {
+        let registry = Arc::new(InMemoryWorkerRegistry::with_clock(Arc::new(
+            ManualClock::new(1_000),
+        )));
+        let manager =
+            WorkerLifecycleManager::new(registry, WorkerLifecycleConfig::default()).unwrap();
+        let local = ProviderId::new("local").unwrap();
+        for _ in 0..3 {
+            manager.register_provider(Arc::new(Local)).unwrap();
+            manager
+                .provision_worker(&local, Arc::new(WorkerSpec::new("img")))
+                .unwrap();
+            assert_eq!(manager.ledger_providers(), 1);
+            manager.unregister_provider(&local).unwrap();
+            assert_eq!(manager.ledger_providers(), 0);
+        }
     }
 }

@@ -105,8 +105,11 @@ impl WorkerLifecycleManager {
                 if present || w.created_at >= listed_at {
                     continue;
                 }
-                // A Terminating one too: its instance is gone, so its destroy is moot.
-                self.destroys.lock().remove(&w.id);
+                // A Terminating one too: its instance is gone, so its destroy is moot — unless a
+                // destroy of it is under way right now: that destroy ends it (once).
+                if !self.destroys.lock().withdraw(&w.id) {
+                    continue;
+                }
                 if let Ok(last) = self.registry.unregister(&w.id, TerminationReason::Vanished) {
                     if let Some(job) = last.current_job {
                         bump(&self.counters.lost_jobs, 1);

@@ -3,12 +3,22 @@
 
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
-use crate::ids::{JobId, WorkerId};
+use crate::ids::WorkerId;
+use crate::registry::{TransitionGuard, Transitioned};
 use crate::state::WorkerState;
 use crate::worker::{TerminationReason, Worker};
 
 use super::super::report::{CleanupResult, LostJob};
 use super::{bump, Budget, WorkerLifecycleManager};
+
+/// The states a worker is in until it is on its way out.
+pub(super) const LIVE: [WorkerState; 5] = [
+    WorkerState::Creating,
+    WorkerState::Connecting,
+    WorkerState::Ready,
+    WorkerState::Busy,
+    WorkerState::Draining,
+];
 
 impl WorkerLifecycleManager {
     /// Retires what is due: idle workers (`Ready` past `spec.idle_timeout` since their last
@@ -26,6 +36,9 @@ impl WorkerLifecycleManager {
     pub(super) fn cleanup_inner(&self, budget: &mut Budget) -> Result<CleanupResult> {
         let now = self.registry.now();
         let mut result = CleanupResult::default();
+        // Terminal records nobody destroys yet (moved there by the host, restored so) join the
+        // queue first, so that this very call destroys them.
+        self.adopt_terminal(now)?;
         // Retries first: destroys already under way finish before new work starts, so a
         // capped tick still makes progress.
         let retried = self.destroy_due(None, budget);
@@ -48,8 +61,18 @@ impl WorkerLifecycleManager {
         Ok(result)
     }
 
-    /// Takes a worker out of service without losing its job: a worker that may hold (or be
-    /// about to get) a job is drained, never terminated.
+    /// Applies a retirement decision taken on `w` — a view that may be stale by now — against
+    /// the record as it is *now*, atomically (`transition_if`), without losing a job:
+    /// - `Idle` / `ScaledDown`: only a worker still `Ready`, idle since the same instant (not
+    ///   claimed, nor claimed and released, meanwhile) goes `Terminating`; otherwise it is left
+    ///   alone;
+    /// - `Drained` / `MaxJobs`: only a worker still `Draining` without a job;
+    /// - `Lifetime` (past `max_lifetime`, which stays true): a worker holding a job is drained
+    ///   (`Busy` -> `Draining`, pushed to `out.drained`), one without is terminated; when the
+    ///   worker moved between the look and the move (reported in, was claimed, released), it
+    ///   is looked at again.
+    ///
+    /// Returns whether the worker is `Terminating` and queued for destruction.
     pub(super) fn retire(
         &self,
         w: &Worker,
@@ -57,74 +80,84 @@ impl WorkerLifecycleManager {
         now: Timestamp,
         out: &mut CleanupResult,
     ) -> bool {
-        let terminating = match w.state {
-            WorkerState::Creating | WorkerState::Connecting => self
-                .registry
-                .update_state(&w.id, WorkerState::Terminating)
-                .is_ok(),
-            WorkerState::Ready => {
-                // Ready -> Draining first: a `claim` racing with us either lost (the worker
-                // takes no job any more) or won (the worker drains after its job). Going to
-                // Terminating directly could kill a job claimed a moment ago.
-                match self.registry.update_state(&w.id, WorkerState::Draining) {
-                    Ok(drained) if drained.current_job.is_none() => self
-                        .registry
-                        .update_state(&w.id, WorkerState::Terminating)
-                        .is_ok(),
-                    Ok(_) => {
-                        out.drained.push(w.id);
-                        false
-                    }
-                    Err(_) => false,
+        let mut seen = w.clone();
+        // A few looks at most: each failed guard means the host moved the worker meanwhile.
+        for _ in 0..4 {
+            let (guard, to) = match (reason, seen.state) {
+                (_, WorkerState::Terminating | WorkerState::Terminated) => {
+                    self.queue_destroy(&seen, reason, now);
+                    return true;
                 }
-            }
-            WorkerState::Busy => {
-                if self
-                    .registry
-                    .update_state(&w.id, WorkerState::Draining)
-                    .is_ok()
-                {
+                (TerminationReason::Idle | TerminationReason::ScaledDown, WorkerState::Ready) => {
+                    let Some(since) = seen.idle_since else {
+                        return false;
+                    };
+                    (
+                        TransitionGuard::new()
+                            .in_state(WorkerState::Ready)
+                            .idle_since(since)
+                            .without_job(),
+                        WorkerState::Terminating,
+                    )
+                }
+                (TerminationReason::Idle | TerminationReason::ScaledDown, _) => return false,
+                (_, WorkerState::Draining) if seen.current_job.is_none() => (
+                    TransitionGuard::new()
+                        .in_state(WorkerState::Draining)
+                        .without_job(),
+                    WorkerState::Terminating,
+                ),
+                // Draining with its job: the cleanup retires it once the job is done.
+                (_, WorkerState::Draining) => return false,
+                (TerminationReason::Drained | TerminationReason::MaxJobs, _) => return false,
+                (_, WorkerState::Busy) => (
+                    TransitionGuard::new().in_state(WorkerState::Busy),
+                    WorkerState::Draining,
+                ),
+                (_, state) => (
+                    TransitionGuard::new().in_state(state).without_job(),
+                    WorkerState::Terminating,
+                ),
+            };
+            match self.registry.transition_if(&w.id, &guard, to) {
+                Ok(Some(_)) if to == WorkerState::Draining => {
                     out.drained.push(w.id);
+                    return false;
                 }
-                false
+                Ok(Some(moved)) => {
+                    // `without_job` held: nothing was lost by this move.
+                    self.queue_destroy(&moved.worker, reason, now);
+                    return true;
+                }
+                Ok(None) if reason == TerminationReason::Lifetime => {
+                    // Past its lifetime whatever it does now: look again.
+                    match self.registry.get(&w.id) {
+                        Ok(Some(fresh)) => seen = fresh,
+                        _ => return false,
+                    }
+                }
+                // Idle or drained no more, gone, or a failing backend: nothing to do now.
+                _ => return false,
             }
-            // A draining worker never gains a job, so "no job" seen once stays true.
-            WorkerState::Draining => {
-                w.current_job.is_none()
-                    && self
-                        .registry
-                        .update_state(&w.id, WorkerState::Terminating)
-                        .is_ok()
-            }
-            WorkerState::Terminating | WorkerState::Terminated => true,
-        };
-        if terminating {
-            self.queue_destroy(w, reason, now);
         }
-        terminating
+        false
     }
 
-    /// Moves `w` to `Terminating` and says exactly which job it lost, if any.
-    ///
-    /// A worker that may hold a job goes through `Draining` first: from there it can gain no job
-    /// (no claim picks it), only lose one by a release, which counts in `jobs_executed`. So the
-    /// job seen on entering `Draining` was lost by the move to `Terminating` unless a release
-    /// came in between — exactly the job the registry reports with `JobLost`, with no window
-    /// for a claim or a release to slip through unreported. (`Creating`/`Connecting` workers
-    /// hold no job and move directly.)
-    pub(super) fn take_out_of_service(&self, w: &Worker) -> Result<Option<JobId>> {
-        if w.state.is_starting() {
-            self.registry
-                .update_state(&w.id, WorkerState::Terminating)?;
-            return Ok(None);
-        }
-        let draining = self.registry.update_state(&w.id, WorkerState::Draining)?;
-        let terminating = self
-            .registry
-            .update_state(&w.id, WorkerState::Terminating)?;
-        Ok(draining
-            .current_job
-            .filter(|_| terminating.jobs_executed == draining.jobs_executed))
+    /// Moves worker `id` to `Terminating` if it is still in one of `states`, atomically with
+    /// the check, and says exactly which job it lost by the move (the one the registry reports
+    /// with `JobLost`). `Ok(None)`: it moved on meanwhile (reported in, left, or is already on
+    /// its way out), nothing changed.
+    pub(super) fn take_out_of_service(
+        &self,
+        id: &WorkerId,
+        states: &[WorkerState],
+    ) -> Result<Option<Transitioned>> {
+        let guard = TransitionGuard {
+            states: states.to_vec(),
+            ..TransitionGuard::default()
+        };
+        self.registry
+            .transition_if(id, &guard, WorkerState::Terminating)
     }
 
     /// Moves a worker to `Draining`: it takes no new job, finishes the one it holds, and is
@@ -152,18 +185,21 @@ impl WorkerLifecycleManager {
         let now = self.registry.now();
         let worker = self.registry.get(id)?.ok_or(Error::NotFound(*id))?;
         let mut result = CleanupResult::default();
-        if !worker.state.is_terminal() {
-            match self.take_out_of_service(&worker) {
-                Ok(Some(job)) => {
+        // Whatever it does by now (the look above may be stale): the job it holds at the move
+        // is the one reported.
+        match self.take_out_of_service(id, &LIVE) {
+            Ok(Some(moved)) => {
+                if let Some(job) = moved.lost_job {
                     bump(&self.counters.lost_jobs, 1);
                     result.lost_jobs.push(LostJob {
                         worker_id: *id,
                         job_id: job,
                     });
                 }
-                Ok(None) | Err(Error::InvalidTransition { .. }) => {}
-                Err(e) => return Err(e),
             }
+            // Already Terminating/Terminated: queued below all the same.
+            Ok(None) | Err(Error::InvalidTransition { .. }) => {}
+            Err(e) => return Err(e),
         }
         self.queue_destroy(&worker, reason, now);
         // Due now, whatever an earlier failure scheduled: the host asked for it.
