@@ -31,6 +31,7 @@ mod clock;
 mod events;
 mod filter;
 mod manager;
+mod pools;
 mod registry;
 mod spec;
 mod types;

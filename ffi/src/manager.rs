@@ -28,7 +28,7 @@ use crate::worker::hw_worker;
 /// with `skipped` set. C provider callbacks run on the calling thread.
 #[derive(Debug)]
 pub struct hw_manager {
-    inner: Arc<WorkerLifecycleManager>,
+    pub(crate) inner: Arc<WorkerLifecycleManager>,
 }
 
 /// The manager's configuration. Fill it with `hw_manager_config_default` first, then change
@@ -942,7 +942,7 @@ fn lost(jobs: &[engine::LostJob]) -> Result<Vec<(WorkerId, CString)>, Error> {
 }
 
 impl hw_tick_report {
-    fn from_tick(r: &TickReport) -> Result<Self, Error> {
+    pub(crate) fn from_tick(r: &TickReport) -> Result<Self, Error> {
         let decisions = r
             .decisions
             .iter()
