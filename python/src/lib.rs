@@ -13,6 +13,7 @@ mod convert;
 mod errors;
 mod events;
 mod lifecycle;
+mod pools;
 mod provider;
 mod registry;
 mod types;
@@ -37,5 +38,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<events::PySubscription>()?;
     events::add_event_classes(m)?;
     lifecycle::add_lifecycle_classes(m)?;
+    pools::add_pool_classes(m)?;
     Ok(())
 }
