@@ -98,6 +98,101 @@ impl WorkerLifecycleManager {
     /// [`Error::InvalidArgument`] for an invalid pool ([`Pool::validate`]) or two pools with
     /// one name; [`Error::ProviderNotFound`] when a pool's provider is not registered. Nothing
     /// changes on error.
+    ///
+    /// # Examples
+    /// A CPU pool and two GPU pools: spot first, on-demand as the fallback.
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use hodei_workers::*;
+    ///
+    /// #[derive(Debug)]
+    /// struct Cloud { id: &'static str, out_of_capacity: AtomicBool }
+    /// impl WorkerProvider for Cloud {
+    ///     fn provider_id(&self) -> ProviderId { ProviderId::new(self.id).unwrap() }
+    ///     fn provider_type(&self) -> ProviderType { ProviderType::Ec2 }
+    ///     fn create_worker(&self, id: WorkerId, _: &WorkerSpec) -> ProviderResult<WorkerHandle> {
+    ///         if self.out_of_capacity.load(Ordering::Relaxed) {
+    ///             return Err(ProviderError::no_capacity("no g5.xlarge spot capacity"));
+    ///         }
+    ///         let handle = WorkerHandle::new(self.provider_id(), self.provider_type(), format!("i-{id}"));
+    ///         Ok(WorkerHandle { worker_id: id, ..handle })
+    ///     }
+    ///     fn destroy_worker(&self, _: &WorkerHandle) -> ProviderResult<()> { Ok(()) }
+    /// }
+    /// let cloud = |id| Arc::new(Cloud { id, out_of_capacity: AtomicBool::new(false) });
+    /// let (spot, ondemand, k8s) = (cloud("ec2-spot"), cloud("ec2"), cloud("k8s"));
+    ///
+    /// let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    /// let registry: Arc<dyn WorkerRegistry> =
+    ///     Arc::new(InMemoryWorkerRegistry::with_clock(clock.clone()));
+    /// let config = WorkerLifecycleConfig {
+    ///     max_workers: 20,
+    ///     max_provision_per_tick: 10,
+    ///     ..Default::default()
+    /// };
+    /// let manager = WorkerLifecycleManager::new(registry.clone(), config)?;
+    /// for p in [&spot, &ondemand, &k8s] {
+    ///     manager.register_provider(p.clone())?;
+    /// }
+    ///
+    /// let a100 = WorkerSpec {
+    ///     resources: ResourceRequirements {
+    ///         cpu_cores: 16.0,
+    ///         gpu_count: 1,
+    ///         gpu_type: Some("a100".into()),
+    ///         ..Default::default()
+    ///     },
+    ///     ..WorkerSpec::new("trainer:2").with_label("gpu", "a100")
+    /// };
+    /// // Highest priority first among the pools that satisfy a job: jobs that need nothing in
+    /// // particular go to the cheap CPU pool, GPU jobs to spot before on-demand.
+    /// manager.set_pools(vec![
+    ///     Pool::new("cpu", ProviderId::new("k8s")?, WorkerSpec::new("runner:1"))?
+    ///         .with_priority(20)
+    ///         .with_min_ready(1)
+    ///         .with_max_workers(10),
+    ///     Pool::new("gpu-spot", ProviderId::new("ec2-spot")?, a100.clone())?
+    ///         .with_priority(10)
+    ///         .with_max_workers(8),
+    ///     Pool::new("gpu-ondemand", ProviderId::new("ec2")?, a100)?.with_max_workers(2),
+    /// ])?;
+    ///
+    /// // Pending jobs, by what they need.
+    /// let demand = Demand::new()
+    ///     .with(Requirement::new(4))                          // anything
+    ///     .with(Requirement::new(3).label("gpu", "a100"))     // an A100
+    ///     .with(Requirement::new(1).label("gpu", "h100"));    // nobody has one
+    /// let report = manager.tick(&demand);
+    /// assert_eq!(report.provisioned.len(), 8); // 4 + 1 warm on cpu, 3 on gpu-spot
+    /// assert_eq!(report.unschedulable[0].reason, "no pool offers label gpu=h100");
+    /// let plan = report.pools.as_ref().unwrap();
+    /// assert!(plan.pool("gpu-spot").unwrap().explanation.starts_with("gpu-spot +3: demand 3"));
+    ///
+    /// // Spot runs dry: its demand spills to on-demand (at most 2 there), and comes back later.
+    /// spot.out_of_capacity.store(true, Ordering::Relaxed);
+    /// clock.advance(std::time::Duration::from_secs(11));
+    /// let more = Demand::new().with(Requirement::new(6).label("gpu", "a100"));
+    /// let report = manager.tick(&more);
+    /// assert_eq!(report.provision_failures[0].kind, ProviderErrorKind::NoCapacity);
+    /// clock.advance(std::time::Duration::from_secs(1));
+    /// let report = manager.tick(&more);
+    /// let line = &report.pools.as_ref().unwrap().pool("gpu-ondemand").unwrap().explanation;
+    /// assert!(line.contains("spilled from gpu-spot (no capacity, retry in 4 s) to gpu-ondemand"), "{line}");
+    /// assert_eq!(report.provisioned.len(), 2);
+    ///
+    /// // A scheduler claims for a job exactly as its requirement describes it.
+    /// for w in registry.find(&WorkerFilter::new())? {
+    ///     registry.update_state(&w.id, WorkerState::Ready)?;
+    /// }
+    /// let gpu_job = &demand.requirements[1];
+    /// let worker = registry.claim(&gpu_job.filter(), JobId::new("train-7")?)?.unwrap();
+    /// assert_eq!(worker.spec.resources.gpu_count, 1);
+    ///
+    /// // A spot reclaim notice: the worker drains, a replacement comes ahead of the deadline.
+    /// manager.notify_interruption(&worker.id, registry.now() + 120_000)?;
+    /// # Ok::<(), hodei_workers::Error>(())
+    /// ```
     pub fn set_pools(&self, pools: Vec<Pool>) -> Result<Vec<WorkerId>> {
         let mut names = std::collections::BTreeSet::new();
         for pool in &pools {
