@@ -364,6 +364,12 @@ enum hw_provider_result
    `list_workers`: not supported by this provider (`reconcile` skips it).
    */
   HW_PROVIDER_RESULT_UNSUPPORTED = 3,
+  /*
+   `create_worker`: no capacity for this spec now (a spot market without instances, a full
+   quota). A pool whose create fails this way hands its demand to the next pool that
+   satisfies it until the provider's back-off ends.
+   */
+  HW_PROVIDER_RESULT_NO_CAPACITY = 4,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

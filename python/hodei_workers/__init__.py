@@ -77,7 +77,7 @@ from hodei_workers._native import (
     WorkerState,
     __version__,
 )
-from hodei_workers.provider import Created, Provider
+from hodei_workers.provider import Created, NoCapacity, Provider
 
 __all__ = [
     # registry and values
@@ -94,6 +94,7 @@ __all__ = [
     "LifecycleConfig",
     "Provider",
     "Created",
+    "NoCapacity",
     "WorkerHandle",
     "TickReport",
     "ScalingPlan",

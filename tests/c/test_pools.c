@@ -19,7 +19,7 @@ static uint32_t cloud_create(void *user_data, hw_worker_id worker_id, const hw_w
   (void)spec;
   if (c->fail) {
     hw_provider_call_set_error(call, "no spot capacity in eu-west-1a");
-    return HW_PROVIDER_RESULT_FAILED;
+    return HW_PROVIDER_RESULT_NO_CAPACITY;
   }
   char resource[64];
   snprintf(resource, sizeof resource, "%s-%d", c->name, ++c->created);
@@ -86,7 +86,7 @@ int main(void) {
   CHECK(json != NULL && strstr(json, "\"gpu-spot\"") != NULL);
   hw_string_free(json);
 
-  /* Spot is preferred but fails: nothing this tick, its provider backs off. */
+  /* Spot is preferred but has no capacity: nothing this tick, its provider backs off. */
   const char *demand = "[{\"labels\": {\"gpu\": \"a100\"}, \"count\": 2}]";
   hw_tick_report *rep = NULL;
   REQUIRE_OK(hw_manager_tick_demand(mgr, demand, &rep));
@@ -101,7 +101,7 @@ int main(void) {
   REQUIRE_OK(hw_manager_tick_demand(mgr, demand, &rep));
   CHECK_OK(hw_tick_report_get_summary(rep, &sum));
   CHECK(sum.provisioned == 2 && ondemand.created == 2);
-  CHECK(has_decision(rep, "spilled from gpu-spot (backed off"));
+  CHECK(has_decision(rep, "spilled from gpu-spot (no capacity, retry in 4 s) to gpu-ondemand"));
   hw_worker_id first;
   memset(&first, 0, sizeof first);
   CHECK_OK(hw_tick_report_get_provisioned(rep, 0, &first));

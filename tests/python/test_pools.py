@@ -24,7 +24,7 @@ class Cloud:
 
     def create_worker(self, worker_id: str, spec: hw.WorkerSpec) -> str:
         if self.fail:
-            raise RuntimeError("no spot capacity")
+            raise hw.NoCapacity("no g5.xlarge spot capacity")
         self.created.append(worker_id)
         return f"{self.provider_id}-{next(self._ids)}"
 
@@ -107,14 +107,15 @@ def test_fallback_unschedulable_and_interruption(
     spot.fail = True
     report = manager.tick(gpu_jobs)
     assert report.provisioned == [] and len(report.provision_failures) == 1
+    assert "no g5.xlarge spot capacity" in report.provision_failures[0].error
     clock.advance(1)
     report = manager.tick(gpu_jobs)
     assert len(report.provisioned) == 2 and len(ondemand.created) == 2
     plan = report.pools
     assert plan is not None
     by_name = {d.pool: d for d in plan.pools}
-    assert by_name["gpu-spot"].blocked == "backed_off"
-    assert "spilled from gpu-spot (backed off" in by_name["gpu-ondemand"].explanation
+    assert by_name["gpu-spot"].blocked == "no_capacity"
+    assert "spilled from gpu-spot (no capacity, retry in 4 s)" in by_name["gpu-ondemand"].explanation
     assert any(line.startswith("gpu-ondemand +2") for line in report.decisions)
 
     report = manager.tick(hw.Demand([{"labels": {"gpu": "h100"}, "count": 1}]))
