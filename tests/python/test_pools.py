@@ -157,3 +157,25 @@ def test_tick_with_a_number_still_works_and_bad_pools_are_refused(
     with pytest.raises(TypeError):
         m.tick("3")  # type: ignore[arg-type]
     assert m.pools() == []
+
+
+def test_claim_by_fit(registry: hw.Registry) -> None:
+    small = registry.register("k8s", "kubernetes", "pod-1", hw.WorkerSpec("x", resources=hw.Resources(cpu_cores=2)))
+    registry.update_state(small.id, hw.WorkerState.READY)
+    gpu = registry.register("ec2", "ec2", "i-1", GPU)
+    registry.update_state(gpu.id, hw.WorkerState.READY)
+    arm = registry.register(
+        "k8s", "kubernetes", "pod-2", hw.WorkerSpec("x", resources=hw.Resources(cpu_cores=8), architecture="arm64")
+    )
+    registry.update_state(arm.id, hw.WorkerState.READY)
+
+    needs_gpu = hw.Resources(cpu_cores=4, gpu_count=1, gpu_type="a100")
+    claimed = registry.claim("train", fits=needs_gpu)
+    assert claimed is not None and claimed.id == gpu.id
+    assert registry.claim("train-2", fits=needs_gpu) is None
+    assert [w.id for w in registry.find(fits=hw.Resources(cpu_cores=4), states=hw.WorkerState.READY)] == [arm.id]
+    assert registry.claim("build", fits=hw.Resources(cpu_cores=4), architecture="amd64") is None
+    claimed = registry.claim("lint", architecture="amd64")
+    assert claimed is not None and claimed.id == small.id
+    with pytest.raises(hw.InvalidArgumentError):
+        registry.find(architecture="sparc")
