@@ -19,6 +19,7 @@ GROUPS = [
     ("get", "get"),
     ("claim_release_50pct", "claim + release, 50% busy"),
     ("claim_release_99.9pct", "claim + release, 99.9% busy"),
+    ("claim_unmatchable", "claim, no ready worker matches (all ready)"),
     ("stats", "stats"),
     ("expiry_quiet_0pct", "find expired, 0% expiring (quiet)"),
     ("expiry_quiet_0.1pct", "find expired, 0.1% expiring (quiet)"),

@@ -34,7 +34,7 @@
  *   - hw_registry, hw_manager, hw_clock, hw_subscription: thread-safe. Every function taking a
  *     `const` pointer to one may run on any number of threads at once (heartbeats and claims
  *     from many threads scale; claim is atomic: a job goes to one worker only).
- *   - hw_worker, hw_worker_list, hw_event, hw_tick_report: immutable snapshots, safe to read
+ *   - hw_worker, hw_worker_list, hw_event, hw_report: immutable snapshots, safe to read
  *     from several threads.
  *   - hw_worker_spec, hw_worker_filter, hw_manager_config: builders. Change them from one thread
  *     at a time (functions taking a non-const pointer); once built, pass them (const) anywhere.
@@ -52,6 +52,55 @@
 #include <stdint.h>
 #include <stddef.h>
 #include <stdbool.h>
+
+/*
+ The queue capacity to pass to `hw_registry_subscribe` when you have no better number.
+ */
+#define HW_DEFAULT_SUBSCRIPTION_CAPACITY 4096
+
+/*
+ Longest worker spec image, in bytes (without the NUL).
+ */
+#define HW_MAX_IMAGE_LEN 4096
+
+/*
+ Longest resource id (the provider's instance id), in bytes.
+ */
+#define HW_MAX_RESOURCE_ID_LEN 2048
+
+/*
+ Longest key of a label, environment variable or metadata entry, and longest capability or
+ GPU type, in bytes.
+ */
+#define HW_MAX_KEY_LEN 256
+
+/*
+ Longest value of a label, environment variable or metadata entry, in bytes.
+ */
+#define HW_MAX_VALUE_LEN 16384
+
+/*
+ Most entries in one of a spec's or worker's maps or sets (labels, environment,
+ capabilities, metadata).
+ */
+#define HW_MAX_ENTRIES 1024
+
+/*
+ Longest provider id, in bytes.
+ */
+#define HW_MAX_PROVIDER_ID_LEN 128
+
+/*
+ Longest job id, in bytes.
+ */
+#define HW_MAX_JOB_ID_LEN 256
+
+/*
+ Longest duration a spec (idle timeout, maximum lifetime) or the manager's configuration may
+ hold, in milliseconds: 100 years of 365 days. Longer ones could not be written to JSON (a
+ snapshot, a config) and read back exactly, so they are refused.
+ */
+#define HW_MAX_DURATION_MS 3153600000000
 
 /*
  Size of the buffer `hw_worker_id_format` needs: 36 characters plus the NUL.
@@ -82,7 +131,7 @@ enum hw_status
    */
   HW_ERR_NOT_FOUND = 1,
   /*
-   A worker with this id is already registered.
+   A worker with this id is, or once was, registered (ids are never reused).
    */
   HW_ERR_ALREADY_EXISTS = 2,
   /*
@@ -114,8 +163,9 @@ enum hw_status
    */
   HW_ERR_CAPACITY = 9,
   /*
-   A NULL pointer, invalid UTF-8, an over-long or malformed id, an out-of-range enum value,
-   a nonsense configuration.
+   A NULL pointer, invalid UTF-8, an over-long or malformed id, a string over its maximum
+   size (see `hw_worker_spec`), an out-of-range enum value, a nonsense configuration or
+   duration, a subscription capacity of 0.
    */
   HW_ERR_INVALID_ARGUMENT = 10,
   /*
@@ -310,6 +360,43 @@ typedef uint32_t hw_termination_reason;
 #endif // __cplusplus
 
 /*
+ Which manager operation made a `hw_report` (`hw_report_summary.kind`).
+ */
+enum hw_report_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   `hw_manager_tick`: everything that was due (health check, cleanup, scaling).
+   */
+  HW_REPORT_KIND_TICK = 0,
+  /*
+   `hw_manager_run_health_check`.
+   */
+  HW_REPORT_KIND_HEALTH_CHECK = 1,
+  /*
+   `hw_manager_cleanup`.
+   */
+  HW_REPORT_KIND_CLEANUP = 2,
+  /*
+   `hw_manager_terminate`.
+   */
+  HW_REPORT_KIND_TERMINATE = 3,
+  /*
+   `hw_manager_reconcile` (vanished records count as terminated; the rest is in the JSON).
+   */
+  HW_REPORT_KIND_RECONCILE = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum hw_report_kind hw_report_kind;
+#else
+typedef uint32_t hw_report_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/*
  CPU architecture of a worker.
  */
 enum hw_architecture
@@ -411,18 +498,21 @@ typedef struct hw_provider_call hw_provider_call;
 typedef struct hw_registry hw_registry;
 
 /*
+ What a manager operation found and did: one type for the reports of `hw_manager_tick`,
+ `hw_manager_run_health_check`, `hw_manager_cleanup`, `hw_manager_terminate` and
+ `hw_manager_reconcile` (`hw_report_summary.kind` says which; lists an operation does not
+ make are empty). Immutable, thread-safe; borrowed strings valid until `hw_report_free`.
+ The JSON form (`hw_report_get_json`) holds everything, in the operation's own shape (the
+ core's `TickReport`, `HealthCheckResult`, `CleanupResult` or `ReconcileReport`).
+ */
+typedef struct hw_report hw_report;
+
+/*
  A subscriber's end of a registry's event stream. Events are queued in a bounded channel; a
  full channel never blocks the registry: the event is dropped for this subscriber, its
  drop counter grows, and the gap in `seq` shows where. Thread-safe; freeing it unsubscribes.
  */
 typedef struct hw_subscription hw_subscription;
-
-/*
- What a tick (or a health check, cleanup, terminate or reconcile: the parts of a tick they
- do) found and did. Immutable, thread-safe; borrowed strings valid until
- `hw_tick_report_free`. The JSON form holds everything, including the per-kind details.
- */
-typedef struct hw_tick_report hw_tick_report;
 
 /*
  A snapshot of one worker's record, taken when the call that returned it ran: it never
@@ -445,8 +535,15 @@ typedef struct hw_worker_list hw_worker_list;
 
 /*
  A worker spec under construction. Not thread-safe: build it on one thread, then pass it
- (`const`) to any number of calls; the library copies what it needs, so it may be freed or
- changed right after.
+ (`const`) to any number of calls. Workers registered or provisioned from it share its
+ content (one copy, however many workers); changing it afterwards copies it first, so those
+ workers keep the spec they were made from, and freeing it right after a call is fine.
+
+ Strings (image, labels, environment, capabilities, GPU type) are checked when the spec is
+ used (`hw_registry_register`, `hw_manager_provision`, `hw_worker_spec_from_json`, …): a
+ string longer than its limit (`HW_MAX_IMAGE_LEN`, `HW_MAX_KEY_LEN`, `HW_MAX_VALUE_LEN`) or
+ a map or set of more than `HW_MAX_ENTRIES` entries is `HW_ERR_INVALID_ARGUMENT`, naming the
+ field and the limit.
  */
 typedef struct hw_worker_spec hw_worker_spec;
 
@@ -531,19 +628,24 @@ typedef struct hw_manager_config {
    */
   uint64_t provider_backoff_max_ms;
   /*
-   The brake: when more than this fraction of the live workers would be declared unhealthy
-   at once, none is (in (0, 1]; 1 disables; default 0.55).
+   The brake: when more than this fraction of the workers under heartbeat watch
+   (`CONNECTING`, `READY`, `BUSY`, `DRAINING`) are silent at once for more than half
+   `heartbeat_timeout_ms`, none of them is declared unhealthy for its heartbeat (a
+   partition on the host's side must not kill a healthy fleet; startup expiries are never
+   held). In (0, 1]; 1 disables the brake; default 0.55.
    */
   double max_unhealthy_fraction;
   /*
-   The brake's floor: this many workers can always be declared unhealthy at once
+   The brake's floor: this many workers may always be silent at once without the brake
+   holding, whatever the fraction, so that a fleet of one to three can still lose one
    (default 1).
    */
   size_t unhealthy_floor;
   /*
    The brake's bound: once it has held continuously for longer than this, the health check
    lets go and declares the silent workers unhealthy after all — most of the fleet really
-   died (default 300000; 0 is refused with `HW_STATUS_INVALID_ARGUMENT`).
+   died (`hw_report_summary.brake_gave_up`). A new hold starts only after a check finds the
+   fleet back under the limit. Default 300000; 0 is refused with `HW_ERR_INVALID_ARGUMENT`.
    */
   uint64_t max_mass_expiry_hold_ms;
 } hw_manager_config;
@@ -593,6 +695,148 @@ typedef struct hw_provider_callbacks {
 } hw_provider_callbacks;
 
 /*
+ The counts of a brake decision (`hw_report_summary.hold`): the numbers the mass-expiry brake
+ judged on.
+ */
+typedef struct hw_mass_expiry_hold {
+  /*
+   Workers past their heartbeat deadline now (held back while the brake holds).
+   */
+  size_t would_expire;
+  /*
+   Workers silent for more than half the heartbeat timeout: the brake's count (at least
+   `would_expire`).
+   */
+  size_t suspect;
+  /*
+   Workers under heartbeat watch (`CONNECTING`, `READY`, `BUSY`, `DRAINING`).
+   */
+  size_t live;
+  /*
+   The most that may be silent at once: `max(unhealthy_floor, floor(fraction * live))`.
+   */
+  size_t allowed;
+} hw_mass_expiry_hold;
+
+/*
+ The counts and flags of a report (`hw_report_get_summary`). Fields a kind of report does not
+ have are 0/false (e.g. `pending_jobs` outside a tick).
+ */
+typedef struct hw_report_summary {
+  /*
+   Which operation made the report.
+   */
+  hw_report_kind kind;
+  /*
+   When it ran (registry clock, ms since the Unix epoch).
+   */
+  uint64_t at_ms;
+  /*
+   Pending jobs as told by the host (ticks only).
+   */
+  size_t pending_jobs;
+  /*
+   When the previous tick was longer ago than `heartbeat_timeout_ms`: the length of that
+   pause (every worker got a fresh grace period); 0 otherwise (ticks only).
+   */
+  uint64_t stall_grace_ms;
+  /*
+   Workers declared unhealthy.
+   */
+  size_t unhealthy;
+  /*
+   Jobs lost by workers taken out of service: requeue them.
+   */
+  size_t lost_jobs;
+  /*
+   Workers destroyed and unregistered (for reconcile: records whose instance vanished).
+   */
+  size_t terminated;
+  /*
+   Destroys that failed (retried later with back-off).
+   */
+  size_t failed;
+  /*
+   Workers moved to `DRAINING`.
+   */
+  size_t drained;
+  /*
+   Workers provisioned.
+   */
+  size_t provisioned;
+  /*
+   Creates that failed.
+   */
+  size_t provision_failures;
+  /*
+   Providers being backed off after consecutive create failures (ticks only; who and until
+   when: the JSON form).
+   */
+  size_t provider_backoffs;
+  /*
+   Explanation lines (`hw_report_get_decision`).
+   */
+  size_t decisions;
+  /*
+   Requirements of the demand no pool (or, without pools, the scaling target's spec) can
+   ever run (ticks only; each has an `unschedulable: ...` line among the decisions, and the
+   list with the reasons is in the JSON form).
+   */
+  size_t unschedulable;
+  /*
+   Actions performed (state changes and provider calls).
+   */
+  size_t actions;
+  /*
+   Work found due but left for later because of the per-tick action cap (health checks and
+   cleanups).
+   */
+  size_t deferred;
+  /*
+   The brake's counts when `mass_expiry_held` or `brake_gave_up` is set; zero otherwise.
+   */
+  struct hw_mass_expiry_hold hold;
+  /*
+   With `brake_gave_up`: how long (ms) the brake had held before it gave up; 0 otherwise.
+   */
+  uint64_t brake_held_for_ms;
+  /*
+   Whether the health check ran.
+   */
+  bool health_checked;
+  /*
+   Whether the mass-expiry brake held: too many watched workers were silent at once, so none
+   was declared unhealthy for its heartbeat (startup expiries still were). Counts in `hold`.
+   */
+  bool mass_expiry_held;
+  /*
+   Whether the brake let go in this check (the fleet is back under the limit): every worker
+   got a fresh grace period.
+   */
+  bool brake_released;
+  /*
+   Whether the brake gave up in this check (it had held longer than
+   `max_mass_expiry_hold_ms`): the silent workers past their deadline were declared
+   unhealthy after all, without a grace period. Counts in `hold`, duration in
+   `brake_held_for_ms`.
+   */
+  bool brake_gave_up;
+  /*
+   Whether a scaling decision was made (a scaling target or pools are set; the plan is in
+   the JSON form — `scaling` or `pools` —, its explanation lines among the decisions).
+   */
+  bool scaled;
+  /*
+   Whether the per-tick action cap stopped it early (the next ticks do the rest).
+   */
+  bool capped;
+  /*
+   Whether another thread was ticking, so this tick did nothing.
+   */
+  bool skipped;
+} hw_report_summary;
+
+/*
  The counts of a scaling plan (the whole plan, with the workers to retire, the limits hit and
  the explanation, is in the JSON form).
  */
@@ -634,72 +878,6 @@ typedef struct hw_scaling_plan {
    */
   size_t scale_down;
 } hw_scaling_plan;
-
-/*
- The counts of a report.
- */
-typedef struct hw_tick_summary {
-  /*
-   When it ran (registry clock, ms since the Unix epoch).
-   */
-  uint64_t at_ms;
-  /*
-   Pending jobs as told by the host (ticks only).
-   */
-  size_t pending_jobs;
-  /*
-   Workers declared unhealthy.
-   */
-  size_t unhealthy;
-  /*
-   Jobs lost by workers taken out of service: requeue them.
-   */
-  size_t lost_jobs;
-  /*
-   Workers destroyed and unregistered.
-   */
-  size_t terminated;
-  /*
-   Destroys that failed (retried later with back-off).
-   */
-  size_t failed;
-  /*
-   Workers moved to `DRAINING`.
-   */
-  size_t drained;
-  /*
-   Workers provisioned.
-   */
-  size_t provisioned;
-  /*
-   Creates that failed.
-   */
-  size_t provision_failures;
-  /*
-   Explanation lines (`hw_tick_report_get_decision`).
-   */
-  size_t decisions;
-  /*
-   Actions performed (state changes and provider calls).
-   */
-  size_t actions;
-  /*
-   Whether the health check ran.
-   */
-  bool health_checked;
-  /*
-   Whether the mass-expiry brake held (no worker was declared unhealthy).
-   */
-  bool mass_expiry_held;
-  /*
-   Whether the per-tick action cap stopped it early (the next ticks do the rest).
-   */
-  bool capped;
-  /*
-   Whether another thread was ticking, so this tick did nothing.
-   */
-  bool skipped;
-} hw_tick_summary;
 
 /*
  Counts of the registry's workers per state, read in O(1).
@@ -811,9 +989,13 @@ hw_status hw_clock_set(const struct hw_clock *clock, uint64_t at_ms, uint64_t *o
 void hw_clock_free(struct hw_clock *clock);
 
 /*
- Subscribes to `registry`'s events with a queue of `capacity` events (at least 1; 0 means the
- default, 4096). `heartbeats` opts in to `HW_EVENT_KIND_HEARTBEAT_RECEIVED` events (off is
- the sensible choice for a large fleet).
+ Subscribes to `registry`'s events with a queue of `capacity` events (at least 1, e.g.
+ `HW_DEFAULT_SUBSCRIPTION_CAPACITY`; when the queue is full, further events are dropped for
+ this subscriber and counted by `hw_subscription_dropped`). `heartbeats` opts in to
+ `HW_EVENT_KIND_HEARTBEAT_RECEIVED` events (off is the sensible choice for a large fleet).
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for a capacity of 0 (as in Rust and Python: a queue that
+ can hold nothing is a mistake, not a default).
  */
 hw_status hw_registry_subscribe(const struct hw_registry *registry, size_t capacity, bool heartbeats, struct hw_subscription **out);
 
@@ -967,11 +1149,6 @@ hw_status hw_worker_filter_set_limit(struct hw_worker_filter *filter, size_t lim
 void hw_worker_filter_free(struct hw_worker_filter *filter);
 
 /*
- Fills `out` with the default configuration.
- */
-hw_status hw_manager_config_default(struct hw_manager_config *out);
-
-/*
  A manager for `registry` (which it shares: the registry handle may be freed afterwards).
 
  Errors: `HW_ERR_INVALID_ARGUMENT` for a nonsense configuration (zero timeouts, min ready
@@ -997,6 +1174,77 @@ hw_status hw_manager_get_config(const struct hw_manager *manager, struct hw_mana
  thread) once no call on the manager runs any more. NULL does nothing.
  */
 void hw_manager_free(struct hw_manager *manager);
+
+/*
+ Asks provider `provider` for a worker made from `spec`, registers it (`CREATING`) and
+ writes its snapshot. The request counts against `max_workers` while in flight.
+
+ Errors: `HW_ERR_PROVIDER_NOT_FOUND`; `HW_ERR_CAPACITY` at `max_workers`; `HW_ERR_PROVIDER`
+ when the provider's `create_worker` failed; `HW_ERR_INVALID_ARGUMENT` for a bad spec.
+ */
+hw_status hw_manager_provision(const struct hw_manager *manager, const char *provider, const struct hw_worker_spec *spec, struct hw_worker **out);
+
+/*
+ A heartbeat of worker `id` (the registry's heartbeat).
+
+ Errors: `HW_ERR_NOT_FOUND` (tell the agent to register again).
+ */
+hw_status hw_manager_process_heartbeat(const struct hw_manager *manager, struct hw_worker_id id);
+
+/*
+ Runs the health check now: workers past their heartbeat or startup deadline are declared
+ unhealthy (unless the mass-expiry brake holds), the jobs they held are reported lost, and
+ they are destroyed through their provider and unregistered. Writes what happened.
+ */
+hw_status hw_manager_run_health_check(const struct hw_manager *manager, struct hw_report **out);
+
+/*
+ Retires what is due now (idle, lifetime, drained, max jobs) and retries due destroys.
+ Writes what happened.
+ */
+hw_status hw_manager_cleanup(const struct hw_manager *manager, struct hw_report **out);
+
+/*
+ Moves worker `id` to `DRAINING` (it finishes its job, takes no new one, and is then
+ retired by cleanup). Writes the new snapshot.
+
+ Errors: `HW_ERR_NOT_FOUND`; `HW_ERR_INVALID_TRANSITION`.
+ */
+hw_status hw_manager_drain(const struct hw_manager *manager, struct hw_worker_id id, struct hw_worker **out);
+
+/*
+ Terminates worker `id` now (`reason`: a `hw_termination_reason`): `TERMINATING` (a held job
+ is reported lost), destroyed through its provider, unregistered. A failed destroy shows in
+ the report and is retried by later ticks.
+
+ Errors: `HW_ERR_NOT_FOUND`; `HW_ERR_INVALID_ARGUMENT` for a bad reason.
+ */
+hw_status hw_manager_terminate(const struct hw_manager *manager, struct hw_worker_id id, uint32_t reason, struct hw_report **out);
+
+/*
+ Compares the registry with each provider's `list_workers`: instances the registry does not
+ know are destroyed; records whose instance vanished are unregistered (reason `VANISHED`,
+ listed as terminated; their jobs as lost). The JSON form has the whole reconcile report.
+ */
+hw_status hw_manager_reconcile(const struct hw_manager *manager, struct hw_report **out);
+
+/*
+ Does whatever is due: health check (per its interval), cleanup, destroy retries, scaling
+ toward the target for `pending_jobs`. Never fails on the engine's side: problems show as
+ lines in the report's decisions. Call it regularly (every second, say).
+ */
+hw_status hw_manager_tick(const struct hw_manager *manager, size_t pending_jobs, struct hw_report **out);
+
+/*
+ The manager's statistics as JSON (registry counts, in flight, pending destroys, totals of
+ provisions, terminations, failures, lost jobs); free with `hw_string_free`.
+ */
+hw_status hw_manager_stats_json(const struct hw_manager *manager, char **out);
+
+/*
+ Fills `out` with the default configuration.
+ */
+hw_status hw_manager_config_default(struct hw_manager_config *out);
 
 /*
  Registers a provider implemented in C under `provider` (its id) and `provider_type_name`
@@ -1045,33 +1293,55 @@ hw_status hw_provider_call_get_metadata(const struct hw_provider_call *call, con
 hw_status hw_provider_call_add_instance(struct hw_provider_call *call, const char *resource_id);
 
 /*
- Asks provider `provider` for a worker made from `spec`, registers it (`CREATING`) and
- writes its snapshot. The request counts against `max_workers` while in flight.
-
- Errors: `HW_ERR_PROVIDER_NOT_FOUND`; `HW_ERR_CAPACITY` at `max_workers`; `HW_ERR_PROVIDER`
- when the provider's `create_worker` failed; `HW_ERR_INVALID_ARGUMENT` for a bad spec.
+ The report's counts.
  */
-hw_status hw_manager_provision(const struct hw_manager *manager, const char *provider, const struct hw_worker_spec *spec, struct hw_worker **out);
+hw_status hw_report_get_summary(const struct hw_report *report, struct hw_report_summary *out);
 
 /*
- A heartbeat of worker `id` (the registry's heartbeat).
-
- Errors: `HW_ERR_NOT_FOUND` (tell the agent to register again).
+ The `index`-th lost job: the worker that held it and the job id (borrowed). Requeue it.
  */
-hw_status hw_manager_process_heartbeat(const struct hw_manager *manager, struct hw_worker_id id);
+hw_status hw_report_get_lost_job(const struct hw_report *report, size_t index, struct hw_worker_id *out_worker, const char **out_job);
 
 /*
- Runs the health check now: workers past their heartbeat or startup deadline are declared
- unhealthy (unless the mass-expiry brake holds), the jobs they held are reported lost, and
- they are destroyed through their provider and unregistered. Writes what happened.
+ The `index`-th worker declared unhealthy.
  */
-hw_status hw_manager_run_health_check(const struct hw_manager *manager, struct hw_tick_report **out);
+hw_status hw_report_get_unhealthy(const struct hw_report *report, size_t index, struct hw_worker_id *out);
 
 /*
- Retires what is due now (idle, lifetime, drained, max jobs) and retries due destroys.
- Writes what happened.
+ The `index`-th worker destroyed and unregistered, and why.
  */
-hw_status hw_manager_cleanup(const struct hw_manager *manager, struct hw_tick_report **out);
+hw_status hw_report_get_terminated(const struct hw_report *report, size_t index, struct hw_worker_id *out_worker, hw_termination_reason *out_reason);
+
+/*
+ The `index`-th worker whose destroy failed (retried later).
+ */
+hw_status hw_report_get_failed(const struct hw_report *report, size_t index, struct hw_worker_id *out);
+
+/*
+ The `index`-th worker moved to `DRAINING`.
+ */
+hw_status hw_report_get_drained(const struct hw_report *report, size_t index, struct hw_worker_id *out);
+
+/*
+ The `index`-th worker provisioned.
+ */
+hw_status hw_report_get_provisioned(const struct hw_report *report, size_t index, struct hw_worker_id *out);
+
+/*
+ The `index`-th explanation line (borrowed), e.g. the scaling decision
+ `"+3: pending 7, …, capped by max_workers 10"`.
+ */
+hw_status hw_report_get_decision(const struct hw_report *report, size_t index, const char **out);
+
+/*
+ The whole report as JSON (borrowed: valid until `hw_report_free`).
+ */
+hw_status hw_report_get_json(const struct hw_report *report, const char **out);
+
+/*
+ Frees a report. NULL does nothing.
+ */
+void hw_report_free(struct hw_report *report);
 
 /*
  The seed's predicate: no ready worker and jobs pending, or more pending than
@@ -1103,94 +1373,6 @@ hw_status hw_manager_set_scaling_target(const struct hw_manager *manager, const 
  Removes the scaling target.
  */
 hw_status hw_manager_clear_scaling_target(const struct hw_manager *manager);
-
-/*
- Moves worker `id` to `DRAINING` (it finishes its job, takes no new one, and is then
- retired by cleanup). Writes the new snapshot.
-
- Errors: `HW_ERR_NOT_FOUND`; `HW_ERR_INVALID_TRANSITION`.
- */
-hw_status hw_manager_drain(const struct hw_manager *manager, struct hw_worker_id id, struct hw_worker **out);
-
-/*
- Terminates worker `id` now (`reason`: a `hw_termination_reason`): `TERMINATING` (a held job
- is reported lost), destroyed through its provider, unregistered. A failed destroy shows in
- the report and is retried by later ticks.
-
- Errors: `HW_ERR_NOT_FOUND`; `HW_ERR_INVALID_ARGUMENT` for a bad reason.
- */
-hw_status hw_manager_terminate(const struct hw_manager *manager, struct hw_worker_id id, uint32_t reason, struct hw_tick_report **out);
-
-/*
- Compares the registry with each provider's `list_workers`: instances the registry does not
- know are destroyed; records whose instance vanished are unregistered (reason `VANISHED`,
- listed as terminated; their jobs as lost). The JSON form has the whole reconcile report.
- */
-hw_status hw_manager_reconcile(const struct hw_manager *manager, struct hw_tick_report **out);
-
-/*
- Does whatever is due: health check (per its interval), cleanup, destroy retries, scaling
- toward the target for `pending_jobs`. Never fails on the engine's side: problems show as
- lines in the report's decisions. Call it regularly (every second, say).
- */
-hw_status hw_manager_tick(const struct hw_manager *manager, size_t pending_jobs, struct hw_tick_report **out);
-
-/*
- The manager's statistics as JSON (registry counts, in flight, pending destroys, totals of
- provisions, terminations, failures, lost jobs); free with `hw_string_free`.
- */
-hw_status hw_manager_stats_json(const struct hw_manager *manager, char **out);
-
-/*
- The report's counts.
- */
-hw_status hw_tick_report_get_summary(const struct hw_tick_report *report, struct hw_tick_summary *out);
-
-/*
- The `index`-th lost job: the worker that held it and the job id (borrowed). Requeue it.
- */
-hw_status hw_tick_report_get_lost_job(const struct hw_tick_report *report, size_t index, struct hw_worker_id *out_worker, const char **out_job);
-
-/*
- The `index`-th worker declared unhealthy.
- */
-hw_status hw_tick_report_get_unhealthy(const struct hw_tick_report *report, size_t index, struct hw_worker_id *out);
-
-/*
- The `index`-th worker destroyed and unregistered, and why.
- */
-hw_status hw_tick_report_get_terminated(const struct hw_tick_report *report, size_t index, struct hw_worker_id *out_worker, hw_termination_reason *out_reason);
-
-/*
- The `index`-th worker whose destroy failed (retried later).
- */
-hw_status hw_tick_report_get_failed(const struct hw_tick_report *report, size_t index, struct hw_worker_id *out);
-
-/*
- The `index`-th worker moved to `DRAINING`.
- */
-hw_status hw_tick_report_get_drained(const struct hw_tick_report *report, size_t index, struct hw_worker_id *out);
-
-/*
- The `index`-th worker provisioned.
- */
-hw_status hw_tick_report_get_provisioned(const struct hw_tick_report *report, size_t index, struct hw_worker_id *out);
-
-/*
- The `index`-th explanation line (borrowed), e.g. the scaling decision
- `"+3: pending 7, …, capped by max_workers 10"`.
- */
-hw_status hw_tick_report_get_decision(const struct hw_tick_report *report, size_t index, const char **out);
-
-/*
- The whole report as JSON (borrowed: valid until `hw_tick_report_free`).
- */
-hw_status hw_tick_report_get_json(const struct hw_tick_report *report, const char **out);
-
-/*
- Frees a report. NULL does nothing.
- */
-void hw_tick_report_free(struct hw_tick_report *report);
 
 /*
  Replaces the manager's pools with the JSON array `pools_json` (see the module notes for a
@@ -1247,7 +1429,7 @@ hw_status hw_manager_plan_pools_json(const struct hw_manager *manager, const cha
 
  Errors: `HW_ERR_INVALID_ARGUMENT` for a malformed or invalid demand (no tick runs).
  */
-hw_status hw_manager_tick_demand(const struct hw_manager *manager, const char *demand_json, struct hw_tick_report **out);
+hw_status hw_manager_tick_demand(const struct hw_manager *manager, const char *demand_json, struct hw_report **out);
 
 /*
  Worker `id` is going away at `deadline_ms` (registry clock, ms since the epoch): a spot
@@ -1300,7 +1482,8 @@ hw_status hw_registry_now(const struct hw_registry *registry, uint64_t *out_ms);
 /*
  Registers a new worker (state `CREATING`, a fresh id) for the instance `resource_id` of
  provider `provider` of type `provider_type_name` (`"docker"`, …, `"custom:NAME"`), made from
- `spec` (copied). Writes the new worker's snapshot (free with `hw_worker_free`).
+ `spec` (shared, not copied: every worker registered from one `hw_worker_spec` shares its
+ content). Writes the new worker's snapshot (free with `hw_worker_free`).
 
  Errors: `HW_ERR_INVALID_ARGUMENT` for an invalid provider id, provider type or spec.
  */
@@ -1310,7 +1493,8 @@ hw_status hw_registry_register(const struct hw_registry *registry, const char *p
  Like `hw_registry_register`, but with the worker id chosen by the caller (e.g. the id the
  provider gave the agent, or a restored one).
 
- Errors: `HW_ERR_ALREADY_EXISTS` for a registered id; `HW_ERR_INVALID_ARGUMENT` as
+ Errors: `HW_ERR_ALREADY_EXISTS` for an id that is, or once was, registered in this registry
+ (ids are never reused); `HW_ERR_INVALID_ARGUMENT` as
  `hw_registry_register`, and for the nil id.
  */
 hw_status hw_registry_register_with_id(const struct hw_registry *registry, struct hw_worker_id id, const char *provider, const char *provider_type_name, const char *resource_id, const struct hw_worker_spec *spec, struct hw_worker **out);
@@ -1448,9 +1632,12 @@ hw_status hw_registry_snapshot(const struct hw_registry *registry, char **out_js
 
 /*
  Loads a snapshot (from `hw_registry_snapshot`) into this registry, which must be empty. The
- snapshot is checked whole first: on any error the registry is left untouched.
+ snapshot is checked whole first: on any error the registry is left untouched. Every restored
+ worker gets a fresh grace period from now: none expires at the first check after a restore
+ for the time the snapshot lay on disk.
 
- Errors: `HW_ERR_SNAPSHOT` for corrupt, foreign or inconsistent JSON;
+ Errors: `HW_ERR_SNAPSHOT` for corrupt, foreign or inconsistent JSON (timestamps after the
+ snapshot's own time, a string holding a NUL byte, …);
  `HW_ERR_INVALID_ARGUMENT` when the registry is not empty.
  */
 hw_status hw_registry_restore(const struct hw_registry *registry, const char *json);
@@ -1508,16 +1695,20 @@ hw_status hw_worker_spec_add_env(struct hw_worker_spec *spec, const char *key, c
 hw_status hw_worker_spec_add_capability(struct hw_worker_spec *spec, const char *capability);
 
 /*
- Sets the idle timeout: a `READY` worker idle this long is cleaned up (at least 1 ms).
+ Sets the idle timeout: a `READY` worker idle this long is cleaned up (1 ms to
+ `HW_MAX_DURATION_MS`).
 
- Errors: `HW_ERR_INVALID_ARGUMENT` for 0.
+ Errors: `HW_ERR_INVALID_ARGUMENT` for 0 or above `HW_MAX_DURATION_MS` (the spec is
+ unchanged).
  */
 hw_status hw_worker_spec_set_idle_timeout_ms(struct hw_worker_spec *spec, uint64_t timeout_ms);
 
 /*
- Sets the maximum lifetime since creation (at least 1 ms); a busy worker is drained first.
+ Sets the maximum lifetime since creation (1 ms to `HW_MAX_DURATION_MS`); a busy worker is
+ drained first.
 
- Errors: `HW_ERR_INVALID_ARGUMENT` for 0.
+ Errors: `HW_ERR_INVALID_ARGUMENT` for 0 or above `HW_MAX_DURATION_MS` (the spec is
+ unchanged).
  */
 hw_status hw_worker_spec_set_max_lifetime_ms(struct hw_worker_spec *spec, uint64_t lifetime_ms);
 

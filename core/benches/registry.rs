@@ -314,6 +314,25 @@ fn bench_size(c: &mut Criterion, fx: &mut Fixture, latency: &mut Vec<String>) {
     fx.lib.silent_every = None;
     fx.naive.silent_every = None;
 
+    // A claim no ready worker matches (issue 10 item 10), the whole fleet ready: the library
+    // walks its ready index, 256 entries per hold of its registry-wide lock.
+    assert_eq!(
+        (fx.lib.busy, fx.naive.busy),
+        (0, 0),
+        "the whole fleet is ready here"
+    );
+    {
+        let mut g = group(c, "claim_unmatchable", fx);
+        both!(g, fx, |b, side| {
+            let filter = WorkerFilter::new().label("gpu", "true");
+            let job = JobId::new("bench-gpu-job").expect("job id");
+            b.iter(|| {
+                let none = side.reg.claim(&filter, job.clone()).expect("claim");
+                assert!(none.is_none(), "no worker has gpu=true");
+            })
+        });
+    }
+
     let n = fx.lib.ids.len();
     for (busy_per_mille, tag) in [(500usize, "50pct"), (999, "99.9pct")] {
         let busy = n * busy_per_mille / 1000;

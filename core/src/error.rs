@@ -84,22 +84,133 @@ impl Error {
         Error::InvalidArgument(message.into())
     }
 
+    /// The kind of the error, without its details.
+    ///
+    /// Unlike `Error`, [`ErrorKind`] is exhaustive: the bindings match on it without a
+    /// catch-all arm, so a kind added here fails their build until they map it (DESIGN.md §6).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::NotFound(_) => ErrorKind::NotFound,
+            Error::AlreadyExists(_) => ErrorKind::AlreadyExists,
+            Error::InvalidTransition { .. } => ErrorKind::InvalidTransition,
+            Error::NotAvailable { .. } => ErrorKind::NotAvailable,
+            Error::NotBusy { .. } => ErrorKind::NotBusy,
+            Error::JobAlreadyAssigned { .. } => ErrorKind::JobAlreadyAssigned,
+            Error::ProviderNotFound(_) => ErrorKind::ProviderNotFound,
+            Error::Provider { .. } => ErrorKind::Provider,
+            Error::CapacityExceeded(_) => ErrorKind::CapacityExceeded,
+            Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
+            Error::Snapshot(_) => ErrorKind::Snapshot,
+            Error::Backend(_) => ErrorKind::Backend,
+        }
+    }
+
     /// A short stable name of the kind (`"not_found"`, `"invalid_argument"`, …), for logs and
     /// for the bindings.
     pub fn kind_name(&self) -> &'static str {
+        self.kind().name()
+    }
+}
+
+/// The kind of an [`Error`]: one per variant, one C status and one Python exception each
+/// (DESIGN.md §6).
+///
+/// Deliberately **not** `#[non_exhaustive]`: the C and Python bindings match on it
+/// exhaustively, so that a new kind cannot silently fall into another kind's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ErrorKind {
+    /// [`Error::NotFound`].
+    NotFound,
+    /// [`Error::AlreadyExists`].
+    AlreadyExists,
+    /// [`Error::InvalidTransition`].
+    InvalidTransition,
+    /// [`Error::NotAvailable`].
+    NotAvailable,
+    /// [`Error::NotBusy`].
+    NotBusy,
+    /// [`Error::JobAlreadyAssigned`].
+    JobAlreadyAssigned,
+    /// [`Error::ProviderNotFound`].
+    ProviderNotFound,
+    /// [`Error::Provider`].
+    Provider,
+    /// [`Error::CapacityExceeded`].
+    CapacityExceeded,
+    /// [`Error::InvalidArgument`].
+    InvalidArgument,
+    /// [`Error::Snapshot`].
+    Snapshot,
+    /// [`Error::Backend`].
+    Backend,
+}
+
+impl ErrorKind {
+    /// Every kind, in declaration order (tests of the bindings walk it).
+    pub const ALL: [ErrorKind; 12] = [
+        ErrorKind::NotFound,
+        ErrorKind::AlreadyExists,
+        ErrorKind::InvalidTransition,
+        ErrorKind::NotAvailable,
+        ErrorKind::NotBusy,
+        ErrorKind::JobAlreadyAssigned,
+        ErrorKind::ProviderNotFound,
+        ErrorKind::Provider,
+        ErrorKind::CapacityExceeded,
+        ErrorKind::InvalidArgument,
+        ErrorKind::Snapshot,
+        ErrorKind::Backend,
+    ];
+
+    /// The stable snake_case name (`"not_found"`, …).
+    pub fn name(self) -> &'static str {
         match self {
-            Error::NotFound(_) => "not_found",
-            Error::AlreadyExists(_) => "already_exists",
-            Error::InvalidTransition { .. } => "invalid_transition",
-            Error::NotAvailable { .. } => "not_available",
-            Error::NotBusy { .. } => "not_busy",
-            Error::JobAlreadyAssigned { .. } => "job_already_assigned",
-            Error::ProviderNotFound(_) => "provider_not_found",
-            Error::Provider { .. } => "provider",
-            Error::CapacityExceeded(_) => "capacity_exceeded",
-            Error::InvalidArgument(_) => "invalid_argument",
-            Error::Snapshot(_) => "snapshot",
-            Error::Backend(_) => "backend",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::AlreadyExists => "already_exists",
+            ErrorKind::InvalidTransition => "invalid_transition",
+            ErrorKind::NotAvailable => "not_available",
+            ErrorKind::NotBusy => "not_busy",
+            ErrorKind::JobAlreadyAssigned => "job_already_assigned",
+            ErrorKind::ProviderNotFound => "provider_not_found",
+            ErrorKind::Provider => "provider",
+            ErrorKind::CapacityExceeded => "capacity_exceeded",
+            ErrorKind::InvalidArgument => "invalid_argument",
+            ErrorKind::Snapshot => "snapshot",
+            ErrorKind::Backend => "backend",
+        }
+    }
+
+    /// An error of this kind with placeholder details, for tests that must cover every kind
+    /// (the bindings' mapping tests).
+    #[doc(hidden)]
+    pub fn sample(self) -> Error {
+        let worker_id = WorkerId::from_bytes([0x11; 16]).unwrap_or_else(|_| WorkerId::new());
+        let provider_id = ProviderId::new("sample-provider").expect("a valid provider id");
+        let job_id = JobId::new("sample-job").expect("a valid job id");
+        let state = WorkerState::Ready;
+        match self {
+            ErrorKind::NotFound => Error::NotFound(worker_id),
+            ErrorKind::AlreadyExists => Error::AlreadyExists(worker_id),
+            ErrorKind::InvalidTransition => Error::InvalidTransition {
+                worker_id,
+                from: state,
+                to: WorkerState::Busy,
+            },
+            ErrorKind::NotAvailable => Error::NotAvailable { worker_id, state },
+            ErrorKind::NotBusy => Error::NotBusy {
+                worker_id,
+                expected: Some(job_id),
+            },
+            ErrorKind::JobAlreadyAssigned => Error::JobAlreadyAssigned { job_id, worker_id },
+            ErrorKind::ProviderNotFound => Error::ProviderNotFound(provider_id),
+            ErrorKind::Provider => Error::Provider {
+                provider_id,
+                message: "sample failure".into(),
+            },
+            ErrorKind::CapacityExceeded => Error::CapacityExceeded("sample".into()),
+            ErrorKind::InvalidArgument => Error::InvalidArgument("sample".into()),
+            ErrorKind::Snapshot => Error::Snapshot("sample".into()),
+            ErrorKind::Backend => Error::Backend("sample".into()),
         }
     }
 }
@@ -115,3 +226,17 @@ fn transition_hint(from: WorkerState, to: WorkerState) -> &'static str {
 
 /// `Result` with the library's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_round_trips_through_its_sample() {
+        let mut names = std::collections::BTreeSet::new();
+        for kind in ErrorKind::ALL {
+            assert_eq!(kind.sample().kind(), kind);
+            assert!(names.insert(kind.name()), "two kinds named {}", kind.name());
+        }
+    }
+}

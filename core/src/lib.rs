@@ -60,7 +60,7 @@ mod state;
 mod worker;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use events::{EventKind, SubscribeOptions, Subscription, WorkerLifecycleEvent};
 pub use filter::WorkerFilter;
 pub use ids::{JobId, ProviderId, WorkerId, MAX_JOB_ID_LEN, MAX_PROVIDER_ID_LEN};

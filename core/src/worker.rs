@@ -431,6 +431,12 @@ fn check_duration(field: &str, value: Duration) -> Result<()> {
     if value < Duration::from_millis(1) {
         return Err(Error::invalid(format!("{field} must be at least 1 ms")));
     }
+    check_max_duration(field, value)
+}
+
+/// A duration that reads back from JSON (`duration_secs`): at most [`MAX_SPEC_DURATION`].
+/// For every duration a configuration serialises as well (`WorkerLifecycleConfig::validate`).
+pub(crate) fn check_max_duration(field: &str, value: Duration) -> Result<()> {
     if value > MAX_SPEC_DURATION {
         return Err(Error::invalid(format!(
             "{field} must be at most {} s (100 years), got {value:?}",

@@ -242,6 +242,13 @@ fn a_worker_the_host_moved_to_terminating_or_terminated_is_destroyed_by_the_next
             "{state}: {r:?}"
         );
         assert_eq!(r.terminated[0].reason, TerminationReason::Requested);
+        assert!(
+            r.decisions
+                .iter()
+                .any(|d| d.starts_with("1 Terminating/Terminated record(s) nobody was destroying")),
+            "{:?}",
+            r.decisions
+        );
         assert_eq!(f.state(&w), None, "{state}");
         assert!(f.provider.calls().contains(&format!("destroy {resource}")));
         f.assert_no_leak();
@@ -313,7 +320,11 @@ fn a_tick_looks_terminal_records_up_only_when_some_are_not_queued() {
         f.clock.advance(secs(1));
         f.manager.tick(0);
     }
-    assert_eq!(f.racy.finds.load(Ordering::SeqCst), 0, "queued: no scan");
+    assert_eq!(
+        f.racy.finds.load(Ordering::SeqCst),
+        1,
+        "queued: one periodic look-up per health_check_interval, no more"
+    );
 
     // The host moves one itself: one look-up, and it is destroyed in that tick.
     f.provider.destroys.lock().clear();
@@ -323,7 +334,54 @@ fn a_tick_looks_terminal_records_up_only_when_some_are_not_queued() {
     f.clock.advance(secs(1));
     let r = f.manager.tick(0);
     assert!(r.terminated.iter().any(|t| t.worker_id == ids[1]), "{r:?}");
-    assert_eq!(f.racy.finds.load(Ordering::SeqCst), 1);
+    assert_eq!(f.racy.finds.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn a_stale_queue_entry_hides_an_unqueued_record_for_one_health_check_interval_at_most() {
+    let f = Fixture::new(WorkerLifecycleConfig {
+        destroy_retry_initial: secs(120),
+        destroy_retry_max: secs(300),
+        ..config()
+    });
+    let (gone, moved) = (f.ready(), f.ready());
+    let _keep = f.ready();
+    f.provider
+        .script_destroys([DestroyStep::Fail("cloud down")]);
+    let r = f
+        .manager
+        .terminate_worker(&gone, TerminationReason::Requested)
+        .unwrap();
+    assert_eq!(r.failed.len(), 1, "queued, retried in 120 s");
+    f.manager.tick(0);
+    // The host takes `gone` over (its entry goes stale) and moves `moved` to Terminating: one
+    // terminal record, one queue entry.
+    f.registry
+        .unregister(&gone, TerminationReason::Requested)
+        .unwrap();
+    f.registry
+        .update_state(&moved, WorkerState::Terminating)
+        .unwrap();
+    let mut destroyed_at = None;
+    for _ in 0..40 {
+        f.advance(secs(1));
+        if f.manager
+            .tick(0)
+            .terminated
+            .iter()
+            .any(|t| t.worker_id == moved)
+        {
+            destroyed_at = Some(f.now());
+            break;
+        }
+    }
+    let at = destroyed_at.expect("destroyed");
+    assert!(at - T0 <= 31_000, "after {} ms", at - T0);
+    assert_eq!(
+        f.manager.pending_destroys(),
+        vec![],
+        "the stale entry went too"
+    );
 }
 
 // ----- 2: decisions applied against the record as it is now -----------------------------------

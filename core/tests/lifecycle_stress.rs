@@ -1,7 +1,8 @@
 //! Several threads drive one manager at once — ticking, provisioning, claiming and releasing,
 //! terminating, heartbeating — against a provider that fails now and then. Whatever the
 //! interleaving: the provider never holds more than `max_workers` instances, no job is held by
-//! two workers, and once the fleet is wound down nothing is left at the provider.
+//! two workers, every job lost (a `JobLost` event) is in the result of the call that lost it,
+//! and once the fleet is wound down nothing is left at the provider.
 
 mod lifecycle_common;
 
@@ -43,18 +44,25 @@ fn concurrent_ticks_provisions_claims_and_terminations_keep_every_promise() {
         ..config()
     });
     f.manager.set_scaling_target(&pid("test"), spec()).unwrap();
+    let lost_events = f
+        .registry
+        .subscribe(SubscribeOptions::default().capacity(1 << 22))
+        .unwrap();
+    // Every lost job the manager's calls reported (tick, terminate_worker).
+    let reported: Arc<parking_lot::Mutex<Vec<LostJob>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let peak = Arc::new(AtomicUsize::new(0));
     let mut threads = Vec::new();
 
     // The ticker: the clock moves 100 ms per tick; every fifth create and destroy fails.
     {
-        let (m, p, clock, stop, peak) = (
+        let (m, p, clock, stop, peak, reported) = (
             f.manager.clone(),
             f.provider.clone(),
             f.clock.clone(),
             stop.clone(),
             peak.clone(),
+            reported.clone(),
         );
         threads.push(std::thread::spawn(move || {
             let mut rng = Rng(7);
@@ -66,7 +74,8 @@ fn concurrent_ticks_provisions_claims_and_terminations_keep_every_promise() {
                 if rng.below(5) == 0 {
                     p.script_destroys([DestroyStep::Fail("flaky destroy")]);
                 }
-                m.tick(rng.below(8) as usize);
+                let r = m.tick(rng.below(8) as usize);
+                reported.lock().extend(r.lost_jobs);
                 peak.fetch_max(p.instance_ids().len(), Ordering::SeqCst);
             }
         }));
@@ -95,7 +104,12 @@ fn concurrent_ticks_provisions_claims_and_terminations_keep_every_promise() {
     }
     // Agents and scheduler: report in, heartbeat, claim, release, and a terminator.
     {
-        let (m, r, stop) = (f.manager.clone(), f.registry.clone(), stop.clone());
+        let (m, r, stop, reported) = (
+            f.manager.clone(),
+            f.registry.clone(),
+            stop.clone(),
+            reported.clone(),
+        );
         threads.push(std::thread::spawn(move || {
             let mut rng = Rng(17);
             let mut n = 0u64;
@@ -112,7 +126,9 @@ fn concurrent_ticks_provisions_claims_and_terminations_keep_every_promise() {
                     }
                     let _ = m.process_heartbeat(&w.id);
                     if rng.below(40) == 0 {
-                        let _ = m.terminate_worker(&w.id, TerminationReason::Requested);
+                        if let Ok(c) = m.terminate_worker(&w.id, TerminationReason::Requested) {
+                            reported.lock().extend(c.lost_jobs);
+                        }
                     }
                 }
                 n += 1;
@@ -149,19 +165,49 @@ fn concurrent_ticks_provisions_claims_and_terminations_keep_every_promise() {
     // Wind down: no target, terminate everything, let the retries finish.
     f.manager.clear_scaling_target();
     for w in workers {
-        let _ = f
+        if let Ok(c) = f
             .manager
-            .terminate_worker(&w.id, TerminationReason::Requested);
+            .terminate_worker(&w.id, TerminationReason::Requested)
+        {
+            reported.lock().extend(c.lost_jobs);
+        }
     }
     for _ in 0..100 {
         if f.manager.pending_destroys().is_empty() {
             break;
         }
         f.advance(ms(50));
-        f.manager.tick(0);
+        reported.lock().extend(f.manager.tick(0).lost_jobs);
     }
     assert!(f.manager.pending_destroys().is_empty());
     assert_eq!(f.registry.count().unwrap(), 0);
     assert!(f.provider.instance_ids().is_empty(), "nothing leaked");
     assert_eq!(f.manager.stats().unwrap().in_flight, 0);
+
+    // Every JobLost the registry emitted is in the result of a call, and nothing more.
+    assert_eq!(
+        lost_events.dropped(),
+        0,
+        "the subscription kept every event"
+    );
+    let mut emitted: Vec<(WorkerId, JobId)> = lost_events
+        .drain()
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::JobLost { worker_id, job_id } => Some((worker_id, job_id)),
+            _ => None,
+        })
+        .collect();
+    let mut in_results: Vec<(WorkerId, JobId)> = reported
+        .lock()
+        .iter()
+        .map(|l| (l.worker_id, l.job_id.clone()))
+        .collect();
+    emitted.sort();
+    in_results.sort();
+    assert_eq!(emitted, in_results);
+    assert_eq!(
+        f.manager.stats().unwrap().lost_jobs_total,
+        in_results.len() as u64
+    );
 }

@@ -1062,3 +1062,47 @@ fn a_subscription_of_capacity_zero_is_refused() {
     register(&*registry);
     assert_eq!((one.len(), one.dropped()), (1, 1));
 }
+
+#[test]
+fn claim_judges_every_worker_of_a_shared_spec_by_its_own_provider() {
+    // Workers share specs (one Arc per spec) and alternate between specs and providers: a
+    // claim's answer for one worker must never leak to the next.
+    let (clock, registry) = setup();
+    let gpu = Arc::new(WorkerSpec::new("img").with_label("gpu", "true"));
+    let cpu = Arc::new(WorkerSpec::new("img").with_label("gpu", "false"));
+    let providers = [ProviderId::new("a").unwrap(), ProviderId::new("b").unwrap()];
+    let mut expected = Vec::new();
+    for i in 0..600 {
+        let spec = if i % 3 == 0 { &gpu } else { &cpu };
+        let provider = providers[i % 2].clone();
+        let h = WorkerHandle::new(provider.clone(), ProviderType::Docker, "c");
+        let id = registry.register(h, spec.clone()).unwrap().id;
+        registry.update_state(&id, WorkerState::Ready).unwrap();
+        clock.advance(Duration::from_millis(1));
+        if i % 3 == 0 && i % 2 == 1 {
+            expected.push(id);
+        }
+    }
+    let filter = WorkerFilter::new()
+        .label("gpu", "true")
+        .provider_id(providers[1].clone());
+    let mut got = Vec::new();
+    while let Some(w) = registry
+        .claim(&filter, job(&format!("j{}", got.len())))
+        .unwrap()
+    {
+        assert_eq!(w.spec.labels["gpu"], "true");
+        assert_eq!(w.handle.provider_id, providers[1]);
+        got.push(w.id);
+    }
+    expected.reverse(); // most recently idle first
+    assert_eq!(got, expected);
+    // Without the provider condition: every gpu worker, none of the others.
+    let gpu_only = WorkerFilter::new().label("gpu", "true");
+    let mut more = 0;
+    while let Some(w) = registry.claim(&gpu_only, job(&format!("k{more}"))).unwrap() {
+        assert_eq!(w.spec.labels["gpu"], "true");
+        more += 1;
+    }
+    assert_eq!(got.len() + more, 200);
+}

@@ -26,7 +26,7 @@ pub enum hw_status {
     HwOk = 0,
     /// No worker with this id is registered (it may have been unregistered: ids are never reused).
     HwErrNotFound = 1,
-    /// A worker with this id is already registered.
+    /// A worker with this id is, or once was, registered (ids are never reused).
     HwErrAlreadyExists = 2,
     /// The state machine refuses this move.
     HwErrInvalidTransition = 3,
@@ -42,8 +42,9 @@ pub enum hw_status {
     HwErrProvider = 8,
     /// The fleet is at `max_workers` (counting provisions in flight).
     HwErrCapacity = 9,
-    /// A NULL pointer, invalid UTF-8, an over-long or malformed id, an out-of-range enum value,
-    /// a nonsense configuration.
+    /// A NULL pointer, invalid UTF-8, an over-long or malformed id, a string over its maximum
+    /// size (see `hw_worker_spec`), an out-of-range enum value, a nonsense configuration or
+    /// duration, a subscription capacity of 0.
     HwErrInvalidArgument = 10,
     /// A snapshot could not be read (corrupt, foreign, inconsistent); nothing was changed.
     HwErrSnapshot = 11,
@@ -92,25 +93,10 @@ impl hw_status {
         }
     }
 
-    /// The status of a core error: one status per kind (DESIGN.md §6).
+    /// The status of a core error: one status per kind (DESIGN.md §6), through the exhaustive
+    /// mapping of `mirror.rs`.
     pub(crate) fn of(error: &Error) -> hw_status {
-        match error {
-            Error::NotFound(_) => hw_status::HwErrNotFound,
-            Error::AlreadyExists(_) => hw_status::HwErrAlreadyExists,
-            Error::InvalidTransition { .. } => hw_status::HwErrInvalidTransition,
-            Error::NotAvailable { .. } => hw_status::HwErrNotAvailable,
-            Error::NotBusy { .. } => hw_status::HwErrNotBusy,
-            Error::JobAlreadyAssigned { .. } => hw_status::HwErrJobAlreadyAssigned,
-            Error::ProviderNotFound(_) => hw_status::HwErrProviderNotFound,
-            Error::Provider { .. } => hw_status::HwErrProvider,
-            Error::CapacityExceeded(_) => hw_status::HwErrCapacity,
-            Error::InvalidArgument(_) => hw_status::HwErrInvalidArgument,
-            Error::Snapshot(_) => hw_status::HwErrSnapshot,
-            Error::Backend(_) => hw_status::HwErrBackend,
-            // `Error` is non-exhaustive: a kind newer than this crate is reported as a backend
-            // failure (its message still names it) until it gets its own status.
-            _ => hw_status::HwErrBackend,
-        }
+        crate::mirror::KindStatus::from_core(error.kind()).status()
     }
 }
 

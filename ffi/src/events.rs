@@ -110,9 +110,16 @@ impl hw_event {
     }
 }
 
-/// Subscribes to `registry`'s events with a queue of `capacity` events (at least 1; 0 means the
-/// default, 4096). `heartbeats` opts in to `HW_EVENT_KIND_HEARTBEAT_RECEIVED` events (off is
-/// the sensible choice for a large fleet).
+/// The queue capacity to pass to `hw_registry_subscribe` when you have no better number.
+pub const HW_DEFAULT_SUBSCRIPTION_CAPACITY: usize = 4096;
+
+/// Subscribes to `registry`'s events with a queue of `capacity` events (at least 1, e.g.
+/// `HW_DEFAULT_SUBSCRIPTION_CAPACITY`; when the queue is full, further events are dropped for
+/// this subscriber and counted by `hw_subscription_dropped`). `heartbeats` opts in to
+/// `HW_EVENT_KIND_HEARTBEAT_RECEIVED` events (off is the sensible choice for a large fleet).
+///
+/// Errors: `HW_ERR_INVALID_ARGUMENT` for a capacity of 0 (as in Rust and Python: a queue that
+/// can hold nothing is a mistake, not a default).
 #[no_mangle]
 pub extern "C" fn hw_registry_subscribe(
     registry: *const hw_registry,
@@ -123,10 +130,14 @@ pub extern "C" fn hw_registry_subscribe(
     ffi_boundary!(hw_registry_subscribe, {
         let registry = arg_ref!(registry);
         let out = arg_out!(out);
-        let mut options = SubscribeOptions::default().heartbeats(heartbeats);
-        if capacity > 0 {
-            options = options.capacity(capacity);
+        if capacity == 0 {
+            return Err(Error::invalid(
+                "capacity must be at least 1 (HW_DEFAULT_SUBSCRIPTION_CAPACITY is 4096)",
+            ));
         }
+        let options = SubscribeOptions::default()
+            .heartbeats(heartbeats)
+            .capacity(capacity);
         let inner = registry.inner.subscribe(options)?;
         out.write(into_handle(hw_subscription { inner }));
         Ok(())

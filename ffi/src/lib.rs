@@ -18,7 +18,7 @@
 
 // The C ABI is raw pointers by nature: dereferencing what C hands us and handing out
 // `Box::into_raw` handles needs `unsafe`. It is confined to `boundary.rs` (argument checks,
-// out-params, handle allocation), the calls of C provider callbacks in `manager.rs`, and the
+// out-params, handle allocation), the calls of C provider callbacks in `manager/provider.rs`, and the
 // string/id helpers in `types.rs`, each with its SAFETY comment; every other function goes
 // through the `boundary.rs` helpers.
 #![allow(unsafe_code)]
@@ -30,7 +30,9 @@ mod boundary;
 mod clock;
 mod events;
 mod filter;
+mod limits;
 mod manager;
+mod mirror;
 mod pools;
 mod registry;
 mod spec;
@@ -39,11 +41,15 @@ mod worker;
 
 pub use boundary::hw_status;
 pub use clock::hw_clock;
-pub use events::{hw_event, hw_event_kind, hw_subscription};
+pub use events::{hw_event, hw_event_kind, hw_subscription, HW_DEFAULT_SUBSCRIPTION_CAPACITY};
 pub use filter::hw_worker_filter;
+pub use limits::{
+    HW_MAX_DURATION_MS, HW_MAX_ENTRIES, HW_MAX_IMAGE_LEN, HW_MAX_JOB_ID_LEN, HW_MAX_KEY_LEN,
+    HW_MAX_PROVIDER_ID_LEN, HW_MAX_RESOURCE_ID_LEN, HW_MAX_VALUE_LEN,
+};
 pub use manager::{
-    hw_manager, hw_manager_config, hw_provider_call, hw_provider_callbacks, hw_provider_result,
-    hw_scaling_plan, hw_tick_report, hw_tick_summary,
+    hw_manager, hw_manager_config, hw_mass_expiry_hold, hw_provider_call, hw_provider_callbacks,
+    hw_provider_result, hw_report, hw_report_kind, hw_report_summary, hw_scaling_plan,
 };
 pub use registry::{hw_registry, hw_worker_counts};
 pub use spec::{hw_architecture, hw_worker_spec};

@@ -20,7 +20,7 @@ use crate::boundary::{
     arg_mut, arg_out, arg_ref, arg_str, c_string, ffi_boundary, hw_status, into_handle,
 };
 use crate::filter::hw_worker_filter;
-use crate::manager::{hw_manager, hw_tick_report};
+use crate::manager::{hw_manager, hw_report};
 use crate::spec::hw_worker_spec;
 use crate::types::{hw_worker_id, provider_id};
 use crate::worker::hw_worker;
@@ -87,7 +87,7 @@ pub extern "C" fn hw_manager_add_pool(
         let name = arg_str!(name);
         let provider = provider_id(arg_str!(provider))?;
         let template_spec = arg_ref!(template_spec);
-        let pool = Pool::new(name, provider, Arc::new(template_spec.spec.clone()))?
+        let pool = Pool::new(name, provider, Arc::clone(&template_spec.spec))?
             .with_max_workers(max_workers)
             .with_min_ready(min_ready)
             .with_priority(priority);
@@ -163,14 +163,14 @@ pub extern "C" fn hw_manager_plan_pools_json(
 pub extern "C" fn hw_manager_tick_demand(
     manager: *const hw_manager,
     demand_json: *const c_char,
-    out: *mut *mut hw_tick_report,
+    out: *mut *mut hw_report,
 ) -> hw_status {
     ffi_boundary!(hw_manager_tick_demand, {
         let manager = arg_ref!(manager);
         let demand = demand(arg_str!(demand_json))?;
         let out = arg_out!(out);
         let report = manager.inner.tick(demand);
-        out.write(into_handle(hw_tick_report::from_tick(&report)?));
+        out.write(into_handle(hw_report::from_tick(&report)?));
         Ok(())
     })
 }

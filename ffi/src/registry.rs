@@ -4,7 +4,8 @@ use std::ffi::c_char;
 use std::sync::Arc;
 
 use engine::{
-    Error, InMemoryWorkerRegistry, Snapshot, WorkerHandle, WorkerRegistry, WorkerRegistryStats,
+    Error, InMemoryWorkerRegistry, Snapshot, StateCounts, WorkerHandle, WorkerRegistry,
+    WorkerRegistryStats,
 };
 
 use crate::boundary::{
@@ -51,15 +52,26 @@ pub struct hw_worker_counts {
 
 impl hw_worker_counts {
     fn from_core(s: &WorkerRegistryStats) -> Self {
+        // Exhaustive on purpose: a state added to the core fails this build until C counts it
+        // (ffi/tests/schema.rs checks the header against the serde names).
+        let StateCounts {
+            creating,
+            connecting,
+            ready,
+            busy,
+            draining,
+            terminating,
+            terminated,
+        } = s.by_state;
         hw_worker_counts {
             total: s.total,
-            creating: s.by_state.creating,
-            connecting: s.by_state.connecting,
-            ready: s.by_state.ready,
-            busy: s.by_state.busy,
-            draining: s.by_state.draining,
-            terminating: s.by_state.terminating,
-            terminated: s.by_state.terminated,
+            creating,
+            connecting,
+            ready,
+            busy,
+            draining,
+            terminating,
+            terminated,
         }
     }
 }
@@ -114,7 +126,8 @@ pub extern "C" fn hw_registry_now(registry: *const hw_registry, out_ms: *mut u64
 
 /// Registers a new worker (state `CREATING`, a fresh id) for the instance `resource_id` of
 /// provider `provider` of type `provider_type_name` (`"docker"`, …, `"custom:NAME"`), made from
-/// `spec` (copied). Writes the new worker's snapshot (free with `hw_worker_free`).
+/// `spec` (shared, not copied: every worker registered from one `hw_worker_spec` shares its
+/// content). Writes the new worker's snapshot (free with `hw_worker_free`).
 ///
 /// Errors: `HW_ERR_INVALID_ARGUMENT` for an invalid provider id, provider type or spec.
 #[no_mangle]
@@ -134,9 +147,7 @@ pub extern "C" fn hw_registry_register(
         let spec = arg_ref!(spec);
         let out = arg_out!(out);
         let handle = WorkerHandle::new(provider, kind, resource_id);
-        let worker = registry
-            .inner
-            .register(handle, Arc::new(spec.spec.clone()))?;
+        let worker = registry.inner.register(handle, Arc::clone(&spec.spec))?;
         out.write(hw_worker::boxed(worker));
         Ok(())
     })
@@ -145,7 +156,8 @@ pub extern "C" fn hw_registry_register(
 /// Like `hw_registry_register`, but with the worker id chosen by the caller (e.g. the id the
 /// provider gave the agent, or a restored one).
 ///
-/// Errors: `HW_ERR_ALREADY_EXISTS` for a registered id; `HW_ERR_INVALID_ARGUMENT` as
+/// Errors: `HW_ERR_ALREADY_EXISTS` for an id that is, or once was, registered in this registry
+/// (ids are never reused); `HW_ERR_INVALID_ARGUMENT` as
 /// `hw_registry_register`, and for the nil id.
 #[no_mangle]
 pub extern "C" fn hw_registry_register_with_id(
@@ -167,9 +179,7 @@ pub extern "C" fn hw_registry_register_with_id(
         let out = arg_out!(out);
         let mut handle = WorkerHandle::new(provider, kind, resource_id);
         handle.worker_id = id;
-        let worker = registry
-            .inner
-            .register(handle, Arc::new(spec.spec.clone()))?;
+        let worker = registry.inner.register(handle, Arc::clone(&spec.spec))?;
         out.write(hw_worker::boxed(worker));
         Ok(())
     })
@@ -523,9 +533,12 @@ pub extern "C" fn hw_registry_snapshot(
 }
 
 /// Loads a snapshot (from `hw_registry_snapshot`) into this registry, which must be empty. The
-/// snapshot is checked whole first: on any error the registry is left untouched.
+/// snapshot is checked whole first: on any error the registry is left untouched. Every restored
+/// worker gets a fresh grace period from now: none expires at the first check after a restore
+/// for the time the snapshot lay on disk.
 ///
-/// Errors: `HW_ERR_SNAPSHOT` for corrupt, foreign or inconsistent JSON;
+/// Errors: `HW_ERR_SNAPSHOT` for corrupt, foreign or inconsistent JSON (timestamps after the
+/// snapshot's own time, a string holding a NUL byte, …);
 /// `HW_ERR_INVALID_ARGUMENT` when the registry is not empty.
 #[no_mangle]
 pub extern "C" fn hw_registry_restore(

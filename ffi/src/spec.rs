@@ -3,7 +3,9 @@
 
 use std::ffi::c_char;
 
-use engine::{Architecture, Error, WorkerSpec};
+use std::sync::Arc;
+
+use engine::{Error, WorkerSpec};
 
 use crate::boundary::{
     arg_mut, arg_out, arg_ref, arg_str, c_string, ffi_boundary, free_handle, hw_status, into_handle,
@@ -11,12 +13,47 @@ use crate::boundary::{
 use crate::types::ms;
 
 /// A worker spec under construction. Not thread-safe: build it on one thread, then pass it
-/// (`const`) to any number of calls; the library copies what it needs, so it may be freed or
-/// changed right after.
+/// (`const`) to any number of calls. Workers registered or provisioned from it share its
+/// content (one copy, however many workers); changing it afterwards copies it first, so those
+/// workers keep the spec they were made from, and freeing it right after a call is fine.
+///
+/// Strings (image, labels, environment, capabilities, GPU type) are checked when the spec is
+/// used (`hw_registry_register`, `hw_manager_provision`, `hw_worker_spec_from_json`, …): a
+/// string longer than its limit (`HW_MAX_IMAGE_LEN`, `HW_MAX_KEY_LEN`, `HW_MAX_VALUE_LEN`) or
+/// a map or set of more than `HW_MAX_ENTRIES` entries is `HW_ERR_INVALID_ARGUMENT`, naming the
+/// field and the limit.
 #[allow(non_camel_case_types)]
 #[derive(Debug, Clone)]
 pub struct hw_worker_spec {
-    pub(crate) spec: WorkerSpec,
+    /// Shared with every worker registered or provisioned from this spec (as in Rust: one
+    /// `Arc<WorkerSpec>` for all of them, not a deep copy each); a later change through a
+    /// setter copies it first, so those workers keep the spec they were made from.
+    pub(crate) spec: Arc<WorkerSpec>,
+}
+
+impl hw_worker_spec {
+    pub(crate) fn new(spec: WorkerSpec) -> Self {
+        hw_worker_spec {
+            spec: Arc::new(spec),
+        }
+    }
+
+    /// The spec to change: copied first if a worker shares it (copy on write).
+    fn edit(&mut self) -> &mut WorkerSpec {
+        Arc::make_mut(&mut self.spec)
+    }
+}
+
+/// A spec duration from C, refused at this first boundary when the core's validation would
+/// refuse it later (so the builder never holds a spec no call accepts).
+fn spec_duration(value_ms: u64, what: &str) -> Result<std::time::Duration, Error> {
+    if value_ms == 0 || value_ms > crate::limits::HW_MAX_DURATION_MS {
+        return Err(Error::invalid(format!(
+            "{what} must be 1 ms to HW_MAX_DURATION_MS ({} ms, 100 years), got {value_ms} ms",
+            crate::limits::HW_MAX_DURATION_MS
+        )));
+    }
+    Ok(ms(value_ms))
 }
 
 /// CPU architecture of a worker.
@@ -42,9 +79,7 @@ pub extern "C" fn hw_worker_spec_new(
     ffi_boundary!(hw_worker_spec_new, {
         let image = arg_str!(image);
         let out = arg_out!(out);
-        out.write(into_handle(hw_worker_spec {
-            spec: WorkerSpec::new(image),
-        }));
+        out.write(into_handle(hw_worker_spec::new(WorkerSpec::new(image))));
         Ok(())
     })
 }
@@ -66,7 +101,7 @@ pub extern "C" fn hw_worker_spec_from_json(
         let spec: WorkerSpec = serde_json::from_str(json)
             .map_err(|e| Error::invalid(format!("invalid spec JSON: {e}")))?;
         spec.validate()?;
-        out.write(into_handle(hw_worker_spec { spec }));
+        out.write(into_handle(hw_worker_spec::new(spec)));
         Ok(())
     })
 }
@@ -124,7 +159,7 @@ pub extern "C" fn hw_worker_spec_set_image(
 ) -> hw_status {
     ffi_boundary!(hw_worker_spec_set_image, {
         let spec = arg_mut!(spec);
-        spec.spec.image = arg_str!(image).to_owned();
+        spec.edit().image = arg_str!(image).to_owned();
         Ok(())
     })
 }
@@ -139,7 +174,7 @@ pub extern "C" fn hw_worker_spec_add_label(
     ffi_boundary!(hw_worker_spec_add_label, {
         let spec = arg_mut!(spec);
         let (key, value) = (arg_str!(key), arg_str!(value));
-        spec.spec.labels.insert(key.to_owned(), value.to_owned());
+        spec.edit().labels.insert(key.to_owned(), value.to_owned());
         Ok(())
     })
 }
@@ -154,7 +189,7 @@ pub extern "C" fn hw_worker_spec_add_env(
     ffi_boundary!(hw_worker_spec_add_env, {
         let spec = arg_mut!(spec);
         let (key, value) = (arg_str!(key), arg_str!(value));
-        spec.spec
+        spec.edit()
             .environment
             .insert(key.to_owned(), value.to_owned());
         Ok(())
@@ -169,16 +204,18 @@ pub extern "C" fn hw_worker_spec_add_capability(
 ) -> hw_status {
     ffi_boundary!(hw_worker_spec_add_capability, {
         let spec = arg_mut!(spec);
-        spec.spec
+        spec.edit()
             .capabilities
             .insert(arg_str!(capability).to_owned());
         Ok(())
     })
 }
 
-/// Sets the idle timeout: a `READY` worker idle this long is cleaned up (at least 1 ms).
+/// Sets the idle timeout: a `READY` worker idle this long is cleaned up (1 ms to
+/// `HW_MAX_DURATION_MS`).
 ///
-/// Errors: `HW_ERR_INVALID_ARGUMENT` for 0.
+/// Errors: `HW_ERR_INVALID_ARGUMENT` for 0 or above `HW_MAX_DURATION_MS` (the spec is
+/// unchanged).
 #[no_mangle]
 pub extern "C" fn hw_worker_spec_set_idle_timeout_ms(
     spec: *mut hw_worker_spec,
@@ -186,17 +223,16 @@ pub extern "C" fn hw_worker_spec_set_idle_timeout_ms(
 ) -> hw_status {
     ffi_boundary!(hw_worker_spec_set_idle_timeout_ms, {
         let spec = arg_mut!(spec);
-        if timeout_ms == 0 {
-            return Err(Error::invalid("idle timeout must be at least 1 ms"));
-        }
-        spec.spec.idle_timeout = ms(timeout_ms);
+        spec.edit().idle_timeout = spec_duration(timeout_ms, "idle timeout")?;
         Ok(())
     })
 }
 
-/// Sets the maximum lifetime since creation (at least 1 ms); a busy worker is drained first.
+/// Sets the maximum lifetime since creation (1 ms to `HW_MAX_DURATION_MS`); a busy worker is
+/// drained first.
 ///
-/// Errors: `HW_ERR_INVALID_ARGUMENT` for 0.
+/// Errors: `HW_ERR_INVALID_ARGUMENT` for 0 or above `HW_MAX_DURATION_MS` (the spec is
+/// unchanged).
 #[no_mangle]
 pub extern "C" fn hw_worker_spec_set_max_lifetime_ms(
     spec: *mut hw_worker_spec,
@@ -204,10 +240,7 @@ pub extern "C" fn hw_worker_spec_set_max_lifetime_ms(
 ) -> hw_status {
     ffi_boundary!(hw_worker_spec_set_max_lifetime_ms, {
         let spec = arg_mut!(spec);
-        if lifetime_ms == 0 {
-            return Err(Error::invalid("max lifetime must be at least 1 ms"));
-        }
-        spec.spec.max_lifetime = ms(lifetime_ms);
+        spec.edit().max_lifetime = spec_duration(lifetime_ms, "max lifetime")?;
         Ok(())
     })
 }
@@ -221,7 +254,7 @@ pub extern "C" fn hw_worker_spec_set_max_jobs(
 ) -> hw_status {
     ffi_boundary!(hw_worker_spec_set_max_jobs, {
         let spec = arg_mut!(spec);
-        spec.spec.max_jobs = (max_jobs > 0).then_some(max_jobs);
+        spec.edit().max_jobs = (max_jobs > 0).then_some(max_jobs);
         Ok(())
     })
 }
@@ -244,7 +277,7 @@ pub extern "C" fn hw_worker_spec_set_resources(
                 "cpu_cores must be finite and >= 0, got {cpu_cores}"
             )));
         }
-        let r = &mut spec.spec.resources;
+        let r = &mut spec.edit().resources;
         r.cpu_cores = cpu_cores;
         r.memory_bytes = memory_bytes;
         r.disk_bytes = disk_bytes;
@@ -261,7 +294,7 @@ pub extern "C" fn hw_worker_spec_set_gpu_type(
 ) -> hw_status {
     ffi_boundary!(hw_worker_spec_set_gpu_type, {
         let spec = arg_mut!(spec);
-        spec.spec.resources.gpu_type = Some(arg_str!(gpu_type).to_owned());
+        spec.edit().resources.gpu_type = Some(arg_str!(gpu_type).to_owned());
         Ok(())
     })
 }
@@ -276,16 +309,16 @@ pub extern "C" fn hw_worker_spec_set_architecture(
 ) -> hw_status {
     ffi_boundary!(hw_worker_spec_set_architecture, {
         let spec = arg_mut!(spec);
-        spec.spec.architecture = match architecture {
-            0 => Architecture::Amd64,
-            1 => Architecture::Arm64,
-            2 => Architecture::Arm,
-            other => {
-                return Err(Error::invalid(format!(
-                    "{other} is not a hw_architecture (0..=2)"
-                )))
-            }
-        };
+        let architecture = usize::try_from(architecture)
+            .ok()
+            .and_then(|i| hw_architecture::all().get(i))
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "{architecture} is not a hw_architecture (0..={})",
+                    hw_architecture::all().len() - 1
+                ))
+            })?;
+        spec.edit().architecture = architecture.to_core();
         Ok(())
     })
 }
@@ -294,4 +327,61 @@ pub extern "C" fn hw_worker_spec_set_architecture(
 #[no_mangle]
 pub extern "C" fn hw_worker_spec_free(spec: *mut hw_worker_spec) {
     free_handle(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{hw_registry, hw_registry_free, hw_registry_new, hw_registry_register};
+    use crate::worker::{hw_worker, hw_worker_free};
+
+    /// Issue 10 item 23: workers registered from one `hw_worker_spec` share its `Arc` instead of
+    /// holding a deep copy each (200 workers of a spec at its size limits cost one spec).
+    #[test]
+    fn workers_made_from_one_spec_share_it_and_a_later_edit_copies() {
+        let mut spec: *mut hw_worker_spec = std::ptr::null_mut();
+        let image = std::ffi::CString::new("x".repeat(crate::limits::HW_MAX_IMAGE_LEN)).unwrap();
+        assert_eq!(
+            hw_worker_spec_new(image.as_ptr(), &mut spec),
+            hw_status::HwOk
+        );
+        let value = std::ffi::CString::new("v".repeat(crate::limits::HW_MAX_VALUE_LEN)).unwrap();
+        for i in 0..64 {
+            let key = std::ffi::CString::new(format!("label-{i}")).unwrap();
+            let status = hw_worker_spec_add_label(spec, key.as_ptr(), value.as_ptr());
+            assert_eq!(status, hw_status::HwOk);
+        }
+        let mut registry: *mut hw_registry = std::ptr::null_mut();
+        assert_eq!(hw_registry_new(&mut registry), hw_status::HwOk);
+        for i in 0..200 {
+            let resource = std::ffi::CString::new(format!("r-{i}")).unwrap();
+            let mut worker: *mut hw_worker = std::ptr::null_mut();
+            let status = hw_registry_register(
+                registry,
+                c"p".as_ptr(),
+                c"docker".as_ptr(),
+                resource.as_ptr(),
+                spec,
+                &mut worker,
+            );
+            assert_eq!(status, hw_status::HwOk, "{:?}", unsafe {
+                std::ffi::CStr::from_ptr(crate::boundary::last_error_ptr())
+            });
+            hw_worker_free(worker);
+        }
+        // SAFETY: made above, freed below.
+        let shared = unsafe { Arc::clone(&(*spec).spec) };
+        // The builder, the 200 records and `shared`.
+        assert_eq!(Arc::strong_count(&shared), 202);
+        assert_eq!(
+            hw_worker_spec_set_image(spec, c"other".as_ptr()),
+            hw_status::HwOk
+        );
+        // The edit copied: the records keep the spec they were made from.
+        assert_eq!(Arc::strong_count(&shared), 201);
+        assert_eq!(shared.image.len(), crate::limits::HW_MAX_IMAGE_LEN);
+        hw_registry_free(registry);
+        assert_eq!(Arc::strong_count(&shared), 1);
+        hw_worker_spec_free(spec);
+    }
 }

@@ -60,15 +60,7 @@ pub enum hw_worker_state {
 }
 
 pub(crate) fn state_to_c(state: WorkerState) -> hw_worker_state {
-    match state {
-        WorkerState::Creating => hw_worker_state::Creating,
-        WorkerState::Connecting => hw_worker_state::Connecting,
-        WorkerState::Ready => hw_worker_state::Ready,
-        WorkerState::Busy => hw_worker_state::Busy,
-        WorkerState::Draining => hw_worker_state::Draining,
-        WorkerState::Terminating => hw_worker_state::Terminating,
-        WorkerState::Terminated => hw_worker_state::Terminated,
-    }
+    hw_worker_state::from_core(state)
 }
 
 pub(crate) fn state_from_c(value: u32) -> Result<WorkerState, Error> {
@@ -104,17 +96,7 @@ pub enum hw_termination_reason {
 }
 
 pub(crate) fn reason_to_c(reason: TerminationReason) -> hw_termination_reason {
-    match reason {
-        TerminationReason::Idle => hw_termination_reason::Idle,
-        TerminationReason::Lifetime => hw_termination_reason::Lifetime,
-        TerminationReason::Drained => hw_termination_reason::Drained,
-        TerminationReason::MaxJobs => hw_termination_reason::MaxJobs,
-        TerminationReason::Unhealthy => hw_termination_reason::Unhealthy,
-        TerminationReason::StartupTimeout => hw_termination_reason::StartupTimeout,
-        TerminationReason::Vanished => hw_termination_reason::Vanished,
-        TerminationReason::ScaledDown => hw_termination_reason::ScaledDown,
-        TerminationReason::Requested => hw_termination_reason::Requested,
-    }
+    hw_termination_reason::from_core(reason)
 }
 
 pub(crate) fn reason_from_c(value: u32) -> Result<TerminationReason, Error> {

@@ -17,8 +17,7 @@ const WITHOUT_STATUS: &[&str] = &[
 fn every_exported_function_is_wrapped() {
     let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut exported = 0;
-    for entry in std::fs::read_dir(&src).expect("ffi/src") {
-        let path = entry.expect("dir entry").path();
+    for path in rust_files(&src) {
         let text = std::fs::read_to_string(&path).expect("source file");
         let mut rest = text.as_str();
         while let Some(at) = rest.find("pub extern \"C\" fn ") {
@@ -54,4 +53,18 @@ fn every_exported_function_is_wrapped() {
         }
     }
     assert!(exported > 100, "found only {exported} exported functions");
+}
+
+/// Every `.rs` file under `dir`, subdirectories included (the manager is a folder of modules).
+fn rust_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("a source directory") {
+        let path = entry.expect("dir entry").path();
+        if path.is_dir() {
+            files.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+    files
 }

@@ -61,6 +61,7 @@ __all__ = [
     "ProvisionFailure",
     "ProviderBackoff",
     "MassExpiryHold",
+    "MassExpiryGiveUp",
     "HealthCheckResult",
     "CleanupResult",
     "ScalingPlan",
@@ -72,6 +73,9 @@ __all__ = [
     "Pool",
     "PoolDecision",
     "PoolPlan",
+    "Serving",
+    "Spill",
+    "UnmetDemand",
     "Unschedulable",
 ]
 
@@ -82,26 +86,27 @@ _StateLike: TypeAlias = Union["WorkerState", str]
 _ReasonLike: TypeAlias = Union["TerminationReason", str]
 
 # --- errors -----------------------------------------------------------------------------------
+# Defined in Python (hodei_workers/_errors.py, with their docstrings); the native module imports
+# them and raises them.
 
-class HodeiWorkersError(Exception):
-    kind: str
-    worker_id: str | None
-    job_id: str | None
-    provider_id: str | None
+from hodei_workers._errors import BackendError as BackendError
+from hodei_workers._errors import CapacityExceededError as CapacityExceededError
+from hodei_workers._errors import HodeiWorkersError as HodeiWorkersError
+from hodei_workers._errors import InternalError as InternalError
+from hodei_workers._errors import InvalidArgumentError as InvalidArgumentError
+from hodei_workers._errors import InvalidTransitionError as InvalidTransitionError
+from hodei_workers._errors import JobAlreadyAssignedError as JobAlreadyAssignedError
+from hodei_workers._errors import ProviderError as ProviderError
+from hodei_workers._errors import ProviderNotFoundError as ProviderNotFoundError
+from hodei_workers._errors import SnapshotError as SnapshotError
+from hodei_workers._errors import WorkerAlreadyExistsError as WorkerAlreadyExistsError
+from hodei_workers._errors import WorkerNotAvailableError as WorkerNotAvailableError
+from hodei_workers._errors import WorkerNotBusyError as WorkerNotBusyError
+from hodei_workers._errors import WorkerNotFoundError as WorkerNotFoundError
 
-class WorkerNotFoundError(HodeiWorkersError, LookupError): ...
-class WorkerAlreadyExistsError(HodeiWorkersError): ...
-class InvalidTransitionError(HodeiWorkersError): ...
-class WorkerNotAvailableError(HodeiWorkersError): ...
-class WorkerNotBusyError(HodeiWorkersError): ...
-class JobAlreadyAssignedError(HodeiWorkersError): ...
-class ProviderNotFoundError(HodeiWorkersError, LookupError): ...
-class ProviderError(HodeiWorkersError): ...
-class CapacityExceededError(HodeiWorkersError): ...
-class InvalidArgumentError(HodeiWorkersError, ValueError): ...
-class SnapshotError(HodeiWorkersError, ValueError): ...
-class BackendError(HodeiWorkersError): ...
-class InternalError(HodeiWorkersError, RuntimeError): ...
+def _error_classes() -> list[tuple[str, type[HodeiWorkersError]]]:
+    """``[(kind, exception class)]`` for every core error kind, made by the conversion the API
+    uses (for the tests: each kind has its own class)."""
 
 # --- enums ------------------------------------------------------------------------------------
 
@@ -129,6 +134,8 @@ class TerminationReason(enum.Enum):
 
 @final
 class Resources:
+    """What a worker needs of its host: CPU cores (fractions allowed), memory and disk in bytes,
+    GPUs. Immutable; compares by value."""
     def __new__(
         cls,
         cpu_cores: float = 0.0,
@@ -136,22 +143,41 @@ class Resources:
         disk_bytes: int = 0,
         gpu_count: int = 0,
         gpu_type: str | None = None,
-    ) -> Resources: ...
+    ) -> Resources:
+        """Resources to ask for.
+
+        Raises:
+            InvalidArgumentError: a negative or non-finite amount, a huge int, a NUL character
+                in ``gpu_type``.
+            TypeError: a bool or another non-number for an amount.
+        """
     @property
-    def cpu_cores(self) -> float: ...
+    def cpu_cores(self) -> float:
+        """CPU cores (fractions allowed)."""
     @property
-    def memory_bytes(self) -> int: ...
+    def memory_bytes(self) -> int:
+        """Memory in bytes."""
     @property
-    def disk_bytes(self) -> int: ...
+    def disk_bytes(self) -> int:
+        """Disk in bytes."""
     @property
-    def gpu_count(self) -> int: ...
+    def gpu_count(self) -> int:
+        """Number of GPUs."""
     @property
-    def gpu_type(self) -> str | None: ...
+    def gpu_type(self) -> str | None:
+        """GPU model, if one is asked for."""
     def __eq__(self, value: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
 @final
 class WorkerSpec:
+    """What a worker is: image, resources, labels, environment, capabilities, architecture and
+    limits. Immutable and validated on construction; compares by value.
+
+    ``idle_timeout`` (default 300 s): a READY worker idle this long is cleaned up (heartbeats do
+    not reset it; a release does). ``max_lifetime`` (default 3600 s): a worker is retired this
+    long after creation (a busy one is drained first). ``max_jobs``: after that many jobs the
+    worker is drained (1 makes a one-shot ephemeral worker)."""
     def __new__(
         cls,
         image: str = "",
@@ -164,7 +190,25 @@ class WorkerSpec:
         idle_timeout: _Seconds = 300.0,
         max_lifetime: _Seconds = 3600.0,
         max_jobs: int | None = None,
-    ) -> WorkerSpec: ...
+    ) -> WorkerSpec:
+        """A spec, validated now.
+
+        Arguments:
+            image: the container image (or AMI, function name, ...).
+            resources: what the worker needs of its host.
+            labels: str -> str labels, matched exactly by filters' ``labels=``.
+            environment: str -> str environment for the agent.
+            capabilities: what the worker can do (a str counts as one capability).
+            architecture: ``"amd64"``, ``"arm64"`` or ``"arm"``.
+            idle_timeout: a READY worker idle this long is retired (heartbeats do not reset it).
+            max_lifetime: a worker is retired this long after creation (a busy one drained).
+            max_jobs: after this many jobs the worker is drained (1: one-shot).
+
+        Raises:
+            InvalidArgumentError: a NUL character in any string, a string over its documented
+                maximum size, a zero or out-of-range duration, ``max_jobs`` out of range.
+            TypeError: a wrong type (a bool for a duration included).
+        """
     def replace(
         self,
         *,
@@ -177,223 +221,351 @@ class WorkerSpec:
         idle_timeout: _Seconds = ...,
         max_lifetime: _Seconds = ...,
         max_jobs: int | None = ...,
-    ) -> WorkerSpec: ...
+    ) -> WorkerSpec:
+        """A copy with some fields changed: ``spec.replace(max_jobs=1, labels={"pool": "gpu"})``.
+        Takes the constructor's keyword arguments (and validates like it)."""
     @property
-    def image(self) -> str: ...
+    def image(self) -> str:
+        """Container image (or AMI, function name…)."""
     @property
-    def resources(self) -> Resources: ...
+    def resources(self) -> Resources:
+        """Resources asked for."""
     @property
-    def labels(self) -> dict[str, str]: ...
+    def labels(self) -> dict[str, str]:
+        """Labels (a copy); a filter's ``labels=`` must match them exactly."""
     @property
-    def environment(self) -> dict[str, str]: ...
+    def environment(self) -> dict[str, str]:
+        """Environment for the worker process (a copy)."""
     @property
-    def capabilities(self) -> frozenset[str]: ...
+    def capabilities(self) -> frozenset[str]:
+        """What the worker can do; a filter's ``capabilities=`` may require some."""
     @property
-    def architecture(self) -> str: ...
+    def architecture(self) -> str:
+        """CPU architecture: ``"amd64"``, ``"arm64"`` or ``"arm"``."""
     @property
-    def idle_timeout(self) -> float: ...
+    def idle_timeout(self) -> float:
+        """Idle timeout in seconds."""
     @property
-    def max_lifetime(self) -> float: ...
+    def max_lifetime(self) -> float:
+        """Maximum lifetime in seconds."""
     @property
-    def max_jobs(self) -> int | None: ...
+    def max_jobs(self) -> int | None:
+        """Job limit, or None for no limit."""
     def __eq__(self, value: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
 @final
 class Worker:
+    """A snapshot of one worker's record, taken at one instant: it never changes, and changing the
+    registry does not change it (ask the registry again for fresh data).
+
+    Ids are str; timestamps are float seconds since the Unix epoch on the registry's clock."""
     @property
-    def id(self) -> str: ...
+    def id(self) -> str:
+        """The worker's id (a lowercase hyphenated UUID)."""
     @property
-    def provider_id(self) -> str: ...
+    def provider_id(self) -> str:
+        """The provider that owns the instance."""
     @property
-    def provider_type(self) -> str: ...
+    def provider_type(self) -> str:
+        """The provider's type: ``"docker"``, ``"kubernetes"``, …, ``"custom:NAME"``."""
     @property
-    def resource_id(self) -> str: ...
+    def resource_id(self) -> str:
+        """The provider's id of the instance (container id, pod name, instance id…)."""
     @property
-    def metadata(self) -> dict[str, str]: ...
+    def metadata(self) -> dict[str, str]:
+        """What the provider remembers about the instance (a copy)."""
     @property
-    def spec(self) -> WorkerSpec: ...
+    def spec(self) -> WorkerSpec:
+        """What the worker is."""
     @property
-    def state(self) -> WorkerState: ...
+    def state(self) -> WorkerState:
+        """Current state (a WorkerState)."""
     @property
-    def current_job(self) -> str | None: ...
+    def current_job(self) -> str | None:
+        """The job it holds (BUSY, or DRAINING while finishing it), or None."""
     @property
-    def jobs_executed(self) -> int: ...
+    def jobs_executed(self) -> int:
+        """Jobs released so far."""
     @property
-    def created_at(self) -> float: ...
+    def created_at(self) -> float:
+        """When it was registered."""
     @property
-    def updated_at(self) -> float: ...
+    def updated_at(self) -> float:
+        """Last change of any field but the heartbeat."""
     @property
-    def state_changed_at(self) -> float: ...
+    def state_changed_at(self) -> float:
+        """Last change of state."""
     @property
-    def last_heartbeat(self) -> float: ...
+    def last_heartbeat(self) -> float:
+        """Last heartbeat (registration counts as one)."""
     @property
-    def idle_since(self) -> float | None: ...
+    def idle_since(self) -> float | None:
+        """When it last entered READY (the idle deadline starts there), or None."""
     @property
-    def is_available(self) -> bool: ...
+    def is_available(self) -> bool:
+        """Whether it accepted jobs at the snapshot (READY, no job)."""
     def __eq__(self, value: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
 @final
 class RegistryStats:
+    """Counts of the registry's workers, per state, provider and provider type, taken at one
+    instant (maintained counters: reading them costs nothing however large the fleet)."""
     @property
-    def total(self) -> int: ...
+    def total(self) -> int:
+        """Registered workers."""
     @property
-    def by_state(self) -> dict[WorkerState, int]: ...
+    def by_state(self) -> dict[WorkerState, int]:
+        """Workers per state: a dict with every WorkerState as a key."""
     @property
-    def by_provider(self) -> dict[str, int]: ...
+    def by_provider(self) -> dict[str, int]:
+        """Workers per provider id (providers with none are absent)."""
     @property
-    def by_provider_type(self) -> dict[str, int]: ...
+    def by_provider_type(self) -> dict[str, int]:
+        """Workers per provider type (types with none are absent)."""
     @property
-    def live(self) -> int: ...
+    def live(self) -> int:
+        """Workers not on their way out (every state but TERMINATING and TERMINATED)."""
     @property
-    def starting(self) -> int: ...
+    def starting(self) -> int:
+        """Workers still starting (CREATING + CONNECTING): capacity on its way."""
     @property
-    def creating(self) -> int: ...
+    def creating(self) -> int:
+        """Workers in CREATING."""
     @property
-    def connecting(self) -> int: ...
+    def connecting(self) -> int:
+        """Workers in CONNECTING."""
     @property
-    def ready(self) -> int: ...
+    def ready(self) -> int:
+        """Workers in READY."""
     @property
-    def busy(self) -> int: ...
+    def busy(self) -> int:
+        """Workers in BUSY."""
     @property
-    def draining(self) -> int: ...
+    def draining(self) -> int:
+        """Workers in DRAINING."""
     @property
-    def terminating(self) -> int: ...
+    def terminating(self) -> int:
+        """Workers in TERMINATING."""
     @property
-    def terminated(self) -> int: ...
+    def terminated(self) -> int:
+        """Workers in TERMINATED."""
     def __eq__(self, value: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
 @final
 class ManualClock:
-    def __new__(cls, start: float = 1700000000.0) -> ManualClock: ...
-    def now(self) -> float: ...
-    def set(self, at: float) -> float: ...
-    def advance(self, by: _Seconds) -> float: ...
+    """A clock that moves only when told to: tests and simulations. Give it to
+    ``Registry(clock=...)``; every deadline of that registry (and of its manager) is then
+    measured on it. Times are float seconds since the Unix epoch; it never goes backwards."""
+    def __new__(cls, start: float = 1700000000.0) -> ManualClock:
+        """A clock reading ``start`` (float seconds since the epoch; default a fixed instant,
+        so that runs are reproducible).
+
+        Raises:
+            InvalidArgumentError: a negative, non-finite or huge start.
+            TypeError: a bool.
+        """
+    def now(self) -> float:
+        """The time now, in float seconds since the epoch (millisecond resolution)."""
+    def set(self, at: float) -> float:
+        """Sets the time. An earlier time than now is ignored (the clock never goes backwards).
+        Returns the time now in force."""
+    def advance(self, by: _Seconds) -> float:
+        """Moves the clock forward by ``by`` (float seconds or timedelta); returns the new time."""
 
 # --- events -----------------------------------------------------------------------------------
 
 @disjoint_base
 class Event:
+    """Something that happened to a worker or to the fleet, in order.
+
+    ``seq`` increases strictly per registry (a gap means this subscriber missed events because
+    its queue was full); ``at`` is the time on the registry's clock (float seconds since the
+    epoch); ``kind`` is the stable snake_case name (``"state_changed"``, …). Each kind is a
+    subclass with its own fields; an event of a kind newer than this module is a plain Event."""
     @property
-    def seq(self) -> int: ...
+    def seq(self) -> int:
+        """Strictly increasing per registry; a gap means this subscriber missed events."""
     @property
-    def at(self) -> float: ...
+    def at(self) -> float:
+        """When it happened, on the registry's clock (float seconds since the epoch)."""
     @property
-    def kind(self) -> str: ...
+    def kind(self) -> str:
+        """The stable snake_case name of the kind (``"registered"``, ``"state_changed"``, …)."""
     @property
-    def worker_id(self) -> str | None: ...
+    def worker_id(self) -> str | None:
+        """The worker the event is about, or None for fleet events (provisioning, mass expiry)."""
     def __eq__(self, value: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
 @final
 class Registered(Event):
+    """A worker was registered (it starts in CREATING)."""
     __match_args__: ClassVar[tuple[str, ...]]
     @property
-    def worker_id(self) -> str: ...
+    def worker_id(self) -> str:
+        """The event's ``worker_id`` (see the class docstring)."""
     @property
-    def provider_id(self) -> str: ...
+    def provider_id(self) -> str:
+        """The event's ``provider_id`` (see the class docstring)."""
     @property
-    def provider_type(self) -> str: ...
+    def provider_type(self) -> str:
+        """The event's ``provider_type`` (see the class docstring)."""
 
 @final
 class StateChanged(Event):
+    """A worker changed state: ``from_state`` -> ``to_state`` (WorkerState members)."""
     __match_args__: ClassVar[tuple[str, ...]]
     @property
-    def worker_id(self) -> str: ...
+    def worker_id(self) -> str:
+        """The event's ``worker_id`` (see the class docstring)."""
     @property
-    def from_state(self) -> WorkerState: ...
+    def from_state(self) -> WorkerState:
+        """The event's ``from_state`` (see the class docstring)."""
     @property
-    def to_state(self) -> WorkerState: ...
+    def to_state(self) -> WorkerState:
+        """The event's ``to_state`` (see the class docstring)."""
 
 @final
 class AssignedToJob(Event):
+    """A worker took a job."""
     __match_args__: ClassVar[tuple[str, ...]]
     @property
-    def worker_id(self) -> str: ...
+    def worker_id(self) -> str:
+        """The event's ``worker_id`` (see the class docstring)."""
     @property
-    def job_id(self) -> str: ...
+    def job_id(self) -> str:
+        """The event's ``job_id`` (see the class docstring)."""
 
 @final
 class ReleasedFromJob(Event):
+    """A worker finished (released) a job."""
     __match_args__: ClassVar[tuple[str, ...]]
     @property
-    def worker_id(self) -> str: ...
+    def worker_id(self) -> str:
+        """The event's ``worker_id`` (see the class docstring)."""
     @property
-    def job_id(self) -> str: ...
+    def job_id(self) -> str:
+        """The event's ``job_id`` (see the class docstring)."""
 
 @final
 class HeartbeatReceived(Event):
+    """A heartbeat arrived (only for subscriptions made with ``heartbeats=True``)."""
     __match_args__: ClassVar[tuple[str, ...]]
     @property
-    def worker_id(self) -> str: ...
+    def worker_id(self) -> str:
+        """The event's ``worker_id`` (see the class docstring)."""
 
 @final
 class UnhealthyDetected(Event):
+    """A worker missed its heartbeat or startup deadline; ``last_heartbeat`` is float seconds."""
     __match_args__: ClassVar[tuple[str, ...]]
     @property
-    def worker_id(self) -> str: ...
+    def worker_id(self) -> str:
+        """The event's ``worker_id`` (see the class docstring)."""
     @property
-    def last_heartbeat(self) -> float: ...
+    def last_heartbeat(self) -> float:
+        """The event's ``last_heartbeat`` (see the class docstring)."""
 
 @final
 class JobLost(Event):
+    """A worker holding a job left service: the host must requeue ``job_id``."""
     __match_args__: ClassVar[tuple[str, ...]]
     @property
-    def worker_id(self) -> str: ...
+    def worker_id(self) -> str:
+        """The event's ``worker_id`` (see the class docstring)."""
     @property
-    def job_id(self) -> str: ...
+    def job_id(self) -> str:
+        """The event's ``job_id`` (see the class docstring)."""
 
 @final
 class Unregistered(Event):
+    """A worker's record left the registry; ``reason`` is a TerminationReason."""
     __match_args__: ClassVar[tuple[str, ...]]
     @property
-    def worker_id(self) -> str: ...
+    def worker_id(self) -> str:
+        """The event's ``worker_id`` (see the class docstring)."""
     @property
-    def reason(self) -> TerminationReason: ...
+    def reason(self) -> TerminationReason:
+        """The event's ``reason`` (see the class docstring)."""
 
 @final
 class ProvisionRequested(Event):
+    """The manager asked a provider for a worker."""
     __match_args__: ClassVar[tuple[str, ...]]
     @property
-    def provider_id(self) -> str: ...
+    def provider_id(self) -> str:
+        """The event's ``provider_id`` (see the class docstring)."""
 
 @final
 class ProvisionFailed(Event):
+    """A provider failed to create a worker; ``error`` says what it said."""
     __match_args__: ClassVar[tuple[str, ...]]
     @property
-    def provider_id(self) -> str: ...
+    def provider_id(self) -> str:
+        """The event's ``provider_id`` (see the class docstring)."""
     @property
-    def error(self) -> str: ...
+    def error(self) -> str:
+        """The event's ``error`` (see the class docstring)."""
 
 @final
 class DestroyFailed(Event):
+    """A provider failed to destroy a worker; it stays TERMINATING and is retried with backoff."""
     __match_args__: ClassVar[tuple[str, ...]]
     @property
-    def worker_id(self) -> str: ...
+    def worker_id(self) -> str:
+        """The event's ``worker_id`` (see the class docstring)."""
     @property
-    def provider_id(self) -> str: ...
+    def provider_id(self) -> str:
+        """The event's ``provider_id`` (see the class docstring)."""
     @property
-    def error(self) -> str: ...
+    def error(self) -> str:
+        """The event's ``error`` (see the class docstring)."""
     @property
-    def attempts(self) -> int: ...
+    def attempts(self) -> int:
+        """The event's ``attempts`` (see the class docstring)."""
 
 @final
 class MassExpiryHeld(Event):
+    """The health check would have declared too many workers unhealthy at once (a partition
+    on the host's side, most likely) and declared none."""
     __match_args__: ClassVar[tuple[str, ...]]
     @property
-    def would_expire(self) -> int: ...
+    def would_expire(self) -> int:
+        """The event's ``would_expire`` (see the class docstring)."""
     @property
-    def live(self) -> int: ...
+    def live(self) -> int:
+        """The event's ``live`` (see the class docstring)."""
 
 @final
 class Subscription:
-    def recv(self, timeout: _Seconds | None = None) -> Event | None: ...
-    def try_recv(self) -> Event | None: ...
-    def drain(self) -> list[Event]: ...
+    """A subscriber's end of a registry's event stream (from ``Registry.subscribe``).
+
+    Events queue in a bounded buffer; when it is full the registry never waits: the event is
+    dropped for this subscriber, ``dropped`` grows and ``seq`` shows a gap. Iterating blocks for
+    each next event and ends when the registry is gone; use ``drain()`` or ``try_recv()`` to
+    read without waiting. Dropping the Subscription unsubscribes. Safe to share between threads."""
+    def recv(self, timeout: _Seconds | None = None) -> Event | None:
+        """The next event, waiting up to ``timeout`` (float seconds or timedelta; None: until one
+        comes or the registry is gone). The GIL is released while waiting, and Ctrl-C (any
+        signal handler that raises) interrupts any wait within a tenth of a second.
+
+        Returns:
+            The event, or None on timeout (or when the registry is gone and the queue empty).
+
+        Raises:
+            InvalidArgumentError: a negative or too large timeout.
+            TypeError: a timeout that is not a number or timedelta (a bool included).
+        """
+    def try_recv(self) -> Event | None:
+        """The next event if one is queued, else None; never waits."""
+    def drain(self) -> list[Event]:
+        """Every event queued now, oldest first; never waits."""
     @property
-    def dropped(self) -> int: ...
+    def dropped(self) -> int:
+        """How many events were dropped for this subscriber because its queue was full."""
     def __len__(self) -> int: ...
     def __iter__(self) -> Subscription: ...
     def __next__(self) -> Event: ...
@@ -402,10 +574,29 @@ class Subscription:
 
 @final
 class Registry:
-    def __new__(cls, clock: ManualClock | None = None) -> Registry: ...
+    """The registry of a fleet's workers: who they are, what state each is in, which job each
+    holds. Thread-safe: share one Registry between threads freely; the GIL is released while
+    it works.
+
+    ``Registry()`` runs on the system's monotonic clock; ``Registry(clock=ManualClock())`` on a
+    clock that moves only when told to (tests, simulations).
+
+    Ids are str (worker ids are UUIDs), durations float seconds or ``timedelta``, timestamps
+    float seconds since the epoch. Unknown workers raise WorkerNotFoundError (a LookupError),
+    malformed ids and values InvalidArgumentError (a ValueError), wrong types TypeError.
+    ``len(registry)`` counts the workers; ``worker_id in registry`` tests one."""
+    def __new__(cls, clock: ManualClock | None = None) -> Registry:
+        """An empty in-memory registry.
+
+        Arguments:
+            clock: a ManualClock to run on (tests, simulations); None for the system's
+                monotonic clock.
+        """
     @property
-    def clock(self) -> ManualClock | None: ...
-    def now(self) -> float: ...
+    def clock(self) -> ManualClock | None:
+        """The ManualClock given at construction, or None on the system clock."""
+    def now(self) -> float:
+        """The time on the registry's clock (float seconds since the epoch)."""
     def register(
         self,
         provider_id: str,
@@ -415,9 +606,49 @@ class Registry:
         *,
         worker_id: str | None = None,
         metadata: Mapping[str, str] | None = None,
-    ) -> Worker: ...
-    def unregister(self, worker_id: str, reason: _ReasonLike | None = None) -> Worker: ...
-    def get(self, worker_id: str) -> Worker | None: ...
+    ) -> Worker:
+        """Registers a worker (state CREATING) for an instance a provider started.
+
+        Arguments:
+            provider_id: the provider's id, e.g. ``"docker-local"`` (1..=128 bytes, no control
+                characters).
+            provider_type: ``"docker"``, ``"kubernetes"``, ... or ``"custom:NAME"``.
+            resource_id: the provider's id of the instance (container id, pod name, ...).
+            spec: what the worker is; ``WorkerSpec()`` when None. Workers registered from one
+                spec object share it.
+            worker_id: the id to use (e.g. the one its agent was started with); a fresh UUID
+                when None.
+            metadata: str -> str facts about the instance, given back to the provider.
+
+        Returns:
+            The new worker's snapshot.
+
+        Raises:
+            WorkerAlreadyExistsError: ``worker_id`` is, or once was, registered here (ids are
+                never reused).
+            InvalidArgumentError: a malformed id or type, a string holding a NUL character.
+            TypeError: an argument of the wrong type.
+        """
+    def unregister(self, worker_id: str, reason: _ReasonLike | None = None) -> Worker:
+        """Removes a worker's record. A job it held is reported lost (a JobLost event).
+
+        Arguments:
+            worker_id: the worker.
+            reason: a TerminationReason or its name (default REQUESTED), in the Unregistered
+                event.
+
+        Returns:
+            The worker's last snapshot.
+
+        Raises:
+            WorkerNotFoundError: no such worker.
+        """
+    def get(self, worker_id: str) -> Worker | None:
+        """A snapshot of one worker, or None when unknown.
+
+        Raises:
+            InvalidArgumentError: a malformed id.
+        """
     def find(
         self,
         *,
@@ -432,13 +663,79 @@ class Registry:
         limit: int | None = None,
         fits: Resources | None = None,
         architecture: str | None = None,
-    ) -> list[Worker]: ...
-    def find_available(self) -> list[Worker]: ...
-    def find_by_provider(self, provider_id: str) -> list[Worker]: ...
-    def update_state(self, worker_id: str, state: _StateLike) -> Worker: ...
-    def heartbeat(self, worker_id: str) -> None: ...
-    def assign_to_job(self, worker_id: str, job_id: str) -> Worker: ...
-    def release_from_job(self, worker_id: str, expected_job: str | None = None) -> str: ...
+    ) -> list[Worker]:
+        """The workers matching every criterion given (None: any).
+
+        Arguments:
+            states: a WorkerState, its name, or an iterable of them.
+            provider_id: workers of this provider.
+            provider_type: workers of this provider type (``"docker"``, ...).
+            accepting_jobs: True for READY workers only, False for the others.
+            idle_for: READY and idle at least this long.
+            unhealthy_for: silent (no heartbeat) at least this long.
+            labels: every label given must be on the worker's spec, with that value.
+            capabilities: every capability given is required.
+            limit: at most this many.
+            fits: a Resources the worker's resources cover (at least as much of each, the same
+                ``gpu_type`` when one is named): claim for a job as its demand describes it.
+            architecture: ``"amd64"``, ``"arm64"`` or ``"arm"``.
+
+        Returns:
+            Snapshots, in no particular order.
+        """
+    def find_available(self) -> list[Worker]:
+        """Workers that accept jobs now (READY)."""
+    def find_by_provider(self, provider_id: str) -> list[Worker]:
+        """Workers of one provider."""
+    def update_state(self, worker_id: str, state: _StateLike) -> Worker:
+        """Moves a worker to ``state`` (a WorkerState or its name). The state it is already in
+        is a no-op (no event). Leaving CREATING/CONNECTING for a live state counts as a
+        heartbeat (the agent reported in).
+
+        Returns:
+            The new snapshot.
+
+        Raises:
+            WorkerNotFoundError: no such worker.
+            InvalidTransitionError: the state machine refuses the move; entering or leaving
+                BUSY (only assign/claim and release do that); un-draining a worker that reached
+                ``spec.max_jobs``.
+        """
+    def heartbeat(self, worker_id: str) -> None:
+        """Records a heartbeat of the worker's agent (updates ``last_heartbeat`` only; changes no
+        state).
+
+        Raises:
+            WorkerNotFoundError: unknown worker: tell its agent to register again.
+        """
+    def assign_to_job(self, worker_id: str, job_id: str) -> Worker:
+        """Gives ``job_id`` (1..=256 bytes, no NUL) to a READY worker, which becomes BUSY.
+
+        Returns:
+            The new snapshot.
+
+        Raises:
+            WorkerNotFoundError: no such worker.
+            WorkerNotAvailableError: it is not READY.
+            JobAlreadyAssignedError: another worker holds the job.
+        """
+    def release_from_job(self, worker_id: str, expected_job: str | None = None) -> str:
+        """Takes the job back: BUSY -> READY (the idle clock restarts), or the worker stays
+        DRAINING; ``jobs_executed`` grows, and reaching ``spec.max_jobs`` drains it.
+
+        Arguments:
+            worker_id: the worker.
+            expected_job: when given, a worker holding another job is left alone (a late
+                release from an old assignment never frees a new one).
+
+        Returns:
+            The released job's id.
+
+        Raises:
+            WorkerNotFoundError: no such worker (ids are never reused, so a stale release for a
+                removed worker lands here).
+            WorkerNotBusyError: it holds no job, or another job than ``expected_job``.
+        """
     def claim(
         self,
         job_id: str,
@@ -454,14 +751,55 @@ class Registry:
         limit: int | None = None,
         fits: Resources | None = None,
         architecture: str | None = None,
-    ) -> Worker | None: ...
-    def find_unhealthy(self, timeout: _Seconds) -> list[Worker]: ...
-    def find_startup_expired(self, timeout: _Seconds) -> list[Worker]: ...
-    def find_for_termination(self) -> list[tuple[Worker, TerminationReason]]: ...
-    def stats(self) -> RegistryStats: ...
-    def subscribe(self, capacity: int = 4096, heartbeats: bool = False) -> Subscription: ...
-    def snapshot(self) -> str: ...
-    def restore(self, snapshot: str) -> None: ...
+    ) -> Worker | None:
+        """Picks a READY worker matching the filter (the keywords of ``find``) and gives it
+        ``job_id``, in one atomic step: two threads claiming never get the same worker, and a
+        job goes to one worker only. Prefers the most recently idle worker, so that surplus
+        workers idle out.
+
+        Returns:
+            The worker, now BUSY; None when no READY worker matches.
+
+        Raises:
+            JobAlreadyAssignedError: a worker already holds ``job_id``.
+        """
+    def find_unhealthy(self, timeout: _Seconds) -> list[Worker]:
+        """Workers past their heartbeat deadline: CONNECTING, READY, BUSY or DRAINING and silent
+        for longer than ``timeout`` (float seconds or timedelta)."""
+    def find_startup_expired(self, timeout: _Seconds) -> list[Worker]:
+        """Workers past their startup deadline: still CREATING or CONNECTING longer than
+        ``timeout`` after registration."""
+    def find_for_termination(self) -> list[tuple[Worker, TerminationReason]]:
+        """Workers due for retirement, each with its TerminationReason: LIFETIME (past
+        ``max_lifetime``; a BUSY one is to be drained, not killed), IDLE (READY past
+        ``idle_timeout``), DRAINED / MAX_JOBS (DRAINING without a job)."""
+    def stats(self) -> RegistryStats:
+        """Counts per state, provider and provider type (constant cost, whatever the fleet size)."""
+    def subscribe(self, capacity: int = 4096, heartbeats: bool = False) -> Subscription:
+        """A new subscription to the registry's events.
+
+        Arguments:
+            capacity: the queue's bound (at least 1). When it is full, events are dropped for
+                this subscriber (``Subscription.dropped`` counts them; the ``seq`` gap shows
+                them): the registry never waits for a slow reader.
+            heartbeats: also send HeartbeatReceived events (off suits a large fleet).
+
+        Raises:
+            InvalidArgumentError: a capacity of 0 (as in Rust and C).
+        """
+    def snapshot(self) -> str:
+        """Every record plus the event ``seq``, consistent at one instant, as JSON text."""
+    def restore(self, snapshot: str) -> None:
+        """Loads a JSON snapshot (from ``snapshot()``) into this registry, which must be empty.
+        The snapshot is checked whole first: on any error nothing changes. Every restored
+        worker gets a fresh grace period from now (no worker expires at the first check after a
+        restore for the time the snapshot lay on disk).
+
+        Raises:
+            SnapshotError: corrupt, truncated, foreign or inconsistent text (timestamps after
+                the snapshot's own time, a string holding a NUL character, ...).
+            InvalidArgumentError: the registry is not empty.
+        """
     def __len__(self) -> int: ...
     def __contains__(self, key: object, /) -> bool: ...
 
@@ -469,21 +807,39 @@ class Registry:
 
 @final
 class WorkerHandle:
+    """How a provider knows one of its workers: passed to ``destroy_worker``."""
     @property
-    def worker_id(self) -> str: ...
+    def worker_id(self) -> str:
+        """The worker's id in the registry."""
     @property
-    def provider_id(self) -> str: ...
+    def provider_id(self) -> str:
+        """The provider that owns the instance."""
     @property
-    def provider_type(self) -> str: ...
+    def provider_type(self) -> str:
+        """The provider's type (``"docker"``, …, ``"custom:NAME"``)."""
     @property
-    def resource_id(self) -> str: ...
+    def resource_id(self) -> str:
+        """The provider's id of the instance, as ``create_worker`` returned it."""
     @property
-    def metadata(self) -> dict[str, str]: ...
+    def metadata(self) -> dict[str, str]:
+        """The metadata ``create_worker`` returned with it (a copy)."""
     def __eq__(self, value: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
 @final
 class LifecycleConfig:
+    """The manager's timeouts, limits and scaling policy. Immutable; validated on construction
+    (InvalidArgumentError naming the field). Every argument is keyword-only and named as in the
+    core's JSON form (``to_json()``); None (or leaving it out) takes the default. Durations are
+    float seconds or ``timedelta``; a bool where a number is expected is a TypeError.
+
+    Defaults: heartbeat_timeout 60 s, health_check_interval 30 s, startup_timeout 300 s,
+    min_ready_workers 1, max_workers 10, scale_up_threshold 5, scale_down_threshold 3,
+    scale_up_cooldown 10 s, scale_down_cooldown 60 s, max_provision_per_tick 5,
+    max_actions_per_tick 100, destroy_retry_initial 1 s, destroy_retry_max 300 s,
+    provider_backoff_initial 5 s, provider_backoff_max 300 s, max_unhealthy_fraction 0.55,
+    unhealthy_floor 1, max_mass_expiry_hold 300 s (the brake's bound: held continuously longer
+    than this, it lets go and the silent workers are declared unhealthy; 0 is refused)."""
     def __new__(
         cls,
         *,
@@ -505,351 +861,718 @@ class LifecycleConfig:
         max_actions_per_tick: int | None = None,
         unhealthy_floor: int | None = None,
         max_unhealthy_fraction: float | None = None,
-    ) -> LifecycleConfig: ...
+    ) -> LifecycleConfig:
+        """A configuration: each keyword is a field of the core's JSON form, read by the core's
+        deserialiser (its defaults, types and ranges), then validated as a whole.
+
+        Raises:
+            InvalidArgumentError: a value the field cannot take (negative, zero where at least
+                1 ms is needed, a fraction outside (0, 1], a huge int), or a nonsense
+                combination (``min_ready_workers`` above ``max_workers``, a maximum below its
+                initial delay); the message names the field.
+            TypeError: an unknown keyword, or a value of the wrong type (a bool, a str, a float
+                for a count, a timedelta for a count).
+        """
     @property
-    def heartbeat_timeout(self) -> float: ...
+    def heartbeat_timeout(self) -> float:
+        """``heartbeat_timeout`` in float seconds."""
     @property
-    def health_check_interval(self) -> float: ...
+    def health_check_interval(self) -> float:
+        """``health_check_interval`` in float seconds."""
     @property
-    def startup_timeout(self) -> float: ...
+    def startup_timeout(self) -> float:
+        """``startup_timeout`` in float seconds."""
     @property
-    def scale_up_cooldown(self) -> float: ...
+    def scale_up_cooldown(self) -> float:
+        """``scale_up_cooldown`` in float seconds."""
     @property
-    def scale_down_cooldown(self) -> float: ...
+    def scale_down_cooldown(self) -> float:
+        """``scale_down_cooldown`` in float seconds."""
     @property
-    def destroy_retry_initial(self) -> float: ...
+    def destroy_retry_initial(self) -> float:
+        """``destroy_retry_initial`` in float seconds."""
     @property
-    def destroy_retry_max(self) -> float: ...
+    def destroy_retry_max(self) -> float:
+        """``destroy_retry_max`` in float seconds."""
     @property
-    def provider_backoff_initial(self) -> float: ...
+    def provider_backoff_initial(self) -> float:
+        """``provider_backoff_initial`` in float seconds."""
     @property
-    def provider_backoff_max(self) -> float: ...
+    def provider_backoff_max(self) -> float:
+        """``provider_backoff_max`` in float seconds."""
     @property
-    def max_mass_expiry_hold(self) -> float: ...
+    def max_mass_expiry_hold(self) -> float:
+        """``max_mass_expiry_hold`` in float seconds."""
     @property
-    def min_ready_workers(self) -> int: ...
+    def min_ready_workers(self) -> int:
+        """``min_ready_workers``."""
     @property
-    def max_workers(self) -> int: ...
+    def max_workers(self) -> int:
+        """``max_workers``."""
     @property
-    def scale_up_threshold(self) -> int: ...
+    def scale_up_threshold(self) -> int:
+        """``scale_up_threshold``."""
     @property
-    def scale_down_threshold(self) -> int: ...
+    def scale_down_threshold(self) -> int:
+        """``scale_down_threshold``."""
     @property
-    def max_provision_per_tick(self) -> int: ...
+    def max_provision_per_tick(self) -> int:
+        """``max_provision_per_tick``."""
     @property
-    def max_actions_per_tick(self) -> int: ...
+    def max_actions_per_tick(self) -> int:
+        """``max_actions_per_tick``."""
     @property
-    def unhealthy_floor(self) -> int: ...
+    def unhealthy_floor(self) -> int:
+        """``unhealthy_floor``."""
     @property
-    def max_unhealthy_fraction(self) -> float: ...
-    def to_json(self) -> str: ...
+    def max_unhealthy_fraction(self) -> float:
+        """``max_unhealthy_fraction`` (a fraction in (0, 1])."""
+    def to_json(self) -> str:
+        """The configuration as JSON text (durations in seconds): the form the constructor's
+        keywords follow."""
     def __eq__(self, value: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
 @final
 class LostJob:
+    """A job that was running on a worker taken out of service: requeue it."""
     @property
-    def worker_id(self) -> str: ...
+    def worker_id(self) -> str:
+        """The worker that held it."""
     @property
-    def job_id(self) -> str: ...
-    def to_json(self) -> str: ...
+    def job_id(self) -> str:
+        """The job."""
+    def to_json(self) -> str:
+        """The report as JSON text (ids as str, timestamps in milliseconds since the
+        epoch), for logs."""
     def __eq__(self, value: object, /) -> bool: ...
 
 @final
 class UnhealthyWorker:
+    """A worker declared unhealthy by a health check."""
     @property
-    def worker_id(self) -> str: ...
+    def worker_id(self) -> str:
+        """The worker."""
     @property
-    def provider_id(self) -> str: ...
+    def provider_id(self) -> str:
+        """Its provider."""
     @property
-    def state(self) -> WorkerState: ...
+    def state(self) -> WorkerState:
+        """The WorkerState it was in."""
     @property
-    def reason(self) -> TerminationReason: ...
+    def reason(self) -> TerminationReason:
+        """TerminationReason.UNHEALTHY (heartbeat deadline) or STARTUP_TIMEOUT (never READY)."""
     @property
-    def last_heartbeat(self) -> float: ...
-    def to_json(self) -> str: ...
+    def last_heartbeat(self) -> float:
+        """Its last heartbeat (float seconds since the epoch)."""
+    def to_json(self) -> str:
+        """The report as JSON text (ids as str, timestamps in milliseconds since the
+        epoch), for logs."""
     def __eq__(self, value: object, /) -> bool: ...
 
 @final
 class TerminatedWorker:
+    """A worker whose instance the provider confirmed destroyed and whose record left the
+    registry."""
     @property
-    def worker_id(self) -> str: ...
+    def worker_id(self) -> str:
+        """The worker."""
     @property
-    def provider_id(self) -> str: ...
+    def provider_id(self) -> str:
+        """Its provider."""
     @property
-    def resource_id(self) -> str: ...
+    def resource_id(self) -> str:
+        """The provider's instance id."""
     @property
-    def reason(self) -> TerminationReason: ...
-    def to_json(self) -> str: ...
+    def reason(self) -> TerminationReason:
+        """Why (a TerminationReason)."""
+    def to_json(self) -> str:
+        """The report as JSON text (ids as str, timestamps in milliseconds since the
+        epoch), for logs."""
     def __eq__(self, value: object, /) -> bool: ...
 
 @final
 class DestroyFailure:
+    """A destroy the provider failed: the worker stays TERMINATING and is retried with
+    back-off (no instance is leaked)."""
     @property
-    def worker_id(self) -> str: ...
+    def worker_id(self) -> str:
+        """The worker."""
     @property
-    def provider_id(self) -> str: ...
+    def provider_id(self) -> str:
+        """Its provider."""
     @property
-    def resource_id(self) -> str: ...
+    def resource_id(self) -> str:
+        """The provider's instance id."""
     @property
-    def error(self) -> str: ...
+    def error(self) -> str:
+        """What went wrong (for a Python provider: the exception's type and message)."""
     @property
-    def attempts(self) -> int: ...
+    def attempts(self) -> int:
+        """Failed attempts so far."""
     @property
-    def next_retry_at(self) -> float: ...
-    def to_json(self) -> str: ...
+    def next_retry_at(self) -> float:
+        """When the next attempt is due (float seconds since the epoch)."""
+    def to_json(self) -> str:
+        """The report as JSON text (ids as str, timestamps in milliseconds since the
+        epoch), for logs."""
     def __eq__(self, value: object, /) -> bool: ...
 
 @final
 class ProvisionedWorker:
+    """A worker the manager asked a provider for (registered in CREATING)."""
     @property
-    def worker_id(self) -> str: ...
+    def worker_id(self) -> str:
+        """The new worker."""
     @property
-    def provider_id(self) -> str: ...
+    def provider_id(self) -> str:
+        """Its provider."""
     @property
-    def resource_id(self) -> str: ...
-    def to_json(self) -> str: ...
+    def resource_id(self) -> str:
+        """The provider's instance id."""
+    def to_json(self) -> str:
+        """The report as JSON text (ids as str, timestamps in milliseconds since the
+        epoch), for logs."""
     def __eq__(self, value: object, /) -> bool: ...
 
 @final
 class ProvisionFailure:
+    """A create the provider failed (for a Python provider: it raised)."""
     @property
-    def provider_id(self) -> str: ...
+    def provider_id(self) -> str:
+        """The provider."""
     @property
-    def kind(self) -> str: ...
+    def kind(self) -> str:
+        """``"failed"``, ``"not_found"``, ``"unsupported"`` or ``"panicked"``."""
     @property
-    def error(self) -> str: ...
+    def error(self) -> str:
+        """What went wrong."""
     @property
-    def consecutive_failures(self) -> int: ...
+    def consecutive_failures(self) -> int:
+        """Consecutive failures of this provider so far."""
     @property
-    def backoff_until(self) -> float: ...
-    def to_json(self) -> str: ...
+    def backoff_until(self) -> float:
+        """Until when automatic provisioning from it is suspended (float seconds)."""
+    def to_json(self) -> str:
+        """The report as JSON text (ids as str, timestamps in milliseconds since the
+        epoch), for logs."""
     def __eq__(self, value: object, /) -> bool: ...
 
 @final
 class ProviderBackoff:
+    """A provider that automatic provisioning leaves alone after consecutive failures."""
     @property
-    def provider_id(self) -> str: ...
+    def provider_id(self) -> str:
+        """The provider."""
     @property
-    def consecutive_failures(self) -> int: ...
+    def consecutive_failures(self) -> int:
+        """Consecutive create failures."""
     @property
-    def until(self) -> float: ...
-    def to_json(self) -> str: ...
+    def until(self) -> float:
+        """When it may be asked again (float seconds since the epoch)."""
+    def to_json(self) -> str:
+        """The report as JSON text (ids as str, timestamps in milliseconds since the
+        epoch), for logs."""
     def __eq__(self, value: object, /) -> bool: ...
 
 @final
 class MassExpiryHold:
+    """The brake's counts: too many workers under heartbeat watch were silent at once (most
+    likely a partition on the host's side), so none was declared unhealthy for its
+    heartbeat."""
     @property
-    def would_expire(self) -> int: ...
+    def would_expire(self) -> int:
+        """How many are past their heartbeat deadline now (held back)."""
     @property
-    def live(self) -> int: ...
+    def suspect(self) -> int:
+        """How many are silent for more than half the heartbeat timeout: the brake's count (at
+        least would_expire)."""
     @property
-    def allowed(self) -> int: ...
-    def to_json(self) -> str: ...
+    def live(self) -> int:
+        """Workers under heartbeat watch (CONNECTING, READY, BUSY, DRAINING)."""
+    @property
+    def allowed(self) -> int:
+        """The most that may be silent at once: max(unhealthy_floor, floor(fraction * live))."""
+    def to_json(self) -> str:
+        """The report as JSON text (ids as str, timestamps in milliseconds since the
+        epoch), for logs."""
+    def __eq__(self, value: object, /) -> bool: ...
+
+@final
+class MassExpiryGiveUp:
+    """The brake gave up: it had held continuously for longer than max_mass_expiry_hold, so
+    the silent workers were declared unhealthy after all (most of the fleet really died)."""
+    @property
+    def held_for(self) -> float:
+        """How long the brake had held (float seconds), from the first check that held."""
+    @property
+    def hold(self) -> MassExpiryHold:
+        """The counts the brake would have held with now (a MassExpiryHold)."""
+    def to_json(self) -> str:
+        """The report as JSON text (ids as str, timestamps in milliseconds since the
+        epoch), for logs."""
     def __eq__(self, value: object, /) -> bool: ...
 
 @final
 class HealthCheckResult:
+    """What ``run_health_check`` found and did."""
     @property
-    def checked_at(self) -> float: ...
+    def checked_at(self) -> float:
+        """When it ran (float seconds since the epoch)."""
     @property
-    def unhealthy(self) -> list[UnhealthyWorker]: ...
+    def unhealthy(self) -> list[UnhealthyWorker]:
+        """Workers declared unhealthy (list of UnhealthyWorker)."""
     @property
-    def lost_jobs(self) -> list[LostJob]: ...
+    def lost_jobs(self) -> list[LostJob]:
+        """Jobs they held: requeue them (list of LostJob)."""
     @property
-    def terminated(self) -> list[TerminatedWorker]: ...
+    def terminated(self) -> list[TerminatedWorker]:
+        """Unhealthy workers destroyed and unregistered."""
     @property
-    def failed(self) -> list[DestroyFailure]: ...
+    def failed(self) -> list[DestroyFailure]:
+        """Destroys that failed (retried later)."""
     @property
-    def held(self) -> MassExpiryHold | None: ...
+    def held(self) -> MassExpiryHold | None:
+        """Set when the mass-expiry brake held (a MassExpiryHold), else None: no worker was
+        declared unhealthy for its heartbeat (startup expiries still were)."""
     @property
-    def deferred(self) -> int: ...
-    def to_json(self) -> str: ...
+    def deferred(self) -> int:
+        """Workers due but left for later because of the per-tick action cap."""
+    @property
+    def brake_released(self) -> bool:
+        """The brake held at the previous check and lets go now: every worker got a fresh
+        grace period."""
+    @property
+    def brake_gave_up(self) -> MassExpiryGiveUp | None:
+        """Set when the brake gave up in this check (a MassExpiryGiveUp), else None: the
+        silent workers past their deadline are in ``unhealthy``, without a grace period."""
+    def to_json(self) -> str:
+        """The report as JSON text (ids as str, timestamps in milliseconds since the
+        epoch), for logs."""
     def __eq__(self, value: object, /) -> bool: ...
 
 @final
 class CleanupResult:
+    """What ``cleanup_workers`` (and ``terminate_worker``) did."""
     @property
-    def terminated(self) -> list[TerminatedWorker]: ...
+    def terminated(self) -> list[TerminatedWorker]:
+        """Workers destroyed and unregistered, with the reason."""
     @property
-    def drained(self) -> list[str]: ...
+    def drained(self) -> list[str]:
+        """Busy workers past their lifetime moved to DRAINING (ids)."""
     @property
-    def failed(self) -> list[DestroyFailure]: ...
+    def failed(self) -> list[DestroyFailure]:
+        """Destroys that failed: those workers stay TERMINATING and are retried."""
     @property
-    def lost_jobs(self) -> list[LostJob]: ...
+    def lost_jobs(self) -> list[LostJob]:
+        """Jobs lost by workers taken out of service: requeue them."""
     @property
-    def deferred(self) -> int: ...
-    def to_json(self) -> str: ...
+    def deferred(self) -> int:
+        """Work left for later because of the per-tick action cap."""
+    def to_json(self) -> str:
+        """The report as JSON text (ids as str, timestamps in milliseconds since the
+        epoch), for logs."""
     def __eq__(self, value: object, /) -> bool: ...
 
 @final
 class ScalingPlan:
+    """The autoscaler's decision with its inputs; ``explanation`` says it in one line."""
     @property
-    def at(self) -> float: ...
+    def at(self) -> float:
+        """When it was computed (float seconds since the epoch)."""
     @property
-    def pending_jobs(self) -> int: ...
+    def pending_jobs(self) -> int:
+        """Jobs waiting, as told by the host."""
     @property
-    def ready(self) -> int: ...
+    def ready(self) -> int:
+        """Idle READY workers."""
     @property
-    def busy(self) -> int: ...
+    def busy(self) -> int:
+        """BUSY workers."""
     @property
-    def starting(self) -> int: ...
+    def starting(self) -> int:
+        """CREATING + CONNECTING workers: capacity on its way."""
     @property
-    def in_flight(self) -> int: ...
+    def in_flight(self) -> int:
+        """Provider calls in flight: capacity on its way."""
     @property
-    def total(self) -> int: ...
+    def total(self) -> int:
+        """Registered workers plus those in flight: what counts against max_workers."""
     @property
-    def wanted(self) -> int: ...
+    def wanted(self) -> int:
+        """Workers wanted beyond what is ready or on its way."""
     @property
-    def provision(self) -> int: ...
+    def provision(self) -> int:
+        """Workers to provision now, after the caps."""
     @property
-    def scale_down(self) -> list[str]: ...
+    def scale_down(self) -> list[str]:
+        """Idle READY workers to retire now, longest idle first (ids)."""
     @property
-    def limits(self) -> list[str]: ...
+    def limits(self) -> list[str]:
+        """What limited the decision, if anything (e.g. ``"max_workers 10"``)."""
     @property
-    def explanation(self) -> str: ...
-    def to_json(self) -> str: ...
+    def explanation(self) -> str:
+        """One line explaining the decision with its inputs."""
+    def to_json(self) -> str:
+        """The report as JSON text (ids as str, timestamps in milliseconds since the
+        epoch), for logs."""
     def __eq__(self, value: object, /) -> bool: ...
 
 @final
 class TickReport:
+    """Everything one ``tick`` did, and why. ``decisions`` explains it in words."""
     @property
-    def at(self) -> float: ...
+    def at(self) -> float:
+        """When it ran (float seconds since the epoch)."""
     @property
-    def pending_jobs(self) -> int: ...
+    def pending_jobs(self) -> int:
+        """Pending jobs as told by the host."""
     @property
-    def stall_grace(self) -> float | None: ...
+    def stall_grace(self) -> float | None:
+        """The length of the host's pause (float seconds) when the previous tick was longer
+        ago than heartbeat_timeout: every worker got a fresh grace period. Else None."""
     @property
-    def health_checked(self) -> bool: ...
+    def health_checked(self) -> bool:
+        """Whether the health check ran in this tick (every health_check_interval)."""
     @property
-    def unhealthy(self) -> list[UnhealthyWorker]: ...
+    def unhealthy(self) -> list[UnhealthyWorker]:
+        """Workers declared unhealthy."""
     @property
-    def lost_jobs(self) -> list[LostJob]: ...
+    def lost_jobs(self) -> list[LostJob]:
+        """Jobs lost by workers taken out of service: requeue them."""
     @property
-    def mass_expiry_held(self) -> MassExpiryHold | None: ...
+    def mass_expiry_held(self) -> MassExpiryHold | None:
+        """Set when the mass-expiry brake held (a MassExpiryHold), else None."""
     @property
-    def terminated(self) -> list[TerminatedWorker]: ...
+    def brake_released(self) -> bool:
+        """The brake let go in this tick: every worker got a fresh grace period."""
     @property
-    def failed(self) -> list[DestroyFailure]: ...
+    def brake_gave_up(self) -> MassExpiryGiveUp | None:
+        """Set when the brake gave up in this tick (a MassExpiryGiveUp), else None: the silent
+        workers were declared unhealthy after all."""
     @property
-    def drained(self) -> list[str]: ...
+    def terminated(self) -> list[TerminatedWorker]:
+        """Workers destroyed and unregistered."""
     @property
-    def provisioned(self) -> list[ProvisionedWorker]: ...
+    def failed(self) -> list[DestroyFailure]:
+        """Destroys that failed (retried later with back-off)."""
     @property
-    def provision_failures(self) -> list[ProvisionFailure]: ...
+    def drained(self) -> list[str]:
+        """Workers moved to DRAINING (ids)."""
     @property
-    def provider_backoff(self) -> list[ProviderBackoff]: ...
+    def provisioned(self) -> list[ProvisionedWorker]:
+        """Workers provisioned."""
     @property
-    def scaling(self) -> ScalingPlan | None: ...
+    def provision_failures(self) -> list[ProvisionFailure]:
+        """Creates that failed (a provider that raised shows here)."""
+    @property
+    def provider_backoff(self) -> list[ProviderBackoff]:
+        """Providers backing off after consecutive create failures."""
+    @property
+    def scaling(self) -> ScalingPlan | None:
+        """The scaling decision (None when no scaling target is set, or pools are set)."""
     @property
     def pools(self) -> PoolPlan | None: ...
     @property
     def unschedulable(self) -> list[Unschedulable]: ...
     @property
-    def decisions(self) -> list[str]: ...
+    def decisions(self) -> list[str]:
+        """Lines explaining the decisions taken (scaling, brake, stall, cap, errors)."""
     @property
-    def actions(self) -> int: ...
+    def actions(self) -> int:
+        """Actions performed (state changes and provider calls)."""
     @property
-    def capped(self) -> bool: ...
+    def capped(self) -> bool:
+        """Whether the action cap stopped this tick early (the next ticks do the rest)."""
     @property
-    def skipped(self) -> bool: ...
-    def to_json(self) -> str: ...
+    def skipped(self) -> bool:
+        """Whether another thread was ticking, so this call did nothing."""
+    def to_json(self) -> str:
+        """The report as JSON text (ids as str, timestamps in milliseconds since the
+        epoch), for logs."""
     def __eq__(self, value: object, /) -> bool: ...
 
 @final
 class OrphanInstance:
+    """A provider instance the registry does not know, found by ``reconcile``."""
     @property
-    def provider_id(self) -> str: ...
+    def provider_id(self) -> str:
+        """The provider."""
     @property
-    def resource_id(self) -> str: ...
+    def resource_id(self) -> str:
+        """The instance id."""
     @property
-    def error(self) -> str | None: ...
-    def to_json(self) -> str: ...
+    def error(self) -> str | None:
+        """None when destroyed; the error otherwise (tried again by the next reconcile)."""
+    def to_json(self) -> str:
+        """The report as JSON text (ids as str, timestamps in milliseconds since the
+        epoch), for logs."""
     def __eq__(self, value: object, /) -> bool: ...
 
 @final
 class ReconcileReport:
+    """What ``reconcile`` found and did."""
     @property
-    def at(self) -> float: ...
+    def at(self) -> float:
+        """When it ran (float seconds since the epoch)."""
     @property
-    def checked(self) -> list[str]: ...
+    def checked(self) -> list[str]:
+        """Providers whose instances were compared with the registry."""
     @property
-    def unsupported(self) -> list[str]: ...
+    def unsupported(self) -> list[str]:
+        """Providers without ``list_workers`` (skipped)."""
     @property
-    def errors(self) -> list[tuple[str, str]]: ...
+    def errors(self) -> list[tuple[str, str]]:
+        """Providers whose ``list_workers`` failed, with the error (skipped)."""
     @property
-    def orphans(self) -> list[OrphanInstance]: ...
+    def orphans(self) -> list[OrphanInstance]:
+        """Instances unknown to the registry, destroyed (or attempted)."""
     @property
-    def orphan_check_skipped(self) -> list[str]: ...
+    def orphan_check_skipped(self) -> list[str]:
+        """Providers whose orphan check waited because a provision was in flight."""
     @property
-    def vanished(self) -> list[str]: ...
+    def vanished(self) -> list[str]:
+        """Records whose instance vanished, unregistered with reason VANISHED (ids)."""
     @property
-    def lost_jobs(self) -> list[LostJob]: ...
+    def lost_jobs(self) -> list[LostJob]:
+        """Jobs lost with them: requeue them."""
     @property
-    def adopted_terminating(self) -> list[str]: ...
-    def to_json(self) -> str: ...
+    def adopted_terminating(self) -> list[str]:
+        """TERMINATING records now queued for destruction (e.g. after a restore)."""
+    def to_json(self) -> str:
+        """The report as JSON text (ids as str, timestamps in milliseconds since the
+        epoch), for logs."""
     def __eq__(self, value: object, /) -> bool: ...
 
 @final
 class LifecycleStats:
+    """The manager's view of the fleet: the registry's counts plus its own."""
     @property
-    def registry(self) -> RegistryStats: ...
+    def registry(self) -> RegistryStats:
+        """The registry's counts (a RegistryStats)."""
     @property
-    def in_flight(self) -> int: ...
+    def in_flight(self) -> int:
+        """Provider calls to create a worker in flight."""
     @property
-    def pending_destroys(self) -> int: ...
+    def pending_destroys(self) -> int:
+        """TERMINATING workers whose destroy is queued or being retried."""
     @property
-    def providers(self) -> int: ...
+    def providers(self) -> int:
+        """Registered providers."""
     @property
-    def provisioned_total(self) -> int: ...
+    def provisioned_total(self) -> int:
+        """Workers provisioned since the manager was made."""
     @property
-    def provision_failures_total(self) -> int: ...
+    def provision_failures_total(self) -> int:
+        """Failed creates since the manager was made."""
     @property
-    def terminated_total(self) -> int: ...
+    def terminated_total(self) -> int:
+        """Workers destroyed and unregistered since the manager was made."""
     @property
-    def destroy_failures_total(self) -> int: ...
+    def destroy_failures_total(self) -> int:
+        """Failed destroy attempts since the manager was made."""
     @property
-    def unhealthy_total(self) -> int: ...
+    def unhealthy_total(self) -> int:
+        """Workers declared unhealthy since the manager was made."""
     @property
-    def lost_jobs_total(self) -> int: ...
+    def lost_jobs_total(self) -> int:
+        """Jobs reported lost since the manager was made."""
     @property
-    def mass_expiry_holds_total(self) -> int: ...
-    def to_json(self) -> str: ...
+    def mass_expiry_holds_total(self) -> int:
+        """Health checks held by the mass-expiry brake since the manager was made."""
+    def to_json(self) -> str:
+        """The report as JSON text (ids as str, timestamps in milliseconds since the
+        epoch), for logs."""
     def __eq__(self, value: object, /) -> bool: ...
 
 @final
 class LifecycleManager:
-    def __new__(cls, registry: Registry, config: LifecycleConfig | None = None) -> LifecycleManager: ...
+    """The lifecycle engine of a registry's fleet: providers, provisioning, health checks,
+    cleanup, autoscaling. Tick-driven: call ``tick(pending_jobs)`` regularly (every second, say)
+    and everything due happens inside it, on the registry's clock; the TickReport says what and
+    why. Thread-safe; the GIL is released while the engine works.
+
+    Providers are plain Python objects (see ``hodei_workers.Provider``) with ``provider_id`` and
+    ``provider_type`` (str attributes, or methods returning them),
+    ``create_worker(worker_id, spec) -> resource_id`` (or ``(resource_id, metadata)``;
+    ``worker_id`` is the new worker's id as text, made by the manager first, for the instance's
+    agent to report in with), ``destroy_worker(handle)`` (raise a LookupError when the instance
+    is already gone) and optionally ``list_workers() -> iterable of resource ids`` (for
+    ``reconcile``). A provider may keep a reference to its manager: the garbage collector sees
+    through the cycle. An exception they raise is a provider failure of the engine (in reports and
+    events), never a crash. They are called on the thread that called the manager, never while
+    the engine holds a lock.
+
+    Interrupts: a KeyboardInterrupt (or SystemExit) raised inside a provider is not a provider
+    failure. The engine finishes the operation consistently (the interrupted call counts as
+    failed), then the interrupt reaches the caller — and the report of the operation it cut
+    short (``tick``, ``run_health_check``, ``cleanup_workers``, ``terminate_worker``,
+    ``reconcile``), with the jobs it lost, is not lost: it is the exception's ``report``
+    attribute and ``manager.last_report``."""
+    def __new__(cls, registry: Registry, config: LifecycleConfig | None = None) -> LifecycleManager:
+        """A manager driving ``registry`` (on the registry's clock).
+
+        Arguments:
+            registry: the fleet's registry (shared: several managers may not drive one
+                registry's providers at once, but readers may use it freely).
+            config: timeouts, limits and policy; ``LifecycleConfig()`` when None.
+        """
     @property
-    def registry(self) -> Registry: ...
+    def registry(self) -> Registry:
+        """The Registry the manager drives."""
     @property
-    def config(self) -> LifecycleConfig: ...
-    def register_provider(self, provider: Provider) -> None: ...
-    def unregister_provider(self, provider_id: str) -> None: ...
-    def providers(self) -> list[str]: ...
-    def provision_worker(self, provider_id: str, spec: WorkerSpec) -> Worker: ...
-    def provider_backoff(self) -> list[ProviderBackoff]: ...
-    def process_heartbeat(self, worker_id: str) -> None: ...
-    def run_health_check(self) -> HealthCheckResult: ...
-    def cleanup_workers(self) -> CleanupResult: ...
-    def drain_worker(self, worker_id: str) -> Worker: ...
-    def terminate_worker(self, worker_id: str, reason: _ReasonLike | None = None) -> CleanupResult: ...
-    def pending_destroys(self) -> list[tuple[str, int, float]]: ...
-    def should_scale_up(self, pending_jobs: int) -> bool: ...
-    def should_scale_down(self) -> bool: ...
-    def set_scaling_target(self, provider_id: str, spec: WorkerSpec) -> None: ...
-    def clear_scaling_target(self) -> None: ...
-    def scaling_target(self) -> tuple[str, WorkerSpec] | None: ...
-    def plan_scaling(self, pending_jobs: int) -> ScalingPlan: ...
-    def reconcile(self) -> ReconcileReport: ...
-    def tick(self, pending_jobs: int | Demand = 0) -> TickReport: ...
+    def config(self) -> LifecycleConfig:
+        """The configuration."""
+    def register_provider(self, provider: Provider) -> None:
+        """Adds a provider under its ``provider_id`` (read once, now).
+
+        Raises:
+            TypeError: the object lacks ``create_worker``/``destroy_worker``, or its id or type
+                is not a str.
+            InvalidArgumentError: a malformed id or type, or a provider with that id is
+                registered already.
+        """
+    def unregister_provider(self, provider_id: str) -> None:
+        """Removes a provider. Its workers stay; their destroys retry until a provider with that
+        id is registered again.
+
+        Raises:
+            ProviderNotFoundError: no such provider.
+        """
+    def providers(self) -> list[str]:
+        """The registered providers' ids, sorted."""
+    def provision_worker(self, provider_id: str, spec: WorkerSpec) -> Worker:
+        """Asks a provider for a worker and registers it (in CREATING; move it on when its agent
+        reports in). The manager makes the worker's id first and passes it to
+        ``create_worker``. Concurrent calls never exceed ``max_workers``.
+
+        Arguments:
+            provider_id: the provider to ask.
+            spec: what to ask for.
+
+        Returns:
+            The new worker's snapshot.
+
+        Raises:
+            ProviderNotFoundError: no such provider.
+            CapacityExceededError: at ``max_workers`` (provisions in flight count).
+            ProviderError: the provider raised or returned something unusable.
+        """
+    def provider_backoff(self) -> list[ProviderBackoff]:
+        """Providers that automatic provisioning leaves alone after consecutive create failures."""
+    def process_heartbeat(self, worker_id: str) -> None:
+        """Records a worker's heartbeat.
+
+        Raises:
+            WorkerNotFoundError: unknown worker: tell its agent to register again.
+        """
+    def run_health_check(self) -> HealthCheckResult:
+        """Runs the health check now: workers past their heartbeat or startup deadline are
+        declared unhealthy, their jobs reported lost, then destroyed and unregistered — unless
+        the mass-expiry brake holds (too many watched workers silent at once: ``held``), for at
+        most ``max_mass_expiry_hold`` (then ``brake_gave_up``).
+
+        Returns:
+            What it found and did; also ``last_report``.
+        """
+    def cleanup_workers(self) -> CleanupResult:
+        """Retires what is due now: idle and over-age workers (a busy one is drained first),
+        drained workers without a job, and destroy retries that are due. Each decision is
+        applied against the worker as it is at that moment.
+
+        Returns:
+            What it did; also ``last_report``.
+        """
+    def drain_worker(self, worker_id: str) -> Worker:
+        """Moves a worker to DRAINING: it takes no new job and is retired once its job is done.
+
+        Returns:
+            The new snapshot.
+
+        Raises:
+            WorkerNotFoundError: no such worker.
+            InvalidTransitionError: it cannot drain (TERMINATING, TERMINATED).
+        """
+    def terminate_worker(self, worker_id: str, reason: _ReasonLike | None = None) -> CleanupResult:
+        """Kills a worker now: TERMINATING (a job it held is reported lost), destroyed by its
+        provider, unregistered. A failed destroy shows in ``failed`` and is retried by later
+        ticks.
+
+        Arguments:
+            worker_id: the worker.
+            reason: a TerminationReason or its name (default REQUESTED).
+
+        Returns:
+            What it did, with the lost job if any; also ``last_report``.
+
+        Raises:
+            WorkerNotFoundError: no such worker.
+        """
+    def pending_destroys(self) -> list[tuple[str, int, float]]:
+        """Destroys queued or being retried: ``(worker_id, failed_attempts, next_attempt_at)``."""
+    def should_scale_up(self, pending_jobs: int) -> bool:
+        """The seed's predicate: no READY worker and jobs pending, or more than
+        scale_up_threshold jobs pending and room under max_workers."""
+    def should_scale_down(self) -> bool:
+        """The seed's predicate: more than scale_down_threshold idle READY workers, and more than
+        min_ready_workers."""
+    def set_scaling_target(self, provider_id: str, spec: WorkerSpec) -> None:
+        """Sets what ``tick`` provisions when scaling up: workers of ``provider_id`` made from
+        ``spec``. Without a target, tick neither provisions nor scales down.
+
+        Raises:
+            ProviderNotFoundError: no such provider.
+        """
+    def clear_scaling_target(self) -> None:
+        """Removes the scaling target."""
+    def scaling_target(self) -> tuple[str, WorkerSpec] | None:
+        """The scaling target as ``(provider_id, spec)``, or None."""
+    def plan_scaling(self, pending_jobs: int) -> ScalingPlan:
+        """The scaling policy's decision for ``pending_jobs``, without acting on it.
+
+        Raises:
+            InvalidArgumentError: a negative count.
+        """
+    def reconcile(self) -> ReconcileReport:
+        """Compares the registry with each provider's ``list_workers()``: unknown instances are
+        destroyed (orphans after a host crash), records whose instance vanished are expired
+        with reason VANISHED, TERMINATING records nobody was destroying are queued.
+
+        Returns:
+            What it found and did; also ``last_report``.
+        """
+    def tick(self, pending_jobs: int | Demand = 0) -> TickReport:
+        """Does whatever is due, in one call: stall grace, health check (every
+        ``health_check_interval``), cleanup and destroy retries, scaling toward the target.
+
+        Arguments:
+            pending_jobs: jobs waiting for a worker, as the host's scheduler counts them; or a
+                Demand (jobs by requirement, scaled over the pools).
+
+        Returns:
+            What was done and why (``decisions``); also ``last_report``. The engine's own
+            troubles are lines in ``decisions``, never exceptions; a call while another thread
+            ticks returns at once with ``skipped``.
+
+        Raises:
+            InvalidArgumentError: a negative count.
+        """
     def set_pools(self, pools: Sequence[Pool]) -> list[str]: ...
     def add_pool(self, pool: Pool) -> None: ...
     def remove_pool(self, name: str) -> list[str]: ...
     def pools(self) -> list[Pool]: ...
     def plan_pools(self, demand: Demand) -> PoolPlan: ...
     def notify_interruption(self, worker_id: str, deadline: float) -> Worker: ...
-    def stats(self) -> LifecycleStats: ...
+    @property
+    def last_report(
+        self,
+    ) -> TickReport | HealthCheckResult | CleanupResult | ReconcileReport | None:
+        """The report of the last ``tick``, ``run_health_check``, ``cleanup_workers``,
+        ``terminate_worker`` or ``reconcile`` on this manager (from any thread), or None before
+        the first. After a KeyboardInterrupt raised by a provider it is the report of the
+        interrupted operation (also the exception's ``report``): requeue its ``lost_jobs``."""
+    def stats(self) -> LifecycleStats:
+        """The registry's counts plus the manager's own (in flight, pending destroys, totals)."""
 
 # ----- pools and demand ------------------------------------------------------------------------
 
@@ -910,9 +1633,52 @@ class Unschedulable:
     def __eq__(self, value: object, /) -> bool: ...
 
 @final
+class Serving:
+    @property
+    def requirement(self) -> int: ...
+    @property
+    def existing(self) -> int: ...
+    @property
+    def wanted(self) -> int: ...
+    @property
+    def provisioned(self) -> int: ...
+    def to_json(self) -> str: ...
+    def __eq__(self, value: object, /) -> bool: ...
+
+@final
+class Spill:
+    @property
+    def requirement(self) -> int: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def target(self) -> str: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def reason(self) -> str: ...
+    def to_json(self) -> str: ...
+    def __eq__(self, value: object, /) -> bool: ...
+
+@final
+class UnmetDemand:
+    @property
+    def requirement(self) -> int: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def reason(self) -> str: ...
+    def to_json(self) -> str: ...
+    def __eq__(self, value: object, /) -> bool: ...
+
+@final
 class PoolDecision:
     @property
     def pool(self) -> str: ...
+    @property
+    def provider_id(self) -> str | None: ...
+    @property
+    def priority(self) -> int: ...
     @property
     def demand(self) -> int: ...
     @property
@@ -922,15 +1688,31 @@ class PoolDecision:
     @property
     def starting(self) -> int: ...
     @property
+    def in_flight(self) -> int: ...
+    @property
     def total(self) -> int: ...
+    @property
+    def max_workers(self) -> int: ...
+    @property
+    def min_ready(self) -> int: ...
     @property
     def wanted(self) -> int: ...
     @property
     def provision(self) -> int: ...
     @property
+    def warm(self) -> int: ...
+    @property
+    def serves(self) -> list[Serving]: ...
+    @property
     def retire(self) -> int: ...
     @property
+    def scale_down(self) -> list[str]: ...
+    @property
     def blocked(self) -> str | None: ...
+    @property
+    def spilled_in(self) -> list[Spill]: ...
+    @property
+    def spilled_out(self) -> list[Spill]: ...
     @property
     def limits(self) -> list[str]: ...
     @property
@@ -945,9 +1727,15 @@ class PoolPlan:
     @property
     def pending_jobs(self) -> int: ...
     @property
+    def total(self) -> int: ...
+    @property
+    def max_workers(self) -> int: ...
+    @property
     def pools(self) -> list[PoolDecision]: ...
     @property
     def unschedulable(self) -> list[Unschedulable]: ...
+    @property
+    def unmet(self) -> list[UnmetDemand]: ...
     @property
     def explanation(self) -> list[str]: ...
     def to_json(self) -> str: ...

@@ -36,7 +36,24 @@ pub(crate) fn provider_id(py: Python<'_>, text: &str) -> PyResult<ProviderId> {
 
 /// Parses a provider type (`"docker"`, `"kubernetes"`, …, `"custom:NAME"`).
 pub(crate) fn provider_type(py: Python<'_>, text: &str) -> PyResult<ProviderType> {
-    text.parse::<ProviderType>().or_raise(py)
+    no_nul(py, text, "provider_type")?
+        .parse::<ProviderType>()
+        .or_raise(py)
+}
+
+/// `text`, or `InvalidArgumentError` when it holds a NUL character: a Python `str` can, a C
+/// string cannot, and every string of a worker (image, labels, metadata, resource id, …) may
+/// have to reach a C provider. Refused here, at the first boundary it crosses (issue 10 item
+/// 17), rather than by a destroy that can never be called.
+pub(crate) fn no_nul<'t>(py: Python<'_>, text: &'t str, what: &str) -> PyResult<&'t str> {
+    if text.contains('\0') {
+        Err(invalid(
+            py,
+            format!("{what} contains a NUL character, which C cannot carry: {text:?}"),
+        ))
+    } else {
+        Ok(text)
+    }
 }
 
 /// Timestamp (ms) to float seconds since the epoch.
@@ -80,7 +97,7 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Seconds {
                 "a duration must be float seconds or a datetime.timedelta, not bool",
             ));
         } else if obj.is_instance_of::<PyFloat>() || obj.is_instance_of::<PyInt>() {
-            obj.extract()?
+            obj.extract::<Float>()?.0
         } else {
             return Err(PyTypeError::new_err(format!(
                 "a duration must be float seconds or a datetime.timedelta, not {}",
@@ -93,6 +110,31 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Seconds {
                 format!("a duration must be a finite number of seconds >= 0, got {secs}"),
             )
         })
+    }
+}
+
+/// A float argument (float seconds, a timestamp, CPU cores): a `float` or an `int`. A `bool`
+/// is refused with `TypeError` (it is an `int` in Python, and `True` is a bug, not a number);
+/// an int too large for a float is an `InvalidArgumentError` (the type was right), not the
+/// `OverflowError` a plain `f64` extraction raises.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Float(pub(crate) f64);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Float {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        if obj.is_instance_of::<PyBool>() {
+            return Err(PyTypeError::new_err("expected a float, not bool"));
+        }
+        match obj.extract::<f64>() {
+            Ok(value) => Ok(Float(value)),
+            Err(_) if obj.is_instance_of::<PyInt>() => Err(invalid(
+                obj.py(),
+                format!("{} is out of range", obj.repr()?),
+            )),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -152,7 +194,11 @@ pub(crate) fn str_map(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<BTreeMap<S
                 value.get_type().name()?
             )));
         };
-        map.insert(key.to_cow()?.into_owned(), value.to_cow()?.into_owned());
+        let py = obj.py();
+        let (key, value) = (key.to_cow()?, value.to_cow()?);
+        no_nul(py, &key, &format!("a key of {what}"))?;
+        no_nul(py, &value, &format!("{what}[{key:?}]"))?;
+        map.insert(key.into_owned(), value.into_owned());
     }
     Ok(map)
 }
@@ -161,7 +207,9 @@ pub(crate) fn str_map(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<BTreeMap<S
 /// characters, which is never what a caller means).
 pub(crate) fn str_set(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<BTreeSet<String>> {
     if let Ok(s) = obj.cast::<PyString>() {
-        return Ok(BTreeSet::from([s.to_cow()?.into_owned()]));
+        let s = s.to_cow()?;
+        no_nul(obj.py(), &s, what)?;
+        return Ok(BTreeSet::from([s.into_owned()]));
     }
     let iter = obj.try_iter().map_err(|_| {
         PyTypeError::new_err(format!(
@@ -181,7 +229,9 @@ pub(crate) fn str_set(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<BTreeSet<S
                 item.get_type().name()?
             )));
         };
-        set.insert(s.to_cow()?.into_owned());
+        let s = s.to_cow()?;
+        no_nul(obj.py(), &s, &format!("an item of {what}"))?;
+        set.insert(s.into_owned());
     }
     Ok(set)
 }

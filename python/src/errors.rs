@@ -1,205 +1,101 @@
-//! The exception tree rooted at `HodeiWorkersError`, and the newtype that turns a core
-//! [`hodei_workers::Error`] into the matching Python exception (DESIGN.md §6).
+//! The newtype that turns a core [`hodei_workers::Error`] into the matching Python exception
+//! (DESIGN.md §6).
 //!
-//! The orphan rule forbids `impl From<hodei_workers::Error> for PyErr`, so a core error goes
-//! through [`CoreError`]. Several exceptions have two bases (`WorkerNotFoundError` is also a
-//! `LookupError`, `InvalidArgumentError` also a `ValueError`), which `create_exception!` cannot
-//! express: the classes are made once per interpreter with `type(name, bases, namespace)`.
+//! The exception classes are defined in Python (`hodei_workers/_errors.py`: real classes with
+//! docstrings, picklable, with the builtin second bases DESIGN asks for) and imported from here,
+//! as pyca/cryptography does. The orphan rule forbids `impl From<hodei_workers::Error> for
+//! PyErr`, so a core error goes through [`CoreError`]. The kind-to-class mapping is one
+//! exhaustive `match` over [`ErrorKind`]: a kind added to the core fails this build until it has
+//! its class.
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use hodei_workers::Error;
-use pyo3::exceptions::{PyException, PyLookupError, PyRuntimeError, PyValueError};
+use hodei_workers::{Error, ErrorKind};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyTuple, PyType};
+use pyo3::types::{PyDict, PyModule, PyType};
 
-/// One Python exception class: its name, docstring and extra builtin base.
-struct Spec {
-    name: &'static str,
-    doc: &'static str,
-    /// A builtin base besides `HodeiWorkersError` (None: only the root).
-    extra_base: Option<fn(Python<'_>) -> Bound<'_, PyType>>,
+/// The module that defines the exception classes.
+const ERRORS_MODULE: &str = "hodei_workers._errors";
+
+static ERRORS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+
+fn errors_module(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+    ERRORS
+        .get_or_try_init(py, || Ok::<_, PyErr>(py.import(ERRORS_MODULE)?.unbind()))
+        .map(|m| m.bind(py))
 }
 
-fn lookup_error(py: Python<'_>) -> Bound<'_, PyType> {
-    py.get_type::<PyLookupError>()
-}
-fn value_error(py: Python<'_>) -> Bound<'_, PyType> {
-    py.get_type::<PyValueError>()
-}
-fn runtime_error(py: Python<'_>) -> Bound<'_, PyType> {
-    py.get_type::<PyRuntimeError>()
-}
-
-/// Index of each exception in [`SPECS`]; the root is 0.
-#[derive(Clone, Copy)]
-#[repr(usize)]
-pub(crate) enum Exc {
-    Root = 0,
-    NotFound,
-    AlreadyExists,
-    InvalidTransition,
-    NotAvailable,
-    NotBusy,
-    JobAlreadyAssigned,
-    ProviderNotFound,
-    Provider,
-    Capacity,
-    InvalidArgument,
-    Snapshot,
-    Backend,
-    Internal,
-}
-
-const SPECS: [Spec; 14] = [
-    Spec {
-        name: "HodeiWorkersError",
-        doc: "Base class of every error raised by hodei_workers.\n\n\
-              Attributes: ``kind`` (stable snake_case name of the error kind, e.g. \
-              ``\"not_found\"``), ``worker_id``, ``job_id``, ``provider_id`` (the ids the \
-              error is about, or None).",
-        extra_base: None,
-    },
-    Spec {
-        name: "WorkerNotFoundError",
-        doc: "No worker with this id is registered (or it was unregistered: ids are never \
-              reused). Also a LookupError.",
-        extra_base: Some(lookup_error),
-    },
-    Spec {
-        name: "WorkerAlreadyExistsError",
-        doc: "A worker with this id is already registered.",
-        extra_base: None,
-    },
-    Spec {
-        name: "InvalidTransitionError",
-        doc: "The worker state machine does not allow this move (for instance \
-              update_state to or from BUSY, which only assign/claim and release do).",
-        extra_base: None,
-    },
-    Spec {
-        name: "WorkerNotAvailableError",
-        doc: "The worker cannot take a job: it is not READY.",
-        extra_base: None,
-    },
-    Spec {
-        name: "WorkerNotBusyError",
-        doc: "The worker holds no job, or holds another job than the one being released.",
-        extra_base: None,
-    },
-    Spec {
-        name: "JobAlreadyAssignedError",
-        doc: "The job is already held by a worker (a job runs on at most one worker).",
-        extra_base: None,
-    },
-    Spec {
-        name: "ProviderNotFoundError",
-        doc: "No provider with this id is registered with the manager. Also a LookupError.",
-        extra_base: Some(lookup_error),
-    },
-    Spec {
-        name: "ProviderError",
-        doc: "A provider call failed (the provider raised, or returned something unusable).",
-        extra_base: None,
-    },
-    Spec {
-        name: "CapacityExceededError",
-        doc: "The fleet is at max_workers (counting provisions in flight).",
-        extra_base: None,
-    },
-    Spec {
-        name: "InvalidArgumentError",
-        doc: "An argument had the right type but an invalid value: a malformed id, a \
-              negative duration, a nonsense configuration. Also a ValueError.",
-        extra_base: Some(value_error),
-    },
-    Spec {
-        name: "SnapshotError",
-        doc: "A snapshot could not be read: corrupt, truncated, foreign or inconsistent. \
-              Also a ValueError. The registry is left untouched.",
-        extra_base: Some(value_error),
-    },
-    Spec {
-        name: "BackendError",
-        doc: "A storage backend failed (reserved for shared-database backends).",
-        extra_base: None,
-    },
-    Spec {
-        name: "InternalError",
-        doc: "A bug in hodei_workers: a Rust panic caught at the boundary. Also a \
-              RuntimeError. Please report it with the message.",
-        extra_base: Some(runtime_error),
-    },
-];
-
-static TYPES: PyOnceLock<Vec<Py<PyType>>> = PyOnceLock::new();
-
-fn build_types(py: Python<'_>) -> PyResult<Vec<Py<PyType>>> {
-    let type_ = py.get_type::<PyType>();
-    let mut types: Vec<Py<PyType>> = Vec::with_capacity(SPECS.len());
-    for spec in SPECS.iter() {
-        let namespace = PyDict::new(py);
-        namespace.set_item("__module__", "hodei_workers")?;
-        namespace.set_item("__doc__", spec.doc)?;
-        if types.is_empty() {
-            // Defaults on the root, so that every instance answers these attributes.
-            namespace.set_item("kind", "error")?;
-            for attr in ["worker_id", "job_id", "provider_id"] {
-                namespace.set_item(attr, py.None())?;
-            }
-        }
-        let bases = match (types.first(), spec.extra_base) {
-            (None, _) => PyTuple::new(py, [py.get_type::<PyException>()])?,
-            (Some(root), None) => PyTuple::new(py, [root.bind(py).clone()])?,
-            (Some(root), Some(extra)) => PyTuple::new(py, [root.bind(py).clone(), extra(py)])?,
-        };
-        let class = type_.call1((spec.name, bases, namespace))?;
-        types.push(class.cast_into::<PyType>()?.unbind());
+/// The name of the exception class of each kind (and of a caught panic: `None`).
+fn class_name(kind: Option<ErrorKind>) -> &'static str {
+    match kind {
+        Some(ErrorKind::NotFound) => "WorkerNotFoundError",
+        Some(ErrorKind::AlreadyExists) => "WorkerAlreadyExistsError",
+        Some(ErrorKind::InvalidTransition) => "InvalidTransitionError",
+        Some(ErrorKind::NotAvailable) => "WorkerNotAvailableError",
+        Some(ErrorKind::NotBusy) => "WorkerNotBusyError",
+        Some(ErrorKind::JobAlreadyAssigned) => "JobAlreadyAssignedError",
+        Some(ErrorKind::ProviderNotFound) => "ProviderNotFoundError",
+        Some(ErrorKind::Provider) => "ProviderError",
+        Some(ErrorKind::CapacityExceeded) => "CapacityExceededError",
+        Some(ErrorKind::InvalidArgument) => "InvalidArgumentError",
+        Some(ErrorKind::Snapshot) => "SnapshotError",
+        Some(ErrorKind::Backend) => "BackendError",
+        None => "InternalError",
     }
-    Ok(types)
 }
 
-/// The exception class `which`.
-pub(crate) fn exception_type(py: Python<'_>, which: Exc) -> PyResult<Bound<'_, PyType>> {
-    let types = TYPES.get_or_try_init(py, || build_types(py))?;
-    Ok(types[which as usize].bind(py).clone())
+fn exception_class(py: Python<'_>, kind: Option<ErrorKind>) -> PyResult<Bound<'_, PyType>> {
+    Ok(errors_module(py)?
+        .getattr(class_name(kind))?
+        .cast_into::<PyType>()?)
 }
 
-/// Adds every exception class to the module.
+/// Adds every exception class to the module (so `_native.WorkerNotFoundError` is the class
+/// `hodei_workers.WorkerNotFoundError`), and `_error_classes` for the tests.
 pub(crate) fn add_exceptions(module: &Bound<'_, PyModule>) -> PyResult<()> {
-    let py = module.py();
-    let types = TYPES.get_or_try_init(py, || build_types(py))?;
-    for (spec, ty) in SPECS.iter().zip(types) {
-        module.add(spec.name, ty.bind(py))?;
+    let errors = errors_module(module.py())?;
+    let names: Vec<String> = errors.getattr("__all__")?.extract()?;
+    for name in names {
+        module.add(name.as_str(), errors.getattr(name.as_str())?)?;
     }
+    // `setattr`, not `add_function`: a private helper stays out of `__all__`.
+    module.setattr("_error_classes", wrap_pyfunction!(_error_classes, module)?)?;
     Ok(())
 }
 
-/// Builds an exception of class `which` with `message` and the id attributes.
-pub(crate) fn new_error(
-    py: Python<'_>,
-    which: Exc,
-    kind: &str,
-    message: String,
-    ids: Ids,
-) -> PyErr {
+/// ``[(kind, exception class)]`` for every core error kind, each made by the same conversion
+/// the API uses (for the tests: every kind has its own class).
+#[pyfunction]
+fn _error_classes(py: Python<'_>) -> PyResult<Vec<(&'static str, Py<PyType>)>> {
+    ErrorKind::ALL
+        .into_iter()
+        .map(|kind| {
+            let err = CoreError(kind.sample()).into_pyerr(py);
+            Ok((kind.name(), err.get_type(py).unbind()))
+        })
+        .collect()
+}
+
+/// Builds an exception of `kind`'s class with `message` and the id attributes.
+fn new_error(py: Python<'_>, kind: Option<ErrorKind>, message: String, ids: Ids) -> PyErr {
     let build = move || -> PyResult<PyErr> {
-        let value = exception_type(py, which)?.call1((message,))?;
-        value.setattr("kind", kind)?;
-        value.setattr("worker_id", ids.worker_id)?;
-        value.setattr("job_id", ids.job_id)?;
-        value.setattr("provider_id", ids.provider_id)?;
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("worker_id", ids.worker_id)?;
+        kwargs.set_item("job_id", ids.job_id)?;
+        kwargs.set_item("provider_id", ids.provider_id)?;
+        let value = exception_class(py, kind)?.call((message,), Some(&kwargs))?;
         Ok(PyErr::from_value(value))
     };
-    // Building the exception can only fail on a broken interpreter (out of memory): raise that.
+    // Building the exception can only fail on a broken interpreter (out of memory, the package
+    // half-deleted): raise that.
     build().unwrap_or_else(|e| e)
 }
 
 /// The ids an error is about, for the exception's attributes.
 #[derive(Default)]
-pub(crate) struct Ids {
+struct Ids {
     worker_id: Option<String>,
     job_id: Option<String>,
     provider_id: Option<String>,
@@ -228,24 +124,15 @@ impl CoreError {
     pub(crate) fn into_pyerr(self, py: Python<'_>) -> PyErr {
         let error = self.0;
         let message = error.to_string();
-        let kind = error.kind_name();
         let mut ids = Ids::default();
-        let which = match &error {
-            Error::NotFound(id) => {
+        // Only the ids are read here (`Error` is non-exhaustive, so this match needs its
+        // catch-all); the class comes from the exhaustive `ErrorKind` mapping.
+        match &error {
+            Error::NotFound(id) | Error::AlreadyExists(id) => {
                 ids.worker_id = Some(id.to_string());
-                Exc::NotFound
             }
-            Error::AlreadyExists(id) => {
-                ids.worker_id = Some(id.to_string());
-                Exc::AlreadyExists
-            }
-            Error::InvalidTransition { worker_id, .. } => {
+            Error::InvalidTransition { worker_id, .. } | Error::NotAvailable { worker_id, .. } => {
                 ids.worker_id = Some(worker_id.to_string());
-                Exc::InvalidTransition
-            }
-            Error::NotAvailable { worker_id, .. } => {
-                ids.worker_id = Some(worker_id.to_string());
-                Exc::NotAvailable
             }
             Error::NotBusy {
                 worker_id,
@@ -253,29 +140,20 @@ impl CoreError {
             } => {
                 ids.worker_id = Some(worker_id.to_string());
                 ids.job_id = expected.as_ref().map(|j| j.to_string());
-                Exc::NotBusy
             }
             Error::JobAlreadyAssigned { job_id, worker_id } => {
                 ids.worker_id = Some(worker_id.to_string());
                 ids.job_id = Some(job_id.to_string());
-                Exc::JobAlreadyAssigned
             }
-            Error::ProviderNotFound(id) => {
+            Error::ProviderNotFound(id)
+            | Error::Provider {
+                provider_id: id, ..
+            } => {
                 ids.provider_id = Some(id.to_string());
-                Exc::ProviderNotFound
             }
-            Error::Provider { provider_id, .. } => {
-                ids.provider_id = Some(provider_id.to_string());
-                Exc::Provider
-            }
-            Error::CapacityExceeded(_) => Exc::Capacity,
-            Error::InvalidArgument(_) => Exc::InvalidArgument,
-            Error::Snapshot(_) => Exc::Snapshot,
-            Error::Backend(_) => Exc::Backend,
-            // `Error` is non-exhaustive: a kind added later is still a HodeiWorkersError.
-            _ => Exc::Root,
-        };
-        new_error(py, which, kind, message, ids)
+            _ => {}
+        }
+        new_error(py, Some(error.kind()), message, ids)
     }
 }
 
@@ -319,8 +197,7 @@ where
         Ok(result) => result.or_raise(py),
         Err(payload) => Err(new_error(
             py,
-            Exc::Internal,
-            "internal",
+            None,
             format!(
                 "internal error (a bug in hodei_workers): {}",
                 panic_message(&*payload)

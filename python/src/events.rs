@@ -7,7 +7,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hodei_workers::{EventKind, InMemoryWorkerRegistry, Subscription, WorkerLifecycleEvent};
 use pyo3::prelude::*;
@@ -288,10 +288,28 @@ impl PySubscription {
         }
     }
 
-    /// Waits for the next event; `None` when the registry is gone and the queue empty.
-    fn recv_forever(&self, py: Python<'_>) -> PyResult<Option<WorkerLifecycleEvent>> {
+    /// Waits for the next event until `deadline` (None: until one comes or the registry is
+    /// gone), in slices of at most `SIGNAL_CHECK` with the GIL released, checking for signals
+    /// between slices: Ctrl-C interrupts any wait within a slice (issue 10 item 19), not only
+    /// when a long timeout ends. `None` on timeout, or when the registry is gone and the queue
+    /// empty.
+    fn recv_until(
+        &self,
+        py: Python<'_>,
+        deadline: Option<Instant>,
+    ) -> PyResult<Option<WorkerLifecycleEvent>> {
         loop {
-            if let Some(event) = py.detach(|| self.inner.recv(Some(SIGNAL_CHECK))) {
+            let slice = match deadline {
+                None => SIGNAL_CHECK,
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Ok(self.inner.try_recv());
+                    }
+                    left.min(SIGNAL_CHECK)
+                }
+            };
+            if let Some(event) = py.detach(|| self.inner.recv(Some(slice))) {
                 return Ok(Some(event));
             }
             if self.registry.strong_count() == 0 {
@@ -307,12 +325,15 @@ impl PySubscription {
 impl PySubscription {
     /// The next event, waiting up to ``timeout`` (float seconds or timedelta; None: until one
     /// comes or the registry is gone). Returns None on timeout. The GIL is released while
-    /// waiting, and Ctrl-C interrupts a wait without timeout.
+    /// waiting, and Ctrl-C (any signal handler that raises) interrupts any wait promptly.
     #[pyo3(signature = (timeout=None))]
     fn recv(&self, py: Python<'_>, timeout: Option<Seconds>) -> PyResult<Option<Py<PyAny>>> {
-        let event = match timeout {
-            None => self.recv_forever(py)?,
-            Some(Seconds(t)) => py.detach(|| self.inner.recv(Some(t))),
+        // A timeout too long to add to now (years) is a wait without timeout.
+        let deadline = timeout.and_then(|Seconds(t)| Instant::now().checked_add(t));
+        let event = match (timeout, deadline) {
+            (Some(Seconds(t)), _) if t.is_zero() => self.inner.try_recv(),
+            (Some(_), Some(deadline)) => self.recv_until(py, Some(deadline))?,
+            _ => self.recv_until(py, None)?,
         };
         event.map(|e| event_to_py(py, e)).transpose()
     }
@@ -351,7 +372,7 @@ impl PySubscription {
 
     /// The next event, waiting for it; StopIteration when the registry is gone.
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        self.recv_forever(py)?
+        self.recv_until(py, None)?
             .map(|e| event_to_py(py, e))
             .transpose()
     }

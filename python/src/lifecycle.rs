@@ -6,15 +6,16 @@
 //! for logs.
 
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use hodei_workers::{self as core, WorkerLifecycleConfig, WorkerLifecycleManager, WorkerRegistry};
 use pyo3::prelude::*;
 use pyo3::BoundObject;
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::convert::{self, Int, Seconds};
-use crate::errors::{run, OrRaise};
-use crate::provider::{take_interrupt, PythonProvider};
+use crate::errors::{invalid, run, OrRaise};
+use crate::provider::{take_interrupt, ProviderObject, PythonProvider};
 use crate::registry::PyRegistry;
 use crate::types::{py_repr, PyRegistryStats, PyWorker, PyWorkerSpec};
 
@@ -37,7 +38,7 @@ pub(crate) fn list<C: Clone, P: From<C>>(items: &[C]) -> Vec<P> {
 macro_rules! report_class {
     ($(
         $(#[doc = $doc:literal])*
-        $Name:ident($Core:ty) {
+        $Name:ident($Core:path) {
             $( $(#[doc = $fdoc:literal])* $field:ident: |$c:ident, $py:ident| $conv:expr ),* $(,)?
         }
     )*) => {$(
@@ -51,6 +52,16 @@ macro_rules! report_class {
         impl From<$Core> for $Name {
             fn from(inner: $Core) -> Self {
                 $Name { inner }
+            }
+        }
+
+        impl $Name {
+            /// Never called: an exhaustive pattern over the core struct, so that a field added
+            /// to the core's report fails this build until the class has its getter (issue 10
+            /// item 13; tests/python/test_schema.py checks the serde names at run time).
+            #[allow(dead_code)]
+            fn every_core_field_has_a_getter(core: &$Core) {
+                let $Core { $($field: _,)* } = core;
             }
         }
 
@@ -174,15 +185,28 @@ report_class! {
         until: |c, py| convert::seconds(c.until),
     }
 
-    /// The brake held: too many workers would have been declared unhealthy at once (most
-    /// likely a partition on the host's side), so none was.
+    /// The brake's counts: too many workers under heartbeat watch were silent at once (most
+    /// likely a partition on the host's side), so none was declared unhealthy for its
+    /// heartbeat.
     MassExpiryHold(core::MassExpiryHold) {
-        /// How many would have been declared unhealthy.
+        /// How many are past their heartbeat deadline now (held back).
         would_expire: |c, py| c.would_expire,
-        /// Live workers at the time.
+        /// How many are silent for more than half the heartbeat timeout: the brake's count (at
+        /// least would_expire).
+        suspect: |c, py| c.suspect,
+        /// Workers under heartbeat watch (CONNECTING, READY, BUSY, DRAINING).
         live: |c, py| c.live,
-        /// The most that may be declared at once.
+        /// The most that may be silent at once: max(unhealthy_floor, floor(fraction * live)).
         allowed: |c, py| c.allowed,
+    }
+
+    /// The brake gave up: it had held continuously for longer than max_mass_expiry_hold, so
+    /// the silent workers were declared unhealthy after all (most of the fleet really died).
+    MassExpiryGiveUp(core::MassExpiryGiveUp) {
+        /// How long the brake had held (float seconds), from the first check that held.
+        held_for: |c, py| convert::seconds(c.held_for),
+        /// The counts the brake would have held with now (a MassExpiryHold).
+        hold: |c, py| MassExpiryHold::from(c.hold),
     }
 
     /// What ``run_health_check`` found and did.
@@ -197,10 +221,17 @@ report_class! {
         terminated: |c, py| list::<_, TerminatedWorker>(&c.terminated),
         /// Destroys that failed (retried later).
         failed: |c, py| list::<_, DestroyFailure>(&c.failed),
-        /// Set when the mass-expiry brake held (a MassExpiryHold), else None.
+        /// Set when the mass-expiry brake held (a MassExpiryHold), else None: no worker was
+        /// declared unhealthy for its heartbeat (startup expiries still were).
         held: |c, py| c.held.map(MassExpiryHold::from),
         /// Workers due but left for later because of the per-tick action cap.
         deferred: |c, py| c.deferred,
+        /// The brake held at the previous check and lets go now: every worker got a fresh
+        /// grace period.
+        brake_released: |c, py| c.brake_released,
+        /// Set when the brake gave up in this check (a MassExpiryGiveUp), else None: the
+        /// silent workers past their deadline are in ``unhealthy``, without a grace period.
+        brake_gave_up: |c, py| c.brake_gave_up.map(MassExpiryGiveUp::from),
     }
 
     /// What ``cleanup_workers`` (and ``terminate_worker``) did.
@@ -260,8 +291,13 @@ report_class! {
         unhealthy: |c, py| list::<_, UnhealthyWorker>(&c.unhealthy),
         /// Jobs lost by workers taken out of service: requeue them.
         lost_jobs: |c, py| list::<_, LostJob>(&c.lost_jobs),
-        /// Set when the mass-expiry brake held.
+        /// Set when the mass-expiry brake held (a MassExpiryHold), else None.
         mass_expiry_held: |c, py| c.mass_expiry_held.map(MassExpiryHold::from),
+        /// The brake let go in this tick: every worker got a fresh grace period.
+        brake_released: |c, py| c.brake_released,
+        /// Set when the brake gave up in this tick (a MassExpiryGiveUp), else None: the silent
+        /// workers were declared unhealthy after all.
+        brake_gave_up: |c, py| c.brake_gave_up.map(MassExpiryGiveUp::from),
         /// Workers destroyed and unregistered.
         terminated: |c, py| list::<_, TerminatedWorker>(&c.terminated),
         /// Destroys that failed (retried later with back-off).
@@ -353,8 +389,9 @@ report_class! {
 // ---------------------------------------------------------------------------------------------
 
 /// The manager's timeouts, limits and scaling policy. Immutable; validated on construction
-/// (InvalidArgumentError naming the field). Every argument is keyword-only; None (or leaving it
-/// out) takes the default. Durations are float seconds or ``timedelta``.
+/// (InvalidArgumentError naming the field). Every argument is keyword-only and named as in the
+/// core's JSON form (``to_json()``); None (or leaving it out) takes the default. Durations are
+/// float seconds or ``timedelta``; a bool where a number is expected is a TypeError.
 ///
 /// Defaults: heartbeat_timeout 60 s, health_check_interval 30 s, startup_timeout 300 s,
 /// min_ready_workers 1, max_workers 10, scale_up_threshold 5, scale_down_threshold 3,
@@ -379,32 +416,89 @@ impl Hash for PyLifecycleConfig {
     }
 }
 
-macro_rules! config_class {
-    (durations: [$($d:ident),*], counts: [$($n:ident),*]) => {
+/// The configuration's fields and values as the core's serde form has them (the schema the
+/// constructor reads, so a field added to the core is accepted here without a change).
+fn config_fields(config: &WorkerLifecycleConfig) -> serde_json::Map<String, serde_json::Value> {
+    match serde_json::to_value(config) {
+        Ok(serde_json::Value::Object(map)) => map,
+        // A struct always serialises to an object.
+        _ => serde_json::Map::new(),
+    }
+}
+
+/// A keyword argument of `LifecycleConfig(...)` as JSON, for the core's deserialiser: numbers,
+/// `timedelta` (as seconds), bools and strings go through as what they are (serde then refuses
+/// what the field cannot take); an int beyond 64 bits is out of range for every field.
+fn config_value(py: Python<'_>, key: &str, obj: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
+    use pyo3::types::{PyBool, PyFloat, PyInt, PyString};
+    use serde_json::Value;
+    if obj.is_instance_of::<PyBool>() {
+        return Ok(Value::Bool(obj.extract()?));
+    }
+    if obj.is_instance_of::<PyInt>() {
+        if let Ok(v) = obj.extract::<i64>() {
+            return Ok(Value::from(v));
+        }
+        if let Ok(v) = obj.extract::<u64>() {
+            return Ok(Value::from(v));
+        }
+        return Err(invalid(
+            py,
+            format!("config.{key} is out of range: {}", obj.repr()?),
+        ));
+    }
+    let secs: f64 = if obj.is_instance_of::<PyFloat>() {
+        obj.extract()?
+    } else if let Ok(s) = obj.cast::<PyString>() {
+        return Ok(Value::String(s.to_cow()?.into_owned()));
+    } else {
+        let Seconds(d) = obj.extract().map_err(|_| {
+            pyo3::exceptions::PyTypeError::new_err(format!(
+                "config.{key} must be a number (or a timedelta for a duration), not {}",
+                obj.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ))
+        })?;
+        d.as_secs_f64()
+    };
+    serde_json::Number::from_f64(secs)
+        .map(Value::Number)
+        .ok_or_else(|| invalid(py, format!("config.{key} must be finite, got {secs}")))
+}
+
+/// `config.{key}: {serde's message}` as TypeError (the value's type does not fit the field) or
+/// InvalidArgumentError (the type fits, the value does not).
+fn config_error(py: Python<'_>, key: &str, error: serde_json::Error) -> PyErr {
+    let message = error.to_string();
+    // serde_json's messages carry a position in the (made-up) JSON text; it means nothing here.
+    let message = message
+        .split(" at line ")
+        .next()
+        .unwrap_or(&message)
+        .to_owned();
+    if message.starts_with("invalid type") {
+        pyo3::exceptions::PyTypeError::new_err(format!("config.{key}: {message}"))
+    } else {
+        invalid(py, format!("config.{key}: {message}"))
+    }
+}
+
+macro_rules! config_getters {
+    (durations: [$($d:ident),*], counts: [$($n:ident),*], fractions: [$($f:ident),*]) => {
+        impl PyLifecycleConfig {
+            /// Never called: an exhaustive pattern over the core struct, so that a field added
+            /// to the core's configuration fails this build until it has its getter (the
+            /// constructor and `__repr__` follow the serde schema on their own).
+            #[allow(dead_code)]
+            fn every_core_field_has_a_getter(core: &WorkerLifecycleConfig) {
+                let WorkerLifecycleConfig { $($d: _,)* $($n: _,)* $($f: _,)* } = core;
+            }
+        }
+
         #[pymethods]
         impl PyLifecycleConfig {
-            /// A configuration; see the class docstring for the fields and defaults.
-            #[new]
-            #[pyo3(signature = (*, $($d = None,)* $($n = None,)* max_unhealthy_fraction = None))]
-            #[allow(clippy::too_many_arguments)]
-            fn new(
-                py: Python<'_>,
-                $($d: Option<Seconds>,)*
-                $($n: Option<Int>,)*
-                max_unhealthy_fraction: Option<f64>,
-            ) -> PyResult<Self> {
-                let mut inner = WorkerLifecycleConfig::default();
-                $( if let Some(Seconds(value)) = $d { inner.$d = value; } )*
-                $( if let Some(Int(value)) = $n {
-                    inner.$n = convert::count(py, value, concat!("config.", stringify!($n)))?;
-                } )*
-                if let Some(value) = max_unhealthy_fraction {
-                    inner.max_unhealthy_fraction = value;
-                }
-                inner.validate().or_raise(py)?;
-                Ok(PyLifecycleConfig { inner })
-            }
-
             $(
                 #[doc = concat!("``", stringify!($d), "`` in float seconds.")]
                 #[getter]
@@ -421,31 +515,66 @@ macro_rules! config_class {
                 }
             )*
 
-            /// The brake: the largest fraction of live workers declared unhealthy at once.
-            #[getter]
-            fn max_unhealthy_fraction(&self) -> f64 {
-                self.inner.max_unhealthy_fraction
+            $(
+                #[doc = concat!("``", stringify!($f), "`` (a fraction in (0, 1]).")]
+                #[getter]
+                fn $f(&self) -> f64 {
+                    self.inner.$f
+                }
+            )*
+
+            /// A configuration; see the class docstring for the fields and defaults.
+            ///
+            /// Each keyword is a field of the core's serde form: the core's deserialiser reads it (so
+            /// its defaults, types and ranges rule), then ``validate()`` checks the whole.
+            #[new]
+            #[pyo3(signature = (**fields))]
+            fn new(py: Python<'_>, fields: Option<&Bound<'_, pyo3::types::PyDict>>) -> PyResult<Self> {
+                let mut map = config_fields(&WorkerLifecycleConfig::default());
+                for (key, value) in fields.into_iter().flat_map(|f| f.iter()) {
+                    let key: String = key.extract()?;
+                    if !map.contains_key(&key) {
+                        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                            "LifecycleConfig() got an unexpected keyword argument '{key}'"
+                        )));
+                    }
+                    if value.is_none() {
+                        continue;
+                    }
+                    let json = config_value(py, &key, &value)?;
+                    // One field at a time, so that an error names the field it is about.
+                    let mut trial = map.clone();
+                    trial.insert(key.clone(), json.clone());
+                    serde_json::from_value::<WorkerLifecycleConfig>(serde_json::Value::Object(trial))
+                        .map_err(|e| config_error(py, &key, e))?;
+                    map.insert(key, json);
+                }
+                let inner: WorkerLifecycleConfig =
+                    serde_json::from_value(serde_json::Value::Object(map))
+                        .map_err(|e| config_error(py, "*", e))?;
+                inner.validate().or_raise(py)?;
+                Ok(PyLifecycleConfig { inner })
             }
 
-            /// The configuration as JSON text (durations in seconds).
+            /// The configuration as JSON text (durations in seconds): the form the constructor's
+            /// keywords follow.
             fn to_json(&self) -> PyResult<String> {
                 serde_json::to_string(&self.inner)
                     .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
             }
 
-            fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-                let parts: Vec<String> = vec![
-                    $( format!("{}={}", stringify!($d), py_repr(py, self.$d())?), )*
-                    $( format!("{}={}", stringify!($n), self.$n()), )*
-                    format!("max_unhealthy_fraction={}", py_repr(py, self.max_unhealthy_fraction())?),
-                ];
+            fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+                let mut parts = Vec::new();
+                for key in config_fields(&slf.get().inner).keys() {
+                    parts.push(format!("{key}={}", slf.getattr(key.as_str())?.repr()?));
+                }
                 Ok(format!("LifecycleConfig({})", parts.join(", ")))
             }
         }
     };
 }
 
-config_class!(
+config_getters!(
     durations: [
         heartbeat_timeout, health_check_interval, startup_timeout, scale_up_cooldown,
         scale_down_cooldown, destroy_retry_initial, destroy_retry_max, provider_backoff_initial,
@@ -454,13 +583,15 @@ config_class!(
     counts: [
         min_ready_workers, max_workers, scale_up_threshold, scale_down_threshold,
         max_provision_per_tick, max_actions_per_tick, unhealthy_floor
-    ]
+    ],
+    fractions: [max_unhealthy_fraction]
 );
 
 // ---------------------------------------------------------------------------------------------
 
 /// Runs a manager operation without the GIL, then re-raises a KeyboardInterrupt/SystemExit a
-/// Python provider raised meanwhile (see `provider`).
+/// Python provider raised meanwhile (see `provider`). Operations that return a report go
+/// through [`PyLifecycleManager::reporting`] instead, which keeps the report.
 fn engine<T, F>(py: Python<'_>, work: F) -> PyResult<T>
 where
     T: Send,
@@ -473,6 +604,12 @@ where
     }
 }
 
+/// Locks a mutex of the manager, recovering from poisoning (a panic cannot leave these simple
+/// values half-changed).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn pending(py: Python<'_>, pending_jobs: i64) -> PyResult<usize> {
     convert::count(py, pending_jobs, "pending_jobs")
 }
@@ -480,20 +617,66 @@ fn pending(py: Python<'_>, pending_jobs: i64) -> PyResult<usize> {
 /// The lifecycle engine of a registry's fleet: providers, provisioning, health checks,
 /// cleanup, autoscaling. Tick-driven: call ``tick(pending_jobs)`` regularly (every second, say)
 /// and everything due happens inside it, on the registry's clock; the TickReport says what and
-/// why.
+/// why. Thread-safe; the GIL is released while the engine works.
 ///
-/// Providers are plain Python objects with ``provider_id`` and ``provider_type`` (str
-/// attributes, or methods returning them), ``create_worker(worker_id, spec) -> resource_id``
-/// (or ``(resource_id, metadata)``; ``worker_id`` is the new worker's id as text, made by the
-/// manager first, for the instance's agent to report in with), ``destroy_worker(handle)`` (raise a LookupError when the
-/// instance is already gone) and optionally ``list_workers() -> iterable of resource ids`` (for
-/// ``reconcile``). An exception they raise is a provider failure of the engine (in reports and
+/// Providers are plain Python objects (see ``hodei_workers.Provider``) with ``provider_id`` and
+/// ``provider_type`` (str attributes, or methods returning them),
+/// ``create_worker(worker_id, spec) -> resource_id`` (or ``(resource_id, metadata)``;
+/// ``worker_id`` is the new worker's id as text, made by the manager first, for the instance's
+/// agent to report in with), ``destroy_worker(handle)`` (raise a LookupError when the instance
+/// is already gone) and optionally ``list_workers() -> iterable of resource ids`` (for
+/// ``reconcile``). A provider may keep a reference to its manager: the garbage collector sees
+/// through the cycle. An exception they raise is a provider failure of the engine (in reports and
 /// events), never a crash. They are called on the thread that called the manager, never while
 /// the engine holds a lock.
-#[pyclass(frozen, name = "LifecycleManager", module = "hodei_workers")]
+///
+/// Interrupts: a KeyboardInterrupt (or SystemExit) raised inside a provider is not a provider
+/// failure. The engine finishes the operation consistently (the interrupted call counts as
+/// failed), then the interrupt reaches the caller — and the report of the operation it cut
+/// short (``tick``, ``run_health_check``, ``cleanup_workers``, ``terminate_worker``,
+/// ``reconcile``), with the jobs it lost, is not lost: it is the exception's ``report``
+/// attribute and ``manager.last_report``.
+#[pyclass(frozen, weakref, name = "LifecycleManager", module = "hodei_workers")]
 pub(crate) struct PyLifecycleManager {
     inner: Arc<WorkerLifecycleManager>,
     registry: Py<PyRegistry>,
+    /// The report of the last operation that made one (see `last_report`).
+    last_report: Mutex<Option<Py<PyAny>>>,
+    /// The Python objects of the registered providers, for `__traverse__` / `__clear__`
+    /// (the core holds them too, out of the garbage collector's sight).
+    providers: Mutex<Vec<(core::ProviderId, ProviderObject)>>,
+}
+
+impl PyLifecycleManager {
+    /// Runs an operation that makes a report (like [`engine`]), keeps the report as
+    /// `last_report`, and when a provider raised an interrupt meanwhile, raises that with the
+    /// report attached as its `report` attribute (issue 10 item 3: the jobs the operation lost
+    /// must reach the host even on Ctrl-C).
+    fn reporting<C, P, F>(&self, py: Python<'_>, work: F) -> PyResult<Py<P>>
+    where
+        C: Send,
+        P: pyo3::PyClass + From<C> + Into<pyo3::PyClassInitializer<P>>,
+        F: FnOnce() -> core::Result<C> + Send,
+    {
+        let result = run(py, work);
+        let interrupt = take_interrupt();
+        let report = match result {
+            Ok(core) => Py::new(py, P::from(core))?,
+            Err(error) => return Err(interrupt.unwrap_or(error)),
+        };
+        let previous = lock(&self.last_report).replace(report.clone_ref(py).into_any());
+        // Dropped outside the lock: the last reference may run Python code.
+        drop(previous);
+        match interrupt {
+            Some(interrupt) => {
+                // An exception instance takes attributes; if this one refuses, the interrupt
+                // still reaches the caller and `last_report` still has the report.
+                let _ = interrupt.value(py).setattr("report", report.bind(py));
+                Err(interrupt)
+            }
+            None => Ok(report),
+        }
+    }
 }
 
 #[pymethods]
@@ -513,6 +696,8 @@ impl PyLifecycleManager {
         Ok(PyLifecycleManager {
             inner: Arc::new(inner),
             registry: registry.unbind(),
+            last_report: Mutex::new(None),
+            providers: Mutex::new(Vec::new()),
         })
     }
 
@@ -534,15 +719,62 @@ impl PyLifecycleManager {
     /// Raises TypeError for an object of the wrong shape, InvalidArgumentError when a provider
     /// with that id is registered already.
     fn register_provider(&self, py: Python<'_>, provider: &Bound<'_, PyAny>) -> PyResult<()> {
-        let provider: Arc<dyn core::WorkerProvider> = Arc::new(PythonProvider::new(provider)?);
-        engine(py, || self.inner.register_provider(provider))
+        let provider = PythonProvider::new(provider)?;
+        let entry = (provider.id().clone(), provider.object());
+        let provider: Arc<dyn core::WorkerProvider> = Arc::new(provider);
+        engine(py, || self.inner.register_provider(provider))?;
+        lock(&self.providers).push(entry);
+        Ok(())
     }
 
     /// Removes a provider. Its workers stay; their destroys retry until it is registered again.
     /// Raises ProviderNotFoundError.
     fn unregister_provider(&self, py: Python<'_>, provider_id: &str) -> PyResult<()> {
         let id = convert::provider_id(py, provider_id)?;
-        engine(py, || self.inner.unregister_provider(&id))
+        engine(py, || self.inner.unregister_provider(&id))?;
+        // Dropped outside the lock: the last reference may run the object's finalizer.
+        let removed: Vec<_> = {
+            let mut providers = lock(&self.providers);
+            let (gone, kept) = providers.drain(..).partition(|(p, _)| *p == id);
+            *providers = kept;
+            gone
+        };
+        drop(removed);
+        Ok(())
+    }
+
+    /// Shows the garbage collector what the manager holds: the registry, the last report, the
+    /// providers' objects (held by the core, where the collector cannot see them). Takes no
+    /// lock that may be held while Python code runs, and skips what is busy rather than wait.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.registry)?;
+        if let Ok(last) = self.last_report.try_lock() {
+            if let Some(report) = &*last {
+                visit.call(report)?;
+            }
+        }
+        if let Ok(providers) = self.providers.try_lock() {
+            for (_, object) in providers.iter() {
+                if let Ok(object) = object.try_lock() {
+                    if let Some(object) = &*object {
+                        visit.call(object)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Breaks a reference cycle through the manager (a provider holding its manager): takes the
+    /// providers' objects and the last report. The references are dropped after every lock is
+    /// released, since dropping them may run Python code.
+    fn __clear__(&self) {
+        let mut taken: Vec<Py<PyAny>> = Vec::new();
+        for (_, object) in lock(&self.providers).drain(..) {
+            taken.extend(lock(&object).take());
+        }
+        taken.extend(lock(&self.last_report).take());
+        drop(taken);
     }
 
     /// The registered providers' ids, sorted.
@@ -579,14 +811,14 @@ impl PyLifecycleManager {
     /// Runs the health check now: workers past their heartbeat or startup deadline are
     /// declared unhealthy, their jobs reported lost, then destroyed and unregistered (unless
     /// the mass-expiry brake holds).
-    fn run_health_check(&self, py: Python<'_>) -> PyResult<HealthCheckResult> {
-        engine(py, || self.inner.run_health_check()).map(HealthCheckResult::from)
+    fn run_health_check(&self, py: Python<'_>) -> PyResult<Py<HealthCheckResult>> {
+        self.reporting(py, || self.inner.run_health_check())
     }
 
     /// Retires what is due now: idle and over-age workers (a busy one is drained first),
     /// drained workers without a job, and destroy retries that are due.
-    fn cleanup_workers(&self, py: Python<'_>) -> PyResult<CleanupResult> {
-        engine(py, || self.inner.cleanup_workers()).map(CleanupResult::from)
+    fn cleanup_workers(&self, py: Python<'_>) -> PyResult<Py<CleanupResult>> {
+        self.reporting(py, || self.inner.cleanup_workers())
     }
 
     /// Moves a worker to DRAINING: it takes no new job and is retired once its job is done.
@@ -604,13 +836,13 @@ impl PyLifecycleManager {
         py: Python<'_>,
         worker_id: &str,
         reason: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<CleanupResult> {
+    ) -> PyResult<Py<CleanupResult>> {
         let id = convert::worker_id(py, worker_id)?;
         let reason = reason
             .map(convert::reason_from_py)
             .transpose()?
             .unwrap_or(core::TerminationReason::Requested);
-        engine(py, || self.inner.terminate_worker(&id, reason)).map(CleanupResult::from)
+        self.reporting(py, || self.inner.terminate_worker(&id, reason))
     }
 
     /// Destroys queued or being retried: ``(worker_id, failed_attempts, next_attempt_at)``.
@@ -669,8 +901,8 @@ impl PyLifecycleManager {
     /// Compares the registry with each provider's ``list_workers()``: unknown instances are
     /// destroyed (orphans after a host crash), records whose instance vanished are expired
     /// with reason VANISHED.
-    fn reconcile(&self, py: Python<'_>) -> PyResult<ReconcileReport> {
-        engine(py, || self.inner.reconcile()).map(ReconcileReport::from)
+    fn reconcile(&self, py: Python<'_>) -> PyResult<Py<ReconcileReport>> {
+        self.reporting(py, || self.inner.reconcile())
     }
 
     /// Does whatever is due, in one call: stall grace, health check (every
@@ -685,7 +917,7 @@ impl PyLifecycleManager {
         &self,
         py: Python<'_>,
         pending_jobs: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<TickReport> {
+    ) -> PyResult<Py<TickReport>> {
         let demand = match pending_jobs {
             None => core::Demand::new(),
             Some(obj) => match obj.cast::<crate::pools::PyDemand>() {
@@ -693,7 +925,7 @@ impl PyLifecycleManager {
                 Err(_) => core::Demand::from(pending(py, obj.extract::<Int>()?.0)?),
             },
         };
-        engine(py, || Ok(self.inner.tick(demand))).map(TickReport::from)
+        self.reporting(py, || Ok(self.inner.tick(demand)))
     }
 
     /// Replaces the pools (a list of Pool). Pools with a known name keep their cooldown
@@ -752,6 +984,15 @@ impl PyLifecycleManager {
         engine(py, || self.inner.notify_interruption(&id, deadline)).map(PyWorker::new)
     }
 
+    /// The report of the last ``tick``, ``run_health_check``, ``cleanup_workers``,
+    /// ``terminate_worker`` or ``reconcile`` on this manager (from any thread), or None before
+    /// the first. After a KeyboardInterrupt raised by a provider it is the report of the
+    /// interrupted operation (also the exception's ``report``): requeue its ``lost_jobs``.
+    #[getter]
+    fn last_report(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        lock(&self.last_report).as_ref().map(|r| r.clone_ref(py))
+    }
+
     /// The registry's counts plus the manager's own (in flight, pending destroys, totals).
     fn stats(&self, py: Python<'_>) -> PyResult<LifecycleStats> {
         engine(py, || self.inner.stats()).map(LifecycleStats::from)
@@ -781,6 +1022,7 @@ pub(crate) fn add_lifecycle_classes(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ProvisionFailure>()?;
     m.add_class::<ProviderBackoff>()?;
     m.add_class::<MassExpiryHold>()?;
+    m.add_class::<MassExpiryGiveUp>()?;
     m.add_class::<HealthCheckResult>()?;
     m.add_class::<CleanupResult>()?;
     m.add_class::<ScalingPlan>()?;

@@ -260,10 +260,51 @@ report_class! {
         reason: |c, py| c.reason.clone(),
     }
 
+    /// Jobs of a schedulable requirement left without capacity for now (every pool that
+    /// satisfies it is blocked or full).
+    UnmetDemand(core::UnmetDemand) {
+        /// Index of the requirement in the demand.
+        requirement: |c, py| c.requirement,
+        /// Jobs without capacity.
+        count: |c, py| c.count,
+        /// Why, pool by pool.
+        reason: |c, py| c.reason.clone(),
+    }
+
+    /// What a pool's workers do for one requirement of the demand.
+    Serving(core::Serving) {
+        /// Index of the requirement in the demand.
+        requirement: |c, py| c.requirement,
+        /// Jobs served by the pool's existing capacity.
+        existing: |c, py| c.existing,
+        /// New workers wanted for it (before the caps).
+        wanted: |c, py| c.wanted,
+        /// New workers provisioned for it now.
+        provisioned: |c, py| c.provisioned,
+    }
+
+    /// Demand passed over by a pool that could not provide, to the pool that takes it.
+    Spill(core::Spill) {
+        /// Index of the requirement in the demand.
+        requirement: |c, py| c.requirement,
+        /// The pool passed over.
+        source: |c, py| c.source.clone(),
+        /// The pool that takes it.
+        target: |c, py| c.target.clone(),
+        /// Jobs spilled.
+        count: |c, py| c.count,
+        /// Why ``from`` could not provide (``backed off 40 s``, ``at max_workers 4``).
+        reason: |c, py| c.reason.clone(),
+    }
+
     /// One pool's scaling decision with its inputs.
     PoolDecision(core::PoolDecision) {
         /// The pool.
         pool: |c, py| c.pool.clone(),
+        /// Its provider's id.
+        provider_id: |c, py| c.provider_id.as_ref().map(ToString::to_string),
+        /// Its priority.
+        priority: |c, py| c.priority,
         /// Jobs it serves (from existing capacity and new workers).
         demand: |c, py| c.demand,
         /// Idle READY workers of the pool.
@@ -272,14 +313,26 @@ report_class! {
         busy: |c, py| c.busy,
         /// CREATING + CONNECTING workers of the pool.
         starting: |c, py| c.starting,
+        /// Provisions in flight for the pool.
+        in_flight: |c, py| c.in_flight,
         /// Registered workers of the pool plus provisions in flight.
         total: |c, py| c.total,
+        /// The pool's max_workers.
+        max_workers: |c, py| c.max_workers,
+        /// The pool's min_ready.
+        min_ready: |c, py| c.min_ready,
         /// New workers wanted before the caps.
         wanted: |c, py| c.wanted,
         /// Workers provisioned now.
         provision: |c, py| c.provision,
+        /// Of ``provision``, those for the warm pool (min_ready).
+        warm: |c, py| c.warm,
+        /// Per requirement served (a list of Serving).
+        serves: |c, py| list::<_, Serving>(&c.serves),
         /// Idle workers retired now.
         retire: |c, py| c.retire,
+        /// Which ones (ids), longest idle first.
+        scale_down: |c, py| c.scale_down.iter().map(ToString::to_string).collect::<Vec<_>>(),
         /// Why it cannot provide now: ``"backed_off"``, ``"no_capacity"``,
         /// ``"no_provider"``, or None (the explanation line says for how long).
         blocked: |c, py| c.blocked.as_ref().map(|b| match b {
@@ -287,6 +340,10 @@ report_class! {
             core::PoolBlock::NoCapacity { .. } => "no_capacity",
             core::PoolBlock::NoProvider => "no_provider",
         }),
+        /// Demand it took from pools that could not provide (a list of Spill).
+        spilled_in: |c, py| list::<_, Spill>(&c.spilled_in),
+        /// Demand it passed to other pools (a list of Spill).
+        spilled_out: |c, py| list::<_, Spill>(&c.spilled_out),
         /// What limited it.
         limits: |c, py| c.limits.clone(),
         /// One line with its inputs.
@@ -300,10 +357,16 @@ report_class! {
         at: |c, py| convert::seconds(c.at),
         /// Pending jobs in all.
         pending_jobs: |c, py| c.pending_jobs,
+        /// Every registered worker plus provisions in flight (in a pool or not).
+        total: |c, py| c.total,
+        /// The global max_workers.
+        max_workers: |c, py| c.max_workers,
         /// One PoolDecision per pool, highest priority first.
         pools: |c, py| list::<_, PoolDecision>(&c.pools),
         /// Requirements no pool satisfies.
         unschedulable: |c, py| list::<_, Unschedulable>(&c.unschedulable),
+        /// Demand waiting for capacity (a list of UnmetDemand).
+        unmet: |c, py| list::<_, UnmetDemand>(&c.unmet),
         /// One line per pool, then per unschedulable and waiting requirement.
         explanation: |c, py| c.explanation.clone(),
     }
@@ -314,6 +377,9 @@ pub(crate) fn add_pool_classes(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyDemand>()?;
     m.add_class::<PyPool>()?;
     m.add_class::<Unschedulable>()?;
+    m.add_class::<UnmetDemand>()?;
+    m.add_class::<Serving>()?;
+    m.add_class::<Spill>()?;
     m.add_class::<PoolDecision>()?;
     m.add_class::<PoolPlan>()?;
     Ok(())

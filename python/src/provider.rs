@@ -1,5 +1,5 @@
 //! Python providers: a plain Python object with ``provider_id``, ``provider_type``,
-//! ``create_worker(spec)``, ``destroy_worker(handle)`` and optionally ``list_workers()``, seen
+//! ``create_worker(worker_id, spec)``, ``destroy_worker(handle)`` and optionally ``list_workers()``, seen
 //! by the core as a [`WorkerProvider`].
 //!
 //! The core calls a provider only from the thread that called the manager, and never while it
@@ -18,7 +18,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use hodei_workers::{
     ProviderError, ProviderId, ProviderResult, ProviderType, WorkerHandle, WorkerId,
@@ -98,9 +98,16 @@ impl PyWorkerHandle {
     }
 }
 
+/// The Python object of a provider, shared by the core's adapter ([`PythonProvider`]) and the
+/// `LifecycleManager` that registered it: the manager's `__traverse__` shows it to the garbage
+/// collector and its `__clear__` takes it, so that a provider holding a reference to its
+/// manager (a cycle through Rust the collector cannot see by itself) is collected. A provider
+/// whose object was taken fails every call as a provider error.
+pub(crate) type ProviderObject = Arc<Mutex<Option<Py<PyAny>>>>;
+
 /// The core's view of a Python provider object.
 pub(crate) struct PythonProvider {
-    object: Py<PyAny>,
+    object: ProviderObject,
     id: ProviderId,
     kind: ProviderType,
 }
@@ -110,7 +117,7 @@ fn attribute<'py>(object: &Bound<'py, PyAny>, name: &str) -> PyResult<Bound<'py,
     let value = object.getattr(name).map_err(|_| {
         PyTypeError::new_err(format!(
             "a provider must have a `{name}` attribute (provider_id, provider_type, \
-             create_worker(spec), destroy_worker(handle); optionally list_workers())"
+             create_worker(worker_id, spec), destroy_worker(handle); optionally list_workers())"
         ))
     })?;
     if value.is_callable() {
@@ -145,7 +152,7 @@ impl PythonProvider {
             .cast::<PyString>()
             .map_err(|_| PyTypeError::new_err("provider_type must be a str such as \"docker\""))?;
         Ok(PythonProvider {
-            object: object.clone().unbind(),
+            object: Arc::new(Mutex::new(Some(object.clone().unbind()))),
             id: convert::provider_id(py, &id.to_cow()?)?,
             kind: convert::provider_type(py, &kind.to_cow()?)?,
         })
@@ -215,8 +222,31 @@ impl PythonProvider {
         call: impl FnOnce(Python<'_>, &Bound<'_, PyAny>) -> PyResult<T>,
     ) -> ProviderResult<T> {
         Python::attach(|py| {
-            call(py, self.object.bind(py)).map_err(|err| self.failure(py, method, err))
+            // The lock is held only to take a new reference: never while Python code runs.
+            let object = self
+                .object
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .map(|o| o.clone_ref(py));
+            let Some(object) = object else {
+                return Err(ProviderError::new(format!(
+                    "{}.{method}: the provider object was cleared by the garbage collector",
+                    self.id
+                )));
+            };
+            call(py, object.bind(py)).map_err(|err| self.failure(py, method, err))
         })
+    }
+
+    /// The provider's id.
+    pub(crate) fn id(&self) -> &ProviderId {
+        &self.id
+    }
+
+    /// The shared slot of the provider's object (see [`ProviderObject`]).
+    pub(crate) fn object(&self) -> ProviderObject {
+        Arc::clone(&self.object)
     }
 }
 

@@ -150,7 +150,7 @@ impl PyRegistry {
         let mut handle = WorkerHandle::new(
             convert::provider_id(py, provider_id)?,
             convert::provider_type(py, provider_type)?,
-            resource_id,
+            convert::no_nul(py, resource_id, "resource_id")?,
         );
         if let Some(id) = worker_id {
             handle.worker_id = convert::worker_id(py, id)?;

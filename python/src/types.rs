@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFrozenSet};
 use pyo3::BoundObject;
 
-use crate::convert::{self, Int, Seconds};
+use crate::convert::{self, Float, Int, Seconds};
 use crate::errors::{invalid, OrRaise};
 
 /// `repr()` of a Python value, for hand-written `__repr__`s that read like Python.
@@ -68,17 +68,21 @@ impl PyResources {
     /// Resources asked for. Every amount must be >= 0 (InvalidArgumentError otherwise).
     #[new]
     #[pyo3(
-        signature = (cpu_cores=0.0, memory_bytes=Int(0), disk_bytes=Int(0), gpu_count=Int(0), gpu_type=None),
+        signature = (cpu_cores=Float(0.0), memory_bytes=Int(0), disk_bytes=Int(0), gpu_count=Int(0), gpu_type=None),
         text_signature = "(cpu_cores=0.0, memory_bytes=0, disk_bytes=0, gpu_count=0, gpu_type=None)"
     )]
     fn new(
         py: Python<'_>,
-        cpu_cores: f64,
+        cpu_cores: Float,
         memory_bytes: Int,
         disk_bytes: Int,
         gpu_count: Int,
         gpu_type: Option<String>,
     ) -> PyResult<Self> {
+        let Float(cpu_cores) = cpu_cores;
+        if let Some(t) = &gpu_type {
+            convert::no_nul(py, t, "gpu_type")?;
+        }
         if !cpu_cores.is_finite() || cpu_cores < 0.0 {
             return Err(invalid(
                 py,
@@ -219,6 +223,7 @@ impl PyWorkerSpec {
                     invalid(py, format!("max_jobs must be 1..=4294967295, got {n}"))
                 })?),
             };
+        convert::no_nul(py, &image, "image")?;
         let spec = WorkerSpec {
             image,
             resources: resources.map(|r| r.inner).unwrap_or_default(),
@@ -668,10 +673,13 @@ impl PyManualClock {
     /// A clock reading ``start`` (float seconds since the epoch; default 1_700_000_000.0,
     /// a fixed instant so that runs are reproducible).
     #[new]
-    #[pyo3(signature = (start = 1_700_000_000.0))]
-    fn new(py: Python<'_>, start: f64) -> PyResult<Self> {
+    #[pyo3(
+        signature = (start = Float(1_700_000_000.0)),
+        text_signature = "(start=1700000000.0)"
+    )]
+    fn new(py: Python<'_>, start: Float) -> PyResult<Self> {
         Ok(PyManualClock {
-            inner: Arc::new(ManualClock::new(convert::timestamp(py, start, "start")?)),
+            inner: Arc::new(ManualClock::new(convert::timestamp(py, start.0, "start")?)),
         })
     }
 
@@ -683,8 +691,8 @@ impl PyManualClock {
 
     /// Sets the time. An earlier time than now is ignored (the clock never goes backwards).
     /// Returns the time now in force.
-    fn set(&self, py: Python<'_>, at: f64) -> PyResult<f64> {
-        let at = convert::timestamp(py, at, "at")?;
+    fn set(&self, py: Python<'_>, at: Float) -> PyResult<f64> {
+        let at = convert::timestamp(py, at.0, "at")?;
         Ok(convert::seconds(self.inner.set(at)))
     }
 

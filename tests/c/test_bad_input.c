@@ -68,7 +68,8 @@ static uint32_t bad_list(void *user_data, hw_provider_call *call) {
 }
 
 /* Extreme but valid numbers (times at the end of the clock, durations and counts at their
- * maximum) must be handled, never panic: every call answers HW_OK. */
+ * maximum) must be handled, never panic: every call answers HW_OK, or the documented error
+ * just past a documented limit. */
 static void extreme_values(void) {
   hw_clock *clock = NULL;
   hw_registry *reg = NULL;
@@ -83,8 +84,39 @@ static void extreme_values(void) {
   CHECK_OK(hw_clock_new_manual(UINT64_MAX - 10, &clock));
   CHECK_OK(hw_registry_new_with_clock(clock, &reg));
   CHECK_OK(hw_worker_spec_new("img", &spec));
-  CHECK_OK(hw_worker_spec_set_idle_timeout_ms(spec, UINT64_MAX));
-  CHECK_OK(hw_worker_spec_set_max_lifetime_ms(spec, UINT64_MAX));
+  /* Spec durations beyond HW_MAX_DURATION_MS (100 years) could not be read back from a
+   * snapshot: refused at the setter, the spec unchanged; the limit itself is fine. */
+  CHECK_STATUS(hw_worker_spec_set_idle_timeout_ms(spec, UINT64_MAX), HW_ERR_INVALID_ARGUMENT);
+  CHECK_STATUS(hw_worker_spec_set_max_lifetime_ms(spec, HW_MAX_DURATION_MS + 1),
+               HW_ERR_INVALID_ARGUMENT);
+  CHECK_OK(hw_worker_spec_set_idle_timeout_ms(spec, HW_MAX_DURATION_MS));
+  CHECK_OK(hw_worker_spec_set_max_lifetime_ms(spec, HW_MAX_DURATION_MS));
+  /* Strings at their documented limits pass; one byte more is HW_ERR_INVALID_ARGUMENT (issue 10
+   * item 23: the core's validate() enforces them, C maps the error). */
+  {
+    static char big[HW_MAX_VALUE_LEN + 2];
+    hw_worker_spec *limits = NULL;
+    hw_worker *lw = NULL;
+    memset(big, 'x', HW_MAX_IMAGE_LEN);
+    big[HW_MAX_IMAGE_LEN] = '\0';
+    CHECK_OK(hw_worker_spec_new(big, &limits));
+    CHECK_OK(hw_registry_register(reg, "p", "docker", "image-at-limit", limits, &lw));
+    hw_worker_free(lw);
+    lw = NULL;
+    big[HW_MAX_IMAGE_LEN] = 'x';
+    big[HW_MAX_IMAGE_LEN + 1] = '\0';
+    CHECK_OK(hw_worker_spec_set_image(limits, big));
+    CHECK_STATUS(hw_registry_register(reg, "p", "docker", "image-over", limits, &lw),
+                 HW_ERR_INVALID_ARGUMENT);
+    CHECK(lw == NULL && strstr(hw_last_error_message(), "4096") != NULL);
+    CHECK_OK(hw_worker_spec_set_image(limits, "img"));
+    memset(big, 'v', HW_MAX_VALUE_LEN + 1);
+    big[HW_MAX_VALUE_LEN + 1] = '\0';
+    CHECK_OK(hw_worker_spec_add_label(limits, "k", big));
+    CHECK_STATUS(hw_registry_register(reg, "p", "docker", "label-over", limits, &lw),
+                 HW_ERR_INVALID_ARGUMENT);
+    hw_worker_spec_free(limits);
+  }
   CHECK_OK(hw_registry_register(reg, "p", "docker", "r", spec, &w));
   if (w) CHECK_OK(hw_worker_get_id(w, &id));
   hw_worker_free(w);
@@ -108,9 +140,9 @@ static void extreme_values(void) {
   c.provider_backoff_initial_ms = c.provider_backoff_max_ms = longest_ms;
   CHECK_OK(hw_manager_new(reg, &c, &mgr));
   for (int i = 0; mgr && i < 3; i++) {
-    hw_tick_report *r = NULL;
+    hw_report *r = NULL;
     CHECK_OK(hw_manager_tick(mgr, (size_t)-1, &r));
-    hw_tick_report_free(r);
+    hw_report_free(r);
     CHECK_OK(hw_clock_advance(clock, UINT64_MAX, &now));
     CHECK(now == UINT64_MAX);
   }
@@ -164,12 +196,12 @@ int main(void) {
   hw_worker_list *list = NULL;
   hw_event *ev = NULL;
   hw_manager *mgr = NULL;
-  hw_tick_report *rep = NULL;
+  hw_report *rep = NULL;
   REQUIRE_OK(hw_clock_new_manual(1000, &clock));
   REQUIRE_OK(hw_registry_new_with_clock(clock, &reg));
   REQUIRE_OK(hw_worker_spec_new("img", &spec));
   REQUIRE_OK(hw_worker_filter_new(&filter));
-  REQUIRE_OK(hw_registry_subscribe(reg, 0, false, &sub));
+  REQUIRE_OK(hw_registry_subscribe(reg, HW_DEFAULT_SUBSCRIPTION_CAPACITY, false, &sub));
   REQUIRE_OK(hw_registry_register(reg, "p", "docker", "r", spec, &w));
   hw_worker_id id;
   REQUIRE_OK(hw_worker_get_id(w, &id));
@@ -454,6 +486,8 @@ int main(void) {
   out = SENTINEL;
   INVALID(hw_registry_subscribe(NULL, 0, false, (hw_subscription **)&out));
   INVALID(hw_registry_subscribe(reg, 0, false, NULL));
+  /* Capacity 0 is refused, as in Rust and Python (issue 10 item 22), and writes nothing. */
+  INVALID(hw_registry_subscribe(reg, 0, false, (hw_subscription **)&out));
   INVALID(hw_subscription_recv(NULL, 0, (hw_event **)&out));
   INVALID(hw_subscription_recv(sub, 0, NULL));
   INVALID(hw_subscription_dropped(NULL, &u64));
@@ -626,23 +660,23 @@ int main(void) {
   memset(&pid, 0, sizeof pid);
   if (provisioned) CHECK_OK(hw_worker_get_id(provisioned, &pid));
   hw_worker_free(provisioned);
-  hw_tick_report *trep = NULL;
+  hw_report *trep = NULL;
   CHECK_OK(hw_manager_terminate(mgr, pid, HW_TERMINATION_REASON_REQUESTED, &trep));
-  hw_tick_summary sum;
+  hw_report_summary sum;
   memset(&sum, 0, sizeof sum);
-  CHECK_OK(hw_tick_report_get_summary(trep, &sum));
+  CHECK_OK(hw_report_get_summary(trep, &sum));
   CHECK(sum.failed == 1 && sum.terminated == 0); /* destroy returned 77: a failure */
-  hw_tick_report_free(trep);
+  hw_report_free(trep);
   CHECK_OK(hw_manager_reconcile(mgr, &trep));
-  hw_tick_report_free(trep);
+  hw_report_free(trep);
   CHECK(callback_checks_run == 3);
 
   INVALID(hw_manager_process_heartbeat(NULL, id));
   INVALID(hw_manager_process_heartbeat(mgr, nil));
   NOT_FOUND(hw_manager_process_heartbeat(mgr, unknown));
-  INVALID(hw_manager_run_health_check(NULL, (hw_tick_report **)&out));
+  INVALID(hw_manager_run_health_check(NULL, (hw_report **)&out));
   INVALID(hw_manager_run_health_check(mgr, NULL));
-  INVALID(hw_manager_cleanup(NULL, (hw_tick_report **)&out));
+  INVALID(hw_manager_cleanup(NULL, (hw_report **)&out));
   INVALID(hw_manager_cleanup(mgr, NULL));
   INVALID(hw_manager_should_scale_up(NULL, 1, &flag));
   INVALID(hw_manager_should_scale_up(mgr, 1, NULL));
@@ -664,14 +698,14 @@ int main(void) {
   INVALID(hw_manager_drain(mgr, nil, (hw_worker **)&out));
   INVALID(hw_manager_drain(mgr, id, NULL));
   NOT_FOUND(hw_manager_drain(mgr, unknown, (hw_worker **)&out));
-  INVALID(hw_manager_terminate(NULL, id, HW_TERMINATION_REASON_REQUESTED, (hw_tick_report **)&out));
-  INVALID(hw_manager_terminate(mgr, nil, HW_TERMINATION_REASON_REQUESTED, (hw_tick_report **)&out));
-  INVALID(hw_manager_terminate(mgr, id, 9, (hw_tick_report **)&out));
+  INVALID(hw_manager_terminate(NULL, id, HW_TERMINATION_REASON_REQUESTED, (hw_report **)&out));
+  INVALID(hw_manager_terminate(mgr, nil, HW_TERMINATION_REASON_REQUESTED, (hw_report **)&out));
+  INVALID(hw_manager_terminate(mgr, id, 9, (hw_report **)&out));
   INVALID(hw_manager_terminate(mgr, id, HW_TERMINATION_REASON_REQUESTED, NULL));
-  NOT_FOUND(hw_manager_terminate(mgr, unknown, HW_TERMINATION_REASON_REQUESTED, (hw_tick_report **)&out));
-  INVALID(hw_manager_reconcile(NULL, (hw_tick_report **)&out));
+  NOT_FOUND(hw_manager_terminate(mgr, unknown, HW_TERMINATION_REASON_REQUESTED, (hw_report **)&out));
+  INVALID(hw_manager_reconcile(NULL, (hw_report **)&out));
   INVALID(hw_manager_reconcile(mgr, NULL));
-  INVALID(hw_manager_tick(NULL, 0, (hw_tick_report **)&out));
+  INVALID(hw_manager_tick(NULL, 0, (hw_report **)&out));
   INVALID(hw_manager_tick(mgr, 0, NULL));
   INVALID(hw_manager_stats_json(NULL, &owned));
   INVALID(hw_manager_stats_json(mgr, NULL));
@@ -705,10 +739,10 @@ int main(void) {
   INVALID(hw_manager_plan_pools_json(mgr, "[]", NULL));
   INVALID(hw_manager_plan_pools_json(mgr, "[{\"count\": 1, \"lables\": {}}]", &owned));
   INVALID(hw_manager_plan_pools_json(mgr, "[{\"count\": -1}]", &owned));
-  INVALID(hw_manager_tick_demand(NULL, "[]", (hw_tick_report **)&out));
-  INVALID(hw_manager_tick_demand(mgr, NULL, (hw_tick_report **)&out));
+  INVALID(hw_manager_tick_demand(NULL, "[]", (hw_report **)&out));
+  INVALID(hw_manager_tick_demand(mgr, NULL, (hw_report **)&out));
   INVALID(hw_manager_tick_demand(mgr, "[]", NULL));
-  INVALID(hw_manager_tick_demand(mgr, "{", (hw_tick_report **)&out));
+  INVALID(hw_manager_tick_demand(mgr, "{", (hw_report **)&out));
   INVALID(hw_manager_notify_interruption(NULL, id, 5000, (hw_worker **)&out));
   INVALID(hw_manager_notify_interruption(mgr, nil, 5000, (hw_worker **)&out));
   INVALID(hw_manager_notify_interruption(mgr, id, 5000, NULL));
@@ -720,42 +754,42 @@ int main(void) {
   CHECK(drained == 777 && out == SENTINEL && owned == (char *)SENTINEL);
 
   /* ---- tick reports ---- */
-  INVALID(hw_tick_report_get_summary(NULL, &sum));
-  INVALID(hw_tick_report_get_summary(rep, NULL));
-  INVALID(hw_tick_report_get_lost_job(NULL, 0, &wid, &text));
-  INVALID(hw_tick_report_get_lost_job(rep, 0, NULL, &text));
-  INVALID(hw_tick_report_get_lost_job(rep, 0, &wid, NULL));
-  INVALID(hw_tick_report_get_lost_job(rep, 0, &wid, &text)); /* none: out of range */
-  INVALID(hw_tick_report_get_unhealthy(NULL, 0, &wid));
-  INVALID(hw_tick_report_get_unhealthy(rep, 0, NULL));
-  INVALID(hw_tick_report_get_unhealthy(rep, 0, &wid));
-  INVALID(hw_tick_report_get_terminated(NULL, 0, &wid, &u32));
-  INVALID(hw_tick_report_get_terminated(rep, 0, NULL, &u32));
-  INVALID(hw_tick_report_get_terminated(rep, 0, &wid, NULL));
-  INVALID(hw_tick_report_get_terminated(rep, 0, &wid, &u32));
-  INVALID(hw_tick_report_get_failed(NULL, 0, &wid));
-  INVALID(hw_tick_report_get_failed(rep, 0, NULL));
-  INVALID(hw_tick_report_get_failed(rep, 0, &wid));
-  INVALID(hw_tick_report_get_drained(NULL, 0, &wid));
-  INVALID(hw_tick_report_get_drained(rep, 0, NULL));
-  INVALID(hw_tick_report_get_drained(rep, 0, &wid));
-  INVALID(hw_tick_report_get_provisioned(NULL, 0, &wid));
-  INVALID(hw_tick_report_get_provisioned(rep, 0, NULL));
-  INVALID(hw_tick_report_get_provisioned(rep, 0, &wid));
-  INVALID(hw_tick_report_get_decision(NULL, 0, &text));
-  INVALID(hw_tick_report_get_decision(rep, 0, NULL));
-  INVALID(hw_tick_report_get_decision(rep, 1000, &text));
-  INVALID(hw_tick_report_get_json(NULL, &text));
-  INVALID(hw_tick_report_get_json(rep, NULL));
+  INVALID(hw_report_get_summary(NULL, &sum));
+  INVALID(hw_report_get_summary(rep, NULL));
+  INVALID(hw_report_get_lost_job(NULL, 0, &wid, &text));
+  INVALID(hw_report_get_lost_job(rep, 0, NULL, &text));
+  INVALID(hw_report_get_lost_job(rep, 0, &wid, NULL));
+  INVALID(hw_report_get_lost_job(rep, 0, &wid, &text)); /* none: out of range */
+  INVALID(hw_report_get_unhealthy(NULL, 0, &wid));
+  INVALID(hw_report_get_unhealthy(rep, 0, NULL));
+  INVALID(hw_report_get_unhealthy(rep, 0, &wid));
+  INVALID(hw_report_get_terminated(NULL, 0, &wid, &u32));
+  INVALID(hw_report_get_terminated(rep, 0, NULL, &u32));
+  INVALID(hw_report_get_terminated(rep, 0, &wid, NULL));
+  INVALID(hw_report_get_terminated(rep, 0, &wid, &u32));
+  INVALID(hw_report_get_failed(NULL, 0, &wid));
+  INVALID(hw_report_get_failed(rep, 0, NULL));
+  INVALID(hw_report_get_failed(rep, 0, &wid));
+  INVALID(hw_report_get_drained(NULL, 0, &wid));
+  INVALID(hw_report_get_drained(rep, 0, NULL));
+  INVALID(hw_report_get_drained(rep, 0, &wid));
+  INVALID(hw_report_get_provisioned(NULL, 0, &wid));
+  INVALID(hw_report_get_provisioned(rep, 0, NULL));
+  INVALID(hw_report_get_provisioned(rep, 0, &wid));
+  INVALID(hw_report_get_decision(NULL, 0, &text));
+  INVALID(hw_report_get_decision(rep, 0, NULL));
+  INVALID(hw_report_get_decision(rep, 1000, &text));
+  INVALID(hw_report_get_json(NULL, &text));
+  INVALID(hw_report_get_json(rep, NULL));
   CHECK(wid.bytes[0] == 0xab && u32 == 12345 && text == (const char *)SENTINEL);
-  hw_tick_report_free(NULL);
+  hw_report_free(NULL);
 
   /* After all that, the fixtures still work and the registry holds what it held. */
   CHECK_OK(hw_registry_count(reg, &sz));
   CHECK(sz == 2); /* the worker, and the provisioned one whose destroy keeps failing */
   CHECK_OK(hw_registry_heartbeat(reg, id));
 
-  hw_tick_report_free(rep);
+  hw_report_free(rep);
   hw_manager_free(mgr);
   hw_event_free(ev);
   hw_worker_list_free(list);

@@ -164,7 +164,7 @@ static void manager_lifecycle(void) {
 
   /* A failing provider becomes a provider error carrying its message, and an event. */
   hw_subscription *events = NULL;
-  CHECK_OK(hw_registry_subscribe(reg, 0, false, &events));
+  CHECK_OK(hw_registry_subscribe(reg, HW_DEFAULT_SUBSCRIPTION_CAPACITY, false, &events));
   cloud.fail_creates = 1;
   CHECK_STATUS(hw_manager_provision(mgr, "cloud", spec, &w), HW_ERR_PROVIDER);
   CHECK(strstr(hw_last_error_message(), "quota exhausted") != NULL);
@@ -211,21 +211,21 @@ static void manager_lifecycle(void) {
 
   /* Ticks every 10 s with the agent silent: past 30 s it is declared unhealthy, the job it
    * held is reported lost, and it is destroyed through the C provider and unregistered. */
-  hw_tick_summary sum;
+  hw_report_summary sum;
   memset(&sum, 0, sizeof sum);
   int lost_reported = 0;
   int terminated_reported = 0;
   for (int i = 0; i < 5; i++) {
     uint64_t now = 0;
     CHECK_OK(hw_clock_advance(clock, 10000, &now));
-    hw_tick_report *report = NULL;
+    hw_report *report = NULL;
     CHECK_OK(hw_manager_tick(mgr, 0, &report));
-    CHECK_OK(hw_tick_report_get_summary(report, &sum));
+    CHECK_OK(hw_report_get_summary(report, &sum));
     CHECK(sum.at_ms == now && !sum.skipped);
     for (size_t j = 0; j < sum.lost_jobs; j++) {
       hw_worker_id who;
       const char *job = NULL;
-      CHECK_OK(hw_tick_report_get_lost_job(report, j, &who, &job));
+      CHECK_OK(hw_report_get_lost_job(report, j, &who, &job));
       CHECK(hw_id_eq(who, id));
       CHECK_STR(job, "job-42");
       lost_reported++;
@@ -233,14 +233,14 @@ static void manager_lifecycle(void) {
     for (size_t j = 0; j < sum.terminated; j++) {
       hw_worker_id who;
       hw_termination_reason why = 99;
-      CHECK_OK(hw_tick_report_get_terminated(report, j, &who, &why));
+      CHECK_OK(hw_report_get_terminated(report, j, &who, &why));
       CHECK(hw_id_eq(who, id) && why == HW_TERMINATION_REASON_UNHEALTHY);
       terminated_reported++;
     }
     const char *json = NULL;
-    CHECK_OK(hw_tick_report_get_json(report, &json));
+    CHECK_OK(hw_report_get_json(report, &json));
     CHECK(json != NULL && json[0] == '{');
-    hw_tick_report_free(report);
+    hw_report_free(report);
   }
   CHECK(lost_reported == 1);
   CHECK(terminated_reported == 1);
@@ -266,11 +266,11 @@ static void manager_lifecycle(void) {
   if (w) CHECK_OK(hw_worker_get_state(w, &state));
   CHECK(state == HW_WORKER_STATE_DRAINING);
   hw_worker_free(w);
-  hw_tick_report *report = NULL;
+  hw_report *report = NULL;
   CHECK_OK(hw_manager_terminate(mgr, id, HW_TERMINATION_REASON_REQUESTED, &report));
-  CHECK_OK(hw_tick_report_get_summary(report, &sum));
-  CHECK(sum.terminated == 1 && sum.failed == 0);
-  hw_tick_report_free(report);
+  CHECK_OK(hw_report_get_summary(report, &sum));
+  CHECK(sum.terminated == 1 && sum.failed == 0 && sum.kind == HW_REPORT_KIND_TERMINATE);
+  hw_report_free(report);
   CHECK(cloud.destroyed == 2);
   CHECK_STATUS(hw_manager_terminate(mgr, id, HW_TERMINATION_REASON_REQUESTED, &report), HW_ERR_NOT_FOUND);
 
@@ -310,25 +310,25 @@ static void manager_scaling_and_reconcile(void) {
 
   /* Seven jobs pending, room for three workers: the tick provisions, capped by max_workers,
    * and explains why. */
-  hw_tick_report *report = NULL;
-  hw_tick_summary sum;
+  hw_report *report = NULL;
+  hw_report_summary sum;
   memset(&sum, 0, sizeof sum);
   CHECK_OK(hw_manager_tick(mgr, 7, &report));
-  CHECK_OK(hw_tick_report_get_summary(report, &sum));
+  CHECK_OK(hw_report_get_summary(report, &sum));
   CHECK(sum.provisioned >= 1 && sum.provisioned <= 3);
   CHECK(sum.pending_jobs == 7 && sum.decisions >= 1);
   CHECK((size_t)cloud.created == sum.provisioned);
   const char *line = NULL;
-  CHECK_OK(hw_tick_report_get_decision(report, 0, &line));
+  CHECK_OK(hw_report_get_decision(report, 0, &line));
   CHECK(line != NULL && strstr(line, "pending 7") != NULL);
   hw_worker_id first;
   memset(&first, 0, sizeof first);
-  CHECK_OK(hw_tick_report_get_provisioned(report, 0, &first));
+  CHECK_OK(hw_report_get_provisioned(report, 0, &first));
   hw_worker *w = NULL;
   CHECK_OK(hw_registry_get(reg, first, &w));
   CHECK(w != NULL);
   hw_worker_free(w);
-  hw_tick_report_free(report);
+  hw_report_free(report);
   size_t count = 0;
   CHECK_OK(hw_registry_count(reg, &count));
   CHECK(count == (size_t)cloud.created);
@@ -336,13 +336,15 @@ static void manager_scaling_and_reconcile(void) {
 
   /* Explicit health check and cleanup: nothing is due yet. */
   CHECK_OK(hw_manager_run_health_check(mgr, &report));
-  CHECK_OK(hw_tick_report_get_summary(report, &sum));
+  CHECK_OK(hw_report_get_summary(report, &sum));
   CHECK(sum.health_checked && sum.unhealthy == 0 && sum.terminated == 0);
-  hw_tick_report_free(report);
+  CHECK(sum.kind == HW_REPORT_KIND_HEALTH_CHECK);
+  hw_report_free(report);
   CHECK_OK(hw_manager_cleanup(mgr, &report));
-  CHECK_OK(hw_tick_report_get_summary(report, &sum));
+  CHECK_OK(hw_report_get_summary(report, &sum));
   CHECK(sum.terminated == 0 && sum.failed == 0);
-  hw_tick_report_free(report);
+  CHECK(sum.kind == HW_REPORT_KIND_CLEANUP);
+  hw_report_free(report);
 
   /* The cloud lost the first instance and runs one the registry never heard of. */
   int before = cloud.destroyed;
@@ -354,16 +356,16 @@ static void manager_scaling_and_reconcile(void) {
   uint64_t now = 0;
   CHECK_OK(hw_clock_advance(clock, 1000, &now));
   CHECK_OK(hw_manager_reconcile(mgr, &report));
-  CHECK_OK(hw_tick_report_get_summary(report, &sum));
-  CHECK(sum.terminated == 1);
+  CHECK_OK(hw_report_get_summary(report, &sum));
+  CHECK(sum.terminated == 1 && sum.kind == HW_REPORT_KIND_RECONCILE);
   hw_worker_id gone;
   hw_termination_reason why = 99;
-  CHECK_OK(hw_tick_report_get_terminated(report, 0, &gone, &why));
+  CHECK_OK(hw_report_get_terminated(report, 0, &gone, &why));
   CHECK(why == HW_TERMINATION_REASON_VANISHED);
   const char *json = NULL;
-  CHECK_OK(hw_tick_report_get_json(report, &json));
+  CHECK_OK(hw_report_get_json(report, &json));
   CHECK(json != NULL && strstr(json, "vm-orphan") != NULL);
-  hw_tick_report_free(report);
+  hw_report_free(report);
   CHECK(cloud.destroyed == before + 1);
   CHECK_STR(cloud.last_destroyed, "vm-orphan");
   w = (hw_worker *)1;
@@ -387,7 +389,7 @@ int main(void) {
   hw_subscription *events = NULL;
   REQUIRE_OK(hw_clock_new_manual(T0, &clock));
   REQUIRE_OK(hw_registry_new_with_clock(clock, &reg));
-  REQUIRE_OK(hw_registry_subscribe(reg, 0, false, &events));
+  REQUIRE_OK(hw_registry_subscribe(reg, HW_DEFAULT_SUBSCRIPTION_CAPACITY, false, &events));
 
   /* A spec with labels and capabilities. */
   REQUIRE_OK(hw_worker_spec_new("ubuntu:24.04", &spec));

@@ -46,9 +46,9 @@ static void register_cloud(hw_manager *mgr, cloud *c) {
 }
 
 /* Whether some decision line of `rep` contains `needle`. */
-static int has_decision(const hw_tick_report *rep, const char *needle) {
+static int has_decision(const hw_report *rep, const char *needle) {
   const char *line = NULL;
-  for (size_t i = 0; hw_tick_report_get_decision(rep, i, &line) == HW_OK; i++) {
+  for (size_t i = 0; hw_report_get_decision(rep, i, &line) == HW_OK; i++) {
     if (strstr(line, needle) != NULL) return 1;
   }
   return 0;
@@ -88,32 +88,34 @@ int main(void) {
 
   /* Spot is preferred but has no capacity: nothing this tick, its provider backs off. */
   const char *demand = "[{\"labels\": {\"gpu\": \"a100\"}, \"count\": 2}]";
-  hw_tick_report *rep = NULL;
+  hw_report *rep = NULL;
   REQUIRE_OK(hw_manager_tick_demand(mgr, demand, &rep));
-  hw_tick_summary sum;
-  CHECK_OK(hw_tick_report_get_summary(rep, &sum));
+  hw_report_summary sum;
+  CHECK_OK(hw_report_get_summary(rep, &sum));
   CHECK(sum.provisioned == 0 && spot.created == 0);
-  hw_tick_report_free(rep);
+  hw_report_free(rep);
 
   /* The next tick spills spot's demand to on-demand and says so. */
   uint64_t now = 0;
   CHECK_OK(hw_clock_advance(clock, 1000, &now));
   REQUIRE_OK(hw_manager_tick_demand(mgr, demand, &rep));
-  CHECK_OK(hw_tick_report_get_summary(rep, &sum));
+  CHECK_OK(hw_report_get_summary(rep, &sum));
   CHECK(sum.provisioned == 2 && ondemand.created == 2);
   CHECK(has_decision(rep, "spilled from gpu-spot (no capacity, retry in 4 s) to gpu-ondemand"));
   hw_worker_id first;
   memset(&first, 0, sizeof first);
-  CHECK_OK(hw_tick_report_get_provisioned(rep, 0, &first));
-  hw_tick_report_free(rep);
+  CHECK_OK(hw_report_get_provisioned(rep, 0, &first));
+  hw_report_free(rep);
 
   /* An H100 job no pool can run is reported unschedulable, with the reason. */
   REQUIRE_OK(hw_manager_tick_demand(mgr, "[{\"labels\": {\"gpu\": \"h100\"}, \"count\": 1}]", &rep));
   CHECK(has_decision(rep, "unschedulable: 1 job(s) needing gpu=h100: no pool offers label gpu=h100"));
+  CHECK_OK(hw_report_get_summary(rep, &sum));
+  CHECK(sum.unschedulable == 1 && sum.scaled);
   const char *rjson = NULL;
-  CHECK_OK(hw_tick_report_get_json(rep, &rjson));
+  CHECK_OK(hw_report_get_json(rep, &rjson));
   CHECK(rjson != NULL && strstr(rjson, "\"unschedulable\":[{") != NULL);
-  hw_tick_report_free(rep);
+  hw_report_free(rep);
   CHECK_OK(hw_manager_plan_pools_json(mgr, demand, &json));
   CHECK(json != NULL && strstr(json, "\"pool\":\"gpu-ondemand\"") != NULL);
   hw_string_free(json);
@@ -151,10 +153,10 @@ int main(void) {
   REQUIRE_OK(hw_manager_tick_demand(mgr, "[]", &rep));
   hw_worker_id lost_on;
   const char *job = NULL;
-  CHECK_OK(hw_tick_report_get_lost_job(rep, 0, &lost_on, &job));
+  CHECK_OK(hw_report_get_lost_job(rep, 0, &lost_on, &job));
   CHECK_STR(job, "train-1");
   CHECK(memcmp(lost_on.bytes, first.bytes, sizeof first.bytes) == 0);
-  hw_tick_report_free(rep);
+  hw_report_free(rep);
 
   /* Removing a pool drains what is left of it. */
   CHECK_OK(hw_manager_remove_pool(mgr, "gpu-ondemand", &drained));

@@ -29,7 +29,7 @@ int main(void) {
   hw_worker_spec *spec = NULL;
   REQUIRE_OK(hw_clock_new_manual(5000, &clock));
   REQUIRE_OK(hw_registry_new_with_clock(clock, &reg));
-  REQUIRE_OK(hw_registry_subscribe(reg, 0, false, &all));
+  REQUIRE_OK(hw_registry_subscribe(reg, HW_DEFAULT_SUBSCRIPTION_CAPACITY, false, &all));
   REQUIRE_OK(hw_registry_subscribe(reg, 64, true, &beats));
   REQUIRE_OK(hw_registry_subscribe(reg, 2, false, &tiny));
   REQUIRE_OK(hw_worker_spec_new("img", &spec));

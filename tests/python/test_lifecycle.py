@@ -473,7 +473,10 @@ def test_tick_report_explains_a_stall_and_the_mass_expiry_brake(
     assert any("brake" in line for line in held.decisions)
     assert any(isinstance(e, hw.MassExpiryHeld) and e.would_expire == 3 for e in events.drain())
     assert manager.stats().mass_expiry_holds_total >= 1
-    assert "mass_expiry_held=MassExpiryHold(would_expire=3, live=3" in repr(held)
+    assert hold.suspect >= hold.would_expire
+    assert f"mass_expiry_held=MassExpiryHold(would_expire=3, suspect={hold.suspect}, live=3" in repr(
+        held
+    )
 
 
 def test_destroy_failures_are_events_too(

@@ -7,10 +7,11 @@ use serde::{Deserialize, Serialize};
 use crate::clock::duration_secs;
 use crate::error::{Error, Result};
 
-/// Longest duration a [`WorkerLifecycleConfig`] may hold: 100 years (of 365 days), the bound
-/// of a spec's durations too. Longer ones (up to `Duration::MAX`) could not be written to the
-/// config's JSON and read back, so [`WorkerLifecycleConfig::validate`] refuses them.
-pub const MAX_CONFIG_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+/// Longest duration a [`WorkerLifecycleConfig`] may hold: 100 years (of 365 days), the same
+/// bound as a spec's ([`MAX_SPEC_DURATION`](crate::MAX_SPEC_DURATION)). Longer ones (up to
+/// `Duration::MAX`) could not be written to the config's JSON and read back, so
+/// [`WorkerLifecycleConfig::validate`] refuses them.
+pub const MAX_CONFIG_DURATION: Duration = crate::worker::MAX_SPEC_DURATION;
 
 /// Timeouts, limits and the scaling policy of a
 /// [`WorkerLifecycleManager`](crate::WorkerLifecycleManager).

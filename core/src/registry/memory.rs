@@ -603,9 +603,22 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
                     .range((Bound::Unbounded, upper))
                     .rev()
                     .take(CLAIM_SCAN_BATCH);
+                // Workers made from one spec share it (`Arc`): without a provider condition the
+                // answer depends on the spec alone, so a run of workers of one spec costs one
+                // pointer comparison each, not a look-up of every label.
+                let by_spec = filter.provider_id.is_none() && filter.provider_type.is_none();
+                let mut last: Option<(&Arc<WorkerSpec>, bool)> = None;
                 for (key, entry) in walk {
                     scanned_to = Some(*key);
-                    if filter.matches_static(&entry.handle, &entry.spec) {
+                    let matches = match last {
+                        Some((spec, answer)) if by_spec && Arc::ptr_eq(spec, &entry.spec) => answer,
+                        _ => {
+                            let answer = filter.matches_static(&entry.handle, &entry.spec);
+                            last = Some((&entry.spec, answer));
+                            answer
+                        }
+                    };
+                    if matches {
                         candidates.push(*key);
                         if candidates.len() == 4 {
                             break;

@@ -191,21 +191,30 @@ impl WorkerLifecycleManager {
     }
 
     /// Queues every `Terminating`/`Terminated` record nobody is destroying yet: moved there by
-    /// the host, or restored so from a snapshot (reason `Requested`), so that every terminal
-    /// record reaches the queue within one call. Returns the workers it queued.
+    /// the host, or restored so from a snapshot (reason `Requested`). Returns the workers it
+    /// queued.
     ///
-    /// O(1) in the fleet size when the registry's count of terminal records equals the
+    /// Cost: O(1) in the fleet size when the registry's count of terminal records equals the
     /// queue's size — the usual case, none at all — and one look-up of the terminal records
-    /// otherwise. That look-up also drops the entries whose record the host unregistered
-    /// meanwhile, so that the counts agree again. (Should one such entry and one unqueued
-    /// record balance each other exactly, the record is queued once the entry's retry comes
-    /// due and finds its record gone: at most `destroy_retry_max` later.)
+    /// otherwise, which queues them within this call. The look-up also drops the entries
+    /// whose record the host unregistered meanwhile, so that the counts agree again. With an
+    /// empty queue the count is exact. With a non-empty one, one such stale entry could hide one
+    /// unqueued record (the counts balance): so while the queue is not empty the look-up also
+    /// runs once per `health_check_interval`, which bounds that case.
     pub(super) fn adopt_terminal(&self, now: Timestamp) -> Result<Vec<WorkerId>> {
         let counts = self.registry.stats()?.by_state;
         let terminal = counts.terminating + counts.terminated;
-        if terminal == self.destroys.lock().len() {
+        let queued = self.destroys.lock().len();
+        let periodic = queued > 0 && {
+            let last = self.schedule.lock().last_terminal_sweep;
+            last.is_none_or(|at| {
+                now.saturating_sub(at) >= millis(self.config.health_check_interval)
+            })
+        };
+        if terminal == queued && !periodic {
             return Ok(Vec::new());
         }
+        self.schedule.lock().last_terminal_sweep = Some(now);
         let records = self.registry.find(
             &WorkerFilter::new().states([WorkerState::Terminating, WorkerState::Terminated]),
         )?;
@@ -416,6 +425,25 @@ mod tests {
         q.expedite(&ids[1], 0);
         assert!(q.remove(&ids[1]).is_some());
         assert_eq!(q.len(), 2);
+    }
+
+    #[test]
+    fn an_entry_being_destroyed_cannot_be_withdrawn() {
+        let mut q = DestroyQueue::default();
+        let (a, b) = (WorkerId::new(), WorkerId::new());
+        q.queue(a, &handle("a"), TerminationReason::Unhealthy, 0);
+        q.queue(b, &handle("b"), TerminationReason::Unhealthy, 0);
+        let (picked, _) = q.pick_due(Some(&[a]), 0, &mut Budget::unlimited());
+        assert_eq!(picked.len(), 1);
+        let known: HashSet<WorkerId> = HashSet::new();
+        assert_eq!(q.idle_outside(&known), vec![b], "a is being destroyed");
+        assert!(!q.withdraw(&a), "its destroy decides");
+        assert!(q.withdraw(&b));
+        assert!(q.withdraw(&WorkerId::new()), "not queued: nothing to keep");
+        assert_eq!(q.len(), 1);
+        let known: HashSet<WorkerId> = [a].into_iter().collect();
+        q.postpone(&a, 5);
+        assert!(q.idle_outside(&known).is_empty());
     }
 
     #[test]

@@ -28,8 +28,16 @@ impl WorkerLifecycleManager {
     }
 
     /// Finds the workers past their heartbeat deadline (`heartbeat_timeout`) or startup
-    /// deadline (`startup_timeout`), emits `UnhealthyDetected` for each, moves them to
-    /// `Terminating` (a job they held is reported lost), then destroys and unregisters them.
+    /// deadline (`startup_timeout`), moves them to `Terminating` (a job they held is reported
+    /// lost), emits `UnhealthyDetected` for each, then destroys and unregisters them.
+    ///
+    /// Each move is conditional, against the record as it is at that moment
+    /// ([`WorkerRegistry::transition_if`](crate::WorkerRegistry::transition_if)): a startup
+    /// expiry only if the worker still has not reported in (`Creating`/`Connecting`), a
+    /// heartbeat expiry whatever the worker does by then — and the job it holds at the move is
+    /// the one in [`HealthCheckResult::lost_jobs`]. A worker left alone gets no
+    /// `UnhealthyDetected`. A worker past its startup deadline is a startup expiry even when
+    /// it is silent too.
     ///
     /// Unless the brake holds: when more than `max(unhealthy_floor,
     /// max_unhealthy_fraction × watched)` of the workers under heartbeat watch are silent —

@@ -56,6 +56,8 @@ struct Schedule {
     health_check_again: bool,
     last_scale_up: Option<Timestamp>,
     last_scale_action: Option<Timestamp>,
+    /// The last look-up of the terminal records (`adopt_terminal`).
+    last_terminal_sweep: Option<Timestamp>,
 }
 
 /// Lifetime totals reported by [`WorkerLifecycleManager::stats`].
@@ -129,11 +131,18 @@ impl Drop for TickGuard<'_> {
 ///   a few instructions). A panicking provider is caught and becomes a provider error.
 /// - **No leaked instances**: a worker's record leaves the registry only after its provider
 ///   confirmed the destroy (or on an explicit `unregister` by the host); a failed destroy
-///   leaves the worker `Terminating` and is retried with exponential back-off.
+///   leaves the worker `Terminating` and is retried with exponential back-off. Every
+///   `Terminating`/`Terminated` record — whoever put it there, restored ones too — is destroyed
+///   from the next tick on.
+/// - **Decisions on the record as it is now**: cleanup, health check, scale-down and
+///   `terminate_worker` act through conditional transitions
+///   ([`WorkerRegistry::transition_if`]), so a worker claimed or reported in meanwhile is never
+///   hit by a decision taken on an older view.
 /// - **Never above `max_workers`**: registered workers plus provisions in flight, even with
 ///   `provision_worker` called from many threads at once.
 /// - **No job silently dropped**: a job held by a worker taken out of service is reported
-///   (in the result and by the registry's `JobLost` event) so the host can requeue it.
+///   (in the result of the call that took it, and by the registry's `JobLost` event) so the
+///   host can requeue it.
 /// - **No mass expiry**: after a pause of the host longer than `heartbeat_timeout` every
 ///   worker gets a fresh grace period; and a health check that would declare more than
 ///   `max_unhealthy_fraction` of the fleet unhealthy declares none.
@@ -221,7 +230,7 @@ impl WorkerLifecycleManager {
     /// A manager on `registry` (and its clock) with `config`.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] when `config` fails [`WorkerLifecycleConfig::validate`].
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) when `config` fails [`WorkerLifecycleConfig::validate`].
     pub fn new(registry: Arc<dyn WorkerRegistry>, config: WorkerLifecycleConfig) -> Result<Self> {
         config.validate()?;
         let now = registry.now();
@@ -368,6 +377,18 @@ impl WorkerLifecycleManager {
             }
         }
 
+        // Said here; the cleanup below looks again (O(1) once they are queued) and destroys them.
+        match self.adopt_terminal(now) {
+            Ok(adopted) if !adopted.is_empty() => report.decisions.push(format!(
+                "{} Terminating/Terminated record(s) nobody was destroying (set by the host, or \
+                 restored from a snapshot): queued for destruction",
+                adopted.len()
+            )),
+            Ok(_) => {}
+            Err(e) => report
+                .decisions
+                .push(format!("terminal records check failed: {e}")),
+        }
         match self.cleanup_inner(&mut budget) {
             Ok(c) => {
                 report.terminated.extend(c.terminated);

@@ -16,7 +16,7 @@ use super::{bump, WorkerLifecycleManager};
 
 impl WorkerLifecycleManager {
     /// Compares the registry with what each provider that supports
-    /// [`list_workers`](WorkerProvider::list_workers) really has:
+    /// [`list_workers`](crate::WorkerProvider::list_workers) really has:
     /// - instances the registry does not know (orphans of a host crash) are destroyed — unless
     ///   a provision for that provider was in flight meanwhile (its new instance cannot be told
     ///   from an orphan; checked again next time);

@@ -27,6 +27,16 @@ impl WorkerLifecycleManager {
     /// `Draining` instead (its job finishes first); `Draining` workers without a job (drained,
     /// or done with `max_jobs`) are terminated. Destroys due for a retry are retried.
     ///
+    /// Every decision is applied atomically against the record as it is *now*
+    /// ([`WorkerRegistry::transition_if`](crate::WorkerRegistry::transition_if)), never on the
+    /// list read at the start: an idle worker claimed (or claimed and released) meanwhile is
+    /// left alone; a worker past its lifetime that took a job meanwhile is drained. So cleanup
+    /// never loses a job.
+    ///
+    /// `Terminating`/`Terminated` records nobody is destroying yet — moved there by the host,
+    /// or restored so from a snapshot — are queued and destroyed by the same call (unregistered
+    /// with reason `Requested`). Checking for them costs O(1) when there are none.
+    ///
     /// # Errors
     /// Only when the registry fails to answer what is due.
     pub fn cleanup_workers(&self) -> Result<CleanupResult> {

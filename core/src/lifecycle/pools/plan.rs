@@ -87,7 +87,7 @@ pub struct Serving {
     /// New workers wanted for it (before the caps).
     pub wanted: usize,
     /// New workers provisioned for it now (after the caps).
-    pub new: usize,
+    pub provisioned: usize,
 }
 
 /// Demand passed over by a pool that could not provide, to the pool that takes it.
@@ -96,9 +96,9 @@ pub struct Spill {
     /// Index of the requirement in the demand.
     pub requirement: usize,
     /// The pool passed over.
-    pub from: String,
+    pub source: String,
     /// The pool that takes it.
-    pub to: String,
+    pub target: String,
     /// Jobs spilled.
     pub count: usize,
     /// Why `from` could not provide (`backed off 40 s`, `at max_workers 4`).
@@ -308,7 +308,7 @@ pub(crate) fn plan(i: &PlanInputs<'_>) -> PoolPlan {
             requirement: ri,
             existing: 0,
             wanted: 0,
-            new: 0,
+            provisioned: 0,
         });
         serves[p].len() - 1
     };
@@ -374,8 +374,8 @@ pub(crate) fn plan(i: &PlanInputs<'_>) -> PoolPlan {
             for (from, reason) in &passed {
                 spills.push(Spill {
                     requirement: ri,
-                    from: pools[*from].name.clone(),
-                    to: pools[p].name.clone(),
+                    source: pools[*from].name.clone(),
+                    target: pools[p].name.clone(),
                     count: take,
                     reason: reason.clone(),
                 });
@@ -472,8 +472,8 @@ pub(crate) fn plan(i: &PlanInputs<'_>) -> PoolPlan {
         d.provision = provision;
         let mut left = provision;
         for s in &mut serves[p] {
-            s.new = s.wanted.min(left);
-            left -= s.new;
+            s.provisioned = s.wanted.min(left);
+            left -= s.provisioned;
         }
         d.warm = warm_new[p].min(left);
     }
@@ -510,8 +510,8 @@ pub(crate) fn plan(i: &PlanInputs<'_>) -> PoolPlan {
 
     for s in spills {
         let (from, to) = (
-            pools.iter().position(|p| p.name == s.from),
-            pools.iter().position(|p| p.name == s.to),
+            pools.iter().position(|p| p.name == s.source),
+            pools.iter().position(|p| p.name == s.target),
         );
         if let Some(from) = from {
             decisions[from].spilled_out.push(s.clone());
@@ -576,11 +576,11 @@ fn explain(d: &PoolDecision, reqs: &[Requirement], now: Timestamp) -> String {
         let _ = write!(
             line,
             "; {} spilled from {} ({}) to {}",
-            s.count, s.from, s.reason, s.to
+            s.count, s.source, s.reason, s.target
         );
     }
     for s in &d.spilled_out {
-        let _ = write!(line, "; {} spilled to {} ({})", s.count, s.to, s.reason);
+        let _ = write!(line, "; {} spilled to {} ({})", s.count, s.target, s.reason);
     }
     if !d.limits.is_empty() {
         let _ = write!(line, ", capped by {}", d.limits.join(", "));

@@ -215,7 +215,7 @@ fn caps_per_pool_global_and_per_tick() {
         plan.pool("g").unwrap().limits,
         vec!["max_provision_per_tick 3"]
     );
-    assert_eq!(plan.pool("g").unwrap().serves[0].new, 1);
+    assert_eq!(plan.pool("g").unwrap().serves[0].provisioned, 1);
 }
 
 #[test]
@@ -589,7 +589,7 @@ proptest! {
                 prop_assert_eq!(d.retire, 0);
             }
             prop_assert_eq!(
-                d.serves.iter().map(|s| s.new).sum::<usize>() + d.warm,
+                d.serves.iter().map(|s| s.provisioned).sum::<usize>() + d.warm,
                 d.provision
             );
             for s in &d.serves {

@@ -1,0 +1,44 @@
+//! The sizes the library accepts, for C readers (issue 10 item 23). The core's `validate()`
+//! enforces them (`HW_ERR_INVALID_ARGUMENT`, naming the field and the limit) for every binding
+//! and backend; they are repeated here as literals because cbindgen reads this crate only, and
+//! the test below keeps them equal to the core's.
+
+/// Longest worker spec image, in bytes (without the NUL).
+pub const HW_MAX_IMAGE_LEN: usize = 4096;
+/// Longest resource id (the provider's instance id), in bytes.
+pub const HW_MAX_RESOURCE_ID_LEN: usize = 2048;
+/// Longest key of a label, environment variable or metadata entry, and longest capability or
+/// GPU type, in bytes.
+pub const HW_MAX_KEY_LEN: usize = 256;
+/// Longest value of a label, environment variable or metadata entry, in bytes.
+pub const HW_MAX_VALUE_LEN: usize = 16384;
+/// Most entries in one of a spec's or worker's maps or sets (labels, environment,
+/// capabilities, metadata).
+pub const HW_MAX_ENTRIES: usize = 1024;
+/// Longest provider id, in bytes.
+pub const HW_MAX_PROVIDER_ID_LEN: usize = 128;
+/// Longest job id, in bytes.
+pub const HW_MAX_JOB_ID_LEN: usize = 256;
+/// Longest duration a spec (idle timeout, maximum lifetime) or the manager's configuration may
+/// hold, in milliseconds: 100 years of 365 days. Longer ones could not be written to JSON (a
+/// snapshot, a config) and read back exactly, so they are refused.
+pub const HW_MAX_DURATION_MS: u64 = 3_153_600_000_000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limits_are_the_cores() {
+        assert_eq!(HW_MAX_IMAGE_LEN, engine::MAX_IMAGE_LEN);
+        assert_eq!(HW_MAX_RESOURCE_ID_LEN, engine::MAX_RESOURCE_ID_LEN);
+        assert_eq!(HW_MAX_KEY_LEN, engine::MAX_KEY_LEN);
+        assert_eq!(HW_MAX_VALUE_LEN, engine::MAX_VALUE_LEN);
+        assert_eq!(HW_MAX_ENTRIES, engine::MAX_ENTRIES);
+        assert_eq!(HW_MAX_PROVIDER_ID_LEN, engine::MAX_PROVIDER_ID_LEN);
+        assert_eq!(HW_MAX_JOB_ID_LEN, engine::MAX_JOB_ID_LEN);
+        let max_ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap();
+        assert_eq!(HW_MAX_DURATION_MS, max_ms(engine::MAX_SPEC_DURATION));
+        assert_eq!(HW_MAX_DURATION_MS, max_ms(engine::MAX_CONFIG_DURATION));
+    }
+}

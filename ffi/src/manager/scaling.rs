@@ -1,0 +1,127 @@
+//! Autoscaling from C: the seed's predicates, the full plan (`hw_scaling_plan`, its JSON) and
+//! the scaling target `hw_manager_tick` provisions toward.
+
+use std::ffi::c_char;
+use std::sync::Arc;
+
+use super::{hw_manager, to_json};
+use crate::boundary::{arg_out, arg_ref, arg_str, ffi_boundary, hw_status};
+use crate::spec::hw_worker_spec;
+use crate::types::provider_id;
+
+/// The seed's predicate: no ready worker and jobs pending, or more pending than
+/// `scale_up_threshold` with room below `max_workers`.
+#[no_mangle]
+pub extern "C" fn hw_manager_should_scale_up(
+    manager: *const hw_manager,
+    pending_jobs: usize,
+    out: *mut bool,
+) -> hw_status {
+    ffi_boundary!(hw_manager_should_scale_up, {
+        let manager = arg_ref!(manager);
+        let out = arg_out!(out);
+        out.write(manager.inner.should_scale_up(pending_jobs));
+        Ok(())
+    })
+}
+
+/// The seed's predicate: more ready workers than `scale_down_threshold` and than
+/// `min_ready_workers`.
+#[no_mangle]
+pub extern "C" fn hw_manager_should_scale_down(
+    manager: *const hw_manager,
+    out: *mut bool,
+) -> hw_status {
+    ffi_boundary!(hw_manager_should_scale_down, {
+        let manager = arg_ref!(manager);
+        let out = arg_out!(out);
+        out.write(manager.inner.should_scale_down());
+        Ok(())
+    })
+}
+
+/// The counts of a scaling plan (the whole plan, with the workers to retire, the limits hit and
+/// the explanation, is in the JSON form).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct hw_scaling_plan {
+    /// Pending jobs as told.
+    pub pending_jobs: usize,
+    /// `READY` workers.
+    pub ready: usize,
+    /// `BUSY` workers.
+    pub busy: usize,
+    /// Workers still starting (`CREATING`/`CONNECTING`).
+    pub starting: usize,
+    /// Provisions in flight.
+    pub in_flight: usize,
+    /// Registered workers plus provisions in flight.
+    pub total: usize,
+    /// The capacity the policy wants.
+    pub wanted: usize,
+    /// Workers to provision now.
+    pub provision: usize,
+    /// Idle workers to retire now.
+    pub scale_down: usize,
+}
+
+/// The autoscaling decision for `pending_jobs`, without acting on it: its counts in `out_plan`
+/// and the whole plan as JSON in `out_json` (free with `hw_string_free`).
+#[no_mangle]
+pub extern "C" fn hw_manager_plan_scaling(
+    manager: *const hw_manager,
+    pending_jobs: usize,
+    out_plan: *mut hw_scaling_plan,
+    out_json: *mut *mut c_char,
+) -> hw_status {
+    ffi_boundary!(hw_manager_plan_scaling, {
+        let manager = arg_ref!(manager);
+        let out_plan = arg_out!(out_plan);
+        let out_json = arg_out!(out_json);
+        let plan = manager.inner.plan_scaling(pending_jobs)?;
+        let json = to_json(&plan, "scaling plan")?;
+        out_plan.write(hw_scaling_plan {
+            pending_jobs: plan.pending_jobs,
+            ready: plan.ready,
+            busy: plan.busy,
+            starting: plan.starting,
+            in_flight: plan.in_flight,
+            total: plan.total,
+            wanted: plan.wanted,
+            provision: plan.provision,
+            scale_down: plan.scale_down.len(),
+        });
+        out_json.write(json.into_raw());
+        Ok(())
+    })
+}
+
+/// What `hw_manager_tick` scales toward: workers of `spec` from provider `provider`. Without a
+/// target, ticks never provision nor scale down.
+///
+/// Errors: `HW_ERR_PROVIDER_NOT_FOUND`; `HW_ERR_INVALID_ARGUMENT` for a bad spec.
+#[no_mangle]
+pub extern "C" fn hw_manager_set_scaling_target(
+    manager: *const hw_manager,
+    provider: *const c_char,
+    spec: *const hw_worker_spec,
+) -> hw_status {
+    ffi_boundary!(hw_manager_set_scaling_target, {
+        let manager = arg_ref!(manager);
+        let id = provider_id(arg_str!(provider))?;
+        let spec = arg_ref!(spec);
+        manager
+            .inner
+            .set_scaling_target(&id, Arc::clone(&spec.spec))?;
+        Ok(())
+    })
+}
+
+/// Removes the scaling target.
+#[no_mangle]
+pub extern "C" fn hw_manager_clear_scaling_target(manager: *const hw_manager) -> hw_status {
+    ffi_boundary!(hw_manager_clear_scaling_target, {
+        arg_ref!(manager).inner.clear_scaling_target();
+        Ok(())
+    })
+}

@@ -1,0 +1,196 @@
+"""Issue 10's binding items: what a careless or unlucky caller runs into at the Python boundary.
+
+- A NUL character (legal in a Python str, impossible in a C string) is refused where it enters
+  (item 17).
+- A huge int where float seconds (or any float) are expected is an InvalidArgumentError, not an
+  OverflowError; a bool is a TypeError (item 19).
+- Ctrl-C reaches a thread blocked in ``Subscription.recv(timeout=30)`` (item 19).
+- A KeyboardInterrupt raised inside a provider reaches the caller without losing the report of
+  the operation it cut short (item 3).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from datetime import timedelta
+from typing import Any, Callable
+
+import pytest
+
+import hodei_workers as hw
+
+HUGE = 10**400  # beyond any float
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda r: r.register("p", "docker", "c\x00-1"),
+        lambda r: r.register("p", "docker", "c-1", metadata={"k": "v\x00"}),
+        lambda r: r.register("p", "docker", "c-1", metadata={"k\x00": "v"}),
+        lambda r: r.register("p", "docker\x00", "c-1"),
+        lambda r: r.register("p", "custom:x\x00y", "c-1"),
+        lambda r: hw.WorkerSpec("ubuntu\x00:24.04"),
+        lambda r: hw.WorkerSpec("u", labels={"pool": "a\x00"}),
+        lambda r: hw.WorkerSpec("u", environment={"A\x00": "1"}),
+        lambda r: hw.WorkerSpec("u", capabilities=["gpu\x00"]),
+        lambda r: hw.WorkerSpec("u", capabilities="gpu\x00"),
+        lambda r: hw.WorkerSpec("u").replace(image="x\x00"),
+        lambda r: hw.Resources(gpu_type="a100\x00"),
+    ],
+)
+def test_nul_is_refused_where_it_enters(registry: hw.Registry, call: Callable[[Any], object]) -> None:
+    with pytest.raises(hw.InvalidArgumentError, match="NUL"):
+        call(registry)
+    assert len(registry) == 0
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda r, c: hw.ManualClock(HUGE),
+        lambda r, c: c.set(HUGE),
+        lambda r, c: c.advance(HUGE),
+        lambda r, c: hw.Resources(cpu_cores=HUGE),
+        lambda r, c: hw.WorkerSpec("u", idle_timeout=HUGE),
+        lambda r, c: hw.WorkerSpec("u", max_lifetime=HUGE),
+        lambda r, c: hw.LifecycleConfig(heartbeat_timeout=HUGE),
+        lambda r, c: hw.LifecycleConfig(max_unhealthy_fraction=HUGE),
+        lambda r, c: hw.LifecycleConfig(max_workers=HUGE),
+        lambda r, c: r.find(idle_for=HUGE),
+        lambda r, c: r.find(unhealthy_for=HUGE),
+        lambda r, c: r.claim("j", idle_for=HUGE),
+        lambda r, c: r.find_unhealthy(HUGE),
+        lambda r, c: r.find_startup_expired(HUGE),
+        lambda r, c: r.subscribe().recv(timeout=HUGE),
+    ],
+)
+def test_a_huge_int_for_a_float_is_invalid_not_overflow(
+    registry: hw.Registry, clock: hw.ManualClock, call: Callable[[Any, Any], object]
+) -> None:
+    with pytest.raises(hw.InvalidArgumentError):
+        call(registry, clock)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda r, c: hw.ManualClock(True),
+        lambda r, c: c.set(True),
+        lambda r, c: c.advance(True),
+        lambda r, c: hw.Resources(cpu_cores=True),
+        lambda r, c: hw.WorkerSpec("u", idle_timeout=True),
+        lambda r, c: hw.LifecycleConfig(max_unhealthy_fraction=True),
+        lambda r, c: hw.LifecycleConfig(heartbeat_timeout=False),
+        lambda r, c: hw.LifecycleConfig(max_workers=True),
+        lambda r, c: hw.LifecycleConfig(max_workers=2.5),  # type: ignore[arg-type]
+        lambda r, c: hw.LifecycleConfig(min_ready_workers=timedelta(seconds=1)),  # type: ignore[arg-type]
+        lambda r, c: hw.LifecycleConfig(heartbeat_timeout="60"),  # type: ignore[arg-type]
+        lambda r, c: r.find(idle_for=True),
+        lambda r, c: r.subscribe().recv(timeout=True),
+    ],
+)
+def test_a_bool_for_a_number_is_a_type_error(
+    registry: hw.Registry, clock: hw.ManualClock, call: Callable[[Any, Any], object]
+) -> None:
+    with pytest.raises(TypeError):
+        call(registry, clock)
+
+
+def test_lifecycle_config_keeps_its_checks() -> None:
+    assert hw.LifecycleConfig(heartbeat_timeout=timedelta(seconds=90)).heartbeat_timeout == 90.0
+    assert hw.LifecycleConfig(max_unhealthy_fraction=1).max_unhealthy_fraction == 1.0
+    assert hw.LifecycleConfig(max_workers=None) == hw.LifecycleConfig()
+    with pytest.raises(hw.InvalidArgumentError, match="heartbeat_timeout"):
+        hw.LifecycleConfig(heartbeat_timeout=-1)
+    with pytest.raises(hw.InvalidArgumentError, match="max_workers"):
+        hw.LifecycleConfig(max_workers=-1)
+    with pytest.raises(hw.InvalidArgumentError, match="finite"):
+        hw.LifecycleConfig(max_unhealthy_fraction=float("nan"))
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs POSIX signals")
+def test_ctrl_c_interrupts_a_recv_with_a_timeout(registry: hw.Registry) -> None:
+    subscription = registry.subscribe()
+    started = time.monotonic()
+    # The signal is sent from another thread once the main thread is (about to be) waiting;
+    # whether it lands just before the call or during the wait, KeyboardInterrupt is raised
+    # inside the `with`. Before the fix the wait ran its whole 30 s first.
+    with pytest.raises(KeyboardInterrupt):
+        timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        try:
+            subscription.recv(timeout=30)
+        finally:
+            timer.join()
+    # Not a timing measurement: it tells "interrupted" from "waited the timeout out".
+    assert time.monotonic() - started < 25
+
+
+class Interrupting:
+    """A provider whose destroy_worker is interrupted (Ctrl-C while it talks to the cloud)."""
+
+    provider_id = "interrupting"
+    provider_type = "docker"
+
+    def __init__(self) -> None:
+        self.interrupt = True
+
+    def create_worker(self, *args: object) -> str:
+        raise NotImplementedError("these tests register their workers themselves")
+
+    def destroy_worker(self, handle: hw.WorkerHandle) -> None:
+        if self.interrupt:
+            raise KeyboardInterrupt
+
+
+def busy_worker(registry: hw.Registry, job: str) -> str:
+    worker = registry.register("interrupting", "docker", f"c-{job}")
+    registry.update_state(worker.id, "ready")
+    registry.assign_to_job(worker.id, job)
+    return worker.id
+
+
+def test_an_interrupted_terminate_keeps_its_report(registry: hw.Registry) -> None:
+    manager = hw.LifecycleManager(registry)
+    manager.register_provider(Interrupting())
+    assert manager.last_report is None
+    worker_id = busy_worker(registry, "job-1")
+    with pytest.raises(KeyboardInterrupt) as info:
+        manager.terminate_worker(worker_id)
+    report = info.value.report  # type: ignore[attr-defined]
+    assert isinstance(report, hw.CleanupResult)
+    assert [(j.worker_id, j.job_id) for j in report.lost_jobs] == [(worker_id, "job-1")]
+    assert [f.worker_id for f in report.failed] == [worker_id], "the destroy counts as failed"
+    assert manager.last_report == report
+
+
+def test_an_interrupted_tick_keeps_its_report(registry: hw.Registry, clock: hw.ManualClock) -> None:
+    manager = hw.LifecycleManager(registry, hw.LifecycleConfig(heartbeat_timeout=60))
+    manager.register_provider(Interrupting())
+    silent = busy_worker(registry, "job-7")
+    for i in range(3):  # enough healthy workers that the brake does not hold
+        registry.update_state(registry.register("interrupting", "docker", f"ok-{i}").id, "ready")
+    healthy = [w.id for w in registry.find(states=["ready"])]
+    interrupted: KeyboardInterrupt | None = None
+    for _ in range(6):  # ticks 20 s apart (a longer pause would be a host stall: grace)
+        clock.advance(20)
+        for w in healthy:
+            registry.heartbeat(w)
+        try:
+            manager.tick()
+        except KeyboardInterrupt as e:
+            interrupted = e
+            break
+    assert interrupted is not None, "the silent worker's destroy was interrupted"
+    report = interrupted.report  # type: ignore[attr-defined]
+    assert isinstance(report, hw.TickReport) and report.health_checked
+    assert [u.worker_id for u in report.unhealthy] == [silent]
+    assert [j.job_id for j in report.lost_jobs] == ["job-7"]
+    assert manager.last_report == report
+    # Not interrupted: the report is returned, and is the last one.
+    quiet = manager.tick()
+    assert manager.last_report == quiet
