@@ -1375,6 +1375,16 @@ hw_status hw_manager_set_scaling_target(const struct hw_manager *manager, const 
 hw_status hw_manager_clear_scaling_target(const struct hw_manager *manager);
 
 /*
+ The manager's metrics (workers by state and provider, jobs assigned and released,
+ provisions, destroys, failures, unhealthy detections, lost jobs, brake holds, provider
+ back-off, tick and health-check durations, heartbeat ages, event drops) in the OpenMetrics
+ text format, ending in `# EOF`. Serve it with the content type
+ `application/openmetrics-text; version=1.0.0; charset=utf-8`. Reading costs O(1) in the
+ fleet size. Free with `hw_string_free`.
+ */
+hw_status hw_manager_metrics_text(const struct hw_manager *manager, char **out);
+
+/*
  Replaces the manager's pools with the JSON array `pools_json` (see the module notes for a
  pool's form). Pools no longer listed are removed and their workers drain; their number is
  written to `out_drained`. While any pool is set, ticks scale the pools, not the scaling

@@ -39,7 +39,7 @@ bench-clean:
 
 bench-rust:
 	@mkdir -p $(BENCH_OUT)
-	$(BENCH_ENV) $(CARGO) bench -p hodei-workers --bench registry --bench memory --bench heartbeat_loop
+	$(BENCH_ENV) $(CARGO) bench -p hodei-workers --bench registry --bench memory --bench heartbeat_loop --bench metrics
 
 bench-c:
 	@mkdir -p $(BENCH_OUT) $(BENCH_CBUILD)

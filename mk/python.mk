@@ -10,7 +10,7 @@ VENV       ?= .venv
 VENV_PY    := $(VENV)/bin/python
 PY_WHEELS  := build/wheels
 PY_BUILD   ?=
-PY_TOOLS   := maturin==1.16.0 pytest==9.2.0 mypy==2.4.1
+PY_TOOLS   := maturin==1.16.0 pytest==9.2.0 mypy==2.4.1 prometheus_client==0.26.0
 PY_STAMP   := $(VENV)/.hodei-tools-$(subst ==,-,$(subst $() ,_,$(PY_TOOLS)))
 
 .PHONY: test-python python-venv python-wheel

@@ -14,6 +14,10 @@
 //!                       policy) on the same workload, faults and seed, and print both side
 //!                       by side
 //!   --json              print the report(s) as JSON
+//!   --plot FILE         draw the run(s) over simulated time: pending jobs, workers by
+//!                       state, provisions/terminations, faults as shaded bands, job wait
+//!                       percentiles (both configurations on shared axes with --compare);
+//!                       an SVG file, or an HTML page with the reports when FILE ends in .html
 //! ```
 //!
 //! A scenario file that holds a `compare` section is compared without `--compare`. Exit
@@ -23,7 +27,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use hodei_workers::sim::{compare_table, Scenario, SimReport, Simulation, Variant, Workload};
+use hodei_workers::sim::{
+    compare_table, plot_html, plot_svg, Scenario, SimReport, Simulation, Timeline, Variant,
+    Workload,
+};
 
 struct Args {
     scenario: Option<PathBuf>,
@@ -32,11 +39,12 @@ struct Args {
     duration: Option<f64>,
     compare: Option<PathBuf>,
     json: bool,
+    plot: Option<PathBuf>,
 }
 
 fn usage() -> &'static str {
     "usage: simulate [SCENARIO.json] [--builtin NAME] [--seed N] [--duration SECS] \
-     [--compare OTHER.json] [--json]"
+     [--compare OTHER.json] [--json] [--plot OUT.svg|OUT.html]"
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -47,6 +55,7 @@ fn parse_args() -> Result<Args, String> {
         duration: None,
         compare: None,
         json: false,
+        plot: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -63,6 +72,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--compare" => args.compare = Some(PathBuf::from(value("--compare")?)),
             "--json" => args.json = true,
+            "--plot" => args.plot = Some(PathBuf::from(value("--plot")?)),
             "-h" | "--help" => return Err(usage().to_owned()),
             s if s.starts_with("--") => return Err(format!("unknown option {s}\n{}", usage())),
             path if args.scenario.is_none() => args.scenario = Some(PathBuf::from(path)),
@@ -159,13 +169,18 @@ fn main() -> ExitCode {
 
     let started = Instant::now();
     let mut reports: Vec<SimReport> = Vec::new();
+    let mut timelines: Vec<Timeline> = Vec::new();
     let variants: Vec<Option<Variant>> = match scenario.compare.clone() {
         Some(v) => vec![None, Some(v)],
         None => vec![None],
     };
     for variant in &variants {
         match Simulation::new(&scenario, variant.as_ref()) {
-            Ok(sim) => reports.push(sim.run()),
+            Ok(sim) => {
+                let (report, timeline) = sim.run_recorded();
+                reports.push(report);
+                timelines.push(timeline);
+            }
             Err(e) => {
                 eprintln!("invalid scenario: {e}");
                 return ExitCode::from(2);
@@ -173,6 +188,23 @@ fn main() -> ExitCode {
         }
     }
     let elapsed = started.elapsed();
+
+    if let Some(path) = &args.plot {
+        let html = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"));
+        let doc = if html {
+            let runs: Vec<_> = reports.iter().zip(&timelines).collect();
+            plot_html(&runs)
+        } else {
+            plot_svg(&timelines.iter().collect::<Vec<_>>())
+        };
+        if let Err(e) = std::fs::write(path, doc) {
+            eprintln!("cannot write {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+        eprintln!("picture written to {}", path.display());
+    }
 
     if args.json {
         match serde_json::to_string_pretty(&reports) {

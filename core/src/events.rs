@@ -314,6 +314,21 @@ impl EventBus {
         })
     }
 
+    /// Every live subscriber's drop count, queue length and capacity.
+    pub(crate) fn subscriber_drops(&self) -> Vec<crate::registry::SubscriberDrops> {
+        let state = self.state.lock();
+        state
+            .subscribers
+            .iter()
+            .map(|s| crate::registry::SubscriberDrops {
+                subscriber: s.id,
+                dropped: s.dropped.load(Ordering::Relaxed),
+                queued: s.sender.len(),
+                capacity: s.capacity,
+            })
+            .collect()
+    }
+
     fn unsubscribe(&self, id: u64) {
         let mut state = self.state.lock();
         if let Some(pos) = state.subscribers.iter().position(|s| s.id == id) {
@@ -364,6 +379,12 @@ impl Subscription {
     /// Every event queued now; never waits.
     pub fn drain(&self) -> Vec<WorkerLifecycleEvent> {
         self.receiver.try_iter().collect()
+    }
+
+    /// This subscription's id: unique per registry, the `subscriber` label of the event-drop
+    /// metric ([`SubscriberDrops`](crate::SubscriberDrops)).
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// How many events were dropped for this subscriber because its channel was full.

@@ -19,6 +19,10 @@
 //!   brake, cleanup that drains rather than kills, destroy retries (no leaked instances),
 //!   reconcile, and autoscaling; [`tick`](WorkerLifecycleManager::tick) returns a
 //!   [`TickReport`] that explains each decision and lists the jobs to requeue.
+//! - [`metrics`]: the manager's Prometheus/OpenMetrics metrics
+//!   ([`WorkerLifecycleManager::metrics`], [`metrics_text`](WorkerLifecycleManager::metrics_text)),
+//!   read at scrape time from what is already maintained; with the `tracing` cargo feature,
+//!   spans for tick, health check, cleanup, provision and destroy.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -54,9 +58,11 @@ mod events;
 mod filter;
 mod ids;
 mod lifecycle;
+pub mod metrics;
 mod registry;
 pub mod sim;
 mod state;
+mod trace;
 mod worker;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
@@ -77,8 +83,8 @@ pub use lifecycle::{
     MAX_POOL_NAME_LEN, POOL_LABEL,
 };
 pub use registry::{
-    InMemoryWorkerRegistry, Snapshot, StateCounts, TransitionGuard, Transitioned, WorkerRegistry,
-    WorkerRegistryStats, SNAPSHOT_FORMAT,
+    HeartbeatAges, InMemoryWorkerRegistry, JobTotals, Snapshot, StateCounts, SubscriberDrops,
+    TransitionGuard, Transitioned, WorkerRegistry, WorkerRegistryStats, SNAPSHOT_FORMAT,
 };
 pub use state::WorkerState;
 pub use worker::{

@@ -32,6 +32,7 @@ mod events;
 mod filter;
 mod limits;
 mod manager;
+mod metrics;
 mod mirror;
 mod pools;
 mod registry;

@@ -1573,6 +1573,10 @@ class LifecycleManager:
         interrupted operation (also the exception's ``report``): requeue its ``lost_jobs``."""
     def stats(self) -> LifecycleStats:
         """The registry's counts plus the manager's own (in flight, pending destroys, totals)."""
+    def metrics_text(self) -> str:
+        """The metrics in the OpenMetrics text format (ending in ``# EOF``): workers by state and
+        provider, jobs, provisions, destroys, failures, brake holds, back-off, durations,
+        heartbeat ages, event drops. For ``prometheus_client``, see ``hodei_workers.metrics``."""
 
 # ----- pools and demand ------------------------------------------------------------------------
 

@@ -172,8 +172,28 @@ pub(crate) fn count(py: Python<'_>, value: i64, what: &str) -> PyResult<usize> {
     usize::try_from(value).map_err(|_| invalid(py, format!("{what} must be >= 0, got {value}")))
 }
 
-/// A `str -> str` mapping (any `collections.abc.Mapping`).
+/// A `str -> str` mapping (any `collections.abc.Mapping`) from the caller: a NUL character is
+/// refused here, where it enters (`InvalidArgumentError`).
 pub(crate) fn str_map(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<BTreeMap<String, String>> {
+    read_str_map(obj, what, true)
+}
+
+/// A `str -> str` mapping a provider returned with the instance it created. NUL is not refused
+/// here: a failure inside the provider call would make the engine believe nothing was created,
+/// and the instance would leak. The core refuses the handle when it registers it instead, and
+/// then destroys the instance.
+pub(crate) fn provider_str_map(
+    obj: &Bound<'_, PyAny>,
+    what: &str,
+) -> PyResult<BTreeMap<String, String>> {
+    read_str_map(obj, what, false)
+}
+
+fn read_str_map(
+    obj: &Bound<'_, PyAny>,
+    what: &str,
+    refuse_nul: bool,
+) -> PyResult<BTreeMap<String, String>> {
     let items = if let Ok(dict) = obj.cast::<PyDict>() {
         dict.items()
     } else if let Ok(mapping) = obj.cast::<PyMapping>() {
@@ -196,8 +216,10 @@ pub(crate) fn str_map(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<BTreeMap<S
         };
         let py = obj.py();
         let (key, value) = (key.to_cow()?, value.to_cow()?);
-        no_nul(py, &key, &format!("a key of {what}"))?;
-        no_nul(py, &value, &format!("{what}[{key:?}]"))?;
+        if refuse_nul {
+            no_nul(py, &key, &format!("a key of {what}"))?;
+            no_nul(py, &value, &format!("{what}[{key:?}]"))?;
+        }
         map.insert(key.into_owned(), value.into_owned());
     }
     Ok(map)

@@ -998,6 +998,13 @@ impl PyLifecycleManager {
         engine(py, || self.inner.stats()).map(LifecycleStats::from)
     }
 
+    /// The metrics in the OpenMetrics text format (ending in ``# EOF``): workers by state and
+    /// provider, jobs, provisions, destroys, failures, brake holds, back-off, durations,
+    /// heartbeat ages, event drops. For ``prometheus_client``, see ``hodei_workers.metrics``.
+    fn metrics_text(&self, py: Python<'_>) -> PyResult<String> {
+        engine(py, || Ok(self.inner.metrics_text()))
+    }
+
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let (providers, workers) = engine(py, || {
             Ok((self.inner.providers(), self.inner.registry().count()?))

@@ -204,7 +204,7 @@ impl PythonProvider {
         if let Ok(pair) = answer.cast::<PyTuple>() {
             if pair.len() == 2 {
                 if let Ok(id) = pair.get_item(0)?.cast::<PyString>() {
-                    let metadata = convert::str_map(&pair.get_item(1)?, "metadata")?;
+                    let metadata = convert::provider_str_map(&pair.get_item(1)?, "metadata")?;
                     return Ok(self.handle(id.to_cow()?.into_owned(), metadata));
                 }
             }

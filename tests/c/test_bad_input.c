@@ -709,6 +709,8 @@ int main(void) {
   INVALID(hw_manager_tick(mgr, 0, NULL));
   INVALID(hw_manager_stats_json(NULL, &owned));
   INVALID(hw_manager_stats_json(mgr, NULL));
+  INVALID(hw_manager_metrics_text(NULL, &owned));
+  INVALID(hw_manager_metrics_text(mgr, NULL));
   CHECK(out == SENTINEL && owned == (char *)SENTINEL && flag);
 
   /* ---- pools, demand, interruptions, fit filters ---- */

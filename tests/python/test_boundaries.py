@@ -194,3 +194,38 @@ def test_an_interrupted_tick_keeps_its_report(registry: hw.Registry, clock: hw.M
     # Not interrupted: the report is returned, and is the last one.
     quiet = manager.tick()
     assert manager.last_report == quiet
+
+
+class HandsBackNul:
+    """A provider whose instance comes back with text C cannot carry."""
+
+    provider_id = "nul-cloud"
+    provider_type = "docker"
+
+    def __init__(self, resource_id: str, metadata: dict[str, str]) -> None:
+        self.answer = (resource_id, metadata)
+        self.created: list[str] = []
+        self.destroyed: list[str] = []
+
+    def create_worker(self, worker_id: str, spec: hw.WorkerSpec) -> hw.Created:
+        self.created.append(self.answer[0])
+        return self.answer
+
+    def destroy_worker(self, handle: hw.WorkerHandle) -> None:
+        self.destroyed.append(handle.resource_id)
+
+
+@pytest.mark.parametrize(
+    "resource_id, metadata",
+    [("i-\x00", {}), ("i-1", {"zone": "eu\x00"}), ("i-2", {"z\x00": "eu"})],
+)
+def test_a_provider_handing_back_nul_is_refused_and_its_instance_destroyed(
+    registry: hw.Registry, resource_id: str, metadata: dict[str, str]
+) -> None:
+    manager = hw.LifecycleManager(registry)
+    cloud = HandsBackNul(resource_id, metadata)
+    manager.register_provider(cloud)
+    with pytest.raises(hw.InvalidArgumentError, match="NUL"):
+        manager.provision_worker("nul-cloud", hw.WorkerSpec("img"))
+    assert len(registry) == 0 and manager.stats().in_flight == 0
+    assert cloud.destroyed == cloud.created == [resource_id], "the instance did not leak"

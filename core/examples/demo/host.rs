@@ -110,6 +110,8 @@ struct Outcome {
     leaked: Vec<u32>,
     live_agents: usize,
     elapsed: Duration,
+    /// Sample lines of `manager.metrics_text()` at the end (see `metrics_excerpt`).
+    metrics: Vec<String>,
 }
 
 impl Outcome {
@@ -252,6 +254,37 @@ fn print_summary(o: &Outcome) {
     say!("  terminated       {total} ({})", by_reason.join(", "));
     say!("  processes leaked {}", o.leaked.len() + o.live_agents);
     say!("  wall time        {:.1} s", o.elapsed.as_secs_f64());
+    say!("\n== metrics before shutdown (excerpt of manager.metrics_text(), as scraped) ==");
+    for line in &o.metrics {
+        say!("  {line}");
+    }
+}
+
+/// The samples of the OpenMetrics text worth showing at the end of the demo: the totals of the
+/// run, the tick durations and the heartbeat ages (the full text has every family).
+fn metrics_excerpt(text: &str) -> Vec<String> {
+    const SHOWN: [&str; 13] = [
+        "hodei_workers_jobs_assigned_total",
+        "hodei_workers_jobs_released_total",
+        "hodei_workers_lost_jobs_total",
+        "hodei_workers_provisions_requested_total",
+        "hodei_workers_provisions_succeeded_total",
+        "hodei_workers_destroys_total",
+        "hodei_workers_unhealthy_detections_total",
+        "hodei_workers_mass_expiry_holds_total",
+        "hodei_workers_tick_duration_seconds_count",
+        "hodei_workers_tick_duration_seconds_sum",
+        "hodei_workers_health_check_duration_seconds_count",
+        "hodei_workers_heartbeat_monitored_workers",
+        "hodei_workers_heartbeat_age_seconds",
+    ];
+    text.lines()
+        .filter(|l| {
+            let name = l.split(['{', ' ']).next().unwrap_or("");
+            SHOWN.contains(&name) || name == "hodei_workers_workers"
+        })
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The host loop. Every process it starts is killed and reaped before it returns (and by the
@@ -463,6 +496,9 @@ fn drive(config: WorkerLifecycleConfig, quick: bool) -> Result<Outcome> {
         }
         std::thread::sleep(TICK_EVERY);
     }
+
+    // What a scrape would have shown at the end of the run, before the shutdown.
+    outcome.metrics = metrics_excerpt(&manager.metrics_text());
 
     // Shutdown: the host is done; every remaining worker goes through the manager.
     manager.clear_scaling_target();

@@ -169,6 +169,10 @@ pub(super) struct Indexes {
     pub lifetime_due: BTreeSet<(Timestamp, WorkerId)>,
     /// Draining workers without a job.
     pub drained: BTreeSet<WorkerId>,
+    /// Successful assignments (`assign_to_job`, `claim`) since the registry was made.
+    pub jobs_assigned: u64,
+    /// Successful `release_from_job` calls since the registry was made.
+    pub jobs_released: u64,
     /// Ids unregistered, refused by `register` (ids are never reused).
     pub retired: RetiredIds,
 }
@@ -321,6 +325,9 @@ pub(super) struct HeartbeatWheel {
     entries: usize,
     /// Records with `heartbeat_bucket` set: the live entries.
     monitored: usize,
+    /// Live entries per bucket (garbage not counted): the heartbeat ages of the shard's
+    /// monitored workers, readable without touching a record.
+    live: BTreeMap<u64, u64>,
 }
 
 impl HeartbeatWheel {
@@ -331,15 +338,34 @@ impl HeartbeatWheel {
         if monitored && rec.heartbeat_bucket.is_none() {
             self.monitored += 1;
             self.file(id, rec, floor);
-        } else if !monitored && rec.heartbeat_bucket.take().is_some() {
-            self.monitored -= 1;
+        } else if !monitored {
+            if let Some(bucket) = rec.heartbeat_bucket.take() {
+                self.monitored -= 1;
+                self.unfile_live(bucket);
+            }
         }
+    }
+
+    fn unfile_live(&mut self, bucket: u64) {
+        if let Some(n) = self.live.get_mut(&bucket) {
+            *n -= 1;
+            if *n == 0 {
+                self.live.remove(&bucket);
+            }
+        }
+    }
+
+    /// `(bucket, live workers filed under it)`, oldest first. Costs the buckets, not the
+    /// workers.
+    pub fn live_buckets(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.live.iter().map(|(b, n)| (*b, *n))
     }
 
     /// Forgets a record that leaves the shard (its entry becomes garbage).
     pub fn forget(&mut self, rec: &mut Record) {
-        if rec.heartbeat_bucket.take().is_some() {
+        if let Some(bucket) = rec.heartbeat_bucket.take() {
             self.monitored -= 1;
+            self.unfile_live(bucket);
         }
     }
 
@@ -349,6 +375,7 @@ impl HeartbeatWheel {
         let bucket = heartbeat_bucket(key);
         self.buckets.entry(bucket).or_default().push(id);
         self.entries += 1;
+        *self.live.entry(bucket).or_default() += 1;
         rec.heartbeat_bucket = Some(bucket);
         key
     }
@@ -392,6 +419,7 @@ impl HeartbeatWheel {
             return false;
         }
         // Monitored by the invariant: leaving the monitored states clears the bucket.
+        self.unfile_live(bucket);
         self.file(id, rec, floor) < cutoff
     }
 
@@ -408,6 +436,7 @@ impl HeartbeatWheel {
         self.buckets.clear();
         self.entries = 0;
         self.monitored = 0;
+        self.live.clear();
         for (id, rec) in records {
             if !rec.state.heartbeat_monitored() {
                 rec.heartbeat_bucket = None;
@@ -440,6 +469,7 @@ impl HeartbeatWheel {
             }
         }
         debug_assert_eq!(self.entries, self.monitored);
+        debug_assert_eq!(self.live.values().sum::<u64>(), self.monitored as u64);
     }
 
     /// Entries held, garbage included (for tests of the bound).

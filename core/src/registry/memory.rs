@@ -9,9 +9,12 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 
-use super::indexes::{HeartbeatWheel, Indexes, Membership, Record, DEFAULT_RETIRED_ID_LIMIT};
+use super::indexes::{
+    HeartbeatWheel, Indexes, Membership, Record, DEFAULT_RETIRED_ID_LIMIT, HEARTBEAT_BUCKET_MS,
+};
 use super::snapshot::{Snapshot, SNAPSHOT_FORMAT};
 use super::stats::WorkerRegistryStats;
+use super::telemetry::{HeartbeatAges, JobTotals, SubscriberDrops};
 use super::{TransitionGuard, Transitioned, WorkerRegistry};
 use crate::clock::{millis, Clock, SystemClock, Timestamp};
 use crate::error::{Error, Result};
@@ -214,6 +217,7 @@ impl InMemoryWorkerRegistry {
         now: Timestamp,
     ) {
         ix.jobs.insert(job.clone(), id);
+        ix.jobs_assigned += 1;
         self.change(ix, wheel, id, rec, now, |r| {
             r.current_job = Some(job.clone());
             r.state = WorkerState::Busy;
@@ -540,6 +544,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         let mut ix = self.indexes.lock();
         let now = self.now();
         ix.jobs.remove(&job);
+        ix.jobs_released += 1;
         self.bus.publish(
             now,
             EventKind::ReleasedFromJob {
@@ -802,6 +807,37 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
 
     fn count(&self) -> Result<usize> {
         Ok(self.indexes.lock().stats.total)
+    }
+
+    fn job_totals(&self) -> Result<Option<JobTotals>> {
+        let ix = self.indexes.lock();
+        Ok(Some(JobTotals {
+            assigned: ix.jobs_assigned,
+            released: ix.jobs_released,
+        }))
+    }
+
+    /// From the per-shard heartbeat wheels' live bucket counts: one shared lock per shard,
+    /// cost the buckets in use (about `heartbeat_timeout` / 1 s per shard), not the workers.
+    fn heartbeat_age_histogram(&self) -> Result<Option<HeartbeatAges>> {
+        let now = self.now();
+        let mut by_bucket: BTreeMap<u64, u64> = BTreeMap::new();
+        for shard in self.shards.iter() {
+            for (bucket, n) in shard.read().heartbeat_wheel.live_buckets() {
+                *by_bucket.entry(bucket).or_default() += n;
+            }
+        }
+        // Newest bucket first = youngest age first.
+        let buckets = by_bucket
+            .into_iter()
+            .rev()
+            .map(|(bucket, n)| (now.saturating_sub(bucket * HEARTBEAT_BUCKET_MS), n))
+            .collect();
+        Ok(Some(HeartbeatAges { buckets }))
+    }
+
+    fn subscriber_drops(&self) -> Result<Vec<SubscriberDrops>> {
+        Ok(self.bus.subscriber_drops())
     }
 
     fn subscribe(&self, options: SubscribeOptions) -> Result<Subscription> {

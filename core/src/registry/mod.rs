@@ -5,6 +5,7 @@ mod indexes;
 mod memory;
 mod snapshot;
 mod stats;
+mod telemetry;
 
 use std::fmt;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use std::time::Duration;
 pub use memory::InMemoryWorkerRegistry;
 pub use snapshot::{Snapshot, SNAPSHOT_FORMAT};
 pub use stats::{StateCounts, WorkerRegistryStats};
+pub use telemetry::{HeartbeatAges, JobTotals, SubscriberDrops};
 
 use crate::clock::Timestamp;
 use crate::error::Result;
@@ -214,6 +216,24 @@ pub trait WorkerRegistry: Send + Sync + fmt::Debug {
     /// `Snapshot` for a corrupt or inconsistent snapshot; `InvalidArgument` when the registry
     /// is not empty, or one of the snapshot's workers was registered in this registry before.
     fn restore(&self, snapshot: Snapshot) -> Result<()>;
+
+    /// Jobs assigned and released since the registry was made, if the backend counts them
+    /// (`Ok(None)` otherwise: the default). For metrics; O(1) where implemented.
+    fn job_totals(&self) -> Result<Option<JobTotals>> {
+        Ok(None)
+    }
+
+    /// The heartbeat ages of the monitored workers from the heartbeat deadline index, if the
+    /// backend keeps one (`Ok(None)` otherwise: the default). Costs what the index holds (its
+    /// buckets), never a scan of the workers. See [`HeartbeatAges`] for what the ages mean.
+    fn heartbeat_age_histogram(&self) -> Result<Option<HeartbeatAges>> {
+        Ok(None)
+    }
+
+    /// Events dropped per live subscriber (empty by default). For metrics.
+    fn subscriber_drops(&self) -> Result<Vec<SubscriberDrops>> {
+        Ok(Vec::new())
+    }
 }
 
 /// What must still hold, against the record as it is *now*, for a conditional transition

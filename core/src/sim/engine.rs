@@ -25,6 +25,7 @@ use super::cloud::{AgentJob, Cloud, SimProvider, Told};
 use super::report::{percentile, SimReport};
 use super::rng::SimRng;
 use super::scenario::{parse_trace, secs_to_ms, JobClass, Scenario, SimPool, Variant, Workload};
+use super::timeline::{sample_interval_ms, wait_window_ms, Interval, Sample, Timeline};
 
 /// The registry clock reads this at the start of every run.
 pub const SIM_EPOCH_MS: Timestamp = 1_700_000_000_000;
@@ -230,6 +231,11 @@ pub struct Simulation {
     drop_lost_jobs: bool,
     metrics: Metrics,
     hash: TraceHash,
+    timeline: Timeline,
+    interval: Interval,
+    sample_ms: u64,
+    wait_window_ms: u64,
+    next_sample: u64,
 }
 
 impl fmt::Debug for Simulation {
@@ -458,7 +464,6 @@ impl Simulation {
 
         Ok(Simulation {
             scenario: scenario.clone(),
-            label,
             clock,
             registry,
             manager,
@@ -487,6 +492,12 @@ impl Simulation {
             drop_lost_jobs: hooks.drop_lost_jobs,
             metrics: Metrics::default(),
             hash: TraceHash::new(),
+            timeline: Timeline::new(scenario, &label, step_ms, end_ms),
+            interval: Interval::default(),
+            sample_ms: sample_interval_ms(step_ms, end_ms),
+            next_sample: sample_interval_ms(step_ms, end_ms),
+            wait_window_ms: wait_window_ms(step_ms, end_ms),
+            label,
         })
     }
 
@@ -519,6 +530,19 @@ impl Simulation {
     pub fn run(mut self) -> SimReport {
         while self.step() {}
         self.report()
+    }
+
+    /// Runs to the end and reports, with the run over time (for [`plot_svg`](super::plot_svg)).
+    /// The same run as [`run`](Self::run): sampling only reads.
+    pub fn run_recorded(mut self) -> (SimReport, Timeline) {
+        while self.step() {}
+        (self.report(), self.timeline)
+    }
+
+    /// The run over time so far: one [`Sample`] per sampling interval (at most
+    /// [`MAX_SAMPLES`](super::MAX_SAMPLES) a run; the last one at the run's end).
+    pub fn timeline(&self) -> &Timeline {
+        &self.timeline
     }
 
     fn host_down(&self) -> bool {
@@ -567,6 +591,10 @@ impl Simulation {
         }
         self.account();
         self.check();
+        if self.t >= self.next_sample || self.t >= self.end_ms {
+            self.next_sample = self.t + self.sample_ms;
+            self.sample();
+        }
         self.t < self.end_ms
     }
 
@@ -821,7 +849,9 @@ impl Simulation {
                     self.running.insert(seq, worker.id);
                     let job = &mut self.jobs[seq as usize];
                     job.seen = true;
-                    job.started = Some(self.t.saturating_sub(job.arrival));
+                    let wait = self.t.saturating_sub(job.arrival);
+                    job.started = Some(wait);
+                    self.interval.recent.push_back((self.t, wait));
                     let ends_at = self.t + job.duration;
                     for cloud in &self.clouds {
                         let mut cloud = cloud.lock();
@@ -957,6 +987,11 @@ impl Simulation {
     }
 
     fn absorb_tick(&mut self, report: &TickReport) {
+        let i = &mut self.interval;
+        i.provisioned += report.provisioned.len() as u64;
+        i.terminated += report.terminated.len() as u64;
+        i.unhealthy += report.unhealthy.len() as u64;
+        i.provision_failures += report.provision_failures.len() as u64;
         let m = &mut self.metrics;
         m.ticks += 1;
         m.unhealthy += report.unhealthy.len() as u64;
@@ -1018,6 +1053,34 @@ impl Simulation {
         ] {
             self.hash.word(x);
         }
+    }
+
+    /// Appends a sample: the registry's O(1) counts, the host's queues, the interval's events.
+    fn sample(&mut self) {
+        let by_state = self
+            .registry
+            .stats()
+            .map(|s| s.by_state)
+            .unwrap_or_default();
+        let oldest_pending_secs = self
+            .pending
+            .first()
+            .and_then(|seq| self.jobs.get(*seq as usize))
+            .map_or(0.0, |j| self.t.saturating_sub(j.arrival) as f64 / 1000.0);
+        let mut sample = Sample {
+            t_secs: self.t as f64 / 1000.0,
+            pending_jobs: self.pending.len(),
+            running_jobs: self.running.len(),
+            starting: by_state.starting(),
+            ready: by_state.ready,
+            busy: by_state.busy,
+            draining: by_state.draining,
+            terminating: by_state.terminating,
+            oldest_pending_secs,
+            ..Sample::default()
+        };
+        self.interval.take(&mut sample, self.t, self.wait_window_ms);
+        self.timeline.samples.push(sample);
     }
 
     fn check(&mut self) {

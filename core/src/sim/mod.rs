@@ -45,16 +45,20 @@
 mod check;
 mod cloud;
 mod engine;
+mod plot;
 mod report;
 mod rng;
 mod scenario;
+mod timeline;
 
 pub use check::{Checker, Rule, StepView, Violation, MAX_KEPT_VIOLATIONS};
 pub use cloud::{Cloud, CloudStats, Instance, SimProvider, SIM_PANIC_MESSAGE};
 pub use engine::{Hooks, Simulation, MAX_JOBS, SIM_EPOCH_MS};
+pub use plot::{plot_html, plot_svg};
 pub use report::{compare_table, SimReport};
 pub use rng::{mix, splitmix64, SimRng};
 pub use scenario::{
     parse_trace, AgentModel, Burst, Dist, Faults, HostModel, InterruptionWave, JobClass, Partition,
     ProviderModel, Scenario, SimPool, Variant, Window, Workload,
 };
+pub use timeline::{FaultBand, Sample, Timeline, MAX_SAMPLES};

@@ -252,6 +252,13 @@ impl WorkerLifecycleManager {
     }
 
     fn destroy_one(&self, id: WorkerId, entry: DestroyEntry, out: &mut Destroyed) {
+        crate::trace::span!(
+            "destroy",
+            worker_id = %id,
+            provider_id = %entry.handle.provider_id,
+            resource_id = %entry.handle.resource_id,
+            attempt = entry.attempts + 1
+        );
         match self.registry.get(&id) {
             Ok(Some(_)) => {}
             // Explicitly unregistered by the host meanwhile: it took the instance over.

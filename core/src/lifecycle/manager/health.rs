@@ -61,10 +61,14 @@ impl WorkerLifecycleManager {
     /// # Errors
     /// Only when the registry fails to answer the deadline queries.
     pub fn run_health_check(&self) -> Result<HealthCheckResult> {
-        self.health_check_inner(&mut Budget::unlimited())
+        let timer = self.metrics.start();
+        let result = self.health_check_inner(&mut Budget::unlimited());
+        self.metrics.health_check_done(timer);
+        result
     }
 
     pub(super) fn health_check_inner(&self, budget: &mut Budget) -> Result<HealthCheckResult> {
+        crate::trace::span!("health_check");
         let now = self.registry.now();
         let mut result = HealthCheckResult {
             checked_at: now,

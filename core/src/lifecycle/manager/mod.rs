@@ -38,7 +38,8 @@ use crate::registry::WorkerRegistry;
 
 use super::config::WorkerLifecycleConfig;
 use super::pools::Demand;
-use super::report::{LifecycleStats, TickReport};
+use super::report::{LifecycleStats, ProviderBackoff, TickReport};
+use crate::metrics::{ManagerView, Metrics};
 
 use autoscale::ScalingTarget;
 use brake::Brake;
@@ -195,15 +196,18 @@ impl Drop for TickGuard<'_> {
 pub struct WorkerLifecycleManager {
     registry: Arc<dyn WorkerRegistry>,
     config: WorkerLifecycleConfig,
-    providers: RwLock<BTreeMap<ProviderId, ProviderEntry>>,
-    ledger: Mutex<Ledger>,
-    destroys: Mutex<DestroyQueue>,
-    backoff: Mutex<std::collections::HashMap<ProviderId, Backoff>>,
+    // The bookkeeping `stats()` reads sits behind `Arc`s shared with the metrics collector,
+    // which reads it at scrape time (it may outlive the manager).
+    providers: Arc<RwLock<BTreeMap<ProviderId, ProviderEntry>>>,
+    ledger: Arc<Mutex<Ledger>>,
+    destroys: Arc<Mutex<DestroyQueue>>,
+    backoff: Arc<Mutex<BackoffMap>>,
     schedule: Mutex<Schedule>,
     target: Mutex<Option<ScalingTarget>>,
     /// Pools and interruption notices (see `pools`).
     pools: Mutex<PoolSet>,
-    counters: Counters,
+    counters: Arc<Counters>,
+    metrics: Arc<Metrics>,
     ticking: AtomicBool,
     /// The mass-expiry brake's state across health checks.
     brake: Mutex<Brake>,
@@ -234,13 +238,48 @@ impl WorkerLifecycleManager {
     pub fn new(registry: Arc<dyn WorkerRegistry>, config: WorkerLifecycleConfig) -> Result<Self> {
         config.validate()?;
         let now = registry.now();
+        let providers = Arc::new(RwLock::new(BTreeMap::new()));
+        let ledger = Arc::new(Mutex::new(Ledger::default()));
+        let destroys = Arc::new(Mutex::new(DestroyQueue::default()));
+        let backoff = Arc::new(Mutex::new(BackoffMap::new()));
+        let counters = Arc::new(Counters::default());
+        let metrics = {
+            let metrics_registry = Arc::clone(&registry);
+            let (registry, providers, ledger, destroys, backoff, counters) = (
+                Arc::clone(&registry),
+                Arc::clone(&providers),
+                Arc::clone(&ledger),
+                Arc::clone(&destroys),
+                Arc::clone(&backoff),
+                Arc::clone(&counters),
+            );
+            let view = move || -> Result<ManagerView> {
+                let stats = stats_of(&*registry, &providers, &ledger, &destroys, &counters)?;
+                let requested = {
+                    let started = &ledger.lock().started;
+                    providers
+                        .read()
+                        .keys()
+                        .map(|p| (p.clone(), started.get(p).copied().unwrap_or(0)))
+                        .collect()
+                };
+                let now = registry.now();
+                Ok(ManagerView {
+                    stats,
+                    requested,
+                    backoff: backoff_of(&backoff, now),
+                    now,
+                })
+            };
+            Arc::new(Metrics::new(Arc::clone(&metrics_registry), Box::new(view)))
+        };
         Ok(WorkerLifecycleManager {
             registry,
             config,
-            providers: RwLock::new(BTreeMap::new()),
-            ledger: Mutex::new(Ledger::default()),
-            destroys: Mutex::new(DestroyQueue::default()),
-            backoff: Mutex::new(std::collections::HashMap::new()),
+            providers,
+            ledger,
+            destroys,
+            backoff,
             // The manager starts watching now: a first tick long after this is a stall too.
             schedule: Mutex::new(Schedule {
                 last_tick: Some(now),
@@ -248,7 +287,8 @@ impl WorkerLifecycleManager {
             }),
             target: Mutex::new(None),
             pools: Mutex::new(PoolSet::default()),
-            counters: Counters::default(),
+            counters,
+            metrics,
             ticking: AtomicBool::new(false),
             brake: Mutex::new(Brake::default()),
             worker_ids: Mutex::new(None),
@@ -298,6 +338,8 @@ impl WorkerLifecycleManager {
             return report;
         }
         let _guard = TickGuard(&self.ticking);
+        let timer = self.metrics.start();
+        crate::trace::span!("tick", pending_jobs);
         let now = report.at;
         let mut budget = Budget::new(self.config.max_actions_per_tick);
 
@@ -330,7 +372,10 @@ impl WorkerLifecycleManager {
         }
 
         if health_due {
-            match self.health_check_inner(&mut budget) {
+            let hc_timer = self.metrics.start();
+            let hc = self.health_check_inner(&mut budget);
+            self.metrics.health_check_done(hc_timer);
+            match hc {
                 Ok(hc) => {
                     report.health_checked = true;
                     {
@@ -410,6 +455,8 @@ impl WorkerLifecycleManager {
                 self.config.max_actions_per_tick
             ));
         }
+        self.metrics.tick_done(timer);
+        crate::trace::tick_report(&report);
         report
     }
 
@@ -419,19 +466,68 @@ impl WorkerLifecycleManager {
     /// # Errors
     /// Only when the registry fails to answer.
     pub fn stats(&self) -> Result<LifecycleStats> {
-        let c = &self.counters;
-        Ok(LifecycleStats {
-            registry: self.registry.stats()?,
-            in_flight: self.ledger.lock().in_flight.len(),
-            pending_destroys: self.destroys.lock().len(),
-            providers: self.providers.read().len(),
-            provisioned_total: c.provisioned.load(Ordering::Relaxed),
-            provision_failures_total: c.provision_failures.load(Ordering::Relaxed),
-            terminated_total: c.terminated.load(Ordering::Relaxed),
-            destroy_failures_total: c.destroy_failures.load(Ordering::Relaxed),
-            unhealthy_total: c.unhealthy.load(Ordering::Relaxed),
-            lost_jobs_total: c.lost_jobs.load(Ordering::Relaxed),
-            mass_expiry_holds_total: c.holds.load(Ordering::Relaxed),
-        })
+        stats_of(
+            &*self.registry,
+            &self.providers,
+            &self.ledger,
+            &self.destroys,
+            &self.counters,
+        )
     }
+
+    /// The manager's metrics: a `prometheus_client` [`Collector`](prometheus_client::collector::Collector)
+    /// to register with the host's own registry (`registry.register_collector(Box::new(m))`).
+    /// Every call returns the same collector; it reads the manager's and the registry's
+    /// numbers at each scrape (see [`crate::metrics`] for the list and the costs).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// The metrics in the OpenMetrics text format (what a `/metrics` endpoint serves, with
+    /// content type `application/openmetrics-text; version=1.0.0; charset=utf-8`).
+    pub fn metrics_text(&self) -> String {
+        self.metrics.encode_text()
+    }
+}
+
+type BackoffMap = std::collections::HashMap<ProviderId, Backoff>;
+
+/// What [`WorkerLifecycleManager::stats`] reports, from the shared bookkeeping (the metrics
+/// collector calls it too, so both always agree).
+fn stats_of(
+    registry: &dyn WorkerRegistry,
+    providers: &RwLock<BTreeMap<ProviderId, ProviderEntry>>,
+    ledger: &Mutex<Ledger>,
+    destroys: &Mutex<DestroyQueue>,
+    c: &Counters,
+) -> Result<LifecycleStats> {
+    Ok(LifecycleStats {
+        registry: registry.stats()?,
+        in_flight: ledger.lock().in_flight.len(),
+        pending_destroys: destroys.lock().len(),
+        providers: providers.read().len(),
+        provisioned_total: c.provisioned.load(Ordering::Relaxed),
+        provision_failures_total: c.provision_failures.load(Ordering::Relaxed),
+        terminated_total: c.terminated.load(Ordering::Relaxed),
+        destroy_failures_total: c.destroy_failures.load(Ordering::Relaxed),
+        unhealthy_total: c.unhealthy.load(Ordering::Relaxed),
+        lost_jobs_total: c.lost_jobs.load(Ordering::Relaxed),
+        mass_expiry_holds_total: c.holds.load(Ordering::Relaxed),
+    })
+}
+
+/// The providers backed off at `now`, by id.
+fn backoff_of(backoff: &Mutex<BackoffMap>, now: Timestamp) -> Vec<ProviderBackoff> {
+    let mut out: Vec<ProviderBackoff> = backoff
+        .lock()
+        .iter()
+        .filter(|(_, b)| b.until > now)
+        .map(|(p, b)| ProviderBackoff {
+            provider_id: p.clone(),
+            consecutive_failures: b.failures,
+            until: b.until,
+        })
+        .collect();
+    out.sort_by(|a, b| a.provider_id.cmp(&b.provider_id));
+    out
 }

@@ -170,19 +170,6 @@ impl WorkerLifecycleManager {
 
     /// Providers backing off now (after consecutive create failures).
     pub fn provider_backoff(&self) -> Vec<ProviderBackoff> {
-        let now = self.registry.now();
-        let mut out: Vec<ProviderBackoff> = self
-            .backoff
-            .lock()
-            .iter()
-            .filter(|(_, b)| b.until > now)
-            .map(|(p, b)| ProviderBackoff {
-                provider_id: p.clone(),
-                consecutive_failures: b.failures,
-                until: b.until,
-            })
-            .collect();
-        out.sort_by(|a, b| a.provider_id.cmp(&b.provider_id));
-        out
+        super::backoff_of(&self.backoff, self.registry.now())
     }
 }

@@ -85,6 +85,7 @@ impl WorkerLifecycleManager {
         provider_id: &ProviderId,
         spec: Arc<WorkerSpec>,
     ) -> std::result::Result<Worker, (Error, Option<ProvisionFailure>)> {
+        crate::trace::span!("provision", provider_id = %provider_id);
         spec.validate().map_err(|e| (e, None))?;
         let entry = self
             .provider(provider_id)
@@ -97,6 +98,7 @@ impl WorkerLifecycleManager {
         });
 
         let id = self.next_worker_id();
+        crate::trace::event!(worker_id = %id, "create_worker");
         let created = guarded("create_worker", || entry.provider.create_worker(id, &spec));
         let mut handle = match created {
             Ok(handle) if handle.worker_id == id => handle,
@@ -167,7 +169,8 @@ impl WorkerLifecycleManager {
     /// Sets where the ids of new workers come from (default: a fresh random
     /// [`WorkerId::new`] each). For deterministic simulations and tests: every id it makes must
     /// be new to the registry (a reused one is refused by `register` with `AlreadyExists`).
-    /// Called under a manager lock: it must not call the manager.
+    /// Called under a manager lock: it must not call the manager (and a panic in it is not
+    /// caught: it reaches the caller of `provision_worker`/`tick`).
     pub fn set_worker_id_source(&self, source: impl FnMut() -> WorkerId + Send + 'static) {
         *self.worker_ids.lock() = Some(Box::new(source));
     }

@@ -44,6 +44,7 @@ impl WorkerLifecycleManager {
     }
 
     pub(super) fn cleanup_inner(&self, budget: &mut Budget) -> Result<CleanupResult> {
+        crate::trace::span!("cleanup");
         let now = self.registry.now();
         let mut result = CleanupResult::default();
         // Terminal records nobody destroys yet (moved there by the host, restored so) join the

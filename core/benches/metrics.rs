@@ -1,0 +1,269 @@
+//! Metrics on vs off, in one run (`make bench` only): heartbeat, claim+release and a quiet
+//! tick on one fleet, with the manager's metrics off (duration timing off, never scraped) and
+//! on (timing on, and scraped with `metrics_text()` every `SCRAPE_EVERY` heartbeats or claims
+//! and every `TICKS_PER_SCRAPE` ticks, outside the timed region: a scrape is served apart, but
+//! the shard locks and counters it read are then in the state the next operations meet).
+//! Target: on/off <= 1.05 for each. The scrape's own cost is a row of its own.
+//!
+//! Off and on batches alternate over 41 rounds and the medians are compared, so that a change
+//! of the shared machine's load hits both alike (criterion's one-after-the-other groups did
+//! not: ratios of 0.8 and 1.5 for a heartbeat that runs no metrics code at all).
+//!
+//! Writes `metrics_overhead.md` to `$HODEI_BENCH_OUT` (default `../target/bench-extra`).
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hodei_workers::*;
+
+/// Heartbeats or claims per scrape (Prometheus' default 15 s for a 10k fleet heartbeating
+/// every 10 s is 15,000).
+const SCRAPE_EVERY: u64 = 10_000;
+/// Ticks per scrape (a tick a second, a scrape every 15 s).
+const TICKS_PER_SCRAPE: u64 = 15;
+
+fn sizes() -> Vec<(usize, String)> {
+    let text = std::env::var("HODEI_BENCH_SIZES").unwrap_or_else(|_| "10k".to_owned());
+    text.split(',')
+        .filter_map(|s| {
+            let s = s.trim();
+            let (digits, mult) = if let Some(d) = s.strip_suffix(['M', 'm']) {
+                (d, 1_000_000)
+            } else if let Some(d) = s.strip_suffix(['k', 'K']) {
+                (d, 1_000)
+            } else {
+                (s, 1)
+            };
+            digits
+                .parse::<usize>()
+                .ok()
+                .map(|v| (v * mult, s.to_owned()))
+        })
+        .filter(|(n, _)| *n > 0)
+        .collect()
+}
+
+struct Fleet {
+    clock: Arc<ManualClock>,
+    registry: Arc<InMemoryWorkerRegistry>,
+    manager: WorkerLifecycleManager,
+    ids: Vec<WorkerId>,
+}
+
+impl Fleet {
+    fn build(n: usize) -> Fleet {
+        let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+        let registry = Arc::new(InMemoryWorkerRegistry::with_clock(clock.clone()));
+        let provider = ProviderId::new("bench").expect("valid id");
+        // Nothing retires during the run (under 2 simulated hours; idle and lifetime limits are
+        // days away), so every tick, off or on, meets the same live fleet.
+        let spec = Arc::new(
+            WorkerSpec::new("img")
+                .with_idle_timeout(Duration::from_secs(86_400))
+                .with_max_lifetime(Duration::from_secs(7 * 86_400)),
+        );
+        let ids = (0..n)
+            .map(|i| {
+                let h = WorkerHandle::new(provider.clone(), ProviderType::Docker, format!("r{i}"));
+                let w = registry.register(h, Arc::clone(&spec)).expect("register");
+                registry
+                    .update_state(&w.id, WorkerState::Ready)
+                    .expect("ready");
+                w.id
+            })
+            .collect();
+        let config = WorkerLifecycleConfig {
+            // A quiet fleet: nothing expires, nothing to scale.
+            // A live fleet: every agent heartbeats every 10 s (see `roll`), nothing expires.
+            heartbeat_timeout: Duration::from_secs(60),
+            startup_timeout: Duration::from_secs(86_400),
+            // A health check in every tick, as the registry bench's live-fleet tick.
+            health_check_interval: Duration::from_secs(1),
+            min_ready_workers: n,
+            max_workers: n,
+            ..WorkerLifecycleConfig::default()
+        };
+        let shared: Arc<dyn WorkerRegistry> = registry.clone();
+        let manager = WorkerLifecycleManager::new(shared, config).expect("valid config");
+        Fleet {
+            clock,
+            registry,
+            manager,
+            ids,
+        }
+    }
+
+    fn set_metrics(&self, on: bool) {
+        self.manager.metrics().set_timing(on);
+    }
+
+    /// One simulated second of a live fleet, untimed: the clock advances 1 s and a tenth of
+    /// the agents heartbeat (each every 10 s).
+    fn roll(&self, second: u64) {
+        self.clock.advance(Duration::from_secs(1));
+        let n = self.ids.len() as u64;
+        let slice = (second % 10) * n / 10..((second % 10) + 1) * n / 10;
+        for i in slice {
+            let _ = self.manager.process_heartbeat(&self.ids[i as usize]);
+        }
+    }
+
+    /// Times each tick alone (after an untimed `roll`) over `iters` ticks; with metrics on, a
+    /// scrape every `every` ticks, untimed.
+    fn timed_ticks(&self, on: bool, iters: u64, every: u64, second: &mut u64) -> Duration {
+        self.set_metrics(on);
+        let mut total = Duration::ZERO;
+        for i in 0..iters {
+            *second += 1;
+            self.roll(*second);
+            let started = Instant::now();
+            black_box(self.manager.tick(0));
+            total += started.elapsed();
+            if on && (i + 1) % every == 0 {
+                black_box(self.manager.metrics_text());
+            }
+        }
+        total
+    }
+
+    /// Times `op` over `iters` calls; with metrics on, scrapes every `every` calls, untimed.
+    fn timed(&self, on: bool, iters: u64, every: u64, mut op: impl FnMut(u64)) -> Duration {
+        self.set_metrics(on);
+        let mut total = Duration::ZERO;
+        let mut i = 0;
+        while i < iters {
+            let batch = (iters - i).min(every);
+            let started = Instant::now();
+            for k in 0..batch {
+                op(i + k);
+            }
+            total += started.elapsed();
+            i += batch;
+            if on {
+                black_box(self.manager.metrics_text());
+            }
+        }
+        total
+    }
+}
+
+/// Nanoseconds per operation of `op` over `ops` calls; with metrics on, a scrape every
+/// `scrape_every` calls, untimed.
+fn batch(fleet: &Fleet, on: bool, ops: u64, scrape_every: u64, op: &mut dyn FnMut(u64)) -> f64 {
+    fleet.timed(on, ops, scrape_every, op).as_nanos() as f64 / ops as f64
+}
+
+fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+/// One row: `ROUNDS` rounds, each an off batch and an on batch in alternating order, so that
+/// a change of the machine's load during the run hits both alike; medians per op.
+fn compare(fleet: &Fleet, ops: u64, scrape_every: u64, op: &mut dyn FnMut(u64)) -> (f64, f64) {
+    const ROUNDS: usize = 41;
+    batch(fleet, false, ops, scrape_every, op); // warm-up
+    batch(fleet, true, ops, scrape_every, op);
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    for r in 0..ROUNDS {
+        for first_on in [r % 2 == 1, r % 2 == 0] {
+            let x = batch(fleet, first_on, ops, scrape_every, op);
+            if first_on {
+                on.push(x)
+            } else {
+                off.push(x)
+            }
+        }
+    }
+    (median(&mut off), median(&mut on))
+}
+
+fn bench(n: usize, label: &str, md: &mut String) {
+    let fleet = Fleet::build(n);
+    let job_ids: Vec<JobId> = (0..1024)
+        .map(|i| JobId::new(format!("job-{i}")).expect("valid id"))
+        .collect();
+    let filter = WorkerFilter::new();
+    let mut heartbeat = |i: u64| {
+        let id = &fleet.ids[(i as usize * 7919) % fleet.ids.len()];
+        black_box(fleet.manager.process_heartbeat(id)).expect("heartbeat");
+    };
+    let (off, on) = compare(&fleet, 20_000, SCRAPE_EVERY, &mut heartbeat);
+    row(md, "heartbeat", label, off, on);
+    let mut claim = |i: u64| {
+        let job = job_ids[(i % 1024) as usize].clone();
+        let w = fleet
+            .registry
+            .claim(&filter, job.clone())
+            .expect("claim")
+            .expect("a ready worker");
+        fleet
+            .registry
+            .release_from_job(&w.id, Some(&job))
+            .expect("release");
+    };
+    let (off, on) = compare(&fleet, 5_000, SCRAPE_EVERY, &mut claim);
+    row(md, "claim + release", label, off, on);
+    // Past the grace period a first tick may grant, into the steady state.
+    let mut second = 0;
+    fleet.timed_ticks(false, 70, TICKS_PER_SCRAPE, &mut second);
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    for r in 0..41 {
+        for first_on in [r % 2 == 1, r % 2 == 0] {
+            let ns = fleet
+                .timed_ticks(first_on, 60, TICKS_PER_SCRAPE, &mut second)
+                .as_nanos() as f64
+                / 60.0;
+            if first_on {
+                on.push(ns)
+            } else {
+                off.push(ns)
+            }
+        }
+    }
+    row(
+        md,
+        "tick (live fleet: a tenth heartbeats each second, health check every tick)",
+        label,
+        median(&mut off),
+        median(&mut on),
+    );
+    let started = Instant::now();
+    let scrapes = 200;
+    for _ in 0..scrapes {
+        black_box(fleet.manager.metrics_text());
+    }
+    md.push_str(&format!(
+        "| scrape (`metrics_text`) | {label} | | {:.1} µs | |\n",
+        started.elapsed().as_secs_f64() * 1e6 / f64::from(scrapes)
+    ));
+}
+
+fn row(md: &mut String, what: &str, label: &str, off: f64, on: f64) {
+    let line = format!(
+        "| {what} | {label} | {off:.0} ns | {on:.0} ns | {:.3} |\n",
+        on / off
+    );
+    eprint!("{line}");
+    md.push_str(&line);
+}
+
+fn main() {
+    let mut md = String::from(
+        "| operation | fleet | metrics off | metrics on | on/off |\n| --- | --- | --- | --- | --- |\n",
+    );
+    for (n, label) in sizes() {
+        bench(n, &label, &mut md);
+    }
+    println!("\nmetrics overhead (medians of 41 alternating rounds; target on/off <= 1.05)\n{md}");
+    let dir = std::env::var_os("HODEI_BENCH_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("../target/bench-extra"));
+    if let Err(e) = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(dir.join("metrics_overhead.md"), &md))
+    {
+        eprintln!("could not write {}: {e}", dir.display());
+    }
+}

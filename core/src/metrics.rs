@@ -1,0 +1,520 @@
+//! Prometheus / OpenMetrics metrics of a [`WorkerLifecycleManager`](crate::WorkerLifecycleManager)
+//! and its registry, on the [`prometheus-client`](prometheus_client) crate.
+//!
+//! [`Metrics`] is a [`Collector`]: at each scrape it reads what the manager and the registry
+//! already maintain — the registry's O(1) [`stats`](crate::WorkerRegistry::stats), the
+//! manager's lifetime totals, ledger, destroy queue and back-off, and the optional registry
+//! telemetry ([`job_totals`](crate::WorkerRegistry::job_totals),
+//! [`heartbeat_age_histogram`](crate::WorkerRegistry::heartbeat_age_histogram),
+//! [`subscriber_drops`](crate::WorkerRegistry::subscriber_drops)). Nothing scans the fleet, and
+//! nothing is counted twice: the counters are the very numbers
+//! [`stats()`](crate::WorkerLifecycleManager::stats) reports. Only the tick and health-check
+//! durations are measured for the metrics (two clock reads per call; see
+//! [`Metrics::set_timing`]).
+//!
+//! Get the text with [`WorkerLifecycleManager::metrics_text`](crate::WorkerLifecycleManager::metrics_text),
+//! or merge the collector into the host's own registry:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use hodei_workers::*;
+//! use prometheus_client::registry::Registry;
+//!
+//! let registry: Arc<dyn WorkerRegistry> = Arc::new(InMemoryWorkerRegistry::new());
+//! let manager = WorkerLifecycleManager::new(registry, WorkerLifecycleConfig::default())?;
+//! let mut host = Registry::default();
+//! host.register_collector(Box::new(manager.metrics()));
+//! let mut text = String::new();
+//! prometheus_client::encoding::text::encode(&mut text, &host).unwrap();
+//! assert!(text.contains("hodei_workers_workers{state=\"ready\"} 0"));
+//! assert!(text.ends_with("# EOF\n"));
+//! # Ok::<(), hodei_workers::Error>(())
+//! ```
+//!
+//! # The metrics
+//! | name | type | labels | what |
+//! | --- | --- | --- | --- |
+//! | `hodei_workers_workers` | gauge | `state` | registered workers per state |
+//! | `hodei_workers_workers_by_provider` | gauge | `provider` | registered workers per provider |
+//! | `hodei_workers_workers_by_provider_type` | gauge | `provider_type` | per provider type |
+//! | `hodei_workers_providers` | gauge | | registered providers |
+//! | `hodei_workers_jobs_assigned_total` | counter | | successful `assign_to_job` / `claim` (registry) |
+//! | `hodei_workers_jobs_released_total` | counter | | successful `release_from_job` (registry) |
+//! | `hodei_workers_lost_jobs_total` | counter | | jobs reported lost with their worker |
+//! | `hodei_workers_provisions_requested_total` | counter | `provider` | provider `create_worker` calls started |
+//! | `hodei_workers_provisions_succeeded_total` | counter | | workers provisioned and registered |
+//! | `hodei_workers_provisions_failed_total` | counter | | failed creates |
+//! | `hodei_workers_provisions_in_flight` | gauge | | creates in progress |
+//! | `hodei_workers_destroys_total` | counter | | workers destroyed and unregistered |
+//! | `hodei_workers_destroy_failures_total` | counter | | failed destroy attempts (retried) |
+//! | `hodei_workers_destroys_pending` | gauge | | `Terminating` workers awaiting their destroy |
+//! | `hodei_workers_unhealthy_detections_total` | counter | | workers declared unhealthy |
+//! | `hodei_workers_mass_expiry_holds_total` | counter | | health checks held by the mass-expiry brake |
+//! | `hodei_workers_provider_backoff_seconds` | gauge | `provider` | time left in the provider's create back-off (0: none) |
+//! | `hodei_workers_provider_consecutive_failures` | gauge | `provider` | consecutive create failures while backed off |
+//! | `hodei_workers_tick_duration_seconds` | histogram | | wall time of `tick` |
+//! | `hodei_workers_health_check_duration_seconds` | histogram | | wall time of each health check |
+//! | `hodei_workers_heartbeat_age_seconds` | gauge | `quantile` | heartbeat age percentiles (0.5, 0.9, 0.99, 1) from the deadline index: upper bounds, see [`HeartbeatAges`](crate::HeartbeatAges) |
+//! | `hodei_workers_heartbeat_monitored_workers` | gauge | | workers under heartbeat watch (the ages' population) |
+//! | `hodei_workers_event_drops_total` | counter | `subscriber` | events dropped per live subscriber ([`Subscription::id`](crate::Subscription::id)) |
+//! | `hodei_workers_event_queue_length` | gauge | `subscriber` | events waiting per live subscriber |
+//!
+//! Jobs assigned and released are counted by the registry (under the lock it takes for the
+//! change anyway) rather than by the manager: the host calls `claim` and `release_from_job`
+//! on the registry directly, so only the registry sees them all. A backend that does not
+//! count them, or keeps no heartbeat index, omits those families; a registry error at scrape
+//! time omits the families that needed the answer.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Unit;
+
+use crate::clock::Timestamp;
+use crate::error::Result;
+use crate::ids::ProviderId;
+use crate::lifecycle::{LifecycleStats, ProviderBackoff};
+use crate::registry::WorkerRegistry;
+use crate::state::WorkerState;
+
+/// What the manager knows at scrape time (built by the manager from its own bookkeeping).
+#[derive(Debug, Clone)]
+pub(crate) struct ManagerView {
+    /// The same numbers as `WorkerLifecycleManager::stats()`.
+    pub stats: LifecycleStats,
+    /// Registered providers, each with the creates started under it.
+    pub requested: Vec<(ProviderId, u64)>,
+    /// Providers backed off now.
+    pub backoff: Vec<ProviderBackoff>,
+    /// The registry clock when the view was taken.
+    pub now: Timestamp,
+}
+
+/// How the collector reaches the manager's bookkeeping: shared handles, never the manager
+/// itself (the collector may outlive it).
+pub(crate) type ViewFn = Box<dyn Fn() -> Result<ManagerView> + Send + Sync>;
+
+/// The heartbeat age quantiles exported.
+const AGE_QUANTILES: [(f64, &str); 4] = [(0.5, "0.5"), (0.9, "0.9"), (0.99, "0.99"), (1.0, "1")];
+
+/// A manager's metrics: a [`Collector`] for a `prometheus_client` registry. Get it with
+/// [`WorkerLifecycleManager::metrics`](crate::WorkerLifecycleManager::metrics).
+///
+/// Reading costs O(1) in the fleet size (plus the heartbeat index's buckets, the providers
+/// and the subscribers). Safe to scrape from any thread while the manager runs.
+pub struct Metrics {
+    registry: Arc<dyn WorkerRegistry>,
+    view: ViewFn,
+    timing: AtomicBool,
+    tick_seconds: DurationHistogram,
+    health_check_seconds: DurationHistogram,
+}
+
+/// Upper bounds of the duration buckets, nanoseconds: 10 µs to ~42 s in steps of 4 (a tick
+/// of a small fleet to one stalled on a slow provider call), then +Inf.
+const BUCKETS_NS: [u64; 12] = {
+    let mut b = [10_000u64; 12];
+    let mut i = 1;
+    while i < 12 {
+        b[i] = b[i - 1] * 4;
+        i += 1;
+    }
+    b
+};
+
+/// A lock-free duration histogram: one atomic add for the bucket and one for the sum, so that
+/// observing costs a few nanoseconds on the tick (prometheus-client's `Histogram` takes a
+/// lock and works in f64).
+#[derive(Debug, Default)]
+struct DurationHistogram {
+    /// Non-cumulative counts, the last one +Inf.
+    counts: [AtomicU64; BUCKETS_NS.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+impl DurationHistogram {
+    fn observe(&self, elapsed: std::time::Duration) {
+        let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        let i = BUCKETS_NS.partition_point(|upper| *upper < ns);
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    fn encode(&self, mut m: prometheus_client::encoding::MetricEncoder<'_>) -> fmt::Result {
+        let buckets: Vec<(f64, u64)> = self
+            .counts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let upper = BUCKETS_NS
+                    .get(i)
+                    .map_or(f64::INFINITY, |ns| *ns as f64 / 1e9);
+                (upper, c.load(Ordering::Relaxed))
+            })
+            .collect();
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        m.encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, count, &buckets, None)
+    }
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics")
+            .field("timing", &self.timing.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A started measurement (`None` when timing is off).
+#[derive(Debug)]
+pub(crate) struct Timer(Option<Instant>);
+
+impl Metrics {
+    pub(crate) fn new(registry: Arc<dyn WorkerRegistry>, view: ViewFn) -> Self {
+        Metrics {
+            registry,
+            view,
+            timing: AtomicBool::new(true),
+            tick_seconds: DurationHistogram::default(),
+            health_check_seconds: DurationHistogram::default(),
+        }
+    }
+
+    /// Turns the duration histograms on (the default) or off. Off, `tick` and the health
+    /// check read no clock for the metrics; everything else is read at scrape time and costs
+    /// nothing between scrapes either way.
+    pub fn set_timing(&self, on: bool) {
+        self.timing.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether the duration histograms are measured.
+    pub fn timing(&self) -> bool {
+        self.timing.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn start(&self) -> Timer {
+        Timer(self.timing().then(Instant::now))
+    }
+
+    pub(crate) fn tick_done(&self, timer: Timer) {
+        if let Some(t) = timer.0 {
+            self.tick_seconds.observe(t.elapsed());
+        }
+    }
+
+    pub(crate) fn health_check_done(&self, timer: Timer) {
+        if let Some(t) = timer.0 {
+            self.health_check_seconds.observe(t.elapsed());
+        }
+    }
+
+    /// The metrics in the OpenMetrics text format (ending in `# EOF`).
+    pub fn encode_text(self: &Arc<Self>) -> String {
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(Arc::clone(self)));
+        let mut out = String::new();
+        // Writing to a String cannot fail, nor can our collector.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    }
+}
+
+fn gauge<V: prometheus_client::encoding::EncodeGaugeValue + Copy>(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    series: &[(&[(&str, &str)], V)],
+) -> fmt::Result {
+    let mut m = enc.encode_descriptor(name, help, unit, MetricType::Gauge)?;
+    if let [(&[], v)] = series {
+        return ConstGauge::new(*v).encode(m);
+    }
+    for (labels, v) in series {
+        ConstGauge::new(*v).encode(m.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+fn counter(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    series: &[(&[(&str, &str)], u64)],
+) -> fmt::Result {
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+    if let [(&[], v)] = series {
+        return ConstCounter::new(*v).encode(m);
+    }
+    for (labels, v) in series {
+        ConstCounter::new(*v).encode(m.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+impl Collector for Metrics {
+    fn encode(&self, mut enc: DescriptorEncoder<'_>) -> fmt::Result {
+        let enc = &mut enc;
+        if let Ok(view) = (self.view)() {
+            encode_view(enc, &view)?;
+        }
+        if let Ok(Some(jobs)) = self.registry.job_totals() {
+            counter(
+                enc,
+                "hodei_workers_jobs_assigned",
+                "Jobs given to workers (assign_to_job and claim) since the registry was made.",
+                &[(&[], jobs.assigned)],
+            )?;
+            counter(
+                enc,
+                "hodei_workers_jobs_released",
+                "Jobs taken back from workers (release_from_job) since the registry was made.",
+                &[(&[], jobs.released)],
+            )?;
+        }
+        if let Ok(Some(ages)) = self.registry.heartbeat_age_histogram() {
+            let values: Vec<(&str, f64)> = AGE_QUANTILES
+                .iter()
+                .filter_map(|(q, label)| {
+                    ages.quantile_ms(*q).map(|ms| (*label, ms as f64 / 1000.0))
+                })
+                .collect();
+            let series: Vec<([(&str, &str); 1], f64)> = values
+                .iter()
+                .map(|(label, v)| ([("quantile", *label)], *v))
+                .collect();
+            let series: Vec<(&[(&str, &str)], f64)> =
+                series.iter().map(|(l, v)| (&l[..], *v)).collect();
+            gauge(
+                enc,
+                "hodei_workers_heartbeat_age",
+                "Heartbeat age percentiles of the monitored workers, from the heartbeat deadline \
+                 index: upper bounds (exact for workers past their deadline at the last health \
+                 check).",
+                Some(&Unit::Seconds),
+                &series,
+            )?;
+            gauge(
+                enc,
+                "hodei_workers_heartbeat_monitored_workers",
+                "Workers under heartbeat watch (Connecting, Ready, Busy, Draining).",
+                None,
+                &[(&[], ages.total())],
+            )?;
+        }
+        if let Ok(subs) = self.registry.subscriber_drops() {
+            let ids: Vec<String> = subs.iter().map(|s| s.subscriber.to_string()).collect();
+            let labels: Vec<[(&str, &str); 1]> =
+                ids.iter().map(|id| [("subscriber", id.as_str())]).collect();
+            let drops: Vec<(&[(&str, &str)], u64)> = labels
+                .iter()
+                .zip(&subs)
+                .map(|(l, s)| (&l[..], s.dropped))
+                .collect();
+            counter(
+                enc,
+                "hodei_workers_event_drops",
+                "Events dropped for a live subscriber because its queue was full.",
+                &drops,
+            )?;
+            let queued: Vec<(&[(&str, &str)], u64)> = labels
+                .iter()
+                .zip(&subs)
+                .map(|(l, s)| (&l[..], s.queued as u64))
+                .collect();
+            gauge(
+                enc,
+                "hodei_workers_event_queue_length",
+                "Events waiting in a live subscriber's queue.",
+                None,
+                &queued,
+            )?;
+        }
+        let m = enc.encode_descriptor(
+            "hodei_workers_tick_duration",
+            "Wall time of WorkerLifecycleManager::tick.",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?;
+        self.tick_seconds.encode(m)?;
+        let m = enc.encode_descriptor(
+            "hodei_workers_health_check_duration",
+            "Wall time of each health check (in a tick or run_health_check).",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?;
+        self.health_check_seconds.encode(m)
+    }
+}
+
+fn encode_view(enc: &mut DescriptorEncoder<'_>, view: &ManagerView) -> fmt::Result {
+    let s = &view.stats;
+    let r = &s.registry;
+    let states: Vec<([(&str, &str); 1], u64)> = WorkerState::ALL
+        .iter()
+        .map(|st| ([("state", st.as_str())], r.by_state.get(*st) as u64))
+        .collect();
+    let states: Vec<(&[(&str, &str)], u64)> = states.iter().map(|(l, v)| (&l[..], *v)).collect();
+    gauge(
+        enc,
+        "hodei_workers_workers",
+        "Registered workers per state.",
+        None,
+        &states,
+    )?;
+    let providers: Vec<(String, u64)> = r
+        .by_provider
+        .iter()
+        .map(|(p, n)| (p.to_string(), *n as u64))
+        .collect();
+    let labels: Vec<([(&str, &str); 1], u64)> = providers
+        .iter()
+        .map(|(p, n)| ([("provider", p.as_str())], *n))
+        .collect();
+    let series: Vec<(&[(&str, &str)], u64)> = labels.iter().map(|(l, v)| (&l[..], *v)).collect();
+    gauge(
+        enc,
+        "hodei_workers_workers_by_provider",
+        "Registered workers per provider.",
+        None,
+        &series,
+    )?;
+    let types: Vec<(String, u64)> = r
+        .by_provider_type
+        .iter()
+        .map(|(t, n)| (t.to_string(), *n as u64))
+        .collect();
+    let labels: Vec<([(&str, &str); 1], u64)> = types
+        .iter()
+        .map(|(t, n)| ([("provider_type", t.as_str())], *n))
+        .collect();
+    let series: Vec<(&[(&str, &str)], u64)> = labels.iter().map(|(l, v)| (&l[..], *v)).collect();
+    gauge(
+        enc,
+        "hodei_workers_workers_by_provider_type",
+        "Registered workers per provider type.",
+        None,
+        &series,
+    )?;
+    gauge(
+        enc,
+        "hodei_workers_providers",
+        "Registered providers.",
+        None,
+        &[(&[], s.providers as u64)],
+    )?;
+
+    let names: Vec<String> = view.requested.iter().map(|(p, _)| p.to_string()).collect();
+    let labels: Vec<[(&str, &str); 1]> = names.iter().map(|p| [("provider", p.as_str())]).collect();
+    let requested: Vec<(&[(&str, &str)], u64)> = labels
+        .iter()
+        .zip(&view.requested)
+        .map(|(l, (_, n))| (&l[..], *n))
+        .collect();
+    counter(
+        enc,
+        "hodei_workers_provisions_requested",
+        "Provider create_worker calls started (automatic and direct), per registered provider.",
+        &requested,
+    )?;
+    for (name, help, value) in [
+        (
+            "hodei_workers_provisions_succeeded",
+            "Workers provisioned and registered.",
+            s.provisioned_total,
+        ),
+        (
+            "hodei_workers_provisions_failed",
+            "Failed provider create_worker calls.",
+            s.provision_failures_total,
+        ),
+        (
+            "hodei_workers_destroys",
+            "Workers destroyed by their provider and unregistered.",
+            s.terminated_total,
+        ),
+        (
+            "hodei_workers_destroy_failures",
+            "Failed destroy attempts (each retried with back-off).",
+            s.destroy_failures_total,
+        ),
+        (
+            "hodei_workers_unhealthy_detections",
+            "Workers declared unhealthy (heartbeat or startup deadline).",
+            s.unhealthy_total,
+        ),
+        (
+            "hodei_workers_lost_jobs",
+            "Jobs reported lost with a worker taken out of service.",
+            s.lost_jobs_total,
+        ),
+        (
+            "hodei_workers_mass_expiry_holds",
+            "Health checks held back by the mass-expiry brake.",
+            s.mass_expiry_holds_total,
+        ),
+    ] {
+        counter(enc, name, help, &[(&[], value)])?;
+    }
+    gauge(
+        enc,
+        "hodei_workers_provisions_in_flight",
+        "Provider create_worker calls in progress.",
+        None,
+        &[(&[], s.in_flight as u64)],
+    )?;
+    gauge(
+        enc,
+        "hodei_workers_destroys_pending",
+        "Terminating workers whose destroy is queued or being retried.",
+        None,
+        &[(&[], s.pending_destroys as u64)],
+    )?;
+    let backoff: Vec<(f64, u64)> = view
+        .requested
+        .iter()
+        .map(|(p, _)| {
+            view.backoff
+                .iter()
+                .find(|b| &b.provider_id == p)
+                .map_or((0.0, 0), |b| {
+                    (
+                        b.until.saturating_sub(view.now) as f64 / 1000.0,
+                        u64::from(b.consecutive_failures),
+                    )
+                })
+        })
+        .collect();
+    let left: Vec<(&[(&str, &str)], f64)> = labels
+        .iter()
+        .zip(&backoff)
+        .map(|(l, (secs, _))| (&l[..], *secs))
+        .collect();
+    gauge(
+        enc,
+        "hodei_workers_provider_backoff",
+        "Time left in the provider's create back-off after consecutive failures (0: none).",
+        Some(&Unit::Seconds),
+        &left,
+    )?;
+    let failures: Vec<(&[(&str, &str)], u64)> = labels
+        .iter()
+        .zip(&backoff)
+        .map(|(l, (_, n))| (&l[..], *n))
+        .collect();
+    gauge(
+        enc,
+        "hodei_workers_provider_consecutive_failures",
+        "Consecutive create failures of a provider that is backed off now (0: not backed off).",
+        None,
+        &failures,
+    )
+}

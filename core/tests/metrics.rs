@@ -1,0 +1,359 @@
+//! The manager's metrics: the OpenMetrics text has every family, parses line by line, and
+//! its values are the numbers `stats()`, the registry and a simulated run report.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hodei_workers::sim::{Scenario, Simulation};
+use hodei_workers::*;
+
+/// `name{labels}` -> value, from the text (comments skipped); checks the line shape.
+fn samples(text: &str) -> BTreeMap<String, f64> {
+    assert!(text.ends_with("# EOF\n"), "no EOF marker");
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let (key, value) = line.rsplit_once(' ').expect("sample line: name value");
+        assert!(
+            key.starts_with("hodei_workers_"),
+            "unprefixed sample {line:?}"
+        );
+        let v: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        assert!(out.insert(key.to_owned(), v).is_none(), "duplicate {key}");
+    }
+    out
+}
+
+fn get(s: &BTreeMap<String, f64>, key: &str) -> f64 {
+    *s.get(key)
+        .unwrap_or_else(|| panic!("{key} missing; have {:?}", s.keys().collect::<Vec<_>>()))
+}
+
+/// Every family the issue asks for, by its OpenMetrics name.
+pub const FAMILIES: [&str; 24] = [
+    "hodei_workers_workers",
+    "hodei_workers_workers_by_provider",
+    "hodei_workers_workers_by_provider_type",
+    "hodei_workers_providers",
+    "hodei_workers_jobs_assigned",
+    "hodei_workers_jobs_released",
+    "hodei_workers_lost_jobs",
+    "hodei_workers_provisions_requested",
+    "hodei_workers_provisions_succeeded",
+    "hodei_workers_provisions_failed",
+    "hodei_workers_provisions_in_flight",
+    "hodei_workers_destroys",
+    "hodei_workers_destroy_failures",
+    "hodei_workers_destroys_pending",
+    "hodei_workers_unhealthy_detections",
+    "hodei_workers_mass_expiry_holds",
+    "hodei_workers_provider_backoff_seconds",
+    "hodei_workers_provider_consecutive_failures",
+    "hodei_workers_tick_duration_seconds",
+    "hodei_workers_health_check_duration_seconds",
+    "hodei_workers_heartbeat_age_seconds",
+    "hodei_workers_heartbeat_monitored_workers",
+    "hodei_workers_event_drops",
+    "hodei_workers_event_queue_length",
+];
+
+#[test]
+fn a_simulated_run_reads_back_exactly() {
+    let mut scenario = Scenario::builtin("flaky", 4).unwrap();
+    scenario.duration_secs = 1500.0;
+    let mut sim = Simulation::new(&scenario, None).unwrap();
+    while sim.step() {}
+    let report = sim.report();
+    let manager = sim.manager();
+    let text = manager.metrics_text();
+    for family in FAMILIES {
+        assert!(
+            text.contains(&format!("# TYPE {family} ")),
+            "family {family} missing:\n{text}"
+        );
+    }
+    let s = samples(&text);
+    let stats = manager.stats().unwrap();
+    let r = &stats.registry;
+    for state in WorkerState::ALL {
+        let key = format!("hodei_workers_workers{{state=\"{}\"}}", state.as_str());
+        assert_eq!(get(&s, &key), r.by_state.get(state) as f64, "{key}");
+    }
+    assert_eq!(
+        get(
+            &s,
+            "hodei_workers_workers_by_provider{provider=\"sim-cloud\"}"
+        ),
+        r.total as f64
+    );
+    for (key, value) in [
+        (
+            "hodei_workers_provisions_succeeded_total",
+            stats.provisioned_total,
+        ),
+        (
+            "hodei_workers_provisions_failed_total",
+            stats.provision_failures_total,
+        ),
+        ("hodei_workers_destroys_total", stats.terminated_total),
+        (
+            "hodei_workers_destroy_failures_total",
+            stats.destroy_failures_total,
+        ),
+        (
+            "hodei_workers_unhealthy_detections_total",
+            stats.unhealthy_total,
+        ),
+        ("hodei_workers_lost_jobs_total", stats.lost_jobs_total),
+        (
+            "hodei_workers_mass_expiry_holds_total",
+            stats.mass_expiry_holds_total,
+        ),
+        ("hodei_workers_provisions_in_flight", stats.in_flight as u64),
+        (
+            "hodei_workers_destroys_pending",
+            stats.pending_destroys as u64,
+        ),
+        ("hodei_workers_providers", stats.providers as u64),
+    ] {
+        assert_eq!(get(&s, key), value as f64, "{key}");
+    }
+    // The manager's totals are the run's (the simulation counts them from the reports).
+    assert_eq!(stats.provisioned_total, report.provisioned);
+    assert_eq!(stats.unhealthy_total, report.unhealthy_detections);
+    assert!(report.provisioned > 0 && report.provision_failures > 0 && report.destroy_failures > 0);
+    // Every create started ended as a success, a failure, or a registration refused.
+    let requested = get(
+        &s,
+        "hodei_workers_provisions_requested_total{provider=\"sim-cloud\"}",
+    );
+    assert!(requested >= (stats.provisioned_total + stats.provision_failures_total) as f64);
+    // Jobs: what was handed out and not taken back nor lost is held now.
+    let assigned = get(&s, "hodei_workers_jobs_assigned_total");
+    let released = get(&s, "hodei_workers_jobs_released_total");
+    assert!(assigned > 0.0 && released > 0.0);
+    assert_eq!(
+        assigned - released - stats.lost_jobs_total as f64,
+        report.jobs_running as f64,
+        "assigned {assigned} released {released} lost {}",
+        stats.lost_jobs_total
+    );
+    // Heartbeat ages: the monitored workers, the quantiles in order.
+    let monitored =
+        r.by_state.connecting + r.by_state.ready + r.by_state.busy + r.by_state.draining;
+    assert_eq!(
+        get(&s, "hodei_workers_heartbeat_monitored_workers"),
+        monitored as f64
+    );
+    if monitored > 0 {
+        let q = |x: &str| {
+            get(
+                &s,
+                &format!("hodei_workers_heartbeat_age_seconds{{quantile=\"{x}\"}}"),
+            )
+        };
+        assert!(q("0.5") <= q("0.9") && q("0.9") <= q("0.99") && q("0.99") <= q("1"));
+        // Healthy workers: at most about heartbeat_timeout + health_check_interval (+ 1 s bucket).
+        let cfg = manager.config();
+        let bound = (cfg.heartbeat_timeout + cfg.health_check_interval).as_secs_f64() + 1.0;
+        assert!(q("0.5") <= bound, "median age {} > {bound}", q("0.5"));
+    }
+    // The lazy subscriber's drops, under its own id.
+    let drops: f64 = s
+        .iter()
+        .filter(|(k, _)| k.starts_with("hodei_workers_event_drops_total{"))
+        .map(|(_, v)| *v)
+        .sum();
+    assert_eq!(drops, report.lazy_subscriber_dropped as f64);
+    assert!(drops > 0.0);
+    // One tick duration observed per tick that ran.
+    let ticks = get(&s, "hodei_workers_tick_duration_seconds_count");
+    assert!(ticks > 0.0);
+    assert!(get(&s, "hodei_workers_health_check_duration_seconds_count") > 0.0);
+    assert!(get(&s, "hodei_workers_health_check_duration_seconds_count") <= ticks);
+}
+
+#[derive(Debug)]
+struct Failing;
+impl WorkerProvider for Failing {
+    fn provider_id(&self) -> ProviderId {
+        ProviderId::new("down").unwrap()
+    }
+    fn provider_type(&self) -> ProviderType {
+        ProviderType::Docker
+    }
+    fn create_worker(&self, _: WorkerId, _: &WorkerSpec) -> ProviderResult<WorkerHandle> {
+        Err(ProviderError::new("api down"))
+    }
+    fn destroy_worker(&self, _: &WorkerHandle) -> ProviderResult<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn back_off_timing_switch_and_a_merged_host_registry() {
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    let registry: Arc<dyn WorkerRegistry> =
+        Arc::new(InMemoryWorkerRegistry::with_clock(clock.clone()));
+    let manager =
+        WorkerLifecycleManager::new(Arc::clone(&registry), WorkerLifecycleConfig::default())
+            .unwrap();
+    manager.register_provider(Arc::new(Failing)).unwrap();
+    let down = ProviderId::new("down").unwrap();
+    manager
+        .set_scaling_target(&down, Arc::new(WorkerSpec::new("img")))
+        .unwrap();
+    let before = samples(&manager.metrics_text());
+    assert_eq!(
+        get(
+            &before,
+            "hodei_workers_provider_backoff_seconds{provider=\"down\"}"
+        ),
+        0.0
+    );
+    assert_eq!(
+        get(&before, "hodei_workers_tick_duration_seconds_count"),
+        0.0
+    );
+    // No monitored worker: the count is 0 and no quantile is made up.
+    assert_eq!(
+        get(&before, "hodei_workers_heartbeat_monitored_workers"),
+        0.0
+    );
+    assert!(!before.keys().any(|k| k.contains("heartbeat_age_seconds")));
+
+    let report = manager.tick(3);
+    let backoff = manager.provider_backoff();
+    assert_eq!(backoff.len(), 1, "{report:?}");
+    let s = samples(&manager.metrics_text());
+    let left = (backoff[0].until - clock.now()) as f64 / 1000.0;
+    assert!(left > 0.0);
+    assert_eq!(
+        get(
+            &s,
+            "hodei_workers_provider_backoff_seconds{provider=\"down\"}"
+        ),
+        left
+    );
+    assert_eq!(
+        get(
+            &s,
+            "hodei_workers_provider_consecutive_failures{provider=\"down\"}"
+        ),
+        f64::from(backoff[0].consecutive_failures)
+    );
+    assert_eq!(
+        get(&s, "hodei_workers_provisions_failed_total"),
+        report.provision_failures.len() as f64
+    );
+    assert_eq!(
+        get(
+            &s,
+            "hodei_workers_provisions_requested_total{provider=\"down\"}"
+        ),
+        report.provision_failures.len() as f64
+    );
+    assert_eq!(get(&s, "hodei_workers_tick_duration_seconds_count"), 1.0);
+
+    // Timing off: ticks are no longer measured, everything else still reads.
+    manager.metrics().set_timing(false);
+    clock.advance(Duration::from_secs(3600));
+    let s = samples(&manager.metrics_text());
+    assert_eq!(
+        get(
+            &s,
+            "hodei_workers_provider_backoff_seconds{provider=\"down\"}"
+        ),
+        0.0,
+        "expired"
+    );
+    manager.tick(0);
+    let s = samples(&manager.metrics_text());
+    assert_eq!(get(&s, "hodei_workers_tick_duration_seconds_count"), 1.0);
+
+    // Merged into the host's registry, under the host's own metrics.
+    let mut host = prometheus_client::registry::Registry::default();
+    let mine: prometheus_client::metrics::counter::Counter = Default::default();
+    host.register("host_requests", "The host's own.", mine.clone());
+    host.register_collector(Box::new(manager.metrics()));
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &host).unwrap();
+    assert!(text.contains("host_requests_total 0"));
+    assert!(text.contains("hodei_workers_workers{state=\"ready\"} 0"));
+
+    // The collector outlives the manager: it still answers, from the last numbers.
+    let collector = manager.metrics();
+    drop(manager);
+    assert!(collector
+        .encode_text()
+        .contains("hodei_workers_provisions_failed_total"));
+}
+
+#[test]
+fn heartbeat_ages_come_from_the_deadline_index() {
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    let registry = InMemoryWorkerRegistry::with_clock(clock.clone());
+    let provider = ProviderId::new("p").unwrap();
+    let spec = Arc::new(WorkerSpec::new("img"));
+    let ids: Vec<WorkerId> = (0..3)
+        .map(|i| {
+            let h = WorkerHandle::new(provider.clone(), ProviderType::Docker, format!("r{i}"));
+            let w = registry.register(h, Arc::clone(&spec)).unwrap();
+            registry.update_state(&w.id, WorkerState::Ready).unwrap();
+            w.id
+        })
+        .collect();
+    // One more, still Creating: not under heartbeat watch.
+    registry
+        .register(
+            WorkerHandle::new(provider.clone(), ProviderType::Docker, "r9"),
+            Arc::clone(&spec),
+        )
+        .unwrap();
+    let ages = registry.heartbeat_age_histogram().unwrap().unwrap();
+    assert_eq!(ages.total(), 3);
+    assert_eq!(ages.quantile_ms(1.0), Some(0));
+
+    clock.advance(Duration::from_secs(90));
+    registry.heartbeat(&ids[0]).unwrap();
+    // A heartbeat does not touch the index: the age is an upper bound until a health check
+    // re-files the worker under its live heartbeat.
+    let ages = registry.heartbeat_age_histogram().unwrap().unwrap();
+    assert_eq!(ages.buckets, vec![(90_000, 3)]);
+    let silent = registry.find_unhealthy(Duration::from_secs(60)).unwrap();
+    assert_eq!(silent.len(), 2);
+    let ages = registry.heartbeat_age_histogram().unwrap().unwrap();
+    assert_eq!(ages.buckets, vec![(0, 1), (90_000, 2)]);
+    assert_eq!(ages.quantile_ms(0.3), Some(0));
+    assert_eq!(ages.quantile_ms(0.5), Some(90_000));
+
+    // Leaving the watched states (or the registry) takes a worker out of the ages.
+    registry
+        .update_state(&ids[1], WorkerState::Terminating)
+        .unwrap();
+    registry
+        .unregister(&ids[2], TerminationReason::Unhealthy)
+        .unwrap();
+    let ages = registry.heartbeat_age_histogram().unwrap().unwrap();
+    assert_eq!(ages.buckets, vec![(0, 1)]);
+    // Assignments and releases are counted once each.
+    let job = JobId::new("j").unwrap();
+    registry
+        .claim(&WorkerFilter::new(), job.clone())
+        .unwrap()
+        .unwrap();
+    registry.release_from_job(&ids[0], Some(&job)).unwrap();
+    assert!(registry.release_from_job(&ids[0], Some(&job)).is_err());
+    assert_eq!(
+        registry.job_totals().unwrap(),
+        Some(JobTotals {
+            assigned: 1,
+            released: 1
+        })
+    );
+}
