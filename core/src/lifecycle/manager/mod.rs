@@ -339,7 +339,11 @@ impl WorkerLifecycleManager {
         }
         let _guard = TickGuard(&self.ticking);
         let timer = self.metrics.start();
-        crate::trace::span!("tick", pending_jobs);
+        crate::trace::span!(
+            "tick",
+            pending_jobs = report.pending_jobs,
+            requirements = demand.requirements.len()
+        );
         let now = report.at;
         let mut budget = Budget::new(self.config.max_actions_per_tick);
 
