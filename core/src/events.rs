@@ -311,6 +311,7 @@ impl EventBus {
             receiver,
             dropped,
             bus: Arc::downgrade(self),
+            source: None,
         })
     }
 
@@ -359,25 +360,158 @@ pub struct Subscription {
     receiver: Receiver<WorkerLifecycleEvent>,
     dropped: Arc<AtomicU64>,
     bus: Weak<EventBus>,
+    /// Set for a subscription fed by another backend ([`Subscription::from_source`]).
+    source: Option<SourceFeed>,
+}
+
+/// The parts of a backend-fed subscription: its source and the sending end of its queue.
+#[derive(Debug)]
+struct SourceFeed {
+    source: Mutex<Box<dyn EventSource>>,
+    sender: Sender<WorkerLifecycleEvent>,
+    capacity: usize,
+}
+
+/// Where a backend-fed [`Subscription`] gets its events from: a shared-database registry
+/// reading its outbox, say. The subscription calls [`fill`](EventSource::fill) (under its own
+/// mutex, on the caller's thread) before it looks at its queue, so no thread is needed.
+pub trait EventSource: Send + std::fmt::Debug {
+    /// Moves the events that have arrived, in `seq` order, into the subscription's queue with
+    /// [`EventFeed::push`]. When none has arrived, waits up to `wait` for one (zero: does not
+    /// wait). Errors of the backend are the source's to retry on the next call: a subscriber
+    /// never sees them.
+    ///
+    /// Returns `false` once the source will never produce another event (its registry is
+    /// gone): `recv` then returns `None` as soon as the queue is empty, as it does for a
+    /// dropped in-memory registry.
+    fn fill(&mut self, feed: &EventFeed<'_>, wait: Duration) -> bool;
+}
+
+/// The queue of a backend-fed subscription, as its [`EventSource`] sees it.
+#[derive(Debug)]
+pub struct EventFeed<'a> {
+    sender: &'a Sender<WorkerLifecycleEvent>,
+    capacity: usize,
+    dropped: &'a AtomicU64,
+}
+
+impl EventFeed<'_> {
+    /// Queues `event`; when the queue is at its capacity the event is dropped and counted in
+    /// [`Subscription::dropped`] instead, as for the in-memory registry. Returns whether it
+    /// was queued.
+    pub fn push(&self, event: WorkerLifecycleEvent) -> bool {
+        if self.sender.len() >= self.capacity {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            false
+        } else {
+            // Cannot fail: the receiver lives in the same Subscription.
+            self.sender.send(event).is_ok()
+        }
+    }
+
+    /// Events queued and not yet received.
+    pub fn len(&self) -> usize {
+        self.sender.len()
+    }
+
+    /// Whether no event is queued.
+    pub fn is_empty(&self) -> bool {
+        self.sender.is_empty()
+    }
+
+    /// Room left in the queue before events are dropped.
+    pub fn room(&self) -> usize {
+        self.capacity.saturating_sub(self.sender.len())
+    }
 }
 
 impl Subscription {
+    /// A subscription fed by `source` instead of a registry's in-process bus: the hook by which
+    /// a backend on a shared database (whose events come from other processes too) hands out
+    /// the same [`Subscription`] type. `options.capacity` bounds the queue as for the in-memory
+    /// registry (0 means 1); `options.heartbeats` is the source's to honour.
+    ///
+    /// Every method of the subscription first lets the source [`fill`](EventSource::fill) the
+    /// queue, on the caller's thread; `recv` waits through the source.
+    pub fn from_source(options: SubscribeOptions, source: Box<dyn EventSource>) -> Subscription {
+        let (sender, receiver) = crossbeam_channel::unbounded();
+        Subscription {
+            id: 0,
+            receiver,
+            dropped: Arc::new(AtomicU64::new(0)),
+            bus: Weak::new(),
+            source: Some(SourceFeed {
+                source: Mutex::new(source),
+                sender,
+                capacity: options.capacity.max(1),
+            }),
+        }
+    }
+
+    /// Lets a backend's source fill the queue, waiting up to `wait` for an event; `false` once
+    /// the source has ended.
+    fn fill(&self, wait: Duration) -> bool {
+        match &self.source {
+            Some(feed) => {
+                let mut source = feed.source.lock();
+                source.fill(
+                    &EventFeed {
+                        sender: &feed.sender,
+                        capacity: feed.capacity,
+                        dropped: &self.dropped,
+                    },
+                    wait,
+                )
+            }
+            None => true,
+        }
+    }
+
     /// The next event, waiting up to `timeout` (`None`: until one comes or the registry is
     /// gone). Returns `None` on timeout or when the registry was dropped and the queue is empty.
     pub fn recv(&self, timeout: Option<Duration>) -> Option<WorkerLifecycleEvent> {
+        if self.source.is_some() {
+            return self.recv_from_source(timeout);
+        }
         match timeout {
             None => self.receiver.recv().ok(),
             Some(t) => self.receiver.recv_timeout(t).ok(),
         }
     }
 
+    fn recv_from_source(&self, timeout: Option<Duration>) -> Option<WorkerLifecycleEvent> {
+        let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
+        loop {
+            if let Ok(event) = self.receiver.try_recv() {
+                return Some(event);
+            }
+            // The source waits in slices, so that a deadline is kept within one slice.
+            let slice = match (timeout, deadline) {
+                (Some(_), Some(deadline)) => {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        self.fill(Duration::ZERO);
+                        return self.receiver.try_recv().ok();
+                    }
+                    left.min(Duration::from_secs(1))
+                }
+                _ => Duration::from_secs(1),
+            };
+            if !self.fill(slice) {
+                return self.receiver.try_recv().ok();
+            }
+        }
+    }
+
     /// The next event if one is queued; never waits.
     pub fn try_recv(&self) -> Option<WorkerLifecycleEvent> {
+        self.fill(Duration::ZERO);
         self.receiver.try_recv().ok()
     }
 
     /// Every event queued now; never waits.
     pub fn drain(&self) -> Vec<WorkerLifecycleEvent> {
+        self.fill(Duration::ZERO);
         self.receiver.try_iter().collect()
     }
 
@@ -389,16 +523,19 @@ impl Subscription {
 
     /// How many events were dropped for this subscriber because its channel was full.
     pub fn dropped(&self) -> u64 {
+        self.fill(Duration::ZERO);
         self.dropped.load(Ordering::Relaxed)
     }
 
     /// Events queued and not yet received.
     pub fn len(&self) -> usize {
+        self.fill(Duration::ZERO);
         self.receiver.len()
     }
 
     /// Whether no event is queued.
     pub fn is_empty(&self) -> bool {
+        self.fill(Duration::ZERO);
         self.receiver.is_empty()
     }
 }

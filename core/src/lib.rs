@@ -67,7 +67,9 @@ mod worker;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use error::{Error, ErrorKind, Result};
-pub use events::{EventKind, SubscribeOptions, Subscription, WorkerLifecycleEvent};
+pub use events::{
+    EventFeed, EventKind, EventSource, SubscribeOptions, Subscription, WorkerLifecycleEvent,
+};
 pub use filter::WorkerFilter;
 pub use ids::{JobId, ProviderId, WorkerId, MAX_JOB_ID_LEN, MAX_PROVIDER_ID_LEN};
 pub use lifecycle::{

@@ -1,0 +1,100 @@
+//! SQL errors to the core's kinds, and the guard that keeps the `postgres` crate's panics (it
+//! panics when called inside an async runtime) from crossing into the host.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use hodei_workers::Error;
+use postgres::error::SqlState;
+
+/// What a failed database call was, as far as the registry cares.
+#[derive(Debug)]
+pub(crate) enum DbError {
+    /// A unique index refused a row: which constraint.
+    Unique(String),
+    /// Anything else: the connection, the server, a bug in our SQL.
+    Other(String),
+}
+
+impl DbError {
+    /// The core error for a failure that the operation did not expect: always `Backend`,
+    /// with the cause and what we were doing.
+    pub(crate) fn backend(self, doing: &str) -> Error {
+        match self {
+            DbError::Unique(constraint) => Error::Backend(format!(
+                "{doing}: unexpected unique violation on {constraint}"
+            )),
+            DbError::Other(cause) => Error::Backend(format!("{doing}: {cause}")),
+        }
+    }
+}
+
+impl From<postgres::Error> for DbError {
+    fn from(e: postgres::Error) -> Self {
+        if let Some(db) = e.as_db_error() {
+            if db.code() == &SqlState::UNIQUE_VIOLATION {
+                return DbError::Unique(db.constraint().unwrap_or("?").to_owned());
+            }
+            return DbError::Other(format!(
+                "{} (SQLSTATE {}){}",
+                db.message(),
+                db.code().code(),
+                db.detail().map(|d| format!(": {d}")).unwrap_or_default()
+            ));
+        }
+        DbError::Other(describe(&e))
+    }
+}
+
+/// The error and its causes on one line (a `postgres::Error` says only "error connecting to
+/// server" or "connection closed" at the top; the reason is in its source).
+pub(crate) fn describe(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Whether a failed statement may be retried as a whole: the server rolled the transaction
+/// back because of a deadlock or a serialization failure (nothing was applied).
+pub(crate) fn is_retryable(e: &postgres::Error) -> bool {
+    e.as_db_error().is_some_and(|db| {
+        db.code() == &SqlState::T_R_DEADLOCK_DETECTED
+            || db.code() == &SqlState::T_R_SERIALIZATION_FAILURE
+    })
+}
+
+/// The message for a call made where the `postgres` crate cannot block.
+pub(crate) const ASYNC_CONTEXT: &str = "the PostgreSQL registry was called from inside an async \
+     runtime (the synchronous `postgres` client cannot block there): call it from a blocking \
+     thread, e.g. tokio::task::spawn_blocking";
+
+/// Runs `f`, turning a panic of the client into `Error::Backend`. The `postgres` crate panics
+/// when its blocking calls run on a thread that drives an async runtime (tokio's "cannot start
+/// a runtime from within a runtime"); it does so before touching the connection, which stays
+/// usable.
+pub(crate) fn guard<T>(f: impl FnOnce() -> hodei_workers::Result<T>) -> hodei_workers::Result<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            if what.contains("runtime") {
+                Err(Error::Backend(format!("{ASYNC_CONTEXT} ({what})")))
+            } else {
+                Err(Error::Backend(format!(
+                    "the PostgreSQL client panicked: {what}"
+                )))
+            }
+        }
+    }
+}

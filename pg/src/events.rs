@@ -1,0 +1,452 @@
+//! Events across replicas: the outbox, and the reader behind each [`Subscription`].
+//!
+//! # Writing
+//! Every change inserts its events into `outbox` **in its own transaction**, after taking its
+//! row locks, each with `seq = nextval('event_seq')` and the writing transaction's id
+//! (`pg_current_xact_id()`, assigned by the change's first write, before any seq is taken).
+//! So the events of one worker are in `seq` order of its changes, and an event exists exactly
+//! when its change committed. A statement trigger `NOTIFY`s the registry's channel, only while
+//! some subscriber listens (`listeners`): NOTIFY serialises committing transactions on a
+//! database-wide lock, which writers should not pay for nobody.
+//!
+//! # Reading: never skip a row committed out of order
+//! Transactions commit in any order, so `seq` 7 may become visible before `seq` 6. Each
+//! subscription has its own connection and a cursor (the last `seq` handed out), and reads the
+//! rows after it together with its snapshot (`pg_current_snapshot()`). It hands rows out in
+//! order up to the first **gap**. A gap seen in snapshot S was taken by a transaction that was
+//! either finished at S (then its row would be visible: it aborted, the gap is permanent) or in
+//! progress at S (every writer has its xid before it takes a seq) and holding the outbox's
+//! table lock (taken when its inserting statement starts, before the seq, released after its
+//! commit is visible). So, right after the read, the reader asks which transactions hold that
+//! lock (`pg_locks`), keeps those in progress at S, and waits until none of them is in
+//! progress any more; then it reads again with a new snapshot: a row that appeared is handed
+//! out in its place, a seq still missing is skipped for good. A writer that ended between the
+//! read and the lock query is visible to that next read. No timeout is involved: the rule is
+//! exact, and a permanent gap costs only the wait for the outbox's writers that were running
+//! when it was seen (unrelated long transactions on the server do not hold readers up).
+//!
+//! # What a gap in `seq` means for a subscriber
+//! - events dropped because its queue was full (counted by `Subscription::dropped`);
+//! - `HeartbeatReceived` events it did not opt in to (written only while a subscriber of the
+//!   writing process wants them);
+//! - a transaction that took a seq and then failed: only a failure after every check passed
+//!   (connection lost, server crash), since every statement takes its seqs after its row
+//!   locks, checks and unique indexes;
+//! - events pruned from the outbox before it read them: the registry keeps the newest
+//!   [`EVENTS_KEPT`] (pruned at most once a minute, on `find_for_termination`'s path), and
+//!   [`PostgresWorkerRegistry::prune_events`] deletes by age.
+//!
+//! A subscription starts after the last event committed when it was made.
+//!
+//! The reader runs on the subscriber's thread: each call of the `Subscription` first lets it
+//! read what arrived; `recv` waits on `LISTEN` (a notification wakes it; without one it polls
+//! every second, and every 20 ms while waiting out a gap).
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hodei_workers::{
+    Error, EventFeed, EventKind, EventSource, Result, SubscribeOptions, Subscription, Timestamp,
+    WorkerLifecycleEvent,
+};
+use parking_lot::Mutex;
+use postgres::fallible_iterator::FallibleIterator;
+
+use crate::error::{guard, DbError};
+use crate::pool::Conn;
+use crate::registry::PostgresWorkerRegistry;
+use crate::schema::channel;
+use crate::sql::ts;
+
+/// Rows read per round trip.
+const BATCH: i64 = 1000;
+
+/// The rows after the cursor and the snapshot they were read in.
+const READ: &str = "WITH s AS MATERIALIZED (SELECT pg_current_snapshot()::text AS snap) \
+    SELECT s.snap, o.seq, o.at, o.heartbeat, o.kind FROM s LEFT JOIN LATERAL \
+    (SELECT seq, at, heartbeat, kind FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2) o ON true";
+
+/// The transactions writing to this registry's outbox now: every writer holds its table lock
+/// from the start of the statement that takes its seq until it ends (32-bit xids).
+const WRITERS: &str = "SELECT coalesce(array_agg(DISTINCT x.transactionid::text::bigint), '{}') \
+    FROM pg_locks o JOIN pg_locks x ON x.pid = o.pid AND x.locktype = 'transactionid' \
+    WHERE o.locktype = 'relation' AND o.relation = 'outbox'::regclass \
+      AND o.database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+
+/// A PostgreSQL snapshot: `xmin:xmax:xip,...`.
+#[derive(Debug)]
+struct Snap {
+    xmin: u64,
+    xmax: u64,
+    xip: HashSet<u64>,
+}
+
+impl Snap {
+    fn parse(text: &str) -> Option<Snap> {
+        let mut parts = text.split(':');
+        let xmin = parts.next()?.parse().ok()?;
+        let xmax = parts.next()?.parse().ok()?;
+        let xip = match parts.next() {
+            Some("") | None => HashSet::new(),
+            Some(list) => list
+                .split(',')
+                .map(|x| x.parse().ok())
+                .collect::<Option<HashSet<u64>>>()?,
+        };
+        Some(Snap { xmin, xmax, xip })
+    }
+
+    /// The full (epoch-qualified) id of a 32-bit xid seen near this snapshot.
+    fn widen(&self, low: u64) -> Option<u64> {
+        let near = self.xmax;
+        let candidate = (near & !0xffff_ffff) | (low & 0xffff_ffff);
+        if candidate > near.saturating_add(1 << 31) {
+            candidate.checked_sub(1 << 32)
+        } else if candidate.saturating_add(1 << 31) < near {
+            candidate.checked_add(1 << 32)
+        } else {
+            Some(candidate)
+        }
+    }
+
+    fn in_progress(&self, xid: u64) -> bool {
+        xid >= self.xmin && (xid >= self.xmax || self.xip.contains(&xid))
+    }
+}
+
+/// The reader of one subscription: its connection, cursor and gap state. Shared (behind a
+/// mutex) by the subscription's [`OutboxSource`] and, weakly, by its registry, which reads
+/// every reader to the end when it is dropped (events committed before the registry was
+/// dropped are still delivered; then the stream ends).
+pub(crate) struct Reader {
+    config: postgres::Config,
+    schema: String,
+    conn: Option<Conn>,
+    /// The last seq handed out (or skipped as a permanent gap).
+    cursor: i64,
+    /// Gaps up to here are permanent.
+    resolved_upto: i64,
+    /// A gap seen and not yet judged: the last seq read then, and the transactions in progress.
+    pending: Option<(i64, Vec<u64>)>,
+    heartbeats: bool,
+    heartbeat_subscribers: Option<Arc<AtomicUsize>>,
+    /// `at` handed out last: clamped so that it never goes back in seq order (two transactions
+    /// read the clock and take their seq in either order, a millisecond apart).
+    last_at: Timestamp,
+    /// Read when the registry was dropped, not yet handed to the subscription.
+    prefetched: VecDeque<WorkerLifecycleEvent>,
+    /// The registry is gone: nothing more will be read.
+    closed: bool,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("schema", &self.schema)
+            .field("cursor", &self.cursor)
+            .field("pending", &self.pending)
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The [`EventSource`] of a subscription.
+#[derive(Debug)]
+pub(crate) struct OutboxSource {
+    reader: Arc<Mutex<Reader>>,
+}
+
+fn open(config: &postgres::Config, schema: &str) -> std::result::Result<Conn, DbError> {
+    let mut conn = Conn::open(config, schema).map_err(DbError::Other)?;
+    conn.client.batch_execute(&format!(
+        "DELETE FROM listeners WHERE pid NOT IN (SELECT pid FROM pg_stat_activity); \
+         INSERT INTO listeners (pid) VALUES (pg_backend_pid()) ON CONFLICT DO NOTHING; \
+         LISTEN {}",
+        crate::pool::quote_ident(&channel(schema))
+    ))?;
+    Ok(conn)
+}
+
+pub(crate) fn subscribe(
+    registry: &PostgresWorkerRegistry,
+    options: SubscribeOptions,
+) -> Result<Subscription> {
+    if options.capacity == 0 {
+        return Err(Error::invalid(
+            "subscription capacity must be at least 1 (0 would drop every event)",
+        ));
+    }
+    let config = registry.inner.pool.config().clone();
+    let schema = registry.schema().to_owned();
+    let (conn, cursor) = guard(|| {
+        let mut conn = open(&config, &schema).map_err(|e| e.backend("subscribing"))?;
+        let cursor: i64 = conn
+            .client
+            .query_one(
+                "SELECT greatest(coalesce((SELECT max(seq) FROM outbox), -9223372036854775807 - 1), \
+                 (SELECT seq_floor FROM meta))",
+                &[],
+            )
+            .map_err(|e| DbError::from(e).backend("subscribing"))?
+            .get(0);
+        Ok((conn, cursor))
+    })?;
+    let heartbeat_subscribers = options.heartbeats.then(|| {
+        let counter = Arc::clone(&registry.inner.heartbeat_subscribers);
+        counter.fetch_add(1, Ordering::Relaxed);
+        counter
+    });
+    let reader = Arc::new(Mutex::new(Reader {
+        config,
+        schema,
+        conn: Some(conn),
+        cursor,
+        resolved_upto: cursor,
+        pending: None,
+        heartbeats: options.heartbeats,
+        heartbeat_subscribers,
+        last_at: 0,
+        prefetched: VecDeque::new(),
+        closed: false,
+    }));
+    {
+        let mut readers = registry.inner.readers.lock();
+        readers.retain(|r| r.strong_count() > 0);
+        readers.push(Arc::downgrade(&reader));
+    }
+    Ok(Subscription::from_source(
+        options,
+        Box::new(OutboxSource { reader }),
+    ))
+}
+
+impl Reader {
+    /// Reads once (in batches, up to the first gap still open); returns how many rows moved
+    /// the cursor, and adds the events to hand out to `out`.
+    fn read(&mut self, out: &mut Vec<WorkerLifecycleEvent>) -> std::result::Result<usize, DbError> {
+        if self.conn.as_ref().is_none_or(|c| c.client.is_closed()) {
+            self.conn = Some(open(&self.config, &self.schema)?);
+        }
+        let conn = self.conn.as_mut().expect("just opened");
+        let mut moved = 0;
+        loop {
+            let stmt = conn.prepare(READ)?;
+            let rows = conn.client.query(&stmt, &[&self.cursor, &BATCH])?;
+            let Some(first) = rows.first() else {
+                return Ok(moved);
+            };
+            let snap: String = first.get(0);
+            let snap = Snap::parse(&snap)
+                .ok_or_else(|| DbError::Other(format!("unreadable snapshot {snap:?}")))?;
+            if let Some((horizon, xids)) = &self.pending {
+                if xids.iter().all(|x| !snap.in_progress(*x)) {
+                    self.resolved_upto = self.resolved_upto.max(*horizon);
+                    self.pending = None;
+                }
+            }
+            let seqs: Vec<Option<i64>> = rows.iter().map(|r| r.get(1)).collect();
+            let Some(last) = seqs.iter().flatten().copied().max() else {
+                return Ok(moved);
+            };
+            let mut blocked = false;
+            for row in &rows {
+                let seq: i64 = row.get(1);
+                if Some(seq) != self.cursor.checked_add(1) && seq > self.resolved_upto {
+                    // A gap before this row: judge it, or wait for its writers.
+                    if self.pending.is_none() {
+                        // Only the transactions writing to this outbox can fill it (a writer
+                        // holds the table's lock from before it takes its seq until it ends),
+                        // and only those in progress at the read (in its xip list, or at or
+                        // past its xmax: a writer may have got its xid after the last
+                        // completed one). The gap is judged at the next read, never on this
+                        // one: a writer that ended between this read and the lock query is
+                        // in neither, and its row is visible only to a later snapshot.
+                        let stmt = conn.prepare(WRITERS)?;
+                        let writers: Vec<i64> = conn.client.query_one(&stmt, &[])?.get(0);
+                        let inflight: Vec<u64> = writers
+                            .into_iter()
+                            .filter_map(|x| snap.widen(x as u64))
+                            .filter(|x| snap.in_progress(*x))
+                            .collect();
+                        self.pending = Some((last, inflight));
+                    }
+                    if seq > self.resolved_upto {
+                        blocked = true;
+                        break;
+                    }
+                }
+                self.cursor = seq;
+                moved += 1;
+                let heartbeat: bool = row.get(3);
+                if heartbeat && !self.heartbeats {
+                    continue;
+                }
+                let kind: &str = row.get(4);
+                let Ok(kind) = serde_json::from_str::<EventKind>(kind) else {
+                    // Written by a newer version we cannot read: skipped (a gap).
+                    continue;
+                };
+                let at = ts(row.get(2)).max(self.last_at);
+                self.last_at = at;
+                out.push(WorkerLifecycleEvent {
+                    seq: ts(seq),
+                    at,
+                    kind,
+                });
+            }
+            if blocked {
+                // No writer left to wait for: read again now (a new snapshot) to judge the gap.
+                if self
+                    .pending
+                    .as_ref()
+                    .is_some_and(|(_, xids)| xids.is_empty())
+                {
+                    continue;
+                }
+                return Ok(moved);
+            }
+            if (rows.len() as i64) < BATCH {
+                return Ok(moved);
+            }
+        }
+    }
+
+    /// Reads what is there now into `prefetched` and ends the stream (the registry is being
+    /// dropped).
+    pub(crate) fn close(&mut self) {
+        if self.closed {
+            return;
+        }
+        let mut out = Vec::new();
+        let _ = guard(|| {
+            let _ = self.read(&mut out);
+            Ok(())
+        });
+        self.prefetched.extend(out);
+        self.closed = true;
+        self.release_connection();
+    }
+
+    fn release_connection(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            // Best effort: a row left behind is removed by the next subscriber.
+            let _ = guard(|| {
+                let _ = conn
+                    .client
+                    .batch_execute("DELETE FROM listeners WHERE pid = pg_backend_pid()");
+                Ok::<(), Error>(())
+            });
+            crate::pool::discard(conn);
+        }
+    }
+
+    fn fill(&mut self, feed: &EventFeed<'_>, wait: Duration) -> bool {
+        while let Some(event) = self.prefetched.pop_front() {
+            feed.push(event);
+        }
+        if self.closed {
+            return false;
+        }
+        let _ = guard(|| {
+            let mut waited = false;
+            loop {
+                let mut out = Vec::new();
+                let result = self.read(&mut out);
+                for event in out {
+                    feed.push(event);
+                }
+                match result {
+                    Ok(moved) if moved > 0 || wait.is_zero() || waited => return Ok(()),
+                    Ok(_) => {}
+                    Err(_) => {
+                        // Connection lost: reopened at the next call; the cursor is kept.
+                        self.conn = None;
+                        if !wait.is_zero() {
+                            std::thread::sleep(wait.min(Duration::from_millis(100)));
+                        }
+                        return Ok(());
+                    }
+                }
+                waited = true;
+                let slice = if self.pending.is_some() {
+                    wait.min(Duration::from_millis(20))
+                } else {
+                    wait
+                };
+                let broken = match self.conn.as_mut() {
+                    Some(conn) => {
+                        let mut notes = conn.client.notifications();
+                        let mut it = notes.timeout_iter(slice);
+                        it.next().is_err()
+                    }
+                    None => false,
+                };
+                if broken {
+                    self.conn = None;
+                }
+            }
+        });
+        true
+    }
+}
+
+impl EventSource for OutboxSource {
+    fn fill(&mut self, feed: &EventFeed<'_>, wait: Duration) -> bool {
+        self.reader.lock().fill(feed, wait)
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        if let Some(counter) = &self.heartbeat_subscribers {
+            counter.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.release_connection();
+    }
+}
+
+/// Events the outbox keeps at least (the newest ones), when pruned by the registry itself.
+pub const EVENTS_KEPT: i64 = 1_000_000;
+
+impl PostgresWorkerRegistry {
+    /// Keeps the outbox bounded without a thread: at most once a minute per process (on the
+    /// health-check path, `find_for_termination`), deletes all but the newest
+    /// [`EVENTS_KEPT`] events (an index range on `seq`). A subscriber more than that many
+    /// events behind sees a gap. Failures are ignored (the next call tries again).
+    pub(crate) fn maybe_prune(&self) {
+        {
+            let mut last = self.inner.last_prune.lock();
+            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(60)) {
+                return;
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        let _ = self.run("pruning events", |conn| {
+            let stmt =
+                conn.prepare("DELETE FROM outbox WHERE seq < (SELECT max(seq) FROM outbox) - $1")?;
+            Ok(conn.client.execute(&stmt, &[&EVENTS_KEPT])?)
+        });
+    }
+
+    /// Deletes the events older than `older_than` (by their `at`, on the registry's clock),
+    /// keeping the newest one (it carries the seq a new subscription starts from). Returns the
+    /// number deleted. A subscriber that had not read them sees a gap.
+    ///
+    /// # Errors
+    /// `Backend`.
+    pub fn prune_events(&self, older_than: Duration) -> Result<u64> {
+        use hodei_workers::WorkerRegistry;
+        let cutoff = crate::sql::db_ts(
+            self.now()
+                .saturating_sub(hodei_workers::clock::millis(older_than)),
+        );
+        self.run("pruning events", |conn| {
+            let stmt = conn.prepare(
+                "DELETE FROM outbox WHERE at < $1 AND seq < (SELECT max(seq) FROM outbox)",
+            )?;
+            Ok(conn.client.execute(&stmt, &[&cutoff])?)
+        })
+    }
+}

@@ -1,0 +1,234 @@
+//! A small connection pool: idle connections behind a mutex, a condvar for callers waiting for
+//! one, and a cache of prepared statements per connection.
+//!
+//! Not r2d2: r2d2 starts a thread pool per pool (this library starts no thread the host did not
+//! ask for), tests a connection with a round trip at every checkout, and keeps no prepared
+//! statements. Here a checkout costs a mutex; a connection is thrown away when the client says
+//! it is closed (the server went away) and a new one is opened on demand.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::time::{Duration, Instant};
+
+use hodei_workers::{Error, Result};
+use parking_lot::{Condvar, Mutex};
+use postgres::{Client, NoTls, Statement};
+
+use crate::error::describe;
+
+/// One connection and its prepared statements (keyed by SQL text).
+pub(crate) struct Conn {
+    pub client: Client,
+    statements: HashMap<String, Statement>,
+}
+
+impl fmt::Debug for Conn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Conn")
+            .field("statements", &self.statements.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Conn {
+    /// Opens a connection whose `search_path` is `schema` (the SQL of this crate names its
+    /// tables unqualified).
+    pub fn open(config: &postgres::Config, schema: &str) -> std::result::Result<Conn, String> {
+        let mut client = config.connect(NoTls).map_err(|e| describe(&e))?;
+        client
+            .batch_execute(&format!(
+                "SET search_path TO {}; SET application_name = 'hodei-workers'",
+                quote_ident(schema)
+            ))
+            .map_err(|e| describe(&e))?;
+        Ok(Conn {
+            client,
+            statements: HashMap::new(),
+        })
+    }
+
+    /// The prepared statement for `sql`, prepared once per connection.
+    pub fn prepare(&mut self, sql: &str) -> std::result::Result<Statement, postgres::Error> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql)?;
+        self.statements.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+
+    /// The client and the statement cache, borrowed side by side.
+    pub fn parts(&mut self) -> (&mut Client, &mut HashMap<String, Statement>) {
+        (&mut self.client, &mut self.statements)
+    }
+
+    /// Forgets the prepared statements (after the schema was changed under them).
+    pub fn forget_statements(&mut self) {
+        self.statements.clear();
+    }
+}
+
+/// Quotes an SQL identifier.
+pub(crate) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[derive(Debug)]
+struct PoolState {
+    idle: Vec<Conn>,
+    /// Connections open, idle or checked out.
+    open: usize,
+}
+
+/// The pool. `max` connections at most; a caller waits up to `checkout_timeout` for one.
+pub(crate) struct Pool {
+    config: postgres::Config,
+    schema: String,
+    max: usize,
+    checkout_timeout: Duration,
+    state: Mutex<PoolState>,
+    returned: Condvar,
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.state.lock();
+        f.debug_struct("Pool")
+            .field("schema", &self.schema)
+            .field("open", &state.open)
+            .field("idle", &state.idle.len())
+            .field("max", &self.max)
+            .finish()
+    }
+}
+
+impl Pool {
+    pub fn new(config: postgres::Config, schema: String, max: usize) -> Pool {
+        Pool {
+            config,
+            schema,
+            max: max.max(1),
+            checkout_timeout: Duration::from_secs(10),
+            state: Mutex::new(PoolState {
+                idle: Vec::new(),
+                open: 0,
+            }),
+            returned: Condvar::new(),
+        }
+    }
+
+    pub fn config(&self) -> &postgres::Config {
+        &self.config
+    }
+
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// A connection: an idle one, a new one while fewer than `max` are open, or the first one
+    /// returned within the checkout timeout.
+    ///
+    /// # Errors
+    /// `Backend` when no connection can be opened (with the reason) or none came back in time.
+    pub fn get(&self) -> Result<Pooled<'_>> {
+        let deadline = Instant::now() + self.checkout_timeout;
+        let mut state = self.state.lock();
+        loop {
+            if let Some(conn) = state.idle.pop() {
+                if conn.client.is_closed() {
+                    state.open -= 1;
+                    continue;
+                }
+                return Ok(Pooled {
+                    pool: self,
+                    conn: Some(conn),
+                });
+            }
+            if state.open < self.max {
+                state.open += 1;
+                drop(state);
+                // Guarded: the client panics inside an async runtime, and the slot counted
+                // above must be given back whatever happens.
+                let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    Conn::open(&self.config, &self.schema)
+                }))
+                .unwrap_or_else(|_| Err(crate::error::ASYNC_CONTEXT.to_owned()));
+                return match opened {
+                    Ok(conn) => Ok(Pooled {
+                        pool: self,
+                        conn: Some(conn),
+                    }),
+                    Err(cause) => {
+                        self.state.lock().open -= 1;
+                        self.returned.notify_one();
+                        Err(Error::Backend(format!(
+                            "cannot connect to PostgreSQL: {cause}"
+                        )))
+                    }
+                };
+            }
+            if self.returned.wait_until(&mut state, deadline).timed_out() {
+                return Err(Error::Backend(format!(
+                    "no PostgreSQL connection free within {:?} ({} open)",
+                    self.checkout_timeout, state.open
+                )));
+            }
+        }
+    }
+
+    fn put_back(&self, conn: Conn) {
+        let mut state = self.state.lock();
+        if conn.client.is_closed() {
+            state.open -= 1;
+            drop(state);
+            discard(conn);
+        } else {
+            state.idle.push(conn);
+        }
+        self.returned.notify_one();
+    }
+}
+
+/// Drops a connection. Dropping a client drops its private runtime, which tokio refuses (with
+/// a panic) on a thread that drives an async runtime: caught here, the client is leaked
+/// instead.
+pub(crate) fn discard(conn: Conn) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(conn)));
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        for conn in self.state.get_mut().idle.drain(..) {
+            discard(conn);
+        }
+    }
+}
+
+/// A checked-out connection; back to the pool on drop (or closed, if the client is broken).
+#[derive(Debug)]
+pub(crate) struct Pooled<'a> {
+    pool: &'a Pool,
+    conn: Option<Conn>,
+}
+
+impl Deref for Pooled<'_> {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        self.conn.as_ref().expect("present until drop")
+    }
+}
+
+impl DerefMut for Pooled<'_> {
+    fn deref_mut(&mut self) -> &mut Conn {
+        self.conn.as_mut().expect("present until drop")
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.pool.put_back(conn);
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! The registry's schema: one PostgreSQL schema per registry name, built by versioned
+//! migrations that `connect` applies.
+//!
+//! # Tables (schema v1)
+//! | table | what | why |
+//! |---|---|---|
+//! | `workers` | one row per worker: handle, state, job, timestamps, the spec's deadlines | the record; `current_job` is `UNIQUE` (invariant 2 across processes) |
+//! | `heartbeats` | `(id, last_heartbeat)` | narrow, no index on the time column: a heartbeat is a HOT update of a 40-byte row, never of the wide record |
+//! | `specs` | each distinct spec once (JSON, labels, capabilities), keyed by the md5 of its JSON | a fleet made from a few specs stores them a few times |
+//! | `known_ids` | every id ever registered, and when it was retired (unregistered) | ids are never reused: `register` of a known id is `AlreadyExists` (a unique index, so two replicas registering one id cannot both win). Unbounded, unlike the in-memory registry's 2^20 retired ids: ~60 bytes an id on disk |
+//! | `state_counts` | per slot (32 of them, by worker id): total and one count per state | `stats()` sums 32 rows; a change updates its worker's slot row in the same transaction, so two replicas rarely wait on the same counter |
+//! | `provider_counts` | per (provider, provider type, slot): count | the per-provider counts of `stats()` |
+//! | `outbox` | every event: `seq` (from `event_seq`), the writer's `xid`, `at`, the event as JSON | events of every replica reach every subscriber (see `events`) |
+//! | `meta` | one row: the grace floor, the seq floor | `grant_grace` and `restore` |
+//! | `listeners` | backend pids of subscribers waiting with `LISTEN` | writers `NOTIFY` only when someone listens (NOTIFY takes a database-wide lock at commit) |
+//! | `leases` | (v2) a leader lease per name: holder, term, expiry (see [`crate::lease`]) | |
+//! | `migrations` | applied versions | |
+//!
+//! Indexes serve each question that must not scan the fleet: the ready workers by
+//! `(idle_since DESC, id DESC)` (claim, most recently idle first; `longest_idle` from the other
+//! end), the startup deadline (`created_at` of `Creating`/`Connecting`), the idle deadline
+//! (`idle_since + idle_timeout_ms` of `Ready`), the lifetime deadline (`created_at +
+//! max_lifetime_ms` of the live states), the drained workers (`Draining` without a job), the
+//! provider. The heartbeat deadline is found by one sequential pass over the narrow
+//! `heartbeats` table (an index on the time column would make every heartbeat a non-HOT update).
+
+use hodei_workers::{Error, Result};
+
+use crate::error::DbError;
+use crate::pool::{quote_ident, Conn};
+
+/// Number of counter slots (a power of two).
+pub(crate) const SLOTS: i16 = 32;
+
+/// Checks a registry name, which is also the name of its PostgreSQL schema: 1 to 48 bytes of
+/// `[a-z0-9_]`, starting with a letter or `_`, not a reserved schema (`public`, `pg_*`,
+/// `information_schema`).
+///
+/// # Errors
+/// `InvalidArgument`.
+pub fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 48
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !name.as_bytes()[0].is_ascii_digit()
+        && name != "public"
+        && name != "information_schema"
+        && !name.starts_with("pg_");
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "invalid registry name {name:?}: 1..=48 bytes of [a-z0-9_], not starting with a \
+             digit, not public, information_schema or pg_*"
+        )))
+    }
+}
+
+/// The LISTEN/NOTIFY channel of a registry.
+pub(crate) fn channel(schema: &str) -> String {
+    format!("hodei_workers_{schema}")
+}
+
+/// The advisory lock key that serialises migrations (and drops) of one schema across
+/// processes: two replicas starting at once apply each migration once.
+const LOCK_SQL: &str = "SELECT pg_advisory_xact_lock(hashtextextended('hodei-workers:' || $1, 0))";
+
+/// The migrations, in order; version = index + 1. Each runs in the transaction that holds the
+/// advisory lock and records it, so it applies whole or not at all.
+fn migrations(schema: &str) -> Vec<String> {
+    let channel = channel(schema);
+    let q = quote_ident(schema);
+    let mut counts = String::from("INSERT INTO state_counts (slot) SELECT generate_series(0, ");
+    counts.push_str(&(SLOTS - 1).to_string());
+    counts.push_str(");");
+    vec![
+        format!(
+            r#"
+-- Timestamps are stored as ms - 2^63 (the u64 range in order, see sql::db_ts).
+-- The clock of every deadline: the given time (a ManualClock), or the database's.
+CREATE FUNCTION now_ms(given bigint) RETURNS bigint LANGUAGE sql VOLATILE AS
+$$ SELECT coalesce(given,
+    floor(date_part('epoch', clock_timestamp()) * 1000)::bigint + (-9223372036854775807 - 1)) $$;
+-- t + d, saturating at the end of time (d >= 0): deadlines never wrap.
+CREATE FUNCTION sat_add(t bigint, d bigint) RETURNS bigint LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
+$$ SELECT CASE WHEN d = 9223372036854775807 OR t > 9223372036854775807 - d
+    THEN 9223372036854775807 ELSE t + d END $$;
+-- t - d, or NULL before the beginning of time (d >= 0): "no cutoff yet".
+CREATE FUNCTION sat_sub(t bigint, d bigint) RETURNS bigint LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
+$$ SELECT CASE WHEN t < (-9223372036854775807 - 1) + d THEN NULL ELSE t - d END $$;
+-- now.saturating_sub(t) >= d, as the in-memory registry computes it.
+CREATE FUNCTION age_ge(now bigint, t bigint, d bigint) RETURNS boolean LANGUAGE sql IMMUTABLE
+    PARALLEL SAFE AS
+$$ SELECT CASE WHEN d = 9223372036854775807 THEN false
+               WHEN t >= now THEN d = 0
+               WHEN now < (-9223372036854775807 - 1) + d THEN false
+               ELSE t <= now - d END $$;
+
+CREATE TABLE meta (
+    one boolean PRIMARY KEY DEFAULT true CHECK (one),
+    -- WorkerRegistry::grant_grace: no heartbeat/startup deadline starts before it.
+    grace_floor bigint NOT NULL DEFAULT (-9223372036854775807 - 1),
+    -- The seq a restored registry continues after, when the outbox holds nothing later.
+    seq_floor bigint NOT NULL DEFAULT (-9223372036854775807 - 1)
+);
+INSERT INTO meta DEFAULT VALUES;
+
+-- Ids are never reused: every id ever registered, never deleted; `retired` orders the
+-- unregistered ones (snapshots carry them oldest first).
+CREATE SEQUENCE retire_seq;
+CREATE TABLE known_ids (id uuid PRIMARY KEY, retired bigint);
+
+CREATE TABLE specs (
+    key text PRIMARY KEY,
+    spec text NOT NULL,
+    labels jsonb NOT NULL,
+    capabilities text[] NOT NULL
+);
+
+CREATE TABLE workers (
+    id uuid PRIMARY KEY,
+    slot smallint NOT NULL,
+    provider_id text NOT NULL,
+    provider_type text NOT NULL,
+    resource_id text NOT NULL,
+    metadata text NOT NULL,
+    spec_key text NOT NULL,
+    idle_timeout_ms bigint NOT NULL,
+    max_lifetime_ms bigint NOT NULL,
+    max_jobs bigint,
+    state smallint NOT NULL CHECK (state BETWEEN 0 AND 6),
+    -- Invariant 2: a job is held by at most one worker, across every replica.
+    current_job text CONSTRAINT workers_job_unique UNIQUE,
+    jobs_executed bigint NOT NULL,
+    created_at bigint NOT NULL,
+    updated_at bigint NOT NULL,
+    state_changed_at bigint NOT NULL,
+    idle_since bigint,
+    -- Invariant 1, checked by the database too.
+    CONSTRAINT workers_job_state CHECK (
+        CASE WHEN current_job IS NULL THEN state <> 3 ELSE state IN (3, 4) END),
+    CONSTRAINT workers_ready_idle CHECK (state <> 2 OR idle_since IS NOT NULL)
+);
+-- claim: the most recently idle ready worker first; longest_idle: from the other end.
+CREATE INDEX workers_ready ON workers (idle_since DESC, id DESC) WHERE state = 2;
+CREATE INDEX workers_idle_due ON workers ((sat_add(idle_since, idle_timeout_ms))) WHERE state = 2;
+CREATE INDEX workers_startup_due ON workers (created_at) WHERE state IN (0, 1);
+CREATE INDEX workers_lifetime_due ON workers ((sat_add(created_at, max_lifetime_ms)))
+    WHERE state IN (0, 1, 2, 3);
+CREATE INDEX workers_drained ON workers (id) WHERE state = 4 AND current_job IS NULL;
+CREATE INDEX workers_provider ON workers (provider_id);
+
+-- Narrow, no index on last_heartbeat: heartbeats are HOT updates (fillfactor leaves room).
+CREATE TABLE heartbeats (
+    id uuid PRIMARY KEY,
+    last_heartbeat bigint NOT NULL
+) WITH (fillfactor = 70);
+
+-- Counters behind stats(), one row per slot: a change updates one row of its worker's slot
+-- in its own transaction (invariant 4 without a GROUP BY over the fleet).
+CREATE TABLE state_counts (
+    slot smallint PRIMARY KEY,
+    total bigint NOT NULL DEFAULT 0,
+    s0 bigint NOT NULL DEFAULT 0, s1 bigint NOT NULL DEFAULT 0, s2 bigint NOT NULL DEFAULT 0,
+    s3 bigint NOT NULL DEFAULT 0, s4 bigint NOT NULL DEFAULT 0, s5 bigint NOT NULL DEFAULT 0,
+    s6 bigint NOT NULL DEFAULT 0
+);
+{counts}
+CREATE TABLE provider_counts (
+    provider_id text NOT NULL,
+    provider_type text NOT NULL,
+    slot smallint NOT NULL,
+    n bigint NOT NULL,
+    PRIMARY KEY (provider_id, provider_type, slot)
+);
+
+-- Seqs are stored as v - 2^63 (see sql::db_ts): the first event is seq 1.
+CREATE SEQUENCE event_seq MINVALUE -9223372036854775808 START -9223372036854775807;
+CREATE TABLE outbox (
+    seq bigint PRIMARY KEY,
+    -- The writing transaction: readers use it to tell a row still in flight from a gap.
+    xid xid8 NOT NULL,
+    at bigint NOT NULL,
+    worker_id uuid,
+    heartbeat boolean NOT NULL DEFAULT false,
+    kind text NOT NULL
+);
+CREATE INDEX outbox_at ON outbox USING brin (at);
+
+CREATE TABLE listeners (pid integer PRIMARY KEY);
+CREATE FUNCTION notify_events() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM {q}.listeners) THEN
+        PERFORM pg_notify('{channel}', '');
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER outbox_notify AFTER INSERT ON outbox
+    FOR EACH STATEMENT EXECUTE FUNCTION notify_events();
+
+"#
+        ),
+        // v2: leader leases (issue 14): one row per lease, its holder and term (the fencing
+        // token, incremented by every new holder), its expiry on the database's clock.
+        r#"
+CREATE TABLE leases (
+    name text PRIMARY KEY,
+    holder text NOT NULL,
+    term bigint NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+"#
+        .to_owned(),
+    ]
+}
+
+/// Creates the schema if needed and applies the migrations it lacks, in one transaction under
+/// an advisory lock on the schema's name (replicas starting at once wait for each other; each
+/// migration is applied once).
+pub(crate) fn migrate(conn: &mut Conn, schema: &str) -> Result<()> {
+    let doing = "applying the registry's migrations";
+    let run = |conn: &mut Conn| -> std::result::Result<(), DbError> {
+        let mut tx = conn.client.transaction()?;
+        tx.execute(LOCK_SQL, &[&schema])?;
+        let q = quote_ident(schema);
+        tx.batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {q};
+             CREATE TABLE IF NOT EXISTS {q}.migrations (
+                 version integer PRIMARY KEY,
+                 applied_at timestamptz NOT NULL DEFAULT now());"
+        ))?;
+        let applied: i32 = tx
+            .query_one(
+                &format!("SELECT coalesce(max(version), 0) FROM {q}.migrations"),
+                &[],
+            )?
+            .get(0);
+        for (i, sql) in migrations(schema).iter().enumerate() {
+            let version = i as i32 + 1;
+            if version <= applied {
+                continue;
+            }
+            tx.batch_execute(&format!("SET LOCAL search_path TO {q}; {sql}"))?;
+            tx.execute(
+                &format!("INSERT INTO {q}.migrations (version) VALUES ($1)"),
+                &[&version],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    };
+    run(conn).map_err(|e| e.backend(doing))?;
+    conn.forget_statements();
+    Ok(())
+}
+
+/// Drops a schema and everything in it (under the migrations' lock).
+pub(crate) fn drop_schema(conn: &mut Conn, schema: &str) -> Result<()> {
+    let run = |conn: &mut Conn| -> std::result::Result<(), DbError> {
+        let mut tx = conn.client.transaction()?;
+        tx.execute(LOCK_SQL, &[&schema])?;
+        tx.batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {} CASCADE",
+            quote_ident(schema)
+        ))?;
+        tx.commit()?;
+        Ok(())
+    };
+    run(conn).map_err(|e| e.backend("dropping the registry's schema"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        for ok in ["a", "fleet_1", "_x", &"a".repeat(48)] {
+            assert!(validate_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "1a",
+            "A",
+            "a-b",
+            "a b",
+            "a\"b",
+            "public",
+            "pg_x",
+            "information_schema",
+            &"a".repeat(49),
+        ] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! `snapshot` and `restore`: the core's [`Snapshot`] (serde JSON of every record plus `seq`),
+//! so a snapshot of the in-memory registry restores into PostgreSQL and back.
+
+use std::collections::{BTreeMap, HashMap};
+
+use hodei_workers::{Error, Result, Snapshot, Worker, WorkerId, SNAPSHOT_FORMAT};
+use postgres::IsolationLevel;
+
+use crate::registry::{Fail, PostgresWorkerRegistry};
+use crate::sql::{db_count, db_ts, dur_ms, slot_of, st, ts, W_COLS};
+
+/// Every record and the seq of the last event, in one repeatable-read transaction (one
+/// instant). `taken_at` is read in that transaction, after its snapshot.
+pub(crate) fn snapshot(registry: &PostgresWorkerRegistry) -> Result<Snapshot> {
+    let specs = &registry.inner.specs;
+    registry.run("taking a snapshot", |conn| {
+        let mut tx = conn
+            .client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()?;
+        let seq: i64 = tx
+            .query_one(
+                "SELECT greatest(coalesce((SELECT max(seq) FROM outbox), -9223372036854775807 - 1), \
+                 (SELECT seq_floor FROM meta))",
+                &[],
+            )?
+            .get(0);
+        // The time is read after the transaction's snapshot is taken (by the statement
+        // above): every change it shows was stamped before, so no time in it is after
+        // `taken_at`, also with a clock that other threads move meanwhile.
+        let given = registry.given();
+        let taken_at: i64 = tx.query_one("SELECT now_ms($1)", &[&given])?.get(0);
+        let rows = tx.query(
+            &format!("SELECT {W_COLS} FROM workers w ORDER BY w.created_at, w.id"),
+            &[],
+        )?;
+        let workers = rows
+            .iter()
+            .map(|r| specs.worker(r))
+            .collect::<std::result::Result<Vec<Worker>, Fail>>()?;
+        let retired_ids = tx
+            .query(
+                "SELECT id FROM known_ids WHERE retired IS NOT NULL ORDER BY retired",
+                &[],
+            )?
+            .iter()
+            .map(|r| {
+                let id: uuid::Uuid = r.get(0);
+                WorkerId::from_bytes(*id.as_bytes()).unwrap_or_default()
+            })
+            .collect();
+        tx.commit()?;
+        Ok(Snapshot {
+            format: SNAPSHOT_FORMAT.to_owned(),
+            seq: ts(seq),
+            taken_at: ts(taken_at),
+            workers,
+            retired_ids,
+        })
+    })
+}
+
+/// Loads `snapshot` into this (empty) registry in one transaction: records, heartbeats, known
+/// ids, counters, the seq floor (new events continue after `snapshot.seq`) and a grace period
+/// from now (`grant_grace(now)`: no worker expires at the first check after a restore). The
+/// table lock taken first keeps other replicas from registering meanwhile.
+///
+/// # Errors
+/// `Snapshot` for a snapshot that fails [`Snapshot::validate`]; `InvalidArgument` when the
+/// registry is not empty; `Backend`. On any error nothing is applied.
+pub(crate) fn restore(registry: &PostgresWorkerRegistry, snapshot: Snapshot) -> Result<()> {
+    snapshot.validate()?;
+    // Distinct specs, by their JSON.
+    let mut spec_index: HashMap<String, i32> = HashMap::new();
+    let mut spec_json: Vec<String> = Vec::new();
+    let mut spec_labels: Vec<String> = Vec::new();
+    let mut spec_caps: Vec<String> = Vec::new();
+    let n = snapshot.workers.len();
+    let mut ids = Vec::with_capacity(n);
+    let mut slots = Vec::with_capacity(n);
+    let mut provider_ids = Vec::with_capacity(n);
+    let mut provider_types = Vec::with_capacity(n);
+    let mut resource_ids = Vec::with_capacity(n);
+    let mut metadata = Vec::with_capacity(n);
+    let mut spec_of = Vec::with_capacity(n);
+    let mut idle_ms = Vec::with_capacity(n);
+    let mut life_ms = Vec::with_capacity(n);
+    let mut max_jobs: Vec<Option<i64>> = Vec::with_capacity(n);
+    let mut states = Vec::with_capacity(n);
+    let mut jobs: Vec<Option<String>> = Vec::with_capacity(n);
+    let mut executed = Vec::with_capacity(n);
+    let mut created = Vec::with_capacity(n);
+    let mut updated = Vec::with_capacity(n);
+    let mut changed = Vec::with_capacity(n);
+    let mut heartbeat = Vec::with_capacity(n);
+    let mut idle_since: Vec<Option<i64>> = Vec::with_capacity(n);
+    // Counters, recounted: per slot (total + per state) and per (provider, type, slot).
+    let mut slot_counts: BTreeMap<i16, [i64; 8]> = BTreeMap::new();
+    let mut provider_counts: BTreeMap<(String, String, i16), i64> = BTreeMap::new();
+    for w in &snapshot.workers {
+        let json = serde_json::to_string(&*w.spec)
+            .map_err(|e| Error::Snapshot(format!("worker {}: spec: {e}", w.id)))?;
+        let next = spec_json.len() as i32 + 1;
+        let index = *spec_index.entry(json.clone()).or_insert_with(|| {
+            spec_json.push(json);
+            spec_labels.push(serde_json::to_string(&w.spec.labels).expect("labels serialize"));
+            spec_caps
+                .push(serde_json::to_string(&w.spec.capabilities).expect("capabilities serialize"));
+            next
+        });
+        let slot = slot_of(&w.id);
+        ids.push(*w.id.as_uuid());
+        slots.push(slot);
+        provider_ids.push(w.handle.provider_id.as_str().to_owned());
+        provider_types.push(w.handle.provider_type.to_string());
+        resource_ids.push(w.handle.resource_id.clone());
+        metadata.push(serde_json::to_string(&w.handle.metadata).expect("metadata serialize"));
+        spec_of.push(index);
+        idle_ms.push(dur_ms(w.spec.idle_timeout));
+        life_ms.push(dur_ms(w.spec.max_lifetime));
+        max_jobs.push(w.spec.max_jobs.map(i64::from));
+        states.push(st(w.state));
+        jobs.push(w.current_job.as_ref().map(|j| j.as_str().to_owned()));
+        executed.push(db_count(w.jobs_executed));
+        created.push(db_ts(w.created_at));
+        updated.push(db_ts(w.updated_at));
+        changed.push(db_ts(w.state_changed_at));
+        heartbeat.push(db_ts(w.last_heartbeat));
+        idle_since.push(w.idle_since.map(db_ts));
+        let counts = slot_counts.entry(slot).or_default();
+        counts[0] += 1;
+        counts[1 + w.state as usize] += 1;
+        *provider_counts
+            .entry((
+                w.handle.provider_id.as_str().to_owned(),
+                w.handle.provider_type.to_string(),
+                slot,
+            ))
+            .or_default() += 1;
+    }
+    let count_slots: Vec<i16> = slot_counts.keys().copied().collect();
+    let count_cols: Vec<Vec<i64>> = (0..8)
+        .map(|i| slot_counts.values().map(|c| c[i]).collect())
+        .collect();
+    let (pc_ids, pc_types, pc_slots, pc_n): (Vec<String>, Vec<String>, Vec<i16>, Vec<i64>) =
+        provider_counts.into_iter().fold(
+            Default::default(),
+            |(mut a, mut b, mut c, mut d), ((p, t, s), n)| {
+                a.push(p);
+                b.push(t);
+                c.push(s);
+                d.push(n);
+                (a, b, c, d)
+            },
+        );
+    let seq = db_ts(snapshot.seq);
+    let retired: Vec<uuid::Uuid> = snapshot
+        .retired_ids
+        .iter()
+        .map(|id| *id.as_uuid())
+        .collect();
+    let given = registry.given();
+    registry.run("restoring a snapshot", |conn| {
+        let mut tx = conn.client.transaction()?;
+        tx.batch_execute("LOCK TABLE workers IN SHARE ROW EXCLUSIVE MODE")?;
+        let held: i64 = tx.query_one("SELECT count(*) FROM workers", &[])?.get(0);
+        if held > 0 {
+            return Err(Fail::Domain(Error::invalid(format!(
+                "restore needs an empty registry; this one holds {held} workers"
+            ))));
+        }
+        tx.execute(
+            "INSERT INTO specs (key, spec, labels, capabilities) \
+             SELECT md5(j), j, l::jsonb, ARRAY(SELECT jsonb_array_elements_text(c::jsonb)) \
+             FROM unnest($1::text[], $2::text[], $3::text[]) AS x(j, l, c) \
+             ON CONFLICT (key) DO NOTHING",
+            &[&spec_json, &spec_labels, &spec_caps],
+        )?;
+        // Ids are never reused: not even by a restore.
+        if let Some(row) = tx.query_opt(
+            "SELECT id FROM known_ids WHERE id = ANY($1::uuid[]) LIMIT 1",
+            &[&ids],
+        )? {
+            let id: uuid::Uuid = row.get(0);
+            return Err(Fail::Domain(Error::invalid(format!(
+                "worker {id} was registered in this registry before and retired: ids are never \
+                 reused"
+            ))));
+        }
+        tx.execute(
+            "INSERT INTO known_ids (id) SELECT unnest($1::uuid[])",
+            &[&ids],
+        )?;
+        tx.execute(
+            "INSERT INTO known_ids (id, retired) \
+             SELECT r.id, nextval('retire_seq') FROM unnest($1::uuid[]) WITH ORDINALITY AS r(id, o) \
+             ORDER BY r.o ON CONFLICT (id) DO NOTHING",
+            &[&retired],
+        )?;
+        tx.execute(
+            "WITH sp AS (SELECT md5(j) AS key, i FROM unnest($7::text[]) WITH ORDINALITY AS s(j, i)) \
+             INSERT INTO workers (id, slot, provider_id, provider_type, resource_id, metadata, \
+                 spec_key, idle_timeout_ms, max_lifetime_ms, max_jobs, state, current_job, \
+                 jobs_executed, created_at, updated_at, state_changed_at, idle_since) \
+             SELECT x.id, x.slot, x.pid, x.ptype, x.rid, x.meta, sp.key, x.idle, x.life, x.maxj, \
+                 x.state, x.job, x.exec, x.created, x.updated, x.changed, x.idle_since \
+             FROM unnest($1::uuid[], $2::smallint[], $3::text[], $4::text[], $5::text[], \
+                 $6::text[], $8::int[], $9::bigint[], $10::bigint[], $11::bigint[], \
+                 $12::smallint[], $13::text[], $14::bigint[], $15::bigint[], $16::bigint[], \
+                 $17::bigint[], $18::bigint[]) \
+                 AS x(id, slot, pid, ptype, rid, meta, spec, idle, life, maxj, state, job, exec, \
+                     created, updated, changed, idle_since) \
+             JOIN sp ON sp.i = x.spec",
+            &[
+                &ids,
+                &slots,
+                &provider_ids,
+                &provider_types,
+                &resource_ids,
+                &metadata,
+                &spec_json,
+                &spec_of,
+                &idle_ms,
+                &life_ms,
+                &max_jobs,
+                &states,
+                &jobs,
+                &executed,
+                &created,
+                &updated,
+                &changed,
+                &idle_since,
+            ],
+        )?;
+        tx.execute(
+            "INSERT INTO heartbeats (id, last_heartbeat) SELECT * FROM unnest($1::uuid[], $2::bigint[])",
+            &[&ids, &heartbeat],
+        )?;
+        tx.execute(
+            "UPDATE state_counts c SET total = c.total + x.t, s0 = c.s0 + x.a, s1 = c.s1 + x.b, \
+                 s2 = c.s2 + x.c, s3 = c.s3 + x.d, s4 = c.s4 + x.e, s5 = c.s5 + x.f, \
+                 s6 = c.s6 + x.g \
+             FROM unnest($1::smallint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], \
+                 $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[]) \
+                 AS x(slot, t, a, b, c, d, e, f, g) WHERE c.slot = x.slot",
+            &[
+                &count_slots,
+                &count_cols[0],
+                &count_cols[1],
+                &count_cols[2],
+                &count_cols[3],
+                &count_cols[4],
+                &count_cols[5],
+                &count_cols[6],
+                &count_cols[7],
+            ],
+        )?;
+        tx.execute(
+            "INSERT INTO provider_counts AS pc (provider_id, provider_type, slot, n) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::smallint[], $4::bigint[]) \
+             ON CONFLICT (provider_id, provider_type, slot) DO UPDATE SET n = pc.n + excluded.n",
+            &[&pc_ids, &pc_types, &pc_slots, &pc_n],
+        )?;
+        // New events continue after the snapshot's seq; grace from now.
+        tx.execute(
+            "UPDATE meta SET seq_floor = greatest(seq_floor, $1), \
+                 grace_floor = greatest(grace_floor, now_ms($2))",
+            &[&seq, &given],
+        )?;
+        tx.execute(
+            "SELECT setval('event_seq', $1) FROM event_seq \
+             WHERE $1 > CASE WHEN is_called THEN last_value ELSE last_value - 1 END",
+            &[&seq],
+        )?;
+        tx.commit()?;
+        Ok(())
+    })
+}

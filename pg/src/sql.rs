@@ -1,0 +1,225 @@
+//! Rows to records and back: the column lists, conversions, and the translation of a
+//! [`WorkerFilter`] into a `WHERE` clause.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hodei_workers::{
+    clock::millis, Error, JobId, ProviderId, ProviderType, Timestamp, Worker, WorkerFilter,
+    WorkerHandle, WorkerId, WorkerSpec, WorkerState,
+};
+use parking_lot::Mutex;
+use postgres::types::ToSql;
+use postgres::Row;
+
+use crate::registry::Fail;
+
+/// The columns of a worker snapshot, over `workers w`; read by [`Specs::worker`]. The
+/// heartbeat and the spec are read by key for each row returned (not joined): a query that
+/// returns a few workers from an index never hashes the whole heartbeat table.
+pub(crate) const W_COLS: &str = "w.id, w.provider_id, w.provider_type, w.resource_id, \
+    w.metadata, w.spec_key, (SELECT y.spec FROM specs y WHERE y.key = w.spec_key), w.state, \
+    w.current_job, w.jobs_executed, w.created_at, w.updated_at, w.state_changed_at, \
+    (SELECT x.last_heartbeat FROM heartbeats x WHERE x.id = w.id), w.idle_since, w.slot";
+
+/// Workers with their heartbeat (`h`) and spec (`s`) joined: what `find`'s filters read.
+pub(crate) const FROM_WORKERS: &str =
+    "workers w JOIN heartbeats h ON h.id = w.id JOIN specs s ON s.key = w.spec_key";
+
+/// Number of columns in [`W_COLS`]: what follows in a row is the statement's own.
+pub(crate) const W_LEN: usize = 16;
+
+/// A timestamp (or an event seq) as stored: the whole `u64` range mapped onto `bigint` in
+/// order (`v - 2^63`), so that a snapshot's extreme values survive and comparisons in SQL keep
+/// their meaning. Arithmetic on stored values goes through the schema's saturating functions
+/// (`sat_add`, `sat_sub`, `age_ge`).
+pub(crate) fn db_ts(t: Timestamp) -> i64 {
+    (t ^ (1 << 63)) as i64
+}
+
+/// A stored timestamp (or seq): the inverse of [`db_ts`].
+pub(crate) fn ts(v: i64) -> Timestamp {
+    (v as u64) ^ (1 << 63)
+}
+
+/// A count (`jobs_executed`) as stored: its bits (only Rust reads it).
+pub(crate) fn db_count(n: u64) -> i64 {
+    n as i64
+}
+
+/// A stored count.
+pub(crate) fn count(v: i64) -> u64 {
+    v as u64
+}
+
+/// A duration as stored for deadline arithmetic: milliseconds, `i64::MAX` standing for "at
+/// least 2^63 - 1 ms" (292 million years), which the schema's functions treat as never
+/// ending, as the in-memory registry's saturating `u64` arithmetic does for any realistic
+/// start.
+pub(crate) fn dur_ms(d: Duration) -> i64 {
+    millis(d).min(i64::MAX as u64) as i64
+}
+
+/// The stored form of a state.
+pub(crate) fn st(state: WorkerState) -> i16 {
+    state as i16
+}
+
+fn corrupt(what: impl std::fmt::Display) -> Fail {
+    Fail::Domain(Error::Backend(format!("unreadable registry row: {what}")))
+}
+
+/// Parsed specs by key: a spec row never changes, so each is parsed once per process and
+/// shared (`Arc`) by the snapshots of every worker made from it.
+#[derive(Debug, Default)]
+pub(crate) struct Specs {
+    cache: Mutex<HashMap<String, Arc<WorkerSpec>>>,
+}
+
+impl Specs {
+    pub fn spec(&self, key: &str, json: &str) -> Result<Arc<WorkerSpec>, Fail> {
+        if let Some(spec) = self.cache.lock().get(key) {
+            return Ok(Arc::clone(spec));
+        }
+        let spec: Arc<WorkerSpec> = Arc::new(serde_json::from_str(json).map_err(corrupt)?);
+        let mut cache = self.cache.lock();
+        // Bounded: a registry with more distinct specs than this re-parses some.
+        if cache.len() >= 4096 {
+            cache.clear();
+        }
+        cache.insert(key.to_owned(), Arc::clone(&spec));
+        Ok(spec)
+    }
+
+    /// Remembers a spec just written (register), under its key.
+    pub fn remember(&self, key: &str, spec: &Arc<WorkerSpec>) {
+        let mut cache = self.cache.lock();
+        if cache.len() < 4096 {
+            cache
+                .entry(key.to_owned())
+                .or_insert_with(|| Arc::clone(spec));
+        }
+    }
+
+    /// The worker in a row starting with [`W_COLS`].
+    pub fn worker(&self, row: &Row) -> Result<Worker, Fail> {
+        let id: uuid::Uuid = row.get(0);
+        let id = WorkerId::from_bytes(*id.as_bytes()).map_err(corrupt)?;
+        let provider_id: &str = row.get(1);
+        let provider_type: &str = row.get(2);
+        let metadata: &str = row.get(4);
+        let handle = WorkerHandle {
+            worker_id: id,
+            provider_id: ProviderId::new(provider_id).map_err(corrupt)?,
+            provider_type: provider_type.parse::<ProviderType>().map_err(corrupt)?,
+            resource_id: row.get::<_, String>(3),
+            metadata: serde_json::from_str(metadata).map_err(corrupt)?,
+        };
+        let spec = self.spec(row.get(5), row.get(6))?;
+        let state: i16 = row.get(7);
+        let state = u8::try_from(state)
+            .ok()
+            .and_then(WorkerState::from_u8)
+            .ok_or_else(|| corrupt(format!("state {state}")))?;
+        let job: Option<String> = row.get(8);
+        Ok(Worker {
+            id,
+            handle: Arc::new(handle),
+            spec,
+            state,
+            current_job: job.map(JobId::new).transpose().map_err(corrupt)?,
+            jobs_executed: count(row.get(9)),
+            created_at: ts(row.get(10)),
+            updated_at: ts(row.get(11)),
+            state_changed_at: ts(row.get(12)),
+            last_heartbeat: ts(row.get(13)),
+            idle_since: row.get::<_, Option<i64>>(14).map(ts),
+        })
+    }
+}
+
+/// The slot of a worker in a row starting with [`W_COLS`].
+pub(crate) fn slot(row: &Row) -> i16 {
+    row.get(15)
+}
+
+/// The counter slot of a worker id.
+pub(crate) fn slot_of(id: &WorkerId) -> i16 {
+    let b = id.as_bytes();
+    i16::from(b[15] ^ b[7]) & (crate::schema::SLOTS - 1)
+}
+
+/// Parameters of a statement under construction.
+pub(crate) type Params = Vec<Box<dyn ToSql + Sync + Send>>;
+
+/// Adds a parameter; returns its placeholder.
+pub(crate) fn param(params: &mut Params, value: impl ToSql + Sync + Send + 'static) -> String {
+    params.push(Box::new(value));
+    format!("${}", params.len())
+}
+
+/// The conditions of `filter` on `w` (workers), `h` (heartbeats), `s` (specs), with `now` an
+/// SQL expression for the time. `claim` passes `for_claim` (it already requires a `Ready`
+/// worker without a job, and handles the hopeless filters itself).
+pub(crate) fn conditions(
+    filter: &WorkerFilter,
+    now: &str,
+    params: &mut Params,
+    for_claim: bool,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if !for_claim {
+        if !filter.states.is_empty() {
+            let states: Vec<i16> = filter.states.iter().map(|s| st(*s)).collect();
+            out.push(format!("w.state = ANY({})", param(params, states)));
+        }
+        match filter.accepting_jobs {
+            Some(true) => out.push("(w.state = 2 AND w.current_job IS NULL)".into()),
+            Some(false) => out.push("NOT (w.state = 2 AND w.current_job IS NULL)".into()),
+            None => {}
+        }
+    }
+    if let Some(p) = &filter.provider_id {
+        out.push(format!(
+            "w.provider_id = {}",
+            param(params, p.as_str().to_owned())
+        ));
+    }
+    if let Some(t) = &filter.provider_type {
+        out.push(format!(
+            "w.provider_type = {}",
+            param(params, t.to_string())
+        ));
+    }
+    if let Some(idle) = filter.idle_for {
+        out.push(format!(
+            "(w.state = 2 AND w.idle_since IS NOT NULL AND age_ge({now}, w.idle_since, {}))",
+            param(params, dur_ms(idle))
+        ));
+    }
+    if let Some(silent) = filter.unhealthy_for {
+        // Silent for longer than `silent`: at least `silent + 1` ms.
+        out.push(format!(
+            "age_ge({now}, h.last_heartbeat, {})",
+            param(params, dur_ms(silent).saturating_add(1))
+        ));
+    }
+    if !filter.labels.is_empty() {
+        let json = serde_json::to_string(&filter.labels).unwrap_or_else(|_| "{}".into());
+        out.push(format!(
+            "s.labels @> ({}::text)::jsonb",
+            param(params, json)
+        ));
+    }
+    if !filter.capabilities.is_empty() {
+        let caps: Vec<String> = filter.capabilities.iter().cloned().collect();
+        out.push(format!("s.capabilities @> {}::text[]", param(params, caps)));
+    }
+    out
+}
+
+/// `params` as the slice the client wants.
+pub(crate) fn refs(params: &Params) -> Vec<&(dyn ToSql + Sync)> {
+    params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect()
+}

@@ -1,0 +1,356 @@
+//! What only a shared database can get wrong: replicas racing for claims and migrations,
+//! events committed out of seq order, SQL errors mapped to the core's kinds, the database
+//! clock. Against the server of `HODEI_PG_URL`.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+use common::*;
+use hodei_workers::*;
+use hodei_workers_postgres::PostgresWorkerRegistry;
+use postgres::{Client, NoTls};
+
+fn raw(schema: &str) -> Client {
+    let mut client = Client::connect(&url(), NoTls).expect("raw connection");
+    client
+        .batch_execute(&format!("SET search_path TO \"{schema}\""))
+        .unwrap();
+    client
+}
+
+/// A second replica on the registry's schema (its own pool), on the same clock.
+fn replica(name: &str, clock: Arc<ManualClock>) -> PostgresWorkerRegistry {
+    PostgresWorkerRegistry::connect_with_clock(&url(), name, clock).unwrap()
+}
+
+#[test]
+fn replicas_starting_at_once_apply_each_migration_once() {
+    let name = name("migrate");
+    let _schema = Schema(name.clone());
+    let barrier = Arc::new(Barrier::new(6));
+    let threads: Vec<_> = (0..6)
+        .map(|_| {
+            let (name, barrier) = (name.clone(), barrier.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                PostgresWorkerRegistry::connect(&url(), &name).map(|_| ())
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap().expect("every replica connects");
+    }
+    let mut client = raw(&name);
+    let versions: Vec<i32> = client
+        .query("SELECT version FROM migrations ORDER BY version", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, [1, 2]);
+}
+
+#[test]
+fn claims_from_two_replicas_never_share_a_worker_or_a_job() {
+    let (clock, a, _schema) = registry("claims");
+    let b = replica(a.schema(), clock.clone());
+    let workers: Vec<WorkerId> = (0..40).map(|_| ready(&a, spec())).collect();
+    // 8 threads, 4 per replica, each claiming from a shared pool of 60 jobs: every claim of a
+    // job held elsewhere must be refused, and no worker may get two jobs.
+    let replicas: [Arc<dyn WorkerRegistry>; 2] = [Arc::new(a), Arc::new(b)];
+    let barrier = Arc::new(Barrier::new(8));
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let registry = Arc::clone(&replicas[t % 2]);
+            let barrier = barrier.clone();
+            thread::spawn(move || {
+                barrier.wait();
+                let mut won = Vec::new();
+                for j in 0..60 {
+                    match registry.claim(&WorkerFilter::new(), job(&format!("job-{j}"))) {
+                        Ok(Some(w)) => won.push((j, w.id)),
+                        Ok(None) | Err(Error::JobAlreadyAssigned { .. }) => {}
+                        Err(e) => panic!("claim failed: {e}"),
+                    }
+                }
+                won
+            })
+        })
+        .collect();
+    let mut by_job: BTreeMap<usize, WorkerId> = BTreeMap::new();
+    let mut by_worker = HashSet::new();
+    for t in threads {
+        for (j, w) in t.join().unwrap() {
+            assert!(by_job.insert(j, w).is_none(), "job {j} claimed twice");
+            assert!(by_worker.insert(w), "worker {w} claimed twice");
+        }
+    }
+    assert_eq!(by_job.len(), 40, "every worker got exactly one job");
+    let all = assert_invariants(&*replicas[1]);
+    for w in &all {
+        assert!(workers.contains(&w.id));
+        assert_eq!(w.state, WorkerState::Busy);
+    }
+}
+
+#[test]
+fn assigning_one_job_on_two_replicas_at_once_has_one_winner() {
+    for round in 0..10 {
+        let (clock, a, _schema) = registry("assign");
+        let b = replica(a.schema(), clock);
+        let wa = ready(&a, spec());
+        let wb = ready(&a, spec());
+        let barrier = Arc::new(Barrier::new(2));
+        let b = Arc::new(b);
+        let other = {
+            let (b, barrier) = (b.clone(), barrier.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                b.assign_to_job(&wb, job("the-job"))
+            })
+        };
+        barrier.wait();
+        let mine = a.assign_to_job(&wa, job("the-job"));
+        let theirs = other.join().unwrap();
+        let (ok, refused) = match (mine, theirs) {
+            (Ok(w), Err(e)) | (Err(e), Ok(w)) => (w, e),
+            other => panic!("round {round}: exactly one must win, got {other:?}"),
+        };
+        assert_eq!(
+            refused,
+            Error::JobAlreadyAssigned {
+                job_id: job("the-job"),
+                worker_id: ok.id
+            },
+            "round {round}: the unique index names the holder"
+        );
+        assert_invariants(&a);
+    }
+}
+
+#[test]
+fn events_committed_out_of_seq_order_are_delivered_in_order_and_none_is_skipped() {
+    let (_clock, registry, _schema) = registry("order");
+    let events = registry.subscribe(SubscribeOptions::default()).unwrap();
+    let first = registry.register(handle(), spec()).unwrap().id;
+    // A transaction of "another replica" takes the next seq and stays open.
+    let mut slow = raw(registry.schema());
+    let mut tx = slow.transaction().unwrap();
+    tx.execute("SELECT pg_current_xact_id()", &[]).unwrap();
+    let held: i64 = tx
+        .query_one(
+            "INSERT INTO outbox (xid, seq, at, kind) SELECT pg_current_xact_id(), \
+             nextval('event_seq'), -9223372036854775808, $1 RETURNING seq",
+            &[&serde_json::to_string(&EventKind::ProvisionRequested {
+                provider_id: provider("slow"),
+            })
+            .unwrap()],
+        )
+        .unwrap()
+        .get(0);
+    // Later changes commit first.
+    registry.update_state(&first, WorkerState::Ready).unwrap();
+    let got = events.drain();
+    assert_eq!(
+        got.len(),
+        1,
+        "only the registration: the next seq is in flight"
+    );
+    assert_eq!(got[0].kind.name(), "registered");
+    assert!(
+        events.drain().is_empty(),
+        "still waiting for the open transaction"
+    );
+    tx.commit().unwrap();
+    let got = events.drain();
+    let names: Vec<&str> = got.iter().map(|e| e.kind.name()).collect();
+    assert_eq!(names, ["provision_requested", "state_changed"]);
+    assert_eq!(got[0].seq, (held as u64) ^ (1 << 63));
+    assert_eq!(got[1].seq, got[0].seq + 1);
+
+    // A transaction that takes a seq and rolls back leaves a gap, skipped once it is over.
+    let mut tx = slow.transaction().unwrap();
+    tx.execute(
+        "INSERT INTO outbox (xid, seq, at, kind) SELECT pg_current_xact_id(), \
+         nextval('event_seq'), -9223372036854775808, 'x'",
+        &[],
+    )
+    .unwrap();
+    let before = got[1].seq;
+    registry
+        .update_state(&first, WorkerState::Draining)
+        .unwrap();
+    assert!(events.drain().is_empty(), "the gap may still fill");
+    tx.rollback().unwrap();
+    let got = events.drain();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].kind.name(), "state_changed");
+    assert_eq!(got[0].seq, before + 2, "the rolled back seq is a gap");
+}
+
+#[test]
+fn a_change_on_one_replica_reaches_the_subscriber_of_another() {
+    let (clock, a, _schema) = registry("fanout");
+    let b = replica(a.schema(), clock);
+    let on_b = b.subscribe(SubscribeOptions::default()).unwrap();
+    let on_a = a.subscribe(SubscribeOptions::default()).unwrap();
+    let id = ready(&a, spec());
+    b.claim(&WorkerFilter::new(), job("j")).unwrap().unwrap();
+    let seen_b: Vec<WorkerLifecycleEvent> = on_b.drain();
+    let seen_a: Vec<WorkerLifecycleEvent> = on_a.drain();
+    assert_eq!(seen_a, seen_b, "every subscriber sees the same stream");
+    let names: Vec<&str> = seen_b.iter().map(|e| e.kind.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "registered",
+            "state_changed",
+            "state_changed",
+            "assigned_to_job"
+        ]
+    );
+    assert_eq!(seen_b[0].kind.worker_id(), Some(id));
+    // recv waits (LISTEN) for a change made elsewhere.
+    let waiter = thread::spawn(move || on_b.recv(Some(Duration::from_secs(30))));
+    a.release_from_job(&id, None).unwrap();
+    let got = waiter.join().unwrap().expect("woken by the change");
+    assert_eq!(got.kind.name(), "released_from_job");
+}
+
+#[test]
+fn heartbeats_from_many_threads_each_get_their_own_answer() {
+    let (clock, registry, _schema) = registry("hb");
+    let registry = Arc::new(registry);
+    let known: Vec<WorkerId> = (0..20).map(|_| ready(&*registry, spec())).collect();
+    clock.advance(Duration::from_secs(5));
+    let barrier = Arc::new(Barrier::new(16));
+    let threads: Vec<_> = (0..16)
+        .map(|t| {
+            let (registry, barrier, known) = (registry.clone(), barrier.clone(), known.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                for round in 0..20 {
+                    let id = known[(t * 7 + round) % known.len()];
+                    assert_eq!(registry.heartbeat(&id), Ok(()));
+                    let unknown = WorkerId::new();
+                    assert_eq!(registry.heartbeat(&unknown), Err(Error::NotFound(unknown)));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    for id in &known {
+        assert_eq!(
+            registry.get(id).unwrap().unwrap().last_heartbeat,
+            T0 + 5_000
+        );
+    }
+    let unknown = WorkerId::new();
+    let beats = registry
+        .subscribe(SubscribeOptions::default().heartbeats(true))
+        .unwrap();
+    assert_eq!(
+        registry
+            .heartbeat_many(&[known[0], unknown, known[0]])
+            .unwrap(),
+        vec![Ok(()), Err(Error::NotFound(unknown)), Ok(())]
+    );
+    // One event per heartbeat answered Ok, repeats included (as in memory).
+    assert_eq!(
+        kinds(&beats),
+        vec![
+            EventKind::HeartbeatReceived {
+                worker_id: known[0]
+            };
+            2
+        ]
+    );
+}
+
+#[test]
+fn bad_names_and_urls_are_invalid_arguments_and_a_dead_server_is_a_backend_error() {
+    for bad in ["", "Fleet", "public", "pg_x", "a-b", "a\"b"] {
+        assert!(
+            matches!(
+                PostgresWorkerRegistry::connect(&url(), bad),
+                Err(Error::InvalidArgument(_))
+            ),
+            "{bad:?}"
+        );
+    }
+    assert!(matches!(
+        PostgresWorkerRegistry::connect("postgresql://[::1", "x"),
+        Err(Error::InvalidArgument(_))
+    ));
+    let dir = std::env::temp_dir().join(format!("no-server-{}", WorkerId::new()));
+    let dead = format!(
+        "host={} user=postgres dbname=postgres connect_timeout=2",
+        dir.display()
+    );
+    match PostgresWorkerRegistry::connect(&dead, "x") {
+        Err(Error::Backend(message)) => {
+            assert!(message.contains("cannot connect"), "{message}");
+        }
+        other => panic!("expected a backend error, got {other:?}"),
+    }
+}
+
+#[test]
+fn on_the_database_clock_now_and_timestamps_follow_the_server() {
+    let name = name("dbclock");
+    let _schema = Schema(name.clone());
+    let registry = PostgresWorkerRegistry::connect(&url(), &name).unwrap();
+    let wall = SystemClock::new().now();
+    let now = registry.now();
+    assert!(now.abs_diff(wall) < 60_000, "now {now} vs wall {wall}");
+    let w = registry.register(handle(), spec()).unwrap();
+    assert!(w.created_at >= now && w.created_at.abs_diff(wall) < 60_000);
+    assert!(registry.now() >= w.created_at);
+    // Deadlines on the same clock: nothing is due yet, and a zero timeout finds the worker
+    // once a millisecond has passed on the server.
+    registry
+        .update_state(&w.id, WorkerState::Connecting)
+        .unwrap();
+    assert!(registry
+        .find_unhealthy(Duration::from_secs(60))
+        .unwrap()
+        .is_empty());
+    while registry.now() <= w.created_at + 1 {
+        thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(
+        registry
+            .find_startup_expired(Duration::ZERO)
+            .unwrap()
+            .into_iter()
+            .map(|w| w.id)
+            .collect::<Vec<_>>(),
+        [w.id]
+    );
+}
+
+#[test]
+fn pruned_events_are_a_gap_for_a_subscriber_that_lagged_and_the_stream_goes_on() {
+    let (clock, registry, _schema) = registry("prune");
+    let lagging = registry.subscribe(SubscribeOptions::default()).unwrap();
+    let first = ready(&registry, spec());
+    clock.advance(Duration::from_secs(7200));
+    registry.heartbeat(&first).unwrap();
+    let second = registry.register(handle(), spec()).unwrap().id;
+    // The two events of `first` (registered, ready) are older than an hour.
+    assert_eq!(registry.prune_events(Duration::from_secs(3600)).unwrap(), 2);
+    let got = lagging.drain();
+    assert_eq!(got.len(), 1, "only what was left");
+    assert_eq!(got[0].kind.worker_id(), Some(second));
+    assert_eq!(got[0].seq, 3, "seqs 1 and 2 are the gap");
+    registry
+        .unregister(&second, TerminationReason::Requested)
+        .unwrap();
+    assert_eq!(lagging.drain()[0].seq, 4);
+}
