@@ -39,9 +39,12 @@
  *   - hw_worker_spec, hw_worker_filter, hw_manager_config: builders. Change them from one thread
  *     at a time (functions taking a non-const pointer); once built, pass them (const) anywhere.
  *   - A _free must not run concurrently with any other call on the same object.
- *   - The library starts no thread. C provider callbacks run on the thread that called the
- *     manager function (hw_manager_tick, hw_manager_provision, …) and never while the library
- *     holds a lock, so they may call back into the library.
+ *   - The library starts no thread of its own accord. C provider callbacks run on the thread
+ *     that called the manager function (hw_manager_tick, hw_manager_provision, …) and never
+ *     while the library holds a lock, so they may call back into the library.
+ *   - The one exception is a thread you ask for: hw_ticker_start starts a ticker thread
+ *     (hw_ticker_stop / hw_ticker_free join it). Its demand and report callbacks, and the
+ *     provider callbacks of the ticks it runs, are called on that thread.
  */
 
 #ifndef HODEI_WORKERS_H
@@ -180,6 +183,12 @@ enum hw_status
    A bug: the library panicked. The call had no defined effect; please report it.
    */
   HW_ERR_PANIC = 13,
+  /*
+   A leader-only call (provision, terminate, health check, cleanup, reconcile) on a
+   manager that does not hold the leadership lease, or whose lease was not renewed in
+   time: another replica acts on the fleet. Nothing was changed.
+   */
+  HW_ERR_NOT_LEADER = 14,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -515,6 +524,12 @@ typedef struct hw_report hw_report;
 typedef struct hw_subscription hw_subscription;
 
 /*
+ A running ticker (see `hw_ticker_start`). Free it with `hw_ticker_free` (which stops it).
+ Thread-safe: `hw_ticker_stop` and `hw_ticker_get_stats` may be called from any thread.
+ */
+typedef struct hw_ticker hw_ticker;
+
+/*
  A snapshot of one worker's record, taken when the call that returned it ran: it never
  changes and never reflects later changes. Thread-safe (read-only). Strings it hands out
  (`const char **` out-params) are borrowed: valid until `hw_worker_free`.
@@ -557,6 +572,29 @@ typedef struct hw_worker_id {
    */
   uint8_t bytes[16];
 } hw_worker_id;
+
+/*
+ Who holds the leadership lease, as a tick report saw it. `holder` is borrowed from the
+ report: valid until `hw_report_free`.
+ */
+typedef struct hw_leader_info {
+  /*
+   The holder's name (one per replica; `"local"` for a single-process manager).
+   */
+  const char *holder;
+  /*
+   Its term: the fencing token, larger with every change of leader.
+   */
+  uint64_t term;
+  /*
+   When this holder took this term (ms since the epoch, the registry's clock).
+   */
+  uint64_t since_ms;
+  /*
+   When the lease expires unless renewed (`UINT64_MAX`: never).
+   */
+  uint64_t expires_at_ms;
+} hw_leader_info;
 
 /*
  The manager's configuration. Fill it with `hw_manager_config_default` first, then change
@@ -834,6 +872,11 @@ typedef struct hw_report_summary {
    Whether another thread was ticking, so this tick did nothing.
    */
   bool skipped;
+  /*
+   Ticks only: whether this manager leads (holds the leadership lease). A follower's tick
+   does nothing but try for the lease; `hw_report_get_leader` says who leads.
+   */
+  bool leading;
 } hw_report_summary;
 
 /*
@@ -916,6 +959,59 @@ typedef struct hw_worker_counts {
    */
   size_t terminated;
 } hw_worker_counts;
+
+/*
+ What the ticker calls: function pointers and the `user_data` they receive first. Zero the
+ struct before filling it (`= {0}` or `memset`) so that the callbacks you leave out are NULL.
+
+ `demand` and `on_report` are called **on the ticker's own thread** (never on the thread
+ that called `hw_ticker_start`), one at a time, never while the library holds a lock: they
+ may call into the library (but must not call `hw_ticker_free` on their own ticker). The
+ provider callbacks of the manager run on that thread too during its ticks. `user_data` must
+ therefore be usable from that thread. `release(user_data)` is called exactly once, after
+ the last `demand`/`on_report` call: in `hw_ticker_free`, or in `hw_ticker_start` when it
+ fails; it is not called when `hw_ticker_start` is given a NULL `callbacks`.
+ */
+typedef struct hw_ticker_callbacks {
+  /*
+   Passed first to every callback; the library never reads it.
+   */
+  void *user_data;
+  /*
+   Optional (NULL: no demand, 0 pending jobs). Called before each tick: the number of
+   pending jobs (e.g. the length of the host's queue). Should return quickly.
+   */
+  size_t (*demand)(void *user_data);
+  /*
+   Optional (NULL: reports are discarded). Called after each tick with its report, which
+   is **borrowed**: valid only during the call (read what you need; do not free it). A slow
+   callback delays the next tick (it counts as an overrun).
+   */
+  void (*on_report)(void *user_data, const struct hw_report *report);
+  /*
+   Optional. Called once with `user_data` when the ticker no longer needs it.
+   */
+  void (*release)(void *user_data);
+} hw_ticker_callbacks;
+
+/*
+ What a ticker has done so far.
+ */
+typedef struct hw_ticker_stats {
+  /*
+   Ticks run.
+   */
+  uint64_t ticks;
+  /*
+   Ticks (with their `on_report` call) that took longer than the interval.
+   */
+  uint64_t overruns;
+  /*
+   Slots skipped because a tick overran: they are not made up (no burst of ticks after a
+   slow one).
+   */
+  uint64_t missed_slots;
+} hw_ticker_stats;
 
 /*
  The timestamps of a worker, in milliseconds since the Unix epoch on the registry's clock.
@@ -1147,6 +1243,46 @@ hw_status hw_worker_filter_set_limit(struct hw_worker_filter *filter, size_t lim
  Frees a filter. NULL does nothing.
  */
 void hw_worker_filter_free(struct hw_worker_filter *filter);
+
+/*
+ The leader as the tick saw it: this manager when `summary.leading`, another replica
+ otherwise. Writes `*found = false` (and leaves `*out` alone) when no replica ever led, or
+ for a report that is not a tick's.
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for a NULL argument.
+ */
+hw_status hw_report_get_leader(const struct hw_report *report, struct hw_leader_info *out, bool *found);
+
+/*
+ A manager that is one replica of several sharing `registry`, named `holder` (unique per
+ process, e.g. "host-1234"), on the registry's leadership lease lasting `lease_ttl_ms` after
+ each renewal. Only the replica holding the lease acts; the others' ticks only try to take
+ it (tick at least every `lease_ttl_ms / 3`, e.g. with `hw_ticker_start`). On a registry
+ that is not shared between processes (the in-memory one) this is `hw_manager_new`: the
+ manager always leads.
+
+ Errors: as `hw_manager_new`; `HW_ERR_INVALID_ARGUMENT` for a holder or ttl the registry's
+ lease refuses; `HW_ERR_BACKEND` when the lease's store cannot be reached.
+ */
+hw_status hw_manager_new_replicated(const struct hw_registry *registry, const struct hw_manager_config *config, const char *holder, uint64_t lease_ttl_ms, struct hw_manager **out);
+
+/*
+ Whether the manager leads now: it holds the leadership lease and trusts it (always true
+ for a single-process manager, unless it stepped down and has not ticked since).
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for a NULL argument.
+ */
+hw_status hw_manager_is_leader(const struct hw_manager *manager, bool *out);
+
+/*
+ Gives the leadership lease up (a clean shutdown of a replica): another replica takes over
+ at its next tick. Leader-only calls on this manager then fail with `HW_ERR_NOT_LEADER`
+ until a later tick takes the lease again.
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for NULL; `HW_ERR_BACKEND` when the lease's store
+ cannot be reached (the lease then expires by itself).
+ */
+hw_status hw_manager_step_down(const struct hw_manager *manager);
 
 /*
  A manager for `registry` (which it shares: the registry handle may be freed afterwards).
@@ -1467,6 +1603,45 @@ hw_status hw_worker_filter_set_fits(struct hw_worker_filter *filter, const struc
 hw_status hw_worker_filter_set_architecture(struct hw_worker_filter *filter, uint32_t architecture);
 
 /*
+ Opens the registry named `name` on the PostgreSQL server at `url` and writes a new handle to
+ `*out`. Deadlines are judged on the database's clock, so replicas with skewed clocks agree.
+
+ `url` is any libpq connection string: a URL (`postgresql://user@host:5432/db`) or
+ `key=value` pairs (`host=/tmp user=postgres dbname=postgres`). `name` (1..=48 bytes of
+ `[a-z0-9_]`, not starting with a digit) is the PostgreSQL schema the registry lives in,
+ created with its tables on first use (safe when several processes start at once).
+
+ Connections are opened on demand (a pool of a few per handle). Free the handle with
+ `hw_registry_free`; the records stay in the database.
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for NULL, invalid UTF-8, a malformed `url` or `name`;
+ `HW_ERR_BACKEND` when the server cannot be reached or the schema cannot be set up (the
+ message says why). Later calls on the handle return `HW_ERR_BACKEND` while the server is
+ unreachable, and apply nothing.
+ */
+hw_status hw_registry_new_postgres(const char *url, const char *name, struct hw_registry **out);
+
+/*
+ As `hw_registry_new_postgres`, but every deadline and timestamp is taken from `clock`
+ (a manual clock makes tests deterministic). Replicas sharing a registry must share one time:
+ give them the database clock (`hw_registry_new_postgres`) outside tests. The clock handle
+ may be freed afterwards.
+
+ Errors: as `hw_registry_new_postgres`.
+ */
+hw_status hw_registry_new_postgres_with_clock(const char *url, const char *name, const struct hw_clock *clock, struct hw_registry **out);
+
+/*
+ Drops the registry named `name` from the server at `url`: its schema and every record and
+ event in it (tests clean up with it). Handles still open on it fail afterwards with
+ `HW_ERR_BACKEND`. Dropping a registry that does not exist succeeds.
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for NULL, invalid UTF-8, a malformed `url` or `name`;
+ `HW_ERR_BACKEND`.
+ */
+hw_status hw_registry_drop_postgres(const char *url, const char *name);
+
+/*
  A new, empty registry on the monotonic system clock.
  */
 hw_status hw_registry_new(struct hw_registry **out);
@@ -1751,6 +1926,41 @@ hw_status hw_worker_spec_set_architecture(struct hw_worker_spec *spec, uint32_t 
  Frees a spec. NULL does nothing.
  */
 void hw_worker_spec_free(struct hw_worker_spec *spec);
+
+/*
+ Starts a thread that calls `hw_manager_tick(manager, demand(user_data))` every
+ `interval_ms` milliseconds (the first tick at once; the next ones on the grid
+ `start + k * interval`) and hands each report to `on_report`. A tick that overruns its slot
+ is counted and the slots it covered are skipped, not piled up. The manager stays alive
+ while the ticker runs (`hw_manager_free` may be called before `hw_ticker_free`). See
+ `hw_ticker_callbacks` for the threads the callbacks run on and the release rule.
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for a NULL argument or `interval_ms` 0; `HW_ERR_BACKEND`
+ when the thread cannot be started.
+ */
+hw_status hw_ticker_start(const struct hw_manager *manager, uint64_t interval_ms, const struct hw_ticker_callbacks *callbacks, struct hw_ticker **out);
+
+/*
+ Stops the ticker: no tick starts after this call; waits for the tick in progress (and its
+ `on_report`) and joins the thread. Idempotent. Called from the ticker's own callbacks it
+ only asks the thread to stop after the current tick and returns at once.
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for NULL.
+ */
+hw_status hw_ticker_stop(const struct hw_ticker *ticker);
+
+/*
+ The ticker's counters so far (ticks, overruns, skipped slots).
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for a NULL argument.
+ */
+hw_status hw_ticker_get_stats(const struct hw_ticker *ticker, struct hw_ticker_stats *out);
+
+/*
+ Stops the ticker (as `hw_ticker_stop`), frees it and calls `release(user_data)`. NULL does
+ nothing. Must not be called from the ticker's own callbacks.
+ */
+void hw_ticker_free(struct hw_ticker *ticker);
 
 /*
  The static name of a status (`"HW_ERR_NOT_FOUND"`); `"HW_UNKNOWN_STATUS"` for a value that

@@ -76,6 +76,10 @@ pub enum Error {
     /// A storage backend failed (reserved for shared-database backends).
     #[error("backend error: {0}")]
     Backend(String),
+    /// A leader-only operation on a replica that does not hold the leadership lease (or whose
+    /// lease was not renewed in time): another replica's manager acts on the fleet.
+    #[error("not the leader: {0}")]
+    NotLeader(String),
 }
 
 impl Error {
@@ -102,6 +106,7 @@ impl Error {
             Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
             Error::Snapshot(_) => ErrorKind::Snapshot,
             Error::Backend(_) => ErrorKind::Backend,
+            Error::NotLeader(_) => ErrorKind::NotLeader,
         }
     }
 
@@ -143,11 +148,13 @@ pub enum ErrorKind {
     Snapshot,
     /// [`Error::Backend`].
     Backend,
+    /// [`Error::NotLeader`].
+    NotLeader,
 }
 
 impl ErrorKind {
     /// Every kind, in declaration order (tests of the bindings walk it).
-    pub const ALL: [ErrorKind; 12] = [
+    pub const ALL: [ErrorKind; 13] = [
         ErrorKind::NotFound,
         ErrorKind::AlreadyExists,
         ErrorKind::InvalidTransition,
@@ -160,6 +167,7 @@ impl ErrorKind {
         ErrorKind::InvalidArgument,
         ErrorKind::Snapshot,
         ErrorKind::Backend,
+        ErrorKind::NotLeader,
     ];
 
     /// The stable snake_case name (`"not_found"`, …).
@@ -177,6 +185,7 @@ impl ErrorKind {
             ErrorKind::InvalidArgument => "invalid_argument",
             ErrorKind::Snapshot => "snapshot",
             ErrorKind::Backend => "backend",
+            ErrorKind::NotLeader => "not_leader",
         }
     }
 
@@ -211,6 +220,7 @@ impl ErrorKind {
             ErrorKind::InvalidArgument => Error::InvalidArgument("sample".into()),
             ErrorKind::Snapshot => Error::Snapshot("sample".into()),
             ErrorKind::Backend => Error::Backend("sample".into()),
+            ErrorKind::NotLeader => Error::NotLeader("sample".into()),
         }
     }
 }

@@ -127,6 +127,16 @@ pub enum EventKind {
         /// Live workers at the time.
         live: usize,
     },
+    /// A replica's manager took the leadership lease under a new term (published by the new
+    /// leader after it took over), or found it lost (published by the old one).
+    LeaderChanged {
+        /// The leader now (`None`: the publisher lost the lease and does not know who leads).
+        holder: Option<String>,
+        /// Its term (the fencing token).
+        term: u64,
+        /// The replica that published the event.
+        by: String,
+    },
 }
 
 impl EventKind {
@@ -144,7 +154,8 @@ impl EventKind {
             | EventKind::DestroyFailed { worker_id, .. } => Some(*worker_id),
             EventKind::ProvisionRequested { .. }
             | EventKind::ProvisionFailed { .. }
-            | EventKind::MassExpiryHeld { .. } => None,
+            | EventKind::MassExpiryHeld { .. }
+            | EventKind::LeaderChanged { .. } => None,
         }
     }
 
@@ -163,6 +174,7 @@ impl EventKind {
             EventKind::ProvisionFailed { .. } => "provision_failed",
             EventKind::DestroyFailed { .. } => "destroy_failed",
             EventKind::MassExpiryHeld { .. } => "mass_expiry_held",
+            EventKind::LeaderChanged { .. } => "leader_changed",
         }
     }
 }

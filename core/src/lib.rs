@@ -19,6 +19,11 @@
 //!   brake, cleanup that drains rather than kills, destroy retries (no leaked instances),
 //!   reconcile, and autoscaling; [`tick`](WorkerLifecycleManager::tick) returns a
 //!   [`TickReport`] that explains each decision and lists the jobs to requeue.
+//! - [`Ticker`]: the opt-in thread that ticks every interval
+//!   ([`start_ticker`](WorkerLifecycleManager::start_ticker)); without it, no thread exists.
+//! - Replicas: several managers may share one registry (on PostgreSQL); one leads, under a
+//!   lease with a term ([`Leadership`]), and every leader-only write is fenced by it
+//!   ([`WorkerLifecycleManager::replicated`]).
 //! - [`metrics`]: the manager's Prometheus/OpenMetrics metrics
 //!   ([`WorkerLifecycleManager::metrics`], [`metrics_text`](WorkerLifecycleManager::metrics_text)),
 //!   read at scrape time from what is already maintained; with the `tracing` cargo feature,
@@ -73,6 +78,10 @@ pub use events::{
 pub use filter::WorkerFilter;
 pub use ids::{JobId, ProviderId, WorkerId, MAX_JOB_ID_LEN, MAX_PROVIDER_ID_LEN};
 pub use lifecycle::{
+    AlwaysLeader, InMemoryLease, LeaderInfo, Leadership, LeaseStatus, Term, Ticker, TickerStats,
+    TICKER_REPORTS_CAPACITY,
+};
+pub use lifecycle::{
     CleanupResult, DestroyFailure, HealthCheckResult, LifecycleStats, LostJob, MassExpiryGiveUp,
     MassExpiryHold, OrphanInstance, ProviderBackoff, ProviderError, ProviderErrorKind,
     ProviderResult, ProvisionFailure, ProvisionedWorker, ReconcileReport, ScalingPlan,
@@ -101,6 +110,7 @@ fn assert_send_sync() {
     check::<InMemoryWorkerRegistry>();
     check::<WorkerLifecycleManager>();
     check::<Subscription>();
+    check::<Ticker>();
     check::<std::sync::Arc<dyn WorkerRegistry>>();
 }
 

@@ -52,10 +52,14 @@ pub enum hw_status {
     HwErrBackend = 12,
     /// A bug: the library panicked. The call had no defined effect; please report it.
     HwErrPanic = 13,
+    /// A leader-only call (provision, terminate, health check, cleanup, reconcile) on a
+    /// manager that does not hold the leadership lease, or whose lease was not renewed in
+    /// time: another replica acts on the fleet. Nothing was changed.
+    HwErrNotLeader = 14,
 }
 
 /// Every status, in value order (a free constant: cbindgen would export an associated one).
-pub(crate) const ALL_STATUSES: [hw_status; 14] = [
+pub(crate) const ALL_STATUSES: [hw_status; 15] = [
     hw_status::HwOk,
     hw_status::HwErrNotFound,
     hw_status::HwErrAlreadyExists,
@@ -70,6 +74,7 @@ pub(crate) const ALL_STATUSES: [hw_status; 14] = [
     hw_status::HwErrSnapshot,
     hw_status::HwErrBackend,
     hw_status::HwErrPanic,
+    hw_status::HwErrNotLeader,
 ];
 
 impl hw_status {
@@ -90,6 +95,7 @@ impl hw_status {
             hw_status::HwErrSnapshot => c"HW_ERR_SNAPSHOT",
             hw_status::HwErrBackend => c"HW_ERR_BACKEND",
             hw_status::HwErrPanic => c"HW_ERR_PANIC",
+            hw_status::HwErrNotLeader => c"HW_ERR_NOT_LEADER",
         }
     }
 
@@ -368,6 +374,7 @@ mod tests {
             (Error::invalid("x"), hw_status::HwErrInvalidArgument),
             (Error::Snapshot("x".into()), hw_status::HwErrSnapshot),
             (Error::Backend("x".into()), hw_status::HwErrBackend),
+            (Error::NotLeader("x".into()), hw_status::HwErrNotLeader),
         ];
         let mut seen = std::collections::BTreeSet::new();
         for (error, status) in cases {

@@ -2,9 +2,7 @@
 
 use std::ffi::{c_char, CString};
 
-use engine::{
-    Error, EventKind, SubscribeOptions, Subscription, WorkerLifecycleEvent, WorkerRegistry,
-};
+use engine::{Error, EventKind, SubscribeOptions, Subscription, WorkerLifecycleEvent};
 
 use crate::boundary::{
     arg_out, arg_ref, c_string, ffi_boundary, free_handle, hw_status, into_handle,

@@ -18,9 +18,9 @@
 
 // The C ABI is raw pointers by nature: dereferencing what C hands us and handing out
 // `Box::into_raw` handles needs `unsafe`. It is confined to `boundary.rs` (argument checks,
-// out-params, handle allocation), the calls of C provider callbacks in `manager/provider.rs`, and the
-// string/id helpers in `types.rs`, each with its SAFETY comment; every other function goes
-// through the `boundary.rs` helpers.
+// out-params, handle allocation), the calls of C callbacks in `manager/provider.rs` and
+// `ticker.rs`, and the string/id helpers in `types.rs`, each with its SAFETY comment; every
+// other function goes through the `boundary.rs` helpers.
 #![allow(unsafe_code)]
 // C names (`hw_registry`, `hw_status`) are the point of this crate.
 #![allow(non_camel_case_types)]
@@ -30,13 +30,16 @@ mod boundary;
 mod clock;
 mod events;
 mod filter;
+mod leader;
 mod limits;
 mod manager;
 mod metrics;
 mod mirror;
 mod pools;
+mod postgres;
 mod registry;
 mod spec;
+mod ticker;
 mod types;
 mod worker;
 
@@ -44,6 +47,7 @@ pub use boundary::hw_status;
 pub use clock::hw_clock;
 pub use events::{hw_event, hw_event_kind, hw_subscription, HW_DEFAULT_SUBSCRIPTION_CAPACITY};
 pub use filter::hw_worker_filter;
+pub use leader::hw_leader_info;
 pub use limits::{
     HW_MAX_DURATION_MS, HW_MAX_ENTRIES, HW_MAX_IMAGE_LEN, HW_MAX_JOB_ID_LEN, HW_MAX_KEY_LEN,
     HW_MAX_PROVIDER_ID_LEN, HW_MAX_RESOURCE_ID_LEN, HW_MAX_VALUE_LEN,
@@ -54,6 +58,7 @@ pub use manager::{
 };
 pub use registry::{hw_registry, hw_worker_counts};
 pub use spec::{hw_architecture, hw_worker_spec};
+pub use ticker::{hw_ticker, hw_ticker_callbacks, hw_ticker_stats};
 pub use types::{
     hw_termination_reason, hw_worker_id, hw_worker_state, HW_WAIT_FOREVER, HW_WORKER_ID_STRING_SIZE,
 };

@@ -66,11 +66,12 @@ pub(crate) enum KindStatus {
     InvalidArgument,
     Snapshot,
     Backend,
+    NotLeader,
 }
 
 mirror_enum!(KindStatus <=> ErrorKind {
     NotFound, AlreadyExists, InvalidTransition, NotAvailable, NotBusy, JobAlreadyAssigned,
-    ProviderNotFound, Provider, CapacityExceeded, InvalidArgument, Snapshot, Backend,
+    ProviderNotFound, Provider, CapacityExceeded, InvalidArgument, Snapshot, Backend, NotLeader,
 });
 
 impl KindStatus {
@@ -89,6 +90,7 @@ impl KindStatus {
             KindStatus::InvalidArgument => hw_status::HwErrInvalidArgument,
             KindStatus::Snapshot => hw_status::HwErrSnapshot,
             KindStatus::Backend => hw_status::HwErrBackend,
+            KindStatus::NotLeader => hw_status::HwErrNotLeader,
         }
     }
 }

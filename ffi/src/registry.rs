@@ -24,7 +24,8 @@ use crate::worker::{hw_worker, hw_worker_list};
 #[allow(non_camel_case_types)]
 #[derive(Debug)]
 pub struct hw_registry {
-    pub(crate) inner: Arc<InMemoryWorkerRegistry>,
+    /// Any backend: in memory, or shared (PostgreSQL, `hw_registry_new_postgres`).
+    pub(crate) inner: Arc<dyn WorkerRegistry>,
 }
 
 /// Counts of the registry's workers per state, read in O(1).

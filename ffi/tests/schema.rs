@@ -107,7 +107,8 @@ fn the_c_summary_names_every_field_of_the_core_reports() {
         ],
         // The pool plan (per-pool decisions, spills, waiting demand): its lines are among the
         // decisions; the whole of it is in the JSON form (`hw_manager_plan_pools_json` too).
-        &["pools"],
+        // Who leads (holder, term, since, expiry): `hw_report_get_leader`.
+        &["pools", "leader"],
     ));
     missing.extend(check(
         &HealthCheckResult::default(),

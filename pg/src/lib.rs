@@ -23,7 +23,8 @@
 //! trait), `claim`, `deadlines`, `stats`, `heartbeat` (coalesced heartbeats), [`events`] (the
 //! outbox and its readers: read it for the ordering rule and what a `seq` gap means),
 //! `snapshot`, `error` (SQL errors to the core's kinds), `pool`, [`lease`] (a leader lease with a
-//! term, for the replicated manager).
+//! term, for the replicated manager), `leadership` ([`PostgresLeadership`]: the
+//! [`Leadership`](hodei_workers::Leadership) the replicated manager uses).
 //!
 //! The client is the synchronous `postgres` crate. It cannot block inside an async runtime:
 //! a call from there returns `Error::Backend` saying to use a blocking thread
@@ -35,6 +36,7 @@ mod deadlines;
 mod error;
 pub mod events;
 mod heartbeat;
+mod leadership;
 pub mod lease;
 mod pool;
 mod registry;
@@ -43,6 +45,7 @@ mod snapshot;
 mod sql;
 mod stats;
 
+pub use leadership::{PostgresLeadership, MAX_HOLDER_LEN};
 pub use lease::LeaderLease;
 pub use registry::PostgresWorkerRegistry;
 pub use schema::validate_name;

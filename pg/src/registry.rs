@@ -604,6 +604,16 @@ fn jobs_exhausted(w: &Worker) -> bool {
 }
 
 impl WorkerRegistry for PostgresWorkerRegistry {
+    fn lease(
+        &self,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Arc<dyn hodei_workers::Leadership>>> {
+        Ok(Some(Arc::new(PostgresWorkerRegistry::leadership(
+            self, holder, ttl,
+        )?)))
+    }
+
     /// The registry's clock: the given clock, or the database's (one query; when the database
     /// cannot be reached, the local clock corrected by the last measured offset). Never goes
     /// backwards.

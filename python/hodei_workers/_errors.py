@@ -24,6 +24,7 @@ __all__ = [
     "InvalidArgumentError",
     "SnapshotError",
     "BackendError",
+    "NotLeaderError",
     "InternalError",
 ]
 
@@ -143,6 +144,14 @@ class BackendError(HodeiWorkersError):
     was half-applied."""
 
     kind = "backend"
+
+
+class NotLeaderError(HodeiWorkersError):
+    """A leader-only operation (provisioning, terminating, a health check, cleanup, reconcile)
+    on a replica whose manager does not hold the leadership lease, or whose lease was not
+    renewed in time: another replica acts on the fleet. Nothing was changed."""
+
+    kind = "not_leader"
 
 
 class InternalError(HodeiWorkersError, RuntimeError):

@@ -2,7 +2,7 @@
 # `python -m mypy.stubtest hodei_workers._native` in `make test-python`).
 
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, ClassVar, Union, final
 
@@ -27,6 +27,7 @@ __all__ = [
     "InvalidArgumentError",
     "SnapshotError",
     "BackendError",
+    "NotLeaderError",
     "InternalError",
     "WorkerState",
     "TerminationReason",
@@ -69,6 +70,9 @@ __all__ = [
     "OrphanInstance",
     "ReconcileReport",
     "LifecycleStats",
+    "LeaderInfo",
+    "Ticker",
+    "TickerStats",
     "Demand",
     "Pool",
     "PoolDecision",
@@ -90,6 +94,7 @@ _ReasonLike: TypeAlias = Union["TerminationReason", str]
 # them and raises them.
 
 from hodei_workers._errors import BackendError as BackendError
+from hodei_workers._errors import NotLeaderError as NotLeaderError
 from hodei_workers._errors import CapacityExceededError as CapacityExceededError
 from hodei_workers._errors import HodeiWorkersError as HodeiWorkersError
 from hodei_workers._errors import InternalError as InternalError
@@ -591,6 +596,36 @@ class Registry:
         Arguments:
             clock: a ManualClock to run on (tests, simulations); None for the system's
                 monotonic clock.
+        """
+    @staticmethod
+    def postgres(
+        url: str, *, name: str = "hodei_workers", clock: ManualClock | None = None
+    ) -> Registry:
+        """The registry ``name`` on a PostgreSQL server, shared by every process that opens the
+        same name on the same database (scheduler replicas: one fleet).
+
+        Arguments:
+            url: any libpq connection string: ``"postgresql://user@host/db"`` or
+                ``"host=/tmp user=postgres dbname=postgres"``.
+            name: the schema the registry lives in (1 to 48 characters of ``[a-z0-9_]``, not
+                starting with a digit), created with its tables on first use.
+            clock: a ManualClock (tests); None judges deadlines on the database's clock.
+
+        Raises:
+            InvalidArgumentError: a malformed ``url`` or ``name``.
+            BackendError: the server cannot be reached (later calls too, while it is down).
+        """
+    @staticmethod
+    def drop_postgres(url: str, *, name: str) -> None:
+        """Drops the registry ``name`` (its schema, records and events) from a server.
+
+        Arguments:
+            url: the server's libpq connection string.
+            name: the registry's name.
+
+        Raises:
+            InvalidArgumentError: a malformed ``url`` or ``name``.
+            BackendError: the server cannot be reached.
         """
     @property
     def clock(self) -> ManualClock | None:
@@ -1287,6 +1322,10 @@ class TickReport:
     @property
     def skipped(self) -> bool:
         """Whether another thread was ticking, so this call did nothing."""
+    @property
+    def leading(self) -> bool: ...
+    @property
+    def leader(self) -> LeaderInfo | None: ...
     def to_json(self) -> str:
         """The report as JSON text (ids as str, timestamps in milliseconds since the
         epoch), for logs."""
@@ -1571,12 +1610,67 @@ class LifecycleManager:
         ``terminate_worker`` or ``reconcile`` on this manager (from any thread), or None before
         the first. After a KeyboardInterrupt raised by a provider it is the report of the
         interrupted operation (also the exception's ``report``): requeue its ``lost_jobs``."""
+    @staticmethod
+    def replicated(
+        registry: Registry, holder: str, lease_ttl: _Seconds, config: LifecycleConfig | None = None
+    ) -> LifecycleManager: ...
+    def ticker(
+        self,
+        interval: _Seconds,
+        pending: Callable[[], int] | None = None,
+        on_report: Callable[[TickReport], object] | None = None,
+    ) -> Ticker: ...
+    def is_leader(self) -> bool: ...
+    def step_down(self) -> None: ...
+    def leader(self) -> LeaderInfo | None: ...
     def stats(self) -> LifecycleStats:
         """The registry's counts plus the manager's own (in flight, pending destroys, totals)."""
     def metrics_text(self) -> str:
         """The metrics in the OpenMetrics text format (ending in ``# EOF``): workers by state and
         provider, jobs, provisions, destroys, failures, brake holds, back-off, durations,
         heartbeat ages, event drops. For ``prometheus_client``, see ``hodei_workers.metrics``."""
+
+@final
+class LeaderInfo:
+    @property
+    def holder(self) -> str: ...
+    @property
+    def term(self) -> int: ...
+    @property
+    def since(self) -> float: ...
+    @property
+    def expires_at(self) -> float | None: ...
+    def to_json(self) -> str: ...
+    def __eq__(self, value: object, /) -> bool: ...
+
+@final
+class TickerStats:
+    @property
+    def ticks(self) -> int: ...
+    @property
+    def overruns(self) -> int: ...
+    @property
+    def missed_slots(self) -> int: ...
+    @property
+    def dropped_reports(self) -> int: ...
+    @property
+    def demand_failures(self) -> int: ...
+    @property
+    def report_failures(self) -> int: ...
+    def __eq__(self, value: object, /) -> bool: ...
+
+@final
+class Ticker:
+    @property
+    def interval(self) -> float: ...
+    @property
+    def running(self) -> bool: ...
+    @property
+    def stats(self) -> TickerStats: ...
+    def stop(self) -> None: ...
+    def next_report(self, timeout: _Seconds | None = None) -> TickReport | None: ...
+    def __enter__(self) -> Ticker: ...
+    def __exit__(self, *_args: object) -> bool: ...
 
 # ----- pools and demand ------------------------------------------------------------------------
 

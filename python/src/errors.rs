@@ -42,6 +42,7 @@ fn class_name(kind: Option<ErrorKind>) -> &'static str {
         Some(ErrorKind::InvalidArgument) => "InvalidArgumentError",
         Some(ErrorKind::Snapshot) => "SnapshotError",
         Some(ErrorKind::Backend) => "BackendError",
+        Some(ErrorKind::NotLeader) => "NotLeaderError",
         None => "InternalError",
     }
 }

@@ -9,7 +9,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use hodei_workers::{EventKind, InMemoryWorkerRegistry, Subscription, WorkerLifecycleEvent};
+use hodei_workers::{EventKind, Subscription, WorkerLifecycleEvent, WorkerRegistry};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use pyo3::BoundObject;
@@ -277,11 +277,11 @@ const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 pub(crate) struct PySubscription {
     inner: Subscription,
     /// Tells a registry that is gone (its event bus with it) from a quiet one.
-    registry: Weak<InMemoryWorkerRegistry>,
+    registry: Weak<dyn WorkerRegistry>,
 }
 
 impl PySubscription {
-    pub(crate) fn new(inner: Subscription, registry: &Arc<InMemoryWorkerRegistry>) -> Self {
+    pub(crate) fn new(inner: Subscription, registry: &Arc<dyn WorkerRegistry>) -> Self {
         PySubscription {
             inner,
             registry: Arc::downgrade(registry),

@@ -14,8 +14,10 @@ mod errors;
 mod events;
 mod lifecycle;
 mod pools;
+mod postgres;
 mod provider;
 mod registry;
+mod ticker;
 mod types;
 
 use pyo3::prelude::*;
@@ -39,5 +41,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     events::add_event_classes(m)?;
     lifecycle::add_lifecycle_classes(m)?;
     pools::add_pool_classes(m)?;
+    ticker::add_ticker_classes(m)?;
     Ok(())
 }

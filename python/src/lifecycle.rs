@@ -325,6 +325,23 @@ report_class! {
         capped: |c, py| c.capped,
         /// Whether another thread was ticking, so this call did nothing.
         skipped: |c, py| c.skipped,
+        /// Whether this manager leads (a follower's tick does nothing but try for the lease).
+        leading: |c, py| c.leading,
+        /// The leader as last seen (a LeaderInfo: this replica when leading), or None.
+        leader: |c, py| c.leader.clone().map(LeaderInfo::from),
+    }
+
+    /// Who holds a replicated manager's leadership lease: the holder's name, its term (the
+    /// fencing token), since when.
+    LeaderInfo(core::LeaderInfo) {
+        /// The holder's name (one per replica).
+        holder: |c, py| c.holder.clone(),
+        /// The term it holds (grows with every change of leader).
+        term: |c, py| c.term,
+        /// When this holder took this term (float seconds since the epoch).
+        since: |c, py| convert::seconds(c.since),
+        /// When the lease expires unless renewed (float seconds), None if never.
+        expires_at: |c, py| (c.expires_at != u64::MAX).then(|| convert::seconds(c.expires_at)),
     }
 
     /// A provider instance the registry does not know, found by ``reconcile``.
@@ -701,6 +718,35 @@ impl PyLifecycleManager {
         })
     }
 
+    /// A manager that is one replica of several sharing ``registry``, named ``holder``
+    /// (unique per process), on the registry's leadership lease lasting ``lease_ttl`` (float
+    /// seconds or a timedelta) after each renewal: only the replica holding the lease acts,
+    /// the others' ticks only try to take it (tick at least every ``lease_ttl / 3``, e.g. with
+    /// ``ticker``). On a registry that is not shared between processes (the in-memory one) it
+    /// is a plain manager that always leads.
+    #[staticmethod]
+    #[pyo3(signature = (registry, holder, lease_ttl, config=None))]
+    fn replicated(
+        py: Python<'_>,
+        registry: Bound<'_, PyRegistry>,
+        holder: &str,
+        lease_ttl: Seconds,
+        config: Option<Bound<'_, PyLifecycleConfig>>,
+    ) -> PyResult<Self> {
+        let config = config.map(|c| c.get().inner.clone()).unwrap_or_default();
+        let core_registry: Arc<dyn WorkerRegistry> = registry.get().inner.clone();
+        let holder = holder.to_owned();
+        let inner = run(py, move || {
+            WorkerLifecycleManager::replicated(core_registry, config, &holder, lease_ttl.0)
+        })?;
+        Ok(PyLifecycleManager {
+            inner: Arc::new(inner),
+            registry: registry.unbind(),
+            last_report: Mutex::new(None),
+            providers: Mutex::new(Vec::new()),
+        })
+    }
+
     /// The Registry the manager drives.
     #[getter]
     fn registry(&self, py: Python<'_>) -> Py<PyRegistry> {
@@ -993,6 +1039,41 @@ impl PyLifecycleManager {
         lock(&self.last_report).as_ref().map(|r| r.clone_ref(py))
     }
 
+    /// Starts a Ticker: a thread that calls ``tick(pending())`` every ``interval`` (float
+    /// seconds or a timedelta; the first tick at once) and hands each report to
+    /// ``on_report(report)`` (without it, read them with ``Ticker.next_report()``). Use it as
+    /// a context manager: ``with manager.ticker(1.0, pending=queue.qsize) as t: ...`` stops
+    /// and joins the thread on exit. ``pending`` (default: no demand, 0), ``on_report`` and
+    /// the providers are called on the ticker's thread. Raises InvalidArgumentError for a
+    /// zero interval, TypeError for a callback that is not callable.
+    #[pyo3(signature = (interval, pending=None, on_report=None))]
+    fn ticker(
+        &self,
+        py: Python<'_>,
+        interval: Seconds,
+        pending: Option<Py<PyAny>>,
+        on_report: Option<Py<PyAny>>,
+    ) -> PyResult<crate::ticker::PyTicker> {
+        crate::ticker::start(py, &self.inner, interval, pending, on_report)
+    }
+
+    /// Whether this manager leads now (always True on a single-process manager).
+    fn is_leader(&self, py: Python<'_>) -> PyResult<bool> {
+        engine(py, || Ok(self.inner.is_leader()))
+    }
+
+    /// Gives the leadership lease up (a clean shutdown of a replica): another replica takes
+    /// over at its next tick. This manager follows (leader-only calls raise NotLeaderError)
+    /// until a later tick takes the lease again.
+    fn step_down(&self, py: Python<'_>) -> PyResult<()> {
+        engine(py, || self.inner.step_down())
+    }
+
+    /// The leader as last seen by this manager's lease renewals, or None.
+    fn leader(&self, py: Python<'_>) -> PyResult<Option<LeaderInfo>> {
+        Ok(engine(py, || Ok(self.inner.leader()))?.map(LeaderInfo::from))
+    }
+
     /// The registry's counts plus the manager's own (in flight, pending destroys, totals).
     fn stats(&self, py: Python<'_>) -> PyResult<LifecycleStats> {
         engine(py, || self.inner.stats()).map(LifecycleStats::from)
@@ -1035,6 +1116,7 @@ pub(crate) fn add_lifecycle_classes(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ScalingPlan>()?;
     m.add_class::<TickReport>()?;
     m.add_class::<OrphanInstance>()?;
+    m.add_class::<LeaderInfo>()?;
     m.add_class::<ReconcileReport>()?;
     m.add_class::<LifecycleStats>()?;
     Ok(())

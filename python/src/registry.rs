@@ -1,4 +1,4 @@
-//! `Registry`: the Python face of `InMemoryWorkerRegistry`.
+//! `Registry`: the Python face of a `WorkerRegistry` (in memory, or PostgreSQL: `postgres.rs`).
 
 use std::sync::Arc;
 
@@ -94,8 +94,9 @@ fn workers(list: Vec<hodei_workers::Worker>) -> Vec<PyWorker> {
 /// ``len(registry)`` counts the workers; ``worker_id in registry`` tests one.
 #[pyclass(frozen, name = "Registry", module = "hodei_workers")]
 pub(crate) struct PyRegistry {
-    pub(crate) inner: Arc<InMemoryWorkerRegistry>,
-    clock: Option<Py<PyManualClock>>,
+    /// Any backend: in memory, or shared (`Registry.postgres`).
+    pub(crate) inner: Arc<dyn WorkerRegistry>,
+    pub(crate) clock: Option<Py<PyManualClock>>,
 }
 
 #[pymethods]
@@ -112,6 +113,38 @@ impl PyRegistry {
             inner: Arc::new(inner),
             clock: clock.map(Bound::unbind),
         }
+    }
+
+    /// The registry named ``name`` on the PostgreSQL server at ``url``, shared by every process
+    /// that opens the same name on the same database (scheduler replicas: one fleet).
+    ///
+    /// ``url`` is any libpq connection string: a URL (``"postgresql://user@host/db"``) or
+    /// ``key=value`` pairs (``"host=/tmp user=postgres dbname=postgres"``). ``name`` (1 to 48
+    /// characters of ``[a-z0-9_]``, not starting with a digit) is the PostgreSQL schema the
+    /// registry lives in, created with its tables on first use. Deadlines are judged on the
+    /// database's clock, or on ``clock`` (a ManualClock, for tests) when given.
+    ///
+    /// Raises InvalidArgumentError for a malformed ``url`` or ``name``, BackendError when the
+    /// server cannot be reached. Later calls raise BackendError while it is unreachable (and
+    /// apply nothing).
+    #[staticmethod]
+    #[pyo3(signature = (url, *, name="hodei_workers", clock=None))]
+    fn postgres(
+        py: Python<'_>,
+        url: &str,
+        name: &str,
+        clock: Option<Bound<'_, PyManualClock>>,
+    ) -> PyResult<PyRegistry> {
+        crate::postgres::open(py, url, name, clock)
+    }
+
+    /// Drops the registry ``name`` from the PostgreSQL server at ``url``: its schema with every
+    /// record and event (tests clean up with it). Registries still open on it raise
+    /// BackendError afterwards.
+    #[staticmethod]
+    #[pyo3(signature = (url, *, name))]
+    fn drop_postgres(py: Python<'_>, url: &str, name: &str) -> PyResult<()> {
+        crate::postgres::drop(py, url, name)
     }
 
     /// The ManualClock given at construction, or None on the system clock.

@@ -225,7 +225,8 @@ int main(void) {
   /* ---- types, strings, status ---- */
   CHECK_STR(hw_status_str(HW_OK), "HW_OK");
   CHECK_STR(hw_status_str(HW_ERR_PANIC), "HW_ERR_PANIC");
-  CHECK_STR(hw_status_str(14), "HW_UNKNOWN_STATUS");
+  CHECK_STR(hw_status_str(HW_ERR_NOT_LEADER), "HW_ERR_NOT_LEADER");
+  CHECK_STR(hw_status_str(15), "HW_UNKNOWN_STATUS");
   CHECK_STR(hw_status_str(0xffffffffu), "HW_UNKNOWN_STATUS");
   CHECK_STR(hw_worker_state_str(HW_WORKER_STATE_BUSY), "busy");
   CHECK_STR(hw_worker_state_str(7), "unknown");
@@ -364,6 +365,32 @@ int main(void) {
   INVALID(hw_registry_new(NULL));
   INVALID(hw_registry_new_with_clock(NULL, (hw_registry **)&out));
   INVALID(hw_registry_new_with_clock(clock, NULL));
+  /* PostgreSQL: argument checks come before any connection, so no server is needed here. */
+  const char *pg = "host=/nonexistent-hodei-dir user=postgres dbname=postgres";
+  INVALID(hw_registry_new_postgres(NULL, "r", (hw_registry **)&out));
+  INVALID(hw_registry_new_postgres(pg, NULL, (hw_registry **)&out));
+  INVALID(hw_registry_new_postgres(pg, "r", NULL));
+  INVALID(hw_registry_new_postgres(BAD_UTF8, "r", (hw_registry **)&out));
+  INVALID(hw_registry_new_postgres(pg, BAD_UTF8, (hw_registry **)&out));
+  INVALID(hw_registry_new_postgres(pg, "Not-A-Schema", (hw_registry **)&out));
+  INVALID(hw_registry_new_postgres(pg, "pg_catalog", (hw_registry **)&out));
+  INVALID(hw_registry_new_postgres("host=x port=notaport", "r", (hw_registry **)&out));
+  /* A server that is not there: HW_ERR_BACKEND, with the cause in the message. */
+  CHECK_STATUS(hw_registry_new_postgres(pg, "r", (hw_registry **)&out), HW_ERR_BACKEND);
+  CHECK(hw_last_error_message()[0] != '\0');
+  INVALID(hw_registry_new_postgres_with_clock(NULL, "r", clock, (hw_registry **)&out));
+  INVALID(hw_registry_new_postgres_with_clock(pg, NULL, clock, (hw_registry **)&out));
+  INVALID(hw_registry_new_postgres_with_clock(pg, "r", NULL, (hw_registry **)&out));
+  INVALID(hw_registry_new_postgres_with_clock(pg, "r", clock, NULL));
+  INVALID(hw_registry_new_postgres_with_clock(pg, "1r", clock, (hw_registry **)&out));
+  CHECK_STATUS(hw_registry_new_postgres_with_clock(pg, "r", clock, (hw_registry **)&out),
+               HW_ERR_BACKEND);
+  INVALID(hw_registry_drop_postgres(NULL, "r"));
+  INVALID(hw_registry_drop_postgres(pg, NULL));
+  INVALID(hw_registry_drop_postgres(BAD_UTF8, "r"));
+  INVALID(hw_registry_drop_postgres(pg, "public"));
+  CHECK_STATUS(hw_registry_drop_postgres(pg, "r"), HW_ERR_BACKEND);
+  CHECK(out == SENTINEL);
   INVALID(hw_registry_now(NULL, &u64));
   INVALID(hw_registry_now(reg, NULL));
   INVALID(hw_registry_register(NULL, "p", "docker", "r", spec, (hw_worker **)&out));
@@ -707,6 +734,14 @@ int main(void) {
   INVALID(hw_manager_reconcile(mgr, NULL));
   INVALID(hw_manager_tick(NULL, 0, (hw_report **)&out));
   INVALID(hw_manager_tick(mgr, 0, NULL));
+  INVALID(hw_manager_new_replicated(NULL, &config, "h", 1000, (hw_manager **)&out));
+  INVALID(hw_manager_new_replicated(reg, NULL, "h", 1000, (hw_manager **)&out));
+  INVALID(hw_manager_new_replicated(reg, &config, NULL, 1000, (hw_manager **)&out));
+  INVALID(hw_manager_new_replicated(reg, &config, BAD_UTF8, 1000, (hw_manager **)&out));
+  INVALID(hw_manager_new_replicated(reg, &config, "h", 1000, NULL));
+  INVALID(hw_manager_is_leader(NULL, &flag));
+  INVALID(hw_manager_is_leader(mgr, NULL));
+  INVALID(hw_manager_step_down(NULL));
   INVALID(hw_manager_stats_json(NULL, &owned));
   INVALID(hw_manager_stats_json(mgr, NULL));
   INVALID(hw_manager_metrics_text(NULL, &owned));
@@ -754,6 +789,35 @@ int main(void) {
   INVALID(hw_worker_filter_set_architecture(NULL, HW_ARCHITECTURE_ARM64));
   INVALID(hw_worker_filter_set_architecture(filter, 3));
   CHECK(drained == 777 && out == SENTINEL && owned == (char *)SENTINEL);
+  /* ---- tickers ---- */
+  {
+    hw_ticker_callbacks tcb;
+    memset(&tcb, 0, sizeof tcb); /* no callbacks: reports discarded, no demand */
+    hw_ticker *ticker = NULL;
+    hw_ticker_stats tstats;
+    tstats.ticks = 777;
+    INVALID(hw_ticker_start(NULL, 1000, &tcb, (hw_ticker **)&out));
+    INVALID(hw_ticker_start(mgr, 1000, NULL, (hw_ticker **)&out));
+    INVALID(hw_ticker_start(mgr, 1000, &tcb, NULL));
+    INVALID(hw_ticker_start(mgr, 0, &tcb, (hw_ticker **)&out));
+    INVALID(hw_ticker_stop(NULL));
+    INVALID(hw_ticker_get_stats(NULL, &tstats));
+    CHECK(tstats.ticks == 777 && out == SENTINEL);
+    /* A real ticker on a manager of its own (its tick must not touch the fixtures). */
+    hw_registry *treg = NULL;
+    hw_manager *tmgr = NULL;
+    REQUIRE_OK(hw_registry_new(&treg));
+    REQUIRE_OK(hw_manager_new(treg, &config, &tmgr));
+    REQUIRE_OK(hw_ticker_start(tmgr, 3600000, &tcb, &ticker));
+    INVALID(hw_ticker_get_stats(ticker, NULL));
+    CHECK_OK(hw_ticker_stop(ticker));
+    CHECK_OK(hw_ticker_get_stats(ticker, &tstats));
+    CHECK(tstats.ticks <= 1); /* stopped before or after its first tick */
+    hw_ticker_free(ticker);
+    hw_ticker_free(NULL);
+    hw_manager_free(tmgr);
+    hw_registry_free(treg);
+  }
 
   /* ---- tick reports ---- */
   INVALID(hw_report_get_summary(NULL, &sum));
@@ -781,6 +845,15 @@ int main(void) {
   INVALID(hw_report_get_decision(NULL, 0, &text));
   INVALID(hw_report_get_decision(rep, 0, NULL));
   INVALID(hw_report_get_decision(rep, 1000, &text));
+  {
+    hw_leader_info li;
+    li.term = 4242;
+    bool found = false;
+    INVALID(hw_report_get_leader(NULL, &li, &found));
+    INVALID(hw_report_get_leader(rep, NULL, &found));
+    INVALID(hw_report_get_leader(rep, &li, NULL));
+    CHECK(li.term == 4242 && !found);
+  }
   INVALID(hw_report_get_json(NULL, &text));
   INVALID(hw_report_get_json(rep, NULL));
   CHECK(wid.bytes[0] == 0xab && u32 == 12345 && text == (const char *)SENTINEL);

@@ -1,6 +1,8 @@
 /* The life of a worker driven from C on a manual clock: register -> ready -> claim -> release ->
- * heartbeat timeout -> lost job reported -> removal. */
+ * heartbeat timeout -> lost job reported -> removal. Runs on the in-memory registry, and again
+ * on PostgreSQL with HW_TEST_BACKEND=postgres (backend.h). */
 #include "harness.h"
+#include "backend.h"
 
 #define T0 1700000000000ULL
 
@@ -105,7 +107,7 @@ static void manager_lifecycle(void) {
   hw_worker_spec *spec = NULL;
   hw_worker_filter *any = NULL;
   CHECK_OK(hw_clock_new_manual(T0, &clock));
-  CHECK_OK(hw_registry_new_with_clock(clock, &reg));
+  CHECK_OK(hw_test_registry_new(clock, &reg));
   CHECK_OK(hw_worker_spec_new("ubuntu:24.04", &spec));
   CHECK_OK(hw_worker_filter_new(&any));
 
@@ -294,7 +296,7 @@ static void manager_scaling_and_reconcile(void) {
   hw_manager *mgr = NULL;
   hw_worker_spec *spec = NULL;
   CHECK_OK(hw_clock_new_manual(T0, &clock));
-  CHECK_OK(hw_registry_new_with_clock(clock, &reg));
+  CHECK_OK(hw_test_registry_new(clock, &reg));
   CHECK_OK(hw_worker_spec_new("ubuntu:24.04", &spec));
   CHECK_OK(hw_manager_new_from_json(reg, "{\"max_workers\": 3, \"min_ready_workers\": 1}", &mgr));
   if (!mgr) return;
@@ -388,7 +390,7 @@ int main(void) {
   hw_worker_filter *ci = NULL;
   hw_subscription *events = NULL;
   REQUIRE_OK(hw_clock_new_manual(T0, &clock));
-  REQUIRE_OK(hw_registry_new_with_clock(clock, &reg));
+  REQUIRE_OK(hw_test_registry_new(clock, &reg));
   REQUIRE_OK(hw_registry_subscribe(reg, HW_DEFAULT_SUBSCRIPTION_CAPACITY, false, &events));
 
   /* A spec with labels and capabilities. */
@@ -554,5 +556,7 @@ int main(void) {
 
   manager_lifecycle();
   manager_scaling_and_reconcile();
+  hw_test_backend_cleanup();
+  printf("backend: %s\n", hw_test_backend_name());
   return hw_test_report();
 }

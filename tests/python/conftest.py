@@ -1,15 +1,65 @@
-"""Shared fixtures: a registry on a manual clock, and a helper that brings a worker to READY
-the way a host does (register when the provider started it, READY when its agent reports in)."""
+"""Shared fixtures: a registry on a manual clock, on every backend (the tests that take the
+``registry`` fixture run twice: in memory and on PostgreSQL), and a helper that brings a worker
+to READY the way a host does (register when the provider started it, READY when its agent
+reports in).
+
+The PostgreSQL runs need a server: ``HODEI_PG_URL`` (a libpq connection string; ``make test``
+starts a throwaway server and sets it). Without it they FAIL, never skip. Each registry lives
+in a schema of its own, dropped after the test."""
 
 from __future__ import annotations
 
-from typing import Callable
+import os
+import uuid
+from typing import Callable, Iterator
 
 import pytest
 
 import hodei_workers as hw
 
 START = 1_700_000_000.0
+
+BACKENDS = ["memory", "postgres"]
+
+
+def pg_url() -> str:
+    url = os.environ.get("HODEI_PG_URL", "").strip()
+    if not url:
+        pytest.fail(
+            "HODEI_PG_URL is not set: the PostgreSQL half of the suite needs a server. Run "
+            "`make test-python` or `make test` (they start a throwaway server), or set "
+            "HODEI_PG_URL to a libpq connection string, e.g. 'host=/tmp user=postgres "
+            "dbname=postgres'",
+            pytrace=False,
+        )
+    return url
+
+
+MakeRegistry = Callable[..., hw.Registry]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def make_registry(backend: str) -> Iterator[MakeRegistry]:
+    """A factory of fresh, empty registries of the backend under test:
+    ``make_registry(clock=None)``."""
+    schemas: list[str] = []
+
+    def make(clock: hw.ManualClock | None = None) -> hw.Registry:
+        if backend == "memory":
+            return hw.Registry(clock=clock)
+        name = f"py_{os.getpid()}_{uuid.uuid4().hex[:12]}"
+        schemas.append(name)
+        return hw.Registry.postgres(pg_url(), name=name, clock=clock)
+
+    yield make
+    for name in schemas:
+        hw.Registry.drop_postgres(pg_url(), name=name)
 
 
 @pytest.fixture
@@ -18,8 +68,8 @@ def clock() -> hw.ManualClock:
 
 
 @pytest.fixture
-def registry(clock: hw.ManualClock) -> hw.Registry:
-    return hw.Registry(clock=clock)
+def registry(make_registry: MakeRegistry, clock: hw.ManualClock) -> hw.Registry:
+    return make_registry(clock)
 
 
 ReadyWorker = Callable[..., hw.Worker]

@@ -8,7 +8,7 @@ import time
 import pytest
 
 import hodei_workers as hw
-from conftest import START, ReadyWorker
+from conftest import START, MakeRegistry, ReadyWorker
 
 
 def test_events_of_a_worker_life(registry: hw.Registry, clock: hw.ManualClock) -> None:
@@ -113,8 +113,8 @@ def test_recv_waits_with_the_gil_released(registry: hw.Registry) -> None:
     assert time.monotonic() - started < 5
 
 
-def test_iteration_ends_when_the_registry_is_gone(clock: hw.ManualClock) -> None:
-    registry = hw.Registry(clock=clock)
+def test_iteration_ends_when_the_registry_is_gone(clock: hw.ManualClock, make_registry: MakeRegistry) -> None:
+    registry = make_registry(clock)
     events = registry.subscribe()
     for n in range(3):
         registry.register("docker-local", "docker", f"c-{n}")

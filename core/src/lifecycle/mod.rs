@@ -6,13 +6,16 @@
 //! registry's clock.
 
 mod config;
+mod lease;
 mod manager;
 mod pools;
 mod provider;
 mod report;
 mod scaling;
+mod ticker;
 
 pub use config::{WorkerLifecycleConfig, MAX_CONFIG_DURATION};
+pub use lease::{AlwaysLeader, InMemoryLease, LeaderInfo, Leadership, LeaseStatus, Term};
 pub use manager::WorkerLifecycleManager;
 pub(crate) use pools::validate_pool_name;
 pub use pools::{
@@ -26,3 +29,4 @@ pub use report::{
     MassExpiryHold, OrphanInstance, ProviderBackoff, ProvisionFailure, ProvisionedWorker,
     ReconcileReport, ScalingPlan, TerminatedWorker, TickReport, UnhealthyWorker,
 };
+pub use ticker::{Ticker, TickerStats, TICKER_REPORTS_CAPACITY};

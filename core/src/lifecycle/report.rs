@@ -9,6 +9,7 @@ use crate::registry::WorkerRegistryStats;
 use crate::state::WorkerState;
 use crate::worker::TerminationReason;
 
+use super::lease::LeaderInfo;
 use super::pools::{PoolPlan, Unschedulable};
 use super::provider::ProviderErrorKind;
 
@@ -258,6 +259,12 @@ pub struct TickReport {
     pub capped: bool,
     /// Set when another thread was ticking: this call did nothing.
     pub skipped: bool,
+    /// Whether this manager leads (holds the leadership lease and trusts it): only the leader
+    /// acts; a follower's tick only tries to take or keep the lease.
+    pub leading: bool,
+    /// The leader as last seen: this replica when `leading`, another one (who, under which
+    /// term, since when) otherwise; `None` when no replica ever led.
+    pub leader: Option<LeaderInfo>,
 }
 
 /// A provider instance the registry does not know, found by `reconcile`.

@@ -166,6 +166,24 @@ pub trait WorkerRegistry: Send + Sync + fmt::Debug {
     /// `Unregistered`); nothing is published then.
     fn publish(&self, kind: EventKind) -> Result<()>;
 
+    /// The leadership lease of the managers sharing this registry, for the replica named
+    /// `holder`, lasting `ttl` after each renewal (see
+    /// [`WorkerLifecycleManager::replicated`](crate::WorkerLifecycleManager::replicated)).
+    /// `Ok(None)` (the default): the registry is not shared between processes, a manager on
+    /// it needs no lease.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a holder or ttl the backend refuses; `Backend` when the lease's
+    /// store cannot be reached.
+    fn lease(
+        &self,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Arc<dyn crate::lifecycle::Leadership>>> {
+        let _ = (holder, ttl);
+        Ok(None)
+    }
+
     /// Every record plus the event `seq` and the retired ids, consistent at one instant;
     /// `taken_at` is read last, so no time in the snapshot lies after it.
     fn snapshot(&self) -> Result<Snapshot>;

@@ -86,7 +86,7 @@ impl hw_manager_config {
         }
     }
 
-    pub(super) fn to_core(self) -> WorkerLifecycleConfig {
+    pub(crate) fn to_core(self) -> WorkerLifecycleConfig {
         WorkerLifecycleConfig {
             heartbeat_timeout: ms(self.heartbeat_timeout_ms),
             health_check_interval: ms(self.health_check_interval_ms),

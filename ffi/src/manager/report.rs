@@ -30,6 +30,9 @@ pub struct hw_report {
     provisioned: Vec<WorkerId>,
     decisions: Vec<CString>,
     json: CString,
+    /// Ticks only: the leader as last seen, its holder name as a C string
+    /// (`hw_report_get_leader`).
+    pub(crate) leader: Option<(CString, engine::LeaderInfo)>,
 }
 
 /// Which manager operation made a `hw_report` (`hw_report_summary.kind`).
@@ -148,6 +151,9 @@ pub struct hw_report_summary {
     pub capped: bool,
     /// Whether another thread was ticking, so this tick did nothing.
     pub skipped: bool,
+    /// Ticks only: whether this manager leads (holds the leadership lease). A follower's tick
+    /// does nothing but try for the lease; `hw_report_get_leader` says who leads.
+    pub leading: bool,
 }
 
 impl hw_report_summary {
@@ -208,6 +214,8 @@ impl hw_report {
             actions,
             capped,
             skipped,
+            leading,
+            leader,
         } = r;
         let decisions = decisions
             .iter()
@@ -233,6 +241,7 @@ impl hw_report {
             unschedulable: unschedulable.len(),
             capped: *capped,
             skipped: *skipped,
+            leading: *leading,
             ..Default::default()
         };
         summary.brake(
@@ -250,6 +259,10 @@ impl hw_report {
             provisioned: provisioned.iter().map(|p| p.worker_id).collect(),
             decisions,
             json: to_json(r, "tick report")?,
+            leader: match leader {
+                Some(l) => Some((c_string(&l.holder, "leader holder")?, l.clone())),
+                None => None,
+            },
         })
     }
 
@@ -287,6 +300,7 @@ impl hw_report {
             provisioned: Vec::new(),
             decisions: Vec::new(),
             json: to_json(r, "health check result")?,
+            leader: None,
         })
     }
 
@@ -321,6 +335,7 @@ impl hw_report {
             provisioned: Vec::new(),
             decisions: Vec::new(),
             json: to_json(r, "cleanup result")?,
+            leader: None,
         })
     }
 
@@ -345,6 +360,7 @@ impl hw_report {
             provisioned: Vec::new(),
             decisions: Vec::new(),
             json: to_json(r, "reconcile report")?,
+            leader: None,
         })
     }
 }

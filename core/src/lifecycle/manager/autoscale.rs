@@ -190,7 +190,8 @@ impl WorkerLifecycleManager {
         let mut retired = Vec::new();
         let mut cleanup = CleanupResult::default();
         for w in candidates {
-            if !budget.take() {
+            // Fenced: a replica that lost the lease retires nothing (and keeps no cooldown).
+            if !budget.take() || self.fence().is_err() {
                 break;
             }
             // Only a worker still idle since it was planned is retired (claimed, or claimed and

@@ -273,6 +273,11 @@ impl WorkerLifecycleManager {
                 return;
             }
         }
+        // Fenced: only the leader destroys (a former leader's queue is the new leader's now).
+        if self.fence().is_err() {
+            self.postpone(id);
+            return;
+        }
         let handle = &entry.handle;
         let provider = self.provider(&handle.provider_id);
         let outcome = match &provider {

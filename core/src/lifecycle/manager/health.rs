@@ -69,6 +69,7 @@ impl WorkerLifecycleManager {
 
     pub(super) fn health_check_inner(&self, budget: &mut Budget) -> Result<HealthCheckResult> {
         crate::trace::span!("health_check");
+        self.fence()?;
         let now = self.registry.now();
         let mut result = HealthCheckResult {
             checked_at: now,
@@ -151,6 +152,11 @@ impl WorkerLifecycleManager {
         let total = due.len();
         for (i, (id, reason)) in due.into_iter().enumerate() {
             if !budget.take() {
+                result.deferred = total - i;
+                break;
+            }
+            // The lease may have been lost meanwhile (a long check, a pause): stop here.
+            if self.fence().is_err() {
                 result.deferred = total - i;
                 break;
             }

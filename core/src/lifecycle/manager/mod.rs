@@ -18,6 +18,7 @@ mod autoscale;
 mod brake;
 mod destroy_queue;
 mod health;
+mod leader;
 mod pools;
 mod providers;
 mod provisioning;
@@ -31,12 +32,13 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::clock::{millis, Timestamp};
+use crate::clock::{millis, SystemClock, Timestamp};
 use crate::error::Result;
 use crate::ids::ProviderId;
 use crate::registry::WorkerRegistry;
 
 use super::config::WorkerLifecycleConfig;
+use super::lease::{AlwaysLeader, LeaseKeeper};
 use super::pools::Demand;
 use super::report::{LifecycleStats, ProviderBackoff, TickReport};
 use crate::metrics::{ManagerView, Metrics};
@@ -211,6 +213,8 @@ pub struct WorkerLifecycleManager {
     ticking: AtomicBool,
     /// The mass-expiry brake's state across health checks.
     brake: Mutex<Brake>,
+    /// The leadership lease: the term this manager acts under, and its trust window.
+    lease: LeaseKeeper,
     /// Where new worker ids come from (random by default; a simulation seeds it).
     worker_ids: Mutex<Option<provisioning::IdSource>>,
 }
@@ -236,6 +240,26 @@ impl WorkerLifecycleManager {
     /// # Errors
     /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) when `config` fails [`WorkerLifecycleConfig::validate`].
     pub fn new(registry: Arc<dyn WorkerRegistry>, config: WorkerLifecycleConfig) -> Result<Self> {
+        let since = registry.now();
+        let manager = Self::build(
+            registry,
+            config,
+            LeaseKeeper::new(
+                Arc::new(AlwaysLeader::new(since)),
+                Arc::new(SystemClock::new()),
+            ),
+        )?;
+        // The single-process lease is held from the start: direct calls work before any tick,
+        // and the first tick does not "take over" (today's behaviour).
+        manager.lease.renew();
+        Ok(manager)
+    }
+
+    fn build(
+        registry: Arc<dyn WorkerRegistry>,
+        config: WorkerLifecycleConfig,
+        lease: LeaseKeeper,
+    ) -> Result<Self> {
         config.validate()?;
         let now = registry.now();
         let providers = Arc::new(RwLock::new(BTreeMap::new()));
@@ -291,6 +315,7 @@ impl WorkerLifecycleManager {
             metrics,
             ticking: AtomicBool::new(false),
             brake: Mutex::new(Brake::default()),
+            lease,
             worker_ids: Mutex::new(None),
         })
     }
@@ -346,6 +371,10 @@ impl WorkerLifecycleManager {
         );
         let now = report.at;
         let mut budget = Budget::new(self.config.max_actions_per_tick);
+        // A follower only tries to take or keep the lease; a new leader takes over first.
+        if !self.lead(&mut report) {
+            return report;
+        }
 
         let (stall, health_due) = {
             let mut s = self.schedule.lock();
@@ -375,6 +404,10 @@ impl WorkerLifecycleManager {
             }
         }
 
+        // Each phase starts only while the lease is still trusted (a tick can be long).
+        if !self.still_leading(&mut report) {
+            return report;
+        }
         if health_due {
             let hc_timer = self.metrics.start();
             let hc = self.health_check_inner(&mut budget);
@@ -426,6 +459,9 @@ impl WorkerLifecycleManager {
             }
         }
 
+        if !self.still_leading(&mut report) {
+            return report;
+        }
         // Said here; the cleanup below looks again (O(1) once they are queued) and destroys them.
         match self.adopt_terminal(now) {
             Ok(adopted) if !adopted.is_empty() => report.decisions.push(format!(
@@ -448,6 +484,9 @@ impl WorkerLifecycleManager {
             Err(e) => report.decisions.push(format!("cleanup failed: {e}")),
         }
 
+        if !self.still_leading(&mut report) {
+            return report;
+        }
         self.scale_tick(&demand, &mut budget, &mut report);
 
         report.provider_backoff = self.provider_backoff();

@@ -87,6 +87,7 @@ impl WorkerLifecycleManager {
     ) -> std::result::Result<Worker, (Error, Option<ProvisionFailure>)> {
         crate::trace::span!("provision", provider_id = %provider_id);
         spec.validate().map_err(|e| (e, None))?;
+        self.fence().map_err(|e| (e, None))?;
         let entry = self
             .provider(provider_id)
             .ok_or_else(|| (Error::ProviderNotFound(provider_id.clone()), None))?;
@@ -147,6 +148,19 @@ impl WorkerLifecycleManager {
         // are routed by it.
         handle.provider_id = provider_id.clone();
         handle.provider_type = entry.provider_type.clone();
+        // Fenced: a leader that lost its lease during the create registers nothing, and
+        // destroys nothing either (the new leader's reconcile owns the instance now: two
+        // destroys of one instance are what fencing prevents).
+        if let Err(e) = self.fence() {
+            drop(ticket);
+            return Err((
+                Error::NotLeader(format!(
+                    "{e}; instance {} of provider {provider_id} was created but not registered                      (the leader's reconcile destroys it)",
+                    handle.resource_id
+                )),
+                None,
+            ));
+        }
         match self.registry.register(handle.clone(), spec) {
             Ok(worker) => {
                 // Registered first, ledger entry removed second: the count never dips.

@@ -28,6 +28,7 @@ impl WorkerLifecycleManager {
     /// # Errors
     /// Only when the registry fails to answer.
     pub fn reconcile(&self) -> Result<ReconcileReport> {
+        self.fence()?;
         let now = self.registry.now();
         let mut report = ReconcileReport {
             at: now,
@@ -82,6 +83,9 @@ impl WorkerLifecycleManager {
             if !orphans.is_empty() {
                 if in_flight_before == 0 && started_after == started_before {
                     for handle in orphans {
+                        if self.fence().is_err() {
+                            break;
+                        }
                         let error =
                             guarded("destroy_worker", || entry.provider.destroy_worker(handle))
                                 .err()

@@ -45,6 +45,7 @@ impl WorkerLifecycleManager {
 
     pub(super) fn cleanup_inner(&self, budget: &mut Budget) -> Result<CleanupResult> {
         crate::trace::span!("cleanup");
+        self.fence()?;
         let now = self.registry.now();
         let mut result = CleanupResult::default();
         // Terminal records nobody destroys yet (moved there by the host, restored so) join the
@@ -59,7 +60,7 @@ impl WorkerLifecycleManager {
         let due = self.registry.find_for_termination()?;
         let total = due.len();
         for (i, (worker, reason)) in due.into_iter().enumerate() {
-            if !budget.take() {
+            if !budget.take() || self.fence().is_err() {
                 result.deferred += total - i;
                 break;
             }
@@ -193,6 +194,7 @@ impl WorkerLifecycleManager {
         id: &WorkerId,
         reason: TerminationReason,
     ) -> Result<CleanupResult> {
+        self.fence()?;
         let now = self.registry.now();
         let worker = self.registry.get(id)?.ok_or(Error::NotFound(*id))?;
         let mut result = CleanupResult::default();

@@ -1,0 +1,479 @@
+//! Leadership: which of several [`WorkerLifecycleManager`](crate::WorkerLifecycleManager)s
+//! sharing one registry may act on the fleet.
+//!
+//! Leadership is a **lease with a term** kept in the shared store ([`Leadership`]): a replica
+//! acquires it when it is free or expired (a new, larger term), renews only the term it holds,
+//! and may step down. The term is a fencing token: every leader-only write of the manager checks
+//! that the term it acts under is still the one it holds. A leader trusts its lease only until
+//! `start of its last successful renewal + ttl − margin`, measured on its **own** clock: a
+//! leader paused for longer than that (GC, SIGSTOP, a VM migration) finds its trust window
+//! closed when it wakes and changes nothing until a renewal says it still leads.
+//!
+//! Two implementations live here: [`AlwaysLeader`], the single-process lease the in-memory
+//! registry uses (always held, term 1: today's behaviour), and [`InMemoryLease`], a real lease
+//! shared by the managers of one process (tests and the simulation). The PostgreSQL one is
+//! `hodei_workers_postgres::PostgresLeadership`.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use crate::clock::{millis, Clock, Timestamp};
+use crate::error::{Error, Result};
+
+/// A fencing token: strictly increasing across the successive leaders of one store.
+pub type Term = u64;
+
+/// Who holds a lease, under which term, since when (the store's clock).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LeaderInfo {
+    /// The holder's name (one per replica, e.g. `host-pid`).
+    pub holder: String,
+    /// The term it holds.
+    pub term: Term,
+    /// When this holder took this term (store clock, ms since the epoch).
+    pub since: Timestamp,
+    /// When the lease expires unless renewed (store clock).
+    pub expires_at: Timestamp,
+}
+
+/// The answer of [`Leadership::acquire_or_renew`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseStatus {
+    /// This replica holds the lease (newly acquired, or renewed under the same term).
+    Held(LeaderInfo),
+    /// Another replica holds it (`Some`, possibly already expired but not yet taken over), or
+    /// nobody ever did (`None`).
+    Follower(Option<LeaderInfo>),
+}
+
+/// A leadership lease in a shared store.
+///
+/// # Contract (every implementation)
+/// - [`acquire_or_renew`](Self::acquire_or_renew) is atomic in the store: of the replicas
+///   calling it at once on a free or expired lease, exactly one gets it. Acquiring (the lease
+///   was free, expired, or held under another term) makes a **new term**, larger than every
+///   term before; renewing (this holder holds exactly `held`) keeps the term and moves the
+///   expiry to `now + ttl`. A holder never renews a term it does not hold.
+/// - Expiry is judged on the store's one clock (the database's, or the given manual clock), so
+///   replicas with skewed clocks agree on it.
+/// - Leases are not advisory locks: they survive connection loss and poolers, and a lease
+///   expires by itself when its holder stops renewing.
+pub trait Leadership: Send + Sync + fmt::Debug {
+    /// This replica's name in the lease.
+    fn holder(&self) -> &str;
+
+    /// How long a lease lasts after each renewal.
+    fn ttl(&self) -> Duration;
+
+    /// The part of the ttl a leader does not trust (clock drift between the replica and the
+    /// store, the renewal's own round trip): the leader acts only until
+    /// `renewal start + ttl − margin` on its own clock. Default: a quarter of the ttl.
+    fn margin(&self) -> Duration {
+        self.ttl() / 4
+    }
+
+    /// Acquires the lease when free or expired, or renews it when this replica holds `held`.
+    ///
+    /// # Errors
+    /// The store cannot be reached (`Error::Backend`): the caller must assume nothing changed
+    /// and keep trusting an earlier renewal only within its window.
+    fn acquire_or_renew(&self, held: Option<Term>) -> Result<LeaseStatus>;
+
+    /// Gives up `term` if this replica still holds it (the lease expires now, so a follower
+    /// may take it at once). Nothing happens otherwise.
+    ///
+    /// # Errors
+    /// The store cannot be reached.
+    fn step_down(&self, term: Term) -> Result<()>;
+
+    /// The current holder, as the store has it (possibly expired), without trying to acquire.
+    ///
+    /// # Errors
+    /// The store cannot be reached.
+    fn current(&self) -> Result<Option<LeaderInfo>>;
+}
+
+/// The single-process lease: always held by `"local"` under term 1, never expiring. What a
+/// manager on an in-memory registry uses: it leads, as it always did.
+#[derive(Debug, Clone)]
+pub struct AlwaysLeader {
+    since: Timestamp,
+}
+
+impl AlwaysLeader {
+    /// Held since `since` (the manager's creation).
+    pub fn new(since: Timestamp) -> Self {
+        AlwaysLeader { since }
+    }
+
+    fn info(&self) -> LeaderInfo {
+        LeaderInfo {
+            holder: "local".to_owned(),
+            term: 1,
+            since: self.since,
+            expires_at: Timestamp::MAX,
+        }
+    }
+}
+
+impl Leadership for AlwaysLeader {
+    fn holder(&self) -> &str {
+        "local"
+    }
+
+    fn ttl(&self) -> Duration {
+        Duration::MAX
+    }
+
+    fn margin(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    fn acquire_or_renew(&self, _held: Option<Term>) -> Result<LeaseStatus> {
+        Ok(LeaseStatus::Held(self.info()))
+    }
+
+    fn step_down(&self, _term: Term) -> Result<()> {
+        Ok(())
+    }
+
+    fn current(&self) -> Result<Option<LeaderInfo>> {
+        Ok(Some(self.info()))
+    }
+}
+
+/// A lease shared by the managers of one process, on a [`Clock`]: the same contract as the
+/// PostgreSQL lease, for tests and simulations of a replicated manager without a database.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use hodei_workers::*;
+///
+/// let clock = Arc::new(ManualClock::new(1_000));
+/// let a = InMemoryLease::new(clock.clone(), "a", Duration::from_secs(10));
+/// let b = a.replica("b");
+/// let LeaseStatus::Held(info) = a.acquire_or_renew(None)? else { panic!() };
+/// assert_eq!(info.term, 1);
+/// assert!(matches!(b.acquire_or_renew(None)?, LeaseStatus::Follower(Some(_))));
+/// clock.advance(Duration::from_secs(11)); // a stopped renewing
+/// let LeaseStatus::Held(info) = b.acquire_or_renew(None)? else { panic!() };
+/// assert_eq!((info.holder.as_str(), info.term), ("b", 2));
+/// // a's renewal of term 1 is refused: it does not hold it any more.
+/// assert!(matches!(a.acquire_or_renew(Some(1))?, LeaseStatus::Follower(_)));
+/// # Ok::<(), hodei_workers::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct InMemoryLease {
+    row: Arc<Mutex<Option<LeaderInfo>>>,
+    clock: Arc<dyn Clock>,
+    holder: String,
+    ttl: Duration,
+}
+
+impl InMemoryLease {
+    /// A new, free lease, and this replica's view of it as `holder`.
+    pub fn new(clock: Arc<dyn Clock>, holder: impl Into<String>, ttl: Duration) -> Self {
+        InMemoryLease {
+            row: Arc::new(Mutex::new(None)),
+            clock,
+            holder: holder.into(),
+            ttl,
+        }
+    }
+
+    /// Another replica's view of the same lease.
+    pub fn replica(&self, holder: impl Into<String>) -> Self {
+        InMemoryLease {
+            holder: holder.into(),
+            ..self.clone()
+        }
+    }
+}
+
+impl Leadership for InMemoryLease {
+    fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    fn acquire_or_renew(&self, held: Option<Term>) -> Result<LeaseStatus> {
+        let now = self.clock.now();
+        let expires_at = now.saturating_add(millis(self.ttl));
+        let mut row = self.row.lock();
+        match row.as_mut() {
+            Some(r) if r.holder == self.holder && Some(r.term) == held => {
+                r.expires_at = expires_at;
+                Ok(LeaseStatus::Held(r.clone()))
+            }
+            Some(r) if r.expires_at > now => Ok(LeaseStatus::Follower(Some(r.clone()))),
+            previous => {
+                let term = previous.as_ref().map_or(1, |r| r.term + 1);
+                let info = LeaderInfo {
+                    holder: self.holder.clone(),
+                    term,
+                    since: now,
+                    expires_at,
+                };
+                *row = Some(info.clone());
+                Ok(LeaseStatus::Held(info))
+            }
+        }
+    }
+
+    fn step_down(&self, term: Term) -> Result<()> {
+        let now = self.clock.now();
+        if let Some(r) = self.row.lock().as_mut() {
+            if r.holder == self.holder && r.term == term {
+                r.expires_at = now;
+            }
+        }
+        Ok(())
+    }
+
+    fn current(&self) -> Result<Option<LeaderInfo>> {
+        Ok(self.row.lock().clone())
+    }
+}
+
+/// What a renewal changed, as seen by the manager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Renewal {
+    /// Leading under the same term as before.
+    Kept(LeaderInfo),
+    /// Leading under a new term (just acquired): the caller takes over.
+    Acquired(LeaderInfo),
+    /// Not leading; `lost` when it led before this renewal.
+    Following {
+        leader: Option<LeaderInfo>,
+        lost: Option<Term>,
+    },
+    /// The store did not answer: leading still (within the trust window of the last renewal)
+    /// or not.
+    Unknown { leading: bool, error: Error },
+}
+
+#[derive(Debug, Default)]
+struct KeeperState {
+    /// The term held, while the last renewal said so.
+    term: Option<Term>,
+    /// Trust the term until then (local clock).
+    trusted_until: Timestamp,
+    /// The leader as last seen.
+    leader: Option<LeaderInfo>,
+}
+
+/// The manager's side of the lease: the term it holds and the trust window on its own clock.
+pub(crate) struct LeaseKeeper {
+    leadership: Arc<dyn Leadership>,
+    local: Arc<dyn Clock>,
+    state: Mutex<KeeperState>,
+}
+
+impl fmt::Debug for LeaseKeeper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.state.lock();
+        f.debug_struct("LeaseKeeper")
+            .field("holder", &self.leadership.holder())
+            .field("term", &s.term)
+            .field("trusted_until", &s.trusted_until)
+            .finish()
+    }
+}
+
+impl LeaseKeeper {
+    pub(crate) fn new(leadership: Arc<dyn Leadership>, local: Arc<dyn Clock>) -> Self {
+        LeaseKeeper {
+            leadership,
+            local,
+            state: Mutex::new(KeeperState::default()),
+        }
+    }
+
+    pub(crate) fn leadership(&self) -> &Arc<dyn Leadership> {
+        &self.leadership
+    }
+
+    /// Acquires or renews the lease; the trust window restarts from the moment the renewal
+    /// *started* (what the store granted was measured from a moment at or after it).
+    pub(crate) fn renew(&self) -> Renewal {
+        let started = self.local.now();
+        let held = self.state.lock().term;
+        let answer = self.leadership.acquire_or_renew(held);
+        let mut s = self.state.lock();
+        match answer {
+            Ok(LeaseStatus::Held(info)) => {
+                let trust = self
+                    .leadership
+                    .ttl()
+                    .saturating_sub(self.leadership.margin());
+                s.trusted_until = started.saturating_add(millis(trust));
+                s.leader = Some(info.clone());
+                if s.term == Some(info.term) {
+                    Renewal::Kept(info)
+                } else {
+                    s.term = Some(info.term);
+                    Renewal::Acquired(info)
+                }
+            }
+            Ok(LeaseStatus::Follower(leader)) => {
+                let lost = s.term.take();
+                s.trusted_until = 0;
+                s.leader = leader.clone();
+                Renewal::Following { leader, lost }
+            }
+            Err(error) => {
+                let leading = s.term.is_some() && self.local.now() < s.trusted_until;
+                Renewal::Unknown { leading, error }
+            }
+        }
+    }
+
+    /// The term to act under, if this replica leads and its trust window is open now.
+    ///
+    /// # Errors
+    /// [`Error::NotLeader`] otherwise, naming the leader as last seen.
+    pub(crate) fn fence(&self) -> Result<Term> {
+        let s = self.state.lock();
+        match s.term {
+            Some(term) if self.local.now() < s.trusted_until => Ok(term),
+            Some(term) => Err(Error::NotLeader(format!(
+                "{} held term {term} but its lease was not renewed in time (trust window \
+                 closed); leader-only writes are refused until a renewal succeeds",
+                self.leadership.holder()
+            ))),
+            None => Err(Error::NotLeader(match &s.leader {
+                Some(l) => format!(
+                    "{} is not the leader: {} leads under term {} since {}",
+                    self.leadership.holder(),
+                    l.holder,
+                    l.term,
+                    l.since
+                ),
+                None => format!("{} is not the leader", self.leadership.holder()),
+            })),
+        }
+    }
+
+    /// Whether the last renewal said this replica leads (whatever the window says now).
+    pub(crate) fn leader(&self) -> Option<LeaderInfo> {
+        self.state.lock().leader.clone()
+    }
+
+    /// Steps down from the term held, if any (a clean shutdown: a follower takes over at once).
+    pub(crate) fn step_down(&self) -> Result<()> {
+        let term = {
+            let mut s = self.state.lock();
+            s.trusted_until = 0;
+            s.term.take()
+        };
+        match term {
+            Some(term) => self.leadership.step_down(term),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    const S: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn terms_grow_and_renewal_needs_the_held_term() {
+        let store = Arc::new(ManualClock::new(0));
+        let a = InMemoryLease::new(store.clone(), "a", 10 * S);
+        let b = a.replica("b");
+        assert_eq!(a.current().unwrap(), None);
+        let LeaseStatus::Held(t1) = a.acquire_or_renew(None).unwrap() else {
+            panic!()
+        };
+        assert_eq!((t1.term, t1.since, t1.expires_at), (1, 0, 10_000));
+        // `a` without saying which term it holds does not renew (a restarted process).
+        assert!(matches!(
+            a.acquire_or_renew(None).unwrap(),
+            LeaseStatus::Follower(Some(_))
+        ));
+        store.advance(5 * S);
+        let LeaseStatus::Held(r) = a.acquire_or_renew(Some(1)).unwrap() else {
+            panic!()
+        };
+        assert_eq!((r.term, r.since, r.expires_at), (1, 0, 15_000));
+        assert!(matches!(
+            b.acquire_or_renew(None).unwrap(),
+            LeaseStatus::Follower(Some(ref l)) if l.holder == "a"
+        ));
+        a.step_down(1).unwrap();
+        let LeaseStatus::Held(t2) = b.acquire_or_renew(None).unwrap() else {
+            panic!()
+        };
+        assert_eq!((t2.holder.as_str(), t2.term, t2.since), ("b", 2, 5_000));
+        a.step_down(1).unwrap(); // not its term: nothing happens
+        assert_eq!(a.current().unwrap(), Some(t2));
+    }
+
+    #[test]
+    fn the_keeper_trusts_only_until_renewal_start_plus_ttl_minus_margin() {
+        let store = Arc::new(ManualClock::new(0));
+        let local = Arc::new(ManualClock::new(500));
+        let lease = Arc::new(InMemoryLease::new(store.clone(), "a", 8 * S));
+        let keeper = LeaseKeeper::new(lease, local.clone());
+        assert!(matches!(keeper.fence(), Err(Error::NotLeader(_))));
+        assert!(matches!(keeper.renew(), Renewal::Acquired(ref l) if l.term == 1));
+        assert_eq!(keeper.fence().unwrap(), 1);
+        // ttl 8 s, margin 2 s: trusted until 500 + 6000 on the local clock.
+        local.set(6_499);
+        assert_eq!(keeper.fence().unwrap(), 1);
+        local.set(6_500);
+        let err = keeper.fence().unwrap_err();
+        assert!(err.to_string().contains("trust window closed"), "{err}");
+        // A renewal under the same term reopens it.
+        assert!(matches!(keeper.renew(), Renewal::Kept(_)));
+        assert_eq!(keeper.fence().unwrap(), 1);
+    }
+
+    #[test]
+    fn the_keeper_reports_a_lost_lease_and_the_new_leader() {
+        let store = Arc::new(ManualClock::new(0));
+        let local = Arc::new(ManualClock::new(0));
+        let a_lease = InMemoryLease::new(store.clone(), "a", 8 * S);
+        let b = a_lease.replica("b");
+        let keeper = LeaseKeeper::new(Arc::new(a_lease), local.clone());
+        keeper.renew();
+        store.advance(9 * S);
+        local.advance(9 * S);
+        assert!(matches!(
+            b.acquire_or_renew(None).unwrap(),
+            LeaseStatus::Held(_)
+        ));
+        match keeper.renew() {
+            Renewal::Following {
+                leader: Some(l),
+                lost: Some(1),
+            } => assert_eq!((l.holder.as_str(), l.term), ("b", 2)),
+            other => panic!("{other:?}"),
+        }
+        let err = keeper.fence().unwrap_err().to_string();
+        assert!(err.contains("b leads under term 2"), "{err}");
+    }
+
+    #[test]
+    fn always_leader_is_held_under_term_1() {
+        let keeper = LeaseKeeper::new(
+            Arc::new(AlwaysLeader::new(7)),
+            Arc::new(ManualClock::new(u64::MAX - 1)),
+        );
+        assert!(matches!(keeper.renew(), Renewal::Acquired(ref l) if l.term == 1 && l.since == 7));
+        assert_eq!(keeper.fence().unwrap(), 1);
+        assert!(matches!(keeper.renew(), Renewal::Kept(_)));
+    }
+}

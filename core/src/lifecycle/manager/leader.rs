@@ -1,0 +1,261 @@
+//! The replicated manager: the leadership lease as the manager uses it — taking over when a
+//! renewal grants a new term, reporting a follower's view, and the fence every leader-only
+//! write passes.
+//!
+//! Leader state (destroy queue, provider back-off, cooldowns, brake) is **not** shared: it is
+//! rebuilt by the new leader from the registry (reconcile, which adopts every `Terminating`
+//! record) after a grace period for the whole fleet. See DESIGN.md §11.
+
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::error::Result;
+use crate::events::EventKind;
+use crate::registry::WorkerRegistry;
+
+use super::super::config::WorkerLifecycleConfig;
+use super::super::lease::{LeaderInfo, Leadership, LeaseKeeper, Renewal, Term};
+use super::super::report::TickReport;
+use super::brake::Brake;
+use super::destroy_queue::DestroyQueue;
+use super::WorkerLifecycleManager;
+
+impl WorkerLifecycleManager {
+    /// A manager that is one of several replicas sharing `registry`: it acts on the fleet only
+    /// while it holds `leadership`'s lease (see [`Leadership`]), and trusts that lease only
+    /// until `renewal start + ttl − margin` on `local_clock` (its own monotonic clock:
+    /// [`SystemClock`](crate::SystemClock) in production, a
+    /// [`ManualClock`](crate::ManualClock) in tests).
+    ///
+    /// Each [`tick`](Self::tick) first acquires or renews the lease (run ticks at least every
+    /// `ttl / 3`, e.g. with [`start_ticker`](Self::start_ticker)):
+    /// - a **follower** does nothing else; its report says who leads, under which term, since
+    ///   when ([`TickReport::leader`]);
+    /// - a **new leader** takes over first: it grants the whole fleet a grace period (workers
+    ///   whose heartbeats went to a dead leader are not expired), rebuilds its state and runs
+    ///   [`reconcile`](Self::reconcile), which adopts every `Terminating` record and destroys
+    ///   the instances no record knows; it publishes
+    ///   [`LeaderChanged`](crate::EventKind::LeaderChanged);
+    /// - the **leader** does what a tick does.
+    ///
+    /// Every leader-only operation ([`provision_worker`](Self::provision_worker), the health
+    /// check, cleanup, [`terminate_worker`](Self::terminate_worker), reconcile, each provider
+    /// create or destroy, each registration of a created worker, the scaling cooldowns and the
+    /// brake) is fenced: on a replica that does not lead or whose trust window closed it fails
+    /// with [`Error::NotLeader`](crate::Error::NotLeader) and changes nothing. Until its first
+    /// tick, a replica does not lead.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) when `config` fails
+    /// [`WorkerLifecycleConfig::validate`].
+    pub fn with_leadership(
+        registry: Arc<dyn WorkerRegistry>,
+        config: WorkerLifecycleConfig,
+        leadership: Arc<dyn Leadership>,
+        local_clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
+        Self::build(registry, config, LeaseKeeper::new(leadership, local_clock))
+    }
+
+    /// A manager that is one replica of several sharing `registry`, named `holder` (unique
+    /// per process, e.g. `host-pid`), on the registry's own lease
+    /// ([`WorkerRegistry::lease`]) lasting `ttl` after each renewal, trusted on a
+    /// [`SystemClock`](crate::SystemClock): see [`with_leadership`](Self::with_leadership).
+    /// On a registry that is not shared (the in-memory one) it is a plain
+    /// [`new`](Self::new) manager, which always leads: the same host code runs embedded and
+    /// replicated.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new); the registry's errors for the lease (an invalid `holder` or
+    /// `ttl`, an unreachable store).
+    pub fn replicated(
+        registry: Arc<dyn WorkerRegistry>,
+        config: WorkerLifecycleConfig,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Self> {
+        match registry.lease(holder, ttl)? {
+            Some(lease) => Self::with_leadership(
+                registry,
+                config,
+                lease,
+                Arc::new(crate::clock::SystemClock::new()),
+            ),
+            None => Self::new(registry, config),
+        }
+    }
+
+    /// The lease this manager competes for.
+    pub fn leadership(&self) -> &Arc<dyn Leadership> {
+        self.lease.leadership()
+    }
+
+    /// Whether this manager leads now: it holds the lease and its trust window is open.
+    pub fn is_leader(&self) -> bool {
+        self.lease.fence().is_ok()
+    }
+
+    /// The leader as last seen by this manager's lease renewals (itself when leading).
+    pub fn leader(&self) -> Option<LeaderInfo> {
+        self.lease.leader()
+    }
+
+    /// Gives the lease up, if held (a clean shutdown): another replica takes over at its next
+    /// tick instead of waiting for the lease to expire. This manager then follows until a
+    /// later tick acquires the lease again.
+    ///
+    /// # Errors
+    /// The store could not be reached (the lease then expires by itself).
+    pub fn step_down(&self) -> Result<()> {
+        self.lease.step_down()
+    }
+
+    /// The term to act under, or [`Error::NotLeader`](crate::Error::NotLeader): every
+    /// leader-only write calls this first.
+    pub(super) fn fence(&self) -> Result<Term> {
+        self.lease.fence()
+    }
+
+    /// Renews (or takes) the lease at the start of a tick and fills the report's leader
+    /// fields. Returns whether the tick goes on as the leader's.
+    pub(super) fn lead(&self, report: &mut TickReport) -> bool {
+        let me = self.lease.leadership().holder().to_owned();
+        match self.lease.renew() {
+            Renewal::Kept(info) => {
+                report.leading = true;
+                report.leader = Some(info);
+                true
+            }
+            Renewal::Acquired(info) => {
+                report.leading = true;
+                report.leader = Some(info.clone());
+                self.take_over(&info, report);
+                // The takeover may have been long (reconcile): act only if still trusted.
+                self.still_leading(report)
+            }
+            Renewal::Following { leader, lost } => {
+                report.leading = false;
+                match (&leader, lost) {
+                    (_, Some(term)) => {
+                        self.forget_leader_state();
+                        let _ = self.registry.publish(EventKind::LeaderChanged {
+                            holder: leader.as_ref().map(|l| l.holder.clone()),
+                            term: leader.as_ref().map_or(term, |l| l.term),
+                            by: me.clone(),
+                        });
+                        report.decisions.push(format!(
+                            "lost the lease: {me} no longer holds term {term}{}; nothing done",
+                            describe(leader.as_ref())
+                        ));
+                    }
+                    (Some(_), None) => report.decisions.push(format!(
+                        "follower: {me} does not lead{}",
+                        describe(leader.as_ref())
+                    )),
+                    (None, None) => report
+                        .decisions
+                        .push(format!("follower: {me} could not take the free lease")),
+                }
+                report.leader = leader;
+                false
+            }
+            Renewal::Unknown { leading, error } => {
+                report.leading = leading;
+                report.leader = self.lease.leader();
+                report.decisions.push(if leading {
+                    format!(
+                        "lease renewal failed ({error}); acting within the trust window of the \
+                         last renewal"
+                    )
+                } else {
+                    format!("lease renewal failed ({error}); not leading")
+                });
+                leading
+            }
+        }
+    }
+
+    /// Whether the lease is still trusted; otherwise says so in the report (a paused leader
+    /// waking up stops here).
+    pub(super) fn still_leading(&self, report: &mut TickReport) -> bool {
+        match self.fence() {
+            Ok(_) => true,
+            Err(e) => {
+                report.leading = false;
+                report.decisions.push(format!("stopped: {e}"));
+                false
+            }
+        }
+    }
+
+    /// A new term: grace for the fleet, fresh leader state, reconcile (adopting every
+    /// `Terminating` record), then the event.
+    fn take_over(&self, info: &LeaderInfo, report: &mut TickReport) {
+        let now = report.at;
+        self.forget_leader_state();
+        {
+            let mut s = self.schedule.lock();
+            s.last_tick = Some(now);
+            s.last_health_check = None;
+            s.health_check_again = false;
+            s.last_scale_up = None;
+            // No scale-down right after a takeover: the old leader's decisions are unknown.
+            s.last_scale_action = Some(now);
+        }
+        report.decisions.push(format!(
+            "took the lease: {} leads under term {} (since {}); every worker gets a fresh \
+             grace period, then reconcile",
+            info.holder, info.term, info.since
+        ));
+        if let Err(e) = self.registry.grant_grace(now) {
+            report.decisions.push(format!("grant_grace failed: {e}"));
+        }
+        match self.reconcile() {
+            Ok(r) => {
+                if !r.adopted_terminating.is_empty()
+                    || !r.orphans.is_empty()
+                    || !r.vanished.is_empty()
+                {
+                    report.decisions.push(format!(
+                        "takeover reconcile: {} Terminating adopted, {} orphan instances \
+                         destroyed, {} vanished",
+                        r.adopted_terminating.len(),
+                        r.orphans.len(),
+                        r.vanished.len()
+                    ));
+                }
+                for (provider, error) in &r.errors {
+                    report.decisions.push(format!(
+                        "takeover reconcile: provider {provider} could not list: {error}"
+                    ));
+                }
+                report.lost_jobs.extend(r.lost_jobs);
+            }
+            Err(e) => report
+                .decisions
+                .push(format!("takeover reconcile failed: {e}")),
+        }
+        let _ = self.registry.publish(EventKind::LeaderChanged {
+            holder: Some(info.holder.clone()),
+            term: info.term,
+            by: info.holder.clone(),
+        });
+    }
+
+    /// Drops what only a leader keeps: the next leader rebuilds it from the registry.
+    fn forget_leader_state(&self) {
+        *self.destroys.lock() = DestroyQueue::default();
+        self.backoff.lock().clear();
+        *self.brake.lock() = Brake::default();
+    }
+}
+
+fn describe(leader: Option<&LeaderInfo>) -> String {
+    match leader {
+        Some(l) => format!(
+            "; {} leads under term {} since {} (lease until {})",
+            l.holder, l.term, l.since, l.expires_at
+        ),
+        None => String::new(),
+    }
+}

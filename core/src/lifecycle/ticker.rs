@@ -1,0 +1,426 @@
+//! [`Ticker`]: the opt-in thread that calls [`WorkerLifecycleManager::tick`] every interval.
+//!
+//! The synchronous `tick()` stays the primitive; the ticker is a convenience for hosts that
+//! want "tick every second" without writing the loop. No thread exists unless the host starts
+//! one with [`WorkerLifecycleManager::start_ticker`] (or
+//! [`start_ticker_with`](WorkerLifecycleManager::start_ticker_with)).
+
+use std::any::Any;
+use std::cell::Cell;
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use parking_lot::{Condvar, Mutex};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+use super::manager::WorkerLifecycleManager;
+use super::report::TickReport;
+
+/// How many reports [`Ticker::reports`] keeps when nobody reads them: the newest
+/// `TICKER_REPORTS_CAPACITY` (older ones are dropped and counted in
+/// [`TickerStats::dropped_reports`]); the ticker never waits for a reader.
+pub const TICKER_REPORTS_CAPACITY: usize = 64;
+
+/// What a [`Ticker`] has done so far (all counters since it started).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TickerStats {
+    /// Ticks run (each one delivered a report).
+    pub ticks: u64,
+    /// Ticks (with their report delivery) that took longer than the interval.
+    pub overruns: u64,
+    /// Slots skipped because a tick overran: they are not made up (no burst of ticks after a
+    /// slow one); the schedule stays on the start time's grid.
+    pub missed_slots: u64,
+    /// Reports dropped from [`Ticker::reports`] because nobody read them in time (the oldest
+    /// go first). Always 0 with a report callback.
+    pub dropped_reports: u64,
+    /// Calls of the demand callback that panicked (the tick used the last good demand). The
+    /// bindings unwind the same way when a host callback fails (e.g. a Python exception).
+    pub demand_panics: u64,
+    /// Calls of the report callback that panicked or failed (the ticker went on).
+    pub report_panics: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    ticks: AtomicU64,
+    overruns: AtomicU64,
+    missed_slots: AtomicU64,
+    dropped_reports: AtomicU64,
+    demand_panics: AtomicU64,
+    report_panics: AtomicU64,
+}
+
+thread_local! {
+    /// The ticker whose thread this is (its `Shared`'s address; 0 on every other thread), so
+    /// that `stop` from a callback does not join its own thread. (A thread-local integer rather
+    /// than `thread::current()`: that allocates a handle for foreign threads, e.g. a C host's
+    /// main thread, which is never freed.)
+    static TICKER_ON_THIS_THREAD: Cell<usize> = const { Cell::new(0) };
+}
+
+fn shared_key(shared: &Shared) -> usize {
+    std::ptr::from_ref(shared) as usize
+}
+
+/// What the ticker thread and the handle share.
+#[derive(Debug, Default)]
+struct Shared {
+    stopped: Mutex<bool>,
+    wake: Condvar,
+    counters: Counters,
+}
+
+type Demand = Box<dyn FnMut() -> usize + Send>;
+type OnReport = Box<dyn FnMut(TickReport) + Send>;
+
+/// Where the reports go.
+enum Sink {
+    Callback(OnReport),
+    /// A bounded channel; the receiver clone lets the ticker evict the oldest report.
+    Channel(Sender<TickReport>, Receiver<TickReport>),
+}
+
+/// A running ticker: a thread that calls [`tick`](WorkerLifecycleManager::tick) every
+/// `interval` with the demand its callback returns, and delivers each report.
+///
+/// # Promises
+/// - The first tick runs at once; the next ones on the grid `start + k × interval`, measured
+///   on the monotonic clock of the process (not the registry's clock).
+/// - A tick that overruns its slot (with the report's delivery) is counted
+///   ([`TickerStats::overruns`]) and the slots it covered are skipped, not piled up
+///   ([`TickerStats::missed_slots`]): at most one tick runs at a time, and never two back to
+///   back to catch up.
+/// - The demand and report callbacks are called **on the ticker thread**, one at a time,
+///   never while a lock of the manager or the registry is held. A panic in either is caught
+///   and counted; the ticker goes on.
+/// - [`stop`](Self::stop) (and dropping the handle) wakes the thread and joins it: it returns
+///   once the current tick, if any, has finished (a tick is never cut in the middle), without
+///   waiting for the next slot.
+pub struct Ticker {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    interval: Duration,
+    reports: Option<Receiver<TickReport>>,
+}
+
+impl fmt::Debug for Ticker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ticker")
+            .field("interval", &self.interval)
+            .field("running", &self.is_running())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl Ticker {
+    /// The interval between ticks.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// The reports, when the ticker was started with
+    /// [`start_ticker`](WorkerLifecycleManager::start_ticker) (`None` with a callback). The
+    /// channel keeps the newest [`TICKER_REPORTS_CAPACITY`] reports; it disconnects once the
+    /// ticker stopped and the remaining reports were read.
+    pub fn reports(&self) -> Option<&Receiver<TickReport>> {
+        self.reports.as_ref()
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> TickerStats {
+        let c = &self.shared.counters;
+        TickerStats {
+            ticks: c.ticks.load(Ordering::Relaxed),
+            overruns: c.overruns.load(Ordering::Relaxed),
+            missed_slots: c.missed_slots.load(Ordering::Relaxed),
+            dropped_reports: c.dropped_reports.load(Ordering::Relaxed),
+            demand_panics: c.demand_panics.load(Ordering::Relaxed),
+            report_panics: c.report_panics.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether the thread is still running (false once [`stop`](Self::stop) returned).
+    pub fn is_running(&self) -> bool {
+        self.thread
+            .lock()
+            .as_ref()
+            .is_some_and(|t| !t.is_finished())
+    }
+
+    /// Asks the ticker to stop without waiting: no tick starts after this call; the one in
+    /// progress, if any, finishes on its own and the thread ends (joined by a later
+    /// [`stop`](Self::stop) or drop). For a caller that must not block, e.g. a binding's
+    /// finalizer while its interpreter shuts down.
+    pub fn request_stop(&self) {
+        *self.shared.stopped.lock() = true;
+        self.shared.wake.notify_all();
+    }
+
+    /// Stops the ticker: no tick starts after this call; waits for the one in progress, if
+    /// any, and joins the thread. Idempotent.
+    ///
+    /// Called from the ticker's own thread (from a callback) it only asks the thread to stop
+    /// after the current tick and returns at once (a thread cannot join itself).
+    pub fn stop(&self) {
+        self.request_stop();
+        if TICKER_ON_THIS_THREAD.with(Cell::get) == shared_key(&self.shared) {
+            return;
+        }
+        let handle = self.thread.lock().take();
+        if let Some(handle) = handle {
+            // The thread catches every callback panic; an error here would be a bug of the
+            // loop itself, and the handle has nothing to report it to.
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl WorkerLifecycleManager {
+    /// Starts a thread that calls [`tick`](Self::tick)`(demand())` every `interval` and puts
+    /// each report on [`Ticker::reports`] (a bounded channel that keeps the newest
+    /// [`TICKER_REPORTS_CAPACITY`]; the ticker never waits for a reader). See [`Ticker`] for
+    /// the schedule, overruns and stopping.
+    ///
+    /// `demand` is called on the ticker thread before each tick; it should return quickly
+    /// (e.g. the length of the host's job queue).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a zero interval; [`Error::Backend`] if the thread cannot
+    /// be spawned.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use hodei_workers::*;
+    ///
+    /// let registry: Arc<dyn WorkerRegistry> = Arc::new(InMemoryWorkerRegistry::new());
+    /// let manager = Arc::new(WorkerLifecycleManager::new(registry, WorkerLifecycleConfig::default())?);
+    /// let ticker = manager.start_ticker(Duration::from_secs(1), || 0)?;
+    /// // The first tick runs at once.
+    /// let report = ticker.reports().unwrap().recv().unwrap();
+    /// assert_eq!(report.pending_jobs, 0);
+    /// ticker.stop(); // or drop it
+    /// # Ok::<(), hodei_workers::Error>(())
+    /// ```
+    pub fn start_ticker(
+        self: &Arc<Self>,
+        interval: Duration,
+        demand: impl FnMut() -> usize + Send + 'static,
+    ) -> Result<Ticker> {
+        let (tx, rx) = crossbeam_channel::bounded(TICKER_REPORTS_CAPACITY);
+        let sink = Sink::Channel(tx, rx.clone());
+        self.spawn_ticker(interval, Box::new(demand), sink, Some(rx))
+    }
+
+    /// Like [`start_ticker`](Self::start_ticker), but hands each report to `on_report`, called
+    /// on the ticker thread (a slow callback delays the next tick and counts as an overrun).
+    ///
+    /// # Errors
+    /// As [`start_ticker`](Self::start_ticker).
+    pub fn start_ticker_with(
+        self: &Arc<Self>,
+        interval: Duration,
+        demand: impl FnMut() -> usize + Send + 'static,
+        on_report: impl FnMut(TickReport) + Send + 'static,
+    ) -> Result<Ticker> {
+        let sink = Sink::Callback(Box::new(on_report));
+        self.spawn_ticker(interval, Box::new(demand), sink, None)
+    }
+
+    fn spawn_ticker(
+        self: &Arc<Self>,
+        interval: Duration,
+        demand: Demand,
+        sink: Sink,
+        reports: Option<Receiver<TickReport>>,
+    ) -> Result<Ticker> {
+        if interval.is_zero() {
+            return Err(Error::invalid("ticker interval must be greater than zero"));
+        }
+        let shared = Arc::new(Shared::default());
+        let manager = Arc::clone(self);
+        let thread_shared = Arc::clone(&shared);
+        let handle = std::thread::Builder::new()
+            .name("hodei-ticker".to_owned())
+            .spawn(move || run(&manager, interval, demand, sink, &thread_shared))
+            .map_err(|e| Error::Backend(format!("cannot start the ticker thread: {e}")))?;
+        Ok(Ticker {
+            shared,
+            thread: Mutex::new(Some(handle)),
+            interval,
+            reports,
+        })
+    }
+}
+
+/// The ticker thread's loop.
+fn run(
+    manager: &WorkerLifecycleManager,
+    interval: Duration,
+    mut demand: Demand,
+    mut sink: Sink,
+    shared: &Shared,
+) {
+    TICKER_ON_THIS_THREAD.with(|t| t.set(shared_key(shared)));
+    let c = &shared.counters;
+    let mut due = Some(Instant::now());
+    let mut last_demand = 0;
+    loop {
+        if !wait_until(shared, due) {
+            return;
+        }
+        let slot = due.unwrap_or_else(Instant::now);
+        let demand_note = match catch_unwind(AssertUnwindSafe(&mut demand)) {
+            Ok(n) => {
+                last_demand = n;
+                None
+            }
+            Err(payload) => {
+                c.demand_panics.fetch_add(1, Ordering::Relaxed);
+                Some(format!(
+                    "ticker: the demand callback failed ({}); using the last demand {last_demand}",
+                    panic_message(payload.as_ref())
+                ))
+            }
+        };
+        let mut report = manager.tick(last_demand);
+        report.decisions.extend(demand_note);
+        c.ticks.fetch_add(1, Ordering::Relaxed);
+        deliver(&mut sink, report, c);
+
+        let (next, missed) = next_slot(slot, interval, Instant::now());
+        if missed > 0 {
+            c.overruns.fetch_add(1, Ordering::Relaxed);
+            c.missed_slots.fetch_add(missed, Ordering::Relaxed);
+        }
+        due = next;
+    }
+}
+
+/// Waits until `due` (forever with `None`) or until stopped. Returns false when stopped.
+fn wait_until(shared: &Shared, due: Option<Instant>) -> bool {
+    let mut stopped = shared.stopped.lock();
+    loop {
+        if *stopped {
+            return false;
+        }
+        match due {
+            Some(at) => {
+                if Instant::now() >= at {
+                    return true;
+                }
+                shared.wake.wait_until(&mut stopped, at);
+            }
+            None => shared.wake.wait(&mut stopped),
+        }
+    }
+}
+
+fn deliver(sink: &mut Sink, report: TickReport, c: &Counters) {
+    match sink {
+        Sink::Callback(on_report) => {
+            if catch_unwind(AssertUnwindSafe(|| on_report(report))).is_err() {
+                c.report_panics.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Sink::Channel(tx, evict) => {
+            let mut report = report;
+            loop {
+                match tx.try_send(report) {
+                    Ok(()) => return,
+                    // The receiver lives in the handle, and the handle joins this thread
+                    // before it goes away; nobody to deliver to either way.
+                    Err(TrySendError::Disconnected(_)) => return,
+                    Err(TrySendError::Full(back)) => {
+                        report = back;
+                        if evict.try_recv().is_ok() {
+                            c.dropped_reports.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The schedule: a tick due at `slot` that ended at `ended` is followed by the first slot of
+/// the grid `slot + k × interval` (k ≥ 1) that has not begun yet; the slots it covered
+/// (`k` such that `slot + k × interval <= ended`) are skipped and counted.
+///
+/// Returns the next slot (`None` past the end of `Instant`'s range: never) and the number of
+/// skipped slots.
+fn next_slot(slot: Instant, interval: Duration, ended: Instant) -> (Option<Instant>, u64) {
+    let elapsed = ended.saturating_duration_since(slot).as_nanos();
+    let missed = elapsed / interval.as_nanos();
+    let next = u32::try_from(missed + 1)
+        .ok()
+        .and_then(|k| interval.checked_mul(k))
+        .and_then(|offset| slot.checked_add(offset));
+    (next, u64::try_from(missed).unwrap_or(u64::MAX))
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-text panic payload".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_tick_within_its_slot_is_followed_by_the_next_slot() {
+        let t0 = Instant::now();
+        let (next, missed) = next_slot(t0, 10 * MS, t0 + 3 * MS);
+        assert_eq!(next, Some(t0 + 10 * MS));
+        assert_eq!(missed, 0);
+        // Ending before the slot it was due at (a clock read before) is no overrun either.
+        let (next, missed) = next_slot(t0 + 5 * MS, 10 * MS, t0);
+        assert_eq!(next, Some(t0 + 15 * MS));
+        assert_eq!(missed, 0);
+    }
+
+    #[test]
+    fn an_overrun_skips_the_covered_slots_and_stays_on_the_grid() {
+        let t0 = Instant::now();
+        // Ran 35 ms of a 10 ms interval: slots at 10, 20, 30 were covered; next at 40.
+        let (next, missed) = next_slot(t0, 10 * MS, t0 + 35 * MS);
+        assert_eq!(next, Some(t0 + 40 * MS));
+        assert_eq!(missed, 3);
+        // Ending exactly on a slot: that slot has begun, it is skipped too.
+        let (next, missed) = next_slot(t0, 10 * MS, t0 + 10 * MS);
+        assert_eq!(next, Some(t0 + 20 * MS));
+        assert_eq!(missed, 1);
+    }
+
+    #[test]
+    fn a_huge_interval_means_never_rather_than_a_panic() {
+        let t0 = Instant::now();
+        let (next, missed) = next_slot(t0, Duration::MAX, t0 + MS);
+        assert_eq!(next, None);
+        assert_eq!(missed, 0);
+    }
+}

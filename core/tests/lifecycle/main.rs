@@ -1,0 +1,21 @@
+//! The lifecycle manager's suite, written once against `crate::backend::new_registry` so that
+//! it runs on every registry backend: this binary on the in-memory registry, the PostgreSQL
+//! crate's `tests/lifecycle.rs` (the same module files, included by path) on PostgreSQL.
+//!
+//! Every module here is backend-neutral. (The few registries built directly in memory, e.g. for
+//! a config check in `contract.rs`, test the manager's own validation, not a backend.)
+
+#[path = "../registry/backend.rs"]
+mod backend;
+mod common;
+
+mod brake_bound;
+mod cleanup;
+mod contract;
+mod flaky_registry;
+mod health;
+mod pools;
+mod provisioning;
+mod reconcile;
+mod scaling;
+mod stress;

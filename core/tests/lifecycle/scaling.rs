@@ -1,0 +1,313 @@
+//! Autoscaling: the seed's predicates, `plan_scaling`, and `tick` scaling toward a target with
+//! caps, cooldowns, provider back-off, scale-in of idle workers, and explanations.
+
+use std::time::Duration;
+
+use crate::common::*;
+use hodei_workers::*;
+
+#[test]
+fn should_scale_up_with_no_ready_worker_and_pending_jobs() {
+    let f = Fixture::new(config());
+    assert!(f.manager.should_scale_up(1));
+    assert!(!f.manager.should_scale_up(0));
+    let w = f.ready();
+    assert!(!f.manager.should_scale_up(1), "a ready worker takes it");
+    assert!(!f.manager.should_scale_up(5), "at the threshold");
+    assert!(f.manager.should_scale_up(6), "above scale_up_threshold 5");
+    f.registry.assign_to_job(&w, job("a")).unwrap();
+    assert!(f.manager.should_scale_up(1), "no ready worker again");
+    for _ in 0..9 {
+        f.provision();
+    }
+    // At max_workers the threshold rule is off; the no-ready-worker rule is the seed's.
+    assert!(!f.manager.should_scale_up(0));
+    f.registry.release_from_job(&w, Some(&job("a"))).unwrap();
+    assert!(!f.manager.should_scale_up(6), "full: no room");
+}
+
+#[test]
+fn should_scale_down_with_more_idle_workers_than_the_threshold() {
+    let f = Fixture::new(config());
+    for _ in 0..3 {
+        f.ready();
+    }
+    assert!(!f.manager.should_scale_down(), "3 ready = threshold");
+    f.ready();
+    assert!(f.manager.should_scale_down());
+}
+
+#[test]
+fn tick_provisions_toward_pending_jobs_with_per_tick_cap_cooldown_and_capacity_on_its_way() {
+    let f = Fixture::new(config());
+    let r = f.manager.tick(7);
+    assert!(r.scaling.is_none(), "no target: no scaling");
+    assert!(r.provisioned.is_empty());
+
+    f.manager.set_scaling_target(&pid("test"), spec()).unwrap();
+    let r = f.manager.tick(7);
+    let plan = r.scaling.clone().unwrap();
+    assert_eq!((plan.wanted, plan.provision), (8, 5));
+    assert_eq!(r.provisioned.len(), 5);
+    assert_eq!(
+        r.decisions[0],
+        "+5: pending 7, ready 0, busy 0, starting 0, in flight 0, total 0/10, min ready 1, \
+         wanted 8, capped by max_provision_per_tick 5"
+    );
+    assert_eq!(f.registry.stats().unwrap().by_state.creating, 5);
+
+    // One second later: the five starting workers count; the cooldown holds the other three.
+    f.advance(secs(1));
+    let r = f.manager.tick(7);
+    let plan = r.scaling.unwrap();
+    assert_eq!((plan.starting, plan.wanted, plan.provision), (5, 3, 0));
+    assert_eq!(
+        plan.limits,
+        vec![format!("scale-up cooldown until {}", T0 + 10_000)]
+    );
+    assert!(r.provisioned.is_empty());
+
+    f.advance(secs(9));
+    let r = f.manager.tick(7);
+    assert_eq!(r.provisioned.len(), 3);
+    assert!(r.decisions[0].starts_with("+3: pending 7, ready 0, busy 0, starting 5"));
+
+    // Nobody has reported in yet: a slow provider is not asked twice.
+    f.advance(secs(20));
+    let r = f.manager.tick(7);
+    assert!(r.provisioned.is_empty());
+    assert!(
+        r.decisions[0].starts_with("0: pending 7"),
+        "{}",
+        r.decisions[0]
+    );
+    assert_eq!(f.registry.count().unwrap(), 8);
+}
+
+#[test]
+fn the_plan_never_goes_above_max_workers_and_explains_it() {
+    let f = Fixture::new(config());
+    f.manager.set_scaling_target(&pid("test"), spec()).unwrap();
+    // 1 ready, 6 busy, 2 provisions in flight (stalled at the provider).
+    let ready = f.ready();
+    for i in 0..6 {
+        let w = f.ready();
+        f.registry.assign_to_job(&w, job(&format!("j{i}"))).unwrap();
+    }
+    f.provider
+        .script_creates([CreateStep::Stall, CreateStep::Stall]);
+    let stalled: Vec<_> = (0..2)
+        .map(|_| {
+            let m = f.manager.clone();
+            std::thread::spawn(move || m.provision_worker(&pid("test"), spec()))
+        })
+        .collect();
+    // Both threads must have taken their scripted stall before the tick calls the provider,
+    // or the tick would take one and block.
+    while f.manager.stats().unwrap().in_flight < 2 || !f.provider.creates.lock().is_empty() {
+        std::thread::yield_now();
+    }
+    let r = f.manager.tick(7);
+    let plan = r.scaling.unwrap();
+    assert_eq!(
+        (plan.ready, plan.busy, plan.in_flight, plan.total),
+        (1, 6, 2, 9)
+    );
+    assert_eq!((plan.wanted, plan.provision), (5, 1));
+    assert_eq!(
+        plan.explanation,
+        "+1: pending 7, ready 1, busy 6, starting 0, in flight 2, total 9/10, min ready 1, \
+         wanted 5, capped by max_workers 10"
+    );
+    assert_eq!(r.provisioned.len(), 1);
+    f.provider.release_stalled(2);
+    for h in stalled {
+        h.join().unwrap().unwrap();
+    }
+    assert_eq!(f.registry.count().unwrap(), 10);
+    f.advance(secs(60));
+    let r = f.manager.tick(20);
+    assert_eq!(r.scaling.unwrap().provision, 0);
+    assert!(r.provisioned.is_empty());
+    assert!(f.registry.get(&ready).unwrap().is_some());
+}
+
+#[test]
+fn idle_surplus_is_scaled_in_longest_idle_first_never_busy_down_to_min_ready() {
+    let f = Fixture::new(WorkerLifecycleConfig {
+        min_ready_workers: 1,
+        ..config()
+    });
+    f.manager.set_scaling_target(&pid("test"), spec()).unwrap();
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(f.ready());
+        f.advance(secs(1));
+    }
+    let busy = f.ready();
+    f.registry.assign_to_job(&busy, job("b")).unwrap();
+    f.drain();
+
+    let r = f.manager.tick(0);
+    let plan = r.scaling.clone().unwrap();
+    assert_eq!(plan.scale_down, idle[..3].to_vec(), "longest idle first");
+    assert!(plan
+        .explanation
+        .starts_with("-3: pending 0, ready 4, busy 1"));
+    let mut gone: Vec<WorkerId> = r.terminated.iter().map(|t| t.worker_id).collect();
+    gone.sort();
+    let mut expected = idle[..3].to_vec();
+    expected.sort();
+    assert_eq!(gone, expected);
+    assert!(r
+        .terminated
+        .iter()
+        .all(|t| t.reason == TerminationReason::ScaledDown));
+    assert_eq!(f.state(&idle[3]), Some(WorkerState::Ready));
+    assert_eq!(f.state(&busy), Some(WorkerState::Busy));
+    assert!(!Fixture::names(&f.drain(), None).contains(&"job_lost"));
+
+    // The busy worker finishes: two ready now, but the scale-down cooldown holds.
+    f.registry.release_from_job(&busy, None).unwrap();
+    f.advance(secs(1));
+    let r = f.manager.tick(0);
+    let plan = r.scaling.unwrap();
+    assert!(plan.scale_down.is_empty());
+    assert!(
+        plan.limits[0].starts_with("scale-down cooldown"),
+        "{:?}",
+        plan.limits
+    );
+    f.advance(secs(60));
+    let r = f.manager.tick(0);
+    assert_eq!(
+        r.scaling.unwrap().scale_down,
+        vec![idle[3]],
+        "longest idle of the two"
+    );
+    assert_eq!(f.registry.stats().unwrap().by_state.ready, 1);
+    f.assert_no_leak();
+}
+
+#[test]
+fn pending_jobs_keep_ready_workers_from_being_scaled_in() {
+    let f = Fixture::new(config());
+    f.manager.set_scaling_target(&pid("test"), spec()).unwrap();
+    for _ in 0..3 {
+        f.ready();
+    }
+    let plan = f.manager.plan_scaling(2).unwrap();
+    assert_eq!((plan.provision, plan.scale_down.len()), (0, 0));
+    let plan = f.manager.plan_scaling(1).unwrap();
+    assert_eq!(plan.scale_down.len(), 1);
+}
+
+#[test]
+fn consecutive_create_failures_back_the_provider_off_exponentially() {
+    let f = Fixture::new(WorkerLifecycleConfig {
+        provider_backoff_initial: secs(5),
+        provider_backoff_max: secs(60),
+        scale_up_cooldown: Duration::ZERO,
+        ..config()
+    });
+    f.manager.set_scaling_target(&pid("test"), spec()).unwrap();
+    f.provider.script_creates([
+        CreateStep::Fail("quota"),
+        CreateStep::Panic,
+        CreateStep::Fail("quota"),
+    ]);
+    let creates = |f: &Fixture| f.provider.calls().iter().filter(|c| *c == "create").count();
+
+    let r = f.manager.tick(2);
+    assert!(r.provisioned.is_empty());
+    assert_eq!(
+        r.provision_failures.len(),
+        1,
+        "one failure stops the tick's provisioning"
+    );
+    assert_eq!(
+        r.provision_failures[0],
+        ProvisionFailure {
+            provider_id: pid("test"),
+            kind: ProviderErrorKind::Failed,
+            error: "quota (failed)".to_owned(),
+            consecutive_failures: 1,
+            backoff_until: T0 + 5_000,
+        }
+    );
+    assert_eq!(
+        r.provider_backoff,
+        vec![ProviderBackoff {
+            provider_id: pid("test"),
+            consecutive_failures: 1,
+            until: T0 + 5_000
+        }]
+    );
+    assert!(r.decisions.iter().any(|d| d.contains("backing off until")));
+    assert_eq!(creates(&f), 1);
+
+    f.advance(secs(4));
+    let r = f.manager.tick(2);
+    assert_eq!(creates(&f), 1, "backing off: not asked");
+    assert!(r.scaling.unwrap().explanation.contains(&format!(
+        "provider test backing off after 1 failures until {}",
+        T0 + 5_000
+    )));
+
+    f.advance(secs(1));
+    let r = f.manager.tick(2);
+    assert_eq!(creates(&f), 2);
+    assert_eq!(r.provision_failures[0].kind, ProviderErrorKind::Panicked);
+    assert_eq!(r.provision_failures[0].consecutive_failures, 2);
+    assert_eq!(r.provision_failures[0].backoff_until, f.now() + 10_000);
+
+    f.advance(secs(10));
+    let r = f.manager.tick(2);
+    assert_eq!(r.provision_failures[0].consecutive_failures, 3);
+    assert_eq!(r.provision_failures[0].backoff_until, f.now() + 20_000);
+
+    f.advance(secs(20));
+    let r = f.manager.tick(2);
+    assert_eq!(r.provisioned.len(), 3);
+    assert!(
+        r.provider_backoff.is_empty(),
+        "a success resets the back-off"
+    );
+    assert_eq!(f.manager.stats().unwrap().provision_failures_total, 3);
+}
+
+#[test]
+fn without_a_target_nothing_is_scaled_and_clear_stops_scaling() {
+    let f = Fixture::new(config());
+    for _ in 0..5 {
+        f.ready();
+    }
+    let r = f.manager.tick(0);
+    assert!(r.scaling.is_none() && r.terminated.is_empty());
+    let plan = f.manager.plan_scaling(0).unwrap();
+    assert_eq!(plan.scale_down.len(), 0);
+    assert!(plan.limits.contains(&"no scaling target".to_owned()));
+    f.manager.set_scaling_target(&pid("test"), spec()).unwrap();
+    assert_eq!(
+        f.manager.scaling_target().map(|(p, _)| p),
+        Some(pid("test"))
+    );
+    f.manager.clear_scaling_target();
+    assert!(f.manager.tick(0).scaling.is_none());
+    // Unregistering the target's provider clears the target too.
+    f.manager.set_scaling_target(&pid("test"), spec()).unwrap();
+    f.manager.unregister_provider(&pid("test")).unwrap();
+    assert!(f.manager.scaling_target().is_none());
+}
+
+#[test]
+fn tick_report_serializes_to_json_for_the_bindings() {
+    let f = Fixture::new(config());
+    f.manager.set_scaling_target(&pid("test"), spec()).unwrap();
+    let r = f.manager.tick(1);
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["pending_jobs"], 1);
+    assert_eq!(json["provisioned"].as_array().unwrap().len(), 2);
+    assert_eq!(json["scaling"]["provision"], 2);
+    assert!(json["decisions"][0].as_str().unwrap().starts_with("+2: "));
+}

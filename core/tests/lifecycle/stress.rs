@@ -1,0 +1,211 @@
+//! Several threads drive one manager at once — ticking, provisioning, claiming and releasing,
+//! terminating, heartbeating — against a provider that fails now and then. Whatever the
+//! interleaving: the provider never holds more than `max_workers` instances, no job is held by
+//! two workers, every job lost (a `JobLost` event) is in the result of the call that lost it,
+//! and once the fleet is wound down nothing is left at the provider.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::common::*;
+use hodei_workers::*;
+
+/// A small xorshift generator: reproducible per thread without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[test]
+fn concurrent_ticks_provisions_claims_and_terminations_keep_every_promise() {
+    const MAX: usize = 6;
+    let f = Fixture::new(WorkerLifecycleConfig {
+        max_workers: MAX,
+        min_ready_workers: 2,
+        scale_up_cooldown: Duration::ZERO,
+        scale_down_cooldown: Duration::ZERO,
+        destroy_retry_initial: ms(10),
+        destroy_retry_max: ms(40),
+        provider_backoff_initial: ms(10),
+        provider_backoff_max: ms(40),
+        ..config()
+    });
+    f.manager.set_scaling_target(&pid("test"), spec()).unwrap();
+    let lost_events = f
+        .registry
+        .subscribe(SubscribeOptions::default().capacity(1 << 22))
+        .unwrap();
+    // Every lost job the manager's calls reported (tick, terminate_worker).
+    let reported: Arc<parking_lot::Mutex<Vec<LostJob>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let mut threads = Vec::new();
+
+    // The ticker: the clock moves 100 ms per tick; every fifth create and destroy fails.
+    {
+        let (m, p, clock, stop, peak, reported) = (
+            f.manager.clone(),
+            f.provider.clone(),
+            f.clock.clone(),
+            stop.clone(),
+            peak.clone(),
+            reported.clone(),
+        );
+        threads.push(std::thread::spawn(move || {
+            let mut rng = Rng(7);
+            while !stop.load(Ordering::Relaxed) {
+                clock.advance(ms(100));
+                if rng.below(5) == 0 {
+                    p.script_creates([CreateStep::Fail("flaky create")]);
+                }
+                if rng.below(5) == 0 {
+                    p.script_destroys([DestroyStep::Fail("flaky destroy")]);
+                }
+                let r = m.tick(rng.below(8) as usize);
+                reported.lock().extend(r.lost_jobs);
+                peak.fetch_max(p.instance_ids().len(), Ordering::SeqCst);
+            }
+        }));
+    }
+    // Two provisioners beyond the autoscaler.
+    for seed in [11, 13] {
+        let (m, p, stop, peak) = (
+            f.manager.clone(),
+            f.provider.clone(),
+            stop.clone(),
+            peak.clone(),
+        );
+        threads.push(std::thread::spawn(move || {
+            let mut rng = Rng(seed);
+            while !stop.load(Ordering::Relaxed) {
+                match m.provision_worker(&pid("test"), spec()) {
+                    Ok(_) | Err(Error::CapacityExceeded(_)) | Err(Error::Provider { .. }) => {}
+                    Err(e) => panic!("unexpected provisioning error {e}"),
+                }
+                peak.fetch_max(p.instance_ids().len(), Ordering::SeqCst);
+                if rng.below(2) == 0 {
+                    std::thread::yield_now();
+                }
+            }
+        }));
+    }
+    // Agents and scheduler: report in, heartbeat, claim, release, and a terminator.
+    {
+        let (m, r, stop, reported) = (
+            f.manager.clone(),
+            f.registry.clone(),
+            stop.clone(),
+            reported.clone(),
+        );
+        threads.push(std::thread::spawn(move || {
+            let mut rng = Rng(17);
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for w in r.find(&WorkerFilter::new()).unwrap() {
+                    match w.state {
+                        WorkerState::Creating => {
+                            let _ = r.update_state(&w.id, WorkerState::Ready);
+                        }
+                        WorkerState::Busy if rng.below(3) == 0 => {
+                            let _ = r.release_from_job(&w.id, w.current_job.as_ref());
+                        }
+                        _ => {}
+                    }
+                    let _ = m.process_heartbeat(&w.id);
+                    if rng.below(40) == 0 {
+                        if let Ok(c) = m.terminate_worker(&w.id, TerminationReason::Requested) {
+                            reported.lock().extend(c.lost_jobs);
+                        }
+                    }
+                }
+                n += 1;
+                let _ = r.claim(&WorkerFilter::new(), job(&format!("job-{n}")));
+            }
+        }));
+    }
+
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert!(
+        peak.load(Ordering::SeqCst) <= MAX,
+        "the provider held {} instances, max_workers {MAX}",
+        peak.load(Ordering::SeqCst)
+    );
+    let stats = f.manager.stats().unwrap();
+    assert!(stats.provisioned_total > MAX as u64, "{stats:?}");
+    assert!(stats.terminated_total > 0, "{stats:?}");
+
+    // Invariant 2 right now: each job held by one worker at most.
+    let workers = f.registry.find(&WorkerFilter::new()).unwrap();
+    let mut jobs: Vec<&JobId> = workers
+        .iter()
+        .filter_map(|w| w.current_job.as_ref())
+        .collect();
+    let held = jobs.len();
+    jobs.sort();
+    jobs.dedup();
+    assert_eq!(jobs.len(), held);
+
+    // Wind down: no target, terminate everything, let the retries finish.
+    f.manager.clear_scaling_target();
+    for w in workers {
+        if let Ok(c) = f
+            .manager
+            .terminate_worker(&w.id, TerminationReason::Requested)
+        {
+            reported.lock().extend(c.lost_jobs);
+        }
+    }
+    for _ in 0..100 {
+        if f.manager.pending_destroys().is_empty() {
+            break;
+        }
+        f.advance(ms(50));
+        reported.lock().extend(f.manager.tick(0).lost_jobs);
+    }
+    assert!(f.manager.pending_destroys().is_empty());
+    assert_eq!(f.registry.count().unwrap(), 0);
+    assert!(f.provider.instance_ids().is_empty(), "nothing leaked");
+    assert_eq!(f.manager.stats().unwrap().in_flight, 0);
+
+    // Every JobLost the registry emitted is in the result of a call, and nothing more.
+    assert_eq!(
+        lost_events.dropped(),
+        0,
+        "the subscription kept every event"
+    );
+    let mut emitted: Vec<(WorkerId, JobId)> = lost_events
+        .drain()
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::JobLost { worker_id, job_id } => Some((worker_id, job_id)),
+            _ => None,
+        })
+        .collect();
+    let mut in_results: Vec<(WorkerId, JobId)> = reported
+        .lock()
+        .iter()
+        .map(|l| (l.worker_id, l.job_id.clone()))
+        .collect();
+    emitted.sort();
+    in_results.sort();
+    assert_eq!(emitted, in_results);
+    assert_eq!(
+        f.manager.stats().unwrap().lost_jobs_total,
+        in_results.len() as u64
+    );
+}

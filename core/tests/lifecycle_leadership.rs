@@ -1,0 +1,335 @@
+//! The replicated manager on one shared registry with an in-memory lease and manual clocks:
+//! one leads, the other follows and says who leads; the leader "pauses" past the ttl, the
+//! follower takes over (grace, reconcile, adopting `Terminating` records); the old leader
+//! wakes up, finds its lease lost and changes nothing; no instance is created or destroyed
+//! twice. (The same scenario runs on PostgreSQL in pg/tests/failover.rs.)
+
+#[path = "registry/backend.rs"]
+mod backend;
+#[path = "lifecycle/common.rs"]
+mod lifecycle_common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hodei_workers::*;
+use lifecycle_common::*;
+
+const TTL: Duration = Duration::from_secs(15);
+
+struct Replica {
+    manager: Arc<WorkerLifecycleManager>,
+    /// The replica's own monotonic clock (its trust window is measured on it).
+    local: Arc<ManualClock>,
+}
+
+struct Cluster {
+    store: Arc<ManualClock>,
+    registry: Arc<dyn WorkerRegistry>,
+    provider: Arc<TestProvider>,
+    a: Replica,
+    b: Replica,
+    events: Subscription,
+}
+
+fn replica(
+    registry: &Arc<dyn WorkerRegistry>,
+    lease: InMemoryLease,
+    provider: &Arc<TestProvider>,
+) -> Replica {
+    let local = Arc::new(ManualClock::new(0));
+    let manager = WorkerLifecycleManager::with_leadership(
+        registry.clone(),
+        WorkerLifecycleConfig {
+            min_ready_workers: 0,
+            // No mass-expiry brake: the takeover's grace alone must keep the fleet alive.
+            max_unhealthy_fraction: 1.0,
+            ..config()
+        },
+        Arc::new(lease),
+        local.clone(),
+    )
+    .unwrap();
+    manager.register_provider(provider.clone()).unwrap();
+    manager.set_scaling_target(&provider.id, spec()).unwrap();
+    Replica {
+        manager: Arc::new(manager),
+        local,
+    }
+}
+
+fn cluster() -> Cluster {
+    let store = Arc::new(ManualClock::new(T0));
+    let registry: Arc<dyn WorkerRegistry> =
+        Arc::new(InMemoryWorkerRegistry::with_clock(store.clone()));
+    let events = registry
+        .subscribe(SubscribeOptions::default().capacity(10_000))
+        .unwrap();
+    let provider = TestProvider::new("test");
+    let lease = InMemoryLease::new(store.clone(), "a", TTL);
+    let a = replica(&registry, lease.replica("a"), &provider);
+    let b = replica(&registry, lease.replica("b"), &provider);
+    Cluster {
+        store,
+        registry,
+        provider,
+        a,
+        b,
+        events,
+    }
+}
+
+impl Cluster {
+    /// Time passes for everyone (the store and both replicas' own clocks).
+    fn advance(&self, by: Duration) {
+        self.store.advance(by);
+        self.a.local.advance(by);
+        self.b.local.advance(by);
+    }
+
+    fn count_calls(&self, prefix: &str) -> usize {
+        self.provider
+            .calls()
+            .iter()
+            .filter(|c| c.starts_with(prefix))
+            .count()
+    }
+}
+
+#[test]
+fn a_replica_does_not_lead_before_its_first_tick() {
+    let c = cluster();
+    assert!(!c.a.manager.is_leader());
+    let err =
+        c.a.manager
+            .provision_worker(&c.provider.id, spec())
+            .unwrap_err();
+    assert!(matches!(err, Error::NotLeader(_)), "{err}");
+    assert!(c.provider.calls().is_empty());
+}
+
+#[test]
+fn one_leads_the_other_follows_and_says_who_leads() {
+    let c = cluster();
+    let ra = c.a.manager.tick(2);
+    assert!(ra.leading, "{:?}", ra.decisions);
+    let leader = ra.leader.clone().unwrap();
+    assert_eq!((leader.holder.as_str(), leader.term), ("a", 1));
+    assert_eq!(ra.provisioned.len(), 2);
+
+    let rb = c.b.manager.tick(2);
+    assert!(!rb.leading);
+    assert_eq!(rb.leader.as_ref().unwrap().holder, "a");
+    assert_eq!(rb.leader.as_ref().unwrap().since, T0);
+    assert!(rb.provisioned.is_empty() && rb.actions == 0);
+    assert!(
+        rb.decisions[0].starts_with("follower: b does not lead; a leads under term 1"),
+        "{:?}",
+        rb.decisions
+    );
+    assert!(!c.b.manager.is_leader());
+    assert_eq!(c.count_calls("create"), 2, "only the leader provisioned");
+    let changed: Vec<_> = c
+        .events
+        .drain()
+        .into_iter()
+        .filter(|e| e.kind.name() == "leader_changed")
+        .collect();
+    assert_eq!(changed.len(), 1);
+}
+
+#[test]
+fn the_leader_renews_within_the_ttl_and_keeps_its_term() {
+    let c = cluster();
+    c.a.manager.tick(0);
+    for _ in 0..5 {
+        c.advance(Duration::from_secs(5));
+        assert!(c.a.manager.tick(0).leading);
+        assert!(!c.b.manager.tick(0).leading);
+    }
+    assert_eq!(c.a.manager.leader().unwrap().term, 1);
+}
+
+#[test]
+fn a_paused_leader_loses_the_lease_and_its_writes_are_refused_after_the_takeover() {
+    let c = cluster();
+    // a leads and provisions two workers; they report in.
+    let r = c.a.manager.tick(2);
+    let ids: Vec<WorkerId> = r.provisioned.iter().map(|p| p.worker_id).collect();
+    for id in &ids {
+        c.registry.update_state(id, WorkerState::Ready).unwrap();
+    }
+    // a terminates the first; the destroy fails: it stays Terminating in a's retry queue.
+    c.provider
+        .script_destroys([DestroyStep::Fail("cloud API down")]);
+    let t =
+        c.a.manager
+            .terminate_worker(&ids[0], TerminationReason::Requested)
+            .unwrap();
+    assert_eq!(t.failed.len(), 1);
+    assert_eq!(c.a.manager.pending_destroys().len(), 1);
+    assert_eq!(c.count_calls("destroy"), 1);
+
+    // a pauses (its own clock moves too: a pause is real time) past the ttl; b takes over.
+    c.advance(TTL + Duration::from_secs(1));
+    c.registry.heartbeat(&ids[1]).unwrap();
+    let rb = c.b.manager.tick(2);
+    assert!(rb.leading, "{:?}", rb.decisions);
+    assert_eq!(rb.leader.as_ref().unwrap().term, 2);
+    assert!(
+        rb.decisions
+            .iter()
+            .any(|d| d.starts_with("took the lease: b leads under term 2")),
+        "{:?}",
+        rb.decisions
+    );
+    // The takeover adopted the Terminating record and destroyed it (its retry was due).
+    assert!(
+        c.registry.get(&ids[0]).unwrap().is_none(),
+        "{:?}",
+        rb.decisions
+    );
+    assert_eq!(c.count_calls("destroy"), 2);
+    let calls_after_takeover = c.provider.calls();
+
+    // a wakes up and ticks: it lost the lease, says so, and does nothing.
+    let ra = c.a.manager.tick(5);
+    assert!(!ra.leading);
+    assert_eq!(ra.leader.as_ref().unwrap().holder, "b");
+    assert!(
+        ra.decisions[0]
+            .starts_with("lost the lease: a no longer holds term 1; b leads under term 2"),
+        "{:?}",
+        ra.decisions
+    );
+    assert!(ra.provisioned.is_empty() && ra.terminated.is_empty() && ra.actions == 0);
+    assert!(
+        c.a.manager.pending_destroys().is_empty(),
+        "its queue is b's now"
+    );
+    // Its fenced writes are refused.
+    for err in [
+        c.a.manager
+            .provision_worker(&c.provider.id, spec())
+            .unwrap_err(),
+        c.a.manager
+            .terminate_worker(&ids[1], TerminationReason::Requested)
+            .unwrap_err(),
+        c.a.manager.reconcile().unwrap_err(),
+        c.a.manager.run_health_check().unwrap_err(),
+        c.a.manager.cleanup_workers().unwrap_err(),
+    ] {
+        assert!(matches!(err, Error::NotLeader(_)), "{err}");
+        assert!(err.to_string().contains("b leads under term 2"), "{err}");
+    }
+    assert_eq!(
+        c.provider.calls(),
+        calls_after_takeover,
+        "a made no provider call"
+    );
+    assert_eq!(
+        c.registry.get(&ids[1]).unwrap().unwrap().state,
+        WorkerState::Ready
+    );
+    c.b.manager.tick(0);
+    let names: Vec<&str> = c
+        .events
+        .drain()
+        .into_iter()
+        .filter(|e| e.kind.name() == "leader_changed")
+        .map(|e| match e.kind {
+            EventKind::LeaderChanged { by, .. } if by == "a" => "a",
+            _ => "b",
+        })
+        .collect();
+    assert_eq!(names, ["a", "b", "a"], "a took, b took, a saw it lost");
+}
+
+#[test]
+fn a_leader_paused_inside_a_create_neither_registers_nor_destroys_the_instance() {
+    let c = cluster();
+    c.a.manager.tick(0);
+    c.provider.script_creates([CreateStep::Stall]);
+    let a = Arc::clone(&c.a.manager);
+    let pid = c.provider.id.clone();
+    let provisioning = std::thread::spawn(move || a.provision_worker(&pid, spec()));
+    while c
+        .provider
+        .creating_now
+        .load(std::sync::atomic::Ordering::SeqCst)
+        == 0
+    {
+        std::thread::yield_now();
+    }
+    // a is stuck in the provider past the ttl; b takes over meanwhile.
+    c.advance(TTL + Duration::from_secs(1));
+    assert!(c.b.manager.tick(0).leading);
+    c.provider.release_stalled(1);
+    let err = provisioning.join().unwrap().unwrap_err();
+    assert!(matches!(err, Error::NotLeader(_)), "{err}");
+    assert!(
+        err.to_string().contains("created but not registered"),
+        "{err}"
+    );
+    assert_eq!(c.registry.count().unwrap(), 0);
+    assert_eq!(c.count_calls("destroy"), 0, "a did not destroy it");
+    // The leader's reconcile finds the orphan and destroys it, once.
+    let r = c.b.manager.reconcile().unwrap();
+    assert_eq!(r.orphans.len(), 1, "{r:?}");
+    assert_eq!(c.count_calls("destroy"), 1);
+    assert!(c.provider.instance_ids().is_empty());
+}
+
+#[test]
+fn a_new_leader_grants_grace_so_heartbeats_sent_to_the_old_one_do_not_expire_the_fleet() {
+    let c = cluster();
+    let r = c.a.manager.tick(3);
+    for p in &r.provisioned {
+        c.registry
+            .update_state(&p.worker_id, WorkerState::Ready)
+            .unwrap();
+    }
+    // a dies; nobody ticks for longer than the heartbeat timeout (the workers' heartbeats
+    // went nowhere), then b takes over.
+    c.advance(Duration::from_secs(90));
+    let rb = c.b.manager.tick(3);
+    assert!(rb.leading);
+    assert!(rb.unhealthy.is_empty(), "{:?}", rb.decisions);
+    assert_eq!(c.registry.count().unwrap(), 3);
+}
+
+#[test]
+fn stepping_down_hands_over_at_the_next_tick() {
+    let c = cluster();
+    assert!(c.a.manager.tick(0).leading);
+    assert!(!c.b.manager.tick(0).leading);
+    c.a.manager.step_down().unwrap();
+    assert!(!c.a.manager.is_leader());
+    let rb = c.b.manager.tick(0);
+    assert!(rb.leading);
+    assert_eq!(rb.leader.unwrap().term, 2);
+    assert!(!c.a.manager.tick(0).leading);
+}
+
+#[test]
+fn the_in_memory_manager_leads_from_the_start_as_before() {
+    let f = Fixture::default();
+    assert!(f.manager.is_leader());
+    let r = f.manager.tick(0);
+    assert!(r.leading);
+    let leader = r.leader.unwrap();
+    assert_eq!((leader.holder.as_str(), leader.term), ("local", 1));
+    assert!(
+        !r.decisions.iter().any(|d| d.contains("lease")),
+        "{:?}",
+        r.decisions
+    );
+}
+
+#[test]
+fn replicated_on_an_unshared_registry_is_a_plain_manager_that_leads() {
+    let registry: Arc<dyn WorkerRegistry> = Arc::new(InMemoryWorkerRegistry::new());
+    let m = WorkerLifecycleManager::replicated(registry, config(), "host-1", TTL).unwrap();
+    assert!(m.is_leader());
+    assert_eq!(m.leadership().holder(), "local");
+}

@@ -1,0 +1,249 @@
+//! The opt-in ticker: reports on its channel or callback, the demand reaching `tick`, overruns
+//! counted instead of piled up, stop/drop joining without waiting for the next slot, panicking
+//! callbacks survived. No assertion depends on how fast the machine is: every overrun is
+//! forced (a provider that blocks until the test lets it go) and only lower bounds are checked.
+
+#[path = "registry/backend.rs"]
+mod backend;
+#[path = "lifecycle/common.rs"]
+mod lifecycle_common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use hodei_workers::*;
+use lifecycle_common::*;
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn scaled() -> Fixture {
+    let f = Fixture::new(WorkerLifecycleConfig {
+        min_ready_workers: 0,
+        ..config()
+    });
+    f.manager
+        .set_scaling_target(&f.provider.id, spec())
+        .unwrap();
+    f
+}
+
+#[test]
+fn the_first_tick_runs_at_once_with_the_demand_and_its_report_arrives() {
+    let f = scaled();
+    let ticker = f.manager.start_ticker(HOUR, || 2).unwrap();
+    let report = ticker.reports().unwrap().recv().unwrap();
+    assert_eq!(report.pending_jobs, 2);
+    assert_eq!(report.provisioned.len(), 2, "{:?}", report.decisions);
+    ticker.stop();
+    assert!(!ticker.is_running());
+    assert_eq!(ticker.stats().ticks, 1);
+    assert_eq!(ticker.stats().overruns, 0);
+}
+
+#[test]
+fn stop_returns_without_waiting_for_the_next_slot_and_disconnects_the_channel() {
+    let f = scaled();
+    // With an hour between ticks, a stop that waited for the slot would hang this test.
+    let ticker = f.manager.start_ticker(HOUR, || 0).unwrap();
+    let reports = ticker.reports().unwrap().clone();
+    reports.recv().unwrap();
+    ticker.stop();
+    ticker.stop(); // idempotent
+    assert!(!ticker.is_running());
+    assert!(
+        reports.recv().is_err(),
+        "disconnected once the thread ended"
+    );
+}
+
+#[test]
+fn dropping_the_handle_joins_the_thread_and_releases_the_manager() {
+    let f = scaled();
+    let ticker = f.manager.start_ticker(HOUR, || 0).unwrap();
+    ticker.reports().unwrap().recv().unwrap();
+    assert_eq!(
+        Arc::strong_count(&f.manager),
+        2,
+        "the thread holds the manager"
+    );
+    drop(ticker);
+    assert_eq!(
+        Arc::strong_count(&f.manager),
+        1,
+        "joined: the thread's reference is gone"
+    );
+}
+
+#[test]
+fn a_tick_that_overruns_is_counted_and_its_slots_are_skipped() {
+    let f = scaled();
+    f.provider.script_creates([CreateStep::Stall]);
+    let interval = Duration::from_millis(10);
+    let ticker = f.manager.start_ticker(interval, || 1).unwrap();
+    // The first tick is inside the provider; keep it there for at least 5 intervals.
+    while f.provider.creating_now.load(Ordering::SeqCst) == 0 {
+        std::thread::yield_now();
+    }
+    let held = Instant::now();
+    std::thread::sleep(5 * interval);
+    assert!(held.elapsed() >= 5 * interval);
+    f.provider.release_stalled(1);
+    let first = ticker.reports().unwrap().recv().unwrap();
+    assert_eq!(first.provisioned.len(), 1);
+    ticker.stop();
+    let stats = ticker.stats();
+    assert!(stats.overruns >= 1, "{stats:?}");
+    // Skipped, not made up: at least the 5 slots the blocked tick covered.
+    assert!(stats.missed_slots >= 5, "{stats:?}");
+}
+
+#[test]
+fn stop_waits_for_the_tick_in_progress() {
+    let f = scaled();
+    f.provider.script_creates([CreateStep::Stall]);
+    let ticker = Arc::new(f.manager.start_ticker(HOUR, || 1).unwrap());
+    while f.provider.creating_now.load(Ordering::SeqCst) == 0 {
+        std::thread::yield_now();
+    }
+    let stopper = {
+        let ticker = Arc::clone(&ticker);
+        std::thread::spawn(move || ticker.stop())
+    };
+    // The stop cannot finish while the tick is inside the provider.
+    f.provider.release_stalled(1);
+    stopper.join().unwrap();
+    assert!(!ticker.is_running());
+    let report = ticker.reports().unwrap().try_recv().unwrap();
+    assert_eq!(report.provisioned.len(), 1, "the tick finished its work");
+    assert_eq!(ticker.stats().ticks, 1);
+}
+
+#[test]
+fn a_panicking_demand_callback_is_counted_and_the_last_demand_used() {
+    let f = scaled();
+    let ticker = f
+        .manager
+        .start_ticker(HOUR, || panic!("queue unavailable"))
+        .unwrap();
+    let report = ticker.reports().unwrap().recv().unwrap();
+    ticker.stop();
+    assert_eq!(report.pending_jobs, 0);
+    assert!(
+        report
+            .decisions
+            .iter()
+            .any(|d| d.contains("demand callback failed (queue unavailable)")),
+        "{:?}",
+        report.decisions
+    );
+    assert_eq!(ticker.stats().demand_panics, 1);
+}
+
+#[test]
+fn the_report_callback_survives_its_own_panic() {
+    let f = scaled();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&calls);
+    let ticker = f
+        .manager
+        .start_ticker_with(
+            Duration::from_millis(1),
+            || 0,
+            move |report| {
+                if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                    panic!("host bug");
+                }
+                let _ = tx.send(report);
+            },
+        )
+        .unwrap();
+    assert!(ticker.reports().is_none());
+    rx.recv().unwrap(); // the second tick's report: the thread went on
+    ticker.stop();
+    let stats = ticker.stats();
+    assert_eq!(stats.report_panics, 1);
+    assert!(stats.ticks >= 2);
+    assert_eq!(stats.dropped_reports, 0);
+}
+
+#[test]
+fn stopping_from_the_report_callback_does_not_deadlock() {
+    let f = scaled();
+    let slot: Arc<OnceLock<Arc<Ticker>>> = Arc::new(OnceLock::new());
+    let (started_tx, started_rx) = crossbeam_channel::bounded::<()>(0);
+    let inside = Arc::clone(&slot);
+    let ticker = Arc::new(
+        f.manager
+            .start_ticker_with(
+                Duration::from_millis(1),
+                || 0,
+                move |_| {
+                    // Wait until the test published the handle, then stop from this thread.
+                    let _ = started_rx.recv();
+                    inside.get().unwrap().stop();
+                },
+            )
+            .unwrap(),
+    );
+    slot.set(Arc::clone(&ticker)).unwrap();
+    started_tx.send(()).unwrap();
+    ticker.stop(); // joins: the thread ends after the tick that asked it to stop
+    assert_eq!(ticker.stats().ticks, 1);
+}
+
+#[test]
+fn an_unread_channel_keeps_the_newest_reports() {
+    // No scaling target: the growing demand only shows in the reports.
+    let f = Fixture::new(config());
+    let demand = Arc::new(AtomicUsize::new(0));
+    let d = Arc::clone(&demand);
+    let n = TICKER_REPORTS_CAPACITY + 5;
+    let ticker = f
+        .manager
+        .start_ticker(Duration::from_millis(1), move || {
+            d.fetch_add(1, Ordering::SeqCst)
+        })
+        .unwrap();
+    // Wait until more ticks ran than the channel holds (demand counts the calls).
+    while demand.load(Ordering::SeqCst) <= n {
+        std::thread::yield_now();
+    }
+    ticker.stop();
+    let stats = ticker.stats();
+    let kept: Vec<TickReport> = ticker.reports().unwrap().try_iter().collect();
+    assert_eq!(kept.len(), TICKER_REPORTS_CAPACITY);
+    assert_eq!(
+        stats.dropped_reports,
+        stats.ticks - TICKER_REPORTS_CAPACITY as u64
+    );
+    // The newest, in order: the last report carries the last demand handed out.
+    let pending: Vec<usize> = kept.iter().map(|r| r.pending_jobs).collect();
+    assert!(pending.windows(2).all(|w| w[1] == w[0] + 1), "{pending:?}");
+    assert_eq!(*pending.last().unwrap() as u64, stats.ticks - 1);
+}
+
+#[test]
+fn a_zero_interval_is_refused() {
+    let f = scaled();
+    let err = f.manager.start_ticker(Duration::ZERO, || 0).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+}
+
+#[test]
+fn request_stop_does_not_wait_and_a_later_stop_joins() {
+    let f = scaled();
+    f.provider.script_creates([CreateStep::Stall]);
+    let ticker = f.manager.start_ticker(HOUR, || 1).unwrap();
+    while f.provider.creating_now.load(Ordering::SeqCst) == 0 {
+        std::thread::yield_now();
+    }
+    // The tick is stuck in the provider: request_stop returns anyway.
+    ticker.request_stop();
+    assert!(ticker.is_running());
+    f.provider.release_stalled(1);
+    ticker.stop();
+    assert!(!ticker.is_running());
+    assert_eq!(ticker.stats().ticks, 1);
+}

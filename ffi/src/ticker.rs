@@ -1,0 +1,184 @@
+//! `hw_ticker`: the opt-in thread that ticks a manager every interval, with C callbacks for the
+//! demand and the reports.
+
+use std::ffi::c_void;
+use std::sync::Arc;
+use std::time::Duration;
+
+use engine::{Error, Ticker, TickerStats};
+
+use crate::boundary::{arg_out, arg_ref, ffi_boundary, free_handle, hw_status, into_handle};
+use crate::manager::{hw_manager, hw_report};
+
+/// A running ticker (see `hw_ticker_start`). Free it with `hw_ticker_free` (which stops it).
+/// Thread-safe: `hw_ticker_stop` and `hw_ticker_get_stats` may be called from any thread.
+#[derive(Debug)]
+pub struct hw_ticker {
+    inner: Ticker,
+    /// Keeps the callbacks alive until the handle is freed, so that `release` runs in
+    /// `hw_ticker_free` (on its caller's thread) once the thread was joined.
+    _callbacks: Arc<CallbackOwner>,
+}
+
+/// What the ticker calls: function pointers and the `user_data` they receive first. Zero the
+/// struct before filling it (`= {0}` or `memset`) so that the callbacks you leave out are NULL.
+///
+/// `demand` and `on_report` are called **on the ticker's own thread** (never on the thread
+/// that called `hw_ticker_start`), one at a time, never while the library holds a lock: they
+/// may call into the library (but must not call `hw_ticker_free` on their own ticker). The
+/// provider callbacks of the manager run on that thread too during its ticks. `user_data` must
+/// therefore be usable from that thread. `release(user_data)` is called exactly once, after
+/// the last `demand`/`on_report` call: in `hw_ticker_free`, or in `hw_ticker_start` when it
+/// fails; it is not called when `hw_ticker_start` is given a NULL `callbacks`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct hw_ticker_callbacks {
+    /// Passed first to every callback; the library never reads it.
+    pub user_data: *mut c_void,
+    /// Optional (NULL: no demand, 0 pending jobs). Called before each tick: the number of
+    /// pending jobs (e.g. the length of the host's queue). Should return quickly.
+    pub demand: Option<unsafe extern "C" fn(user_data: *mut c_void) -> usize>,
+    /// Optional (NULL: reports are discarded). Called after each tick with its report, which
+    /// is **borrowed**: valid only during the call (read what you need; do not free it). A slow
+    /// callback delays the next tick (it counts as an overrun).
+    pub on_report: Option<unsafe extern "C" fn(user_data: *mut c_void, report: *const hw_report)>,
+    /// Optional. Called once with `user_data` when the ticker no longer needs it.
+    pub release: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
+}
+
+/// What a ticker has done so far.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct hw_ticker_stats {
+    /// Ticks run.
+    pub ticks: u64,
+    /// Ticks (with their `on_report` call) that took longer than the interval.
+    pub overruns: u64,
+    /// Slots skipped because a tick overran: they are not made up (no burst of ticks after a
+    /// slow one).
+    pub missed_slots: u64,
+}
+
+/// Owns the C callbacks; runs `release` when the last user (thread closures, handle) is gone.
+#[derive(Debug)]
+struct CallbackOwner(hw_ticker_callbacks);
+
+// SAFETY: the host promises (hw_ticker_callbacks) that the callbacks and `user_data` may be
+// used from the ticker thread; the library only passes them along, one call at a time.
+unsafe impl Send for CallbackOwner {}
+// SAFETY: as above; the struct is never mutated after construction.
+unsafe impl Sync for CallbackOwner {}
+
+impl Drop for CallbackOwner {
+    fn drop(&mut self) {
+        if let Some(release) = self.0.release {
+            // SAFETY: the host gave us this function for exactly this call.
+            unsafe { release(self.0.user_data) }
+        }
+    }
+}
+
+/// Starts a thread that calls `hw_manager_tick(manager, demand(user_data))` every
+/// `interval_ms` milliseconds (the first tick at once; the next ones on the grid
+/// `start + k * interval`) and hands each report to `on_report`. A tick that overruns its slot
+/// is counted and the slots it covered are skipped, not piled up. The manager stays alive
+/// while the ticker runs (`hw_manager_free` may be called before `hw_ticker_free`). See
+/// `hw_ticker_callbacks` for the threads the callbacks run on and the release rule.
+///
+/// Errors: `HW_ERR_INVALID_ARGUMENT` for a NULL argument or `interval_ms` 0; `HW_ERR_BACKEND`
+/// when the thread cannot be started.
+#[no_mangle]
+pub extern "C" fn hw_ticker_start(
+    manager: *const hw_manager,
+    interval_ms: u64,
+    callbacks: *const hw_ticker_callbacks,
+    out: *mut *mut hw_ticker,
+) -> hw_status {
+    ffi_boundary!(hw_ticker_start, {
+        let callbacks = arg_ref!(callbacks);
+        // From here on `release` runs exactly once, whatever happens: `owner` holds it.
+        let owner = Arc::new(CallbackOwner(*callbacks));
+        let manager = arg_ref!(manager);
+        let out = arg_out!(out);
+        if interval_ms == 0 {
+            return Err(Error::invalid("interval_ms must be greater than 0"));
+        }
+        let for_demand = Arc::clone(&owner);
+        let demand = move || match for_demand.0.demand {
+            // SAFETY: a callback the host registered for this, called on the ticker thread
+            // as documented.
+            Some(demand) => unsafe { demand(for_demand.0.user_data) },
+            None => 0,
+        };
+        let for_report = Arc::clone(&owner);
+        let on_report = move |report: engine::TickReport| {
+            let Some(on_report) = for_report.0.on_report else {
+                return;
+            };
+            // A report that cannot be given to C (text with a NUL byte) is not delivered;
+            // the ticker goes on. `from_tick` replaces NULs in decisions, so this is only
+            // for job ids restored from a foreign snapshot.
+            if let Ok(c_report) = hw_report::from_tick(&report) {
+                // SAFETY: a callback the host registered for this; the report lives for
+                // the call.
+                unsafe { on_report(for_report.0.user_data, &c_report) }
+            }
+        };
+        let ticker = manager.inner.start_ticker_with(
+            Duration::from_millis(interval_ms),
+            demand,
+            on_report,
+        )?;
+        out.write(into_handle(hw_ticker {
+            inner: ticker,
+            _callbacks: owner,
+        }));
+        Ok(())
+    })
+}
+
+/// Stops the ticker: no tick starts after this call; waits for the tick in progress (and its
+/// `on_report`) and joins the thread. Idempotent. Called from the ticker's own callbacks it
+/// only asks the thread to stop after the current tick and returns at once.
+///
+/// Errors: `HW_ERR_INVALID_ARGUMENT` for NULL.
+#[no_mangle]
+pub extern "C" fn hw_ticker_stop(ticker: *const hw_ticker) -> hw_status {
+    ffi_boundary!(hw_ticker_stop, {
+        arg_ref!(ticker).inner.stop();
+        Ok(())
+    })
+}
+
+/// The ticker's counters so far (ticks, overruns, skipped slots).
+///
+/// Errors: `HW_ERR_INVALID_ARGUMENT` for a NULL argument.
+#[no_mangle]
+pub extern "C" fn hw_ticker_get_stats(
+    ticker: *const hw_ticker,
+    out: *mut hw_ticker_stats,
+) -> hw_status {
+    ffi_boundary!(hw_ticker_get_stats, {
+        let ticker = arg_ref!(ticker);
+        let out = arg_out!(out);
+        let TickerStats {
+            ticks,
+            overruns,
+            missed_slots,
+            ..
+        } = ticker.inner.stats();
+        out.write(hw_ticker_stats {
+            ticks,
+            overruns,
+            missed_slots,
+        });
+        Ok(())
+    })
+}
+
+/// Stops the ticker (as `hw_ticker_stop`), frees it and calls `release(user_data)`. NULL does
+/// nothing. Must not be called from the ticker's own callbacks.
+#[no_mangle]
+pub extern "C" fn hw_ticker_free(ticker: *mut hw_ticker) {
+    free_handle(ticker)
+}

@@ -1,0 +1,35 @@
+# PostgreSQL (pg/, DESIGN.md §10): the PostgreSQL part of the tests.
+#
+#   make test-pg          only the PostgreSQL parts, in one throwaway server (or HODEI_PG_URL):
+#                         the pg crate's tests (the registry conformance suite of core/tests/registry
+#                         on PostgreSQL, processes sharing one registry, faults), the C lifecycle
+#                         test on PostgreSQL, pytest's PostgreSQL half
+#   make test-pg-rust     the pg crate's tests alone
+#   make test-c-pg        tests/c/test_lifecycle.c on PostgreSQL (HW_TEST_BACKEND=postgres)
+#   make test-python-pg   the pytest runs on PostgreSQL alone
+#
+# The server: HODEI_PG_URL (any libpq connection string: 'host=/tmp user=postgres dbname=postgres'
+# or 'postgresql://user@host/db'; the user must be allowed to create schemas); without it the
+# Makefile runs the whole goal inside one throwaway server started by scripts/pg-tmp.sh (initdb,
+# pg_ctl; PostgreSQL installed with apt-get when missing). `make test` runs every part: the pg
+# crate's tests within `cargo test --workspace`, pytest's PostgreSQL half within test-python, and
+# test-c-pg below.
+
+.PHONY: test-pg test-pg-rust test-c-pg test-python-pg
+test: test-c-pg
+
+test-pg: test-pg-rust test-c-pg test-python-pg
+
+test-pg-rust:
+	$(CARGO) test -p hodei-workers-postgres
+
+# The same program as test-c's test_lifecycle, run on PostgreSQL, plain and under valgrind.
+test-c-pg: c-lib
+	@mkdir -p $(HW_CBUILD)
+	$(HW_CC) $(HW_CFLAGS) -o $(HW_CBUILD)/test_lifecycle_pg tests/c/test_lifecycle.c \
+	  target/$(HW_CPROFILE)/libhodei_workers.a $(HW_CLIBS)
+	HW_TEST_BACKEND=postgres $(HW_CBUILD)/test_lifecycle_pg
+	HW_TEST_BACKEND=postgres HW_TEST_SCALE=1 $(HW_VALGRIND) $(HW_CBUILD)/test_lifecycle_pg
+
+test-python-pg: python-wheel
+	$(VENV_PY) -m pytest -q tests/python -k postgres

@@ -1,0 +1,232 @@
+//! Two replicated managers on one PostgreSQL registry (two registry handles: two "processes"),
+//! each with its own manual clock, the lease and the registry on a shared manual clock: the
+//! leader pauses past the ttl, the follower takes over (grace, reconcile adopting the
+//! `Terminating` record), the old leader wakes up and ticks: it reports the lost lease, its
+//! fenced writes are refused, and no provider call is made twice for one worker.
+
+mod support;
+
+#[path = "support/backend.rs"]
+mod backend;
+mod common;
+#[path = "../../core/tests/lifecycle/common.rs"]
+mod lifecycle_common;
+#[path = "../../core/tests/registry/test_registry.rs"]
+mod test_registry;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{name, url, Schema, T0};
+use hodei_workers::*;
+use hodei_workers_postgres::PostgresWorkerRegistry;
+use lifecycle_common::{config, spec, CreateStep, DestroyStep, TestProvider};
+
+const TTL: Duration = Duration::from_secs(15);
+
+struct Replica {
+    registry: Arc<dyn WorkerRegistry>,
+    manager: Arc<WorkerLifecycleManager>,
+    local: Arc<ManualClock>,
+}
+
+struct Cluster {
+    store: Arc<ManualClock>,
+    provider: Arc<TestProvider>,
+    a: Replica,
+    b: Replica,
+    _schema: Schema,
+}
+
+fn replica(
+    name: &str,
+    holder: &str,
+    store: &Arc<ManualClock>,
+    provider: &Arc<TestProvider>,
+) -> Replica {
+    let pg = PostgresWorkerRegistry::connect_with_clock(&url(), name, store.clone()).unwrap();
+    let lease = pg.leadership(holder, TTL).unwrap();
+    let registry: Arc<dyn WorkerRegistry> = Arc::new(pg);
+    let local = Arc::new(ManualClock::new(0));
+    let manager = WorkerLifecycleManager::with_leadership(
+        registry.clone(),
+        WorkerLifecycleConfig {
+            min_ready_workers: 0,
+            ..config()
+        },
+        Arc::new(lease),
+        local.clone(),
+    )
+    .unwrap();
+    manager.register_provider(provider.clone()).unwrap();
+    manager.set_scaling_target(&provider.id, spec()).unwrap();
+    Replica {
+        registry,
+        manager: Arc::new(manager),
+        local,
+    }
+}
+
+fn cluster(test: &str) -> Cluster {
+    let name = name(test);
+    let schema = Schema(name.clone());
+    let store = Arc::new(ManualClock::new(T0));
+    let provider = TestProvider::new("test");
+    let a = replica(&name, "a", &store, &provider);
+    let b = replica(&name, "b", &store, &provider);
+    Cluster {
+        store,
+        provider,
+        a,
+        b,
+        _schema: schema,
+    }
+}
+
+impl Cluster {
+    fn advance(&self, by: Duration) {
+        self.store.advance(by);
+        self.a.local.advance(by);
+        self.b.local.advance(by);
+    }
+
+    fn calls(&self, prefix: &str) -> Vec<String> {
+        self.provider
+            .calls()
+            .into_iter()
+            .filter(|c| c.starts_with(prefix))
+            .collect()
+    }
+}
+
+#[test]
+fn a_paused_leader_wakes_up_to_a_lost_lease_and_changes_nothing() {
+    let c = cluster("failover_pause");
+    let ra = c.a.manager.tick(3);
+    assert!(ra.leading, "{:?}", ra.decisions);
+    assert_eq!(ra.provisioned.len(), 3);
+    let ids: Vec<WorkerId> = ra.provisioned.iter().map(|p| p.worker_id).collect();
+    for id in &ids {
+        c.a.registry.update_state(id, WorkerState::Ready).unwrap();
+    }
+    let rb = c.b.manager.tick(3);
+    assert!(!rb.leading);
+    assert_eq!(rb.leader.as_ref().unwrap().holder, "a");
+    assert!(rb.provisioned.is_empty());
+
+    // a terminates a worker; the destroy fails: Terminating, in a's retry queue.
+    c.provider
+        .script_destroys([DestroyStep::Fail("cloud API down")]);
+    let t =
+        c.a.manager
+            .terminate_worker(&ids[0], TerminationReason::Requested)
+            .unwrap();
+    assert_eq!(t.failed.len(), 1);
+
+    // a pauses past the ttl; the workers keep heartbeating (through b's process).
+    c.advance(TTL + Duration::from_secs(1));
+    c.b.registry.heartbeat_many(&ids[1..]).unwrap();
+    let rb = c.b.manager.tick(3);
+    assert!(rb.leading, "{:?}", rb.decisions);
+    let leader = rb.leader.clone().unwrap();
+    assert_eq!(
+        (leader.holder.as_str(), leader.term, leader.since),
+        ("b", 2, T0 + 16_000)
+    );
+    assert!(
+        c.b.registry.get(&ids[0]).unwrap().is_none(),
+        "{:?}",
+        rb.decisions
+    );
+    assert!(rb.unhealthy.is_empty());
+    let calls = c.provider.calls();
+
+    // a wakes up and ticks.
+    let ra = c.a.manager.tick(10);
+    assert!(!ra.leading);
+    assert!(
+        ra.decisions[0]
+            .starts_with("lost the lease: a no longer holds term 1; b leads under term 2"),
+        "{:?}",
+        ra.decisions
+    );
+    assert!(ra.provisioned.is_empty() && ra.terminated.is_empty() && ra.actions == 0);
+    for err in [
+        c.a.manager
+            .provision_worker(&c.provider.id, spec())
+            .unwrap_err(),
+        c.a.manager
+            .terminate_worker(&ids[1], TerminationReason::Requested)
+            .unwrap_err(),
+        c.a.manager.reconcile().unwrap_err(),
+    ] {
+        assert!(matches!(err, Error::NotLeader(_)), "{err}");
+    }
+    assert_eq!(
+        c.provider.calls(),
+        calls,
+        "the old leader made no provider call"
+    );
+
+    // No provider call twice for one worker: one create per instance, and each instance
+    // destroyed successfully once (the one failed attempt was a's, before the takeover).
+    // (b's takeover tick provisioned for the demand of 3 with 2 left: new workers, not
+    // second creates of a's.)
+    let by_b = rb.provisioned.len();
+    assert_eq!(c.calls("create").len(), 3 + by_b);
+    let destroys = c.calls("destroy");
+    assert_eq!(destroys.len(), 2, "{destroys:?}");
+    assert_eq!(destroys[0], destroys[1], "a's failed attempt, then b's");
+    assert_eq!(c.provider.instance_ids().len(), 2 + by_b);
+    assert_eq!(c.b.registry.count().unwrap(), 2 + by_b);
+}
+
+#[test]
+fn a_leader_paused_inside_a_create_leaves_the_instance_to_the_new_leader() {
+    let c = cluster("failover_create");
+    assert!(c.a.manager.tick(0).leading);
+    c.provider.script_creates([CreateStep::Stall]);
+    let a = Arc::clone(&c.a.manager);
+    let pid = c.provider.id.clone();
+    let provisioning = std::thread::spawn(move || a.provision_worker(&pid, spec()));
+    while c.provider.creating_now.load(Ordering::SeqCst) == 0 {
+        std::thread::yield_now();
+    }
+    c.advance(TTL + Duration::from_secs(1));
+    assert!(c.b.manager.tick(0).leading);
+    c.provider.release_stalled(1);
+    let err = provisioning.join().unwrap().unwrap_err();
+    assert!(matches!(err, Error::NotLeader(_)), "{err}");
+    assert_eq!(c.b.registry.count().unwrap(), 0, "not registered");
+    assert!(c.calls("destroy").is_empty(), "and not destroyed by a");
+    let r = c.b.manager.reconcile().unwrap();
+    assert_eq!(r.orphans.len(), 1, "{r:?}");
+    assert_eq!(c.calls("destroy").len(), 1, "destroyed once, by the leader");
+    assert!(c.provider.instance_ids().is_empty());
+}
+
+#[test]
+fn replicated_managers_take_the_registrys_own_lease() {
+    let name = name("failover_replicated");
+    let _schema = Schema(name.clone());
+    let store = Arc::new(ManualClock::new(T0));
+    let manager = |holder: &str| {
+        let pg = PostgresWorkerRegistry::connect_with_clock(&url(), &name, store.clone()).unwrap();
+        WorkerLifecycleManager::replicated(Arc::new(pg), config(), holder, TTL).unwrap()
+    };
+    let (a, b) = (manager("a"), manager("b"));
+    assert!(
+        !a.is_leader() && !b.is_leader(),
+        "nobody leads before ticking"
+    );
+    assert!(a.tick(0).leading);
+    let rb = b.tick(0);
+    assert!(!rb.leading);
+    assert_eq!(rb.leader.unwrap().holder, "a");
+    assert_eq!(a.leadership().holder(), "a");
+    // A bad holder is the lease's InvalidArgument.
+    let pg = PostgresWorkerRegistry::connect_with_clock(&url(), &name, store.clone()).unwrap();
+    let err = WorkerLifecycleManager::replicated(Arc::new(pg), config(), "", TTL).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+}

@@ -1,0 +1,507 @@
+//! Real faults, no mock connection:
+//! - the server crashes and restarts (`pg_ctl restart -m immediate`) in the middle of a run:
+//!   calls fail with `Error::Backend` meanwhile, every change that was acknowledged survives,
+//!   nothing is half-applied, and the registry works again once the server is back;
+//! - the server is down: every call is `Error::Backend` (never a panic), and nothing changes;
+//! - the connection of a call is killed (`pg_terminate_backend`) inside its transaction, after
+//!   it wrote: the call is `Error::Backend` and none of its writes remain.
+//!
+//! The restart tests own a throwaway server (`scripts/pg-tmp.sh start`, as `make test` does);
+//! the killed connection runs on `HODEI_PG_URL`.
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hodei_workers::*;
+use hodei_workers_postgres::PostgresWorkerRegistry;
+
+const T0: Timestamp = 1_700_000_000_000;
+/// Bounds every wait: a hang guard, far beyond what the test needs.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A throwaway server of this test's own, removed on drop.
+struct Server {
+    dir: PathBuf,
+    url: String,
+}
+
+fn pg_tmp(args: &[&str]) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/pg-tmp.sh");
+    let out = Command::new("bash")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run scripts/pg-tmp.sh");
+    assert!(
+        out.status.success(),
+        "scripts/pg-tmp.sh {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+impl Server {
+    fn start(tag: &str) -> Server {
+        let dir = PathBuf::from(format!("/tmp/hw-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let url = pg_tmp(&["start", dir.to_str().unwrap()]);
+        Server { dir, url }
+    }
+
+    fn cmd(&self, what: &str) {
+        pg_tmp(&[what, self.dir.to_str().unwrap()]);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/pg-tmp.sh"))
+            .args(["stop", self.dir.to_str().unwrap()])
+            .status();
+    }
+}
+
+fn pid(name: &str) -> ProviderId {
+    ProviderId::new(name).unwrap()
+}
+
+fn job(name: &str) -> JobId {
+    JobId::new(name).unwrap()
+}
+
+fn ready(registry: &dyn WorkerRegistry) -> WorkerId {
+    let handle = WorkerHandle::new(pid("docker-local"), ProviderType::Docker, "c");
+    let id = registry
+        .register(handle, Arc::new(WorkerSpec::new("img")))
+        .unwrap()
+        .id;
+    registry.update_state(&id, WorkerState::Ready).unwrap();
+    id
+}
+
+fn sorted(registry: &dyn WorkerRegistry) -> Vec<Worker> {
+    let mut all = registry.find(&WorkerFilter::new()).unwrap();
+    all.sort_by_key(|w| w.id);
+    all
+}
+
+/// The invariants of DESIGN.md §3 and `stats()` against a recount.
+fn assert_consistent(registry: &dyn WorkerRegistry) -> Vec<Worker> {
+    let all = sorted(registry);
+    let mut holders: HashMap<&JobId, WorkerId> = HashMap::new();
+    for w in &all {
+        match &w.current_job {
+            Some(j) => {
+                assert!(
+                    matches!(w.state, WorkerState::Busy | WorkerState::Draining),
+                    "{w:?}"
+                );
+                assert!(holders.insert(j, w.id).is_none(), "{j} held twice");
+            }
+            None => assert_ne!(w.state, WorkerState::Busy, "{w:?}"),
+        }
+    }
+    assert_eq!(
+        registry.stats().unwrap(),
+        WorkerRegistryStats::recount(&all)
+    );
+    assert_eq!(registry.count().unwrap(), all.len());
+    all
+}
+
+fn is_backend<T: std::fmt::Debug>(result: &Result<T>) -> bool {
+    match result {
+        Err(Error::Backend(message)) => {
+            assert!(!message.is_empty(), "a Backend error says why");
+            true
+        }
+        _ => false,
+    }
+}
+
+#[test]
+fn while_the_server_is_down_every_call_is_a_backend_error_and_nothing_changes() {
+    let server = Server::start("down");
+    let clock = Arc::new(ManualClock::new(T0));
+    let registry = PostgresWorkerRegistry::connect_with_clock(&server.url, "faults", clock.clone())
+        .expect("connect");
+    let idle = ready(&registry);
+    let busy = ready(&registry);
+    registry.assign_to_job(&busy, job("j1")).unwrap();
+    let before = assert_consistent(&registry);
+
+    server.cmd("pause");
+    let r: &dyn WorkerRegistry = &registry;
+    let handle = WorkerHandle::new(pid("docker-local"), ProviderType::Docker, "new");
+    let guard = TransitionGuard {
+        states: vec![WorkerState::Ready],
+        ..TransitionGuard::default()
+    };
+    let outcomes: Vec<(&str, bool)> = vec![
+        ("get", is_backend(&r.get(&idle))),
+        ("find", is_backend(&r.find(&WorkerFilter::new()))),
+        ("find_available", is_backend(&r.find_available())),
+        (
+            "register",
+            is_backend(&r.register(handle, Arc::new(WorkerSpec::new("i")))),
+        ),
+        (
+            "update_state",
+            is_backend(&r.update_state(&idle, WorkerState::Draining)),
+        ),
+        ("heartbeat", is_backend(&r.heartbeat(&idle))),
+        (
+            "heartbeat_many",
+            is_backend(&r.heartbeat_many(&[idle, busy])),
+        ),
+        (
+            "assign_to_job",
+            is_backend(&r.assign_to_job(&idle, job("j2"))),
+        ),
+        (
+            "release_from_job",
+            is_backend(&r.release_from_job(&busy, None)),
+        ),
+        (
+            "claim",
+            is_backend(&r.claim(&WorkerFilter::new(), job("j3"))),
+        ),
+        (
+            "unregister",
+            is_backend(&r.unregister(&idle, TerminationReason::Requested)),
+        ),
+        (
+            "find_unhealthy",
+            is_backend(&r.find_unhealthy(Duration::ZERO)),
+        ),
+        (
+            "find_startup_expired",
+            is_backend(&r.find_startup_expired(Duration::ZERO)),
+        ),
+        (
+            "find_for_termination",
+            is_backend(&r.find_for_termination()),
+        ),
+        ("grant_grace", is_backend(&r.grant_grace(T0))),
+        ("stats", is_backend(&r.stats())),
+        ("count", is_backend(&r.count())),
+        ("snapshot", is_backend(&r.snapshot())),
+        (
+            "publish",
+            is_backend(&r.publish(EventKind::ProvisionRequested {
+                provider_id: pid("p"),
+            })),
+        ),
+        (
+            "transition_if",
+            is_backend(&r.transition_if(&idle, &guard, WorkerState::Draining)),
+        ),
+        ("longest_idle", is_backend(&r.longest_idle(3))),
+    ];
+    let not_backend: Vec<&str> = outcomes
+        .iter()
+        .filter(|(_, b)| !b)
+        .map(|(n, _)| *n)
+        .collect();
+    assert!(
+        not_backend.is_empty(),
+        "not Error::Backend with the server down: {not_backend:?}"
+    );
+    // Subscribing may fail or succeed (reading later); either way no panic.
+    let sub = registry.subscribe(SubscribeOptions::default());
+    assert!(sub.is_ok() || is_backend(&sub), "{sub:?}");
+    drop(sub);
+
+    server.cmd("resume");
+    let after = wait_until_ok(|| registry.find(&WorkerFilter::new()));
+    let mut after = after;
+    after.sort_by_key(|w| w.id);
+    assert_eq!(after, before, "nothing changed while the server was down");
+    assert_consistent(&registry);
+    // And it works again.
+    let got = registry.claim(&WorkerFilter::new(), job("j4")).unwrap();
+    assert_eq!(got.map(|w| w.id), Some(idle));
+    assert_eq!(
+        registry.release_from_job(&busy, Some(&job("j1"))),
+        Ok(job("j1"))
+    );
+    assert_consistent(&registry);
+}
+
+/// Retries `f` until it succeeds (the pool reconnecting after the server came back).
+fn wait_until_ok<T>(mut f: impl FnMut() -> Result<T>) -> T {
+    let start = Instant::now();
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(Error::Backend(m)) if start.elapsed() < PATIENCE => {
+                let _ = m;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("the registry did not recover within {PATIENCE:?}: {e}"),
+        }
+    }
+}
+
+/// What the op thread knows of a worker: the last snapshot a call acknowledged with no call of
+/// uncertain outcome since, or nothing.
+#[derive(Debug, Clone, PartialEq)]
+enum Known {
+    Is(Worker),
+    Unknown,
+}
+
+#[test]
+fn a_crash_restart_mid_run_keeps_every_acknowledged_change_and_the_registry_recovers() {
+    let server = Server::start("restart");
+    let clock = Arc::new(ManualClock::new(T0));
+    let registry = Arc::new(
+        PostgresWorkerRegistry::connect_with_clock(&server.url, "faults", clock.clone())
+            .expect("connect"),
+    );
+    let workers: Vec<WorkerId> = (0..12).map(|_| ready(&*registry)).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let successes = Arc::new(AtomicUsize::new(0));
+
+    let op_thread = {
+        let registry = Arc::clone(&registry);
+        let stop = Arc::clone(&stop);
+        let successes = Arc::clone(&successes);
+        // The clock stands still: a heartbeat then changes nothing a snapshot shows, so every
+        // acknowledged snapshot stays the truth until the next call on that worker.
+        std::thread::spawn(move || {
+            let mut known: HashMap<WorkerId, Known> = workers
+                .iter()
+                .map(|id| (*id, Known::Is(registry.get(id).unwrap().unwrap())))
+                .collect();
+            let mut held: Vec<(WorkerId, JobId)> = Vec::new();
+            let mut backend_errors = 0usize;
+            let mut n = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let ids: Vec<WorkerId> = known.keys().copied().collect();
+                let some = ids[n * 7 % ids.len()];
+                // (touched worker, outcome)
+                let (touched, outcome): (Option<WorkerId>, Result<Known>) = match n % 6 {
+                    0 | 1 => {
+                        let j = job(&format!("job-{n}"));
+                        match registry.claim(&WorkerFilter::new(), j.clone()) {
+                            Ok(Some(w)) => {
+                                held.push((w.id, j));
+                                (Some(w.id), Ok(Known::Is(w)))
+                            }
+                            Ok(None) => (None, Ok(Known::Unknown)),
+                            Err(e) => (None, Err(e)),
+                        }
+                    }
+                    2 | 3 => match held.pop() {
+                        Some((w, j)) => match registry.release_from_job(&w, Some(&j)) {
+                            Ok(_) => match registry.get(&w) {
+                                Ok(Some(now)) => (Some(w), Ok(Known::Is(now))),
+                                Ok(None) => panic!("{w} vanished"),
+                                Err(e) => (Some(w), Err(e)),
+                            },
+                            Err(e) => {
+                                // Unknown outcome: it may be committed; release it later.
+                                if matches!(e, Error::Backend(_)) {
+                                    held.push((w, j));
+                                }
+                                (Some(w), Err(e))
+                            }
+                        },
+                        None => (None, Ok(Known::Unknown)),
+                    },
+                    4 => (
+                        Some(some),
+                        registry.heartbeat(&some).map(|()| Known::Unknown),
+                    ),
+                    _ => {
+                        let handle =
+                            WorkerHandle::new(pid("docker-local"), ProviderType::Docker, "n");
+                        let id = handle.worker_id;
+                        match registry.register(handle, Arc::new(WorkerSpec::new("img"))) {
+                            Ok(w) => (Some(id), Ok(Known::Is(w))),
+                            Err(e) => (Some(id), Err(e)),
+                        }
+                    }
+                };
+                match outcome {
+                    Ok(k) => {
+                        successes.fetch_add(1, Ordering::SeqCst);
+                        if let (Some(id), Known::Is(_)) = (touched, &k) {
+                            known.insert(id, k);
+                        }
+                    }
+                    Err(Error::Backend(_)) => {
+                        backend_errors += 1;
+                        if let Some(id) = touched {
+                            known.insert(id, Known::Unknown);
+                        }
+                    }
+                    // A release of a job that an uncertain earlier release did free.
+                    Err(Error::NotBusy { .. }) => {}
+                    // A worker whose registration failed with Backend (not committed after all).
+                    Err(Error::NotFound(_))
+                        if touched.is_some_and(|id| known.get(&id) == Some(&Known::Unknown)) => {}
+                    Err(e) => panic!("op {n}: {e}"),
+                }
+            }
+            (known, backend_errors)
+        })
+    };
+
+    let wait_for = |count: usize| {
+        let start = Instant::now();
+        while successes.load(Ordering::SeqCst) < count {
+            assert!(
+                start.elapsed() < PATIENCE,
+                "no progress: {} successes",
+                successes.load(Ordering::SeqCst)
+            );
+            assert!(!op_thread.is_finished(), "the op thread died");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    wait_for(100);
+    server.cmd("restart");
+    // The registry works again: many successes after the restart.
+    let after_restart = successes.load(Ordering::SeqCst);
+    wait_for(after_restart + 100);
+    stop.store(true, Ordering::Relaxed);
+    let (known, backend_errors) = op_thread.join().expect("the op thread");
+    eprintln!("{backend_errors} calls failed with Backend across the restart");
+
+    // Every acknowledged change survived the crash; nothing is half-applied.
+    let all = assert_consistent(&*registry);
+    let by_id: HashMap<WorkerId, &Worker> = all.iter().map(|w| (w.id, w)).collect();
+    let mut checked = 0;
+    for (id, k) in &known {
+        match k {
+            Known::Is(w) => {
+                assert_eq!(
+                    by_id.get(id).copied(),
+                    Some(w),
+                    "acknowledged state of {id}"
+                );
+                checked += 1;
+            }
+            Known::Unknown => {}
+        }
+    }
+    assert!(checked > 0);
+}
+
+/// The backend pid of a connection of `schema`'s registry waiting for a lock inside a
+/// transaction that has written (has a transaction id), within [`PATIENCE`].
+fn blocked_writer(admin: &mut postgres::Client) -> i32 {
+    let start = Instant::now();
+    loop {
+        let rows = admin
+            .query(
+                "SELECT pid FROM pg_stat_activity \
+                 WHERE wait_event_type = 'Lock' AND backend_xid IS NOT NULL \
+                   AND pid <> pg_backend_pid() AND datname = current_database()",
+                &[],
+            )
+            .unwrap();
+        if let Some(row) = rows.first() {
+            return row.get(0);
+        }
+        assert!(start.elapsed() < PATIENCE, "no blocked writer appeared");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_connection_killed_inside_a_transaction_applies_nothing() {
+    let guard = support::SchemaGuard::new("kill");
+    let clock = Arc::new(ManualClock::new(T0));
+    let registry = Arc::new(support::connect(&guard.name, clock));
+    let busy = ready(&*registry);
+    registry.assign_to_job(&busy, job("held")).unwrap();
+    let before = assert_consistent(&*registry);
+    let events = registry.subscribe(SubscribeOptions::default()).unwrap();
+
+    // Block the registry's writes at the event outbox, which a change writes after the record:
+    // a call then waits inside its transaction with the record already updated.
+    let mut admin =
+        postgres::Client::connect(&guard.url, postgres::NoTls).expect("admin connection");
+    let tables: Vec<String> = admin
+        .query(
+            "SELECT quote_ident(table_schema) || '.' || quote_ident(table_name) \
+             FROM information_schema.tables WHERE table_schema = $1 \
+               AND (table_name LIKE '%event%' OR table_name LIKE '%outbox%')",
+            &[&guard.name],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        !tables.is_empty(),
+        "found the outbox table of schema {}",
+        guard.name
+    );
+    let mut tx = admin.transaction().unwrap();
+    tx.batch_execute(&format!(
+        "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
+        tables.join(", ")
+    ))
+    .unwrap();
+
+    let call = {
+        let registry = Arc::clone(&registry);
+        std::thread::spawn(move || registry.unregister(&busy, TerminationReason::Requested))
+    };
+    let mut killer = postgres::Client::connect(&guard.url, postgres::NoTls).unwrap();
+    let victim = blocked_writer(&mut killer);
+    let killed: bool = killer
+        .query_one("SELECT pg_terminate_backend($1)", &[&victim])
+        .unwrap()
+        .get(0);
+    assert!(killed);
+    tx.rollback().unwrap();
+
+    let result = call.join().expect("the call returns, never panics");
+    assert!(
+        is_backend(&result),
+        "a killed connection is Error::Backend: {result:?}"
+    );
+
+    // Nothing of the unregister remains: the record, the counters, the events.
+    let after = wait_until_ok(|| registry.find(&WorkerFilter::new()));
+    let mut after = after;
+    after.sort_by_key(|w| w.id);
+    assert_eq!(after, before, "the killed transaction applied nothing");
+    assert_consistent(&*registry);
+    assert!(
+        events.drain().is_empty(),
+        "no event of the killed transaction"
+    );
+    // And the registry works again on a fresh connection.
+    registry
+        .unregister(&busy, TerminationReason::Requested)
+        .unwrap();
+    let kinds: Vec<EventKind> = events.drain().into_iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            EventKind::JobLost {
+                worker_id: busy,
+                job_id: job("held")
+            },
+            EventKind::Unregistered {
+                worker_id: busy,
+                reason: TerminationReason::Requested
+            }
+        ]
+    );
+    assert_consistent(&*registry);
+}

@@ -1,0 +1,162 @@
+//! The leadership lease on PostgreSQL: terms, renewal only of the held term, step-down, one
+//! winner among replicas racing for a free lease, the database clock, a killed connection.
+
+mod common;
+
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use common::*;
+use hodei_workers::*;
+use hodei_workers_postgres::{PostgresLeadership, PostgresWorkerRegistry};
+
+const TTL: Duration = Duration::from_secs(10);
+
+fn held(status: LeaseStatus) -> LeaderInfo {
+    match status {
+        LeaseStatus::Held(info) => info,
+        other => panic!("expected the lease, got {other:?}"),
+    }
+}
+
+fn follower(status: LeaseStatus) -> Option<LeaderInfo> {
+    match status {
+        LeaseStatus::Follower(leader) => leader,
+        other => panic!("expected to follow, got {other:?}"),
+    }
+}
+
+#[test]
+fn terms_grow_and_only_the_held_term_is_renewed() {
+    let (clock, registry, _schema) = registry("lease_terms");
+    let a = registry.leadership("a", TTL).unwrap();
+    let b = registry.leadership("b", TTL).unwrap();
+    assert_eq!(a.current().unwrap(), None);
+
+    let t1 = held(a.acquire_or_renew(None).unwrap());
+    assert_eq!((t1.holder.as_str(), t1.term, t1.since), ("a", 1, T0));
+    assert_eq!(t1.expires_at, T0 + 10_000);
+    // A live lease is not taken, and not renewed without naming the held term.
+    assert_eq!(
+        follower(b.acquire_or_renew(None).unwrap()),
+        Some(t1.clone())
+    );
+    assert_eq!(
+        follower(a.acquire_or_renew(None).unwrap()),
+        Some(t1.clone())
+    );
+    assert_eq!(
+        follower(b.acquire_or_renew(Some(1)).unwrap()),
+        Some(t1.clone())
+    );
+
+    clock.advance(Duration::from_secs(6));
+    let r = held(a.acquire_or_renew(Some(1)).unwrap());
+    assert_eq!((r.term, r.since, r.expires_at), (1, T0, T0 + 16_000));
+
+    // a stops renewing; once expired, b takes it under a new term.
+    clock.advance(Duration::from_secs(10));
+    let t2 = held(b.acquire_or_renew(None).unwrap());
+    assert_eq!(
+        (t2.holder.as_str(), t2.term, t2.since),
+        ("b", 2, T0 + 16_000)
+    );
+    // a's renewal of term 1 is refused: the row says b, term 2.
+    assert_eq!(
+        follower(a.acquire_or_renew(Some(1)).unwrap()),
+        Some(t2.clone())
+    );
+    assert_eq!(a.current().unwrap(), Some(t2));
+}
+
+#[test]
+fn stepping_down_frees_the_lease_at_once_and_only_for_the_own_term() {
+    let (_clock, registry, _schema) = registry("lease_step_down");
+    let a = registry.leadership("a", TTL).unwrap();
+    let b = registry.leadership("b", TTL).unwrap();
+    held(a.acquire_or_renew(None).unwrap());
+    b.step_down(1).unwrap(); // not b's term: nothing happens
+    follower(b.acquire_or_renew(None).unwrap());
+    a.step_down(1).unwrap();
+    let t2 = held(b.acquire_or_renew(None).unwrap());
+    assert_eq!(t2.term, 2);
+    a.step_down(1).unwrap(); // an old term: nothing happens
+    assert_eq!(held(b.acquire_or_renew(Some(2)).unwrap()).term, 2);
+}
+
+#[test]
+fn of_replicas_racing_for_a_free_lease_exactly_one_wins() {
+    let (_clock, registry, _schema) = registry("lease_race");
+    let n = 6;
+    let leases: Vec<PostgresLeadership> = (0..n)
+        .map(|i| registry.leadership(&format!("r{i}"), TTL).unwrap())
+        .collect();
+    let barrier = Arc::new(Barrier::new(n));
+    let winners: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = leases
+            .iter()
+            .map(|lease| {
+                let barrier = Arc::clone(&barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    match lease.acquire_or_renew(None).unwrap() {
+                        LeaseStatus::Held(info) => Some(info.holder),
+                        LeaseStatus::Follower(_) => None,
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| h.join().unwrap())
+            .collect()
+    });
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    let current = leases[0].current().unwrap().unwrap();
+    assert_eq!((current.holder, current.term), (winners[0].clone(), 1));
+}
+
+#[test]
+fn on_the_database_clock_the_lease_lasts_ttl() {
+    let name = name("lease_db_clock");
+    let _schema = Schema(name.clone());
+    let registry = PostgresWorkerRegistry::connect(&url(), &name).unwrap();
+    let lease = registry.leadership("a", TTL).unwrap();
+    let info = held(lease.acquire_or_renew(None).unwrap());
+    assert_eq!(info.expires_at - info.since, 10_000);
+    let renewed = held(lease.acquire_or_renew(Some(info.term)).unwrap());
+    assert_eq!(renewed.since, info.since);
+    assert!(renewed.expires_at >= info.expires_at);
+}
+
+#[test]
+fn a_killed_connection_is_an_error_then_the_next_call_reconnects() {
+    let (_clock, registry, schema) = registry("lease_killed");
+    let lease = registry.leadership("a", TTL).unwrap();
+    held(lease.acquire_or_renew(None).unwrap());
+    // Kill the lease's own backend (it is the only one with this application_name).
+    let mut admin = postgres::Client::connect(&url(), postgres::NoTls).unwrap();
+    let killed = admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            &[&format!("hw-lease-{}", schema.0)],
+        )
+        .unwrap();
+    assert_eq!(killed.len(), 1);
+    // The pooled registry connections are untouched; the lease's next call fails cleanly...
+    let err = lease.acquire_or_renew(Some(1)).unwrap_err();
+    assert!(matches!(err, Error::Backend(_)), "{err}");
+    // ...and the one after reconnects and still holds term 1.
+    assert_eq!(held(lease.acquire_or_renew(Some(1)).unwrap()).term, 1);
+}
+
+#[test]
+fn bad_holders_and_ttls_are_refused() {
+    let (_clock, registry, _schema) = registry("lease_bad");
+    for holder in ["", "a\0b", &"x".repeat(129)] {
+        let err = registry.leadership(holder, TTL).unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    }
+    let err = registry.leadership("a", Duration::ZERO).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+}

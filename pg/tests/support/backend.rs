@@ -1,0 +1,30 @@
+//! The `backend` of the shared suites (core/tests/registry, core/tests/lifecycle) on PostgreSQL:
+//! every registry in a fresh schema on the test's manual clock, dropped when the registry is.
+#![allow(dead_code)] // shared by the registry and lifecycle suites, which use different parts
+
+use std::sync::Arc;
+
+use hodei_workers::{ManualClock, WorkerRegistry};
+
+use crate::test_registry::TestRegistry;
+
+/// The backend's name, for messages.
+pub const NAME: &str = "postgres";
+
+/// Cases of the model-based property test: every step of a case checks every record and index
+/// with several statements, so a case costs ~100x the in-memory one; this count keeps the
+/// suite within its time budget (`make test`'s PostgreSQL part < 5 min on 2 cores).
+/// `PROPTEST_CASES` in the environment overrides it for a longer hunt.
+pub const PROPTEST_CASES: u32 = 48;
+
+/// The stress tests' and bulk tests' work, scaled down for database round trips.
+pub const STRESS_SCALE: f64 = 0.08;
+
+/// A registry in a fresh schema on `clock`; the schema is dropped with the registry.
+pub fn new_registry(clock: Arc<ManualClock>) -> Arc<dyn WorkerRegistry> {
+    let guard = crate::support::SchemaGuard::new("conf");
+    let registry = crate::support::connect(&guard.name, clock);
+    Arc::new(TestRegistry::with_cleanup(Arc::new(registry), move || {
+        drop(guard)
+    }))
+}

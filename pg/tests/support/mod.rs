@@ -1,0 +1,69 @@
+//! What the PostgreSQL tests share: the server to use (`HODEI_PG_URL`, set by `make test`), a
+//! unique registry name (schema) per registry, and registries whose schema is dropped when
+//! the last handle is gone.
+#![allow(dead_code)] // each test binary uses a different part of it
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use hodei_workers::Clock;
+use hodei_workers_postgres::PostgresWorkerRegistry;
+
+/// The server the tests run against. A test that needs it and finds no `HODEI_PG_URL` fails
+/// (never skips): `make test` starts a throwaway server and sets it.
+pub fn url() -> String {
+    match std::env::var("HODEI_PG_URL") {
+        Ok(url) if !url.trim().is_empty() => url,
+        _ => panic!(
+            "HODEI_PG_URL is not set: the PostgreSQL tests need a server. Run them through \
+             `make test` or `make test-pg` (which start a throwaway server), or \
+             `scripts/pg-tmp.sh run cargo test -p hodei-workers-postgres`, or set HODEI_PG_URL \
+             to a libpq connection string (e.g. 'host=/tmp user=postgres dbname=postgres' or \
+             'postgresql://user@localhost/db') of a server where the user may create schemas"
+        ),
+    }
+}
+
+/// A registry name no other test (of any process, of any run) uses: `<prefix>_<pid>_<n>_<rand>`.
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let rand = &hodei_workers::WorkerId::new().to_string()[..8];
+    format!("{prefix}_{}_{n}_{rand}", std::process::id())
+}
+
+/// A new registry named `name` on `clock` (a manual clock for deterministic tests).
+pub fn connect(name: &str, clock: Arc<dyn Clock>) -> PostgresWorkerRegistry {
+    PostgresWorkerRegistry::connect_with_clock(&url(), name, clock)
+        .unwrap_or_else(|e| panic!("connect to HODEI_PG_URL as registry {name:?}: {e}"))
+}
+
+/// Drops a registry's schema; a failure is reported, not raised (this runs in destructors).
+pub fn drop_schema(url: &str, name: &str) {
+    if let Err(e) = PostgresWorkerRegistry::drop_schema(url, name) {
+        eprintln!("warning: could not drop the schema of test registry {name:?}: {e}");
+    }
+}
+
+/// Drops the schema of `name` when dropped.
+#[derive(Debug)]
+pub struct SchemaGuard {
+    pub url: String,
+    pub name: String,
+}
+
+impl SchemaGuard {
+    /// A fresh registry name whose schema goes away with the guard.
+    pub fn new(prefix: &str) -> Self {
+        SchemaGuard {
+            url: url(),
+            name: unique_name(prefix),
+        }
+    }
+}
+
+impl Drop for SchemaGuard {
+    fn drop(&mut self) {
+        drop_schema(&self.url, &self.name)
+    }
+}

@@ -1,0 +1,248 @@
+//! `Ticker`: `with manager.ticker(1.0, pending=queue.qsize) as t: ...` — the core's opt-in
+//! ticker thread with Python callbacks.
+//!
+//! The callbacks (`pending`, `on_report`, and the providers during the ticks) run on the
+//! ticker's own thread, which attaches to the interpreter for each call (`Python::attach`) and
+//! holds no core lock meanwhile. Stopping releases the GIL while it joins the thread, which may
+//! be waiting for the GIL to run a callback. An exception in a callback is handed to
+//! `sys.unraisablehook` (printed by default), counted in the stats, and the ticker goes on.
+
+use std::panic::resume_unwind;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hodei_workers::{Ticker, TickerStats, WorkerLifecycleManager};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+
+use crate::convert::{self, Seconds};
+use crate::errors::run;
+use crate::lifecycle::TickReport;
+
+/// Reports a callback's exception to `sys.unraisablehook`, then unwinds into the core's
+/// ticker, which counts it (no panic message: `resume_unwind` skips the panic hook).
+fn callback_failed(py: Python<'_>, callable: &Py<PyAny>, err: PyErr, what: &str) -> ! {
+    let text = format!(
+        "{what} raised {}",
+        err.value(py)
+            .repr()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|_| "an exception".to_owned())
+    );
+    err.write_unraisable(py, Some(callable.bind(py)));
+    resume_unwind(Box::new(text))
+}
+
+/// The number of pending jobs `pending()` returns: an int >= 0.
+fn demand_of(py: Python<'_>, pending: &Py<PyAny>) -> usize {
+    let answer = pending.call0(py).and_then(|n| {
+        let n: convert::Int = n.extract(py)?;
+        convert::count(py, n.0, "the pending() callback's result")
+    });
+    match answer {
+        Ok(n) => n,
+        Err(err) => callback_failed(py, pending, err, "pending()"),
+    }
+}
+
+/// A running ticker: a thread that calls ``manager.tick(pending())`` every ``interval`` and
+/// hands each report to ``on_report`` (or keeps it for :meth:`next_report`). Made by
+/// ``LifecycleManager.ticker``; a context manager that stops it on exit.
+///
+/// The first tick runs at once, the next ones every ``interval`` (on the start time's grid).
+/// A tick that overruns its slot is counted (``stats.overruns``) and the slots it covered are
+/// skipped, not piled up. ``pending``, ``on_report`` and the providers' methods are called on
+/// the ticker's own thread, one at a time; an exception they raise goes to
+/// ``sys.unraisablehook``, is counted (``stats.demand_failures`` / ``stats.report_failures``;
+/// a failing ``pending`` leaves the last good demand in use), and the ticker goes on.
+#[pyclass(frozen, name = "Ticker", module = "hodei_workers")]
+pub(crate) struct PyTicker {
+    inner: Ticker,
+}
+
+impl Drop for PyTicker {
+    fn drop(&mut self) {
+        // The thread may be waiting for the GIL (to call a callback): never join while holding
+        // it. A drop on the ticker's own thread only asks it to stop; so does a drop while the
+        // interpreter shuts down (the thread cannot run Python code any more).
+        if Python::try_attach(|py| py.detach(|| self.inner.stop())).is_none() {
+            self.inner.request_stop();
+        }
+    }
+}
+
+/// Starts a ticker for `LifecycleManager.ticker`.
+pub(crate) fn start(
+    py: Python<'_>,
+    manager: &Arc<WorkerLifecycleManager>,
+    interval: Seconds,
+    pending: Option<Py<PyAny>>,
+    on_report: Option<Py<PyAny>>,
+) -> PyResult<PyTicker> {
+    for (name, callable) in [("pending", &pending), ("on_report", &on_report)] {
+        if let Some(c) = callable {
+            if !c.bind(py).is_callable() {
+                return Err(PyTypeError::new_err(format!(
+                    "{name} must be callable (or None)"
+                )));
+            }
+        }
+    }
+    let demand = move || match &pending {
+        // No interpreter any more (shutting down): no demand.
+        Some(pending) => Python::try_attach(|py| demand_of(py, pending)).unwrap_or(0),
+        None => 0,
+    };
+    let manager = Arc::clone(manager);
+    let interval: Duration = interval.0;
+    let inner = match on_report {
+        Some(on_report) => {
+            let deliver = move |report: hodei_workers::TickReport| {
+                // No interpreter any more (shutting down): the report has nowhere to go.
+                Python::try_attach(|py| {
+                    let report = TickReport::from(report);
+                    if let Err(err) = on_report.call1(py, (report,)) {
+                        callback_failed(py, &on_report, err, "on_report()");
+                    }
+                });
+            };
+            run(py, move || {
+                manager.start_ticker_with(interval, demand, deliver)
+            })?
+        }
+        None => run(py, move || manager.start_ticker(interval, demand))?,
+    };
+    Ok(PyTicker { inner })
+}
+
+/// What a ticker has done so far.
+#[pyclass(frozen, eq, get_all, name = "TickerStats", module = "hodei_workers")]
+#[derive(Clone, PartialEq)]
+pub(crate) struct PyTickerStats {
+    /// Ticks run.
+    ticks: u64,
+    /// Ticks (with their on_report call) that took longer than the interval.
+    overruns: u64,
+    /// Slots skipped because a tick overran (not made up).
+    missed_slots: u64,
+    /// Reports dropped because next_report() was not called in time (the oldest go first).
+    dropped_reports: u64,
+    /// Calls of pending() that raised (or returned something else than an int >= 0).
+    demand_failures: u64,
+    /// Calls of on_report() that raised.
+    report_failures: u64,
+}
+
+#[pymethods]
+impl PyTickerStats {
+    fn __repr__(&self) -> String {
+        format!(
+            "TickerStats(ticks={}, overruns={}, missed_slots={}, dropped_reports={}, \
+             demand_failures={}, report_failures={})",
+            self.ticks,
+            self.overruns,
+            self.missed_slots,
+            self.dropped_reports,
+            self.demand_failures,
+            self.report_failures
+        )
+    }
+}
+
+impl From<TickerStats> for PyTickerStats {
+    fn from(s: TickerStats) -> Self {
+        PyTickerStats {
+            ticks: s.ticks,
+            overruns: s.overruns,
+            missed_slots: s.missed_slots,
+            dropped_reports: s.dropped_reports,
+            demand_failures: s.demand_panics,
+            report_failures: s.report_panics,
+        }
+    }
+}
+
+#[pymethods]
+impl PyTicker {
+    /// The interval between ticks, in seconds.
+    #[getter]
+    fn interval(&self) -> f64 {
+        convert::duration_secs(self.inner.interval())
+    }
+
+    /// Whether the thread is still running (False once stop() returned).
+    #[getter]
+    fn running(&self) -> bool {
+        self.inner.is_running()
+    }
+
+    /// The counters so far.
+    #[getter]
+    fn stats(&self) -> PyTickerStats {
+        self.inner.stats().into()
+    }
+
+    /// Stops the ticker: no tick starts after this call; waits (with the GIL released) for the
+    /// tick in progress and joins the thread. Idempotent. Called from a callback (on the
+    /// ticker's thread) it only asks the thread to stop after the current tick.
+    fn stop(&self, py: Python<'_>) {
+        py.detach(|| self.inner.stop());
+    }
+
+    /// The next report, waiting up to ``timeout`` seconds (None: until one comes). None on
+    /// timeout, or once the ticker stopped and every report was read. Only for a ticker made
+    /// without ``on_report`` (TypeError otherwise). The newest 64 reports are kept; older ones
+    /// unread are dropped (``stats.dropped_reports``).
+    #[pyo3(signature = (timeout=None))]
+    fn next_report(
+        &self,
+        py: Python<'_>,
+        timeout: Option<Seconds>,
+    ) -> PyResult<Option<TickReport>> {
+        let Some(reports) = self.inner.reports() else {
+            return Err(PyTypeError::new_err(
+                "this ticker hands its reports to on_report; next_report() has none",
+            ));
+        };
+        let report = py.detach(|| match timeout {
+            Some(t) => reports.recv_timeout(t.0).ok(),
+            None => reports.recv().ok(),
+        });
+        // Ctrl-C while waiting forever is not noticed until a report comes; a timeout lets the
+        // caller loop. (Signals are checked here so a later KeyboardInterrupt is not lost.)
+        py.check_signals()?;
+        Ok(report.map(TickReport::from))
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.stop(py);
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        let s = self.inner.stats();
+        format!(
+            "<Ticker interval={}s running={} ticks={} overruns={}>",
+            self.inner.interval().as_secs_f64(),
+            if self.inner.is_running() {
+                "True"
+            } else {
+                "False"
+            },
+            s.ticks,
+            s.overruns
+        )
+    }
+}
+
+/// Adds the ticker classes to the module.
+pub(crate) fn add_ticker_classes(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyTicker>()?;
+    m.add_class::<PyTickerStats>()?;
+    Ok(())
+}

@@ -1,0 +1,219 @@
+/* The opt-in ticker from C: the demand callback reaches the tick, reports arrive on the ticker's
+ * thread, stop joins without waiting for the next slot, release runs exactly once (also when the
+ * start is refused), stopping from inside a callback does not deadlock, and the manager may be
+ * freed before the ticker. No timing assertion: waits are on a condition variable. */
+#define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
+
+#include "harness.h"
+
+#define HOUR_MS 3600000ULL
+
+typedef struct host {
+  pthread_mutex_t lock;
+  pthread_cond_t changed;
+  size_t pending;     /* what demand() answers */
+  int demands;        /* demand() calls */
+  int reports;        /* on_report() calls */
+  size_t last_pending; /* the last report's pending_jobs */
+  int released;
+  pthread_t caller;   /* the thread that started the ticker */
+  int on_caller_thread; /* callbacks seen on the caller's thread (must stay 0) */
+  /* For the stop-from-a-callback test: the ticker, published once hw_ticker_start returned. */
+  hw_ticker *self;
+  int stop_from_callback;
+  hw_status stop_status;
+} host;
+
+static void host_init(host *h, size_t pending) {
+  memset(h, 0, sizeof *h);
+  pthread_mutex_init(&h->lock, NULL);
+  pthread_cond_init(&h->changed, NULL);
+  h->pending = pending;
+  h->caller = pthread_self();
+  h->stop_status = HW_ERR_PANIC;
+}
+
+static void host_destroy(host *h) {
+  pthread_mutex_destroy(&h->lock);
+  pthread_cond_destroy(&h->changed);
+}
+
+static size_t demand(void *user_data) {
+  host *h = (host *)user_data;
+  pthread_mutex_lock(&h->lock);
+  h->demands++;
+  if (pthread_equal(pthread_self(), h->caller)) h->on_caller_thread++;
+  size_t n = h->pending;
+  pthread_mutex_unlock(&h->lock);
+  return n;
+}
+
+static void on_report(void *user_data, const hw_report *report) {
+  host *h = (host *)user_data;
+  hw_report_summary sum;
+  memset(&sum, 0, sizeof sum);
+  hw_status st = hw_report_get_summary(report, &sum);
+  pthread_mutex_lock(&h->lock);
+  if (st == HW_OK) h->last_pending = sum.pending_jobs;
+  if (pthread_equal(pthread_self(), h->caller)) h->on_caller_thread++;
+  h->reports++;
+  while (h->stop_from_callback && h->self == NULL) pthread_cond_wait(&h->changed, &h->lock);
+  hw_ticker *self = h->stop_from_callback ? h->self : NULL;
+  pthread_cond_broadcast(&h->changed);
+  pthread_mutex_unlock(&h->lock);
+  if (self) {
+    /* From the ticker's own thread: asks it to stop after this tick, returns at once. */
+    hw_status s = hw_ticker_stop(self);
+    pthread_mutex_lock(&h->lock);
+    h->stop_status = s;
+    pthread_cond_broadcast(&h->changed);
+    pthread_mutex_unlock(&h->lock);
+  }
+}
+
+static void release(void *user_data) {
+  host *h = (host *)user_data;
+  pthread_mutex_lock(&h->lock);
+  h->released++;
+  pthread_mutex_unlock(&h->lock);
+}
+
+static void wait_reports(host *h, int n) {
+  pthread_mutex_lock(&h->lock);
+  while (h->reports < n) pthread_cond_wait(&h->changed, &h->lock);
+  pthread_mutex_unlock(&h->lock);
+}
+
+static hw_ticker_callbacks callbacks_for(host *h) {
+  hw_ticker_callbacks cb;
+  memset(&cb, 0, sizeof cb);
+  cb.user_data = h;
+  cb.demand = demand;
+  cb.on_report = on_report;
+  cb.release = release;
+  return cb;
+}
+
+static hw_manager *new_manager(hw_registry **reg, hw_clock **clock) {
+  hw_manager *mgr = NULL;
+  hw_manager_config config;
+  CHECK_OK(hw_clock_new_manual(1700000000000ULL, clock));
+  CHECK_OK(hw_registry_new_with_clock(*clock, reg));
+  CHECK_OK(hw_manager_config_default(&config));
+  CHECK_OK(hw_manager_new(*reg, &config, &mgr));
+  return mgr;
+}
+
+static void test_reports_on_the_ticker_thread_and_stop_joins(void) {
+  hw_clock *clock = NULL;
+  hw_registry *reg = NULL;
+  hw_manager *mgr = new_manager(&reg, &clock);
+  host h;
+  host_init(&h, 7);
+  hw_ticker_callbacks cb = callbacks_for(&h);
+  hw_ticker *t = NULL;
+  CHECK_OK(hw_ticker_start(mgr, HOUR_MS, &cb, &t));
+  CHECK(t != NULL);
+  wait_reports(&h, 1); /* the first tick runs at once */
+  /* An hour to the next slot: a stop that waited for it would hang here. */
+  CHECK_OK(hw_ticker_stop(t));
+  CHECK_OK(hw_ticker_stop(t)); /* idempotent */
+  hw_ticker_stats stats;
+  memset(&stats, 0xff, sizeof stats);
+  CHECK_OK(hw_ticker_get_stats(t, &stats));
+  CHECK(stats.ticks == 1 && stats.overruns == 0 && stats.missed_slots == 0);
+  CHECK(h.demands == 1 && h.reports == 1);
+  CHECK(h.last_pending == 7);
+  CHECK(h.on_caller_thread == 0);
+  CHECK(h.released == 0); /* not before hw_ticker_free */
+  hw_ticker_free(t);
+  CHECK(h.released == 1);
+  hw_ticker_free(NULL);
+  hw_manager_free(mgr);
+  hw_registry_free(reg);
+  hw_clock_free(clock);
+  host_destroy(&h);
+}
+
+static void test_refused_start_releases_once(void) {
+  hw_clock *clock = NULL;
+  hw_registry *reg = NULL;
+  hw_manager *mgr = new_manager(&reg, &clock);
+  host h;
+  host_init(&h, 0);
+  hw_ticker_callbacks cb = callbacks_for(&h);
+  hw_ticker *t = (hw_ticker *)&h; /* untouched on failure */
+  CHECK_STATUS(hw_ticker_start(mgr, 0, &cb, &t), HW_ERR_INVALID_ARGUMENT);
+  CHECK(h.released == 1);
+  CHECK_STATUS(hw_ticker_start(NULL, 1000, &cb, &t), HW_ERR_INVALID_ARGUMENT);
+  CHECK(h.released == 2);
+  CHECK_STATUS(hw_ticker_start(mgr, 1000, &cb, NULL), HW_ERR_INVALID_ARGUMENT);
+  CHECK(h.released == 3);
+  CHECK_STATUS(hw_ticker_start(mgr, 1000, NULL, &t), HW_ERR_INVALID_ARGUMENT);
+  CHECK(h.released == 3); /* no callbacks, nothing to release */
+  CHECK(t == (hw_ticker *)&h);
+  CHECK(h.demands == 0 && h.reports == 0);
+  hw_manager_free(mgr);
+  hw_registry_free(reg);
+  hw_clock_free(clock);
+  host_destroy(&h);
+}
+
+static void test_stop_from_the_report_callback(void) {
+  hw_clock *clock = NULL;
+  hw_registry *reg = NULL;
+  hw_manager *mgr = new_manager(&reg, &clock);
+  host h;
+  host_init(&h, 1);
+  h.stop_from_callback = 1;
+  hw_ticker_callbacks cb = callbacks_for(&h);
+  hw_ticker *t = NULL;
+  CHECK_OK(hw_ticker_start(mgr, 1, &cb, &t));
+  pthread_mutex_lock(&h.lock);
+  h.self = t;
+  pthread_cond_broadcast(&h.changed);
+  /* Wait until the callback's stop returned (it did not deadlock on its own thread). */
+  while (h.stop_status == HW_ERR_PANIC) pthread_cond_wait(&h.changed, &h.lock);
+  pthread_mutex_unlock(&h.lock);
+  CHECK_OK(hw_ticker_stop(t)); /* joins: the thread ends after the tick that stopped it */
+  hw_ticker_stats stats;
+  CHECK_OK(hw_ticker_get_stats(t, &stats));
+  CHECK(stats.ticks == 1);
+  CHECK(h.reports == 1 && h.stop_status == HW_OK);
+  hw_ticker_free(t);
+  CHECK(h.released == 1);
+  hw_manager_free(mgr);
+  hw_registry_free(reg);
+  hw_clock_free(clock);
+  host_destroy(&h);
+}
+
+static void test_the_ticker_keeps_the_manager_alive(void) {
+  hw_clock *clock = NULL;
+  hw_registry *reg = NULL;
+  hw_manager *mgr = new_manager(&reg, &clock);
+  host h;
+  host_init(&h, 3);
+  hw_ticker_callbacks cb = callbacks_for(&h);
+  cb.demand = NULL; /* optional: 0 pending */
+  hw_ticker *t = NULL;
+  CHECK_OK(hw_ticker_start(mgr, 1, &cb, &t));
+  /* The handles go; the ticker's thread goes on ticking the manager it holds. */
+  hw_manager_free(mgr);
+  hw_registry_free(reg);
+  hw_clock_free(clock);
+  wait_reports(&h, 3);
+  hw_ticker_free(t);
+  CHECK(h.released == 1);
+  CHECK(h.demands == 0 && h.last_pending == 0);
+  host_destroy(&h);
+}
+
+int main(void) {
+  test_reports_on_the_ticker_thread_and_stop_joins();
+  test_refused_start_releases_once();
+  test_stop_from_the_report_callback();
+  test_the_ticker_keeps_the_manager_alive();
+  return hw_test_report();
+}

@@ -1,0 +1,100 @@
+"""The PostgreSQL registry from Python: what only a shared registry has (several handles on one
+fleet, the database's clock, connection errors), and snapshots between the backends. The rest
+of the suite runs on PostgreSQL too, through the ``registry`` fixture (conftest.py).
+
+Needs ``HODEI_PG_URL`` (``make test`` starts a throwaway server); fails without it."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from typing import Iterator
+
+import pytest
+
+import hodei_workers as hw
+from conftest import START, pg_url
+
+
+@pytest.fixture
+def name() -> Iterator[str]:
+    """A registry name of this test alone, dropped afterwards."""
+    n = f"py_{os.getpid()}_{uuid.uuid4().hex[:12]}"
+    yield n
+    hw.Registry.drop_postgres(pg_url(), name=n)
+
+
+def test_two_handles_on_one_name_share_the_fleet_and_its_events(name: str) -> None:
+    clock = hw.ManualClock(START)
+    a = hw.Registry.postgres(pg_url(), name=name, clock=clock)
+    b = hw.Registry.postgres(pg_url(), name=name, clock=clock)
+    seen_by_b = b.subscribe()
+    w = a.register("docker-local", "docker", "c-1")
+    a.update_state(w.id, hw.WorkerState.READY)
+    claimed = b.claim("job-1")
+    assert claimed is not None and claimed.id == w.id
+    assert a.get(w.id) == claimed, "one record, whichever handle reads it"
+    with pytest.raises(hw.JobAlreadyAssignedError):
+        a.claim("job-1")
+    assert a.release_from_job(w.id, "job-1") == "job-1"
+    # b's subscriber sees a's changes and its own, as the in-memory registry reports them.
+    memory = hw.Registry(clock=clock)
+    seen_in_memory = memory.subscribe()
+    m = memory.register("docker-local", "docker", "c-1", worker_id=w.id)
+    memory.update_state(m.id, hw.WorkerState.READY)
+    memory.claim("job-1")
+    memory.release_from_job(m.id, "job-1")
+    expected = [e.kind for e in seen_in_memory.drain()]
+    kinds = [e.kind for e in _drain(seen_by_b, len(expected))]
+    assert kinds == expected
+    assert a.stats() == b.stats() and len(a) == len(b) == 1
+
+
+def _drain(sub: hw.Subscription, n: int) -> list[hw.Event]:
+    """The next ``n`` events (another handle's arrive through the outbox), then whatever else
+    is already there."""
+    got: list[hw.Event] = []
+    deadline = time.monotonic() + 10
+    while len(got) < n and time.monotonic() < deadline:
+        e = sub.recv(timeout=0.5)
+        if e is not None:
+            got.append(e)
+    while (e := sub.try_recv()) is not None:
+        got.append(e)
+    return got
+
+
+def test_the_database_clock_rules_without_a_manual_clock(name: str) -> None:
+    registry = hw.Registry.postgres(pg_url(), name=name)
+    assert registry.clock is None
+    assert abs(registry.now() - time.time()) < 60
+
+
+def test_snapshots_move_between_the_backends(name: str) -> None:
+    clock = hw.ManualClock(START)
+    memory = hw.Registry(clock=clock)
+    w = memory.register("k8s", "kubernetes", "pod-1", hw.WorkerSpec("img", labels={"pool": "ci"}))
+    memory.update_state(w.id, hw.WorkerState.READY)
+    memory.assign_to_job(w.id, "job-1")
+    pg = hw.Registry.postgres(pg_url(), name=name, clock=clock)
+    pg.restore(memory.snapshot())
+    assert pg.get(w.id) == memory.get(w.id) and pg.stats() == memory.stats()
+    back = hw.Registry(clock=clock)
+    back.restore(pg.snapshot())
+    assert back.get(w.id) == memory.get(w.id)
+
+
+def test_bad_names_and_unreachable_servers_raise_the_documented_errors() -> None:
+    nowhere = "host=/nonexistent-hodei-dir user=postgres dbname=postgres"
+    for bad in ["", "Upper", "1digit", "has-dash", "public", "pg_x", "x" * 49]:
+        with pytest.raises(hw.InvalidArgumentError):
+            hw.Registry.postgres(nowhere, name=bad)
+    with pytest.raises(hw.InvalidArgumentError):
+        hw.Registry.postgres("port=notaport", name="ok")
+    with pytest.raises(hw.BackendError):
+        hw.Registry.postgres(nowhere, name="ok")
+    with pytest.raises(hw.BackendError):
+        hw.Registry.drop_postgres(nowhere, name="ok")
+    with pytest.raises(TypeError):
+        hw.Registry.postgres(42, name="ok")  # type: ignore[arg-type]

@@ -1,0 +1,208 @@
+"""The opt-in ticker from Python: ``with manager.ticker(1.0, pending=queue.qsize) as t: ...``.
+
+No timing assertion: the waits have generous timeouts only so that a bug fails instead of
+hanging, and intervals are an hour wherever a single tick is all the test needs."""
+
+from __future__ import annotations
+
+import gc
+import queue
+import sys
+import threading
+import weakref
+from typing import Any
+
+import pytest
+
+import hodei_workers as hw
+
+HOUR = 3600.0
+# A bound on how long a wait may take before the test is considered hung (never reached).
+HANG = 60.0
+
+
+class ThreadRecordingCloud:
+    """A provider that records which thread called it."""
+
+    provider_id = "cloud"
+    provider_type = "docker"
+
+    def __init__(self) -> None:
+        self.threads: list[int] = []
+        self.count = 0
+
+    def create_worker(self, *args: Any) -> str:
+        # *args: the spec (and, with the interface of issue 10, the worker id first).
+        self.threads.append(threading.get_ident())
+        self.count += 1
+        return f"i-{self.count}"
+
+    def destroy_worker(self, handle: hw.WorkerHandle) -> None:
+        pass
+
+
+@pytest.fixture
+def manager(registry: hw.Registry) -> hw.LifecycleManager:
+    return hw.LifecycleManager(registry, hw.LifecycleConfig(min_ready_workers=0))
+
+
+def test_a_ticker_as_a_context_manager_ticks_with_the_pending_demand(
+    manager: hw.LifecycleManager,
+) -> None:
+    jobs: queue.Queue[str] = queue.Queue()
+    for j in ("a", "b", "c"):
+        jobs.put(j)
+    with manager.ticker(HOUR, pending=jobs.qsize) as t:
+        assert isinstance(t, hw.Ticker)
+        assert t.interval == HOUR
+        report = t.next_report(timeout=HANG)  # the first tick runs at once
+        assert report is not None
+        assert report.pending_jobs == 3
+        assert t.running
+    assert not t.running
+    assert t.stats.ticks == 1
+    assert t.next_report(timeout=0) is None  # stopped and drained
+    t.stop()  # idempotent
+
+
+def test_reports_and_provider_calls_happen_on_the_ticker_thread(
+    manager: hw.LifecycleManager,
+) -> None:
+    cloud = ThreadRecordingCloud()
+    manager.register_provider(cloud)
+    manager.set_scaling_target("cloud", hw.WorkerSpec("img"))
+    seen: queue.Queue[tuple[int, hw.TickReport]] = queue.Queue()
+    with manager.ticker(
+        HOUR, pending=lambda: 2, on_report=lambda r: seen.put((threading.get_ident(), r))
+    ) as t:
+        thread, report = seen.get(timeout=HANG)
+        with pytest.raises(TypeError):
+            t.next_report(timeout=0)  # reports go to on_report
+    main = threading.get_ident()
+    assert thread != main
+    assert len(report.provisioned) == 2
+    assert cloud.threads == [thread, thread]
+
+
+def test_a_raising_pending_is_reported_counted_and_the_last_demand_used(
+    manager: hw.LifecycleManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unraisable: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+
+    def pending() -> int:
+        raise ValueError("queue unavailable")
+
+    with manager.ticker(HOUR, pending=pending) as t:
+        report = t.next_report(timeout=HANG)
+    assert report is not None
+    assert report.pending_jobs == 0
+    assert any("pending() raised ValueError('queue unavailable')" in d for d in report.decisions), (
+        report.decisions
+    )
+    assert t.stats.demand_failures == 1
+    assert len(unraisable) == 1
+    assert isinstance(unraisable[0].exc_value, ValueError)
+
+
+def test_pending_must_return_an_int_at_least_zero(
+    manager: hw.LifecycleManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unraisable: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    with manager.ticker(HOUR, pending=lambda: -1) as t:
+        report = t.next_report(timeout=HANG)
+    assert report is not None and report.pending_jobs == 0
+    assert t.stats.demand_failures == 1
+    assert isinstance(unraisable[0].exc_value, hw.InvalidArgumentError)
+
+
+def test_a_raising_on_report_is_counted_and_the_ticker_goes_on(
+    manager: hw.LifecycleManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unraisable: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    calls = 0
+    later: queue.Queue[hw.TickReport] = queue.Queue()
+
+    def on_report(report: hw.TickReport) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("host bug")
+        later.put(report)
+
+    with manager.ticker(0.001, on_report=on_report) as t:
+        later.get(timeout=HANG)  # a later tick's report: the thread went on
+    assert t.stats.report_failures == 1
+    assert t.stats.ticks >= 2
+    assert isinstance(unraisable[0].exc_value, RuntimeError)
+
+
+def test_stopping_from_a_callback_does_not_deadlock(manager: hw.LifecycleManager) -> None:
+    holder: list[hw.Ticker] = []
+    published = threading.Event()
+    stopped_inside = threading.Event()
+
+    def on_report(report: hw.TickReport) -> None:
+        published.wait(HANG)
+        holder[0].stop()  # from the ticker's own thread: returns at once
+        stopped_inside.set()
+
+    t = manager.ticker(0.001, on_report=on_report)
+    holder.append(t)
+    published.set()
+    assert stopped_inside.wait(HANG)
+    t.stop()
+    assert not t.running
+    assert t.stats.ticks == 1
+
+
+def test_bad_arguments(manager: hw.LifecycleManager) -> None:
+    with pytest.raises(hw.InvalidArgumentError):
+        manager.ticker(0)
+    with pytest.raises(hw.InvalidArgumentError):
+        manager.ticker(-1.0)
+    with pytest.raises(TypeError):
+        manager.ticker("1s")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        manager.ticker(1.0, pending=3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        manager.ticker(1.0, on_report="print")  # type: ignore[arg-type]
+
+
+def test_dropping_a_ticker_stops_it_and_releases_its_callbacks(
+    manager: hw.LifecycleManager,
+) -> None:
+    class Pending:
+        def __call__(self) -> int:
+            return 0
+
+    pending = Pending()
+    alive = weakref.ref(pending)
+    t = manager.ticker(HOUR, pending=pending)
+    del pending
+    assert t.next_report(timeout=HANG) is not None
+    assert "Ticker" in repr(t)
+    assert alive() is not None  # the thread holds it
+    del t  # joins (with the GIL released) rather than hanging on the thread
+    manager.stats()  # any call into the module settles references the thread let go
+    gc.collect()
+    assert alive() is None
+
+
+def test_an_interpreter_exiting_with_a_running_ticker_neither_hangs_nor_crashes() -> None:
+    import subprocess
+
+    code = (
+        "import hodei_workers as hw\n"
+        "m = hw.LifecycleManager(hw.Registry())\n"
+        "t = m.ticker(0.001, pending=lambda: 1, on_report=lambda r: None)\n"
+        "print('started')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "started"
+    assert done.stderr == "", done.stderr
