@@ -2,11 +2,6 @@
 //! of the `manager_leases` table in the registry's schema: the core's
 //! [`Leadership`](hodei_workers::Leadership) trait on PostgreSQL.
 //!
-//! (Written beside [`LeaderLease`](crate::LeaderLease), which keeps its rows in `leases` on the
-//! database clock only; this one also takes the registry's manual clock, which the
-//! deterministic failover tests need, and records since when a holder leads. The two should
-//! become one.)
-//!
 //! One row per lease name (the registry's name): `holder`, `term`, `since`, `expires_at`
 //! (milliseconds on the registry's clock: the database's, or the given manual clock). Every
 //! change is **one statement**, so it is atomic without an explicit transaction, and:
@@ -34,16 +29,6 @@ use crate::error::{describe, guard};
 use crate::pool::quote_ident;
 use crate::registry::PostgresWorkerRegistry;
 use crate::sql::{db_ts, dur_ms, ts};
-
-/// The table, created on first use (idempotent; two replicas creating it at once: the loser's
-/// `CREATE` fails with a duplicate and is retried as a no-op).
-const CREATE: &str = "CREATE TABLE IF NOT EXISTS manager_leases (
-    name text PRIMARY KEY,
-    holder text NOT NULL,
-    term bigint NOT NULL CHECK (term > 0),
-    since bigint NOT NULL,
-    expires_at bigint NOT NULL
-)";
 
 /// Acquire or renew, in one statement. `$1` name, `$2` holder, `$3` the given now (NULL: the
 /// database clock), `$4` ttl in ms, `$5` the term the caller holds (NULL: none).
@@ -133,13 +118,6 @@ impl PostgresWorkerRegistry {
             clock: self.inner.clock.clone(),
             conn: Mutex::new(None),
         };
-        lease.with_conn("creating the manager_leases table", |c| {
-            match c.batch_execute(CREATE) {
-                Ok(()) => Ok(()),
-                // Another replica created it at the same moment: it exists now.
-                Err(_) => c.batch_execute(CREATE),
-            }
-        })?;
         Ok(lease)
     }
 }

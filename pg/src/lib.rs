@@ -22,9 +22,9 @@
 //! Modules, one per concern: [`schema`] (the tables and their migrations), `registry` (the
 //! trait), `claim`, `deadlines`, `stats`, `heartbeat` (coalesced heartbeats), [`events`] (the
 //! outbox and its readers: read it for the ordering rule and what a `seq` gap means),
-//! `snapshot`, `error` (SQL errors to the core's kinds), `pool`, [`lease`] (a leader lease with a
-//! term, for the replicated manager), `leadership` ([`PostgresLeadership`]: the
-//! [`Leadership`](hodei_workers::Leadership) the replicated manager uses).
+//! `snapshot`, `error` (SQL errors to the core's kinds), `pool`, `leadership`
+//! ([`PostgresLeadership`]: the [`Leadership`](hodei_workers::Leadership) lease with a term that
+//! the replicated manager uses).
 //!
 //! The client is the synchronous `postgres` crate. It cannot block inside an async runtime:
 //! a call from there returns `Error::Backend` saying to use a blocking thread
@@ -37,7 +37,6 @@ mod error;
 pub mod events;
 mod heartbeat;
 mod leadership;
-pub mod lease;
 mod pool;
 mod registry;
 pub mod schema;
@@ -46,6 +45,5 @@ mod sql;
 mod stats;
 
 pub use leadership::{PostgresLeadership, MAX_HOLDER_LEN};
-pub use lease::LeaderLease;
 pub use registry::PostgresWorkerRegistry;
 pub use schema::validate_name;

@@ -13,7 +13,7 @@
 //! | `outbox` | every event: `seq` (from `event_seq`), the writer's `xid`, `at`, the event as JSON | events of every replica reach every subscriber (see `events`) |
 //! | `meta` | one row: the grace floor, the seq floor | `grant_grace` and `restore` |
 //! | `listeners` | backend pids of subscribers waiting with `LISTEN` | writers `NOTIFY` only when someone listens (NOTIFY takes a database-wide lock at commit) |
-//! | `leases` | (v2) a leader lease per name: holder, term, expiry (see [`crate::lease`]) | |
+//! | `manager_leases` | (v2) the managers' leadership lease per name: holder, term, since, expiry (see [`crate::leadership`]) | |
 //! | `migrations` | applied versions | |
 //!
 //! Indexes serve each question that must not scan the fleet: the ready workers by
@@ -202,14 +202,16 @@ CREATE TRIGGER outbox_notify AFTER INSERT ON outbox
 
 "#
         ),
-        // v2: leader leases (issue 14): one row per lease, its holder and term (the fencing
-        // token, incremented by every new holder), its expiry on the database's clock.
+        // v2: the replicated managers' leadership lease (issue 14; crate::leadership): one row
+        // per lease name, its holder, its term (the fencing token, incremented by every new
+        // holder), since when that holder leads and its expiry, in ms on the registry's clock.
         r#"
-CREATE TABLE leases (
+CREATE TABLE manager_leases (
     name text PRIMARY KEY,
     holder text NOT NULL,
-    term bigint NOT NULL,
-    expires_at timestamptz NOT NULL
+    term bigint NOT NULL CHECK (term > 0),
+    since bigint NOT NULL,
+    expires_at bigint NOT NULL
 );
 "#
         .to_owned(),

@@ -4,13 +4,12 @@
 //! `Terminating` record), the old leader wakes up and ticks: it reports the lost lease, its
 //! fenced writes are refused, and no provider call is made twice for one worker.
 
-mod support;
-
 #[path = "support/backend.rs"]
 mod backend;
 mod common;
 #[path = "../../core/tests/lifecycle/common.rs"]
 mod lifecycle_common;
+mod support;
 #[path = "../../core/tests/registry/test_registry.rs"]
 mod test_registry;
 
