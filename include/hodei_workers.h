@@ -460,6 +460,12 @@ enum hw_provider_result
    `list_workers`: not supported by this provider (`reconcile` skips it).
    */
   HW_PROVIDER_RESULT_UNSUPPORTED = 3,
+  /*
+   `create_worker`: no capacity for this spec now (a spot market without instances, a full
+   quota). A pool whose create fails this way hands its demand to the next pool that
+   satisfies it until the provider's back-off ends.
+   */
+  HW_PROVIDER_RESULT_NO_CAPACITY = 4,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -810,6 +816,12 @@ typedef struct hw_report_summary {
    */
   size_t decisions;
   /*
+   Requirements of the demand no pool (or, without pools, the scaling target's spec) can
+   ever run (ticks only; each has an `unschedulable: ...` line among the decisions, and the
+   list with the reasons is in the JSON form).
+   */
+  size_t unschedulable;
+  /*
    Actions performed (state changes and provider calls).
    */
   size_t actions;
@@ -848,8 +860,8 @@ typedef struct hw_report_summary {
    */
   bool brake_gave_up;
   /*
-   Whether a scaling decision was made (a scaling target is set; the plan is in the JSON
-   form, its explanation among the decisions).
+   Whether a scaling decision was made (a scaling target or pools are set; the plan is in
+   the JSON form — `scaling` or `pools` —, its explanation lines among the decisions).
    */
   bool scaled;
   /*
@@ -1507,6 +1519,88 @@ hw_status hw_manager_clear_scaling_target(const struct hw_manager *manager);
  fleet size. Free with `hw_string_free`.
  */
 hw_status hw_manager_metrics_text(const struct hw_manager *manager, char **out);
+
+/*
+ Replaces the manager's pools with the JSON array `pools_json` (see the module notes for a
+ pool's form). Pools no longer listed are removed and their workers drain; their number is
+ written to `out_drained`. While any pool is set, ticks scale the pools, not the scaling
+ target.
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for malformed JSON, an invalid pool or two pools with one
+ name; `HW_ERR_PROVIDER_NOT_FOUND` for a pool whose provider is not registered. Nothing
+ changes on error.
+ */
+hw_status hw_manager_set_pools_json(const struct hw_manager *manager, const char *pools_json, size_t *out_drained);
+
+/*
+ Adds a pool `name` of workers from `provider` made from `template` (the manager adds the
+ label `hodei.pool=NAME`), keeping `min_ready` idle workers warm, at most `max_workers`
+ (`SIZE_MAX`: only the global cap), tried before pools of lower `priority`. Cooldowns are
+ 10 s up and 60 s down (use `hw_manager_set_pools_json` to choose them).
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for a bad name (1..=64 letters, digits, `-_.`), a name in
+ use, `min_ready > max_workers` or a bad template; `HW_ERR_PROVIDER_NOT_FOUND`.
+ */
+hw_status hw_manager_add_pool(const struct hw_manager *manager, const char *name, const char *provider, const struct hw_worker_spec *template_spec, size_t min_ready, size_t max_workers, int32_t priority);
+
+/*
+ Removes pool `name`: nothing more is provisioned for it and its workers drain (idle ones
+ are retired by the next tick, busy ones after their job). Writes how many were taken out
+ of service.
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` when no pool has that name.
+ */
+hw_status hw_manager_remove_pool(const struct hw_manager *manager, const char *name, size_t *out_drained);
+
+/*
+ The pools as a JSON array, highest priority first (free with `hw_string_free`).
+ */
+hw_status hw_manager_get_pools_json(const struct hw_manager *manager, char **out);
+
+/*
+ The pool plan for `demand_json`, without acting on it, as JSON (free with
+ `hw_string_free`): one decision per pool with its explanation line, the requirements no
+ pool satisfies (`unschedulable`, with the reason) and the demand waiting for capacity
+ (`unmet`).
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for a malformed or invalid demand.
+ */
+hw_status hw_manager_plan_pools_json(const struct hw_manager *manager, const char *demand_json, char **out);
+
+/*
+ `hw_manager_tick` toward a demand by requirement (`demand_json`, see the module notes)
+ instead of a number of jobs. The report's decisions hold one line per pool and one per
+ unschedulable requirement; its JSON holds the whole pool plan (`pools`) and the
+ `unschedulable` list.
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for a malformed or invalid demand (no tick runs).
+ */
+hw_status hw_manager_tick_demand(const struct hw_manager *manager, const char *demand_json, struct hw_report **out);
+
+/*
+ Worker `id` is going away at `deadline_ms` (registry clock, ms since the epoch): a spot
+ reclaim, a node drain. It drains now; while it runs a job its pool gets a replacement
+ ahead of the deadline; a job still running at the deadline is reported lost by the tick
+ that reaches it. Writes the worker's snapshot after the notice.
+
+ Errors: `HW_ERR_NOT_FOUND`; `HW_ERR_INVALID_TRANSITION` for a worker already on its way out.
+ */
+hw_status hw_manager_notify_interruption(const struct hw_manager *manager, struct hw_worker_id id, uint64_t deadline_ms, struct hw_worker **out);
+
+/*
+ Only workers whose resources cover those of `needs` (a spec used for its resources only:
+ at least its CPU, memory, disk and GPUs, and its GPU model if it names one) — claim a
+ worker for a job exactly as its demand describes it. Answered from the ready index by
+ `hw_registry_claim`, like labels.
+ */
+hw_status hw_worker_filter_set_fits(struct hw_worker_filter *filter, const struct hw_worker_spec *needs);
+
+/*
+ Only workers of this architecture (a `hw_architecture` value).
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for an out-of-range value.
+ */
+hw_status hw_worker_filter_set_architecture(struct hw_worker_filter *filter, uint32_t architecture);
 
 /*
  Opens the registry named `name` on the PostgreSQL server at `url` and writes a new handle to

@@ -6,11 +6,13 @@
 //!   SCENARIO.json       a scenario file (see core/examples/scenarios/); without one, the
 //!                       built-in `default` scenario (steady load, 4 simulated hours)
 //!   --builtin NAME      a built-in scenario instead: default, provider_outage, host_stall,
-//!                       partition, clock_stall, flaky
+//!                       partition, clock_stall, flaky, and the multi-pool gpu_burst,
+//!                       spot_outage (compared with "spot only"), interruption_wave
 //!   --seed N            override the scenario's seed
 //!   --duration SECS     override the simulated length
-//!   --compare FILE      run FILE's `lifecycle` (and `worker`, `label`) on the same workload,
-//!                       faults and seed, and print both side by side
+//!   --compare FILE      run FILE's `lifecycle` (and `worker`, `label`, `pools`: another pool
+//!                       policy) on the same workload, faults and seed, and print both side
+//!                       by side
 //!   --json              print the report(s) as JSON
 //!   --plot FILE         draw the run(s) over simulated time: pending jobs, workers by
 //!                       state, provisions/terminations, faults as shaded bands, job wait
@@ -155,6 +157,7 @@ fn main() -> ExitCode {
                     },
                     lifecycle: other.lifecycle,
                     worker: Some(other.worker),
+                    pools: (!other.pools.is_empty()).then_some(other.pools),
                 })
             }
             Err(e) => {

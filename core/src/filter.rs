@@ -6,7 +6,9 @@ use std::time::Duration;
 use crate::clock::{millis, Timestamp};
 use crate::ids::ProviderId;
 use crate::state::WorkerState;
-use crate::worker::{ProviderType, Worker, WorkerHandle, WorkerSpec};
+use crate::worker::{
+    Architecture, ProviderType, ResourceRequirements, Worker, WorkerHandle, WorkerSpec,
+};
 
 /// A conjunction of conditions on workers; the empty filter matches every worker.
 ///
@@ -39,6 +41,12 @@ pub struct WorkerFilter {
     pub labels: BTreeMap<String, String>,
     /// Every one of these capabilities.
     pub capabilities: BTreeSet<String>,
+    /// The worker's resources cover these (each at least as much; the same GPU model when one
+    /// is named): see [`ResourceRequirements::covers`]. A job's needs, so that a scheduler
+    /// claims for it exactly as its [`Requirement`](crate::Requirement) describes it.
+    pub fits: Option<ResourceRequirements>,
+    /// Of this CPU architecture.
+    pub architecture: Option<Architecture>,
     /// At most this many results.
     pub limit: Option<usize>,
 }
@@ -103,6 +111,30 @@ impl WorkerFilter {
         self
     }
 
+    /// Only workers whose resources cover `resources` (worker's ≥ the job's, see
+    /// [`ResourceRequirements::covers`]).
+    ///
+    /// Checked with the labels and capabilities on what never changes in a record, so `claim`
+    /// answers it from the ready index like them: it walks ready workers (most recently idle
+    /// first) until one fits, never the fleet.
+    ///
+    /// ```
+    /// use hodei_workers::{ResourceRequirements, WorkerFilter};
+    /// let job = ResourceRequirements { cpu_cores: 2.0, gpu_count: 1, ..Default::default() };
+    /// let filter = WorkerFilter::new().fits(job.clone());
+    /// assert_eq!(filter.fits, Some(job));
+    /// ```
+    pub fn fits(mut self, resources: ResourceRequirements) -> Self {
+        self.fits = Some(resources);
+        self
+    }
+
+    /// Only workers of this CPU architecture.
+    pub fn architecture(mut self, architecture: Architecture) -> Self {
+        self.architecture = Some(architecture);
+        self
+    }
+
     /// Caps the number of results.
     pub fn limit(mut self, limit: usize) -> Self {
         self.limit = Some(limit);
@@ -110,7 +142,8 @@ impl WorkerFilter {
     }
 
     /// Whether the conditions on what never changes in a record (provider, labels,
-    /// capabilities) hold. Used by `claim` before it looks at the live record.
+    /// capabilities, resources, architecture) hold. Used by `claim` before it looks at the
+    /// live record.
     pub fn matches_static(&self, handle: &WorkerHandle, spec: &WorkerSpec) -> bool {
         if let Some(p) = &self.provider_id {
             if &handle.provider_id != p {
@@ -119,6 +152,16 @@ impl WorkerFilter {
         }
         if let Some(t) = &self.provider_type {
             if &handle.provider_type != t {
+                return false;
+            }
+        }
+        if let Some(need) = &self.fits {
+            if !spec.resources.covers(need) {
+                return false;
+            }
+        }
+        if let Some(arch) = self.architecture {
+            if spec.architecture != arch {
                 return false;
             }
         }
@@ -157,5 +200,108 @@ impl WorkerFilter {
             }
         }
         self.matches_static(&worker.handle, &worker.spec)
+    }
+}
+
+impl ResourceRequirements {
+    /// Whether a worker with these resources can run a job that needs `need`: at least as many
+    /// CPU cores, as much memory and disk, as many GPUs, and — when `need` names a GPU model —
+    /// that model. Zero (the default) in `need` asks for nothing.
+    ///
+    /// ```
+    /// use hodei_workers::ResourceRequirements;
+    /// let worker = ResourceRequirements {
+    ///     cpu_cores: 8.0,
+    ///     gpu_count: 1,
+    ///     gpu_type: Some("a100".into()),
+    ///     ..Default::default()
+    /// };
+    /// let job = ResourceRequirements { cpu_cores: 4.0, gpu_count: 1, ..Default::default() };
+    /// assert!(worker.covers(&job));
+    /// let h100 = ResourceRequirements { gpu_type: Some("h100".into()), ..job };
+    /// assert!(!worker.covers(&h100));
+    /// ```
+    pub fn covers(&self, need: &ResourceRequirements) -> bool {
+        // `>=` on f64 is false for NaN: a NaN need is never covered (validate refuses it).
+        self.cpu_cores >= need.cpu_cores
+            && self.memory_bytes >= need.memory_bytes
+            && self.disk_bytes >= need.disk_bytes
+            && self.gpu_count >= need.gpu_count
+            && need
+                .gpu_type
+                .as_ref()
+                .is_none_or(|t| self.gpu_type.as_ref() == Some(t))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn spec(cpu: f64, mem: u64, gpus: u32, gpu_type: Option<&str>) -> WorkerSpec {
+        WorkerSpec {
+            resources: ResourceRequirements {
+                cpu_cores: cpu,
+                memory_bytes: mem,
+                disk_bytes: 0,
+                gpu_count: gpus,
+                gpu_type: gpu_type.map(str::to_owned),
+            },
+            ..WorkerSpec::new("img")
+        }
+    }
+
+    #[test]
+    fn covers_is_at_least_on_every_resource_and_the_same_gpu_model() {
+        let have = spec(4.0, 8 << 30, 2, Some("a100")).resources;
+        let cases: &[(ResourceRequirements, bool)] = &[
+            (ResourceRequirements::default(), true),
+            (spec(4.0, 8 << 30, 2, Some("a100")).resources, true),
+            (spec(4.5, 0, 0, None).resources, false),
+            (spec(0.0, (8 << 30) + 1, 0, None).resources, false),
+            (spec(0.0, 0, 3, None).resources, false),
+            (spec(0.0, 0, 1, Some("h100")).resources, false),
+            (spec(0.0, 0, 0, Some("a100")).resources, true),
+            (spec(f64::NAN, 0, 0, None).resources, false),
+            (
+                ResourceRequirements {
+                    disk_bytes: 1,
+                    ..Default::default()
+                },
+                false,
+            ),
+        ];
+        for (need, expected) in cases {
+            assert_eq!(have.covers(need), *expected, "{need:?}");
+        }
+        // A worker without a GPU model does not cover a job that names one.
+        assert!(!spec(4.0, 0, 1, None)
+            .resources
+            .covers(&spec(0.0, 0, 1, Some("a100")).resources));
+    }
+
+    #[test]
+    fn fits_and_architecture_are_static_conditions() {
+        let handle = WorkerHandle::new(
+            crate::ProviderId::new("p").unwrap(),
+            ProviderType::Docker,
+            "c-1",
+        );
+        let gpu = Arc::new(spec(8.0, 16 << 30, 1, Some("a100")));
+        let need = spec(4.0, 8 << 30, 1, None).resources;
+        assert!(WorkerFilter::new()
+            .fits(need.clone())
+            .matches_static(&handle, &gpu));
+        assert!(!WorkerFilter::new()
+            .fits(spec(16.0, 0, 0, None).resources)
+            .matches_static(&handle, &gpu));
+        assert!(WorkerFilter::new()
+            .architecture(Architecture::Amd64)
+            .matches_static(&handle, &gpu));
+        assert!(!WorkerFilter::new()
+            .architecture(Architecture::Arm64)
+            .fits(need)
+            .matches_static(&handle, &gpu));
     }
 }

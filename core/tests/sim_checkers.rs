@@ -25,6 +25,8 @@ enum Bug {
     HideTerminating,
     /// `subscribe` ignores the capacity asked for (unbounded in practice).
     IgnoreCapacity,
+    /// `claim` ignores its filter: any idle worker gets the job (a GPU job on a CPU worker).
+    ClaimIgnoresFilter,
 }
 
 #[derive(Debug)]
@@ -100,6 +102,9 @@ impl WorkerRegistry for Broken {
         self.inner.release_from_job(id, expected_job)
     }
     fn claim(&self, filter: &WorkerFilter, job: JobId) -> Result<Option<Worker>> {
+        if self.bug == Bug::ClaimIgnoresFilter {
+            return self.inner.claim(&WorkerFilter::new(), job);
+        }
         self.inner.claim(filter, job)
     }
     fn heartbeat_many(&self, ids: &[WorkerId]) -> Result<Vec<Result<()>>> {
@@ -381,5 +386,20 @@ fn an_unbounded_subscriber_is_caught() {
         Rule::EventMemory,
         |seed| scenario("provider_outage", seed, 300.0),
         || Broken::wrap(Bug::IgnoreCapacity),
+    );
+}
+
+#[test]
+fn a_job_on_a_worker_that_does_not_satisfy_it_is_caught() {
+    let r = caught(
+        Rule::PoolFit,
+        |seed| scenario("gpu_burst", seed, 900.0),
+        || Broken::wrap(Bug::ClaimIgnoresFilter),
+    );
+    assert!(
+        r.violations
+            .iter()
+            .any(|v| v.detail.contains("needs gpu=a100")),
+        "{r}"
     );
 }

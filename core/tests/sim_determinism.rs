@@ -52,6 +52,7 @@ fn compared_configurations_share_the_workload() {
             ..s.lifecycle.clone()
         },
         worker: None,
+        pools: None,
     };
     let a = Simulation::new(&s, None).unwrap().run();
     let b = Simulation::new(&s, Some(&warm)).unwrap().run();

@@ -163,6 +163,7 @@ fn compare_draws_both_configurations_on_shared_axes() {
             ..s.lifecycle.clone()
         },
         worker: None,
+        pools: None,
     };
     let (ra, a) = Simulation::new(&s, None).unwrap().run_recorded();
     let (rb, b) = Simulation::new(&s, Some(&warm)).unwrap().run_recorded();

@@ -35,6 +35,7 @@ mod limits;
 mod manager;
 mod metrics;
 mod mirror;
+mod pools;
 mod postgres;
 mod registry;
 mod spec;

@@ -105,8 +105,10 @@ fn the_c_summary_names_every_field_of_the_core_reports() {
             ("provider_backoff", "provider_backoffs"),
             ("scaling", "scaled"),
         ],
+        // The pool plan (per-pool decisions, spills, waiting demand): its lines are among the
+        // decisions; the whole of it is in the JSON form (`hw_manager_plan_pools_json` too).
         // Who leads (holder, term, since, expiry): `hw_report_get_leader`.
-        &["leader"],
+        &["pools", "leader"],
     ));
     missing.extend(check(
         &HealthCheckResult::default(),

@@ -216,6 +216,32 @@ pub(crate) fn conditions(
         let caps: Vec<String> = filter.capabilities.iter().cloned().collect();
         out.push(format!("s.capabilities @> {}::text[]", param(params, caps)));
     }
+    // Resources and architecture live in the spec's JSON (its serde form): the same static
+    // conditions as `WorkerFilter::matches_static`, so `claim` by fit keeps to the ready
+    // index's order and a job never lands on a worker too small for it.
+    if let Some(arch) = filter.architecture {
+        out.push(format!(
+            "(s.spec::jsonb ->> 'architecture') = {}",
+            param(params, arch.as_str().to_owned())
+        ));
+    }
+    if let Some(need) = &filter.fits {
+        let r = "(s.spec::jsonb -> 'resources')";
+        out.push(format!(
+            "(({r} ->> 'cpu_cores')::float8 >= {} AND ({r} ->> 'memory_bytes')::numeric >= ({}::text)::numeric \
+             AND ({r} ->> 'disk_bytes')::numeric >= ({}::text)::numeric AND ({r} ->> 'gpu_count')::int8 >= {})",
+            param(params, need.cpu_cores),
+            param(params, need.memory_bytes.to_string()),
+            param(params, need.disk_bytes.to_string()),
+            param(params, i64::from(need.gpu_count)),
+        ));
+        if let Some(t) = &need.gpu_type {
+            out.push(format!(
+                "({r} ->> 'gpu_type') = {}",
+                param(params, t.clone())
+            ));
+        }
+    }
     out
 }
 

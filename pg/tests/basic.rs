@@ -88,3 +88,72 @@ fn a_worker_goes_through_its_life_with_events_in_order() {
     assert_eq!(registry.count().unwrap(), 0);
     assert_invariants(&registry);
 }
+
+#[test]
+fn claim_and_find_by_fit_and_architecture() {
+    let (_clock, registry, _schema) = registry("fit");
+    let sized = |cpu: f64, gpus: u32, gpu_type: Option<&str>, arch: Architecture| {
+        std::sync::Arc::new(WorkerSpec {
+            resources: ResourceRequirements {
+                cpu_cores: cpu,
+                memory_bytes: 8 << 30,
+                gpu_count: gpus,
+                gpu_type: gpu_type.map(str::to_owned),
+                ..Default::default()
+            },
+            architecture: arch,
+            ..WorkerSpec::new("img")
+        })
+    };
+    let ready = |spec| {
+        let w = registry.register(handle(), spec).unwrap();
+        registry.update_state(&w.id, WorkerState::Ready).unwrap();
+        w.id
+    };
+    let small = ready(sized(2.0, 0, None, Architecture::Amd64));
+    let gpu = ready(sized(16.0, 1, Some("a100"), Architecture::Amd64));
+    let arm = ready(sized(8.0, 0, None, Architecture::Arm64));
+    let needs_gpu = ResourceRequirements {
+        cpu_cores: 4.0,
+        memory_bytes: 4 << 30,
+        gpu_count: 1,
+        gpu_type: Some("a100".into()),
+        ..Default::default()
+    };
+    let filter = WorkerFilter::new().fits(needs_gpu);
+    assert_eq!(
+        registry.claim(&filter, job("train")).unwrap().unwrap().id,
+        gpu
+    );
+    assert_eq!(registry.claim(&filter, job("train-2")).unwrap(), None);
+    let four = ResourceRequirements {
+        cpu_cores: 4.0,
+        ..Default::default()
+    };
+    let found: Vec<WorkerId> = registry
+        .find(
+            &WorkerFilter::new()
+                .fits(four.clone())
+                .state(WorkerState::Ready),
+        )
+        .unwrap()
+        .into_iter()
+        .map(|w| w.id)
+        .collect();
+    assert_eq!(found, vec![arm]);
+    let amd_four = WorkerFilter::new()
+        .fits(four)
+        .architecture(Architecture::Amd64);
+    assert_eq!(registry.claim(&amd_four, job("build")).unwrap(), None);
+    let too_much_memory = WorkerFilter::new().fits(ResourceRequirements {
+        memory_bytes: 9 << 30,
+        ..Default::default()
+    });
+    assert_eq!(registry.claim(&too_much_memory, job("big")).unwrap(), None);
+    let amd = WorkerFilter::new().architecture(Architecture::Amd64);
+    assert_eq!(
+        registry.claim(&amd, job("lint")).unwrap().unwrap().id,
+        small
+    );
+    assert_invariants(&registry);
+}

@@ -26,6 +26,8 @@ mod contract;
 mod flaky_registry;
 #[path = "../../core/tests/lifecycle/health.rs"]
 mod health;
+#[path = "../../core/tests/lifecycle/pools.rs"]
+mod pools;
 #[path = "../../core/tests/lifecycle/provisioning.rs"]
 mod provisioning;
 #[path = "../../core/tests/lifecycle/reconcile.rs"]

@@ -20,6 +20,7 @@ from hodei_workers._native import (
     BackendError,
     CapacityExceededError,
     CleanupResult,
+    Demand,
     DestroyFailed,
     DestroyFailure,
     Event,
@@ -42,6 +43,9 @@ from hodei_workers._native import (
     MassExpiryHold,
     NotLeaderError,
     OrphanInstance,
+    Pool,
+    PoolDecision,
+    PoolPlan,
     ProviderBackoff,
     ProviderError,
     ProviderNotFoundError,
@@ -56,7 +60,9 @@ from hodei_workers._native import (
     ReleasedFromJob,
     Resources,
     ScalingPlan,
+    Serving,
     SnapshotError,
+    Spill,
     StateChanged,
     Subscription,
     TerminatedWorker,
@@ -66,7 +72,9 @@ from hodei_workers._native import (
     TickerStats,
     UnhealthyDetected,
     UnhealthyWorker,
+    UnmetDemand,
     Unregistered,
+    Unschedulable,
     Worker,
     WorkerAlreadyExistsError,
     WorkerHandle,
@@ -77,7 +85,7 @@ from hodei_workers._native import (
     WorkerState,
     __version__,
 )
-from hodei_workers.provider import Created, Provider
+from hodei_workers.provider import Created, NoCapacity, Provider
 
 __all__ = [
     # registry and values
@@ -94,6 +102,7 @@ __all__ = [
     "LifecycleConfig",
     "Provider",
     "Created",
+    "NoCapacity",
     "WorkerHandle",
     "TickReport",
     "Ticker",
@@ -114,6 +123,15 @@ __all__ = [
     "MassExpiryGiveUp",
     "OrphanInstance",
     "LeaderInfo",
+    # pools and demand
+    "Pool",
+    "Demand",
+    "PoolPlan",
+    "PoolDecision",
+    "Serving",
+    "Spill",
+    "UnmetDemand",
+    "Unschedulable",
     # events
     "Subscription",
     "Event",

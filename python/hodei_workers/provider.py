@@ -24,10 +24,17 @@ from typing import TYPE_CHECKING, Mapping, Protocol, Tuple, Union
 if TYPE_CHECKING:
     from hodei_workers._native import WorkerHandle, WorkerSpec
 
-__all__ = ["Provider", "Created"]
+__all__ = ["Provider", "Created", "NoCapacity"]
 
 Created = Union[str, Tuple[str, Mapping[str, str]]]
 """What ``create_worker`` returns: the instance's resource id, or (resource id, metadata)."""
+
+
+class NoCapacity(Exception):
+    """Raise it from ``create_worker`` when the provider has no capacity for the spec right now
+    (a spot market without instances, a full quota): the create counts as a failure of kind
+    "no capacity", and a pool that gets it hands its demand to the next pool that satisfies it
+    until the provider's back-off ends."""
 
 
 class Provider(Protocol):

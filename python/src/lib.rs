@@ -13,6 +13,7 @@ mod convert;
 mod errors;
 mod events;
 mod lifecycle;
+mod pools;
 mod postgres;
 mod provider;
 mod registry;
@@ -39,6 +40,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<events::PySubscription>()?;
     events::add_event_classes(m)?;
     lifecycle::add_lifecycle_classes(m)?;
+    pools::add_pool_classes(m)?;
     ticker::add_ticker_classes(m)?;
     Ok(())
 }

@@ -19,7 +19,7 @@ use crate::provider::{take_interrupt, ProviderObject, PythonProvider};
 use crate::registry::PyRegistry;
 use crate::types::{py_repr, PyRegistryStats, PyWorker, PyWorkerSpec};
 
-fn to_py<'py, T>(py: Python<'py>, value: T) -> PyResult<Py<PyAny>>
+pub(crate) fn to_py<'py, T>(py: Python<'py>, value: T) -> PyResult<Py<PyAny>>
 where
     T: IntoPyObject<'py>,
     PyErr: From<T::Error>,
@@ -31,7 +31,7 @@ fn ids<T: ToString>(items: &[T]) -> Vec<String> {
     items.iter().map(ToString::to_string).collect()
 }
 
-fn list<C: Clone, P: From<C>>(items: &[C]) -> Vec<P> {
+pub(crate) fn list<C: Clone, P: From<C>>(items: &[C]) -> Vec<P> {
     items.iter().cloned().map(P::from).collect()
 }
 
@@ -95,6 +95,8 @@ macro_rules! report_class {
         }
     )*};
 }
+
+pub(crate) use report_class;
 
 report_class! {
     /// A job that was running on a worker taken out of service: requeue it.
@@ -308,8 +310,13 @@ report_class! {
         provision_failures: |c, py| list::<_, ProvisionFailure>(&c.provision_failures),
         /// Providers backing off after consecutive create failures.
         provider_backoff: |c, py| list::<_, ProviderBackoff>(&c.provider_backoff),
-        /// The scaling decision (None when no scaling target is set).
+        /// The scaling decision (None when no scaling target is set, or pools are set).
         scaling: |c, py| c.scaling.clone().map(ScalingPlan::from),
+        /// The pools' decisions (a PoolPlan) when pools are set, else None.
+        pools: |c, py| c.pools.clone().map(crate::pools::PoolPlan::from),
+        /// Pending jobs no pool (or, without pools, the scaling target's spec) can ever run,
+        /// with the reason (a list of Unschedulable).
+        unschedulable: |c, py| list::<_, crate::pools::Unschedulable>(&c.unschedulable),
         /// Lines explaining the decisions taken (scaling, brake, stall, cap, errors).
         decisions: |c, py| c.decisions.clone(),
         /// Actions performed (state changes and provider calls).
@@ -948,10 +955,79 @@ impl PyLifecycleManager {
     /// health_check_interval), cleanup and destroy retries, scaling toward the target for
     /// ``pending_jobs``. Never raises for the engine's own troubles (they are lines in
     /// ``decisions``); a call while another thread ticks returns at once with ``skipped``.
-    #[pyo3(signature = (pending_jobs=Int(0)), text_signature = "($self, pending_jobs=0)")]
-    fn tick(&self, py: Python<'_>, pending_jobs: Int) -> PyResult<Py<TickReport>> {
-        let pending_jobs = pending(py, pending_jobs.0)?;
-        self.reporting(py, || Ok(self.inner.tick(pending_jobs)))
+    ///
+    /// ``pending_jobs`` is a number of jobs that need nothing in particular, or a ``Demand``
+    /// (jobs by requirement, scaled over the pools).
+    #[pyo3(signature = (pending_jobs=None), text_signature = "($self, pending_jobs=0)")]
+    fn tick(
+        &self,
+        py: Python<'_>,
+        pending_jobs: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TickReport>> {
+        let demand = match pending_jobs {
+            None => core::Demand::new(),
+            Some(obj) => match obj.cast::<crate::pools::PyDemand>() {
+                Ok(d) => d.get().inner.clone(),
+                Err(_) => core::Demand::from(pending(py, obj.extract::<Int>()?.0)?),
+            },
+        };
+        self.reporting(py, || Ok(self.inner.tick(demand)))
+    }
+
+    /// Replaces the pools (a list of Pool). Pools with a known name keep their cooldown
+    /// clocks; pools no longer listed are removed and their workers drain (their ids are
+    /// returned). While any pool is set, ``tick`` scales the pools, not the scaling target.
+    /// Raises InvalidArgumentError for two pools with one name, ProviderNotFoundError for a
+    /// pool whose provider is not registered; nothing changes then.
+    fn set_pools(&self, py: Python<'_>, pools: Vec<crate::pools::PyPool>) -> PyResult<Vec<String>> {
+        let pools: Vec<core::Pool> = pools.into_iter().map(|p| p.inner).collect();
+        Ok(ids(&engine(py, || self.inner.set_pools(pools))?))
+    }
+
+    /// Adds a pool. Raises InvalidArgumentError for a name in use, ProviderNotFoundError.
+    fn add_pool(&self, py: Python<'_>, pool: crate::pools::PyPool) -> PyResult<()> {
+        engine(py, || self.inner.add_pool(pool.inner))
+    }
+
+    /// Removes a pool: nothing more is provisioned for it, its workers drain (their ids are
+    /// returned). Raises InvalidArgumentError when no pool has that name.
+    fn remove_pool(&self, py: Python<'_>, name: &str) -> PyResult<Vec<String>> {
+        Ok(ids(&engine(py, || self.inner.remove_pool(name))?))
+    }
+
+    /// The pools, highest priority first.
+    fn pools(&self, py: Python<'_>) -> PyResult<Vec<crate::pools::PyPool>> {
+        Ok(engine(py, || Ok(self.inner.pools()))?
+            .into_iter()
+            .map(|inner| crate::pools::PyPool { inner })
+            .collect())
+    }
+
+    /// The pools' decisions for ``demand`` (a Demand), without acting on them: per pool what
+    /// it would provision or retire and why, the requirements no pool can run
+    /// (``unschedulable``, with the reason).
+    fn plan_pools(
+        &self,
+        py: Python<'_>,
+        demand: crate::pools::PyDemand,
+    ) -> PyResult<crate::pools::PoolPlan> {
+        engine(py, || self.inner.plan_pools(&demand.inner)).map(crate::pools::PoolPlan::from)
+    }
+
+    /// A notice that the worker's instance goes away at ``deadline`` (float seconds since the
+    /// epoch, registry clock): a spot reclaim, a node drain. The worker drains now; while it
+    /// runs a job, its pool gets a replacement ahead of the deadline; a job still running at
+    /// the deadline is reported lost by the tick that reaches it. Returns the worker after the
+    /// notice. Raises WorkerNotFoundError, InvalidTransitionError for a worker on its way out.
+    fn notify_interruption(
+        &self,
+        py: Python<'_>,
+        worker_id: &str,
+        deadline: f64,
+    ) -> PyResult<PyWorker> {
+        let id = convert::worker_id(py, worker_id)?;
+        let deadline = convert::timestamp(py, deadline, "deadline")?;
+        engine(py, || self.inner.notify_interruption(&id, deadline)).map(PyWorker::new)
     }
 
     /// The report of the last ``tick``, ``run_health_check``, ``cleanup_workers``,

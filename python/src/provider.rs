@@ -178,6 +178,9 @@ impl PythonProvider {
             });
             return ProviderError::new(format!("{text} (interrupted)"));
         }
+        if method == "create_worker" && is_no_capacity(py, &err) {
+            return ProviderError::no_capacity(text);
+        }
         if method == "destroy_worker" && err.is_instance_of::<PyLookupError>(py) {
             return ProviderError::not_found(text);
         }
@@ -303,4 +306,12 @@ impl WorkerProvider for PythonProvider {
             Ok(handles)
         })
     }
+}
+
+/// Whether `err` is a `hodei_workers.NoCapacity` (defined in Python, in `provider.py`).
+fn is_no_capacity(py: Python<'_>, err: &PyErr) -> bool {
+    py.import("hodei_workers.provider")
+        .and_then(|m| m.getattr("NoCapacity"))
+        .and_then(|class| err.value(py).is_instance(&class))
+        .unwrap_or(false)
 }

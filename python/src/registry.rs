@@ -12,7 +12,26 @@ use pyo3::types::PyString;
 use crate::convert::{self, Int, Seconds};
 use crate::errors::{invalid, run};
 use crate::events::PySubscription;
-use crate::types::{PyManualClock, PyRegistryStats, PyWorker, PyWorkerSpec};
+use crate::types::{PyManualClock, PyRegistryStats, PyResources, PyWorker, PyWorkerSpec};
+
+/// Adds the fit filters (`fits`, `architecture`) of `find` and `claim`.
+fn with_fit(
+    py: Python<'_>,
+    mut filter: WorkerFilter,
+    fits: Option<PyRef<'_, PyResources>>,
+    architecture: Option<&str>,
+) -> PyResult<WorkerFilter> {
+    if let Some(r) = fits {
+        filter.fits = Some(r.inner.clone());
+    }
+    if let Some(a) = architecture {
+        filter.architecture = Some(
+            a.parse::<hodei_workers::Architecture>()
+                .map_err(|e| invalid(py, e.to_string()))?,
+        );
+    }
+    Ok(filter)
+}
 
 /// The keyword filters shared by `find` and `claim`, converted from Python.
 #[allow(clippy::too_many_arguments)]
@@ -53,6 +72,8 @@ pub(crate) fn build_filter(
         limit: limit
             .map(|n| convert::count(py, n.0, "limit"))
             .transpose()?,
+        // Fit and architecture filters are not exposed here yet.
+        ..WorkerFilter::default()
     })
 }
 
@@ -205,9 +226,13 @@ impl PyRegistry {
     /// ``provider_type``: exact match. ``accepting_jobs``: True for READY workers only, False
     /// for the others. ``idle_for``: READY and idle at least this long. ``unhealthy_for``: no
     /// heartbeat for longer than this. ``labels``: every one of these labels with these values.
-    /// ``capabilities``: every one of these. ``limit``: at most this many.
+    /// ``capabilities``: every one of these. ``limit``: at most this many. ``fits``: a
+    /// Resources the worker's resources cover (at least as much of each, the same ``gpu_type``
+    /// when one is named): claim for a job exactly as its demand describes it.
+    /// ``architecture``: ``"amd64"``, ``"arm64"`` or ``"arm"``.
     #[pyo3(signature = (*, states=None, provider_id=None, provider_type=None, accepting_jobs=None,
-                        idle_for=None, unhealthy_for=None, labels=None, capabilities=None, limit=None))]
+                        idle_for=None, unhealthy_for=None, labels=None, capabilities=None, limit=None,
+                        fits=None, architecture=None))]
     #[allow(clippy::too_many_arguments)]
     fn find(
         &self,
@@ -221,6 +246,8 @@ impl PyRegistry {
         labels: Option<&Bound<'_, PyAny>>,
         capabilities: Option<&Bound<'_, PyAny>>,
         limit: Option<Int>,
+        fits: Option<PyRef<'_, PyResources>>,
+        architecture: Option<&str>,
     ) -> PyResult<Vec<PyWorker>> {
         let filter = build_filter(
             py,
@@ -234,6 +261,7 @@ impl PyRegistry {
             capabilities,
             limit,
         )?;
+        let filter = with_fit(py, filter, fits, architecture)?;
         run(py, || self.inner.find(&filter)).map(workers)
     }
 
@@ -308,7 +336,8 @@ impl PyRegistry {
     ///
     /// Raises JobAlreadyAssignedError when a worker already holds ``job_id``.
     #[pyo3(signature = (job_id, *, states=None, provider_id=None, provider_type=None, accepting_jobs=None,
-                        idle_for=None, unhealthy_for=None, labels=None, capabilities=None, limit=None))]
+                        idle_for=None, unhealthy_for=None, labels=None, capabilities=None, limit=None,
+                        fits=None, architecture=None))]
     #[allow(clippy::too_many_arguments)]
     fn claim(
         &self,
@@ -323,6 +352,8 @@ impl PyRegistry {
         labels: Option<&Bound<'_, PyAny>>,
         capabilities: Option<&Bound<'_, PyAny>>,
         limit: Option<Int>,
+        fits: Option<PyRef<'_, PyResources>>,
+        architecture: Option<&str>,
     ) -> PyResult<Option<PyWorker>> {
         let job = convert::job_id(py, job_id)?;
         let filter = build_filter(
@@ -337,6 +368,7 @@ impl PyRegistry {
             capabilities,
             limit,
         )?;
+        let filter = with_fit(py, filter, fits, architecture)?;
         Ok(run(py, || self.inner.claim(&filter, job))?.map(PyWorker::new))
     }
 

@@ -748,6 +748,47 @@ int main(void) {
   INVALID(hw_manager_metrics_text(mgr, NULL));
   CHECK(out == SENTINEL && owned == (char *)SENTINEL && flag);
 
+  /* ---- pools, demand, interruptions, fit filters ---- */
+  size_t drained = 777;
+  INVALID(hw_manager_set_pools_json(NULL, "[]", &drained));
+  INVALID(hw_manager_set_pools_json(mgr, NULL, &drained));
+  INVALID(hw_manager_set_pools_json(mgr, "[]", NULL));
+  INVALID(hw_manager_set_pools_json(mgr, "not json", &drained));
+  INVALID(hw_manager_set_pools_json(mgr, BAD_UTF8, &drained));
+  CHECK_STATUS(hw_manager_set_pools_json(
+                   mgr, "[{\"name\": \"p\", \"provider_id\": \"nope\", \"template\": {}}]", &drained),
+               HW_ERR_PROVIDER_NOT_FOUND);
+  INVALID(hw_manager_add_pool(NULL, "p", "bad", spec, 0, 1, 0));
+  INVALID(hw_manager_add_pool(mgr, NULL, "bad", spec, 0, 1, 0));
+  INVALID(hw_manager_add_pool(mgr, "p", NULL, spec, 0, 1, 0));
+  INVALID(hw_manager_add_pool(mgr, "p", "bad", NULL, 0, 1, 0));
+  INVALID(hw_manager_add_pool(mgr, "no spaces", "bad", spec, 0, 1, 0));
+  INVALID(hw_manager_add_pool(mgr, "p", "bad", spec, 2, 1, 0)); /* min_ready > max_workers */
+  CHECK_STATUS(hw_manager_add_pool(mgr, "p", "nope", spec, 0, 1, 0), HW_ERR_PROVIDER_NOT_FOUND);
+  INVALID(hw_manager_remove_pool(NULL, "p", &drained));
+  INVALID(hw_manager_remove_pool(mgr, NULL, &drained));
+  INVALID(hw_manager_remove_pool(mgr, "p", NULL));
+  INVALID(hw_manager_remove_pool(mgr, "p", &drained)); /* no such pool */
+  INVALID(hw_manager_get_pools_json(NULL, &owned));
+  INVALID(hw_manager_get_pools_json(mgr, NULL));
+  INVALID(hw_manager_plan_pools_json(NULL, "[]", &owned));
+  INVALID(hw_manager_plan_pools_json(mgr, NULL, &owned));
+  INVALID(hw_manager_plan_pools_json(mgr, "[]", NULL));
+  INVALID(hw_manager_plan_pools_json(mgr, "[{\"count\": 1, \"lables\": {}}]", &owned));
+  INVALID(hw_manager_plan_pools_json(mgr, "[{\"count\": -1}]", &owned));
+  INVALID(hw_manager_tick_demand(NULL, "[]", (hw_report **)&out));
+  INVALID(hw_manager_tick_demand(mgr, NULL, (hw_report **)&out));
+  INVALID(hw_manager_tick_demand(mgr, "[]", NULL));
+  INVALID(hw_manager_tick_demand(mgr, "{", (hw_report **)&out));
+  INVALID(hw_manager_notify_interruption(NULL, id, 5000, (hw_worker **)&out));
+  INVALID(hw_manager_notify_interruption(mgr, nil, 5000, (hw_worker **)&out));
+  INVALID(hw_manager_notify_interruption(mgr, id, 5000, NULL));
+  NOT_FOUND(hw_manager_notify_interruption(mgr, unknown, 5000, (hw_worker **)&out));
+  INVALID(hw_worker_filter_set_fits(NULL, spec));
+  INVALID(hw_worker_filter_set_fits(filter, NULL));
+  INVALID(hw_worker_filter_set_architecture(NULL, HW_ARCHITECTURE_ARM64));
+  INVALID(hw_worker_filter_set_architecture(filter, 3));
+  CHECK(drained == 777 && out == SENTINEL && owned == (char *)SENTINEL);
   /* ---- tickers ---- */
   {
     hw_ticker_callbacks tcb;

@@ -8,6 +8,7 @@
 mod config;
 mod lease;
 mod manager;
+mod pools;
 mod provider;
 mod report;
 mod scaling;
@@ -16,6 +17,12 @@ mod ticker;
 pub use config::{WorkerLifecycleConfig, MAX_CONFIG_DURATION};
 pub use lease::{AlwaysLeader, InMemoryLease, LeaderInfo, Leadership, LeaseStatus, Term};
 pub use manager::WorkerLifecycleManager;
+pub(crate) use pools::validate_pool_name;
+pub use pools::{
+    Demand, Pool, PoolBlock, PoolDecision, PoolPlan, Requirement, Serving, Spill, UnmetDemand,
+    Unschedulable, DEFAULT_POOL_SCALE_DOWN_COOLDOWN, DEFAULT_POOL_SCALE_UP_COOLDOWN,
+    MAX_POOL_NAME_LEN, POOL_LABEL,
+};
 pub use provider::{ProviderError, ProviderErrorKind, ProviderResult, WorkerProvider};
 pub use report::{
     CleanupResult, DestroyFailure, HealthCheckResult, LifecycleStats, LostJob, MassExpiryGiveUp,

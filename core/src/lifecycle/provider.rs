@@ -95,6 +95,10 @@ pub enum ProviderErrorKind {
     Unsupported = 2,
     /// The provider panicked (or, in a binding, raised); caught by the manager.
     Panicked = 3,
+    /// The provider has no capacity for this spec right now (a spot market without
+    /// instances, a quota reached, a full cluster). A pool whose create fails this way
+    /// spills its demand to the next pool that satisfies it until the back-off ends.
+    NoCapacity = 4,
 }
 
 impl ProviderErrorKind {
@@ -105,6 +109,7 @@ impl ProviderErrorKind {
             ProviderErrorKind::NotFound => "not_found",
             ProviderErrorKind::Unsupported => "unsupported",
             ProviderErrorKind::Panicked => "panicked",
+            ProviderErrorKind::NoCapacity => "no_capacity",
         }
     }
 }
@@ -156,6 +161,19 @@ impl ProviderError {
             kind: ProviderErrorKind::Panicked,
             message: message.into(),
         }
+    }
+
+    /// No capacity for the spec right now ([`ProviderErrorKind::NoCapacity`]).
+    pub fn no_capacity(message: impl Into<String>) -> Self {
+        ProviderError {
+            kind: ProviderErrorKind::NoCapacity,
+            message: message.into(),
+        }
+    }
+
+    /// Whether the provider had no capacity.
+    pub fn is_no_capacity(&self) -> bool {
+        self.kind == ProviderErrorKind::NoCapacity
     }
 
     /// Whether the operation is unsupported.
@@ -218,5 +236,11 @@ mod tests {
             "no container c-1 (not_found)"
         );
         assert!(ProviderError::unsupported("list_workers").is_unsupported());
+        let full = ProviderError::no_capacity("no spot g5.xlarge in eu-west-1a");
+        assert!(full.is_no_capacity());
+        assert_eq!(
+            full.to_string(),
+            "no spot g5.xlarge in eu-west-1a (no_capacity)"
+        );
     }
 }

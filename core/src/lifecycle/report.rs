@@ -10,6 +10,7 @@ use crate::state::WorkerState;
 use crate::worker::TerminationReason;
 
 use super::lease::LeaderInfo;
+use super::pools::{PoolPlan, Unschedulable};
 use super::provider::ProviderErrorKind;
 
 /// A job that was running on a worker taken out of service: the host must requeue it.
@@ -243,8 +244,13 @@ pub struct TickReport {
     pub provision_failures: Vec<ProvisionFailure>,
     /// Providers being backed off after consecutive create failures.
     pub provider_backoff: Vec<ProviderBackoff>,
-    /// The scaling decision (absent when no scaling target is set).
+    /// The scaling decision (absent when no scaling target is set, or when pools are set).
     pub scaling: Option<ScalingPlan>,
+    /// The pools' decisions, when pools are set (each pool's line is also in `decisions`).
+    pub pools: Option<PoolPlan>,
+    /// Pending jobs no pool (or, without pools, the scaling target's spec) can ever run, with
+    /// the constraint nobody meets: fix the demand or add a pool.
+    pub unschedulable: Vec<Unschedulable>,
     /// Human-readable lines explaining the decisions taken (scaling, brake, stall, cap).
     pub decisions: Vec<String>,
     /// Actions performed (state changes and provider calls).

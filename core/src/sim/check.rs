@@ -43,6 +43,11 @@ pub enum Rule {
     /// The event stream's memory stays bounded: a subscriber never holds more than its
     /// capacity, and the checker's own subscriber misses nothing.
     EventMemory,
+    /// Multi-pool runs: a job is handed only to a worker that satisfies its requirement.
+    PoolFit,
+    /// Multi-pool runs: a pool's registered workers (those under an interruption notice
+    /// aside) never exceed its `max_workers`.
+    PoolMax,
 }
 
 impl Rule {
@@ -58,6 +63,8 @@ impl Rule {
             Rule::JobAccounted => "job_accounted",
             Rule::MaxWorkers => "max_workers",
             Rule::EventMemory => "event_memory",
+            Rule::PoolFit => "pool_fit",
+            Rule::PoolMax => "pool_max",
         }
     }
 }
@@ -152,6 +159,9 @@ pub struct Checker {
     lost_from: HashSet<WorkerId>,
     violations: Vec<Violation>,
     total: u64,
+    /// Violations the simulation saw itself (fit of a claim, a pool's cap), flagged at the
+    /// next check.
+    noted: Vec<(Rule, String)>,
 }
 
 /// The checker keeps this many violations (it counts them all).
@@ -194,6 +204,7 @@ impl Checker {
             lost_from: HashSet::new(),
             violations: Vec::new(),
             total: 0,
+            noted: Vec::new(),
         })
     }
 
@@ -254,10 +265,19 @@ impl Checker {
             .unwrap_or(0)
     }
 
+    /// A rule the simulation saw broken itself (it knows what the registry does not: which
+    /// job needed what, which pool a cap belongs to); flagged by the next [`check`](Self::check).
+    pub fn note(&mut self, rule: Rule, detail: String) {
+        self.noted.push((rule, detail));
+    }
+
     /// Checks every rule against the registry's state now. Returns how many violations this
     /// step added.
     pub fn check(&mut self, view: &StepView<'_>) -> u64 {
         let before = self.total;
+        for (rule, detail) in std::mem::take(&mut self.noted) {
+            self.flag(view, rule, detail);
+        }
         let (released, lost) = self.read_events(view);
         let mut workers = match self.registry.find(&WorkerFilter::new()) {
             Ok(w) => w,

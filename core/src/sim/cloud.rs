@@ -61,6 +61,8 @@ pub struct Instance {
     pub(crate) destroy_attempts: u64,
     /// In a partition of fraction `f`, the agent is cut off when `partition_key < f`.
     pub(crate) partition_key: f64,
+    /// Sim time (ms) when an interruption notice runs out and the instance disappears.
+    pub(crate) reclaim_at: Option<u64>,
     pub(crate) index: u64,
     pub(crate) rng: SimRng,
 }
@@ -82,6 +84,10 @@ pub struct CloudStats {
     pub vanished: u64,
     /// Agents that crashed.
     pub crashes: u64,
+    /// `create_worker` calls refused for lack of capacity (a pool's `no_capacity` window).
+    pub no_capacity: u64,
+    /// Instances reclaimed at the end of an interruption notice.
+    pub reclaimed: u64,
 }
 
 /// The simulated cloud: its instances (the ground truth the leak check compares against),
@@ -94,6 +100,10 @@ pub struct Cloud {
     pub(crate) model: ProviderModel,
     pub(crate) agents: AgentModel,
     outages: Vec<Window>,
+    /// Windows without capacity: creates fail with `NoCapacity` (pools of multi-pool runs).
+    no_capacity: Vec<Window>,
+    /// Prepended to resource ids, so that the instances of several clouds never share one.
+    prefix: String,
     clock: Arc<ManualClock>,
     /// Sim time (ms since the run began), set by the loop each step.
     pub(crate) t: u64,
@@ -121,6 +131,8 @@ impl Cloud {
             model,
             agents,
             outages,
+            no_capacity: Vec::new(),
+            prefix: String::new(),
             clock,
             t: 0,
             instances: BTreeMap::new(),
@@ -129,6 +141,14 @@ impl Cloud {
             next_index: 0,
             stats: CloudStats::default(),
         }
+    }
+
+    /// The cloud of a pool: its resource ids start with `prefix`, and creates fail for lack of
+    /// capacity during `no_capacity`.
+    pub(crate) fn for_pool(mut self, prefix: String, no_capacity: Vec<Window>) -> Self {
+        self.prefix = prefix;
+        self.no_capacity = no_capacity;
+        self
     }
 
     fn in_outage(&self) -> bool {
@@ -175,6 +195,11 @@ impl Cloud {
             self.stats.create_failures += 1;
             return CreateOutcome::Fail("provider outage: API unavailable (503)".into());
         }
+        if self.no_capacity.iter().any(|w| w.contains_ms(self.t)) {
+            self.stats.create_failures += 1;
+            self.stats.no_capacity += 1;
+            return CreateOutcome::NoCapacity;
+        }
         if panic {
             self.stats.panics += 1;
             return CreateOutcome::Panic;
@@ -197,7 +222,7 @@ impl Cloud {
         };
         let connect = self.agents.connect.sample_ms(&mut irng);
         let partition_key = irng.uniform();
-        let resource_id = format!("i-{index:06}");
+        let resource_id = format!("{}i-{index:06}", self.prefix);
         let boot_at = self.t + boot;
         let inst = Instance {
             resource_id: resource_id.clone(),
@@ -213,6 +238,7 @@ impl Cloud {
             finished: None,
             destroy_attempts: 0,
             partition_key,
+            reclaim_at: None,
             index,
             rng: irng,
         };
@@ -265,6 +291,7 @@ impl Cloud {
 enum CreateOutcome {
     Created(WorkerHandle),
     Fail(String),
+    NoCapacity,
     Panic,
 }
 
@@ -314,6 +341,9 @@ impl WorkerProvider for SimProvider {
         match outcome {
             CreateOutcome::Created(h) => Ok(h),
             CreateOutcome::Fail(msg) => Err(ProviderError::new(msg)),
+            CreateOutcome::NoCapacity => Err(ProviderError::no_capacity(
+                "no capacity for this instance type (simulated)",
+            )),
             CreateOutcome::Panic => panic!("{SIM_PANIC_MESSAGE} in create_worker"),
         }
     }

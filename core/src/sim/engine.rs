@@ -12,16 +12,19 @@ use crate::error::{Error, Result};
 use crate::events::{EventKind, SubscribeOptions, Subscription};
 use crate::filter::WorkerFilter;
 use crate::ids::{JobId, ProviderId, WorkerId};
-use crate::lifecycle::{TickReport, WorkerLifecycleConfig, WorkerLifecycleManager, WorkerProvider};
+use crate::lifecycle::{
+    Demand, Pool, TickReport, WorkerLifecycleConfig, WorkerLifecycleManager, WorkerProvider,
+    POOL_LABEL,
+};
 use crate::registry::{InMemoryWorkerRegistry, WorkerRegistry};
 use crate::state::WorkerState;
 use crate::worker::{TerminationReason, WorkerSpec};
 
-use super::check::{Checker, StepView, Violation};
+use super::check::{Checker, Rule, StepView, Violation};
 use super::cloud::{AgentJob, Cloud, SimProvider, Told};
 use super::report::{percentile, SimReport};
 use super::rng::SimRng;
-use super::scenario::{parse_trace, secs_to_ms, Scenario, Variant, Workload};
+use super::scenario::{parse_trace, secs_to_ms, JobClass, Scenario, SimPool, Variant, Workload};
 use super::timeline::{sample_interval_ms, wait_window_ms, Interval, Sample, Timeline};
 
 /// The registry clock reads this at the start of every run.
@@ -29,6 +32,8 @@ pub const SIM_EPOCH_MS: Timestamp = 1_700_000_000_000;
 
 const STREAM_WORKLOAD: u64 = 0x10AD;
 const STREAM_WORKER_ID: u64 = 0x1D5;
+const STREAM_CLASS: u64 = 0xC1A55;
+const STREAM_POOL_CLOUD: u64 = 0x9001;
 
 /// Most jobs one run may have (a bound on the memory of the pre-drawn workload).
 pub const MAX_JOBS: usize = 10_000_000;
@@ -67,6 +72,8 @@ struct JobRecord {
     started: Option<u64>,
     /// The host tried to place it at least once.
     seen: bool,
+    /// Its index in the scenario's job classes (0 without classes).
+    class: usize,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -196,7 +203,13 @@ pub struct Simulation {
     clock: Arc<ManualClock>,
     registry: Arc<dyn WorkerRegistry>,
     manager: WorkerLifecycleManager,
-    cloud: Arc<Mutex<Cloud>>,
+    /// One cloud per pool (or the one cloud of the single target).
+    clouds: Vec<Arc<Mutex<Cloud>>>,
+    /// The pools of a multi-pool run (parallel to `clouds`); empty otherwise.
+    pools: Vec<SimPool>,
+    classes: Vec<JobClass>,
+    /// Interruption waves already sent: `(pool, wave)`.
+    waves_sent: HashSet<(usize, usize)>,
     step_ms: u64,
     end_ms: u64,
     t: u64,
@@ -381,30 +394,83 @@ impl Simulation {
                 return id;
             }
         });
-        let provider_id = ProviderId::new("sim-cloud")?;
-        let cloud = Arc::new(Mutex::new(Cloud::new(
-            scenario.seed,
-            provider_id.clone(),
-            scenario.provider.clone(),
-            scenario.agents.clone(),
-            scenario.faults.provider_outages.clone(),
-            clock.clone(),
-        )));
-        let provider: Arc<dyn WorkerProvider> =
-            Arc::new(SimProvider::new(Arc::clone(&cloud), provider_id.clone()));
-        let provider = match hooks.wrap_provider {
-            Some(wrap) => wrap(provider),
-            None => provider,
+        let pools: Vec<SimPool> = variant
+            .and_then(|v| v.pools.clone())
+            .unwrap_or_else(|| scenario.pools.clone());
+        let mut clouds = Vec::new();
+        let mut wrap_provider = hooks.wrap_provider;
+        let mut register = |cloud: Cloud, provider_id: &ProviderId| -> Result<()> {
+            let cloud = Arc::new(Mutex::new(cloud));
+            let provider: Arc<dyn WorkerProvider> =
+                Arc::new(SimProvider::new(Arc::clone(&cloud), provider_id.clone()));
+            // The hook wraps the first provider (the only one of a single-target run).
+            let provider = match wrap_provider.take() {
+                Some(wrap) => wrap(provider),
+                None => provider,
+            };
+            manager.register_provider(provider)?;
+            clouds.push(cloud);
+            Ok(())
         };
-        manager.register_provider(provider)?;
-        manager.set_scaling_target(&provider_id, Arc::new(spec))?;
+        if pools.is_empty() {
+            let provider_id = ProviderId::new("sim-cloud")?;
+            let cloud = Cloud::new(
+                scenario.seed,
+                provider_id.clone(),
+                scenario.provider.clone(),
+                scenario.agents.clone(),
+                scenario.faults.provider_outages.clone(),
+                clock.clone(),
+            );
+            register(cloud, &provider_id)?;
+            manager.set_scaling_target(&provider_id, Arc::new(spec))?;
+        } else {
+            let mut manager_pools = Vec::new();
+            for (k, p) in pools.iter().enumerate() {
+                let provider_id = ProviderId::new(format!("sim-{}", p.name))?;
+                let cloud = Cloud::new(
+                    super::rng::mix(scenario.seed, STREAM_POOL_CLOUD, k as u64),
+                    provider_id.clone(),
+                    p.provider
+                        .clone()
+                        .unwrap_or_else(|| scenario.provider.clone()),
+                    scenario.agents.clone(),
+                    scenario.faults.provider_outages.clone(),
+                    clock.clone(),
+                )
+                .for_pool(format!("{}/", p.name), p.no_capacity.clone());
+                register(cloud, &provider_id)?;
+                // Idle timeout and lifetime stay the scenario worker's: the checker judges
+                // every worker by them.
+                let mut template = spec.clone();
+                template.labels.extend(p.labels.clone());
+                template.capabilities.extend(p.capabilities.clone());
+                template.resources = p.resources.clone();
+                manager_pools.push(
+                    Pool::new(p.name.clone(), provider_id, template)?
+                        .with_priority(p.priority)
+                        .with_min_ready(p.min_ready)
+                        .with_max_workers(p.max_workers)
+                        .with_scale_up_cooldown(std::time::Duration::from_secs_f64(
+                            p.scale_up_cooldown_secs,
+                        ))
+                        .with_scale_down_cooldown(std::time::Duration::from_secs_f64(
+                            p.scale_down_cooldown_secs,
+                        )),
+                );
+            }
+            manager.set_pools(manager_pools)?;
+        }
 
         Ok(Simulation {
             scenario: scenario.clone(),
             clock,
             registry,
             manager,
-            cloud,
+            clouds,
+            pools,
+            classes: scenario.job_classes.clone(),
+            waves_sent: HashSet::new(),
             step_ms,
             end_ms,
             t: 0,
@@ -517,6 +583,7 @@ impl Simulation {
         }
 
         self.arrive();
+        self.interrupt();
         self.run_agents();
         if !self.host_down() && self.t >= self.next_tick {
             self.next_tick = self.t + self.tick_ms;
@@ -539,6 +606,7 @@ impl Simulation {
             self.next_arrival += 1;
             let seq = self.jobs.len() as u64;
             let id = job_id(seq);
+            let class = self.draw_class(seq);
             self.jobs.push(JobRecord {
                 id: id.clone(),
                 arrival: at,
@@ -546,6 +614,7 @@ impl Simulation {
                 done: None,
                 started: None,
                 seen: false,
+                class,
             });
             self.checker.job_arrived(id.clone());
             self.pending.insert(seq);
@@ -560,19 +629,59 @@ impl Simulation {
         let host_down = self.host_down();
         let cut_off = self.partition_fraction();
         let now = self.clock.now();
-        let mut guard = self.cloud.lock();
-        let cloud: &mut Cloud = &mut guard;
+        let mut finished_jobs = Vec::new();
+        for cloud in self.clouds.clone() {
+            let mut guard = cloud.lock();
+            self.run_cloud(
+                &mut guard,
+                t,
+                now,
+                step_hours,
+                host_down,
+                cut_off,
+                &mut finished_jobs,
+            );
+        }
+        for (seq, worker) in finished_jobs {
+            if self.running.get(&seq) == Some(&worker) {
+                self.running.remove(&seq);
+            }
+            if let Some(job) = self.jobs.get_mut(seq as usize) {
+                job.done = Some(t);
+            }
+        }
+    }
+
+    /// One cloud's part of [`run_agents`](Self::run_agents).
+    #[allow(clippy::too_many_arguments)]
+    fn run_cloud(
+        &mut self,
+        cloud: &mut Cloud,
+        t: u64,
+        now: Timestamp,
+        step_hours: f64,
+        host_down: bool,
+        cut_off: f64,
+        finished_jobs: &mut Vec<(u64, WorkerId)>,
+    ) {
         cloud.t = t;
         let vanish_p = cloud.model.vanish_per_hour * step_hours;
         let crash_p = cloud.agents.crash_per_hour * step_hours;
         let agents = cloud.agents.clone();
         let keys: Vec<String> = cloud.instances.keys().cloned().collect();
-        let mut finished_jobs = Vec::new();
         for key in keys {
-            let vanished = match cloud.instances.get_mut(&key) {
-                Some(inst) => inst.rng.bernoulli(vanish_p),
+            let (vanished, reclaimed) = match cloud.instances.get_mut(&key) {
+                Some(inst) => (
+                    inst.rng.bernoulli(vanish_p),
+                    inst.reclaim_at.is_some_and(|at| t >= at),
+                ),
                 None => continue,
             };
+            if reclaimed {
+                cloud.remove(&key);
+                cloud.stats.reclaimed += 1;
+                continue;
+            }
             if vanished {
                 cloud.remove(&key);
                 cloud.stats.vanished += 1;
@@ -630,15 +739,6 @@ impl Simulation {
                 }
             }
         }
-        drop(guard);
-        for (seq, worker) in finished_jobs {
-            if self.running.get(&seq) == Some(&worker) {
-                self.running.remove(&seq);
-            }
-            if let Some(job) = self.jobs.get_mut(seq as usize) {
-                job.done = Some(t);
-            }
-        }
     }
 
     /// The host: requeue lost jobs, hand out pending ones, reconcile when due, tick.
@@ -661,7 +761,7 @@ impl Simulation {
                 }
             }
         }
-        let report = self.manager.tick(self.pending.len());
+        let report = self.manager.tick(self.demand());
         self.absorb_tick(&report);
         self.read_host_events();
     }
@@ -700,21 +800,50 @@ impl Simulation {
         self.pending.insert(seq);
         self.pending_ids.insert(job.clone());
         // The agent, if it still runs, works for nothing now.
-        let mut cloud = self.cloud.lock();
-        if let Some(inst) = cloud.instance_of(&worker) {
-            if inst.job.as_ref().is_some_and(|j| j.seq == seq) {
-                inst.job = None;
+        for cloud in &self.clouds {
+            let mut cloud = cloud.lock();
+            if let Some(inst) = cloud.instance_of(&worker) {
+                if inst.job.as_ref().is_some_and(|j| j.seq == seq) {
+                    inst.job = None;
+                }
             }
         }
     }
 
     fn claim_pending(&mut self) {
-        let filter = WorkerFilter::new();
+        let filters: Vec<WorkerFilter> = if self.classes.is_empty() {
+            vec![WorkerFilter::new()]
+        } else {
+            self.classes
+                .iter()
+                .map(|c| c.requirement.filter())
+                .collect()
+        };
+        // Classes that found no idle worker in this pass: their later jobs wait too.
+        let mut exhausted = vec![false; filters.len()];
         let queue: Vec<u64> = self.pending.iter().copied().collect();
-        for (i, seq) in queue.iter().copied().enumerate() {
+        for seq in queue {
+            let class = self.jobs[seq as usize].class;
+            if exhausted[class] {
+                self.cold_start(seq);
+                continue;
+            }
             let id = self.jobs[seq as usize].id.clone();
-            match self.registry.claim(&filter, id.clone()) {
+            match self.registry.claim(&filters[class], id.clone()) {
                 Ok(Some(worker)) => {
+                    if !self.classes.is_empty()
+                        && !filters[class].matches_static(&worker.handle, &worker.spec)
+                    {
+                        self.checker.note(
+                            Rule::PoolFit,
+                            format!(
+                                "job {id} (needs {}) was handed worker {} of pool {:?}",
+                                self.classes[class].requirement,
+                                worker.id,
+                                worker.spec.labels.get(POOL_LABEL)
+                            ),
+                        );
+                    }
                     self.pending.remove(&seq);
                     self.pending_ids.remove(&id);
                     self.running.insert(seq, worker.id);
@@ -724,27 +853,135 @@ impl Simulation {
                     job.started = Some(wait);
                     self.interval.recent.push_back((self.t, wait));
                     let ends_at = self.t + job.duration;
-                    let mut cloud = self.cloud.lock();
-                    if let Some(inst) = cloud.instance_of(&worker.id) {
-                        inst.job = Some(AgentJob {
-                            seq,
-                            job: id,
-                            ends_at,
-                        });
+                    for cloud in &self.clouds {
+                        let mut cloud = cloud.lock();
+                        if let Some(inst) = cloud.instance_of(&worker.id) {
+                            inst.job = Some(AgentJob {
+                                seq,
+                                job: id.clone(),
+                                ends_at,
+                            });
+                        }
                     }
                 }
                 Ok(None) | Err(_) => {
-                    // No idle worker: the rest waits; those never tried before are cold
-                    // starts (they wait for capacity to boot).
-                    for seq in &queue[i..] {
-                        let job = &mut self.jobs[*seq as usize];
-                        if !job.seen {
-                            job.seen = true;
-                            self.metrics.cold_starts += 1;
-                        }
-                    }
-                    break;
+                    // No idle worker for this class: its jobs wait; those never tried before
+                    // are cold starts (they wait for capacity to boot).
+                    exhausted[class] = true;
+                    self.cold_start(seq);
                 }
+            }
+        }
+    }
+
+    fn cold_start(&mut self, seq: u64) {
+        let job = &mut self.jobs[seq as usize];
+        if !job.seen {
+            job.seen = true;
+            self.metrics.cold_starts += 1;
+        }
+    }
+
+    /// The job class of arrival `seq`: a weighted draw from its own stream (the same for every
+    /// configuration compared on one seed).
+    fn draw_class(&self, seq: u64) -> usize {
+        if self.classes.len() <= 1 {
+            return 0;
+        }
+        let total: f64 = self.classes.iter().map(|c| c.weight).sum();
+        let mut x = SimRng::keyed(self.scenario.seed, STREAM_CLASS, seq).uniform() * total;
+        for (k, c) in self.classes.iter().enumerate() {
+            if x < c.weight {
+                return k;
+            }
+            x -= c.weight;
+        }
+        self.classes.len() - 1
+    }
+
+    /// The pending jobs as the manager's demand: by class (a plain count without classes).
+    fn demand(&self) -> Demand {
+        if self.classes.is_empty() {
+            return Demand::from(self.pending.len());
+        }
+        let mut counts = vec![0usize; self.classes.len()];
+        for seq in &self.pending {
+            counts[self.jobs[*seq as usize].class] += 1;
+        }
+        let mut demand = Demand::new();
+        for (class, n) in self.classes.iter().zip(counts) {
+            if n > 0 {
+                let mut r = class.requirement.clone();
+                r.count = n;
+                demand.push(r);
+            }
+        }
+        demand
+    }
+
+    /// Sends the interruption waves that are due: the chosen instances' workers get a notice
+    /// from the manager, and the instances disappear when it runs out.
+    fn interrupt(&mut self) {
+        for k in 0..self.pools.len() {
+            for (w, wave) in self.pools[k].interruptions.clone().into_iter().enumerate() {
+                if self.t < secs_to_ms(wave.at_secs) || !self.waves_sent.insert((k, w)) {
+                    continue;
+                }
+                let notice = secs_to_ms(wave.notice_secs);
+                // A seeded choice: the instances with the lowest keys of this wave.
+                let mut candidates: Vec<(u64, String, WorkerId)> = self.clouds[k]
+                    .lock()
+                    .instances
+                    .values()
+                    .filter(|i| i.reclaim_at.is_none())
+                    .map(|i| {
+                        let key = super::rng::mix(self.scenario.seed, w as u64, i.index);
+                        (key, i.resource_id.clone(), i.worker_id)
+                    })
+                    .collect();
+                candidates.sort();
+                let n = (wave.fraction * candidates.len() as f64).ceil() as usize;
+                for (_, rid, worker) in candidates.into_iter().take(n) {
+                    let deadline = self.clock.now() + notice;
+                    // Without the cloud's lock: the manager may call the provider.
+                    if self.manager.notify_interruption(&worker, deadline).is_ok() {
+                        if let Some(inst) = self.clouds[k].lock().instances.get_mut(&rid) {
+                            inst.reclaim_at = Some(self.t + notice);
+                        }
+                        self.hash.word(u64::from_le_bytes(
+                            worker.as_bytes()[..8].try_into().unwrap_or_default(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Multi-pool runs: no pool above its `max_workers` (workers under a notice aside).
+    fn check_pools(&mut self) {
+        if self.pools.is_empty() {
+            return;
+        }
+        let interrupted: HashSet<WorkerId> = self
+            .manager
+            .interruptions()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        for p in &self.pools {
+            let n = self
+                .registry
+                .find(&WorkerFilter::new().label(POOL_LABEL, p.name.as_str()))
+                .map(|ws| ws.iter().filter(|w| !interrupted.contains(&w.id)).count())
+                .unwrap_or(0);
+            if n > p.max_workers {
+                self.checker.note(
+                    Rule::PoolMax,
+                    format!(
+                        "pool {} has {n} workers, above its max_workers {}",
+                        p.name, p.max_workers
+                    ),
+                );
             }
         }
     }
@@ -801,7 +1038,7 @@ impl Simulation {
     }
 
     fn account(&mut self) {
-        let live = self.cloud.lock().instances.len();
+        let live: usize = self.clouds.iter().map(|c| c.lock().instances.len()).sum();
         self.metrics.worker_ms += live as u128 * u128::from(self.step_ms);
         let registered = self.registry.count().unwrap_or(0);
         self.metrics.peak_workers = self.metrics.peak_workers.max(registered);
@@ -847,7 +1084,8 @@ impl Simulation {
     }
 
     fn check(&mut self) {
-        let instances = self.cloud.lock().live();
+        self.check_pools();
+        let instances: Vec<_> = self.clouds.iter().flat_map(|c| c.lock().live()).collect();
         let pending_destroys: HashSet<WorkerId> = self
             .manager
             .pending_destroys()
@@ -877,7 +1115,13 @@ impl Simulation {
             .filter_map(|j| j.started)
             .collect();
         waits.sort_unstable();
-        let cloud = self.cloud.lock();
+        let mut cloud = super::cloud::CloudStats::default();
+        for c in &self.clouds {
+            let stats = &c.lock().stats;
+            cloud.panics += stats.panics;
+            cloud.vanished += stats.vanished + stats.reclaimed;
+            cloud.crashes += stats.crashes;
+        }
         let m = &self.metrics;
         SimReport {
             scenario: self.scenario.name.clone(),
@@ -903,9 +1147,9 @@ impl Simulation {
             provisioned: m.provisioned,
             provision_failures: m.provision_failures,
             destroy_failures: m.destroy_failures,
-            provider_panics: cloud.stats.panics,
-            vanished_instances: cloud.stats.vanished,
-            agent_crashes: cloud.stats.crashes,
+            provider_panics: cloud.panics,
+            vanished_instances: cloud.vanished,
+            agent_crashes: cloud.crashes,
             stall_graces: m.stall_graces,
             mass_expiry_holds: m.mass_expiry_holds,
             reconcile_vanished: m.reconcile_vanished,

@@ -33,6 +33,7 @@
 //!         ..scenario.lifecycle.clone()
 //!     },
 //!     worker: None,
+//!     pools: None,
 //! };
 //! let other = Simulation::new(&scenario, Some(&warm))?.run();
 //! assert_eq!(base.jobs_arrived, other.jobs_arrived, "same workload");
@@ -57,7 +58,7 @@ pub use plot::{plot_html, plot_svg};
 pub use report::{compare_table, SimReport};
 pub use rng::{mix, splitmix64, SimRng};
 pub use scenario::{
-    parse_trace, AgentModel, Burst, Dist, Faults, HostModel, Partition, ProviderModel, Scenario,
-    Variant, Window, Workload,
+    parse_trace, AgentModel, Burst, Dist, Faults, HostModel, InterruptionWave, JobClass, Partition,
+    ProviderModel, Scenario, SimPool, Variant, Window, Workload,
 };
 pub use timeline::{FaultBand, Sample, Timeline, MAX_SAMPLES};

@@ -6,8 +6,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::lifecycle::WorkerLifecycleConfig;
-use crate::worker::WorkerSpec;
+use crate::lifecycle::{
+    Requirement, WorkerLifecycleConfig, DEFAULT_POOL_SCALE_DOWN_COOLDOWN,
+    DEFAULT_POOL_SCALE_UP_COOLDOWN,
+};
+use crate::worker::{ResourceRequirements, WorkerSpec};
 
 use super::rng::SimRng;
 
@@ -198,6 +201,27 @@ impl Default for ProviderModel {
     }
 }
 
+impl ProviderModel {
+    fn validate(&self, what: &str) -> Result<()> {
+        self.boot.validate(&format!("{what}.boot"))?;
+        self.slow_boot.validate(&format!("{what}.slow_boot"))?;
+        probability(
+            &format!("{what}.slow_boot_probability"),
+            self.slow_boot_probability,
+        )?;
+        probability(
+            &format!("{what}.create_failure_probability"),
+            self.create_failure_probability,
+        )?;
+        probability(
+            &format!("{what}.destroy_failure_probability"),
+            self.destroy_failure_probability,
+        )?;
+        probability(&format!("{what}.panic_probability"), self.panic_probability)?;
+        non_negative(&format!("{what}.vanish_per_hour"), self.vanish_per_hour)
+    }
+}
+
 /// The simulated agents (the worker processes): how they report in and how they fail.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -376,6 +400,132 @@ pub struct Variant {
     /// The worker spec (idle timeout, lifetime, job limit); the scenario's when absent.
     #[serde(default)]
     pub worker: Option<WorkerSpec>,
+    /// The pools (another pool policy: priorities, bounds, fallback pools); the scenario's
+    /// when absent.
+    #[serde(default)]
+    pub pools: Option<Vec<SimPool>>,
+}
+
+/// A wave of interruption notices (spot reclaims) in a pool: at `at_secs`, `fraction` of the
+/// pool's live instances (a seeded choice) get a notice with `notice_secs` of warning, and
+/// their instances disappear when it runs out.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterruptionWave {
+    /// When the notices arrive, seconds since the run began.
+    pub at_secs: f64,
+    /// Share of the pool's live instances interrupted, in `[0, 1]`.
+    pub fraction: f64,
+    /// Warning before the instance goes, seconds.
+    pub notice_secs: f64,
+}
+
+/// One pool of a multi-pool scenario: its manager-side [`Pool`](crate::Pool) settings, its
+/// workers (labels, capabilities, resources, architecture; idle timeout and lifetime are the
+/// scenario worker's, which the checker judges by), its own cloud (provider model, times
+/// without capacity, interruption waves).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimPool {
+    /// The pool's name (its provider is `sim-NAME`).
+    pub name: String,
+    /// Higher first.
+    pub priority: i32,
+    /// Idle workers kept warm.
+    pub min_ready: usize,
+    /// The pool's own cap (the lifecycle's `max_workers` caps all pools together).
+    pub max_workers: usize,
+    /// The pool's scale-up cooldown, seconds.
+    pub scale_up_cooldown_secs: f64,
+    /// The pool's scale-down cooldown, seconds.
+    pub scale_down_cooldown_secs: f64,
+    /// Labels of its workers.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Capabilities of its workers.
+    pub capabilities: std::collections::BTreeSet<String>,
+    /// Resources of its workers.
+    pub resources: ResourceRequirements,
+    /// Its cloud; the scenario's `provider` when absent.
+    pub provider: Option<ProviderModel>,
+    /// Windows in which every create fails with "no capacity" (a spot market running dry).
+    pub no_capacity: Vec<Window>,
+    /// Interruption waves.
+    pub interruptions: Vec<InterruptionWave>,
+}
+
+impl Default for SimPool {
+    fn default() -> Self {
+        SimPool {
+            name: "pool".into(),
+            priority: 0,
+            min_ready: 0,
+            max_workers: 1_000_000,
+            scale_up_cooldown_secs: DEFAULT_POOL_SCALE_UP_COOLDOWN.as_secs_f64(),
+            scale_down_cooldown_secs: DEFAULT_POOL_SCALE_DOWN_COOLDOWN.as_secs_f64(),
+            labels: Default::default(),
+            capabilities: Default::default(),
+            resources: ResourceRequirements::default(),
+            provider: None,
+            no_capacity: Vec::new(),
+            interruptions: Vec::new(),
+        }
+    }
+}
+
+impl SimPool {
+    fn validate(&self, what: &str) -> Result<()> {
+        crate::lifecycle::validate_pool_name(&self.name)
+            .map_err(|e| Error::invalid(format!("{what}: {e}")))?;
+        non_negative(
+            &format!("{what}.scale_up_cooldown_secs"),
+            self.scale_up_cooldown_secs,
+        )?;
+        non_negative(
+            &format!("{what}.scale_down_cooldown_secs"),
+            self.scale_down_cooldown_secs,
+        )?;
+        if self.scale_up_cooldown_secs > 86_400.0 || self.scale_down_cooldown_secs > 86_400.0 {
+            return Err(Error::invalid(format!("{what}: cooldowns above a day")));
+        }
+        if self.min_ready > self.max_workers {
+            return Err(Error::invalid(format!(
+                "{what}: min_ready {} above max_workers {}",
+                self.min_ready, self.max_workers
+            )));
+        }
+        if let Some(p) = &self.provider {
+            p.validate(&format!("{what}.provider"))?;
+        }
+        for w in &self.no_capacity {
+            w.validate(&format!("{what}.no_capacity"))?;
+        }
+        for i in &self.interruptions {
+            non_negative(&format!("{what}.interruptions.at_secs"), i.at_secs)?;
+            non_negative(&format!("{what}.interruptions.notice_secs"), i.notice_secs)?;
+            probability(&format!("{what}.interruptions.fraction"), i.fraction)?;
+        }
+        Ok(())
+    }
+}
+
+/// A kind of job of a multi-pool scenario: what it needs (the requirement's `count` is
+/// ignored) and its share of the arrivals (weights are relative).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobClass {
+    /// What the job needs of a worker.
+    pub requirement: Requirement,
+    /// Its share of the arrivals, relative to the other classes' weights.
+    pub weight: f64,
+}
+
+impl Default for JobClass {
+    fn default() -> Self {
+        JobClass {
+            requirement: Requirement::new(0),
+            weight: 1.0,
+        }
+    }
 }
 
 /// One simulation: the manager configuration under test, the worker spec, the provider and
@@ -425,6 +575,11 @@ pub struct Scenario {
     pub host: HostModel,
     /// Faults on a schedule.
     pub faults: Faults,
+    /// Pools: when any is given, the manager scales these (each on its own simulated cloud)
+    /// from the demand by job class, instead of the single `worker` target.
+    pub pools: Vec<SimPool>,
+    /// Kinds of job, drawn per arrival by weight; none: every job needs nothing in particular.
+    pub job_classes: Vec<JobClass>,
 }
 
 impl Default for Scenario {
@@ -443,6 +598,8 @@ impl Default for Scenario {
             workload: Workload::default(),
             host: HostModel::default(),
             faults: Faults::default(),
+            pools: Vec::new(),
+            job_classes: Vec::new(),
         }
     }
 }
@@ -492,21 +649,31 @@ impl Scenario {
             if let Some(w) = &v.worker {
                 w.validate()?;
             }
+            for (k, pool) in v.pools.iter().flatten().enumerate() {
+                pool.validate(&format!("compare.pools[{k}]"))?;
+            }
         }
-        let p = &self.provider;
-        p.boot.validate("provider.boot")?;
-        p.slow_boot.validate("provider.slow_boot")?;
-        probability("provider.slow_boot_probability", p.slow_boot_probability)?;
-        probability(
-            "provider.create_failure_probability",
-            p.create_failure_probability,
-        )?;
-        probability(
-            "provider.destroy_failure_probability",
-            p.destroy_failure_probability,
-        )?;
-        probability("provider.panic_probability", p.panic_probability)?;
-        non_negative("provider.vanish_per_hour", p.vanish_per_hour)?;
+        let mut names = std::collections::BTreeSet::new();
+        for (k, pool) in self.pools.iter().enumerate() {
+            pool.validate(&format!("pools[{k}]"))?;
+            if !names.insert(&pool.name) {
+                return Err(Error::invalid(format!(
+                    "pools: two pools named {}",
+                    pool.name
+                )));
+            }
+        }
+        for (k, class) in self.job_classes.iter().enumerate() {
+            non_negative(&format!("job_classes[{k}].weight"), class.weight)?;
+            class
+                .requirement
+                .validate()
+                .map_err(|e| Error::invalid(format!("job_classes[{k}]: {e}")))?;
+        }
+        if !self.job_classes.is_empty() && self.job_classes.iter().all(|c| c.weight == 0.0) {
+            return Err(Error::invalid("job_classes: every weight is 0"));
+        }
+        self.provider.validate("provider")?;
         let a = &self.agents;
         a.connect.validate("agents.connect")?;
         non_negative("agents.heartbeat_interval_secs", a.heartbeat_interval_secs)?;
@@ -588,7 +755,10 @@ impl Scenario {
     }
 
     /// The names of the built-in scenarios: `default` (steady load) and the small fault
-    /// scenarios the tests run over many seeds.
+    /// scenarios the tests run over many seeds — among them the multi-pool ones: `gpu_burst`
+    /// (CPU and GPU pools, 30 % of the jobs need a GPU), `spot_outage` (a spot GPU pool without
+    /// capacity for ten minutes falls back to an on-demand pool; compared with "spot only"),
+    /// `interruption_wave` (half, then all, of a spot pool reclaimed with short notice).
     pub fn builtin_names() -> &'static [&'static str] {
         &[
             "default",
@@ -597,6 +767,9 @@ impl Scenario {
             "partition",
             "clock_stall",
             "flaky",
+            "gpu_burst",
+            "spot_outage",
+            "interruption_wave",
         ]
     }
 
@@ -677,6 +850,74 @@ impl Scenario {
                 s.host.reconcile_interval_secs = 120.0;
                 s
             }
+            "gpu_burst" => {
+                let mut s = Self::small(name);
+                s.lifecycle.max_workers = 10;
+                s.pools = vec![
+                    SimPool {
+                        name: "cpu".into(),
+                        min_ready: 1,
+                        max_workers: 6,
+                        scale_up_cooldown_secs: 5.0,
+                        ..SimPool::default()
+                    },
+                    gpu_pool("gpu", 0, 4),
+                ];
+                s.job_classes = vec![
+                    JobClass {
+                        requirement: Requirement::new(0),
+                        weight: 0.7,
+                    },
+                    JobClass {
+                        requirement: Requirement::new(0).label("gpu", "a100"),
+                        weight: 0.3,
+                    },
+                ];
+                s
+            }
+            "spot_outage" => {
+                let mut s = Self::small(name);
+                s.lifecycle.max_workers = 12;
+                let mut spot = gpu_pool("gpu-spot", 10, 9);
+                spot.no_capacity = vec![Window {
+                    start_secs: 300.0,
+                    end_secs: 900.0,
+                }];
+                s.pools = vec![spot.clone(), gpu_pool("gpu-ondemand", 0, 3)];
+                s.job_classes = vec![JobClass {
+                    requirement: Requirement::new(0).label("gpu", "a100"),
+                    weight: 1.0,
+                }];
+                s.compare = Some(Variant {
+                    label: "spot only".into(),
+                    lifecycle: s.lifecycle.clone(),
+                    worker: None,
+                    pools: Some(vec![spot]),
+                });
+                s
+            }
+            "interruption_wave" => {
+                let mut s = Self::small(name);
+                s.lifecycle.max_workers = 10;
+                let mut spot = gpu_pool("spot", 10, 6);
+                spot.labels.clear();
+                spot.interruptions = vec![
+                    InterruptionWave {
+                        at_secs: 700.0,
+                        fraction: 0.5,
+                        notice_secs: 60.0,
+                    },
+                    InterruptionWave {
+                        at_secs: 1300.0,
+                        fraction: 1.0,
+                        notice_secs: 30.0,
+                    },
+                ];
+                let mut ondemand = gpu_pool("ondemand", 0, 4);
+                ondemand.labels.clear();
+                s.pools = vec![spot, ondemand];
+                s
+            }
             _ => return None,
         };
         s.seed = seed;
@@ -725,5 +966,30 @@ impl Scenario {
             },
             ..Scenario::default()
         }
+    }
+}
+
+/// A GPU pool for the built-in multi-pool scenarios: workers labelled `gpu=a100` with one GPU.
+fn gpu_pool(name: &str, priority: i32, max_workers: usize) -> SimPool {
+    SimPool {
+        name: name.into(),
+        priority,
+        max_workers,
+        scale_up_cooldown_secs: 5.0,
+        labels: [("gpu".to_owned(), "a100".to_owned())].into(),
+        resources: ResourceRequirements {
+            cpu_cores: 16.0,
+            gpu_count: 1,
+            gpu_type: Some("a100".into()),
+            ..ResourceRequirements::default()
+        },
+        provider: Some(ProviderModel {
+            boot: Dist::LogNormal {
+                median: 40.0,
+                sigma: 0.3,
+            },
+            ..ProviderModel::default()
+        }),
+        ..SimPool::default()
     }
 }

@@ -44,6 +44,8 @@ pub fn spec() -> Arc<WorkerSpec> {
 pub enum CreateStep {
     Ok,
     Fail(&'static str),
+    /// Fails with [`ProviderErrorKind::NoCapacity`].
+    NoCapacity,
     Panic,
     /// Blocks until [`TestProvider::release_stalled`] is called, then succeeds.
     Stall,
@@ -182,6 +184,7 @@ impl TestProvider {
             // call would deadlock here.
             manager.stats().unwrap();
             manager.plan_scaling(1).unwrap();
+            manager.plan_pools(&Demand::from(1)).unwrap();
             let _ = manager.pending_destroys();
             let _ = manager.provider_backoff();
             manager.registry().find(&WorkerFilter::new()).unwrap();
@@ -217,6 +220,7 @@ impl WorkerProvider for TestProvider {
         let result = match step {
             CreateStep::Ok => Ok(handle),
             CreateStep::Fail(msg) => Err(ProviderError::new(msg)),
+            CreateStep::NoCapacity => Err(ProviderError::no_capacity("no capacity")),
             CreateStep::Panic => {
                 self.creating_now.fetch_sub(1, Ordering::SeqCst);
                 panic!("provider {} exploded", self.id)
@@ -395,6 +399,25 @@ impl Fixture {
             .into_iter()
             .map(|w| w.id)
             .collect()
+    }
+
+    /// [`assert_no_leak`](Self::assert_no_leak) over several providers: every record's
+    /// instance exists at one of them, and every instance has a record.
+    pub fn assert_no_leak_of(&self, providers: &[&Arc<TestProvider>]) {
+        let mut records: Vec<String> = self
+            .registry
+            .find(&WorkerFilter::new())
+            .unwrap()
+            .into_iter()
+            .map(|w| w.handle.resource_id.clone())
+            .collect();
+        records.sort();
+        let mut instances: Vec<String> = self.provider.instance_ids();
+        for p in providers {
+            instances.extend(p.instance_ids());
+        }
+        instances.sort();
+        assert_eq!(instances, records, "instances vs records");
     }
 
     /// No instance at the provider without a registry record, and vice versa.

@@ -14,6 +14,7 @@ mod cleanup;
 mod contract;
 mod flaky_registry;
 mod health;
+mod pools;
 mod provisioning;
 mod reconcile;
 mod scaling;

@@ -15,6 +15,7 @@ mod test_registry;
 
 mod contract;
 mod deadlines;
+mod fit;
 mod model;
 mod ops;
 mod snapshot;

@@ -30,6 +30,10 @@ pub enum hw_provider_result {
     NotFound = 2,
     /// `list_workers`: not supported by this provider (`reconcile` skips it).
     Unsupported = 3,
+    /// `create_worker`: no capacity for this spec now (a spot market without instances, a full
+    /// quota). A pool whose create fails this way hands its demand to the next pool that
+    /// satisfies it until the provider's back-off ends.
+    NoCapacity = 4,
 }
 
 /// A provider written in C: function pointers and the `user_data` they receive first. Each
@@ -131,6 +135,7 @@ impl CProvider {
             1 => Err(ProviderError::new(message())),
             2 => Err(ProviderError::not_found(message())),
             3 => Err(ProviderError::unsupported(call.operation)),
+            4 => Err(ProviderError::no_capacity(message())),
             other => Err(ProviderError::new(format!(
                 "{} of C provider {} returned {other}, which is not a hw_provider_result",
                 call.operation, self.id

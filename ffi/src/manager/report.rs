@@ -118,6 +118,10 @@ pub struct hw_report_summary {
     pub provider_backoffs: usize,
     /// Explanation lines (`hw_report_get_decision`).
     pub decisions: usize,
+    /// Requirements of the demand no pool (or, without pools, the scaling target's spec) can
+    /// ever run (ticks only; each has an `unschedulable: ...` line among the decisions, and the
+    /// list with the reasons is in the JSON form).
+    pub unschedulable: usize,
     /// Actions performed (state changes and provider calls).
     pub actions: usize,
     /// Work found due but left for later because of the per-tick action cap (health checks and
@@ -140,8 +144,8 @@ pub struct hw_report_summary {
     /// unhealthy after all, without a grace period. Counts in `hold`, duration in
     /// `brake_held_for_ms`.
     pub brake_gave_up: bool,
-    /// Whether a scaling decision was made (a scaling target is set; the plan is in the JSON
-    /// form, its explanation among the decisions).
+    /// Whether a scaling decision was made (a scaling target or pools are set; the plan is in
+    /// the JSON form — `scaling` or `pools` —, its explanation lines among the decisions).
     pub scaled: bool,
     /// Whether the per-tick action cap stopped it early (the next ticks do the rest).
     pub capped: bool,
@@ -204,6 +208,8 @@ impl hw_report {
             provision_failures,
             provider_backoff,
             scaling,
+            pools,
+            unschedulable,
             decisions,
             actions,
             capped,
@@ -231,7 +237,8 @@ impl hw_report {
             decisions: decisions.len(),
             actions: *actions,
             health_checked: *health_checked,
-            scaled: scaling.is_some(),
+            scaled: scaling.is_some() || pools.is_some(),
+            unschedulable: unschedulable.len(),
             capped: *capped,
             skipped: *skipped,
             leading: *leading,

@@ -9,6 +9,7 @@
 //! - `retire`: cleanup, drain and terminate (taking workers out of service);
 //! - `destroy_queue`: the `Terminating` workers whose instance must still be destroyed;
 //! - `autoscale`: the scaling target, plan and its execution;
+//! - `pools`: pools, demand, interruption notices, and the scaling step of `tick`;
 //! - `reconcile`: the registry against what the providers really have.
 //!
 //! [`tick`]: WorkerLifecycleManager::tick
@@ -18,6 +19,7 @@ mod brake;
 mod destroy_queue;
 mod health;
 mod leader;
+mod pools;
 mod providers;
 mod provisioning;
 mod reconcile;
@@ -37,12 +39,14 @@ use crate::registry::WorkerRegistry;
 
 use super::config::WorkerLifecycleConfig;
 use super::lease::{AlwaysLeader, LeaseKeeper};
+use super::pools::Demand;
 use super::report::{LifecycleStats, ProviderBackoff, TickReport};
 use crate::metrics::{ManagerView, Metrics};
 
 use autoscale::ScalingTarget;
 use brake::Brake;
 use destroy_queue::DestroyQueue;
+use pools::PoolSet;
 use providers::{Backoff, ProviderEntry};
 use provisioning::Ledger;
 
@@ -202,6 +206,8 @@ pub struct WorkerLifecycleManager {
     backoff: Arc<Mutex<BackoffMap>>,
     schedule: Mutex<Schedule>,
     target: Mutex<Option<ScalingTarget>>,
+    /// Pools and interruption notices (see `pools`).
+    pools: Mutex<PoolSet>,
     counters: Arc<Counters>,
     metrics: Arc<Metrics>,
     ticking: AtomicBool,
@@ -304,6 +310,7 @@ impl WorkerLifecycleManager {
                 ..Schedule::default()
             }),
             target: Mutex::new(None),
+            pools: Mutex::new(PoolSet::default()),
             counters,
             metrics,
             ticking: AtomicBool::new(false),
@@ -330,15 +337,22 @@ impl WorkerLifecycleManager {
     ///    worker a fresh grace period (`stall_grace`);
     /// 2. the health check, every `health_check_interval`;
     /// 3. cleanup (idle, lifetime, drained) and destroy retries that are due;
-    /// 4. scaling toward the target set by [`set_scaling_target`](Self::set_scaling_target).
+    /// 4. interruption deadlines ([`notify_interruption`](Self::notify_interruption)): a job
+    ///    still running on an interrupted worker at its deadline is reported lost;
+    /// 5. scaling toward `demand`: over the pools when any is set
+    ///    ([`set_pools`](Self::set_pools), see [`plan_pools`](Self::plan_pools)), otherwise toward
+    ///    the target set by [`set_scaling_target`](Self::set_scaling_target) — a number of
+    ///    pending jobs (`tick(5)`) is a demand of jobs that need nothing in particular.
+    ///    Demand that no pool (or the target's spec) satisfies is listed in `unschedulable`.
     ///
     /// At most `max_actions_per_tick` actions are taken; the rest waits for the next ticks
     /// (`capped`). A call while another thread ticks returns at once with `skipped`.
     /// Errors of the registry are reported in `decisions`, never panicked on.
-    pub fn tick(&self, pending_jobs: usize) -> TickReport {
+    pub fn tick(&self, demand: impl Into<Demand>) -> TickReport {
+        let demand = demand.into();
         let mut report = TickReport {
             at: self.registry.now(),
-            pending_jobs,
+            pending_jobs: demand.total(),
             ..TickReport::default()
         };
         if self.ticking.swap(true, Ordering::AcqRel) {
@@ -350,7 +364,11 @@ impl WorkerLifecycleManager {
         }
         let _guard = TickGuard(&self.ticking);
         let timer = self.metrics.start();
-        crate::trace::span!("tick", pending_jobs);
+        crate::trace::span!(
+            "tick",
+            pending_jobs = report.pending_jobs,
+            requirements = demand.requirements.len()
+        );
         let now = report.at;
         let mut budget = Budget::new(self.config.max_actions_per_tick);
         // A follower only tries to take or keep the lease; a new leader takes over first.
@@ -469,17 +487,7 @@ impl WorkerLifecycleManager {
         if !self.still_leading(&mut report) {
             return report;
         }
-        let target = self.target.lock().clone();
-        if let Some(target) = target {
-            match self.plan_inner(pending_jobs, Some(&target)) {
-                Ok((plan, candidates)) => {
-                    self.execute_plan(&plan, &candidates, &target, &mut budget, &mut report);
-                    report.decisions.insert(0, plan.explanation.clone());
-                    report.scaling = Some(plan);
-                }
-                Err(e) => report.decisions.push(format!("scaling plan failed: {e}")),
-            }
-        }
+        self.scale_tick(&demand, &mut budget, &mut report);
 
         report.provider_backoff = self.provider_backoff();
         report.actions = budget.used;

@@ -1,0 +1,386 @@
+//! Pools on the manager: demand by requirement over several providers, priorities, fallback
+//! on "no capacity" and recovery, the global cap, unschedulable demand, removal (drain),
+//! scale-in, interruption notices — on a manual clock with scripted providers.
+
+use std::sync::Arc;
+
+use crate::common::*;
+use hodei_workers::*;
+
+fn gpu_spec() -> WorkerSpec {
+    WorkerSpec {
+        resources: ResourceRequirements {
+            cpu_cores: 16.0,
+            gpu_count: 1,
+            gpu_type: Some("a100".into()),
+            ..Default::default()
+        },
+        ..WorkerSpec::new("trainer").with_label("gpu", "a100")
+    }
+}
+
+fn gpu_jobs(n: usize) -> Requirement {
+    Requirement::new(n).label("gpu", "a100")
+}
+
+/// A fixture with extra providers registered (each re-entering the manager from its calls).
+fn with_providers(
+    config: WorkerLifecycleConfig,
+    names: &[&str],
+) -> (Fixture, Vec<Arc<TestProvider>>) {
+    let f = Fixture::new(config);
+    let providers = names
+        .iter()
+        .map(|n| {
+            let p = TestProvider::new(n);
+            p.reenter.set(Arc::downgrade(&f.manager)).unwrap();
+            f.manager.register_provider(p.clone()).unwrap();
+            p
+        })
+        .collect();
+    (f, providers)
+}
+
+/// Heartbeats every registered worker, advances the clock, and ticks.
+fn step(f: &Fixture, by: std::time::Duration, demand: impl Into<Demand>) -> TickReport {
+    for id in f.ids() {
+        let _ = f.registry.heartbeat(&id);
+    }
+    f.advance(by);
+    f.manager.tick(demand)
+}
+
+fn report_in(f: &Fixture, report: &TickReport) {
+    for p in &report.provisioned {
+        f.registry
+            .update_state(&p.worker_id, WorkerState::Ready)
+            .unwrap();
+    }
+}
+
+fn pool_of(f: &Fixture, id: &WorkerId) -> String {
+    f.registry.get(id).unwrap().unwrap().spec.labels[POOL_LABEL].clone()
+}
+
+#[test]
+fn demand_goes_to_the_pools_that_satisfy_it_and_workers_carry_the_pool_label() {
+    let (f, _) = with_providers(config(), &["cpu", "gpu"]);
+    f.manager
+        .set_pools(vec![
+            Pool::new("cpu", pid("cpu"), WorkerSpec::new("builder")).unwrap(),
+            Pool::new("gpu", pid("gpu"), gpu_spec()).unwrap(),
+        ])
+        .unwrap();
+    let demand = Demand::new().with(gpu_jobs(2)).with(
+        Requirement::new(1)
+            .capability("docker")
+            .architecture(Architecture::Amd64),
+    );
+    // The plain job needs "docker", which no pool offers.
+    let report = f.manager.tick(&demand);
+    assert_eq!(report.pending_jobs, 3);
+    assert_eq!(report.provisioned.len(), 2, "{:#?}", report.decisions);
+    assert!(report
+        .provisioned
+        .iter()
+        .all(|p| p.provider_id == pid("gpu")));
+    assert_eq!(report.unschedulable.len(), 1);
+    assert_eq!(report.unschedulable[0].requirement, 1);
+    assert_eq!(
+        report.unschedulable[0].reason,
+        "no pool offers capability docker"
+    );
+    let plan = report.pools.as_ref().unwrap();
+    assert!(plan.pool("gpu").unwrap().explanation.starts_with(
+        "gpu +2: demand 2 (2 gpu=a100), ready 0, busy 0, starting 0, in flight 0, total 0"
+    ));
+    assert!(report.scaling.is_none(), "pools replace the single target");
+    assert!(report
+        .decisions
+        .iter()
+        .any(|d| d.starts_with("unschedulable: 1 job(s) needing +docker,amd64")));
+
+    // The workers carry the pool label and the template; a claim by the requirement's filter
+    // finds them.
+    report_in(&f, &report);
+    for p in &report.provisioned {
+        assert_eq!(pool_of(&f, &p.worker_id), "gpu");
+    }
+    let claimed = f
+        .registry
+        .claim(&demand.requirements[0].filter(), job("train-1"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.spec.resources.gpu_count, 1);
+    // A plain job is not given to the cpu pool's nonexistent workers: none was provisioned.
+    let report = step(&f, secs(1), Requirement::new(1));
+    assert_eq!(report.provisioned.len(), 0, "{:#?}", report.decisions);
+    assert_eq!(
+        report.pools.unwrap().pool("gpu").unwrap().serves[0].existing,
+        1,
+        "the idle gpu worker serves it"
+    );
+}
+
+#[test]
+fn no_capacity_spills_to_the_next_pool_and_recovery_takes_new_demand_back() {
+    let (f, p) = with_providers(config(), &["ec2-spot", "ec2"]);
+    let (spot, ondemand) = (&p[0], &p[1]);
+    f.manager
+        .set_pools(vec![
+            Pool::new("gpu-spot", pid("ec2-spot"), gpu_spec())
+                .unwrap()
+                .with_priority(10),
+            Pool::new("gpu-ondemand", pid("ec2"), gpu_spec())
+                .unwrap()
+                .with_max_workers(4),
+        ])
+        .unwrap();
+    spot.script_creates([CreateStep::NoCapacity]);
+    let report = f.manager.tick(gpu_jobs(2));
+    assert_eq!(report.provisioned.len(), 0);
+    assert_eq!(report.provision_failures.len(), 1);
+    assert_eq!(
+        report.provision_failures[0].kind,
+        ProviderErrorKind::NoCapacity
+    );
+    assert_eq!(
+        spot.calls(),
+        vec!["create"],
+        "a failing pool is asked once per tick"
+    );
+
+    // Next tick: spot is out of capacity for 4 more seconds, on-demand takes its demand.
+    let report = step(&f, secs(1), gpu_jobs(2));
+    assert_eq!(report.provisioned.len(), 2, "{:#?}", report.decisions);
+    assert!(report
+        .provisioned
+        .iter()
+        .all(|w| w.provider_id == pid("ec2")));
+    let plan = report.pools.as_ref().unwrap();
+    let line = &plan.pool("gpu-ondemand").unwrap().explanation;
+    assert!(
+        line.contains("2 spilled from gpu-spot (no capacity, retry in 4 s) to gpu-ondemand"),
+        "{line}"
+    );
+    assert!(
+        report.decisions[0].starts_with("gpu-spot 0: "),
+        "{:#?}",
+        report.decisions
+    );
+    report_in(&f, &report);
+    for (i, w) in report.provisioned.iter().enumerate() {
+        f.registry
+            .assign_to_job(&w.worker_id, job(&format!("j{i}")))
+            .unwrap();
+    }
+
+    // Spot recovers: new demand goes back to it; on-demand's workers keep their jobs.
+    let report = step(&f, secs(10), gpu_jobs(1));
+    assert_eq!(report.provisioned.len(), 1, "{:#?}", report.decisions);
+    assert_eq!(report.provisioned[0].provider_id, pid("ec2-spot"));
+    assert_eq!(
+        ondemand.calls().iter().filter(|c| *c == "create").count(),
+        2
+    );
+    f.assert_no_leak_of(&[spot, ondemand]);
+}
+
+#[test]
+fn the_global_max_caps_every_pool_together() {
+    let mut c = config();
+    c.max_workers = 3;
+    let (f, _) = with_providers(c, &["a", "b"]);
+    f.manager
+        .set_pools(vec![
+            Pool::new("a", pid("a"), WorkerSpec::new("i"))
+                .unwrap()
+                .with_priority(1)
+                .with_max_workers(2),
+            Pool::new("b", pid("b"), WorkerSpec::new("i")).unwrap(),
+        ])
+        .unwrap();
+    // The default provider's worker, in no pool, counts too.
+    f.provision();
+    let report = f.manager.tick(5);
+    assert_eq!(report.provisioned.len(), 2, "{:#?}", report.decisions);
+    let plan = report.pools.unwrap();
+    assert_eq!(plan.pool("a").unwrap().provision, 2);
+    assert_eq!(plan.pool("b").unwrap().provision, 0);
+    assert!(plan
+        .pool("b")
+        .unwrap()
+        .limits
+        .contains(&"global max_workers 3".to_owned()));
+    assert_eq!(f.registry.count().unwrap(), 3);
+}
+
+#[test]
+fn scale_in_retires_idle_workers_of_a_pool_after_its_cooldown_never_busy_ones() {
+    let (f, _) = with_providers(config(), &["cpu"]);
+    f.manager
+        .add_pool(
+            Pool::new("cpu", pid("cpu"), WorkerSpec::new("i"))
+                .unwrap()
+                .with_min_ready(1)
+                .with_scale_down_cooldown(secs(60)),
+        )
+        .unwrap();
+    assert!(f
+        .manager
+        .add_pool(Pool::new("cpu", pid("cpu"), WorkerSpec::new("i")).unwrap())
+        .is_err());
+    let report = f.manager.tick(3);
+    assert_eq!(report.provisioned.len(), 4, "3 jobs + 1 warm");
+    report_in(&f, &report);
+    let busy = report.provisioned[0].worker_id;
+    f.registry.assign_to_job(&busy, job("long")).unwrap();
+    let report = step(&f, secs(1), 0);
+    assert!(report.terminated.is_empty(), "scale-down cooldown");
+    let report = step(&f, secs(60), 0);
+    assert_eq!(report.terminated.len(), 2, "{:#?}", report.decisions);
+    assert_eq!(f.state(&busy), Some(WorkerState::Busy));
+    assert_eq!(
+        f.registry
+            .find(&WorkerFilter::new().label(POOL_LABEL, "cpu"))
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn a_removed_pool_drains_its_workers_and_gets_nothing_new() {
+    let (f, _) = with_providers(config(), &["a", "b"]);
+    f.manager
+        .set_pools(vec![
+            Pool::new("a", pid("a"), WorkerSpec::new("i"))
+                .unwrap()
+                .with_priority(1),
+            Pool::new("b", pid("b"), WorkerSpec::new("i")).unwrap(),
+        ])
+        .unwrap();
+    let report = f.manager.tick(3);
+    assert_eq!(report.provisioned.len(), 3);
+    report_in(&f, &report);
+    let ids: Vec<WorkerId> = report.provisioned.iter().map(|p| p.worker_id).collect();
+    f.registry.assign_to_job(&ids[0], job("j")).unwrap();
+
+    // Validation first: nothing changes on error.
+    let dup = vec![
+        Pool::new("b", pid("b"), WorkerSpec::new("i")).unwrap(),
+        Pool::new("b", pid("a"), WorkerSpec::new("i")).unwrap(),
+    ];
+    assert!(matches!(
+        f.manager.set_pools(dup),
+        Err(Error::InvalidArgument(_))
+    ));
+    let unknown = vec![Pool::new("c", pid("nope"), WorkerSpec::new("i")).unwrap()];
+    assert!(matches!(
+        f.manager.set_pools(unknown),
+        Err(Error::ProviderNotFound(_))
+    ));
+    assert_eq!(f.manager.pools().len(), 2);
+
+    let mut drained = f
+        .manager
+        .set_pools(vec![Pool::new("b", pid("b"), WorkerSpec::new("i")).unwrap()])
+        .unwrap();
+    drained.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(drained, expected);
+    let report = step(&f, secs(1), 3);
+    // Two idle ones retired; the busy one finishes its job; pool b takes the demand.
+    assert_eq!(report.terminated.len(), 2, "{:#?}", report.decisions);
+    assert_eq!(f.state(&ids[0]), Some(WorkerState::Draining));
+    assert!(report.provisioned.iter().all(|p| p.provider_id == pid("b")));
+    assert_eq!(report.provisioned.len(), 3);
+    f.registry
+        .release_from_job(&ids[0], Some(&job("j")))
+        .unwrap();
+    let report = step(&f, secs(1), 3);
+    assert_eq!(report.terminated.len(), 1);
+    assert!(matches!(
+        f.manager.remove_pool("a"),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert_eq!(f.manager.remove_pool("b").unwrap().len(), 3);
+}
+
+#[test]
+fn an_interruption_drains_the_worker_replaces_it_ahead_and_loses_the_job_at_the_deadline() {
+    let (f, p) = with_providers(config(), &["spot"]);
+    f.manager
+        .add_pool(Pool::new("spot", pid("spot"), gpu_spec()).unwrap())
+        .unwrap();
+    let report = f.manager.tick(gpu_jobs(2));
+    report_in(&f, &report);
+    let (busy, idle) = (
+        report.provisioned[0].worker_id,
+        report.provisioned[1].worker_id,
+    );
+    f.registry.assign_to_job(&busy, job("train")).unwrap();
+
+    let deadline = f.now() + 120_000;
+    let w = f.manager.notify_interruption(&busy, deadline).unwrap();
+    assert_eq!(w.state, WorkerState::Draining);
+    assert_eq!(w.current_job, Some(job("train")));
+    f.manager.notify_interruption(&idle, deadline).unwrap();
+    assert_eq!(f.manager.interruptions().len(), 2);
+
+    // The idle one is retired by cleanup; the busy one gets a replacement ahead of time.
+    let report = step(&f, secs(30), 0);
+    assert_eq!(report.terminated.len(), 1, "{:#?}", report.decisions);
+    assert_eq!(report.terminated[0].worker_id, idle);
+    assert_eq!(report.provisioned.len(), 1, "{:#?}", report.decisions);
+    let replacement = report.provisioned[0].worker_id;
+    assert_eq!(pool_of(&f, &replacement), "spot");
+    report_in(&f, &report);
+    // Not twice: the replacement is ready for it.
+    let report = step(&f, secs(30), 0);
+    assert!(report.provisioned.is_empty(), "{:#?}", report.decisions);
+    assert_eq!(f.manager.interruptions(), vec![(busy, deadline)]);
+
+    // The deadline: the job still running is lost and the worker goes.
+    let report = step(&f, secs(60), 0);
+    assert_eq!(
+        report.lost_jobs,
+        vec![LostJob {
+            worker_id: busy,
+            job_id: job("train"),
+        }]
+    );
+    assert_eq!(f.state(&busy), None);
+    assert!(f.manager.interruptions().is_empty());
+    assert_eq!(f.state(&replacement), Some(WorkerState::Ready));
+    assert!(matches!(
+        f.manager.notify_interruption(&busy, deadline),
+        Err(Error::NotFound(_))
+    ));
+    f.assert_no_leak_of(&[&p[0]]);
+}
+
+#[test]
+fn tick_with_a_number_keeps_the_single_target_and_reports_what_its_spec_cannot_run() {
+    let f = Fixture::new(config());
+    f.manager
+        .set_scaling_target(&f.provider.id, spec())
+        .unwrap();
+    let report = f
+        .manager
+        .tick(Demand::new().with(Requirement::new(2)).with(gpu_jobs(4)));
+    // Only the 2 plain jobs (+1 warm) count; the gpu jobs cannot run on the target's spec.
+    assert_eq!(report.provisioned.len(), 3, "{:#?}", report.decisions);
+    assert!(
+        report.decisions[0].starts_with("+3: pending 2"),
+        "{:#?}",
+        report.decisions
+    );
+    assert_eq!(report.pending_jobs, 6);
+    assert_eq!(
+        report.unschedulable[0].reason,
+        "the scaling target's spec does not offer label gpu=a100"
+    );
+    assert!(report.pools.is_none());
+}

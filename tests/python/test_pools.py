@@ -1,0 +1,181 @@
+"""Pools and demand from Python: demand by requirement, fallback between pools, unschedulable
+jobs, interruption notices, and the errors of bad input."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+
+import hodei_workers as hw
+
+
+class Cloud:
+    """A provider that can be told to fail its creates."""
+
+    provider_type = "ec2"
+
+    def __init__(self, provider_id: str) -> None:
+        self.provider_id = provider_id
+        self.fail = False
+        self.created: list[str] = []
+        self._ids = itertools.count(1)
+
+    def create_worker(self, worker_id: str, spec: hw.WorkerSpec) -> str:
+        if self.fail:
+            raise hw.NoCapacity("no g5.xlarge spot capacity")
+        self.created.append(worker_id)
+        return f"{self.provider_id}-{next(self._ids)}"
+
+    def destroy_worker(self, handle: hw.WorkerHandle) -> None:
+        pass
+
+
+GPU = hw.WorkerSpec(
+    "trainer",
+    labels={"gpu": "a100"},
+    resources=hw.Resources(cpu_cores=16, gpu_count=1, gpu_type="a100"),
+)
+
+
+@pytest.fixture
+def spot() -> Cloud:
+    return Cloud("spot")
+
+
+@pytest.fixture
+def ondemand() -> Cloud:
+    return Cloud("ondemand")
+
+
+@pytest.fixture
+def manager(registry: hw.Registry, spot: Cloud, ondemand: Cloud) -> hw.LifecycleManager:
+    m = hw.LifecycleManager(registry, hw.LifecycleConfig(min_ready_workers=0, heartbeat_timeout=600))
+    m.register_provider(spot)
+    m.register_provider(ondemand)
+    m.set_pools(
+        [
+            hw.Pool("gpu-spot", "spot", GPU, priority=10, max_workers=8),
+            hw.Pool("gpu-ondemand", "ondemand", GPU, max_workers=4, scale_up_cooldown=5.0),
+        ]
+    )
+    return m
+
+
+def test_demand_reads_dicts_and_refuses_bad_ones() -> None:
+    d = hw.Demand([{"labels": {"gpu": "a100"}, "count": 3}, {"capabilities": {"docker"}, "count": 2}])
+    assert d.total == 5
+    assert d.requirements[0]["labels"] == {"gpu": "a100"}
+    assert d.requirements[1]["capabilities"] == ["docker"]
+    assert d == hw.Demand(json.loads(d.to_json()))
+    assert hw.Demand().total == 0
+    with pytest.raises(hw.InvalidArgumentError, match="lables"):
+        hw.Demand([{"lables": {}, "count": 1}])
+    with pytest.raises(TypeError):
+        hw.Demand([{"count": "3"}])
+    with pytest.raises(TypeError):
+        hw.Demand(["gpu"])  # type: ignore[list-item]
+    with pytest.raises(TypeError):
+        hw.Demand({"count": 1})  # type: ignore[dict-item]
+    with pytest.raises(hw.InvalidArgumentError):
+        hw.Demand([{"count": -1}])
+
+
+def test_pool_values_and_validation() -> None:
+    p = hw.Pool("gpu-spot", "spot", GPU, priority=10, max_workers=8, scale_down_cooldown=120)
+    assert (p.name, p.provider_id, p.priority, p.max_workers, p.min_ready) == ("gpu-spot", "spot", 10, 8, 0)
+    assert p.scale_up_cooldown == 10.0 and p.scale_down_cooldown == 120.0
+    assert p.template == GPU
+    assert hw.Pool("a", "spot", GPU).max_workers is None
+    assert p == hw.Pool("gpu-spot", "spot", GPU, priority=10, max_workers=8, scale_down_cooldown=120)
+    assert "gpu-spot" in repr(p)
+    with pytest.raises(hw.InvalidArgumentError):
+        hw.Pool("no spaces", "spot", GPU)
+    with pytest.raises(hw.InvalidArgumentError):
+        hw.Pool("a", "spot", GPU, min_ready=3, max_workers=2)
+    with pytest.raises(hw.InvalidArgumentError):
+        hw.Pool("a", "spot", hw.WorkerSpec("x", labels={"hodei.pool": "b"}))
+
+
+def test_fallback_unschedulable_and_interruption(
+    manager: hw.LifecycleManager, registry: hw.Registry, clock: hw.ManualClock, spot: Cloud, ondemand: Cloud
+) -> None:
+    assert [p.name for p in manager.pools()] == ["gpu-spot", "gpu-ondemand"]
+    gpu_jobs = hw.Demand([{"labels": {"gpu": "a100"}, "count": 2}])
+
+    spot.fail = True
+    report = manager.tick(gpu_jobs)
+    assert report.provisioned == [] and len(report.provision_failures) == 1
+    assert "no g5.xlarge spot capacity" in report.provision_failures[0].error
+    clock.advance(1)
+    report = manager.tick(gpu_jobs)
+    assert len(report.provisioned) == 2 and len(ondemand.created) == 2
+    plan = report.pools
+    assert plan is not None
+    by_name = {d.pool: d for d in plan.pools}
+    assert by_name["gpu-spot"].blocked == "no_capacity"
+    assert "spilled from gpu-spot (no capacity, retry in 4 s)" in by_name["gpu-ondemand"].explanation
+    assert any(line.startswith("gpu-ondemand +2") for line in report.decisions)
+
+    report = manager.tick(hw.Demand([{"labels": {"gpu": "h100"}, "count": 1}]))
+    assert [u.reason for u in report.unschedulable] == ["no pool offers label gpu=h100"]
+    assert report.unschedulable[0].description == "gpu=h100"
+    assert manager.plan_pools(hw.Demand([{"architecture": "arm64", "count": 1}])).unschedulable[0].reason == (
+        "no pool offers architecture arm64"
+    )
+
+    # An interruption notice on a busy worker: it drains; at the deadline its job is lost.
+    worker_id = report.provisioned[0].worker_id if report.provisioned else ondemand.created[0]
+    registry.update_state(worker_id, hw.WorkerState.READY)
+    registry.claim("train-1", labels={"gpu": "a100"})
+    worker = manager.notify_interruption(worker_id, clock.now() + 60)
+    assert worker.state == hw.WorkerState.DRAINING
+    clock.advance(61)
+    report = manager.tick(0)
+    assert [(j.worker_id, j.job_id) for j in report.lost_jobs] == [(worker_id, "train-1")]
+    with pytest.raises(hw.WorkerNotFoundError):
+        manager.notify_interruption(worker_id, clock.now() + 60)
+
+    assert len(manager.remove_pool("gpu-ondemand")) >= 1
+    with pytest.raises(hw.InvalidArgumentError):
+        manager.remove_pool("gpu-ondemand")
+
+
+def test_tick_with_a_number_still_works_and_bad_pools_are_refused(
+    registry: hw.Registry, spot: Cloud
+) -> None:
+    m = hw.LifecycleManager(registry, hw.LifecycleConfig(min_ready_workers=0))
+    m.register_provider(spot)
+    m.set_scaling_target("spot", hw.WorkerSpec("img"))
+    assert len(m.tick(2).provisioned) == 2
+    assert m.tick().pools is None
+    with pytest.raises(hw.ProviderNotFoundError):
+        m.set_pools([hw.Pool("a", "nope", GPU)])
+    with pytest.raises(hw.InvalidArgumentError):
+        m.set_pools([hw.Pool("a", "spot", GPU), hw.Pool("a", "spot", GPU)])
+    with pytest.raises(TypeError):
+        m.tick("3")  # type: ignore[arg-type]
+    assert m.pools() == []
+
+
+def test_claim_by_fit(registry: hw.Registry) -> None:
+    small = registry.register("k8s", "kubernetes", "pod-1", hw.WorkerSpec("x", resources=hw.Resources(cpu_cores=2)))
+    registry.update_state(small.id, hw.WorkerState.READY)
+    gpu = registry.register("ec2", "ec2", "i-1", GPU)
+    registry.update_state(gpu.id, hw.WorkerState.READY)
+    arm = registry.register(
+        "k8s", "kubernetes", "pod-2", hw.WorkerSpec("x", resources=hw.Resources(cpu_cores=8), architecture="arm64")
+    )
+    registry.update_state(arm.id, hw.WorkerState.READY)
+
+    needs_gpu = hw.Resources(cpu_cores=4, gpu_count=1, gpu_type="a100")
+    claimed = registry.claim("train", fits=needs_gpu)
+    assert claimed is not None and claimed.id == gpu.id
+    assert registry.claim("train-2", fits=needs_gpu) is None
+    assert [w.id for w in registry.find(fits=hw.Resources(cpu_cores=4), states=hw.WorkerState.READY)] == [arm.id]
+    assert registry.claim("build", fits=hw.Resources(cpu_cores=4), architecture="amd64") is None
+    claimed = registry.claim("lint", architecture="amd64")
+    assert claimed is not None and claimed.id == small.id
+    with pytest.raises(hw.InvalidArgumentError):
+        registry.find(architecture="sparc")
