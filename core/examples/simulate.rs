@@ -1,7 +1,8 @@
 //! Seeded fleet simulation: what would this autoscaling policy do on this workload?
 //!
 //! ```text
-//! cargo run --release -p hodei-workers --example simulate -- [SCENARIO.json] [options]
+//! cargo run --release -p hodei-workers --features sim --example simulate -- \
+//!     [SCENARIO.json] [options]
 //!
 //!   SCENARIO.json       a scenario file (see core/examples/scenarios/); without one, the
 //!                       built-in `default` scenario (steady load, 4 simulated hours)

@@ -28,6 +28,9 @@
 //!   ([`WorkerLifecycleManager::metrics`], [`metrics_text`](WorkerLifecycleManager::metrics_text)),
 //!   read at scrape time from what is already maintained; with the `tracing` cargo feature,
 //!   spans for tick, health check, cleanup, provision and destroy.
+//! - `sim` (cargo feature `sim`, off by default): a seeded, deterministic fleet simulation with
+//!   fault injection, for the tests and for policy what-if runs (`examples/simulate.rs`). Not
+//!   compiled into the C library or the Python module.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -65,6 +68,7 @@ mod ids;
 mod lifecycle;
 pub mod metrics;
 mod registry;
+#[cfg(feature = "sim")]
 pub mod sim;
 mod state;
 mod trace;

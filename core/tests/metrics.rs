@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "sim")]
 use hodei_workers::sim::{Scenario, Simulation};
 use hodei_workers::*;
 
@@ -62,6 +63,8 @@ pub const FAMILIES: [&str; 24] = [
     "hodei_workers_event_queue_length",
 ];
 
+/// Needs the `sim` feature (`make test` turns it on: mk/sim.mk).
+#[cfg(feature = "sim")]
 #[test]
 fn a_simulated_run_reads_back_exactly() {
     let mut scenario = Scenario::builtin("flaky", 4).unwrap();

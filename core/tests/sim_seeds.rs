@@ -1,7 +1,7 @@
 //! Many seeds across the fault scenarios, every invariant checked after every step.
 //!
 //! A failure prints the scenario, the seed, the violations and the commands that replay it:
-//! `SIM_SCENARIO=<name> SIM_SEED=<n> cargo test -p hodei-workers --test sim_seeds -- --nocapture`
+//! `SIM_SCENARIO=<name> SIM_SEED=<n> cargo test -p hodei-workers --features sim --test sim_seeds -- --nocapture`
 //! runs that one seed only (SIM_SEEDS=<count> changes how many seeds each scenario runs).
 
 use hodei_workers::sim::{Scenario, SimReport, Simulation, SIM_PANIC_MESSAGE};
@@ -55,8 +55,8 @@ fn run(name: &str, seed: u64) -> SimReport {
     if report.violations_total > 0 {
         panic!(
             "scenario {name} seed {seed}: {} invariant violation(s)\n{report}\nreplay with:\n  \
-             SIM_SCENARIO={name} SIM_SEED={seed} cargo test -p hodei-workers --test sim_seeds -- \
-             --nocapture\n  cargo run --release -p hodei-workers --example simulate -- --builtin \
+             SIM_SCENARIO={name} SIM_SEED={seed} cargo test -p hodei-workers --features sim --test sim_seeds -- \
+             --nocapture\n  cargo run --release -p hodei-workers --features sim --example simulate -- --builtin \
              {name} --seed {seed}",
             report.violations_total
         );

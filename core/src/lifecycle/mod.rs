@@ -17,6 +17,8 @@ mod ticker;
 pub use config::{WorkerLifecycleConfig, MAX_CONFIG_DURATION};
 pub use lease::{AlwaysLeader, InMemoryLease, LeaderInfo, Leadership, LeaseStatus, Term};
 pub use manager::WorkerLifecycleManager;
+// The simulation's scenarios check their pool names with the same rule.
+#[cfg(feature = "sim")]
 pub(crate) use pools::validate_pool_name;
 pub use pools::{
     Demand, Pool, PoolBlock, PoolDecision, PoolPlan, Requirement, Serving, Spill, UnmetDemand,

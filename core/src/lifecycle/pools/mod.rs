@@ -10,6 +10,7 @@ mod pool;
 pub use demand::{Demand, Requirement};
 pub(crate) use plan::{plan, PlanInputs, PoolFleet};
 pub use plan::{PoolBlock, PoolDecision, PoolPlan, Serving, Spill, UnmetDemand, Unschedulable};
+#[cfg(feature = "sim")]
 pub(crate) use pool::validate_pool_name;
 pub use pool::{
     Pool, DEFAULT_POOL_SCALE_DOWN_COOLDOWN, DEFAULT_POOL_SCALE_UP_COOLDOWN, MAX_POOL_NAME_LEN,
