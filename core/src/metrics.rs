@@ -38,6 +38,8 @@
 //! | `hodei_workers_workers_by_provider` | gauge | `provider` | registered workers per provider |
 //! | `hodei_workers_workers_by_provider_type` | gauge | `provider_type` | per provider type |
 //! | `hodei_workers_providers` | gauge | | registered providers |
+//! | `hodei_workers_pool_workers` | gauge | `pool`, `state` | a pool's workers per state, as of the last pools tick |
+//! | `hodei_workers_pool_demand` | gauge | `pool` | jobs of the demand the last pools tick gave the pool |
 //! | `hodei_workers_jobs_assigned_total` | counter | | successful `assign_to_job` / `claim` (registry) |
 //! | `hodei_workers_jobs_released_total` | counter | | successful `release_from_job` (registry) |
 //! | `hodei_workers_lost_jobs_total` | counter | | jobs reported lost with their worker |
@@ -95,6 +97,19 @@ pub(crate) struct ManagerView {
     pub backoff: Vec<ProviderBackoff>,
     /// The registry clock when the view was taken.
     pub now: Timestamp,
+    /// Per pool (by name), what the last pools tick counted: see [`PoolGauges`].
+    pub pools: Vec<(String, PoolGauges)>,
+}
+
+/// One pool's numbers as of the manager's last pools tick (stored by the tick from the
+/// per-pool view it builds for the plan; a scrape reads them, it never scans the registry).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct PoolGauges {
+    /// The pool's registered workers (label `hodei.pool=<name>`) per state, those under an
+    /// interruption notice included.
+    pub states: crate::registry::StateCounts,
+    /// Jobs of the demand the plan gave this pool (its `PoolDecision::demand`).
+    pub demand: usize,
 }
 
 /// How the collector reaches the manager's bookkeeping: shared handles, never the manager
@@ -411,6 +426,7 @@ fn encode_view(enc: &mut DescriptorEncoder<'_>, view: &ManagerView) -> fmt::Resu
         None,
         &[(&[], s.providers as u64)],
     )?;
+    encode_pools(enc, &view.pools)?;
 
     let names: Vec<String> = view.requested.iter().map(|(p, _)| p.to_string()).collect();
     let labels: Vec<[(&str, &str); 1]> = names.iter().map(|p| [("provider", p.as_str())]).collect();
@@ -516,5 +532,43 @@ fn encode_view(enc: &mut DescriptorEncoder<'_>, view: &ManagerView) -> fmt::Resu
         "Consecutive create failures of a provider that is backed off now (0: not backed off).",
         None,
         &failures,
+    )
+}
+
+/// The per-pool families: each pool's workers per state and its demand, as of the last pools
+/// tick. A pool removed since is gone from both (the removal forgets it at once).
+fn encode_pools(enc: &mut DescriptorEncoder<'_>, pools: &[(String, PoolGauges)]) -> fmt::Result {
+    let labels: Vec<([(&str, &str); 2], u64)> = pools
+        .iter()
+        .flat_map(|(name, g)| {
+            WorkerState::ALL.iter().map(move |st| {
+                (
+                    [("pool", name.as_str()), ("state", st.as_str())],
+                    g.states.get(*st) as u64,
+                )
+            })
+        })
+        .collect();
+    let series: Vec<(&[(&str, &str)], u64)> = labels.iter().map(|(l, v)| (&l[..], *v)).collect();
+    gauge(
+        enc,
+        "hodei_workers_pool_workers",
+        "A pool's registered workers (label hodei.pool) per state, as of the manager's last \
+         pools tick (not re-counted at scrape time).",
+        None,
+        &series,
+    )?;
+    let labels: Vec<([(&str, &str); 1], u64)> = pools
+        .iter()
+        .map(|(name, g)| ([("pool", name.as_str())], g.demand as u64))
+        .collect();
+    let series: Vec<(&[(&str, &str)], u64)> = labels.iter().map(|(l, v)| (&l[..], *v)).collect();
+    gauge(
+        enc,
+        "hodei_workers_pool_demand",
+        "Pending jobs the manager's last pools tick gave the pool to serve (interruption \
+         replacements included).",
+        None,
+        &series,
     )
 }

@@ -36,11 +36,13 @@ fn get(s: &BTreeMap<String, f64>, key: &str) -> f64 {
 }
 
 /// Every family the issue asks for, by its OpenMetrics name.
-pub const FAMILIES: [&str; 24] = [
+pub const FAMILIES: [&str; 26] = [
     "hodei_workers_workers",
     "hodei_workers_workers_by_provider",
     "hodei_workers_workers_by_provider_type",
     "hodei_workers_providers",
+    "hodei_workers_pool_workers",
+    "hodei_workers_pool_demand",
     "hodei_workers_jobs_assigned",
     "hodei_workers_jobs_released",
     "hodei_workers_lost_jobs",
@@ -359,4 +361,170 @@ fn heartbeat_ages_come_from_the_deadline_index() {
             released: 1
         })
     );
+}
+
+/// A provider whose creates succeed, with ids of its own name.
+#[derive(Debug)]
+struct Cloud(&'static str);
+impl WorkerProvider for Cloud {
+    fn provider_id(&self) -> ProviderId {
+        ProviderId::new(self.0).unwrap()
+    }
+    fn provider_type(&self) -> ProviderType {
+        ProviderType::Ec2
+    }
+    fn create_worker(&self, id: WorkerId, _: &WorkerSpec) -> ProviderResult<WorkerHandle> {
+        let handle = WorkerHandle::new(self.provider_id(), self.provider_type(), format!("i-{id}"));
+        Ok(WorkerHandle {
+            worker_id: id,
+            ..handle
+        })
+    }
+    fn destroy_worker(&self, _: &WorkerHandle) -> ProviderResult<()> {
+        Ok(())
+    }
+}
+
+/// `hodei_workers_pool_workers{pool,state}` for every state of `pool`, in `WorkerState::ALL`
+/// order.
+fn pool_states(s: &BTreeMap<String, f64>, pool: &str) -> Vec<f64> {
+    WorkerState::ALL
+        .iter()
+        .map(|st| {
+            get(
+                s,
+                &format!(
+                    "hodei_workers_pool_workers{{pool=\"{pool}\",state=\"{}\"}}",
+                    st.as_str()
+                ),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn pool_workers_by_state_are_the_last_pools_tick_counts() {
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    let registry: Arc<dyn WorkerRegistry> =
+        Arc::new(InMemoryWorkerRegistry::with_clock(clock.clone()));
+    let config = WorkerLifecycleConfig {
+        max_workers: 20,
+        max_provision_per_tick: 10,
+        ..Default::default()
+    };
+    let manager = WorkerLifecycleManager::new(Arc::clone(&registry), config).unwrap();
+    for p in ["k8s", "ec2"] {
+        manager.register_provider(Arc::new(Cloud(p))).unwrap();
+    }
+    let gpu = WorkerSpec::new("trainer").with_label("gpu", "a100");
+    manager
+        .set_pools(vec![
+            Pool::new(
+                "cpu",
+                ProviderId::new("k8s").unwrap(),
+                WorkerSpec::new("runner"),
+            )
+            .unwrap()
+            .with_priority(20)
+            .with_max_workers(10),
+            Pool::new("gpu", ProviderId::new("ec2").unwrap(), gpu)
+                .unwrap()
+                .with_max_workers(4),
+        ])
+        .unwrap();
+    // Before any tick the family exists and is empty.
+    let text = manager.metrics_text();
+    assert!(
+        text.contains("# TYPE hodei_workers_pool_workers gauge"),
+        "{text}"
+    );
+    assert!(!text.contains("hodei_workers_pool_workers{"), "{text}");
+
+    let demand = Demand::new()
+        .with(Requirement::new(3))
+        .with(Requirement::new(2).label("gpu", "a100"));
+    let first = manager.tick(&demand);
+    assert_eq!(first.provisioned.len(), 5, "{first:?}");
+    // The first tick planned from empty pools: its counts are zeros, whatever it provisioned
+    // afterwards; the demand is what its plan gave each pool.
+    let s = samples(&manager.metrics_text());
+    assert_eq!(pool_states(&s, "cpu"), vec![0.0; 7]);
+    assert_eq!(pool_states(&s, "gpu"), vec![0.0; 7]);
+    assert_eq!(get(&s, "hodei_workers_pool_demand{pool=\"cpu\"}"), 3.0);
+    assert_eq!(get(&s, "hodei_workers_pool_demand{pool=\"gpu\"}"), 2.0);
+
+    // cpu: two come up, one of them takes a job, one still starts; gpu: both up, one drains
+    // while it finishes its job (an idle one would be retired by the tick's cleanup).
+    let of = |pool: &str| -> Vec<WorkerId> {
+        let mut ids: Vec<WorkerId> = first
+            .provisioned
+            .iter()
+            .map(|p| p.worker_id)
+            .filter(|id| {
+                registry
+                    .get(id)
+                    .unwrap()
+                    .unwrap()
+                    .spec
+                    .labels
+                    .get("hodei.pool")
+                    == Some(&pool.to_owned())
+            })
+            .collect();
+        ids.sort();
+        ids
+    };
+    let (cpu, gpus) = (of("cpu"), of("gpu"));
+    assert_eq!((cpu.len(), gpus.len()), (3, 2));
+    let starting = registry.get(&cpu[2]).unwrap().unwrap().state;
+    for id in [cpu[0], cpu[1], gpus[0], gpus[1]] {
+        registry.update_state(&id, WorkerState::Ready).unwrap();
+        registry.heartbeat(&id).unwrap();
+    }
+    registry
+        .assign_to_job(&cpu[0], JobId::new("j1").unwrap())
+        .unwrap();
+    registry
+        .assign_to_job(&gpus[1], JobId::new("j2").unwrap())
+        .unwrap();
+    manager.drain_worker(&gpus[1]).unwrap();
+    // Within the scale-up cooldown: the ticks below provision nothing more.
+    clock.advance(Duration::from_secs(1));
+    let second = manager.tick(&demand);
+    assert!(second.provisioned.is_empty(), "{second:?}");
+
+    let s = samples(&manager.metrics_text());
+    let mut cpu_want = vec![0.0; 7];
+    let mut gpu_want = vec![0.0; 7];
+    let at = |st: WorkerState| WorkerState::ALL.iter().position(|s| *s == st).unwrap();
+    cpu_want[at(WorkerState::Busy)] = 1.0;
+    cpu_want[at(WorkerState::Ready)] = 1.0;
+    cpu_want[at(starting)] = 1.0;
+    gpu_want[at(WorkerState::Ready)] = 1.0;
+    gpu_want[at(WorkerState::Draining)] = 1.0;
+    assert_eq!(pool_states(&s, "cpu"), cpu_want);
+    assert_eq!(pool_states(&s, "gpu"), gpu_want);
+
+    // Counted by the tick, not at scrape time: a change since shows after the next tick.
+    registry.update_state(&cpu[2], WorkerState::Ready).unwrap();
+    assert_eq!(
+        pool_states(&samples(&manager.metrics_text()), "cpu"),
+        cpu_want
+    );
+    clock.advance(Duration::from_secs(1));
+    manager.tick(&demand);
+    cpu_want[at(starting)] = 0.0;
+    cpu_want[at(WorkerState::Ready)] = 2.0;
+    assert_eq!(
+        pool_states(&samples(&manager.metrics_text()), "cpu"),
+        cpu_want
+    );
+
+    // A removed pool is gone from both families at once; the other stays.
+    manager.remove_pool("gpu").unwrap();
+    let text = manager.metrics_text();
+    assert!(!text.contains("pool=\"gpu\""), "{text}");
+    let s = samples(&text);
+    assert_eq!(pool_states(&s, "cpu"), cpu_want);
+    assert_eq!(get(&s, "hodei_workers_pool_demand{pool=\"cpu\"}"), 3.0);
 }

@@ -12,7 +12,8 @@ the metrics into a ``prometheus_client`` registry instead, next to the host's ow
 
 ``prometheus_client`` is an optional dependency (``pip install 'hodei-workers[prometheus]'``);
 only this module needs it. Every scrape reads the manager once: workers by state and provider,
-jobs assigned and released, provisions, destroys, failures, brake holds, provider back-off,
+workers by pool and state and each pool's demand (as of the last pools tick), jobs assigned and
+released, provisions, destroys, failures, brake holds, provider back-off,
 tick and health-check durations, heartbeat ages and event drops, at O(1) cost in the fleet
 size.
 """

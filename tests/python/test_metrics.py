@@ -217,3 +217,59 @@ def test_collector_in_a_prometheus_client_registry(
     assert registry.get_sample_value(
         "hodei_workers_workers", {"state": "busy"}
     ) == manager.stats().registry.busy
+
+
+class PoolCloud:
+    """A provider whose creates always succeed."""
+
+    provider_type = "ec2"
+
+    def __init__(self, provider_id: str) -> None:
+        self.provider_id = provider_id
+        self.ids = itertools.count(1)
+
+    def create_worker(self, *args: object) -> str:
+        return f"{self.provider_id}-{next(self.ids)}"
+
+    def destroy_worker(self, handle: hw.WorkerHandle) -> None:
+        pass
+
+
+def test_pool_families_count_the_last_pools_tick(registry: hw.Registry, clock: hw.ManualClock) -> None:
+    manager = hw.LifecycleManager(registry, hw.LifecycleConfig(min_ready_workers=0, heartbeat_timeout=600))
+    for name in ("k8s", "ec2"):
+        manager.register_provider(PoolCloud(name))
+    gpu = hw.WorkerSpec("trainer", labels={"gpu": "a100"})
+    manager.set_pools(
+        [
+            hw.Pool("cpu", "k8s", hw.WorkerSpec("runner"), priority=20, max_workers=10),
+            hw.Pool("gpu", "ec2", gpu, max_workers=4),
+        ]
+    )
+    demand = hw.Demand([{"count": 2}, {"labels": {"gpu": "a100"}, "count": 1}])
+    first = manager.tick(demand)
+    assert len(first.provisioned) == 3
+    for p in first.provisioned:
+        registry.update_state(p.worker_id, hw.WorkerState.READY)
+    busy = next(w for w in registry.find(labels={"hodei.pool": "cpu"}))
+    registry.assign_to_job(busy.id, "job-1")
+    clock.advance(1)  # within the scale-up cooldown: nothing more is provisioned
+    assert manager.tick(demand).provisioned == []
+
+    types, v = samples(manager.metrics_text())
+    assert types["hodei_workers_pool_workers"] == "gauge"
+    assert types["hodei_workers_pool_demand"] == "gauge"
+    assert value(v, "hodei_workers_pool_workers", pool="cpu", state="ready") == 1
+    assert value(v, "hodei_workers_pool_workers", pool="cpu", state="busy") == 1
+    assert value(v, "hodei_workers_pool_workers", pool="gpu", state="ready") == 1
+    assert value(v, "hodei_workers_pool_workers", pool="gpu", state="creating") == 0
+    assert value(v, "hodei_workers_pool_demand", pool="cpu") == 2
+    assert value(v, "hodei_workers_pool_demand", pool="gpu") == 1
+
+    manager.remove_pool("gpu")
+    _, v = samples(manager.metrics_text())
+    assert not [key for key in v if ("pool", "gpu") in key[1]]
+    # The Prometheus text format too, through the collector.
+    reg = CollectorRegistry()
+    reg.register(Collector(manager))
+    assert reg.get_sample_value("hodei_workers_pool_workers", {"pool": "cpu", "state": "busy"}) == 1

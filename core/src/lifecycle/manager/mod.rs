@@ -41,7 +41,7 @@ use super::config::WorkerLifecycleConfig;
 use super::lease::{AlwaysLeader, LeaseKeeper};
 use super::pools::Demand;
 use super::report::{LifecycleStats, ProviderBackoff, TickReport};
-use crate::metrics::{ManagerView, Metrics};
+use crate::metrics::{ManagerView, Metrics, PoolGauges};
 
 use autoscale::ScalingTarget;
 use brake::Brake;
@@ -208,6 +208,9 @@ pub struct WorkerLifecycleManager {
     target: Mutex<Option<ScalingTarget>>,
     /// Pools and interruption notices (see `pools`).
     pools: Mutex<PoolSet>,
+    /// Per pool, the counts the last pools tick built its plan from (shared with the metrics
+    /// collector, which reads them at scrape time instead of scanning the registry).
+    pool_gauges: Arc<Mutex<BTreeMap<String, PoolGauges>>>,
     counters: Arc<Counters>,
     metrics: Arc<Metrics>,
     ticking: AtomicBool,
@@ -267,15 +270,17 @@ impl WorkerLifecycleManager {
         let destroys = Arc::new(Mutex::new(DestroyQueue::default()));
         let backoff = Arc::new(Mutex::new(BackoffMap::new()));
         let counters = Arc::new(Counters::default());
+        let pool_gauges: Arc<Mutex<BTreeMap<String, PoolGauges>>> = Arc::default();
         let metrics = {
             let metrics_registry = Arc::clone(&registry);
-            let (registry, providers, ledger, destroys, backoff, counters) = (
+            let (registry, providers, ledger, destroys, backoff, counters, pool_gauges) = (
                 Arc::clone(&registry),
                 Arc::clone(&providers),
                 Arc::clone(&ledger),
                 Arc::clone(&destroys),
                 Arc::clone(&backoff),
                 Arc::clone(&counters),
+                Arc::clone(&pool_gauges),
             );
             let view = move || -> Result<ManagerView> {
                 let stats = stats_of(&*registry, &providers, &ledger, &destroys, &counters)?;
@@ -293,6 +298,11 @@ impl WorkerLifecycleManager {
                     requested,
                     backoff: backoff_of(&backoff, now),
                     now,
+                    pools: pool_gauges
+                        .lock()
+                        .iter()
+                        .map(|(name, g)| (name.clone(), *g))
+                        .collect(),
                 })
             };
             Arc::new(Metrics::new(Arc::clone(&metrics_registry), Box::new(view)))
@@ -311,6 +321,7 @@ impl WorkerLifecycleManager {
             }),
             target: Mutex::new(None),
             pools: Mutex::new(PoolSet::default()),
+            pool_gauges,
             counters,
             metrics,
             ticking: AtomicBool::new(false),

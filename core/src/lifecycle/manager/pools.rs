@@ -18,6 +18,8 @@ use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::filter::WorkerFilter;
 use crate::ids::WorkerId;
+use crate::metrics::PoolGauges;
+use crate::registry::StateCounts;
 use crate::state::WorkerState;
 use crate::worker::{TerminationReason, Worker, WorkerSpec};
 
@@ -74,6 +76,14 @@ struct Interruption {
     /// The pool the worker belonged to, if any (its template is the replacement's requirement).
     pool: Option<String>,
 }
+
+/// What planning the pools yields: the plan, the idle workers chosen for retirement per pool,
+/// and each pool's registered workers per state.
+type Planned = (
+    PoolPlan,
+    BTreeMap<String, Vec<Worker>>,
+    BTreeMap<String, StateCounts>,
+);
 
 /// The requirement a replacement for a worker of `pool` must meet: what its template offers.
 fn replacement(pool: &Pool, count: usize) -> Requirement {
@@ -209,8 +219,10 @@ impl WorkerLifecycleManager {
                 .filter(|n| !names.contains(*n))
                 .cloned()
                 .collect::<Vec<_>>();
+            let mut gauges = self.pool_gauges.lock();
             for name in &removed {
                 set.entries.remove(name);
+                gauges.remove(name);
             }
             for pool in pools {
                 match set.entries.get_mut(&pool.name) {
@@ -257,8 +269,12 @@ impl WorkerLifecycleManager {
     /// # Errors
     /// [`Error::InvalidArgument`] when no pool has that name; a registry error.
     pub fn remove_pool(&self, name: &str) -> Result<Vec<WorkerId>> {
-        if self.pools.lock().entries.remove(name).is_none() {
-            return Err(Error::invalid(format!("no pool named {name:?}")));
+        {
+            let mut set = self.pools.lock();
+            if set.entries.remove(name).is_none() {
+                return Err(Error::invalid(format!("no pool named {name:?}")));
+            }
+            self.pool_gauges.lock().remove(name);
         }
         self.drain_pool(name)
     }
@@ -437,11 +453,13 @@ impl WorkerLifecycleManager {
         Ok(self.plan_pools_inner(demand, &BTreeMap::new())?.0)
     }
 
+    /// The plan, the idle workers chosen for retirement per pool, and each pool's registered
+    /// workers per state (for the metrics; counted in the same pass as the plan's fleet).
     fn plan_pools_inner(
         &self,
         demand: &Demand,
         interrupted_running: &BTreeMap<String, usize>,
-    ) -> Result<(PoolPlan, BTreeMap<String, Vec<Worker>>)> {
+    ) -> Result<Planned> {
         let now = self.registry.now();
         let entries: Vec<PoolEntry> = self.pools.lock().entries.values().cloned().collect();
         let interrupted: std::collections::BTreeSet<WorkerId> =
@@ -455,6 +473,7 @@ impl WorkerLifecycleManager {
         }
         let mut fleet = Vec::with_capacity(entries.len());
         let mut idle: Vec<Vec<Worker>> = Vec::with_capacity(entries.len());
+        let mut states = BTreeMap::new();
         for entry in &entries {
             let workers = self
                 .registry
@@ -466,7 +485,9 @@ impl WorkerLifecycleManager {
                 ..PoolFleet::default()
             };
             let mut candidates = Vec::new();
+            let mut counts = StateCounts::default();
             for w in workers {
+                *counts.slot(w.state) += 1;
                 if interrupted.contains(&w.id) {
                     continue;
                 }
@@ -484,6 +505,7 @@ impl WorkerLifecycleManager {
             // Longest idle first.
             candidates.sort_by_key(|w| (w.idle_since.unwrap_or(0), w.id));
             idle.push(candidates);
+            states.insert(entry.pool.name.clone(), counts);
             f.blocked = self.pool_block(entry, now);
             fleet.push(f);
         }
@@ -508,7 +530,7 @@ impl WorkerLifecycleManager {
                 chosen.insert(d.pool.clone(), workers);
             }
         }
-        Ok((plan, chosen))
+        Ok((plan, chosen, states))
     }
 
     fn pool_block(&self, entry: &PoolEntry, now: Timestamp) -> Option<PoolBlock> {
@@ -548,13 +570,14 @@ impl WorkerLifecycleManager {
             self.target_tick(demand, budget, report);
             return;
         }
-        let (plan, mut chosen) = match self.plan_pools_inner(demand, &running) {
+        let (plan, mut chosen, states) = match self.plan_pools_inner(demand, &running) {
             Ok(planned) => planned,
             Err(e) => {
                 report.decisions.push(format!("pool plan failed: {e}"));
                 return;
             }
         };
+        self.store_pool_gauges(&plan, states);
         for d in &plan.pools {
             let candidates = chosen.remove(&d.pool).unwrap_or_default();
             self.execute_pool(d, &candidates, now, budget, report);
@@ -645,6 +668,22 @@ impl WorkerLifecycleManager {
             report.failed.extend(destroyed.failed);
             report.drained.extend(cleanup.drained);
         }
+    }
+
+    /// Keeps this tick's per-pool counts for the metrics (`hodei_workers_pool_*`): they
+    /// replace the last tick's, so that a pool gone since is gone from the metrics too. A pool
+    /// removed while this tick planned is left out (its removal forgot it already).
+    fn store_pool_gauges(&self, plan: &PoolPlan, states: BTreeMap<String, StateCounts>) {
+        let set = self.pools.lock();
+        let gauges = states
+            .into_iter()
+            .filter(|(name, _)| set.entries.contains_key(name))
+            .map(|(name, states)| {
+                let demand = plan.pool(&name).map_or(0, |d| d.demand);
+                (name, PoolGauges { states, demand })
+            })
+            .collect();
+        *self.pool_gauges.lock() = gauges;
     }
 
     fn with_pool(&self, name: &str, f: impl FnOnce(&mut PoolEntry)) {
