@@ -11,6 +11,8 @@
 //! harness: `harness = false` in Cargo.toml), so the test needs nothing but itself and the
 //! server (`HODEI_PG_URL`).
 
+#[path = "../../core/tests/registry/ledger.rs"]
+mod ledger;
 mod support;
 
 use std::collections::{BTreeSet, HashMap};
@@ -21,6 +23,7 @@ use std::time::Duration;
 
 use hodei_workers::*;
 use hodei_workers_postgres::PostgresWorkerRegistry;
+use ledger::replay_job_ledger;
 
 const CHILDREN: usize = 3;
 const OPS_PER_CHILD: usize = 400;
@@ -255,44 +258,6 @@ fn read_until_marker(sub: &Subscription) -> Vec<WorkerLifecycleEvent> {
             return got;
         }
     }
-}
-
-/// Replays job events in `seq` order; panics at the first job held twice or released by a
-/// worker that did not hold it. Returns who holds what at the end.
-fn replay_job_ledger(events: &[WorkerLifecycleEvent]) -> HashMap<JobId, WorkerId> {
-    let mut job_holder: HashMap<JobId, WorkerId> = HashMap::new();
-    let mut worker_job: HashMap<WorkerId, JobId> = HashMap::new();
-    for e in events {
-        match &e.kind {
-            EventKind::AssignedToJob { worker_id, job_id } => {
-                if let Some(other) = job_holder.insert(job_id.clone(), *worker_id) {
-                    panic!(
-                        "seq {}: {job_id} assigned to {worker_id} while {other} holds it",
-                        e.seq
-                    );
-                }
-                if let Some(held) = worker_job.insert(*worker_id, job_id.clone()) {
-                    panic!(
-                        "seq {}: {worker_id} given {job_id} while holding {held}",
-                        e.seq
-                    );
-                }
-            }
-            EventKind::ReleasedFromJob { worker_id, job_id }
-            | EventKind::JobLost { worker_id, job_id } => {
-                assert_eq!(
-                    job_holder.remove(job_id),
-                    Some(*worker_id),
-                    "seq {}: {} of {job_id} by a worker that did not hold it",
-                    e.seq,
-                    e.kind.name()
-                );
-                assert_eq!(worker_job.remove(worker_id).as_ref(), Some(job_id));
-            }
-            _ => {}
-        }
-    }
-    job_holder
 }
 
 /// splitmix64, seeded per child.

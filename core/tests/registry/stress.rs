@@ -6,6 +6,9 @@
 //!
 //! The run is seeded: set `HODEI_STRESS_SEED` to replay one (thread interleavings still vary).
 
+#[path = "ledger.rs"]
+mod ledger;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
@@ -13,6 +16,7 @@ use std::time::Duration;
 
 use crate::common::*;
 use hodei_workers::*;
+use ledger::replay_job_ledger;
 use parking_lot::Mutex;
 
 const THREADS: usize = 6;
@@ -73,44 +77,6 @@ fn with_watchdog(name: &str, f: impl FnOnce() + Send + 'static) {
             panic!("{name}: no progress in {WATCHDOG:?}: deadlock suspected")
         }
     }
-}
-
-/// Replays job events in `seq` order and checks invariant 2 at every point. Returns who holds
-/// what at the end.
-fn replay_job_ledger(events: &[WorkerLifecycleEvent]) -> HashMap<JobId, WorkerId> {
-    let mut job_holder: HashMap<JobId, WorkerId> = HashMap::new();
-    let mut worker_job: HashMap<WorkerId, JobId> = HashMap::new();
-    for e in events {
-        match &e.kind {
-            EventKind::AssignedToJob { worker_id, job_id } => {
-                if let Some(other) = job_holder.insert(job_id.clone(), *worker_id) {
-                    panic!(
-                        "seq {}: {job_id} assigned to {worker_id} while {other} holds it",
-                        e.seq
-                    );
-                }
-                if let Some(held) = worker_job.insert(*worker_id, job_id.clone()) {
-                    panic!(
-                        "seq {}: {worker_id} given {job_id} while holding {held}",
-                        e.seq
-                    );
-                }
-            }
-            EventKind::ReleasedFromJob { worker_id, job_id }
-            | EventKind::JobLost { worker_id, job_id } => {
-                assert_eq!(
-                    job_holder.remove(job_id),
-                    Some(*worker_id),
-                    "seq {}: {} of {job_id} by a worker that did not hold it",
-                    e.seq,
-                    e.kind.name()
-                );
-                assert_eq!(worker_job.remove(worker_id).as_ref(), Some(job_id));
-            }
-            _ => {}
-        }
-    }
-    job_holder
 }
 
 /// Checks that each worker's events, in `seq` order, start with `Registered` and that nothing
