@@ -6,10 +6,11 @@
 //! random look-up into every record. On top of it a small cache makes the usual check cost
 //! what is due rather than the shard's size (see [`Sweep`]).
 //!
-//! Slots are reused through a free list. Only the record knows its slot and every access goes
-//! through the record, under the shard's lock, so a stale id (an unregistered worker) can
-//! never reach the slot's new occupant: its look-up fails first. Slot allocation and release
-//! need the shard's write lock, which excludes every heartbeat to the shard.
+//! Slots are the shard's slab slots ([`Shard`](super::memory)): the slab allocates and reuses
+//! them, the column follows (`attach`, `release`). Every access goes through the shard's id →
+//! slot index, under the shard's lock, so a stale id (an unregistered worker) can never reach
+//! the slot's new occupant: its look-up fails first. Attaching and releasing need the shard's
+//! write lock, which excludes every heartbeat to the shard.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +18,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::Mutex;
 
 use crate::clock::Timestamp;
-use crate::ids::WorkerId;
 
 /// Width of a bucket of [`HeartbeatAges`](super::HeartbeatAges) (1 s), in milliseconds.
 pub(super) const HEARTBEAT_AGE_BUCKET_MS: u64 = 1_000;
@@ -110,42 +110,31 @@ pub(super) struct HeartbeatColumn {
     beats: Vec<AtomicU64>,
     /// Whether each slot's worker is heartbeat-monitored (read only for slots found due).
     monitored: Vec<bool>,
-    /// The worker in each slot (the due list is made of ids).
-    owners: Vec<WorkerId>,
-    free: Vec<u32>,
     /// Taken by `due` under the shard's read lock; reached through `get_mut` under its write
     /// lock (lock order: shard, then this).
     sweep: Mutex<Sweep>,
 }
 
 impl HeartbeatColumn {
-    /// A slot for `id`, last heartbeat `heartbeat`, not monitored. Reuses a free slot if any.
-    pub fn alloc(&mut self, id: WorkerId, heartbeat: Timestamp) -> u32 {
-        match self.free.pop() {
-            Some(slot) => {
-                let s = slot as usize;
-                *self.beats[s].get_mut() = heartbeat;
-                self.monitored[s] = false;
-                self.owners[s] = id;
-                slot
-            }
-            None => {
-                let slot =
-                    u32::try_from(self.beats.len()).expect("fewer than 2^32 workers a shard");
-                self.beats.push(AtomicU64::new(heartbeat));
-                self.monitored.push(false);
-                self.owners.push(id);
-                slot
-            }
+    /// Takes `slot` (a slab slot: a free one, or the next past the end) with last heartbeat
+    /// `heartbeat`, not monitored.
+    pub fn attach(&mut self, slot: u32, heartbeat: Timestamp) {
+        let s = slot as usize;
+        if s < self.beats.len() {
+            *self.beats[s].get_mut() = heartbeat;
+            self.monitored[s] = false;
+        } else {
+            debug_assert_eq!(s, self.beats.len(), "slots are attached in order");
+            self.beats.push(AtomicU64::new(heartbeat));
+            self.monitored.push(false);
         }
     }
 
-    /// Releases a slot (its record left the shard).
+    /// Releases a slot (its record left the shard): never due again until attached.
     pub fn release(&mut self, slot: u32) {
         let s = slot as usize;
         *self.beats[s].get_mut() = FREE;
         self.monitored[s] = false;
-        self.free.push(slot);
     }
 
     /// The last heartbeat of `slot`.
@@ -177,14 +166,14 @@ impl HeartbeatColumn {
         }
     }
 
-    /// Calls `due` with the id of every monitored worker whose key (`max(heartbeat, floor)`)
+    /// Calls `due` with the slot of every monitored worker whose key (`max(heartbeat, floor)`)
     /// is below `cutoff`. Takes `&self`: runs under the shard's read lock, beside heartbeats
     /// (a worker heartbeating meanwhile may or may not be reported).
     ///
     /// Cost: the suspects of the last scan while `cutoff` stays at or below the horizon (the
     /// usual health check, every tick, finds what is due plus the slots re-filed since);
     /// otherwise one sequential pass over the column (8 bytes per slot).
-    pub fn due(&self, floor: Timestamp, cutoff: Timestamp, mut due: impl FnMut(WorkerId)) {
+    pub fn due(&self, floor: Timestamp, cutoff: Timestamp, mut due: impl FnMut(u32)) {
         let mut sweep = self.sweep.lock();
         let key = |s: usize| self.beats[s].load(Ordering::Acquire).max(floor);
         if cutoff <= sweep.horizon {
@@ -198,7 +187,7 @@ impl HeartbeatColumn {
                 }
                 let k = key(s);
                 if k < cutoff {
-                    due(self.owners[s]);
+                    due(slot);
                 }
                 k < horizon
             });
@@ -221,7 +210,7 @@ impl HeartbeatColumn {
                 mask &= mask - 1;
                 if self.monitored[s] {
                     sweep.suspects.push(s as u32);
-                    due(self.owners[s]);
+                    due(s as u32);
                 }
             }
         }

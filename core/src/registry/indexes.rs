@@ -17,15 +17,15 @@ use crate::registry::stats::WorkerRegistryStats;
 use crate::state::WorkerState;
 use crate::worker::{Worker, WorkerHandle, WorkerSpec};
 
-/// One worker's live record inside a shard.
+/// One worker's live record, in its shard's slab. Its last heartbeat is not here: it is in
+/// the shard's heartbeat column at the record's slot (whose monitored flag follows
+/// `state.heartbeat_monitored()`).
 #[derive(Debug)]
 pub(super) struct Record {
+    pub id: WorkerId,
     pub handle: Arc<WorkerHandle>,
     pub spec: Arc<WorkerSpec>,
     pub state: WorkerState,
-    /// Its slot in the shard's heartbeat column, which holds its last heartbeat (the column's
-    /// monitored flag follows `state.heartbeat_monitored()`).
-    pub slot: u32,
     pub current_job: Option<JobId>,
     pub jobs_executed: u64,
     pub created_at: Timestamp,
@@ -35,13 +35,13 @@ pub(super) struct Record {
 }
 
 impl Record {
-    /// The record of `w`, in `slot` (which holds `w.last_heartbeat`).
-    pub fn from_worker(w: &Worker, slot: u32) -> Record {
+    /// The record of `w` (its heartbeat goes to the column).
+    pub fn from_worker(w: &Worker) -> Record {
         Record {
+            id: w.id,
             handle: Arc::clone(&w.handle),
             spec: Arc::clone(&w.spec),
             state: w.state,
-            slot,
             current_job: w.current_job.clone(),
             jobs_executed: w.jobs_executed,
             created_at: w.created_at,
@@ -52,9 +52,9 @@ impl Record {
     }
 
     /// The snapshot of this record, whose last heartbeat (read from its slot) is `last_heartbeat`.
-    pub fn to_worker(&self, id: WorkerId, last_heartbeat: Timestamp) -> Worker {
+    pub fn to_worker(&self, last_heartbeat: Timestamp) -> Worker {
         Worker {
-            id,
+            id: self.id,
             handle: Arc::clone(&self.handle),
             spec: Arc::clone(&self.spec),
             state: self.state,

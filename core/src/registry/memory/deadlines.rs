@@ -1,0 +1,139 @@
+//! The deadline queries: the health check (`find_unhealthy`, `count_unhealthy`) from the
+//! shards' heartbeat columns, startup and retirement deadlines from the registry-wide indexes,
+//! and the heartbeat-age histogram.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::super::column::AgeCounts;
+use super::super::telemetry::HeartbeatAges;
+use super::super::WorkerRegistry;
+use super::InMemoryWorkerRegistry;
+use crate::clock::millis;
+use crate::ids::WorkerId;
+use crate::worker::{TerminationReason, Worker};
+
+impl InMemoryWorkerRegistry {
+    /// [`WorkerRegistry::find_unhealthy`]: from the columns.
+    pub(super) fn unhealthy(&self, heartbeat_timeout: Duration) -> Vec<Worker> {
+        let now = self.now();
+        let floor = self.floor();
+        // Silent for longer than the timeout <=> heartbeat < now - timeout.
+        let Some(cutoff) = now.checked_sub(millis(heartbeat_timeout)) else {
+            return Vec::new();
+        };
+        if floor >= cutoff {
+            return Vec::new();
+        }
+        let mut unhealthy = Vec::new();
+        for lock in self.shards.iter() {
+            // The shared lock: heartbeats to the shard go on while its column is read.
+            let shard = lock.read();
+            shard.column.due(floor, cutoff, |slot| {
+                if let Some(rec) = shard.at(slot) {
+                    unhealthy.push(shard.worker(slot, rec));
+                }
+            });
+        }
+        // In shard order: the trait promises no order.
+        unhealthy
+    }
+
+    /// [`WorkerRegistry::count_unhealthy`]: from the columns alone.
+    pub(super) fn unhealthy_count(&self, heartbeat_timeout: Duration) -> usize {
+        let now = self.now();
+        let floor = self.floor();
+        let Some(cutoff) = now.checked_sub(millis(heartbeat_timeout)) else {
+            return 0;
+        };
+        if floor >= cutoff {
+            return 0;
+        }
+        self.shards
+            .iter()
+            .map(|lock| lock.read().column.count_due(floor, cutoff))
+            .sum()
+    }
+
+    /// [`WorkerRegistry::find_startup_expired`]: from the startup index.
+    pub(super) fn startup_expired(&self, startup_timeout: Duration) -> Vec<Worker> {
+        let now = self.now();
+        let Some(cutoff) = now.checked_sub(millis(startup_timeout)) else {
+            return Vec::new();
+        };
+        if self.floor() >= cutoff {
+            return Vec::new();
+        }
+        let due: Vec<WorkerId> = {
+            let ix = self.indexes.lock();
+            ix.startup_due
+                .range(..(cutoff, WorkerId::MIN))
+                .map(|(_, id)| *id)
+                .collect()
+        };
+        self.snapshots_where(due, |rec| {
+            rec.state.is_starting() && rec.created_at < cutoff
+        })
+    }
+
+    /// [`WorkerRegistry::find_for_termination`]: from the idle, lifetime and drained indexes.
+    pub(super) fn due_for_termination(&self) -> Vec<(Worker, TerminationReason)> {
+        let now = self.now();
+        let mut due: BTreeMap<WorkerId, TerminationReason> = BTreeMap::new();
+        {
+            let ix = self.indexes.lock();
+            for (_, id) in ix.idle_due.range(..(now, WorkerId::MIN)) {
+                due.insert(*id, TerminationReason::Idle);
+            }
+            // Lifetime wins over idle: it is the harder limit.
+            for (_, id) in ix.lifetime_due.range(..(now, WorkerId::MIN)) {
+                due.insert(*id, TerminationReason::Lifetime);
+            }
+            for id in &ix.drained {
+                due.insert(*id, TerminationReason::Drained);
+            }
+        }
+        let mut out = Vec::with_capacity(due.len());
+        for (id, reason) in due {
+            let shard = self.shard(&id).read();
+            let Some((slot, rec)) = shard.get(&id) else {
+                continue;
+            };
+            let reason = match reason {
+                TerminationReason::Drained if rec.jobs_exhausted() => TerminationReason::MaxJobs,
+                other => other,
+            };
+            // Re-check against the record: it may have moved since the index was read.
+            let m = rec.membership();
+            let still_due = match reason {
+                // Its idle clock may have restarted (a job came and went) since the index was
+                // read: only the live deadline counts.
+                TerminationReason::Idle => {
+                    m.is_ready()
+                        && rec.idle_since.is_some_and(|since| {
+                            since.saturating_add(millis(rec.spec.idle_timeout)) < now
+                        })
+                }
+                TerminationReason::Lifetime => m.is_lifetime_tracked(),
+                _ => m.is_drained(),
+            };
+            if still_due {
+                out.push((shard.worker(slot, rec), reason));
+            }
+        }
+        out
+    }
+
+    /// The heartbeat ages of the monitored workers, from the columns.
+    pub(super) fn heartbeat_ages(&self) -> HeartbeatAges {
+        let now = self.now();
+        let floor = self.floor();
+        let mut ages = AgeCounts::new(now);
+        for shard in self.shards.iter() {
+            shard.read().column.count_ages(floor, &mut ages);
+        }
+        HeartbeatAges {
+            buckets: ages.into_buckets(),
+        }
+    }
+}

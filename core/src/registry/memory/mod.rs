@@ -1,0 +1,307 @@
+//! [`InMemoryWorkerRegistry`]: sharded records in slabs behind compact id → slot indexes,
+//! heartbeats in dense per-shard columns, registry-wide indexes for what is not per worker.
+//!
+//! The modules, by what they hold:
+//! - `mod.rs` (here): the registry's fields, constructors, and the one path by which a record
+//!   changes (`change`, `move_state`), keeping indexes, counters and events in step;
+//! - [`shard`]: one shard — the id → slot index, the slab of records, the heartbeat column;
+//! - `ops`: the `WorkerRegistry` implementation (register … release, find, stats, events);
+//! - `claim`: `claim`, the ready-index walk;
+//! - `deadlines`: the health check and the other deadline queries;
+//! - `persist`: snapshot and restore.
+
+mod claim;
+mod deadlines;
+mod ops;
+mod persist;
+mod shard;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use self::shard::Shard;
+use super::column::HeartbeatColumn;
+use super::indexes::{Indexes, Record, DEFAULT_RETIRED_ID_LIMIT};
+use super::{TransitionGuard, Transitioned, WorkerRegistry};
+use crate::clock::{Clock, SystemClock, Timestamp};
+use crate::error::{Error, Result};
+use crate::events::{EventBus, EventKind};
+use crate::ids::{JobId, WorkerId};
+use crate::state::WorkerState;
+use crate::worker::Worker;
+
+/// Number of shards: a power of two, enough that two to eight threads rarely meet.
+const SHARD_COUNT: usize = 64;
+
+/// Most ready-index entries `claim` walks per hold of the registry-wide mutex (~2-5 us): the
+/// bound on how long an unmatchable filter over a large ready set delays other operations.
+const CLAIM_SCAN_BATCH: usize = 256;
+
+/// The in-memory [`WorkerRegistry`].
+///
+/// # Design
+/// - 64 `RwLock`ed shards chosen by worker id. In a shard, a compact index maps each id to a
+///   slot (20-byte entries), the records live in a slab at stable slots (reused through a
+///   free list), and the last heartbeats in a dense column at the same slots. `get` and
+///   `heartbeat` take one shard's *shared* lock; `heartbeat` reads the index and does one
+///   atomic `fetch_max` into the column, never touching the record.
+/// - `find_unhealthy` reads the columns, not the records, under each shard's shared lock, and
+///   usually only the slots found due last time (a cache valid until the cutoff passes the
+///   oldest heartbeat not due); a record is read only for a worker due.
+/// - One mutex guards the registry-wide indexes (ready workers ordered by idle time, job
+///   holders, deadline indexes) and the counters behind `stats`. Every change of state takes a
+///   shard's write lock, then this mutex, then publishes its events under it, so event `seq`
+///   follows the order of changes.
+/// - Deadline indexes make `find_unhealthy`, `find_startup_expired` and
+///   `find_for_termination` cost what is due, not the fleet size.
+/// - No user code runs under any of these locks: subscribers are channels, fed with
+///   `try_send`.
+///
+/// # Examples
+/// ```
+/// use hodei_workers::*;
+/// let registry = InMemoryWorkerRegistry::new();
+/// let provider = ProviderId::new("docker-local")?;
+/// let spec = std::sync::Arc::new(WorkerSpec::new("ubuntu:24.04").with_label("pool", "ci"));
+/// let worker = registry.register(WorkerHandle::new(provider, ProviderType::Docker, "c-1"), spec)?;
+/// registry.update_state(&worker.id, WorkerState::Ready)?;
+///
+/// let job = JobId::new("job-42")?;
+/// let taken = registry.claim(&WorkerFilter::new().label("pool", "ci"), job.clone())?.unwrap();
+/// assert_eq!(taken.state, WorkerState::Busy);
+/// assert_eq!(registry.release_from_job(&taken.id, Some(&job))?, job);
+/// assert_eq!(registry.stats()?.by_state.ready, 1);
+/// # Ok::<(), hodei_workers::Error>(())
+/// ```
+pub struct InMemoryWorkerRegistry {
+    shards: Box<[RwLock<Shard>]>,
+    indexes: Mutex<Indexes>,
+    bus: Arc<EventBus>,
+    clock: Arc<dyn Clock>,
+    /// See [`WorkerRegistry::grant_grace`].
+    grace_floor: AtomicU64,
+}
+
+impl fmt::Debug for InMemoryWorkerRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InMemoryWorkerRegistry")
+            .field("workers", &self.indexes.lock().stats.total)
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for InMemoryWorkerRegistry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl InMemoryWorkerRegistry {
+    /// An empty registry on the monotonic [`SystemClock`].
+    pub fn new() -> Self {
+        Self::with_clock(Arc::new(SystemClock::new()))
+    }
+
+    /// An empty registry on `clock` (a [`ManualClock`](crate::ManualClock) for tests).
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        InMemoryWorkerRegistry {
+            shards: (0..SHARD_COUNT)
+                .map(|_| RwLock::new(Shard::default()))
+                .collect(),
+            indexes: Mutex::new(Indexes::default()),
+            bus: Arc::new(EventBus::default()),
+            clock,
+            grace_floor: AtomicU64::new(0),
+        }
+    }
+
+    /// How many unregistered ids a registry remembers by default (see
+    /// [`with_retired_id_limit`](Self::with_retired_id_limit)): 2^20, at most ~50 MiB.
+    pub const DEFAULT_RETIRED_ID_LIMIT: usize = DEFAULT_RETIRED_ID_LIMIT;
+
+    /// Sets how many unregistered ids the registry remembers (builder style).
+    ///
+    /// Ids are never reused: `register` of an id that was unregistered is `AlreadyExists`, so
+    /// that a late call naming the old worker (a stale `release_from_job`) can never act on a
+    /// new one. The registry remembers the last `limit` unregistered ids (about 50 bytes
+    /// each; snapshots carry them); an id retired longer ago than that may be registered
+    /// again. Random ids ([`WorkerId::new`]) never collide: the limit only matters for ids
+    /// chosen by the caller.
+    pub fn with_retired_id_limit(self, limit: usize) -> Self {
+        self.indexes.lock().retired.set_limit(limit);
+        self
+    }
+
+    /// The registry's clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    fn shard(&self, id: &WorkerId) -> &RwLock<Shard> {
+        &self.shards[self.shard_index(id)]
+    }
+
+    fn shard_index(&self, id: &WorkerId) -> usize {
+        // Ids are random v4 UUIDs; two bytes away from the version nibbles spread them well.
+        let b = id.as_bytes();
+        (b[15] ^ b[3]) as usize & (SHARD_COUNT - 1)
+    }
+
+    fn floor(&self) -> Timestamp {
+        self.grace_floor.load(Ordering::Acquire)
+    }
+
+    /// Applies `edit` to a record and keeps indexes, counters and events in step: the one path
+    /// by which a record changes.
+    fn change(
+        &self,
+        ix: &mut Indexes,
+        column: &mut HeartbeatColumn,
+        slot: u32,
+        rec: &mut Record,
+        now: Timestamp,
+        edit: impl FnOnce(&mut Record),
+    ) {
+        let id = rec.id;
+        let (before, before_idle, from) = (rec.membership(), rec.idle_since, rec.state);
+        edit(rec);
+        rec.updated_at = now;
+        let to = rec.state;
+        if to != from {
+            rec.state_changed_at = now;
+            if to == WorkerState::Ready {
+                rec.idle_since = Some(now);
+            }
+            ix.stats.moved(from, to);
+        }
+        ix.refile(id, before, before_idle, rec.membership(), rec);
+        column.set_monitored(slot, to.heartbeat_monitored(), self.floor());
+        if to != from {
+            self.bus.publish(now, || EventKind::StateChanged {
+                worker_id: id,
+                from,
+                to,
+            });
+        }
+    }
+
+    fn assign_locked(
+        &self,
+        ix: &mut Indexes,
+        column: &mut HeartbeatColumn,
+        slot: u32,
+        rec: &mut Record,
+        job: JobId,
+        now: Timestamp,
+    ) {
+        let id = rec.id;
+        ix.jobs.insert(job.clone(), id);
+        ix.jobs_assigned += 1;
+        self.change(ix, column, slot, rec, now, |r| {
+            r.current_job = Some(job.clone());
+            r.state = WorkerState::Busy;
+        });
+        self.bus.publish(now, || EventKind::AssignedToJob {
+            worker_id: id,
+            job_id: job,
+        });
+    }
+
+    /// The one path of `update_state` and `transition_if`: checks `guard` (if any) and the
+    /// state machine against the record under its shard's write lock, then moves it.
+    fn move_state(
+        &self,
+        id: &WorkerId,
+        guard: Option<&TransitionGuard>,
+        to: WorkerState,
+    ) -> Result<Option<Transitioned>> {
+        let mut shard = self.shard(id).write();
+        let (slot, rec, column) = shard.get_mut(id).ok_or_else(|| not_found(id))?;
+        let from = rec.state;
+        if let Some(guard) = guard {
+            if !guard.holds(from, rec.idle_since, rec.current_job.is_some()) {
+                return Ok(None);
+            }
+        }
+        if from == to {
+            return Ok(Some(Transitioned {
+                worker: rec.to_worker(column.get(slot)),
+                from,
+                lost_job: None,
+            }));
+        }
+        // Back to Ready only without a job and below max_jobs: a one-shot worker that ran its
+        // job must not take a second one (the error's message names max_jobs).
+        let no_ready =
+            to == WorkerState::Ready && (rec.current_job.is_some() || rec.jobs_exhausted());
+        if !from.can_update_to(to) || no_ready {
+            return Err(Error::InvalidTransition {
+                worker_id: *id,
+                from,
+                to,
+            });
+        }
+        let lost = if to.is_terminal() {
+            rec.current_job.clone()
+        } else {
+            None
+        };
+        // A starting worker that moves on (to Connecting or Ready) has just reported in: that
+        // is a sign of life, so its heartbeat deadline starts now and not at registration
+        // (a boot slower than the heartbeat timeout must not be expired the moment it ends).
+        let reported_in = from.is_starting() && !to.is_terminal();
+        let mut ix = self.indexes.lock();
+        // Read under the mutex that orders the events: times never go back along `seq`.
+        let now = self.now();
+        if reported_in {
+            column.beat(slot, now);
+        }
+        self.change(&mut ix, column, slot, rec, now, |r| {
+            r.state = to;
+            if to.is_terminal() {
+                r.current_job = None;
+            }
+        });
+        if let Some(job) = &lost {
+            ix.jobs.remove(job);
+            self.bus.publish(now, || EventKind::JobLost {
+                worker_id: *id,
+                job_id: job.clone(),
+            });
+        }
+        drop(ix);
+        let worker = rec.to_worker(column.get(slot));
+        Ok(Some(Transitioned {
+            worker,
+            from,
+            lost_job: lost,
+        }))
+    }
+
+    /// Snapshots of `ids` (those still present), each kept only if `keep` holds for it.
+    fn snapshots_where(
+        &self,
+        ids: impl IntoIterator<Item = WorkerId>,
+        mut keep: impl FnMut(&Record) -> bool,
+    ) -> Vec<Worker> {
+        ids.into_iter()
+            .filter_map(|id| {
+                let shard = self.shard(&id).read();
+                shard
+                    .get(&id)
+                    .filter(|(_, rec)| keep(rec))
+                    .map(|(slot, rec)| shard.worker(slot, rec))
+            })
+            .collect()
+    }
+}
+
+fn not_found(id: &WorkerId) -> Error {
+    Error::NotFound(*id)
+}

@@ -1,0 +1,337 @@
+//! The [`WorkerRegistry`] implementation of [`InMemoryWorkerRegistry`]: the per-worker
+//! operations here; `claim`, the deadline queries and snapshots delegate to their modules.
+
+use std::ops::Bound;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::super::indexes::{Membership, Record};
+use super::super::snapshot::Snapshot;
+use super::super::stats::WorkerRegistryStats;
+use super::super::telemetry::{HeartbeatAges, JobTotals, SubscriberDrops};
+use super::super::{TransitionGuard, Transitioned, WorkerRegistry};
+use super::{not_found, InMemoryWorkerRegistry};
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::events::{EventKind, SubscribeOptions, Subscription};
+use crate::filter::WorkerFilter;
+use crate::ids::{JobId, WorkerId};
+use crate::state::WorkerState;
+use crate::worker::{TerminationReason, Worker, WorkerHandle, WorkerSpec};
+
+impl WorkerRegistry for InMemoryWorkerRegistry {
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    fn register(&self, handle: WorkerHandle, spec: Arc<WorkerSpec>) -> Result<Worker> {
+        handle.validate()?;
+        spec.validate()?;
+        let id = handle.worker_id;
+        let mut shard = self.shard(&id).write();
+        if shard.contains(&id) {
+            return Err(Error::AlreadyExists(id));
+        }
+        let mut ix = self.indexes.lock();
+        if ix.retired.contains(&id) {
+            return Err(Error::AlreadyExists(id));
+        }
+        let now = self.now();
+        let rec = Record {
+            id,
+            handle: Arc::new(handle),
+            spec,
+            state: WorkerState::Creating,
+            current_job: None,
+            jobs_executed: 0,
+            created_at: now,
+            updated_at: now,
+            state_changed_at: now,
+            idle_since: None,
+        };
+        // Creating: not heartbeat-monitored (the column's slot starts unmonitored).
+        debug_assert!(!rec.state.heartbeat_monitored());
+        let after = rec.membership();
+        ix.refile(id, Membership::none(), None, after, &rec);
+        ix.stats.add(
+            rec.state,
+            &rec.handle.provider_id,
+            &rec.handle.provider_type,
+        );
+        self.bus.publish(now, || EventKind::Registered {
+            worker_id: id,
+            provider_id: rec.handle.provider_id.clone(),
+            provider_type: rec.handle.provider_type.clone(),
+        });
+        drop(ix);
+        let worker = rec.to_worker(now);
+        shard.insert(rec, now);
+        Ok(worker)
+    }
+
+    fn unregister(&self, id: &WorkerId, reason: TerminationReason) -> Result<Worker> {
+        let mut shard = self.shard(id).write();
+        let (mut rec, last_heartbeat) = shard.remove(id).ok_or_else(|| not_found(id))?;
+        let mut ix = self.indexes.lock();
+        let now = self.now();
+        ix.forget(*id, &mut rec);
+        ix.retired.insert(*id);
+        if let Some(job) = &rec.current_job {
+            self.bus.publish(now, || EventKind::JobLost {
+                worker_id: *id,
+                job_id: job.clone(),
+            });
+        }
+        self.bus.publish(now, || EventKind::Unregistered {
+            worker_id: *id,
+            reason,
+        });
+        Ok(rec.to_worker(last_heartbeat))
+    }
+
+    fn get(&self, id: &WorkerId) -> Result<Option<Worker>> {
+        Ok(self.shard(id).read().snapshot_of(id))
+    }
+
+    fn find(&self, filter: &WorkerFilter) -> Result<Vec<Worker>> {
+        let now = self.now();
+        let limit = filter.limit.unwrap_or(usize::MAX);
+        let mut out = Vec::new();
+        if !filter.states.is_empty() && filter.states.iter().all(|s| s.is_terminal()) {
+            // Only terminal records can match: read their index, not the fleet.
+            let ids: Vec<WorkerId> = self.indexes.lock().terminal.iter().copied().collect();
+            for id in ids {
+                if out.len() >= limit {
+                    break;
+                }
+                if let Some(worker) = self.shard(&id).read().snapshot_of(&id) {
+                    if filter.matches(&worker, now) {
+                        out.push(worker);
+                    }
+                }
+            }
+            return Ok(out);
+        }
+        for shard in self.shards.iter() {
+            let shard = shard.read();
+            for (slot, rec) in shard.records() {
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+                // No snapshot for a record whose state rules it out.
+                if !filter.states.is_empty() && !filter.states.contains(&rec.state) {
+                    continue;
+                }
+                let worker = shard.worker(slot, rec);
+                if filter.matches(&worker, now) {
+                    out.push(worker);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn update_state(&self, id: &WorkerId, to: WorkerState) -> Result<Worker> {
+        let moved = self.move_state(id, None, to)?;
+        Ok(moved.expect("no guard: the move applies or fails").worker)
+    }
+
+    fn transition_if(
+        &self,
+        id: &WorkerId,
+        guard: &TransitionGuard,
+        to: WorkerState,
+    ) -> Result<Option<Transitioned>> {
+        self.move_state(id, Some(guard), to)
+    }
+
+    fn longest_idle(&self, n: usize) -> Result<Vec<Worker>> {
+        let mut out = Vec::with_capacity(n.min(1024));
+        let mut after: Option<(Timestamp, WorkerId)> = None;
+        while out.len() < n {
+            let want = n - out.len();
+            let keys: Vec<(Timestamp, WorkerId)> = {
+                let ix = self.indexes.lock();
+                let lower = match after {
+                    Some(key) => Bound::Excluded(key),
+                    None => Bound::Unbounded,
+                };
+                ix.ready
+                    .range((lower, Bound::Unbounded))
+                    .take(want)
+                    .map(|(key, _)| *key)
+                    .collect()
+            };
+            let Some(&last) = keys.last() else {
+                break;
+            };
+            let exhausted = keys.len() < want;
+            // Read under each record's own lock: a worker claimed (or retired) since the index
+            // was read is left out, and the walk goes on past it.
+            out.extend(
+                self.snapshots_where(keys.into_iter().map(|(_, id)| id), |rec| {
+                    rec.state == WorkerState::Ready && rec.current_job.is_none()
+                }),
+            );
+            if exhausted {
+                break;
+            }
+            after = Some(last);
+        }
+        Ok(out)
+    }
+
+    fn heartbeat(&self, id: &WorkerId) -> Result<()> {
+        let now = self.now();
+        let shard = self.shard(id).read();
+        let slot = shard.slot_of(id).ok_or_else(|| not_found(id))?;
+        shard.column.beat(slot, now);
+        if self.bus.wants_heartbeats() {
+            // Published under the shard lock (order shard -> bus, as everywhere): every other
+            // event of this worker is published under its shard's write lock, so a heartbeat
+            // event can never follow its `Unregistered` in seq order.
+            self.bus
+                .publish(now, || EventKind::HeartbeatReceived { worker_id: *id });
+        }
+        Ok(())
+    }
+
+    fn assign_to_job(&self, id: &WorkerId, job: JobId) -> Result<Worker> {
+        let mut shard = self.shard(id).write();
+        let (slot, rec, column) = shard.get_mut(id).ok_or_else(|| not_found(id))?;
+        if !rec.state.accepts_jobs() || rec.current_job.is_some() {
+            return Err(Error::NotAvailable {
+                worker_id: *id,
+                state: rec.state,
+            });
+        }
+        let mut ix = self.indexes.lock();
+        if let Some(holder) = ix.jobs.get(&job) {
+            return Err(Error::JobAlreadyAssigned {
+                job_id: job,
+                worker_id: *holder,
+            });
+        }
+        let now = self.now();
+        self.assign_locked(&mut ix, column, slot, rec, job, now);
+        drop(ix);
+        Ok(rec.to_worker(column.get(slot)))
+    }
+
+    fn release_from_job(&self, id: &WorkerId, expected_job: Option<&JobId>) -> Result<JobId> {
+        let mut shard = self.shard(id).write();
+        let (slot, rec, column) = shard.get_mut(id).ok_or_else(|| not_found(id))?;
+        let current = match (&rec.current_job, expected_job) {
+            (Some(current), Some(expected)) if current != expected => None,
+            (current, _) => current.clone(),
+        };
+        let Some(job) = current else {
+            return Err(Error::NotBusy {
+                worker_id: *id,
+                expected: expected_job.cloned(),
+            });
+        };
+        let mut ix = self.indexes.lock();
+        let now = self.now();
+        ix.jobs.remove(&job);
+        ix.jobs_released += 1;
+        self.bus.publish(now, || EventKind::ReleasedFromJob {
+            worker_id: *id,
+            job_id: job.clone(),
+        });
+        self.change(&mut ix, column, slot, rec, now, |r| {
+            r.current_job = None;
+            // Saturating: a restored snapshot may carry any count.
+            r.jobs_executed = r.jobs_executed.saturating_add(1);
+            if r.state == WorkerState::Busy {
+                r.state = if r.jobs_exhausted() {
+                    WorkerState::Draining
+                } else {
+                    WorkerState::Ready
+                };
+            }
+        });
+        Ok(job)
+    }
+
+    fn claim(&self, filter: &WorkerFilter, job: JobId) -> Result<Option<Worker>> {
+        self.claim_ready(filter, job)
+    }
+
+    fn find_unhealthy(&self, heartbeat_timeout: Duration) -> Result<Vec<Worker>> {
+        Ok(self.unhealthy(heartbeat_timeout))
+    }
+
+    fn count_unhealthy(&self, heartbeat_timeout: Duration) -> Result<usize> {
+        Ok(self.unhealthy_count(heartbeat_timeout))
+    }
+
+    fn find_startup_expired(&self, startup_timeout: Duration) -> Result<Vec<Worker>> {
+        Ok(self.startup_expired(startup_timeout))
+    }
+
+    fn find_for_termination(&self) -> Result<Vec<(Worker, TerminationReason)>> {
+        Ok(self.due_for_termination())
+    }
+
+    fn grant_grace(&self, since: Timestamp) -> Result<()> {
+        self.grace_floor.fetch_max(since, Ordering::AcqRel);
+        Ok(())
+    }
+
+    fn stats(&self) -> Result<WorkerRegistryStats> {
+        Ok(self.indexes.lock().stats.clone())
+    }
+
+    fn count(&self) -> Result<usize> {
+        Ok(self.indexes.lock().stats.total)
+    }
+
+    fn job_totals(&self) -> Result<Option<JobTotals>> {
+        let ix = self.indexes.lock();
+        Ok(Some(JobTotals {
+            assigned: ix.jobs_assigned,
+            released: ix.jobs_released,
+        }))
+    }
+
+    /// From the per-shard heartbeat columns: one pass over each shard's column (~9 bytes a
+    /// worker) under its shared lock, no record read. Exact to the bucket (1 s): a heartbeat
+    /// shows at once.
+    fn heartbeat_age_histogram(&self) -> Result<Option<HeartbeatAges>> {
+        Ok(Some(self.heartbeat_ages()))
+    }
+
+    fn subscriber_drops(&self) -> Result<Vec<SubscriberDrops>> {
+        Ok(self.bus.subscriber_drops())
+    }
+
+    fn subscribe(&self, options: SubscribeOptions) -> Result<Subscription> {
+        self.bus.subscribe(options)
+    }
+
+    fn publish(&self, kind: EventKind) -> Result<()> {
+        match kind.worker_id() {
+            Some(id) => {
+                // Under the worker's shard lock, as every event of the registry's own: no event
+                // about a worker can follow its `Unregistered` (published under the write lock).
+                let shard = self.shard(&id).read();
+                if !shard.contains(&id) {
+                    return Err(not_found(&id));
+                }
+                self.bus.publish(self.now(), || kind);
+            }
+            None => self.bus.publish(self.now(), || kind),
+        }
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Result<Snapshot> {
+        Ok(self.take_snapshot())
+    }
+
+    fn restore(&self, snapshot: Snapshot) -> Result<()> {
+        self.restore_from(snapshot)
+    }
+}

@@ -1,0 +1,129 @@
+//! [`Shard`]: one shard's records in a slab, found through a compact id → slot index, and
+//! their heartbeat column, all under the shard's lock.
+//!
+//! The index holds 20 bytes a worker (id and slot) in an open-addressing table, so that a
+//! look-up by id touches small entries; the record itself lives in a slab (`Vec`) at a stable
+//! slot, reused through a free list, and the heartbeat column is indexed by the same slot.
+//! A heartbeat reads the index and stores into the column: it never touches the record.
+//!
+//! **Slot reuse never resurrects an old worker**: a slot is only ever reached through the
+//! index, the index entry of a worker is removed (under the shard's write lock) before its
+//! slot goes back to the free list, and nobody outside the shard keeps a slot across a
+//! release of the lock. A stale id therefore misses in the index and never finds the slot's
+//! new occupant.
+
+use std::collections::HashMap;
+
+use super::super::column::HeartbeatColumn;
+use super::super::indexes::Record;
+use crate::clock::Timestamp;
+use crate::ids::WorkerId;
+use crate::worker::Worker;
+
+/// One shard. See the module doc.
+#[derive(Debug, Default)]
+pub(super) struct Shard {
+    /// Id → slot of every record of the shard.
+    index: HashMap<WorkerId, u32, foldhash::fast::RandomState>,
+    /// Records by slot; `None` for a free slot.
+    slab: Vec<Option<Record>>,
+    /// Free slots of `slab` (and of the column), reused last-freed first.
+    free: Vec<u32>,
+    /// Last heartbeats by slot.
+    pub column: HeartbeatColumn,
+}
+
+impl Shard {
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether `id` is here.
+    pub fn contains(&self, id: &WorkerId) -> bool {
+        self.index.contains_key(id)
+    }
+
+    /// The slot of `id`.
+    #[inline]
+    pub fn slot_of(&self, id: &WorkerId) -> Option<u32> {
+        self.index.get(id).copied()
+    }
+
+    /// The record in `slot` (`None` for a free slot).
+    #[inline]
+    pub fn at(&self, slot: u32) -> Option<&Record> {
+        self.slab.get(slot as usize).and_then(Option::as_ref)
+    }
+
+    /// The record of `id` and its slot.
+    #[inline]
+    pub fn get(&self, id: &WorkerId) -> Option<(u32, &Record)> {
+        let slot = self.slot_of(id)?;
+        self.at(slot).map(|rec| (slot, rec))
+    }
+
+    /// The record of `id`, its slot, and the column (to move it in step with the record).
+    pub fn get_mut(&mut self, id: &WorkerId) -> Option<(u32, &mut Record, &mut HeartbeatColumn)> {
+        let slot = self.slot_of(id)?;
+        let rec = self.slab.get_mut(slot as usize)?.as_mut()?;
+        Some((slot, rec, &mut self.column))
+    }
+
+    /// The snapshot of `rec` (in `slot`), with its heartbeat from the column.
+    pub fn worker(&self, slot: u32, rec: &Record) -> Worker {
+        rec.to_worker(self.column.get(slot))
+    }
+
+    /// The snapshot of the worker `id`, if here.
+    pub fn snapshot_of(&self, id: &WorkerId) -> Option<Worker> {
+        self.get(id).map(|(slot, rec)| self.worker(slot, rec))
+    }
+
+    /// Adds `rec` (whose id is not here) with last heartbeat `heartbeat`, not monitored;
+    /// returns its slot (a free one if any).
+    pub fn insert(&mut self, rec: Record, heartbeat: Timestamp) -> u32 {
+        let id = rec.id;
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slab[slot as usize] = Some(rec);
+                slot
+            }
+            None => {
+                let slot = u32::try_from(self.slab.len()).expect("fewer than 2^32 workers a shard");
+                self.slab.push(Some(rec));
+                slot
+            }
+        };
+        self.column.attach(slot, heartbeat);
+        self.index.insert(id, slot);
+        slot
+    }
+
+    /// Removes the record of `id`; returns it with its last heartbeat. The index entry goes
+    /// first, then the slot is freed (see the module doc).
+    pub fn remove(&mut self, id: &WorkerId) -> Option<(Record, Timestamp)> {
+        let slot = self.index.remove(id)?;
+        let rec = self.slab[slot as usize]
+            .take()
+            .expect("an indexed slot holds its record");
+        let last = self.column.get(slot);
+        self.column.release(slot);
+        self.free.push(slot);
+        Some((rec, last))
+    }
+
+    /// Every record with its slot, in slot order.
+    pub fn records(&self) -> impl Iterator<Item = (u32, &Record)> {
+        self.slab
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, rec)| rec.as_ref().map(|rec| (slot as u32, rec)))
+    }
+
+    /// Slab slots (live and free) and free slots, for tests of the bounds.
+    #[cfg(test)]
+    pub fn slots(&self) -> (usize, usize) {
+        (self.slab.len(), self.free.len())
+    }
+}

@@ -1,0 +1,333 @@
+//! Unit tests of the in-memory registry's internals (shards, columns, slots).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::clock::{millis, ManualClock};
+use crate::events::SubscribeOptions;
+use crate::filter::WorkerFilter;
+use crate::ids::ProviderId;
+use crate::worker::{ProviderType, TerminationReason, WorkerHandle, WorkerSpec};
+
+fn registry() -> (Arc<ManualClock>, InMemoryWorkerRegistry) {
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let registry = InMemoryWorkerRegistry::with_clock(clock.clone());
+    (clock, registry)
+}
+
+fn connecting(registry: &InMemoryWorkerRegistry, spec: &Arc<WorkerSpec>) -> WorkerId {
+    let provider = ProviderId::new("p").unwrap();
+    let handle = WorkerHandle::new(provider, ProviderType::Docker, "c");
+    let id = registry.register(handle, Arc::clone(spec)).unwrap().id;
+    registry.update_state(&id, WorkerState::Connecting).unwrap();
+    id
+}
+
+/// Column slots (live and free) and cached suspects of every shard, and the records.
+fn column_sizes(registry: &InMemoryWorkerRegistry) -> (usize, usize, usize) {
+    registry
+        .shards
+        .iter()
+        .fold((0, 0, 0), |(sl, su, r), shard| {
+            let shard = shard.read();
+            let (slots, suspects) = shard.column.sizes();
+            // The column follows the slab slot for slot; every free slot is on the free list.
+            let (slab, free) = shard.slots();
+            assert_eq!((slab, slab - free), (slots, shard.len()));
+            (sl + slots, su + suspects, r + shard.len())
+        })
+}
+
+#[test]
+fn churn_without_health_checks_keeps_the_column_bounded() {
+    let (clock, registry) = registry();
+    let spec = Arc::new(WorkerSpec::new("img"));
+    let resident: Vec<WorkerId> = (0..200).map(|_| connecting(&registry, &spec)).collect();
+    // A first check fills the cache: from then on every worker that becomes monitored with
+    // a key below the horizon is cached as a suspect.
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(
+        registry
+            .find_unhealthy(Duration::from_secs(60))
+            .unwrap()
+            .len(),
+        resident.len()
+    );
+    for round in 0..20_000u64 {
+        let id = connecting(&registry, &spec);
+        if round % 3 == 0 {
+            registry
+                .update_state(&id, WorkerState::Terminating)
+                .unwrap();
+        }
+        registry
+            .unregister(&id, TerminationReason::Requested)
+            .unwrap();
+        if round % 1000 == 0 {
+            clock.advance(Duration::from_secs(1));
+        }
+        let (slots, suspects, records) = column_sizes(&registry);
+        // Slots are reused: at most the peak of records a shard ever held.
+        assert!(
+            slots <= records + SHARD_COUNT,
+            "round {round}: {slots} slots for {records} records"
+        );
+        assert!(
+            suspects <= slots + SHARD_COUNT * 65,
+            "round {round}: {suspects} suspects for {slots} slots"
+        );
+    }
+    assert_eq!(registry.count().unwrap(), resident.len());
+    // Nothing was lost on the way: all residents are still found once due.
+    clock.advance(Duration::from_secs(61));
+    let mut unhealthy: Vec<WorkerId> = registry
+        .find_unhealthy(Duration::from_secs(60))
+        .unwrap()
+        .into_iter()
+        .map(|w| w.id)
+        .collect();
+    unhealthy.sort();
+    let mut expected = resident.clone();
+    expected.sort();
+    assert_eq!(unhealthy, expected);
+}
+
+#[test]
+fn a_reused_slot_never_answers_to_its_former_worker() {
+    let (clock, registry) = registry();
+    let spec = Arc::new(WorkerSpec::new("img"));
+    let old = connecting(&registry, &spec);
+    let shard = registry.shard_index(&old);
+    registry
+        .unregister(&old, TerminationReason::Requested)
+        .unwrap();
+    // Register until a worker lands in the same shard: it takes the freed slot.
+    let new = loop {
+        let id = connecting(&registry, &spec);
+        if registry.shard_index(&id) == shard {
+            break id;
+        }
+    };
+    let registered_at = registry.get(&new).unwrap().unwrap().last_heartbeat;
+    clock.advance(Duration::from_secs(5));
+    assert_eq!(registry.heartbeat(&old), Err(Error::NotFound(old)));
+    assert_eq!(
+        registry.get(&new).unwrap().unwrap().last_heartbeat,
+        registered_at
+    );
+    assert_eq!(registry.get(&old).unwrap(), None);
+    clock.advance(Duration::from_secs(60));
+    let silent: Vec<WorkerId> = registry
+        .find_unhealthy(Duration::from_secs(60))
+        .unwrap()
+        .into_iter()
+        .map(|w| w.id)
+        .collect();
+    assert!(silent.contains(&new) && !silent.contains(&old));
+}
+
+#[test]
+fn a_few_due_entries_are_rechecked_one_by_one_exactly() {
+    let (clock, registry) = registry();
+    let spec = Arc::new(WorkerSpec::new("img"));
+    let ids: Vec<WorkerId> = (0..5000).map(|_| connecting(&registry, &spec)).collect();
+    // Spread the heartbeats over 100 s, so that only a small share of a shard (~80
+    // records) is due at each step and the per-entry path (not the rebuild) does the work.
+    for (i, id) in ids.iter().enumerate() {
+        if i % 50 == 0 {
+            clock.advance(Duration::from_millis(999));
+        }
+        registry.heartbeat(id).unwrap();
+    }
+    let timeout = Duration::from_secs(30);
+    for _ in 0..150 {
+        clock.advance(Duration::from_millis(1003));
+        let cutoff = registry.now() - millis(timeout);
+        let mut got: Vec<WorkerId> = registry
+            .find_unhealthy(timeout)
+            .unwrap()
+            .into_iter()
+            .map(|w| w.id)
+            .collect();
+        got.sort();
+        let mut want: Vec<WorkerId> = ids
+            .iter()
+            .filter(|id| registry.get(id).unwrap().unwrap().last_heartbeat < cutoff)
+            .copied()
+            .collect();
+        want.sort();
+        assert_eq!(got, want);
+        // The brake's count agrees, for the timeout and for half of it (which may need a
+        // scan of the column, or only the suspects).
+        assert_eq!(registry.count_unhealthy(timeout).unwrap(), want.len());
+        let half = timeout / 2;
+        assert_eq!(
+            registry.count_unhealthy(half).unwrap(),
+            registry.find_unhealthy(half).unwrap().len()
+        );
+        // Half of the fleet stays alive.
+        for id in ids.iter().step_by(2) {
+            registry.heartbeat(id).unwrap();
+        }
+    }
+}
+
+#[test]
+fn heartbeats_racing_unregister_and_slot_reuse_never_reach_the_new_occupant() {
+    let (clock, registry) = registry();
+    let spec = Arc::new(WorkerSpec::new("img"));
+    let old: Vec<WorkerId> = (0..2000).map(|_| connecting(&registry, &spec)).collect();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let fresh: Vec<(WorkerId, Timestamp)> = std::thread::scope(|s| {
+        for t in 0..2 {
+            let (old, registry, clock, done) = (&old, &registry, &clock, &done);
+            s.spawn(move || {
+                // Heartbeats to the old workers, with the clock moving, until the churner
+                // is done: each answers Ok or NotFound, and never lands elsewhere.
+                loop {
+                    for id in old.iter().skip(t).step_by(2) {
+                        clock.advance(Duration::from_millis(1));
+                        match registry.heartbeat(id) {
+                            Ok(()) | Err(Error::NotFound(_)) => {}
+                            Err(e) => panic!("heartbeat: {e}"),
+                        }
+                    }
+                    if done.load(Ordering::Acquire) {
+                        break;
+                    }
+                }
+            });
+        }
+        // Unregisters the old workers one by one and registers new ones, which take their
+        // slots; nobody heartbeats the new ones.
+        let mut fresh = Vec::new();
+        for id in &old {
+            registry
+                .unregister(id, TerminationReason::Requested)
+                .unwrap();
+            let provider = ProviderId::new("p").unwrap();
+            let handle = WorkerHandle::new(provider, ProviderType::Docker, "c");
+            let id = registry.register(handle, Arc::clone(&spec)).unwrap().id;
+            let w = registry.update_state(&id, WorkerState::Connecting).unwrap();
+            fresh.push((id, w.last_heartbeat));
+        }
+        done.store(true, Ordering::Release);
+        fresh
+    });
+    for (id, at) in &fresh {
+        assert_eq!(registry.get(id).unwrap().unwrap().last_heartbeat, *at);
+    }
+    for id in &old {
+        assert_eq!(registry.heartbeat(id), Err(Error::NotFound(*id)));
+    }
+    assert_eq!(registry.count().unwrap(), fresh.len());
+}
+
+#[test]
+fn find_of_terminal_states_reads_the_terminal_index_exactly() {
+    let (_clock, registry) = registry();
+    let spec = Arc::new(WorkerSpec::new("img"));
+    let ids: Vec<WorkerId> = (0..300).map(|_| connecting(&registry, &spec)).collect();
+    for (i, id) in ids.iter().enumerate() {
+        match i % 5 {
+            0 => {
+                registry.update_state(id, WorkerState::Terminating).unwrap();
+            }
+            1 => {
+                registry.update_state(id, WorkerState::Terminated).unwrap();
+            }
+            2 => {
+                registry.update_state(id, WorkerState::Terminating).unwrap();
+                registry
+                    .unregister(id, TerminationReason::Requested)
+                    .unwrap();
+            }
+            _ => {}
+        }
+    }
+    let ids_of = |filter: &WorkerFilter| {
+        let mut got: Vec<WorkerId> = registry
+            .find(filter)
+            .unwrap()
+            .into_iter()
+            .map(|w| w.id)
+            .collect();
+        got.sort();
+        got
+    };
+    let want = |pick: &dyn Fn(usize) -> bool| {
+        let mut want: Vec<WorkerId> = ids
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| pick(*i))
+            .map(|(_, id)| *id)
+            .collect();
+        want.sort();
+        want
+    };
+    let terminal = WorkerFilter::new().states([WorkerState::Terminating, WorkerState::Terminated]);
+    assert_eq!(ids_of(&terminal), want(&|i| i % 5 < 2));
+    let terminating = WorkerFilter::new().states([WorkerState::Terminating]);
+    assert_eq!(ids_of(&terminating), want(&|i| i % 5 == 0));
+    assert_eq!(registry.find(&terminal.clone().limit(7)).unwrap().len(), 7);
+    // Other states still scan, state first.
+    let connecting_only = WorkerFilter::new().states([WorkerState::Connecting]);
+    assert_eq!(ids_of(&connecting_only), want(&|i| i % 5 > 2));
+}
+
+#[test]
+fn events_nobody_hears_still_take_their_seq() {
+    let (_clock, registry) = registry();
+    let spec = Arc::new(WorkerSpec::new("img"));
+    // Two events (Registered, StateChanged) with nobody subscribed: numbered, not built.
+    let id = connecting(&registry, &spec);
+    assert_eq!(registry.snapshot().unwrap().seq, 2);
+    let events = registry.subscribe(SubscribeOptions::default()).unwrap();
+    registry.update_state(&id, WorkerState::Ready).unwrap();
+    let heard: Vec<u64> = events.drain().iter().map(|e| e.seq).collect();
+    assert_eq!(heard, [3]);
+    drop(events);
+    // Unsubscribed again: the numbering goes on without anyone listening.
+    registry
+        .unregister(&id, TerminationReason::Requested)
+        .unwrap();
+    assert_eq!(registry.snapshot().unwrap().seq, 4);
+    let events = registry.subscribe(SubscribeOptions::default()).unwrap();
+    connecting(&registry, &spec);
+    let heard: Vec<u64> = events.drain().iter().map(|e| e.seq).collect();
+    assert_eq!(heard, [5, 6]);
+}
+
+#[test]
+fn retired_ids_are_bounded_oldest_forgotten_first() {
+    let (_clock, registry) = registry();
+    let registry = registry.with_retired_id_limit(3);
+    let spec = Arc::new(WorkerSpec::new("img"));
+    let provider = ProviderId::new("p").unwrap();
+    let handles: Vec<WorkerHandle> = (0..5)
+        .map(|_| WorkerHandle::new(provider.clone(), ProviderType::Docker, "c"))
+        .collect();
+    for h in &handles {
+        let id = registry.register(h.clone(), Arc::clone(&spec)).unwrap().id;
+        registry
+            .unregister(&id, TerminationReason::Requested)
+            .unwrap();
+    }
+    // The last three are remembered (and carried by a snapshot), the first two forgotten.
+    let ids: Vec<WorkerId> = handles.iter().map(|h| h.worker_id).collect();
+    assert_eq!(registry.snapshot().unwrap().retired_ids, ids[2..]);
+    for h in &handles[2..] {
+        assert_eq!(
+            registry.register(h.clone(), Arc::clone(&spec)).unwrap_err(),
+            Error::AlreadyExists(h.worker_id)
+        );
+    }
+    for h in &handles[..2] {
+        registry.register(h.clone(), Arc::clone(&spec)).unwrap();
+    }
+    // A smaller limit forgets at once.
+    let registry = registry.with_retired_id_limit(1);
+    assert_eq!(registry.snapshot().unwrap().retired_ids, ids[4..]);
+}
