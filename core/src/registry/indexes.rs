@@ -8,10 +8,11 @@
 //! dense column under its own lock ([`HeartbeatColumn`](super::column::HeartbeatColumn)); the
 //! record holds its slot there.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use crate::clock::{millis, Timestamp};
+use super::classes::{Classes, Queue};
+use crate::clock::Timestamp;
 use crate::ids::{JobId, WorkerId};
 use crate::registry::stats::WorkerRegistryStats;
 use crate::state::WorkerState;
@@ -23,6 +24,8 @@ use crate::worker::{Worker, WorkerHandle, WorkerSpec};
 #[derive(Debug)]
 pub(super) struct Record {
     pub id: WorkerId,
+    /// Its class (spec and provider) in [`Indexes::classes`].
+    pub class: u32,
     pub handle: Arc<WorkerHandle>,
     pub spec: Arc<WorkerSpec>,
     pub state: WorkerState,
@@ -35,10 +38,11 @@ pub(super) struct Record {
 }
 
 impl Record {
-    /// The record of `w` (its heartbeat goes to the column).
-    pub fn from_worker(w: &Worker) -> Record {
+    /// The record of `w` in `class` (its heartbeat goes to the column).
+    pub fn from_worker(w: &Worker, class: u32) -> Record {
         Record {
             id: w.id,
+            class,
             handle: Arc::clone(&w.handle),
             spec: Arc::clone(&w.spec),
             state: w.state,
@@ -70,16 +74,6 @@ impl Record {
 
     pub fn membership(&self) -> Membership {
         Membership::of(self.state, self.current_job.is_some())
-    }
-
-    fn idle_deadline(&self) -> Option<Timestamp> {
-        self.idle_since
-            .map(|s| s.saturating_add(millis(self.spec.idle_timeout)))
-    }
-
-    fn lifetime_deadline(&self) -> Timestamp {
-        self.created_at
-            .saturating_add(millis(self.spec.max_lifetime))
     }
 
     /// Whether the worker has run its `max_jobs`.
@@ -136,28 +130,21 @@ impl Membership {
     }
 }
 
-/// What `claim` needs to pre-filter a ready worker without its shard's lock.
-#[derive(Debug, Clone)]
-pub(super) struct ReadyEntry {
-    pub handle: Arc<WorkerHandle>,
-    pub spec: Arc<WorkerSpec>,
-}
-
 /// The registry-wide indexes and counters, behind one mutex. Lock order: shard, then this,
 /// then the event bus.
 #[derive(Debug, Default)]
 pub(super) struct Indexes {
     pub stats: WorkerRegistryStats,
-    /// Ready workers by `(idle_since, id)`: the last entry is the most recently idle.
-    pub ready: BTreeMap<(Timestamp, WorkerId), ReadyEntry>,
+    /// The classes (spec and provider) with their ready and lifetime queues: the ready
+    /// index of `claim` and `longest_idle`, the idle and lifetime deadlines.
+    pub classes: Classes,
     /// Who holds each job (invariant 2).
     pub jobs: HashMap<JobId, WorkerId, foldhash::fast::RandomState>,
-    /// `(created_at, id)` of starting workers.
-    pub startup_due: BTreeSet<(Timestamp, WorkerId)>,
-    /// `(idle deadline, id)` of ready workers.
-    pub idle_due: BTreeSet<(Timestamp, WorkerId)>,
-    /// `(lifetime deadline, id)`.
-    pub lifetime_due: BTreeSet<(Timestamp, WorkerId)>,
+    /// Starting workers by `created_at` (one startup timeout for all: one queue).
+    pub startup: Queue,
+    /// Set while `restore` refiles a whole snapshot: queue entries are pushed unsorted and
+    /// sorted once at the end ([`Indexes::end_restore`]).
+    pub restoring: bool,
     /// Draining workers without a job.
     pub drained: BTreeSet<WorkerId>,
     /// `Terminating`/`Terminated` workers: `find` of those states reads this, not the fleet
@@ -237,35 +224,33 @@ impl Indexes {
         rec: &Record,
     ) {
         let idle_restarted = before_idle_since != rec.idle_since;
+        let class = self.classes.get_mut(rec.class);
+        let restoring = self.restoring;
+        let add = |q: &mut Queue, at, id| {
+            if restoring {
+                q.push_unsorted(at, id)
+            } else {
+                q.insert(at, id)
+            }
+        };
         if before.ready && (!after.ready || idle_restarted) {
-            let since = before_idle_since.unwrap_or(0);
-            self.ready.remove(&(since, id));
-            let deadline = since.saturating_add(millis(rec.spec.idle_timeout));
-            self.idle_due.remove(&(deadline, id));
+            class.ready.remove(before_idle_since.unwrap_or(0), id);
         }
         if after.ready && (!before.ready || idle_restarted) {
-            let since = rec.idle_since.unwrap_or(0);
-            self.ready.insert(
-                (since, id),
-                ReadyEntry {
-                    handle: Arc::clone(&rec.handle),
-                    spec: Arc::clone(&rec.spec),
-                },
-            );
-            self.idle_due.insert((rec.idle_deadline().unwrap_or(0), id));
-        }
-        if before.starting != after.starting {
-            if after.starting {
-                self.startup_due.insert((rec.created_at, id));
-            } else {
-                self.startup_due.remove(&(rec.created_at, id));
-            }
+            add(&mut class.ready, rec.idle_since.unwrap_or(0), id);
         }
         if before.lifetime != after.lifetime {
             if after.lifetime {
-                self.lifetime_due.insert((rec.lifetime_deadline(), id));
+                add(&mut class.living, rec.created_at, id);
             } else {
-                self.lifetime_due.remove(&(rec.lifetime_deadline(), id));
+                class.living.remove(rec.created_at, id);
+            }
+        }
+        if before.starting != after.starting {
+            if after.starting {
+                add(&mut self.startup, rec.created_at, id);
+            } else {
+                self.startup.remove(rec.created_at, id);
             }
         }
         if before.drained != after.drained {
@@ -284,6 +269,13 @@ impl Indexes {
         }
     }
 
+    /// Ends a restore: sorts the queues filled unsorted.
+    pub fn end_restore(&mut self) {
+        self.restoring = false;
+        self.classes.sort();
+        self.startup.sort();
+    }
+
     /// Removes every trace of a record that leaves the registry.
     pub fn forget(&mut self, id: WorkerId, rec: &mut Record) {
         let (before, idle_since) = (rec.membership(), rec.idle_since);
@@ -296,5 +288,6 @@ impl Indexes {
             &rec.handle.provider_id,
             &rec.handle.provider_type,
         );
+        self.classes.leave(rec.class);
     }
 }

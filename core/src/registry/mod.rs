@@ -1,6 +1,7 @@
 //! The registry of workers: the [`WorkerRegistry`] trait, its statistics and snapshots, and the
 //! [`InMemoryWorkerRegistry`].
 
+mod classes;
 mod column;
 mod indexes;
 mod memory;

@@ -1,17 +1,36 @@
 //! `claim`: the most recently idle `Ready` worker that matches a filter, given a job
 //! atomically (invariant 2: a job is held by at most one worker).
+//!
+//! The ready index is per class (spec and provider, see `classes.rs`): the filter's static
+//! part is asked once per class, and each matching class offers its most recently idle
+//! worker in O(log n); the newest of those is the one. So the cost is O(classes), whatever
+//! the number of ready workers, and a filter that no class matches is answered without
+//! looking at any worker. Only the filter's dynamic conditions (`unhealthy_for`) are checked
+//! worker by worker, against the record, walking down the order.
+//!
+//! Locks: the registry-wide mutex to pick, then the worker's shard. The usual case takes the
+//! shard with `try_write` while still holding the mutex (a try never waits, so the lock
+//! order shard → mutex of every other path cannot deadlock with it) and assigns in that one
+//! hold; only when the shard is busy does it let go and take the locks in order.
 
-use std::ops::Bound;
-use std::sync::Arc;
-
+use super::super::indexes::Indexes;
 use super::super::WorkerRegistry;
-use super::{InMemoryWorkerRegistry, CLAIM_SCAN_BATCH};
+use super::shard::Shard;
+use super::InMemoryWorkerRegistry;
 use crate::clock::{millis, Timestamp};
 use crate::error::{Error, Result};
 use crate::filter::WorkerFilter;
 use crate::ids::{JobId, WorkerId};
 use crate::state::WorkerState;
-use crate::worker::{Worker, WorkerSpec};
+use crate::worker::Worker;
+
+/// Why a candidate was passed over.
+enum Verdict {
+    /// Assigned: the snapshot.
+    Taken(Worker),
+    /// Not (or no longer) a match: walk on below it.
+    Skip,
+}
 
 impl InMemoryWorkerRegistry {
     /// [`WorkerRegistry::claim`]: see the module doc.
@@ -36,70 +55,11 @@ impl InMemoryWorkerRegistry {
             }
             return Ok(None);
         };
-        let mut upper = Bound::Included((newest, WorkerId::MAX));
+        // Candidates are below `upper` in (idle_since, id) order; WorkerId::MAX is never a
+        // worker, so this bound takes every worker idle since `newest` or before.
+        let mut upper = (newest, WorkerId::MAX);
         loop {
-            // At most CLAIM_SCAN_BATCH entries per hold of the registry-wide mutex: a filter
-            // that matches few of many ready workers (or none) makes this claim walk them, but
-            // never stalls other operations for more than one batch.
-            let mut candidates: Vec<(Timestamp, WorkerId)> = Vec::with_capacity(4);
-            let mut scanned_to = None;
-            {
-                let ix = self.indexes.lock();
-                if let Some(holder) = ix.jobs.get(&job) {
-                    return Err(Error::JobAlreadyAssigned {
-                        job_id: job,
-                        worker_id: *holder,
-                    });
-                }
-                let walk = ix
-                    .ready
-                    .range((Bound::Unbounded, upper))
-                    .rev()
-                    .take(CLAIM_SCAN_BATCH);
-                // Workers made from one spec share it (`Arc`): without a provider condition the
-                // answer depends on the spec alone, so a run of workers of one spec costs one
-                // pointer comparison each, not a look-up of every label.
-                let by_spec = filter.provider_id.is_none() && filter.provider_type.is_none();
-                let mut last: Option<(&Arc<WorkerSpec>, bool)> = None;
-                for (key, entry) in walk {
-                    scanned_to = Some(*key);
-                    let matches = match last {
-                        Some((spec, answer)) if by_spec && Arc::ptr_eq(spec, &entry.spec) => answer,
-                        _ => {
-                            let answer = filter.matches_static(&entry.handle, &entry.spec);
-                            last = Some((&entry.spec, answer));
-                            answer
-                        }
-                    };
-                    if matches {
-                        candidates.push(*key);
-                        if candidates.len() == 4 {
-                            break;
-                        }
-                    }
-                }
-            }
-            let Some(scanned_to) = scanned_to else {
-                // Walked past the oldest ready worker.
-                return Ok(None);
-            };
-            for (since, id) in candidates {
-                let mut shard = self.shard(&id).write();
-                let Some((slot, rec, column)) = shard.get_mut(&id) else {
-                    continue;
-                };
-                // Re-check under the record's lock: another claimer may have been first.
-                if rec.state != WorkerState::Ready
-                    || rec.current_job.is_some()
-                    || rec.idle_since != Some(since)
-                {
-                    continue;
-                }
-                if let Some(silent) = filter.unhealthy_for {
-                    if now.saturating_sub(column.get(slot)) <= millis(silent) {
-                        continue;
-                    }
-                }
+            let (since, id) = {
                 let mut ix = self.indexes.lock();
                 if let Some(holder) = ix.jobs.get(&job) {
                     return Err(Error::JobAlreadyAssigned {
@@ -107,12 +67,82 @@ impl InMemoryWorkerRegistry {
                         worker_id: *holder,
                     });
                 }
-                let at = self.now();
-                self.assign_locked(&mut ix, column, slot, rec, job, at);
-                drop(ix);
-                return Ok(Some(rec.to_worker(column.get(slot))));
+                let Some(key) = newest_match(&ix, filter, upper) else {
+                    return Ok(None);
+                };
+                // The usual case: the shard is free, assign in this hold of the mutex.
+                if let Some(mut shard) = self.shard(&key.1).try_write() {
+                    match self.try_take(&mut ix, &mut shard, filter, key, &job, now) {
+                        Verdict::Taken(worker) => return Ok(Some(worker)),
+                        Verdict::Skip => {
+                            upper = key;
+                            continue;
+                        }
+                    }
+                }
+                key
+            };
+            // The shard was busy: take the locks in order and check again.
+            let mut shard = self.shard(&id).write();
+            let mut ix = self.indexes.lock();
+            if let Some(holder) = ix.jobs.get(&job) {
+                return Err(Error::JobAlreadyAssigned {
+                    job_id: job,
+                    worker_id: *holder,
+                });
             }
-            upper = Bound::Excluded(scanned_to);
+            match self.try_take(&mut ix, &mut shard, filter, (since, id), &job, now) {
+                Verdict::Taken(worker) => return Ok(Some(worker)),
+                // Claimed by someone else meanwhile, or fails a dynamic condition: the walk
+                // goes on below it (a worker that became ready since is newer than the bound
+                // and is left out, as a claim that started a moment later would see it).
+                Verdict::Skip => upper = (since, id),
+            }
         }
     }
+
+    /// Assigns `job` to the worker `key` if it is still the `Ready` worker of that idle time
+    /// and passes the filter's dynamic conditions. Both locks held; the job is known free.
+    fn try_take(
+        &self,
+        ix: &mut Indexes,
+        shard: &mut Shard,
+        filter: &WorkerFilter,
+        (since, id): (Timestamp, WorkerId),
+        job: &JobId,
+        now: Timestamp,
+    ) -> Verdict {
+        let Some((slot, rec, column)) = shard.get_mut(&id) else {
+            return Verdict::Skip;
+        };
+        if rec.state != WorkerState::Ready
+            || rec.current_job.is_some()
+            || rec.idle_since != Some(since)
+        {
+            return Verdict::Skip;
+        }
+        if let Some(silent) = filter.unhealthy_for {
+            if now.saturating_sub(column.get(slot)) <= millis(silent) {
+                return Verdict::Skip;
+            }
+        }
+        // Read under the mutex that orders the events: times never go back along `seq`.
+        let at = self.now();
+        self.assign_locked(ix, column, slot, rec, job.clone(), at);
+        Verdict::Taken(rec.to_worker(column.get(slot)))
+    }
+}
+
+/// The most recently idle ready worker below `upper` of the classes whose spec and provider
+/// match `filter`. O(classes × log ready).
+fn newest_match(
+    ix: &Indexes,
+    filter: &WorkerFilter,
+    upper: (Timestamp, WorkerId),
+) -> Option<(Timestamp, WorkerId)> {
+    ix.classes
+        .iter()
+        .filter(|class| class.ready.len() > 0 && filter.matches_static(&class.handle, &class.spec))
+        .filter_map(|class| class.ready.newest_below(upper))
+        .max()
 }

@@ -66,10 +66,7 @@ impl InMemoryWorkerRegistry {
         }
         let due: Vec<WorkerId> = {
             let ix = self.indexes.lock();
-            ix.startup_due
-                .range(..(cutoff, WorkerId::MIN))
-                .map(|(_, id)| *id)
-                .collect()
+            ix.startup.older_than(cutoff).map(|(_, id)| id).collect()
         };
         self.snapshots_where(due, |rec| {
             rec.state.is_starting() && rec.created_at < cutoff
@@ -82,12 +79,27 @@ impl InMemoryWorkerRegistry {
         let mut due: BTreeMap<WorkerId, TerminationReason> = BTreeMap::new();
         {
             let ix = self.indexes.lock();
-            for (_, id) in ix.idle_due.range(..(now, WorkerId::MIN)) {
-                due.insert(*id, TerminationReason::Idle);
+            // Per class, each queue is in deadline order: only its due prefix is read.
+            for class in ix.classes.iter() {
+                let idle = millis(class.spec.idle_timeout);
+                for (_, id) in class
+                    .ready
+                    .iter()
+                    .take_while(|(since, _)| since.saturating_add(idle) < now)
+                {
+                    due.insert(id, TerminationReason::Idle);
+                }
             }
             // Lifetime wins over idle: it is the harder limit.
-            for (_, id) in ix.lifetime_due.range(..(now, WorkerId::MIN)) {
-                due.insert(*id, TerminationReason::Lifetime);
+            for class in ix.classes.iter() {
+                let lifetime = millis(class.spec.max_lifetime);
+                for (_, id) in class
+                    .living
+                    .iter()
+                    .take_while(|(created, _)| created.saturating_add(lifetime) < now)
+                {
+                    due.insert(id, TerminationReason::Lifetime);
+                }
             }
             for id in &ix.drained {
                 due.insert(*id, TerminationReason::Drained);

@@ -38,10 +38,6 @@ use crate::worker::Worker;
 /// Number of shards: a power of two, enough that two to eight threads rarely meet.
 const SHARD_COUNT: usize = 64;
 
-/// Most ready-index entries `claim` walks per hold of the registry-wide mutex (~2-5 us): the
-/// bound on how long an unmatchable filter over a large ready set delays other operations.
-const CLAIM_SCAN_BATCH: usize = 256;
-
 /// The in-memory [`WorkerRegistry`].
 ///
 /// # Design

@@ -1,7 +1,6 @@
 //! The [`WorkerRegistry`] implementation of [`InMemoryWorkerRegistry`]: the per-worker
 //! operations here; `claim`, the deadline queries and snapshots delegate to their modules.
 
-use std::ops::Bound;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,9 +37,13 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
             return Err(Error::AlreadyExists(id));
         }
         let now = self.now();
+        let handle = Arc::new(handle);
+        // Equal specs are shared: the record keeps the registry's copy.
+        let (class, spec) = ix.classes.join(&handle, spec);
         let rec = Record {
             id,
-            handle: Arc::new(handle),
+            class,
+            handle,
             spec,
             state: WorkerState::Creating,
             current_job: None,
@@ -153,15 +156,15 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
             let want = n - out.len();
             let keys: Vec<(Timestamp, WorkerId)> = {
                 let ix = self.indexes.lock();
-                let lower = match after {
-                    Some(key) => Bound::Excluded(key),
-                    None => Bound::Unbounded,
-                };
-                ix.ready
-                    .range((lower, Bound::Unbounded))
-                    .take(want)
-                    .map(|(key, _)| *key)
-                    .collect()
+                // The `want` oldest past `after` of each class, merged.
+                let mut keys: Vec<(Timestamp, WorkerId)> = ix
+                    .classes
+                    .iter()
+                    .flat_map(|class| class.ready.oldest_above(after, want))
+                    .collect();
+                keys.sort_unstable();
+                keys.truncate(want);
+                keys
             };
             let Some(&last) = keys.last() else {
                 break;

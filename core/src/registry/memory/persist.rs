@@ -1,6 +1,7 @@
 //! Snapshot and restore of the in-memory registry.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use super::super::indexes::{Membership, Record};
 use super::super::snapshot::{Snapshot, SNAPSHOT_FORMAT};
@@ -60,10 +61,13 @@ impl InMemoryWorkerRegistry {
         for id in &snapshot.retired_ids {
             ix.retired.insert(*id);
         }
+        ix.restoring = true;
         for worker in &snapshot.workers {
             let id = worker.id;
             let shard = &mut *shards[self.shard_index(&id)];
-            let rec = Record::from_worker(worker);
+            let (class, spec) = ix.classes.join(&worker.handle, Arc::clone(&worker.spec));
+            let mut rec = Record::from_worker(worker, class);
+            rec.spec = spec;
             let monitored = rec.state.heartbeat_monitored();
             let after = rec.membership();
             ix.refile(id, Membership::none(), None, after, &rec);
@@ -78,6 +82,7 @@ impl InMemoryWorkerRegistry {
             let slot = shard.insert(rec, worker.last_heartbeat);
             shard.column.set_monitored(slot, monitored, floor);
         }
+        ix.end_restore();
         drop(ix);
         self.bus.set_seq(snapshot.seq);
         Ok(())

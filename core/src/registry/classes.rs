@@ -1,0 +1,417 @@
+//! Worker classes: the workers of one spec and one provider, with their ready and lifetime
+//! queues; and the interning of specs, so that workers made from equal specs share one.
+//!
+//! A filter's static part ([`WorkerFilter::matches_static`]) depends only on a worker's spec
+//! and provider, so it gives one answer for a whole class: `claim` asks each class once, not
+//! each ready worker, and an unmatchable filter costs the number of classes, never a walk of
+//! the ready workers. Within a class the deadlines follow one order: idle deadlines are
+//! `idle_since + spec.idle_timeout` and lifetime deadlines `created_at + spec.max_lifetime`,
+//! so a queue sorted by `idle_since` (resp. `created_at`) is sorted by deadline, and the
+//! queues replace ordered maps: 24 bytes a worker in a `VecDeque` instead of a B-tree node
+//! share, O(1) at the ends where nearly every change happens (a release joins the newest end,
+//! a claim leaves it, an idle expiry leaves the oldest end).
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Arc;
+
+use crate::clock::Timestamp;
+use crate::ids::{ProviderId, WorkerId};
+use crate::worker::{ProviderType, WorkerHandle, WorkerSpec};
+
+/// The id of a removed entry ([`WorkerId::MIN`], the nil UUID, is never a worker).
+const TOMBSTONE: WorkerId = WorkerId::MIN;
+
+/// Workers ordered by a timestamp, oldest at the front.
+///
+/// Entries are sorted by timestamp; entries of equal timestamp are in insertion order. A
+/// removal in the middle leaves a tombstone (found by binary search, O(log n)); tombstones at
+/// the ends are dropped at once and the queue is compacted when they outnumber the live
+/// entries, so its length stays below twice the live count plus a constant.
+#[derive(Debug, Default)]
+pub(super) struct Queue {
+    entries: VecDeque<(Timestamp, WorkerId)>,
+    dead: usize,
+}
+
+impl Queue {
+    /// Live entries.
+    pub fn len(&self) -> usize {
+        self.entries.len() - self.dead
+    }
+
+    /// Adds `(at, id)` in order: O(1) when `at` is at least the newest (the usual case: the
+    /// clock does not go back), else a shift of the newer entries.
+    pub fn insert(&mut self, at: Timestamp, id: WorkerId) {
+        match self.entries.back() {
+            Some(&(last, _)) if last > at => {
+                let pos = self.entries.partition_point(|e| e.0 <= at);
+                self.entries.insert(pos, (at, id));
+            }
+            _ => self.entries.push_back((at, id)),
+        }
+    }
+
+    /// Adds `(at, id)` at the newest end, out of order: [`sort`](Self::sort) must follow
+    /// before any other use (restore).
+    pub fn push_unsorted(&mut self, at: Timestamp, id: WorkerId) {
+        self.entries.push_back((at, id));
+    }
+
+    /// Sorts after [`push_unsorted`](Self::push_unsorted).
+    pub fn sort(&mut self) {
+        self.entries.make_contiguous().sort_unstable();
+    }
+
+    /// Removes `(at, id)`; false if absent.
+    pub fn remove(&mut self, at: Timestamp, id: WorkerId) -> bool {
+        if self.entries.back() == Some(&(at, id)) {
+            self.entries.pop_back();
+        } else if self.entries.front() == Some(&(at, id)) {
+            self.entries.pop_front();
+        } else {
+            let from = self.entries.partition_point(|e| e.0 < at);
+            let Some(pos) = (from..self.entries.len())
+                .take_while(|&i| self.entries[i].0 == at)
+                .find(|&i| self.entries[i].1 == id)
+            else {
+                return false;
+            };
+            self.entries[pos].1 = TOMBSTONE;
+            self.dead += 1;
+        }
+        self.trim();
+        true
+    }
+
+    /// Drops the tombstones at both ends; compacts when they outnumber the live entries.
+    fn trim(&mut self) {
+        while self.entries.back().is_some_and(|e| e.1 == TOMBSTONE) {
+            self.entries.pop_back();
+            self.dead -= 1;
+        }
+        while self.entries.front().is_some_and(|e| e.1 == TOMBSTONE) {
+            self.entries.pop_front();
+            self.dead -= 1;
+        }
+        if self.dead > 16 && self.dead > self.len() {
+            self.entries.retain(|e| e.1 != TOMBSTONE);
+            self.dead = 0;
+        }
+    }
+
+    /// Live entries, oldest first.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (Timestamp, WorkerId)> + '_ {
+        self.entries.iter().copied().filter(|e| e.1 != TOMBSTONE)
+    }
+
+    /// Live entries with a timestamp below `before`, oldest first.
+    pub fn older_than(
+        &self,
+        before: Timestamp,
+    ) -> impl Iterator<Item = (Timestamp, WorkerId)> + '_ {
+        self.iter().take_while(move |e| e.0 < before)
+    }
+
+    /// The greatest live entry below `upper` in `(timestamp, id)` order. O(log n) plus the
+    /// entries of equal timestamp and the tombstones passed.
+    pub fn newest_below(&self, upper: (Timestamp, WorkerId)) -> Option<(Timestamp, WorkerId)> {
+        let end = self.entries.partition_point(|e| e.0 <= upper.0);
+        let mut best: Option<(Timestamp, WorkerId)> = None;
+        for i in (0..end).rev() {
+            let e = self.entries[i];
+            if let Some(b) = best {
+                if e.0 < b.0 {
+                    break;
+                }
+            }
+            if e.1 != TOMBSTONE && e < upper && best.is_none_or(|b| e > b) {
+                best = Some(e);
+            }
+        }
+        best
+    }
+
+    /// Up to about `want` live entries above `lower` in `(timestamp, id)` order, oldest first
+    /// (whole groups of equal timestamp, so that the `want` smallest are among them).
+    pub fn oldest_above(
+        &self,
+        lower: Option<(Timestamp, WorkerId)>,
+        want: usize,
+    ) -> Vec<(Timestamp, WorkerId)> {
+        let from = match lower {
+            Some((at, _)) => self.entries.partition_point(|e| e.0 < at),
+            None => 0,
+        };
+        let mut out: Vec<(Timestamp, WorkerId)> = Vec::new();
+        for i in from..self.entries.len() {
+            let e = self.entries[i];
+            if e.1 == TOMBSTONE || lower.is_some_and(|l| e <= l) {
+                continue;
+            }
+            if out.len() >= want && out.last().is_some_and(|l| l.0 != e.0) {
+                break;
+            }
+            out.push(e);
+        }
+        out
+    }
+}
+
+/// The workers of one (interned) spec, provider id and provider type.
+#[derive(Debug)]
+pub(super) struct Class {
+    /// The shared spec of the class.
+    pub spec: Arc<WorkerSpec>,
+    /// A member's handle: the filter's static part reads only its provider id and type,
+    /// which every member shares.
+    pub handle: Arc<WorkerHandle>,
+    /// Registered members.
+    members: usize,
+    /// `Ready` members by `idle_since`: the newest end is the most recently idle.
+    pub ready: Queue,
+    /// Members whose lifetime is tracked (`Creating`, `Connecting`, `Ready`, `Busy`) by
+    /// `created_at`: the oldest end has the nearest lifetime deadline.
+    pub living: Queue,
+}
+
+/// What makes a class: the interned spec (by address), the provider id and type.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ClassKey {
+    spec: usize,
+    provider_id: ProviderId,
+    provider_type: ProviderType,
+}
+
+/// One interned spec and how many registered workers use it.
+#[derive(Debug)]
+struct Interned {
+    spec: Arc<WorkerSpec>,
+    users: usize,
+}
+
+/// The classes of a registry, and its interned specs.
+#[derive(Debug, Default)]
+pub(super) struct Classes {
+    /// Classes by number (`Record::class`); `None` for a free number.
+    slots: Vec<Option<Class>>,
+    free: Vec<u32>,
+    by_key: HashMap<ClassKey, u32, foldhash::fast::RandomState>,
+    /// Interned specs by content hash.
+    specs: HashMap<u64, Vec<Interned>, foldhash::fast::RandomState>,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl Classes {
+    /// The class numbered `class`.
+    pub fn get(&self, class: u32) -> &Class {
+        self.slots[class as usize]
+            .as_ref()
+            .expect("a record's class lives while it has members")
+    }
+
+    /// The class numbered `class`, mutably.
+    pub fn get_mut(&mut self, class: u32) -> &mut Class {
+        self.slots[class as usize]
+            .as_mut()
+            .expect("a record's class lives while it has members")
+    }
+
+    /// Every class.
+    pub fn iter(&self) -> impl Iterator<Item = &Class> {
+        self.slots.iter().flatten()
+    }
+
+    /// Every class, mutably.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Class> {
+        self.slots.iter_mut().flatten()
+    }
+
+    /// The shared copy of `spec`: an equal spec already registered, or `spec` itself, which
+    /// becomes the shared one. Counts one more user. O(size of the spec) for the hash.
+    fn intern(&mut self, spec: Arc<WorkerSpec>) -> Arc<WorkerSpec> {
+        let hash = spec_hash(&spec, &self.hasher);
+        let bucket = self.specs.entry(hash).or_default();
+        if let Some(found) = bucket
+            .iter_mut()
+            .find(|i| Arc::ptr_eq(&i.spec, &spec) || *i.spec == *spec)
+        {
+            found.users += 1;
+            return Arc::clone(&found.spec);
+        }
+        bucket.push(Interned {
+            spec: Arc::clone(&spec),
+            users: 1,
+        });
+        spec
+    }
+
+    /// One user less of the interned `spec`; forgotten at none.
+    fn release_spec(&mut self, spec: &Arc<WorkerSpec>) {
+        let hash = spec_hash(spec, &self.hasher);
+        if let Some(bucket) = self.specs.get_mut(&hash) {
+            if let Some(pos) = bucket.iter().position(|i| Arc::ptr_eq(&i.spec, spec)) {
+                bucket[pos].users -= 1;
+                if bucket[pos].users == 0 {
+                    bucket.swap_remove(pos);
+                    if bucket.is_empty() {
+                        self.specs.remove(&hash);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Joins a new member with `handle` and `spec` to its class: returns the class number and
+    /// the shared spec the record must keep.
+    pub fn join(
+        &mut self,
+        handle: &Arc<WorkerHandle>,
+        spec: Arc<WorkerSpec>,
+    ) -> (u32, Arc<WorkerSpec>) {
+        let spec = self.intern(spec);
+        let key = ClassKey {
+            spec: Arc::as_ptr(&spec) as usize,
+            provider_id: handle.provider_id.clone(),
+            provider_type: handle.provider_type.clone(),
+        };
+        if let Some(&class) = self.by_key.get(&key) {
+            self.get_mut(class).members += 1;
+            return (class, spec);
+        }
+        let class = Class {
+            spec: Arc::clone(&spec),
+            handle: Arc::clone(handle),
+            members: 1,
+            ready: Queue::default(),
+            living: Queue::default(),
+        };
+        let number = match self.free.pop() {
+            Some(n) => {
+                self.slots[n as usize] = Some(class);
+                n
+            }
+            None => {
+                self.slots.push(Some(class));
+                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 classes")
+            }
+        };
+        self.by_key.insert(key, number);
+        (number, spec)
+    }
+
+    /// A member of `class` leaves the registry (its queue entries are already gone); the
+    /// class and its spec are forgotten with their last member.
+    pub fn leave(&mut self, class: u32) {
+        let c = self.get_mut(class);
+        c.members -= 1;
+        if c.members > 0 {
+            self.release_spec_of(class);
+            return;
+        }
+        let c = self.slots[class as usize].take().expect("live class");
+        debug_assert!(c.ready.len() == 0 && c.living.len() == 0);
+        self.by_key.remove(&ClassKey {
+            spec: Arc::as_ptr(&c.spec) as usize,
+            provider_id: c.handle.provider_id.clone(),
+            provider_type: c.handle.provider_type.clone(),
+        });
+        self.free.push(class);
+        self.release_spec(&c.spec);
+    }
+
+    fn release_spec_of(&mut self, class: u32) {
+        let spec = Arc::clone(&self.get(class).spec);
+        self.release_spec(&spec);
+    }
+
+    /// Sorts every queue (after a restore that pushed unsorted).
+    pub fn sort(&mut self) {
+        for c in self.iter_mut() {
+            c.ready.sort();
+            c.living.sort();
+        }
+    }
+}
+
+/// A hash of a spec's content (equal specs hash equal; `-0.0` and `0.0` CPU counts may not,
+/// which only means two shared copies).
+fn spec_hash(spec: &WorkerSpec, hasher: &impl BuildHasher) -> u64 {
+    let mut h = hasher.build_hasher();
+    spec.image.hash(&mut h);
+    spec.labels.hash(&mut h);
+    spec.environment.hash(&mut h);
+    spec.capabilities.hash(&mut h);
+    spec.architecture.hash(&mut h);
+    spec.idle_timeout.hash(&mut h);
+    spec.max_lifetime.hash(&mut h);
+    spec.max_jobs.hash(&mut h);
+    let r = &spec.resources;
+    r.cpu_cores.to_bits().hash(&mut h);
+    r.memory_bytes.hash(&mut h);
+    r.disk_bytes.hash(&mut h);
+    r.gpu_count.hash(&mut h);
+    r.gpu_type.hash(&mut h);
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> WorkerId {
+        let mut b = [0u8; 16];
+        b[15] = n;
+        WorkerId::from_bytes(b).unwrap()
+    }
+
+    #[test]
+    fn a_queue_keeps_order_through_middle_removals_and_late_inserts() {
+        let mut q = Queue::default();
+        for n in 1..=40u8 {
+            q.insert(u64::from(n / 2), id(n));
+        }
+        // Out of order: lands among the equal timestamps' end.
+        q.insert(3, id(100));
+        for n in (2..=38u8).step_by(2) {
+            assert!(q.remove(u64::from(n / 2), id(n)));
+        }
+        assert!(!q.remove(5, id(10)), "already removed");
+        let live: Vec<(u64, WorkerId)> = q.iter().collect();
+        assert_eq!(live.len(), q.len());
+        assert!(live.windows(2).all(|w| w[0].0 <= w[1].0));
+        assert_eq!(live.len(), 40 - 19 + 1);
+        // Newest below a bound, by (timestamp, id).
+        assert_eq!(
+            q.newest_below((u64::MAX, WorkerId::MAX)),
+            Some((20, id(40)))
+        );
+        assert_eq!(q.newest_below((3, id(100))), Some((3, id(7))));
+        assert_eq!(q.newest_below((3, WorkerId::MAX)), Some((3, id(100))));
+        assert_eq!(q.newest_below((0, id(1))), None);
+        let firsts = q.oldest_above(Some((3, id(7))), 2);
+        assert_eq!(firsts, vec![(3, id(100)), (4, id(9))]);
+        assert!(q.older_than(4).all(|e| e.0 < 4));
+    }
+
+    #[test]
+    fn equal_specs_are_shared_and_forgotten_with_their_last_user() {
+        let mut classes = Classes::default();
+        let handle = Arc::new(WorkerHandle::new(
+            ProviderId::new("p").unwrap(),
+            ProviderType::Docker,
+            "c",
+        ));
+        let (a, spec_a) = classes.join(&handle, Arc::new(WorkerSpec::new("img")));
+        let (b, spec_b) = classes.join(&handle, Arc::new(WorkerSpec::new("img")));
+        let (c, _) = classes.join(&handle, Arc::new(WorkerSpec::new("other")));
+        assert!(Arc::ptr_eq(&spec_a, &spec_b));
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        classes.leave(a);
+        classes.leave(b);
+        classes.leave(c);
+        assert_eq!(classes.iter().count(), 0);
+        assert!(classes.specs.is_empty() && classes.by_key.is_empty());
+    }
+}
