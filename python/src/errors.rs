@@ -207,3 +207,26 @@ where
         )),
     }
 }
+
+/// Like [`run`], but keeps the GIL: for calls that never wait for anything but a shard's
+/// lock, which no thread holds for long nor while it needs the GIL (a heartbeat). Releasing
+/// and taking back the GIL costs more than such a call; a heartbeat that meets a writer
+/// (`restore` holds every shard) waits with the GIL held, stalling other Python threads for
+/// that long, never deadlocking (the writer does not need the GIL).
+pub(crate) fn run_brief<T, F>(py: Python<'_>, work: F) -> PyResult<T>
+where
+    F: FnOnce() -> hodei_workers::Result<T>,
+{
+    match catch_unwind(AssertUnwindSafe(work)) {
+        Ok(result) => result.or_raise(py),
+        Err(payload) => Err(new_error(
+            py,
+            None,
+            format!(
+                "internal error (a bug in hodei_workers): {}",
+                panic_message(&*payload)
+            ),
+            Ids::default(),
+        )),
+    }
+}

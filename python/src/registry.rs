@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyString;
 
 use crate::convert::{self, Int, Seconds};
-use crate::errors::{invalid, run};
+use crate::errors::{invalid, run, run_brief};
 use crate::events::PySubscription;
 use crate::types::{PyManualClock, PyRegistryStats, PyResources, PyWorker, PyWorkerSpec};
 
@@ -297,7 +297,8 @@ impl PyRegistry {
     /// again.
     fn heartbeat(&self, py: Python<'_>, worker_id: &str) -> PyResult<()> {
         let id = convert::worker_id(py, worker_id)?;
-        run(py, || self.inner.heartbeat(&id))
+        // Keeps the GIL: a heartbeat is shorter than releasing and taking it back.
+        run_brief(py, || self.inner.heartbeat(&id))
     }
 
     /// Gives ``job_id`` to a READY worker, which becomes BUSY.

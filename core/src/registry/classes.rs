@@ -166,6 +166,8 @@ pub(super) struct Class {
     /// A member's handle: the filter's static part reads only its provider id and type,
     /// which every member shares.
     pub handle: Arc<WorkerHandle>,
+    /// The hash of the spec's content (its bucket among the interned specs).
+    spec_hash: u64,
     /// Registered members.
     members: usize,
     /// `Ready` members by `idle_since`: the newest end is the most recently idle.
@@ -183,11 +185,21 @@ struct ClassKey {
     provider_type: ProviderType,
 }
 
-/// One interned spec and how many registered workers use it.
+/// One interned spec and how many classes use it.
 #[derive(Debug)]
 struct Interned {
     spec: Arc<WorkerSpec>,
     users: usize,
+}
+
+/// The last spec `join` was given, by the caller's `Arc`, with the class it went to: a run of
+/// registrations with one spec `Arc` and one provider (the usual case) skips hashing the spec.
+#[derive(Debug)]
+struct LastJoin {
+    given: Arc<WorkerSpec>,
+    provider_id: ProviderId,
+    provider_type: ProviderType,
+    class: u32,
 }
 
 /// The classes of a registry, and its interned specs.
@@ -200,16 +212,10 @@ pub(super) struct Classes {
     /// Interned specs by content hash.
     specs: HashMap<u64, Vec<Interned>, foldhash::fast::RandomState>,
     hasher: foldhash::fast::RandomState,
+    last: Option<LastJoin>,
 }
 
 impl Classes {
-    /// The class numbered `class`.
-    pub fn get(&self, class: u32) -> &Class {
-        self.slots[class as usize]
-            .as_ref()
-            .expect("a record's class lives while it has members")
-    }
-
     /// The class numbered `class`, mutably.
     pub fn get_mut(&mut self, class: u32) -> &mut Class {
         self.slots[class as usize]
@@ -227,28 +233,37 @@ impl Classes {
         self.slots.iter_mut().flatten()
     }
 
-    /// The shared copy of `spec`: an equal spec already registered, or `spec` itself, which
-    /// becomes the shared one. Counts one more user. O(size of the spec) for the hash.
-    fn intern(&mut self, spec: Arc<WorkerSpec>) -> Arc<WorkerSpec> {
+    /// The shared copy of `spec` and its hash: an equal spec already interned, or `spec`
+    /// itself, which becomes the shared one. O(size of the spec) for the hash.
+    fn intern(&mut self, spec: Arc<WorkerSpec>) -> (Arc<WorkerSpec>, u64) {
         let hash = spec_hash(&spec, &self.hasher);
         let bucket = self.specs.entry(hash).or_default();
         if let Some(found) = bucket
-            .iter_mut()
+            .iter()
             .find(|i| Arc::ptr_eq(&i.spec, &spec) || *i.spec == *spec)
         {
-            found.users += 1;
-            return Arc::clone(&found.spec);
+            return (Arc::clone(&found.spec), hash);
         }
         bucket.push(Interned {
             spec: Arc::clone(&spec),
-            users: 1,
+            users: 0,
         });
-        spec
+        (spec, hash)
     }
 
-    /// One user less of the interned `spec`; forgotten at none.
-    fn release_spec(&mut self, spec: &Arc<WorkerSpec>) {
-        let hash = spec_hash(spec, &self.hasher);
+    /// One more class of the interned `spec`.
+    fn use_spec(&mut self, spec: &Arc<WorkerSpec>, hash: u64) {
+        if let Some(i) = self
+            .specs
+            .get_mut(&hash)
+            .and_then(|b| b.iter_mut().find(|i| Arc::ptr_eq(&i.spec, spec)))
+        {
+            i.users += 1;
+        }
+    }
+
+    /// One class less of the interned `spec`; forgotten at none.
+    fn release_spec(&mut self, spec: &Arc<WorkerSpec>, hash: u64) {
         if let Some(bucket) = self.specs.get_mut(&hash) {
             if let Some(pos) = bucket.iter().position(|i| Arc::ptr_eq(&i.spec, spec)) {
                 bucket[pos].users -= 1;
@@ -269,7 +284,34 @@ impl Classes {
         handle: &Arc<WorkerHandle>,
         spec: Arc<WorkerSpec>,
     ) -> (u32, Arc<WorkerSpec>) {
-        let spec = self.intern(spec);
+        if let Some(last) = &self.last {
+            if Arc::ptr_eq(&last.given, &spec)
+                && last.provider_id == handle.provider_id
+                && last.provider_type == handle.provider_type
+            {
+                let class = last.class;
+                let c = self.get_mut(class);
+                c.members += 1;
+                return (class, Arc::clone(&c.spec));
+            }
+        }
+        let given = Arc::clone(&spec);
+        let (class, spec) = self.join_slow(handle, spec);
+        self.last = Some(LastJoin {
+            given,
+            provider_id: handle.provider_id.clone(),
+            provider_type: handle.provider_type.clone(),
+            class,
+        });
+        (class, spec)
+    }
+
+    fn join_slow(
+        &mut self,
+        handle: &Arc<WorkerHandle>,
+        spec: Arc<WorkerSpec>,
+    ) -> (u32, Arc<WorkerSpec>) {
+        let (spec, spec_hash) = self.intern(spec);
         let key = ClassKey {
             spec: Arc::as_ptr(&spec) as usize,
             provider_id: handle.provider_id.clone(),
@@ -279,9 +321,11 @@ impl Classes {
             self.get_mut(class).members += 1;
             return (class, spec);
         }
+        self.use_spec(&spec, spec_hash);
         let class = Class {
             spec: Arc::clone(&spec),
             handle: Arc::clone(handle),
+            spec_hash,
             members: 1,
             ready: Queue::default(),
             living: Queue::default(),
@@ -306,10 +350,12 @@ impl Classes {
         let c = self.get_mut(class);
         c.members -= 1;
         if c.members > 0 {
-            self.release_spec_of(class);
             return;
         }
         let c = self.slots[class as usize].take().expect("live class");
+        if self.last.as_ref().is_some_and(|l| l.class == class) {
+            self.last = None;
+        }
         debug_assert!(c.ready.len() == 0 && c.living.len() == 0);
         self.by_key.remove(&ClassKey {
             spec: Arc::as_ptr(&c.spec) as usize,
@@ -317,12 +363,7 @@ impl Classes {
             provider_type: c.handle.provider_type.clone(),
         });
         self.free.push(class);
-        self.release_spec(&c.spec);
-    }
-
-    fn release_spec_of(&mut self, class: u32) {
-        let spec = Arc::clone(&self.get(class).spec);
-        self.release_spec(&spec);
+        self.release_spec(&c.spec, c.spec_hash);
     }
 
     /// Sorts every queue (after a restore that pushed unsorted).

@@ -44,3 +44,223 @@ fn system_clock_never_goes_backwards_across_threads() {
     let b = copy.now();
     assert!(b >= a);
 }
+
+// ---- The slab of the in-memory registry (issue 12) ----
+//
+// Records live in per-shard slabs at reused slots, found through an id → slot index. These
+// tests pick ids that all fall in one shard (the shard is chosen from bytes 3 and 15 of the
+// id; both are zero here), so that every unregister frees a slot the next register takes.
+// Were the shard function to change, the tests would still hold, only less sharply.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+/// The `n`-th id of one shard.
+fn same_shard_id(n: u64) -> WorkerId {
+    let mut bytes = [0u8; 16];
+    bytes[4..12].copy_from_slice(&(n + 1).to_be_bytes());
+    WorkerId::from_bytes(bytes).expect("not nil")
+}
+
+fn handle_for(id: WorkerId) -> WorkerHandle {
+    let mut handle = WorkerHandle::new(
+        ProviderId::new("slab").expect("provider id"),
+        ProviderType::Docker,
+        "c",
+    );
+    handle.worker_id = id;
+    handle
+}
+
+/// One step of the slab property test.
+#[derive(Debug, Clone)]
+enum SlabOp {
+    /// Registers the next id and moves it to `Connecting` (heartbeat-monitored).
+    Register,
+    /// Unregisters the live worker picked by the selector.
+    Unregister(usize),
+    /// Heartbeats the worker (live or retired) picked among every id ever registered.
+    Heartbeat(usize),
+    /// Moves the clock.
+    Advance(u16),
+}
+
+fn slab_ops() -> impl Strategy<Value = Vec<SlabOp>> {
+    prop::collection::vec(
+        prop_oneof![
+            3 => Just(SlabOp::Register),
+            2 => any::<usize>().prop_map(SlabOp::Unregister),
+            4 => any::<usize>().prop_map(SlabOp::Heartbeat),
+            2 => (1u16..2_000).prop_map(SlabOp::Advance),
+        ],
+        1..120,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Slot reuse never resurrects an old worker: after any sequence of registrations,
+    /// unregistrations (whose slots the next registrations take) and heartbeats to live and
+    /// retired ids, a retired id is `NotFound` for `get`, `heartbeat` and `update_state`, its
+    /// heartbeat changes no live worker, and every live worker's last heartbeat and the
+    /// health check's answer are exactly the model's.
+    #[test]
+    fn slot_reuse_never_lets_a_stale_id_reach_the_new_occupant(ops in slab_ops()) {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let registry = InMemoryWorkerRegistry::with_clock(clock.clone());
+        let spec = Arc::new(WorkerSpec::new("img"));
+        // Live workers and their last heartbeat; every id ever registered, in order.
+        let mut live: BTreeMap<WorkerId, u64> = BTreeMap::new();
+        let mut ever: Vec<WorkerId> = Vec::new();
+        let mut retired: BTreeSet<WorkerId> = BTreeSet::new();
+        for op in &ops {
+            match *op {
+                SlabOp::Register => {
+                    let id = same_shard_id(ever.len() as u64);
+                    registry.register(handle_for(id), Arc::clone(&spec)).unwrap();
+                    let w = registry.update_state(&id, WorkerState::Connecting).unwrap();
+                    live.insert(id, w.last_heartbeat);
+                    ever.push(id);
+                }
+                SlabOp::Unregister(k) => {
+                    if live.is_empty() {
+                        continue;
+                    }
+                    let id = *live.keys().nth(k % live.len()).unwrap();
+                    let w = registry.unregister(&id, TerminationReason::Requested).unwrap();
+                    prop_assert_eq!(w.last_heartbeat, live[&id]);
+                    live.remove(&id);
+                    retired.insert(id);
+                }
+                SlabOp::Heartbeat(k) => {
+                    if ever.is_empty() {
+                        continue;
+                    }
+                    let id = ever[k % ever.len()];
+                    if retired.contains(&id) {
+                        prop_assert_eq!(registry.heartbeat(&id), Err(Error::NotFound(id)));
+                    } else {
+                        registry.heartbeat(&id).unwrap();
+                        live.insert(id, clock.now());
+                    }
+                }
+                SlabOp::Advance(ms) => {
+                    clock.advance(Duration::from_millis(u64::from(ms)));
+                }
+            }
+            for id in &retired {
+                prop_assert_eq!(registry.get(id).unwrap(), None);
+                prop_assert_eq!(
+                    registry.update_state(id, WorkerState::Ready).unwrap_err(),
+                    Error::NotFound(*id)
+                );
+            }
+            for (id, beat) in &live {
+                let w = registry.get(id).unwrap().expect("live worker");
+                prop_assert_eq!(w.id, *id);
+                prop_assert_eq!(w.last_heartbeat, *beat);
+            }
+            prop_assert_eq!(registry.count().unwrap(), live.len());
+            let timeout = Duration::from_millis(1_500);
+            let cutoff = clock.now().saturating_sub(1_500);
+            let unhealthy: BTreeSet<WorkerId> = registry
+                .find_unhealthy(timeout)
+                .unwrap()
+                .into_iter()
+                .map(|w| w.id)
+                .collect();
+            let expected: BTreeSet<WorkerId> = live
+                .iter()
+                .filter(|(_, beat)| **beat < cutoff)
+                .map(|(id, _)| *id)
+                .collect();
+            prop_assert_eq!(unhealthy, expected);
+        }
+    }
+}
+
+/// Heartbeats racing unregister and slot reuse: threads heartbeat (and health-check) a set of
+/// workers, with the clock moving, while another thread unregisters them one by one and
+/// registers new workers in the same shard, which take the freed slots. Nobody heartbeats the
+/// new workers: a heartbeat that reached a reused slot would move a new worker's last
+/// heartbeat, which the end checks. Every racing call answers `Ok` or `NotFound`.
+#[test]
+fn heartbeats_racing_unregister_and_slot_reuse_never_reach_a_new_worker() {
+    const OLD: u64 = 3_000;
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let registry = InMemoryWorkerRegistry::with_clock(clock.clone());
+    let spec = Arc::new(WorkerSpec::new("img"));
+    let old: Vec<WorkerId> = (0..OLD)
+        .map(|n| {
+            let id = same_shard_id(n);
+            registry
+                .register(handle_for(id), Arc::clone(&spec))
+                .unwrap();
+            registry.update_state(&id, WorkerState::Connecting).unwrap();
+            id
+        })
+        .collect();
+    let done = AtomicBool::new(false);
+    let fresh: Vec<(WorkerId, u64)> = std::thread::scope(|s| {
+        for t in 0..3usize {
+            let (old, registry, clock, done) = (&old, &registry, &clock, &done);
+            s.spawn(move || {
+                let mut rounds = 0u32;
+                // At least two full rounds, and on until the churner is done.
+                while rounds < 2 || !done.load(Ordering::Acquire) {
+                    for id in old.iter().skip(t).step_by(3) {
+                        clock.advance(Duration::from_millis(1));
+                        match registry.heartbeat(id) {
+                            Ok(()) | Err(Error::NotFound(_)) => {}
+                            Err(e) => panic!("heartbeat: {e}"),
+                        }
+                    }
+                    if t == 0 {
+                        // A health check racing too: reads the column beside the heartbeats.
+                        registry.find_unhealthy(Duration::from_millis(5)).unwrap();
+                    }
+                    rounds += 1;
+                }
+            });
+        }
+        let mut fresh = Vec::new();
+        for (n, id) in old.iter().enumerate() {
+            registry
+                .unregister(id, TerminationReason::Requested)
+                .unwrap();
+            let new_id = same_shard_id(OLD + n as u64);
+            registry
+                .register(handle_for(new_id), Arc::clone(&spec))
+                .unwrap();
+            let w = registry
+                .update_state(&new_id, WorkerState::Connecting)
+                .unwrap();
+            fresh.push((new_id, w.last_heartbeat));
+        }
+        done.store(true, Ordering::Release);
+        fresh
+    });
+    for (id, at) in &fresh {
+        let w = registry.get(id).unwrap().expect("new worker");
+        assert_eq!(w.last_heartbeat, *at, "a stale heartbeat reached {id}");
+    }
+    for id in &old {
+        assert_eq!(registry.heartbeat(id), Err(Error::NotFound(*id)));
+        assert_eq!(registry.get(id).unwrap(), None);
+    }
+    assert_eq!(registry.count().unwrap(), fresh.len());
+    // The health check sees exactly the new workers once they are silent long enough.
+    clock.advance(Duration::from_secs(10));
+    let unhealthy: BTreeSet<WorkerId> = registry
+        .find_unhealthy(Duration::from_secs(5))
+        .unwrap()
+        .into_iter()
+        .map(|w| w.id)
+        .collect();
+    let expected: BTreeSet<WorkerId> = fresh.iter().map(|(id, _)| *id).collect();
+    assert_eq!(unhealthy, expected);
+}
