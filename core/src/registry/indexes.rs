@@ -8,10 +8,11 @@
 //! dense column under its own lock ([`HeartbeatColumn`](super::column::HeartbeatColumn)); the
 //! record holds its slot there.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::classes::{Classes, Queue};
+use super::idtable::IdTable;
 use crate::clock::Timestamp;
 use crate::ids::{JobId, WorkerId};
 use crate::registry::stats::WorkerRegistryStats;
@@ -166,7 +167,8 @@ pub(super) const DEFAULT_RETIRED_ID_LIMIT: usize = 1 << 20;
 /// for eviction (oldest first). About 50 bytes per id.
 #[derive(Debug)]
 pub(super) struct RetiredIds {
-    set: HashSet<WorkerId, foldhash::fast::RandomState>,
+    /// Without tombstones ([`IdTable`]): one id joins and one leaves on every unregister.
+    set: IdTable<()>,
     order: VecDeque<WorkerId>,
     limit: usize,
 }
@@ -174,7 +176,7 @@ pub(super) struct RetiredIds {
 impl Default for RetiredIds {
     fn default() -> Self {
         RetiredIds {
-            set: HashSet::default(),
+            set: IdTable::default(),
             order: VecDeque::new(),
             limit: DEFAULT_RETIRED_ID_LIMIT,
         }
@@ -188,7 +190,7 @@ impl RetiredIds {
 
     /// Remembers `id`, forgetting the oldest retired id beyond the limit.
     pub fn insert(&mut self, id: WorkerId) {
-        if self.set.insert(id) {
+        if self.set.insert(id, ()).is_none() {
             self.order.push_back(id);
             self.trim();
         }

@@ -3,6 +3,7 @@
 
 mod classes;
 mod column;
+mod idtable;
 mod indexes;
 mod memory;
 mod snapshot;

@@ -1,8 +1,8 @@
 //! [`Shard`]: one shard's records in a slab, found through a compact id → slot index, and
 //! their heartbeat column, all under the shard's lock.
 //!
-//! The index holds 20 bytes a worker (id and slot) in an open-addressing table, so that a
-//! look-up by id touches small entries; the record itself lives in a slab (`Vec`) at a stable
+//! The index holds 20 bytes a worker (id and slot) in a linear-probing table without
+//! tombstones ([`IdTable`]), so that a look-up by id touches one or two adjacent cache lines; the record itself lives in a slab (`Vec`) at a stable
 //! slot, reused through a free list, and the heartbeat column is indexed by the same slot.
 //! A heartbeat reads the index and stores into the column: it never touches the record.
 //!
@@ -12,9 +12,8 @@
 //! release of the lock. A stale id therefore misses in the index and never finds the slot's
 //! new occupant.
 
-use std::collections::HashMap;
-
 use super::super::column::HeartbeatColumn;
+use super::super::idtable::IdTable;
 use super::super::indexes::Record;
 use crate::clock::Timestamp;
 use crate::ids::WorkerId;
@@ -24,7 +23,7 @@ use crate::worker::Worker;
 #[derive(Debug, Default)]
 pub(super) struct Shard {
     /// Id → slot of every record of the shard.
-    index: HashMap<WorkerId, u32, foldhash::fast::RandomState>,
+    index: IdTable<u32>,
     /// Records by slot; `None` for a free slot.
     slab: Vec<Option<Record>>,
     /// Free slots of `slab` (and of the column), reused last-freed first.
@@ -41,13 +40,13 @@ impl Shard {
 
     /// Whether `id` is here.
     pub fn contains(&self, id: &WorkerId) -> bool {
-        self.index.contains_key(id)
+        self.index.contains(id)
     }
 
     /// The slot of `id`.
     #[inline]
     pub fn slot_of(&self, id: &WorkerId) -> Option<u32> {
-        self.index.get(id).copied()
+        self.index.get(id)
     }
 
     /// The record in `slot` (`None` for a free slot).
