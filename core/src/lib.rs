@@ -60,7 +60,7 @@
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 #![doc(test(attr(deny(warnings))))]
 
-pub mod clock;
+mod clock;
 mod error;
 mod events;
 mod filter;
