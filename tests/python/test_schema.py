@@ -174,6 +174,12 @@ def test_lifecycle_config_takes_every_core_field() -> None:
     [new] = [n for n in config_class.body if isinstance(n, ast.FunctionDef) and n.name == "__new__"]
     stub_keywords = {a.arg for a in new.args.kwonlyargs}
     assert stub_keywords == set(fields), "the stub's LifecycleConfig(...) names the core's fields"
+    untyped = [
+        key
+        for key in fields
+        if not inspect.isgetsetdescriptor(inspect.getattr_static(hw.LifecycleConfig, key, None))
+    ]
+    assert not untyped, f"fields without a typed getter (served raw from serde): {untyped}"
     for key, value in fields.items():
         assert hasattr(default, key), key
         assert getattr(default, key) == value, key
