@@ -18,6 +18,7 @@ mod deadlines;
 mod fit;
 mod model;
 mod ops;
+mod pool_counts;
 mod snapshot;
 mod stress;
 
