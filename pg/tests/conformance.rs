@@ -24,6 +24,8 @@ mod deadlines;
 mod model;
 #[path = "../../core/tests/registry/ops.rs"]
 mod ops;
+#[path = "../../core/tests/registry/pool_counts.rs"]
+mod pool_counts;
 #[path = "../../core/tests/registry/snapshot.rs"]
 mod snapshot;
 #[path = "../../core/tests/registry/stress.rs"]

@@ -28,6 +28,8 @@ mod flaky_registry;
 mod health;
 #[path = "../../core/tests/lifecycle/pools.rs"]
 mod pools;
+#[path = "../../core/tests/lifecycle/pools_reads.rs"]
+mod pools_reads;
 #[path = "../../core/tests/lifecycle/provisioning.rs"]
 mod provisioning;
 #[path = "../../core/tests/lifecycle/reconcile.rs"]

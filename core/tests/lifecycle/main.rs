@@ -17,6 +17,7 @@ mod contract;
 mod flaky_registry;
 mod health;
 mod pools;
+mod pools_reads;
 mod provisioning;
 mod reconcile;
 mod scaling;

@@ -19,6 +19,7 @@ mod deadlines;
 mod fit;
 mod model;
 mod ops;
+mod pool_counts;
 mod snapshot;
 mod stress;
 
