@@ -499,6 +499,9 @@ impl WorkerLifecycleManager {
             return report;
         }
         self.scale_tick(&demand, &mut budget, &mut report);
+        // The report says whether this manager still leads at the end of the tick: a lease
+        // lost during a provider call (a long pause) must not read as leading.
+        self.still_leading(&mut report);
 
         report.provider_backoff = self.provider_backoff();
         report.actions = budget.used;

@@ -125,7 +125,7 @@ impl Simulation {
                 inst.next_heartbeat = Cloud::next_heartbeat(&agents, &mut inst.rng, t);
                 let lost = inst.rng.bernoulli(agents.heartbeat_loss_probability);
                 if reachable && !lost {
-                    match self.manager.process_heartbeat(&id) {
+                    match self.registry.heartbeat(&id) {
                         Ok(()) => self.checker.heartbeat_delivered(id, now),
                         Err(_) => inst.agent_gone = true,
                     }

@@ -9,7 +9,11 @@ impl Simulation {
         self.claim_pending();
         if self.reconcile_ms > 0 && self.t >= self.next_reconcile {
             self.next_reconcile = self.t + self.reconcile_ms;
-            if let Ok(r) = self.manager.reconcile() {
+            let (result, nested) = self.replicas.reconcile(self.t);
+            for (k, report) in nested {
+                self.absorb_replica(k, &report);
+            }
+            if let Some(r) = result {
                 self.metrics.reconcile_vanished += r.vanished.len() as u64;
                 self.metrics.reconcile_orphans += r.orphans.len() as u64;
                 let mut lost: Vec<_> = r
@@ -23,9 +27,26 @@ impl Simulation {
                 }
             }
         }
-        let report = self.manager.tick(self.demand());
-        self.absorb_tick(&report);
+        for (k, report) in self.replicas.tick(self.demand(), self.t) {
+            self.absorb_replica(k, &report);
+        }
         self.read_host_events();
+    }
+
+    /// A tick report of replica slot `k`: a takeover grants the fleet a grace (the checker
+    /// holds the new leader to it), a term going backwards is a violation.
+    fn absorb_replica(&mut self, k: usize, report: &TickReport) {
+        let (took_over, problem) = self.replicas.observe(k, report);
+        if took_over {
+            self.checker.grace_granted(report.at);
+        }
+        if let Some(problem) = problem {
+            self.checker.note(Rule::OneLeader, problem);
+        }
+        if self.replicas.world.is_some() {
+            self.hash.word(k as u64);
+        }
+        self.absorb_tick(report);
     }
 
     pub(super) fn read_host_events(&mut self) {
@@ -206,7 +227,11 @@ impl Simulation {
                 for (_, rid, worker) in candidates.into_iter().take(n) {
                     let deadline = self.clock.now() + notice;
                     // Without the cloud's lock: the manager may call the provider.
-                    if self.manager.notify_interruption(&worker, deadline).is_ok() {
+                    let notified = self
+                        .replicas
+                        .acting()
+                        .is_some_and(|m| m.notify_interruption(&worker, deadline).is_ok());
+                    if notified {
                         if let Some(inst) = self.clouds[k].lock().instances.get_mut(&rid) {
                             inst.reclaim_at = Some(self.t + notice);
                         }
@@ -224,12 +249,7 @@ impl Simulation {
         if self.pools.is_empty() {
             return;
         }
-        let interrupted: HashSet<WorkerId> = self
-            .manager
-            .interruptions()
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
+        let interrupted = self.replicas.interruptions();
         for p in &self.pools {
             let n = self
                 .registry

@@ -52,13 +52,11 @@ impl Simulation {
     pub(super) fn check(&mut self) {
         self.check_pools();
         let instances: Vec<_> = self.clouds.iter().flat_map(|c| c.lock().live()).collect();
-        let pending_destroys: HashSet<WorkerId> = self
-            .manager
-            .pending_destroys()
-            .into_iter()
-            .map(|(id, _, _)| id)
-            .collect();
-        let in_flight = self.manager.stats().map(|s| s.in_flight).unwrap_or(0);
+        let pending_destroys = self.replicas.pending_destroys();
+        let in_flight = self.replicas.in_flight();
+        for (rule, detail) in self.replicas.take_notes() {
+            self.checker.note(rule, detail);
+        }
         let view = StepView {
             step: self.step,
             t_ms: self.t,
@@ -120,6 +118,9 @@ impl Simulation {
             mass_expiry_holds: m.mass_expiry_holds,
             reconcile_vanished: m.reconcile_vanished,
             lazy_subscriber_dropped: self.lazy.as_ref().map_or(0, Subscription::dropped),
+            leader_changes: self.replicas.leader_changes,
+            replica_crashes: self.replicas.crashes,
+            replica_pauses: self.replicas.pauses,
             violations_total: self.checker.total(),
             violations: self.checker.violations().to_vec(),
             trace_hash: format!("{:016x}", self.hash.0),

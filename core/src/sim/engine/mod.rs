@@ -30,8 +30,12 @@ use super::timeline::{sample_interval_ms, wait_window_ms, Interval, Sample, Time
 mod agents;
 mod host;
 mod measure;
+mod replicas;
+mod settle;
 mod trace_hash;
 mod workload;
+
+use replicas::{ManagerSetup, Replicas, Target};
 
 use trace_hash::TraceHash;
 use workload::{arrivals, job_id, job_seq};
@@ -59,6 +63,9 @@ pub struct Hooks {
     pub wrap_provider: Option<Box<dyn FnOnce(Arc<dyn WorkerProvider>) -> Arc<dyn WorkerProvider>>>,
     /// A deliberately broken host: it forgets lost jobs instead of requeuing them.
     pub drop_lost_jobs: bool,
+    /// Replicated runs, deliberately broken: every replica gets a lease of its own (split
+    /// brain), so that they all lead at once.
+    pub split_brain: bool,
 }
 
 impl fmt::Debug for Hooks {
@@ -67,6 +74,7 @@ impl fmt::Debug for Hooks {
             .field("wrap_registry", &self.wrap_registry.is_some())
             .field("wrap_provider", &self.wrap_provider.is_some())
             .field("drop_lost_jobs", &self.drop_lost_jobs)
+            .field("split_brain", &self.split_brain)
             .finish()
     }
 }
@@ -126,7 +134,10 @@ pub struct Simulation {
     label: String,
     clock: Arc<ManualClock>,
     registry: Arc<dyn WorkerRegistry>,
-    manager: WorkerLifecycleManager,
+    /// The manager, or the replicas of a replicated run.
+    replicas: Replicas,
+    /// Settling at the end of a replicated run (no samples then).
+    settling: bool,
     /// One cloud per pool (or the one cloud of the single target).
     clouds: Vec<Arc<Mutex<Cloud>>>,
     /// The pools of a multi-pool run (parallel to `clouds`); empty otherwise.
@@ -230,37 +241,11 @@ impl Simulation {
         let host_events = registry
             .subscribe(SubscribeOptions::default().capacity(4096.max(config.max_workers * 16)))?;
         let checker = Checker::new(Arc::clone(&registry), &config, &spec, lazy_capacity)?;
-        let manager = WorkerLifecycleManager::new(Arc::clone(&registry), config)?;
-        // Worker ids from the seed: a run is the same run, id for id.
-        let seed = scenario.seed;
-        let mut made = 0u64;
-        manager.set_worker_id_source(move || loop {
-            let bytes = SimRng::keyed(seed, STREAM_WORKER_ID, made).bytes16();
-            made += 1;
-            // A nil id is not a worker id; a seeded draw is nil with probability 2^-128.
-            if let Ok(id) = WorkerId::from_bytes(bytes) {
-                return id;
-            }
-        });
         let pools: Vec<SimPool> = variant
             .and_then(|v| v.pools.clone())
             .unwrap_or_else(|| scenario.pools.clone());
-        let mut clouds = Vec::new();
-        let mut wrap_provider = hooks.wrap_provider;
-        let mut register = |cloud: Cloud, provider_id: &ProviderId| -> Result<()> {
-            let cloud = Arc::new(Mutex::new(cloud));
-            let provider: Arc<dyn WorkerProvider> =
-                Arc::new(SimProvider::new(Arc::clone(&cloud), provider_id.clone()));
-            // The hook wraps the first provider (the only one of a single-target run).
-            let provider = match wrap_provider.take() {
-                Some(wrap) => wrap(provider),
-                None => provider,
-            };
-            manager.register_provider(provider)?;
-            clouds.push(cloud);
-            Ok(())
-        };
-        if pools.is_empty() {
+        let mut providers = Vec::new();
+        let target = if pools.is_empty() {
             let provider_id = ProviderId::new("sim-cloud")?;
             let cloud = Cloud::new(
                 scenario.seed,
@@ -270,8 +255,8 @@ impl Simulation {
                 scenario.faults.provider_outages.clone(),
                 clock.clone(),
             );
-            register(cloud, &provider_id)?;
-            manager.set_scaling_target(&provider_id, Arc::new(spec))?;
+            providers.push((provider_id.clone(), Arc::new(Mutex::new(cloud))));
+            Target::Single(provider_id, Arc::new(spec))
         } else {
             let mut manager_pools = Vec::new();
             for (k, p) in pools.iter().enumerate() {
@@ -287,7 +272,7 @@ impl Simulation {
                     clock.clone(),
                 )
                 .for_pool(format!("{}/", p.name), p.no_capacity.clone());
-                register(cloud, &provider_id)?;
+                providers.push((provider_id.clone(), Arc::new(Mutex::new(cloud))));
                 // Idle timeout and lifetime stay the scenario worker's: the checker judges
                 // every worker by them.
                 let mut template = spec.clone();
@@ -307,14 +292,32 @@ impl Simulation {
                         )),
                 );
             }
-            manager.set_pools(manager_pools)?;
-        }
+            Target::Pools(manager_pools)
+        };
+        let clouds: Vec<Arc<Mutex<Cloud>>> = providers.iter().map(|(_, c)| c.clone()).collect();
+        let setup = ManagerSetup {
+            registry: Arc::clone(&registry),
+            config,
+            providers,
+            target,
+            seed: scenario.seed,
+        };
+        let tick_ms = secs_to_ms(scenario.host.tick_interval_secs).max(1);
+        let replicas = Replicas::start(
+            setup,
+            &scenario.replication,
+            &clock,
+            tick_ms,
+            hooks.wrap_provider,
+            hooks.split_brain,
+        )?;
 
         Ok(Simulation {
             scenario: scenario.clone(),
             clock,
             registry,
-            manager,
+            replicas,
+            settling: false,
             clouds,
             pools,
             classes: scenario.job_classes.clone(),
@@ -323,7 +326,7 @@ impl Simulation {
             end_ms,
             t: 0,
             step: 0,
-            tick_ms: secs_to_ms(scenario.host.tick_interval_secs).max(1),
+            tick_ms,
             reconcile_ms: secs_to_ms(scenario.host.reconcile_interval_secs),
             flap_ms: secs_to_ms(scenario.host.flap_window_secs),
             arrivals,
@@ -354,9 +357,10 @@ impl Simulation {
         &self.registry
     }
 
-    /// The manager under test.
+    /// The manager under test (in a replicated run: the leader's, else the first running
+    /// replica's).
     pub fn manager(&self) -> &WorkerLifecycleManager {
-        &self.manager
+        self.replicas.any()
     }
 
     /// Simulated time since the start, milliseconds.
@@ -375,8 +379,11 @@ impl Simulation {
     }
 
     /// Runs to the end and reports.
+    ///
+    /// A replicated run then settles (see [`settle`](Self::settle)).
     pub fn run(mut self) -> SimReport {
         while self.step() {}
+        self.settle();
         self.report()
     }
 
@@ -384,6 +391,7 @@ impl Simulation {
     /// The same run as [`run`](Self::run): sampling only reads.
     pub fn run_recorded(mut self) -> (SimReport, Timeline) {
         while self.step() {}
+        self.settle();
         (self.report(), self.timeline)
     }
 
@@ -393,12 +401,15 @@ impl Simulation {
         &self.timeline
     }
 
+    /// The host is stalled, or (replicated runs) no replica runs to serve the agents.
     fn host_down(&self) -> bool {
-        self.scenario
-            .faults
-            .host_stalls
-            .iter()
-            .any(|w| w.contains_ms(self.t))
+        !self.replicas.serving()
+            || self
+                .scenario
+                .faults
+                .host_stalls
+                .iter()
+                .any(|w| w.contains_ms(self.t))
     }
 
     fn partition_fraction(&self) -> f64 {
@@ -417,7 +428,10 @@ impl Simulation {
         if self.t >= self.end_ms {
             return false;
         }
-        self.t = (self.t + self.step_ms).min(self.end_ms);
+        // A pause inside a call (replicated runs) may have let the world's time run ahead.
+        self.t = (self.t + self.step_ms)
+            .min(self.end_ms)
+            .max(self.replicas.true_ms());
         self.step += 1;
         let clock_stalled = self
             .scenario
@@ -429,6 +443,11 @@ impl Simulation {
             // After a stall this jumps forward by the whole stall at once.
             self.clock.set(SIM_EPOCH_MS + self.t);
         }
+        self.replicas.set_time(self.t);
+        if let Err(e) = self.replicas.faults(self.t) {
+            self.checker
+                .note(Rule::Settled, format!("a replica could not restart: {e}"));
+        }
 
         self.arrive();
         self.interrupt();
@@ -439,7 +458,7 @@ impl Simulation {
         }
         self.account();
         self.check();
-        if self.t >= self.next_sample || self.t >= self.end_ms {
+        if !self.settling && (self.t >= self.next_sample || self.t >= self.end_ms) {
             self.next_sample = self.t + self.sample_ms;
             self.sample();
         }

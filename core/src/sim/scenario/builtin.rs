@@ -7,7 +7,12 @@ impl Scenario {
     /// scenarios the tests run over many seeds — among them the multi-pool ones: `gpu_burst`
     /// (CPU and GPU pools, 30 % of the jobs need a GPU), `spot_outage` (a spot GPU pool without
     /// capacity for ten minutes falls back to an on-demand pool; compared with "spot only"),
-    /// `interruption_wave` (half, then all, of a spot pool reclaimed with short notice).
+    /// `interruption_wave` (half, then all, of a spot pool reclaimed with short notice) — and
+    /// the replicated ones (two or three managers on one registry, see [`Replication`]):
+    /// `leader_pause` (the leader stops past its lease, between ticks and inside a create and
+    /// a destroy), `leader_crash` (the leader is killed between ticks, inside a create and
+    /// inside a destroy, and restarts), `failover_flaky` (three replicas, a flaky provider,
+    /// pauses and crashes).
     pub fn builtin_names() -> &'static [&'static str] {
         &[
             "default",
@@ -19,6 +24,9 @@ impl Scenario {
             "gpu_burst",
             "spot_outage",
             "interruption_wave",
+            "leader_pause",
+            "leader_crash",
+            "failover_flaky",
         ]
     }
 
@@ -167,10 +175,93 @@ impl Scenario {
                 s.pools = vec![spot, ondemand];
                 s
             }
+            "leader_pause" => {
+                let mut s = Self::replicated(name, 2);
+                let pause = |start_secs, pause_secs, during| LeaderPause {
+                    start_secs,
+                    pause_secs,
+                    during,
+                };
+                s.replication.leader_pauses = vec![
+                    // Past the lease: the other replica takes over; the old leader wakes up.
+                    pause(300.0, 40.0, FaultPoint::BetweenTicks),
+                    // Inside a create (before the burst scales up), then inside a destroy.
+                    pause(560.0, 30.0, FaultPoint::Create),
+                    pause(1000.0, 30.0, FaultPoint::Destroy),
+                    // Shorter than the trust window: nothing changes hands.
+                    pause(1400.0, 6.0, FaultPoint::BetweenTicks),
+                ];
+                s
+            }
+            "leader_crash" => {
+                let mut s = Self::replicated(name, 2);
+                let crash = |at_secs, restart_after_secs, during| LeaderCrash {
+                    at_secs,
+                    restart_after_secs,
+                    during,
+                };
+                s.provider.destroy_failure_probability = 0.1;
+                s.replication.leader_crashes = vec![
+                    crash(300.0, 30.0, FaultPoint::BetweenTicks),
+                    crash(560.0, 20.0, FaultPoint::Create),
+                    crash(1000.0, 60.0, FaultPoint::Destroy),
+                    crash(1300.0, 5.0, FaultPoint::BetweenTicks),
+                ];
+                s
+            }
+            "failover_flaky" => {
+                let mut s = Self::replicated(name, 3);
+                s.provider.create_failure_probability = 0.1;
+                s.provider.destroy_failure_probability = 0.15;
+                s.provider.panic_probability = 0.03;
+                s.provider.vanish_per_hour = 0.3;
+                s.agents.crash_per_hour = 0.3;
+                s.agents.heartbeat_loss_probability = 0.05;
+                s.replication.leader_pauses = vec![
+                    LeaderPause {
+                        start_secs: 450.0,
+                        pause_secs: 25.0,
+                        during: FaultPoint::Create,
+                    },
+                    LeaderPause {
+                        start_secs: 1200.0,
+                        pause_secs: 20.0,
+                        during: FaultPoint::Destroy,
+                    },
+                ];
+                s.replication.leader_crashes = vec![
+                    LeaderCrash {
+                        at_secs: 580.0,
+                        restart_after_secs: 10.0,
+                        during: FaultPoint::Create,
+                    },
+                    LeaderCrash {
+                        at_secs: 900.0,
+                        restart_after_secs: 40.0,
+                        during: FaultPoint::Destroy,
+                    },
+                    LeaderCrash {
+                        at_secs: 1500.0,
+                        restart_after_secs: 0.0,
+                        during: FaultPoint::BetweenTicks,
+                    },
+                ];
+                s
+            }
             _ => return None,
         };
         s.seed = seed;
         Some(s)
+    }
+
+    /// The base of the replicated scenarios: the small one with `replicas` managers on one
+    /// lease (15 s ttl), and a host that reconciles every minute.
+    fn replicated(name: &str, replicas: usize) -> Scenario {
+        let mut s = Self::small(name);
+        s.replication.replicas = replicas;
+        s.replication.lease_ttl_secs = 15.0;
+        s.host.reconcile_interval_secs = 60.0;
+        s
     }
 
     /// The common base of the fault scenarios: 30 minutes, up to 6 workers, short timeouts so

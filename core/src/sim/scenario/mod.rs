@@ -11,8 +11,10 @@ use crate::worker::{ResourceRequirements, WorkerSpec};
 
 mod builtin;
 mod parts;
+mod replication;
 
 pub use parts::*;
+pub use replication::*;
 
 /// One simulation: the manager configuration under test, the worker spec, the provider and
 /// agent models, the workload, the host loop and the faults, plus a seed and a length.
@@ -66,6 +68,8 @@ pub struct Scenario {
     pub pools: Vec<SimPool>,
     /// Kinds of job, drawn per arrival by weight; none: every job needs nothing in particular.
     pub job_classes: Vec<JobClass>,
+    /// Several managers on the registry, and the leader's faults (one manager by default).
+    pub replication: Replication,
 }
 
 impl Default for Scenario {
@@ -86,6 +90,7 @@ impl Default for Scenario {
             faults: Faults::default(),
             pools: Vec::new(),
             job_classes: Vec::new(),
+            replication: Replication::default(),
         }
     }
 }
@@ -160,6 +165,7 @@ impl Scenario {
             return Err(Error::invalid("job_classes: every weight is 0"));
         }
         self.provider.validate("provider")?;
+        self.replication.validate()?;
         let a = &self.agents;
         a.connect.validate("agents.connect")?;
         non_negative("agents.heartbeat_interval_secs", a.heartbeat_interval_secs)?;
