@@ -19,3 +19,9 @@ mod provisioning;
 mod reconcile;
 mod scaling;
 mod stress;
+
+// Not included by the PostgreSQL crate: the replicated manager on an in-memory lease
+// (pg/tests/failover.rs runs the failover on PostgreSQL), and the ticker.
+mod leadership;
+mod replicated_seeds;
+mod ticker;
