@@ -52,6 +52,7 @@ fn fault_colour(kind: &str) -> &'static str {
         "host" => "#9c755f",
         "partition" => "#edc948",
         "clock" => "#76b7b2",
+        "leader" => "#b07aa1",
         _ => "#bab0ac",
     }
 }
