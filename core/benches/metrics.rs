@@ -1,5 +1,6 @@
-//! Metrics on vs off, in one run (`make bench` only): heartbeat, claim+release and a quiet
-//! tick on one fleet, with the manager's metrics off (duration timing off, never scraped) and
+//! Metrics on vs off, in one run (`make bench` only; fleets from `HODEI_BENCH_SIZES`, default
+//! `10k,1M`): heartbeat, claim+release and a live-fleet tick on one fleet, with the manager's
+//! metrics off (duration timing off, never scraped) and
 //! on (timing on, and scraped with `metrics_text()` every `SCRAPE_EVERY` heartbeats or claims
 //! and every `TICKS_PER_SCRAPE` ticks, outside the timed region: a scrape is served apart, but
 //! the shard locks and counters it read are then in the state the next operations meet).
@@ -25,7 +26,7 @@ const SCRAPE_EVERY: u64 = 10_000;
 const TICKS_PER_SCRAPE: u64 = 15;
 
 fn sizes() -> Vec<(usize, String)> {
-    let text = std::env::var("HODEI_BENCH_SIZES").unwrap_or_else(|_| "10k".to_owned());
+    let text = std::env::var("HODEI_BENCH_SIZES").unwrap_or_else(|_| "10k,1M".to_owned());
     text.split(',')
         .filter_map(|s| {
             let s = s.trim();

@@ -56,8 +56,8 @@
 //! | `hodei_workers_provider_consecutive_failures` | gauge | `provider` | consecutive create failures while backed off |
 //! | `hodei_workers_tick_duration_seconds` | histogram | | wall time of `tick` |
 //! | `hodei_workers_health_check_duration_seconds` | histogram | | wall time of each health check |
-//! | `hodei_workers_heartbeat_age_seconds` | gauge | `quantile` | heartbeat age percentiles (0.5, 0.9, 0.99, 1) from the deadline index: upper bounds, see [`HeartbeatAges`](crate::HeartbeatAges) |
-//! | `hodei_workers_heartbeat_monitored_workers` | gauge | | workers under heartbeat watch (the ages' population) |
+//! | `hodei_workers_heartbeat_age_seconds` | gauge | `quantile` | heartbeat age percentiles (0.5, 0.9, 0.99, 1) from a bounded sample of the deadline index (exact for small fleets, an estimate above: see [`HeartbeatAges`](crate::HeartbeatAges)) |
+//! | `hodei_workers_heartbeat_monitored_workers` | gauge | | workers under heartbeat watch (the ages' population; exact even when the ages are sampled) |
 //! | `hodei_workers_event_drops_total` | counter | `subscriber` | events dropped per live subscriber ([`Subscription::id`](crate::Subscription::id)) |
 //! | `hodei_workers_event_queue_length` | gauge | `subscriber` | events waiting per live subscriber |
 //!
@@ -312,8 +312,7 @@ impl Collector for Metrics {
                 enc,
                 "hodei_workers_heartbeat_age",
                 "Heartbeat age percentiles of the monitored workers, from the heartbeat deadline \
-                 index: upper bounds (exact for workers past their deadline at the last health \
-                 check).",
+                 index (at most 32768 workers sampled: exact below, an estimate above).",
                 Some(&Unit::Seconds),
                 &series,
             )?;
