@@ -85,6 +85,10 @@ struct Budget {
     left: usize,
     used: usize,
     capped: bool,
+    /// Whether to note when the first action starts (for a tick or health check the metrics
+    /// did not time: see `metrics::Timer::Untimed`).
+    note_first_action: bool,
+    first_action: Option<std::time::Instant>,
 }
 
 impl Budget {
@@ -93,6 +97,8 @@ impl Budget {
             left: limit,
             used: 0,
             capped: false,
+            note_first_action: false,
+            first_action: None,
         }
     }
 
@@ -108,6 +114,9 @@ impl Budget {
         }
         self.left -= 1;
         self.used += 1;
+        if self.note_first_action && self.first_action.is_none() {
+            self.first_action = Some(std::time::Instant::now());
+        }
         true
     }
 }
@@ -378,7 +387,7 @@ impl WorkerLifecycleManager {
             return report;
         }
         let _guard = TickGuard(&self.ticking);
-        let timer = self.metrics.start();
+        let timer = self.metrics.start_tick();
         crate::trace::span!(
             "tick",
             pending_jobs = report.pending_jobs,
@@ -386,6 +395,7 @@ impl WorkerLifecycleManager {
         );
         let now = report.at;
         let mut budget = Budget::new(self.config.max_actions_per_tick);
+        budget.note_first_action = timer.wants_first_action();
         // A follower only tries to take or keep the lease; a new leader takes over first.
         if !self.lead(&mut report) {
             return report;
@@ -424,9 +434,13 @@ impl WorkerLifecycleManager {
             return report;
         }
         if health_due {
-            let hc_timer = self.metrics.start();
+            let hc_timer = self.metrics.start_health_check();
+            budget.note_first_action |= hc_timer.wants_first_action();
+            let noted = budget.first_action;
             let hc = self.health_check_inner(&mut budget);
-            self.metrics.health_check_done(hc_timer);
+            // The health check's own first action (none noted before it: it comes first).
+            let first = budget.first_action.filter(|_| noted.is_none());
+            self.metrics.health_check_done(hc_timer, first);
             match hc {
                 Ok(hc) => {
                     report.health_checked = true;
@@ -516,7 +530,7 @@ impl WorkerLifecycleManager {
                 self.config.max_actions_per_tick
             ));
         }
-        self.metrics.tick_done(timer);
+        self.metrics.tick_done(timer, budget.first_action);
         crate::trace::tick_report(&report);
         report
     }
