@@ -331,10 +331,12 @@ impl WorkerLifecycleManager {
     /// template's requirement describes — so that a worker is provisioned (or kept) ahead of
     /// the deadline, by priority and with fallback like any demand; it no longer counts
     /// against its pool's `max_workers` (it still counts against the global one). A job still
-    /// running at the deadline is reported lost by the tick that reaches it (the worker is
-    /// terminated with reason `Vanished`: its instance is gone), and still counts as its pool's
-    /// demand in that tick (the host requeues it after the tick: its replacement is not
-    /// retired as surplus meanwhile).
+    /// running at the deadline is reported lost by the tick that reaches it, and still counts
+    /// as its pool's demand in that tick (the host requeues it after the tick: its replacement
+    /// is not retired as surplus meanwhile). A worker taken out by the notice — still alive at
+    /// the deadline, or still starting at the notice — is terminated with reason
+    /// [`TerminationReason::Interrupted`] (not `Vanished`, which `reconcile` gives a record
+    /// whose instance disappeared unannounced).
     ///
     /// # Errors
     /// [`Error::NotFound`]; [`Error::InvalidTransition`] for a worker already on its way out
@@ -345,7 +347,7 @@ impl WorkerLifecycleManager {
             .get(worker_id)?
             .ok_or(Error::NotFound(*worker_id))?;
         if w.state.is_starting() {
-            self.terminate_worker(worker_id, TerminationReason::Vanished)?;
+            self.terminate_worker(worker_id, TerminationReason::Interrupted)?;
             return self.registry.get(worker_id)?.map_or(Ok(w), Ok);
         }
         let drained = self
@@ -404,7 +406,7 @@ impl WorkerLifecycleManager {
                 if !budget.take() {
                     continue;
                 }
-                match self.terminate_worker(&id, TerminationReason::Vanished) {
+                match self.terminate_worker(&id, TerminationReason::Interrupted) {
                     Ok(result) => {
                         // The host requeues the lost job after this tick: its replacement must
                         // not be retired as surplus in the meantime.
@@ -607,9 +609,33 @@ impl WorkerLifecycleManager {
             }
         };
         self.store_pool_gauges(&plan, states);
+        // Per giving pool, the takeback retirements backed by a worker its taker did
+        // provision. A taker runs before its givers (plan order: higher priority first).
+        let mut backed: BTreeMap<String, usize> = BTreeMap::new();
         for d in &plan.pools {
-            let candidates = chosen.remove(&d.pool).unwrap_or_default();
-            self.execute_pool(d, &candidates, now, budget, report);
+            let mut candidates = chosen.remove(&d.pool).unwrap_or_default();
+            let given: usize = d.given_back.iter().map(|t| t.count).sum();
+            let ok = backed.remove(&d.pool).unwrap_or(0).min(given);
+            if ok < given {
+                // The taker could not provide after all: these idle workers keep serving.
+                report.decisions.push(format!(
+                    "pool {}: keeps {} idle worker(s) of its takeback: the taker provisioned \
+                     only {ok} of {given}",
+                    d.pool,
+                    given - ok
+                ));
+                candidates.truncate(d.retire - (given - ok));
+            }
+            let provisioned = self.execute_pool(d, &candidates, now, budget, report);
+            // Takebacks come last among a pool's provisions: the ones that succeeded back the
+            // givers' retirements, in the plan's order.
+            let taken: usize = d.taken_back.iter().map(|t| t.count).sum();
+            let mut succeeded = provisioned.saturating_sub(d.provision - taken);
+            for t in &d.taken_back {
+                let n = succeeded.min(t.count);
+                succeeded -= n;
+                *backed.entry(t.source.clone()).or_insert(0) += n;
+            }
         }
         let mut lines = plan.explanation.clone();
         lines.append(&mut report.decisions);
@@ -618,6 +644,8 @@ impl WorkerLifecycleManager {
         report.pools = Some(plan);
     }
 
+    /// Provisions and retires what `d` says for its pool; returns how many workers it did
+    /// provision.
     fn execute_pool(
         &self,
         d: &super::super::pools::PoolDecision,
@@ -625,9 +653,9 @@ impl WorkerLifecycleManager {
         now: Timestamp,
         budget: &mut Budget,
         report: &mut TickReport,
-    ) {
+    ) -> usize {
         let Some(entry) = self.pools.lock().entries.get(&d.pool).cloned() else {
-            return; // removed meanwhile
+            return 0; // removed meanwhile
         };
         let provider_id = entry.pool.provider_id.clone();
         let mut provisioned = 0;
@@ -697,6 +725,7 @@ impl WorkerLifecycleManager {
             report.failed.extend(destroyed.failed);
             report.drained.extend(cleanup.drained);
         }
+        provisioned
     }
 
     /// Keeps this tick's per-pool counts for the metrics (`hodei_workers_pool_*`): they

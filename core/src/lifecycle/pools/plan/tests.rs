@@ -64,6 +64,23 @@ fn backed_off(secs: u64) -> PoolFleet {
     }
 }
 
+/// `f` whose last scale action (so its scale-down cooldown, 60 s by default) was `secs` ago.
+fn resting(f: PoolFleet, secs: u64) -> PoolFleet {
+    PoolFleet {
+        last_scale_action: Some(NOW - secs * 1000),
+        ..f
+    }
+}
+
+/// `f` whose last scale-up (so its scale-up cooldown, 10 s by default) was `secs` ago.
+fn grown(f: PoolFleet, secs: u64) -> PoolFleet {
+    PoolFleet {
+        last_scale_up: Some(NOW - secs * 1000),
+        last_scale_action: Some(NOW - secs * 1000),
+        ..f
+    }
+}
+
 struct Case {
     pools: Vec<Pool>,
     fleet: Vec<PoolFleet>,
@@ -148,10 +165,11 @@ fn priorities_decide_which_satisfying_pool_grows() {
             vec![("cpu", 1, 0), ("gpu", 0, 0)],
         ),
         (
-            "idle capacity in a lower pool serves before anything new",
+            "idle capacity in a lower pool serves before anything new (while it may not scale \
+             in: else the higher pool takes the demand back, see takeback_*)",
             Case::new(
                 vec![pool("spot", 5, cpu_spec()), pool("ondemand", 0, cpu_spec())],
-                vec![idle(0), idle(3)],
+                vec![idle(0), resting(idle(3), 10)],
                 3,
             ),
             vec![("spot", 0, 0), ("ondemand", 0, 0)],
@@ -354,6 +372,137 @@ fn fallback_spills_and_recovery_takes_it_back() {
 }
 
 #[test]
+fn takeback_returns_a_fallbacks_demand_to_the_recovered_pool() {
+    type Moves = Vec<(&'static str, usize, usize)>;
+    let spot = || pool("gpu-spot", 10, gpu_spec()).with_max_workers(8);
+    let ondemand = || pool("gpu-ondemand", 0, gpu_spec()).with_max_workers(4);
+    let both = || vec![spot(), ondemand()];
+    // On-demand took spot's demand while spot backed off; its 3 workers are idle again
+    // (their jobs done) and 3 new gpu jobs wait. Spot can provide again.
+    let fallback = || resting(idle(3), 600);
+    let busy = |n: usize| PoolFleet {
+        busy: n,
+        registered: n,
+        ..PoolFleet::default()
+    };
+    let cases: Vec<(&str, Case, Moves)> = vec![
+        (
+            "recovered spot takes back all of it; on-demand's idle workers retire",
+            Case::new(both(), vec![idle(0), fallback()], gpu_job(3)),
+            vec![("gpu-spot", 3, 0), ("gpu-ondemand", 0, 3)],
+        ),
+        (
+            "spot still backed off: on-demand keeps serving",
+            Case::new(both(), vec![backed_off(40), fallback()], gpu_job(3)),
+            vec![("gpu-spot", 0, 0), ("gpu-ondemand", 0, 0)],
+        ),
+        (
+            "spot in its scale-up cooldown: not yet",
+            Case::new(both(), vec![grown(idle(0), 5), fallback()], gpu_job(3)),
+            vec![("gpu-spot", 0, 0), ("gpu-ondemand", 0, 0)],
+        ),
+        (
+            "on-demand in its scale-down cooldown: not yet",
+            Case::new(both(), vec![idle(0), resting(idle(3), 30)], gpu_job(3)),
+            vec![("gpu-spot", 0, 0), ("gpu-ondemand", 0, 0)],
+        ),
+        (
+            "never a busy worker: busy on-demand workers stay, new demand goes to spot",
+            Case::new(both(), vec![idle(0), resting(busy(3), 600)], gpu_job(2)),
+            vec![("gpu-spot", 2, 0), ("gpu-ondemand", 0, 0)],
+        ),
+        (
+            "spot's own idle worker serves first; the rest is taken back",
+            Case::new(both(), vec![idle(1), fallback()], gpu_job(3)),
+            vec![("gpu-spot", 2, 0), ("gpu-ondemand", 0, 3)],
+        ),
+        (
+            "as much as spot's max_workers leaves room for",
+            Case::new(
+                vec![spot().with_max_workers(2), ondemand()],
+                vec![idle(0), fallback()],
+                gpu_job(3),
+            ),
+            vec![("gpu-spot", 2, 0), ("gpu-ondemand", 0, 2)],
+        ),
+        (
+            "on-demand keeps its min_ready warm",
+            Case::new(
+                vec![spot(), ondemand().with_min_ready(1)],
+                vec![idle(0), fallback()],
+                gpu_job(2),
+            ),
+            vec![("gpu-spot", 2, 0), ("gpu-ondemand", 0, 2)],
+        ),
+        (
+            "pools of equal priority do not take from each other",
+            Case::new(
+                vec![spot().with_priority(0), ondemand()],
+                vec![idle(0), fallback()],
+                gpu_job(3),
+            ),
+            vec![("gpu-ondemand", 0, 0), ("gpu-spot", 0, 0)],
+        ),
+        (
+            "demand spot does not satisfy stays",
+            Case::new(
+                vec![
+                    spot(),
+                    pool("gpu-zone-b", 0, gpu_spec().with_label("zone", "b")),
+                ],
+                vec![idle(0), fallback()],
+                gpu_job(3).label("zone", "b"),
+            ),
+            vec![("gpu-spot", 0, 0), ("gpu-zone-b", 0, 0)],
+        ),
+    ];
+    for (name, case, expected) in cases {
+        let plan = case.run();
+        assert_eq!(moves(&plan), expected, "{name}: {:#?}", plan.explanation);
+    }
+
+    // The caps: at the global max nothing is taken back (a retirement frees room only once it
+    // is done); per tick, provisions and retirements both count.
+    let mut at_max = Case::new(both(), vec![idle(0), fallback()], gpu_job(3));
+    at_max.max_workers = 3;
+    assert_eq!(
+        moves(&at_max.run()),
+        vec![("gpu-spot", 0, 0), ("gpu-ondemand", 0, 0)]
+    );
+    let mut per_tick = Case::new(both(), vec![idle(0), fallback()], gpu_job(3));
+    per_tick.max_per_tick = 1;
+    assert_eq!(
+        moves(&per_tick.run()),
+        vec![("gpu-spot", 1, 0), ("gpu-ondemand", 0, 1)]
+    );
+
+    // Both lines say it.
+    let plan = Case::new(both(), vec![idle(0), fallback()], gpu_job(3)).run();
+    let (s, o) = (
+        plan.pool("gpu-spot").unwrap(),
+        plan.pool("gpu-ondemand").unwrap(),
+    );
+    assert_eq!(
+        o.explanation,
+        "gpu-ondemand -3: demand 0, ready 3, busy 0, starting 0, in flight 0, total 3/4, min \
+         ready 0, wanted 0; recovered gpu-spot takes back 3 job(s) of gpu=a100"
+    );
+    assert_eq!(
+        s.explanation,
+        "gpu-spot +3: demand 3 (3 gpu=a100), ready 0, busy 0, starting 0, in flight 0, total \
+         0/8, min ready 0, wanted 3; takes back 3 job(s) of gpu=a100 from gpu-ondemand"
+    );
+    assert_eq!((s.taken_back.len(), o.given_back.len()), (1, 1));
+    assert_eq!(s.taken_back[0], o.given_back[0]);
+    assert_eq!(
+        (s.taken_back[0].source.as_str(), s.taken_back[0].count),
+        ("gpu-ondemand", 3)
+    );
+    assert_eq!(s.serves[0].provisioned, 3);
+    assert!(o.serves.is_empty(), "{:?}", o.serves);
+}
+
+#[test]
 fn unschedulable_requirements_name_the_constraint_no_pool_meets() {
     let arm = WorkerSpec {
         architecture: Architecture::Arm64,
@@ -553,7 +702,9 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     /// Never above a pool's or the global max; never into a pool whose template does not
-    /// satisfy what it serves (nor a blocked one); never a busy worker scaled in.
+    /// satisfy what it serves (nor a blocked one); never a busy worker scaled in, nor one of a
+    /// pool in its scale-down cooldown or below its warm pool; takebacks only upward in
+    /// priority, to a pool that can provide and satisfies the demand.
     #[test]
     fn plans_keep_the_three_promises(
         pools_and_fleet in prop::collection::vec(arb_pool_and_fleet(), 0..5),
@@ -600,6 +751,25 @@ proptest! {
                     "{} serves {}", d.pool, demand.requirements[s.requirement]);
             }
             prop_assert!(d.retire <= f.ready, "{}", d.explanation);
+            if d.retire > 0 {
+                // Out of its scale-down cooldown, its warm pool kept (takebacks included).
+                if let Some(last) = f.last_scale_action {
+                    prop_assert!(NOW >= last + millis(pool.scale_down_cooldown),
+                        "{}", d.explanation);
+                }
+                prop_assert!(f.ready - d.retire >= pool.min_ready.min(f.ready),
+                    "{}", d.explanation);
+            }
+            // Takebacks: only by a pool of higher priority that can provide, within what
+            // each side does.
+            prop_assert!(d.given_back.iter().map(|t| t.count).sum::<usize>() <= d.retire);
+            prop_assert!(d.taken_back.iter().map(|t| t.count).sum::<usize>() <= d.provision);
+            for t in &d.given_back {
+                let taker = pools.iter().position(|p| p.name == t.target).unwrap();
+                prop_assert!(pools[taker].priority > pool.priority, "{}", d.explanation);
+                prop_assert!(fleet[taker].blocked.is_none());
+                prop_assert!(pools[taker].satisfies(&demand.requirements[t.requirement]));
+            }
         }
         for u in &plan.unschedulable {
             let r = &demand.requirements[u.requirement];
