@@ -455,4 +455,6 @@ pub(crate) fn plan(i: &PlanInputs<'_>) -> PoolPlan {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
