@@ -10,7 +10,7 @@ mod support;
 
 #[path = "support/backend.rs"]
 mod backend;
-#[path = "../../core/tests/registry/test_registry.rs"]
+#[path = "../../core/tests/support/test_registry.rs"]
 mod test_registry;
 
 #[path = "../../core/tests/registry/common.rs"]

@@ -11,6 +11,7 @@
 
 mod backend;
 mod common;
+#[path = "../support/test_registry.rs"]
 mod test_registry;
 
 mod contract;

@@ -221,8 +221,9 @@ pub struct WorkerLifecycleManager {
     ticking: AtomicBool,
     /// The mass-expiry brake's state across health checks.
     brake: Mutex<Brake>,
-    /// The leadership lease: the term this manager acts under, and its trust window.
-    lease: LeaseKeeper,
+    /// The leadership lease: the term this manager acts under, and its trust window (shared
+    /// with the metrics view).
+    lease: Arc<LeaseKeeper>,
     /// Where new worker ids come from (random by default; a simulation seeds it).
     worker_ids: Mutex<Option<provisioning::IdSource>>,
 }
@@ -276,7 +277,9 @@ impl WorkerLifecycleManager {
         let backoff = Arc::new(Mutex::new(BackoffMap::new()));
         let counters = Arc::new(Counters::default());
         let pool_gauges: Arc<Mutex<BTreeMap<String, PoolGauges>>> = Arc::default();
+        let lease = Arc::new(lease);
         let metrics = {
+            let lease = Arc::clone(&lease);
             let metrics_registry = Arc::clone(&registry);
             let (registry, providers, ledger, destroys, backoff, counters, pool_gauges) = (
                 Arc::clone(&registry),
@@ -308,6 +311,7 @@ impl WorkerLifecycleManager {
                         .iter()
                         .map(|(name, g)| (name.clone(), *g))
                         .collect(),
+                    leader: (lease.fence().is_ok(), lease.leader().map_or(0, |l| l.term)),
                 })
             };
             Arc::new(Metrics::new(Arc::clone(&metrics_registry), Box::new(view)))
@@ -504,6 +508,9 @@ impl WorkerLifecycleManager {
             return report;
         }
         self.scale_tick(&demand, &mut budget, &mut report);
+        // The report says whether this manager still leads at the end of the tick: a lease
+        // lost during a provider call (a long pause) must not read as leading.
+        self.still_leading(&mut report);
 
         report.provider_backoff = self.provider_backoff();
         report.actions = budget.used;
