@@ -9,7 +9,10 @@
 //! - `retire`: cleanup, drain and terminate (taking workers out of service);
 //! - `destroy_queue`: the `Terminating` workers whose instance must still be destroyed;
 //! - `autoscale`: the scaling target, plan and its execution;
-//! - `pools`: pools, demand, interruption notices, and the scaling step of `tick`;
+//! - `pools`: the pool set (set, add, remove: a removed pool drains);
+//! - `pool_tick`: the pools' scaling step of `tick` (plan from the registry's per-pool counts,
+//!   execution, takebacks) and the single-target path;
+//! - `interruptions`: interruption notices and their deadlines;
 //! - `reconcile`: the registry against what the providers really have.
 //!
 //! [`tick`]: WorkerLifecycleManager::tick
@@ -18,7 +21,9 @@ mod autoscale;
 mod brake;
 mod destroy_queue;
 mod health;
+mod interruptions;
 mod leader;
+mod pool_tick;
 mod pools;
 mod providers;
 mod provisioning;
