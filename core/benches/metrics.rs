@@ -1,13 +1,16 @@
-//! Metrics on vs off, in one run (`make bench` only): heartbeat, claim+release and a quiet
-//! tick on one fleet, with the manager's metrics off (duration timing off, never scraped) and
+//! Metrics on vs off, in one run (`make bench` only; fleets from `HODEI_BENCH_SIZES`, default
+//! `10k,1M`): heartbeat, claim+release and a live-fleet tick on one fleet, with the manager's
+//! metrics off (duration timing off, never scraped) and
 //! on (timing on, and scraped with `metrics_text()` every `SCRAPE_EVERY` heartbeats or claims
 //! and every `TICKS_PER_SCRAPE` ticks, outside the timed region: a scrape is served apart, but
 //! the shard locks and counters it read are then in the state the next operations meet).
 //! Target: on/off <= 1.05 for each. The scrape's own cost is a row of its own.
 //!
-//! Off and on batches alternate over 41 rounds and the medians are compared, so that a change
-//! of the shared machine's load hits both alike (criterion's one-after-the-other groups did
-//! not: ratios of 0.8 and 1.5 for a heartbeat that runs no metrics code at all).
+//! Off and on batches of heartbeats and claims alternate over 41 rounds and the medians of
+//! the batches are compared; ticks alternate one by one (on, off, off, on) and the medians of
+//! the single ticks are compared: a change of the shared machine's load hits both alike
+//! (criterion's one-after-the-other groups did not: ratios of 0.8 and 1.5 for a heartbeat that
+//! runs no metrics code at all; 60-tick batches still swung by ±8 % on a 2 µs tick).
 //!
 //! Writes `metrics_overhead.md` to `$HODEI_BENCH_OUT` (default `../target/bench-extra`).
 
@@ -25,7 +28,7 @@ const SCRAPE_EVERY: u64 = 10_000;
 const TICKS_PER_SCRAPE: u64 = 15;
 
 fn sizes() -> Vec<(usize, String)> {
-    let text = std::env::var("HODEI_BENCH_SIZES").unwrap_or_else(|_| "10k".to_owned());
+    let text = std::env::var("HODEI_BENCH_SIZES").unwrap_or_else(|_| "10k,1M".to_owned());
     text.split(',')
         .filter_map(|s| {
             let s = s.trim();
@@ -110,22 +113,35 @@ impl Fleet {
         }
     }
 
-    /// Times each tick alone (after an untimed `roll`) over `iters` ticks; with metrics on, a
-    /// scrape every `every` ticks, untimed.
-    fn timed_ticks(&self, on: bool, iters: u64, every: u64, second: &mut u64) -> Duration {
-        self.set_metrics(on);
-        let mut total = Duration::ZERO;
-        for i in 0..iters {
+    /// Times `ticks` ticks one by one (each after an untimed `roll`), metrics on and off
+    /// interleaved tick by tick in the pattern on, off, off, on (so that both meet every phase
+    /// of the ten-second heartbeat roll and any change of the machine's load alike); with
+    /// metrics on, a scrape before every `every`-th on tick, untimed (its aftermath in the
+    /// caches lands on that on tick). Returns the off and the on tick times, in ns.
+    fn tick_samples(&self, ticks: u64, every: u64, second: &mut u64) -> (Vec<f64>, Vec<f64>) {
+        let (mut off, mut on) = (Vec::new(), Vec::new());
+        let mut on_ticks = 0;
+        for i in 0..ticks {
+            let metrics = matches!(i % 4, 0 | 3);
+            self.set_metrics(metrics);
             *second += 1;
             self.roll(*second);
+            if metrics {
+                on_ticks += 1;
+                if on_ticks % every == 0 {
+                    black_box(self.manager.metrics_text());
+                }
+            }
             let started = Instant::now();
             black_box(self.manager.tick(0));
-            total += started.elapsed();
-            if on && (i + 1) % every == 0 {
-                black_box(self.manager.metrics_text());
+            let ns = started.elapsed().as_nanos() as f64;
+            if metrics {
+                on.push(ns)
+            } else {
+                off.push(ns)
             }
         }
-        total
+        (off, on)
     }
 
     /// Times `op` over `iters` calls; with metrics on, scrapes every `every` calls, untimed.
@@ -208,21 +224,8 @@ fn bench(n: usize, label: &str, md: &mut String) {
     row(md, "claim + release", label, off, on);
     // Past the grace period a first tick may grant, into the steady state.
     let mut second = 0;
-    fleet.timed_ticks(false, 70, TICKS_PER_SCRAPE, &mut second);
-    let (mut off, mut on) = (Vec::new(), Vec::new());
-    for r in 0..41 {
-        for first_on in [r % 2 == 1, r % 2 == 0] {
-            let ns = fleet
-                .timed_ticks(first_on, 60, TICKS_PER_SCRAPE, &mut second)
-                .as_nanos() as f64
-                / 60.0;
-            if first_on {
-                on.push(ns)
-            } else {
-                off.push(ns)
-            }
-        }
-    }
+    fleet.tick_samples(72, TICKS_PER_SCRAPE, &mut second);
+    let (mut off, mut on) = fleet.tick_samples(4_920, TICKS_PER_SCRAPE, &mut second);
     row(
         md,
         "tick (live fleet: a tenth heartbeats each second, health check every tick)",
@@ -257,7 +260,7 @@ fn main() {
     for (n, label) in sizes() {
         bench(n, &label, &mut md);
     }
-    println!("\nmetrics overhead (medians of 41 alternating rounds; target on/off <= 1.05)\n{md}");
+    println!("\nmetrics overhead (medians of 41 alternating rounds, of 2,460 ticks each way; target on/off <= 1.05)\n{md}");
     let dir = std::env::var_os("HODEI_BENCH_OUT")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("../target/bench-extra"));

@@ -15,7 +15,7 @@ use super::classes::{Classes, Queue};
 use super::idtable::IdTable;
 use crate::clock::Timestamp;
 use crate::ids::{JobId, WorkerId};
-use crate::registry::stats::WorkerRegistryStats;
+use crate::registry::stats::{pool_of, WorkerRegistryStats};
 use crate::state::WorkerState;
 use crate::worker::{Worker, WorkerHandle, WorkerSpec};
 
@@ -289,6 +289,7 @@ impl Indexes {
             rec.state,
             &rec.handle.provider_id,
             &rec.handle.provider_type,
+            pool_of(&rec.spec),
         );
         self.classes.leave(rec.class);
     }

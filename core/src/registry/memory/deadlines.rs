@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::super::column::AgeCounts;
-use super::super::telemetry::HeartbeatAges;
+use super::super::telemetry::{AgeCounts, HeartbeatAges, HEARTBEAT_AGE_SAMPLE};
 use super::super::WorkerRegistry;
-use super::InMemoryWorkerRegistry;
+use super::{InMemoryWorkerRegistry, SHARD_COUNT};
 use crate::clock::millis;
 use crate::ids::WorkerId;
+use crate::state::WorkerState;
 use crate::worker::{TerminationReason, Worker};
 
 impl InMemoryWorkerRegistry {
@@ -136,16 +136,35 @@ impl InMemoryWorkerRegistry {
         out
     }
 
-    /// The heartbeat ages of the monitored workers, from the columns.
+    /// From a stride sample of the per-shard heartbeat columns: at most
+    /// `HEARTBEAT_AGE_SAMPLE` slots in all (an equal share a shard), each shard under its
+    /// shared lock, no record read. Exact while every shard was read whole; above, the sample
+    /// scaled to the exact monitored count of the state counters (see [`HeartbeatAges`] for
+    /// the error).
     pub(super) fn heartbeat_ages(&self) -> HeartbeatAges {
         let now = self.now();
         let floor = self.floor();
+        let per_shard = HEARTBEAT_AGE_SAMPLE / SHARD_COUNT;
         let mut ages = AgeCounts::new(now);
+        let mut whole = true;
         for shard in self.shards.iter() {
-            shard.read().column.count_ages(floor, &mut ages);
+            let read = shard
+                .read()
+                .column
+                .sample(floor, per_shard, |key| ages.add(key));
+            whole &= read.read_live == read.live;
         }
-        HeartbeatAges {
-            buckets: ages.into_buckets(),
-        }
+        let scale_to = if whole {
+            None
+        } else {
+            let ix = self.indexes.lock();
+            let monitored = WorkerState::ALL
+                .iter()
+                .filter(|s| s.heartbeat_monitored())
+                .map(|s| ix.stats.by_state.get(*s))
+                .sum::<usize>();
+            Some(monitored as u64)
+        };
+        ages.into_ages(scale_to)
     }
 }

@@ -27,6 +27,7 @@ use parking_lot::{Mutex, RwLock};
 use self::shard::Shard;
 use super::column::HeartbeatColumn;
 use super::indexes::{Indexes, Record, DEFAULT_RETIRED_ID_LIMIT};
+use super::stats::pool_of;
 use super::{TransitionGuard, Transitioned, WorkerRegistry};
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::error::{Error, Result};
@@ -174,7 +175,7 @@ impl InMemoryWorkerRegistry {
             if to == WorkerState::Ready {
                 rec.idle_since = Some(now);
             }
-            ix.stats.moved(from, to);
+            ix.stats.moved(from, to, pool_of(&rec.spec));
         }
         ix.refile(id, before, before_idle, rec.membership(), rec);
         column.set_monitored(slot, to.heartbeat_monitored(), self.floor());

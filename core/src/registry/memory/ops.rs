@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::super::indexes::{Membership, Record};
 use super::super::snapshot::Snapshot;
+use super::super::stats::pool_of;
 use super::super::stats::WorkerRegistryStats;
 use super::super::telemetry::{HeartbeatAges, JobTotals, SubscriberDrops};
 use super::super::{TransitionGuard, Transitioned, WorkerRegistry};
@@ -61,6 +62,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
             rec.state,
             &rec.handle.provider_id,
             &rec.handle.provider_type,
+            pool_of(&rec.spec),
         );
         self.bus.publish(now, || EventKind::Registered {
             worker_id: id,
@@ -299,9 +301,8 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         }))
     }
 
-    /// From the per-shard heartbeat columns: one pass over each shard's column (~9 bytes a
-    /// worker) under its shared lock, no record read. Exact to the bucket (1 s): a heartbeat
-    /// shows at once.
+    /// From a bounded stride sample of the per-shard heartbeat columns (see
+    /// `heartbeat_ages` in `deadlines.rs`).
     fn heartbeat_age_histogram(&self) -> Result<Option<HeartbeatAges>> {
         Ok(Some(self.heartbeat_ages()))
     }

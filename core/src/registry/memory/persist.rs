@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::super::indexes::{Membership, Record};
 use super::super::snapshot::{Snapshot, SNAPSHOT_FORMAT};
+use super::super::stats::pool_of;
 use super::super::WorkerRegistry;
 use super::InMemoryWorkerRegistry;
 use crate::error::{Error, Result};
@@ -75,6 +76,7 @@ impl InMemoryWorkerRegistry {
                 rec.state,
                 &rec.handle.provider_id,
                 &rec.handle.provider_type,
+                pool_of(&rec.spec),
             );
             if let Some(job) = &rec.current_job {
                 ix.jobs.insert(job.clone(), id);
