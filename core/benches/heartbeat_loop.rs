@@ -27,8 +27,9 @@ fn call(registry: &InMemoryWorkerRegistry, id: &WorkerId) -> hodei_workers::Resu
 fn run(n: usize) -> f64 {
     let clock = Arc::new(ManualClock::new(T0));
     let registry = InMemoryWorkerRegistry::with_clock(clock.clone());
-    // One spec per worker, as `hw_registry_register` copies the caller's spec: the same heap
-    // shape as the C fleet, so that only the call path differs.
+    // A spec `Arc` per worker, as a caller that builds its specs one by one would: the
+    // registry interns equal specs, so the fleet shares one either way (as the C fleet,
+    // whose `hw_worker_spec` is one `Arc`).
     let spec = shared_spec();
     let ids: Vec<_> = handles(n)
         .into_iter()

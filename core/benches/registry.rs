@@ -320,7 +320,7 @@ fn bench_size(c: &mut Criterion, fx: &mut Fixture, latency: &mut Vec<String>) {
     fx.naive.silent_every = None;
 
     // A claim no ready worker matches (issue 10 item 10), the whole fleet ready: the library
-    // walks its ready index, 256 entries per hold of its registry-wide lock.
+    // asks each class of workers (spec and provider) once: no worker is looked at.
     assert_eq!(
         (fx.lib.busy, fx.naive.busy),
         (0, 0),

@@ -120,10 +120,10 @@ pub trait WorkerRegistry: Send + Sync + fmt::Debug {
 
     /// Picks a `Ready` worker matching `filter` and assigns `job` to it, atomically. Prefers the
     /// most recently idle worker, so that surplus workers idle out. `Ok(None)` when none
-    /// matches. Cost does not grow with the number of busy workers; a filter that matches few
-    /// ready workers (or none) makes the claim walk the ready ones, but the in-memory registry
-    /// walks them in batches of 256 per hold of its registry-wide lock, so other operations
-    /// are never held up for longer than one batch.
+    /// matches. Cost does not grow with the number of busy workers. The in-memory registry
+    /// asks the filter's spec and provider conditions once per class of workers (one spec,
+    /// one provider): O(classes × log ready), and a filter no class matches looks at no
+    /// worker; only `unhealthy_for` is checked worker by worker.
     ///
     /// # Errors
     /// `JobAlreadyAssigned` when a worker already holds `job`.
@@ -230,8 +230,8 @@ pub trait WorkerRegistry: Send + Sync + fmt::Debug {
     ) -> Result<Option<Transitioned>>;
 
     /// The `n` longest-idle `Ready` workers, longest idle first (scale-in candidates),
-    /// answered from the ready index (no fleet scan): cost O(n log fleet), whatever the
-    /// number of ready workers.
+    /// answered from the ready index (no fleet scan): cost O(classes × n + n log n) in
+    /// memory, whatever the number of ready workers.
     fn longest_idle(&self, n: usize) -> Result<Vec<Worker>>;
 
     /// Loads a snapshot into an empty registry. The snapshot is checked whole first
