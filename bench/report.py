@@ -188,6 +188,16 @@ def main():
             ok = "met" if diff <= 5 else "MISSED"
             add(f"| {size} | {fmt_ns(c_ns)} | {fmt_ns(rust_ns)} | {diff:+.1f} ns | <= 5 ns: {ok} |")
 
+    limits = load_json(extra / "limits.json")
+    if limits:
+        add("")
+        add("### Limits of the machine in this run (core/benches/limits.rs)")
+        add("")
+        add("| fleet | dependent random read (one 64 B line a worker) | sequential read, 8 B a worker |")
+        add("|---|---:|---:|")
+        for row in limits:
+            add(f"| {row['size']} | {fmt_ns(row['chase_ns'])} | {fmt_ns(row['seq_read_us'] * 1e3)} |")
+
     if not crit and not lines[4:]:
         print(f"no benchmark results under {target}", file=sys.stderr)
         return 1

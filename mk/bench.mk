@@ -3,7 +3,8 @@
 #
 #   make bench                     everything below, then the table (target/bench-extra/report.md)
 #   make bench-rust                criterion: library vs naive baseline at 10k and 1M workers,
-#                                  memory per worker, the Rust twin of the C heartbeat loop
+#                                  memory per worker, the Rust twin of the C heartbeat loop,
+#                                  the machine's limits (pointer chase, sequential read)
 #   make bench-c                   heartbeat through the C ABI (bench/c/heartbeat.c)
 #   make bench-python              the Python module vs a plain-Python registry (10k, 100k)
 #   make bench-report              the table again from the last run
@@ -39,7 +40,7 @@ bench-clean:
 
 bench-rust:
 	@mkdir -p $(BENCH_OUT)
-	$(BENCH_ENV) $(CARGO) bench -p hodei-workers --bench registry --bench memory --bench heartbeat_loop --bench metrics
+	$(BENCH_ENV) $(CARGO) bench -p hodei-workers --bench registry --bench memory --bench heartbeat_loop --bench metrics --bench limits
 
 bench-c:
 	@mkdir -p $(BENCH_OUT) $(BENCH_CBUILD)

@@ -19,18 +19,31 @@ use crate::clock::Timestamp;
 use crate::ids::{ProviderId, WorkerId};
 use crate::worker::{ProviderType, WorkerHandle, WorkerSpec};
 
-/// The id of a removed entry ([`WorkerId::MIN`], the nil UUID, is never a worker).
-const TOMBSTONE: WorkerId = WorkerId::MIN;
+/// One entry of a [`Queue`]: a worker, the timestamp it is ordered by, and whether it is
+/// still there (a removal in the middle only clears `live`, keeping the order intact).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    at: Timestamp,
+    id: WorkerId,
+    live: bool,
+}
 
-/// Workers ordered by a timestamp, oldest at the front.
+impl Entry {
+    fn key(&self) -> (Timestamp, WorkerId) {
+        (self.at, self.id)
+    }
+}
+
+/// Workers ordered by `(timestamp, id)`, oldest at the front.
 ///
-/// Entries are sorted by timestamp; entries of equal timestamp are in insertion order. A
-/// removal in the middle leaves a tombstone (found by binary search, O(log n)); tombstones at
-/// the ends are dropped at once and the queue is compacted when they outnumber the live
-/// entries, so its length stays below twice the live count plus a constant.
+/// Every operation finds its place by binary search on the full key, so that many workers
+/// with one timestamp (a fleet made ready at one instant) cost no more than distinct ones. A
+/// removal in the middle leaves a dead entry (O(log n)); dead entries at the ends are dropped
+/// at once and the queue is compacted when they outnumber the live ones, so its length stays
+/// below twice the live count plus a constant.
 #[derive(Debug, Default)]
 pub(super) struct Queue {
-    entries: VecDeque<(Timestamp, WorkerId)>,
+    entries: VecDeque<Entry>,
     dead: usize,
 }
 
@@ -40,69 +53,64 @@ impl Queue {
         self.entries.len() - self.dead
     }
 
-    /// Adds `(at, id)` in order: O(1) when `at` is at least the newest (the usual case: the
-    /// clock does not go back), else a shift of the newer entries.
+    /// Adds `(at, id)` in order: O(1) when it is the newest (the usual case: the clock does
+    /// not go back), else a shift of the newer entries.
     pub fn insert(&mut self, at: Timestamp, id: WorkerId) {
+        let entry = Entry { at, id, live: true };
         match self.entries.back() {
-            Some(&(last, _)) if last > at => {
-                let pos = self.entries.partition_point(|e| e.0 <= at);
-                self.entries.insert(pos, (at, id));
+            Some(last) if last.key() > (at, id) => {
+                let pos = self.entries.partition_point(|e| e.key() < (at, id));
+                self.entries.insert(pos, entry);
             }
-            _ => self.entries.push_back((at, id)),
+            _ => self.entries.push_back(entry),
         }
     }
 
     /// Adds `(at, id)` at the newest end, out of order: [`sort`](Self::sort) must follow
     /// before any other use (restore).
     pub fn push_unsorted(&mut self, at: Timestamp, id: WorkerId) {
-        self.entries.push_back((at, id));
+        self.entries.push_back(Entry { at, id, live: true });
     }
 
     /// Sorts after [`push_unsorted`](Self::push_unsorted).
     pub fn sort(&mut self) {
-        self.entries.make_contiguous().sort_unstable();
+        self.entries
+            .make_contiguous()
+            .sort_unstable_by_key(Entry::key);
     }
 
-    /// Removes `(at, id)`; false if absent.
+    /// Removes `(at, id)`; false if absent. O(log n).
     pub fn remove(&mut self, at: Timestamp, id: WorkerId) -> bool {
-        if self.entries.back() == Some(&(at, id)) {
-            self.entries.pop_back();
-        } else if self.entries.front() == Some(&(at, id)) {
-            self.entries.pop_front();
-        } else {
-            let from = self.entries.partition_point(|e| e.0 < at);
-            let Some(pos) = (from..self.entries.len())
-                .take_while(|&i| self.entries[i].0 == at)
-                .find(|&i| self.entries[i].1 == id)
-            else {
-                return false;
-            };
-            self.entries[pos].1 = TOMBSTONE;
-            self.dead += 1;
+        let key = (at, id);
+        let pos = self.entries.partition_point(|e| e.key() < key);
+        match self.entries.get_mut(pos) {
+            Some(e) if e.key() == key && e.live => e.live = false,
+            _ => return false,
         }
+        self.dead += 1;
         self.trim();
         true
     }
 
-    /// Drops the tombstones at both ends; compacts when they outnumber the live entries.
+    /// Drops the dead entries at both ends; compacts when they outnumber the live entries.
     fn trim(&mut self) {
-        while self.entries.back().is_some_and(|e| e.1 == TOMBSTONE) {
+        while self.entries.back().is_some_and(|e| !e.live) {
             self.entries.pop_back();
             self.dead -= 1;
         }
-        while self.entries.front().is_some_and(|e| e.1 == TOMBSTONE) {
+        while self.entries.front().is_some_and(|e| !e.live) {
             self.entries.pop_front();
             self.dead -= 1;
         }
         if self.dead > 16 && self.dead > self.len() {
-            self.entries.retain(|e| e.1 != TOMBSTONE);
+            self.entries.retain(|e| e.live);
             self.dead = 0;
         }
     }
 
     /// Live entries, oldest first.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = (Timestamp, WorkerId)> + '_ {
-        self.entries.iter().copied().filter(|e| e.1 != TOMBSTONE)
+        self.entries.iter().filter(|e| e.live).map(Entry::key)
     }
 
     /// Live entries with a timestamp below `before`, oldest first.
@@ -113,48 +121,33 @@ impl Queue {
         self.iter().take_while(move |e| e.0 < before)
     }
 
-    /// The greatest live entry below `upper` in `(timestamp, id)` order. O(log n) plus the
-    /// entries of equal timestamp and the tombstones passed.
+    /// The greatest live entry below `upper` in `(timestamp, id)` order: O(log n) plus the
+    /// dead entries passed.
     pub fn newest_below(&self, upper: (Timestamp, WorkerId)) -> Option<(Timestamp, WorkerId)> {
-        let end = self.entries.partition_point(|e| e.0 <= upper.0);
-        let mut best: Option<(Timestamp, WorkerId)> = None;
-        for i in (0..end).rev() {
-            let e = self.entries[i];
-            if let Some(b) = best {
-                if e.0 < b.0 {
-                    break;
-                }
-            }
-            if e.1 != TOMBSTONE && e < upper && best.is_none_or(|b| e > b) {
-                best = Some(e);
-            }
-        }
-        best
+        let end = self.entries.partition_point(|e| e.key() < upper);
+        self.entries
+            .range(..end)
+            .rev()
+            .find(|e| e.live)
+            .map(Entry::key)
     }
 
-    /// Up to about `want` live entries above `lower` in `(timestamp, id)` order, oldest first
-    /// (whole groups of equal timestamp, so that the `want` smallest are among them).
+    /// Up to `want` live entries above `lower` in `(timestamp, id)` order, oldest first.
     pub fn oldest_above(
         &self,
         lower: Option<(Timestamp, WorkerId)>,
         want: usize,
     ) -> Vec<(Timestamp, WorkerId)> {
         let from = match lower {
-            Some((at, _)) => self.entries.partition_point(|e| e.0 < at),
+            Some(key) => self.entries.partition_point(|e| e.key() <= key),
             None => 0,
         };
-        let mut out: Vec<(Timestamp, WorkerId)> = Vec::new();
-        for i in from..self.entries.len() {
-            let e = self.entries[i];
-            if e.1 == TOMBSTONE || lower.is_some_and(|l| e <= l) {
-                continue;
-            }
-            if out.len() >= want && out.last().is_some_and(|l| l.0 != e.0) {
-                break;
-            }
-            out.push(e);
-        }
-        out
+        self.entries
+            .range(from..)
+            .filter(|e| e.live)
+            .take(want)
+            .map(Entry::key)
+            .collect()
     }
 }
 
@@ -412,7 +405,7 @@ mod tests {
         for n in 1..=40u8 {
             q.insert(u64::from(n / 2), id(n));
         }
-        // Out of order: lands among the equal timestamps' end.
+        // Out of order: lands among the equal timestamps, by id.
         q.insert(3, id(100));
         for n in (2..=38u8).step_by(2) {
             assert!(q.remove(u64::from(n / 2), id(n)));
@@ -420,7 +413,7 @@ mod tests {
         assert!(!q.remove(5, id(10)), "already removed");
         let live: Vec<(u64, WorkerId)> = q.iter().collect();
         assert_eq!(live.len(), q.len());
-        assert!(live.windows(2).all(|w| w[0].0 <= w[1].0));
+        assert!(live.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(live.len(), 40 - 19 + 1);
         // Newest below a bound, by (timestamp, id).
         assert_eq!(
@@ -430,9 +423,38 @@ mod tests {
         assert_eq!(q.newest_below((3, id(100))), Some((3, id(7))));
         assert_eq!(q.newest_below((3, WorkerId::MAX)), Some((3, id(100))));
         assert_eq!(q.newest_below((0, id(1))), None);
-        let firsts = q.oldest_above(Some((3, id(7))), 2);
-        assert_eq!(firsts, vec![(3, id(100)), (4, id(9))]);
+        assert_eq!(
+            q.oldest_above(Some((3, id(7))), 2),
+            vec![(3, id(100)), (4, id(9))]
+        );
+        assert_eq!(q.oldest_above(None, 1), vec![(0, id(1))]);
         assert!(q.older_than(4).all(|e| e.0 < 4));
+    }
+
+    #[test]
+    fn one_timestamp_for_a_whole_queue_keeps_id_order() {
+        // A fleet made ready at one instant: ties are ordered by id, found by binary search.
+        let mut q = Queue::default();
+        let ids: Vec<WorkerId> = (0..50_000).map(|_| WorkerId::new()).collect();
+        for id in &ids {
+            q.insert(7, *id);
+        }
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(
+            q.newest_below((7, WorkerId::MAX)),
+            Some((7, sorted[49_999]))
+        );
+        for id in sorted.iter().rev().take(100) {
+            assert_eq!(q.newest_below((u64::MAX, WorkerId::MAX)), Some((7, *id)));
+            assert!(q.remove(7, *id));
+        }
+        assert!(q.remove(7, sorted[20_000]));
+        assert_eq!(
+            q.newest_below((7, sorted[20_001])),
+            Some((7, sorted[19_999]))
+        );
+        assert_eq!(q.len(), 50_000 - 101);
     }
 
     #[test]
