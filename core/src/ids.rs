@@ -59,7 +59,7 @@ impl WorkerId {
         &self.0
     }
 
-    /// The smallest id in the order (a range bound for the deadline indexes; never a worker).
+    /// The nil id, never a worker: the empty mark of the registry's id tables.
     pub(crate) const MIN: WorkerId = WorkerId(Uuid::nil());
     /// The greatest id in the order (a range bound; never a worker).
     pub(crate) const MAX: WorkerId = WorkerId(Uuid::max());

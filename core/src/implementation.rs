@@ -13,12 +13,14 @@
 //! Beside the shards, one mutex guards the registry-wide indexes and the counters behind
 //! `stats` (so that it is O(1)). The ready, idle and lifetime indexes are per *class*: the
 //! workers of one spec and one provider (`registry/classes.rs`). Equal specs are interned
-//! (one shared `Arc`), so a fleet has few classes. Within a class the idle deadline is
-//! `idle_since + spec.idle_timeout` and the lifetime deadline `created_at + spec.max_lifetime`,
-//! so each is a queue sorted by one timestamp (a `VecDeque` of `(timestamp, id)`, 24 bytes a
-//! worker; a removal in the middle leaves a tombstone found by binary search, compacted when
-//! tombstones outnumber the live entries). The mutex also holds the startup queue, who holds
-//! each job, the drained and terminal sets, and the retired ids.
+//! (one shared `Arc`), so a fleet has few classes. A class's ready workers are a B-tree set by
+//! `(idle_since, id)` (the order `claim` and `longest_idle` promise; within a class it is also
+//! idle-deadline order, `idle_since + spec.idle_timeout`); its lifetime-tracked workers are a
+//! queue by `(created_at, ticket)` — a `VecDeque` of 32-byte entries, appended in O(1) since
+//! tickets grow, a removal in the middle marking the entry dead (binary search), compacted
+//! when dead entries outnumber live ones — which is lifetime-deadline order. The mutex also
+//! holds the startup queue (the same kind), who holds each job, the drained and terminal sets,
+//! and the retired ids.
 //!
 //! # Lock order
 //!

@@ -6,38 +6,57 @@
 //! each ready worker, and an unmatchable filter costs the number of classes, never a walk of
 //! the ready workers. Within a class the deadlines follow one order: idle deadlines are
 //! `idle_since + spec.idle_timeout` and lifetime deadlines `created_at + spec.max_lifetime`,
-//! so a queue sorted by `idle_since` (resp. `created_at`) is sorted by deadline, and the
-//! queues replace ordered maps: 24 bytes a worker in a `VecDeque` instead of a B-tree node
-//! share, O(1) at the ends where nearly every change happens (a release joins the newest end,
-//! a claim leaves it, an idle expiry leaves the oldest end).
+//! so the ready set (by `(idle_since, id)`, a B-tree: ties by id are the order `claim`
+//! promises) and the lifetime queue (by `created_at`, a `VecDeque` of 32-byte entries, O(1)
+//! at the ends where nearly every change happens) are in deadline order: the idle and
+//! lifetime checks read only their due prefix.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::hash::{BuildHasher, Hash, Hasher};
+use std::ops::Bound;
 use std::sync::Arc;
 
 use crate::clock::Timestamp;
 use crate::ids::{ProviderId, WorkerId};
 use crate::worker::{ProviderType, WorkerHandle, WorkerSpec};
 
-/// One entry of a [`Queue`]: a worker, the timestamp it is ordered by, and whether it is
-/// still there (a removal in the middle only clears `live`, keeping the order intact).
+/// A queue position: the timestamp a worker is ordered by, its ticket (a registry-wide
+/// counter taken when the entry was made, which orders equal timestamps by arrival), its id.
+#[cfg(test)]
+pub(super) type Place = (Timestamp, u64, WorkerId);
+
+/// The top bit of a ticket marks a removed entry (tickets count from 0 and never reach it).
+const DEAD: u64 = 1 << 63;
+
+/// One entry of a [`Queue`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Entry {
     at: Timestamp,
+    /// The ticket, with [`DEAD`] set once removed (a removal in the middle keeps the order).
+    ticket: u64,
     id: WorkerId,
-    live: bool,
 }
 
 impl Entry {
-    fn key(&self) -> (Timestamp, WorkerId) {
-        (self.at, self.id)
+    fn key(&self) -> (Timestamp, u64) {
+        (self.at, self.ticket & !DEAD)
+    }
+
+    fn live(&self) -> bool {
+        self.ticket & DEAD == 0
+    }
+
+    #[cfg(test)]
+    fn place(&self) -> Place {
+        (self.at, self.ticket & !DEAD, self.id)
     }
 }
 
-/// Workers ordered by `(timestamp, id)`, oldest at the front.
+/// Workers ordered by `(timestamp, ticket)`, oldest at the front.
 ///
-/// Every operation finds its place by binary search on the full key, so that many workers
-/// with one timestamp (a fleet made ready at one instant) cost no more than distinct ones. A
+/// Tickets grow with every entry made, so a new entry at the current time goes at the back in
+/// O(1), however many workers share its timestamp (a fleet registered or made ready at one
+/// instant), and every other operation finds its place by binary search on the full key. A
 /// removal in the middle leaves a dead entry (O(log n)); dead entries at the ends are dropped
 /// at once and the queue is compacted when they outnumber the live ones, so its length stays
 /// below twice the live count plus a constant.
@@ -53,23 +72,24 @@ impl Queue {
         self.entries.len() - self.dead
     }
 
-    /// Adds `(at, id)` in order: O(1) when it is the newest (the usual case: the clock does
-    /// not go back), else a shift of the newer entries.
-    pub fn insert(&mut self, at: Timestamp, id: WorkerId) {
-        let entry = Entry { at, id, live: true };
+    /// Adds `id` at `(at, ticket)`: O(1) at the back (the usual case: the clock does not go
+    /// back and tickets grow), else a shift of the newer entries.
+    pub fn insert(&mut self, at: Timestamp, ticket: u64, id: WorkerId) {
+        debug_assert!(ticket & DEAD == 0);
+        let entry = Entry { at, ticket, id };
         match self.entries.back() {
-            Some(last) if last.key() > (at, id) => {
-                let pos = self.entries.partition_point(|e| e.key() < (at, id));
+            Some(last) if last.key() > (at, ticket) => {
+                let pos = self.entries.partition_point(|e| e.key() < (at, ticket));
                 self.entries.insert(pos, entry);
             }
             _ => self.entries.push_back(entry),
         }
     }
 
-    /// Adds `(at, id)` at the newest end, out of order: [`sort`](Self::sort) must follow
-    /// before any other use (restore).
-    pub fn push_unsorted(&mut self, at: Timestamp, id: WorkerId) {
-        self.entries.push_back(Entry { at, id, live: true });
+    /// Adds an entry at the back, out of order: [`sort`](Self::sort) must follow before any
+    /// other use (restore).
+    pub fn push_unsorted(&mut self, at: Timestamp, ticket: u64, id: WorkerId) {
+        self.entries.push_back(Entry { at, ticket, id });
     }
 
     /// Sorts after [`push_unsorted`](Self::push_unsorted).
@@ -79,12 +99,12 @@ impl Queue {
             .sort_unstable_by_key(Entry::key);
     }
 
-    /// Removes `(at, id)`; false if absent. O(log n).
-    pub fn remove(&mut self, at: Timestamp, id: WorkerId) -> bool {
-        let key = (at, id);
+    /// Removes the entry at `(at, ticket)`; false if absent. O(log n).
+    pub fn remove(&mut self, at: Timestamp, ticket: u64) -> bool {
+        let key = (at, ticket);
         let pos = self.entries.partition_point(|e| e.key() < key);
         match self.entries.get_mut(pos) {
-            Some(e) if e.key() == key && e.live => e.live = false,
+            Some(e) if e.key() == key && e.live() => e.ticket |= DEAD,
             _ => return false,
         }
         self.dead += 1;
@@ -94,23 +114,26 @@ impl Queue {
 
     /// Drops the dead entries at both ends; compacts when they outnumber the live entries.
     fn trim(&mut self) {
-        while self.entries.back().is_some_and(|e| !e.live) {
+        while self.entries.back().is_some_and(|e| !e.live()) {
             self.entries.pop_back();
             self.dead -= 1;
         }
-        while self.entries.front().is_some_and(|e| !e.live) {
+        while self.entries.front().is_some_and(|e| !e.live()) {
             self.entries.pop_front();
             self.dead -= 1;
         }
         if self.dead > 16 && self.dead > self.len() {
-            self.entries.retain(|e| e.live);
+            self.entries.retain(Entry::live);
             self.dead = 0;
         }
     }
 
-    /// Live entries, oldest first.
+    /// Live entries as `(timestamp, id)`, oldest first.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = (Timestamp, WorkerId)> + '_ {
-        self.entries.iter().filter(|e| e.live).map(Entry::key)
+        self.entries
+            .iter()
+            .filter(|e| e.live())
+            .map(|e| (e.at, e.id))
     }
 
     /// Live entries with a timestamp below `before`, oldest first.
@@ -121,32 +144,80 @@ impl Queue {
         self.iter().take_while(move |e| e.0 < before)
     }
 
-    /// The greatest live entry below `upper` in `(timestamp, id)` order: O(log n) plus the
+    /// The newest live entry below `upper` in `(timestamp, ticket)` order: O(log n) plus the
     /// dead entries passed.
-    pub fn newest_below(&self, upper: (Timestamp, WorkerId)) -> Option<(Timestamp, WorkerId)> {
+    #[cfg(test)]
+    pub fn newest_below(&self, upper: (Timestamp, u64)) -> Option<Place> {
         let end = self.entries.partition_point(|e| e.key() < upper);
         self.entries
             .range(..end)
             .rev()
-            .find(|e| e.live)
-            .map(Entry::key)
+            .find(|e| e.live())
+            .map(Entry::place)
     }
 
-    /// Up to `want` live entries above `lower` in `(timestamp, id)` order, oldest first.
-    pub fn oldest_above(
-        &self,
-        lower: Option<(Timestamp, WorkerId)>,
-        want: usize,
-    ) -> Vec<(Timestamp, WorkerId)> {
+    /// Up to `want` live entries after `lower` in `(timestamp, ticket)` order, oldest first.
+    #[cfg(test)]
+    pub fn oldest_above(&self, lower: Option<(Timestamp, u64)>, want: usize) -> Vec<Place> {
         let from = match lower {
             Some(key) => self.entries.partition_point(|e| e.key() <= key),
             None => 0,
         };
         self.entries
             .range(from..)
-            .filter(|e| e.live)
+            .filter(|e| e.live())
             .take(want)
-            .map(Entry::key)
+            .map(Entry::place)
+            .collect()
+    }
+}
+
+/// The `Ready` workers of a class by `(idle_since, id)`: the order `claim` and
+/// `longest_idle` promise (ties by id). A B-tree: a whole fleet made ready at one instant
+/// inserts at random places among its equal timestamps, in O(log n) each.
+#[derive(Debug, Default)]
+pub(super) struct ReadySet {
+    set: BTreeSet<(Timestamp, WorkerId)>,
+}
+
+impl ReadySet {
+    /// Ready workers.
+    pub fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    pub fn insert(&mut self, at: Timestamp, id: WorkerId) {
+        self.set.insert((at, id));
+    }
+
+    pub fn remove(&mut self, at: Timestamp, id: WorkerId) -> bool {
+        self.set.remove(&(at, id))
+    }
+
+    /// Oldest first.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (Timestamp, WorkerId)> + '_ {
+        self.set.iter().copied()
+    }
+
+    /// The greatest entry below `upper`. O(log n).
+    pub fn newest_below(&self, upper: (Timestamp, WorkerId)) -> Option<(Timestamp, WorkerId)> {
+        self.set.range(..upper).next_back().copied()
+    }
+
+    /// Up to `want` entries above `lower`, oldest first.
+    pub fn oldest_above(
+        &self,
+        lower: Option<(Timestamp, WorkerId)>,
+        want: usize,
+    ) -> Vec<(Timestamp, WorkerId)> {
+        let from = match lower {
+            Some(key) => Bound::Excluded(key),
+            None => Bound::Unbounded,
+        };
+        self.set
+            .range((from, Bound::Unbounded))
+            .take(want)
+            .copied()
             .collect()
     }
 }
@@ -163,8 +234,8 @@ pub(super) struct Class {
     spec_hash: u64,
     /// Registered members.
     members: usize,
-    /// `Ready` members by `idle_since`: the newest end is the most recently idle.
-    pub ready: Queue,
+    /// `Ready` members by `(idle_since, id)`: the last is the most recently idle.
+    pub ready: ReadySet,
     /// Members whose lifetime is tracked (`Creating`, `Connecting`, `Ready`, `Busy`) by
     /// `created_at`: the oldest end has the nearest lifetime deadline.
     pub living: Queue,
@@ -320,7 +391,7 @@ impl Classes {
             handle: Arc::clone(handle),
             spec_hash,
             members: 1,
-            ready: Queue::default(),
+            ready: ReadySet::default(),
             living: Queue::default(),
         };
         let number = match self.free.pop() {
@@ -362,7 +433,6 @@ impl Classes {
     /// Sorts every queue (after a restore that pushed unsorted).
     pub fn sort(&mut self) {
         for c in self.iter_mut() {
-            c.ready.sort();
             c.living.sort();
         }
     }
@@ -403,57 +473,48 @@ mod tests {
     fn a_queue_keeps_order_through_middle_removals_and_late_inserts() {
         let mut q = Queue::default();
         for n in 1..=40u8 {
-            q.insert(u64::from(n / 2), id(n));
+            q.insert(u64::from(n / 2), u64::from(n), id(n));
         }
-        // Out of order: lands among the equal timestamps, by id.
-        q.insert(3, id(100));
+        // Out of order (an older timestamp, a newer ticket): lands at the end of its timestamp.
+        q.insert(3, 100, id(100));
         for n in (2..=38u8).step_by(2) {
-            assert!(q.remove(u64::from(n / 2), id(n)));
+            assert!(q.remove(u64::from(n / 2), u64::from(n)));
         }
-        assert!(!q.remove(5, id(10)), "already removed");
+        assert!(!q.remove(5, 10), "already removed");
         let live: Vec<(u64, WorkerId)> = q.iter().collect();
         assert_eq!(live.len(), q.len());
-        assert!(live.windows(2).all(|w| w[0] < w[1]));
+        assert!(live.windows(2).all(|w| w[0].0 <= w[1].0));
         assert_eq!(live.len(), 40 - 19 + 1);
-        // Newest below a bound, by (timestamp, id).
+        assert_eq!(q.newest_below((u64::MAX, u64::MAX)), Some((20, 40, id(40))));
+        assert_eq!(q.newest_below((3, 100)), Some((3, 7, id(7))));
+        assert_eq!(q.newest_below((3, u64::MAX)), Some((3, 100, id(100))));
+        assert_eq!(q.newest_below((0, 1)), None);
         assert_eq!(
-            q.newest_below((u64::MAX, WorkerId::MAX)),
-            Some((20, id(40)))
+            q.oldest_above(Some((3, 7)), 2),
+            vec![(3, 100, id(100)), (4, 9, id(9))]
         );
-        assert_eq!(q.newest_below((3, id(100))), Some((3, id(7))));
-        assert_eq!(q.newest_below((3, WorkerId::MAX)), Some((3, id(100))));
-        assert_eq!(q.newest_below((0, id(1))), None);
-        assert_eq!(
-            q.oldest_above(Some((3, id(7))), 2),
-            vec![(3, id(100)), (4, id(9))]
-        );
-        assert_eq!(q.oldest_above(None, 1), vec![(0, id(1))]);
+        assert_eq!(q.oldest_above(None, 1), vec![(0, 1, id(1))]);
         assert!(q.older_than(4).all(|e| e.0 < 4));
     }
 
     #[test]
-    fn one_timestamp_for_a_whole_queue_keeps_id_order() {
-        // A fleet made ready at one instant: ties are ordered by id, found by binary search.
+    fn one_timestamp_for_a_whole_queue_keeps_arrival_order() {
+        // A fleet made ready at one instant: arrivals go to the back, removals by binary search.
         let mut q = Queue::default();
         let ids: Vec<WorkerId> = (0..50_000).map(|_| WorkerId::new()).collect();
-        for id in &ids {
-            q.insert(7, *id);
+        for (t, id) in ids.iter().enumerate() {
+            q.insert(7, t as u64, *id);
         }
-        let mut sorted = ids.clone();
-        sorted.sort();
-        assert_eq!(
-            q.newest_below((7, WorkerId::MAX)),
-            Some((7, sorted[49_999]))
-        );
-        for id in sorted.iter().rev().take(100) {
-            assert_eq!(q.newest_below((u64::MAX, WorkerId::MAX)), Some((7, *id)));
-            assert!(q.remove(7, *id));
+        assert_eq!(q.entries.len(), 50_000);
+        for t in (49_900..50_000u64).rev() {
+            assert_eq!(
+                q.newest_below((u64::MAX, u64::MAX)),
+                Some((7, t, ids[t as usize]))
+            );
+            assert!(q.remove(7, t));
         }
-        assert!(q.remove(7, sorted[20_000]));
-        assert_eq!(
-            q.newest_below((7, sorted[20_001])),
-            Some((7, sorted[19_999]))
-        );
+        assert!(q.remove(7, 20_000));
+        assert_eq!(q.newest_below((7, 20_001)), Some((7, 19_999, ids[19_999])));
         assert_eq!(q.len(), 50_000 - 101);
     }
 

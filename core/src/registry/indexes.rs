@@ -27,6 +27,8 @@ pub(super) struct Record {
     pub id: WorkerId,
     /// Its class (spec and provider) in [`Indexes::classes`].
     pub class: u32,
+    /// Its ticket in the lifetime and startup queues (taken at register / restore).
+    pub birth_ticket: u64,
     pub handle: Arc<WorkerHandle>,
     pub spec: Arc<WorkerSpec>,
     pub state: WorkerState,
@@ -40,10 +42,11 @@ pub(super) struct Record {
 
 impl Record {
     /// The record of `w` in `class` (its heartbeat goes to the column).
-    pub fn from_worker(w: &Worker, class: u32) -> Record {
+    pub fn from_worker(w: &Worker, class: u32, birth_ticket: u64) -> Record {
         Record {
             id: w.id,
             class,
+            birth_ticket,
             handle: Arc::clone(&w.handle),
             spec: Arc::clone(&w.spec),
             state: w.state,
@@ -146,6 +149,8 @@ pub(super) struct Indexes {
     /// Set while `restore` refiles a whole snapshot: queue entries are pushed unsorted and
     /// sorted once at the end ([`Indexes::end_restore`]).
     pub restoring: bool,
+    /// The next queue ticket (see [`Queue`]).
+    next_ticket: u64,
     /// Draining workers without a job.
     pub drained: BTreeSet<WorkerId>,
     /// `Terminating`/`Terminated` workers: `find` of those states reads this, not the fleet
@@ -226,33 +231,33 @@ impl Indexes {
         rec: &Record,
     ) {
         let idle_restarted = before_idle_since != rec.idle_since;
-        let class = self.classes.get_mut(rec.class);
         let restoring = self.restoring;
-        let add = |q: &mut Queue, at, id| {
+        let add = |q: &mut Queue, at, ticket, id| {
             if restoring {
-                q.push_unsorted(at, id)
+                q.push_unsorted(at, ticket, id)
             } else {
-                q.insert(at, id)
+                q.insert(at, ticket, id)
             }
         };
+        let class = self.classes.get_mut(rec.class);
         if before.ready && (!after.ready || idle_restarted) {
             class.ready.remove(before_idle_since.unwrap_or(0), id);
         }
         if after.ready && (!before.ready || idle_restarted) {
-            add(&mut class.ready, rec.idle_since.unwrap_or(0), id);
+            class.ready.insert(rec.idle_since.unwrap_or(0), id);
         }
         if before.lifetime != after.lifetime {
             if after.lifetime {
-                add(&mut class.living, rec.created_at, id);
+                add(&mut class.living, rec.created_at, rec.birth_ticket, id);
             } else {
-                class.living.remove(rec.created_at, id);
+                class.living.remove(rec.created_at, rec.birth_ticket);
             }
         }
         if before.starting != after.starting {
             if after.starting {
-                add(&mut self.startup, rec.created_at, id);
+                add(&mut self.startup, rec.created_at, rec.birth_ticket, id);
             } else {
-                self.startup.remove(rec.created_at, id);
+                self.startup.remove(rec.created_at, rec.birth_ticket);
             }
         }
         if before.drained != after.drained {
@@ -269,6 +274,12 @@ impl Indexes {
                 self.terminal.remove(&id);
             }
         }
+    }
+
+    /// A fresh queue ticket: tickets grow, so entries made at one timestamp keep their order.
+    pub fn ticket(&mut self) -> u64 {
+        self.next_ticket += 1;
+        self.next_ticket
     }
 
     /// Ends a restore: sorts the queues filled unsorted.

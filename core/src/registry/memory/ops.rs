@@ -41,9 +41,11 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         let handle = Arc::new(handle);
         // Equal specs are shared: the record keeps the registry's copy.
         let (class, spec) = ix.classes.join(&handle, spec);
+        let birth_ticket = ix.ticket();
         let rec = Record {
             id,
             class,
+            birth_ticket,
             handle,
             spec,
             state: WorkerState::Creating,

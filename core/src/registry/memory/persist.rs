@@ -67,7 +67,8 @@ impl InMemoryWorkerRegistry {
             let id = worker.id;
             let shard = &mut *shards[self.shard_index(&id)];
             let (class, spec) = ix.classes.join(&worker.handle, Arc::clone(&worker.spec));
-            let mut rec = Record::from_worker(worker, class);
+            let birth_ticket = ix.ticket();
+            let mut rec = Record::from_worker(worker, class, birth_ticket);
             rec.spec = spec;
             let monitored = rec.state.heartbeat_monitored();
             let after = rec.membership();
