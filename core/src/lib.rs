@@ -115,7 +115,7 @@
 //! ([`SystemClock`], monotonic, in production; [`ManualClock`] in tests):
 //!
 //! - silent longer than a timeout: [`find_unhealthy`](WorkerRegistry::find_unhealthy)
-//!   (`Ready`, `Busy`, `Draining` workers; reporting in counts as a heartbeat);
+//!   (`Connecting`, `Ready`, `Busy`, `Draining` workers; reporting in counts as a heartbeat);
 //! - still `Creating`/`Connecting` too long after registration:
 //!   [`find_startup_expired`](WorkerRegistry::find_startup_expired);
 //! - idle past `spec.idle_timeout`, past `spec.max_lifetime`, drained:
