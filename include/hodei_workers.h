@@ -1603,6 +1603,16 @@ hw_status hw_worker_filter_set_fits(struct hw_worker_filter *filter, const struc
 hw_status hw_worker_filter_set_architecture(struct hw_worker_filter *filter, uint32_t architecture);
 
 /*
+ The counts of one pool's workers (those labelled `hodei.pool=NAME`), per state and in all,
+ from the registry's maintained counters: O(pools), never a fleet scan. A pool with no
+ worker (or a name no worker carries) has all counts zero. Every pool's counts at once:
+ `"by_pool"` of `hw_registry_stats_json`.
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for a null argument or a name that is not UTF-8.
+ */
+hw_status hw_registry_pool_counts(const struct hw_registry *registry, const char *pool, struct hw_worker_counts *out);
+
+/*
  Opens the registry named `name` on the PostgreSQL server at `url` and writes a new handle to
  `*out`. Deadlines are judged on the database's clock, so replicas with skewed clocks agree.
 
@@ -1800,7 +1810,7 @@ hw_status hw_registry_stats(const struct hw_registry *registry, struct hw_worker
 
 /*
  The full statistics as JSON (`{"total":…,"by_state":{…},"by_provider":{…},
- "by_provider_type":{…}}`); free with `hw_string_free`.
+ "by_provider_type":{…},"by_pool":{"NAME":{…per state…}}}`); free with `hw_string_free`.
  */
 hw_status hw_registry_stats_json(const struct hw_registry *registry, char **out);
 

@@ -124,6 +124,11 @@ pub(crate) fn ms(value: u64) -> std::time::Duration {
     std::time::Duration::from_millis(value)
 }
 
+/// Duration in whole milliseconds, saturating (the inverse of [`ms`] for the C structs).
+pub(crate) fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// The static name of a status (`"HW_ERR_NOT_FOUND"`); `"HW_UNKNOWN_STATUS"` for a value that
 /// is not a status. Never NULL; never to be freed.
 #[no_mangle]

@@ -11,9 +11,14 @@ from typing_extensions import TypeAlias, disjoint_base
 from hodei_workers.provider import Provider
 
 __version__: str
+POOL_LABEL: str
+"""The label the manager puts on every worker of a pool, with the pool's name as value
+(``"hodei.pool"``): ``RegistryStats.by_pool`` counts by it, and a scheduler claims from one pool
+with ``labels={POOL_LABEL: "gpu-spot"}``."""
 
 __all__ = [
     "__version__",
+    "POOL_LABEL",
     "HodeiWorkersError",
     "WorkerNotFoundError",
     "WorkerAlreadyExistsError",
@@ -315,7 +320,7 @@ class Worker:
 
 @final
 class RegistryStats:
-    """Counts of the registry's workers, per state, provider and provider type, taken at one
+    """Counts of the registry's workers, per state, provider, provider type and pool, taken at one
     instant (maintained counters: reading them costs nothing however large the fleet)."""
     @property
     def total(self) -> int:
@@ -329,6 +334,11 @@ class RegistryStats:
     @property
     def by_provider_type(self) -> dict[str, int]:
         """Workers per provider type (types with none are absent)."""
+    @property
+    def by_pool(self) -> dict[str, dict[WorkerState, int]]:
+        """Workers per pool (the value of their ``POOL_LABEL`` label), each a dict with every
+        WorkerState as a key; pools with no worker are absent. Maintained counters, like the
+        rest: what a pool-mode manager reads every tick."""
     @property
     def live(self) -> int:
         """Workers not on their way out (every state but TERMINATING and TERMINATED)."""

@@ -372,8 +372,9 @@ report_class! {
     }
 }
 
-/// Adds the pool classes to the module.
+/// Adds the pool classes, and the constant ``POOL_LABEL``, to the module.
 pub(crate) fn add_pool_classes(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("POOL_LABEL", core::POOL_LABEL)?;
     m.add_class::<PyDemand>()?;
     m.add_class::<PyPool>()?;
     m.add_class::<Unschedulable>()?;

@@ -788,6 +788,15 @@ int main(void) {
   INVALID(hw_worker_filter_set_fits(filter, NULL));
   INVALID(hw_worker_filter_set_architecture(NULL, HW_ARCHITECTURE_ARM64));
   INVALID(hw_worker_filter_set_architecture(filter, 3));
+  {
+    hw_worker_counts pc;
+    pc.total = 777;
+    INVALID(hw_registry_pool_counts(NULL, "p", &pc));
+    INVALID(hw_registry_pool_counts(reg, NULL, &pc));
+    INVALID(hw_registry_pool_counts(reg, BAD_UTF8, &pc));
+    INVALID(hw_registry_pool_counts(reg, "p", NULL));
+    CHECK(pc.total == 777);
+  }
   CHECK(drained == 777 && out == SENTINEL && owned == (char *)SENTINEL);
   /* ---- tickers ---- */
   {

@@ -117,6 +117,14 @@ def test_fallback_unschedulable_and_interruption(
     assert by_name["gpu-spot"].blocked == "no_capacity"
     assert "spilled from gpu-spot (no capacity, retry in 4 s)" in by_name["gpu-ondemand"].explanation
     assert any(line.startswith("gpu-ondemand +2") for line in report.decisions)
+    # The registry counts each pool's workers per state (what the manager's tick reads).
+    by_pool = registry.stats().by_pool
+    assert list(by_pool) == ["gpu-ondemand"]
+    assert by_pool["gpu-ondemand"][hw.WorkerState.CREATING] == 2
+    assert sum(by_pool["gpu-ondemand"].values()) == 2
+    assert "by_pool={'gpu-ondemand': {" in repr(registry.stats())
+    assert hw.POOL_LABEL == "hodei.pool"
+    assert len(registry.find(labels={hw.POOL_LABEL: "gpu-ondemand"})) == 2
 
     report = manager.tick(hw.Demand([{"labels": {"gpu": "h100"}, "count": 1}]))
     assert [u.reason for u in report.unschedulable] == ["no pool offers label gpu=h100"]

@@ -3,9 +3,11 @@
 //!
 //! A pool's workers are recognised by the label [`POOL_LABEL`]` = name`, which the manager
 //! puts on every worker it provisions for the pool (the pool's template plus that label).
-//! Counting a pool's workers costs one pass over the registry's records per pool and tick
-//! (`find` by label): fine for fleets of thousands; a registry-maintained count per pool label
-//! would make it O(1) (not done yet).
+//! A tick reads each pool's workers per state from the registry's maintained counts
+//! ([`WorkerRegistryStats::by_pool`](crate::WorkerRegistryStats::by_pool)): O(pools) plus one
+//! `get` per interruption notice, whatever the fleet's size. Only a tick that retires workers
+//! reads workers: the pool's longest-idle ready ones, from the registry's ready index
+//! (`longest_idle_of`); removing a pool finds its workers by label (once).
 //!
 //! Pools that share a provider share its back-off (a create failure backs off the provider):
 //! give each capacity market its own provider id (spot and on-demand) so that one can fall
@@ -462,8 +464,6 @@ impl WorkerLifecycleManager {
     ) -> Result<Planned> {
         let now = self.registry.now();
         let entries: Vec<PoolEntry> = self.pools.lock().entries.values().cloned().collect();
-        let interrupted: std::collections::BTreeSet<WorkerId> =
-            self.pools.lock().interruptions.keys().copied().collect();
         let pools: Vec<Pool> = entries.iter().map(|e| e.pool.clone()).collect();
         let mut demand = demand.clone();
         for entry in &entries {
@@ -471,43 +471,30 @@ impl WorkerLifecycleManager {
                 demand.push(replacement(&entry.pool, n));
             }
         }
+        // Per-pool counts maintained by the registry: O(pools), whatever the fleet's size.
+        let by_pool = self.registry.stats()?.by_pool;
+        let interrupted = self.interrupted_per_pool()?;
         let mut fleet = Vec::with_capacity(entries.len());
-        let mut idle: Vec<Vec<Worker>> = Vec::with_capacity(entries.len());
         let mut states = BTreeMap::new();
         for entry in &entries {
-            let workers = self
-                .registry
-                .find(&WorkerFilter::new().label(POOL_LABEL, entry.pool.name.as_str()))?;
-            let mut f = PoolFleet {
+            let name = entry.pool.name.as_str();
+            let counts = by_pool.get(name).copied().unwrap_or_default();
+            // An interrupted worker is draining: it is none of ready, busy or starting, and no
+            // longer counts against its pool's max (its replacement is demand).
+            let registered = counts
+                .total()
+                .saturating_sub(interrupted.get(name).copied().unwrap_or(0));
+            fleet.push(PoolFleet {
+                ready: counts.ready,
+                busy: counts.busy,
+                starting: counts.starting(),
                 in_flight: entry.in_flight,
+                registered,
+                blocked: self.pool_block(entry, now),
                 last_scale_up: entry.last_scale_up,
                 last_scale_action: entry.last_scale_action,
-                ..PoolFleet::default()
-            };
-            let mut candidates = Vec::new();
-            let mut counts = StateCounts::default();
-            for w in workers {
-                *counts.slot(w.state) += 1;
-                if interrupted.contains(&w.id) {
-                    continue;
-                }
-                f.registered += 1;
-                match w.state {
-                    WorkerState::Ready if w.current_job.is_none() => {
-                        f.ready += 1;
-                        candidates.push(w);
-                    }
-                    WorkerState::Busy => f.busy += 1,
-                    s if s.is_starting() => f.starting += 1,
-                    _ => {}
-                }
-            }
-            // Longest idle first.
-            candidates.sort_by_key(|w| (w.idle_since.unwrap_or(0), w.id));
-            idle.push(candidates);
+            });
             states.insert(entry.pool.name.clone(), counts);
-            f.blocked = self.pool_block(entry, now);
-            fleet.push(f);
         }
         let total = self.registry.count()? + self.ledger.lock().in_flight.len();
         let mut plan = plan(&PlanInputs {
@@ -524,13 +511,55 @@ impl WorkerLifecycleManager {
             if d.retire == 0 {
                 continue;
             }
-            if let Some(k) = pools.iter().position(|p| p.name == d.pool) {
-                let workers: Vec<Worker> = idle[k].drain(..).take(d.retire).collect();
-                d.scale_down = workers.iter().map(|w| w.id).collect();
-                chosen.insert(d.pool.clone(), workers);
-            }
+            let workers = self.longest_idle_of(&d.pool, d.retire)?;
+            d.scale_down = workers.iter().map(|w| w.id).collect();
+            chosen.insert(d.pool.clone(), workers);
         }
         Ok((plan, chosen, states))
+    }
+
+    /// Per pool, the workers under an interruption notice that are still registered: one
+    /// `get` per notice (O(notices), not the fleet).
+    fn interrupted_per_pool(&self) -> Result<BTreeMap<String, usize>> {
+        let notices: Vec<(WorkerId, String)> = self
+            .pools
+            .lock()
+            .interruptions
+            .iter()
+            .filter_map(|(id, i)| i.pool.clone().map(|p| (*id, p)))
+            .collect();
+        let mut out = BTreeMap::new();
+        for (id, pool) in notices {
+            if self.registry.get(&id)?.is_some() {
+                *out.entry(pool).or_insert(0) += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The `n` longest-idle `Ready` workers of `pool`, longest idle first: the scale-in
+    /// candidates, read only when the plan retires some. Walks the registry's ready index from
+    /// the longest idle end ([`WorkerRegistry::longest_idle`]), doubling the window until `n`
+    /// of the pool's workers are found or the ready workers run out: O(k log fleet) for the
+    /// `k` ready workers idle longer than the chosen ones (at worst every ready worker), never
+    /// a scan of the fleet. A pool-filtered index walk would need a new registry method.
+    ///
+    /// [`WorkerRegistry::longest_idle`]: crate::WorkerRegistry::longest_idle
+    fn longest_idle_of(&self, pool: &str, n: usize) -> Result<Vec<Worker>> {
+        let mut window = n.saturating_mul(4).max(16);
+        loop {
+            let idle = self.registry.longest_idle(window)?;
+            let exhausted = idle.len() < window;
+            let mine: Vec<Worker> = idle
+                .into_iter()
+                .filter(|w| w.spec.labels.get(POOL_LABEL).map(String::as_str) == Some(pool))
+                .take(n)
+                .collect();
+            if mine.len() == n || exhausted {
+                return Ok(mine);
+            }
+            window = window.saturating_mul(4);
+        }
     }
 
     fn pool_block(&self, entry: &PoolEntry, now: Timestamp) -> Option<PoolBlock> {

@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 
+use super::super::demand::Requirement;
+use super::super::pool::POOL_LABEL;
 use super::*;
+use crate::ids::ProviderId;
 use crate::worker::{Architecture, ResourceRequirements, WorkerSpec};
 
 const NOW: Timestamp = 1_700_000_000_000;
