@@ -20,7 +20,9 @@
 //!   ANALYZE` and the grace floor that `restore` sets is put back to the beginning of time (a
 //!   long-running fleet, not one just restored).
 //! - **heartbeat_many** in batches of 1,000 over the whole fleet vs the raw `UPDATE heartbeats
-//!   … FROM unnest($ids)` of the same batches; alternating blocks of 100 batches each.
+//!   … FROM unnest($ids)` of the same batches; alternating blocks of 100 batches each. The raw
+//!   heartbeat floors (this row and the next two) run with `synchronous_commit = off`, as the
+//!   registry's heartbeats commit.
 //! - **64 callers**: 64 threads calling `heartbeat` on distinct workers (the registry coalesces
 //!   them) vs 64 threads each with its own connection running the raw single-row `UPDATE`.
 //! - **lone heartbeat**: one thread, `heartbeat` vs the raw single-row `UPDATE`; alternating
@@ -30,7 +32,7 @@
 //!   = (SELECT … FOR UPDATE SKIP LOCKED)` and an `UPDATE` back to ready, on the same table.
 //! - **stats()** at N vs the raw read of the same counter rows.
 //! - **find_unhealthy** at N with 0.1% due vs the raw `SELECT` of the due records (a join of the
-//!   heartbeat scan and the records).
+//!   heartbeat scan and the records, the cutoff read first and passed as a value).
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
@@ -51,6 +53,18 @@ const PHASE: Duration = Duration::from_secs(8);
 
 fn url() -> String {
     std::env::var("HODEI_PG_URL").expect("HODEI_PG_URL (make bench-pg sets it)")
+}
+
+/// A plain client on the bench's schema. `async_commit`: `synchronous_commit = off` for the
+/// session, as the registry's heartbeats commit (pg/src/heartbeat.rs), so that the heartbeat
+/// rows compare the same work.
+fn raw_session(url: &str, async_commit: bool) -> Client {
+    let mut c = raw_client(url);
+    if async_commit {
+        c.batch_execute("SET synchronous_commit = off")
+            .expect("set");
+    }
+    c
 }
 
 fn raw_client(url: &str) -> Client {
@@ -151,17 +165,18 @@ fn run(n: usize, out: Option<&str>, only: Option<&str>) {
     let (ids, fill_secs) = fill(&registry, n);
     println!("fill: {n} workers restored in {fill_secs:.1} s (+ VACUUM ANALYZE)");
     let mut raw = raw_client(&url);
+    let mut raw_async = raw_session(&url, true);
     let mut rows = Vec::new();
 
     let want = |row: &str| only.is_none_or(|o| o.split(',').any(|r| r == row));
     if want("many") {
-        rows.push(heartbeat_many(&registry, &mut raw, &ids));
+        rows.push(heartbeat_many(&registry, &mut raw_async, &ids));
     }
     if want("callers") {
         rows.push(callers(&registry, &url, &ids));
     }
     if want("lone") {
-        rows.push(lone(&registry, &mut raw, &ids));
+        rows.push(lone(&registry, &mut raw_async, &ids));
     }
     if want("claim") {
         rows.push(claim_release(&url));
@@ -361,7 +376,7 @@ fn callers(registry: &Arc<PostgresWorkerRegistry>, url: &str, ids: &[WorkerId]) 
         Box::new(move |id| registry.heartbeat(id).unwrap())
     });
     let floor = threads(ids, |_| {
-        let mut c = raw_client(url);
+        let mut c = raw_session(url, true);
         let stmt = c
             .prepare("UPDATE heartbeats SET last_heartbeat = $2 WHERE id = $1")
             .unwrap();
@@ -579,19 +594,28 @@ fn unhealthy(registry: &PostgresWorkerRegistry, raw: &mut Client, ids: &[WorkerI
     .unwrap();
     let timeout = Duration::from_secs(600);
     assert_eq!(registry.find_unhealthy(timeout).unwrap().len(), due.len());
+    // The raw floor: the due records by a join of the heartbeat scan with the records, the
+    // cutoff read from the database clock first and passed as a value (so that the planner sees
+    // how few are due).
     let stmt = raw
         .prepare(
             "SELECT w.* FROM heartbeats h JOIN workers w ON w.id = h.id \
-             WHERE h.last_heartbeat < now_ms(NULL) - $1 AND w.state IN (1, 2, 3, 4)",
+             WHERE h.last_heartbeat < $1 AND w.state IN (1, 2, 3, 4)",
         )
         .unwrap();
-    let cutoff: i64 = 600_000;
-    assert_eq!(raw.query(&stmt, &[&cutoff]).unwrap().len(), due.len());
+    let cutoff = |raw: &mut Client| -> i64 {
+        raw.query_one("SELECT now_ms(NULL) - 600000", &[])
+            .unwrap()
+            .get(0)
+    };
+    let c = cutoff(raw);
+    assert_eq!(raw.query(&stmt, &[&c]).unwrap().len(), due.len());
     let ours = median_ms(15, || {
         registry.find_unhealthy(timeout).unwrap();
     });
     let floor = median_ms(15, || {
-        raw.query(&stmt, &[&cutoff]).unwrap();
+        let c = cutoff(raw);
+        raw.query(&stmt, &[&c]).unwrap();
     });
     println!(
         "find_unhealthy ({} due): {ours:.1} ms, raw {floor:.1} ms",

@@ -16,7 +16,7 @@
 //! lead.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use hodei_workers::{Error, Result, WorkerId};
 use parking_lot::{Condvar, Mutex, MutexGuard};
@@ -130,19 +130,43 @@ impl Coalescer {
     }
 }
 
+/// Heartbeats commit asynchronously (`synchronous_commit = off` for their own transaction
+/// only: `set_config(…, true)` in the statement, reset when its implicit transaction ends): the
+/// commit returns without waiting for the WAL flush, which on a durable server is the whole
+/// cost of a heartbeat (a 64-caller fleet would otherwise be capped at 64 ÷ fsync latency
+/// heartbeats a second, whatever the batching). The price, on a crash of the database server
+/// only: the heartbeats of the last moments before it (at most 3 × `wal_writer_delay`, 600 ms
+/// by default) may be lost, so those workers look that much more silent; a heartbeat is
+/// superseded by the next anyway. Nothing else commits this way: no state change, no event
+/// (heartbeats with `HeartbeatReceived` events, [`MANY_WITH_EVENTS`], commit synchronously,
+/// since a subscriber may already have read an event that a crash would otherwise take back).
+const ASYNC_COMMIT: &str = "SELECT set_config('synchronous_commit', 'off', true)";
+
 /// One heartbeat (`now` is greatest of the stored and the current time: a heartbeat never
-/// goes back). Updates the narrow table only: a HOT update, no index touched.
-const ONE: &str = "UPDATE heartbeats SET last_heartbeat = greatest(last_heartbeat, now_ms($2)) \
-    WHERE id = $1";
+/// goes back). Updates the narrow table only: a HOT update, no index touched. Asynchronous
+/// commit ([`ASYNC_COMMIT`]).
+static ONE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH a AS MATERIALIZED ({ASYNC_COMMIT}) \
+         UPDATE heartbeats SET last_heartbeat = greatest(last_heartbeat, now_ms($2)) \
+         FROM a WHERE id = $1"
+    )
+});
 
 /// Many heartbeats (`$1`: distinct ids) in one statement; returns one row: how many were
 /// found, and the ids found only when some were not (usually all are: then no id travels back,
-/// the reply is one short row instead of one row per heartbeat).
-const MANY: &str = "WITH t AS MATERIALIZED (SELECT now_ms($2) AS now), \
-    u AS (UPDATE heartbeats h SET last_heartbeat = greatest(h.last_heartbeat, t.now) \
-        FROM t, unnest($1::uuid[]) AS x(id) WHERE h.id = x.id RETURNING h.id) \
-    SELECT count(*), CASE WHEN count(*) < cardinality($1::uuid[]) THEN array_agg(u.id) END \
-    FROM u";
+/// the reply is one short row instead of one row per heartbeat). Asynchronous commit
+/// ([`ASYNC_COMMIT`]).
+static MANY: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH a AS MATERIALIZED ({ASYNC_COMMIT}), t AS MATERIALIZED (SELECT now_ms($2) AS now), \
+         u AS (UPDATE heartbeats h SET last_heartbeat = greatest(h.last_heartbeat, t.now) \
+             FROM a, t, unnest($1::uuid[]) AS x(id) WHERE h.id = x.id RETURNING h.id) \
+         SELECT count(*), \
+             CASE WHEN count(*) < cardinality($1::uuid[]) THEN array_agg(u.id) END \
+         FROM u"
+    )
+});
 
 /// Many heartbeats and their `HeartbeatReceived` events (while a subscriber of this registry
 /// wants them): one event per heartbeat asked for (`$3`, repeats included), as callers of the
@@ -183,7 +207,7 @@ pub(crate) fn heartbeat_many(
     let found: BTreeSet<WorkerId> = if unique.len() == 1 && !events {
         let id = *unique.first().expect("one");
         let n = registry.run("recording a heartbeat", |conn| {
-            let stmt = conn.prepare(ONE)?;
+            let stmt = conn.prepare(&ONE)?;
             Ok(conn.client.execute(&stmt, &[id.as_uuid(), &given])?)
         })?;
         if n == 1 {
@@ -201,7 +225,7 @@ pub(crate) fn heartbeat_many(
                 let rows = conn.client.query(&stmt, &[&uuids, &given, &every])?;
                 return Ok(Some(rows.iter().map(|r| r.get(0)).collect()));
             }
-            let stmt = conn.prepare(MANY)?;
+            let stmt = conn.prepare(&MANY)?;
             let row = conn.client.query_one(&stmt, &[&uuids, &given])?;
             let n: i64 = row.get(0);
             Ok((n as usize != uuids.len())
