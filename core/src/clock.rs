@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub type Timestamp = u64;
 
 /// A duration in whole milliseconds, saturating (for deadline arithmetic on [`Timestamp`]s).
-pub fn millis(duration: Duration) -> u64 {
+pub(crate) fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
@@ -153,8 +153,9 @@ mod tests {
 /// nearest to the exact decimal, and the reader recovers that decimal (the shortest one that
 /// names the float) instead of the float's binary value.
 ///
-/// Use with `#[serde(with = "hodei_workers::clock::duration_secs")]`.
-pub mod duration_secs {
+/// Use with `#[serde(with = "duration_secs")]` (crate-internal: the serde form of the core's
+/// public types, not an API of its own).
+pub(crate) mod duration_secs {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};

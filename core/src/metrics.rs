@@ -60,6 +60,8 @@
 //! | `hodei_workers_heartbeat_monitored_workers` | gauge | | workers under heartbeat watch (the ages' population; exact even when the ages are sampled) |
 //! | `hodei_workers_event_drops_total` | counter | `subscriber` | events dropped per live subscriber ([`Subscription::id`](crate::Subscription::id)) |
 //! | `hodei_workers_event_queue_length` | gauge | `subscriber` | events waiting per live subscriber |
+//! | `hodei_workers_leader` | gauge | | 1 while this manager leads (holds the lease and trusts it), else 0 |
+//! | `hodei_workers_leader_term` | gauge | | the lease term as this manager last saw it (its own when leading; 0: none seen) |
 //!
 //! Jobs assigned and released are counted by the registry (under the lock it takes for the
 //! change anyway) rather than by the manager: the host calls `claim` and `release_from_job`
@@ -99,6 +101,8 @@ pub(crate) struct ManagerView {
     pub now: Timestamp,
     /// Per pool (by name), what the last pools tick counted: see [`PoolGauges`].
     pub pools: Vec<(String, PoolGauges)>,
+    /// Whether the manager leads now, and the lease term as it last saw it (0: none).
+    pub leader: (bool, u64),
 }
 
 /// One pool's numbers as of the manager's last pools tick (stored by the tick from the
@@ -375,6 +379,7 @@ impl Collector for Metrics {
         let enc = &mut enc;
         if let Ok(view) = (self.view)() {
             encode_view(enc, &view)?;
+            encode_leader(enc, view.leader)?;
         }
         if let Ok(Some(jobs)) = self.registry.job_totals() {
             counter(
@@ -664,6 +669,24 @@ fn encode_pools(enc: &mut DescriptorEncoder<'_>, pools: &[(String, PoolGauges)])
          replacements included).",
         None,
         &series,
+    )
+}
+
+/// The leadership families (#14): whether this manager leads, and the term it last saw.
+fn encode_leader(enc: &mut DescriptorEncoder<'_>, (leading, term): (bool, u64)) -> fmt::Result {
+    gauge(
+        enc,
+        "hodei_workers_leader",
+        "1 while this manager leads (holds the leadership lease and trusts it), else 0.",
+        None,
+        &[(&[], u64::from(leading))],
+    )?;
+    gauge(
+        enc,
+        "hodei_workers_leader_term",
+        "The leadership lease's term as this manager last saw it (its own when leading; 0: none).",
+        None,
+        &[(&[], term)],
     )
 }
 

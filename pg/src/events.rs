@@ -438,10 +438,7 @@ impl PostgresWorkerRegistry {
     /// `Backend`.
     pub fn prune_events(&self, older_than: Duration) -> Result<u64> {
         use hodei_workers::WorkerRegistry;
-        let cutoff = crate::sql::db_ts(
-            self.now()
-                .saturating_sub(hodei_workers::clock::millis(older_than)),
-        );
+        let cutoff = crate::sql::db_ts(self.now().saturating_sub(crate::sql::millis(older_than)));
         self.run("pruning events", |conn| {
             let stmt = conn.prepare(
                 "DELETE FROM outbox WHERE at < $1 AND seq < (SELECT max(seq) FROM outbox)",

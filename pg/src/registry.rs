@@ -9,6 +9,7 @@ use hodei_workers::{
     Clock, Error, EventKind, JobId, Result, Snapshot, SubscribeOptions, Subscription, SystemClock,
     TerminationReason, Timestamp, TransitionGuard, Transitioned, Worker, WorkerFilter,
     WorkerHandle, WorkerId, WorkerRegistry, WorkerRegistryStats, WorkerSpec, WorkerState,
+    POOL_LABEL,
 };
 use postgres::GenericClient;
 
@@ -650,6 +651,8 @@ impl WorkerRegistry for PostgresWorkerRegistry {
             provider_type: handle.provider_type.clone(),
         }]);
         let max_jobs = spec.max_jobs.map(i64::from);
+        // The pool the worker counts in (`pool_counts`, kept by triggers on `workers`).
+        let pool = spec.labels.get(POOL_LABEL);
         let (key, now): (String, i64) = self.run("registering a worker", |conn| {
             let (mut tx, mut cache) = conn.begin()?;
             // Ids are never reused: the unique index of known_ids refuses a second
@@ -674,9 +677,9 @@ impl WorkerRegistry for PostgresWorkerRegistry {
                      DO UPDATE SET n = pc.n + 1) \
                  INSERT INTO workers (id, slot, provider_id, provider_type, resource_id, metadata, \
                      spec_key, idle_timeout_ms, max_lifetime_ms, max_jobs, state, current_job, \
-                     jobs_executed, created_at, updated_at, state_changed_at, idle_since) \
+                     jobs_executed, created_at, updated_at, state_changed_at, idle_since, pool) \
                  SELECT $5, $6, $7, $8, $9, $10, t.key, $11, $12, $13, 0, NULL, 0, t.now, t.now, \
-                     t.now, NULL FROM t RETURNING spec_key, created_at",
+                     t.now, NULL, $14 FROM t RETURNING spec_key, created_at",
             )?;
             let row = tx.query_one(
                 &insert,
@@ -694,6 +697,7 @@ impl WorkerRegistry for PostgresWorkerRegistry {
                     &dur_ms(spec.idle_timeout),
                     &dur_ms(spec.max_lifetime),
                     &max_jobs,
+                    &pool,
                 ],
             )?;
             let key: String = row.get(0);

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hodei_workers::{
-    clock::millis, Error, JobId, ProviderId, ProviderType, Timestamp, Worker, WorkerFilter,
-    WorkerHandle, WorkerId, WorkerSpec, WorkerState,
+    Error, JobId, ProviderId, ProviderType, Timestamp, Worker, WorkerFilter, WorkerHandle,
+    WorkerId, WorkerSpec, WorkerState,
 };
 use parking_lot::Mutex;
 use postgres::types::ToSql;
@@ -51,6 +51,11 @@ pub(crate) fn db_count(n: u64) -> i64 {
 /// A stored count.
 pub(crate) fn count(v: i64) -> u64 {
     v as u64
+}
+
+/// A duration in whole milliseconds, saturating (deadline arithmetic on `Timestamp`s).
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A duration as stored for deadline arithmetic: milliseconds, `i64::MAX` standing for "at

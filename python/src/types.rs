@@ -526,7 +526,7 @@ impl PyWorker {
 
 // ---------------------------------------------------------------------------------------------
 
-/// Counts of the registry's workers, per state, provider and provider type, taken at one
+/// Counts of the registry's workers, per state, provider, provider type and pool, taken at one
 /// instant (maintained counters: reading them costs nothing however large the fleet).
 #[pyclass(frozen, eq, hash, name = "RegistryStats", module = "hodei_workers")]
 #[derive(Clone, PartialEq)]
@@ -543,6 +543,12 @@ impl Hash for PyRegistryStats {
         }
         s.by_provider.hash(state);
         s.by_provider_type.hash(state);
+        for (pool, counts) in &s.by_pool {
+            pool.hash(state);
+            for st in WorkerState::ALL {
+                counts.get(st).hash(state);
+            }
+        }
     }
 }
 
@@ -580,6 +586,22 @@ impl PyRegistryStats {
         let dict = PyDict::new(py);
         for (t, n) in &self.inner.by_provider_type {
             dict.set_item(t.to_string(), n)?;
+        }
+        Ok(dict)
+    }
+
+    /// Workers per pool (the value of their ``POOL_LABEL`` label), each a dict with every
+    /// WorkerState as a key; pools with no worker are absent. Maintained counters, like the
+    /// rest: what a pool-mode manager reads every tick.
+    #[getter]
+    fn by_pool<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let dict = PyDict::new(py);
+        for (pool, counts) in &self.inner.by_pool {
+            let per_state = PyDict::new(py);
+            for st in WorkerState::ALL {
+                per_state.set_item(convert::state_to_py(py, st)?, counts.get(st))?;
+            }
+            dict.set_item(pool, per_state)?;
         }
         Ok(dict)
     }
@@ -642,7 +664,8 @@ impl PyRegistryStats {
         let c = &self.inner.by_state;
         Ok(format!(
             "RegistryStats(total={}, creating={}, connecting={}, ready={}, busy={}, \
-             draining={}, terminating={}, terminated={}, by_provider={}, by_provider_type={})",
+             draining={}, terminating={}, terminated={}, by_provider={}, by_provider_type={}, \
+             by_pool={})",
             self.inner.total,
             c.creating,
             c.connecting,
@@ -652,7 +675,8 @@ impl PyRegistryStats {
             c.terminating,
             c.terminated,
             self.by_provider(py)?.repr()?,
-            self.by_provider_type(py)?.repr()?
+            self.by_provider_type(py)?.repr()?,
+            self.by_pool(py)?.repr()?
         ))
     }
 }

@@ -12,7 +12,7 @@ use parking_lot::{Mutex, RwLock};
 use super::column::HeartbeatColumn;
 use super::indexes::{Indexes, Membership, Record, DEFAULT_RETIRED_ID_LIMIT};
 use super::snapshot::{Snapshot, SNAPSHOT_FORMAT};
-use super::stats::WorkerRegistryStats;
+use super::stats::{pool_of, WorkerRegistryStats};
 use super::telemetry::{HeartbeatAges, JobTotals, SubscriberDrops};
 use super::{TransitionGuard, Transitioned, WorkerRegistry};
 use crate::clock::{millis, Clock, SystemClock, Timestamp};
@@ -177,7 +177,7 @@ impl InMemoryWorkerRegistry {
             if to == WorkerState::Ready {
                 rec.idle_since = Some(now);
             }
-            ix.stats.moved(from, to);
+            ix.stats.moved(from, to, pool_of(&rec.spec));
         }
         ix.refile(id, before, before_idle, rec.membership(), rec);
         column.set_monitored(rec.slot, to.heartbeat_monitored(), self.floor());
@@ -345,6 +345,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
             rec.state,
             &rec.handle.provider_id,
             &rec.handle.provider_type,
+            pool_of(&rec.spec),
         );
         self.bus.publish(now, || EventKind::Registered {
             worker_id: id,
@@ -896,6 +897,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
                 rec.state,
                 &rec.handle.provider_id,
                 &rec.handle.provider_type,
+                pool_of(&rec.spec),
             );
             if let Some(job) = &rec.current_job {
                 ix.jobs.insert(job.clone(), id);

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 pub use memory::InMemoryWorkerRegistry;
 pub use snapshot::{Snapshot, SNAPSHOT_FORMAT};
-pub use stats::{StateCounts, WorkerRegistryStats};
+pub use stats::{StateCounts, WorkerRegistryStats, POOL_LABEL};
 pub use telemetry::{HeartbeatAges, JobTotals, SubscriberDrops};
 
 use crate::clock::Timestamp;

@@ -8,6 +8,8 @@
 #[path = "../registry/backend.rs"]
 mod backend;
 mod common;
+#[path = "../support/test_registry.rs"]
+mod test_registry;
 
 mod brake_bound;
 mod cleanup;
@@ -15,7 +17,14 @@ mod contract;
 mod flaky_registry;
 mod health;
 mod pools;
+mod pools_reads;
 mod provisioning;
 mod reconcile;
 mod scaling;
 mod stress;
+
+// Not included by the PostgreSQL crate: the replicated manager on an in-memory lease
+// (pg/tests/failover.rs runs the failover on PostgreSQL), and the ticker.
+mod leadership;
+mod replicated_seeds;
+mod ticker;

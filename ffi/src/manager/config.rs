@@ -1,10 +1,9 @@
 //! `hw_manager_config`: the manager's timeouts, limits and policy as a plain C struct.
 
-use engine::clock::millis;
 use engine::WorkerLifecycleConfig;
 
 use crate::boundary::{arg_out, ffi_boundary, hw_status};
-use crate::types::ms;
+use crate::types::{millis, ms};
 
 /// The manager's configuration. Fill it with `hw_manager_config_default` first, then change
 /// the fields you care about, so that your code keeps its meaning when a version adds a field

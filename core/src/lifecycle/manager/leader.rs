@@ -259,3 +259,102 @@ fn describe(leader: Option<&LeaderInfo>) -> String {
         None => String::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use parking_lot::Mutex;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::ids::{ProviderId, WorkerId};
+    use crate::lifecycle::lease::{InMemoryLease, LeaseStatus};
+    use crate::lifecycle::provider::{ProviderResult, WorkerProvider};
+    use crate::registry::InMemoryWorkerRegistry;
+    use crate::worker::{ProviderType, WorkerHandle, WorkerSpec};
+
+    /// A provider whose `create_worker` takes longer than the lease: the store's and the
+    /// replica's clocks move past the ttl and another replica takes the lease meanwhile.
+    #[derive(Debug)]
+    struct SlowCreate {
+        clocks: Vec<Arc<ManualClock>>,
+        other: InMemoryLease,
+        created: Mutex<Vec<WorkerId>>,
+    }
+
+    impl WorkerProvider for SlowCreate {
+        fn provider_id(&self) -> ProviderId {
+            ProviderId::new("slow").unwrap()
+        }
+        fn provider_type(&self) -> ProviderType {
+            ProviderType::BareMetal
+        }
+        fn create_worker(&self, id: WorkerId, _: &WorkerSpec) -> ProviderResult<WorkerHandle> {
+            for c in &self.clocks {
+                c.advance(Duration::from_secs(30));
+            }
+            assert!(matches!(
+                self.other.acquire_or_renew(None).unwrap(),
+                LeaseStatus::Held(_)
+            ));
+            self.created.lock().push(id);
+            Ok(WorkerHandle {
+                worker_id: id,
+                provider_id: self.provider_id(),
+                provider_type: self.provider_type(),
+                resource_id: format!("r-{id}"),
+                metadata: BTreeMap::new(),
+            })
+        }
+        fn destroy_worker(&self, _: &WorkerHandle) -> ProviderResult<()> {
+            Ok(())
+        }
+    }
+
+    /// Found by the replicated simulation (`failover_flaky`): a leader that lost its lease
+    /// during a tick's provider call said `leading: true` in that tick's report.
+    #[test]
+    fn a_tick_that_loses_the_lease_midway_reports_not_leading() {
+        let store = Arc::new(ManualClock::new(1_000_000));
+        let local = Arc::new(ManualClock::new(5_000));
+        let registry = Arc::new(InMemoryWorkerRegistry::with_clock(store.clone()));
+        let lease = InMemoryLease::new(store.clone(), "a", Duration::from_secs(15));
+        let provider = Arc::new(SlowCreate {
+            clocks: vec![store.clone(), local.clone()],
+            other: lease.replica("b"),
+            created: Mutex::new(Vec::new()),
+        });
+        let manager = WorkerLifecycleManager::with_leadership(
+            registry.clone(),
+            WorkerLifecycleConfig {
+                min_ready_workers: 1,
+                ..WorkerLifecycleConfig::default()
+            },
+            Arc::new(lease),
+            local,
+        )
+        .unwrap();
+        manager.register_provider(provider.clone()).unwrap();
+        manager
+            .set_scaling_target(&provider.provider_id(), Arc::new(WorkerSpec::new("img")))
+            .unwrap();
+
+        let report = manager.tick(0);
+        assert_eq!(provider.created.lock().len(), 1, "{report:#?}");
+        assert!(!report.leading, "{report:#?}");
+        assert!(!manager.is_leader());
+        assert_eq!(
+            registry.count().unwrap(),
+            0,
+            "the fenced create registers nothing"
+        );
+        assert!(report.provisioned.is_empty(), "{report:#?}");
+        assert!(
+            report.decisions.iter().any(|d| d.contains("trust window")),
+            "{:#?}",
+            report.decisions
+        );
+    }
+}

@@ -9,7 +9,10 @@
 //! - `retire`: cleanup, drain and terminate (taking workers out of service);
 //! - `destroy_queue`: the `Terminating` workers whose instance must still be destroyed;
 //! - `autoscale`: the scaling target, plan and its execution;
-//! - `pools`: pools, demand, interruption notices, and the scaling step of `tick`;
+//! - `pools`: the pool set (set, add, remove: a removed pool drains);
+//! - `pool_tick`: the pools' scaling step of `tick` (plan from the registry's per-pool counts,
+//!   execution, takebacks) and the single-target path;
+//! - `interruptions`: interruption notices and their deadlines;
 //! - `reconcile`: the registry against what the providers really have.
 //!
 //! [`tick`]: WorkerLifecycleManager::tick
@@ -18,7 +21,9 @@ mod autoscale;
 mod brake;
 mod destroy_queue;
 mod health;
+mod interruptions;
 mod leader;
+mod pool_tick;
 mod pools;
 mod providers;
 mod provisioning;
@@ -225,8 +230,9 @@ pub struct WorkerLifecycleManager {
     ticking: AtomicBool,
     /// The mass-expiry brake's state across health checks.
     brake: Mutex<Brake>,
-    /// The leadership lease: the term this manager acts under, and its trust window.
-    lease: LeaseKeeper,
+    /// The leadership lease: the term this manager acts under, and its trust window (shared
+    /// with the metrics view).
+    lease: Arc<LeaseKeeper>,
     /// Where new worker ids come from (random by default; a simulation seeds it).
     worker_ids: Mutex<Option<provisioning::IdSource>>,
 }
@@ -280,7 +286,9 @@ impl WorkerLifecycleManager {
         let backoff = Arc::new(Mutex::new(BackoffMap::new()));
         let counters = Arc::new(Counters::default());
         let pool_gauges: Arc<Mutex<BTreeMap<String, PoolGauges>>> = Arc::default();
+        let lease = Arc::new(lease);
         let metrics = {
+            let lease = Arc::clone(&lease);
             let metrics_registry = Arc::clone(&registry);
             let (registry, providers, ledger, destroys, backoff, counters, pool_gauges) = (
                 Arc::clone(&registry),
@@ -312,6 +320,7 @@ impl WorkerLifecycleManager {
                         .iter()
                         .map(|(name, g)| (name.clone(), *g))
                         .collect(),
+                    leader: (lease.fence().is_ok(), lease.leader().map_or(0, |l| l.term)),
                 })
             };
             Arc::new(Metrics::new(Arc::clone(&metrics_registry), Box::new(view)))
@@ -513,6 +522,9 @@ impl WorkerLifecycleManager {
             return report;
         }
         self.scale_tick(&demand, &mut budget, &mut report);
+        // The report says whether this manager still leads at the end of the tick: a lease
+        // lost during a provider call (a long pause) must not read as leading.
+        self.still_leading(&mut report);
 
         report.provider_backoff = self.provider_backoff();
         report.actions = budget.used;

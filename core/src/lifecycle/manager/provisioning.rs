@@ -155,7 +155,8 @@ impl WorkerLifecycleManager {
             drop(ticket);
             return Err((
                 Error::NotLeader(format!(
-                    "{e}; instance {} of provider {provider_id} was created but not registered                      (the leader's reconcile destroys it)",
+                    "{e}; instance {} of provider {provider_id} was created but not registered \
+                     (the leader's reconcile destroys it)",
                     handle.resource_id
                 )),
                 None,

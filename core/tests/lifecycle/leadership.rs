@@ -4,16 +4,11 @@
 //! wakes up, finds its lease lost and changes nothing; no instance is created or destroyed
 //! twice. (The same scenario runs on PostgreSQL in pg/tests/failover.rs.)
 
-#[path = "registry/backend.rs"]
-mod backend;
-#[path = "lifecycle/common.rs"]
-mod lifecycle_common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::*;
 use hodei_workers::*;
-use lifecycle_common::*;
 
 const TTL: Duration = Duration::from_secs(15);
 

@@ -1,10 +1,10 @@
 //! Many seeds across the fault scenarios, every invariant checked after every step.
 //!
 //! A failure prints the scenario, the seed, the violations and the commands that replay it:
-//! `SIM_SCENARIO=<name> SIM_SEED=<n> cargo test -p hodei-workers --features sim --test sim_seeds -- --nocapture`
+//! `SIM_SCENARIO=<name> SIM_SEED=<n> cargo test -p hodei-workers --features sim --test sim seeds:: -- --nocapture`
 //! runs that one seed only (SIM_SEEDS=<count> changes how many seeds each scenario runs).
 
-use hodei_workers::sim::{Scenario, SimReport, Simulation, SIM_PANIC_MESSAGE};
+use hodei_workers::sim::{Scenario, SimReport, Simulation};
 
 /// Seeds per fault scenario: 5 scenarios x 45 = 225 runs in the default `cargo test`.
 const SEEDS: u64 = 45;
@@ -25,26 +25,8 @@ fn seeds_for(name: &str) -> Vec<u64> {
     (1..=n).collect()
 }
 
-/// The simulated provider panics on purpose (the manager catches it); without this, every one
-/// of those panics would print (and, with RUST_BACKTRACE set, capture) a backtrace.
-fn quiet_sim_panics() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let default_hook = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let ours = info
-                .payload()
-                .downcast_ref::<String>()
-                .is_some_and(|m| m.starts_with(SIM_PANIC_MESSAGE));
-            if !ours {
-                default_hook(info);
-            }
-        }));
-    });
-}
-
 fn run(name: &str, seed: u64) -> SimReport {
-    quiet_sim_panics();
+    crate::quiet_sim_panics();
     let scenario = Scenario::builtin(name, seed).expect("a built-in fault scenario");
     let report = Simulation::new(&scenario, None)
         .expect("valid scenario")
@@ -55,7 +37,7 @@ fn run(name: &str, seed: u64) -> SimReport {
     if report.violations_total > 0 {
         panic!(
             "scenario {name} seed {seed}: {} invariant violation(s)\n{report}\nreplay with:\n  \
-             SIM_SCENARIO={name} SIM_SEED={seed} cargo test -p hodei-workers --features sim --test sim_seeds -- \
+             SIM_SCENARIO={name} SIM_SEED={seed} cargo test -p hodei-workers --features sim --test sim seeds:: -- \
              --nocapture\n  cargo run --release -p hodei-workers --features sim --example simulate -- --builtin \
              {name} --seed {seed}",
             report.violations_total

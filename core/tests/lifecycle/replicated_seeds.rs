@@ -12,19 +12,32 @@
 //!
 //! A failure prints its seed; `HW_REPLICATED_SEED=n` replays one seed.
 
-#[path = "registry/backend.rs"]
-mod backend;
-#[path = "lifecycle/common.rs"]
-mod lifecycle_common;
-
 use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use hodei_workers::sim::SimRng;
+use crate::common::*;
 use hodei_workers::*;
-use lifecycle_common::*;
 use parking_lot::Mutex;
+
+/// The test's own seeded generator (SplitMix64): the same seed gives the same run on every
+/// platform, without the simulation's feature.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0, n)` (Lemire's multiply-shift; 0 when `n == 0`).
+    fn below(&mut self, n: u64) -> u64 {
+        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+    }
+}
 
 const TTL: Duration = Duration::from_secs(15);
 
@@ -215,7 +228,7 @@ impl World {
     }
 
     /// The agents: report in, heartbeat, finish jobs; the dead stay silent.
-    fn agents(&mut self, rng: &mut SimRng) {
+    fn agents(&mut self, rng: &mut Rng) {
         let workers = self.registry.find(&WorkerFilter::new()).unwrap();
         for w in workers {
             if self.dead.contains(&w.id) {
@@ -234,7 +247,7 @@ impl World {
         }
     }
 
-    fn step(&mut self, rng: &mut SimRng, n: u64) {
+    fn step(&mut self, rng: &mut Rng, n: u64) {
         match rng.below(20) {
             0..=7 => {
                 let i = rng.below(self.replicas.len() as u64) as usize;
@@ -288,7 +301,7 @@ impl World {
 
     /// Lets the fleet settle under one leader: no silent worker, no pending destroy, then a
     /// reconcile; returns what is still wrong.
-    fn settle(&mut self, rng: &mut SimRng) -> Vec<String> {
+    fn settle(&mut self, rng: &mut Rng) -> Vec<String> {
         self.dead.clear();
         // The dead instances are still there at the cloud; their records expire below.
         for _ in 0..40 {
@@ -332,7 +345,7 @@ impl World {
 }
 
 fn run(seed: u64) -> Vec<String> {
-    let mut rng = SimRng::new(seed);
+    let mut rng = Rng(seed);
     let mut world = World::new();
     for n in 0..300 {
         world.step(&mut rng, n);

@@ -3,17 +3,12 @@
 //! callbacks survived. No assertion depends on how fast the machine is: every overrun is
 //! forced (a provider that blocks until the test lets it go) and only lower bounds are checked.
 
-#[path = "registry/backend.rs"]
-mod backend;
-#[path = "lifecycle/common.rs"]
-mod lifecycle_common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use hodei_workers::*;
-use lifecycle_common::*;
 
 const HOUR: Duration = Duration::from_secs(3600);
 

@@ -43,7 +43,7 @@ fn run(s: &Scenario) -> SimReport {
 /// over consecutive checks, each batch under the limit (e.g. 3 of 8 declared, then 4 of 7
 /// held, then 4 of 8 declared); and `live` counts the replacements the manager provisions
 /// meanwhile (still `Creating`, not heartbeat-monitored), which raises the allowance again.
-/// Replay: `cargo test -p hodei-workers --features sim --test sim_findings -- --nocapture`.
+/// Replay: `cargo test -p hodei-workers --features sim --test sim findings:: -- --nocapture`.
 #[test]
 fn a_host_side_partition_expires_no_worker() {
     let mut expired = Vec::new();

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hodei_workers::sim::{Hooks, Rule, Scenario, SimReport, Simulation, SIM_PANIC_MESSAGE};
+use hodei_workers::sim::{Hooks, Rule, Scenario, SimReport, Simulation};
 use hodei_workers::*;
 
 /// What the broken registry gets wrong.
@@ -221,22 +221,6 @@ impl WorkerProvider for HalfBlindProvider {
     }
 }
 
-fn quiet_sim_panics() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let default_hook = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let ours = info
-                .payload()
-                .downcast_ref::<String>()
-                .is_some_and(|m| m.starts_with(SIM_PANIC_MESSAGE));
-            if !ours {
-                default_hook(info);
-            }
-        }));
-    });
-}
-
 fn scenario(name: &str, seed: u64, secs: f64) -> Scenario {
     let mut s = Scenario::builtin(name, seed).expect("built-in scenario");
     s.duration_secs = secs;
@@ -247,7 +231,7 @@ fn scenario(name: &str, seed: u64, secs: f64) -> Scenario {
 /// flags `rule`; panics if none does. Also checks that the unbroken system passes the same
 /// runs, so the flag is the bug's doing.
 fn caught(rule: Rule, scenario: impl Fn(u64) -> Scenario, make: impl Fn() -> Hooks) -> SimReport {
-    quiet_sim_panics();
+    crate::quiet_sim_panics();
     for seed in 1..=5 {
         let s = scenario(seed);
         let clean = Simulation::new(&s, None).expect("valid").run();
