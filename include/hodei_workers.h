@@ -359,6 +359,11 @@ enum hw_termination_reason
    Asked for by the host.
    */
   HW_TERMINATION_REASON_REQUESTED = 8,
+  /*
+   Reclaimed after an interruption notice (`hw_manager_notify_interruption`): at its
+   deadline, or at the notice for a worker still starting.
+   */
+  HW_TERMINATION_REASON_INTERRUPTED = 9,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -1603,6 +1608,16 @@ hw_status hw_worker_filter_set_fits(struct hw_worker_filter *filter, const struc
 hw_status hw_worker_filter_set_architecture(struct hw_worker_filter *filter, uint32_t architecture);
 
 /*
+ The counts of one pool's workers (those labelled `hodei.pool=NAME`), per state and in all,
+ from the registry's maintained counters: O(pools), never a fleet scan. A pool with no
+ worker (or a name no worker carries) has all counts zero. Every pool's counts at once:
+ `"by_pool"` of `hw_registry_stats_json`.
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for a null argument or a name that is not UTF-8.
+ */
+hw_status hw_registry_pool_counts(const struct hw_registry *registry, const char *pool, struct hw_worker_counts *out);
+
+/*
  Opens the registry named `name` on the PostgreSQL server at `url` and writes a new handle to
  `*out`. Deadlines are judged on the database's clock, so replicas with skewed clocks agree.
 
@@ -1800,7 +1815,7 @@ hw_status hw_registry_stats(const struct hw_registry *registry, struct hw_worker
 
 /*
  The full statistics as JSON (`{"total":…,"by_state":{…},"by_provider":{…},
- "by_provider_type":{…}}`); free with `hw_string_free`.
+ "by_provider_type":{…},"by_pool":{"NAME":{…per state…}}}`); free with `hw_string_free`.
  */
 hw_status hw_registry_stats_json(const struct hw_registry *registry, char **out);
 

@@ -14,13 +14,14 @@
 use std::ffi::c_char;
 use std::sync::Arc;
 
-use engine::{Architecture, Demand, Error, Pool};
+use engine::{Architecture, Demand, Error, Pool, StateCounts};
 
 use crate::boundary::{
     arg_mut, arg_out, arg_ref, arg_str, c_string, ffi_boundary, hw_status, into_handle,
 };
 use crate::filter::hw_worker_filter;
 use crate::manager::{hw_manager, hw_report};
+use crate::registry::{hw_registry, hw_worker_counts};
 use crate::spec::hw_worker_spec;
 use crate::types::{hw_worker_id, provider_id};
 use crate::worker::hw_worker;
@@ -234,6 +235,47 @@ pub extern "C" fn hw_worker_filter_set_architecture(
                     "{other} is not a hw_architecture (0..=2)"
                 )))
             }
+        });
+        Ok(())
+    })
+}
+
+/// The counts of one pool's workers (those labelled `hodei.pool=NAME`), per state and in all,
+/// from the registry's maintained counters: O(pools), never a fleet scan. A pool with no
+/// worker (or a name no worker carries) has all counts zero. Every pool's counts at once:
+/// `"by_pool"` of `hw_registry_stats_json`.
+///
+/// Errors: `HW_ERR_INVALID_ARGUMENT` for a null argument or a name that is not UTF-8.
+#[no_mangle]
+pub extern "C" fn hw_registry_pool_counts(
+    registry: *const hw_registry,
+    pool: *const c_char,
+    out: *mut hw_worker_counts,
+) -> hw_status {
+    ffi_boundary!(hw_registry_pool_counts, {
+        let registry = arg_ref!(registry);
+        let pool = arg_str!(pool);
+        let out = arg_out!(out);
+        let stats = registry.inner.stats()?;
+        // Exhaustive on purpose, as hw_worker_counts::from_core: a new state fails the build.
+        let StateCounts {
+            creating,
+            connecting,
+            ready,
+            busy,
+            draining,
+            terminating,
+            terminated,
+        } = stats.by_pool.get(pool).copied().unwrap_or_default();
+        out.write(hw_worker_counts {
+            total: creating + connecting + ready + busy + draining + terminating + terminated,
+            creating,
+            connecting,
+            ready,
+            busy,
+            draining,
+            terminating,
+            terminated,
         });
         Ok(())
     })

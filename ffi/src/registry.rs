@@ -489,7 +489,7 @@ pub extern "C" fn hw_registry_stats(
 }
 
 /// The full statistics as JSON (`{"total":…,"by_state":{…},"by_provider":{…},
-/// "by_provider_type":{…}}`); free with `hw_string_free`.
+/// "by_provider_type":{…},"by_pool":{"NAME":{…per state…}}}`); free with `hw_string_free`.
 #[no_mangle]
 pub extern "C" fn hw_registry_stats_json(
     registry: *const hw_registry,

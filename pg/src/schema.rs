@@ -1,7 +1,7 @@
 //! The registry's schema: one PostgreSQL schema per registry name, built by versioned
 //! migrations that `connect` applies.
 //!
-//! # Tables (schema v1)
+//! # Tables (schema v1; v2 and v3 add the tables marked so)
 //! | table | what | why |
 //! |---|---|---|
 //! | `workers` | one row per worker: handle, state, job, timestamps, the spec's deadlines | the record; `current_job` is `UNIQUE` (invariant 2 across processes) |
@@ -13,7 +13,8 @@
 //! | `outbox` | every event: `seq` (from `event_seq`), the writer's `xid`, `at`, the event as JSON | events of every replica reach every subscriber (see `events`) |
 //! | `meta` | one row: the grace floor, the seq floor | `grant_grace` and `restore` |
 //! | `listeners` | backend pids of subscribers waiting with `LISTEN` | writers `NOTIFY` only when someone listens (NOTIFY takes a database-wide lock at commit) |
-//! | `manager_leases` | (v2) the managers' leadership lease per name: holder, term, since, expiry (see [`crate::leadership`]) | |
+//! | `manager_leases` | (v2) the managers' leadership lease per name: holder, term, since, expiry (see [`PostgresLeadership`](crate::PostgresLeadership)) | |
+//! | `pool_counts` | (v3) per (pool, slot, state): count, for the workers whose spec carries the label `POOL_LABEL` (`workers.pool`, v3) | the per-pool counts of `stats()` (`by_pool`); maintained by row triggers on `workers` that fire only for a pooled worker's insert, state change and delete, so every writer (register, moves, claims, restore, unregister) keeps them without knowing of them, and an unpooled fleet pays nothing |
 //! | `migrations` | applied versions | |
 //!
 //! Indexes serve each question that must not scan the fleet: the ready workers by
@@ -24,7 +25,7 @@
 //! provider. The heartbeat deadline is found by one sequential pass over the narrow
 //! `heartbeats` table (an index on the time column would make every heartbeat a non-HOT update).
 
-use hodei_workers::{Error, Result};
+use hodei_workers::{Error, Result, POOL_LABEL};
 
 use crate::error::DbError;
 use crate::pool::{quote_ident, Conn};
@@ -215,6 +216,46 @@ CREATE TABLE manager_leases (
 );
 "#
         .to_owned(),
+        // v3: per-pool counts (INTERFACES.md A, issue 15). `workers.pool` is the value of the
+        // spec's POOL_LABEL, written by register and restore and never changed (a spec is
+        // immutable); the triggers fire only when it is set, so they cost an unpooled fleet
+        // nothing. Existing workers are backfilled from their specs before the triggers exist.
+        format!(
+            r#"
+ALTER TABLE workers ADD COLUMN pool text;
+UPDATE workers w SET pool = s.labels ->> '{POOL_LABEL}' FROM specs s
+    WHERE s.key = w.spec_key AND s.labels ? '{POOL_LABEL}';
+CREATE TABLE pool_counts (
+    pool text NOT NULL,
+    slot smallint NOT NULL,
+    state smallint NOT NULL,
+    n bigint NOT NULL,
+    PRIMARY KEY (pool, slot, state)
+);
+INSERT INTO pool_counts (pool, slot, state, n)
+    SELECT pool, slot, state, count(*) FROM workers WHERE pool IS NOT NULL GROUP BY 1, 2, 3;
+CREATE FUNCTION count_pool() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP <> 'INSERT' THEN
+        UPDATE {q}.pool_counts SET n = n - 1
+            WHERE pool = OLD.pool AND slot = OLD.slot AND state = OLD.state;
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+        INSERT INTO {q}.pool_counts AS pc (pool, slot, state, n)
+            VALUES (NEW.pool, NEW.slot, NEW.state, 1)
+            ON CONFLICT (pool, slot, state) DO UPDATE SET n = pc.n + 1;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER pool_insert AFTER INSERT ON workers
+    FOR EACH ROW WHEN (NEW.pool IS NOT NULL) EXECUTE FUNCTION count_pool();
+CREATE TRIGGER pool_state AFTER UPDATE OF state ON workers
+    FOR EACH ROW WHEN (NEW.pool IS NOT NULL AND OLD.state <> NEW.state)
+    EXECUTE FUNCTION count_pool();
+CREATE TRIGGER pool_delete AFTER DELETE ON workers
+    FOR EACH ROW WHEN (OLD.pool IS NOT NULL) EXECUTE FUNCTION count_pool();
+"#
+        ),
     ]
 }
 

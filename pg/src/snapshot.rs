@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use hodei_workers::{Error, Result, Snapshot, Worker, WorkerId, SNAPSHOT_FORMAT};
+use hodei_workers::{Error, Result, Snapshot, Worker, WorkerId, POOL_LABEL, SNAPSHOT_FORMAT};
 use postgres::IsolationLevel;
 
 use crate::registry::{Fail, PostgresWorkerRegistry};
@@ -96,6 +96,8 @@ pub(crate) fn restore(registry: &PostgresWorkerRegistry, snapshot: Snapshot) -> 
     let mut changed = Vec::with_capacity(n);
     let mut heartbeat = Vec::with_capacity(n);
     let mut idle_since: Vec<Option<i64>> = Vec::with_capacity(n);
+    // The pool each worker counts in: the triggers on `workers` count it into `pool_counts`.
+    let mut pools: Vec<Option<&str>> = Vec::with_capacity(n);
     // Counters, recounted: per slot (total + per state) and per (provider, type, slot).
     let mut slot_counts: BTreeMap<i16, [i64; 8]> = BTreeMap::new();
     let mut provider_counts: BTreeMap<(String, String, i16), i64> = BTreeMap::new();
@@ -129,6 +131,7 @@ pub(crate) fn restore(registry: &PostgresWorkerRegistry, snapshot: Snapshot) -> 
         changed.push(db_ts(w.state_changed_at));
         heartbeat.push(db_ts(w.last_heartbeat));
         idle_since.push(w.idle_since.map(db_ts));
+        pools.push(w.spec.labels.get(POOL_LABEL).map(String::as_str));
         let counts = slot_counts.entry(slot).or_default();
         counts[0] += 1;
         counts[1 + w.state as usize] += 1;
@@ -203,15 +206,15 @@ pub(crate) fn restore(registry: &PostgresWorkerRegistry, snapshot: Snapshot) -> 
             "WITH sp AS (SELECT md5(j) AS key, i FROM unnest($7::text[]) WITH ORDINALITY AS s(j, i)) \
              INSERT INTO workers (id, slot, provider_id, provider_type, resource_id, metadata, \
                  spec_key, idle_timeout_ms, max_lifetime_ms, max_jobs, state, current_job, \
-                 jobs_executed, created_at, updated_at, state_changed_at, idle_since) \
+                 jobs_executed, created_at, updated_at, state_changed_at, idle_since, pool) \
              SELECT x.id, x.slot, x.pid, x.ptype, x.rid, x.meta, sp.key, x.idle, x.life, x.maxj, \
-                 x.state, x.job, x.exec, x.created, x.updated, x.changed, x.idle_since \
+                 x.state, x.job, x.exec, x.created, x.updated, x.changed, x.idle_since, x.pool \
              FROM unnest($1::uuid[], $2::smallint[], $3::text[], $4::text[], $5::text[], \
                  $6::text[], $8::int[], $9::bigint[], $10::bigint[], $11::bigint[], \
                  $12::smallint[], $13::text[], $14::bigint[], $15::bigint[], $16::bigint[], \
-                 $17::bigint[], $18::bigint[]) \
+                 $17::bigint[], $18::bigint[], $19::text[]) \
                  AS x(id, slot, pid, ptype, rid, meta, spec, idle, life, maxj, state, job, exec, \
-                     created, updated, changed, idle_since) \
+                     created, updated, changed, idle_since, pool) \
              JOIN sp ON sp.i = x.spec",
             &[
                 &ids,
@@ -232,6 +235,7 @@ pub(crate) fn restore(registry: &PostgresWorkerRegistry, snapshot: Snapshot) -> 
                 &updated,
                 &changed,
                 &idle_since,
+                &pools,
             ],
         )?;
         tx.execute(

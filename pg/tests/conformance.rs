@@ -10,7 +10,7 @@ mod support;
 
 #[path = "support/backend.rs"]
 mod backend;
-#[path = "../../core/tests/registry/test_registry.rs"]
+#[path = "../../core/tests/support/test_registry.rs"]
 mod test_registry;
 
 #[path = "../../core/tests/registry/common.rs"]
@@ -24,6 +24,8 @@ mod deadlines;
 mod model;
 #[path = "../../core/tests/registry/ops.rs"]
 mod ops;
+#[path = "../../core/tests/registry/pool_counts.rs"]
+mod pool_counts;
 #[path = "../../core/tests/registry/snapshot.rs"]
 mod snapshot;
 #[path = "../../core/tests/registry/stress.rs"]

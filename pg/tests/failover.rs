@@ -10,7 +10,7 @@ mod common;
 #[path = "../../core/tests/lifecycle/common.rs"]
 mod lifecycle_common;
 mod support;
-#[path = "../../core/tests/registry/test_registry.rs"]
+#[path = "../../core/tests/support/test_registry.rs"]
 mod test_registry;
 
 use std::sync::atomic::Ordering;

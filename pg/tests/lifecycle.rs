@@ -10,7 +10,7 @@ mod support;
 
 #[path = "support/backend.rs"]
 mod backend;
-#[path = "../../core/tests/registry/test_registry.rs"]
+#[path = "../../core/tests/support/test_registry.rs"]
 mod test_registry;
 
 #[path = "../../core/tests/lifecycle/common.rs"]
@@ -28,6 +28,8 @@ mod flaky_registry;
 mod health;
 #[path = "../../core/tests/lifecycle/pools.rs"]
 mod pools;
+#[path = "../../core/tests/lifecycle/pools_reads.rs"]
+mod pools_reads;
 #[path = "../../core/tests/lifecycle/provisioning.rs"]
 mod provisioning;
 #[path = "../../core/tests/lifecycle/reconcile.rs"]

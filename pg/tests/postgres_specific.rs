@@ -51,7 +51,45 @@ fn replicas_starting_at_once_apply_each_migration_once() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1, 2]);
+    assert_eq!(versions, [1, 2, 3]);
+}
+
+#[test]
+fn migration_v3_backfills_the_pool_counts_of_an_existing_fleet() {
+    // A registry at v2 with pooled workers in several states (v3 undone by hand: what an
+    // older build left behind), then a new build connects: by_pool must count them.
+    let (clock, registry, _schema) = registry("poolmig");
+    let pooled = |p: &str| Arc::new(WorkerSpec::new("img").with_label(POOL_LABEL, p));
+    let a = ready(&registry, pooled("a"));
+    registry.assign_to_job(&a, job("j")).unwrap();
+    ready(&registry, pooled("a"));
+    registry.register(handle(), pooled("b")).unwrap();
+    ready(&registry, spec());
+    let expected = registry.stats().unwrap();
+    assert_eq!(expected.by_pool["a"].busy, 1);
+    drop(registry);
+    let mut client = raw(&_schema.0);
+    client
+        .batch_execute(
+            "DROP TRIGGER pool_insert ON workers; DROP TRIGGER pool_state ON workers;              DROP TRIGGER pool_delete ON workers; DROP FUNCTION count_pool();              DROP TABLE pool_counts; ALTER TABLE workers DROP COLUMN pool;              DELETE FROM migrations WHERE version = 3;",
+        )
+        .unwrap();
+    let upgraded = replica(&_schema.0, clock);
+    let stats = upgraded.stats().unwrap();
+    assert_eq!(stats, expected, "backfilled");
+    let all = upgraded.find(&WorkerFilter::new()).unwrap();
+    assert_eq!(stats, WorkerRegistryStats::recount(&all));
+    // And maintained from then on.
+    let b = upgraded
+        .find(&WorkerFilter::new().label(POOL_LABEL, "b"))
+        .unwrap()[0]
+        .id;
+    upgraded.update_state(&b, WorkerState::Ready).unwrap();
+    let stats = upgraded.stats().unwrap();
+    assert_eq!(
+        (stats.by_pool["b"].creating, stats.by_pool["b"].ready),
+        (0, 1)
+    );
 }
 
 #[test]

@@ -43,6 +43,7 @@ from hodei_workers._native import (
     MassExpiryHold,
     NotLeaderError,
     OrphanInstance,
+    POOL_LABEL,
     Pool,
     PoolDecision,
     PoolPlan,
@@ -125,6 +126,7 @@ __all__ = [
     "LeaderInfo",
     # pools and demand
     "Pool",
+    "POOL_LABEL",
     "Demand",
     "PoolPlan",
     "PoolDecision",

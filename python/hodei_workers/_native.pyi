@@ -11,9 +11,14 @@ from typing_extensions import TypeAlias, disjoint_base
 from hodei_workers.provider import Provider
 
 __version__: str
+POOL_LABEL: str
+"""The label the manager puts on every worker of a pool, with the pool's name as value
+(``"hodei.pool"``): ``RegistryStats.by_pool`` counts by it, and a scheduler claims from one pool
+with ``labels={POOL_LABEL: "gpu-spot"}``."""
 
 __all__ = [
     "__version__",
+    "POOL_LABEL",
     "HodeiWorkersError",
     "WorkerNotFoundError",
     "WorkerAlreadyExistsError",
@@ -134,6 +139,7 @@ class TerminationReason(enum.Enum):
     VANISHED = "vanished"
     SCALED_DOWN = "scaled_down"
     REQUESTED = "requested"
+    INTERRUPTED = "interrupted"
 
 # --- values -----------------------------------------------------------------------------------
 
@@ -315,7 +321,7 @@ class Worker:
 
 @final
 class RegistryStats:
-    """Counts of the registry's workers, per state, provider and provider type, taken at one
+    """Counts of the registry's workers, per state, provider, provider type and pool, taken at one
     instant (maintained counters: reading them costs nothing however large the fleet)."""
     @property
     def total(self) -> int:
@@ -329,6 +335,11 @@ class RegistryStats:
     @property
     def by_provider_type(self) -> dict[str, int]:
         """Workers per provider type (types with none are absent)."""
+    @property
+    def by_pool(self) -> dict[str, dict[WorkerState, int]]:
+        """Workers per pool (the value of their ``POOL_LABEL`` label), each a dict with every
+        WorkerState as a key; pools with no worker are absent. Maintained counters, like the
+        rest: what a pool-mode manager reads every tick."""
     @property
     def live(self) -> int:
         """Workers not on their way out (every state but TERMINATING and TERMINATED)."""
@@ -1811,6 +1822,10 @@ class PoolDecision:
     def spilled_in(self) -> list[Spill]: ...
     @property
     def spilled_out(self) -> list[Spill]: ...
+    @property
+    def taken_back(self) -> list[Spill]: ...
+    @property
+    def given_back(self) -> list[Spill]: ...
     @property
     def limits(self) -> list[str]: ...
     @property

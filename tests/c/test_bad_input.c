@@ -418,7 +418,7 @@ int main(void) {
   CHECK(out == SENTINEL);
   INVALID(hw_registry_unregister(NULL, id, HW_TERMINATION_REASON_REQUESTED, (hw_worker **)&out));
   INVALID(hw_registry_unregister(reg, nil, HW_TERMINATION_REASON_REQUESTED, (hw_worker **)&out));
-  INVALID(hw_registry_unregister(reg, id, 9, (hw_worker **)&out));
+  INVALID(hw_registry_unregister(reg, id, 10, (hw_worker **)&out));
   INVALID(hw_registry_unregister(reg, id, 0xffffffffu, (hw_worker **)&out));
   INVALID(hw_registry_unregister(reg, id, HW_TERMINATION_REASON_REQUESTED, NULL));
   NOT_FOUND(hw_registry_unregister(reg, unknown, HW_TERMINATION_REASON_REQUESTED, (hw_worker **)&out));
@@ -727,7 +727,7 @@ int main(void) {
   NOT_FOUND(hw_manager_drain(mgr, unknown, (hw_worker **)&out));
   INVALID(hw_manager_terminate(NULL, id, HW_TERMINATION_REASON_REQUESTED, (hw_report **)&out));
   INVALID(hw_manager_terminate(mgr, nil, HW_TERMINATION_REASON_REQUESTED, (hw_report **)&out));
-  INVALID(hw_manager_terminate(mgr, id, 9, (hw_report **)&out));
+  INVALID(hw_manager_terminate(mgr, id, 10, (hw_report **)&out));
   INVALID(hw_manager_terminate(mgr, id, HW_TERMINATION_REASON_REQUESTED, NULL));
   NOT_FOUND(hw_manager_terminate(mgr, unknown, HW_TERMINATION_REASON_REQUESTED, (hw_report **)&out));
   INVALID(hw_manager_reconcile(NULL, (hw_report **)&out));
@@ -788,6 +788,15 @@ int main(void) {
   INVALID(hw_worker_filter_set_fits(filter, NULL));
   INVALID(hw_worker_filter_set_architecture(NULL, HW_ARCHITECTURE_ARM64));
   INVALID(hw_worker_filter_set_architecture(filter, 3));
+  {
+    hw_worker_counts pc;
+    pc.total = 777;
+    INVALID(hw_registry_pool_counts(NULL, "p", &pc));
+    INVALID(hw_registry_pool_counts(reg, NULL, &pc));
+    INVALID(hw_registry_pool_counts(reg, BAD_UTF8, &pc));
+    INVALID(hw_registry_pool_counts(reg, "p", NULL));
+    CHECK(pc.total == 777);
+  }
   CHECK(drained == 777 && out == SENTINEL && owned == (char *)SENTINEL);
   /* ---- tickers ---- */
   {

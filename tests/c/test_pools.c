@@ -1,6 +1,7 @@
 /* Pools from C: two pools on two C providers, a demand by requirement, fallback when the
  * preferred pool's provider fails, an unschedulable requirement, claim by fit, an
- * interruption notice whose job is reported lost at the deadline, removal of a pool. */
+ * interruption notice whose job is reported lost at the deadline, removal of a pool, and the
+ * registry's per-pool counts. */
 #include "harness.h"
 
 #define T0 1700000000000ULL
@@ -107,6 +108,20 @@ int main(void) {
   CHECK_OK(hw_report_get_provisioned(rep, 0, &first));
   hw_report_free(rep);
 
+  /* The registry counts each pool's workers (what the manager's tick reads). */
+  hw_worker_counts pc;
+  memset(&pc, 0xff, sizeof pc);
+  CHECK_OK(hw_registry_pool_counts(reg, "gpu-ondemand", &pc));
+  CHECK(pc.total == 2 && pc.creating == 2 && pc.ready == 0 && pc.busy == 0);
+  CHECK_OK(hw_registry_pool_counts(reg, "gpu-spot", &pc));
+  CHECK(pc.total == 0 && pc.creating == 0);
+  CHECK_OK(hw_registry_pool_counts(reg, "no-such-pool", &pc));
+  CHECK(pc.total == 0);
+  char *stats_json = NULL;
+  CHECK_OK(hw_registry_stats_json(reg, &stats_json));
+  CHECK(stats_json != NULL && strstr(stats_json, "\"by_pool\":{\"gpu-ondemand\":{") != NULL);
+  hw_string_free(stats_json);
+
   /* An H100 job no pool can run is reported unschedulable, with the reason. */
   REQUIRE_OK(hw_manager_tick_demand(mgr, "[{\"labels\": {\"gpu\": \"h100\"}, \"count\": 1}]", &rep));
   CHECK(has_decision(rep, "unschedulable: 1 job(s) needing gpu=h100: no pool offers label gpu=h100"));
@@ -142,6 +157,8 @@ int main(void) {
   CHECK_OK(hw_registry_claim(reg, fit, "train-1", &w));
   CHECK(w != NULL);
   hw_worker_free(w);
+  CHECK_OK(hw_registry_pool_counts(reg, "gpu-ondemand", &pc));
+  CHECK(pc.total == 2 && pc.creating == 1 && pc.busy == 1);
 
   /* A spot-style notice: the busy worker drains; at the deadline its job is lost. */
   CHECK_OK(hw_manager_notify_interruption(mgr, first, now + 60000, &w));
@@ -156,6 +173,11 @@ int main(void) {
   CHECK_OK(hw_report_get_lost_job(rep, 0, &lost_on, &job));
   CHECK_STR(job, "train-1");
   CHECK(memcmp(lost_on.bytes, first.bytes, sizeof first.bytes) == 0);
+  hw_worker_id gone;
+  hw_termination_reason why = 99;
+  CHECK_OK(hw_report_get_terminated(rep, 0, &gone, &why));
+  CHECK(why == HW_TERMINATION_REASON_INTERRUPTED);
+  CHECK(memcmp(gone.bytes, first.bytes, sizeof first.bytes) == 0);
   hw_report_free(rep);
 
   /* Removing a pool drains what is left of it. */

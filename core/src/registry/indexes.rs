@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::clock::{millis, Timestamp};
 use crate::ids::{JobId, WorkerId};
-use crate::registry::stats::WorkerRegistryStats;
+use crate::registry::stats::{pool_of, WorkerRegistryStats};
 use crate::state::WorkerState;
 use crate::worker::{Worker, WorkerHandle, WorkerSpec};
 
@@ -295,6 +295,7 @@ impl Indexes {
             rec.state,
             &rec.handle.provider_id,
             &rec.handle.provider_type,
+            pool_of(&rec.spec),
         );
     }
 }

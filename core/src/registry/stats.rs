@@ -1,4 +1,5 @@
-//! [`WorkerRegistryStats`]: counts maintained on every change, read in O(1).
+//! [`WorkerRegistryStats`]: counts maintained on every change, read in O(1) (per state) or
+//! O(providers + pools) (per provider, per pool).
 
 use std::collections::BTreeMap;
 
@@ -6,7 +7,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::ProviderId;
 use crate::state::WorkerState;
-use crate::worker::{ProviderType, Worker};
+use crate::worker::{ProviderType, Worker, WorkerSpec};
+
+/// The label the manager puts on every worker it provisions for a pool, with the pool's name
+/// as value: how a pool's workers are recognised (by the manager, by the registry's per-pool
+/// counts [`WorkerRegistryStats::by_pool`], and by a scheduler that wants to claim from one
+/// pool: `WorkerFilter::new().label(POOL_LABEL, "gpu-spot")`).
+pub const POOL_LABEL: &str = "hodei.pool";
+
+/// The pool a worker of `spec` counts in: the value of its [`POOL_LABEL`] label, if any. A
+/// spec never changes after register, so neither does a worker's pool.
+pub(crate) fn pool_of(spec: &WorkerSpec) -> Option<&str> {
+    spec.labels.get(POOL_LABEL).map(String::as_str)
+}
 
 /// Number of workers in each state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +75,11 @@ impl StateCounts {
     pub fn live(&self) -> usize {
         self.creating + self.connecting + self.ready + self.busy + self.draining
     }
+
+    /// Workers in any state.
+    pub fn total(&self) -> usize {
+        self.live() + self.terminating + self.terminated
+    }
 }
 
 /// Counts of the registry's workers, maintained on every change (reading them is O(1) in the
@@ -76,6 +94,12 @@ pub struct WorkerRegistryStats {
     pub by_provider: BTreeMap<ProviderId, usize>,
     /// Per provider type.
     pub by_provider_type: BTreeMap<ProviderType, usize>,
+    /// Per pool, per state: the workers whose spec carries the label [`POOL_LABEL`], keyed by
+    /// that label's value (workers without it are in no entry). A pool with no worker has no
+    /// entry. Read in O(pools): what a pool-mode manager tick reads instead of finding each
+    /// pool's workers.
+    #[serde(default)]
+    pub by_pool: BTreeMap<String, StateCounts>,
 }
 
 impl WorkerRegistryStats {
@@ -83,33 +107,71 @@ impl WorkerRegistryStats {
     pub fn recount<'a>(workers: impl IntoIterator<Item = &'a Worker>) -> Self {
         let mut stats = WorkerRegistryStats::default();
         for w in workers {
-            stats.add(w.state, &w.handle.provider_id, &w.handle.provider_type);
+            stats.add(
+                w.state,
+                &w.handle.provider_id,
+                &w.handle.provider_type,
+                pool_of(&w.spec),
+            );
         }
         stats
     }
 
-    pub(crate) fn add(&mut self, state: WorkerState, provider: &ProviderId, kind: &ProviderType) {
+    /// Counts one more worker in `state` (of `pool`, if it is in one).
+    pub(crate) fn add(
+        &mut self,
+        state: WorkerState,
+        provider: &ProviderId,
+        kind: &ProviderType,
+        pool: Option<&str>,
+    ) {
         self.total += 1;
         *self.by_state.slot(state) += 1;
         *self.by_provider.entry(provider.clone()).or_default() += 1;
         *self.by_provider_type.entry(kind.clone()).or_default() += 1;
+        if let Some(pool) = pool {
+            // Allocates the key only for a pool's first worker.
+            match self.by_pool.get_mut(pool) {
+                Some(counts) => *counts.slot(state) += 1,
+                None => {
+                    let mut counts = StateCounts::default();
+                    *counts.slot(state) += 1;
+                    self.by_pool.insert(pool.to_owned(), counts);
+                }
+            }
+        }
     }
 
+    /// Counts one worker in `state` (of `pool`, if it is in one) less.
     pub(crate) fn remove(
         &mut self,
         state: WorkerState,
         provider: &ProviderId,
         kind: &ProviderType,
+        pool: Option<&str>,
     ) {
         self.total -= 1;
         *self.by_state.slot(state) -= 1;
         decrement(&mut self.by_provider, provider);
         decrement(&mut self.by_provider_type, kind);
+        if let Some(pool) = pool {
+            if let Some(counts) = self.by_pool.get_mut(pool) {
+                *counts.slot(state) -= 1;
+                if counts.total() == 0 {
+                    self.by_pool.remove(pool);
+                }
+            }
+        }
     }
 
-    pub(crate) fn moved(&mut self, from: WorkerState, to: WorkerState) {
+    /// Moves one worker (of `pool`, if it is in one) from `from` to `to`.
+    pub(crate) fn moved(&mut self, from: WorkerState, to: WorkerState, pool: Option<&str>) {
         *self.by_state.slot(from) -= 1;
         *self.by_state.slot(to) += 1;
+        if let Some(counts) = pool.and_then(|p| self.by_pool.get_mut(p)) {
+            *counts.slot(from) -= 1;
+            *counts.slot(to) += 1;
+        }
     }
 }
 

@@ -14,138 +14,90 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use crate::common::*;
+use crate::test_registry::{Call, Hooks, TestRegistry};
 use hodei_workers::*;
 
 // ----- a registry that lets the host move in at the worst moment ------------------------------
 
 type Hook = Box<dyn FnOnce(&dyn WorkerRegistry) + Send>;
 
-/// A registry of the backend under test whose hooks run right after `find_for_termination` answers, or right
-/// after `get` of one worker answers — the host's move lands between the manager's look and its
-/// action. Counts the `find` calls (a scan of the fleet).
-struct Racy {
-    inner: Arc<dyn WorkerRegistry>,
+/// The hooks of a [`Racy`] registry: the host's move, run right after `find_for_termination`
+/// answers or right after `get` of one worker answers; and a count of the fleet scans.
+#[derive(Default)]
+struct HostMoves {
     after_find_for_termination: Mutex<Option<Hook>>,
     after_get: Mutex<Option<(WorkerId, Hook)>>,
     finds: AtomicUsize,
 }
 
-impl std::fmt::Debug for Racy {
+impl std::fmt::Debug for HostMoves {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Racy").finish_non_exhaustive()
+        f.debug_struct("HostMoves").finish_non_exhaustive()
+    }
+}
+
+impl Hooks for HostMoves {
+    fn before(&self, call: Call<'_>, _inner: &dyn WorkerRegistry) -> Result<()> {
+        if call == Call::Find {
+            self.finds.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    fn after(&self, call: Call<'_>, inner: &dyn WorkerRegistry) {
+        let hook = match call {
+            Call::FindForTermination => self.after_find_for_termination.lock().take(),
+            Call::Get(id) => {
+                let mut slot = self.after_get.lock();
+                match slot.take() {
+                    Some((for_id, hook)) if for_id == *id => Some(hook),
+                    other => {
+                        *slot = other;
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        if let Some(hook) = hook {
+            hook(inner);
+        }
+    }
+}
+
+/// A registry of the backend under test whose hooks run right after `find_for_termination`
+/// answers, or right after `get` of one worker answers — the host's move lands between the
+/// manager's look and its action. Counts the scans of the fleet (`find` and its kin).
+struct Racy {
+    registry: TestRegistry,
+    moves: Arc<HostMoves>,
+}
+
+impl std::ops::Deref for Racy {
+    type Target = TestRegistry;
+    fn deref(&self) -> &TestRegistry {
+        &self.registry
     }
 }
 
 impl Racy {
     fn on_find_for_termination(&self, hook: impl FnOnce(&dyn WorkerRegistry) + Send + 'static) {
-        *self.after_find_for_termination.lock() = Some(Box::new(hook));
+        *self.moves.after_find_for_termination.lock() = Some(Box::new(hook));
     }
 
     fn on_get(&self, id: WorkerId, hook: impl FnOnce(&dyn WorkerRegistry) + Send + 'static) {
-        *self.after_get.lock() = Some((id, Box::new(hook)));
+        *self.moves.after_get.lock() = Some((id, Box::new(hook)));
     }
-}
 
-impl WorkerRegistry for Racy {
-    fn now(&self) -> Timestamp {
-        self.inner.now()
-    }
-    fn register(&self, handle: WorkerHandle, spec: Arc<WorkerSpec>) -> Result<Worker> {
-        self.inner.register(handle, spec)
-    }
-    fn unregister(&self, id: &WorkerId, reason: TerminationReason) -> Result<Worker> {
-        self.inner.unregister(id, reason)
-    }
-    fn get(&self, id: &WorkerId) -> Result<Option<Worker>> {
-        let answer = self.inner.get(id);
-        let hook = {
-            let mut slot = self.after_get.lock();
-            match slot.take() {
-                Some((for_id, hook)) if for_id == *id => Some(hook),
-                other => {
-                    *slot = other;
-                    None
-                }
-            }
-        };
-        if let Some(hook) = hook {
-            hook(&*self.inner);
-        }
-        answer
-    }
-    fn find(&self, filter: &WorkerFilter) -> Result<Vec<Worker>> {
-        self.finds.fetch_add(1, Ordering::SeqCst);
-        self.inner.find(filter)
-    }
-    fn update_state(&self, id: &WorkerId, state: WorkerState) -> Result<Worker> {
-        self.inner.update_state(id, state)
-    }
-    fn heartbeat(&self, id: &WorkerId) -> Result<()> {
-        self.inner.heartbeat(id)
-    }
-    fn assign_to_job(&self, id: &WorkerId, job: JobId) -> Result<Worker> {
-        self.inner.assign_to_job(id, job)
-    }
-    fn release_from_job(&self, id: &WorkerId, expected_job: Option<&JobId>) -> Result<JobId> {
-        self.inner.release_from_job(id, expected_job)
-    }
-    fn claim(&self, filter: &WorkerFilter, job: JobId) -> Result<Option<Worker>> {
-        self.inner.claim(filter, job)
-    }
-    fn heartbeat_many(&self, ids: &[WorkerId]) -> Result<Vec<Result<()>>> {
-        self.inner.heartbeat_many(ids)
-    }
-    fn transition_if(
-        &self,
-        id: &WorkerId,
-        guard: &TransitionGuard,
-        to: WorkerState,
-    ) -> Result<Option<Transitioned>> {
-        self.inner.transition_if(id, guard, to)
-    }
-    fn longest_idle(&self, n: usize) -> Result<Vec<Worker>> {
-        self.inner.longest_idle(n)
-    }
-    fn find_unhealthy(&self, heartbeat_timeout: Duration) -> Result<Vec<Worker>> {
-        self.inner.find_unhealthy(heartbeat_timeout)
-    }
-    fn find_startup_expired(&self, startup_timeout: Duration) -> Result<Vec<Worker>> {
-        self.inner.find_startup_expired(startup_timeout)
-    }
-    fn find_for_termination(&self) -> Result<Vec<(Worker, TerminationReason)>> {
-        let answer = self.inner.find_for_termination();
-        let hook = self.after_find_for_termination.lock().take();
-        if let Some(hook) = hook {
-            hook(&*self.inner);
-        }
-        answer
-    }
-    fn grant_grace(&self, since: Timestamp) -> Result<()> {
-        self.inner.grant_grace(since)
-    }
-    fn stats(&self) -> Result<WorkerRegistryStats> {
-        self.inner.stats()
-    }
-    fn count(&self) -> Result<usize> {
-        self.inner.count()
-    }
-    fn subscribe(&self, options: SubscribeOptions) -> Result<Subscription> {
-        self.inner.subscribe(options)
-    }
-    fn publish(&self, kind: EventKind) -> Result<()> {
-        self.inner.publish(kind)
-    }
-    fn snapshot(&self) -> Result<Snapshot> {
-        self.inner.snapshot()
-    }
-    fn restore(&self, snapshot: Snapshot) -> Result<()> {
-        self.inner.restore(snapshot)
+    /// Scans of the fleet so far.
+    fn finds(&self) -> usize {
+        self.moves.finds.load(Ordering::SeqCst)
     }
 }
 
 struct RacyFixture {
     clock: Arc<ManualClock>,
-    racy: Arc<Racy>,
+    racy: Racy,
     manager: Arc<WorkerLifecycleManager>,
     provider: Arc<TestProvider>,
     events: Subscription,
@@ -154,16 +106,18 @@ struct RacyFixture {
 impl RacyFixture {
     fn new(config: WorkerLifecycleConfig) -> RacyFixture {
         let clock = Arc::new(ManualClock::new(T0));
-        let racy = Arc::new(Racy {
-            inner: crate::backend::new_registry(clock.clone()),
-            after_find_for_termination: Mutex::new(None),
-            after_get: Mutex::new(None),
-            finds: AtomicUsize::new(0),
-        });
+        let moves = Arc::new(HostMoves::default());
+        let racy = Racy {
+            registry: TestRegistry::with_hooks(
+                crate::backend::new_registry(clock.clone()),
+                moves.clone(),
+            ),
+            moves,
+        };
         let events = racy
             .subscribe(SubscribeOptions::default().capacity(100_000))
             .unwrap();
-        let manager = Arc::new(WorkerLifecycleManager::new(racy.clone(), config).unwrap());
+        let manager = Arc::new(WorkerLifecycleManager::new(racy.shared(), config).unwrap());
         let provider = TestProvider::new("test");
         manager.register_provider(provider.clone()).unwrap();
         RacyFixture {
@@ -183,7 +137,7 @@ impl RacyFixture {
     }
 
     fn worker(&self, id: &WorkerId) -> Option<Worker> {
-        self.racy.inner.get(id).unwrap()
+        self.racy.inner().get(id).unwrap()
     }
 
     fn names(&self, id: WorkerId) -> Vec<&'static str> {
@@ -299,11 +253,7 @@ fn a_tick_looks_terminal_records_up_only_when_some_are_not_queued() {
         f.clock.advance(secs(1));
         f.manager.tick(0);
     }
-    assert_eq!(
-        f.racy.finds.load(Ordering::SeqCst),
-        0,
-        "no terminal record: no scan"
-    );
+    assert_eq!(f.racy.finds(), 0, "no terminal record: no scan");
 
     // One worker whose destroy keeps failing: queued, so the ticks do not look it up again.
     f.provider
@@ -318,7 +268,7 @@ fn a_tick_looks_terminal_records_up_only_when_some_are_not_queued() {
         f.manager.tick(0);
     }
     assert_eq!(
-        f.racy.finds.load(Ordering::SeqCst),
+        f.racy.finds(),
         1,
         "queued: one periodic look-up per health_check_interval, no more"
     );
@@ -331,7 +281,7 @@ fn a_tick_looks_terminal_records_up_only_when_some_are_not_queued() {
     f.clock.advance(secs(1));
     let r = f.manager.tick(0);
     assert!(r.terminated.iter().any(|t| t.worker_id == ids[1]), "{r:?}");
-    assert_eq!(f.racy.finds.load(Ordering::SeqCst), 2);
+    assert_eq!(f.racy.finds(), 2);
 }
 
 #[test]
@@ -685,11 +635,7 @@ fn scale_down_asks_for_the_longest_idle_without_scanning_the_fleet() {
         "longest idle first: {r:?}"
     );
     assert_eq!(r.terminated.len(), 4);
-    assert_eq!(
-        f.racy.finds.load(Ordering::SeqCst),
-        0,
-        "no find(Ready) scan"
-    );
+    assert_eq!(f.racy.finds(), 0, "no find(Ready) scan");
 }
 
 // ----- 16: config durations must round-trip through JSON --------------------------------------

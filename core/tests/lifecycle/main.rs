@@ -8,6 +8,8 @@
 #[path = "../registry/backend.rs"]
 mod backend;
 mod common;
+#[path = "../support/test_registry.rs"]
+mod test_registry;
 
 mod brake_bound;
 mod cleanup;
@@ -15,13 +17,16 @@ mod contract;
 mod flaky_registry;
 mod health;
 mod pools;
+mod pools_reads;
 mod provisioning;
 mod reconcile;
 mod scaling;
 mod stress;
 
 // Not included by the PostgreSQL crate: the replicated manager on an in-memory lease
-// (pg/tests/failover.rs runs the failover on PostgreSQL), and the ticker.
+// (pg/tests/failover.rs runs the failover on PostgreSQL), its leadership gauges, and the
+// ticker.
 mod leadership;
+mod metrics_leader;
 mod replicated_seeds;
 mod ticker;

@@ -11,6 +11,7 @@
 
 mod backend;
 mod common;
+#[path = "../support/test_registry.rs"]
 mod test_registry;
 
 mod contract;
@@ -18,6 +19,7 @@ mod deadlines;
 mod fit;
 mod model;
 mod ops;
+mod pool_counts;
 mod snapshot;
 mod stress;
 

@@ -82,17 +82,21 @@ fn specs() -> Vec<Arc<WorkerSpec>> {
             .with_max_lifetime(Duration::from_millis(life))
     };
     vec![
-        Arc::new(s(1_000, 6_000).with_label("pool", "a")),
-        Arc::new(s(500, 9_000).with_label("pool", "b").with_capability("gpu")),
+        Arc::new(s(1_000, 6_000).with_label(POOL_LABEL, "a")),
+        Arc::new(
+            s(500, 9_000)
+                .with_label(POOL_LABEL, "b")
+                .with_capability("gpu"),
+        ),
         Arc::new(s(1_500, 4_000).with_max_jobs(1)),
-        Arc::new(s(250, 5_000).with_max_jobs(2).with_label("pool", "a")),
+        Arc::new(s(250, 5_000).with_max_jobs(2).with_label(POOL_LABEL, "a")),
     ]
 }
 
 fn filters() -> Vec<WorkerFilter> {
     vec![
         WorkerFilter::new(),
-        WorkerFilter::new().label("pool", "a"),
+        WorkerFilter::new().label(POOL_LABEL, "a"),
         WorkerFilter::new().capability("gpu"),
         WorkerFilter::new().provider_id(ProviderId::new("p2").unwrap()),
         WorkerFilter::new().provider_type(ProviderType::Docker),

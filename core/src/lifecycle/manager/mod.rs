@@ -9,8 +9,14 @@
 //! - `retire`: cleanup, drain and terminate (taking workers out of service);
 //! - `destroy_queue`: the `Terminating` workers whose instance must still be destroyed;
 //! - `autoscale`: the scaling target, plan and its execution;
-//! - `pools`: pools, demand, interruption notices, and the scaling step of `tick`;
-//! - `reconcile`: the registry against what the providers really have.
+//! - `pools`: the pool set (set, add, remove: a removed pool drains);
+//! - `pool_tick`: the pools' scaling step of `tick` (plan from the registry's per-pool counts,
+//!   execution, takebacks) and the single-target path;
+//! - `interruptions`: interruption notices and their deadlines;
+//! - `reconcile`: the registry against what the providers really have;
+//! - `orphans`: orphan instances whose destroy failed (or that a fenced create left), destroyed
+//!   again by the leader's ticks;
+//! - `leader`: the leadership lease as the manager uses it (takeover, follower, fence).
 //!
 //! [`tick`]: WorkerLifecycleManager::tick
 
@@ -18,8 +24,10 @@ mod autoscale;
 mod brake;
 mod destroy_queue;
 mod health;
+mod interruptions;
 mod leader;
 mod orphans;
+mod pool_tick;
 mod pools;
 mod providers;
 mod provisioning;
@@ -87,6 +95,10 @@ struct Budget {
     left: usize,
     used: usize,
     capped: bool,
+    /// Whether to note when the first action starts (for a tick or health check the metrics
+    /// did not time: see `metrics::Timer::Untimed`).
+    note_first_action: bool,
+    first_action: Option<std::time::Instant>,
 }
 
 impl Budget {
@@ -95,6 +107,8 @@ impl Budget {
             left: limit,
             used: 0,
             capped: false,
+            note_first_action: false,
+            first_action: None,
         }
     }
 
@@ -110,6 +124,9 @@ impl Budget {
         }
         self.left -= 1;
         self.used += 1;
+        if self.note_first_action && self.first_action.is_none() {
+            self.first_action = Some(std::time::Instant::now());
+        }
         true
     }
 }
@@ -383,7 +400,7 @@ impl WorkerLifecycleManager {
             return report;
         }
         let _guard = TickGuard(&self.ticking);
-        let timer = self.metrics.start();
+        let timer = self.metrics.start_tick();
         crate::trace::span!(
             "tick",
             pending_jobs = report.pending_jobs,
@@ -391,6 +408,7 @@ impl WorkerLifecycleManager {
         );
         let now = report.at;
         let mut budget = Budget::new(self.config.max_actions_per_tick);
+        budget.note_first_action = timer.wants_first_action();
         // A follower only tries to take or keep the lease; a new leader takes over first.
         if !self.lead(&mut report) {
             return report;
@@ -429,9 +447,13 @@ impl WorkerLifecycleManager {
             return report;
         }
         if health_due {
-            let hc_timer = self.metrics.start();
+            let hc_timer = self.metrics.start_health_check();
+            budget.note_first_action |= hc_timer.wants_first_action();
+            let noted = budget.first_action;
             let hc = self.health_check_inner(&mut budget);
-            self.metrics.health_check_done(hc_timer);
+            // The health check's own first action (none noted before it: it comes first).
+            let first = budget.first_action.filter(|_| noted.is_none());
+            self.metrics.health_check_done(hc_timer, first);
             match hc {
                 Ok(hc) => {
                     report.health_checked = true;
@@ -522,7 +544,7 @@ impl WorkerLifecycleManager {
                 self.config.max_actions_per_tick
             ));
         }
-        self.metrics.tick_done(timer);
+        self.metrics.tick_done(timer, budget.first_action);
         crate::trace::tick_report(&report);
         report
     }

@@ -9,210 +9,39 @@
 //!    could run anywhere does not take the only GPU worker from a GPU job;
 //! 3. existing capacity (idle `Ready`, `Creating`/`Connecting`, provisions in flight) serves
 //!    demand first, in priority order: nothing is provisioned while a satisfying worker is idle
-//!    or on its way;
+//!    or on its way (but see the takeback, 8);
 //! 4. each pool keeps `min_ready` idle workers warm from what is left;
 //! 5. the rest of a requirement goes to the first satisfying pool that **can provide**: a pool
 //!    whose provider backs off, that had no capacity, whose provider is not registered, or that
 //!    is at its `max_workers` is passed over and its share **spills** to the next satisfying
 //!    pool (recorded with the reason); as soon as it can provide again, new demand goes back to
-//!    it (and, demand falling, the lower pools' idle workers are the first retired). A pool in
+//!    it, and what the lower pools' idle workers serve is taken back (8). A pool in
 //!    its scale-up cooldown keeps its demand: a cooldown paces, it is not a failure;
 //! 6. caps in priority order: the pool's cooldown, the global `max_workers` (every registered
 //!    worker and provision in flight, in every pool or none), `max_provision_per_tick`;
 //! 7. a pool that wants nothing retires its idle `Ready` workers beyond what serves demand and
 //!    `min_ready`, honouring its scale-down cooldown, lowest priority first — never a busy
 //!    worker (the count is at most its idle `Ready` workers; the manager picks them).
+//! 8. **takeback**: a pool that can provide takes back, from lower-priority pools, the demand
+//!    their idle `Ready` workers serve: it provisions for it and they retire as many idle
+//!    workers in the same plan (`gpu-ondemand -1: …; recovered gpu-spot takes back 1 job(s)
+//!    of gpu=a100`). Without it a fallback that keeps being reused (jobs finish, new ones
+//!    claim its idle workers) would keep the demand for good. Both sides must be able to act
+//!    now: the taker not blocked, out of its scale-up cooldown and within its, the global
+//!    and the per-tick caps; the giver growing nothing, out of its scale-down cooldown,
+//!    keeping its `min_ready`; never a busy worker. The manager retires a giver's workers only
+//!    for what the taker did provision (a create failing again leaves them serving).
 
-use std::fmt::Write as _;
-
-use serde::Serialize;
+mod decision;
+mod explain;
 
 use crate::clock::{millis, Timestamp};
-use crate::ids::{ProviderId, WorkerId};
 
-use super::demand::{resource_parts, Demand, Requirement};
-use super::pool::{Pool, POOL_LABEL};
-
-/// Why a pool cannot provide workers now: its demand spills to the next pool that satisfies
-/// it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum PoolBlock {
-    /// Its provider backs off after consecutive create failures.
-    BackedOff {
-        /// Consecutive failures.
-        failures: u32,
-        /// When it may be asked again (registry clock).
-        until: Timestamp,
-    },
-    /// Its last create failed with [`ProviderErrorKind::NoCapacity`](crate::ProviderErrorKind::NoCapacity).
-    NoCapacity {
-        /// When it is asked again (registry clock).
-        until: Timestamp,
-    },
-    /// Its provider is not registered with the manager.
-    NoProvider,
-}
-
-impl PoolBlock {
-    /// Says it in a few words, relative to `now`: `backed off 40 s`.
-    pub fn describe(&self, now: Timestamp) -> String {
-        match self {
-            PoolBlock::BackedOff { until, .. } => {
-                format!("backed off {}", secs(until.saturating_sub(now)))
-            }
-            PoolBlock::NoCapacity { until } => {
-                format!("no capacity, retry in {}", secs(until.saturating_sub(now)))
-            }
-            PoolBlock::NoProvider => "provider not registered".to_owned(),
-        }
-    }
-}
-
-fn secs(ms: u64) -> String {
-    if ms % 1000 == 0 {
-        format!("{} s", ms / 1000)
-    } else {
-        format!("{:.1} s", ms as f64 / 1000.0)
-    }
-}
-
-/// What a pool's workers do for one requirement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Serving {
-    /// Index of the requirement in the demand.
-    pub requirement: usize,
-    /// Jobs served by the pool's existing capacity (idle, starting, in flight).
-    pub existing: usize,
-    /// New workers wanted for it (before the caps).
-    pub wanted: usize,
-    /// New workers provisioned for it now (after the caps).
-    pub provisioned: usize,
-}
-
-/// Demand passed over by a pool that could not provide, to the pool that takes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Spill {
-    /// Index of the requirement in the demand.
-    pub requirement: usize,
-    /// The pool passed over.
-    pub source: String,
-    /// The pool that takes it.
-    pub target: String,
-    /// Jobs spilled.
-    pub count: usize,
-    /// Why `from` could not provide (`backed off 40 s`, `at max_workers 4`).
-    pub reason: String,
-}
-
-/// Jobs of a requirement that no pool will ever run: no pool's template satisfies it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Unschedulable {
-    /// Index of the requirement in the demand.
-    pub requirement: usize,
-    /// Jobs affected.
-    pub count: usize,
-    /// The requirement, compactly (`gpu=h100,arm64`).
-    pub description: String,
-    /// Which constraint no pool meets (`no pool offers label gpu=h100`).
-    pub reason: String,
-}
-
-/// Jobs of a schedulable requirement left without capacity now: every pool that satisfies it
-/// is blocked or full. Unlike [`Unschedulable`], this passes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct UnmetDemand {
-    /// Index of the requirement in the demand.
-    pub requirement: usize,
-    /// Jobs without capacity.
-    pub count: usize,
-    /// Why, pool by pool (`gpu-spot backed off 40 s; gpu-ondemand at max_workers 2`).
-    pub reason: String,
-}
-
-/// One pool's scaling decision with its inputs.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct PoolDecision {
-    /// The pool.
-    pub pool: String,
-    /// Its provider.
-    pub provider_id: Option<ProviderId>,
-    /// Its priority.
-    pub priority: i32,
-    /// Jobs this pool serves (from existing capacity and new workers).
-    pub demand: usize,
-    /// Idle `Ready` workers of the pool.
-    pub ready: usize,
-    /// `Busy` workers of the pool.
-    pub busy: usize,
-    /// `Creating` + `Connecting` workers of the pool.
-    pub starting: usize,
-    /// Provisions in flight for the pool.
-    pub in_flight: usize,
-    /// Registered workers of the pool (every state) plus provisions in flight.
-    pub total: usize,
-    /// The pool's `max_workers`.
-    pub max_workers: usize,
-    /// The pool's `min_ready`.
-    pub min_ready: usize,
-    /// New workers wanted beyond what is ready or on its way (demand taken and warm pool),
-    /// before the caps.
-    pub wanted: usize,
-    /// Workers to provision now (after the caps).
-    pub provision: usize,
-    /// Of `provision`, those for the warm pool (`min_ready`).
-    pub warm: usize,
-    /// Per requirement served.
-    pub serves: Vec<Serving>,
-    /// Idle `Ready` workers to retire now (never more than `ready`).
-    pub retire: usize,
-    /// Which ones, longest idle first (filled by the manager).
-    pub scale_down: Vec<WorkerId>,
-    /// Set when the pool cannot provide now.
-    pub blocked: Option<PoolBlock>,
-    /// Demand it took from pools that could not provide.
-    pub spilled_in: Vec<Spill>,
-    /// Demand it passed to other pools.
-    pub spilled_out: Vec<Spill>,
-    /// What limited it (`scale-up cooldown until …`, `global max_workers 10`, …).
-    pub limits: Vec<String>,
-    /// One line with its inputs, e.g. `gpu-ondemand +2: demand 3 (3 gpu=a100), ready 1, …;
-    /// spilled from gpu-spot (backed off 40 s) to gpu-ondemand`.
-    pub explanation: String,
-}
-
-/// The decision over every pool (see [`plan_pools`](crate::WorkerLifecycleManager::plan_pools)).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct PoolPlan {
-    /// When it was computed (registry clock).
-    pub at: Timestamp,
-    /// Pending jobs in all.
-    pub pending_jobs: usize,
-    /// Every registered worker plus provisions in flight (in a pool or not).
-    pub total: usize,
-    /// The global `max_workers`.
-    pub max_workers: usize,
-    /// One decision per pool, highest priority first.
-    pub pools: Vec<PoolDecision>,
-    /// Requirements no pool satisfies.
-    pub unschedulable: Vec<Unschedulable>,
-    /// Demand left without capacity for now.
-    pub unmet: Vec<UnmetDemand>,
-    /// The pools' explanations, then one line per unschedulable and unmet requirement.
-    pub explanation: Vec<String>,
-}
-
-impl PoolPlan {
-    /// Workers to provision now, over every pool.
-    pub fn provision(&self) -> usize {
-        self.pools.iter().map(|d| d.provision).sum()
-    }
-
-    /// The decision of `pool`, if it is one of the plan's.
-    pub fn pool(&self, pool: &str) -> Option<&PoolDecision> {
-        self.pools.iter().find(|d| d.pool == pool)
-    }
-}
+use super::demand::Demand;
+use super::pool::Pool;
+use decision::secs;
+pub use decision::{PoolBlock, PoolDecision, PoolPlan, Serving, Spill, UnmetDemand, Unschedulable};
+use explain::{explain, why_unschedulable};
 
 /// A pool's fleet and clocks, as the manager counts them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -508,6 +337,88 @@ pub(crate) fn plan(i: &PlanInputs<'_>) -> PoolPlan {
         d.retire = retire;
     }
 
+    // 8. Takeback: a pool that can provide (again) takes back from lower-priority pools the
+    //    demand their idle workers serve — it provisions for it, they retire as many idle
+    //    workers — so that demand spilled to a fallback returns to the preferred pool even
+    //    while the fallback's workers keep being reused. Only when both sides may act now: the
+    //    taker not blocked, out of its scale-up cooldown and within every cap; the giver
+    //    growing nothing, out of its scale-down cooldown, keeping its `min_ready`, and giving
+    //    only idle `Ready` workers (never a busy one). Lowest-priority givers first.
+    let mut takebacks: Vec<Spill> = Vec::new();
+    let mut given = vec![0usize; n];
+    for p in 0..n {
+        let cooling = fleet[p]
+            .last_scale_up
+            .is_some_and(|last| now < last.saturating_add(millis(pools[p].scale_up_cooldown)));
+        if fleet[p].blocked.is_some() || cooling || decisions[p].retire > 0 {
+            continue;
+        }
+        for q in (p + 1..n).rev() {
+            if pools[q].priority >= pools[p].priority
+                || decisions[q].wanted > 0
+                || decisions[q].provision > 0
+            {
+                continue;
+            }
+            let resting = fleet[q].last_scale_action.is_some_and(|last| {
+                now < last.saturating_add(millis(pools[q].scale_down_cooldown))
+            });
+            if resting {
+                continue;
+            }
+            // The idle workers step 7 kept for demand (it counts idle ones as used first),
+            // less the warm pool, less what is already given back.
+            let kept = used[q].min(fleet[q].ready);
+            let mut givable = (kept - pools[q].min_ready.min(kept)).saturating_sub(given[q]);
+            for k in 0..serves[q].len() {
+                let ri = serves[q][k].requirement;
+                let take = serves[q][k]
+                    .existing
+                    .min(givable)
+                    .min(room[p])
+                    .min(global_room)
+                    .min(tick_left)
+                    .min(retire_left);
+                if take == 0 || !pools[p].satisfies(&reqs[ri]) {
+                    continue;
+                }
+                serves[q][k].existing -= take;
+                let kp = serving(&mut serves, p, ri);
+                serves[p][kp].wanted += take;
+                serves[p][kp].provisioned += take;
+                decisions[p].wanted += take;
+                decisions[p].provision += take;
+                decisions[q].retire += take;
+                given[q] += take;
+                givable -= take;
+                room[p] -= take;
+                global_room -= take;
+                tick_left -= take;
+                retire_left -= take;
+                takebacks.push(Spill {
+                    requirement: ri,
+                    source: pools[q].name.clone(),
+                    target: pools[p].name.clone(),
+                    count: take,
+                    reason: format!("{} can provide", pools[p].name),
+                });
+            }
+            serves[q].retain(|s| s.existing + s.wanted > 0);
+        }
+    }
+    for t in takebacks {
+        let (from, to) = (
+            pools.iter().position(|p| p.name == t.source),
+            pools.iter().position(|p| p.name == t.target),
+        );
+        if let Some(to) = to {
+            decisions[to].taken_back.push(t.clone());
+        }
+        if let Some(from) = from {
+            decisions[from].given_back.push(t);
+        }
+    }
+
     for s in spills {
         let (from, to) = (
             pools.iter().position(|p| p.name == s.source),
@@ -543,171 +454,7 @@ pub(crate) fn plan(i: &PlanInputs<'_>) -> PoolPlan {
     out
 }
 
-fn explain(d: &PoolDecision, reqs: &[Requirement], now: Timestamp) -> String {
-    let mut line = if d.provision > 0 {
-        format!("{} +{}", d.pool, d.provision)
-    } else if d.retire > 0 {
-        format!("{} -{}", d.pool, d.retire)
-    } else {
-        format!("{} 0", d.pool)
-    };
-    let _ = write!(line, ": demand {}", d.demand);
-    if !d.serves.is_empty() {
-        let parts: Vec<String> = d
-            .serves
-            .iter()
-            .map(|s| format!("{} {}", s.existing + s.wanted, reqs[s.requirement]))
-            .collect();
-        let _ = write!(line, " ({})", parts.join(" + "));
-    }
-    let _ = write!(
-        line,
-        ", ready {}, busy {}, starting {}, in flight {}, total {}",
-        d.ready, d.busy, d.starting, d.in_flight, d.total
-    );
-    if d.max_workers != usize::MAX {
-        let _ = write!(line, "/{}", d.max_workers);
-    }
-    let _ = write!(line, ", min ready {}, wanted {}", d.min_ready, d.wanted);
-    if let Some(block) = &d.blocked {
-        let _ = write!(line, "; {}", block.describe(now));
-    }
-    for s in &d.spilled_in {
-        let _ = write!(
-            line,
-            "; {} spilled from {} ({}) to {}",
-            s.count, s.source, s.reason, s.target
-        );
-    }
-    for s in &d.spilled_out {
-        let _ = write!(line, "; {} spilled to {} ({})", s.count, s.target, s.reason);
-    }
-    if !d.limits.is_empty() {
-        let _ = write!(line, ", capped by {}", d.limits.join(", "));
-    }
-    line
-}
-
-/// Which constraint of `r` no pool meets; or, when each is met by some pool, that no pool meets
-/// them together.
-fn why_unschedulable(r: &Requirement, pools: &[&Pool]) -> String {
-    if pools.is_empty() {
-        return "no pools".to_owned();
-    }
-    let live: Vec<&Pool> = pools
-        .iter()
-        .copied()
-        .filter(|p| p.max_workers > 0)
-        .collect();
-    // Called only when no pool with room satisfies `r`: a pool that does has max_workers 0.
-    let closed: Vec<&str> = pools
-        .iter()
-        .filter(|p| p.satisfies(r))
-        .map(|p| p.name.as_str())
-        .collect();
-    if !closed.is_empty() {
-        return format!(
-            "only pools with max_workers 0 satisfy it ({})",
-            closed.join(", ")
-        );
-    }
-    if live.is_empty() {
-        return "every pool has max_workers 0".to_owned();
-    }
-    type Check<'a> = Box<dyn Fn(&Pool) -> bool + 'a>;
-    let mut constraints: Vec<(String, Check<'_>)> = Vec::new();
-    for (k, v) in &r.labels {
-        let what = if k == POOL_LABEL {
-            format!("pool {v}")
-        } else {
-            format!("label {k}={v}")
-        };
-        constraints.push((
-            what,
-            Box::new(move |p: &Pool| p.satisfies(&Requirement::new(1).label(k.clone(), v.clone()))),
-        ));
-    }
-    for c in &r.capabilities {
-        constraints.push((
-            format!("capability {c}"),
-            Box::new(move |p: &Pool| p.template.capabilities.contains(c)),
-        ));
-    }
-    if let Some(a) = r.architecture {
-        constraints.push((
-            format!("architecture {a}"),
-            Box::new(move |p: &Pool| p.template.architecture == a),
-        ));
-    }
-    let need = &r.resources;
-    let largest = |f: &dyn Fn(&Pool) -> f64| live.iter().map(|p| f(p)).fold(0.0, f64::max);
-    if need.cpu_cores != 0.0 {
-        constraints.push((
-            format!(
-                "cpu>={} (largest {})",
-                need.cpu_cores,
-                largest(&|p| p.template.resources.cpu_cores)
-            ),
-            Box::new(move |p: &Pool| p.template.resources.cpu_cores >= need.cpu_cores),
-        ));
-    }
-    if need.memory_bytes > 0 {
-        let parts = resource_parts(&crate::ResourceRequirements {
-            memory_bytes: need.memory_bytes,
-            ..Default::default()
-        });
-        constraints.push((
-            parts.join(""),
-            Box::new(move |p: &Pool| p.template.resources.memory_bytes >= need.memory_bytes),
-        ));
-    }
-    if need.disk_bytes > 0 {
-        let parts = resource_parts(&crate::ResourceRequirements {
-            disk_bytes: need.disk_bytes,
-            ..Default::default()
-        });
-        constraints.push((
-            parts.join(""),
-            Box::new(move |p: &Pool| p.template.resources.disk_bytes >= need.disk_bytes),
-        ));
-    }
-    if need.gpu_count > 0 {
-        constraints.push((
-            format!(
-                "gpu>={} (largest {})",
-                need.gpu_count,
-                largest(&|p| f64::from(p.template.resources.gpu_count))
-            ),
-            Box::new(move |p: &Pool| p.template.resources.gpu_count >= need.gpu_count),
-        ));
-    }
-    if let Some(t) = &need.gpu_type {
-        constraints.push((
-            format!("gpu_type={t}"),
-            Box::new(move |p: &Pool| p.template.resources.gpu_type.as_ref() == Some(t)),
-        ));
-    }
-    let missing: Vec<&str> = constraints
-        .iter()
-        .filter(|(_, check)| !live.iter().any(|p| check(p)))
-        .map(|(what, _)| what.as_str())
-        .collect();
-    if !missing.is_empty() {
-        return format!("no pool offers {}", missing.join(", "));
-    }
-    let who: Vec<String> = constraints
-        .iter()
-        .map(|(what, check)| {
-            let names: Vec<&str> = live
-                .iter()
-                .filter(|p| check(p))
-                .map(|p| p.name.as_str())
-                .collect();
-            format!("{what}: {}", names.join(", "))
-        })
-        .collect();
-    format!("no single pool offers all of it ({})", who.join("; "))
-}
-
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;

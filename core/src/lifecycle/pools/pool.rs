@@ -13,10 +13,8 @@ use crate::worker::WorkerSpec;
 
 use super::demand::Requirement;
 
-/// The label the manager puts on every worker it provisions for a pool, with the pool's name
-/// as value: how a pool's workers are recognised (by the manager, and by a scheduler that
-/// wants to claim from one pool: `WorkerFilter::new().label(POOL_LABEL, "gpu-spot")`).
-pub const POOL_LABEL: &str = "hodei.pool";
+/// Defined with the registry, which counts workers per pool (`WorkerRegistryStats::by_pool`).
+pub use crate::registry::POOL_LABEL;
 
 /// Longest pool name, in bytes.
 pub const MAX_POOL_NAME_LEN: usize = 64;

@@ -1,0 +1,194 @@
+//! What [`plan`](super::plan) decides: per pool a [`PoolDecision`] (with its inputs, what
+//! it serves, spills and takebacks), over every pool a [`PoolPlan`] (with unschedulable and
+//! waiting demand).
+
+use serde::Serialize;
+
+use crate::clock::Timestamp;
+use crate::ids::{ProviderId, WorkerId};
+
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PoolBlock {
+    /// Its provider backs off after consecutive create failures.
+    BackedOff {
+        /// Consecutive failures.
+        failures: u32,
+        /// When it may be asked again (registry clock).
+        until: Timestamp,
+    },
+    /// Its last create failed with [`ProviderErrorKind::NoCapacity`](crate::ProviderErrorKind::NoCapacity).
+    NoCapacity {
+        /// When it is asked again (registry clock).
+        until: Timestamp,
+    },
+    /// Its provider is not registered with the manager.
+    NoProvider,
+}
+
+impl PoolBlock {
+    /// Says it in a few words, relative to `now`: `backed off 40 s`.
+    pub fn describe(&self, now: Timestamp) -> String {
+        match self {
+            PoolBlock::BackedOff { until, .. } => {
+                format!("backed off {}", secs(until.saturating_sub(now)))
+            }
+            PoolBlock::NoCapacity { until } => {
+                format!("no capacity, retry in {}", secs(until.saturating_sub(now)))
+            }
+            PoolBlock::NoProvider => "provider not registered".to_owned(),
+        }
+    }
+}
+
+pub(super) fn secs(ms: u64) -> String {
+    if ms % 1000 == 0 {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}
+
+/// What a pool's workers do for one requirement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Serving {
+    /// Index of the requirement in the demand.
+    pub requirement: usize,
+    /// Jobs served by the pool's existing capacity (idle, starting, in flight).
+    pub existing: usize,
+    /// New workers wanted for it (before the caps).
+    pub wanted: usize,
+    /// New workers provisioned for it now (after the caps).
+    pub provisioned: usize,
+}
+
+/// Demand passed over by a pool that could not provide, to the pool that takes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Spill {
+    /// Index of the requirement in the demand.
+    pub requirement: usize,
+    /// The pool passed over.
+    pub source: String,
+    /// The pool that takes it.
+    pub target: String,
+    /// Jobs spilled.
+    pub count: usize,
+    /// Why `from` could not provide (`backed off 40 s`, `at max_workers 4`).
+    pub reason: String,
+}
+
+/// Jobs of a requirement that no pool will ever run: no pool's template satisfies it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unschedulable {
+    /// Index of the requirement in the demand.
+    pub requirement: usize,
+    /// Jobs affected.
+    pub count: usize,
+    /// The requirement, compactly (`gpu=h100,arm64`).
+    pub description: String,
+    /// Which constraint no pool meets (`no pool offers label gpu=h100`).
+    pub reason: String,
+}
+
+/// Jobs of a schedulable requirement left without capacity now: every pool that satisfies it
+/// is blocked or full. Unlike [`Unschedulable`], this passes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnmetDemand {
+    /// Index of the requirement in the demand.
+    pub requirement: usize,
+    /// Jobs without capacity.
+    pub count: usize,
+    /// Why, pool by pool (`gpu-spot backed off 40 s; gpu-ondemand at max_workers 2`).
+    pub reason: String,
+}
+
+/// One pool's scaling decision with its inputs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PoolDecision {
+    /// The pool.
+    pub pool: String,
+    /// Its provider.
+    pub provider_id: Option<ProviderId>,
+    /// Its priority.
+    pub priority: i32,
+    /// Jobs this pool serves (from existing capacity and new workers).
+    pub demand: usize,
+    /// Idle `Ready` workers of the pool.
+    pub ready: usize,
+    /// `Busy` workers of the pool.
+    pub busy: usize,
+    /// `Creating` + `Connecting` workers of the pool.
+    pub starting: usize,
+    /// Provisions in flight for the pool.
+    pub in_flight: usize,
+    /// Registered workers of the pool (every state) plus provisions in flight.
+    pub total: usize,
+    /// The pool's `max_workers`.
+    pub max_workers: usize,
+    /// The pool's `min_ready`.
+    pub min_ready: usize,
+    /// New workers wanted beyond what is ready or on its way (demand taken and warm pool),
+    /// before the caps.
+    pub wanted: usize,
+    /// Workers to provision now (after the caps).
+    pub provision: usize,
+    /// Of `provision`, those for the warm pool (`min_ready`).
+    pub warm: usize,
+    /// Per requirement served.
+    pub serves: Vec<Serving>,
+    /// Idle `Ready` workers to retire now (never more than `ready`).
+    pub retire: usize,
+    /// Which ones, longest idle first (filled by the manager).
+    pub scale_down: Vec<WorkerId>,
+    /// Set when the pool cannot provide now.
+    pub blocked: Option<PoolBlock>,
+    /// Demand it took from pools that could not provide.
+    pub spilled_in: Vec<Spill>,
+    /// Demand it passed to other pools.
+    pub spilled_out: Vec<Spill>,
+    /// Demand it takes back from lower-priority pools whose idle workers served it, now that
+    /// it can provide (`source`: the pool giving it back; included in `provision`).
+    pub taken_back: Vec<Spill>,
+    /// Demand it gives back to a higher-priority pool that can provide again (`target`: the
+    /// taker); as many of its idle workers are retired (included in `retire`).
+    pub given_back: Vec<Spill>,
+    /// What limited it (`scale-up cooldown until …`, `global max_workers 10`, …).
+    pub limits: Vec<String>,
+    /// One line with its inputs, e.g. `gpu-ondemand +2: demand 3 (3 gpu=a100), ready 1, …;
+    /// spilled from gpu-spot (backed off 40 s) to gpu-ondemand`.
+    pub explanation: String,
+}
+
+/// The decision over every pool (see [`plan_pools`](crate::WorkerLifecycleManager::plan_pools)).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PoolPlan {
+    /// When it was computed (registry clock).
+    pub at: Timestamp,
+    /// Pending jobs in all.
+    pub pending_jobs: usize,
+    /// Every registered worker plus provisions in flight (in a pool or not).
+    pub total: usize,
+    /// The global `max_workers`.
+    pub max_workers: usize,
+    /// One decision per pool, highest priority first.
+    pub pools: Vec<PoolDecision>,
+    /// Requirements no pool satisfies.
+    pub unschedulable: Vec<Unschedulable>,
+    /// Demand left without capacity for now.
+    pub unmet: Vec<UnmetDemand>,
+    /// The pools' explanations, then one line per unschedulable and unmet requirement.
+    pub explanation: Vec<String>,
+}
+
+impl PoolPlan {
+    /// Workers to provision now, over every pool.
+    pub fn provision(&self) -> usize {
+        self.pools.iter().map(|d| d.provision).sum()
+    }
+
+    /// The decision of `pool`, if it is one of the plan's.
+    pub fn pool(&self, pool: &str) -> Option<&PoolDecision> {
+        self.pools.iter().find(|d| d.pool == pool)
+    }
+}
