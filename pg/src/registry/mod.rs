@@ -146,7 +146,7 @@ fn parse_config(url: &str) -> Result<postgres::Config> {
 }
 
 impl PostgresWorkerRegistry {
-    /// Connects (a pool of up to 8 connections and one of up to 4 for heartbeats, opened on
+    /// Connects (a pool of up to 8 connections and one of up to 8 for heartbeats, opened on
     /// demand), applies the migrations (safe when replicas start at once) and uses the schema
     /// named `name` for this registry. Deadlines are judged on the database's clock.
     ///
