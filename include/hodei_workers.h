@@ -359,6 +359,11 @@ enum hw_termination_reason
    Asked for by the host.
    */
   HW_TERMINATION_REASON_REQUESTED = 8,
+  /*
+   Reclaimed after an interruption notice (`hw_manager_notify_interruption`): at its
+   deadline, or at the notice for a worker still starting.
+   */
+  HW_TERMINATION_REASON_INTERRUPTED = 9,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

@@ -8,7 +8,10 @@
 //!                       built-in `default` scenario (steady load, 4 simulated hours)
 //!   --builtin NAME      a built-in scenario instead: default, provider_outage, host_stall,
 //!                       partition, clock_stall, flaky, and the multi-pool gpu_burst,
-//!                       spot_outage (compared with "spot only"), interruption_wave
+//!                       spot_outage (compared with "spot only"), interruption_wave, and
+//!                       the replicated leader_pause, leader_crash, failover_flaky
+//!   --replicas N        run N managers on one registry and one lease (replicated mode; see
+//!                       the scenario's `replication` section for leader pauses and crashes)
 //!   --seed N            override the scenario's seed
 //!   --duration SECS     override the simulated length
 //!   --compare FILE      run FILE's `lifecycle` (and `worker`, `label`, `pools`: another pool
@@ -38,6 +41,7 @@ struct Args {
     builtin: Option<String>,
     seed: Option<u64>,
     duration: Option<f64>,
+    replicas: Option<usize>,
     compare: Option<PathBuf>,
     json: bool,
     plot: Option<PathBuf>,
@@ -45,7 +49,7 @@ struct Args {
 
 fn usage() -> &'static str {
     "usage: simulate [SCENARIO.json] [--builtin NAME] [--seed N] [--duration SECS] \
-     [--compare OTHER.json] [--json] [--plot OUT.svg|OUT.html]"
+     [--replicas N] [--compare OTHER.json] [--json] [--plot OUT.svg|OUT.html]"
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -54,6 +58,7 @@ fn parse_args() -> Result<Args, String> {
         builtin: None,
         seed: None,
         duration: None,
+        replicas: None,
         compare: None,
         json: false,
         plot: None,
@@ -66,6 +71,10 @@ fn parse_args() -> Result<Args, String> {
             "--seed" => {
                 let v = value("--seed")?;
                 args.seed = Some(v.parse().map_err(|_| format!("bad --seed {v:?}"))?);
+            }
+            "--replicas" => {
+                let v = value("--replicas")?;
+                args.replicas = Some(v.parse().map_err(|_| format!("bad --replicas {v:?}"))?);
             }
             "--duration" => {
                 let v = value("--duration")?;
@@ -126,7 +135,7 @@ fn main() -> ExitCode {
         (Some(path), None) => load(path),
         (None, name) => {
             let name = name.as_deref().unwrap_or("default");
-            Scenario::builtin(name, 1).ok_or_else(|| {
+            Scenario::builtin(name, args.seed.unwrap_or(1)).ok_or_else(|| {
                 format!(
                     "unknown built-in scenario {name:?}; known: {}",
                     Scenario::builtin_names().join(", ")
@@ -146,6 +155,9 @@ fn main() -> ExitCode {
     }
     if let Some(d) = args.duration {
         scenario.duration_secs = d;
+    }
+    if let Some(n) = args.replicas {
+        scenario.replication.replicas = n;
     }
     if let Some(path) = &args.compare {
         match load(path) {

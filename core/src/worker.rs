@@ -501,11 +501,16 @@ pub enum TerminationReason {
     ScaledDown = 7,
     /// Asked for by the host.
     Requested = 8,
+    /// Its instance was reclaimed after an interruption notice
+    /// ([`notify_interruption`](crate::WorkerLifecycleManager::notify_interruption): a spot
+    /// reclaim, a node drain): at the notice's deadline, or at the notice for a worker still
+    /// starting.
+    Interrupted = 9,
 }
 
 impl TerminationReason {
     /// Every reason, in `repr(u8)` order.
-    pub const ALL: [TerminationReason; 9] = [
+    pub const ALL: [TerminationReason; 10] = [
         TerminationReason::Idle,
         TerminationReason::Lifetime,
         TerminationReason::Drained,
@@ -515,6 +520,7 @@ impl TerminationReason {
         TerminationReason::Vanished,
         TerminationReason::ScaledDown,
         TerminationReason::Requested,
+        TerminationReason::Interrupted,
     ];
 
     /// Stable lowercase name.
@@ -529,6 +535,7 @@ impl TerminationReason {
             TerminationReason::Vanished => "vanished",
             TerminationReason::ScaledDown => "scaled_down",
             TerminationReason::Requested => "requested",
+            TerminationReason::Interrupted => "interrupted",
         }
     }
 

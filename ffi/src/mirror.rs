@@ -47,6 +47,7 @@ mirror_enum!(hw_worker_state <=> WorkerState {
 
 mirror_enum!(hw_termination_reason <=> TerminationReason {
     Idle, Lifetime, Drained, MaxJobs, Unhealthy, StartupTimeout, Vanished, ScaledDown, Requested,
+    Interrupted,
 });
 
 mirror_enum!(hw_architecture <=> Architecture { Amd64, Arm64, Arm });

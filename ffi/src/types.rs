@@ -93,6 +93,9 @@ pub enum hw_termination_reason {
     ScaledDown = 7,
     /// Asked for by the host.
     Requested = 8,
+    /// Reclaimed after an interruption notice (`hw_manager_notify_interruption`): at its
+    /// deadline, or at the notice for a worker still starting.
+    Interrupted = 9,
 }
 
 pub(crate) fn reason_to_c(reason: TerminationReason) -> hw_termination_reason {
@@ -103,7 +106,7 @@ pub(crate) fn reason_from_c(value: u32) -> Result<TerminationReason, Error> {
     u8::try_from(value)
         .ok()
         .and_then(TerminationReason::from_u8)
-        .ok_or_else(|| Error::invalid(format!("{value} is not a hw_termination_reason (0..=8)")))
+        .ok_or_else(|| Error::invalid(format!("{value} is not a hw_termination_reason (0..=9)")))
 }
 
 pub(crate) fn provider_id(text: &str) -> Result<ProviderId, Error> {
@@ -255,7 +258,7 @@ mod tests {
             assert_eq!(reason_to_c(reason) as u32, reason as u32);
             assert_eq!(reason_from_c(reason as u32).unwrap(), reason);
         }
-        assert!(reason_from_c(9).is_err());
+        assert!(reason_from_c(10).is_err());
     }
 
     #[test]

@@ -157,8 +157,9 @@ fn the_c_counts_name_every_state_the_core_counts() {
         &stats,
         "hw_worker_counts",
         &[("by_state", "creating")],
-        // Maps keyed by provider: `hw_registry_stats_json`.
-        &["by_provider", "by_provider_type"],
+        // Maps keyed by provider or pool: `hw_registry_stats_json` (one pool's counts:
+        // `hw_registry_pool_counts`, checked above through `by_state`'s fields).
+        &["by_provider", "by_provider_type", "by_pool"],
     ));
     assert!(missing.is_empty(), "{missing:#?}");
 }

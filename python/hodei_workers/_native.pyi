@@ -139,6 +139,7 @@ class TerminationReason(enum.Enum):
     VANISHED = "vanished"
     SCALED_DOWN = "scaled_down"
     REQUESTED = "requested"
+    INTERRUPTED = "interrupted"
 
 # --- values -----------------------------------------------------------------------------------
 
@@ -1821,6 +1822,10 @@ class PoolDecision:
     def spilled_in(self) -> list[Spill]: ...
     @property
     def spilled_out(self) -> list[Spill]: ...
+    @property
+    def taken_back(self) -> list[Spill]: ...
+    @property
+    def given_back(self) -> list[Spill]: ...
     @property
     def limits(self) -> list[str]: ...
     @property

@@ -344,6 +344,12 @@ report_class! {
         spilled_in: |c, py| list::<_, Spill>(&c.spilled_in),
         /// Demand it passed to other pools (a list of Spill).
         spilled_out: |c, py| list::<_, Spill>(&c.spilled_out),
+        /// Demand it takes back from lower-priority pools whose idle workers served it, now
+        /// that it can provide (a list of Spill; ``source`` gives it back).
+        taken_back: |c, py| list::<_, Spill>(&c.taken_back),
+        /// Demand it gives back to a higher-priority pool that can provide again (a list of
+        /// Spill; as many of its idle workers retire).
+        given_back: |c, py| list::<_, Spill>(&c.given_back),
         /// What limited it.
         limits: |c, py| c.limits.clone(),
         /// One line with its inputs.

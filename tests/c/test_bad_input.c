@@ -418,7 +418,7 @@ int main(void) {
   CHECK(out == SENTINEL);
   INVALID(hw_registry_unregister(NULL, id, HW_TERMINATION_REASON_REQUESTED, (hw_worker **)&out));
   INVALID(hw_registry_unregister(reg, nil, HW_TERMINATION_REASON_REQUESTED, (hw_worker **)&out));
-  INVALID(hw_registry_unregister(reg, id, 9, (hw_worker **)&out));
+  INVALID(hw_registry_unregister(reg, id, 10, (hw_worker **)&out));
   INVALID(hw_registry_unregister(reg, id, 0xffffffffu, (hw_worker **)&out));
   INVALID(hw_registry_unregister(reg, id, HW_TERMINATION_REASON_REQUESTED, NULL));
   NOT_FOUND(hw_registry_unregister(reg, unknown, HW_TERMINATION_REASON_REQUESTED, (hw_worker **)&out));
@@ -727,7 +727,7 @@ int main(void) {
   NOT_FOUND(hw_manager_drain(mgr, unknown, (hw_worker **)&out));
   INVALID(hw_manager_terminate(NULL, id, HW_TERMINATION_REASON_REQUESTED, (hw_report **)&out));
   INVALID(hw_manager_terminate(mgr, nil, HW_TERMINATION_REASON_REQUESTED, (hw_report **)&out));
-  INVALID(hw_manager_terminate(mgr, id, 9, (hw_report **)&out));
+  INVALID(hw_manager_terminate(mgr, id, 10, (hw_report **)&out));
   INVALID(hw_manager_terminate(mgr, id, HW_TERMINATION_REASON_REQUESTED, NULL));
   NOT_FOUND(hw_manager_terminate(mgr, unknown, HW_TERMINATION_REASON_REQUESTED, (hw_report **)&out));
   INVALID(hw_manager_reconcile(NULL, (hw_report **)&out));

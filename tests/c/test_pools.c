@@ -173,6 +173,11 @@ int main(void) {
   CHECK_OK(hw_report_get_lost_job(rep, 0, &lost_on, &job));
   CHECK_STR(job, "train-1");
   CHECK(memcmp(lost_on.bytes, first.bytes, sizeof first.bytes) == 0);
+  hw_worker_id gone;
+  hw_termination_reason why = 99;
+  CHECK_OK(hw_report_get_terminated(rep, 0, &gone, &why));
+  CHECK(why == HW_TERMINATION_REASON_INTERRUPTED);
+  CHECK(memcmp(gone.bytes, first.bytes, sizeof first.bytes) == 0);
   hw_report_free(rep);
 
   /* Removing a pool drains what is left of it. */

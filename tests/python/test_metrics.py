@@ -273,3 +273,52 @@ def test_pool_families_count_the_last_pools_tick(registry: hw.Registry, clock: h
     reg = CollectorRegistry()
     reg.register(Collector(manager))
     assert reg.get_sample_value("hodei_workers_pool_workers", {"pool": "cpu", "state": "busy"}) == 1
+
+
+def test_back_off_ages_queues_and_provider_types_read_exactly() -> None:
+    """The families whose values the scripted run leaves at zero: a provider backed off now,
+    heartbeat ages of a small (exactly counted) fleet, an event queue, provider types."""
+    clock = hw.ManualClock(1_700_000_000.0)
+    registry = hw.Registry(clock=clock)
+    sub = registry.subscribe(capacity=64)
+    manager = hw.LifecycleManager(
+        registry,
+        hw.LifecycleConfig(
+            heartbeat_timeout=600,
+            min_ready_workers=0,
+            max_workers=5,
+            scale_up_cooldown=0.001,
+            provider_backoff_initial=600,
+            provider_backoff_max=600,
+        ),
+    )
+    cloud = Cloud()
+    manager.register_provider(cloud)
+    manager.set_scaling_target("cloud", hw.WorkerSpec("runner:1"))
+    cloud.fail_creates = 2
+    report = manager.tick(pending_jobs=1)
+    (backoff,) = report.provider_backoff
+    manager.clear_scaling_target()
+    # Four workers heard 0, 30, 30 and 90 s ago; one still CREATING (not watched).
+    ids = [registry.register("k8s", "kubernetes", f"pod-{i}").id for i in range(5)]
+    for w in ids[:4]:
+        registry.update_state(w, hw.WorkerState.READY)
+    clock.advance(60)
+    for w in ids[1:3]:
+        manager.process_heartbeat(w)
+    clock.advance(30)
+    manager.process_heartbeat(ids[0])
+
+    _, v = samples(manager.metrics_text())
+    assert value(v, "hodei_workers_provider_consecutive_failures", provider="cloud") == backoff.consecutive_failures >= 1
+    assert value(v, "hodei_workers_provider_backoff_seconds", provider="cloud") == pytest.approx(
+        max(0.0, backoff.until - clock.now())
+    )
+    assert value(v, "hodei_workers_heartbeat_monitored_workers") == 4
+    ages = {q: value(v, "hodei_workers_heartbeat_age_seconds", quantile=q) for q in ("0.5", "0.9", "0.99", "1")}
+    assert ages == {"0.5": 30.0, "0.9": 90.0, "0.99": 90.0, "1": 90.0}
+    assert value(v, "hodei_workers_workers_by_provider_type", provider_type="kubernetes") == 5
+    assert value(v, "hodei_workers_workers_by_provider", provider="k8s") == 5
+    queued = [val for (name, _), val in v.items() if name == "hodei_workers_event_queue_length"]
+    assert queued == [len(sub)] and len(sub) > 0
+    assert [val for (name, _), val in v.items() if name == "hodei_workers_event_drops_total"] == [0]

@@ -142,6 +142,9 @@ def test_fallback_unschedulable_and_interruption(
     clock.advance(61)
     report = manager.tick(0)
     assert [(j.worker_id, j.job_id) for j in report.lost_jobs] == [(worker_id, "train-1")]
+    assert [(t.worker_id, t.reason) for t in report.terminated] == [
+        (worker_id, hw.TerminationReason.INTERRUPTED)
+    ]
     with pytest.raises(hw.WorkerNotFoundError):
         manager.notify_interruption(worker_id, clock.now() + 60)
 
@@ -187,3 +190,31 @@ def test_claim_by_fit(registry: hw.Registry) -> None:
     assert claimed is not None and claimed.id == small.id
     with pytest.raises(hw.InvalidArgumentError):
         registry.find(architecture="sparc")
+
+
+def test_a_recovered_pool_takes_its_demand_back(
+    manager: hw.LifecycleManager, registry: hw.Registry, clock: hw.ManualClock, spot: Cloud, ondemand: Cloud
+) -> None:
+    gpu_jobs = hw.Demand([{"labels": {"gpu": "a100"}, "count": 2}])
+    spot.fail = True
+    manager.tick(gpu_jobs)
+    clock.advance(1)
+    report = manager.tick(gpu_jobs)
+    assert len(ondemand.created) == 2
+    for w in report.provisioned:
+        registry.update_state(w.worker_id, hw.WorkerState.READY)
+    # Spot is back; past on-demand's scale-down cooldown its idle workers give the demand back.
+    spot.fail = False
+    clock.advance(61)
+    report = manager.tick(gpu_jobs)
+    assert len(spot.created) == 2
+    plan = report.pools
+    assert plan is not None
+    by_name = {d.pool: d for d in plan.pools}
+    assert [(t.source, t.target, t.count) for t in by_name["gpu-spot"].taken_back] == [
+        ("gpu-ondemand", "gpu-spot", 2)
+    ]
+    assert by_name["gpu-ondemand"].given_back == by_name["gpu-spot"].taken_back
+    assert by_name["gpu-ondemand"].explanation.endswith("; recovered gpu-spot takes back 2 job(s) of gpu=a100")
+    assert len(report.terminated) == 2
+    assert hw.WorkerState.READY not in {w.state for w in registry.find(labels={hw.POOL_LABEL: "gpu-ondemand"})}

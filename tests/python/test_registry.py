@@ -368,7 +368,8 @@ def test_enums() -> None:
     ]
     assert hw.WorkerState("ready") is hw.WorkerState.READY
     assert hw.TerminationReason("startup_timeout") is hw.TerminationReason.STARTUP_TIMEOUT
-    assert len(hw.TerminationReason) == 9
+    assert len(hw.TerminationReason) == 10
+    assert hw.TerminationReason("interrupted") is hw.TerminationReason.INTERRUPTED
 
 
 def test_spec_replace_makes_a_validated_copy() -> None:

@@ -1,6 +1,8 @@
 """The Python classes follow the core's serde schema (issue 10 item 13, issue 11): every field
 the core serialises (``to_json()``, the core's own serde form) is an attribute of the binding's
-class, nested values included; LifecycleConfig takes every field of the core's configuration;
+class, nested values included — a field added in the core is one at once (served from the serde
+form), and fails ``test_every_report_field_is_typed_and_in_the_stub`` until it has its typed
+getter and its stub property; LifecycleConfig takes every field of the core's configuration;
 every core error kind has its own exception class; and the package's, the native module's and
 the stub's lists of names agree.
 """
@@ -85,6 +87,70 @@ def test_every_core_report_field_is_an_attribute(
     assert not missing, missing
 
 
+def report_values(value: Any) -> list[Any]:
+    """``value`` and every report nested in it (objects with ``to_json``, and lists of them)."""
+    out = [value]
+    for key in json.loads(value.to_json()):
+        attr = getattr(value, key)
+        for item in attr if isinstance(attr, list) else [attr]:
+            if hasattr(item, "to_json"):
+                out.extend(report_values(item))
+    return out
+
+
+def stub_properties() -> dict[str, set[str]]:
+    """The properties each class of the stub declares."""
+    out: dict[str, set[str]] = {}
+    for node in ast.parse(STUB.read_text()).body:
+        if isinstance(node, ast.ClassDef):
+            out[node.name] = {
+                item.name
+                for item in node.body
+                if isinstance(item, ast.FunctionDef)
+                and any(isinstance(d, ast.Name) and d.id == "property" for d in item.decorator_list)
+            }
+    return out
+
+
+def test_every_report_field_is_typed_and_in_the_stub(
+    registry: hw.Registry, clock: hw.ManualClock
+) -> None:
+    """A field of the core's serde form without a typed getter is served as raw JSON (a time
+    in milliseconds, a state as text): each must get its getter, and the stub its property;
+    a stub property the core no longer has is stale."""
+    stub = stub_properties()
+    untyped, undeclared, stale = set(), set(), set()
+    seen: set[type] = set()
+    for report in brake_reports(registry, clock):
+        for value in report_values(report):
+            cls = type(value)
+            keys = list(json.loads(value.to_json()))
+            for key in keys:
+                if not inspect.isgetsetdescriptor(inspect.getattr_static(cls, key, None)):
+                    untyped.add(f"{cls.__name__}.{key}")
+                if key not in stub.get(cls.__name__, set()):
+                    undeclared.add(f"{cls.__name__}.{key}")
+            if cls not in seen:
+                seen.add(cls)
+                stale |= {f"{cls.__name__}.{p}" for p in stub.get(cls.__name__, set()) - set(keys)}
+            # Every field shows in repr() and dir().
+            text = repr(value)
+            assert all(f"{key}=" in text for key in keys), (text, keys)
+            assert set(keys) <= set(dir(value)), cls
+    assert not untyped, f"fields without a typed getter: {sorted(untyped)}"
+    assert not undeclared, f"fields the stub does not declare: {sorted(undeclared)}"
+    assert not stale, f"stub properties the core does not have: {sorted(stale)}"
+    assert len(seen) >= 12, seen
+
+
+def test_a_report_has_no_attribute_beyond_the_schema(registry: hw.Registry) -> None:
+    manager = hw.LifecycleManager(registry)
+    report = manager.tick()
+    with pytest.raises(AttributeError, match="'TickReport' object has no attribute 'no_such'"):
+        report.no_such  # type: ignore[attr-defined]  # noqa: B018
+    assert not hasattr(report, "__no_such__")
+
+
 def test_health_check_result_has_the_brake_fields(
     registry: hw.Registry, clock: hw.ManualClock
 ) -> None:
@@ -108,6 +174,12 @@ def test_lifecycle_config_takes_every_core_field() -> None:
     [new] = [n for n in config_class.body if isinstance(n, ast.FunctionDef) and n.name == "__new__"]
     stub_keywords = {a.arg for a in new.args.kwonlyargs}
     assert stub_keywords == set(fields), "the stub's LifecycleConfig(...) names the core's fields"
+    untyped = [
+        key
+        for key in fields
+        if not inspect.isgetsetdescriptor(inspect.getattr_static(hw.LifecycleConfig, key, None))
+    ]
+    assert not untyped, f"fields without a typed getter (served raw from serde): {untyped}"
     for key, value in fields.items():
         assert hasattr(default, key), key
         assert getattr(default, key) == value, key

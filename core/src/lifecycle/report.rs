@@ -259,8 +259,10 @@ pub struct TickReport {
     pub capped: bool,
     /// Set when another thread was ticking: this call did nothing.
     pub skipped: bool,
-    /// Whether this manager leads (holds the leadership lease and trusts it): only the leader
-    /// acts; a follower's tick only tries to take or keep the lease.
+    /// Whether this manager leads (holds the leadership lease and trusts it) at the end of
+    /// the tick: only the leader acts; a follower's tick only tries to take or keep the lease.
+    /// A leader whose trust window closed during the tick (a provider call outlasted it)
+    /// reports `false` and says so in `decisions`.
     pub leading: bool,
     /// The leader as last seen: this replica when `leading`, another one (who, under which
     /// term, since when) otherwise; `None` when no replica ever led.
@@ -274,7 +276,8 @@ pub struct OrphanInstance {
     pub provider_id: ProviderId,
     /// The instance id.
     pub resource_id: String,
-    /// `None` when destroyed; the error otherwise (tried again by the next reconcile).
+    /// `None` when destroyed; the error otherwise (the leader's ticks destroy it again after a
+    /// back-off: [`pending_orphans`](crate::WorkerLifecycleManager::pending_orphans)).
     pub error: Option<String>,
 }
 

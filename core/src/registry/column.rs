@@ -11,7 +11,6 @@
 //! never reach the slot's new occupant: its look-up fails first. Slot allocation and release
 //! need the shard's write lock, which excludes every heartbeat to the shard.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
@@ -19,66 +18,13 @@ use parking_lot::Mutex;
 use crate::clock::Timestamp;
 use crate::ids::WorkerId;
 
-/// Width of a bucket of [`HeartbeatAges`](super::HeartbeatAges) (1 s), in milliseconds.
-pub(super) const HEARTBEAT_AGE_BUCKET_MS: u64 = 1_000;
-
-/// Ages below this many buckets are counted in an array, older ones in a map.
-const DENSE_AGES: usize = 4096;
-
-/// Heartbeat-age counts gathered over the shards' columns: a worker whose key (`max(heartbeat,
-/// grace floor)`) lies in the bucket starting at `b` (ms) is counted at age `now - b`.
-#[derive(Debug)]
-pub(super) struct AgeCounts {
-    now: Timestamp,
-    now_bucket: u64,
-    /// By age in buckets, for the recent ones (nearly every worker of a live fleet).
-    dense: Vec<u64>,
-    /// By bucket, for the older ones.
-    sparse: BTreeMap<u64, u64>,
-}
-
-impl AgeCounts {
-    pub fn new(now: Timestamp) -> AgeCounts {
-        AgeCounts {
-            now,
-            now_bucket: now / HEARTBEAT_AGE_BUCKET_MS,
-            dense: vec![0; DENSE_AGES],
-            sparse: BTreeMap::new(),
-        }
-    }
-
-    fn add(&mut self, key: Timestamp) {
-        let bucket = key / HEARTBEAT_AGE_BUCKET_MS;
-        // A heartbeat stored after `now` was read counts as age 0.
-        let age = self.now_bucket.saturating_sub(bucket) as usize;
-        match self.dense.get_mut(age) {
-            Some(n) => *n += 1,
-            None => *self.sparse.entry(bucket).or_default() += 1,
-        }
-    }
-
-    /// `(age_ms, workers)`, youngest first, empty buckets left out. The age of a bucket is
-    /// measured from `now` to the bucket's start, as `HeartbeatAges` documents.
-    pub fn into_buckets(self) -> Vec<(u64, u64)> {
-        let (now, now_bucket) = (self.now, self.now_bucket);
-        let mut out: Vec<(u64, u64)> = self
-            .dense
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| **n > 0)
-            .map(|(age, n)| {
-                let start = (now_bucket - age as u64) * HEARTBEAT_AGE_BUCKET_MS;
-                (now - start, *n)
-            })
-            .collect();
-        out.extend(
-            self.sparse
-                .into_iter()
-                .rev()
-                .map(|(bucket, n)| (now.saturating_sub(bucket * HEARTBEAT_AGE_BUCKET_MS), n)),
-        );
-        out
-    }
+/// What [`HeartbeatColumn::sample`] read of a column.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct ColumnSample {
+    /// Live (occupied) slots of the column: its workers, exactly.
+    pub live: usize,
+    /// Live slots among those read (all of them when the column was read whole).
+    pub read_live: usize,
 }
 
 /// The heartbeat of a free slot: never due, never lowers the horizon.
@@ -253,12 +199,36 @@ impl HeartbeatColumn {
             .count()
     }
 
-    /// Adds the key of every monitored slot to `ages` (one pass over the column).
-    pub fn count_ages(&self, floor: Timestamp, ages: &mut AgeCounts) {
-        for (beat, on) in self.beats.iter().zip(&self.monitored) {
-            if *on {
-                ages.add(beat.load(Ordering::Acquire).max(floor));
+    /// A stride sample of the column for the heartbeat-age metrics: calls `key` with the key
+    /// (`max(heartbeat, floor)`) of every *monitored* slot among slots `0, s, 2s, …`, where
+    /// `s = ceil(slots / max_slots)` — every slot when the column holds at most `max_slots`
+    /// (live and free). Returns the column's exact count of live slots and how many of the
+    /// slots read were live, so that the caller can scale what it saw.
+    ///
+    /// Cost: at most `max_slots` slot reads (a heartbeat and a flag each), whatever the
+    /// shard's size; no lock of its own and no write (runs under the shard's read lock, beside
+    /// heartbeats). Slots are filled in registration order, so with random worker ids a stride
+    /// sample is a fair sample of the shard's workers.
+    pub fn sample(
+        &self,
+        floor: Timestamp,
+        max_slots: usize,
+        mut key: impl FnMut(Timestamp),
+    ) -> ColumnSample {
+        let stride = self.beats.len().div_ceil(max_slots.max(1)).max(1);
+        let mut read_live = 0;
+        for s in (0..self.beats.len()).step_by(stride) {
+            let beat = self.beats[s].load(Ordering::Acquire);
+            if beat != FREE {
+                read_live += 1;
+                if self.monitored[s] {
+                    key(beat.max(floor));
+                }
             }
+        }
+        ColumnSample {
+            live: self.beats.len() - self.free.len(),
+            read_live,
         }
     }
 
@@ -274,17 +244,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ages_are_measured_from_the_bucket_start_recent_and_old_alike() {
-        // 5000 s after the epoch plus 400 ms: recent ages in the array, older ones in the map;
-        // a heartbeat stored after `now` was read counts in the current bucket.
-        let now = 5_000_400;
-        let mut ages = AgeCounts::new(now);
-        for key in [5_000_000, 5_000_399, 4_999_000, 200_000, 200_999, now + 5] {
-            ages.add(key);
+    fn a_sample_reads_at_most_max_slots_and_counts_the_live_ones_exactly() {
+        let mut column = HeartbeatColumn::default();
+        let slots: Vec<u32> = (0..10u64)
+            .map(|i| column.alloc(WorkerId::new(), 1_000 * i))
+            .collect();
+        for &slot in &slots[..8] {
+            column.set_monitored(slot, true, 0);
         }
+        column.release(slots[3]);
+        let sample = |column: &HeartbeatColumn, max: usize, floor: Timestamp| {
+            let mut keys = Vec::new();
+            let read = column.sample(floor, max, |k| keys.push(k));
+            (keys, read)
+        };
+        // Whole: every monitored slot (3 is free, 8 and 9 are not monitored).
+        let (keys, read) = sample(&column, 10, 0);
+        assert_eq!(keys, vec![0, 1_000, 2_000, 4_000, 5_000, 6_000, 7_000]);
         assert_eq!(
-            ages.into_buckets(),
-            vec![(400, 3), (1_400, 1), (4_800_400, 2)]
+            read,
+            ColumnSample {
+                live: 9,
+                read_live: 9
+            }
         );
+        // At most 4 of 10: stride 3, slots 0, 3 (free), 6, 9 (not monitored); the floor
+        // raises the keys below it.
+        let (keys, read) = sample(&column, 4, 5_500);
+        assert_eq!(keys, vec![5_500, 6_000]);
+        assert_eq!(
+            read,
+            ColumnSample {
+                live: 9,
+                read_live: 3
+            }
+        );
+        let (keys, _) = sample(&column, 1, 0);
+        assert_eq!(keys, vec![0]);
+        // max 0 is taken as 1, an empty column reads nothing.
+        assert_eq!(sample(&column, 0, 0).0, vec![0]);
+        let empty = HeartbeatColumn::default();
+        assert_eq!(sample(&empty, 4, 0), (vec![], ColumnSample::default()));
     }
 }

@@ -253,8 +253,10 @@ pub trait WorkerRegistry: Send + Sync + fmt::Debug {
 
     /// The heartbeat ages of the monitored workers from the heartbeat deadline index, if the
     /// backend keeps one (`Ok(None)` otherwise: the default). Never reads the workers'
-    /// records: the in-memory registry makes one pass over its dense heartbeat columns (9
-    /// bytes a worker, under shared locks). See [`HeartbeatAges`] for what the ages mean.
+    /// records, never scans the fleet: the in-memory registry reads a stride sample of at most
+    /// 32,768 slots of its heartbeat columns (under shared locks) — exact for small fleets,
+    /// an estimate with an exact total above. See [`HeartbeatAges`] for what the ages mean
+    /// and the estimate's error.
     fn heartbeat_age_histogram(&self) -> Result<Option<HeartbeatAges>> {
         Ok(None)
     }

@@ -48,6 +48,19 @@ pub enum Rule {
     /// Multi-pool runs: a pool's registered workers (those under an interruption notice
     /// aside) never exceed its `max_workers`.
     PoolMax,
+    /// A job is finished (released after its agent finished it) at most once.
+    JobDoneOnce,
+    /// Replicated runs: no replica calls a provider or writes to the registry without holding
+    /// the lease at the store (a paused leader's calls after it lost the lease change nothing).
+    LeaderOnly,
+    /// Replicated runs: at most one replica leads at any moment, and terms never go backwards.
+    OneLeader,
+    /// Replicated runs: no worker is created twice, no instance destroyed again after a
+    /// destroy was confirmed.
+    ProviderOnce,
+    /// Replicated runs, at the end (after settling): every instance registered, every record's
+    /// instance alive, no record left `Terminating`.
+    Settled,
 }
 
 impl Rule {
@@ -65,6 +78,11 @@ impl Rule {
             Rule::EventMemory => "event_memory",
             Rule::PoolFit => "pool_fit",
             Rule::PoolMax => "pool_max",
+            Rule::JobDoneOnce => "job_done_once",
+            Rule::LeaderOnly => "leader_only",
+            Rule::OneLeader => "one_leader",
+            Rule::ProviderOnce => "provider_once",
+            Rule::Settled => "settled",
         }
     }
 }
@@ -151,6 +169,8 @@ pub struct Checker {
     finishing: HashSet<(WorkerId, JobId)>,
     /// Jobs that arrived and were not released yet.
     outstanding: HashSet<JobId>,
+    /// Jobs released after their agent finished them.
+    done: HashSet<JobId>,
     /// Stall graces granted: registry-clock times.
     graces: Vec<Timestamp>,
     /// Who held which job after the previous step.
@@ -199,6 +219,7 @@ impl Checker {
             heartbeat_at_decision: HashMap::new(),
             finishing: HashSet::new(),
             outstanding: HashSet::new(),
+            done: HashSet::new(),
             graces: Vec::new(),
             held: BTreeMap::new(),
             lost_from: HashSet::new(),
@@ -488,6 +509,14 @@ impl Checker {
                         ));
                     }
                     self.outstanding.remove(&job_id);
+                    if !self.done.insert(job_id.clone()) {
+                        found.push((
+                            Rule::JobDoneOnce,
+                            format!(
+                                "job {job_id} was finished a second time (by worker {worker_id})"
+                            ),
+                        ));
+                    }
                     released.insert((worker_id, job_id));
                 }
                 EventKind::JobLost { worker_id, job_id } => {

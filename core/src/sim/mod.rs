@@ -46,6 +46,7 @@ mod check;
 mod cloud;
 mod engine;
 mod plot;
+mod replica;
 mod report;
 mod rng;
 mod scenario;
@@ -58,7 +59,8 @@ pub use plot::{plot_html, plot_svg};
 pub use report::{compare_table, SimReport};
 pub use rng::{mix, splitmix64, SimRng};
 pub use scenario::{
-    parse_trace, AgentModel, Burst, Dist, Faults, HostModel, InterruptionWave, JobClass, Partition,
-    ProviderModel, Scenario, SimPool, Variant, Window, Workload,
+    parse_trace, AgentModel, Burst, Dist, FaultPoint, Faults, HostModel, InterruptionWave,
+    JobClass, LeaderCrash, LeaderPause, Partition, ProviderModel, Replication, Scenario, SimPool,
+    Variant, Window, Workload, ARMED_FOR_SECS, MAX_REPLICAS,
 };
 pub use timeline::{FaultBand, Sample, Timeline, MAX_SAMPLES};

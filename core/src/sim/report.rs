@@ -77,6 +77,12 @@ pub struct SimReport {
     pub reconcile_vanished: u64,
     /// Events dropped for the subscriber that never reads.
     pub lazy_subscriber_dropped: u64,
+    /// Replicated runs: terms taken (the first leader's included).
+    pub leader_changes: u64,
+    /// Replicated runs: leader processes killed.
+    pub replica_crashes: u64,
+    /// Replicated runs: leader processes paused.
+    pub replica_pauses: u64,
     /// Invariant violations (all counted).
     pub violations_total: u64,
     /// The first violations.
@@ -138,6 +144,13 @@ impl SimReport {
             (
                 "lazy subscriber: events dropped",
                 self.lazy_subscriber_dropped.to_string(),
+            ),
+            (
+                "leader changes / crashes / pauses",
+                format!(
+                    "{} / {} / {}",
+                    self.leader_changes, self.replica_crashes, self.replica_pauses
+                ),
             ),
             ("invariant violations", self.violations_total.to_string()),
             ("trace hash", self.trace_hash.clone()),

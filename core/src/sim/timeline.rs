@@ -101,6 +101,16 @@ impl Timeline {
         for w in &f.clock_stalls {
             faults.push(("clock stall".to_owned(), w.start_secs, w.end_secs));
         }
+        // As scheduled: one aimed at a call strikes at the leader's next such call.
+        let r = &scenario.replication;
+        for p in &r.leader_pauses {
+            let end = p.start_secs + p.pause_secs;
+            faults.push(("leader pause".to_owned(), p.start_secs, end));
+        }
+        for c in &r.leader_crashes {
+            let end = c.at_secs + c.restart_after_secs.max(1.0);
+            faults.push(("leader crash".to_owned(), c.at_secs, end));
+        }
         let duration_secs = end_ms as f64 / 1000.0;
         Timeline {
             scenario: scenario.name.clone(),

@@ -187,6 +187,105 @@ fn no_capacity_spills_to_the_next_pool_and_recovery_takes_new_demand_back() {
 }
 
 #[test]
+fn a_recovered_pool_takes_back_the_demand_its_fallback_keeps_reusing() {
+    let (f, p) = with_providers(config(), &["ec2-spot", "ec2"]);
+    let (spot, ondemand) = (&p[0], &p[1]);
+    f.manager
+        .set_pools(vec![
+            Pool::new("gpu-spot", pid("ec2-spot"), gpu_spec())
+                .unwrap()
+                .with_priority(10),
+            Pool::new("gpu-ondemand", pid("ec2"), gpu_spec())
+                .unwrap()
+                .with_max_workers(4)
+                .with_scale_down_cooldown(secs(60)),
+        ])
+        .unwrap();
+    // Spot has no capacity: on-demand takes the 3 jobs.
+    spot.script_creates([CreateStep::NoCapacity]);
+    f.manager.tick(gpu_jobs(3));
+    let report = step(&f, secs(1), gpu_jobs(3));
+    assert_eq!(report.provisioned.len(), 3, "{:#?}", report.decisions);
+    report_in(&f, &report);
+    let fallback: Vec<WorkerId> = report.provisioned.iter().map(|w| w.worker_id).collect();
+
+    // Those jobs done, 3 new ones wait while on-demand's workers are idle; spot is back but
+    // on-demand is in its scale-down cooldown: its idle workers serve (nothing new).
+    let report = step(&f, secs(30), gpu_jobs(3));
+    assert!(report.provisioned.is_empty() && report.terminated.is_empty());
+
+    // Past the cooldown, spot takes the demand back: 3 new spot workers, on-demand's idle ones
+    // retire — and both lines say why.
+    let report = step(&f, secs(31), gpu_jobs(3));
+    assert_eq!(report.provisioned.len(), 3, "{:#?}", report.decisions);
+    assert!(report
+        .provisioned
+        .iter()
+        .all(|w| w.provider_id == pid("ec2-spot")));
+    let mut retired: Vec<WorkerId> = report.terminated.iter().map(|t| t.worker_id).collect();
+    retired.sort();
+    let mut expected = fallback.clone();
+    expected.sort();
+    assert_eq!(retired, expected, "{:#?}", report.decisions);
+    assert!(
+        report
+            .decisions
+            .iter()
+            .any(|l| l.starts_with("gpu-ondemand -3: ")
+                && l.ends_with("; recovered gpu-spot takes back 3 job(s) of gpu=a100")),
+        "{:#?}",
+        report.decisions
+    );
+    f.assert_no_leak_of(&[spot, ondemand]);
+}
+
+#[test]
+fn a_takeback_whose_create_fails_leaves_the_fallbacks_workers_serving() {
+    let (f, p) = with_providers(config(), &["ec2-spot", "ec2"]);
+    let (spot, ondemand) = (&p[0], &p[1]);
+    f.manager
+        .set_pools(vec![
+            Pool::new("gpu-spot", pid("ec2-spot"), gpu_spec())
+                .unwrap()
+                .with_priority(10),
+            Pool::new("gpu-ondemand", pid("ec2"), gpu_spec())
+                .unwrap()
+                .with_scale_down_cooldown(secs(1)),
+        ])
+        .unwrap();
+    spot.script_creates([CreateStep::NoCapacity]);
+    f.manager.tick(gpu_jobs(2));
+    let report = step(&f, secs(1), gpu_jobs(2));
+    assert_eq!(report.provisioned.len(), 2);
+    report_in(&f, &report);
+    // Spot's back-off is over, so the plan takes the demand back — but its first create fails
+    // again: on-demand retires nothing (2 jobs would be left without a worker).
+    spot.script_creates([CreateStep::NoCapacity]);
+    let report = step(&f, secs(60), gpu_jobs(2));
+    let plan = report.pools.as_ref().unwrap();
+    assert_eq!(plan.pool("gpu-ondemand").unwrap().retire, 2, "{:#?}", plan);
+    assert!(report.provisioned.is_empty());
+    assert!(report.terminated.is_empty(), "{:#?}", report.decisions);
+    assert!(
+        report.decisions.iter().any(|l| l
+            == "pool gpu-ondemand: keeps 2 idle worker(s) of its takeback: the taker \
+                provisioned only 0 of 2"),
+        "{:#?}",
+        report.decisions
+    );
+    assert_eq!(
+        f.registry
+            .find(&WorkerFilter::new().label(POOL_LABEL, "gpu-ondemand"))
+            .unwrap()
+            .iter()
+            .filter(|w| w.state == WorkerState::Ready)
+            .count(),
+        2
+    );
+    f.assert_no_leak_of(&[spot, ondemand]);
+}
+
+#[test]
 fn the_global_max_caps_every_pool_together() {
     let mut c = config();
     c.max_workers = 3;
@@ -352,6 +451,13 @@ fn an_interruption_drains_the_worker_replaces_it_ahead_and_loses_the_job_at_the_
         }]
     );
     assert_eq!(f.state(&busy), None);
+    // Reported as interrupted: not `Vanished`, which reconcile gives an unannounced loss.
+    let gone: Vec<(WorkerId, TerminationReason)> = report
+        .terminated
+        .iter()
+        .map(|t| (t.worker_id, t.reason))
+        .collect();
+    assert_eq!(gone, vec![(busy, TerminationReason::Interrupted)]);
     assert!(f.manager.interruptions().is_empty());
     assert_eq!(f.state(&replacement), Some(WorkerState::Ready));
     assert!(matches!(

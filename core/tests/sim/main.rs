@@ -8,6 +8,7 @@
 //! - `findings`: what seeded runs showed about the lifecycle manager, replayed;
 //! - `plot`: the timeline and its SVG/HTML picture;
 //! - `pools`: multi-pool scenarios;
+//! - `replicated`: several managers on one lease, the leader paused and killed, many seeds;
 //! - `seeds`: many seeds across the fault scenarios, every invariant after every step.
 //!
 //! A new simulation test goes here as a module.
@@ -19,6 +20,7 @@ mod determinism;
 mod findings;
 mod plot;
 mod pools;
+mod replicated;
 mod seeds;
 
 /// The simulated provider panics on purpose (the manager catches it); without this, every one

@@ -61,9 +61,11 @@ impl WorkerLifecycleManager {
     /// # Errors
     /// Only when the registry fails to answer the deadline queries.
     pub fn run_health_check(&self) -> Result<HealthCheckResult> {
-        let timer = self.metrics.start();
-        let result = self.health_check_inner(&mut Budget::unlimited());
-        self.metrics.health_check_done(timer);
+        let timer = self.metrics.start_health_check();
+        let mut budget = Budget::unlimited();
+        budget.note_first_action = timer.wants_first_action();
+        let result = self.health_check_inner(&mut budget);
+        self.metrics.health_check_done(timer, budget.first_action);
         result
     }
 

@@ -9,7 +9,10 @@
 //! - `retire`: cleanup, drain and terminate (taking workers out of service);
 //! - `destroy_queue`: the `Terminating` workers whose instance must still be destroyed;
 //! - `autoscale`: the scaling target, plan and its execution;
-//! - `pools`: pools, demand, interruption notices, and the scaling step of `tick`;
+//! - `pools`: the pool set (set, add, remove: a removed pool drains);
+//! - `pool_tick`: the pools' scaling step of `tick` (plan from the registry's per-pool counts,
+//!   execution, takebacks) and the single-target path;
+//! - `interruptions`: interruption notices and their deadlines;
 //! - `reconcile`: the registry against what the providers really have.
 //!
 //! [`tick`]: WorkerLifecycleManager::tick
@@ -18,7 +21,10 @@ mod autoscale;
 mod brake;
 mod destroy_queue;
 mod health;
+mod interruptions;
 mod leader;
+mod orphans;
+mod pool_tick;
 mod pools;
 mod providers;
 mod provisioning;
@@ -46,6 +52,7 @@ use crate::metrics::{ManagerView, Metrics, PoolGauges};
 use autoscale::ScalingTarget;
 use brake::Brake;
 use destroy_queue::DestroyQueue;
+use orphans::Orphans;
 use pools::PoolSet;
 use providers::{Backoff, ProviderEntry};
 use provisioning::Ledger;
@@ -85,6 +92,10 @@ struct Budget {
     left: usize,
     used: usize,
     capped: bool,
+    /// Whether to note when the first action starts (for a tick or health check the metrics
+    /// did not time: see `metrics::Timer::Untimed`).
+    note_first_action: bool,
+    first_action: Option<std::time::Instant>,
 }
 
 impl Budget {
@@ -93,6 +104,8 @@ impl Budget {
             left: limit,
             used: 0,
             capped: false,
+            note_first_action: false,
+            first_action: None,
         }
     }
 
@@ -108,6 +121,9 @@ impl Budget {
         }
         self.left -= 1;
         self.used += 1;
+        if self.note_first_action && self.first_action.is_none() {
+            self.first_action = Some(std::time::Instant::now());
+        }
         true
     }
 }
@@ -203,6 +219,8 @@ pub struct WorkerLifecycleManager {
     providers: Arc<RwLock<BTreeMap<ProviderId, ProviderEntry>>>,
     ledger: Arc<Mutex<Ledger>>,
     destroys: Arc<Mutex<DestroyQueue>>,
+    /// Orphan instances whose destroy failed: retried by the ticks.
+    orphans: Mutex<Orphans>,
     backoff: Arc<Mutex<BackoffMap>>,
     schedule: Mutex<Schedule>,
     target: Mutex<Option<ScalingTarget>>,
@@ -216,8 +234,9 @@ pub struct WorkerLifecycleManager {
     ticking: AtomicBool,
     /// The mass-expiry brake's state across health checks.
     brake: Mutex<Brake>,
-    /// The leadership lease: the term this manager acts under, and its trust window.
-    lease: LeaseKeeper,
+    /// The leadership lease: the term this manager acts under, and its trust window (shared
+    /// with the metrics view).
+    lease: Arc<LeaseKeeper>,
     /// Where new worker ids come from (random by default; a simulation seeds it).
     worker_ids: Mutex<Option<provisioning::IdSource>>,
 }
@@ -271,7 +290,9 @@ impl WorkerLifecycleManager {
         let backoff = Arc::new(Mutex::new(BackoffMap::new()));
         let counters = Arc::new(Counters::default());
         let pool_gauges: Arc<Mutex<BTreeMap<String, PoolGauges>>> = Arc::default();
+        let lease = Arc::new(lease);
         let metrics = {
+            let lease = Arc::clone(&lease);
             let metrics_registry = Arc::clone(&registry);
             let (registry, providers, ledger, destroys, backoff, counters, pool_gauges) = (
                 Arc::clone(&registry),
@@ -303,6 +324,7 @@ impl WorkerLifecycleManager {
                         .iter()
                         .map(|(name, g)| (name.clone(), *g))
                         .collect(),
+                    leader: (lease.fence().is_ok(), lease.leader().map_or(0, |l| l.term)),
                 })
             };
             Arc::new(Metrics::new(Arc::clone(&metrics_registry), Box::new(view)))
@@ -313,6 +335,7 @@ impl WorkerLifecycleManager {
             providers,
             ledger,
             destroys,
+            orphans: Mutex::new(Orphans::default()),
             backoff,
             // The manager starts watching now: a first tick long after this is a stall too.
             schedule: Mutex::new(Schedule {
@@ -374,7 +397,7 @@ impl WorkerLifecycleManager {
             return report;
         }
         let _guard = TickGuard(&self.ticking);
-        let timer = self.metrics.start();
+        let timer = self.metrics.start_tick();
         crate::trace::span!(
             "tick",
             pending_jobs = report.pending_jobs,
@@ -382,6 +405,7 @@ impl WorkerLifecycleManager {
         );
         let now = report.at;
         let mut budget = Budget::new(self.config.max_actions_per_tick);
+        budget.note_first_action = timer.wants_first_action();
         // A follower only tries to take or keep the lease; a new leader takes over first.
         if !self.lead(&mut report) {
             return report;
@@ -420,9 +444,13 @@ impl WorkerLifecycleManager {
             return report;
         }
         if health_due {
-            let hc_timer = self.metrics.start();
+            let hc_timer = self.metrics.start_health_check();
+            budget.note_first_action |= hc_timer.wants_first_action();
+            let noted = budget.first_action;
             let hc = self.health_check_inner(&mut budget);
-            self.metrics.health_check_done(hc_timer);
+            // The health check's own first action (none noted before it: it comes first).
+            let first = budget.first_action.filter(|_| noted.is_none());
+            self.metrics.health_check_done(hc_timer, first);
             match hc {
                 Ok(hc) => {
                     report.health_checked = true;
@@ -494,11 +522,15 @@ impl WorkerLifecycleManager {
             }
             Err(e) => report.decisions.push(format!("cleanup failed: {e}")),
         }
+        self.retry_orphans(&mut budget, &mut report);
 
         if !self.still_leading(&mut report) {
             return report;
         }
         self.scale_tick(&demand, &mut budget, &mut report);
+        // The report says whether this manager still leads at the end of the tick: a lease
+        // lost during a provider call (a long pause) must not read as leading.
+        self.still_leading(&mut report);
 
         report.provider_backoff = self.provider_backoff();
         report.actions = budget.used;
@@ -509,7 +541,7 @@ impl WorkerLifecycleManager {
                 self.config.max_actions_per_tick
             ));
         }
-        self.metrics.tick_done(timer);
+        self.metrics.tick_done(timer, budget.first_action);
         crate::trace::tick_report(&report);
         report
     }

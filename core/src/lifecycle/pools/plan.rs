@@ -9,19 +9,28 @@
 //!    could run anywhere does not take the only GPU worker from a GPU job;
 //! 3. existing capacity (idle `Ready`, `Creating`/`Connecting`, provisions in flight) serves
 //!    demand first, in priority order: nothing is provisioned while a satisfying worker is idle
-//!    or on its way;
+//!    or on its way (but see the takeback, 8);
 //! 4. each pool keeps `min_ready` idle workers warm from what is left;
 //! 5. the rest of a requirement goes to the first satisfying pool that **can provide**: a pool
 //!    whose provider backs off, that had no capacity, whose provider is not registered, or that
 //!    is at its `max_workers` is passed over and its share **spills** to the next satisfying
 //!    pool (recorded with the reason); as soon as it can provide again, new demand goes back to
-//!    it (and, demand falling, the lower pools' idle workers are the first retired). A pool in
+//!    it, and what the lower pools' idle workers serve is taken back (8). A pool in
 //!    its scale-up cooldown keeps its demand: a cooldown paces, it is not a failure;
 //! 6. caps in priority order: the pool's cooldown, the global `max_workers` (every registered
 //!    worker and provision in flight, in every pool or none), `max_provision_per_tick`;
 //! 7. a pool that wants nothing retires its idle `Ready` workers beyond what serves demand and
 //!    `min_ready`, honouring its scale-down cooldown, lowest priority first — never a busy
 //!    worker (the count is at most its idle `Ready` workers; the manager picks them).
+//! 8. **takeback**: a pool that can provide takes back, from lower-priority pools, the demand
+//!    their idle `Ready` workers serve: it provisions for it and they retire as many idle
+//!    workers in the same plan (`gpu-ondemand -1: …; recovered gpu-spot takes back 1 job(s)
+//!    of gpu=a100`). Without it a fallback that keeps being reused (jobs finish, new ones
+//!    claim its idle workers) would keep the demand for good. Both sides must be able to act
+//!    now: the taker not blocked, out of its scale-up cooldown and within its, the global
+//!    and the per-tick caps; the giver growing nothing, out of its scale-down cooldown,
+//!    keeping its `min_ready`; never a busy worker. The manager retires a giver's workers only
+//!    for what the taker did provision (a create failing again leaves them serving).
 
 mod decision;
 mod explain;
@@ -328,6 +337,88 @@ pub(crate) fn plan(i: &PlanInputs<'_>) -> PoolPlan {
         d.retire = retire;
     }
 
+    // 8. Takeback: a pool that can provide (again) takes back from lower-priority pools the
+    //    demand their idle workers serve — it provisions for it, they retire as many idle
+    //    workers — so that demand spilled to a fallback returns to the preferred pool even
+    //    while the fallback's workers keep being reused. Only when both sides may act now: the
+    //    taker not blocked, out of its scale-up cooldown and within every cap; the giver
+    //    growing nothing, out of its scale-down cooldown, keeping its `min_ready`, and giving
+    //    only idle `Ready` workers (never a busy one). Lowest-priority givers first.
+    let mut takebacks: Vec<Spill> = Vec::new();
+    let mut given = vec![0usize; n];
+    for p in 0..n {
+        let cooling = fleet[p]
+            .last_scale_up
+            .is_some_and(|last| now < last.saturating_add(millis(pools[p].scale_up_cooldown)));
+        if fleet[p].blocked.is_some() || cooling || decisions[p].retire > 0 {
+            continue;
+        }
+        for q in (p + 1..n).rev() {
+            if pools[q].priority >= pools[p].priority
+                || decisions[q].wanted > 0
+                || decisions[q].provision > 0
+            {
+                continue;
+            }
+            let resting = fleet[q].last_scale_action.is_some_and(|last| {
+                now < last.saturating_add(millis(pools[q].scale_down_cooldown))
+            });
+            if resting {
+                continue;
+            }
+            // The idle workers step 7 kept for demand (it counts idle ones as used first),
+            // less the warm pool, less what is already given back.
+            let kept = used[q].min(fleet[q].ready);
+            let mut givable = (kept - pools[q].min_ready.min(kept)).saturating_sub(given[q]);
+            for k in 0..serves[q].len() {
+                let ri = serves[q][k].requirement;
+                let take = serves[q][k]
+                    .existing
+                    .min(givable)
+                    .min(room[p])
+                    .min(global_room)
+                    .min(tick_left)
+                    .min(retire_left);
+                if take == 0 || !pools[p].satisfies(&reqs[ri]) {
+                    continue;
+                }
+                serves[q][k].existing -= take;
+                let kp = serving(&mut serves, p, ri);
+                serves[p][kp].wanted += take;
+                serves[p][kp].provisioned += take;
+                decisions[p].wanted += take;
+                decisions[p].provision += take;
+                decisions[q].retire += take;
+                given[q] += take;
+                givable -= take;
+                room[p] -= take;
+                global_room -= take;
+                tick_left -= take;
+                retire_left -= take;
+                takebacks.push(Spill {
+                    requirement: ri,
+                    source: pools[q].name.clone(),
+                    target: pools[p].name.clone(),
+                    count: take,
+                    reason: format!("{} can provide", pools[p].name),
+                });
+            }
+            serves[q].retain(|s| s.existing + s.wanted > 0);
+        }
+    }
+    for t in takebacks {
+        let (from, to) = (
+            pools.iter().position(|p| p.name == t.source),
+            pools.iter().position(|p| p.name == t.target),
+        );
+        if let Some(to) = to {
+            decisions[to].taken_back.push(t.clone());
+        }
+        if let Some(from) = from {
+            decisions[from].given_back.push(t);
+        }
+    }
+
     for s in spills {
         let (from, to) = (
             pools.iter().position(|p| p.name == s.source),
@@ -363,5 +454,7 @@ pub(crate) fn plan(i: &PlanInputs<'_>) -> PoolPlan {
     out
 }
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;

@@ -147,6 +147,12 @@ pub struct PoolDecision {
     pub spilled_in: Vec<Spill>,
     /// Demand it passed to other pools.
     pub spilled_out: Vec<Spill>,
+    /// Demand it takes back from lower-priority pools whose idle workers served it, now that
+    /// it can provide (`source`: the pool giving it back; included in `provision`).
+    pub taken_back: Vec<Spill>,
+    /// Demand it gives back to a higher-priority pool that can provide again (`target`: the
+    /// taker); as many of its idle workers are retired (included in `retire`).
+    pub given_back: Vec<Spill>,
     /// What limited it (`scale-up cooldown until …`, `global max_workers 10`, …).
     pub limits: Vec<String>,
     /// One line with its inputs, e.g. `gpu-ondemand +2: demand 3 (3 gpu=a100), ready 1, …;

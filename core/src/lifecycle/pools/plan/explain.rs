@@ -48,6 +48,20 @@ pub(super) fn explain(d: &PoolDecision, reqs: &[Requirement], now: Timestamp) ->
     for s in &d.spilled_out {
         let _ = write!(line, "; {} spilled to {} ({})", s.count, s.target, s.reason);
     }
+    for t in &d.taken_back {
+        let _ = write!(
+            line,
+            "; takes back {} job(s) of {} from {}",
+            t.count, reqs[t.requirement], t.source
+        );
+    }
+    for t in &d.given_back {
+        let _ = write!(
+            line,
+            "; recovered {} takes back {} job(s) of {}",
+            t.target, t.count, reqs[t.requirement]
+        );
+    }
     if !d.limits.is_empty() {
         let _ = write!(line, ", capped by {}", d.limits.join(", "));
     }

@@ -1,8 +1,6 @@
-//! The multi-pool policy, case by case (a table per rule) and by property.
+//! The multi-pool policy, case by case (a table per rule); by property in `proptests.rs`.
 
 use std::time::Duration;
-
-use proptest::prelude::*;
 
 use super::super::demand::Requirement;
 use super::super::pool::POOL_LABEL;
@@ -10,7 +8,7 @@ use super::*;
 use crate::ids::ProviderId;
 use crate::worker::{Architecture, ResourceRequirements, WorkerSpec};
 
-const NOW: Timestamp = 1_700_000_000_000;
+pub(super) const NOW: Timestamp = 1_700_000_000_000;
 
 fn pool(name: &str, priority: i32, spec: WorkerSpec) -> Pool {
     Pool::new(name, ProviderId::new(format!("prov-{name}")).unwrap(), spec)
@@ -61,6 +59,23 @@ fn backed_off(secs: u64) -> PoolFleet {
             until: NOW + secs * 1000,
         }),
         ..PoolFleet::default()
+    }
+}
+
+/// `f` whose last scale action (so its scale-down cooldown, 60 s by default) was `secs` ago.
+fn resting(f: PoolFleet, secs: u64) -> PoolFleet {
+    PoolFleet {
+        last_scale_action: Some(NOW - secs * 1000),
+        ..f
+    }
+}
+
+/// `f` whose last scale-up (so its scale-up cooldown, 10 s by default) was `secs` ago.
+fn grown(f: PoolFleet, secs: u64) -> PoolFleet {
+    PoolFleet {
+        last_scale_up: Some(NOW - secs * 1000),
+        last_scale_action: Some(NOW - secs * 1000),
+        ..f
     }
 }
 
@@ -148,10 +163,11 @@ fn priorities_decide_which_satisfying_pool_grows() {
             vec![("cpu", 1, 0), ("gpu", 0, 0)],
         ),
         (
-            "idle capacity in a lower pool serves before anything new",
+            "idle capacity in a lower pool serves before anything new (while it may not scale \
+             in: else the higher pool takes the demand back, see takeback_*)",
             Case::new(
                 vec![pool("spot", 5, cpu_spec()), pool("ondemand", 0, cpu_spec())],
-                vec![idle(0), idle(3)],
+                vec![idle(0), resting(idle(3), 10)],
                 3,
             ),
             vec![("spot", 0, 0), ("ondemand", 0, 0)],
@@ -354,6 +370,137 @@ fn fallback_spills_and_recovery_takes_it_back() {
 }
 
 #[test]
+fn takeback_returns_a_fallbacks_demand_to_the_recovered_pool() {
+    type Moves = Vec<(&'static str, usize, usize)>;
+    let spot = || pool("gpu-spot", 10, gpu_spec()).with_max_workers(8);
+    let ondemand = || pool("gpu-ondemand", 0, gpu_spec()).with_max_workers(4);
+    let both = || vec![spot(), ondemand()];
+    // On-demand took spot's demand while spot backed off; its 3 workers are idle again
+    // (their jobs done) and 3 new gpu jobs wait. Spot can provide again.
+    let fallback = || resting(idle(3), 600);
+    let busy = |n: usize| PoolFleet {
+        busy: n,
+        registered: n,
+        ..PoolFleet::default()
+    };
+    let cases: Vec<(&str, Case, Moves)> = vec![
+        (
+            "recovered spot takes back all of it; on-demand's idle workers retire",
+            Case::new(both(), vec![idle(0), fallback()], gpu_job(3)),
+            vec![("gpu-spot", 3, 0), ("gpu-ondemand", 0, 3)],
+        ),
+        (
+            "spot still backed off: on-demand keeps serving",
+            Case::new(both(), vec![backed_off(40), fallback()], gpu_job(3)),
+            vec![("gpu-spot", 0, 0), ("gpu-ondemand", 0, 0)],
+        ),
+        (
+            "spot in its scale-up cooldown: not yet",
+            Case::new(both(), vec![grown(idle(0), 5), fallback()], gpu_job(3)),
+            vec![("gpu-spot", 0, 0), ("gpu-ondemand", 0, 0)],
+        ),
+        (
+            "on-demand in its scale-down cooldown: not yet",
+            Case::new(both(), vec![idle(0), resting(idle(3), 30)], gpu_job(3)),
+            vec![("gpu-spot", 0, 0), ("gpu-ondemand", 0, 0)],
+        ),
+        (
+            "never a busy worker: busy on-demand workers stay, new demand goes to spot",
+            Case::new(both(), vec![idle(0), resting(busy(3), 600)], gpu_job(2)),
+            vec![("gpu-spot", 2, 0), ("gpu-ondemand", 0, 0)],
+        ),
+        (
+            "spot's own idle worker serves first; the rest is taken back",
+            Case::new(both(), vec![idle(1), fallback()], gpu_job(3)),
+            vec![("gpu-spot", 2, 0), ("gpu-ondemand", 0, 3)],
+        ),
+        (
+            "as much as spot's max_workers leaves room for",
+            Case::new(
+                vec![spot().with_max_workers(2), ondemand()],
+                vec![idle(0), fallback()],
+                gpu_job(3),
+            ),
+            vec![("gpu-spot", 2, 0), ("gpu-ondemand", 0, 2)],
+        ),
+        (
+            "on-demand keeps its min_ready warm",
+            Case::new(
+                vec![spot(), ondemand().with_min_ready(1)],
+                vec![idle(0), fallback()],
+                gpu_job(2),
+            ),
+            vec![("gpu-spot", 2, 0), ("gpu-ondemand", 0, 2)],
+        ),
+        (
+            "pools of equal priority do not take from each other",
+            Case::new(
+                vec![spot().with_priority(0), ondemand()],
+                vec![idle(0), fallback()],
+                gpu_job(3),
+            ),
+            vec![("gpu-ondemand", 0, 0), ("gpu-spot", 0, 0)],
+        ),
+        (
+            "demand spot does not satisfy stays",
+            Case::new(
+                vec![
+                    spot(),
+                    pool("gpu-zone-b", 0, gpu_spec().with_label("zone", "b")),
+                ],
+                vec![idle(0), fallback()],
+                gpu_job(3).label("zone", "b"),
+            ),
+            vec![("gpu-spot", 0, 0), ("gpu-zone-b", 0, 0)],
+        ),
+    ];
+    for (name, case, expected) in cases {
+        let plan = case.run();
+        assert_eq!(moves(&plan), expected, "{name}: {:#?}", plan.explanation);
+    }
+
+    // The caps: at the global max nothing is taken back (a retirement frees room only once it
+    // is done); per tick, provisions and retirements both count.
+    let mut at_max = Case::new(both(), vec![idle(0), fallback()], gpu_job(3));
+    at_max.max_workers = 3;
+    assert_eq!(
+        moves(&at_max.run()),
+        vec![("gpu-spot", 0, 0), ("gpu-ondemand", 0, 0)]
+    );
+    let mut per_tick = Case::new(both(), vec![idle(0), fallback()], gpu_job(3));
+    per_tick.max_per_tick = 1;
+    assert_eq!(
+        moves(&per_tick.run()),
+        vec![("gpu-spot", 1, 0), ("gpu-ondemand", 0, 1)]
+    );
+
+    // Both lines say it.
+    let plan = Case::new(both(), vec![idle(0), fallback()], gpu_job(3)).run();
+    let (s, o) = (
+        plan.pool("gpu-spot").unwrap(),
+        plan.pool("gpu-ondemand").unwrap(),
+    );
+    assert_eq!(
+        o.explanation,
+        "gpu-ondemand -3: demand 0, ready 3, busy 0, starting 0, in flight 0, total 3/4, min \
+         ready 0, wanted 0; recovered gpu-spot takes back 3 job(s) of gpu=a100"
+    );
+    assert_eq!(
+        s.explanation,
+        "gpu-spot +3: demand 3 (3 gpu=a100), ready 0, busy 0, starting 0, in flight 0, total \
+         0/8, min ready 0, wanted 3; takes back 3 job(s) of gpu=a100 from gpu-ondemand"
+    );
+    assert_eq!((s.taken_back.len(), o.given_back.len()), (1, 1));
+    assert_eq!(s.taken_back[0], o.given_back[0]);
+    assert_eq!(
+        (s.taken_back[0].source.as_str(), s.taken_back[0].count),
+        ("gpu-ondemand", 3)
+    );
+    assert_eq!(s.serves[0].provisioned, 3);
+    assert!(o.serves.is_empty(), "{:?}", o.serves);
+}
+
+#[test]
 fn unschedulable_requirements_name_the_constraint_no_pool_meets() {
     let arm = WorkerSpec {
         architecture: Architecture::Arm64,
@@ -453,167 +600,4 @@ fn warm_pools_and_scale_in_of_idle_workers_only() {
     let plan = Case::new(pools, vec![busy, idle(0)], 0).run();
     assert_eq!(plan.pools[0].retire, 1);
     assert_eq!(plan.pools[1].provision, 1);
-}
-
-// ----- property ----------------------------------------------------------------------------
-
-fn arb_spec() -> impl Strategy<Value = WorkerSpec> {
-    (
-        prop::option::of(prop::sample::select(vec!["a100", "h100"])),
-        prop::bool::ANY,
-        prop::sample::select(vec![Architecture::Amd64, Architecture::Arm64]),
-        prop::sample::select(vec![2.0, 8.0]),
-        0u32..3,
-    )
-        .prop_map(|(gpu, docker, arch, cpu, gpus)| {
-            let mut spec = WorkerSpec::new("img");
-            if let Some(g) = gpu {
-                spec.labels.insert("gpu".into(), g.into());
-            }
-            if docker {
-                spec.capabilities.insert("docker".into());
-            }
-            spec.architecture = arch;
-            spec.resources.cpu_cores = cpu;
-            spec.resources.gpu_count = gpus;
-            spec
-        })
-}
-
-fn arb_requirement() -> impl Strategy<Value = Requirement> {
-    (
-        prop::option::of(prop::sample::select(vec!["a100", "h100", "v100"])),
-        prop::bool::weighted(0.3),
-        prop::option::of(prop::sample::select(vec![
-            Architecture::Amd64,
-            Architecture::Arm64,
-        ])),
-        prop::sample::select(vec![0.0, 2.0, 4.0]),
-        0u32..3,
-        0usize..12,
-    )
-        .prop_map(|(gpu, docker, arch, cpu, gpus, count)| {
-            let mut r = Requirement::new(count);
-            if let Some(g) = gpu {
-                r.labels.insert("gpu".into(), g.into());
-            }
-            if docker {
-                r.capabilities.insert("docker".into());
-            }
-            r.architecture = arch;
-            r.resources.cpu_cores = cpu;
-            r.resources.gpu_count = gpus;
-            r
-        })
-}
-
-fn arb_pool_and_fleet() -> impl Strategy<Value = (Pool, PoolFleet)> {
-    (
-        arb_spec(),
-        0usize..3,
-        0usize..8,
-        -2i32..3,
-        (0usize..4, 0usize..4, 0usize..3, 0usize..3, 0usize..3),
-        0u8..4,
-        prop::option::of(0u64..30),
-        prop::option::of(0u64..90),
-    )
-        .prop_map(
-            |(spec, min_ready, max, priority, counts, block, up, action)| {
-                let (ready, busy, starting, in_flight, draining) = counts;
-                let pool = Pool::new("p", ProviderId::new("p").unwrap(), spec)
-                    .unwrap()
-                    .with_max_workers(max.max(min_ready))
-                    .with_min_ready(min_ready)
-                    .with_priority(priority);
-                let blocked = match block {
-                    0 => Some(PoolBlock::BackedOff {
-                        failures: 1,
-                        until: NOW + 5_000,
-                    }),
-                    1 => Some(PoolBlock::NoCapacity { until: NOW + 1 }),
-                    _ => None,
-                };
-                let fleet = PoolFleet {
-                    ready,
-                    busy,
-                    starting,
-                    in_flight,
-                    registered: ready + busy + starting + draining,
-                    blocked,
-                    last_scale_up: up.map(|s| NOW - s * 1000),
-                    last_scale_action: action.map(|s| NOW - s * 1000),
-                };
-                (pool, fleet)
-            },
-        )
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
-
-    /// Never above a pool's or the global max; never into a pool whose template does not
-    /// satisfy what it serves (nor a blocked one); never a busy worker scaled in.
-    #[test]
-    fn plans_keep_the_three_promises(
-        pools_and_fleet in prop::collection::vec(arb_pool_and_fleet(), 0..5),
-        requirements in prop::collection::vec(arb_requirement(), 0..5),
-        max_workers in 1usize..30,
-        outside in 0usize..5,
-        max_per_tick in 1usize..8,
-    ) {
-        let (mut pools, fleet): (Vec<Pool>, Vec<PoolFleet>) = pools_and_fleet.into_iter().unzip();
-        for (k, p) in pools.iter_mut().enumerate() {
-            p.name = format!("pool-{k}");
-        }
-        let demand = Demand { requirements };
-        let total: usize =
-            fleet.iter().map(|f| f.registered + f.in_flight).sum::<usize>() + outside;
-        let plan = plan(&PlanInputs {
-            now: NOW,
-            pools: &pools,
-            fleet: &fleet,
-            demand: &demand,
-            max_workers,
-            total,
-            max_per_tick,
-        });
-        prop_assert_eq!(plan.pools.len(), pools.len());
-        prop_assert!(plan.provision() <= max_workers.saturating_sub(total));
-        prop_assert!(plan.provision() <= max_per_tick);
-        prop_assert!(plan.pools.iter().map(|d| d.retire).sum::<usize>() <= max_per_tick);
-        for d in &plan.pools {
-            let k = pools.iter().position(|p| p.name == d.pool).unwrap();
-            let (pool, f) = (&pools[k], &fleet[k]);
-            if d.provision > 0 {
-                prop_assert!(f.registered + f.in_flight + d.provision <= pool.max_workers,
-                    "{}", d.explanation);
-                prop_assert!(f.blocked.is_none(), "{}", d.explanation);
-                prop_assert_eq!(d.retire, 0);
-            }
-            prop_assert_eq!(
-                d.serves.iter().map(|s| s.provisioned).sum::<usize>() + d.warm,
-                d.provision
-            );
-            for s in &d.serves {
-                prop_assert!(pool.satisfies(&demand.requirements[s.requirement]),
-                    "{} serves {}", d.pool, demand.requirements[s.requirement]);
-            }
-            prop_assert!(d.retire <= f.ready, "{}", d.explanation);
-        }
-        for u in &plan.unschedulable {
-            let r = &demand.requirements[u.requirement];
-            prop_assert!(pools.iter().all(|p| p.max_workers == 0 || !p.satisfies(r)));
-        }
-        // Demand is accounted for: served (existing or wanted), waiting, or unschedulable.
-        for (ri, r) in demand.requirements.iter().enumerate() {
-            let served: usize = plan.pools.iter().flat_map(|d| &d.serves)
-                .filter(|s| s.requirement == ri).map(|s| s.existing + s.wanted).sum();
-            let waiting: usize = plan.unmet.iter().filter(|u| u.requirement == ri)
-                .map(|u| u.count).sum();
-            let never: usize = plan.unschedulable.iter().filter(|u| u.requirement == ri)
-                .map(|u| u.count).sum();
-            prop_assert_eq!(served + waiting + never, r.count, "requirement {}", ri);
-        }
-    }
 }

@@ -1,7 +1,5 @@
-//! What a simulation run is made of: the [`Scenario`] (serde, JSON files in
-//! `core/examples/scenarios/`) and its parts, plus the built-in scenarios.
-
-use std::time::Duration;
+//! The parts of a [`Scenario`](super::Scenario): distributions, windows, the provider,
+//! agent, workload, host and fault models, variants, pools and job classes.
 
 use serde::{Deserialize, Serialize};
 
@@ -12,7 +10,8 @@ use crate::lifecycle::{
 };
 use crate::worker::{ResourceRequirements, WorkerSpec};
 
-use super::rng::SimRng;
+use super::{non_negative, probability};
+use crate::sim::rng::SimRng;
 
 /// A distribution of durations in seconds. JSON: `{"dist": "log_normal", "median": 20,
 /// "sigma": 0.4}`. Every draw is clamped to `>= 0`.
@@ -74,7 +73,7 @@ impl Dist {
         secs_to_ms(self.sample(rng))
     }
 
-    fn validate(&self, what: &str) -> Result<()> {
+    pub(super) fn validate(&self, what: &str) -> Result<()> {
         let params: Vec<f64> = match *self {
             Dist::Fixed { secs } => vec![secs],
             Dist::Uniform { min, max } => {
@@ -123,7 +122,7 @@ impl Window {
         t_ms >= secs_to_ms(self.start_secs) && t_ms < secs_to_ms(self.end_secs)
     }
 
-    fn validate(&self, what: &str) -> Result<()> {
+    pub(super) fn validate(&self, what: &str) -> Result<()> {
         if !(self.start_secs.is_finite() && self.end_secs.is_finite())
             || self.start_secs < 0.0
             || self.end_secs < self.start_secs
@@ -202,7 +201,7 @@ impl Default for ProviderModel {
 }
 
 impl ProviderModel {
-    fn validate(&self, what: &str) -> Result<()> {
+    pub(super) fn validate(&self, what: &str) -> Result<()> {
         self.boot.validate(&format!("{what}.boot"))?;
         self.slow_boot.validate(&format!("{what}.slow_boot"))?;
         probability(
@@ -473,7 +472,7 @@ impl Default for SimPool {
 }
 
 impl SimPool {
-    fn validate(&self, what: &str) -> Result<()> {
+    pub(super) fn validate(&self, what: &str) -> Result<()> {
         crate::lifecycle::validate_pool_name(&self.name)
             .map_err(|e| Error::invalid(format!("{what}: {e}")))?;
         non_negative(
@@ -525,471 +524,5 @@ impl Default for JobClass {
             requirement: Requirement::new(0),
             weight: 1.0,
         }
-    }
-}
-
-/// One simulation: the manager configuration under test, the worker spec, the provider and
-/// agent models, the workload, the host loop and the faults, plus a seed and a length.
-///
-/// JSON (every field optional, unknown fields refused; the `lifecycle` object is
-/// [`WorkerLifecycleConfig`]'s own serde form, durations in seconds):
-///
-/// ```
-/// use hodei_workers::sim::Scenario;
-/// let s: Scenario = serde_json::from_str(r#"{
-///     "name": "tiny", "seed": 7, "duration_secs": 600,
-///     "lifecycle": {"max_workers": 4, "heartbeat_timeout": 30},
-///     "workload": {"kind": "poisson", "rate_per_minute": 2,
-///                  "duration": {"dist": "fixed", "secs": 30}}
-/// }"#).unwrap();
-/// s.validate().unwrap();
-/// assert_eq!(s.lifecycle.max_workers, 4);
-/// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Scenario {
-    /// Name shown in reports.
-    pub name: String,
-    /// Seed of every random draw of the run.
-    pub seed: u64,
-    /// Simulated length of the run, seconds.
-    pub duration_secs: f64,
-    /// Simulated time per step, seconds (the clock advances by this much; invariants are
-    /// checked after every step).
-    pub step_secs: f64,
-    /// Name of the configuration under test, in reports.
-    pub label: String,
-    /// The manager configuration under test.
-    pub lifecycle: WorkerLifecycleConfig,
-    /// The spec of the workers the autoscaler provisions.
-    pub worker: WorkerSpec,
-    /// An optional second configuration, run side by side on the same workload and seed.
-    pub compare: Option<Variant>,
-    /// The simulated provider.
-    pub provider: ProviderModel,
-    /// The simulated agents.
-    pub agents: AgentModel,
-    /// The jobs.
-    pub workload: Workload,
-    /// The host loop.
-    pub host: HostModel,
-    /// Faults on a schedule.
-    pub faults: Faults,
-    /// Pools: when any is given, the manager scales these (each on its own simulated cloud)
-    /// from the demand by job class, instead of the single `worker` target.
-    pub pools: Vec<SimPool>,
-    /// Kinds of job, drawn per arrival by weight; none: every job needs nothing in particular.
-    pub job_classes: Vec<JobClass>,
-}
-
-impl Default for Scenario {
-    fn default() -> Self {
-        Scenario {
-            name: "default".into(),
-            seed: 1,
-            duration_secs: 4.0 * 3600.0,
-            step_secs: 1.0,
-            label: "config".into(),
-            lifecycle: WorkerLifecycleConfig::default(),
-            worker: WorkerSpec::new("sim-worker").with_idle_timeout(Duration::from_secs(300)),
-            compare: None,
-            provider: ProviderModel::default(),
-            agents: AgentModel::default(),
-            workload: Workload::default(),
-            host: HostModel::default(),
-            faults: Faults::default(),
-            pools: Vec::new(),
-            job_classes: Vec::new(),
-        }
-    }
-}
-
-fn probability(what: &str, p: f64) -> Result<()> {
-    if !(0.0..=1.0).contains(&p) {
-        return Err(Error::invalid(format!(
-            "{what} must be a probability in [0, 1], got {p}"
-        )));
-    }
-    Ok(())
-}
-
-fn non_negative(what: &str, x: f64) -> Result<()> {
-    if !x.is_finite() || x < 0.0 {
-        return Err(Error::invalid(format!(
-            "{what} must be finite and >= 0, got {x}"
-        )));
-    }
-    Ok(())
-}
-
-impl Scenario {
-    /// Checks the scenario for nonsense (and the configurations and specs in it).
-    ///
-    /// # Errors
-    /// [`Error::InvalidArgument`] naming the field: a step outside `[1 ms, 1 h]`, a negative
-    /// or non-finite duration, rate or parameter, a probability outside `[0, 1]`, a window
-    /// that ends before it starts, an invalid lifecycle configuration or worker spec.
-    pub fn validate(&self) -> Result<()> {
-        if !(0.001..=3600.0).contains(&self.step_secs) {
-            return Err(Error::invalid(format!(
-                "step_secs must be in [0.001, 3600], got {}",
-                self.step_secs
-            )));
-        }
-        non_negative("duration_secs", self.duration_secs)?;
-        if self.duration_secs / self.step_secs > 1e9 {
-            return Err(Error::invalid(
-                "duration_secs / step_secs exceeds 1e9 steps",
-            ));
-        }
-        self.lifecycle.validate()?;
-        self.worker.validate()?;
-        if let Some(v) = &self.compare {
-            v.lifecycle.validate()?;
-            if let Some(w) = &v.worker {
-                w.validate()?;
-            }
-            for (k, pool) in v.pools.iter().flatten().enumerate() {
-                pool.validate(&format!("compare.pools[{k}]"))?;
-            }
-        }
-        let mut names = std::collections::BTreeSet::new();
-        for (k, pool) in self.pools.iter().enumerate() {
-            pool.validate(&format!("pools[{k}]"))?;
-            if !names.insert(&pool.name) {
-                return Err(Error::invalid(format!(
-                    "pools: two pools named {}",
-                    pool.name
-                )));
-            }
-        }
-        for (k, class) in self.job_classes.iter().enumerate() {
-            non_negative(&format!("job_classes[{k}].weight"), class.weight)?;
-            class
-                .requirement
-                .validate()
-                .map_err(|e| Error::invalid(format!("job_classes[{k}]: {e}")))?;
-        }
-        if !self.job_classes.is_empty() && self.job_classes.iter().all(|c| c.weight == 0.0) {
-            return Err(Error::invalid("job_classes: every weight is 0"));
-        }
-        self.provider.validate("provider")?;
-        let a = &self.agents;
-        a.connect.validate("agents.connect")?;
-        non_negative("agents.heartbeat_interval_secs", a.heartbeat_interval_secs)?;
-        if a.heartbeat_interval_secs < 0.001 {
-            return Err(Error::invalid(
-                "agents.heartbeat_interval_secs must be at least 0.001",
-            ));
-        }
-        non_negative("agents.heartbeat_jitter_secs", a.heartbeat_jitter_secs)?;
-        probability(
-            "agents.heartbeat_loss_probability",
-            a.heartbeat_loss_probability,
-        )?;
-        non_negative("agents.crash_per_hour", a.crash_per_hour)?;
-        match &self.workload {
-            Workload::Poisson {
-                rate_per_minute,
-                duration,
-                bursts,
-            } => {
-                non_negative("workload.rate_per_minute", *rate_per_minute)?;
-                duration.validate("workload.duration")?;
-                for b in bursts {
-                    Window {
-                        start_secs: b.start_secs,
-                        end_secs: b.end_secs,
-                    }
-                    .validate("workload.bursts")?;
-                    non_negative("workload.bursts.rate_per_minute", b.rate_per_minute)?;
-                }
-            }
-            Workload::Trace { jobs } => {
-                for j in jobs {
-                    non_negative("workload.jobs arrival", j[0])?;
-                    non_negative("workload.jobs duration", j[1])?;
-                }
-            }
-            Workload::TraceFile { path } => {
-                if path.is_empty() {
-                    return Err(Error::invalid("workload.path is empty"));
-                }
-            }
-        }
-        let h = &self.host;
-        if !(0.001..=86_400.0).contains(&h.tick_interval_secs) {
-            return Err(Error::invalid(format!(
-                "host.tick_interval_secs must be in [0.001, 86400], got {}",
-                h.tick_interval_secs
-            )));
-        }
-        non_negative("host.reconcile_interval_secs", h.reconcile_interval_secs)?;
-        non_negative("host.flap_window_secs", h.flap_window_secs)?;
-        let f = &self.faults;
-        for w in &f.provider_outages {
-            w.validate("faults.provider_outages")?;
-        }
-        for w in &f.host_stalls {
-            w.validate("faults.host_stalls")?;
-        }
-        for w in &f.clock_stalls {
-            w.validate("faults.clock_stalls")?;
-        }
-        for p in &f.partitions {
-            p.window().validate("faults.partitions")?;
-            probability("faults.partitions.fraction", p.fraction)?;
-        }
-        Ok(())
-    }
-
-    /// Reads a scenario from JSON and validates it.
-    ///
-    /// # Errors
-    /// [`Error::InvalidArgument`] for malformed JSON, unknown fields or invalid values.
-    pub fn from_json(text: &str) -> Result<Self> {
-        let s: Scenario = serde_json::from_str(text)
-            .map_err(|e| Error::invalid(format!("invalid scenario JSON: {e}")))?;
-        s.validate()?;
-        Ok(s)
-    }
-
-    /// The names of the built-in scenarios: `default` (steady load) and the small fault
-    /// scenarios the tests run over many seeds — among them the multi-pool ones: `gpu_burst`
-    /// (CPU and GPU pools, 30 % of the jobs need a GPU), `spot_outage` (a spot GPU pool without
-    /// capacity for ten minutes falls back to an on-demand pool; compared with "spot only"),
-    /// `interruption_wave` (half, then all, of a spot pool reclaimed with short notice).
-    pub fn builtin_names() -> &'static [&'static str] {
-        &[
-            "default",
-            "provider_outage",
-            "host_stall",
-            "partition",
-            "clock_stall",
-            "flaky",
-            "gpu_burst",
-            "spot_outage",
-            "interruption_wave",
-        ]
-    }
-
-    /// The fault scenarios (small fleets, 30 simulated minutes): what the tests run over many
-    /// seeds.
-    pub fn fault_names() -> &'static [&'static str] {
-        &Self::builtin_names()[1..]
-    }
-
-    /// A built-in scenario by name (see [`builtin_names`](Self::builtin_names)), with `seed`.
-    pub fn builtin(name: &str, seed: u64) -> Option<Scenario> {
-        let mut s = match name {
-            "default" => Scenario::default(),
-            "provider_outage" => {
-                let mut s = Self::small(name);
-                s.faults.provider_outages = vec![Window {
-                    start_secs: 300.0,
-                    end_secs: 900.0,
-                }];
-                s.provider.destroy_failure_probability = 0.05;
-                s
-            }
-            "host_stall" => {
-                let mut s = Self::small(name);
-                s.faults.host_stalls = vec![
-                    Window {
-                        start_secs: 400.0,
-                        end_secs: 580.0,
-                    },
-                    Window {
-                        start_secs: 1200.0,
-                        end_secs: 1230.0,
-                    },
-                ];
-                s
-            }
-            "partition" => {
-                let mut s = Self::small(name);
-                s.faults.partitions = vec![
-                    // Most of the fleet: the brake must hold.
-                    Partition {
-                        start_secs: 400.0,
-                        end_secs: 560.0,
-                        fraction: 0.8,
-                    },
-                    // A minority: those may be declared unhealthy, their jobs requeued.
-                    Partition {
-                        start_secs: 1100.0,
-                        end_secs: 1250.0,
-                        fraction: 0.3,
-                    },
-                ];
-                s
-            }
-            "clock_stall" => {
-                let mut s = Self::small(name);
-                s.faults.clock_stalls = vec![
-                    Window {
-                        start_secs: 300.0,
-                        end_secs: 450.0,
-                    },
-                    Window {
-                        start_secs: 1000.0,
-                        end_secs: 1030.0,
-                    },
-                ];
-                s
-            }
-            "flaky" => {
-                let mut s = Self::small(name);
-                s.provider.create_failure_probability = 0.15;
-                s.provider.destroy_failure_probability = 0.2;
-                s.provider.panic_probability = 0.05;
-                s.provider.vanish_per_hour = 0.5;
-                s.provider.slow_boot_probability = 0.1;
-                s.agents.crash_per_hour = 0.5;
-                s.agents.heartbeat_loss_probability = 0.1;
-                s.host.reconcile_interval_secs = 120.0;
-                s
-            }
-            "gpu_burst" => {
-                let mut s = Self::small(name);
-                s.lifecycle.max_workers = 10;
-                s.pools = vec![
-                    SimPool {
-                        name: "cpu".into(),
-                        min_ready: 1,
-                        max_workers: 6,
-                        scale_up_cooldown_secs: 5.0,
-                        ..SimPool::default()
-                    },
-                    gpu_pool("gpu", 0, 4),
-                ];
-                s.job_classes = vec![
-                    JobClass {
-                        requirement: Requirement::new(0),
-                        weight: 0.7,
-                    },
-                    JobClass {
-                        requirement: Requirement::new(0).label("gpu", "a100"),
-                        weight: 0.3,
-                    },
-                ];
-                s
-            }
-            "spot_outage" => {
-                let mut s = Self::small(name);
-                s.lifecycle.max_workers = 12;
-                let mut spot = gpu_pool("gpu-spot", 10, 9);
-                spot.no_capacity = vec![Window {
-                    start_secs: 300.0,
-                    end_secs: 900.0,
-                }];
-                s.pools = vec![spot.clone(), gpu_pool("gpu-ondemand", 0, 3)];
-                s.job_classes = vec![JobClass {
-                    requirement: Requirement::new(0).label("gpu", "a100"),
-                    weight: 1.0,
-                }];
-                s.compare = Some(Variant {
-                    label: "spot only".into(),
-                    lifecycle: s.lifecycle.clone(),
-                    worker: None,
-                    pools: Some(vec![spot]),
-                });
-                s
-            }
-            "interruption_wave" => {
-                let mut s = Self::small(name);
-                s.lifecycle.max_workers = 10;
-                let mut spot = gpu_pool("spot", 10, 6);
-                spot.labels.clear();
-                spot.interruptions = vec![
-                    InterruptionWave {
-                        at_secs: 700.0,
-                        fraction: 0.5,
-                        notice_secs: 60.0,
-                    },
-                    InterruptionWave {
-                        at_secs: 1300.0,
-                        fraction: 1.0,
-                        notice_secs: 30.0,
-                    },
-                ];
-                let mut ondemand = gpu_pool("ondemand", 0, 4);
-                ondemand.labels.clear();
-                s.pools = vec![spot, ondemand];
-                s
-            }
-            _ => return None,
-        };
-        s.seed = seed;
-        Some(s)
-    }
-
-    /// The common base of the fault scenarios: 30 minutes, up to 6 workers, short timeouts so
-    /// that every mechanism (startup and heartbeat expiry, idle retirement, scale up and down)
-    /// happens several times.
-    fn small(name: &str) -> Scenario {
-        Scenario {
-            name: name.into(),
-            duration_secs: 1800.0,
-            // Two-second steps: fine enough for 10 s heartbeats and 45 s deadlines, and half
-            // the cost of the many seeds the tests run in a debug build.
-            step_secs: 2.0,
-            host: HostModel {
-                tick_interval_secs: 2.0,
-                ..HostModel::default()
-            },
-            lifecycle: WorkerLifecycleConfig {
-                heartbeat_timeout: Duration::from_secs(45),
-                health_check_interval: Duration::from_secs(10),
-                startup_timeout: Duration::from_secs(120),
-                min_ready_workers: 1,
-                max_workers: 6,
-                scale_up_cooldown: Duration::from_secs(5),
-                scale_down_cooldown: Duration::from_secs(60),
-                max_provision_per_tick: 3,
-                ..WorkerLifecycleConfig::default()
-            },
-            worker: WorkerSpec::new("sim-worker")
-                .with_idle_timeout(Duration::from_secs(90))
-                .with_max_lifetime(Duration::from_secs(900)),
-            workload: Workload::Poisson {
-                rate_per_minute: 5.0,
-                duration: Dist::LogNormal {
-                    median: 30.0,
-                    sigma: 0.7,
-                },
-                bursts: vec![Burst {
-                    start_secs: 600.0,
-                    end_secs: 780.0,
-                    rate_per_minute: 20.0,
-                }],
-            },
-            ..Scenario::default()
-        }
-    }
-}
-
-/// A GPU pool for the built-in multi-pool scenarios: workers labelled `gpu=a100` with one GPU.
-fn gpu_pool(name: &str, priority: i32, max_workers: usize) -> SimPool {
-    SimPool {
-        name: name.into(),
-        priority,
-        max_workers,
-        scale_up_cooldown_secs: 5.0,
-        labels: [("gpu".to_owned(), "a100".to_owned())].into(),
-        resources: ResourceRequirements {
-            cpu_cores: 16.0,
-            gpu_count: 1,
-            gpu_type: Some("a100".into()),
-            ..ResourceRequirements::default()
-        },
-        provider: Some(ProviderModel {
-            boot: Dist::LogNormal {
-                median: 40.0,
-                sigma: 0.3,
-            },
-            ..ProviderModel::default()
-        }),
-        ..SimPool::default()
     }
 }

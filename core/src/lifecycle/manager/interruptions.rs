@@ -1,0 +1,157 @@
+//! Interruption notices (DESIGN.md §12): `notify_interruption`, the deadlines a tick reaches,
+//! and the notices a pool's plan counts.
+
+use std::collections::BTreeMap;
+
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::ids::WorkerId;
+use crate::state::WorkerState;
+use crate::worker::{TerminationReason, Worker};
+
+use super::super::pools::POOL_LABEL;
+use super::super::report::TickReport;
+use super::pools::Interruption;
+use super::{Budget, WorkerLifecycleManager};
+
+impl WorkerLifecycleManager {
+    // ----- interruptions ---------------------------------------------------------------------
+
+    /// A notice that `worker_id`'s instance goes away at `deadline` (registry clock): a spot
+    /// reclaim, a node drain. The worker drains at once (it takes no new job; an idle one is
+    /// retired by the next cleanup; a starting one, holding no job, is terminated now). While
+    /// it still runs a job, its pool counts one more job of demand — a replacement that its
+    /// template's requirement describes — so that a worker is provisioned (or kept) ahead of
+    /// the deadline, by priority and with fallback like any demand; it no longer counts
+    /// against its pool's `max_workers` (it still counts against the global one). A job still
+    /// running at the deadline is reported lost by the tick that reaches it, and still counts
+    /// as its pool's demand in that tick (the host requeues it after the tick: its replacement
+    /// is not retired as surplus meanwhile). A worker taken out by the notice — still alive at
+    /// the deadline, or still starting at the notice — is terminated with reason
+    /// [`TerminationReason::Interrupted`] (not `Vanished`, which `reconcile` gives a record
+    /// whose instance disappeared unannounced).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::InvalidTransition`] for a worker already on its way out
+    /// (`Terminating`, `Terminated`).
+    pub fn notify_interruption(&self, worker_id: &WorkerId, deadline: Timestamp) -> Result<Worker> {
+        let w = self
+            .registry
+            .get(worker_id)?
+            .ok_or(Error::NotFound(*worker_id))?;
+        if w.state.is_starting() {
+            self.terminate_worker(worker_id, TerminationReason::Interrupted)?;
+            return self.registry.get(worker_id)?.map_or(Ok(w), Ok);
+        }
+        let drained = self
+            .registry
+            .update_state(worker_id, WorkerState::Draining)?;
+        let pool = w.spec.labels.get(POOL_LABEL).cloned();
+        self.pools
+            .lock()
+            .interruptions
+            .insert(*worker_id, Interruption { deadline, pool });
+        Ok(drained)
+    }
+
+    /// Workers under an interruption notice, with their deadline.
+    pub fn interruptions(&self) -> Vec<(WorkerId, Timestamp)> {
+        self.pools
+            .lock()
+            .interruptions
+            .iter()
+            .map(|(id, i)| (*id, i.deadline))
+            .collect()
+    }
+
+    /// Terminates interrupted workers whose deadline passed (reporting the jobs they still
+    /// held) and forgets notices about workers gone. Returns, per pool, the jobs that need a
+    /// replacement: those still running before their deadline, and those lost now (the host
+    /// requeues them after this tick).
+    pub(super) fn interruptions_due(
+        &self,
+        now: Timestamp,
+        budget: &mut Budget,
+        report: &mut TickReport,
+    ) -> BTreeMap<String, usize> {
+        let notices: Vec<(WorkerId, Interruption)> = self
+            .pools
+            .lock()
+            .interruptions
+            .iter()
+            .map(|(id, i)| (*id, i.clone()))
+            .collect();
+        let mut running = BTreeMap::new();
+        let mut forget = Vec::new();
+        for (id, notice) in notices {
+            let w = match self.registry.get(&id) {
+                Ok(Some(w)) if !w.state.is_terminal() => w,
+                Ok(_) => {
+                    forget.push(id);
+                    continue;
+                }
+                Err(e) => {
+                    report.decisions.push(format!("interruption of {id}: {e}"));
+                    continue;
+                }
+            };
+            if now >= notice.deadline {
+                if !budget.take() {
+                    continue;
+                }
+                match self.terminate_worker(&id, TerminationReason::Interrupted) {
+                    Ok(result) => {
+                        // The host requeues the lost job after this tick: its replacement must
+                        // not be retired as surplus in the meantime.
+                        if let (Some(pool), false) = (&notice.pool, result.lost_jobs.is_empty()) {
+                            *running.entry(pool.clone()).or_insert(0) += result.lost_jobs.len();
+                        }
+                        for lost in &result.lost_jobs {
+                            report.decisions.push(format!(
+                                "interruption deadline of worker {id} reached: job {} lost",
+                                lost.job_id
+                            ));
+                        }
+                        report.lost_jobs.extend(result.lost_jobs);
+                        report.terminated.extend(result.terminated);
+                        report.failed.extend(result.failed);
+                        forget.push(id);
+                    }
+                    Err(e) => report
+                        .decisions
+                        .push(format!("interruption of {id}: terminate failed: {e}")),
+                }
+            } else if w.current_job.is_some() {
+                if let Some(pool) = notice.pool {
+                    *running.entry(pool).or_insert(0) += 1;
+                }
+            }
+        }
+        if !forget.is_empty() {
+            let mut set = self.pools.lock();
+            for id in forget {
+                set.interruptions.remove(&id);
+            }
+        }
+        running
+    }
+
+    /// Per pool, the workers under an interruption notice that are still registered: one
+    /// `get` per notice (O(notices), not the fleet).
+    pub(super) fn interrupted_per_pool(&self) -> Result<BTreeMap<String, usize>> {
+        let notices: Vec<(WorkerId, String)> = self
+            .pools
+            .lock()
+            .interruptions
+            .iter()
+            .filter_map(|(id, i)| i.pool.clone().map(|p| (*id, p)))
+            .collect();
+        let mut out = BTreeMap::new();
+        for (id, pool) in notices {
+            if self.registry.get(&id)?.is_some() {
+                *out.entry(pool).or_insert(0) += 1;
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,385 @@
+//! The pools' scaling step of `tick` (DESIGN.md §12): the plan from the registry's per-pool
+//! counts ([`plan_pools`](WorkerLifecycleManager::plan_pools)), its execution (provisions,
+//! retirements, takebacks backed by the taker's provisions), and the single-target path that
+//! `tick(pending)` keeps.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::clock::Timestamp;
+use crate::error::Result;
+use crate::metrics::PoolGauges;
+use crate::registry::StateCounts;
+use crate::worker::{TerminationReason, Worker};
+
+use super::super::pools::{
+    plan, Demand, PlanInputs, Pool, PoolBlock, PoolDecision, PoolFleet, PoolPlan, Requirement,
+    POOL_LABEL,
+};
+use super::super::provider::ProviderErrorKind;
+use super::super::report::{CleanupResult, ProvisionedWorker, TickReport};
+use super::pools::PoolEntry;
+use super::{Budget, WorkerLifecycleManager};
+
+/// What planning the pools yields: the plan, the idle workers chosen for retirement per pool,
+/// and each pool's registered workers per state.
+type Planned = (
+    PoolPlan,
+    BTreeMap<String, Vec<Worker>>,
+    BTreeMap<String, StateCounts>,
+);
+
+/// The requirement a replacement for a worker of `pool` must meet: what its template offers.
+fn replacement(pool: &Pool, count: usize) -> Requirement {
+    let t = &pool.template;
+    Requirement {
+        labels: t.labels.clone(),
+        capabilities: t.capabilities.clone(),
+        resources: t.resources.clone(),
+        architecture: Some(t.architecture),
+        count,
+    }
+}
+
+impl WorkerLifecycleManager {
+    // ----- planning --------------------------------------------------------------------------
+
+    /// The multi-pool scaling policy for `demand`, without acting on it (see the module
+    /// documentation of the policy: matching by template, priority, fallback, caps,
+    /// unschedulable demand). Without pools, the plan is empty but still lists the demand no
+    /// pool satisfies. Interruption replacements are not included (`tick` adds them).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) for an invalid demand; a
+    /// registry error.
+    pub fn plan_pools(&self, demand: &Demand) -> Result<PoolPlan> {
+        demand.validate()?;
+        Ok(self.plan_pools_inner(demand, &BTreeMap::new())?.0)
+    }
+
+    /// The plan, the idle workers chosen for retirement per pool, and each pool's registered
+    /// workers per state (for the metrics; counted in the same pass as the plan's fleet).
+    fn plan_pools_inner(
+        &self,
+        demand: &Demand,
+        interrupted_running: &BTreeMap<String, usize>,
+    ) -> Result<Planned> {
+        let now = self.registry.now();
+        let entries: Vec<PoolEntry> = self.pools.lock().entries.values().cloned().collect();
+        let pools: Vec<Pool> = entries.iter().map(|e| e.pool.clone()).collect();
+        let mut demand = demand.clone();
+        for entry in &entries {
+            if let Some(&n) = interrupted_running.get(&entry.pool.name) {
+                demand.push(replacement(&entry.pool, n));
+            }
+        }
+        // Per-pool counts maintained by the registry: O(pools), whatever the fleet's size.
+        let by_pool = self.registry.stats()?.by_pool;
+        let interrupted = self.interrupted_per_pool()?;
+        let mut fleet = Vec::with_capacity(entries.len());
+        let mut states = BTreeMap::new();
+        for entry in &entries {
+            let name = entry.pool.name.as_str();
+            let counts = by_pool.get(name).copied().unwrap_or_default();
+            // An interrupted worker is draining: it is none of ready, busy or starting, and no
+            // longer counts against its pool's max (its replacement is demand).
+            let registered = counts
+                .total()
+                .saturating_sub(interrupted.get(name).copied().unwrap_or(0));
+            fleet.push(PoolFleet {
+                ready: counts.ready,
+                busy: counts.busy,
+                starting: counts.starting(),
+                in_flight: entry.in_flight,
+                registered,
+                blocked: self.pool_block(entry, now),
+                last_scale_up: entry.last_scale_up,
+                last_scale_action: entry.last_scale_action,
+            });
+            states.insert(entry.pool.name.clone(), counts);
+        }
+        let total = self.registry.count()? + self.ledger.lock().in_flight.len();
+        let mut plan = plan(&PlanInputs {
+            now,
+            pools: &pools,
+            fleet: &fleet,
+            demand: &demand,
+            max_workers: self.config.max_workers,
+            total,
+            max_per_tick: self.config.max_provision_per_tick,
+        });
+        let mut chosen = BTreeMap::new();
+        for d in &mut plan.pools {
+            if d.retire == 0 {
+                continue;
+            }
+            let workers = self.longest_idle_of(&d.pool, d.retire)?;
+            d.scale_down = workers.iter().map(|w| w.id).collect();
+            chosen.insert(d.pool.clone(), workers);
+        }
+        Ok((plan, chosen, states))
+    }
+
+    /// The `n` longest-idle `Ready` workers of `pool`, longest idle first: the scale-in
+    /// candidates, read only when the plan retires some. Walks the registry's ready index from
+    /// the longest idle end ([`WorkerRegistry::longest_idle`]), doubling the window until `n`
+    /// of the pool's workers are found or the ready workers run out: O(k log fleet) for the
+    /// `k` ready workers idle longer than the chosen ones (at worst every ready worker), never
+    /// a scan of the fleet. A pool-filtered index walk would need a new registry method.
+    ///
+    /// [`WorkerRegistry::longest_idle`]: crate::WorkerRegistry::longest_idle
+    fn longest_idle_of(&self, pool: &str, n: usize) -> Result<Vec<Worker>> {
+        let mut window = n.saturating_mul(4).max(16);
+        loop {
+            let idle = self.registry.longest_idle(window)?;
+            let exhausted = idle.len() < window;
+            let mine: Vec<Worker> = idle
+                .into_iter()
+                .filter(|w| w.spec.labels.get(POOL_LABEL).map(String::as_str) == Some(pool))
+                .take(n)
+                .collect();
+            if mine.len() == n || exhausted {
+                return Ok(mine);
+            }
+            window = window.saturating_mul(4);
+        }
+    }
+
+    fn pool_block(&self, entry: &PoolEntry, now: Timestamp) -> Option<PoolBlock> {
+        if !self.providers.read().contains_key(&entry.pool.provider_id) {
+            return Some(PoolBlock::NoProvider);
+        }
+        let backoff = self
+            .backoff
+            .lock()
+            .get(&entry.pool.provider_id)
+            .filter(|b| b.until > now)
+            .copied()?;
+        Some(match entry.last_failure {
+            Some(ProviderErrorKind::NoCapacity) => PoolBlock::NoCapacity {
+                until: backoff.until,
+            },
+            _ => PoolBlock::BackedOff {
+                failures: backoff.failures,
+                until: backoff.until,
+            },
+        })
+    }
+
+    // ----- the scaling step of tick ----------------------------------------------------------
+
+    /// `tick`'s scaling step: interruption deadlines, then the pools (when any is set) or the
+    /// single scaling target (when one is set; demand its spec does not satisfy is reported
+    /// unschedulable).
+    pub(super) fn scale_tick(&self, demand: &Demand, budget: &mut Budget, report: &mut TickReport) {
+        let now = report.at;
+        let running = self.interruptions_due(now, budget, report);
+        if let Err(e) = demand.validate() {
+            report.decisions.push(format!("demand refused: {e}"));
+            return;
+        }
+        if self.pools.lock().is_empty() {
+            self.target_tick(demand, budget, report);
+            return;
+        }
+        let (plan, mut chosen, states) = match self.plan_pools_inner(demand, &running) {
+            Ok(planned) => planned,
+            Err(e) => {
+                report.decisions.push(format!("pool plan failed: {e}"));
+                return;
+            }
+        };
+        self.store_pool_gauges(&plan, states);
+        // Per giving pool, the takeback retirements backed by a worker its taker did
+        // provision. A taker runs before its givers (plan order: higher priority first).
+        let mut backed: BTreeMap<String, usize> = BTreeMap::new();
+        for d in &plan.pools {
+            let mut candidates = chosen.remove(&d.pool).unwrap_or_default();
+            let given: usize = d.given_back.iter().map(|t| t.count).sum();
+            let ok = backed.remove(&d.pool).unwrap_or(0).min(given);
+            if ok < given {
+                // The taker could not provide after all: these idle workers keep serving.
+                report.decisions.push(format!(
+                    "pool {}: keeps {} idle worker(s) of its takeback: the taker provisioned \
+                     only {ok} of {given}",
+                    d.pool,
+                    given - ok
+                ));
+                candidates.truncate(d.retire - (given - ok));
+            }
+            let provisioned = self.execute_pool(d, &candidates, now, budget, report);
+            // Takebacks come last among a pool's provisions: the ones that succeeded back the
+            // givers' retirements, in the plan's order.
+            let taken: usize = d.taken_back.iter().map(|t| t.count).sum();
+            let mut succeeded = provisioned.saturating_sub(d.provision - taken);
+            for t in &d.taken_back {
+                let n = succeeded.min(t.count);
+                succeeded -= n;
+                *backed.entry(t.source.clone()).or_insert(0) += n;
+            }
+        }
+        let mut lines = plan.explanation.clone();
+        lines.append(&mut report.decisions);
+        report.decisions = lines;
+        report.unschedulable = plan.unschedulable.clone();
+        report.pools = Some(plan);
+    }
+
+    /// Provisions and retires what `d` says for its pool; returns how many workers it did
+    /// provision.
+    fn execute_pool(
+        &self,
+        d: &PoolDecision,
+        candidates: &[Worker],
+        now: Timestamp,
+        budget: &mut Budget,
+        report: &mut TickReport,
+    ) -> usize {
+        let Some(entry) = self.pools.lock().entries.get(&d.pool).cloned() else {
+            return 0; // removed meanwhile
+        };
+        let provider_id = entry.pool.provider_id.clone();
+        let mut provisioned = 0;
+        for _ in 0..d.provision {
+            if !budget.take() {
+                break;
+            }
+            self.with_pool(&d.pool, |e| e.in_flight += 1);
+            let result = self.provision_inner(&provider_id, Arc::clone(&entry.spec));
+            self.with_pool(&d.pool, |e| e.in_flight = e.in_flight.saturating_sub(1));
+            match result {
+                Ok(w) => {
+                    provisioned += 1;
+                    self.with_pool(&d.pool, |e| e.last_failure = None);
+                    report.provisioned.push(ProvisionedWorker {
+                        worker_id: w.id,
+                        provider_id: provider_id.clone(),
+                        resource_id: w.handle.resource_id.clone(),
+                    });
+                }
+                Err((e, failure)) => {
+                    match failure {
+                        Some(f) => {
+                            self.with_pool(&d.pool, |e| e.last_failure = Some(f.kind));
+                            report.decisions.push(format!(
+                                "pool {}: provider {} failed to create a worker ({} in a row, {}): \
+                                 {}; backing off until {} (its demand goes to the next pool)",
+                                d.pool,
+                                f.provider_id,
+                                f.consecutive_failures,
+                                f.kind,
+                                f.error,
+                                f.backoff_until
+                            ));
+                            report.provision_failures.push(f);
+                        }
+                        None => report
+                            .decisions
+                            .push(format!("pool {}: provisioning stopped: {e}", d.pool)),
+                    }
+                    break;
+                }
+            }
+        }
+        if provisioned > 0 {
+            self.with_pool(&d.pool, |e| {
+                e.last_scale_up = Some(now);
+                e.last_scale_action = Some(now);
+            });
+        }
+        let mut retired = Vec::new();
+        let mut cleanup = CleanupResult::default();
+        for w in candidates {
+            if !budget.take() {
+                break;
+            }
+            // Only a worker still idle since it was planned is retired: `retire` checks that
+            // atomically (claimed, or claimed and released meanwhile, it is left alone).
+            if self.retire(w, TerminationReason::ScaledDown, now, &mut cleanup) {
+                retired.push(w.id);
+            }
+        }
+        if !retired.is_empty() {
+            self.with_pool(&d.pool, |e| e.last_scale_action = Some(now));
+            let destroyed = self.destroy_due(Some(&retired), budget);
+            report.terminated.extend(destroyed.terminated);
+            report.failed.extend(destroyed.failed);
+            report.drained.extend(cleanup.drained);
+        }
+        provisioned
+    }
+
+    /// Keeps this tick's per-pool counts for the metrics (`hodei_workers_pool_*`): they
+    /// replace the last tick's, so that a pool gone since is gone from the metrics too. A pool
+    /// removed while this tick planned is left out (its removal forgot it already).
+    fn store_pool_gauges(&self, plan: &PoolPlan, states: BTreeMap<String, StateCounts>) {
+        let set = self.pools.lock();
+        let gauges = states
+            .into_iter()
+            .filter(|(name, _)| set.entries.contains_key(name))
+            .map(|(name, states)| {
+                let demand = plan.pool(&name).map_or(0, |d| d.demand);
+                (name, PoolGauges { states, demand })
+            })
+            .collect();
+        *self.pool_gauges.lock() = gauges;
+    }
+
+    /// The single-target path (`set_scaling_target`), which `tick(pending)` has always taken:
+    /// the jobs the target's spec satisfies are its pending jobs; the others are unschedulable.
+    fn target_tick(&self, demand: &Demand, budget: &mut Budget, report: &mut TickReport) {
+        let Some(target) = self.target.lock().clone() else {
+            return;
+        };
+        // The target seen as a pool, only to match requirements against its spec.
+        let as_pool = Pool {
+            name: "scaling-target".to_owned(),
+            provider_id: target.provider_id.clone(),
+            template: Arc::clone(&target.spec),
+            min_ready: 0,
+            max_workers: usize::MAX,
+            priority: 0,
+            scale_up_cooldown: self.config.scale_up_cooldown,
+            scale_down_cooldown: self.config.scale_down_cooldown,
+        };
+        let mut pending = 0usize;
+        for (i, r) in demand.requirements.iter().enumerate() {
+            if r.count == 0 {
+                continue;
+            }
+            if as_pool.satisfies(r) {
+                pending = pending.saturating_add(r.count);
+            } else {
+                let unschedulable = plan(&PlanInputs {
+                    now: report.at,
+                    pools: std::slice::from_ref(&as_pool),
+                    fleet: &[PoolFleet::default()],
+                    demand: &Demand::from(r.clone()),
+                    max_workers: 0,
+                    total: 0,
+                    max_per_tick: 0,
+                })
+                .unschedulable;
+                for mut u in unschedulable {
+                    u.requirement = i;
+                    u.reason = u
+                        .reason
+                        .replace("no pool offers", "the scaling target's spec does not offer");
+                    report.decisions.push(format!(
+                        "unschedulable: {} job(s) needing {}: {}",
+                        u.count, u.description, u.reason
+                    ));
+                    report.unschedulable.push(u);
+                }
+            }
+        }
+        match self.plan_inner(pending, Some(&target)) {
+            Ok((plan, candidates)) => {
+                self.execute_plan(&plan, &candidates, &target, budget, report);
+                report.decisions.insert(0, plan.explanation.clone());
+                report.scaling = Some(plan);
+            }
+            Err(e) => report.decisions.push(format!("scaling plan failed: {e}")),
+        }
+    }
+}

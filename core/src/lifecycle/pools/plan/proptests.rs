@@ -1,0 +1,191 @@
+//! The multi-pool policy by property: for random pools, fleets and demands, the plan keeps its
+//! promises (see [`plan`]).
+
+use proptest::prelude::*;
+
+use super::super::demand::Requirement;
+use super::tests::NOW;
+use super::*;
+use crate::ids::ProviderId;
+use crate::worker::{Architecture, WorkerSpec};
+fn arb_spec() -> impl Strategy<Value = WorkerSpec> {
+    (
+        prop::option::of(prop::sample::select(vec!["a100", "h100"])),
+        prop::bool::ANY,
+        prop::sample::select(vec![Architecture::Amd64, Architecture::Arm64]),
+        prop::sample::select(vec![2.0, 8.0]),
+        0u32..3,
+    )
+        .prop_map(|(gpu, docker, arch, cpu, gpus)| {
+            let mut spec = WorkerSpec::new("img");
+            if let Some(g) = gpu {
+                spec.labels.insert("gpu".into(), g.into());
+            }
+            if docker {
+                spec.capabilities.insert("docker".into());
+            }
+            spec.architecture = arch;
+            spec.resources.cpu_cores = cpu;
+            spec.resources.gpu_count = gpus;
+            spec
+        })
+}
+
+fn arb_requirement() -> impl Strategy<Value = Requirement> {
+    (
+        prop::option::of(prop::sample::select(vec!["a100", "h100", "v100"])),
+        prop::bool::weighted(0.3),
+        prop::option::of(prop::sample::select(vec![
+            Architecture::Amd64,
+            Architecture::Arm64,
+        ])),
+        prop::sample::select(vec![0.0, 2.0, 4.0]),
+        0u32..3,
+        0usize..12,
+    )
+        .prop_map(|(gpu, docker, arch, cpu, gpus, count)| {
+            let mut r = Requirement::new(count);
+            if let Some(g) = gpu {
+                r.labels.insert("gpu".into(), g.into());
+            }
+            if docker {
+                r.capabilities.insert("docker".into());
+            }
+            r.architecture = arch;
+            r.resources.cpu_cores = cpu;
+            r.resources.gpu_count = gpus;
+            r
+        })
+}
+
+fn arb_pool_and_fleet() -> impl Strategy<Value = (Pool, PoolFleet)> {
+    (
+        arb_spec(),
+        0usize..3,
+        0usize..8,
+        -2i32..3,
+        (0usize..4, 0usize..4, 0usize..3, 0usize..3, 0usize..3),
+        0u8..4,
+        prop::option::of(0u64..30),
+        prop::option::of(0u64..90),
+    )
+        .prop_map(
+            |(spec, min_ready, max, priority, counts, block, up, action)| {
+                let (ready, busy, starting, in_flight, draining) = counts;
+                let pool = Pool::new("p", ProviderId::new("p").unwrap(), spec)
+                    .unwrap()
+                    .with_max_workers(max.max(min_ready))
+                    .with_min_ready(min_ready)
+                    .with_priority(priority);
+                let blocked = match block {
+                    0 => Some(PoolBlock::BackedOff {
+                        failures: 1,
+                        until: NOW + 5_000,
+                    }),
+                    1 => Some(PoolBlock::NoCapacity { until: NOW + 1 }),
+                    _ => None,
+                };
+                let fleet = PoolFleet {
+                    ready,
+                    busy,
+                    starting,
+                    in_flight,
+                    registered: ready + busy + starting + draining,
+                    blocked,
+                    last_scale_up: up.map(|s| NOW - s * 1000),
+                    last_scale_action: action.map(|s| NOW - s * 1000),
+                };
+                (pool, fleet)
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Never above a pool's or the global max; never into a pool whose template does not
+    /// satisfy what it serves (nor a blocked one); never a busy worker scaled in, nor one of a
+    /// pool in its scale-down cooldown or below its warm pool; takebacks only upward in
+    /// priority, to a pool that can provide and satisfies the demand.
+    #[test]
+    fn plans_keep_the_three_promises(
+        pools_and_fleet in prop::collection::vec(arb_pool_and_fleet(), 0..5),
+        requirements in prop::collection::vec(arb_requirement(), 0..5),
+        max_workers in 1usize..30,
+        outside in 0usize..5,
+        max_per_tick in 1usize..8,
+    ) {
+        let (mut pools, fleet): (Vec<Pool>, Vec<PoolFleet>) = pools_and_fleet.into_iter().unzip();
+        for (k, p) in pools.iter_mut().enumerate() {
+            p.name = format!("pool-{k}");
+        }
+        let demand = Demand { requirements };
+        let total: usize =
+            fleet.iter().map(|f| f.registered + f.in_flight).sum::<usize>() + outside;
+        let plan = plan(&PlanInputs {
+            now: NOW,
+            pools: &pools,
+            fleet: &fleet,
+            demand: &demand,
+            max_workers,
+            total,
+            max_per_tick,
+        });
+        prop_assert_eq!(plan.pools.len(), pools.len());
+        prop_assert!(plan.provision() <= max_workers.saturating_sub(total));
+        prop_assert!(plan.provision() <= max_per_tick);
+        prop_assert!(plan.pools.iter().map(|d| d.retire).sum::<usize>() <= max_per_tick);
+        for d in &plan.pools {
+            let k = pools.iter().position(|p| p.name == d.pool).unwrap();
+            let (pool, f) = (&pools[k], &fleet[k]);
+            if d.provision > 0 {
+                prop_assert!(f.registered + f.in_flight + d.provision <= pool.max_workers,
+                    "{}", d.explanation);
+                prop_assert!(f.blocked.is_none(), "{}", d.explanation);
+                prop_assert_eq!(d.retire, 0);
+            }
+            prop_assert_eq!(
+                d.serves.iter().map(|s| s.provisioned).sum::<usize>() + d.warm,
+                d.provision
+            );
+            for s in &d.serves {
+                prop_assert!(pool.satisfies(&demand.requirements[s.requirement]),
+                    "{} serves {}", d.pool, demand.requirements[s.requirement]);
+            }
+            prop_assert!(d.retire <= f.ready, "{}", d.explanation);
+            if d.retire > 0 {
+                // Out of its scale-down cooldown, its warm pool kept (takebacks included).
+                if let Some(last) = f.last_scale_action {
+                    prop_assert!(NOW >= last + millis(pool.scale_down_cooldown),
+                        "{}", d.explanation);
+                }
+                prop_assert!(f.ready - d.retire >= pool.min_ready.min(f.ready),
+                    "{}", d.explanation);
+            }
+            // Takebacks: only by a pool of higher priority that can provide, within what
+            // each side does.
+            prop_assert!(d.given_back.iter().map(|t| t.count).sum::<usize>() <= d.retire);
+            prop_assert!(d.taken_back.iter().map(|t| t.count).sum::<usize>() <= d.provision);
+            for t in &d.given_back {
+                let taker = pools.iter().position(|p| p.name == t.target).unwrap();
+                prop_assert!(pools[taker].priority > pool.priority, "{}", d.explanation);
+                prop_assert!(fleet[taker].blocked.is_none());
+                prop_assert!(pools[taker].satisfies(&demand.requirements[t.requirement]));
+            }
+        }
+        for u in &plan.unschedulable {
+            let r = &demand.requirements[u.requirement];
+            prop_assert!(pools.iter().all(|p| p.max_workers == 0 || !p.satisfies(r)));
+        }
+        // Demand is accounted for: served (existing or wanted), waiting, or unschedulable.
+        for (ri, r) in demand.requirements.iter().enumerate() {
+            let served: usize = plan.pools.iter().flat_map(|d| &d.serves)
+                .filter(|s| s.requirement == ri).map(|s| s.existing + s.wanted).sum();
+            let waiting: usize = plan.unmet.iter().filter(|u| u.requirement == ri)
+                .map(|u| u.count).sum();
+            let never: usize = plan.unschedulable.iter().filter(|u| u.requirement == ri)
+                .map(|u| u.count).sum();
+            prop_assert_eq!(served + waiting + never, r.count, "requirement {}", ri);
+        }
+    }
+}

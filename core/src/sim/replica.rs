@@ -1,0 +1,530 @@
+//! The replicated mode's processes: what each replica (a [`WorkerLifecycleManager`] in its
+//! own simulated process) sees of the shared registry and clouds, and what the simulation
+//! checks there.
+//!
+//! Every replica reaches the registry through a [`ReplicaRegistry`] and each cloud through a
+//! [`ReplicaProvider`]. They model the process: once it is dead (a crash), nothing it does
+//! reaches the world any more (every call fails, as calls from a killed process never arrive);
+//! a fault armed on a call (a crash or a pause *inside* `create_worker` / `destroy_worker`)
+//! strikes after the call took effect and before the process learns the answer. A pause inside
+//! a call lets the world go on meanwhile: the clocks advance and the other replicas tick (one
+//! of them takes the lease over), then the paused call returns.
+//!
+//! And they check, at every call, what no replica may do without holding the lease at the
+//! store (its holder, unexpired on the store's clock): call the provider, or write to the
+//! registry — except publishing `LeaderChanged` (a replica that learns it lost the lease says
+//! so), `ProvisionFailed` / `DestroyFailed` (the outcome of a call it made while it led: the
+//! call happened either way), and unregistering a worker whose instance is gone (the
+//! unregister after a confirmed destroy is not fenced, by design: the instance is gone either
+//! way). And that no worker id
+//! is created twice and no instance is destroyed again after a destroy was confirmed.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::clock::{Clock, ManualClock, Timestamp};
+use crate::error::{Error, Result};
+use crate::events::{EventKind, SubscribeOptions, Subscription};
+use crate::filter::WorkerFilter;
+use crate::ids::{JobId, ProviderId, WorkerId};
+use crate::lifecycle::{
+    Demand, InMemoryLease, Leadership, ProviderError, TickReport, WorkerLifecycleManager,
+    WorkerProvider,
+};
+use crate::registry::{
+    HeartbeatAges, JobTotals, Snapshot, SubscriberDrops, TransitionGuard, Transitioned,
+    WorkerRegistry, WorkerRegistryStats,
+};
+use crate::state::WorkerState;
+use crate::worker::{ProviderType, TerminationReason, Worker, WorkerHandle, WorkerSpec};
+
+use super::check::Rule;
+use super::cloud::Cloud;
+use super::scenario::FaultPoint;
+
+/// One replica process: its name in the lease, its own clock, whether it lives and runs.
+#[derive(Debug)]
+pub(crate) struct Process {
+    pub name: String,
+    /// The replica slot it runs in.
+    pub slot: usize,
+    /// Its own monotonic clock (true time: never stalls with the registry's).
+    pub local: Arc<ManualClock>,
+    alive: AtomicBool,
+    paused: AtomicBool,
+    manager: Mutex<Weak<WorkerLifecycleManager>>,
+}
+
+impl Process {
+    pub(crate) fn new(name: String, slot: usize, local: Arc<ManualClock>) -> Self {
+        Process {
+            name,
+            slot,
+            local,
+            alive: AtomicBool::new(true),
+            paused: AtomicBool::new(false),
+            manager: Mutex::new(Weak::new()),
+        }
+    }
+
+    pub(crate) fn alive(&self) -> bool {
+        self.alive.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn kill(&self) {
+        self.alive.store(false, Ordering::SeqCst);
+    }
+
+    pub(crate) fn paused(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::SeqCst);
+    }
+
+    pub(crate) fn set_manager(&self, manager: &Arc<WorkerLifecycleManager>) {
+        *self.manager.lock() = Arc::downgrade(manager);
+    }
+
+    fn manager(&self) -> Option<Arc<WorkerLifecycleManager>> {
+        self.manager.lock().upgrade()
+    }
+}
+
+/// A crash or pause waiting for the leader's next call of a kind.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Armed {
+    /// Dies inside the call; restarts after this long (ms).
+    Crash { during: FaultPoint, restart_ms: u64 },
+    /// Stops inside the call for this long (ms).
+    Pause { during: FaultPoint, pause_ms: u64 },
+}
+
+impl Armed {
+    fn during(&self) -> FaultPoint {
+        match *self {
+            Armed::Crash { during, .. } | Armed::Pause { during, .. } => during,
+        }
+    }
+}
+
+/// What the world's calls record for the simulation loop.
+#[derive(Debug, Default)]
+pub(crate) struct WorldLog {
+    /// Violations seen inside calls, for the next check.
+    pub notes: Vec<(Rule, String)>,
+    /// Replicas that died inside a call: `(slot, restart after ms)`.
+    pub crashed: Vec<(usize, u64)>,
+    /// Tick reports of the replicas that ticked while another was paused inside a call.
+    pub nested: Vec<(usize, TickReport)>,
+    /// Pauses that struck inside a call.
+    pub pauses: u64,
+    /// The fault waiting for a call, if any.
+    pub armed: Option<Armed>,
+    created: HashSet<WorkerId>,
+    destroyed: HashSet<String>,
+}
+
+/// What the replicas share: the registry clock (the store's), the lease, the clouds, the live
+/// processes, and the log of what happened inside calls.
+#[derive(Debug)]
+pub(crate) struct ReplicaWorld {
+    pub store: Arc<ManualClock>,
+    /// A view of the lease (for reading who holds it).
+    pub lease: InMemoryLease,
+    pub clouds: Vec<Arc<Mutex<Cloud>>>,
+    pub processes: Mutex<Vec<Arc<Process>>>,
+    pub log: Mutex<WorldLog>,
+    /// The host's demand at its last pass (what replicas tick with during a pause).
+    pub demand: Mutex<Demand>,
+    /// The interval between two ticks of a replica, ms.
+    pub tick_ms: u64,
+}
+
+impl ReplicaWorld {
+    /// Whether `name` holds the lease now, as the store sees it.
+    pub(crate) fn holds(&self, name: &str) -> bool {
+        let now = self.store.now();
+        matches!(self.lease.current(), Ok(Some(l)) if l.holder == name && l.expires_at > now)
+    }
+
+    /// The live process holding the lease at the store, if any.
+    pub(crate) fn holder(&self) -> Option<Arc<Process>> {
+        self.processes
+            .lock()
+            .iter()
+            .find(|p| p.alive() && self.holds(&p.name))
+            .cloned()
+    }
+
+    fn note(&self, rule: Rule, detail: String) {
+        self.log.lock().notes.push((rule, detail));
+    }
+
+    fn leader_only(&self, process: &Process, what: &str) {
+        if !self.holds(&process.name) {
+            let leader = match self.lease.current() {
+                Ok(Some(l)) => format!(
+                    "{} holds term {} until {} (now {})",
+                    l.holder,
+                    l.term,
+                    l.expires_at,
+                    self.store.now()
+                ),
+                _ => "nobody holds the lease".to_owned(),
+            };
+            self.note(
+                Rule::LeaderOnly,
+                format!(
+                    "replica {} called {what} without the lease ({leader})",
+                    process.name
+                ),
+            );
+        }
+    }
+
+    fn instance_exists(&self, worker: &WorkerId) -> bool {
+        self.clouds.iter().any(|c| c.lock().has_worker(worker))
+    }
+
+    /// At most one live replica believes it leads; checked after every tick.
+    pub(crate) fn check_one_leader(&self) {
+        let leaders: Vec<String> = self
+            .processes
+            .lock()
+            .iter()
+            .filter(|p| p.alive() && p.manager().is_some_and(|m| m.is_leader()))
+            .map(|p| p.name.clone())
+            .collect();
+        if leaders.len() > 1 {
+            self.note(
+                Rule::OneLeader,
+                format!("replicas {leaders:?} lead at the same time"),
+            );
+        }
+    }
+
+    /// After a provider call of `process` took effect: the armed fault strikes if it aims at
+    /// this kind of call and the process leads. Returns whether the process died.
+    fn after_call(&self, process: &Process, call: FaultPoint) -> bool {
+        let armed = {
+            let mut log = self.log.lock();
+            match log.armed {
+                Some(a) if a.during() == call && self.holds(&process.name) => log.armed.take(),
+                _ => None,
+            }
+        };
+        match armed {
+            Some(Armed::Crash { restart_ms, .. }) => {
+                process.kill();
+                self.log.lock().crashed.push((process.slot, restart_ms));
+                true
+            }
+            Some(Armed::Pause { pause_ms, .. }) => {
+                self.pause_inside(process, pause_ms);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// `process` stops for `pause_ms` inside a call: time passes for everyone (by tick
+    /// intervals), and the other live replicas tick meanwhile.
+    fn pause_inside(&self, process: &Process, pause_ms: u64) {
+        process.set_paused(true);
+        self.log.lock().pauses += 1;
+        let others: Vec<(Arc<Process>, Arc<WorkerLifecycleManager>)> = self
+            .processes
+            .lock()
+            .iter()
+            .filter(|p| p.alive() && !p.paused() && p.slot != process.slot)
+            .filter_map(|p| p.manager().map(|m| (p.clone(), m)))
+            .collect();
+        let demand = self.demand.lock().clone();
+        let mut left = pause_ms;
+        while left > 0 {
+            let step = left.min(self.tick_ms.max(1));
+            left -= step;
+            let by = Duration::from_millis(step);
+            self.store.advance(by);
+            for p in self.processes.lock().iter() {
+                p.local.advance(by);
+            }
+            for (p, m) in &others {
+                if p.alive() {
+                    let report = m.tick(demand.clone());
+                    self.log.lock().nested.push((p.slot, report));
+                }
+            }
+            self.check_one_leader();
+        }
+        process.set_paused(false);
+    }
+}
+
+fn dead_backend(process: &Process) -> Error {
+    Error::Backend(format!("replica {} is dead", process.name))
+}
+
+/// A replica's view of the shared registry (see the module docs).
+#[derive(Debug)]
+pub(crate) struct ReplicaRegistry {
+    pub inner: Arc<dyn WorkerRegistry>,
+    pub process: Arc<Process>,
+    pub world: Arc<ReplicaWorld>,
+}
+
+impl ReplicaRegistry {
+    fn read(&self) -> Result<()> {
+        if self.process.alive() {
+            Ok(())
+        } else {
+            Err(dead_backend(&self.process))
+        }
+    }
+
+    fn write(&self, what: &str) -> Result<()> {
+        self.read()?;
+        self.world.leader_only(&self.process, what);
+        Ok(())
+    }
+}
+
+impl WorkerRegistry for ReplicaRegistry {
+    fn now(&self) -> Timestamp {
+        self.inner.now()
+    }
+    fn register(&self, handle: WorkerHandle, spec: Arc<WorkerSpec>) -> Result<Worker> {
+        self.write("register")?;
+        self.inner.register(handle, spec)
+    }
+    fn unregister(&self, id: &WorkerId, reason: TerminationReason) -> Result<Worker> {
+        self.read()?;
+        // Not fenced by design once the instance is gone (a confirmed destroy).
+        if self.world.instance_exists(id) {
+            self.world
+                .leader_only(&self.process, "unregister (instance alive)");
+        }
+        self.inner.unregister(id, reason)
+    }
+    fn get(&self, id: &WorkerId) -> Result<Option<Worker>> {
+        self.read()?;
+        self.inner.get(id)
+    }
+    fn find(&self, filter: &WorkerFilter) -> Result<Vec<Worker>> {
+        self.read()?;
+        self.inner.find(filter)
+    }
+    fn find_available(&self) -> Result<Vec<Worker>> {
+        self.read()?;
+        self.inner.find_available()
+    }
+    fn find_by_provider(&self, provider_id: &ProviderId) -> Result<Vec<Worker>> {
+        self.read()?;
+        self.inner.find_by_provider(provider_id)
+    }
+    fn update_state(&self, id: &WorkerId, state: WorkerState) -> Result<Worker> {
+        self.write("update_state")?;
+        self.inner.update_state(id, state)
+    }
+    fn heartbeat(&self, id: &WorkerId) -> Result<()> {
+        // Any replica serves its agents' heartbeats.
+        self.read()?;
+        self.inner.heartbeat(id)
+    }
+    fn assign_to_job(&self, id: &WorkerId, job: JobId) -> Result<Worker> {
+        self.read()?;
+        self.inner.assign_to_job(id, job)
+    }
+    fn release_from_job(&self, id: &WorkerId, expected_job: Option<&JobId>) -> Result<JobId> {
+        self.read()?;
+        self.inner.release_from_job(id, expected_job)
+    }
+    fn claim(&self, filter: &WorkerFilter, job: JobId) -> Result<Option<Worker>> {
+        self.read()?;
+        self.inner.claim(filter, job)
+    }
+    fn find_unhealthy(&self, heartbeat_timeout: Duration) -> Result<Vec<Worker>> {
+        self.read()?;
+        self.inner.find_unhealthy(heartbeat_timeout)
+    }
+    fn count_unhealthy(&self, heartbeat_timeout: Duration) -> Result<usize> {
+        self.read()?;
+        self.inner.count_unhealthy(heartbeat_timeout)
+    }
+    fn find_startup_expired(&self, startup_timeout: Duration) -> Result<Vec<Worker>> {
+        self.read()?;
+        self.inner.find_startup_expired(startup_timeout)
+    }
+    fn find_for_termination(&self) -> Result<Vec<(Worker, TerminationReason)>> {
+        self.read()?;
+        self.inner.find_for_termination()
+    }
+    fn grant_grace(&self, since: Timestamp) -> Result<()> {
+        self.write("grant_grace")?;
+        self.inner.grant_grace(since)
+    }
+    fn stats(&self) -> Result<WorkerRegistryStats> {
+        self.read()?;
+        self.inner.stats()
+    }
+    fn count(&self) -> Result<usize> {
+        self.read()?;
+        self.inner.count()
+    }
+    fn subscribe(&self, options: SubscribeOptions) -> Result<Subscription> {
+        self.read()?;
+        self.inner.subscribe(options)
+    }
+    fn publish(&self, kind: EventKind) -> Result<()> {
+        self.read()?;
+        // Allowed without the lease: saying it lost the lease, and reporting the outcome of a
+        // provider call it made while it held the lease (the call happened either way).
+        if !matches!(
+            kind,
+            EventKind::LeaderChanged { .. }
+                | EventKind::ProvisionFailed { .. }
+                | EventKind::DestroyFailed { .. }
+        ) {
+            self.world
+                .leader_only(&self.process, &format!("publish({kind:?})"));
+        }
+        self.inner.publish(kind)
+    }
+    fn snapshot(&self) -> Result<Snapshot> {
+        self.read()?;
+        self.inner.snapshot()
+    }
+    fn transition_if(
+        &self,
+        id: &WorkerId,
+        guard: &TransitionGuard,
+        to: WorkerState,
+    ) -> Result<Option<Transitioned>> {
+        self.write("transition_if")?;
+        self.inner.transition_if(id, guard, to)
+    }
+    fn longest_idle(&self, n: usize) -> Result<Vec<Worker>> {
+        self.read()?;
+        self.inner.longest_idle(n)
+    }
+    fn restore(&self, snapshot: Snapshot) -> Result<()> {
+        self.write("restore")?;
+        self.inner.restore(snapshot)
+    }
+    fn job_totals(&self) -> Result<Option<JobTotals>> {
+        self.read()?;
+        self.inner.job_totals()
+    }
+    fn heartbeat_age_histogram(&self) -> Result<Option<HeartbeatAges>> {
+        self.read()?;
+        self.inner.heartbeat_age_histogram()
+    }
+    fn subscriber_drops(&self) -> Result<Vec<SubscriberDrops>> {
+        self.read()?;
+        self.inner.subscriber_drops()
+    }
+}
+
+/// A replica's view of one simulated cloud (see the module docs).
+pub(crate) struct ReplicaProvider {
+    pub inner: Arc<dyn WorkerProvider>,
+    pub process: Arc<Process>,
+    pub world: Arc<ReplicaWorld>,
+}
+
+impl std::fmt::Debug for ReplicaProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicaProvider")
+            .field("provider", &self.inner.provider_id())
+            .field("process", &self.process.name)
+            .finish()
+    }
+}
+
+impl ReplicaProvider {
+    fn alive(&self) -> std::result::Result<(), ProviderError> {
+        if self.process.alive() {
+            Ok(())
+        } else {
+            Err(ProviderError::new(format!(
+                "replica {} is dead",
+                self.process.name
+            )))
+        }
+    }
+}
+
+impl WorkerProvider for ReplicaProvider {
+    fn provider_id(&self) -> ProviderId {
+        self.inner.provider_id()
+    }
+
+    fn provider_type(&self) -> ProviderType {
+        self.inner.provider_type()
+    }
+
+    fn create_worker(
+        &self,
+        id: WorkerId,
+        spec: &WorkerSpec,
+    ) -> std::result::Result<WorkerHandle, ProviderError> {
+        self.alive()?;
+        self.world.leader_only(&self.process, "create_worker");
+        if !self.world.log.lock().created.insert(id) {
+            self.world.note(
+                Rule::ProviderOnce,
+                format!("replica {} created worker {id} again", self.process.name),
+            );
+        }
+        let result = self.inner.create_worker(id, spec);
+        if self.world.after_call(&self.process, FaultPoint::Create) {
+            return Err(ProviderError::new("killed before the answer arrived"));
+        }
+        result
+    }
+
+    fn destroy_worker(&self, handle: &WorkerHandle) -> std::result::Result<(), ProviderError> {
+        self.alive()?;
+        self.world.leader_only(&self.process, "destroy_worker");
+        if self
+            .world
+            .log
+            .lock()
+            .destroyed
+            .contains(&handle.resource_id)
+        {
+            self.world.note(
+                Rule::ProviderOnce,
+                format!(
+                    "replica {} destroyed instance {} (worker {}) again after a confirmed \
+                     destroy",
+                    self.process.name, handle.resource_id, handle.worker_id
+                ),
+            );
+        }
+        let result = self.inner.destroy_worker(handle);
+        if self.world.after_call(&self.process, FaultPoint::Destroy) {
+            return Err(ProviderError::new("killed before the answer arrived"));
+        }
+        if result.is_ok() {
+            self.world
+                .log
+                .lock()
+                .destroyed
+                .insert(handle.resource_id.clone());
+        }
+        result
+    }
+
+    fn list_workers(&self) -> std::result::Result<Vec<WorkerHandle>, ProviderError> {
+        self.alive()?;
+        self.world.leader_only(&self.process, "list_workers");
+        self.inner.list_workers()
+    }
+}

@@ -1,0 +1,75 @@
+//! The leadership gauges (#14): `hodei_workers_leader` (1 while the manager leads, else 0) and
+//! `hodei_workers_leader_term` (the lease term as the manager last saw it), on a plain manager
+//! and on two replicas trading the lease.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hodei_workers::*;
+
+/// The value of the unlabelled sample `name` in the OpenMetrics text.
+fn value(text: &str, name: &str) -> f64 {
+    assert!(
+        text.contains(&format!("# TYPE {name} gauge")),
+        "{name} is not a gauge:\n{text}"
+    );
+    let line = text
+        .lines()
+        .find(|l| l.split(' ').next() == Some(name))
+        .unwrap_or_else(|| panic!("no sample {name}:\n{text}"));
+    line.rsplit_once(' ').unwrap().1.parse().unwrap()
+}
+
+fn gauges(manager: &WorkerLifecycleManager) -> (f64, f64) {
+    let text = manager.metrics().encode_text();
+    (
+        value(&text, "hodei_workers_leader"),
+        value(&text, "hodei_workers_leader_term"),
+    )
+}
+
+#[test]
+fn a_plain_manager_leads_under_term_1() {
+    let registry = Arc::new(InMemoryWorkerRegistry::with_clock(Arc::new(
+        ManualClock::new(1_000),
+    )));
+    let manager = WorkerLifecycleManager::new(registry, WorkerLifecycleConfig::default()).unwrap();
+    assert_eq!(gauges(&manager), (1.0, 1.0));
+}
+
+#[test]
+fn the_gauges_follow_the_lease_between_replicas() {
+    let store = Arc::new(ManualClock::new(1_000_000));
+    let registry: Arc<dyn WorkerRegistry> =
+        Arc::new(InMemoryWorkerRegistry::with_clock(store.clone()));
+    let lease = InMemoryLease::new(store.clone(), "a", Duration::from_secs(15));
+    let replica = |name: &str| {
+        let local = Arc::new(ManualClock::new(0));
+        let m = WorkerLifecycleManager::with_leadership(
+            registry.clone(),
+            WorkerLifecycleConfig::default(),
+            Arc::new(lease.replica(name)),
+            local.clone(),
+        )
+        .unwrap();
+        (m, local)
+    };
+    let (a, a_clock) = replica("a");
+    let (b, b_clock) = replica("b");
+    // Before any tick nobody leads and no term was seen.
+    assert_eq!(gauges(&a), (0.0, 0.0));
+    assert!(a.tick(0).leading);
+    assert_eq!(gauges(&a), (1.0, 1.0));
+    assert!(!b.tick(0).leading);
+    assert_eq!(gauges(&b), (0.0, 1.0), "b follows and saw term 1");
+
+    // a stops ticking past the ttl: its trust window closes, b takes term 2.
+    for c in [&store, &a_clock, &b_clock] {
+        c.advance(Duration::from_secs(20));
+    }
+    assert_eq!(gauges(&a), (0.0, 1.0), "a's trust window closed");
+    assert!(b.tick(0).leading);
+    assert_eq!(gauges(&b), (1.0, 2.0));
+    assert!(!a.tick(0).leading);
+    assert_eq!(gauges(&a), (0.0, 2.0), "a learnt that b leads under term 2");
+}
