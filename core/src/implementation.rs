@@ -6,11 +6,11 @@
 //! <!-- storage: kept at the level that stays true while the record storage is reworked
 //! (issue 12); its owner updates the details. -->
 //! Records are split over 64 shards chosen by worker id, each behind its own `RwLock`. Each
-//! shard keeps its workers' last heartbeats apart from the records, in a dense *heartbeat
-//! column*: one `AtomicU64` per slot, the slot number kept in the record. Beside the shards,
-//! one mutex guards the registry-wide indexes — ready workers ordered by `(idle_since, id)`,
-//! who holds each job, the startup / idle / lifetime deadline indexes, the drained and
-//! terminal sets — and the counters behind `stats`, so that it is O(1).
+//! worker has a slot in its shard, and the shard keeps its workers' last heartbeats apart from
+//! the records, in a dense *heartbeat column*: one `AtomicU64` per slot. Beside the shards, one
+//! mutex guards the registry-wide indexes — the ready workers by idle time, who holds each job,
+//! the startup / idle / lifetime deadlines, the drained and terminal workers — and the counters
+//! behind `stats`, so that it is O(1).
 //!
 //! # Lock order
 //!
@@ -55,23 +55,25 @@
 //! a key below the horizon (a worker reporting in after a long boot) joins the suspects; the
 //! list is bounded, and past the bound the cache is dropped and the next check rescans.
 //!
-//! Slots are reused through a free list, but a slot is only ever reached through its record
-//! under the shard's lock, so a stale id cannot touch the slot's next occupant: its look-up
-//! fails first. Allocating and releasing slots takes the shard's write lock, which excludes
+//! Slots are reused, but a slot is only ever reached through the worker's id, looked up under
+//! the shard's lock, so a stale id cannot touch the slot's next occupant: its look-up fails
+//! first. Allocating and releasing slots takes the shard's write lock, which excludes
 //! every heartbeat to that shard.
 //!
 //! # Why `claim` re-checks
 //!
-//! `claim` finds candidates in the ready index under the registry-wide mutex, but the record
-//! can only be changed under its shard's write lock, which must be taken *before* the mutex
-//! (the lock order). So it lets go of the mutex, takes the candidate's shard lock, and checks
-//! again that the worker is still `Ready`, without a job, and idle since the same instant (the
-//! index key) — another claimer, a release and re-claim, or a termination may have come in
-//! between. Only then does it take the mutex again, check that the job is not held already,
-//! and assign. A candidate that fails the re-check is skipped for the next one. The walk
-//! takes at most 256 index entries per hold of the mutex, so a filter that matches few of many
-//! ready workers delays other operations by one batch at most; workers sharing one spec `Arc`
-//! are matched by a pointer comparison.
+//! <!-- storage: the candidate search is the part the layout rework (issue 12) changes; the
+//! re-check below stays. -->
+//! `claim` finds its candidate in the ready index, under the registry-wide mutex; but the
+//! record lives under its shard's lock, which the lock order puts *before* the mutex. So
+//! whenever `claim` has to take the shard lock after letting go of the mutex, the world may
+//! have moved in between — another claimer took the worker, it was released and claimed
+//! again, it was terminated. It therefore checks again, under the shard's write lock, that
+//! the worker is still `Ready`, without a job, and idle since the same instant (the index
+//! key), and — under the mutex once more — that no worker holds the job yet. Only then does
+//! it assign; a candidate that fails is skipped for the next one. The search is bounded per
+//! hold of the mutex, so a filter that matches few of many ready workers never holds up the
+//! other operations for long.
 //!
 //! The deadline queries work the same way: the index says who *may* be due, the record under
 //! its own lock says who *is* (an idle worker claimed since the index was read is left out).

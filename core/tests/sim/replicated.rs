@@ -10,7 +10,7 @@
 
 use hodei_workers::sim::{Hooks, Rule, Scenario, SimReport, Simulation};
 
-/// Seeds per replicated scenario: 3 scenarios x 30 = 90 runs.
+/// Seeds per replicated scenario: 4 scenarios x 30 = 120 runs.
 const SEEDS: u64 = 30;
 
 fn seeds_for(name: &str) -> Vec<u64> {
@@ -51,21 +51,23 @@ fn run(name: &str, seed: u64) -> SimReport {
     report
 }
 
-/// Every seed of `name`, clean; checks that the scheduled faults all struck and the fleet
-/// kept working through them.
-fn sweep(name: &str) {
-    let scenario = Scenario::builtin(name, 0).unwrap();
-    let crashes = scenario.replication.leader_crashes.len() as u64;
-    let pauses = scenario.replication.leader_pauses.len() as u64;
+/// Every seed of `name`, clean; checks that the scheduled faults struck (all of them when
+/// `all_strike`: none is scheduled too late to find its call) and the fleet kept working.
+fn sweep(name: &str, all_strike: bool) {
     for seed in seeds_for(name) {
+        let scenario = Scenario::builtin(name, seed).unwrap();
+        let crashes = scenario.replication.leader_crashes.len() as u64;
+        let pauses = scenario.replication.leader_pauses.len() as u64;
         let r = run(name, seed);
-        assert_eq!(
-            (r.replica_crashes, r.replica_pauses),
-            (crashes, pauses),
-            "seed {seed}: every scheduled leader fault strikes\n{r}"
-        );
-        // Every crash, and every pause past the lease, moves the lease.
-        assert!(r.leader_changes > crashes, "seed {seed}\n{r}");
+        if all_strike {
+            assert_eq!(
+                (r.replica_crashes, r.replica_pauses),
+                (crashes, pauses),
+                "seed {seed}: every scheduled leader fault strikes\n{r}"
+            );
+        }
+        // Every crash moves the lease (the first leader counts too).
+        assert!(r.leader_changes > r.replica_crashes, "seed {seed}\n{r}");
         assert!(r.jobs_done > r.jobs_arrived / 2, "seed {seed}\n{r}");
         // Settling ended well inside its bound (30 simulated minutes + at most 15).
         assert!(r.simulated_secs < 1800.0 + 900.0, "seed {seed}\n{r}");
@@ -74,17 +76,24 @@ fn sweep(name: &str) {
 
 #[test]
 fn leader_pause_seeds() {
-    sweep("leader_pause");
+    sweep("leader_pause", true);
 }
 
 #[test]
 fn leader_crash_seeds() {
-    sweep("leader_crash");
+    sweep("leader_crash", true);
 }
 
 #[test]
 fn failover_flaky_seeds() {
-    sweep("failover_flaky");
+    sweep("failover_flaky", true);
+}
+
+/// Every seed another fault schedule. Seeds 50 and 233 found that an orphan whose destroy
+/// failed in the takeover reconcile was left to the host's next reconcile (instance_leak).
+#[test]
+fn failover_random_seeds() {
+    sweep("failover_random", false);
 }
 
 fn rules(r: &SimReport) -> Vec<Rule> {

@@ -269,11 +269,16 @@ impl Replicas {
             .sum()
     }
 
-    /// Workers queued for destruction, over the live processes.
+    /// Workers queued for destruction (records, and orphan instances whose destroy is
+    /// retried), over the live processes.
     pub fn pending_destroys(&self) -> HashSet<WorkerId> {
         self.live()
-            .flat_map(|s| s.manager.pending_destroys())
-            .map(|(id, _, _)| id)
+            .flat_map(|s| {
+                let m = &s.manager;
+                let records = m.pending_destroys().into_iter().map(|(id, _, _)| id);
+                let orphans = m.pending_orphans().into_iter().map(|(id, _, _, _)| id);
+                records.chain(orphans).collect::<Vec<_>>()
+            })
             .collect()
     }
 
