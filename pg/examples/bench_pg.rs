@@ -48,8 +48,10 @@ use postgres::{Client, NoTls};
 const NAME: &str = "bench_pg";
 const BATCH: usize = 1000;
 const CALLERS: usize = 64;
-/// How long each side of the timed-loop rows runs.
+/// How long each side of the timed-loop rows runs in all, in [`ROUNDS`] turns alternating with
+/// the other side (so that a change of the machine's load during the row hits both).
 const PHASE: Duration = Duration::from_secs(8);
+const ROUNDS: u32 = 2;
 
 fn url() -> String {
     std::env::var("HODEI_PG_URL").expect("HODEI_PG_URL (make bench-pg sets it)")
@@ -179,7 +181,7 @@ fn run(n: usize, out: Option<&str>, only: Option<&str>) {
         rows.push(lone(&registry, &mut raw_async, &ids));
     }
     if want("claim") {
-        rows.push(claim_release(&url));
+        rows.push(claim_release());
     }
     if want("stats") {
         rows.push(stats(&registry, &mut raw, n));
@@ -362,7 +364,7 @@ fn threads(ids: &[WorkerId], each: impl Fn(usize) -> Box<dyn FnMut(&WorkerId) + 
         .collect();
     barrier.wait();
     let t = Instant::now();
-    std::thread::sleep(PHASE);
+    std::thread::sleep(PHASE / ROUNDS);
     stop.store(true, Ordering::Relaxed);
     for h in handles {
         h.join().unwrap();
@@ -371,20 +373,24 @@ fn threads(ids: &[WorkerId], each: impl Fn(usize) -> Box<dyn FnMut(&WorkerId) + 
 }
 
 fn callers(registry: &Arc<PostgresWorkerRegistry>, url: &str, ids: &[WorkerId]) -> Row {
-    let ours = threads(ids, |_| {
-        let registry = registry.clone();
-        Box::new(move |id| registry.heartbeat(id).unwrap())
-    });
-    let floor = threads(ids, |_| {
-        let mut c = raw_session(url, true);
-        let stmt = c
-            .prepare("UPDATE heartbeats SET last_heartbeat = $2 WHERE id = $1")
-            .unwrap();
-        let stamp: i64 = i64::MIN + 1_800_000_000_000;
-        Box::new(move |id| {
-            assert_eq!(c.execute(&stmt, &[id.as_uuid(), &stamp]).unwrap(), 1);
-        })
-    });
+    let (mut ours, mut floor) = (0.0, 0.0);
+    for _ in 0..ROUNDS {
+        ours += threads(ids, |_| {
+            let registry = registry.clone();
+            Box::new(move |id| registry.heartbeat(id).unwrap())
+        });
+        floor += threads(ids, |_| {
+            let mut c = raw_session(url, true);
+            let stmt = c
+                .prepare("UPDATE heartbeats SET last_heartbeat = $2 WHERE id = $1")
+                .unwrap();
+            let stamp: i64 = i64::MIN + 1_800_000_000_000;
+            Box::new(move |id| {
+                assert_eq!(c.execute(&stmt, &[id.as_uuid(), &stamp]).unwrap(), 1);
+            })
+        });
+    }
+    let (ours, floor) = (ours / f64::from(ROUNDS), floor / f64::from(ROUNDS));
     println!("{CALLERS} callers: {ours:.0}/s, raw ({CALLERS} connections) {floor:.0}/s");
     Row {
         name: format!(
@@ -467,9 +473,13 @@ fn two_processes(mode: &str) -> f64 {
     total
 }
 
-fn claim_release(_url: &str) -> Row {
-    let ours = two_processes("claim");
-    let floor = two_processes("raw-claim");
+fn claim_release() -> Row {
+    let (mut ours, mut floor) = (0.0, 0.0);
+    for _ in 0..ROUNDS {
+        ours += two_processes("claim");
+        floor += two_processes("raw-claim");
+    }
+    let (ours, floor) = (ours / f64::from(ROUNDS), floor / f64::from(ROUNDS));
     println!("claim+release, 2 processes: {ours:.0} pairs/s, raw {floor:.0} pairs/s");
     Row {
         name: "`claim` + `release_from_job`, 2 processes (pairs/s)".into(),
@@ -531,7 +541,7 @@ fn child(mode: &str, start: u64, tag: &str) {
     }
     let t = Instant::now();
     let mut i = 0;
-    while t.elapsed() < PHASE {
+    while t.elapsed() < PHASE / ROUNDS {
         step(i);
         i += 1;
     }

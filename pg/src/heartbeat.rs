@@ -11,21 +11,29 @@
 //! pays one single-row statement.
 //!
 //! Why per-batch condvars: with one condvar for all, every finished batch woke every waiting
-//! caller (64 threads on 2 cores: most of the CPU went to threads waking up to find that their
-//! answer was not there yet). Now a caller wakes once for its answer, and at most once more to
-//! lead.
+//! caller (64 threads on 2 cores: a thundering herd of threads waking to find their answer not
+//! there yet). Now a caller wakes once for its answer, and at most once more to lead.
+//!
+//! Heartbeats without events run on connections of their own that commit asynchronously
+//! ([`SESSION`]: why, and the one thing it risks).
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use hodei_workers::{Error, Result, WorkerId};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::registry::PostgresWorkerRegistry;
 
-/// Batches in flight at once: two round trips overlap (one batch forms while the other runs),
-/// and batches stay large under load (the database does more per row in a large batch).
-pub(crate) const MAX_BATCHES: usize = 2;
+/// Batches in flight at once. Several round trips overlap, so the database always has a batch
+/// to work on while others travel or wait for their callers; batches still grow under load.
+/// Measured with 64 callers on 2 shared cores (pg/examples/bench_pg.rs, 20k workers, load
+/// 20–40): 1 batch 19k/s, 2: 27–34k/s, 3: 33–40k/s, 4: 41–45k/s, 6: 47–50k/s, 8: 48k/s.
+pub(crate) const MAX_BATCHES: usize = 6;
+
+/// Connections of the heartbeat pool: the coalesced batches, and a couple more for hosts
+/// calling `heartbeat_many` on threads of their own.
+pub(crate) const POOL_SIZE: usize = MAX_BATCHES + 2;
 
 /// The batch callers are joining now.
 #[derive(Debug)]
@@ -130,43 +138,31 @@ impl Coalescer {
     }
 }
 
-/// Heartbeats commit asynchronously (`synchronous_commit = off` for their own transaction
-/// only: `set_config(…, true)` in the statement, reset when its implicit transaction ends): the
-/// commit returns without waiting for the WAL flush, which on a durable server is the whole
-/// cost of a heartbeat (a 64-caller fleet would otherwise be capped at 64 ÷ fsync latency
-/// heartbeats a second, whatever the batching). The price, on a crash of the database server
-/// only: the heartbeats of the last moments before it (at most 3 × `wal_writer_delay`, 600 ms
-/// by default) may be lost, so those workers look that much more silent; a heartbeat is
-/// superseded by the next anyway. Nothing else commits this way: no state change, no event
-/// (heartbeats with `HeartbeatReceived` events, [`MANY_WITH_EVENTS`], commit synchronously,
-/// since a subscriber may already have read an event that a crash would otherwise take back).
-const ASYNC_COMMIT: &str = "SELECT set_config('synchronous_commit', 'off', true)";
+/// The session of the heartbeat connections (the registry's `heartbeat_pool`): heartbeats
+/// commit asynchronously. The commit returns without waiting for the WAL flush, which on a
+/// durable server is the whole cost of a heartbeat (64 callers would otherwise be capped at
+/// 64 ÷ fsync latency heartbeats a second, whatever the batching). The price, on a crash of the
+/// database server only: the heartbeats of the last moments before it (at most 3 ×
+/// `wal_writer_delay`, 600 ms by default) may be lost, so those workers look that much more
+/// silent; a heartbeat is superseded by the next anyway. Nothing else commits this way: no
+/// state change, no event (heartbeats with `HeartbeatReceived` events, [`MANY_WITH_EVENTS`],
+/// run on the registry's main pool and commit synchronously, since a subscriber may already
+/// have read an event that a crash would otherwise take back).
+pub(crate) const SESSION: &str = "SET synchronous_commit = off";
 
 /// One heartbeat (`now` is greatest of the stored and the current time: a heartbeat never
-/// goes back). Updates the narrow table only: a HOT update, no index touched. Asynchronous
-/// commit ([`ASYNC_COMMIT`]).
-static ONE: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "WITH a AS MATERIALIZED ({ASYNC_COMMIT}) \
-         UPDATE heartbeats SET last_heartbeat = greatest(last_heartbeat, now_ms($2)) \
-         FROM a WHERE id = $1"
-    )
-});
+/// goes back). Updates the narrow table only: a HOT update, no index touched.
+const ONE: &str = "UPDATE heartbeats SET last_heartbeat = greatest(last_heartbeat, now_ms($2)) \
+    WHERE id = $1";
 
 /// Many heartbeats (`$1`: distinct ids) in one statement; returns one row: how many were
 /// found, and the ids found only when some were not (usually all are: then no id travels back,
-/// the reply is one short row instead of one row per heartbeat). Asynchronous commit
-/// ([`ASYNC_COMMIT`]).
-static MANY: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "WITH a AS MATERIALIZED ({ASYNC_COMMIT}), t AS MATERIALIZED (SELECT now_ms($2) AS now), \
-         u AS (UPDATE heartbeats h SET last_heartbeat = greatest(h.last_heartbeat, t.now) \
-             FROM a, t, unnest($1::uuid[]) AS x(id) WHERE h.id = x.id RETURNING h.id) \
-         SELECT count(*), \
-             CASE WHEN count(*) < cardinality($1::uuid[]) THEN array_agg(u.id) END \
-         FROM u"
-    )
-});
+/// the reply is one short row instead of one row per heartbeat).
+const MANY: &str = "WITH t AS MATERIALIZED (SELECT now_ms($2) AS now), \
+    u AS (UPDATE heartbeats h SET last_heartbeat = greatest(h.last_heartbeat, t.now) \
+        FROM t, unnest($1::uuid[]) AS x(id) WHERE h.id = x.id RETURNING h.id) \
+    SELECT count(*), CASE WHEN count(*) < cardinality($1::uuid[]) THEN array_agg(u.id) END \
+    FROM u";
 
 /// Many heartbeats and their `HeartbeatReceived` events (while a subscriber of this registry
 /// wants them): one event per heartbeat asked for (`$3`, repeats included), as callers of the
@@ -206,8 +202,8 @@ pub(crate) fn heartbeat_many(
     let unique: BTreeSet<WorkerId> = ids.iter().copied().collect();
     let found: BTreeSet<WorkerId> = if unique.len() == 1 && !events {
         let id = *unique.first().expect("one");
-        let n = registry.run("recording a heartbeat", |conn| {
-            let stmt = conn.prepare(&ONE)?;
+        let n = registry.run_heartbeat("recording a heartbeat", |conn| {
+            let stmt = conn.prepare(ONE)?;
             Ok(conn.client.execute(&stmt, &[id.as_uuid(), &given])?)
         })?;
         if n == 1 {
@@ -219,18 +215,21 @@ pub(crate) fn heartbeat_many(
         let uuids: Vec<uuid::Uuid> = unique.iter().map(|id| *id.as_uuid()).collect();
         let every: Vec<uuid::Uuid> = ids.iter().map(|id| *id.as_uuid()).collect();
         // `None`: every id was found (the usual answer, without a set built from the reply).
-        let found: Option<Vec<uuid::Uuid>> = registry.run("recording heartbeats", |conn| {
-            if events {
+        let found: Option<Vec<uuid::Uuid>> = if events {
+            registry.run("recording heartbeats", |conn| {
                 let stmt = conn.prepare(MANY_WITH_EVENTS)?;
                 let rows = conn.client.query(&stmt, &[&uuids, &given, &every])?;
-                return Ok(Some(rows.iter().map(|r| r.get(0)).collect()));
-            }
-            let stmt = conn.prepare(&MANY)?;
-            let row = conn.client.query_one(&stmt, &[&uuids, &given])?;
-            let n: i64 = row.get(0);
-            Ok((n as usize != uuids.len())
-                .then(|| row.get::<_, Option<Vec<uuid::Uuid>>>(1).unwrap_or_default()))
-        })?;
+                Ok(Some(rows.iter().map(|r| r.get(0)).collect()))
+            })?
+        } else {
+            registry.run_heartbeat("recording heartbeats", |conn| {
+                let stmt = conn.prepare(MANY)?;
+                let row = conn.client.query_one(&stmt, &[&uuids, &given])?;
+                let n: i64 = row.get(0);
+                Ok((n as usize != uuids.len())
+                    .then(|| row.get::<_, Option<Vec<uuid::Uuid>>>(1).unwrap_or_default()))
+            })?
+        };
         match found {
             None => unique,
             Some(found) => found

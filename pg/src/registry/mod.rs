@@ -94,6 +94,10 @@ pub struct PostgresWorkerRegistry {
 /// The shared state of a registry (shared with its subscriptions' sources).
 pub(crate) struct Inner {
     pub pool: Pool,
+    /// The connections of the heartbeat statements (`crate::heartbeat`): their sessions
+    /// commit asynchronously (`synchronous_commit = off`; why, and what it risks, in
+    /// `crate::heartbeat`). Nothing else runs on them.
+    pub heartbeat_pool: Pool,
     /// `None`: the database's clock.
     pub clock: Option<Arc<dyn Clock>>,
     /// For `now()` on the database clock when the database cannot be asked.
@@ -142,9 +146,9 @@ fn parse_config(url: &str) -> Result<postgres::Config> {
 }
 
 impl PostgresWorkerRegistry {
-    /// Connects (a pool of up to 8 connections, opened on demand), applies the migrations
-    /// (safe when replicas start at once) and uses the schema named `name` for this registry.
-    /// Deadlines are judged on the database's clock.
+    /// Connects (a pool of up to 8 connections and one of up to 8 for heartbeats, opened on
+    /// demand), applies the migrations (safe when replicas start at once) and uses the schema
+    /// named `name` for this registry. Deadlines are judged on the database's clock.
     ///
     /// `url` is any libpq connection string, URL (`postgresql://user@host/db`) or `key=value`
     /// (`host=/tmp user=postgres dbname=postgres`).
@@ -185,6 +189,12 @@ impl PostgresWorkerRegistry {
         schema::validate_name(name)?;
         let config = parse_config(url)?;
         let inner = Inner {
+            heartbeat_pool: Pool::with_session(
+                config.clone(),
+                name.to_owned(),
+                crate::heartbeat::POOL_SIZE,
+                crate::heartbeat::SESSION,
+            ),
             pool: Pool::new(config, name.to_owned(), POOL_SIZE),
             clock,
             local: SystemClock::new(),
@@ -244,6 +254,16 @@ impl PostgresWorkerRegistry {
     ) -> Result<T> {
         self.inner.run(doing, &mut op)
     }
+
+    /// As [`run`](Self::run), on a connection of the heartbeat pool (asynchronous commit).
+    pub(crate) fn run_heartbeat<T>(
+        &self,
+        doing: &str,
+        mut op: impl FnMut(&mut Conn) -> Step<T>,
+    ) -> Result<T> {
+        self.inner
+            .run_on(&self.inner.heartbeat_pool, doing, &mut op)
+    }
 }
 
 impl Inner {
@@ -252,8 +272,17 @@ impl Inner {
         doing: &str,
         op: &mut dyn FnMut(&mut Conn) -> Step<T>,
     ) -> Result<T> {
+        self.run_on(&self.pool, doing, op)
+    }
+
+    fn run_on<T>(
+        &self,
+        pool: &Pool,
+        doing: &str,
+        op: &mut dyn FnMut(&mut Conn) -> Step<T>,
+    ) -> Result<T> {
         guard(|| {
-            let mut conn = self.pool.get()?;
+            let mut conn = pool.get()?;
             let mut attempt = 0;
             loop {
                 match op(&mut conn) {
