@@ -13,48 +13,16 @@ use hodei_workers::sim::{Hooks, Rule, Scenario, SimReport, Simulation};
 /// Seeds per replicated scenario: 4 scenarios x 30 = 120 runs.
 const SEEDS: u64 = 30;
 
-fn seeds_for(name: &str) -> Vec<u64> {
-    if let Ok(only) = std::env::var("SIM_SCENARIO") {
-        if only != name {
-            return Vec::new();
-        }
-    }
-    if let Ok(seed) = std::env::var("SIM_SEED") {
-        return vec![seed.parse().expect("SIM_SEED must be an unsigned integer")];
-    }
-    let n = std::env::var("SIM_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(SEEDS);
-    (1..=n).collect()
-}
-
 fn run(name: &str, seed: u64) -> SimReport {
-    crate::quiet_sim_panics();
     let scenario = Scenario::builtin(name, seed).expect("a built-in replicated scenario");
     assert!(scenario.replication.enabled());
-    let report = Simulation::new(&scenario, None)
-        .expect("valid scenario")
-        .run();
-    if std::env::var("SIM_SEED").is_ok() {
-        println!("{report}");
-    }
-    if report.violations_total > 0 {
-        panic!(
-            "scenario {name} seed {seed}: {} invariant violation(s)\n{report}\nreplay with:\n  \
-             SIM_SCENARIO={name} SIM_SEED={seed} cargo test -p hodei-workers --features sim --test sim \
-             replicated:: -- --nocapture\n  cargo run --release -p hodei-workers --features sim --example \
-             simulate -- --builtin {name} --seed {seed}",
-            report.violations_total
-        );
-    }
-    report
+    crate::run_clean(&scenario, "replicated")
 }
 
 /// Every seed of `name`, clean; checks that the scheduled faults struck (all of them when
 /// `all_strike`: none is scheduled too late to find its call) and the fleet kept working.
 fn sweep(name: &str, all_strike: bool) {
-    for seed in seeds_for(name) {
+    for seed in crate::seeds_for(name, SEEDS) {
         let scenario = Scenario::builtin(name, seed).unwrap();
         let crashes = scenario.replication.leader_crashes.len() as u64;
         let pauses = scenario.replication.leader_pauses.len() as u64;

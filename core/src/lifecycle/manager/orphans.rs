@@ -19,7 +19,6 @@ use crate::ids::{ProviderId, WorkerId};
 use crate::worker::WorkerHandle;
 
 use super::super::config::backoff_delay;
-use super::super::provider::{guarded, ProviderError};
 use super::super::report::{DestroyFailure, TickReport};
 use super::{bump, Budget, WorkerLifecycleManager};
 
@@ -37,6 +36,19 @@ pub(super) struct Orphans {
     entries: BTreeMap<(ProviderId, String), OrphanEntry>,
 }
 
+impl Orphans {
+    /// The entry of `handle`, a new one (no attempt yet, due at `now`) if it has none.
+    fn entry(&mut self, handle: &WorkerHandle, now: Timestamp) -> &mut OrphanEntry {
+        self.entries
+            .entry(key(handle))
+            .or_insert_with(|| OrphanEntry {
+                handle: handle.clone(),
+                attempts: 0,
+                next_at: now,
+            })
+    }
+}
+
 fn key(handle: &WorkerHandle) -> (ProviderId, String) {
     (handle.provider_id.clone(), handle.resource_id.clone())
 }
@@ -50,14 +62,7 @@ impl WorkerLifecycleManager {
         now: Timestamp,
     ) -> (u32, Timestamp) {
         let mut orphans = self.orphans.lock();
-        let entry = orphans
-            .entries
-            .entry(key(handle))
-            .or_insert_with(|| OrphanEntry {
-                handle: handle.clone(),
-                attempts: 0,
-                next_at: now,
-            });
+        let entry = orphans.entry(handle, now);
         entry.attempts = entry.attempts.saturating_add(1);
         let delay = backoff_delay(
             self.config.destroy_retry_initial,
@@ -73,15 +78,7 @@ impl WorkerLifecycleManager {
     /// another replica take the lease meanwhile, the renewal that says so forgets it: it is
     /// the new leader's (its takeover reconcile destroys it), never destroyed by both.
     pub(super) fn remember_orphan(&self, handle: &WorkerHandle, now: Timestamp) {
-        self.orphans
-            .lock()
-            .entries
-            .entry(key(handle))
-            .or_insert_with(|| OrphanEntry {
-                handle: handle.clone(),
-                attempts: 0,
-                next_at: now,
-            });
+        self.orphans.lock().entry(handle, now);
     }
 
     /// The orphan `handle` is gone (destroyed, or the provider does not know it).
@@ -115,15 +112,7 @@ impl WorkerLifecycleManager {
                 self.orphan_gone(handle);
                 continue;
             }
-            let provider = self.provider(&handle.provider_id);
-            let outcome = match &provider {
-                Some(p) => guarded("destroy_worker", || p.provider.destroy_worker(handle)),
-                None => Err(ProviderError::new(format!(
-                    "provider {} is not registered",
-                    handle.provider_id
-                ))),
-            };
-            drop(provider);
+            let outcome = self.destroy_with_provider(handle);
             match outcome {
                 Ok(()) => {
                     self.orphan_gone(handle);
