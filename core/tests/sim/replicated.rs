@@ -143,3 +143,13 @@ fn a_single_manager_run_does_not_settle() {
         (0, 0, 0)
     );
 }
+
+/// Seed 906: a takeover whose tick then lost its trust window (a pause inside the takeover
+/// reconcile's destroy) reports `leading == false`, but its grace was granted all the same: the
+/// checker must date the grace from that tick, not from the next leading one (it once did, and
+/// flagged a legitimate expiry as early).
+#[test]
+fn a_takeover_tick_that_loses_its_trust_window_still_granted_its_grace() {
+    let r = run("failover_random", 906);
+    assert!(r.replica_pauses > 0, "{r}");
+}

@@ -13,7 +13,10 @@
 //! - `pool_tick`: the pools' scaling step of `tick` (plan from the registry's per-pool counts,
 //!   execution, takebacks) and the single-target path;
 //! - `interruptions`: interruption notices and their deadlines;
-//! - `reconcile`: the registry against what the providers really have.
+//! - `reconcile`: the registry against what the providers really have;
+//! - `orphans`: orphan instances whose destroy failed (or that a fenced create left), destroyed
+//!   again by the leader's ticks;
+//! - `leader`: the leadership lease as the manager uses it (takeover, follower, fence).
 //!
 //! [`tick`]: WorkerLifecycleManager::tick
 
