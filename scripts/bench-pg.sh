@@ -16,7 +16,7 @@ dir=$(echo "$HODEI_PG_URL" | sed -n 's/.*host=\([^ ]*\).*/\1/p')
 as_owner() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 as_owner "$bin/psql" -X -q -h "$dir" -U postgres -d postgres -c "ALTER SYSTEM SET fsync = on" \
     -c "ALTER SYSTEM SET full_page_writes = on" -c "ALTER SYSTEM SET shared_buffers = '1GB'" \
-    -c "ALTER SYSTEM SET max_wal_size = '4GB'"
+    -c "ALTER SYSTEM SET max_wal_size = '1GB'"
 "$here/pg-tmp.sh" restart "$dir"
 # The restart above was `-m immediate`: make everything written so far durable before measuring.
 as_owner "$bin/psql" -X -q -h "$dir" -U postgres -d postgres -c "CHECKPOINT"

@@ -20,13 +20,15 @@
 //!   ANALYZE` and the grace floor that `restore` sets is put back to the beginning of time (a
 //!   long-running fleet, not one just restored).
 //! - **heartbeat_many** in batches of 1,000 over the whole fleet vs the raw `UPDATE heartbeats
-//!   … FROM unnest($ids)` of the same batches; alternating blocks of 100 batches each. The raw
+//!   … FROM unnest($ids)` of the same batches; alternating blocks of 10 batches each. The raw
 //!   heartbeat floors (this row and the next two) run with `synchronous_commit = off`, as the
 //!   registry's heartbeats commit.
 //! - **64 callers**: 64 threads calling `heartbeat` on distinct workers (the registry coalesces
 //!   them) vs 64 threads each with its own connection running the raw single-row `UPDATE`.
 //! - **lone heartbeat**: one thread, `heartbeat` vs the raw single-row `UPDATE`; alternating
-//!   blocks of 500.
+//!   blocks of 100 (60 each).
+//!
+//! The alternating rows report the median rate of their blocks (see `alternate`).
 //! - **claim + release**: 2 OS processes (this program with `--child`), each its own registry,
 //!   `claim` then `release_from_job` (synchronous commit) vs the raw pair: an `UPDATE … WHERE id
 //!   = (SELECT … FOR UPDATE SKIP LOCKED)` and an `UPDATE` back to ready, on the same table.
@@ -279,22 +281,29 @@ fn fill(registry: &PostgresWorkerRegistry, n: usize) -> (Vec<WorkerId>, f64) {
 }
 
 /// Runs `ours` and `raw` in alternating blocks until each has had `blocks` turns; returns the
-/// (items, seconds) of each side.
+/// median rate (items per second) of each side's blocks. Short blocks, interleaved, and the
+/// median: a burst of load from elsewhere on the shared machine spoils a few blocks of either
+/// side instead of one side's total.
 fn alternate(
     blocks: usize,
     mut ours: impl FnMut(usize) -> usize,
     mut raw: impl FnMut(usize) -> usize,
 ) -> (f64, f64) {
-    let (mut on, mut ot, mut rn, mut rt) = (0usize, 0f64, 0usize, 0f64);
+    let (mut o, mut r) = (Vec::new(), Vec::new());
     for b in 0..blocks {
         let t = Instant::now();
-        on += ours(b);
-        ot += t.elapsed().as_secs_f64();
+        let n = ours(b);
+        o.push(n as f64 / t.elapsed().as_secs_f64());
         let t = Instant::now();
-        rn += raw(b);
-        rt += t.elapsed().as_secs_f64();
+        let n = raw(b);
+        r.push(n as f64 / t.elapsed().as_secs_f64());
     }
-    (on as f64 / ot, rn as f64 / rt)
+    (median(o), median(r))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 fn heartbeat_many(registry: &PostgresWorkerRegistry, raw: &mut Client, ids: &[WorkerId]) -> Row {
@@ -305,7 +314,7 @@ fn heartbeat_many(registry: &PostgresWorkerRegistry, raw: &mut Client, ids: &[Wo
         )
         .unwrap();
     let chunks: Vec<&[WorkerId]> = ids.chunks(BATCH).collect();
-    let per_block = 100;
+    let per_block = 10;
     let blocks = chunks.len().div_ceil(per_block);
     let stamp: i64 = i64::MIN + 1_800_000_000_000;
     let (ours, floor) = alternate(
@@ -410,8 +419,8 @@ fn lone(registry: &PostgresWorkerRegistry, raw: &mut Client, ids: &[WorkerId]) -
         .prepare("UPDATE heartbeats SET last_heartbeat = $2 WHERE id = $1")
         .unwrap();
     let stamp: i64 = i64::MIN + 1_800_000_000_000;
-    let block = 500;
-    let blocks = 16.min(ids.len() / block).max(1);
+    let block = 100;
+    let blocks = 60.min(ids.len() / block).max(1);
     let (ours, floor) = alternate(
         blocks,
         |b| {
