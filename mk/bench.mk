@@ -8,6 +8,8 @@
 #   make bench-c                   heartbeat through the C ABI (bench/c/heartbeat.c)
 #   make bench-python              the Python module vs a plain-Python registry (10k, 100k)
 #   make bench-report              the table again from the last run
+#   make bench-pg                  the PostgreSQL registry at 1M workers beside the raw floor, in
+#                                  its own throwaway server (BENCHMARKS.md, PostgreSQL section)
 #   make bench BENCH_SIZES=10k     a quick pass on the small fleet only
 #
 # One run's results only: `bench` removes the previous run's criterion data and extra results
@@ -31,6 +33,7 @@ bench: bench-clean
 	$(MAKE) --no-print-directory bench-rust
 	$(MAKE) --no-print-directory bench-c
 	$(MAKE) --no-print-directory bench-python
+	$(MAKE) --no-print-directory bench-pg
 	@echo "load after the run: $$(cat /proc/loadavg 2>/dev/null)" | tee -a $(BENCH_OUT)/load.txt
 	@$(MAKE) --no-print-directory bench-report
 
@@ -56,3 +59,15 @@ bench-python:
 
 bench-report:
 	$(PYTHON) bench/report.py target | tee $(BENCH_OUT)/report.md
+
+# The PostgreSQL registry (pg/examples/bench_pg.rs): always its own throwaway server (never the
+# one HODEI_PG_URL names: the bench changes server settings, see scripts/bench-pg.sh), 1M
+# workers, each row beside the same work done by raw statements in the same run. About 4
+# minutes. The table goes to $(BENCH_OUT)/pg.md (and pg.json).
+BENCH_PG_WORKERS ?= 1000000
+.PHONY: bench-pg
+bench-pg:
+	@mkdir -p $(BENCH_OUT)
+	$(CARGO) build --release -p hodei-workers-postgres --example bench_pg
+	env -u HODEI_PG_URL scripts/pg-tmp.sh run scripts/bench-pg.sh \
+	  target/release/examples/bench_pg --workers $(BENCH_PG_WORKERS) --out $(BENCH_OUT)/pg.json

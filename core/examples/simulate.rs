@@ -135,7 +135,7 @@ fn main() -> ExitCode {
         (Some(path), None) => load(path),
         (None, name) => {
             let name = name.as_deref().unwrap_or("default");
-            Scenario::builtin(name, 1).ok_or_else(|| {
+            Scenario::builtin(name, args.seed.unwrap_or(1)).ok_or_else(|| {
                 format!(
                     "unknown built-in scenario {name:?}; known: {}",
                     Scenario::builtin_names().join(", ")

@@ -73,8 +73,9 @@
 //!
 //! # Claiming
 //!
-//! [`claim`](WorkerRegistry::claim) picks a `Ready` worker that matches a filter — the one idle
-//! longest — and assigns the job to it in one atomic step: two schedulers claiming at once
+//! [`claim`](WorkerRegistry::claim) picks a `Ready` worker that matches a filter — the most
+//! recently idle one, so that surplus workers idle out — and assigns the job to it in one
+//! atomic step: two schedulers claiming at once
 //! never get the same worker, and a job is never held twice
 //! ([`Error::JobAlreadyAssigned`]). `Ok(None)` says no worker matches now.
 //! [`release_from_job`](WorkerRegistry::release_from_job) hands the job back (with the job
@@ -114,7 +115,7 @@
 //! ([`SystemClock`], monotonic, in production; [`ManualClock`] in tests):
 //!
 //! - silent longer than a timeout: [`find_unhealthy`](WorkerRegistry::find_unhealthy)
-//!   (`Ready`, `Busy`, `Draining` workers; reporting in counts as a heartbeat);
+//!   (`Connecting`, `Ready`, `Busy`, `Draining` workers; reporting in counts as a heartbeat);
 //! - still `Creating`/`Connecting` too long after registration:
 //!   [`find_startup_expired`](WorkerRegistry::find_startup_expired);
 //! - idle past `spec.idle_timeout`, past `spec.max_lifetime`, drained:
@@ -333,7 +334,7 @@
 //! |---|---|
 //! | `get`, `heartbeat` | one shard's *shared* lock; a heartbeat is one atomic store |
 //! | `register`, `update_state`, `assign_to_job`, `release_from_job` | one shard's write lock and one short registry-wide lock, O(log n) |
-//! | `claim` | O(log n) plus the ready workers the filter passes over |
+//! | `claim` | O(log n) plus the ready workers the filter passes over (bounded per lock hold) |
 //! | `stats`, `count` | O(1) |
 //! | `find_unhealthy`, `find_startup_expired`, `find_for_termination` | what is due (plus one pass over the heartbeat column when the cutoff moved past its cache) |
 //! | `find`, `snapshot` | the fleet |

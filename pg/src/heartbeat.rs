@@ -4,91 +4,165 @@
 //! A caller that finds fewer than [`MAX_BATCHES`] batches running becomes a *leader*: it takes
 //! every heartbeat queued so far (its own included), runs them as one `UPDATE … FROM
 //! unnest($ids)` and hands each caller its own answer (`NotFound` for an unknown id). Callers
-//! arriving while all batches run queue and wait on a condvar; when a batch is done, one of
-//! them leads the next batch with all that queued in the meantime. Under load, batches grow by
-//! themselves to what arrives during one round trip; a lone caller pays one single-row
-//! statement.
+//! arriving while all batches run join the batch being formed and sleep on that batch's own
+//! condvar; when a running batch is done, its leader wakes its own callers (each once, with its
+//! answer) and hands the freed slot to one caller of the batch being formed, which leads it.
+//! Under load, batches grow by themselves to what arrives during one round trip; a lone caller
+//! pays one single-row statement.
+//!
+//! Why per-batch condvars: with one condvar for all, every finished batch woke every waiting
+//! caller (64 threads on 2 cores: a thundering herd of threads waking to find their answer not
+//! there yet). Now a caller wakes once for its answer, and at most once more to lead.
+//!
+//! Heartbeats without events run on connections of their own that commit asynchronously
+//! ([`SESSION`]: why, and the one thing it risks).
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use hodei_workers::{Error, Result, WorkerId};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::registry::PostgresWorkerRegistry;
 
-/// Batches in flight at once: several round trips overlap (the pool has 8 connections), and
-/// batches still grow under load.
-pub(crate) const MAX_BATCHES: usize = 3;
+/// Batches in flight at once. Several round trips overlap, so the database always has a batch
+/// to work on while others travel or wait for their callers; batches still grow under load.
+/// Measured with 64 callers on 2 shared cores (pg/examples/bench_pg.rs, 20k workers, load
+/// 20–40): 1 batch 19k/s, 2: 27–34k/s, 3: 33–40k/s, 4: 41–45k/s, 6: 47–50k/s, 8: 48k/s.
+pub(crate) const MAX_BATCHES: usize = 6;
 
-#[derive(Debug, Default)]
+/// Connections of the heartbeat pool: the coalesced batches, and a couple more for hosts
+/// calling `heartbeat_many` on threads of their own.
+pub(crate) const POOL_SIZE: usize = MAX_BATCHES + 2;
+
+/// The batch callers are joining now.
+#[derive(Debug)]
+struct Forming {
+    number: u64,
+    ids: Vec<WorkerId>,
+    /// Its callers sleep here.
+    wake: Arc<Condvar>,
+}
+
+impl Forming {
+    fn new(number: u64) -> Forming {
+        Forming {
+            number,
+            ids: Vec::new(),
+            wake: Arc::new(Condvar::new()),
+        }
+    }
+}
+
+/// A batch that ran, until each of its callers has taken its answer.
+#[derive(Debug)]
+struct Done {
+    answers: Result<Vec<Result<()>>>,
+    unread: usize,
+}
+
+#[derive(Debug)]
 struct State {
     /// Batches running.
     leading: usize,
-    next_ticket: u64,
-    pending: Vec<(u64, WorkerId)>,
-    answers: HashMap<u64, Result<()>>,
+    forming: Forming,
+    done: HashMap<u64, Done>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            leading: 0,
+            forming: Forming::new(0),
+            done: HashMap::new(),
+        }
+    }
 }
 
 /// The heartbeat batcher of one registry.
 #[derive(Debug, Default)]
 pub(crate) struct Coalescer {
     state: Mutex<State>,
-    done: Condvar,
 }
 
 impl Coalescer {
     /// One caller's heartbeat, answered when the batch holding it is done.
     pub fn heartbeat(&self, registry: &PostgresWorkerRegistry, id: WorkerId) -> Result<()> {
         let mut state = self.state.lock();
-        let ticket = state.next_ticket;
-        state.next_ticket += 1;
-        state.pending.push((ticket, id));
+        let number = state.forming.number;
+        let index = state.forming.ids.len();
+        state.forming.ids.push(id);
+        let wake = Arc::clone(&state.forming.wake);
         loop {
-            if let Some(answer) = state.answers.remove(&ticket) {
+            if let Some(done) = state.done.get_mut(&number) {
+                let answer = match &done.answers {
+                    Ok(answers) => answers[index].clone(),
+                    Err(e) => Err(e.clone()),
+                };
+                done.unread -= 1;
+                if done.unread == 0 {
+                    state.done.remove(&number);
+                }
                 return answer;
             }
-            // Lead only if our heartbeat is still queued (not in a batch running now).
-            if state.leading < MAX_BATCHES && state.pending.iter().any(|(t, _)| *t == ticket) {
-                self.lead(registry, &mut state);
+            // Lead only if our batch is still forming (not running now) and a slot is free.
+            if state.forming.number == number && state.leading < MAX_BATCHES {
+                Self::lead(registry, &mut state);
                 continue;
             }
-            self.done.wait(&mut state);
+            wake.wait(&mut state);
         }
     }
 
-    /// Runs one batch of everything queued; answers every caller in it.
-    fn lead(&self, registry: &PostgresWorkerRegistry, state: &mut MutexGuard<'_, State>) {
+    /// Runs the batch being formed; answers every caller in it.
+    fn lead(registry: &PostgresWorkerRegistry, state: &mut MutexGuard<'_, State>) {
         state.leading += 1;
-        let batch = std::mem::take(&mut state.pending);
-        let ids: Vec<WorkerId> = batch.iter().map(|(_, id)| *id).collect();
+        let next = Forming::new(state.forming.number + 1);
+        let batch = std::mem::replace(&mut state.forming, next);
         // The database call runs without the mutex: callers keep queueing meanwhile.
-        let results = MutexGuard::unlocked(state, || heartbeat_many(registry, &ids));
-        match results {
-            Ok(answers) => {
-                for ((ticket, _), answer) in batch.into_iter().zip(answers) {
-                    state.answers.insert(ticket, answer);
-                }
-            }
-            Err(e) => {
-                for (ticket, _) in batch {
-                    state.answers.insert(ticket, Err(e.clone()));
-                }
-            }
-        }
+        let answers = MutexGuard::unlocked(state, || heartbeat_many(registry, &batch.ids));
+        state.done.insert(
+            batch.number,
+            Done {
+                answers,
+                unread: batch.ids.len(),
+            },
+        );
         state.leading -= 1;
-        self.done.notify_all();
+        // Our callers (the leader reads its own answer without sleeping)...
+        batch.wake.notify_all();
+        // ... and the freed slot to one caller of the batch formed meanwhile, if any.
+        if !state.forming.ids.is_empty() {
+            state.forming.wake.notify_one();
+        }
     }
 }
+
+/// The session of the heartbeat connections (the registry's `heartbeat_pool`): heartbeats
+/// commit asynchronously. The commit returns without waiting for the WAL flush, which on a
+/// durable server is the whole cost of a heartbeat (64 callers would otherwise be capped at
+/// 64 ÷ fsync latency heartbeats a second, whatever the batching). The price, on a crash of the
+/// database server only: the heartbeats of the last moments before it (at most 3 ×
+/// `wal_writer_delay`, 600 ms by default) may be lost, so those workers look that much more
+/// silent; a heartbeat is superseded by the next anyway. Nothing else commits this way: no
+/// state change, no event (heartbeats with `HeartbeatReceived` events, [`MANY_WITH_EVENTS`],
+/// run on the registry's main pool and commit synchronously, since a subscriber may already
+/// have read an event that a crash would otherwise take back).
+pub(crate) const SESSION: &str = "SET synchronous_commit = off";
 
 /// One heartbeat (`now` is greatest of the stored and the current time: a heartbeat never
 /// goes back). Updates the narrow table only: a HOT update, no index touched.
 const ONE: &str = "UPDATE heartbeats SET last_heartbeat = greatest(last_heartbeat, now_ms($2)) \
     WHERE id = $1";
 
-/// Many heartbeats in one statement; returns the ids found.
-const MANY: &str = "WITH t AS MATERIALIZED (SELECT now_ms($2) AS now) \
-    UPDATE heartbeats h SET last_heartbeat = greatest(h.last_heartbeat, t.now) \
-    FROM t, unnest($1::uuid[]) AS x(id) WHERE h.id = x.id RETURNING h.id";
+/// Many heartbeats (`$1`: distinct ids) in one statement; returns one row: how many were
+/// found, and the ids found only when some were not (usually all are: then no id travels back,
+/// the reply is one short row instead of one row per heartbeat).
+const MANY: &str = "WITH t AS MATERIALIZED (SELECT now_ms($2) AS now), \
+    u AS (UPDATE heartbeats h SET last_heartbeat = greatest(h.last_heartbeat, t.now) \
+        FROM t, unnest($1::uuid[]) AS x(id) WHERE h.id = x.id RETURNING h.id) \
+    SELECT count(*), CASE WHEN count(*) < cardinality($1::uuid[]) THEN array_agg(u.id) END \
+    FROM u";
 
 /// Many heartbeats and their `HeartbeatReceived` events (while a subscriber of this registry
 /// wants them): one event per heartbeat asked for (`$3`, repeats included), as callers of the
@@ -128,7 +202,7 @@ pub(crate) fn heartbeat_many(
     let unique: BTreeSet<WorkerId> = ids.iter().copied().collect();
     let found: BTreeSet<WorkerId> = if unique.len() == 1 && !events {
         let id = *unique.first().expect("one");
-        let n = registry.run("recording a heartbeat", |conn| {
+        let n = registry.run_heartbeat("recording a heartbeat", |conn| {
             let stmt = conn.prepare(ONE)?;
             Ok(conn.client.execute(&stmt, &[id.as_uuid(), &given])?)
         })?;
@@ -140,22 +214,29 @@ pub(crate) fn heartbeat_many(
     } else {
         let uuids: Vec<uuid::Uuid> = unique.iter().map(|id| *id.as_uuid()).collect();
         let every: Vec<uuid::Uuid> = ids.iter().map(|id| *id.as_uuid()).collect();
-        registry.run("recording heartbeats", |conn| {
-            let rows = if events {
+        // `None`: every id was found (the usual answer, without a set built from the reply).
+        let found: Option<Vec<uuid::Uuid>> = if events {
+            registry.run("recording heartbeats", |conn| {
                 let stmt = conn.prepare(MANY_WITH_EVENTS)?;
-                conn.client.query(&stmt, &[&uuids, &given, &every])?
-            } else {
+                let rows = conn.client.query(&stmt, &[&uuids, &given, &every])?;
+                Ok(Some(rows.iter().map(|r| r.get(0)).collect()))
+            })?
+        } else {
+            registry.run_heartbeat("recording heartbeats", |conn| {
                 let stmt = conn.prepare(MANY)?;
-                conn.client.query(&stmt, &[&uuids, &given])?
-            };
-            Ok(rows
+                let row = conn.client.query_one(&stmt, &[&uuids, &given])?;
+                let n: i64 = row.get(0);
+                Ok((n as usize != uuids.len())
+                    .then(|| row.get::<_, Option<Vec<uuid::Uuid>>>(1).unwrap_or_default()))
+            })?
+        };
+        match found {
+            None => unique,
+            Some(found) => found
                 .iter()
-                .map(|r| {
-                    let id: uuid::Uuid = r.get(0);
-                    WorkerId::from_bytes(*id.as_bytes()).unwrap_or_default()
-                })
-                .collect())
-        })?
+                .map(|id| WorkerId::from_bytes(*id.as_bytes()).unwrap_or_default())
+                .collect(),
+        }
     };
     Ok(ids
         .iter()

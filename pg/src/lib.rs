@@ -19,8 +19,8 @@
 //! # Ok::<(), hodei_workers::Error>(())
 //! ```
 //!
-//! Modules, one per concern: [`schema`] (the tables and their migrations), `registry` (the
-//! trait), `claim`, `deadlines`, `stats`, `heartbeat` (coalesced heartbeats), [`events`] (the
+//! Modules, one per concern: [`schema`] (the tables and their migrations), `registry` (the type
+//! and the trait: its changes, records, jobs), `claim`, `deadlines`, `stats`, `heartbeat` (coalesced heartbeats), [`events`] (the
 //! outbox and its readers: read it for the ordering rule and what a `seq` gap means),
 //! `snapshot`, `error` (SQL errors to the core's kinds), `pool`, `leadership`
 //! ([`PostgresLeadership`]: the [`Leadership`](hodei_workers::Leadership) lease with a term that

@@ -13,7 +13,7 @@
 //! | `outbox` | every event: `seq` (from `event_seq`), the writer's `xid`, `at`, the event as JSON | events of every replica reach every subscriber (see `events`) |
 //! | `meta` | one row: the grace floor, the seq floor | `grant_grace` and `restore` |
 //! | `listeners` | backend pids of subscribers waiting with `LISTEN` | writers `NOTIFY` only when someone listens (NOTIFY takes a database-wide lock at commit) |
-//! | `manager_leases` | (v2) the managers' leadership lease per name: holder, term, since, expiry (see [`crate::leadership`]) | |
+//! | `manager_leases` | (v2) the managers' leadership lease per name: holder, term, since, expiry (see [`PostgresLeadership`](crate::PostgresLeadership)) | |
 //! | `pool_counts` | (v3) per (pool, slot, state): count, for the workers whose spec carries the label `POOL_LABEL` (`workers.pool`, v3) | the per-pool counts of `stats()` (`by_pool`); maintained by row triggers on `workers` that fire only for a pooled worker's insert, state change and delete, so every writer (register, moves, claims, restore, unregister) keeps them without knowing of them, and an unpooled fleet pays nothing |
 //! | `migrations` | applied versions | |
 //!

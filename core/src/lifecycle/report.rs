@@ -276,7 +276,8 @@ pub struct OrphanInstance {
     pub provider_id: ProviderId,
     /// The instance id.
     pub resource_id: String,
-    /// `None` when destroyed; the error otherwise (tried again by the next reconcile).
+    /// `None` when destroyed; the error otherwise (the leader's ticks destroy it again after a
+    /// back-off: [`pending_orphans`](crate::WorkerLifecycleManager::pending_orphans)).
     pub error: Option<String>,
 }
 

@@ -38,7 +38,7 @@ impl std::fmt::Debug for HostMoves {
 
 impl Hooks for HostMoves {
     fn before(&self, call: Call<'_>, _inner: &dyn WorkerRegistry) -> Result<()> {
-        if call == Call::Find {
+        if matches!(call, Call::Find(_)) {
             self.finds.fetch_add(1, Ordering::SeqCst);
         }
         Ok(())

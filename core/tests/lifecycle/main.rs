@@ -24,7 +24,9 @@ mod scaling;
 mod stress;
 
 // Not included by the PostgreSQL crate: the replicated manager on an in-memory lease
-// (pg/tests/failover.rs runs the failover on PostgreSQL), and the ticker.
+// (pg/tests/failover.rs runs the failover on PostgreSQL), its leadership gauges, and the
+// ticker.
 mod leadership;
+mod metrics_leader;
 mod replicated_seeds;
 mod ticker;

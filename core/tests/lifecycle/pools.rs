@@ -41,6 +41,21 @@ fn with_providers(
     (f, providers)
 }
 
+/// Two GPU pools: `gpu-spot` (on provider `ec2-spot`, priority 10) first, then `gpu-ondemand`
+/// (on `ec2`, shaped by `ondemand`); the providers are returned in that order.
+fn spot_then_ondemand(ondemand: impl FnOnce(Pool) -> Pool) -> (Fixture, Vec<Arc<TestProvider>>) {
+    let (f, p) = with_providers(config(), &["ec2-spot", "ec2"]);
+    f.manager
+        .set_pools(vec![
+            Pool::new("gpu-spot", pid("ec2-spot"), gpu_spec())
+                .unwrap()
+                .with_priority(10),
+            ondemand(Pool::new("gpu-ondemand", pid("ec2"), gpu_spec()).unwrap()),
+        ])
+        .unwrap();
+    (f, p)
+}
+
 /// Heartbeats every registered worker, advances the clock, and ticks.
 fn step(f: &Fixture, by: std::time::Duration, demand: impl Into<Demand>) -> TickReport {
     for id in f.ids() {
@@ -124,18 +139,8 @@ fn demand_goes_to_the_pools_that_satisfy_it_and_workers_carry_the_pool_label() {
 
 #[test]
 fn no_capacity_spills_to_the_next_pool_and_recovery_takes_new_demand_back() {
-    let (f, p) = with_providers(config(), &["ec2-spot", "ec2"]);
+    let (f, p) = spot_then_ondemand(|pool| pool.with_max_workers(4));
     let (spot, ondemand) = (&p[0], &p[1]);
-    f.manager
-        .set_pools(vec![
-            Pool::new("gpu-spot", pid("ec2-spot"), gpu_spec())
-                .unwrap()
-                .with_priority(10),
-            Pool::new("gpu-ondemand", pid("ec2"), gpu_spec())
-                .unwrap()
-                .with_max_workers(4),
-        ])
-        .unwrap();
     spot.script_creates([CreateStep::NoCapacity]);
     let report = f.manager.tick(gpu_jobs(2));
     assert_eq!(report.provisioned.len(), 0);
@@ -188,19 +193,9 @@ fn no_capacity_spills_to_the_next_pool_and_recovery_takes_new_demand_back() {
 
 #[test]
 fn a_recovered_pool_takes_back_the_demand_its_fallback_keeps_reusing() {
-    let (f, p) = with_providers(config(), &["ec2-spot", "ec2"]);
+    let (f, p) =
+        spot_then_ondemand(|pool| pool.with_max_workers(4).with_scale_down_cooldown(secs(60)));
     let (spot, ondemand) = (&p[0], &p[1]);
-    f.manager
-        .set_pools(vec![
-            Pool::new("gpu-spot", pid("ec2-spot"), gpu_spec())
-                .unwrap()
-                .with_priority(10),
-            Pool::new("gpu-ondemand", pid("ec2"), gpu_spec())
-                .unwrap()
-                .with_max_workers(4)
-                .with_scale_down_cooldown(secs(60)),
-        ])
-        .unwrap();
     // Spot has no capacity: on-demand takes the 3 jobs.
     spot.script_creates([CreateStep::NoCapacity]);
     f.manager.tick(gpu_jobs(3));
@@ -241,18 +236,8 @@ fn a_recovered_pool_takes_back_the_demand_its_fallback_keeps_reusing() {
 
 #[test]
 fn a_takeback_whose_create_fails_leaves_the_fallbacks_workers_serving() {
-    let (f, p) = with_providers(config(), &["ec2-spot", "ec2"]);
+    let (f, p) = spot_then_ondemand(|pool| pool.with_scale_down_cooldown(secs(1)));
     let (spot, ondemand) = (&p[0], &p[1]);
-    f.manager
-        .set_pools(vec![
-            Pool::new("gpu-spot", pid("ec2-spot"), gpu_spec())
-                .unwrap()
-                .with_priority(10),
-            Pool::new("gpu-ondemand", pid("ec2"), gpu_spec())
-                .unwrap()
-                .with_scale_down_cooldown(secs(1)),
-        ])
-        .unwrap();
     spot.script_creates([CreateStep::NoCapacity]);
     f.manager.tick(gpu_jobs(2));
     let report = step(&f, secs(1), gpu_jobs(2));

@@ -6,98 +6,31 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::common::*;
+use crate::test_registry::{Call, Hooks, TestRegistry};
 use hodei_workers::*;
 
-/// The backend's registry, counting the reads a manager could scan the fleet with.
-#[derive(Debug)]
+/// Counts the reads a manager could scan the fleet with.
+#[derive(Debug, Default)]
 struct Counting {
-    inner: Arc<dyn WorkerRegistry>,
     /// `find` calls whose filter names a pool label.
     finds_by_pool: AtomicUsize,
     longest_idle: AtomicUsize,
 }
 
-impl WorkerRegistry for Counting {
-    fn now(&self) -> Timestamp {
-        self.inner.now()
-    }
-    fn register(&self, handle: WorkerHandle, spec: Arc<WorkerSpec>) -> Result<Worker> {
-        self.inner.register(handle, spec)
-    }
-    fn unregister(&self, id: &WorkerId, reason: TerminationReason) -> Result<Worker> {
-        self.inner.unregister(id, reason)
-    }
-    fn get(&self, id: &WorkerId) -> Result<Option<Worker>> {
-        self.inner.get(id)
-    }
-    fn find(&self, filter: &WorkerFilter) -> Result<Vec<Worker>> {
-        if filter.labels.contains_key(POOL_LABEL) {
-            self.finds_by_pool.fetch_add(1, Ordering::SeqCst);
+impl Hooks for Counting {
+    fn before(&self, call: Call<'_>, _inner: &dyn WorkerRegistry) -> Result<()> {
+        match call {
+            Call::Find(Some(filter)) if filter.labels.contains_key(POOL_LABEL) => {
+                self.finds_by_pool.fetch_add(1, Ordering::SeqCst);
+            }
+            Call::LongestIdle => {
+                self.longest_idle.fetch_add(1, Ordering::SeqCst);
+            }
+            _ => {}
         }
-        self.inner.find(filter)
-    }
-    fn update_state(&self, id: &WorkerId, state: WorkerState) -> Result<Worker> {
-        self.inner.update_state(id, state)
-    }
-    fn heartbeat(&self, id: &WorkerId) -> Result<()> {
-        self.inner.heartbeat(id)
-    }
-    fn assign_to_job(&self, id: &WorkerId, job: JobId) -> Result<Worker> {
-        self.inner.assign_to_job(id, job)
-    }
-    fn release_from_job(&self, id: &WorkerId, expected_job: Option<&JobId>) -> Result<JobId> {
-        self.inner.release_from_job(id, expected_job)
-    }
-    fn claim(&self, filter: &WorkerFilter, job: JobId) -> Result<Option<Worker>> {
-        self.inner.claim(filter, job)
-    }
-    fn heartbeat_many(&self, ids: &[WorkerId]) -> Result<Vec<Result<()>>> {
-        self.inner.heartbeat_many(ids)
-    }
-    fn transition_if(
-        &self,
-        id: &WorkerId,
-        guard: &TransitionGuard,
-        to: WorkerState,
-    ) -> Result<Option<Transitioned>> {
-        self.inner.transition_if(id, guard, to)
-    }
-    fn longest_idle(&self, n: usize) -> Result<Vec<Worker>> {
-        self.longest_idle.fetch_add(1, Ordering::SeqCst);
-        self.inner.longest_idle(n)
-    }
-    fn find_unhealthy(&self, heartbeat_timeout: Duration) -> Result<Vec<Worker>> {
-        self.inner.find_unhealthy(heartbeat_timeout)
-    }
-    fn find_startup_expired(&self, startup_timeout: Duration) -> Result<Vec<Worker>> {
-        self.inner.find_startup_expired(startup_timeout)
-    }
-    fn find_for_termination(&self) -> Result<Vec<(Worker, TerminationReason)>> {
-        self.inner.find_for_termination()
-    }
-    fn grant_grace(&self, since: Timestamp) -> Result<()> {
-        self.inner.grant_grace(since)
-    }
-    fn stats(&self) -> Result<WorkerRegistryStats> {
-        self.inner.stats()
-    }
-    fn count(&self) -> Result<usize> {
-        self.inner.count()
-    }
-    fn subscribe(&self, options: SubscribeOptions) -> Result<Subscription> {
-        self.inner.subscribe(options)
-    }
-    fn publish(&self, kind: EventKind) -> Result<()> {
-        self.inner.publish(kind)
-    }
-    fn snapshot(&self) -> Result<Snapshot> {
-        self.inner.snapshot()
-    }
-    fn restore(&self, snapshot: Snapshot) -> Result<()> {
-        self.inner.restore(snapshot)
+        Ok(())
     }
 }
 
@@ -121,14 +54,10 @@ fn demand(a: usize, b: usize) -> Demand {
 fn a_pool_tick_reads_counts_not_workers_and_retires_the_pools_own_longest_idle() {
     let clock = Arc::new(ManualClock::new(T0));
     let inner = crate::backend::new_registry(clock.clone());
-    let counting = Arc::new(Counting {
-        inner: inner.clone(),
-        finds_by_pool: AtomicUsize::new(0),
-        longest_idle: AtomicUsize::new(0),
-    });
+    let counting = Arc::new(Counting::default());
     let manager = Arc::new(
         WorkerLifecycleManager::new(
-            counting.clone(),
+            TestRegistry::with_hooks(inner.clone(), counting.clone()).shared(),
             WorkerLifecycleConfig {
                 max_provision_per_tick: 100,
                 max_workers: 100,

@@ -172,52 +172,61 @@ impl WorkerRegistry for Broken {
     }
 }
 
-/// A provider that says "destroyed" without destroying anything.
-struct ForgetfulProvider(Arc<dyn WorkerProvider>);
+/// What the broken provider gets wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProviderBug {
+    /// `destroy_worker` says "destroyed" without destroying anything.
+    Forgetful,
+    /// `list_workers` leaves out every other instance.
+    HalfBlind,
+}
 
-impl WorkerProvider for ForgetfulProvider {
-    fn provider_id(&self) -> ProviderId {
-        self.0.provider_id()
-    }
-    fn provider_type(&self) -> ProviderType {
-        self.0.provider_type()
-    }
-    fn create_worker(
-        &self,
-        id: WorkerId,
-        spec: &WorkerSpec,
-    ) -> std::result::Result<WorkerHandle, ProviderError> {
-        self.0.create_worker(id, spec)
-    }
-    fn destroy_worker(&self, _handle: &WorkerHandle) -> std::result::Result<(), ProviderError> {
-        Ok(())
+struct BrokenProvider {
+    inner: Arc<dyn WorkerProvider>,
+    bug: ProviderBug,
+}
+
+impl BrokenProvider {
+    fn wrap(bug: ProviderBug) -> Hooks {
+        Hooks {
+            wrap_provider: Some(Box::new(move |inner| {
+                Arc::new(BrokenProvider { inner, bug })
+            })),
+            ..Hooks::default()
+        }
     }
 }
 
-/// A provider whose `list_workers` leaves out every other instance.
-struct HalfBlindProvider(Arc<dyn WorkerProvider>);
-
-impl WorkerProvider for HalfBlindProvider {
+impl WorkerProvider for BrokenProvider {
     fn provider_id(&self) -> ProviderId {
-        self.0.provider_id()
+        self.inner.provider_id()
     }
     fn provider_type(&self) -> ProviderType {
-        self.0.provider_type()
+        self.inner.provider_type()
     }
     fn create_worker(
         &self,
         id: WorkerId,
         spec: &WorkerSpec,
     ) -> std::result::Result<WorkerHandle, ProviderError> {
-        self.0.create_worker(id, spec)
+        self.inner.create_worker(id, spec)
     }
     fn destroy_worker(&self, handle: &WorkerHandle) -> std::result::Result<(), ProviderError> {
-        self.0.destroy_worker(handle)
+        match self.bug {
+            ProviderBug::Forgetful => Ok(()),
+            ProviderBug::HalfBlind => self.inner.destroy_worker(handle),
+        }
     }
     fn list_workers(&self) -> std::result::Result<Vec<WorkerHandle>, ProviderError> {
-        let mut all = self.0.list_workers()?;
-        all.retain(|h| h.resource_id.ends_with(['0', '2', '4', '6', '8']));
-        Ok(all)
+        match self.bug {
+            // As the forgetful provider always was: it lists nothing (the trait's default).
+            ProviderBug::Forgetful => Err(ProviderError::unsupported("list_workers")),
+            ProviderBug::HalfBlind => {
+                let mut all = self.inner.list_workers()?;
+                all.retain(|h| h.resource_id.ends_with(['0', '2', '4', '6', '8']));
+                Ok(all)
+            }
+        }
     }
 }
 
@@ -320,10 +329,7 @@ fn a_live_instance_expired_as_vanished_is_caught() {
             s.host.reconcile_interval_secs = 60.0;
             s
         },
-        || Hooks {
-            wrap_provider: Some(Box::new(|p| Arc::new(HalfBlindProvider(p)))),
-            ..Hooks::default()
-        },
+        || BrokenProvider::wrap(ProviderBug::HalfBlind),
     );
     assert!(
         r.violations
@@ -338,10 +344,7 @@ fn a_leaked_instance_is_caught() {
     let r = caught(
         Rule::InstanceLeak,
         |seed| scenario("provider_outage", seed, 900.0),
-        || Hooks {
-            wrap_provider: Some(Box::new(|p| Arc::new(ForgetfulProvider(p)))),
-            ..Hooks::default()
-        },
+        || BrokenProvider::wrap(ProviderBug::Forgetful),
     );
     assert!(
         r.violations

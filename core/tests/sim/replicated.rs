@@ -10,62 +10,32 @@
 
 use hodei_workers::sim::{Hooks, Rule, Scenario, SimReport, Simulation};
 
-/// Seeds per replicated scenario: 3 scenarios x 30 = 90 runs.
+/// Seeds per replicated scenario: 4 scenarios x 30 = 120 runs.
 const SEEDS: u64 = 30;
 
-fn seeds_for(name: &str) -> Vec<u64> {
-    if let Ok(only) = std::env::var("SIM_SCENARIO") {
-        if only != name {
-            return Vec::new();
-        }
-    }
-    if let Ok(seed) = std::env::var("SIM_SEED") {
-        return vec![seed.parse().expect("SIM_SEED must be an unsigned integer")];
-    }
-    let n = std::env::var("SIM_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(SEEDS);
-    (1..=n).collect()
-}
-
 fn run(name: &str, seed: u64) -> SimReport {
-    crate::quiet_sim_panics();
     let scenario = Scenario::builtin(name, seed).expect("a built-in replicated scenario");
     assert!(scenario.replication.enabled());
-    let report = Simulation::new(&scenario, None)
-        .expect("valid scenario")
-        .run();
-    if std::env::var("SIM_SEED").is_ok() {
-        println!("{report}");
-    }
-    if report.violations_total > 0 {
-        panic!(
-            "scenario {name} seed {seed}: {} invariant violation(s)\n{report}\nreplay with:\n  \
-             SIM_SCENARIO={name} SIM_SEED={seed} cargo test -p hodei-workers --features sim --test sim \
-             replicated:: -- --nocapture\n  cargo run --release -p hodei-workers --features sim --example \
-             simulate -- --builtin {name} --seed {seed}",
-            report.violations_total
-        );
-    }
-    report
+    crate::run_clean(&scenario, "replicated")
 }
 
-/// Every seed of `name`, clean; checks that the scheduled faults all struck and the fleet
-/// kept working through them.
-fn sweep(name: &str) {
-    let scenario = Scenario::builtin(name, 0).unwrap();
-    let crashes = scenario.replication.leader_crashes.len() as u64;
-    let pauses = scenario.replication.leader_pauses.len() as u64;
-    for seed in seeds_for(name) {
+/// Every seed of `name`, clean; checks that the scheduled faults struck (all of them when
+/// `all_strike`: none is scheduled too late to find its call) and the fleet kept working.
+fn sweep(name: &str, all_strike: bool) {
+    for seed in crate::seeds_for(name, SEEDS) {
+        let scenario = Scenario::builtin(name, seed).unwrap();
+        let crashes = scenario.replication.leader_crashes.len() as u64;
+        let pauses = scenario.replication.leader_pauses.len() as u64;
         let r = run(name, seed);
-        assert_eq!(
-            (r.replica_crashes, r.replica_pauses),
-            (crashes, pauses),
-            "seed {seed}: every scheduled leader fault strikes\n{r}"
-        );
-        // Every crash, and every pause past the lease, moves the lease.
-        assert!(r.leader_changes > crashes, "seed {seed}\n{r}");
+        if all_strike {
+            assert_eq!(
+                (r.replica_crashes, r.replica_pauses),
+                (crashes, pauses),
+                "seed {seed}: every scheduled leader fault strikes\n{r}"
+            );
+        }
+        // Every crash moves the lease (the first leader counts too).
+        assert!(r.leader_changes > r.replica_crashes, "seed {seed}\n{r}");
         assert!(r.jobs_done > r.jobs_arrived / 2, "seed {seed}\n{r}");
         // Settling ended well inside its bound (30 simulated minutes + at most 15).
         assert!(r.simulated_secs < 1800.0 + 900.0, "seed {seed}\n{r}");
@@ -74,17 +44,24 @@ fn sweep(name: &str) {
 
 #[test]
 fn leader_pause_seeds() {
-    sweep("leader_pause");
+    sweep("leader_pause", true);
 }
 
 #[test]
 fn leader_crash_seeds() {
-    sweep("leader_crash");
+    sweep("leader_crash", true);
 }
 
 #[test]
 fn failover_flaky_seeds() {
-    sweep("failover_flaky");
+    sweep("failover_flaky", true);
+}
+
+/// Every seed another fault schedule. Seeds 50 and 233 found that an orphan whose destroy
+/// failed in the takeover reconcile was left to the host's next reconcile (instance_leak).
+#[test]
+fn failover_random_seeds() {
+    sweep("failover_random", false);
 }
 
 fn rules(r: &SimReport) -> Vec<Rule> {
@@ -133,4 +110,14 @@ fn a_single_manager_run_does_not_settle() {
         (r.leader_changes, r.replica_crashes, r.replica_pauses),
         (0, 0, 0)
     );
+}
+
+/// Seed 906: a takeover whose tick then lost its trust window (a pause inside the takeover
+/// reconcile's destroy) reports `leading == false`, but its grace was granted all the same: the
+/// checker must date the grace from that tick, not from the next leading one (it once did, and
+/// flagged a legitimate expiry as early).
+#[test]
+fn a_takeover_tick_that_loses_its_trust_window_still_granted_its_grace() {
+    let r = run("failover_random", 906);
+    assert!(r.replica_pauses > 0, "{r}");
 }

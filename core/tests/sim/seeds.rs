@@ -4,51 +4,22 @@
 //! `SIM_SCENARIO=<name> SIM_SEED=<n> cargo test -p hodei-workers --features sim --test sim seeds:: -- --nocapture`
 //! runs that one seed only (SIM_SEEDS=<count> changes how many seeds each scenario runs).
 
-use hodei_workers::sim::{Scenario, SimReport, Simulation};
+use hodei_workers::sim::{Scenario, SimReport};
 
 /// Seeds per fault scenario: 5 scenarios x 45 = 225 runs in the default `cargo test`.
 const SEEDS: u64 = 45;
 
-fn seeds_for(name: &str) -> Vec<u64> {
-    if let Ok(only) = std::env::var("SIM_SCENARIO") {
-        if only != name {
-            return Vec::new();
-        }
-    }
-    if let Ok(seed) = std::env::var("SIM_SEED") {
-        return vec![seed.parse().expect("SIM_SEED must be an unsigned integer")];
-    }
-    let n = std::env::var("SIM_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(SEEDS);
-    (1..=n).collect()
-}
-
 fn run(name: &str, seed: u64) -> SimReport {
-    crate::quiet_sim_panics();
     let scenario = Scenario::builtin(name, seed).expect("a built-in fault scenario");
-    let report = Simulation::new(&scenario, None)
-        .expect("valid scenario")
-        .run();
-    if std::env::var("SIM_SEED").is_ok() {
-        println!("{report}");
-    }
-    if report.violations_total > 0 {
-        panic!(
-            "scenario {name} seed {seed}: {} invariant violation(s)\n{report}\nreplay with:\n  \
-             SIM_SCENARIO={name} SIM_SEED={seed} cargo test -p hodei-workers --features sim --test sim seeds:: -- \
-             --nocapture\n  cargo run --release -p hodei-workers --features sim --example simulate -- --builtin \
-             {name} --seed {seed}",
-            report.violations_total
-        );
-    }
-    report
+    crate::run_clean(&scenario, "seeds")
 }
 
 /// Runs every seed of `name` and returns the reports (panics on the first violating seed).
 fn sweep(name: &str) -> Vec<SimReport> {
-    seeds_for(name).into_iter().map(|s| run(name, s)).collect()
+    crate::seeds_for(name, SEEDS)
+        .into_iter()
+        .map(|s| run(name, s))
+        .collect()
 }
 
 fn replaying() -> bool {

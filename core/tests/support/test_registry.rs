@@ -11,14 +11,15 @@ use std::time::Duration;
 use hodei_workers::*;
 
 /// A call of [`WorkerRegistry`] as the [`Hooks`] see it: which method, the worker it names (if
-/// any) and, for a move, the state it moves to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// any), for a move the state it moves to, for a `find` its filter.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Call<'a> {
     Register(&'a WorkerId),
     Unregister(&'a WorkerId),
     Get(&'a WorkerId),
-    /// `find`, `find_available` and `find_by_provider`: a scan of the fleet.
-    Find,
+    /// `find` (with its filter), `find_available` and `find_by_provider` (`None`): a scan of
+    /// the fleet.
+    Find(Option<&'a WorkerFilter>),
     UpdateState(&'a WorkerId, WorkerState),
     TransitionIf(&'a WorkerId, WorkerState),
     Heartbeat(&'a WorkerId),
@@ -179,13 +180,13 @@ impl WorkerRegistry for TestRegistry {
         self.call(Call::Get(id), |r| r.get(id))
     }
     fn find(&self, filter: &WorkerFilter) -> Result<Vec<Worker>> {
-        self.call(Call::Find, |r| r.find(filter))
+        self.call(Call::Find(Some(filter)), |r| r.find(filter))
     }
     fn find_available(&self) -> Result<Vec<Worker>> {
-        self.call(Call::Find, |r| r.find_available())
+        self.call(Call::Find(None), |r| r.find_available())
     }
     fn find_by_provider(&self, provider_id: &ProviderId) -> Result<Vec<Worker>> {
-        self.call(Call::Find, |r| r.find_by_provider(provider_id))
+        self.call(Call::Find(None), |r| r.find_by_provider(provider_id))
     }
     fn update_state(&self, id: &WorkerId, state: WorkerState) -> Result<Worker> {
         self.call(Call::UpdateState(id, state), |r| r.update_state(id, state))

@@ -14,7 +14,6 @@ use crate::state::WorkerState;
 use crate::worker::{TerminationReason, Worker, WorkerHandle};
 
 use super::super::config::backoff_delay;
-use super::super::provider::{guarded, ProviderError};
 use super::super::report::{DestroyFailure, TerminatedWorker};
 use super::{bump, Budget, WorkerLifecycleManager};
 
@@ -279,15 +278,7 @@ impl WorkerLifecycleManager {
             return;
         }
         let handle = &entry.handle;
-        let provider = self.provider(&handle.provider_id);
-        let outcome = match &provider {
-            Some(p) => guarded("destroy_worker", || p.provider.destroy_worker(handle)),
-            None => Err(ProviderError::new(format!(
-                "provider {} is not registered",
-                handle.provider_id
-            ))),
-        };
-        drop(provider);
+        let outcome = self.destroy_with_provider(handle);
         match outcome {
             Ok(()) => self.finish_destroy(id, &entry, out),
             Err(e) if e.is_not_found() => self.finish_destroy(id, &entry, out),

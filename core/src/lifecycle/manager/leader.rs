@@ -245,6 +245,7 @@ impl WorkerLifecycleManager {
     /// Drops what only a leader keeps: the next leader rebuilds it from the registry.
     fn forget_leader_state(&self) {
         *self.destroys.lock() = DestroyQueue::default();
+        self.forget_orphans();
         self.backoff.lock().clear();
         *self.brake.lock() = Brake::default();
     }
@@ -280,8 +281,10 @@ mod tests {
     #[derive(Debug)]
     struct SlowCreate {
         clocks: Vec<Arc<ManualClock>>,
-        other: InMemoryLease,
+        /// Takes the lease during the first create, when given.
+        other: Option<InMemoryLease>,
         created: Mutex<Vec<WorkerId>>,
+        destroyed: Mutex<Vec<String>>,
     }
 
     impl WorkerProvider for SlowCreate {
@@ -292,13 +295,17 @@ mod tests {
             ProviderType::BareMetal
         }
         fn create_worker(&self, id: WorkerId, _: &WorkerSpec) -> ProviderResult<WorkerHandle> {
-            for c in &self.clocks {
-                c.advance(Duration::from_secs(30));
+            if self.created.lock().is_empty() {
+                for c in &self.clocks {
+                    c.advance(Duration::from_secs(30));
+                }
+                if let Some(other) = &self.other {
+                    assert!(matches!(
+                        other.acquire_or_renew(None).unwrap(),
+                        LeaseStatus::Held(_)
+                    ));
+                }
             }
-            assert!(matches!(
-                self.other.acquire_or_renew(None).unwrap(),
-                LeaseStatus::Held(_)
-            ));
             self.created.lock().push(id);
             Ok(WorkerHandle {
                 worker_id: id,
@@ -308,23 +315,33 @@ mod tests {
                 metadata: BTreeMap::new(),
             })
         }
-        fn destroy_worker(&self, _: &WorkerHandle) -> ProviderResult<()> {
+        fn destroy_worker(&self, handle: &WorkerHandle) -> ProviderResult<()> {
+            self.destroyed.lock().push(handle.resource_id.clone());
             Ok(())
+        }
+        fn list_workers(&self) -> ProviderResult<Vec<WorkerHandle>> {
+            Err(crate::lifecycle::provider::ProviderError::unsupported(
+                "list_workers",
+            ))
         }
     }
 
-    /// Found by the replicated simulation (`failover_flaky`): a leader that lost its lease
-    /// during a tick's provider call said `leading: true` in that tick's report.
-    #[test]
-    fn a_tick_that_loses_the_lease_midway_reports_not_leading() {
+    fn slow_manager(
+        other: Option<&str>,
+    ) -> (
+        WorkerLifecycleManager,
+        Arc<SlowCreate>,
+        Arc<InMemoryWorkerRegistry>,
+    ) {
         let store = Arc::new(ManualClock::new(1_000_000));
         let local = Arc::new(ManualClock::new(5_000));
         let registry = Arc::new(InMemoryWorkerRegistry::with_clock(store.clone()));
         let lease = InMemoryLease::new(store.clone(), "a", Duration::from_secs(15));
         let provider = Arc::new(SlowCreate {
             clocks: vec![store.clone(), local.clone()],
-            other: lease.replica("b"),
+            other: other.map(|name| lease.replica(name)),
             created: Mutex::new(Vec::new()),
+            destroyed: Mutex::new(Vec::new()),
         });
         let manager = WorkerLifecycleManager::with_leadership(
             registry.clone(),
@@ -340,7 +357,14 @@ mod tests {
         manager
             .set_scaling_target(&provider.provider_id(), Arc::new(WorkerSpec::new("img")))
             .unwrap();
+        (manager, provider, registry)
+    }
 
+    /// Found by the replicated simulation (`failover_flaky`): a leader that lost its lease
+    /// during a tick's provider call said `leading: true` in that tick's report.
+    #[test]
+    fn a_tick_that_loses_the_lease_midway_reports_not_leading() {
+        let (manager, provider, registry) = slow_manager(Some("b"));
         let report = manager.tick(0);
         assert_eq!(provider.created.lock().len(), 1, "{report:#?}");
         assert!(!report.leading, "{report:#?}");
@@ -356,5 +380,44 @@ mod tests {
             "{:#?}",
             report.decisions
         );
+    }
+
+    /// Found by the replicated simulation (`failover_random`, seed 14): a leader whose trust
+    /// window closed during a create registers nothing (fenced) and leaves the instance to
+    /// "the new leader's reconcile" — but when no other replica took the lease meanwhile, the
+    /// same replica keeps its term at its next renewal: there is no takeover, no takeover
+    /// reconcile, and the instance leaked (for ever, on a host that only runs the ticker).
+    #[test]
+    fn an_instance_created_while_the_trust_window_closed_is_destroyed_if_the_term_is_kept() {
+        let (manager, provider, registry) = slow_manager(None);
+        let report = manager.tick(0);
+        assert!(!report.leading, "{report:#?}");
+        assert_eq!(
+            registry.count().unwrap(),
+            0,
+            "the fenced create registers nothing"
+        );
+        let created = provider.created.lock()[0];
+        // Nobody took the lease: the next tick renews the same term and cleans up.
+        let report = manager.tick(0);
+        assert!(report.leading, "{report:#?}");
+        assert_eq!(
+            provider.destroyed.lock().as_slice(),
+            [format!("r-{created}")],
+            "{report:#?}"
+        );
+        assert!(manager.pending_orphans().is_empty());
+    }
+
+    /// When another replica took the lease, the instance is the new leader's (its takeover
+    /// reconcile): the old leader forgets it and never destroys it.
+    #[test]
+    fn an_instance_created_after_another_replica_took_over_is_left_to_it() {
+        let (manager, provider, _registry) = slow_manager(Some("b"));
+        manager.tick(0);
+        let report = manager.tick(0);
+        assert!(!report.leading, "{report:#?}");
+        assert!(provider.destroyed.lock().is_empty(), "{report:#?}");
+        assert!(manager.pending_orphans().is_empty());
     }
 }

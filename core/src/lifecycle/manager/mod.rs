@@ -13,7 +13,10 @@
 //! - `pool_tick`: the pools' scaling step of `tick` (plan from the registry's per-pool counts,
 //!   execution, takebacks) and the single-target path;
 //! - `interruptions`: interruption notices and their deadlines;
-//! - `reconcile`: the registry against what the providers really have.
+//! - `reconcile`: the registry against what the providers really have;
+//! - `orphans`: orphan instances whose destroy failed (or that a fenced create left), destroyed
+//!   again by the leader's ticks;
+//! - `leader`: the leadership lease as the manager uses it (takeover, follower, fence).
 //!
 //! [`tick`]: WorkerLifecycleManager::tick
 
@@ -23,6 +26,7 @@ mod destroy_queue;
 mod health;
 mod interruptions;
 mod leader;
+mod orphans;
 mod pool_tick;
 mod pools;
 mod providers;
@@ -51,6 +55,7 @@ use crate::metrics::{ManagerView, Metrics, PoolGauges};
 use autoscale::ScalingTarget;
 use brake::Brake;
 use destroy_queue::DestroyQueue;
+use orphans::Orphans;
 use pools::PoolSet;
 use providers::{Backoff, ProviderEntry};
 use provisioning::Ledger;
@@ -217,6 +222,8 @@ pub struct WorkerLifecycleManager {
     providers: Arc<RwLock<BTreeMap<ProviderId, ProviderEntry>>>,
     ledger: Arc<Mutex<Ledger>>,
     destroys: Arc<Mutex<DestroyQueue>>,
+    /// Orphan instances whose destroy failed: retried by the ticks.
+    orphans: Mutex<Orphans>,
     backoff: Arc<Mutex<BackoffMap>>,
     schedule: Mutex<Schedule>,
     target: Mutex<Option<ScalingTarget>>,
@@ -331,6 +338,7 @@ impl WorkerLifecycleManager {
             providers,
             ledger,
             destroys,
+            orphans: Mutex::new(Orphans::default()),
             backoff,
             // The manager starts watching now: a first tick long after this is a stall too.
             schedule: Mutex::new(Schedule {
@@ -517,6 +525,7 @@ impl WorkerLifecycleManager {
             }
             Err(e) => report.decisions.push(format!("cleanup failed: {e}")),
         }
+        self.retry_orphans(&mut budget, &mut report);
 
         if !self.still_leading(&mut report) {
             return report;

@@ -6,7 +6,7 @@ use crate::clock::{millis, Timestamp};
 use crate::error::{Error, Result};
 use crate::events::EventKind;
 use crate::ids::ProviderId;
-use crate::worker::ProviderType;
+use crate::worker::{ProviderType, WorkerHandle};
 
 use super::super::config::backoff_delay;
 use super::super::provider::{guarded, ProviderError, WorkerProvider};
@@ -103,6 +103,21 @@ impl WorkerLifecycleManager {
 
     pub(super) fn provider(&self, id: &ProviderId) -> Option<ProviderEntry> {
         self.providers.read().get(id).cloned()
+    }
+
+    /// Destroys `handle`'s instance with its provider (a panic there is caught and becomes the
+    /// error); an error if that provider is not registered. No lock is held during the call.
+    pub(super) fn destroy_with_provider(
+        &self,
+        handle: &WorkerHandle,
+    ) -> std::result::Result<(), ProviderError> {
+        match self.provider(&handle.provider_id) {
+            Some(p) => guarded("destroy_worker", || p.provider.destroy_worker(handle)),
+            None => Err(ProviderError::new(format!(
+                "provider {} is not registered",
+                handle.provider_id
+            ))),
+        }
     }
 
     /// Runs `f` under the providers' read lock if `provider` is still the one registered

@@ -152,11 +152,14 @@ impl WorkerLifecycleManager {
         // destroys nothing either (the new leader's reconcile owns the instance now: two
         // destroys of one instance are what fencing prevents).
         if let Err(e) = self.fence() {
+            // Destroyed by this replica's next tick if it keeps its term (nobody else led
+            // meanwhile), else by the new leader's takeover reconcile — never by both.
+            self.remember_orphan(&handle, self.registry.now());
             drop(ticket);
             return Err((
                 Error::NotLeader(format!(
                     "{e}; instance {} of provider {provider_id} was created but not registered \
-                     (the leader's reconcile destroys it)",
+                     (destroyed by whoever leads next)",
                     handle.resource_id
                 )),
                 None,

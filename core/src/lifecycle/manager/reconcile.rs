@@ -91,6 +91,13 @@ impl WorkerLifecycleManager {
                                 .err()
                                 .filter(|e| !e.is_not_found())
                                 .map(|e| e.to_string());
+                        // A failed one is destroyed again by the ticks (after a back-off).
+                        match &error {
+                            Some(_) => {
+                                self.orphan_destroy_failed(handle, self.registry.now());
+                            }
+                            None => self.orphan_gone(handle),
+                        }
                         report.orphans.push(OrphanInstance {
                             provider_id: pid.clone(),
                             resource_id: handle.resource_id.clone(),

@@ -269,11 +269,16 @@ impl Replicas {
             .sum()
     }
 
-    /// Workers queued for destruction, over the live processes.
+    /// Workers queued for destruction (records, and orphan instances whose destroy is
+    /// retried), over the live processes.
     pub fn pending_destroys(&self) -> HashSet<WorkerId> {
         self.live()
-            .flat_map(|s| s.manager.pending_destroys())
-            .map(|(id, _, _)| id)
+            .flat_map(|s| {
+                let m = &s.manager;
+                let records = m.pending_destroys().into_iter().map(|(id, _, _)| id);
+                let orphans = m.pending_orphans().into_iter().map(|(id, _, _, _)| id);
+                records.chain(orphans).collect::<Vec<_>>()
+            })
             .collect()
     }
 
@@ -429,18 +434,23 @@ impl Replicas {
         }
     }
 
-    /// Called with every tick report: a new term for a slot is a takeover (the first value);
-    /// a term smaller than one seen before is a violation (the second).
+    /// Called with every tick report: a new term held by the slot's process is a takeover
+    /// (the first value: the takeover granted the fleet a grace at `report.at`, even when the
+    /// tick then lost its trust window and reports `leading == false`); a leading tick under a
+    /// term smaller than one seen before is a violation (the second).
     pub fn observe(&mut self, slot: usize, report: &TickReport) -> (bool, Option<String>) {
-        let term = match &report.leader {
-            Some(l) if self.replicated() && report.leading => l.term,
-            _ => return (false, None),
+        let Some(leader) = &report.leader else {
+            return (false, None);
         };
+        if !self.replicated() || leader.holder != self.slots[slot].process.name {
+            return (false, None);
+        }
+        let term = leader.term;
         let mut problem = None;
-        if term < self.max_term {
+        if report.leading && term < self.max_term {
             problem = Some(format!(
                 "replica {} leads under term {term} after term {} was granted",
-                self.slots[slot].process.name, self.max_term
+                leader.holder, self.max_term
             ));
         }
         self.max_term = self.max_term.max(term);

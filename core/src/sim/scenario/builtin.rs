@@ -12,7 +12,9 @@ impl Scenario {
     /// `leader_pause` (the leader stops past its lease, between ticks and inside a create and
     /// a destroy), `leader_crash` (the leader is killed between ticks, inside a create and
     /// inside a destroy, and restarts), `failover_flaky` (three replicas, a flaky provider,
-    /// pauses and crashes).
+    /// pauses and crashes), `failover_random` (two or three replicas, a somewhat flaky
+    /// provider, and six leader faults whose kind, place, time and length are drawn from the
+    /// seed: every seed another schedule).
     pub fn builtin_names() -> &'static [&'static str] {
         &[
             "default",
@@ -27,6 +29,7 @@ impl Scenario {
             "leader_pause",
             "leader_crash",
             "failover_flaky",
+            "failover_random",
         ]
     }
 
@@ -246,6 +249,37 @@ impl Scenario {
                         during: FaultPoint::BetweenTicks,
                     },
                 ];
+                s
+            }
+            "failover_random" => {
+                let mut s = Self::replicated(name, 2);
+                let mut rng = crate::sim::rng::SimRng::keyed(seed, 0xFA11_0FE2, 0);
+                s.replication.replicas = 2 + rng.below(2) as usize;
+                s.provider.create_failure_probability = 0.05;
+                s.provider.destroy_failure_probability = 0.1;
+                s.provider.vanish_per_hour = 0.2;
+                s.agents.crash_per_hour = 0.2;
+                for _ in 0..6 {
+                    let at = rng.range(60.0, 1700.0);
+                    let during = match rng.below(3) {
+                        0 => FaultPoint::BetweenTicks,
+                        1 => FaultPoint::Create,
+                        _ => FaultPoint::Destroy,
+                    };
+                    if rng.bernoulli(0.5) {
+                        s.replication.leader_pauses.push(LeaderPause {
+                            start_secs: at,
+                            pause_secs: rng.range(2.0, 60.0),
+                            during,
+                        });
+                    } else {
+                        s.replication.leader_crashes.push(LeaderCrash {
+                            at_secs: at,
+                            restart_after_secs: rng.range(0.0, 90.0),
+                            during,
+                        });
+                    }
+                }
                 s
             }
             _ => return None,

@@ -1,0 +1,271 @@
+//! Orphan instances whose destroy failed in `reconcile`: retried by the leader's ticks.
+//!
+//! An orphan is an instance the provider lists and no record knows — above all the instance a
+//! leader created and died (or lost its lease) before registering: the new leader's takeover
+//! reconcile finds it. (A leader whose trust window closed during its own create remembers the
+//! instance here too: if no other replica took the lease meanwhile, it keeps its term at the
+//! next renewal — no takeover, no takeover reconcile — and destroys the instance itself.) A failed destroy there must not leave it to the host's next
+//! `reconcile` (a host that only runs the ticker never calls one): the handle is kept here and
+//! every leader tick tries again after a back-off (`destroy_retry_initial` doubling up to
+//! `destroy_retry_max`), like the destroy queue does for records. Leader state, advisory: it is
+//! forgotten when the lease is lost, and the next leader's takeover reconcile finds the same
+//! instances again.
+
+use std::collections::BTreeMap;
+
+use crate::clock::{millis, Timestamp};
+use crate::events::EventKind;
+use crate::ids::{ProviderId, WorkerId};
+use crate::worker::WorkerHandle;
+
+use super::super::config::backoff_delay;
+use super::super::report::{DestroyFailure, TickReport};
+use super::{bump, Budget, WorkerLifecycleManager};
+
+#[derive(Debug, Clone)]
+struct OrphanEntry {
+    handle: WorkerHandle,
+    /// Failed destroys so far.
+    attempts: u32,
+    next_at: Timestamp,
+}
+
+/// The orphans to destroy again, by provider and instance.
+#[derive(Debug, Default)]
+pub(super) struct Orphans {
+    entries: BTreeMap<(ProviderId, String), OrphanEntry>,
+}
+
+impl Orphans {
+    /// The entry of `handle`, a new one (no attempt yet, due at `now`) if it has none.
+    fn entry(&mut self, handle: &WorkerHandle, now: Timestamp) -> &mut OrphanEntry {
+        self.entries
+            .entry(key(handle))
+            .or_insert_with(|| OrphanEntry {
+                handle: handle.clone(),
+                attempts: 0,
+                next_at: now,
+            })
+    }
+}
+
+fn key(handle: &WorkerHandle) -> (ProviderId, String) {
+    (handle.provider_id.clone(), handle.resource_id.clone())
+}
+
+impl WorkerLifecycleManager {
+    /// A destroy of the orphan `handle` failed at `now`: counts the attempt and schedules the
+    /// next. Returns `(attempts, next_at)`.
+    pub(super) fn orphan_destroy_failed(
+        &self,
+        handle: &WorkerHandle,
+        now: Timestamp,
+    ) -> (u32, Timestamp) {
+        let mut orphans = self.orphans.lock();
+        let entry = orphans.entry(handle, now);
+        entry.attempts = entry.attempts.saturating_add(1);
+        let delay = backoff_delay(
+            self.config.destroy_retry_initial,
+            self.config.destroy_retry_max,
+            entry.attempts,
+        );
+        entry.next_at = now.saturating_add(millis(delay));
+        (entry.attempts, entry.next_at)
+    }
+
+    /// Remembers `handle`, created by this replica under a lease it no longer trusted (so not
+    /// registered), for destruction at the next tick that leads under the same term. Should
+    /// another replica take the lease meanwhile, the renewal that says so forgets it: it is
+    /// the new leader's (its takeover reconcile destroys it), never destroyed by both.
+    pub(super) fn remember_orphan(&self, handle: &WorkerHandle, now: Timestamp) {
+        self.orphans.lock().entry(handle, now);
+    }
+
+    /// The orphan `handle` is gone (destroyed, or the provider does not know it).
+    pub(super) fn orphan_gone(&self, handle: &WorkerHandle) {
+        self.orphans.lock().entries.remove(&key(handle));
+    }
+
+    /// Drops every remembered orphan (the lease was lost: the next leader finds them again).
+    pub(super) fn forget_orphans(&self) {
+        self.orphans.lock().entries.clear();
+    }
+
+    /// Destroys the remembered orphans that are due, one budget action each, each call fenced.
+    pub(super) fn retry_orphans(&self, budget: &mut Budget, report: &mut TickReport) {
+        let now = self.registry.now();
+        let due: Vec<OrphanEntry> = self
+            .orphans
+            .lock()
+            .entries
+            .values()
+            .filter(|e| e.next_at <= now)
+            .cloned()
+            .collect();
+        for entry in due {
+            if self.fence().is_err() || !budget.take() {
+                return;
+            }
+            let handle = &entry.handle;
+            // Registered meanwhile (by the host): not an orphan any more, someone owns it.
+            if let Ok(Some(_)) = self.registry.get(&handle.worker_id) {
+                self.orphan_gone(handle);
+                continue;
+            }
+            let outcome = self.destroy_with_provider(handle);
+            match outcome {
+                Ok(()) => {
+                    self.orphan_gone(handle);
+                    report.decisions.push(format!(
+                        "orphan instance {} of provider {} destroyed (attempt {})",
+                        handle.resource_id,
+                        handle.provider_id,
+                        entry.attempts + 1
+                    ));
+                }
+                Err(e) if e.is_not_found() => self.orphan_gone(handle),
+                Err(e) => {
+                    let (attempts, next_at) = self.orphan_destroy_failed(handle, now);
+                    bump(&self.counters.destroy_failures, 1);
+                    let _ = self.registry.publish(EventKind::DestroyFailed {
+                        worker_id: handle.worker_id,
+                        provider_id: handle.provider_id.clone(),
+                        error: e.to_string(),
+                        attempts,
+                    });
+                    report.failed.push(DestroyFailure {
+                        worker_id: handle.worker_id,
+                        provider_id: handle.provider_id.clone(),
+                        resource_id: handle.resource_id.clone(),
+                        error: e.to_string(),
+                        attempts,
+                        next_retry_at: next_at,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Orphan instances (listed by a provider, known to no record) whose destroy failed and
+    /// that the leader's ticks destroy again: `(worker id, resource id, failed attempts,
+    /// next attempt)`, by provider and instance. Cost: O(orphans).
+    pub fn pending_orphans(&self) -> Vec<(WorkerId, String, u32, Timestamp)> {
+        self.orphans
+            .lock()
+            .entries
+            .values()
+            .map(|e| {
+                (
+                    e.handle.worker_id,
+                    e.handle.resource_id.clone(),
+                    e.attempts,
+                    e.next_at,
+                )
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use parking_lot::Mutex;
+
+    use crate::clock::ManualClock;
+    use crate::ids::{ProviderId, WorkerId};
+    use crate::lifecycle::provider::{ProviderError, ProviderResult, WorkerProvider};
+    use crate::lifecycle::{WorkerLifecycleConfig, WorkerLifecycleManager};
+    use crate::registry::InMemoryWorkerRegistry;
+    use crate::worker::{ProviderType, WorkerHandle, WorkerSpec};
+
+    /// A cloud with one instance no record knows (a leader died between its create and its
+    /// register), whose first destroy fails.
+    #[derive(Debug)]
+    struct Cloud {
+        instances: Mutex<Vec<WorkerHandle>>,
+        destroy_calls: Mutex<u32>,
+    }
+
+    impl WorkerProvider for Cloud {
+        fn provider_id(&self) -> ProviderId {
+            ProviderId::new("cloud").unwrap()
+        }
+        fn provider_type(&self) -> ProviderType {
+            ProviderType::BareMetal
+        }
+        fn create_worker(&self, _: WorkerId, _: &WorkerSpec) -> ProviderResult<WorkerHandle> {
+            Err(ProviderError::new("no creates here"))
+        }
+        fn destroy_worker(&self, handle: &WorkerHandle) -> ProviderResult<()> {
+            let mut calls = self.destroy_calls.lock();
+            *calls += 1;
+            if *calls == 1 {
+                return Err(ProviderError::new("instance is locked"));
+            }
+            let mut instances = self.instances.lock();
+            let before = instances.len();
+            instances.retain(|h| h.resource_id != handle.resource_id);
+            if instances.len() == before {
+                return Err(ProviderError::not_found("gone"));
+            }
+            Ok(())
+        }
+        fn list_workers(&self) -> ProviderResult<Vec<WorkerHandle>> {
+            Ok(self.instances.lock().clone())
+        }
+    }
+
+    /// Found by the replicated simulation (`failover_random`, seeds 50 and 233): the new
+    /// leader's takeover reconcile found the instance its dead predecessor had just created,
+    /// its destroy failed once, and nothing tried again until the host's next `reconcile` —
+    /// never, for a host that only runs the ticker: the instance leaked.
+    #[test]
+    fn an_orphan_whose_destroy_failed_is_retried_by_the_ticks() {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let registry = Arc::new(InMemoryWorkerRegistry::with_clock(clock.clone()));
+        let orphan = WorkerHandle {
+            worker_id: WorkerId::new(),
+            provider_id: ProviderId::new("cloud").unwrap(),
+            provider_type: ProviderType::BareMetal,
+            resource_id: "i-orphan".into(),
+            metadata: BTreeMap::new(),
+        };
+        let cloud = Arc::new(Cloud {
+            instances: Mutex::new(vec![orphan]),
+            destroy_calls: Mutex::new(0),
+        });
+        let config = WorkerLifecycleConfig {
+            min_ready_workers: 0,
+            ..WorkerLifecycleConfig::default()
+        };
+        let retry = config.destroy_retry_initial;
+        let manager = WorkerLifecycleManager::new(registry, config).unwrap();
+        manager.register_provider(cloud.clone()).unwrap();
+
+        let r = manager.reconcile().unwrap();
+        assert_eq!(r.orphans.len(), 1, "{r:#?}");
+        assert!(r.orphans[0].error.is_some(), "{r:#?}");
+        assert_eq!(manager.pending_orphans().len(), 1);
+
+        // The ticks retry it once its back-off is over (and not before).
+        manager.tick(0);
+        assert_eq!(
+            *cloud.destroy_calls.lock(),
+            1,
+            "retried before its back-off"
+        );
+        clock.advance(retry + Duration::from_millis(1));
+        let report = manager.tick(0);
+        assert_eq!(*cloud.destroy_calls.lock(), 2, "{report:#?}");
+        assert!(cloud.instances.lock().is_empty(), "{report:#?}");
+        assert!(manager.pending_orphans().is_empty());
+        assert!(
+            report.decisions.iter().any(|d| d.contains("i-orphan")),
+            "{:#?}",
+            report.decisions
+        );
+    }
+}

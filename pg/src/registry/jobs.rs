@@ -1,0 +1,135 @@
+//! `assign_to_job` (a transaction, as the state moves) and `release_from_job` (one statement).
+
+use hodei_workers::{Error, EventKind, JobId, Result, Worker, WorkerId, WorkerState};
+
+use super::change::{holder_of, lock_worker, moved, not_found, write_change, Write};
+use super::{unique_violation, Fail, PostgresWorkerRegistry};
+use crate::sql::ts;
+
+/// `release_from_job` in one statement (one round trip, its own transaction): the record is
+/// locked `FOR UPDATE`, the release applies only if it holds a job (the expected one, when
+/// named: a stale release is fenced), `Busy -> Ready` (or `Draining` at `max_jobs`; a
+/// `Draining` worker stays), `jobs_executed + 1` (saturating; stored as the bits of a `u64`),
+/// the counters of the move and the events (`ReleasedFromJob`, then `StateChanged` when the
+/// state changed) are written after the lock. Returns the job, or no row when refused.
+const RELEASE: &str = "WITH t AS MATERIALIZED (SELECT now_ms($1) AS now), \
+    old AS (SELECT id, state, current_job, jobs_executed, max_jobs FROM workers \
+        WHERE id = $2 FOR UPDATE), \
+    n AS (SELECT old.*, CASE WHEN old.jobs_executed = -1 THEN -1::bigint \
+            WHEN old.jobs_executed = 9223372036854775807 THEN (-9223372036854775807 - 1) \
+            ELSE old.jobs_executed + 1 END AS jobs \
+        FROM old WHERE old.current_job IS NOT NULL \
+            AND ($3::text IS NULL OR old.current_job = $3::text)), \
+    n2 AS (SELECT n.*, (CASE WHEN n.state = 3 THEN \
+            CASE WHEN n.max_jobs IS NOT NULL AND (n.jobs < 0 OR n.jobs >= n.max_jobs) \
+                THEN 4 ELSE 2 END \
+            ELSE n.state END)::smallint AS to_state FROM n), \
+    u AS (UPDATE workers w SET current_job = NULL, jobs_executed = n2.jobs, \
+            state = n2.to_state, updated_at = t.now, \
+            state_changed_at = CASE WHEN n2.to_state <> n2.state THEN t.now \
+                ELSE w.state_changed_at END, \
+            idle_since = CASE WHEN n2.to_state = 2 THEN t.now ELSE w.idle_since END \
+        FROM n2, t WHERE w.id = n2.id \
+        RETURNING w.id, w.slot, n2.state AS from_state, n2.to_state, n2.current_job AS job, \
+            t.now), \
+    cnt AS (UPDATE state_counts k SET s2 = k.s2 + (u.to_state = 2)::int, \
+            s3 = k.s3 - (u.from_state = 3)::int, \
+            s4 = k.s4 + (u.to_state = 4)::int - (u.from_state = 4)::int \
+        FROM u WHERE k.slot = u.slot AND u.from_state <> u.to_state), \
+    ev AS (INSERT INTO outbox (xid, seq, at, worker_id, kind) \
+        SELECT pg_current_xact_id(), nextval('event_seq'), u.now, u.id, e.k \
+        FROM u CROSS JOIN LATERAL (VALUES \
+            (1, json_build_object('type', 'released_from_job', 'worker_id', u.id, \
+                'job_id', u.job)::text), \
+            (2, CASE WHEN u.from_state <> u.to_state THEN json_build_object( \
+                'type', 'state_changed', 'worker_id', u.id, \
+                'from', (ARRAY['creating', 'connecting', 'ready', 'busy', 'draining', \
+                    'terminating', 'terminated'])[u.from_state + 1], \
+                'to', (ARRAY['creating', 'connecting', 'ready', 'busy', 'draining', \
+                    'terminating', 'terminated'])[u.to_state + 1])::text END)) AS e(o, k) \
+        WHERE e.k IS NOT NULL ORDER BY e.o) \
+    SELECT job FROM u";
+
+impl PostgresWorkerRegistry {
+    pub(super) fn assign(&self, id: &WorkerId, job: JobId) -> Result<Worker> {
+        let given = self.given();
+        let specs = &self.inner.specs;
+        self.run("assigning a job", |conn| {
+            let (mut tx, mut cache) = conn.begin()?;
+            let (before, slot, now) = lock_worker(specs, &mut tx, &mut cache, id, given, false)?
+                .ok_or_else(|| not_found(id))?;
+            if !before.state.accepts_jobs() || before.current_job.is_some() {
+                return Err(Fail::Domain(Error::NotAvailable {
+                    worker_id: *id,
+                    state: before.state,
+                }));
+            }
+            if let Some(holder) = holder_of(&mut tx, &job)? {
+                return Err(Fail::Domain(Error::JobAlreadyAssigned {
+                    job_id: job.clone(),
+                    worker_id: holder,
+                }));
+            }
+            let after = moved(&before, ts(now), |w| {
+                w.current_job = Some(job.clone());
+                w.state = WorkerState::Busy;
+            });
+            let write = Write {
+                before: &before,
+                after: &after,
+                slot,
+                heartbeat: false,
+                events: vec![
+                    EventKind::StateChanged {
+                        worker_id: *id,
+                        from: WorkerState::Ready,
+                        to: WorkerState::Busy,
+                    },
+                    EventKind::AssignedToJob {
+                        worker_id: *id,
+                        job_id: job.clone(),
+                    },
+                ],
+                now,
+            };
+            if let Err(fail) = write_change(&mut tx, &mut cache, &write) {
+                if unique_violation(&fail).is_some() {
+                    // Another replica gave the job to another worker since our check.
+                    drop(tx);
+                    let holder = holder_of(&mut conn.client, &job)?.unwrap_or_default();
+                    return Err(Fail::Domain(Error::JobAlreadyAssigned {
+                        job_id: job.clone(),
+                        worker_id: holder,
+                    }));
+                }
+                return Err(fail);
+            }
+            tx.commit()?;
+            Ok(after)
+        })
+    }
+
+    pub(super) fn release(&self, id: &WorkerId, expected_job: Option<&JobId>) -> Result<JobId> {
+        let given = self.given();
+        let expected = expected_job.map(|j| j.as_str().to_owned());
+        self.run("releasing a job", |conn| {
+            let stmt = conn.prepare(RELEASE)?;
+            if let Some(row) = conn
+                .client
+                .query_opt(&stmt, &[&given, id.as_uuid(), &expected])?
+            {
+                let job: String = row.get(0);
+                return JobId::new(job).map_err(Fail::Domain);
+            }
+            // Refused: say why (the worker is gone, or holds no job / another job).
+            let stmt = conn.prepare("SELECT 1 FROM workers WHERE id = $1")?;
+            if conn.client.query_opt(&stmt, &[id.as_uuid()])?.is_none() {
+                return Err(not_found(id));
+            }
+            Err(Fail::Domain(Error::NotBusy {
+                worker_id: *id,
+                expected: expected_job.cloned(),
+            }))
+        })
+    }
+}

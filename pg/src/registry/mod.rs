@@ -1,0 +1,304 @@
+//! [`PostgresWorkerRegistry`]: the [`WorkerRegistry`](hodei_workers::WorkerRegistry) trait on PostgreSQL.
+//!
+//! The registry's modules, each a part of it: this one the type, its connection and its
+//! retry loop; [`change`] the transaction of a change to one locked record (lock, check, write
+//! the record, its counters and its events in one statement); [`records`] `register`,
+//! `unregister` and the state moves; [`jobs`] `assign_to_job` and `release_from_job` (`claim`
+//! is `crate::claim`); [`worker_registry`] the `WorkerRegistry` trait, one method each,
+//! calling these and the crate's other modules.
+
+mod change;
+mod jobs;
+mod records;
+mod worker_registry;
+
+use std::fmt;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use hodei_workers::{Clock, Error, Result, SystemClock, Timestamp};
+
+use crate::error::{guard, is_retryable, DbError};
+use crate::heartbeat::Coalescer;
+use crate::pool::{Conn, Pool};
+use crate::schema;
+use crate::sql::{db_ts, ts, Specs};
+
+/// How a step of an operation failed: the database, or the operation's own verdict.
+#[derive(Debug)]
+pub(crate) enum Fail {
+    /// The client or the server failed.
+    Db(postgres::Error),
+    /// The operation refused (NotFound, InvalidTransition, …).
+    Domain(Error),
+    /// Nothing was applied and the operation should run again (a race it lost cleanly).
+    Retry,
+}
+
+impl From<postgres::Error> for Fail {
+    fn from(e: postgres::Error) -> Self {
+        Fail::Db(e)
+    }
+}
+
+impl From<Error> for Fail {
+    fn from(e: Error) -> Self {
+        Fail::Domain(e)
+    }
+}
+
+pub(crate) type Step<T> = std::result::Result<T, Fail>;
+
+/// The name of the unique constraint a statement violated, if that is how it failed.
+pub(crate) fn unique_violation(fail: &Fail) -> Option<&str> {
+    match fail {
+        Fail::Db(e) => e.as_db_error().and_then(|db| {
+            (db.code() == &postgres::error::SqlState::UNIQUE_VIOLATION)
+                .then(|| db.constraint().unwrap_or(""))
+        }),
+        Fail::Domain(_) | Fail::Retry => None,
+    }
+}
+
+/// Connections per registry: enough for the coalesced heartbeats plus a few callers; every
+/// caller beyond waits for a free one (a pool is not a queue of the database's making).
+const POOL_SIZE: usize = 8;
+
+/// The [`WorkerRegistry`](hodei_workers::WorkerRegistry) on PostgreSQL (≥ 13): several processes (scheduler replicas) share
+/// one fleet, and the fleet outlives them.
+///
+/// # Promises
+/// - Every invariant of the trait holds **across processes**, enforced by the database: a job
+///   is held by at most one worker (a unique index on `workers.current_job`); `claim` is one
+///   statement (`FOR UPDATE SKIP LOCKED` in a CTE, most recently idle first); every other
+///   change reads its worker `FOR UPDATE`, checks the state table in Rust and writes the record,
+///   the counters and the events in the same transaction; a release names the job it expects.
+/// - `stats()` reads 32 counter rows (plus one per provider and slot), never the fleet.
+/// - Events: every change writes its events to an outbox table in its own transaction; every
+///   subscriber, in any process, reads them in `seq` order (see [`crate::events`]).
+/// - Time: with [`connect`](Self::connect), every deadline is judged on the database's clock
+///   (replicas with skewed clocks agree); with [`connect_with_clock`](Self::connect_with_clock)
+///   the registry passes its clock's `now` (a [`ManualClock`](hodei_workers::ManualClock) in
+///   tests).
+/// - Never a panic: a failed connection or statement is `Error::Backend` with the cause, and a
+///   failed transaction applies nothing. A call from inside an async runtime (where the
+///   synchronous client cannot block) is `Error::Backend` saying to use a blocking thread.
+///
+/// # Costs
+/// One to four round trips per call (a transaction: lock, write, commit); `heartbeat` callers on
+/// several threads share one statement; `find` and `snapshot` read the fleet.
+pub struct PostgresWorkerRegistry {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// The shared state of a registry (shared with its subscriptions' sources).
+pub(crate) struct Inner {
+    pub pool: Pool,
+    /// The connections of the heartbeat statements (`crate::heartbeat`): their sessions
+    /// commit asynchronously (`synchronous_commit = off`; why, and what it risks, in
+    /// `crate::heartbeat`). Nothing else runs on them.
+    pub heartbeat_pool: Pool,
+    /// `None`: the database's clock.
+    pub clock: Option<Arc<dyn Clock>>,
+    /// For `now()` on the database clock when the database cannot be asked.
+    local: SystemClock,
+    /// Database clock minus `local`, as last measured.
+    offset: AtomicI64,
+    /// The last `now()` answered (it never goes backwards).
+    last_now: AtomicU64,
+    pub specs: Specs,
+    /// Subscribers of this registry that want `HeartbeatReceived`: while there are some,
+    /// heartbeats also write their event to the outbox.
+    pub heartbeat_subscribers: Arc<AtomicUsize>,
+    pub heartbeats: Coalescer,
+    /// When this process last pruned the outbox (see `PostgresWorkerRegistry::prune_events`).
+    pub last_prune: parking_lot::Mutex<Option<std::time::Instant>>,
+    /// The readers of this registry's subscriptions: read to the end when it is dropped.
+    pub readers:
+        parking_lot::Mutex<Vec<std::sync::Weak<parking_lot::Mutex<crate::events::Reader>>>>,
+}
+
+impl Drop for Inner {
+    /// Events committed before the registry is dropped still reach its subscribers, then their
+    /// streams end (as for a dropped in-memory registry).
+    fn drop(&mut self) {
+        for reader in self.readers.get_mut().drain(..) {
+            if let Some(reader) = reader.upgrade() {
+                reader.lock().close();
+            }
+        }
+    }
+}
+
+impl fmt::Debug for PostgresWorkerRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresWorkerRegistry")
+            .field("schema", &self.inner.pool.schema())
+            .field("pool", &self.inner.pool)
+            .field("clock", &self.inner.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+fn parse_config(url: &str) -> Result<postgres::Config> {
+    url.parse::<postgres::Config>()
+        .map_err(|e| Error::invalid(format!("invalid PostgreSQL connection string: {e}")))
+}
+
+impl PostgresWorkerRegistry {
+    /// Connects (a pool of up to 8 connections and one of up to 8 for heartbeats, opened on
+    /// demand), applies the migrations (safe when replicas start at once) and uses the schema
+    /// named `name` for this registry. Deadlines are judged on the database's clock.
+    ///
+    /// `url` is any libpq connection string, URL (`postgresql://user@host/db`) or `key=value`
+    /// (`host=/tmp user=postgres dbname=postgres`).
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a malformed `url` or `name` ([`schema::validate_name`]);
+    /// `Backend` when the server cannot be reached or the migrations fail.
+    pub fn connect(url: &str, name: &str) -> Result<Self> {
+        Self::open(url, name, None)
+    }
+
+    /// As [`connect`](Self::connect), but every deadline and timestamp is taken from `clock`
+    /// (passed to the database as a parameter), so a [`ManualClock`](hodei_workers::ManualClock)
+    /// drives the registry deterministically.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
+    pub fn connect_with_clock(url: &str, name: &str, clock: Arc<dyn Clock>) -> Result<Self> {
+        Self::open(url, name, Some(clock))
+    }
+
+    /// Drops the schema of registry `name` and everything in it (tests clean up with it).
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a malformed `url` or `name`; `Backend`.
+    pub fn drop_schema(url: &str, name: &str) -> Result<()> {
+        schema::validate_name(name)?;
+        let config = parse_config(url)?;
+        guard(|| {
+            let mut conn = Conn::open(&config, name).map_err(|cause| {
+                Error::Backend(format!("cannot connect to PostgreSQL: {cause}"))
+            })?;
+            schema::drop_schema(&mut conn, name)
+        })
+    }
+
+    fn open(url: &str, name: &str, clock: Option<Arc<dyn Clock>>) -> Result<Self> {
+        schema::validate_name(name)?;
+        let config = parse_config(url)?;
+        let inner = Inner {
+            heartbeat_pool: Pool::with_session(
+                config.clone(),
+                name.to_owned(),
+                crate::heartbeat::POOL_SIZE,
+                crate::heartbeat::SESSION,
+            ),
+            pool: Pool::new(config, name.to_owned(), POOL_SIZE),
+            clock,
+            local: SystemClock::new(),
+            offset: AtomicI64::new(0),
+            last_now: AtomicU64::new(0),
+            specs: Specs::default(),
+            heartbeat_subscribers: Arc::new(AtomicUsize::new(0)),
+            heartbeats: Coalescer::default(),
+            readers: parking_lot::Mutex::new(Vec::new()),
+            last_prune: parking_lot::Mutex::new(None),
+        };
+        guard(|| {
+            let mut conn = inner.pool.get()?;
+            schema::migrate(&mut conn, name)
+        })?;
+        let registry = PostgresWorkerRegistry {
+            inner: Arc::new(inner),
+        };
+        if registry.inner.clock.is_none() {
+            // Measures the offset of the database clock now, so that `now()` has a fallback.
+            registry.db_now()?;
+        }
+        Ok(registry)
+    }
+
+    /// The schema (= registry name) this registry lives in.
+    pub fn schema(&self) -> &str {
+        self.inner.pool.schema()
+    }
+
+    /// Reads the database clock (and refreshes the local estimate of its offset).
+    fn db_now(&self) -> Result<Timestamp> {
+        let now: i64 = self.run("reading the database clock", |c| {
+            let stmt = c.prepare("SELECT now_ms(NULL)")?;
+            Ok(c.client.query_one(&stmt, &[])?.get(0))
+        })?;
+        let now = ts(now);
+        let local = self.inner.local.now();
+        self.inner
+            .offset
+            .store(now as i64 - local as i64, Ordering::Relaxed);
+        Ok(now)
+    }
+
+    /// The `now` parameter of every statement: the clock's time, or NULL for the database's.
+    pub(crate) fn given(&self) -> Option<i64> {
+        self.inner.clock.as_ref().map(|c| db_ts(c.now()))
+    }
+
+    /// Runs `op` on a pooled connection: a panic of the client becomes `Backend`, a deadlock or
+    /// serialization failure (the server rolled everything back) is retried up to 3 times, any
+    /// other database error is `Backend` saying what we were `doing`.
+    pub(crate) fn run<T>(
+        &self,
+        doing: &str,
+        mut op: impl FnMut(&mut Conn) -> Step<T>,
+    ) -> Result<T> {
+        self.inner.run(doing, &mut op)
+    }
+
+    /// As [`run`](Self::run), on a connection of the heartbeat pool (asynchronous commit).
+    pub(crate) fn run_heartbeat<T>(
+        &self,
+        doing: &str,
+        mut op: impl FnMut(&mut Conn) -> Step<T>,
+    ) -> Result<T> {
+        self.inner
+            .run_on(&self.inner.heartbeat_pool, doing, &mut op)
+    }
+}
+
+impl Inner {
+    pub(crate) fn run<T>(
+        &self,
+        doing: &str,
+        op: &mut dyn FnMut(&mut Conn) -> Step<T>,
+    ) -> Result<T> {
+        self.run_on(&self.pool, doing, op)
+    }
+
+    fn run_on<T>(
+        &self,
+        pool: &Pool,
+        doing: &str,
+        op: &mut dyn FnMut(&mut Conn) -> Step<T>,
+    ) -> Result<T> {
+        guard(|| {
+            let mut conn = pool.get()?;
+            let mut attempt = 0;
+            loop {
+                match op(&mut conn) {
+                    Ok(v) => return Ok(v),
+                    Err(Fail::Domain(e)) => return Err(e),
+                    Err(Fail::Retry) => {}
+                    Err(Fail::Db(e)) if is_retryable(&e) && attempt < 3 => attempt += 1,
+                    Err(Fail::Db(e)) => return Err(DbError::from(e).backend(doing)),
+                }
+            }
+        })
+    }
+}
+
+#[allow(dead_code)]
+fn assert_send_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<PostgresWorkerRegistry>();
+}

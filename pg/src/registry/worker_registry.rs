@@ -1,0 +1,222 @@
+//! The [`WorkerRegistry`] trait on PostgreSQL: one method each, the reads written here, the
+//! changes in the registry's other modules and the crate's (`claim`, `deadlines`, `stats`,
+//! `heartbeat`, `events`, `snapshot`).
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use hodei_workers::{
+    Clock, EventKind, JobId, Result, Snapshot, SubscribeOptions, Subscription, TerminationReason,
+    Timestamp, TransitionGuard, Transitioned, Worker, WorkerFilter, WorkerHandle, WorkerId,
+    WorkerRegistry, WorkerRegistryStats, WorkerSpec, WorkerState,
+};
+
+use super::change::{event_texts, not_found, INSERT_EVENTS};
+use super::PostgresWorkerRegistry;
+use crate::sql::{conditions, db_ts, param, refs, Params, FROM_WORKERS, W_COLS};
+
+static GET: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {W_COLS} FROM workers w WHERE w.id = $1"));
+
+/// The `n` longest-idle ready workers: the ready index read backwards.
+static LONGEST_IDLE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {W_COLS} FROM workers w WHERE w.state = 2 AND w.current_job IS NULL \
+         ORDER BY w.idle_since ASC, w.id ASC LIMIT $1"
+    )
+});
+
+impl WorkerRegistry for PostgresWorkerRegistry {
+    fn lease(
+        &self,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Arc<dyn hodei_workers::Leadership>>> {
+        Ok(Some(Arc::new(PostgresWorkerRegistry::leadership(
+            self, holder, ttl,
+        )?)))
+    }
+
+    /// The registry's clock: the given clock, or the database's (one query; when the database
+    /// cannot be reached, the local clock corrected by the last measured offset). Never goes
+    /// backwards.
+    fn now(&self) -> Timestamp {
+        let now = match &self.inner.clock {
+            Some(clock) => return clock.now(),
+            None => self.db_now().unwrap_or_else(|_| {
+                let local = self.inner.local.now() as i64;
+                (local + self.inner.offset.load(Ordering::Relaxed)).max(0) as u64
+            }),
+        };
+        self.inner
+            .last_now
+            .fetch_max(now, Ordering::AcqRel)
+            .max(now)
+    }
+
+    fn register(&self, handle: WorkerHandle, spec: Arc<WorkerSpec>) -> Result<Worker> {
+        self.register_record(handle, spec)
+    }
+
+    fn unregister(&self, id: &WorkerId, reason: TerminationReason) -> Result<Worker> {
+        self.unregister_record(id, reason)
+    }
+
+    fn get(&self, id: &WorkerId) -> Result<Option<Worker>> {
+        let specs = &self.inner.specs;
+        self.run("reading a worker", |conn| {
+            let stmt = conn.prepare(&GET)?;
+            match conn.client.query_opt(&stmt, &[id.as_uuid()])? {
+                Some(row) => Ok(Some(specs.worker(&row)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn find(&self, filter: &WorkerFilter) -> Result<Vec<Worker>> {
+        if filter.limit == Some(0) {
+            return Ok(Vec::new());
+        }
+        let mut params: Params = Vec::new();
+        let now = param(&mut params, self.given());
+        let conds = conditions(filter, "(SELECT now FROM t)", &mut params, false);
+        let mut sql = format!(
+            "WITH t AS MATERIALIZED (SELECT now_ms({now}::bigint) AS now) \
+             SELECT {W_COLS} FROM {FROM_WORKERS}"
+        );
+        if !conds.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&conds.join(" AND "));
+        }
+        if let Some(limit) = filter.limit {
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            sql.push_str(&format!(" LIMIT {limit}"));
+        }
+        let specs = &self.inner.specs;
+        self.run("finding workers", |conn| {
+            let stmt = conn.prepare(&sql)?;
+            let rows = conn.client.query(&stmt, &refs(&params))?;
+            rows.iter().map(|r| specs.worker(r)).collect()
+        })
+    }
+
+    fn update_state(&self, id: &WorkerId, to: WorkerState) -> Result<Worker> {
+        let moved = self.move_state(id, None, to)?;
+        Ok(moved.expect("no guard: the move applies or fails").worker)
+    }
+
+    fn transition_if(
+        &self,
+        id: &WorkerId,
+        guard: &TransitionGuard,
+        to: WorkerState,
+    ) -> Result<Option<Transitioned>> {
+        self.move_state(id, Some(guard), to)
+    }
+
+    fn longest_idle(&self, n: usize) -> Result<Vec<Worker>> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = i64::try_from(n).unwrap_or(i64::MAX);
+        let specs = &self.inner.specs;
+        self.run("finding the longest idle workers", |conn| {
+            let stmt = conn.prepare(&LONGEST_IDLE)?;
+            let rows = conn.client.query(&stmt, &[&limit])?;
+            rows.iter().map(|r| specs.worker(r)).collect()
+        })
+    }
+
+    fn heartbeat_many(&self, ids: &[WorkerId]) -> Result<Vec<Result<()>>> {
+        crate::heartbeat::heartbeat_many(self, ids)
+    }
+
+    fn heartbeat(&self, id: &WorkerId) -> Result<()> {
+        self.inner.heartbeats.heartbeat(self, *id)
+    }
+
+    fn assign_to_job(&self, id: &WorkerId, job: JobId) -> Result<Worker> {
+        self.assign(id, job)
+    }
+
+    fn release_from_job(&self, id: &WorkerId, expected_job: Option<&JobId>) -> Result<JobId> {
+        self.release(id, expected_job)
+    }
+
+    fn claim(&self, filter: &WorkerFilter, job: JobId) -> Result<Option<Worker>> {
+        crate::claim::claim(self, filter, job)
+    }
+
+    fn find_unhealthy(&self, heartbeat_timeout: Duration) -> Result<Vec<Worker>> {
+        crate::deadlines::find_unhealthy(self, heartbeat_timeout)
+    }
+
+    fn find_startup_expired(&self, startup_timeout: Duration) -> Result<Vec<Worker>> {
+        crate::deadlines::find_startup_expired(self, startup_timeout)
+    }
+
+    fn find_for_termination(&self) -> Result<Vec<(Worker, TerminationReason)>> {
+        crate::deadlines::find_for_termination(self)
+    }
+
+    fn grant_grace(&self, since: Timestamp) -> Result<()> {
+        self.run("granting grace", |conn| {
+            let stmt = conn.prepare("UPDATE meta SET grace_floor = greatest(grace_floor, $1)")?;
+            conn.client.execute(&stmt, &[&db_ts(since)])?;
+            Ok(())
+        })
+    }
+
+    fn stats(&self) -> Result<WorkerRegistryStats> {
+        crate::stats::stats(self)
+    }
+
+    fn count(&self) -> Result<usize> {
+        self.run("counting workers", |conn| {
+            let stmt = conn.prepare("SELECT coalesce(sum(total), 0)::bigint FROM state_counts")?;
+            let n: i64 = conn.client.query_one(&stmt, &[])?.get(0);
+            Ok(usize::try_from(n).unwrap_or(0))
+        })
+    }
+
+    fn subscribe(&self, options: SubscribeOptions) -> Result<Subscription> {
+        crate::events::subscribe(self, options)
+    }
+
+    fn publish(&self, kind: EventKind) -> Result<()> {
+        let given = self.given();
+        let event = event_texts(std::slice::from_ref(&kind));
+        let worker = kind.worker_id().map(|w| *w.as_uuid());
+        self.run("publishing an event", |conn| {
+            let (mut tx, mut cache) = conn.begin()?;
+            // An event about a worker needs the worker: its row is locked (KEY SHARE, which
+            // `unregister`'s FOR UPDATE waits for) before the seq is taken, so the event can
+            // never follow its Unregistered. The xid comes first too: a reader must see this
+            // transaction in flight from the moment it holds a seq (see crate::events).
+            if let Some(id) = worker {
+                let lock =
+                    cache.prepare(&mut tx, "SELECT 1 FROM workers WHERE id = $1 FOR KEY SHARE")?;
+                if tx.query_opt(&lock, &[&id])?.is_none() {
+                    let id = WorkerId::from_bytes(*id.as_bytes()).unwrap_or_default();
+                    return Err(not_found(&id));
+                }
+            }
+            let now: i64 = tx
+                .query_one("SELECT now_ms($1), pg_current_xact_id()::text", &[&given])?
+                .get(0);
+            let stmt = cache.prepare(&mut tx, INSERT_EVENTS)?;
+            tx.execute(&stmt, &[&now, &worker, &event])?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn snapshot(&self) -> Result<Snapshot> {
+        crate::snapshot::snapshot(self)
+    }
+
+    fn restore(&self, snapshot: Snapshot) -> Result<()> {
+        crate::snapshot::restore(self, snapshot)
+    }
+}
