@@ -353,32 +353,40 @@ mod tests {
         }
         let mut registry: *mut hw_registry = std::ptr::null_mut();
         assert_eq!(hw_registry_new(&mut registry), hw_status::HwOk);
-        for i in 0..200 {
-            let resource = std::ffi::CString::new(format!("r-{i}")).unwrap();
-            let mut worker: *mut hw_worker = std::ptr::null_mut();
-            let status = hw_registry_register(
-                registry,
-                c"p".as_ptr(),
-                c"docker".as_ptr(),
-                resource.as_ptr(),
-                spec,
-                &mut worker,
-            );
-            assert_eq!(status, hw_status::HwOk, "{:?}", unsafe {
-                std::ffi::CStr::from_ptr(crate::boundary::last_error_ptr())
-            });
-            hw_worker_free(worker);
-        }
+        let register = |from: usize, to: usize| {
+            for i in from..to {
+                let resource = std::ffi::CString::new(format!("r-{i}")).unwrap();
+                let mut worker: *mut hw_worker = std::ptr::null_mut();
+                let status = hw_registry_register(
+                    registry,
+                    c"p".as_ptr(),
+                    c"docker".as_ptr(),
+                    resource.as_ptr(),
+                    spec,
+                    &mut worker,
+                );
+                assert_eq!(status, hw_status::HwOk, "{:?}", unsafe {
+                    std::ffi::CStr::from_ptr(crate::boundary::last_error_ptr())
+                });
+                hw_worker_free(worker);
+            }
+        };
+        register(0, 200);
         // SAFETY: made above, freed below.
         let shared = unsafe { Arc::clone(&(*spec).spec) };
-        // The builder, the 200 records and `shared`.
-        assert_eq!(Arc::strong_count(&shared), 202);
+        // The builder, the records, `shared`, and the registry's own few references to the
+        // spec it interned (its table of specs, the class of these workers): one reference a
+        // worker, never a copy — 100 more workers add exactly 100 references.
+        let before = Arc::strong_count(&shared);
+        assert!((202..=210).contains(&before), "{before}");
+        register(200, 300);
+        assert_eq!(Arc::strong_count(&shared), before + 100);
         assert_eq!(
             hw_worker_spec_set_image(spec, c"other".as_ptr()),
             hw_status::HwOk
         );
         // The edit copied: the records keep the spec they were made from.
-        assert_eq!(Arc::strong_count(&shared), 201);
+        assert_eq!(Arc::strong_count(&shared), before + 99);
         assert_eq!(shared.image.len(), crate::limits::HW_MAX_IMAGE_LEN);
         hw_registry_free(registry);
         assert_eq!(Arc::strong_count(&shared), 1);
