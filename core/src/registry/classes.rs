@@ -16,6 +16,7 @@ use std::hash::{BuildHasher, Hash, Hasher};
 use std::ops::Bound;
 use std::sync::Arc;
 
+use super::stats::pool_of;
 use crate::clock::Timestamp;
 use crate::ids::{ProviderId, WorkerId};
 use crate::worker::{ProviderType, WorkerHandle, WorkerSpec};
@@ -239,6 +240,9 @@ pub(super) struct Class {
     /// Members whose lifetime is tracked (`Creating`, `Connecting`, `Ready`, `Busy`) by
     /// `created_at`: the oldest end has the nearest lifetime deadline.
     pub living: Queue,
+    /// The spec's pool (its `POOL_LABEL`), read once here rather than from the labels on every
+    /// state change of a member (the counters by pool are kept on the claim path).
+    pool: Option<Box<str>>,
 }
 
 /// What makes a class: the interned spec (by address), the provider id and type.
@@ -285,6 +289,13 @@ impl Classes {
         self.slots[class as usize]
             .as_mut()
             .expect("a record's class lives while it has members")
+    }
+
+    /// The pool of the class numbered `class` (see [`pool_of`]).
+    pub fn pool(&self, class: u32) -> Option<&str> {
+        self.slots[class as usize]
+            .as_ref()
+            .and_then(|c| c.pool.as_deref())
     }
 
     /// Every class.
@@ -387,6 +398,7 @@ impl Classes {
         }
         self.use_spec(&spec, spec_hash);
         let class = Class {
+            pool: pool_of(&spec).map(Box::from),
             spec: Arc::clone(&spec),
             handle: Arc::clone(handle),
             spec_hash,

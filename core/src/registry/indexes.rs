@@ -15,7 +15,7 @@ use super::classes::{Classes, Queue};
 use super::idtable::IdTable;
 use crate::clock::Timestamp;
 use crate::ids::{JobId, WorkerId};
-use crate::registry::stats::{pool_of, WorkerRegistryStats};
+use crate::registry::stats::WorkerRegistryStats;
 use crate::state::WorkerState;
 use crate::worker::{Worker, WorkerHandle, WorkerSpec};
 
@@ -289,6 +289,16 @@ impl Indexes {
         self.startup.sort();
     }
 
+    /// Counts a record that joins the registry (its class is joined already).
+    pub fn count_new(&mut self, rec: &Record) {
+        self.stats.add(
+            rec.state,
+            &rec.handle.provider_id,
+            &rec.handle.provider_type,
+            self.classes.pool(rec.class),
+        );
+    }
+
     /// Removes every trace of a record that leaves the registry.
     pub fn forget(&mut self, id: WorkerId, rec: &mut Record) {
         let (before, idle_since) = (rec.membership(), rec.idle_since);
@@ -300,7 +310,7 @@ impl Indexes {
             rec.state,
             &rec.handle.provider_id,
             &rec.handle.provider_type,
-            pool_of(&rec.spec),
+            self.classes.pool(rec.class),
         );
         self.classes.leave(rec.class);
     }

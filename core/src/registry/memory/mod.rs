@@ -27,7 +27,6 @@ use parking_lot::{Mutex, RwLock};
 use self::shard::Shard;
 use super::column::HeartbeatColumn;
 use super::indexes::{Indexes, Record, DEFAULT_RETIRED_ID_LIMIT};
-use super::stats::pool_of;
 use super::{TransitionGuard, Transitioned, WorkerRegistry};
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::error::{Error, Result};
@@ -175,7 +174,7 @@ impl InMemoryWorkerRegistry {
             if to == WorkerState::Ready {
                 rec.idle_since = Some(now);
             }
-            ix.stats.moved(from, to, pool_of(&rec.spec));
+            ix.stats.moved(from, to, ix.classes.pool(rec.class));
         }
         ix.refile(id, before, before_idle, rec.membership(), rec);
         column.set_monitored(slot, to.heartbeat_monitored(), self.floor());

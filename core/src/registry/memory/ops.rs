@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use super::super::indexes::{Membership, Record};
 use super::super::snapshot::Snapshot;
-use super::super::stats::pool_of;
 use super::super::stats::WorkerRegistryStats;
 use super::super::telemetry::{HeartbeatAges, JobTotals, SubscriberDrops};
 use super::super::{TransitionGuard, Transitioned, WorkerRegistry};
@@ -60,12 +59,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         debug_assert!(!rec.state.heartbeat_monitored());
         let after = rec.membership();
         ix.refile(id, Membership::none(), None, after, &rec);
-        ix.stats.add(
-            rec.state,
-            &rec.handle.provider_id,
-            &rec.handle.provider_type,
-            pool_of(&rec.spec),
-        );
+        ix.count_new(&rec);
         self.bus.publish(now, || EventKind::Registered {
             worker_id: id,
             provider_id: rec.handle.provider_id.clone(),

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use super::super::indexes::{Membership, Record};
 use super::super::snapshot::{Snapshot, SNAPSHOT_FORMAT};
-use super::super::stats::pool_of;
 use super::super::WorkerRegistry;
 use super::InMemoryWorkerRegistry;
 use crate::error::{Error, Result};
@@ -73,12 +72,7 @@ impl InMemoryWorkerRegistry {
             let monitored = rec.state.heartbeat_monitored();
             let after = rec.membership();
             ix.refile(id, Membership::none(), None, after, &rec);
-            ix.stats.add(
-                rec.state,
-                &rec.handle.provider_id,
-                &rec.handle.provider_type,
-                pool_of(&rec.spec),
-            );
+            ix.count_new(&rec);
             if let Some(job) = &rec.current_job {
                 ix.jobs.insert(job.clone(), id);
             }
