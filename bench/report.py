@@ -193,10 +193,12 @@ def main():
         add("")
         add("### Limits of the machine in this run (core/benches/limits.rs)")
         add("")
-        add("| fleet | dependent random read (one 64 B line a worker) | sequential read, 8 B a worker |")
-        add("|---|---:|---:|")
+        add("| fleet | dependent random read (one 64 B line a worker) | sequential read, 8 B a worker | sequential read, 4 B a worker |")
+        add("|---|---:|---:|---:|")
         for row in limits:
-            add(f"| {row['size']} | {fmt_ns(row['chase_ns'])} | {fmt_ns(row['seq_read_us'] * 1e3)} |")
+            seq4 = row.get("seq_read_4b_us")
+            seq4 = fmt_ns(seq4 * 1e3) if seq4 is not None else "-"
+            add(f"| {row['size']} | {fmt_ns(row['chase_ns'])} | {fmt_ns(row['seq_read_us'] * 1e3)} | {seq4} |")
 
     if not crit and not lines[4:]:
         print(f"no benchmark results under {target}", file=sys.stderr)

@@ -1,7 +1,8 @@
 //! Physical limits of this machine, measured beside the registry rows whose targets meet them
 //! (issue 12): what one dependent random read from memory costs over a working set as large as
 //! the 1M fleet's (a pointer chase), and what a sequential read of as many bytes as a health
-//! check's pass over the heartbeat columns costs (8 bytes a worker).
+//! check's pass over the heartbeat columns costs (4 bytes a worker; 8 bytes, the column's
+//! earlier width, kept for comparison with older runs).
 //!
 //! `cargo bench -p hodei-workers --bench limits` (or `make bench`); fleet sizes from
 //! `HODEI_BENCH_SIZES`. Writes `$HODEI_BENCH_OUT/limits.json`.
@@ -58,13 +59,29 @@ fn chase(lines: usize, hops: usize) -> f64 {
 /// Microseconds to read `n` words of 8 bytes in order (best of 10 passes).
 fn sequential(n: usize) -> f64 {
     let words: Vec<u64> = (0..n as u64).collect();
+    best_pass(|| {
+        black_box(&words)
+            .iter()
+            .fold(0u64, |a, w| a.wrapping_add(*w))
+    })
+}
+
+/// Microseconds to read `n` words of 4 bytes in order (best of 10 passes): the heartbeat
+/// column's 32-bit words, what a health check's full pass reads.
+fn sequential_4b(n: usize) -> f64 {
+    let words: Vec<u32> = (0..n as u32).collect();
+    best_pass(|| {
+        black_box(&words)
+            .iter()
+            .fold(0u32, |a, w| a.wrapping_add(*w)) as u64
+    })
+}
+
+fn best_pass(mut pass: impl FnMut() -> u64) -> f64 {
     let mut best = f64::INFINITY;
     for _ in 0..10 {
         let started = Instant::now();
-        let sum: u64 = black_box(&words)
-            .iter()
-            .fold(0u64, |a, w| a.wrapping_add(*w));
-        black_box(sum);
+        black_box(pass());
         best = best.min(started.elapsed().as_nanos() as f64 / 1e3);
     }
     best
@@ -79,14 +96,16 @@ fn main() {
         // worker in the library, ~400 B in the naive design): a lower bound of a miss's cost.
         let hop = chase(n, 2_000_000.min(n * 4).max(100_000));
         let seq = sequential(n);
+        let seq4 = sequential_4b(n);
         let label = size_label(n);
         println!(
-            "limits at {label}: dependent random read {hop:.1} ns over {} MB; sequential read of {} kB: {seq:.1} us",
+            "limits at {label}: dependent random read {hop:.1} ns over {} MB; sequential read of {} kB: {seq:.1} us, of {} kB: {seq4:.1} us",
             (n * 64) >> 20,
-            (n * 8) >> 10
+            (n * 8) >> 10,
+            (n * 4) >> 10
         );
         rows.push(format!(
-            "{{\"size\":\"{label}\",\"chase_ns\":{hop:.2},\"seq_read_us\":{seq:.2}}}"
+            "{{\"size\":\"{label}\",\"chase_ns\":{hop:.2},\"seq_read_us\":{seq:.2},\"seq_read_4b_us\":{seq4:.2}}}"
         ));
     }
     if !bench_mode {

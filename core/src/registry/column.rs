@@ -1,18 +1,28 @@
-//! [`HeartbeatColumn`]: one shard's heartbeats as a dense array, indexed by a slot that the
-//! record keeps.
+//! [`HeartbeatColumn`]: one shard's heartbeats as a dense array of 32-bit words, indexed by a
+//! slot that the record keeps.
 //!
-//! A heartbeat is one atomic `fetch_max` into the column (under the shard's *read* lock); a
-//! health check of the shard reads the column sequentially, 8 bytes per worker, instead of a
-//! random look-up into every record. On top of it a small cache makes the usual check cost
-//! what is due rather than the shard's size (see [`Sweep`]).
+//! A word holds the slot's last heartbeat as a millisecond offset from the column's `base`,
+//! and whether the slot's worker is heartbeat-monitored (see [`Word`]): a health check of the
+//! shard reads 4 bytes per worker and no other array, in a loop the compiler vectorises. A
+//! heartbeat is a plain store into the column under the shard's *write* lock (an uncontended
+//! write lock costs the one atomic operation a read lock does, and the store then needs none),
+//! so every reader (`get`, health checks, metrics) reads plain memory under the read lock. On
+//! top of it a small cache makes the usual check cost what is due rather than the shard's size
+//! (see [`Sweep`]).
+//!
+//! **Exact to the millisecond, whatever the times**: a heartbeat outside the 2^31 − 2 ms
+//! (~24.8 days) the offsets cover is kept exactly in a side table (`far`), its word marked
+//! [`Word::FAR_MONITORED`] or [`Word::FAR_IDLE`]; when the clock runs past the range the column
+//! rebases (one pass over the column, once in ~12 days) and what no longer fits goes to the
+//! side table. A registry whose workers heartbeat never has a far slot.
 //!
 //! Slots are the shard's slab slots ([`Shard`](super::memory)): the slab allocates and reuses
 //! them, the column follows (`attach`, `release`). Every access goes through the shard's id →
 //! slot index, under the shard's lock, so a stale id (an unregistered worker) can never reach
-//! the slot's new occupant: its look-up fails first. Attaching and releasing need the shard's
-//! write lock, which excludes every heartbeat to the shard.
+//! the slot's new occupant: its look-up fails first. Writes (`attach`, `release`, `beat`,
+//! `set_monitored`) need the shard's write lock.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::BTreeMap;
 
 use parking_lot::Mutex;
 
@@ -27,21 +37,73 @@ pub(super) struct ColumnSample {
     pub read_live: usize,
 }
 
-/// The heartbeat of a free slot: never due, never lowers the horizon.
-const FREE: Timestamp = Timestamp::MAX;
+/// The encoding of a column word (an `i32`).
+///
+/// - a monitored slot with offset `o` (its heartbeat is `base + o`, `0 <= o < SPAN`):
+///   `i32::MIN + 1 + o`, a negative word;
+/// - an unmonitored slot with offset `o`: `o`, a non-negative word below `FAR_IDLE`;
+/// - a slot whose heartbeat does not fit (exact value in `far`): `FAR_MONITORED` (`i32::MIN`)
+///   or `FAR_IDLE`;
+/// - a free slot: `FREE` (`i32::MAX`).
+///
+/// So a health check with cutoff offset `c` asks `word < i32::MIN + 1 + c` of every word: true
+/// exactly for the monitored slots due and the far monitored ones (checked exactly after), false
+/// for every unmonitored and free slot; and the smallest word not below that bound is the
+/// smallest monitored heartbeat not due.
+struct Word;
+
+impl Word {
+    const FREE: i32 = i32::MAX;
+    const FAR_IDLE: i32 = i32::MAX - 1;
+    const FAR_MONITORED: i32 = i32::MIN;
+    /// Offsets `0..SPAN` fit in a word.
+    const SPAN: u64 = (i32::MAX - 1) as u64;
+
+    fn monitored(offset: u64) -> i32 {
+        debug_assert!(offset < Self::SPAN);
+        i32::MIN + 1 + offset as i32
+    }
+
+    fn idle(offset: u64) -> i32 {
+        debug_assert!(offset < Self::SPAN);
+        offset as i32
+    }
+
+    /// Whether a live word is of a monitored slot.
+    fn is_monitored(w: i32) -> bool {
+        w < 0
+    }
+
+    /// The offset of a word that is neither far nor free.
+    fn offset(w: i32) -> u64 {
+        if w < 0 {
+            (i64::from(w) - i64::from(i32::MIN) - 1) as u64
+        } else {
+            w as u64
+        }
+    }
+
+    fn is_near(w: i32) -> bool {
+        w != Self::FREE && w != Self::FAR_IDLE && w != Self::FAR_MONITORED
+    }
+}
 
 /// Suspects a shard may gather between health checks beyond its slots: past this the cache is
 /// dropped and the next check scans the column (bounds memory when no check ever runs).
 const SUSPECT_SLACK: usize = 64;
 
+/// Slots a full pass reads as one block: the block's smallest word says whether any of them is
+/// due (the usual answer is no), without a branch per slot.
+const BLOCK: usize = 64;
+
 /// The due-check cache of one shard.
 ///
 /// Invariant: every *monitored* slot whose key (`max(heartbeat, grace floor)`) is below
 /// `horizon` is in `suspects` (which may also hold stale or duplicate slots, re-checked on use).
-/// Keys only grow (heartbeats are `fetch_max`, the floor only rises), so a check with a cutoff
+/// Keys only grow (heartbeats never go back, the floor only rises), so a check with a cutoff
 /// at most `horizon` needs to look at the suspects only; a later cutoff scans the column and
-/// moves the horizon to the smallest key not due. A slot that becomes monitored with a key
-/// below the horizon is added to the suspects.
+/// moves the horizon to the smallest monitored key not due. A slot that becomes monitored with
+/// a key below the horizon is added to the suspects.
 #[derive(Debug, Default)]
 struct Sweep {
     /// 0 at first: the first check scans.
@@ -52,10 +114,15 @@ struct Sweep {
 /// One shard's heartbeat column. See the module doc.
 #[derive(Debug, Default)]
 pub(super) struct HeartbeatColumn {
-    /// Last heartbeat of each slot, in ms on the registry clock; [`FREE`] for a free slot.
-    beats: Vec<AtomicU64>,
-    /// Whether each slot's worker is heartbeat-monitored (read only for slots found due).
-    monitored: Vec<bool>,
+    /// Offsets are from here (ms on the registry clock); set by the first `attach`, moved
+    /// forward by a rebase.
+    base: Timestamp,
+    /// Whether `base` was set.
+    based: bool,
+    /// One [`Word`] per slot.
+    words: Vec<i32>,
+    /// The exact last heartbeat of every slot whose word is far.
+    far: BTreeMap<u32, Timestamp>,
     /// Occupied slots.
     live: usize,
     /// Taken by `due` under the shard's read lock; reached through `get_mut` under its write
@@ -64,46 +131,151 @@ pub(super) struct HeartbeatColumn {
 }
 
 impl HeartbeatColumn {
+    /// The word of heartbeat `t` for a slot monitored or not (`None`: out of range).
+    fn encode(&self, t: Timestamp, monitored: bool) -> Option<i32> {
+        let offset = t.checked_sub(self.base).filter(|o| *o < Word::SPAN)?;
+        Some(if monitored {
+            Word::monitored(offset)
+        } else {
+            Word::idle(offset)
+        })
+    }
+
+    /// Stores heartbeat `t` into `slot`, monitored or not (the slot's far entry follows).
+    /// `now`: `t` is the clock's time (a heartbeat), so past the range the column rebases on
+    /// it; any other time (a restored heartbeat, which may lie anywhere) that does not fit is
+    /// kept far instead, so that one odd value cannot push every live slot out of range.
+    fn store(&mut self, slot: u32, t: Timestamp, monitored: bool, now: bool) {
+        if !self.based {
+            // Room on both sides: restored heartbeats lie in the past, new ones in the future.
+            self.base = t.saturating_sub(Word::SPAN / 2);
+            self.based = true;
+        } else if now && t.saturating_sub(self.base) >= Word::SPAN {
+            self.rebase(t - Word::SPAN / 2);
+        }
+        let s = slot as usize;
+        match self.encode(t, monitored) {
+            Some(w) => {
+                if !Word::is_near(self.words[s]) {
+                    self.far.remove(&slot);
+                }
+                self.words[s] = w;
+            }
+            None => {
+                self.far.insert(slot, t);
+                self.words[s] = if monitored {
+                    Word::FAR_MONITORED
+                } else {
+                    Word::FAR_IDLE
+                };
+            }
+        }
+    }
+
+    /// Moves `base` to `to` (later than it): re-encodes every live slot, exactly (what no
+    /// longer fits goes to `far`, what fits again leaves it). The cache stays valid: no key
+    /// changes.
+    fn rebase(&mut self, to: Timestamp) {
+        let old: Vec<(u32, Timestamp, bool)> = (0..self.words.len() as u32)
+            .filter(|&slot| self.words[slot as usize] != Word::FREE)
+            .map(|slot| (slot, self.get(slot), self.is_monitored(slot)))
+            .collect();
+        self.base = to;
+        for (slot, t, monitored) in old {
+            match self.encode(t, monitored) {
+                Some(w) => {
+                    self.far.remove(&slot);
+                    self.words[slot as usize] = w;
+                }
+                None => {
+                    self.far.insert(slot, t);
+                    self.words[slot as usize] = if monitored {
+                        Word::FAR_MONITORED
+                    } else {
+                        Word::FAR_IDLE
+                    };
+                }
+            }
+        }
+    }
+
+    fn is_monitored(&self, slot: u32) -> bool {
+        let w = self.words[slot as usize];
+        w != Word::FREE && Word::is_monitored(w)
+    }
+
     /// Takes `slot` (a slab slot: a free one, or the next past the end) with last heartbeat
     /// `heartbeat`, not monitored.
     pub fn attach(&mut self, slot: u32, heartbeat: Timestamp) {
         let s = slot as usize;
         self.live += 1;
-        if s < self.beats.len() {
-            *self.beats[s].get_mut() = heartbeat;
-            self.monitored[s] = false;
-        } else {
-            debug_assert_eq!(s, self.beats.len(), "slots are attached in order");
-            self.beats.push(AtomicU64::new(heartbeat));
-            self.monitored.push(false);
+        if s >= self.words.len() {
+            debug_assert_eq!(s, self.words.len(), "slots are attached in order");
+            self.words.push(Word::FREE);
         }
+        self.store(slot, heartbeat, false, false);
     }
 
     /// Releases a slot (its record left the shard): never due again until attached.
     pub fn release(&mut self, slot: u32) {
         let s = slot as usize;
-        *self.beats[s].get_mut() = FREE;
-        self.monitored[s] = false;
+        if !Word::is_near(self.words[s]) {
+            self.far.remove(&slot);
+        }
+        self.words[s] = Word::FREE;
         self.live -= 1;
     }
 
-    /// The last heartbeat of `slot`.
+    /// The last heartbeat of `slot` (`Timestamp::MAX` for a free slot).
+    #[inline]
     pub fn get(&self, slot: u32) -> Timestamp {
-        self.beats[slot as usize].load(Ordering::Acquire)
+        let w = self.words[slot as usize];
+        if Word::is_near(w) {
+            self.base + Word::offset(w)
+        } else if w == Word::FREE {
+            Timestamp::MAX
+        } else {
+            self.far[&slot]
+        }
     }
 
-    /// Records a heartbeat at `now` (never goes back). Needs only the shard's read lock.
-    pub fn beat(&self, slot: u32, now: Timestamp) {
-        self.beats[slot as usize].fetch_max(now, Ordering::AcqRel);
+    /// Records a heartbeat at `now` (never goes back). Needs the shard's write lock: a plain
+    /// store, no atomic operation.
+    #[inline]
+    pub fn beat(&mut self, slot: u32, now: Timestamp) {
+        let s = slot as usize;
+        let w = self.words[s];
+        if Word::is_near(w) {
+            // The usual case, without a branch on the side table.
+            let offset = now.wrapping_sub(self.base);
+            if offset < Word::SPAN {
+                if offset > Word::offset(w) {
+                    self.words[s] = if Word::is_monitored(w) {
+                        Word::monitored(offset)
+                    } else {
+                        Word::idle(offset)
+                    };
+                }
+                return;
+            }
+        }
+        if now > self.get(slot) {
+            let monitored = self.is_monitored(slot);
+            self.store(slot, now, monitored, true);
+        }
     }
 
     /// Sets whether `slot` is heartbeat-monitored (after any heartbeat the change implies).
     pub fn set_monitored(&mut self, slot: u32, on: bool, floor: Timestamp) {
-        let s = slot as usize;
-        let was = std::mem::replace(&mut self.monitored[s], on);
-        if on && !was {
-            let key = (*self.beats[s].get_mut()).max(floor);
-            let slots = self.beats.len();
+        let was = self.is_monitored(slot);
+        if was == on {
+            return;
+        }
+        let beat = self.get(slot);
+        self.store(slot, beat, on, false);
+        if on {
+            let key = beat.max(floor);
+            let slots = self.words.len();
             let sweep = self.sweep.get_mut();
             if key < sweep.horizon {
                 sweep.suspects.push(slot);
@@ -116,26 +288,40 @@ impl HeartbeatColumn {
         }
     }
 
+    /// The bound a full pass compares every word with (see [`Word`]).
+    fn bound(&self, cutoff: Timestamp) -> i32 {
+        let c = cutoff.saturating_sub(self.base).min(Word::SPAN);
+        // c <= SPAN: the bound is at most -1 (every monitored word below it when c = SPAN).
+        (i64::from(i32::MIN) + 1 + c as i64) as i32
+    }
+
+    /// The key of a monitored `slot` (`max(heartbeat, floor)`), `None` for a slot not
+    /// monitored (or free).
+    fn monitored_key(&self, slot: u32, floor: Timestamp) -> Option<Timestamp> {
+        self.is_monitored(slot).then(|| self.get(slot).max(floor))
+    }
+
     /// Calls `due` with the slot of every monitored worker whose key (`max(heartbeat, floor)`)
-    /// is below `cutoff`. Takes `&self`: runs under the shard's read lock, beside heartbeats
-    /// (a worker heartbeating meanwhile may or may not be reported).
+    /// is below `cutoff`. Takes `&self`: runs under the shard's read lock.
     ///
     /// Cost: the suspects of the last scan while `cutoff` stays at or below the horizon (the
     /// usual health check, every tick, finds what is due plus the slots re-filed since);
-    /// otherwise one sequential pass over the column (8 bytes per slot).
+    /// otherwise one sequential pass over the column, 4 bytes per slot, blocks of 64 slots
+    /// skipped on their smallest word.
     pub fn due(&self, floor: Timestamp, cutoff: Timestamp, mut due: impl FnMut(u32)) {
+        if floor >= cutoff {
+            // Every key is at least the floor: nothing is due.
+            return;
+        }
         let mut sweep = self.sweep.lock();
-        let key = |s: usize| self.beats[s].load(Ordering::Acquire).max(floor);
         if cutoff <= sweep.horizon {
             let horizon = sweep.horizon;
             sweep.suspects.sort_unstable();
             sweep.suspects.dedup();
             sweep.suspects.retain(|&slot| {
-                let s = slot as usize;
-                if !self.monitored[s] {
+                let Some(k) = self.monitored_key(slot, floor) else {
                     return false;
-                }
-                let k = key(s);
+                };
                 if k < cutoff {
                     due(slot);
                 }
@@ -144,52 +330,76 @@ impl HeartbeatColumn {
             return;
         }
         sweep.suspects.clear();
-        let mut horizon = Timestamp::MAX;
-        // 64 slots at a time, without a branch per slot: the due ones (few, usually) are
-        // marked in a bit mask and visited after.
-        for (c, chunk) in self.beats.chunks(64).enumerate() {
-            let mut mask = 0u64;
-            for (i, beat) in chunk.iter().enumerate() {
-                let k = beat.load(Ordering::Relaxed).max(floor);
-                let is_due = k < cutoff;
-                horizon = horizon.min(if is_due { Timestamp::MAX } else { k });
-                mask |= u64::from(is_due) << i;
+        // With floor < cutoff, a key is below the cutoff exactly when the heartbeat is, and
+        // the smallest key not due is the smallest heartbeat not due: the floor drops out.
+        let bound = self.bound(cutoff);
+        let mut smallest = Word::FREE;
+        let mut far_horizon = Timestamp::MAX;
+        let mut found = |slot: u32, w: i32, suspects: &mut Vec<u32>| {
+            if w == Word::FAR_MONITORED {
+                let beat = self.far[&slot];
+                if beat >= cutoff {
+                    far_horizon = far_horizon.min(beat);
+                    return;
+                }
             }
-            while mask != 0 {
-                let s = c * 64 + mask.trailing_zeros() as usize;
-                mask &= mask - 1;
-                if self.monitored[s] {
-                    sweep.suspects.push(s as u32);
-                    due(s as u32);
+            suspects.push(slot);
+            due(slot);
+        };
+        for (b, block) in self.words.chunks(BLOCK).enumerate() {
+            let least = block.iter().copied().fold(Word::FREE, i32::min);
+            if least >= bound {
+                smallest = smallest.min(least);
+                continue;
+            }
+            for (i, &w) in block.iter().enumerate() {
+                if w < bound {
+                    found((b * BLOCK + i) as u32, w, &mut sweep.suspects);
+                } else {
+                    smallest = smallest.min(w);
                 }
             }
         }
-        sweep.horizon = horizon;
+        // Only a monitored word counts (an unmonitored or free one is never due).
+        let near_horizon = if Word::is_monitored(smallest) {
+            self.base + Word::offset(smallest)
+        } else {
+            Timestamp::MAX
+        };
+        sweep.horizon = near_horizon.min(far_horizon);
     }
 
     /// Counts the monitored workers whose key is below `cutoff`, from the column alone (no
     /// record is read, the cache is left alone): one sequential pass, or the suspects when
     /// `cutoff` is at or below the horizon.
     pub fn count_due(&self, floor: Timestamp, cutoff: Timestamp) -> usize {
+        if floor >= cutoff {
+            return 0;
+        }
         let sweep = self.sweep.lock();
-        let key = |s: usize| self.beats[s].load(Ordering::Acquire).max(floor);
         if cutoff <= sweep.horizon {
             let mut slots: Vec<u32> = sweep
                 .suspects
                 .iter()
                 .copied()
-                .filter(|&slot| self.monitored[slot as usize] && key(slot as usize) < cutoff)
+                .filter(|&slot| self.monitored_key(slot, floor).is_some_and(|k| k < cutoff))
                 .collect();
             slots.sort_unstable();
             slots.dedup();
             return slots.len();
         }
         drop(sweep);
-        self.beats
+        let bound = self.bound(cutoff);
+        let below = self.words.iter().filter(|&&w| w < bound).count();
+        // The far monitored words are all below the bound; count those really due.
+        let far_monitored = self
+            .far
             .iter()
-            .zip(&self.monitored)
-            .filter(|(beat, on)| **on && beat.load(Ordering::Acquire).max(floor) < cutoff)
-            .count()
+            .filter(|(slot, _)| self.words[**slot as usize] == Word::FAR_MONITORED);
+        let (far, far_due) = far_monitored.fold((0, 0), |(n, d), (_, beat)| {
+            (n + 1, d + usize::from(*beat < cutoff))
+        });
+        below - far + far_due
     }
 
     /// A stride sample of the column for the heartbeat-age metrics: calls `key` with the key
@@ -198,24 +408,23 @@ impl HeartbeatColumn {
     /// (live and free). Returns the column's exact count of live slots and how many of the
     /// slots read were live, so that the caller can scale what it saw.
     ///
-    /// Cost: at most `max_slots` slot reads (a heartbeat and a flag each), whatever the
-    /// shard's size; no lock of its own and no write (runs under the shard's read lock, beside
-    /// heartbeats). Slots are filled in registration order, so with random worker ids a stride
-    /// sample is a fair sample of the shard's workers.
+    /// Cost: at most `max_slots` slot reads (one word each), whatever the shard's size; no
+    /// lock of its own and no write (runs under the shard's read lock). Slots are filled in
+    /// registration order, so with random worker ids a stride sample is a fair sample of the
+    /// shard's workers.
     pub fn sample(
         &self,
         floor: Timestamp,
         max_slots: usize,
         mut key: impl FnMut(Timestamp),
     ) -> ColumnSample {
-        let stride = self.beats.len().div_ceil(max_slots.max(1)).max(1);
+        let stride = self.words.len().div_ceil(max_slots.max(1)).max(1);
         let mut read_live = 0;
-        for s in (0..self.beats.len()).step_by(stride) {
-            let beat = self.beats[s].load(Ordering::Acquire);
-            if beat != FREE {
+        for s in (0..self.words.len()).step_by(stride) {
+            if self.words[s] != Word::FREE {
                 read_live += 1;
-                if self.monitored[s] {
-                    key(beat.max(floor));
+                if let Some(k) = self.monitored_key(s as u32, floor) {
+                    key(k);
                 }
             }
         }
@@ -228,7 +437,7 @@ impl HeartbeatColumn {
     /// Slots held (live and free) and suspects cached, for tests of the bounds.
     #[cfg(test)]
     pub fn sizes(&self) -> (usize, usize) {
-        (self.beats.len(), self.sweep.lock().suspects.len())
+        (self.words.len(), self.sweep.lock().suspects.len())
     }
 }
 
@@ -279,5 +488,104 @@ mod tests {
         assert_eq!(sample(&column, 0, 0).0, vec![0]);
         let empty = HeartbeatColumn::default();
         assert_eq!(sample(&empty, 4, 0), (vec![], ColumnSample::default()));
+    }
+
+    /// A slot of the model: last heartbeat and whether it is monitored.
+    type ModelSlot = Option<(Timestamp, bool)>;
+
+    fn model_due(model: &[ModelSlot], floor: Timestamp, cutoff: Timestamp) -> Vec<u32> {
+        (0..model.len() as u32)
+            .filter(|&s| model[s as usize].is_some_and(|(beat, on)| on && beat.max(floor) < cutoff))
+            .collect()
+    }
+
+    /// Random attach / release / beat / monitor / check sequences, with heartbeats from the
+    /// epoch's start to years later (every path: near words, far words, rebases), against a
+    /// plain model: every heartbeat reads back to the millisecond, and every health check and
+    /// count finds exactly the monitored slots due, through the cache or a pass.
+    #[test]
+    fn the_column_is_exact_to_the_millisecond_over_any_range_of_times() {
+        const DAY: u64 = 24 * 3600 * 1000;
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..40 {
+            let mut column = HeartbeatColumn::default();
+            let mut model: Vec<ModelSlot> = Vec::new();
+            let mut free: Vec<u32> = Vec::new();
+            let mut now: Timestamp = 1_700_000_000_000 + next() % (10 * DAY);
+            let mut floor: Timestamp = 0;
+            for step in 0..3_000 {
+                // Mostly small steps; now and then a jump of days, weeks or years, forward
+                // or (a manual clock set back) backward.
+                now = match next() % 100 {
+                    0 => now + next() % (400 * DAY),
+                    1 => now.saturating_sub(next() % (40 * DAY)),
+                    2 if round % 2 == 0 => next() % (2 * now + 1),
+                    _ => now + next() % 5_000,
+                };
+                let live: Vec<u32> = (0..model.len() as u32)
+                    .filter(|&s| model[s as usize].is_some())
+                    .collect();
+                match next() % 10 {
+                    0 | 1 => {
+                        let slot = free.pop().unwrap_or(model.len() as u32);
+                        // Restored workers carry any heartbeat, older or newer.
+                        let beat = if next() % 4 == 0 {
+                            next() % (2 * now + 1)
+                        } else {
+                            now
+                        };
+                        column.attach(slot, beat);
+                        if slot as usize == model.len() {
+                            model.push(None);
+                        }
+                        model[slot as usize] = Some((beat, false));
+                    }
+                    2 if !live.is_empty() => {
+                        let slot = live[next() as usize % live.len()];
+                        column.release(slot);
+                        model[slot as usize] = None;
+                        free.push(slot);
+                    }
+                    3..=5 if !live.is_empty() => {
+                        let slot = live[next() as usize % live.len()];
+                        column.beat(slot, now);
+                        let m = model[slot as usize].as_mut().unwrap();
+                        m.0 = m.0.max(now);
+                    }
+                    6 | 7 if !live.is_empty() => {
+                        let slot = live[next() as usize % live.len()];
+                        let on = next() % 3 != 0;
+                        column.set_monitored(slot, on, floor);
+                        model[slot as usize].as_mut().unwrap().1 = on;
+                    }
+                    8 if next() % 8 == 0 => floor = floor.max(now.saturating_sub(next() % DAY)),
+                    _ => {
+                        let cutoff = now.saturating_sub(next() % (2 * DAY));
+                        let want = model_due(&model, floor, cutoff);
+                        let mut got = Vec::new();
+                        column.due(floor, cutoff, |s| got.push(s));
+                        got.sort_unstable();
+                        assert_eq!(got, want, "round {round} step {step}: due");
+                        assert_eq!(
+                            column.count_due(floor, cutoff),
+                            want.len(),
+                            "round {round} step {step}: count"
+                        );
+                    }
+                }
+                for (s, m) in model.iter().enumerate().filter(|_| step % 7 == 0) {
+                    if let Some((beat, on)) = m {
+                        assert_eq!(column.get(s as u32), *beat, "round {round} step {step}");
+                        assert_eq!(column.is_monitored(s as u32), *on);
+                    }
+                }
+            }
+        }
     }
 }

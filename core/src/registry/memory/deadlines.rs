@@ -29,7 +29,8 @@ impl InMemoryWorkerRegistry {
         let mut unhealthy = Vec::new();
         let mut due = Vec::new();
         for lock in self.shards.iter() {
-            // The shared lock: heartbeats to the shard go on while its column is read.
+            // The shared lock: `get` goes on while the column is read; heartbeats to this
+            // shard (which store under its write lock) wait for the pass or the suspects.
             let shard = lock.read();
             due.clear();
             shard.column.due(floor, cutoff, |slot| due.push(slot));
