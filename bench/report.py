@@ -231,8 +231,15 @@ def issue12(crit, memory, python, c_rows, rust_rows, limits, add):
     limit = {row["size"]: row for row in limits or []}
     chase = limit.get("1M", {}).get("chase_ns")
     chase_note = f"one dependent random read at 1M: {fmt_ns(chase)}" if chase else ""
+    # The heartbeat column holds 4 B a worker (8 B before): its pass is bound by the 4 B read.
+    seq4 = limit.get("1M", {}).get("seq_read_4b_us")
     seq = limit.get("1M", {}).get("seq_read_us")
-    seq_note = f"sequential read of 8 B a worker at 1M: {fmt_ns(seq * 1e3)}" if seq else ""
+    if seq4:
+        seq_note = f"sequential read of 4 B a worker at 1M: {fmt_ns(seq4 * 1e3)}"
+    elif seq:
+        seq_note = f"sequential read of 8 B a worker at 1M: {fmt_ns(seq * 1e3)}"
+    else:
+        seq_note = ""
     rows = [
         ("health check, every entry due, 1M: >= 5x naive", speedup("expiry_all_due", "1M", 5), seq_note),
         ("health check, every entry due, 1M: <= 2 ms", at_most("expiry_all_due", "1M", 2_000_000), ""),
