@@ -331,3 +331,55 @@ fn retired_ids_are_bounded_oldest_forgotten_first() {
     let registry = registry.with_retired_id_limit(1);
     assert_eq!(registry.snapshot().unwrap().retired_ids, ids[4..]);
 }
+
+/// The column holds heartbeats as 32-bit offsets from a per-shard base (~24.8 days either
+/// way): a fleet that runs for a year, some workers heartbeating, one silent since the start,
+/// one left unmonitored, keeps every heartbeat exact and every health check right across the
+/// rebases.
+#[test]
+fn heartbeats_stay_exact_over_a_year_of_ticks() {
+    let (clock, registry) = registry();
+    let spec = Arc::new(WorkerSpec::new("img"));
+    let timeout = Duration::from_secs(60);
+    let live: Vec<WorkerId> = (0..300).map(|_| connecting(&registry, &spec)).collect();
+    let silent = connecting(&registry, &spec);
+    let silent_since = registry.get(&silent).unwrap().unwrap().last_heartbeat;
+    let unmonitored = connecting(&registry, &spec);
+    registry
+        .update_state(&unmonitored, WorkerState::Terminating)
+        .unwrap();
+    let unmonitored_since = registry.get(&unmonitored).unwrap().unwrap().last_heartbeat;
+    // A day and a few milliseconds a step, so that the offsets are never round numbers.
+    for day in 0..400u64 {
+        let now = clock.advance(Duration::from_millis(86_400_000 + 7 + day % 13));
+        for id in &live {
+            registry.heartbeat(id).unwrap();
+        }
+        clock.advance(Duration::from_secs(61));
+        let due: Vec<WorkerId> = registry
+            .find_unhealthy(timeout)
+            .unwrap()
+            .into_iter()
+            .map(|w| w.id)
+            .collect();
+        // Everyone is silent past the timeout now; only the monitored ones count.
+        assert_eq!(due.len(), live.len() + 1, "day {day}");
+        assert!(due.contains(&silent) && !due.contains(&unmonitored));
+        assert_eq!(registry.count_unhealthy(timeout).unwrap(), live.len() + 1);
+        // A heartbeat a moment later clears all but the silent one.
+        for id in &live {
+            registry.heartbeat(id).unwrap();
+        }
+        let due = registry.find_unhealthy(timeout).unwrap();
+        assert_eq!(due.len(), 1, "day {day}");
+        assert_eq!(due[0].id, silent);
+        assert_eq!(due[0].last_heartbeat, silent_since);
+        let w = registry
+            .get(&live[day as usize % live.len()])
+            .unwrap()
+            .unwrap();
+        assert_eq!(w.last_heartbeat, now + 61_000, "day {day}");
+        let w = registry.get(&unmonitored).unwrap().unwrap();
+        assert_eq!(w.last_heartbeat, unmonitored_since);
+    }
+}
