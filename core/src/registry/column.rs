@@ -3,12 +3,13 @@
 //!
 //! A word holds the slot's last heartbeat as a millisecond offset from the column's `base`,
 //! and whether the slot's worker is heartbeat-monitored (see [`Word`]): a health check of the
-//! shard reads 4 bytes per worker and no other array, in a loop the compiler vectorises. A
-//! heartbeat is a plain store into the column under the shard's *write* lock (an uncontended
-//! write lock costs the one atomic operation a read lock does, and the store then needs none),
-//! so every reader (`get`, health checks, metrics) reads plain memory under the read lock. On
-//! top of it a small cache makes the usual check cost what is due rather than the shard's size
-//! (see [`Sweep`]).
+//! shard reads 4 bytes per worker and no other array. A heartbeat is one atomic `fetch_max`
+//! into its word under the shard's *read* lock, so heartbeats never wait for one another (nor
+//! for a preempted thread holding the lock). On top of it a small cache makes the usual check
+//! cost what is due rather than the shard's size (see [`Sweep`]); when the check must read the
+//! whole column it takes the shard's *write* lock, which lets it read the words as plain
+//! memory in a loop the compiler vectorises (atomic loads never are); heartbeats to the shard
+//! wait for that pass (a few µs at 1M workers).
 //!
 //! **Exact to the millisecond, whatever the times**: a heartbeat outside the 2^31 − 2 ms
 //! (~24.8 days) the offsets cover is kept exactly in a side table (`far`), its word marked
@@ -19,10 +20,11 @@
 //! Slots are the shard's slab slots ([`Shard`](super::memory)): the slab allocates and reuses
 //! them, the column follows (`attach`, `release`). Every access goes through the shard's id →
 //! slot index, under the shard's lock, so a stale id (an unregistered worker) can never reach
-//! the slot's new occupant: its look-up fails first. Writes (`attach`, `release`, `beat`,
-//! `set_monitored`) need the shard's write lock.
+//! the slot's new occupant: its look-up fails first. Writes other than a heartbeat in range
+//! (`attach`, `release`, `beat_mut`, `set_monitored`, `due_pass`) need the shard's write lock.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use parking_lot::Mutex;
 
@@ -119,8 +121,9 @@ pub(super) struct HeartbeatColumn {
     base: Timestamp,
     /// Whether `base` was set.
     based: bool,
-    /// One [`Word`] per slot.
-    words: Vec<i32>,
+    /// One [`Word`] per slot. Written under the shard's read lock only by `beat` (a
+    /// `fetch_max` within a word's class, which keeps its sign: monitored or not).
+    words: Vec<AtomicI32>,
     /// The exact last heartbeat of every slot whose word is far.
     far: BTreeMap<u32, Timestamp>,
     /// Occupied slots.
@@ -131,6 +134,14 @@ pub(super) struct HeartbeatColumn {
 }
 
 impl HeartbeatColumn {
+    fn word(&self, s: usize) -> i32 {
+        self.words[s].load(Ordering::Relaxed)
+    }
+
+    fn word_mut(&mut self, s: usize) -> &mut i32 {
+        self.words[s].get_mut()
+    }
+
     /// The word of heartbeat `t` for a slot monitored or not (`None`: out of range).
     fn encode(&self, t: Timestamp, monitored: bool) -> Option<i32> {
         let offset = t.checked_sub(self.base).filter(|o| *o < Word::SPAN)?;
@@ -156,14 +167,14 @@ impl HeartbeatColumn {
         let s = slot as usize;
         match self.encode(t, monitored) {
             Some(w) => {
-                if !Word::is_near(self.words[s]) {
+                if !Word::is_near(*self.word_mut(s)) {
                     self.far.remove(&slot);
                 }
-                self.words[s] = w;
+                *self.word_mut(s) = w;
             }
             None => {
                 self.far.insert(slot, t);
-                self.words[s] = if monitored {
+                *self.word_mut(s) = if monitored {
                     Word::FAR_MONITORED
                 } else {
                     Word::FAR_IDLE
@@ -177,7 +188,7 @@ impl HeartbeatColumn {
     /// changes.
     fn rebase(&mut self, to: Timestamp) {
         let old: Vec<(u32, Timestamp, bool)> = (0..self.words.len() as u32)
-            .filter(|&slot| self.words[slot as usize] != Word::FREE)
+            .filter(|&slot| self.word(slot as usize) != Word::FREE)
             .map(|slot| (slot, self.get(slot), self.is_monitored(slot)))
             .collect();
         self.base = to;
@@ -185,11 +196,11 @@ impl HeartbeatColumn {
             match self.encode(t, monitored) {
                 Some(w) => {
                     self.far.remove(&slot);
-                    self.words[slot as usize] = w;
+                    *self.word_mut(slot as usize) = w;
                 }
                 None => {
                     self.far.insert(slot, t);
-                    self.words[slot as usize] = if monitored {
+                    *self.word_mut(slot as usize) = if monitored {
                         Word::FAR_MONITORED
                     } else {
                         Word::FAR_IDLE
@@ -200,7 +211,7 @@ impl HeartbeatColumn {
     }
 
     fn is_monitored(&self, slot: u32) -> bool {
-        let w = self.words[slot as usize];
+        let w = self.word(slot as usize);
         w != Word::FREE && Word::is_monitored(w)
     }
 
@@ -211,7 +222,7 @@ impl HeartbeatColumn {
         self.live += 1;
         if s >= self.words.len() {
             debug_assert_eq!(s, self.words.len(), "slots are attached in order");
-            self.words.push(Word::FREE);
+            self.words.push(AtomicI32::new(Word::FREE));
         }
         self.store(slot, heartbeat, false, false);
     }
@@ -219,17 +230,17 @@ impl HeartbeatColumn {
     /// Releases a slot (its record left the shard): never due again until attached.
     pub fn release(&mut self, slot: u32) {
         let s = slot as usize;
-        if !Word::is_near(self.words[s]) {
+        if !Word::is_near(*self.word_mut(s)) {
             self.far.remove(&slot);
         }
-        self.words[s] = Word::FREE;
+        *self.word_mut(s) = Word::FREE;
         self.live -= 1;
     }
 
     /// The last heartbeat of `slot` (`Timestamp::MAX` for a free slot).
     #[inline]
     pub fn get(&self, slot: u32) -> Timestamp {
-        let w = self.words[slot as usize];
+        let w = self.word(slot as usize);
         if Word::is_near(w) {
             self.base + Word::offset(w)
         } else if w == Word::FREE {
@@ -239,26 +250,33 @@ impl HeartbeatColumn {
         }
     }
 
-    /// Records a heartbeat at `now` (never goes back). Needs the shard's write lock: a plain
-    /// store, no atomic operation.
+    /// Records a heartbeat at `now` (never goes back) under the shard's read lock: one
+    /// `fetch_max` into the slot's word. `false` when the heartbeat does not fit the word (a
+    /// far slot, or `now` past the column's range): nothing changed, call
+    /// [`beat_mut`](Self::beat_mut) under the write lock.
     #[inline]
-    pub fn beat(&mut self, slot: u32, now: Timestamp) {
-        let s = slot as usize;
-        let w = self.words[s];
-        if Word::is_near(w) {
-            // The usual case, without a branch on the side table.
-            let offset = now.wrapping_sub(self.base);
-            if offset < Word::SPAN {
-                if offset > Word::offset(w) {
-                    self.words[s] = if Word::is_monitored(w) {
-                        Word::monitored(offset)
-                    } else {
-                        Word::idle(offset)
-                    };
-                }
-                return;
-            }
+    pub fn beat(&self, slot: u32, now: Timestamp) -> bool {
+        let word = &self.words[slot as usize];
+        let w = word.load(Ordering::Relaxed);
+        let offset = now.wrapping_sub(self.base);
+        if !Word::is_near(w) || offset >= Word::SPAN {
+            // A clock before the base cannot raise a near heartbeat (it is at least the base).
+            return Word::is_near(w) && now < self.base;
         }
+        // A concurrent heartbeat of the same slot writes a word of the same class (only the
+        // write lock changes a class): the larger word is the later heartbeat.
+        let new = if Word::is_monitored(w) {
+            Word::monitored(offset)
+        } else {
+            Word::idle(offset)
+        };
+        word.fetch_max(new, Ordering::Relaxed);
+        true
+    }
+
+    /// [`beat`](Self::beat) under the shard's write lock, for any time: keeps a heartbeat
+    /// that does not fit exactly (far), rebases past the column's range.
+    pub fn beat_mut(&mut self, slot: u32, now: Timestamp) {
         if now > self.get(slot) {
             let monitored = self.is_monitored(slot);
             self.store(slot, now, monitored, true);
@@ -302,42 +320,82 @@ impl HeartbeatColumn {
     }
 
     /// Calls `due` with the slot of every monitored worker whose key (`max(heartbeat, floor)`)
-    /// is below `cutoff`. Takes `&self`: runs under the shard's read lock.
+    /// is below `cutoff`, from the cache, under the shard's read lock (heartbeats may land
+    /// meanwhile: a worker heartbeating during the check may or may not be reported).
     ///
-    /// Cost: the suspects of the last scan while `cutoff` stays at or below the horizon (the
-    /// usual health check, every tick, finds what is due plus the slots re-filed since);
-    /// otherwise one sequential pass over the column, 4 bytes per slot, blocks of 64 slots
-    /// skipped on their smallest word.
-    pub fn due(&self, floor: Timestamp, cutoff: Timestamp, mut due: impl FnMut(u32)) {
+    /// `false` when the cache cannot answer (`cutoff` past its horizon): nothing was called,
+    /// ask [`due_pass`](Self::due_pass) under the write lock. Cost: the suspects of the last
+    /// pass (what is due, plus the slots re-filed since).
+    pub fn due(&self, floor: Timestamp, cutoff: Timestamp, mut due: impl FnMut(u32)) -> bool {
         if floor >= cutoff {
             // Every key is at least the floor: nothing is due.
-            return;
+            return true;
         }
         let mut sweep = self.sweep.lock();
-        if cutoff <= sweep.horizon {
-            let horizon = sweep.horizon;
-            sweep.suspects.sort_unstable();
-            sweep.suspects.dedup();
-            sweep.suspects.retain(|&slot| {
-                let Some(k) = self.monitored_key(slot, floor) else {
-                    return false;
-                };
-                if k < cutoff {
-                    due(slot);
-                }
-                k < horizon
-            });
-            return;
+        if cutoff > sweep.horizon {
+            return false;
         }
-        sweep.suspects.clear();
+        self.due_cached(&mut sweep, floor, cutoff, &mut due);
+        true
+    }
+
+    fn due_cached(
+        &self,
+        sweep: &mut Sweep,
+        floor: Timestamp,
+        cutoff: Timestamp,
+        due: &mut impl FnMut(u32),
+    ) {
+        let horizon = sweep.horizon;
+        sweep.suspects.sort_unstable();
+        sweep.suspects.dedup();
+        sweep.suspects.retain(|&slot| {
+            let Some(k) = self.monitored_key(slot, floor) else {
+                return false;
+            };
+            if k < cutoff {
+                due(slot);
+            }
+            k < horizon
+        });
+    }
+
+    /// [`due`](Self::due) for any cutoff, under the shard's write lock: the cache if it can
+    /// answer (another check may have passed since), else one sequential pass over the
+    /// column, 4 bytes per slot read as plain memory, blocks of 64 slots skipped on their
+    /// smallest word; the pass refills the cache. Returns whether it passed over the column.
+    pub fn due_pass(
+        &mut self,
+        floor: Timestamp,
+        cutoff: Timestamp,
+        mut due: impl FnMut(u32),
+    ) -> bool {
+        if floor >= cutoff {
+            return false;
+        }
+        if cutoff <= self.sweep.get_mut().horizon {
+            let mut sweep = std::mem::take(self.sweep.get_mut());
+            self.due_cached(&mut sweep, floor, cutoff, &mut due);
+            *self.sweep.get_mut() = sweep;
+            return false;
+        }
         // With floor < cutoff, a key is below the cutoff exactly when the heartbeat is, and
         // the smallest key not due is the smallest heartbeat not due: the floor drops out.
         let bound = self.bound(cutoff);
+        let HeartbeatColumn {
+            base,
+            words,
+            far,
+            sweep,
+            ..
+        } = self;
+        let sweep = sweep.get_mut();
+        sweep.suspects.clear();
         let mut smallest = Word::FREE;
         let mut far_horizon = Timestamp::MAX;
         let mut found = |slot: u32, w: i32, suspects: &mut Vec<u32>| {
             if w == Word::FAR_MONITORED {
-                let beat = self.far[&slot];
+                let beat = far[&slot];
                 if beat >= cutoff {
                     far_horizon = far_horizon.min(beat);
                     return;
@@ -346,13 +404,18 @@ impl HeartbeatColumn {
             suspects.push(slot);
             due(slot);
         };
-        for (b, block) in self.words.chunks(BLOCK).enumerate() {
-            let least = block.iter().copied().fold(Word::FREE, i32::min);
+        for (b, block) in words.chunks_mut(BLOCK).enumerate() {
+            // `get_mut`: plain loads (the write lock excludes every heartbeat), vectorised.
+            let least = block
+                .iter_mut()
+                .map(|w| *w.get_mut())
+                .fold(Word::FREE, i32::min);
             if least >= bound {
                 smallest = smallest.min(least);
                 continue;
             }
-            for (i, &w) in block.iter().enumerate() {
+            for (i, w) in block.iter_mut().enumerate() {
+                let w = *w.get_mut();
                 if w < bound {
                     found((b * BLOCK + i) as u32, w, &mut sweep.suspects);
                 } else {
@@ -362,16 +425,18 @@ impl HeartbeatColumn {
         }
         // Only a monitored word counts (an unmonitored or free one is never due).
         let near_horizon = if Word::is_monitored(smallest) {
-            self.base + Word::offset(smallest)
+            *base + Word::offset(smallest)
         } else {
             Timestamp::MAX
         };
         sweep.horizon = near_horizon.min(far_horizon);
+        true
     }
 
     /// Counts the monitored workers whose key is below `cutoff`, from the column alone (no
-    /// record is read, the cache is left alone): one sequential pass, or the suspects when
-    /// `cutoff` is at or below the horizon.
+    /// record is read, the cache is left alone), under the shard's read lock: one sequential
+    /// pass (atomic loads, 4 bytes per slot), or the suspects when `cutoff` is at or below
+    /// the horizon.
     pub fn count_due(&self, floor: Timestamp, cutoff: Timestamp) -> usize {
         if floor >= cutoff {
             return 0;
@@ -390,12 +455,16 @@ impl HeartbeatColumn {
         }
         drop(sweep);
         let bound = self.bound(cutoff);
-        let below = self.words.iter().filter(|&&w| w < bound).count();
+        let below = self
+            .words
+            .iter()
+            .filter(|w| w.load(Ordering::Relaxed) < bound)
+            .count();
         // The far monitored words are all below the bound; count those really due.
         let far_monitored = self
             .far
             .iter()
-            .filter(|(slot, _)| self.words[**slot as usize] == Word::FAR_MONITORED);
+            .filter(|(slot, _)| self.word(**slot as usize) == Word::FAR_MONITORED);
         let (far, far_due) = far_monitored.fold((0, 0), |(n, d), (_, beat)| {
             (n + 1, d + usize::from(*beat < cutoff))
         });
@@ -421,7 +490,7 @@ impl HeartbeatColumn {
         let stride = self.words.len().div_ceil(max_slots.max(1)).max(1);
         let mut read_live = 0;
         for s in (0..self.words.len()).step_by(stride) {
-            if self.words[s] != Word::FREE {
+            if self.word(s) != Word::FREE {
                 read_live += 1;
                 if let Some(k) = self.monitored_key(s as u32, floor) {
                     key(k);
@@ -554,7 +623,9 @@ mod tests {
                     }
                     3..=5 if !live.is_empty() => {
                         let slot = live[next() as usize % live.len()];
-                        column.beat(slot, now);
+                        if !column.beat(slot, now) {
+                            column.beat_mut(slot, now);
+                        }
                         let m = model[slot as usize].as_mut().unwrap();
                         m.0 = m.0.max(now);
                     }
@@ -569,7 +640,9 @@ mod tests {
                         let cutoff = now.saturating_sub(next() % (2 * DAY));
                         let want = model_due(&model, floor, cutoff);
                         let mut got = Vec::new();
-                        column.due(floor, cutoff, |s| got.push(s));
+                        if !column.due(floor, cutoff, |s| got.push(s)) {
+                            column.due_pass(floor, cutoff, |s| got.push(s));
+                        }
                         got.sort_unstable();
                         assert_eq!(got, want, "round {round} step {step}: due");
                         assert_eq!(

@@ -95,8 +95,8 @@ pub trait WorkerRegistry: Send + Sync + fmt::Debug {
     /// `Ready` with a job or at `max_jobs` (the message names `max_jobs`).
     fn update_state(&self, id: &WorkerId, state: WorkerState) -> Result<Worker>;
 
-    /// Records a heartbeat: updates `last_heartbeat` only. In memory: one shard's lock and one
-    /// store into its heartbeat column.
+    /// Records a heartbeat: updates `last_heartbeat` only. In memory: one shard's shared lock
+    /// and one atomic store into its heartbeat column.
     ///
     /// # Errors
     /// `NotFound` (the host should tell the agent to register again).

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::RwLockWriteGuard;
+
 use super::super::telemetry::{AgeCounts, HeartbeatAges, HEARTBEAT_AGE_SAMPLE};
 use super::super::WorkerRegistry;
 use super::{InMemoryWorkerRegistry, SHARD_COUNT};
@@ -28,12 +30,34 @@ impl InMemoryWorkerRegistry {
         }
         let mut unhealthy = Vec::new();
         let mut due = Vec::new();
+        // Whether the last shard needed a pass: the next one likely does too (same cutoff,
+        // heartbeats spread alike), so its write lock is taken at once.
+        let mut passing = false;
         for lock in self.shards.iter() {
-            // The shared lock: `get` goes on while the column is read; heartbeats to this
-            // shard (which store under its write lock) wait for the pass or the suspects.
-            let shard = lock.read();
             due.clear();
-            shard.column.due(floor, cutoff, |slot| due.push(slot));
+            let pass = |due: &mut Vec<u32>| {
+                let mut write = lock.write();
+                let passed = write.column.due_pass(floor, cutoff, |slot| due.push(slot));
+                (RwLockWriteGuard::downgrade(write), passed)
+            };
+            // The shared lock: heartbeats and `get` go on while the cache answers. When the
+            // cutoff passed the cache's horizon, a pass over the column under the write lock
+            // (plain loads, vectorised), then back to the shared lock for the snapshots.
+            let shard = if passing {
+                let (shard, passed) = pass(&mut due);
+                passing = passed;
+                shard
+            } else {
+                let shard = lock.read();
+                if shard.column.due(floor, cutoff, |slot| due.push(slot)) {
+                    shard
+                } else {
+                    drop(shard);
+                    let (shard, passed) = pass(&mut due);
+                    passing = passed;
+                    shard
+                }
+            };
             if due.is_empty() {
                 continue;
             }

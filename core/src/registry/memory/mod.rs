@@ -44,9 +44,8 @@ const SHARD_COUNT: usize = 64;
 /// - 64 `RwLock`ed shards chosen by worker id. In a shard, a compact index maps each id to a
 ///   slot (20-byte entries), the records live in a slab at stable slots (reused through a
 ///   free list), and the last heartbeats in a dense column at the same slots. `get` and
-///   `heartbeat` take one shard's lock, `get` the shared one, `heartbeat` the exclusive one
-///   (uncontended, one atomic operation either way): it reads the index and stores the time
-///   into the column (4 bytes a worker, a plain store), never touching the record.
+///   `heartbeat` take one shard's *shared* lock; `heartbeat` reads the index and does one
+///   atomic `fetch_max` into the column (4 bytes a worker), never touching the record.
 /// - `find_unhealthy` reads the columns, not the records, under each shard's shared lock, and
 ///   usually only the slots found due last time (a cache valid until the cutoff passes the
 ///   oldest heartbeat not due); a record is read only for a worker due.
@@ -257,7 +256,7 @@ impl InMemoryWorkerRegistry {
         // Read under the mutex that orders the events: times never go back along `seq`.
         let now = self.now();
         if reported_in {
-            column.beat(slot, now);
+            column.beat_mut(slot, now);
         }
         self.change(&mut ix, column, slot, rec, now, |r| {
             r.state = to;

@@ -185,18 +185,28 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
 
     fn heartbeat(&self, id: &WorkerId) -> Result<()> {
         let now = self.now();
-        // The write lock: uncontended, it costs the one atomic operation a read lock does, and
-        // the column's store then needs none (see `column.rs`).
+        // Published under the shard lock (order shard -> bus, as everywhere): every other event
+        // of this worker is published under its shard's write lock, so a heartbeat event can
+        // never follow its `Unregistered` in seq order.
+        let publish = || {
+            if self.bus.wants_heartbeats() {
+                self.bus
+                    .publish(now, || EventKind::HeartbeatReceived { worker_id: *id });
+            }
+        };
+        let shard = self.shard(id).read();
+        let slot = shard.slot_of(id).ok_or_else(|| not_found(id))?;
+        if shard.column.beat(slot, now) {
+            publish();
+            return Ok(());
+        }
+        drop(shard);
+        // Out of the column's range (a heartbeat kept far, or time past the column's span: a
+        // rebase, once in days): the write lock. The worker may have left meanwhile.
         let mut shard = self.shard(id).write();
         let slot = shard.slot_of(id).ok_or_else(|| not_found(id))?;
-        shard.column.beat(slot, now);
-        if self.bus.wants_heartbeats() {
-            // Published under the shard lock (order shard -> bus, as everywhere): every other
-            // event of this worker is published under its shard's write lock, so a heartbeat
-            // event can never follow its `Unregistered` in seq order.
-            self.bus
-                .publish(now, || EventKind::HeartbeatReceived { worker_id: *id });
-        }
+        shard.column.beat_mut(slot, now);
+        publish();
         Ok(())
     }
 
