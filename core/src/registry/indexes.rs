@@ -22,47 +22,97 @@ use crate::worker::{Worker, WorkerHandle, WorkerSpec};
 /// One worker's live record, in its shard's slab. Its last heartbeat is not here: it is in
 /// the shard's heartbeat column at the record's slot (whose monitored flag follows
 /// `state.heartbeat_monitored()`).
+///
+/// Kept small (88 bytes, pinned by a test), since there is one per worker: the id is the
+/// handle's (`handle.worker_id`, equal by construction: `register` takes the id from the
+/// handle, `restore` refuses a worker whose handle names another), and `idle_since` is a time
+/// and a flag beside `state` rather than an `Option` (8 bytes of tag and padding saved).
 #[derive(Debug)]
 pub(super) struct Record {
-    pub id: WorkerId,
-    /// Its class (spec and provider) in [`Indexes::classes`].
-    pub class: u32,
-    /// Its ticket in the lifetime and startup queues (taken at register / restore).
-    pub birth_ticket: u64,
     pub handle: Arc<WorkerHandle>,
     pub spec: Arc<WorkerSpec>,
-    pub state: WorkerState,
     pub current_job: Option<JobId>,
+    /// Its ticket in the lifetime and startup queues (taken at register / restore).
+    pub birth_ticket: u64,
     pub jobs_executed: u64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub state_changed_at: Timestamp,
-    pub idle_since: Option<Timestamp>,
+    /// `idle_since` when `has_idle`, else meaningless (see [`Record::idle_since`]).
+    idle_at: Timestamp,
+    /// Its class (spec and provider) in [`Indexes::classes`].
+    pub class: u32,
+    pub state: WorkerState,
+    has_idle: bool,
 }
 
 impl Record {
-    /// The record of `w` in `class` (its heartbeat goes to the column).
-    pub fn from_worker(w: &Worker, class: u32, birth_ticket: u64) -> Record {
+    /// A new record of a worker registered at `now` (`Creating`, never idle).
+    pub fn new(
+        handle: Arc<WorkerHandle>,
+        spec: Arc<WorkerSpec>,
+        class: u32,
+        birth_ticket: u64,
+        now: Timestamp,
+    ) -> Record {
         Record {
-            id: w.id,
-            class,
+            handle,
+            spec,
+            current_job: None,
             birth_ticket,
+            jobs_executed: 0,
+            created_at: now,
+            updated_at: now,
+            state_changed_at: now,
+            idle_at: 0,
+            class,
+            state: WorkerState::Creating,
+            has_idle: false,
+        }
+    }
+
+    /// The record of `w` in `class` (its heartbeat goes to the column). `w.handle.worker_id`
+    /// must be `w.id` (a validated snapshot's workers are).
+    pub fn from_worker(w: &Worker, class: u32, birth_ticket: u64) -> Record {
+        debug_assert_eq!(w.id, w.handle.worker_id);
+        Record {
             handle: Arc::clone(&w.handle),
             spec: Arc::clone(&w.spec),
-            state: w.state,
             current_job: w.current_job.clone(),
+            birth_ticket,
             jobs_executed: w.jobs_executed,
             created_at: w.created_at,
             updated_at: w.updated_at,
             state_changed_at: w.state_changed_at,
-            idle_since: w.idle_since,
+            idle_at: w.idle_since.unwrap_or(0),
+            class,
+            state: w.state,
+            has_idle: w.idle_since.is_some(),
         }
+    }
+
+    /// The worker's id (its handle's).
+    #[inline]
+    pub fn id(&self) -> WorkerId {
+        self.handle.worker_id
+    }
+
+    /// When the worker last entered `Ready` (`None` if it never did).
+    #[inline]
+    pub fn idle_since(&self) -> Option<Timestamp> {
+        self.has_idle.then_some(self.idle_at)
+    }
+
+    /// Sets [`idle_since`](Self::idle_since).
+    pub fn set_idle_since(&mut self, at: Option<Timestamp>) {
+        self.has_idle = at.is_some();
+        self.idle_at = at.unwrap_or(0);
     }
 
     /// The snapshot of this record, whose last heartbeat (read from its slot) is `last_heartbeat`.
     pub fn to_worker(&self, last_heartbeat: Timestamp) -> Worker {
         Worker {
-            id: self.id,
+            id: self.id(),
             handle: Arc::clone(&self.handle),
             spec: Arc::clone(&self.spec),
             state: self.state,
@@ -72,7 +122,7 @@ impl Record {
             updated_at: self.updated_at,
             state_changed_at: self.state_changed_at,
             last_heartbeat,
-            idle_since: self.idle_since,
+            idle_since: self.idle_since(),
         }
     }
 
@@ -230,7 +280,7 @@ impl Indexes {
         after: Membership,
         rec: &Record,
     ) {
-        let idle_restarted = before_idle_since != rec.idle_since;
+        let idle_restarted = before_idle_since != rec.idle_since();
         let restoring = self.restoring;
         let add = |q: &mut Queue, at, ticket, id| {
             if restoring {
@@ -244,7 +294,7 @@ impl Indexes {
             class.ready.remove(before_idle_since.unwrap_or(0), id);
         }
         if after.ready && (!before.ready || idle_restarted) {
-            class.ready.insert(rec.idle_since.unwrap_or(0), id);
+            class.ready.insert(rec.idle_since().unwrap_or(0), id);
         }
         if before.lifetime != after.lifetime {
             if after.lifetime {
@@ -301,7 +351,7 @@ impl Indexes {
 
     /// Removes every trace of a record that leaves the registry.
     pub fn forget(&mut self, id: WorkerId, rec: &mut Record) {
-        let (before, idle_since) = (rec.membership(), rec.idle_since);
+        let (before, idle_since) = (rec.membership(), rec.idle_since());
         self.refile(id, before, idle_since, Membership::none(), rec);
         if let Some(job) = &rec.current_job {
             self.jobs.remove(job);
@@ -313,5 +363,18 @@ impl Indexes {
             self.classes.pool(rec.class),
         );
         self.classes.leave(rec.class);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_stays_small() {
+        // One per worker (issue 12's memory row): a field added or widened shows here. The
+        // slab keeps `Option<Record>`, which the handle's non-null pointer makes free.
+        assert_eq!(std::mem::size_of::<Record>(), 88);
+        assert_eq!(std::mem::size_of::<Option<Record>>(), 88);
     }
 }

@@ -117,7 +117,7 @@ impl InMemoryWorkerRegistry {
         };
         if rec.state != WorkerState::Ready
             || rec.current_job.is_some()
-            || rec.idle_since != Some(since)
+            || rec.idle_since() != Some(since)
         {
             return Verdict::Skip;
         }

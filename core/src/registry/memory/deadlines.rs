@@ -122,7 +122,7 @@ impl InMemoryWorkerRegistry {
                 // read: only the live deadline counts.
                 TerminationReason::Idle => {
                     m.is_ready()
-                        && rec.idle_since.is_some_and(|since| {
+                        && rec.idle_since().is_some_and(|since| {
                             since.saturating_add(millis(rec.spec.idle_timeout)) < now
                         })
                 }

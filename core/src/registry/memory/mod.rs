@@ -164,15 +164,15 @@ impl InMemoryWorkerRegistry {
         now: Timestamp,
         edit: impl FnOnce(&mut Record),
     ) {
-        let id = rec.id;
-        let (before, before_idle, from) = (rec.membership(), rec.idle_since, rec.state);
+        let id = rec.id();
+        let (before, before_idle, from) = (rec.membership(), rec.idle_since(), rec.state);
         edit(rec);
         rec.updated_at = now;
         let to = rec.state;
         if to != from {
             rec.state_changed_at = now;
             if to == WorkerState::Ready {
-                rec.idle_since = Some(now);
+                rec.set_idle_since(Some(now));
             }
             ix.stats.moved(from, to, ix.classes.pool(rec.class));
         }
@@ -196,7 +196,7 @@ impl InMemoryWorkerRegistry {
         job: JobId,
         now: Timestamp,
     ) {
-        let id = rec.id;
+        let id = rec.id();
         ix.jobs.insert(job.clone(), id);
         ix.jobs_assigned += 1;
         self.change(ix, column, slot, rec, now, |r| {
@@ -221,7 +221,7 @@ impl InMemoryWorkerRegistry {
         let (slot, rec, column) = shard.get_mut(id).ok_or_else(|| not_found(id))?;
         let from = rec.state;
         if let Some(guard) = guard {
-            if !guard.holds(from, rec.idle_since, rec.current_job.is_some()) {
+            if !guard.holds(from, rec.idle_since(), rec.current_job.is_some()) {
                 return Ok(None);
             }
         }

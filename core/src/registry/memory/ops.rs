@@ -41,20 +41,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         // Equal specs are shared: the record keeps the registry's copy.
         let (class, spec) = ix.classes.join(&handle, spec);
         let birth_ticket = ix.ticket();
-        let rec = Record {
-            id,
-            class,
-            birth_ticket,
-            handle,
-            spec,
-            state: WorkerState::Creating,
-            current_job: None,
-            jobs_executed: 0,
-            created_at: now,
-            updated_at: now,
-            state_changed_at: now,
-            idle_since: None,
-        };
+        let rec = Record::new(handle, spec, class, birth_ticket, now);
         // Creating: not heartbeat-monitored (the column's slot starts unmonitored).
         debug_assert!(!rec.state.heartbeat_monitored());
         let after = rec.membership();

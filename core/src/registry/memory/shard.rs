@@ -82,7 +82,7 @@ impl Shard {
     /// Adds `rec` (whose id is not here) with last heartbeat `heartbeat`, not monitored;
     /// returns its slot (a free one if any).
     pub fn insert(&mut self, rec: Record, heartbeat: Timestamp) -> u32 {
-        let id = rec.id;
+        let id = rec.id();
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.slab[slot as usize] = Some(rec);
