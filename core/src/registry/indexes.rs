@@ -294,7 +294,12 @@ impl Indexes {
             class.ready.remove(before_idle_since.unwrap_or(0), id);
         }
         if after.ready && (!before.ready || idle_restarted) {
-            class.ready.insert(rec.idle_since().unwrap_or(0), id);
+            let at = rec.idle_since().unwrap_or(0);
+            if restoring {
+                class.ready.push_unsorted(at, id);
+            } else {
+                class.ready.insert(at, id);
+            }
         }
         if before.lifetime != after.lifetime {
             if after.lifetime {
