@@ -23,14 +23,15 @@ use crate::worker::{Worker, WorkerHandle, WorkerSpec};
 /// the shard's heartbeat column at the record's slot (whose monitored flag follows
 /// `state.heartbeat_monitored()`).
 ///
-/// Kept small (88 bytes, pinned by a test), since there is one per worker: the id is the
+/// Kept small (80 bytes, pinned by a test), since there is one per worker: the id is the
 /// handle's (`handle.worker_id`, equal by construction: `register` takes the id from the
-/// handle, `restore` refuses a worker whose handle names another), and `idle_since` is a time
-/// and a flag beside `state` rather than an `Option` (8 bytes of tag and padding saved).
+/// handle, `restore` refuses a worker whose handle names another), the spec is its class's
+/// (the shard keeps one reference per class it holds members of, see
+/// [`Shard`](super::memory)), and `idle_since` is a time and a flag beside `state` rather than
+/// an `Option` (8 bytes of tag and padding saved).
 #[derive(Debug)]
 pub(super) struct Record {
     pub handle: Arc<WorkerHandle>,
-    pub spec: Arc<WorkerSpec>,
     pub current_job: Option<JobId>,
     /// Its ticket in the lifetime and startup queues (taken at register / restore).
     pub birth_ticket: u64,
@@ -48,16 +49,9 @@ pub(super) struct Record {
 
 impl Record {
     /// A new record of a worker registered at `now` (`Creating`, never idle).
-    pub fn new(
-        handle: Arc<WorkerHandle>,
-        spec: Arc<WorkerSpec>,
-        class: u32,
-        birth_ticket: u64,
-        now: Timestamp,
-    ) -> Record {
+    pub fn new(handle: Arc<WorkerHandle>, class: u32, birth_ticket: u64, now: Timestamp) -> Record {
         Record {
             handle,
-            spec,
             current_job: None,
             birth_ticket,
             jobs_executed: 0,
@@ -71,13 +65,13 @@ impl Record {
         }
     }
 
-    /// The record of `w` in `class` (its heartbeat goes to the column). `w.handle.worker_id`
-    /// must be `w.id` (a validated snapshot's workers are).
+    /// The record of `w` in `class` (its heartbeat goes to the column, its spec to the
+    /// shard's class table). `w.handle.worker_id` must be `w.id` (a validated snapshot's
+    /// workers are).
     pub fn from_worker(w: &Worker, class: u32, birth_ticket: u64) -> Record {
         debug_assert_eq!(w.id, w.handle.worker_id);
         Record {
             handle: Arc::clone(&w.handle),
-            spec: Arc::clone(&w.spec),
             current_job: w.current_job.clone(),
             birth_ticket,
             jobs_executed: w.jobs_executed,
@@ -109,12 +103,13 @@ impl Record {
         self.idle_at = at.unwrap_or(0);
     }
 
-    /// The snapshot of this record, whose last heartbeat (read from its slot) is `last_heartbeat`.
-    pub fn to_worker(&self, last_heartbeat: Timestamp) -> Worker {
+    /// The snapshot of this record, whose last heartbeat (read from its slot) is
+    /// `last_heartbeat` and whose spec (its class's) is `spec`.
+    pub fn to_worker(&self, last_heartbeat: Timestamp, spec: &Arc<WorkerSpec>) -> Worker {
         Worker {
             id: self.id(),
             handle: Arc::clone(&self.handle),
-            spec: Arc::clone(&self.spec),
+            spec: Arc::clone(spec),
             state: self.state,
             current_job: self.current_job.clone(),
             jobs_executed: self.jobs_executed,
@@ -130,10 +125,9 @@ impl Record {
         Membership::of(self.state, self.current_job.is_some())
     }
 
-    /// Whether the worker has run its `max_jobs`.
-    pub fn jobs_exhausted(&self) -> bool {
-        self.spec
-            .max_jobs
+    /// Whether the worker, of `spec`, has run its `max_jobs`.
+    pub fn jobs_exhausted(&self, spec: &WorkerSpec) -> bool {
+        spec.max_jobs
             .is_some_and(|max| self.jobs_executed >= u64::from(max))
     }
 }
@@ -379,7 +373,7 @@ mod tests {
     fn a_record_stays_small() {
         // One per worker (issue 12's memory row): a field added or widened shows here. The
         // slab keeps `Option<Record>`, which the handle's non-null pointer makes free.
-        assert_eq!(std::mem::size_of::<Record>(), 88);
-        assert_eq!(std::mem::size_of::<Option<Record>>(), 88);
+        assert_eq!(std::mem::size_of::<Record>(), 80);
+        assert_eq!(std::mem::size_of::<Option<Record>>(), 80);
     }
 }

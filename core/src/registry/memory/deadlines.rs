@@ -112,7 +112,9 @@ impl InMemoryWorkerRegistry {
                 continue;
             };
             let reason = match reason {
-                TerminationReason::Drained if rec.jobs_exhausted() => TerminationReason::MaxJobs,
+                TerminationReason::Drained if rec.jobs_exhausted(shard.spec_of(rec)) => {
+                    TerminationReason::MaxJobs
+                }
                 other => other,
             };
             // Re-check against the record: it may have moved since the index was read.
@@ -123,7 +125,7 @@ impl InMemoryWorkerRegistry {
                 TerminationReason::Idle => {
                     m.is_ready()
                         && rec.idle_since().is_some_and(|since| {
-                            since.saturating_add(millis(rec.spec.idle_timeout)) < now
+                            since.saturating_add(millis(shard.spec_of(rec).idle_timeout)) < now
                         })
                 }
                 TerminationReason::Lifetime => m.is_lifetime_tracked(),

@@ -218,7 +218,7 @@ impl InMemoryWorkerRegistry {
         to: WorkerState,
     ) -> Result<Option<Transitioned>> {
         let mut shard = self.shard(id).write();
-        let (slot, rec, column) = shard.get_mut(id).ok_or_else(|| not_found(id))?;
+        let (slot, rec, column, spec) = shard.get_mut(id).ok_or_else(|| not_found(id))?;
         let from = rec.state;
         if let Some(guard) = guard {
             if !guard.holds(from, rec.idle_since(), rec.current_job.is_some()) {
@@ -227,7 +227,7 @@ impl InMemoryWorkerRegistry {
         }
         if from == to {
             return Ok(Some(Transitioned {
-                worker: rec.to_worker(column.get(slot)),
+                worker: rec.to_worker(column.get(slot), spec),
                 from,
                 lost_job: None,
             }));
@@ -235,7 +235,7 @@ impl InMemoryWorkerRegistry {
         // Back to Ready only without a job and below max_jobs: a one-shot worker that ran its
         // job must not take a second one (the error's message names max_jobs).
         let no_ready =
-            to == WorkerState::Ready && (rec.current_job.is_some() || rec.jobs_exhausted());
+            to == WorkerState::Ready && (rec.current_job.is_some() || rec.jobs_exhausted(spec));
         if !from.can_update_to(to) || no_ready {
             return Err(Error::InvalidTransition {
                 worker_id: *id,
@@ -272,7 +272,7 @@ impl InMemoryWorkerRegistry {
             });
         }
         drop(ix);
-        let worker = rec.to_worker(column.get(slot));
+        let worker = rec.to_worker(column.get(slot), spec);
         Ok(Some(Transitioned {
             worker,
             from,

@@ -41,7 +41,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         // Equal specs are shared: the record keeps the registry's copy.
         let (class, spec) = ix.classes.join(&handle, spec);
         let birth_ticket = ix.ticket();
-        let rec = Record::new(handle, spec, class, birth_ticket, now);
+        let rec = Record::new(handle, class, birth_ticket, now);
         // Creating: not heartbeat-monitored (the column's slot starts unmonitored).
         debug_assert!(!rec.state.heartbeat_monitored());
         let after = rec.membership();
@@ -53,14 +53,14 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
             provider_type: rec.handle.provider_type.clone(),
         });
         drop(ix);
-        let worker = rec.to_worker(now);
-        shard.insert(rec, now);
+        let worker = rec.to_worker(now, &spec);
+        shard.insert(rec, &spec, now);
         Ok(worker)
     }
 
     fn unregister(&self, id: &WorkerId, reason: TerminationReason) -> Result<Worker> {
         let mut shard = self.shard(id).write();
-        let (mut rec, last_heartbeat) = shard.remove(id).ok_or_else(|| not_found(id))?;
+        let (mut rec, last_heartbeat, spec) = shard.remove(id).ok_or_else(|| not_found(id))?;
         let mut ix = self.indexes.lock();
         let now = self.now();
         ix.forget(*id, &mut rec);
@@ -75,7 +75,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
             worker_id: *id,
             reason,
         });
-        Ok(rec.to_worker(last_heartbeat))
+        Ok(rec.to_worker(last_heartbeat, &spec))
     }
 
     fn get(&self, id: &WorkerId) -> Result<Option<Worker>> {
@@ -187,7 +187,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
 
     fn assign_to_job(&self, id: &WorkerId, job: JobId) -> Result<Worker> {
         let mut shard = self.shard(id).write();
-        let (slot, rec, column) = shard.get_mut(id).ok_or_else(|| not_found(id))?;
+        let (slot, rec, column, spec) = shard.get_mut(id).ok_or_else(|| not_found(id))?;
         if !rec.state.accepts_jobs() || rec.current_job.is_some() {
             return Err(Error::NotAvailable {
                 worker_id: *id,
@@ -204,12 +204,12 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         let now = self.now();
         self.assign_locked(&mut ix, column, slot, rec, job, now);
         drop(ix);
-        Ok(rec.to_worker(column.get(slot)))
+        Ok(rec.to_worker(column.get(slot), spec))
     }
 
     fn release_from_job(&self, id: &WorkerId, expected_job: Option<&JobId>) -> Result<JobId> {
         let mut shard = self.shard(id).write();
-        let (slot, rec, column) = shard.get_mut(id).ok_or_else(|| not_found(id))?;
+        let (slot, rec, column, spec) = shard.get_mut(id).ok_or_else(|| not_found(id))?;
         let current = match (&rec.current_job, expected_job) {
             (Some(current), Some(expected)) if current != expected => None,
             (current, _) => current.clone(),
@@ -233,7 +233,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
             // Saturating: a restored snapshot may carry any count.
             r.jobs_executed = r.jobs_executed.saturating_add(1);
             if r.state == WorkerState::Busy {
-                r.state = if r.jobs_exhausted() {
+                r.state = if r.jobs_exhausted(spec) {
                     WorkerState::Draining
                 } else {
                     WorkerState::Ready

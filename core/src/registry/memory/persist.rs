@@ -67,8 +67,7 @@ impl InMemoryWorkerRegistry {
             let shard = &mut *shards[self.shard_index(&id)];
             let (class, spec) = ix.classes.join(&worker.handle, Arc::clone(&worker.spec));
             let birth_ticket = ix.ticket();
-            let mut rec = Record::from_worker(worker, class, birth_ticket);
-            rec.spec = spec;
+            let rec = Record::from_worker(worker, class, birth_ticket);
             let monitored = rec.state.heartbeat_monitored();
             let after = rec.membership();
             ix.refile(id, Membership::none(), None, after, &rec);
@@ -76,7 +75,7 @@ impl InMemoryWorkerRegistry {
             if let Some(job) = &rec.current_job {
                 ix.jobs.insert(job.clone(), id);
             }
-            let slot = shard.insert(rec, worker.last_heartbeat);
+            let slot = shard.insert(rec, &spec, worker.last_heartbeat);
             shard.column.set_monitored(slot, monitored, floor);
         }
         ix.end_restore();
