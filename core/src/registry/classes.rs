@@ -21,38 +21,71 @@ use crate::ids::{ProviderId, WorkerId};
 use crate::worker::{ProviderType, WorkerHandle, WorkerSpec};
 
 /// A queue position: the timestamp a worker is ordered by, its ticket (a registry-wide
-/// counter taken when the entry was made, which orders equal timestamps by arrival), its id.
+/// counter taken when the entry was made, which orders equal timestamps by arrival), its
+/// place (see [`Queue`]).
 #[cfg(test)]
-pub(super) type Place = (Timestamp, u64, WorkerId);
+pub(super) type Place = (Timestamp, u64, u32);
 
 /// The top bit of a ticket marks a removed entry (tickets count from 0 and never reach it).
 const DEAD: u64 = 1 << 63;
 
-/// One entry of a [`Queue`].
+/// One entry of a [`Queue`]: 20 bytes (the 64-bit fields as two halves, so that the entry
+/// aligns to 4 and carries no padding).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Entry {
-    at: Timestamp,
+    at: [u32; 2],
     /// The ticket, with [`DEAD`] set once removed (a removal in the middle keeps the order).
-    ticket: u64,
-    id: WorkerId,
+    ticket: [u32; 2],
+    place: u32,
+}
+
+fn join(halves: [u32; 2]) -> u64 {
+    (u64::from(halves[0]) << 32) | u64::from(halves[1])
+}
+
+fn split(x: u64) -> [u32; 2] {
+    [(x >> 32) as u32, x as u32]
 }
 
 impl Entry {
+    fn new(at: Timestamp, ticket: u64, place: u32) -> Entry {
+        Entry {
+            at: split(at),
+            ticket: split(ticket),
+            place,
+        }
+    }
+
+    fn at(&self) -> Timestamp {
+        join(self.at)
+    }
+
     fn key(&self) -> (Timestamp, u64) {
-        (self.at, self.ticket & !DEAD)
+        (self.at(), join(self.ticket) & !DEAD)
     }
 
     fn live(&self) -> bool {
-        self.ticket & DEAD == 0
+        join(self.ticket) & DEAD == 0
+    }
+
+    fn kill(&mut self) {
+        self.ticket = split(join(self.ticket) | DEAD);
     }
 
     #[cfg(test)]
     fn place(&self) -> Place {
-        (self.at, self.ticket & !DEAD, self.id)
+        let (at, ticket) = self.key();
+        (at, ticket, self.place)
     }
 }
 
 /// Workers ordered by `(timestamp, ticket)`, oldest at the front.
+///
+/// An entry names its worker by its place (shard and slot, see
+/// [`InMemoryWorkerRegistry`](super::InMemoryWorkerRegistry)'s `place`) rather than its id:
+/// 20 bytes an entry instead of 32. A reader resolves the place under the shard's lock and
+/// keeps the record only if its `birth_ticket` is the entry's ticket (tickets are never
+/// reused, so a slot reused by another worker is never mistaken for the entry's).
 ///
 /// Tickets grow with every entry made, so a new entry at the current time goes at the back in
 /// O(1), however many workers share its timestamp (a fleet registered or made ready at one
@@ -72,11 +105,11 @@ impl Queue {
         self.entries.len() - self.dead
     }
 
-    /// Adds `id` at `(at, ticket)`: O(1) at the back (the usual case: the clock does not go
-    /// back and tickets grow), else a shift of the newer entries.
-    pub fn insert(&mut self, at: Timestamp, ticket: u64, id: WorkerId) {
+    /// Adds the worker at `place` at `(at, ticket)`: O(1) at the back (the usual case: the
+    /// clock does not go back and tickets grow), else a shift of the newer entries.
+    pub fn insert(&mut self, at: Timestamp, ticket: u64, place: u32) {
         debug_assert!(ticket & DEAD == 0);
-        let entry = Entry { at, ticket, id };
+        let entry = Entry::new(at, ticket, place);
         match self.entries.back() {
             Some(last) if last.key() > (at, ticket) => {
                 let pos = self.entries.partition_point(|e| e.key() < (at, ticket));
@@ -88,8 +121,8 @@ impl Queue {
 
     /// Adds an entry at the back, out of order: [`sort`](Self::sort) must follow before any
     /// other use (restore).
-    pub fn push_unsorted(&mut self, at: Timestamp, ticket: u64, id: WorkerId) {
-        self.entries.push_back(Entry { at, ticket, id });
+    pub fn push_unsorted(&mut self, at: Timestamp, ticket: u64, place: u32) {
+        self.entries.push_back(Entry::new(at, ticket, place));
     }
 
     /// Sorts after [`push_unsorted`](Self::push_unsorted).
@@ -104,7 +137,7 @@ impl Queue {
         let key = (at, ticket);
         let pos = self.entries.partition_point(|e| e.key() < key);
         match self.entries.get_mut(pos) {
-            Some(e) if e.key() == key && e.live() => e.ticket |= DEAD,
+            Some(e) if e.key() == key && e.live() => e.kill(),
             _ => return false,
         }
         self.dead += 1;
@@ -128,19 +161,19 @@ impl Queue {
         }
     }
 
-    /// Live entries as `(timestamp, id)`, oldest first.
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (Timestamp, WorkerId)> + '_ {
-        self.entries
-            .iter()
-            .filter(|e| e.live())
-            .map(|e| (e.at, e.id))
+    /// Live entries as `(timestamp, ticket, place)`, oldest first.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (Timestamp, u64, u32)> + '_ {
+        self.entries.iter().filter(|e| e.live()).map(|e| {
+            let (at, ticket) = e.key();
+            (at, ticket, e.place)
+        })
     }
 
     /// Live entries with a timestamp below `before`, oldest first.
     pub fn older_than(
         &self,
         before: Timestamp,
-    ) -> impl Iterator<Item = (Timestamp, WorkerId)> + '_ {
+    ) -> impl Iterator<Item = (Timestamp, u64, u32)> + '_ {
         self.iter().take_while(move |e| e.0 < before)
     }
 
@@ -572,28 +605,38 @@ mod tests {
     #[test]
     fn a_queue_keeps_order_through_middle_removals_and_late_inserts() {
         let mut q = Queue::default();
-        for n in 1..=40u8 {
-            q.insert(u64::from(n / 2), u64::from(n), id(n));
+        for n in 1..=40u32 {
+            q.insert(u64::from(n / 2), u64::from(n), n);
         }
         // Out of order (an older timestamp, a newer ticket): lands at the end of its timestamp.
-        q.insert(3, 100, id(100));
+        q.insert(3, 100, 100);
         for n in (2..=38u8).step_by(2) {
             assert!(q.remove(u64::from(n / 2), u64::from(n)));
         }
         assert!(!q.remove(5, 10), "already removed");
-        let live: Vec<(u64, WorkerId)> = q.iter().collect();
+        let live: Vec<(u64, u64, u32)> = q.iter().collect();
         assert_eq!(live.len(), q.len());
         assert!(live.windows(2).all(|w| w[0].0 <= w[1].0));
         assert_eq!(live.len(), 40 - 19 + 1);
-        assert_eq!(q.newest_below((u64::MAX, u64::MAX)), Some((20, 40, id(40))));
-        assert_eq!(q.newest_below((3, 100)), Some((3, 7, id(7))));
-        assert_eq!(q.newest_below((3, u64::MAX)), Some((3, 100, id(100))));
+        assert_eq!(q.newest_below((u64::MAX, u64::MAX)), Some((20, 40, 40)));
+        assert_eq!(q.newest_below((3, 100)), Some((3, 7, 7)));
+        assert_eq!(q.newest_below((3, u64::MAX)), Some((3, 100, 100)));
         assert_eq!(q.newest_below((0, 1)), None);
         assert_eq!(
             q.oldest_above(Some((3, 7)), 2),
-            vec![(3, 100, id(100)), (4, 9, id(9))]
+            vec![(3, 100, 100), (4, 9, 9)]
         );
-        assert_eq!(q.oldest_above(None, 1), vec![(0, 1, id(1))]);
+        assert_eq!(q.oldest_above(None, 1), vec![(0, 1, 1)]);
+        // Times and tickets past 32 bits keep their order (two halves each).
+        let mut big = Queue::default();
+        big.insert(u64::MAX - 1, (1 << 62) + 1, 1);
+        big.insert(1 << 33, 1 << 40, 2);
+        big.insert(1 << 33, 5, 3);
+        let order: Vec<u32> = big.iter().map(|e| e.2).collect();
+        assert_eq!(order, vec![3, 2, 1]);
+        assert!(big.remove(1 << 33, 1 << 40));
+        assert_eq!(big.iter().map(|e| e.2).collect::<Vec<_>>(), vec![3, 1]);
+        assert_eq!(std::mem::size_of::<Entry>(), 20);
         assert!(q.older_than(4).all(|e| e.0 < 4));
     }
 
@@ -601,20 +644,22 @@ mod tests {
     fn one_timestamp_for_a_whole_queue_keeps_arrival_order() {
         // A fleet made ready at one instant: arrivals go to the back, removals by binary search.
         let mut q = Queue::default();
-        let ids: Vec<WorkerId> = (0..50_000).map(|_| WorkerId::new()).collect();
-        for (t, id) in ids.iter().enumerate() {
-            q.insert(7, t as u64, *id);
+        for t in 0..50_000u32 {
+            q.insert(7, u64::from(t), t.wrapping_mul(2_654_435_761));
         }
         assert_eq!(q.entries.len(), 50_000);
-        for t in (49_900..50_000u64).rev() {
+        for t in (49_900..50_000u32).rev() {
             assert_eq!(
                 q.newest_below((u64::MAX, u64::MAX)),
-                Some((7, t, ids[t as usize]))
+                Some((7, u64::from(t), t.wrapping_mul(2_654_435_761)))
             );
-            assert!(q.remove(7, t));
+            assert!(q.remove(7, u64::from(t)));
         }
         assert!(q.remove(7, 20_000));
-        assert_eq!(q.newest_below((7, 20_001)), Some((7, 19_999, ids[19_999])));
+        assert_eq!(
+            q.newest_below((7, 20_001)),
+            Some((7, 19_999, 19_999u32.wrapping_mul(2_654_435_761)))
+        );
         assert_eq!(q.len(), 50_000 - 101);
     }
 

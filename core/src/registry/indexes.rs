@@ -208,6 +208,9 @@ pub(super) struct Indexes {
     pub retired: RetiredIds,
 }
 
+/// The place of a record that joins no queue (one being removed).
+const NOWHERE: u32 = u32::MAX;
+
 /// How many retired ids an [`InMemoryWorkerRegistry`](super::InMemoryWorkerRegistry) keeps by
 /// default.
 pub(super) const DEFAULT_RETIRED_ID_LIMIT: usize = 1 << 20;
@@ -264,11 +267,15 @@ impl RetiredIds {
 }
 
 impl Indexes {
-    /// Moves `id` from membership `before` (computed on the record before the change, with the
+    /// Moves `id`, at `place` (its shard and slot, see
+    /// [`InMemoryWorkerRegistry`](super::InMemoryWorkerRegistry)'s `place`: what the queues
+    /// keep), from membership `before` (computed on the record before the change, with the
     /// `before_idle_since` it had) to membership `after` (normally `rec.membership()`).
+    #[allow(clippy::too_many_arguments)]
     pub fn refile(
         &mut self,
         id: WorkerId,
+        place: u32,
         before: Membership,
         before_idle_since: Option<Timestamp>,
         after: Membership,
@@ -276,11 +283,12 @@ impl Indexes {
     ) {
         let idle_restarted = before_idle_since != rec.idle_since();
         let restoring = self.restoring;
-        let add = |q: &mut Queue, at, ticket, id| {
+        let add = |q: &mut Queue, at, ticket| {
+            debug_assert!(place != NOWHERE, "a record joining a queue has a place");
             if restoring {
-                q.push_unsorted(at, ticket, id)
+                q.push_unsorted(at, ticket, place)
             } else {
-                q.insert(at, ticket, id)
+                q.insert(at, ticket, place)
             }
         };
         let class = self.classes.get_mut(rec.class);
@@ -297,14 +305,14 @@ impl Indexes {
         }
         if before.lifetime != after.lifetime {
             if after.lifetime {
-                add(&mut class.living, rec.created_at, rec.birth_ticket, id);
+                add(&mut class.living, rec.created_at, rec.birth_ticket);
             } else {
                 class.living.remove(rec.created_at, rec.birth_ticket);
             }
         }
         if before.starting != after.starting {
             if after.starting {
-                add(&mut self.startup, rec.created_at, rec.birth_ticket, id);
+                add(&mut self.startup, rec.created_at, rec.birth_ticket);
             } else {
                 self.startup.remove(rec.created_at, rec.birth_ticket);
             }
@@ -351,7 +359,7 @@ impl Indexes {
     /// Removes every trace of a record that leaves the registry.
     pub fn forget(&mut self, id: WorkerId, rec: &mut Record) {
         let (before, idle_since) = (rec.membership(), rec.idle_since());
-        self.refile(id, before, idle_since, Membership::none(), rec);
+        self.refile(id, NOWHERE, before, idle_since, Membership::none(), rec);
         if let Some(job) = &rec.current_job {
             self.jobs.remove(job);
         }

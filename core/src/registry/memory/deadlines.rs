@@ -64,11 +64,14 @@ impl InMemoryWorkerRegistry {
         if self.floor() >= cutoff {
             return Vec::new();
         }
-        let due: Vec<WorkerId> = {
+        let due: Vec<(u64, u32)> = {
             let ix = self.indexes.lock();
-            ix.startup.older_than(cutoff).map(|(_, id)| id).collect()
+            ix.startup
+                .older_than(cutoff)
+                .map(|(_, ticket, place)| (ticket, place))
+                .collect()
         };
-        self.snapshots_where(due, |rec| {
+        self.snapshots_where(self.resolve(due), |rec| {
             rec.state.is_starting() && rec.created_at < cutoff
         })
     }
@@ -77,7 +80,7 @@ impl InMemoryWorkerRegistry {
     pub(super) fn due_for_termination(&self) -> Vec<(Worker, TerminationReason)> {
         let now = self.now();
         let mut due: BTreeMap<WorkerId, TerminationReason> = BTreeMap::new();
-        {
+        let living: Vec<(u64, u32)> = {
             let ix = self.indexes.lock();
             // Per class, each queue is in deadline order: only its due prefix is read.
             for class in ix.classes.iter() {
@@ -90,20 +93,26 @@ impl InMemoryWorkerRegistry {
                     due.insert(id, TerminationReason::Idle);
                 }
             }
-            // Lifetime wins over idle: it is the harder limit.
-            for class in ix.classes.iter() {
-                let lifetime = millis(class.spec.max_lifetime);
-                for (_, id) in class
-                    .living
-                    .iter()
-                    .take_while(|(created, _)| created.saturating_add(lifetime) < now)
-                {
-                    due.insert(id, TerminationReason::Lifetime);
-                }
-            }
+            // Draining workers are never lifetime-tracked: the two sets are disjoint.
             for id in &ix.drained {
                 due.insert(*id, TerminationReason::Drained);
             }
+            ix.classes
+                .iter()
+                .flat_map(|class| {
+                    let lifetime = millis(class.spec.max_lifetime);
+                    class
+                        .living
+                        .iter()
+                        .take_while(move |(created, ..)| created.saturating_add(lifetime) < now)
+                        .map(|(_, ticket, place)| (ticket, place))
+                })
+                .collect()
+        };
+        // Lifetime wins over idle: it is the harder limit. The queue names places; their
+        // records are read below under their shards' locks, as every other candidate's.
+        for id in self.resolve(living) {
+            due.insert(id, TerminationReason::Lifetime);
         }
         let mut out = Vec::with_capacity(due.len());
         for (id, reason) in due {

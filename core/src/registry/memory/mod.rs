@@ -38,6 +38,26 @@ use crate::worker::Worker;
 /// Number of shards: a power of two, enough that two to eight threads rarely meet.
 const SHARD_COUNT: usize = 64;
 
+/// Bits of a shard number in a place (see [`place_of`]).
+const SHARD_BITS: u32 = SHARD_COUNT.trailing_zeros();
+const _: () = assert!(1 << SHARD_BITS == SHARD_COUNT);
+
+/// A worker's place, its shard and slot in one `u32`: what the startup and lifetime queues
+/// keep instead of its 16-byte id. A shard holds fewer than `2^(32 - SHARD_BITS)` (2^26)
+/// slots, so every place fits ([`Shard::insert`] refuses more).
+pub(super) fn place_of(shard: usize, slot: u32) -> u32 {
+    debug_assert!(shard < SHARD_COUNT && slot < shard::MAX_SLOTS);
+    (slot << SHARD_BITS) | shard as u32
+}
+
+/// The shard and slot of a place.
+fn unplace(place: u32) -> (usize, u32) {
+    (
+        (place & (SHARD_COUNT as u32 - 1)) as usize,
+        place >> SHARD_BITS,
+    )
+}
+
 /// The in-memory [`WorkerRegistry`].
 ///
 /// # Design
@@ -176,7 +196,14 @@ impl InMemoryWorkerRegistry {
             }
             ix.stats.moved(from, to, ix.classes.pool(rec.class));
         }
-        ix.refile(id, before, before_idle, rec.membership(), rec);
+        ix.refile(
+            id,
+            place_of(self.shard_index(&id), slot),
+            before,
+            before_idle,
+            rec.membership(),
+            rec,
+        );
         column.set_monitored(slot, to.heartbeat_monitored(), self.floor());
         if to != from {
             self.bus.publish(now, || EventKind::StateChanged {
@@ -278,6 +305,23 @@ impl InMemoryWorkerRegistry {
             from,
             lost_job: lost,
         }))
+    }
+
+    /// The ids of the workers at `places` (from a queue, with their tickets) that are still
+    /// there: a record is the entry's only if its `birth_ticket` is the entry's ticket (a slot
+    /// reused since holds another ticket). In the order given.
+    fn resolve(&self, places: impl IntoIterator<Item = (u64, u32)>) -> Vec<WorkerId> {
+        places
+            .into_iter()
+            .filter_map(|(ticket, place)| {
+                let (shard, slot) = unplace(place);
+                let shard = self.shards[shard].read();
+                shard
+                    .at(slot)
+                    .filter(|rec| rec.birth_ticket == ticket)
+                    .map(Record::id)
+            })
+            .collect()
     }
 
     /// Snapshots of `ids` (those still present), each kept only if `keep` holds for it.

@@ -10,7 +10,7 @@ use super::super::snapshot::Snapshot;
 use super::super::stats::WorkerRegistryStats;
 use super::super::telemetry::{HeartbeatAges, JobTotals, SubscriberDrops};
 use super::super::{TransitionGuard, Transitioned, WorkerRegistry};
-use super::{not_found, InMemoryWorkerRegistry};
+use super::{not_found, place_of, InMemoryWorkerRegistry};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::events::{EventKind, SubscribeOptions, Subscription};
@@ -45,7 +45,8 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         // Creating: not heartbeat-monitored (the column's slot starts unmonitored).
         debug_assert!(!rec.state.heartbeat_monitored());
         let after = rec.membership();
-        ix.refile(id, Membership::none(), None, after, &rec);
+        let place = place_of(self.shard_index(&id), shard.next_slot());
+        ix.refile(id, place, Membership::none(), None, after, &rec);
         ix.count_new(&rec);
         self.bus.publish(now, || EventKind::Registered {
             worker_id: id,

@@ -21,6 +21,10 @@ use crate::clock::Timestamp;
 use crate::ids::WorkerId;
 use crate::worker::{Worker, WorkerSpec};
 
+/// Slots a shard may hold: its slots must fit a place (see
+/// [`place_of`](super::place_of)), 2^26 (67 million workers a shard).
+pub(super) const MAX_SLOTS: u32 = 1 << (32 - super::SHARD_BITS);
+
 /// One shard. See the module doc.
 #[derive(Debug, Default)]
 pub(super) struct Shard {
@@ -114,7 +118,10 @@ impl Shard {
                 slot
             }
             None => {
-                let slot = u32::try_from(self.slab.len()).expect("fewer than 2^32 workers a shard");
+                let slot = u32::try_from(self.slab.len())
+                    .ok()
+                    .filter(|&slot| slot < MAX_SLOTS)
+                    .expect("fewer than 2^26 workers a shard");
                 self.slab.push(Some(rec));
                 slot
             }
@@ -142,6 +149,14 @@ impl Shard {
             held.clone()
         };
         Some((rec, last, spec.expect("a member's class has its spec here")))
+    }
+
+    /// The slot that the next [`insert`](Self::insert) will take.
+    pub fn next_slot(&self) -> u32 {
+        match self.free.last() {
+            Some(&slot) => slot,
+            None => self.slab.len() as u32,
+        }
     }
 
     /// Every record with its slot, in slot order.

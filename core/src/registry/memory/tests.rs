@@ -331,3 +331,40 @@ fn retired_ids_are_bounded_oldest_forgotten_first() {
     let registry = registry.with_retired_id_limit(1);
     assert_eq!(registry.snapshot().unwrap().retired_ids, ids[4..]);
 }
+
+#[test]
+fn a_queue_place_resolves_only_to_the_worker_that_made_it() {
+    // The startup and lifetime queues name places (shard and slot), which outlive nothing:
+    // a place read from a queue just before its worker left, then resolved after another
+    // worker took the slot, must not name the newcomer. The birth ticket tells them apart.
+    let (_clock, registry) = registry();
+    let spec = Arc::new(WorkerSpec::new("img"));
+    let first = connecting(&registry, &spec);
+    let shard = registry.shard_index(&first);
+    let (slot, ticket) = {
+        let s = registry.shards[shard].read();
+        let (slot, rec) = s.get(&first).unwrap();
+        (slot, rec.birth_ticket)
+    };
+    let place = place_of(shard, slot);
+    assert_eq!(registry.resolve([(ticket, place)]), vec![first]);
+    registry
+        .unregister(&first, TerminationReason::Requested)
+        .unwrap();
+    // A newcomer in the same shard takes the freed slot (the free list is last-freed first).
+    let newcomer = loop {
+        let id = connecting(&registry, &spec);
+        if registry.shard_index(&id) == shard {
+            break id;
+        }
+    };
+    assert_eq!(registry.shards[shard].read().slot_of(&newcomer), Some(slot));
+    assert_eq!(registry.resolve([(ticket, place)]), Vec::<WorkerId>::new());
+    let new_ticket = registry.shards[shard]
+        .read()
+        .get(&newcomer)
+        .unwrap()
+        .1
+        .birth_ticket;
+    assert_eq!(registry.resolve([(new_ticket, place)]), vec![newcomer]);
+}
