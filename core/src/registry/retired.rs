@@ -59,7 +59,17 @@ pub(super) struct RetiredIds {
     hasher: foldhash::fast::RandomState,
     /// Fingerprint bits kept: all 16, except in tests that force false positives.
     fp_mask: u16,
+    /// Hashes of remembered ids not yet in the filter (the newest, at most [`BATCH`]):
+    /// `contains` looks here too.
+    pending: Vec<u64>,
+    /// Hashes of forgotten ids whose fingerprints are still in the filter (at most
+    /// [`BATCH`]): a filter "maybe" for them is settled "no" by the blocks.
+    stale: Vec<u64>,
 }
+
+/// Fingerprints are added and removed in batches: the random reads of a batch overlap
+/// (independent loads), where one at a time each waits for its cache miss.
+const BATCH: usize = 32;
 
 impl fmt::Debug for RetiredIds {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -81,29 +91,46 @@ impl Default for RetiredIds {
             limit: DEFAULT_RETIRED_ID_LIMIT,
             hasher: foldhash::fast::RandomState::default(),
             fp_mask: u16::MAX,
+            pending: Vec::with_capacity(BATCH),
+            stale: Vec::with_capacity(BATCH),
         }
     }
 }
 
 impl RetiredIds {
     /// Whether `id` is among the last `limit` retired. Exact. Usually two reads of the
-    /// filter; the blocks only when the filter says maybe.
+    /// filter and a scan of the pending batch; the blocks only when either says maybe.
     pub fn contains(&self, id: &WorkerId) -> bool {
         if self.len == 0 {
             return false;
         }
-        let h = self.hash(id);
-        self.filter.may_contain(h, self.fp_mask) && self.find(id, h)
+        self.contains_hashed(id, self.hash(id))
+    }
+
+    fn contains_hashed(&self, id: &WorkerId, h: u64) -> bool {
+        (self.filter.may_contain(h, self.fp_mask) || self.pending.contains(&h)) && self.find(id, h)
     }
 
     /// Remembers `id` (once: an id already remembered keeps its place), forgetting the oldest
     /// retired id if the limit is reached. With a limit of 0 nothing is remembered.
     pub fn insert(&mut self, id: WorkerId) {
-        if self.limit == 0 {
-            return;
-        }
         let h = self.hash(&id);
-        if self.filter.may_contain(h, self.fp_mask) && self.find(&id, h) {
+        if !self.contains_hashed(&id, h) {
+            self.push(id, h);
+        }
+    }
+
+    /// Remembers `id`, which the caller knows is not remembered (`unregister`: a registered
+    /// id is never among the retired, since `register` and `restore` refuse those). Saves the
+    /// look-up of [`insert`](Self::insert).
+    pub fn insert_new(&mut self, id: WorkerId) {
+        debug_assert!(!self.contains(&id), "{id} is retired already");
+        let h = self.hash(&id);
+        self.push(id, h);
+    }
+
+    fn push(&mut self, id: WorkerId, h: u64) {
+        if self.limit == 0 {
             return;
         }
         // Room first: the filter then never holds more than `limit` fingerprints, and a
@@ -122,11 +149,31 @@ impl RetiredIds {
             }
         }
         self.len += 1;
-        let full = self.len * 2 > self.filter.slots();
-        if full || !self.filter.insert(h, self.fp_mask) {
-            // A failed insertion dropped some fingerprint: rebuild from the blocks either way.
-            self.rebuild(self.filter.buckets.len() * 2);
+        self.pending.push(h);
+        if self.pending.len() >= BATCH {
+            self.flush();
         }
+    }
+
+    /// Brings the filter up to date: the stale fingerprints out, the pending ones in
+    /// (removals first: the filter then holds exactly the remembered ids, never more).
+    fn flush(&mut self) {
+        for h in self.stale.drain(..) {
+            let removed = self.filter.remove(h, self.fp_mask);
+            debug_assert!(removed, "a forgotten id's fingerprint was in the filter");
+        }
+        if self.len * 2 > self.filter.slots() {
+            self.rebuild(self.filter.buckets.len() * 2);
+            return;
+        }
+        for i in 0..self.pending.len() {
+            if !self.filter.insert(self.pending[i], self.fp_mask) {
+                // A failed insertion dropped some fingerprint: rebuild from the blocks.
+                self.rebuild(self.filter.buckets.len() * 2);
+                return;
+            }
+        }
+        self.pending.clear();
     }
 
     /// Sets the limit, forgetting the oldest ids beyond it at once.
@@ -137,6 +184,8 @@ impl RetiredIds {
         }
         if self.filter.slots() > 8 * MIN_BUCKETS * 4 && self.len * 8 <= self.filter.slots() {
             self.rebuild(buckets_for(self.len));
+        } else {
+            self.flush();
         }
     }
 
@@ -181,12 +230,23 @@ impl RetiredIds {
             self.blocks.pop_front();
         }
         self.len -= 1;
-        let removed = self.filter.remove(self.hasher.hash_one(id), self.fp_mask);
-        debug_assert!(removed, "every remembered id has its fingerprint");
+        let h = self.hasher.hash_one(id);
+        // Still pending (a small limit forgets ids within a batch): never in the filter.
+        if let Some(i) = self.pending.iter().position(|&p| p == h) {
+            self.pending.swap_remove(i);
+            return;
+        }
+        self.stale.push(h);
+        if self.stale.len() >= BATCH {
+            self.flush();
+        }
     }
 
-    /// A new filter of at least `buckets` buckets holding every remembered id.
+    /// A new filter of at least `buckets` buckets holding every remembered id (nothing
+    /// pending or stale after it).
     fn rebuild(&mut self, buckets: usize) {
+        self.pending.clear();
+        self.stale.clear();
         let mut buckets = buckets.max(buckets_for(self.len));
         'size: loop {
             let mut filter = Filter::with_buckets(buckets);
@@ -459,7 +519,7 @@ mod tests {
                 0..=79 => {
                     let id = WorkerId::new();
                     seen.push(id);
-                    retired.insert(id);
+                    retired.insert_new(id);
                     model.insert(id);
                 }
                 // An id seen before: remembered (no change) or forgotten (remembered again).
@@ -499,7 +559,8 @@ mod tests {
                 assert_eq!(held - retired.len, front.0);
                 assert!(front.0 < front.1);
                 assert!(retired.blocks.iter().all(|b| b.ids.len() <= b.cap));
-                assert!(retired.len * 2 <= retired.filter.slots());
+                assert!((retired.len - retired.pending.len()) * 2 <= retired.filter.slots());
+                assert!(retired.pending.len() < BATCH && retired.stale.len() < BATCH);
             }
             if step % 5003 == 0 {
                 for id in &seen {

@@ -77,7 +77,8 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         let mut ix = self.indexes.lock();
         let now = self.now();
         ix.forget(*id, &mut rec);
-        ix.retired.insert(*id);
+        // Registered, so not retired (register and restore refuse retired ids).
+        ix.retired.insert_new(*id);
         if let Some(job) = &rec.current_job {
             self.bus.publish(now, || EventKind::JobLost {
                 worker_id: *id,
