@@ -65,6 +65,8 @@ pub(super) struct RetiredIds {
     /// Hashes of forgotten ids whose fingerprints are still in the filter (at most
     /// [`BATCH`]): a filter "maybe" for them is settled "no" by the blocks.
     stale: Vec<u64>,
+    /// Ids appended since the last flush (so fewer than [`BATCH`] are not indexed).
+    since_flush: usize,
 }
 
 /// Fingerprints are added and removed in batches: the random reads of a batch overlap
@@ -93,6 +95,7 @@ impl Default for RetiredIds {
             fp_mask: u16::MAX,
             pending: Vec::with_capacity(BATCH),
             stale: Vec::with_capacity(BATCH),
+            since_flush: 0,
         }
     }
 }
@@ -139,18 +142,18 @@ impl RetiredIds {
             self.forget_oldest();
         }
         let block_cap = self.block_cap();
-        let hasher = &self.hasher;
         match self.blocks.back_mut() {
-            Some(block) if block.ids.len() < block.cap => block.push(id, h, hasher),
+            Some(block) if block.ids.len() < block.cap => block.push(id),
             _ => {
                 let mut block = Block::new(block_cap);
-                block.push(id, h, hasher);
+                block.push(id);
                 self.blocks.push_back(block);
             }
         }
         self.len += 1;
         self.pending.push(h);
-        if self.pending.len() >= BATCH {
+        self.since_flush += 1;
+        if self.since_flush >= BATCH {
             self.flush();
         }
     }
@@ -158,6 +161,7 @@ impl RetiredIds {
     /// Brings the filter up to date: the stale fingerprints out, the pending ones in
     /// (removals first: the filter then holds exactly the remembered ids, never more).
     fn flush(&mut self) {
+        self.index_blocks();
         for h in self.stale.drain(..) {
             let removed = self.filter.remove(h, self.fp_mask);
             debug_assert!(removed, "a forgotten id's fingerprint was in the filter");
@@ -242,9 +246,22 @@ impl RetiredIds {
         }
     }
 
+    /// Indexes the blocks' newest ids (only the newest blocks have any not indexed).
+    fn index_blocks(&mut self) {
+        self.since_flush = 0;
+        let hasher = &self.hasher;
+        for block in self.blocks.iter_mut().rev() {
+            if block.indexed == block.ids.len() {
+                break;
+            }
+            block.index(hasher);
+        }
+    }
+
     /// A new filter of at least `buckets` buckets holding every remembered id (nothing
     /// pending or stale after it).
     fn rebuild(&mut self, buckets: usize) {
+        self.index_blocks();
         self.pending.clear();
         self.stale.clear();
         let mut buckets = buckets.max(buckets_for(self.len));
@@ -272,9 +289,11 @@ const MIN_BUCKETS: usize = 4;
 /// Ids in retirement order with an exact position table.
 struct Block {
     ids: Vec<WorkerId>,
-    /// Position + 1 in `ids` of each id, by hash (linear probing, 0 for empty); a power of
-    /// two, at most half full.
+    /// Position + 1 in `ids` of each of `ids[..indexed]`, by hash (linear probing, 0 for
+    /// empty); a power of two, at most half full. The newest ids are indexed in batches
+    /// (with the filter's), so that `unregister` only appends.
     slots: Box<[u16]>,
+    indexed: usize,
     /// Ids at the front already forgotten (only the oldest block has any).
     start: usize,
     /// The most ids this block takes (at most [`MAX_BLOCK`]).
@@ -286,6 +305,7 @@ impl Block {
         Block {
             ids: Vec::new(),
             slots: vec![0; 16].into_boxed_slice(),
+            indexed: 0,
             start: 0,
             cap,
         }
@@ -298,17 +318,25 @@ impl Block {
         (h >> 32) as usize & mask
     }
 
-    fn push(&mut self, id: WorkerId, h: u64, hasher: &foldhash::fast::RandomState) {
+    fn push(&mut self, id: WorkerId) {
         debug_assert!(self.ids.len() < self.cap);
-        if (self.ids.len() + 1) * 2 > self.slots.len() {
-            let size = self.slots.len() * 2;
-            self.slots = vec![0; size].into_boxed_slice();
-            for (pos, old) in self.ids.iter().enumerate() {
-                Self::place(&mut self.slots, hasher.hash_one(old), pos);
-            }
-        }
-        Self::place(&mut self.slots, h, self.ids.len());
         self.ids.push(id);
+    }
+
+    /// Indexes the ids not yet in the position table.
+    fn index(&mut self, hasher: &foldhash::fast::RandomState) {
+        while self.indexed < self.ids.len() {
+            if (self.indexed + 1) * 2 > self.slots.len() {
+                let size = self.slots.len() * 2;
+                self.slots = vec![0; size].into_boxed_slice();
+                for (pos, old) in self.ids[..self.indexed].iter().enumerate() {
+                    Self::place(&mut self.slots, hasher.hash_one(old), pos);
+                }
+            }
+            let h = hasher.hash_one(self.ids[self.indexed]);
+            Self::place(&mut self.slots, h, self.indexed);
+            self.indexed += 1;
+        }
     }
 
     fn place(slots: &mut [u16], h: u64, pos: usize) {
@@ -320,14 +348,15 @@ impl Block {
         slots[i] = u16::try_from(pos + 1).expect("a block holds at most 2^15 ids");
     }
 
-    /// Whether `id` (hash `h`) is here and not forgotten.
+    /// Whether `id` (hash `h`) is here and not forgotten: the position table, then the ids
+    /// not yet indexed (fewer than a batch).
     fn find(&self, id: &WorkerId, h: u64) -> bool {
         let mask = self.slots.len() - 1;
         let mut i = Self::home(h, mask);
         loop {
             let pos = self.slots[i] as usize;
             if pos == 0 {
-                return false;
+                break;
             }
             // A forgotten copy (the id was retired again since) does not end the search.
             if pos > self.start && self.ids[pos - 1] == *id {
@@ -335,6 +364,7 @@ impl Block {
             }
             i = (i + 1) & mask;
         }
+        self.ids[self.indexed.max(self.start)..].contains(id)
     }
 }
 
@@ -561,6 +591,8 @@ mod tests {
                 assert!(retired.blocks.iter().all(|b| b.ids.len() <= b.cap));
                 assert!((retired.len - retired.pending.len()) * 2 <= retired.filter.slots());
                 assert!(retired.pending.len() < BATCH && retired.stale.len() < BATCH);
+                let unindexed: usize = retired.blocks.iter().map(|b| b.ids.len() - b.indexed).sum();
+                assert!(unindexed < BATCH);
             }
             if step % 5003 == 0 {
                 for id in &seen {
