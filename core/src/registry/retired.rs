@@ -204,6 +204,17 @@ impl RetiredIds {
         self.len
     }
 
+    /// Heap bytes held (blocks and filter).
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        let blocks: usize = self
+            .blocks
+            .iter()
+            .map(|b| b.ids.capacity() * size_of::<WorkerId>() + b.slots.len() * 2)
+            .sum();
+        blocks + self.filter.buckets.len() * 8
+    }
+
     fn iter(&self) -> impl Iterator<Item = WorkerId> + '_ {
         self.blocks
             .iter()
@@ -634,8 +645,10 @@ mod tests {
                 slots = retired.filter.slots();
             }
         }
-        // At the limit, churn neither grows the filter nor keeps more than one spare block.
+        // At the limit, churn neither grows the filter nor keeps more than one spare block;
+        // the bytes an id stay within the documented ~40 (about 25 at the default limit).
         assert_eq!(retired.filter.slots(), slots);
+        assert!(retired.bytes() <= 40 * 10_000, "{} bytes", retired.bytes());
         assert!(retired.filter.slots() <= 4 * 10_000);
         let held: usize = retired.blocks.iter().map(|b| b.ids.len()).sum();
         assert!(held < 10_000 + retired.block_cap());
@@ -651,5 +664,17 @@ mod tests {
         assert_eq!(retired.len(), 0);
         retired.insert(ids[0]);
         assert!(!retired.contains(&ids[0]));
+    }
+
+    #[test]
+    fn about_25_bytes_an_id_at_the_default_limit() {
+        let mut retired = RetiredIds::default();
+        for _ in 0..DEFAULT_RETIRED_ID_LIMIT + 50_000 {
+            retired.insert_new(WorkerId::new());
+        }
+        assert_eq!(retired.len(), DEFAULT_RETIRED_ID_LIMIT);
+        // 16 (the id) + 4 (its block's position table) + 4 (the filter: 4 MiB) + slack.
+        let per_id = retired.bytes() as f64 / retired.len() as f64;
+        assert!(per_id <= 26.0, "{per_id:.1} bytes an id");
     }
 }
