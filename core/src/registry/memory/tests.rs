@@ -368,3 +368,34 @@ fn a_queue_place_resolves_only_to_the_worker_that_made_it() {
         .birth_ticket;
     assert_eq!(registry.resolve([(new_ticket, place)]), vec![newcomer]);
 }
+
+/// `register` validates a spec unless it is the `Arc` the last registration joined with: a
+/// new `Arc` (even after a valid one, even with a retired or present id) is always checked,
+/// and an invalid spec never becomes the remembered one.
+#[test]
+fn register_checks_every_new_spec_arc() {
+    let (_clock, registry) = registry();
+    let provider = ProviderId::new("p").unwrap();
+    let handle = || WorkerHandle::new(provider.clone(), ProviderType::Docker, "c");
+    let good = Arc::new(WorkerSpec::new("img"));
+    let bad = Arc::new(WorkerSpec::new("img\0"));
+    let first = registry.register(handle(), Arc::clone(&good)).unwrap();
+    registry.register(handle(), Arc::clone(&good)).unwrap();
+    for _ in 0..2 {
+        let err = registry.register(handle(), Arc::clone(&bad)).unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    }
+    // An invalid spec is refused before the id is looked at.
+    let mut again = handle();
+    again.worker_id = first.id;
+    let err = registry
+        .register(again.clone(), Arc::clone(&bad))
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    assert_eq!(
+        registry.register(again, Arc::clone(&good)).unwrap_err(),
+        Error::AlreadyExists(first.id)
+    );
+    registry.register(handle(), good).unwrap();
+    assert_eq!(registry.count().unwrap(), 3);
+}
