@@ -1,6 +1,8 @@
 //! The Rust twin of `bench/c/heartbeat.c`: the same fleet, the same visiting order, the same
 //! best-of-5 loop of 2,000,000 heartbeats, so that the C ABI's overhead is the difference of
-//! the two. Writes `$HODEI_BENCH_OUT/rust_loop.json`. Sizes from `HODEI_BENCH_SIZES`.
+//! the two. Writes `$HODEI_BENCH_OUT/rust_loop.json`. Sizes from `HODEI_BENCH_SIZES`;
+//! `HODEI_HB_OPS` and `HODEI_HB_REPS` override the loop's length and count, as in the C
+//! program.
 
 mod common;
 
@@ -24,7 +26,20 @@ fn call(registry: &InMemoryWorkerRegistry, id: &WorkerId) -> hodei_workers::Resu
     WorkerRegistry::heartbeat(registry, std::hint::black_box(id))
 }
 
+/// A positive count from the environment variable `name`, or `fallback` (as the C program).
+fn env_count(name: &str, fallback: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|&v| v > 0)
+        .unwrap_or(fallback)
+}
+
 fn run(n: usize) -> f64 {
+    let (ops, reps) = (
+        env_count("HODEI_HB_OPS", OPS),
+        env_count("HODEI_HB_REPS", REPS),
+    );
     let clock = Arc::new(ManualClock::new(T0));
     let registry = InMemoryWorkerRegistry::with_clock(clock.clone());
     // A spec `Arc` per worker, as a caller that builds its specs one by one would: the
@@ -44,16 +59,16 @@ fn run(n: usize) -> f64 {
         })
         .collect();
     let mut best = f64::INFINITY;
-    for rep in 0..REPS {
-        let k0 = rep * OPS;
+    for rep in 0..reps {
+        let k0 = rep * ops;
         let started = Instant::now();
-        for k in 0..OPS {
+        for k in 0..ops {
             let i = ((k0 + k) * STRIDE % n as u64) as usize;
             if call(&registry, &ids[i]).is_err() {
                 panic!("heartbeat failed");
             }
         }
-        best = best.min(started.elapsed().as_nanos() as f64 / OPS as f64);
+        best = best.min(started.elapsed().as_nanos() as f64 / ops as f64);
     }
     best
 }
