@@ -29,6 +29,7 @@ GROUPS = [
     ("expiry_rolling_1pct", "find expired, 1% expiring (rolling tick)"),
     ("expiry_all_due", "find expired, every entry due (30 s health-check interval)"),
     ("tick_0pct", "tick, live fleet, 0% expiring (naive: its two scans)"),
+    ("tick_0.1pct_held", "manager tick, 0.1% silent (brake holding; naive: its scans)"),
     ("register_unregister", "register + unregister"),
     ("clock", "SystemClock::now (not in the other rows)"),
 ]
@@ -198,11 +199,77 @@ def main():
         for row in limits:
             add(f"| {row['size']} | {fmt_ns(row['chase_ns'])} | {fmt_ns(row['seq_read_us'] * 1e3)} |")
 
+    issue12(crit, memory, python, c_rows, rust_rows, limits, add)
+
     if not crit and not lines[4:]:
         print(f"no benchmark results under {target}", file=sys.stderr)
         return 1
     print("\n".join(lines))
     return 0
+
+
+def issue12(crit, memory, python, c_rows, rust_rows, limits, add):
+    """The targets of issue 12 (the in-memory layout), each checked against this run, with the
+    machine's limits of the same run beside the rows they bound."""
+    def ns(group, subject, size):
+        return crit.get((group, subject, size))
+
+    def speedup(group, size, want):
+        lib, naive = ns(group, "lib", size), ns(group, "naive", size)
+        if lib is None or naive is None:
+            return None
+        return (f"{naive / lib:.1f}x ({fmt_ns(lib)} vs naive {fmt_ns(naive)})", naive / lib >= want)
+
+    def at_most(group, size, limit_ns):
+        lib = ns(group, "lib", size)
+        if lib is None:
+            return None
+        return (fmt_ns(lib), lib <= limit_ns)
+
+    limit = {row["size"]: row for row in limits or []}
+    chase = limit.get("1M", {}).get("chase_ns")
+    chase_note = f"one dependent random read at 1M: {fmt_ns(chase)}" if chase else ""
+    seq = limit.get("1M", {}).get("seq_read_us")
+    seq_note = f"sequential read of 8 B a worker at 1M: {fmt_ns(seq * 1e3)}" if seq else ""
+    rows = [
+        ("health check, every entry due, 1M: >= 5x naive", speedup("expiry_all_due", "1M", 5), seq_note),
+        ("health check, every entry due, 1M: <= 2 ms", at_most("expiry_all_due", "1M", 2_000_000), ""),
+        ("health check, every entry due, 10k: >= 5x naive", speedup("expiry_all_due", "10k", 5), ""),
+        ("manager tick, 0.1% silent, 1M: >= 5x naive", speedup("tick_0.1pct_held", "1M", 5), ""),
+        ("manager tick, 0.1% silent, 10k: >= 5x naive", speedup("tick_0.1pct_held", "10k", 5), ""),
+        ("rolling tick, 0.1% expiring, 1M: <= 300 us", at_most("expiry_rolling_0.1pct", "1M", 300_000), seq_note),
+        ("quiet tick, nothing due, 1M: <= 2 us", at_most("expiry_quiet_0pct", "1M", 2_000), ""),
+        ("register + unregister, 1M: >= 1x naive", speedup("register_unregister", "1M", 1), chase_note),
+        ("get, 1M: >= 1.5x naive", speedup("get", "1M", 1.5), chase_note),
+        ("heartbeat, 1 thread, 1M: >= 2x naive", speedup("heartbeat_1t", "1M", 2), chase_note),
+        ("heartbeat, 2 threads, 1M: >= 5x naive", speedup("heartbeat_2t", "1M", 5), ""),
+        ("claim + release, 99.9% busy, 1M: <= 250 ns", at_most("claim_release_99.9pct", "1M", 250), ""),
+    ]
+    small, big = ns("claim_unmatchable", "lib", "10k"), ns("claim_unmatchable", "lib", "1M")
+    if small is not None and big is not None:
+        rows.append(("claim, unmatchable filter: bounded (1M costs what 10k costs)",
+                     (f"{fmt_ns(big)} at 1M, {fmt_ns(small)} at 10k", big <= 2 * small + 50), ""))
+    if memory:
+        worst = max(memory["lib_bytes"], memory["lib_rss_bytes"])
+        rows.append(("memory per worker, shared spec, 1M: <= 250 B allocated and RSS",
+                     (f"{memory['lib_bytes']:.0f} B allocated, {memory['lib_rss_bytes']:.0f} B RSS", worst <= 250), ""))
+    if "1M" in c_rows and "1M" in rust_rows:
+        diff = c_rows["1M"] - rust_rows["1M"]
+        rows.append(("C heartbeat, 1M: <= 10 ns over Rust", (f"{diff:+.1f} ns", diff <= 10), ""))
+    for row in python or []:
+        if row["op"] == "heartbeat" and row["size"] == "100k" and row["module_ns"]:
+            ratio = row["plain_ns"] / row["module_ns"]
+            rows.append(("Python heartbeat, 100k: >= 2x a dict registry", (f"{ratio:.3f}x", ratio >= 2), ""))
+    add("")
+    add("### Issue 12's targets, checked against this run")
+    add("")
+    add("| target | this run | verdict | limit of the machine, same run |")
+    add("|---|---|---|---|")
+    for text, result, note in rows:
+        if result is None:
+            add(f"| {text} | - | not measured | {note} |")
+        else:
+            add(f"| {text} | {result[0]} | {'met' if result[1] else 'MISSED'} | {note} |")
 
 
 if __name__ == "__main__":
