@@ -100,9 +100,19 @@ impl Queue {
             .sort_unstable_by_key(Entry::key);
     }
 
-    /// Removes the entry at `(at, ticket)`; false if absent. O(log n).
+    /// Removes the entry at `(at, ticket)`; false if absent. O(1) for the newest entry (a
+    /// worker that leaves right after it came: `register` then `unregister`), else O(log n).
     pub fn remove(&mut self, at: Timestamp, ticket: u64) -> bool {
         let key = (at, ticket);
+        if self
+            .entries
+            .back()
+            .is_some_and(|e| e.key() == key && e.live())
+        {
+            self.entries.pop_back();
+            self.trim();
+            return true;
+        }
         let pos = self.entries.partition_point(|e| e.key() < key);
         match self.entries.get_mut(pos) {
             Some(e) if e.key() == key && e.live() => e.ticket |= DEAD,
@@ -350,6 +360,15 @@ impl Classes {
                 }
             }
         }
+    }
+
+    /// Whether `spec` is the very `Arc` the last `join` was given: a spec validated then (by
+    /// `register` or `restore`) and unchanged since (immutable behind the `Arc`, which this
+    /// keeps alive, so no other spec can take its address).
+    pub fn is_last_given(&self, spec: &Arc<WorkerSpec>) -> bool {
+        self.last
+            .as_ref()
+            .is_some_and(|l| Arc::ptr_eq(&l.given, spec))
     }
 
     /// Joins a new member with `handle` and `spec` to its class: returns the class number and

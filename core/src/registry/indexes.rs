@@ -8,11 +8,11 @@
 //! dense column under its own lock ([`HeartbeatColumn`](super::column::HeartbeatColumn)); the
 //! record holds its slot there.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use super::classes::{Classes, Queue};
-use super::idtable::IdTable;
+use super::retired::RetiredIds;
 use crate::clock::Timestamp;
 use crate::ids::{JobId, WorkerId};
 use crate::registry::stats::WorkerRegistryStats;
@@ -160,63 +160,8 @@ pub(super) struct Indexes {
     pub jobs_assigned: u64,
     /// Successful `release_from_job` calls since the registry was made.
     pub jobs_released: u64,
-    /// Ids unregistered, refused by `register` (ids are never reused).
+    /// Ids unregistered, refused by `register` (ids are never reused; see [`RetiredIds`]).
     pub retired: RetiredIds,
-}
-
-/// How many retired ids an [`InMemoryWorkerRegistry`](super::InMemoryWorkerRegistry) keeps by
-/// default.
-pub(super) const DEFAULT_RETIRED_ID_LIMIT: usize = 1 << 20;
-
-/// The last `limit` unregistered ids, in a set for `register`'s check and in retirement order
-/// for eviction (oldest first). About 50 bytes per id.
-#[derive(Debug)]
-pub(super) struct RetiredIds {
-    /// Without tombstones ([`IdTable`]): one id joins and one leaves on every unregister.
-    set: IdTable<()>,
-    order: VecDeque<WorkerId>,
-    limit: usize,
-}
-
-impl Default for RetiredIds {
-    fn default() -> Self {
-        RetiredIds {
-            set: IdTable::default(),
-            order: VecDeque::new(),
-            limit: DEFAULT_RETIRED_ID_LIMIT,
-        }
-    }
-}
-
-impl RetiredIds {
-    pub fn contains(&self, id: &WorkerId) -> bool {
-        self.set.contains(id)
-    }
-
-    /// Remembers `id`, forgetting the oldest retired id beyond the limit.
-    pub fn insert(&mut self, id: WorkerId) {
-        if self.set.insert(id, ()).is_none() {
-            self.order.push_back(id);
-            self.trim();
-        }
-    }
-
-    pub fn set_limit(&mut self, limit: usize) {
-        self.limit = limit;
-        self.trim();
-    }
-
-    fn trim(&mut self) {
-        while self.order.len() > self.limit {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
-            }
-        }
-    }
-
-    pub fn oldest_first(&self) -> Vec<WorkerId> {
-        self.order.iter().copied().collect()
-    }
 }
 
 impl Indexes {

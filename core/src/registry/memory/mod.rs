@@ -26,7 +26,8 @@ use parking_lot::{Mutex, RwLock};
 
 use self::shard::Shard;
 use super::column::HeartbeatColumn;
-use super::indexes::{Indexes, Record, DEFAULT_RETIRED_ID_LIMIT};
+use super::indexes::{Indexes, Record};
+use super::retired::DEFAULT_RETIRED_ID_LIMIT;
 use super::{TransitionGuard, Transitioned, WorkerRegistry};
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::error::{Error, Result};
@@ -118,17 +119,24 @@ impl InMemoryWorkerRegistry {
     }
 
     /// How many unregistered ids a registry remembers by default (see
-    /// [`with_retired_id_limit`](Self::with_retired_id_limit)): 2^20, at most ~50 MiB.
+    /// [`with_retired_id_limit`](Self::with_retired_id_limit)): 2^20, about 25 MiB at most
+    /// (~40 MiB in the worst case of its tables' growth).
     pub const DEFAULT_RETIRED_ID_LIMIT: usize = DEFAULT_RETIRED_ID_LIMIT;
 
     /// Sets how many unregistered ids the registry remembers (builder style).
     ///
     /// Ids are never reused: `register` of an id that was unregistered is `AlreadyExists`, so
     /// that a late call naming the old worker (a stale `release_from_job`) can never act on a
-    /// new one. The registry remembers the last `limit` unregistered ids (about 50 bytes
-    /// each; snapshots carry them); an id retired longer ago than that may be registered
-    /// again. Random ids ([`WorkerId::new`]) never collide: the limit only matters for ids
-    /// chosen by the caller.
+    /// new one. The registry remembers exactly the last `limit` unregistered ids, oldest
+    /// forgotten first (about 25 bytes each, at most ~40; snapshots carry them, oldest first);
+    /// an id retired longer ago than that may be registered again. A lower limit forgets the
+    /// oldest at once; a limit of 0 remembers none. Random ids ([`WorkerId::new`]) never
+    /// collide: the limit only matters for ids chosen by the caller.
+    ///
+    /// Cost: `register` asks a filter of about 4 bytes an id (two reads; an exact look-up
+    /// only when it says maybe, about 1 in 16,000 fresh ids), `unregister` appends the id and
+    /// forgets the oldest in O(1); the filter is rebuilt (O(ids remembered)) only when it
+    /// doubles on the way up to the limit or shrinks after a lower limit.
     pub fn with_retired_id_limit(self, limit: usize) -> Self {
         self.indexes.lock().retired.set_limit(limit);
         self

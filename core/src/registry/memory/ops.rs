@@ -26,14 +26,23 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
 
     fn register(&self, handle: WorkerHandle, spec: Arc<WorkerSpec>) -> Result<Worker> {
         handle.validate()?;
-        spec.validate()?;
         let id = handle.worker_id;
-        let mut shard = self.shard(&id).write();
-        if shard.contains(&id) {
-            return Err(Error::AlreadyExists(id));
-        }
-        let mut ix = self.indexes.lock();
-        if ix.retired.contains(&id) {
+        // The spec is validated unless it is the `Arc` the last registration joined with (a
+        // fleet registered from one shared spec checks it once): seen under the lock, checked
+        // outside it (a spec may be large), then the locks are taken again.
+        let mut spec_checked = false;
+        let (mut shard, mut ix) = loop {
+            let shard = self.shard(&id).write();
+            let ix = self.indexes.lock();
+            if spec_checked || ix.classes.is_last_given(&spec) {
+                break (shard, ix);
+            }
+            drop(ix);
+            drop(shard);
+            spec.validate()?;
+            spec_checked = true;
+        };
+        if shard.contains(&id) || ix.retired.contains(&id) {
             return Err(Error::AlreadyExists(id));
         }
         let now = self.now();
@@ -77,7 +86,8 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         let mut ix = self.indexes.lock();
         let now = self.now();
         ix.forget(*id, &mut rec);
-        ix.retired.insert(*id);
+        // Registered, so not retired (register and restore refuse retired ids).
+        ix.retired.insert_new(*id);
         if let Some(job) = &rec.current_job {
             self.bus.publish(now, || EventKind::JobLost {
                 worker_id: *id,

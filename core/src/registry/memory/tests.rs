@@ -331,3 +331,34 @@ fn retired_ids_are_bounded_oldest_forgotten_first() {
     let registry = registry.with_retired_id_limit(1);
     assert_eq!(registry.snapshot().unwrap().retired_ids, ids[4..]);
 }
+
+/// `register` validates a spec unless it is the `Arc` the last registration joined with: a
+/// new `Arc` (even after a valid one, even with a retired or present id) is always checked,
+/// and an invalid spec never becomes the remembered one.
+#[test]
+fn register_checks_every_new_spec_arc() {
+    let (_clock, registry) = registry();
+    let provider = ProviderId::new("p").unwrap();
+    let handle = || WorkerHandle::new(provider.clone(), ProviderType::Docker, "c");
+    let good = Arc::new(WorkerSpec::new("img"));
+    let bad = Arc::new(WorkerSpec::new("img\0"));
+    let first = registry.register(handle(), Arc::clone(&good)).unwrap();
+    registry.register(handle(), Arc::clone(&good)).unwrap();
+    for _ in 0..2 {
+        let err = registry.register(handle(), Arc::clone(&bad)).unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    }
+    // An invalid spec is refused before the id is looked at.
+    let mut again = handle();
+    again.worker_id = first.id;
+    let err = registry
+        .register(again.clone(), Arc::clone(&bad))
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    assert_eq!(
+        registry.register(again, Arc::clone(&good)).unwrap_err(),
+        Error::AlreadyExists(first.id)
+    );
+    registry.register(handle(), good).unwrap();
+    assert_eq!(registry.count().unwrap(), 3);
+}
