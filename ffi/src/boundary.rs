@@ -118,10 +118,16 @@ fn set_last_error(message: String) {
     let _ = LAST_ERROR.try_with(|slot| *slot.borrow_mut() = Some(message));
 }
 
+/// Called after every successful call, so it first looks (a read, no store) and writes only
+/// when there is a message to drop: a hot call such as `hw_registry_heartbeat` then adds no
+/// store to its path.
+#[inline]
 fn clear_last_error() {
     let _ = LAST_ERROR.try_with(|slot| {
-        if let Ok(mut slot) = slot.try_borrow_mut() {
-            *slot = None;
+        if slot.try_borrow().is_ok_and(|message| message.is_some()) {
+            if let Ok(mut slot) = slot.try_borrow_mut() {
+                *slot = None;
+            }
         }
     });
 }
@@ -151,25 +157,40 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
 
 /// Runs the body of an exported function: catches panics, maps errors to statuses, records the
 /// last error (or clears it on success).
+///
+/// Inlined into each exported function (it is instantiated once per function anyway), with
+/// the failure paths out of line: the arguments then reach the body in registers rather than
+/// through a closure's captures on the stack, and the success path is a few instructions.
+#[inline]
 pub(crate) fn run(name: &'static str, body: impl FnOnce() -> Result<(), Error>) -> hw_status {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => {
             clear_last_error();
             hw_status::HwOk
         }
-        Ok(Err(error)) => {
-            let status = hw_status::of(&error);
-            set_last_error(format!("{name}: {error}"));
-            status
-        }
-        Err(payload) => {
-            set_last_error(format!(
-                "{name}: internal error (panic): {}",
-                panic_text(&*payload)
-            ));
-            hw_status::HwErrPanic
-        }
+        Ok(Err(error)) => failed(name, error),
+        Err(payload) => panicked(name, payload),
     }
+}
+
+/// The error path of [`run`].
+#[cold]
+#[inline(never)]
+fn failed(name: &'static str, error: Error) -> hw_status {
+    let status = hw_status::of(&error);
+    set_last_error(format!("{name}: {error}"));
+    status
+}
+
+/// The panic path of [`run`].
+#[cold]
+#[inline(never)]
+fn panicked(name: &'static str, payload: Box<dyn std::any::Any + Send>) -> hw_status {
+    set_last_error(format!(
+        "{name}: internal error (panic): {}",
+        panic_text(&*payload)
+    ));
+    hw_status::HwErrPanic
 }
 
 /// Runs a destructor or an infallible call: a panic is swallowed (there is no status to

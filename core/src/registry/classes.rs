@@ -6,14 +6,13 @@
 //! each ready worker, and an unmatchable filter costs the number of classes, never a walk of
 //! the ready workers. Within a class the deadlines follow one order: idle deadlines are
 //! `idle_since + spec.idle_timeout` and lifetime deadlines `created_at + spec.max_lifetime`,
-//! so the ready set (by `(idle_since, id)`, a B-tree: ties by id are the order `claim`
+//! so the ready set (by `(idle_since, id)`, a sorted deque: ties by id are the order `claim`
 //! promises) and the lifetime queue (by `created_at`, a `VecDeque` of 32-byte entries, O(1)
 //! at the ends where nearly every change happens) are in deadline order: the idle and
 //! lifetime checks read only their due prefix.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, Hash, Hasher};
-use std::ops::Bound;
 use std::sync::Arc;
 
 use super::stats::pool_of;
@@ -22,38 +21,71 @@ use crate::ids::{ProviderId, WorkerId};
 use crate::worker::{ProviderType, WorkerHandle, WorkerSpec};
 
 /// A queue position: the timestamp a worker is ordered by, its ticket (a registry-wide
-/// counter taken when the entry was made, which orders equal timestamps by arrival), its id.
+/// counter taken when the entry was made, which orders equal timestamps by arrival), its
+/// place (see [`Queue`]).
 #[cfg(test)]
-pub(super) type Place = (Timestamp, u64, WorkerId);
+pub(super) type Place = (Timestamp, u64, u32);
 
 /// The top bit of a ticket marks a removed entry (tickets count from 0 and never reach it).
 const DEAD: u64 = 1 << 63;
 
-/// One entry of a [`Queue`].
+/// One entry of a [`Queue`]: 20 bytes (the 64-bit fields as two halves, so that the entry
+/// aligns to 4 and carries no padding).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Entry {
-    at: Timestamp,
+    at: [u32; 2],
     /// The ticket, with [`DEAD`] set once removed (a removal in the middle keeps the order).
-    ticket: u64,
-    id: WorkerId,
+    ticket: [u32; 2],
+    place: u32,
+}
+
+fn join(halves: [u32; 2]) -> u64 {
+    (u64::from(halves[0]) << 32) | u64::from(halves[1])
+}
+
+fn split(x: u64) -> [u32; 2] {
+    [(x >> 32) as u32, x as u32]
 }
 
 impl Entry {
+    fn new(at: Timestamp, ticket: u64, place: u32) -> Entry {
+        Entry {
+            at: split(at),
+            ticket: split(ticket),
+            place,
+        }
+    }
+
+    fn at(&self) -> Timestamp {
+        join(self.at)
+    }
+
     fn key(&self) -> (Timestamp, u64) {
-        (self.at, self.ticket & !DEAD)
+        (self.at(), join(self.ticket) & !DEAD)
     }
 
     fn live(&self) -> bool {
-        self.ticket & DEAD == 0
+        join(self.ticket) & DEAD == 0
+    }
+
+    fn kill(&mut self) {
+        self.ticket = split(join(self.ticket) | DEAD);
     }
 
     #[cfg(test)]
     fn place(&self) -> Place {
-        (self.at, self.ticket & !DEAD, self.id)
+        let (at, ticket) = self.key();
+        (at, ticket, self.place)
     }
 }
 
 /// Workers ordered by `(timestamp, ticket)`, oldest at the front.
+///
+/// An entry names its worker by its place (shard and slot, see
+/// [`InMemoryWorkerRegistry`](super::InMemoryWorkerRegistry)'s `place`) rather than its id:
+/// 20 bytes an entry instead of 32. A reader resolves the place under the shard's lock and
+/// keeps the record only if its `birth_ticket` is the entry's ticket (tickets are never
+/// reused, so a slot reused by another worker is never mistaken for the entry's).
 ///
 /// Tickets grow with every entry made, so a new entry at the current time goes at the back in
 /// O(1), however many workers share its timestamp (a fleet registered or made ready at one
@@ -73,11 +105,11 @@ impl Queue {
         self.entries.len() - self.dead
     }
 
-    /// Adds `id` at `(at, ticket)`: O(1) at the back (the usual case: the clock does not go
-    /// back and tickets grow), else a shift of the newer entries.
-    pub fn insert(&mut self, at: Timestamp, ticket: u64, id: WorkerId) {
+    /// Adds the worker at `place` at `(at, ticket)`: O(1) at the back (the usual case: the
+    /// clock does not go back and tickets grow), else a shift of the newer entries.
+    pub fn insert(&mut self, at: Timestamp, ticket: u64, place: u32) {
         debug_assert!(ticket & DEAD == 0);
-        let entry = Entry { at, ticket, id };
+        let entry = Entry::new(at, ticket, place);
         match self.entries.back() {
             Some(last) if last.key() > (at, ticket) => {
                 let pos = self.entries.partition_point(|e| e.key() < (at, ticket));
@@ -89,8 +121,8 @@ impl Queue {
 
     /// Adds an entry at the back, out of order: [`sort`](Self::sort) must follow before any
     /// other use (restore).
-    pub fn push_unsorted(&mut self, at: Timestamp, ticket: u64, id: WorkerId) {
-        self.entries.push_back(Entry { at, ticket, id });
+    pub fn push_unsorted(&mut self, at: Timestamp, ticket: u64, place: u32) {
+        self.entries.push_back(Entry::new(at, ticket, place));
     }
 
     /// Sorts after [`push_unsorted`](Self::push_unsorted).
@@ -100,12 +132,22 @@ impl Queue {
             .sort_unstable_by_key(Entry::key);
     }
 
-    /// Removes the entry at `(at, ticket)`; false if absent. O(log n).
+    /// Removes the entry at `(at, ticket)`; false if absent. O(1) for the newest entry (a
+    /// worker that leaves right after it came: `register` then `unregister`), else O(log n).
     pub fn remove(&mut self, at: Timestamp, ticket: u64) -> bool {
         let key = (at, ticket);
+        if self
+            .entries
+            .back()
+            .is_some_and(|e| e.key() == key && e.live())
+        {
+            self.entries.pop_back();
+            self.trim();
+            return true;
+        }
         let pos = self.entries.partition_point(|e| e.key() < key);
         match self.entries.get_mut(pos) {
-            Some(e) if e.key() == key && e.live() => e.ticket |= DEAD,
+            Some(e) if e.key() == key && e.live() => e.kill(),
             _ => return false,
         }
         self.dead += 1;
@@ -129,19 +171,19 @@ impl Queue {
         }
     }
 
-    /// Live entries as `(timestamp, id)`, oldest first.
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (Timestamp, WorkerId)> + '_ {
-        self.entries
-            .iter()
-            .filter(|e| e.live())
-            .map(|e| (e.at, e.id))
+    /// Live entries as `(timestamp, ticket, place)`, oldest first.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (Timestamp, u64, u32)> + '_ {
+        self.entries.iter().filter(|e| e.live()).map(|e| {
+            let (at, ticket) = e.key();
+            (at, ticket, e.place)
+        })
     }
 
     /// Live entries with a timestamp below `before`, oldest first.
     pub fn older_than(
         &self,
         before: Timestamp,
-    ) -> impl Iterator<Item = (Timestamp, WorkerId)> + '_ {
+    ) -> impl Iterator<Item = (Timestamp, u64, u32)> + '_ {
         self.iter().take_while(move |e| e.0 < before)
     }
 
@@ -174,35 +216,120 @@ impl Queue {
 }
 
 /// The `Ready` workers of a class by `(idle_since, id)`: the order `claim` and
-/// `longest_idle` promise (ties by id). A B-tree: a whole fleet made ready at one instant
-/// inserts at random places among its equal timestamps, in O(log n) each.
+/// `longest_idle` promise (ties by id).
+///
+/// A sorted `VecDeque` of 24-byte entries rather than a B-tree: a worker enters `Ready` at
+/// the current time, so nearly every insert is at the back (O(1)), `claim` takes from the
+/// back and the idle check from the front; at 1M ready workers that is ~25 bytes a worker
+/// against the ~45 of a `BTreeSet` (whose nodes, filled in order, stay about half full).
+/// A removal in the middle (a ready worker drained, terminated or unregistered) does not
+/// shift the entries: the entry stays in place and its key goes to `gone`, which every read
+/// skips; entries of `gone` at either end are dropped at once, and the deque is compacted
+/// when `gone` exceeds a quarter of the live entries. An insert below the back (the clock
+/// went back, or an id below others of the same millisecond) shifts the entries on its
+/// shorter side.
 #[derive(Debug, Default)]
 pub(super) struct ReadySet {
-    set: BTreeSet<(Timestamp, WorkerId)>,
+    /// Sorted, no duplicates; holds the keys of `gone` too.
+    entries: VecDeque<(Timestamp, WorkerId)>,
+    /// Keys removed but still in `entries`.
+    gone: HashSet<(Timestamp, WorkerId), foldhash::fast::RandomState>,
 }
 
 impl ReadySet {
     /// Ready workers.
     pub fn len(&self) -> usize {
-        self.set.len()
+        self.entries.len() - self.gone.len()
+    }
+
+    fn live(&self, key: &(Timestamp, WorkerId)) -> bool {
+        self.gone.is_empty() || !self.gone.contains(key)
     }
 
     pub fn insert(&mut self, at: Timestamp, id: WorkerId) {
-        self.set.insert((at, id));
+        let key = (at, id);
+        if !self.gone.is_empty() && self.gone.remove(&key) {
+            // Still in place: live again.
+            return;
+        }
+        match self.entries.back() {
+            Some(last) if *last >= key => {
+                let pos = self.entries.partition_point(|e| *e < key);
+                debug_assert!(self.entries.get(pos) != Some(&key), "inserted twice");
+                self.entries.insert(pos, key);
+            }
+            _ => self.entries.push_back(key),
+        }
+    }
+
+    /// Adds an entry at the back, out of order: [`sort`](Self::sort) must follow before any
+    /// other use (restore).
+    pub fn push_unsorted(&mut self, at: Timestamp, id: WorkerId) {
+        self.entries.push_back((at, id));
+    }
+
+    /// Sorts after [`push_unsorted`](Self::push_unsorted).
+    pub fn sort(&mut self) {
+        self.entries.make_contiguous().sort_unstable();
     }
 
     pub fn remove(&mut self, at: Timestamp, id: WorkerId) -> bool {
-        self.set.remove(&(at, id))
+        let key = (at, id);
+        if self.entries.back() == Some(&key) {
+            self.entries.pop_back();
+        } else if self.entries.front() == Some(&key) {
+            self.entries.pop_front();
+        } else {
+            let pos = self.entries.partition_point(|e| *e < key);
+            if self.entries.get(pos) != Some(&key) || !self.gone.insert(key) {
+                return false;
+            }
+        }
+        self.trim();
+        true
+    }
+
+    /// Drops the removed entries at both ends; compacts when they outnumber a quarter of the
+    /// live ones.
+    fn trim(&mut self) {
+        if self.gone.is_empty() {
+            return;
+        }
+        while let Some(last) = self.entries.back() {
+            if !self.gone.remove(last) {
+                break;
+            }
+            self.entries.pop_back();
+        }
+        while let Some(first) = self.entries.front() {
+            if !self.gone.remove(first) {
+                break;
+            }
+            self.entries.pop_front();
+        }
+        if self.gone.len() > 16 && self.gone.len() * 4 > self.len() {
+            let gone = std::mem::take(&mut self.gone);
+            self.entries.retain(|e| !gone.contains(e));
+        }
     }
 
     /// Oldest first.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = (Timestamp, WorkerId)> + '_ {
-        self.set.iter().copied()
+        self.entries.iter().filter(|e| self.live(e)).copied()
     }
 
-    /// The greatest entry below `upper`. O(log n).
+    /// The greatest entry below `upper`. O(1) when the newest is (`claim`'s usual case), else
+    /// O(log n) plus the removed entries passed.
     pub fn newest_below(&self, upper: (Timestamp, WorkerId)) -> Option<(Timestamp, WorkerId)> {
-        self.set.range(..upper).next_back().copied()
+        let end = match self.entries.back() {
+            Some(last) if *last < upper => self.entries.len(),
+            _ => self.entries.partition_point(|e| *e < upper),
+        };
+        self.entries
+            .range(..end)
+            .rev()
+            .find(|e| self.live(e))
+            .copied()
     }
 
     /// Up to `want` entries above `lower`, oldest first.
@@ -212,11 +339,12 @@ impl ReadySet {
         want: usize,
     ) -> Vec<(Timestamp, WorkerId)> {
         let from = match lower {
-            Some(key) => Bound::Excluded(key),
-            None => Bound::Unbounded,
+            Some(key) => self.entries.partition_point(|e| *e <= key),
+            None => 0,
         };
-        self.set
-            .range((from, Bound::Unbounded))
+        self.entries
+            .range(from..)
+            .filter(|e| self.live(e))
             .take(want)
             .copied()
             .collect()
@@ -352,6 +480,15 @@ impl Classes {
         }
     }
 
+    /// Whether `spec` is the very `Arc` the last `join` was given: a spec validated then (by
+    /// `register` or `restore`) and unchanged since (immutable behind the `Arc`, which this
+    /// keeps alive, so no other spec can take its address).
+    pub fn is_last_given(&self, spec: &Arc<WorkerSpec>) -> bool {
+        self.last
+            .as_ref()
+            .is_some_and(|l| Arc::ptr_eq(&l.given, spec))
+    }
+
     /// Joins a new member with `handle` and `spec` to its class: returns the class number and
     /// the shared spec the record must keep.
     pub fn join(
@@ -446,6 +583,7 @@ impl Classes {
     pub fn sort(&mut self) {
         for c in self.iter_mut() {
             c.living.sort();
+            c.ready.sort();
         }
     }
 }
@@ -473,6 +611,8 @@ fn spec_hash(spec: &WorkerSpec, hasher: &impl BuildHasher) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use std::ops::Bound;
+
     use super::*;
 
     fn id(n: u8) -> WorkerId {
@@ -484,28 +624,38 @@ mod tests {
     #[test]
     fn a_queue_keeps_order_through_middle_removals_and_late_inserts() {
         let mut q = Queue::default();
-        for n in 1..=40u8 {
-            q.insert(u64::from(n / 2), u64::from(n), id(n));
+        for n in 1..=40u32 {
+            q.insert(u64::from(n / 2), u64::from(n), n);
         }
         // Out of order (an older timestamp, a newer ticket): lands at the end of its timestamp.
-        q.insert(3, 100, id(100));
+        q.insert(3, 100, 100);
         for n in (2..=38u8).step_by(2) {
             assert!(q.remove(u64::from(n / 2), u64::from(n)));
         }
         assert!(!q.remove(5, 10), "already removed");
-        let live: Vec<(u64, WorkerId)> = q.iter().collect();
+        let live: Vec<(u64, u64, u32)> = q.iter().collect();
         assert_eq!(live.len(), q.len());
         assert!(live.windows(2).all(|w| w[0].0 <= w[1].0));
         assert_eq!(live.len(), 40 - 19 + 1);
-        assert_eq!(q.newest_below((u64::MAX, u64::MAX)), Some((20, 40, id(40))));
-        assert_eq!(q.newest_below((3, 100)), Some((3, 7, id(7))));
-        assert_eq!(q.newest_below((3, u64::MAX)), Some((3, 100, id(100))));
+        assert_eq!(q.newest_below((u64::MAX, u64::MAX)), Some((20, 40, 40)));
+        assert_eq!(q.newest_below((3, 100)), Some((3, 7, 7)));
+        assert_eq!(q.newest_below((3, u64::MAX)), Some((3, 100, 100)));
         assert_eq!(q.newest_below((0, 1)), None);
         assert_eq!(
             q.oldest_above(Some((3, 7)), 2),
-            vec![(3, 100, id(100)), (4, 9, id(9))]
+            vec![(3, 100, 100), (4, 9, 9)]
         );
-        assert_eq!(q.oldest_above(None, 1), vec![(0, 1, id(1))]);
+        assert_eq!(q.oldest_above(None, 1), vec![(0, 1, 1)]);
+        // Times and tickets past 32 bits keep their order (two halves each).
+        let mut big = Queue::default();
+        big.insert(u64::MAX - 1, (1 << 62) + 1, 1);
+        big.insert(1 << 33, 1 << 40, 2);
+        big.insert(1 << 33, 5, 3);
+        let order: Vec<u32> = big.iter().map(|e| e.2).collect();
+        assert_eq!(order, vec![3, 2, 1]);
+        assert!(big.remove(1 << 33, 1 << 40));
+        assert_eq!(big.iter().map(|e| e.2).collect::<Vec<_>>(), vec![3, 1]);
+        assert_eq!(std::mem::size_of::<Entry>(), 20);
         assert!(q.older_than(4).all(|e| e.0 < 4));
     }
 
@@ -513,21 +663,102 @@ mod tests {
     fn one_timestamp_for_a_whole_queue_keeps_arrival_order() {
         // A fleet made ready at one instant: arrivals go to the back, removals by binary search.
         let mut q = Queue::default();
-        let ids: Vec<WorkerId> = (0..50_000).map(|_| WorkerId::new()).collect();
-        for (t, id) in ids.iter().enumerate() {
-            q.insert(7, t as u64, *id);
+        for t in 0..50_000u32 {
+            q.insert(7, u64::from(t), t.wrapping_mul(2_654_435_761));
         }
         assert_eq!(q.entries.len(), 50_000);
-        for t in (49_900..50_000u64).rev() {
+        for t in (49_900..50_000u32).rev() {
             assert_eq!(
                 q.newest_below((u64::MAX, u64::MAX)),
-                Some((7, t, ids[t as usize]))
+                Some((7, u64::from(t), t.wrapping_mul(2_654_435_761)))
             );
-            assert!(q.remove(7, t));
+            assert!(q.remove(7, u64::from(t)));
         }
         assert!(q.remove(7, 20_000));
-        assert_eq!(q.newest_below((7, 20_001)), Some((7, 19_999, ids[19_999])));
+        assert_eq!(
+            q.newest_below((7, 20_001)),
+            Some((7, 19_999, 19_999u32.wrapping_mul(2_654_435_761)))
+        );
         assert_eq!(q.len(), 50_000 - 101);
+    }
+
+    #[test]
+    fn a_ready_set_answers_as_a_sorted_set_does() {
+        // Against a BTreeSet model: inserts mostly at the back, some below it (equal
+        // timestamps, the clock going back), removals at the ends and in the middle, re-inserts
+        // of removed keys; every read compared after every step.
+        use std::collections::BTreeSet;
+        let mut set = ReadySet::default();
+        let mut model: BTreeSet<(Timestamp, WorkerId)> = BTreeSet::new();
+        let ids: Vec<WorkerId> = (1..=60u8).map(id).collect();
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut now: Timestamp = 1_000;
+        for step in 0..20_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let pick = ids[(x % 60) as usize];
+            match (x >> 8) % 10 {
+                0..=3 => {
+                    // A worker enters Ready (if it is not ready already).
+                    if !model.iter().any(|e| e.1 == pick) {
+                        let at = if (x >> 16) % 8 == 0 {
+                            now - (x >> 20) % 50
+                        } else {
+                            now
+                        };
+                        set.insert(at, pick);
+                        model.insert((at, pick));
+                    }
+                }
+                4..=6 => {
+                    // It leaves Ready, wherever it is.
+                    if let Some(&key) = model.iter().find(|e| e.1 == pick) {
+                        assert!(set.remove(key.0, key.1));
+                        model.remove(&key);
+                    } else {
+                        assert!(!set.remove(now, pick));
+                    }
+                }
+                7 => {
+                    // claim: the newest leaves.
+                    if let Some(&key) = model.iter().next_back() {
+                        assert!(set.remove(key.0, key.1));
+                        model.remove(&key);
+                    }
+                }
+                _ => now += (x >> 24) % 3,
+            }
+            assert_eq!(set.len(), model.len(), "step {step}");
+            let upper = (now - (x >> 30) % 20, ids[(x >> 40) as usize % 60]);
+            assert_eq!(
+                set.newest_below(upper),
+                model.range(..upper).next_back().copied()
+            );
+            assert_eq!(
+                set.newest_below((Timestamp::MAX, WorkerId::MAX)),
+                model.iter().next_back().copied()
+            );
+            assert_eq!(
+                set.oldest_above(Some(upper), 3),
+                model
+                    .range((Bound::Excluded(upper), Bound::Unbounded))
+                    .take(3)
+                    .copied()
+                    .collect::<Vec<_>>()
+            );
+            if step % 101 == 0 {
+                assert!(set.iter().eq(model.iter().copied()));
+                assert!(set.entries.len() <= 2 * model.len() + 20);
+            }
+        }
+        // Restore: pushed unsorted, sorted once.
+        let mut restored = ReadySet::default();
+        for key in model.iter().rev() {
+            restored.push_unsorted(key.0, key.1);
+        }
+        restored.sort();
+        assert!(restored.iter().eq(model.iter().copied()));
     }
 
     #[test]

@@ -8,11 +8,11 @@
 //! dense column under its own lock ([`HeartbeatColumn`](super::column::HeartbeatColumn)); the
 //! record holds its slot there.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use super::classes::{Classes, Queue};
-use super::idtable::IdTable;
+use super::retired::RetiredIds;
 use crate::clock::Timestamp;
 use crate::ids::{JobId, WorkerId};
 use crate::registry::stats::WorkerRegistryStats;
@@ -22,49 +22,94 @@ use crate::worker::{Worker, WorkerHandle, WorkerSpec};
 /// One worker's live record, in its shard's slab. Its last heartbeat is not here: it is in
 /// the shard's heartbeat column at the record's slot (whose monitored flag follows
 /// `state.heartbeat_monitored()`).
+///
+/// Kept small (80 bytes, pinned by a test), since there is one per worker: the id is the
+/// handle's (`handle.worker_id`, equal by construction: `register` takes the id from the
+/// handle, `restore` refuses a worker whose handle names another), the spec is its class's
+/// (the shard keeps one reference per class it holds members of, see
+/// [`Shard`](super::memory)), and `idle_since` is a time and a flag beside `state` rather than
+/// an `Option` (8 bytes of tag and padding saved).
 #[derive(Debug)]
 pub(super) struct Record {
-    pub id: WorkerId,
-    /// Its class (spec and provider) in [`Indexes::classes`].
-    pub class: u32,
+    pub handle: Arc<WorkerHandle>,
+    pub current_job: Option<JobId>,
     /// Its ticket in the lifetime and startup queues (taken at register / restore).
     pub birth_ticket: u64,
-    pub handle: Arc<WorkerHandle>,
-    pub spec: Arc<WorkerSpec>,
-    pub state: WorkerState,
-    pub current_job: Option<JobId>,
     pub jobs_executed: u64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub state_changed_at: Timestamp,
-    pub idle_since: Option<Timestamp>,
+    /// `idle_since` when `has_idle`, else meaningless (see [`Record::idle_since`]).
+    idle_at: Timestamp,
+    /// Its class (spec and provider) in [`Indexes::classes`].
+    pub class: u32,
+    pub state: WorkerState,
+    has_idle: bool,
 }
 
 impl Record {
-    /// The record of `w` in `class` (its heartbeat goes to the column).
-    pub fn from_worker(w: &Worker, class: u32, birth_ticket: u64) -> Record {
+    /// A new record of a worker registered at `now` (`Creating`, never idle).
+    pub fn new(handle: Arc<WorkerHandle>, class: u32, birth_ticket: u64, now: Timestamp) -> Record {
         Record {
-            id: w.id,
-            class,
+            handle,
+            current_job: None,
             birth_ticket,
+            jobs_executed: 0,
+            created_at: now,
+            updated_at: now,
+            state_changed_at: now,
+            idle_at: 0,
+            class,
+            state: WorkerState::Creating,
+            has_idle: false,
+        }
+    }
+
+    /// The record of `w` in `class` (its heartbeat goes to the column, its spec to the
+    /// shard's class table). `w.handle.worker_id` must be `w.id` (a validated snapshot's
+    /// workers are).
+    pub fn from_worker(w: &Worker, class: u32, birth_ticket: u64) -> Record {
+        debug_assert_eq!(w.id, w.handle.worker_id);
+        Record {
             handle: Arc::clone(&w.handle),
-            spec: Arc::clone(&w.spec),
-            state: w.state,
             current_job: w.current_job.clone(),
+            birth_ticket,
             jobs_executed: w.jobs_executed,
             created_at: w.created_at,
             updated_at: w.updated_at,
             state_changed_at: w.state_changed_at,
-            idle_since: w.idle_since,
+            idle_at: w.idle_since.unwrap_or(0),
+            class,
+            state: w.state,
+            has_idle: w.idle_since.is_some(),
         }
     }
 
-    /// The snapshot of this record, whose last heartbeat (read from its slot) is `last_heartbeat`.
-    pub fn to_worker(&self, last_heartbeat: Timestamp) -> Worker {
+    /// The worker's id (its handle's).
+    #[inline]
+    pub fn id(&self) -> WorkerId {
+        self.handle.worker_id
+    }
+
+    /// When the worker last entered `Ready` (`None` if it never did).
+    #[inline]
+    pub fn idle_since(&self) -> Option<Timestamp> {
+        self.has_idle.then_some(self.idle_at)
+    }
+
+    /// Sets [`idle_since`](Self::idle_since).
+    pub fn set_idle_since(&mut self, at: Option<Timestamp>) {
+        self.has_idle = at.is_some();
+        self.idle_at = at.unwrap_or(0);
+    }
+
+    /// The snapshot of this record, whose last heartbeat (read from its slot) is
+    /// `last_heartbeat` and whose spec (its class's) is `spec`.
+    pub fn to_worker(&self, last_heartbeat: Timestamp, spec: &Arc<WorkerSpec>) -> Worker {
         Worker {
-            id: self.id,
+            id: self.id(),
             handle: Arc::clone(&self.handle),
-            spec: Arc::clone(&self.spec),
+            spec: Arc::clone(spec),
             state: self.state,
             current_job: self.current_job.clone(),
             jobs_executed: self.jobs_executed,
@@ -72,7 +117,7 @@ impl Record {
             updated_at: self.updated_at,
             state_changed_at: self.state_changed_at,
             last_heartbeat,
-            idle_since: self.idle_since,
+            idle_since: self.idle_since(),
         }
     }
 
@@ -80,10 +125,9 @@ impl Record {
         Membership::of(self.state, self.current_job.is_some())
     }
 
-    /// Whether the worker has run its `max_jobs`.
-    pub fn jobs_exhausted(&self) -> bool {
-        self.spec
-            .max_jobs
+    /// Whether the worker, of `spec`, has run its `max_jobs`.
+    pub fn jobs_exhausted(&self, spec: &WorkerSpec) -> bool {
+        spec.max_jobs
             .is_some_and(|max| self.jobs_executed >= u64::from(max))
     }
 }
@@ -160,83 +204,36 @@ pub(super) struct Indexes {
     pub jobs_assigned: u64,
     /// Successful `release_from_job` calls since the registry was made.
     pub jobs_released: u64,
-    /// Ids unregistered, refused by `register` (ids are never reused).
+    /// Ids unregistered, refused by `register` (ids are never reused; see [`RetiredIds`]).
     pub retired: RetiredIds,
 }
 
-/// How many retired ids an [`InMemoryWorkerRegistry`](super::InMemoryWorkerRegistry) keeps by
-/// default.
-pub(super) const DEFAULT_RETIRED_ID_LIMIT: usize = 1 << 20;
-
-/// The last `limit` unregistered ids, in a set for `register`'s check and in retirement order
-/// for eviction (oldest first). About 50 bytes per id.
-#[derive(Debug)]
-pub(super) struct RetiredIds {
-    /// Without tombstones ([`IdTable`]): one id joins and one leaves on every unregister.
-    set: IdTable<()>,
-    order: VecDeque<WorkerId>,
-    limit: usize,
-}
-
-impl Default for RetiredIds {
-    fn default() -> Self {
-        RetiredIds {
-            set: IdTable::default(),
-            order: VecDeque::new(),
-            limit: DEFAULT_RETIRED_ID_LIMIT,
-        }
-    }
-}
-
-impl RetiredIds {
-    pub fn contains(&self, id: &WorkerId) -> bool {
-        self.set.contains(id)
-    }
-
-    /// Remembers `id`, forgetting the oldest retired id beyond the limit.
-    pub fn insert(&mut self, id: WorkerId) {
-        if self.set.insert(id, ()).is_none() {
-            self.order.push_back(id);
-            self.trim();
-        }
-    }
-
-    pub fn set_limit(&mut self, limit: usize) {
-        self.limit = limit;
-        self.trim();
-    }
-
-    fn trim(&mut self) {
-        while self.order.len() > self.limit {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
-            }
-        }
-    }
-
-    pub fn oldest_first(&self) -> Vec<WorkerId> {
-        self.order.iter().copied().collect()
-    }
-}
+/// The place of a record that joins no queue (one being removed).
+const NOWHERE: u32 = u32::MAX;
 
 impl Indexes {
-    /// Moves `id` from membership `before` (computed on the record before the change, with the
+    /// Moves `id`, at `place` (its shard and slot, see
+    /// [`InMemoryWorkerRegistry`](super::InMemoryWorkerRegistry)'s `place`: what the queues
+    /// keep), from membership `before` (computed on the record before the change, with the
     /// `before_idle_since` it had) to membership `after` (normally `rec.membership()`).
+    #[allow(clippy::too_many_arguments)]
     pub fn refile(
         &mut self,
         id: WorkerId,
+        place: u32,
         before: Membership,
         before_idle_since: Option<Timestamp>,
         after: Membership,
         rec: &Record,
     ) {
-        let idle_restarted = before_idle_since != rec.idle_since;
+        let idle_restarted = before_idle_since != rec.idle_since();
         let restoring = self.restoring;
-        let add = |q: &mut Queue, at, ticket, id| {
+        let add = |q: &mut Queue, at, ticket| {
+            debug_assert!(place != NOWHERE, "a record joining a queue has a place");
             if restoring {
-                q.push_unsorted(at, ticket, id)
+                q.push_unsorted(at, ticket, place)
             } else {
-                q.insert(at, ticket, id)
+                q.insert(at, ticket, place)
             }
         };
         let class = self.classes.get_mut(rec.class);
@@ -244,18 +241,23 @@ impl Indexes {
             class.ready.remove(before_idle_since.unwrap_or(0), id);
         }
         if after.ready && (!before.ready || idle_restarted) {
-            class.ready.insert(rec.idle_since.unwrap_or(0), id);
+            let at = rec.idle_since().unwrap_or(0);
+            if restoring {
+                class.ready.push_unsorted(at, id);
+            } else {
+                class.ready.insert(at, id);
+            }
         }
         if before.lifetime != after.lifetime {
             if after.lifetime {
-                add(&mut class.living, rec.created_at, rec.birth_ticket, id);
+                add(&mut class.living, rec.created_at, rec.birth_ticket);
             } else {
                 class.living.remove(rec.created_at, rec.birth_ticket);
             }
         }
         if before.starting != after.starting {
             if after.starting {
-                add(&mut self.startup, rec.created_at, rec.birth_ticket, id);
+                add(&mut self.startup, rec.created_at, rec.birth_ticket);
             } else {
                 self.startup.remove(rec.created_at, rec.birth_ticket);
             }
@@ -301,8 +303,8 @@ impl Indexes {
 
     /// Removes every trace of a record that leaves the registry.
     pub fn forget(&mut self, id: WorkerId, rec: &mut Record) {
-        let (before, idle_since) = (rec.membership(), rec.idle_since);
-        self.refile(id, before, idle_since, Membership::none(), rec);
+        let (before, idle_since) = (rec.membership(), rec.idle_since());
+        self.refile(id, NOWHERE, before, idle_since, Membership::none(), rec);
         if let Some(job) = &rec.current_job {
             self.jobs.remove(job);
         }
@@ -313,5 +315,18 @@ impl Indexes {
             self.classes.pool(rec.class),
         );
         self.classes.leave(rec.class);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_stays_small() {
+        // One per worker (issue 12's memory row): a field added or widened shows here. The
+        // slab keeps `Option<Record>`, which the handle's non-null pointer makes free.
+        assert_eq!(std::mem::size_of::<Record>(), 80);
+        assert_eq!(std::mem::size_of::<Option<Record>>(), 80);
     }
 }

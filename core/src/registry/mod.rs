@@ -6,6 +6,7 @@ mod column;
 mod idtable;
 mod indexes;
 mod memory;
+mod retired;
 mod snapshot;
 mod stats;
 mod telemetry;

@@ -127,8 +127,19 @@ impl WorkerRegistryStats {
     ) {
         self.total += 1;
         *self.by_state.slot(state) += 1;
-        *self.by_provider.entry(provider.clone()).or_default() += 1;
-        *self.by_provider_type.entry(kind.clone()).or_default() += 1;
+        // get_mut first: the key is cloned only for a provider's first worker.
+        match self.by_provider.get_mut(provider) {
+            Some(n) => *n += 1,
+            None => {
+                self.by_provider.insert(provider.clone(), 1);
+            }
+        }
+        match self.by_provider_type.get_mut(kind) {
+            Some(n) => *n += 1,
+            None => {
+                self.by_provider_type.insert(kind.clone(), 1);
+            }
+        }
         if let Some(pool) = pool {
             // Allocates the key only for a pool's first worker.
             match self.by_pool.get_mut(pool) {

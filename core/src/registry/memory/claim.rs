@@ -112,12 +112,12 @@ impl InMemoryWorkerRegistry {
         job: &JobId,
         now: Timestamp,
     ) -> Verdict {
-        let Some((slot, rec, column)) = shard.get_mut(&id) else {
+        let Some((slot, rec, column, spec)) = shard.get_mut(&id) else {
             return Verdict::Skip;
         };
         if rec.state != WorkerState::Ready
             || rec.current_job.is_some()
-            || rec.idle_since != Some(since)
+            || rec.idle_since() != Some(since)
         {
             return Verdict::Skip;
         }
@@ -129,7 +129,7 @@ impl InMemoryWorkerRegistry {
         // Read under the mutex that orders the events: times never go back along `seq`.
         let at = self.now();
         self.assign_locked(ix, column, slot, rec, job.clone(), at);
-        Verdict::Taken(rec.to_worker(column.get(slot)))
+        Verdict::Taken(rec.to_worker(column.get(slot), spec))
     }
 }
 

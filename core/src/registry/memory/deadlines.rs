@@ -70,14 +70,14 @@ impl InMemoryWorkerRegistry {
             let mut touched = 0usize;
             for &slot in &due {
                 if let Some(rec) = shard.at(slot) {
-                    // A record spans two or three cache lines: fields spread over it
+                    // A record spans two cache lines or more: fields spread over it
                     // (whatever the compiler's order, one of them lands on each line), and
                     // the handle's count.
                     touched ^= Arc::strong_count(&rec.handle)
-                        ^ usize::from(rec.id.as_bytes()[0])
-                        ^ rec.idle_since.unwrap_or_default() as usize
+                        ^ rec.birth_ticket as usize
                         ^ rec.updated_at as usize
                         ^ rec.jobs_executed as usize
+                        ^ rec.class as usize
                         ^ rec.state as usize;
                 }
             }
@@ -118,11 +118,14 @@ impl InMemoryWorkerRegistry {
         if self.floor() >= cutoff {
             return Vec::new();
         }
-        let due: Vec<WorkerId> = {
+        let due: Vec<(u64, u32)> = {
             let ix = self.indexes.lock();
-            ix.startup.older_than(cutoff).map(|(_, id)| id).collect()
+            ix.startup
+                .older_than(cutoff)
+                .map(|(_, ticket, place)| (ticket, place))
+                .collect()
         };
-        self.snapshots_where(due, |rec| {
+        self.snapshots_where(self.resolve(due), |rec| {
             rec.state.is_starting() && rec.created_at < cutoff
         })
     }
@@ -131,7 +134,7 @@ impl InMemoryWorkerRegistry {
     pub(super) fn due_for_termination(&self) -> Vec<(Worker, TerminationReason)> {
         let now = self.now();
         let mut due: BTreeMap<WorkerId, TerminationReason> = BTreeMap::new();
-        {
+        let living: Vec<(u64, u32)> = {
             let ix = self.indexes.lock();
             // Per class, each queue is in deadline order: only its due prefix is read.
             for class in ix.classes.iter() {
@@ -144,20 +147,26 @@ impl InMemoryWorkerRegistry {
                     due.insert(id, TerminationReason::Idle);
                 }
             }
-            // Lifetime wins over idle: it is the harder limit.
-            for class in ix.classes.iter() {
-                let lifetime = millis(class.spec.max_lifetime);
-                for (_, id) in class
-                    .living
-                    .iter()
-                    .take_while(|(created, _)| created.saturating_add(lifetime) < now)
-                {
-                    due.insert(id, TerminationReason::Lifetime);
-                }
-            }
+            // Draining workers are never lifetime-tracked: the two sets are disjoint.
             for id in &ix.drained {
                 due.insert(*id, TerminationReason::Drained);
             }
+            ix.classes
+                .iter()
+                .flat_map(|class| {
+                    let lifetime = millis(class.spec.max_lifetime);
+                    class
+                        .living
+                        .iter()
+                        .take_while(move |(created, ..)| created.saturating_add(lifetime) < now)
+                        .map(|(_, ticket, place)| (ticket, place))
+                })
+                .collect()
+        };
+        // Lifetime wins over idle: it is the harder limit. The queue names places; their
+        // records are read below under their shards' locks, as every other candidate's.
+        for id in self.resolve(living) {
+            due.insert(id, TerminationReason::Lifetime);
         }
         let mut out = Vec::with_capacity(due.len());
         for (id, reason) in due {
@@ -166,7 +175,9 @@ impl InMemoryWorkerRegistry {
                 continue;
             };
             let reason = match reason {
-                TerminationReason::Drained if rec.jobs_exhausted() => TerminationReason::MaxJobs,
+                TerminationReason::Drained if rec.jobs_exhausted(shard.spec_of(rec)) => {
+                    TerminationReason::MaxJobs
+                }
                 other => other,
             };
             // Re-check against the record: it may have moved since the index was read.
@@ -176,8 +187,8 @@ impl InMemoryWorkerRegistry {
                 // read: only the live deadline counts.
                 TerminationReason::Idle => {
                     m.is_ready()
-                        && rec.idle_since.is_some_and(|since| {
-                            since.saturating_add(millis(rec.spec.idle_timeout)) < now
+                        && rec.idle_since().is_some_and(|since| {
+                            since.saturating_add(millis(shard.spec_of(rec).idle_timeout)) < now
                         })
                 }
                 TerminationReason::Lifetime => m.is_lifetime_tracked(),

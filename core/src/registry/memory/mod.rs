@@ -26,7 +26,8 @@ use parking_lot::{Mutex, RwLock};
 
 use self::shard::Shard;
 use super::column::HeartbeatColumn;
-use super::indexes::{Indexes, Record, DEFAULT_RETIRED_ID_LIMIT};
+use super::indexes::{Indexes, Record};
+use super::retired::DEFAULT_RETIRED_ID_LIMIT;
 use super::{TransitionGuard, Transitioned, WorkerRegistry};
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::error::{Error, Result};
@@ -37,6 +38,26 @@ use crate::worker::Worker;
 
 /// Number of shards: a power of two, enough that two to eight threads rarely meet.
 const SHARD_COUNT: usize = 64;
+
+/// Bits of a shard number in a place (see [`place_of`]).
+const SHARD_BITS: u32 = SHARD_COUNT.trailing_zeros();
+const _: () = assert!(1 << SHARD_BITS == SHARD_COUNT);
+
+/// A worker's place, its shard and slot in one `u32`: what the startup and lifetime queues
+/// keep instead of its 16-byte id. A shard holds fewer than `2^(32 - SHARD_BITS)` (2^26)
+/// slots, so every place fits ([`Shard::insert`] refuses more).
+pub(super) fn place_of(shard: usize, slot: u32) -> u32 {
+    debug_assert!(shard < SHARD_COUNT && slot < shard::MAX_SLOTS);
+    (slot << SHARD_BITS) | shard as u32
+}
+
+/// The shard and slot of a place.
+fn unplace(place: u32) -> (usize, u32) {
+    (
+        (place & (SHARD_COUNT as u32 - 1)) as usize,
+        place >> SHARD_BITS,
+    )
+}
 
 /// The in-memory [`WorkerRegistry`].
 ///
@@ -118,17 +139,24 @@ impl InMemoryWorkerRegistry {
     }
 
     /// How many unregistered ids a registry remembers by default (see
-    /// [`with_retired_id_limit`](Self::with_retired_id_limit)): 2^20, at most ~50 MiB.
+    /// [`with_retired_id_limit`](Self::with_retired_id_limit)): 2^20, about 25 MiB at most
+    /// (~40 MiB in the worst case of its tables' growth).
     pub const DEFAULT_RETIRED_ID_LIMIT: usize = DEFAULT_RETIRED_ID_LIMIT;
 
     /// Sets how many unregistered ids the registry remembers (builder style).
     ///
     /// Ids are never reused: `register` of an id that was unregistered is `AlreadyExists`, so
     /// that a late call naming the old worker (a stale `release_from_job`) can never act on a
-    /// new one. The registry remembers the last `limit` unregistered ids (about 50 bytes
-    /// each; snapshots carry them); an id retired longer ago than that may be registered
-    /// again. Random ids ([`WorkerId::new`]) never collide: the limit only matters for ids
-    /// chosen by the caller.
+    /// new one. The registry remembers exactly the last `limit` unregistered ids, oldest
+    /// forgotten first (about 25 bytes each, at most ~40; snapshots carry them, oldest first);
+    /// an id retired longer ago than that may be registered again. A lower limit forgets the
+    /// oldest at once; a limit of 0 remembers none. Random ids ([`WorkerId::new`]) never
+    /// collide: the limit only matters for ids chosen by the caller.
+    ///
+    /// Cost: `register` asks a filter of about 4 bytes an id (two reads; an exact look-up
+    /// only when it says maybe, about 1 in 16,000 fresh ids), `unregister` appends the id and
+    /// forgets the oldest in O(1); the filter is rebuilt (O(ids remembered)) only when it
+    /// doubles on the way up to the limit or shrinks after a lower limit.
     pub fn with_retired_id_limit(self, limit: usize) -> Self {
         self.indexes.lock().retired.set_limit(limit);
         self
@@ -164,19 +192,26 @@ impl InMemoryWorkerRegistry {
         now: Timestamp,
         edit: impl FnOnce(&mut Record),
     ) {
-        let id = rec.id;
-        let (before, before_idle, from) = (rec.membership(), rec.idle_since, rec.state);
+        let id = rec.id();
+        let (before, before_idle, from) = (rec.membership(), rec.idle_since(), rec.state);
         edit(rec);
         rec.updated_at = now;
         let to = rec.state;
         if to != from {
             rec.state_changed_at = now;
             if to == WorkerState::Ready {
-                rec.idle_since = Some(now);
+                rec.set_idle_since(Some(now));
             }
             ix.stats.moved(from, to, ix.classes.pool(rec.class));
         }
-        ix.refile(id, before, before_idle, rec.membership(), rec);
+        ix.refile(
+            id,
+            place_of(self.shard_index(&id), slot),
+            before,
+            before_idle,
+            rec.membership(),
+            rec,
+        );
         column.set_monitored(slot, to.heartbeat_monitored(), self.floor());
         if to != from {
             self.bus.publish(now, || EventKind::StateChanged {
@@ -196,7 +231,7 @@ impl InMemoryWorkerRegistry {
         job: JobId,
         now: Timestamp,
     ) {
-        let id = rec.id;
+        let id = rec.id();
         ix.jobs.insert(job.clone(), id);
         ix.jobs_assigned += 1;
         self.change(ix, column, slot, rec, now, |r| {
@@ -218,16 +253,16 @@ impl InMemoryWorkerRegistry {
         to: WorkerState,
     ) -> Result<Option<Transitioned>> {
         let mut shard = self.shard(id).write();
-        let (slot, rec, column) = shard.get_mut(id).ok_or_else(|| not_found(id))?;
+        let (slot, rec, column, spec) = shard.get_mut(id).ok_or_else(|| not_found(id))?;
         let from = rec.state;
         if let Some(guard) = guard {
-            if !guard.holds(from, rec.idle_since, rec.current_job.is_some()) {
+            if !guard.holds(from, rec.idle_since(), rec.current_job.is_some()) {
                 return Ok(None);
             }
         }
         if from == to {
             return Ok(Some(Transitioned {
-                worker: rec.to_worker(column.get(slot)),
+                worker: rec.to_worker(column.get(slot), spec),
                 from,
                 lost_job: None,
             }));
@@ -235,7 +270,7 @@ impl InMemoryWorkerRegistry {
         // Back to Ready only without a job and below max_jobs: a one-shot worker that ran its
         // job must not take a second one (the error's message names max_jobs).
         let no_ready =
-            to == WorkerState::Ready && (rec.current_job.is_some() || rec.jobs_exhausted());
+            to == WorkerState::Ready && (rec.current_job.is_some() || rec.jobs_exhausted(spec));
         if !from.can_update_to(to) || no_ready {
             return Err(Error::InvalidTransition {
                 worker_id: *id,
@@ -272,12 +307,29 @@ impl InMemoryWorkerRegistry {
             });
         }
         drop(ix);
-        let worker = rec.to_worker(column.get(slot));
+        let worker = rec.to_worker(column.get(slot), spec);
         Ok(Some(Transitioned {
             worker,
             from,
             lost_job: lost,
         }))
+    }
+
+    /// The ids of the workers at `places` (from a queue, with their tickets) that are still
+    /// there: a record is the entry's only if its `birth_ticket` is the entry's ticket (a slot
+    /// reused since holds another ticket). In the order given.
+    fn resolve(&self, places: impl IntoIterator<Item = (u64, u32)>) -> Vec<WorkerId> {
+        places
+            .into_iter()
+            .filter_map(|(ticket, place)| {
+                let (shard, slot) = unplace(place);
+                let shard = self.shards[shard].read();
+                shard
+                    .at(slot)
+                    .filter(|rec| rec.birth_ticket == ticket)
+                    .map(Record::id)
+            })
+            .collect()
     }
 
     /// Snapshots of `ids` (those still present), each kept only if `keep` holds for it.

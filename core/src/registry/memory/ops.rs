@@ -10,7 +10,7 @@ use super::super::snapshot::Snapshot;
 use super::super::stats::WorkerRegistryStats;
 use super::super::telemetry::{HeartbeatAges, JobTotals, SubscriberDrops};
 use super::super::{TransitionGuard, Transitioned, WorkerRegistry};
-use super::{not_found, InMemoryWorkerRegistry};
+use super::{not_found, place_of, InMemoryWorkerRegistry};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::events::{EventKind, SubscribeOptions, Subscription};
@@ -26,14 +26,23 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
 
     fn register(&self, handle: WorkerHandle, spec: Arc<WorkerSpec>) -> Result<Worker> {
         handle.validate()?;
-        spec.validate()?;
         let id = handle.worker_id;
-        let mut shard = self.shard(&id).write();
-        if shard.contains(&id) {
-            return Err(Error::AlreadyExists(id));
-        }
-        let mut ix = self.indexes.lock();
-        if ix.retired.contains(&id) {
+        // The spec is validated unless it is the `Arc` the last registration joined with (a
+        // fleet registered from one shared spec checks it once): seen under the lock, checked
+        // outside it (a spec may be large), then the locks are taken again.
+        let mut spec_checked = false;
+        let (mut shard, mut ix) = loop {
+            let shard = self.shard(&id).write();
+            let ix = self.indexes.lock();
+            if spec_checked || ix.classes.is_last_given(&spec) {
+                break (shard, ix);
+            }
+            drop(ix);
+            drop(shard);
+            spec.validate()?;
+            spec_checked = true;
+        };
+        if shard.contains(&id) || ix.retired.contains(&id) {
             return Err(Error::AlreadyExists(id));
         }
         let now = self.now();
@@ -41,24 +50,12 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         // Equal specs are shared: the record keeps the registry's copy.
         let (class, spec) = ix.classes.join(&handle, spec);
         let birth_ticket = ix.ticket();
-        let rec = Record {
-            id,
-            class,
-            birth_ticket,
-            handle,
-            spec,
-            state: WorkerState::Creating,
-            current_job: None,
-            jobs_executed: 0,
-            created_at: now,
-            updated_at: now,
-            state_changed_at: now,
-            idle_since: None,
-        };
+        let rec = Record::new(handle, class, birth_ticket, now);
         // Creating: not heartbeat-monitored (the column's slot starts unmonitored).
         debug_assert!(!rec.state.heartbeat_monitored());
         let after = rec.membership();
-        ix.refile(id, Membership::none(), None, after, &rec);
+        let place = place_of(self.shard_index(&id), shard.next_slot());
+        ix.refile(id, place, Membership::none(), None, after, &rec);
         ix.count_new(&rec);
         self.bus.publish(now, || EventKind::Registered {
             worker_id: id,
@@ -66,18 +63,19 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
             provider_type: rec.handle.provider_type.clone(),
         });
         drop(ix);
-        let worker = rec.to_worker(now);
-        shard.insert(rec, now);
+        let worker = rec.to_worker(now, &spec);
+        shard.insert(rec, &spec, now);
         Ok(worker)
     }
 
     fn unregister(&self, id: &WorkerId, reason: TerminationReason) -> Result<Worker> {
         let mut shard = self.shard(id).write();
-        let (mut rec, last_heartbeat) = shard.remove(id).ok_or_else(|| not_found(id))?;
+        let (mut rec, last_heartbeat, spec) = shard.remove(id).ok_or_else(|| not_found(id))?;
         let mut ix = self.indexes.lock();
         let now = self.now();
         ix.forget(*id, &mut rec);
-        ix.retired.insert(*id);
+        // Registered, so not retired (register and restore refuse retired ids).
+        ix.retired.insert_new(*id);
         if let Some(job) = &rec.current_job {
             self.bus.publish(now, || EventKind::JobLost {
                 worker_id: *id,
@@ -88,7 +86,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
             worker_id: *id,
             reason,
         });
-        Ok(rec.to_worker(last_heartbeat))
+        Ok(rec.to_worker(last_heartbeat, &spec))
     }
 
     fn get(&self, id: &WorkerId) -> Result<Option<Worker>> {
@@ -212,7 +210,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
 
     fn assign_to_job(&self, id: &WorkerId, job: JobId) -> Result<Worker> {
         let mut shard = self.shard(id).write();
-        let (slot, rec, column) = shard.get_mut(id).ok_or_else(|| not_found(id))?;
+        let (slot, rec, column, spec) = shard.get_mut(id).ok_or_else(|| not_found(id))?;
         if !rec.state.accepts_jobs() || rec.current_job.is_some() {
             return Err(Error::NotAvailable {
                 worker_id: *id,
@@ -229,12 +227,12 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         let now = self.now();
         self.assign_locked(&mut ix, column, slot, rec, job, now);
         drop(ix);
-        Ok(rec.to_worker(column.get(slot)))
+        Ok(rec.to_worker(column.get(slot), spec))
     }
 
     fn release_from_job(&self, id: &WorkerId, expected_job: Option<&JobId>) -> Result<JobId> {
         let mut shard = self.shard(id).write();
-        let (slot, rec, column) = shard.get_mut(id).ok_or_else(|| not_found(id))?;
+        let (slot, rec, column, spec) = shard.get_mut(id).ok_or_else(|| not_found(id))?;
         let current = match (&rec.current_job, expected_job) {
             (Some(current), Some(expected)) if current != expected => None,
             (current, _) => current.clone(),
@@ -258,7 +256,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
             // Saturating: a restored snapshot may carry any count.
             r.jobs_executed = r.jobs_executed.saturating_add(1);
             if r.state == WorkerState::Busy {
-                r.state = if r.jobs_exhausted() {
+                r.state = if r.jobs_exhausted(spec) {
                     WorkerState::Draining
                 } else {
                     WorkerState::Ready

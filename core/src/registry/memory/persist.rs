@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::super::indexes::{Membership, Record};
 use super::super::snapshot::{Snapshot, SNAPSHOT_FORMAT};
 use super::super::WorkerRegistry;
-use super::InMemoryWorkerRegistry;
+use super::{place_of, InMemoryWorkerRegistry};
 use crate::error::{Error, Result};
 use crate::worker::Worker;
 
@@ -67,16 +67,16 @@ impl InMemoryWorkerRegistry {
             let shard = &mut *shards[self.shard_index(&id)];
             let (class, spec) = ix.classes.join(&worker.handle, Arc::clone(&worker.spec));
             let birth_ticket = ix.ticket();
-            let mut rec = Record::from_worker(worker, class, birth_ticket);
-            rec.spec = spec;
+            let rec = Record::from_worker(worker, class, birth_ticket);
             let monitored = rec.state.heartbeat_monitored();
             let after = rec.membership();
-            ix.refile(id, Membership::none(), None, after, &rec);
+            let place = place_of(self.shard_index(&id), shard.next_slot());
+            ix.refile(id, place, Membership::none(), None, after, &rec);
             ix.count_new(&rec);
             if let Some(job) = &rec.current_job {
                 ix.jobs.insert(job.clone(), id);
             }
-            let slot = shard.insert(rec, worker.last_heartbeat);
+            let slot = shard.insert(rec, &spec, worker.last_heartbeat);
             shard.column.set_monitored(slot, monitored, floor);
         }
         ix.end_restore();

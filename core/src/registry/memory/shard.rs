@@ -12,12 +12,18 @@
 //! release of the lock. A stale id therefore misses in the index and never finds the slot's
 //! new occupant.
 
+use std::sync::Arc;
+
 use super::super::column::HeartbeatColumn;
 use super::super::idtable::IdTable;
 use super::super::indexes::Record;
 use crate::clock::Timestamp;
 use crate::ids::WorkerId;
-use crate::worker::Worker;
+use crate::worker::{Worker, WorkerSpec};
+
+/// Slots a shard may hold: its slots must fit a place (see
+/// [`place_of`](super::place_of)), 2^26 (67 million workers a shard).
+pub(super) const MAX_SLOTS: u32 = 1 << (32 - super::SHARD_BITS);
 
 /// One shard. See the module doc.
 #[derive(Debug, Default)]
@@ -28,6 +34,10 @@ pub(super) struct Shard {
     slab: Vec<Option<Record>>,
     /// Free slots of `slab` (and of the column), reused last-freed first.
     free: Vec<u32>,
+    /// The spec of each class (by number) with members here, and how many: the records
+    /// keep their class number, not a reference to the spec (8 bytes a worker less); a
+    /// snapshot reads it here, under the same lock as the record.
+    specs: Vec<(Option<Arc<WorkerSpec>>, u32)>,
     /// Last heartbeats by slot.
     pub column: HeartbeatColumn,
 }
@@ -62,16 +72,27 @@ impl Shard {
         self.at(slot).map(|rec| (slot, rec))
     }
 
-    /// The record of `id`, its slot, and the column (to move it in step with the record).
-    pub fn get_mut(&mut self, id: &WorkerId) -> Option<(u32, &mut Record, &mut HeartbeatColumn)> {
+    /// The record of `id`, its slot, the column (to move it in step with the record) and its
+    /// spec.
+    #[allow(clippy::type_complexity)]
+    pub fn get_mut(
+        &mut self,
+        id: &WorkerId,
+    ) -> Option<(u32, &mut Record, &mut HeartbeatColumn, &Arc<WorkerSpec>)> {
         let slot = self.slot_of(id)?;
         let rec = self.slab.get_mut(slot as usize)?.as_mut()?;
-        Some((slot, rec, &mut self.column))
+        let spec = class_spec(&self.specs, rec.class);
+        Some((slot, rec, &mut self.column, spec))
+    }
+
+    /// The spec of `rec`'s class.
+    pub fn spec_of(&self, rec: &Record) -> &Arc<WorkerSpec> {
+        class_spec(&self.specs, rec.class)
     }
 
     /// The snapshot of `rec` (in `slot`), with its heartbeat from the column.
     pub fn worker(&self, slot: u32, rec: &Record) -> Worker {
-        rec.to_worker(self.column.get(slot))
+        rec.to_worker(self.column.get(slot), self.spec_of(rec))
     }
 
     /// The snapshot of the worker `id`, if here.
@@ -79,17 +100,28 @@ impl Shard {
         self.get(id).map(|(slot, rec)| self.worker(slot, rec))
     }
 
-    /// Adds `rec` (whose id is not here) with last heartbeat `heartbeat`, not monitored;
-    /// returns its slot (a free one if any).
-    pub fn insert(&mut self, rec: Record, heartbeat: Timestamp) -> u32 {
-        let id = rec.id;
+    /// Adds `rec` (whose id is not here), of the interned `spec` of its class, with last
+    /// heartbeat `heartbeat`, not monitored; returns its slot (a free one if any).
+    pub fn insert(&mut self, rec: Record, spec: &Arc<WorkerSpec>, heartbeat: Timestamp) -> u32 {
+        let id = rec.id();
+        let class = rec.class as usize;
+        if self.specs.len() <= class {
+            self.specs.resize(class + 1, (None, 0));
+        }
+        let (held, members) = &mut self.specs[class];
+        debug_assert!(held.as_ref().is_none_or(|s| Arc::ptr_eq(s, spec)));
+        held.get_or_insert_with(|| Arc::clone(spec));
+        *members += 1;
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.slab[slot as usize] = Some(rec);
                 slot
             }
             None => {
-                let slot = u32::try_from(self.slab.len()).expect("fewer than 2^32 workers a shard");
+                let slot = u32::try_from(self.slab.len())
+                    .ok()
+                    .filter(|&slot| slot < MAX_SLOTS)
+                    .expect("fewer than 2^26 workers a shard");
                 self.slab.push(Some(rec));
                 slot
             }
@@ -99,9 +131,9 @@ impl Shard {
         slot
     }
 
-    /// Removes the record of `id`; returns it with its last heartbeat. The index entry goes
-    /// first, then the slot is freed (see the module doc).
-    pub fn remove(&mut self, id: &WorkerId) -> Option<(Record, Timestamp)> {
+    /// Removes the record of `id`; returns it with its last heartbeat and its spec. The
+    /// index entry goes first, then the slot is freed (see the module doc).
+    pub fn remove(&mut self, id: &WorkerId) -> Option<(Record, Timestamp, Arc<WorkerSpec>)> {
         let slot = self.index.remove(id)?;
         let rec = self.slab[slot as usize]
             .take()
@@ -109,7 +141,22 @@ impl Shard {
         let last = self.column.get(slot);
         self.column.release(slot);
         self.free.push(slot);
-        Some((rec, last))
+        let (held, members) = &mut self.specs[rec.class as usize];
+        *members -= 1;
+        let spec = if *members == 0 {
+            held.take()
+        } else {
+            held.clone()
+        };
+        Some((rec, last, spec.expect("a member's class has its spec here")))
+    }
+
+    /// The slot that the next [`insert`](Self::insert) will take.
+    pub fn next_slot(&self) -> u32 {
+        match self.free.last() {
+            Some(&slot) => slot,
+            None => self.slab.len() as u32,
+        }
     }
 
     /// Every record with its slot, in slot order.
@@ -125,4 +172,12 @@ impl Shard {
     pub fn slots(&self) -> (usize, usize) {
         (self.slab.len(), self.free.len())
     }
+}
+
+/// The spec of `class` in a shard's class table (a class with a member in the shard).
+fn class_spec(specs: &[(Option<Arc<WorkerSpec>>, u32)], class: u32) -> &Arc<WorkerSpec> {
+    specs[class as usize]
+        .0
+        .as_ref()
+        .expect("a member's class has its spec here")
 }

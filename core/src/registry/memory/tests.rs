@@ -383,3 +383,71 @@ fn heartbeats_stay_exact_over_a_year_of_ticks() {
         assert_eq!(w.last_heartbeat, unmonitored_since);
     }
 }
+
+#[test]
+fn a_queue_place_resolves_only_to_the_worker_that_made_it() {
+    // The startup and lifetime queues name places (shard and slot), which outlive nothing:
+    // a place read from a queue just before its worker left, then resolved after another
+    // worker took the slot, must not name the newcomer. The birth ticket tells them apart.
+    let (_clock, registry) = registry();
+    let spec = Arc::new(WorkerSpec::new("img"));
+    let first = connecting(&registry, &spec);
+    let shard = registry.shard_index(&first);
+    let (slot, ticket) = {
+        let s = registry.shards[shard].read();
+        let (slot, rec) = s.get(&first).unwrap();
+        (slot, rec.birth_ticket)
+    };
+    let place = place_of(shard, slot);
+    assert_eq!(registry.resolve([(ticket, place)]), vec![first]);
+    registry
+        .unregister(&first, TerminationReason::Requested)
+        .unwrap();
+    // A newcomer in the same shard takes the freed slot (the free list is last-freed first).
+    let newcomer = loop {
+        let id = connecting(&registry, &spec);
+        if registry.shard_index(&id) == shard {
+            break id;
+        }
+    };
+    assert_eq!(registry.shards[shard].read().slot_of(&newcomer), Some(slot));
+    assert_eq!(registry.resolve([(ticket, place)]), Vec::<WorkerId>::new());
+    let new_ticket = registry.shards[shard]
+        .read()
+        .get(&newcomer)
+        .unwrap()
+        .1
+        .birth_ticket;
+    assert_eq!(registry.resolve([(new_ticket, place)]), vec![newcomer]);
+}
+
+/// `register` validates a spec unless it is the `Arc` the last registration joined with: a
+/// new `Arc` (even after a valid one, even with a retired or present id) is always checked,
+/// and an invalid spec never becomes the remembered one.
+#[test]
+fn register_checks_every_new_spec_arc() {
+    let (_clock, registry) = registry();
+    let provider = ProviderId::new("p").unwrap();
+    let handle = || WorkerHandle::new(provider.clone(), ProviderType::Docker, "c");
+    let good = Arc::new(WorkerSpec::new("img"));
+    let bad = Arc::new(WorkerSpec::new("img\0"));
+    let first = registry.register(handle(), Arc::clone(&good)).unwrap();
+    registry.register(handle(), Arc::clone(&good)).unwrap();
+    for _ in 0..2 {
+        let err = registry.register(handle(), Arc::clone(&bad)).unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    }
+    // An invalid spec is refused before the id is looked at.
+    let mut again = handle();
+    again.worker_id = first.id;
+    let err = registry
+        .register(again.clone(), Arc::clone(&bad))
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    assert_eq!(
+        registry.register(again, Arc::clone(&good)).unwrap_err(),
+        Error::AlreadyExists(first.id)
+    );
+    registry.register(handle(), good).unwrap();
+    assert_eq!(registry.count().unwrap(), 3);
+}

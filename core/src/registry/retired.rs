@@ -1,0 +1,680 @@
+//! [`RetiredIds`]: the ids a registry has unregistered, which `register` refuses (invariant 5:
+//! ids are never reused), bounded to the last `limit` retired.
+//!
+//! # Why not one hash set
+//! Every `register` asks whether its (almost always fresh) id was retired, and every
+//! `unregister` adds an id and, at the limit, forgets the oldest. A hash set of 2^20 ids is
+//! tens of megabytes, far bigger than the caches: each of those three steps was a cache miss
+//! (measured at ~45% of register + unregister at 10k workers, issue 12).
+//!
+//! # Layout
+//! - **Blocks in retirement order**: the ids themselves, appended to the newest block; a block
+//!   holds up to `block_cap` ids and a small position table (open addressing, `u16` positions,
+//!   load at most 1/2) for the exact look-up. Blocks are never rebuilt: forgetting the oldest
+//!   id moves the oldest block's `start` on, and a block whose ids are all forgotten is
+//!   dropped. So the exact "last `limit` ids" promise holds id by id, and retirement order is
+//!   kept for snapshots.
+//! - **One filter in front of the blocks**: a cuckoo filter of 16-bit fingerprints (buckets of
+//!   four in one `u64`, load at most 1/2), about 4 bytes per id (4 MiB for 2^20 ids). A look-up
+//!   reads two buckets; a fresh id is answered "no" there, without touching the blocks. It
+//!   supports removal, so forgetting the oldest id removes its fingerprint (two more buckets).
+//!   A "maybe" (about 1 in 16,000 fresh ids, or a retired id) is settled by the blocks' exact
+//!   tables: **a false positive of the filter never makes `contains` true**.
+//! - The filter can always be rebuilt from the blocks: it doubles when half full, shrinks when
+//!   a lower limit leaves it at most 1/8 full, and is rebuilt bigger in the (vanishingly rare)
+//!   case that an insertion finds no room after its relocations.
+//!
+//! Memory: 16 bytes an id in the blocks, 4 to 8 in their position tables, 4 to 8 in the filter
+//! (about 25 bytes an id at the default limit; at most ~40), plus at most one block of ids
+//! already forgotten.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::hash::BuildHasher;
+
+use crate::ids::WorkerId;
+
+/// How many retired ids an [`InMemoryWorkerRegistry`](super::InMemoryWorkerRegistry) keeps by
+/// default.
+pub(super) const DEFAULT_RETIRED_ID_LIMIT: usize = 1 << 20;
+
+/// The largest block: positions `1..=MAX_BLOCK` fit the `u16` position tables.
+const MAX_BLOCK: usize = 1 << 15;
+
+/// The smallest block (a small limit gets small blocks: at most one block of forgotten ids
+/// is kept, which must not outweigh the `limit` remembered).
+const MIN_BLOCK: usize = 64;
+
+/// Relocations an insertion into the filter tries before the filter is rebuilt bigger.
+const MAX_KICKS: usize = 500;
+
+/// The ids of a registry that were unregistered, the last `limit` of them. See the module doc.
+pub(super) struct RetiredIds {
+    /// Oldest first; every block but the newest is full.
+    blocks: VecDeque<Block>,
+    filter: Filter,
+    /// Ids remembered (those of the blocks, less the oldest block's `start`).
+    len: usize,
+    limit: usize,
+    hasher: foldhash::fast::RandomState,
+    /// Fingerprint bits kept: all 16, except in tests that force false positives.
+    fp_mask: u16,
+    /// Hashes of remembered ids not yet in the filter (the newest, at most [`BATCH`]):
+    /// `contains` looks here too.
+    pending: Vec<u64>,
+    /// Hashes of forgotten ids whose fingerprints are still in the filter (at most
+    /// [`BATCH`]): a filter "maybe" for them is settled "no" by the blocks.
+    stale: Vec<u64>,
+    /// Ids appended since the last flush (so fewer than [`BATCH`] are not indexed).
+    since_flush: usize,
+}
+
+/// Fingerprints are added and removed in batches: the random reads of a batch overlap
+/// (independent loads), where one at a time each waits for its cache miss.
+const BATCH: usize = 32;
+
+impl fmt::Debug for RetiredIds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetiredIds")
+            .field("len", &self.len)
+            .field("limit", &self.limit)
+            .field("blocks", &self.blocks.len())
+            .field("filter_slots", &self.filter.slots())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for RetiredIds {
+    fn default() -> Self {
+        RetiredIds {
+            blocks: VecDeque::new(),
+            filter: Filter::with_buckets(MIN_BUCKETS),
+            len: 0,
+            limit: DEFAULT_RETIRED_ID_LIMIT,
+            hasher: foldhash::fast::RandomState::default(),
+            fp_mask: u16::MAX,
+            pending: Vec::with_capacity(BATCH),
+            stale: Vec::with_capacity(BATCH),
+            since_flush: 0,
+        }
+    }
+}
+
+impl RetiredIds {
+    /// Whether `id` is among the last `limit` retired. Exact. Usually two reads of the
+    /// filter and a scan of the pending batch; the blocks only when either says maybe.
+    pub fn contains(&self, id: &WorkerId) -> bool {
+        if self.len == 0 {
+            return false;
+        }
+        self.contains_hashed(id, self.hash(id))
+    }
+
+    fn contains_hashed(&self, id: &WorkerId, h: u64) -> bool {
+        (self.filter.may_contain(h, self.fp_mask) || self.pending.contains(&h)) && self.find(id, h)
+    }
+
+    /// Remembers `id` (once: an id already remembered keeps its place), forgetting the oldest
+    /// retired id if the limit is reached. With a limit of 0 nothing is remembered.
+    pub fn insert(&mut self, id: WorkerId) {
+        let h = self.hash(&id);
+        if !self.contains_hashed(&id, h) {
+            self.push(id, h);
+        }
+    }
+
+    /// Remembers `id`, which the caller knows is not remembered (`unregister`: a registered
+    /// id is never among the retired, since `register` and `restore` refuse those). Saves the
+    /// look-up of [`insert`](Self::insert).
+    pub fn insert_new(&mut self, id: WorkerId) {
+        debug_assert!(!self.contains(&id), "{id} is retired already");
+        let h = self.hash(&id);
+        self.push(id, h);
+    }
+
+    fn push(&mut self, id: WorkerId, h: u64) {
+        if self.limit == 0 {
+            return;
+        }
+        // Room first: the filter then never holds more than `limit` fingerprints, and a
+        // registry at its limit never doubles the filter.
+        while self.len >= self.limit {
+            self.forget_oldest();
+        }
+        let block_cap = self.block_cap();
+        match self.blocks.back_mut() {
+            Some(block) if block.ids.len() < block.cap => block.push(id),
+            _ => {
+                let mut block = Block::new(block_cap);
+                block.push(id);
+                self.blocks.push_back(block);
+            }
+        }
+        self.len += 1;
+        self.pending.push(h);
+        self.since_flush += 1;
+        if self.since_flush >= BATCH {
+            self.flush();
+        }
+    }
+
+    /// Brings the filter up to date: the stale fingerprints out, the pending ones in
+    /// (removals first: the filter then holds exactly the remembered ids, never more).
+    fn flush(&mut self) {
+        self.index_blocks();
+        for h in self.stale.drain(..) {
+            let removed = self.filter.remove(h, self.fp_mask);
+            debug_assert!(removed, "a forgotten id's fingerprint was in the filter");
+        }
+        if self.len * 2 > self.filter.slots() {
+            self.rebuild(self.filter.buckets.len() * 2);
+            return;
+        }
+        for i in 0..self.pending.len() {
+            if !self.filter.insert(self.pending[i], self.fp_mask) {
+                // A failed insertion dropped some fingerprint: rebuild from the blocks.
+                self.rebuild(self.filter.buckets.len() * 2);
+                return;
+            }
+        }
+        self.pending.clear();
+    }
+
+    /// Sets the limit, forgetting the oldest ids beyond it at once.
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit;
+        while self.len > self.limit {
+            self.forget_oldest();
+        }
+        if self.filter.slots() > 8 * MIN_BUCKETS * 4 && self.len * 8 <= self.filter.slots() {
+            self.rebuild(buckets_for(self.len));
+        } else {
+            self.flush();
+        }
+    }
+
+    /// The remembered ids, oldest first.
+    pub fn oldest_first(&self) -> Vec<WorkerId> {
+        self.iter().collect()
+    }
+
+    /// Number of ids remembered.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Heap bytes held (blocks and filter).
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        let blocks: usize = self
+            .blocks
+            .iter()
+            .map(|b| b.ids.capacity() * size_of::<WorkerId>() + b.slots.len() * 2)
+            .sum();
+        blocks + self.filter.buckets.len() * 8
+    }
+
+    fn iter(&self) -> impl Iterator<Item = WorkerId> + '_ {
+        self.blocks
+            .iter()
+            .flat_map(|b| b.ids[b.start..].iter().copied())
+    }
+
+    fn hash(&self, id: &WorkerId) -> u64 {
+        self.hasher.hash_one(id)
+    }
+
+    /// Blocks for the current limit: about an eighth of it, within [MIN_BLOCK, MAX_BLOCK].
+    fn block_cap(&self) -> usize {
+        (self.limit / 8).clamp(MIN_BLOCK, MAX_BLOCK)
+    }
+
+    /// The exact answer: whether a block remembers `id` (hash `h`).
+    fn find(&self, id: &WorkerId, h: u64) -> bool {
+        self.blocks.iter().rev().any(|b| b.find(id, h))
+    }
+
+    fn forget_oldest(&mut self) {
+        let Some(block) = self.blocks.front_mut() else {
+            return;
+        };
+        let id = block.ids[block.start];
+        block.start += 1;
+        if block.start == block.ids.len() {
+            self.blocks.pop_front();
+        }
+        self.len -= 1;
+        let h = self.hasher.hash_one(id);
+        // Still pending (a small limit forgets ids within a batch): never in the filter.
+        if let Some(i) = self.pending.iter().position(|&p| p == h) {
+            self.pending.swap_remove(i);
+            return;
+        }
+        self.stale.push(h);
+        if self.stale.len() >= BATCH {
+            self.flush();
+        }
+    }
+
+    /// Indexes the blocks' newest ids (only the newest blocks have any not indexed).
+    fn index_blocks(&mut self) {
+        self.since_flush = 0;
+        let hasher = &self.hasher;
+        for block in self.blocks.iter_mut().rev() {
+            if block.indexed == block.ids.len() {
+                break;
+            }
+            block.index(hasher);
+        }
+    }
+
+    /// A new filter of at least `buckets` buckets holding every remembered id (nothing
+    /// pending or stale after it).
+    fn rebuild(&mut self, buckets: usize) {
+        self.index_blocks();
+        self.pending.clear();
+        self.stale.clear();
+        let mut buckets = buckets.max(buckets_for(self.len));
+        'size: loop {
+            let mut filter = Filter::with_buckets(buckets);
+            for id in self.iter() {
+                if !filter.insert(self.hasher.hash_one(id), self.fp_mask) {
+                    buckets *= 2;
+                    continue 'size;
+                }
+            }
+            self.filter = filter;
+            return;
+        }
+    }
+}
+
+/// The fewest buckets (of four slots) that hold `n` fingerprints at load 1/2.
+fn buckets_for(n: usize) -> usize {
+    n.div_ceil(2).next_power_of_two().max(MIN_BUCKETS)
+}
+
+const MIN_BUCKETS: usize = 4;
+
+/// Ids in retirement order with an exact position table.
+struct Block {
+    ids: Vec<WorkerId>,
+    /// Position + 1 in `ids` of each of `ids[..indexed]`, by hash (linear probing, 0 for
+    /// empty); a power of two, at most half full. The newest ids are indexed in batches
+    /// (with the filter's), so that `unregister` only appends.
+    slots: Box<[u16]>,
+    indexed: usize,
+    /// Ids at the front already forgotten (only the oldest block has any).
+    start: usize,
+    /// The most ids this block takes (at most [`MAX_BLOCK`]).
+    cap: usize,
+}
+
+impl Block {
+    fn new(cap: usize) -> Block {
+        Block {
+            ids: Vec::new(),
+            slots: vec![0; 16].into_boxed_slice(),
+            indexed: 0,
+            start: 0,
+            cap,
+        }
+    }
+
+    /// The position table's home of hash `h`: bits 32 and up, which the filter does not use
+    /// for its bucket (below 2^32 buckets); the fingerprint's bits 48 and up are only reached
+    /// by tables of more than 2^16 slots, which a block never has.
+    fn home(h: u64, mask: usize) -> usize {
+        (h >> 32) as usize & mask
+    }
+
+    fn push(&mut self, id: WorkerId) {
+        debug_assert!(self.ids.len() < self.cap);
+        self.ids.push(id);
+    }
+
+    /// Indexes the ids not yet in the position table.
+    fn index(&mut self, hasher: &foldhash::fast::RandomState) {
+        while self.indexed < self.ids.len() {
+            if (self.indexed + 1) * 2 > self.slots.len() {
+                let size = self.slots.len() * 2;
+                self.slots = vec![0; size].into_boxed_slice();
+                for (pos, old) in self.ids[..self.indexed].iter().enumerate() {
+                    Self::place(&mut self.slots, hasher.hash_one(old), pos);
+                }
+            }
+            let h = hasher.hash_one(self.ids[self.indexed]);
+            Self::place(&mut self.slots, h, self.indexed);
+            self.indexed += 1;
+        }
+    }
+
+    fn place(slots: &mut [u16], h: u64, pos: usize) {
+        let mask = slots.len() - 1;
+        let mut i = Self::home(h, mask);
+        while slots[i] != 0 {
+            i = (i + 1) & mask;
+        }
+        slots[i] = u16::try_from(pos + 1).expect("a block holds at most 2^15 ids");
+    }
+
+    /// Whether `id` (hash `h`) is here and not forgotten: the position table, then the ids
+    /// not yet indexed (fewer than a batch).
+    fn find(&self, id: &WorkerId, h: u64) -> bool {
+        let mask = self.slots.len() - 1;
+        let mut i = Self::home(h, mask);
+        loop {
+            let pos = self.slots[i] as usize;
+            if pos == 0 {
+                break;
+            }
+            // A forgotten copy (the id was retired again since) does not end the search.
+            if pos > self.start && self.ids[pos - 1] == *id {
+                return true;
+            }
+            i = (i + 1) & mask;
+        }
+        self.ids[self.indexed.max(self.start)..].contains(id)
+    }
+}
+
+/// A cuckoo filter of 16-bit fingerprints (0 marks an empty slot): four slots to a bucket,
+/// one `u64`; each fingerprint lives in one of two buckets, `i1` from the hash and
+/// `i2 = i1 ^ spread(fp)`, so either is found from the other and the fingerprint alone.
+#[derive(Debug)]
+struct Filter {
+    buckets: Box<[u64]>,
+    /// The state of the relocation walk (xorshift).
+    walk: u64,
+}
+
+const LANES: u64 = 0x0001_0001_0001_0001;
+const HIGH: u64 = 0x8000_8000_8000_8000;
+
+impl Filter {
+    fn with_buckets(n: usize) -> Filter {
+        debug_assert!(n.is_power_of_two());
+        Filter {
+            buckets: vec![0; n].into_boxed_slice(),
+            walk: 0x9e37_79b9_7f4a_7c15,
+        }
+    }
+
+    fn slots(&self) -> usize {
+        self.buckets.len() * 4
+    }
+
+    fn mask(&self) -> usize {
+        self.buckets.len() - 1
+    }
+
+    /// Fingerprint and first bucket of hash `h`.
+    fn place(&self, h: u64, fp_mask: u16) -> (u16, usize) {
+        let fp = ((h >> 48) as u16 & fp_mask).max(1);
+        (fp, h as usize & self.mask())
+    }
+
+    fn alt(&self, i: usize, fp: u16) -> usize {
+        (i ^ (u64::from(fp).wrapping_mul(0xc6a4_a793_5bd1_e995) >> 17) as usize) & self.mask()
+    }
+
+    /// The lowest lane of `bucket` equal to `v`, if any (exact: a borrow only disturbs the
+    /// lanes above a lane that is equal).
+    fn lane_of(bucket: u64, v: u16) -> Option<u32> {
+        let x = bucket ^ (u64::from(v) * LANES);
+        let zero = x.wrapping_sub(LANES) & !x & HIGH;
+        (zero != 0).then(|| zero.trailing_zeros() / 16)
+    }
+
+    fn may_contain(&self, h: u64, fp_mask: u16) -> bool {
+        let (fp, i1) = self.place(h, fp_mask);
+        let i2 = self.alt(i1, fp);
+        Self::lane_of(self.buckets[i1], fp).is_some()
+            || Self::lane_of(self.buckets[i2], fp).is_some()
+    }
+
+    fn set(&mut self, i: usize, lane: u32, fp: u16) {
+        let shift = lane * 16;
+        self.buckets[i] = (self.buckets[i] & !(0xffff << shift)) | (u64::from(fp) << shift);
+    }
+
+    /// Adds the fingerprint of `h`; false if no room was found (some fingerprint is then lost:
+    /// the caller rebuilds).
+    fn insert(&mut self, h: u64, fp_mask: u16) -> bool {
+        let (mut fp, i1) = self.place(h, fp_mask);
+        let i2 = self.alt(i1, fp);
+        for i in [i1, i2] {
+            if let Some(lane) = Self::lane_of(self.buckets[i], 0) {
+                self.set(i, lane, fp);
+                return true;
+            }
+        }
+        let mut i = if self.walk & 1 == 0 { i1 } else { i2 };
+        for _ in 0..MAX_KICKS {
+            self.walk ^= self.walk << 13;
+            self.walk ^= self.walk >> 7;
+            self.walk ^= self.walk << 17;
+            let lane = (self.walk % 4) as u32;
+            let victim = (self.buckets[i] >> (lane * 16)) as u16;
+            self.set(i, lane, fp);
+            fp = victim;
+            i = self.alt(i, fp);
+            if let Some(lane) = Self::lane_of(self.buckets[i], 0) {
+                self.set(i, lane, fp);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Removes one copy of the fingerprint of `h` (which must have been inserted).
+    fn remove(&mut self, h: u64, fp_mask: u16) -> bool {
+        let (fp, i1) = self.place(h, fp_mask);
+        let i2 = self.alt(i1, fp);
+        for i in [i1, i2] {
+            if let Some(lane) = Self::lane_of(self.buckets[i], fp) {
+                self.set(i, lane, 0);
+                return true;
+            }
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{HashSet, VecDeque};
+
+    use super::*;
+
+    /// The model: a set and the retirement order, the last `limit` kept.
+    struct Model {
+        set: HashSet<WorkerId>,
+        order: VecDeque<WorkerId>,
+        limit: usize,
+    }
+
+    impl Model {
+        fn new(limit: usize) -> Model {
+            Model {
+                set: HashSet::new(),
+                order: VecDeque::new(),
+                limit,
+            }
+        }
+
+        fn insert(&mut self, id: WorkerId) {
+            if self.limit == 0 || self.set.contains(&id) {
+                return;
+            }
+            while self.order.len() >= self.limit {
+                let old = self.order.pop_front().unwrap();
+                self.set.remove(&old);
+            }
+            self.set.insert(id);
+            self.order.push_back(id);
+        }
+
+        fn set_limit(&mut self, limit: usize) {
+            self.limit = limit;
+            while self.order.len() > limit {
+                let old = self.order.pop_front().unwrap();
+                self.set.remove(&old);
+            }
+        }
+    }
+
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    /// Long churn with limit changes against the model: `contains` exact for remembered,
+    /// forgotten and never-seen ids; `oldest_first` equal to the model's order; memory
+    /// bounded.
+    fn churn(fp_mask: u16, steps: usize, limits: &[usize], seed: u64) {
+        let mut rng = Rng(seed);
+        let mut retired = RetiredIds {
+            fp_mask,
+            ..RetiredIds::default()
+        };
+        let mut model = Model::new(DEFAULT_RETIRED_ID_LIMIT);
+        let first = limits[0];
+        retired.set_limit(first);
+        model.set_limit(first);
+        let mut seen: Vec<WorkerId> = Vec::new();
+        for step in 0..steps {
+            match rng.below(100) {
+                // Mostly fresh ids, as unregister brings.
+                0..=79 => {
+                    let id = WorkerId::new();
+                    seen.push(id);
+                    retired.insert_new(id);
+                    model.insert(id);
+                }
+                // An id seen before: remembered (no change) or forgotten (remembered again).
+                80..=94 if !seen.is_empty() => {
+                    let id = seen[rng.below(seen.len())];
+                    retired.insert(id);
+                    model.insert(id);
+                }
+                95..=98 => {
+                    let limit = limits[rng.below(limits.len())];
+                    retired.set_limit(limit);
+                    model.set_limit(limit);
+                }
+                _ => {
+                    // A fresh id is never reported retired.
+                    assert!(!retired.contains(&WorkerId::new()));
+                }
+            }
+            assert_eq!(retired.len(), model.order.len(), "step {step}");
+            for _ in 0..4 {
+                if seen.is_empty() {
+                    break;
+                }
+                let id = seen[rng.below(seen.len())];
+                assert_eq!(
+                    retired.contains(&id),
+                    model.set.contains(&id),
+                    "step {step}"
+                );
+            }
+            if step % 1009 == 0 {
+                assert!(retired.oldest_first().iter().eq(model.order.iter()));
+                // Bounded: the forgotten ids still held are the oldest block's prefix, less
+                // than one block; the filter at most 1/2 full.
+                let held: usize = retired.blocks.iter().map(|b| b.ids.len()).sum();
+                let front = retired.blocks.front().map_or((0, 1), |b| (b.start, b.cap));
+                assert_eq!(held - retired.len, front.0);
+                assert!(front.0 < front.1);
+                assert!(retired.blocks.iter().all(|b| b.ids.len() <= b.cap));
+                assert!((retired.len - retired.pending.len()) * 2 <= retired.filter.slots());
+                assert!(retired.pending.len() < BATCH && retired.stale.len() < BATCH);
+                let unindexed: usize = retired.blocks.iter().map(|b| b.ids.len() - b.indexed).sum();
+                assert!(unindexed < BATCH);
+            }
+            if step % 5003 == 0 {
+                for id in &seen {
+                    assert_eq!(retired.contains(id), model.set.contains(id));
+                }
+            }
+        }
+        assert!(retired.oldest_first().iter().eq(model.order.iter()));
+    }
+
+    #[test]
+    fn churn_with_limit_changes_matches_the_model() {
+        churn(
+            u16::MAX,
+            60_000,
+            &[5_000, 700, 0, 1, 64, 20_000],
+            0x2545_f491_4f6c_dd1d,
+        );
+    }
+
+    #[test]
+    fn false_positives_of_the_filter_never_answer_true() {
+        // Three fingerprint bits: nearly every look-up of a fresh id is a filter "maybe",
+        // settled by the blocks; and buckets overflow, so the filter is rebuilt bigger.
+        churn(0b111, 20_000, &[2_000, 300, 65], 0x9e37_79b9_7f4a_7c15);
+        // One fingerprint value for every id: the worst case of the relocation walk.
+        churn(0b1, 4_000, &[500, 64], 7);
+    }
+
+    #[test]
+    fn a_full_set_forgets_oldest_first_without_growing() {
+        let mut retired = RetiredIds::default();
+        retired.set_limit(10_000);
+        let ids: Vec<WorkerId> = (0..30_000).map(|_| WorkerId::new()).collect();
+        let mut slots = 0;
+        for (n, id) in ids.iter().enumerate() {
+            retired.insert(*id);
+            if n == 10_000 {
+                slots = retired.filter.slots();
+            }
+        }
+        // At the limit, churn neither grows the filter nor keeps more than one spare block;
+        // the bytes an id stay within the documented ~40 (about 25 at the default limit).
+        assert_eq!(retired.filter.slots(), slots);
+        assert!(retired.bytes() <= 40 * 10_000, "{} bytes", retired.bytes());
+        assert!(retired.filter.slots() <= 4 * 10_000);
+        let held: usize = retired.blocks.iter().map(|b| b.ids.len()).sum();
+        assert!(held < 10_000 + retired.block_cap());
+        assert_eq!(retired.oldest_first(), ids[20_000..]);
+        assert!(ids[..20_000].iter().all(|id| !retired.contains(id)));
+        assert!(ids[20_000..].iter().all(|id| retired.contains(id)));
+        // A lower limit forgets at once and shrinks the filter.
+        retired.set_limit(100);
+        assert_eq!(retired.oldest_first(), ids[29_900..]);
+        assert!(retired.filter.slots() <= 4 * 100);
+        assert!(!retired.contains(&ids[29_899]));
+        retired.set_limit(0);
+        assert_eq!(retired.len(), 0);
+        retired.insert(ids[0]);
+        assert!(!retired.contains(&ids[0]));
+    }
+
+    #[test]
+    fn about_25_bytes_an_id_at_the_default_limit() {
+        let mut retired = RetiredIds::default();
+        for _ in 0..DEFAULT_RETIRED_ID_LIMIT + 50_000 {
+            retired.insert_new(WorkerId::new());
+        }
+        assert_eq!(retired.len(), DEFAULT_RETIRED_ID_LIMIT);
+        // 16 (the id) + 4 (its block's position table) + 4 (the filter: 4 MiB) + slack.
+        let per_id = retired.bytes() as f64 / retired.len() as f64;
+        assert!(per_id <= 26.0, "{per_id:.1} bytes an id");
+    }
+}
