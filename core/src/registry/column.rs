@@ -164,6 +164,12 @@ impl HeartbeatColumn {
         } else if now && t.saturating_sub(self.base) >= Word::SPAN {
             self.rebase(t - Word::SPAN / 2);
         }
+        self.put(slot, t, monitored);
+    }
+
+    /// Writes `slot`'s word for heartbeat `t` on the current base: the offset when it fits,
+    /// else `t` in `far` and the far word of its class.
+    fn put(&mut self, slot: u32, t: Timestamp, monitored: bool) {
         let s = slot as usize;
         match self.encode(t, monitored) {
             Some(w) => {
@@ -193,20 +199,7 @@ impl HeartbeatColumn {
             .collect();
         self.base = to;
         for (slot, t, monitored) in old {
-            match self.encode(t, monitored) {
-                Some(w) => {
-                    self.far.remove(&slot);
-                    *self.word_mut(slot as usize) = w;
-                }
-                None => {
-                    self.far.insert(slot, t);
-                    *self.word_mut(slot as usize) = if monitored {
-                        Word::FAR_MONITORED
-                    } else {
-                        Word::FAR_IDLE
-                    };
-                }
-            }
+            self.put(slot, t, monitored);
         }
     }
 
