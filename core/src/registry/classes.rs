@@ -613,6 +613,7 @@ fn spec_hash(spec: &WorkerSpec, hasher: &impl BuildHasher) -> u64 {
 mod tests {
     use std::ops::Bound;
 
+    use super::super::test_rng::XorShift;
     use super::*;
 
     fn id(n: u8) -> WorkerId {
@@ -691,12 +692,10 @@ mod tests {
         let mut set = ReadySet::default();
         let mut model: BTreeSet<(Timestamp, WorkerId)> = BTreeSet::new();
         let ids: Vec<WorkerId> = (1..=60u8).map(id).collect();
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
         let mut now: Timestamp = 1_000;
         for step in 0..20_000u32 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = rng.next();
             let pick = ids[(x % 60) as usize];
             match (x >> 8) % 10 {
                 0..=3 => {

@@ -505,6 +505,7 @@ impl HeartbeatColumn {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_rng::XorShift;
     use super::*;
 
     #[test]
@@ -568,13 +569,8 @@ mod tests {
     #[test]
     fn the_column_is_exact_to_the_millisecond_over_any_range_of_times() {
         const DAY: u64 = 24 * 3600 * 1000;
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+        let mut next = move || rng.next();
         for round in 0..40 {
             let mut column = HeartbeatColumn::default();
             let mut model: Vec<ModelSlot> = Vec::new();

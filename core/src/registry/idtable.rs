@@ -1,12 +1,12 @@
 //! [`IdTable`]: a hash table from worker ids to small values, with linear probing and
 //! backward-shift deletion.
 //!
-//! Why not the standard `HashMap`: it marks removed entries with tombstones, which pile up
-//! under churn (a registry that registers and unregisters all day: the shards' id → slot
-//! indexes, and the set of retired ids, which gains one id and forgets one on every
-//! unregister). A look-up of an absent key (every `register` asks whether its new id is
-//! retired) then probes until an empty slot, past every tombstone, until the next rehash —
-//! measured at 60% of `register`'s time. Backward-shift deletion leaves no tombstone: the
+//! It holds the shards' id → slot indexes. Why not the standard `HashMap`: it marks removed
+//! entries with tombstones, which pile up under churn (a registry that registers and
+//! unregisters all day); a look-up of an absent key (every `register` asks whether its new id
+//! is already there) then probes until an empty slot, past every tombstone, until the next
+//! rehash — measured at 60% of `register`'s time when the retired ids were kept in such a set
+//! (they now have their own structure, `registry/retired.rs`). Backward-shift deletion leaves no tombstone: the
 //! table after a removal is the table the remaining keys would have built. Linear probing also
 //! keeps a look-up on one or two adjacent cache lines: an entry is the id and the value, side
 //! by side (20 bytes for a `u32`), with no separate control bytes.
@@ -175,6 +175,7 @@ impl<V: Copy + Default> IdTable<V> {
 mod tests {
     use std::collections::HashMap;
 
+    use super::super::test_rng::XorShift;
     use super::*;
 
     #[test]
@@ -197,11 +198,9 @@ mod tests {
         let mut live: Vec<WorkerId> = Vec::new();
         let mut gone: Vec<WorkerId> = Vec::new();
         // A deterministic walk: grow to 500, then churn (one in, one out) for a long while.
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
         for step in 0..40_000u32 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = rng.next();
             if live.len() < 500 || x % 2 == 0 {
                 let id = WorkerId::new();
                 assert_eq!(table.insert(id, step), None);

@@ -10,6 +10,8 @@ mod retired;
 mod snapshot;
 mod stats;
 mod telemetry;
+#[cfg(test)]
+mod test_rng;
 
 use std::fmt;
 use std::sync::Arc;

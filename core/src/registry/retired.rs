@@ -486,6 +486,7 @@ impl Filter {
 mod tests {
     use std::collections::{HashSet, VecDeque};
 
+    use super::super::test_rng::XorShift;
     use super::*;
 
     /// The model: a set and the retirement order, the last `limit` kept.
@@ -525,26 +526,11 @@ mod tests {
         }
     }
 
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
-
     /// Long churn with limit changes against the model: `contains` exact for remembered,
     /// forgotten and never-seen ids; `oldest_first` equal to the model's order; memory
     /// bounded.
     fn churn(fp_mask: u16, steps: usize, limits: &[usize], seed: u64) {
-        let mut rng = Rng(seed);
+        let mut rng = XorShift(seed);
         let mut retired = RetiredIds {
             fp_mask,
             ..RetiredIds::default()

@@ -127,19 +127,8 @@ impl WorkerRegistryStats {
     ) {
         self.total += 1;
         *self.by_state.slot(state) += 1;
-        // get_mut first: the key is cloned only for a provider's first worker.
-        match self.by_provider.get_mut(provider) {
-            Some(n) => *n += 1,
-            None => {
-                self.by_provider.insert(provider.clone(), 1);
-            }
-        }
-        match self.by_provider_type.get_mut(kind) {
-            Some(n) => *n += 1,
-            None => {
-                self.by_provider_type.insert(kind.clone(), 1);
-            }
-        }
+        increment(&mut self.by_provider, provider);
+        increment(&mut self.by_provider_type, kind);
         if let Some(pool) = pool {
             // Allocates the key only for a pool's first worker.
             match self.by_pool.get_mut(pool) {
@@ -182,6 +171,17 @@ impl WorkerRegistryStats {
         if let Some(counts) = pool.and_then(|p| self.by_pool.get_mut(p)) {
             *counts.slot(from) -= 1;
             *counts.slot(to) += 1;
+        }
+    }
+}
+
+/// Counts one more for `key`; clones the key only for its first count (`register` runs this
+/// for every worker, and a provider id is a heap string).
+fn increment<K: Ord + Clone>(map: &mut BTreeMap<K, usize>, key: &K) {
+    match map.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            map.insert(key.clone(), 1);
         }
     }
 }
