@@ -489,40 +489,41 @@ impl Classes {
             .is_some_and(|l| Arc::ptr_eq(&l.given, spec))
     }
 
-    /// Joins a new member with `handle` and `spec` to its class: returns the class number and
-    /// the shared spec the record must keep.
-    pub fn join(
-        &mut self,
-        handle: &Arc<WorkerHandle>,
-        spec: Arc<WorkerSpec>,
-    ) -> (u32, Arc<WorkerSpec>) {
+    /// Joins a new member with `handle` and `spec` to its class: returns the class number
+    /// (its shared spec, which the record's shard keeps, is [`spec`](Self::spec)).
+    pub fn join(&mut self, handle: &Arc<WorkerHandle>, spec: Arc<WorkerSpec>) -> u32 {
         if let Some(last) = &self.last {
             if Arc::ptr_eq(&last.given, &spec)
                 && last.provider_id == handle.provider_id
                 && last.provider_type == handle.provider_type
             {
+                // No clone of the spec here: `register` reads it by reference (each count of a
+                // shared `Arc` is an atomic on one line every registration writes).
                 let class = last.class;
-                let c = self.get_mut(class);
-                c.members += 1;
-                return (class, Arc::clone(&c.spec));
+                self.get_mut(class).members += 1;
+                return class;
             }
         }
         let given = Arc::clone(&spec);
-        let (class, spec) = self.join_slow(handle, spec);
+        let class = self.join_slow(handle, spec);
         self.last = Some(LastJoin {
             given,
             provider_id: handle.provider_id.clone(),
             provider_type: handle.provider_type.clone(),
             class,
         });
-        (class, spec)
+        class
     }
 
-    fn join_slow(
-        &mut self,
-        handle: &Arc<WorkerHandle>,
-        spec: Arc<WorkerSpec>,
-    ) -> (u32, Arc<WorkerSpec>) {
+    /// The shared spec of the class numbered `class`.
+    pub fn spec(&self, class: u32) -> &Arc<WorkerSpec> {
+        &self.slots[class as usize]
+            .as_ref()
+            .expect("a record's class lives while it has members")
+            .spec
+    }
+
+    fn join_slow(&mut self, handle: &Arc<WorkerHandle>, spec: Arc<WorkerSpec>) -> u32 {
         let (spec, spec_hash) = self.intern(spec);
         let key = ClassKey {
             spec: Arc::as_ptr(&spec) as usize,
@@ -531,7 +532,7 @@ impl Classes {
         };
         if let Some(&class) = self.by_key.get(&key) {
             self.get_mut(class).members += 1;
-            return (class, spec);
+            return class;
         }
         self.use_spec(&spec, spec_hash);
         let class = Class {
@@ -554,7 +555,7 @@ impl Classes {
             }
         };
         self.by_key.insert(key, number);
-        (number, spec)
+        number
     }
 
     /// A member of `class` leaves the registry (its queue entries are already gone); the
@@ -768,10 +769,10 @@ mod tests {
             ProviderType::Docker,
             "c",
         ));
-        let (a, spec_a) = classes.join(&handle, Arc::new(WorkerSpec::new("img")));
-        let (b, spec_b) = classes.join(&handle, Arc::new(WorkerSpec::new("img")));
-        let (c, _) = classes.join(&handle, Arc::new(WorkerSpec::new("other")));
-        assert!(Arc::ptr_eq(&spec_a, &spec_b));
+        let a = classes.join(&handle, Arc::new(WorkerSpec::new("img")));
+        let b = classes.join(&handle, Arc::new(WorkerSpec::new("img")));
+        let c = classes.join(&handle, Arc::new(WorkerSpec::new("other")));
+        assert!(Arc::ptr_eq(classes.spec(a), classes.spec(b)));
         assert_eq!(a, b);
         assert_ne!(a, c);
         classes.leave(a);

@@ -121,6 +121,24 @@ impl Record {
         }
     }
 
+    /// The snapshot of this record, which leaves the registry (its handle and job move).
+    pub fn into_worker(self, last_heartbeat: Timestamp, spec: Arc<WorkerSpec>) -> Worker {
+        let idle_since = self.idle_since();
+        Worker {
+            id: self.id(),
+            handle: self.handle,
+            spec,
+            state: self.state,
+            current_job: self.current_job,
+            jobs_executed: self.jobs_executed,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            state_changed_at: self.state_changed_at,
+            last_heartbeat,
+            idle_since,
+        }
+    }
+
     pub fn membership(&self) -> Membership {
         Membership::of(self.state, self.current_job.is_some())
     }

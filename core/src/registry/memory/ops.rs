@@ -47,8 +47,8 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         }
         let now = self.now();
         let handle = Arc::new(handle);
-        // Equal specs are shared: the record keeps the registry's copy.
-        let (class, spec) = ix.classes.join(&handle, spec);
+        // Equal specs are shared: the record's shard keeps the registry's copy.
+        let class = ix.classes.join(&handle, spec);
         let birth_ticket = ix.ticket();
         let rec = Record::new(handle, class, birth_ticket, now);
         // Creating: not heartbeat-monitored (the column's slot starts unmonitored).
@@ -62,15 +62,18 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
             provider_id: rec.handle.provider_id.clone(),
             provider_type: rec.handle.provider_type.clone(),
         });
+        let spec = ix.classes.spec(class);
+        let worker = rec.to_worker(now, spec);
+        let new_class = (!shard.holds_class(class)).then(|| Arc::clone(spec));
         drop(ix);
-        let worker = rec.to_worker(now, &spec);
-        shard.insert(rec, &spec, now);
+        shard.insert(rec, new_class, now);
         Ok(worker)
     }
 
     fn unregister(&self, id: &WorkerId, reason: TerminationReason) -> Result<Worker> {
         let mut shard = self.shard(id).write();
-        let (mut rec, last_heartbeat, spec) = shard.remove(id).ok_or_else(|| not_found(id))?;
+        let (mut rec, last_heartbeat, last_of_class) =
+            shard.remove(id).ok_or_else(|| not_found(id))?;
         let mut ix = self.indexes.lock();
         let now = self.now();
         ix.forget(*id, &mut rec);
@@ -86,7 +89,10 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
             worker_id: *id,
             reason,
         });
-        Ok(rec.to_worker(last_heartbeat, &spec))
+        drop(ix);
+        // The record moves into the snapshot (its handle and job are not cloned).
+        let spec = last_of_class.unwrap_or_else(|| Arc::clone(shard.class_spec(rec.class)));
+        Ok(rec.into_worker(last_heartbeat, spec))
     }
 
     fn get(&self, id: &WorkerId) -> Result<Option<Worker>> {
