@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 
-use super::stats::pool_of;
+use super::stats::{pool_of, Tallies, TallySlots};
 use crate::clock::Timestamp;
 use crate::ids::{ProviderId, WorkerId};
 use crate::worker::{ProviderType, WorkerHandle, WorkerSpec};
@@ -368,9 +368,9 @@ pub(super) struct Class {
     /// Members whose lifetime is tracked (`Creating`, `Connecting`, `Ready`, `Busy`) by
     /// `created_at`: the oldest end has the nearest lifetime deadline.
     pub living: Queue,
-    /// The spec's pool (its `POOL_LABEL`), read once here rather than from the labels on every
-    /// state change of a member (the counters by pool are kept on the claim path).
-    pool: Option<Box<str>>,
+    /// Its slots in the counts by provider, type and pool (its spec's `POOL_LABEL`), taken
+    /// once here rather than looked up by key on every change of a member's state.
+    pub tally: TallySlots,
 }
 
 /// What makes a class: the interned spec (by address), the provider id and type.
@@ -409,6 +409,8 @@ pub(super) struct Classes {
     specs: HashMap<u64, Vec<Interned>, foldhash::fast::RandomState>,
     hasher: foldhash::fast::RandomState,
     last: Option<LastJoin>,
+    /// The counts by provider, type and pool (the classes hold their slots).
+    pub tallies: Tallies,
 }
 
 impl Classes {
@@ -419,11 +421,13 @@ impl Classes {
             .expect("a record's class lives while it has members")
     }
 
-    /// The pool of the class numbered `class` (see [`pool_of`]).
-    pub fn pool(&self, class: u32) -> Option<&str> {
+    /// The tally slots of the class numbered `class`.
+    #[inline]
+    pub fn tally(&self, class: u32) -> TallySlots {
         self.slots[class as usize]
             .as_ref()
-            .and_then(|c| c.pool.as_deref())
+            .expect("a record's class lives while it has members")
+            .tally
     }
 
     /// Every class.
@@ -536,7 +540,9 @@ impl Classes {
         }
         self.use_spec(&spec, spec_hash);
         let class = Class {
-            pool: pool_of(&spec).map(Box::from),
+            tally: self
+                .tallies
+                .acquire(&handle.provider_id, &handle.provider_type, pool_of(&spec)),
             spec: Arc::clone(&spec),
             handle: Arc::clone(handle),
             spec_hash,
@@ -577,6 +583,7 @@ impl Classes {
             provider_type: c.handle.provider_type.clone(),
         });
         self.free.push(class);
+        self.tallies.release(c.tally);
         self.release_spec(&c.spec, c.spec_hash);
     }
 

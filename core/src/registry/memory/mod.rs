@@ -202,7 +202,7 @@ impl InMemoryWorkerRegistry {
             if to == WorkerState::Ready {
                 rec.set_idle_since(Some(now));
             }
-            ix.stats.moved(from, to, ix.classes.pool(rec.class));
+            ix.count_move(rec.class, from, to);
         }
         ix.refile(
             id,

@@ -298,7 +298,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
     }
 
     fn stats(&self) -> Result<WorkerRegistryStats> {
-        Ok(self.indexes.lock().stats.clone())
+        Ok(self.indexes.lock().stats())
     }
 
     fn count(&self) -> Result<usize> {
