@@ -143,7 +143,8 @@ impl Shard {
             }
         };
         self.column.attach(slot, heartbeat);
-        self.index.insert(id, slot);
+        // `register` and `restore` checked that the id is not here, under this lock.
+        self.index.insert_new(id, slot);
         slot
     }
 
