@@ -152,6 +152,10 @@ impl Shard {
     /// if it was the class's last member here (else the shard still holds it:
     /// [`class_spec`](Self::class_spec)). The index entry goes first, then the slot is freed
     /// (see the module doc).
+    // Inlined into `unregister`: returned out of line, the record (written field by field)
+    // was copied out of the return slot with 16-byte loads that the CPU cannot forward from
+    // those stores (a stall on every call).
+    #[inline]
     pub fn remove(
         &mut self,
         id: &WorkerId,
