@@ -12,7 +12,8 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 
-/// A worker's identity: a random UUID v4. Its text form is lowercase hyphenated.
+/// A worker's identity: a UUID v4 (random, or [`WorkerId::new`]'s keyed permutation of a
+/// counter, which looks random). Its text form is lowercase hyphenated.
 ///
 /// Ids are never reused, so a stale reference to a removed worker fails with `NotFound`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
