@@ -126,10 +126,19 @@ impl RetiredIds {
     /// bit (or, below the window, a hash set). Another: usually two reads of the filter and a
     /// scan of the pending batch; the blocks only when either says maybe.
     pub fn contains(&self, id: &WorkerId) -> bool {
+        self.contains_decoded(id, id.minted_counter())
+    }
+
+    /// [`contains`](Self::contains) of `id`, whose [`WorkerId::minted_counter`] the caller
+    /// computed (`register` does it before taking its locks: the permutation is a chain of
+    /// multiplies that then runs beside the lock and look-up work instead of after it).
+    #[inline]
+    pub fn contains_decoded(&self, id: &WorkerId, minted: Option<u64>) -> bool {
+        debug_assert_eq!(minted, id.minted_counter());
         if self.len == 0 {
             return false;
         }
-        match id.minted_counter() {
+        match minted {
             Some(counter) => self.minted.contains(counter),
             None => self.contains_hashed(id, self.hash(id)),
         }
@@ -160,9 +169,17 @@ impl RetiredIds {
     /// Remembers `id`, which the caller knows is not remembered (`unregister`: a registered
     /// id is never among the retired, since `register` and `restore` refuse those). Saves the
     /// look-up of [`insert`](Self::insert).
+    #[cfg(test)]
     pub fn insert_new(&mut self, id: WorkerId) {
+        self.insert_new_decoded(id, id.minted_counter());
+    }
+
+    /// [`insert_new`](Self::insert_new) of `id`, whose [`WorkerId::minted_counter`] the
+    /// caller computed (see [`contains_decoded`](Self::contains_decoded)).
+    pub fn insert_new_decoded(&mut self, id: WorkerId, minted: Option<u64>) {
+        debug_assert_eq!(minted, id.minted_counter());
         debug_assert!(!self.contains(&id), "{id} is retired already");
-        match id.minted_counter() {
+        match minted {
             Some(counter) => self.push_minted(id, counter),
             None => {
                 let h = self.hash(&id);

@@ -25,8 +25,11 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
     }
 
     fn register(&self, handle: WorkerHandle, spec: Arc<WorkerSpec>) -> Result<Worker> {
-        handle.validate()?;
         let id = handle.worker_id;
+        // Decoded first: independent of everything up to the retired check, it overlaps
+        // with the validation and the locks (see `RetiredIds::contains_decoded`).
+        let minted = id.minted_counter();
+        handle.validate()?;
         // The spec is validated unless it is the `Arc` the last registration joined with (a
         // fleet registered from one shared spec checks it once): seen under the lock, checked
         // outside it (a spec may be large), then the locks are taken again.
@@ -42,7 +45,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
             spec.validate()?;
             spec_checked = true;
         };
-        if shard.contains(&id) || ix.retired.contains(&id) {
+        if shard.contains(&id) || ix.retired.contains_decoded(&id, minted) {
             return Err(Error::AlreadyExists(id));
         }
         let now = self.now();
@@ -71,6 +74,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
     }
 
     fn unregister(&self, id: &WorkerId, reason: TerminationReason) -> Result<Worker> {
+        let minted = id.minted_counter();
         let mut shard = self.shard(id).write();
         let (mut rec, last_heartbeat, last_of_class) =
             shard.remove(id).ok_or_else(|| not_found(id))?;
@@ -78,7 +82,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         let now = self.now();
         ix.forget(*id, &mut rec);
         // Registered, so not retired (register and restore refuse retired ids).
-        ix.retired.insert_new(*id);
+        ix.retired.insert_new_decoded(*id, minted);
         if let Some(job) = &rec.current_job {
             self.bus.publish(now, || EventKind::JobLost {
                 worker_id: *id,
