@@ -416,6 +416,16 @@ fn bench_tick(c: &mut Criterion, fx: &mut Fixture) {
         fx.lib.roll();
         black_box(manager.tick(0));
     }
+    // What the tick meets besides the health check: terminal records and queued destroys.
+    let by_state = fx.lib.reg.stats().expect("stats").by_state;
+    eprintln!(
+        "tick_0pct {}: {} Terminating + {} Terminated records, {} queued destroys, {} busy",
+        fx.label,
+        by_state.terminating,
+        by_state.terminated,
+        manager.pending_destroys().len(),
+        by_state.busy
+    );
     let mut g = group(c, "tick_0pct", fx);
     let label = fx.label.clone();
     let lib = &fx.lib;
