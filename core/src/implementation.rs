@@ -129,6 +129,8 @@
 //! The queue lives in the manager, not the registry, so a restart or a new leader rebuilds it
 //! from the registry: every `Terminating`/`Terminated` record that nobody destroys is adopted
 //! (checked in O(1) by comparing the registry's count of terminal records with the queue's
-//! size). A record the host unregistered meanwhile ends its entry (the host took the instance
+//! size; while the queue is not empty, once per health-check interval the registry's terminal
+//! ids — `terminal_ids`, no snapshot — are compared with the queue, which finds a record a
+//! stale entry hides: every id queued and as many ids as entries means the same set). A record the host unregistered meanwhile ends its entry (the host took the instance
 //! over); a registry that cannot answer keeps the entry for later rather than forget an
 //! instance. Hence the promise: no leaked instances.

@@ -84,6 +84,19 @@ pub trait WorkerRegistry: Send + Sync + fmt::Debug {
         self.find(&WorkerFilter::new().provider_id(provider_id.clone()))
     }
 
+    /// The ids of the `Terminating`/`Terminated` records, in no particular order: what the
+    /// lifecycle manager compares with its destroy queue (periodically, while the queue is
+    /// not empty), so it needs no snapshot. The default takes the ids of
+    /// [`find`](Self::find)'s answer; the in-memory registry copies them from its index of
+    /// terminal records, O(terminal records), no record read.
+    fn terminal_ids(&self) -> Result<Vec<WorkerId>> {
+        Ok(self
+            .find(&WorkerFilter::new().states([WorkerState::Terminating, WorkerState::Terminated]))?
+            .into_iter()
+            .map(|w| w.id)
+            .collect())
+    }
+
     /// Moves a worker to `state` and returns the new snapshot. The same state is a no-op
     /// (no event). A move out of `Creating`/`Connecting` (other than to `Terminating`/
     /// `Terminated`) means the agent reported in, and counts as a heartbeat. Never makes the job moves `Ready -> Busy` (that is `assign`/`claim`) nor

@@ -22,12 +22,15 @@ use hodei_workers::*;
 type Hook = Box<dyn FnOnce(&dyn WorkerRegistry) + Send>;
 
 /// The hooks of a [`Racy`] registry: the host's move, run right after `find_for_termination`
-/// answers or right after `get` of one worker answers; and a count of the fleet scans.
+/// answers or right after `get` of one worker answers; and counts of the fleet scans, of the
+/// reads of the terminal ids and of the snapshots of one worker.
 #[derive(Default)]
 struct HostMoves {
     after_find_for_termination: Mutex<Option<Hook>>,
     after_get: Mutex<Option<(WorkerId, Hook)>>,
     finds: AtomicUsize,
+    terminal_ids: AtomicUsize,
+    gets: AtomicUsize,
 }
 
 impl std::fmt::Debug for HostMoves {
@@ -38,9 +41,13 @@ impl std::fmt::Debug for HostMoves {
 
 impl Hooks for HostMoves {
     fn before(&self, call: Call<'_>, _inner: &dyn WorkerRegistry) -> Result<()> {
-        if matches!(call, Call::Find(_)) {
-            self.finds.fetch_add(1, Ordering::SeqCst);
-        }
+        let counter = match call {
+            Call::Find(_) => &self.finds,
+            Call::TerminalIds => &self.terminal_ids,
+            Call::Get(_) => &self.gets,
+            _ => return Ok(()),
+        };
+        counter.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 
@@ -92,6 +99,16 @@ impl Racy {
     /// Scans of the fleet so far.
     fn finds(&self) -> usize {
         self.moves.finds.load(Ordering::SeqCst)
+    }
+
+    /// Reads of the terminal ids so far.
+    fn terminal_id_reads(&self) -> usize {
+        self.moves.terminal_ids.load(Ordering::SeqCst)
+    }
+
+    /// Snapshots of one worker (`get`) so far.
+    fn gets(&self) -> usize {
+        self.moves.gets.load(Ordering::SeqCst)
     }
 }
 
@@ -238,7 +255,7 @@ fn terminating_records_restored_from_a_snapshot_are_destroyed_by_the_first_tick(
 }
 
 #[test]
-fn a_tick_looks_terminal_records_up_only_when_some_are_not_queued() {
+fn a_tick_reads_the_terminal_ids_only_when_some_are_not_queued_or_once_per_interval() {
     let f = RacyFixture::new(WorkerLifecycleConfig {
         max_workers: 50,
         ..config()
@@ -253,7 +270,7 @@ fn a_tick_looks_terminal_records_up_only_when_some_are_not_queued() {
         f.clock.advance(secs(1));
         f.manager.tick(0);
     }
-    assert_eq!(f.racy.finds(), 0, "no terminal record: no scan");
+    assert_eq!(f.racy.terminal_id_reads(), 0, "no terminal record: no look");
 
     // One worker whose destroy keeps failing: queued, so the ticks do not look it up again.
     f.provider
@@ -268,12 +285,12 @@ fn a_tick_looks_terminal_records_up_only_when_some_are_not_queued() {
         f.manager.tick(0);
     }
     assert_eq!(
-        f.racy.finds(),
+        f.racy.terminal_id_reads(),
         1,
-        "queued: one periodic look-up per health_check_interval, no more"
+        "queued: one periodic comparison per health_check_interval, no more"
     );
 
-    // The host moves one itself: one look-up, and it is destroyed in that tick.
+    // The host moves one itself: one look, and it is destroyed in that tick.
     f.provider.destroys.lock().clear();
     f.racy
         .update_state(&ids[1], WorkerState::Terminating)
@@ -281,7 +298,82 @@ fn a_tick_looks_terminal_records_up_only_when_some_are_not_queued() {
     f.clock.advance(secs(1));
     let r = f.manager.tick(0);
     assert!(r.terminated.iter().any(|t| t.worker_id == ids[1]), "{r:?}");
-    assert_eq!(f.racy.finds(), 2);
+    assert_eq!(f.racy.terminal_id_reads(), 2);
+    assert_eq!(f.racy.finds(), 0, "ids, never a scan of snapshots");
+}
+
+#[test]
+fn the_periodic_check_of_a_destroy_backlog_reads_no_record_yet_finds_a_record_a_stale_entry_hides()
+{
+    let f = RacyFixture::new(WorkerLifecycleConfig {
+        max_workers: 50,
+        // No retry during the test: the only reads of a record are the check's.
+        destroy_retry_initial: secs(600),
+        destroy_retry_max: secs(600),
+        ..config()
+    });
+    let ids: Vec<WorkerId> = (0..10)
+        .map(|_| f.provision_with(WorkerSpec::new("img")))
+        .collect();
+    for id in &ids {
+        f.racy.update_state(id, WorkerState::Ready).unwrap();
+    }
+    // A backlog: five destroys failing, queued for a retry in 600 s.
+    f.provider
+        .script_destroys((0..5).map(|_| DestroyStep::Fail("cloud down")));
+    for id in &ids[..5] {
+        let r = f
+            .manager
+            .terminate_worker(id, TerminationReason::Requested)
+            .unwrap();
+        assert_eq!(r.failed.len(), 1);
+    }
+    let gets = f.racy.gets();
+    // Three health-check intervals (30 s each) of one tick a second.
+    for _ in 0..90 {
+        f.clock.advance(secs(1));
+        let r = f.manager.tick(0);
+        assert!(r.terminated.is_empty() && r.failed.is_empty(), "{r:?}");
+    }
+    assert_eq!(f.racy.terminal_id_reads(), 3, "once per interval");
+    assert_eq!(
+        (f.racy.finds(), f.racy.gets() - gets),
+        (0, 0),
+        "the queue holds exactly the terminal records: no snapshot"
+    );
+
+    // The host takes ids[0] over (its entry goes stale) and moves ids[5] to Terminating: five
+    // terminal records, five entries — the counts balance and hide ids[5].
+    f.racy
+        .inner()
+        .unregister(&ids[0], TerminationReason::Requested)
+        .unwrap();
+    f.racy
+        .inner()
+        .update_state(&ids[5], WorkerState::Terminating)
+        .unwrap();
+    let mut destroyed_after = None;
+    for tick in 1..=30 {
+        f.clock.advance(secs(1));
+        let r = f.manager.tick(0);
+        if r.terminated.iter().any(|t| t.worker_id == ids[5]) {
+            destroyed_after = Some(tick);
+            break;
+        }
+    }
+    // The comparison of ids found both: within one interval.
+    assert!(destroyed_after.is_some(), "hidden for a whole interval");
+    assert_eq!(f.racy.terminal_id_reads(), 4);
+    assert_eq!(f.racy.finds(), 0);
+    assert_eq!(
+        f.manager
+            .pending_destroys()
+            .into_iter()
+            .map(|(id, ..)| id)
+            .collect::<std::collections::BTreeSet<_>>(),
+        ids[1..5].iter().copied().collect(),
+        "the stale entry went, the backlog stays"
+    );
 }
 
 #[test]

@@ -656,6 +656,15 @@ fn run(ops: &[Op]) -> std::result::Result<(), TestCaseError> {
             registry.stats().unwrap(),
             WorkerRegistryStats::recount(&all)
         );
+        // The terminal ids: each terminal record once, no other.
+        let mut terminal_ids = registry.terminal_ids().unwrap();
+        terminal_ids.sort();
+        let expected_terminal: Vec<WorkerId> = all_sorted
+            .iter()
+            .filter(|w| w.state.is_terminal())
+            .map(|w| w.id)
+            .collect();
+        prop_assert_eq!(terminal_ids, expected_terminal, "{}", ctx());
         let by_job: BTreeMap<&JobId, WorkerId> = all
             .iter()
             .filter_map(|w| w.current_job.as_ref().map(|j| (j, w.id)))

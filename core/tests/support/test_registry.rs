@@ -20,6 +20,8 @@ pub enum Call<'a> {
     /// `find` (with its filter), `find_available` and `find_by_provider` (`None`): a scan of
     /// the fleet.
     Find(Option<&'a WorkerFilter>),
+    /// `terminal_ids`: the ids of the terminal records, no snapshot.
+    TerminalIds,
     UpdateState(&'a WorkerId, WorkerState),
     TransitionIf(&'a WorkerId, WorkerState),
     Heartbeat(&'a WorkerId),
@@ -78,8 +80,8 @@ impl Hooks for Plain {}
 /// passes where a `&dyn WorkerRegistry` is asked for (an `Arc<dyn WorkerRegistry>` does not:
 /// the unsizing coercion is tried before deref).
 ///
-/// Every required method and `find_available`, `find_by_provider`, `heartbeat_many` forward
-/// to the backend (through the hooks): a backend's own implementation is what is tested.
+/// Every required method and `find_available`, `find_by_provider`, `terminal_ids`,
+/// `heartbeat_many` forward to the backend (through the hooks): a backend's own implementation is what is tested.
 /// `count_unhealthy`, `lease` and the metrics reads keep the trait's default bodies (so
 /// `count_unhealthy` goes through `find_unhealthy` and its hooks; a manager on a test
 /// registry needs no lease).
@@ -187,6 +189,9 @@ impl WorkerRegistry for TestRegistry {
     }
     fn find_by_provider(&self, provider_id: &ProviderId) -> Result<Vec<Worker>> {
         self.call(Call::Find(None), |r| r.find_by_provider(provider_id))
+    }
+    fn terminal_ids(&self) -> Result<Vec<WorkerId>> {
+        self.call(Call::TerminalIds, |r| r.terminal_ids())
     }
     fn update_state(&self, id: &WorkerId, state: WorkerState) -> Result<Worker> {
         self.call(Call::UpdateState(id, state), |r| r.update_state(id, state))

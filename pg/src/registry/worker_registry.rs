@@ -13,8 +13,8 @@ use hodei_workers::{
 };
 
 use super::change::{event_texts, not_found, INSERT_EVENTS};
-use super::PostgresWorkerRegistry;
-use crate::sql::{conditions, db_ts, param, refs, Params, FROM_WORKERS, W_COLS};
+use super::{Fail, PostgresWorkerRegistry};
+use crate::sql::{conditions, db_ts, param, refs, st, Params, FROM_WORKERS, W_COLS};
 
 static GET: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {W_COLS} FROM workers w WHERE w.id = $1"));
@@ -98,6 +98,25 @@ impl WorkerRegistry for PostgresWorkerRegistry {
             let stmt = conn.prepare(&sql)?;
             let rows = conn.client.query(&stmt, &refs(&params))?;
             rows.iter().map(|r| specs.worker(r)).collect()
+        })
+    }
+
+    fn terminal_ids(&self) -> Result<Vec<WorkerId>> {
+        let states = vec![st(WorkerState::Terminating), st(WorkerState::Terminated)];
+        self.run("reading the terminal ids", |conn| {
+            // The ids alone: no join, no row decoded into a worker.
+            let stmt = conn.prepare("SELECT id FROM workers WHERE state = ANY($1)")?;
+            let rows = conn.client.query(&stmt, &[&states])?;
+            rows.iter()
+                .map(|r| {
+                    let id: uuid::Uuid = r.get(0);
+                    WorkerId::from_bytes(*id.as_bytes()).map_err(|e| {
+                        Fail::Domain(hodei_workers::Error::Backend(format!(
+                            "unreadable registry row: {e}"
+                        )))
+                    })
+                })
+                .collect()
         })
     }
 

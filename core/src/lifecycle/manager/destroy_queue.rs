@@ -2,15 +2,13 @@
 //! retry schedule of failed destroys — and the manager's side of it (provider destroy outside
 //! every lock, then unregister).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::clock::{millis, Timestamp};
 use crate::error::{Error, Result};
 use crate::events::EventKind;
-use crate::filter::WorkerFilter;
 use crate::ids::WorkerId;
-use crate::state::WorkerState;
 use crate::worker::{TerminationReason, Worker, WorkerHandle};
 
 use super::super::config::backoff_delay;
@@ -34,15 +32,23 @@ pub(super) struct DestroyEntry {
 /// [`fail`](Self::fail), [`postpone`](Self::postpone) or [`remove`](Self::remove)).
 ///
 /// Plain data behind the manager's mutex: every method is a few map operations, no call out.
+///
+/// Hashed with foldhash: the periodic comparison with the registry's terminal records looks
+/// every terminal id up here.
 #[derive(Debug, Default)]
 pub(super) struct DestroyQueue {
-    entries: HashMap<WorkerId, DestroyEntry>,
+    entries: HashMap<WorkerId, DestroyEntry, foldhash::fast::RandomState>,
 }
 
 impl DestroyQueue {
     /// Queued workers (including those being destroyed right now).
     pub(super) fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Whether `id` is queued (being destroyed or not).
+    pub(super) fn contains(&self, id: &WorkerId) -> bool {
+        self.entries.contains_key(id)
     }
 
     /// Queues `id` for destruction due `now`, unless it is queued already (then its entry, with
@@ -154,11 +160,11 @@ impl DestroyQueue {
         }
     }
 
-    /// Entries not in `known` that nobody is destroying right now.
-    pub(super) fn idle_outside(&self, known: &HashSet<WorkerId>) -> Vec<WorkerId> {
+    /// Entries that are not `known` and that nobody is destroying right now.
+    pub(super) fn idle_outside(&self, known: impl Fn(&WorkerId) -> bool) -> Vec<WorkerId> {
         self.entries
             .iter()
-            .filter(|(id, e)| !e.in_progress && !known.contains(id))
+            .filter(|(id, e)| !e.in_progress && !known(id))
             .map(|(id, _)| *id)
             .collect()
     }
@@ -194,12 +200,20 @@ impl WorkerLifecycleManager {
     /// queued.
     ///
     /// Cost: O(1) in the fleet size when the registry's count of terminal records equals the
-    /// queue's size — the usual case, none at all — and one look-up of the terminal records
-    /// otherwise, which queues them within this call. The look-up also drops the entries
-    /// whose record the host unregistered meanwhile, so that the counts agree again. With an
-    /// empty queue the count is exact. With a non-empty one, one such stale entry could hide one
-    /// unqueued record (the counts balance): so while the queue is not empty the look-up also
-    /// runs once per `health_check_interval`, which bounds that case.
+    /// queue's size — the usual case, none at all. Otherwise the ids of the terminal records
+    /// ([`WorkerRegistry::terminal_ids`](crate::WorkerRegistry::terminal_ids): no snapshot)
+    /// are compared with the queue; each record not queued is read (`get`) and queued within
+    /// this call, and, unless the two sets are equal, each idle entry whose id is not among
+    /// them is read too and dropped when its record is gone (unregistered by the host
+    /// meanwhile), so that the counts agree again.
+    ///
+    /// With an empty queue the count is exact. With a non-empty one, one such stale entry could
+    /// hide one unqueued record (the counts balance): so while the queue is not empty the ids
+    /// are also compared once per `health_check_interval`, which queues a record hidden so
+    /// within one interval. That comparison reads O(terminal records) ids and looks each up in
+    /// the queue, never a record while the queue holds exactly the terminal records (every
+    /// terminal id queued and as many entries as ids: the same set) — the steady state of a
+    /// backlog of failing destroys.
     pub(super) fn adopt_terminal(&self, now: Timestamp) -> Result<Vec<WorkerId>> {
         let counts = self.registry.stats()?.by_state;
         let terminal = counts.terminating + counts.terminated;
@@ -214,24 +228,44 @@ impl WorkerLifecycleManager {
             return Ok(Vec::new());
         }
         self.schedule.lock().last_terminal_sweep = Some(now);
-        let records = self.registry.find(
-            &WorkerFilter::new().states([WorkerState::Terminating, WorkerState::Terminated]),
-        )?;
-        let known: HashSet<WorkerId> = records.iter().map(|w| w.id).collect();
+        let ids = self.registry.terminal_ids()?;
+        let (unqueued, same_set) = {
+            let queue = self.destroys.lock();
+            let unqueued: Vec<WorkerId> = ids
+                .iter()
+                .filter(|id| !queue.contains(id))
+                .copied()
+                .collect();
+            // Every id queued, as many ids as entries (the ids are distinct): no entry is
+            // left over, so none can be stale.
+            let same_set = unqueued.is_empty() && ids.len() == queue.len();
+            (unqueued, same_set)
+        };
         let mut adopted = Vec::new();
-        {
-            let mut queue = self.destroys.lock();
-            for w in &records {
-                if queue.queue(w.id, &w.handle, TerminationReason::Requested, now) {
-                    adopted.push(w.id);
-                }
+        for id in unqueued {
+            // Read now: it may have been destroyed (or unregistered) since the ids were.
+            let Some(w) = self.registry.get(&id)? else {
+                continue;
+            };
+            if w.state.is_terminal()
+                && self
+                    .destroys
+                    .lock()
+                    .queue(w.id, &w.handle, TerminationReason::Requested, now)
+            {
+                adopted.push(w.id);
             }
         }
-        let maybe_stale = self.destroys.lock().idle_outside(&known);
-        for id in maybe_stale {
-            // Confirmed gone (unregistered by the host), not merely queued after the look-up.
-            if let Ok(None) = self.registry.get(&id) {
-                self.destroys.lock().withdraw(&id);
+        if !same_set {
+            let known: std::collections::HashSet<WorkerId, foldhash::fast::RandomState> =
+                ids.into_iter().collect();
+            let maybe_stale = self.destroys.lock().idle_outside(|id| known.contains(id));
+            for id in maybe_stale {
+                // Confirmed gone (unregistered by the host), not merely queued after the ids
+                // were read.
+                if let Ok(None) = self.registry.get(&id) {
+                    self.destroys.lock().withdraw(&id);
+                }
             }
         }
         Ok(adopted)
@@ -438,15 +472,14 @@ mod tests {
         q.queue(b, &handle("b"), TerminationReason::Unhealthy, 0);
         let (picked, _) = q.pick_due(Some(&[a]), 0, &mut Budget::unlimited());
         assert_eq!(picked.len(), 1);
-        let known: HashSet<WorkerId> = HashSet::new();
-        assert_eq!(q.idle_outside(&known), vec![b], "a is being destroyed");
+        assert_eq!(q.idle_outside(|_| false), vec![b], "a is being destroyed");
         assert!(!q.withdraw(&a), "its destroy decides");
         assert!(q.withdraw(&b));
         assert!(q.withdraw(&WorkerId::new()), "not queued: nothing to keep");
         assert_eq!(q.len(), 1);
-        let known: HashSet<WorkerId> = [a].into_iter().collect();
         q.postpone(&a, 5);
-        assert!(q.idle_outside(&known).is_empty());
+        assert!(q.idle_outside(|id| *id == a).is_empty());
+        assert!(q.contains(&a) && !q.contains(&b));
     }
 
     #[test]

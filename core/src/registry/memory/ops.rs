@@ -141,6 +141,11 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         Ok(out)
     }
 
+    fn terminal_ids(&self) -> Result<Vec<WorkerId>> {
+        // The index of terminal records: ids only, no record read.
+        Ok(self.indexes.lock().terminal.iter().copied().collect())
+    }
+
     fn update_state(&self, id: &WorkerId, to: WorkerState) -> Result<Worker> {
         let moved = self.move_state(id, None, to)?;
         Ok(moved.expect("no guard: the move applies or fails").worker)
