@@ -12,16 +12,36 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 
-/// A worker's identity: a random UUID v4. Its text form is lowercase hyphenated.
+/// A worker's identity: a UUID v4 (random, or [`WorkerId::new`]'s keyed permutation of a
+/// counter, which looks random). Its text form is lowercase hyphenated.
 ///
 /// Ids are never reused, so a stale reference to a removed worker fails with `NotFound`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WorkerId(Uuid);
 
 impl WorkerId {
-    /// A fresh random id.
+    /// A fresh random-looking id, never repeated within this process.
+    ///
+    /// A UUID v4 whose 122 random bits are a keyed pseudo-random permutation of a
+    /// per-process counter (the key drawn from the system's random source once per process):
+    /// a registry recognises the ids of its own process and keeps its retired ones in a
+    /// bitmap by counter instead of a hash filter (see `mint.rs`). Ids from anywhere else
+    /// are just as valid.
     pub fn new() -> Self {
-        WorkerId(Uuid::new_v4())
+        WorkerId(crate::mint::mint())
+    }
+
+    /// The counter this process minted the id from ([`WorkerId::new`]), if it decodes as one
+    /// of its own (a deterministic function of the id; see `mint.rs`).
+    #[inline]
+    pub(crate) fn minted_counter(&self) -> Option<u64> {
+        crate::mint::decode(&self.0)
+    }
+
+    /// The id this process mints from `counter` (below 2^61): the inverse of
+    /// [`minted_counter`](Self::minted_counter).
+    pub(crate) fn from_counter(counter: u64) -> WorkerId {
+        WorkerId(crate::mint::encode(counter))
     }
 
     /// Parses the hyphenated (or simple, or braced) UUID text form.

@@ -26,9 +26,12 @@
 //! entry dead, compacted when dead entries outnumber live ones — which is lifetime-deadline
 //! order; a reader keeps a place's record only if its birth ticket is the entry's, so a reused
 //! slot is never taken for the old worker. The mutex also holds the startup queue (the same
-//! kind), who holds each job, the drained and terminal sets, and the retired ids
-//! (`registry/retired.rs`: retirement-order blocks behind a fingerprint filter, so that
-//! `register`'s check of a fresh id reads ~4 MB, not a 32 MB table).
+//! kind), who holds each job, the drained and terminal sets, the counts by provider, type
+//! and pool (numbered slots each class takes once, `registry/stats.rs`), and the retired ids
+//! (`registry/retired.rs`: retirement-order blocks; the ids this process minted
+//! (`WorkerId::new`, a keyed permutation of a counter, `mint.rs`) in a bitmap by counter, any
+//! other id behind a fingerprint filter, so that `register`'s check of a fresh id reads one
+//! bit or ~4 MB, not a 32 MB table).
 //!
 //! # Lock order
 //!

@@ -396,6 +396,7 @@ mod ids;
 pub mod implementation;
 mod lifecycle;
 pub mod metrics;
+mod mint;
 mod registry;
 #[cfg(feature = "sim")]
 pub mod sim;

@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 
-use super::stats::pool_of;
+use super::stats::{pool_of, Tallies, TallySlots};
 use crate::clock::Timestamp;
 use crate::ids::{ProviderId, WorkerId};
 use crate::worker::{ProviderType, WorkerHandle, WorkerSpec};
@@ -29,47 +29,35 @@ pub(super) type Place = (Timestamp, u64, u32);
 /// The top bit of a ticket marks a removed entry (tickets count from 0 and never reach it).
 const DEAD: u64 = 1 << 63;
 
-/// One entry of a [`Queue`]: 20 bytes (the 64-bit fields as two halves, so that the entry
-/// aligns to 4 and carries no padding).
+/// One entry of a [`Queue`]: 20 bytes (packed to an alignment of 4, so that it carries no
+/// padding). Scalar fields, not `[u32; 2]` halves: an entry made of halves was assembled on
+/// the stack with 4-byte stores and copied into the queue with a 16-byte load, which the CPU
+/// cannot forward from those stores (a stall on every `register`, measured at 5% of
+/// register + unregister); scalars are stored straight into the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, packed(4))]
 struct Entry {
-    at: [u32; 2],
+    at: u64,
     /// The ticket, with [`DEAD`] set once removed (a removal in the middle keeps the order).
-    ticket: [u32; 2],
+    ticket: u64,
     place: u32,
-}
-
-fn join(halves: [u32; 2]) -> u64 {
-    (u64::from(halves[0]) << 32) | u64::from(halves[1])
-}
-
-fn split(x: u64) -> [u32; 2] {
-    [(x >> 32) as u32, x as u32]
 }
 
 impl Entry {
     fn new(at: Timestamp, ticket: u64, place: u32) -> Entry {
-        Entry {
-            at: split(at),
-            ticket: split(ticket),
-            place,
-        }
-    }
-
-    fn at(&self) -> Timestamp {
-        join(self.at)
+        Entry { at, ticket, place }
     }
 
     fn key(&self) -> (Timestamp, u64) {
-        (self.at(), join(self.ticket) & !DEAD)
+        (self.at, self.ticket & !DEAD)
     }
 
     fn live(&self) -> bool {
-        join(self.ticket) & DEAD == 0
+        self.ticket & DEAD == 0
     }
 
     fn kill(&mut self) {
-        self.ticket = split(join(self.ticket) | DEAD);
+        self.ticket |= DEAD;
     }
 
     #[cfg(test)]
@@ -115,7 +103,15 @@ impl Queue {
                 let pos = self.entries.partition_point(|e| e.key() < (at, ticket));
                 self.entries.insert(pos, entry);
             }
-            _ => self.entries.push_back(entry),
+            _ => {
+                // Written in place, field by field: a pushed value is copied from the stack
+                // with a load wider than the stores that made it (see [`Entry`]).
+                self.entries.push_back(Entry::new(0, 0, 0));
+                let back = self.entries.back_mut().expect("just pushed");
+                back.at = at;
+                back.ticket = ticket;
+                back.place = place;
+            }
         }
     }
 
@@ -368,9 +364,9 @@ pub(super) struct Class {
     /// Members whose lifetime is tracked (`Creating`, `Connecting`, `Ready`, `Busy`) by
     /// `created_at`: the oldest end has the nearest lifetime deadline.
     pub living: Queue,
-    /// The spec's pool (its `POOL_LABEL`), read once here rather than from the labels on every
-    /// state change of a member (the counters by pool are kept on the claim path).
-    pool: Option<Box<str>>,
+    /// Its slots in the counts by provider, type and pool (its spec's `POOL_LABEL`), taken
+    /// once here rather than looked up by key on every change of a member's state.
+    pub tally: TallySlots,
 }
 
 /// What makes a class: the interned spec (by address), the provider id and type.
@@ -409,6 +405,8 @@ pub(super) struct Classes {
     specs: HashMap<u64, Vec<Interned>, foldhash::fast::RandomState>,
     hasher: foldhash::fast::RandomState,
     last: Option<LastJoin>,
+    /// The counts by provider, type and pool (the classes hold their slots).
+    pub tallies: Tallies,
 }
 
 impl Classes {
@@ -419,11 +417,13 @@ impl Classes {
             .expect("a record's class lives while it has members")
     }
 
-    /// The pool of the class numbered `class` (see [`pool_of`]).
-    pub fn pool(&self, class: u32) -> Option<&str> {
+    /// The tally slots of the class numbered `class`.
+    #[inline]
+    pub fn tally(&self, class: u32) -> TallySlots {
         self.slots[class as usize]
             .as_ref()
-            .and_then(|c| c.pool.as_deref())
+            .expect("a record's class lives while it has members")
+            .tally
     }
 
     /// Every class.
@@ -489,40 +489,41 @@ impl Classes {
             .is_some_and(|l| Arc::ptr_eq(&l.given, spec))
     }
 
-    /// Joins a new member with `handle` and `spec` to its class: returns the class number and
-    /// the shared spec the record must keep.
-    pub fn join(
-        &mut self,
-        handle: &Arc<WorkerHandle>,
-        spec: Arc<WorkerSpec>,
-    ) -> (u32, Arc<WorkerSpec>) {
+    /// Joins a new member with `handle` and `spec` to its class: returns the class number
+    /// (its shared spec, which the record's shard keeps, is [`spec`](Self::spec)).
+    pub fn join(&mut self, handle: &Arc<WorkerHandle>, spec: Arc<WorkerSpec>) -> u32 {
         if let Some(last) = &self.last {
             if Arc::ptr_eq(&last.given, &spec)
                 && last.provider_id == handle.provider_id
                 && last.provider_type == handle.provider_type
             {
+                // No clone of the spec here: `register` reads it by reference (each count of a
+                // shared `Arc` is an atomic on one line every registration writes).
                 let class = last.class;
-                let c = self.get_mut(class);
-                c.members += 1;
-                return (class, Arc::clone(&c.spec));
+                self.get_mut(class).members += 1;
+                return class;
             }
         }
         let given = Arc::clone(&spec);
-        let (class, spec) = self.join_slow(handle, spec);
+        let class = self.join_slow(handle, spec);
         self.last = Some(LastJoin {
             given,
             provider_id: handle.provider_id.clone(),
             provider_type: handle.provider_type.clone(),
             class,
         });
-        (class, spec)
+        class
     }
 
-    fn join_slow(
-        &mut self,
-        handle: &Arc<WorkerHandle>,
-        spec: Arc<WorkerSpec>,
-    ) -> (u32, Arc<WorkerSpec>) {
+    /// The shared spec of the class numbered `class`.
+    pub fn spec(&self, class: u32) -> &Arc<WorkerSpec> {
+        &self.slots[class as usize]
+            .as_ref()
+            .expect("a record's class lives while it has members")
+            .spec
+    }
+
+    fn join_slow(&mut self, handle: &Arc<WorkerHandle>, spec: Arc<WorkerSpec>) -> u32 {
         let (spec, spec_hash) = self.intern(spec);
         let key = ClassKey {
             spec: Arc::as_ptr(&spec) as usize,
@@ -531,11 +532,13 @@ impl Classes {
         };
         if let Some(&class) = self.by_key.get(&key) {
             self.get_mut(class).members += 1;
-            return (class, spec);
+            return class;
         }
         self.use_spec(&spec, spec_hash);
         let class = Class {
-            pool: pool_of(&spec).map(Box::from),
+            tally: self
+                .tallies
+                .acquire(&handle.provider_id, &handle.provider_type, pool_of(&spec)),
             spec: Arc::clone(&spec),
             handle: Arc::clone(handle),
             spec_hash,
@@ -554,7 +557,7 @@ impl Classes {
             }
         };
         self.by_key.insert(key, number);
-        (number, spec)
+        number
     }
 
     /// A member of `class` leaves the registry (its queue entries are already gone); the
@@ -576,6 +579,7 @@ impl Classes {
             provider_type: c.handle.provider_type.clone(),
         });
         self.free.push(class);
+        self.tallies.release(c.tally);
         self.release_spec(&c.spec, c.spec_hash);
     }
 
@@ -768,10 +772,10 @@ mod tests {
             ProviderType::Docker,
             "c",
         ));
-        let (a, spec_a) = classes.join(&handle, Arc::new(WorkerSpec::new("img")));
-        let (b, spec_b) = classes.join(&handle, Arc::new(WorkerSpec::new("img")));
-        let (c, _) = classes.join(&handle, Arc::new(WorkerSpec::new("other")));
-        assert!(Arc::ptr_eq(&spec_a, &spec_b));
+        let a = classes.join(&handle, Arc::new(WorkerSpec::new("img")));
+        let b = classes.join(&handle, Arc::new(WorkerSpec::new("img")));
+        let c = classes.join(&handle, Arc::new(WorkerSpec::new("other")));
+        assert!(Arc::ptr_eq(classes.spec(a), classes.spec(b)));
         assert_eq!(a, b);
         assert_ne!(a, c);
         classes.leave(a);

@@ -102,11 +102,21 @@ impl<V: Copy + Default> IdTable<V> {
     }
 
     /// Sets the value of `id` (never the nil id); returns the previous value.
+    #[cfg(test)]
     pub fn insert(&mut self, id: WorkerId, value: V) -> Option<V> {
         debug_assert!(id != EMPTY, "the nil id is never a worker");
         if let Some(i) = self.find(&id) {
             return Some(std::mem::replace(&mut self.entries[i].1, value));
         }
+        self.insert_new(id, value);
+        None
+    }
+
+    /// Adds `id` (never the nil id), which the caller knows is absent (`register` asked
+    /// under the same lock): saves the look-up of [`insert`](Self::insert).
+    pub fn insert_new(&mut self, id: WorkerId, value: V) {
+        debug_assert!(id != EMPTY, "the nil id is never a worker");
+        debug_assert!(self.find(&id).is_none(), "{id} is present");
         if (self.len + 1) * 4 > self.entries.len() * 3 {
             self.grow();
         }
@@ -116,7 +126,6 @@ impl<V: Copy + Default> IdTable<V> {
         }
         self.entries[i] = (id, value);
         self.len += 1;
-        None
     }
 
     /// Grows by half (load 3/4 -> 1/2), and re-files every entry.

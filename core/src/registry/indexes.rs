@@ -15,7 +15,7 @@ use super::classes::{Classes, Queue};
 use super::retired::RetiredIds;
 use crate::clock::Timestamp;
 use crate::ids::{JobId, WorkerId};
-use crate::registry::stats::WorkerRegistryStats;
+use crate::registry::stats::{Totals, WorkerRegistryStats};
 use crate::state::WorkerState;
 use crate::worker::{Worker, WorkerHandle, WorkerSpec};
 
@@ -121,6 +121,24 @@ impl Record {
         }
     }
 
+    /// The snapshot of this record, which leaves the registry (its handle and job move).
+    pub fn into_worker(self, last_heartbeat: Timestamp, spec: Arc<WorkerSpec>) -> Worker {
+        let idle_since = self.idle_since();
+        Worker {
+            id: self.id(),
+            handle: self.handle,
+            spec,
+            state: self.state,
+            current_job: self.current_job,
+            jobs_executed: self.jobs_executed,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            state_changed_at: self.state_changed_at,
+            last_heartbeat,
+            idle_since,
+        }
+    }
+
     pub fn membership(&self) -> Membership {
         Membership::of(self.state, self.current_job.is_some())
     }
@@ -182,7 +200,8 @@ impl Membership {
 /// then the event bus.
 #[derive(Debug, Default)]
 pub(super) struct Indexes {
-    pub stats: WorkerRegistryStats,
+    /// Total and per state; per provider, type and pool in `classes.tallies`.
+    pub stats: Totals,
     /// The classes (spec and provider) with their ready and lifetime queues: the ready
     /// index of `claim` and `longest_idle`, the idle and lifetime deadlines.
     pub classes: Classes,
@@ -293,12 +312,25 @@ impl Indexes {
 
     /// Counts a record that joins the registry (its class is joined already).
     pub fn count_new(&mut self, rec: &Record) {
-        self.stats.add(
-            rec.state,
-            &rec.handle.provider_id,
-            &rec.handle.provider_type,
-            self.classes.pool(rec.class),
-        );
+        self.stats.total += 1;
+        *self.stats.by_state.slot(rec.state) += 1;
+        let tally = self.classes.tally(rec.class);
+        self.classes.tallies.add(tally, rec.state);
+    }
+
+    /// Counts a worker of `class` that moved from `from` to `to`.
+    pub fn count_move(&mut self, class: u32, from: WorkerState, to: WorkerState) {
+        *self.stats.by_state.slot(from) -= 1;
+        *self.stats.by_state.slot(to) += 1;
+        let tally = self.classes.tally(class);
+        self.classes.tallies.moved(tally, from, to);
+    }
+
+    /// The counts, as `stats()` reports them: O(providers + types + pools).
+    pub fn stats(&self) -> WorkerRegistryStats {
+        self.classes
+            .tallies
+            .stats(self.stats.total, self.stats.by_state)
     }
 
     /// Removes every trace of a record that leaves the registry.
@@ -308,12 +340,10 @@ impl Indexes {
         if let Some(job) = &rec.current_job {
             self.jobs.remove(job);
         }
-        self.stats.remove(
-            rec.state,
-            &rec.handle.provider_id,
-            &rec.handle.provider_type,
-            self.classes.pool(rec.class),
-        );
+        self.stats.total -= 1;
+        *self.stats.by_state.slot(rec.state) -= 1;
+        let tally = self.classes.tally(rec.class);
+        self.classes.tallies.remove(tally, rec.state);
         self.classes.leave(rec.class);
     }
 }

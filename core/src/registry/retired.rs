@@ -24,11 +24,25 @@
 //!   a lower limit leaves it at most 1/8 full, and is rebuilt bigger in the (vanishingly rare)
 //!   case that an insertion finds no room after its relocations.
 //!
-//! Memory: 16 bytes an id in the blocks, 4 to 8 in their position tables, 4 to 8 in the filter
-//! (about 25 bytes an id at the default limit; at most ~40), plus at most one block of ids
-//! already forgotten.
+//! - **This process's own ids in a bitmap by counter**: an id [`WorkerId::new`] minted decodes
+//!   to its counter (`crate::mint`), and such ids skip the filter and the position tables: a
+//!   bit per counter in a window of at most `limit / 2` bytes (about 4 counters an id
+//!   remembered, at most 64 KiW), which the minting order keeps dense — `unregister` sets a
+//!   bit near the newest counters and forgetting clears one near the oldest, each in a few hot
+//!   cache lines, and `register` asks one bit (a fresh id is usually above every word). When
+//!   a newer counter slides the window on, the counters it leaves below are moved to an exact
+//!   hash set (`below`), as is a counter filed below the window (a worker that lived through
+//!   more mints than the window spans). Exact: each decodable id's counter is filed in exactly
+//!   one of the two, chosen by the window's base, which only ever moves up; an id that does
+//!   not decode takes the filter path. The blocks keep every id, in order, for forgetting and
+//!   snapshots.
+//!
+//! Memory: 16 bytes an id in the blocks; for an id of another origin 4 to 8 in their position
+//! tables and 4 to 8 in the filter (about 25 bytes an id at the default limit; at most ~40);
+//! for a minted id at most half a byte in the bitmap, or ~18 bytes in `below`; plus at most
+//! one block of ids already forgotten.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::hash::BuildHasher;
 
@@ -55,6 +69,8 @@ pub(super) struct RetiredIds {
     filter: Filter,
     /// Ids remembered (those of the blocks, less the oldest block's `start`).
     len: usize,
+    /// Of those, the ids not minted here: the filter's (and the pending batch's).
+    filtered: usize,
     limit: usize,
     hasher: foldhash::fast::RandomState,
     /// Fingerprint bits kept: all 16, except in tests that force false positives.
@@ -65,8 +81,11 @@ pub(super) struct RetiredIds {
     /// Hashes of forgotten ids whose fingerprints are still in the filter (at most
     /// [`BATCH`]): a filter "maybe" for them is settled "no" by the blocks.
     stale: Vec<u64>,
-    /// Ids appended since the last flush (so fewer than [`BATCH`] are not indexed).
+    /// Ids appended since the first one not indexed (0: every id is indexed or minted), so
+    /// fewer than [`BATCH`] are not indexed.
     since_flush: usize,
+    /// The remembered ids this process minted, by counter (see the module doc).
+    minted: MintedSet,
 }
 
 /// Fingerprints are added and removed in batches: the random reads of a batch overlap
@@ -90,24 +109,39 @@ impl Default for RetiredIds {
             blocks: VecDeque::new(),
             filter: Filter::with_buckets(MIN_BUCKETS),
             len: 0,
+            filtered: 0,
             limit: DEFAULT_RETIRED_ID_LIMIT,
             hasher: foldhash::fast::RandomState::default(),
             fp_mask: u16::MAX,
             pending: Vec::with_capacity(BATCH),
             stale: Vec::with_capacity(BATCH),
             since_flush: 0,
+            minted: MintedSet::new(DEFAULT_RETIRED_ID_LIMIT),
         }
     }
 }
 
 impl RetiredIds {
-    /// Whether `id` is among the last `limit` retired. Exact. Usually two reads of the
-    /// filter and a scan of the pending batch; the blocks only when either says maybe.
+    /// Whether `id` is among the last `limit` retired. Exact. An id this process minted: one
+    /// bit (or, below the window, a hash set). Another: usually two reads of the filter and a
+    /// scan of the pending batch; the blocks only when either says maybe.
     pub fn contains(&self, id: &WorkerId) -> bool {
+        self.contains_decoded(id, id.minted_counter())
+    }
+
+    /// [`contains`](Self::contains) of `id`, whose [`WorkerId::minted_counter`] the caller
+    /// computed (`register` does it before taking its locks: the permutation is a chain of
+    /// multiplies that then runs beside the lock and look-up work instead of after it).
+    #[inline]
+    pub fn contains_decoded(&self, id: &WorkerId, minted: Option<u64>) -> bool {
+        debug_assert_eq!(minted, id.minted_counter());
         if self.len == 0 {
             return false;
         }
-        self.contains_hashed(id, self.hash(id))
+        match minted {
+            Some(counter) => self.minted.contains(counter),
+            None => self.contains_hashed(id, self.hash(id)),
+        }
     }
 
     fn contains_hashed(&self, id: &WorkerId, h: u64) -> bool {
@@ -117,45 +151,95 @@ impl RetiredIds {
     /// Remembers `id` (once: an id already remembered keeps its place), forgetting the oldest
     /// retired id if the limit is reached. With a limit of 0 nothing is remembered.
     pub fn insert(&mut self, id: WorkerId) {
-        let h = self.hash(&id);
-        if !self.contains_hashed(&id, h) {
-            self.push(id, h);
+        match id.minted_counter() {
+            Some(counter) => {
+                if !self.minted.contains(counter) {
+                    self.push_minted(id, counter);
+                }
+            }
+            None => {
+                let h = self.hash(&id);
+                if !self.contains_hashed(&id, h) {
+                    self.push(id, h);
+                }
+            }
         }
     }
 
     /// Remembers `id`, which the caller knows is not remembered (`unregister`: a registered
     /// id is never among the retired, since `register` and `restore` refuse those). Saves the
     /// look-up of [`insert`](Self::insert).
+    #[cfg(test)]
     pub fn insert_new(&mut self, id: WorkerId) {
-        debug_assert!(!self.contains(&id), "{id} is retired already");
-        let h = self.hash(&id);
-        self.push(id, h);
+        self.insert_new_decoded(id, id.minted_counter());
     }
 
+    /// [`insert_new`](Self::insert_new) of `id`, whose [`WorkerId::minted_counter`] the
+    /// caller computed (see [`contains_decoded`](Self::contains_decoded)).
+    pub fn insert_new_decoded(&mut self, id: WorkerId, minted: Option<u64>) {
+        debug_assert_eq!(minted, id.minted_counter());
+        debug_assert!(!self.contains(&id), "{id} is retired already");
+        match minted {
+            Some(counter) => self.push_minted(id, counter),
+            None => {
+                let h = self.hash(&id);
+                self.push(id, h);
+            }
+        }
+    }
+
+    /// Appends an id of another origin (hash `h`): indexed and filtered in the next batch.
     fn push(&mut self, id: WorkerId, h: u64) {
-        if self.limit == 0 {
+        if !self.append(id, None) {
             return;
+        }
+        self.filtered += 1;
+        self.pending.push(h);
+        self.since_flush += 1;
+        if self.since_flush >= BATCH {
+            self.flush();
+        }
+    }
+
+    /// Appends a minted id (of `counter`): its bit, no hash, no filter.
+    fn push_minted(&mut self, id: WorkerId, counter: u64) {
+        if !self.append(id, Some(counter)) {
+            return;
+        }
+        self.minted.insert(counter);
+        if self.since_flush > 0 {
+            // Behind an id not indexed yet: the suffix not indexed stays one run.
+            self.since_flush += 1;
+            if self.since_flush >= BATCH {
+                self.flush();
+            }
+        }
+    }
+
+    /// Appends `id` (minted from `minted`, if it was) to the newest block after making room;
+    /// false with a limit of 0.
+    fn append(&mut self, id: WorkerId, minted: Option<u64>) -> bool {
+        if self.limit == 0 {
+            return false;
         }
         // Room first: the filter then never holds more than `limit` fingerprints, and a
         // registry at its limit never doubles the filter.
         while self.len >= self.limit {
             self.forget_oldest();
         }
+        // A minted id needs no position: counted as indexed unless ids before it wait.
+        let indexed = minted.is_some() && self.since_flush == 0;
         let block_cap = self.block_cap();
         match self.blocks.back_mut() {
-            Some(block) if block.ids.len() < block.cap => block.push(id),
+            Some(block) if block.ids.len() < block.cap => block.push(id, minted, indexed),
             _ => {
                 let mut block = Block::new(block_cap);
-                block.push(id);
+                block.push(id, minted, indexed);
                 self.blocks.push_back(block);
             }
         }
         self.len += 1;
-        self.pending.push(h);
-        self.since_flush += 1;
-        if self.since_flush >= BATCH {
-            self.flush();
-        }
+        true
     }
 
     /// Brings the filter up to date: the stale fingerprints out, the pending ones in
@@ -166,7 +250,7 @@ impl RetiredIds {
             let removed = self.filter.remove(h, self.fp_mask);
             debug_assert!(removed, "a forgotten id's fingerprint was in the filter");
         }
-        if self.len * 2 > self.filter.slots() {
+        if self.filtered * 2 > self.filter.slots() {
             self.rebuild(self.filter.buckets.len() * 2);
             return;
         }
@@ -183,11 +267,12 @@ impl RetiredIds {
     /// Sets the limit, forgetting the oldest ids beyond it at once.
     pub fn set_limit(&mut self, limit: usize) {
         self.limit = limit;
+        self.minted.set_span(limit);
         while self.len > self.limit {
             self.forget_oldest();
         }
-        if self.filter.slots() > 8 * MIN_BUCKETS * 4 && self.len * 8 <= self.filter.slots() {
-            self.rebuild(buckets_for(self.len));
+        if self.filter.slots() > 8 * MIN_BUCKETS * 4 && self.filtered * 8 <= self.filter.slots() {
+            self.rebuild(buckets_for(self.filtered));
         } else {
             self.flush();
         }
@@ -210,15 +295,15 @@ impl RetiredIds {
         let blocks: usize = self
             .blocks
             .iter()
-            .map(|b| b.ids.capacity() * size_of::<WorkerId>() + b.slots.len() * 2)
+            .map(|b| b.ids.capacity() * 16 + b.slots.len() * 2 + b.minted.capacity() * 8)
             .sum();
-        blocks + self.filter.buckets.len() * 8
+        blocks + self.filter.buckets.len() * 8 + self.minted.bytes()
     }
 
     fn iter(&self) -> impl Iterator<Item = WorkerId> + '_ {
         self.blocks
             .iter()
-            .flat_map(|b| b.ids[b.start..].iter().copied())
+            .flat_map(|b| (b.start..b.ids.len()).map(|pos| b.id_at(pos)))
     }
 
     fn hash(&self, id: &WorkerId) -> u64 {
@@ -239,13 +324,19 @@ impl RetiredIds {
         let Some(block) = self.blocks.front_mut() else {
             return;
         };
-        let id = block.ids[block.start];
+        let (pos, counter) = (block.start, block.counter_at(block.start));
+        let id = block.ids[pos];
         block.start += 1;
         if block.start == block.ids.len() {
             self.blocks.pop_front();
         }
         self.len -= 1;
-        let h = self.hasher.hash_one(id);
+        if let Some(counter) = counter {
+            self.minted.remove(counter);
+            return;
+        }
+        self.filtered -= 1;
+        let h = self.hasher.hash_one(as_id(id));
         // Still pending (a small limit forgets ids within a batch): never in the filter.
         if let Some(i) = self.pending.iter().position(|&p| p == h) {
             self.pending.swap_remove(i);
@@ -275,10 +366,15 @@ impl RetiredIds {
         self.index_blocks();
         self.pending.clear();
         self.stale.clear();
-        let mut buckets = buckets.max(buckets_for(self.len));
+        let mut buckets = buckets.max(buckets_for(self.filtered));
         'size: loop {
             let mut filter = Filter::with_buckets(buckets);
-            for id in self.iter() {
+            let others = self.blocks.iter().flat_map(|b| {
+                (b.start..b.ids.len())
+                    .filter(|&pos| b.counter_at(pos).is_none())
+                    .map(|pos| as_id(b.ids[pos]))
+            });
+            for id in others {
                 if !filter.insert(self.hasher.hash_one(id), self.fp_mask) {
                     buckets *= 2;
                     continue 'size;
@@ -299,12 +395,20 @@ const MIN_BUCKETS: usize = 4;
 
 /// Ids in retirement order with an exact position table.
 struct Block {
-    ids: Vec<WorkerId>,
+    /// The ids' bits, or for an id minted here its counter (see `minted`): the counter is
+    /// what the minted set needs when the id is forgotten, and decoding it again would cost
+    /// a permutation.
+    ids: Vec<u128>,
+    /// Bit `pos` set: `ids[pos]` is a minted id's counter.
+    minted: Vec<u64>,
     /// Position + 1 in `ids` of each of `ids[..indexed]`, by hash (linear probing, 0 for
     /// empty); a power of two, at most half full. The newest ids are indexed in batches
-    /// (with the filter's), so that `unregister` only appends.
+    /// (with the filter's), so that `unregister` only appends. Minted ids are not in it (the
+    /// bitmap answers for them), but count among `ids[..indexed]`.
     slots: Box<[u16]>,
     indexed: usize,
+    /// Ids in `slots`.
+    keyed: usize,
     /// Ids at the front already forgotten (only the oldest block has any).
     start: usize,
     /// The most ids this block takes (at most [`MAX_BLOCK`]).
@@ -315,8 +419,10 @@ impl Block {
     fn new(cap: usize) -> Block {
         Block {
             ids: Vec::new(),
+            minted: Vec::new(),
             slots: vec![0; 16].into_boxed_slice(),
             indexed: 0,
+            keyed: 0,
             start: 0,
             cap,
         }
@@ -329,24 +435,62 @@ impl Block {
         (h >> 32) as usize & mask
     }
 
-    fn push(&mut self, id: WorkerId) {
+    /// Appends `id`, minted from `minted` if it was; `indexed`: it needs no position and
+    /// every id before it is indexed.
+    fn push(&mut self, id: WorkerId, minted: Option<u64>, indexed: bool) {
         debug_assert!(self.ids.len() < self.cap);
-        self.ids.push(id);
+        debug_assert!(!indexed || self.indexed == self.ids.len());
+        let pos = self.ids.len();
+        if pos % 64 == 0 {
+            self.minted.push(0);
+        }
+        match minted {
+            Some(counter) => {
+                self.ids.push(u128::from(counter));
+                self.minted[pos / 64] |= 1 << (pos % 64);
+            }
+            None => self.ids.push(id.as_uuid().as_u128()),
+        }
+        if indexed {
+            self.indexed += 1;
+        }
     }
 
-    /// Indexes the ids not yet in the position table.
+    /// The counter of the id at `pos` if it was minted here.
+    #[inline]
+    fn counter_at(&self, pos: usize) -> Option<u64> {
+        (self.minted[pos / 64] >> (pos % 64) & 1 == 1).then(|| self.ids[pos] as u64)
+    }
+
+    /// The id at `pos`.
+    fn id_at(&self, pos: usize) -> WorkerId {
+        match self.counter_at(pos) {
+            Some(counter) => WorkerId::from_counter(counter),
+            None => as_id(self.ids[pos]),
+        }
+    }
+
+    /// Indexes the ids not yet in the position table (minted ids are skipped).
     fn index(&mut self, hasher: &foldhash::fast::RandomState) {
         while self.indexed < self.ids.len() {
-            if (self.indexed + 1) * 2 > self.slots.len() {
+            if self.counter_at(self.indexed).is_some() {
+                self.indexed += 1;
+                continue;
+            }
+            if (self.keyed + 1) * 2 > self.slots.len() {
                 let size = self.slots.len() * 2;
                 self.slots = vec![0; size].into_boxed_slice();
-                for (pos, old) in self.ids[..self.indexed].iter().enumerate() {
-                    Self::place(&mut self.slots, hasher.hash_one(old), pos);
+                for pos in 0..self.indexed {
+                    if self.counter_at(pos).is_none() {
+                        let h = hasher.hash_one(as_id(self.ids[pos]));
+                        Self::place(&mut self.slots, h, pos);
+                    }
                 }
             }
-            let h = hasher.hash_one(self.ids[self.indexed]);
+            let h = hasher.hash_one(as_id(self.ids[self.indexed]));
             Self::place(&mut self.slots, h, self.indexed);
             self.indexed += 1;
+            self.keyed += 1;
         }
     }
 
@@ -359,9 +503,10 @@ impl Block {
         slots[i] = u16::try_from(pos + 1).expect("a block holds at most 2^15 ids");
     }
 
-    /// Whether `id` (hash `h`) is here and not forgotten: the position table, then the ids
-    /// not yet indexed (fewer than a batch).
+    /// Whether `id` (hash `h`, not a minted id) is here and not forgotten: the position
+    /// table, then the ids not yet indexed (fewer than a batch).
     fn find(&self, id: &WorkerId, h: u64) -> bool {
+        let bits = id.as_uuid().as_u128();
         let mask = self.slots.len() - 1;
         let mut i = Self::home(h, mask);
         loop {
@@ -370,12 +515,132 @@ impl Block {
                 break;
             }
             // A forgotten copy (the id was retired again since) does not end the search.
-            if pos > self.start && self.ids[pos - 1] == *id {
+            if pos > self.start && self.ids[pos - 1] == bits {
                 return true;
             }
             i = (i + 1) & mask;
         }
-        self.ids[self.indexed.max(self.start)..].contains(id)
+        // A minted id's entry is its counter, which may equal some id's bits: skipped.
+        (self.indexed.max(self.start)..self.ids.len())
+            .any(|pos| self.ids[pos] == bits && self.counter_at(pos).is_none())
+    }
+}
+
+/// The id whose bits an entry of a block holds (an id of another origin: never nil).
+fn as_id(bits: u128) -> WorkerId {
+    WorkerId::from_bytes(bits.to_be_bytes()).expect("a retired id is not nil")
+}
+
+/// The counters of the remembered minted ids (see the module doc): those from `64 * base` on
+/// as bits of `words` (at most `span` words), those below in `below`.
+#[derive(Debug)]
+struct MintedSet {
+    /// Bit `c % 64` of word `c / 64 - base` for counter `c`; no zero word at either end.
+    words: VecDeque<u64>,
+    /// The word number of `words[0]`. Never decreases, which keeps the split exact: a counter
+    /// at or above `64 * base` is only ever in `words`, one below only in `below`.
+    base: u64,
+    /// Counters below `64 * base`.
+    below: HashSet<u64, foldhash::fast::RandomState>,
+    /// The most words kept: `limit / 16` (half a byte an id remembered) within [16, 2^16].
+    span: u64,
+}
+
+impl MintedSet {
+    fn new(limit: usize) -> MintedSet {
+        MintedSet {
+            words: VecDeque::new(),
+            base: 0,
+            below: HashSet::default(),
+            span: Self::span_for(limit),
+        }
+    }
+
+    fn span_for(limit: usize) -> u64 {
+        (limit as u64 / 16).clamp(16, 1 << 16)
+    }
+
+    fn set_span(&mut self, limit: usize) {
+        self.span = Self::span_for(limit);
+        while self.words.len() as u64 > self.span {
+            self.pop_front();
+        }
+    }
+
+    #[inline]
+    fn contains(&self, counter: u64) -> bool {
+        let word = counter / 64;
+        if word >= self.base {
+            self.words
+                .get((word - self.base) as usize)
+                .is_some_and(|w| w >> (counter % 64) & 1 == 1)
+        } else {
+            !self.below.is_empty() && self.below.contains(&counter)
+        }
+    }
+
+    /// Files `counter` (not filed).
+    fn insert(&mut self, counter: u64) {
+        let word = counter / 64;
+        if word < self.base {
+            self.below.insert(counter);
+            return;
+        }
+        // Slide the window until `word` fits (what falls out goes to `below`).
+        while !self.words.is_empty() && word - self.base >= self.span {
+            self.pop_front();
+        }
+        if self.words.is_empty() {
+            self.base = word;
+        }
+        let i = (word - self.base) as usize;
+        if self.words.len() <= i {
+            self.words.resize(i + 1, 0);
+        }
+        self.words[i] |= 1 << (counter % 64);
+    }
+
+    /// Unfiles `counter` (filed).
+    fn remove(&mut self, counter: u64) {
+        let word = counter / 64;
+        if word < self.base {
+            let removed = self.below.remove(&counter);
+            debug_assert!(removed, "a remembered counter is filed");
+            return;
+        }
+        let i = (word - self.base) as usize;
+        debug_assert!(self.words[i] >> (counter % 64) & 1 == 1);
+        self.words[i] &= !(1 << (counter % 64));
+        while self.words.front() == Some(&0) {
+            self.words.pop_front();
+            self.base += 1;
+        }
+        while self.words.back() == Some(&0) {
+            self.words.pop_back();
+        }
+    }
+
+    /// Moves the lowest word's counters to `below` and the window's base up past it (and
+    /// past the zero words after it).
+    fn pop_front(&mut self) {
+        if let Some(w) = self.words.pop_front() {
+            let first = self.base * 64;
+            let mut bits = w;
+            while bits != 0 {
+                self.below.insert(first + u64::from(bits.trailing_zeros()));
+                bits &= bits - 1;
+            }
+            self.base += 1;
+        }
+        while self.words.front() == Some(&0) {
+            self.words.pop_front();
+            self.base += 1;
+        }
+    }
+
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        self.words.capacity() * 8 + self.below.capacity() * 9
     }
 }
 
@@ -526,10 +791,35 @@ mod tests {
         }
     }
 
+    /// An id this process did not mint (another process's, or one the caller drew).
+    fn foreign() -> WorkerId {
+        let id = WorkerId::from_bytes(uuid::Uuid::new_v4().into_bytes()).unwrap();
+        assert_eq!(id.minted_counter(), None);
+        id
+    }
+
+    /// A fresh id, minted here or not (`foreign_pct` % not), or minted from a counter far
+    /// below the newest (a worker that lived through many mints: the minted set's `below`).
+    fn fresh(rng: &mut XorShift, foreign_pct: usize) -> WorkerId {
+        let x = rng.below(100);
+        if x < foreign_pct {
+            foreign()
+        } else if x < foreign_pct + 3 {
+            // Counters far apart, so that the window slides, and from below it.
+            WorkerId::from_counter(1 << 50 | rng.next() >> 24)
+        } else {
+            WorkerId::new()
+        }
+    }
+
     /// Long churn with limit changes against the model: `contains` exact for remembered,
-    /// forgotten and never-seen ids; `oldest_first` equal to the model's order; memory
-    /// bounded.
+    /// forgotten and never-seen ids, minted here or not; `oldest_first` equal to the model's
+    /// order; memory bounded.
     fn churn(fp_mask: u16, steps: usize, limits: &[usize], seed: u64) {
+        churn_mixed(fp_mask, steps, limits, seed, 50);
+    }
+
+    fn churn_mixed(fp_mask: u16, steps: usize, limits: &[usize], seed: u64, foreign_pct: usize) {
         let mut rng = XorShift(seed);
         let mut retired = RetiredIds {
             fp_mask,
@@ -544,7 +834,7 @@ mod tests {
             match rng.below(100) {
                 // Mostly fresh ids, as unregister brings.
                 0..=79 => {
-                    let id = WorkerId::new();
+                    let id = fresh(&mut rng, foreign_pct);
                     seen.push(id);
                     retired.insert_new(id);
                     model.insert(id);
@@ -562,7 +852,7 @@ mod tests {
                 }
                 _ => {
                     // A fresh id is never reported retired.
-                    assert!(!retired.contains(&WorkerId::new()));
+                    assert!(!retired.contains(&fresh(&mut rng, foreign_pct)));
                 }
             }
             assert_eq!(retired.len(), model.order.len(), "step {step}");
@@ -586,7 +876,16 @@ mod tests {
                 assert_eq!(held - retired.len, front.0);
                 assert!(front.0 < front.1);
                 assert!(retired.blocks.iter().all(|b| b.ids.len() <= b.cap));
-                assert!((retired.len - retired.pending.len()) * 2 <= retired.filter.slots());
+                assert!((retired.filtered - retired.pending.len()) * 2 <= retired.filter.slots());
+                let minted = model
+                    .order
+                    .iter()
+                    .filter(|id| id.minted_counter().is_some());
+                assert_eq!(retired.filtered, model.order.len() - minted.count());
+                let m = &retired.minted;
+                assert!(m.words.len() as u64 <= m.span);
+                assert!(m.words.front() != Some(&0) && m.words.back() != Some(&0));
+                assert!(m.below.iter().all(|&c| c < m.base * 64));
                 assert!(retired.pending.len() < BATCH && retired.stale.len() < BATCH);
                 let unindexed: usize = retired.blocks.iter().map(|b| b.ids.len() - b.indexed).sum();
                 assert!(unindexed < BATCH);
@@ -608,6 +907,55 @@ mod tests {
             &[5_000, 700, 0, 1, 64, 20_000],
             0x2545_f491_4f6c_dd1d,
         );
+    }
+
+    #[test]
+    fn churn_of_minted_ids_only_and_of_foreign_ids_only() {
+        churn_mixed(u16::MAX, 30_000, &[5_000, 64, 0, 20_000], 11, 0);
+        churn_mixed(u16::MAX, 20_000, &[5_000, 64, 20_000], 13, 100);
+    }
+
+    #[test]
+    fn a_minted_id_stays_retired_wherever_its_counter_is_filed() {
+        // Through the bitmap, below its window, after the window slid past it, after a lower
+        // limit shrank the window: a retired minted id is found every time, and an id never
+        // retired is not (the fast path must never let a retired id through).
+        let mut retired = RetiredIds::default();
+        retired.set_limit(10_000);
+        let span = retired.minted.span * 64;
+        let at = |c: u64| WorkerId::from_counter(c);
+        let base = 1_u64 << 40;
+        retired.insert_new(at(base + 5));
+        retired.insert_new(at(base + 700));
+        assert!(retired.contains(&at(base + 5)) && retired.contains(&at(base + 700)));
+        assert!(!retired.contains(&at(base + 6)) && !retired.contains(&at(base + 699)));
+        // A counter far above: the window slides, the old ones move below it.
+        retired.insert_new(at(base + 10 * span));
+        assert!(retired.minted.below.contains(&(base + 5)));
+        assert!(retired.contains(&at(base + 5)) && retired.contains(&at(base + 700)));
+        assert!(retired.contains(&at(base + 10 * span)));
+        // A counter below the window goes below at once.
+        retired.insert_new(at(base + 3));
+        assert!(retired.minted.below.contains(&(base + 3)));
+        assert!(retired.contains(&at(base + 3)));
+        assert!(!retired.contains(&at(base + 4)));
+        // Re-inserting is a no-op; a lower limit forgets the oldest and shrinks the window.
+        retired.insert(at(base + 5));
+        assert_eq!(retired.len(), 4);
+        for c in 0..200 {
+            retired.insert_new(at(base + 10 * span + 1 + c * 97));
+        }
+        retired.set_limit(100);
+        assert_eq!(retired.len(), 100);
+        assert!(retired.minted.words.len() as u64 <= retired.minted.span);
+        assert!(!retired.contains(&at(base + 5)) && !retired.contains(&at(base + 3)));
+        assert!(retired.contains(&at(base + 10 * span + 1 + 199 * 97)));
+        assert!(retired.minted.below.len() < 100);
+        // Oldest first, minted or not.
+        let other = foreign();
+        retired.insert_new(other);
+        assert_eq!(retired.oldest_first().last(), Some(&other));
+        assert!(retired.contains(&other));
     }
 
     #[test]
@@ -656,11 +1004,19 @@ mod tests {
     fn about_25_bytes_an_id_at_the_default_limit() {
         let mut retired = RetiredIds::default();
         for _ in 0..DEFAULT_RETIRED_ID_LIMIT + 50_000 {
-            retired.insert_new(WorkerId::new());
+            retired.insert_new(foreign());
         }
         assert_eq!(retired.len(), DEFAULT_RETIRED_ID_LIMIT);
         // 16 (the id) + 4 (its block's position table) + 4 (the filter: 4 MiB) + slack.
         let per_id = retired.bytes() as f64 / retired.len() as f64;
         assert!(per_id <= 26.0, "{per_id:.1} bytes an id");
+        // Minted ids instead: 16 (the id) and a few bits; the filter shrinks to nothing.
+        let mut retired = RetiredIds::default();
+        for _ in 0..DEFAULT_RETIRED_ID_LIMIT + 50_000 {
+            retired.insert_new(WorkerId::new());
+        }
+        let per_id = retired.bytes() as f64 / retired.len() as f64;
+        assert!(per_id <= 17.0, "{per_id:.1} bytes a minted id");
+        assert_eq!(retired.filter.slots(), MIN_BUCKETS * 4);
     }
 }

@@ -1,7 +1,14 @@
 //! [`WorkerRegistryStats`]: counts maintained on every change, read in O(1) (per state) or
 //! O(providers + pools) (per provider, per pool).
+//!
+//! The in-memory registry keeps the per-provider, per-type and per-pool counts in [`Tally`]s:
+//! numbered slots, which each class of workers (spec and provider) names once when it is made,
+//! so that a change of state counts with an array increment, not a look-up of a string key in
+//! a map (`register` and `unregister` did three each, `claim` and `release` one). `stats()`
+//! builds the maps from the slots: O(providers + types + pools), as the clone it replaces.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
 
 use serde::{Deserialize, Serialize};
 
@@ -141,38 +148,6 @@ impl WorkerRegistryStats {
             }
         }
     }
-
-    /// Counts one worker in `state` (of `pool`, if it is in one) less.
-    pub(crate) fn remove(
-        &mut self,
-        state: WorkerState,
-        provider: &ProviderId,
-        kind: &ProviderType,
-        pool: Option<&str>,
-    ) {
-        self.total -= 1;
-        *self.by_state.slot(state) -= 1;
-        decrement(&mut self.by_provider, provider);
-        decrement(&mut self.by_provider_type, kind);
-        if let Some(pool) = pool {
-            if let Some(counts) = self.by_pool.get_mut(pool) {
-                *counts.slot(state) -= 1;
-                if counts.total() == 0 {
-                    self.by_pool.remove(pool);
-                }
-            }
-        }
-    }
-
-    /// Moves one worker (of `pool`, if it is in one) from `from` to `to`.
-    pub(crate) fn moved(&mut self, from: WorkerState, to: WorkerState, pool: Option<&str>) {
-        *self.by_state.slot(from) -= 1;
-        *self.by_state.slot(to) += 1;
-        if let Some(counts) = pool.and_then(|p| self.by_pool.get_mut(p)) {
-            *counts.slot(from) -= 1;
-            *counts.slot(to) += 1;
-        }
-    }
 }
 
 /// Counts one more for `key`; clones the key only for its first count (`register` runs this
@@ -186,11 +161,206 @@ fn increment<K: Ord + Clone>(map: &mut BTreeMap<K, usize>, key: &K) {
     }
 }
 
-fn decrement<K: Ord>(map: &mut BTreeMap<K, usize>, key: &K) {
-    if let Some(n) = map.get_mut(key) {
-        *n -= 1;
-        if *n == 0 {
-            map.remove(key);
+/// Counts of type `C` by key `K` in numbered slots: a slot is taken by [`acquire`] (once per
+/// user, e.g. per class of workers with that key) and given back by [`release`]; the counts
+/// in between are array increments through the slot number.
+///
+/// [`acquire`]: Tally::acquire
+/// [`release`]: Tally::release
+#[derive(Debug)]
+pub(crate) struct Tally<K, C> {
+    /// `(key, count, users)`; a free slot has no key.
+    slots: Vec<(Option<K>, C, u32)>,
+    by_key: HashMap<K, u32, foldhash::fast::RandomState>,
+    free: Vec<u32>,
+}
+
+impl<K, C> Default for Tally<K, C> {
+    fn default() -> Self {
+        Tally {
+            slots: Vec::new(),
+            by_key: HashMap::default(),
+            free: Vec::new(),
         }
+    }
+}
+
+impl<K: Clone + Eq + Hash + Ord, C: Default> Tally<K, C> {
+    /// The slot of `key` for one more user (a new slot, with a zero count, for its first).
+    pub fn acquire(&mut self, key: &K) -> u32 {
+        if let Some(&slot) = self.by_key.get(key) {
+            self.slots[slot as usize].2 += 1;
+            return slot;
+        }
+        let entry = (Some(key.clone()), C::default(), 1);
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = entry;
+                slot
+            }
+            None => {
+                self.slots.push(entry);
+                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 keys")
+            }
+        };
+        self.by_key.insert(key.clone(), slot);
+        slot
+    }
+
+    /// One user of `slot` less; the slot is freed with its last (its count must be zero by
+    /// then: every worker counted there has left).
+    pub fn release(&mut self, slot: u32) {
+        let entry = &mut self.slots[slot as usize];
+        entry.2 -= 1;
+        if entry.2 == 0 {
+            let key = entry.0.take().expect("a used slot has its key");
+            entry.1 = C::default();
+            self.by_key.remove(&key);
+            self.free.push(slot);
+        }
+    }
+
+    /// The count of `slot`.
+    #[inline]
+    pub fn count(&mut self, slot: u32) -> &mut C {
+        &mut self.slots[slot as usize].1
+    }
+
+    /// The counts for which `keep` holds, by key.
+    pub fn collect(&self, keep: impl Fn(&C) -> bool) -> BTreeMap<K, C>
+    where
+        C: Clone,
+    {
+        // Inserted one by one: a map of a few keys is one allocation (a collect sorts in a
+        // vector first: two).
+        let mut map = BTreeMap::new();
+        for (key, count, _) in &self.slots {
+            if let Some(key) = key.as_ref().filter(|_| keep(count)) {
+                map.insert(key.clone(), count.clone());
+            }
+        }
+        map
+    }
+}
+
+/// The registry-wide counts beside the [`Tallies`]: total and per state.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Totals {
+    pub total: usize,
+    pub by_state: StateCounts,
+}
+
+/// The slots of one class of workers in [`Tallies`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TallySlots {
+    provider: u32,
+    kind: u32,
+    pool: Option<u32>,
+}
+
+/// The per-provider, per-type and per-pool counts of the in-memory registry (see the module
+/// doc).
+#[derive(Debug, Default)]
+pub(crate) struct Tallies {
+    providers: Tally<ProviderId, usize>,
+    kinds: Tally<ProviderType, usize>,
+    pools: Tally<String, StateCounts>,
+}
+
+impl Tallies {
+    /// The slots of a new class of workers of `provider`, `kind` and `pool`.
+    pub fn acquire(
+        &mut self,
+        provider: &ProviderId,
+        kind: &ProviderType,
+        pool: Option<&str>,
+    ) -> TallySlots {
+        TallySlots {
+            provider: self.providers.acquire(provider),
+            kind: self.kinds.acquire(kind),
+            pool: pool.map(|p| self.pools.acquire(&p.to_owned())),
+        }
+    }
+
+    /// A class goes (its members are all uncounted).
+    pub fn release(&mut self, slots: TallySlots) {
+        self.providers.release(slots.provider);
+        self.kinds.release(slots.kind);
+        if let Some(pool) = slots.pool {
+            self.pools.release(pool);
+        }
+    }
+
+    /// Counts a worker of the class with `slots`, in `state`, once more.
+    #[inline]
+    pub fn add(&mut self, slots: TallySlots, state: WorkerState) {
+        *self.providers.count(slots.provider) += 1;
+        *self.kinds.count(slots.kind) += 1;
+        if let Some(pool) = slots.pool {
+            *self.pools.count(pool).slot(state) += 1;
+        }
+    }
+
+    /// Counts a worker of the class with `slots`, in `state`, once less.
+    #[inline]
+    pub fn remove(&mut self, slots: TallySlots, state: WorkerState) {
+        *self.providers.count(slots.provider) -= 1;
+        *self.kinds.count(slots.kind) -= 1;
+        if let Some(pool) = slots.pool {
+            *self.pools.count(pool).slot(state) -= 1;
+        }
+    }
+
+    /// A worker of the class with `slots` moves from `from` to `to`.
+    #[inline]
+    pub fn moved(&mut self, slots: TallySlots, from: WorkerState, to: WorkerState) {
+        if let Some(pool) = slots.pool {
+            let counts = self.pools.count(pool);
+            *counts.slot(from) -= 1;
+            *counts.slot(to) += 1;
+        }
+    }
+
+    /// The stats with these tallies and the registry's `total` and `by_state`.
+    pub fn stats(&self, total: usize, by_state: StateCounts) -> WorkerRegistryStats {
+        WorkerRegistryStats {
+            total,
+            by_state,
+            by_provider: self.providers.collect(|n| *n > 0),
+            by_provider_type: self.kinds.collect(|n| *n > 0),
+            by_pool: self.pools.collect(|c| c.total() > 0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tally_slots_are_shared_by_key_reused_when_free_and_zero_counts_left_out() {
+        let mut tally: Tally<String, usize> = Tally::default();
+        let (a, b) = ("a".to_owned(), "b".to_owned());
+        let sa = tally.acquire(&a);
+        assert_eq!(
+            tally.acquire(&a),
+            sa,
+            "one slot per key, shared by its users"
+        );
+        let sb = tally.acquire(&b);
+        *tally.count(sa) += 2;
+        assert_eq!(tally.collect(|n| *n > 0), BTreeMap::from([(a.clone(), 2)]));
+        *tally.count(sa) -= 2;
+        tally.release(sa);
+        assert_eq!(tally.collect(|_| true).len(), 2, "a still has a user");
+        tally.release(sa);
+        // Freed: its slot goes to the next new key, with a zero count.
+        let c = "c".to_owned();
+        assert_eq!(tally.acquire(&c), sa);
+        assert_eq!(*tally.count(sa), 0);
+        *tally.count(sb) += 1;
+        assert_eq!(tally.collect(|n| *n > 0), BTreeMap::from([(b, 1)]));
+        assert_eq!(tally.collect(|_| true).len(), 2);
+        assert!(!tally.by_key.contains_key(&a));
     }
 }

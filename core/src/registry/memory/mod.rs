@@ -148,15 +148,20 @@ impl InMemoryWorkerRegistry {
     /// Ids are never reused: `register` of an id that was unregistered is `AlreadyExists`, so
     /// that a late call naming the old worker (a stale `release_from_job`) can never act on a
     /// new one. The registry remembers exactly the last `limit` unregistered ids, oldest
-    /// forgotten first (about 25 bytes each, at most ~40; snapshots carry them, oldest first);
-    /// an id retired longer ago than that may be registered again. A lower limit forgets the
-    /// oldest at once; a limit of 0 remembers none. Random ids ([`WorkerId::new`]) never
-    /// collide: the limit only matters for ids chosen by the caller.
+    /// forgotten first (about 16 bytes each for ids this process minted, 25 for others, at
+    /// most ~40; snapshots carry them, oldest first); an id retired longer ago than that may
+    /// be registered again. A lower limit forgets the oldest at once; a limit of 0 remembers
+    /// none. Ids of [`WorkerId::new`] never repeat within a process (and collide across
+    /// processes as rarely as random ids): the limit only matters for ids chosen by the
+    /// caller.
     ///
-    /// Cost: `register` asks a filter of about 4 bytes an id (two reads; an exact look-up
-    /// only when it says maybe, about 1 in 16,000 fresh ids), `unregister` appends the id and
-    /// forgets the oldest in O(1); the filter is rebuilt (O(ids remembered)) only when it
-    /// doubles on the way up to the limit or shrinks after a lower limit.
+    /// Cost: for an id this process minted ([`WorkerId::new`]), `register` reads one bit of
+    /// a bitmap by the id's counter and `unregister` sets one (half a byte an id at most, in
+    /// a window of recent counters; 16 bytes an id in all). For any other id `register` asks
+    /// a filter of about 4 bytes an id (two reads; an exact look-up only when it says maybe,
+    /// about 1 in 16,000 fresh ids), `unregister` appends the id and forgets the oldest in
+    /// O(1); the filter is rebuilt (O(ids remembered)) only when it doubles on the way up to
+    /// the limit or shrinks after a lower limit.
     pub fn with_retired_id_limit(self, limit: usize) -> Self {
         self.indexes.lock().retired.set_limit(limit);
         self
@@ -172,7 +177,8 @@ impl InMemoryWorkerRegistry {
     }
 
     fn shard_index(&self, id: &WorkerId) -> usize {
-        // Ids are random v4 UUIDs; two bytes away from the version nibbles spread them well.
+        // Ids are random(-looking) v4 UUIDs (`WorkerId::new`'s are a keyed permutation, see
+        // `mint.rs`); two bytes away from the version nibbles spread them well.
         let b = id.as_bytes();
         (b[15] ^ b[3]) as usize & (SHARD_COUNT - 1)
     }
@@ -202,7 +208,7 @@ impl InMemoryWorkerRegistry {
             if to == WorkerState::Ready {
                 rec.set_idle_since(Some(now));
             }
-            ix.stats.moved(from, to, ix.classes.pool(rec.class));
+            ix.count_move(rec.class, from, to);
         }
         ix.refile(
             id,

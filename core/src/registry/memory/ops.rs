@@ -25,8 +25,11 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
     }
 
     fn register(&self, handle: WorkerHandle, spec: Arc<WorkerSpec>) -> Result<Worker> {
-        handle.validate()?;
         let id = handle.worker_id;
+        // Decoded first: independent of everything up to the retired check, it overlaps
+        // with the validation and the locks (see `RetiredIds::contains_decoded`).
+        let minted = id.minted_counter();
+        handle.validate()?;
         // The spec is validated unless it is the `Arc` the last registration joined with (a
         // fleet registered from one shared spec checks it once): seen under the lock, checked
         // outside it (a spec may be large), then the locks are taken again.
@@ -42,13 +45,13 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
             spec.validate()?;
             spec_checked = true;
         };
-        if shard.contains(&id) || ix.retired.contains(&id) {
+        if shard.contains(&id) || ix.retired.contains_decoded(&id, minted) {
             return Err(Error::AlreadyExists(id));
         }
         let now = self.now();
         let handle = Arc::new(handle);
-        // Equal specs are shared: the record keeps the registry's copy.
-        let (class, spec) = ix.classes.join(&handle, spec);
+        // Equal specs are shared: the record's shard keeps the registry's copy.
+        let class = ix.classes.join(&handle, spec);
         let birth_ticket = ix.ticket();
         let rec = Record::new(handle, class, birth_ticket, now);
         // Creating: not heartbeat-monitored (the column's slot starts unmonitored).
@@ -62,20 +65,24 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
             provider_id: rec.handle.provider_id.clone(),
             provider_type: rec.handle.provider_type.clone(),
         });
+        let spec = ix.classes.spec(class);
+        let worker = rec.to_worker(now, spec);
+        let new_class = (!shard.holds_class(class)).then(|| Arc::clone(spec));
         drop(ix);
-        let worker = rec.to_worker(now, &spec);
-        shard.insert(rec, &spec, now);
+        shard.insert(rec, new_class, now);
         Ok(worker)
     }
 
     fn unregister(&self, id: &WorkerId, reason: TerminationReason) -> Result<Worker> {
+        let minted = id.minted_counter();
         let mut shard = self.shard(id).write();
-        let (mut rec, last_heartbeat, spec) = shard.remove(id).ok_or_else(|| not_found(id))?;
+        let (mut rec, last_heartbeat, last_of_class) =
+            shard.remove(id).ok_or_else(|| not_found(id))?;
         let mut ix = self.indexes.lock();
         let now = self.now();
         ix.forget(*id, &mut rec);
         // Registered, so not retired (register and restore refuse retired ids).
-        ix.retired.insert_new(*id);
+        ix.retired.insert_new_decoded(*id, minted);
         if let Some(job) = &rec.current_job {
             self.bus.publish(now, || EventKind::JobLost {
                 worker_id: *id,
@@ -86,7 +93,10 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
             worker_id: *id,
             reason,
         });
-        Ok(rec.to_worker(last_heartbeat, &spec))
+        drop(ix);
+        // The record moves into the snapshot (its handle and job are not cloned).
+        let spec = last_of_class.unwrap_or_else(|| Arc::clone(shard.class_spec(rec.class)));
+        Ok(rec.into_worker(last_heartbeat, spec))
     }
 
     fn get(&self, id: &WorkerId) -> Result<Option<Worker>> {
@@ -297,7 +307,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
     }
 
     fn stats(&self) -> Result<WorkerRegistryStats> {
-        Ok(self.indexes.lock().stats.clone())
+        Ok(self.indexes.lock().stats())
     }
 
     fn count(&self) -> Result<usize> {

@@ -65,7 +65,8 @@ impl InMemoryWorkerRegistry {
         for worker in &snapshot.workers {
             let id = worker.id;
             let shard = &mut *shards[self.shard_index(&id)];
-            let (class, spec) = ix.classes.join(&worker.handle, Arc::clone(&worker.spec));
+            let class = ix.classes.join(&worker.handle, Arc::clone(&worker.spec));
+            let spec = Arc::clone(ix.classes.spec(class));
             let birth_ticket = ix.ticket();
             let rec = Record::from_worker(worker, class, birth_ticket);
             let monitored = rec.state.heartbeat_monitored();
@@ -76,7 +77,7 @@ impl InMemoryWorkerRegistry {
             if let Some(job) = &rec.current_job {
                 ix.jobs.insert(job.clone(), id);
             }
-            let slot = shard.insert(rec, &spec, worker.last_heartbeat);
+            let slot = shard.insert(rec, Some(spec), worker.last_heartbeat);
             shard.column.set_monitored(slot, monitored, floor);
         }
         ix.end_restore();

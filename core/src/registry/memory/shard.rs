@@ -100,17 +100,33 @@ impl Shard {
         self.get(id).map(|(slot, rec)| self.worker(slot, rec))
     }
 
-    /// Adds `rec` (whose id is not here), of the interned `spec` of its class, with last
-    /// heartbeat `heartbeat`, not monitored; returns its slot (a free one if any).
-    pub fn insert(&mut self, rec: Record, spec: &Arc<WorkerSpec>, heartbeat: Timestamp) -> u32 {
+    /// Whether the shard holds the spec of `class` (it has members of it).
+    pub fn holds_class(&self, class: u32) -> bool {
+        self.specs
+            .get(class as usize)
+            .is_some_and(|(held, _)| held.is_some())
+    }
+
+    /// Adds `rec` (whose id is not here), with last heartbeat `heartbeat`, not monitored;
+    /// returns its slot (a free one if any). `spec`, the interned spec of its class, is
+    /// needed only when the shard does not hold the class yet ([`holds_class`](Self::holds_class)).
+    pub fn insert(
+        &mut self,
+        rec: Record,
+        spec: Option<Arc<WorkerSpec>>,
+        heartbeat: Timestamp,
+    ) -> u32 {
         let id = rec.id();
         let class = rec.class as usize;
         if self.specs.len() <= class {
             self.specs.resize(class + 1, (None, 0));
         }
         let (held, members) = &mut self.specs[class];
-        debug_assert!(held.as_ref().is_none_or(|s| Arc::ptr_eq(s, spec)));
-        held.get_or_insert_with(|| Arc::clone(spec));
+        match (held.as_ref(), spec) {
+            (Some(held), Some(spec)) => debug_assert!(Arc::ptr_eq(held, &spec)),
+            (Some(_), None) => {}
+            (None, spec) => *held = Some(spec.expect("the spec of a class new to the shard")),
+        }
         *members += 1;
         let slot = match self.free.pop() {
             Some(slot) => {
@@ -127,13 +143,23 @@ impl Shard {
             }
         };
         self.column.attach(slot, heartbeat);
-        self.index.insert(id, slot);
+        // `register` and `restore` checked that the id is not here, under this lock.
+        self.index.insert_new(id, slot);
         slot
     }
 
-    /// Removes the record of `id`; returns it with its last heartbeat and its spec. The
-    /// index entry goes first, then the slot is freed (see the module doc).
-    pub fn remove(&mut self, id: &WorkerId) -> Option<(Record, Timestamp, Arc<WorkerSpec>)> {
+    /// Removes the record of `id`; returns it with its last heartbeat, and its class's spec
+    /// if it was the class's last member here (else the shard still holds it:
+    /// [`class_spec`](Self::class_spec)). The index entry goes first, then the slot is freed
+    /// (see the module doc).
+    // Inlined into `unregister`: returned out of line, the record (written field by field)
+    // was copied out of the return slot with 16-byte loads that the CPU cannot forward from
+    // those stores (a stall on every call).
+    #[inline]
+    pub fn remove(
+        &mut self,
+        id: &WorkerId,
+    ) -> Option<(Record, Timestamp, Option<Arc<WorkerSpec>>)> {
         let slot = self.index.remove(id)?;
         let rec = self.slab[slot as usize]
             .take()
@@ -144,11 +170,16 @@ impl Shard {
         let (held, members) = &mut self.specs[rec.class as usize];
         *members -= 1;
         let spec = if *members == 0 {
-            held.take()
+            Some(held.take().expect("a member's class has its spec here"))
         } else {
-            held.clone()
+            None
         };
-        Some((rec, last, spec.expect("a member's class has its spec here")))
+        Some((rec, last, spec))
+    }
+
+    /// The spec of `class`, which has members here.
+    pub fn class_spec(&self, class: u32) -> &Arc<WorkerSpec> {
+        class_spec(&self.specs, class)
     }
 
     /// The slot that the next [`insert`](Self::insert) will take.

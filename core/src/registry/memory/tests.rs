@@ -332,6 +332,58 @@ fn retired_ids_are_bounded_oldest_forgotten_first() {
     assert_eq!(registry.snapshot().unwrap().retired_ids, ids[4..]);
 }
 
+/// Invariant 5 through every path of the retired set: an id this process minted (its
+/// counter's bit), one minted from a counter far below the others (filed below the bitmap's
+/// window, and moved there as the window slides on), and an id of another origin (the
+/// filter): once unregistered, none registers again, and a snapshot restored elsewhere
+/// still refuses them.
+#[test]
+fn no_retired_id_registers_again_whichever_way_it_is_filed() {
+    let (_clock, registry) = registry();
+    let spec = Arc::new(WorkerSpec::new("img"));
+    let provider = ProviderId::new("p").unwrap();
+    let with_id = |id: WorkerId| {
+        let mut h = WorkerHandle::new(provider.clone(), ProviderType::Docker, "c");
+        h.worker_id = id;
+        h
+    };
+    let foreign = WorkerId::from_bytes(uuid::Uuid::new_v4().into_bytes()).unwrap();
+    assert_eq!(foreign.minted_counter(), None);
+    let mut ids = vec![WorkerId::new(), WorkerId::from_counter(1 << 45), foreign];
+    // Counters far above: each slides the window, so the earlier ones move below it.
+    ids.extend((1..=3).map(|k| WorkerId::from_counter((1 << 45) + k * (1 << 30))));
+    ids.push(WorkerId::from_counter(1 << 44));
+    for &id in &ids {
+        registry.register(with_id(id), Arc::clone(&spec)).unwrap();
+        registry
+            .unregister(&id, TerminationReason::Requested)
+            .unwrap();
+    }
+    let refused = |registry: &InMemoryWorkerRegistry| {
+        for &id in &ids {
+            assert_eq!(
+                registry
+                    .register(with_id(id), Arc::clone(&spec))
+                    .unwrap_err(),
+                Error::AlreadyExists(id),
+                "{id} registered again"
+            );
+        }
+    };
+    refused(&registry);
+    let (_clock, restored) = super::tests::registry();
+    restored.restore(registry.snapshot().unwrap()).unwrap();
+    refused(&restored);
+    // Fresh ids of each kind still register.
+    for id in [
+        WorkerId::new(),
+        WorkerId::from_counter((1 << 45) + 5),
+        WorkerId::from_bytes(uuid::Uuid::new_v4().into_bytes()).unwrap(),
+    ] {
+        registry.register(with_id(id), Arc::clone(&spec)).unwrap();
+    }
+}
+
 /// The column holds heartbeats as 32-bit offsets from a per-shard base (~24.8 days either
 /// way): a fleet that runs for a year, some workers heartbeating, one silent since the start,
 /// one left unmonitored, keeps every heartbeat exact and every health check right across the
