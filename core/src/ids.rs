@@ -27,6 +27,9 @@ impl WorkerId {
     /// a registry recognises the ids of its own process and keeps its retired ones in a
     /// bitmap by counter instead of a hash filter (see `mint.rs`). Ids from anywhere else
     /// are just as valid.
+    ///
+    /// Unique, not secret: the permutation is fast, not cryptographic, so a worker id must
+    /// not serve as a credential (it never was one: ids travel in events, logs and metrics).
     pub fn new() -> Self {
         WorkerId(crate::mint::mint())
     }

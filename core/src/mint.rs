@@ -12,12 +12,20 @@
 //! # The permutation
 //! The 122 bits are a 4-round balanced Feistel network over two 61-bit halves, keyed per
 //! process from the system's random source: the plaintext is `(counter, TAG)`, `TAG` a 61-bit
-//! constant of the key. Four rounds of a pseudo-random round function make a strong
-//! pseudo-random permutation (Luby–Rackoff), so the ids are as unpredictable as the key and
-//! spread like random ids (the shards and hash tables see no pattern); and, being a
-//! permutation of distinct counters, they never repeat within a process (random ids repeat
-//! with probability 2^-122 a pair). Across processes the keys differ, so ids collide about as
-//! random ids do.
+//! constant of the key. Being a permutation of distinct counters, the ids never repeat within
+//! a process (random ids repeat with probability 2^-122 a pair); across processes the keys
+//! differ, so ids collide about as random ids do. The round function mixes every input bit
+//! into every output bit, so the ids spread like random ids (the shards and hash tables see
+//! no pattern).
+//!
+//! **Not secrets.** The round function is one multiply and a fold, chosen for speed
+//! (`register` and `unregister` each decode an id), not a cryptographic function: someone who
+//! collects many ids of one process might work out its key and predict the next ones. A
+//! worker id is an identifier, as it always was in logs, events, metrics and the PostgreSQL
+//! tables, never a credential: a host that lets agents report in by id authenticates them by
+//! other means. A caller that wants ids from a cryptographic source makes its own
+//! (`WorkerId::parse` of any v4 text, or a handle built with one); the registry treats them
+//! exactly, through the filter.
 //!
 //! # What [`decode`] promises (the only thing the retired set relies on)
 //! `decode` is a deterministic function of the id's 16 bytes: the same id always decodes the
