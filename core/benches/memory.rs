@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use hodei_workers::{InMemoryWorkerRegistry, ManualClock};
+use hodei_workers::{InMemoryWorkerRegistry, ManualClock, WorkerHandle};
 
 /// Counts the bytes currently allocated through it.
 struct Counting;
@@ -85,8 +85,25 @@ fn measure<S: Subject>(n: usize, build: impl FnOnce() -> (S, Arc<ManualClock>)) 
     (per, rss_per)
 }
 
+/// Bytes per worker of the handles alone, as a registry keeps them (one `Arc<WorkerHandle>`
+/// each, with its strings): the part of either subject's figure that is the caller's data
+/// (`Worker.handle` is shared with every snapshot), not the registry's own.
+fn handle_bytes(n: usize) -> f64 {
+    let made = handles(n);
+    let before = live();
+    let kept: Vec<Arc<WorkerHandle>> = made.iter().map(|h| Arc::new(h.clone())).collect();
+    let vec_bytes = (kept.capacity() * std::mem::size_of::<Arc<WorkerHandle>>()) as isize;
+    let per = (live() - before - vec_bytes) as f64 / n as f64;
+    drop(kept);
+    per
+}
+
 /// Measures one subject in this process and prints `bytes rss_bytes`.
 fn child(subject: &str, n: usize) {
+    if subject == "handles" {
+        println!("{:.1} 0", handle_bytes(n));
+        return;
+    }
     let (bytes, rss) = match subject {
         "lib" => measure(n, || {
             let clock = Arc::new(ManualClock::new(T0));
@@ -134,15 +151,18 @@ fn main() {
     let label = size_label(n);
     let (lib, lib_rss) = run("lib");
     let (naive, naive_rss) = run("naive");
+    let (handle, _) = run("handles");
     println!("memory per worker at {label} (shared spec, all Ready):");
     println!("  lib   {lib:8.1} B allocated   {lib_rss:8.1} B resident");
     println!("  naive {naive:8.1} B allocated   {naive_rss:8.1} B resident");
+    println!("  of which the caller's handle (Arc<WorkerHandle>, in both): {handle:.1} B");
     if !bench_mode {
         return;
     }
     let json = format!(
         "{{\"size\":\"{label}\",\"lib_bytes\":{lib:.1},\"lib_rss_bytes\":{lib_rss:.1},\
-         \"naive_bytes\":{naive:.1},\"naive_rss_bytes\":{naive_rss:.1}}}\n"
+         \"naive_bytes\":{naive:.1},\"naive_rss_bytes\":{naive_rss:.1},\
+         \"handle_bytes\":{handle:.1}}}\n"
     );
     let dir = std::env::var_os("HODEI_BENCH_OUT")
         .map(PathBuf::from)
