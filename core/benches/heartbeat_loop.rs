@@ -17,7 +17,7 @@ use hodei_workers::{
     InMemoryWorkerRegistry, ManualClock, WorkerId, WorkerRegistry, WorkerSpec, WorkerState,
 };
 
-const STRIDE: u64 = 999_983;
+const STRIDE: u64 = common::STRIDE as u64;
 const OPS: u64 = 2_000_000;
 const REPS: u64 = 5;
 const FLEETS: u64 = 3;

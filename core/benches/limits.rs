@@ -22,7 +22,7 @@ use hodei_workers::WorkerId;
 
 mod common;
 
-use common::{size_label, sizes};
+use common::{size_label, sizes, STRIDE};
 
 /// One cache line per node, so that every hop is a line of its own.
 #[repr(align(64))]
@@ -98,9 +98,6 @@ fn best_pass(mut pass: impl FnMut() -> u64) -> f64 {
 
 /// Shards of the registry (`SHARD_COUNT` in `registry/memory/mod.rs`).
 const SHARDS: usize = 64;
-
-/// The visiting order of `benches/registry.rs` (`k * STRIDE mod n`).
-const STRIDE: usize = 999_983;
 
 /// An empty entry: the nil id's bytes (never a worker), as in the registry's index.
 const EMPTY: [u8; 16] = [0; 16];

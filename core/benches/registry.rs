@@ -25,10 +25,6 @@ use hodei_workers::{
     WorkerId, WorkerLifecycleConfig, WorkerLifecycleManager, WorkerRegistry,
 };
 
-/// A large prime, coprime to every fleet size used: the benches visit workers in the order
-/// `k * STRIDE mod n`, a fixed permutation that defeats prefetching without a random generator.
-const STRIDE: usize = 999_983;
-
 /// The heartbeat timeout of the expiry benches; agents heartbeat every `HEARTBEAT_EVERY` ticks
 /// of one second each.
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(60);

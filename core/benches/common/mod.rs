@@ -19,6 +19,11 @@ use parking_lot::RwLock;
 /// Start of the simulated time (2023-11-14).
 pub const T0: u64 = 1_700_000_000_000;
 
+/// The heartbeat benches visit the fleet as `k * STRIDE mod n`: a fixed permutation (a large
+/// prime, coprime to every fleet size used) that defeats prefetching without a random
+/// generator. The C program (`bench/c/heartbeat.c`) uses the same number.
+pub const STRIDE: usize = 999_983;
+
 /// The naive design the library replaces: one `RwLock<HashMap<WorkerId, Worker>>` with the std
 /// (SipHash) hasher, the write lock for every call, and full scans for everything that is not a
 /// lookup by id (claim, find_unhealthy, find_for_termination, stats).

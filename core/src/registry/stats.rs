@@ -114,44 +114,23 @@ impl WorkerRegistryStats {
     pub fn recount<'a>(workers: impl IntoIterator<Item = &'a Worker>) -> Self {
         let mut stats = WorkerRegistryStats::default();
         for w in workers {
-            stats.add(
-                w.state,
-                &w.handle.provider_id,
-                &w.handle.provider_type,
-                pool_of(&w.spec),
-            );
+            stats.total += 1;
+            *stats.by_state.slot(w.state) += 1;
+            increment(&mut stats.by_provider, &w.handle.provider_id);
+            increment(&mut stats.by_provider_type, &w.handle.provider_type);
+            if let Some(pool) = pool_of(&w.spec) {
+                let counts = match stats.by_pool.get_mut(pool) {
+                    Some(counts) => counts,
+                    None => stats.by_pool.entry(pool.to_owned()).or_default(),
+                };
+                *counts.slot(w.state) += 1;
+            }
         }
         stats
     }
-
-    /// Counts one more worker in `state` (of `pool`, if it is in one).
-    pub(crate) fn add(
-        &mut self,
-        state: WorkerState,
-        provider: &ProviderId,
-        kind: &ProviderType,
-        pool: Option<&str>,
-    ) {
-        self.total += 1;
-        *self.by_state.slot(state) += 1;
-        increment(&mut self.by_provider, provider);
-        increment(&mut self.by_provider_type, kind);
-        if let Some(pool) = pool {
-            // Allocates the key only for a pool's first worker.
-            match self.by_pool.get_mut(pool) {
-                Some(counts) => *counts.slot(state) += 1,
-                None => {
-                    let mut counts = StateCounts::default();
-                    *counts.slot(state) += 1;
-                    self.by_pool.insert(pool.to_owned(), counts);
-                }
-            }
-        }
-    }
 }
 
-/// Counts one more for `key`; clones the key only for its first count (`register` runs this
-/// for every worker, and a provider id is a heap string).
+/// Counts one more for `key`; clones the key only for its first count.
 fn increment<K: Ord + Clone>(map: &mut BTreeMap<K, usize>, key: &K) {
     match map.get_mut(key) {
         Some(n) => *n += 1,
