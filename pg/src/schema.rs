@@ -1,7 +1,7 @@
 //! The registry's schema: one PostgreSQL schema per registry name, built by versioned
 //! migrations that `connect` applies.
 //!
-//! # Tables (schema v1; v2 and v3 add the tables marked so)
+//! # Tables (schema v1; v2 and v3 add the tables marked so, v4 an index)
 //! | table | what | why |
 //! |---|---|---|
 //! | `workers` | one row per worker: handle, state, job, timestamps, the spec's deadlines | the record; `current_job` is `UNIQUE` (invariant 2 across processes) |
@@ -22,13 +22,14 @@
 //! end), the startup deadline (`created_at` of `Creating`/`Connecting`), the idle deadline
 //! (`idle_since + idle_timeout_ms` of `Ready`), the lifetime deadline (`created_at +
 //! max_lifetime_ms` of the live states), the drained workers (`Draining` without a job), the
-//! provider. The heartbeat deadline is found by one sequential pass over the narrow
+//! provider, the terminal workers (`Terminating`/`Terminated`, v4). The heartbeat deadline is found by one sequential pass over the narrow
 //! `heartbeats` table (an index on the time column would make every heartbeat a non-HOT update).
 
-use hodei_workers::{Error, Result, POOL_LABEL};
+use hodei_workers::{Error, Result, WorkerState, POOL_LABEL};
 
 use crate::error::DbError;
 use crate::pool::{quote_ident, Conn};
+use crate::sql::st;
 
 /// Number of counter slots (a power of two).
 pub(crate) const SLOTS: i16 = 32;
@@ -256,7 +257,25 @@ CREATE TRIGGER pool_delete AFTER DELETE ON workers
     FOR EACH ROW WHEN (OLD.pool IS NOT NULL) EXECUTE FUNCTION count_pool();
 "#
         ),
+        // v4: the terminal workers' ids (`terminal_ids`, which the lifecycle manager reads
+        // every health-check interval while its destroy queue is not empty): an index-only
+        // scan of the few terminal rows instead of a pass over the fleet.
+        format!(
+            "CREATE INDEX workers_terminal ON workers (id) WHERE {};",
+            terminal_predicate()
+        ),
     ]
+}
+
+/// The `WHERE` clause of the terminal rows (`Terminating`, `Terminated`), with the states as
+/// literals: the one text of index `workers_terminal` (v4) and of the query it serves, which
+/// must state the same predicate for the planner to use a partial index.
+pub(crate) fn terminal_predicate() -> String {
+    format!(
+        "state IN ({}, {})",
+        st(WorkerState::Terminating),
+        st(WorkerState::Terminated)
+    )
 }
 
 /// Creates the schema if needed and applies the migrations it lacks, in one transaction under

@@ -51,13 +51,13 @@ fn replicas_starting_at_once_apply_each_migration_once() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1, 2, 3]);
+    assert_eq!(versions, [1, 2, 3, 4]);
 }
 
 #[test]
 fn migration_v3_backfills_the_pool_counts_of_an_existing_fleet() {
-    // A registry at v2 with pooled workers in several states (v3 undone by hand: what an
-    // older build left behind), then a new build connects: by_pool must count them.
+    // A registry at v2 with pooled workers in several states (v3 and v4 undone by hand: what
+    // an older build left behind), then a new build connects: by_pool must count them.
     let (clock, registry, _schema) = registry("poolmig");
     let pooled = |p: &str| Arc::new(WorkerSpec::new("img").with_label(POOL_LABEL, p));
     let a = ready(&registry, pooled("a"));
@@ -71,7 +71,10 @@ fn migration_v3_backfills_the_pool_counts_of_an_existing_fleet() {
     let mut client = raw(&_schema.0);
     client
         .batch_execute(
-            "DROP TRIGGER pool_insert ON workers; DROP TRIGGER pool_state ON workers;              DROP TRIGGER pool_delete ON workers; DROP FUNCTION count_pool();              DROP TABLE pool_counts; ALTER TABLE workers DROP COLUMN pool;              DELETE FROM migrations WHERE version = 3;",
+            "DROP TRIGGER pool_insert ON workers; DROP TRIGGER pool_state ON workers; \
+             DROP TRIGGER pool_delete ON workers; DROP FUNCTION count_pool(); \
+             DROP TABLE pool_counts; ALTER TABLE workers DROP COLUMN pool; \
+             DROP INDEX workers_terminal; DELETE FROM migrations WHERE version >= 3;",
         )
         .unwrap();
     let upgraded = replica(&_schema.0, clock);
@@ -89,6 +92,37 @@ fn migration_v3_backfills_the_pool_counts_of_an_existing_fleet() {
     assert_eq!(
         (stats.by_pool["b"].creating, stats.by_pool["b"].ready),
         (0, 1)
+    );
+}
+
+#[test]
+fn terminal_ids_read_the_terminal_index_not_the_fleet() {
+    let (_clock, registry, _schema) = registry("terminal");
+    let live: Vec<WorkerId> = (0..20).map(|_| ready(&registry, spec())).collect();
+    registry
+        .update_state(&live[3], WorkerState::Terminating)
+        .unwrap();
+    registry
+        .update_state(&live[7], WorkerState::Terminated)
+        .unwrap();
+    let mut ids = registry.terminal_ids().unwrap();
+    ids.sort();
+    let mut expected = vec![live[3], live[7]];
+    expected.sort();
+    assert_eq!(ids, expected);
+    // The query the registry sends (its predicate as literals, as the index states it) can be
+    // answered from the partial index: with sequential scans ruled out, the plan names it.
+    let mut client = raw(&_schema.0);
+    client.batch_execute("SET enable_seqscan = off").unwrap();
+    let plan: Vec<String> = client
+        .query("EXPLAIN SELECT id FROM workers WHERE state IN (5, 6)", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        plan.iter().any(|line| line.contains("workers_terminal")),
+        "plan: {plan:?}"
     );
 }
 
