@@ -41,26 +41,32 @@
 //! tables and 4 to 8 in the filter (about 25 bytes an id at the default limit; at most ~40);
 //! for a minted id at most half a byte in the bitmap, or ~18 bytes in `below`; plus at most
 //! one block of ids already forgotten.
+//!
+//! # Modules
+//! [`block`] holds the blocks, [`filter`] the cuckoo filter, [`minted`] the bitmap of minted
+//! ids; this module keeps them in step.
 
-use std::collections::{HashSet, VecDeque};
+mod block;
+mod filter;
+mod minted;
+
+use std::collections::VecDeque;
 use std::fmt;
 use std::hash::BuildHasher;
 
 use crate::ids::WorkerId;
 
+use block::{as_id, Block, MAX_BLOCK};
+use filter::{buckets_for, Filter, MIN_BUCKETS};
+use minted::MintedSet;
+
 /// How many retired ids an [`InMemoryWorkerRegistry`](super::InMemoryWorkerRegistry) keeps by
 /// default.
 pub(super) const DEFAULT_RETIRED_ID_LIMIT: usize = 1 << 20;
 
-/// The largest block: positions `1..=MAX_BLOCK` fit the `u16` position tables.
-const MAX_BLOCK: usize = 1 << 15;
-
 /// The smallest block (a small limit gets small blocks: at most one block of forgotten ids
 /// is kept, which must not outweigh the `limit` remembered).
 const MIN_BLOCK: usize = 64;
-
-/// Relocations an insertion into the filter tries before the filter is rebuilt bigger.
-const MAX_KICKS: usize = 500;
 
 /// The ids of a registry that were unregistered, the last `limit` of them. See the module doc.
 pub(super) struct RetiredIds {
@@ -292,11 +298,7 @@ impl RetiredIds {
     /// Heap bytes held (blocks and filter).
     #[cfg(test)]
     fn bytes(&self) -> usize {
-        let blocks: usize = self
-            .blocks
-            .iter()
-            .map(|b| b.ids.capacity() * 16 + b.slots.len() * 2 + b.minted.capacity() * 8)
-            .sum();
+        let blocks: usize = self.blocks.iter().map(Block::bytes).sum();
         blocks + self.filter.buckets.len() * 8 + self.minted.bytes()
     }
 
@@ -383,367 +385,6 @@ impl RetiredIds {
             self.filter = filter;
             return;
         }
-    }
-}
-
-/// The fewest buckets (of four slots) that hold `n` fingerprints at load 1/2.
-fn buckets_for(n: usize) -> usize {
-    n.div_ceil(2).next_power_of_two().max(MIN_BUCKETS)
-}
-
-const MIN_BUCKETS: usize = 4;
-
-/// Ids in retirement order with an exact position table.
-struct Block {
-    /// The ids' bits, or for an id minted here its counter (see `minted`): the counter is
-    /// what the minted set needs when the id is forgotten, and decoding it again would cost
-    /// a permutation.
-    ids: Vec<u128>,
-    /// Bit `pos` set: `ids[pos]` is a minted id's counter.
-    minted: Vec<u64>,
-    /// Position + 1 in `ids` of each of `ids[..indexed]`, by hash (linear probing, 0 for
-    /// empty); a power of two, at most half full. The newest ids are indexed in batches
-    /// (with the filter's), so that `unregister` only appends. Minted ids are not in it (the
-    /// bitmap answers for them), but count among `ids[..indexed]`.
-    slots: Box<[u16]>,
-    indexed: usize,
-    /// Ids in `slots`.
-    keyed: usize,
-    /// Ids at the front already forgotten (only the oldest block has any).
-    start: usize,
-    /// The most ids this block takes (at most [`MAX_BLOCK`]).
-    cap: usize,
-}
-
-impl Block {
-    fn new(cap: usize) -> Block {
-        Block {
-            ids: Vec::new(),
-            minted: Vec::new(),
-            slots: vec![0; 16].into_boxed_slice(),
-            indexed: 0,
-            keyed: 0,
-            start: 0,
-            cap,
-        }
-    }
-
-    /// The position table's home of hash `h`: bits 32 and up, which the filter does not use
-    /// for its bucket (below 2^32 buckets); the fingerprint's bits 48 and up are only reached
-    /// by tables of more than 2^16 slots, which a block never has.
-    fn home(h: u64, mask: usize) -> usize {
-        (h >> 32) as usize & mask
-    }
-
-    /// Appends `id`, minted from `minted` if it was; `indexed`: it needs no position and
-    /// every id before it is indexed.
-    fn push(&mut self, id: WorkerId, minted: Option<u64>, indexed: bool) {
-        debug_assert!(self.ids.len() < self.cap);
-        debug_assert!(!indexed || self.indexed == self.ids.len());
-        let pos = self.ids.len();
-        if pos % 64 == 0 {
-            self.minted.push(0);
-        }
-        match minted {
-            Some(counter) => {
-                self.ids.push(u128::from(counter));
-                self.minted[pos / 64] |= 1 << (pos % 64);
-            }
-            None => self.ids.push(id.as_uuid().as_u128()),
-        }
-        if indexed {
-            self.indexed += 1;
-        }
-    }
-
-    /// The counter of the id at `pos` if it was minted here.
-    #[inline]
-    fn counter_at(&self, pos: usize) -> Option<u64> {
-        (self.minted[pos / 64] >> (pos % 64) & 1 == 1).then(|| self.ids[pos] as u64)
-    }
-
-    /// The id at `pos`.
-    fn id_at(&self, pos: usize) -> WorkerId {
-        match self.counter_at(pos) {
-            Some(counter) => WorkerId::from_counter(counter),
-            None => as_id(self.ids[pos]),
-        }
-    }
-
-    /// Indexes the ids not yet in the position table (minted ids are skipped).
-    fn index(&mut self, hasher: &foldhash::fast::RandomState) {
-        while self.indexed < self.ids.len() {
-            if self.counter_at(self.indexed).is_some() {
-                self.indexed += 1;
-                continue;
-            }
-            if (self.keyed + 1) * 2 > self.slots.len() {
-                let size = self.slots.len() * 2;
-                self.slots = vec![0; size].into_boxed_slice();
-                for pos in 0..self.indexed {
-                    if self.counter_at(pos).is_none() {
-                        let h = hasher.hash_one(as_id(self.ids[pos]));
-                        Self::place(&mut self.slots, h, pos);
-                    }
-                }
-            }
-            let h = hasher.hash_one(as_id(self.ids[self.indexed]));
-            Self::place(&mut self.slots, h, self.indexed);
-            self.indexed += 1;
-            self.keyed += 1;
-        }
-    }
-
-    fn place(slots: &mut [u16], h: u64, pos: usize) {
-        let mask = slots.len() - 1;
-        let mut i = Self::home(h, mask);
-        while slots[i] != 0 {
-            i = (i + 1) & mask;
-        }
-        slots[i] = u16::try_from(pos + 1).expect("a block holds at most 2^15 ids");
-    }
-
-    /// Whether `id` (hash `h`, not a minted id) is here and not forgotten: the position
-    /// table, then the ids not yet indexed (fewer than a batch).
-    fn find(&self, id: &WorkerId, h: u64) -> bool {
-        let bits = id.as_uuid().as_u128();
-        let mask = self.slots.len() - 1;
-        let mut i = Self::home(h, mask);
-        loop {
-            let pos = self.slots[i] as usize;
-            if pos == 0 {
-                break;
-            }
-            // A forgotten copy (the id was retired again since) does not end the search.
-            if pos > self.start && self.ids[pos - 1] == bits {
-                return true;
-            }
-            i = (i + 1) & mask;
-        }
-        // A minted id's entry is its counter, which may equal some id's bits: skipped.
-        (self.indexed.max(self.start)..self.ids.len())
-            .any(|pos| self.ids[pos] == bits && self.counter_at(pos).is_none())
-    }
-}
-
-/// The id whose bits an entry of a block holds (an id of another origin: never nil).
-fn as_id(bits: u128) -> WorkerId {
-    WorkerId::from_bytes(bits.to_be_bytes()).expect("a retired id is not nil")
-}
-
-/// The counters of the remembered minted ids (see the module doc): those from `64 * base` on
-/// as bits of `words` (at most `span` words), those below in `below`.
-#[derive(Debug)]
-struct MintedSet {
-    /// Bit `c % 64` of word `c / 64 - base` for counter `c`; no zero word at either end.
-    words: VecDeque<u64>,
-    /// The word number of `words[0]`. Never decreases, which keeps the split exact: a counter
-    /// at or above `64 * base` is only ever in `words`, one below only in `below`.
-    base: u64,
-    /// Counters below `64 * base`.
-    below: HashSet<u64, foldhash::fast::RandomState>,
-    /// The most words kept: `limit / 16` (half a byte an id remembered) within [16, 2^16].
-    span: u64,
-}
-
-impl MintedSet {
-    fn new(limit: usize) -> MintedSet {
-        MintedSet {
-            words: VecDeque::new(),
-            base: 0,
-            below: HashSet::default(),
-            span: Self::span_for(limit),
-        }
-    }
-
-    fn span_for(limit: usize) -> u64 {
-        (limit as u64 / 16).clamp(16, 1 << 16)
-    }
-
-    fn set_span(&mut self, limit: usize) {
-        self.span = Self::span_for(limit);
-        while self.words.len() as u64 > self.span {
-            self.pop_front();
-        }
-    }
-
-    #[inline]
-    fn contains(&self, counter: u64) -> bool {
-        let word = counter / 64;
-        if word >= self.base {
-            self.words
-                .get((word - self.base) as usize)
-                .is_some_and(|w| w >> (counter % 64) & 1 == 1)
-        } else {
-            !self.below.is_empty() && self.below.contains(&counter)
-        }
-    }
-
-    /// Files `counter` (not filed).
-    fn insert(&mut self, counter: u64) {
-        let word = counter / 64;
-        if word < self.base {
-            self.below.insert(counter);
-            return;
-        }
-        // Slide the window until `word` fits (what falls out goes to `below`).
-        while !self.words.is_empty() && word - self.base >= self.span {
-            self.pop_front();
-        }
-        if self.words.is_empty() {
-            self.base = word;
-        }
-        let i = (word - self.base) as usize;
-        if self.words.len() <= i {
-            self.words.resize(i + 1, 0);
-        }
-        self.words[i] |= 1 << (counter % 64);
-    }
-
-    /// Unfiles `counter` (filed).
-    fn remove(&mut self, counter: u64) {
-        let word = counter / 64;
-        if word < self.base {
-            let removed = self.below.remove(&counter);
-            debug_assert!(removed, "a remembered counter is filed");
-            return;
-        }
-        let i = (word - self.base) as usize;
-        debug_assert!(self.words[i] >> (counter % 64) & 1 == 1);
-        self.words[i] &= !(1 << (counter % 64));
-        while self.words.front() == Some(&0) {
-            self.words.pop_front();
-            self.base += 1;
-        }
-        while self.words.back() == Some(&0) {
-            self.words.pop_back();
-        }
-    }
-
-    /// Moves the lowest word's counters to `below` and the window's base up past it (and
-    /// past the zero words after it).
-    fn pop_front(&mut self) {
-        if let Some(w) = self.words.pop_front() {
-            let first = self.base * 64;
-            let mut bits = w;
-            while bits != 0 {
-                self.below.insert(first + u64::from(bits.trailing_zeros()));
-                bits &= bits - 1;
-            }
-            self.base += 1;
-        }
-        while self.words.front() == Some(&0) {
-            self.words.pop_front();
-            self.base += 1;
-        }
-    }
-
-    #[cfg(test)]
-    fn bytes(&self) -> usize {
-        self.words.capacity() * 8 + self.below.capacity() * 9
-    }
-}
-
-/// A cuckoo filter of 16-bit fingerprints (0 marks an empty slot): four slots to a bucket,
-/// one `u64`; each fingerprint lives in one of two buckets, `i1` from the hash and
-/// `i2 = i1 ^ spread(fp)`, so either is found from the other and the fingerprint alone.
-#[derive(Debug)]
-struct Filter {
-    buckets: Box<[u64]>,
-    /// The state of the relocation walk (xorshift).
-    walk: u64,
-}
-
-const LANES: u64 = 0x0001_0001_0001_0001;
-const HIGH: u64 = 0x8000_8000_8000_8000;
-
-impl Filter {
-    fn with_buckets(n: usize) -> Filter {
-        debug_assert!(n.is_power_of_two());
-        Filter {
-            buckets: vec![0; n].into_boxed_slice(),
-            walk: 0x9e37_79b9_7f4a_7c15,
-        }
-    }
-
-    fn slots(&self) -> usize {
-        self.buckets.len() * 4
-    }
-
-    fn mask(&self) -> usize {
-        self.buckets.len() - 1
-    }
-
-    /// Fingerprint and first bucket of hash `h`.
-    fn place(&self, h: u64, fp_mask: u16) -> (u16, usize) {
-        let fp = ((h >> 48) as u16 & fp_mask).max(1);
-        (fp, h as usize & self.mask())
-    }
-
-    fn alt(&self, i: usize, fp: u16) -> usize {
-        (i ^ (u64::from(fp).wrapping_mul(0xc6a4_a793_5bd1_e995) >> 17) as usize) & self.mask()
-    }
-
-    /// The lowest lane of `bucket` equal to `v`, if any (exact: a borrow only disturbs the
-    /// lanes above a lane that is equal).
-    fn lane_of(bucket: u64, v: u16) -> Option<u32> {
-        let x = bucket ^ (u64::from(v) * LANES);
-        let zero = x.wrapping_sub(LANES) & !x & HIGH;
-        (zero != 0).then(|| zero.trailing_zeros() / 16)
-    }
-
-    fn may_contain(&self, h: u64, fp_mask: u16) -> bool {
-        let (fp, i1) = self.place(h, fp_mask);
-        let i2 = self.alt(i1, fp);
-        Self::lane_of(self.buckets[i1], fp).is_some()
-            || Self::lane_of(self.buckets[i2], fp).is_some()
-    }
-
-    fn set(&mut self, i: usize, lane: u32, fp: u16) {
-        let shift = lane * 16;
-        self.buckets[i] = (self.buckets[i] & !(0xffff << shift)) | (u64::from(fp) << shift);
-    }
-
-    /// Adds the fingerprint of `h`; false if no room was found (some fingerprint is then lost:
-    /// the caller rebuilds).
-    fn insert(&mut self, h: u64, fp_mask: u16) -> bool {
-        let (mut fp, i1) = self.place(h, fp_mask);
-        let i2 = self.alt(i1, fp);
-        for i in [i1, i2] {
-            if let Some(lane) = Self::lane_of(self.buckets[i], 0) {
-                self.set(i, lane, fp);
-                return true;
-            }
-        }
-        let mut i = if self.walk & 1 == 0 { i1 } else { i2 };
-        for _ in 0..MAX_KICKS {
-            self.walk ^= self.walk << 13;
-            self.walk ^= self.walk >> 7;
-            self.walk ^= self.walk << 17;
-            let lane = (self.walk % 4) as u32;
-            let victim = (self.buckets[i] >> (lane * 16)) as u16;
-            self.set(i, lane, fp);
-            fp = victim;
-            i = self.alt(i, fp);
-            if let Some(lane) = Self::lane_of(self.buckets[i], 0) {
-                self.set(i, lane, fp);
-                return true;
-            }
-        }
-        false
-    }
-
-    /// Removes one copy of the fingerprint of `h` (which must have been inserted).
-    fn remove(&mut self, h: u64, fp_mask: u16) -> bool {
-        let (fp, i1) = self.place(h, fp_mask);
-        let i2 = self.alt(i1, fp);
-        for i in [i1, i2] {
-            if let Some(lane) = Self::lane_of(self.buckets[i], fp) {
-                self.set(i, lane, 0);
-                return true;
-            }
-        }
-        false
     }
 }
 
