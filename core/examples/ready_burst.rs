@@ -1,5 +1,7 @@
 //! Times making a fleet `Ready` while the clock stands still (every worker idle since the same
-//! millisecond, so the ready set orders them by id alone), then claiming them all.
+//! millisecond, so the ready set orders them by id alone), claiming them all, then draining
+//! them and taking them back to `Ready` in another order than they registered (each re-enters
+//! its class's lifetime queue at its old place, far from the queue's back).
 //!
 //! `cargo run --release -p hodei-workers --example ready_burst -- 100000`
 
@@ -41,9 +43,25 @@ fn main() {
             .expect("a ready worker");
     }
     let claimed = started.elapsed();
+    let mut by_id = ids.clone();
+    by_id.sort();
+    for id in &by_id {
+        reg.update_state(id, WorkerState::Draining)
+            .expect("draining");
+    }
+    let started = Instant::now();
+    for id in &by_id {
+        reg.release_from_job(id, None).expect("release");
+        reg.update_state(id, WorkerState::Ready)
+            .expect("taken back");
+    }
+    let taken_back = started.elapsed();
+    let per = |d: std::time::Duration| d.as_nanos() as f64 / n as f64;
     println!(
-        "{n} workers made ready at one instant: {:.0} ns each; claimed: {:.0} ns each",
-        ready.as_nanos() as f64 / n as f64,
-        claimed.as_nanos() as f64 / n as f64
+        "{n} workers made ready at one instant: {:.0} ns each; claimed: {:.0} ns each; \
+         drained and taken back: {:.0} ns each",
+        per(ready),
+        per(claimed),
+        per(taken_back)
     );
 }

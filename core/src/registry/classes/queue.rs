@@ -1,13 +1,13 @@
 //! [`Queue`]: a class's workers in deadline order (`(timestamp, ticket)`), named by place.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
+use super::{Merge, NEAR};
 use crate::clock::Timestamp;
 
 /// A queue position: the timestamp a worker is ordered by, its ticket (a registry-wide
 /// counter taken when the entry was made, which orders equal timestamps by arrival), its
 /// place (see [`Queue`]).
-#[cfg(test)]
 pub(super) type Place = (Timestamp, u64, u32);
 
 /// The top bit of a ticket marks a removed entry (tickets count from 0 and never reach it).
@@ -44,7 +44,6 @@ impl Entry {
         self.ticket |= DEAD;
     }
 
-    #[cfg(test)]
     fn place(&self) -> Place {
         let (at, ticket) = self.key();
         (at, ticket, self.place)
@@ -65,16 +64,24 @@ impl Entry {
 /// removal in the middle leaves a dead entry (O(log n)); dead entries at the ends are dropped
 /// at once and the queue is compacted when they outnumber the live ones, so its length stays
 /// below twice the live count plus a constant.
+///
+/// An entry that arrives far inside the queue (a drained worker taken back to `Ready`
+/// re-enters the lifetime queue at its old `created_at`) goes to `late`, a B-tree beside the
+/// deque, which reads merge (see [`NEAR`]): shifting the deque for it was O(n), ~7 µs a
+/// worker taken back at 100k (`examples/ready_burst.rs`).
 #[derive(Debug, Default)]
 pub(in crate::registry) struct Queue {
     entries: VecDeque<Entry>,
     dead: usize,
+    /// Place by `(timestamp, ticket)` of the entries that arrived below the back of
+    /// `entries`, far from both ends. Disjoint from `entries`.
+    late: BTreeMap<(Timestamp, u64), u32>,
 }
 
 impl Queue {
     /// Live entries.
     pub fn len(&self) -> usize {
-        self.entries.len() - self.dead
+        self.entries.len() - self.dead + self.late.len()
     }
 
     /// Adds the worker at `place` at `(at, ticket)`: O(1) at the back (the usual case: the
@@ -85,7 +92,11 @@ impl Queue {
         match self.entries.back() {
             Some(last) if last.key() > (at, ticket) => {
                 let pos = self.entries.partition_point(|e| e.key() < (at, ticket));
-                self.entries.insert(pos, entry);
+                if pos <= NEAR || self.entries.len() - pos <= NEAR {
+                    self.entries.insert(pos, entry);
+                } else {
+                    self.late.insert((at, ticket), place);
+                }
             }
             _ => {
                 // Written in place, field by field: a pushed value is copied from the stack
@@ -107,6 +118,7 @@ impl Queue {
 
     /// Sorts after [`push_unsorted`](Self::push_unsorted).
     pub fn sort(&mut self) {
+        debug_assert!(self.dead == 0 && self.late.is_empty());
         self.entries
             .make_contiguous()
             .sort_unstable_by_key(Entry::key);
@@ -116,6 +128,9 @@ impl Queue {
     /// worker that leaves right after it came: `register` then `unregister`), else O(log n).
     pub fn remove(&mut self, at: Timestamp, ticket: u64) -> bool {
         let key = (at, ticket);
+        if !self.late.is_empty() && self.late.remove(&key).is_some() {
+            return true;
+        }
         if self
             .entries
             .back()
@@ -145,18 +160,20 @@ impl Queue {
             self.entries.pop_front();
             self.dead -= 1;
         }
-        if self.dead > 16 && self.dead > self.len() {
+        if self.dead > 16 && self.dead > self.entries.len() - self.dead {
             self.entries.retain(Entry::live);
             self.dead = 0;
         }
     }
 
     /// Live entries as `(timestamp, ticket, place)`, oldest first.
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (Timestamp, u64, u32)> + '_ {
-        self.entries.iter().filter(|e| e.live()).map(|e| {
-            let (at, ticket) = e.key();
-            (at, ticket, e.place)
-        })
+    pub fn iter(&self) -> impl Iterator<Item = (Timestamp, u64, u32)> + '_ {
+        Merge::new(
+            self.entries.iter().filter(|e| e.live()).map(Entry::place),
+            self.late
+                .iter()
+                .map(|(&(at, ticket), &place)| (at, ticket, place)),
+        )
     }
 
     /// Live entries with a timestamp below `before`, oldest first.
@@ -172,26 +189,42 @@ impl Queue {
     #[cfg(test)]
     pub fn newest_below(&self, upper: (Timestamp, u64)) -> Option<Place> {
         let end = self.entries.partition_point(|e| e.key() < upper);
-        self.entries
+        let in_deque = self
+            .entries
             .range(..end)
             .rev()
             .find(|e| e.live())
-            .map(Entry::place)
+            .map(Entry::place);
+        let in_late = self
+            .late
+            .range(..upper)
+            .next_back()
+            .map(|(&(at, ticket), &place)| (at, ticket, place));
+        in_deque.max(in_late)
     }
 
     /// Up to `want` live entries after `lower` in `(timestamp, ticket)` order, oldest first.
     #[cfg(test)]
     pub fn oldest_above(&self, lower: Option<(Timestamp, u64)>, want: usize) -> Vec<Place> {
-        let from = match lower {
-            Some(key) => self.entries.partition_point(|e| e.key() <= key),
-            None => 0,
+        use std::ops::Bound;
+        let (from, late_from) = match lower {
+            Some(key) => (
+                self.entries.partition_point(|e| e.key() <= key),
+                Bound::Excluded(key),
+            ),
+            None => (0, Bound::Unbounded),
         };
-        self.entries
-            .range(from..)
-            .filter(|e| e.live())
-            .take(want)
-            .map(Entry::place)
-            .collect()
+        Merge::new(
+            self.entries
+                .range(from..)
+                .filter(|e| e.live())
+                .map(Entry::place),
+            self.late
+                .range((late_from, Bound::Unbounded))
+                .map(|(&(at, ticket), &place)| (at, ticket, place)),
+        )
+        .take(want)
+        .collect()
     }
 }
 
@@ -258,5 +291,78 @@ mod tests {
             Some((7, 19_999, 19_999u32.wrapping_mul(2_654_435_761)))
         );
         assert_eq!(q.len(), 50_000 - 101);
+    }
+
+    #[test]
+    fn entries_taken_back_far_inside_the_queue_keep_the_order() {
+        // A lifetime queue of one class (created at one instant, tickets in arrival order); its
+        // workers leave (drained) and come back (taken back to Ready) at their old place, in an
+        // order of their own, among arrivals at the back and removals anywhere: compared with
+        // a BTreeMap model after every step.
+        use std::collections::BTreeMap;
+        use std::ops::Bound;
+
+        use super::super::super::test_rng::XorShift;
+        let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
+        let mut q = Queue::default();
+        let mut model: BTreeMap<(Timestamp, u64), u32> = BTreeMap::new();
+        let mut out: Vec<(Timestamp, u64, u32)> = Vec::new();
+        let mut ticket = 0u64;
+        for _ in 0..2_000 {
+            q.insert(9, ticket, ticket as u32);
+            model.insert((9, ticket), ticket as u32);
+            ticket += 1;
+        }
+        let mut went_late = false;
+        for step in 0..8_000u32 {
+            let x = rng.next();
+            let pick = (x >> 8) as usize % model.len().max(1);
+            match x % 5 {
+                0 | 1 => {
+                    // Leaves (drained), wherever it is.
+                    if let Some((&(at, t), &place)) = model.iter().nth(pick) {
+                        assert!(q.remove(at, t), "step {step}");
+                        model.remove(&(at, t));
+                        out.push((at, t, place));
+                    }
+                }
+                2 | 3 => {
+                    // Comes back at its old place.
+                    if !out.is_empty() {
+                        let (at, t, place) = out.swap_remove((x >> 20) as usize % out.len());
+                        q.insert(at, t, place);
+                        model.insert((at, t), place);
+                        went_late |= !q.late.is_empty();
+                    }
+                }
+                _ => {
+                    // A new worker at the back.
+                    q.insert(9 + (x >> 40) % 2, ticket, ticket as u32);
+                    model.insert((9 + (x >> 40) % 2, ticket), ticket as u32);
+                    ticket += 1;
+                }
+            }
+            assert_eq!(q.len(), model.len(), "step {step}");
+            let upper = model.keys().nth(pick).copied().unwrap_or((9, ticket));
+            let as_place = |(&(at, t), &place): (&(Timestamp, u64), &u32)| (at, t, place);
+            assert_eq!(
+                q.newest_below(upper),
+                model.range(..upper).next_back().map(as_place)
+            );
+            assert_eq!(
+                q.oldest_above(Some(upper), 3),
+                model
+                    .range((Bound::Excluded(upper), Bound::Unbounded))
+                    .take(3)
+                    .map(as_place)
+                    .collect::<Vec<_>>()
+            );
+            if step % 97 == 0 {
+                assert!(q.iter().eq(model.iter().map(as_place)));
+                assert!(q.older_than(10).eq(model.range(..(10, 0)).map(as_place)));
+            }
+        }
+        assert!(went_late, "some came back far inside the queue");
+        assert!(q.iter().eq(model.iter().map(|(&(at, t), &p)| (at, t, p))));
     }
 }

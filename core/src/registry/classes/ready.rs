@@ -1,18 +1,15 @@
 //! [`ReadySet`]: a class's `Ready` workers by `(idle_since, id)`, the order `claim` promises.
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
-use std::iter::Peekable;
 use std::ops::Bound;
+
+use super::{Merge, NEAR};
 
 use crate::clock::Timestamp;
 use crate::ids::WorkerId;
 
 /// A key of the ready set: when the worker became idle, then its id.
 type Key = (Timestamp, WorkerId);
-
-/// How far from either end of the deque an insert below its back may land and still go into
-/// the deque (shifting at most this many entries); farther in, it goes to the B-tree.
-const NEAR: usize = 32;
 
 /// The `Ready` workers of a class by `(idle_since, id)`: the order `claim` and
 /// `longest_idle` promise (ties by id).
@@ -173,33 +170,6 @@ impl ReadySet {
         )
         .take(want)
         .collect()
-    }
-}
-
-/// Two ascending sequences of distinct keys as one.
-struct Merge<A: Iterator<Item = Key>, B: Iterator<Item = Key>> {
-    a: Peekable<A>,
-    b: Peekable<B>,
-}
-
-impl<A: Iterator<Item = Key>, B: Iterator<Item = Key>> Merge<A, B> {
-    fn new(a: A, b: B) -> Self {
-        Merge {
-            a: a.peekable(),
-            b: b.peekable(),
-        }
-    }
-}
-
-impl<A: Iterator<Item = Key>, B: Iterator<Item = Key>> Iterator for Merge<A, B> {
-    type Item = Key;
-
-    fn next(&mut self) -> Option<Key> {
-        match (self.a.peek(), self.b.peek()) {
-            (Some(x), Some(y)) if y < x => self.b.next(),
-            (Some(_), _) => self.a.next(),
-            (None, _) => self.b.next(),
-        }
     }
 }
 
