@@ -128,9 +128,6 @@ impl Queue {
     /// worker that leaves right after it came: `register` then `unregister`), else O(log n).
     pub fn remove(&mut self, at: Timestamp, ticket: u64) -> bool {
         let key = (at, ticket);
-        if !self.late.is_empty() && self.late.remove(&key).is_some() {
-            return true;
-        }
         if self
             .entries
             .back()
@@ -138,6 +135,9 @@ impl Queue {
         {
             self.entries.pop_back();
             self.trim();
+            return true;
+        }
+        if !self.late.is_empty() && self.late.remove(&key).is_some() {
             return true;
         }
         let pos = self.entries.partition_point(|e| e.key() < key);

@@ -85,13 +85,12 @@ impl ReadySet {
 
     pub fn remove(&mut self, at: Timestamp, id: WorkerId) -> bool {
         let key = (at, id);
-        if !self.late.is_empty() && self.late.remove(&key) {
-            return true;
-        }
         if self.entries.back() == Some(&key) {
             self.entries.pop_back();
         } else if self.entries.front() == Some(&key) {
             self.entries.pop_front();
+        } else if !self.late.is_empty() && self.late.remove(&key) {
+            return true;
         } else {
             let pos = self.entries.partition_point(|e| *e < key);
             if self.entries.get(pos) != Some(&key) || !self.gone.insert(key) {
