@@ -147,11 +147,14 @@ impl ReadySet {
             .rev()
             .find(|e| self.live(e))
             .copied();
-        if self.late.is_empty() {
-            return in_deque;
-        }
-        // `None` orders below every `Some`.
-        in_deque.max(self.late.range(..upper).next_back().copied())
+        // `None` orders below every `Some`. The B-tree's last entry is found down its right
+        // edge without comparing keys: `claim`'s usual `upper` is above it.
+        let in_late = match self.late.last() {
+            None => return in_deque,
+            Some(last) if *last < upper => Some(*last),
+            Some(_) => self.late.range(..upper).next_back().copied(),
+        };
+        in_deque.max(in_late)
     }
 
     /// Up to `want` entries above `lower`, oldest first.
