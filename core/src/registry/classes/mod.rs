@@ -37,6 +37,12 @@ pub(super) use ready::ReadySet;
 /// entries for one insert takes about a millisecond.
 const NEAR: usize = 32;
 
+/// Whether an insert at position `pos` of a deque of `len` entries goes into the deque (within
+/// [`NEAR`] of either end) rather than into the B-tree beside it.
+fn near_an_end(pos: usize, len: usize) -> bool {
+    pos <= NEAR || len - pos <= NEAR
+}
+
 /// Two ascending sequences of distinct items as one, ascending.
 struct Merge<T, A: Iterator<Item = T>, B: Iterator<Item = T>> {
     a: Peekable<A>,

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use super::{Merge, NEAR};
+use super::{near_an_end, Merge};
 use crate::clock::Timestamp;
 
 /// A queue position: the timestamp a worker is ordered by, its ticket (a registry-wide
@@ -67,7 +67,7 @@ impl Entry {
 ///
 /// An entry that arrives far inside the queue (a drained worker taken back to `Ready`
 /// re-enters the lifetime queue at its old `created_at`) goes to `late`, a B-tree beside the
-/// deque, which reads merge (see [`NEAR`]): shifting the deque for it was O(n), ~7 µs a
+/// deque, which reads merge (see [`near_an_end`]): shifting the deque for it was O(n), ~7 µs a
 /// worker taken back at 100k (`examples/ready_burst.rs`).
 #[derive(Debug, Default)]
 pub(in crate::registry) struct Queue {
@@ -92,7 +92,7 @@ impl Queue {
         match self.entries.back() {
             Some(last) if last.key() > (at, ticket) => {
                 let pos = self.entries.partition_point(|e| e.key() < (at, ticket));
-                if pos <= NEAR || self.entries.len() - pos <= NEAR {
+                if near_an_end(pos, self.entries.len()) {
                     self.entries.insert(pos, entry);
                 } else {
                     self.late.insert((at, ticket), place);

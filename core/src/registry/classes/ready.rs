@@ -3,7 +3,7 @@
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::ops::Bound;
 
-use super::{Merge, NEAR};
+use super::{near_an_end, Merge};
 
 use crate::clock::Timestamp;
 use crate::ids::WorkerId;
@@ -24,7 +24,7 @@ type Key = (Timestamp, WorkerId);
 /// when `gone` exceeds a quarter of the live entries.
 ///
 /// An insert below the back (an id below others of the same millisecond, the clock gone
-/// back) goes into the deque only within [`NEAR`] entries of either end; farther in it goes to
+/// back) goes into the deque only near either end ([`near_an_end`]); farther in it goes to
 /// `late`, a B-tree (O(log n)), and every read merges the two. Without it, a fleet made ready
 /// while the clock stands still (a `ManualClock` in a test or a simulation: every key of one
 /// millisecond, in random id order) shifted half the deque on each insert, O(n) a worker and
@@ -60,7 +60,7 @@ impl ReadySet {
             Some(last) if *last >= key => {
                 let pos = self.entries.partition_point(|e| *e < key);
                 debug_assert!(self.entries.get(pos) != Some(&key), "inserted twice");
-                if pos <= NEAR || self.entries.len() - pos <= NEAR {
+                if near_an_end(pos, self.entries.len()) {
                     self.entries.insert(pos, key);
                 } else {
                     let fresh = self.late.insert(key);
