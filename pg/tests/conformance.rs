@@ -22,7 +22,7 @@ mod contract;
 mod deadlines;
 #[path = "../../core/tests/registry/model.rs"]
 mod model;
-#[path = "../../core/tests/registry/ops.rs"]
+#[path = "../../core/tests/registry/ops/mod.rs"]
 mod ops;
 #[path = "../../core/tests/registry/pool_counts.rs"]
 mod pool_counts;
