@@ -411,23 +411,15 @@ impl Drop for Reader {
 pub const EVENTS_KEPT: i64 = 1_000_000;
 
 impl PostgresWorkerRegistry {
-    /// Keeps the outbox bounded without a thread: at most once a minute per process (on the
-    /// health-check path, `find_for_termination`), deletes all but the newest
-    /// [`EVENTS_KEPT`] events (an index range on `seq`). A subscriber more than that many
-    /// events behind sees a gap. Failures are ignored (the next call tries again).
-    pub(crate) fn maybe_prune(&self) {
-        {
-            let mut last = self.inner.last_prune.lock();
-            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(60)) {
-                return;
-            }
-            *last = Some(std::time::Instant::now());
-        }
-        let _ = self.run("pruning events", |conn| {
+    /// Deletes all but the newest [`EVENTS_KEPT`] events (an index range on `seq`); the
+    /// registry calls it itself, at most once a minute (`crate::retention`). A subscriber
+    /// more than that many events behind sees a gap. Returns the number deleted.
+    pub(crate) fn prune_outbox(&self) -> Result<u64> {
+        self.run("pruning events", |conn| {
             let stmt =
                 conn.prepare("DELETE FROM outbox WHERE seq < (SELECT max(seq) FROM outbox) - $1")?;
             Ok(conn.client.execute(&stmt, &[&EVENTS_KEPT])?)
-        });
+        })
     }
 
     /// Deletes the events older than `older_than` (by their `at`, on the registry's clock),

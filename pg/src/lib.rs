@@ -22,7 +22,8 @@
 //! Modules, one per concern: [`schema`] (the tables and their migrations), `registry` (the type
 //! and the trait: its changes, records, jobs), `claim`, `deadlines`, `stats`, `heartbeat` (coalesced heartbeats), [`events`] (the
 //! outbox and its readers: read it for the ordering rule and what a `seq` gap means),
-//! `snapshot`, `error` (SQL errors to the core's kinds), `pool`, `leadership`
+//! `snapshot`, `retention` (what the registry forgets: the oldest events and retired ids),
+//! `error` (SQL errors to the core's kinds), `pool`, `leadership`
 //! ([`PostgresLeadership`]: the [`Leadership`](hodei_workers::Leadership) lease with a term that
 //! the replicated manager uses).
 //!
@@ -39,6 +40,7 @@ mod heartbeat;
 mod leadership;
 mod pool;
 mod registry;
+mod retention;
 pub mod schema;
 mod snapshot;
 mod sql;
@@ -46,4 +48,5 @@ mod stats;
 
 pub use leadership::{PostgresLeadership, MAX_HOLDER_LEN};
 pub use registry::PostgresWorkerRegistry;
+pub use retention::DEFAULT_RETIRED_ID_LIMIT;
 pub use schema::validate_name;

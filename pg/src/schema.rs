@@ -1,13 +1,13 @@
 //! The registry's schema: one PostgreSQL schema per registry name, built by versioned
 //! migrations that `connect` applies.
 //!
-//! # Tables (schema v1; v2 and v3 add the tables marked so, v4 an index)
+//! # Tables (schema v1; v2 and v3 add the tables marked so, v4 and v5 an index each)
 //! | table | what | why |
 //! |---|---|---|
 //! | `workers` | one row per worker: handle, state, job, timestamps, the spec's deadlines | the record; `current_job` is `UNIQUE` (invariant 2 across processes) |
 //! | `heartbeats` | `(id, last_heartbeat)` | narrow, no index on the time column: a heartbeat is a HOT update of a 40-byte row, never of the wide record |
 //! | `specs` | each distinct spec once (JSON, labels, capabilities), keyed by the md5 of its JSON | a fleet made from a few specs stores them a few times |
-//! | `known_ids` | every id ever registered, and when it was retired (unregistered) | ids are never reused: `register` of a known id is `AlreadyExists` (a unique index, so two replicas registering one id cannot both win). Unbounded, unlike the in-memory registry's 2^20 retired ids: ~60 bytes an id on disk |
+//! | `known_ids` | every id ever registered, and when it was retired (unregistered) | ids are never reused: `register` of a known id is `AlreadyExists` (a unique index, so two replicas registering one id cannot both win). `retired` numbers the retirements (`retire_seq`); the oldest past the registry's retired-id limit are forgotten, as in memory (`crate::retention`, index `known_ids_retired`, v5): ~60 bytes an id on disk |
 //! | `state_counts` | per slot (32 of them, by worker id): total and one count per state | `stats()` sums 32 rows; a change updates its worker's slot row in the same transaction, so two replicas rarely wait on the same counter |
 //! | `provider_counts` | per (provider, provider type, slot): count | the per-provider counts of `stats()` |
 //! | `outbox` | every event: `seq` (from `event_seq`), the writer's `xid`, `at`, the event as JSON | events of every replica reach every subscriber (see `events`) |
@@ -264,6 +264,11 @@ CREATE TRIGGER pool_delete AFTER DELETE ON workers
             "CREATE INDEX workers_terminal ON workers (id) WHERE {};",
             terminal_predicate()
         ),
+        // v5: the retired ids in retirement order, so that forgetting the oldest past the
+        // registry's limit (`crate::retention`) and a snapshot's list read a range of this
+        // index instead of every id ever registered.
+        "CREATE INDEX known_ids_retired ON known_ids (retired) WHERE retired IS NOT NULL;"
+            .to_owned(),
     ]
 }
 

@@ -51,12 +51,12 @@ fn replicas_starting_at_once_apply_each_migration_once() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1, 2, 3, 4]);
+    assert_eq!(versions, [1, 2, 3, 4, 5]);
 }
 
 #[test]
 fn migration_v3_backfills_the_pool_counts_of_an_existing_fleet() {
-    // A registry at v2 with pooled workers in several states (v3 and v4 undone by hand: what
+    // A registry at v2 with pooled workers in several states (v3 to v5 undone by hand: what
     // an older build left behind), then a new build connects: by_pool must count them.
     let (clock, registry, _schema) = registry("poolmig");
     let pooled = |p: &str| Arc::new(WorkerSpec::new("img").with_label(POOL_LABEL, p));
@@ -74,7 +74,8 @@ fn migration_v3_backfills_the_pool_counts_of_an_existing_fleet() {
             "DROP TRIGGER pool_insert ON workers; DROP TRIGGER pool_state ON workers; \
              DROP TRIGGER pool_delete ON workers; DROP FUNCTION count_pool(); \
              DROP TABLE pool_counts; ALTER TABLE workers DROP COLUMN pool; \
-             DROP INDEX workers_terminal; DELETE FROM migrations WHERE version >= 3;",
+             DROP INDEX workers_terminal; DROP INDEX known_ids_retired; \
+             DELETE FROM migrations WHERE version >= 3;",
         )
         .unwrap();
     let upgraded = replica(&_schema.0, clock);
@@ -425,4 +426,111 @@ fn pruned_events_are_a_gap_for_a_subscriber_that_lagged_and_the_stream_goes_on()
         .unregister(&second, TerminationReason::Requested)
         .unwrap();
     assert_eq!(lagging.drain()[0].seq, 4);
+}
+
+/// Registers and unregisters `n` workers in turn; their ids, oldest retirement first.
+fn retire(registry: &PostgresWorkerRegistry, n: usize) -> Vec<WorkerId> {
+    (0..n)
+        .map(|_| {
+            let id = registry.register(handle(), spec()).unwrap().id;
+            registry
+                .unregister(&id, TerminationReason::Requested)
+                .unwrap();
+            id
+        })
+        .collect()
+}
+
+/// Whether `register` of a handle named `id` is refused as a known id.
+fn refused(registry: &PostgresWorkerRegistry, id: WorkerId) -> bool {
+    let again = WorkerHandle {
+        worker_id: id,
+        ..handle()
+    };
+    match registry.register(again, spec()) {
+        Err(Error::AlreadyExists(refused)) => {
+            assert_eq!(refused, id);
+            true
+        }
+        Ok(_) => false,
+        Err(other) => panic!("register of {id}: {other}"),
+    }
+}
+
+#[test]
+fn retired_ids_past_the_limit_are_forgotten_oldest_first_and_live_ids_never() {
+    let (_clock, registry, _schema) = registry("retlimit");
+    assert_eq!(
+        registry.retired_id_limit(),
+        InMemoryWorkerRegistry::DEFAULT_RETIRED_ID_LIMIT,
+        "the in-memory registry's default"
+    );
+    let registry = registry.with_retired_id_limit(3);
+    let live = ready(&registry, spec());
+    let retired = retire(&registry, 5);
+    assert_eq!(registry.snapshot().unwrap().retired_ids, retired);
+    assert_eq!(registry.prune_retired_ids().unwrap(), 2);
+    assert_eq!(registry.prune_retired_ids().unwrap(), 0, "nothing more");
+    // The last 3 retirements, in order, as the in-memory registry keeps them.
+    assert_eq!(registry.snapshot().unwrap().retired_ids, retired[2..]);
+    for &id in &retired[2..] {
+        assert!(refused(&registry, id), "a remembered id is never reused");
+    }
+    // The two forgotten ids may come back (the second retires again: the newest retirement).
+    assert!(!refused(&registry, retired[0]));
+    assert!(!refused(&registry, retired[1]));
+    registry
+        .unregister(&retired[1], TerminationReason::Requested)
+        .unwrap();
+    assert_eq!(registry.prune_retired_ids().unwrap(), 1);
+    assert_eq!(
+        registry.snapshot().unwrap().retired_ids,
+        [retired[3], retired[4], retired[1]]
+    );
+    // A limit of 0 forgets every retired id, never a live one.
+    let registry = registry.with_retired_id_limit(0);
+    assert_eq!(registry.prune_retired_ids().unwrap(), 3);
+    assert!(registry.snapshot().unwrap().retired_ids.is_empty());
+    assert!(refused(&registry, live), "a live worker's id is known");
+    assert!(refused(&registry, retired[0]), "so is a re-registered one");
+    assert!(!refused(&registry, retired[4]));
+    assert_invariants(&registry);
+    // The prune and the snapshot's list read the retired ids through their index (v5).
+    let mut client = raw(&_schema.0);
+    client.batch_execute("SET enable_seqscan = off").unwrap();
+    for sql in [
+        "EXPLAIN DELETE FROM known_ids WHERE retired IS NOT NULL AND retired <= \
+         (SELECT max(retired) FROM known_ids WHERE retired IS NOT NULL) - 3",
+        "EXPLAIN SELECT id FROM known_ids WHERE retired IS NOT NULL ORDER BY retired",
+    ] {
+        let plan: Vec<String> = client
+            .query(sql, &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert!(
+            plan.iter().any(|line| line.contains("known_ids_retired")),
+            "plan: {plan:?}"
+        );
+    }
+}
+
+#[test]
+fn the_health_check_path_forgets_the_oldest_retired_ids_at_most_once_a_minute() {
+    let (_clock, registry, _schema) = registry("retprune");
+    let registry = registry.with_retired_id_limit(1);
+    let first = retire(&registry, 3);
+    // The first call of this process prunes (the events and the retired ids).
+    registry.find_for_termination().unwrap();
+    assert_eq!(registry.snapshot().unwrap().retired_ids, [first[2]]);
+    assert!(!refused(&registry, first[0]));
+    assert!(refused(&registry, first[2]));
+    // The next prune is a minute away (real time): these stay until then.
+    let second = retire(&registry, 2);
+    registry.find_for_termination().unwrap();
+    assert_eq!(
+        registry.snapshot().unwrap().retired_ids,
+        [first[2], second[0], second[1]]
+    );
 }

@@ -111,8 +111,10 @@ pub(crate) struct Inner {
     /// heartbeats also write their event to the outbox.
     pub heartbeat_subscribers: Arc<AtomicUsize>,
     pub heartbeats: Coalescer,
-    /// When this process last pruned the outbox (see `PostgresWorkerRegistry::prune_events`).
+    /// When this process last pruned the outbox and the retired ids (`crate::retention`).
     pub last_prune: parking_lot::Mutex<Option<std::time::Instant>>,
+    /// How many retired ids to remember (`PostgresWorkerRegistry::with_retired_id_limit`).
+    pub retired_id_limit: AtomicU64,
     /// The readers of this registry's subscriptions: read to the end when it is dropped.
     pub readers:
         parking_lot::Mutex<Vec<std::sync::Weak<parking_lot::Mutex<crate::events::Reader>>>>,
@@ -205,6 +207,7 @@ impl PostgresWorkerRegistry {
             heartbeats: Coalescer::default(),
             readers: parking_lot::Mutex::new(Vec::new()),
             last_prune: parking_lot::Mutex::new(None),
+            retired_id_limit: AtomicU64::new(crate::retention::DEFAULT_RETIRED_ID_LIMIT as u64),
         };
         guard(|| {
             let mut conn = inner.pool.get()?;
