@@ -16,7 +16,7 @@ mod test_registry;
 #[path = "../../core/tests/registry/common.rs"]
 mod common;
 
-#[path = "../../core/tests/registry/contract.rs"]
+#[path = "../../core/tests/registry/contract/mod.rs"]
 mod contract;
 #[path = "../../core/tests/registry/deadlines.rs"]
 mod deadlines;
