@@ -22,6 +22,22 @@ fn raw(schema: &str) -> Client {
     client
 }
 
+/// Asserts that `sql`, planned in `schema` with sequential scans ruled out, reads `index`.
+fn assert_plan_uses(schema: &str, sql: &str, index: &str) {
+    let mut client = raw(schema);
+    client.batch_execute("SET enable_seqscan = off").unwrap();
+    let plan: Vec<String> = client
+        .query(&format!("EXPLAIN {sql}"), &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        plan.iter().any(|line| line.contains(index)),
+        "plan of {sql}: {plan:?}"
+    );
+}
+
 /// A second replica on the registry's schema (its own pool), on the same clock.
 fn replica(name: &str, clock: Arc<ManualClock>) -> PostgresWorkerRegistry {
     PostgresWorkerRegistry::connect_with_clock(&url(), name, clock).unwrap()
@@ -113,17 +129,10 @@ fn terminal_ids_read_the_terminal_index_not_the_fleet() {
     assert_eq!(ids, expected);
     // The query the registry sends (its predicate as literals, as the index states it) can be
     // answered from the partial index: with sequential scans ruled out, the plan names it.
-    let mut client = raw(&_schema.0);
-    client.batch_execute("SET enable_seqscan = off").unwrap();
-    let plan: Vec<String> = client
-        .query("EXPLAIN SELECT id FROM workers WHERE state IN (5, 6)", &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert!(
-        plan.iter().any(|line| line.contains("workers_terminal")),
-        "plan: {plan:?}"
+    assert_plan_uses(
+        &_schema.0,
+        "SELECT id FROM workers WHERE state IN (5, 6)",
+        "workers_terminal",
     );
 }
 
@@ -496,23 +505,12 @@ fn retired_ids_past_the_limit_are_forgotten_oldest_first_and_live_ids_never() {
     assert!(!refused(&registry, retired[4]));
     assert_invariants(&registry);
     // The prune and the snapshot's list read the retired ids through their index (v5).
-    let mut client = raw(&_schema.0);
-    client.batch_execute("SET enable_seqscan = off").unwrap();
     for sql in [
-        "EXPLAIN DELETE FROM known_ids WHERE retired IS NOT NULL AND retired <= \
+        "DELETE FROM known_ids WHERE retired IS NOT NULL AND retired <= \
          (SELECT max(retired) FROM known_ids WHERE retired IS NOT NULL) - 3",
-        "EXPLAIN SELECT id FROM known_ids WHERE retired IS NOT NULL ORDER BY retired",
+        "SELECT id FROM known_ids WHERE retired IS NOT NULL ORDER BY retired",
     ] {
-        let plan: Vec<String> = client
-            .query(sql, &[])
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        assert!(
-            plan.iter().any(|line| line.contains("known_ids_retired")),
-            "plan: {plan:?}"
-        );
+        assert_plan_uses(&_schema.0, sql, "known_ids_retired");
     }
 }
 
