@@ -5,7 +5,11 @@
 //!   order, never assign a held job nor release one that its worker did not hold;
 //! - `stats()` equals a recount of the records, and the invariants of DESIGN.md §3 hold;
 //! - every subscriber (the parent's and one in each child process, all subscribed before the
-//!   first operation) saw exactly the same events, in strictly increasing `seq` order.
+//!   first operation) saw exactly the same events, in strictly increasing `seq` order;
+//! - the retired ids stay bounded while every process forgets the oldest (a limit of
+//!   [`RETIRED_KEPT`], pruned by the children as they go) and re-registers ids it retired: a
+//!   forgotten id comes back, a remembered one is `AlreadyExists`, a live one is never
+//!   forgotten.
 //!
 //! The children are this very binary run again with `--child` (a test without the libtest
 //! harness: `harness = false` in Cargo.toml), so the test needs nothing but itself and the
@@ -29,6 +33,9 @@ const CHILDREN: usize = 3;
 const OPS_PER_CHILD: usize = 400;
 const WORKERS: usize = 12;
 const JOBS: usize = 16;
+/// Retired ids each process remembers (`with_retired_id_limit`): small, so that the children's
+/// prunes forget ids while others retire and re-register them.
+const RETIRED_KEPT: usize = 4;
 /// Bounds the waits of the protocol: far beyond what the test takes, a hang guard only.
 const PATIENCE: Duration = Duration::from_secs(120);
 /// The event the parent publishes once every child has subscribed: where the compared streams
@@ -64,13 +71,16 @@ fn spec() -> Arc<WorkerSpec> {
     Arc::new(WorkerSpec::new("img"))
 }
 
-fn register_ready(registry: &dyn WorkerRegistry, tag: &str) -> WorkerId {
-    let handle = WorkerHandle::new(
+fn handle(tag: &str) -> WorkerHandle {
+    WorkerHandle::new(
         ProviderId::new("docker-local").unwrap(),
         ProviderType::Docker,
         tag,
-    );
-    let id = registry.register(handle, spec()).expect("register").id;
+    )
+}
+
+fn register_ready(registry: &dyn WorkerRegistry, tag: &str) -> WorkerId {
+    let id = registry.register(handle(tag), spec()).expect("register").id;
     registry
         .update_state(&id, WorkerState::Ready)
         .expect("to ready");
@@ -79,7 +89,9 @@ fn register_ready(registry: &dyn WorkerRegistry, tag: &str) -> WorkerId {
 
 fn parent() {
     let guard = support::SchemaGuard::new("procs");
-    let registry = PostgresWorkerRegistry::connect(&guard.url, &guard.name).expect("connect");
+    let registry = PostgresWorkerRegistry::connect(&guard.url, &guard.name)
+        .expect("connect")
+        .with_retired_id_limit(RETIRED_KEPT);
     let events = registry
         .subscribe(SubscribeOptions::default().capacity(1 << 20))
         .expect("subscribe");
@@ -207,10 +219,50 @@ fn parent() {
         registrations > WORKERS,
         "the children registered workers too"
     );
+    // Retired ids: bounded once pruned (at most the limit: a retirement whose transaction
+    // failed after taking its number leaves a gap), each of them retired and refused, and no
+    // live worker's id ever forgotten.
+    let retired_ids: BTreeSet<WorkerId> = all
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::Unregistered { worker_id, .. } => Some(worker_id),
+            _ => None,
+        })
+        .collect();
+    registry.prune_retired_ids().expect("prune");
+    let remembered = registry.snapshot().expect("snapshot").retired_ids;
+    assert!(remembered.len() <= RETIRED_KEPT, "{remembered:?}");
+    assert_eq!(retired_ids.is_empty(), remembered.is_empty());
+    let live: BTreeSet<WorkerId> = records.iter().map(|w| w.id).collect();
+    for id in &remembered {
+        assert!(retired_ids.contains(id) && !live.contains(id), "{id}");
+    }
+    for id in remembered.iter().chain(&live) {
+        let again = WorkerHandle {
+            worker_id: *id,
+            ..handle("again")
+        };
+        assert_eq!(
+            registry.register(again, spec()).map(|w| w.id),
+            Err(Error::AlreadyExists(*id)),
+            "a live or remembered id is never reused"
+        );
+    }
+    let mut seen = BTreeSet::new();
+    let returned = all
+        .iter()
+        .filter(|e| match e.kind {
+            EventKind::Registered { worker_id, .. } => !seen.insert(worker_id),
+            _ => false,
+        })
+        .count();
+    assert!(returned > 0, "no forgotten id came back");
     eprintln!(
-        "{} events, {assigned} hand-outs, {} workers left",
+        "{} events, {assigned} hand-outs, {} workers left, {} ids retired, {returned} back \
+         after being forgotten",
         all.len(),
-        records.len()
+        records.len(),
+        retired_ids.len()
     );
 }
 
@@ -276,7 +328,9 @@ impl Rng {
 /// A child process: its own registry (pool) on the parent's registry name.
 fn child(name: &str, index: u64) {
     let url = support::url();
-    let registry = PostgresWorkerRegistry::connect(&url, name).expect("child connect");
+    let registry = PostgresWorkerRegistry::connect(&url, name)
+        .expect("child connect")
+        .with_retired_id_limit(RETIRED_KEPT);
     let events = registry
         .subscribe(SubscribeOptions::default().capacity(1 << 20))
         .expect("child subscribe");
@@ -291,6 +345,8 @@ fn child(name: &str, index: u64) {
     eprintln!("processes child {index}: seed {seed}");
     let mut rng = Rng(seed);
     let mut mine: Vec<(WorkerId, JobId)> = Vec::new();
+    // Ids this process unregistered: it tries to register them again.
+    let mut retired: Vec<WorkerId> = Vec::new();
     let mut known: Vec<WorkerId> = registry
         .find(&WorkerFilter::new())
         .expect("find")
@@ -336,10 +392,37 @@ fn child(name: &str, index: u64) {
                     assert!(matches!(a, Ok(()) | Err(Error::NotFound(_))), "{a:?}");
                 }
             }
-            88..=93 => match registry.unregister(&some_worker, TerminationReason::Requested) {
-                Ok(_) | Err(Error::NotFound(_)) => {}
+            88..=91 => match registry.unregister(&some_worker, TerminationReason::Requested) {
+                Ok(_) => retired.push(some_worker),
+                Err(Error::NotFound(_)) => {}
                 Err(e) => panic!("unregister: {e}"),
             },
+            92..=93 => {
+                if retired.is_empty() {
+                    continue;
+                }
+                // Back if forgotten (any process's prune), refused while remembered.
+                let id = retired.swap_remove(rng.below(retired.len()));
+                let again = WorkerHandle {
+                    worker_id: id,
+                    ..handle(&format!("back-{index}-{n}"))
+                };
+                match registry.register(again, spec()) {
+                    Ok(w) => {
+                        // Another process may unregister it meanwhile (its id was known).
+                        match registry.update_state(&w.id, WorkerState::Ready) {
+                            Ok(_) | Err(Error::NotFound(_)) => {}
+                            Err(e) => panic!("ready again: {e}"),
+                        }
+                        known.push(w.id);
+                    }
+                    Err(Error::AlreadyExists(refused)) => assert_eq!(refused, id),
+                    Err(e) => panic!("register of a retired id: {e}"),
+                }
+            }
+            94 => {
+                registry.prune_retired_ids().expect("prune retired ids");
+            }
             _ => known.push(register_ready(&registry, &format!("p{index}-{n}"))),
         }
     }
