@@ -411,14 +411,17 @@ impl Drop for Reader {
 pub const EVENTS_KEPT: i64 = 1_000_000;
 
 impl PostgresWorkerRegistry {
-    /// Deletes all but the newest [`EVENTS_KEPT`] events (an index range on `seq`); the
-    /// registry calls it itself, at most once a minute (`crate::retention`). A subscriber
-    /// more than that many events behind sees a gap. Returns the number deleted.
-    pub(crate) fn prune_outbox(&self) -> Result<u64> {
+    /// Deletes the oldest events but the newest `keep` ([`EVENTS_KEPT`] when the registry
+    /// prunes itself, at most once a minute: `crate::retention`), at most the `batch` oldest
+    /// seqs at a time (an index range on `seq`). A subscriber more than `keep` events behind
+    /// sees a gap. Returns the number deleted.
+    pub(crate) fn prune_outbox(&self, keep: i64, batch: i64) -> Result<u64> {
         self.run("pruning events", |conn| {
-            let stmt =
-                conn.prepare("DELETE FROM outbox WHERE seq < (SELECT max(seq) FROM outbox) - $1")?;
-            Ok(conn.client.execute(&stmt, &[&EVENTS_KEPT])?)
+            let stmt = conn.prepare(
+                "DELETE FROM outbox WHERE seq < (SELECT max(seq) FROM outbox) - $1 \
+                 AND seq < (SELECT min(seq) FROM outbox) + $2",
+            )?;
+            Ok(conn.client.execute(&stmt, &[&keep, &batch])?)
         })
     }
 

@@ -14,7 +14,11 @@
 //! Both prunes run on the health-check path (`find_for_termination`, which the leading manager
 //! calls every tick) at most once a minute per process, and on demand
 //! ([`PostgresWorkerRegistry::prune_retired_ids`], [`PostgresWorkerRegistry::prune_events`]).
-//! Each is one statement on an index range (`outbox.seq`; `known_ids_retired`, schema v5).
+//! Each is a statement on an index range (`outbox.seq`; `known_ids_retired`, schema v5) that
+//! deletes at most [`PRUNE_BATCH`] consecutive numbers from the oldest: a backlog (a registry
+//! upgraded with millions of retired ids, an outbox that grew while no manager ran) drains a
+//! batch a minute instead of stalling one health check for minutes, and a churn of up to
+//! 50,000 retirements or events a minute never builds one.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -30,10 +34,14 @@ pub const DEFAULT_RETIRED_ID_LIMIT: usize = InMemoryWorkerRegistry::DEFAULT_RETI
 /// The least time between two prunes of one process on the health-check path.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
-/// Deletes the retired ids numbered `$1` or more below the newest retirement (the index's
-/// range below a bound that its own last entry gives).
-const PRUNE_RETIRED: &str = "DELETE FROM known_ids WHERE retired IS NOT NULL AND retired <= \
-     (SELECT max(retired) FROM known_ids WHERE retired IS NOT NULL) - $1";
+/// The most consecutive numbers (retirements, event seqs) one prune statement deletes.
+pub(crate) const PRUNE_BATCH: i64 = 50_000;
+
+/// Deletes the retired ids numbered `$1` or more below the newest retirement, and fewer than
+/// `$2` above the oldest (one range of the index, both bounds read from its ends).
+const PRUNE_RETIRED: &str = "DELETE FROM known_ids WHERE retired IS NOT NULL \
+     AND retired <= (SELECT max(retired) FROM known_ids WHERE retired IS NOT NULL) - $1 \
+     AND retired < (SELECT min(retired) FROM known_ids WHERE retired IS NOT NULL) + $2";
 
 impl PostgresWorkerRegistry {
     /// Sets how many unregistered ids the registry remembers (builder style); default
@@ -61,21 +69,40 @@ impl PostgresWorkerRegistry {
     }
 
     /// Forgets, now, the retired ids older than the last
-    /// [`retired_id_limit`](Self::retired_id_limit) retirements; returns how many.
+    /// [`retired_id_limit`](Self::retired_id_limit) retirements; returns how many. Runs
+    /// [`PRUNE_BATCH`] numbers a statement (each its own transaction) until none is left.
     ///
     /// # Errors
-    /// `Backend`.
+    /// `Backend` (what the statements before it deleted stays deleted).
     pub fn prune_retired_ids(&self) -> Result<u64> {
-        let keep = i64::try_from(self.retired_id_limit()).unwrap_or(i64::MAX);
+        let mut total = 0;
+        loop {
+            // The batch starts at the oldest remaining retirement: a statement that deletes
+            // nothing means nothing is left to forget.
+            match self.prune_retired(self.keep(), PRUNE_BATCH)? {
+                0 => return Ok(total),
+                n => total += n,
+            }
+        }
+    }
+
+    /// The limit as the statements' parameter.
+    fn keep(&self) -> i64 {
+        i64::try_from(self.retired_id_limit()).unwrap_or(i64::MAX)
+    }
+
+    /// One batch: forgets the retirements numbered `keep` or more below the newest and less
+    /// than `batch` above the oldest.
+    fn prune_retired(&self, keep: i64, batch: i64) -> Result<u64> {
         self.run("forgetting the oldest retired ids", |conn| {
             let stmt = conn.prepare(PRUNE_RETIRED)?;
-            Ok(conn.client.execute(&stmt, &[&keep])?)
+            Ok(conn.client.execute(&stmt, &[&keep, &batch])?)
         })
     }
 
-    /// Both prunes, at most once every [`PRUNE_EVERY`] per process (the first call prunes).
-    /// Failures are ignored: the health check must not fail for them, and the next call after
-    /// the interval tries again.
+    /// One batch of each prune, at most once every [`PRUNE_EVERY`] per process (the first call
+    /// prunes). Failures are ignored: the health check must not fail for them, and the next
+    /// call after the interval tries again.
     pub(crate) fn maybe_prune(&self) {
         {
             let mut last = self.inner.last_prune.lock();
@@ -84,7 +111,72 @@ impl PostgresWorkerRegistry {
             }
             *last = Some(Instant::now());
         }
-        let _ = self.prune_outbox();
-        let _ = self.prune_retired_ids();
+        let _ = self.prune_outbox(crate::events::EVENTS_KEPT, PRUNE_BATCH);
+        let _ = self.prune_retired(self.keep(), PRUNE_BATCH);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use hodei_workers::{
+        ManualClock, ProviderId, ProviderType, TerminationReason, WorkerHandle, WorkerRegistry,
+        WorkerSpec,
+    };
+
+    use super::*;
+
+    /// A batch deletes at most its count of consecutive numbers from the oldest, and never
+    /// into the newest `keep`: the backlog drains batch by batch, in order.
+    #[test]
+    fn a_backlog_is_forgotten_a_batch_at_a_time_oldest_first() {
+        let url = std::env::var("HODEI_PG_URL")
+            .expect("HODEI_PG_URL: the PostgreSQL tests need a server (see pg/tests/support)");
+        let name = format!("retention_unit_{}", std::process::id());
+        /// Drops the test's schema however the test ends.
+        struct Dropped<'a>(&'a str, &'a str);
+        impl Drop for Dropped<'_> {
+            fn drop(&mut self) {
+                let _ = PostgresWorkerRegistry::drop_schema(self.0, self.1);
+            }
+        }
+        let _dropped = Dropped(&url, &name);
+        let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+        let registry = PostgresWorkerRegistry::connect_with_clock(&url, &name, clock).unwrap();
+        let provider = ProviderId::new("p").unwrap();
+        let spec = Arc::new(WorkerSpec::new("img"));
+        let ids: Vec<_> = (0..7)
+            .map(|_| {
+                let handle = WorkerHandle::new(provider.clone(), ProviderType::Docker, "r");
+                let id = registry.register(handle, spec.clone()).unwrap().id;
+                registry
+                    .unregister(&id, TerminationReason::Requested)
+                    .unwrap();
+                id
+            })
+            .collect();
+        let remembered = || registry.snapshot().unwrap().retired_ids;
+        // Keep 2 of 7 retirements, batches of 2: 2, 2, 1, then nothing.
+        assert_eq!(registry.prune_retired(2, 2).unwrap(), 2);
+        assert_eq!(remembered(), ids[2..]);
+        assert_eq!(registry.prune_retired(2, 2).unwrap(), 2);
+        assert_eq!(registry.prune_retired(2, 2).unwrap(), 1);
+        assert_eq!(registry.prune_retired(2, 2).unwrap(), 0);
+        assert_eq!(remembered(), ids[5..]);
+        // The outbox the same way: seqs 1 to 14 (registered, unregistered), keep 3 below the
+        // newest (seqs 11 to 14 stay), batches of 5: 5 then 5.
+        let (mut deleted, mut rounds) = (0, 0);
+        loop {
+            match registry.prune_outbox(3, 5).unwrap() {
+                0 => break,
+                n => {
+                    assert!(n <= 5, "a batch of {n}");
+                    deleted += n;
+                    rounds += 1;
+                }
+            }
+        }
+        assert_eq!((deleted, rounds), (10, 2));
     }
 }
