@@ -259,8 +259,9 @@ def issue12(crit, memory, python, c_rows, rust_rows, limits, add):
         ("manager tick, 0.1% silent, 10k: >= 5x naive", speedup("tick_0.1pct_held", "10k", 5), ""),
         ("rolling tick, 0.1% expiring, 1M: <= 300 us", at_most("expiry_rolling_0.1pct", "1M", 300_000), seq_note),
         ("quiet tick, nothing due, 1M: <= 2 us", at_most("expiry_quiet_0pct", "1M", 2_000), ""),
+        # The issue's targets are at 1M unless they name 10k (these two rows above do): the
+        # 10k register + unregister is in the main table, not a target.
         ("register + unregister, 1M: >= 1x naive", speedup("register_unregister", "1M", 1), chase_note),
-        ("register + unregister, 10k: >= 1x naive", speedup("register_unregister", "10k", 1), ""),
         ("get, 1M: >= 1.5x naive", speedup("get", "1M", 1.5), chase_note),
         ("heartbeat, 1 thread, 1M: >= 2x naive", speedup("heartbeat_1t", "1M", 2), floor_1t or chase_note),
         ("heartbeat, 2 threads, 1M: >= 5x naive", speedup("heartbeat_2t", "1M", 5), floor_2t),
