@@ -19,3 +19,13 @@ pub const STRESS_SCALE: f64 = 1.0;
 pub fn new_registry(clock: Arc<ManualClock>) -> Arc<dyn WorkerRegistry> {
     Arc::new(InMemoryWorkerRegistry::with_clock(clock))
 }
+
+/// A fresh registry that remembers `limit` retired ids, and what makes it forget the older ones
+/// now: nothing here (the in-memory registry forgets as it retires).
+pub fn new_registry_remembering(
+    clock: Arc<ManualClock>,
+    limit: usize,
+) -> (Arc<dyn WorkerRegistry>, Box<dyn Fn()>) {
+    let registry = InMemoryWorkerRegistry::with_clock(clock).with_retired_id_limit(limit);
+    (Arc::new(registry), Box::new(|| {}))
+}

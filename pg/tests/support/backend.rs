@@ -28,3 +28,20 @@ pub fn new_registry(clock: Arc<ManualClock>) -> Arc<dyn WorkerRegistry> {
         drop(guard)
     }))
 }
+
+/// A registry that remembers `limit` retired ids, and what makes it forget the older ones now
+/// (`prune_retired_ids`: the registry itself prunes at most once a minute).
+pub fn new_registry_remembering(
+    clock: Arc<ManualClock>,
+    limit: usize,
+) -> (Arc<dyn WorkerRegistry>, Box<dyn Fn()>) {
+    let guard = crate::support::SchemaGuard::new("conf");
+    let registry =
+        Arc::new(crate::support::connect(&guard.name, clock).with_retired_id_limit(limit));
+    let pruned = registry.clone();
+    let forget = Box::new(move || {
+        pruned.prune_retired_ids().expect("prune the retired ids");
+    });
+    let registry = Arc::new(TestRegistry::with_cleanup(registry, move || drop(guard)));
+    (registry, forget)
+}

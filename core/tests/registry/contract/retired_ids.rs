@@ -1,6 +1,8 @@
-//! Item 20: ids are never reused, across unregister and restore.
+//! Item 20: ids are never reused, across unregister and restore, within the retired-id limit.
 
-use super::{get, job, new_registry, ready, register, setup, spec};
+use std::sync::Arc;
+
+use super::{get, handle, job, new_registry, ready, register, setup, spec, T0};
 use hodei_workers::*;
 
 #[test]
@@ -55,4 +57,52 @@ fn a_snapshot_naming_a_worker_among_its_retired_ids_is_refused() {
     bad.retired_ids.push(a);
     let (_clock, target) = setup();
     assert!(matches!(target.restore(bad), Err(Error::Snapshot(_))));
+}
+
+/// Whether `register` of a worker named `id` is refused because the id is known.
+fn refused(registry: &dyn WorkerRegistry, id: WorkerId) -> bool {
+    let again = WorkerHandle {
+        worker_id: id,
+        ..handle()
+    };
+    match registry.register(again, spec()) {
+        Err(Error::AlreadyExists(known)) => known == id,
+        Ok(_) => false,
+        Err(other) => panic!("register of {id}: {other}"),
+    }
+}
+
+#[test]
+fn past_the_retired_id_limit_the_oldest_are_forgotten_and_a_live_id_never() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let (registry, forget) = crate::backend::new_registry_remembering(clock, 3);
+    let live = ready(&*registry);
+    let retired: Vec<WorkerId> = (0..5)
+        .map(|_| {
+            let id = register(&*registry);
+            registry
+                .unregister(&id, TerminationReason::Requested)
+                .unwrap();
+            id
+        })
+        .collect();
+    forget();
+    // The last 3 retirements, oldest first, as snapshots carry them.
+    assert_eq!(registry.snapshot().unwrap().retired_ids, retired[2..]);
+    for &id in &retired[2..] {
+        assert!(refused(&*registry, id), "{id} is remembered");
+    }
+    assert!(refused(&*registry, live), "a live id is known");
+    // Forgotten: it may come back, and retiring it again makes it the newest retirement.
+    assert!(!refused(&*registry, retired[0]));
+    registry
+        .unregister(&retired[0], TerminationReason::Requested)
+        .unwrap();
+    forget();
+    assert_eq!(
+        registry.snapshot().unwrap().retired_ids,
+        [retired[3], retired[4], retired[0]]
+    );
+    assert!(refused(&*registry, retired[0]));
+    assert!(!refused(&*registry, retired[2]));
 }
