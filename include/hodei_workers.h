@@ -106,6 +106,12 @@
 #define HW_MAX_DURATION_MS 3153600000000
 
 /*
+ How many unregistered ids a registry remembers unless `hw_registry_set_retired_id_limit`
+ says otherwise: 2^20 (the same on every backend).
+ */
+#define HW_DEFAULT_RETIRED_ID_LIMIT 1048576
+
+/*
  Size of the buffer `hw_worker_id_format` needs: 36 characters plus the NUL.
  */
 #define HW_WORKER_ID_STRING_SIZE 37
@@ -1673,6 +1679,20 @@ hw_status hw_registry_new_with_clock(const struct hw_clock *clock, struct hw_reg
  NULL does nothing.
  */
 void hw_registry_free(struct hw_registry *registry);
+
+/*
+ Sets how many unregistered ids the registry remembers (default
+ `HW_DEFAULT_RETIRED_ID_LIMIT`, 2^20). Ids are never reused: registering a remembered id
+ (`hw_registry_register_with_id`) is `HW_ERR_ALREADY_EXISTS`, so a late call naming an old
+ worker never acts on a new one; an id retired longer ago than the last `limit` retirements
+ is forgotten and may be registered again. A limit of 0 remembers none. In memory a lower
+ limit forgets the oldest at once; in PostgreSQL the registry forgets them at its next prune
+ (at most a minute later, on the health-check path). Ids the library makes never repeat: the
+ limit matters for ids the caller chooses.
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for NULL or a limit beyond the address space.
+ */
+hw_status hw_registry_set_retired_id_limit(const struct hw_registry *registry, uint64_t limit);
 
 /*
  The registry's time (milliseconds since the Unix epoch): every deadline is measured on it.

@@ -23,6 +23,9 @@ pub const HW_MAX_JOB_ID_LEN: usize = 256;
 /// hold, in milliseconds: 100 years of 365 days. Longer ones could not be written to JSON (a
 /// snapshot, a config) and read back exactly, so they are refused.
 pub const HW_MAX_DURATION_MS: u64 = 3_153_600_000_000;
+/// How many unregistered ids a registry remembers unless `hw_registry_set_retired_id_limit`
+/// says otherwise: 2^20 (the same on every backend).
+pub const HW_DEFAULT_RETIRED_ID_LIMIT: u64 = 1_048_576;
 
 #[cfg(test)]
 mod tests {
@@ -37,6 +40,14 @@ mod tests {
         assert_eq!(HW_MAX_ENTRIES, engine::MAX_ENTRIES);
         assert_eq!(HW_MAX_PROVIDER_ID_LEN, engine::MAX_PROVIDER_ID_LEN);
         assert_eq!(HW_MAX_JOB_ID_LEN, engine::MAX_JOB_ID_LEN);
+        assert_eq!(
+            HW_DEFAULT_RETIRED_ID_LIMIT as usize,
+            engine::InMemoryWorkerRegistry::DEFAULT_RETIRED_ID_LIMIT
+        );
+        assert_eq!(
+            HW_DEFAULT_RETIRED_ID_LIMIT as usize,
+            hodei_workers_postgres::DEFAULT_RETIRED_ID_LIMIT
+        );
         let max_ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap();
         assert_eq!(HW_MAX_DURATION_MS, max_ms(engine::MAX_SPEC_DURATION));
         assert_eq!(HW_MAX_DURATION_MS, max_ms(engine::MAX_CONFIG_DURATION));

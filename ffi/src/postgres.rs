@@ -4,7 +4,6 @@
 //! fleet.
 
 use std::ffi::c_char;
-use std::sync::Arc;
 
 use hodei_workers_postgres::PostgresWorkerRegistry;
 
@@ -38,9 +37,7 @@ pub extern "C" fn hw_registry_new_postgres(
         let name = arg_str!(name);
         let out = arg_out!(out);
         let registry = PostgresWorkerRegistry::connect(url, name)?;
-        out.write(into_handle(hw_registry {
-            inner: Arc::new(registry),
-        }));
+        out.write(into_handle(hw_registry::postgres(registry)));
         Ok(())
     })
 }
@@ -64,9 +61,7 @@ pub extern "C" fn hw_registry_new_postgres_with_clock(
         let clock = arg_ref!(clock);
         let out = arg_out!(out);
         let registry = PostgresWorkerRegistry::connect_with_clock(url, name, clock.as_dyn())?;
-        out.write(into_handle(hw_registry {
-            inner: Arc::new(registry),
-        }));
+        out.write(into_handle(hw_registry::postgres(registry)));
         Ok(())
     })
 }

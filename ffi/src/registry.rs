@@ -8,6 +8,8 @@ use engine::{
     WorkerRegistryStats,
 };
 
+use hodei_workers_postgres::PostgresWorkerRegistry;
+
 use crate::boundary::{
     arg_out, arg_ref, arg_str, c_string, ffi_boundary, free_handle, hw_status, into_handle,
 };
@@ -26,6 +28,35 @@ use crate::worker::{hw_worker, hw_worker_list};
 pub struct hw_registry {
     /// Any backend: in memory, or shared (PostgreSQL, `hw_registry_new_postgres`).
     pub(crate) inner: Arc<dyn WorkerRegistry>,
+    /// The same registry as its own type, for what is not in the trait (the retired-id limit).
+    backend: Backend,
+}
+
+/// The concrete registry behind a handle.
+#[derive(Debug)]
+enum Backend {
+    Memory(Arc<InMemoryWorkerRegistry>),
+    Postgres(Arc<PostgresWorkerRegistry>),
+}
+
+impl hw_registry {
+    /// A handle on an in-memory registry.
+    pub(crate) fn memory(registry: InMemoryWorkerRegistry) -> hw_registry {
+        let registry = Arc::new(registry);
+        hw_registry {
+            inner: registry.clone(),
+            backend: Backend::Memory(registry),
+        }
+    }
+
+    /// A handle on a registry in PostgreSQL.
+    pub(crate) fn postgres(registry: PostgresWorkerRegistry) -> hw_registry {
+        let registry = Arc::new(registry);
+        hw_registry {
+            inner: registry.clone(),
+            backend: Backend::Postgres(registry),
+        }
+    }
 }
 
 /// Counts of the registry's workers per state, read in O(1).
@@ -82,9 +113,9 @@ impl hw_worker_counts {
 pub extern "C" fn hw_registry_new(out: *mut *mut hw_registry) -> hw_status {
     ffi_boundary!(hw_registry_new, {
         let out = arg_out!(out);
-        out.write(into_handle(hw_registry {
-            inner: Arc::new(InMemoryWorkerRegistry::new()),
-        }));
+        out.write(into_handle(hw_registry::memory(
+            InMemoryWorkerRegistry::new(),
+        )));
         Ok(())
     })
 }
@@ -99,9 +130,9 @@ pub extern "C" fn hw_registry_new_with_clock(
     ffi_boundary!(hw_registry_new_with_clock, {
         let clock = arg_ref!(clock);
         let out = arg_out!(out);
-        out.write(into_handle(hw_registry {
-            inner: Arc::new(InMemoryWorkerRegistry::with_clock(clock.as_dyn())),
-        }));
+        out.write(into_handle(hw_registry::memory(
+            InMemoryWorkerRegistry::with_clock(clock.as_dyn()),
+        )));
         Ok(())
     })
 }
@@ -112,6 +143,33 @@ pub extern "C" fn hw_registry_new_with_clock(
 #[no_mangle]
 pub extern "C" fn hw_registry_free(registry: *mut hw_registry) {
     free_handle(registry)
+}
+
+/// Sets how many unregistered ids the registry remembers (default
+/// `HW_DEFAULT_RETIRED_ID_LIMIT`, 2^20). Ids are never reused: registering a remembered id
+/// (`hw_registry_register_with_id`) is `HW_ERR_ALREADY_EXISTS`, so a late call naming an old
+/// worker never acts on a new one; an id retired longer ago than the last `limit` retirements
+/// is forgotten and may be registered again. A limit of 0 remembers none. In memory a lower
+/// limit forgets the oldest at once; in PostgreSQL the registry forgets them at its next prune
+/// (at most a minute later, on the health-check path). Ids the library makes never repeat: the
+/// limit matters for ids the caller chooses.
+///
+/// Errors: `HW_ERR_INVALID_ARGUMENT` for NULL or a limit beyond the address space.
+#[no_mangle]
+pub extern "C" fn hw_registry_set_retired_id_limit(
+    registry: *const hw_registry,
+    limit: u64,
+) -> hw_status {
+    ffi_boundary!(hw_registry_set_retired_id_limit, {
+        let registry = arg_ref!(registry);
+        let limit = usize::try_from(limit)
+            .map_err(|_| Error::invalid(format!("retired-id limit {limit} is too large")))?;
+        match &registry.backend {
+            Backend::Memory(r) => r.set_retired_id_limit(limit),
+            Backend::Postgres(r) => r.set_retired_id_limit(limit),
+        }
+        Ok(())
+    })
 }
 
 /// The registry's time (milliseconds since the Unix epoch): every deadline is measured on it.

@@ -56,10 +56,16 @@ impl PostgresWorkerRegistry {
     /// for ids chosen by the caller. Replicas with different limits each prune to their own,
     /// so the smallest wins.
     pub fn with_retired_id_limit(self, limit: usize) -> Self {
+        self.set_retired_id_limit(limit);
+        self
+    }
+
+    /// As [`with_retired_id_limit`](Self::with_retired_id_limit), on a registry in use (the C
+    /// and Python surfaces set it after construction); the next prune applies it.
+    pub fn set_retired_id_limit(&self, limit: usize) {
         self.inner
             .retired_id_limit
             .store(limit as u64, Ordering::Relaxed);
-        self
     }
 
     /// The number of retired ids the registry remembers (see

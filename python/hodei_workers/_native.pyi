@@ -601,16 +601,30 @@ class Registry:
     float seconds since the epoch. Unknown workers raise WorkerNotFoundError (a LookupError),
     malformed ids and values InvalidArgumentError (a ValueError), wrong types TypeError.
     ``len(registry)`` counts the workers; ``worker_id in registry`` tests one."""
-    def __new__(cls, clock: ManualClock | None = None) -> Registry:
+    def __new__(
+        cls, clock: ManualClock | None = None, *, retired_id_limit: int | None = None
+    ) -> Registry:
         """An empty in-memory registry.
 
         Arguments:
             clock: a ManualClock to run on (tests, simulations); None for the system's
                 monotonic clock.
+            retired_id_limit: how many unregistered ids it remembers (None: 2**20). Ids are
+                never reused: ``register(..., worker_id=...)`` of a remembered id raises
+                WorkerAlreadyExistsError; an id retired longer ago than the last
+                ``retired_id_limit`` retirements is forgotten and may come back. Ids the
+                library makes never repeat: the limit matters for ids you choose.
+
+        Raises:
+            InvalidArgumentError: a negative ``retired_id_limit``.
         """
     @staticmethod
     def postgres(
-        url: str, *, name: str = "hodei_workers", clock: ManualClock | None = None
+        url: str,
+        *,
+        name: str = "hodei_workers",
+        clock: ManualClock | None = None,
+        retired_id_limit: int | None = None,
     ) -> Registry:
         """The registry ``name`` on a PostgreSQL server, shared by every process that opens the
         same name on the same database (scheduler replicas: one fleet).
@@ -621,9 +635,13 @@ class Registry:
             name: the schema the registry lives in (1 to 48 characters of ``[a-z0-9_]``, not
                 starting with a digit), created with its tables on first use.
             clock: a ManualClock (tests); None judges deadlines on the database's clock.
+            retired_id_limit: how many unregistered ids this handle keeps remembered (None:
+                2**20, as in memory); older ones are forgotten at the registry's next prune (at
+                most a minute later, on the health-check path).
 
         Raises:
-            InvalidArgumentError: a malformed ``url`` or ``name``.
+            InvalidArgumentError: a malformed ``url`` or ``name``, a negative
+                ``retired_id_limit``.
             BackendError: the server cannot be reached (later calls too, while it is down).
         """
     @staticmethod

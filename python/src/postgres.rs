@@ -12,18 +12,23 @@ use crate::errors::run;
 use crate::registry::PyRegistry;
 use crate::types::PyManualClock;
 
-/// Opens (creating on first use) the registry `name` on the server at `url`.
+/// Opens (creating on first use) the registry `name` on the server at `url`, remembering
+/// `retired_id_limit` retired ids (`None`: the default).
 pub(crate) fn open(
     py: Python<'_>,
     url: &str,
     name: &str,
     clock: Option<Bound<'_, PyManualClock>>,
+    retired_id_limit: Option<usize>,
 ) -> PyResult<PyRegistry> {
     let manual = clock.as_ref().map(|c| c.get().inner.clone());
     let registry = run(py, || match manual {
         Some(clock) => PostgresWorkerRegistry::connect_with_clock(url, name, clock),
         None => PostgresWorkerRegistry::connect(url, name),
     })?;
+    if let Some(limit) = retired_id_limit {
+        registry.set_retired_id_limit(limit);
+    }
     Ok(PyRegistry {
         inner: Arc::new(registry),
         clock: clock.map(Bound::unbind),

@@ -99,20 +99,36 @@ pub(crate) struct PyRegistry {
     pub(crate) clock: Option<Py<PyManualClock>>,
 }
 
+/// The ``retired_id_limit`` argument: None (the backend's default), or a count.
+fn retired_limit(py: Python<'_>, limit: Option<Int>) -> PyResult<Option<usize>> {
+    limit
+        .map(|Int(n)| convert::count(py, n, "retired_id_limit"))
+        .transpose()
+}
+
 #[pymethods]
 impl PyRegistry {
-    /// An empty registry on ``clock`` (a ManualClock), or on the system's monotonic clock.
+    /// An empty registry on ``clock`` (a ManualClock), or on the system's monotonic clock,
+    /// remembering ``retired_id_limit`` unregistered ids (None: the default, 2**20).
     #[new]
-    #[pyo3(signature = (clock=None))]
-    fn new(clock: Option<Bound<'_, PyManualClock>>) -> Self {
+    #[pyo3(signature = (clock=None, *, retired_id_limit=None))]
+    fn new(
+        py: Python<'_>,
+        clock: Option<Bound<'_, PyManualClock>>,
+        retired_id_limit: Option<Int>,
+    ) -> PyResult<Self> {
+        let limit = retired_limit(py, retired_id_limit)?;
         let inner = match &clock {
             Some(c) => InMemoryWorkerRegistry::with_clock(c.get().inner.clone()),
             None => InMemoryWorkerRegistry::with_clock(Arc::new(SystemClock::new())),
         };
-        PyRegistry {
+        if let Some(limit) = limit {
+            inner.set_retired_id_limit(limit);
+        }
+        Ok(PyRegistry {
             inner: Arc::new(inner),
             clock: clock.map(Bound::unbind),
-        }
+        })
     }
 
     /// The registry named ``name`` on the PostgreSQL server at ``url``, shared by every process
@@ -128,14 +144,16 @@ impl PyRegistry {
     /// server cannot be reached. Later calls raise BackendError while it is unreachable (and
     /// apply nothing).
     #[staticmethod]
-    #[pyo3(signature = (url, *, name="hodei_workers", clock=None))]
+    #[pyo3(signature = (url, *, name="hodei_workers", clock=None, retired_id_limit=None))]
     fn postgres(
         py: Python<'_>,
         url: &str,
         name: &str,
         clock: Option<Bound<'_, PyManualClock>>,
+        retired_id_limit: Option<Int>,
     ) -> PyResult<PyRegistry> {
-        crate::postgres::open(py, url, name, clock)
+        let limit = retired_limit(py, retired_id_limit)?;
+        crate::postgres::open(py, url, name, clock, limit)
     }
 
     /// Drops the registry ``name`` from the PostgreSQL server at ``url``: its schema with every

@@ -391,6 +391,7 @@ int main(void) {
   INVALID(hw_registry_drop_postgres(pg, "public"));
   CHECK_STATUS(hw_registry_drop_postgres(pg, "r"), HW_ERR_BACKEND);
   CHECK(out == SENTINEL);
+  INVALID(hw_registry_set_retired_id_limit(NULL, 2));
   INVALID(hw_registry_now(NULL, &u64));
   INVALID(hw_registry_now(reg, NULL));
   INVALID(hw_registry_register(NULL, "p", "docker", "r", spec, (hw_worker **)&out));

@@ -383,6 +383,45 @@ static void manager_scaling_and_reconcile(void) {
   hw_clock_free(clock);
 }
 
+/* The retired-id limit: of 3 ids retired under a limit of 2, the oldest is forgotten (it may
+ * be registered again) and the newest 2 stay refused. In memory at once; in PostgreSQL at the
+ * registry's next prune, which a handle's first health-check query (find_for_termination) runs. */
+static void retired_id_limit(void) {
+  hw_clock *clock = NULL;
+  hw_registry *reg = NULL;
+  hw_worker_spec *spec = NULL;
+  hw_worker *w = NULL;
+  CHECK_OK(hw_clock_new_manual(T0, &clock));
+  CHECK_OK(hw_test_registry_new(clock, &reg));
+  CHECK_OK(hw_worker_spec_new("ubuntu:24.04", &spec));
+  CHECK_OK(hw_registry_set_retired_id_limit(reg, 2));
+  hw_worker_id ids[3];
+  for (int i = 0; i < 3; i++) {
+    w = NULL;
+    CHECK_OK(hw_registry_register(reg, "docker-local", "docker", "r", spec, &w));
+    if (w == NULL) return; /* reported: the rest would only repeat it */
+    ids[i] = worker_id_of(w);
+    hw_worker_free(w);
+    CHECK_OK(hw_registry_unregister(reg, ids[i], HW_TERMINATION_REASON_REQUESTED, &w));
+    hw_worker_free(w);
+  }
+  hw_worker_list *list = NULL;
+  CHECK_OK(hw_registry_find_for_termination(reg, &list));
+  hw_worker_list_free(list);
+  w = NULL;
+  CHECK_STATUS(hw_registry_register_with_id(reg, ids[1], "docker-local", "docker", "r", spec, &w),
+               HW_ERR_ALREADY_EXISTS);
+  CHECK_STATUS(hw_registry_register_with_id(reg, ids[2], "docker-local", "docker", "r", spec, &w),
+               HW_ERR_ALREADY_EXISTS);
+  CHECK(w == NULL);
+  CHECK_OK(hw_registry_register_with_id(reg, ids[0], "docker-local", "docker", "r", spec, &w));
+  CHECK(w != NULL && hw_id_eq(worker_id_of(w), ids[0]));
+  hw_worker_free(w);
+  hw_worker_spec_free(spec);
+  hw_registry_free(reg);
+  hw_clock_free(clock);
+}
+
 int main(void) {
   hw_clock *clock = NULL;
   hw_registry *reg = NULL;
@@ -556,6 +595,7 @@ int main(void) {
 
   manager_lifecycle();
   manager_scaling_and_reconcile();
+  retired_id_limit();
   hw_test_backend_cleanup();
   printf("backend: %s\n", hw_test_backend_name());
   return hw_test_report();

@@ -47,15 +47,19 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def make_registry(backend: str) -> Iterator[MakeRegistry]:
     """A factory of fresh, empty registries of the backend under test:
-    ``make_registry(clock=None)``."""
+    ``make_registry(clock=None, retired_id_limit=None)``."""
     schemas: list[str] = []
 
-    def make(clock: hw.ManualClock | None = None) -> hw.Registry:
+    def make(
+        clock: hw.ManualClock | None = None, retired_id_limit: int | None = None
+    ) -> hw.Registry:
         if backend == "memory":
-            return hw.Registry(clock=clock)
+            return hw.Registry(clock=clock, retired_id_limit=retired_id_limit)
         name = f"py_{os.getpid()}_{uuid.uuid4().hex[:12]}"
         schemas.append(name)
-        return hw.Registry.postgres(pg_url(), name=name, clock=clock)
+        return hw.Registry.postgres(
+            pg_url(), name=name, clock=clock, retired_id_limit=retired_id_limit
+        )
 
     yield make
     for name in schemas:

@@ -385,3 +385,35 @@ def test_spec_replace_makes_a_validated_copy() -> None:
         base.replace(max_jobs=0)
     with pytest.raises(TypeError):
         base.replace(colour="blue")  # type: ignore[call-arg]
+
+
+def test_past_the_retired_id_limit_the_oldest_ids_may_come_back(
+    make_registry: MakeRegistry, clock: hw.ManualClock
+) -> None:
+    reg = make_registry(clock, retired_id_limit=2)
+    retired = []
+    for i in range(3):
+        w = reg.register("docker-local", "docker", f"c-{i}")
+        reg.unregister(w.id)
+        retired.append(w.id)
+    # In memory the oldest is forgotten at once; on PostgreSQL at the registry's next prune,
+    # which its first health-check query runs.
+    reg.find_for_termination()
+    for kept in retired[1:]:
+        with pytest.raises(hw.WorkerAlreadyExistsError):
+            reg.register("docker-local", "docker", "again", worker_id=kept)
+    back = reg.register("docker-local", "docker", "back", worker_id=retired[0])
+    assert back.id == retired[0]
+
+
+def test_a_retired_id_limit_must_be_a_count() -> None:
+    with pytest.raises(hw.InvalidArgumentError, match="retired_id_limit"):
+        hw.Registry(retired_id_limit=-1)
+    with pytest.raises(TypeError):
+        hw.Registry(retired_id_limit="3")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        hw.Registry(retired_id_limit=True)
+    with pytest.raises(hw.InvalidArgumentError, match="retired_id_limit"):
+        # Refused before any connection is tried.
+        hw.Registry.postgres("host=/nonexistent", name="r", retired_id_limit=-5)
+    assert len(hw.Registry(retired_id_limit=0)) == 0

@@ -163,8 +163,14 @@ impl InMemoryWorkerRegistry {
     /// O(1); the filter is rebuilt (O(ids remembered)) only when it doubles on the way up to
     /// the limit or shrinks after a lower limit.
     pub fn with_retired_id_limit(self, limit: usize) -> Self {
-        self.indexes.lock().retired.set_limit(limit);
+        self.set_retired_id_limit(limit);
         self
+    }
+
+    /// As [`with_retired_id_limit`](Self::with_retired_id_limit), on a registry in use (the C
+    /// and Python surfaces set it after construction).
+    pub fn set_retired_id_limit(&self, limit: usize) {
+        self.indexes.lock().retired.set_limit(limit);
     }
 
     /// The registry's clock.
