@@ -14,11 +14,12 @@
 //! Both prunes run on the health-check path (`find_for_termination`, which the leading manager
 //! calls every tick) at most once a minute per process, and on demand
 //! ([`PostgresWorkerRegistry::prune_retired_ids`], [`PostgresWorkerRegistry::prune_events`]).
-//! Each is a statement on an index range (`outbox.seq`; `known_ids_retired`, schema v5) that
-//! deletes at most [`PRUNE_BATCH`] consecutive numbers from the oldest: a backlog (a registry
-//! upgraded with millions of retired ids, an outbox that grew while no manager ran) drains a
-//! batch a minute instead of stalling one health check for minutes, and a churn of up to
-//! 50,000 retirements or events a minute never builds one.
+//! Each deletes an index range (`outbox.seq`; `known_ids_retired`, schema v5) below a bound
+//! taken from the index's newest entry, at most [`PRUNE_BATCH`] consecutive numbers a
+//! statement from the oldest: a backlog (a registry upgraded with millions of retired ids, an
+//! outbox that grew while no manager ran) drains a batch a minute instead of stalling one
+//! health check for minutes, and a churn of up to 50,000 retirements or events a minute never
+//! builds one.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -37,10 +38,14 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// The most consecutive numbers (retirements, event seqs) one prune statement deletes.
 pub(crate) const PRUNE_BATCH: i64 = 50_000;
 
-/// Deletes the retired ids numbered `$1` or more below the newest retirement, and fewer than
-/// `$2` above the oldest (one range of the index, both bounds read from its ends).
+/// The newest retirement number that may be forgotten: `$1` below the newest (read from the
+/// index's last entry); null when nothing was retired.
+const PRUNE_BOUND: &str = "SELECT max(retired) - $1 FROM known_ids WHERE retired IS NOT NULL";
+
+/// Deletes the retired ids numbered `$1` or less, and less than `$2` above the oldest (one
+/// range of the index, its lower end read from its first entry).
 const PRUNE_RETIRED: &str = "DELETE FROM known_ids WHERE retired IS NOT NULL \
-     AND retired <= (SELECT max(retired) FROM known_ids WHERE retired IS NOT NULL) - $1 \
+     AND retired <= $1 \
      AND retired < (SELECT min(retired) FROM known_ids WHERE retired IS NOT NULL) + $2";
 
 impl PostgresWorkerRegistry {
@@ -81,11 +86,16 @@ impl PostgresWorkerRegistry {
     /// # Errors
     /// `Backend` (what the statements before it deleted stays deleted).
     pub fn prune_retired_ids(&self) -> Result<u64> {
+        // The bound is read once: retirements made meanwhile wait for the next prune, so the
+        // loop ends even while other replicas retire workers as fast as it deletes.
+        let Some(upto) = self.prune_bound(self.keep())? else {
+            return Ok(0);
+        };
         let mut total = 0;
         loop {
-            // The batch starts at the oldest remaining retirement: a statement that deletes
-            // nothing means nothing is left to forget.
-            match self.prune_retired(self.keep(), PRUNE_BATCH)? {
+            // Each batch starts at the oldest remaining retirement: a statement that deletes
+            // nothing means nothing is left below the bound.
+            match self.prune_retired(upto, PRUNE_BATCH)? {
                 0 => return Ok(total),
                 n => total += n,
             }
@@ -97,12 +107,20 @@ impl PostgresWorkerRegistry {
         i64::try_from(self.retired_id_limit()).unwrap_or(i64::MAX)
     }
 
-    /// One batch: forgets the retirements numbered `keep` or more below the newest and less
-    /// than `batch` above the oldest.
-    fn prune_retired(&self, keep: i64, batch: i64) -> Result<u64> {
+    /// The newest retirement number that a limit of `keep` lets go, if any was retired.
+    fn prune_bound(&self, keep: i64) -> Result<Option<i64>> {
+        self.run("reading the newest retirement", |conn| {
+            let stmt = conn.prepare(PRUNE_BOUND)?;
+            Ok(conn.client.query_one(&stmt, &[&keep])?.get(0))
+        })
+    }
+
+    /// One batch: forgets the retirements numbered `upto` or less and less than `batch` above
+    /// the oldest.
+    fn prune_retired(&self, upto: i64, batch: i64) -> Result<u64> {
         self.run("forgetting the oldest retired ids", |conn| {
             let stmt = conn.prepare(PRUNE_RETIRED)?;
-            Ok(conn.client.execute(&stmt, &[&keep, &batch])?)
+            Ok(conn.client.execute(&stmt, &[&upto, &batch])?)
         })
     }
 
@@ -118,7 +136,9 @@ impl PostgresWorkerRegistry {
             *last = Some(Instant::now());
         }
         let _ = self.prune_outbox(crate::events::EVENTS_KEPT, PRUNE_BATCH);
-        let _ = self.prune_retired(self.keep(), PRUNE_BATCH);
+        if let Ok(Some(upto)) = self.prune_bound(self.keep()) {
+            let _ = self.prune_retired(upto, PRUNE_BATCH);
+        }
     }
 }
 
@@ -163,15 +183,30 @@ mod tests {
             })
             .collect();
         let remembered = || registry.snapshot().unwrap().retired_ids;
-        // Keep 2 of 7 retirements, batches of 2: 2, 2, 1, then nothing.
-        assert_eq!(registry.prune_retired(2, 2).unwrap(), 2);
+        // Keep 2 of 7 retirements (numbers 1 to 7: up to 5 may go), batches of 2: 2, 2, 1,
+        // then nothing.
+        let upto = registry.prune_bound(2).unwrap();
+        assert_eq!(upto, Some(5));
+        let upto = upto.unwrap();
+        assert_eq!(registry.prune_retired(upto, 2).unwrap(), 2);
         assert_eq!(remembered(), ids[2..]);
-        assert_eq!(registry.prune_retired(2, 2).unwrap(), 2);
-        assert_eq!(registry.prune_retired(2, 2).unwrap(), 1);
-        assert_eq!(registry.prune_retired(2, 2).unwrap(), 0);
-        assert_eq!(remembered(), ids[5..]);
-        // The outbox the same way: seqs 1 to 14 (registered, unregistered), keep 3 below the
-        // newest (seqs 11 to 14 stay), batches of 5: 5 then 5.
+        assert_eq!(registry.prune_retired(upto, 2).unwrap(), 2);
+        // A retirement after the bound was read is left for the next prune.
+        let late = registry
+            .register(
+                WorkerHandle::new(provider.clone(), ProviderType::Docker, "r"),
+                spec.clone(),
+            )
+            .unwrap()
+            .id;
+        registry
+            .unregister(&late, TerminationReason::Requested)
+            .unwrap();
+        assert_eq!(registry.prune_retired(upto, 2).unwrap(), 1);
+        assert_eq!(registry.prune_retired(upto, 2).unwrap(), 0);
+        assert_eq!(remembered(), [ids[5], ids[6], late]);
+        // The outbox the same way: seqs 1 to 16 (8 workers registered and unregistered), keep
+        // 3 below the newest (seqs 13 to 16 stay), batches of 5: 5, 5, 2.
         let (mut deleted, mut rounds) = (0, 0);
         loop {
             match registry.prune_outbox(3, 5).unwrap() {
@@ -183,6 +218,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!((deleted, rounds), (10, 2));
+        assert_eq!((deleted, rounds), (12, 3));
     }
 }

@@ -495,9 +495,9 @@ fn retired_ids_are_pruned_on_demand_counted_and_read_through_their_index() {
     assert_invariants(&registry);
     // The prune and the snapshot's list read the retired ids through their index (v5).
     for sql in [
-        // The statement of `retention.rs` (PRUNE_RETIRED), its parameters as literals.
-        "DELETE FROM known_ids WHERE retired IS NOT NULL \
-         AND retired <= (SELECT max(retired) FROM known_ids WHERE retired IS NOT NULL) - 3 \
+        // The statements of `retention.rs` (PRUNE_BOUND, PRUNE_RETIRED), parameters as literals.
+        "SELECT max(retired) - 3 FROM known_ids WHERE retired IS NOT NULL",
+        "DELETE FROM known_ids WHERE retired IS NOT NULL AND retired <= 4 \
          AND retired < (SELECT min(retired) FROM known_ids WHERE retired IS NOT NULL) + 50000",
         "SELECT id FROM known_ids WHERE retired IS NOT NULL ORDER BY retired",
     ] {
