@@ -81,7 +81,7 @@ impl PostgresWorkerRegistry {
 
     /// Forgets, now, the retired ids older than the last
     /// [`retired_id_limit`](Self::retired_id_limit) retirements; returns how many. Runs
-    /// [`PRUNE_BATCH`] numbers a statement (each its own transaction) until none is left.
+    /// 50,000 numbers a statement (each its own transaction) until none is left.
     ///
     /// # Errors
     /// `Backend` (what the statements before it deleted stays deleted).
