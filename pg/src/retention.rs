@@ -219,5 +219,34 @@ mod tests {
             }
         }
         assert_eq!((deleted, rounds), (12, 3));
+
+        // The statements that read the retired ids (the prune's bound and batch, a snapshot's
+        // list), as the registry sends them, read their index (v5): with sequential scans
+        // ruled out, each plan names it.
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        client
+            .batch_execute(&format!(
+                "SET search_path TO \"{name}\"; SET enable_seqscan = off"
+            ))
+            .unwrap();
+        for (sql, args) in [
+            (PRUNE_BOUND, "(3)"),
+            (PRUNE_RETIRED, "(4, 50000)"),
+            (crate::snapshot::RETIRED_IDS, ""),
+        ] {
+            client
+                .batch_execute(&format!("DEALLOCATE ALL; PREPARE q AS {sql}"))
+                .unwrap();
+            let plan: Vec<String> = client
+                .query(&format!("EXPLAIN EXECUTE q{args}"), &[])
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            assert!(
+                plan.iter().any(|line| line.contains("known_ids_retired")),
+                "plan of {sql}: {plan:?}"
+            );
+        }
     }
 }

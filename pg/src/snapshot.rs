@@ -9,6 +9,11 @@ use postgres::IsolationLevel;
 use crate::registry::{Fail, PostgresWorkerRegistry};
 use crate::sql::{db_count, db_ts, dur_ms, slot_of, st, ts, W_COLS};
 
+/// The retired ids a snapshot carries, oldest retirement first (a range of the index
+/// `known_ids_retired`, schema v5; `retention.rs` checks the plan).
+pub(crate) const RETIRED_IDS: &str =
+    "SELECT id FROM known_ids WHERE retired IS NOT NULL ORDER BY retired";
+
 /// Every record and the seq of the last event, in one repeatable-read transaction (one
 /// instant). `taken_at` is read in that transaction, after its snapshot.
 pub(crate) fn snapshot(registry: &PostgresWorkerRegistry) -> Result<Snapshot> {
@@ -41,10 +46,7 @@ pub(crate) fn snapshot(registry: &PostgresWorkerRegistry) -> Result<Snapshot> {
             .map(|r| specs.worker(r))
             .collect::<std::result::Result<Vec<Worker>, Fail>>()?;
         let retired_ids = tx
-            .query(
-                "SELECT id FROM known_ids WHERE retired IS NOT NULL ORDER BY retired",
-                &[],
-            )?
+            .query(RETIRED_IDS, &[])?
             .iter()
             .map(|r| {
                 let id: uuid::Uuid = r.get(0);

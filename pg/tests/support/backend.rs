@@ -22,11 +22,7 @@ pub const STRESS_SCALE: f64 = 0.08;
 
 /// A registry in a fresh schema on `clock`; the schema is dropped with the registry.
 pub fn new_registry(clock: Arc<ManualClock>) -> Arc<dyn WorkerRegistry> {
-    let guard = crate::support::SchemaGuard::new("conf");
-    let registry = crate::support::connect(&guard.name, clock);
-    Arc::new(TestRegistry::with_cleanup(Arc::new(registry), move || {
-        drop(guard)
-    }))
+    new_registry_remembering(clock, hodei_workers_postgres::DEFAULT_RETIRED_ID_LIMIT).0
 }
 
 /// A registry that remembers `limit` retired ids, and what makes it forget the older ones now
