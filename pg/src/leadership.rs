@@ -74,6 +74,8 @@ pub struct PostgresLeadership {
     clock: Option<Arc<dyn Clock>>,
     /// The dedicated connection (`None` until opened, or after it broke).
     conn: Mutex<Option<Client>>,
+    /// Where the lease row lives (`Leadership::fence_key`).
+    fence_key: String,
 }
 
 impl fmt::Debug for PostgresLeadership {
@@ -111,6 +113,7 @@ impl PostgresWorkerRegistry {
         // A renewal must fail rather than hang past the window it extends.
         config.connect_timeout(ttl / 3);
         let lease = PostgresLeadership {
+            fence_key: crate::registry::fence_key(&config, self.schema()),
             config,
             schema: self.schema().to_owned(),
             holder: holder.to_owned(),
@@ -211,6 +214,12 @@ impl Leadership for PostgresLeadership {
             c.execute(STEP_DOWN, &[&name, &holder, &term, &given])
                 .map(|_| ())
         })
+    }
+
+    /// The registry's store: its [`fenced`](hodei_workers::WorkerRegistry::fenced) view checks
+    /// this lease's term in every write transaction.
+    fn fence_key(&self) -> Option<&str> {
+        Some(&self.fence_key)
     }
 
     fn current(&self) -> Result<Option<LeaderInfo>> {

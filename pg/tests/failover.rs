@@ -229,3 +229,81 @@ fn replicated_managers_take_the_registrys_own_lease() {
     let err = WorkerLifecycleManager::replicated(Arc::new(pg), config(), "", TTL).unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
 }
+
+/// The store fences what the old leader's own clock cannot: a leader whose clock did not see
+/// the pause (its trust window still open) finds its next registry write refused by the store,
+/// in the write's transaction, and stops trusting its lease at once.
+#[test]
+fn a_leader_whose_clock_missed_the_pause_is_fenced_by_the_store() {
+    let c = cluster("failover_store_fence");
+    let ra = c.a.manager.tick(1);
+    assert!(ra.leading);
+    let id = ra.provisioned[0].worker_id;
+    c.a.registry.update_state(&id, WorkerState::Ready).unwrap();
+    // The store and b move past the ttl; a's clock does not.
+    c.store.advance(TTL + Duration::from_secs(1));
+    c.b.local.advance(TTL + Duration::from_secs(1));
+    c.b.registry.heartbeat(&id).unwrap();
+    assert!(c.b.manager.tick(1).leading);
+    assert!(c.a.manager.is_leader(), "a's own window is still open");
+    let calls = c.provider.calls();
+
+    let err =
+        c.a.manager
+            .terminate_worker(&id, TerminationReason::Requested)
+            .unwrap_err();
+    assert!(
+        matches!(err, Error::NotLeader(ref m) if m.contains("store refused")),
+        "{err}"
+    );
+    assert_eq!(
+        c.a.registry.get(&id).unwrap().unwrap().state,
+        WorkerState::Ready,
+        "nothing changed"
+    );
+    assert!(
+        !c.a.manager.is_leader(),
+        "the refusal closed a's trust window"
+    );
+    // So the rest of a's acts stop at its own fence, before any provider call.
+    let err =
+        c.a.manager
+            .provision_worker(&c.provider.id, spec())
+            .unwrap_err();
+    assert!(matches!(err, Error::NotLeader(_)), "{err}");
+    assert_eq!(c.provider.calls(), calls, "a made no provider call");
+    // a's next tick learns who leads.
+    let ra = c.a.manager.tick(1);
+    assert!(!ra.leading);
+    assert_eq!(ra.leader.unwrap().holder, "b");
+}
+
+/// As above, inside a create: the instance a created after b took over is not registered
+/// (the store refuses), nor destroyed by a; b's reconcile destroys it, once.
+#[test]
+fn a_create_finished_after_a_takeover_the_old_leader_missed_is_not_registered() {
+    let c = cluster("failover_store_create");
+    assert!(c.a.manager.tick(0).leading);
+    c.provider.script_creates([CreateStep::Stall]);
+    let a = Arc::clone(&c.a.manager);
+    let pid = c.provider.id.clone();
+    let provisioning = std::thread::spawn(move || a.provision_worker(&pid, spec()));
+    while c.provider.creating_now.load(Ordering::SeqCst) == 0 {
+        std::thread::yield_now();
+    }
+    c.store.advance(TTL + Duration::from_secs(1));
+    c.b.local.advance(TTL + Duration::from_secs(1));
+    assert!(c.b.manager.tick(0).leading);
+    c.provider.release_stalled(1);
+    let err = provisioning.join().unwrap().unwrap_err();
+    assert!(
+        matches!(err, Error::NotLeader(ref m) if m.contains("store refused")),
+        "{err}"
+    );
+    assert_eq!(c.b.registry.count().unwrap(), 0, "not registered");
+    assert!(c.calls("destroy").is_empty(), "and not destroyed by a");
+    let r = c.b.manager.reconcile().unwrap();
+    assert_eq!(r.orphans.len(), 1, "{r:?}");
+    assert_eq!(c.calls("destroy").len(), 1, "destroyed once, by the leader");
+    assert!(c.provider.instance_ids().is_empty());
+}

@@ -95,6 +95,16 @@ pub trait Leadership: Send + Sync + fmt::Debug {
     /// # Errors
     /// The store cannot be reached.
     fn current(&self) -> Result<Option<LeaderInfo>>;
+
+    /// Where this lease lives, when a registry in the same store can check its term in the
+    /// transaction of each leader-only write ([`WorkerRegistry::fenced`]): two leases with the
+    /// same key are the same row. `None` (the default): no registry can, the manager's own
+    /// fence is all there is.
+    ///
+    /// [`WorkerRegistry::fenced`]: crate::WorkerRegistry::fenced
+    fn fence_key(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// The single-process lease: always held by `"local"` under term 1, never expiring. What a
@@ -359,6 +369,21 @@ impl LeaseKeeper {
                 ),
                 None => format!("{} is not the leader", self.leadership.holder()),
             })),
+        }
+    }
+
+    /// The term the last renewal said this replica holds (whatever the window says now).
+    pub(crate) fn term(&self) -> Option<Term> {
+        self.state.lock().term
+    }
+
+    /// The store refused a write under `term` (another replica took the lease): the trust
+    /// window closes now, so no further leader-only act (a provider call above all) happens
+    /// before a renewal says who leads.
+    pub(crate) fn distrust(&self, term: Term) {
+        let mut s = self.state.lock();
+        if s.term == Some(term) {
+            s.trusted_until = 0;
         }
     }
 

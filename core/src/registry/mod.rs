@@ -213,6 +213,28 @@ pub trait WorkerRegistry: Send + Sync + fmt::Debug {
         Ok(None)
     }
 
+    /// A view of this registry for a manager that leads under `term` of `lease`: each write
+    /// a manager makes (`register`, `unregister`, `update_state`, `transition_if`,
+    /// `grant_grace`, `publish`; `assign_to_job` too) checks in the store, in its own
+    /// transaction, that `lease.holder()` still holds `term`, and otherwise fails with
+    /// [`Error::NotLeader`](crate::Error::NotLeader) and changes nothing. Reads, the host's
+    /// hot-path writes (`heartbeat`, `heartbeat_many`, `claim`, `release_from_job`) and
+    /// `restore` are the registry's own, unfenced. This closes what the manager's own fence
+    /// cannot: a leader slowed between its check and its write (a pause, a wait for a
+    /// connection) while another replica took over.
+    ///
+    /// `None` (the default, and whenever `lease` does not live in this registry's store,
+    /// [`Leadership::fence_key`](crate::Leadership::fence_key)): writes are not fenced by the
+    /// store. Cheap: no round trip.
+    fn fenced(
+        &self,
+        lease: &dyn crate::lifecycle::Leadership,
+        term: crate::lifecycle::Term,
+    ) -> Option<Arc<dyn WorkerRegistry>> {
+        let _ = (lease, term);
+        None
+    }
+
     /// Every record plus the event `seq` and the retired ids, consistent at one instant;
     /// `taken_at` is read last, so no time in the snapshot lies after it.
     fn snapshot(&self) -> Result<Snapshot>;

@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use hodei_workers::{Error, EventKind, JobId, Timestamp, Worker, WorkerId, WorkerState};
 use postgres::GenericClient;
 
-use super::{Fail, Step};
+use super::{Fail, PostgresWorkerRegistry, Step};
 use crate::pool::Conn;
 use crate::sql::{db_ts, slot, st, Specs, W_COLS, W_LEN};
 
@@ -133,13 +133,20 @@ impl WriteCache<'_> {
     }
 }
 
-impl Conn {
-    /// A transaction and the statement cache, borrowed side by side.
-    pub(crate) fn begin(
-        &mut self,
-    ) -> std::result::Result<(postgres::Transaction<'_>, WriteCache<'_>), postgres::Error> {
-        let (client, statements) = self.parts();
-        Ok((client.transaction()?, WriteCache { statements }))
+impl PostgresWorkerRegistry {
+    /// A write transaction on `conn` and the statement cache, borrowed side by side. On a
+    /// fenced view ([`super::fence`]) the lease check runs first: refused, nothing is written.
+    pub(crate) fn begin<'c>(
+        &self,
+        conn: &'c mut Conn,
+    ) -> Step<(postgres::Transaction<'c>, WriteCache<'c>)> {
+        let (client, statements) = conn.parts();
+        let mut tx = client.transaction()?;
+        let mut cache = WriteCache { statements };
+        if let Some(fence) = &self.fence {
+            super::fence::check(&mut tx, &mut cache, self.schema(), fence)?;
+        }
+        Ok((tx, cache))
     }
 }
 

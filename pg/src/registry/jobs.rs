@@ -55,7 +55,7 @@ impl PostgresWorkerRegistry {
         let given = self.given();
         let specs = &self.inner.specs;
         self.run("assigning a job", |conn| {
-            let (mut tx, mut cache) = conn.begin()?;
+            let (mut tx, mut cache) = self.begin(conn)?;
             let (before, slot, now) = lock_worker(specs, &mut tx, &mut cache, id, given, false)?
                 .ok_or_else(|| not_found(id))?;
             if !before.state.accepts_jobs() || before.current_job.is_some() {

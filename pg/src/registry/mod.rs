@@ -5,12 +5,16 @@
 //! the record, its counters and its events in one statement); [`records`] `register`,
 //! `unregister` and the state moves; [`jobs`] `assign_to_job` and `release_from_job` (`claim`
 //! is `crate::claim`); [`worker_registry`] the `WorkerRegistry` trait, one method each,
-//! calling these and the crate's other modules.
+//! calling these and the crate's other modules; [`fence`] the store-fenced view a leading
+//! manager writes through.
 
 mod change;
+mod fence;
 mod jobs;
 mod records;
 mod worker_registry;
+
+pub(crate) use fence::fence_key;
 
 use std::fmt;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
@@ -89,6 +93,8 @@ const POOL_SIZE: usize = 8;
 /// several threads share one statement; `find` and `snapshot` read the fleet.
 pub struct PostgresWorkerRegistry {
     pub(crate) inner: Arc<Inner>,
+    /// Set on the view of a leading manager ([`fence`]): every write transaction checks it.
+    pub(crate) fence: Option<Arc<fence::Fence>>,
 }
 
 /// The shared state of a registry (shared with its subscriptions' sources).
@@ -138,6 +144,7 @@ impl fmt::Debug for PostgresWorkerRegistry {
             .field("schema", &self.inner.pool.schema())
             .field("pool", &self.inner.pool)
             .field("clock", &self.inner.clock)
+            .field("fence", &self.fence)
             .finish_non_exhaustive()
     }
 }
@@ -215,6 +222,7 @@ impl PostgresWorkerRegistry {
         })?;
         let registry = PostgresWorkerRegistry {
             inner: Arc::new(inner),
+            fence: None,
         };
         if registry.inner.clock.is_none() {
             // Measures the offset of the database clock now, so that `now()` has a fallback.

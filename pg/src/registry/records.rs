@@ -41,7 +41,7 @@ impl PostgresWorkerRegistry {
         // The pool the worker counts in (`pool_counts`, kept by triggers on `workers`).
         let pool = spec.labels.get(POOL_LABEL);
         let (key, now): (String, i64) = self.run("registering a worker", |conn| {
-            let (mut tx, mut cache) = conn.begin()?;
+            let (mut tx, mut cache) = self.begin(conn)?;
             // Ids are never reused: the unique index of known_ids refuses a second
             // registration, also one racing from another replica.
             let known = cache.prepare(&mut tx, "INSERT INTO known_ids (id) VALUES ($1)")?;
@@ -119,7 +119,7 @@ impl PostgresWorkerRegistry {
         let given = self.given();
         let specs = &self.inner.specs;
         self.run("unregistering a worker", |conn| {
-            let (mut tx, mut cache) = conn.begin()?;
+            let (mut tx, mut cache) = self.begin(conn)?;
             let (worker, slot, now) = lock_worker(specs, &mut tx, &mut cache, id, given, true)?
                 .ok_or_else(|| not_found(id))?;
             let mut events = Vec::new();
@@ -171,7 +171,7 @@ impl PostgresWorkerRegistry {
         let given = self.given();
         let specs = &self.inner.specs;
         self.run("changing a worker's state", |conn| {
-            let (mut tx, mut cache) = conn.begin()?;
+            let (mut tx, mut cache) = self.begin(conn)?;
             let (before, slot, now) = lock_worker(specs, &mut tx, &mut cache, id, given, false)?
                 .ok_or_else(|| not_found(id))?;
             let from = before.state;

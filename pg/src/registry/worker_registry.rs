@@ -35,6 +35,14 @@ static LONGEST_IDLE: LazyLock<String> = LazyLock::new(|| {
 });
 
 impl WorkerRegistry for PostgresWorkerRegistry {
+    fn fenced(
+        &self,
+        lease: &dyn hodei_workers::Leadership,
+        term: hodei_workers::Term,
+    ) -> Option<Arc<dyn WorkerRegistry>> {
+        self.fenced_view(lease, term)
+    }
+
     fn lease(
         &self,
         holder: &str,
@@ -187,8 +195,13 @@ impl WorkerRegistry for PostgresWorkerRegistry {
 
     fn grant_grace(&self, since: Timestamp) -> Result<()> {
         self.run("granting grace", |conn| {
-            let stmt = conn.prepare("UPDATE meta SET grace_floor = greatest(grace_floor, $1)")?;
-            conn.client.execute(&stmt, &[&db_ts(since)])?;
+            let (mut tx, mut cache) = self.begin(conn)?;
+            let stmt = cache.prepare(
+                &mut tx,
+                "UPDATE meta SET grace_floor = greatest(grace_floor, $1)",
+            )?;
+            tx.execute(&stmt, &[&db_ts(since)])?;
+            tx.commit()?;
             Ok(())
         })
     }
@@ -214,7 +227,7 @@ impl WorkerRegistry for PostgresWorkerRegistry {
         let event = event_texts(std::slice::from_ref(&kind));
         let worker = kind.worker_id().map(|w| *w.as_uuid());
         self.run("publishing an event", |conn| {
-            let (mut tx, mut cache) = conn.begin()?;
+            let (mut tx, mut cache) = self.begin(conn)?;
             // An event about a worker needs the worker: its row is locked (KEY SHARE, which
             // `unregister`'s FOR UPDATE waits for) before the seq is taken, so the event can
             // never follow its Unregistered. The xid comes first too: a reader must see this

@@ -101,7 +101,7 @@ impl WorkerLifecycleManager {
             if verdict == BrakeVerdict::Release {
                 // Everyone is back in time: release the brake with a grace period anyway, for
                 // the stragglers already more than half a timeout silent.
-                self.registry.grant_grace(now)?;
+                self.write(|r| r.grant_grace(now))?;
                 result.brake_released = true;
             }
             return Ok(result);
@@ -144,7 +144,7 @@ impl WorkerLifecycleManager {
                 // interval. Those not heard from yet are not expired in a last batch: everyone
                 // gets a fresh grace period, as after a host stall. A worker that really died
                 // meanwhile is expired one heartbeat_timeout later.
-                self.registry.grant_grace(now)?;
+                self.write(|r| r.grant_grace(now))?;
                 result.brake_released = true;
                 due.retain(|_, reason| *reason != TerminationReason::Unhealthy);
             }

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use crate::clock::Clock;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::events::EventKind;
 use crate::registry::WorkerRegistry;
 
@@ -116,6 +116,36 @@ impl WorkerLifecycleManager {
         self.lease.fence()
     }
 
+    /// Runs a leader-only registry write on the registry as the term held sees it: the
+    /// store-fenced view of [`WorkerRegistry::fenced`] where the registry's store keeps the
+    /// lease (PostgreSQL), which refuses the write in its own transaction once another replica
+    /// took the lease; the registry itself elsewhere. A refusal closes the trust window at
+    /// once, so the rest of the tick (its provider calls above all) stops at the next fence.
+    pub(super) fn write<T>(&self, op: impl FnOnce(&dyn WorkerRegistry) -> Result<T>) -> Result<T> {
+        let Some(term) = self.lease.term() else {
+            return op(&*self.registry);
+        };
+        let view = {
+            let mut writes = self.writes.lock();
+            match &*writes {
+                Some((t, view)) if *t == term => Arc::clone(view),
+                _ => {
+                    let view = self
+                        .registry
+                        .fenced(&**self.lease.leadership(), term)
+                        .unwrap_or_else(|| Arc::clone(&self.registry));
+                    *writes = Some((term, Arc::clone(&view)));
+                    view
+                }
+            }
+        };
+        let result = op(&*view);
+        if matches!(result, Err(Error::NotLeader(_))) {
+            self.lease.distrust(term);
+        }
+        result
+    }
+
     /// Renews (or takes) the lease at the start of a tick and fills the report's leader
     /// fields. Returns whether the tick goes on as the leader's.
     pub(super) fn lead(&self, report: &mut TickReport) -> bool {
@@ -207,7 +237,7 @@ impl WorkerLifecycleManager {
              grace period, then reconcile",
             info.holder, info.term, info.since
         ));
-        if let Err(e) = self.registry.grant_grace(now) {
+        if let Err(e) = self.write(|r| r.grant_grace(now)) {
             report.decisions.push(format!("grant_grace failed: {e}"));
         }
         match self.reconcile() {

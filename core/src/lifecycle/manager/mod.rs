@@ -47,7 +47,7 @@ use crate::ids::ProviderId;
 use crate::registry::WorkerRegistry;
 
 use super::config::WorkerLifecycleConfig;
-use super::lease::{AlwaysLeader, LeaseKeeper};
+use super::lease::{AlwaysLeader, LeaseKeeper, Term};
 use super::pools::Demand;
 use super::report::{LifecycleStats, ProviderBackoff, TickReport};
 use crate::metrics::{ManagerView, Metrics, PoolGauges};
@@ -240,6 +240,9 @@ pub struct WorkerLifecycleManager {
     /// The leadership lease: the term this manager acts under, and its trust window (shared
     /// with the metrics view).
     lease: Arc<LeaseKeeper>,
+    /// The registry as the leader writes to it under the term held: the store-fenced view
+    /// ([`WorkerRegistry::fenced`]) made for that term, or the registry itself.
+    writes: Mutex<Option<(Term, Arc<dyn WorkerRegistry>)>>,
     /// Where new worker ids come from (random by default; a simulation seeds it).
     worker_ids: Mutex<Option<provisioning::IdSource>>,
 }
@@ -353,6 +356,7 @@ impl WorkerLifecycleManager {
             ticking: AtomicBool::new(false),
             brake: Mutex::new(Brake::default()),
             lease,
+            writes: Mutex::new(None),
             worker_ids: Mutex::new(None),
         })
     }
@@ -428,7 +432,7 @@ impl WorkerLifecycleManager {
             (stall, health_due)
         };
         if let Some(gap) = stall {
-            match self.registry.grant_grace(now) {
+            match self.write(|r| r.grant_grace(now)) {
                 Ok(()) => {
                     report.stall_grace = Some(gap);
                     report.decisions.push(format!(

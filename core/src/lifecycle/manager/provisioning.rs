@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use crate::error::{Error, Result};
 use crate::events::EventKind;
 use crate::ids::{ProviderId, WorkerId};
-use crate::worker::{Worker, WorkerSpec};
+use crate::worker::{Worker, WorkerHandle, WorkerSpec};
 
 use super::super::provider::{guarded, ProviderError, WorkerProvider};
 use super::super::report::ProvisionFailure;
@@ -152,26 +152,22 @@ impl WorkerLifecycleManager {
         // destroys nothing either (the new leader's reconcile owns the instance now: two
         // destroys of one instance are what fencing prevents).
         if let Err(e) = self.fence() {
-            // Destroyed by this replica's next tick if it keeps its term (nobody else led
-            // meanwhile), else by the new leader's takeover reconcile — never by both.
-            self.remember_orphan(&handle, self.registry.now());
             drop(ticket);
-            return Err((
-                Error::NotLeader(format!(
-                    "{e}; instance {} of provider {provider_id} was created but not registered \
-                     (destroyed by whoever leads next)",
-                    handle.resource_id
-                )),
-                None,
-            ));
+            return Err((self.orphaned_by_lost_lease(&handle, e), None));
         }
-        match self.registry.register(handle.clone(), spec) {
+        match self.write(|r| r.register(handle.clone(), spec)) {
             Ok(worker) => {
                 // Registered first, ledger entry removed second: the count never dips.
                 drop(ticket);
                 self.backoff.lock().remove(provider_id);
                 bump(&self.counters.provisioned, 1);
                 Ok(worker)
+            }
+            // The store refused the registration: another replica took the lease after the
+            // fence above. As there, the instance is left to whoever leads next.
+            Err(e @ Error::NotLeader(_)) => {
+                drop(ticket);
+                Err((self.orphaned_by_lost_lease(&handle, e), None))
             }
             Err(e) => {
                 drop(ticket);
@@ -182,6 +178,19 @@ impl WorkerLifecycleManager {
                 Err((e, None))
             }
         }
+    }
+
+    /// A created instance this replica may no longer register (its lease was lost during the
+    /// create): remembered as an orphan, destroyed by this replica's next tick if it keeps its
+    /// term (nobody else led meanwhile), else by the new leader's takeover reconcile — never
+    /// by both. Returns the error that says so.
+    fn orphaned_by_lost_lease(&self, handle: &WorkerHandle, lost: Error) -> Error {
+        self.remember_orphan(handle, self.registry.now());
+        Error::NotLeader(format!(
+            "{lost}; instance {} of provider {} was created but not registered (destroyed by \
+             whoever leads next)",
+            handle.resource_id, handle.provider_id
+        ))
     }
 
     /// Sets where the ids of new workers come from (default: a fresh random

@@ -121,7 +121,7 @@ impl WorkerLifecycleManager {
                 if !self.destroys.lock().withdraw(&w.id) {
                     continue;
                 }
-                if let Ok(last) = self.registry.unregister(&w.id, TerminationReason::Vanished) {
+                if let Ok(last) = self.write(|r| r.unregister(&w.id, TerminationReason::Vanished)) {
                     if let Some(job) = last.current_job {
                         bump(&self.counters.lost_jobs, 1);
                         report.lost_jobs.push(LostJob {

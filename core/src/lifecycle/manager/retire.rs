@@ -131,7 +131,7 @@ impl WorkerLifecycleManager {
                     WorkerState::Terminating,
                 ),
             };
-            match self.registry.transition_if(&w.id, &guard, to) {
+            match self.write(|r| r.transition_if(&w.id, &guard, to)) {
                 Ok(Some(_)) if to == WorkerState::Draining => {
                     out.drained.push(w.id);
                     return false;
@@ -168,8 +168,7 @@ impl WorkerLifecycleManager {
             states: states.to_vec(),
             ..TransitionGuard::default()
         };
-        self.registry
-            .transition_if(id, &guard, WorkerState::Terminating)
+        self.write(|r| r.transition_if(id, &guard, WorkerState::Terminating))
     }
 
     /// Moves a worker to `Draining`: it takes no new job, finishes the one it holds, and is
