@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! HODEI_PG_URL=... cargo run --release -p hodei-workers-postgres --example bench_pg -- \
-//!     [--workers N] [--out FILE.json] [--only many,callers,lone,claim,stats,unhealthy]
+//!     [--workers N] [--out FILE.json] [--only many,callers,lone,claim,stats,unhealthy,fenced]
 //! ```
 //! (`--out` also writes the table to FILE.md; `--only` runs only the rows named.)
 //! ```text
@@ -35,6 +35,9 @@
 //! - **stats()** at N vs the raw read of the same counter rows.
 //! - **find_unhealthy** at N with 0.1% due vs the raw `SELECT` of the due records (a join of the
 //!   heartbeat scan and the records, the cutoff read first and passed as a value).
+//! - **fenced state move**: a leader's `update_state` (`Ready → Draining → Ready`) through the
+//!   store-fenced view of its term (`WorkerRegistry::fenced`: the lease row read `FOR SHARE` in
+//!   each transaction) vs the same calls on the registry itself; alternating blocks of 100.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
@@ -190,6 +193,9 @@ fn run(n: usize, out: Option<&str>, only: Option<&str>) {
     }
     if want("unhealthy") {
         rows.push(unhealthy(&registry, &mut raw, &ids));
+    }
+    if want("fenced") {
+        rows.push(fenced(&registry, &ids));
     }
 
     let load_after = load();
@@ -443,6 +449,46 @@ fn lone(registry: &PostgresWorkerRegistry, raw: &mut Client, ids: &[WorkerId]) -
         raw: floor,
         unit: "/s",
         target: "≥ 0.80 × raw".into(),
+        rate: true,
+    }
+}
+
+/// What store-side fencing costs a leader's write: the same state moves through the fenced
+/// view of its term and through the registry itself.
+fn fenced(registry: &Arc<PostgresWorkerRegistry>, ids: &[WorkerId]) -> Row {
+    let lease = registry
+        .leadership("bench", Duration::from_secs(600))
+        .expect("lease");
+    let term = match lease.acquire_or_renew(None).expect("acquire") {
+        LeaseStatus::Held(info) => info.term,
+        other => panic!("the bench lease is taken: {other:?}"),
+    };
+    let view = registry
+        .fenced(&lease, term)
+        .expect("a view of the own store");
+    let block = 50;
+    let blocks = 40.min(ids.len() / (2 * block)).max(1);
+    let moves = |r: &dyn WorkerRegistry, ids: &[WorkerId]| {
+        for id in ids {
+            r.update_state(id, WorkerState::Draining).unwrap();
+            r.update_state(id, WorkerState::Ready).unwrap();
+        }
+        2 * ids.len()
+    };
+    // Distinct workers for each side, so neither finds the other's rows hot in a cache.
+    let (ours, floor) = alternate(
+        blocks,
+        |b| moves(&*view, &ids[2 * b * block..(2 * b + 1) * block]),
+        |b| moves(&**registry, &ids[(2 * b + 1) * block..(2 * b + 2) * block]),
+    );
+    lease.step_down(term).expect("step down");
+    println!("fenced state move: {ours:.0}/s, unfenced {floor:.0}/s");
+    Row {
+        name: "a leader's `update_state`, store-fenced vs unfenced".into(),
+        ours,
+        raw: floor,
+        unit: "/s",
+        target: "≥ 0.80 × unfenced".into(),
         rate: true,
     }
 }
