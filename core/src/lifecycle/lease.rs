@@ -372,11 +372,6 @@ impl LeaseKeeper {
         }
     }
 
-    /// The term the last renewal said this replica holds (whatever the window says now).
-    pub(crate) fn term(&self) -> Option<Term> {
-        self.state.lock().term
-    }
-
     /// The store refused a write under `term` (another replica took the lease): the trust
     /// window closes now, so no further leader-only act (a provider call above all) happens
     /// before a renewal says who leads.

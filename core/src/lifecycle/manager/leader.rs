@@ -116,30 +116,33 @@ impl WorkerLifecycleManager {
         self.lease.fence()
     }
 
-    /// Runs a leader-only registry write on the registry as the term held sees it: the
-    /// store-fenced view of [`WorkerRegistry::fenced`] where the registry's store keeps the
-    /// lease (PostgreSQL), which refuses the write in its own transaction once another replica
-    /// took the lease; the registry itself elsewhere. A refusal closes the trust window at
-    /// once, so the rest of the tick (its provider calls above all) stops at the next fence.
+    /// Runs a leader-only registry write, fenced twice: by [`fence`](Self::fence) right
+    /// before it (so a write never goes out unfenced, even when a renewal on another thread
+    /// just lost the term), and by the store in the write's own transaction where the
+    /// registry's store keeps the lease (PostgreSQL: the view of [`WorkerRegistry::fenced`]
+    /// for the term held, which refuses once another replica took the lease). A refusal by the
+    /// store closes the trust window at once, so the rest of the tick (its provider calls above
+    /// all) stops at the next fence.
+    ///
+    /// # Errors
+    /// [`Error::NotLeader`](crate::Error::NotLeader) from either fence; the write's own.
     pub(super) fn write<T>(&self, op: impl FnOnce(&dyn WorkerRegistry) -> Result<T>) -> Result<T> {
-        let Some(term) = self.lease.term() else {
-            return op(&*self.registry);
-        };
+        let term = self.fence()?;
         let view = {
             let mut writes = self.writes.lock();
             match &*writes {
-                Some((t, view)) if *t == term => Arc::clone(view),
+                Some((t, view)) if *t == term => view.clone(),
                 _ => {
-                    let view = self
-                        .registry
-                        .fenced(&**self.lease.leadership(), term)
-                        .unwrap_or_else(|| Arc::clone(&self.registry));
-                    *writes = Some((term, Arc::clone(&view)));
+                    let view = self.registry.fenced(&**self.lease.leadership(), term);
+                    *writes = Some((term, view.clone()));
                     view
                 }
             }
         };
-        let result = op(&*view);
+        let result = match &view {
+            Some(view) => op(&**view),
+            None => op(&*self.registry),
+        };
         if matches!(result, Err(Error::NotLeader(_))) {
             self.lease.distrust(term);
         }

@@ -240,12 +240,15 @@ pub struct WorkerLifecycleManager {
     /// The leadership lease: the term this manager acts under, and its trust window (shared
     /// with the metrics view).
     lease: Arc<LeaseKeeper>,
-    /// The registry as the leader writes to it under the term held: the store-fenced view
-    /// ([`WorkerRegistry::fenced`]) made for that term, or the registry itself.
-    writes: Mutex<Option<(Term, Arc<dyn WorkerRegistry>)>>,
+    /// The store-fenced view of the registry for the term held, made once per term.
+    writes: Mutex<Option<(Term, FencedView)>>,
     /// Where new worker ids come from (random by default; a simulation seeds it).
     worker_ids: Mutex<Option<provisioning::IdSource>>,
 }
+
+/// [`WorkerRegistry::fenced`] for a term: `None` when the store cannot fence (the writes go to
+/// the registry itself).
+type FencedView = Option<Arc<dyn WorkerRegistry>>;
 
 impl fmt::Debug for WorkerLifecycleManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
