@@ -181,9 +181,11 @@ fn a_paused_leader_wakes_up_to_a_lost_lease_and_changes_nothing() {
     assert_eq!(c.b.registry.count().unwrap(), 2 + by_b);
 }
 
-#[test]
-fn a_leader_paused_inside_a_create_leaves_the_instance_to_the_new_leader() {
-    let c = cluster("failover_create");
+/// a's create stalls while b takes the lease over (the store and b's clock move past the ttl,
+/// and a's clock too when `a_sees_the_pause`), then returns. a registers nothing and destroys
+/// nothing; b's reconcile destroys the instance, once. Returns a's error.
+fn create_across_a_takeover(test: &str, a_sees_the_pause: bool) -> Error {
+    let c = cluster(test);
     assert!(c.a.manager.tick(0).leading);
     c.provider.script_creates([CreateStep::Stall]);
     let a = Arc::clone(&c.a.manager);
@@ -192,17 +194,29 @@ fn a_leader_paused_inside_a_create_leaves_the_instance_to_the_new_leader() {
     while c.provider.creating_now.load(Ordering::SeqCst) == 0 {
         std::thread::yield_now();
     }
-    c.advance(TTL + Duration::from_secs(1));
+    let pause = TTL + Duration::from_secs(1);
+    if a_sees_the_pause {
+        c.advance(pause);
+    } else {
+        c.store.advance(pause);
+        c.b.local.advance(pause);
+    }
     assert!(c.b.manager.tick(0).leading);
     c.provider.release_stalled(1);
     let err = provisioning.join().unwrap().unwrap_err();
-    assert!(matches!(err, Error::NotLeader(_)), "{err}");
     assert_eq!(c.b.registry.count().unwrap(), 0, "not registered");
     assert!(c.calls("destroy").is_empty(), "and not destroyed by a");
     let r = c.b.manager.reconcile().unwrap();
     assert_eq!(r.orphans.len(), 1, "{r:?}");
     assert_eq!(c.calls("destroy").len(), 1, "destroyed once, by the leader");
     assert!(c.provider.instance_ids().is_empty());
+    err
+}
+
+#[test]
+fn a_leader_paused_inside_a_create_leaves_the_instance_to_the_new_leader() {
+    let err = create_across_a_takeover("failover_create", true);
+    assert!(matches!(err, Error::NotLeader(_)), "{err}");
 }
 
 #[test]
@@ -282,28 +296,9 @@ fn a_leader_whose_clock_missed_the_pause_is_fenced_by_the_store() {
 /// (the store refuses), nor destroyed by a; b's reconcile destroys it, once.
 #[test]
 fn a_create_finished_after_a_takeover_the_old_leader_missed_is_not_registered() {
-    let c = cluster("failover_store_create");
-    assert!(c.a.manager.tick(0).leading);
-    c.provider.script_creates([CreateStep::Stall]);
-    let a = Arc::clone(&c.a.manager);
-    let pid = c.provider.id.clone();
-    let provisioning = std::thread::spawn(move || a.provision_worker(&pid, spec()));
-    while c.provider.creating_now.load(Ordering::SeqCst) == 0 {
-        std::thread::yield_now();
-    }
-    c.store.advance(TTL + Duration::from_secs(1));
-    c.b.local.advance(TTL + Duration::from_secs(1));
-    assert!(c.b.manager.tick(0).leading);
-    c.provider.release_stalled(1);
-    let err = provisioning.join().unwrap().unwrap_err();
+    let err = create_across_a_takeover("failover_store_create", false);
     assert!(
         matches!(err, Error::NotLeader(ref m) if m.contains("store refused")),
         "{err}"
     );
-    assert_eq!(c.b.registry.count().unwrap(), 0, "not registered");
-    assert!(c.calls("destroy").is_empty(), "and not destroyed by a");
-    let r = c.b.manager.reconcile().unwrap();
-    assert_eq!(r.orphans.len(), 1, "{r:?}");
-    assert_eq!(c.calls("destroy").len(), 1, "destroyed once, by the leader");
-    assert!(c.provider.instance_ids().is_empty());
 }
