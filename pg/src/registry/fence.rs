@@ -8,7 +8,7 @@
 //! So a write either commits before the new term exists (the new leader's takeover reconcile
 //! reads it) or finds the new term and is refused with nothing applied. The manager's own fence
 //! (its trust window) already stops it in most cases; this closes the gap between that check
-//! and the write (a pause of the old leader, a slow provider call).
+//! and the write (a pause of the old leader, a wait for one of the pool's connections).
 
 use std::sync::Arc;
 
