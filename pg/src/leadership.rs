@@ -1,6 +1,6 @@
 //! [`PostgresLeadership`]: the leadership lease of a registry's replicated managers, as a row
 //! of the `manager_leases` table in the registry's schema: the core's
-//! [`Leadership`](hodei_workers::Leadership) trait on PostgreSQL.
+//! [`Leadership`] trait on PostgreSQL.
 //!
 //! One row per lease name (the registry's name): `holder`, `term`, `since`, `expires_at`
 //! (milliseconds on the registry's clock: the database's, or the given manual clock). Every

@@ -113,7 +113,7 @@ impl<V: Copy + Default> IdTable<V> {
     }
 
     /// Adds `id` (never the nil id), which the caller knows is absent (`register` asked
-    /// under the same lock): saves the look-up of [`insert`](Self::insert).
+    /// under the same lock): saves the look-up that `insert` (in tests) makes.
     pub fn insert_new(&mut self, id: WorkerId, value: V) {
         debug_assert!(id != EMPTY, "the nil id is never a worker");
         debug_assert!(self.find(&id).is_none(), "{id} is present");

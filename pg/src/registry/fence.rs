@@ -1,5 +1,5 @@
 //! Store-side fencing: the view of a registry a leading manager writes through
-//! ([`WorkerRegistry::fenced`](hodei_workers::WorkerRegistry::fenced)). Each write
+//! ([`WorkerRegistry::fenced`]). Each write
 //! transaction of the view first reads the lease row `FOR SHARE` and goes on only while it
 //! still names the view's holder and term.
 //!

@@ -42,11 +42,11 @@ impl WorkerLifecycleManager {
     /// check, cleanup, [`terminate_worker`](Self::terminate_worker), reconcile, each provider
     /// create or destroy, each registration of a created worker, the scaling cooldowns and the
     /// brake) is fenced: on a replica that does not lead or whose trust window closed it fails
-    /// with [`Error::NotLeader`](crate::Error::NotLeader) and changes nothing. Until its first
+    /// with [`Error::NotLeader`] and changes nothing. Until its first
     /// tick, a replica does not lead.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) when `config` fails
+    /// [`Error::InvalidArgument`] when `config` fails
     /// [`WorkerLifecycleConfig::validate`].
     pub fn with_leadership(
         registry: Arc<dyn WorkerRegistry>,
@@ -110,7 +110,7 @@ impl WorkerLifecycleManager {
         self.lease.step_down()
     }
 
-    /// The term to act under, or [`Error::NotLeader`](crate::Error::NotLeader): every
+    /// The term to act under, or [`Error::NotLeader`]: every
     /// leader-only write calls this first.
     pub(super) fn fence(&self) -> Result<Term> {
         self.lease.fence()
@@ -125,7 +125,7 @@ impl WorkerLifecycleManager {
     /// all) stops at the next fence.
     ///
     /// # Errors
-    /// [`Error::NotLeader`](crate::Error::NotLeader) from either fence; the write's own.
+    /// [`Error::NotLeader`] from either fence; the write's own.
     pub(super) fn write<T>(&self, op: impl FnOnce(&dyn WorkerRegistry) -> Result<T>) -> Result<T> {
         let term = self.fence()?;
         let view = {

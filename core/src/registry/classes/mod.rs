@@ -1,7 +1,7 @@
 //! Worker classes: the workers of one spec and one provider, with their ready and lifetime
 //! queues; and the interning of specs, so that workers made from equal specs share one.
 //!
-//! A filter's static part ([`WorkerFilter::matches_static`]) depends only on a worker's spec
+//! A filter's static part ([`WorkerFilter::matches_static`](crate::WorkerFilter::matches_static)) depends only on a worker's spec
 //! and provider, so it gives one answer for a whole class: `claim` asks each class once, not
 //! each ready worker, and an unmatchable filter costs the number of classes, never a walk of
 //! the ready workers. Within a class the deadlines follow one order: idle deadlines are

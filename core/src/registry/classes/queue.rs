@@ -53,7 +53,7 @@ impl Entry {
 /// Workers ordered by `(timestamp, ticket)`, oldest at the front.
 ///
 /// An entry names its worker by its place (shard and slot, see
-/// [`InMemoryWorkerRegistry`](super::InMemoryWorkerRegistry)'s `place`) rather than its id:
+/// [`InMemoryWorkerRegistry`](crate::InMemoryWorkerRegistry)'s `place`) rather than its id:
 /// 20 bytes an entry instead of 32. A reader resolves the place under the shard's lock and
 /// keeps the record only if its `birth_ticket` is the entry's ticket (tickets are never
 /// reused, so a slot reused by another worker is never mistaken for the entry's).

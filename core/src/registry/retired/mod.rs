@@ -180,7 +180,7 @@ impl RetiredIds {
         self.insert_new_decoded(id, id.minted_counter());
     }
 
-    /// [`insert_new`](Self::insert_new) of `id`, whose [`WorkerId::minted_counter`] the
+    /// `insert_new` (in tests) of `id`, whose [`WorkerId::minted_counter`] the
     /// caller computed (see [`contains_decoded`](Self::contains_decoded)).
     pub fn insert_new_decoded(&mut self, id: WorkerId, minted: Option<u64>) {
         debug_assert_eq!(minted, id.minted_counter());
