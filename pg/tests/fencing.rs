@@ -14,7 +14,7 @@ use hodei_workers::*;
 
 const TTL: Duration = Duration::from_secs(10);
 
-/// Takes the lease as `holder` (it must be free or expired) and returns the term.
+/// Takes the lease (it must be free or expired) and returns the term.
 fn take(lease: &dyn Leadership) -> Term {
     match lease.acquire_or_renew(None).unwrap() {
         LeaseStatus::Held(info) => info.term,
