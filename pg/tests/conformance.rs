@@ -10,23 +10,4 @@ mod support;
 
 #[path = "support/backend.rs"]
 mod backend;
-#[path = "../../core/tests/support/test_registry.rs"]
-mod test_registry;
-
-#[path = "../../core/tests/registry/common.rs"]
-mod common;
-
-#[path = "../../core/tests/registry/contract/mod.rs"]
-mod contract;
-#[path = "../../core/tests/registry/deadlines.rs"]
-mod deadlines;
-#[path = "../../core/tests/registry/model.rs"]
-mod model;
-#[path = "../../core/tests/registry/ops/mod.rs"]
-mod ops;
-#[path = "../../core/tests/registry/pool_counts.rs"]
-mod pool_counts;
-#[path = "../../core/tests/registry/snapshot.rs"]
-mod snapshot;
-#[path = "../../core/tests/registry/stress.rs"]
-mod stress;
+include!("registry_suites.in");

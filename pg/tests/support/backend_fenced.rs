@@ -1,0 +1,51 @@
+//! The `backend` of the registry conformance suite on a store-fenced view
+//! (`WorkerRegistry::fenced`): every registry is the view of a lease term held for the whole
+//! test, so every call the suite makes goes through the view's fenced transactions. While its
+//! term holds, the view must behave exactly as the registry does.
+#![allow(dead_code)] // the parts of `backend` the suites use
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hodei_workers::{Leadership, LeaseStatus, ManualClock, WorkerRegistry};
+
+use crate::test_registry::TestRegistry;
+
+pub use crate::plain::{PROPTEST_CASES, STRESS_SCALE};
+
+/// The backend's name, for messages.
+pub const NAME: &str = "postgres, fenced view";
+
+/// A fenced view of a registry in a fresh schema on `clock`, its term held by a lease that
+/// nobody else competes for (the fence checks holder and term, not expiry).
+pub fn new_registry(clock: Arc<ManualClock>) -> Arc<dyn WorkerRegistry> {
+    new_registry_remembering(clock, hodei_workers_postgres::DEFAULT_RETIRED_ID_LIMIT).0
+}
+
+/// As [`crate::plain::new_registry_remembering`], through the fenced view.
+pub fn new_registry_remembering(
+    clock: Arc<ManualClock>,
+    limit: usize,
+) -> (Arc<dyn WorkerRegistry>, Box<dyn Fn()>) {
+    let guard = crate::support::SchemaGuard::new("fconf");
+    let registry =
+        Arc::new(crate::support::connect(&guard.name, clock).with_retired_id_limit(limit));
+    let lease = registry
+        .leadership("conformance", Duration::from_secs(3600))
+        .expect("lease");
+    let LeaseStatus::Held(info) = lease.acquire_or_renew(None).expect("acquire") else {
+        panic!("a fresh registry's lease is free");
+    };
+    let view = registry
+        .fenced(&lease, info.term)
+        .expect("the lease of the registry's own store");
+    let pruned = registry.clone();
+    let forget = Box::new(move || {
+        pruned.prune_retired_ids().expect("prune the retired ids");
+    });
+    let view = Arc::new(TestRegistry::with_cleanup(view, move || {
+        drop(lease);
+        drop(guard)
+    }));
+    (view, forget)
+}
