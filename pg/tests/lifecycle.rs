@@ -10,31 +10,4 @@ mod support;
 
 #[path = "support/backend.rs"]
 mod backend;
-#[path = "../../core/tests/support/test_registry.rs"]
-mod test_registry;
-
-#[path = "../../core/tests/lifecycle/common.rs"]
-mod common;
-
-#[path = "../../core/tests/lifecycle/brake_bound.rs"]
-mod brake_bound;
-#[path = "../../core/tests/lifecycle/cleanup.rs"]
-mod cleanup;
-#[path = "../../core/tests/lifecycle/contract.rs"]
-mod contract;
-#[path = "../../core/tests/lifecycle/flaky_registry.rs"]
-mod flaky_registry;
-#[path = "../../core/tests/lifecycle/health.rs"]
-mod health;
-#[path = "../../core/tests/lifecycle/pools.rs"]
-mod pools;
-#[path = "../../core/tests/lifecycle/pools_reads.rs"]
-mod pools_reads;
-#[path = "../../core/tests/lifecycle/provisioning.rs"]
-mod provisioning;
-#[path = "../../core/tests/lifecycle/reconcile.rs"]
-mod reconcile;
-#[path = "../../core/tests/lifecycle/scaling.rs"]
-mod scaling;
-#[path = "../../core/tests/lifecycle/stress.rs"]
-mod stress;
+include!("lifecycle_suites.in");

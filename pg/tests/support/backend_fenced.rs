@@ -1,8 +1,8 @@
-//! The `backend` of the registry conformance suite on a store-fenced view
-//! (`WorkerRegistry::fenced`): every registry is the view of a lease term held for the whole
-//! test, so every call the suite makes goes through the view's fenced transactions. While its
-//! term holds, the view must behave exactly as the registry does.
-#![allow(dead_code)] // the parts of `backend` the suites use
+//! The `backend` of the shared suites (core/tests/registry, core/tests/lifecycle) on a
+//! store-fenced view (`WorkerRegistry::fenced`): every registry is the view of a lease term held
+//! for the whole test, so every write the suite makes goes through the view's fenced
+//! transactions. While its term holds, the view must behave exactly as the registry does.
+#![allow(dead_code)] // shared by the registry and lifecycle suites, which use different parts
 
 use std::sync::Arc;
 use std::time::Duration;
