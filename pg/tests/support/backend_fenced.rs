@@ -11,6 +11,7 @@ use hodei_workers::{Leadership, LeaseStatus, ManualClock, WorkerRegistry};
 
 use crate::test_registry::TestRegistry;
 
+#[allow(unused_imports)] // the lifecycle suite uses neither
 pub use crate::plain::{PROPTEST_CASES, STRESS_SCALE};
 
 /// The backend's name, for messages.
