@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use hodei_workers::{ManualClock, WorkerRegistry};
+use hodei_workers_postgres::PostgresWorkerRegistry;
 
 use crate::test_registry::TestRegistry;
 
@@ -31,13 +32,28 @@ pub fn new_registry_remembering(
     clock: Arc<ManualClock>,
     limit: usize,
 ) -> (Arc<dyn WorkerRegistry>, Box<dyn Fn()>) {
+    shown_through(clock, limit, |registry| {
+        (Arc::clone(registry) as Arc<dyn WorkerRegistry>, ())
+    })
+}
+
+/// As [`new_registry_remembering`], the registry as `view` shows it. What `view` returns beside
+/// it is kept until the registry is dropped (then the schema is dropped too).
+pub fn shown_through<K: Send + 'static>(
+    clock: Arc<ManualClock>,
+    limit: usize,
+    view: impl FnOnce(&Arc<PostgresWorkerRegistry>) -> (Arc<dyn WorkerRegistry>, K),
+) -> (Arc<dyn WorkerRegistry>, Box<dyn Fn()>) {
     let guard = crate::support::SchemaGuard::new("conf");
     let registry =
         Arc::new(crate::support::connect(&guard.name, clock).with_retired_id_limit(limit));
-    let pruned = registry.clone();
+    let (shown, kept) = view(&registry);
     let forget = Box::new(move || {
-        pruned.prune_retired_ids().expect("prune the retired ids");
+        registry.prune_retired_ids().expect("prune the retired ids");
     });
-    let registry = Arc::new(TestRegistry::with_cleanup(registry, move || drop(guard)));
-    (registry, forget)
+    let shown = Arc::new(TestRegistry::with_cleanup(shown, move || {
+        drop(kept);
+        drop(guard)
+    }));
+    (shown, forget)
 }

@@ -9,8 +9,6 @@ use std::time::Duration;
 
 use hodei_workers::{Leadership, LeaseStatus, ManualClock, WorkerRegistry};
 
-use crate::test_registry::TestRegistry;
-
 #[allow(unused_imports)] // the lifecycle suite uses neither
 pub use crate::plain::{PROPTEST_CASES, STRESS_SCALE};
 
@@ -28,25 +26,16 @@ pub fn new_registry_remembering(
     clock: Arc<ManualClock>,
     limit: usize,
 ) -> (Arc<dyn WorkerRegistry>, Box<dyn Fn()>) {
-    let guard = crate::support::SchemaGuard::new("fconf");
-    let registry =
-        Arc::new(crate::support::connect(&guard.name, clock).with_retired_id_limit(limit));
-    let lease = registry
-        .leadership("conformance", Duration::from_secs(3600))
-        .expect("lease");
-    let LeaseStatus::Held(info) = lease.acquire_or_renew(None).expect("acquire") else {
-        panic!("a fresh registry's lease is free");
-    };
-    let view = registry
-        .fenced(&lease, info.term)
-        .expect("the lease of the registry's own store");
-    let pruned = registry.clone();
-    let forget = Box::new(move || {
-        pruned.prune_retired_ids().expect("prune the retired ids");
-    });
-    let view = Arc::new(TestRegistry::with_cleanup(view, move || {
-        drop(lease);
-        drop(guard)
-    }));
-    (view, forget)
+    crate::plain::shown_through(clock, limit, |registry| {
+        let lease = registry
+            .leadership("conformance", Duration::from_secs(3600))
+            .expect("lease");
+        let LeaseStatus::Held(info) = lease.acquire_or_renew(None).expect("acquire") else {
+            panic!("a fresh registry's lease is free");
+        };
+        let view = registry
+            .fenced(&lease, info.term)
+            .expect("the lease of the registry's own store");
+        (view, lease)
+    })
 }
