@@ -453,4 +453,53 @@ mod tests {
         assert!(provider.destroyed.lock().is_empty(), "{report:#?}");
         assert!(manager.pending_orphans().is_empty());
     }
+
+    /// A leader-only write checks the lease right before it: once a renewal (on any thread)
+    /// said the term is lost, `write` refuses without calling the registry, even when its
+    /// caller passed the fence earlier.
+    #[test]
+    fn a_write_after_the_term_was_lost_never_reaches_the_registry() {
+        let (manager, provider, _registry) = slow_manager(Some("b"));
+        assert!(matches!(manager.lease.renew(), Renewal::Acquired(_)));
+        assert_eq!(manager.write(|r| r.count()).unwrap(), 0);
+        for c in &provider.clocks {
+            c.advance(Duration::from_secs(30));
+        }
+        let b = provider.other.as_ref().unwrap();
+        assert!(matches!(
+            b.acquire_or_renew(None).unwrap(),
+            LeaseStatus::Held(_)
+        ));
+        assert!(matches!(
+            manager.lease.renew(),
+            Renewal::Following { lost: Some(1), .. }
+        ));
+        let mut called = false;
+        let err = manager
+            .write(|r| {
+                called = true;
+                r.count()
+            })
+            .unwrap_err();
+        assert!(matches!(err, Error::NotLeader(_)), "{err}");
+        assert!(!called, "the registry was called without the lease");
+    }
+
+    /// A write the store refuses (`NotLeader` from the registry) closes the trust window at
+    /// once: the next leader-only act stops at the fence until a renewal says who leads.
+    #[test]
+    fn a_refusal_by_the_store_closes_the_trust_window() {
+        let (manager, _provider, _registry) = slow_manager(None);
+        assert!(matches!(manager.lease.renew(), Renewal::Acquired(_)));
+        assert!(manager.is_leader());
+        let err = manager
+            .write(|_| -> Result<()> { Err(Error::NotLeader("refused by the store".into())) })
+            .unwrap_err();
+        assert!(matches!(err, Error::NotLeader(_)), "{err}");
+        assert!(!manager.is_leader());
+        assert!(matches!(manager.fence(), Err(Error::NotLeader(_))));
+        // Nobody else took the lease: the next renewal keeps the term and trusts it again.
+        assert!(matches!(manager.lease.renew(), Renewal::Kept(_)));
+        assert!(manager.is_leader());
+    }
 }
