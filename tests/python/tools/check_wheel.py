@@ -1,4 +1,4 @@
-"""Checks that a built wheel is one abi3 wheel for CPython >= 3.9 carrying the package whole:
+"""Checks that a built wheel is one abi3 wheel for CPython >= 3.10 carrying the package whole:
 the compiled module, __init__.py, the stubs and the py.typed marker.
 
 Usage: python check_wheel.py WHEEL_DIR   (prints the wheel's path; exits 1 on any problem)
@@ -18,8 +18,8 @@ def main(wheel_dir: str) -> int:
         return 1
     wheel = wheels[0]
     problems = []
-    if "-cp39-abi3-" not in wheel.name:
-        problems.append(f"{wheel.name} is not tagged cp39-abi3")
+    if "-cp310-abi3-" not in wheel.name:
+        problems.append(f"{wheel.name} is not tagged cp310-abi3")
     names = set(zipfile.ZipFile(wheel).namelist())
     for required in ("hodei_workers/__init__.py", "hodei_workers/_native.pyi", "hodei_workers/py.typed"):
         if required not in names:
