@@ -37,7 +37,8 @@
 //!   heartbeat scan and the records, the cutoff read first and passed as a value).
 //! - **fenced state move**: a leader's `update_state` (`Ready → Draining → Ready`) through the
 //!   store-fenced view of its term (`WorkerRegistry::fenced`: the lease row read `FOR SHARE` in
-//!   each transaction) vs the same calls on the registry itself; alternating blocks of 100.
+//!   the statement that locks the worker) vs the same calls on the registry itself;
+//!   alternating blocks of 100.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};

@@ -123,6 +123,38 @@ fn a_stale_terms_view_writes_nothing_and_the_new_terms_view_writes() {
     assert_eq!(registry.count().unwrap(), 2);
 }
 
+/// The state moves check the lease in their lock statement, which may not reach the lease row
+/// when the worker is unknown: a refused view still says `NotLeader` there, a current one
+/// `NotFound`.
+#[test]
+fn a_stale_terms_view_says_not_leader_even_for_an_unknown_worker() {
+    let (clock, registry, _s) = registry("fence_unknown");
+    let a = registry.leadership("a", TTL).unwrap();
+    let b = registry.leadership("b", TTL).unwrap();
+    assert_eq!(take(&a), 1);
+    let view_a = registry.fenced(&a, 1).unwrap();
+    let unknown = WorkerId::new();
+    let current: [Result<()>; 3] = [
+        view_a.update_state(&unknown, WorkerState::Ready).map(drop),
+        view_a
+            .unregister(&unknown, TerminationReason::Unhealthy)
+            .map(drop),
+        view_a.assign_to_job(&unknown, job("j1")).map(drop),
+    ];
+    for r in current {
+        assert!(
+            matches!(r, Err(Error::NotFound(id)) if id == unknown),
+            "{r:?}"
+        );
+    }
+
+    clock.advance(TTL + Duration::from_secs(1));
+    assert_eq!(take(&b), 2);
+    not_leader(view_a.update_state(&unknown, WorkerState::Ready));
+    not_leader(view_a.unregister(&unknown, TerminationReason::Unhealthy));
+    not_leader(view_a.assign_to_job(&unknown, job("j1")));
+}
+
 #[test]
 fn a_view_is_made_only_for_a_lease_of_the_registrys_own_store() {
     let (_c1, one, _s1) = registry("fence_own");

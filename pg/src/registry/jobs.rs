@@ -2,7 +2,7 @@
 
 use hodei_workers::{Error, EventKind, JobId, Result, Worker, WorkerId, WorkerState};
 
-use super::change::{holder_of, lock_worker, moved, not_found, write_change, Write};
+use super::change::{holder_of, moved, not_found, write_change, Locked, Write};
 use super::{unique_violation, Fail, PostgresWorkerRegistry};
 use crate::sql::ts;
 
@@ -52,12 +52,14 @@ const RELEASE: &str = "WITH t AS MATERIALIZED (SELECT now_ms($1) AS now), \
 
 impl PostgresWorkerRegistry {
     pub(super) fn assign(&self, id: &WorkerId, job: JobId) -> Result<Worker> {
-        let given = self.given();
-        let specs = &self.inner.specs;
         self.run("assigning a job", |conn| {
-            let (mut tx, mut cache) = self.begin(conn)?;
-            let (before, slot, now) = lock_worker(specs, &mut tx, &mut cache, id, given, false)?
-                .ok_or_else(|| not_found(id))?;
+            let Locked {
+                mut tx,
+                mut cache,
+                worker: before,
+                slot,
+                now,
+            } = self.begin_locked(conn, id, false)?;
             if !before.state.accepts_jobs() || before.current_job.is_some() {
                 return Err(Fail::Domain(Error::NotAvailable {
                     worker_id: *id,

@@ -9,7 +9,7 @@ use hodei_workers::{
 };
 
 use super::change::{
-    event_texts, jobs_exhausted, lock_worker, moved, not_found, write_change, Write, INSERT_EVENTS,
+    event_texts, jobs_exhausted, moved, write_change, Locked, Write, INSERT_EVENTS,
 };
 use super::{unique_violation, Fail, PostgresWorkerRegistry};
 use crate::sql::{dur_ms, slot_of, st, ts};
@@ -116,12 +116,14 @@ impl PostgresWorkerRegistry {
         id: &WorkerId,
         reason: TerminationReason,
     ) -> Result<Worker> {
-        let given = self.given();
-        let specs = &self.inner.specs;
         self.run("unregistering a worker", |conn| {
-            let (mut tx, mut cache) = self.begin(conn)?;
-            let (worker, slot, now) = lock_worker(specs, &mut tx, &mut cache, id, given, true)?
-                .ok_or_else(|| not_found(id))?;
+            let Locked {
+                mut tx,
+                mut cache,
+                worker,
+                slot,
+                now,
+            } = self.begin_locked(conn, id, true)?;
             let mut events = Vec::new();
             if let Some(job) = &worker.current_job {
                 events.push(EventKind::JobLost {
@@ -168,12 +170,14 @@ impl PostgresWorkerRegistry {
         guard: Option<&TransitionGuard>,
         to: WorkerState,
     ) -> Result<Option<Transitioned>> {
-        let given = self.given();
-        let specs = &self.inner.specs;
         self.run("changing a worker's state", |conn| {
-            let (mut tx, mut cache) = self.begin(conn)?;
-            let (before, slot, now) = lock_worker(specs, &mut tx, &mut cache, id, given, false)?
-                .ok_or_else(|| not_found(id))?;
+            let Locked {
+                mut tx,
+                mut cache,
+                worker: before,
+                slot,
+                now,
+            } = self.begin_locked(conn, id, false)?;
             let from = before.state;
             if let Some(guard) = guard {
                 if !guard.holds(from, before.idle_since, before.current_job.is_some()) {
