@@ -198,27 +198,15 @@ impl PostgresWorkerRegistry {
             }
         };
         let row = row.ok_or_else(|| not_found(id))?;
-        Ok(Locked {
-            worker: self.inner.specs.worker(&row)?,
-            slot: slot(&row),
-            now: row.get(W_LEN),
-            tx,
-            cache,
-        })
+        let worker = self.inner.specs.worker(&row)?;
+        Ok((tx, cache, worker, slot(&row), row.get(W_LEN)))
     }
 }
 
-/// A worker's record locked by [`PostgresWorkerRegistry::begin_locked`], in its transaction.
-pub(super) struct Locked<'c> {
-    pub tx: postgres::Transaction<'c>,
-    pub cache: WriteCache<'c>,
-    /// The record as read after the lock.
-    pub worker: Worker,
-    /// Its counter slot.
-    pub slot: i16,
-    /// The time, read after the lock.
-    pub now: i64,
-}
+/// What [`PostgresWorkerRegistry::begin_locked`] returns: the transaction and the statement
+/// cache, the worker's record as read after the lock, its counter slot, and the time read after
+/// the lock.
+pub(super) type Locked<'c> = (postgres::Transaction<'c>, WriteCache<'c>, Worker, i16, i64);
 
 pub(super) fn not_found(id: &WorkerId) -> Fail {
     Fail::Domain(Error::NotFound(*id))

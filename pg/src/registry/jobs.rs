@@ -2,7 +2,7 @@
 
 use hodei_workers::{Error, EventKind, JobId, Result, Worker, WorkerId, WorkerState};
 
-use super::change::{holder_of, moved, not_found, write_change, Locked, Write};
+use super::change::{holder_of, moved, not_found, write_change, Write};
 use super::{unique_violation, Fail, PostgresWorkerRegistry};
 use crate::sql::ts;
 
@@ -53,13 +53,7 @@ const RELEASE: &str = "WITH t AS MATERIALIZED (SELECT now_ms($1) AS now), \
 impl PostgresWorkerRegistry {
     pub(super) fn assign(&self, id: &WorkerId, job: JobId) -> Result<Worker> {
         self.run("assigning a job", |conn| {
-            let Locked {
-                mut tx,
-                mut cache,
-                worker: before,
-                slot,
-                now,
-            } = self.begin_locked(conn, id, false)?;
+            let (mut tx, mut cache, before, slot, now) = self.begin_locked(conn, id, false)?;
             if !before.state.accepts_jobs() || before.current_job.is_some() {
                 return Err(Fail::Domain(Error::NotAvailable {
                     worker_id: *id,

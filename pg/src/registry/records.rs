@@ -8,9 +8,7 @@ use hodei_workers::{
     WorkerHandle, WorkerId, WorkerSpec, WorkerState, POOL_LABEL,
 };
 
-use super::change::{
-    event_texts, jobs_exhausted, moved, write_change, Locked, Write, INSERT_EVENTS,
-};
+use super::change::{event_texts, jobs_exhausted, moved, write_change, Write, INSERT_EVENTS};
 use super::{unique_violation, Fail, PostgresWorkerRegistry};
 use crate::sql::{dur_ms, slot_of, st, ts};
 
@@ -117,13 +115,7 @@ impl PostgresWorkerRegistry {
         reason: TerminationReason,
     ) -> Result<Worker> {
         self.run("unregistering a worker", |conn| {
-            let Locked {
-                mut tx,
-                mut cache,
-                worker,
-                slot,
-                now,
-            } = self.begin_locked(conn, id, true)?;
+            let (mut tx, mut cache, worker, slot, now) = self.begin_locked(conn, id, true)?;
             let mut events = Vec::new();
             if let Some(job) = &worker.current_job {
                 events.push(EventKind::JobLost {
@@ -171,13 +163,7 @@ impl PostgresWorkerRegistry {
         to: WorkerState,
     ) -> Result<Option<Transitioned>> {
         self.run("changing a worker's state", |conn| {
-            let Locked {
-                mut tx,
-                mut cache,
-                worker: before,
-                slot,
-                now,
-            } = self.begin_locked(conn, id, false)?;
+            let (mut tx, mut cache, before, slot, now) = self.begin_locked(conn, id, false)?;
             let from = before.state;
             if let Some(guard) = guard {
                 if !guard.holds(from, before.idle_since, before.current_job.is_some()) {
