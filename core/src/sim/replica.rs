@@ -10,14 +10,21 @@
 //! a call lets the world go on meanwhile: the clocks advance and the other replicas tick (one
 //! of them takes the lease over), then the paused call returns.
 //!
+//! The registry also models the store's side of fencing: a manager writes its leader-only
+//! changes through [`ReplicaRegistry::fenced`], the view of its term, whose writes the store
+//! refuses once the lease names another holder or term (as the PostgreSQL registry's fenced
+//! view does in the write's transaction). A fault armed on a write (`during: write`) strikes
+//! in the gap the store closes: after the manager's own fence, before the store's check.
+//!
 //! And they check, at every call, what no replica may do without holding the lease at the
 //! store (its holder, unexpired on the store's clock): call the provider, or write to the
-//! registry — except publishing `LeaderChanged` (a replica that learns it lost the lease says
-//! so), `ProvisionFailed` / `DestroyFailed` (the outcome of a call it made while it led: the
-//! call happened either way), and unregistering a worker whose instance is gone (the
-//! unregister after a confirmed destroy is not fenced, by design: the instance is gone either
-//! way). And that no worker id
-//! is created twice and no instance is destroyed again after a destroy was confirmed.
+//! registry outside the fenced view (through it, the store's check is the rule) — except
+//! publishing `LeaderChanged` (a replica that learns it lost the lease says so),
+//! `ProvisionFailed` / `DestroyFailed` (the outcome of a call it made while it led: the call
+//! happened either way), and unregistering a worker whose instance is gone (the unregister
+//! after a confirmed destroy is not fenced, by design: the instance is gone either way). And
+//! that no worker id is created twice and no instance is destroyed again after a destroy was
+//! confirmed.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,7 +39,7 @@ use crate::events::{EventKind, SubscribeOptions, Subscription};
 use crate::filter::WorkerFilter;
 use crate::ids::{JobId, ProviderId, WorkerId};
 use crate::lifecycle::{
-    Demand, InMemoryLease, Leadership, ProviderError, TickReport, WorkerLifecycleManager,
+    Demand, InMemoryLease, Leadership, ProviderError, Term, TickReport, WorkerLifecycleManager,
     WorkerProvider,
 };
 use crate::registry::{
@@ -52,10 +59,14 @@ pub(crate) struct Process {
     pub name: String,
     /// The replica slot it runs in.
     pub slot: usize,
-    /// Its own monotonic clock (true time: never stalls with the registry's).
+    /// Its own monotonic clock (true time: never stalls with the registry's; it lags after a
+    /// pause its clock missed).
     pub local: Arc<ManualClock>,
     alive: AtomicBool,
     paused: AtomicBool,
+    /// Its clock missed a pause (`LeaderPause::clock_missed`): its own fence can no longer be
+    /// held to the lease's expiry, only to the store's (see `ReplicaWorld::leader_only`).
+    clock_lied: AtomicBool,
     manager: Mutex<Weak<WorkerLifecycleManager>>,
 }
 
@@ -67,6 +78,7 @@ impl Process {
             local,
             alive: AtomicBool::new(true),
             paused: AtomicBool::new(false),
+            clock_lied: AtomicBool::new(false),
             manager: Mutex::new(Weak::new()),
         }
     }
@@ -101,8 +113,13 @@ impl Process {
 pub(crate) enum Armed {
     /// Dies inside the call; restarts after this long (ms).
     Crash { during: FaultPoint, restart_ms: u64 },
-    /// Stops inside the call for this long (ms).
-    Pause { during: FaultPoint, pause_ms: u64 },
+    /// Stops inside the call for this long (ms); with `clock_missed`, its own clock does not
+    /// count the pause.
+    Pause {
+        during: FaultPoint,
+        pause_ms: u64,
+        clock_missed: bool,
+    },
 }
 
 impl Armed {
@@ -124,6 +141,8 @@ pub(crate) struct WorldLog {
     pub nested: Vec<(usize, TickReport)>,
     /// Pauses that struck inside a call.
     pub pauses: u64,
+    /// Fenced writes the store refused (another replica had taken the lease).
+    pub refusals: u64,
     /// The fault waiting for a call, if any.
     pub armed: Option<Armed>,
     created: HashSet<WorkerId>,
@@ -144,6 +163,11 @@ pub(crate) struct ReplicaWorld {
     pub demand: Mutex<Demand>,
     /// The interval between two ticks of a replica, ms.
     pub tick_ms: u64,
+    /// Whether the registry gives a leader the store-fenced view of its term
+    /// ([`ReplicaRegistry::fenced`]); off only when broken on purpose
+    /// ([`Hooks::no_store_fencing`](crate::sim::Hooks::no_store_fencing)), or when every
+    /// replica has a lease of its own, which the store does not keep.
+    pub store_fencing: bool,
 }
 
 impl ReplicaWorld {
@@ -166,8 +190,22 @@ impl ReplicaWorld {
         self.log.lock().notes.push((rule, detail));
     }
 
+    /// Whether the lease row names `name`, expired or not: no other replica took it since.
+    fn named(&self, name: &str) -> bool {
+        matches!(self.lease.current(), Ok(Some(l)) if l.holder == name)
+    }
+
+    /// `process` may act as the leader only while it holds the lease at the store (unexpired).
+    /// A process whose clock missed a pause is held to the store's rule alone: no other
+    /// replica took the lease since (its own fence, on a clock that lied, cannot know when the
+    /// lease expired; acting after expiry with nobody else leading harms nothing).
     fn leader_only(&self, process: &Process, what: &str) {
-        if !self.holds(&process.name) {
+        let allowed = if process.clock_lied.load(Ordering::SeqCst) {
+            self.named(&process.name)
+        } else {
+            self.holds(&process.name)
+        };
+        if !allowed {
             let leader = match self.lease.current() {
                 Ok(Some(l)) => format!(
                     "{} holds term {} until {} (now {})",
@@ -192,13 +230,15 @@ impl ReplicaWorld {
         self.clouds.iter().any(|c| c.lock().has_worker(worker))
     }
 
-    /// At most one live replica believes it leads; checked after every tick.
+    /// At most one running replica believes it leads; checked after every tick. A stopped
+    /// process decides nothing: its belief counts again once it runs (a pause its clock missed
+    /// leaves the belief until its next word from the store, see `LeaderPause::clock_missed`).
     pub(crate) fn check_one_leader(&self) {
         let leaders: Vec<String> = self
             .processes
             .lock()
             .iter()
-            .filter(|p| p.alive() && p.manager().is_some_and(|m| m.is_leader()))
+            .filter(|p| p.alive() && !p.paused() && p.manager().is_some_and(|m| m.is_leader()))
             .map(|p| p.name.clone())
             .collect();
         if leaders.len() > 1 {
@@ -225,18 +265,43 @@ impl ReplicaWorld {
                 self.log.lock().crashed.push((process.slot, restart_ms));
                 true
             }
-            Some(Armed::Pause { pause_ms, .. }) => {
-                self.pause_inside(process, pause_ms);
+            Some(Armed::Pause {
+                pause_ms,
+                clock_missed,
+                ..
+            }) => {
+                self.pause_inside(process, pause_ms, clock_missed);
                 false
             }
             None => false,
         }
     }
 
+    /// The store's side of a write of `process` through the fenced view of `term`: the lease
+    /// row must still name the process under `term`. Expiry alone is not a refusal: the row
+    /// changes only when another replica takes it.
+    fn store_check(&self, process: &Process, term: Term, what: &str) -> Result<()> {
+        match self.lease.current() {
+            Ok(Some(l)) if l.holder == process.name && l.term == term => Ok(()),
+            _ => {
+                self.log.lock().refusals += 1;
+                Err(Error::NotLeader(format!(
+                    "the store refused {what} of replica {} under term {term}: another \
+                     replica took the lease",
+                    process.name
+                )))
+            }
+        }
+    }
+
     /// `process` stops for `pause_ms` inside a call: time passes for everyone (by tick
-    /// intervals), and the other live replicas tick meanwhile.
-    fn pause_inside(&self, process: &Process, pause_ms: u64) {
+    /// intervals), and the other live replicas tick meanwhile. `clock_missed`: the paused
+    /// process's own clock stands still meanwhile (and lags from then on).
+    fn pause_inside(&self, process: &Process, pause_ms: u64, clock_missed: bool) {
         process.set_paused(true);
+        if clock_missed {
+            process.clock_lied.store(true, Ordering::SeqCst);
+        }
         self.log.lock().pauses += 1;
         let others: Vec<(Arc<Process>, Arc<WorkerLifecycleManager>)> = self
             .processes
@@ -253,7 +318,9 @@ impl ReplicaWorld {
             let by = Duration::from_millis(step);
             self.store.advance(by);
             for p in self.processes.lock().iter() {
-                p.local.advance(by);
+                if !(clock_missed && p.slot == process.slot) {
+                    p.local.advance(by);
+                }
             }
             for (p, m) in &others {
                 if p.alive() {
@@ -277,6 +344,9 @@ pub(crate) struct ReplicaRegistry {
     pub inner: Arc<dyn WorkerRegistry>,
     pub process: Arc<Process>,
     pub world: Arc<ReplicaWorld>,
+    /// The term of a store-fenced view ([`WorkerRegistry::fenced`]); `None` for the
+    /// replica's plain view.
+    pub fence: Option<Term>,
 }
 
 impl ReplicaRegistry {
@@ -288,10 +358,22 @@ impl ReplicaRegistry {
         }
     }
 
+    /// A leader-only write `what`. The fault armed on a write strikes first: the process
+    /// stops, or dies, between the manager's own fence and the store. Then, through the fenced
+    /// view, the store's check (which may refuse it); through the plain view, the process must
+    /// hold the lease (`leader_only`).
     fn write(&self, what: &str) -> Result<()> {
         self.read()?;
-        self.world.leader_only(&self.process, what);
-        Ok(())
+        if self.world.after_call(&self.process, FaultPoint::Write) {
+            return Err(dead_backend(&self.process));
+        }
+        match self.fence {
+            Some(term) => self.world.store_check(&self.process, term, what),
+            None => {
+                self.world.leader_only(&self.process, what);
+                Ok(())
+            }
+        }
     }
 }
 
@@ -305,8 +387,10 @@ impl WorkerRegistry for ReplicaRegistry {
     }
     fn unregister(&self, id: &WorkerId, reason: TerminationReason) -> Result<Worker> {
         self.read()?;
-        // Not fenced by design once the instance is gone (a confirmed destroy).
-        if self.world.instance_exists(id) {
+        if self.fence.is_some() {
+            self.write("unregister")?;
+        } else if self.world.instance_exists(id) {
+            // Not fenced by design once the instance is gone (a confirmed destroy).
             self.world
                 .leader_only(&self.process, "unregister (instance alive)");
         }
@@ -339,6 +423,9 @@ impl WorkerRegistry for ReplicaRegistry {
     }
     fn assign_to_job(&self, id: &WorkerId, job: JobId) -> Result<Worker> {
         self.read()?;
+        if self.fence.is_some() {
+            self.write("assign_to_job")?;
+        }
         self.inner.assign_to_job(id, job)
     }
     fn release_from_job(&self, id: &WorkerId, expected_job: Option<&JobId>) -> Result<JobId> {
@@ -383,6 +470,10 @@ impl WorkerRegistry for ReplicaRegistry {
     }
     fn publish(&self, kind: EventKind) -> Result<()> {
         self.read()?;
+        if self.fence.is_some() {
+            self.write(&format!("publish({kind:?})"))?;
+            return self.inner.publish(kind);
+        }
         // Allowed without the lease: saying it lost the lease, and reporting the outcome of a
         // provider call it made while it held the lease (the call happened either way).
         if !matches!(
@@ -414,8 +505,22 @@ impl WorkerRegistry for ReplicaRegistry {
         self.inner.longest_idle(n)
     }
     fn restore(&self, snapshot: Snapshot) -> Result<()> {
-        self.write("restore")?;
+        // Not fenced by the store, as on PostgreSQL: the lease rule.
+        self.read()?;
+        self.world.leader_only(&self.process, "restore");
         self.inner.restore(snapshot)
+    }
+    fn fenced(&self, lease: &dyn Leadership, term: Term) -> Option<Arc<dyn WorkerRegistry>> {
+        // The run's one lease, as this process holds it: the store keeps it.
+        let own = self.world.store_fencing && lease.holder() == self.process.name;
+        own.then(|| {
+            Arc::new(ReplicaRegistry {
+                inner: Arc::clone(&self.inner),
+                process: Arc::clone(&self.process),
+                world: Arc::clone(&self.world),
+                fence: Some(term),
+            }) as Arc<dyn WorkerRegistry>
+        })
     }
     fn job_totals(&self) -> Result<Option<JobTotals>> {
         self.read()?;

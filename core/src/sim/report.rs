@@ -83,6 +83,9 @@ pub struct SimReport {
     pub replica_crashes: u64,
     /// Replicated runs: leader processes paused.
     pub replica_pauses: u64,
+    /// Replicated runs: leader-only writes the store refused, because another replica had
+    /// taken the lease since the writer's own fence let them through.
+    pub store_refusals: u64,
     /// Invariant violations (all counted).
     pub violations_total: u64,
     /// The first violations.
@@ -146,10 +149,13 @@ impl SimReport {
                 self.lazy_subscriber_dropped.to_string(),
             ),
             (
-                "leader changes / crashes / pauses",
+                "leader changes / crashes / pauses / store refusals",
                 format!(
-                    "{} / {} / {}",
-                    self.leader_changes, self.replica_crashes, self.replica_pauses
+                    "{} / {} / {} / {}",
+                    self.leader_changes,
+                    self.replica_crashes,
+                    self.replica_pauses,
+                    self.store_refusals
                 ),
             ),
             ("invariant violations", self.violations_total.to_string()),

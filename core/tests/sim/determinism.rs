@@ -151,6 +151,8 @@ fn nonsense_scenarios_are_invalid_argument() {
         r#"{"workload": {"kind": "poisson", "rate_per_minute": -1, "duration": {"dist": "fixed", "secs": 1}}}"#,
         r#"{"workload": {"kind": "poisson", "rate_per_minute": 1, "duration": {"dist": "uniform", "min": 5, "max": 1}}}"#,
         r#"{"workload": {"kind": "teleport"}}"#,
+        r#"{"replication": {"replicas": 2, "leader_pauses": [{"start_secs": 5, "pause_secs": 5, "clock_missed": true}]}}"#,
+        r#"{"replication": {"replicas": 2, "leader_pauses": [{"start_secs": 5, "pause_secs": 5, "during": "commit"}]}}"#,
         r#"{"no_such_field": 1}"#,
         r#"not json"#,
     ];
@@ -161,6 +163,9 @@ fn nonsense_scenarios_are_invalid_argument() {
         );
     }
     assert!(Scenario::from_json("{}").is_ok());
+    let write = r#"{"replication": {"replicas": 2, "leader_pauses":
+        [{"start_secs": 5, "pause_secs": 5, "during": "write", "clock_missed": true}]}}"#;
+    assert!(Scenario::from_json(write).is_ok());
     assert!(Scenario::builtin("nope", 1).is_none());
     for name in Scenario::builtin_names() {
         Scenario::builtin(name, 1).unwrap().validate().unwrap();

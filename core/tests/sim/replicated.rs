@@ -112,6 +112,29 @@ fn a_single_manager_run_does_not_settle() {
     );
 }
 
+/// A pause inside a registry write, after the manager's own fence let it through, outlasts
+/// the lease (`leader_pause` has one at 1150 s): the other replica takes over, and the write,
+/// resumed, is refused by the store. Without the store's fence the same write lands after the
+/// takeover, and `leader_only` catches it.
+#[test]
+fn a_write_paused_past_a_takeover_is_refused_by_the_store() {
+    for seed in 1..=5 {
+        let r = run("leader_pause", seed);
+        assert!(r.store_refusals > 0, "seed {seed}\n{r}");
+    }
+    crate::quiet_sim_panics();
+    let scenario = Scenario::builtin("leader_pause", 1).unwrap();
+    let hooks = Hooks {
+        no_store_fencing: true,
+        ..Hooks::default()
+    };
+    let r = Simulation::with_hooks(&scenario, None, hooks)
+        .unwrap()
+        .run();
+    assert_eq!(r.store_refusals, 0, "{r}");
+    assert!(rules(&r).contains(&Rule::LeaderOnly), "{r}");
+}
+
 /// Seed 906: a takeover whose tick then lost its trust window (a pause inside the takeover
 /// reconcile's destroy) reports `leading == false`, but its grace was granted all the same: the
 /// checker must date the grace from that tick, not from the next leading one (it once did, and

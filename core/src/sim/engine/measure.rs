@@ -121,6 +121,7 @@ impl Simulation {
             leader_changes: self.replicas.leader_changes,
             replica_crashes: self.replicas.crashes,
             replica_pauses: self.replicas.pauses,
+            store_refusals: self.replicas.refusals,
             violations_total: self.checker.total(),
             violations: self.checker.violations().to_vec(),
             trace_hash: format!("{:016x}", self.hash.0),

@@ -66,6 +66,10 @@ pub struct Hooks {
     /// Replicated runs, deliberately broken: every replica gets a lease of its own (split
     /// brain), so that they all lead at once.
     pub split_brain: bool,
+    /// Replicated runs, deliberately broken: the registry does not fence the leader's writes
+    /// in the store (no view from `WorkerRegistry::fenced`), so the manager's own fence is
+    /// all there is.
+    pub no_store_fencing: bool,
 }
 
 impl fmt::Debug for Hooks {
@@ -75,6 +79,7 @@ impl fmt::Debug for Hooks {
             .field("wrap_provider", &self.wrap_provider.is_some())
             .field("drop_lost_jobs", &self.drop_lost_jobs)
             .field("split_brain", &self.split_brain)
+            .field("no_store_fencing", &self.no_store_fencing)
             .finish()
     }
 }
@@ -310,6 +315,7 @@ impl Simulation {
             tick_ms,
             hooks.wrap_provider,
             hooks.split_brain,
+            hooks.no_store_fencing,
         )?;
 
         Ok(Simulation {
@@ -396,7 +402,7 @@ impl Simulation {
     }
 
     /// The run over time so far: one [`Sample`] per sampling interval (at most
-    /// [`MAX_SAMPLES`](super::MAX_SAMPLES) a run; the last one at the run's end).
+    /// [`MAX_SAMPLES`](crate::sim::timeline::MAX_SAMPLES) a run; the last one at the run's end).
     pub fn timeline(&self) -> &Timeline {
         &self.timeline
     }

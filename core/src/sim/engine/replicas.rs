@@ -1,5 +1,5 @@
 //! The managers of a run: one (always leading) or several replicas on one lease, with the
-//! leader's faults — pauses and crashes, between ticks or inside a provider call.
+//! leader's faults — pauses and crashes, between ticks or inside a provider call or a write.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -70,6 +70,8 @@ pub(super) struct Replicas {
     pub leader_changes: u64,
     pub crashes: u64,
     pub pauses: u64,
+    /// Fenced writes the store refused.
+    pub refusals: u64,
     /// Broken on purpose ([`Hooks::split_brain`]): a lease per replica.
     split_brain: bool,
 }
@@ -85,6 +87,7 @@ impl Replicas {
         tick_ms: u64,
         wrap_provider: Option<ProviderHook>,
         split_brain: bool,
+        no_store_fencing: bool,
     ) -> Result<Replicas> {
         let world = replication.enabled().then(|| {
             Arc::new(ReplicaWorld {
@@ -99,6 +102,8 @@ impl Replicas {
                 log: Mutex::new(Default::default()),
                 demand: Mutex::new(Demand::default()),
                 tick_ms,
+                // A lease per replica is no lease the store keeps.
+                store_fencing: !no_store_fencing && !split_brain,
             })
         });
         let mut faults = Vec::new();
@@ -108,6 +113,7 @@ impl Replicas {
                 armed: Armed::Pause {
                     during: p.during,
                     pause_ms: secs_to_ms(p.pause_secs),
+                    clock_missed: p.clock_missed,
                 },
                 done: false,
             });
@@ -134,6 +140,7 @@ impl Replicas {
             leader_changes: 0,
             crashes: 0,
             pauses: 0,
+            refusals: 0,
             split_brain,
         };
         let mut wrap = wrap_provider;
@@ -163,6 +170,7 @@ impl Replicas {
                     inner: Arc::clone(&s.registry),
                     process: process.clone(),
                     world: world.clone(),
+                    fence: None,
                 });
                 let lease = if self.split_brain {
                     InMemoryLease::new(world.store.clone(), process.name.clone(), world.lease.ttl())
@@ -422,6 +430,7 @@ impl Replicas {
             self.crashes += 1;
         }
         self.pauses += std::mem::take(&mut log.pauses);
+        self.refusals += std::mem::take(&mut log.refusals);
         drop(log);
         world.check_one_leader();
     }

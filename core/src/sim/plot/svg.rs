@@ -9,7 +9,7 @@ use super::*;
 ///
 /// Every series is a `<g class="series" data-series="…" data-policy="…">`, every fault band a
 /// `<rect class="fault" data-fault="…">`, every axis title a `<text class="axis-label">`.
-/// Cost: linear in the samples (at most [`MAX_SAMPLES`](super::MAX_SAMPLES) per timeline).
+/// Cost: linear in the samples (at most [`MAX_SAMPLES`](crate::sim::timeline::MAX_SAMPLES) per timeline).
 pub fn plot_svg(timelines: &[&Timeline]) -> String {
     let Some(first) = timelines.first() else {
         return format!(

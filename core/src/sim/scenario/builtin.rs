@@ -184,6 +184,7 @@ impl Scenario {
                     start_secs,
                     pause_secs,
                     during,
+                    clock_missed: false,
                 };
                 s.replication.leader_pauses = vec![
                     // Past the lease: the other replica takes over; the old leader wakes up.
@@ -191,6 +192,14 @@ impl Scenario {
                     // Inside a create (before the burst scales up), then inside a destroy.
                     pause(560.0, 30.0, FaultPoint::Create),
                     pause(1000.0, 30.0, FaultPoint::Destroy),
+                    // Inside a registry write, after the manager's own fence, and unseen by
+                    // its own clock: the other replica takes over, the store refuses the
+                    // write when it resumes, and the refusal (not its clock) stops the rest of
+                    // its tick.
+                    LeaderPause {
+                        clock_missed: true,
+                        ..pause(1150.0, 30.0, FaultPoint::Write)
+                    },
                     // Shorter than the trust window: nothing changes hands.
                     pause(1400.0, 6.0, FaultPoint::BetweenTicks),
                 ];
@@ -208,6 +217,8 @@ impl Scenario {
                     crash(300.0, 30.0, FaultPoint::BetweenTicks),
                     crash(560.0, 20.0, FaultPoint::Create),
                     crash(1000.0, 60.0, FaultPoint::Destroy),
+                    // Inside a registry write: it never reaches the store.
+                    crash(1150.0, 20.0, FaultPoint::Write),
                     crash(1300.0, 5.0, FaultPoint::BetweenTicks),
                 ];
                 s
@@ -225,11 +236,13 @@ impl Scenario {
                         start_secs: 450.0,
                         pause_secs: 25.0,
                         during: FaultPoint::Create,
+                        clock_missed: false,
                     },
                     LeaderPause {
                         start_secs: 1200.0,
                         pause_secs: 20.0,
                         during: FaultPoint::Destroy,
+                        clock_missed: false,
                     },
                 ];
                 s.replication.leader_crashes = vec![
@@ -271,6 +284,7 @@ impl Scenario {
                             start_secs: at,
                             pause_secs: rng.range(2.0, 60.0),
                             during,
+                            clock_missed: false,
                         });
                     } else {
                         s.replication.leader_crashes.push(LeaderCrash {

@@ -23,6 +23,11 @@ pub enum FaultPoint {
     /// Inside the leader's next `destroy_worker` call: the instance is destroyed, and the
     /// process stops before it learns the answer.
     Destroy,
+    /// Inside the leader's next leader-only registry write (a health check's or a
+    /// retirement's transition, the registration of a created worker, reconcile's unregister,
+    /// a grace): after the manager's own fence let it through, before the store applies it.
+    /// The store then refuses it if another replica took the lease meanwhile.
+    Write,
 }
 
 /// The leader stops (SIGSTOP, a long GC pause, a VM migration) for the window: it neither
@@ -38,6 +43,12 @@ pub struct LeaderPause {
     /// Where it stops.
     #[serde(default)]
     pub during: FaultPoint,
+    /// Its own clock does not count the pause (a VM its hypervisor froze, unseen by the
+    /// guest's monotonic clock): when the call returns, its manager's trust window still looks
+    /// open, and only the store's fence stops its next writes. Only for a pause inside a call
+    /// (`during` not `between_ticks`: the next tick asks the store first anyway).
+    #[serde(default)]
+    pub clock_missed: bool,
 }
 
 /// The leader's process dies (kill -9): its manager is dropped with everything it kept in
@@ -60,7 +71,7 @@ pub struct LeaderCrash {
 /// its own clock), with the leader's faults. `replicas: 1` (the default) is the single,
 /// always-leading manager of every other scenario.
 ///
-/// A fault aimed at a call (`during: create | destroy`) that finds no such call within
+/// A fault aimed at a call (`during: create | destroy | write`) that finds no such call within
 /// [`ARMED_FOR_SECS`] strikes between ticks instead.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -121,6 +132,12 @@ impl Replication {
                 end_secs: p.start_secs + p.pause_secs,
             }
             .validate("replication.leader_pauses")?;
+            if p.clock_missed && p.during == FaultPoint::BetweenTicks {
+                return Err(Error::invalid(
+                    "replication.leader_pauses: clock_missed needs a pause inside a call \
+                     (during: create, destroy or write)",
+                ));
+            }
         }
         for c in &self.leader_crashes {
             non_negative("replication.leader_crashes.at_secs", c.at_secs)?;
