@@ -372,6 +372,37 @@ impl LeaseKeeper {
         }
     }
 
+    /// [`fence`](Self::fence), then the store's word: the lease row must still name this
+    /// replica under the term (expired or not: only a takeover changes the row). For the
+    /// moments right before a provider call, which no store can fence: a replica paused past
+    /// its lease, on a clock that did not see the pause, learns here that another replica took
+    /// over, instead of acting on its stale trust window. A row naming another holder or term
+    /// closes the trust window ([`distrust`](Self::distrust)). A store that does not answer
+    /// leaves the fence's verdict, as a failed renewal does. Cost: one read of the lease (one
+    /// round trip on PostgreSQL), small beside the provider call it guards.
+    ///
+    /// # Errors
+    /// [`Error::NotLeader`] from the fence, or when the row names another holder or term.
+    pub(crate) fn confirm(&self) -> Result<Term> {
+        let term = self.fence()?;
+        match self.leadership.current() {
+            Ok(Some(row)) if row.holder == self.leadership.holder() && row.term == term => Ok(term),
+            Ok(row) => {
+                self.distrust(term);
+                Err(Error::NotLeader(format!(
+                    "{} held term {term}, but the store's lease row now says {}: another \
+                     replica took over",
+                    self.leadership.holder(),
+                    match row {
+                        Some(r) => format!("{} under term {}", r.holder, r.term),
+                        None => "nobody".to_owned(),
+                    }
+                )))
+            }
+            Err(_) => Ok(term),
+        }
+    }
+
     /// The store refused a write under `term` (another replica took the lease): the trust
     /// window closes now, so no further leader-only act (a provider call above all) happens
     /// before a renewal says who leads.

@@ -261,8 +261,9 @@ pub struct TickReport {
     pub skipped: bool,
     /// Whether this manager leads (holds the leadership lease and trusts it) at the end of
     /// the tick: only the leader acts; a follower's tick only tries to take or keep the lease.
-    /// A leader whose trust window closed during the tick (a provider call outlasted it)
-    /// reports `false` and says so in `decisions`.
+    /// A leader whose trust window closed during the tick (a provider call outlasted it), or
+    /// whose lease the store says another replica took (asked at the end of the tick), reports
+    /// `false` and says so in `decisions`.
     pub leading: bool,
     /// The leader as last seen: this replica when `leading`, another one (who, under which
     /// term, since when) otherwise; `None` when no replica ever led.

@@ -275,6 +275,42 @@ fn a_leader_paused_inside_a_create_neither_registers_nor_destroys_the_instance()
     assert!(c.provider.instance_ids().is_empty());
 }
 
+/// A leader whose own clock did not see a pause (a VM frozen by its hypervisor: its trust
+/// window still looks open) asks the store before each provider call, which no store can
+/// fence: once another replica took over, it creates and lists nothing, and the store's word
+/// closes its trust window. (On PostgreSQL its registry writes are refused as well:
+/// pg/tests/failover.rs.)
+#[test]
+fn a_leader_whose_clock_missed_a_pause_asks_the_store_before_each_provider_call() {
+    let c = cluster();
+    let r = c.a.manager.tick(1);
+    assert_eq!(r.provisioned.len(), 1, "{:?}", r.decisions);
+    c.registry
+        .update_state(&r.provisioned[0].worker_id, WorkerState::Ready)
+        .unwrap();
+    // The store and b move on past the lease; a's own clock does not.
+    c.store.advance(TTL + Duration::from_secs(1));
+    c.b.local.advance(TTL + Duration::from_secs(1));
+    assert!(c.b.manager.tick(0).leading);
+    let calls = c.provider.calls();
+    assert!(c.a.manager.is_leader(), "a's own clock says it still leads");
+
+    let refused = c.a.manager.provision_worker(&c.provider.id, spec());
+    let err = refused.unwrap_err();
+    assert!(matches!(err, Error::NotLeader(_)), "{err}");
+    assert!(
+        err.to_string()
+            .contains("the store's lease row now says b under term 2"),
+        "{err}"
+    );
+    assert!(
+        !c.a.manager.is_leader(),
+        "the store's word closed the window"
+    );
+    assert!(matches!(c.a.manager.reconcile(), Err(Error::NotLeader(_))));
+    assert_eq!(c.provider.calls(), calls, "a made no provider call");
+}
+
 #[test]
 fn a_new_leader_grants_grace_so_heartbeats_sent_to_the_old_one_do_not_expire_the_fleet() {
     let c = cluster();

@@ -1,5 +1,6 @@
 //! The replicated mode: two or three managers on one registry and one lease, the leader paused
-//! and killed — between ticks and inside a create or a destroy — over many seeds, with every
+//! and killed — between ticks, inside a create, a destroy or a registry write, some pauses
+//! unseen by the paused process's own clock — over many seeds, with every
 //! checker after every step (`leader_only`, `one_leader`, `provider_once`, `job_done_once`, the
 //! single-manager rules) and the fleet settled at the end (`settled`). And the replicated rules
 //! catch a deliberately broken lease and a provider that never destroys.

@@ -306,8 +306,9 @@ impl WorkerLifecycleManager {
                 return;
             }
         }
-        // Fenced: only the leader destroys (a former leader's queue is the new leader's now).
-        if self.fence().is_err() {
+        // Fenced, and confirmed by the store: only the leader destroys (a former leader's queue
+        // is the new leader's now).
+        if self.confirm().is_err() {
             self.postpone(id);
             return;
         }

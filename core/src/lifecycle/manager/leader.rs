@@ -116,6 +116,15 @@ impl WorkerLifecycleManager {
         self.lease.fence()
     }
 
+    /// The fence, confirmed by the store: right before a provider call (see
+    /// `LeaseKeeper::confirm`).
+    ///
+    /// # Errors
+    /// [`Error::NotLeader`].
+    pub(super) fn confirm(&self) -> Result<Term> {
+        self.lease.confirm()
+    }
+
     /// Runs a leader-only registry write, fenced twice: by [`fence`](Self::fence) right
     /// before it (so a write never goes out unfenced, even when a renewal on another thread
     /// just lost the term), and by the store in the write's own transaction where the
@@ -211,7 +220,18 @@ impl WorkerLifecycleManager {
     /// Whether the lease is still trusted; otherwise says so in the report (a paused leader
     /// waking up stops here).
     pub(super) fn still_leading(&self, report: &mut TickReport) -> bool {
-        match self.fence() {
+        self.says_leading(self.fence(), report)
+    }
+
+    /// [`still_leading`](Self::still_leading) with the store's word too ([`confirm`](Self::confirm):
+    /// one read of the lease), at the end of a tick: after a pause this replica's own clock
+    /// missed, the report, and the replica's trust, are right before the next tick.
+    pub(super) fn still_leading_by_store(&self, report: &mut TickReport) -> bool {
+        self.says_leading(self.confirm(), report)
+    }
+
+    fn says_leading(&self, fence: Result<Term>, report: &mut TickReport) -> bool {
+        match fence {
             Ok(_) => true,
             Err(e) => {
                 report.leading = false;

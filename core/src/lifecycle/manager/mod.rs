@@ -539,8 +539,9 @@ impl WorkerLifecycleManager {
         }
         self.scale_tick(&demand, &mut budget, &mut report);
         // The report says whether this manager still leads at the end of the tick: a lease
-        // lost during a provider call (a long pause) must not read as leading.
-        self.still_leading(&mut report);
+        // lost during a provider call (a long pause) must not read as leading, even when the
+        // pause escaped this replica's own clock (the store is asked).
+        self.still_leading_by_store(&mut report);
 
         report.provider_backoff = self.provider_backoff();
         report.actions = budget.used;

@@ -103,7 +103,7 @@ impl WorkerLifecycleManager {
             .cloned()
             .collect();
         for entry in due {
-            if self.fence().is_err() || !budget.take() {
+            if self.confirm().is_err() || !budget.take() {
                 return;
             }
             let handle = &entry.handle;

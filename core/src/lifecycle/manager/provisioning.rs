@@ -87,7 +87,8 @@ impl WorkerLifecycleManager {
     ) -> std::result::Result<Worker, (Error, Option<ProvisionFailure>)> {
         crate::trace::span!("provision", provider_id = %provider_id);
         spec.validate().map_err(|e| (e, None))?;
-        self.fence().map_err(|e| (e, None))?;
+        // Confirmed by the store: the create below is a provider call no store can fence.
+        self.confirm().map_err(|e| (e, None))?;
         let entry = self
             .provider(provider_id)
             .ok_or_else(|| (Error::ProviderNotFound(provider_id.clone()), None))?;

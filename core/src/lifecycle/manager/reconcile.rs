@@ -28,7 +28,8 @@ impl WorkerLifecycleManager {
     /// # Errors
     /// Only when the registry fails to answer.
     pub fn reconcile(&self) -> Result<ReconcileReport> {
-        self.fence()?;
+        // Confirmed by the store: the provider is asked for its instances next.
+        self.confirm()?;
         let now = self.registry.now();
         let mut report = ReconcileReport {
             at: now,
@@ -83,7 +84,7 @@ impl WorkerLifecycleManager {
             if !orphans.is_empty() {
                 if in_flight_before == 0 && started_after == started_before {
                     for handle in orphans {
-                        if self.fence().is_err() {
+                        if self.confirm().is_err() {
                             break;
                         }
                         let error =

@@ -200,6 +200,12 @@ impl Scenario {
                         clock_missed: true,
                         ..pause(1150.0, 30.0, FaultPoint::Write)
                     },
+                    // Inside a destroy, unseen by its clock: before its next provider call it
+                    // asks the store, which says another replica took over.
+                    LeaderPause {
+                        clock_missed: true,
+                        ..pause(1250.0, 30.0, FaultPoint::Destroy)
+                    },
                     // Shorter than the trust window: nothing changes hands.
                     pause(1400.0, 6.0, FaultPoint::BetweenTicks),
                 ];
