@@ -403,8 +403,9 @@ impl LeaseKeeper {
         }
     }
 
-    /// The store refused a write under `term` (another replica took the lease): the trust
-    /// window closes now, so no further leader-only act (a provider call above all) happens
+    /// The store refused a write under `term`, or its lease row names another holder or term
+    /// ([`confirm`](Self::confirm)): another replica took the lease. The trust window closes
+    /// now, so no further leader-only act (a provider call above all) happens
     /// before a renewal says who leads.
     pub(crate) fn distrust(&self, term: Term) {
         let mut s = self.state.lock();
