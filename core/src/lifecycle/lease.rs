@@ -518,6 +518,66 @@ mod tests {
         assert!(err.contains("b leads under term 2"), "{err}");
     }
 
+    /// A lease whose store answers renewals but not `current` (it went away in between).
+    #[derive(Debug)]
+    struct Mute(InMemoryLease);
+
+    impl Leadership for Mute {
+        fn holder(&self) -> &str {
+            self.0.holder()
+        }
+        fn ttl(&self) -> Duration {
+            self.0.ttl()
+        }
+        fn acquire_or_renew(&self, held: Option<Term>) -> Result<LeaseStatus> {
+            self.0.acquire_or_renew(held)
+        }
+        fn step_down(&self, term: Term) -> Result<()> {
+            self.0.step_down(term)
+        }
+        fn current(&self) -> Result<Option<LeaderInfo>> {
+            Err(Error::Backend("the store does not answer".to_owned()))
+        }
+    }
+
+    #[test]
+    fn confirm_asks_the_store_which_only_a_takeover_changes() {
+        let store = Arc::new(ManualClock::new(0));
+        let local = Arc::new(ManualClock::new(0));
+        let a_lease = InMemoryLease::new(store.clone(), "a", 8 * S);
+        let b = a_lease.replica("b");
+        let keeper = LeaseKeeper::new(Arc::new(a_lease), local.clone());
+        keeper.renew();
+        assert_eq!(keeper.confirm().unwrap(), 1);
+        // Past the lease on the store's clock, not on a's own (a pause its clock missed):
+        // expired, but nobody took it, so the row still names a.
+        store.advance(9 * S);
+        assert_eq!(keeper.confirm().unwrap(), 1);
+        // b takes it: the store's word refuses, and closes the window a's clock keeps open.
+        assert!(matches!(
+            b.acquire_or_renew(None).unwrap(),
+            LeaseStatus::Held(_)
+        ));
+        let err = keeper.confirm().unwrap_err().to_string();
+        assert!(err.contains("now says b under term 2"), "{err}");
+        let err = keeper.fence().unwrap_err().to_string();
+        assert!(err.contains("trust window closed"), "{err}");
+    }
+
+    #[test]
+    fn confirm_keeps_the_local_verdict_when_the_store_does_not_answer() {
+        let store = Arc::new(ManualClock::new(0));
+        let local = Arc::new(ManualClock::new(0));
+        let lease = Mute(InMemoryLease::new(store.clone(), "a", 8 * S));
+        let keeper = LeaseKeeper::new(Arc::new(lease), local.clone());
+        assert!(matches!(keeper.confirm(), Err(Error::NotLeader(_))));
+        keeper.renew();
+        assert_eq!(keeper.confirm().unwrap(), 1);
+        // Past the trust window (8 s - 2 s) on its own clock: the fence's verdict.
+        local.advance(6 * S);
+        assert!(matches!(keeper.confirm(), Err(Error::NotLeader(_))));
+    }
+
     #[test]
     fn always_leader_is_held_under_term_1() {
         let keeper = LeaseKeeper::new(
@@ -526,6 +586,7 @@ mod tests {
         );
         assert!(matches!(keeper.renew(), Renewal::Acquired(ref l) if l.term == 1 && l.since == 7));
         assert_eq!(keeper.fence().unwrap(), 1);
+        assert_eq!(keeper.confirm().unwrap(), 1);
         assert!(matches!(keeper.renew(), Renewal::Kept(_)));
     }
 }
