@@ -209,8 +209,17 @@ fn a_takeover_cuts_a_stream_of_fenced_writes_cleanly() {
                 );
                 std::thread::spawn(move || {
                     started.wait();
-                    // Until told to stop, and at least 20 refusals after the takeover.
-                    while !stop.load(Ordering::SeqCst) || refused.load(Ordering::SeqCst) < 20 {
+                    // Until told to stop, and at least 20 refusals after the takeover. A view
+                    // that refuses nothing stops after 2,000 writes past the takeover: the
+                    // assertions below then fail instead of the test hanging.
+                    let mut after_stop = 0;
+                    loop {
+                        if stop.load(Ordering::SeqCst) {
+                            if refused.load(Ordering::SeqCst) >= 20 || after_stop == 2_000 {
+                                break;
+                            }
+                            after_stop += 1;
+                        }
                         match view.register(handle(), spec()) {
                             Ok(_) => ok.fetch_add(1, Ordering::SeqCst),
                             Err(Error::NotLeader(_)) => refused.fetch_add(1, Ordering::SeqCst),
@@ -231,12 +240,12 @@ fn a_takeover_cuts_a_stream_of_fenced_writes_cleanly() {
         for w in writers {
             w.join().unwrap();
         }
-        assert!(refused.load(Ordering::SeqCst) >= 20);
         assert_eq!(
             registry.count().unwrap(),
             at_takeover,
             "a write of the old term committed after the takeover"
         );
+        assert!(refused.load(Ordering::SeqCst) >= 20);
         assert_eq!(
             ok.load(Ordering::SeqCst),
             at_takeover,

@@ -21,7 +21,7 @@ static LOCK_WORKER: LazyLock<[String; 4]> = LazyLock::new(|| {
 /// Locks worker `$1`'s record, reading the time (`$2` on a manual clock) after the lock.
 /// `with_heartbeat` locks its heartbeat row too (`unregister`: a heartbeat event, which takes
 /// its seq under that row's lock, can never follow `Unregistered`). `fenced` adds the lease
-/// check as a join ([`fence::JOIN`]), its verdict the last column.
+/// check as a join ([`fence::held`]), its verdict the last column.
 fn lock_statement(with_heartbeat: bool, fenced: bool) -> String {
     let (heartbeats, of) = if with_heartbeat {
         (" JOIN heartbeats h ON h.id = w.id", "w, h")
@@ -29,9 +29,12 @@ fn lock_statement(with_heartbeat: bool, fenced: bool) -> String {
         ("", "w")
     };
     let (verdict, fence_join) = if fenced {
-        (", f.ok", fence::JOIN)
+        (
+            ", f.ok",
+            format!(" LEFT JOIN ({}) f ON true", fence::held(3)),
+        )
     } else {
-        ("", "")
+        ("", String::new())
     };
     format!(
         "SELECT {W_COLS}, now_ms($2){verdict} FROM workers w{heartbeats}{fence_join} \
@@ -154,13 +157,23 @@ impl PostgresWorkerRegistry {
         &self,
         conn: &'c mut Conn,
     ) -> Step<(postgres::Transaction<'c>, WriteCache<'c>)> {
-        let (client, statements) = conn.parts();
-        let mut tx = client.transaction()?;
-        let mut cache = WriteCache { statements };
+        let (mut tx, mut cache) = self.begin_unchecked(conn)?;
         if let Some(fence) = &self.fence {
             fence::check(&mut tx, &mut cache, self.schema(), fence)?;
         }
         Ok((tx, cache))
+    }
+
+    /// The transaction without the lease check: only for the beginnings that carry the check
+    /// in their own first statement ([`begin_locked`](Self::begin_locked) and `register`'s).
+    /// Every other write begins with [`begin`](Self::begin).
+    pub(super) fn begin_unchecked<'c>(
+        &self,
+        conn: &'c mut Conn,
+    ) -> Step<(postgres::Transaction<'c>, WriteCache<'c>)> {
+        let (client, statements) = conn.parts();
+        let tx = client.transaction()?;
+        Ok((tx, WriteCache { statements }))
     }
 
     /// A write transaction whose first statement locks worker `id`'s record (and its
@@ -174,9 +187,7 @@ impl PostgresWorkerRegistry {
         id: &WorkerId,
         with_heartbeat: bool,
     ) -> Step<Locked<'c>> {
-        let (client, statements) = conn.parts();
-        let mut tx = client.transaction()?;
-        let mut cache = WriteCache { statements };
+        let (mut tx, mut cache) = self.begin_unchecked(conn)?;
         let given = self.given();
         let fenced = self.fence.as_deref();
         let sql = &LOCK_WORKER[usize::from(with_heartbeat) + 2 * usize::from(fenced.is_some())];

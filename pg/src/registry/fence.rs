@@ -2,7 +2,7 @@
 //! ([`WorkerRegistry::fenced`]). Each write transaction of the view reads the lease row
 //! `FOR SHARE` in its first statement, and goes on only while the row still names the view's
 //! holder and term. A transaction that starts by locking a worker's record reads it in that
-//! statement ([`JOIN`]); any other runs [`check`] first.
+//! statement, and `register` in its first insert ([`held`]); any other runs [`check`] first.
 //!
 //! Why this is enough: a takeover is an `UPDATE` of that row (`crate::leadership`), which waits
 //! for the share lock of every write transaction in flight and is then seen by every later one.
@@ -11,24 +11,30 @@
 //! (its trust window) already stops it in most cases; this closes the gap between that check
 //! and the write (a pause of the old leader, a wait for one of the pool's connections).
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use hodei_workers::{Error, Leadership, Term, WorkerRegistry};
 
 use super::change::WriteCache;
 use super::{Fail, PostgresWorkerRegistry, Step};
 
-/// Holds the lease row, if it still names `$2` under term `$3`, until the transaction ends.
-const CHECK: &str =
-    "SELECT 1 FROM manager_leases WHERE name = $1 AND holder = $2 AND term = $3 FOR SHARE";
+/// The lease row, held `FOR SHARE` until the transaction ends, if it still names the holder
+/// under the term: a row (`ok`, true) or none. The lease's name, holder and term are the
+/// statement's parameters `$first`, `$first + 1` and `$first + 2`. Every form of the check is
+/// this query: alone ([`check`]), joined to a worker's lock (`change::begin_locked`: its
+/// column `f.ok` is null when refused), or as the condition of `register`'s first insert.
+pub(crate) fn held(first: usize) -> String {
+    format!(
+        "SELECT true AS ok FROM manager_leases WHERE name = ${} AND holder = ${} AND term = ${} \
+         FOR SHARE",
+        first,
+        first + 1,
+        first + 2
+    )
+}
 
-/// The same check as a join of a statement that reads one row (a worker's lock, see
-/// `change::begin_locked`), with the lease's name, holder and term as `$3`, `$4`, `$5`: it
-/// holds the lease row as [`CHECK`] does, and its column `f.ok` is true while the row names
-/// the holder and term, null otherwise. It saves the round trip of a separate check. When the
-/// statement finds no row, the join may not have run: the caller runs [`check`] then.
-pub(crate) const JOIN: &str = " LEFT JOIN (SELECT true AS ok FROM manager_leases \
-    WHERE name = $3 AND holder = $4 AND term = $5 FOR SHARE) f ON true";
+/// The check as a statement of its own.
+static CHECK: LazyLock<String> = LazyLock::new(|| held(1));
 
 /// The holder and term a fenced view writes under.
 #[derive(Debug)]
@@ -55,7 +61,7 @@ pub(crate) fn check(
     schema: &str,
     fence: &Fence,
 ) -> Step<()> {
-    let stmt = cache.prepare(tx, CHECK)?;
+    let stmt = cache.prepare(tx, &CHECK)?;
     match tx.query_opt(&stmt, &[&schema, &fence.holder, &fence.term])? {
         Some(_) => Ok(()),
         None => Err(refused(schema, fence)),
@@ -72,7 +78,7 @@ pub(crate) fn refused(schema: &str, fence: &Fence) -> Fail {
 }
 
 impl Fence {
-    /// The holder and term, as [`JOIN`]'s `$4` and `$5`.
+    /// The holder and term, the parameters after the lease's name in [`held`].
     pub(crate) fn params(&self) -> (&str, &i64) {
         (&self.holder, &self.term)
     }

@@ -1,18 +1,70 @@
 //! `register`, `unregister` and the state moves (`update_state`, `transition_if`): each one
 //! transaction (see [`super::change`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use hodei_workers::{
     Error, EventKind, Result, TerminationReason, TransitionGuard, Transitioned, Worker,
     WorkerHandle, WorkerId, WorkerSpec, WorkerState, POOL_LABEL,
 };
 
-use super::change::{event_texts, jobs_exhausted, moved, write_change, Write, INSERT_EVENTS};
-use super::{unique_violation, Fail, PostgresWorkerRegistry};
+use super::change::{
+    event_texts, jobs_exhausted, moved, write_change, Write, WriteCache, INSERT_EVENTS,
+};
+use super::{fence, unique_violation, Fail, PostgresWorkerRegistry, Step};
+use crate::pool::Conn;
 use crate::sql::{dur_ms, slot_of, st, ts};
 
+/// `register`'s first insert on a fenced view: only while the lease row names the view's
+/// holder and term (held `FOR SHARE` until the transaction ends).
+static KNOWN_IF_HELD: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO known_ids (id) SELECT $1 WHERE EXISTS ({})",
+        fence::held(2)
+    )
+});
+
 impl PostgresWorkerRegistry {
+    /// A write transaction whose first statement records `id` as known: ids are never reused,
+    /// and the unique index of `known_ids` refuses a second registration (`AlreadyExists`),
+    /// also one racing from another replica. On a fenced view the insert is conditional on the
+    /// lease check ([`fence::held`]): refused, it inserts nothing and the transaction applies
+    /// nothing (`NotLeader`). One round trip less than [`begin`](Self::begin) then the insert.
+    fn begin_registering<'c>(
+        &self,
+        conn: &'c mut Conn,
+        id: &WorkerId,
+    ) -> Step<(postgres::Transaction<'c>, WriteCache<'c>)> {
+        let (mut tx, mut cache) = self.begin_unchecked(conn)?;
+        let inserted = match self.fence.as_deref() {
+            None => {
+                let known = cache.prepare(&mut tx, "INSERT INTO known_ids (id) VALUES ($1)")?;
+                tx.execute(&known, &[id.as_uuid()])
+            }
+            Some(fence) => {
+                let known = cache.prepare(&mut tx, &KNOWN_IF_HELD)?;
+                let (holder, term) = fence.params();
+                tx.execute(&known, &[id.as_uuid(), &self.schema(), &holder, term])
+            }
+        };
+        match inserted {
+            Ok(0) => Err(fence::refused(
+                self.schema(),
+                self.fence
+                    .as_deref()
+                    .expect("only the fenced insert can insert nothing"),
+            )),
+            Ok(_) => Ok((tx, cache)),
+            Err(e) => {
+                let fail = Fail::from(e);
+                if unique_violation(&fail).is_some() {
+                    return Err(Fail::Domain(Error::AlreadyExists(*id)));
+                }
+                Err(fail)
+            }
+        }
+    }
+
     pub(super) fn register_record(
         &self,
         handle: WorkerHandle,
@@ -39,17 +91,7 @@ impl PostgresWorkerRegistry {
         // The pool the worker counts in (`pool_counts`, kept by triggers on `workers`).
         let pool = spec.labels.get(POOL_LABEL);
         let (key, now): (String, i64) = self.run("registering a worker", |conn| {
-            let (mut tx, mut cache) = self.begin(conn)?;
-            // Ids are never reused: the unique index of known_ids refuses a second
-            // registration, also one racing from another replica.
-            let known = cache.prepare(&mut tx, "INSERT INTO known_ids (id) VALUES ($1)")?;
-            if let Err(e) = tx.execute(&known, &[id.as_uuid()]) {
-                let fail = Fail::from(e);
-                if unique_violation(&fail).is_some() {
-                    return Err(Fail::Domain(Error::AlreadyExists(id)));
-                }
-                return Err(fail);
-            }
+            let (mut tx, mut cache) = self.begin_registering(conn, &id)?;
             let insert = cache.prepare(
                 &mut tx,
                 "WITH t AS MATERIALIZED (SELECT now_ms($1) AS now, md5($2) AS key), \
