@@ -493,14 +493,26 @@ mod tests {
         assert_eq!(keeper.fence().unwrap(), 1);
     }
 
-    #[test]
-    fn the_keeper_reports_a_lost_lease_and_the_new_leader() {
+    /// The store's clock, a's own clock, a's keeper holding term 1 of an 8 s lease, and b's
+    /// view of the same lease.
+    fn a_leads() -> (
+        Arc<ManualClock>,
+        Arc<ManualClock>,
+        LeaseKeeper,
+        InMemoryLease,
+    ) {
         let store = Arc::new(ManualClock::new(0));
         let local = Arc::new(ManualClock::new(0));
         let a_lease = InMemoryLease::new(store.clone(), "a", 8 * S);
         let b = a_lease.replica("b");
         let keeper = LeaseKeeper::new(Arc::new(a_lease), local.clone());
-        keeper.renew();
+        assert!(matches!(keeper.renew(), Renewal::Acquired(ref l) if l.term == 1));
+        (store, local, keeper, b)
+    }
+
+    #[test]
+    fn the_keeper_reports_a_lost_lease_and_the_new_leader() {
+        let (store, local, keeper, b) = a_leads();
         store.advance(9 * S);
         local.advance(9 * S);
         assert!(matches!(
@@ -542,12 +554,7 @@ mod tests {
 
     #[test]
     fn confirm_asks_the_store_which_only_a_takeover_changes() {
-        let store = Arc::new(ManualClock::new(0));
-        let local = Arc::new(ManualClock::new(0));
-        let a_lease = InMemoryLease::new(store.clone(), "a", 8 * S);
-        let b = a_lease.replica("b");
-        let keeper = LeaseKeeper::new(Arc::new(a_lease), local.clone());
-        keeper.renew();
+        let (store, _local, keeper, b) = a_leads();
         assert_eq!(keeper.confirm().unwrap(), 1);
         // Past the lease on the store's clock, not on a's own (a pause its clock missed):
         // expired, but nobody took it, so the row still names a.
