@@ -44,16 +44,14 @@ impl PostgresWorkerRegistry {
             Some(fence) => {
                 let known = cache.prepare(&mut tx, &KNOWN_IF_HELD)?;
                 let (holder, term) = fence.params();
-                tx.execute(&known, &[id.as_uuid(), &self.schema(), &holder, term])
+                match tx.execute(&known, &[id.as_uuid(), &self.schema(), &holder, term]) {
+                    // Nothing inserted: the lease row names another holder or term.
+                    Ok(0) => return Err(fence::refused(self.schema(), fence)),
+                    inserted => inserted,
+                }
             }
         };
         match inserted {
-            Ok(0) => Err(fence::refused(
-                self.schema(),
-                self.fence
-                    .as_deref()
-                    .expect("only the fenced insert can insert nothing"),
-            )),
             Ok(_) => Ok((tx, cache)),
             Err(e) => {
                 let fail = Fail::from(e);
