@@ -155,6 +155,25 @@ fn a_stale_terms_view_says_not_leader_even_for_an_unknown_worker() {
     not_leader(view_a.assign_to_job(&unknown, job("j1")));
 }
 
+/// The fence checks holder and term, not expiry: a lease that ran out with nobody taking it
+/// over still names the view's term, and the view writes (DESIGN.md, "Store-side fencing").
+/// Only a takeover changes the row.
+#[test]
+fn an_expired_lease_nobody_took_still_lets_its_view_write() {
+    let (clock, registry, _s) = registry("fence_expired");
+    let a = registry.leadership("a", TTL).unwrap();
+    assert_eq!(take(&a), 1);
+    let view_a = registry.fenced(&a, 1).unwrap();
+    clock.advance(TTL + Duration::from_secs(1));
+    let id = view_a.register(handle(), spec()).unwrap().id;
+    view_a.update_state(&id, WorkerState::Ready).unwrap();
+    view_a
+        .unregister(&id, TerminationReason::Requested)
+        .unwrap();
+    view_a.grant_grace(clock.now()).unwrap();
+    assert_eq!(registry.count().unwrap(), 0);
+}
+
 #[test]
 fn a_view_is_made_only_for_a_lease_of_the_registrys_own_store() {
     let (_c1, one, _s1) = registry("fence_own");
