@@ -15,6 +15,7 @@
 //! - `filtered_claims` (10): claims with filters that match few or none of a large ready set,
 //!   and a filter judged worker by worker over shared specs;
 //! - `durations` (16): durations that cannot round-trip are refused;
+//! - `handles`: every call hands back the handle as registered, whatever its shape;
 //! - `strings` (17): strings that may reach C: no NUL, bounded lengths;
 //! - `snapshot_times` (18): a snapshot's times may not lie after its own `taken_at`;
 //! - `retired_ids` (20): ids are never reused;
@@ -30,6 +31,7 @@ mod after_unregister;
 mod durations;
 mod event_times;
 mod filtered_claims;
+mod handles;
 mod health_checks;
 mod heartbeat_many;
 mod longest_idle;
