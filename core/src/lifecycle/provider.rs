@@ -6,6 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use serde::{Deserialize, Serialize};
 
+use super::lease::Term;
 use crate::ids::{ProviderId, WorkerId};
 use crate::worker::{ProviderType, WorkerHandle, WorkerSpec};
 
@@ -78,6 +79,45 @@ pub trait WorkerProvider: Send + Sync {
     /// Whatever went wrong, or unsupported.
     fn list_workers(&self) -> ProviderResult<Vec<WorkerHandle>> {
         Err(ProviderError::unsupported("list_workers"))
+    }
+
+    /// [`create_worker`](Self::create_worker), told the call's *fencing token*: the term of
+    /// the leadership the manager calls under ([`LeaderInfo::term`](crate::LeaderInfo)). The
+    /// manager always calls this method; the default ignores the token and calls
+    /// `create_worker`.
+    ///
+    /// Terms only grow: a replica that takes over calls with a larger token than every call of
+    /// the leader it replaced (a manager that is the only one calls with 1). The manager asks
+    /// the store for its lease right before each provider call, but a replica paused between
+    /// that answer and the call (a VM frozen by its hypervisor) reaches the provider after
+    /// another replica took over. A provider whose infrastructure can compare tokens (it keeps
+    /// the largest token it has served, or sends it with a conditional request) refuses a
+    /// token below the largest seen with an error, and so refuses that deposed leader: the one
+    /// gap the manager cannot close by itself. See DESIGN.md, "Fencing tokens for providers".
+    ///
+    /// # Errors
+    /// As `create_worker`; a refused token is an error of any kind (the deposed replica finds
+    /// its lease lost at its next check).
+    fn create_worker_fenced(
+        &self,
+        token: Term,
+        id: WorkerId,
+        spec: &WorkerSpec,
+    ) -> ProviderResult<WorkerHandle> {
+        let _ = token;
+        self.create_worker(id, spec)
+    }
+
+    /// [`destroy_worker`](Self::destroy_worker), told the call's fencing token (see
+    /// [`create_worker_fenced`](Self::create_worker_fenced)). The manager always calls this
+    /// method; the default ignores the token and calls `destroy_worker`.
+    ///
+    /// # Errors
+    /// As `destroy_worker`; a refused token is an error of a kind other than `NotFound`, so
+    /// that the worker stays `Terminating` for the replica that leads now to destroy.
+    fn destroy_worker_fenced(&self, token: Term, handle: &WorkerHandle) -> ProviderResult<()> {
+        let _ = token;
+        self.destroy_worker(handle)
     }
 }
 

@@ -563,21 +563,13 @@ impl ReplicaProvider {
             )))
         }
     }
-}
 
-impl WorkerProvider for ReplicaProvider {
-    fn provider_id(&self) -> ProviderId {
-        self.inner.provider_id()
-    }
-
-    fn provider_type(&self) -> ProviderType {
-        self.inner.provider_type()
-    }
-
-    fn create_worker(
+    /// A create of worker `id` by `call` (the inner provider's create, with or without the
+    /// fencing token), checked against the world's rules, with its faults.
+    fn create(
         &self,
         id: WorkerId,
-        spec: &WorkerSpec,
+        call: impl FnOnce() -> std::result::Result<WorkerHandle, ProviderError>,
     ) -> std::result::Result<WorkerHandle, ProviderError> {
         self.alive()?;
         self.world.leader_only(&self.process, "create_worker");
@@ -587,14 +579,19 @@ impl WorkerProvider for ReplicaProvider {
                 format!("replica {} created worker {id} again", self.process.name),
             );
         }
-        let result = self.inner.create_worker(id, spec);
+        let result = call();
         if self.world.after_call(&self.process, FaultPoint::Create) {
             return Err(ProviderError::new("killed before the answer arrived"));
         }
         result
     }
 
-    fn destroy_worker(&self, handle: &WorkerHandle) -> std::result::Result<(), ProviderError> {
+    /// A destroy of `handle` by `call`, as [`create`](Self::create).
+    fn destroy(
+        &self,
+        handle: &WorkerHandle,
+        call: impl FnOnce() -> std::result::Result<(), ProviderError>,
+    ) -> std::result::Result<(), ProviderError> {
         self.alive()?;
         self.world.leader_only(&self.process, "destroy_worker");
         if self
@@ -613,7 +610,7 @@ impl WorkerProvider for ReplicaProvider {
                 ),
             );
         }
-        let result = self.inner.destroy_worker(handle);
+        let result = call();
         if self.world.after_call(&self.process, FaultPoint::Destroy) {
             return Err(ProviderError::new("killed before the answer arrived"));
         }
@@ -625,6 +622,45 @@ impl WorkerProvider for ReplicaProvider {
                 .insert(handle.resource_id.clone());
         }
         result
+    }
+}
+
+impl WorkerProvider for ReplicaProvider {
+    fn provider_id(&self) -> ProviderId {
+        self.inner.provider_id()
+    }
+
+    fn provider_type(&self) -> ProviderType {
+        self.inner.provider_type()
+    }
+
+    fn create_worker(
+        &self,
+        id: WorkerId,
+        spec: &WorkerSpec,
+    ) -> std::result::Result<WorkerHandle, ProviderError> {
+        self.create(id, || self.inner.create_worker(id, spec))
+    }
+
+    fn create_worker_fenced(
+        &self,
+        token: Term,
+        id: WorkerId,
+        spec: &WorkerSpec,
+    ) -> std::result::Result<WorkerHandle, ProviderError> {
+        self.create(id, || self.inner.create_worker_fenced(token, id, spec))
+    }
+
+    fn destroy_worker(&self, handle: &WorkerHandle) -> std::result::Result<(), ProviderError> {
+        self.destroy(handle, || self.inner.destroy_worker(handle))
+    }
+
+    fn destroy_worker_fenced(
+        &self,
+        token: Term,
+        handle: &WorkerHandle,
+    ) -> std::result::Result<(), ProviderError> {
+        self.destroy(handle, || self.inner.destroy_worker_fenced(token, handle))
     }
 
     fn list_workers(&self) -> std::result::Result<Vec<WorkerHandle>, ProviderError> {

@@ -7,7 +7,7 @@
 #![allow(dead_code)] // each test crate uses a different part of it
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
@@ -93,6 +93,15 @@ pub struct TestProvider {
     pub reenter: OnceLock<Weak<WorkerLifecycleManager>>,
     /// Optional pause inside `create_worker` to widen race windows.
     pub create_delay: Mutex<Option<Duration>>,
+    /// The fencing token of every create and destroy, in order: `("create", token)`,
+    /// `("destroy <resource>", token)`.
+    pub tokens: Mutex<Vec<(String, Term)>>,
+    /// When set, the "cloud" refuses a create or destroy whose token is below the largest it
+    /// has served (checked when the call reaches it: after a stall).
+    pub fencing: AtomicBool,
+    highest_token: AtomicU64,
+    /// The calls refused for their token: `(call, token)` as in `tokens`.
+    pub refused: Mutex<Vec<(String, Term)>>,
 }
 
 impl std::fmt::Debug for TestProvider {
@@ -130,6 +139,10 @@ impl TestProvider {
             destroying_now: AtomicUsize::new(0),
             reenter: OnceLock::new(),
             create_delay: Mutex::new(None),
+            tokens: Mutex::new(Vec::new()),
+            fencing: AtomicBool::new(false),
+            highest_token: AtomicU64::new(0),
+            refused: Mutex::new(Vec::new()),
         })
     }
 
@@ -204,6 +217,58 @@ impl WorkerProvider for TestProvider {
     }
 
     fn create_worker(&self, id: WorkerId, _spec: &WorkerSpec) -> ProviderResult<WorkerHandle> {
+        self.create(None, id)
+    }
+
+    fn create_worker_fenced(
+        &self,
+        token: Term,
+        id: WorkerId,
+        _spec: &WorkerSpec,
+    ) -> ProviderResult<WorkerHandle> {
+        self.tokens.lock().push(("create".to_owned(), token));
+        self.create(Some(token), id)
+    }
+
+    fn destroy_worker(&self, handle: &WorkerHandle) -> ProviderResult<()> {
+        self.destroy(None, handle)
+    }
+
+    fn destroy_worker_fenced(&self, token: Term, handle: &WorkerHandle) -> ProviderResult<()> {
+        self.tokens
+            .lock()
+            .push((format!("destroy {}", handle.resource_id), token));
+        self.destroy(Some(token), handle)
+    }
+
+    fn list_workers(&self) -> ProviderResult<Vec<WorkerHandle>> {
+        self.calls.lock().push("list".to_owned());
+        if !self.list_supported {
+            return Err(ProviderError::unsupported("list_workers"));
+        }
+        self.reenter_now();
+        Ok(self.instances.lock().values().cloned().collect())
+    }
+}
+
+impl TestProvider {
+    /// The cloud's side of fencing: refuses `token` below the largest served (when
+    /// [`fencing`](Self::fencing) is set), else serves it.
+    fn admit(&self, call: &str, token: Option<Term>) -> ProviderResult<()> {
+        let Some(token) = token.filter(|_| self.fencing.load(Ordering::SeqCst)) else {
+            return Ok(());
+        };
+        let highest = self.highest_token.fetch_max(token, Ordering::SeqCst);
+        if token < highest {
+            self.refused.lock().push((call.to_owned(), token));
+            return Err(ProviderError::new(format!(
+                "fenced: token {token} is below {highest}, already served"
+            )));
+        }
+        Ok(())
+    }
+
+    fn create(&self, token: Option<Term>, id: WorkerId) -> ProviderResult<WorkerHandle> {
         self.calls.lock().push("create".to_owned());
         self.reenter_now();
         let step = self.creates.lock().pop_front().unwrap_or(CreateStep::Ok);
@@ -238,6 +303,7 @@ impl WorkerProvider for TestProvider {
                 ..handle
             }),
         };
+        let result = self.admit("create", token).and(result);
         if let Ok(handle) = &result {
             self.instances
                 .lock()
@@ -247,7 +313,7 @@ impl WorkerProvider for TestProvider {
         result
     }
 
-    fn destroy_worker(&self, handle: &WorkerHandle) -> ProviderResult<()> {
+    fn destroy(&self, token: Option<Term>, handle: &WorkerHandle) -> ProviderResult<()> {
         self.calls
             .lock()
             .push(format!("destroy {}", handle.resource_id));
@@ -264,39 +330,29 @@ impl WorkerProvider for TestProvider {
         self.reenter_now();
         let step = self.destroys.lock().pop_front().unwrap_or(DestroyStep::Ok);
         self.destroying_now.fetch_add(1, Ordering::SeqCst);
-        let result = self.destroy_step(step, handle);
+        let result = self.destroy_step(step, handle, token);
         self.destroying_now.fetch_sub(1, Ordering::SeqCst);
         result
     }
 
-    fn list_workers(&self) -> ProviderResult<Vec<WorkerHandle>> {
-        self.calls.lock().push("list".to_owned());
-        if !self.list_supported {
-            return Err(ProviderError::unsupported("list_workers"));
+    fn destroy_step(
+        &self,
+        step: DestroyStep,
+        handle: &WorkerHandle,
+        token: Option<Term>,
+    ) -> ProviderResult<()> {
+        if matches!(step, DestroyStep::Stall | DestroyStep::StallFail(_)) {
+            self.stall_rx.recv().unwrap();
         }
-        self.reenter_now();
-        Ok(self.instances.lock().values().cloned().collect())
-    }
-}
-
-impl TestProvider {
-    fn destroy_step(&self, step: DestroyStep, handle: &WorkerHandle) -> ProviderResult<()> {
+        // The call reaches the cloud now.
+        self.admit(&format!("destroy {}", handle.resource_id), token)?;
         match step {
-            DestroyStep::Ok => {
+            DestroyStep::Ok | DestroyStep::Stall => {
                 self.instances.lock().remove(&handle.resource_id);
                 Ok(())
             }
-            DestroyStep::Fail(msg) => Err(ProviderError::new(msg)),
+            DestroyStep::Fail(msg) | DestroyStep::StallFail(msg) => Err(ProviderError::new(msg)),
             DestroyStep::Panic => panic!("destroy of {} exploded", handle.resource_id),
-            DestroyStep::Stall => {
-                self.stall_rx.recv().unwrap();
-                self.instances.lock().remove(&handle.resource_id);
-                Ok(())
-            }
-            DestroyStep::StallFail(msg) => {
-                self.stall_rx.recv().unwrap();
-                Err(ProviderError::new(msg))
-            }
             DestroyStep::NotFound => {
                 self.instances.lock().remove(&handle.resource_id);
                 Err(ProviderError::not_found("no such instance"))

@@ -311,6 +311,98 @@ fn a_leader_whose_clock_missed_a_pause_asks_the_store_before_each_provider_call(
     assert_eq!(c.provider.calls(), calls, "a made no provider call");
 }
 
+/// The one gap the store cannot close: a leader paused after its last check of the lease
+/// reaches the provider after another replica took over. Each provider call carries its term
+/// as a fencing token; a provider that refuses tokens below the largest it has served refuses
+/// the deposed leader's late create, so no instance is made for it (none to orphan), while
+/// without that check the same pause leaves an orphan (the test above).
+#[test]
+fn a_provider_that_checks_fencing_tokens_refuses_a_deposed_leaders_late_create() {
+    let c = cluster();
+    c.provider
+        .fencing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(c.a.manager.tick(0).leading);
+    c.provider.script_creates([CreateStep::Stall]);
+    let a = Arc::clone(&c.a.manager);
+    let pid = c.provider.id.clone();
+    let provisioning = std::thread::spawn(move || a.provision_worker(&pid, spec()));
+    while c
+        .provider
+        .creating_now
+        .load(std::sync::atomic::Ordering::SeqCst)
+        == 0
+    {
+        std::thread::yield_now();
+    }
+    // a is stuck on its way to the cloud past the ttl; b takes over and creates one.
+    c.advance(TTL + Duration::from_secs(1));
+    assert!(c.b.manager.tick(0).leading);
+    let made =
+        c.b.manager
+            .provision_worker(&c.provider.id, spec())
+            .unwrap();
+    c.provider.release_stalled(1);
+    let err = provisioning.join().unwrap().unwrap_err();
+    assert!(
+        err.to_string().contains("fenced: token 1 is below 2"),
+        "{err}"
+    );
+    assert_eq!(
+        *c.provider.tokens.lock(),
+        [("create".to_owned(), 1), ("create".to_owned(), 2)]
+    );
+    assert_eq!(c.provider.instance_ids().len(), 1, "b's instance alone");
+    assert_eq!(c.registry.count().unwrap(), 1);
+    assert!(c.registry.get(&made.id).unwrap().is_some());
+    let r = c.b.manager.reconcile().unwrap();
+    assert!(r.orphans.is_empty(), "{r:?}");
+    assert_eq!(c.count_calls("destroy"), 0);
+}
+
+/// A deposed leader's late destroy is refused the same way: the replica that leads now
+/// adopted the `Terminating` record and destroyed the instance under its own token, and the
+/// old leader's destroy, arriving after, does not reach the instance a second time.
+#[test]
+fn a_provider_that_checks_fencing_tokens_refuses_a_deposed_leaders_late_destroy() {
+    let c = cluster();
+    c.provider
+        .fencing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let r = c.a.manager.tick(1);
+    assert_eq!(r.provisioned.len(), 1, "{:?}", r.decisions);
+    let id = r.provisioned[0].worker_id;
+    c.registry.update_state(&id, WorkerState::Ready).unwrap();
+    c.provider.script_destroys([DestroyStep::Stall]);
+    let a = Arc::clone(&c.a.manager);
+    let terminating =
+        std::thread::spawn(move || a.terminate_worker(&id, TerminationReason::Requested));
+    while c
+        .provider
+        .destroying_now
+        .load(std::sync::atomic::Ordering::SeqCst)
+        == 0
+    {
+        std::thread::yield_now();
+    }
+    let resource = c.provider.destroyed.lock()[0].resource_id.clone();
+    c.advance(TTL + Duration::from_secs(1));
+    assert!(c.b.manager.tick(0).leading);
+    assert!(
+        c.registry.get(&id).unwrap().is_none(),
+        "b adopted the Terminating record and destroyed it"
+    );
+    assert!(!c.provider.instance_ids().contains(&resource));
+    c.provider.release_stalled(1);
+    let _ = terminating.join().unwrap();
+    let call = format!("destroy {resource}");
+    assert_eq!(*c.provider.refused.lock(), [(call.clone(), 1)]);
+    assert_eq!(
+        *c.provider.tokens.lock(),
+        [("create".to_owned(), 1), (call.clone(), 1), (call, 2)]
+    );
+}
+
 #[test]
 fn a_new_leader_grants_grace_so_heartbeats_sent_to_the_old_one_do_not_expire_the_fleet() {
     let c = cluster();

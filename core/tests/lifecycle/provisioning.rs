@@ -33,6 +33,33 @@ fn provision_registers_a_creating_worker_and_says_so() {
     );
 }
 
+/// A manager that is the only one (no lease) calls every create and destroy with fencing
+/// token 1, the term of its `AlwaysLeader`: a provider that checks tokens serves it always.
+#[test]
+fn a_lone_manager_calls_its_provider_with_fencing_token_1() {
+    let f = Fixture::new(config());
+    f.provider
+        .fencing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let w = f.provision();
+    f.manager
+        .terminate_worker(&w.id, TerminationReason::Requested)
+        .unwrap();
+    f.provider.add_orphan("ghost-1");
+    let r = f.manager.reconcile().unwrap();
+    assert_eq!(r.orphans.len(), 1, "{r:?}");
+    assert_eq!(
+        *f.provider.tokens.lock(),
+        [
+            ("create".to_owned(), 1),
+            ("destroy test-0".to_owned(), 1),
+            ("destroy ghost-1".to_owned(), 1)
+        ]
+    );
+    assert!(f.provider.refused.lock().is_empty());
+    assert!(f.provider.instance_ids().is_empty());
+}
+
 #[test]
 fn provisioning_is_refused_at_max_workers() {
     let f = Fixture::new(WorkerLifecycleConfig {

@@ -308,12 +308,12 @@ impl WorkerLifecycleManager {
         }
         // Fenced, and confirmed by the store: only the leader destroys (a former leader's queue
         // is the new leader's now).
-        if self.confirm().is_err() {
+        let Ok(token) = self.confirm() else {
             self.postpone(id);
             return;
-        }
+        };
         let handle = &entry.handle;
-        let outcome = self.destroy_with_provider(handle);
+        let outcome = self.destroy_with_provider(token, handle);
         match outcome {
             Ok(()) => self.finish_destroy(id, &entry, out),
             Err(e) if e.is_not_found() => self.finish_destroy(id, &entry, out),

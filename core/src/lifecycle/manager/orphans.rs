@@ -103,7 +103,10 @@ impl WorkerLifecycleManager {
             .cloned()
             .collect();
         for entry in due {
-            if self.confirm().is_err() || !budget.take() {
+            let Ok(token) = self.confirm() else {
+                return;
+            };
+            if !budget.take() {
                 return;
             }
             let handle = &entry.handle;
@@ -112,7 +115,7 @@ impl WorkerLifecycleManager {
                 self.orphan_gone(handle);
                 continue;
             }
-            let outcome = self.destroy_with_provider(handle);
+            let outcome = self.destroy_with_provider(token, handle);
             match outcome {
                 Ok(()) => {
                     self.orphan_gone(handle);

@@ -9,6 +9,7 @@ use crate::ids::ProviderId;
 use crate::worker::{ProviderType, WorkerHandle};
 
 use super::super::config::backoff_delay;
+use super::super::lease::Term;
 use super::super::provider::{guarded, ProviderError, WorkerProvider};
 use super::super::report::{ProviderBackoff, ProvisionFailure};
 use super::{bump, WorkerLifecycleManager};
@@ -105,14 +106,18 @@ impl WorkerLifecycleManager {
         self.providers.read().get(id).cloned()
     }
 
-    /// Destroys `handle`'s instance with its provider (a panic there is caught and becomes the
-    /// error); an error if that provider is not registered. No lock is held during the call.
+    /// Destroys `handle`'s instance with its provider, under fencing token `token` (a panic
+    /// there is caught and becomes the error); an error if that provider is not registered.
+    /// No lock is held during the call.
     pub(super) fn destroy_with_provider(
         &self,
+        token: Term,
         handle: &WorkerHandle,
     ) -> std::result::Result<(), ProviderError> {
         match self.provider(&handle.provider_id) {
-            Some(p) => guarded("destroy_worker", || p.provider.destroy_worker(handle)),
+            Some(p) => guarded("destroy_worker", || {
+                p.provider.destroy_worker_fenced(token, handle)
+            }),
             None => Err(ProviderError::new(format!(
                 "provider {} is not registered",
                 handle.provider_id

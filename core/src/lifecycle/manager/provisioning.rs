@@ -88,7 +88,8 @@ impl WorkerLifecycleManager {
         crate::trace::span!("provision", provider_id = %provider_id);
         spec.validate().map_err(|e| (e, None))?;
         // Confirmed by the store: the create below is a provider call no store can fence.
-        self.confirm().map_err(|e| (e, None))?;
+        // Its term is the fencing token of the calls below.
+        let token = self.confirm().map_err(|e| (e, None))?;
         let entry = self
             .provider(provider_id)
             .ok_or_else(|| (Error::ProviderNotFound(provider_id.clone()), None))?;
@@ -101,7 +102,9 @@ impl WorkerLifecycleManager {
 
         let id = self.next_worker_id();
         crate::trace::event!(worker_id = %id, "create_worker");
-        let created = guarded("create_worker", || entry.provider.create_worker(id, &spec));
+        let created = guarded("create_worker", || {
+            entry.provider.create_worker_fenced(token, id, &spec)
+        });
         let mut handle = match created {
             Ok(handle) if handle.worker_id == id => handle,
             Ok(mut handle) => {
@@ -112,13 +115,14 @@ impl WorkerLifecycleManager {
                 handle.worker_id = id;
                 handle.provider_id = provider_id.clone();
                 handle.provider_type = entry.provider_type.clone();
-                let destroyed =
-                    match guarded("destroy_worker", || entry.provider.destroy_worker(&handle)) {
-                        Ok(()) => "its instance was destroyed".to_owned(),
-                        Err(e) if e.is_not_found() => "its instance was destroyed".to_owned(),
-                        // `reconcile` finds it as an orphan.
-                        Err(e) => format!("destroying its instance failed too: {e}"),
-                    };
+                let destroyed = match guarded("destroy_worker", || {
+                    entry.provider.destroy_worker_fenced(token, &handle)
+                }) {
+                    Ok(()) => "its instance was destroyed".to_owned(),
+                    Err(e) if e.is_not_found() => "its instance was destroyed".to_owned(),
+                    // `reconcile` finds it as an orphan.
+                    Err(e) => format!("destroying its instance failed too: {e}"),
+                };
                 drop(ticket);
                 let e = ProviderError::new(format!(
                     "create_worker returned a handle for worker {returned}, not for {id} (the id \
@@ -175,7 +179,9 @@ impl WorkerLifecycleManager {
                 // The instance exists but cannot be recorded: destroy it rather than leak it.
                 // (Should that fail too, `reconcile` finds it as an orphan.) The handle carries
                 // the id the manager made, never another worker's.
-                let _ = guarded("destroy_worker", || entry.provider.destroy_worker(&handle));
+                let _ = guarded("destroy_worker", || {
+                    entry.provider.destroy_worker_fenced(token, &handle)
+                });
                 Err((e, None))
             }
         }

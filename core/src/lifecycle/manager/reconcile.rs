@@ -84,14 +84,15 @@ impl WorkerLifecycleManager {
             if !orphans.is_empty() {
                 if in_flight_before == 0 && started_after == started_before {
                     for handle in orphans {
-                        if self.confirm().is_err() {
+                        let Ok(token) = self.confirm() else {
                             break;
-                        }
-                        let error =
-                            guarded("destroy_worker", || entry.provider.destroy_worker(handle))
-                                .err()
-                                .filter(|e| !e.is_not_found())
-                                .map(|e| e.to_string());
+                        };
+                        let error = guarded("destroy_worker", || {
+                            entry.provider.destroy_worker_fenced(token, handle)
+                        })
+                        .err()
+                        .filter(|e| !e.is_not_found())
+                        .map(|e| e.to_string());
                         // A failed one is destroyed again by the ticks (after a back-off).
                         match &error {
                             Some(_) => {
