@@ -1435,6 +1435,20 @@ hw_status hw_provider_call_add_metadata(struct hw_provider_call *call, const cha
 hw_status hw_provider_call_get_metadata(const struct hw_provider_call *call, const char *key, const char **out);
 
 /*
+ `create_worker` and `destroy_worker`: the call's *fencing token*, the term of the leadership
+ the manager calls under. Terms only grow: a replica that took over calls with a larger token
+ than any call of the leader it replaced (a manager that is the only one calls with 1). A
+ provider whose infrastructure can compare tokens (it keeps the largest token it has served,
+ or sends it with a conditional request) refuses a token below the largest seen
+ (`HW_PROVIDER_RESULT_FAILED`): it so refuses a deposed leader that was paused after its
+ last check of the lease, the one gap the manager cannot close by itself.
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` in `list_workers` (which has no token), or for a call
+ made without one (the manager never does).
+ */
+hw_status hw_provider_call_get_fencing_token(const struct hw_provider_call *call, uint64_t *out);
+
+/*
  `list_workers`: one instance the infrastructure has.
  */
 hw_status hw_provider_call_add_instance(struct hw_provider_call *call, const char *resource_id);

@@ -36,6 +36,11 @@ static uint32_t bad_create(void *user_data, hw_worker_id worker_id, const hw_wor
   INVALID(hw_provider_call_add_metadata(call, "k", NULL));
   INVALID(hw_provider_call_add_metadata(call, BAD_UTF8, "v"));
   INVALID(hw_provider_call_add_instance(call, "i-1")); /* list_workers only */
+  /* The fencing token of a lone manager: its term, 1. */
+  uint64_t token = 0;
+  INVALID(hw_provider_call_get_fencing_token(call, NULL));
+  CHECK_OK(hw_provider_call_get_fencing_token(call, &token));
+  CHECK(token == 1);
   CHECK_OK(hw_provider_call_set_resource_id(call, "r-1"));
   callback_checks_run++;
   return HW_PROVIDER_RESULT_OK;
@@ -54,6 +59,10 @@ static uint32_t bad_destroy(void *user_data, hw_worker_id id, const char *resour
   INVALID(hw_provider_call_set_resource_id(call, "r")); /* create_worker only */
   CHECK_OK(hw_provider_call_get_metadata(call, "absent", &out));
   CHECK(out == NULL);
+  uint64_t token = 0;
+  INVALID(hw_provider_call_get_fencing_token(call, NULL));
+  CHECK_OK(hw_provider_call_get_fencing_token(call, &token));
+  CHECK(token == 1);
   callback_checks_run++;
   /* An out-of-range result is a provider failure, not undefined behaviour. */
   return 77;
@@ -63,6 +72,10 @@ static uint32_t bad_list(void *user_data, hw_provider_call *call) {
   (void)user_data;
   INVALID(hw_provider_call_add_instance(call, NULL));
   INVALID(hw_provider_call_add_instance(call, BAD_UTF8));
+  /* A listing changes nothing: it has no fencing token, and the out value stays. */
+  uint64_t token = 42;
+  INVALID(hw_provider_call_get_fencing_token(call, &token));
+  CHECK(token == 42);
   callback_checks_run++;
   return HW_PROVIDER_RESULT_OK;
 }
@@ -673,6 +686,9 @@ int main(void) {
   INVALID(hw_provider_call_add_metadata(NULL, "k", "v"));
   INVALID(hw_provider_call_get_metadata(NULL, "k", &text));
   INVALID(hw_provider_call_add_instance(NULL, "x"));
+  uint64_t token = 42;
+  INVALID(hw_provider_call_get_fencing_token(NULL, &token));
+  CHECK(token == 42);
 
   INVALID(hw_manager_provision(NULL, "bad", spec, (hw_worker **)&out));
   INVALID(hw_manager_provision(mgr, NULL, spec, (hw_worker **)&out));

@@ -35,6 +35,9 @@ typedef struct fake_cloud {
   hw_worker_id last_created_id;
   char last_destroyed[64];
   char zone_seen[64];
+  /* The fencing token of the last create and destroy (a lone manager's: its term, 1). */
+  uint64_t create_token;
+  uint64_t destroy_token;
   /* What the cloud really runs (for list_workers). */
   char live[16][32];
   int nlive;
@@ -55,6 +58,7 @@ static uint32_t cloud_create(void *user_data, hw_worker_id worker_id, const hw_w
   fake_cloud *cloud = (fake_cloud *)user_data;
   /* A real provider starts the instance with this id (e.g. HODEI_WORKER_ID=<id>). */
   cloud->last_created_id = worker_id;
+  if (hw_provider_call_get_fencing_token(call, &cloud->create_token) != HW_OK) return HW_PROVIDER_RESULT_FAILED;
   if (cloud->fail_creates) {
     hw_provider_call_set_error(call, "quota exhausted");
     return HW_PROVIDER_RESULT_FAILED;
@@ -80,6 +84,7 @@ static uint32_t cloud_destroy(void *user_data, hw_worker_id id, const char *reso
   if (hw_provider_call_get_metadata(call, "zone", &zone) == HW_OK && zone) {
     snprintf(cloud->zone_seen, sizeof cloud->zone_seen, "%s", zone);
   }
+  if (hw_provider_call_get_fencing_token(call, &cloud->destroy_token) != HW_OK) return HW_PROVIDER_RESULT_FAILED;
   snprintf(cloud->last_destroyed, sizeof cloud->last_destroyed, "%s", resource_id);
   cloud_forget(cloud, resource_id);
   cloud->destroyed++;
@@ -149,6 +154,7 @@ static void manager_lifecycle(void) {
   hw_worker *w = NULL;
   CHECK_OK(hw_manager_provision(mgr, "cloud", spec, &w));
   CHECK(cloud.created == 1);
+  CHECK(cloud.create_token == 1);
   hw_worker_id id;
   memset(&id, 0, sizeof id);
   if (w) {
@@ -247,6 +253,7 @@ static void manager_lifecycle(void) {
   CHECK(lost_reported == 1);
   CHECK(terminated_reported == 1);
   CHECK(cloud.destroyed == 1);
+  CHECK(cloud.destroy_token == 1);
   CHECK_STR(cloud.last_destroyed, "vm-1");
   CHECK_STR(cloud.zone_seen, "eu-1");
   size_t count = 99;

@@ -7,7 +7,7 @@ use std::ffi::{c_char, c_void, CString};
 use std::sync::Arc;
 
 use engine::{
-    Error, ProviderError, ProviderId, ProviderResult, ProviderType, WorkerHandle, WorkerId,
+    Error, ProviderError, ProviderId, ProviderResult, ProviderType, Term, WorkerHandle, WorkerId,
     WorkerProvider, WorkerSpec,
 };
 
@@ -96,6 +96,9 @@ pub struct hw_provider_call {
     given_metadata: BTreeMap<String, Option<CString>>,
     instances: Vec<String>,
     error: Option<String>,
+    /// Create and destroy: the term the manager calls under (`None` only when the engine calls
+    /// the provider without one, which its manager never does).
+    fencing_token: Option<u64>,
 }
 
 /// A provider implemented by C callbacks.
@@ -154,12 +157,60 @@ impl WorkerProvider for CProvider {
     }
 
     fn create_worker(&self, id: WorkerId, spec: &WorkerSpec) -> ProviderResult<WorkerHandle> {
+        self.create(None, id, spec)
+    }
+
+    fn create_worker_fenced(
+        &self,
+        token: Term,
+        id: WorkerId,
+        spec: &WorkerSpec,
+    ) -> ProviderResult<WorkerHandle> {
+        self.create(Some(token), id, spec)
+    }
+
+    fn destroy_worker(&self, handle: &WorkerHandle) -> ProviderResult<()> {
+        self.destroy(None, handle)
+    }
+
+    fn destroy_worker_fenced(&self, token: Term, handle: &WorkerHandle) -> ProviderResult<()> {
+        self.destroy(Some(token), handle)
+    }
+
+    fn list_workers(&self) -> ProviderResult<Vec<WorkerHandle>> {
+        let Some(list) = self.callbacks.list_workers else {
+            return Err(ProviderError::unsupported("list_workers"));
+        };
+        let mut call = hw_provider_call {
+            operation: "list_workers",
+            ..Default::default()
+        };
+        // SAFETY: a callback the host registered for this; the pointer lives for the call.
+        let raw = unsafe { list(self.callbacks.user_data, &mut call) };
+        self.outcome(&call, raw)?;
+        Ok(call
+            .instances
+            .into_iter()
+            .map(|r| WorkerHandle::new(self.id.clone(), self.kind.clone(), r))
+            .collect())
+    }
+}
+
+impl CProvider {
+    /// `create_worker` of the C callbacks, told `token` (see `hw_provider_call_get_fencing_token`).
+    fn create(
+        &self,
+        token: Option<Term>,
+        id: WorkerId,
+        spec: &WorkerSpec,
+    ) -> ProviderResult<WorkerHandle> {
         let Some(create) = self.callbacks.create_worker else {
             return Err(ProviderError::new("create_worker callback is NULL"));
         };
         let spec = hw_worker_spec::new(spec.clone());
         let mut call = hw_provider_call {
             operation: "create_worker",
+            fencing_token: token,
             ..Default::default()
         };
         // SAFETY: a callback the host registered for this; both pointers live for the call.
@@ -185,7 +236,8 @@ impl WorkerProvider for CProvider {
         Ok(handle)
     }
 
-    fn destroy_worker(&self, handle: &WorkerHandle) -> ProviderResult<()> {
+    /// `destroy_worker` of the C callbacks, told `token`.
+    fn destroy(&self, token: Option<Term>, handle: &WorkerHandle) -> ProviderResult<()> {
         let Some(destroy) = self.callbacks.destroy_worker else {
             return Err(ProviderError::new("destroy_worker callback is NULL"));
         };
@@ -199,6 +251,7 @@ impl WorkerProvider for CProvider {
                 .iter()
                 .map(|(k, v)| (k.clone(), CString::new(v.as_str()).ok()))
                 .collect(),
+            fencing_token: token,
             ..Default::default()
         };
         let id = hw_worker_id::from_core(&handle.worker_id);
@@ -212,24 +265,6 @@ impl WorkerProvider for CProvider {
             )
         };
         self.outcome(&call, raw)
-    }
-
-    fn list_workers(&self) -> ProviderResult<Vec<WorkerHandle>> {
-        let Some(list) = self.callbacks.list_workers else {
-            return Err(ProviderError::unsupported("list_workers"));
-        };
-        let mut call = hw_provider_call {
-            operation: "list_workers",
-            ..Default::default()
-        };
-        // SAFETY: a callback the host registered for this; the pointer lives for the call.
-        let raw = unsafe { list(self.callbacks.user_data, &mut call) };
-        self.outcome(&call, raw)?;
-        Ok(call
-            .instances
-            .into_iter()
-            .map(|r| WorkerHandle::new(self.id.clone(), self.kind.clone(), r))
-            .collect())
     }
 }
 
@@ -364,6 +399,35 @@ pub extern "C" fn hw_provider_call_get_metadata(
             None => std::ptr::null(),
         };
         out.write(value);
+        Ok(())
+    })
+}
+
+/// `create_worker` and `destroy_worker`: the call's *fencing token*, the term of the leadership
+/// the manager calls under. Terms only grow: a replica that took over calls with a larger token
+/// than any call of the leader it replaced (a manager that is the only one calls with 1). A
+/// provider whose infrastructure can compare tokens (it keeps the largest token it has served,
+/// or sends it with a conditional request) refuses a token below the largest seen
+/// (`HW_PROVIDER_RESULT_FAILED`): it so refuses a deposed leader that was paused after its
+/// last check of the lease, the one gap the manager cannot close by itself.
+///
+/// Errors: `HW_ERR_INVALID_ARGUMENT` in `list_workers` (which has no token), or for a call
+/// made without one (the manager never does).
+#[no_mangle]
+pub extern "C" fn hw_provider_call_get_fencing_token(
+    call: *const hw_provider_call,
+    out: *mut u64,
+) -> hw_status {
+    ffi_boundary!(hw_provider_call_get_fencing_token, {
+        let call = arg_ref!(call);
+        let out = arg_out!(out);
+        let token = call.fencing_token.ok_or_else(|| {
+            Error::invalid(format!(
+                "hw_provider_call_get_fencing_token: {} has no fencing token",
+                call.operation
+            ))
+        })?;
+        out.write(token);
         Ok(())
     })
 }
