@@ -45,6 +45,15 @@ class Provider(Protocol):
     events, and never crashes the engine. A ``LookupError`` from ``destroy_worker`` means the
     instance is already gone (counted as destroyed). ``list_workers`` is optional; a provider
     without it (or raising ``NotImplementedError``) is skipped by ``reconcile``.
+
+    ``create_worker`` and ``destroy_worker`` may take a keyword argument ``fencing_token``
+    (``def create_worker(self, worker_id, spec, *, fencing_token: int = 0)``, or ``**kwargs``;
+    the default keeps the method a match for this protocol, the manager always passes it): the
+    manager then passes the term of the leadership it calls under, an ``int`` that only grows
+    from one leader to the next (1 for a manager that is the only one). A provider whose
+    infrastructure keeps the largest token it has served, and raises for a smaller one,
+    refuses a replica that was paused after its last check of the lease while another took
+    over. The manager reads the signatures once, at ``register_provider``.
     """
 
     @property

@@ -1,6 +1,8 @@
 //! Python providers: a plain Python object with ``provider_id``, ``provider_type``,
 //! ``create_worker(worker_id, spec)``, ``destroy_worker(handle)`` and optionally ``list_workers()``, seen
-//! by the core as a [`WorkerProvider`].
+//! by the core as a [`WorkerProvider`]. A ``create_worker`` or ``destroy_worker`` that takes a
+//! ``fencing_token`` keyword (read from its signature at registration) is called with the
+//! call's fencing token (see [`WorkerProvider::create_worker_fenced`]).
 //!
 //! The core calls a provider only from the thread that called the manager, and never while it
 //! holds a lock; the manager's Python methods release the GIL around the core call, so the
@@ -21,7 +23,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
 use hodei_workers::{
-    ProviderError, ProviderId, ProviderResult, ProviderType, WorkerHandle, WorkerId,
+    ProviderError, ProviderId, ProviderResult, ProviderType, Term, WorkerHandle, WorkerId,
     WorkerProvider, WorkerSpec,
 };
 use pyo3::exceptions::{PyException, PyLookupError, PyNotImplementedError, PyTypeError};
@@ -110,6 +112,44 @@ pub(crate) struct PythonProvider {
     object: ProviderObject,
     id: ProviderId,
     kind: ProviderType,
+    /// Whether `create_worker` and `destroy_worker` take the `fencing_token` keyword (asked
+    /// once, at registration).
+    create_takes_token: bool,
+    destroy_takes_token: bool,
+}
+
+/// Whether `method` takes a `fencing_token` keyword: a parameter of that name that may be
+/// passed by keyword, or `**kwargs`. A callable whose signature Python cannot tell (some
+/// builtins) is called without it.
+fn takes_fencing_token(method: &Bound<'_, PyAny>) -> bool {
+    let py = method.py();
+    let answer = || -> PyResult<bool> {
+        let inspect = py.import("inspect")?;
+        let parameter = inspect.getattr("Parameter")?;
+        let keyword = [
+            parameter.getattr("POSITIONAL_OR_KEYWORD")?,
+            parameter.getattr("KEYWORD_ONLY")?,
+        ];
+        let var_keyword = parameter.getattr("VAR_KEYWORD")?;
+        let parameters = inspect
+            .call_method1("signature", (method,))?
+            .getattr("parameters")?
+            .call_method0("values")?;
+        for p in parameters.try_iter()? {
+            let p = p?;
+            let kind = p.getattr("kind")?;
+            if kind.eq(&var_keyword)? {
+                return Ok(true);
+            }
+            if p.getattr("name")?.eq("fencing_token")?
+                && (kind.eq(&keyword[0])? || kind.eq(&keyword[1])?)
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    };
+    answer().unwrap_or(false)
 }
 
 /// Reads an attribute that may be a plain value or a method returning it.
@@ -155,6 +195,8 @@ impl PythonProvider {
             object: Arc::new(Mutex::new(Some(object.clone().unbind()))),
             id: convert::provider_id(py, &id.to_cow()?)?,
             kind: convert::provider_type(py, &kind.to_cow()?)?,
+            create_takes_token: takes_fencing_token(&object.getattr("create_worker")?),
+            destroy_takes_token: takes_fencing_token(&object.getattr("destroy_worker")?),
         })
     }
 
@@ -260,28 +302,24 @@ impl WorkerProvider for PythonProvider {
     }
 
     fn create_worker(&self, id: WorkerId, spec: &WorkerSpec) -> ProviderResult<WorkerHandle> {
-        self.call("create_worker", |py, object| {
-            let spec = PyWorkerSpec {
-                inner: Arc::new(spec.clone()),
-            };
-            // The id the manager made: the instance starts knowing it, its agent reports in
-            // and heartbeats with it.
-            let answer =
-                object.call_method1("create_worker", (id.to_string(), Py::new(py, spec)?))?;
-            let mut handle = self.created(&answer)?;
-            handle.worker_id = id;
-            Ok(handle)
-        })
+        self.create(None, id, spec)
+    }
+
+    fn create_worker_fenced(
+        &self,
+        token: Term,
+        id: WorkerId,
+        spec: &WorkerSpec,
+    ) -> ProviderResult<WorkerHandle> {
+        self.create(Some(token), id, spec)
     }
 
     fn destroy_worker(&self, handle: &WorkerHandle) -> ProviderResult<()> {
-        self.call("destroy_worker", |py, object| {
-            let handle = PyWorkerHandle {
-                inner: handle.clone(),
-            };
-            object.call_method1("destroy_worker", (Py::new(py, handle)?,))?;
-            Ok(())
-        })
+        self.destroy(None, handle)
+    }
+
+    fn destroy_worker_fenced(&self, token: Term, handle: &WorkerHandle) -> ProviderResult<()> {
+        self.destroy(Some(token), handle)
     }
 
     fn list_workers(&self) -> ProviderResult<Vec<WorkerHandle>> {
@@ -304,6 +342,60 @@ impl WorkerProvider for PythonProvider {
                 handles.push(self.handle(id.to_cow()?.into_owned(), BTreeMap::new()));
             }
             Ok(handles)
+        })
+    }
+}
+
+impl PythonProvider {
+    /// The keyword arguments of a call told `token`: `fencing_token=token` when the method
+    /// takes it (`takes`), else none.
+    fn token_kwargs<'py>(
+        py: Python<'py>,
+        takes: bool,
+        token: Option<Term>,
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
+        match token.filter(|_| takes) {
+            Some(token) => {
+                let kwargs = PyDict::new(py);
+                kwargs.set_item("fencing_token", token)?;
+                Ok(Some(kwargs))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn create(
+        &self,
+        token: Option<Term>,
+        id: WorkerId,
+        spec: &WorkerSpec,
+    ) -> ProviderResult<WorkerHandle> {
+        self.call("create_worker", |py, object| {
+            let spec = PyWorkerSpec {
+                inner: Arc::new(spec.clone()),
+            };
+            let kwargs = Self::token_kwargs(py, self.create_takes_token, token)?;
+            // The id the manager made: the instance starts knowing it, its agent reports in
+            // and heartbeats with it.
+            let answer = object.call_method(
+                "create_worker",
+                (id.to_string(), Py::new(py, spec)?),
+                kwargs.as_ref(),
+            )?;
+            let mut handle = self.created(&answer)?;
+            handle.worker_id = id;
+            Ok(handle)
+        })
+    }
+
+    fn destroy(&self, token: Option<Term>, handle: &WorkerHandle) -> ProviderResult<()> {
+        self.call("destroy_worker", |py, object| {
+            let handle = PyWorkerHandle {
+                inner: handle.clone(),
+            };
+            let kwargs = Self::token_kwargs(py, self.destroy_takes_token, token)?;
+            object.call_method("destroy_worker", (Py::new(py, handle)?,), kwargs.as_ref())?;
+            Ok(())
         })
     }
 }

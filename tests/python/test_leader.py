@@ -71,3 +71,76 @@ def test_after_stepping_down_leader_only_calls_raise_until_a_tick(registry: hw.R
     assert any(d.startswith("took the lease: local leads under term 1") for d in report.decisions)
     manager.provision_worker("cloud", hw.WorkerSpec("img"))
     assert cloud.created == 1
+
+
+class FencedCloud:
+    """A cloud that keeps the largest fencing token it has served and refuses smaller ones."""
+
+    provider_id = "fenced"
+    provider_type = "docker"
+
+    def __init__(self) -> None:
+        self.tokens: list[tuple[str, int]] = []
+        self.highest = 0
+        self.live: set[str] = set()
+
+    def admit(self, call: str, fencing_token: int) -> None:
+        assert isinstance(fencing_token, int)
+        self.tokens.append((call, fencing_token))
+        if fencing_token < self.highest:
+            raise RuntimeError(f"fenced: token {fencing_token} is below {self.highest}")
+        self.highest = fencing_token
+
+    # A default keeps the method a `hw.Provider` for type checkers; the manager always passes it.
+    def create_worker(self, worker_id: str, spec: hw.WorkerSpec, *, fencing_token: int = 0) -> str:
+        self.admit("create", fencing_token)
+        resource = f"i-{len(self.tokens)}"
+        self.live.add(resource)
+        return resource
+
+    def destroy_worker(self, handle: hw.WorkerHandle, **kwargs: int) -> None:
+        self.admit(f"destroy {handle.resource_id}", kwargs["fencing_token"])
+        self.live.discard(handle.resource_id)
+
+
+def test_each_create_and_destroy_is_told_its_fencing_token(registry: hw.Registry, backend: str) -> None:
+    """A provider method that takes a ``fencing_token`` keyword (by name or through
+    ``**kwargs``) is told the term the manager calls under; a replica that took over calls with
+    a larger one. Methods without it are called as before (``Cloud`` above)."""
+    cloud = FencedCloud()
+    a = hw.LifecycleManager.replicated(registry, "host-a", 15.0)
+    a.register_provider(cloud)
+    assert a.tick(0).leading
+    leader = a.leader()
+    assert leader is not None
+    term_a = leader.term
+    w = a.provision_worker("fenced", hw.WorkerSpec("img"))
+    a.terminate_worker(w.id, hw.TerminationReason.REQUESTED)
+    assert cloud.tokens == [("create", term_a), ("destroy i-1", term_a)]
+    if backend == "memory":
+        # An unshared registry: the manager is the only one, and leads under term 1.
+        assert term_a == 1
+        return
+    # On a shared registry another replica takes over once a steps down: its term, and so
+    # its tokens, are larger, and the cloud refuses a's from then on.
+    a.step_down()
+    b = hw.LifecycleManager.replicated(registry, "host-b", 15.0)
+    b.register_provider(cloud)
+    assert b.tick(0).leading
+    leader = b.leader()
+    assert leader is not None
+    term_b = leader.term
+    assert term_b > term_a
+    b.provision_worker("fenced", hw.WorkerSpec("img"))
+    assert cloud.tokens[-1] == ("create", term_b)
+    assert cloud.highest == term_b
+
+
+def test_a_refused_token_is_a_provider_failure(registry: hw.Registry) -> None:
+    cloud = FencedCloud()
+    cloud.highest = 10**9  # a replica with a far larger term served the cloud already
+    manager = hw.LifecycleManager(registry)
+    manager.register_provider(cloud)
+    with pytest.raises(hw.ProviderError, match="fenced: token 1 is below"):
+        manager.provision_worker("fenced", hw.WorkerSpec("img"))
+    assert cloud.live == set()
