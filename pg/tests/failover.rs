@@ -219,6 +219,49 @@ fn a_leader_paused_inside_a_create_leaves_the_instance_to_the_new_leader() {
     assert!(matches!(err, Error::NotLeader(_)), "{err}");
 }
 
+/// The same pause with a provider that checks fencing tokens: b's create reaches it under
+/// PostgreSQL's next term first, so a's late create, under the term before, is refused. No
+/// instance is made for a, none is orphaned, and b's reconcile has nothing to destroy.
+#[test]
+fn a_provider_that_checks_fencing_tokens_refuses_the_late_create_of_a_leader_paused_in_it() {
+    let c = cluster("failover_tokens");
+    c.provider.fencing.store(true, Ordering::SeqCst);
+    assert!(c.a.manager.tick(0).leading);
+    let term_a = c.a.manager.leader().unwrap().term;
+    c.provider.script_creates([CreateStep::Stall]);
+    let a = Arc::clone(&c.a.manager);
+    let pid = c.provider.id.clone();
+    let provisioning = std::thread::spawn(move || a.provision_worker(&pid, spec()));
+    while c.provider.creating_now.load(Ordering::SeqCst) == 0 {
+        std::thread::yield_now();
+    }
+    c.advance(TTL + Duration::from_secs(1));
+    assert!(c.b.manager.tick(0).leading);
+    let term_b = c.b.manager.leader().unwrap().term;
+    assert!(term_b > term_a, "{term_b} > {term_a}");
+    let made =
+        c.b.manager
+            .provision_worker(&c.provider.id, spec())
+            .unwrap();
+    c.provider.release_stalled(1);
+    let err = provisioning.join().unwrap().unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("fenced: token {term_a} is below {term_b}")),
+        "{err}"
+    );
+    assert_eq!(
+        *c.provider.tokens.lock(),
+        [("create".to_owned(), term_a), ("create".to_owned(), term_b)]
+    );
+    assert_eq!(c.provider.instance_ids().len(), 1, "b's alone");
+    assert_eq!(c.b.registry.count().unwrap(), 1);
+    assert!(c.b.registry.get(&made.id).unwrap().is_some());
+    let r = c.b.manager.reconcile().unwrap();
+    assert!(r.orphans.is_empty(), "{r:?}");
+    assert!(c.calls("destroy").is_empty());
+}
+
 #[test]
 fn replicated_managers_take_the_registrys_own_lease() {
     let name = name("failover_replicated");
