@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 
 use crate::clock::{Clock, ManualClock, Timestamp};
 use crate::ids::{JobId, ProviderId, WorkerId};
-use crate::lifecycle::{ProviderError, WorkerProvider};
+use crate::lifecycle::{ProviderError, Term, WorkerProvider};
 use crate::worker::{ProviderType, WorkerHandle, WorkerSpec};
 
 use super::rng::SimRng;
@@ -112,6 +112,14 @@ pub struct Cloud {
     pub(crate) by_worker: HashMap<WorkerId, String>,
     create_calls: u64,
     next_index: u64,
+    /// Whether the cloud checks fencing tokens (replicated runs, unless broken on purpose:
+    /// [`Hooks::no_provider_fencing`](crate::sim::Hooks::no_provider_fencing)): a create or
+    /// destroy whose token is below the largest served is refused.
+    pub(crate) fencing: bool,
+    /// The largest fencing token served.
+    highest_token: u64,
+    /// Calls refused for their token.
+    pub(crate) token_refusals: u64,
     /// What happened so far.
     pub stats: CloudStats,
 }
@@ -139,6 +147,9 @@ impl Cloud {
             by_worker: HashMap::new(),
             create_calls: 0,
             next_index: 0,
+            fencing: false,
+            highest_token: 0,
+            token_refusals: 0,
             stats: CloudStats::default(),
         }
     }
@@ -149,6 +160,23 @@ impl Cloud {
         self.prefix = prefix;
         self.no_capacity = no_capacity;
         self
+    }
+
+    /// A call under fencing token `token` reaches the cloud: refused (the message) when the
+    /// cloud checks tokens and has served a larger one, else served.
+    fn admit(&mut self, token: Term) -> Option<String> {
+        if !self.fencing {
+            return None;
+        }
+        if token < self.highest_token {
+            self.token_refusals += 1;
+            return Some(format!(
+                "{FENCED_BY_TOKEN}: token {token} is below {}, already served",
+                self.highest_token
+            ));
+        }
+        self.highest_token = token;
+        None
     }
 
     fn in_outage(&self) -> bool {
@@ -306,6 +334,9 @@ enum DestroyOutcome {
 /// them in its panic hook).
 pub const SIM_PANIC_MESSAGE: &str = "simulated provider panic";
 
+/// Starts the message of a call the cloud refused for its fencing token.
+pub(crate) const FENCED_BY_TOKEN: &str = "fenced by token";
+
 /// The [`WorkerProvider`] of the simulated [`Cloud`]: creates instances that boot after a
 /// drawn delay, fails, panics and is unreachable during outages, as the scenario says.
 ///
@@ -338,27 +369,43 @@ impl WorkerProvider for SimProvider {
         _spec: &WorkerSpec,
     ) -> Result<WorkerHandle, ProviderError> {
         let outcome = self.cloud.lock().create(id);
-        match outcome {
-            CreateOutcome::Created(h) => Ok(h),
-            CreateOutcome::Fail(msg) => Err(ProviderError::new(msg)),
-            CreateOutcome::NoCapacity => Err(ProviderError::no_capacity(
-                "no capacity for this instance type (simulated)",
-            )),
-            CreateOutcome::Panic => panic!("{SIM_PANIC_MESSAGE} in create_worker"),
-        }
+        created(outcome)
+    }
+
+    fn create_worker_fenced(
+        &self,
+        token: Term,
+        id: WorkerId,
+        _spec: &WorkerSpec,
+    ) -> Result<WorkerHandle, ProviderError> {
+        let outcome = {
+            let mut cloud = self.cloud.lock();
+            if let Some(refused) = cloud.admit(token) {
+                return Err(ProviderError::new(refused));
+            }
+            cloud.create(id)
+        };
+        created(outcome)
     }
 
     fn destroy_worker(&self, handle: &WorkerHandle) -> Result<(), ProviderError> {
         let outcome = self.cloud.lock().destroy(handle);
-        match outcome {
-            DestroyOutcome::Destroyed => Ok(()),
-            DestroyOutcome::NotFound => Err(ProviderError::not_found(format!(
-                "no instance {}",
-                handle.resource_id
-            ))),
-            DestroyOutcome::Fail(msg) => Err(ProviderError::new(msg)),
-            DestroyOutcome::Panic => panic!("{SIM_PANIC_MESSAGE} in destroy_worker"),
-        }
+        destroyed(outcome, handle)
+    }
+
+    fn destroy_worker_fenced(
+        &self,
+        token: Term,
+        handle: &WorkerHandle,
+    ) -> Result<(), ProviderError> {
+        let outcome = {
+            let mut cloud = self.cloud.lock();
+            if let Some(refused) = cloud.admit(token) {
+                return Err(ProviderError::new(refused));
+            }
+            cloud.destroy(handle)
+        };
+        destroyed(outcome, handle)
     }
 
     fn list_workers(&self) -> Result<Vec<WorkerHandle>, ProviderError> {
@@ -380,5 +427,31 @@ impl WorkerProvider for SimProvider {
                 metadata: BTreeMap::new(),
             })
             .collect())
+    }
+}
+
+/// A create's outcome as the provider's answer (a panic raised here, after the cloud's lock
+/// is released).
+fn created(outcome: CreateOutcome) -> Result<WorkerHandle, ProviderError> {
+    match outcome {
+        CreateOutcome::Created(h) => Ok(h),
+        CreateOutcome::Fail(msg) => Err(ProviderError::new(msg)),
+        CreateOutcome::NoCapacity => Err(ProviderError::no_capacity(
+            "no capacity for this instance type (simulated)",
+        )),
+        CreateOutcome::Panic => panic!("{SIM_PANIC_MESSAGE} in create_worker"),
+    }
+}
+
+/// A destroy's outcome as the provider's answer, as [`created`].
+fn destroyed(outcome: DestroyOutcome, handle: &WorkerHandle) -> Result<(), ProviderError> {
+    match outcome {
+        DestroyOutcome::Destroyed => Ok(()),
+        DestroyOutcome::NotFound => Err(ProviderError::not_found(format!(
+            "no instance {}",
+            handle.resource_id
+        ))),
+        DestroyOutcome::Fail(msg) => Err(ProviderError::new(msg)),
+        DestroyOutcome::Panic => panic!("{SIM_PANIC_MESSAGE} in destroy_worker"),
     }
 }

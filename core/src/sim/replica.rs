@@ -50,7 +50,7 @@ use crate::state::WorkerState;
 use crate::worker::{ProviderType, TerminationReason, Worker, WorkerHandle, WorkerSpec};
 
 use super::check::Rule;
-use super::cloud::Cloud;
+use super::cloud::{Cloud, FENCED_BY_TOKEN};
 use super::scenario::FaultPoint;
 
 /// One replica process: its name in the lease, its own clock, whether it lives and runs.
@@ -200,30 +200,39 @@ impl ReplicaWorld {
     /// replica took the lease since (its own fence, on a clock that lied, cannot know when the
     /// lease expired; acting after expiry with nobody else leading harms nothing).
     fn leader_only(&self, process: &Process, what: &str) {
-        let allowed = if process.clock_lied.load(Ordering::SeqCst) {
+        if !self.may_lead(process) {
+            self.not_leader(process, what);
+        }
+    }
+
+    /// Whether `process` may act as the leader now (see [`leader_only`](Self::leader_only)).
+    fn may_lead(&self, process: &Process) -> bool {
+        if process.clock_lied.load(Ordering::SeqCst) {
             self.named(&process.name)
         } else {
             self.holds(&process.name)
-        };
-        if !allowed {
-            let leader = match self.lease.current() {
-                Ok(Some(l)) => format!(
-                    "{} holds term {} until {} (now {})",
-                    l.holder,
-                    l.term,
-                    l.expires_at,
-                    self.store.now()
-                ),
-                _ => "nobody holds the lease".to_owned(),
-            };
-            self.note(
-                Rule::LeaderOnly,
-                format!(
-                    "replica {} called {what} without the lease ({leader})",
-                    process.name
-                ),
-            );
         }
+    }
+
+    /// Notes that `process` did `what`, which only the leader may do, without the lease.
+    fn not_leader(&self, process: &Process, what: &str) {
+        let leader = match self.lease.current() {
+            Ok(Some(l)) => format!(
+                "{} holds term {} until {} (now {})",
+                l.holder,
+                l.term,
+                l.expires_at,
+                self.store.now()
+            ),
+            _ => "nobody holds the lease".to_owned(),
+        };
+        self.note(
+            Rule::LeaderOnly,
+            format!(
+                "replica {} called {what} without the lease ({leader})",
+                process.name
+            ),
+        );
     }
 
     fn instance_exists(&self, worker: &WorkerId) -> bool {
@@ -249,9 +258,10 @@ impl ReplicaWorld {
         }
     }
 
-    /// After a provider call of `process` took effect: the armed fault strikes if it aims at
-    /// this kind of call and the process leads. Returns whether the process died.
-    fn after_call(&self, process: &Process, call: FaultPoint) -> bool {
+    /// A call of `process` reached `call` (inside a provider call after it took effect, before
+    /// a provider call leaves, inside a registry write): the armed fault strikes if it aims
+    /// there and the process leads. Returns whether the process died.
+    fn strike(&self, process: &Process, call: FaultPoint) -> bool {
         let armed = {
             let mut log = self.log.lock();
             match log.armed {
@@ -364,7 +374,7 @@ impl ReplicaRegistry {
     /// hold the lease (`leader_only`).
     fn write(&self, what: &str) -> Result<()> {
         self.read()?;
-        if self.world.after_call(&self.process, FaultPoint::Write) {
+        if self.world.strike(&self.process, FaultPoint::Write) {
             return Err(dead_backend(&self.process));
         }
         match self.fence {
@@ -572,15 +582,25 @@ impl ReplicaProvider {
         call: impl FnOnce() -> std::result::Result<WorkerHandle, ProviderError>,
     ) -> std::result::Result<WorkerHandle, ProviderError> {
         self.alive()?;
-        self.world.leader_only(&self.process, "create_worker");
-        if !self.world.log.lock().created.insert(id) {
-            self.world.note(
-                Rule::ProviderOnce,
-                format!("replica {} created worker {id} again", self.process.name),
-            );
+        if self.world.strike(&self.process, FaultPoint::BeforeCreate) {
+            return Err(ProviderError::new("killed before the call left"));
         }
+        // Judged when the call reaches the cloud (after a `before_create` pause); a call the
+        // cloud refused for its fencing token took no effect.
+        let may_lead = self.world.may_lead(&self.process);
         let result = call();
-        if self.world.after_call(&self.process, FaultPoint::Create) {
+        if !fenced(&result) {
+            if !may_lead {
+                self.world.not_leader(&self.process, "create_worker");
+            }
+            if !self.world.log.lock().created.insert(id) {
+                self.world.note(
+                    Rule::ProviderOnce,
+                    format!("replica {} created worker {id} again", self.process.name),
+                );
+            }
+        }
+        if self.world.strike(&self.process, FaultPoint::Create) {
             return Err(ProviderError::new("killed before the answer arrived"));
         }
         result
@@ -593,25 +613,34 @@ impl ReplicaProvider {
         call: impl FnOnce() -> std::result::Result<(), ProviderError>,
     ) -> std::result::Result<(), ProviderError> {
         self.alive()?;
-        self.world.leader_only(&self.process, "destroy_worker");
-        if self
-            .world
-            .log
-            .lock()
-            .destroyed
-            .contains(&handle.resource_id)
-        {
-            self.world.note(
-                Rule::ProviderOnce,
-                format!(
-                    "replica {} destroyed instance {} (worker {}) again after a confirmed \
-                     destroy",
-                    self.process.name, handle.resource_id, handle.worker_id
-                ),
-            );
+        if self.world.strike(&self.process, FaultPoint::BeforeDestroy) {
+            return Err(ProviderError::new("killed before the call left"));
         }
+        // As in `create`.
+        let may_lead = self.world.may_lead(&self.process);
         let result = call();
-        if self.world.after_call(&self.process, FaultPoint::Destroy) {
+        if !fenced(&result) {
+            if !may_lead {
+                self.world.not_leader(&self.process, "destroy_worker");
+            }
+            if self
+                .world
+                .log
+                .lock()
+                .destroyed
+                .contains(&handle.resource_id)
+            {
+                self.world.note(
+                    Rule::ProviderOnce,
+                    format!(
+                        "replica {} destroyed instance {} (worker {}) again after a confirmed \
+                         destroy",
+                        self.process.name, handle.resource_id, handle.worker_id
+                    ),
+                );
+            }
+        }
+        if self.world.strike(&self.process, FaultPoint::Destroy) {
             return Err(ProviderError::new("killed before the answer arrived"));
         }
         if result.is_ok() {
@@ -623,6 +652,11 @@ impl ReplicaProvider {
         }
         result
     }
+}
+
+/// Whether a provider call was refused by the cloud for its fencing token (it took no effect).
+fn fenced<T>(result: &std::result::Result<T, ProviderError>) -> bool {
+    matches!(result, Err(e) if e.to_string().contains(FENCED_BY_TOKEN))
 }
 
 impl WorkerProvider for ReplicaProvider {

@@ -86,6 +86,9 @@ pub struct SimReport {
     /// Replicated runs: leader-only writes the store refused, because another replica had
     /// taken the lease since the writer's own fence let them through.
     pub store_refusals: u64,
+    /// Replicated runs: provider calls a cloud refused for their fencing token, because a
+    /// call under a newer term had reached it while the caller was paused on its way.
+    pub provider_refusals: u64,
     /// Invariant violations (all counted).
     pub violations_total: u64,
     /// The first violations.
@@ -149,13 +152,14 @@ impl SimReport {
                 self.lazy_subscriber_dropped.to_string(),
             ),
             (
-                "leader changes / crashes / pauses / store refusals",
+                "leader changes / crashes / pauses / store refusals / provider refusals",
                 format!(
-                    "{} / {} / {} / {}",
+                    "{} / {} / {} / {} / {}",
                     self.leader_changes,
                     self.replica_crashes,
                     self.replica_pauses,
-                    self.store_refusals
+                    self.store_refusals,
+                    self.provider_refusals
                 ),
             ),
             ("invariant violations", self.violations_total.to_string()),

@@ -70,6 +70,10 @@ pub struct Hooks {
     /// in the store (no view from `WorkerRegistry::fenced`), so the manager's own fence is
     /// all there is.
     pub no_store_fencing: bool,
+    /// Replicated runs, deliberately broken: the clouds do not check fencing tokens, so a
+    /// deposed leader's call that reaches one after a pause (`before_create`,
+    /// `before_destroy`) takes effect.
+    pub no_provider_fencing: bool,
 }
 
 impl fmt::Debug for Hooks {
@@ -80,6 +84,7 @@ impl fmt::Debug for Hooks {
             .field("drop_lost_jobs", &self.drop_lost_jobs)
             .field("split_brain", &self.split_brain)
             .field("no_store_fencing", &self.no_store_fencing)
+            .field("no_provider_fencing", &self.no_provider_fencing)
             .finish()
     }
 }
@@ -300,6 +305,13 @@ impl Simulation {
             Target::Pools(manager_pools)
         };
         let clouds: Vec<Arc<Mutex<Cloud>>> = providers.iter().map(|(_, c)| c.clone()).collect();
+        if scenario.replication.enabled() {
+            // The clouds of a replicated run check fencing tokens, as a provider that fences
+            // its calls does (a lone manager's tokens are all 1: nothing to check).
+            for cloud in &clouds {
+                cloud.lock().fencing = !hooks.no_provider_fencing;
+            }
+        }
         let setup = ManagerSetup {
             registry: Arc::clone(&registry),
             config,

@@ -28,6 +28,13 @@ pub enum FaultPoint {
     /// a grace): after the manager's own fence let it through, before the store applies it.
     /// The store then refuses it if another replica took the lease meanwhile.
     Write,
+    /// Inside the leader's next `create_worker` call, before it reaches the cloud: after the
+    /// manager's last read of the lease, the gap only the provider can fence. The call arrives
+    /// after the pause (a crash: never), with the fencing token of the term it was made under;
+    /// the cloud refuses it if a call under a newer term reached it meanwhile.
+    BeforeCreate,
+    /// As `before_create`, for the leader's next `destroy_worker` call.
+    BeforeDestroy,
 }
 
 /// The leader stops (SIGSTOP, a long GC pause, a VM migration) for the window: it neither
@@ -71,7 +78,7 @@ pub struct LeaderCrash {
 /// its own clock), with the leader's faults. `replicas: 1` (the default) is the single,
 /// always-leading manager of every other scenario.
 ///
-/// A fault aimed at a call (`during: create | destroy | write`) that finds no such call within
+/// A fault aimed at a call (`during` other than `between_ticks`) that finds no such call within
 /// [`ARMED_FOR_SECS`] strikes between ticks instead.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -135,7 +142,7 @@ impl Replication {
             if p.clock_missed && p.during == FaultPoint::BetweenTicks {
                 return Err(Error::invalid(
                     "replication.leader_pauses: clock_missed needs a pause inside a call \
-                     (during: create, destroy or write)",
+                     (during: create, destroy, write, before_create or before_destroy)",
                 ));
             }
         }
