@@ -84,6 +84,19 @@ fn cluster(test: &str) -> Cluster {
 }
 
 impl Cluster {
+    /// a provisions on a thread of its own; its create stalls inside the provider (until
+    /// `release_stalled`). Returns once the create is inside.
+    fn a_provisions_into_a_stalled_create(&self) -> std::thread::JoinHandle<Result<Worker>> {
+        self.provider.script_creates([CreateStep::Stall]);
+        let a = Arc::clone(&self.a.manager);
+        let pid = self.provider.id.clone();
+        let provisioning = std::thread::spawn(move || a.provision_worker(&pid, spec()));
+        while self.provider.creating_now.load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        provisioning
+    }
+
     fn advance(&self, by: Duration) {
         self.store.advance(by);
         self.a.local.advance(by);
@@ -187,13 +200,7 @@ fn a_paused_leader_wakes_up_to_a_lost_lease_and_changes_nothing() {
 fn create_across_a_takeover(test: &str, a_sees_the_pause: bool) -> Error {
     let c = cluster(test);
     assert!(c.a.manager.tick(0).leading);
-    c.provider.script_creates([CreateStep::Stall]);
-    let a = Arc::clone(&c.a.manager);
-    let pid = c.provider.id.clone();
-    let provisioning = std::thread::spawn(move || a.provision_worker(&pid, spec()));
-    while c.provider.creating_now.load(Ordering::SeqCst) == 0 {
-        std::thread::yield_now();
-    }
+    let provisioning = c.a_provisions_into_a_stalled_create();
     let pause = TTL + Duration::from_secs(1);
     if a_sees_the_pause {
         c.advance(pause);
@@ -228,13 +235,7 @@ fn a_provider_that_checks_fencing_tokens_refuses_the_late_create_of_a_leader_pau
     c.provider.fencing.store(true, Ordering::SeqCst);
     assert!(c.a.manager.tick(0).leading);
     let term_a = c.a.manager.leader().unwrap().term;
-    c.provider.script_creates([CreateStep::Stall]);
-    let a = Arc::clone(&c.a.manager);
-    let pid = c.provider.id.clone();
-    let provisioning = std::thread::spawn(move || a.provision_worker(&pid, spec()));
-    while c.provider.creating_now.load(Ordering::SeqCst) == 0 {
-        std::thread::yield_now();
-    }
+    let provisioning = c.a_provisions_into_a_stalled_create();
     c.advance(TTL + Duration::from_secs(1));
     assert!(c.b.manager.tick(0).leading);
     let term_b = c.b.manager.leader().unwrap().term;

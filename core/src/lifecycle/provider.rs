@@ -94,6 +94,8 @@ pub trait WorkerProvider: Send + Sync {
     /// the largest token it has served, or sends it with a conditional request) refuses a
     /// token below the largest seen with an error, and so refuses that deposed leader: the one
     /// gap the manager cannot close by itself. See DESIGN.md, "Fencing tokens for providers".
+    /// A provider that wraps another (retries, metrics) should forward this method, not only
+    /// `create_worker`, or the token stops at the wrapper.
     ///
     /// # Errors
     /// As `create_worker`; a refused token is an error of any kind (the deposed replica finds

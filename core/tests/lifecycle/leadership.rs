@@ -82,6 +82,24 @@ impl Cluster {
         self.b.local.advance(by);
     }
 
+    /// a provisions on a thread of its own; its create stalls inside the provider (until
+    /// `release_stalled`). Returns once the create is inside.
+    fn a_provisions_into_a_stalled_create(&self) -> std::thread::JoinHandle<Result<Worker>> {
+        self.provider.script_creates([CreateStep::Stall]);
+        let a = Arc::clone(&self.a.manager);
+        let pid = self.provider.id.clone();
+        let provisioning = std::thread::spawn(move || a.provision_worker(&pid, spec()));
+        while self
+            .provider
+            .creating_now
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == 0
+        {
+            std::thread::yield_now();
+        }
+        provisioning
+    }
+
     fn count_calls(&self, prefix: &str) -> usize {
         self.provider
             .calls()
@@ -244,18 +262,7 @@ fn a_paused_leader_loses_the_lease_and_its_writes_are_refused_after_the_takeover
 fn a_leader_paused_inside_a_create_neither_registers_nor_destroys_the_instance() {
     let c = cluster();
     c.a.manager.tick(0);
-    c.provider.script_creates([CreateStep::Stall]);
-    let a = Arc::clone(&c.a.manager);
-    let pid = c.provider.id.clone();
-    let provisioning = std::thread::spawn(move || a.provision_worker(&pid, spec()));
-    while c
-        .provider
-        .creating_now
-        .load(std::sync::atomic::Ordering::SeqCst)
-        == 0
-    {
-        std::thread::yield_now();
-    }
+    let provisioning = c.a_provisions_into_a_stalled_create();
     // a is stuck in the provider past the ttl; b takes over meanwhile.
     c.advance(TTL + Duration::from_secs(1));
     assert!(c.b.manager.tick(0).leading);
@@ -323,18 +330,7 @@ fn a_provider_that_checks_fencing_tokens_refuses_a_deposed_leaders_late_create()
         .fencing
         .store(true, std::sync::atomic::Ordering::SeqCst);
     assert!(c.a.manager.tick(0).leading);
-    c.provider.script_creates([CreateStep::Stall]);
-    let a = Arc::clone(&c.a.manager);
-    let pid = c.provider.id.clone();
-    let provisioning = std::thread::spawn(move || a.provision_worker(&pid, spec()));
-    while c
-        .provider
-        .creating_now
-        .load(std::sync::atomic::Ordering::SeqCst)
-        == 0
-    {
-        std::thread::yield_now();
-    }
+    let provisioning = c.a_provisions_into_a_stalled_create();
     // a is stuck on its way to the cloud past the ttl; b takes over and creates one.
     c.advance(TTL + Duration::from_secs(1));
     assert!(c.b.manager.tick(0).leading);
