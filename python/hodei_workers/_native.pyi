@@ -1492,7 +1492,9 @@ class LifecycleManager:
     def config(self) -> LifecycleConfig:
         """The configuration."""
     def register_provider(self, provider: Provider) -> None:
-        """Adds a provider under its ``provider_id`` (read once, now).
+        """Adds a provider under its ``provider_id`` (read once, now). Whether its
+        ``create_worker`` and ``destroy_worker`` take a ``fencing_token`` keyword is read from
+        their signatures now too (see ``hodei_workers.Provider``).
 
         Raises:
             TypeError: the object lacks ``create_worker``/``destroy_worker``, or its id or type

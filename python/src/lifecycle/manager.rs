@@ -171,8 +171,9 @@ impl PyLifecycleManager {
     }
 
     /// Adds a provider (see the class docstring for its shape) under its ``provider_id``.
-    /// Raises TypeError for an object of the wrong shape, InvalidArgumentError when a provider
-    /// with that id is registered already.
+    /// Whether its ``create_worker`` and ``destroy_worker`` take a ``fencing_token`` keyword is
+    /// read from their signatures now. Raises TypeError for an object of the wrong shape,
+    /// InvalidArgumentError when a provider with that id is registered already.
     fn register_provider(&self, py: Python<'_>, provider: &Bound<'_, PyAny>) -> PyResult<()> {
         let provider = PythonProvider::new(provider)?;
         let entry = (provider.id().clone(), provider.object());
