@@ -506,8 +506,9 @@ typedef struct hw_event hw_event;
 typedef struct hw_manager hw_manager;
 
 /*
- The context of one provider callback: what the callback reads (metadata) and writes
- (resource id, instances, error message). Valid only during the callback; do not keep it.
+ The context of one provider callback: what the callback reads (metadata, the fencing
+ token) and writes (resource id, instances, error message). Valid only during the callback;
+ do not keep it.
  */
 typedef struct hw_provider_call hw_provider_call;
 

@@ -85,8 +85,9 @@ pub struct hw_provider_callbacks {
     pub release: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
 }
 
-/// The context of one provider callback: what the callback reads (metadata) and writes
-/// (resource id, instances, error message). Valid only during the callback; do not keep it.
+/// The context of one provider callback: what the callback reads (metadata, the fencing
+/// token) and writes (resource id, instances, error message). Valid only during the callback;
+/// do not keep it.
 #[derive(Debug, Default)]
 pub struct hw_provider_call {
     operation: &'static str,
