@@ -88,6 +88,8 @@ pub struct CloudStats {
     pub no_capacity: u64,
     /// Instances reclaimed at the end of an interruption notice.
     pub reclaimed: u64,
+    /// Create and destroy calls refused for their fencing token (a larger one was served).
+    pub token_refusals: u64,
 }
 
 /// The simulated cloud: its instances (the ground truth the leak check compares against),
@@ -118,8 +120,6 @@ pub struct Cloud {
     pub(crate) fencing: bool,
     /// The largest fencing token served.
     highest_token: u64,
-    /// Calls refused for their token.
-    pub(crate) token_refusals: u64,
     /// What happened so far.
     pub stats: CloudStats,
 }
@@ -149,7 +149,6 @@ impl Cloud {
             next_index: 0,
             fencing: false,
             highest_token: 0,
-            token_refusals: 0,
             stats: CloudStats::default(),
         }
     }
@@ -169,7 +168,7 @@ impl Cloud {
             return None;
         }
         if token < self.highest_token {
-            self.token_refusals += 1;
+            self.stats.token_refusals += 1;
             return Some(format!(
                 "{FENCED_BY_TOKEN}: token {token} is below {}, already served",
                 self.highest_token

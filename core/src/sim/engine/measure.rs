@@ -80,11 +80,9 @@ impl Simulation {
             .collect();
         waits.sort_unstable();
         let mut cloud = crate::sim::cloud::CloudStats::default();
-        let mut provider_refusals = 0;
         for c in &self.clouds {
-            let c = c.lock();
-            provider_refusals += c.token_refusals;
-            let stats = &c.stats;
+            let stats = &c.lock().stats;
+            cloud.token_refusals += stats.token_refusals;
             cloud.panics += stats.panics;
             cloud.vanished += stats.vanished + stats.reclaimed;
             cloud.crashes += stats.crashes;
@@ -125,7 +123,7 @@ impl Simulation {
             replica_crashes: self.replicas.crashes,
             replica_pauses: self.replicas.pauses,
             store_refusals: self.replicas.refusals,
-            provider_refusals,
+            provider_refusals: cloud.token_refusals,
             violations_total: self.checker.total(),
             violations: self.checker.violations().to_vec(),
             trace_hash: format!("{:016x}", self.hash.0),
