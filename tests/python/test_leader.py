@@ -103,17 +103,23 @@ class FencedCloud:
         self.live.discard(handle.resource_id)
 
 
+def lead(registry: hw.Registry, name: str, cloud: FencedCloud) -> tuple[hw.LifecycleManager, int]:
+    """A replica named ``name`` with ``cloud``, after the tick that made it the leader; and its
+    term."""
+    manager = hw.LifecycleManager.replicated(registry, name, 15.0)
+    manager.register_provider(cloud)
+    assert manager.tick(0).leading
+    leader = manager.leader()
+    assert leader is not None
+    return manager, leader.term
+
+
 def test_each_create_and_destroy_is_told_its_fencing_token(registry: hw.Registry, backend: str) -> None:
     """A provider method that takes a ``fencing_token`` keyword (by name or through
     ``**kwargs``) is told the term the manager calls under; a replica that took over calls with
     a larger one. Methods without it are called as before (``Cloud`` above)."""
     cloud = FencedCloud()
-    a = hw.LifecycleManager.replicated(registry, "host-a", 15.0)
-    a.register_provider(cloud)
-    assert a.tick(0).leading
-    leader = a.leader()
-    assert leader is not None
-    term_a = leader.term
+    a, term_a = lead(registry, "host-a", cloud)
     w = a.provision_worker("fenced", hw.WorkerSpec("img"))
     a.terminate_worker(w.id, hw.TerminationReason.REQUESTED)
     assert cloud.tokens == [("create", term_a), ("destroy i-1", term_a)]
@@ -124,12 +130,7 @@ def test_each_create_and_destroy_is_told_its_fencing_token(registry: hw.Registry
     # On a shared registry another replica takes over once a steps down: its term, and so
     # its tokens, are larger, and the cloud refuses a's from then on.
     a.step_down()
-    b = hw.LifecycleManager.replicated(registry, "host-b", 15.0)
-    b.register_provider(cloud)
-    assert b.tick(0).leading
-    leader = b.leader()
-    assert leader is not None
-    term_b = leader.term
+    b, term_b = lead(registry, "host-b", cloud)
     assert term_b > term_a
     b.provision_worker("fenced", hw.WorkerSpec("img"))
     assert cloud.tokens[-1] == ("create", term_b)
