@@ -246,9 +246,10 @@ fn a_provider_that_checks_fencing_tokens_refuses_the_late_create_of_a_leader_pau
             .unwrap();
     c.provider.release_stalled(1);
     let err = provisioning.join().unwrap().unwrap_err();
+    assert!(matches!(err, Error::NotLeader(_)), "{err}");
     assert!(
         err.to_string()
-            .contains(&format!("fenced: token {term_a} is below {term_b}")),
+            .contains(&format!("token {term_a} is below {term_b}")),
         "{err}"
     );
     assert_eq!(

@@ -98,8 +98,11 @@ pub trait WorkerProvider: Send + Sync {
     /// `create_worker`, or the token stops at the wrapper.
     ///
     /// # Errors
-    /// As `create_worker`; a refused token is an error of any kind (the deposed replica finds
-    /// its lease lost at its next check).
+    /// As `create_worker`; a refused token is best answered with
+    /// [`ProviderError::fenced`]: the manager then knows at once that another replica leads
+    /// (it stops acting as the leader until a renewal says otherwise) and does not count the
+    /// refusal as a failure of the provider (no back-off). An error of another kind works too;
+    /// the deposed replica then finds its lease lost at its next check.
     fn create_worker_fenced(
         &self,
         token: Term,
@@ -115,8 +118,10 @@ pub trait WorkerProvider: Send + Sync {
     /// method; the default ignores the token and calls `destroy_worker`.
     ///
     /// # Errors
-    /// As `destroy_worker`; a refused token is an error of a kind other than `NotFound`, so
-    /// that the worker stays `Terminating` for the replica that leads now to destroy.
+    /// As `destroy_worker`; a refused token is best answered with [`ProviderError::fenced`]
+    /// (as for a create; the worker stays `Terminating`, for the replica that leads now to
+    /// destroy, and the refusal is not counted as a failed attempt). Any kind other than
+    /// `NotFound` keeps the worker `Terminating` too.
     fn destroy_worker_fenced(&self, token: Term, handle: &WorkerHandle) -> ProviderResult<()> {
         let _ = token;
         self.destroy_worker(handle)
@@ -141,6 +146,10 @@ pub enum ProviderErrorKind {
     /// instances, a quota reached, a full cluster). A pool whose create fails this way
     /// spills its demand to the next pool that satisfies it until the back-off ends.
     NoCapacity = 4,
+    /// The provider refused the call's fencing token: it has served a larger one, so another
+    /// replica leads now (see [`WorkerProvider::create_worker_fenced`]). The manager stops
+    /// acting as the leader at once and does not back the provider off.
+    Fenced = 5,
 }
 
 impl ProviderErrorKind {
@@ -152,6 +161,7 @@ impl ProviderErrorKind {
             ProviderErrorKind::Unsupported => "unsupported",
             ProviderErrorKind::Panicked => "panicked",
             ProviderErrorKind::NoCapacity => "no_capacity",
+            ProviderErrorKind::Fenced => "fenced",
         }
     }
 }
@@ -213,6 +223,15 @@ impl ProviderError {
         }
     }
 
+    /// The call's fencing token was refused: a larger one was served
+    /// ([`ProviderErrorKind::Fenced`]).
+    pub fn fenced(message: impl Into<String>) -> Self {
+        ProviderError {
+            kind: ProviderErrorKind::Fenced,
+            message: message.into(),
+        }
+    }
+
     /// Whether the provider had no capacity.
     pub fn is_no_capacity(&self) -> bool {
         self.kind == ProviderErrorKind::NoCapacity
@@ -226,6 +245,11 @@ impl ProviderError {
     /// Whether the instance does not exist.
     pub fn is_not_found(&self) -> bool {
         self.kind == ProviderErrorKind::NotFound
+    }
+
+    /// Whether the call's fencing token was refused.
+    pub fn is_fenced(&self) -> bool {
+        self.kind == ProviderErrorKind::Fenced
     }
 }
 
@@ -284,5 +308,8 @@ mod tests {
             full.to_string(),
             "no spot g5.xlarge in eu-west-1a (no_capacity)"
         );
+        let refused = ProviderError::fenced("token 1 is below 2");
+        assert!(refused.is_fenced() && !refused.is_not_found());
+        assert_eq!(refused.to_string(), "token 1 is below 2 (fenced)");
     }
 }

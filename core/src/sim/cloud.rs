@@ -161,18 +161,19 @@ impl Cloud {
         self
     }
 
-    /// A call under fencing token `token` reaches the cloud: refused (the message) when the
-    /// cloud checks tokens and has served a larger one, else served.
-    fn admit(&mut self, token: Term) -> Option<String> {
+    /// A call under fencing token `token` reaches the cloud: refused (a
+    /// [`ProviderError::fenced`]) when the cloud checks tokens and has served a larger one,
+    /// else served.
+    fn admit(&mut self, token: Term) -> Option<ProviderError> {
         if !self.fencing {
             return None;
         }
         if token < self.highest_token {
             self.stats.token_refusals += 1;
-            return Some(format!(
-                "{FENCED_BY_TOKEN}: token {token} is below {}, already served",
+            return Some(ProviderError::fenced(format!(
+                "token {token} is below {}, already served",
                 self.highest_token
-            ));
+            )));
         }
         self.highest_token = token;
         None
@@ -333,9 +334,6 @@ enum DestroyOutcome {
 /// them in its panic hook).
 pub const SIM_PANIC_MESSAGE: &str = "simulated provider panic";
 
-/// Starts the message of a call the cloud refused for its fencing token.
-pub(crate) const FENCED_BY_TOKEN: &str = "fenced by token";
-
 /// The [`WorkerProvider`] of the simulated [`Cloud`]: creates instances that boot after a
 /// drawn delay, fails, panics and is unreachable during outages, as the scenario says.
 ///
@@ -380,7 +378,7 @@ impl WorkerProvider for SimProvider {
         let outcome = {
             let mut cloud = self.cloud.lock();
             if let Some(refused) = cloud.admit(token) {
-                return Err(ProviderError::new(refused));
+                return Err(refused);
             }
             cloud.create(id)
         };
@@ -400,7 +398,7 @@ impl WorkerProvider for SimProvider {
         let outcome = {
             let mut cloud = self.cloud.lock();
             if let Some(refused) = cloud.admit(token) {
-                return Err(ProviderError::new(refused));
+                return Err(refused);
             }
             cloud.destroy(handle)
         };

@@ -50,7 +50,7 @@ use crate::state::WorkerState;
 use crate::worker::{ProviderType, TerminationReason, Worker, WorkerHandle, WorkerSpec};
 
 use super::check::Rule;
-use super::cloud::{Cloud, FENCED_BY_TOKEN};
+use super::cloud::Cloud;
 use super::scenario::FaultPoint;
 
 /// One replica process: its name in the lease, its own clock, whether it lives and runs.
@@ -656,7 +656,7 @@ impl ReplicaProvider {
 
 /// Whether a provider call was refused by the cloud for its fencing token (it took no effect).
 fn fenced<T>(result: &std::result::Result<T, ProviderError>) -> bool {
-    matches!(result, Err(e) if e.to_string().contains(FENCED_BY_TOKEN))
+    matches!(result, Err(e) if e.is_fenced())
 }
 
 impl WorkerProvider for ReplicaProvider {

@@ -261,8 +261,8 @@ impl TestProvider {
         let highest = self.highest_token.fetch_max(token, Ordering::SeqCst);
         if token < highest {
             self.refused.lock().push((call.to_owned(), token));
-            return Err(ProviderError::new(format!(
-                "fenced: token {token} is below {highest}, already served"
+            return Err(ProviderError::fenced(format!(
+                "token {token} is below {highest}, already served"
             )));
         }
         Ok(())

@@ -340,10 +340,13 @@ fn a_provider_that_checks_fencing_tokens_refuses_a_deposed_leaders_late_create()
             .unwrap();
     c.provider.release_stalled(1);
     let err = provisioning.join().unwrap().unwrap_err();
+    assert!(matches!(err, Error::NotLeader(_)), "{err}");
     assert!(
-        err.to_string().contains("fenced: token 1 is below 2"),
+        err.to_string()
+            .contains("refused fencing token 1, the term this replica held"),
         "{err}"
     );
+    assert!(err.to_string().contains("token 1 is below 2"), "{err}");
     assert_eq!(
         *c.provider.tokens.lock(),
         [("create".to_owned(), 1), ("create".to_owned(), 2)]
@@ -397,6 +400,125 @@ fn a_provider_that_checks_fencing_tokens_refuses_a_deposed_leaders_late_destroy(
         *c.provider.tokens.lock(),
         [("create".to_owned(), 1), (call.clone(), 1), (call, 2)]
     );
+    // A refused token is not a failed destroy: nothing says so, nothing is retried.
+    assert_eq!(c.a.manager.stats().unwrap().destroy_failures_total, 0);
+    assert!(
+        !c.events
+            .drain()
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::DestroyFailed { .. })),
+        "no DestroyFailed"
+    );
+}
+
+/// A refused destroy is not a failed one: the deposed leader (its own clock missed its pause)
+/// neither counts it nor says `DestroyFailed`, and stops leading at once; the worker stays
+/// `Terminating`, and the replica that leads destroys it.
+#[test]
+fn a_destroy_refused_for_its_token_is_not_a_failed_attempt() {
+    let c = cluster();
+    c.provider
+        .fencing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let r = c.a.manager.tick(1);
+    assert_eq!(r.provisioned.len(), 1, "{:?}", r.decisions);
+    let id = r.provisioned[0].worker_id;
+    c.registry.update_state(&id, WorkerState::Ready).unwrap();
+    // a's destroy stalls on its way to the cloud; b's first destroy, once it leads, fails.
+    c.provider
+        .script_destroys([DestroyStep::Stall, DestroyStep::Fail("cloud down")]);
+    let a = Arc::clone(&c.a.manager);
+    let terminating =
+        std::thread::spawn(move || a.terminate_worker(&id, TerminationReason::Requested));
+    while c
+        .provider
+        .destroying_now
+        .load(std::sync::atomic::Ordering::SeqCst)
+        == 0
+    {
+        std::thread::yield_now();
+    }
+    let resource = c.provider.destroyed.lock()[0].resource_id.clone();
+    c.store.advance(TTL + Duration::from_secs(1));
+    c.b.local.advance(TTL + Duration::from_secs(1));
+    let rb = c.b.manager.tick(0);
+    assert!(rb.leading);
+    assert_eq!(rb.failed.len(), 1, "b's destroy failed: {:?}", rb.decisions);
+    c.events.drain();
+    c.provider.release_stalled(1);
+    let _ = terminating.join().unwrap();
+    let call = format!("destroy {resource}");
+    assert_eq!(*c.provider.refused.lock(), [(call, 1)]);
+    assert!(
+        !c.a.manager.is_leader(),
+        "the refusal closed a's trust window"
+    );
+    assert_eq!(c.a.manager.stats().unwrap().destroy_failures_total, 0);
+    assert!(
+        !c.events
+            .drain()
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::DestroyFailed { .. })),
+        "no DestroyFailed"
+    );
+    assert_eq!(
+        c.registry.get(&id).unwrap().map(|w| w.state),
+        Some(WorkerState::Terminating)
+    );
+    // b retries after its back-off and destroys it.
+    c.store.advance(Duration::from_secs(10));
+    c.b.local.advance(Duration::from_secs(10));
+    let rb = c.b.manager.tick(0);
+    assert!(rb.leading);
+    assert!(c.registry.get(&id).unwrap().is_none(), "{:?}", rb.decisions);
+    assert!(!c.provider.instance_ids().contains(&resource));
+}
+
+/// A refused token is the provider's word that another replica leads. A leader whose own
+/// clock did not see its pause (its trust window still looks open) takes it at once: it makes
+/// no further provider call before a renewal says who leads, and does not count the refusal as
+/// a failure of the provider (no back-off, no `ProvisionFailed`).
+#[test]
+fn a_refused_fencing_token_ends_the_deposed_leaders_trust_at_once_and_backs_nothing_off() {
+    let c = cluster();
+    c.provider
+        .fencing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(c.a.manager.tick(0).leading);
+    let provisioning = c.a_provisions_into_a_stalled_create();
+    // The store and b move past the lease; a's own clock does not (a VM frozen in the call).
+    c.store.advance(TTL + Duration::from_secs(1));
+    c.b.local.advance(TTL + Duration::from_secs(1));
+    assert!(c.b.manager.tick(0).leading);
+    c.b.manager
+        .provision_worker(&c.provider.id, spec())
+        .unwrap();
+    assert!(c.a.manager.is_leader(), "a's own clock says it still leads");
+    c.provider.release_stalled(1);
+    let err = provisioning.join().unwrap().unwrap_err();
+    assert!(matches!(err, Error::NotLeader(_)), "{err}");
+    assert!(
+        !c.a.manager.is_leader(),
+        "the provider's refusal closed a's trust window"
+    );
+    assert!(
+        c.a.manager.provider_backoff().is_empty(),
+        "{:?}",
+        c.a.manager.provider_backoff()
+    );
+    assert_eq!(c.a.manager.stats().unwrap().provision_failures_total, 0);
+    assert!(
+        !c.events
+            .drain()
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::ProvisionFailed { .. })),
+        "no ProvisionFailed"
+    );
+    // Its next tick asks the store, which names b: a follows and calls nothing.
+    let calls = c.provider.calls();
+    let r = c.a.manager.tick(3);
+    assert!(!r.leading, "{:?}", r.decisions);
+    assert_eq!(c.provider.calls(), calls, "a made no provider call");
 }
 
 #[test]

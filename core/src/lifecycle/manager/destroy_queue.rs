@@ -317,6 +317,9 @@ impl WorkerLifecycleManager {
         match outcome {
             Ok(()) => self.finish_destroy(id, &entry, out),
             Err(e) if e.is_not_found() => self.finish_destroy(id, &entry, out),
+            // The provider refused the token: another replica leads, and destroys (the queue
+            // is its now). Not a failed attempt; tried again only if this replica leads again.
+            Err(e) if e.is_fenced() => self.postpone(id),
             Err(e) => {
                 if let Ok(None) = self.registry.get(&id) {
                     // The host unregistered it during the destroy: it took the instance over.

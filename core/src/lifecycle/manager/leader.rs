@@ -15,6 +15,7 @@ use crate::registry::WorkerRegistry;
 
 use super::super::config::WorkerLifecycleConfig;
 use super::super::lease::{LeaderInfo, Leadership, LeaseKeeper, Renewal, Term};
+use super::super::provider::{guarded, ProviderResult};
 use super::super::report::TickReport;
 use super::brake::Brake;
 use super::destroy_queue::DestroyQueue;
@@ -123,6 +124,26 @@ impl WorkerLifecycleManager {
     /// [`Error::NotLeader`].
     pub(super) fn confirm(&self) -> Result<Term> {
         self.lease.confirm()
+    }
+
+    /// Runs a create or destroy made under fencing token `token` (`what` names it; a panic
+    /// becomes the error). A refused token ([`ProviderErrorKind::Fenced`]) is the provider's
+    /// word that another replica leads under a larger term: the trust window of `token`
+    /// closes at once, as for a refusal by the store, so the rest of the tick makes no further
+    /// provider call.
+    ///
+    /// [`ProviderErrorKind::Fenced`]: super::super::provider::ProviderErrorKind::Fenced
+    pub(super) fn provider_call<T>(
+        &self,
+        token: Term,
+        what: &str,
+        call: impl FnOnce() -> ProviderResult<T>,
+    ) -> ProviderResult<T> {
+        let result = guarded(what, call);
+        if matches!(&result, Err(e) if e.is_fenced()) {
+            self.lease.distrust(token);
+        }
+        result
     }
 
     /// Runs a leader-only registry write, fenced twice: by [`fence`](Self::fence) right

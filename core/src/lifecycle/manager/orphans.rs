@@ -127,6 +127,9 @@ impl WorkerLifecycleManager {
                     ));
                 }
                 Err(e) if e.is_not_found() => self.orphan_gone(handle),
+                // Another replica leads (the provider refused the token): its reconcile finds
+                // the instance. Not a failed attempt.
+                Err(e) if e.is_fenced() => return,
                 Err(e) => {
                     let (attempts, next_at) = self.orphan_destroy_failed(handle, now);
                     bump(&self.counters.destroy_failures, 1);

@@ -115,7 +115,7 @@ impl WorkerLifecycleManager {
         handle: &WorkerHandle,
     ) -> std::result::Result<(), ProviderError> {
         match self.provider(&handle.provider_id) {
-            Some(p) => guarded("destroy_worker", || {
+            Some(p) => self.provider_call(token, "destroy_worker", || {
                 p.provider.destroy_worker_fenced(token, handle)
             }),
             None => Err(ProviderError::new(format!(

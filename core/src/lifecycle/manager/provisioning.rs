@@ -11,7 +11,7 @@ use crate::events::EventKind;
 use crate::ids::{ProviderId, WorkerId};
 use crate::worker::{Worker, WorkerHandle, WorkerSpec};
 
-use super::super::provider::{guarded, ProviderError, WorkerProvider};
+use super::super::provider::{ProviderError, WorkerProvider};
 use super::super::report::ProvisionFailure;
 use super::{bump, WorkerLifecycleManager};
 
@@ -63,14 +63,16 @@ impl WorkerLifecycleManager {
     ///
     /// The intent is recorded in the provisioning ledger **before** the provider is called, so
     /// concurrent calls never exceed `max_workers`. Emits `ProvisionRequested`, and
-    /// `ProvisionFailed` on failure; consecutive failures back the provider off for automatic
-    /// scaling (a direct call is always attempted).
+    /// `ProvisionFailed` when the provider fails; consecutive failures back the provider off
+    /// for automatic scaling (a direct call is always attempted).
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for an invalid spec; [`Error::ProviderNotFound`];
-    /// [`Error::CapacityExceeded`] at `max_workers`; [`Error::Provider`] when the provider
-    /// failed or panicked; a registry error when the handle could not be registered (the new
-    /// instance is then destroyed, so nothing leaks).
+    /// [`Error::CapacityExceeded`] at `max_workers`; [`Error::NotLeader`] when another replica
+    /// leads (this manager's lease, the store's lease row, or the provider's refusal of the
+    /// fencing token says so: not a failure of the provider); [`Error::Provider`] when the
+    /// provider failed or panicked; a registry error when the handle could not be registered
+    /// (the new instance is then destroyed, so nothing leaks).
     pub fn provision_worker(
         &self,
         provider_id: &ProviderId,
@@ -102,7 +104,7 @@ impl WorkerLifecycleManager {
 
         let id = self.next_worker_id();
         crate::trace::event!(worker_id = %id, "create_worker");
-        let created = guarded("create_worker", || {
+        let created = self.provider_call(token, "create_worker", || {
             entry.provider.create_worker_fenced(token, id, &spec)
         });
         let mut handle = match created {
@@ -115,7 +117,7 @@ impl WorkerLifecycleManager {
                 handle.worker_id = id;
                 handle.provider_id = provider_id.clone();
                 handle.provider_type = entry.provider_type.clone();
-                let destroyed = match guarded("destroy_worker", || {
+                let destroyed = match self.provider_call(token, "destroy_worker", || {
                     entry.provider.destroy_worker_fenced(token, &handle)
                 }) {
                     Ok(()) => "its instance was destroyed".to_owned(),
@@ -135,6 +137,18 @@ impl WorkerLifecycleManager {
                         message: format!("create_worker failed: {e}"),
                     },
                     Some(failure),
+                ));
+            }
+            // The provider refused the token: another replica leads (`provider_call` closed the
+            // trust window). Not the provider's failure: no back-off, no `ProvisionFailed`.
+            Err(e) if e.is_fenced() => {
+                drop(ticket);
+                return Err((
+                    Error::NotLeader(format!(
+                        "provider {provider_id} refused fencing token {token}, the term this \
+                         replica held: another replica leads under a larger term ({e})"
+                    )),
+                    None,
                 ));
             }
             Err(e) => {
@@ -179,7 +193,7 @@ impl WorkerLifecycleManager {
                 // The instance exists but cannot be recorded: destroy it rather than leak it.
                 // (Should that fail too, `reconcile` finds it as an orphan.) The handle carries
                 // the id the manager made, never another worker's.
-                let _ = guarded("destroy_worker", || {
+                let _ = self.provider_call(token, "destroy_worker", || {
                     entry.provider.destroy_worker_fenced(token, &handle)
                 });
                 Err((e, None))

@@ -87,12 +87,17 @@ impl WorkerLifecycleManager {
                         let Ok(token) = self.confirm() else {
                             break;
                         };
-                        let error = guarded("destroy_worker", || {
+                        let destroyed = self.provider_call(token, "destroy_worker", || {
                             entry.provider.destroy_worker_fenced(token, handle)
-                        })
-                        .err()
-                        .filter(|e| !e.is_not_found())
-                        .map(|e| e.to_string());
+                        });
+                        if matches!(&destroyed, Err(e) if e.is_fenced()) {
+                            // Another replica leads: its reconcile owns the orphans now.
+                            break;
+                        }
+                        let error = destroyed
+                            .err()
+                            .filter(|e| !e.is_not_found())
+                            .map(|e| e.to_string());
                         // A failed one is destroyed again by the ticks (after a back-off).
                         match &error {
                             Some(_) => {
