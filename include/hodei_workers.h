@@ -477,6 +477,14 @@ enum hw_provider_result
    satisfies it until the provider's back-off ends.
    */
   HW_PROVIDER_RESULT_NO_CAPACITY = 4,
+  /*
+   `create_worker`, `destroy_worker`: the call's fencing token
+   (`hw_provider_call_get_fencing_token`) is below the largest this provider has served:
+   another replica leads now. Not a failure of the provider (no back-off, no failed
+   attempt): the manager stops acting as the leader until its next tick's renewal, and
+   the call returns `HW_ERR_NOT_LEADER`.
+   */
+  HW_PROVIDER_RESULT_FENCED = 5,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

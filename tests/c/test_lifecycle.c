@@ -31,6 +31,8 @@ typedef struct fake_cloud {
   int destroyed;
   int released;
   int fail_creates;
+  /* Refuse the next create's fencing token (as a cloud that served a larger one would). */
+  int refuse_token;
   /* The worker id the last create was asked for (the manager makes it first). */
   hw_worker_id last_created_id;
   char last_destroyed[64];
@@ -62,6 +64,11 @@ static uint32_t cloud_create(void *user_data, hw_worker_id worker_id, const hw_w
   if (cloud->fail_creates) {
     hw_provider_call_set_error(call, "quota exhausted");
     return HW_PROVIDER_RESULT_FAILED;
+  }
+  if (cloud->refuse_token) {
+    cloud->refuse_token = 0;
+    hw_provider_call_set_error(call, "token 1 is below 2, already served");
+    return HW_PROVIDER_RESULT_FENCED;
   }
   char *image = NULL;
   if (hw_worker_spec_get_image(spec, &image) != HW_OK) return HW_PROVIDER_RESULT_FAILED;
@@ -197,6 +204,25 @@ static void manager_lifecycle(void) {
     hw_event_free(ev);
   }
   CHECK(failed_events == 1);
+
+  /* A refused fencing token is not a failure of the provider: HW_ERR_NOT_LEADER, no event,
+   * and no further provider call until a tick's renewal says this manager leads again. */
+  cloud.refuse_token = 1;
+  int created_before = cloud.created;
+  CHECK_STATUS(hw_manager_provision(mgr, "cloud", spec, &w), HW_ERR_NOT_LEADER);
+  CHECK(strstr(hw_last_error_message(), "refused fencing token 1") != NULL);
+  CHECK(strstr(hw_last_error_message(), "token 1 is below 2") != NULL);
+  bool leading = true;
+  CHECK_OK(hw_manager_is_leader(mgr, &leading));
+  CHECK(!leading);
+  CHECK_STATUS(hw_manager_provision(mgr, "cloud", spec, &w), HW_ERR_NOT_LEADER);
+  CHECK(cloud.created == created_before);
+  while (hw_subscription_recv(events, 0, &ev) == HW_OK && ev != NULL) {
+    hw_event_kind kind = 0;
+    CHECK_OK(hw_event_get_kind(ev, &kind));
+    CHECK(kind != HW_EVENT_KIND_PROVISION_FAILED);
+    hw_event_free(ev);
+  }
   hw_subscription_free(events);
 
   /* The agent reports in, takes a job, heartbeats. */
@@ -262,7 +288,12 @@ static void manager_lifecycle(void) {
   char *stats = NULL;
   CHECK_OK(hw_manager_stats_json(mgr, &stats));
   CHECK(stats != NULL && strstr(stats, "\"lost_jobs_total\":1") != NULL);
+  /* The quota failure counted; the refused token did not. */
+  CHECK(stats != NULL && strstr(stats, "\"provision_failures_total\":1") != NULL);
   hw_string_free(stats);
+  /* The ticks' renewals said this (lone) manager leads again. */
+  CHECK_OK(hw_manager_is_leader(mgr, &leading));
+  CHECK(leading);
 
   /* Terminate on request, then drain: both through the manager. */
   CHECK_OK(hw_manager_provision(mgr, "cloud", spec, &w));

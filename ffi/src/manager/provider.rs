@@ -34,6 +34,12 @@ pub enum hw_provider_result {
     /// quota). A pool whose create fails this way hands its demand to the next pool that
     /// satisfies it until the provider's back-off ends.
     NoCapacity = 4,
+    /// `create_worker`, `destroy_worker`: the call's fencing token
+    /// (`hw_provider_call_get_fencing_token`) is below the largest this provider has served:
+    /// another replica leads now. Not a failure of the provider (no back-off, no failed
+    /// attempt): the manager stops acting as the leader until its next tick's renewal, and
+    /// the call returns `HW_ERR_NOT_LEADER`.
+    Fenced = 5,
 }
 
 /// A provider written in C: function pointers and the `user_data` they receive first. Each
@@ -140,6 +146,7 @@ impl CProvider {
             2 => Err(ProviderError::not_found(message())),
             3 => Err(ProviderError::unsupported(call.operation)),
             4 => Err(ProviderError::no_capacity(message())),
+            5 => Err(ProviderError::fenced(message())),
             other => Err(ProviderError::new(format!(
                 "{} of C provider {} returned {other}, which is not a hw_provider_result",
                 call.operation, self.id
