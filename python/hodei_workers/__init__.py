@@ -86,7 +86,7 @@ from hodei_workers._native import (
     WorkerState,
     __version__,
 )
-from hodei_workers.provider import Created, NoCapacity, Provider
+from hodei_workers.provider import Created, Fenced, NoCapacity, Provider
 
 __all__ = [
     # registry and values
@@ -104,6 +104,7 @@ __all__ = [
     "Provider",
     "Created",
     "NoCapacity",
+    "Fenced",
     "WorkerHandle",
     "TickReport",
     "Ticker",

@@ -1107,7 +1107,7 @@ class ProvisionFailure:
         """The provider."""
     @property
     def kind(self) -> str:
-        """``"failed"``, ``"not_found"``, ``"unsupported"`` or ``"panicked"``."""
+        """``"failed"``, ``"not_found"``, ``"unsupported"``, ``"panicked"`` or ``"no_capacity"``."""
     @property
     def error(self) -> str:
         """What went wrong."""

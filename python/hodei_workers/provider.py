@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Mapping, Protocol, Tuple, Union
 if TYPE_CHECKING:
     from hodei_workers._native import WorkerHandle, WorkerSpec
 
-__all__ = ["Provider", "Created", "NoCapacity"]
+__all__ = ["Provider", "Created", "NoCapacity", "Fenced"]
 
 Created = Union[str, Tuple[str, Mapping[str, str]]]
 """What ``create_worker`` returns: the instance's resource id, or (resource id, metadata)."""
@@ -35,6 +35,15 @@ class NoCapacity(Exception):
     (a spot market without instances, a full quota): the create counts as a failure of kind
     "no capacity", and a pool that gets it hands its demand to the next pool that satisfies it
     until the provider's back-off ends."""
+
+
+class Fenced(Exception):
+    """Raise it from ``create_worker`` or ``destroy_worker`` when the call's ``fencing_token``
+    is below the largest one the provider has served: another replica leads now. The manager
+    takes it as that replica's word, not as a failure of the provider: it stops acting as the
+    leader until its next tick renews the lease, does not back the provider off nor count a
+    failed attempt, and the call (``provision_worker``, ``terminate_worker``, ...) raises
+    ``NotLeaderError``."""
 
 
 class Provider(Protocol):
@@ -51,9 +60,9 @@ class Provider(Protocol):
     the default keeps the method a match for this protocol, the manager always passes it): the
     manager then passes the term of the leadership it calls under, an ``int`` that only grows
     from one leader to the next (1 for a manager that is the only one). A provider whose
-    infrastructure keeps the largest token it has served, and raises for a smaller one,
-    refuses a replica that was paused after its last check of the lease while another took
-    over. The manager reads the signatures once, at ``register_provider``.
+    infrastructure keeps the largest token it has served, and raises ``Fenced`` for a smaller
+    one, refuses a replica that was paused after its last check of the lease while another
+    took over. The manager reads the signatures once, at ``register_provider``.
     """
 
     @property

@@ -220,8 +220,13 @@ impl PythonProvider {
             });
             return ProviderError::new(format!("{text} (interrupted)"));
         }
-        if method == "create_worker" && is_no_capacity(py, &err) {
+        if method == "create_worker" && is_provider_exception(py, &err, "NoCapacity") {
             return ProviderError::no_capacity(text);
+        }
+        if matches!(method, "create_worker" | "destroy_worker")
+            && is_provider_exception(py, &err, "Fenced")
+        {
+            return ProviderError::fenced(text);
         }
         if method == "destroy_worker" && err.is_instance_of::<PyLookupError>(py) {
             return ProviderError::not_found(text);
@@ -400,10 +405,11 @@ impl PythonProvider {
     }
 }
 
-/// Whether `err` is a `hodei_workers.NoCapacity` (defined in Python, in `provider.py`).
-fn is_no_capacity(py: Python<'_>, err: &PyErr) -> bool {
+/// Whether `err` is a `hodei_workers.<class_name>` defined in Python, in `provider.py`
+/// (`NoCapacity`, `Fenced`).
+fn is_provider_exception(py: Python<'_>, err: &PyErr, class_name: &str) -> bool {
     py.import("hodei_workers.provider")
-        .and_then(|m| m.getattr("NoCapacity"))
+        .and_then(|m| m.getattr(class_name))
         .and_then(|class| err.value(py).is_instance(&class))
         .unwrap_or(false)
 }

@@ -88,7 +88,7 @@ class FencedCloud:
         assert isinstance(fencing_token, int)
         self.tokens.append((call, fencing_token))
         if fencing_token < self.highest:
-            raise RuntimeError(f"fenced: token {fencing_token} is below {self.highest}")
+            raise hw.Fenced(f"token {fencing_token} is below {self.highest}")
         self.highest = fencing_token
 
     # A default keeps the method a `hw.Provider` for type checkers; the manager always passes it.
@@ -137,11 +137,37 @@ def test_each_create_and_destroy_is_told_its_fencing_token(registry: hw.Registry
     assert cloud.highest == term_b
 
 
-def test_a_refused_token_is_a_provider_failure(registry: hw.Registry) -> None:
+def test_a_refused_token_says_another_replica_leads(registry: hw.Registry) -> None:
+    """``hw.Fenced`` from the provider: ``NotLeaderError``, not a failure of the provider (no
+    back-off, nothing counted), and no provider call until a tick renews the lease."""
     cloud = FencedCloud()
     cloud.highest = 10**9  # a replica with a far larger term served the cloud already
     manager = hw.LifecycleManager(registry)
     manager.register_provider(cloud)
-    with pytest.raises(hw.ProviderError, match="fenced: token 1 is below"):
+    with pytest.raises(hw.NotLeaderError, match="refused fencing token 1") as refused:
         manager.provision_worker("fenced", hw.WorkerSpec("img"))
+    assert "token 1 is below 1000000000" in str(refused.value)
     assert cloud.live == set()
+    assert not manager.is_leader()
+    assert manager.provider_backoff() == []
+    assert manager.stats().provision_failures_total == 0
+    calls = len(cloud.tokens)
+    with pytest.raises(hw.NotLeaderError):
+        manager.provision_worker("fenced", hw.WorkerSpec("img"))
+    assert len(cloud.tokens) == calls, "no provider call before a renewal"
+    # This manager is the only one: its tick renews its lease (the cloud, served by some other
+    # deployment's larger terms, goes on refusing).
+    manager.tick(0)
+    assert manager.is_leader()
+
+
+def test_any_other_exception_for_a_refused_token_is_a_provider_failure(registry: hw.Registry) -> None:
+    class Refusing(FencedCloud):
+        def admit(self, call: str, fencing_token: int) -> None:
+            raise RuntimeError(f"token {fencing_token} refused")
+
+    manager = hw.LifecycleManager(registry)
+    manager.register_provider(Refusing())
+    with pytest.raises(hw.ProviderError, match="token 1 refused"):
+        manager.provision_worker("fenced", hw.WorkerSpec("img"))
+    assert [b.provider_id for b in manager.provider_backoff()] == ["fenced"]

@@ -10,7 +10,7 @@ import hodei_workers._native as native
 
 
 def test_all_exports_everything_the_native_module_has() -> None:
-    assert set(hw.__all__) - set(native.__all__) == {"Provider", "Created", "NoCapacity"}
+    assert set(hw.__all__) - set(native.__all__) == {"Provider", "Created", "NoCapacity", "Fenced"}
     assert set(native.__all__) <= set(hw.__all__)
     for name in native.__all__:
         assert getattr(hw, name) is getattr(native, name), name

@@ -233,7 +233,7 @@ def stub_all() -> list[str]:
 
 def test_names_agree_between_package_native_module_and_stub() -> None:
     assert sorted(stub_all()) == sorted(native.__all__)
-    assert sorted(hw.__all__) == sorted([*native.__all__, "Provider", "Created", "NoCapacity"])
+    assert sorted(hw.__all__) == sorted([*native.__all__, "Provider", "Created", "NoCapacity", "Fenced"])
     assert len(hw.__all__) == len(set(hw.__all__))
     for name in native.__all__:
         assert getattr(hw, name) is getattr(native, name), name

@@ -234,7 +234,7 @@ report_class! {
     ProvisionFailure(core::ProvisionFailure) {
         /// The provider.
         provider_id: |c, py| c.provider_id.to_string(),
-        /// ``"failed"``, ``"not_found"``, ``"unsupported"`` or ``"panicked"``.
+        /// ``"failed"``, ``"not_found"``, ``"unsupported"``, ``"panicked"`` or ``"no_capacity"``.
         kind: |c, py| c.kind.as_str(),
         /// What went wrong.
         error: |c, py| c.error.clone(),
