@@ -10,8 +10,10 @@ import hodei_workers._native as native
 
 
 def test_all_exports_everything_the_native_module_has() -> None:
+    # Beside the native module's names, the ones defined in Python (provider.py).
     assert set(hw.__all__) - set(native.__all__) == {"Provider", "Created", "NoCapacity", "Fenced"}
     assert set(native.__all__) <= set(hw.__all__)
+    assert len(hw.__all__) == len(set(hw.__all__)), "no name twice"
     for name in native.__all__:
         assert getattr(hw, name) is getattr(native, name), name
     assert hw.__version__.count(".") == 2

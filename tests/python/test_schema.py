@@ -231,12 +231,9 @@ def stub_all() -> list[str]:
     raise AssertionError("the stub has no __all__")
 
 
-def test_names_agree_between_package_native_module_and_stub() -> None:
+def test_names_agree_between_native_module_and_stub() -> None:
+    """(The package's own exports: test_package.py.)"""
     assert sorted(stub_all()) == sorted(native.__all__)
-    assert sorted(hw.__all__) == sorted([*native.__all__, "Provider", "Created", "NoCapacity", "Fenced"])
-    assert len(hw.__all__) == len(set(hw.__all__))
-    for name in native.__all__:
-        assert getattr(hw, name) is getattr(native, name), name
     # Every public class of the native module is exported.
     public = {n for n, v in vars(native).items() if inspect.isclass(v) and not n.startswith("_")}
     assert public <= set(native.__all__), public - set(native.__all__)
