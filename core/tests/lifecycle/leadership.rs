@@ -100,6 +100,38 @@ impl Cluster {
         provisioning
     }
 
+    /// a provisions a worker (Ready), then terminates it on a thread of its own with the
+    /// provider's destroys scripted by `destroys` (the first a stall: a's destroy waits inside
+    /// the provider until `release_stalled`). Returns once a's destroy is inside: the worker,
+    /// its instance, the terminating thread.
+    fn a_terminates_into_a_stalled_destroy(
+        &self,
+        destroys: impl IntoIterator<Item = DestroyStep>,
+    ) -> (
+        WorkerId,
+        String,
+        std::thread::JoinHandle<Result<CleanupResult>>,
+    ) {
+        let r = self.a.manager.tick(1);
+        assert_eq!(r.provisioned.len(), 1, "{:?}", r.decisions);
+        let id = r.provisioned[0].worker_id;
+        self.registry.update_state(&id, WorkerState::Ready).unwrap();
+        self.provider.script_destroys(destroys);
+        let a = Arc::clone(&self.a.manager);
+        let terminating =
+            std::thread::spawn(move || a.terminate_worker(&id, TerminationReason::Requested));
+        while self
+            .provider
+            .destroying_now
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == 0
+        {
+            std::thread::yield_now();
+        }
+        let resource = self.provider.destroyed.lock()[0].resource_id.clone();
+        (id, resource, terminating)
+    }
+
     fn count_calls(&self, prefix: &str) -> usize {
         self.provider
             .calls()
@@ -368,23 +400,7 @@ fn a_provider_that_checks_fencing_tokens_refuses_a_deposed_leaders_late_destroy(
     c.provider
         .fencing
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    let r = c.a.manager.tick(1);
-    assert_eq!(r.provisioned.len(), 1, "{:?}", r.decisions);
-    let id = r.provisioned[0].worker_id;
-    c.registry.update_state(&id, WorkerState::Ready).unwrap();
-    c.provider.script_destroys([DestroyStep::Stall]);
-    let a = Arc::clone(&c.a.manager);
-    let terminating =
-        std::thread::spawn(move || a.terminate_worker(&id, TerminationReason::Requested));
-    while c
-        .provider
-        .destroying_now
-        .load(std::sync::atomic::Ordering::SeqCst)
-        == 0
-    {
-        std::thread::yield_now();
-    }
-    let resource = c.provider.destroyed.lock()[0].resource_id.clone();
+    let (id, resource, terminating) = c.a_terminates_into_a_stalled_destroy([DestroyStep::Stall]);
     c.advance(TTL + Duration::from_secs(1));
     assert!(c.b.manager.tick(0).leading);
     assert!(
@@ -420,25 +436,9 @@ fn a_destroy_refused_for_its_token_is_not_a_failed_attempt() {
     c.provider
         .fencing
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    let r = c.a.manager.tick(1);
-    assert_eq!(r.provisioned.len(), 1, "{:?}", r.decisions);
-    let id = r.provisioned[0].worker_id;
-    c.registry.update_state(&id, WorkerState::Ready).unwrap();
     // a's destroy stalls on its way to the cloud; b's first destroy, once it leads, fails.
-    c.provider
-        .script_destroys([DestroyStep::Stall, DestroyStep::Fail("cloud down")]);
-    let a = Arc::clone(&c.a.manager);
-    let terminating =
-        std::thread::spawn(move || a.terminate_worker(&id, TerminationReason::Requested));
-    while c
-        .provider
-        .destroying_now
-        .load(std::sync::atomic::Ordering::SeqCst)
-        == 0
-    {
-        std::thread::yield_now();
-    }
-    let resource = c.provider.destroyed.lock()[0].resource_id.clone();
+    let (id, resource, terminating) = c
+        .a_terminates_into_a_stalled_destroy([DestroyStep::Stall, DestroyStep::Fail("cloud down")]);
     c.store.advance(TTL + Duration::from_secs(1));
     c.b.local.advance(TTL + Duration::from_secs(1));
     let rb = c.b.manager.tick(0);
