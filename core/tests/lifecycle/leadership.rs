@@ -53,6 +53,16 @@ fn replica(
     }
 }
 
+/// A cluster whose provider, like a cloud that checks fencing tokens, refuses a token below
+/// the largest it has served.
+fn cluster_with_a_cloud_that_checks_tokens() -> Cluster {
+    let c = cluster();
+    c.provider
+        .fencing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    c
+}
+
 fn cluster() -> Cluster {
     let store = Arc::new(ManualClock::new(T0));
     let registry: Arc<dyn WorkerRegistry> =
@@ -76,6 +86,13 @@ fn cluster() -> Cluster {
 
 impl Cluster {
     /// Time passes for everyone (the store and both replicas' own clocks).
+    /// Time passes for the store and b, not for a: a pause a's own clock missed (a VM frozen
+    /// by its hypervisor), so a's trust window still looks open.
+    fn advance_all_but_a(&self, by: Duration) {
+        self.store.advance(by);
+        self.b.local.advance(by);
+    }
+
     fn advance(&self, by: Duration) {
         self.store.advance(by);
         self.a.local.advance(by);
@@ -328,8 +345,7 @@ fn a_leader_whose_clock_missed_a_pause_asks_the_store_before_each_provider_call(
         .update_state(&r.provisioned[0].worker_id, WorkerState::Ready)
         .unwrap();
     // The store and b move on past the lease; a's own clock does not.
-    c.store.advance(TTL + Duration::from_secs(1));
-    c.b.local.advance(TTL + Duration::from_secs(1));
+    c.advance_all_but_a(TTL + Duration::from_secs(1));
     assert!(c.b.manager.tick(0).leading);
     let calls = c.provider.calls();
     assert!(c.a.manager.is_leader(), "a's own clock says it still leads");
@@ -357,10 +373,7 @@ fn a_leader_whose_clock_missed_a_pause_asks_the_store_before_each_provider_call(
 /// without that check the same pause leaves an orphan (the test above).
 #[test]
 fn a_provider_that_checks_fencing_tokens_refuses_a_deposed_leaders_late_create() {
-    let c = cluster();
-    c.provider
-        .fencing
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let c = cluster_with_a_cloud_that_checks_tokens();
     assert!(c.a.manager.tick(0).leading);
     let provisioning = c.a_provisions_into_a_stalled_create();
     // a is stuck on its way to the cloud past the ttl; b takes over and creates one.
@@ -396,10 +409,7 @@ fn a_provider_that_checks_fencing_tokens_refuses_a_deposed_leaders_late_create()
 /// old leader's destroy, arriving after, does not reach the instance a second time.
 #[test]
 fn a_provider_that_checks_fencing_tokens_refuses_a_deposed_leaders_late_destroy() {
-    let c = cluster();
-    c.provider
-        .fencing
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let c = cluster_with_a_cloud_that_checks_tokens();
     let (id, resource, terminating) = c.a_terminates_into_a_stalled_destroy([DestroyStep::Stall]);
     c.advance(TTL + Duration::from_secs(1));
     assert!(c.b.manager.tick(0).leading);
@@ -432,15 +442,11 @@ fn a_provider_that_checks_fencing_tokens_refuses_a_deposed_leaders_late_destroy(
 /// `Terminating`, and the replica that leads destroys it.
 #[test]
 fn a_destroy_refused_for_its_token_is_not_a_failed_attempt() {
-    let c = cluster();
-    c.provider
-        .fencing
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let c = cluster_with_a_cloud_that_checks_tokens();
     // a's destroy stalls on its way to the cloud; b's first destroy, once it leads, fails.
     let (id, resource, terminating) = c
         .a_terminates_into_a_stalled_destroy([DestroyStep::Stall, DestroyStep::Fail("cloud down")]);
-    c.store.advance(TTL + Duration::from_secs(1));
-    c.b.local.advance(TTL + Duration::from_secs(1));
+    c.advance_all_but_a(TTL + Duration::from_secs(1));
     let rb = c.b.manager.tick(0);
     assert!(rb.leading);
     assert_eq!(rb.failed.len(), 1, "b's destroy failed: {:?}", rb.decisions);
@@ -466,8 +472,7 @@ fn a_destroy_refused_for_its_token_is_not_a_failed_attempt() {
         Some(WorkerState::Terminating)
     );
     // b retries after its back-off and destroys it.
-    c.store.advance(Duration::from_secs(10));
-    c.b.local.advance(Duration::from_secs(10));
+    c.advance_all_but_a(Duration::from_secs(10));
     let rb = c.b.manager.tick(0);
     assert!(rb.leading);
     assert!(c.registry.get(&id).unwrap().is_none(), "{:?}", rb.decisions);
@@ -480,15 +485,11 @@ fn a_destroy_refused_for_its_token_is_not_a_failed_attempt() {
 /// a failure of the provider (no back-off, no `ProvisionFailed`).
 #[test]
 fn a_refused_fencing_token_ends_the_deposed_leaders_trust_at_once_and_backs_nothing_off() {
-    let c = cluster();
-    c.provider
-        .fencing
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let c = cluster_with_a_cloud_that_checks_tokens();
     assert!(c.a.manager.tick(0).leading);
     let provisioning = c.a_provisions_into_a_stalled_create();
     // The store and b move past the lease; a's own clock does not (a VM frozen in the call).
-    c.store.advance(TTL + Duration::from_secs(1));
-    c.b.local.advance(TTL + Duration::from_secs(1));
+    c.advance_all_but_a(TTL + Duration::from_secs(1));
     assert!(c.b.manager.tick(0).leading);
     c.b.manager
         .provision_worker(&c.provider.id, spec())
