@@ -183,8 +183,9 @@ impl WorkerLifecycleManager {
 
     /// Terminates a worker now, whatever it is doing: `Terminating` (a job it holds is
     /// reported lost), provider destroy, unregister with `reason`. A failed destroy leaves it
-    /// `Terminating`, retried by later ticks. Use [`drain_worker`](Self::drain_worker) to let
-    /// a job finish first.
+    /// `Terminating`, retried by later ticks (one the provider refused for its fencing token
+    /// is left to the replica that leads now, and is in neither list of the result). Use
+    /// [`drain_worker`](Self::drain_worker) to let a job finish first.
     ///
     /// # Errors
     /// [`Error::NotFound`].
