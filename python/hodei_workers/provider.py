@@ -41,9 +41,9 @@ class Fenced(Exception):
     """Raise it from ``create_worker`` or ``destroy_worker`` when the call's ``fencing_token``
     is below the largest one the provider has served: another replica leads now. The manager
     takes it as that replica's word, not as a failure of the provider: it stops acting as the
-    leader until its next tick renews the lease, does not back the provider off nor count a
-    failed attempt, and the call (``provision_worker``, ``terminate_worker``, ...) raises
-    ``NotLeaderError``."""
+    leader until its next tick renews the lease, and neither backs the provider off nor counts
+    a failed attempt. A refused create makes ``provision_worker`` raise ``NotLeaderError``; a
+    refused destroy leaves the worker terminating, for the replica that leads to destroy."""
 
 
 class Provider(Protocol):

@@ -37,8 +37,9 @@ pub enum hw_provider_result {
     /// `create_worker`, `destroy_worker`: the call's fencing token
     /// (`hw_provider_call_get_fencing_token`) is below the largest this provider has served:
     /// another replica leads now. Not a failure of the provider (no back-off, no failed
-    /// attempt): the manager stops acting as the leader until its next tick's renewal, and
-    /// the call returns `HW_ERR_NOT_LEADER`.
+    /// attempt): the manager stops acting as the leader until its next tick's renewal. A
+    /// refused create makes `hw_manager_provision` return `HW_ERR_NOT_LEADER`; a refused
+    /// destroy leaves the worker `TERMINATING`, for the replica that leads to destroy.
     Fenced = 5,
 }
 
