@@ -3,7 +3,7 @@
 //!
 //! This layer translates and holds no lifecycle logic of its own. Two rules shape it:
 //! - Every call that takes a core lock or may block runs with the GIL released
-//!   ([`errors::run`], `py.detach`), so Python threads run meanwhile and no Python code (a
+//!   (`errors::run`, `py.detach`), so Python threads run meanwhile and no Python code (a
 //!   provider, a finalizer run by the garbage collector) can run while a core lock is held.
 //! - Every core error becomes the matching exception of the tree rooted at
 //!   `HodeiWorkersError`; a wrong type is a `TypeError`; a Rust panic is an `InternalError`
