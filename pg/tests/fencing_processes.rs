@@ -26,7 +26,7 @@ use hodei_workers_postgres::PostgresWorkerRegistry;
 
 const CHILDREN: usize = 3;
 /// How long each child competes.
-const RUN: Duration = Duration::from_millis(3000);
+const RUN: Duration = Duration::from_millis(5000);
 /// The lease's ttl: short, so that the children's pauses lose it (its renewals time out at a
 /// third of it: a loaded machine may fail some, which the children take as no answer).
 const TTL: Duration = Duration::from_millis(120);
