@@ -479,6 +479,35 @@ fn a_destroy_refused_for_its_token_is_not_a_failed_attempt() {
     assert!(!c.provider.instance_ids().contains(&resource));
 }
 
+/// A deposed leader's reconcile whose orphan destroy the provider refuses for its token ends
+/// the pass: the refusal is neither reported as a failed destroy nor remembered for a retry
+/// (the orphans are the leader's now; its takeover reconcile destroyed this one).
+#[test]
+fn a_reconcile_whose_orphan_destroy_is_refused_for_its_token_ends_the_pass() {
+    let c = cluster_with_a_cloud_that_checks_tokens();
+    assert!(c.a.manager.tick(0).leading);
+    c.provider.add_orphan("lost-1");
+    c.provider.script_destroys([DestroyStep::Stall]);
+    let a = Arc::clone(&c.a.manager);
+    let reconciling = std::thread::spawn(move || a.reconcile());
+    TestProvider::wait_for(&c.provider.destroying_now, 1);
+    c.advance_all_but_a(TTL + Duration::from_secs(1));
+    assert!(c.b.manager.tick(0).leading);
+    assert!(
+        !c.provider.instance_ids().contains(&"lost-1".to_owned()),
+        "b's takeover reconcile destroyed the orphan"
+    );
+    c.provider.release_stalled(1);
+    let r = reconciling.join().unwrap().unwrap();
+    assert_eq!(
+        *c.provider.refused.lock(),
+        [("destroy lost-1".to_owned(), 1)]
+    );
+    assert!(r.orphans.is_empty(), "{r:?}");
+    assert!(c.a.manager.pending_orphans().is_empty());
+    assert!(!c.a.manager.is_leader());
+}
+
 /// A refused token is the provider's word that another replica leads. A leader whose own
 /// clock did not see its pause (its trust window still looks open) takes it at once: it makes
 /// no further provider call before a renewal says who leads, and does not count the refusal as
