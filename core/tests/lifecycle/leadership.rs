@@ -508,6 +508,44 @@ fn a_reconcile_whose_orphan_destroy_is_refused_for_its_token_ends_the_pass() {
     assert!(!c.a.manager.is_leader());
 }
 
+/// The same for the ticks' retry of an orphan whose destroy failed before: the refusal ends the
+/// retries of that tick, and is not counted as another failed attempt.
+#[test]
+fn a_ticks_orphan_retry_refused_for_its_token_is_not_a_failed_attempt() {
+    let c = cluster_with_a_cloud_that_checks_tokens();
+    assert!(c.a.manager.tick(0).leading);
+    c.provider.add_orphan("lost-1");
+    c.provider
+        .script_destroys([DestroyStep::Fail("cloud down"), DestroyStep::Stall]);
+    let r = c.a.manager.reconcile().unwrap();
+    assert!(r.orphans[0].error.is_some(), "{r:?}");
+    let attempts = |m: &WorkerLifecycleManager| -> Vec<u32> {
+        m.pending_orphans().iter().map(|o| o.2).collect()
+    };
+    assert_eq!(attempts(&c.a.manager), [1]);
+    let failures = c.a.manager.stats().unwrap().destroy_failures_total;
+    // Past the retry's back-off, a's tick destroys it again: the call stalls on its way.
+    c.advance(Duration::from_secs(10));
+    let a = Arc::clone(&c.a.manager);
+    let ticking = std::thread::spawn(move || a.tick(0));
+    TestProvider::wait_for(&c.provider.destroying_now, 1);
+    c.advance_all_but_a(TTL + Duration::from_secs(1));
+    assert!(c.b.manager.tick(0).leading);
+    c.provider.release_stalled(1);
+    let r = ticking.join().unwrap();
+    assert_eq!(
+        *c.provider.refused.lock(),
+        [("destroy lost-1".to_owned(), 1)]
+    );
+    assert!(r.failed.is_empty(), "{r:?}");
+    assert_eq!(
+        c.a.manager.stats().unwrap().destroy_failures_total,
+        failures
+    );
+    assert_eq!(attempts(&c.a.manager), [1], "no second failed attempt");
+    assert!(!c.a.manager.is_leader());
+}
+
 /// A refused token is the provider's word that another replica leads. A leader whose own
 /// clock did not see its pause (its trust window still looks open) takes it at once: it makes
 /// no further provider call before a renewal says who leads, and does not count the refusal as
