@@ -209,3 +209,44 @@ fn concurrent_ticks_provisions_claims_and_terminations_keep_every_promise() {
         in_results.len() as u64
     );
 }
+
+/// `stats` and the metrics text read the providers and the ledger; `unregister_provider`
+/// takes the providers' write lock and then the ledger. Both at once on two threads must
+/// finish (they deadlocked when `stats` held the ledger while taking the providers). A
+/// deadlock fails the test after a minute instead of hanging it.
+#[test]
+fn stats_and_metrics_never_deadlock_with_provider_registration() {
+    const ROUNDS: usize = 5_000;
+    let f = Fixture::default();
+    let (done, finished) = std::sync::mpsc::channel::<&str>();
+    let reader = {
+        let (m, done) = (f.manager.clone(), done.clone());
+        std::thread::spawn(move || {
+            for _ in 0..ROUNDS {
+                m.stats().expect("stats");
+                assert!(m.metrics_text().contains("hodei_workers_"));
+            }
+            let _ = done.send("stats and metrics");
+        })
+    };
+    let writer = {
+        let m = f.manager.clone();
+        std::thread::spawn(move || {
+            for _ in 0..ROUNDS {
+                m.register_provider(TestProvider::new("churn"))
+                    .expect("register");
+                m.unregister_provider(&pid("churn")).expect("unregister");
+            }
+            let _ = done.send("provider registration");
+        })
+    };
+    for _ in 0..2 {
+        let who = finished
+            .recv_timeout(Duration::from_secs(60))
+            .expect("deadlock: a thread did not finish within a minute");
+        eprintln!("{who}: {ROUNDS} rounds done");
+    }
+    reader.join().unwrap();
+    writer.join().unwrap();
+    assert_eq!(f.manager.stats().unwrap().providers, 1);
+}

@@ -315,11 +315,12 @@ impl WorkerLifecycleManager {
             let view = move || -> Result<ManagerView> {
                 let stats = stats_of(&*registry, &providers, &ledger, &destroys, &counters)?;
                 let requested = {
-                    let started = &ledger.lock().started;
+                    // Lock order: providers, then the rest (as `unregister_provider`).
+                    let providers = providers.read();
+                    let ledger = ledger.lock();
                     providers
-                        .read()
                         .keys()
-                        .map(|p| (p.clone(), started.get(p).copied().unwrap_or(0)))
+                        .map(|p| (p.clone(), ledger.started.get(p).copied().unwrap_or(0)))
                         .collect()
                 };
                 let now = registry.now();
@@ -598,11 +599,17 @@ fn stats_of(
     destroys: &Mutex<DestroyQueue>,
     c: &Counters,
 ) -> Result<LifecycleStats> {
+    // One lock at a time: a guard taken inside the struct literal below would live to the end
+    // of the statement, and holding the ledger while taking `providers` inverts the lock order
+    // of `unregister_provider` (providers, then the rest): a deadlock.
+    let in_flight = ledger.lock().in_flight.len();
+    let pending_destroys = destroys.lock().len();
+    let provider_count = providers.read().len();
     Ok(LifecycleStats {
         registry: registry.stats()?,
-        in_flight: ledger.lock().in_flight.len(),
-        pending_destroys: destroys.lock().len(),
-        providers: providers.read().len(),
+        in_flight,
+        pending_destroys,
+        providers: provider_count,
         provisioned_total: c.provisioned.load(Ordering::Relaxed),
         provision_failures_total: c.provision_failures.load(Ordering::Relaxed),
         terminated_total: c.terminated.load(Ordering::Relaxed),
