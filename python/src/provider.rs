@@ -26,7 +26,9 @@ use hodei_workers::{
     ProviderError, ProviderId, ProviderResult, ProviderType, Term, WorkerHandle, WorkerId,
     WorkerProvider, WorkerSpec,
 };
-use pyo3::exceptions::{PyException, PyLookupError, PyNotImplementedError, PyTypeError};
+use pyo3::exceptions::{
+    PyAttributeError, PyException, PyLookupError, PyNotImplementedError, PyTypeError, PyValueError,
+};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
@@ -152,9 +154,26 @@ fn takes_fencing_token(method: &Bound<'_, PyAny>) -> bool {
     answer().unwrap_or(false)
 }
 
+/// `object.name`, with a missing attribute (an `AttributeError`) reported as `missing()`.
+/// Any other exception its lookup raises (a bug in a property, `KeyboardInterrupt`) is the
+/// provider's own and propagates as it is.
+fn member<'py>(
+    object: &Bound<'py, PyAny>,
+    name: &str,
+    missing: impl FnOnce() -> PyErr,
+) -> PyResult<Bound<'py, PyAny>> {
+    object.getattr(name).map_err(|err| {
+        if err.is_instance_of::<PyAttributeError>(object.py()) {
+            missing()
+        } else {
+            err
+        }
+    })
+}
+
 /// Reads an attribute that may be a plain value or a method returning it.
 fn attribute<'py>(object: &Bound<'py, PyAny>, name: &str) -> PyResult<Bound<'py, PyAny>> {
-    let value = object.getattr(name).map_err(|_| {
+    let value = member(object, name, || {
         PyTypeError::new_err(format!(
             "a provider must have a `{name}` attribute (provider_id, provider_type, \
              create_worker(worker_id, spec), destroy_worker(handle); optionally list_workers())"
@@ -173,14 +192,10 @@ impl PythonProvider {
     pub(crate) fn new(object: &Bound<'_, PyAny>) -> PyResult<Self> {
         let py = object.py();
         for method in ["create_worker", "destroy_worker"] {
-            let callable = object
-                .getattr(method)
-                .map(|m| m.is_callable())
-                .unwrap_or(false);
-            if !callable {
-                return Err(PyTypeError::new_err(format!(
-                    "a provider must have a `{method}` method"
-                )));
+            let missing =
+                || PyTypeError::new_err(format!("a provider must have a `{method}` method"));
+            if !member(object, method, missing)?.is_callable() {
+                return Err(missing());
             }
         }
         let id = attribute(object, "provider_id")?;
@@ -244,23 +259,91 @@ impl PythonProvider {
     }
 
     /// `create_worker`'s answer: a resource id, or `(resource_id, metadata)`.
-    fn created(&self, answer: &Bound<'_, PyAny>) -> PyResult<WorkerHandle> {
+    ///
+    /// # Errors
+    /// The reason the answer cannot be read, and the handle of the instance when its resource
+    /// id could be (the metadata could not): the instance exists, so the caller destroys it
+    /// rather than leak it.
+    fn created(
+        &self,
+        answer: &Bound<'_, PyAny>,
+    ) -> Result<WorkerHandle, Box<(PyErr, Option<WorkerHandle>)>> {
+        let unreadable = |e| Box::new((e, None));
         if let Ok(id) = answer.cast::<PyString>() {
-            return Ok(self.handle(id.to_cow()?.into_owned(), BTreeMap::new()));
+            let id = id.to_cow().map_err(unreadable)?;
+            return Ok(self.handle(id.into_owned(), BTreeMap::new()));
         }
         if let Ok(pair) = answer.cast::<PyTuple>() {
             if pair.len() == 2 {
-                if let Ok(id) = pair.get_item(0)?.cast::<PyString>() {
-                    let metadata = convert::provider_str_map(&pair.get_item(1)?, "metadata")?;
-                    return Ok(self.handle(id.to_cow()?.into_owned(), metadata));
+                let first = pair.get_item(0).map_err(unreadable)?;
+                if let Ok(id) = first.cast::<PyString>() {
+                    let id = id.to_cow().map_err(unreadable)?.into_owned();
+                    let metadata = pair
+                        .get_item(1)
+                        .and_then(|m| convert::provider_str_map(&m, "metadata"));
+                    return match metadata {
+                        Ok(metadata) => Ok(self.handle(id, metadata)),
+                        Err(e) => Err(Box::new((e, Some(self.handle(id, BTreeMap::new()))))),
+                    };
                 }
             }
         }
-        Err(PyTypeError::new_err(format!(
+        let kind = answer
+            .get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_default();
+        Err(unreadable(PyTypeError::new_err(format!(
             "create_worker must return the instance's resource id (str) or (resource_id, \
-             metadata), not {}",
-            answer.get_type().name()?
-        )))
+             metadata), not {kind}"
+        ))))
+    }
+
+    /// The error of a create whose answer could not be read (`err`), after destroying the
+    /// instance when `handle` says which it is: a `TypeError` (when `err` is one) or a
+    /// `ValueError` saying what became of the instance. An interrupt (`KeyboardInterrupt`
+    /// raised while the answer was read) stays itself, to be parked as any other.
+    fn unreadable_answer(
+        &self,
+        py: Python<'_>,
+        object: &Bound<'_, PyAny>,
+        token: Option<Term>,
+        err: PyErr,
+        handle: Option<WorkerHandle>,
+    ) -> PyErr {
+        let reason = err
+            .value(py)
+            .str()
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        let fate = match handle {
+            None => "no resource id could be read to destroy the instance by, if one was \
+                     created (reconcile finds it when the provider has list_workers())"
+                .to_owned(),
+            Some(handle) => {
+                let resource_id = handle.resource_id.clone();
+                match self.call_destroy(py, object, token, handle) {
+                    Ok(()) => format!("its instance {resource_id:?} was destroyed"),
+                    Err(e) => {
+                        let e = self.failure(py, "destroy_worker", e);
+                        if e.is_not_found() {
+                            format!("its instance {resource_id:?} was destroyed")
+                        } else {
+                            format!("destroying its instance {resource_id:?} failed too: {e}")
+                        }
+                    }
+                }
+            }
+        };
+        if !err.is_instance_of::<PyException>(py) {
+            return err;
+        }
+        let message = format!("{reason}; {fate}");
+        if err.is_instance_of::<PyTypeError>(py) {
+            PyTypeError::new_err(message)
+        } else {
+            PyValueError::new_err(message)
+        }
     }
 
     fn call<T>(
@@ -387,21 +470,42 @@ impl PythonProvider {
                 (id.to_string(), Py::new(py, spec)?),
                 kwargs.as_ref(),
             )?;
-            let mut handle = self.created(&answer)?;
-            handle.worker_id = id;
-            Ok(handle)
+            // The instance exists from here on: an answer that cannot be read must not leak it.
+            match self.created(&answer) {
+                Ok(mut handle) => {
+                    handle.worker_id = id;
+                    Ok(handle)
+                }
+                Err(unreadable) => {
+                    let (err, handle) = *unreadable;
+                    let handle = handle.map(|mut h| {
+                        h.worker_id = id;
+                        h
+                    });
+                    Err(self.unreadable_answer(py, object, token, err, handle))
+                }
+            }
         })
     }
 
     fn destroy(&self, token: Option<Term>, handle: &WorkerHandle) -> ProviderResult<()> {
         self.call("destroy_worker", |py, object| {
-            let handle = PyWorkerHandle {
-                inner: handle.clone(),
-            };
-            let kwargs = Self::token_kwargs(py, self.destroy_takes_token, token)?;
-            object.call_method("destroy_worker", (Py::new(py, handle)?,), kwargs.as_ref())?;
-            Ok(())
+            self.call_destroy(py, object, token, handle.clone())
         })
+    }
+
+    /// Calls `destroy_worker(handle)` on the provider's object.
+    fn call_destroy(
+        &self,
+        py: Python<'_>,
+        object: &Bound<'_, PyAny>,
+        token: Option<Term>,
+        handle: WorkerHandle,
+    ) -> PyResult<()> {
+        let handle = PyWorkerHandle { inner: handle };
+        let kwargs = Self::token_kwargs(py, self.destroy_takes_token, token)?;
+        object.call_method("destroy_worker", (Py::new(py, handle)?,), kwargs.as_ref())?;
+        Ok(())
     }
 }
 

@@ -229,3 +229,74 @@ def test_a_provider_handing_back_nul_is_refused_and_its_instance_destroyed(
         manager.provision_worker("nul-cloud", hw.WorkerSpec("img"))
     assert len(registry) == 0 and manager.stats().in_flight == 0
     assert cloud.destroyed == cloud.created == [resource_id], "the instance did not leak"
+
+
+class HandsBackGarbage:
+    """A provider whose instance exists but whose answer cannot be read (so it is not a
+    `hw.Provider` to a type checker, which is the point)."""
+
+    provider_id = "garbage-cloud"
+    provider_type = "docker"
+
+    def __init__(self, answer: Callable[[str], object]) -> None:
+        self.answer = answer
+        self.running: set[str] = set()
+        self.destroyed: list[str] = []
+
+    def create_worker(self, worker_id: str, spec: hw.WorkerSpec) -> object:
+        resource_id = f"vm-{worker_id[:8]}"
+        self.running.add(resource_id)
+        return self.answer(resource_id)
+
+    def destroy_worker(self, handle: hw.WorkerHandle) -> None:
+        self.destroyed.append(handle.resource_id)
+        self.running.remove(handle.resource_id)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        lambda rid: (rid, {"zone": 1}),
+        lambda rid: (rid, ["zone"]),
+        lambda rid: (rid, {"zone": "eu\udc80"}),
+        lambda rid: (rid, {1: "eu"}),
+    ],
+    ids=["int value", "not a mapping", "surrogate", "int key"],
+)
+def test_an_unreadable_answer_with_a_resource_id_destroys_the_instance(
+    registry: hw.Registry, answer: Callable[[str], object]
+) -> None:
+    manager = hw.LifecycleManager(registry)
+    cloud = HandsBackGarbage(answer)
+    manager.register_provider(cloud)  # type: ignore[arg-type]
+    with pytest.raises(hw.ProviderError, match="was destroyed"):
+        manager.provision_worker("garbage-cloud", hw.WorkerSpec("img"))
+    assert len(registry) == 0 and manager.stats().in_flight == 0
+    assert cloud.running == set() and len(cloud.destroyed) == 1, "the instance did not leak"
+
+
+def test_an_unreadable_answer_says_when_no_instance_can_be_destroyed(
+    registry: hw.Registry,
+) -> None:
+    manager = hw.LifecycleManager(registry)
+    for answer in (lambda rid: None, lambda rid: rid + "\udc80"):
+        cloud = HandsBackGarbage(answer)
+        manager.register_provider(cloud)  # type: ignore[arg-type]
+        with pytest.raises(hw.ProviderError, match="list_workers"):
+            manager.provision_worker("garbage-cloud", hw.WorkerSpec("img"))
+        assert len(registry) == 0 and cloud.destroyed == []
+        manager.unregister_provider("garbage-cloud")
+
+
+def test_a_failing_destroy_of_an_unreadable_answer_is_reported(registry: hw.Registry) -> None:
+    manager = hw.LifecycleManager(registry)
+    cloud = HandsBackGarbage(lambda rid: (rid, {"zone": 1}))
+
+    def refuse(handle: hw.WorkerHandle) -> None:
+        raise RuntimeError("api down")
+
+    cloud.destroy_worker = refuse  # type: ignore[method-assign]
+    manager.register_provider(cloud)  # type: ignore[arg-type]
+    with pytest.raises(hw.ProviderError, match="failed too.*api down"):
+        manager.provision_worker("garbage-cloud", hw.WorkerSpec("img"))
+    assert len(registry) == 0

@@ -355,6 +355,49 @@ def test_provider_shapes_are_checked(manager: hw.LifecycleManager) -> None:
     assert isinstance(info.value, LookupError) and info.value.provider_id == "by-method"
 
 
+def test_an_exception_reading_the_provider_is_the_providers_own(
+    manager: hw.LifecycleManager,
+) -> None:
+    """Only a missing member is a shape error: a bug in a property, or Ctrl-C landing in
+    one, propagates as it was raised."""
+
+    class Shape:
+        provider_type = "docker"
+
+        def create_worker(self, worker_id: str, spec: hw.WorkerSpec) -> str:
+            return "i-1"
+
+        def destroy_worker(self, handle: hw.WorkerHandle) -> None:
+            pass
+
+    class Buggy(Shape):
+        @property
+        def provider_id(self) -> str:
+            settings: dict[str, str] = {}
+            return settings["id"]
+
+    class Interrupted(Shape):
+        @property
+        def provider_id(self) -> str:
+            raise KeyboardInterrupt
+
+    class LazyCreate(Shape):
+        provider_id = "lazy"
+
+        def __getattribute__(self, name: str) -> object:
+            if name == "create_worker":
+                raise SystemExit(3)
+            return object.__getattribute__(self, name)
+
+    with pytest.raises(KeyError):
+        manager.register_provider(Buggy())
+    with pytest.raises(KeyboardInterrupt):
+        manager.register_provider(Interrupted())
+    with pytest.raises(SystemExit):
+        manager.register_provider(LazyCreate())
+    assert manager.providers() == ["fake-cloud"]
+
+
 def test_create_worker_is_given_the_new_workers_id(
     manager: hw.LifecycleManager, cloud: FakeCloud, registry: hw.Registry
 ) -> None:
