@@ -13,7 +13,7 @@ use std::sync::Arc;
 use hodei_workers as core;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString};
+use pyo3::types::{PyBool, PyDict, PyFrozenSet, PyInt, PyList, PySet, PyString, PyTuple};
 
 use crate::convert::{self, Int, Seconds};
 use crate::errors::invalid;
@@ -31,6 +31,52 @@ fn data_error(py: Python<'_>, what: &str, e: serde_json::Error) -> PyErr {
     }
 }
 
+/// Deepest nesting a requirement has (`resources` in the requirement: 2); a cyclic dict
+/// reaches it too.
+const MAX_DEPTH: usize = 4;
+
+/// What the `json` round trip would blur: a key that is not a `str` (`json` turns `1` into
+/// `"1"`, a TypeError here as in every other mapping of str), an int beyond 64 bits (`json`
+/// writes it, serde reads it back as a float: an InvalidArgumentError here, as for every
+/// other int argument), and nesting no requirement has (a cycle included).
+fn check_plain(py: Python<'_>, what: &str, obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<()> {
+    if depth > MAX_DEPTH {
+        return Err(invalid(
+            py,
+            format!("{what}: nested too deep for a requirement"),
+        ));
+    }
+    if let Ok(dict) = obj.cast::<PyDict>() {
+        for (key, value) in dict.iter() {
+            if !key.is_instance_of::<PyString>() {
+                return Err(PyTypeError::new_err(format!(
+                    "{what}: keys must be str, not {}",
+                    key.get_type().name()?
+                )));
+            }
+            check_plain(py, what, &value, depth + 1)?;
+        }
+    } else if obj.is_instance_of::<PyInt>() && !obj.is_instance_of::<PyBool>() {
+        if obj.extract::<i64>().is_err() && obj.extract::<u64>().is_err() {
+            return Err(invalid(
+                py,
+                format!("{what}: {} is out of range", obj.repr()?),
+            ));
+        }
+    } else if obj.is_instance_of::<PyList>()
+        || obj.is_instance_of::<PyTuple>()
+        || obj.is_instance_of::<PySet>()
+        || obj.is_instance_of::<PyFrozenSet>()
+    {
+        // The containers `json` writes (sets through the `default` below); anything else it
+        // refuses itself, unread here (an endless iterator included).
+        for item in obj.try_iter()? {
+            check_plain(py, what, &item?, depth + 1)?;
+        }
+    }
+    Ok(())
+}
+
 fn requirement_from_py(
     py: Python<'_>,
     json: &Bound<'_, PyModule>,
@@ -44,13 +90,14 @@ fn requirement_from_py(
             item.get_type().name()?
         )));
     }
+    let what = format!("demand[{index}]");
+    check_plain(py, &what, item, 0)?;
     // Sets (of capabilities) become lists on the way.
     let kwargs = PyDict::new(py);
     kwargs.set_item("default", py.import("builtins")?.getattr("list")?)?;
     let text: String = json
         .call_method("dumps", (item,), Some(&kwargs))?
         .extract()?;
-    let what = format!("demand[{index}]");
     let r: core::Requirement = serde_json::from_str(&text).map_err(|e| data_error(py, &what, e))?;
     r.validate()
         .map_err(|e| invalid(py, format!("{what}: {e}")))?;
@@ -63,8 +110,9 @@ fn requirement_from_py(
 /// least these, and this ``gpu_type`` when named). ``LifecycleManager.tick(demand)`` scales
 /// the pools toward it; ``tick(5)`` is ``Demand([{"count": 5}])``.
 ///
-/// Raises TypeError for a requirement that is not a dict or a value of the wrong type,
-/// InvalidArgumentError for an unknown key or an invalid value.
+/// Raises TypeError for a requirement that is not a dict, a key that is not a str, or a value
+/// of the wrong type (a bool for a count included); InvalidArgumentError for an unknown key,
+/// an invalid value, an int beyond 64 bits, or nesting deeper than a requirement has.
 #[pyclass(frozen, eq, from_py_object, name = "Demand", module = "hodei_workers")]
 #[derive(Clone, PartialEq)]
 pub(crate) struct PyDemand {
@@ -123,7 +171,8 @@ impl PyDemand {
 /// or timedelta; 10 s and 60 s by default).
 ///
 /// Raises InvalidArgumentError for a bad name (1..=64 letters, digits, ``-_.``),
-/// ``min_ready > max_workers`` or a template that sets ``hodei.pool`` itself.
+/// ``min_ready > max_workers``, a ``priority`` outside a 32-bit signed int, or a template that
+/// sets ``hodei.pool`` itself; TypeError for a bool where a number is expected.
 #[pyclass(
     frozen,
     eq,
@@ -149,7 +198,7 @@ impl Hash for PyPool {
 impl PyPool {
     #[new]
     #[pyo3(signature = (name, provider_id, template, *, min_ready=Int(0), max_workers=None,
-        priority=0, scale_up_cooldown=None, scale_down_cooldown=None),
+        priority=Int(0), scale_up_cooldown=None, scale_down_cooldown=None),
         text_signature = "(name, provider_id, template, *, min_ready=0, max_workers=None, \
                           priority=0, scale_up_cooldown=None, scale_down_cooldown=None)")]
     #[allow(clippy::too_many_arguments)]
@@ -160,11 +209,22 @@ impl PyPool {
         template: PyWorkerSpec,
         min_ready: Int,
         max_workers: Option<Int>,
-        priority: i32,
+        priority: Int,
         scale_up_cooldown: Option<Seconds>,
         scale_down_cooldown: Option<Seconds>,
     ) -> PyResult<Self> {
         let provider = convert::provider_id(py, provider_id)?;
+        let priority = i32::try_from(priority.0).map_err(|_| {
+            invalid(
+                py,
+                format!(
+                    "priority must be in {}..={}, got {}",
+                    i32::MIN,
+                    i32::MAX,
+                    priority.0
+                ),
+            )
+        })?;
         let min_ready = convert::count(py, min_ready.0, "min_ready")?;
         let max_workers = match max_workers {
             Some(n) => convert::count(py, n.0, "max_workers")?,

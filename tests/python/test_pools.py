@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from typing import Any
 
 import pytest
 
@@ -80,6 +81,48 @@ def test_demand_reads_dicts_and_refuses_bad_ones() -> None:
         hw.Demand({"count": 1})  # type: ignore[dict-item]
     with pytest.raises(hw.InvalidArgumentError):
         hw.Demand([{"count": -1}])
+
+
+@pytest.mark.parametrize(
+    "requirement, error",
+    [
+        ({"count": 2**70}, hw.InvalidArgumentError),
+        ({"resources": {"memory_bytes": 2**64}, "count": 1}, hw.InvalidArgumentError),
+        ({"labels": {1: "a"}, "count": 1}, TypeError),
+        ({"labels": {None: "a"}, "count": 1}, TypeError),
+        ({"labels": {True: "a"}, "count": 1}, TypeError),
+        ({"count": True}, TypeError),
+    ],
+    ids=["huge count", "huge resource", "int key", "None key", "bool key", "bool count"],
+)
+def test_demand_keeps_the_number_and_key_rules(requirement: dict[Any, Any], error: type) -> None:
+    """What the json round trip would blur: keys that are not str are a TypeError (not
+    coerced to "1"), an int beyond 64 bits an InvalidArgumentError (not a float)."""
+    with pytest.raises(error):
+        hw.Demand([requirement])
+
+
+def test_a_cyclic_requirement_is_refused() -> None:
+    requirement: dict[str, Any] = {"count": 1}
+    requirement["labels"] = requirement
+    with pytest.raises(hw.InvalidArgumentError, match="too deep"):
+        hw.Demand([requirement])
+
+
+def test_pool_priority_and_interruption_deadline_keep_the_number_rules(
+    manager: hw.LifecycleManager,
+) -> None:
+    with pytest.raises(TypeError):
+        hw.Pool("a", "spot", GPU, priority=True)
+    with pytest.raises(hw.InvalidArgumentError):
+        hw.Pool("a", "spot", GPU, priority=2**40)
+    with pytest.raises(hw.InvalidArgumentError):
+        hw.Pool("a", "spot", GPU, priority=2**80)
+    assert hw.Pool("a", "spot", GPU, priority=-(2**31)).priority == -(2**31)
+    with pytest.raises(TypeError):
+        manager.notify_interruption("00000000-0000-4000-8000-000000000001", True)
+    with pytest.raises(hw.InvalidArgumentError):
+        manager.notify_interruption("00000000-0000-4000-8000-000000000001", 10**400)
 
 
 def test_pool_values_and_validation() -> None:

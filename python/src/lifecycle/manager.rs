@@ -433,10 +433,10 @@ impl PyLifecycleManager {
         &self,
         py: Python<'_>,
         worker_id: &str,
-        deadline: f64,
+        deadline: convert::Float,
     ) -> PyResult<PyWorker> {
         let id = convert::worker_id(py, worker_id)?;
-        let deadline = convert::timestamp(py, deadline, "deadline")?;
+        let deadline = convert::timestamp(py, deadline.0, "deadline")?;
         engine(py, || self.inner.notify_interruption(&id, deadline)).map(PyWorker::new)
     }
 
