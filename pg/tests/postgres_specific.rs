@@ -514,3 +514,84 @@ fn the_health_check_path_forgets_the_oldest_retired_ids_at_most_once_a_minute() 
         [first[2], second[0], second[1]]
     );
 }
+
+/// A clock that reads like a `ManualClock`, except that one armed thread is held inside its
+/// next reading (after taking its value) until released: "the time was read, then the process
+/// was descheduled".
+#[derive(Debug)]
+struct HeldClock {
+    time: ManualClock,
+    gate: std::sync::Mutex<(Option<thread::ThreadId>, bool, bool)>,
+    changed: std::sync::Condvar,
+}
+
+impl HeldClock {
+    fn arm(&self) {
+        *self.gate.lock().unwrap() = (Some(thread::current().id()), false, false);
+    }
+
+    fn wait_holding(&self) {
+        let gate = self.gate.lock().unwrap();
+        drop(self.changed.wait_while(gate, |g| !g.1).unwrap());
+    }
+
+    fn release(&self) {
+        self.gate.lock().unwrap().2 = true;
+        self.changed.notify_all();
+    }
+}
+
+impl Clock for HeldClock {
+    fn now(&self) -> Timestamp {
+        let t = self.time.now();
+        let mut gate = self.gate.lock().unwrap();
+        if gate.0 == Some(thread::current().id()) {
+            gate.0 = None;
+            gate.1 = true;
+            self.changed.notify_all();
+            let (_gate, _) = self
+                .changed
+                .wait_timeout_while(gate, Duration::from_secs(30), |g| !g.2)
+                .unwrap();
+        }
+        t
+    }
+}
+
+/// A change whose time was read before another change of the same worker committed a later
+/// one still never moves the worker's times backwards (docs/DESIGN.md, "Event times").
+#[test]
+fn a_workers_own_times_never_go_backwards_when_its_changes_race() {
+    let name = name("owntimes");
+    let _schema = Schema(name.clone());
+    let clock = Arc::new(HeldClock {
+        time: ManualClock::new(T0),
+        gate: Default::default(),
+        changed: Default::default(),
+    });
+    let registry =
+        Arc::new(PostgresWorkerRegistry::connect_with_clock(&url(), &name, clock.clone()).unwrap());
+    let w = registry.register(handle(), spec()).unwrap();
+    let slow = {
+        let (registry, clock) = (registry.clone(), clock.clone());
+        thread::spawn(move || {
+            clock.arm();
+            registry.update_state(&w.id, WorkerState::Draining)
+        })
+    };
+    clock.wait_holding();
+    // The slow change read T0 and stalls; this one takes T0 + 2 s and commits first.
+    clock.time.set(T0 + 2_000);
+    let fast = registry.update_state(&w.id, WorkerState::Ready).unwrap();
+    clock.release();
+    let slow = slow.join().unwrap().unwrap();
+    assert_eq!(slow.state, WorkerState::Draining);
+    assert!(
+        slow.state_changed_at >= fast.state_changed_at && slow.updated_at >= fast.updated_at,
+        "the later change's times went back: {} after {}",
+        slow.state_changed_at,
+        fast.state_changed_at
+    );
+    let now = registry.get(&w.id).unwrap().unwrap();
+    assert_eq!(now.updated_at, slow.updated_at);
+}

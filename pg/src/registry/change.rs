@@ -18,7 +18,11 @@ static LOCK_WORKER: LazyLock<[String; 4]> = LazyLock::new(|| {
         .map(|(with_heartbeat, fenced)| lock_statement(with_heartbeat, fenced))
 });
 
-/// Locks worker `$1`'s record, reading the time (`$2` on a manual clock) after the lock.
+/// Locks worker `$1`'s record, reading the time (`$2` on a manual clock) after the lock, never
+/// before the record's `updated_at`: a time read before a row-lock wait (PostgreSQL evaluates it
+/// before the wait when the holder did not change the row; a given time is read before the
+/// statement) would otherwise move the worker's times back behind a change that committed
+/// meanwhile (docs/DESIGN.md, "Event times").
 /// `with_heartbeat` locks its heartbeat row too (`unregister`: a heartbeat event, which takes
 /// its seq under that row's lock, can never follow `Unregistered`). `fenced` adds the lease
 /// check as a join ([`fence::held`]), its verdict the last column.
@@ -37,7 +41,8 @@ fn lock_statement(with_heartbeat: bool, fenced: bool) -> String {
         ("", String::new())
     };
     format!(
-        "SELECT {W_COLS}, now_ms($2){verdict} FROM workers w{heartbeats}{fence_join} \
+        "SELECT {W_COLS}, greatest(now_ms($2), w.updated_at){verdict} \
+         FROM workers w{heartbeats}{fence_join} \
          WHERE w.id = $1 FOR UPDATE OF {of}"
     )
 }
