@@ -1476,7 +1476,8 @@ class LifecycleManager:
     failed), then the interrupt reaches the caller — and the report of the operation it cut
     short (``tick``, ``run_health_check``, ``cleanup_workers``, ``terminate_worker``,
     ``reconcile``), with the jobs it lost, is not lost: it is the exception's ``report``
-    attribute and ``manager.last_report``."""
+    attribute and ``manager.last_report``. Raised during a ``Ticker``'s tick (no caller to
+    reach), it goes to ``sys.unraisablehook`` instead."""
     def __new__(cls, registry: Registry, config: LifecycleConfig | None = None) -> LifecycleManager:
         """A manager driving ``registry`` (on the registry's clock).
 

@@ -15,9 +15,11 @@
 //!
 //! `KeyboardInterrupt` and `SystemExit` are not provider failures: the adapter reports the
 //! call as failed to the engine (which must carry on consistently), parks the exception, and
-//! the manager method re-raises it when the engine returns.
+//! the manager method re-raises it when the engine returns. On a thread where no manager
+//! method runs (a `Ticker`'s, ticking), nobody would re-raise it: it goes to
+//! `sys.unraisablehook` at once, like the ticker's callbacks' exceptions.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
@@ -39,11 +41,29 @@ thread_local! {
     /// A `KeyboardInterrupt`/`SystemExit` raised inside a provider on this thread, to re-raise
     /// when the manager call that led to it returns (provider calls run on the caller's thread).
     static INTERRUPT: RefCell<Option<PyErr>> = const { RefCell::new(None) };
+    /// How many manager methods run on this thread (more than one when a provider or a
+    /// callback calls the manager again): while there is one, an interrupt is parked for it.
+    static MANAGER_CALLS: Cell<usize> = const { Cell::new(0) };
 }
 
 /// The parked interrupt of this thread, if a provider raised one.
 pub(crate) fn take_interrupt() -> Option<PyErr> {
     INTERRUPT.with(|slot| slot.borrow_mut().take())
+}
+
+/// Runs `work` as (the engine part of) a manager method, which takes the interrupt a provider
+/// raises meanwhile on this thread with [`take_interrupt`] when `work` returns. Outside such
+/// a call (a `Ticker`'s own tick) an interrupt goes to `sys.unraisablehook` instead.
+pub(crate) fn manager_call<T>(work: impl FnOnce() -> T) -> T {
+    struct Leave;
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            MANAGER_CALLS.with(|n| n.set(n.get() - 1));
+        }
+    }
+    MANAGER_CALLS.with(|n| n.set(n.get() + 1));
+    let _leave = Leave;
+    work()
 }
 
 /// How a provider knows one of its workers: passed to ``destroy_worker``.
@@ -215,9 +235,15 @@ impl PythonProvider {
         })
     }
 
-    /// The provider's own exception as a `ProviderError` (parking interrupts, see the module
-    /// docs).
-    fn failure(&self, py: Python<'_>, method: &str, err: PyErr) -> ProviderError {
+    /// The provider's own exception as a `ProviderError` (parking interrupts, or handing them
+    /// to `sys.unraisablehook` with `object` as the context; see the module docs).
+    fn failure(
+        &self,
+        py: Python<'_>,
+        object: &Bound<'_, PyAny>,
+        method: &str,
+        err: PyErr,
+    ) -> ProviderError {
         let value = err.value(py);
         let text = format!(
             "{}.{method} raised {}: {}",
@@ -230,9 +256,15 @@ impl PythonProvider {
             value.str().map(|s| s.to_string()).unwrap_or_default()
         );
         if !err.is_instance_of::<PyException>(py) {
-            INTERRUPT.with(|slot| {
-                slot.borrow_mut().get_or_insert(err);
-            });
+            if MANAGER_CALLS.with(Cell::get) == 0 {
+                // A Ticker's tick: parked, it would never reach anyone (and would keep its
+                // frames alive, and shadow the thread's later interrupts).
+                err.write_unraisable(py, Some(object));
+            } else {
+                INTERRUPT.with(|slot| {
+                    slot.borrow_mut().get_or_insert(err);
+                });
+            }
             return ProviderError::new(format!("{text} (interrupted)"));
         }
         if method == "create_worker" && is_provider_exception(py, &err, "NoCapacity") {
@@ -365,7 +397,8 @@ impl PythonProvider {
                     self.id
                 )));
             };
-            call(py, object.bind(py)).map_err(|err| self.failure(py, method, err))
+            let object = object.bind(py);
+            call(py, object).map_err(|err| self.failure(py, object, method, err))
         })
     }
 

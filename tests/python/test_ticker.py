@@ -9,6 +9,7 @@ import gc
 import queue
 import sys
 import threading
+import time
 import weakref
 from typing import Any
 
@@ -206,3 +207,59 @@ def test_an_interpreter_exiting_with_a_running_ticker_neither_hangs_nor_crashes(
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "started"
     assert done.stderr == "", done.stderr
+
+
+def test_an_interrupt_raised_by_a_provider_on_the_ticker_thread_goes_to_unraisablehook(
+    manager: hw.LifecycleManager, clock: hw.ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No manager method returns to Python on the ticker's thread to re-raise it: it must reach
+    # sys.unraisablehook (like the callbacks' exceptions), and not stay parked on the thread.
+    seen: list[tuple[type[BaseException], str]] = []
+    # Only the type and text: the exception would keep its traceback's frames alive.
+    monkeypatch.setattr(
+        sys, "unraisablehook", lambda u: seen.append((u.exc_type, str(u.exc_value)))
+    )
+
+    class Local:
+        pass
+
+    frames: list[weakref.ref[Local]] = []
+
+    class Interrupting:
+        provider_id = "cloud"
+        provider_type = "docker"
+
+        def __init__(self) -> None:
+            self.raises: list[BaseException] = [SystemExit("wants out"), KeyboardInterrupt()]
+
+        def create_worker(self, *args: Any) -> str:
+            local = Local()  # a local of the raising frame
+            frames.append(weakref.ref(local))
+            raise self.raises.pop(0)
+
+        def destroy_worker(self, handle: hw.WorkerHandle) -> None:
+            pass
+
+    def next_failure(t: hw.Ticker) -> hw.ProvisionFailure:
+        deadline = time.monotonic() + HANG
+        while True:
+            assert time.monotonic() < deadline, "no create was tried"
+            report = t.next_report(timeout=HANG)
+            if report is not None and report.provision_failures:
+                [failure] = report.provision_failures
+                return failure
+
+    manager.register_provider(Interrupting())
+    manager.set_scaling_target("cloud", hw.WorkerSpec("img"))
+    with manager.ticker(0.001, pending=lambda: 1) as t:
+        first = next_failure(t)
+        clock.advance(HOUR)  # past the provider's back-off: a later tick tries again
+        second = next_failure(t)
+    assert "SystemExit: wants out (interrupted)" in first.error
+    assert "KeyboardInterrupt" in second.error and "(interrupted)" in second.error
+    # Both, the later one too: a first interrupt does not make the thread drop the next.
+    assert seen == [(SystemExit, "wants out"), (KeyboardInterrupt, "")]
+    gc.collect()
+    assert [f() for f in frames] == [None, None]
+    # Nothing was left to surface in a later call of the manager.
+    manager.tick()

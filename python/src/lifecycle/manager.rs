@@ -8,7 +8,7 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use crate::convert::{self, Int, Seconds};
 use crate::errors::{run, OrRaise};
-use crate::provider::{take_interrupt, ProviderObject, PythonProvider};
+use crate::provider::{manager_call, take_interrupt, ProviderObject, PythonProvider};
 use crate::registry::PyRegistry;
 use crate::types::{py_repr, PyWorker, PyWorkerSpec};
 
@@ -23,7 +23,7 @@ where
     T: Send,
     F: FnOnce() -> core::Result<T> + Send,
 {
-    let result = run(py, work);
+    let result = manager_call(|| run(py, work));
     match take_interrupt() {
         Some(interrupt) => Err(interrupt),
         None => result,
@@ -61,7 +61,8 @@ fn pending(py: Python<'_>, pending_jobs: i64) -> PyResult<usize> {
 /// failed), then the interrupt reaches the caller — and the report of the operation it cut
 /// short (``tick``, ``run_health_check``, ``cleanup_workers``, ``terminate_worker``,
 /// ``reconcile``), with the jobs it lost, is not lost: it is the exception's ``report``
-/// attribute and ``manager.last_report``.
+/// attribute and ``manager.last_report``. Raised during a ``Ticker``'s tick (no caller to
+/// reach), it goes to ``sys.unraisablehook`` instead.
 #[pyclass(frozen, weakref, name = "LifecycleManager", module = "hodei_workers")]
 pub(crate) struct PyLifecycleManager {
     inner: Arc<WorkerLifecycleManager>,
@@ -84,7 +85,7 @@ impl PyLifecycleManager {
         P: pyo3::PyClass + From<C> + Into<pyo3::PyClassInitializer<P>>,
         F: FnOnce() -> core::Result<C> + Send,
     {
-        let result = run(py, work);
+        let result = manager_call(|| run(py, work));
         let interrupt = take_interrupt();
         let report = match result {
             Ok(core) => Py::new(py, P::from(core))?,
