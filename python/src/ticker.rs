@@ -14,6 +14,7 @@ use std::time::Duration;
 use hodei_workers::{Ticker, TickerStats, WorkerLifecycleManager};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::convert::{self, Seconds};
 use crate::errors::run;
@@ -47,7 +48,9 @@ fn demand_of(py: Python<'_>, pending: &Py<PyAny>) -> usize {
 
 /// A running ticker: a thread that calls ``manager.tick(pending())`` every ``interval`` and
 /// hands each report to ``on_report`` (or keeps it for :meth:`next_report`). Made by
-/// ``LifecycleManager.ticker``; a context manager that stops it on exit.
+/// ``LifecycleManager.ticker``; a context manager that stops it on exit. It keeps its manager
+/// alive, and with it the providers its ticks call (even when the host keeps only the ticker,
+/// and a provider holds its manager).
 ///
 /// The first tick runs at once, the next ones every ``interval`` (on the start time's grid).
 /// A tick that overruns its slot is counted (``stats.overruns``) and the slots it covered are
@@ -58,6 +61,11 @@ fn demand_of(py: Python<'_>, pending: &Py<PyAny>) -> usize {
 #[pyclass(frozen, name = "Ticker", module = "hodei_workers")]
 pub(crate) struct PyTicker {
     inner: Ticker,
+    /// The Python `LifecycleManager` whose core manager the thread ticks, for `__traverse__`:
+    /// while the ticker is reachable, so are the manager and the providers the ticks call (a
+    /// provider holding its manager makes a cycle the collector would otherwise break, see
+    /// `PyLifecycleManager::__clear__`, under the running thread's feet).
+    manager: Py<PyAny>,
 }
 
 impl Drop for PyTicker {
@@ -75,6 +83,7 @@ impl Drop for PyTicker {
 pub(crate) fn start(
     py: Python<'_>,
     manager: &Arc<WorkerLifecycleManager>,
+    owner: Py<PyAny>,
     interval: Seconds,
     pending: Option<Py<PyAny>>,
     on_report: Option<Py<PyAny>>,
@@ -112,7 +121,10 @@ pub(crate) fn start(
         }
         None => run(py, move || manager.start_ticker(interval, demand))?,
     };
-    Ok(PyTicker { inner })
+    Ok(PyTicker {
+        inner,
+        manager: owner,
+    })
 }
 
 /// What a ticker has done so far.
@@ -164,6 +176,11 @@ impl From<TickerStats> for PyTickerStats {
 
 #[pymethods]
 impl PyTicker {
+    /// Shows the garbage collector the manager the ticker drives.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.manager)
+    }
+
     /// The interval between ticks, in seconds.
     #[getter]
     fn interval(&self) -> f64 {

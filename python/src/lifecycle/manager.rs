@@ -459,13 +459,14 @@ impl PyLifecycleManager {
     /// zero interval, TypeError for a callback that is not callable.
     #[pyo3(signature = (interval, pending=None, on_report=None))]
     fn ticker(
-        &self,
-        py: Python<'_>,
+        slf: &Bound<'_, Self>,
         interval: Seconds,
         pending: Option<Py<PyAny>>,
         on_report: Option<Py<PyAny>>,
     ) -> PyResult<crate::ticker::PyTicker> {
-        crate::ticker::start(py, &self.inner, interval, pending, on_report)
+        let owner = slf.clone().into_any().unbind();
+        let manager = &slf.get().inner;
+        crate::ticker::start(slf.py(), manager, owner, interval, pending, on_report)
     }
 
     /// Whether this manager leads now (always True on a single-process manager).
