@@ -6,9 +6,15 @@
 //! holds no core lock meanwhile. Stopping releases the GIL while it joins the thread, which may
 //! be waiting for the GIL to run a callback. An exception in a callback is handed to
 //! `sys.unraisablehook` (printed by default), counted in the stats, and the ticker goes on.
+//!
+//! The Python objects a ticker holds (its manager and callbacks) live in a slot shared by the
+//! handle and the thread ([`Held`]), not in the thread's closures: the garbage collector sees
+//! them (`__traverse__`) and can break a cycle through them (`__clear__`: a callback that is a
+//! bound method of the object keeping the ticker). The thread takes a new reference to a
+//! callback, under the GIL, for each call.
 
 use std::panic::resume_unwind;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use hodei_workers::{Ticker, TickerStats, WorkerLifecycleManager};
@@ -48,24 +54,45 @@ fn demand_of(py: Python<'_>, pending: &Py<PyAny>) -> usize {
 
 /// A running ticker: a thread that calls ``manager.tick(pending())`` every ``interval`` and
 /// hands each report to ``on_report`` (or keeps it for :meth:`next_report`). Made by
-/// ``LifecycleManager.ticker``; a context manager that stops it on exit. It keeps its manager
-/// alive, and with it the providers its ticks call (even when the host keeps only the ticker,
-/// and a provider holds its manager).
+/// ``LifecycleManager.ticker``; a context manager that stops it on exit.
 ///
 /// The first tick runs at once, the next ones every ``interval`` (on the start time's grid).
 /// A tick that overruns its slot is counted (``stats.overruns``) and the slots it covered are
 /// skipped, not piled up. ``pending``, ``on_report`` and the providers' methods are called on
-/// the ticker's own thread, one at a time; an exception they raise goes to
-/// ``sys.unraisablehook``, is counted (``stats.demand_failures`` / ``stats.report_failures``;
-/// a failing ``pending`` leaves the last good demand in use), and the ticker goes on.
+/// the ticker's own thread, one at a time. An exception ``pending`` or ``on_report`` raises
+/// goes to ``sys.unraisablehook``, is counted (``stats.demand_failures`` /
+/// ``stats.report_failures``; a failing ``pending`` leaves the last good demand in use), and
+/// the ticker goes on. A provider's exception is a provider failure in the tick's report, but
+/// a KeyboardInterrupt or SystemExit, with no caller there to receive it, goes to
+/// ``sys.unraisablehook``.
+///
+/// The ticker keeps its manager alive, and with it the providers its ticks call (even when the
+/// host keeps only the ticker and a provider holds its manager), and its callbacks. Dropping
+/// the last reference stops it; so does the garbage collector when the ticker is in an
+/// unreachable reference cycle (e.g. ``on_report`` is a bound method of the object that keeps
+/// the ticker).
 #[pyclass(frozen, name = "Ticker", module = "hodei_workers")]
 pub(crate) struct PyTicker {
     inner: Ticker,
-    /// The Python `LifecycleManager` whose core manager the thread ticks, for `__traverse__`:
-    /// while the ticker is reachable, so are the manager and the providers the ticks call (a
-    /// provider holding its manager makes a cycle the collector would otherwise break, see
+    held: Arc<Mutex<Held>>,
+}
+
+/// The Python objects of a ticker, shared by the handle (for the garbage collector) and the
+/// thread (which reads the callbacks). The lock is taken under the GIL and only to take or
+/// give references: never while Python code runs, nor while a reference is dropped.
+struct Held {
+    /// The Python `LifecycleManager` whose core manager the thread ticks: while the ticker is
+    /// reachable, so are the manager and the providers the ticks call (a provider holding its
+    /// manager makes a cycle the collector would otherwise break, see
     /// `PyLifecycleManager::__clear__`, under the running thread's feet).
-    manager: Py<PyAny>,
+    manager: Option<Py<PyAny>>,
+    pending: Option<Py<PyAny>>,
+    on_report: Option<Py<PyAny>>,
+}
+
+fn lock(held: &Mutex<Held>) -> MutexGuard<'_, Held> {
+    // Nothing panics while the lock is held (taking references only).
+    held.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Drop for PyTicker {
@@ -97,34 +124,59 @@ pub(crate) fn start(
             }
         }
     }
-    let demand = move || match &pending {
-        // No interpreter any more (shutting down): no demand.
-        Some(pending) => Python::try_attach(|py| demand_of(py, pending)).unwrap_or(0),
-        None => 0,
+    let has_pending = pending.is_some();
+    let has_on_report = on_report.is_some();
+    let held = Arc::new(Mutex::new(Held {
+        manager: Some(owner),
+        pending,
+        on_report,
+    }));
+    let demand = {
+        let held = Arc::clone(&held);
+        move || {
+            if !has_pending {
+                return 0;
+            }
+            // No interpreter any more (shutting down): no demand.
+            Python::try_attach(|py| {
+                let pending = lock(&held).pending.as_ref().map(|p| p.clone_ref(py));
+                match pending {
+                    Some(pending) => demand_of(py, &pending),
+                    // Cleared by the garbage collector (the ticker is garbage, stopping): the
+                    // tick that was starting keeps the last demand rather than scale to 0.
+                    None => resume_unwind(Box::new(
+                        "pending() was cleared by the garbage collector".to_owned(),
+                    )),
+                }
+            })
+            .unwrap_or(0)
+        }
     };
     let manager = Arc::clone(manager);
     let interval: Duration = interval.0;
-    let inner = match on_report {
-        Some(on_report) => {
-            let deliver = move |report: hodei_workers::TickReport| {
-                // No interpreter any more (shutting down): the report has nowhere to go.
-                Python::try_attach(|py| {
-                    let report = TickReport::from(report);
-                    if let Err(err) = on_report.call1(py, (report,)) {
-                        callback_failed(py, &on_report, err, "on_report()");
-                    }
-                });
-            };
-            run(py, move || {
-                manager.start_ticker_with(interval, demand, deliver)
-            })?
-        }
-        None => run(py, move || manager.start_ticker(interval, demand))?,
+    let inner = if has_on_report {
+        let held = Arc::clone(&held);
+        let deliver = move |report: hodei_workers::TickReport| {
+            // No interpreter any more (shutting down), or the callback cleared by the garbage
+            // collector: the report has nowhere to go.
+            Python::try_attach(|py| {
+                let Some(on_report) = lock(&held).on_report.as_ref().map(|c| c.clone_ref(py))
+                else {
+                    return;
+                };
+                let report = TickReport::from(report);
+                if let Err(err) = on_report.call1(py, (report,)) {
+                    callback_failed(py, &on_report, err, "on_report()");
+                }
+            });
+        };
+        run(py, move || {
+            manager.start_ticker_with(interval, demand, deliver)
+        })?
+    } else {
+        run(py, move || manager.start_ticker(interval, demand))?
     };
-    Ok(PyTicker {
-        inner,
-        manager: owner,
-    })
+    Ok(PyTicker { inner, held })
 }
 
 /// What a ticker has done so far.
@@ -176,9 +228,35 @@ impl From<TickerStats> for PyTickerStats {
 
 #[pymethods]
 impl PyTicker {
-    /// Shows the garbage collector the manager the ticker drives.
+    /// Shows the garbage collector the manager the ticker drives and its callbacks (which the
+    /// thread would call forever if a cycle through them, e.g. a bound method of the object
+    /// keeping the ticker, were never found). Skips them if the lock is busy rather than wait.
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.manager)
+        if let Ok(held) = self.held.try_lock() {
+            for object in [&held.manager, &held.pending, &held.on_report]
+                .into_iter()
+                .flatten()
+            {
+                visit.call(object)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Breaks a cycle through the ticker: asks the thread to stop (without waiting: the
+    /// collector holds the GIL, which the thread may need to finish its tick; the drop joins
+    /// it later) and takes the manager and the callbacks, dropped once the lock is released.
+    fn __clear__(&self) {
+        self.inner.request_stop();
+        let taken = {
+            let mut held = lock(&self.held);
+            [
+                held.manager.take(),
+                held.pending.take(),
+                held.on_report.take(),
+            ]
+        };
+        drop(taken);
     }
 
     /// The interval between ticks, in seconds.

@@ -209,6 +209,72 @@ def test_an_interpreter_exiting_with_a_running_ticker_neither_hangs_nor_crashes(
     assert done.stderr == "", done.stderr
 
 
+class Host:
+    """A host object that keeps its ticker, whose callback is one of its bound methods: a
+    cycle through the Ticker."""
+
+    def __init__(self, manager: hw.LifecycleManager, callback: str) -> None:
+        self.reported = threading.Event()
+        if callback == "pending":
+            self.ticker = manager.ticker(HOUR, pending=self.pending)
+            assert self.ticker.next_report(timeout=HANG) is not None
+        else:
+            self.ticker = manager.ticker(HOUR, on_report=self.on_report)
+            assert self.reported.wait(HANG)
+
+    def pending(self) -> int:
+        return 0
+
+    def on_report(self, report: hw.TickReport) -> None:
+        self.reported.set()
+
+
+@pytest.mark.parametrize("callback", ["pending", "on_report"])
+def test_a_ticker_in_a_cycle_through_its_callback_is_collected(
+    manager: hw.LifecycleManager, callback: str
+) -> None:
+    host = Host(manager, callback)
+    alive = weakref.ref(host)
+    del host
+    # The thread may still hold the callback for a moment after the first tick (it returns
+    # from on_report after setting the event): collect until the cycle is found.
+    deadline = time.monotonic() + HANG
+    while alive() is not None:
+        assert time.monotonic() < deadline, "the host and its ticker were never collected"
+        gc.collect()
+    # The host held the only reference to the Ticker: freed (or cleared), it stopped its thread.
+
+
+
+class SlotsPending:
+    """A pending callback that keeps its ticker (in a tuple, in a slot): a cycle through the
+    Ticker with no instance dict. At a short interval the thread is busy ticking, calling it,
+    while the collections run."""
+
+    __slots__ = ("box", "__weakref__")
+
+    def __init__(self) -> None:
+        self.box: tuple[hw.Ticker, ...] = ()
+
+    def __call__(self) -> int:
+        return 0
+
+
+@pytest.mark.parametrize("interval", [HOUR, 0.001])
+def test_a_ticker_in_a_cycle_through_a_slot_is_collected(
+    manager: hw.LifecycleManager, interval: float
+) -> None:
+    pending = SlotsPending()
+    ticker = manager.ticker(interval, pending=pending)
+    pending.box = (ticker,)
+    assert ticker.next_report(timeout=HANG) is not None
+    alive = weakref.ref(pending)
+    del pending, ticker
+    deadline = time.monotonic() + HANG
+    while alive() is not None:  # (the thread may be calling pending at a collection)
+        assert time.monotonic() < deadline, "the ticker's cycle was never collected"
+        gc.collect()
+
 def test_an_interrupt_raised_by_a_provider_on_the_ticker_thread_goes_to_unraisablehook(
     manager: hw.LifecycleManager, clock: hw.ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:

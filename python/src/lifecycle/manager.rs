@@ -455,8 +455,9 @@ impl PyLifecycleManager {
     /// ``on_report(report)`` (without it, read them with ``Ticker.next_report()``). Use it as
     /// a context manager: ``with manager.ticker(1.0, pending=queue.qsize) as t: ...`` stops
     /// and joins the thread on exit. ``pending`` (default: no demand, 0), ``on_report`` and
-    /// the providers are called on the ticker's thread. Raises InvalidArgumentError for a
-    /// zero interval, TypeError for a callback that is not callable.
+    /// the providers are called on the ticker's thread. The ticker keeps the manager alive.
+    /// Raises InvalidArgumentError for a zero interval, TypeError for a callback that is not
+    /// callable.
     #[pyo3(signature = (interval, pending=None, on_report=None))]
     fn ticker(
         slf: &Bound<'_, Self>,
