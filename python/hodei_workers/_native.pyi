@@ -576,9 +576,11 @@ class Subscription:
             TypeError: a timeout that is not a number or timedelta (a bool included).
         """
     def try_recv(self) -> Event | None:
-        """The next event if one is queued, else None; never waits."""
+        """The next event if one is queued, else None; never waits for one (on PostgreSQL it
+        reads the events that have arrived, with the GIL released)."""
     def drain(self) -> list[Event]:
-        """Every event queued now, oldest first; never waits."""
+        """Every event queued now, oldest first; never waits for one (on PostgreSQL it reads the
+        events that have arrived, with the GIL released)."""
     @property
     def dropped(self) -> int:
         """How many events were dropped for this subscriber because its queue was full."""
@@ -592,7 +594,8 @@ class Subscription:
 class Registry:
     """The registry of a fleet's workers: who they are, what state each is in, which job each
     holds. Thread-safe: share one Registry between threads freely; the GIL is released while
-    it works.
+    it works (in memory, ``heartbeat`` keeps it: shorter than releasing it; on PostgreSQL every
+    call that may reach the database releases it).
 
     ``Registry()`` runs on the system's monotonic clock; ``Registry(clock=ManualClock())`` on a
     clock that moves only when told to (tests, simulations).
@@ -660,7 +663,8 @@ class Registry:
     def clock(self) -> ManualClock | None:
         """The ManualClock given at construction, or None on the system clock."""
     def now(self) -> float:
-        """The time on the registry's clock (float seconds since the epoch)."""
+        """The time on the registry's clock (float seconds since the epoch). On PostgreSQL
+        without a ManualClock it is the database's clock: the GIL is released while it asks."""
     def register(
         self,
         provider_id: str,
@@ -767,7 +771,8 @@ class Registry:
         """
     def heartbeat(self, worker_id: str) -> None:
         """Records a heartbeat of the worker's agent (updates ``last_heartbeat`` only; changes no
-        state).
+        state). In memory it keeps the GIL (shorter than releasing it); on PostgreSQL it
+        releases it for the round trip.
 
         Raises:
             WorkerNotFoundError: unknown worker: tell its agent to register again.

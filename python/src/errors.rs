@@ -209,7 +209,8 @@ where
 }
 
 /// Like [`run`], but keeps the GIL: for calls that never wait for anything but a shard's
-/// lock, which no thread holds for long nor while it needs the GIL (a heartbeat). Releasing
+/// lock, which no thread holds for long nor while it needs the GIL (an in-memory heartbeat;
+/// never a call that may reach a database, however brief: `PyRegistry::in_memory`). Releasing
 /// and taking back the GIL costs more than such a call; a heartbeat that meets a writer
 /// (`restore` holds every shard) waits with the GIL held, stalling other Python threads for
 /// that long, never deadlocking (the writer does not need the GIL).

@@ -278,13 +278,32 @@ pub(crate) struct PySubscription {
     inner: Subscription,
     /// Tells a registry that is gone (its event bus with it) from a quiet one.
     registry: Weak<dyn WorkerRegistry>,
+    /// Fed from a shared outbox (PostgreSQL): every method may read the database first
+    /// (`Subscription::fill`), so each releases the GIL. An in-memory subscription only reads
+    /// its channel, shorter than releasing and taking back the GIL.
+    shared: bool,
 }
 
 impl PySubscription {
-    pub(crate) fn new(inner: Subscription, registry: &Arc<dyn WorkerRegistry>) -> Self {
+    pub(crate) fn new(
+        inner: Subscription,
+        registry: &Arc<dyn WorkerRegistry>,
+        shared: bool,
+    ) -> Self {
         PySubscription {
             inner,
             registry: Arc::downgrade(registry),
+            shared,
+        }
+    }
+
+    /// Runs a call that never waits for an event (`try_recv`, `drain`, `len`, `dropped`) on
+    /// the subscription: with the GIL released when it may read a shared outbox first.
+    fn brief<T: Send>(&self, py: Python<'_>, call: impl FnOnce(&Subscription) -> T + Send) -> T {
+        if self.shared {
+            py.detach(|| call(&self.inner))
+        } else {
+            call(&self.inner)
         }
     }
 
@@ -304,7 +323,7 @@ impl PySubscription {
                 Some(deadline) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
-                        return Ok(self.inner.try_recv());
+                        return Ok(self.brief(py, Subscription::try_recv));
                     }
                     left.min(SIGNAL_CHECK)
                 }
@@ -314,7 +333,7 @@ impl PySubscription {
             }
             if self.registry.strong_count() == 0 {
                 // The senders are gone; whatever was queued before is still ours.
-                return Ok(self.inner.try_recv());
+                return Ok(self.brief(py, Subscription::try_recv));
             }
             py.check_signals()?;
         }
@@ -331,25 +350,25 @@ impl PySubscription {
         // A timeout too long to add to now (years) is a wait without timeout.
         let deadline = timeout.and_then(|Seconds(t)| Instant::now().checked_add(t));
         let event = match (timeout, deadline) {
-            (Some(Seconds(t)), _) if t.is_zero() => self.inner.try_recv(),
+            (Some(Seconds(t)), _) if t.is_zero() => self.brief(py, Subscription::try_recv),
             (Some(_), Some(deadline)) => self.recv_until(py, Some(deadline))?,
             _ => self.recv_until(py, None)?,
         };
         event.map(|e| event_to_py(py, e)).transpose()
     }
 
-    /// The next event if one is queued, else None; never waits.
+    /// The next event if one is queued, else None; never waits for one (on PostgreSQL it
+    /// reads the events that have arrived, with the GIL released).
     fn try_recv(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        self.inner
-            .try_recv()
+        self.brief(py, Subscription::try_recv)
             .map(|e| event_to_py(py, e))
             .transpose()
     }
 
-    /// Every event queued now, oldest first; never waits.
+    /// Every event queued now, oldest first; never waits for one (on PostgreSQL it reads the
+    /// events that have arrived, with the GIL released).
     fn drain(&self, py: Python<'_>) -> PyResult<Vec<Py<PyAny>>> {
-        self.inner
-            .drain()
+        self.brief(py, Subscription::drain)
             .into_iter()
             .map(|e| event_to_py(py, e))
             .collect()
@@ -357,13 +376,13 @@ impl PySubscription {
 
     /// How many events were dropped for this subscriber because its queue was full.
     #[getter]
-    fn dropped(&self) -> u64 {
-        self.inner.dropped()
+    fn dropped(&self, py: Python<'_>) -> u64 {
+        self.brief(py, Subscription::dropped)
     }
 
     /// Events queued and not yet received.
-    fn __len__(&self) -> usize {
-        self.inner.len()
+    fn __len__(&self, py: Python<'_>) -> usize {
+        self.brief(py, Subscription::len)
     }
 
     fn __iter__(slf: Py<Self>) -> Py<Self> {
@@ -377,11 +396,8 @@ impl PySubscription {
             .transpose()
     }
 
-    fn __repr__(&self) -> String {
-        format!(
-            "<Subscription queued={} dropped={}>",
-            self.inner.len(),
-            self.inner.dropped()
-        )
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let (queued, dropped) = self.brief(py, |s| (s.len(), s.dropped()));
+        format!("<Subscription queued={queued} dropped={dropped}>")
     }
 }

@@ -32,6 +32,7 @@ pub(crate) fn open(
     Ok(PyRegistry {
         inner: Arc::new(registry),
         clock: clock.map(Bound::unbind),
+        in_memory: false,
     })
 }
 

@@ -357,7 +357,7 @@ impl PythonProvider {
                 match self.call_destroy(py, object, token, handle) {
                     Ok(()) => format!("its instance {resource_id:?} was destroyed"),
                     Err(e) => {
-                        let e = self.failure(py, "destroy_worker", e);
+                        let e = self.failure(py, object, "destroy_worker", e);
                         if e.is_not_found() {
                             format!("its instance {resource_id:?} was destroyed")
                         } else {

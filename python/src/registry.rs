@@ -83,7 +83,8 @@ fn workers(list: Vec<hodei_workers::Worker>) -> Vec<PyWorker> {
 
 /// The registry of a fleet's workers: who they are, what state each is in, which job each
 /// holds. Thread-safe: share one Registry between threads freely; the GIL is released while
-/// it works.
+/// it works (in memory, ``heartbeat`` keeps it: shorter than releasing it; on PostgreSQL every
+/// call that may reach the database releases it).
 ///
 /// ``Registry()`` runs on the system's monotonic clock; ``Registry(clock=ManualClock())`` on a
 /// clock that moves only when told to (tests, simulations).
@@ -97,6 +98,10 @@ pub(crate) struct PyRegistry {
     /// Any backend: in memory, or shared (`Registry.postgres`).
     pub(crate) inner: Arc<dyn WorkerRegistry>,
     pub(crate) clock: Option<Py<PyManualClock>>,
+    /// The in-memory backend: its calls never leave the process (the brief ones keep the GIL,
+    /// `run_brief`). `false` for PostgreSQL, where every call may be a database round trip
+    /// and must release the GIL (`run`), however brief it is in memory.
+    pub(crate) in_memory: bool,
 }
 
 /// The ``retired_id_limit`` argument: None (the backend's default), or a count.
@@ -128,6 +133,7 @@ impl PyRegistry {
         Ok(PyRegistry {
             inner: Arc::new(inner),
             clock: clock.map(Bound::unbind),
+            in_memory: true,
         })
     }
 
@@ -171,9 +177,15 @@ impl PyRegistry {
         self.clock.as_ref().map(|c| c.clone_ref(py))
     }
 
-    /// The time on the registry's clock (float seconds since the epoch).
-    fn now(&self) -> f64 {
-        convert::seconds(self.inner.now())
+    /// The time on the registry's clock (float seconds since the epoch). On PostgreSQL
+    /// without a ManualClock it is the database's clock: the GIL is released while it asks.
+    fn now(&self, py: Python<'_>) -> PyResult<f64> {
+        let now = if self.in_memory {
+            self.inner.now()
+        } else {
+            run(py, || Ok(self.inner.now()))?
+        };
+        Ok(convert::seconds(now))
     }
 
     /// Registers a worker that a provider started; it begins in CREATING.
@@ -311,12 +323,19 @@ impl PyRegistry {
     }
 
     /// Records a heartbeat of the worker's agent (updates ``last_heartbeat`` only; changes no
-    /// state). Raises WorkerNotFoundError for an unknown worker: tell its agent to register
-    /// again.
+    /// state). In memory it keeps the GIL (shorter than releasing it); on PostgreSQL it
+    /// releases it for the round trip. Raises WorkerNotFoundError for an unknown worker: tell
+    /// its agent to register again.
     fn heartbeat(&self, py: Python<'_>, worker_id: &str) -> PyResult<()> {
         let id = convert::worker_id(py, worker_id)?;
-        // Keeps the GIL: a heartbeat is shorter than releasing and taking it back.
-        run_brief(py, || self.inner.heartbeat(&id))
+        if self.in_memory {
+            // Keeps the GIL: an in-memory heartbeat is shorter than releasing and taking it
+            // back (BENCHMARKS.md, the Python rows).
+            run_brief(py, || self.inner.heartbeat(&id))
+        } else {
+            // A database round trip: other Python threads run meanwhile.
+            run(py, || self.inner.heartbeat(&id))
+        }
     }
 
     /// Gives ``job_id`` to a READY worker, which becomes BUSY.
@@ -439,7 +458,11 @@ impl PyRegistry {
             .capacity(capacity)
             .heartbeats(heartbeats);
         let subscription = run(py, || self.inner.subscribe(options))?;
-        Ok(PySubscription::new(subscription, &self.inner))
+        Ok(PySubscription::new(
+            subscription,
+            &self.inner,
+            !self.in_memory,
+        ))
     }
 
     /// Every record plus the event ``seq``, consistent at one instant, as JSON text.

@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::convert::{self, Int, Seconds};
-use crate::errors::{run, OrRaise};
+use crate::errors::run;
 use crate::provider::{manager_call, take_interrupt, ProviderObject, PythonProvider};
 use crate::registry::PyRegistry;
 use crate::types::{py_repr, PyWorker, PyWorkerSpec};
@@ -119,7 +119,10 @@ impl PyLifecycleManager {
     ) -> PyResult<Self> {
         let config = config.map(|c| c.get().inner.clone()).unwrap_or_default();
         let core_registry: Arc<dyn WorkerRegistry> = registry.get().inner.clone();
-        let inner = WorkerLifecycleManager::new(core_registry, config).or_raise(py)?;
+        // Reads the registry's clock: the database's, on PostgreSQL without a ManualClock.
+        let inner = run(py, move || {
+            WorkerLifecycleManager::new(core_registry, config)
+        })?;
         Ok(PyLifecycleManager {
             inner: Arc::new(inner),
             registry: registry.unbind(),
