@@ -370,6 +370,31 @@ fn bad_names_and_urls_are_invalid_arguments_and_a_dead_server_is_a_backend_error
         PostgresWorkerRegistry::connect("postgresql://[::1", "x"),
         Err(Error::InvalidArgument(_))
     ));
+    // A NUL (in the text, or percent-encoded in a URL) makes the string malformed, not the
+    // server unreachable: libpq's strings cannot hold one.
+    for bad in [
+        "host=/tmp\0x user=postgres dbname=postgres",
+        "user=postgres dbname=post\0gres",
+        "postgresql://%2Ftmp%00x/postgres",
+        "postgresql://postgres@localhost/db%00x",
+        "postgresql://postgres:pa%00ss@localhost/postgres",
+        "postgresql://localhost/postgres?options=-c%20a%3D%00",
+        "postgresql://localhost/postgres?application_name=a%00",
+    ] {
+        match PostgresWorkerRegistry::connect(bad, "x") {
+            Err(Error::InvalidArgument(message)) => {
+                assert!(message.contains("NUL"), "{bad:?}: {message}")
+            }
+            other => panic!("{bad:?}: expected InvalidArgument, got {other:?}"),
+        }
+        assert!(
+            matches!(
+                PostgresWorkerRegistry::drop_schema(bad, "x"),
+                Err(Error::InvalidArgument(_))
+            ),
+            "{bad:?}"
+        );
+    }
     let dir = std::env::temp_dir().join(format!("no-server-{}", WorkerId::new()));
     let dead = format!(
         "host={} user=postgres dbname=postgres connect_timeout=2",

@@ -643,8 +643,8 @@ class Registry:
                 most a minute later, on the health-check path).
 
         Raises:
-            InvalidArgumentError: a malformed ``url`` or ``name``, a negative
-                ``retired_id_limit``.
+            InvalidArgumentError: a malformed ``url`` (a NUL in it included) or ``name``, a
+                negative ``retired_id_limit``.
             BackendError: the server cannot be reached (later calls too, while it is down).
         """
     @staticmethod
@@ -656,7 +656,7 @@ class Registry:
             name: the registry's name.
 
         Raises:
-            InvalidArgumentError: a malformed ``url`` or ``name``.
+            InvalidArgumentError: a malformed ``url`` (a NUL in it included) or ``name``.
             BackendError: the server cannot be reached.
         """
     @property

@@ -146,8 +146,8 @@ impl PyRegistry {
     /// registry lives in, created with its tables on first use. Deadlines are judged on the
     /// database's clock, or on ``clock`` (a ManualClock, for tests) when given.
     ///
-    /// Raises InvalidArgumentError for a malformed ``url`` or ``name``, BackendError when the
-    /// server cannot be reached. Later calls raise BackendError while it is unreachable (and
+    /// Raises InvalidArgumentError for a malformed ``url`` (a NUL in it included) or ``name``,
+    /// BackendError when the server cannot be reached. Later calls raise BackendError while it is unreachable (and
     /// apply nothing).
     #[staticmethod]
     #[pyo3(signature = (url, *, name="hodei_workers", clock=None, retired_id_limit=None))]
@@ -164,7 +164,8 @@ impl PyRegistry {
 
     /// Drops the registry ``name`` from the PostgreSQL server at ``url``: its schema with every
     /// record and event (tests clean up with it). Registries still open on it raise
-    /// BackendError afterwards.
+    /// BackendError afterwards. Raises InvalidArgumentError for a malformed ``url`` (a NUL in it
+    /// included) or ``name``.
     #[staticmethod]
     #[pyo3(signature = (url, *, name))]
     fn drop_postgres(py: Python<'_>, url: &str, name: &str) -> PyResult<()> {

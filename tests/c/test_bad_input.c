@@ -388,6 +388,9 @@ int main(void) {
   INVALID(hw_registry_new_postgres(pg, "Not-A-Schema", (hw_registry **)&out));
   INVALID(hw_registry_new_postgres(pg, "pg_catalog", (hw_registry **)&out));
   INVALID(hw_registry_new_postgres("host=x port=notaport", "r", (hw_registry **)&out));
+  /* A NUL percent-encoded in a URL is malformed too (not an unreachable server). */
+  INVALID(hw_registry_new_postgres("postgresql://%2Ftmp%00x/postgres", "r", (hw_registry **)&out));
+  INVALID(hw_registry_drop_postgres("postgresql://%2Ftmp%00x/postgres", "r"));
   /* A server that is not there: HW_ERR_BACKEND, with the cause in the message. */
   CHECK_STATUS(hw_registry_new_postgres(pg, "r", (hw_registry **)&out), HW_ERR_BACKEND);
   CHECK(hw_last_error_message()[0] != '\0');

@@ -92,6 +92,12 @@ def test_bad_names_and_unreachable_servers_raise_the_documented_errors() -> None
             hw.Registry.postgres(nowhere, name=bad)
     with pytest.raises(hw.InvalidArgumentError):
         hw.Registry.postgres("port=notaport", name="ok")
+    # A NUL makes the url malformed (libpq's strings cannot hold one), even percent-encoded.
+    for bad in [nowhere + "\0", "host=/tmp\0x dbname=postgres", "postgresql://%2Ftmp%00x/db"]:
+        with pytest.raises(hw.InvalidArgumentError):
+            hw.Registry.postgres(bad, name="ok")
+        with pytest.raises(hw.InvalidArgumentError):
+            hw.Registry.drop_postgres(bad, name="ok")
     with pytest.raises(hw.BackendError):
         hw.Registry.postgres(nowhere, name="ok")
     with pytest.raises(hw.BackendError):

@@ -149,9 +149,35 @@ impl fmt::Debug for PostgresWorkerRegistry {
     }
 }
 
+/// Parses a libpq connection string. A NUL, in the text or percent-encoded in a URL
+/// (`postgresql://%2Ftmp%00/db`), is refused here as malformed: libpq's strings cannot hold
+/// one, and the connection would otherwise fail later as unreachable (`Backend`).
 fn parse_config(url: &str) -> Result<postgres::Config> {
-    url.parse::<postgres::Config>()
-        .map_err(|e| Error::invalid(format!("invalid PostgreSQL connection string: {e}")))
+    let nul = || Error::invalid("invalid PostgreSQL connection string: it contains a NUL");
+    if url.contains('\0') {
+        return Err(nul());
+    }
+    let config = url
+        .parse::<postgres::Config>()
+        .map_err(|e| Error::invalid(format!("invalid PostgreSQL connection string: {e}")))?;
+    let texts = [
+        config.get_user(),
+        config.get_dbname(),
+        config.get_options(),
+        config.get_application_name(),
+    ];
+    let hosts = config.get_hosts().iter().any(|host| match host {
+        postgres::config::Host::Tcp(name) => name.contains('\0'),
+        #[cfg(unix)]
+        postgres::config::Host::Unix(path) => path.as_os_str().as_encoded_bytes().contains(&0),
+    });
+    if hosts
+        || texts.into_iter().flatten().any(|t| t.contains('\0'))
+        || config.get_password().is_some_and(|p| p.contains(&0))
+    {
+        return Err(nul());
+    }
+    Ok(config)
 }
 
 impl PostgresWorkerRegistry {
