@@ -412,8 +412,8 @@ pub use events::{
 pub use filter::WorkerFilter;
 pub use ids::{JobId, ProviderId, WorkerId, MAX_JOB_ID_LEN, MAX_PROVIDER_ID_LEN};
 pub use lifecycle::{
-    AlwaysLeader, InMemoryLease, LeaderInfo, Leadership, LeaseStatus, Term, Ticker, TickerStats,
-    TICKER_REPORTS_CAPACITY,
+    validate_lease, AlwaysLeader, InMemoryLease, LeaderInfo, Leadership, LeaseStatus, Term, Ticker,
+    TickerStats, MAX_LEASE_HOLDER_LEN, MIN_LEASE_TTL, TICKER_REPORTS_CAPACITY,
 };
 pub use lifecycle::{
     CleanupResult, DestroyFailure, HealthCheckResult, LifecycleStats, LostJob, MassExpiryGiveUp,

@@ -64,8 +64,9 @@ pub extern "C" fn hw_report_get_leader(
 /// that is not shared between processes (the in-memory one) this is `hw_manager_new`: the
 /// manager always leads.
 ///
-/// Errors: as `hw_manager_new`; `HW_ERR_INVALID_ARGUMENT` for a holder or ttl the registry's
-/// lease refuses; `HW_ERR_BACKEND` when the lease's store cannot be reached.
+/// Errors: as `hw_manager_new`; `HW_ERR_INVALID_ARGUMENT` for an empty holder or one longer
+/// than 128 bytes, or a `lease_ttl_ms` under 3, on every registry (the in-memory one too);
+/// `HW_ERR_BACKEND` when the lease's store cannot be reached.
 #[no_mangle]
 pub extern "C" fn hw_manager_new_replicated(
     registry: *const hw_registry,

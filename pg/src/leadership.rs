@@ -60,8 +60,8 @@ const STEP_DOWN: &str =
     "UPDATE manager_leases SET expires_at = least(expires_at, now_ms($4::bigint))
 WHERE name = $1 AND holder = $2 AND term = $3";
 
-/// The longest holder name (bytes).
-pub const MAX_HOLDER_LEN: usize = 128;
+/// The longest holder name (bytes): the core's rule for every backend.
+pub const MAX_HOLDER_LEN: usize = hodei_workers::MAX_LEASE_HOLDER_LEN;
 
 /// The leadership lease of one registry on PostgreSQL (see the module docs). Made by
 /// [`PostgresWorkerRegistry::leadership`]; give it to
@@ -99,16 +99,7 @@ impl PostgresWorkerRegistry {
     /// `InvalidArgument` for an empty holder, one longer than [`MAX_HOLDER_LEN`] or holding a
     /// NUL, or a ttl under 3 ms; `Backend` when the connection or the table cannot be made.
     pub fn leadership(&self, holder: &str, ttl: Duration) -> Result<PostgresLeadership> {
-        if holder.is_empty() || holder.len() > MAX_HOLDER_LEN || holder.contains('\0') {
-            return Err(Error::invalid(format!(
-                "lease holder must be 1..={MAX_HOLDER_LEN} bytes without NUL, got {holder:?}"
-            )));
-        }
-        if ttl < Duration::from_millis(3) {
-            return Err(Error::invalid(format!(
-                "lease ttl must be at least 3 ms, got {ttl:?}"
-            )));
-        }
+        hodei_workers::validate_lease(holder, ttl)?;
         let mut config = self.inner.pool.config().clone();
         // A renewal must fail rather than hang past the window it extends.
         config.connect_timeout(ttl / 3);

@@ -759,6 +759,10 @@ int main(void) {
   INVALID(hw_manager_new_replicated(reg, &config, NULL, 1000, (hw_manager **)&out));
   INVALID(hw_manager_new_replicated(reg, &config, BAD_UTF8, 1000, (hw_manager **)&out));
   INVALID(hw_manager_new_replicated(reg, &config, "h", 1000, NULL));
+  /* The lease's holder and ttl are checked on every registry (the in-memory one too). */
+  INVALID(hw_manager_new_replicated(reg, &config, "", 1000, (hw_manager **)&out));
+  INVALID(hw_manager_new_replicated(reg, &config, "h", 0, (hw_manager **)&out));
+  INVALID(hw_manager_new_replicated(reg, &config, "h", 2, (hw_manager **)&out));
   INVALID(hw_manager_is_leader(NULL, &flag));
   INVALID(hw_manager_is_leader(mgr, NULL));
   INVALID(hw_manager_step_down(NULL));

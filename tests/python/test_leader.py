@@ -53,6 +53,14 @@ def test_replicated_on_an_unshared_registry_always_leads(registry: hw.Registry, 
     assert leader is not None and leader.holder == "local"
 
 
+def test_replicated_refuses_a_bad_holder_or_ttl_on_every_backend(registry: hw.Registry) -> None:
+    # The same rules in memory as on PostgreSQL: 1 to 128 bytes without NUL, at least 3 ms.
+    for holder, ttl in [("", 15.0), ("h\0", 15.0), ("h" * 129, 15.0), ("h", 0.0), ("h", 0.002)]:
+        with pytest.raises(hw.InvalidArgumentError):
+            hw.LifecycleManager.replicated(registry, holder, ttl)
+    hw.LifecycleManager.replicated(registry, "h" * 128, 0.003)
+
+
 def test_after_stepping_down_leader_only_calls_raise_until_a_tick(registry: hw.Registry) -> None:
     manager = hw.LifecycleManager(registry)
     cloud = Cloud()

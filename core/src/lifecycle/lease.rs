@@ -107,6 +107,33 @@ pub trait Leadership: Send + Sync + fmt::Debug {
     }
 }
 
+/// The longest lease holder name (bytes), on every backend.
+pub const MAX_LEASE_HOLDER_LEN: usize = 128;
+
+/// The shortest lease ttl, on every backend (a renewal gets a third of it to connect).
+pub const MIN_LEASE_TTL: Duration = Duration::from_millis(3);
+
+/// Checks a replica's lease arguments as every backend does (in
+/// [`WorkerLifecycleManager::replicated`](crate::WorkerLifecycleManager::replicated), whatever
+/// the registry, so a host's arguments fail the same way embedded and replicated).
+///
+/// # Errors
+/// `InvalidArgument` for an empty `holder`, one longer than [`MAX_LEASE_HOLDER_LEN`] bytes or
+/// holding a NUL, or a `ttl` under [`MIN_LEASE_TTL`].
+pub fn validate_lease(holder: &str, ttl: Duration) -> Result<()> {
+    if holder.is_empty() || holder.len() > MAX_LEASE_HOLDER_LEN || holder.contains('\0') {
+        return Err(Error::invalid(format!(
+            "lease holder must be 1..={MAX_LEASE_HOLDER_LEN} bytes without NUL, got {holder:?}"
+        )));
+    }
+    if ttl < MIN_LEASE_TTL {
+        return Err(Error::invalid(format!(
+            "lease ttl must be at least 3 ms, got {ttl:?}"
+        )));
+    }
+    Ok(())
+}
+
 /// The single-process lease: always held by `"local"` under term 1, never expiring. What a
 /// manager on an in-memory registry uses: it leads, as it always did.
 #[derive(Debug, Clone)]

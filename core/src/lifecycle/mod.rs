@@ -15,7 +15,10 @@ mod scaling;
 mod ticker;
 
 pub use config::{WorkerLifecycleConfig, MAX_CONFIG_DURATION};
-pub use lease::{AlwaysLeader, InMemoryLease, LeaderInfo, Leadership, LeaseStatus, Term};
+pub use lease::{
+    validate_lease, AlwaysLeader, InMemoryLease, LeaderInfo, Leadership, LeaseStatus, Term,
+    MAX_LEASE_HOLDER_LEN, MIN_LEASE_TTL,
+};
 pub use manager::WorkerLifecycleManager;
 // The simulation's scenarios check their pool names with the same rule.
 #[cfg(feature = "sim")]

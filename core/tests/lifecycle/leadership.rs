@@ -642,3 +642,29 @@ fn replicated_on_an_unshared_registry_is_a_plain_manager_that_leads() {
     assert!(m.is_leader());
     assert_eq!(m.leadership().holder(), "local");
 }
+
+#[test]
+fn replicated_refuses_a_bad_holder_or_ttl_on_an_unshared_registry_as_on_a_shared_one() {
+    let registry: Arc<dyn WorkerRegistry> = Arc::new(InMemoryWorkerRegistry::new());
+    let long = "h".repeat(MAX_LEASE_HOLDER_LEN + 1);
+    for (holder, ttl) in [
+        ("", TTL),
+        ("h\0", TTL),
+        (long.as_str(), TTL),
+        ("h", Duration::ZERO),
+        ("h", MIN_LEASE_TTL - Duration::from_nanos(1)),
+    ] {
+        let err = WorkerLifecycleManager::replicated(registry.clone(), config(), holder, ttl)
+            .err()
+            .unwrap_or_else(|| panic!("{holder:?} {ttl:?} was accepted"));
+        assert_eq!(
+            err.kind(),
+            ErrorKind::InvalidArgument,
+            "{holder:?} {ttl:?}: {err}"
+        );
+    }
+    let longest = "h".repeat(MAX_LEASE_HOLDER_LEN);
+    assert!(
+        WorkerLifecycleManager::replicated(registry, config(), &longest, MIN_LEASE_TTL).is_ok()
+    );
+}

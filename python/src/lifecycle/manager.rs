@@ -136,7 +136,9 @@ impl PyLifecycleManager {
     /// seconds or a timedelta) after each renewal: only the replica holding the lease acts,
     /// the others' ticks only try to take it (tick at least every ``lease_ttl / 3``, e.g. with
     /// ``ticker``). On a registry that is not shared between processes (the in-memory one) it
-    /// is a plain manager that always leads.
+    /// is a plain manager that always leads. Raises InvalidArgumentError, on every registry,
+    /// for a ``holder`` that is empty, longer than 128 bytes or holds a NUL, or a ``lease_ttl``
+    /// under 3 ms.
     #[staticmethod]
     #[pyo3(signature = (registry, holder, lease_ttl, config=None))]
     fn replicated(

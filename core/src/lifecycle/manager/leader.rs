@@ -67,14 +67,16 @@ impl WorkerLifecycleManager {
     /// replicated.
     ///
     /// # Errors
-    /// As [`new`](Self::new); the registry's errors for the lease (an invalid `holder` or
-    /// `ttl`, an unreachable store).
+    /// As [`new`](Self::new); `InvalidArgument` for a `holder` or `ttl` that
+    /// [`validate_lease`](crate::validate_lease) refuses, on every registry (the in-memory one
+    /// too); the registry's errors for the lease (an unreachable store).
     pub fn replicated(
         registry: Arc<dyn WorkerRegistry>,
         config: WorkerLifecycleConfig,
         holder: &str,
         ttl: std::time::Duration,
     ) -> Result<Self> {
+        crate::lifecycle::validate_lease(holder, ttl)?;
         match registry.lease(holder, ttl)? {
             Some(lease) => Self::with_leadership(
                 registry,
