@@ -275,7 +275,8 @@ const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 /// read without waiting. Dropping the Subscription unsubscribes. Safe to share between threads.
 #[pyclass(frozen, name = "Subscription", module = "hodei_workers")]
 pub(crate) struct PySubscription {
-    inner: Subscription,
+    /// Always `Some` but in `drop`, which takes it to drop it without the GIL.
+    inner: Option<Subscription>,
     /// Tells a registry that is gone (its event bus with it) from a quiet one.
     registry: Weak<dyn WorkerRegistry>,
     /// Fed from a shared outbox (PostgreSQL): every method may read the database first
@@ -291,19 +292,25 @@ impl PySubscription {
         shared: bool,
     ) -> Self {
         PySubscription {
-            inner,
+            inner: Some(inner),
             registry: Arc::downgrade(registry),
             shared,
         }
+    }
+
+    fn sub(&self) -> &Subscription {
+        self.inner
+            .as_ref()
+            .expect("a Subscription is taken only when dropped")
     }
 
     /// Runs a call that never waits for an event (`try_recv`, `drain`, `len`, `dropped`) on
     /// the subscription: with the GIL released when it may read a shared outbox first.
     fn brief<T: Send>(&self, py: Python<'_>, call: impl FnOnce(&Subscription) -> T + Send) -> T {
         if self.shared {
-            py.detach(|| call(&self.inner))
+            py.detach(|| call(self.sub()))
         } else {
-            call(&self.inner)
+            call(self.sub())
         }
     }
 
@@ -328,7 +335,7 @@ impl PySubscription {
                     left.min(SIGNAL_CHECK)
                 }
             };
-            if let Some(event) = py.detach(|| self.inner.recv(Some(slice))) {
+            if let Some(event) = py.detach(|| self.sub().recv(Some(slice))) {
                 return Ok(Some(event));
             }
             if self.registry.strong_count() == 0 {
@@ -337,6 +344,18 @@ impl PySubscription {
             }
             py.check_signals()?;
         }
+    }
+}
+
+impl Drop for PySubscription {
+    /// A shared subscription's reader gives its connection back to the database (a round
+    /// trip): dropped with the GIL released, unless the interpreter is gone or finalizing.
+    fn drop(&mut self) {
+        let mut inner = self.inner.take();
+        if self.shared {
+            Python::try_attach(|py| py.detach(|| drop(inner.take())));
+        }
+        drop(inner);
     }
 }
 

@@ -146,3 +146,10 @@ def test_calls_that_reach_the_database_release_the_gil(registry: hw.Registry, wh
     CALLS[what](registry, subscription, worker.id)
     subscription.drain()
     assert_releases_the_gil(lambda: CALLS[what](registry, subscription, worker.id))
+
+
+def test_dropping_a_subscription_releases_the_gil(registry: hw.Registry) -> None:
+    # Its reader gives its connection back, a round trip.
+    subscriptions = [registry.subscribe()]
+    subscriptions[0].drain()
+    assert_releases_the_gil(subscriptions.clear)
