@@ -1,6 +1,6 @@
 //! `Registry`: the Python face of a `WorkerRegistry` (in memory, or PostgreSQL: `postgres.rs`).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use hodei_workers::{
     InMemoryWorkerRegistry, Snapshot, SubscribeOptions, SystemClock, TerminationReason,
@@ -102,6 +102,25 @@ pub(crate) struct PyRegistry {
     /// `run_brief`). `false` for PostgreSQL, where every call may be a database round trip
     /// and must release the GIL (`run`), however brief it is in memory.
     pub(crate) in_memory: bool,
+}
+
+impl Drop for PyRegistry {
+    /// The last handle of a PostgreSQL registry reads its subscriptions' events to the end and
+    /// closes its connections (round trips): dropped with the GIL released, unless the
+    /// interpreter is gone or finalizing. The field is swapped for a shared empty registry,
+    /// never used, so that the real one can leave it.
+    fn drop(&mut self) {
+        if self.in_memory {
+            return;
+        }
+        static PLACEHOLDER: OnceLock<Arc<dyn WorkerRegistry>> = OnceLock::new();
+        let placeholder = PLACEHOLDER
+            .get_or_init(|| Arc::new(InMemoryWorkerRegistry::new()))
+            .clone();
+        let mut inner = Some(std::mem::replace(&mut self.inner, placeholder));
+        Python::try_attach(|py| py.detach(|| drop(inner.take())));
+        drop(inner);
+    }
 }
 
 /// The ``retired_id_limit`` argument: None (the backend's default), or a count.

@@ -153,3 +153,17 @@ def test_dropping_a_subscription_releases_the_gil(registry: hw.Registry) -> None
     subscriptions = [registry.subscribe()]
     subscriptions[0].drain()
     assert_releases_the_gil(subscriptions.clear)
+
+
+def test_dropping_a_registry_with_a_live_subscription_releases_the_gil() -> None:
+    # The last handle reads its subscriptions' events to the end, a round trip.
+    name = f"py_{os.getpid()}_gil_drop"
+    hw.Registry.drop_postgres(pg_url(), name=name)
+    try:
+        handles = [hw.Registry.postgres(pg_url(), name=name)]
+        subscription = handles[0].subscribe()
+        subscription.drain()
+        assert_releases_the_gil(handles.clear)
+        assert subscription.recv(0) is None
+    finally:
+        hw.Registry.drop_postgres(pg_url(), name=name)
