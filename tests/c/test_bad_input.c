@@ -80,6 +80,24 @@ static uint32_t bad_list(void *user_data, hw_provider_call *call) {
   return HW_PROVIDER_RESULT_OK;
 }
 
+static uint32_t ok_create(void *user_data, hw_worker_id worker_id, const hw_worker_spec *spec,
+                          hw_provider_call *call) {
+  (void)user_data;
+  (void)worker_id;
+  (void)spec;
+  return hw_provider_call_set_resource_id(call, "r") == HW_OK ? HW_PROVIDER_RESULT_OK
+                                                               : HW_PROVIDER_RESULT_FAILED;
+}
+
+static uint32_t ok_destroy(void *user_data, hw_worker_id id, const char *resource_id,
+                           hw_provider_call *call) {
+  (void)user_data;
+  (void)id;
+  (void)resource_id;
+  (void)call;
+  return HW_PROVIDER_RESULT_OK;
+}
+
 /* Extreme but valid numbers (times at the end of the clock, durations and counts at their
  * maximum) must be handled, never panic: every call answers HW_OK, or the documented error
  * just past a documented limit. */
@@ -183,6 +201,46 @@ static void extreme_values(void) {
   CHECK_OK(hw_clock_set(clock, 0, &now)); /* the past is ignored */
   CHECK(now == UINT64_MAX);
   hw_worker_filter_free(f);
+  /* Pools whose limits are SIZE_MAX ("only the global cap"; a warm pool as large as it gets)
+   * and no warm worker yet, with a demand of SIZE_MAX (twice, so that the sums overflow too):
+   * the planner saturates instead of overflowing (it used to answer HW_ERR_PANIC, after the
+   * tick's health check had run: the jobs it found lost were in no report). */
+  {
+    hw_registry *preg = NULL;
+    hw_manager *pmgr = NULL;
+    hw_manager_config pc;
+    hw_provider_callbacks cb;
+    char demand[128];
+    char *plan_json = NULL;
+    hw_report *r = NULL;
+    hw_report_summary sum;
+    CHECK_OK(hw_registry_new(&preg));
+    CHECK_OK(hw_manager_config_default(&pc));
+    pc.max_workers = (size_t)-1;
+    pc.max_provision_per_tick = 2; /* each tick provisions a little, never SIZE_MAX */
+    CHECK_OK(hw_manager_new(preg, &pc, &pmgr));
+    memset(&cb, 0, sizeof cb);
+    cb.create_worker = ok_create;
+    cb.destroy_worker = ok_destroy;
+    CHECK_OK(hw_manager_register_provider(pmgr, "p", "docker", &cb));
+    CHECK_OK(hw_manager_add_pool(pmgr, "warm", "p", spec, 1, (size_t)-1, 1));
+    CHECK_OK(hw_manager_add_pool(pmgr, "huge", "p", spec, (size_t)-1, (size_t)-1, 0));
+    snprintf(demand, sizeof demand, "[{\"count\": %zu}, {\"count\": %zu}]", (size_t)-1,
+             (size_t)-1);
+    CHECK_OK(hw_manager_plan_pools_json(pmgr, demand, &plan_json));
+    CHECK(plan_json != NULL);
+    hw_string_free(plan_json);
+    CHECK_OK(hw_manager_tick_demand(pmgr, demand, &r));
+    memset(&sum, 0, sizeof sum);
+    if (r) CHECK_OK(hw_report_get_summary(r, &sum));
+    CHECK(sum.provisioned == 2);
+    hw_report_free(r);
+    r = NULL;
+    CHECK_OK(hw_manager_tick(pmgr, (size_t)-1, &r));
+    hw_report_free(r);
+    hw_manager_free(pmgr);
+    hw_registry_free(preg);
+  }
   hw_manager_free(mgr);
   hw_worker_spec_free(spec);
   hw_registry_free(reg);

@@ -33,10 +33,12 @@ pub(crate) struct ScalingInputs {
 /// The decision: how many to provision and how many idle workers to retire. The caller picks
 /// which workers (longest idle first) and fills `ScalingPlan::scale_down`.
 pub(crate) fn decide(config: &WorkerLifecycleConfig, i: &ScalingInputs) -> (ScalingPlan, usize) {
-    let on_the_way = i.starting + i.in_flight;
-    let total = i.registered + i.in_flight;
+    // Saturating: the counts are the registry's, but `pending` and the limits are the host's
+    // (`usize::MAX` is a valid "no limit").
+    let on_the_way = i.starting.saturating_add(i.in_flight);
+    let total = i.registered.saturating_add(i.in_flight);
     let demand = i.pending.saturating_add(config.min_ready_workers);
-    let wanted = demand.saturating_sub(i.ready + on_the_way);
+    let wanted = demand.saturating_sub(i.ready.saturating_add(on_the_way));
     let mut limits = Vec::new();
 
     let mut provision = wanted;

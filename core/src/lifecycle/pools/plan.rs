@@ -145,7 +145,11 @@ pub(crate) fn plan(i: &PlanInputs<'_>) -> PoolPlan {
     // 3. Existing capacity first, in priority order.
     let mut supply: Vec<usize> = fleet
         .iter()
-        .map(|f| f.ready + f.starting + f.in_flight)
+        .map(|f| {
+            f.ready
+                .saturating_add(f.starting)
+                .saturating_add(f.in_flight)
+        })
         .collect();
     let mut used = vec![0usize; n];
     let mut rem: Vec<usize> = reqs.iter().map(|r| r.count).collect();
@@ -154,10 +158,10 @@ pub(crate) fn plan(i: &PlanInputs<'_>) -> PoolPlan {
             let take = rem[ri].min(supply[p]);
             if take > 0 {
                 supply[p] -= take;
-                used[p] += take;
+                used[p] = used[p].saturating_add(take);
                 rem[ri] -= take;
                 let k = serving(&mut serves, p, ri);
-                serves[p][k].existing += take;
+                serves[p][k].existing = serves[p][k].existing.saturating_add(take);
             }
         }
     }
@@ -165,7 +169,7 @@ pub(crate) fn plan(i: &PlanInputs<'_>) -> PoolPlan {
     let mut warm_needed = vec![0usize; n];
     for p in 0..n {
         let from_supply = pools[p].min_ready.min(supply[p]);
-        used[p] += from_supply;
+        used[p] = used[p].saturating_add(from_supply);
         warm_needed[p] = pools[p].min_ready - from_supply;
     }
 
@@ -174,7 +178,7 @@ pub(crate) fn plan(i: &PlanInputs<'_>) -> PoolPlan {
         .map(|p| {
             pools[p]
                 .max_workers
-                .saturating_sub(fleet[p].registered + fleet[p].in_flight)
+                .saturating_sub(fleet[p].registered.saturating_add(fleet[p].in_flight))
         })
         .collect();
     let full = |p: usize| format!("at max_workers {}", pools[p].max_workers);
@@ -197,9 +201,9 @@ pub(crate) fn plan(i: &PlanInputs<'_>) -> PoolPlan {
             let take = rem[ri].min(room[p]);
             room[p] -= take;
             rem[ri] -= take;
-            demand_new[p] += take;
+            demand_new[p] = demand_new[p].saturating_add(take);
             let k = serving(&mut serves, p, ri);
-            serves[p][k].wanted += take;
+            serves[p][k].wanted = serves[p][k].wanted.saturating_add(take);
             for (from, reason) in &passed {
                 spills.push(Spill {
                     requirement: ri,
@@ -239,10 +243,10 @@ pub(crate) fn plan(i: &PlanInputs<'_>) -> PoolPlan {
                 busy: f.busy,
                 starting: f.starting,
                 in_flight: f.in_flight,
-                total: f.registered + f.in_flight,
+                total: f.registered.saturating_add(f.in_flight),
                 max_workers: pool.max_workers,
                 min_ready: pool.min_ready,
-                wanted: demand_new[p] + warm_needed[p],
+                wanted: demand_new[p].saturating_add(warm_needed[p]),
                 blocked: f.blocked.clone(),
                 ..PoolDecision::default()
             }
@@ -272,7 +276,7 @@ pub(crate) fn plan(i: &PlanInputs<'_>) -> PoolPlan {
     let mut global_room = i.max_workers.saturating_sub(i.total);
     let mut tick_left = i.max_per_tick;
     for p in 0..n {
-        let want = demand_new[p] + warm_new[p];
+        let want = demand_new[p].saturating_add(warm_new[p]);
         if want == 0 {
             continue;
         }
@@ -384,12 +388,13 @@ pub(crate) fn plan(i: &PlanInputs<'_>) -> PoolPlan {
                 }
                 serves[q][k].existing -= take;
                 let kp = serving(&mut serves, p, ri);
-                serves[p][kp].wanted += take;
-                serves[p][kp].provisioned += take;
-                decisions[p].wanted += take;
-                decisions[p].provision += take;
-                decisions[q].retire += take;
-                given[q] += take;
+                let (sp, d) = (&mut serves[p][kp], &mut decisions[p]);
+                sp.wanted = sp.wanted.saturating_add(take);
+                sp.provisioned = sp.provisioned.saturating_add(take);
+                d.wanted = d.wanted.saturating_add(take);
+                d.provision = d.provision.saturating_add(take);
+                decisions[q].retire = decisions[q].retire.saturating_add(take);
+                given[q] = given[q].saturating_add(take);
                 givable -= take;
                 room[p] -= take;
                 global_room -= take;
@@ -403,7 +408,7 @@ pub(crate) fn plan(i: &PlanInputs<'_>) -> PoolPlan {
                     reason: format!("{} can provide", pools[p].name),
                 });
             }
-            serves[q].retain(|s| s.existing + s.wanted > 0);
+            serves[q].retain(|s| s.existing > 0 || s.wanted > 0);
         }
     }
     for t in takebacks {
@@ -434,7 +439,9 @@ pub(crate) fn plan(i: &PlanInputs<'_>) -> PoolPlan {
     for (p, d) in decisions.iter_mut().enumerate() {
         d.serves = std::mem::take(&mut serves[p]);
         d.serves.sort_by_key(|s| s.requirement);
-        d.demand = d.serves.iter().map(|s| s.existing + s.wanted).sum();
+        d.demand = d.serves.iter().fold(0usize, |acc, s| {
+            acc.saturating_add(s.existing).saturating_add(s.wanted)
+        });
         d.explanation = explain(d, reqs, now);
     }
     out.explanation = decisions.iter().map(|d| d.explanation.clone()).collect();

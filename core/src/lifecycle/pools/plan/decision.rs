@@ -182,9 +182,11 @@ pub struct PoolPlan {
 }
 
 impl PoolPlan {
-    /// Workers to provision now, over every pool.
+    /// Workers to provision now, over every pool (saturating; at most `max_per_tick` anyway).
     pub fn provision(&self) -> usize {
-        self.pools.iter().map(|d| d.provision).sum()
+        self.pools
+            .iter()
+            .fold(0usize, |acc, d| acc.saturating_add(d.provision))
     }
 
     /// The decision of `pool`, if it is one of the plan's.

@@ -22,7 +22,13 @@ pub(super) fn explain(d: &PoolDecision, reqs: &[Requirement], now: Timestamp) ->
         let parts: Vec<String> = d
             .serves
             .iter()
-            .map(|s| format!("{} {}", s.existing + s.wanted, reqs[s.requirement]))
+            .map(|s| {
+                format!(
+                    "{} {}",
+                    s.existing.saturating_add(s.wanted),
+                    reqs[s.requirement]
+                )
+            })
             .collect();
         let _ = write!(line, " ({})", parts.join(" + "));
     }

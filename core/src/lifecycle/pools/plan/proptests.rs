@@ -31,6 +31,16 @@ fn arb_spec() -> impl Strategy<Value = WorkerSpec> {
         })
 }
 
+/// `small`, or now and then a limit or a count at the top of `usize` (a host may pass
+/// `SIZE_MAX`: `max_workers` documented as "no limit of its own", a huge backlog).
+fn extreme(small: std::ops::Range<usize>) -> impl Strategy<Value = usize> {
+    prop_oneof![
+        8 => small,
+        1 => Just(usize::MAX),
+        1 => Just(usize::MAX - 1),
+    ]
+}
+
 fn arb_requirement() -> impl Strategy<Value = Requirement> {
     (
         prop::option::of(prop::sample::select(vec!["a100", "h100", "v100"])),
@@ -41,7 +51,7 @@ fn arb_requirement() -> impl Strategy<Value = Requirement> {
         ])),
         prop::sample::select(vec![0.0, 2.0, 4.0]),
         0u32..3,
-        0usize..12,
+        extreme(0usize..12),
     )
         .prop_map(|(gpu, docker, arch, cpu, gpus, count)| {
             let mut r = Requirement::new(count);
@@ -61,8 +71,8 @@ fn arb_requirement() -> impl Strategy<Value = Requirement> {
 fn arb_pool_and_fleet() -> impl Strategy<Value = (Pool, PoolFleet)> {
     (
         arb_spec(),
-        0usize..3,
-        0usize..8,
+        extreme(0usize..3),
+        extreme(0usize..8),
         -2i32..3,
         (0usize..4, 0usize..4, 0usize..3, 0usize..3, 0usize..3),
         0u8..4,
@@ -111,9 +121,9 @@ proptest! {
     fn plans_keep_the_three_promises(
         pools_and_fleet in prop::collection::vec(arb_pool_and_fleet(), 0..5),
         requirements in prop::collection::vec(arb_requirement(), 0..5),
-        max_workers in 1usize..30,
+        max_workers in extreme(1usize..30),
         outside in 0usize..5,
-        max_per_tick in 1usize..8,
+        max_per_tick in extreme(1usize..8),
     ) {
         let (mut pools, fleet): (Vec<Pool>, Vec<PoolFleet>) = pools_and_fleet.into_iter().unzip();
         for (k, p) in pools.iter_mut().enumerate() {
@@ -132,22 +142,32 @@ proptest! {
             max_per_tick,
         });
         prop_assert_eq!(plan.pools.len(), pools.len());
-        prop_assert!(plan.provision() <= max_workers.saturating_sub(total));
-        prop_assert!(plan.provision() <= max_per_tick);
-        prop_assert!(plan.pools.iter().map(|d| d.retire).sum::<usize>() <= max_per_tick);
+        // Sums in u128: with limits at usize::MAX the test must not overflow either.
+        let provisioned: u128 = plan.pools.iter().map(|d| d.provision as u128).sum();
+        prop_assert_eq!(provisioned, plan.provision() as u128);
+        prop_assert!(provisioned <= max_workers.saturating_sub(total) as u128);
+        prop_assert!(provisioned <= max_per_tick as u128);
+        prop_assert!(plan.pools.iter().map(|d| d.retire as u128).sum::<u128>() <= max_per_tick as u128);
         for d in &plan.pools {
             let k = pools.iter().position(|p| p.name == d.pool).unwrap();
             let (pool, f) = (&pools[k], &fleet[k]);
             if d.provision > 0 {
-                prop_assert!(f.registered + f.in_flight + d.provision <= pool.max_workers,
+                prop_assert!(
+                    (f.registered + f.in_flight) as u128 + d.provision as u128
+                        <= pool.max_workers as u128,
                     "{}", d.explanation);
                 prop_assert!(f.blocked.is_none(), "{}", d.explanation);
                 prop_assert_eq!(d.retire, 0);
             }
             prop_assert_eq!(
-                d.serves.iter().map(|s| s.provisioned).sum::<usize>() + d.warm,
-                d.provision
+                d.serves.iter().map(|s| s.provisioned as u128).sum::<u128>() + d.warm as u128,
+                d.provision as u128
             );
+            // Totals saturate at usize::MAX rather than wrap (release builds) or panic (debug).
+            let served: u128 = d.serves.iter().map(|s| s.existing as u128 + s.wanted as u128).sum();
+            prop_assert_eq!(d.demand as u128, served.min(usize::MAX as u128));
+            let wanted: u128 = d.serves.iter().map(|s| s.wanted as u128).sum();
+            prop_assert!(d.wanted as u128 >= wanted.min(usize::MAX as u128), "{}", d.explanation);
             for s in &d.serves {
                 prop_assert!(pool.satisfies(&demand.requirements[s.requirement]),
                     "{} serves {}", d.pool, demand.requirements[s.requirement]);
@@ -179,13 +199,13 @@ proptest! {
         }
         // Demand is accounted for: served (existing or wanted), waiting, or unschedulable.
         for (ri, r) in demand.requirements.iter().enumerate() {
-            let served: usize = plan.pools.iter().flat_map(|d| &d.serves)
-                .filter(|s| s.requirement == ri).map(|s| s.existing + s.wanted).sum();
-            let waiting: usize = plan.unmet.iter().filter(|u| u.requirement == ri)
-                .map(|u| u.count).sum();
-            let never: usize = plan.unschedulable.iter().filter(|u| u.requirement == ri)
-                .map(|u| u.count).sum();
-            prop_assert_eq!(served + waiting + never, r.count, "requirement {}", ri);
+            let served: u128 = plan.pools.iter().flat_map(|d| &d.serves)
+                .filter(|s| s.requirement == ri).map(|s| s.existing as u128 + s.wanted as u128).sum();
+            let waiting: u128 = plan.unmet.iter().filter(|u| u.requirement == ri)
+                .map(|u| u.count as u128).sum();
+            let never: u128 = plan.unschedulable.iter().filter(|u| u.requirement == ri)
+                .map(|u| u.count as u128).sum();
+            prop_assert_eq!(served + waiting + never, r.count as u128, "requirement {}", ri);
         }
     }
 }
