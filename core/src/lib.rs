@@ -275,7 +275,9 @@
 //! ids at one instant; a [`Snapshot`] is serde data ([`Snapshot::to_json`], format
 //! [`SNAPSHOT_FORMAT`]) that [`restore`](WorkerRegistry::restore) loads into an empty registry
 //! of any backend — after a restart, the host was away: restoring grants every worker a fresh
-//! heartbeat deadline.
+//! heartbeat deadline. A snapshot dated after the restoring registry's clock has its times
+//! clamped to that clock's now, or is refused beyond [`MAX_SNAPSHOT_CLOCK_SKEW`]
+//! ([`Snapshot::fit_to_clock`]).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -429,7 +431,8 @@ pub use lifecycle::{
 };
 pub use registry::{
     HeartbeatAges, InMemoryWorkerRegistry, JobTotals, Snapshot, StateCounts, SubscriberDrops,
-    TransitionGuard, Transitioned, WorkerRegistry, WorkerRegistryStats, SNAPSHOT_FORMAT,
+    TransitionGuard, Transitioned, WorkerRegistry, WorkerRegistryStats, MAX_SNAPSHOT_CLOCK_SKEW,
+    SNAPSHOT_FORMAT,
 };
 pub use state::WorkerState;
 pub use worker::{

@@ -594,11 +594,14 @@ pub extern "C" fn hw_registry_snapshot(
 /// Loads a snapshot (from `hw_registry_snapshot`) into this registry, which must be empty. The
 /// snapshot is checked whole first: on any error the registry is left untouched. Every restored
 /// worker gets a fresh grace period from now: none expires at the first check after a restore
-/// for the time the snapshot lay on disk.
+/// for the time the snapshot lay on disk. A snapshot dated after this registry's clock
+/// (taken on a host whose clock is ahead) has every time clamped to this clock's now, so that
+/// none of its workers escapes its heartbeat deadline; one dated more than an hour after now
+/// is refused.
 ///
 /// Errors: `HW_ERR_SNAPSHOT` for corrupt, foreign or inconsistent JSON (timestamps after the
-/// snapshot's own time, a string holding a NUL byte, …);
-/// `HW_ERR_INVALID_ARGUMENT` when the registry is not empty.
+/// snapshot's own time, a string holding a NUL byte, …), or a snapshot dated more than an hour
+/// after this registry's clock; `HW_ERR_INVALID_ARGUMENT` when the registry is not empty.
 #[no_mangle]
 pub extern "C" fn hw_registry_restore(
     registry: *const hw_registry,

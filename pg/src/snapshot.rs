@@ -3,7 +3,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use hodei_workers::{Error, Result, Snapshot, Worker, WorkerId, POOL_LABEL, SNAPSHOT_FORMAT};
+use hodei_workers::{
+    Error, Result, Snapshot, Worker, WorkerId, WorkerRegistry, POOL_LABEL, SNAPSHOT_FORMAT,
+};
 use postgres::IsolationLevel;
 
 use crate::registry::{Fail, PostgresWorkerRegistry};
@@ -70,10 +72,15 @@ pub(crate) fn snapshot(registry: &PostgresWorkerRegistry) -> Result<Snapshot> {
 /// table lock taken first keeps other replicas from registering meanwhile.
 ///
 /// # Errors
-/// `Snapshot` for a snapshot that fails [`Snapshot::validate`]; `InvalidArgument` when the
+/// `Snapshot` for a snapshot that fails [`Snapshot::validate`] or
+/// [`Snapshot::fit_to_clock`]; `InvalidArgument` when the
 /// registry is not empty; `Backend`. On any error nothing is applied.
-pub(crate) fn restore(registry: &PostgresWorkerRegistry, snapshot: Snapshot) -> Result<()> {
+pub(crate) fn restore(registry: &PostgresWorkerRegistry, mut snapshot: Snapshot) -> Result<()> {
     snapshot.validate()?;
+    // Times after this clock's now are clamped to it (or refused beyond the skew bound), as in
+    // memory. Read before the transaction: the clock only moves on, so what is clamped stays
+    // at or before the transaction's now.
+    snapshot.fit_to_clock(registry.now())?;
     // Distinct specs, by their JSON.
     let mut spec_index: HashMap<String, i32> = HashMap::new();
     let mut spec_json: Vec<String> = Vec::new();

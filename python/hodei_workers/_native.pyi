@@ -862,11 +862,15 @@ class Registry:
         """Loads a JSON snapshot (from ``snapshot()``) into this registry, which must be empty.
         The snapshot is checked whole first: on any error nothing changes. Every restored
         worker gets a fresh grace period from now (no worker expires at the first check after a
-        restore for the time the snapshot lay on disk).
+        restore for the time the snapshot lay on disk). A snapshot dated after this registry's
+        clock (taken on a host whose clock is ahead) has every time clamped to this clock's
+        now, so that none of its workers escapes its heartbeat deadline; one dated more than an
+        hour after now is refused.
 
         Raises:
             SnapshotError: corrupt, truncated, foreign or inconsistent text (timestamps after
-                the snapshot's own time, a string holding a NUL character, ...).
+                the snapshot's own time, a string holding a NUL character, ...), or a snapshot
+                dated more than an hour after this registry's clock.
             InvalidArgumentError: the registry is not empty.
         """
     def __len__(self) -> int: ...

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use memory::InMemoryWorkerRegistry;
-pub use snapshot::{Snapshot, SNAPSHOT_FORMAT};
+pub use snapshot::{Snapshot, MAX_SNAPSHOT_CLOCK_SKEW, SNAPSHOT_FORMAT};
 pub use stats::{StateCounts, WorkerRegistryStats, POOL_LABEL};
 pub use telemetry::{HeartbeatAges, JobTotals, SubscriberDrops};
 
@@ -281,8 +281,14 @@ pub trait WorkerRegistry: Send + Sync + fmt::Debug {
     /// `now + timeout` (idle and lifetime deadlines are not moved). The snapshot's retired ids
     /// stay refused by `register`.
     ///
+    /// A snapshot dated after this registry's clock (another host's clock ahead of this one)
+    /// has its times clamped to now ([`Snapshot::fit_to_clock`]), so that none of its workers
+    /// escapes its deadlines; one dated more than [`MAX_SNAPSHOT_CLOCK_SKEW`] (an hour) after
+    /// now is refused.
+    ///
     /// # Errors
-    /// `Snapshot` for a corrupt or inconsistent snapshot; `InvalidArgument` when the registry
+    /// `Snapshot` for a corrupt or inconsistent snapshot, or one dated more than
+    /// [`MAX_SNAPSHOT_CLOCK_SKEW`] after this registry's clock; `InvalidArgument` when the registry
     /// is not empty, or one of the snapshot's workers was registered in this registry before.
     fn restore(&self, snapshot: Snapshot) -> Result<()>;
 

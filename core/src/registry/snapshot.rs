@@ -1,10 +1,11 @@
 //! [`Snapshot`]: every record plus the event `seq`, as serde JSON.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::clock::Timestamp;
+use crate::clock::{millis, Timestamp};
 use crate::error::{Error, Result};
 use crate::ids::WorkerId;
 use crate::state::WorkerState;
@@ -12,6 +13,14 @@ use crate::worker::Worker;
 
 /// The `format` tag of snapshots this version writes and reads.
 pub const SNAPSHOT_FORMAT: &str = "hodei-workers.snapshot/1";
+
+/// How far a snapshot's `taken_at` may lie after the clock of the registry restoring it (one
+/// hour): within it, the snapshot's times are clamped to the restoring registry's now
+/// ([`Snapshot::fit_to_clock`]); beyond it, `restore` refuses the snapshot. Clocks of
+/// different hosts disagree by seconds, minutes at worst; an hour or more is a clock set
+/// wrong, or a snapshot of another clock altogether (a manual clock), whose times would
+/// otherwise be rewritten wholesale without a word.
+pub const MAX_SNAPSHOT_CLOCK_SKEW: Duration = Duration::from_secs(3600);
 
 /// The greatest `seq` a snapshot may carry.
 const MAX_SEQ: u64 = (1 << 63) - 1;
@@ -49,6 +58,50 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Fits a snapshot to the clock of the registry restoring it, `now` (what both backends'
+    /// [`restore`](crate::WorkerRegistry::restore) do after [`Snapshot::validate`]): a time
+    /// after `now` could not have been read from this clock — a heartbeat "from the future"
+    /// would keep its worker from ever missing a deadline, and its job from ever being
+    /// reported lost. So every time (`taken_at` and each worker's `created_at`, `updated_at`,
+    /// `state_changed_at`, `last_heartbeat`, `idle_since`) becomes `min(t, now)`, provided
+    /// `taken_at` is at most [`MAX_SNAPSHOT_CLOCK_SKEW`] after `now` (the clock skew between
+    /// hosts); a snapshot dated later is refused. A snapshot taken at or before `now` is left
+    /// unchanged.
+    ///
+    /// # Errors
+    /// `Snapshot` when `taken_at` is more than [`MAX_SNAPSHOT_CLOCK_SKEW`] after `now`.
+    pub fn fit_to_clock(&mut self, now: Timestamp) -> Result<()> {
+        if self.taken_at <= now {
+            return Ok(()); // `validate`: no time in it is after `taken_at`
+        }
+        let ahead = self.taken_at - now;
+        if ahead > millis(MAX_SNAPSHOT_CLOCK_SKEW) {
+            return Err(Error::Snapshot(format!(
+                "taken_at {} is {} ms after this registry's clock ({now}): beyond the {} s \
+                 of clock skew a restore tolerates (a clock set wrong, or a snapshot of another \
+                 clock)",
+                self.taken_at,
+                ahead,
+                MAX_SNAPSHOT_CLOCK_SKEW.as_secs()
+            )));
+        }
+        self.taken_at = now;
+        for w in &mut self.workers {
+            for t in [
+                &mut w.created_at,
+                &mut w.updated_at,
+                &mut w.state_changed_at,
+                &mut w.last_heartbeat,
+            ] {
+                *t = (*t).min(now);
+            }
+            if let Some(t) = &mut w.idle_since {
+                *t = (*t).min(now);
+            }
+        }
+        Ok(())
+    }
+
     /// The JSON text.
     ///
     /// # Errors

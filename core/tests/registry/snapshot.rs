@@ -403,13 +403,15 @@ fn a_snapshot_seq_no_registry_can_continue_from_is_refused() {
 fn extreme_values_in_a_snapshot_do_not_break_the_registry() {
     // Whatever numbers a valid snapshot carries, the restored registry keeps working: no
     // overflow on the next release, deadlines saturate instead of wrapping. (Valid since issue
-    // 10: times at most `taken_at`, durations at most MAX_SPEC_DURATION.)
-    let end = u64::MAX - 1;
+    // 10: times at most `taken_at`, durations at most MAX_SPEC_DURATION; and times at the end
+    // of the clock only for a registry whose clock is there too, restore_clock.)
+    let end = u64::MAX - 1 - 5_000;
     let text = edited(|v| {
         v["taken_at"] = end.into();
         let busy = worker_where(v, "busy");
         busy["jobs_executed"] = u64::MAX.into();
         busy["spec"]["max_lifetime"] = MAX_SPEC_DURATION.as_secs().into();
+        busy["spec"]["idle_timeout"] = 1.into(); // 1 s: idle 5 s at u64::MAX - 1
         busy["created_at"] = end.into();
         let ready = worker_where(v, "ready");
         ready["idle_since"] = end.into();
@@ -417,6 +419,12 @@ fn extreme_values_in_a_snapshot_do_not_break_the_registry() {
         ready["created_at"] = end.into();
     });
     let (clock, target) = registry();
+    // Restored at T0, these times would be from the future (immortal workers): refused.
+    assert!(matches!(
+        target.restore(Snapshot::from_json(&text).unwrap()),
+        Err(Error::Snapshot(_))
+    ));
+    clock.set(end);
     target.restore(Snapshot::from_json(&text).unwrap()).unwrap();
     let busy = target
         .find(&WorkerFilter::new().state(WorkerState::Busy))
@@ -438,7 +446,7 @@ fn extreme_values_in_a_snapshot_do_not_break_the_registry() {
     for timeout in [Duration::ZERO, secs(1)] {
         assert_eq!(
             id_set(&target.find_unhealthy(timeout).unwrap()),
-            expected_unhealthy(&all, u64::MAX - 1, timeout, T0)
+            expected_unhealthy(&all, u64::MAX - 1, timeout, end)
         );
     }
     assert!(target

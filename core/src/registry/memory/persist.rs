@@ -36,8 +36,10 @@ impl InMemoryWorkerRegistry {
     }
 
     /// [`WorkerRegistry::restore`].
-    pub(super) fn restore_from(&self, snapshot: Snapshot) -> Result<()> {
+    pub(super) fn restore_from(&self, mut snapshot: Snapshot) -> Result<()> {
         snapshot.validate()?;
+        // Times after this clock's now are clamped to it (or refused beyond the skew bound).
+        snapshot.fit_to_clock(self.now())?;
         let mut shards: Vec<_> = self.shards.iter().map(|s| s.write()).collect();
         let held: usize = shards.iter().map(|s| s.len()).sum();
         if held > 0 {

@@ -10,6 +10,8 @@
 //! - `heartbeat_many`: bulk heartbeats;
 //! - `max_jobs` (4): a one-shot worker is not made ready again;
 //! - `restore_grace` (6): restore grants grace from now;
+//! - `restore_clock`: a snapshot dated after the registry's clock is clamped to its now, or
+//!   refused beyond `MAX_SNAPSHOT_CLOCK_SKEW`;
 //! - `health_checks` (7): concurrent health checks each see every due worker;
 //! - `event_times` (8): timestamps follow the event order;
 //! - `filtered_claims` (10): claims with filters that match few or none of a large ready set,
@@ -36,6 +38,7 @@ mod health_checks;
 mod heartbeat_many;
 mod longest_idle;
 mod max_jobs;
+mod restore_clock;
 mod restore_grace;
 mod retired_ids;
 mod snapshot_times;
