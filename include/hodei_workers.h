@@ -987,7 +987,10 @@ typedef struct hw_worker_counts {
 
  `demand` and `on_report` are called **on the ticker's own thread** (never on the thread
  that called `hw_ticker_start`), one at a time, never while the library holds a lock: they
- may call into the library (but must not call `hw_ticker_free` on their own ticker). The
+ may call into the library (but must not call `hw_ticker_free` on their own ticker), with
+ handles that are still valid: once `hw_manager_free` has been called, the `hw_manager *`
+ is freed memory and they must not use it any more (the ticker keeps the engine running,
+ not the handle). The
  provider callbacks of the manager run on that thread too during its ticks. `user_data` must
  therefore be usable from that thread. `release(user_data)` is called exactly once, after
  the last `demand`/`on_report` call: in `hw_ticker_free`, or in `hw_ticker_start` when it
@@ -1328,8 +1331,11 @@ hw_status hw_manager_new_from_json(const struct hw_registry *registry, const cha
 hw_status hw_manager_get_config(const struct hw_manager *manager, struct hw_manager_config *out);
 
 /*
- Frees the manager. Its providers are dropped (their `release` callbacks run, on this
- thread) once no call on the manager runs any more. NULL does nothing.
+ Frees the manager handle: it is invalid afterwards, for every thread and callback. The
+ manager itself goes once no call on it runs any more and no ticker runs it; its providers
+ are then dropped (their `release` callbacks run) on the thread that lets it go: this one,
+ or, while a ticker started on it still runs, the thread whose `hw_ticker_stop` /
+ `hw_ticker_free` stops that ticker (never the ticker's own thread). NULL does nothing.
  */
 void hw_manager_free(struct hw_manager *manager);
 
@@ -1994,9 +2000,13 @@ void hw_worker_spec_free(struct hw_worker_spec *spec);
  Starts a thread that calls `hw_manager_tick(manager, demand(user_data))` every
  `interval_ms` milliseconds (the first tick at once; the next ones on the grid
  `start + k * interval`) and hands each report to `on_report`. A tick that overruns its slot
- is counted and the slots it covered are skipped, not piled up. The manager stays alive
- while the ticker runs (`hw_manager_free` may be called before `hw_ticker_free`). See
- `hw_ticker_callbacks` for the threads the callbacks run on and the release rule.
+ is counted and the slots it covered are skipped, not piled up. The ticker keeps the
+ manager's engine running (`hw_manager_free` may be called before `hw_ticker_free`), but
+ not its handle: after `hw_manager_free` the `hw_manager *` is invalid, and the callbacks
+ must not pass it to the library any more. The engine then goes when the ticker is stopped:
+ its providers' `release` callbacks run in that `hw_ticker_stop` / `hw_ticker_free`, on its
+ caller's thread. See `hw_ticker_callbacks` for the threads the callbacks run on and the
+ release rule.
 
  Errors: `HW_ERR_INVALID_ARGUMENT` for a NULL argument or `interval_ms` 0; `HW_ERR_BACKEND`
  when the thread cannot be started.
@@ -2006,7 +2016,9 @@ hw_status hw_ticker_start(const struct hw_manager *manager, uint64_t interval_ms
 /*
  Stops the ticker: no tick starts after this call; waits for the tick in progress (and its
  `on_report`) and joins the thread. Idempotent. Called from the ticker's own callbacks it
- only asks the thread to stop after the current tick and returns at once.
+ only asks the thread to stop after the current tick and returns at once. When
+ `hw_manager_free` was called before, the manager goes with the join: its providers'
+ `release` callbacks run in this call, on this thread.
 
  Errors: `HW_ERR_INVALID_ARGUMENT` for NULL.
  */
@@ -2021,7 +2033,9 @@ hw_status hw_ticker_get_stats(const struct hw_ticker *ticker, struct hw_ticker_s
 
 /*
  Stops the ticker (as `hw_ticker_stop`), frees it and calls `release(user_data)`. NULL does
- nothing. Must not be called from the ticker's own callbacks.
+ nothing. Must not be called from the ticker's own callbacks. When `hw_manager_free` was
+ called before, the manager goes here: its providers' `release` callbacks run in this call,
+ on this thread (or already in an earlier `hw_ticker_stop`, on that one's).
  */
 void hw_ticker_free(struct hw_ticker *ticker);
 

@@ -25,7 +25,10 @@ pub struct hw_ticker {
 ///
 /// `demand` and `on_report` are called **on the ticker's own thread** (never on the thread
 /// that called `hw_ticker_start`), one at a time, never while the library holds a lock: they
-/// may call into the library (but must not call `hw_ticker_free` on their own ticker). The
+/// may call into the library (but must not call `hw_ticker_free` on their own ticker), with
+/// handles that are still valid: once `hw_manager_free` has been called, the `hw_manager *`
+/// is freed memory and they must not use it any more (the ticker keeps the engine running,
+/// not the handle). The
 /// provider callbacks of the manager run on that thread too during its ticks. `user_data` must
 /// therefore be usable from that thread. `release(user_data)` is called exactly once, after
 /// the last `demand`/`on_report` call: in `hw_ticker_free`, or in `hw_ticker_start` when it
@@ -81,9 +84,13 @@ impl Drop for CallbackOwner {
 /// Starts a thread that calls `hw_manager_tick(manager, demand(user_data))` every
 /// `interval_ms` milliseconds (the first tick at once; the next ones on the grid
 /// `start + k * interval`) and hands each report to `on_report`. A tick that overruns its slot
-/// is counted and the slots it covered are skipped, not piled up. The manager stays alive
-/// while the ticker runs (`hw_manager_free` may be called before `hw_ticker_free`). See
-/// `hw_ticker_callbacks` for the threads the callbacks run on and the release rule.
+/// is counted and the slots it covered are skipped, not piled up. The ticker keeps the
+/// manager's engine running (`hw_manager_free` may be called before `hw_ticker_free`), but
+/// not its handle: after `hw_manager_free` the `hw_manager *` is invalid, and the callbacks
+/// must not pass it to the library any more. The engine then goes when the ticker is stopped:
+/// its providers' `release` callbacks run in that `hw_ticker_stop` / `hw_ticker_free`, on its
+/// caller's thread. See `hw_ticker_callbacks` for the threads the callbacks run on and the
+/// release rule.
 ///
 /// Errors: `HW_ERR_INVALID_ARGUMENT` for a NULL argument or `interval_ms` 0; `HW_ERR_BACKEND`
 /// when the thread cannot be started.
@@ -139,7 +146,9 @@ pub extern "C" fn hw_ticker_start(
 
 /// Stops the ticker: no tick starts after this call; waits for the tick in progress (and its
 /// `on_report`) and joins the thread. Idempotent. Called from the ticker's own callbacks it
-/// only asks the thread to stop after the current tick and returns at once.
+/// only asks the thread to stop after the current tick and returns at once. When
+/// `hw_manager_free` was called before, the manager goes with the join: its providers'
+/// `release` callbacks run in this call, on this thread.
 ///
 /// Errors: `HW_ERR_INVALID_ARGUMENT` for NULL.
 #[no_mangle]
@@ -177,7 +186,9 @@ pub extern "C" fn hw_ticker_get_stats(
 }
 
 /// Stops the ticker (as `hw_ticker_stop`), frees it and calls `release(user_data)`. NULL does
-/// nothing. Must not be called from the ticker's own callbacks.
+/// nothing. Must not be called from the ticker's own callbacks. When `hw_manager_free` was
+/// called before, the manager goes here: its providers' `release` callbacks run in this call,
+/// on this thread (or already in an earlier `hw_ticker_stop`, on that one's).
 #[no_mangle]
 pub extern "C" fn hw_ticker_free(ticker: *mut hw_ticker) {
     free_handle(ticker)

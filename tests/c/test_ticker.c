@@ -1,7 +1,7 @@
 /* The opt-in ticker from C: the demand callback reaches the tick, reports arrive on the ticker's
  * thread, stop joins without waiting for the next slot, release runs exactly once (also when the
  * start is refused), stopping from inside a callback does not deadlock, and the manager may be
- * freed before the ticker. No timing assertion: waits are on a condition variable. */
+ * freed before the ticker (its providers are then released by hw_ticker_free, on its thread). No timing assertion: waits are on a condition variable. */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
 
@@ -189,6 +189,37 @@ static void test_stop_from_the_report_callback(void) {
   host_destroy(&h);
 }
 
+/* A provider whose release records the thread it runs on. */
+typedef struct provider_witness {
+  pthread_t expected;
+  int released;
+  int on_expected_thread;
+} provider_witness;
+
+static uint32_t witness_create(void *user_data, hw_worker_id id, const hw_worker_spec *spec,
+                               hw_provider_call *call) {
+  (void)user_data;
+  (void)id;
+  (void)spec;
+  (void)call;
+  return HW_PROVIDER_RESULT_FAILED;
+}
+
+static uint32_t witness_destroy(void *user_data, hw_worker_id id, const char *resource_id,
+                                hw_provider_call *call) {
+  (void)user_data;
+  (void)id;
+  (void)resource_id;
+  (void)call;
+  return HW_PROVIDER_RESULT_OK;
+}
+
+static void witness_release(void *user_data) {
+  provider_witness *w = user_data;
+  w->released++;
+  w->on_expected_thread = pthread_equal(pthread_self(), w->expected);
+}
+
 static void test_the_ticker_keeps_the_manager_alive(void) {
   hw_clock *clock = NULL;
   hw_registry *reg = NULL;
@@ -197,6 +228,16 @@ static void test_the_ticker_keeps_the_manager_alive(void) {
   host_init(&h, 3);
   hw_ticker_callbacks cb = callbacks_for(&h);
   cb.demand = NULL; /* optional: 0 pending */
+  provider_witness pw;
+  memset(&pw, 0, sizeof pw);
+  pw.expected = pthread_self();
+  hw_provider_callbacks pcb;
+  memset(&pcb, 0, sizeof pcb);
+  pcb.user_data = &pw;
+  pcb.create_worker = witness_create;
+  pcb.destroy_worker = witness_destroy;
+  pcb.release = witness_release;
+  CHECK_OK(hw_manager_register_provider(mgr, "p", "docker", &pcb));
   hw_ticker *t = NULL;
   CHECK_OK(hw_ticker_start(mgr, 1, &cb, &t));
   /* The handles go; the ticker's thread goes on ticking the manager it holds. */
@@ -204,9 +245,14 @@ static void test_the_ticker_keeps_the_manager_alive(void) {
   hw_registry_free(reg);
   hw_clock_free(clock);
   wait_reports(&h, 3);
+  CHECK(pw.released == 0); /* the ticker still runs the manager */
   hw_ticker_free(t);
   CHECK(h.released == 1);
   CHECK(h.demands == 0 && h.last_pending == 0);
+  /* The manager went with the ticker: its provider released in hw_ticker_free, on this
+   * thread (not on the ticker's). */
+  CHECK(pw.released == 1);
+  CHECK(pw.on_expected_thread);
   host_destroy(&h);
 }
 

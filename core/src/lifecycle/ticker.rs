@@ -104,9 +104,15 @@ enum Sink {
 /// - [`stop`](Self::stop) (and dropping the handle) wakes the thread and joins it: it returns
 ///   once the current tick, if any, has finished (a tick is never cut in the middle), without
 ///   waiting for the next slot.
+/// - The ticker keeps its manager alive while it runs; the thread hands its reference back
+///   through the join, so it is dropped by the thread that calls [`stop`](Self::stop) (or
+///   drops the handle). When that is the manager's last reference (the host dropped its own
+///   while the ticker ran), the manager and its providers are dropped there, on the stopping
+///   thread, never on the ticker's. (Only when the handle is stopped or dropped on the
+///   ticker's own thread, from a callback, is there no join: the thread drops it as it ends.)
 pub struct Ticker {
     shared: Arc<Shared>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    thread: Mutex<Option<JoinHandle<Arc<WorkerLifecycleManager>>>>,
     interval: Duration,
     reports: Option<Receiver<TickReport>>,
 }
@@ -179,7 +185,12 @@ impl Ticker {
         if let Some(handle) = handle {
             // The thread catches every callback panic; an error here would be a bug of the
             // loop itself, and the handle has nothing to report it to.
-            let _ = handle.join();
+            if let Ok(manager) = handle.join() {
+                // The thread's reference to the manager, handed back: when it is the last
+                // one, the manager and its providers (their release callbacks) are dropped
+                // here, on the thread that stops the ticker, as the C header promises.
+                drop(manager);
+            }
         }
     }
 }
@@ -258,7 +269,11 @@ impl WorkerLifecycleManager {
         let thread_shared = Arc::clone(&shared);
         let handle = std::thread::Builder::new()
             .name("hodei-ticker".to_owned())
-            .spawn(move || run(&manager, interval, demand, sink, &thread_shared))
+            .spawn(move || {
+                run(&manager, interval, demand, sink, &thread_shared);
+                // Handed back through the join (see `Ticker`): the stopping thread drops it.
+                manager
+            })
             .map_err(|e| Error::Backend(format!("cannot start the ticker thread: {e}")))?;
         Ok(Ticker {
             shared,

@@ -242,3 +242,54 @@ fn request_stop_does_not_wait_and_a_later_stop_joins() {
     assert!(!ticker.is_running());
     assert_eq!(ticker.stats().ticks, 1);
 }
+
+/// Records the thread that drops it.
+struct DropWitness(Arc<std::sync::Mutex<Option<std::thread::ThreadId>>>);
+
+impl Drop for DropWitness {
+    fn drop(&mut self) {
+        *self.0.lock().unwrap() = Some(std::thread::current().id());
+    }
+}
+
+impl WorkerProvider for DropWitness {
+    fn provider_id(&self) -> ProviderId {
+        pid("witness")
+    }
+    fn provider_type(&self) -> ProviderType {
+        ProviderType::Docker
+    }
+    fn create_worker(&self, _: WorkerId, _: &WorkerSpec) -> ProviderResult<WorkerHandle> {
+        Ok(WorkerHandle::new(pid("witness"), ProviderType::Docker, "r"))
+    }
+    fn destroy_worker(&self, _: &WorkerHandle) -> ProviderResult<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_manager_dropped_while_its_ticker_runs_is_dropped_by_the_thread_that_stops_it() {
+    // The host drops its manager first (C: hw_manager_free before hw_ticker_free): the
+    // ticker's reference is the last, handed back through the join, so the providers (their C
+    // `release`) are dropped on the stopping thread, never on the ticker's.
+    let f = Fixture::default();
+    let dropped_on = Arc::new(std::sync::Mutex::new(None));
+    let manager = Arc::new(WorkerLifecycleManager::new(f.registry.clone(), config()).unwrap());
+    manager
+        .register_provider(Arc::new(DropWitness(dropped_on.clone())))
+        .unwrap();
+    let ticker = manager.start_ticker(HOUR, || 0).unwrap();
+    ticker.reports().unwrap().recv().unwrap();
+    drop(manager);
+    assert_eq!(
+        *dropped_on.lock().unwrap(),
+        None,
+        "alive while the ticker runs"
+    );
+    ticker.stop();
+    assert_eq!(
+        *dropped_on.lock().unwrap(),
+        Some(std::thread::current().id()),
+        "dropped by the thread that stopped the ticker"
+    );
+}

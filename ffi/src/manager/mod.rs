@@ -103,8 +103,11 @@ pub extern "C" fn hw_manager_get_config(
     })
 }
 
-/// Frees the manager. Its providers are dropped (their `release` callbacks run, on this
-/// thread) once no call on the manager runs any more. NULL does nothing.
+/// Frees the manager handle: it is invalid afterwards, for every thread and callback. The
+/// manager itself goes once no call on it runs any more and no ticker runs it; its providers
+/// are then dropped (their `release` callbacks run) on the thread that lets it go: this one,
+/// or, while a ticker started on it still runs, the thread whose `hw_ticker_stop` /
+/// `hw_ticker_free` stops that ticker (never the ticker's own thread). NULL does nothing.
 #[no_mangle]
 pub extern "C" fn hw_manager_free(manager: *mut hw_manager) {
     free_handle(manager)
