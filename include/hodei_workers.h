@@ -1344,7 +1344,15 @@ void hw_manager_free(struct hw_manager *manager);
  writes its snapshot. The request counts against `max_workers` while in flight.
 
  Errors: `HW_ERR_PROVIDER_NOT_FOUND`; `HW_ERR_CAPACITY` at `max_workers`; `HW_ERR_PROVIDER`
- when the provider's `create_worker` failed; `HW_ERR_INVALID_ARGUMENT` for a bad spec.
+ when the provider's `create_worker` failed (or panicked, or returned a handle for another
+ worker); `HW_ERR_NOT_LEADER` when another replica leads (this manager's lease, the store,
+ or the provider's `HW_PROVIDER_RESULT_FENCED` says so: not counted as a provider failure);
+ `HW_ERR_INVALID_ARGUMENT` for a bad spec, or when `create_worker` returned OK with a
+ handle the registry refuses (a resource id or metadata over their limits,
+ `HW_MAX_RESOURCE_ID_LEN`, `HW_MAX_ENTRIES`, …): the new instance is then destroyed
+ (`destroy_worker` is called) and nothing is registered; a registry error (e.g.
+ `HW_ERR_BACKEND`) when the handle could not be registered otherwise (the instance is
+ destroyed too).
  */
 hw_status hw_manager_provision(const struct hw_manager *manager, const char *provider, const struct hw_worker_spec *spec, struct hw_worker **out);
 
@@ -1456,9 +1464,10 @@ hw_status hw_provider_call_get_metadata(const struct hw_provider_call *call, con
  the manager calls under. Terms only grow: a replica that took over calls with a larger token
  than any call of the leader it replaced (a manager that is the only one calls with 1). A
  provider whose infrastructure can compare tokens (it keeps the largest token it has served,
- or sends it with a conditional request) refuses a token below the largest seen
- (`HW_PROVIDER_RESULT_FAILED`): it so refuses a deposed leader that was paused after its
- last check of the lease, the one gap the manager cannot close by itself.
+ or sends it with a conditional request) refuses a token below the largest seen with
+ `HW_PROVIDER_RESULT_FENCED` (not `HW_PROVIDER_RESULT_FAILED`, which would count as a
+ failure of the provider and back it off): it so refuses a deposed leader that was paused
+ after its last check of the lease, the one gap the manager cannot close by itself.
 
  Errors: `HW_ERR_INVALID_ARGUMENT` in `list_workers` (which has no token), or for a call
  made without one (the manager never does).

@@ -117,7 +117,15 @@ pub extern "C" fn hw_manager_free(manager: *mut hw_manager) {
 /// writes its snapshot. The request counts against `max_workers` while in flight.
 ///
 /// Errors: `HW_ERR_PROVIDER_NOT_FOUND`; `HW_ERR_CAPACITY` at `max_workers`; `HW_ERR_PROVIDER`
-/// when the provider's `create_worker` failed; `HW_ERR_INVALID_ARGUMENT` for a bad spec.
+/// when the provider's `create_worker` failed (or panicked, or returned a handle for another
+/// worker); `HW_ERR_NOT_LEADER` when another replica leads (this manager's lease, the store,
+/// or the provider's `HW_PROVIDER_RESULT_FENCED` says so: not counted as a provider failure);
+/// `HW_ERR_INVALID_ARGUMENT` for a bad spec, or when `create_worker` returned OK with a
+/// handle the registry refuses (a resource id or metadata over their limits,
+/// `HW_MAX_RESOURCE_ID_LEN`, `HW_MAX_ENTRIES`, …): the new instance is then destroyed
+/// (`destroy_worker` is called) and nothing is registered; a registry error (e.g.
+/// `HW_ERR_BACKEND`) when the handle could not be registered otherwise (the instance is
+/// destroyed too).
 #[no_mangle]
 pub extern "C" fn hw_manager_provision(
     manager: *const hw_manager,

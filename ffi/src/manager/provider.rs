@@ -416,9 +416,10 @@ pub extern "C" fn hw_provider_call_get_metadata(
 /// the manager calls under. Terms only grow: a replica that took over calls with a larger token
 /// than any call of the leader it replaced (a manager that is the only one calls with 1). A
 /// provider whose infrastructure can compare tokens (it keeps the largest token it has served,
-/// or sends it with a conditional request) refuses a token below the largest seen
-/// (`HW_PROVIDER_RESULT_FAILED`): it so refuses a deposed leader that was paused after its
-/// last check of the lease, the one gap the manager cannot close by itself.
+/// or sends it with a conditional request) refuses a token below the largest seen with
+/// `HW_PROVIDER_RESULT_FENCED` (not `HW_PROVIDER_RESULT_FAILED`, which would count as a
+/// failure of the provider and back it off): it so refuses a deposed leader that was paused
+/// after its last check of the lease, the one gap the manager cannot close by itself.
 ///
 /// Errors: `HW_ERR_INVALID_ARGUMENT` in `list_workers` (which has no token), or for a call
 /// made without one (the manager never does).

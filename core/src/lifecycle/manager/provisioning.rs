@@ -72,7 +72,8 @@ impl WorkerLifecycleManager {
     /// leads (this manager's lease, the store's lease row, or the provider's refusal of the
     /// fencing token says so: not a failure of the provider); [`Error::Provider`] when the
     /// provider failed or panicked; a registry error when the handle could not be registered
-    /// (the new instance is then destroyed, so nothing leaks).
+    /// (the new instance is then destroyed, so nothing leaks): [`Error::InvalidArgument`] for
+    /// a handle over the registry's limits (resource id, metadata).
     pub fn provision_worker(
         &self,
         provider_id: &ProviderId,
