@@ -295,6 +295,14 @@ pub(crate) enum Renewal {
     /// The store did not answer: leading still (within the trust window of the last renewal)
     /// or not.
     Unknown { leading: bool, error: Error },
+    /// [`LeaseKeeper::step_down`] ran while this renewal was on its way: its answer is
+    /// discarded (not leading; the keeper's state is left as the step-down made it). Had the
+    /// store granted a term (`given_up`), it was given up again; `Err` when that failed (the
+    /// lease then expires by itself).
+    SteppedDown {
+        given_up: Option<Term>,
+        error: Option<Error>,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -305,6 +313,9 @@ struct KeeperState {
     trusted_until: Timestamp,
     /// The leader as last seen.
     leader: Option<LeaderInfo>,
+    /// Step-downs so far: a renewal whose answer comes back after one that started after it
+    /// began is discarded (see [`LeaseKeeper::renew`]).
+    step_downs: u64,
 }
 
 /// The manager's side of the lease: the term it holds and the trust window on its own clock.
@@ -340,11 +351,30 @@ impl LeaseKeeper {
 
     /// Acquires or renews the lease; the trust window restarts from the moment the renewal
     /// *started* (what the store granted was measured from a moment at or after it).
+    ///
+    /// A [`step_down`](Self::step_down) during the store call wins: the answer is discarded
+    /// ([`Renewal::SteppedDown`]), and a term it granted (the renewal reached the store
+    /// before the step-down, or after it and renewed the just-expired row, or acquired a new
+    /// term) is given up again. Otherwise the keeper would trust, and take over under, a term
+    /// the host just gave up while the store row says it is free: two replicas would lead.
+    /// No lock is held across the store call, so a step-down never waits for a renewal.
     pub(crate) fn renew(&self) -> Renewal {
         let started = self.local.now();
-        let held = self.state.lock().term;
+        let (held, step_downs) = {
+            let s = self.state.lock();
+            (s.term, s.step_downs)
+        };
         let answer = self.leadership.acquire_or_renew(held);
         let mut s = self.state.lock();
+        if s.step_downs != step_downs {
+            drop(s);
+            let given_up = match answer {
+                Ok(LeaseStatus::Held(info)) => Some(info.term),
+                _ => None,
+            };
+            let error = given_up.and_then(|term| self.leadership.step_down(term).err());
+            return Renewal::SteppedDown { given_up, error };
+        }
         match answer {
             Ok(LeaseStatus::Held(info)) => {
                 let trust = self
@@ -447,10 +477,14 @@ impl LeaseKeeper {
     }
 
     /// Steps down from the term held, if any (a clean shutdown: a follower takes over at once).
+    /// A renewal on its way meanwhile does not make this replica lead again: its answer is
+    /// discarded, and a term it got is given up too. A later renewal may acquire again.
     pub(crate) fn step_down(&self) -> Result<()> {
         let term = {
             let mut s = self.state.lock();
             s.trusted_until = 0;
+            // A renewal on its way now is discarded when it comes back (see `renew`).
+            s.step_downs += 1;
             s.term.take()
         };
         match term {

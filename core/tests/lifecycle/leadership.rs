@@ -29,7 +29,7 @@ struct Cluster {
 
 fn replica(
     registry: &Arc<dyn WorkerRegistry>,
-    lease: InMemoryLease,
+    lease: Arc<dyn Leadership>,
     provider: &Arc<TestProvider>,
 ) -> Replica {
     let local = Arc::new(ManualClock::new(0));
@@ -41,7 +41,7 @@ fn replica(
             max_unhealthy_fraction: 1.0,
             ..config()
         },
-        Arc::new(lease),
+        lease,
         local.clone(),
     )
     .unwrap();
@@ -72,8 +72,8 @@ fn cluster() -> Cluster {
         .unwrap();
     let provider = TestProvider::new("test");
     let lease = InMemoryLease::new(store.clone(), "a", TTL);
-    let a = replica(&registry, lease.replica("a"), &provider);
-    let b = replica(&registry, lease.replica("b"), &provider);
+    let a = replica(&registry, Arc::new(lease.replica("a")), &provider);
+    let b = replica(&registry, Arc::new(lease.replica("b")), &provider);
     Cluster {
         store,
         registry,
@@ -618,6 +618,137 @@ fn stepping_down_hands_over_at_the_next_tick() {
     assert!(rb.leading);
     assert_eq!(rb.leader.unwrap().term, 2);
     assert!(!c.a.manager.tick(0).leading);
+}
+
+/// Where a [`GatedLease`]'s stalled renewal waits: before it reaches the store, or after
+/// the store answered (the answer on its way back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stall {
+    BeforeTheStore,
+    AfterTheStore,
+}
+
+/// An in-memory lease whose next renewal, once armed, stalls at `Stall` until released: a
+/// renewal on its way (a slow network, a frozen database backend) for as long as a test needs.
+#[derive(Debug)]
+struct GatedLease {
+    inner: InMemoryLease,
+    armed: std::sync::Mutex<Option<Stall>>,
+    stalled: std::sync::atomic::AtomicBool,
+    release: std::sync::atomic::AtomicBool,
+}
+
+impl GatedLease {
+    fn new(inner: InMemoryLease) -> Arc<Self> {
+        Arc::new(GatedLease {
+            inner,
+            armed: std::sync::Mutex::new(None),
+            stalled: Default::default(),
+            release: Default::default(),
+        })
+    }
+
+    fn wait_here(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.stalled.store(true, SeqCst);
+        while !self.release.load(SeqCst) {
+            std::thread::yield_now();
+        }
+    }
+
+    fn wait_until_stalled(&self) {
+        while !self.stalled.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+    }
+}
+
+impl Leadership for GatedLease {
+    fn holder(&self) -> &str {
+        self.inner.holder()
+    }
+    fn ttl(&self) -> Duration {
+        self.inner.ttl()
+    }
+    fn acquire_or_renew(&self, held: Option<u64>) -> Result<LeaseStatus> {
+        let stall = self.armed.lock().unwrap().take();
+        if stall == Some(Stall::BeforeTheStore) {
+            self.wait_here();
+        }
+        let answer = self.inner.acquire_or_renew(held);
+        if stall == Some(Stall::AfterTheStore) {
+            self.wait_here();
+        }
+        answer
+    }
+    fn step_down(&self, term: u64) -> Result<()> {
+        self.inner.step_down(term)
+    }
+    fn current(&self) -> Result<Option<LeaderInfo>> {
+        self.inner.current()
+    }
+}
+
+/// Found by review (pg/tests review_step_down_race, a renewal held by a frozen backend): the
+/// host steps down while the ticker's renewal is on its way; the renewal comes back `Held`
+/// and the keeper, its term cleared by the step-down, took it for a new term: a takeover
+/// (reconcile, orphan destroys) under a term the host gave up, trusted while the store row
+/// said it was free — another replica acquired at once and both led. Whether the renewal
+/// reached the store before the step-down (it renewed, then the step-down expired the row) or
+/// after it (it renewed the just-expired row), the stepped-down replica follows.
+#[test]
+fn a_step_down_during_a_renewal_never_leaves_two_leaders() {
+    for stall in [Stall::AfterTheStore, Stall::BeforeTheStore] {
+        let store = Arc::new(ManualClock::new(T0));
+        let registry: Arc<dyn WorkerRegistry> =
+            Arc::new(InMemoryWorkerRegistry::with_clock(store.clone()));
+        let provider = TestProvider::new("test");
+        let lease = InMemoryLease::new(store.clone(), "a", TTL);
+        let gated = GatedLease::new(lease.replica("a"));
+        let a = replica(&registry, gated.clone(), &provider);
+        let b = replica(&registry, Arc::new(lease.replica("b")), &provider);
+        assert!(a.manager.tick(0).leading);
+        assert!(!b.manager.tick(0).leading);
+        let calls_before = provider.calls().len();
+
+        *gated.armed.lock().unwrap() = Some(stall);
+        let ticking = {
+            let a = Arc::clone(&a.manager);
+            std::thread::spawn(move || a.tick(0))
+        };
+        gated.wait_until_stalled();
+        // The host shuts down cleanly while the tick's renewal is on its way.
+        a.manager.step_down().unwrap();
+        gated
+            .release
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let ra = ticking.join().unwrap();
+        assert!(!ra.leading, "{stall:?}: {:?}", ra.decisions);
+        assert!(!a.manager.is_leader(), "{stall:?}: {:?}", ra.decisions);
+        assert!(
+            !ra.decisions.iter().any(|d| d.contains("took the lease")),
+            "{stall:?}: a takeover under a term given up: {:?}",
+            ra.decisions
+        );
+        // Nor any provider call (the takeover's listing and orphan destroys above all).
+        assert_eq!(
+            provider.calls()[calls_before..],
+            [] as [String; 0],
+            "{stall:?}"
+        );
+
+        let rb = b.manager.tick(0);
+        assert!(rb.leading, "{stall:?}: {:?}", rb.decisions);
+        assert_eq!(rb.leader.unwrap().term, 2, "{stall:?}");
+        assert!(
+            !(a.manager.is_leader() && b.manager.is_leader()),
+            "{stall:?}: two leaders"
+        );
+        assert!(!a.manager.is_leader(), "{stall:?}");
+        // It follows until a later tick acquires again.
+        let ra = a.manager.tick(0);
+        assert!(!ra.leading, "{stall:?}: {:?}", ra.decisions);
+    }
 }
 
 #[test]

@@ -224,6 +224,26 @@ impl WorkerLifecycleManager {
                 report.leader = leader;
                 false
             }
+            Renewal::SteppedDown { given_up, error } => {
+                // The host stepped down while this renewal was on its way: follow, whatever
+                // the store answered (a later tick may acquire again).
+                report.leading = false;
+                report.leader = None;
+                report.decisions.push(match (given_up, error) {
+                    (Some(term), None) => format!(
+                        "stepped down during the lease renewal: {me} gave up term {term} \
+                         again, which the renewal got; nothing done"
+                    ),
+                    (Some(term), Some(e)) => format!(
+                        "stepped down during the lease renewal: {me} could not give up term \
+                         {term}, which the renewal got ({e}; it expires by itself); nothing done"
+                    ),
+                    (None, _) => format!(
+                        "stepped down during the lease renewal: {me} does not lead; nothing done"
+                    ),
+                });
+                false
+            }
             Renewal::Unknown { leading, error } => {
                 report.leading = leading;
                 report.leader = self.lease.leader();
