@@ -9,11 +9,13 @@ use crate::test_registry::{Call, Hooks, TestRegistry};
 use hodei_workers::*;
 
 /// The faults a [`Flaky`] registry injects: `get`, `unregister` and the deadline queries fail
-/// on demand.
+/// on demand; the next `unregister` can be applied and answered `Backend` all the same (its
+/// reply lost after the commit).
 #[derive(Debug, Default)]
 struct Faults {
     fail_get: AtomicBool,
     fail_unregister: AtomicBool,
+    lose_unregister_reply: AtomicBool,
     fail_queries: AtomicBool,
     /// Simulates the agent's release arriving between the manager's two state changes.
     release_before_terminating: AtomicBool,
@@ -49,6 +51,15 @@ impl Hooks for Faults {
                 Ok(())
             }
         }
+    }
+
+    fn lose_reply(&self, call: Call<'_>) -> Option<Error> {
+        let lost = match call {
+            Call::Unregister(_) => &self.lose_unregister_reply,
+            _ => return None,
+        };
+        lost.swap(false, Ordering::SeqCst)
+            .then(|| Error::Backend("connection closed before the reply (committed)".into()))
     }
 }
 
@@ -110,12 +121,45 @@ fn a_record_that_cannot_be_unregistered_stays_queued_until_it_can() {
 
     flaky.faults.fail_unregister.store(false, Ordering::SeqCst);
     clock.advance(secs(1));
-    // The provider answers NotFound for the instance already gone: that confirms it.
-    provider.script_destroys([DestroyStep::NotFound]);
     let c = manager.cleanup_workers().unwrap();
     assert_eq!(c.terminated.len(), 1);
     assert!(flaky.get(&w.id).unwrap().is_none());
     assert!(manager.pending_destroys().is_empty());
+    // The retry only unregistered: the provider confirmed the instance gone the first time,
+    // and is not asked twice for one worker.
+    assert_eq!(destroy_calls(&provider, &w), 1, "{:?}", provider.calls());
+}
+
+fn destroy_calls(provider: &TestProvider, w: &Worker) -> usize {
+    provider
+        .destroyed
+        .lock()
+        .iter()
+        .filter(|h| h.resource_id == w.handle.resource_id)
+        .count()
+}
+
+/// An unregister applied by the store but answered `Backend` (its reply lost): the retry finds
+/// the record gone and drops the entry, without a second destroy call.
+#[test]
+fn an_unregister_whose_reply_was_lost_is_not_followed_by_a_second_destroy() {
+    let (clock, flaky, manager, provider) = setup();
+    let w = manager.provision_worker(&pid("test"), spec()).unwrap();
+    flaky
+        .faults
+        .lose_unregister_reply
+        .store(true, Ordering::SeqCst);
+    let r = manager
+        .terminate_worker(&w.id, TerminationReason::Requested)
+        .unwrap();
+    assert!(r.terminated.is_empty(), "not confirmed: the reply was lost");
+    assert!(flaky.get(&w.id).unwrap().is_none(), "applied all the same");
+    for _ in 0..5 {
+        clock.advance(secs(30));
+        manager.tick(0);
+    }
+    assert!(manager.pending_destroys().is_empty());
+    assert_eq!(destroy_calls(&provider, &w), 1, "{:?}", provider.calls());
 }
 
 #[test]

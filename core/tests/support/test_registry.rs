@@ -68,6 +68,14 @@ pub trait Hooks: Send + Sync + std::fmt::Debug {
     fn after(&self, call: Call<'_>, inner: &dyn WorkerRegistry) {
         let _ = (call, inner);
     }
+
+    /// Runs after the backend applied `call` successfully (after [`after`](Self::after)):
+    /// `Some(error)` is the caller's answer instead — the reply lost after the commit (a
+    /// connection dropped before the server's answer arrived), an ambiguous failure.
+    fn lose_reply(&self, call: Call<'_>) -> Option<Error> {
+        let _ = call;
+        None
+    }
 }
 
 /// No hooks: plain delegation.
@@ -145,7 +153,13 @@ impl TestRegistry {
         self.hooks.before(call, &*self.inner)?;
         let answer = op(&*self.inner);
         self.hooks.after(call, &*self.inner);
-        answer
+        match answer {
+            Ok(value) => match self.hooks.lose_reply(call) {
+                Some(error) => Err(error),
+                None => Ok(value),
+            },
+            Err(e) => Err(e),
+        }
     }
 }
 

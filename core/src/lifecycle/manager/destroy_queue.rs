@@ -25,6 +25,9 @@ pub(super) struct DestroyEntry {
     pub(super) next_at: Timestamp,
     /// A thread is calling the provider for it right now.
     in_progress: bool,
+    /// The provider confirmed the instance gone; only the unregister is left (it failed, or
+    /// its answer was lost). Retries unregister without calling the provider again.
+    instance_gone: bool,
 }
 
 /// The workers to destroy, each with its retry schedule; at most one entry per worker, and an
@@ -69,6 +72,7 @@ impl DestroyQueue {
                     attempts: 0,
                     next_at: now,
                     in_progress: false,
+                    instance_gone: false,
                 });
                 true
             }
@@ -139,6 +143,16 @@ impl DestroyQueue {
     pub(super) fn postpone(&mut self, id: &WorkerId, next_at: Timestamp) {
         if let Some(entry) = self.entries.get_mut(id) {
             entry.in_progress = false;
+            entry.next_at = next_at;
+        }
+    }
+
+    /// Releases a picked entry whose instance the provider confirmed gone but whose record
+    /// could not be removed: due again at `next_at`, for the unregister alone.
+    pub(super) fn unregister_later(&mut self, id: &WorkerId, next_at: Timestamp) {
+        if let Some(entry) = self.entries.get_mut(id) {
+            entry.in_progress = false;
+            entry.instance_gone = true;
             entry.next_at = next_at;
         }
     }
@@ -306,6 +320,13 @@ impl WorkerLifecycleManager {
                 return;
             }
         }
+        if entry.instance_gone {
+            // Destroyed by an earlier attempt whose unregister failed: a second destroy call
+            // for one worker is what this avoids (the unregister may even have been applied,
+            // its reply lost: then the record is gone and the entry was dropped above).
+            self.finish_destroy(id, &entry, out);
+            return;
+        }
         // Fenced, and confirmed by the store: only the leader destroys (a former leader's queue
         // is the new leader's now).
         let Ok(token) = self.confirm() else {
@@ -366,10 +387,16 @@ impl WorkerLifecycleManager {
                 self.destroys.lock().remove(&id);
                 return;
             }
-            // The record could not be removed (a failing backend): keep the entry, so that a
-            // later attempt (the provider answers NotFound by then) removes it.
+            // The record could not be removed (a failing backend), or was and the reply was
+            // lost: keep the entry, so that a later attempt unregisters it — without asking
+            // the provider again (its instance is gone) — or finds the record gone and drops
+            // the entry.
             Err(_) => {
-                self.postpone(id);
+                let next_at = self
+                    .registry
+                    .now()
+                    .saturating_add(millis(self.config.destroy_retry_initial));
+                self.destroys.lock().unregister_later(&id, next_at);
                 return;
             }
         }
