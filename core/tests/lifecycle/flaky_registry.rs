@@ -8,13 +8,15 @@ use crate::common::*;
 use crate::test_registry::{Call, Hooks, TestRegistry};
 use hodei_workers::*;
 
-/// The faults a [`Flaky`] registry injects: `get`, `unregister` and the deadline queries fail
-/// on demand; the next `unregister` can be applied and answered `Backend` all the same (its
-/// reply lost after the commit).
+/// The faults a [`Flaky`] registry injects: `get`, `register`, `unregister` and the deadline
+/// queries fail on demand; the next `register` or `unregister` can be applied and answered
+/// `Backend` all the same (its reply lost after the commit).
 #[derive(Debug, Default)]
 struct Faults {
     fail_get: AtomicBool,
+    fail_register: AtomicBool,
     fail_unregister: AtomicBool,
+    lose_register_reply: AtomicBool,
     lose_unregister_reply: AtomicBool,
     fail_queries: AtomicBool,
     /// Simulates the agent's release arriving between the manager's two state changes.
@@ -37,6 +39,7 @@ impl Hooks for Faults {
     fn before(&self, call: Call<'_>, inner: &dyn WorkerRegistry) -> Result<()> {
         match call {
             Call::Get(_) => check(&self.fail_get),
+            Call::Register(_) => check(&self.fail_register),
             Call::Unregister(_) => check(&self.fail_unregister),
             c if c.is_deadline_query() => check(&self.fail_queries),
             c => {
@@ -55,6 +58,7 @@ impl Hooks for Faults {
 
     fn lose_reply(&self, call: Call<'_>) -> Option<Error> {
         let lost = match call {
+            Call::Register(_) => &self.lose_register_reply,
             Call::Unregister(_) => &self.lose_unregister_reply,
             _ => return None,
         };
@@ -160,6 +164,110 @@ fn an_unregister_whose_reply_was_lost_is_not_followed_by_a_second_destroy() {
     }
     assert!(manager.pending_destroys().is_empty());
     assert_eq!(destroy_calls(&provider, &w), 1, "{:?}", provider.calls());
+}
+
+/// The instance of a provision: the one the provider holds (none destroyed yet).
+fn only_instance(provider: &TestProvider) -> WorkerHandle {
+    let instances = provider.instances.lock();
+    assert_eq!(instances.len(), 1, "{instances:?}");
+    instances.values().next().unwrap().clone()
+}
+
+/// Found by review (pg/tests review_ambiguous_register): on PostgreSQL a `register` can commit
+/// and still answer `Backend` (the connection dropped before the reply). `provision_worker`
+/// took every such error for "not recorded" and destroyed the instance: a `Creating` record
+/// without an instance, counted as capacity on its way until the startup timeout, whose
+/// expiry destroyed it a second time. The registry is asked instead: the worker is registered.
+#[test]
+fn a_registration_applied_but_answered_backend_is_a_provisioned_worker() {
+    let (clock, flaky, manager, provider) = setup();
+    flaky
+        .faults
+        .lose_register_reply
+        .store(true, Ordering::SeqCst);
+    let w = manager.provision_worker(&pid("test"), spec()).unwrap();
+    assert_eq!(w.state, WorkerState::Creating);
+    assert_eq!(flaky.get(&w.id).unwrap().unwrap().handle, w.handle);
+    assert_eq!(provider.instance_ids(), vec![w.handle.resource_id.clone()]);
+    assert_eq!(manager.stats().unwrap().provisioned_total, 1);
+    // It comes up as any worker does; nothing destroys it.
+    flaky.update_state(&w.id, WorkerState::Ready).unwrap();
+    for _ in 0..5 {
+        clock.advance(secs(30));
+        flaky.heartbeat(&w.id).unwrap();
+        manager.tick(0);
+    }
+    assert_eq!(destroy_calls(&provider, &w), 0, "{:?}", provider.calls());
+    assert!(manager.pending_orphans().is_empty());
+}
+
+/// A registration answered `Backend` while the registry cannot say whether it holds the
+/// worker either: the instance is neither destroyed blindly (it may be a registered worker's)
+/// nor leaked. It is kept as an orphan: once the registry answers, a tick destroys it if no
+/// record holds it (here: the registration was not applied) — once.
+#[test]
+fn a_registration_whose_outcome_is_unknown_keeps_the_instance_until_the_registry_says() {
+    let (clock, flaky, manager, provider) = setup();
+    flaky.faults.fail_register.store(true, Ordering::SeqCst);
+    flaky.faults.fail_get.store(true, Ordering::SeqCst);
+    let err = manager.provision_worker(&pid("test"), spec()).unwrap_err();
+    assert!(matches!(err, Error::Backend(_)), "{err}");
+    flaky.faults.fail_register.store(false, Ordering::SeqCst);
+    let instance = only_instance(&provider);
+    assert!(provider.destroyed.lock().is_empty(), "{err}");
+    assert_eq!(manager.pending_orphans().len(), 1);
+    // Still no answer from the registry: still not destroyed.
+    clock.advance(secs(30));
+    manager.tick(0);
+    assert!(provider.destroyed.lock().is_empty());
+    assert_eq!(manager.pending_orphans().len(), 1);
+    // It answers: no record holds the instance, so it goes.
+    flaky.faults.fail_get.store(false, Ordering::SeqCst);
+    for _ in 0..3 {
+        clock.advance(secs(30));
+        manager.tick(0);
+    }
+    assert!(provider.instance_ids().is_empty());
+    assert_eq!(
+        provider
+            .destroyed
+            .lock()
+            .iter()
+            .filter(|h| h.resource_id == instance.resource_id)
+            .count(),
+        1,
+        "{:?}",
+        provider.calls()
+    );
+    assert!(manager.pending_orphans().is_empty());
+    assert!(flaky.get(&instance.worker_id).unwrap().is_none());
+}
+
+/// As above, but the registration was applied: once the registry answers, the worker is found
+/// registered and its instance is kept.
+#[test]
+fn a_registration_applied_whose_outcome_was_unknown_keeps_its_instance() {
+    let (clock, flaky, manager, provider) = setup();
+    flaky
+        .faults
+        .lose_register_reply
+        .store(true, Ordering::SeqCst);
+    flaky.faults.fail_get.store(true, Ordering::SeqCst);
+    let err = manager.provision_worker(&pid("test"), spec()).unwrap_err();
+    assert!(matches!(err, Error::Backend(_)), "{err}");
+    let instance = only_instance(&provider);
+    flaky.faults.fail_get.store(false, Ordering::SeqCst);
+    for _ in 0..3 {
+        clock.advance(secs(30));
+        manager.tick(0);
+    }
+    assert!(
+        provider.destroyed.lock().is_empty(),
+        "{:?}",
+        provider.calls()
+    );
+    assert!(manager.pending_orphans().is_empty());
+    assert!(flaky.get(&instance.worker_id).unwrap().is_some());
 }
 
 #[test]

@@ -4,7 +4,11 @@
 //! leader created and died (or lost its lease) before registering: the new leader's takeover
 //! reconcile finds it. (A leader whose trust window closed during its own create remembers the
 //! instance here too: if no other replica took the lease meanwhile, it keeps its term at the
-//! next renewal — no takeover, no takeover reconcile — and destroys the instance itself.) A failed destroy there must not leave it to the host's next
+//! next renewal — no takeover, no takeover reconcile — and destroys the instance itself. So
+//! does `provision_worker` for an instance whose registration answered `Backend` when the
+//! registry cannot say afterwards whether it was applied: a tick destroys it only once `get`
+//! says no record holds it, and forgets it when one does.) A failed destroy there must not
+//! leave it to the host's next
 //! `reconcile` (a host that only runs the ticker never calls one): the handle is kept here and
 //! every leader tick tries again after a back-off (`destroy_retry_initial` doubling up to
 //! `destroy_retry_max`), like the destroy queue does for records. Leader state, advisory: it is
@@ -74,7 +78,9 @@ impl WorkerLifecycleManager {
     }
 
     /// Remembers `handle`, created by this replica under a lease it no longer trusted (so not
-    /// registered), for destruction at the next tick that leads under the same term. Should
+    /// registered), or whose registration may or may not have been applied (the registry
+    /// answered `Backend`, and could not say afterwards), for destruction at the next tick
+    /// that leads under the same term — once the registry says no record holds it. Should
     /// another replica take the lease meanwhile, the renewal that says so forgets it: it is
     /// the new leader's (its takeover reconcile destroys it), never destroyed by both.
     pub(super) fn remember_orphan(&self, handle: &WorkerHandle, now: Timestamp) {
@@ -110,10 +116,17 @@ impl WorkerLifecycleManager {
                 return;
             }
             let handle = &entry.handle;
-            // Registered meanwhile (by the host): not an orphan any more, someone owns it.
-            if let Ok(Some(_)) = self.registry.get(&handle.worker_id) {
-                self.orphan_gone(handle);
-                continue;
+            match self.registry.get(&handle.worker_id) {
+                // Registered meanwhile (by the host), or after all (a registration whose reply
+                // was lost): not an orphan any more, someone owns it.
+                Ok(Some(_)) => {
+                    self.orphan_gone(handle);
+                    continue;
+                }
+                Ok(None) => {}
+                // The registry cannot say whether a record holds it: never destroyed blindly
+                // (it may be a registered worker's instance). Not a failed attempt.
+                Err(_) => continue,
             }
             let outcome = self.destroy_with_provider(token, handle);
             match outcome {
