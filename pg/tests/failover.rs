@@ -347,3 +347,69 @@ fn a_create_finished_after_a_takeover_the_old_leader_missed_is_not_registered() 
         "{err}"
     );
 }
+
+/// Found by review (a renewal held by a frozen backend): the host steps down while the
+/// ticker's renewal is on its way. The renewal came back `Held`, the manager took it for a new
+/// term (its own was cleared by the step-down) and led, took over and trusted it, while the
+/// step-down had expired the row: b acquired at once and both led. The renewal is held on its
+/// way for real: a's lease connection's server backend is frozen (SIGSTOP) for a moment.
+#[test]
+fn a_step_down_during_a_renewal_never_leaves_two_leaders() {
+    let name = name("stepdown_race");
+    let _schema = Schema(name.clone());
+    let store = Arc::new(ManualClock::new(T0));
+    let provider = TestProvider::new("test");
+    let a = replica(&name, "a", &store, &provider);
+    assert!(a.manager.tick(0).leading);
+    // a's lease connection is the only one so named until b exists.
+    let mut admin = postgres::Client::connect(&url(), postgres::NoTls).unwrap();
+    let backend: i32 = admin
+        .query_one(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1",
+            &[&format!("hw-lease-{name}")],
+        )
+        .unwrap()
+        .get(0);
+    let b = replica(&name, "b", &store, &provider);
+    assert!(!b.manager.tick(0).leading);
+
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &backend.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} {backend}");
+    };
+    signal("-STOP");
+    let ticking = {
+        let a = Arc::clone(&a.manager);
+        std::thread::spawn(move || a.tick(0))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    // The host shuts down cleanly while the tick's renewal is on its way.
+    let stepping = {
+        let a = Arc::clone(&a.manager);
+        std::thread::spawn(move || a.step_down())
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    signal("-CONT");
+    let ra = ticking.join().unwrap();
+    stepping.join().unwrap().unwrap();
+    // (Had the renewal not started before the step-down, a would have acquired again, and b
+    // followed: legitimate. What must never be is both leading.)
+    let rb = b.manager.tick(0);
+    assert!(
+        !(a.manager.is_leader() && b.manager.is_leader()),
+        "two leaders: a {:?} (its tick: {:?}), b {:?}",
+        a.manager.leader(),
+        ra.decisions,
+        rb.decisions
+    );
+    let ra = a.manager.tick(0);
+    assert!(
+        !(ra.leading && b.manager.is_leader()),
+        "two leaders after a's next tick: {:?}",
+        ra.decisions
+    );
+}
