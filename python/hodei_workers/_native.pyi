@@ -874,7 +874,9 @@ class Registry:
             InvalidArgumentError: the registry is not empty.
         """
     def __len__(self) -> int: ...
-    def __contains__(self, key: object, /) -> bool: ...
+    def __contains__(self, key: str, /) -> bool:
+        """Whether a worker with this id is registered: False for any str that names no worker;
+        TypeError for anything but a str."""
 
 # --- lifecycle --------------------------------------------------------------------------------
 

@@ -514,8 +514,12 @@ impl PyRegistry {
                     .unwrap_or_default()
             ))
         })?;
-        // A string that is not a worker id names no worker: `in` answers False, not an error.
-        let Ok(id) = WorkerId::parse(&text.to_cow()?) else {
+        // A string that is not a worker id names no worker: `in` answers False, not an error
+        // (one that is not even valid text, a lone surrogate, included).
+        let Ok(text) = text.to_cow() else {
+            return Ok(false);
+        };
+        let Ok(id) = WorkerId::parse(&text) else {
             return Ok(false);
         };
         Ok(run(py, || self.inner.get(&id))?.is_some())

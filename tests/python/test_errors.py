@@ -226,3 +226,12 @@ def test_junk_arguments_never_crash(registry: hw.Registry, ready_worker: ReadyWo
     stats = registry.stats()
     assert sum(stats.by_state.values()) == stats.total == len(registry.find())
     assert w.id in registry, "junk never names this worker, so it is still there"
+
+
+def test_in_answers_false_for_any_str_that_names_no_worker(registry: hw.Registry) -> None:
+    w = registry.register("docker-local", "docker", "c-1", hw.WorkerSpec("img"))
+    assert w.id in registry
+    for text in ["", "not-an-id", w.id.upper() + "x", "\udcff", w.id[:-1] + "\udcff"]:
+        assert text not in registry
+    with pytest.raises(TypeError, match="a worker id is a str"):
+        5 in registry  # type: ignore[operator]
