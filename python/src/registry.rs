@@ -491,10 +491,14 @@ impl PyRegistry {
     }
 
     /// Loads a JSON snapshot (from ``snapshot()``) into this registry, which must be empty.
-    /// The snapshot is checked whole first: on any error nothing changes.
+    /// The snapshot is checked whole first: on any error nothing changes. A snapshot dated
+    /// after this registry's clock (taken on a host whose clock is ahead) has every time
+    /// clamped to this clock's now, so that none of its workers escapes its heartbeat
+    /// deadline; one dated more than an hour after now is refused.
     ///
-    /// Raises SnapshotError for corrupt, truncated, foreign or inconsistent text,
-    /// InvalidArgumentError when the registry is not empty.
+    /// Raises SnapshotError for corrupt, truncated, foreign or inconsistent text, or a
+    /// snapshot dated more than an hour after this registry's clock; InvalidArgumentError when
+    /// the registry is not empty.
     fn restore(&self, py: Python<'_>, snapshot: &str) -> PyResult<()> {
         run(py, || self.inner.restore(Snapshot::from_json(snapshot)?))
     }
