@@ -4,15 +4,26 @@
 use hodei_workers::{Error, JobId, Result, Worker, WorkerFilter, WorkerState};
 
 use crate::registry::{unique_violation, Fail, PostgresWorkerRegistry};
-use crate::sql::{conditions, param, refs, Params, W_COLS};
+use crate::sql::{conditions, param, refs, Params, W_COLS, W_LEN};
 
 /// Builds the claim statement for `filter`. Atomic as one statement: the candidate is locked
-/// `FOR UPDATE SKIP LOCKED` inside a CTE (two replicas never wait on, nor take, the same
-/// worker), re-checked by the `UPDATE`, and the counters and the two events
+/// `FOR UPDATE` inside a CTE (with `skip`, `SKIP LOCKED`: two replicas never wait on, nor take,
+/// the same worker), re-checked by the `UPDATE`, and the counters and the two events
 /// (`StateChanged Ready -> Busy`, then `AssignedToJob`) are written by the same statement,
 /// after the row lock. The unique index on `current_job` refuses a job held elsewhere, even by
 /// a claim committing at the same moment.
-fn statement(filter: &WorkerFilter, given: Option<i64>, job: &JobId) -> (String, Params) {
+///
+/// Always one row: the claimed worker's columns (all NULL when none was claimed), then the
+/// holder of the job as the statement's snapshot saw it (NULL when free). The candidate search
+/// skips a held job on that same snapshot, so "no worker" and "held by X" are each true at one
+/// moment; a second look at the holder later could see the job released meanwhile and answer
+/// "no worker" for a job that was held when the workers were looked at.
+fn statement(
+    filter: &WorkerFilter,
+    given: Option<i64>,
+    job: &JobId,
+    skip: bool,
+) -> (String, Params) {
     let mut params: Params = Vec::new();
     let now_p = param(&mut params, given);
     let job_p = param(&mut params, job.as_str().to_owned());
@@ -29,10 +40,11 @@ fn statement(filter: &WorkerFilter, given: Option<i64>, job: &JobId) -> (String,
     }
     let sql = format!(
         "WITH t AS MATERIALIZED (SELECT now_ms({now_p}::bigint) AS now), \
+         held AS MATERIALIZED (SELECT id FROM workers WHERE current_job = {job_p}::text), \
          c AS (SELECT w.id FROM workers w JOIN specs s ON s.key = w.spec_key{heartbeat_join} \
              WHERE w.state = 2 AND w.current_job IS NULL \
-             AND NOT EXISTS (SELECT 1 FROM workers x WHERE x.current_job = {job_p}::text){extra} \
-             ORDER BY w.idle_since DESC, w.id DESC LIMIT 1 FOR UPDATE OF w SKIP LOCKED), \
+             AND NOT EXISTS (SELECT 1 FROM held){extra} \
+             ORDER BY w.idle_since DESC, w.id DESC LIMIT 1 FOR UPDATE OF w{skip}), \
          u AS (UPDATE workers w SET state = 3, current_job = {job_p}::text, updated_at = t.now, \
              state_changed_at = t.now FROM c, t \
              WHERE w.id = c.id AND w.state = 2 AND w.current_job IS NULL \
@@ -47,12 +59,29 @@ fn statement(filter: &WorkerFilter, given: Option<i64>, job: &JobId) -> (String,
                  (2, json_build_object('type', 'assigned_to_job', 'worker_id', u.id, \
                      'job_id', u.current_job)::text)) AS e(o, k) \
              ORDER BY e.o) \
-         SELECT {cols} FROM u w",
+         SELECT {cols}, (SELECT id FROM held) FROM (VALUES (1)) AS one LEFT JOIN u w ON true",
         cols = W_COLS,
+        skip = if skip { " SKIP LOCKED" } else { "" },
     );
     (sql, params)
 }
 
+/// The job's holder as a `JobAlreadyAssigned` refusal.
+fn held_by(job: &JobId, id: uuid::Uuid) -> Fail {
+    Fail::Domain(Error::JobAlreadyAssigned {
+        job_id: job.clone(),
+        worker_id: hodei_workers::WorkerId::from_bytes(*id.as_bytes()).unwrap_or_default(),
+    })
+}
+
+/// Two passes, each one statement. The first skips the candidates other transactions have
+/// locked, so that claims of different workers never wait on each other. A locked candidate
+/// is not always taken, though: the lock may be a move that changes nothing (a guard that no
+/// longer holds, a state it is already in, a refused transition) or an event published about
+/// the worker (`FOR KEY SHARE`). So when the first pass finds nothing, the second waits on the
+/// locked candidates in the same order and re-checks each after its lock is released: "no
+/// worker" then means no candidate is left, not that they were all busy being looked at. It
+/// only waits when every candidate was locked, as an in-memory claim would.
 pub(crate) fn claim(
     registry: &PostgresWorkerRegistry,
     filter: &WorkerFilter,
@@ -61,46 +90,48 @@ pub(crate) fn claim(
     let hopeless = (!filter.states.is_empty() && !filter.states.contains(&WorkerState::Ready))
         || filter.accepting_jobs == Some(false)
         || filter.limit == Some(0);
-    let (sql, params) = statement(filter, registry.given(), &job);
+    let passes = [true, false].map(|skip| statement(filter, registry.given(), &job, skip));
     let specs = &registry.inner.specs;
     let mut raced = 0;
     registry.run("claiming a worker", |conn| {
-        let holder = |conn: &mut crate::pool::Conn| -> crate::registry::Step<Option<Worker>> {
-            let stmt = conn.prepare("SELECT id FROM workers WHERE current_job = $1")?;
-            match conn.client.query_opt(&stmt, &[&job.as_str()])? {
-                Some(row) => {
-                    let id: uuid::Uuid = row.get(0);
-                    Err(Fail::Domain(Error::JobAlreadyAssigned {
-                        job_id: job.clone(),
-                        worker_id: hodei_workers::WorkerId::from_bytes(*id.as_bytes())
-                            .unwrap_or_default(),
-                    }))
-                }
-                None => Ok(None),
-            }
-        };
         if hopeless {
             // No worker can match; a job already held is still an error.
-            return holder(conn);
+            let stmt = conn.prepare("SELECT id FROM workers WHERE current_job = $1")?;
+            return match conn.client.query_opt(&stmt, &[&job.as_str()])? {
+                Some(row) => Err(held_by(&job, row.get(0))),
+                None => Ok(None),
+            };
         }
-        let stmt = conn.prepare(&sql)?;
-        match conn.client.query_opt(&stmt, &refs(&params)) {
-            Ok(Some(row)) => Ok(Some(specs.worker(&row)?)),
-            Ok(None) => holder(conn),
-            Err(e) => {
-                let fail = Fail::Db(e);
-                if unique_violation(&fail).is_some() {
-                    // A claim or assign elsewhere took the job while we did: report its
-                    // holder; if it let the job go already, the statement (rolled back
-                    // whole) is tried again.
-                    holder(conn)?;
-                    raced += 1;
-                    if raced < 8 {
-                        return Err(Fail::Retry);
+        for (sql, params) in &passes {
+            let stmt = conn.prepare(sql)?;
+            match conn.client.query_one(&stmt, &refs(params)) {
+                Ok(row) => {
+                    if row.get::<_, Option<uuid::Uuid>>(0).is_some() {
+                        return Ok(Some(specs.worker(&row)?));
+                    }
+                    if let Some(holder) = row.get::<_, Option<uuid::Uuid>>(W_LEN) {
+                        return Err(held_by(&job, holder));
                     }
                 }
-                Err(fail)
+                Err(e) => {
+                    let fail = Fail::Db(e);
+                    if unique_violation(&fail).is_some() {
+                        // A claim or assign elsewhere took the job after our snapshot: report
+                        // its holder; if it let the job go already, the statement (rolled back
+                        // whole) is tried again.
+                        let stmt = conn.prepare("SELECT id FROM workers WHERE current_job = $1")?;
+                        if let Some(row) = conn.client.query_opt(&stmt, &[&job.as_str()])? {
+                            return Err(held_by(&job, row.get(0)));
+                        }
+                        raced += 1;
+                        if raced < 8 {
+                            return Err(Fail::Retry);
+                        }
+                    }
+                    return Err(fail);
+                }
             }
         }
+        Ok(None)
     })
 }

@@ -620,3 +620,59 @@ fn a_workers_own_times_never_go_backwards_when_its_changes_race() {
     let now = registry.get(&w.id).unwrap().unwrap();
     assert_eq!(now.updated_at, slow.updated_at);
 }
+
+/// Holds a lock that changes nothing on worker `id`'s row (`lock`: `UPDATE`, the lock of a
+/// move whose guard then fails, or `KEY SHARE`, the lock of `publish`) from another
+/// connection, while `claim` runs on `registry`; lets it go after a while. The claim's answer.
+fn claim_while_locked(
+    registry: &Arc<PostgresWorkerRegistry>,
+    id: WorkerId,
+    lock: &str,
+    job_id: &str,
+) -> (Result<Option<Worker>>, Duration) {
+    let mut client = raw(registry.schema());
+    let mut tx = client.transaction().unwrap();
+    let locked = tx
+        .query(
+            &format!("SELECT 1 FROM workers WHERE id = $1 FOR {lock}"),
+            &[id.as_uuid()],
+        )
+        .unwrap();
+    assert_eq!(locked.len(), 1);
+    let claimer = {
+        let (registry, job_id) = (registry.clone(), job(job_id));
+        thread::spawn(move || {
+            let start = std::time::Instant::now();
+            let answer = registry.claim(&WorkerFilter::new(), job_id);
+            (answer, start.elapsed())
+        })
+    };
+    thread::sleep(Duration::from_millis(300));
+    tx.rollback().unwrap();
+    claimer.join().unwrap()
+}
+
+#[test]
+fn claim_waits_for_a_lock_that_changes_nothing_on_its_only_candidate() {
+    let (_clock, registry, _schema) = registry("claimlock");
+    let registry = Arc::new(registry);
+    let only = ready(&*registry, spec());
+    for (round, lock) in ["UPDATE", "NO KEY UPDATE", "KEY SHARE"]
+        .into_iter()
+        .enumerate()
+    {
+        let (answer, took) = claim_while_locked(&registry, only, lock, &format!("j{round}"));
+        eprintln!(
+            "{lock}: claimed {:?} after {took:?}",
+            answer.as_ref().map(|w| w.is_some())
+        );
+        let claimed = answer
+            .unwrap()
+            .expect("the only worker is Ready: the claim takes it");
+        assert_eq!(claimed.id, only, "{lock}");
+        registry
+            .release_from_job(&only, Some(&job(&format!("j{round}"))))
+            .unwrap();
+    }
+    assert_invariants(&*registry);
+}

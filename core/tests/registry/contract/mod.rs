@@ -6,6 +6,8 @@
 //! here:
 //!
 //! - `transition_if`: conditional transitions, and their races with claims;
+//! - `claim_races`: a claim racing a release of its job, or calls that change nothing on its
+//!   candidates, answers as at one moment (never "no worker" while one stays free);
 //! - `longest_idle`: ready workers longest idle first, and ties at one instant;
 //! - `heartbeat_many`: bulk heartbeats;
 //! - `max_jobs` (4): a one-shot worker is not made ready again;
@@ -30,6 +32,7 @@ use std::time::Duration;
 use hodei_workers::*;
 
 mod after_unregister;
+mod claim_races;
 mod durations;
 mod event_times;
 mod filtered_claims;
