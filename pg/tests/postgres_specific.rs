@@ -676,3 +676,65 @@ fn claim_waits_for_a_lock_that_changes_nothing_on_its_only_candidate() {
     }
     assert_invariants(&*registry);
 }
+
+#[test]
+fn assign_losing_the_job_to_a_holder_that_lets_it_go_at_once_names_no_other_worker() {
+    // Another connection gives the job to `other` (uncommitted) while a third waits to take
+    // it back: `assign_to_job` waits on the job's unique index, then finds the job held (a
+    // unique violation) or already free again. Held, it names `other`; free, it is tried again
+    // and gets the job. It never names a worker that does not hold it (it used to name a fresh
+    // random id: `WorkerId::default()`).
+    let (_clock, registry, _schema) = registry("assignnil");
+    let registry = Arc::new(registry);
+    let mine = ready(&*registry, spec());
+    let other = ready(&*registry, spec());
+    let (mut held, mut served) = (0, 0);
+    for round in 0..30 {
+        let the_job = format!("a{round}");
+        let mut giver = raw(registry.schema());
+        let mut tx = giver.transaction().unwrap();
+        tx.execute(
+            "UPDATE workers SET state = 3, current_job = $2 WHERE id = $1",
+            &[other.as_uuid(), &the_job],
+        )
+        .unwrap();
+        let taker = {
+            let schema = registry.schema().to_owned();
+            thread::spawn(move || {
+                raw(&schema)
+                    .execute(
+                        // Waits for the giver's row lock (the row matches on `id` alone).
+                        "UPDATE workers SET state = 2, current_job = NULL WHERE id = $1",
+                        &[other.as_uuid()],
+                    )
+                    .unwrap()
+            })
+        };
+        let assign = {
+            let (registry, the_job) = (registry.clone(), job(&the_job));
+            thread::spawn(move || registry.assign_to_job(&mine, the_job))
+        };
+        thread::sleep(Duration::from_millis(100));
+        tx.commit().unwrap();
+        assert_eq!(taker.join().unwrap(), 1, "round {round}");
+        match assign.join().unwrap() {
+            Ok(w) => {
+                served += 1;
+                assert_eq!(w.id, mine);
+                registry
+                    .release_from_job(&mine, Some(&job(&the_job)))
+                    .unwrap();
+            }
+            Err(Error::JobAlreadyAssigned { worker_id, .. }) => {
+                held += 1;
+                assert_eq!(
+                    worker_id, other,
+                    "round {round}: the holder, never a nil id"
+                );
+            }
+            Err(e) => panic!("round {round}: {e}"),
+        }
+    }
+    eprintln!("assign: got the job {served} times, refused naming the holder {held} times");
+    assert_invariants(&*registry);
+}

@@ -52,6 +52,7 @@ const RELEASE: &str = "WITH t AS MATERIALIZED (SELECT now_ms($1) AS now), \
 
 impl PostgresWorkerRegistry {
     pub(super) fn assign(&self, id: &WorkerId, job: JobId) -> Result<Worker> {
+        let mut raced = 0;
         self.run("assigning a job", |conn| {
             let (mut tx, mut cache, before, slot, now) = self.begin_locked(conn, id, false)?;
             if !before.state.accepts_jobs() || before.current_job.is_some() {
@@ -90,13 +91,20 @@ impl PostgresWorkerRegistry {
             };
             if let Err(fail) = write_change(&mut tx, &mut cache, &write) {
                 if unique_violation(&fail).is_some() {
-                    // Another replica gave the job to another worker since our check.
+                    // Another replica gave the job to another worker since our check: report
+                    // that holder; if it let the job go already, the transaction (rolled back
+                    // whole) is tried again, as a claim does.
                     drop(tx);
-                    let holder = holder_of(&mut conn.client, &job)?.unwrap_or_default();
-                    return Err(Fail::Domain(Error::JobAlreadyAssigned {
-                        job_id: job.clone(),
-                        worker_id: holder,
-                    }));
+                    if let Some(holder) = holder_of(&mut conn.client, &job)? {
+                        return Err(Fail::Domain(Error::JobAlreadyAssigned {
+                            job_id: job.clone(),
+                            worker_id: holder,
+                        }));
+                    }
+                    raced += 1;
+                    if raced < 8 {
+                        return Err(Fail::Retry);
+                    }
                 }
                 return Err(fail);
             }
