@@ -74,7 +74,8 @@ const POOL_SIZE: usize = 8;
 /// # Promises
 /// - Every invariant of the trait holds **across processes**, enforced by the database: a job
 ///   is held by at most one worker (a unique index on `workers.current_job`); `claim` is one
-///   statement (`FOR UPDATE SKIP LOCKED` in a CTE, most recently idle first); every other
+///   statement (`FOR UPDATE SKIP LOCKED` in a CTE, most recently idle first; when it finds
+///   nothing, a second that waits on the candidates others have locked); every other
 ///   change reads its worker `FOR UPDATE`, checks the state table in Rust and writes the record,
 ///   the counters and the events in the same transaction; a release names the job it expects.
 /// - `stats()` reads 32 counter rows (plus one per provider and slot), never the fleet.
