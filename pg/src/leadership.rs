@@ -11,19 +11,38 @@
 //! - stepping down only expires the caller's own term.
 //!
 //! Renewal runs on a **dedicated connection** (never the registry's pool: a pool busy with
-//! heartbeats and claims must not starve the lease), with a statement timeout of a third of the
-//! ttl so that a renewal never outlives the trust window it is meant to extend; a broken
-//! connection is reopened on the next call. Advisory locks are not used: they live and die with
-//! a session (a lost connection frees them on the server's side only once it notices, and
-//! transaction poolers break them), while a lease row expires by itself.
+//! heartbeats and claims must not starve the lease). Advisory locks are not used: they live and
+//! die with a session (a lost connection frees them on the server's side only once it notices,
+//! and transaction poolers break them), while a lease row expires by itself.
+//!
+//! **Every call returns within half the ttl**, on the client's clock, whatever the server and
+//! the transport do, so that a renewal never outlives the trust window it is meant to extend
+//! (`ttl − margin`, the margin a quarter of the ttl by default) and a tick, the ticker's stop or
+//! a `confirm()` before a provider call never waits on a silent server. The server's
+//! `statement_timeout` (a third of the ttl) cannot promise that: a server that stopped answering
+//! (a frozen VM, a network black hole, a stopped backend) does not enforce it, and TCP options
+//! (`tcp_user_timeout`, keepalives) do nothing on a Unix socket and nothing against a backend
+//! whose kernel still acknowledges. So the connection is the asynchronous client on a
+//! current-thread runtime of the lease's own, and each call (opening the connection when
+//! needed, checking an idle one, the statements) runs under `tokio::time::timeout`. When the
+//! time runs out the connection and its runtime are dropped (the socket is closed) and the call
+//! is `Backend`; the next call opens a new connection. A statement that reached the server may
+//! still run when the server wakes up: a renewal or an acquisition only extends or takes the
+//! lease for this holder (the trust window counts from a renewal that *answered*), and a
+//! step-down only expires its own term, so a late one costs at most a delay until the lease
+//! expires, never a second leader. The server's statement timeout stays: it ends a renewal that
+//! waits for the row lock (a fenced write in flight, see `crate::registry::fence`) with a clean
+//! error, before the client's deadline, keeping the connection.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hodei_workers::{Clock, Error, LeaderInfo, Leadership, LeaseStatus, Result, Term};
 use parking_lot::Mutex;
-use postgres::{Client, NoTls, Row};
+use tokio_postgres::{Client, NoTls, Row};
 
 use crate::error::{describe, guard};
 use crate::pool::quote_ident;
@@ -67,13 +86,13 @@ pub const MAX_HOLDER_LEN: usize = hodei_workers::MAX_LEASE_HOLDER_LEN;
 /// [`PostgresWorkerRegistry::leadership`]; give it to
 /// [`WorkerLifecycleManager::with_leadership`](hodei_workers::WorkerLifecycleManager::with_leadership).
 pub struct PostgresLeadership {
-    config: postgres::Config,
+    config: tokio_postgres::Config,
     schema: String,
     holder: String,
     ttl: Duration,
     clock: Option<Arc<dyn Clock>>,
-    /// The dedicated connection (`None` until opened, or after it broke).
-    conn: Mutex<Option<Client>>,
+    /// The dedicated connection (`None` until opened, or after it broke or timed out).
+    conn: Mutex<Option<LeaseConn>>,
     /// Where the lease row lives (`Leadership::fence_key`).
     fence_key: String,
 }
@@ -100,11 +119,12 @@ impl PostgresWorkerRegistry {
     /// NUL, or a ttl under 3 ms; `Backend` when the connection or the table cannot be made.
     pub fn leadership(&self, holder: &str, ttl: Duration) -> Result<PostgresLeadership> {
         hodei_workers::validate_lease(holder, ttl)?;
-        let mut config = self.inner.pool.config().clone();
-        // A renewal must fail rather than hang past the window it extends.
+        let mut config = self.inner.lease_config.clone();
+        // Each call has its own deadline (`call_timeout`), connecting included; this only keeps
+        // one unreachable host of a multi-host string from taking all of it.
         config.connect_timeout(ttl / 3);
         let lease = PostgresLeadership {
-            fence_key: crate::registry::fence_key(&config, self.schema()),
+            fence_key: crate::registry::fence_key(self.inner.pool.config(), self.schema()),
             config,
             schema: self.schema().to_owned(),
             holder: holder.to_owned(),
@@ -116,48 +136,124 @@ impl PostgresWorkerRegistry {
     }
 }
 
+/// The lease's connection: the client and the runtime that drives its connection task (dropped
+/// after the client, which closes the socket).
+struct LeaseConn {
+    client: Client,
+    runtime: tokio::runtime::Runtime,
+}
+
+/// Drops a lease connection. Dropping a runtime panics on a thread that drives an async runtime
+/// (the call already failed there with the `guard`'s message): caught, the connection is leaked.
+fn discard(conn: LeaseConn) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(conn)));
+}
+
+impl Drop for PostgresLeadership {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.get_mut().take() {
+            discard(conn);
+        }
+    }
+}
+
+/// A lease statement's future, borrowing the client.
+type Op<'c, T> = Pin<Box<dyn Future<Output = std::result::Result<T, tokio_postgres::Error>> + 'c>>;
+
 impl PostgresLeadership {
     fn given(&self) -> Option<i64> {
         self.clock.as_ref().map(|c| db_ts(c.now()))
     }
 
-    /// Opens the dedicated connection; its `application_name` is `hw-lease-<registry name>`
-    /// (what an operator sees in `pg_stat_activity`).
-    fn open(&self) -> Result<Client> {
-        let mut client = self
-            .config
-            .connect(NoTls)
-            .map_err(|e| Error::Backend(format!("lease: cannot connect: {}", describe(&e))))?;
-        client
-            .batch_execute(&format!(
-                "SET search_path TO {}; SET application_name = 'hw-lease-{}'; \
-                 SET statement_timeout = {}",
-                quote_ident(&self.schema),
-                self.schema,
-                (self.ttl / 3).as_millis().max(1)
-            ))
-            .map_err(|e| Error::Backend(format!("lease: {}", describe(&e))))?;
-        Ok(client)
+    /// How long a call may take, all included: half the ttl (see the module docs).
+    fn call_timeout(&self) -> Duration {
+        self.ttl / 2
     }
 
-    /// Runs `op` on the dedicated connection, (re)opening it when needed. A failure of the
-    /// statement drops the connection if it broke, so the next call starts afresh.
+    /// The error of a call that ran out of time (its connection is dropped).
+    fn no_answer(&self, doing: &str) -> Error {
+        Error::Backend(format!(
+            "lease: {doing}: no answer within {:?} (half the ttl): the connection is dropped",
+            self.call_timeout()
+        ))
+    }
+
+    /// Opens the dedicated connection, within what is left of the call's time; its
+    /// `application_name` is `hw-lease-<registry name>` (what an operator sees in
+    /// `pg_stat_activity`).
+    fn open(&self, deadline: Instant) -> Result<LeaseConn> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Backend(format!("lease: cannot start its runtime: {e}")))?;
+        let session = format!(
+            "SET search_path TO {}; SET application_name = 'hw-lease-{}'; \
+             SET statement_timeout = {}",
+            quote_ident(&self.schema),
+            self.schema,
+            (self.ttl / 3).as_millis().max(1)
+        );
+        let opened = runtime.block_on(async {
+            tokio::time::timeout_at(deadline.into(), async {
+                let (client, connection) = self.config.connect(NoTls).await?;
+                // Driven by this runtime whenever a call blocks on it.
+                tokio::spawn(connection);
+                client.batch_execute(&session).await?;
+                Ok::<_, tokio_postgres::Error>(client)
+            })
+            .await
+        });
+        match opened {
+            Ok(Ok(client)) => Ok(LeaseConn { client, runtime }),
+            Ok(Err(e)) => Err(Error::Backend(format!(
+                "lease: cannot connect: {}",
+                describe(&e)
+            ))),
+            Err(_) => Err(Error::Backend(format!(
+                "lease: cannot connect: no answer within {:?}",
+                self.call_timeout()
+            ))),
+        }
+    }
+
+    /// Runs `op` on the dedicated connection within [`call_timeout`](Self::call_timeout),
+    /// (re)opening the connection when needed. A failure that leaves the connection closed, and
+    /// a timeout, drop it, so the next call starts afresh.
     fn with_conn<T>(
         &self,
         doing: &str,
-        op: impl FnOnce(&mut Client) -> std::result::Result<T, postgres::Error>,
+        op: impl for<'c> FnOnce(&'c Client) -> Op<'c, T>,
     ) -> Result<T> {
         guard(|| {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                // Its runtime cannot block here (and dropping one here may panic).
+                return Err(Error::Backend(crate::error::ASYNC_CONTEXT.to_owned()));
+            }
+            let deadline = Instant::now() + self.call_timeout();
             let mut slot = self.conn.lock();
-            if slot.as_ref().is_none_or(Client::is_closed) {
-                *slot = Some(self.open()?);
+            if slot.as_ref().is_some_and(|conn| conn.client.is_closed()) {
+                discard(slot.take().expect("checked above"));
             }
-            let client = slot.as_mut().expect("opened above");
-            let result = op(client);
-            if client.is_closed() {
-                *slot = None;
+            if slot.is_none() {
+                *slot = Some(self.open(deadline)?);
             }
-            result.map_err(|e| Error::Backend(format!("lease: {doing}: {}", describe(&e))))
+            let conn = slot.as_mut().expect("opened above");
+            let client = &conn.client;
+            let outcome = conn
+                .runtime
+                .block_on(async { tokio::time::timeout_at(deadline.into(), op(client)).await });
+            let result = match outcome {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(e)) => format!("lease: {doing}: {}", describe(&e)),
+                Err(_) => {
+                    discard(slot.take().expect("used above"));
+                    return Err(self.no_answer(doing));
+                }
+            };
+            if conn.client.is_closed() {
+                discard(slot.take().expect("used above"));
+            }
+            Err(Error::Backend(result))
         })
     }
 }
@@ -181,29 +277,37 @@ impl Leadership for PostgresLeadership {
     }
 
     fn acquire_or_renew(&self, held: Option<Term>) -> Result<LeaseStatus> {
-        let name = self.schema.as_str();
+        let name = self.schema.clone();
         let given = self.given();
         let ttl = dur_ms(self.ttl);
         let held = held.map(|t| i64::try_from(t).unwrap_or(i64::MAX));
-        let holder = self.holder.as_str();
-        self.with_conn("acquiring or renewing", |c| {
-            if let Some(row) = c.query_opt(ACQUIRE, &[&name, &holder, &given, &ttl, &held])? {
-                return Ok(LeaseStatus::Held(info(&row)));
-            }
-            Ok(LeaseStatus::Follower(
-                c.query_opt(CURRENT, &[&name])?.as_ref().map(info),
-            ))
+        let holder = self.holder.clone();
+        self.with_conn("acquiring or renewing", move |c| {
+            Box::pin(async move {
+                if let Some(row) = c
+                    .query_opt(ACQUIRE, &[&name, &holder, &given, &ttl, &held])
+                    .await?
+                {
+                    return Ok(LeaseStatus::Held(info(&row)));
+                }
+                Ok(LeaseStatus::Follower(
+                    c.query_opt(CURRENT, &[&name]).await?.as_ref().map(info),
+                ))
+            })
         })
     }
 
     fn step_down(&self, term: Term) -> Result<()> {
-        let name = self.schema.as_str();
-        let holder = self.holder.as_str();
+        let name = self.schema.clone();
+        let holder = self.holder.clone();
         let term = i64::try_from(term).unwrap_or(i64::MAX);
         let given = self.given();
-        self.with_conn("stepping down", |c| {
-            c.execute(STEP_DOWN, &[&name, &holder, &term, &given])
-                .map(|_| ())
+        self.with_conn("stepping down", move |c| {
+            Box::pin(async move {
+                c.execute(STEP_DOWN, &[&name, &holder, &term, &given])
+                    .await
+                    .map(|_| ())
+            })
         })
     }
 
@@ -214,9 +318,9 @@ impl Leadership for PostgresLeadership {
     }
 
     fn current(&self) -> Result<Option<LeaderInfo>> {
-        let name = self.schema.as_str();
-        self.with_conn("reading the lease", |c| {
-            Ok(c.query_opt(CURRENT, &[&name])?.as_ref().map(info))
+        let name = self.schema.clone();
+        self.with_conn("reading the lease", move |c| {
+            Box::pin(async move { Ok(c.query_opt(CURRENT, &[&name]).await?.as_ref().map(info)) })
         })
     }
 }

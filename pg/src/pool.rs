@@ -5,6 +5,10 @@
 //! ask for), tests a connection with a round trip at every checkout, and keeps no prepared
 //! statements. Here a checkout costs a mutex; a connection is thrown away when the client says
 //! it is closed (the server went away) and a new one is opened on demand.
+//!
+//! **Transport timeouts.** A call waits for the server as long as the connection lives; on TCP
+//! the kernel gives up on a silent server after the timeouts [`transport_defaults`] sets
+//! (keepalives and `tcp_user_timeout`, ~30 s) unless the connection string sets its own.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -16,6 +20,38 @@ use parking_lot::{Condvar, Mutex};
 use postgres::{Client, NoTls, Statement};
 
 use crate::error::describe;
+
+/// What every connection string gets unless it sets its own (libpq's keys of the same names):
+/// - `connect_timeout` 10 s (the pool's checkout timeout);
+/// - TCP keepalives after 15 s of silence, every 5 s, 3 probes: a server whose host froze or
+///   whose network went dark is given up after ~30 s rather than the kernel's 2 h default;
+/// - `tcp_user_timeout` 30 s: the same bound on data sent and never acknowledged.
+///
+/// These do nothing on a Unix socket (its peer is on this machine and cannot vanish; a stopped
+/// server process cannot be told from a slow one) and cannot bound a backend that acknowledges
+/// and does not answer; the lease has a deadline of its own on the client's clock
+/// (`crate::leadership`).
+pub(crate) fn transport_defaults(config: &mut tokio_postgres::Config) {
+    /// tokio-postgres' default idle time (there is no "unset" for it).
+    const CLIENT_DEFAULT_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    if config.get_keepalives() {
+        if config.get_keepalives_idle() == CLIENT_DEFAULT_IDLE {
+            config.keepalives_idle(Duration::from_secs(15));
+        }
+        if config.get_keepalives_interval().is_none() {
+            config.keepalives_interval(Duration::from_secs(5));
+        }
+        if config.get_keepalives_retries().is_none() {
+            config.keepalives_retries(3);
+        }
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(Duration::from_secs(30));
+    }
+}
 
 /// One connection and its prepared statements (keyed by SQL text).
 pub(crate) struct Conn {

@@ -13,9 +13,19 @@ fn a_call_from_inside_an_async_runtime_is_a_backend_error_not_a_panic() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
+    let lease = registry
+        .leadership("a", std::time::Duration::from_secs(10))
+        .unwrap();
     let (got, beat, stats) =
         runtime.block_on(async { (registry.get(&id), registry.heartbeat(&id), registry.stats()) });
-    for result in [got.map(|_| ()), beat, stats.map(|_| ())] {
+    // The lease's connection runs on a runtime of its own, which cannot block here either.
+    let renewed = runtime.block_on(async { lease.acquire_or_renew(None) });
+    for result in [
+        got.map(|_| ()),
+        beat,
+        stats.map(|_| ()),
+        renewed.map(|_| ()),
+    ] {
         match result {
             Err(Error::Backend(message)) => {
                 assert!(message.contains("spawn_blocking"), "{message}")
@@ -26,6 +36,14 @@ fn a_call_from_inside_an_async_runtime_is_a_backend_error_not_a_panic() {
     // Nothing was broken by it: the same registry works from a plain thread.
     assert_eq!(registry.get(&id).unwrap().unwrap().id, id);
     registry.heartbeat(&id).unwrap();
-    // Nor does dropping the registry (its pooled clients own runtimes) inside one panic.
-    runtime.block_on(async move { drop(registry) });
+    assert!(matches!(
+        lease.acquire_or_renew(None),
+        Ok(LeaseStatus::Held(_))
+    ));
+    // Nor does dropping the registry (its pooled clients own runtimes) or the lease (its
+    // connection too) inside one panic.
+    runtime.block_on(async move {
+        drop(lease);
+        drop(registry)
+    });
 }

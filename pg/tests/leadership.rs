@@ -1,10 +1,12 @@
 //! The leadership lease on PostgreSQL: terms, renewal only of the held term, step-down, one
-//! winner among replicas racing for a free lease, the database clock, a killed connection.
+//! winner among replicas racing for a free lease, the database clock, a killed connection, a
+//! server that stops answering.
 
 mod common;
 
-use std::sync::{Arc, Barrier};
-use std::time::Duration;
+use std::process::Command;
+use std::sync::{mpsc, Arc, Barrier};
+use std::time::{Duration, Instant};
 
 use common::*;
 use hodei_workers::*;
@@ -129,6 +131,18 @@ fn on_the_database_clock_the_lease_lasts_ttl() {
     assert!(renewed.expires_at >= info.expires_at);
 }
 
+/// The pid of the lease's backend (the only one with this application_name).
+fn lease_backend(schema: &Schema) -> i32 {
+    let mut admin = postgres::Client::connect(&url(), postgres::NoTls).unwrap();
+    admin
+        .query_one(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1",
+            &[&format!("hw-lease-{}", schema.0)],
+        )
+        .unwrap()
+        .get(0)
+}
+
 #[test]
 fn a_killed_connection_is_an_error_then_the_next_call_reconnects() {
     let (_clock, registry, schema) = registry("lease_killed");
@@ -148,6 +162,64 @@ fn a_killed_connection_is_an_error_then_the_next_call_reconnects() {
     assert!(matches!(err, Error::Backend(_)), "{err}");
     // ...and the one after reconnects and still holds term 1.
     assert_eq!(held(lease.acquire_or_renew(Some(1)).unwrap()).term, 1);
+}
+
+/// Sends `sig` to process `pid`.
+fn signal(pid: i32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+/// Resumes a stopped backend when dropped (also when the test fails).
+struct Resume(i32);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        signal(self.0, "-CONT");
+    }
+}
+
+/// The server's statement timeout cannot end a renewal when the server stops answering (a
+/// frozen VM, a network black hole; here the lease's backend is stopped with SIGSTOP): the
+/// client's own deadline (half the ttl) does, whatever the transport (this test runs on a Unix
+/// socket, where TCP timeouts do not apply). Without it the renewal waits as long as the
+/// server is stopped (here up to 20 s, resumed as soon as the renewal answered); the bound
+/// asserted (10 x ttl) is far above the deadline (ttl/2). Then the next call reconnects.
+#[test]
+fn a_renewal_against_a_silent_server_returns_within_half_the_ttl() {
+    let (_clock, registry, schema) = registry("lease_silent");
+    let ttl = Duration::from_millis(600);
+    let lease = Arc::new(registry.leadership("a", ttl).unwrap());
+    let term = held(lease.acquire_or_renew(None).unwrap()).term;
+    let backend = lease_backend(&schema);
+    signal(backend, "-STOP");
+    let resume = Resume(backend);
+    let (tx, rx) = mpsc::channel();
+    let renewing = Arc::clone(&lease);
+    let started = Instant::now();
+    std::thread::spawn(move || {
+        let result = renewing.acquire_or_renew(Some(term));
+        let _ = tx.send((started.elapsed(), result));
+    });
+    let answered = rx.recv_timeout(Duration::from_secs(20));
+    drop(resume);
+    let (took, result) = answered.expect("the renewal still waited after 20 s of silence");
+    assert!(
+        took < ttl * 10,
+        "the renewal took {took:?} (deadline ttl/2 = {:?})",
+        ttl / 2
+    );
+    let err = result.unwrap_err();
+    assert!(
+        matches!(&err, Error::Backend(m) if m.contains("no answer")),
+        "{err}"
+    );
+    // The stalled connection was dropped: the next call opens another and renews the term.
+    assert_eq!(held(lease.acquire_or_renew(Some(term)).unwrap()).term, term);
 }
 
 #[test]

@@ -101,6 +101,9 @@ pub struct PostgresWorkerRegistry {
 /// The shared state of a registry (shared with its subscriptions' sources).
 pub(crate) struct Inner {
     pub pool: Pool,
+    /// The connection string's config for the asynchronous client of the leadership lease
+    /// (`crate::leadership`).
+    pub lease_config: tokio_postgres::Config,
     /// The connections of the heartbeat statements (`crate::heartbeat`): their sessions
     /// commit asynchronously (`synchronous_commit = off`; why, and what it risks, in
     /// `crate::heartbeat`). Nothing else runs on them.
@@ -150,16 +153,18 @@ impl fmt::Debug for PostgresWorkerRegistry {
     }
 }
 
-/// Parses a libpq connection string. A NUL, in the text or percent-encoded in a URL
+/// Parses a libpq connection string, with [`transport_defaults`](crate::pool::transport_defaults)
+/// for what it does not set, as the asynchronous client's config (the lease's) and the
+/// synchronous one's. A NUL, in the text or percent-encoded in a URL
 /// (`postgresql://%2Ftmp%00/db`), is refused here as malformed: libpq's strings cannot hold
 /// one, and the connection would otherwise fail later as unreachable (`Backend`).
-fn parse_config(url: &str) -> Result<postgres::Config> {
+fn parse_config(url: &str) -> Result<(tokio_postgres::Config, postgres::Config)> {
     let nul = || Error::invalid("invalid PostgreSQL connection string: it contains a NUL");
     if url.contains('\0') {
         return Err(nul());
     }
-    let config = url
-        .parse::<postgres::Config>()
+    let mut config = url
+        .parse::<tokio_postgres::Config>()
         .map_err(|e| Error::invalid(format!("invalid PostgreSQL connection string: {e}")))?;
     let texts = [
         config.get_user(),
@@ -168,9 +173,11 @@ fn parse_config(url: &str) -> Result<postgres::Config> {
         config.get_application_name(),
     ];
     let hosts = config.get_hosts().iter().any(|host| match host {
-        postgres::config::Host::Tcp(name) => name.contains('\0'),
+        tokio_postgres::config::Host::Tcp(name) => name.contains('\0'),
         #[cfg(unix)]
-        postgres::config::Host::Unix(path) => path.as_os_str().as_encoded_bytes().contains(&0),
+        tokio_postgres::config::Host::Unix(path) => {
+            path.as_os_str().as_encoded_bytes().contains(&0)
+        }
     });
     if hosts
         || texts.into_iter().flatten().any(|t| t.contains('\0'))
@@ -178,7 +185,8 @@ fn parse_config(url: &str) -> Result<postgres::Config> {
     {
         return Err(nul());
     }
-    Ok(config)
+    crate::pool::transport_defaults(&mut config);
+    Ok((config.clone(), postgres::Config::from(config)))
 }
 
 impl PostgresWorkerRegistry {
@@ -212,7 +220,7 @@ impl PostgresWorkerRegistry {
     /// `InvalidArgument` for a malformed `url` or `name`; `Backend`.
     pub fn drop_schema(url: &str, name: &str) -> Result<()> {
         schema::validate_name(name)?;
-        let config = parse_config(url)?;
+        let (_, config) = parse_config(url)?;
         guard(|| {
             let mut conn = Conn::open(&config, name).map_err(|cause| {
                 Error::Backend(format!("cannot connect to PostgreSQL: {cause}"))
@@ -223,8 +231,9 @@ impl PostgresWorkerRegistry {
 
     fn open(url: &str, name: &str, clock: Option<Arc<dyn Clock>>) -> Result<Self> {
         schema::validate_name(name)?;
-        let config = parse_config(url)?;
+        let (lease_config, config) = parse_config(url)?;
         let inner = Inner {
+            lease_config,
             heartbeat_pool: Pool::with_session(
                 config.clone(),
                 name.to_owned(),
