@@ -33,6 +33,11 @@
 //! expires, never a second leader. The server's statement timeout stays: it ends a renewal that
 //! waits for the row lock (a fenced write in flight, see `crate::registry::fence`) with a clean
 //! error, before the client's deadline, keeping the connection.
+//!
+//! **Reconnection.** A connection idle for more than [`crate::pool::PROBE_AFTER`] is checked
+//! with an empty query before its statement is sent; one found broken (the server restarted
+//! meanwhile) is replaced and the call goes on, with nothing sent on the broken one. A statement
+//! that fails on a connection that broke under it is `Backend`, never retried: it may have run.
 
 use std::fmt;
 use std::future::Future;
@@ -136,10 +141,11 @@ impl PostgresWorkerRegistry {
     }
 }
 
-/// The lease's connection: the client and the runtime that drives its connection task (dropped
-/// after the client, which closes the socket).
+/// The lease's connection: the client, the time it was last used, and the runtime that drives
+/// its connection task (dropped after the client, which closes the socket).
 struct LeaseConn {
     client: Client,
+    last_used: Instant,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -204,7 +210,11 @@ impl PostgresLeadership {
             .await
         });
         match opened {
-            Ok(Ok(client)) => Ok(LeaseConn { client, runtime }),
+            Ok(Ok(client)) => Ok(LeaseConn {
+                client,
+                last_used: Instant::now(),
+                runtime,
+            }),
             Ok(Err(e)) => Err(Error::Backend(format!(
                 "lease: cannot connect: {}",
                 describe(&e)
@@ -216,9 +226,11 @@ impl PostgresLeadership {
         }
     }
 
-    /// Runs `op` on the dedicated connection within [`call_timeout`](Self::call_timeout),
-    /// (re)opening the connection when needed. A failure that leaves the connection closed, and
-    /// a timeout, drop it, so the next call starts afresh.
+    /// Runs `op` on the dedicated connection within [`call_timeout`](Self::call_timeout):
+    /// (re)opening the connection when there is none, or when the one there is found closed
+    /// before anything of `op` was sent (an idle one is checked with an empty query first, as
+    /// in the registry's pool). A failure that leaves the connection closed, and a timeout,
+    /// drop it, so the next call starts afresh.
     fn with_conn<T>(
         &self,
         doing: &str,
@@ -231,8 +243,27 @@ impl PostgresLeadership {
             }
             let deadline = Instant::now() + self.call_timeout();
             let mut slot = self.conn.lock();
-            if slot.as_ref().is_some_and(|conn| conn.client.is_closed()) {
-                discard(slot.take().expect("checked above"));
+            if let Some(conn) = slot.as_mut() {
+                let checked = if conn.client.is_closed() {
+                    Ok(false)
+                } else if conn.last_used.elapsed() < crate::pool::PROBE_AFTER {
+                    Ok(true)
+                } else {
+                    let client = &conn.client;
+                    conn.runtime
+                        .block_on(async {
+                            tokio::time::timeout_at(deadline.into(), client.simple_query("")).await
+                        })
+                        .map(|answer| answer.is_ok())
+                };
+                match checked {
+                    Ok(true) => {}
+                    Ok(false) => discard(slot.take().expect("checked above")),
+                    Err(_) => {
+                        discard(slot.take().expect("checked above"));
+                        return Err(self.no_answer(doing));
+                    }
+                }
             }
             if slot.is_none() {
                 *slot = Some(self.open(deadline)?);
@@ -242,6 +273,7 @@ impl PostgresLeadership {
             let outcome = conn
                 .runtime
                 .block_on(async { tokio::time::timeout_at(deadline.into(), op(client)).await });
+            conn.last_used = Instant::now();
             let result = match outcome {
                 Ok(Ok(value)) => return Ok(value),
                 Ok(Err(e)) => format!("lease: {doing}: {}", describe(&e)),

@@ -6,6 +6,16 @@
 //! statements. Here a checkout costs a mutex; a connection is thrown away when the client says
 //! it is closed (the server went away) and a new one is opened on demand.
 //!
+//! **After an outage.** The client learns that its server went away only when it next uses the
+//! socket, so a connection that sat idle through a crash and restart still looks open. A
+//! connection idle for more than [`PROBE_AFTER`] is therefore checked with an empty query (one
+//! round trip, within [`PROBE_TIMEOUT`]) when it is checked out, before anything of the caller
+//! is sent on it: one found broken is thrown away with every other idle connection (they
+//! predate the same outage) and the checkout goes on with a new one, so the caller's statement
+//! runs once, on a live connection. A connection in steady use (idle for less) is not checked:
+//! the hot paths pay nothing. When a call's connection breaks under it, the idle ones are
+//! thrown away too; that call is `Backend` and is not retried (its statement may have run).
+//!
 //! **Transport timeouts.** A call waits for the server as long as the connection lives; on TCP
 //! the kernel gives up on a silent server after the timeouts [`transport_defaults`] sets
 //! (keepalives and `tcp_user_timeout`, ~30 s) unless the connection string sets its own.
@@ -20,6 +30,15 @@ use parking_lot::{Condvar, Mutex};
 use postgres::{Client, NoTls, Statement};
 
 use crate::error::describe;
+
+/// A connection idle for longer than this is checked with a round trip before it is handed out
+/// (see the module docs). Short enough that a server cannot crash and come back within it;
+/// long enough that a connection in steady use is never checked.
+pub(crate) const PROBE_AFTER: Duration = Duration::from_millis(100);
+
+/// How long the check of an idle connection waits for the server's answer; no answer in time
+/// and the connection is thrown away as broken.
+pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What every connection string gets unless it sets its own (libpq's keys of the same names):
 /// - `connect_timeout` 10 s (the pool's checkout timeout);
@@ -57,6 +76,8 @@ pub(crate) fn transport_defaults(config: &mut tokio_postgres::Config) {
 pub(crate) struct Conn {
     pub client: Client,
     statements: HashMap<String, Statement>,
+    /// When it was last given back to its pool (or opened).
+    last_used: Instant,
 }
 
 impl fmt::Debug for Conn {
@@ -94,6 +115,7 @@ impl Conn {
         Ok(Conn {
             client,
             statements: HashMap::new(),
+            last_used: Instant::now(),
         })
     }
 
@@ -197,15 +219,46 @@ impl Pool {
         let deadline = Instant::now() + self.checkout_timeout;
         let mut state = self.state.lock();
         loop {
-            if let Some(conn) = state.idle.pop() {
+            if let Some(mut conn) = state.idle.pop() {
                 if conn.client.is_closed() {
                     state.open -= 1;
+                    drop(state);
+                    discard(conn);
+                    state = self.state.lock();
                     continue;
                 }
-                return Ok(Pooled {
-                    pool: self,
-                    conn: Some(conn),
-                });
+                if conn.last_used.elapsed() < PROBE_AFTER {
+                    return Ok(Pooled {
+                        pool: self,
+                        conn: Some(conn),
+                    });
+                }
+                drop(state);
+                // Guarded: the client panics inside an async runtime (before touching the
+                // connection, which goes back as it was).
+                let probed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    conn.client.is_valid(PROBE_TIMEOUT).is_ok()
+                }));
+                match probed {
+                    Ok(true) => {
+                        return Ok(Pooled {
+                            pool: self,
+                            conn: Some(conn),
+                        })
+                    }
+                    Ok(false) => {
+                        self.state.lock().open -= 1;
+                        discard(conn);
+                        self.discard_idle();
+                        self.returned.notify_one();
+                        state = self.state.lock();
+                        continue;
+                    }
+                    Err(_) => {
+                        self.put_back(conn);
+                        return Err(Error::Backend(crate::error::ASYNC_CONTEXT.to_owned()));
+                    }
+                }
             }
             if state.open < self.max {
                 state.open += 1;
@@ -239,16 +292,36 @@ impl Pool {
         }
     }
 
-    fn put_back(&self, conn: Conn) {
+    /// Takes a connection back: idle again, or thrown away (with every idle one, which predate
+    /// the same outage) when it broke.
+    fn put_back(&self, mut conn: Conn) {
         let mut state = self.state.lock();
         if conn.client.is_closed() {
             state.open -= 1;
             drop(state);
             discard(conn);
+            self.discard_idle();
         } else {
+            conn.last_used = Instant::now();
             state.idle.push(conn);
         }
         self.returned.notify_one();
+    }
+
+    /// Closes every idle connection (after one of them, or one in use, was found broken).
+    fn discard_idle(&self) {
+        let idle = {
+            let mut state = self.state.lock();
+            let idle = std::mem::take(&mut state.idle);
+            state.open -= idle.len();
+            idle
+        };
+        if !idle.is_empty() {
+            self.returned.notify_all();
+        }
+        for conn in idle {
+            discard(conn);
+        }
     }
 }
 

@@ -144,11 +144,10 @@ fn lease_backend(schema: &Schema) -> i32 {
 }
 
 #[test]
-fn a_killed_connection_is_an_error_then_the_next_call_reconnects() {
+fn a_killed_connection_is_replaced_before_the_next_call_sends_anything() {
     let (_clock, registry, schema) = registry("lease_killed");
     let lease = registry.leadership("a", TTL).unwrap();
     held(lease.acquire_or_renew(None).unwrap());
-    // Kill the lease's own backend (it is the only one with this application_name).
     let mut admin = postgres::Client::connect(&url(), postgres::NoTls).unwrap();
     let killed = admin
         .query(
@@ -157,10 +156,9 @@ fn a_killed_connection_is_an_error_then_the_next_call_reconnects() {
         )
         .unwrap();
     assert_eq!(killed.len(), 1);
-    // The pooled registry connections are untouched; the lease's next call fails cleanly...
-    let err = lease.acquire_or_renew(Some(1)).unwrap_err();
-    assert!(matches!(err, Error::Backend(_)), "{err}");
-    // ...and the one after reconnects and still holds term 1.
+    // The connection has been idle long enough to be checked before its next use: found
+    // closed, it is replaced, and the renewal runs (once) on the new one, still term 1.
+    std::thread::sleep(Duration::from_millis(300));
     assert_eq!(held(lease.acquire_or_renew(Some(1)).unwrap()).term, 1);
 }
 
