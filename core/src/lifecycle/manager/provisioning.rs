@@ -11,7 +11,6 @@ use crate::events::EventKind;
 use crate::ids::{ProviderId, WorkerId};
 use crate::worker::{Worker, WorkerHandle, WorkerSpec};
 
-use super::super::lease::Term;
 use super::super::provider::{ProviderError, WorkerProvider};
 use super::super::report::ProvisionFailure;
 use super::{bump, WorkerLifecycleManager};
@@ -180,7 +179,36 @@ impl WorkerLifecycleManager {
             drop(ticket);
             return Err((self.orphaned_by_lost_lease(&handle, e), None));
         }
-        match self.write(|r| r.register(handle.clone(), spec)) {
+        let registered = match self.write(|r| r.register(handle.clone(), spec)) {
+            // The store did not answer: the registration may have been applied all the same
+            // (PostgreSQL committed, the reply was lost). Destroying the instance then would
+            // leave a record without an instance, destroyed a second time when the health
+            // check expires it: ask the store what happened.
+            Err(e @ Error::Backend(_)) => match self.registry.get(&id) {
+                // Registered after all (the id was made for this call: nobody else's).
+                Ok(Some(worker)) => Ok(worker),
+                Ok(None) => Err(e),
+                Err(unknown) => {
+                    // Nobody can say: destroying it now might pull a registered worker's
+                    // instance from under its record. Remembered as an orphan: a later tick
+                    // destroys it once the store says no record holds it (or forgets it if
+                    // one does), or the next leader's reconcile settles it.
+                    drop(ticket);
+                    self.remember_orphan(&handle, self.registry.now());
+                    return Err((
+                        Error::Backend(format!(
+                            "{e}; whether worker {id} was registered is unknown ({unknown}): \
+                             instance {} of provider {provider_id} is kept until the registry \
+                             says (destroyed by a later tick if it has no record)",
+                            handle.resource_id
+                        )),
+                        None,
+                    ));
+                }
+            },
+            other => other,
+        };
+        match registered {
             Ok(worker) => {
                 // Registered first, ledger entry removed second: the count never dips.
                 drop(ticket);
@@ -194,67 +222,17 @@ impl WorkerLifecycleManager {
                 drop(ticket);
                 Err((self.orphaned_by_lost_lease(&handle, e), None))
             }
-            // The store did not answer: the registration may have been applied all the same
-            // (PostgreSQL committed, the reply was lost). Destroying the instance then would
-            // leave a record without an instance, destroyed a second time when the health
-            // check expires it: ask the store what happened.
-            Err(e @ Error::Backend(_)) => match self.registry.get(&id) {
-                Ok(Some(worker)) => {
-                    // Registered after all (the id was made for this call: nobody else's).
-                    drop(ticket);
-                    self.backoff.lock().remove(provider_id);
-                    bump(&self.counters.provisioned, 1);
-                    Ok(worker)
-                }
-                Ok(None) => {
-                    drop(ticket);
-                    Err((
-                        self.destroy_unrecorded(token, &entry.provider, &handle, e),
-                        None,
-                    ))
-                }
-                Err(unknown) => {
-                    // Nobody can say: destroying it now might pull a registered worker's
-                    // instance from under its record. Remembered as an orphan: a later tick
-                    // destroys it once the store says no record holds it (or forgets it if
-                    // one does), or the next leader's reconcile settles it.
-                    drop(ticket);
-                    self.remember_orphan(&handle, self.registry.now());
-                    Err((
-                        Error::Backend(format!(
-                            "{e}; whether worker {id} was registered is unknown ({unknown}): \
-                             instance {} of provider {provider_id} is kept until the registry \
-                             says (destroyed by a later tick if it has no record)",
-                            handle.resource_id
-                        )),
-                        None,
-                    ))
-                }
-            },
             Err(e) => {
                 drop(ticket);
-                Err((
-                    self.destroy_unrecorded(token, &entry.provider, &handle, e),
-                    None,
-                ))
+                // The instance exists but cannot be recorded: destroy it rather than leak it.
+                // (Should that fail too, `reconcile` finds it as an orphan.) The handle carries
+                // the id the manager made, never another worker's.
+                let _ = self.provider_call(token, "destroy_worker", || {
+                    entry.provider.destroy_worker_fenced(token, &handle)
+                });
+                Err((e, None))
             }
         }
-    }
-
-    /// The instance of `handle` exists but was not recorded (`error` says why): destroyed
-    /// rather than leaked. (Should that fail too, `reconcile` finds it as an orphan.) The
-    /// handle carries the id the manager made, never another worker's. Returns `error`.
-    fn destroy_unrecorded(
-        &self,
-        token: Term,
-        provider: &Arc<dyn WorkerProvider>,
-        handle: &WorkerHandle,
-        error: Error,
-    ) -> Error {
-        let _ = self.provider_call(token, "destroy_worker", || {
-            provider.destroy_worker_fenced(token, handle)
-        });
-        error
     }
 
     /// A created instance this replica may no longer register (its lease was lost during the
