@@ -208,6 +208,15 @@ where
     }
 }
 
+/// Drops `value` with the GIL released (dropping it may wait for the database: a PostgreSQL
+/// reader giving its connection back, a registry reading its subscriptions to the end), unless
+/// no interpreter is there to detach from (finalizing): then it is dropped as it is.
+pub(crate) fn drop_detached<T: Send>(value: T) {
+    let mut value = Some(value);
+    Python::try_attach(|py| py.detach(|| drop(value.take())));
+    drop(value);
+}
+
 /// Like [`run`], but keeps the GIL: for calls that never wait for anything but a shard's
 /// lock, which no thread holds for long nor while it needs the GIL (an in-memory heartbeat;
 /// never a call that may reach a database, however brief: `PyRegistry::in_memory`). Releasing

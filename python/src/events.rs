@@ -15,6 +15,7 @@ use pyo3::types::PyTuple;
 use pyo3::BoundObject;
 
 use crate::convert::{self, Seconds};
+use crate::errors::drop_detached;
 use crate::types::py_repr;
 
 /// Something that happened to a worker or to the fleet, in order.
@@ -351,11 +352,9 @@ impl Drop for PySubscription {
     /// A shared subscription's reader gives its connection back to the database (a round
     /// trip): dropped with the GIL released, unless the interpreter is gone or finalizing.
     fn drop(&mut self) {
-        let mut inner = self.inner.take();
         if self.shared {
-            Python::try_attach(|py| py.detach(|| drop(inner.take())));
+            drop_detached(self.inner.take());
         }
-        drop(inner);
     }
 }
 

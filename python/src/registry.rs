@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyString;
 
 use crate::convert::{self, Int, Seconds};
-use crate::errors::{invalid, run, run_brief};
+use crate::errors::{drop_detached, invalid, run, run_brief};
 use crate::events::PySubscription;
 use crate::types::{PyManualClock, PyRegistryStats, PyResources, PyWorker, PyWorkerSpec};
 
@@ -117,9 +117,7 @@ impl Drop for PyRegistry {
         let placeholder = PLACEHOLDER
             .get_or_init(|| Arc::new(InMemoryWorkerRegistry::new()))
             .clone();
-        let mut inner = Some(std::mem::replace(&mut self.inner, placeholder));
-        Python::try_attach(|py| py.detach(|| drop(inner.take())));
-        drop(inner);
+        drop_detached(std::mem::replace(&mut self.inner, placeholder));
     }
 }
 
