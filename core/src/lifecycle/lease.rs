@@ -128,7 +128,8 @@ pub fn validate_lease(holder: &str, ttl: Duration) -> Result<()> {
     }
     if ttl < MIN_LEASE_TTL {
         return Err(Error::invalid(format!(
-            "lease ttl must be at least 3 ms, got {ttl:?}"
+            "lease ttl must be at least {} ms, got {ttl:?}",
+            MIN_LEASE_TTL.as_millis()
         )));
     }
     Ok(())
