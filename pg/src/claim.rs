@@ -1,9 +1,9 @@
 //! `claim`: pick the most recently idle matching `Ready` worker and give it the job, in one
 //! statement.
 
-use hodei_workers::{Error, JobId, Result, Worker, WorkerFilter, WorkerState};
+use hodei_workers::{Error, JobId, Result, Worker, WorkerFilter, WorkerId, WorkerState};
 
-use crate::registry::{unique_violation, Fail, PostgresWorkerRegistry};
+use crate::registry::{holder_of, unique_violation, Fail, PostgresWorkerRegistry};
 use crate::sql::{conditions, param, refs, Params, W_COLS, W_LEN};
 
 /// Builds the claim statement for `filter`. Atomic as one statement: the candidate is locked
@@ -67,10 +67,10 @@ fn statement(
 }
 
 /// The job's holder as a `JobAlreadyAssigned` refusal.
-fn held_by(job: &JobId, id: uuid::Uuid) -> Fail {
+fn held_by(job: &JobId, worker_id: WorkerId) -> Fail {
     Fail::Domain(Error::JobAlreadyAssigned {
         job_id: job.clone(),
-        worker_id: hodei_workers::WorkerId::from_bytes(*id.as_bytes()).unwrap_or_default(),
+        worker_id,
     })
 }
 
@@ -96,9 +96,8 @@ pub(crate) fn claim(
     registry.run("claiming a worker", |conn| {
         if hopeless {
             // No worker can match; a job already held is still an error.
-            let stmt = conn.prepare("SELECT id FROM workers WHERE current_job = $1")?;
-            return match conn.client.query_opt(&stmt, &[&job.as_str()])? {
-                Some(row) => Err(held_by(&job, row.get(0))),
+            return match holder_of(&mut conn.client, &job)? {
+                Some(holder) => Err(held_by(&job, holder)),
                 None => Ok(None),
             };
         }
@@ -110,6 +109,8 @@ pub(crate) fn claim(
                         return Ok(Some(specs.worker(&row)?));
                     }
                     if let Some(holder) = row.get::<_, Option<uuid::Uuid>>(W_LEN) {
+                        // As `holder_of` reads it (a stored id is never nil).
+                        let holder = WorkerId::from_bytes(*holder.as_bytes()).unwrap_or_default();
                         return Err(held_by(&job, holder));
                     }
                 }
@@ -119,9 +120,8 @@ pub(crate) fn claim(
                         // A claim or assign elsewhere took the job after our snapshot: report
                         // its holder; if it let the job go already, the statement (rolled back
                         // whole) is tried again.
-                        let stmt = conn.prepare("SELECT id FROM workers WHERE current_job = $1")?;
-                        if let Some(row) = conn.client.query_opt(&stmt, &[&job.as_str()])? {
-                            return Err(held_by(&job, row.get(0)));
+                        if let Some(holder) = holder_of(&mut conn.client, &job)? {
+                            return Err(held_by(&job, holder));
                         }
                         raced += 1;
                         if raced < 8 {

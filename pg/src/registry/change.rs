@@ -229,7 +229,7 @@ pub(super) fn not_found(id: &WorkerId) -> Fail {
 }
 
 /// The worker holding `job`, if any.
-pub(super) fn holder_of(client: &mut impl GenericClient, job: &JobId) -> Step<Option<WorkerId>> {
+pub(crate) fn holder_of(client: &mut impl GenericClient, job: &JobId) -> Step<Option<WorkerId>> {
     let row = client.query_opt(
         "SELECT id FROM workers WHERE current_job = $1",
         &[&job.as_str()],

@@ -14,6 +14,7 @@ mod jobs;
 mod records;
 mod worker_registry;
 
+pub(crate) use change::holder_of;
 pub(crate) use fence::fence_key;
 
 use std::fmt;
