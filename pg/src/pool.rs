@@ -367,3 +367,36 @@ impl Drop for Pooled<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's promise: what the connection string leaves unset gets bounded transport
+    /// timeouts; what it sets is kept.
+    #[test]
+    fn transport_defaults_fill_what_the_connection_string_leaves_unset() {
+        let mut config: tokio_postgres::Config = "host=db user=u".parse().unwrap();
+        transport_defaults(&mut config);
+        assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(10)));
+        assert_eq!(config.get_keepalives_idle(), Duration::from_secs(15));
+        assert_eq!(
+            config.get_keepalives_interval(),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(config.get_keepalives_retries(), Some(3));
+        assert_eq!(
+            config.get_tcp_user_timeout(),
+            Some(&Duration::from_secs(30))
+        );
+
+        let mut config: tokio_postgres::Config = "host=db user=u connect_timeout=2 \
+            keepalives_idle=60 tcp_user_timeout=7"
+            .parse()
+            .unwrap();
+        transport_defaults(&mut config);
+        assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(2)));
+        assert_eq!(config.get_keepalives_idle(), Duration::from_secs(60));
+        assert_eq!(config.get_tcp_user_timeout(), Some(&Duration::from_secs(7)));
+    }
+}
