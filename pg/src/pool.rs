@@ -46,6 +46,10 @@ pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 ///   whose network went dark is given up after ~30 s rather than the kernel's 2 h default;
 /// - `tcp_user_timeout` 30 s: the same bound on data sent and never acknowledged.
 ///
+/// A `tcp_user_timeout` the string sets is read in milliseconds, as libpq reads it: the client
+/// underneath (tokio-postgres) reads seconds, so a string written for libpq
+/// (`tcp_user_timeout=30000`, 30 s) would otherwise mean 8 hours.
+///
 /// These do nothing on a Unix socket (its peer is on this machine and cannot vanish; a stopped
 /// server process cannot be told from a slow one) and cannot bound a backend that acknowledges
 /// and does not answer; the lease has a deadline of its own on the client's clock
@@ -53,6 +57,9 @@ pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) fn transport_defaults(config: &mut tokio_postgres::Config) {
     /// tokio-postgres' default idle time (there is no "unset" for it).
     const CLIENT_DEFAULT_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
+    if let Some(set) = config.get_tcp_user_timeout().map(Duration::as_secs) {
+        config.tcp_user_timeout(Duration::from_millis(set));
+    }
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(10));
     }
@@ -391,12 +398,36 @@ mod tests {
         );
 
         let mut config: tokio_postgres::Config = "host=db user=u connect_timeout=2 \
-            keepalives_idle=60 tcp_user_timeout=7"
+            keepalives_idle=60 tcp_user_timeout=7000"
             .parse()
             .unwrap();
         transport_defaults(&mut config);
         assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(2)));
         assert_eq!(config.get_keepalives_idle(), Duration::from_secs(60));
         assert_eq!(config.get_tcp_user_timeout(), Some(&Duration::from_secs(7)));
+    }
+
+    /// libpq reads `tcp_user_timeout` in milliseconds (tokio-postgres in seconds): a string
+    /// written for libpq means here what it means there, in both of its forms.
+    #[test]
+    fn a_tcp_user_timeout_the_string_sets_is_in_milliseconds_as_in_libpq() {
+        for text in [
+            "host=db user=u tcp_user_timeout=30000",
+            "postgresql://u@db/d?tcp_user_timeout=30000",
+        ] {
+            let mut config: tokio_postgres::Config = text.parse().unwrap();
+            transport_defaults(&mut config);
+            assert_eq!(
+                config.get_tcp_user_timeout(),
+                Some(&Duration::from_secs(30)),
+                "{text}"
+            );
+        }
+        let mut config: tokio_postgres::Config = "host=db tcp_user_timeout=250".parse().unwrap();
+        transport_defaults(&mut config);
+        assert_eq!(
+            config.get_tcp_user_timeout(),
+            Some(&Duration::from_millis(250))
+        );
     }
 }
