@@ -7,38 +7,117 @@
 //! (also a `ValueError`).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Display;
 use std::time::Duration;
 
 use hodei_workers::{
     JobId, ProviderId, ProviderType, TerminationReason, Timestamp, WorkerId, WorkerState,
 };
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyTypeError, PyUnicodeEncodeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyMapping, PyString, PyType};
 
 use crate::errors::{invalid, OrRaise};
 
-/// Parses a worker id (`InvalidArgumentError` when malformed).
-pub(crate) fn worker_id(py: Python<'_>, text: &str) -> PyResult<WorkerId> {
-    WorkerId::parse(text).or_raise(py)
+/// The text of a Python `str`, read in place: `PyUnicode_AsUTF8AndSize` (stable ABI >= 3.10)
+/// gives the UTF-8 form CPython keeps beside the str (an ASCII str is its own UTF-8), so a
+/// valid str costs no allocation and no copy; this is on the heartbeat's path.
+///
+/// A str that has no UTF-8 form, because it holds a lone surrogate (`'\udcff'`, what
+/// `os.fsdecode` and `surrogateescape` make of undecodable bytes), is not text any API here
+/// can take: `InvalidArgumentError` naming `what` (the parameter, or the place in it, as
+/// `labels['pool']`) and the first surrogate, rather than the `UnicodeEncodeError` CPython
+/// raises (DESIGN.md §8: invalid values are `InvalidArgumentError`). `what` is only formatted
+/// on that path: pass `format_args!` for a composed name.
+pub(crate) fn text<'a>(arg: &'a Bound<'_, PyString>, what: impl Display) -> PyResult<&'a str> {
+    arg.to_str().map_err(|err| not_text(arg, &what, err))
 }
 
-/// Validates a job id.
-pub(crate) fn job_id(py: Python<'_>, text: &str) -> PyResult<JobId> {
-    JobId::new(text).or_raise(py)
+/// The `InvalidArgumentError` of [`text`], with CPython's `UnicodeEncodeError` as its cause.
+/// Any other failure (a `MemoryError`) goes through as it is.
+#[cold]
+fn not_text(arg: &Bound<'_, PyString>, what: &dyn Display, err: PyErr) -> PyErr {
+    let py = arg.py();
+    if !err.is_instance_of::<PyUnicodeEncodeError>(py) {
+        return err;
+    }
+    // `start` is the index (in code points) of the first character without a UTF-8 form.
+    let value = err.value(py);
+    let found = value
+        .getattr("start")
+        .and_then(|start| start.extract::<usize>())
+        .and_then(|start| Ok((start, arg.get_item(start)?.repr()?)));
+    let message = match found {
+        Ok((start, surrogate)) => {
+            format!("{what} is not valid text (lone surrogate {surrogate} at position {start})")
+        }
+        Err(_) => format!("{what} is not valid text (it holds a lone surrogate)"),
+    };
+    let invalid = invalid(py, message);
+    invalid.set_cause(py, Some(err));
+    invalid
 }
 
-/// Validates a provider id.
-pub(crate) fn provider_id(py: Python<'_>, text: &str) -> PyResult<ProviderId> {
-    ProviderId::new(text).or_raise(py)
+/// A `str` argument that has a default: the default when it is left out, else the caller's
+/// str, borrowed (anything else, `None` included, is a `TypeError`, as for a plain `&str`
+/// argument). For the few str arguments with a default, which cannot be a `&Bound<PyString>`
+/// (a default value of that type would need the interpreter).
+#[derive(Debug)]
+pub(crate) enum StrArg<'a, 'py> {
+    /// Left out: the default.
+    Default(&'static str),
+    /// Given.
+    Given(Borrowed<'a, 'py, PyString>),
 }
 
-/// Parses a provider type (`"docker"`, `"kubernetes"`, …, `"custom:NAME"`).
-pub(crate) fn provider_type(py: Python<'_>, text: &str) -> PyResult<ProviderType> {
-    no_nul(py, text, "provider_type")?
+impl<'a, 'py> FromPyObject<'a, 'py> for StrArg<'a, 'py> {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        Ok(StrArg::Given(obj.cast::<PyString>()?))
+    }
+}
+
+impl StrArg<'_, '_> {
+    /// Its text ([`text`]: `InvalidArgumentError` naming `what` when it is not text).
+    pub(crate) fn text(&self, what: &str) -> PyResult<&str> {
+        match self {
+            StrArg::Default(text) => Ok(text),
+            StrArg::Given(arg) => text(arg, what),
+        }
+    }
+}
+
+/// Parses a worker id from the argument `what` (`InvalidArgumentError` when it is not text or
+/// not a worker id).
+pub(crate) fn worker_id(arg: &Bound<'_, PyString>, what: &str) -> PyResult<WorkerId> {
+    WorkerId::parse(text(arg, what)?).or_raise(arg.py())
+}
+
+/// Validates a job id from the argument `what`.
+pub(crate) fn job_id(arg: &Bound<'_, PyString>, what: &str) -> PyResult<JobId> {
+    JobId::new(text(arg, what)?).or_raise(arg.py())
+}
+
+/// Validates a provider id from the argument (or attribute) `what`.
+pub(crate) fn provider_id(arg: &Bound<'_, PyString>, what: &str) -> PyResult<ProviderId> {
+    ProviderId::new(text(arg, what)?).or_raise(arg.py())
+}
+
+/// Parses a provider type (`"docker"`, `"kubernetes"`, …, `"custom:NAME"`) from the argument
+/// (or attribute) `what`.
+pub(crate) fn provider_type(arg: &Bound<'_, PyString>, what: &str) -> PyResult<ProviderType> {
+    let py = arg.py();
+    no_nul(py, text(arg, what)?, what)?
         .parse::<ProviderType>()
         .or_raise(py)
+}
+
+/// The text of the argument `what` with no NUL in it (see [`no_nul`]): for the strings of a
+/// worker that may reach a C provider (resource id, image, GPU type, …).
+pub(crate) fn c_text<'a>(arg: &'a Bound<'_, PyString>, what: &str) -> PyResult<&'a str> {
+    no_nul(arg.py(), text(arg, what)?, what)
 }
 
 /// `text`, or `InvalidArgumentError` when it holds a NUL character: a Python `str` can, a C
@@ -215,12 +294,13 @@ fn read_str_map(
             )));
         };
         let py = obj.py();
-        let (key, value) = (key.to_cow()?, value.to_cow()?);
+        let key = text(key, format_args!("a key of {what}"))?;
+        let value = text(value, format_args!("{what}[{key:?}]"))?;
         if refuse_nul {
-            no_nul(py, &key, &format!("a key of {what}"))?;
-            no_nul(py, &value, &format!("{what}[{key:?}]"))?;
+            no_nul(py, key, &format!("a key of {what}"))?;
+            no_nul(py, value, &format!("{what}[{key:?}]"))?;
         }
-        map.insert(key.into_owned(), value.into_owned());
+        map.insert(key.to_owned(), value.to_owned());
     }
     Ok(map)
 }
@@ -229,9 +309,7 @@ fn read_str_map(
 /// characters, which is never what a caller means).
 pub(crate) fn str_set(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<BTreeSet<String>> {
     if let Ok(s) = obj.cast::<PyString>() {
-        let s = s.to_cow()?;
-        no_nul(obj.py(), &s, what)?;
-        return Ok(BTreeSet::from([s.into_owned()]));
+        return Ok(BTreeSet::from([c_text(s, what)?.to_owned()]));
     }
     let iter = obj.try_iter().map_err(|_| {
         PyTypeError::new_err(format!(
@@ -251,9 +329,9 @@ pub(crate) fn str_set(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<BTreeSet<S
                 item.get_type().name()?
             )));
         };
-        let s = s.to_cow()?;
-        no_nul(obj.py(), &s, &format!("an item of {what}"))?;
-        set.insert(s.into_owned());
+        let s = text(s, format_args!("an item of {what}"))?;
+        no_nul(obj.py(), s, &format!("an item of {what}"))?;
+        set.insert(s.to_owned());
     }
     Ok(set)
 }
@@ -354,7 +432,7 @@ fn enum_name(obj: &Bound<'_, PyAny>, class: &Bound<'_, PyType>, what: &str) -> P
         return obj.getattr("value")?.extract();
     }
     if let Ok(s) = obj.cast::<PyString>() {
-        return Ok(s.to_cow()?.into_owned());
+        return Ok(text(s, what)?.to_owned());
     }
     Err(PyTypeError::new_err(format!(
         "{what} must be a {} or its name as str, not {}",
@@ -363,11 +441,11 @@ fn enum_name(obj: &Bound<'_, PyAny>, class: &Bound<'_, PyType>, what: &str) -> P
     )))
 }
 
-/// A `WorkerState` member or its name (`"ready"`, case-insensitive).
-pub(crate) fn state_from_py(obj: &Bound<'_, PyAny>) -> PyResult<WorkerState> {
+/// A `WorkerState` member or its name (`"ready"`, case-insensitive), from the argument `what`.
+pub(crate) fn state_from_py(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<WorkerState> {
     let py = obj.py();
     let class = worker_state_enum(py)?.class.bind(py);
-    enum_name(obj, class, "state")?
+    enum_name(obj, class, what)?
         .parse::<WorkerState>()
         .or_raise(py)
 }
@@ -386,10 +464,11 @@ pub(crate) fn states_from_py(obj: &Bound<'_, PyAny>) -> PyResult<BTreeSet<Worker
     let py = obj.py();
     let class = worker_state_enum(py)?.class.bind(py);
     if obj.is_instance(class)? || obj.is_instance_of::<PyString>() {
-        return Ok(BTreeSet::from([state_from_py(obj)?]));
+        return Ok(BTreeSet::from([state_from_py(obj, "states")?]));
     }
     let iter = obj.try_iter().map_err(|_| {
         PyTypeError::new_err("states must be a WorkerState, a str, or an iterable of them")
     })?;
-    iter.map(|item| state_from_py(&item?)).collect()
+    iter.map(|item| state_from_py(&item?, "an item of states"))
+        .collect()
 }

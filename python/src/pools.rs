@@ -48,14 +48,19 @@ fn check_plain(py: Python<'_>, what: &str, obj: &Bound<'_, PyAny>, depth: usize)
     }
     if let Ok(dict) = obj.cast::<PyDict>() {
         for (key, value) in dict.iter() {
-            if !key.is_instance_of::<PyString>() {
+            let Ok(key) = key.cast::<PyString>() else {
                 return Err(PyTypeError::new_err(format!(
                     "{what}: keys must be str, not {}",
                     key.get_type().name()?
                 )));
-            }
+            };
+            // `json` would write a lone surrogate as an escape that serde then refuses with a
+            // message about JSON; say what it is instead.
+            convert::text(key, format_args!("a key in {what}"))?;
             check_plain(py, what, &value, depth + 1)?;
         }
+    } else if let Ok(s) = obj.cast::<PyString>() {
+        convert::text(s, format_args!("a str in {what}"))?;
     } else if obj.is_instance_of::<PyInt>() && !obj.is_instance_of::<PyBool>() {
         if obj.extract::<i64>().is_err() && obj.extract::<u64>().is_err() {
             return Err(invalid(
@@ -204,8 +209,8 @@ impl PyPool {
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
-        name: &str,
-        provider_id: &str,
+        name: &Bound<'_, PyString>,
+        provider_id: &Bound<'_, PyString>,
         template: PyWorkerSpec,
         min_ready: Int,
         max_workers: Option<Int>,
@@ -213,7 +218,8 @@ impl PyPool {
         scale_up_cooldown: Option<Seconds>,
         scale_down_cooldown: Option<Seconds>,
     ) -> PyResult<Self> {
-        let provider = convert::provider_id(py, provider_id)?;
+        let name = convert::text(name, "name")?;
+        let provider = convert::provider_id(provider_id, "provider_id")?;
         let priority = i32::try_from(priority.0).map_err(|_| {
             invalid(
                 py,

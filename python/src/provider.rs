@@ -210,7 +210,6 @@ impl PythonProvider {
     /// Checks the object's shape and reads its id and type once (the core asks for them only
     /// at registration; reading them here keeps that free of Python calls).
     pub(crate) fn new(object: &Bound<'_, PyAny>) -> PyResult<Self> {
-        let py = object.py();
         for method in ["create_worker", "destroy_worker"] {
             let missing =
                 || PyTypeError::new_err(format!("a provider must have a `{method}` method"));
@@ -228,8 +227,8 @@ impl PythonProvider {
             .map_err(|_| PyTypeError::new_err("provider_type must be a str such as \"docker\""))?;
         Ok(PythonProvider {
             object: Arc::new(Mutex::new(Some(object.clone().unbind()))),
-            id: convert::provider_id(py, &id.to_cow()?)?,
-            kind: convert::provider_type(py, &kind.to_cow()?)?,
+            id: convert::provider_id(id, "provider_id")?,
+            kind: convert::provider_type(kind, "provider_type")?,
             create_takes_token: takes_fencing_token(&object.getattr("create_worker")?),
             destroy_takes_token: takes_fencing_token(&object.getattr("destroy_worker")?),
         })
@@ -302,14 +301,17 @@ impl PythonProvider {
     ) -> Result<WorkerHandle, Box<(PyErr, Option<WorkerHandle>)>> {
         let unreadable = |e| Box::new((e, None));
         if let Ok(id) = answer.cast::<PyString>() {
-            let id = id.to_cow().map_err(unreadable)?;
-            return Ok(self.handle(id.into_owned(), BTreeMap::new()));
+            let id =
+                convert::text(id, "the resource id create_worker returned").map_err(unreadable)?;
+            return Ok(self.handle(id.to_owned(), BTreeMap::new()));
         }
         if let Ok(pair) = answer.cast::<PyTuple>() {
             if pair.len() == 2 {
                 let first = pair.get_item(0).map_err(unreadable)?;
                 if let Ok(id) = first.cast::<PyString>() {
-                    let id = id.to_cow().map_err(unreadable)?.into_owned();
+                    let id = convert::text(id, "the resource id create_worker returned")
+                        .map_err(unreadable)?
+                        .to_owned();
                     let metadata = pair
                         .get_item(1)
                         .and_then(|m| convert::provider_str_map(&m, "metadata"));
@@ -460,7 +462,8 @@ impl WorkerProvider for PythonProvider {
                             .unwrap_or_default()
                     ))
                 })?;
-                handles.push(self.handle(id.to_cow()?.into_owned(), BTreeMap::new()));
+                let id = convert::text(id, "a resource id list_workers yielded")?;
+                handles.push(self.handle(id.to_owned(), BTreeMap::new()));
             }
             Ok(handles)
         })

@@ -9,7 +9,7 @@ use hodei_workers::{
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
-use crate::convert::{self, Int, Seconds};
+use crate::convert::{self, Int, Seconds, StrArg};
 use crate::errors::{drop_detached, invalid, run, run_brief};
 use crate::events::PySubscription;
 use crate::types::{PyManualClock, PyRegistryStats, PyResources, PyWorker, PyWorkerSpec};
@@ -19,14 +19,15 @@ fn with_fit(
     py: Python<'_>,
     mut filter: WorkerFilter,
     fits: Option<PyRef<'_, PyResources>>,
-    architecture: Option<&str>,
+    architecture: Option<&Bound<'_, PyString>>,
 ) -> PyResult<WorkerFilter> {
     if let Some(r) = fits {
         filter.fits = Some(r.inner.clone());
     }
     if let Some(a) = architecture {
         filter.architecture = Some(
-            a.parse::<hodei_workers::Architecture>()
+            convert::text(a, "architecture")?
+                .parse::<hodei_workers::Architecture>()
                 .map_err(|e| invalid(py, e.to_string()))?,
         );
     }
@@ -38,8 +39,8 @@ fn with_fit(
 pub(crate) fn build_filter(
     py: Python<'_>,
     states: Option<&Bound<'_, PyAny>>,
-    provider_id: Option<&str>,
-    provider_type: Option<&str>,
+    provider_id: Option<&Bound<'_, PyString>>,
+    provider_type: Option<&Bound<'_, PyString>>,
     accepting_jobs: Option<bool>,
     idle_for: Option<Seconds>,
     unhealthy_for: Option<Seconds>,
@@ -53,10 +54,10 @@ pub(crate) fn build_filter(
             .transpose()?
             .unwrap_or_default(),
         provider_id: provider_id
-            .map(|p| convert::provider_id(py, p))
+            .map(|p| convert::provider_id(p, "provider_id"))
             .transpose()?,
         provider_type: provider_type
-            .map(|t| convert::provider_type(py, t))
+            .map(|t| convert::provider_type(t, "provider_type"))
             .transpose()?,
         accepting_jobs,
         idle_for: idle_for.map(|s| s.0),
@@ -167,14 +168,19 @@ impl PyRegistry {
     /// BackendError when the server cannot be reached. Later calls raise BackendError while it is unreachable (and
     /// apply nothing).
     #[staticmethod]
-    #[pyo3(signature = (url, *, name="hodei_workers", clock=None, retired_id_limit=None))]
+    #[pyo3(
+        signature = (url, *, name=StrArg::Default("hodei_workers"), clock=None, retired_id_limit=None),
+        text_signature = "(url, *, name='hodei_workers', clock=None, retired_id_limit=None)"
+    )]
     fn postgres(
         py: Python<'_>,
-        url: &str,
-        name: &str,
+        url: &Bound<'_, PyString>,
+        name: StrArg<'_, '_>,
         clock: Option<Bound<'_, PyManualClock>>,
         retired_id_limit: Option<Int>,
     ) -> PyResult<PyRegistry> {
+        let url = convert::text(url, "url")?;
+        let name = name.text("name")?;
         let limit = retired_limit(py, retired_id_limit)?;
         crate::postgres::open(py, url, name, clock, limit)
     }
@@ -185,7 +191,13 @@ impl PyRegistry {
     /// included) or ``name``.
     #[staticmethod]
     #[pyo3(signature = (url, *, name))]
-    fn drop_postgres(py: Python<'_>, url: &str, name: &str) -> PyResult<()> {
+    fn drop_postgres(
+        py: Python<'_>,
+        url: &Bound<'_, PyString>,
+        name: &Bound<'_, PyString>,
+    ) -> PyResult<()> {
+        let url = convert::text(url, "url")?;
+        let name = convert::text(name, "name")?;
         crate::postgres::drop(py, url, name)
     }
 
@@ -221,20 +233,20 @@ impl PyRegistry {
     fn register(
         &self,
         py: Python<'_>,
-        provider_id: &str,
-        provider_type: &str,
-        resource_id: &str,
+        provider_id: &Bound<'_, PyString>,
+        provider_type: &Bound<'_, PyString>,
+        resource_id: &Bound<'_, PyString>,
         spec: Option<PyWorkerSpec>,
-        worker_id: Option<&str>,
+        worker_id: Option<&Bound<'_, PyString>>,
         metadata: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyWorker> {
         let mut handle = WorkerHandle::new(
-            convert::provider_id(py, provider_id)?,
-            convert::provider_type(py, provider_type)?,
-            convert::no_nul(py, resource_id, "resource_id")?,
+            convert::provider_id(provider_id, "provider_id")?,
+            convert::provider_type(provider_type, "provider_type")?,
+            convert::c_text(resource_id, "resource_id")?,
         );
         if let Some(id) = worker_id {
-            handle.worker_id = convert::worker_id(py, id)?;
+            handle.worker_id = convert::worker_id(id, "worker_id")?;
         }
         if let Some(m) = metadata {
             handle.metadata = convert::str_map(m, "metadata")?;
@@ -251,10 +263,10 @@ impl PyRegistry {
     fn unregister(
         &self,
         py: Python<'_>,
-        worker_id: &str,
+        worker_id: &Bound<'_, PyString>,
         reason: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyWorker> {
-        let id = convert::worker_id(py, worker_id)?;
+        let id = convert::worker_id(worker_id, "worker_id")?;
         let reason = reason
             .map(convert::reason_from_py)
             .transpose()?
@@ -263,8 +275,8 @@ impl PyRegistry {
     }
 
     /// A snapshot of one worker, or None when unknown.
-    fn get(&self, py: Python<'_>, worker_id: &str) -> PyResult<Option<PyWorker>> {
-        let id = convert::worker_id(py, worker_id)?;
+    fn get(&self, py: Python<'_>, worker_id: &Bound<'_, PyString>) -> PyResult<Option<PyWorker>> {
+        let id = convert::worker_id(worker_id, "worker_id")?;
         Ok(run(py, || self.inner.get(&id))?.map(PyWorker::new))
     }
 
@@ -286,8 +298,8 @@ impl PyRegistry {
         &self,
         py: Python<'_>,
         states: Option<&Bound<'_, PyAny>>,
-        provider_id: Option<&str>,
-        provider_type: Option<&str>,
+        provider_id: Option<&Bound<'_, PyString>>,
+        provider_type: Option<&Bound<'_, PyString>>,
         accepting_jobs: Option<bool>,
         idle_for: Option<Seconds>,
         unhealthy_for: Option<Seconds>,
@@ -295,7 +307,7 @@ impl PyRegistry {
         capabilities: Option<&Bound<'_, PyAny>>,
         limit: Option<Int>,
         fits: Option<PyRef<'_, PyResources>>,
-        architecture: Option<&str>,
+        architecture: Option<&Bound<'_, PyString>>,
     ) -> PyResult<Vec<PyWorker>> {
         let filter = build_filter(
             py,
@@ -319,8 +331,12 @@ impl PyRegistry {
     }
 
     /// Workers of one provider.
-    fn find_by_provider(&self, py: Python<'_>, provider_id: &str) -> PyResult<Vec<PyWorker>> {
-        let provider = convert::provider_id(py, provider_id)?;
+    fn find_by_provider(
+        &self,
+        py: Python<'_>,
+        provider_id: &Bound<'_, PyString>,
+    ) -> PyResult<Vec<PyWorker>> {
+        let provider = convert::provider_id(provider_id, "provider_id")?;
         run(py, || self.inner.find_by_provider(&provider)).map(workers)
     }
 
@@ -332,11 +348,11 @@ impl PyRegistry {
     fn update_state(
         &self,
         py: Python<'_>,
-        worker_id: &str,
+        worker_id: &Bound<'_, PyString>,
         state: &Bound<'_, PyAny>,
     ) -> PyResult<PyWorker> {
-        let id = convert::worker_id(py, worker_id)?;
-        let state = convert::state_from_py(state)?;
+        let id = convert::worker_id(worker_id, "worker_id")?;
+        let state = convert::state_from_py(state, "state")?;
         run(py, || self.inner.update_state(&id, state)).map(PyWorker::new)
     }
 
@@ -344,8 +360,9 @@ impl PyRegistry {
     /// state). In memory it keeps the GIL (shorter than releasing it); on PostgreSQL it
     /// releases it for the round trip. Raises WorkerNotFoundError for an unknown worker: tell
     /// its agent to register again.
-    fn heartbeat(&self, py: Python<'_>, worker_id: &str) -> PyResult<()> {
-        let id = convert::worker_id(py, worker_id)?;
+    fn heartbeat(&self, py: Python<'_>, worker_id: &Bound<'_, PyString>) -> PyResult<()> {
+        // Read in place (`convert::text`): no allocation for the id on this hot path.
+        let id = convert::worker_id(worker_id, "worker_id")?;
         if self.in_memory {
             // Keeps the GIL: an in-memory heartbeat is shorter than releasing and taking it
             // back (BENCHMARKS.md, the Python rows).
@@ -360,9 +377,14 @@ impl PyRegistry {
     ///
     /// Raises WorkerNotAvailableError when it is not READY, JobAlreadyAssignedError when
     /// another worker holds the job.
-    fn assign_to_job(&self, py: Python<'_>, worker_id: &str, job_id: &str) -> PyResult<PyWorker> {
-        let id = convert::worker_id(py, worker_id)?;
-        let job = convert::job_id(py, job_id)?;
+    fn assign_to_job(
+        &self,
+        py: Python<'_>,
+        worker_id: &Bound<'_, PyString>,
+        job_id: &Bound<'_, PyString>,
+    ) -> PyResult<PyWorker> {
+        let id = convert::worker_id(worker_id, "worker_id")?;
+        let job = convert::job_id(job_id, "job_id")?;
         run(py, || self.inner.assign_to_job(&id, job)).map(PyWorker::new)
     }
 
@@ -376,11 +398,13 @@ impl PyRegistry {
     fn release_from_job(
         &self,
         py: Python<'_>,
-        worker_id: &str,
-        expected_job: Option<&str>,
+        worker_id: &Bound<'_, PyString>,
+        expected_job: Option<&Bound<'_, PyString>>,
     ) -> PyResult<String> {
-        let id = convert::worker_id(py, worker_id)?;
-        let expected = expected_job.map(|j| convert::job_id(py, j)).transpose()?;
+        let id = convert::worker_id(worker_id, "worker_id")?;
+        let expected = expected_job
+            .map(|j| convert::job_id(j, "expected_job"))
+            .transpose()?;
         let job = run(py, || self.inner.release_from_job(&id, expected.as_ref()))?;
         Ok(job.as_str().to_owned())
     }
@@ -398,10 +422,10 @@ impl PyRegistry {
     fn claim(
         &self,
         py: Python<'_>,
-        job_id: &str,
+        job_id: &Bound<'_, PyString>,
         states: Option<&Bound<'_, PyAny>>,
-        provider_id: Option<&str>,
-        provider_type: Option<&str>,
+        provider_id: Option<&Bound<'_, PyString>>,
+        provider_type: Option<&Bound<'_, PyString>>,
         accepting_jobs: Option<bool>,
         idle_for: Option<Seconds>,
         unhealthy_for: Option<Seconds>,
@@ -409,9 +433,9 @@ impl PyRegistry {
         capabilities: Option<&Bound<'_, PyAny>>,
         limit: Option<Int>,
         fits: Option<PyRef<'_, PyResources>>,
-        architecture: Option<&str>,
+        architecture: Option<&Bound<'_, PyString>>,
     ) -> PyResult<Option<PyWorker>> {
-        let job = convert::job_id(py, job_id)?;
+        let job = convert::job_id(job_id, "job_id")?;
         let filter = build_filter(
             py,
             states,
@@ -497,7 +521,8 @@ impl PyRegistry {
     /// Raises SnapshotError for corrupt, truncated, foreign or inconsistent text, or a
     /// snapshot dated more than an hour after this registry's clock; InvalidArgumentError when
     /// the registry is not empty.
-    fn restore(&self, py: Python<'_>, snapshot: &str) -> PyResult<()> {
+    fn restore(&self, py: Python<'_>, snapshot: &Bound<'_, PyString>) -> PyResult<()> {
+        let snapshot = convert::text(snapshot, "snapshot")?;
         run(py, || self.inner.restore(Snapshot::from_json(snapshot)?))
     }
 
@@ -518,10 +543,10 @@ impl PyRegistry {
         })?;
         // A string that is not a worker id names no worker: `in` answers False, not an error
         // (one that is not even valid text, a lone surrogate, included).
-        let Ok(text) = text.to_cow() else {
+        let Ok(text) = text.to_str() else {
             return Ok(false);
         };
-        let Ok(id) = WorkerId::parse(&text) else {
+        let Ok(id) = WorkerId::parse(text) else {
             return Ok(false);
         };
         Ok(run(py, || self.inner.get(&id))?.is_some())

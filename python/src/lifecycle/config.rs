@@ -71,7 +71,8 @@ fn config_value(py: Python<'_>, key: &str, obj: &Bound<'_, PyAny>) -> PyResult<s
     let secs: f64 = if obj.is_instance_of::<PyFloat>() {
         obj.extract()?
     } else if let Ok(s) = obj.cast::<PyString>() {
-        return Ok(Value::String(s.to_cow()?.into_owned()));
+        let text = convert::text(s, format_args!("config.{key}"))?;
+        return Ok(Value::String(text.to_owned()));
     } else {
         let Seconds(d) = obj.extract().map_err(|_| {
             pyo3::exceptions::PyTypeError::new_err(format!(
@@ -143,12 +144,14 @@ macro_rules! config_getters {
             fn new(py: Python<'_>, fields: Option<&Bound<'_, pyo3::types::PyDict>>) -> PyResult<Self> {
                 let mut map = config_fields(&WorkerLifecycleConfig::default());
                 for (key, value) in fields.into_iter().flat_map(|f| f.iter()) {
-                    let key: String = key.extract()?;
-                    if !map.contains_key(&key) {
+                    // A keyword is a str; one that is not text (a lone surrogate) is no field.
+                    let name = key.cast::<pyo3::types::PyString>()?.to_str().ok();
+                    let Some(key) = name.filter(|k| map.contains_key(*k)).map(str::to_owned) else {
                         return Err(pyo3::exceptions::PyTypeError::new_err(format!(
-                            "LifecycleConfig() got an unexpected keyword argument '{key}'"
+                            "LifecycleConfig() got an unexpected keyword argument {}",
+                            key.repr()?
                         )));
-                    }
+                    };
                     if value.is_none() {
                         continue;
                     }

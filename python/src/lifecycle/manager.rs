@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use hodei_workers::{self as core, WorkerLifecycleManager, WorkerRegistry};
 use pyo3::prelude::*;
+use pyo3::types::PyString;
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::convert::{self, Int, Seconds};
@@ -144,13 +145,13 @@ impl PyLifecycleManager {
     fn replicated(
         py: Python<'_>,
         registry: Bound<'_, PyRegistry>,
-        holder: &str,
+        holder: &Bound<'_, PyString>,
         lease_ttl: Seconds,
         config: Option<Bound<'_, PyLifecycleConfig>>,
     ) -> PyResult<Self> {
         let config = config.map(|c| c.get().inner.clone()).unwrap_or_default();
         let core_registry: Arc<dyn WorkerRegistry> = registry.get().inner.clone();
-        let holder = holder.to_owned();
+        let holder = convert::text(holder, "holder")?.to_owned();
         let inner = run(py, move || {
             WorkerLifecycleManager::replicated(core_registry, config, &holder, lease_ttl.0)
         })?;
@@ -191,8 +192,12 @@ impl PyLifecycleManager {
 
     /// Removes a provider. Its workers stay; their destroys retry until it is registered again.
     /// Raises ProviderNotFoundError.
-    fn unregister_provider(&self, py: Python<'_>, provider_id: &str) -> PyResult<()> {
-        let id = convert::provider_id(py, provider_id)?;
+    fn unregister_provider(
+        &self,
+        py: Python<'_>,
+        provider_id: &Bound<'_, PyString>,
+    ) -> PyResult<()> {
+        let id = convert::provider_id(provider_id, "provider_id")?;
         engine(py, || self.inner.unregister_provider(&id))?;
         // Dropped outside the lock: the last reference may run the object's finalizer.
         let removed: Vec<_> = {
@@ -252,10 +257,10 @@ impl PyLifecycleManager {
     fn provision_worker(
         &self,
         py: Python<'_>,
-        provider_id: &str,
+        provider_id: &Bound<'_, PyString>,
         spec: PyWorkerSpec,
     ) -> PyResult<PyWorker> {
-        let id = convert::provider_id(py, provider_id)?;
+        let id = convert::provider_id(provider_id, "provider_id")?;
         engine(py, || self.inner.provision_worker(&id, spec.inner)).map(PyWorker::new)
     }
 
@@ -265,8 +270,8 @@ impl PyLifecycleManager {
     }
 
     /// Records a worker's heartbeat (WorkerNotFoundError: tell its agent to register again).
-    fn process_heartbeat(&self, py: Python<'_>, worker_id: &str) -> PyResult<()> {
-        let id = convert::worker_id(py, worker_id)?;
+    fn process_heartbeat(&self, py: Python<'_>, worker_id: &Bound<'_, PyString>) -> PyResult<()> {
+        let id = convert::worker_id(worker_id, "worker_id")?;
         engine(py, || self.inner.process_heartbeat(&id))
     }
 
@@ -284,8 +289,8 @@ impl PyLifecycleManager {
     }
 
     /// Moves a worker to DRAINING: it takes no new job and is retired once its job is done.
-    fn drain_worker(&self, py: Python<'_>, worker_id: &str) -> PyResult<PyWorker> {
-        let id = convert::worker_id(py, worker_id)?;
+    fn drain_worker(&self, py: Python<'_>, worker_id: &Bound<'_, PyString>) -> PyResult<PyWorker> {
+        let id = convert::worker_id(worker_id, "worker_id")?;
         engine(py, || self.inner.drain_worker(&id)).map(PyWorker::new)
     }
 
@@ -296,10 +301,10 @@ impl PyLifecycleManager {
     fn terminate_worker(
         &self,
         py: Python<'_>,
-        worker_id: &str,
+        worker_id: &Bound<'_, PyString>,
         reason: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<CleanupResult>> {
-        let id = convert::worker_id(py, worker_id)?;
+        let id = convert::worker_id(worker_id, "worker_id")?;
         let reason = reason
             .map(convert::reason_from_py)
             .transpose()?
@@ -333,10 +338,10 @@ impl PyLifecycleManager {
     fn set_scaling_target(
         &self,
         py: Python<'_>,
-        provider_id: &str,
+        provider_id: &Bound<'_, PyString>,
         spec: PyWorkerSpec,
     ) -> PyResult<()> {
-        let id = convert::provider_id(py, provider_id)?;
+        let id = convert::provider_id(provider_id, "provider_id")?;
         engine(py, || self.inner.set_scaling_target(&id, spec.inner))
     }
 
@@ -407,7 +412,8 @@ impl PyLifecycleManager {
 
     /// Removes a pool: nothing more is provisioned for it, its workers drain (their ids are
     /// returned). Raises InvalidArgumentError when no pool has that name.
-    fn remove_pool(&self, py: Python<'_>, name: &str) -> PyResult<Vec<String>> {
+    fn remove_pool(&self, py: Python<'_>, name: &Bound<'_, PyString>) -> PyResult<Vec<String>> {
+        let name = convert::text(name, "name")?;
         Ok(ids(&engine(py, || self.inner.remove_pool(name))?))
     }
 
@@ -438,10 +444,10 @@ impl PyLifecycleManager {
     fn notify_interruption(
         &self,
         py: Python<'_>,
-        worker_id: &str,
+        worker_id: &Bound<'_, PyString>,
         deadline: convert::Float,
     ) -> PyResult<PyWorker> {
-        let id = convert::worker_id(py, worker_id)?;
+        let id = convert::worker_id(worker_id, "worker_id")?;
         let deadline = convert::timestamp(py, deadline.0, "deadline")?;
         engine(py, || self.inner.notify_interruption(&id, deadline)).map(PyWorker::new)
     }

@@ -7,9 +7,9 @@ use hodei_workers::{
     Architecture, ResourceRequirements, WorkerSpec, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_LIFETIME,
 };
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyFrozenSet};
+use pyo3::types::{PyDict, PyFrozenSet, PyString};
 
-use crate::convert::{self, Float, Int, Seconds};
+use crate::convert::{self, Float, Int, Seconds, StrArg};
 use crate::errors::{invalid, OrRaise};
 
 use super::{float_bits, non_negative, py_repr};
@@ -51,12 +51,12 @@ impl PyResources {
         memory_bytes: Int,
         disk_bytes: Int,
         gpu_count: Int,
-        gpu_type: Option<String>,
+        gpu_type: Option<&Bound<'_, PyString>>,
     ) -> PyResult<Self> {
         let Float(cpu_cores) = cpu_cores;
-        if let Some(t) = &gpu_type {
-            convert::no_nul(py, t, "gpu_type")?;
-        }
+        let gpu_type = gpu_type
+            .map(|t| convert::c_text(t, "gpu_type").map(str::to_owned))
+            .transpose()?;
         if !cpu_cores.is_finite() || cpu_cores < 0.0 {
             return Err(invalid(
                 py,
@@ -163,13 +163,13 @@ impl PyWorkerSpec {
     /// architecture; TypeError for values of the wrong type.
     #[new]
     #[pyo3(signature = (
-        image = String::new(),
+        image = StrArg::Default(""),
         *,
         resources = None,
         labels = None,
         environment = None,
         capabilities = None,
-        architecture = "amd64",
+        architecture = StrArg::Default("amd64"),
         idle_timeout = Seconds(DEFAULT_IDLE_TIMEOUT),
         max_lifetime = Seconds(DEFAULT_MAX_LIFETIME),
         max_jobs = None,
@@ -180,12 +180,12 @@ impl PyWorkerSpec {
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
-        image: String,
+        image: StrArg<'_, '_>,
         resources: Option<PyResources>,
         labels: Option<&Bound<'_, PyAny>>,
         environment: Option<&Bound<'_, PyAny>>,
         capabilities: Option<&Bound<'_, PyAny>>,
-        architecture: &str,
+        architecture: StrArg<'_, '_>,
         idle_timeout: Seconds,
         max_lifetime: Seconds,
         max_jobs: Option<Int>,
@@ -197,7 +197,11 @@ impl PyWorkerSpec {
                     invalid(py, format!("max_jobs must be 1..=4294967295, got {n}"))
                 })?),
             };
-        convert::no_nul(py, &image, "image")?;
+        let image = convert::no_nul(py, image.text("image")?, "image")?.to_owned();
+        let architecture = architecture
+            .text("architecture")?
+            .parse::<Architecture>()
+            .or_raise(py)?;
         let spec = WorkerSpec {
             image,
             resources: resources.map(|r| r.inner).unwrap_or_default(),
@@ -213,7 +217,7 @@ impl PyWorkerSpec {
                 .map(|c| convert::str_set(c, "capabilities"))
                 .transpose()?
                 .unwrap_or_default(),
-            architecture: architecture.parse::<Architecture>().or_raise(py)?,
+            architecture,
             idle_timeout: idle_timeout.0,
             max_lifetime: max_lifetime.0,
             max_jobs,
@@ -242,18 +246,20 @@ impl PyWorkerSpec {
         fields.set_item("idle_timeout", this.idle_timeout())?;
         fields.set_item("max_lifetime", this.max_lifetime())?;
         fields.set_item("max_jobs", this.max_jobs())?;
-        let mut image = this.image().to_owned();
+        let mut image = PyString::new(py, this.image()).into_any();
         if let Some(changes) = changes {
             for (key, value) in changes.iter() {
-                let key: String = key.extract()?;
-                if key == "image" {
-                    image = value.extract()?;
+                // A keyword is a str; one that is not text (a lone surrogate) is no field.
+                let name = key.cast::<PyString>()?.to_str().ok();
+                if name == Some("image") {
+                    image = value;
                 } else if fields.contains(&key)? {
                     fields.set_item(key, value)?;
                 } else {
-                    return Err(pyo3::exceptions::PyTypeError::new_err(format!(
-                        "WorkerSpec has no field {key:?}"
-                    )));
+                    return Err(pyo3::exceptions::PyTypeError::new_err(match name {
+                        Some(name) => format!("WorkerSpec has no field {name:?}"),
+                        None => format!("WorkerSpec has no field {}", key.repr()?),
+                    }));
                 }
             }
         }
