@@ -871,7 +871,8 @@ class Registry:
             SnapshotError: corrupt, truncated, foreign or inconsistent text (timestamps after
                 the snapshot's own time, a string holding a NUL character, ...), or a snapshot
                 dated more than an hour after this registry's clock.
-            InvalidArgumentError: the registry is not empty.
+            InvalidArgumentError: the registry is not empty, or ``snapshot`` is not valid text
+                (a lone surrogate: no snapshot's text).
         """
     def __len__(self) -> int: ...
     def __contains__(self, key: str, /) -> bool:

@@ -520,7 +520,8 @@ impl PyRegistry {
     ///
     /// Raises SnapshotError for corrupt, truncated, foreign or inconsistent text, or a
     /// snapshot dated more than an hour after this registry's clock; InvalidArgumentError when
-    /// the registry is not empty.
+    /// the registry is not empty, or for a ``snapshot`` that is not valid text (a lone
+    /// surrogate: no snapshot's text).
     fn restore(&self, py: Python<'_>, snapshot: &Bound<'_, PyString>) -> PyResult<()> {
         let snapshot = convert::text(snapshot, "snapshot")?;
         run(py, || self.inner.restore(Snapshot::from_json(snapshot)?))
