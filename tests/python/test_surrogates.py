@@ -363,3 +363,13 @@ def test_a_provider_answer_that_is_not_text_is_a_provider_error(env: Env) -> Non
     with pytest.raises(hw.ProviderError, match="not valid text"):
         env.manager.provision_worker("odd", env.spec)
     assert len(env.registry) == 1
+
+
+def test_an_attribute_name_that_is_not_text_is_no_attribute(env: Env) -> None:
+    """The classes that read unknown attributes from the core's serde form (``__getattr__``)
+    answer AttributeError, as any object does: hasattr() is False, not an exception."""
+    plan = env.manager.plan_pools(hw.Demand())
+    for obj in (hw.LifecycleConfig(), env.manager.tick(), plan):
+        assert not hasattr(obj, SURROGATE)
+        with pytest.raises(AttributeError, match=r"no attribute '\\udcff'"):
+            getattr(obj, SURROGATE)

@@ -180,7 +180,19 @@ macro_rules! config_getters {
             /// A field of the core's serde form without a typed getter above (one added in the
             /// core since), as its JSON value (a duration in seconds). The constructor already
             /// takes it; tests/python/test_schema.py fails until it has its getter and stub.
-            fn __getattr__(&self, py: Python<'_>, name: &str) -> PyResult<Py<PyAny>> {
+            fn __getattr__(
+                &self,
+                py: Python<'_>,
+                name: &Bound<'_, pyo3::types::PyString>,
+            ) -> PyResult<Py<PyAny>> {
+                // A name that is not text (a lone surrogate) names no field: AttributeError,
+                // so that hasattr() answers False as for any object.
+                let Ok(name) = name.to_str() else {
+                    return Err(pyo3::exceptions::PyAttributeError::new_err(format!(
+                        "'LifecycleConfig' object has no attribute {}",
+                        name.repr()?
+                    )));
+                };
                 match config_fields(&self.inner).get(name).filter(|_| !name.starts_with("__")) {
                     Some(value) => crate::lifecycle::json_to_py(py, value),
                     None => Err(pyo3::exceptions::PyAttributeError::new_err(format!(

@@ -74,7 +74,20 @@ macro_rules! report_class {
 
             /// A field of the core's serde form without a typed getter above (one added in the
             /// core since), as its JSON-shaped value.
-            fn __getattr__(&self, py: Python<'_>, name: &str) -> PyResult<Py<PyAny>> {
+            fn __getattr__(
+                &self,
+                py: Python<'_>,
+                name: &Bound<'_, pyo3::types::PyString>,
+            ) -> PyResult<Py<PyAny>> {
+                // A name that is not text (a lone surrogate) names no field: AttributeError,
+                // so that hasattr() answers False as for any object.
+                let Ok(name) = name.to_str() else {
+                    return Err(pyo3::exceptions::PyAttributeError::new_err(format!(
+                        "'{}' object has no attribute {}",
+                        stringify!($Name),
+                        name.repr()?
+                    )));
+                };
                 let fields = if name.starts_with("__") {
                     serde_json::Map::new()
                 } else {
