@@ -4,7 +4,8 @@
 //! Rules (DESIGN.md §8): ids are `str`; durations are float seconds or `datetime.timedelta`;
 //! timestamps are float seconds since the Unix epoch. A value of the wrong type is a
 //! `TypeError`; a value of the right type that is not acceptable is an `InvalidArgumentError`
-//! (also a `ValueError`).
+//! (also a `ValueError`), a `str` that is not valid text (a lone surrogate) included: every str
+//! is read through [`text`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Display;
@@ -27,7 +28,7 @@ use crate::errors::{invalid, OrRaise};
 /// A str that has no UTF-8 form, because it holds a lone surrogate (`'\udcff'`, what
 /// `os.fsdecode` and `surrogateescape` make of undecodable bytes), is not text any API here
 /// can take: `InvalidArgumentError` naming `what` (the parameter, or the place in it, as
-/// `labels['pool']`) and the first surrogate, rather than the `UnicodeEncodeError` CPython
+/// `labels["pool"]`) and the first surrogate, rather than the `UnicodeEncodeError` CPython
 /// raises (DESIGN.md §8: invalid values are `InvalidArgumentError`). `what` is only formatted
 /// on that path: pass `format_args!` for a composed name.
 pub(crate) fn text<'a>(arg: &'a Bound<'_, PyString>, what: impl Display) -> PyResult<&'a str> {
