@@ -124,8 +124,9 @@ pub(crate) fn c_text<'a>(arg: &'a Bound<'_, PyString>, what: &str) -> PyResult<&
 /// `text`, or `InvalidArgumentError` when it holds a NUL character: a Python `str` can, a C
 /// string cannot, and every string of a worker (image, labels, metadata, resource id, …) may
 /// have to reach a C provider. Refused here, at the first boundary it crosses (issue 10 item
-/// 17), rather than by a destroy that can never be called.
-pub(crate) fn no_nul<'t>(py: Python<'_>, text: &'t str, what: &str) -> PyResult<&'t str> {
+/// 17), rather than by a destroy that can never be called. `what` is formatted only on that
+/// path (pass `format_args!` for a composed name).
+pub(crate) fn no_nul<'t>(py: Python<'_>, text: &'t str, what: impl Display) -> PyResult<&'t str> {
     if text.contains('\0') {
         Err(invalid(
             py,
@@ -298,8 +299,8 @@ fn read_str_map(
         let key = text(key, format_args!("a key of {what}"))?;
         let value = text(value, format_args!("{what}[{key:?}]"))?;
         if refuse_nul {
-            no_nul(py, key, &format!("a key of {what}"))?;
-            no_nul(py, value, &format!("{what}[{key:?}]"))?;
+            no_nul(py, key, format_args!("a key of {what}"))?;
+            no_nul(py, value, format_args!("{what}[{key:?}]"))?;
         }
         map.insert(key.to_owned(), value.to_owned());
     }
@@ -331,7 +332,7 @@ pub(crate) fn str_set(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<BTreeSet<S
             )));
         };
         let s = text(s, format_args!("an item of {what}"))?;
-        no_nul(obj.py(), s, &format!("an item of {what}"))?;
+        no_nul(obj.py(), s, format_args!("an item of {what}"))?;
         set.insert(s.to_owned());
     }
     Ok(set)
