@@ -20,6 +20,7 @@ use crate::worker::{ProviderType, TerminationReason};
 
 /// One thing that happened to a worker (or to the fleet), in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct WorkerLifecycleEvent {
     /// Strictly increasing per registry. A gap means this subscriber missed events: dropped
     /// because its queue was full (counted by [`Subscription::dropped`]), or heartbeat events
@@ -33,11 +34,12 @@ pub struct WorkerLifecycleEvent {
     /// What happened.
     pub kind: EventKind,
 }
+crate::object_form::object_form!(WorkerLifecycleEvent, "an event");
 
 /// What happened. The registry emits the worker events; the lifecycle manager adds its own
 /// (`Provision*`, `DestroyFailed`, `MassExpiryHeld`) to the same stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(remote = "Self", tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum EventKind {
     /// A worker was registered (in `Creating`).
@@ -140,6 +142,7 @@ pub enum EventKind {
         by: String,
     },
 }
+crate::object_form::object_form!(EventKind, "an event kind");
 
 impl EventKind {
     /// The worker the event is about, if it is about one.

@@ -399,6 +399,7 @@ pub mod implementation;
 mod lifecycle;
 pub mod metrics;
 mod mint;
+mod object_form;
 mod registry;
 #[cfg(feature = "sim")]
 pub mod sim;

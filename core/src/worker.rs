@@ -214,7 +214,7 @@ impl FromStr for Architecture {
 
 /// What a worker needs of its host.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(remote = "Self", default, deny_unknown_fields)]
 pub struct ResourceRequirements {
     /// CPU cores (fractions allowed).
     pub cpu_cores: f64,
@@ -227,6 +227,7 @@ pub struct ResourceRequirements {
     /// GPU model, if any is asked for.
     pub gpu_type: Option<String>,
 }
+crate::object_form::object_form!(ResourceRequirements, "resources");
 
 /// Longest `idle_timeout` / `max_lifetime` a spec may hold: 100 years (of 365 days). Longer
 /// durations (up to `Duration::MAX`) could not be written to JSON and read back (a snapshot, a
@@ -257,7 +258,7 @@ pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(3600);
 /// Its serde form refuses unknown fields: a misspelt `"idle_timout"` is an error, not a
 /// silent default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(remote = "Self", default, deny_unknown_fields)]
 pub struct WorkerSpec {
     /// Container image (or AMI, function name…).
     pub image: String,
@@ -281,6 +282,7 @@ pub struct WorkerSpec {
     /// After this many jobs the worker is drained; `Some(1)` is a one-shot worker.
     pub max_jobs: Option<u32>,
 }
+crate::object_form::object_form!(WorkerSpec, "a worker spec");
 
 impl Default for WorkerSpec {
     fn default() -> Self {
@@ -374,7 +376,7 @@ impl WorkerSpec {
 
 /// How a provider knows a worker: which provider, which instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct WorkerHandle {
     /// The worker's id in the registry.
     pub worker_id: WorkerId,
@@ -388,6 +390,7 @@ pub struct WorkerHandle {
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
 }
+crate::object_form::object_form!(WorkerHandle, "a worker handle");
 
 impl WorkerHandle {
     /// A handle for a new worker (fresh [`WorkerId`]).
@@ -565,7 +568,7 @@ impl FromStr for TerminationReason {
 ///
 /// `handle` and `spec` are shared (`Arc`), so a snapshot is cheap to take.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct Worker {
     /// Identity.
     pub id: WorkerId,
@@ -590,6 +593,7 @@ pub struct Worker {
     /// When it last entered `Ready` (the idle deadline starts here).
     pub idle_since: Option<Timestamp>,
 }
+crate::object_form::object_form!(Worker, "a worker record");
 
 impl Worker {
     /// The provider that owns it.

@@ -29,7 +29,7 @@ pub const MAX_CONFIG_DURATION: Duration = crate::worker::MAX_SPEC_DURATION;
 /// config.validate().unwrap();
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(remote = "Self", default, deny_unknown_fields)]
 pub struct WorkerLifecycleConfig {
     /// A worker in `Connecting`, `Ready`, `Busy` or `Draining` silent for longer than this is
     /// unhealthy. Default 60 s. Also the longest pause between ticks that is not treated as a
@@ -96,6 +96,7 @@ pub struct WorkerLifecycleConfig {
     #[serde(with = "duration_secs")]
     pub max_mass_expiry_hold: Duration,
 }
+crate::object_form::object_form!(WorkerLifecycleConfig, "a manager config");
 
 impl Default for WorkerLifecycleConfig {
     fn default() -> Self {

@@ -174,6 +174,7 @@ impl fmt::Display for ProviderErrorKind {
 
 /// A provider's failure: its kind and what it said.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(remote = "Self")]
 #[error("{message} ({kind})")]
 pub struct ProviderError {
     /// The kind of failure.
@@ -181,6 +182,7 @@ pub struct ProviderError {
     /// What the provider said.
     pub message: String,
 }
+crate::object_form::object_form!(ProviderError, "a provider error");
 
 impl ProviderError {
     /// A failure ([`ProviderErrorKind::Failed`]).

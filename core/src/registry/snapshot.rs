@@ -40,7 +40,7 @@ const MAX_SEQ: u64 = (1 << 63) - 1;
 /// assert!(Snapshot::from_json(&json[..json.len() / 2]).is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct Snapshot {
     /// Always [`SNAPSHOT_FORMAT`].
     pub format: String,
@@ -56,6 +56,7 @@ pub struct Snapshot {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retired_ids: Vec<WorkerId>,
 }
+crate::object_form::object_form!(Snapshot, "a snapshot");
 
 impl Snapshot {
     /// Fits a snapshot to the clock of the registry restoring it, `now` (what both backends'

@@ -30,6 +30,7 @@ pub(crate) fn pool_of(spec: &WorkerSpec) -> Option<&str> {
 
 /// Number of workers in each state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct StateCounts {
     /// `Creating`.
     pub creating: usize,
@@ -46,6 +47,7 @@ pub struct StateCounts {
     /// `Terminated`.
     pub terminated: usize,
 }
+crate::object_form::object_form!(StateCounts, "state counts");
 
 impl StateCounts {
     /// The count for `state`.
@@ -92,6 +94,7 @@ impl StateCounts {
 /// Counts of the registry's workers, maintained on every change (reading them is O(1) in the
 /// fleet size).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct WorkerRegistryStats {
     /// Registered workers.
     pub total: usize,
@@ -108,6 +111,7 @@ pub struct WorkerRegistryStats {
     #[serde(default)]
     pub by_pool: BTreeMap<String, StateCounts>,
 }
+crate::object_form::object_form!(WorkerRegistryStats, "registry stats");
 
 impl WorkerRegistryStats {
     /// Counts `workers` from scratch: what the maintained counters must always equal.

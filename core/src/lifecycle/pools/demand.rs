@@ -16,7 +16,7 @@ use crate::worker::{Architecture, ResourceRequirements};
 /// Its serde form refuses unknown fields; every field but `count` may be left out:
 /// `{"labels": {"gpu": "a100"}, "count": 3}`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(remote = "Self", default, deny_unknown_fields)]
 pub struct Requirement {
     /// Every one of these labels, with these values.
     pub labels: BTreeMap<String, String>,
@@ -29,6 +29,7 @@ pub struct Requirement {
     /// How many jobs need it.
     pub count: usize,
 }
+crate::object_form::object_form!(Requirement, "a demand requirement");
 
 impl Requirement {
     /// `count` jobs that need nothing in particular.

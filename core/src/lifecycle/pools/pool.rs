@@ -58,7 +58,7 @@ pub const DEFAULT_POOL_SCALE_DOWN_COOLDOWN: Duration = Duration::from_secs(60);
 /// # Ok::<(), hodei_workers::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct Pool {
     /// 1..=64 bytes of ASCII letters, digits, `-`, `_`, `.`; unique among a manager's pools.
     pub name: String,
@@ -86,6 +86,7 @@ pub struct Pool {
     #[serde(default = "default_down", with = "duration_secs")]
     pub scale_down_cooldown: Duration,
 }
+crate::object_form::object_form!(Pool, "a pool");
 
 fn unbounded() -> usize {
     usize::MAX
