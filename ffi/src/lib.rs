@@ -30,6 +30,8 @@ mod boundary;
 mod clock;
 mod events;
 mod filter;
+#[cfg(test)]
+mod json_fuzz;
 mod leader;
 mod limits;
 mod manager;
