@@ -880,6 +880,75 @@ int main(void) {
     CHECK(pc.total == 777);
   }
   CHECK(drained == 777 && out == SENTINEL && owned == (char *)SENTINEL);
+
+  /* ---- the positional form: a JSON object written as the array of its values ----
+     serde's derived readers would take it (a spec from "[]"); only the documented object
+     form is accepted, at the top and inside, with a message naming the array. */
+#define POSITIONAL(call)                                                                 \
+  do {                                                                                 \
+    INVALID(call);                                                                     \
+    CHECK(strstr(hw_last_error_message(), "invalid type: array, expected") != NULL);   \
+  } while (0)
+  POSITIONAL(hw_worker_spec_from_json("[]", (hw_worker_spec **)&out));
+  POSITIONAL(hw_worker_spec_from_json("[\"img\"]", (hw_worker_spec **)&out));
+  POSITIONAL(hw_worker_spec_from_json("{\"image\": \"img\", \"resources\": [2.0, 0, 0, 1]}",
+                                      (hw_worker_spec **)&out));
+  POSITIONAL(hw_manager_new_from_json(reg, "[]", (hw_manager **)&out));
+  POSITIONAL(hw_manager_new_from_json(reg, "[60, 30, 300]", (hw_manager **)&out));
+  POSITIONAL(hw_manager_set_pools_json(mgr, "[[\"p\", \"bad\", {\"image\": \"x\"}]]", &drained));
+  POSITIONAL(hw_manager_set_pools_json(
+      mgr, "[{\"name\": \"p\", \"provider_id\": \"bad\", \"template\": [\"x\"]}]", &drained));
+  POSITIONAL(hw_manager_set_pools_json(
+      mgr, "[{\"name\": \"p\", \"provider_id\": \"bad\", \"template\": {\"resources\": []}}]",
+      &drained));
+  POSITIONAL(hw_manager_plan_pools_json(mgr, "[[{}, [], {}, null, 3]]", &owned));
+  POSITIONAL(hw_manager_plan_pools_json(mgr, "[{\"resources\": [1.0], \"count\": 1}]", &owned));
+  POSITIONAL(hw_manager_tick_demand(mgr, "[[{}, [], {}, null, 3]]", (hw_report **)&out));
+  POSITIONAL(hw_manager_tick_demand(mgr, "[{\"resources\": [], \"count\": 1}]",
+                                    (hw_report **)&out));
+#undef POSITIONAL
+  {
+    /* A snapshot, its records, and the specs and handles inside them: HW_ERR_SNAPSHOT. */
+    static const char *const positional_snapshots[] = {
+        "[\"hodei-workers.snapshot/1\", 0, 0, []]",
+        "{\"format\": \"hodei-workers.snapshot/1\", \"seq\": 0, \"taken_at\": 0, \"workers\": [[]]}",
+    };
+    hw_registry *fresh = NULL;
+    REQUIRE_OK(hw_registry_new(&fresh));
+    for (size_t i = 0; i < sizeof positional_snapshots / sizeof *positional_snapshots; i++) {
+      CHECK_STATUS(hw_registry_restore(fresh, positional_snapshots[i]), HW_ERR_SNAPSHOT);
+      CHECK(strstr(hw_last_error_message(), "invalid type: array, expected") != NULL);
+    }
+    /* A real snapshot with its first worker's spec written positionally. */
+    char *snap = NULL;
+    CHECK_OK(hw_registry_snapshot(reg, &snap));
+    char *spec_at = snap != NULL ? strstr(snap, "\"spec\":{") : NULL;
+    CHECK(spec_at != NULL);
+    if (spec_at != NULL) {
+      /* Replace the spec object by an array of one value: "spec":["img"] + the rest. */
+      char *end = strstr(spec_at, "\"state\":");
+      CHECK(end != NULL);
+      if (end != NULL) {
+        size_t head = (size_t)(spec_at - snap) + strlen("\"spec\":");
+        size_t size = head + strlen("[\"img\"],") + strlen(end) + 1;
+        char *bad_snap = malloc(size);
+        CHECK(bad_snap != NULL);
+        if (bad_snap != NULL) {
+          memcpy(bad_snap, snap, head);
+          strcpy(bad_snap + head, "[\"img\"],");
+          strcat(bad_snap, end);
+          CHECK_STATUS(hw_registry_restore(fresh, bad_snap), HW_ERR_SNAPSHOT);
+          CHECK(strstr(hw_last_error_message(), "invalid type: array, expected") != NULL);
+          free(bad_snap);
+        }
+      }
+      /* The snapshot itself restores (nothing was changed by the refusals). */
+      CHECK_OK(hw_registry_restore(fresh, snap));
+    }
+    hw_string_free(snap);
+    hw_registry_free(fresh);
+  }
+  CHECK(drained == 777 && out == SENTINEL && owned == (char *)SENTINEL);
   /* ---- tickers ---- */
   {
     hw_ticker_callbacks tcb;
