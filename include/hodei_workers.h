@@ -1320,8 +1320,10 @@ hw_status hw_manager_new(const struct hw_registry *registry, const struct hw_man
 /*
  A manager configured from JSON (`{"heartbeat_timeout": 60, "max_workers": 10, …}`:
  durations in seconds, missing fields take their defaults, unknown fields are refused).
+ Only the object form is accepted: an array of the field values is refused.
 
- Errors: `HW_ERR_INVALID_ARGUMENT` for malformed JSON or a nonsense configuration.
+ Errors: `HW_ERR_INVALID_ARGUMENT` for malformed JSON, an array where the object is
+ expected, or a nonsense configuration.
  */
 hw_status hw_manager_new_from_json(const struct hw_registry *registry, const char *config_json, struct hw_manager **out);
 
@@ -1573,13 +1575,14 @@ hw_status hw_manager_metrics_text(const struct hw_manager *manager, char **out);
 
 /*
  Replaces the manager's pools with the JSON array `pools_json` (see the module notes for a
- pool's form). Pools no longer listed are removed and their workers drain; their number is
+ pool's form: each pool, template and `resources` a JSON object, never an array of its
+ values). Pools no longer listed are removed and their workers drain; their number is
  written to `out_drained`. While any pool is set, ticks scale the pools, not the scaling
  target.
 
- Errors: `HW_ERR_INVALID_ARGUMENT` for malformed JSON, an invalid pool or two pools with one
- name; `HW_ERR_PROVIDER_NOT_FOUND` for a pool whose provider is not registered. Nothing
- changes on error.
+ Errors: `HW_ERR_INVALID_ARGUMENT` for malformed JSON (an array where an object is expected
+ included), an invalid pool or two pools with one name; `HW_ERR_PROVIDER_NOT_FOUND` for a
+ pool whose provider is not registered. Nothing changes on error.
  */
 hw_status hw_manager_set_pools_json(const struct hw_manager *manager, const char *pools_json, size_t *out_drained);
 
@@ -1614,7 +1617,8 @@ hw_status hw_manager_get_pools_json(const struct hw_manager *manager, char **out
  pool satisfies (`unschedulable`, with the reason) and the demand waiting for capacity
  (`unmet`).
 
- Errors: `HW_ERR_INVALID_ARGUMENT` for a malformed or invalid demand.
+ Errors: `HW_ERR_INVALID_ARGUMENT` for a malformed or invalid demand (a requirement or its
+ `resources` written as an array instead of an object included).
  */
 hw_status hw_manager_plan_pools_json(const struct hw_manager *manager, const char *demand_json, char **out);
 
@@ -1624,7 +1628,8 @@ hw_status hw_manager_plan_pools_json(const struct hw_manager *manager, const cha
  unschedulable requirement; its JSON holds the whole pool plan (`pools`) and the
  `unschedulable` list.
 
- Errors: `HW_ERR_INVALID_ARGUMENT` for a malformed or invalid demand (no tick runs).
+ Errors: `HW_ERR_INVALID_ARGUMENT` for a malformed or invalid demand (a requirement or its
+ `resources` written as an array instead of an object included; no tick runs).
  */
 hw_status hw_manager_tick_demand(const struct hw_manager *manager, const char *demand_json, struct hw_report **out);
 
@@ -1900,8 +1905,10 @@ hw_status hw_registry_snapshot(const struct hw_registry *registry, char **out_js
  is refused.
 
  Errors: `HW_ERR_SNAPSHOT` for corrupt, foreign or inconsistent JSON (timestamps after the
- snapshot's own time, a string holding a NUL byte, …), or a snapshot dated more than an hour
- after this registry's clock; `HW_ERR_INVALID_ARGUMENT` when the registry is not empty.
+ snapshot's own time, a string holding a NUL byte, the snapshot or a record, handle, spec
+ or `resources` in it written as an array of its values instead of an object, …), or a
+ snapshot dated more than an hour after this registry's clock; `HW_ERR_INVALID_ARGUMENT`
+ when the registry is not empty or the text is not UTF-8.
  */
 hw_status hw_registry_restore(const struct hw_registry *registry, const char *json);
 
@@ -1915,9 +1922,12 @@ hw_status hw_worker_spec_new(const char *image, struct hw_worker_spec **out);
  Reads a spec from JSON (the serde form: `{"image": "...", "labels": {...},
  "capabilities": [...], "idle_timeout": 300, "max_lifetime": 3600, "max_jobs": 1,
  "resources": {...}, "environment": {...}, "architecture": "arm64"}`; durations in seconds,
- missing fields take their defaults). The spec is validated.
+ missing fields take their defaults). The spec is validated. Only the object form is
+ accepted, here and for `resources`: an array of the field values (serde's positional form,
+ e.g. `"[]"`) is refused.
 
- Errors: `HW_ERR_INVALID_ARGUMENT` for malformed JSON or an invalid spec.
+ Errors: `HW_ERR_INVALID_ARGUMENT` for malformed JSON, an array where an object is
+ expected, or an invalid spec.
  */
 hw_status hw_worker_spec_from_json(const char *json, struct hw_worker_spec **out);
 

@@ -10,6 +10,9 @@
 //!   "min_ready": 0, "max_workers": 8, "priority": 10, "scale_up_cooldown": 10,
 //!   "scale_down_cooldown": 60}` (durations in seconds; all but `name`, `provider_id` and
 //!   `template` optional).
+//!
+//! A requirement, a pool, its template and their `resources` are JSON objects, and only
+//! objects: an array of their field values (serde's positional form) is refused.
 
 use std::ffi::c_char;
 use std::sync::Arc;
@@ -43,13 +46,14 @@ fn json_string<T: serde::Serialize>(value: &T, what: &str) -> Result<*mut c_char
 }
 
 /// Replaces the manager's pools with the JSON array `pools_json` (see the module notes for a
-/// pool's form). Pools no longer listed are removed and their workers drain; their number is
+/// pool's form: each pool, template and `resources` a JSON object, never an array of its
+/// values). Pools no longer listed are removed and their workers drain; their number is
 /// written to `out_drained`. While any pool is set, ticks scale the pools, not the scaling
 /// target.
 ///
-/// Errors: `HW_ERR_INVALID_ARGUMENT` for malformed JSON, an invalid pool or two pools with one
-/// name; `HW_ERR_PROVIDER_NOT_FOUND` for a pool whose provider is not registered. Nothing
-/// changes on error.
+/// Errors: `HW_ERR_INVALID_ARGUMENT` for malformed JSON (an array where an object is expected
+/// included), an invalid pool or two pools with one name; `HW_ERR_PROVIDER_NOT_FOUND` for a
+/// pool whose provider is not registered. Nothing changes on error.
 #[no_mangle]
 pub extern "C" fn hw_manager_set_pools_json(
     manager: *const hw_manager,
@@ -137,7 +141,8 @@ pub extern "C" fn hw_manager_get_pools_json(
 /// pool satisfies (`unschedulable`, with the reason) and the demand waiting for capacity
 /// (`unmet`).
 ///
-/// Errors: `HW_ERR_INVALID_ARGUMENT` for a malformed or invalid demand.
+/// Errors: `HW_ERR_INVALID_ARGUMENT` for a malformed or invalid demand (a requirement or its
+/// `resources` written as an array instead of an object included).
 #[no_mangle]
 pub extern "C" fn hw_manager_plan_pools_json(
     manager: *const hw_manager,
@@ -159,7 +164,8 @@ pub extern "C" fn hw_manager_plan_pools_json(
 /// unschedulable requirement; its JSON holds the whole pool plan (`pools`) and the
 /// `unschedulable` list.
 ///
-/// Errors: `HW_ERR_INVALID_ARGUMENT` for a malformed or invalid demand (no tick runs).
+/// Errors: `HW_ERR_INVALID_ARGUMENT` for a malformed or invalid demand (a requirement or its
+/// `resources` written as an array instead of an object included; no tick runs).
 #[no_mangle]
 pub extern "C" fn hw_manager_tick_demand(
     manager: *const hw_manager,

@@ -600,8 +600,10 @@ pub extern "C" fn hw_registry_snapshot(
 /// is refused.
 ///
 /// Errors: `HW_ERR_SNAPSHOT` for corrupt, foreign or inconsistent JSON (timestamps after the
-/// snapshot's own time, a string holding a NUL byte, …), or a snapshot dated more than an hour
-/// after this registry's clock; `HW_ERR_INVALID_ARGUMENT` when the registry is not empty.
+/// snapshot's own time, a string holding a NUL byte, the snapshot or a record, handle, spec
+/// or `resources` in it written as an array of its values instead of an object, …), or a
+/// snapshot dated more than an hour after this registry's clock; `HW_ERR_INVALID_ARGUMENT`
+/// when the registry is not empty or the text is not UTF-8.
 #[no_mangle]
 pub extern "C" fn hw_registry_restore(
     registry: *const hw_registry,

@@ -87,9 +87,12 @@ pub extern "C" fn hw_worker_spec_new(
 /// Reads a spec from JSON (the serde form: `{"image": "...", "labels": {...},
 /// "capabilities": [...], "idle_timeout": 300, "max_lifetime": 3600, "max_jobs": 1,
 /// "resources": {...}, "environment": {...}, "architecture": "arm64"}`; durations in seconds,
-/// missing fields take their defaults). The spec is validated.
+/// missing fields take their defaults). The spec is validated. Only the object form is
+/// accepted, here and for `resources`: an array of the field values (serde's positional form,
+/// e.g. `"[]"`) is refused.
 ///
-/// Errors: `HW_ERR_INVALID_ARGUMENT` for malformed JSON or an invalid spec.
+/// Errors: `HW_ERR_INVALID_ARGUMENT` for malformed JSON, an array where an object is
+/// expected, or an invalid spec.
 #[no_mangle]
 pub extern "C" fn hw_worker_spec_from_json(
     json: *const c_char,

@@ -70,8 +70,10 @@ pub extern "C" fn hw_manager_new(
 
 /// A manager configured from JSON (`{"heartbeat_timeout": 60, "max_workers": 10, …}`:
 /// durations in seconds, missing fields take their defaults, unknown fields are refused).
+/// Only the object form is accepted: an array of the field values is refused.
 ///
-/// Errors: `HW_ERR_INVALID_ARGUMENT` for malformed JSON or a nonsense configuration.
+/// Errors: `HW_ERR_INVALID_ARGUMENT` for malformed JSON, an array where the object is
+/// expected, or a nonsense configuration.
 #[no_mangle]
 pub extern "C" fn hw_manager_new_from_json(
     registry: *const hw_registry,
