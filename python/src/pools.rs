@@ -116,7 +116,8 @@ fn requirement_from_py(
 /// the pools toward it; ``tick(5)`` is ``Demand([{"count": 5}])``.
 ///
 /// Raises TypeError for a requirement that is not a dict, a key that is not a str, or a value
-/// of the wrong type (a bool for a count included); InvalidArgumentError for an unknown key,
+/// of the wrong type (a bool for a count, a list for ``resources`` included: a dict is read
+/// as a dict only, never as the list of its values); InvalidArgumentError for an unknown key,
 /// an invalid value, an int beyond 64 bits, or nesting deeper than a requirement has.
 #[pyclass(frozen, eq, from_py_object, name = "Demand", module = "hodei_workers")]
 #[derive(Clone, PartialEq)]

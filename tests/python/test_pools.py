@@ -92,8 +92,19 @@ def test_demand_reads_dicts_and_refuses_bad_ones() -> None:
         ({"labels": {None: "a"}, "count": 1}, TypeError),
         ({"labels": {True: "a"}, "count": 1}, TypeError),
         ({"count": True}, TypeError),
+        ({"resources": [2.0, 0, 0, 1], "count": 1}, TypeError),
+        ({"resources": [], "count": 1}, TypeError),
     ],
-    ids=["huge count", "huge resource", "int key", "None key", "bool key", "bool count"],
+    ids=[
+        "huge count",
+        "huge resource",
+        "int key",
+        "None key",
+        "bool key",
+        "bool count",
+        "positional resources",
+        "empty positional resources",
+    ],
 )
 def test_demand_keeps_the_number_and_key_rules(requirement: dict[Any, Any], error: type) -> None:
     """What the json round trip would blur: keys that are not str are a TypeError (not

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -242,6 +243,17 @@ def test_snapshot_and_restore(
         copy.restore(text)  # only into an empty registry
 
 
+def _positional(text: str, path: list[Any]) -> str:
+    """The snapshot with the object at `path` written as the array of its values (serde's
+    positional form: refused, only the object form is read)."""
+    doc = json.loads(text)
+    parent = doc
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = list(parent[path[-1]].values())
+    return json.dumps(doc)
+
+
 @pytest.mark.parametrize(
     "mangle",
     [
@@ -249,8 +261,21 @@ def test_snapshot_and_restore(
         lambda t: t.replace("hodei-workers.snapshot/1", "someone-else/7"),
         lambda t: "not json at all",
         lambda t: t.replace('"state":"busy"', '"state":"ready"'),
+        lambda t: json.dumps(list(json.loads(t).values())),
+        lambda t: _positional(t, ["workers", 0]),
+        lambda t: _positional(t, ["workers", 0, "spec"]),
+        lambda t: _positional(t, ["workers", 0, "spec", "resources"]),
     ],
-    ids=["truncated", "foreign", "garbage", "inconsistent"],
+    ids=[
+        "truncated",
+        "foreign",
+        "garbage",
+        "inconsistent",
+        "positional snapshot",
+        "positional record",
+        "positional spec",
+        "positional resources",
+    ],
 )
 def test_corrupt_snapshots_are_refused_and_change_nothing(
     registry: hw.Registry, ready_worker: ReadyWorker, mangle: object, make_registry: MakeRegistry
