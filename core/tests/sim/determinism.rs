@@ -155,6 +155,12 @@ fn nonsense_scenarios_are_invalid_argument() {
         r#"{"replication": {"replicas": 2, "leader_pauses": [{"start_secs": 5, "pause_secs": 5, "during": "commit"}]}}"#,
         r#"{"no_such_field": 1}"#,
         r#"not json"#,
+        // serde's positional form (a struct as the array of its values), at any depth.
+        r#"[]"#,
+        r#"{"faults": {"provider_outages": [[9000, 9600]]}}"#,
+        r#"{"faults": []}"#,
+        r#"{"workload": ["poisson", 1]}"#,
+        r#"{"replication": {"replicas": 2, "leader_crashes": [[5]]}}"#,
     ];
     for text in bad {
         assert!(

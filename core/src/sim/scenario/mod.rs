@@ -34,7 +34,7 @@ pub use replication::*;
 /// assert_eq!(s.lifecycle.max_workers, 4);
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(remote = "Self", default, deny_unknown_fields)]
 pub struct Scenario {
     /// Name shown in reports.
     pub name: String,
@@ -71,6 +71,7 @@ pub struct Scenario {
     /// Several managers on the registry, and the leader's faults (one manager by default).
     pub replication: Replication,
 }
+crate::object_form::object_form!(Scenario, "a scenario");
 
 impl Default for Scenario {
     fn default() -> Self {

@@ -16,7 +16,12 @@ use crate::sim::rng::SimRng;
 /// A distribution of durations in seconds. JSON: `{"dist": "log_normal", "median": 20,
 /// "sigma": 0.4}`. Every draw is clamped to `>= 0`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "dist", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(
+    remote = "Self",
+    tag = "dist",
+    rename_all = "snake_case",
+    deny_unknown_fields
+)]
 pub enum Dist {
     /// Always `secs`.
     Fixed {
@@ -50,6 +55,7 @@ pub enum Dist {
         sigma: f64,
     },
 }
+crate::object_form::object_form!(Dist, "a distribution");
 
 impl Dist {
     /// One draw, in seconds (never negative).
@@ -108,13 +114,14 @@ pub(crate) fn secs_to_ms(secs: f64) -> u64 {
 
 /// A time window of the run, in seconds since its start: `[start_secs, end_secs)`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct Window {
     /// Start, seconds since the run began.
     pub start_secs: f64,
     /// End (exclusive), seconds since the run began.
     pub end_secs: f64,
 }
+crate::object_form::object_form!(Window, "a window");
 
 impl Window {
     /// Whether `t_ms` (milliseconds since the run began) falls in the window.
@@ -139,7 +146,7 @@ impl Window {
 /// per instance) cannot reach the host during the window — heartbeats, state reports and job
 /// results are lost.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct Partition {
     /// Start, seconds since the run began.
     pub start_secs: f64,
@@ -148,6 +155,7 @@ pub struct Partition {
     /// Share of the agents cut off, in `[0, 1]`.
     pub fraction: f64,
 }
+crate::object_form::object_form!(Partition, "a partition");
 
 impl Partition {
     /// The partition's time window.
@@ -161,7 +169,7 @@ impl Partition {
 
 /// The simulated provider (a cloud API): how instances boot and how it fails.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(remote = "Self", default, deny_unknown_fields)]
 pub struct ProviderModel {
     /// Time from `create_worker` until the instance's agent starts connecting.
     pub boot: Dist,
@@ -181,6 +189,7 @@ pub struct ProviderModel {
     /// Whether the provider answers `list_workers` (for `reconcile`).
     pub supports_list: bool,
 }
+crate::object_form::object_form!(ProviderModel, "a provider model");
 
 impl Default for ProviderModel {
     fn default() -> Self {
@@ -223,7 +232,7 @@ impl ProviderModel {
 
 /// The simulated agents (the worker processes): how they report in and how they fail.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(remote = "Self", default, deny_unknown_fields)]
 pub struct AgentModel {
     /// Time from `Connecting` to `Ready`.
     pub connect: Dist,
@@ -236,6 +245,7 @@ pub struct AgentModel {
     /// Hazard rate of the agent crashing (the instance stays up, silent), per agent-hour.
     pub crash_per_hour: f64,
 }
+crate::object_form::object_form!(AgentModel, "an agent model");
 
 impl Default for AgentModel {
     fn default() -> Self {
@@ -251,7 +261,7 @@ impl Default for AgentModel {
 
 /// A period of the run with its own arrival rate (e.g. the CI morning rush).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct Burst {
     /// Start, seconds since the run began.
     pub start_secs: f64,
@@ -260,10 +270,16 @@ pub struct Burst {
     /// Arrival rate during the burst, jobs per minute (replaces the base rate).
     pub rate_per_minute: f64,
 }
+crate::object_form::object_form!(Burst, "a burst");
 
 /// Where the jobs come from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(
+    remote = "Self",
+    tag = "kind",
+    rename_all = "snake_case",
+    deny_unknown_fields
+)]
 pub enum Workload {
     /// A Poisson arrival process (rate per minute, piecewise constant with `bursts`), each job
     /// with a duration drawn from `duration`.
@@ -289,6 +305,7 @@ pub enum Workload {
         path: String,
     },
 }
+crate::object_form::object_form!(Workload, "a workload");
 
 impl Default for Workload {
     fn default() -> Self {
@@ -337,7 +354,7 @@ pub fn parse_trace(text: &str) -> Result<Vec<[f64; 2]>> {
 
 /// How the host (the job system embedding the library) drives things.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(remote = "Self", default, deny_unknown_fields)]
 pub struct HostModel {
     /// Seconds between host passes (claim, tick).
     pub tick_interval_secs: f64,
@@ -346,6 +363,7 @@ pub struct HostModel {
     /// Two automatic scaling actions in opposite directions closer than this count as a flap.
     pub flap_window_secs: f64,
 }
+crate::object_form::object_form!(HostModel, "a host model");
 
 impl Default for HostModel {
     fn default() -> Self {
@@ -359,7 +377,7 @@ impl Default for HostModel {
 
 /// Faults injected on a schedule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(remote = "Self", default, deny_unknown_fields)]
 pub struct Faults {
     /// The provider's API is down: every call fails.
     pub provider_outages: Vec<Window>,
@@ -374,6 +392,7 @@ pub struct Faults {
     /// queue must stay bounded while the registry keeps working.
     pub lazy_subscriber_capacity: usize,
 }
+crate::object_form::object_form!(Faults, "faults");
 
 impl Default for Faults {
     fn default() -> Self {
@@ -389,7 +408,7 @@ impl Default for Faults {
 
 /// A second configuration to compare, run on the same workload, faults and seed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct Variant {
     /// Its name in the report.
     pub label: String,
@@ -404,12 +423,13 @@ pub struct Variant {
     #[serde(default)]
     pub pools: Option<Vec<SimPool>>,
 }
+crate::object_form::object_form!(Variant, "a variant");
 
 /// A wave of interruption notices (spot reclaims) in a pool: at `at_secs`, `fraction` of the
 /// pool's live instances (a seeded choice) get a notice with `notice_secs` of warning, and
 /// their instances disappear when it runs out.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct InterruptionWave {
     /// When the notices arrive, seconds since the run began.
     pub at_secs: f64,
@@ -418,13 +438,14 @@ pub struct InterruptionWave {
     /// Warning before the instance goes, seconds.
     pub notice_secs: f64,
 }
+crate::object_form::object_form!(InterruptionWave, "an interruption wave");
 
 /// One pool of a multi-pool scenario: its manager-side [`Pool`](crate::Pool) settings, its
 /// workers (labels, capabilities, resources, architecture; idle timeout and lifetime are the
 /// scenario worker's, which the checker judges by), its own cloud (provider model, times
 /// without capacity, interruption waves).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(remote = "Self", default, deny_unknown_fields)]
 pub struct SimPool {
     /// The pool's name (its provider is `sim-NAME`).
     pub name: String,
@@ -451,6 +472,7 @@ pub struct SimPool {
     /// Interruption waves.
     pub interruptions: Vec<InterruptionWave>,
 }
+crate::object_form::object_form!(SimPool, "a pool");
 
 impl Default for SimPool {
     fn default() -> Self {
@@ -510,13 +532,14 @@ impl SimPool {
 /// A kind of job of a multi-pool scenario: what it needs (the requirement's `count` is
 /// ignored) and its share of the arrivals (weights are relative).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(remote = "Self", default, deny_unknown_fields)]
 pub struct JobClass {
     /// What the job needs of a worker.
     pub requirement: Requirement,
     /// Its share of the arrivals, relative to the other classes' weights.
     pub weight: f64,
 }
+crate::object_form::object_form!(JobClass, "a job class");
 
 impl Default for JobClass {
     fn default() -> Self {

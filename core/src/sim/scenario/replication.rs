@@ -41,7 +41,7 @@ pub enum FaultPoint {
 /// ticks nor answers, while time passes for everyone. It then wakes and goes on as if nothing
 /// happened (its lease may be gone by then).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct LeaderPause {
     /// When it stops (or, with `during`, from when the next such call stops it), seconds.
     pub start_secs: f64,
@@ -57,12 +57,13 @@ pub struct LeaderPause {
     #[serde(default)]
     pub clock_missed: bool,
 }
+crate::object_form::object_form!(LeaderPause, "a leader pause");
 
 /// The leader's process dies (kill -9): its manager is dropped with everything it kept in
 /// memory (destroy queue, provisions in flight, back-off, cooldowns, brake), and a fresh
 /// process under a new name starts in its place later.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct LeaderCrash {
     /// When it dies (or, with `during`, from when its next such call kills it), seconds.
     pub at_secs: f64,
@@ -72,6 +73,7 @@ pub struct LeaderCrash {
     #[serde(default)]
     pub during: FaultPoint,
 }
+crate::object_form::object_form!(LeaderCrash, "a leader crash");
 
 /// Several managers ("replicas") on the one registry, competing for one lease
 /// ([`InMemoryLease`](crate::InMemoryLease) on the registry's clock; each replica trusts it on
@@ -81,7 +83,7 @@ pub struct LeaderCrash {
 /// A fault aimed at a call (`during` other than `between_ticks`) that finds no such call within
 /// [`ARMED_FOR_SECS`] strikes between ticks instead.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(remote = "Self", default, deny_unknown_fields)]
 pub struct Replication {
     /// Managers sharing the registry, `1..=16`.
     pub replicas: usize,
@@ -93,6 +95,7 @@ pub struct Replication {
     /// Leader crashes.
     pub leader_crashes: Vec<LeaderCrash>,
 }
+crate::object_form::object_form!(Replication, "a replication setup");
 
 /// How long a fault aimed at a call waits for one before it strikes between ticks, seconds.
 pub const ARMED_FOR_SECS: f64 = 300.0;
