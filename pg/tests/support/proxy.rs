@@ -1,0 +1,365 @@
+//! A real fault injector for the PostgreSQL tests: a proxy between the registry and the real
+//! server that can cut a connection at a chosen point of its conversation. No mock of the
+//! database: every byte the registry sends reaches the real server and every answer comes back,
+//! until the cut.
+//!
+//! The proxy listens on a Unix socket in a directory of its own (`<dir>/.s.PGSQL.5432`, so
+//! libpq's `host=<dir>` reaches it: [`Proxy::url`]) and forwards each connection to the server
+//! that `HODEI_PG_URL` names (its Unix socket, or TCP), one thread per direction. It parses the
+//! wire protocol's framing only as far as it needs: the client's untyped startup messages
+//! (an `SSLRequest`/`GSSENCRequest` and the server's one-byte answer are relayed; after an
+//! accepted one the connection is relayed blindly, uncut), then every server message (a type
+//! byte and a 4-byte big-endian length that counts itself).
+//!
+//! **Cut points.** The server ends every answer to a request (a simple query, or the extended
+//! protocol's `Sync`: a prepare, an execute, a `BEGIN`, a `COMMIT`, the pool's empty probe
+//! query, the end of the connection's startup) with `ReadyForQuery` (`Z`). [`Proxy::arm`]
+//! starts counting those messages, over every connection through the proxy; armed with
+//! `Some(k)`, the proxy drops the `k`-th instead of forwarding it (what came before it in the
+//! same answer is forwarded) and closes both sockets of that connection. So the server has
+//! processed the request in full (a `COMMIT` is durable) and the client never learns how it
+//! went: cut at the `ReadyForQuery` of a `COMMIT`, a call answers `Backend` though its change
+//! is applied. Counting with [`Proxy::arm`]`(None)` and reading [`Proxy::seen`] after a call
+//! gives the number of its cut points.
+//!
+//! Only one cut per arming; the connections opened after it are relayed as they are.
+#![allow(dead_code)] // included by the tests that inject faults, each using what it needs
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// The startup codes of the untyped requests that the server answers with one byte.
+const SSL_REQUEST: u32 = 80_877_103;
+const GSSENC_REQUEST: u32 = 80_877_104;
+
+/// One end of a relayed connection: the client's (always a Unix socket) or the server's.
+enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Stream {
+    fn try_clone(&self) -> io::Result<Stream> {
+        Ok(match self {
+            Stream::Unix(s) => Stream::Unix(s.try_clone()?),
+            Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
+        })
+    }
+
+    fn shutdown(&self) {
+        let _ = match self {
+            Stream::Unix(s) => s.shutdown(Shutdown::Both),
+            Stream::Tcp(s) => s.shutdown(Shutdown::Both),
+        };
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.read(buf),
+            Stream::Tcp(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.write(buf),
+            Stream::Tcp(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.flush(),
+            Stream::Tcp(s) => s.flush(),
+        }
+    }
+}
+
+/// Where the real server listens.
+#[derive(Debug, Clone)]
+enum Upstream {
+    Unix(PathBuf),
+    Tcp(String),
+}
+
+impl Upstream {
+    fn connect(&self) -> io::Result<Stream> {
+        Ok(match self {
+            Upstream::Unix(path) => Stream::Unix(UnixStream::connect(path)?),
+            Upstream::Tcp(addr) => Stream::Tcp(TcpStream::connect(addr)?),
+        })
+    }
+}
+
+#[derive(Default)]
+struct Counting {
+    /// `ReadyForQuery` messages seen since the last [`Proxy::arm`].
+    seen: u64,
+    /// Cut at this one (counted from the arming), if any.
+    cut_at: Option<u64>,
+    /// Whether the cut was made.
+    cut: bool,
+}
+
+struct Shared {
+    upstream: Upstream,
+    counting: Mutex<Counting>,
+    /// Both ends of every connection relayed so far (closed when the proxy is dropped).
+    open: Mutex<Vec<(Stream, Stream)>>,
+    stop: AtomicBool,
+    connections: AtomicUsize,
+}
+
+/// The proxy (see the module docs); stopped, its connections closed and its directory removed
+/// when dropped.
+pub struct Proxy {
+    dir: PathBuf,
+    url: String,
+    shared: Arc<Shared>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl Proxy {
+    /// A proxy to the server of the libpq connection string `upstream` (its first host: a
+    /// Unix socket directory or a TCP host), listening in a fresh directory under /tmp.
+    pub fn start(upstream: &str) -> Proxy {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let config: postgres::Config = upstream.parse().expect("a libpq connection string");
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let target = match config.get_hosts().first() {
+            Some(postgres::config::Host::Unix(dir)) => {
+                Upstream::Unix(dir.join(format!(".s.PGSQL.{port}")))
+            }
+            Some(postgres::config::Host::Tcp(host)) => Upstream::Tcp(format!("{host}:{port}")),
+            None => Upstream::Unix(PathBuf::from(format!("/tmp/.s.PGSQL.{port}"))),
+        };
+        let dir = PathBuf::from(format!(
+            "/tmp/hw-proxy-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("the proxy's directory");
+        let listener =
+            UnixListener::bind(dir.join(".s.PGSQL.5432")).expect("the proxy's Unix socket");
+        let mut url = format!("host={} port=5432", dir.display());
+        if let Some(user) = config.get_user() {
+            url.push_str(&format!(" user={user}"));
+        }
+        if let Some(db) = config.get_dbname() {
+            url.push_str(&format!(" dbname={db}"));
+        }
+        if let Some(password) = config.get_password() {
+            let password = String::from_utf8_lossy(password).replace('\\', "\\\\");
+            url.push_str(&format!(" password='{}'", password.replace('\'', "\\'")));
+        }
+        let shared = Arc::new(Shared {
+            upstream: target,
+            counting: Mutex::new(Counting::default()),
+            open: Mutex::new(Vec::new()),
+            stop: AtomicBool::new(false),
+            connections: AtomicUsize::new(0),
+        });
+        let accept = {
+            let shared = Arc::clone(&shared);
+            std::thread::spawn(move || {
+                for client in listener.incoming() {
+                    if shared.stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(client) = client else { continue };
+                    let shared = Arc::clone(&shared);
+                    std::thread::spawn(move || relay(&shared, client));
+                }
+            })
+        };
+        Proxy {
+            dir,
+            url,
+            shared,
+            accept: Some(accept),
+        }
+    }
+
+    /// The connection string that reaches the server through the proxy.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Starts counting `ReadyForQuery` messages from zero; with `Some(k)`, cuts the connection
+    /// that carries the `k`-th (see the module docs). `None`: only counts.
+    pub fn arm(&self, cut_at: Option<u64>) {
+        assert_ne!(cut_at, Some(0), "cut points count from 1");
+        *self.shared.counting.lock().unwrap() = Counting {
+            seen: 0,
+            cut_at,
+            cut: false,
+        };
+    }
+
+    /// Stops cutting (counting goes on).
+    pub fn disarm(&self) {
+        self.shared.counting.lock().unwrap().cut_at = None;
+    }
+
+    /// `ReadyForQuery` messages seen since the last [`arm`](Self::arm) (the one cut included).
+    pub fn seen(&self) -> u64 {
+        self.shared.counting.lock().unwrap().seen
+    }
+
+    /// Whether the cut of the last arming was made.
+    pub fn cut(&self) -> bool {
+        self.shared.counting.lock().unwrap().cut
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// The directory of the proxy's socket.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // Wakes the accepting thread, which then sees `stop`.
+        let _ = UnixStream::connect(self.dir.join(".s.PGSQL.5432"));
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.join();
+        }
+        for (client, server) in self.shared.open.lock().unwrap().drain(..) {
+            client.shutdown();
+            server.shutdown();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Reads one untyped message (a 4-byte length counting itself, then the body) whole.
+fn read_untyped(from: &mut impl Read) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    from.read_exact(&mut len)?;
+    let n = u32::from_be_bytes(len) as usize;
+    if !(8..=1 << 20).contains(&n) {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "startup length"));
+    }
+    let mut message = len.to_vec();
+    message.resize(n, 0);
+    from.read_exact(&mut message[4..])?;
+    Ok(message)
+}
+
+/// Relays one connection until either side closes it or it is cut.
+fn relay(shared: &Shared, client: UnixStream) {
+    if shared.stop.load(Ordering::SeqCst) {
+        return;
+    }
+    shared.connections.fetch_add(1, Ordering::SeqCst);
+    let mut client = Stream::Unix(client);
+    let Ok(mut server) = shared.upstream.connect() else {
+        return; // the client sees its connection closed
+    };
+    let ends =
+        || -> io::Result<(Stream, Stream)> { Ok((client.try_clone()?, server.try_clone()?)) };
+    let Ok(ends) = ends() else { return };
+    shared.open.lock().unwrap().push(ends);
+
+    // The startup phase: untyped messages from the client.
+    let mut framed = true;
+    loop {
+        let Ok(message) = read_untyped(&mut client) else {
+            return close(&client, &server);
+        };
+        if server.write_all(&message).is_err() {
+            return close(&client, &server);
+        }
+        let code = u32::from_be_bytes([message[4], message[5], message[6], message[7]]);
+        if code == SSL_REQUEST || code == GSSENC_REQUEST {
+            let mut answer = [0u8; 1];
+            if server.read_exact(&mut answer).is_err() || client.write_all(&answer).is_err() {
+                return close(&client, &server);
+            }
+            if answer[0] == b'N' {
+                continue; // the real startup message follows
+            }
+            framed = false; // encrypted from here on: relayed blindly
+        }
+        break;
+    }
+
+    let upward = {
+        let (Ok(mut from), Ok(mut to)) = (client.try_clone(), server.try_clone()) else {
+            return close(&client, &server);
+        };
+        std::thread::spawn(move || {
+            let _ = io::copy(&mut from, &mut to);
+            from.shutdown();
+            to.shutdown();
+        })
+    };
+    if framed {
+        downward(shared, &mut server, &mut client);
+    } else {
+        let _ = io::copy(&mut server, &mut client);
+    }
+    close(&client, &server);
+    let _ = upward.join();
+}
+
+fn close(client: &Stream, server: &Stream) {
+    client.shutdown();
+    server.shutdown();
+}
+
+/// Forwards the server's messages to the client, counting `ReadyForQuery`; returns when either
+/// side closes or at the cut (whose message is not forwarded).
+fn downward(shared: &Shared, server: &mut Stream, client: &mut Stream) {
+    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        let n = match server.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        // Whole messages at the front of `buf`: `end` is where the forwarded part ends.
+        let mut end = 0;
+        let mut cut = false;
+        while buf.len() - end >= 5 {
+            let len = u32::from_be_bytes([buf[end + 1], buf[end + 2], buf[end + 3], buf[end + 4]]);
+            let total = 1 + len as usize;
+            if buf.len() - end < total {
+                break;
+            }
+            if buf[end] == b'Z' {
+                let mut counting = shared.counting.lock().unwrap();
+                counting.seen += 1;
+                if !counting.cut && counting.cut_at == Some(counting.seen) {
+                    counting.cut = true;
+                    cut = true;
+                    break;
+                }
+            }
+            end += total;
+        }
+        if end > 0 && client.write_all(&buf[..end]).is_err() {
+            return;
+        }
+        if cut {
+            return; // the caller closes both sockets
+        }
+        buf.drain(..end);
+    }
+}
