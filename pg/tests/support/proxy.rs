@@ -22,6 +22,20 @@
 //! is applied. Counting with [`Proxy::arm`]`(None)` and reading [`Proxy::seen`] after a call
 //! gives the number of its cut points.
 //!
+//! [`Proxy::arm_cut`] with [`Cut::After`] forwards the `k`-th and then closes: the client has
+//! its answer and finds its connection dead at its next request.
+//!
+//! **Requests.** The proxy also counts the client's requests (each `Sync` or simple `Query`
+//! message: what the server answers with one `ReadyForQuery`), from the same arming
+//! ([`Proxy::requests`]). [`Proxy::arm_cut`] with [`Cut::Request`] cuts at the client's `k`-th
+//! request instead: the client's socket is closed at once (it gets no answer), and the request
+//! reaches the server `delay` later, followed by the end of the connection: a `COMMIT` lost
+//! with its connection, or delayed in the network, that the server still receives and runs
+//! after the client gave up.
+//!
+//! [`Proxy::cut_pid`] is the server process of the connection cut (from its `BackendKeyData`),
+//! for a test to wait until the server is done with it.
+//!
 //! Only one cut per arming; the connections opened after it are relayed as they are.
 #![allow(dead_code)] // included by the tests that inject faults, each using what it needs
 
@@ -29,7 +43,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -99,12 +113,31 @@ impl Upstream {
     }
 }
 
+/// Where a cut falls, around the `ReadyForQuery` it is armed for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Cut {
+    /// Instead of forwarding it: the client never learns how its request went.
+    #[default]
+    Instead,
+    /// Right after forwarding it: the client has its answer, and its connection is dead before
+    /// its next request (the server closed it between two calls, or before the next statement
+    /// of a transaction).
+    After,
+    /// At the client's `k`-th request (counted from the arming): see the module docs.
+    Request { delay: std::time::Duration },
+}
+
 #[derive(Default)]
 struct Counting {
     /// `ReadyForQuery` messages seen since the last [`Proxy::arm`].
     seen: u64,
+    /// The client's requests seen since then.
+    requests: u64,
+    /// The server process of the connection cut.
+    cut_pid: Option<i32>,
     /// Cut at this one (counted from the arming), if any.
     cut_at: Option<u64>,
+    how: Cut,
     /// Whether the cut was made.
     cut: bool,
 }
@@ -197,11 +230,16 @@ impl Proxy {
     /// Starts counting `ReadyForQuery` messages from zero; with `Some(k)`, cuts the connection
     /// that carries the `k`-th (see the module docs). `None`: only counts.
     pub fn arm(&self, cut_at: Option<u64>) {
+        self.arm_cut(cut_at, Cut::Instead);
+    }
+
+    /// As [`arm`](Self::arm), the cut falling `how`.
+    pub fn arm_cut(&self, cut_at: Option<u64>, how: Cut) {
         assert_ne!(cut_at, Some(0), "cut points count from 1");
         *self.shared.counting.lock().unwrap() = Counting {
-            seen: 0,
             cut_at,
-            cut: false,
+            how,
+            ..Counting::default()
         };
     }
 
@@ -215,9 +253,19 @@ impl Proxy {
         self.shared.counting.lock().unwrap().seen
     }
 
+    /// The client's requests (`Sync`, `Query`) seen since the last [`arm`](Self::arm).
+    pub fn requests(&self) -> u64 {
+        self.shared.counting.lock().unwrap().requests
+    }
+
     /// Whether the cut of the last arming was made.
     pub fn cut(&self) -> bool {
         self.shared.counting.lock().unwrap().cut
+    }
+
+    /// The server process (pid) of the connection cut since the last arming, if known.
+    pub fn cut_pid(&self) -> Option<i32> {
+        self.shared.counting.lock().unwrap().cut_pid
     }
 
     /// Connections accepted so far.
@@ -262,7 +310,7 @@ fn read_untyped(from: &mut impl Read) -> io::Result<Vec<u8>> {
 }
 
 /// Relays one connection until either side closes it or it is cut.
-fn relay(shared: &Shared, client: UnixStream) {
+fn relay(shared: &Arc<Shared>, client: UnixStream) {
     if shared.stop.load(Ordering::SeqCst) {
         return;
     }
@@ -299,23 +347,109 @@ fn relay(shared: &Shared, client: UnixStream) {
         break;
     }
 
+    if !framed {
+        let upward = {
+            let (Ok(mut from), Ok(mut to)) = (client.try_clone(), server.try_clone()) else {
+                return close(&client, &server);
+            };
+            std::thread::spawn(move || {
+                let _ = io::copy(&mut from, &mut to);
+            })
+        };
+        let _ = io::copy(&mut server, &mut client);
+        close(&client, &server);
+        let _ = upward.join();
+        return;
+    }
+    let conn = Arc::new(Conn::default());
     let upward = {
-        let (Ok(mut from), Ok(mut to)) = (client.try_clone(), server.try_clone()) else {
+        let (Ok(from), Ok(to)) = (client.try_clone(), server.try_clone()) else {
             return close(&client, &server);
         };
-        std::thread::spawn(move || {
-            let _ = io::copy(&mut from, &mut to);
-            from.shutdown();
-            to.shutdown();
-        })
+        let shared = Arc::clone(shared);
+        let conn = Arc::clone(&conn);
+        std::thread::spawn(move || upward(&shared, &conn, from, to))
     };
-    if framed {
-        downward(shared, &mut server, &mut client);
+    downward(shared, &conn, &mut server, &mut client);
+    if conn.held.load(Ordering::SeqCst) {
+        // The upward thread delivers a request late, then closes the server's end.
+        client.shutdown();
     } else {
-        let _ = io::copy(&mut server, &mut client);
+        close(&client, &server);
     }
-    close(&client, &server);
     let _ = upward.join();
+}
+
+/// What the two directions of one connection share.
+#[derive(Default)]
+struct Conn {
+    /// The server process, from `BackendKeyData`.
+    pid: AtomicI32,
+    /// Cut at a request: the server's end stays open until the request is delivered.
+    held: AtomicBool,
+}
+
+/// The typed messages at the front of `buf`: the end of each whole one, and its type.
+fn whole_messages(buf: &[u8]) -> Vec<(usize, u8)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while buf.len() - at >= 5 {
+        let len = u32::from_be_bytes([buf[at + 1], buf[at + 2], buf[at + 3], buf[at + 4]]);
+        let end = at + 1 + len as usize;
+        if buf.len() < end {
+            break;
+        }
+        out.push((end, buf[at]));
+        at = end;
+    }
+    out
+}
+
+/// Forwards the client's messages to the server, counting its requests; at a cut armed for a
+/// request, closes the client's end, then delivers the request late and closes the server's.
+fn upward(shared: &Shared, conn: &Conn, mut client: Stream, mut server: Stream) {
+    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        let n = match client.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let mut forward = 0;
+        let mut delay = None;
+        for (end, kind) in whole_messages(&buf) {
+            forward = end;
+            if kind == b'S' || kind == b'Q' {
+                let mut counting = shared.counting.lock().unwrap();
+                counting.requests += 1;
+                if let Cut::Request { delay: d } = counting.how {
+                    if !counting.cut && counting.cut_at == Some(counting.requests) {
+                        counting.cut = true;
+                        counting.cut_pid = Some(conn.pid.load(Ordering::SeqCst));
+                        delay = Some(d);
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(delay) = delay {
+            conn.held.store(true, Ordering::SeqCst);
+            client.shutdown();
+            std::thread::sleep(delay);
+            let _ = server.write_all(&buf[..forward]);
+            server.shutdown();
+            return;
+        }
+        if forward > 0 && server.write_all(&buf[..forward]).is_err() {
+            break;
+        }
+        buf.drain(..forward);
+    }
+    if !conn.held.load(Ordering::SeqCst) {
+        client.shutdown();
+        server.shutdown();
+    }
 }
 
 fn close(client: &Stream, server: &Stream) {
@@ -324,8 +458,8 @@ fn close(client: &Stream, server: &Stream) {
 }
 
 /// Forwards the server's messages to the client, counting `ReadyForQuery`; returns when either
-/// side closes or at the cut (whose message is not forwarded).
-fn downward(shared: &Shared, server: &mut Stream, client: &mut Stream) {
+/// side closes or at the cut (whose message is not forwarded when cut `Instead`).
+fn downward(shared: &Shared, conn: &Conn, server: &mut Stream, client: &mut Stream) {
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut chunk = vec![0u8; 16 * 1024];
     loop {
@@ -334,32 +468,39 @@ fn downward(shared: &Shared, server: &mut Stream, client: &mut Stream) {
             Ok(n) => n,
         };
         buf.extend_from_slice(&chunk[..n]);
-        // Whole messages at the front of `buf`: `end` is where the forwarded part ends.
-        let mut end = 0;
+        // `forward`: where the part to forward ends.
+        let mut forward = 0;
         let mut cut = false;
-        while buf.len() - end >= 5 {
-            let len = u32::from_be_bytes([buf[end + 1], buf[end + 2], buf[end + 3], buf[end + 4]]);
-            let total = 1 + len as usize;
-            if buf.len() - end < total {
-                break;
+        let mut start = 0;
+        for (end, kind) in whole_messages(&buf) {
+            if kind == b'K' && end - start >= 9 {
+                let pid = &buf[start + 5..start + 9];
+                let pid = i32::from_be_bytes([pid[0], pid[1], pid[2], pid[3]]);
+                conn.pid.store(pid, Ordering::SeqCst);
             }
-            if buf[end] == b'Z' {
+            if kind == b'Z' {
                 let mut counting = shared.counting.lock().unwrap();
                 counting.seen += 1;
-                if !counting.cut && counting.cut_at == Some(counting.seen) {
+                let armed = matches!(counting.how, Cut::Instead | Cut::After);
+                if armed && !counting.cut && counting.cut_at == Some(counting.seen) {
                     counting.cut = true;
+                    counting.cut_pid = Some(conn.pid.load(Ordering::SeqCst));
                     cut = true;
+                    if counting.how == Cut::After {
+                        forward = end;
+                    }
                     break;
                 }
             }
-            end += total;
+            forward = end;
+            start = end;
         }
-        if end > 0 && client.write_all(&buf[..end]).is_err() {
+        if forward > 0 && client.write_all(&buf[..forward]).is_err() {
             return;
         }
         if cut {
             return; // the caller closes both sockets
         }
-        buf.drain(..end);
+        buf.drain(..forward);
     }
 }
