@@ -93,7 +93,7 @@ pub(crate) fn claim(
     let passes = [true, false].map(|skip| statement(filter, registry.given(), &job, skip));
     let specs = &registry.inner.specs;
     let mut raced = 0;
-    registry.run("claiming a worker", |conn| {
+    registry.write("claiming a worker", |conn| {
         if hopeless {
             // No worker can match; a job already held is still an error.
             return match holder_of(&mut conn.client, &job)? {

@@ -14,7 +14,9 @@
 //! predate the same outage) and the checkout goes on with a new one, so the caller's statement
 //! runs once, on a live connection. A connection in steady use (idle for less) is not checked:
 //! the hot paths pay nothing. When a call's connection breaks under it, the idle ones are
-//! thrown away too; that call is `Backend` and is not retried (its statement may have run).
+//! thrown away too; that call is `Backend` and is not retried (its statement may have run). A
+//! write answers so only once the server is done with the lost session ([`Pool::settle`]): what
+//! it did is decided by then, and a read tells which.
 //!
 //! **Transport timeouts.** A call waits for the server as long as the connection lives; on TCP
 //! the kernel gives up on a silent server after the timeouts [`transport_defaults`] sets
@@ -85,6 +87,10 @@ pub(crate) struct Conn {
     statements: HashMap<String, Statement>,
     /// When it was last given back to its pool (or opened).
     last_used: Instant,
+    /// The server process serving it, as the server names it: its pid and its
+    /// `backend_start` (µs since the epoch; with the pid, unique across pid reuse). See
+    /// [`Pool::settle`]. A pid of 0: unknown.
+    backend: (i32, i64),
 }
 
 impl fmt::Debug for Conn {
@@ -112,17 +118,28 @@ impl Conn {
         session: &str,
     ) -> std::result::Result<Conn, String> {
         let mut client = config.connect(NoTls).map_err(|e| describe(&e))?;
-        client
-            .batch_execute(&format!(
+        let answers = client
+            .simple_query(&format!(
                 "SET search_path TO {}; SET application_name = 'hodei-workers'; SET jit = off; \
-                 {session}",
+                 {session}; {BACKEND}",
                 quote_ident(schema)
             ))
             .map_err(|e| describe(&e))?;
+        let backend = answers
+            .iter()
+            .find_map(|m| match m {
+                postgres::SimpleQueryMessage::Row(row) => Some((
+                    row.get(0).and_then(|pid| pid.parse().ok()).unwrap_or(0),
+                    row.get(1).and_then(|t| t.parse().ok()).unwrap_or(0),
+                )),
+                _ => None,
+            })
+            .unwrap_or_default();
         Ok(Conn {
             client,
             statements: HashMap::new(),
             last_used: Instant::now(),
+            backend,
         })
     }
 
@@ -146,6 +163,23 @@ impl Conn {
         self.statements.clear();
     }
 }
+
+/// The server process of the session: its pid and `backend_start` (see [`Conn::backend`]).
+const BACKEND: &str = "SELECT pg_backend_pid(), (SELECT \
+    (extract(epoch FROM backend_start) * 1000000)::bigint \
+    FROM pg_stat_activity WHERE pid = pg_backend_pid())";
+
+/// The server process `$1` if it still serves the session started at `$2` (a pid may be
+/// reused by a later session): a row while it is there.
+const STILL_THERE: &str = "SELECT pid FROM pg_stat_activity \
+    WHERE pid = $1 AND (extract(epoch FROM backend_start) * 1000000)::bigint = $2";
+
+/// As [`STILL_THERE`], ending it (`pg_terminate_backend`) if it is there.
+const END_BACKEND: &str = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+    WHERE pid = $1 AND (extract(epoch FROM backend_start) * 1000000)::bigint = $2";
+
+/// How long [`Pool::settle`] waits for the server to be done with a lost connection.
+pub(crate) const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Quotes an SQL identifier.
 pub(crate) fn quote_ident(name: &str) -> String {
@@ -315,6 +349,64 @@ impl Pool {
         self.returned.notify_one();
     }
 
+    /// Called when `lost`, a connection of this pool, broke under a write: returns once the
+    /// server is done with the session it served, so that the write is applied or not for
+    /// good and a read made after this (on any connection) tells which.
+    ///
+    /// Why: the client learns that a connection is lost (the server's side closed, a reset, a
+    /// timeout) when the server may not have received, or not yet run, what was sent last on
+    /// it. A `COMMIT` sent just before, or still in the network, can be run by the server
+    /// after the call answered `Backend` (PostgreSQL runs what it has read before it notices
+    /// the client is gone): a read made right after the answer (`provision_worker` asks `get`
+    /// after an ambiguous `register`) would say "not applied", and the change land a moment
+    /// later. So, on a new connection, the lost session's server process is ended
+    /// (`pg_terminate_backend`: a transaction still open rolls back; one committing completes
+    /// first) and awaited: once it is gone, its transaction is decided and visible.
+    ///
+    /// Best effort, within [`SETTLE_TIMEOUT`]: when the server cannot be reached either, the
+    /// outcome stays open (the write may still land if the server receives its commit later).
+    /// Nothing here on the hot paths: only a write whose connection broke pays it.
+    pub(crate) fn settle(&self, lost: Conn) {
+        let (pid, started) = lost.backend;
+        self.lost(lost);
+        if pid == 0 {
+            return;
+        }
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        let Ok(mut conn) = self.get() else {
+            return;
+        };
+        // Ends it, then waits until it is gone. A role not allowed to end it (another role's
+        // session behind a pooler) only waits.
+        let mut sql = END_BACKEND;
+        loop {
+            let rows = conn
+                .prepare(sql)
+                .and_then(|stmt| conn.client.query(&stmt, &[&pid, &started]));
+            match rows {
+                Ok(rows) if rows.is_empty() => return,
+                Ok(_) => sql = STILL_THERE,
+                Err(e) if sql == END_BACKEND && e.as_db_error().is_some() => {
+                    sql = STILL_THERE;
+                    continue;
+                }
+                Err(_) => return,
+            }
+            if Instant::now() >= deadline {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Takes back a connection that broke under a call (closed, with every idle one).
+    fn lost(&self, conn: Conn) {
+        self.state.lock().open -= 1;
+        discard(conn);
+        self.discard_idle();
+        self.returned.notify_one();
+    }
+
     /// Closes every idle connection (after one of them, or one in use, was found broken).
     fn discard_idle(&self) {
         let idle = {
@@ -364,6 +456,15 @@ impl Deref for Pooled<'_> {
 impl DerefMut for Pooled<'_> {
     fn deref_mut(&mut self) -> &mut Conn {
         self.conn.as_mut().expect("present until drop")
+    }
+}
+
+impl Pooled<'_> {
+    /// Settles the connection, which broke under a write ([`Pool::settle`]).
+    pub fn settle(mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.pool.settle(conn);
+        }
     }
 }
 

@@ -174,7 +174,7 @@ pub(crate) fn restore(registry: &PostgresWorkerRegistry, mut snapshot: Snapshot)
         .map(|id| *id.as_uuid())
         .collect();
     let given = registry.given();
-    registry.run("restoring a snapshot", |conn| {
+    registry.write("restoring a snapshot", |conn| {
         let mut tx = conn.client.transaction()?;
         tx.batch_execute("LOCK TABLE workers IN SHARE ROW EXCLUSIVE MODE")?;
         let held: i64 = tx.query_one("SELECT count(*) FROM workers", &[])?.get(0);

@@ -28,6 +28,10 @@
 //!    again through the proxy: the call made again answers as the reference did when nothing
 //!    was applied, and as DESIGN.md ("Lost replies", §10 clarifications) documents when it was.
 //!
+//! And [`after_an_ambiguous_register_get_tells_for_good`]: a `COMMIT` that reaches the server
+//! after the client gave up must not land after the `get` that `provision_worker` makes to learn
+//! whether its registration applied.
+//!
 //! Each test prints its row of the outcome table (run with `--nocapture` to see it;
 //! `DROP_POINTS_VERBOSE=1` prints every cut).
 
@@ -763,4 +767,61 @@ fn lease_step_down() {
         retry_ok: ok,
         retry_doc: "Ok (idempotent)",
     });
+}
+
+/// Waits until the server process `pid` is gone (the server is done with its session), within
+/// [`PATIENCE`].
+fn wait_gone(pid: i32) {
+    let mut client = postgres::Client::connect(&support::url(), postgres::NoTls).unwrap();
+    let start = Instant::now();
+    while client
+        .query_opt("SELECT 1 FROM pg_stat_activity WHERE pid = $1", &[&pid])
+        .unwrap()
+        .is_some()
+    {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "server process {pid} still there"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// `provision_worker`'s way out of an ambiguous registration (DESIGN.md §5): `register`
+/// answered `Backend`, so it asks `get` whether the worker is registered, and destroys the
+/// instance when it is not. That answer must be final. Here the connection is lost right after
+/// the client sent its `COMMIT`, which reaches the server 300 ms later (a packet delayed in the
+/// network, a reset racing the write): the server runs it then, unless the registry ended the
+/// lost session first. Before the fix (`Pool::settle`), `get` said "not registered" and the
+/// record appeared 300 ms later: a registered worker whose instance the manager destroys.
+#[test]
+fn after_an_ambiguous_register_get_tells_for_good() {
+    let proxy = Arc::new(Proxy::start(&support::url()));
+    let m = register_method();
+    let r = reference(&proxy, &m);
+    let delay = Duration::from_millis(300);
+    let w = Arc::new(World::new(&proxy));
+    (m.setup)(&w);
+    let result = armed_call(&proxy, &w, &m, Some(r.requests), Cut::Request { delay });
+    assert!(proxy.cut(), "cut at the COMMIT");
+    assert!(is_backend(&result), "{result:?}");
+    let said = w.registry.get(&d()).unwrap().is_some();
+    // The late COMMIT has reached the server (or its closed session), and it is done with it.
+    std::thread::sleep(delay + Duration::from_millis(100));
+    wait_gone(
+        proxy
+            .cut_pid()
+            .expect("the cut connection's server process"),
+    );
+    let is = w.direct.get(&d()).unwrap().is_some();
+    assert_eq!(
+        said, is,
+        "get right after register answered Backend said registered: {said}; it is: {is}"
+    );
+    assert_same(
+        &w.state(),
+        if is { &r.after } else { &r.before },
+        "after the late COMMIT",
+    );
+    registry_common::assert_invariants(&w.direct);
 }

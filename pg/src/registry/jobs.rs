@@ -53,7 +53,7 @@ const RELEASE: &str = "WITH t AS MATERIALIZED (SELECT now_ms($1) AS now), \
 impl PostgresWorkerRegistry {
     pub(super) fn assign(&self, id: &WorkerId, job: JobId) -> Result<Worker> {
         let mut raced = 0;
-        self.run("assigning a job", |conn| {
+        self.write("assigning a job", |conn| {
             let (mut tx, mut cache, before, slot, now) = self.begin_locked(conn, id, false)?;
             if !before.state.accepts_jobs() || before.current_job.is_some() {
                 return Err(Fail::Domain(Error::NotAvailable {
@@ -116,7 +116,7 @@ impl PostgresWorkerRegistry {
     pub(super) fn release(&self, id: &WorkerId, expected_job: Option<&JobId>) -> Result<JobId> {
         let given = self.given();
         let expected = expected_job.map(|j| j.as_str().to_owned());
-        self.run("releasing a job", |conn| {
+        self.write("releasing a job", |conn| {
             let stmt = conn.prepare(RELEASE)?;
             if let Some(row) = conn
                 .client

@@ -87,7 +87,10 @@ const POOL_SIZE: usize = 8;
 ///   the registry passes its clock's `now` (a [`ManualClock`](hodei_workers::ManualClock) in
 ///   tests).
 /// - Never a panic: a failed connection or statement is `Error::Backend` with the cause, and a
-///   failed transaction applies nothing. A call from inside an async runtime (where the
+///   failed transaction applies nothing. A write whose connection is lost once the server has
+///   its `COMMIT` may be applied all the same (its reply lost): it answers `Backend` only once
+///   the server is done with that connection, so a read made after the answer tells which
+///   (docs/DESIGN.md, "Lost replies"). A call from inside an async runtime (where the
 ///   synchronous client cannot block) is `Error::Backend` saying to use a blocking thread.
 ///
 /// # Costs
@@ -303,6 +306,19 @@ impl PostgresWorkerRegistry {
         self.inner.run(doing, &mut op)
     }
 
+    /// As [`run`](Self::run), for a change of the registry's state (a record, a job, the
+    /// events, the grace floor): when its connection is lost under it, the `Backend` answer
+    /// comes once the server is done with that connection ([`Pool::settle`]), so that the
+    /// change is applied or not for good when the caller hears of it, and a read tells which.
+    pub(crate) fn write<T>(
+        &self,
+        doing: &str,
+        mut op: impl FnMut(&mut Conn) -> Step<T>,
+    ) -> Result<T> {
+        self.inner
+            .run_on(&self.inner.pool, doing, &mut op, Settle::Yes)
+    }
+
     /// As [`run`](Self::run), on a connection of the heartbeat pool (asynchronous commit).
     pub(crate) fn run_heartbeat<T>(
         &self,
@@ -310,7 +326,7 @@ impl PostgresWorkerRegistry {
         mut op: impl FnMut(&mut Conn) -> Step<T>,
     ) -> Result<T> {
         self.inner
-            .run_on(&self.inner.heartbeat_pool, doing, &mut op)
+            .run_on(&self.inner.heartbeat_pool, doing, &mut op, Settle::No)
     }
 }
 
@@ -320,7 +336,7 @@ impl Inner {
         doing: &str,
         op: &mut dyn FnMut(&mut Conn) -> Step<T>,
     ) -> Result<T> {
-        self.run_on(&self.pool, doing, op)
+        self.run_on(&self.pool, doing, op, Settle::No)
     }
 
     fn run_on<T>(
@@ -328,6 +344,7 @@ impl Inner {
         pool: &Pool,
         doing: &str,
         op: &mut dyn FnMut(&mut Conn) -> Step<T>,
+        settle: Settle,
     ) -> Result<T> {
         guard(|| {
             let mut conn = pool.get()?;
@@ -338,11 +355,24 @@ impl Inner {
                     Err(Fail::Domain(e)) => return Err(e),
                     Err(Fail::Retry) => {}
                     Err(Fail::Db(e)) if is_retryable(&e) && attempt < 3 => attempt += 1,
-                    Err(Fail::Db(e)) => return Err(DbError::from(e).backend(doing)),
+                    Err(Fail::Db(e)) => {
+                        if settle == Settle::Yes && conn.client.is_closed() {
+                            conn.settle();
+                        }
+                        return Err(DbError::from(e).backend(doing));
+                    }
                 }
             }
         })
     }
+}
+
+/// Whether a call whose connection is lost under it waits for the server to be done with it
+/// before it answers ([`PostgresWorkerRegistry::write`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settle {
+    Yes,
+    No,
 }
 
 #[allow(dead_code)]

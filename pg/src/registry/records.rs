@@ -88,7 +88,7 @@ impl PostgresWorkerRegistry {
         let max_jobs = spec.max_jobs.map(i64::from);
         // The pool the worker counts in (`pool_counts`, kept by triggers on `workers`).
         let pool = spec.labels.get(POOL_LABEL);
-        let (key, now): (String, i64) = self.run("registering a worker", |conn| {
+        let (key, now): (String, i64) = self.write("registering a worker", |conn| {
             let (mut tx, mut cache) = self.begin_registering(conn, &id)?;
             let insert = cache.prepare(
                 &mut tx,
@@ -154,7 +154,7 @@ impl PostgresWorkerRegistry {
         id: &WorkerId,
         reason: TerminationReason,
     ) -> Result<Worker> {
-        self.run("unregistering a worker", |conn| {
+        self.write("unregistering a worker", |conn| {
             let (mut tx, mut cache, worker, slot, now) = self.begin_locked(conn, id, true)?;
             let mut events = Vec::new();
             if let Some(job) = &worker.current_job {
@@ -202,7 +202,7 @@ impl PostgresWorkerRegistry {
         guard: Option<&TransitionGuard>,
         to: WorkerState,
     ) -> Result<Option<Transitioned>> {
-        self.run("changing a worker's state", |conn| {
+        self.write("changing a worker's state", |conn| {
             let (mut tx, mut cache, before, slot, now) = self.begin_locked(conn, id, false)?;
             let from = before.state;
             if let Some(guard) = guard {

@@ -194,7 +194,7 @@ impl WorkerRegistry for PostgresWorkerRegistry {
     }
 
     fn grant_grace(&self, since: Timestamp) -> Result<()> {
-        self.run("granting grace", |conn| {
+        self.write("granting grace", |conn| {
             let (mut tx, mut cache) = self.begin(conn)?;
             let stmt = cache.prepare(
                 &mut tx,
@@ -226,7 +226,7 @@ impl WorkerRegistry for PostgresWorkerRegistry {
         let given = self.given();
         let event = event_texts(std::slice::from_ref(&kind));
         let worker = kind.worker_id().map(|w| *w.as_uuid());
-        self.run("publishing an event", |conn| {
+        self.write("publishing an event", |conn| {
             let (mut tx, mut cache) = self.begin(conn)?;
             // An event about a worker needs the worker: its row is locked (KEY SHARE, which
             // `unregister`'s FOR UPDATE waits for) before the seq is taken, so the event can
