@@ -363,9 +363,11 @@ impl Pool {
     /// (`pg_terminate_backend`: a transaction still open rolls back; one committing completes
     /// first) and awaited: once it is gone, its transaction is decided and visible.
     ///
-    /// Best effort, within [`SETTLE_TIMEOUT`]: when the server cannot be reached either, the
-    /// outcome stays open (the write may still land if the server receives its commit later).
-    /// Nothing here on the hot paths: only a write whose connection broke pays it.
+    /// Best effort: the connection is had as any checkout has one (within the connect and
+    /// checkout timeouts), then the process is waited for within [`SETTLE_TIMEOUT`]. When the
+    /// server cannot be reached, the outcome stays open (the write may still land if the server
+    /// receives its commit later). Nothing here on the hot paths: only a write whose connection
+    /// broke pays it.
     pub(crate) fn settle(&self, lost: Conn) {
         let (pid, started) = lost.backend;
         self.lost(lost);
