@@ -216,7 +216,7 @@ pub(crate) fn heartbeat_many(
         let every: Vec<uuid::Uuid> = ids.iter().map(|id| *id.as_uuid()).collect();
         // `None`: every id was found (the usual answer, without a set built from the reply).
         let found: Option<Vec<uuid::Uuid>> = if events {
-            registry.run("recording heartbeats", |conn| {
+            registry.write("recording heartbeats", |conn| {
                 let stmt = conn.prepare(MANY_WITH_EVENTS)?;
                 let rows = conn.client.query(&stmt, &[&uuids, &given, &every])?;
                 Ok(Some(rows.iter().map(|r| r.get(0)).collect()))

@@ -319,14 +319,14 @@ impl PostgresWorkerRegistry {
             .run_on(&self.inner.pool, doing, &mut op, Settle::Yes)
     }
 
-    /// As [`run`](Self::run), on a connection of the heartbeat pool (asynchronous commit).
+    /// As [`write`](Self::write), on a connection of the heartbeat pool (asynchronous commit).
     pub(crate) fn run_heartbeat<T>(
         &self,
         doing: &str,
         mut op: impl FnMut(&mut Conn) -> Step<T>,
     ) -> Result<T> {
         self.inner
-            .run_on(&self.inner.heartbeat_pool, doing, &mut op, Settle::No)
+            .run_on(&self.inner.heartbeat_pool, doing, &mut op, Settle::Yes)
     }
 }
 
