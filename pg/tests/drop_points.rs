@@ -33,7 +33,11 @@
 //! whether its registration applied.
 //!
 //! Each test prints its row of the outcome table (run with `--nocapture` to see it;
-//! `DROP_POINTS_VERBOSE=1` prints every cut).
+//! `DROP_POINTS_VERBOSE=1` prints every cut). A row may differ from run to run at two places,
+//! both allowed: the client library sends a statement's execute as soon as its prepare is
+//! described, before the prepare's `ReadyForQuery`, so a cut there races with an execute already
+//! on its way (an autocommitted write then applies, answered `Backend`); and a close right after
+//! the last answer reaches the client with it or just after it (`Backend` or `Ok`).
 
 mod support;
 
