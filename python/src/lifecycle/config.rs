@@ -185,20 +185,9 @@ macro_rules! config_getters {
                 py: Python<'_>,
                 name: &Bound<'_, pyo3::types::PyString>,
             ) -> PyResult<Py<PyAny>> {
-                // A name that is not text (a lone surrogate) names no field: AttributeError,
-                // so that hasattr() answers False as for any object.
-                let Ok(name) = name.to_str() else {
-                    return Err(pyo3::exceptions::PyAttributeError::new_err(format!(
-                        "'LifecycleConfig' object has no attribute {}",
-                        name.repr()?
-                    )));
-                };
-                match config_fields(&self.inner).get(name).filter(|_| !name.starts_with("__")) {
-                    Some(value) => crate::lifecycle::json_to_py(py, value),
-                    None => Err(pyo3::exceptions::PyAttributeError::new_err(format!(
-                        "'LifecycleConfig' object has no attribute '{name}'"
-                    ))),
-                }
+                crate::lifecycle::serde_attribute(py, "LifecycleConfig", name, || {
+                    Ok(config_fields(&self.inner))
+                })
             }
 
             fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {

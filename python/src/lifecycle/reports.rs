@@ -79,28 +79,9 @@ macro_rules! report_class {
                 py: Python<'_>,
                 name: &Bound<'_, pyo3::types::PyString>,
             ) -> PyResult<Py<PyAny>> {
-                // A name that is not text (a lone surrogate) names no field: AttributeError,
-                // so that hasattr() answers False as for any object.
-                let Ok(name) = name.to_str() else {
-                    return Err(pyo3::exceptions::PyAttributeError::new_err(format!(
-                        "'{}' object has no attribute {}",
-                        stringify!($Name),
-                        name.repr()?
-                    )));
-                };
-                let fields = if name.starts_with("__") {
-                    serde_json::Map::new()
-                } else {
-                    $crate::lifecycle::serde_fields(serde_json::to_value(&self.inner))?
-                };
-                match fields.get(name) {
-                    Some(value) => $crate::lifecycle::json_to_py(py, value),
-                    None => Err(pyo3::exceptions::PyAttributeError::new_err(format!(
-                        "'{}' object has no attribute '{}'",
-                        stringify!($Name),
-                        name
-                    ))),
-                }
+                $crate::lifecycle::serde_attribute(py, stringify!($Name), name, || {
+                    $crate::lifecycle::serde_fields(serde_json::to_value(&self.inner))
+                })
             }
 
             fn __dir__(slf: &Bound<'_, Self>) -> PyResult<Vec<String>> {
@@ -135,6 +116,33 @@ macro_rules! report_class {
 }
 
 pub(crate) use report_class;
+
+/// `__getattr__` of a class that reads the attributes it has no getter for from its serde form
+/// (`fields`, made only when asked): the field `name` as its Python value, or the
+/// `AttributeError` Python raises for a missing attribute. A dunder names no field, nor does a
+/// name that is not text (a lone surrogate), so that `hasattr` answers False as for any object.
+pub(crate) fn serde_attribute(
+    py: Python<'_>,
+    class: &str,
+    name: &Bound<'_, pyo3::types::PyString>,
+    fields: impl FnOnce() -> PyResult<serde_json::Map<String, serde_json::Value>>,
+) -> PyResult<Py<PyAny>> {
+    let missing = |shown: String| {
+        pyo3::exceptions::PyAttributeError::new_err(format!(
+            "'{class}' object has no attribute {shown}"
+        ))
+    };
+    let Ok(text) = name.to_str() else {
+        return Err(missing(name.repr()?.to_string()));
+    };
+    if text.starts_with("__") {
+        return Err(missing(format!("'{text}'")));
+    }
+    match fields()?.get(text) {
+        Some(value) => json_to_py(py, value),
+        None => Err(missing(format!("'{text}'"))),
+    }
+}
 
 /// The fields of a report's serde form (`serde_json::to_value` of it: a report is a struct, so
 /// an object), by name (not in the struct's order).
