@@ -43,6 +43,8 @@ mod support;
 
 #[path = "support/backend.rs"]
 mod backend;
+#[path = "../../core/tests/support/invariants.rs"]
+mod invariants;
 #[path = "support/proxy.rs"]
 mod proxy;
 #[path = "../../core/tests/registry/common.rs"]

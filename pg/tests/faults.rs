@@ -12,6 +12,8 @@
 //! The restart tests own a throwaway server (`scripts/pg-tmp.sh start`, as `make test` does);
 //! the killed connection runs on `HODEI_PG_URL`.
 
+#[path = "../../core/tests/support/invariants.rs"]
+mod invariants;
 mod support;
 
 use std::collections::HashMap;
@@ -89,33 +91,11 @@ fn ready(registry: &dyn WorkerRegistry) -> WorkerId {
     id
 }
 
-fn sorted(registry: &dyn WorkerRegistry) -> Vec<Worker> {
-    let mut all = registry.find(&WorkerFilter::new()).unwrap();
-    all.sort_by_key(|w| w.id);
-    all
-}
-
-/// The invariants of DESIGN.md §3 and `stats()` against a recount.
+/// The invariants of DESIGN.md §3 and `stats()` against a recount (the conformance suite's
+/// checker); the workers sorted by id.
 fn assert_consistent(registry: &dyn WorkerRegistry) -> Vec<Worker> {
-    let all = sorted(registry);
-    let mut holders: HashMap<&JobId, WorkerId> = HashMap::new();
-    for w in &all {
-        match &w.current_job {
-            Some(j) => {
-                assert!(
-                    matches!(w.state, WorkerState::Busy | WorkerState::Draining),
-                    "{w:?}"
-                );
-                assert!(holders.insert(j, w.id).is_none(), "{j} held twice");
-            }
-            None => assert_ne!(w.state, WorkerState::Busy, "{w:?}"),
-        }
-    }
-    assert_eq!(
-        registry.stats().unwrap(),
-        WorkerRegistryStats::recount(&all)
-    );
-    assert_eq!(registry.count().unwrap(), all.len());
+    let mut all = invariants::assert_invariants(registry);
+    all.sort_by_key(|w| w.id);
     all
 }
 

@@ -4,7 +4,6 @@
 //! crate's tests include this file as it is.
 #![allow(dead_code)] // each test crate uses a different part of it
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use hodei_workers::*;
@@ -12,6 +11,7 @@ use hodei_workers::*;
 /// Where the manual clock starts: far enough from zero that `now - timeout` never saturates.
 pub const T0: Timestamp = 1_700_000_000_000;
 
+pub use crate::invariants::assert_invariants;
 pub use crate::test_registry::TestRegistry;
 
 /// A fresh, empty registry of the backend under test on a manual clock reading [`T0`].
@@ -103,48 +103,6 @@ pub fn in_state(
     }
     assert_eq!(registry.get(&id).unwrap().unwrap().state, state);
     id
-}
-
-/// Checks the invariants of DESIGN.md §3 on the whole registry, and that `stats()` and
-/// `count()` equal a recount of `find(&WorkerFilter::new())`. Call it when no other thread is
-/// changing the registry.
-pub fn assert_invariants(registry: &dyn WorkerRegistry) -> Vec<Worker> {
-    let all = registry.find(&WorkerFilter::new()).expect("find");
-    let mut holders: HashMap<&JobId, WorkerId> = HashMap::new();
-    for w in &all {
-        match &w.current_job {
-            Some(job) => {
-                assert!(
-                    matches!(w.state, WorkerState::Busy | WorkerState::Draining),
-                    "invariant 1: {} holds {job} in {}",
-                    w.id,
-                    w.state
-                );
-                if let Some(other) = holders.insert(job, w.id) {
-                    panic!("invariant 2: {job} held by {other} and {}", w.id);
-                }
-            }
-            None => assert_ne!(
-                w.state,
-                WorkerState::Busy,
-                "invariant 1: {} busy without a job",
-                w.id
-            ),
-        }
-        assert_eq!(w.handle.worker_id, w.id, "record under its own id");
-        if w.state == WorkerState::Ready {
-            assert!(w.idle_since.is_some(), "{} ready without idle_since", w.id);
-        }
-        assert_eq!(registry.get(&w.id).unwrap().as_ref(), Some(w));
-    }
-    let stats = registry.stats().expect("stats");
-    assert_eq!(
-        stats,
-        WorkerRegistryStats::recount(&all),
-        "invariant 4: stats equal a recount"
-    );
-    assert_eq!(registry.count().unwrap(), all.len());
-    all
 }
 
 /// The kinds of the events queued on `sub`, in order.

@@ -11,6 +11,8 @@
 
 mod backend;
 mod common;
+#[path = "../support/invariants.rs"]
+mod invariants;
 #[path = "../support/test_registry.rs"]
 mod test_registry;
 

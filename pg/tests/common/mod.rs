@@ -66,24 +66,8 @@ pub fn kinds(sub: &Subscription) -> Vec<EventKind> {
     sub.drain().into_iter().map(|e| e.kind).collect()
 }
 
-/// Invariants 1, 2 and 4 over the whole registry.
-pub fn assert_invariants(registry: &dyn WorkerRegistry) -> Vec<Worker> {
-    let all = registry.find(&WorkerFilter::new()).unwrap();
-    let mut jobs = std::collections::HashSet::new();
-    for w in &all {
-        match &w.current_job {
-            Some(j) => {
-                assert!(matches!(w.state, WorkerState::Busy | WorkerState::Draining));
-                assert!(jobs.insert(j.clone()), "job {j} held twice");
-            }
-            None => assert_ne!(w.state, WorkerState::Busy),
-        }
-        assert_eq!(registry.get(&w.id).unwrap().as_ref(), Some(w));
-    }
-    assert_eq!(
-        registry.stats().unwrap(),
-        WorkerRegistryStats::recount(&all)
-    );
-    assert_eq!(registry.count().unwrap(), all.len());
-    all
-}
+/// The invariants of DESIGN.md §3 over the whole registry: the conformance suite's checker.
+#[path = "../../../core/tests/support/invariants.rs"]
+mod invariants;
+#[allow(unused_imports)] // as the module's dead code: not every test crate checks them
+pub use invariants::assert_invariants;
