@@ -167,3 +167,20 @@ def test_dropping_a_registry_with_a_live_subscription_releases_the_gil() -> None
         assert subscription.recv(0) is None
     finally:
         hw.Registry.drop_postgres(pg_url(), name=name)
+
+
+def test_dropping_a_manager_that_keeps_the_last_registry_handle_releases_the_gil() -> None:
+    # The manager keeps its registry alive: dropping it drops the registry's last handle,
+    # which reads its subscriptions' events to the end (a round trip).
+    name = f"py_{os.getpid()}_gil_manager"
+    hw.Registry.drop_postgres(pg_url(), name=name)
+    try:
+        registry = hw.Registry.postgres(pg_url(), name=name)
+        subscription = registry.subscribe()
+        managers = [hw.LifecycleManager(registry)]
+        del registry
+        subscription.drain()
+        assert_releases_the_gil(managers.clear)
+        assert subscription.recv(0) is None
+    finally:
+        hw.Registry.drop_postgres(pg_url(), name=name)
