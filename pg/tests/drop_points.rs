@@ -53,7 +53,6 @@ mod registry_common;
 mod test_registry;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -292,19 +291,6 @@ enum Outcome {
     AppliedBackend,
 }
 
-/// Runs `f` on a thread of its own, within [`PATIENCE`] (a hang is a failure, not a stuck run).
-fn bounded<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
-    });
-    match rx.recv_timeout(PATIENCE) {
-        Ok(Ok(v)) => v,
-        Ok(Err(panic)) => std::panic::resume_unwind(panic),
-        Err(_) => panic!("{what}: no answer within {PATIENCE:?}"),
-    }
-}
-
 /// Runs the call of `m` on `w`, through the proxy armed to cut at `k` as `how` (`None`: only
 /// counting).
 fn armed_call(
@@ -317,7 +303,7 @@ fn armed_call(
     std::thread::sleep(IDLE);
     proxy.arm_cut(k, how);
     let (world, call) = (Arc::clone(w), m.call);
-    let result = bounded(m.name, move || call(&world));
+    let result = support::bounded(m.name, PATIENCE, move || call(&world));
     proxy.disarm();
     result
 }
@@ -431,7 +417,7 @@ fn one_cut(proxy: &Arc<Proxy>, m: &Method, r: &Reference, k: u64, how: Cut) -> O
     // applied and said so).
     let again = match outcome {
         AppliedOk => text(w.registry.get(&a())),
-        _ => bounded(m.name, {
+        _ => support::bounded(m.name, PATIENCE, {
             let (world, call) = (Arc::clone(&w), m.call);
             move || call(&world)
         }),

@@ -33,7 +33,6 @@ mod support;
 #[path = "support/proxy.rs"]
 mod proxy;
 
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -187,19 +186,6 @@ fn run(
     (got, want, seen, requests)
 }
 
-/// Runs `f` on a thread of its own, within [`PATIENCE`] (a hang is a failure, not a stuck run).
-fn bounded<T: Send + 'static>(what: String, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
-    });
-    match rx.recv_timeout(PATIENCE) {
-        Ok(Ok(v)) => v,
-        Ok(Err(panic)) => std::panic::resume_unwind(panic),
-        Err(_) => panic!("{what}: no answer within {PATIENCE:?}"),
-    }
-}
-
 #[test]
 fn a_cut_reader_loses_and_repeats_no_event() {
     let started = Instant::now();
@@ -219,7 +205,7 @@ fn a_cut_reader_loses_and_repeats_no_event() {
     let judged = |what: String, reconnect: bool, cut: Option<(u64, Cut)>| {
         let (w, p) = (Arc::clone(&world), Arc::clone(&proxy));
         let (got, want, seen, requests) =
-            bounded(what.clone(), move || run(&w, &p, reconnect, cut));
+            support::bounded(&what, PATIENCE, move || run(&w, &p, reconnect, cut));
         let seqs: Vec<u64> = got.iter().map(|e| e.0).collect();
         assert_eq!(
             seqs, want,

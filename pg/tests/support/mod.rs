@@ -1,10 +1,11 @@
 //! What the PostgreSQL tests share: the server to use (`HODEI_PG_URL`, set by `make test`), a
-//! unique registry name (schema) per registry, and registries whose schema is dropped when
-//! the last handle is gone.
+//! unique registry name (schema) per registry, registries whose schema is dropped when the
+//! last handle is gone, and a bound on how long a call under test may take.
 #![allow(dead_code)] // each test binary uses a different part of it
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use hodei_workers::Clock;
 use hodei_workers_postgres::PostgresWorkerRegistry;
@@ -65,5 +66,23 @@ impl SchemaGuard {
 impl Drop for SchemaGuard {
     fn drop(&mut self) {
         drop_schema(&self.url, &self.name)
+    }
+}
+
+/// Runs `f` on a thread of its own and waits at most `patience` for it: a hang fails the test,
+/// naming `what`, instead of leaving the run stuck; a panic of `f` is resumed here.
+pub fn bounded<T: Send + 'static>(
+    what: &str,
+    patience: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+    });
+    match rx.recv_timeout(patience) {
+        Ok(Ok(v)) => v,
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(_) => panic!("{what}: no answer within {patience:?}"),
     }
 }
