@@ -252,19 +252,37 @@ fn expect_status(name: &str, status: hw_status, allowed: &[hw_status], input: &[
         last_error(),
         String::from_utf8_lossy(&input[..input.len().min(300)])
     );
-    let message = if status == hw_status::HwOk {
-        String::new()
-    } else {
-        last_error()
-    };
-    REFUSAL.with(|r| *r.borrow_mut() = message.clone());
     if status == hw_status::HwOk {
+        REFUSAL.with(|r| r.borrow_mut().clear());
         ACCEPTED.with(|a| a.set(a.get() + 1));
-    }
-    if status != hw_status::HwOk {
+    } else {
+        let message = last_error();
+        REFUSAL.with(|r| *r.borrow_mut() = message.clone());
         prop_assert!(message.starts_with(name), "{name}: message {message:?}");
     }
     Ok(())
+}
+
+/// For an entry point that reads or refuses (`HW_OK` or `HW_ERR_INVALID_ARGUMENT`) and writes
+/// `out` only on success: the status ([`expect_status`]) and, on a refusal, `out` untouched
+/// (still the [`sentinel`]). Whether the input was read.
+fn read_or_refused<T>(
+    name: &str,
+    status: hw_status,
+    out: *mut T,
+    input: &[u8],
+) -> Result<bool, TestCaseError> {
+    expect_status(
+        name,
+        status,
+        &[hw_status::HwOk, hw_status::HwErrInvalidArgument],
+        input,
+    )?;
+    if status != hw_status::HwOk {
+        prop_assert_eq!(out, sentinel());
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 fn spec_from_json(fx: &Fixture, input: &[u8]) -> Check {
@@ -272,15 +290,7 @@ fn spec_from_json(fx: &Fixture, input: &[u8]) -> Check {
     let text = c_text(input);
     let mut out: *mut hw_worker_spec = sentinel();
     let status = hw_worker_spec_from_json(text.as_ptr().cast(), &mut out);
-    let name = "hw_worker_spec_from_json";
-    expect_status(
-        name,
-        status,
-        &[hw_status::HwOk, hw_status::HwErrInvalidArgument],
-        &text,
-    )?;
-    if status != hw_status::HwOk {
-        prop_assert_eq!(out, sentinel());
+    if !read_or_refused("hw_worker_spec_from_json", status, out, &text)? {
         return Ok(());
     }
     let mut json = ptr::null_mut();
@@ -301,15 +311,7 @@ fn manager_from_json(fx: &Fixture, input: &[u8]) -> Check {
     let text = c_text(input);
     let mut out: *mut hw_manager = sentinel();
     let status = hw_manager_new_from_json(fx.registry, text.as_ptr().cast(), &mut out);
-    let name = "hw_manager_new_from_json";
-    expect_status(
-        name,
-        status,
-        &[hw_status::HwOk, hw_status::HwErrInvalidArgument],
-        &text,
-    )?;
-    if status != hw_status::HwOk {
-        prop_assert_eq!(out, sentinel());
+    if !read_or_refused("hw_manager_new_from_json", status, out, &text)? {
         return Ok(());
     }
     // SAFETY: made by the library above, freed below.
@@ -376,15 +378,7 @@ fn plan_pools(fx: &Fixture, input: &[u8]) -> Check {
     let text = c_text(input);
     let mut out: *mut c_char = sentinel();
     let status = hw_manager_plan_pools_json(fx.pools, text.as_ptr().cast(), &mut out);
-    let name = "hw_manager_plan_pools_json";
-    expect_status(
-        name,
-        status,
-        &[hw_status::HwOk, hw_status::HwErrInvalidArgument],
-        &text,
-    )?;
-    if status != hw_status::HwOk {
-        prop_assert_eq!(out, sentinel());
+    if !read_or_refused("hw_manager_plan_pools_json", status, out, &text)? {
         return Ok(());
     }
     let plan = take_string(out);
@@ -407,15 +401,7 @@ fn tick_demand(fx: &Fixture, input: &[u8]) -> Check {
     let text = c_text(input);
     let mut out: *mut hw_report = sentinel();
     let status = hw_manager_tick_demand(fx.ticks, text.as_ptr().cast(), &mut out);
-    let name = "hw_manager_tick_demand";
-    expect_status(
-        name,
-        status,
-        &[hw_status::HwOk, hw_status::HwErrInvalidArgument],
-        &text,
-    )?;
-    if status != hw_status::HwOk {
-        prop_assert_eq!(out, sentinel());
+    if !read_or_refused("hw_manager_tick_demand", status, out, &text)? {
         return Ok(());
     }
     // SAFETY: a report the library made.
