@@ -4,7 +4,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use hodei_workers::Error;
-use postgres::error::SqlState;
+use postgres::error::{Severity, SqlState};
 
 /// What a failed database call was, as far as the registry cares.
 #[derive(Debug)]
@@ -59,6 +59,19 @@ pub(crate) fn describe(e: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Whether `e` ended its connection's session: the connection is closed, or the server sent an
+/// error of severity `FATAL` or `PANIC` (it closes the connection after sending one, and the
+/// client may not have read the close yet: `Client::is_closed` can still say no).
+pub(crate) fn ends_session(e: &postgres::Error) -> bool {
+    e.is_closed()
+        || e.as_db_error().is_some_and(|db| {
+            matches!(
+                db.parsed_severity(),
+                Some(Severity::Fatal | Severity::Panic)
+            )
+        })
 }
 
 /// Whether a failed statement may be retried as a whole: the server rolled the transaction

@@ -49,7 +49,7 @@ use hodei_workers::{Clock, Error, LeaderInfo, Leadership, LeaseStatus, Result, T
 use parking_lot::Mutex;
 use tokio_postgres::{Client, NoTls, Row};
 
-use crate::error::{describe, guard};
+use crate::error::{describe, ends_session, guard};
 use crate::pool::quote_ident;
 use crate::registry::PostgresWorkerRegistry;
 use crate::sql::{db_ts, dur_ms, ts};
@@ -274,18 +274,19 @@ impl PostgresLeadership {
                 .runtime
                 .block_on(async { tokio::time::timeout_at(deadline.into(), op(client)).await });
             conn.last_used = Instant::now();
-            let result = match outcome {
+            let e = match outcome {
                 Ok(Ok(value)) => return Ok(value),
-                Ok(Err(e)) => format!("lease: {doing}: {}", describe(&e)),
+                Ok(Err(e)) => e,
                 Err(_) => {
                     discard(slot.take().expect("used above"));
                     return Err(self.no_answer(doing));
                 }
             };
-            if conn.client.is_closed() {
+            // A session the server ended is not used again (it may not look closed yet).
+            if ends_session(&e) || conn.client.is_closed() {
                 discard(slot.take().expect("used above"));
             }
-            Err(Error::Backend(result))
+            Err(Error::Backend(format!("lease: {doing}: {}", describe(&e))))
         })
     }
 }

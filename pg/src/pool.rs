@@ -468,6 +468,13 @@ impl Pooled<'_> {
             self.pool.settle(conn);
         }
     }
+
+    /// Closes the connection, which broke under a read, with the pool's idle ones.
+    pub fn lose(mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.pool.lost(conn);
+        }
+    }
 }
 
 impl Drop for Pooled<'_> {

@@ -515,7 +515,12 @@ fn a_connection_killed_inside_a_transaction_applies_nothing() {
 
     let call = {
         let registry = Arc::clone(&registry);
-        std::thread::spawn(move || registry.unregister(&busy, TerminationReason::Requested))
+        // Then, at once, a read: the killed session's connection, used a moment ago (so not
+        // probed), must not be handed out again.
+        std::thread::spawn(move || {
+            let result = registry.unregister(&busy, TerminationReason::Requested);
+            (result, registry.find(&WorkerFilter::new()))
+        })
     };
     let mut killer = postgres::Client::connect(&guard.url, postgres::NoTls).unwrap();
     let victim = blocked_writer(&mut killer);
@@ -526,15 +531,14 @@ fn a_connection_killed_inside_a_transaction_applies_nothing() {
     assert!(killed);
     tx.rollback().unwrap();
 
-    let result = call.join().expect("the call returns, never panics");
+    let (result, after) = call.join().expect("the call returns, never panics");
     assert!(
         is_backend(&result),
         "a killed connection is Error::Backend: {result:?}"
     );
 
     // Nothing of the unregister remains: the record, the counters, the events.
-    let after = wait_until_ok(|| registry.find(&WorkerFilter::new()));
-    let mut after = after;
+    let mut after = after.expect("the read right after the killed call");
     after.sort_by_key(|w| w.id);
     assert_eq!(after, before, "the killed transaction applied nothing");
     assert_consistent(&*registry);

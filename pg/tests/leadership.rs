@@ -162,6 +162,62 @@ fn a_killed_connection_is_replaced_before_the_next_call_sends_anything() {
     assert_eq!(held(lease.acquire_or_renew(Some(1)).unwrap()).term, 1);
 }
 
+/// A lease call whose session the server ends under it (an administrator's
+/// `pg_terminate_backend` while the renewal waits for a row lock) gets an error of severity
+/// `FATAL` before the client reads the close: the connection must not be used again, though
+/// it was used a moment ago (the next call made at once would otherwise fail too).
+#[test]
+fn a_session_ended_under_a_call_is_not_used_by_the_next() {
+    let (_clock, registry, schema) = registry("lease_fatal");
+    let lease = Arc::new(registry.leadership("a", TTL).unwrap());
+    let term = held(lease.acquire_or_renew(None).unwrap()).term;
+    let backend = lease_backend(&schema);
+    let mut holder = postgres::Client::connect(&url(), postgres::NoTls).unwrap();
+    let mut hold = holder.transaction().unwrap();
+    hold.execute(
+        &format!(
+            "SELECT 1 FROM \"{}\".manager_leases FOR UPDATE",
+            schema.0.replace('"', "\"\"")
+        ),
+        &[],
+    )
+    .unwrap();
+    let renewing = Arc::clone(&lease);
+    let calls = std::thread::spawn(move || {
+        let first = renewing.acquire_or_renew(Some(term));
+        (first, renewing.acquire_or_renew(Some(term)))
+    });
+    let mut admin = postgres::Client::connect(&url(), postgres::NoTls).unwrap();
+    let waiting = Instant::now();
+    while admin
+        .query(
+            "SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'",
+            &[&backend],
+        )
+        .unwrap()
+        .is_empty()
+    {
+        assert!(
+            waiting.elapsed() < TTL / 3,
+            "the renewal never waited for the lock"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    admin
+        .execute("SELECT pg_terminate_backend($1)", &[&backend])
+        .unwrap();
+    hold.rollback().unwrap();
+    let (first, second) = calls.join().unwrap();
+    assert!(
+        matches!(&first, Err(Error::Backend(_))),
+        "the renewal whose session ended: {first:?}"
+    );
+    assert_eq!(
+        held(second.expect("the next call, on a new connection")).term,
+        term
+    );
+}
+
 /// Sends `sig` to process `pid`.
 fn signal(pid: i32, sig: &str) {
     let ok = Command::new("kill")

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use hodei_workers::{Clock, Error, Result, SystemClock, Timestamp};
 
-use crate::error::{guard, is_retryable, DbError};
+use crate::error::{ends_session, guard, is_retryable, DbError};
 use crate::heartbeat::Coalescer;
 use crate::pool::{Conn, Pool};
 use crate::schema;
@@ -356,8 +356,13 @@ impl Inner {
                     Err(Fail::Retry) => {}
                     Err(Fail::Db(e)) if is_retryable(&e) && attempt < 3 => attempt += 1,
                     Err(Fail::Db(e)) => {
-                        if settle == Settle::Yes && conn.client.is_closed() {
-                            conn.settle();
+                        // A session that ended never goes back to the pool (its next call
+                        // would fail at once), and a write waits for it to be settled.
+                        if ends_session(&e) || conn.client.is_closed() {
+                            match settle {
+                                Settle::Yes => conn.settle(),
+                                Settle::No => conn.lose(),
+                            }
                         }
                         return Err(DbError::from(e).backend(doing));
                     }
