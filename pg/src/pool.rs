@@ -121,12 +121,15 @@ impl Conn {
         let answers = client
             .simple_query(&format!(
                 "SET search_path TO {}; SET application_name = 'hodei-workers'; SET jit = off; \
-                 {session}; {BACKEND}",
-                quote_ident(schema)
+                 {}; {session}; {BACKEND}",
+                quote_ident(schema),
+                bound_stalls()
             ))
             .map_err(|e| describe(&e))?;
+        // The last row is `BACKEND`'s (the bound's statement may answer one before it).
         let backend = answers
             .iter()
+            .rev()
             .find_map(|m| match m {
                 postgres::SimpleQueryMessage::Row(row) => Some((
                     row.get(0).and_then(|pid| pid.parse().ok()).unwrap_or(0),
@@ -162,6 +165,31 @@ impl Conn {
     pub fn forget_statements(&mut self) {
         self.statements.clear();
     }
+}
+
+/// How long the server lets a session of the registry sit idle inside a transaction before it
+/// ends the session (`idle_in_transaction_session_timeout`), rolling the transaction back.
+///
+/// Why: a transaction of this crate never waits for anything but the server between its
+/// statements, so a session idle inside one belongs to a client that stopped in the middle of
+/// a write (a frozen process, a paused VM, a network gone dark), and the server cannot tell
+/// it from a live one: the socket stays open (over TCP, until the server's keepalives give up,
+/// two hours by default; on a Unix socket, for ever). Meanwhile the transaction holds the
+/// worker's row lock, which every other replica's change of that worker waits for, and the
+/// outbox's, whose seq every subscriber waits out. This bounds that wait. The stopped call,
+/// if its client comes back, answers `Backend` with nothing applied
+/// (`pg/tests/stalled_write.rs`).
+pub(crate) const STALLED_TRANSACTION: Duration = Duration::from_secs(10);
+
+/// Sets the session's `idle_in_transaction_session_timeout` to [`STALLED_TRANSACTION`] unless
+/// it is set already (by the server's configuration, the database, the role, or the
+/// connection string's `options`): a bound chosen there is kept.
+fn bound_stalls() -> String {
+    format!(
+        "SELECT set_config('idle_in_transaction_session_timeout', '{}ms', false) \
+         WHERE current_setting('idle_in_transaction_session_timeout') = '0'",
+        STALLED_TRANSACTION.as_millis()
+    )
 }
 
 /// The server process of the session: its pid and `backend_start` (see [`Conn::backend`]).
@@ -538,6 +566,33 @@ mod tests {
         assert_eq!(
             config.get_tcp_user_timeout(),
             Some(&Duration::from_millis(250))
+        );
+    }
+
+    /// Every session bounds a transaction left idle ([`STALLED_TRANSACTION`]) unless something
+    /// before it set a bound: here the connection string's `options`; the server, the database
+    /// and the role set it the same way, as the session's value before ours.
+    #[test]
+    fn a_session_bounds_stalled_transactions_unless_a_bound_is_set_already() {
+        let url = std::env::var("HODEI_PG_URL")
+            .expect("HODEI_PG_URL: the PostgreSQL tests need a server (see pg/tests/support)");
+        let bound = |options: Option<&str>| -> String {
+            let mut config: postgres::Config = url.parse().unwrap();
+            if let Some(options) = options {
+                config.options(options);
+            }
+            let mut conn = Conn::open(&config, "public").unwrap();
+            let row = conn
+                .client
+                .query_one("SHOW idle_in_transaction_session_timeout", &[])
+                .unwrap();
+            assert!(conn.backend.0 > 0, "the session's process is still read");
+            row.get(0)
+        };
+        assert_eq!(bound(None), "10s");
+        assert_eq!(
+            bound(Some("-c idle_in_transaction_session_timeout=1500ms")),
+            "1500ms"
         );
     }
 }

@@ -43,19 +43,22 @@ pub(crate) fn snapshot(registry: &PostgresWorkerRegistry) -> Result<Snapshot> {
             &format!("SELECT {W_COLS} FROM workers w ORDER BY w.created_at, w.id"),
             &[],
         )?;
+        let retired = tx.query(RETIRED_IDS, &[])?;
+        // Committed before the rows are decoded: a large fleet's decoding would otherwise
+        // keep the session idle inside the transaction, which the server ends past
+        // `STALLED_TRANSACTION` (`pool.rs`).
+        tx.commit()?;
         let workers = rows
             .iter()
             .map(|r| specs.worker(r))
             .collect::<std::result::Result<Vec<Worker>, Fail>>()?;
-        let retired_ids = tx
-            .query(RETIRED_IDS, &[])?
+        let retired_ids = retired
             .iter()
             .map(|r| {
                 let id: uuid::Uuid = r.get(0);
                 WorkerId::from_bytes(*id.as_bytes()).unwrap_or_default()
             })
             .collect();
-        tx.commit()?;
         Ok(Snapshot {
             format: SNAPSHOT_FORMAT.to_owned(),
             seq: ts(seq),

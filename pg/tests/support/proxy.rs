@@ -33,6 +33,10 @@
 //! with its connection, or delayed in the network, that the server still receives and runs
 //! after the client gave up.
 //!
+//! [`Cut::Stall`] stops the connection at the client's `k`-th request without closing either
+//! end: the server sees a client that went silent, the client waits for an answer. The server
+//! closing the connection (ending the session) closes the client's end.
+//!
 //! [`Proxy::cut_pid`] is the server process of the connection cut (from its `BackendKeyData`),
 //! for a test to wait until the server is done with it.
 //!
@@ -125,6 +129,11 @@ pub enum Cut {
     After,
     /// At the client's `k`-th request (counted from the arming): see the module docs.
     Request { delay: std::time::Duration },
+    /// At the client's `k`-th request, which is never delivered, and nothing after it: both
+    /// ends stay open (a client frozen, or cut off by its network, in the middle of a
+    /// transaction). The connection ends only when the server closes it (then the client's
+    /// end is closed too) or the proxy is dropped.
+    Stall,
 }
 
 #[derive(Default)]
@@ -418,20 +427,41 @@ fn upward(shared: &Shared, conn: &Conn, mut client: Stream, mut server: Stream) 
         buf.extend_from_slice(&chunk[..n]);
         let mut forward = 0;
         let mut delay = None;
+        let mut stall = false;
+        // Armed to stall: a request goes through whole or not at all, so the messages of one
+        // (an extended-protocol `Parse`/`Bind`/`Execute` runs before its `Sync`) wait for its
+        // end. `requests_end`: where the last whole request in `buf` ends.
+        let stalling = {
+            let counting = shared.counting.lock().unwrap();
+            counting.how == Cut::Stall && !counting.cut
+        };
+        let mut requests_end = 0;
         for (end, kind) in whole_messages(&buf) {
             forward = end;
             if kind == b'S' || kind == b'Q' {
                 let mut counting = shared.counting.lock().unwrap();
                 counting.requests += 1;
-                if let Cut::Request { delay: d } = counting.how {
-                    if !counting.cut && counting.cut_at == Some(counting.requests) {
-                        counting.cut = true;
-                        counting.cut_pid = Some(conn.pid.load(Ordering::SeqCst));
-                        delay = Some(d);
-                        break;
+                let here = !counting.cut && counting.cut_at == Some(counting.requests);
+                match counting.how {
+                    Cut::Request { delay: d } if here => delay = Some(d),
+                    Cut::Stall if here => stall = true,
+                    _ => {
+                        requests_end = end;
+                        continue;
                     }
                 }
+                counting.cut = true;
+                counting.cut_pid = Some(conn.pid.load(Ordering::SeqCst));
+                break;
             }
+        }
+        if stalling {
+            forward = requests_end;
+        }
+        if stall {
+            let _ = server.write_all(&buf[..forward]);
+            // Both ends stay open: `downward` closes them when the server ends the session.
+            return;
         }
         if let Some(delay) = delay {
             conn.held.store(true, Ordering::SeqCst);
