@@ -1,5 +1,6 @@
 //! Conversions between Python values and core values: ids, durations, timestamps, string
-//! maps, and the two Python `enum.Enum` classes (`WorkerState`, `TerminationReason`).
+//! maps, the two Python `enum.Enum` classes (`WorkerState`, `TerminationReason`), and the
+//! exception for serde's refusal of a dict or keyword argument ([`serde_error`]).
 //!
 //! Rules (DESIGN.md §8): ids are `str`; durations are float seconds or `datetime.timedelta`;
 //! timestamps are float seconds since the Unix epoch. A value of the wrong type is a
@@ -251,6 +252,59 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Int {
 /// A non-negative integer (a count, a limit): `InvalidArgumentError` when negative.
 pub(crate) fn count(py: Python<'_>, value: i64, what: &str) -> PyResult<usize> {
     usize::try_from(value).map_err(|_| invalid(py, format!("{what} must be >= 0, got {value}")))
+}
+
+/// The exception for serde's refusal of a value the caller gave as Python objects (a dict, a
+/// keyword argument) and that was read through JSON: `TypeError` when the value's type does
+/// not fit, `InvalidArgumentError` otherwise, with the message `{what}: {serde's message}`.
+///
+/// Serde's message is kept (an unknown key's list of known ones included) but for what only
+/// makes sense to a Rust reader: the position in the JSON text (" at line L column C", a text
+/// the caller never wrote) is dropped, and a Rust number type it expected is said in Python
+/// terms ("expected usize" becomes "expected a non-negative int"; see [`python_number`]).
+/// Not for JSON text the caller passed as a `str`: there the position points into their text.
+pub(crate) fn serde_error(py: Python<'_>, what: impl Display, error: &serde_json::Error) -> PyErr {
+    let mut message = error.to_string();
+    // Line 0 is an error with no position (`from_value`), which serde_json prints without one.
+    if error.line() != 0 {
+        let position = format!(" at line {} column {}", error.line(), error.column());
+        if let Some(stripped) = message.strip_suffix(&position) {
+            message.truncate(stripped.len());
+        }
+    }
+    // Serde ends "invalid type"/"invalid value" with ", expected {what it expected}"; only
+    // the last such clause is serde's own (the value quoted before it is the caller's).
+    if let Some(at) = message.rfind(", expected ") {
+        let expected = &message[at + ", expected ".len()..];
+        if let Some(python) = python_number(expected) {
+            message.replace_range(at + ", expected ".len().., &python);
+        }
+    }
+    if message.starts_with("invalid type") {
+        PyTypeError::new_err(format!("{what}: {message}"))
+    } else {
+        invalid(py, format!("{what}: {message}"))
+    }
+}
+
+/// A Rust number type serde names as what it expected, in Python terms (None for anything
+/// else): an unsigned type is "a non-negative int", a signed one "an int", a float type "a
+/// number". A type narrower than 64 bits says its bounds too, since an out-of-range value is
+/// what broke them; the 64-bit bounds go unsaid because an int beyond 64 bits is refused
+/// before serde sees it.
+fn python_number(rust: &str) -> Option<String> {
+    Some(match rust {
+        "u64" | "usize" | "u128" => "a non-negative int".to_owned(),
+        "u8" => format!("a non-negative int up to {}", u8::MAX),
+        "u16" => format!("a non-negative int up to {}", u16::MAX),
+        "u32" => format!("a non-negative int up to {}", u32::MAX),
+        "i64" | "isize" | "i128" => "an int".to_owned(),
+        "i8" => format!("an int from {} to {}", i8::MIN, i8::MAX),
+        "i16" => format!("an int from {} to {}", i16::MIN, i16::MAX),
+        "i32" => format!("an int from {} to {}", i32::MIN, i32::MAX),
+        "f32" | "f64" => "a number".to_owned(),
+        _ => return None,
+    })
 }
 
 /// A `str -> str` mapping (any `collections.abc.Mapping`) from the caller: a NUL character is

@@ -13,23 +13,12 @@ use std::sync::Arc;
 use hodei_workers as core;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFrozenSet, PyInt, PyList, PySet, PyString, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySet, PyString, PyTuple};
 
 use crate::convert::{self, Int, Seconds};
 use crate::errors::invalid;
 use crate::lifecycle::{list, report_class, to_py};
 use crate::types::{py_repr, PyWorkerSpec};
-
-/// A serde error on data the user gave: a wrong type is a TypeError, anything else an
-/// InvalidArgumentError.
-fn data_error(py: Python<'_>, what: &str, e: serde_json::Error) -> PyErr {
-    let text = e.to_string();
-    if text.starts_with("invalid type") {
-        PyTypeError::new_err(format!("{what}: {text}"))
-    } else {
-        invalid(py, format!("{what}: {text}"))
-    }
-}
 
 /// Deepest nesting a requirement has (`resources` in the requirement: 2); a cyclic dict
 /// reaches it too.
@@ -38,7 +27,8 @@ const MAX_DEPTH: usize = 4;
 /// What the `json` round trip would blur: a key that is not a `str` (`json` turns `1` into
 /// `"1"`, a TypeError here as in every other mapping of str), an int beyond 64 bits (`json`
 /// writes it, serde reads it back as a float: an InvalidArgumentError here, as for every
-/// other int argument), and nesting no requirement has (a cycle included).
+/// other int argument), a float that is not finite (`json` writes `NaN`, which serde refuses
+/// as JSON text, not as a value), and nesting no requirement has (a cycle included).
 fn check_plain(py: Python<'_>, what: &str, obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<()> {
     if depth > MAX_DEPTH {
         return Err(invalid(
@@ -68,6 +58,11 @@ fn check_plain(py: Python<'_>, what: &str, obj: &Bound<'_, PyAny>, depth: usize)
                 format!("{what}: {} is out of range", obj.repr()?),
             ));
         }
+    } else if obj.is_instance_of::<PyFloat>() && !obj.extract::<f64>()?.is_finite() {
+        return Err(invalid(
+            py,
+            format!("{what}: {} is not a finite number", obj.repr()?),
+        ));
     } else if obj.is_instance_of::<PyList>()
         || obj.is_instance_of::<PyTuple>()
         || obj.is_instance_of::<PySet>()
@@ -103,7 +98,8 @@ fn requirement_from_py(
     let text: String = json
         .call_method("dumps", (item,), Some(&kwargs))?
         .extract()?;
-    let r: core::Requirement = serde_json::from_str(&text).map_err(|e| data_error(py, &what, e))?;
+    let r: core::Requirement =
+        serde_json::from_str(&text).map_err(|e| convert::serde_error(py, &what, &e))?;
     r.validate()
         .map_err(|e| invalid(py, format!("{what}: {e}")))?;
     Ok(r)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from datetime import timedelta
-from typing import Mapping
+from typing import Any, Mapping
 
 import pytest
 
@@ -484,6 +485,48 @@ def test_lifecycle_config() -> None:
     assert manager.config == custom and manager.registry is registry
     assert hw.LifecycleManager(registry).config == config
     assert repr(manager) == "<LifecycleManager providers=[] workers=0>"
+
+
+@pytest.mark.parametrize(
+    "fields, error, message",
+    [
+        (
+            {"heartbeat_timeout": "x"},
+            TypeError,
+            'config.heartbeat_timeout: invalid type: string "x", expected a number',
+        ),
+        (
+            {"max_unhealthy_fraction": "x"},
+            TypeError,
+            'config.max_unhealthy_fraction: invalid type: string "x", expected a number',
+        ),
+        (
+            {"max_workers": 2.5},
+            TypeError,
+            "config.max_workers: invalid type: floating point `2.5`, expected a non-negative int",
+        ),
+        (
+            {"max_workers": -1},
+            hw.InvalidArgumentError,
+            "invalid argument: config.max_workers: invalid value: integer `-1`, expected a non-negative int",
+        ),
+        (
+            {"heartbeat_timeout": -1},
+            hw.InvalidArgumentError,
+            "invalid argument: config.heartbeat_timeout: invalid duration -1 s",
+        ),
+    ],
+    ids=["str duration", "str fraction", "float count", "negative count", "negative duration"],
+)
+def test_lifecycle_config_errors_speak_python(
+    fields: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    """serde's message, naming the field, without the position in a JSON text the caller
+    never wrote or Rust's number types."""
+    with pytest.raises(error) as raised:
+        hw.LifecycleConfig(**fields)
+    assert type(raised.value) is error and str(raised.value) == message
+    assert not re.search(r"line \d+ column|\b([ui](8|16|32|64|128|size)|f32|f64)\b", message)
 
 
 def test_tick_report_explains_a_stall_and_the_mass_expiry_brake(

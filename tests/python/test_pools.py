@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from typing import Any
 
 import pytest
@@ -111,6 +112,82 @@ def test_demand_keeps_the_number_and_key_rules(requirement: dict[Any, Any], erro
     coerced to "1"), an int beyond 64 bits an InvalidArgumentError (not a float)."""
     with pytest.raises(error):
         hw.Demand([requirement])
+
+
+# serde's text ("invalid type", "unknown field ..., expected one of ...") is kept; what only a
+# Rust reader could use is not: the position in the JSON text the dict was turned into, and
+# Rust's number types.
+RUST_LEAKS = re.compile(r"line \d+ column|\b([ui](8|16|32|64|128|size)|f32|f64)\b")
+
+
+@pytest.mark.parametrize(
+    "requirements, error, message",
+    [
+        (
+            [{"count": -1}],
+            hw.InvalidArgumentError,
+            "invalid argument: demand[0]: invalid value: integer `-1`, expected a non-negative int",
+        ),
+        (
+            [{"count": 1}, {"count": 2.5}],
+            TypeError,
+            "demand[1]: invalid type: floating point `2.5`, expected a non-negative int",
+        ),
+        (
+            [{"labels": {"a": 1}}],
+            TypeError,
+            "demand[0]: invalid type: integer `1`, expected a string",
+        ),
+        (
+            [{"resources": {"gpu": "x"}}],
+            hw.InvalidArgumentError,
+            "invalid argument: demand[0]: unknown field `gpu`, expected one of `cpu_cores`, "
+            "`memory_bytes`, `disk_bytes`, `gpu_count`, `gpu_type`",
+        ),
+        (
+            [{"resources": {"gpu_count": 2**32}, "count": 1}],
+            hw.InvalidArgumentError,
+            "invalid argument: demand[0]: invalid value: integer `4294967296`, "
+            "expected a non-negative int up to 4294967295",
+        ),
+        (
+            [{"resources": {"memory_bytes": -5}, "count": 1}],
+            hw.InvalidArgumentError,
+            "invalid argument: demand[0]: invalid value: integer `-5`, expected a non-negative int",
+        ),
+        (
+            [{"resources": {"cpu_cores": "x"}, "count": 1}],
+            TypeError,
+            'demand[0]: invalid type: string "x", expected a number',
+        ),
+        (
+            [{"resources": {"cpu_cores": float("nan")}, "count": 1}],
+            hw.InvalidArgumentError,
+            "invalid argument: demand[0]: nan is not a finite number",
+        ),
+        (
+            [{"count": 1, "labels": ["a"]}],
+            TypeError,
+            "demand[0]: invalid type: sequence, expected a map",
+        ),
+    ],
+    ids=[
+        "negative count",
+        "float count",
+        "int label",
+        "unknown resource",
+        "gpu_count beyond 32 bits",
+        "negative memory",
+        "str cpu",
+        "nan cpu",
+        "list labels",
+    ],
+)
+def test_demand_errors_speak_python(requirements: list[Any], error: type[Exception], message: str) -> None:
+    with pytest.raises(error) as raised:
+        hw.Demand(requirements)
+    assert type(raised.value) is error and str(raised.value) == message
+    assert not RUST_LEAKS.search(message)
 
 
 def test_a_cyclic_requirement_is_refused() -> None:

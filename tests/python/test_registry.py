@@ -243,6 +243,13 @@ def test_snapshot_and_restore(
         copy.restore(text)  # only into an empty registry
 
 
+def test_a_snapshot_error_points_into_the_text() -> None:
+    """JSON text the caller wrote keeps serde's position in it (unlike a dict argument, whose
+    made-up JSON form is nobody's text)."""
+    with pytest.raises(hw.SnapshotError, match="unknown field `x`.* at line 1 column 4$"):
+        hw.Registry().restore('{"x": 1}')
+
+
 def _positional(text: str, path: list[Any]) -> str:
     """The snapshot with the object at `path` written as the array of its values (serde's
     positional form: refused, only the object form is read)."""

@@ -90,23 +90,6 @@ fn config_value(py: Python<'_>, key: &str, obj: &Bound<'_, PyAny>) -> PyResult<s
         .ok_or_else(|| invalid(py, format!("config.{key} must be finite, got {secs}")))
 }
 
-/// `config.{key}: {serde's message}` as TypeError (the value's type does not fit the field) or
-/// InvalidArgumentError (the type fits, the value does not).
-fn config_error(py: Python<'_>, key: &str, error: serde_json::Error) -> PyErr {
-    let message = error.to_string();
-    // serde_json's messages carry a position in the (made-up) JSON text; it means nothing here.
-    let message = message
-        .split(" at line ")
-        .next()
-        .unwrap_or(&message)
-        .to_owned();
-    if message.starts_with("invalid type") {
-        pyo3::exceptions::PyTypeError::new_err(format!("config.{key}: {message}"))
-    } else {
-        invalid(py, format!("config.{key}: {message}"))
-    }
-}
-
 macro_rules! config_getters {
     (durations: [$($d:ident),*], counts: [$($n:ident),*], fractions: [$($f:ident),*]) => {
         #[pymethods]
@@ -160,12 +143,12 @@ macro_rules! config_getters {
                     let mut trial = map.clone();
                     trial.insert(key.clone(), json.clone());
                     serde_json::from_value::<WorkerLifecycleConfig>(serde_json::Value::Object(trial))
-                        .map_err(|e| config_error(py, &key, e))?;
+                        .map_err(|e| convert::serde_error(py, format_args!("config.{key}"), &e))?;
                     map.insert(key, json);
                 }
                 let inner: WorkerLifecycleConfig =
                     serde_json::from_value(serde_json::Value::Object(map))
-                        .map_err(|e| config_error(py, "*", e))?;
+                        .map_err(|e| convert::serde_error(py, "config.*", &e))?;
                 inner.validate().or_raise(py)?;
                 Ok(PyLifecycleConfig { inner })
             }
