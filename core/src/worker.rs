@@ -170,8 +170,9 @@ impl<'de> Deserialize<'de> for ProviderType {
     }
 }
 
-/// CPU architecture a worker runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+/// CPU architecture a worker runs on. Written by its name (`amd64`, `arm64`, `arm`); read
+/// from it or from an alias (`x86_64`, `aarch64`), in JSON as in [`FromStr`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Architecture {
     /// x86-64.
@@ -207,8 +208,24 @@ impl FromStr for Architecture {
             "amd64" | "x86_64" => Ok(Architecture::Amd64),
             "arm64" | "aarch64" => Ok(Architecture::Arm64),
             "arm" => Ok(Architecture::Arm),
-            _ => Err(Error::invalid(format!("unknown architecture {s:?}"))),
+            _ => Err(Error::invalid(format!(
+                "unknown architecture {s:?}, expected one of amd64, arm64, arm (or x86_64, \
+                 aarch64)"
+            ))),
         }
+    }
+}
+
+// By hand, through `FromStr`: the derived reader took the names only (not the aliases that
+// every other entry point takes), and serde_json answered a value of another type with a bare
+// "expected value".
+impl<'de> Deserialize<'de> for Architecture {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        text.parse().map_err(|e: Error| match e {
+            Error::InvalidArgument(message) => serde::de::Error::custom(message),
+            other => serde::de::Error::custom(other),
+        })
     }
 }
 
@@ -615,6 +632,43 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// JSON reads an architecture as `FromStr` does (names and aliases), writes its name, and
+    /// says what it expected of a value it refuses.
+    #[test]
+    fn architecture_json_reads_what_from_str_reads() {
+        for (text, arch) in [
+            ("amd64", Architecture::Amd64),
+            ("x86_64", Architecture::Amd64),
+            ("arm64", Architecture::Arm64),
+            ("aarch64", Architecture::Arm64),
+            ("arm", Architecture::Arm),
+        ] {
+            let json = format!("{text:?}");
+            assert_eq!(serde_json::from_str::<Architecture>(&json).unwrap(), arch);
+            assert_eq!(text.parse::<Architecture>().unwrap(), arch);
+            assert_eq!(
+                serde_json::to_string(&arch).unwrap(),
+                format!("{:?}", arch.as_str())
+            );
+        }
+        let unknown = serde_json::from_str::<Architecture>("\"sparc\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            unknown.starts_with("unknown architecture \"sparc\", expected one of amd64"),
+            "{unknown}"
+        );
+        let number = serde_json::from_str::<Architecture>("3")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            number.starts_with("invalid type: integer `3`, expected a string"),
+            "{number}"
+        );
+        let spec: WorkerSpec = serde_json::from_str(r#"{"architecture": "aarch64"}"#).unwrap();
+        assert_eq!(spec.architecture, Architecture::Arm64);
+    }
 
     #[test]
     fn provider_type_text_is_stable_and_round_trips() {

@@ -170,6 +170,17 @@ RUST_LEAKS = re.compile(r"line \d+ column|\b([ui](8|16|32|64|128|size)|f32|f64)\
             TypeError,
             "demand[0]: invalid type: sequence, expected a map",
         ),
+        (
+            [{"count": 1, "architecture": 3}],
+            TypeError,
+            "demand[0]: invalid type: integer `3`, expected a string",
+        ),
+        (
+            [{"count": 1, "architecture": "sparc"}],
+            hw.InvalidArgumentError,
+            'invalid argument: demand[0]: unknown architecture "sparc", expected one of amd64, '
+            "arm64, arm (or x86_64, aarch64)",
+        ),
     ],
     ids=[
         "negative count",
@@ -181,6 +192,8 @@ RUST_LEAKS = re.compile(r"line \d+ column|\b([ui](8|16|32|64|128|size)|f32|f64)\
         "str cpu",
         "nan cpu",
         "list labels",
+        "int architecture",
+        "unknown architecture",
     ],
 )
 def test_demand_errors_speak_python(requirements: list[Any], error: type[Exception], message: str) -> None:
@@ -261,6 +274,10 @@ def test_fallback_unschedulable_and_interruption(
     assert [u.reason for u in report.unschedulable] == ["no pool offers label gpu=h100"]
     assert report.unschedulable[0].description == "gpu=h100"
     assert manager.plan_pools(hw.Demand([{"architecture": "arm64", "count": 1}])).unschedulable[0].reason == (
+        "no pool offers architecture arm64"
+    )
+    # An alias reads as it does in WorkerSpec(architecture=...).
+    assert manager.plan_pools(hw.Demand([{"architecture": "aarch64", "count": 1}])).unschedulable[0].reason == (
         "no pool offers architecture arm64"
     )
 
