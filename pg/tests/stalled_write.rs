@@ -104,11 +104,23 @@ fn a_write_stalled_before_its_commit_holds_the_fleet_up_for_a_bounded_time() {
     wait_for("the stall", PATIENCE, || proxy.cut());
     let stalled_at = Instant::now();
 
-    // B's writes: to another worker (the counters and the outbox are shared by all), then to
-    // X itself, which waits for A's row lock.
+    // B's writes: to another worker (the counters, the outbox and the heartbeat statement are
+    // shared by all), which does not wait for A; then to X itself, which waits for A's locks.
     let b2 = Arc::clone(&b);
-    bounded("B's change of another worker", PATIENCE, move || {
-        b2.update_state(&z, WorkerState::Draining).unwrap()
+    let others = bounded("B's writes to another worker", PATIENCE, move || {
+        let start = Instant::now();
+        b2.update_state(&z, WorkerState::Draining).unwrap();
+        b2.heartbeat(&z).unwrap();
+        assert!(b2.heartbeat_many(&[z]).unwrap().iter().all(Result::is_ok));
+        start.elapsed()
+    });
+    assert!(
+        others < STALL_BOUND / 2,
+        "B's writes to another worker waited {others:?}, as if for A's stalled transaction"
+    );
+    let b2 = Arc::clone(&b);
+    bounded("B's heartbeat of the stalled worker", PATIENCE, move || {
+        b2.heartbeat(&x).unwrap()
     });
     let b2 = Arc::clone(&b);
     let moved = bounded("B's change of the stalled worker", PATIENCE, move || {
