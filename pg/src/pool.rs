@@ -178,7 +178,7 @@ impl Conn {
 /// worker's row lock, which every other replica's change of that worker waits for, and the
 /// outbox's, whose seq every subscriber waits out. This bounds that wait. The stopped call,
 /// if its client comes back, answers `Backend` with nothing applied
-/// (`pg/tests/stalled_write.rs`).
+/// (`pg/tests/stalled_write.rs`, `pg/tests/frozen_replica.rs`).
 pub(crate) const STALLED_TRANSACTION: Duration = Duration::from_secs(10);
 
 /// Sets the session's `idle_in_transaction_session_timeout` to [`STALLED_TRANSACTION`] unless
