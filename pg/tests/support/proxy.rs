@@ -44,7 +44,7 @@
 #![allow(dead_code)] // included by the tests that inject faults, each using what it needs
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
@@ -55,7 +55,7 @@ use std::thread::JoinHandle;
 const SSL_REQUEST: u32 = 80_877_103;
 const GSSENC_REQUEST: u32 = 80_877_104;
 
-/// One end of a relayed connection: the client's (always a Unix socket) or the server's.
+/// One end of a relayed connection: the client's or the server's.
 enum Stream {
     Unix(UnixStream),
     Tcp(TcpStream),
@@ -165,6 +165,8 @@ struct Shared {
 pub struct Proxy {
     dir: PathBuf,
     url: String,
+    /// Where the accepting thread listens: connecting there wakes it.
+    wake: Address,
     shared: Arc<Shared>,
     accept: Option<JoinHandle<()>>,
 }
@@ -173,6 +175,16 @@ impl Proxy {
     /// A proxy to the server of the libpq connection string `upstream` (its first host: a
     /// Unix socket directory or a TCP host), listening in a fresh directory under /tmp.
     pub fn start(upstream: &str) -> Proxy {
+        Proxy::start_on(upstream, false)
+    }
+
+    /// As [`start`](Self::start), listening on TCP (127.0.0.1, a port the system picks): the
+    /// client reaches the server over TCP, with the transport settings a TCP connection gets.
+    pub fn start_tcp(upstream: &str) -> Proxy {
+        Proxy::start_on(upstream, true)
+    }
+
+    fn start_on(upstream: &str, tcp: bool) -> Proxy {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let config: postgres::Config = upstream.parse().expect("a libpq connection string");
         let port = config.get_ports().first().copied().unwrap_or(5432);
@@ -190,9 +202,21 @@ impl Proxy {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("the proxy's directory");
-        let listener =
-            UnixListener::bind(dir.join(".s.PGSQL.5432")).expect("the proxy's Unix socket");
-        let mut url = format!("host={} port=5432", dir.display());
+        let (listener, mut url) = if tcp {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("the proxy's TCP port");
+            let port = listener.local_addr().expect("its address").port();
+            (
+                Listener::Tcp(listener),
+                format!("host=127.0.0.1 port={port}"),
+            )
+        } else {
+            let listener =
+                UnixListener::bind(dir.join(".s.PGSQL.5432")).expect("the proxy's Unix socket");
+            (
+                Listener::Unix(listener),
+                format!("host={} port=5432", dir.display()),
+            )
+        };
         if let Some(user) = config.get_user() {
             url.push_str(&format!(" user={user}"));
         }
@@ -210,22 +234,23 @@ impl Proxy {
             stop: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
         });
+        let wake = listener.address(&dir);
         let accept = {
             let shared = Arc::clone(&shared);
-            std::thread::spawn(move || {
-                for client in listener.incoming() {
-                    if shared.stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(client) = client else { continue };
-                    let shared = Arc::clone(&shared);
-                    std::thread::spawn(move || relay(&shared, client));
+            std::thread::spawn(move || loop {
+                let client = listener.accept();
+                if shared.stop.load(Ordering::SeqCst) {
+                    break;
                 }
+                let Ok(client) = client else { continue };
+                let shared = Arc::clone(&shared);
+                std::thread::spawn(move || relay(&shared, client));
             })
         };
         Proxy {
             dir,
             url,
+            wake,
             shared,
             accept: Some(accept),
         }
@@ -292,7 +317,10 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         // Wakes the accepting thread, which then sees `stop`.
-        let _ = UnixStream::connect(self.dir.join(".s.PGSQL.5432"));
+        match &self.wake {
+            Address::Unix(path) => drop(UnixStream::connect(path)),
+            Address::Tcp(addr) => drop(TcpStream::connect(addr)),
+        }
         if let Some(accept) = self.accept.take() {
             let _ = accept.join();
         }
@@ -318,13 +346,44 @@ fn read_untyped(from: &mut impl Read) -> io::Result<Vec<u8>> {
     Ok(message)
 }
 
+/// Where the proxy listens for its clients.
+enum Listener {
+    Unix(UnixListener),
+    Tcp(TcpListener),
+}
+
+/// An address of a [`Listener`].
+enum Address {
+    Unix(PathBuf),
+    Tcp(std::net::SocketAddr),
+}
+
+impl Listener {
+    fn accept(&self) -> io::Result<Stream> {
+        Ok(match self {
+            Listener::Unix(l) => Stream::Unix(l.accept()?.0),
+            Listener::Tcp(l) => {
+                let (stream, _) = l.accept()?;
+                stream.set_nodelay(true)?;
+                Stream::Tcp(stream)
+            }
+        })
+    }
+
+    fn address(&self, dir: &Path) -> Address {
+        match self {
+            Listener::Unix(_) => Address::Unix(dir.join(".s.PGSQL.5432")),
+            Listener::Tcp(l) => Address::Tcp(l.local_addr().expect("its address")),
+        }
+    }
+}
+
 /// Relays one connection until either side closes it or it is cut.
-fn relay(shared: &Arc<Shared>, client: UnixStream) {
+fn relay(shared: &Arc<Shared>, mut client: Stream) {
     if shared.stop.load(Ordering::SeqCst) {
         return;
     }
     shared.connections.fetch_add(1, Ordering::SeqCst);
-    let mut client = Stream::Unix(client);
     let Ok(mut server) = shared.upstream.connect() else {
         return; // the client sees its connection closed
     };
