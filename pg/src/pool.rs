@@ -14,9 +14,11 @@
 //! predate the same outage) and the checkout goes on with a new one, so the caller's statement
 //! runs once, on a live connection. A connection in steady use (idle for less) is not checked:
 //! the hot paths pay nothing. When a call's connection breaks under it, the idle ones are
-//! thrown away too; that call is `Backend` and is not retried (its statement may have run). A
-//! write answers so only once the server is done with the lost session ([`Pool::settle`]): what
-//! it did is decided by then, and a read tells which.
+//! thrown away too. A read, or a write that had sent nothing but its `BEGIN`, then runs once
+//! more on a new connection (`Inner::run_on`: a connection closed between two calls shows so).
+//! Any other write is `Backend` and is not retried (its statement may have run), and answers so
+//! only once the server is done with the lost session ([`Pool::settle`]): what it did is
+//! decided by then, and a read tells which.
 //!
 //! **Transport timeouts.** A call waits for the server as long as the connection lives; on TCP
 //! the kernel gives up on a silent server after the timeouts [`transport_defaults`] sets
@@ -497,7 +499,8 @@ impl Pooled<'_> {
         }
     }
 
-    /// Closes the connection, which broke under a read, with the pool's idle ones.
+    /// Closes the connection, whose session ended, with the pool's idle ones (no settling:
+    /// for a read, or a write that sent nothing but `BEGIN`).
     pub fn lose(mut self) {
         if let Some(conn) = self.conn.take() {
             self.pool.lost(conn);

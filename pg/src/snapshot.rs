@@ -8,7 +8,7 @@ use hodei_workers::{
 };
 use postgres::IsolationLevel;
 
-use crate::registry::{Fail, PostgresWorkerRegistry};
+use crate::registry::{begin, Fail, PostgresWorkerRegistry};
 use crate::sql::{db_count, db_ts, dur_ms, slot_of, st, ts, W_COLS};
 
 /// The retired ids a snapshot carries, oldest retirement first (a range of the index
@@ -178,7 +178,7 @@ pub(crate) fn restore(registry: &PostgresWorkerRegistry, mut snapshot: Snapshot)
         .collect();
     let given = registry.given();
     registry.write("restoring a snapshot", |conn| {
-        let mut tx = conn.client.transaction()?;
+        let mut tx = begin(&mut conn.client)?;
         tx.batch_execute("LOCK TABLE workers IN SHARE ROW EXCLUSIVE MODE")?;
         let held: i64 = tx.query_one("SELECT count(*) FROM workers", &[])?.get(0);
         if held > 0 {

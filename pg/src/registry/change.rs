@@ -177,7 +177,7 @@ impl PostgresWorkerRegistry {
         conn: &'c mut Conn,
     ) -> Step<(postgres::Transaction<'c>, WriteCache<'c>)> {
         let (client, statements) = conn.parts();
-        let tx = client.transaction()?;
+        let tx = super::begin(client)?;
         Ok((tx, WriteCache { statements }))
     }
 

@@ -38,6 +38,26 @@ pub(crate) enum Fail {
     Domain(Error),
     /// Nothing was applied and the operation should run again (a race it lost cleanly).
     Retry,
+    /// The connection's session had ended before the operation sent anything but `BEGIN`
+    /// (which failed so: [`begin`]): nothing was applied, and the operation may run again on a
+    /// new connection.
+    Unsent(postgres::Error),
+}
+
+/// Starts a write transaction: `BEGIN`, the operation's first request. A failure that ends
+/// the session here is [`Fail::Unsent`]: nothing of the operation's change was sent, so
+/// [`PostgresWorkerRegistry::write`] runs it again on a new connection (once) rather than
+/// answer `Backend`. This is what a connection closed between two calls looks like (a
+/// restart, an administrator, a network device): the pool hands out a connection in steady use
+/// without a round trip to check it.
+pub(crate) fn begin(client: &mut postgres::Client) -> Step<postgres::Transaction<'_>> {
+    client.transaction().map_err(|e| {
+        if ends_session(&e) {
+            Fail::Unsent(e)
+        } else {
+            Fail::Db(e)
+        }
+    })
 }
 
 impl From<postgres::Error> for Fail {
@@ -61,7 +81,7 @@ pub(crate) fn unique_violation(fail: &Fail) -> Option<&str> {
             (db.code() == &postgres::error::SqlState::UNIQUE_VIOLATION)
                 .then(|| db.constraint().unwrap_or(""))
         }),
-        Fail::Domain(_) | Fail::Retry => None,
+        Fail::Domain(_) | Fail::Retry | Fail::Unsent(_) => None,
     }
 }
 
@@ -349,12 +369,35 @@ impl Inner {
         guard(|| {
             let mut conn = pool.get()?;
             let mut attempt = 0;
+            // Whether the call moved to a new connection once already (after its session
+            // ended where running it again is safe).
+            let mut moved = false;
             loop {
                 match op(&mut conn) {
                     Ok(v) => return Ok(v),
                     Err(Fail::Domain(e)) => return Err(e),
                     Err(Fail::Retry) => {}
                     Err(Fail::Db(e)) if is_retryable(&e) && attempt < 3 => attempt += 1,
+                    // Nothing was sent but `BEGIN`, or nothing is changed (a read, or an
+                    // idempotent sweep): once more, on a new connection.
+                    Err(Fail::Unsent(_)) if !moved => {
+                        conn.lose();
+                        conn = pool.get()?;
+                        moved = true;
+                    }
+                    Err(Fail::Db(e))
+                        if settle == Settle::No
+                            && !moved
+                            && (ends_session(&e) || conn.client.is_closed()) =>
+                    {
+                        conn.lose();
+                        conn = pool.get()?;
+                        moved = true;
+                    }
+                    Err(Fail::Unsent(e)) => {
+                        conn.lose();
+                        return Err(DbError::from(e).backend(doing));
+                    }
                     Err(Fail::Db(e)) => {
                         // A session that ended never goes back to the pool (its next call
                         // would fail at once), and a write waits for it to be settled.

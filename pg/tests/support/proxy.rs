@@ -261,6 +261,15 @@ impl Proxy {
         &self.url
     }
 
+    /// Closes both ends of every connection relayed so far, now: as a server or a network
+    /// device does between two calls. Returns once the closes are sent.
+    pub fn close_all(&self) {
+        for (client, server) in self.shared.open.lock().unwrap().iter() {
+            client.shutdown();
+            server.shutdown();
+        }
+    }
+
     /// Starts counting `ReadyForQuery` messages from zero; with `Some(k)`, cuts the connection
     /// that carries the `k`-th (see the module docs). `None`: only counts.
     pub fn arm(&self, cut_at: Option<u64>) {
