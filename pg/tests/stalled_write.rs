@@ -3,7 +3,8 @@
 //! Neither side closes the connection, so the server keeps the transaction open and, with it,
 //! the worker's row lock and the outbox's lock. Every other replica's change of that worker
 //! waits for it, and so does every subscriber (a reader waits out the stalled transaction's
-//! seq before it hands out later events).
+//! seq before it hands out later events). A leader's fenced write also holds the lease row
+//! (`FOR SHARE`), which a takeover must update: no other replica could become leader.
 //!
 //! The registry's sessions bound that: the server ends a session idle inside a transaction for
 //! longer than [`STALL_BOUND`] (`idle_in_transaction_session_timeout`), which rolls the
@@ -193,4 +194,82 @@ fn stalled_write(start: fn(&str) -> Proxy) {
     assert_eq!(state(z), WorkerState::Draining);
     assert_eq!(b.stats().unwrap().by_state.terminating, 2);
     drop((a, b));
+}
+
+/// A leader stalled inside a fenced write: the write reads the lease row `FOR SHARE` (its
+/// term is checked in the store), so the stalled transaction also holds the row a takeover
+/// must update. Once its lease expired, another replica takes the lease over when the server
+/// ends the stalled session, not never (before the bound, every takeover attempt waited for the
+/// stalled leader until its own statement timeout, again and again: no replica could lead).
+#[test]
+fn a_leader_stalled_inside_a_fenced_write_keeps_nobody_from_taking_over() {
+    const TTL: Duration = Duration::from_secs(60);
+    let guard = SchemaGuard::new("stall_lead");
+    let proxy = Proxy::start(&support::url());
+    let clock = Arc::new(ManualClock::new(T0));
+    let a = PostgresWorkerRegistry::connect_with_clock(proxy.url(), &guard.name, clock.clone())
+        .expect("connect through the proxy");
+    let b = Arc::new(support::connect(&guard.name, clock.clone()));
+    let (x, y, warm) = (ready(&*b), ready(&*b), ready(&*b));
+    let lease_a = a.leadership("a", TTL).unwrap();
+    let LeaseStatus::Held(held) = lease_a.acquire_or_renew(None).unwrap() else {
+        panic!("a free lease")
+    };
+    let fenced = a.fenced(&lease_a, held.term).unwrap();
+
+    // As in the test above: count the fenced write's requests, then stall one at its COMMIT.
+    fenced.update_state(&warm, WorkerState::Draining).unwrap();
+    std::thread::sleep(IDLE);
+    proxy.arm(None);
+    fenced.update_state(&y, WorkerState::Draining).unwrap();
+    let commit = proxy.requests();
+    std::thread::sleep(IDLE);
+    proxy.arm_cut(Some(commit), Cut::Stall);
+    let stalled = {
+        let fenced = Arc::clone(&fenced);
+        std::thread::spawn(move || fenced.update_state(&x, WorkerState::Draining))
+    };
+    wait_for("the stall", PATIENCE, || proxy.cut());
+    let stalled_at = Instant::now();
+
+    // A's lease expires; B takes it over.
+    clock.advance(TTL + Duration::from_secs(1));
+    let b2 = Arc::clone(&b);
+    let info = bounded("B's takeover", PATIENCE, move || {
+        let lease_b = b2.leadership("b", TTL).unwrap();
+        loop {
+            match lease_b.acquire_or_renew(None) {
+                Ok(LeaseStatus::Held(info)) => return info,
+                Ok(LeaseStatus::Follower(_)) | Err(Error::Backend(_)) => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                Err(e) => panic!("B's lease: {e}"),
+            }
+        }
+    });
+    let waited = stalled_at.elapsed();
+    assert_eq!((info.holder.as_str(), info.term), ("b", held.term + 1));
+    assert!(
+        waited >= STALL_BOUND - Duration::from_secs(1),
+        "B took over after {waited:?}: the stalled write held nothing (the test proves nothing)"
+    );
+
+    // The stalled write is not applied; A is no leader.
+    let answer = bounded("A's stalled write", PATIENCE, move || {
+        stalled.join().unwrap()
+    });
+    assert!(
+        matches!(answer, Err(Error::Backend(_))),
+        "the stalled write answers Backend, not {answer:?}"
+    );
+    assert_eq!(
+        b.get(&x).unwrap().unwrap().state,
+        WorkerState::Ready,
+        "the stalled write was not applied"
+    );
+    assert!(matches!(
+        fenced.update_state(&x, WorkerState::Draining),
+        Err(Error::NotLeader(_))
+    ));
+    invariants::assert_invariants(&*b);
 }
