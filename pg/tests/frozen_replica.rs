@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use hodei_workers::*;
 use hodei_workers_postgres::PostgresWorkerRegistry;
-use support::{bounded, SchemaGuard};
+use support::{bounded, signal, SchemaGuard};
 
 /// The bound the registry's sessions set (`pg/src/pool.rs`, `STALLED_TRANSACTION`).
 const STALL_BOUND: Duration = Duration::from_secs(10);
@@ -61,16 +61,6 @@ fn child(name: &str, worker: WorkerId) {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
-}
-
-/// Sends `sig` to `pid`.
-fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .expect("run kill")
-        .success();
-    assert!(ok, "kill {sig} {pid}");
 }
 
 /// The child: resumed and killed when dropped, however the test ends.

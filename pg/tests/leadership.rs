@@ -3,14 +3,15 @@
 //! server that stops answering.
 
 mod common;
+mod support;
 
-use std::process::Command;
 use std::sync::{mpsc, Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use common::*;
 use hodei_workers::*;
 use hodei_workers_postgres::{PostgresLeadership, PostgresWorkerRegistry};
+use support::signal;
 
 const TTL: Duration = Duration::from_secs(10);
 
@@ -216,16 +217,6 @@ fn a_session_ended_under_a_call_is_not_used_by_the_next() {
         held(second.expect("the next call, on a new connection")).term,
         term
     );
-}
-
-/// Sends `sig` to process `pid`.
-fn signal(pid: i32, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill {sig} {pid}");
 }
 
 /// Resumes a stopped backend when dropped (also when the test fails).

@@ -86,3 +86,13 @@ pub fn bounded<T: Send + 'static>(
         Err(_) => panic!("{what}: no answer within {patience:?}"),
     }
 }
+
+/// Sends `sig` (`-STOP`, `-CONT`, …) to process `pid` with `kill`; fails the test if it cannot.
+pub fn signal(pid: impl std::fmt::Display, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("run kill")
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
