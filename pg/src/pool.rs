@@ -177,8 +177,10 @@ impl Conn {
 /// a write (a frozen process, a paused VM, a network gone dark), and the server cannot tell
 /// it from a live one: the socket stays open (over TCP, until the server's keepalives give up,
 /// two hours by default; on a Unix socket, for ever). Meanwhile the transaction holds the
-/// worker's row lock, which every other replica's change of that worker waits for, and the
-/// outbox's, whose seq every subscriber waits out. This bounds that wait. The stopped call,
+/// worker's row lock, which every other replica's change of that worker waits for, its counter
+/// slot's row (a 32nd of the fleet's state changes wait), the outbox's lock, whose seq every
+/// subscriber waits out, and for a fenced write the lease row, which a takeover must update.
+/// This bounds that wait. The stopped call,
 /// if its client comes back, answers `Backend` with nothing applied
 /// (`pg/tests/stalled_write.rs`, `pg/tests/frozen_replica.rs`).
 pub(crate) const STALLED_TRANSACTION: Duration = Duration::from_secs(10);

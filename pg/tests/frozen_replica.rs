@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use hodei_workers::*;
 use hodei_workers_postgres::PostgresWorkerRegistry;
-use support::{bounded, signal, SchemaGuard};
+use support::{bounded, counter_slot, signal, SchemaGuard};
 
 /// The bound the registry's sessions set (`pg/src/pool.rs`, `STALLED_TRANSACTION`).
 const STALL_BOUND: Duration = Duration::from_secs(10);
@@ -86,7 +86,14 @@ fn parent() {
         registry.update_state(&w.id, WorkerState::Ready).unwrap();
         w.id
     };
-    let (worker, other) = (register("w"), register("other"));
+    let worker = register("w");
+    // In another counter slot: a change of a worker of the frozen one's slot waits too.
+    let other = loop {
+        let other = register("other");
+        if counter_slot(&guard.name, &other) != counter_slot(&guard.name, &worker) {
+            break other;
+        }
+    };
 
     let exe = std::env::current_exe().expect("own path");
     let child = Frozen(
@@ -134,7 +141,7 @@ fn parent() {
     );
     let frozen_at = Instant::now();
 
-    // Another worker's change does not wait for the frozen transaction.
+    // A change of a worker of another counter slot does not wait for the frozen transaction.
     let r = Arc::clone(&registry);
     let quick = bounded("a change of another worker", PATIENCE, move || {
         let start = Instant::now();

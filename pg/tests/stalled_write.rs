@@ -29,7 +29,7 @@ use hodei_workers::*;
 use hodei_workers_postgres::PostgresWorkerRegistry;
 
 use proxy::{Cut, Proxy};
-use support::{bounded, SchemaGuard};
+use support::{bounded, counter_slot, SchemaGuard};
 
 const T0: Timestamp = 1_700_000_000_000;
 /// The bound the registry's sessions set (`pg/src/pool.rs`, `STALLED_TRANSACTION`).
@@ -95,7 +95,14 @@ fn stalled_write(start: fn(&str) -> Proxy) {
             .expect("connect through the proxy"),
     );
     let b = Arc::new(support::connect(&guard.name, clock.clone()));
-    let (x, y, z, warm) = (ready(&*b), ready(&*b), ready(&*b), ready(&*b));
+    let (x, y, warm) = (ready(&*b), ready(&*b), ready(&*b));
+    // Z in another counter slot than X: a change of a worker of X's slot waits for A too.
+    let z = loop {
+        let z = ready(&*b);
+        if counter_slot(&guard.name, &z) != counter_slot(&guard.name, &x) {
+            break z;
+        }
+    };
 
     // A reference call of the same shape counts the requests of A's write: its last is the
     // `COMMIT`. A first call prepares the statements, which the later ones reuse.
@@ -118,8 +125,8 @@ fn stalled_write(start: fn(&str) -> Proxy) {
     wait_for("the stall", PATIENCE, || proxy.cut());
     let stalled_at = Instant::now();
 
-    // B's writes: to another worker (the counters, the outbox and the heartbeat statement are
-    // shared by all), which does not wait for A; then to X itself, which waits for A's locks.
+    // B's writes: to a worker of another counter slot (the outbox and the heartbeat statement
+    // are shared by all), which do not wait for A; then to X itself, which waits for A's locks.
     let b2 = Arc::clone(&b);
     let others = bounded("B's writes to another worker", PATIENCE, move || {
         let start = Instant::now();

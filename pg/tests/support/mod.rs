@@ -96,3 +96,19 @@ pub fn signal(pid: impl std::fmt::Display, sig: &str) {
         .success();
     assert!(ok, "kill {sig} {pid}");
 }
+
+/// The counter slot of worker `id` in registry `schema`, as the registry stored it
+/// (`workers.slot`). A change of state updates its slot's row of the counters in its
+/// transaction, so changes of two workers of one slot wait for each other (of the 32 slots);
+/// a test that needs two workers whose changes never wait for each other picks them in two.
+pub fn counter_slot(schema: &str, id: &hodei_workers::WorkerId) -> i16 {
+    let mut client = postgres::Client::connect(&url(), postgres::NoTls).expect("connect");
+    let sql = format!(
+        "SELECT slot FROM \"{}\".workers WHERE id = $1",
+        schema.replace('"', "\"\"")
+    );
+    client
+        .query_one(&sql, &[id.as_uuid()])
+        .expect("the worker's record")
+        .get(0)
+}
