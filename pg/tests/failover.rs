@@ -9,7 +9,6 @@ mod backend;
 mod common;
 #[path = "../../core/tests/lifecycle/common.rs"]
 mod lifecycle_common;
-mod support;
 #[path = "../../core/tests/support/test_registry.rs"]
 mod test_registry;
 
@@ -17,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{name, url, Schema, T0};
+use common::{support, url, SchemaGuard, T0};
 use hodei_workers::*;
 use hodei_workers_postgres::PostgresWorkerRegistry;
 use lifecycle_common::{config, spec, CreateStep, DestroyStep, TestProvider};
@@ -35,7 +34,7 @@ struct Cluster {
     provider: Arc<TestProvider>,
     a: Replica,
     b: Replica,
-    _schema: Schema,
+    _schema: SchemaGuard,
 }
 
 fn replica(
@@ -68,8 +67,8 @@ fn replica(
 }
 
 fn cluster(test: &str) -> Cluster {
-    let name = name(test);
-    let schema = Schema(name.clone());
+    let schema = SchemaGuard::new(test);
+    let name = schema.name.clone();
     let store = Arc::new(ManualClock::new(T0));
     let provider = TestProvider::new("test");
     let a = replica(&name, "a", &store, &provider);
@@ -266,8 +265,8 @@ fn a_provider_that_checks_fencing_tokens_refuses_the_late_create_of_a_leader_pau
 
 #[test]
 fn replicated_managers_take_the_registrys_own_lease() {
-    let name = name("failover_replicated");
-    let _schema = Schema(name.clone());
+    let _schema = SchemaGuard::new("failover_replicated");
+    let name = _schema.name.clone();
     let store = Arc::new(ManualClock::new(T0));
     let manager = |holder: &str| {
         let pg = PostgresWorkerRegistry::connect_with_clock(&url(), &name, store.clone()).unwrap();
@@ -355,8 +354,8 @@ fn a_create_finished_after_a_takeover_the_old_leader_missed_is_not_registered() 
 /// way for real: a's lease connection's server backend is frozen (SIGSTOP) for a moment.
 #[test]
 fn a_step_down_during_a_renewal_never_leaves_two_leaders() {
-    let name = name("stepdown_race");
-    let _schema = Schema(name.clone());
+    let _schema = SchemaGuard::new("stepdown_race");
+    let name = _schema.name.clone();
     let store = Arc::new(ManualClock::new(T0));
     let provider = TestProvider::new("test");
     let a = replica(&name, "a", &store, &provider);

@@ -316,7 +316,7 @@ fn a_takeover_waits_for_the_fenced_write_in_flight() {
     held.execute(
         &format!(
             "SELECT 1 FROM \"{}\".workers WHERE id = $1 FOR UPDATE",
-            schema.0
+            schema.name
         ),
         &[id.as_uuid()],
     )

@@ -3,15 +3,14 @@
 //! server that stops answering.
 
 mod common;
-mod support;
 
 use std::sync::{mpsc, Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use common::support::signal;
 use common::*;
 use hodei_workers::*;
 use hodei_workers_postgres::{PostgresLeadership, PostgresWorkerRegistry};
-use support::signal;
 
 const TTL: Duration = Duration::from_secs(10);
 
@@ -121,8 +120,8 @@ fn of_replicas_racing_for_a_free_lease_exactly_one_wins() {
 
 #[test]
 fn on_the_database_clock_the_lease_lasts_ttl() {
-    let name = name("lease_db_clock");
-    let _schema = Schema(name.clone());
+    let _schema = SchemaGuard::new("lease_db_clock");
+    let name = _schema.name.clone();
     let registry = PostgresWorkerRegistry::connect(&url(), &name).unwrap();
     let lease = registry.leadership("a", TTL).unwrap();
     let info = held(lease.acquire_or_renew(None).unwrap());
@@ -133,12 +132,12 @@ fn on_the_database_clock_the_lease_lasts_ttl() {
 }
 
 /// The pid of the lease's backend (the only one with this application_name).
-fn lease_backend(schema: &Schema) -> i32 {
+fn lease_backend(schema: &SchemaGuard) -> i32 {
     let mut admin = postgres::Client::connect(&url(), postgres::NoTls).unwrap();
     admin
         .query_one(
             "SELECT pid FROM pg_stat_activity WHERE application_name = $1",
-            &[&format!("hw-lease-{}", schema.0)],
+            &[&format!("hw-lease-{}", schema.name)],
         )
         .unwrap()
         .get(0)
@@ -153,7 +152,7 @@ fn a_killed_connection_is_replaced_before_the_next_call_sends_anything() {
     let killed = admin
         .query(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
-            &[&format!("hw-lease-{}", schema.0)],
+            &[&format!("hw-lease-{}", schema.name)],
         )
         .unwrap();
     assert_eq!(killed.len(), 1);
@@ -178,7 +177,7 @@ fn a_session_ended_under_a_call_is_not_used_by_the_next() {
     hold.execute(
         &format!(
             "SELECT 1 FROM \"{}\".manager_leases FOR UPDATE",
-            schema.0.replace('"', "\"\"")
+            schema.name.replace('"', "\"\"")
         ),
         &[],
     )

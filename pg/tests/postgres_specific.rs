@@ -45,8 +45,8 @@ fn replica(name: &str, clock: Arc<ManualClock>) -> PostgresWorkerRegistry {
 
 #[test]
 fn replicas_starting_at_once_apply_each_migration_once() {
-    let name = name("migrate");
-    let _schema = Schema(name.clone());
+    let _schema = SchemaGuard::new("migrate");
+    let name = _schema.name.clone();
     let barrier = Arc::new(Barrier::new(6));
     let threads: Vec<_> = (0..6)
         .map(|_| {
@@ -84,7 +84,7 @@ fn migration_v3_backfills_the_pool_counts_of_an_existing_fleet() {
     let expected = registry.stats().unwrap();
     assert_eq!(expected.by_pool["a"].busy, 1);
     drop(registry);
-    let mut client = raw(&_schema.0);
+    let mut client = raw(&_schema.name);
     client
         .batch_execute(
             "DROP TRIGGER pool_insert ON workers; DROP TRIGGER pool_state ON workers; \
@@ -94,7 +94,7 @@ fn migration_v3_backfills_the_pool_counts_of_an_existing_fleet() {
              DELETE FROM migrations WHERE version >= 3;",
         )
         .unwrap();
-    let upgraded = replica(&_schema.0, clock);
+    let upgraded = replica(&_schema.name, clock);
     let stats = upgraded.stats().unwrap();
     assert_eq!(stats, expected, "backfilled");
     let all = upgraded.find(&WorkerFilter::new()).unwrap();
@@ -130,7 +130,7 @@ fn terminal_ids_read_the_terminal_index_not_the_fleet() {
     // The query the registry sends (its predicate as literals, as the index states it) can be
     // answered from the partial index: with sequential scans ruled out, the plan names it.
     assert_plan_uses(
-        &_schema.0,
+        &_schema.name,
         "SELECT id FROM workers WHERE state IN (5, 6)",
         "workers_terminal",
     );
@@ -410,8 +410,8 @@ fn bad_names_and_urls_are_invalid_arguments_and_a_dead_server_is_a_backend_error
 
 #[test]
 fn on_the_database_clock_now_and_timestamps_follow_the_server() {
-    let name = name("dbclock");
-    let _schema = Schema(name.clone());
+    let _schema = SchemaGuard::new("dbclock");
+    let name = _schema.name.clone();
     let registry = PostgresWorkerRegistry::connect(&url(), &name).unwrap();
     let wall = SystemClock::new().now();
     let now = registry.now();
@@ -587,8 +587,8 @@ impl Clock for HeldClock {
 /// one still never moves the worker's times backwards (docs/DESIGN.md, "Event times").
 #[test]
 fn a_workers_own_times_never_go_backwards_when_its_changes_race() {
-    let name = name("owntimes");
-    let _schema = Schema(name.clone());
+    let _schema = SchemaGuard::new("owntimes");
+    let name = _schema.name.clone();
     let clock = Arc::new(HeldClock {
         time: ManualClock::new(T0),
         gate: Default::default(),

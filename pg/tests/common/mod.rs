@@ -1,4 +1,6 @@
-//! A registry on the test server (`HODEI_PG_URL`) in a schema of its own, dropped at the end.
+//! Fixtures of the smaller PostgreSQL tests (a registry in a schema of its own on a manual
+//! clock, ids, specs), on top of `support` (the server, unique schema names dropped at the end,
+//! bounded waits), which every PostgreSQL test shares.
 #![allow(dead_code)]
 
 use std::sync::Arc;
@@ -8,35 +10,18 @@ use hodei_workers_postgres::PostgresWorkerRegistry;
 
 pub const T0: Timestamp = 1_700_000_000_000;
 
-/// The server's connection string: `HODEI_PG_URL`, required (no test is skipped silently).
-pub fn url() -> String {
-    std::env::var("HODEI_PG_URL").expect(
-        "HODEI_PG_URL must point at a PostgreSQL server (make test starts one), \
-         e.g. HODEI_PG_URL='host=/tmp/pg user=postgres dbname=postgres'",
-    )
-}
+#[path = "../support/mod.rs"]
+pub mod support;
 
-/// A fresh registry name for `test`.
-pub fn name(test: &str) -> String {
-    let id = WorkerId::new().to_string();
-    format!("t_{}_{}", test, &id[..8]).to_lowercase()
-}
+#[allow(unused_imports)] // each test binary uses a different part of it
+pub use support::{url, SchemaGuard};
 
-/// Drops the registry's schema when the test ends (pass or fail).
-pub struct Schema(pub String);
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let _ = PostgresWorkerRegistry::drop_schema(&url(), &self.0);
-    }
-}
-
-pub fn registry(test: &str) -> (Arc<ManualClock>, PostgresWorkerRegistry, Schema) {
+/// A new registry for `test`, in a schema of its own (dropped with the guard), on a manual
+/// clock at [`T0`].
+pub fn registry(test: &str) -> (Arc<ManualClock>, PostgresWorkerRegistry, SchemaGuard) {
     let clock = Arc::new(ManualClock::new(T0));
-    let name = name(test);
-    let schema = Schema(name.clone());
-    let registry =
-        PostgresWorkerRegistry::connect_with_clock(&url(), &name, clock.clone()).expect("connect");
+    let schema = SchemaGuard::new(test);
+    let registry = support::connect(&schema.name, clock.clone());
     (clock, registry, schema)
 }
 
