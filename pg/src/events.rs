@@ -226,7 +226,16 @@ impl Reader {
     /// Reads once (in batches, up to the first gap still open); returns how many rows moved
     /// the cursor, and adds the events to hand out to `out`.
     fn read(&mut self, out: &mut Vec<WorkerLifecycleEvent>) -> std::result::Result<usize, DbError> {
-        if self.conn.as_ref().is_none_or(|c| c.client.is_closed()) {
+        if self
+            .conn
+            .as_ref()
+            .is_none_or(|c| c.client.is_closed() || c.is_inherited())
+        {
+            // An inherited one (this process is a fork of the one that opened it) is left to
+            // that process: forgotten, not closed (`pool::discard`).
+            if let Some(old) = self.conn.take() {
+                crate::pool::discard(old);
+            }
             self.conn = Some(open(&self.config, &self.schema)?);
         }
         let conn = self.conn.as_mut().expect("just opened");
@@ -331,6 +340,9 @@ impl Reader {
 
     fn release_connection(&mut self) {
         if let Some(mut conn) = self.conn.take() {
+            if conn.is_inherited() {
+                return crate::pool::discard(conn);
+            }
             // Best effort: a row left behind is removed by the next subscriber.
             let _ = guard(|| {
                 let _ = conn

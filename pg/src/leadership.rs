@@ -147,11 +147,19 @@ struct LeaseConn {
     client: Client,
     last_used: Instant,
     runtime: tokio::runtime::Runtime,
+    /// The OS process that opened it: in a fork of that process it is left alone, as the
+    /// registry's pools leave theirs (`pool::discard`).
+    process: u32,
 }
 
 /// Drops a lease connection. Dropping a runtime panics on a thread that drives an async runtime
 /// (the call already failed there with the `guard`'s message): caught, the connection is leaked.
+/// One another OS process opened (this one is its fork) is forgotten, never closed.
 fn discard(conn: LeaseConn) {
+    if conn.process != std::process::id() {
+        std::mem::forget(conn);
+        return;
+    }
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(conn)));
 }
 
@@ -214,6 +222,7 @@ impl PostgresLeadership {
                 client,
                 last_used: Instant::now(),
                 runtime,
+                process: std::process::id(),
             }),
             Ok(Err(e)) => Err(Error::Backend(format!(
                 "lease: cannot connect: {}",
@@ -244,7 +253,7 @@ impl PostgresLeadership {
             let deadline = Instant::now() + self.call_timeout();
             let mut slot = self.conn.lock();
             if let Some(conn) = slot.as_mut() {
-                let checked = if conn.client.is_closed() {
+                let checked = if conn.client.is_closed() || conn.process != std::process::id() {
                     Ok(false)
                 } else if conn.last_used.elapsed() < crate::pool::PROBE_AFTER {
                     Ok(true)

@@ -93,6 +93,8 @@ pub(crate) struct Conn {
     /// `backend_start` (µs since the epoch; with the pid, unique across pid reuse). See
     /// [`Pool::settle`]. A pid of 0: unknown.
     backend: (i32, i64),
+    /// The OS process that opened it: only that process may use or close it ([`discard`]).
+    process: u32,
 }
 
 impl fmt::Debug for Conn {
@@ -145,6 +147,7 @@ impl Conn {
             statements: HashMap::new(),
             last_used: Instant::now(),
             backend,
+            process: std::process::id(),
         })
     }
 
@@ -161,6 +164,11 @@ impl Conn {
     /// The client and the statement cache, borrowed side by side.
     pub fn parts(&mut self) -> (&mut Client, &mut HashMap<String, Statement>) {
         (&mut self.client, &mut self.statements)
+    }
+
+    /// Whether another OS process opened it: this one is a fork of that one (see [`discard`]).
+    pub fn is_inherited(&self) -> bool {
+        self.process != std::process::id()
     }
 
     /// Forgets the prepared statements (after the schema was changed under them).
@@ -223,6 +231,9 @@ struct PoolState {
     idle: Vec<Conn>,
     /// Connections open, idle or checked out.
     open: usize,
+    /// The OS process these are of; another one (a fork of it) starts afresh
+    /// ([`Pool::locked`]).
+    process: u32,
 }
 
 /// The pool. `max` connections at most; a caller waits up to `checkout_timeout` for one.
@@ -270,9 +281,28 @@ impl Pool {
             state: Mutex::new(PoolState {
                 idle: Vec::new(),
                 open: 0,
+                process: std::process::id(),
             }),
             returned: Condvar::new(),
         }
+    }
+
+    /// The pool's state, locked. In a process forked from the one that opened the pool's
+    /// connections (`fork()` without `exec`: Python's `multiprocessing`, a pre-forking server),
+    /// the connections are that process's: the idle ones are left to it (forgotten here, never
+    /// used nor closed: [`discard`]) and this process opens its own. Those checked out at the
+    /// fork are on threads this process does not have, and are not counted. Costs a `getpid`.
+    fn locked(&self) -> parking_lot::MutexGuard<'_, PoolState> {
+        let mut state = self.state.lock();
+        let process = std::process::id();
+        if state.process != process {
+            state.process = process;
+            state.open = 0;
+            for conn in state.idle.drain(..) {
+                std::mem::forget(conn);
+            }
+        }
+        state
     }
 
     pub fn config(&self) -> &postgres::Config {
@@ -290,14 +320,14 @@ impl Pool {
     /// `Backend` when no connection can be opened (with the reason) or none came back in time.
     pub fn get(&self) -> Result<Pooled<'_>> {
         let deadline = Instant::now() + self.checkout_timeout;
-        let mut state = self.state.lock();
+        let mut state = self.locked();
         loop {
             if let Some(mut conn) = state.idle.pop() {
                 if conn.client.is_closed() {
                     state.open -= 1;
                     drop(state);
                     discard(conn);
-                    state = self.state.lock();
+                    state = self.locked();
                     continue;
                 }
                 if conn.last_used.elapsed() < PROBE_AFTER {
@@ -320,11 +350,11 @@ impl Pool {
                         })
                     }
                     Ok(false) => {
-                        self.state.lock().open -= 1;
+                        self.locked().open -= 1;
                         discard(conn);
                         self.discard_idle();
                         self.returned.notify_one();
-                        state = self.state.lock();
+                        state = self.locked();
                         continue;
                     }
                     Err(_) => {
@@ -348,7 +378,7 @@ impl Pool {
                         conn: Some(conn),
                     }),
                     Err(cause) => {
-                        self.state.lock().open -= 1;
+                        self.locked().open -= 1;
                         self.returned.notify_one();
                         Err(Error::Backend(format!(
                             "cannot connect to PostgreSQL: {cause}"
@@ -368,7 +398,10 @@ impl Pool {
     /// Takes a connection back: idle again, or thrown away (with every idle one, which predate
     /// the same outage) when it broke.
     fn put_back(&self, mut conn: Conn) {
-        let mut state = self.state.lock();
+        if conn.is_inherited() {
+            return discard(conn);
+        }
+        let mut state = self.locked();
         if conn.client.is_closed() {
             state.open -= 1;
             drop(state);
@@ -401,6 +434,9 @@ impl Pool {
     /// receives its commit later). Nothing here on the hot paths: only a write whose connection
     /// broke pays it.
     pub(crate) fn settle(&self, lost: Conn) {
+        if lost.is_inherited() {
+            return discard(lost);
+        }
         let (pid, started) = lost.backend;
         self.lost(lost);
         if pid == 0 {
@@ -435,7 +471,10 @@ impl Pool {
 
     /// Takes back a connection that broke under a call (closed, with every idle one).
     fn lost(&self, conn: Conn) {
-        self.state.lock().open -= 1;
+        if conn.is_inherited() {
+            return discard(conn);
+        }
+        self.locked().open -= 1;
         discard(conn);
         self.discard_idle();
         self.returned.notify_one();
@@ -444,7 +483,7 @@ impl Pool {
     /// Closes every idle connection (after one of them, or one in use, was found broken).
     fn discard_idle(&self) {
         let idle = {
-            let mut state = self.state.lock();
+            let mut state = self.locked();
             let idle = std::mem::take(&mut state.idle);
             state.open -= idle.len();
             idle
@@ -461,7 +500,15 @@ impl Pool {
 /// Drops a connection. Dropping a client drops its private runtime, which tokio refuses (with
 /// a panic) on a thread that drives an async runtime: caught here, the client is leaked
 /// instead.
+///
+/// A connection another OS process opened (this one is a fork of it) is forgotten instead,
+/// never closed: closing sends the server a `Terminate` on the socket both processes share,
+/// which would end that process's session under it.
 pub(crate) fn discard(conn: Conn) {
+    if conn.is_inherited() {
+        std::mem::forget(conn);
+        return;
+    }
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(conn)));
 }
 

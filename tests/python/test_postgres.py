@@ -104,3 +104,66 @@ def test_bad_names_and_unreachable_servers_raise_the_documented_errors() -> None
         hw.Registry.drop_postgres(nowhere, name="ok")
     with pytest.raises(TypeError):
         hw.Registry.postgres(42, name="ok")  # type: ignore[arg-type]
+
+
+def _exercise(reg: hw.Registry, ids: list[str], rounds: int) -> None:
+    """Reads and writes whose answers tell if another process's conversation got mixed in."""
+    for n in range(rounds):
+        worker_id = ids[n % len(ids)]
+        w = reg.get(worker_id)
+        assert w is not None and w.id == worker_id, f"get({worker_id}) answered {w!r}"
+        reg.heartbeat(worker_id)
+        assert reg.stats().total == len(ids)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX")
+def test_a_forked_process_opens_connections_of_its_own(name: str) -> None:
+    """``fork()`` after the registry is open: ``multiprocessing``'s default start method on Linux,
+    a pre-forking server. The child must neither use the parent's connections (two processes'
+    conversations on one session: answers to the other's questions) nor close them (the
+    parent's sessions would end). Each process opens its own: both work at once, and the parent
+    goes on after the child dropped its copy of the registry and exited."""
+    reg = hw.Registry.postgres(pg_url(), name=name)
+    ids = []
+    for i in range(8):
+        w = reg.register("docker-local", "docker", f"c-{i}")
+        reg.update_state(w.id, hw.WorkerState.READY)
+        ids.append(w.id)
+    events = reg.subscribe()
+    _exercise(reg, ids, 20)  # the parent's connections are open and in use before the fork
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report through the pipe, never return into pytest
+        code = 1
+        try:
+            os.close(read_end)
+            _exercise(reg, ids, 300)
+            events.recv(timeout=0.2)  # its copy of the subscription reads (and must not raise)
+            del reg, events
+            import gc
+
+            gc.collect()  # the child's copies are dropped here, not at os._exit
+            code = 0
+        except BaseException as e:  # noqa: BLE001 (any failure is reported to the parent)
+            os.write(write_end, f"{type(e).__name__}: {e}".encode()[:4000])
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    try:
+        _exercise(reg, ids, 300)
+    finally:
+        deadline = time.monotonic() + 60
+        while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if done == (0, 0):
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        report = os.read(read_end, 4000).decode()
+        os.close(read_end)
+    assert done != (0, 0), "the child hung"
+    assert os.waitstatus_to_exitcode(done[1]) == 0, f"the child failed: {report}"
+    # The parent's sessions survived the child's exit; its subscription still reads.
+    _exercise(reg, ids, 50)
+    reg.update_state(ids[0], hw.WorkerState.DRAINING)
+    kinds = [e.kind for e in _drain(events, 1)]
+    assert kinds == ["state_changed"], kinds
