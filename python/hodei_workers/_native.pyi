@@ -642,6 +642,10 @@ class Registry:
                 2**20, as in memory); older ones are forgotten at the registry's next prune (at
                 most a minute later, on the health-check path).
 
+        A process forked after this (``multiprocessing``, a pre-forking server) opens
+        connections of its own and leaves the parent's alone: fork while no call of the
+        registry is in flight.
+
         Raises:
             InvalidArgumentError: a malformed ``url`` (a NUL in it included) or ``name``, a
                 negative ``retired_id_limit``.

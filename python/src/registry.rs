@@ -167,6 +167,10 @@ impl PyRegistry {
     /// Raises InvalidArgumentError for a malformed ``url`` (a NUL in it included) or ``name``,
     /// BackendError when the server cannot be reached. Later calls raise BackendError while it is unreachable (and
     /// apply nothing).
+    ///
+    /// A process forked after this (``multiprocessing``, a pre-forking server) opens
+    /// connections of its own and leaves the parent's alone: fork while no call of the registry
+    /// is in flight.
     #[staticmethod]
     #[pyo3(
         signature = (url, *, name=StrArg::Default("hodei_workers"), clock=None, retired_id_limit=None),
