@@ -188,9 +188,8 @@ impl Conn {
 /// worker's row lock, which every other replica's change of that worker waits for, its counter
 /// slot's row (a 32nd of the fleet's state changes wait), the outbox's lock, whose seq every
 /// subscriber waits out, and for a fenced write the lease row, which a takeover must update.
-/// This bounds that wait. The stopped call,
-/// if its client comes back, answers `Backend` with nothing applied
-/// (`pg/tests/stalled_write.rs`, `pg/tests/frozen_replica.rs`).
+/// This bounds that wait. The stopped call, if its client comes back, answers `Backend` with
+/// nothing applied (`pg/tests/stalled_write.rs`, `pg/tests/frozen_replica.rs`).
 pub(crate) const STALLED_TRANSACTION: Duration = Duration::from_secs(10);
 
 /// Sets the session's `idle_in_transaction_session_timeout` to [`STALLED_TRANSACTION`] unless
