@@ -373,43 +373,38 @@ impl Inner {
             // ended where running it again is safe).
             let mut moved = false;
             loop {
-                match op(&mut conn) {
+                // `unsent`: nothing was sent but `BEGIN` (`Fail::Unsent`).
+                let (e, unsent) = match op(&mut conn) {
                     Ok(v) => return Ok(v),
                     Err(Fail::Domain(e)) => return Err(e),
-                    Err(Fail::Retry) => {}
-                    Err(Fail::Db(e)) if is_retryable(&e) && attempt < 3 => attempt += 1,
-                    // Nothing was sent but `BEGIN`, or nothing is changed (a read, or an
-                    // idempotent sweep): once more, on a new connection.
-                    Err(Fail::Unsent(_)) if !moved => {
-                        conn.lose();
-                        conn = pool.get()?;
-                        moved = true;
+                    Err(Fail::Retry) => continue,
+                    Err(Fail::Db(e)) if is_retryable(&e) && attempt < 3 => {
+                        attempt += 1;
+                        continue;
                     }
-                    Err(Fail::Db(e))
-                        if settle == Settle::No
-                            && !moved
-                            && (ends_session(&e) || conn.client.is_closed()) =>
-                    {
-                        conn.lose();
-                        conn = pool.get()?;
-                        moved = true;
-                    }
-                    Err(Fail::Unsent(e)) => {
-                        conn.lose();
-                        return Err(DbError::from(e).backend(doing));
-                    }
-                    Err(Fail::Db(e)) => {
-                        // A session that ended never goes back to the pool (its next call
-                        // would fail at once), and a write waits for it to be settled.
-                        if ends_session(&e) || conn.client.is_closed() {
-                            match settle {
-                                Settle::Yes => conn.settle(),
-                                Settle::No => conn.lose(),
-                            }
-                        }
-                        return Err(DbError::from(e).backend(doing));
-                    }
+                    Err(Fail::Db(e)) => (e, false),
+                    Err(Fail::Unsent(e)) => (e, true),
+                };
+                if !unsent && !ends_session(&e) && !conn.client.is_closed() {
+                    return Err(DbError::from(e).backend(doing));
                 }
+                // The session ended: its connection never goes back to the pool (its next call
+                // would fail at once). Once, a call that is safe to run again moves to a new
+                // connection: nothing was sent but `BEGIN`, or nothing is changed (a read, or
+                // an idempotent sweep).
+                if !moved && (unsent || settle == Settle::No) {
+                    conn.lose();
+                    conn = pool.get()?;
+                    moved = true;
+                    continue;
+                }
+                // A write that sent its change waits for the lost session to be settled.
+                if settle == Settle::Yes && !unsent {
+                    conn.settle();
+                } else {
+                    conn.lose();
+                }
+                return Err(DbError::from(e).backend(doing));
             }
         })
     }
