@@ -231,7 +231,7 @@ struct PoolState {
     /// Connections open, idle or checked out.
     open: usize,
     /// The OS process these are of; another one (a fork of it) starts afresh
-    /// ([`Pool::locked`]).
+    /// ([`Pool::checkout_state`]).
     process: u32,
 }
 
@@ -286,12 +286,14 @@ impl Pool {
         }
     }
 
-    /// The pool's state, locked. In a process forked from the one that opened the pool's
-    /// connections (`fork()` without `exec`: Python's `multiprocessing`, a pre-forking server),
-    /// the connections are that process's: the idle ones are left to it (forgotten here, never
-    /// used nor closed: [`discard`]) and this process opens its own. Those checked out at the
-    /// fork are on threads this process does not have, and are not counted. Costs a `getpid`.
-    fn locked(&self) -> parking_lot::MutexGuard<'_, PoolState> {
+    /// The pool's state, locked, for a checkout: the one place a process forked from the one
+    /// that opened the pool's connections (`fork()` without `exec`: Python's `multiprocessing`,
+    /// a pre-forking server) first reaches them. They are that process's: the idle ones are
+    /// left to it (forgotten here, never used nor closed: [`discard`]) and this process opens
+    /// its own. Those checked out at the fork are on threads this process does not have, and
+    /// are not counted. So every connection checked out here is this process's own, and
+    /// giving one back needs no check. Costs a `getpid`.
+    fn checkout_state(&self) -> parking_lot::MutexGuard<'_, PoolState> {
         let mut state = self.state.lock();
         let process = std::process::id();
         if state.process != process {
@@ -319,14 +321,14 @@ impl Pool {
     /// `Backend` when no connection can be opened (with the reason) or none came back in time.
     pub fn get(&self) -> Result<Pooled<'_>> {
         let deadline = Instant::now() + self.checkout_timeout;
-        let mut state = self.locked();
+        let mut state = self.checkout_state();
         loop {
             if let Some(mut conn) = state.idle.pop() {
                 if conn.client.is_closed() {
                     state.open -= 1;
                     drop(state);
                     discard(conn);
-                    state = self.locked();
+                    state = self.state.lock();
                     continue;
                 }
                 if conn.last_used.elapsed() < PROBE_AFTER {
@@ -349,11 +351,11 @@ impl Pool {
                         })
                     }
                     Ok(false) => {
-                        self.locked().open -= 1;
+                        self.state.lock().open -= 1;
                         discard(conn);
                         self.discard_idle();
                         self.returned.notify_one();
-                        state = self.locked();
+                        state = self.state.lock();
                         continue;
                     }
                     Err(_) => {
@@ -377,7 +379,7 @@ impl Pool {
                         conn: Some(conn),
                     }),
                     Err(cause) => {
-                        self.locked().open -= 1;
+                        self.state.lock().open -= 1;
                         self.returned.notify_one();
                         Err(Error::Backend(format!(
                             "cannot connect to PostgreSQL: {cause}"
@@ -397,10 +399,7 @@ impl Pool {
     /// Takes a connection back: idle again, or thrown away (with every idle one, which predate
     /// the same outage) when it broke.
     fn put_back(&self, mut conn: Conn) {
-        if conn.is_inherited() {
-            return discard(conn);
-        }
-        let mut state = self.locked();
+        let mut state = self.state.lock();
         if conn.client.is_closed() {
             state.open -= 1;
             drop(state);
@@ -433,9 +432,6 @@ impl Pool {
     /// receives its commit later). Nothing here on the hot paths: only a write whose connection
     /// broke pays it.
     pub(crate) fn settle(&self, lost: Conn) {
-        if lost.is_inherited() {
-            return discard(lost);
-        }
         let (pid, started) = lost.backend;
         self.lost(lost);
         if pid == 0 {
@@ -470,10 +466,7 @@ impl Pool {
 
     /// Takes back a connection that broke under a call (closed, with every idle one).
     fn lost(&self, conn: Conn) {
-        if conn.is_inherited() {
-            return discard(conn);
-        }
-        self.locked().open -= 1;
+        self.state.lock().open -= 1;
         discard(conn);
         self.discard_idle();
         self.returned.notify_one();
@@ -482,7 +475,7 @@ impl Pool {
     /// Closes every idle connection (after one of them, or one in use, was found broken).
     fn discard_idle(&self) {
         let idle = {
-            let mut state = self.locked();
+            let mut state = self.state.lock();
             let idle = std::mem::take(&mut state.idle);
             state.open -= idle.len();
             idle
