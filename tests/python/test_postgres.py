@@ -106,14 +106,21 @@ def test_bad_names_and_unreachable_servers_raise_the_documented_errors() -> None
         hw.Registry.postgres(42, name="ok")  # type: ignore[arg-type]
 
 
-def _exercise(reg: hw.Registry, ids: list[str], rounds: int) -> None:
-    """Reads and writes whose answers tell if another process's conversation got mixed in."""
+def _exercise(
+    reg: hw.Registry, ids: list[str], rounds: int, manager: hw.LifecycleManager | None = None
+) -> None:
+    """Reads and writes whose answers tell if another process's conversation got mixed in; every
+    tenth round, a tick of ``manager`` (a lease renewal on the lease's connection)."""
     for n in range(rounds):
         worker_id = ids[n % len(ids)]
         w = reg.get(worker_id)
         assert w is not None and w.id == worker_id, f"get({worker_id}) answered {w!r}"
         reg.heartbeat(worker_id)
         assert reg.stats().total == len(ids)
+        if manager is not None and n % 10 == 0:
+            report = manager.tick()
+            failed = [d for d in report.decisions if d.startswith("lease renewal failed")]
+            assert report.leading and not failed, f"the lease renewed: {failed}"
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX")
@@ -122,13 +129,16 @@ def test_a_forked_process_opens_connections_of_its_own(name: str) -> None:
     a pre-forking server. The child must neither use the parent's connections (two processes'
     conversations on one session: answers to the other's questions) nor close them (the
     parent's sessions would end). Each process opens its own: both work at once, and the parent
-    goes on after the child dropped its copy of the registry and exited."""
+    goes on after the child dropped its copy of the registry and exited. The lease's own
+    connection too: a replicated manager renews it from both processes."""
     reg = hw.Registry.postgres(pg_url(), name=name)
     ids = []
     for i in range(8):
         w = reg.register("docker-local", "docker", f"c-{i}")
         reg.update_state(w.id, hw.WorkerState.READY)
         ids.append(w.id)
+    manager = hw.LifecycleManager.replicated(reg, "parent", 30)
+    assert manager.tick().leading  # the lease's connection is open too
     events = reg.subscribe()
     _exercise(reg, ids, 20)  # the parent's connections are open and in use before the fork
     read_end, write_end = os.pipe()
@@ -137,9 +147,9 @@ def test_a_forked_process_opens_connections_of_its_own(name: str) -> None:
         code = 1
         try:
             os.close(read_end)
-            _exercise(reg, ids, 300)
+            _exercise(reg, ids, 300, manager)
             events.recv(timeout=0.2)  # its copy of the subscription reads (and must not raise)
-            del reg, events
+            del reg, events, manager
             import gc
 
             gc.collect()  # the child's copies are dropped here, not at os._exit
@@ -150,7 +160,7 @@ def test_a_forked_process_opens_connections_of_its_own(name: str) -> None:
             os._exit(code)
     os.close(write_end)
     try:
-        _exercise(reg, ids, 300)
+        _exercise(reg, ids, 300, manager)
     finally:
         deadline = time.monotonic() + 60
         while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
@@ -164,6 +174,7 @@ def test_a_forked_process_opens_connections_of_its_own(name: str) -> None:
     assert os.waitstatus_to_exitcode(done[1]) == 0, f"the child failed: {report}"
     # The parent's sessions survived the child's exit; its subscription still reads.
     _exercise(reg, ids, 50)
+    assert manager.tick().leading, "the parent's lease connection survived the child"
     reg.update_state(ids[0], hw.WorkerState.DRAINING)
     kinds = [e.kind for e in _drain(events, 1)]
     assert kinds == ["state_changed"], kinds
