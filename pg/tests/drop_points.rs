@@ -27,6 +27,8 @@
 //!    invariants of DESIGN.md §3 hold (the conformance suite's checker), and the registry works
 //!    again through the proxy: the call made again answers as the reference did when nothing
 //!    was applied, and as DESIGN.md ("Lost replies", §10 clarifications) documents when it was.
+//!    A heartbeat without a `HeartbeatReceived` subscriber is idempotent and runs once more on
+//!    a new connection instead: cut anywhere once its connection is up, it answers `Ok`.
 //!
 //! And [`after_an_ambiguous_register_get_tells_for_good`]: a `COMMIT` that reaches the server
 //! after the client gave up must not land after the `get` that `provision_worker` makes to learn
@@ -264,10 +266,22 @@ struct Method {
     retry_ok: fn(&Result<String>) -> bool,
     /// The documented answer, for the table.
     retry_doc: &'static str,
-    /// Whether a `Backend` answer comes once the server is done with the lost connection
-    /// (DESIGN.md, "Lost replies"): every registry write. Otherwise (the lease) the test waits
-    /// for the server to be done with it before it judges the state.
-    settles: bool,
+    /// What the call does when its connection is lost under it.
+    lost: OnLoss,
+}
+
+/// What a write does when its connection is lost under it (DESIGN.md §10, "Lost replies").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnLoss {
+    /// Its `Backend` answer comes once the server is done with the lost connection: every
+    /// registry write but the heartbeats without events.
+    Settles,
+    /// It runs once more on a new connection (idempotent: a heartbeat without events), so a
+    /// cut once its connection is up never answers `Backend`.
+    Reruns,
+    /// Neither (the lease): the test waits for the server to be done with the lost connection
+    /// before it judges the state.
+    Waits,
 }
 
 fn text<T: std::fmt::Debug>(r: Result<T>) -> Result<String> {
@@ -381,7 +395,7 @@ fn one_cut(proxy: &Arc<Proxy>, m: &Method, r: &Reference, k: u64, how: Cut) -> O
     );
     // Read once the call answered: what it did is decided by then (by the registry's word;
     // the lease's, once the server is done with the lost connection).
-    if !m.settles {
+    if m.lost == OnLoss::Waits {
         if let Some(pid) = proxy.cut_pid() {
             wait_gone(pid);
         }
@@ -514,13 +528,23 @@ fn drop_at_every_point(m: Method) {
         started.elapsed().as_secs_f64(),
         points.join(" ")
     );
-    // The commit's (or the one statement's) reply is always a cut point: every write can
-    // answer Backend after its change committed (DESIGN.md says so).
-    assert!(
-        count(Outcome::AppliedBackend) >= 1,
-        "{}: the cut at the commit's reply is ambiguous",
-        m.name
-    );
+    if m.lost == OnLoss::Reruns {
+        // Run once more on a new connection: a cut never leaves the caller in doubt.
+        assert_eq!(
+            count(Outcome::AppliedBackend),
+            0,
+            "{}: an idempotent write runs again rather than answer Backend once applied",
+            m.name
+        );
+    } else {
+        // The commit's (or the one statement's) reply is always a cut point: every other
+        // write can answer Backend after its change committed (DESIGN.md says so).
+        assert!(
+            count(Outcome::AppliedBackend) >= 1,
+            "{}: the cut at the commit's reply is ambiguous",
+            m.name
+        );
+    }
 }
 
 fn ok(r: &Result<String>) -> bool {
@@ -534,7 +558,7 @@ fn register_method() -> Method {
         call: |w| text(w.registry.register(handle(d()), spec())),
         retry_ok: |r| matches!(r, Err(Error::AlreadyExists(id)) if *id == d()),
         retry_doc: "AlreadyExists",
-        settles: true,
+        lost: OnLoss::Settles,
     }
 }
 
@@ -551,7 +575,7 @@ fn update_state() {
         call: |w| text(w.registry.update_state(&a(), WorkerState::Draining)),
         retry_ok: ok,
         retry_doc: "Ok (same state: no-op)",
-        settles: true,
+        lost: OnLoss::Settles,
     });
 }
 
@@ -563,7 +587,7 @@ fn update_state_losing_a_job() {
         call: |w| text(w.registry.update_state(&b(), WorkerState::Terminating)),
         retry_ok: ok,
         retry_doc: "Ok (same state: no-op)",
-        settles: true,
+        lost: OnLoss::Settles,
     });
 }
 
@@ -583,7 +607,7 @@ fn transition_if() {
         },
         retry_ok: |r| matches!(r, Ok(v) if v == "None"),
         retry_doc: "Ok(None) (guard no longer holds)",
-        settles: true,
+        lost: OnLoss::Settles,
     });
 }
 
@@ -595,7 +619,7 @@ fn heartbeat() {
         call: |w| text(w.registry.heartbeat(&a())),
         retry_ok: ok,
         retry_doc: "Ok (idempotent)",
-        settles: true,
+        lost: OnLoss::Reruns,
     });
 }
 
@@ -607,7 +631,7 @@ fn heartbeat_many() {
         call: |w| text(w.registry.heartbeat_many(&[a(), b(), d()])),
         retry_ok: |r| matches!(r, Ok(v) if v.contains("NotFound")),
         retry_doc: "Ok (idempotent)",
-        settles: true,
+        lost: OnLoss::Reruns,
     });
 }
 
@@ -619,7 +643,7 @@ fn assign_to_job() {
         call: |w| text(w.registry.assign_to_job(&a(), job("j2"))),
         retry_ok: |r| matches!(r, Err(Error::NotAvailable { worker_id, .. }) if *worker_id == a()),
         retry_doc: "NotAvailable (now Busy)",
-        settles: true,
+        lost: OnLoss::Settles,
     });
 }
 
@@ -631,7 +655,7 @@ fn claim() {
         call: |w| text(w.registry.claim(&WorkerFilter::new(), job("j2"))),
         retry_ok: |r| matches!(r, Err(Error::JobAlreadyAssigned { worker_id, .. }) if *worker_id == a()),
         retry_doc: "JobAlreadyAssigned naming the holder",
-        settles: true,
+        lost: OnLoss::Settles,
     });
 }
 
@@ -643,7 +667,7 @@ fn release_from_job() {
         call: |w| text(w.registry.release_from_job(&b(), Some(&job("held")))),
         retry_ok: |r| matches!(r, Err(Error::NotBusy { worker_id, .. }) if *worker_id == b()),
         retry_doc: "NotBusy",
-        settles: true,
+        lost: OnLoss::Settles,
     });
 }
 
@@ -655,7 +679,7 @@ fn unregister() {
         call: |w| text(w.registry.unregister(&b(), TerminationReason::Requested)),
         retry_ok: |r| matches!(r, Err(Error::NotFound(id)) if *id == b()),
         retry_doc: "NotFound",
-        settles: true,
+        lost: OnLoss::Settles,
     });
 }
 
@@ -667,7 +691,7 @@ fn grant_grace() {
         call: |w| text(w.registry.grant_grace(w.clock.now())),
         retry_ok: ok,
         retry_doc: "Ok (idempotent)",
-        settles: true,
+        lost: OnLoss::Settles,
     });
 }
 
@@ -684,7 +708,7 @@ fn publish() {
         },
         retry_ok: ok,
         retry_doc: "Ok, a second event",
-        settles: true,
+        lost: OnLoss::Settles,
     });
 }
 
@@ -704,7 +728,7 @@ fn restore() {
         },
         retry_ok: |r| matches!(r, Err(Error::InvalidArgument(m)) if m.contains("empty")),
         retry_doc: "InvalidArgument (not empty)",
-        settles: true,
+        lost: OnLoss::Settles,
     });
 }
 
@@ -716,7 +740,7 @@ fn fenced_update_state() {
         call: |w| text(w.fenced().update_state(&a(), WorkerState::Draining)),
         retry_ok: ok,
         retry_doc: "Ok (same state: no-op)",
-        settles: true,
+        lost: OnLoss::Settles,
     });
 }
 
@@ -728,7 +752,7 @@ fn fenced_register() {
         call: |w| text(w.fenced().register(handle(d()), spec())),
         retry_ok: |r| matches!(r, Err(Error::AlreadyExists(id)) if *id == d()),
         retry_doc: "AlreadyExists",
-        settles: true,
+        lost: OnLoss::Settles,
     });
 }
 
@@ -749,7 +773,7 @@ fn lease_acquire() {
         // second leader).
         retry_ok: |r| matches!(r, Ok(v) if v.starts_with("Follower(Some(") && v.contains("holder: \"a\"")),
         retry_doc: "Follower naming itself until expiry",
-        settles: false,
+        lost: OnLoss::Waits,
     });
 }
 
@@ -769,7 +793,7 @@ fn heartbeat_with_events() {
         // A second HeartbeatReceived event.
         retry_ok: ok,
         retry_doc: "Ok, a second event",
-        settles: true,
+        lost: OnLoss::Settles,
     });
 }
 
@@ -781,7 +805,7 @@ fn fenced_grant_grace() {
         call: |w| text(w.fenced().grant_grace(w.clock.now())),
         retry_ok: ok,
         retry_doc: "Ok (idempotent)",
-        settles: true,
+        lost: OnLoss::Settles,
     });
 }
 
@@ -797,7 +821,7 @@ fn lease_step_down() {
         },
         retry_ok: ok,
         retry_doc: "Ok (idempotent)",
-        settles: false,
+        lost: OnLoss::Waits,
     });
 }
 
@@ -861,22 +885,34 @@ fn after_an_ambiguous_register_get_tells_for_good() {
 /// The server (or a network device) closes a connection between two calls: right after the
 /// first had its answer. The pool does not probe a connection used less than `PROBE_AFTER`
 /// (100 ms) ago, so it reads what arrived on it instead (no round trip): the next call, made
-/// at once, runs on a new connection. Before, it answered `Backend` with nothing applied.
+/// at once, runs on a new connection. Before, it answered `Backend` with nothing applied. A
+/// heartbeat has no `BEGIN` to fail first (one autocommitted statement, on a pool of its own);
+/// being idempotent, it runs once more on a new connection whatever it sent.
 #[test]
 fn a_connection_closed_between_two_calls_is_not_handed_out_again() {
     let proxy = Proxy::start(&support::url());
     let w = World::new(&proxy);
     base(&w.direct, &w.clock);
     type Next = Box<dyn Fn(&World) -> Result<String>>;
-    let nexts: [(&str, Next); 2] = [
+    let nexts: [(&str, Next); 4] = [
         ("a read", Box::new(|w| text(w.registry.get(&a())))),
         (
             "a write",
             Box::new(|w| text(w.registry.update_state(&c(), WorkerState::Connecting))),
         ),
+        (
+            "a heartbeat",
+            Box::new(|w| text(w.registry.heartbeat(&a()))),
+        ),
+        (
+            "a heartbeat_many",
+            Box::new(|w| text(w.registry.heartbeat_many(&[a(), b()]))),
+        ),
     ];
     for (what, next) in nexts {
+        // Each pool's connection used just now: the main pool's and the heartbeats'.
         w.registry.get(&a()).unwrap();
+        w.registry.heartbeat(&b()).unwrap();
         proxy.close_all();
         // The close reaches the client's socket (loopback: at once; the pool reads without
         // waiting, so give it a moment far below the 100 ms after which it would probe).
@@ -888,4 +924,7 @@ fn a_connection_closed_between_two_calls_is_not_handed_out_again() {
         w.direct.get(&c()).unwrap().unwrap().state,
         WorkerState::Connecting
     );
+    // A's heartbeats were recorded (the base fleet's last heartbeat of A is a second older).
+    let a_now = w.direct.get(&a()).unwrap().unwrap();
+    assert_eq!(a_now.last_heartbeat, w.clock.now());
 }

@@ -336,17 +336,24 @@ impl PostgresWorkerRegistry {
         mut op: impl FnMut(&mut Conn) -> Step<T>,
     ) -> Result<T> {
         self.inner
-            .run_on(&self.inner.pool, doing, &mut op, Settle::Yes)
+            .run_on(&self.inner.pool, doing, &mut op, Lost::Settle)
     }
 
-    /// As [`write`](Self::write), on a connection of the heartbeat pool (asynchronous commit).
+    /// As [`write`](Self::write), for a heartbeat without events, on a connection of the
+    /// heartbeat pool (asynchronous commit). A heartbeat made twice leaves what it leaves once
+    /// (`greatest` of the stored and the given time), so one whose session ended under it runs
+    /// once more on a new connection, whatever it had sent, instead of answering `Backend`.
     pub(crate) fn run_heartbeat<T>(
         &self,
         doing: &str,
         mut op: impl FnMut(&mut Conn) -> Step<T>,
     ) -> Result<T> {
-        self.inner
-            .run_on(&self.inner.heartbeat_pool, doing, &mut op, Settle::Yes)
+        self.inner.run_on(
+            &self.inner.heartbeat_pool,
+            doing,
+            &mut op,
+            Lost::RerunThenSettle,
+        )
     }
 }
 
@@ -356,7 +363,7 @@ impl Inner {
         doing: &str,
         op: &mut dyn FnMut(&mut Conn) -> Step<T>,
     ) -> Result<T> {
-        self.run_on(&self.pool, doing, op, Settle::No)
+        self.run_on(&self.pool, doing, op, Lost::Rerun)
     }
 
     fn run_on<T>(
@@ -364,7 +371,7 @@ impl Inner {
         pool: &Pool,
         doing: &str,
         op: &mut dyn FnMut(&mut Conn) -> Step<T>,
-        settle: Settle,
+        lost: Lost,
     ) -> Result<T> {
         guard(|| {
             let mut conn = pool.get()?;
@@ -390,16 +397,16 @@ impl Inner {
                 }
                 // The session ended: its connection never goes back to the pool (its next call
                 // would fail at once). Once, a call that is safe to run again moves to a new
-                // connection: nothing was sent but `BEGIN`, or nothing is changed (a read, or
-                // an idempotent sweep).
-                if !moved && (unsent || settle == Settle::No) {
+                // connection: nothing was sent but `BEGIN`, or running it twice is running it
+                // once (a read, an idempotent sweep or write).
+                if !moved && (unsent || lost != Lost::Settle) {
                     conn.lose();
                     conn = pool.get()?;
                     moved = true;
                     continue;
                 }
                 // A write that sent its change waits for the lost session to be settled.
-                if settle == Settle::Yes && !unsent {
+                if lost != Lost::Rerun && !unsent {
                     conn.settle();
                 } else {
                     conn.lose();
@@ -410,12 +417,20 @@ impl Inner {
     }
 }
 
-/// Whether a call whose connection is lost under it waits for the server to be done with it
-/// before it answers ([`PostgresWorkerRegistry::write`]).
+/// What a call whose session ended under it does (the session's connection is never used
+/// again either way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Settle {
-    Yes,
-    No,
+enum Lost {
+    /// A read, or an idempotent sweep: it runs once more on a new connection; lost again, it
+    /// answers `Backend` at once.
+    Rerun,
+    /// A write ([`PostgresWorkerRegistry::write`]): it runs once more only when nothing of it
+    /// was sent but `BEGIN`; otherwise its `Backend` answer comes once the server is done with
+    /// the lost session ([`Pool::settle`]), so that a read then tells whether it applied.
+    Settle,
+    /// An idempotent write ([`PostgresWorkerRegistry::run_heartbeat`]): it runs once more on a
+    /// new connection whatever it sent; lost again, it is settled as a write.
+    RerunThenSettle,
 }
 
 #[allow(dead_code)]
