@@ -41,7 +41,8 @@
  *   - A _free must not run concurrently with any other call on the same object.
  *   - The library starts no thread of its own accord. C provider callbacks run on the thread
  *     that called the manager function (hw_manager_tick, hw_manager_provision, …) and never
- *     while the library holds a lock, so they may call back into the library.
+ *     while the library holds a lock, so they may call back into the library, even to free
+ *     the manager that called them (hw_manager_free: the call in progress still finishes).
  *   - The one exception is a thread you ask for: hw_ticker_start starts a ticker thread
  *     (hw_ticker_stop / hw_ticker_free join it). Its demand and report callbacks, and the
  *     provider callbacks of the ticks it runs, are called on that thread.
@@ -1337,7 +1338,9 @@ hw_status hw_manager_get_config(const struct hw_manager *manager, struct hw_mana
  manager itself goes once no call on it runs any more and no ticker runs it; its providers
  are then dropped (their `release` callbacks run) on the thread that lets it go: this one,
  or, while a ticker started on it still runs, the thread whose `hw_ticker_stop` /
- `hw_ticker_free` stops that ticker (never the ticker's own thread). NULL does nothing.
+ `hw_ticker_free` stops that ticker (never the ticker's own thread). A provider callback (or
+ `release`) may free the manager that runs it: the call in progress finishes, and the
+ manager goes when that call returns, on its thread. NULL does nothing.
  */
 void hw_manager_free(struct hw_manager *manager);
 

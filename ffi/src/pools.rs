@@ -173,10 +173,10 @@ pub extern "C" fn hw_manager_tick_demand(
     out: *mut *mut hw_report,
 ) -> hw_status {
     ffi_boundary!(hw_manager_tick_demand, {
-        let manager = arg_ref!(manager);
+        let manager = arg_ref!(manager).held();
         let demand = demand(arg_str!(demand_json))?;
         let out = arg_out!(out);
-        let report = manager.inner.tick(demand);
+        let report = manager.tick(demand);
         out.write(into_handle(hw_report::from_tick(&report)?));
         Ok(())
     })
@@ -196,10 +196,10 @@ pub extern "C" fn hw_manager_notify_interruption(
     out: *mut *mut hw_worker,
 ) -> hw_status {
     ffi_boundary!(hw_manager_notify_interruption, {
-        let manager = arg_ref!(manager);
+        let manager = arg_ref!(manager).held();
         let id = id.to_core()?;
         let out = arg_out!(out);
-        let worker = manager.inner.notify_interruption(&id, deadline_ms)?;
+        let worker = manager.notify_interruption(&id, deadline_ms)?;
         out.write(into_handle(hw_worker::new(worker)));
         Ok(())
     })

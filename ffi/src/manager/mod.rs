@@ -42,6 +42,17 @@ pub struct hw_manager {
     pub(crate) inner: Arc<WorkerLifecycleManager>,
 }
 
+impl hw_manager {
+    /// The engine, held by the call that asks: for every call that runs user code (provider
+    /// callbacks, `release`). Such code may call `hw_manager_free` on this handle (nothing
+    /// else runs on it), and with a mere reference the handle's `Arc`, the last one, would
+    /// drop the engine under the call still running on it; held, the engine goes when the
+    /// call returns ("once no call on it runs any more").
+    pub(crate) fn held(&self) -> Arc<WorkerLifecycleManager> {
+        Arc::clone(&self.inner)
+    }
+}
+
 fn new_manager(registry: &hw_registry, config: WorkerLifecycleConfig) -> Result<hw_manager, Error> {
     let registry: Arc<dyn WorkerRegistry> = registry.inner.clone();
     Ok(hw_manager {
@@ -109,7 +120,9 @@ pub extern "C" fn hw_manager_get_config(
 /// manager itself goes once no call on it runs any more and no ticker runs it; its providers
 /// are then dropped (their `release` callbacks run) on the thread that lets it go: this one,
 /// or, while a ticker started on it still runs, the thread whose `hw_ticker_stop` /
-/// `hw_ticker_free` stops that ticker (never the ticker's own thread). NULL does nothing.
+/// `hw_ticker_free` stops that ticker (never the ticker's own thread). A provider callback (or
+/// `release`) may free the manager that runs it: the call in progress finishes, and the
+/// manager goes when that call returns, on its thread. NULL does nothing.
 #[no_mangle]
 pub extern "C" fn hw_manager_free(manager: *mut hw_manager) {
     free_handle(manager)
@@ -136,13 +149,11 @@ pub extern "C" fn hw_manager_provision(
     out: *mut *mut hw_worker,
 ) -> hw_status {
     ffi_boundary!(hw_manager_provision, {
-        let manager = arg_ref!(manager);
+        let manager = arg_ref!(manager).held();
         let id = provider_id(arg_str!(provider))?;
         let spec = arg_ref!(spec);
         let out = arg_out!(out);
-        let worker = manager
-            .inner
-            .provision_worker(&id, Arc::clone(&spec.spec))?;
+        let worker = manager.provision_worker(&id, Arc::clone(&spec.spec))?;
         out.write(hw_worker::boxed(worker));
         Ok(())
     })
@@ -172,9 +183,9 @@ pub extern "C" fn hw_manager_run_health_check(
     out: *mut *mut hw_report,
 ) -> hw_status {
     ffi_boundary!(hw_manager_run_health_check, {
-        let manager = arg_ref!(manager);
+        let manager = arg_ref!(manager).held();
         let out = arg_out!(out);
-        let result = manager.inner.run_health_check()?;
+        let result = manager.run_health_check()?;
         out.write(into_handle(hw_report::from_health(&result)?));
         Ok(())
     })
@@ -188,10 +199,10 @@ pub extern "C" fn hw_manager_cleanup(
     out: *mut *mut hw_report,
 ) -> hw_status {
     ffi_boundary!(hw_manager_cleanup, {
-        let manager = arg_ref!(manager);
+        let manager = arg_ref!(manager).held();
         let out = arg_out!(out);
-        let result = manager.inner.cleanup_workers()?;
-        let now = manager.inner.registry().now();
+        let result = manager.cleanup_workers()?;
+        let now = manager.registry().now();
         out.write(into_handle(hw_report::from_cleanup(
             &result,
             now,
@@ -233,12 +244,12 @@ pub extern "C" fn hw_manager_terminate(
     out: *mut *mut hw_report,
 ) -> hw_status {
     ffi_boundary!(hw_manager_terminate, {
-        let manager = arg_ref!(manager);
+        let manager = arg_ref!(manager).held();
         let id = id.to_core()?;
         let reason = reason_from_c(reason)?;
         let out = arg_out!(out);
-        let result = manager.inner.terminate_worker(&id, reason)?;
-        let now = manager.inner.registry().now();
+        let result = manager.terminate_worker(&id, reason)?;
+        let now = manager.registry().now();
         out.write(into_handle(hw_report::from_cleanup(
             &result,
             now,
@@ -257,9 +268,9 @@ pub extern "C" fn hw_manager_reconcile(
     out: *mut *mut hw_report,
 ) -> hw_status {
     ffi_boundary!(hw_manager_reconcile, {
-        let manager = arg_ref!(manager);
+        let manager = arg_ref!(manager).held();
         let out = arg_out!(out);
-        let report = manager.inner.reconcile()?;
+        let report = manager.reconcile()?;
         out.write(into_handle(hw_report::from_reconcile(&report)?));
         Ok(())
     })
@@ -275,9 +286,9 @@ pub extern "C" fn hw_manager_tick(
     out: *mut *mut hw_report,
 ) -> hw_status {
     ffi_boundary!(hw_manager_tick, {
-        let manager = arg_ref!(manager);
+        let manager = arg_ref!(manager).held();
         let out = arg_out!(out);
-        let report = manager.inner.tick(pending_jobs);
+        let report = manager.tick(pending_jobs);
         out.write(into_handle(hw_report::from_tick(&report)?));
         Ok(())
     })

@@ -295,7 +295,7 @@ pub extern "C" fn hw_manager_register_provider(
         let callbacks = *arg_ref!(callbacks);
         // From here on, dropping `guard` releases the user data: every refusal below does.
         let mut guard = ReleaseGuard(Some(callbacks));
-        let manager = arg_ref!(manager);
+        let manager = arg_ref!(manager).held();
         let id = provider_id(arg_str!(provider))?;
         let kind = provider_type(arg_str!(provider_type_name))?;
         if callbacks.create_worker.is_none() || callbacks.destroy_worker.is_none() {
@@ -309,7 +309,7 @@ pub extern "C" fn hw_manager_register_provider(
             kind,
             callbacks,
         });
-        manager.inner.register_provider(provider)?;
+        manager.register_provider(provider)?;
         Ok(())
     })
 }
@@ -338,9 +338,9 @@ pub extern "C" fn hw_manager_unregister_provider(
     provider: *const c_char,
 ) -> hw_status {
     ffi_boundary!(hw_manager_unregister_provider, {
-        let manager = arg_ref!(manager);
+        let manager = arg_ref!(manager).held();
         let id = provider_id(arg_str!(provider))?;
-        manager.inner.unregister_provider(&id)?;
+        manager.unregister_provider(&id)?;
         Ok(())
     })
 }

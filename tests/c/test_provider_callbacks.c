@@ -1,0 +1,308 @@
+/* C providers that misbehave or call back into the library. Every refused registration
+ * releases its user data once; a create that returns garbage (no resource id, an over-long
+ * one, too much metadata, a result that is no hw_provider_result) is a documented error, its
+ * instance destroyed when it was created; callbacks may call the manager again; and a callback
+ * may free the manager it is called by: the call in progress finishes on an engine that is
+ * still there, and `release` runs once, after the callback (valgrind checks the rest). */
+#include "harness.h"
+
+#define T0 1700000000000ULL
+
+typedef struct probe {
+  int created;
+  int destroyed;
+  int released;
+  int mode;
+  char last_destroyed[HW_MAX_RESOURCE_ID_LEN + 8];
+  hw_manager *mgr;         /* the manager, for callbacks that call back into it */
+  hw_status inner;         /* the status of the call a callback made */
+  int released_in_callback; /* `released` seen right after the callback freed the manager */
+} probe;
+
+enum {
+  MODE_OK = 0,
+  MODE_NO_RESOURCE_ID,
+  MODE_FAILED_NO_MESSAGE,
+  MODE_LONG_RESOURCE_ID,
+  MODE_TOO_MUCH_METADATA,
+  MODE_OUT_OF_RANGE,
+  MODE_REENTER_PROVISION,
+  MODE_REENTER_TICK,
+  MODE_REENTER_UNREGISTER,
+  MODE_FREE_MANAGER,
+};
+
+static char long_id[HW_MAX_RESOURCE_ID_LEN + 2]; /* one byte over the limit */
+
+static uint32_t p_create(void *user_data, hw_worker_id worker_id, const hw_worker_spec *spec,
+                         hw_provider_call *call) {
+  probe *p = (probe *)user_data;
+  (void)worker_id;
+  char rid[32];
+  snprintf(rid, sizeof rid, "r-%d", ++p->created);
+  switch (p->mode) {
+  case MODE_NO_RESOURCE_ID:
+    return HW_PROVIDER_RESULT_OK;
+  case MODE_FAILED_NO_MESSAGE:
+    return HW_PROVIDER_RESULT_FAILED;
+  case MODE_LONG_RESOURCE_ID:
+    p->inner = hw_provider_call_set_resource_id(call, long_id);
+    return HW_PROVIDER_RESULT_OK;
+  case MODE_TOO_MUCH_METADATA:
+    hw_provider_call_set_resource_id(call, rid);
+    for (int i = 0; i < HW_MAX_ENTRIES + 1; i++) {
+      char key[16];
+      snprintf(key, sizeof key, "k%d", i);
+      hw_provider_call_add_metadata(call, key, "v");
+    }
+    return HW_PROVIDER_RESULT_OK;
+  case MODE_OUT_OF_RANGE:
+    hw_provider_call_set_resource_id(call, rid);
+    return 0xFFFFFFFFu;
+  case MODE_REENTER_PROVISION: {
+    hw_worker *w = NULL;
+    p->mode = MODE_OK;
+    p->inner = hw_manager_provision(p->mgr, "p", spec, &w);
+    hw_worker_free(w);
+    break;
+  }
+  case MODE_REENTER_TICK: {
+    hw_report *r = NULL;
+    p->inner = hw_manager_tick(p->mgr, 0, &r);
+    hw_report_free(r);
+    break;
+  }
+  case MODE_REENTER_UNREGISTER:
+    p->inner = hw_manager_unregister_provider(p->mgr, "p");
+    p->released_in_callback = p->released;
+    break;
+  case MODE_FREE_MANAGER:
+    hw_manager_free(p->mgr);
+    p->mgr = NULL;
+    p->released_in_callback = p->released;
+    break;
+  default:
+    break;
+  }
+  hw_provider_call_set_resource_id(call, rid);
+  return HW_PROVIDER_RESULT_OK;
+}
+
+static uint32_t p_destroy(void *user_data, hw_worker_id id, const char *resource_id,
+                          hw_provider_call *call) {
+  probe *p = (probe *)user_data;
+  (void)id;
+  (void)call;
+  p->destroyed++;
+  snprintf(p->last_destroyed, sizeof p->last_destroyed, "%s", resource_id);
+  if (p->mode == MODE_FREE_MANAGER && p->mgr != NULL) {
+    hw_manager_free(p->mgr);
+    p->mgr = NULL;
+    p->released_in_callback = p->released;
+  }
+  return HW_PROVIDER_RESULT_OK;
+}
+
+static void p_release(void *user_data) { ((probe *)user_data)->released++; }
+
+static hw_provider_callbacks callbacks_for(probe *p) {
+  hw_provider_callbacks cb;
+  memset(&cb, 0, sizeof cb);
+  cb.user_data = p;
+  cb.create_worker = p_create;
+  cb.destroy_worker = p_destroy;
+  cb.release = p_release;
+  return cb;
+}
+
+static size_t count(const hw_registry *reg) {
+  size_t n = 99;
+  CHECK_OK(hw_registry_count(reg, &n));
+  return n;
+}
+
+static hw_manager *new_manager(const hw_registry *reg) {
+  hw_manager_config config;
+  hw_manager *mgr = NULL;
+  CHECK_OK(hw_manager_config_default(&config));
+  config.min_ready_workers = 0;
+  CHECK_OK(hw_manager_new(reg, &config, &mgr));
+  return mgr;
+}
+
+/* Every refusal releases the user data it was given, once, at once. */
+static void refused_registrations(const hw_registry *reg, const hw_worker_spec *spec,
+                                  hw_clock *clock) {
+  (void)spec;
+  (void)clock;
+  hw_manager *mgr = new_manager(reg);
+  probe p;
+  memset(&p, 0, sizeof p);
+  hw_provider_callbacks cb = callbacks_for(&p);
+  CHECK_STATUS(hw_manager_register_provider(NULL, "p", "docker", &cb), HW_ERR_INVALID_ARGUMENT);
+  CHECK(p.released == 1);
+  CHECK_STATUS(hw_manager_register_provider(mgr, NULL, "docker", &cb), HW_ERR_INVALID_ARGUMENT);
+  CHECK(p.released == 2);
+  CHECK_STATUS(hw_manager_register_provider(mgr, "p", "podman", &cb), HW_ERR_INVALID_ARGUMENT);
+  CHECK(p.released == 3);
+  hw_provider_callbacks no_create = cb;
+  no_create.create_worker = NULL;
+  CHECK_STATUS(hw_manager_register_provider(mgr, "p", "docker", &no_create), HW_ERR_INVALID_ARGUMENT);
+  CHECK(p.released == 4);
+  /* NULL callbacks: nothing to release. */
+  CHECK_STATUS(hw_manager_register_provider(mgr, "p", "docker", NULL), HW_ERR_INVALID_ARGUMENT);
+  CHECK(p.released == 4);
+  hw_manager_free(mgr);
+  CHECK(p.released == 4);
+}
+
+/* A create that returns garbage: the documented status, the out-param untouched, nothing
+ * registered, and an instance the provider did create is destroyed rather than leaked. */
+static void garbage_from_create(const hw_registry *reg, const hw_worker_spec *spec, hw_clock *clock) {
+  (void)clock;
+  hw_manager *mgr = new_manager(reg);
+  probe p;
+  memset(&p, 0, sizeof p);
+  hw_provider_callbacks cb = callbacks_for(&p);
+  CHECK_OK(hw_manager_register_provider(mgr, "p", "docker", &cb));
+  hw_worker *const untouched = (hw_worker *)&p;
+  hw_worker *w = untouched;
+
+  p.mode = MODE_NO_RESOURCE_ID;
+  CHECK_STATUS(hw_manager_provision(mgr, "p", spec, &w), HW_ERR_PROVIDER);
+  CHECK(strstr(hw_last_error_message(), "without a resource id") != NULL);
+  p.mode = MODE_FAILED_NO_MESSAGE;
+  CHECK_STATUS(hw_manager_provision(mgr, "p", spec, &w), HW_ERR_PROVIDER);
+  CHECK(strstr(hw_last_error_message(), "create_worker of C provider p failed") != NULL);
+  p.mode = MODE_OUT_OF_RANGE;
+  CHECK_STATUS(hw_manager_provision(mgr, "p", spec, &w), HW_ERR_PROVIDER);
+  CHECK(strstr(hw_last_error_message(), "not a hw_provider_result") != NULL);
+  CHECK(w == untouched);
+  CHECK(p.destroyed == 0);
+
+  p.mode = MODE_LONG_RESOURCE_ID;
+  CHECK_STATUS(hw_manager_provision(mgr, "p", spec, &w), HW_ERR_INVALID_ARGUMENT);
+  CHECK(strstr(hw_last_error_message(), "resource_id") != NULL);
+  CHECK(p.inner == HW_OK); /* the call object takes it; the registry refuses it */
+  CHECK(p.destroyed == 1 && strcmp(p.last_destroyed, long_id) == 0);
+  p.mode = MODE_TOO_MUCH_METADATA;
+  CHECK_STATUS(hw_manager_provision(mgr, "p", spec, &w), HW_ERR_INVALID_ARGUMENT);
+  CHECK(strstr(hw_last_error_message(), "metadata") != NULL);
+  CHECK(p.destroyed == 2);
+  CHECK(w == untouched);
+  CHECK(count(reg) == 0);
+
+  hw_manager_free(mgr);
+  CHECK(p.released == 1);
+}
+
+/* Callbacks calling the manager that called them: no deadlock, and a provider unregistered
+ * from its own create is released once, when that call no longer needs it. */
+static void reentrant_callbacks(const hw_registry *reg, const hw_worker_spec *spec, hw_clock *clock) {
+  (void)clock;
+  hw_manager *mgr = new_manager(reg);
+  probe p;
+  memset(&p, 0, sizeof p);
+  p.mgr = mgr;
+  hw_provider_callbacks cb = callbacks_for(&p);
+  CHECK_OK(hw_manager_register_provider(mgr, "p", "docker", &cb));
+  hw_worker *w = NULL;
+
+  p.mode = MODE_REENTER_PROVISION;
+  CHECK_OK(hw_manager_provision(mgr, "p", spec, &w));
+  CHECK(p.inner == HW_OK && p.created == 2);
+  hw_worker_free(w);
+  p.mode = MODE_REENTER_TICK;
+  CHECK_OK(hw_manager_provision(mgr, "p", spec, &w));
+  CHECK(p.inner == HW_OK);
+  hw_worker_free(w);
+  CHECK(count(reg) == 3);
+
+  p.mode = MODE_REENTER_UNREGISTER;
+  CHECK_OK(hw_manager_provision(mgr, "p", spec, &w));
+  CHECK(p.inner == HW_OK);
+  CHECK(p.released_in_callback == 0); /* not while its own callback runs */
+  CHECK(p.released == 1);
+  hw_worker_free(w);
+  hw_manager_free(mgr);
+  CHECK(p.released == 1);
+}
+
+/* hw_manager_free from a provider callback: the handle is gone, but the call that runs the
+ * callback goes on with the engine ("the manager itself goes once no call on it runs any
+ * more"), and the provider is released once, after its callback returned. */
+static void manager_freed_from_a_callback(const hw_registry *reg, const hw_worker_spec *spec,
+                                          hw_clock *clock) {
+  /* From create_worker, inside hw_manager_provision. */
+  probe p;
+  memset(&p, 0, sizeof p);
+  p.mgr = new_manager(reg);
+  hw_provider_callbacks cb = callbacks_for(&p);
+  CHECK_OK(hw_manager_register_provider(p.mgr, "p", "docker", &cb));
+  p.mode = MODE_FREE_MANAGER;
+  hw_worker *w = NULL;
+  CHECK_OK(hw_manager_provision(p.mgr, "p", spec, &w));
+  CHECK(w != NULL);
+  CHECK(p.mgr == NULL);
+  CHECK(p.released_in_callback == 0);
+  CHECK(p.released == 1);
+  hw_worker_id id;
+  memset(&id, 0, sizeof id);
+  if (w) CHECK_OK(hw_worker_get_id(w, &id));
+  hw_worker_free(w);
+  hw_worker *gone = NULL;
+  CHECK_OK(hw_registry_unregister(reg, id, HW_TERMINATION_REASON_REQUESTED, &gone));
+  hw_worker_free(gone);
+
+  /* From destroy_worker, inside hw_manager_tick: an idle worker retired by cleanup. */
+  memset(&p, 0, sizeof p);
+  p.mgr = new_manager(reg);
+  cb = callbacks_for(&p);
+  CHECK_OK(hw_manager_register_provider(p.mgr, "p", "docker", &cb));
+  w = NULL;
+  CHECK_OK(hw_manager_provision(p.mgr, "p", spec, &w));
+  if (w) CHECK_OK(hw_worker_get_id(w, &id));
+  hw_worker_free(w);
+  CHECK_OK(hw_registry_update_state(reg, id, HW_WORKER_STATE_READY, &w));
+  hw_worker_free(w);
+  uint64_t now = 0;
+  CHECK_OK(hw_clock_advance(clock, 301000, &now)); /* past the 300 s idle timeout */
+  CHECK_OK(hw_registry_heartbeat(reg, id));
+  p.mode = MODE_FREE_MANAGER;
+  hw_report *report = NULL;
+  CHECK_OK(hw_manager_tick(p.mgr, 0, &report));
+  hw_report_summary sum;
+  memset(&sum, 0, sizeof sum);
+  CHECK_OK(hw_report_get_summary(report, &sum));
+  CHECK(sum.terminated == 1);
+  hw_report_free(report);
+  CHECK(p.destroyed == 1 && p.mgr == NULL);
+  CHECK(p.released_in_callback == 0);
+  CHECK(p.released == 1);
+  CHECK(count(reg) == 0);
+}
+
+/* Each part on a registry of its own. */
+typedef void (*part_fn)(const hw_registry *reg, const hw_worker_spec *spec, hw_clock *clock);
+
+static void run_part(part_fn part) {
+  hw_clock *clock = NULL;
+  hw_registry *reg = NULL;
+  hw_worker_spec *spec = NULL;
+  CHECK_OK(hw_clock_new_manual(T0, &clock));
+  CHECK_OK(hw_registry_new_with_clock(clock, &reg));
+  CHECK_OK(hw_worker_spec_new("img", &spec));
+  if (clock && reg && spec) part(reg, spec, clock);
+  hw_worker_spec_free(spec);
+  hw_registry_free(reg);
+  hw_clock_free(clock);
+}
+
+int main(void) {
+  memset(long_id, 'x', HW_MAX_RESOURCE_ID_LEN + 1);
+  run_part(refused_registrations);
+  run_part(garbage_from_create);
+  run_part(reentrant_callbacks);
+  run_part(manager_freed_from_a_callback);
+  return hw_test_report();
+}
