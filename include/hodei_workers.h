@@ -717,9 +717,11 @@ typedef struct hw_manager_config {
  leave out are NULL.
 
  The manager copies this struct. It calls the callbacks on the thread that called the
- manager function (`hw_manager_tick`, `hw_manager_provision`, `hw_manager_terminate`,
- `hw_manager_reconcile`, `hw_manager_run_health_check`, `hw_manager_cleanup`), never while
- the library holds a lock: a callback may call back into the library. If the manager is
+ manager function (`hw_manager_tick`, `hw_manager_tick_demand`, `hw_manager_provision`,
+ `hw_manager_terminate`, `hw_manager_reconcile`, `hw_manager_run_health_check`,
+ `hw_manager_cleanup`, `hw_manager_notify_interruption`, `hw_manager_remove_pool`,
+ `hw_manager_set_pools_json`), never while the library holds a lock: a callback may call
+ back into the library, even `hw_manager_free` on the manager that called it. If the manager is
  used from several threads, the callbacks may run concurrently and `user_data` must allow
  it. `release(user_data)` is called exactly once when the manager no longer needs the
  provider (unregistered, manager freed, or registration refused).
@@ -1579,8 +1581,8 @@ hw_status hw_manager_metrics_text(const struct hw_manager *manager, char **out);
 /*
  Replaces the manager's pools with the JSON array `pools_json` (see the module notes for a
  pool's form: each pool, template and `resources` a JSON object, never an array of its
- values). Pools no longer listed are removed and their workers drain; their number is
- written to `out_drained`. While any pool is set, ticks scale the pools, not the scaling
+ values). Pools no longer listed are removed and their workers drain (as in
+ `hw_manager_remove_pool`); their number is written to `out_drained`. While any pool is set, ticks scale the pools, not the scaling
  target.
 
  Errors: `HW_ERR_INVALID_ARGUMENT` for malformed JSON (an array where an object is expected
@@ -1602,8 +1604,9 @@ hw_status hw_manager_add_pool(const struct hw_manager *manager, const char *name
 
 /*
  Removes pool `name`: nothing more is provisioned for it and its workers drain (idle ones
- are retired by the next tick, busy ones after their job). Writes how many were taken out
- of service.
+ are retired by the next tick, busy ones after their job; ones still starting are terminated
+ now, through their provider's `destroy_worker`, on this thread). Writes how many were taken
+ out of service.
 
  Errors: `HW_ERR_INVALID_ARGUMENT` when no pool has that name.
  */

@@ -47,8 +47,8 @@ fn json_string<T: serde::Serialize>(value: &T, what: &str) -> Result<*mut c_char
 
 /// Replaces the manager's pools with the JSON array `pools_json` (see the module notes for a
 /// pool's form: each pool, template and `resources` a JSON object, never an array of its
-/// values). Pools no longer listed are removed and their workers drain; their number is
-/// written to `out_drained`. While any pool is set, ticks scale the pools, not the scaling
+/// values). Pools no longer listed are removed and their workers drain (as in
+/// `hw_manager_remove_pool`); their number is written to `out_drained`. While any pool is set, ticks scale the pools, not the scaling
 /// target.
 ///
 /// Errors: `HW_ERR_INVALID_ARGUMENT` for malformed JSON (an array where an object is expected
@@ -61,10 +61,10 @@ pub extern "C" fn hw_manager_set_pools_json(
     out_drained: *mut usize,
 ) -> hw_status {
     ffi_boundary!(hw_manager_set_pools_json, {
-        let manager = arg_ref!(manager);
+        let manager = arg_ref!(manager).held();
         let pools: Vec<Pool> = parse(arg_str!(pools_json), "pools")?;
         let out_drained = arg_out!(out_drained);
-        let drained = manager.inner.set_pools(pools)?;
+        let drained = manager.set_pools(pools)?;
         out_drained.write(drained.len());
         Ok(())
     })
@@ -102,8 +102,9 @@ pub extern "C" fn hw_manager_add_pool(
 }
 
 /// Removes pool `name`: nothing more is provisioned for it and its workers drain (idle ones
-/// are retired by the next tick, busy ones after their job). Writes how many were taken out
-/// of service.
+/// are retired by the next tick, busy ones after their job; ones still starting are terminated
+/// now, through their provider's `destroy_worker`, on this thread). Writes how many were taken
+/// out of service.
 ///
 /// Errors: `HW_ERR_INVALID_ARGUMENT` when no pool has that name.
 #[no_mangle]
@@ -113,10 +114,10 @@ pub extern "C" fn hw_manager_remove_pool(
     out_drained: *mut usize,
 ) -> hw_status {
     ffi_boundary!(hw_manager_remove_pool, {
-        let manager = arg_ref!(manager);
+        let manager = arg_ref!(manager).held();
         let name = arg_str!(name);
         let out_drained = arg_out!(out_drained);
-        let drained = manager.inner.remove_pool(name)?;
+        let drained = manager.remove_pool(name)?;
         out_drained.write(drained.len());
         Ok(())
     })

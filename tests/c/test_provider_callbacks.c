@@ -280,6 +280,50 @@ static void manager_freed_from_a_callback(const hw_registry *reg, const hw_worke
   CHECK(p.released_in_callback == 0);
   CHECK(p.released == 1);
   CHECK(count(reg) == 0);
+
+  /* From destroy_worker, inside hw_manager_remove_pool, which terminates the pool's workers
+   * still starting, and hw_manager_set_pools_json, which removes the pools it is not given. */
+  for (int via_set_pools = 0; via_set_pools < 2; via_set_pools++) {
+    memset(&p, 0, sizeof p);
+    p.mgr = new_manager(reg);
+    cb = callbacks_for(&p);
+    CHECK_OK(hw_manager_register_provider(p.mgr, "p", "docker", &cb));
+    CHECK_OK(hw_manager_add_pool(p.mgr, "warm", "p", spec, 1, 2, 0));
+    CHECK_OK(hw_manager_tick(p.mgr, 0, &report)); /* provisions the pool's one warm worker */
+    hw_report_free(report);
+    CHECK(p.created == 1 && count(reg) == 1);
+    p.mode = MODE_FREE_MANAGER;
+    size_t drained = 0;
+    if (via_set_pools) {
+      CHECK_OK(hw_manager_set_pools_json(p.mgr, "[]", &drained));
+    } else {
+      CHECK_OK(hw_manager_remove_pool(p.mgr, "warm", &drained));
+    }
+    CHECK(drained == 1);
+    CHECK(p.destroyed == 1 && p.mgr == NULL);
+    CHECK(p.released_in_callback == 0);
+    CHECK(p.released == 1);
+    CHECK(count(reg) == 0);
+  }
+
+  /* From destroy_worker, inside hw_manager_notify_interruption, which terminates a worker
+   * still starting at the notice. */
+  memset(&p, 0, sizeof p);
+  p.mgr = new_manager(reg);
+  cb = callbacks_for(&p);
+  CHECK_OK(hw_manager_register_provider(p.mgr, "p", "docker", &cb));
+  w = NULL;
+  CHECK_OK(hw_manager_provision(p.mgr, "p", spec, &w));
+  if (w) CHECK_OK(hw_worker_get_id(w, &id));
+  hw_worker_free(w);
+  p.mode = MODE_FREE_MANAGER;
+  w = NULL;
+  CHECK_OK(hw_manager_notify_interruption(p.mgr, id, now + 60000, &w));
+  hw_worker_free(w);
+  CHECK(p.destroyed == 1 && p.mgr == NULL);
+  CHECK(p.released_in_callback == 0);
+  CHECK(p.released == 1);
+  CHECK(count(reg) == 0);
 }
 
 /* Each part on a registry of its own. */

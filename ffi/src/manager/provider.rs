@@ -49,9 +49,11 @@ pub enum hw_provider_result {
 /// leave out are NULL.
 ///
 /// The manager copies this struct. It calls the callbacks on the thread that called the
-/// manager function (`hw_manager_tick`, `hw_manager_provision`, `hw_manager_terminate`,
-/// `hw_manager_reconcile`, `hw_manager_run_health_check`, `hw_manager_cleanup`), never while
-/// the library holds a lock: a callback may call back into the library. If the manager is
+/// manager function (`hw_manager_tick`, `hw_manager_tick_demand`, `hw_manager_provision`,
+/// `hw_manager_terminate`, `hw_manager_reconcile`, `hw_manager_run_health_check`,
+/// `hw_manager_cleanup`, `hw_manager_notify_interruption`, `hw_manager_remove_pool`,
+/// `hw_manager_set_pools_json`), never while the library holds a lock: a callback may call
+/// back into the library, even `hw_manager_free` on the manager that called it. If the manager is
 /// used from several threads, the callbacks may run concurrently and `user_data` must allow
 /// it. `release(user_data)` is called exactly once when the manager no longer needs the
 /// provider (unregistered, manager freed, or registration refused).
