@@ -262,6 +262,11 @@ enum hw_event_kind
    */
   HW_EVENT_KIND_MASS_EXPIRY_HELD = 11,
   /*
+   A replica's manager took the leadership lease under a new term, or found it lost (no
+   worker id; the holder, term and publishing replica are in `hw_event_to_json`).
+   */
+  HW_EVENT_KIND_LEADER_CHANGED = 12,
+  /*
    A kind newer than this header: read it with `hw_event_to_json`.
    */
   HW_EVENT_KIND_UNKNOWN = 255,

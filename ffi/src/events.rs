@@ -50,6 +50,9 @@ pub enum hw_event_kind {
     DestroyFailed = 10,
     /// The health check held back a mass expiry (see the manager's `max_unhealthy_fraction`).
     MassExpiryHeld = 11,
+    /// A replica's manager took the leadership lease under a new term, or found it lost (no
+    /// worker id; the holder, term and publishing replica are in `hw_event_to_json`).
+    LeaderChanged = 12,
     /// A kind newer than this header: read it with `hw_event_to_json`.
     Unknown = 255,
 }
@@ -103,6 +106,7 @@ impl hw_event {
             EventKind::ProvisionFailed { .. } => hw_event_kind::ProvisionFailed,
             EventKind::DestroyFailed { .. } => hw_event_kind::DestroyFailed,
             EventKind::MassExpiryHeld { .. } => hw_event_kind::MassExpiryHeld,
+            EventKind::LeaderChanged { .. } => hw_event_kind::LeaderChanged,
             _ => hw_event_kind::Unknown,
         }
     }

@@ -1,6 +1,6 @@
 /* Leadership from C: a single-process manager leads under term 1 as "local"; after
  * hw_manager_step_down it follows, and leader-only calls fail with HW_ERR_NOT_LEADER and change
- * nothing, until a tick takes the lease again. */
+ * nothing, until a tick takes the lease again and announces it (HW_EVENT_KIND_LEADER_CHANGED). */
 #include "harness.h"
 
 int main(void) {
@@ -34,6 +34,8 @@ int main(void) {
   hw_report_free(rep);
 
   /* A stepped-down manager follows: leader-only calls are refused. */
+  hw_subscription *events = NULL;
+  REQUIRE_OK(hw_registry_subscribe(reg, HW_DEFAULT_SUBSCRIPTION_CAPACITY, false, &events));
   CHECK_OK(hw_manager_step_down(mgr));
   CHECK_OK(hw_manager_is_leader(mgr, &leading));
   CHECK(!leading);
@@ -56,6 +58,32 @@ int main(void) {
   hw_report_free(rep);
   CHECK_OK(hw_manager_is_leader(mgr, &leading));
   CHECK(leading);
+
+  /* The takeover is announced by a leader-changed event: a kind of this header, not
+   * HW_EVENT_KIND_UNKNOWN (which is for kinds newer than the header). */
+  int announced = 0;
+  hw_event *ev = NULL;
+  while (hw_subscription_recv(events, 0, &ev) == HW_OK && ev != NULL) {
+    hw_event_kind kind = HW_EVENT_KIND_UNKNOWN;
+    CHECK_OK(hw_event_get_kind(ev, &kind));
+    char *json = NULL;
+    CHECK_OK(hw_event_to_json(ev, &json));
+    if (json != NULL && strstr(json, "leader_changed") != NULL) {
+      CHECK(kind == HW_EVENT_KIND_LEADER_CHANGED);
+      CHECK(strstr(json, "\"holder\":\"local\"") != NULL);
+      bool has_worker = true;
+      hw_worker_id none;
+      CHECK_OK(hw_event_get_worker_id(ev, &has_worker, &none));
+      CHECK(!has_worker);
+      announced++;
+    } else {
+      CHECK(kind != HW_EVENT_KIND_UNKNOWN);
+    }
+    hw_string_free(json);
+    hw_event_free(ev);
+  }
+  CHECK(announced == 1);
+  hw_subscription_free(events);
 
   /* A report that is not a tick's names no leader. */
   REQUIRE_OK(hw_manager_reconcile(mgr, &rec));
