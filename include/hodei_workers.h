@@ -38,7 +38,8 @@
  *     from several threads.
  *   - hw_worker_spec, hw_worker_filter, hw_manager_config: builders. Change them from one thread
  *     at a time (functions taking a non-const pointer); once built, pass them (const) anywhere.
- *   - A _free must not run concurrently with any other call on the same object.
+ *   - A _free must not run concurrently with any other call on the same object from another
+ *     thread (a provider callback may free the manager that called it: see below).
  *   - The library starts no thread of its own accord. C provider callbacks run on the thread
  *     that called the manager function (hw_manager_tick, hw_manager_provision, …) and never
  *     while the library holds a lock, so they may call back into the library, even to free
