@@ -266,7 +266,7 @@ event_classes! {
 
 /// How often a blocking ``recv()`` without timeout wakes up to let Ctrl-C (and other signal
 /// handlers) run: the GIL is released while it waits.
-const SIGNAL_CHECK: Duration = Duration::from_millis(100);
+pub(crate) const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 
 /// A subscriber's end of a registry's event stream (from ``Registry.subscribe``).
 ///

@@ -15,7 +15,7 @@
 
 use std::panic::resume_unwind;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hodei_workers::{Ticker, TickerStats, WorkerLifecycleManager};
 use pyo3::exceptions::PyTypeError;
@@ -24,6 +24,7 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use crate::convert::{self, Seconds};
 use crate::errors::run;
+use crate::events::SIGNAL_CHECK;
 use crate::lifecycle::TickReport;
 
 /// Reports a callback's exception to `sys.unraisablehook`, then unwinds into the core's
@@ -287,7 +288,8 @@ impl PyTicker {
     /// The next report, waiting up to ``timeout`` seconds (None: until one comes). None on
     /// timeout, or once the ticker stopped and every report was read. Only for a ticker made
     /// without ``on_report`` (TypeError otherwise). The newest 64 reports are kept; older ones
-    /// unread are dropped (``stats.dropped_reports``).
+    /// unread are dropped (``stats.dropped_reports``). The GIL is released while waiting, and
+    /// Ctrl-C (any signal handler that raises) interrupts any wait promptly.
     #[pyo3(signature = (timeout=None))]
     fn next_report(
         &self,
@@ -299,14 +301,28 @@ impl PyTicker {
                 "this ticker hands its reports to on_report; next_report() has none",
             ));
         };
-        let report = py.detach(|| match timeout {
-            Some(t) => reports.recv_timeout(t.0).ok(),
-            None => reports.recv().ok(),
-        });
-        // Ctrl-C while waiting forever is not noticed until a report comes; a timeout lets the
-        // caller loop. (Signals are checked here so a later KeyboardInterrupt is not lost.)
-        py.check_signals()?;
-        Ok(report.map(TickReport::from))
+        // A timeout too long to add to now (years) is a wait without timeout.
+        let deadline = timeout.and_then(|Seconds(t)| Instant::now().checked_add(t));
+        // Waits in slices of at most SIGNAL_CHECK with the GIL released, checking for signals
+        // between them, as `Subscription.recv` does (issue 10 item 19).
+        loop {
+            let slice = match deadline {
+                None => SIGNAL_CHECK,
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Ok(reports.try_recv().ok().map(TickReport::from));
+                    }
+                    left.min(SIGNAL_CHECK)
+                }
+            };
+            match py.detach(|| reports.recv_timeout(slice)) {
+                Ok(report) => return Ok(Some(TickReport::from(report))),
+                // Stopped, and every report read.
+                Err(e) if e.is_disconnected() => return Ok(None),
+                Err(_) => py.check_signals()?,
+            }
+        }
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {

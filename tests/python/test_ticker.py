@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import queue
+import signal
 import sys
 import threading
 import time
@@ -329,3 +330,37 @@ def test_an_interrupt_raised_by_a_provider_on_the_ticker_thread_goes_to_unraisab
     assert [f() for f in frames] == [None, None]
     # Nothing was left to surface in a later call of the manager.
     manager.tick()
+
+
+# Ctrl-C at a wait of the Ticker's. The signal goes to the main thread from a timer, while the
+# main thread waits (or just before: either way KeyboardInterrupt must come out of the call).
+# The waits the old code made are bounded (an interval, a timeout), so a
+# regression fails on the time it took rather than hang: not a timing measurement, it tells
+# "interrupted" from "waited it out".
+WAITED_OUT = 15.0
+
+
+def ctrl_c_soon() -> threading.Timer:
+    timer = threading.Timer(0.2, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
+    timer.start()
+    return timer
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs POSIX signals")
+@pytest.mark.parametrize("timeout", [None, 20.0])
+def test_ctrl_c_interrupts_a_next_report_wait(
+    manager: hw.LifecycleManager, timeout: float | None
+) -> None:
+    # Interval 20 s: without the fix, next_report() waited for the second tick (or its 20 s
+    # timeout) and only then raised the KeyboardInterrupt.
+    with manager.ticker(20.0) as t:
+        assert t.next_report(timeout=HANG) is not None  # the first tick, at once
+        started = time.monotonic()
+        timer = ctrl_c_soon()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                t.next_report(timeout=timeout)
+        finally:
+            timer.join()
+        assert time.monotonic() - started < WAITED_OUT
+        assert t.running, "an interrupted reader leaves the ticker ticking"
