@@ -13,6 +13,7 @@
 //! bound method of the object keeping the ticker). The thread takes a new reference to a
 //! callback, under the GIL, for each call.
 
+use std::cell::Cell;
 use std::panic::resume_unwind;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -26,6 +27,16 @@ use crate::convert::{self, Seconds};
 use crate::errors::run;
 use crate::events::SIGNAL_CHECK;
 use crate::lifecycle::TickReport;
+
+thread_local! {
+    /// The ticker whose thread this is (the address of its `Held`; 0 on every other thread),
+    /// so that `stop` from a callback or a provider does not wait for its own thread to end.
+    static TICKER_ON_THIS_THREAD: Cell<usize> = const { Cell::new(0) };
+}
+
+fn held_key(held: &Arc<Mutex<Held>>) -> usize {
+    Arc::as_ptr(held) as usize
+}
 
 /// Reports a callback's exception to `sys.unraisablehook`, then unwinds into the core's
 /// ticker, which counts it (no panic message: `resume_unwind` skips the panic hook).
@@ -134,7 +145,11 @@ pub(crate) fn start(
     }));
     let demand = {
         let held = Arc::clone(&held);
+        let key = held_key(&held);
         move || {
+            // Called on the ticker's thread before every tick, before any other Python code
+            // (callbacks, providers) runs there.
+            TICKER_ON_THIS_THREAD.with(|t| t.set(key));
             if !has_pending {
                 return 0;
             }
@@ -280,9 +295,24 @@ impl PyTicker {
 
     /// Stops the ticker: no tick starts after this call; waits (with the GIL released) for the
     /// tick in progress and joins the thread. Idempotent. Called from a callback (on the
-    /// ticker's thread) it only asks the thread to stop after the current tick.
-    fn stop(&self, py: Python<'_>) {
+    /// ticker's thread) it only asks the thread to stop after the current tick. Ctrl-C (any
+    /// signal handler that raises) interrupts the wait, e.g. for a provider that hangs: the
+    /// exception propagates, the ticker still stops after its tick, and a later stop() (or
+    /// dropping the ticker) joins the thread.
+    fn stop(&self, py: Python<'_>) -> PyResult<()> {
+        self.inner.request_stop();
+        if TICKER_ON_THIS_THREAD.with(Cell::get) != held_key(&self.held) {
+            // The core's join cannot be interrupted: wait for the thread to end in short
+            // sleeps without the GIL, checking for signals between them (issue 10 item 19).
+            let mut pause = Duration::from_micros(100);
+            while self.inner.is_running() {
+                py.detach(|| std::thread::sleep(pause));
+                pause = (pause * 2).min(SIGNAL_CHECK);
+                py.check_signals()?;
+            }
+        }
         py.detach(|| self.inner.stop());
+        Ok(())
     }
 
     /// The next report, waiting up to ``timeout`` seconds (None: until one comes). None on
@@ -330,9 +360,9 @@ impl PyTicker {
     }
 
     #[pyo3(signature = (*_args))]
-    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
-        self.stop(py);
-        false
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        self.stop(py)?;
+        Ok(false)
     }
 
     fn __repr__(&self) -> String {

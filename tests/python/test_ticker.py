@@ -334,7 +334,7 @@ def test_an_interrupt_raised_by_a_provider_on_the_ticker_thread_goes_to_unraisab
 
 # Ctrl-C at a wait of the Ticker's. The signal goes to the main thread from a timer, while the
 # main thread waits (or just before: either way KeyboardInterrupt must come out of the call).
-# The waits the old code made are bounded (an interval, a timeout), so a
+# The waits the old code made are bounded (an interval, a timeout, a provider's release), so a
 # regression fails on the time it took rather than hang: not a timing measurement, it tells
 # "interrupted" from "waited it out".
 WAITED_OUT = 15.0
@@ -364,3 +364,51 @@ def test_ctrl_c_interrupts_a_next_report_wait(
             timer.join()
         assert time.monotonic() - started < WAITED_OUT
         assert t.running, "an interrupted reader leaves the ticker ticking"
+
+
+class HangingCloud:
+    """A provider whose create_worker hangs (a cloud API that does not answer) until released."""
+
+    provider_id = "cloud"
+    provider_type = "docker"
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def create_worker(self, *args: Any) -> str:
+        self.entered.set()
+        self.release.wait(20.0)
+        return "i-1"
+
+    def destroy_worker(self, handle: hw.WorkerHandle) -> None:
+        pass
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs POSIX signals")
+def test_ctrl_c_interrupts_a_stop_that_waits_for_a_hanging_provider(
+    manager: hw.LifecycleManager,
+) -> None:
+    cloud = HangingCloud()
+    manager.register_provider(cloud)
+    manager.set_scaling_target("cloud", hw.WorkerSpec("img"))
+    t = manager.ticker(HOUR, pending=lambda: 1)
+    try:
+        assert cloud.entered.wait(HANG), "the tick called the provider"
+        started = time.monotonic()
+        timer = ctrl_c_soon()
+        try:
+            # Without the fix, stop() waited for the provider (20 s here, forever for a cloud
+            # API without a timeout) and ignored Ctrl-C meanwhile.
+            with pytest.raises(KeyboardInterrupt):
+                t.stop()
+        finally:
+            timer.join()
+        assert time.monotonic() - started < WAITED_OUT
+    finally:
+        cloud.release.set()
+    # The interrupted stop still asked the ticker to stop: no tick after the one in progress;
+    # a later stop() joins the thread.
+    t.stop()
+    assert not t.running
+    assert t.stats.ticks == 1
