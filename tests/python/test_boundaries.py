@@ -4,7 +4,8 @@
   (item 17).
 - A huge int where float seconds (or any float) are expected is an InvalidArgumentError, not an
   OverflowError; a bool is a TypeError (item 19).
-- Ctrl-C reaches a thread blocked in ``Subscription.recv(timeout=30)`` (item 19).
+- Ctrl-C reaches a thread blocked in ``Subscription.recv(timeout=30)``, ``recv()`` or
+  ``for event in subscription`` (item 19).
 - A KeyboardInterrupt raised inside a provider reaches the caller without losing the report of
   the operation it cut short (item 3).
 """
@@ -128,6 +129,33 @@ def test_ctrl_c_interrupts_a_recv_with_a_timeout(registry: hw.Registry) -> None:
             timer.join()
     # Not a timing measurement: it tells "interrupted" from "waited the timeout out".
     assert time.monotonic() - started < 25
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs POSIX signals")
+@pytest.mark.parametrize("wait", ["recv()", "for"])
+def test_ctrl_c_interrupts_a_wait_without_timeout(registry: hw.Registry, wait: str) -> None:
+    subscription = registry.subscribe()
+    # Nothing comes, and the registry stays: only Ctrl-C ends these waits. A watchdog
+    # registers a worker after 20 s, so a wait that ignores Ctrl-C ends (and fails) instead of
+    # hanging the suite.
+    watchdog = threading.Timer(20, registry.register, ("watchdog", "docker", "c-1"))
+    watchdog.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT))
+            timer.start()
+            try:
+                if wait == "for":
+                    for _ in subscription:
+                        break
+                else:
+                    subscription.recv()
+            finally:
+                timer.join()
+        assert time.monotonic() - started < 15
+    finally:
+        watchdog.cancel()
 
 
 class Interrupting:
