@@ -15,6 +15,7 @@
 
 use std::cell::Cell;
 use std::panic::resume_unwind;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -85,8 +86,12 @@ fn demand_of(py: Python<'_>, pending: &Py<PyAny>) -> usize {
 /// the ticker).
 #[pyclass(frozen, name = "Ticker", module = "hodei_workers")]
 pub(crate) struct PyTicker {
-    inner: Ticker,
+    /// Always `Some` but in `drop`, which may hand it to a thread of its own to join.
+    inner: Option<Ticker>,
     held: Arc<Mutex<Held>>,
+    /// A `stop()` was interrupted (Ctrl-C) while it waited for the tick in progress: the
+    /// host gave up waiting for it, so the drop does not wait either.
+    interrupted: AtomicBool,
 }
 
 /// The Python objects of a ticker, shared by the handle (for the garbage collector) and the
@@ -109,11 +114,36 @@ fn lock(held: &Mutex<Held>) -> MutexGuard<'_, Held> {
 
 impl Drop for PyTicker {
     fn drop(&mut self) {
+        let interrupted = *self.interrupted.get_mut();
+        let mut ticker = self.inner.take();
         // The thread may be waiting for the GIL (to call a callback): never join while holding
         // it. A drop on the ticker's own thread only asks it to stop; so does a drop while the
         // interpreter shuts down (the thread cannot run Python code any more).
-        if Python::try_attach(|py| py.detach(|| self.inner.stop())).is_none() {
-            self.inner.request_stop();
+        let attached = Python::try_attach(|py| {
+            py.detach(|| {
+                let Some(ticker) = ticker.take() else {
+                    return;
+                };
+                if interrupted && ticker.is_running() {
+                    // A stop() that Ctrl-C interrupted: the host gave up waiting for the tick
+                    // in progress (a provider that may never answer), and a drop, often right
+                    // after as the `with` ends, cannot be interrupted. The thread is joined
+                    // on a thread of its own, where the manager's last reference, if it is
+                    // one, is dropped too. (Without a thread to be had, the closure is dropped
+                    // here: joined after all.)
+                    ticker.request_stop();
+                    let _ = std::thread::Builder::new()
+                        .name("hodei-ticker-join".to_owned())
+                        .spawn(move || drop(ticker));
+                } else {
+                    ticker.stop();
+                }
+            })
+        });
+        if attached.is_none() {
+            if let Some(ticker) = &ticker {
+                ticker.request_stop();
+            }
         }
     }
 }
@@ -192,7 +222,11 @@ pub(crate) fn start(
     } else {
         run(py, move || manager.start_ticker(interval, demand))?
     };
-    Ok(PyTicker { inner, held })
+    Ok(PyTicker {
+        inner: Some(inner),
+        held,
+        interrupted: AtomicBool::new(false),
+    })
 }
 
 /// What a ticker has done so far.
@@ -242,6 +276,14 @@ impl From<TickerStats> for PyTickerStats {
     }
 }
 
+impl PyTicker {
+    fn ticker(&self) -> &Ticker {
+        self.inner
+            .as_ref()
+            .expect("a Ticker's core ticker is taken only when dropped")
+    }
+}
+
 #[pymethods]
 impl PyTicker {
     /// Shows the garbage collector the manager the ticker drives and its callbacks (which the
@@ -263,7 +305,7 @@ impl PyTicker {
     /// collector holds the GIL, which the thread may need to finish its tick; the drop joins
     /// it later) and takes the manager and the callbacks, dropped once the lock is released.
     fn __clear__(&self) {
-        self.inner.request_stop();
+        self.ticker().request_stop();
         let taken = {
             let mut held = lock(&self.held);
             [
@@ -278,40 +320,44 @@ impl PyTicker {
     /// The interval between ticks, in seconds.
     #[getter]
     fn interval(&self) -> f64 {
-        convert::duration_secs(self.inner.interval())
+        convert::duration_secs(self.ticker().interval())
     }
 
     /// Whether the thread is still running (False once stop() returned).
     #[getter]
     fn running(&self) -> bool {
-        self.inner.is_running()
+        self.ticker().is_running()
     }
 
     /// The counters so far.
     #[getter]
     fn stats(&self) -> PyTickerStats {
-        self.inner.stats().into()
+        self.ticker().stats().into()
     }
 
     /// Stops the ticker: no tick starts after this call; waits (with the GIL released) for the
     /// tick in progress and joins the thread. Idempotent. Called from a callback (on the
     /// ticker's thread) it only asks the thread to stop after the current tick. Ctrl-C (any
     /// signal handler that raises) interrupts the wait, e.g. for a provider that hangs: the
-    /// exception propagates, the ticker still stops after its tick, and a later stop() (or
-    /// dropping the ticker) joins the thread.
+    /// exception propagates, the ticker still stops after its tick, and a later stop() joins
+    /// the thread; dropping the ticker then does not wait for it (it is joined in the
+    /// background).
     fn stop(&self, py: Python<'_>) -> PyResult<()> {
-        self.inner.request_stop();
+        self.ticker().request_stop();
         if TICKER_ON_THIS_THREAD.with(Cell::get) != held_key(&self.held) {
             // The core's join cannot be interrupted: wait for the thread to end in short
             // sleeps without the GIL, checking for signals between them (issue 10 item 19).
             let mut pause = Duration::from_micros(100);
-            while self.inner.is_running() {
+            while self.ticker().is_running() {
                 py.detach(|| std::thread::sleep(pause));
                 pause = (pause * 2).min(SIGNAL_CHECK);
-                py.check_signals()?;
+                if let Err(interrupt) = py.check_signals() {
+                    self.interrupted.store(true, Ordering::Relaxed);
+                    return Err(interrupt);
+                }
             }
         }
-        py.detach(|| self.inner.stop());
+        py.detach(|| self.ticker().stop());
         Ok(())
     }
 
@@ -326,7 +372,7 @@ impl PyTicker {
         py: Python<'_>,
         timeout: Option<Seconds>,
     ) -> PyResult<Option<TickReport>> {
-        let Some(reports) = self.inner.reports() else {
+        let Some(reports) = self.ticker().reports() else {
             return Err(PyTypeError::new_err(
                 "this ticker hands its reports to on_report; next_report() has none",
             ));
@@ -366,11 +412,11 @@ impl PyTicker {
     }
 
     fn __repr__(&self) -> String {
-        let s = self.inner.stats();
+        let s = self.ticker().stats();
         format!(
             "<Ticker interval={}s running={} ticks={} overruns={}>",
-            self.inner.interval().as_secs_f64(),
-            if self.inner.is_running() {
+            self.ticker().interval().as_secs_f64(),
+            if self.ticker().is_running() {
                 "True"
             } else {
                 "False"

@@ -412,3 +412,38 @@ def test_ctrl_c_interrupts_a_stop_that_waits_for_a_hanging_provider(
     t.stop()
     assert not t.running
     assert t.stats.ticks == 1
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs POSIX signals")
+def test_a_ticker_whose_stop_was_interrupted_is_dropped_without_waiting(
+    registry: hw.Registry,
+) -> None:
+    # The host's usual shape: Ctrl-C ends the loop in the `with`, the exit's stop() waits for
+    # a hanging provider, a second Ctrl-C interrupts it, and the host goes on shutting down.
+    # The ticker object, unnamed, is dropped as the `with` ends: that drop must not wait for
+    # the provider either (without the fix it joined the thread, ignoring Ctrl-C, 20 s here).
+    manager = hw.LifecycleManager(registry, hw.LifecycleConfig(min_ready_workers=0))
+    cloud = HangingCloud()
+    manager.register_provider(cloud)
+    manager.set_scaling_target("cloud", hw.WorkerSpec("img"))
+    started = 0.0
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with manager.ticker(HOUR, pending=lambda: 1):
+                assert cloud.entered.wait(HANG), "the tick called the provider"
+                started = time.monotonic()
+                timer = ctrl_c_soon()
+                try:
+                    time.sleep(0.5)  # the first Ctrl-C lands here...
+                finally:
+                    timer.join()
+                    timer = ctrl_c_soon()  # ...and the second one in the exit's stop()
+        timer.join()
+        assert time.monotonic() - started < WAITED_OUT
+    finally:
+        cloud.release.set()
+    # The thread still finishes its tick (the provider's instance is registered) and ends.
+    deadline = time.monotonic() + HANG
+    while len(registry) == 0:
+        assert time.monotonic() < deadline, "the interrupted ticker's tick never finished"
+        time.sleep(0.01)
