@@ -15,7 +15,8 @@
 //!
 //! `KeyboardInterrupt` and `SystemExit` are not provider failures: the adapter reports the
 //! call as failed to the engine (which must carry on consistently), parks the exception, and
-//! the manager method re-raises it when the engine returns. On a thread where no manager
+//! the manager method re-raises it when the engine returns. Until then no provider is called
+//! on this thread: each further call fails at once, "not called (interrupted)". On a thread where no manager
 //! method runs (a `Ticker`'s, ticking), nobody would re-raise it: it goes to
 //! `sys.unraisablehook` at once, like the ticker's callbacks' exceptions.
 
@@ -44,6 +45,12 @@ thread_local! {
     /// How many manager methods run on this thread (more than one when a provider or a
     /// callback calls the manager again): while there is one, an interrupt is parked for it.
     static MANAGER_CALLS: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Whether a provider raised an interrupt on this thread that a manager method has yet to
+/// re-raise.
+fn interrupted() -> bool {
+    INTERRUPT.with(|slot| slot.borrow().is_some())
 }
 
 /// The parked interrupt of this thread, if a provider raised one.
@@ -386,6 +393,16 @@ impl PythonProvider {
         call: impl FnOnce(Python<'_>, &Bound<'_, PyAny>) -> PyResult<T>,
     ) -> ProviderResult<T> {
         Python::attach(|py| {
+            if interrupted() {
+                // Ctrl-C (or SystemExit) is on its way to the caller: the operation finishes
+                // without calling the provider again, so that it reaches the caller now rather
+                // than after every remaining call (minutes against a slow cloud API). Failed
+                // like the interrupted call: a destroy is retried by a later tick.
+                return Err(ProviderError::new(format!(
+                    "{}.{method} was not called (interrupted)",
+                    self.id
+                )));
+            }
             // The lock is held only to take a new reference: never while Python code runs.
             let object = self
                 .object

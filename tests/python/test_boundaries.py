@@ -23,6 +23,8 @@ import pytest
 
 import hodei_workers as hw
 
+HOUR = 3600.0
+
 HUGE = 10**400  # beyond any float
 
 
@@ -222,6 +224,59 @@ def test_an_interrupted_tick_keeps_its_report(registry: hw.Registry, clock: hw.M
     # Not interrupted: the report is returned, and is the last one.
     quiet = manager.tick()
     assert manager.last_report == quiet
+
+
+class SlowCloud:
+    """A provider whose destroy_worker takes long (a slow cloud API): the first call is where
+    Ctrl-C lands."""
+
+    provider_id = "slow-cloud"
+    provider_type = "docker"
+
+    def __init__(self) -> None:
+        self.interrupt = True
+        self.destroy_calls = 0
+
+    def create_worker(self, *args: object) -> str:
+        raise NotImplementedError("these tests register their workers themselves")
+
+    def destroy_worker(self, handle: hw.WorkerHandle) -> None:
+        self.destroy_calls += 1
+        if self.interrupt:
+            raise KeyboardInterrupt
+
+
+def test_after_an_interrupt_the_operation_calls_no_provider_again(
+    registry: hw.Registry, clock: hw.ManualClock
+) -> None:
+    # Five idle workers are due for cleanup; Ctrl-C lands in the first destroy. Without the
+    # fix the cleanup went on destroying the four others (with a slow cloud API, minutes of
+    # Ctrl-C doing nothing but cut one call short) before the KeyboardInterrupt came out.
+    manager = hw.LifecycleManager(registry, hw.LifecycleConfig(min_ready_workers=0))
+    cloud = SlowCloud()
+    manager.register_provider(cloud)
+    ids = []
+    for i in range(5):
+        worker = registry.register("slow-cloud", "docker", f"c-{i}", hw.WorkerSpec("img", idle_timeout=10))
+        registry.update_state(worker.id, "ready")
+        ids.append(worker.id)
+    clock.advance(20)
+    with pytest.raises(KeyboardInterrupt) as info:
+        manager.cleanup_workers()
+    assert cloud.destroy_calls == 1, "no provider call after the interrupt"
+    report = info.value.report  # type: ignore[attr-defined]
+    assert report.terminated == []
+    assert sorted(f.worker_id for f in report.failed) == sorted(ids)
+    assert all("(interrupted)" in f.error for f in report.failed), report.failed
+    # Consistent, and nothing leaks: the records wait in TERMINATING for their destroy retry.
+    assert len(registry) == 5
+    assert {w.state for w in registry.find()} == {hw.WorkerState.TERMINATING}
+    assert manager.stats().pending_destroys == 5
+    cloud.interrupt = False
+    clock.advance(HOUR)  # past the retry back-off
+    again = manager.cleanup_workers()
+    assert sorted(t.worker_id for t in again.terminated) == sorted(ids)
+    assert len(registry) == 0 and cloud.destroy_calls == 6
 
 
 class HandsBackNul:

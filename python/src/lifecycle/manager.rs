@@ -58,8 +58,9 @@ fn pending(py: Python<'_>, pending_jobs: i64) -> PyResult<usize> {
 /// the engine holds a lock.
 ///
 /// Interrupts: a KeyboardInterrupt (or SystemExit) raised inside a provider is not a provider
-/// failure. The engine finishes the operation consistently (the interrupted call counts as
-/// failed), then the interrupt reaches the caller — and the report of the operation it cut
+/// failure. The engine finishes the operation consistently without calling a provider
+/// again (the interrupted call and those it skips count as failed: a destroy is retried by
+/// a later tick), then the interrupt reaches the caller — and the report of the operation it cut
 /// short (``tick``, ``run_health_check``, ``cleanup_workers``, ``terminate_worker``,
 /// ``reconcile``), with the jobs it lost, is not lost: it is the exception's ``report``
 /// attribute and ``manager.last_report``. Raised during a ``Ticker``'s tick (no caller to
