@@ -187,10 +187,14 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Seconds {
             )));
         };
         Duration::try_from_secs_f64(secs).map(Seconds).map_err(|_| {
-            invalid(
-                py,
-                format!("a duration must be a finite number of seconds >= 0, got {secs}"),
-            )
+            let message = if secs.is_finite() && secs >= 0.0 {
+                // Finite and not negative: too long for a Duration (2**64 s), which the
+                // message must say rather than deny what the caller gave.
+                format!("a duration of {secs:e} seconds is out of range (2**64 s at most)")
+            } else {
+                format!("a duration must be a finite number of seconds >= 0, got {secs}")
+            };
+            invalid(py, message)
         })
     }
 }

@@ -81,6 +81,25 @@ def test_a_huge_int_for_a_float_is_invalid_not_overflow(
 @pytest.mark.parametrize(
     "call",
     [
+        lambda r, c: hw.WorkerSpec("u", idle_timeout=1e20),
+        lambda r, c: c.advance(1e20),
+        lambda r, c: r.find(idle_for=1e20),
+        lambda r, c: r.subscribe().recv(timeout=1e300),
+    ],
+)
+def test_a_finite_duration_too_long_is_out_of_range(
+    registry: hw.Registry, clock: hw.ManualClock, call: Callable[[Any, Any], object]
+) -> None:
+    # Without the fix: "a duration must be a finite number of seconds >= 0, got
+    # 100000000000000000000", which the value given is.
+    with pytest.raises(hw.InvalidArgumentError, match="out of range") as info:
+        call(registry, clock)
+    assert "finite" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
         lambda r, c: hw.ManualClock(True),
         lambda r, c: c.set(True),
         lambda r, c: c.advance(True),
