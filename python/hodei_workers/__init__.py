@@ -32,6 +32,7 @@ from hodei_workers._native import (
     InvalidTransitionError,
     JobAlreadyAssignedError,
     JobLost,
+    LeaderChanged,
     LeaderInfo,
     LifecycleConfig,
     LifecycleManager,
@@ -124,6 +125,7 @@ __all__ = [
     "MassExpiryHold",
     "MassExpiryGiveUp",
     "OrphanInstance",
+    "LeaderChanged",
     "LeaderInfo",
     # pools and demand
     "Pool",

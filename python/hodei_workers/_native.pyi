@@ -56,6 +56,7 @@ __all__ = [
     "ProvisionFailed",
     "DestroyFailed",
     "MassExpiryHeld",
+    "LeaderChanged",
     "LifecycleConfig",
     "LifecycleManager",
     "WorkerHandle",
@@ -554,6 +555,22 @@ class MassExpiryHeld(Event):
     @property
     def live(self) -> int:
         """The event's ``live`` (see the class docstring)."""
+
+@final
+class LeaderChanged(Event):
+    """A replica's manager took the leadership lease (``holder`` is then its own name) or found
+    it lost (``holder`` is the new leader, or None when unknown); ``term`` is the lease's
+    term (the fencing token), ``by`` the replica that published the event."""
+    __match_args__: ClassVar[tuple[str, ...]]
+    @property
+    def holder(self) -> str | None:
+        """The event's ``holder`` (see the class docstring)."""
+    @property
+    def term(self) -> int:
+        """The event's ``term`` (see the class docstring)."""
+    @property
+    def by(self) -> str:
+        """The event's ``by`` (see the class docstring)."""
 
 @final
 class Subscription:

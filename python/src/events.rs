@@ -105,6 +105,11 @@ fn fields<'py>(py: Python<'py>, kind: &EventKind) -> PyResult<Vec<(&'static str,
             ("would_expire", v(py, *would_expire)?),
             ("live", v(py, *live)?),
         ],
+        EventKind::LeaderChanged { holder, term, by } => vec![
+            ("holder", v(py, holder.as_deref())?),
+            ("term", v(py, *term)?),
+            ("by", v(py, by.as_str())?),
+        ],
         // A kind added to the core after this module: its common fields still show.
         other => match other.worker_id() {
             Some(id) => vec![("worker_id", v(py, id.to_string())?)],
@@ -140,6 +145,7 @@ fn class_name(kind: &EventKind) -> &'static str {
         EventKind::ProvisionFailed { .. } => "ProvisionFailed",
         EventKind::DestroyFailed { .. } => "DestroyFailed",
         EventKind::MassExpiryHeld { .. } => "MassExpiryHeld",
+        EventKind::LeaderChanged { .. } => "LeaderChanged",
         _ => "Event",
     }
 }
@@ -260,6 +266,10 @@ event_classes! {
     /// The health check would have declared too many workers unhealthy at once (a partition
     /// on the host's side, most likely) and declared none.
     MassExpiryHeld [would_expire, live];
+    /// A replica's manager took the leadership lease (``holder`` is then its own name) or found
+    /// it lost (``holder`` is the new leader, or None when unknown); ``term`` is the lease's
+    /// term (the fencing token), ``by`` the replica that published the event.
+    LeaderChanged [holder, term, by];
 }
 
 // ---------------------------------------------------------------------------------------------

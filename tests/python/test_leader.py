@@ -179,3 +179,31 @@ def test_any_other_exception_for_a_refused_token_is_a_provider_failure(registry:
     with pytest.raises(hw.ProviderError, match="token 1 refused"):
         manager.provision_worker("fenced", hw.WorkerSpec("img"))
     assert [b.provider_id for b in manager.provider_backoff()] == ["fenced"]
+
+
+def test_a_takeover_is_a_leader_changed_event(registry: hw.Registry, backend: str) -> None:
+    sub = registry.subscribe()
+    if backend == "memory":
+        manager = hw.LifecycleManager(registry)
+        manager.tick()
+        manager.step_down()
+        holder = "local"
+    else:
+        manager = hw.LifecycleManager.replicated(registry, "host-1", 15.0)
+        holder = "host-1"
+    assert manager.tick(0).leading
+    changes = [e for e in sub.drain() if e.kind == "leader_changed"]
+    assert len(changes) == 1, changes
+    event = changes[0]
+    # Its own class with its fields, not a bare Event.
+    assert isinstance(event, hw.LeaderChanged)
+    leader = manager.leader()
+    assert leader is not None
+    assert (event.holder, event.term, event.by) == (holder, leader.term, holder)
+    assert event.worker_id is None
+    match event:
+        case hw.LeaderChanged(h, t, b):
+            assert (h, t, b) == (holder, leader.term, holder)
+        case _:
+            pytest.fail(f"no positional pattern: {event!r}")
+    assert f"holder={holder!r}" in repr(event)
