@@ -475,3 +475,44 @@ fn tick_with_a_number_keeps_the_single_target_and_reports_what_its_spec_cannot_r
     );
     assert!(report.pools.is_none());
 }
+
+#[test]
+fn pools_sharing_a_provider_do_not_call_it_again_in_the_tick_that_backed_it_off() {
+    // Two pools on one provider, both planned to grow in the same tick: the first one's create
+    // fails and backs the provider off; the second must not ask it again at the same instant
+    // (that would be a second call to an API that just failed, and a doubled back-off).
+    let (f, p) = with_providers(config(), &["shared"]);
+    f.manager
+        .set_pools(vec![
+            Pool::new("first", pid("shared"), WorkerSpec::new("i"))
+                .unwrap()
+                .with_priority(2),
+            Pool::new("second", pid("shared"), gpu_spec())
+                .unwrap()
+                .with_priority(1),
+        ])
+        .unwrap();
+    p[0].script_creates([CreateStep::Fail("api down"), CreateStep::Fail("api down")]);
+    let report = f
+        .manager
+        .tick(Demand::new().with(gpu_jobs(1)).with(Requirement::new(1)));
+    assert_eq!(
+        p[0].calls(),
+        vec!["create"],
+        "a provider backed off in this tick is asked once: {:#?}",
+        report.decisions
+    );
+    assert_eq!(report.provision_failures.len(), 1);
+    let backoff = f.manager.provider_backoff();
+    assert_eq!(backoff.len(), 1);
+    assert_eq!(backoff[0].consecutive_failures, 1);
+    assert!(
+        report
+            .decisions
+            .iter()
+            .any(|d| d.starts_with("pool second: provider shared backed off")),
+        "{:#?}",
+        report.decisions
+    );
+    assert!(report.provisioned.is_empty());
+}

@@ -240,7 +240,27 @@ impl WorkerLifecycleManager {
         };
         let provider_id = entry.pool.provider_id.clone();
         let mut provisioned = 0;
-        for _ in 0..d.provision {
+        // The plan was made before this tick's creates: a pool sharing its provider with one
+        // that failed earlier in this tick would ask a provider that has just been backed
+        // off (a second call to an API that just failed, and a doubled back-off).
+        let blocked = if d.provision > 0 {
+            self.pool_block(&entry, now)
+        } else {
+            None
+        };
+        if let Some(block) = &blocked {
+            let why = match block {
+                PoolBlock::NoProvider => "is no longer registered".to_owned(),
+                _ => format!("{} after a create failed in this tick", block.describe(now)),
+            };
+            report.decisions.push(format!(
+                "pool {}: provider {provider_id} {why}: nothing provisioned (its demand goes to \
+                 the next pool)",
+                d.pool
+            ));
+        }
+        let provisions = if blocked.is_some() { 0 } else { d.provision };
+        for _ in 0..provisions {
             if !budget.take() {
                 break;
             }
