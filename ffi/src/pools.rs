@@ -48,8 +48,10 @@ fn json_string<T: serde::Serialize>(value: &T, what: &str) -> Result<*mut c_char
 /// Replaces the manager's pools with the JSON array `pools_json` (see the module notes for a
 /// pool's form: each pool, template and `resources` a JSON object, never an array of its
 /// values). Pools no longer listed are removed and their workers drain (as in
-/// `hw_manager_remove_pool`); their number is written to `out_drained`. While any pool is set, ticks scale the pools, not the scaling
-/// target.
+/// `hw_manager_remove_pool`); so do the workers of a pool listed again with a template that
+/// asks more of them than theirs offers (a label, capability, architecture or resource a job of
+/// the new template needs). The number of workers taken out of service is written to
+/// `out_drained`. While any pool is set, ticks scale the pools, not the scaling target.
 ///
 /// Errors: `HW_ERR_INVALID_ARGUMENT` for malformed JSON (an array where an object is expected
 /// included), an invalid pool or two pools with one name; `HW_ERR_PROVIDER_NOT_FOUND` for a

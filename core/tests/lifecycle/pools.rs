@@ -516,3 +516,67 @@ fn pools_sharing_a_provider_do_not_call_it_again_in_the_tick_that_backed_it_off(
     );
     assert!(report.provisioned.is_empty());
 }
+
+#[test]
+fn a_pool_given_a_new_template_does_not_count_old_workers_that_cannot_serve_it() {
+    // Pool "gpu" is redefined from A100 to H100 workers while its A100 workers live: they
+    // carry its label, but no H100 job can claim them. Counted as its idle capacity, they would
+    // starve the H100 demand (nothing provisioned, nothing claimable) until they idle out.
+    let (f, _) = with_providers(config(), &["ec2"]);
+    let h100 = || WorkerSpec {
+        resources: ResourceRequirements {
+            gpu_count: 1,
+            gpu_type: Some("h100".into()),
+            ..Default::default()
+        },
+        ..WorkerSpec::new("trainer").with_label("gpu", "h100")
+    };
+    f.manager
+        .set_pools(vec![Pool::new("gpu", pid("ec2"), gpu_spec()).unwrap()])
+        .unwrap();
+    let report = f.manager.tick(gpu_jobs(3));
+    assert_eq!(report.provisioned.len(), 3);
+    report_in(&f, &report);
+    let old: Vec<WorkerId> = report.provisioned.iter().map(|p| p.worker_id).collect();
+    f.registry.assign_to_job(&old[0], job("a100-job")).unwrap();
+
+    // Same template but a new image: every worker can still serve it, none leaves.
+    let bumped = WorkerSpec {
+        image: "trainer:2".into(),
+        ..gpu_spec()
+    };
+    let drained = f
+        .manager
+        .set_pools(vec![Pool::new("gpu", pid("ec2"), bumped).unwrap()])
+        .unwrap();
+    assert!(drained.is_empty(), "{drained:?}");
+
+    let drained = f
+        .manager
+        .set_pools(vec![Pool::new("gpu", pid("ec2"), h100()).unwrap()])
+        .unwrap();
+    let mut expected = old.clone();
+    expected.sort();
+    let mut drained = drained;
+    drained.sort();
+    assert_eq!(
+        drained, expected,
+        "the A100 workers leave the redefined pool"
+    );
+    // The busy one finishes its job first.
+    assert_eq!(f.state(&old[0]), Some(WorkerState::Draining));
+
+    let h100_jobs = Requirement::new(2).label("gpu", "h100");
+    let report = step(&f, secs(11), h100_jobs.clone());
+    assert_eq!(report.provisioned.len(), 2, "{:#?}", report.decisions);
+    report_in(&f, &report);
+    let claimed = f
+        .registry
+        .claim(&h100_jobs.filter(), job("h100-job"))
+        .unwrap();
+    assert!(claimed.is_some(), "an H100 job finds an H100 worker");
+    assert_eq!(
+        f.registry.get(&old[0]).unwrap().unwrap().current_job,
+        Some(job("a100-job"))
+    );
+}

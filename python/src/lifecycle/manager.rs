@@ -397,8 +397,11 @@ impl PyLifecycleManager {
     }
 
     /// Replaces the pools (a list of Pool). Pools with a known name keep their cooldown
-    /// clocks; pools no longer listed are removed and their workers drain (their ids are
-    /// returned). While any pool is set, ``tick`` scales the pools, not the scaling target.
+    /// clocks; pools no longer listed are removed and their workers drain, and so do the
+    /// workers of a pool listed again with a template that asks more than theirs offers (a
+    /// label, capability, architecture or resource); the ids of the workers taken out of
+    /// service are returned. While any pool is set, ``tick`` scales the pools, not the
+    /// scaling target.
     /// Raises InvalidArgumentError for two pools with one name, ProviderNotFoundError for a
     /// pool whose provider is not registered; nothing changes then.
     fn set_pools(&self, py: Python<'_>, pools: Vec<crate::pools::PyPool>) -> PyResult<Vec<String>> {

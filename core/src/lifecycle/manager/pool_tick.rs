@@ -30,7 +30,7 @@ type Planned = (
 );
 
 /// The requirement a replacement for a worker of `pool` must meet: what its template offers.
-fn replacement(pool: &Pool, count: usize) -> Requirement {
+pub(super) fn replacement(pool: &Pool, count: usize) -> Requirement {
     let t = &pool.template;
     Requirement {
         labels: t.labels.clone(),

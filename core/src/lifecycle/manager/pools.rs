@@ -23,10 +23,11 @@ use crate::error::{Error, Result};
 use crate::filter::WorkerFilter;
 use crate::ids::WorkerId;
 use crate::state::WorkerState;
-use crate::worker::{TerminationReason, WorkerSpec};
+use crate::worker::{TerminationReason, Worker, WorkerSpec};
 
 use super::super::pools::{Pool, POOL_LABEL};
 use super::super::provider::ProviderErrorKind;
+use super::pool_tick::replacement;
 use super::WorkerLifecycleManager;
 
 /// The manager's pools and the interruption notices it is acting on.
@@ -81,7 +82,12 @@ impl WorkerLifecycleManager {
 
     /// Replaces the pools. Pools with a name already known keep their cooldown clocks; pools no
     /// longer listed are removed as by [`remove_pool`](Self::remove_pool) (their workers drain).
-    /// While any pool is set, `tick` scales the pools and ignores the scaling target.
+    /// A pool listed again with another template keeps the workers made from the old one that
+    /// a job of the new one could claim (its labels, capabilities, architecture and at least
+    /// its resources: an image change keeps them all); the others drain as from a removed pool
+    /// (they would count as the pool's capacity for demand they cannot take). The returned ids
+    /// are every worker taken out of service. While any pool is set, `tick` scales the pools
+    /// and ignores the scaling target.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for an invalid pool ([`Pool::validate`]) or two pools with
@@ -190,6 +196,9 @@ impl WorkerLifecycleManager {
                 return Err(Error::invalid(format!("two pools are named {}", pool.name)));
             }
         }
+        // Pools listed again whose template now asks more of a worker: their workers made from
+        // the old one are checked against the new one below.
+        let mut reshaped: Vec<Pool> = Vec::new();
         let removed: Vec<String> = {
             let mut set = self.pools.lock();
             let removed = set
@@ -206,7 +215,11 @@ impl WorkerLifecycleManager {
             for pool in pools {
                 match set.entries.get_mut(&pool.name) {
                     Some(entry) => {
-                        entry.spec = pool.worker_spec();
+                        let spec = pool.worker_spec();
+                        if spec != entry.spec {
+                            reshaped.push(pool.clone());
+                        }
+                        entry.spec = spec;
                         entry.pool = pool;
                     }
                     None => {
@@ -218,7 +231,18 @@ impl WorkerLifecycleManager {
         };
         let mut drained = Vec::new();
         for name in removed {
-            drained.extend(self.drain_pool(&name)?);
+            drained.extend(self.drain_pool(&name, |_| true)?);
+        }
+        for pool in reshaped {
+            // The plan counts a pool's idle and starting workers as capacity for whatever its
+            // template satisfies; a worker made from the old template that a job of the new
+            // one could not claim (a label, capability, architecture or resource it lacks)
+            // would be counted as serving demand it can never take, and nothing would be
+            // provisioned for it. Such workers leave as from a removed pool.
+            let needs = replacement(&pool, 1).filter();
+            drained.extend(
+                self.drain_pool(&pool.name, |w| !needs.matches_static(&w.handle, &w.spec))?,
+            );
         }
         Ok(drained)
     }
@@ -255,7 +279,7 @@ impl WorkerLifecycleManager {
             }
             self.pool_gauges.lock().remove(name);
         }
-        self.drain_pool(name)
+        self.drain_pool(name, |_| true)
     }
 
     /// The pools, highest priority first (ties by name).
@@ -279,12 +303,14 @@ impl WorkerLifecycleManager {
         Ok(())
     }
 
-    fn drain_pool(&self, name: &str) -> Result<Vec<WorkerId>> {
+    /// Takes the workers of pool `name` that `leaves` picks out of service: idle and busy ones
+    /// drain, starting ones are terminated.
+    fn drain_pool(&self, name: &str, leaves: impl Fn(&Worker) -> bool) -> Result<Vec<WorkerId>> {
         let workers = self
             .registry
             .find(&WorkerFilter::new().label(POOL_LABEL, name))?;
         let mut out = Vec::new();
-        for w in workers {
+        for w in workers.into_iter().filter(|w| leaves(w)) {
             let taken = match w.state {
                 WorkerState::Ready | WorkerState::Busy => self.drain_worker(&w.id).is_ok(),
                 WorkerState::Creating | WorkerState::Connecting => self
