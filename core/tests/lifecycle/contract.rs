@@ -539,6 +539,48 @@ fn terminate_worker_reports_the_job_of_a_worker_claimed_after_its_look() {
     assert_eq!(f.manager.stats().unwrap().lost_jobs_total, 1);
 }
 
+#[test]
+fn an_interruption_notice_drains_a_starting_worker_claimed_after_its_look_and_keeps_its_job() {
+    // The notice looks at a worker still starting (which would be terminated at once: it holds
+    // no job), and the worker reports in and is claimed right after that look. Terminating it
+    // then would lose the job with nobody told (the notice answers with a worker, not a
+    // report): it is drained like any live worker instead, and its job finishes first.
+    let f = RacyFixture::new(config());
+    let w = f.provision_with(WorkerSpec::new("img"));
+    f.racy.on_get(w, move |inner| {
+        inner.update_state(&w, WorkerState::Ready).unwrap();
+        inner.assign_to_job(&w, job("claimed")).unwrap();
+    });
+    let deadline = f.clock.now() + 120_000;
+    let answer = f.manager.notify_interruption(&w, deadline).unwrap();
+    assert_eq!(answer.state, WorkerState::Draining);
+    assert_eq!(answer.current_job, Some(job("claimed")));
+    let now = f.worker(&w).unwrap();
+    assert_eq!(
+        (now.state, now.current_job),
+        (WorkerState::Draining, Some(job("claimed")))
+    );
+    assert_eq!(f.manager.interruptions(), vec![(w, deadline)]);
+    assert_eq!(f.manager.stats().unwrap().lost_jobs_total, 0);
+}
+
+#[test]
+fn an_interruption_notice_answers_a_starting_worker_as_it_left_it() {
+    // A starting worker is taken out at once: the answer is the worker as the notice left
+    // it (on its way out), not the snapshot read before (still `Creating`).
+    let f = RacyFixture::new(config());
+    let w = f.provision_with(WorkerSpec::new("img"));
+    let answer = f
+        .manager
+        .notify_interruption(&w, f.clock.now() + 120_000)
+        .unwrap();
+    assert!(answer.state.is_terminal(), "{:?}", answer.state);
+    assert_eq!(f.worker(&w), None, "destroyed and unregistered");
+    assert!(f.manager.interruptions().is_empty());
+    let names = f.names(w);
+    assert!(names.contains(&"unregistered"), "{names:?}");
+}
+
 // ----- 5: startup expiries are never held by the brake ----------------------------------------
 
 #[test]

@@ -31,6 +31,10 @@ impl WorkerLifecycleManager {
     /// [`TerminationReason::Interrupted`] (not `Vanished`, which `reconcile` gives a record
     /// whose instance disappeared unannounced).
     ///
+    /// Returns the worker as the notice left it: `Draining`, or `Terminating` for one that
+    /// was still starting (destroyed and unregistered by the time the call returns, unless its
+    /// destroy failed).
+    ///
     /// # Errors
     /// [`Error::NotFound`]; [`Error::InvalidTransition`] for a worker already on its way out
     /// (`Terminating`, `Terminated`).
@@ -40,8 +44,20 @@ impl WorkerLifecycleManager {
             .get(worker_id)?
             .ok_or(Error::NotFound(*worker_id))?;
         if w.state.is_starting() {
-            self.terminate_worker(worker_id, TerminationReason::Interrupted)?;
-            return self.registry.get(worker_id)?.map_or(Ok(w), Ok);
+            // Only while it is still starting (then it holds no job), checked with the move:
+            // a worker that reported in and was claimed since the look above drains below with
+            // its job, instead of losing it to a termination whose report nobody would see.
+            self.fence()?;
+            let starting = [WorkerState::Creating, WorkerState::Connecting];
+            if let Some(moved) = self.take_out_of_service(worker_id, &starting)? {
+                let now = self.registry.now();
+                self.queue_destroy(&moved.worker, TerminationReason::Interrupted, now);
+                self.destroys.lock().expedite(worker_id, now);
+                self.destroy_due(Some(&[*worker_id]), &mut Budget::unlimited());
+                // As the notice left it: on its way out (destroyed and unregistered by now,
+                // unless the destroy failed and is retried by the ticks).
+                return Ok(moved.worker);
+            }
         }
         let drained = self
             .registry
