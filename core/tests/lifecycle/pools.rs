@@ -580,3 +580,63 @@ fn a_pool_given_a_new_template_does_not_count_old_workers_that_cannot_serve_it()
         Some(job("a100-job"))
     );
 }
+
+#[test]
+fn a_pools_block_says_why_its_provider_backs_off_now_whoever_failed() {
+    // Two pools on one provider. The provider's back-off is shared, so the reason a pool
+    // reports must be the provider's last failure, not the last one of the pool's own creates:
+    // "no capacity" from long ago must not explain a back-off caused by an API error since.
+    let (f, p) = with_providers(config(), &["shared"]);
+    f.manager
+        .set_pools(vec![
+            Pool::new("first", pid("shared"), WorkerSpec::new("i"))
+                .unwrap()
+                .with_priority(2),
+            Pool::new("second", pid("shared"), gpu_spec())
+                .unwrap()
+                .with_priority(1),
+        ])
+        .unwrap();
+    let block_of = |plan: &PoolPlan, pool: &str| plan.pool(pool).unwrap().blocked.clone();
+    // "first" finds no capacity.
+    p[0].script_creates([CreateStep::NoCapacity]);
+    f.manager.tick(Requirement::new(1));
+    let plan = f.manager.plan_pools(&Demand::from(1)).unwrap();
+    assert!(
+        matches!(block_of(&plan, "first"), Some(PoolBlock::NoCapacity { .. })),
+        "{plan:#?}"
+    );
+    // Later, only "second" wants workers, and the provider fails with an API error.
+    p[0].script_creates([CreateStep::Fail("auth expired")]);
+    let report = step(&f, secs(30), gpu_jobs(1));
+    assert_eq!(
+        report.provision_failures.len(),
+        1,
+        "{:#?}",
+        report.decisions
+    );
+    assert_eq!(report.provision_failures[0].kind, ProviderErrorKind::Failed);
+    let plan = f.manager.plan_pools(&Demand::from(1)).unwrap();
+    for pool in ["first", "second"] {
+        assert!(
+            matches!(block_of(&plan, pool), Some(PoolBlock::BackedOff { .. })),
+            "{pool}: {:?}",
+            block_of(&plan, pool)
+        );
+    }
+    // And a direct create that finds no capacity says so for both pools.
+    f.advance(secs(60));
+    p[0].script_creates([CreateStep::NoCapacity]);
+    assert!(f
+        .manager
+        .provision_worker(&pid("shared"), Arc::new(WorkerSpec::new("i")))
+        .is_err());
+    let plan = f.manager.plan_pools(&Demand::from(1)).unwrap();
+    for pool in ["first", "second"] {
+        assert!(
+            matches!(block_of(&plan, pool), Some(PoolBlock::NoCapacity { .. })),
+            "{pool}: {:?}",
+            block_of(&plan, pool)
+        );
+    }
+}

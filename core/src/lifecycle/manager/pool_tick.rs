@@ -155,8 +155,8 @@ impl WorkerLifecycleManager {
             .get(&entry.pool.provider_id)
             .filter(|b| b.until > now)
             .copied()?;
-        Some(match entry.last_failure {
-            Some(ProviderErrorKind::NoCapacity) => PoolBlock::NoCapacity {
+        Some(match backoff.kind {
+            ProviderErrorKind::NoCapacity => PoolBlock::NoCapacity {
                 until: backoff.until,
             },
             _ => PoolBlock::BackedOff {
@@ -270,7 +270,6 @@ impl WorkerLifecycleManager {
             match result {
                 Ok(w) => {
                     provisioned += 1;
-                    self.with_pool(&d.pool, |e| e.last_failure = None);
                     report.provisioned.push(ProvisionedWorker {
                         worker_id: w.id,
                         provider_id: provider_id.clone(),
@@ -280,7 +279,6 @@ impl WorkerLifecycleManager {
                 Err((e, failure)) => {
                     match failure {
                         Some(f) => {
-                            self.with_pool(&d.pool, |e| e.last_failure = Some(f.kind));
                             report.decisions.push(format!(
                                 "pool {}: provider {} failed to create a worker ({} in a row, {}): \
                                  {}; backing off until {} (its demand goes to the next pool)",

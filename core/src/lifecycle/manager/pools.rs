@@ -26,7 +26,6 @@ use crate::state::WorkerState;
 use crate::worker::{TerminationReason, Worker, WorkerSpec};
 
 use super::super::pools::{Pool, POOL_LABEL};
-use super::super::provider::ProviderErrorKind;
 use super::pool_tick::replacement;
 use super::WorkerLifecycleManager;
 
@@ -52,9 +51,6 @@ pub(super) struct PoolEntry {
     pub(super) last_scale_action: Option<Timestamp>,
     /// Provisions for this pool in flight now.
     pub(super) in_flight: usize,
-    /// The kind of the pool's last failed create (cleared by a success): tells a provider
-    /// back-off caused by "no capacity" from one caused by a failure.
-    pub(super) last_failure: Option<ProviderErrorKind>,
 }
 
 impl PoolEntry {
@@ -65,7 +61,6 @@ impl PoolEntry {
             last_scale_up: None,
             last_scale_action: None,
             in_flight: 0,
-            last_failure: None,
         }
     }
 }

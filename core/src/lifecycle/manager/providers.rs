@@ -10,7 +10,7 @@ use crate::worker::{ProviderType, WorkerHandle};
 
 use super::super::config::backoff_delay;
 use super::super::lease::Term;
-use super::super::provider::{guarded, ProviderError, WorkerProvider};
+use super::super::provider::{guarded, ProviderError, ProviderErrorKind, WorkerProvider};
 use super::super::report::{ProviderBackoff, ProvisionFailure};
 use super::{bump, WorkerLifecycleManager};
 
@@ -21,11 +21,14 @@ pub(super) struct ProviderEntry {
     pub(super) provider_type: ProviderType,
 }
 
-/// Consecutive create failures of a provider and the end of its back-off.
+/// Consecutive create failures of a provider, the end of its back-off, and the kind of the
+/// last failure (whoever's create it was: a pool's, another pool's on the same provider, a
+/// direct `provision_worker`), which tells "no capacity" from a failure in the pools' plan.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Backoff {
     pub(super) failures: u32,
     pub(super) until: Timestamp,
+    pub(super) kind: ProviderErrorKind,
 }
 
 impl WorkerLifecycleManager {
@@ -161,8 +164,10 @@ impl WorkerLifecycleManager {
                 let entry = backoff.entry(provider_id.clone()).or_insert(Backoff {
                     failures: 0,
                     until: now,
+                    kind: e.kind,
                 });
                 entry.failures = entry.failures.saturating_add(1);
+                entry.kind = e.kind;
                 entry.until = now.saturating_add(millis(backoff_delay(
                     self.config.provider_backoff_initial,
                     self.config.provider_backoff_max,
@@ -173,6 +178,7 @@ impl WorkerLifecycleManager {
             .unwrap_or(Backoff {
                 failures: 1,
                 until: now,
+                kind: e.kind,
             });
         bump(&self.counters.provision_failures, 1);
         let _ = self.registry.publish(EventKind::ProvisionFailed {

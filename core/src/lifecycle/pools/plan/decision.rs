@@ -18,7 +18,8 @@ pub enum PoolBlock {
         /// When it may be asked again (registry clock).
         until: Timestamp,
     },
-    /// Its last create failed with [`ProviderErrorKind::NoCapacity`](crate::ProviderErrorKind::NoCapacity).
+    /// Its provider backs off after a create (this pool's or not: the back-off is the
+    /// provider's) that failed with [`ProviderErrorKind::NoCapacity`](crate::ProviderErrorKind::NoCapacity).
     NoCapacity {
         /// When it is asked again (registry clock).
         until: Timestamp,
