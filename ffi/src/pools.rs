@@ -186,8 +186,8 @@ pub extern "C" fn hw_manager_tick_demand(
 }
 
 /// Worker `id` is going away at `deadline_ms` (registry clock, ms since the epoch): a spot
-/// reclaim, a node drain. It drains now; while it runs a job its pool gets a replacement
-/// ahead of the deadline; a job still running at the deadline is reported lost by the tick
+/// reclaim, a node drain. It drains now; while it runs a job its pool (for a worker of no
+/// pool: the scaling target on its provider) gets a replacement ahead of the deadline; a job still running at the deadline is reported lost by the tick
 /// that reaches it. Writes the worker's snapshot after the notice.
 ///
 /// Errors: `HW_ERR_NOT_FOUND`; `HW_ERR_INVALID_TRANSITION` for a worker already on its way out.

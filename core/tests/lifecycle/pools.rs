@@ -640,3 +640,41 @@ fn a_pools_block_says_why_its_provider_backs_off_now_whoever_failed() {
         );
     }
 }
+
+#[test]
+fn an_interrupted_worker_of_the_scaling_target_is_replaced_ahead_of_its_deadline() {
+    // `tick(n)` is the single-pool shorthand: an interrupted worker of the scaling target that
+    // still runs its job gets a replacement before the deadline, as a pool's worker does.
+    let config = WorkerLifecycleConfig {
+        min_ready_workers: 0,
+        ..config()
+    };
+    let f = Fixture::new(config);
+    f.manager
+        .set_scaling_target(&f.provider.id, spec())
+        .unwrap();
+    let report = f.manager.tick(1);
+    assert_eq!(report.provisioned.len(), 1, "{:#?}", report.decisions);
+    report_in(&f, &report);
+    let busy = report.provisioned[0].worker_id;
+    f.registry.assign_to_job(&busy, job("train")).unwrap();
+    let deadline = f.now() + 120_000;
+    f.manager.notify_interruption(&busy, deadline).unwrap();
+
+    let report = step(&f, secs(30), 0);
+    assert_eq!(report.provisioned.len(), 1, "{:#?}", report.decisions);
+    let replacement = report.provisioned[0].worker_id;
+    report_in(&f, &report);
+    // Not twice, and not retired as surplus while the job runs.
+    let report = step(&f, secs(30), 0);
+    assert!(report.provisioned.is_empty(), "{:#?}", report.decisions);
+    assert!(report.terminated.is_empty(), "{:#?}", report.decisions);
+    // At the deadline the job is lost and requeued: the replacement is there for it.
+    let report = step(&f, secs(61), 0);
+    assert_eq!(report.lost_jobs.len(), 1);
+    assert!(f
+        .registry
+        .claim(&WorkerFilter::new(), job("train"))
+        .unwrap()
+        .is_some_and(|w| w.id == replacement));
+}

@@ -442,7 +442,8 @@ impl PyLifecycleManager {
 
     /// A notice that the worker's instance goes away at ``deadline`` (float seconds since the
     /// epoch, registry clock): a spot reclaim, a node drain. The worker drains now; while it
-    /// runs a job, its pool gets a replacement ahead of the deadline; a job still running at
+    /// runs a job, its pool (for a worker of no pool: the scaling target on its provider)
+    /// gets a replacement ahead of the deadline; a job still running at
     /// the deadline is reported lost by the tick that reaches it. Returns the worker after the
     /// notice. Raises WorkerNotFoundError, InvalidTransitionError for a worker on its way out.
     fn notify_interruption(

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
-use crate::ids::WorkerId;
+use crate::ids::{ProviderId, WorkerId};
 use crate::state::WorkerState;
 use crate::worker::{TerminationReason, Worker};
 
@@ -14,6 +14,28 @@ use super::super::report::TickReport;
 use super::pools::Interruption;
 use super::{Budget, WorkerLifecycleManager};
 
+/// Jobs of interrupted workers that need a replacement (see `interruptions_due`).
+#[derive(Debug, Default)]
+pub(super) struct Replacements {
+    /// Per pool, for workers of a pool.
+    pub(super) pools: BTreeMap<String, usize>,
+    /// Per provider, for workers of no pool.
+    pub(super) unpooled: BTreeMap<ProviderId, usize>,
+}
+
+impl Replacements {
+    fn add(&mut self, notice: &Interruption, jobs: usize) {
+        if jobs == 0 {
+            return;
+        }
+        let n = match &notice.pool {
+            Some(pool) => self.pools.entry(pool.clone()).or_insert(0),
+            None => self.unpooled.entry(notice.provider_id.clone()).or_insert(0),
+        };
+        *n += jobs;
+    }
+}
+
 impl WorkerLifecycleManager {
     // ----- interruptions ---------------------------------------------------------------------
 
@@ -21,7 +43,8 @@ impl WorkerLifecycleManager {
     /// reclaim, a node drain. The worker drains at once (it takes no new job; an idle one is
     /// retired by the next cleanup; a starting one, holding no job, is terminated now). While
     /// it still runs a job, its pool counts one more job of demand — a replacement that its
-    /// template's requirement describes — so that a worker is provisioned (or kept) ahead of
+    /// template's requirement describes (for a worker of no pool, the scaling target on its
+    /// provider counts one more pending job) — so that a worker is provisioned (or kept) ahead of
     /// the deadline, by priority and with fallback like any demand; it no longer counts
     /// against its pool's `max_workers` (it still counts against the global one). A job still
     /// running at the deadline is reported lost by the tick that reaches it, and still counts
@@ -63,10 +86,14 @@ impl WorkerLifecycleManager {
             .registry
             .update_state(worker_id, WorkerState::Draining)?;
         let pool = w.spec.labels.get(POOL_LABEL).cloned();
-        self.pools
-            .lock()
-            .interruptions
-            .insert(*worker_id, Interruption { deadline, pool });
+        self.pools.lock().interruptions.insert(
+            *worker_id,
+            Interruption {
+                deadline,
+                pool,
+                provider_id: w.handle.provider_id.clone(),
+            },
+        );
         Ok(drained)
     }
 
@@ -81,15 +108,16 @@ impl WorkerLifecycleManager {
     }
 
     /// Terminates interrupted workers whose deadline passed (reporting the jobs they still
-    /// held) and forgets notices about workers gone. Returns, per pool, the jobs that need a
-    /// replacement: those still running before their deadline, and those lost now (the host
-    /// requeues them after this tick).
+    /// held) and forgets notices about workers gone. Returns the jobs that need a
+    /// replacement — those still running before their deadline, and those lost now (the host
+    /// requeues them after this tick) — per pool, and per provider for workers of no pool
+    /// (the scaling target replaces those of its provider).
     pub(super) fn interruptions_due(
         &self,
         now: Timestamp,
         budget: &mut Budget,
         report: &mut TickReport,
-    ) -> BTreeMap<String, usize> {
+    ) -> Replacements {
         let notices: Vec<(WorkerId, Interruption)> = self
             .pools
             .lock()
@@ -97,7 +125,7 @@ impl WorkerLifecycleManager {
             .iter()
             .map(|(id, i)| (*id, i.clone()))
             .collect();
-        let mut running = BTreeMap::new();
+        let mut running = Replacements::default();
         let mut forget = Vec::new();
         for (id, notice) in notices {
             let w = match self.registry.get(&id) {
@@ -119,9 +147,7 @@ impl WorkerLifecycleManager {
                     Ok(result) => {
                         // The host requeues the lost job after this tick: its replacement must
                         // not be retired as surplus in the meantime.
-                        if let (Some(pool), false) = (&notice.pool, result.lost_jobs.is_empty()) {
-                            *running.entry(pool.clone()).or_insert(0) += result.lost_jobs.len();
-                        }
+                        running.add(&notice, result.lost_jobs.len());
                         for lost in &result.lost_jobs {
                             report.decisions.push(format!(
                                 "interruption deadline of worker {id} reached: job {} lost",
@@ -138,9 +164,7 @@ impl WorkerLifecycleManager {
                         .push(format!("interruption of {id}: terminate failed: {e}")),
                 }
             } else if w.current_job.is_some() {
-                if let Some(pool) = notice.pool {
-                    *running.entry(pool).or_insert(0) += 1;
-                }
+                running.add(&notice, 1);
             }
         }
         if !forget.is_empty() {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::clock::Timestamp;
 use crate::error::Result;
+use crate::ids::ProviderId;
 use crate::metrics::PoolGauges;
 use crate::registry::StateCounts;
 use crate::worker::{TerminationReason, Worker};
@@ -179,10 +180,10 @@ impl WorkerLifecycleManager {
             return;
         }
         if self.pools.lock().is_empty() {
-            self.target_tick(demand, budget, report);
+            self.target_tick(demand, &running.unpooled, budget, report);
             return;
         }
-        let (plan, mut chosen, states) = match self.plan_pools_inner(demand, &running) {
+        let (plan, mut chosen, states) = match self.plan_pools_inner(demand, &running.pools) {
             Ok(planned) => planned,
             Err(e) => {
                 report.decisions.push(format!("pool plan failed: {e}"));
@@ -345,7 +346,13 @@ impl WorkerLifecycleManager {
 
     /// The single-target path (`set_scaling_target`), which `tick(pending)` has always taken:
     /// the jobs the target's spec satisfies are its pending jobs; the others are unschedulable.
-    fn target_tick(&self, demand: &Demand, budget: &mut Budget, report: &mut TickReport) {
+    fn target_tick(
+        &self,
+        demand: &Demand,
+        interrupted: &BTreeMap<ProviderId, usize>,
+        budget: &mut Budget,
+        report: &mut TickReport,
+    ) {
         let Some(target) = self.target.lock().clone() else {
             return;
         };
@@ -390,6 +397,17 @@ impl WorkerLifecycleManager {
                     report.unschedulable.push(u);
                 }
             }
+        }
+        // Interrupted workers of no pool on the target's provider that still run a job (or
+        // lost it at their deadline in this tick): the target replaces them ahead of the
+        // deadline, as a pool replaces its own.
+        if let Some(&n) = interrupted.get(&target.provider_id) {
+            pending = pending.saturating_add(n);
+            report.decisions.push(format!(
+                "{n} job(s) of interrupted worker(s) on {}: counted as pending (their \
+                 replacements come before the deadline)",
+                target.provider_id
+            ));
         }
         match self.plan_inner(pending, Some(&target)) {
             Ok((plan, candidates)) => {

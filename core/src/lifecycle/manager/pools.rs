@@ -21,7 +21,7 @@ use std::sync::Arc;
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::filter::WorkerFilter;
-use crate::ids::WorkerId;
+use crate::ids::{ProviderId, WorkerId};
 use crate::state::WorkerState;
 use crate::worker::{TerminationReason, Worker, WorkerSpec};
 
@@ -70,6 +70,8 @@ pub(super) struct Interruption {
     pub(super) deadline: Timestamp,
     /// The pool the worker belonged to, if any (its template is the replacement's requirement).
     pub(super) pool: Option<String>,
+    /// Its provider: a worker of no pool is replaced by the scaling target on that provider.
+    pub(super) provider_id: ProviderId,
 }
 
 impl WorkerLifecycleManager {
