@@ -20,6 +20,7 @@ mod pools;
 mod pools_reads;
 mod provisioning;
 mod reconcile;
+mod reentrancy;
 mod scaling;
 mod stress;
 

@@ -1,0 +1,419 @@
+//! Provider calls that call back into the same manager — not only reads (the fixture's
+//! provider does those from every call) but the operations that change things:
+//! `provision_worker`, `terminate_worker`, `drain_worker`, `tick`, `reconcile`, the health
+//! check and cleanup, `unregister_provider`, stopping the ticker that made the call. No lock
+//! may be held across a provider call (a deadlock, or a parking_lot re-entry), and the
+//! promises hold from inside as from outside: `max_workers`, one destroy per instance, no
+//! leak. Every scenario runs on its own thread with a deadline, so a deadlock fails the test
+//! instead of hanging it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::common::*;
+use hodei_workers::*;
+
+/// What a hook is told about the call it runs inside.
+#[derive(Debug, Clone)]
+enum Call {
+    Create,
+    Destroy(WorkerHandle),
+    List,
+}
+
+type Hook = Box<dyn Fn(&Arc<WorkerLifecycleManager>, &Call) + Send + Sync>;
+
+/// A provider whose calls run `hook` (with the manager that made them) before they act.
+struct Reentrant {
+    id: ProviderId,
+    manager: OnceLock<Weak<WorkerLifecycleManager>>,
+    hook: Mutex<Option<Arc<Hook>>>,
+    /// resource id -> handle: the instances that exist.
+    instances: Mutex<BTreeMap<String, WorkerHandle>>,
+    /// Destroy calls per resource id.
+    destroy_calls: Mutex<BTreeMap<String, usize>>,
+    creates: AtomicUsize,
+    /// Instances whose next destroy fails (once each).
+    fail_destroy: Mutex<std::collections::BTreeSet<String>>,
+}
+
+impl std::fmt::Debug for Reentrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reentrant").field("id", &self.id).finish()
+    }
+}
+
+impl Reentrant {
+    fn new(name: &str) -> Arc<Self> {
+        Arc::new(Reentrant {
+            id: pid(name),
+            manager: OnceLock::new(),
+            hook: Mutex::new(None),
+            instances: Mutex::new(BTreeMap::new()),
+            destroy_calls: Mutex::new(BTreeMap::new()),
+            creates: AtomicUsize::new(0),
+            fail_destroy: Mutex::default(),
+        })
+    }
+
+    fn set_hook(&self, hook: impl Fn(&Arc<WorkerLifecycleManager>, &Call) + Send + Sync + 'static) {
+        *self.hook.lock() = Some(Arc::new(Box::new(hook)));
+    }
+
+    fn run_hook(&self, call: Call) {
+        // Taken out of the lock first: the hook may re-enter this provider.
+        let hook = self.hook.lock().clone();
+        let manager = self.manager.get().and_then(Weak::upgrade);
+        if let (Some(hook), Some(manager)) = (hook, manager) {
+            hook(&manager, &call);
+        }
+    }
+
+    fn destroys_of(&self, resource: &str) -> usize {
+        self.destroy_calls
+            .lock()
+            .get(resource)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn instance_ids(&self) -> Vec<String> {
+        self.instances.lock().keys().cloned().collect()
+    }
+}
+
+impl WorkerProvider for Reentrant {
+    fn provider_id(&self) -> ProviderId {
+        self.id.clone()
+    }
+    fn provider_type(&self) -> ProviderType {
+        ProviderType::Docker
+    }
+    fn create_worker(&self, id: WorkerId, _: &WorkerSpec) -> ProviderResult<WorkerHandle> {
+        let n = self.creates.fetch_add(1, Ordering::SeqCst);
+        let handle = WorkerHandle {
+            worker_id: id,
+            ..WorkerHandle::new(self.id.clone(), ProviderType::Docker, format!("r-{n}"))
+        };
+        // The instance exists from here on (its agent may report in at once).
+        self.instances
+            .lock()
+            .insert(handle.resource_id.clone(), handle.clone());
+        self.run_hook(Call::Create);
+        Ok(handle)
+    }
+    fn destroy_worker(&self, handle: &WorkerHandle) -> ProviderResult<()> {
+        *self
+            .destroy_calls
+            .lock()
+            .entry(handle.resource_id.clone())
+            .or_default() += 1;
+        self.run_hook(Call::Destroy(handle.clone()));
+        if self.fail_destroy.lock().remove(&handle.resource_id) {
+            return Err(ProviderError::new(format!(
+                "{} is locked",
+                handle.resource_id
+            )));
+        }
+        match self.instances.lock().remove(&handle.resource_id) {
+            Some(_) => Ok(()),
+            None => Err(ProviderError::not_found(format!(
+                "no instance {}",
+                handle.resource_id
+            ))),
+        }
+    }
+    fn list_workers(&self) -> ProviderResult<Vec<WorkerHandle>> {
+        // The listing is taken first; the hook runs while it travels back to the manager.
+        let listed = self.instances.lock().values().cloned().collect();
+        self.run_hook(Call::List);
+        Ok(listed)
+    }
+}
+
+struct Setup {
+    #[allow(dead_code)] // not moved by these scenarios
+    clock: Arc<ManualClock>,
+    registry: Arc<dyn WorkerRegistry>,
+    manager: Arc<WorkerLifecycleManager>,
+    provider: Arc<Reentrant>,
+}
+
+fn setup(config: WorkerLifecycleConfig) -> Setup {
+    let clock = Arc::new(ManualClock::new(T0));
+    let registry = crate::backend::new_registry(clock.clone());
+    let manager = Arc::new(WorkerLifecycleManager::new(registry.clone(), config).unwrap());
+    let provider = Reentrant::new("re");
+    provider.manager.set(Arc::downgrade(&manager)).unwrap();
+    manager.register_provider(provider.clone()).unwrap();
+    Setup {
+        clock,
+        registry,
+        manager,
+        provider,
+    }
+}
+
+/// Runs `scenario` on a thread of its own; fails the test if it has not finished within a
+/// minute (a deadlock), and re-raises its panic otherwise.
+fn within_a_minute(scenario: impl FnOnce() + Send + 'static) {
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
+    let thread = std::thread::spawn(move || {
+        scenario();
+        let _ = done_tx.send(());
+    });
+    match done_rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(()) => thread.join().unwrap(),
+        // The sender dropped without a send: the scenario panicked.
+        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+            std::panic::resume_unwind(thread.join().unwrap_err())
+        }
+        Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+            panic!("deadlock: a lock was held across a provider call that re-entered the manager")
+        }
+    }
+}
+
+#[test]
+fn a_create_that_provisions_again_from_inside_counts_both_against_max_workers() {
+    let s = setup(WorkerLifecycleConfig {
+        max_workers: 2,
+        ..config()
+    });
+    let nested: Arc<Mutex<Vec<Result<WorkerId>>>> = Arc::default();
+    let seen = Arc::clone(&nested);
+    let once = std::sync::atomic::AtomicBool::new(false);
+    s.provider.set_hook(move |m, call| {
+        // Only the outermost create provisions again, twice: the first nested one takes the
+        // last place, the second finds none (the outer provision holds its own).
+        if let Call::Create = call {
+            if !once.swap(true, Ordering::SeqCst) {
+                for _ in 0..2 {
+                    let r = m.provision_worker(&pid("re"), spec()).map(|w| w.id);
+                    seen.lock().push(r);
+                }
+            }
+        }
+    });
+    let (manager, provider, registry) = (s.manager.clone(), s.provider.clone(), s.registry.clone());
+    within_a_minute(move || {
+        let outer = manager.provision_worker(&pid("re"), spec()).unwrap();
+        let nested = nested.lock();
+        assert!(nested[0].is_ok(), "{nested:?}");
+        assert!(
+            matches!(nested[1], Err(Error::CapacityExceeded(_))),
+            "{nested:?}"
+        );
+        assert_eq!(registry.count().unwrap(), 2);
+        assert!(registry.get(&outer.id).unwrap().is_some());
+        assert_eq!(provider.instance_ids().len(), 2);
+        assert_eq!(manager.stats().unwrap().in_flight, 0);
+    });
+}
+
+#[test]
+fn a_tick_from_inside_a_ticks_provider_call_is_skipped() {
+    let s = setup(WorkerLifecycleConfig {
+        min_ready_workers: 1,
+        ..config()
+    });
+    s.manager.set_scaling_target(&pid("re"), spec()).unwrap();
+    let inner: Arc<Mutex<Vec<TickReport>>> = Arc::default();
+    let seen = Arc::clone(&inner);
+    s.provider.set_hook(move |m, call| {
+        if let Call::Create = call {
+            seen.lock().push(m.tick(5));
+        }
+    });
+    let manager = s.manager.clone();
+    within_a_minute(move || {
+        let outer = manager.tick(0);
+        assert_eq!(outer.provisioned.len(), 1, "{:?}", outer.decisions);
+        let inner = inner.lock();
+        assert_eq!(inner.len(), 1);
+        assert!(inner[0].skipped, "{:?}", inner[0].decisions);
+        assert!(inner[0].provisioned.is_empty());
+    });
+}
+
+#[test]
+fn a_destroy_that_terminates_its_worker_again_and_drives_the_manager_destroys_once() {
+    let s = setup(config());
+    let ids: Vec<WorkerId> = (0..3)
+        .map(|_| {
+            let id = s.manager.provision_worker(&pid("re"), spec()).unwrap().id;
+            s.registry.update_state(&id, WorkerState::Ready).unwrap();
+            id
+        })
+        .collect();
+    let inner: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = Arc::clone(&inner);
+    let (first, other, third) = (ids[0], ids[1], ids[2]);
+    s.provider.set_hook(move |m, call| {
+        let Call::Destroy(handle) = call else {
+            return;
+        };
+        if handle.worker_id != first {
+            return;
+        }
+        // The worker being destroyed, asked again: its destroy is under way, not started twice.
+        let again = m
+            .terminate_worker(&handle.worker_id, TerminationReason::Requested)
+            .unwrap();
+        seen.lock().push(format!(
+            "terminate again: {} terminated, {} failed",
+            again.terminated.len(),
+            again.failed.len()
+        ));
+        m.process_heartbeat(&other).unwrap();
+        m.drain_worker(&other).unwrap();
+        seen.lock()
+            .push(format!("tick skipped: {}", m.tick(0).skipped));
+        m.run_health_check().unwrap();
+        m.cleanup_workers().unwrap();
+        m.reconcile().unwrap();
+        let _ = m.pending_destroys();
+        let _ = m.metrics_text();
+        // Another worker, terminated from inside: its own destroy runs nested.
+        let t = m
+            .terminate_worker(&third, TerminationReason::Requested)
+            .unwrap();
+        seen.lock()
+            .push(format!("third terminated: {}", t.terminated.len()));
+    });
+    let (manager, provider, registry) = (s.manager.clone(), s.provider.clone(), s.registry.clone());
+    within_a_minute(move || {
+        let r = manager
+            .terminate_worker(&ids[0], TerminationReason::Requested)
+            .unwrap();
+        assert_eq!(r.terminated.len(), 1, "{r:?}");
+        assert!(r.failed.is_empty(), "{r:?}");
+        let inner = inner.lock().clone();
+        assert_eq!(
+            inner,
+            [
+                "terminate again: 0 terminated, 0 failed",
+                "tick skipped: false",
+                "third terminated: 1",
+            ],
+        );
+        assert_eq!(registry.get(&ids[0]).unwrap(), None);
+        assert_eq!(registry.get(&ids[2]).unwrap(), None);
+        // `other` was drained and, idle, retired by the nested cleanup.
+        assert_eq!(registry.get(&ids[1]).unwrap(), None);
+        for resource in ["r-0", "r-1", "r-2"] {
+            assert_eq!(provider.destroys_of(resource), 1, "{resource}");
+        }
+        assert!(provider.instance_ids().is_empty());
+        assert!(manager.pending_destroys().is_empty());
+    });
+}
+
+#[test]
+fn a_provider_call_made_by_the_ticker_can_stop_and_drop_that_ticker() {
+    let s = setup(WorkerLifecycleConfig {
+        min_ready_workers: 0,
+        ..config()
+    });
+    s.manager.set_scaling_target(&pid("re"), spec()).unwrap();
+    let slot: Arc<Mutex<Option<Ticker>>> = Arc::default();
+    let inside = Arc::clone(&slot);
+    let (published_tx, published_rx) = crossbeam_channel::bounded::<()>(1);
+    let (stopped_tx, stopped_rx) = crossbeam_channel::bounded::<bool>(1);
+    s.provider.set_hook(move |_, call| {
+        if let Call::Create = call {
+            let _ = published_rx.recv();
+            // Stop, then drop the handle, both on the ticker's own thread.
+            let ticker = inside.lock().take();
+            if let Some(ticker) = ticker {
+                ticker.stop();
+                let _ = stopped_tx.send(true);
+                drop(ticker);
+            }
+        }
+    });
+    let manager = s.manager.clone();
+    let provider = s.provider.clone();
+    within_a_minute(move || {
+        let before = Arc::strong_count(&manager);
+        let ticker = manager
+            .start_ticker(Duration::from_millis(1), || 1)
+            .unwrap();
+        *slot.lock() = Some(ticker);
+        published_tx.send(()).unwrap();
+        assert!(stopped_rx.recv_timeout(Duration::from_secs(30)).unwrap());
+        // The thread ends after that tick, and lets go of the manager.
+        for _ in 0..3000 {
+            if Arc::strong_count(&manager) == before {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            Arc::strong_count(&manager),
+            before,
+            "the ticker thread still runs"
+        );
+        assert_eq!(provider.creates.load(Ordering::SeqCst), 1);
+        assert_eq!(manager.registry().count().unwrap(), 1);
+    });
+}
+
+#[test]
+fn a_create_that_unregisters_its_own_provider_leaves_a_worker_that_is_destroyed_once_it_returns() {
+    let s = setup(config());
+    let unregistered: Arc<Mutex<Vec<Result<()>>>> = Arc::default();
+    let seen = Arc::clone(&unregistered);
+    s.provider.set_hook(move |m, call| {
+        if let Call::Create = call {
+            seen.lock().push(m.unregister_provider(&pid("re")));
+        }
+    });
+    let (manager, provider, registry) = (s.manager.clone(), s.provider.clone(), s.registry.clone());
+    within_a_minute(move || {
+        let w = manager.provision_worker(&pid("re"), spec()).unwrap();
+        assert!(unregistered.lock()[0].is_ok());
+        assert_eq!(manager.providers(), Vec::<ProviderId>::new());
+        assert_eq!(manager.stats().unwrap().in_flight, 0);
+        // Its destroy waits for the provider to come back (documented), then goes through once.
+        *provider.hook.lock() = None;
+        let r = manager
+            .terminate_worker(&w.id, TerminationReason::Requested)
+            .unwrap();
+        assert_eq!(r.failed.len(), 1, "{r:?}");
+        manager.register_provider(provider.clone()).unwrap();
+        let r = manager
+            .terminate_worker(&w.id, TerminationReason::Requested)
+            .unwrap();
+        assert_eq!(r.terminated.len(), 1, "{r:?}");
+        assert_eq!(registry.count().unwrap(), 0);
+        assert!(provider.instance_ids().is_empty());
+        assert_eq!(provider.destroys_of("r-0"), 1);
+    });
+}
+
+#[test]
+fn a_list_that_provisions_from_inside_is_not_taken_for_an_orphan() {
+    let s = setup(config());
+    let once = std::sync::atomic::AtomicBool::new(false);
+    s.provider.set_hook(move |m, call| {
+        if let Call::List = call {
+            if !once.swap(true, Ordering::SeqCst) {
+                m.provision_worker(&pid("re"), spec()).unwrap();
+            }
+        }
+    });
+    let (manager, provider, registry) = (s.manager.clone(), s.provider.clone(), s.registry.clone());
+    within_a_minute(move || {
+        let r = manager.reconcile().unwrap();
+        assert!(r.orphans.is_empty(), "{r:?}");
+        assert!(r.vanished.is_empty(), "{r:?}");
+        assert_eq!(registry.count().unwrap(), 1);
+        assert_eq!(provider.instance_ids().len(), 1);
+        assert_eq!(provider.destroys_of("r-0"), 0);
+    });
+}
