@@ -1430,7 +1430,7 @@ class ReconcileReport:
         """Instances unknown to the registry, destroyed (or attempted)."""
     @property
     def orphan_check_skipped(self) -> list[str]:
-        """Providers whose orphan check waited because a provision was in flight."""
+        """Providers whose orphan check waited (a provision in flight, a destroy confirmed meanwhile)."""
     @property
     def vanished(self) -> list[str]:
         """Records whose instance vanished, unregistered with reason VANISHED (ids)."""

@@ -296,7 +296,9 @@ pub struct ReconcileReport {
     /// Instances unknown to the registry, destroyed (or attempted).
     pub orphans: Vec<OrphanInstance>,
     /// Providers whose orphan check was skipped because a provision was in flight (its new
-    /// instance could not be told from an orphan); checked again next time.
+    /// instance could not be told from an orphan), or because a destroy was confirmed during
+    /// the listing (a destroyed record's instance could not be told from one); checked again
+    /// next time.
     pub orphan_check_skipped: Vec<ProviderId>,
     /// Records whose instance vanished: expired with [`TerminationReason::Vanished`].
     pub vanished: Vec<WorkerId>,

@@ -456,7 +456,7 @@ report_class! {
         errors: |c, py| c.errors.iter().map(|(p, e)| (p.to_string(), e.clone())).collect::<Vec<_>>(),
         /// Instances unknown to the registry, destroyed (or attempted).
         orphans: |c, py| list::<_, OrphanInstance>(&c.orphans),
-        /// Providers whose orphan check waited because a provision was in flight.
+        /// Providers whose orphan check waited (a provision in flight, a destroy confirmed meanwhile).
         orphan_check_skipped: |c, py| ids(&c.orphan_check_skipped),
         /// Records whose instance vanished, unregistered with reason VANISHED (ids).
         vanished: |c, py| ids(&c.vanished),

@@ -335,6 +335,12 @@ impl WorkerLifecycleManager {
         };
         let handle = &entry.handle;
         let outcome = self.destroy_with_provider(token, handle);
+        if super::orphans::confirms_destroy(&outcome) {
+            // Before the unregister: a `reconcile` whose listing still showed the instance
+            // and whose registry read no longer finds the record sees this count move, and
+            // does not take the instance for an orphan.
+            self.note_destroy_confirmed();
+        }
         match outcome {
             Ok(()) => self.finish_destroy(id, &entry, out),
             Err(e) if e.is_not_found() => self.finish_destroy(id, &entry, out),

@@ -224,6 +224,11 @@ pub struct WorkerLifecycleManager {
     destroys: Arc<Mutex<DestroyQueue>>,
     /// Orphan instances whose destroy failed: retried by the ticks.
     orphans: Mutex<Orphans>,
+    /// Instance destroys the providers confirmed (records' and orphans'), ever: `reconcile`
+    /// does not take an instance its listing showed for an orphan when a destroy was
+    /// confirmed since the listing began (that instance may be a record's, destroyed and
+    /// unregistered meanwhile).
+    destroys_confirmed: AtomicU64,
     backoff: Arc<Mutex<BackoffMap>>,
     schedule: Mutex<Schedule>,
     target: Mutex<Option<ScalingTarget>>,
@@ -346,6 +351,7 @@ impl WorkerLifecycleManager {
             ledger,
             destroys,
             orphans: Mutex::new(Orphans::default()),
+            destroys_confirmed: AtomicU64::new(0),
             backoff,
             // The manager starts watching now: a first tick long after this is a stall too.
             schedule: Mutex::new(Schedule {

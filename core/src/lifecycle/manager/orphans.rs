@@ -15,7 +15,10 @@
 //! forgotten when the lease is lost, and the next leader's takeover reconcile finds the same
 //! instances again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
+
+use parking_lot::Mutex;
 
 use crate::clock::{millis, Timestamp};
 use crate::events::EventKind;
@@ -23,6 +26,7 @@ use crate::ids::{ProviderId, WorkerId};
 use crate::worker::WorkerHandle;
 
 use super::super::config::backoff_delay;
+use super::super::provider::ProviderError;
 use super::super::report::{DestroyFailure, TickReport};
 use super::{bump, Budget, WorkerLifecycleManager};
 
@@ -38,6 +42,22 @@ struct OrphanEntry {
 #[derive(Debug, Default)]
 pub(super) struct Orphans {
     entries: BTreeMap<(ProviderId, String), OrphanEntry>,
+    /// Orphan instances a thread is destroying right now (a tick's retry, a `reconcile`): no
+    /// other thread destroys them meanwhile. Not forgotten with the entries: each claim is
+    /// released by the thread that holds it.
+    claimed: BTreeSet<(ProviderId, String)>,
+}
+
+/// A claim on the destroy of one orphan instance, released when dropped.
+pub(super) struct OrphanClaim<'a> {
+    orphans: &'a Mutex<Orphans>,
+    key: (ProviderId, String),
+}
+
+impl Drop for OrphanClaim<'_> {
+    fn drop(&mut self) {
+        self.orphans.lock().claimed.remove(&self.key);
+    }
 }
 
 impl Orphans {
@@ -50,6 +70,14 @@ impl Orphans {
                 attempts: 0,
                 next_at: now,
             })
+    }
+}
+
+/// Whether a destroy call's outcome confirms the instance gone (`Ok`, or `NotFound`).
+pub(super) fn confirms_destroy(outcome: &std::result::Result<(), ProviderError>) -> bool {
+    match outcome {
+        Ok(()) => true,
+        Err(e) => e.is_not_found(),
     }
 }
 
@@ -87,6 +115,39 @@ impl WorkerLifecycleManager {
         self.orphans.lock().entry(handle, now);
     }
 
+    /// Claims the destroy of the orphan instance `handle` for the calling thread: `None` when
+    /// another thread is destroying it right now, or (with `remembered`) when it is no longer
+    /// remembered (destroyed meanwhile by another thread, or forgotten with the lease).
+    pub(super) fn claim_orphan(
+        &self,
+        handle: &WorkerHandle,
+        remembered: bool,
+    ) -> Option<OrphanClaim<'_>> {
+        let key = key(handle);
+        let mut orphans = self.orphans.lock();
+        if remembered && !orphans.entries.contains_key(&key) {
+            return None;
+        }
+        if !orphans.claimed.insert(key.clone()) {
+            return None;
+        }
+        Some(OrphanClaim {
+            orphans: &self.orphans,
+            key,
+        })
+    }
+
+    /// A provider confirmed the destroy of an instance (a record's or an orphan's). Called
+    /// before the record, if any, is unregistered: see `destroys_confirmed`.
+    pub(super) fn note_destroy_confirmed(&self) {
+        self.destroys_confirmed.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// How many instance destroys the providers have confirmed so far.
+    pub(super) fn destroys_confirmed(&self) -> u64 {
+        self.destroys_confirmed.load(Ordering::SeqCst)
+    }
+
     /// The orphan `handle` is gone (destroyed, or the provider does not know it).
     pub(super) fn orphan_gone(&self, handle: &WorkerHandle) {
         self.orphans.lock().entries.remove(&key(handle));
@@ -112,10 +173,15 @@ impl WorkerLifecycleManager {
             let Ok(token) = self.confirm() else {
                 return;
             };
+            let handle = &entry.handle;
+            // Not while another thread destroys it (a `reconcile`), nor once it is gone: the
+            // list above may be stale by now.
+            let Some(_claim) = self.claim_orphan(handle, true) else {
+                continue;
+            };
             if !budget.take() {
                 return;
             }
-            let handle = &entry.handle;
             match self.registry.get(&handle.worker_id) {
                 // Registered meanwhile (by the host), or after all (a registration whose reply
                 // was lost): not an orphan any more, someone owns it.
@@ -129,6 +195,9 @@ impl WorkerLifecycleManager {
                 Err(_) => continue,
             }
             let outcome = self.destroy_with_provider(token, handle);
+            if confirms_destroy(&outcome) {
+                self.note_destroy_confirmed();
+            }
             match outcome {
                 Ok(()) => {
                     self.orphan_gone(handle);

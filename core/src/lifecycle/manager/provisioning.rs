@@ -122,9 +122,13 @@ impl WorkerLifecycleManager {
                 handle.worker_id = id;
                 handle.provider_id = provider_id.clone();
                 handle.provider_type = entry.provider_type.clone();
-                let destroyed = match self.provider_call(token, "destroy_worker", || {
+                let outcome = self.provider_call(token, "destroy_worker", || {
                     entry.provider.destroy_worker_fenced(token, &handle)
-                }) {
+                });
+                if super::orphans::confirms_destroy(&outcome) {
+                    self.note_destroy_confirmed();
+                }
+                let destroyed = match outcome {
                     Ok(()) => "its instance was destroyed".to_owned(),
                     Err(e) if e.is_not_found() => "its instance was destroyed".to_owned(),
                     // `reconcile` finds it as an orphan.
@@ -227,9 +231,12 @@ impl WorkerLifecycleManager {
                 // The instance exists but cannot be recorded: destroy it rather than leak it.
                 // (Should that fail too, `reconcile` finds it as an orphan.) The handle carries
                 // the id the manager made, never another worker's.
-                let _ = self.provider_call(token, "destroy_worker", || {
+                let outcome = self.provider_call(token, "destroy_worker", || {
                     entry.provider.destroy_worker_fenced(token, &handle)
                 });
+                if super::orphans::confirms_destroy(&outcome) {
+                    self.note_destroy_confirmed();
+                }
                 Err((e, None))
             }
         }

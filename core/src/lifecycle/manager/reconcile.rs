@@ -19,7 +19,10 @@ impl WorkerLifecycleManager {
     /// [`list_workers`](crate::WorkerProvider::list_workers) really has:
     /// - instances the registry does not know (orphans of a host crash) are destroyed — unless
     ///   a provision for that provider was in flight meanwhile (its new instance cannot be told
-    ///   from an orphan; checked again next time);
+    ///   from an orphan), or a destroy was confirmed since the listing began (the listing may
+    ///   show an instance whose record was destroyed and unregistered meanwhile): checked
+    ///   again next time. An orphan another thread is destroying right now (a tick's retry)
+    ///   is left to it: no instance is destroyed twice;
     /// - records whose instance vanished are unregistered with reason `Vanished` (a job they
     ///   held is reported lost);
     /// - `Terminating` records the manager was not destroying yet (e.g. after a restore) are
@@ -49,6 +52,7 @@ impl WorkerLifecycleManager {
                     l.started.get(&pid).copied().unwrap_or(0),
                 )
             };
+            let destroys_before = self.destroys_confirmed();
             let listed_at = self.registry.now();
             let listed = match guarded("list_workers", || entry.provider.list_workers()) {
                 Ok(listed) => listed,
@@ -83,13 +87,32 @@ impl WorkerLifecycleManager {
                 .collect();
             if !orphans.is_empty() {
                 if in_flight_before == 0 && started_after == started_before {
+                    // This pass's own confirmed destroys (they move the count too).
+                    let mut own = 0;
                     for handle in orphans {
                         let Ok(token) = self.confirm() else {
                             break;
                         };
+                        // Not while another thread destroys it (a tick's retry, another
+                        // reconcile).
+                        let Some(_claim) = self.claim_orphan(handle, false) else {
+                            continue;
+                        };
+                        // Checked under the claim: a destroy confirmed since the listing began
+                        // may have been this instance's, its record unregistered before the
+                        // registry was read (or an orphan destroyed by another thread, whose
+                        // claim is released only after the count moved).
+                        if self.destroys_confirmed() != destroys_before + own {
+                            report.orphan_check_skipped.push(pid.clone());
+                            break;
+                        }
                         let destroyed = self.provider_call(token, "destroy_worker", || {
                             entry.provider.destroy_worker_fenced(token, handle)
                         });
+                        if super::orphans::confirms_destroy(&destroyed) {
+                            own += 1;
+                            self.note_destroy_confirmed();
+                        }
                         if matches!(&destroyed, Err(e) if e.is_fenced()) {
                             // Another replica leads: its reconcile owns the orphans now.
                             break;
