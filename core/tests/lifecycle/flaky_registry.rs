@@ -21,6 +21,8 @@ struct Faults {
     fail_queries: AtomicBool,
     /// Simulates the agent's release arriving between the manager's two state changes.
     release_before_terminating: AtomicBool,
+    /// The move of this worker to `Terminating` fails (the database goes away mid-check).
+    fail_terminating_of: parking_lot::Mutex<Option<WorkerId>>,
 }
 
 fn down() -> Error {
@@ -44,6 +46,9 @@ impl Hooks for Faults {
             c if c.is_deadline_query() => check(&self.fail_queries),
             c => {
                 if let Some(id) = c.moves_to(WorkerState::Terminating) {
+                    if *self.fail_terminating_of.lock() == Some(*id) {
+                        return Err(down());
+                    }
                     if self
                         .release_before_terminating
                         .swap(false, Ordering::SeqCst)
@@ -352,6 +357,69 @@ fn a_job_released_while_its_worker_is_taken_out_of_service_is_not_reported_lost(
         vec![LostJob {
             worker_id: w,
             job_id: job("running")
+        }]
+    );
+}
+
+/// The health check takes silent workers out of service one by one; the registry failing on
+/// one of them (a database gone mid-check) must not drop what the check did to the others:
+/// it returned the error alone, so the job of a worker it had already moved to
+/// `Terminating` (and whose `JobLost` the registry had emitted) was in no result, and the
+/// manager's counters missed it.
+#[test]
+fn a_registry_failure_mid_health_check_keeps_the_jobs_already_lost_in_its_result() {
+    let (clock, flaky, manager, _provider) = setup();
+    let ids: Vec<WorkerId> = (0..10)
+        .map(|_| {
+            let id = manager.provision_worker(&pid("test"), spec()).unwrap().id;
+            flaky.update_state(&id, WorkerState::Ready).unwrap();
+            id
+        })
+        .collect();
+    // Two busy workers go silent (2 of 10: the brake lets them through).
+    let mut silent = [ids[0], ids[1]];
+    silent.sort();
+    flaky.assign_to_job(&silent[0], job("job-first")).unwrap();
+    flaky.assign_to_job(&silent[1], job("job-second")).unwrap();
+    clock.advance(secs(61));
+    for id in &ids[2..] {
+        manager.process_heartbeat(id).unwrap();
+    }
+    let events = flaky.subscribe(SubscribeOptions::default()).unwrap();
+    // The check moves them in id order: the second move fails.
+    *flaky.faults.fail_terminating_of.lock() = Some(silent[1]);
+    let r = manager.run_health_check();
+    let lost_events: Vec<JobId> = events
+        .drain()
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::JobLost { job_id, .. } => Some(job_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(lost_events, vec![job("job-first")]);
+    let r = r.expect("the jobs lost before the failure are reported");
+    assert_eq!(
+        r.lost_jobs,
+        vec![LostJob {
+            worker_id: silent[0],
+            job_id: job("job-first")
+        }]
+    );
+    assert_eq!(r.unhealthy.len(), 1, "{r:?}");
+    assert_eq!(manager.stats().unwrap().lost_jobs_total, 1);
+    // The other one is left as it is, and taken out by the next check.
+    assert_eq!(
+        flaky.get(&silent[1]).unwrap().unwrap().state,
+        WorkerState::Busy
+    );
+    *flaky.faults.fail_terminating_of.lock() = None;
+    let again = manager.run_health_check().unwrap();
+    assert_eq!(
+        again.lost_jobs,
+        vec![LostJob {
+            worker_id: silent[1],
+            job_id: job("job-second")
         }]
     );
 }

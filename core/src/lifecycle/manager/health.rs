@@ -58,6 +58,9 @@ impl WorkerLifecycleManager {
     /// usual ([`HealthCheckResult::brake_gave_up`]). No new hold starts until a check finds
     /// the fleet back under the limit.
     ///
+    /// A worker the registry fails on (its look-up or its move) is left as it is, for the next
+    /// check; what the check did to the others is in the result.
+    ///
     /// # Errors
     /// Only when the registry fails to answer the deadline queries.
     pub fn run_health_check(&self) -> Result<HealthCheckResult> {
@@ -190,7 +193,12 @@ impl WorkerLifecycleManager {
                 Ok(Some(moved)) => moved,
                 // It moved on meanwhile (reported in, or another thread terminated it).
                 Ok(None) | Err(Error::NotFound(_) | Error::InvalidTransition { .. }) => continue,
-                Err(e) => return Err(e),
+                // The registry failed on this one (as on the `get` above): it is found again
+                // by the next check. Returning the error instead would drop from the result
+                // what this check already did — the jobs of the workers it took out of service
+                // before (their `JobLost` is emitted) — and the lease lost is the next
+                // iteration's fence.
+                Err(_) => continue,
             };
             // Announced once it is out of service, never for a worker left alone.
             let _ = self.registry.publish(EventKind::UnhealthyDetected {
