@@ -75,6 +75,10 @@ fn shared_key(shared: &Shared) -> usize {
 struct Shared {
     stopped: Mutex<bool>,
     wake: Condvar,
+    /// Set by the `stop` that joined the thread, once it did: the other `stop`s, which found
+    /// the join handle taken, wait for it (they must not return under a running tick).
+    joined: Mutex<bool>,
+    joined_wake: Condvar,
     counters: Counters,
 }
 
@@ -103,7 +107,8 @@ enum Sink {
 ///   and counted; the ticker goes on.
 /// - [`stop`](Self::stop) (and dropping the handle) wakes the thread and joins it: it returns
 ///   once the current tick, if any, has finished (a tick is never cut in the middle), without
-///   waiting for the next slot.
+///   waiting for the next slot — on every thread that calls it, also when several call it at
+///   once.
 /// - The ticker keeps its manager alive while it runs; the thread hands its reference back
 ///   through the join, so it is dropped by the thread that calls [`stop`](Self::stop) (or
 ///   drops the handle). When that is the manager's last reference (the host dropped its own
@@ -156,10 +161,11 @@ impl Ticker {
 
     /// Whether the thread is still running (false once [`stop`](Self::stop) returned).
     pub fn is_running(&self) -> bool {
-        self.thread
-            .lock()
-            .as_ref()
-            .is_some_and(|t| !t.is_finished())
+        match self.thread.lock().as_ref() {
+            Some(t) => !t.is_finished(),
+            // Taken by a `stop` that may still be joining the thread.
+            None => !*self.shared.joined.lock(),
+        }
     }
 
     /// Asks the ticker to stop without waiting: no tick starts after this call; the one in
@@ -172,7 +178,8 @@ impl Ticker {
     }
 
     /// Stops the ticker: no tick starts after this call; waits for the one in progress, if
-    /// any, and joins the thread. Idempotent.
+    /// any, and joins the thread. Idempotent. Called from several threads at once, each
+    /// returns once the thread has ended (one of them joins it, the others wait for that).
     ///
     /// Called from the ticker's own thread (from a callback) it only asks the thread to stop
     /// after the current tick and returns at once (a thread cannot join itself).
@@ -182,16 +189,38 @@ impl Ticker {
             return;
         }
         let handle = self.thread.lock().take();
-        if let Some(handle) = handle {
-            // The thread catches every callback panic; an error here would be a bug of the
-            // loop itself, and the handle has nothing to report it to.
-            if let Ok(manager) = handle.join() {
-                // The thread's reference to the manager, handed back: when it is the last
-                // one, the manager and its providers (their release callbacks) are dropped
-                // here, on the thread that stops the ticker, as the C header promises.
-                drop(manager);
+        match handle {
+            Some(handle) => {
+                // Tells the other `stop`s when this one is done, even by unwinding (a provider
+                // whose drop panics below).
+                let _joined = Joined(&self.shared);
+                // The thread catches every callback panic; an error here would be a bug of
+                // the loop itself, and the handle has nothing to report it to.
+                if let Ok(manager) = handle.join() {
+                    // The thread's reference to the manager, handed back: when it is the last
+                    // one, the manager and its providers (their release callbacks) are dropped
+                    // here, on the thread that stops the ticker, as the C header promises.
+                    drop(manager);
+                }
+            }
+            None => {
+                // Another `stop` took the handle: it may still be joining a tick in progress.
+                let mut joined = self.shared.joined.lock();
+                while !*joined {
+                    self.shared.joined_wake.wait(&mut joined);
+                }
             }
         }
+    }
+}
+
+/// Marks the thread joined when dropped, and wakes the `stop`s waiting for it.
+struct Joined<'a>(&'a Shared);
+
+impl Drop for Joined<'_> {
+    fn drop(&mut self) {
+        *self.0.joined.lock() = true;
+        self.0.joined_wake.notify_all();
     }
 }
 

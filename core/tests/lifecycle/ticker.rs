@@ -293,3 +293,46 @@ fn a_manager_dropped_while_its_ticker_runs_is_dropped_by_the_thread_that_stops_i
         "dropped by the thread that stopped the ticker"
     );
 }
+
+/// `stop` promises to return only once the tick in progress has finished, from whichever
+/// thread it is called (C: "hw_ticker_stop may be called from any thread"). With two stops at
+/// once, the one that did not get to join the thread returned at once — while the tick was
+/// still inside the provider — and `is_running` said false meanwhile: a host that frees what
+/// its callbacks use once `stop` returned would free it under a running tick.
+#[test]
+fn a_second_concurrent_stop_also_waits_for_the_tick_in_progress() {
+    let f = scaled();
+    f.provider.script_creates([CreateStep::Stall]);
+    let ticker = Arc::new(f.manager.start_ticker(HOUR, || 1).unwrap());
+    while f.provider.creating_now.load(Ordering::SeqCst) == 0 {
+        std::thread::yield_now();
+    }
+    let returned = Arc::new(AtomicUsize::new(0));
+    let stoppers: Vec<_> = (0..2)
+        .map(|_| {
+            let (ticker, returned) = (Arc::clone(&ticker), Arc::clone(&returned));
+            std::thread::spawn(move || {
+                ticker.stop();
+                returned.fetch_add(1, Ordering::SeqCst);
+            })
+        })
+        .collect();
+    // Give both stops time to get going: neither may return while the tick is stalled.
+    let until = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < until {
+        assert_eq!(
+            returned.load(Ordering::SeqCst),
+            0,
+            "a stop returned while the tick was still in progress"
+        );
+        assert!(ticker.is_running(), "the tick is still in progress");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    f.provider.release_stalled(1);
+    for s in stoppers {
+        s.join().unwrap();
+    }
+    assert_eq!(returned.load(Ordering::SeqCst), 2);
+    assert!(!ticker.is_running());
+    assert_eq!(ticker.stats().ticks, 1);
+}
