@@ -343,6 +343,11 @@ fn run(
                 ))
             }
         };
+        // A stop requested while the demand was asked (by the callback itself, or by another
+        // thread meanwhile): no tick starts after it.
+        if *shared.stopped.lock() {
+            return;
+        }
         let mut report = manager.tick(last_demand);
         report.decisions.extend(demand_note);
         c.ticks.fetch_add(1, Ordering::Relaxed);

@@ -336,3 +336,35 @@ fn a_second_concurrent_stop_also_waits_for_the_tick_in_progress() {
     assert!(!ticker.is_running());
     assert_eq!(ticker.stats().ticks, 1);
 }
+
+/// `request_stop` promises that no tick starts after it. Called while the ticker thread was
+/// asking the demand callback (here: by that callback), the tick that demand was for started
+/// all the same, after the call — and called the provider.
+#[test]
+fn no_tick_starts_after_a_stop_requested_while_the_demand_was_asked() {
+    let f = scaled();
+    let slot: Arc<OnceLock<Arc<Ticker>>> = Arc::new(OnceLock::new());
+    let (published_tx, published_rx) = crossbeam_channel::bounded::<()>(1);
+    let (requested_tx, requested_rx) = crossbeam_channel::bounded::<()>(1);
+    let inside = Arc::clone(&slot);
+    let ticker = Arc::new(
+        f.manager
+            .start_ticker(HOUR, move || {
+                let _ = published_rx.recv();
+                inside.get().unwrap().request_stop();
+                let _ = requested_tx.send(());
+                1
+            })
+            .unwrap(),
+    );
+    slot.set(Arc::clone(&ticker)).unwrap();
+    published_tx.send(()).unwrap();
+    requested_rx.recv().unwrap();
+    ticker.stop();
+    assert_eq!(ticker.stats().ticks, 0, "a tick ran after request_stop");
+    assert!(
+        f.provider.calls().is_empty(),
+        "the provider was called after request_stop: {:?}",
+        f.provider.calls()
+    );
+}
