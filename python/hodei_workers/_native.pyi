@@ -1424,7 +1424,7 @@ class ReconcileReport:
         """Providers without ``list_workers`` (skipped)."""
     @property
     def errors(self) -> list[tuple[str, str]]:
-        """Providers whose ``list_workers`` failed, with the error (skipped)."""
+        """Providers whose ``list_workers`` (or registry read) failed, with the error (skipped)."""
     @property
     def orphans(self) -> list[OrphanInstance]:
         """Instances unknown to the registry, destroyed (or attempted)."""

@@ -291,7 +291,8 @@ pub struct ReconcileReport {
     pub checked: Vec<ProviderId>,
     /// Providers that do not support `list_workers` (skipped).
     pub unsupported: Vec<ProviderId>,
-    /// Providers whose `list_workers` failed, with the error (skipped).
+    /// Providers whose `list_workers` failed, or whose records the registry could not list,
+    /// with the error (skipped).
     pub errors: Vec<(ProviderId, String)>,
     /// Instances unknown to the registry, destroyed (or attempted).
     pub orphans: Vec<OrphanInstance>,

@@ -23,6 +23,9 @@ struct Faults {
     release_before_terminating: AtomicBool,
     /// The move of this worker to `Terminating` fails (the database goes away mid-check).
     fail_terminating_of: parking_lot::Mutex<Option<WorkerId>>,
+    /// When set, `find_by_provider` (a scan without a filter) answers this many more times,
+    /// then fails.
+    scans_before_failing: parking_lot::Mutex<Option<usize>>,
 }
 
 fn down() -> Error {
@@ -43,6 +46,14 @@ impl Hooks for Faults {
             Call::Get(_) => check(&self.fail_get),
             Call::Register(_) => check(&self.fail_register),
             Call::Unregister(_) => check(&self.fail_unregister),
+            Call::Find(None) => match &mut *self.scans_before_failing.lock() {
+                Some(0) => Err(down()),
+                Some(n) => {
+                    *n -= 1;
+                    Ok(())
+                }
+                None => Ok(()),
+            },
             c if c.is_deadline_query() => check(&self.fail_queries),
             c => {
                 if let Some(id) = c.moves_to(WorkerState::Terminating) {
@@ -422,4 +433,46 @@ fn a_registry_failure_mid_health_check_keeps_the_jobs_already_lost_in_its_result
             job_id: job("job-second")
         }]
     );
+}
+
+/// `reconcile` goes provider by provider; the registry failing on a later provider's records
+/// returned that error alone, dropping the report of what was done already — the job of a
+/// worker whose instance had vanished (unregistered, its `JobLost` emitted) was in no result.
+#[test]
+fn a_registry_failure_mid_reconcile_keeps_the_jobs_already_lost_in_its_report() {
+    let (clock, flaky, manager, provider) = setup();
+    // A second provider, reconciled after "test" (providers go in id order).
+    let other = TestProvider::new("zz");
+    manager.register_provider(other.clone()).unwrap();
+    let w = manager.provision_worker(&pid("test"), spec()).unwrap();
+    flaky.update_state(&w.id, WorkerState::Ready).unwrap();
+    flaky
+        .assign_to_job(&w.id, job("on-a-lost-instance"))
+        .unwrap();
+    provider.lose(&w.handle.resource_id);
+    clock.advance(secs(1));
+    // The first provider's records are read; the second's are not.
+    *flaky.faults.scans_before_failing.lock() = Some(1);
+    let events = flaky.subscribe(SubscribeOptions::default()).unwrap();
+    let r = manager.reconcile();
+    let lost_events = events
+        .drain()
+        .into_iter()
+        .filter(|e| matches!(e.kind, EventKind::JobLost { .. }))
+        .count();
+    assert_eq!(lost_events, 1);
+    let r = r.expect("the jobs lost before the failure are reported");
+    assert_eq!(r.vanished, vec![w.id]);
+    assert_eq!(
+        r.lost_jobs,
+        vec![LostJob {
+            worker_id: w.id,
+            job_id: job("on-a-lost-instance")
+        }]
+    );
+    assert_eq!(r.checked, vec![pid("test")], "{r:?}");
+    assert_eq!(r.errors.len(), 1, "{r:?}");
+    assert_eq!(r.errors[0].0, pid("zz"));
+    assert!(r.errors[0].1.contains("database unreachable"), "{r:?}");
+    assert_eq!(manager.stats().unwrap().lost_jobs_total, 1);
 }

@@ -452,7 +452,7 @@ report_class! {
         checked: |c, py| ids(&c.checked),
         /// Providers without ``list_workers`` (skipped).
         unsupported: |c, py| ids(&c.unsupported),
-        /// Providers whose ``list_workers`` failed, with the error (skipped).
+        /// Providers whose ``list_workers`` (or registry read) failed, with the error (skipped).
         errors: |c, py| c.errors.iter().map(|(p, e)| (p.to_string(), e.clone())).collect::<Vec<_>>(),
         /// Instances unknown to the registry, destroyed (or attempted).
         orphans: |c, py| list::<_, OrphanInstance>(&c.orphans),

@@ -28,8 +28,14 @@ impl WorkerLifecycleManager {
     /// - `Terminating` records the manager was not destroying yet (e.g. after a restore) are
     ///   queued for destruction.
     ///
+    /// The registry failing on one provider's records is reported in
+    /// [`errors`](ReconcileReport::errors) for that provider, and the others are reconciled
+    /// all the same: the report keeps what was done (the jobs of vanished records above all).
+    ///
     /// # Errors
-    /// Only when the registry fails to answer.
+    /// [`Error::NotLeader`](crate::Error::NotLeader) when another replica leads; a registry
+    /// error when it fails on the final look for `Terminating` records and nothing was done
+    /// before (no orphan, no vanished record).
     pub fn reconcile(&self) -> Result<ReconcileReport> {
         // Confirmed by the store: the provider is asked for its instances next.
         self.confirm()?;
@@ -65,8 +71,18 @@ impl WorkerLifecycleManager {
                     continue;
                 }
             };
+            let records = match self.registry.find_by_provider(&pid) {
+                Ok(records) => records,
+                // Reported for this provider, and the others go on: returning the error would
+                // drop what this call did already (the jobs of vanished records above all).
+                Err(e) => {
+                    report
+                        .errors
+                        .push((pid, format!("the registry could not list its records: {e}")));
+                    continue;
+                }
+            };
             report.checked.push(pid.clone());
-            let records = self.registry.find_by_provider(&pid)?;
             let started_after = self.ledger.lock().started.get(&pid).copied().unwrap_or(0);
 
             let known_resources: HashSet<&str> = records
@@ -164,9 +180,16 @@ impl WorkerLifecycleManager {
             }
         }
 
-        let terminating = self.registry.find(
-            &WorkerFilter::new().states([WorkerState::Terminating, WorkerState::Terminated]),
-        )?;
+        let terminating = match self
+            .registry
+            .find(&WorkerFilter::new().states([WorkerState::Terminating, WorkerState::Terminated]))
+        {
+            Ok(terminating) => terminating,
+            // Nothing done yet would be dropped only if nothing was done: otherwise the report
+            // is kept (the ticks' check of the terminal records queues them all the same).
+            Err(e) if report.vanished.is_empty() && report.orphans.is_empty() => return Err(e),
+            Err(_) => Vec::new(),
+        };
         for w in terminating {
             if self
                 .destroys
