@@ -26,6 +26,9 @@ struct Faults {
     /// When set, `find_by_provider` (a scan without a filter) answers this many more times,
     /// then fails.
     scans_before_failing: parking_lot::Mutex<Option<usize>>,
+    /// Simulates a starting worker's agent reporting in and the scheduler giving it this job
+    /// right before the manager's move of it to `Terminating`.
+    claim_before_terminating: parking_lot::Mutex<Option<JobId>>,
 }
 
 fn down() -> Error {
@@ -59,6 +62,10 @@ impl Hooks for Faults {
                 if let Some(id) = c.moves_to(WorkerState::Terminating) {
                     if *self.fail_terminating_of.lock() == Some(*id) {
                         return Err(down());
+                    }
+                    if let Some(job) = self.claim_before_terminating.lock().take() {
+                        inner.update_state(id, WorkerState::Ready)?;
+                        inner.assign_to_job(id, job)?;
                     }
                     if self
                         .release_before_terminating
@@ -475,4 +482,37 @@ fn a_registry_failure_mid_reconcile_keeps_the_jobs_already_lost_in_its_report() 
     assert_eq!(r.errors[0].0, pid("zz"));
     assert!(r.errors[0].1.contains("database unreachable"), "{r:?}");
     assert_eq!(manager.stats().unwrap().lost_jobs_total, 1);
+}
+
+/// Removing a pool drains its workers; starting ones hold no job, so they are terminated. The
+/// look at the pool's workers may be stale by the time each is acted on: a worker that reported
+/// in and took a job meanwhile was terminated all the same (`terminate_worker` takes a worker
+/// out of service whatever it does), its job lost — and the loss in no result (`remove_pool`
+/// returns ids). It must be drained like the other busy ones: its job finishes first.
+#[test]
+fn a_starting_worker_that_took_a_job_as_its_pool_is_removed_is_drained_not_terminated() {
+    let (_clock, flaky, manager, provider) = setup();
+    manager
+        .set_pools(vec![
+            Pool::new("p", pid("test"), WorkerSpec::new("img")).unwrap()
+        ])
+        .unwrap();
+    let report = manager.tick(1);
+    assert_eq!(report.provisioned.len(), 1, "{:?}", report.decisions);
+    let w = report.provisioned[0].worker_id;
+    assert_eq!(flaky.get(&w).unwrap().unwrap().state, WorkerState::Creating);
+    let events = flaky.subscribe(SubscribeOptions::default()).unwrap();
+    *flaky.faults.claim_before_terminating.lock() = Some(job("just-claimed"));
+    let drained = manager.remove_pool("p").unwrap();
+    assert_eq!(drained, vec![w]);
+    let lost = events
+        .drain()
+        .into_iter()
+        .filter(|e| matches!(e.kind, EventKind::JobLost { .. }))
+        .count();
+    assert_eq!(lost, 0, "its job was lost");
+    let now = flaky.get(&w).unwrap().expect("still registered");
+    assert_eq!(now.state, WorkerState::Draining);
+    assert_eq!(now.current_job, Some(job("just-claimed")));
+    assert_eq!(provider.instance_ids().len(), 1, "not destroyed");
 }

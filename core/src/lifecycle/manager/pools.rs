@@ -27,7 +27,7 @@ use crate::worker::{TerminationReason, Worker, WorkerSpec};
 
 use super::super::pools::{Pool, POOL_LABEL};
 use super::pool_tick::replacement;
-use super::WorkerLifecycleManager;
+use super::{Budget, WorkerLifecycleManager};
 
 /// The manager's pools and the interruption notices it is acting on.
 #[derive(Debug, Default)]
@@ -264,7 +264,8 @@ impl WorkerLifecycleManager {
 
     /// Removes a pool: nothing more is provisioned for it, and its workers drain — idle ones
     /// are retired by the next cleanup, busy ones finish their job first, starting ones are
-    /// terminated (they hold no job). Returns the workers taken out of service.
+    /// terminated (they hold no job; one that reports in meanwhile is drained instead).
+    /// Returns the workers taken out of service.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] when no pool has that name; a registry error.
@@ -310,9 +311,7 @@ impl WorkerLifecycleManager {
         for w in workers.into_iter().filter(|w| leaves(w)) {
             let taken = match w.state {
                 WorkerState::Ready | WorkerState::Busy => self.drain_worker(&w.id).is_ok(),
-                WorkerState::Creating | WorkerState::Connecting => self
-                    .terminate_worker(&w.id, TerminationReason::ScaledDown)
-                    .is_ok(),
+                WorkerState::Creating | WorkerState::Connecting => self.retire_starting(&w.id),
                 _ => false,
             };
             if taken {
@@ -320,6 +319,25 @@ impl WorkerLifecycleManager {
             }
         }
         Ok(out)
+    }
+
+    /// Terminates a starting worker of a removed pool (it holds no job) if it still has not
+    /// reported in, atomically with the check; one that reported in meanwhile — and may have
+    /// taken a job since — is drained like the pool's other workers, so a job finishes first.
+    /// (`terminate_worker` would take it out of service whatever it does, its job lost.)
+    /// Returns whether the worker was taken out of service.
+    fn retire_starting(&self, id: &WorkerId) -> bool {
+        let starting = [WorkerState::Creating, WorkerState::Connecting];
+        match self.take_out_of_service(id, &starting) {
+            Ok(Some(moved)) => {
+                let now = self.registry.now();
+                self.queue_destroy(&moved.worker, TerminationReason::ScaledDown, now);
+                self.destroy_due(Some(&[*id]), &mut Budget::unlimited());
+                true
+            }
+            Ok(None) => self.drain_worker(id).is_ok(),
+            Err(_) => false,
+        }
     }
 
     pub(super) fn with_pool(&self, name: &str, f: impl FnOnce(&mut PoolEntry)) {
