@@ -516,3 +516,40 @@ fn a_starting_worker_that_took_a_job_as_its_pool_is_removed_is_drained_not_termi
     assert_eq!(now.current_job, Some(job("just-claimed")));
     assert_eq!(provider.instance_ids().len(), 1, "not destroyed");
 }
+
+/// The same stale look in `notify_interruption`: a worker still starting when looked at was
+/// terminated at once (it holds no job), also when it had reported in and taken a job by
+/// then — lost before its deadline, and in no result. It must drain like a running worker: the
+/// job is reported lost only if it still runs at the deadline.
+#[test]
+fn a_starting_worker_that_took_a_job_as_it_is_interrupted_drains_until_the_deadline() {
+    let (clock, flaky, manager, provider) = setup();
+    let w = manager.provision_worker(&pid("test"), spec()).unwrap().id;
+    let events = flaky.subscribe(SubscribeOptions::default()).unwrap();
+    *flaky.faults.claim_before_terminating.lock() = Some(job("just-claimed"));
+    let deadline = clock.now() + 120_000;
+    let noticed = manager.notify_interruption(&w, deadline).unwrap();
+    let lost = events
+        .drain()
+        .into_iter()
+        .filter(|e| matches!(e.kind, EventKind::JobLost { .. }))
+        .count();
+    assert_eq!(lost, 0, "its job was lost before the deadline");
+    assert_eq!(noticed.state, WorkerState::Draining);
+    assert_eq!(noticed.current_job, Some(job("just-claimed")));
+    assert_eq!(manager.interruptions(), vec![(w, deadline)]);
+    assert_eq!(provider.instance_ids().len(), 1, "not destroyed");
+    // Still running at the deadline: reported lost by the tick that reaches it.
+    clock.advance(secs(121));
+    manager.process_heartbeat(&w).unwrap();
+    let r = manager.tick(0);
+    assert_eq!(
+        r.lost_jobs,
+        vec![LostJob {
+            worker_id: w,
+            job_id: job("just-claimed")
+        }],
+        "{:?}",
+        r.decisions
+    );
+}

@@ -41,7 +41,8 @@ impl WorkerLifecycleManager {
 
     /// A notice that `worker_id`'s instance goes away at `deadline` (registry clock): a spot
     /// reclaim, a node drain. The worker drains at once (it takes no new job; an idle one is
-    /// retired by the next cleanup; a starting one, holding no job, is terminated now). While
+    /// retired by the next cleanup; a starting one, holding no job, is terminated now — unless
+    /// it reports in meanwhile: checked atomically with the move, it then drains). While
     /// it still runs a job, its pool counts one more job of demand — a replacement that its
     /// template's requirement describes (for a worker of no pool, the scaling target on its
     /// provider counts one more pending job) — so that a worker is provisioned (or kept) ahead of
@@ -66,20 +67,17 @@ impl WorkerLifecycleManager {
             .registry
             .get(worker_id)?
             .ok_or(Error::NotFound(*worker_id))?;
+        // A starting worker holds no job: terminated now — if it still has not reported in
+        // (atomically with the check). One that did meanwhile, and may have taken a job since,
+        // drains below like a running worker, its job reported lost only if still running at
+        // the deadline.
         if w.state.is_starting() {
-            // Only while it is still starting (then it holds no job), checked with the move:
-            // a worker that reported in and was claimed since the look above drains below with
-            // its job, instead of losing it to a termination whose report nobody would see.
-            self.fence()?;
-            let starting = [WorkerState::Creating, WorkerState::Connecting];
-            if let Some(moved) = self.take_out_of_service(worker_id, &starting)? {
-                let now = self.registry.now();
-                self.queue_destroy(&moved.worker, TerminationReason::Interrupted, now);
-                self.destroys.lock().expedite(worker_id, now);
-                self.destroy_due(Some(&[*worker_id]), &mut Budget::unlimited());
+            if let Some(moved) =
+                self.retire_if_starting(worker_id, TerminationReason::Interrupted)?
+            {
                 // As the notice left it: on its way out (destroyed and unregistered by now,
                 // unless the destroy failed and is retried by the ticks).
-                return Ok(moved.worker);
+                return Ok(moved);
             }
         }
         let drained = self

@@ -27,7 +27,7 @@ use crate::worker::{TerminationReason, Worker, WorkerSpec};
 
 use super::super::pools::{Pool, POOL_LABEL};
 use super::pool_tick::replacement;
-use super::{Budget, WorkerLifecycleManager};
+use super::WorkerLifecycleManager;
 
 /// The manager's pools and the interruption notices it is acting on.
 #[derive(Debug, Default)]
@@ -311,7 +311,15 @@ impl WorkerLifecycleManager {
         for w in workers.into_iter().filter(|w| leaves(w)) {
             let taken = match w.state {
                 WorkerState::Ready | WorkerState::Busy => self.drain_worker(&w.id).is_ok(),
-                WorkerState::Creating | WorkerState::Connecting => self.retire_starting(&w.id),
+                // Terminated if it still has not reported in (it holds no job); drained like
+                // the others if it did meanwhile (a job it took since finishes first).
+                WorkerState::Creating | WorkerState::Connecting => {
+                    match self.retire_if_starting(&w.id, TerminationReason::ScaledDown) {
+                        Ok(Some(_)) => true,
+                        Ok(None) => self.drain_worker(&w.id).is_ok(),
+                        Err(_) => false,
+                    }
+                }
                 _ => false,
             };
             if taken {
@@ -319,25 +327,6 @@ impl WorkerLifecycleManager {
             }
         }
         Ok(out)
-    }
-
-    /// Terminates a starting worker of a removed pool (it holds no job) if it still has not
-    /// reported in, atomically with the check; one that reported in meanwhile — and may have
-    /// taken a job since — is drained like the pool's other workers, so a job finishes first.
-    /// (`terminate_worker` would take it out of service whatever it does, its job lost.)
-    /// Returns whether the worker was taken out of service.
-    fn retire_starting(&self, id: &WorkerId) -> bool {
-        let starting = [WorkerState::Creating, WorkerState::Connecting];
-        match self.take_out_of_service(id, &starting) {
-            Ok(Some(moved)) => {
-                let now = self.registry.now();
-                self.queue_destroy(&moved.worker, TerminationReason::ScaledDown, now);
-                self.destroy_due(Some(&[*id]), &mut Budget::unlimited());
-                true
-            }
-            Ok(None) => self.drain_worker(id).is_ok(),
-            Err(_) => false,
-        }
     }
 
     pub(super) fn with_pool(&self, name: &str, f: impl FnOnce(&mut PoolEntry)) {

@@ -171,6 +171,29 @@ impl WorkerLifecycleManager {
         self.write(|r| r.transition_if(id, &guard, WorkerState::Terminating))
     }
 
+    /// Terminates worker `id` with `reason` if it still has not reported in
+    /// (`Creating`/`Connecting`: it holds no job), atomically with the check, then destroys it.
+    /// `Ok(Some(worker))`: it was taken out of service (the record as the move left it).
+    /// `Ok(None)`: it reported in meanwhile (and may have taken a job since) or is on its way
+    /// out already: nothing changed — the caller drains it rather than lose a job, where
+    /// [`terminate_worker`](Self::terminate_worker) would take it out of service whatever it
+    /// does by now.
+    pub(super) fn retire_if_starting(
+        &self,
+        id: &WorkerId,
+        reason: TerminationReason,
+    ) -> Result<Option<Worker>> {
+        self.fence()?;
+        let starting = [WorkerState::Creating, WorkerState::Connecting];
+        let Some(moved) = self.take_out_of_service(id, &starting)? else {
+            return Ok(None);
+        };
+        let now = self.registry.now();
+        self.queue_destroy(&moved.worker, reason, now);
+        self.destroy_due(Some(&[*id]), &mut Budget::unlimited());
+        Ok(Some(moved.worker))
+    }
+
     /// Moves a worker to `Draining`: it takes no new job, finishes the one it holds, and is
     /// then terminated by the cleanup (reason `Drained`).
     ///
