@@ -39,6 +39,8 @@ struct Reentrant {
     creates: AtomicUsize,
     /// Instances whose next destroy fails (once each).
     fail_destroy: Mutex<std::collections::BTreeSet<String>>,
+    /// The next create returns a handle the registry refuses (a resource id over its limit).
+    unregistrable: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Reentrant {
@@ -57,6 +59,7 @@ impl Reentrant {
             destroy_calls: Mutex::new(BTreeMap::new()),
             creates: AtomicUsize::new(0),
             fail_destroy: Mutex::default(),
+            unregistrable: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -95,9 +98,14 @@ impl WorkerProvider for Reentrant {
     }
     fn create_worker(&self, id: WorkerId, _: &WorkerSpec) -> ProviderResult<WorkerHandle> {
         let n = self.creates.fetch_add(1, Ordering::SeqCst);
+        let resource = if self.unregistrable.swap(false, Ordering::SeqCst) {
+            format!("r-{n}-{}", "x".repeat(MAX_RESOURCE_ID_LEN))
+        } else {
+            format!("r-{n}")
+        };
         let handle = WorkerHandle {
             worker_id: id,
-            ..WorkerHandle::new(self.id.clone(), ProviderType::Docker, format!("r-{n}"))
+            ..WorkerHandle::new(self.id.clone(), ProviderType::Docker, resource)
         };
         // The instance exists from here on (its agent may report in at once).
         self.instances
@@ -542,6 +550,42 @@ fn an_orphan_being_destroyed_by_one_thread_is_not_destroyed_by_another() {
         );
         assert!(provider.instance_ids().is_empty());
         assert!(manager.pending_orphans().is_empty());
+    });
+}
+
+/// A created instance the registry refuses to record is destroyed by `provision_worker`; its
+/// provision stopped counting as in flight before that destroy, so a `reconcile` listing the
+/// instance meanwhile took it for an orphan and destroyed it too (here: one called from inside
+/// that destroy).
+#[test]
+fn an_unregistrable_instance_being_destroyed_by_its_provision_is_not_destroyed_again() {
+    let s = setup(config());
+    s.provider.unregistrable.store(true, Ordering::SeqCst);
+    let nested: Arc<Mutex<Vec<ReconcileReport>>> = Arc::default();
+    let seen = Arc::clone(&nested);
+    let once = std::sync::atomic::AtomicBool::new(false);
+    s.provider.set_hook(move |m, call| {
+        if let Call::Destroy(_) = call {
+            if !once.swap(true, Ordering::SeqCst) {
+                seen.lock().push(m.reconcile().unwrap());
+            }
+        }
+    });
+    let (manager, provider) = (s.manager.clone(), s.provider.clone());
+    within_a_minute(move || {
+        let e = manager.provision_worker(&pid("re"), spec()).unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
+        let nested = nested.lock();
+        assert_eq!(
+            nested[0].orphans.len(),
+            0,
+            "taken for an orphan: {:?}",
+            nested[0].orphan_check_skipped
+        );
+        let calls: usize = provider.destroy_calls.lock().values().sum();
+        assert_eq!(calls, 1, "{:?}", provider.destroy_calls.lock());
+        assert!(provider.instance_ids().is_empty());
+        assert_eq!(manager.stats().unwrap().in_flight, 0);
     });
 }
 

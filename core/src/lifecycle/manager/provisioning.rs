@@ -227,16 +227,18 @@ impl WorkerLifecycleManager {
                 Err((self.orphaned_by_lost_lease(&handle, e), None))
             }
             Err(e) => {
-                drop(ticket);
                 // The instance exists but cannot be recorded: destroy it rather than leak it.
                 // (Should that fail too, `reconcile` finds it as an orphan.) The handle carries
-                // the id the manager made, never another worker's.
+                // the id the manager made, never another worker's. The provision stays in
+                // flight until the destroy returned: a `reconcile` listing the instance
+                // meanwhile must not take it for an orphan and destroy it too.
                 let outcome = self.provider_call(token, "destroy_worker", || {
                     entry.provider.destroy_worker_fenced(token, &handle)
                 });
                 if super::orphans::confirms_destroy(&outcome) {
                     self.note_destroy_confirmed();
                 }
+                drop(ticket);
                 Err((e, None))
             }
         }
