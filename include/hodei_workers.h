@@ -1653,7 +1653,11 @@ hw_status hw_manager_tick_demand(const struct hw_manager *manager, const char *d
  pool: the scaling target on its provider) gets a replacement ahead of the deadline; a job still running at the deadline is reported lost by the tick
  that reaches it. Writes the worker's snapshot after the notice.
 
- Errors: `HW_ERR_NOT_FOUND`; `HW_ERR_INVALID_TRANSITION` for a worker already on its way out.
+ Leader-only (a replicated manager): a replica that does not lead refuses it and changes
+ nothing; send the notice to the leader.
+
+ Errors: `HW_ERR_NOT_LEADER` on a replica that does not lead; `HW_ERR_NOT_FOUND`;
+ `HW_ERR_INVALID_TRANSITION` for a worker already on its way out.
  */
 hw_status hw_manager_notify_interruption(const struct hw_manager *manager, struct hw_worker_id id, uint64_t deadline_ms, struct hw_worker **out);
 

@@ -158,6 +158,41 @@ impl Cluster {
     }
 }
 
+/// A spot reclaim notice sent to a follower: refused, nothing changed. Before, the follower
+/// drained the worker in the shared registry and kept the notice where no tick acts on it:
+/// the leader provisioned no replacement and the deadline passed unnoticed.
+#[test]
+fn an_interruption_notice_is_refused_by_a_follower_and_taken_by_the_leader() {
+    let c = cluster();
+    let r = c.a.manager.tick(1);
+    assert_eq!(r.provisioned.len(), 1, "{:?}", r.decisions);
+    let id = r.provisioned[0].worker_id;
+    c.registry.update_state(&id, WorkerState::Ready).unwrap();
+    c.registry
+        .assign_to_job(&id, JobId::new("j").unwrap())
+        .unwrap();
+    assert!(!c.b.manager.tick(0).leading);
+    let deadline = T0 + 120_000;
+
+    let err = c.b.manager.notify_interruption(&id, deadline).unwrap_err();
+    assert!(matches!(err, Error::NotLeader(_)), "{err}");
+    assert_eq!(
+        c.registry.get(&id).unwrap().unwrap().state,
+        WorkerState::Busy
+    );
+    assert!(c.b.manager.interruptions().is_empty());
+
+    // The leader takes it: drained, and a replacement comes ahead of the deadline.
+    let w = c.a.manager.notify_interruption(&id, deadline).unwrap();
+    assert_eq!(w.state, WorkerState::Draining);
+    assert_eq!(c.a.manager.interruptions(), vec![(id, deadline)]);
+    // Past the scale-up cooldown of the first provision.
+    c.advance(Duration::from_secs(11));
+    c.registry.heartbeat(&id).unwrap();
+    let r = c.a.manager.tick(0);
+    assert_eq!(r.provisioned.len(), 1, "{:?}", r.decisions);
+}
+
 #[test]
 fn a_replica_does_not_lead_before_its_first_tick() {
     let c = cluster();

@@ -445,7 +445,9 @@ impl PyLifecycleManager {
     /// runs a job, its pool (for a worker of no pool: the scaling target on its provider)
     /// gets a replacement ahead of the deadline; a job still running at
     /// the deadline is reported lost by the tick that reaches it. Returns the worker after the
-    /// notice. Raises WorkerNotFoundError, InvalidTransitionError for a worker on its way out.
+    /// notice. Leader-only: a replica that does not lead raises NotLeaderError and changes
+    /// nothing (send the notice to the leader). Raises WorkerNotFoundError,
+    /// InvalidTransitionError for a worker on its way out.
     fn notify_interruption(
         &self,
         py: Python<'_>,

@@ -59,10 +59,20 @@ impl WorkerLifecycleManager {
     /// was still starting (destroyed and unregistered by the time the call returns, unless its
     /// destroy failed).
     ///
+    /// Leader-only: the notice lives in the leading manager's memory, where its ticks act on
+    /// it. A replica that does not lead refuses it and changes nothing (the worker is not
+    /// drained): send it to the leader ([`leader`](Self::leader) says which replica leads).
+    /// A notice is not handed over with the lease: a new leader knows the worker only as
+    /// `Draining` (it finishes its job and retires, without a replacement counted ahead).
+    ///
     /// # Errors
-    /// [`Error::NotFound`]; [`Error::InvalidTransition`] for a worker already on its way out
-    /// (`Terminating`, `Terminated`).
+    /// [`Error::NotLeader`] on a replica that does not lead; [`Error::NotFound`];
+    /// [`Error::InvalidTransition`] for a worker already on its way out (`Terminating`,
+    /// `Terminated`).
     pub fn notify_interruption(&self, worker_id: &WorkerId, deadline: Timestamp) -> Result<Worker> {
+        // Before anything changes: on a follower, the worker drained and the notice kept where
+        // no tick acts on it would lose its replacement and its deadline without a word.
+        self.fence()?;
         let w = self
             .registry
             .get(worker_id)?
