@@ -412,6 +412,14 @@ fn an_interruption_drains_the_worker_replaces_it_ahead_and_loses_the_job_at_the_
     assert_eq!(w.current_job, Some(job("train")));
     f.manager.notify_interruption(&idle, deadline).unwrap();
     assert_eq!(f.manager.interruptions().len(), 2);
+    // A second notice (a retry of the cloud's, a later duplicate) does not postpone the first
+    // deadline; an earlier one brings it forward.
+    f.manager
+        .notify_interruption(&busy, deadline + 600_000)
+        .unwrap();
+    assert!(f.manager.interruptions().contains(&(busy, deadline)));
+    f.manager.notify_interruption(&idle, deadline - 1).unwrap();
+    assert!(f.manager.interruptions().contains(&(idle, deadline - 1)));
 
     // The idle one is retired by cleanup; the busy one gets a replacement ahead of time.
     let report = step(&f, secs(30), 0);

@@ -55,6 +55,8 @@ impl WorkerLifecycleManager {
     /// [`TerminationReason::Interrupted`] (not `Vanished`, which `reconcile` gives a record
     /// whose instance disappeared unannounced).
     ///
+    /// A second notice for a worker under one keeps the earlier of the two deadlines.
+    ///
     /// Returns the worker as the notice left it: `Draining`, or `Terminating` for one that
     /// was still starting (destroyed and unregistered by the time the call returns, unless its
     /// destroy failed).
@@ -94,14 +96,19 @@ impl WorkerLifecycleManager {
             .registry
             .update_state(worker_id, WorkerState::Draining)?;
         let pool = w.spec.labels.get(POOL_LABEL).cloned();
-        self.pools.lock().interruptions.insert(
-            *worker_id,
-            Interruption {
+        // A second notice for the same instance keeps the earlier deadline: the instance goes
+        // at the first (a later one, a duplicate or a retry of the cloud's, must not postpone
+        // the replacement's count or the job's report past the real reclaim).
+        self.pools
+            .lock()
+            .interruptions
+            .entry(*worker_id)
+            .and_modify(|known| known.deadline = known.deadline.min(deadline))
+            .or_insert(Interruption {
                 deadline,
                 pool,
                 provider_id: w.handle.provider_id.clone(),
-            },
-        );
+            });
         Ok(drained)
     }
 
