@@ -10,6 +10,7 @@ in a schema of its own, dropped after the test."""
 from __future__ import annotations
 
 import os
+import signal
 import uuid
 from typing import Callable, Iterator
 
@@ -20,6 +21,16 @@ import hodei_workers as hw
 START = 1_700_000_000.0
 
 BACKENDS = ["memory", "postgres"]
+
+
+@pytest.fixture(autouse=True)
+def _ctrl_c_raises() -> Iterator[None]:
+    """Ctrl-C (SIGINT) raises KeyboardInterrupt in every test, as in an interactive Python.
+    A suite started as a background job of a non-interactive shell inherits SIGINT ignored,
+    which Python keeps: the tests of Ctrl-C would then see nothing at all."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 def pg_url() -> str:
