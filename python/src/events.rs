@@ -278,6 +278,18 @@ event_classes! {
 /// handlers) run: the GIL is released while it waits.
 pub(crate) const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 
+/// The next slice of a wait that ends at `deadline` (None: no end): at most [`SIGNAL_CHECK`],
+/// so that the waiter checks for signals between slices. None once the deadline has passed.
+pub(crate) fn wait_slice(deadline: Option<Instant>) -> Option<Duration> {
+    match deadline {
+        None => Some(SIGNAL_CHECK),
+        Some(deadline) => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            (!left.is_zero()).then(|| left.min(SIGNAL_CHECK))
+        }
+    }
+}
+
 /// A subscriber's end of a registry's event stream (from ``Registry.subscribe``).
 ///
 /// Events queue in a bounded buffer; when it is full the registry never waits: the event is
@@ -336,15 +348,8 @@ impl PySubscription {
         deadline: Option<Instant>,
     ) -> PyResult<Option<WorkerLifecycleEvent>> {
         loop {
-            let slice = match deadline {
-                None => SIGNAL_CHECK,
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Ok(self.brief(py, Subscription::try_recv));
-                    }
-                    left.min(SIGNAL_CHECK)
-                }
+            let Some(slice) = wait_slice(deadline) else {
+                return Ok(self.brief(py, Subscription::try_recv));
             };
             if let Some(event) = py.detach(|| self.sub().recv(Some(slice))) {
                 return Ok(Some(event));

@@ -26,7 +26,7 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use crate::convert::{self, Seconds};
 use crate::errors::run;
-use crate::events::SIGNAL_CHECK;
+use crate::events::{wait_slice, SIGNAL_CHECK};
 use crate::lifecycle::TickReport;
 
 thread_local! {
@@ -382,15 +382,8 @@ impl PyTicker {
         // Waits in slices of at most SIGNAL_CHECK with the GIL released, checking for signals
         // between them, as `Subscription.recv` does (issue 10 item 19).
         loop {
-            let slice = match deadline {
-                None => SIGNAL_CHECK,
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Ok(reports.try_recv().ok().map(TickReport::from));
-                    }
-                    left.min(SIGNAL_CHECK)
-                }
+            let Some(slice) = wait_slice(deadline) else {
+                return Ok(reports.try_recv().ok().map(TickReport::from));
             };
             match py.detach(|| reports.recv_timeout(slice)) {
                 Ok(report) => return Ok(Some(TickReport::from(report))),

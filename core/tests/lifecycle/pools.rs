@@ -484,11 +484,9 @@ fn tick_with_a_number_keeps_the_single_target_and_reports_what_its_spec_cannot_r
     assert!(report.pools.is_none());
 }
 
-#[test]
-fn pools_sharing_a_provider_do_not_call_it_again_in_the_tick_that_backed_it_off() {
-    // Two pools on one provider, both planned to grow in the same tick: the first one's create
-    // fails and backs the provider off; the second must not ask it again at the same instant
-    // (that would be a second call to an API that just failed, and a doubled back-off).
+/// Pools "first" (priority 2, any worker) and "second" (priority 1, GPU) on one provider,
+/// "shared".
+fn two_pools_on_one_provider() -> (Fixture, Vec<Arc<TestProvider>>) {
     let (f, p) = with_providers(config(), &["shared"]);
     f.manager
         .set_pools(vec![
@@ -500,6 +498,15 @@ fn pools_sharing_a_provider_do_not_call_it_again_in_the_tick_that_backed_it_off(
                 .with_priority(1),
         ])
         .unwrap();
+    (f, p)
+}
+
+#[test]
+fn pools_sharing_a_provider_do_not_call_it_again_in_the_tick_that_backed_it_off() {
+    // Two pools on one provider, both planned to grow in the same tick: the first one's create
+    // fails and backs the provider off; the second must not ask it again at the same instant
+    // (that would be a second call to an API that just failed, and a doubled back-off).
+    let (f, p) = two_pools_on_one_provider();
     p[0].script_creates([CreateStep::Fail("api down"), CreateStep::Fail("api down")]);
     let report = f
         .manager
@@ -594,17 +601,7 @@ fn a_pools_block_says_why_its_provider_backs_off_now_whoever_failed() {
     // Two pools on one provider. The provider's back-off is shared, so the reason a pool
     // reports must be the provider's last failure, not the last one of the pool's own creates:
     // "no capacity" from long ago must not explain a back-off caused by an API error since.
-    let (f, p) = with_providers(config(), &["shared"]);
-    f.manager
-        .set_pools(vec![
-            Pool::new("first", pid("shared"), WorkerSpec::new("i"))
-                .unwrap()
-                .with_priority(2),
-            Pool::new("second", pid("shared"), gpu_spec())
-                .unwrap()
-                .with_priority(1),
-        ])
-        .unwrap();
+    let (f, p) = two_pools_on_one_provider();
     let block_of = |plan: &PoolPlan, pool: &str| plan.pool(pool).unwrap().blocked.clone();
     // "first" finds no capacity.
     p[0].script_creates([CreateStep::NoCapacity]);
