@@ -4,7 +4,7 @@
 use hodei_workers::{Error, JobId, Result, Worker, WorkerFilter, WorkerId, WorkerState};
 
 use crate::registry::{holder_of, unique_violation, Fail, PostgresWorkerRegistry};
-use crate::sql::{conditions, param, refs, Params, W_COLS, W_LEN};
+use crate::sql::{conditions, matches_nothing, param, refs, Params, W_COLS, W_LEN};
 
 /// Builds the claim statement for `filter`. Atomic as one statement: the candidate is locked
 /// `FOR UPDATE` inside a CTE (with `skip`, `SKIP LOCKED`: two replicas never wait on, nor take,
@@ -89,7 +89,8 @@ pub(crate) fn claim(
 ) -> Result<Option<Worker>> {
     let hopeless = (!filter.states.is_empty() && !filter.states.contains(&WorkerState::Ready))
         || filter.accepting_jobs == Some(false)
-        || filter.limit == Some(0);
+        || filter.limit == Some(0)
+        || matches_nothing(filter);
     let passes = [true, false].map(|skip| statement(filter, registry.given(), &job, skip));
     let specs = &registry.inner.specs;
     let mut raced = 0;

@@ -164,6 +164,23 @@ pub(crate) fn param(params: &mut Params, value: impl ToSql + Sync + Send + 'stat
     format!("${}", params.len())
 }
 
+/// Whether `filter` names a string no stored worker can hold: a NUL byte in a label's key or
+/// value, a capability, a GPU model or a custom provider type's name. `register` refuses NUL
+/// in all of them (strings that may reach C), so such a filter matches nothing, as in memory;
+/// sent to the server it would fail instead (`text` and `jsonb` cannot hold NUL), reported as
+/// `Backend`, which reads as a lost database.
+pub(crate) fn matches_nothing(filter: &WorkerFilter) -> bool {
+    let nul = |s: &str| s.contains('\0');
+    filter.labels.iter().any(|(k, v)| nul(k) || nul(v))
+        || filter.capabilities.iter().any(|c| nul(c))
+        || filter
+            .fits
+            .as_ref()
+            .and_then(|need| need.gpu_type.as_deref())
+            .is_some_and(nul)
+        || matches!(&filter.provider_type, Some(ProviderType::Custom(name)) if nul(name))
+}
+
 /// The conditions of `filter` on `w` (workers), `h` (heartbeats), `s` (specs), with `now` an
 /// SQL expression for the time. `claim` passes `for_claim` (it already requires a `Ready`
 /// worker without a job, and handles the hopeless filters itself).

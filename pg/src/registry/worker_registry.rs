@@ -15,7 +15,7 @@ use hodei_workers::{
 use super::change::{event_texts, not_found, INSERT_EVENTS};
 use super::{Fail, PostgresWorkerRegistry};
 use crate::schema::terminal_predicate;
-use crate::sql::{conditions, db_ts, param, refs, Params, FROM_WORKERS, W_COLS};
+use crate::sql::{conditions, db_ts, matches_nothing, param, refs, Params, FROM_WORKERS, W_COLS};
 
 static GET: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {W_COLS} FROM workers w WHERE w.id = $1"));
@@ -90,7 +90,7 @@ impl WorkerRegistry for PostgresWorkerRegistry {
     }
 
     fn find(&self, filter: &WorkerFilter) -> Result<Vec<Worker>> {
-        if filter.limit == Some(0) {
+        if filter.limit == Some(0) || matches_nothing(filter) {
             return Ok(Vec::new());
         }
         let mut params: Params = Vec::new();

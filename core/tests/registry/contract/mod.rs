@@ -16,6 +16,8 @@
 //!   refused beyond `MAX_SNAPSHOT_CLOCK_SKEW`;
 //! - `health_checks` (7): concurrent health checks each see every due worker;
 //! - `event_times` (8): timestamps follow the event order;
+//! - `filter_parity`: filters with unusual strings (pattern characters, quotes, NUL) are judged
+//!   alike by every backend;
 //! - `filtered_claims` (10): claims with filters that match few or none of a large ready set,
 //!   and a filter judged worker by worker over shared specs;
 //! - `durations` (16): durations that cannot round-trip are refused;
@@ -35,6 +37,7 @@ mod after_unregister;
 mod claim_races;
 mod durations;
 mod event_times;
+mod filter_parity;
 mod filtered_claims;
 mod handles;
 mod health_checks;
