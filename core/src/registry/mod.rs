@@ -102,7 +102,8 @@ pub trait WorkerRegistry: Send + Sync + fmt::Debug {
     /// `Terminated`) means the agent reported in, and counts as a heartbeat. Never makes the job moves `Ready -> Busy` (that is `assign`/`claim`) nor
     /// `Busy -> Ready` (that is `release`); `Busy -> Draining` keeps the job, which finishes
     /// first. `Draining -> Ready` only without a job and below the spec's `max_jobs` (a
-    /// one-shot worker that ran its job never takes another). Entering
+    /// one-shot worker that ran its job never takes another; nor does one restored while
+    /// starting at its `max_jobs` become `Ready`). Entering
     /// `Terminating`/`Terminated` with a job reports it lost ([`EventKind::JobLost`]) and
     /// clears it.
     ///

@@ -226,9 +226,10 @@ impl PostgresWorkerRegistry {
             {
                 return Err(refuse);
             }
-            // A drained worker that ran its max_jobs stays out of service (issue 10).
-            if from == WorkerState::Draining && to == WorkerState::Ready && jobs_exhausted(&before)
-            {
+            // A worker that ran its max_jobs stays out of service (issue 10): not only a drained
+            // one, also one restored starting at its max_jobs, as in memory (a `Ready` worker at
+            // max_jobs could take another job, and no snapshot of it could be restored).
+            if to == WorkerState::Ready && jobs_exhausted(&before) {
                 return Err(refuse);
             }
             let lost = if to.is_terminal() {
