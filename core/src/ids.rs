@@ -92,7 +92,9 @@ impl WorkerId {
 
     /// The nil id, never a worker: the empty mark of the registry's id tables.
     pub(crate) const MIN: WorkerId = WorkerId(Uuid::nil());
-    /// The greatest id in the order (a range bound; never a worker).
+    /// The greatest id in the order, for range bounds. Unlike [`MIN`](Self::MIN) it is a valid
+    /// worker id (only nil is refused): a bound that must take every worker at a time is the
+    /// nil id of the next millisecond, not this one.
     pub(crate) const MAX: WorkerId = WorkerId(Uuid::max());
 }
 

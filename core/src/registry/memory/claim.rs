@@ -55,9 +55,15 @@ impl InMemoryWorkerRegistry {
             }
             return Ok(None);
         };
-        // Candidates are below `upper` in (idle_since, id) order; WorkerId::MAX is never a
-        // worker, so this bound takes every worker idle since `newest` or before.
-        let mut upper = (newest, WorkerId::MAX);
+        // Candidates are below `upper` in (idle_since, id) order: every worker idle since
+        // `newest` or before. The bound is the nil id a millisecond later (nil is never a
+        // worker), not `(newest, WorkerId::MAX)`: the largest UUID is a valid worker id, and a
+        // worker holding it, idle since exactly `newest`, would sit on that bound and be left
+        // out. (Idle since `Timestamp::MAX` only on a clock at its very end.)
+        let mut upper = match newest.checked_add(1) {
+            Some(next) => (next, WorkerId::MIN),
+            None => (Timestamp::MAX, WorkerId::MAX),
+        };
         loop {
             let (since, id) = {
                 let mut ix = self.indexes.lock();

@@ -269,3 +269,30 @@ fn claim_looks_past_candidates_that_fail_the_live_checks() {
     );
     assert_invariants(&registry);
 }
+
+/// Every id but the nil one names a worker, the largest UUID too (a caller may choose ids:
+/// `hw_registry_register_with_id`, `worker_id=`). A claim with `idle_for(d)` takes a worker
+/// ready for exactly `d`, whatever its id, as `find` with the same filter lists it.
+#[test]
+fn claim_idle_for_takes_a_worker_idle_exactly_that_long_whatever_its_id() {
+    let (clock, registry) = registry();
+    let max = WorkerId::parse("ffffffff-ffff-ffff-ffff-ffffffffffff").unwrap();
+    let mut handle = docker_handle();
+    handle.worker_id = max;
+    registry.register(handle, spec()).unwrap();
+    registry.update_state(&max, WorkerState::Ready).unwrap();
+    for (idle, job_name) in [(Duration::ZERO, "now"), (secs(10), "ten")] {
+        clock.advance(idle);
+        let filter = WorkerFilter::new().idle_for(idle);
+        let found: Vec<WorkerId> = registry
+            .find(&filter)
+            .unwrap()
+            .iter()
+            .map(|w| w.id)
+            .collect();
+        assert_eq!(found, vec![max], "find {filter:?}");
+        let taken = registry.claim(&filter, job(job_name)).unwrap();
+        assert_eq!(taken.map(|w| w.id), Some(max), "claim {filter:?}");
+        registry.release_from_job(&max, None).unwrap();
+    }
+}
