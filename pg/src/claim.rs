@@ -11,7 +11,9 @@ use crate::sql::{conditions, matches_nothing, param, refs, Params, W_COLS, W_LEN
 /// the same worker), re-checked by the `UPDATE`, and the counters and the two events
 /// (`StateChanged Ready -> Busy`, then `AssignedToJob`) are written by the same statement,
 /// after the row lock. The unique index on `current_job` refuses a job held elsewhere, even by
-/// a claim committing at the same moment.
+/// a claim committing at the same moment. Its time is never before the record's `updated_at`
+/// (read after the lock): the time, a given one above all, may have been read before a wait
+/// (for the lock, for a connection) while another change of the worker committed a later one.
 ///
 /// Always one row: the claimed worker's columns (all NULL when none was claimed), then the
 /// holder of the job as the statement's snapshot saw it (NULL when free). The candidate search
@@ -45,10 +47,11 @@ fn statement(
              WHERE w.state = 2 AND w.current_job IS NULL \
              AND NOT EXISTS (SELECT 1 FROM held){extra} \
              ORDER BY w.idle_since DESC, w.id DESC LIMIT 1 FOR UPDATE OF w{skip}), \
-         u AS (UPDATE workers w SET state = 3, current_job = {job_p}::text, updated_at = t.now, \
-             state_changed_at = t.now FROM c, t \
+         u AS (UPDATE workers w SET state = 3, current_job = {job_p}::text, \
+             updated_at = greatest(t.now, w.updated_at), \
+             state_changed_at = greatest(t.now, w.updated_at) FROM c, t \
              WHERE w.id = c.id AND w.state = 2 AND w.current_job IS NULL \
-             RETURNING w.*, t.now AS now), \
+             RETURNING w.*, w.updated_at AS now), \
          cnt AS (UPDATE state_counts k SET s2 = k.s2 - 1, s3 = k.s3 + 1 FROM u \
              WHERE k.slot = u.slot), \
          ev AS (INSERT INTO outbox (xid, seq, at, worker_id, kind) \

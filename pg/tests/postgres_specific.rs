@@ -621,6 +621,70 @@ fn a_workers_own_times_never_go_backwards_when_its_changes_race() {
     assert_eq!(now.updated_at, slow.updated_at);
 }
 
+/// The same for the two changes that are one statement each, `release_from_job` and `claim`:
+/// a release or a claim whose time was read before another change of the worker committed a
+/// later one leaves the worker's times where that change put them, or later.
+#[test]
+fn a_release_or_a_claim_that_read_the_time_first_never_moves_the_workers_times_back() {
+    let _schema = SchemaGuard::new("owntimes1");
+    let clock = Arc::new(HeldClock {
+        time: ManualClock::new(T0),
+        gate: Default::default(),
+        changed: Default::default(),
+    });
+    let registry = Arc::new(
+        PostgresWorkerRegistry::connect_with_clock(&url(), &_schema.name, clock.clone()).unwrap(),
+    );
+    let w = registry.register(handle(), spec()).unwrap();
+    registry.update_state(&w.id, WorkerState::Ready).unwrap();
+    registry.assign_to_job(&w.id, job("a")).unwrap();
+    // A release that read T0 stalls; a drain at T0 + 2 s commits first.
+    let slow = {
+        let (registry, clock) = (registry.clone(), clock.clone());
+        thread::spawn(move || {
+            clock.arm();
+            registry.release_from_job(&w.id, None)
+        })
+    };
+    clock.wait_holding();
+    clock.time.set(T0 + 2_000);
+    let drained = registry.update_state(&w.id, WorkerState::Draining).unwrap();
+    clock.release();
+    assert_eq!(slow.join().unwrap(), Ok(job("a")));
+    let released = registry.get(&w.id).unwrap().unwrap();
+    assert_eq!(released.state, WorkerState::Draining);
+    assert!(
+        released.updated_at >= drained.updated_at,
+        "the release's updated_at {} went back behind the drain's {}",
+        released.updated_at,
+        drained.updated_at
+    );
+    // A claim that read T0 + 2 s stalls; the worker is made ready again at T0 + 4 s. (The
+    // gate is reset first: `wait_holding` must not see the release's hold.)
+    *clock.gate.lock().unwrap() = (None, false, false);
+    let slow = {
+        let (registry, clock) = (registry.clone(), clock.clone());
+        thread::spawn(move || {
+            clock.arm();
+            registry.claim(&WorkerFilter::new(), job("b"))
+        })
+    };
+    clock.wait_holding();
+    clock.time.set(T0 + 4_000);
+    let ready = registry.update_state(&w.id, WorkerState::Ready).unwrap();
+    clock.release();
+    let claimed = slow.join().unwrap().unwrap().expect("the ready worker");
+    assert!(
+        claimed.state_changed_at >= ready.state_changed_at
+            && claimed.updated_at >= ready.updated_at,
+        "the claim's times ({}, {}) went back behind the move to Ready ({})",
+        claimed.state_changed_at,
+        claimed.updated_at,
+        ready.state_changed_at
+    );
+    assert_eq!(registry.get(&w.id).unwrap().unwrap(), claimed);
+}
+
 /// Holds a lock that changes nothing on worker `id`'s row (`lock`: `UPDATE`, the lock of a
 /// move whose guard then fails, or `KEY SHARE`, the lock of `publish`) from another
 /// connection, while `claim` runs on `registry`; lets it go after a while. The claim's answer.

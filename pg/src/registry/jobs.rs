@@ -10,14 +10,17 @@ use crate::sql::ts;
 /// locked `FOR UPDATE`, the release applies only if it holds a job (the expected one, when
 /// named: a stale release is fenced), `Busy -> Ready` (or `Draining` at `max_jobs`; a
 /// `Draining` worker stays), `jobs_executed + 1` (saturating; stored as the bits of a `u64`),
+/// at a time never before the record's `updated_at` (the time, a given one above all, may have
+/// been read before the lock wait: see `change::lock_statement`),
 /// the counters of the move and the events (`ReleasedFromJob`, then `StateChanged` when the
 /// state changed) are written after the lock. Returns the job, or no row when refused.
 const RELEASE: &str = "WITH t AS MATERIALIZED (SELECT now_ms($1) AS now), \
-    old AS (SELECT id, state, current_job, jobs_executed, max_jobs FROM workers \
+    old AS (SELECT id, state, current_job, jobs_executed, max_jobs, updated_at FROM workers \
         WHERE id = $2 FOR UPDATE), \
     n AS (SELECT old.*, CASE WHEN old.jobs_executed = -1 THEN -1::bigint \
             WHEN old.jobs_executed = 9223372036854775807 THEN (-9223372036854775807 - 1) \
-            ELSE old.jobs_executed + 1 END AS jobs \
+            ELSE old.jobs_executed + 1 END AS jobs, \
+            greatest((SELECT now FROM t), old.updated_at) AS now \
         FROM old WHERE old.current_job IS NOT NULL \
             AND ($3::text IS NULL OR old.current_job = $3::text)), \
     n2 AS (SELECT n.*, (CASE WHEN n.state = 3 THEN \
@@ -25,13 +28,13 @@ const RELEASE: &str = "WITH t AS MATERIALIZED (SELECT now_ms($1) AS now), \
                 THEN 4 ELSE 2 END \
             ELSE n.state END)::smallint AS to_state FROM n), \
     u AS (UPDATE workers w SET current_job = NULL, jobs_executed = n2.jobs, \
-            state = n2.to_state, updated_at = t.now, \
-            state_changed_at = CASE WHEN n2.to_state <> n2.state THEN t.now \
+            state = n2.to_state, updated_at = n2.now, \
+            state_changed_at = CASE WHEN n2.to_state <> n2.state THEN n2.now \
                 ELSE w.state_changed_at END, \
-            idle_since = CASE WHEN n2.to_state = 2 THEN t.now ELSE w.idle_since END \
-        FROM n2, t WHERE w.id = n2.id \
+            idle_since = CASE WHEN n2.to_state = 2 THEN n2.now ELSE w.idle_since END \
+        FROM n2 WHERE w.id = n2.id \
         RETURNING w.id, w.slot, n2.state AS from_state, n2.to_state, n2.current_job AS job, \
-            t.now), \
+            n2.now), \
     cnt AS (UPDATE state_counts k SET s2 = k.s2 + (u.to_state = 2)::int, \
             s3 = k.s3 - (u.from_state = 3)::int, \
             s4 = k.s4 + (u.to_state = 4)::int - (u.from_state = 4)::int \
