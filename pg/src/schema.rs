@@ -1,7 +1,8 @@
 //! The registry's schema: one PostgreSQL schema per registry name, built by versioned
 //! migrations that `connect` applies.
 //!
-//! # Tables (schema v1; v2 and v3 add the tables marked so, v4 and v5 an index each)
+//! # Tables (schema v1; v2 and v3 add the tables marked so, v4 and v5 an index each; v6
+//! creates v2's table where an older v2 made another)
 //! | table | what | why |
 //! |---|---|---|
 //! | `workers` | one row per worker: handle, state, job, timestamps, the spec's deadlines | the record; `current_job` is `UNIQUE` (invariant 2 across processes) |
@@ -269,6 +270,24 @@ CREATE TRIGGER pool_delete AFTER DELETE ON workers
         // index instead of every id ever registered.
         "CREATE INDEX known_ids_retired ON known_ids (retired) WHERE retired IS NOT NULL;"
             .to_owned(),
+        // v6: the managers' lease for registries whose v2 was the first one, the table
+        // `leases` of `LeaderLease` (main up to 8ebf63c; v2 was then rewritten in place): they
+        // have migration 2 recorded and no `manager_leases`, so no replica could ever lead
+        // (every lease call and fenced write failed: "relation manager_leases does not
+        // exist"). The table is created as v2 creates it now (a no-op where v2 did), and the
+        // old one dropped: nothing reads it any more, and a replica of such a build left
+        // running then fails to lead instead of leading beside the new ones.
+        r#"
+CREATE TABLE IF NOT EXISTS manager_leases (
+    name text PRIMARY KEY,
+    holder text NOT NULL,
+    term bigint NOT NULL CHECK (term > 0),
+    since bigint NOT NULL,
+    expires_at bigint NOT NULL
+);
+DROP TABLE IF EXISTS leases;
+"#
+        .to_owned(),
     ]
 }
 

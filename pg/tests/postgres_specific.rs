@@ -67,7 +67,7 @@ fn replicas_starting_at_once_apply_each_migration_once() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1, 2, 3, 4, 5]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
 }
 
 #[test]
@@ -109,6 +109,66 @@ fn migration_v3_backfills_the_pool_counts_of_an_existing_fleet() {
     assert_eq!(
         (stats.by_pool["b"].creating, stats.by_pool["b"].ready),
         (0, 1)
+    );
+}
+
+#[test]
+fn a_registry_made_when_v2_was_the_leases_table_gets_the_managers_lease() {
+    // Main briefly shipped schema v2 as `CREATE TABLE leases (name, holder, term, expires_at
+    // timestamptz)` (the LeaderLease of pg/src/lease.rs, up to 8ebf63c); v2 was then rewritten
+    // in place as `manager_leases`. A registry made by such a build has migration 2 recorded
+    // and no `manager_leases`: rebuilt here as that build left it (v3 to v5 undone, v2's table
+    // swapped), then a new build connects. Its replicas must be able to lead, and the fleet
+    // must be intact.
+    let (clock, registry, _schema) = registry("leasemig");
+    let busy = ready(&registry, spec());
+    registry.assign_to_job(&busy, job("j")).unwrap();
+    let gone = ready(&registry, spec());
+    registry
+        .unregister(&gone, TerminationReason::Requested)
+        .unwrap();
+    let before = registry.snapshot().unwrap();
+    drop(registry);
+    let mut client = raw(&_schema.name);
+    client
+        .batch_execute(
+            "DROP TRIGGER pool_insert ON workers; DROP TRIGGER pool_state ON workers; \
+             DROP TRIGGER pool_delete ON workers; DROP FUNCTION count_pool(); \
+             DROP TABLE pool_counts; ALTER TABLE workers DROP COLUMN pool; \
+             DROP INDEX workers_terminal; DROP INDEX known_ids_retired; \
+             DROP TABLE manager_leases; \
+             CREATE TABLE leases (name text PRIMARY KEY, holder text NOT NULL, \
+                 term bigint NOT NULL, expires_at timestamptz NOT NULL); \
+             DELETE FROM migrations WHERE version >= 3;",
+        )
+        .unwrap();
+    let upgraded = replica(&_schema.name, clock.clone());
+    let after = upgraded.snapshot().unwrap();
+    assert_eq!(
+        (&after.workers, &after.retired_ids, after.seq),
+        (&before.workers, &before.retired_ids, before.seq),
+        "the fleet survives"
+    );
+    assert_invariants(&upgraded);
+    let lease = upgraded.leadership("a", Duration::from_secs(10)).unwrap();
+    let term = match lease.acquire_or_renew(None) {
+        Ok(LeaseStatus::Held(info)) => info.term,
+        other => panic!("the lease of an upgraded registry: {other:?}"),
+    };
+    // The leader's fenced writes work too (they read the lease row).
+    let fenced = upgraded.fenced(&lease, term).expect("a fenced view");
+    fenced
+        .update_state(&busy, WorkerState::Draining)
+        .expect("a fenced write on the upgraded registry");
+    // And a second replica sees the same lease: one leader.
+    let other = replica(&_schema.name, clock);
+    let other_lease = other.leadership("b", Duration::from_secs(10)).unwrap();
+    assert!(
+        matches!(
+            other_lease.acquire_or_renew(None),
+            Ok(LeaseStatus::Follower(_))
+        ),
+        "the second replica follows"
     );
 }
 
