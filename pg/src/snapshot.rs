@@ -17,7 +17,8 @@ pub(crate) const RETIRED_IDS: &str =
     "SELECT id FROM known_ids WHERE retired IS NOT NULL ORDER BY retired";
 
 /// Every record and the seq of the last event, in one repeatable-read transaction (one
-/// instant). `taken_at` is read in that transaction, after its snapshot.
+/// instant). `taken_at` is read in that transaction, after its snapshot, or is the latest time
+/// in a record if that is later (a database clock that stepped back).
 pub(crate) fn snapshot(registry: &PostgresWorkerRegistry) -> Result<Snapshot> {
     let specs = &registry.inner.specs;
     registry.run("taking a snapshot", |conn| {
@@ -52,6 +53,24 @@ pub(crate) fn snapshot(registry: &PostgresWorkerRegistry) -> Result<Snapshot> {
             .iter()
             .map(|r| specs.worker(r))
             .collect::<std::result::Result<Vec<Worker>, Fail>>()?;
+        // The database's clock is the server's wall clock, which can step back (NTP, an
+        // operator, a failover to a standby whose clock is behind): records stamped before
+        // the step then hold times after the reading above, and a snapshot dated by it alone
+        // would be refused by every restore (`Snapshot::validate`: no time after `taken_at`).
+        // So `taken_at` is the latest time this clock is known to have shown; a restore fits
+        // the snapshot to its own clock (`Snapshot::fit_to_clock`) as any snapshot dated ahead.
+        let taken_at = workers
+            .iter()
+            .flat_map(|w| {
+                [
+                    w.created_at,
+                    w.updated_at,
+                    w.state_changed_at,
+                    w.last_heartbeat,
+                    w.idle_since.unwrap_or(0),
+                ]
+            })
+            .fold(ts(taken_at), u64::max);
         let retired_ids = retired
             .iter()
             .map(|r| {
@@ -62,7 +81,7 @@ pub(crate) fn snapshot(registry: &PostgresWorkerRegistry) -> Result<Snapshot> {
         Ok(Snapshot {
             format: SNAPSHOT_FORMAT.to_owned(),
             seq: ts(seq),
-            taken_at: ts(taken_at),
+            taken_at,
             workers,
             retired_ids,
         })

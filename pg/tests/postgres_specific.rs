@@ -503,6 +503,52 @@ fn on_the_database_clock_now_and_timestamps_follow_the_server() {
 }
 
 #[test]
+fn a_snapshot_taken_after_the_server_clock_stepped_back_restores() {
+    // The database's clock is the server's wall clock (`clock_timestamp()`), which NTP, a
+    // failover to a standby or an operator can step back. Records stamped before the step then
+    // hold times after the clock's reading; a snapshot taken then must still be one its own
+    // registry, or any other, can restore (a backup that cannot be loaded loses the fleet).
+    let _schema = SchemaGuard::new("clockback");
+    let name = _schema.name.clone();
+    let registry = PostgresWorkerRegistry::connect(&url(), &name).unwrap();
+    let w = ready(&registry, spec());
+    registry.assign_to_job(&w, job("j")).unwrap();
+    registry.heartbeat(&w).unwrap();
+    let before = registry.get(&w).unwrap().unwrap();
+    // The server's clock steps back 5 s: the schema's clock function reads 5 s earlier.
+    raw(&name)
+        .batch_execute(
+            "CREATE OR REPLACE FUNCTION now_ms(given bigint) RETURNS bigint LANGUAGE sql \
+             VOLATILE AS $$ SELECT coalesce(given, floor(date_part('epoch', \
+             clock_timestamp() - interval '5 s') * 1000)::bigint + (-9223372036854775807 - 1)) $$",
+        )
+        .unwrap();
+    assert!(
+        registry.now() < before.last_heartbeat,
+        "the clock stepped back"
+    );
+    let snapshot = registry.snapshot().unwrap();
+    assert_eq!(snapshot.workers.len(), 1);
+    assert_eq!(snapshot.workers[0], before, "the records as they are");
+    let read = Snapshot::from_json(&snapshot.to_json().unwrap())
+        .expect("a registry's own snapshot reads back");
+    assert!(
+        snapshot.taken_at >= before.last_heartbeat,
+        "no time after taken_at"
+    );
+    let memory = InMemoryWorkerRegistry::new();
+    memory.restore(read.clone()).expect("restores in memory");
+    assert_eq!(
+        memory.get(&w).unwrap().unwrap().current_job,
+        before.current_job
+    );
+    let other = SchemaGuard::new("clockback2");
+    let copy = PostgresWorkerRegistry::connect(&url(), &other.name).unwrap();
+    copy.restore(read).expect("restores on PostgreSQL");
+    assert_invariants(&copy);
+}
+
+#[test]
 fn pruned_events_are_a_gap_for_a_subscriber_that_lagged_and_the_stream_goes_on() {
     let (clock, registry, _schema) = registry("prune");
     let lagging = registry.subscribe(SubscribeOptions::default()).unwrap();
