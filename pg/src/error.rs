@@ -11,17 +11,24 @@ use postgres::error::{Severity, SqlState};
 pub(crate) enum DbError {
     /// A unique index refused a row: which constraint.
     Unique(String),
+    /// The database's encoding cannot hold a string of the call (a `LATIN1` database given
+    /// `"☃"`): the caller's value, not the server, is the problem, and nothing was applied.
+    Encoding(String),
     /// Anything else: the connection, the server, a bug in our SQL.
     Other(String),
 }
 
 impl DbError {
-    /// The core error for a failure that the operation did not expect: always `Backend`,
-    /// with the cause and what we were doing.
+    /// The core error for a failure that the operation did not expect: `Backend`, with the
+    /// cause and what we were doing; `InvalidArgument` for text the database cannot store.
     pub(crate) fn backend(self, doing: &str) -> Error {
         match self {
             DbError::Unique(constraint) => Error::Backend(format!(
                 "{doing}: unexpected unique violation on {constraint}"
+            )),
+            DbError::Encoding(cause) => Error::InvalidArgument(format!(
+                "{doing}: {cause}: this database's encoding cannot store that text (a registry \
+                 needs a UTF8 database to hold any string)"
             )),
             DbError::Other(cause) => Error::Backend(format!("{doing}: {cause}")),
         }
@@ -33,6 +40,15 @@ impl From<postgres::Error> for DbError {
         if let Some(db) = e.as_db_error() {
             if db.code() == &SqlState::UNIQUE_VIOLATION {
                 return DbError::Unique(db.constraint().unwrap_or("?").to_owned());
+            }
+            if db.code() == &SqlState::UNTRANSLATABLE_CHARACTER
+                || db.code() == &SqlState::CHARACTER_NOT_IN_REPERTOIRE
+            {
+                return DbError::Encoding(format!(
+                    "{} (SQLSTATE {})",
+                    db.message(),
+                    db.code().code()
+                ));
             }
             return DbError::Other(format!(
                 "{} (SQLSTATE {}){}",

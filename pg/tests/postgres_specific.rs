@@ -548,6 +548,75 @@ fn a_snapshot_taken_after_the_server_clock_stepped_back_restores() {
     assert_invariants(&copy);
 }
 
+/// `url()` with its database set to `dbname`.
+fn url_of_database(dbname: &str) -> String {
+    let url = url();
+    match url.split_once("://") {
+        // postgres://user@host:port/db?params
+        Some((scheme, rest)) => {
+            let (main, query) = rest
+                .split_once('?')
+                .map_or((rest, None), |(m, q)| (m, Some(q)));
+            let authority = main.split('/').next().unwrap_or(main);
+            let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+            format!("{scheme}://{authority}/{dbname}{query}")
+        }
+        // key=value: the last value of a key wins.
+        None => format!("{url} dbname={dbname}"),
+    }
+}
+
+#[test]
+fn text_a_latin1_database_cannot_hold_is_an_invalid_argument_and_changes_nothing() {
+    // A registry's strings are any UTF-8 without NUL; a database in another encoding (LATIN1)
+    // cannot store some of them. That is the value's problem, not an outage: `Backend` (what
+    // a host retries, or reads as "the database is down") misled; nothing is applied either way.
+    let dbname = common::support::unique_name("latin1");
+    let mut admin = Client::connect(&url(), NoTls).expect("admin connection");
+    admin
+        .batch_execute(&format!(
+            "CREATE DATABASE {dbname} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' \
+             TEMPLATE template0"
+        ))
+        .expect("a LATIN1 database");
+    let result = std::panic::catch_unwind(|| {
+        let url = url_of_database(&dbname);
+        let clock = Arc::new(ManualClock::new(T0));
+        let registry = PostgresWorkerRegistry::connect_with_clock(&url, "enc", clock.clone())
+            .expect("connect");
+        let snowman = WorkerHandle::new(provider("p"), ProviderType::Docker, "c-☃");
+        let err = registry.register(snowman.clone(), spec()).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidArgument(m) if m.contains("encoding")),
+            "register: {err:?}"
+        );
+        // A snapshot holding such a string: refused, the registry left empty.
+        let memory = InMemoryWorkerRegistry::with_clock(clock);
+        memory.register(snowman, spec()).unwrap();
+        let err = registry.restore(memory.snapshot().unwrap()).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidArgument(m) if m.contains("encoding")),
+            "restore: {err:?}"
+        );
+        assert_eq!(registry.count().unwrap(), 0);
+        // Text LATIN1 holds is stored and read back as given.
+        let w = registry
+            .register(
+                WorkerHandle::new(provider("p"), ProviderType::Docker, "c-é"),
+                spec(),
+            )
+            .unwrap();
+        assert_eq!(registry.get(&w.id).unwrap(), Some(w));
+        drop(registry);
+    });
+    admin
+        .batch_execute(&format!("DROP DATABASE {dbname} WITH (FORCE)"))
+        .expect("drop the LATIN1 database");
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
 #[test]
 fn pruned_events_are_a_gap_for_a_subscriber_that_lagged_and_the_stream_goes_on() {
     let (clock, registry, _schema) = registry("prune");
