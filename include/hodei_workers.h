@@ -1926,7 +1926,9 @@ hw_status hw_registry_snapshot(const struct hw_registry *registry, char **out_js
  snapshot's own time, a string holding a NUL byte, the snapshot or a record, handle, spec
  or `resources` in it written as an array of its values instead of an object, …), or a
  snapshot dated more than an hour after this registry's clock; `HW_ERR_INVALID_ARGUMENT`
- when the registry is not empty or the text is not UTF-8.
+ when the registry is not empty, one of the snapshot's workers was registered in this
+ registry before (ids are never reused), the text is not UTF-8, or (PostgreSQL) the
+ database's encoding cannot store one of its strings.
  */
 hw_status hw_registry_restore(const struct hw_registry *registry, const char *json);
 

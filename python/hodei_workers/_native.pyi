@@ -892,8 +892,10 @@ class Registry:
             SnapshotError: corrupt, truncated, foreign or inconsistent text (timestamps after
                 the snapshot's own time, a string holding a NUL character, ...), or a snapshot
                 dated more than an hour after this registry's clock.
-            InvalidArgumentError: the registry is not empty, or ``snapshot`` is not valid text
-                (a lone surrogate: no snapshot's text).
+            InvalidArgumentError: the registry is not empty, one of the snapshot's workers was
+                registered in this registry before (ids are never reused), ``snapshot`` is not
+                valid text (a lone surrogate: no snapshot's text), or (PostgreSQL) the
+                database's encoding cannot store one of its strings.
         """
     def __len__(self) -> int: ...
     def __contains__(self, key: str, /) -> bool:

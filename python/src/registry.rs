@@ -524,8 +524,10 @@ impl PyRegistry {
     ///
     /// Raises SnapshotError for corrupt, truncated, foreign or inconsistent text, or a
     /// snapshot dated more than an hour after this registry's clock; InvalidArgumentError when
-    /// the registry is not empty, or for a ``snapshot`` that is not valid text (a lone
-    /// surrogate: no snapshot's text).
+    /// the registry is not empty, one of the snapshot's workers was registered in this
+    /// registry before (ids are never reused), for a ``snapshot`` that is not valid text (a
+    /// lone surrogate: no snapshot's text), or (PostgreSQL) when the database's encoding
+    /// cannot store one of its strings.
     fn restore(&self, py: Python<'_>, snapshot: &Bound<'_, PyString>) -> PyResult<()> {
         let snapshot = convert::text(snapshot, "snapshot")?;
         run(py, || self.inner.restore(Snapshot::from_json(snapshot)?))
