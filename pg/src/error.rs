@@ -11,8 +11,10 @@ use postgres::error::{Severity, SqlState};
 pub(crate) enum DbError {
     /// A unique index refused a row: which constraint.
     Unique(String),
-    /// The database's encoding cannot hold a string of the call (a `LATIN1` database given
-    /// `"☃"`): the caller's value, not the server, is the problem, and nothing was applied.
+    /// The database cannot take a string of the call: its encoding lacks a character (a
+    /// `LATIN1` database given `"☃"`), or the string holds a NUL (a filter's label: stored
+    /// strings are checked before). The caller's value, not the server, is the problem, and
+    /// nothing was applied.
     Encoding(String),
     /// Anything else: the connection, the server, a bug in our SQL.
     Other(String),
@@ -27,8 +29,9 @@ impl DbError {
                 "{doing}: unexpected unique violation on {constraint}"
             )),
             DbError::Encoding(cause) => Error::InvalidArgument(format!(
-                "{doing}: {cause}: this database's encoding cannot store that text (a registry \
-                 needs a UTF8 database to hold any string)"
+                "{doing}: {cause}: the database cannot take that text (a NUL character, or a \
+                 character its encoding lacks: a registry needs a UTF8 database to hold any \
+                 string)"
             )),
             DbError::Other(cause) => Error::Backend(format!("{doing}: {cause}")),
         }
