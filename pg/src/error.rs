@@ -12,9 +12,9 @@ pub(crate) enum DbError {
     /// A unique index refused a row: which constraint.
     Unique(String),
     /// The database cannot take a string of the call: its encoding lacks a character (a
-    /// `LATIN1` database given `"☃"`), or the string holds a NUL (a filter's label: stored
-    /// strings are checked before). The caller's value, not the server, is the problem, and
-    /// nothing was applied.
+    /// `LATIN1` database given `"☃"`), or the string holds a NUL (stored strings and filters
+    /// are checked before they are sent: a guard). The caller's value, not the server, is the
+    /// problem, and nothing was applied.
     Encoding(String),
     /// Anything else: the connection, the server, a bug in our SQL.
     Other(String),
