@@ -624,6 +624,70 @@ fn a_refused_fencing_token_ends_the_deposed_leaders_trust_at_once_and_backs_noth
     assert_eq!(c.provider.calls(), calls, "a made no provider call");
 }
 
+/// A replica that stops leading while one of its own threads is inside a destroy, then leads
+/// again (here the host stepped down and a later tick acquired a new term), must not destroy
+/// that worker a second time while the first call is still in flight: before, losing the lease
+/// reset the destroy queue, entries being destroyed included, so the new term's takeover
+/// reconcile adopted the `Terminating` record afresh and its tick called the provider again.
+#[test]
+fn a_replica_that_leads_again_does_not_destroy_a_worker_its_own_thread_is_destroying() {
+    let c = cluster();
+    let (id, resource, terminating) = c.a_terminates_into_a_stalled_destroy([DestroyStep::Stall]);
+    c.a.manager.step_down().unwrap();
+    c.advance(Duration::from_secs(1));
+    let r = c.a.manager.tick(0);
+    assert!(r.leading, "{:?}", r.decisions);
+    assert_eq!(r.leader.as_ref().unwrap().term, 2, "{:?}", r.decisions);
+    let destroy = format!("destroy {resource}");
+    assert_eq!(
+        c.count_calls(&destroy),
+        1,
+        "a second destroy of {resource} while the first is in flight: {:?}",
+        r.decisions
+    );
+    // The stalled destroy ends it, once.
+    c.provider.release_stalled(1);
+    let t = terminating.join().unwrap().unwrap();
+    assert_eq!(t.terminated.len(), 1, "{t:?}");
+    assert!(c.registry.get(&id).unwrap().is_none());
+    c.advance(Duration::from_secs(30));
+    let r = c.a.manager.tick(0);
+    assert!(r.leading, "{:?}", r.decisions);
+    assert_eq!(c.count_calls(&destroy), 1, "{:?}", r.decisions);
+    assert!(c.a.manager.pending_destroys().is_empty());
+}
+
+/// The same when another replica led meanwhile and failed to destroy the worker: once this
+/// replica leads again, its own destroy still in flight is not doubled by its new term.
+#[test]
+fn a_replica_that_leads_again_after_another_does_not_double_its_own_destroy_in_flight() {
+    let c = cluster();
+    // a's destroy stalls; b's, once it leads, fails.
+    let (id, resource, terminating) = c
+        .a_terminates_into_a_stalled_destroy([DestroyStep::Stall, DestroyStep::Fail("cloud down")]);
+    c.advance(TTL + Duration::from_secs(1));
+    let rb = c.b.manager.tick(0);
+    assert!(rb.leading, "{:?}", rb.decisions);
+    assert_eq!(rb.failed.len(), 1, "{:?}", rb.decisions);
+    // a sees the lease lost, b steps down, a leads again under term 3.
+    assert!(!c.a.manager.tick(0).leading);
+    c.b.manager.step_down().unwrap();
+    let ra = c.a.manager.tick(0);
+    assert!(ra.leading, "{:?}", ra.decisions);
+    assert_eq!(ra.leader.as_ref().unwrap().term, 3, "{:?}", ra.decisions);
+    let destroy = format!("destroy {resource}");
+    assert_eq!(
+        c.count_calls(&destroy),
+        2,
+        "a's and b's, not a second one of a's while its first is in flight: {:?}",
+        ra.decisions
+    );
+    c.provider.release_stalled(1);
+    terminating.join().unwrap().unwrap();
+    assert!(c.registry.get(&id).unwrap().is_none());
+    assert!(c.a.manager.pending_destroys().is_empty());
+}
+
 #[test]
 fn a_new_leader_grants_grace_so_heartbeats_sent_to_the_old_one_do_not_expire_the_fleet() {
     let c = cluster();

@@ -28,6 +28,10 @@ pub(super) struct DestroyEntry {
     /// The provider confirmed the instance gone; only the unregister is left (it failed, or
     /// its answer was lost). Retries unregister without calling the provider again.
     instance_gone: bool,
+    /// Kept only for the destroy in progress (the lease was lost meanwhile: the rest of the
+    /// queue was forgotten): dropped when that destroy releases it, unless a later term
+    /// queued the worker again meanwhile.
+    forgotten: bool,
 }
 
 /// The workers to destroy, each with its retry schedule; at most one entry per worker, and an
@@ -64,6 +68,12 @@ impl DestroyQueue {
         now: Timestamp,
     ) -> bool {
         match self.entries.entry(id) {
+            // Being destroyed by a thread of a term that forgot the queue: this term adopts
+            // it, but does not destroy it again while that call is in flight.
+            std::collections::hash_map::Entry::Occupied(mut slot) if slot.get().forgotten => {
+                slot.get_mut().forgotten = false;
+                true
+            }
             std::collections::hash_map::Entry::Occupied(_) => false,
             std::collections::hash_map::Entry::Vacant(slot) => {
                 slot.insert(DestroyEntry {
@@ -73,6 +83,7 @@ impl DestroyQueue {
                     next_at: now,
                     in_progress: false,
                     instance_gone: false,
+                    forgotten: false,
                 });
                 true
             }
@@ -132,6 +143,9 @@ impl DestroyQueue {
         initial: std::time::Duration,
         max: std::time::Duration,
     ) -> Option<(u32, Timestamp)> {
+        if self.drop_forgotten(id) {
+            return None;
+        }
         let live = self.entries.get_mut(id)?;
         live.attempts = live.attempts.saturating_add(1);
         live.next_at = now.saturating_add(millis(backoff_delay(initial, max, live.attempts)));
@@ -141,6 +155,9 @@ impl DestroyQueue {
 
     /// Releases a picked entry without counting an attempt: due again at `next_at`.
     pub(super) fn postpone(&mut self, id: &WorkerId, next_at: Timestamp) {
+        if self.drop_forgotten(id) {
+            return;
+        }
         if let Some(entry) = self.entries.get_mut(id) {
             entry.in_progress = false;
             entry.next_at = next_at;
@@ -150,11 +167,35 @@ impl DestroyQueue {
     /// Releases a picked entry whose instance the provider confirmed gone but whose record
     /// could not be removed: due again at `next_at`, for the unregister alone.
     pub(super) fn unregister_later(&mut self, id: &WorkerId, next_at: Timestamp) {
+        if self.drop_forgotten(id) {
+            return;
+        }
         if let Some(entry) = self.entries.get_mut(id) {
             entry.in_progress = false;
             entry.instance_gone = true;
             entry.next_at = next_at;
         }
+    }
+
+    /// Forgets the queue (the lease was lost: the next leader rebuilds it from the registry),
+    /// except the entries a thread is destroying right now: until that destroy returns, the
+    /// worker is not picked again, should this replica lead again meanwhile and its takeover
+    /// queue the `Terminating` record afresh (a second provider call for one worker).
+    /// Released by that thread, such an entry leaves the queue.
+    pub(super) fn forget(&mut self) {
+        self.entries.retain(|_, e| {
+            e.forgotten = true;
+            e.in_progress
+        });
+    }
+
+    /// Drops `id` when its entry was forgotten (see [`forget`](Self::forget)); says whether.
+    fn drop_forgotten(&mut self, id: &WorkerId) -> bool {
+        if self.entries.get(id).is_some_and(|e| e.forgotten) {
+            self.entries.remove(id);
+            return true;
+        }
+        false
     }
 
     /// Takes `id` off the queue.
@@ -517,6 +558,29 @@ mod tests {
         q.postpone(&a, 5);
         assert!(q.idle_outside(|id| *id == a).is_empty());
         assert!(q.contains(&a) && !q.contains(&b));
+    }
+
+    #[test]
+    fn forgetting_keeps_an_entry_being_destroyed_until_its_destroy_releases_it() {
+        let mut q = DestroyQueue::default();
+        let (a, b, c) = (WorkerId::new(), WorkerId::new(), WorkerId::new());
+        for id in [a, b, c] {
+            q.queue(id, &handle("x"), TerminationReason::Unhealthy, 0);
+        }
+        let (picked, _) = q.pick_due(Some(&[a, b]), 0, &mut Budget::unlimited());
+        assert_eq!(picked.len(), 2);
+        q.forget();
+        assert_eq!(q.len(), 2, "the idle entry is forgotten");
+        assert!(!q.contains(&c));
+        // Queued again by a later term: adopted, but not picked while its destroy runs.
+        assert!(q.queue(b, &handle("x"), TerminationReason::Requested, 1));
+        assert!(q.pick_due(None, 10, &mut Budget::unlimited()).0.is_empty());
+        // Released: a forgotten entry leaves, an adopted one stays for its retry.
+        let i = Duration::from_secs(1);
+        assert_eq!(q.fail(&a, 10, i, i), None);
+        assert!(!q.contains(&a));
+        assert_eq!(q.fail(&b, 10, i, i), Some((1, 1_010)));
+        assert_eq!(q.pending(), vec![(b, 1, 1_010)]);
     }
 
     #[test]

@@ -18,7 +18,6 @@ use super::super::lease::{LeaderInfo, Leadership, LeaseKeeper, Renewal, Term};
 use super::super::provider::{guarded, ProviderResult};
 use super::super::report::TickReport;
 use super::brake::Brake;
-use super::destroy_queue::DestroyQueue;
 use super::WorkerLifecycleManager;
 
 impl WorkerLifecycleManager {
@@ -340,7 +339,9 @@ impl WorkerLifecycleManager {
 
     /// Drops what only a leader keeps: the next leader rebuilds it from the registry.
     fn forget_leader_state(&self) {
-        *self.destroys.lock() = DestroyQueue::default();
+        // Destroys in progress on other threads stay marked until they return: not picked
+        // again if this replica leads again meanwhile.
+        self.destroys.lock().forget();
         self.forget_orphans();
         self.backoff.lock().clear();
         *self.brake.lock() = Brake::default();
