@@ -333,6 +333,59 @@ fn tick_reports_registry_errors_instead_of_failing() {
     assert!(manager.tick(0).health_checked, "retried on the next tick");
 }
 
+/// The cleanup retries the due destroys first, then asks the registry what else is due; that
+/// question failing returned the error alone, dropping the workers the same call had just
+/// destroyed and unregistered: in no `CleanupResult`, no `TickReport` (only "cleanup
+/// failed"), though `terminated_total` counted them.
+#[test]
+fn a_registry_failure_after_the_destroy_retries_keeps_them_in_the_cleanup_result() {
+    let (clock, flaky, manager, provider) = setup();
+    // A worker whose destroy failed, due for its retry, and the deadline queries failing.
+    let retried = || {
+        let w = manager.provision_worker(&pid("test"), spec()).unwrap();
+        provider.script_destroys([DestroyStep::Fail("cloud down")]);
+        let t = manager
+            .terminate_worker(&w.id, TerminationReason::Requested)
+            .unwrap();
+        assert_eq!(t.failed.len(), 1, "{t:?}");
+        clock.advance(secs(3));
+        flaky.faults.fail_queries.store(true, Ordering::SeqCst);
+        w.id
+    };
+
+    let w = retried();
+    let c = manager
+        .cleanup_workers()
+        .expect("the destroy it retried is reported");
+    assert_eq!(
+        c.terminated.iter().map(|t| t.worker_id).collect::<Vec<_>>(),
+        [w],
+        "{c:?}"
+    );
+    assert!(flaky.get(&w).unwrap().is_none());
+    assert_eq!(manager.stats().unwrap().terminated_total, 1);
+    // Nothing done before the failure: the error, as before.
+    assert_eq!(manager.cleanup_workers().unwrap_err(), down());
+
+    // A tick reports both: the destroy, and the failure.
+    flaky.faults.fail_queries.store(false, Ordering::SeqCst);
+    let w = retried();
+    let r = manager.tick(0);
+    assert_eq!(
+        r.terminated.iter().map(|t| t.worker_id).collect::<Vec<_>>(),
+        [w],
+        "{:?}",
+        r.decisions
+    );
+    assert!(
+        r.decisions
+            .iter()
+            .any(|d| d == "cleanup failed: backend error: database unreachable"),
+        "{:?}",
+        r.decisions
+    );
+}
+
 #[test]
 fn a_job_released_while_its_worker_is_taken_out_of_service_is_not_reported_lost() {
     let (_clock, flaky, manager, _provider) = setup();

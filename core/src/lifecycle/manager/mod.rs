@@ -530,14 +530,14 @@ impl WorkerLifecycleManager {
                 .decisions
                 .push(format!("terminal records check failed: {e}")),
         }
-        match self.cleanup_inner(&mut budget) {
-            Ok(c) => {
-                report.terminated.extend(c.terminated);
-                report.failed.extend(c.failed);
-                report.drained.extend(c.drained);
-                report.lost_jobs.extend(c.lost_jobs);
-            }
-            Err(e) => report.decisions.push(format!("cleanup failed: {e}")),
+        // What the cleanup did is reported even when an error cut it short.
+        let (c, error) = self.cleanup_inner(&mut budget);
+        report.terminated.extend(c.terminated);
+        report.failed.extend(c.failed);
+        report.drained.extend(c.drained);
+        report.lost_jobs.extend(c.lost_jobs);
+        if let Some(e) = error {
+            report.decisions.push(format!("cleanup failed: {e}"));
         }
         self.retry_orphans(&mut budget, &mut report);
 

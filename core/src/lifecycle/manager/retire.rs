@@ -38,26 +38,40 @@ impl WorkerLifecycleManager {
     /// with reason `Requested`). Checking for them costs O(1) when there are none.
     ///
     /// # Errors
-    /// Only when the registry fails to answer what is due.
+    /// Only when the registry fails to answer what is due, and no destroy was retried before
+    /// (otherwise the result says what they did, and what is due waits for the next call).
     pub fn cleanup_workers(&self) -> Result<CleanupResult> {
-        self.cleanup_inner(&mut Budget::unlimited())
+        match self.cleanup_inner(&mut Budget::unlimited()) {
+            (result, Some(e)) if result.terminated.is_empty() && result.failed.is_empty() => Err(e),
+            (result, _) => Ok(result),
+        }
     }
 
-    pub(super) fn cleanup_inner(&self, budget: &mut Budget) -> Result<CleanupResult> {
+    /// The cleanup, and the error that cut it short, if any: what it did before is in the
+    /// result all the same (the destroys it retried).
+    pub(super) fn cleanup_inner(&self, budget: &mut Budget) -> (CleanupResult, Option<Error>) {
         crate::trace::span!("cleanup");
-        self.fence()?;
-        let now = self.registry.now();
         let mut result = CleanupResult::default();
+        if let Err(e) = self.fence() {
+            return (result, Some(e));
+        }
+        let now = self.registry.now();
         // Terminal records nobody destroys yet (moved there by the host, restored so) join the
         // queue first, so that this very call destroys them.
-        self.adopt_terminal(now)?;
+        if let Err(e) = self.adopt_terminal(now) {
+            return (result, Some(e));
+        }
         // Retries first: destroys already under way finish before new work starts, so a
         // capped tick still makes progress.
         let retried = self.destroy_due(None, budget);
         result.terminated.extend(retried.terminated);
         result.failed.extend(retried.failed);
         result.deferred += retried.deferred;
-        let due = self.registry.find_for_termination()?;
+        // Failing here must not drop the destroys just retried: they are unregistered now.
+        let due = match self.registry.find_for_termination() {
+            Ok(due) => due,
+            Err(e) => return (result, Some(e)),
+        };
         let total = due.len();
         for (i, (worker, reason)) in due.into_iter().enumerate() {
             if !budget.take() || self.fence().is_err() {
@@ -70,7 +84,7 @@ impl WorkerLifecycleManager {
                 result.failed.extend(destroyed.failed);
             }
         }
-        Ok(result)
+        (result, None)
     }
 
     /// Applies a retirement decision taken on `w` — a view that may be stale by now — against
