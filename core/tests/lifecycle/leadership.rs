@@ -688,6 +688,47 @@ fn a_replica_that_leads_again_after_another_does_not_double_its_own_destroy_in_f
     assert!(c.a.manager.pending_destroys().is_empty());
 }
 
+/// A leader dies while a busy worker's instance vanishes: the new leader's takeover reconcile
+/// unregisters the record and reports its job lost, so the host requeues it. The tick's report
+/// said so in its decisions, but the health check that follows in the same tick (always due
+/// after a takeover) replaced the report's lost jobs with its own: the job was in no
+/// `TickReport::lost_jobs`.
+#[test]
+fn a_job_lost_by_the_takeover_reconcile_is_in_the_new_leaders_tick_report() {
+    let c = cluster();
+    let r = c.a.manager.tick(1);
+    assert_eq!(r.provisioned.len(), 1, "{:?}", r.decisions);
+    let id = r.provisioned[0].worker_id;
+    c.registry.update_state(&id, WorkerState::Ready).unwrap();
+    c.registry
+        .assign_to_job(&id, JobId::new("j-1").unwrap())
+        .unwrap();
+    let resource = c
+        .registry
+        .get(&id)
+        .unwrap()
+        .unwrap()
+        .handle
+        .resource_id
+        .clone();
+    // a dies; the instance is reclaimed meanwhile; b takes over.
+    c.provider.lose(&resource);
+    c.advance(TTL + Duration::from_secs(1));
+    let rb = c.b.manager.tick(0);
+    assert!(rb.leading, "{:?}", rb.decisions);
+    assert!(rb.health_checked, "{:?}", rb.decisions);
+    assert!(c.registry.get(&id).unwrap().is_none(), "{:?}", rb.decisions);
+    assert_eq!(
+        rb.lost_jobs,
+        [LostJob {
+            worker_id: id,
+            job_id: JobId::new("j-1").unwrap()
+        }],
+        "{:?}",
+        rb.decisions
+    );
+}
+
 #[test]
 fn a_new_leader_grants_grace_so_heartbeats_sent_to_the_old_one_do_not_expire_the_fleet() {
     let c = cluster();

@@ -506,10 +506,12 @@ impl WorkerLifecycleManager {
                     report.brake_released = hc.brake_released;
                     report.brake_gave_up = hc.brake_gave_up;
                     report.mass_expiry_held = hc.held;
-                    report.unhealthy = hc.unhealthy;
-                    report.lost_jobs = hc.lost_jobs;
-                    report.terminated = hc.terminated;
-                    report.failed = hc.failed;
+                    // Added to what the tick reported before (a takeover's reconcile: the
+                    // jobs of vanished records), never in its place.
+                    report.unhealthy.extend(hc.unhealthy);
+                    report.lost_jobs.extend(hc.lost_jobs);
+                    report.terminated.extend(hc.terminated);
+                    report.failed.extend(hc.failed);
                 }
                 Err(e) => report.decisions.push(format!("health check failed: {e}")),
             }
