@@ -729,6 +729,66 @@ fn a_job_lost_by_the_takeover_reconcile_is_in_the_new_leaders_tick_report() {
     );
 }
 
+/// Leading again forgets the orphans this replica remembered (the lease was lost: "the next
+/// leader's takeover reconcile finds the same instances again"). But that reconcile skips its
+/// orphan check while a provision of the replica is in flight (its instance cannot be told
+/// from an orphan), and nothing looked again: a ticker-only host leaked the instance of a
+/// create cut short by the lease loss for ever.
+#[test]
+fn an_orphan_forgotten_at_a_takeover_whose_orphan_check_was_skipped_is_destroyed_later() {
+    let c = cluster();
+    assert!(c.a.manager.tick(0).leading);
+    // Two provisions of a stall inside the provider.
+    c.provider
+        .script_creates([CreateStep::Stall, CreateStep::Stall]);
+    let provisions: Vec<_> = (0..2)
+        .map(|_| {
+            let a = Arc::clone(&c.a.manager);
+            let pid = c.provider.id.clone();
+            std::thread::spawn(move || a.provision_worker(&pid, spec()))
+        })
+        .collect();
+    TestProvider::wait_for(&c.provider.creating_now, 2);
+    // The host steps down meanwhile; one create returns: its instance is not registered.
+    c.a.manager.step_down().unwrap();
+    c.provider.release_stalled(1);
+    let (mut done, mut running): (Vec<_>, Vec<_>) = (Vec::new(), provisions);
+    while done.is_empty() {
+        std::thread::yield_now();
+        let (finished, still): (Vec<_>, Vec<_>) =
+            running.into_iter().partition(|t| t.is_finished());
+        done = finished;
+        running = still;
+    }
+    let err = done.pop().unwrap().join().unwrap().unwrap_err();
+    assert!(
+        err.to_string().contains("created but not registered"),
+        "{err}"
+    );
+    let orphan = c.provider.instance_ids();
+    assert_eq!(orphan.len(), 1);
+    // a leads again while the other create is still in flight.
+    c.advance(Duration::from_secs(1));
+    let r = c.a.manager.tick(0);
+    assert!(r.leading, "{:?}", r.decisions);
+    assert_eq!(r.leader.as_ref().unwrap().term, 2, "{:?}", r.decisions);
+    c.provider.release_stalled(1);
+    let made = running.pop().unwrap().join().unwrap().unwrap();
+    // Ticks go on (no host reconcile): the orphan goes, the registered worker stays.
+    for _ in 0..10 {
+        c.advance(Duration::from_secs(5));
+        c.registry.heartbeat(&made.id).ok();
+        assert!(c.a.manager.tick(0).leading);
+    }
+    let instances = c.provider.instance_ids();
+    assert!(
+        !instances.contains(&orphan[0]),
+        "orphan {} leaked: {instances:?}",
+        orphan[0]
+    );
+    assert_eq!(instances, std::slice::from_ref(&made.handle.resource_id));
+}
+
 #[test]
 fn a_new_leader_grants_grace_so_heartbeats_sent_to_the_old_one_do_not_expire_the_fleet() {
     let c = cluster();

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use crate::clock::Clock;
+use crate::clock::{millis, Clock, Timestamp};
 use crate::error::{Error, Result};
 use crate::events::EventKind;
 use crate::registry::WorkerRegistry;
@@ -34,8 +34,9 @@ impl WorkerLifecycleManager {
     /// - a **new leader** takes over first: it grants the whole fleet a grace period (workers
     ///   whose heartbeats went to a dead leader are not expired), rebuilds its state and runs
     ///   [`reconcile`](Self::reconcile), which adopts every `Terminating` record and destroys
-    ///   the instances no record knows; it publishes
-    ///   [`LeaderChanged`](crate::EventKind::LeaderChanged);
+    ///   the instances no record knows (when it could not look at every provider's
+    ///   instances, it runs again once per `health_check_interval` until it could); it
+    ///   publishes [`LeaderChanged`](crate::EventKind::LeaderChanged);
     /// - the **leader** does what a tick does.
     ///
     /// Every leader-only operation ([`provision_worker`](Self::provision_worker), the health
@@ -305,31 +306,7 @@ impl WorkerLifecycleManager {
         if let Err(e) = self.write(|r| r.grant_grace(now)) {
             report.decisions.push(format!("grant_grace failed: {e}"));
         }
-        match self.reconcile() {
-            Ok(r) => {
-                if !r.adopted_terminating.is_empty()
-                    || !r.orphans.is_empty()
-                    || !r.vanished.is_empty()
-                {
-                    report.decisions.push(format!(
-                        "takeover reconcile: {} Terminating adopted, {} orphan instances \
-                         destroyed, {} vanished",
-                        r.adopted_terminating.len(),
-                        r.orphans.len(),
-                        r.vanished.len()
-                    ));
-                }
-                for (provider, error) in &r.errors {
-                    report.decisions.push(format!(
-                        "takeover reconcile: provider {provider} could not list: {error}"
-                    ));
-                }
-                report.lost_jobs.extend(r.lost_jobs);
-            }
-            Err(e) => report
-                .decisions
-                .push(format!("takeover reconcile failed: {e}")),
-        }
+        self.takeover_reconcile(now, "takeover reconcile", report);
         let _ = self.registry.publish(EventKind::LeaderChanged {
             holder: Some(info.holder.clone()),
             term: info.term,
@@ -337,8 +314,72 @@ impl WorkerLifecycleManager {
         });
     }
 
+    /// The takeover's reconcile (`what` names it in the report): when it could not look at
+    /// every provider's instances — a listing failed, or its orphan check was skipped (a
+    /// provision of this replica in flight, a destroy confirmed during the listing) — it runs
+    /// again at a later tick ([`reconcile_again`](Self::reconcile_again)): the orphans this
+    /// replica remembered were forgotten with the lease, and the takeover reconcile is what
+    /// finds them again (on a host that only runs the ticker, nothing else would).
+    fn takeover_reconcile(&self, now: Timestamp, what: &str, report: &mut TickReport) {
+        let complete = match self.reconcile() {
+            Ok(r) => {
+                if !r.adopted_terminating.is_empty()
+                    || !r.orphans.is_empty()
+                    || !r.vanished.is_empty()
+                {
+                    report.decisions.push(format!(
+                        "{what}: {} Terminating adopted, {} orphan instances destroyed, {} \
+                         vanished",
+                        r.adopted_terminating.len(),
+                        r.orphans.len(),
+                        r.vanished.len()
+                    ));
+                }
+                for (provider, error) in &r.errors {
+                    report.decisions.push(format!(
+                        "{what}: provider {provider} could not list: {error}"
+                    ));
+                }
+                for provider in &r.orphan_check_skipped {
+                    report.decisions.push(format!(
+                        "{what}: orphan check of provider {provider} skipped (a provision or \
+                         a destroy under way)"
+                    ));
+                }
+                report.lost_jobs.extend(r.lost_jobs);
+                r.errors.is_empty() && r.orphan_check_skipped.is_empty()
+            }
+            Err(e) => {
+                report.decisions.push(format!("{what} failed: {e}"));
+                false
+            }
+        };
+        self.schedule.lock().reconcile_again =
+            (!complete).then(|| now.saturating_add(millis(self.config.health_check_interval)));
+        if !complete {
+            report.decisions.push(format!(
+                "{what} incomplete: run again in {:.0} s",
+                self.config.health_check_interval.as_secs_f64()
+            ));
+        }
+    }
+
+    /// Runs the takeover's reconcile again when it was incomplete and its next run is due
+    /// (once per `health_check_interval` until it completes).
+    pub(super) fn reconcile_again(&self, now: Timestamp, report: &mut TickReport) {
+        let due = self
+            .schedule
+            .lock()
+            .reconcile_again
+            .is_some_and(|at| at <= now);
+        if due {
+            self.takeover_reconcile(now, "takeover reconcile (again)", report);
+        }
+    }
+
     /// Drops what only a leader keeps: the next leader rebuilds it from the registry.
     fn forget_leader_state(&self) {
+        self.schedule.lock().reconcile_again = None;
         // Destroys in progress on other threads stay marked until they return: not picked
         // again if this replica leads again meanwhile.
         self.destroys.lock().forget();

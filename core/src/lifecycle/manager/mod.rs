@@ -71,6 +71,9 @@ struct Schedule {
     last_scale_action: Option<Timestamp>,
     /// The last look-up of the terminal records (`adopt_terminal`).
     last_terminal_sweep: Option<Timestamp>,
+    /// The takeover's reconcile could not look at every provider's instances: when it runs
+    /// again (see `reconcile_again`).
+    reconcile_again: Option<Timestamp>,
 }
 
 /// Lifetime totals reported by [`WorkerLifecycleManager::stats`].
@@ -542,6 +545,7 @@ impl WorkerLifecycleManager {
             report.decisions.push(format!("cleanup failed: {e}"));
         }
         self.retry_orphans(&mut budget, &mut report);
+        self.reconcile_again(now, &mut report);
 
         if !self.still_leading(&mut report) {
             return report;
