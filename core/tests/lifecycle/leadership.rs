@@ -789,6 +789,43 @@ fn an_orphan_forgotten_at_a_takeover_whose_orphan_check_was_skipped_is_destroyed
     assert_eq!(instances, std::slice::from_ref(&made.handle.resource_id));
 }
 
+/// A create in flight on a replica that loses the lease and leads again before it returns was
+/// reserved against the fleet as that replica saw it under its old term; another leader filled
+/// the fleet up to `max_workers` meanwhile (it does not see the other replica's ledger).
+#[test]
+fn a_create_that_outlives_two_lease_changes_does_not_exceed_max_workers() {
+    let c = cluster();
+    assert!(c.a.manager.tick(0).leading);
+    let provisioning = c.a_provisions_into_a_stalled_create();
+    c.advance(TTL + Duration::from_secs(1));
+    assert!(c.b.manager.tick(0).leading);
+    let max = c.b.manager.config().max_workers;
+    for _ in 0..max {
+        c.b.manager
+            .provision_worker(&c.provider.id, spec())
+            .unwrap();
+    }
+    c.b.manager.step_down().unwrap();
+    let ra = c.a.manager.tick(0);
+    assert!(ra.leading, "{:?}", ra.decisions);
+    c.provider.release_stalled(1);
+    let outcome = provisioning.join().unwrap();
+    assert!(
+        c.registry.count().unwrap() <= max,
+        "{} registered, max_workers {max}: {outcome:?}",
+        c.registry.count().unwrap()
+    );
+    let err = outcome.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::CapacityExceeded, "{err}");
+    assert!(err.to_string().contains("instance was destroyed"), "{err}");
+    assert_eq!(
+        c.provider.instance_ids().len(),
+        max,
+        "no instance left over"
+    );
+    assert_eq!(c.a.manager.stats().unwrap().in_flight, 0);
+}
+
 #[test]
 fn a_new_leader_grants_grace_so_heartbeats_sent_to_the_old_one_do_not_expire_the_fleet() {
     let c = cluster();

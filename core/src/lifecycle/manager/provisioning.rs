@@ -68,7 +68,9 @@ impl WorkerLifecycleManager {
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for an invalid spec; [`Error::ProviderNotFound`];
-    /// [`Error::CapacityExceeded`] at `max_workers`; [`Error::NotLeader`] when another replica
+    /// [`Error::CapacityExceeded`] at `max_workers` (also after the create, when this replica
+    /// led again under a new term meanwhile and the fleet filled up in between: the new
+    /// instance is then destroyed); [`Error::NotLeader`] when another replica
     /// leads (this manager's lease, the store's lease row, or the provider's refusal of the
     /// fencing token says so: not a failure of the provider); [`Error::Provider`] when the
     /// provider failed or panicked; a registry error when the handle could not be registered
@@ -179,9 +181,45 @@ impl WorkerLifecycleManager {
         // Fenced: a leader that lost its lease during the create registers nothing, and
         // destroys nothing either (the new leader's reconcile owns the instance now: two
         // destroys of one instance are what fencing prevents).
-        if let Err(e) = self.fence() {
+        let term = match self.fence() {
+            Ok(term) => term,
+            Err(e) => {
+                drop(ticket);
+                return Err((self.orphaned_by_lost_lease(&handle, e), None));
+            }
+        };
+        // Leading again under a new term: the reservation was made on this replica's view of
+        // the fleet under its old term, and the leaders in between, who cannot see this
+        // ledger, may have filled the fleet up to `max_workers` meanwhile.
+        if term != token && self.over_capacity() {
+            // Still in flight until the destroy returned (a `reconcile` meanwhile must not take
+            // the instance for an orphan and destroy it too).
+            let outcome = self.provider_call(term, "destroy_worker", || {
+                entry.provider.destroy_worker_fenced(term, &handle)
+            });
+            if super::orphans::confirms_destroy(&outcome) {
+                self.note_destroy_confirmed();
+            }
+            let destroyed = match outcome {
+                Ok(()) => "its instance was destroyed".to_owned(),
+                Err(e) if e.is_not_found() => "its instance was destroyed".to_owned(),
+                Err(e) => {
+                    if !e.is_fenced() {
+                        // Destroyed again by the ticks (the registry holds no record of it).
+                        self.remember_orphan(&handle, self.registry.now());
+                    }
+                    format!("destroying its instance failed: {e}")
+                }
+            };
             drop(ticket);
-            return Err((self.orphaned_by_lost_lease(&handle, e), None));
+            return Err((
+                Error::CapacityExceeded(format!(
+                    "max_workers {} reached while worker {id} was being created under term \
+                     {token} (term {term} now): not registered, {destroyed}",
+                    self.config.max_workers
+                )),
+                None,
+            ));
         }
         let registered = match self.write(|r| r.register(handle.clone(), spec)) {
             // The store did not answer: the registration may have been applied all the same
@@ -304,6 +342,16 @@ impl WorkerLifecycleManager {
             })
         })
         .unwrap_or_else(|| Err(Error::ProviderNotFound(provider_id.clone())))
+    }
+
+    /// Whether the registered workers and the provisions in flight (the caller's own among
+    /// them) are more than `max_workers`. A registry that cannot answer says no: the
+    /// registration that follows fails the same way.
+    fn over_capacity(&self) -> bool {
+        let ledger = self.ledger.lock();
+        self.registry
+            .count()
+            .is_ok_and(|registered| registered + ledger.in_flight.len() > self.config.max_workers)
     }
 
     /// Tests of the ledger's hygiene (its private state is not visible from outside).
