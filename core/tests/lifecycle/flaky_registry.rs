@@ -19,6 +19,7 @@ struct Faults {
     lose_register_reply: AtomicBool,
     lose_unregister_reply: AtomicBool,
     fail_queries: AtomicBool,
+    fail_grace: AtomicBool,
     /// Simulates the agent's release arriving between the manager's two state changes.
     release_before_terminating: AtomicBool,
     /// The move of this worker to `Terminating` fails (the database goes away mid-check).
@@ -49,6 +50,7 @@ impl Hooks for Faults {
             Call::Get(_) => check(&self.fail_get),
             Call::Register(_) => check(&self.fail_register),
             Call::Unregister(_) => check(&self.fail_unregister),
+            Call::GrantGrace => check(&self.fail_grace),
             Call::Find(None) => match &mut *self.scans_before_failing.lock() {
                 Some(0) => Err(down()),
                 Some(n) => {
@@ -384,6 +386,40 @@ fn a_registry_failure_after_the_destroy_retries_keeps_them_in_the_cleanup_result
         "{:?}",
         r.decisions
     );
+}
+
+/// The brake lets go when the fleet is back under the limit, with a fresh grace period for the
+/// stragglers. When the registry failed to grant it, the check returned the error but the
+/// brake had already let go: the next check expired the stragglers in one batch, as if it had
+/// never held — what the grace period is for.
+#[test]
+fn a_brake_release_whose_grace_period_failed_releases_again_at_the_next_check() {
+    let (clock, flaky, manager, _provider) = setup();
+    let ids: Vec<WorkerId> = (0..10)
+        .map(|_| {
+            let id = manager.provision_worker(&pid("test"), spec()).unwrap().id;
+            flaky.update_state(&id, WorkerState::Ready).unwrap();
+            id
+        })
+        .collect();
+    // 6 of 10 silent: more than floor(0.55 * 10), the brake holds.
+    clock.advance(secs(61));
+    for id in &ids[..4] {
+        manager.process_heartbeat(id).unwrap();
+    }
+    let check = manager.run_health_check().unwrap();
+    assert!(check.held.is_some(), "{check:?}");
+    // Two come back: 4 silent, under the limit; the release's grace period fails.
+    for id in &ids[4..6] {
+        manager.process_heartbeat(id).unwrap();
+    }
+    flaky.faults.fail_grace.store(true, Ordering::SeqCst);
+    assert_eq!(manager.run_health_check().unwrap_err(), down());
+    flaky.faults.fail_grace.store(false, Ordering::SeqCst);
+    let check = manager.run_health_check().unwrap();
+    assert!(check.unhealthy.is_empty(), "{check:?}");
+    assert!(check.brake_released, "{check:?}");
+    assert_eq!(flaky.count().unwrap(), 10);
 }
 
 #[test]

@@ -34,6 +34,8 @@ pub enum Call<'a> {
     FindUnhealthy,
     FindStartupExpired,
     FindForTermination,
+    /// `grant_grace`: every worker's deadlines start again.
+    GrantGrace,
 }
 
 impl Call<'_> {
@@ -236,7 +238,7 @@ impl WorkerRegistry for TestRegistry {
         self.call(Call::FindForTermination, |r| r.find_for_termination())
     }
     fn grant_grace(&self, since: Timestamp) -> Result<()> {
-        self.inner.grant_grace(since)
+        self.call(Call::GrantGrace, |r| r.grant_grace(since))
     }
     fn stats(&self) -> Result<WorkerRegistryStats> {
         self.inner.stats()

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::clock::millis;
+use crate::clock::{millis, Timestamp};
 use crate::error::{Error, Result};
 use crate::events::EventKind;
 use crate::ids::WorkerId;
@@ -13,7 +13,7 @@ use crate::worker::TerminationReason;
 use super::super::report::{
     HealthCheckResult, LostJob, MassExpiryGiveUp, MassExpiryHold, UnhealthyWorker,
 };
-use super::brake::{assess, BrakeVerdict};
+use super::brake::{assess, Brake, BrakeVerdict};
 use super::retire::LIVE;
 use super::{bump, Budget, WorkerLifecycleManager};
 
@@ -97,14 +97,11 @@ impl WorkerLifecycleManager {
             due.insert(w.id, TerminationReason::StartupTimeout);
         }
         if due.is_empty() {
-            let verdict = self
-                .brake
-                .lock()
-                .judge(false, now, self.config.max_mass_expiry_hold);
+            let (verdict, before) = self.judge(false, now);
             if verdict == BrakeVerdict::Release {
                 // Everyone is back in time: release the brake with a grace period anyway, for
                 // the stragglers already more than half a timeout silent.
-                self.write(|r| r.grant_grace(now))?;
+                self.release_brake(now, before)?;
                 result.brake_released = true;
             }
             return Ok(result);
@@ -122,10 +119,7 @@ impl WorkerLifecycleManager {
             _ => self.mass_expiry_hold(silent)?,
         };
         // Decided under the brake's lock, acted upon after it (no registry call under it).
-        let verdict =
-            self.brake
-                .lock()
-                .judge(hold.is_some(), now, self.config.max_mass_expiry_hold);
+        let (verdict, before) = self.judge(hold.is_some(), now);
         match (verdict, hold) {
             (BrakeVerdict::Hold, Some(hold)) => {
                 bump(&self.counters.holds, 1);
@@ -147,7 +141,7 @@ impl WorkerLifecycleManager {
                 // interval. Those not heard from yet are not expired in a last batch: everyone
                 // gets a fresh grace period, as after a host stall. A worker that really died
                 // meanwhile is expired one heartbeat_timeout later.
-                self.write(|r| r.grant_grace(now))?;
+                self.release_brake(now, before)?;
                 result.brake_released = true;
                 due.retain(|_, reason| *reason != TerminationReason::Unhealthy);
             }
@@ -227,6 +221,24 @@ impl WorkerLifecycleManager {
         bump(&self.counters.lost_jobs, result.lost_jobs.len());
 
         Ok(result)
+    }
+
+    /// The brake's verdict at `now`, and its memory before it (see `release_brake`).
+    fn judge(&self, over_limit: bool, now: Timestamp) -> (BrakeVerdict, Brake) {
+        let mut brake = self.brake.lock();
+        let before = *brake;
+        let verdict = brake.judge(over_limit, now, self.config.max_mass_expiry_hold);
+        (verdict, before)
+    }
+
+    /// Releases the brake with a grace period for every worker. When the grace period cannot
+    /// be granted, the brake's memory goes back to `before` (it still holds), so that the next
+    /// check releases again: otherwise it would expire the stragglers in one batch, as if the
+    /// brake had never held.
+    fn release_brake(&self, now: Timestamp, before: Brake) -> Result<()> {
+        self.write(|r| r.grant_grace(now)).inspect_err(|_| {
+            *self.brake.lock() = before;
+        })
     }
 
     /// Whether the brake holds, with `silent` workers past their heartbeat deadline now.
