@@ -21,6 +21,14 @@ pub(crate) enum DbError {
 }
 
 impl DbError {
+    /// The cause alone, as [`backend`](Self::backend) words it after what we were doing.
+    pub(crate) fn text(self) -> String {
+        match self {
+            DbError::Unique(constraint) => format!("unexpected unique violation on {constraint}"),
+            DbError::Encoding(cause) | DbError::Other(cause) => cause,
+        }
+    }
+
     /// The core error for a failure that the operation did not expect: `Backend`, with the
     /// cause and what we were doing; `InvalidArgument` for text the database cannot store.
     pub(crate) fn backend(self, doing: &str) -> Error {

@@ -302,27 +302,91 @@ pub(crate) fn terminal_predicate() -> String {
     )
 }
 
-/// Creates the schema if needed and applies the migrations it lacks, in one transaction under
-/// an advisory lock on the schema's name (replicas starting at once wait for each other; each
-/// migration is applied once).
+/// Whether the registry's `migrations` table exists, from the catalog: readable by any role,
+/// and a question, never DDL.
+const HAS_MIGRATIONS_SQL: &str = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c \
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+    WHERE n.nspname = $1 AND c.relname = 'migrations' AND c.relkind IN ('r', 'p'))";
+
+/// Whether the registry's schema exists, from the catalog.
+const HAS_SCHEMA_SQL: &str =
+    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)";
+
+/// The rights a runtime role needs on a registry that is current (README, "PostgreSQL").
+const RUNTIME_RIGHTS: &str = "USAGE on the schema, SELECT, INSERT, UPDATE and DELETE on its \
+    tables, USAGE and UPDATE on its sequences";
+
+/// The version of the registry's schema: the last migration it recorded, 0 when it has no
+/// `migrations` table (not created yet). Reads only (the catalog, then `migrations`).
+fn applied_version(
+    client: &mut impl postgres::GenericClient,
+    schema: &str,
+) -> std::result::Result<i32, postgres::Error> {
+    let exists: bool = client.query_one(HAS_MIGRATIONS_SQL, &[&schema])?.get(0);
+    if !exists {
+        return Ok(0);
+    }
+    Ok(client
+        .query_one(
+            &format!(
+                "SELECT coalesce(max(version), 0) FROM {}.migrations",
+                quote_ident(schema)
+            ),
+            &[],
+        )?
+        .get(0))
+}
+
+/// Whether the server refused `e` for want of a privilege (SQLSTATE 42501).
+fn lacks_privilege(e: &postgres::Error) -> bool {
+    e.as_db_error()
+        .is_some_and(|db| db.code() == &postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)
+}
+
+/// Opens the registry's schema for this build: when it is current, only reads its version (no
+/// DDL, no lock: a runtime role without CREATE rights opens it); otherwise creates the schema
+/// if needed and applies the migrations it lacks, in one transaction under an advisory lock on
+/// the schema's name (replicas starting at once wait for each other; each migration is applied
+/// once).
+///
+/// # Errors
+/// `Backend`: the server failed, or the role lacks a right the step needs (the message names
+/// it: reading needs the runtime rights, migrating those of the schema's owner).
 pub(crate) fn migrate(conn: &mut Conn, schema: &str) -> Result<()> {
+    let latest = migrations(schema).len() as i32;
+    let applied = applied_version(&mut conn.client, schema).map_err(|e| {
+        if lacks_privilege(&e) {
+            Error::Backend(format!(
+                "reading the version of registry {schema:?}: {}: the role opening a registry \
+                 needs {RUNTIME_RIGHTS} (README, \"PostgreSQL\")",
+                DbError::from(e).text()
+            ))
+        } else {
+            DbError::from(e).backend("reading the registry's schema version")
+        }
+    })?;
+    if applied == latest {
+        return Ok(());
+    }
     let doing = "applying the registry's migrations";
-    let run = |conn: &mut Conn| -> std::result::Result<(), DbError> {
+    let run = |conn: &mut Conn| -> std::result::Result<(), postgres::Error> {
         let mut tx = conn.client.transaction()?;
         tx.execute(LOCK_SQL, &[&schema])?;
         let q = quote_ident(schema);
-        tx.batch_execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {q};
-             CREATE TABLE IF NOT EXISTS {q}.migrations (
-                 version integer PRIMARY KEY,
-                 applied_at timestamptz NOT NULL DEFAULT now());"
-        ))?;
-        let applied: i32 = tx
-            .query_one(
-                &format!("SELECT coalesce(max(version), 0) FROM {q}.migrations"),
-                &[],
-            )?
-            .get(0);
+        // Only what is missing: a schema made beforehand (`CREATE SCHEMA … AUTHORIZATION`)
+        // is migrated by its owner without CREATE on the database.
+        let has_schema: bool = tx.query_one(HAS_SCHEMA_SQL, &[&schema])?.get(0);
+        if !has_schema {
+            tx.batch_execute(&format!("CREATE SCHEMA {q}"))?;
+        }
+        let applied = applied_version(&mut tx, schema)?;
+        if applied == 0 {
+            tx.batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {q}.migrations (
+                     version integer PRIMARY KEY,
+                     applied_at timestamptz NOT NULL DEFAULT now())"
+            ))?;
+        }
         for (i, sql) in migrations(schema).iter().enumerate() {
             let version = i as i32 + 1;
             if version <= applied {
@@ -337,7 +401,21 @@ pub(crate) fn migrate(conn: &mut Conn, schema: &str) -> Result<()> {
         tx.commit()?;
         Ok(())
     };
-    run(conn).map_err(|e| e.backend(doing))?;
+    run(conn).map_err(|e| {
+        if lacks_privilege(&e) {
+            Error::Backend(format!(
+                "{doing}: registry {schema:?} is at schema version {applied} (0: not created \
+                 yet) and this build needs version {latest}; the role lacks a right to create \
+                 or migrate it: {}. Creating a registry needs CREATE on the database (or a \
+                 schema of that name the role owns); migrating one needs to own its schema and \
+                 tables. Open it once with the owner role; a runtime role then needs only \
+                 {RUNTIME_RIGHTS} (README, \"PostgreSQL\")",
+                DbError::from(e).text()
+            ))
+        } else {
+            DbError::from(e).backend(doing)
+        }
+    })?;
     conn.forget_statements();
     Ok(())
 }

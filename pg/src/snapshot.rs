@@ -304,9 +304,14 @@ pub(crate) fn restore(registry: &PostgresWorkerRegistry, mut snapshot: Snapshot)
                  grace_floor = greatest(grace_floor, now_ms($2))",
             &[&seq, &given],
         )?;
+        // The sequence's last value through `pg_sequence_last_value` (what the `pg_sequences`
+        // view reads), which needs USAGE on it, as `nextval` does: reading the sequence as a
+        // relation (`FROM event_seq`) needed SELECT, a right a runtime role lacks (README,
+        // "PostgreSQL"). NULL: never used yet, so its next value is its start, 1 past the
+        // minimum, and every seq is past it.
         tx.execute(
-            "SELECT setval('event_seq', $1) FROM event_seq \
-             WHERE $1 > CASE WHEN is_called THEN last_value ELSE last_value - 1 END",
+            "SELECT setval('event_seq', $1) \
+             WHERE $1 > coalesce(pg_sequence_last_value('event_seq'), (-9223372036854775807 - 1))",
             &[&seq],
         )?;
         tx.commit()?;

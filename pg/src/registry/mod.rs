@@ -215,15 +215,19 @@ fn parse_config(url: &str) -> Result<(tokio_postgres::Config, postgres::Config)>
 
 impl PostgresWorkerRegistry {
     /// Connects (a pool of up to 8 connections and one of up to 8 for heartbeats, opened on
-    /// demand), applies the migrations (safe when replicas start at once) and uses the schema
-    /// named `name` for this registry. Deadlines are judged on the database's clock.
+    /// demand), applies the migrations the schema lacks (safe when replicas start at once) and
+    /// uses the schema named `name` for this registry. Deadlines are judged on the database's
+    /// clock. A schema that is current is only read (no DDL): a runtime role with USAGE on the
+    /// schema, SELECT/INSERT/UPDATE/DELETE on its tables and USAGE/UPDATE on its sequences
+    /// opens it (README, "PostgreSQL").
     ///
     /// `url` is any libpq connection string, URL (`postgresql://user@host/db`) or `key=value`
     /// (`host=/tmp user=postgres dbname=postgres`).
     ///
     /// # Errors
     /// `InvalidArgument` for a malformed `url` or `name` ([`schema::validate_name`]);
-    /// `Backend` when the server cannot be reached or the migrations fail.
+    /// `Backend` when the server cannot be reached or the migrations fail (a role lacking a
+    /// right the step needs: the message names it).
     pub fn connect(url: &str, name: &str) -> Result<Self> {
         Self::open(url, name, None)
     }
