@@ -350,8 +350,9 @@ fn lacks_privilege(e: &postgres::Error) -> bool {
 /// once).
 ///
 /// # Errors
-/// `Backend`: the server failed, or the role lacks a right the step needs (the message names
-/// it: reading needs the runtime rights, migrating those of the schema's owner).
+/// `Backend`: the server failed; the role lacks a right the step needs (the message names
+/// it: reading needs the runtime rights, migrating those of the schema's owner); the schema
+/// is newer than this build's migrations (a newer build migrated it: refused, nothing done).
 pub(crate) fn migrate(conn: &mut Conn, schema: &str) -> Result<()> {
     let latest = migrations(schema).len() as i32;
     let applied = applied_version(&mut conn.client, schema).map_err(|e| {
@@ -368,8 +369,12 @@ pub(crate) fn migrate(conn: &mut Conn, schema: &str) -> Result<()> {
     if applied == latest {
         return Ok(());
     }
+    if applied > latest {
+        return Err(newer(schema, applied, latest));
+    }
     let doing = "applying the registry's migrations";
-    let run = |conn: &mut Conn| -> std::result::Result<(), postgres::Error> {
+    // `Ok(Some(v))`: the schema is at version `v`, newer than this build's (nothing done).
+    let run = |conn: &mut Conn| -> std::result::Result<Option<i32>, postgres::Error> {
         let mut tx = conn.client.transaction()?;
         tx.execute(LOCK_SQL, &[&schema])?;
         let q = quote_ident(schema);
@@ -380,6 +385,10 @@ pub(crate) fn migrate(conn: &mut Conn, schema: &str) -> Result<()> {
             tx.batch_execute(&format!("CREATE SCHEMA {q}"))?;
         }
         let applied = applied_version(&mut tx, schema)?;
+        // A newer build may have migrated it while we waited for the lock.
+        if applied > latest {
+            return Ok(Some(applied));
+        }
         if applied == 0 {
             tx.batch_execute(&format!(
                 "CREATE TABLE IF NOT EXISTS {q}.migrations (
@@ -399,9 +408,9 @@ pub(crate) fn migrate(conn: &mut Conn, schema: &str) -> Result<()> {
             )?;
         }
         tx.commit()?;
-        Ok(())
+        Ok(None)
     };
-    run(conn).map_err(|e| {
+    let newer_found = run(conn).map_err(|e| {
         if lacks_privilege(&e) {
             Error::Backend(format!(
                 "{doing}: registry {schema:?} is at schema version {applied} (0: not created \
@@ -416,8 +425,24 @@ pub(crate) fn migrate(conn: &mut Conn, schema: &str) -> Result<()> {
             DbError::from(e).backend(doing)
         }
     })?;
+    if let Some(applied) = newer_found {
+        return Err(newer(schema, applied, latest));
+    }
     conn.forget_statements();
     Ok(())
+}
+
+/// The refusal of a schema a newer build migrated: this build's statements assume the
+/// tables' shape at `latest`, and running them against another shape could fail half-way or
+/// write what the newer build reads wrongly. `Backend`, as any registry the store cannot serve
+/// to this build (retrying does not help; upgrading the build does).
+fn newer(schema: &str, applied: i32, latest: i32) -> Error {
+    Error::Backend(format!(
+        "registry {schema:?} is at schema version {applied}, made by a newer build of \
+         hodei-workers; this build knows up to version {latest} and does not know the shape of \
+         its tables, so it refuses to open it (nothing was changed): run a build that knows \
+         version {applied}"
+    ))
 }
 
 /// Drops a schema and everything in it (under the migrations' lock).

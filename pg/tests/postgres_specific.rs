@@ -112,6 +112,110 @@ fn migration_v3_backfills_the_pool_counts_of_an_existing_fleet() {
     );
 }
 
+/// The schema's version as recorded, and the rows of its tables that hold the fleet.
+fn version_and_fleet(schema: &str) -> (i32, i64, i64, i64) {
+    let row = raw(schema)
+        .query_one(
+            "SELECT (SELECT max(version) FROM migrations), (SELECT count(*) FROM workers), \
+                 (SELECT count(*) FROM known_ids), (SELECT count(*) FROM outbox)",
+            &[],
+        )
+        .unwrap();
+    (row.get(0), row.get(1), row.get(2), row.get(3))
+}
+
+/// Asserts that `result` is the refusal of a schema at `newer` by a build that knows `latest`.
+fn assert_refuses_newer(result: Result<PostgresWorkerRegistry>, newer: i32, latest: i32) {
+    match result {
+        Err(Error::Backend(text)) => assert!(
+            text.contains(&format!("schema version {newer}"))
+                && text.contains(&format!("this build knows up to version {latest}")),
+            "{text}"
+        ),
+        other => panic!("expected Backend refusing schema v{newer}, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_schema_newer_than_this_build_is_refused_and_left_untouched() {
+    // A newer build migrated the registry past what this build knows (a rolled-back deploy,
+    // an old replica left running): this build must not run its statements against tables
+    // whose shape it does not know.
+    let (_clock, registry, _schema) = registry("newer");
+    let id = ready(&registry, spec());
+    registry.assign_to_job(&id, job("j")).unwrap();
+    drop(registry);
+    let latest = version_and_fleet(&_schema.name).0;
+    let newer = latest + 1;
+    raw(&_schema.name)
+        .execute("INSERT INTO migrations (version) VALUES ($1)", &[&newer])
+        .unwrap();
+    let before = version_and_fleet(&_schema.name);
+
+    assert_refuses_newer(
+        PostgresWorkerRegistry::connect(&url(), &_schema.name),
+        newer,
+        latest,
+    );
+    assert_refuses_newer(
+        PostgresWorkerRegistry::connect_with_clock(
+            &url(),
+            &_schema.name,
+            Arc::new(ManualClock::new(T0)),
+        ),
+        newer,
+        latest,
+    );
+    assert_eq!(version_and_fleet(&_schema.name), before, "nothing changed");
+
+    // Also when it is found newer only under the migrations' lock: the open read an older
+    // version, and a newer build migrated past this one's while the open waited for the lock.
+    let mut client = raw(&_schema.name);
+    client
+        .execute("DELETE FROM migrations WHERE version >= $1", &[&latest])
+        .unwrap();
+    let mut newer_build = client.transaction().unwrap();
+    newer_build
+        .execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('hodei-workers:' || $1, 0))",
+            &[&_schema.name],
+        )
+        .unwrap();
+    newer_build
+        .execute(
+            "INSERT INTO migrations (version) VALUES ($1), ($2)",
+            &[&latest, &newer],
+        )
+        .unwrap();
+    let name = _schema.name.clone();
+    let opening = thread::spawn(move || PostgresWorkerRegistry::connect(&url(), &name));
+    // Until the open waits for the lock (read the old version, then asked for the lock).
+    let mut watcher = raw(&_schema.name);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while watcher
+        .query_one(
+            "SELECT count(*) FROM pg_locks, \
+                 hashtextextended('hodei-workers:' || $1, 0) AS k(key) \
+             WHERE locktype = 'advisory' AND NOT granted \
+                 AND classid::int8 = (k.key >> 32) & 4294967295 \
+                 AND objid::int8 = k.key & 4294967295",
+            &[&_schema.name],
+        )
+        .unwrap()
+        .get::<_, i64>(0)
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the open never waited for the migrations' lock"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    newer_build.commit().unwrap();
+    assert_refuses_newer(opening.join().unwrap(), newer, latest);
+    assert_eq!(version_and_fleet(&_schema.name), before, "nothing changed");
+}
+
 #[test]
 fn a_registry_made_when_v2_was_the_leases_table_gets_the_managers_lease() {
     // Main briefly shipped schema v2 as `CREATE TABLE leases (name, holder, term, expires_at

@@ -666,7 +666,10 @@ class Registry:
         Raises:
             InvalidArgumentError: a malformed ``url`` (a NUL in it included) or ``name``, a
                 negative ``retired_id_limit``.
-            BackendError: the server cannot be reached (later calls too, while it is down).
+            BackendError: the server cannot be reached (later calls too, while it is down);
+                the role lacks a right to create, migrate or read the registry (the message
+                names it); the registry's schema is newer than this build (a newer build
+                migrated it: refused, nothing changed).
         """
     @staticmethod
     def drop_postgres(url: str, *, name: str) -> None:

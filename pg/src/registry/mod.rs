@@ -227,7 +227,8 @@ impl PostgresWorkerRegistry {
     /// # Errors
     /// `InvalidArgument` for a malformed `url` or `name` ([`schema::validate_name`]);
     /// `Backend` when the server cannot be reached or the migrations fail (a role lacking a
-    /// right the step needs: the message names it).
+    /// right the step needs: the message names it), or when the schema is newer than this
+    /// build's migrations (a newer build migrated it: refused, nothing changed).
     pub fn connect(url: &str, name: &str) -> Result<Self> {
         Self::open(url, name, None)
     }
