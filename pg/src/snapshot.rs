@@ -305,15 +305,31 @@ pub(crate) fn restore(registry: &PostgresWorkerRegistry, mut snapshot: Snapshot)
             &[&seq, &given],
         )?;
         // The sequence's last value through `pg_sequence_last_value` (what the `pg_sequences`
-        // view reads), which needs USAGE on it, as `nextval` does: reading the sequence as a
-        // relation (`FROM event_seq`) needed SELECT, a right a runtime role lacks (README,
-        // "PostgreSQL"). NULL: never used yet, so its next value is its start, 1 past the
-        // minimum, and every seq is past it.
-        tx.execute(
-            "SELECT setval('event_seq', $1) \
-             WHERE $1 > coalesce(pg_sequence_last_value('event_seq'), (-9223372036854775807 - 1))",
-            &[&seq],
-        )?;
+        // view reads), which needs USAGE (or SELECT) on it: reading the sequence as a relation
+        // (`FROM event_seq`) needed SELECT, a right a runtime role lacks (README,
+        // "PostgreSQL"). Its NULL means "never used yet" (the next value is the start, 1 past
+        // the minimum: every seq is past it) only when the role may read it: PostgreSQL 18
+        // answers NULL too, instead of an error, to a role that may not, and setting the
+        // sequence back would hand out seqs again. So a role that may not is refused, and the
+        // CASE runs `setval` only when it may.
+        let readable: bool = tx
+            .query_one(
+                "SELECT has_sequence_privilege('event_seq', 'USAGE, SELECT'), \
+                     CASE WHEN has_sequence_privilege('event_seq', 'USAGE, SELECT') \
+                         AND $1 > coalesce(pg_sequence_last_value('event_seq'), \
+                             (-9223372036854775807 - 1)) \
+                     THEN setval('event_seq', $1) END",
+                &[&seq],
+            )?
+            .get(0);
+        if !readable {
+            return Err(Fail::Domain(Error::Backend(
+                "restoring a snapshot: the role may not read sequence event_seq (restore reads \
+                 it to continue the snapshot's seqs): grant it USAGE, which a runtime role \
+                 needs with UPDATE on the registry's sequences (README, \"PostgreSQL\")"
+                    .to_owned(),
+            )));
+        }
         tx.commit()?;
         Ok(())
     })

@@ -254,3 +254,47 @@ fn the_owner_of_a_schema_made_beforehand_creates_the_registry_in_it() {
     ready(&registry, spec());
     assert_eq!(registry.stats().unwrap().total, 1);
 }
+
+/// `restore` reads the event sequence to continue the snapshot's seqs: a role that may not
+/// read it (UPDATE alone, no USAGE) is refused with the right it lacks, and nothing is
+/// restored, rather than the sequence being set back.
+#[test]
+fn restore_by_a_role_that_may_not_read_the_event_sequence_is_refused_naming_the_right() {
+    let source = SchemaGuard::new("roles_src");
+    let clock = Arc::new(ManualClock::new(T0));
+    let from =
+        PostgresWorkerRegistry::connect_with_clock(&url(), &source.name, clock.clone()).unwrap();
+    ready(&from, spec());
+    let snapshot = from.snapshot().unwrap();
+    // The target has run further than the snapshot's seq (events of a worker since gone).
+    let target = SchemaGuard::new("roles_dst");
+    let owner =
+        PostgresWorkerRegistry::connect_with_clock(&url(), &target.name, clock.clone()).unwrap();
+    for _ in 0..3 {
+        let id = ready(&owner, spec());
+        owner.unregister(&id, TerminationReason::Requested).unwrap();
+    }
+    let role = Role::new();
+    let (r, t) = (&role.name, &target.name);
+    admin()
+        .batch_execute(&format!(
+            "GRANT USAGE ON SCHEMA \"{t}\" TO \"{r}\";
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA \"{t}\" TO \"{r}\";
+             GRANT UPDATE ON ALL SEQUENCES IN SCHEMA \"{t}\" TO \"{r}\";"
+        ))
+        .unwrap();
+    let weak = PostgresWorkerRegistry::connect_with_clock(&role.url(), t, clock.clone()).unwrap();
+    match weak.restore(snapshot) {
+        Err(Error::Backend(text)) => assert!(
+            text.contains("event_seq") && text.contains("USAGE"),
+            "{text}"
+        ),
+        other => panic!("expected Backend naming the right, got {other:?}"),
+    }
+    assert_eq!(owner.stats().unwrap().total, 0, "nothing was restored");
+    // The registry goes on: its next events take new seqs.
+    let sub = owner.subscribe(SubscribeOptions::default()).unwrap();
+    ready(&owner, spec());
+    assert!(!kinds(&sub).is_empty());
+    drop((weak, owner, from));
+}
