@@ -24,9 +24,11 @@ fn url_as(user: &str, password: &str) -> String {
     match url.split_once("://") {
         // postgres://user:pw@host:port/db?params
         Some((scheme, rest)) => {
-            let rest = match rest.split_once('@') {
-                Some((_, host)) if !rest.split('/').next().unwrap_or("").is_empty() => host,
-                _ => rest,
+            // The user information is the authority's part up to its last '@'.
+            let authority = rest.split(['/', '?']).next().unwrap_or("");
+            let rest = match authority.rfind('@') {
+                Some(at) => &rest[at + 1..],
+                None => rest,
             };
             format!("{scheme}://{user}:{password}@{rest}")
         }
@@ -35,8 +37,8 @@ fn url_as(user: &str, password: &str) -> String {
     }
 }
 
-/// A login role with the runtime rights of the README on the schema of `registry`, dropped
-/// (with its grants) on drop. Names are unique: roles are cluster-wide and tests run at once.
+/// A login role (with the runtime rights of the README on the schemas it is granted), dropped
+/// with its grants and what it owns on drop. Names are unique: roles are cluster-wide and tests run at once.
 struct Role {
     name: String,
     password: String,
