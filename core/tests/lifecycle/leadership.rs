@@ -857,6 +857,86 @@ fn stepping_down_hands_over_at_the_next_tick() {
     assert!(!c.a.manager.tick(0).leading);
 }
 
+/// The value of the sample `line` (name and labels, e.g. `hodei_workers_destroys_pending`) in
+/// `manager`'s metrics text, `None` when there is no such sample.
+fn sample(manager: &WorkerLifecycleManager, line: &str) -> Option<f64> {
+    let text = manager.metrics_text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(line)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// A replica that steps down follows: it must forget what only a leader keeps, as one that
+/// lost its lease does. Before, `step_down` took the term out of the keeper, so the renewals
+/// after it reported no lost term and nothing was forgotten: the follower kept its destroy
+/// queue, remembered orphans and provider back-off for ever (`pending_destroys`, the
+/// `destroys_pending` gauge and the back-off gauges showed the old leader's state while the
+/// new leader destroyed those very workers).
+#[test]
+fn stepping_down_forgets_the_leader_state_as_losing_the_lease_does() {
+    let c = cluster();
+    let r = c.a.manager.tick(1);
+    assert_eq!(r.provisioned.len(), 1, "{:?}", r.decisions);
+    let id = r.provisioned[0].worker_id;
+    c.registry.update_state(&id, WorkerState::Ready).unwrap();
+    // a's destroy of an orphan and of the worker fail (both retried later), and a create
+    // fails (the provider backs off).
+    c.provider.add_orphan("lost-1");
+    c.provider.script_destroys([
+        DestroyStep::Fail("cloud down"),
+        DestroyStep::Fail("cloud down"),
+    ]);
+    let rec = c.a.manager.reconcile().unwrap();
+    assert!(rec.orphans[0].error.is_some(), "{rec:?}");
+    let t =
+        c.a.manager
+            .terminate_worker(&id, TerminationReason::Requested)
+            .unwrap();
+    assert_eq!(t.failed.len(), 1, "{t:?}");
+    c.provider.script_creates([CreateStep::Fail("api down")]);
+    assert!(c
+        .a
+        .manager
+        .provision_worker(&c.provider.id, spec())
+        .is_err());
+    assert_eq!(c.a.manager.pending_destroys().len(), 1);
+    assert_eq!(c.a.manager.pending_orphans().len(), 1);
+    assert_eq!(c.a.manager.provider_backoff().len(), 1);
+    assert_eq!(
+        sample(&c.a.manager, "hodei_workers_destroys_pending"),
+        Some(1.0)
+    );
+
+    c.a.manager.step_down().unwrap();
+    let rb = c.b.manager.tick(0);
+    assert!(rb.leading, "{:?}", rb.decisions);
+    assert!(c.registry.get(&id).unwrap().is_none(), "{:?}", rb.decisions);
+    assert!(c.provider.instance_ids().is_empty(), "{:?}", rb.decisions);
+    let ra = c.a.manager.tick(0);
+    assert!(!ra.leading, "{:?}", ra.decisions);
+
+    let a = &c.a.manager;
+    assert!(
+        a.pending_destroys().is_empty(),
+        "{:?}",
+        a.pending_destroys()
+    );
+    assert_eq!(a.stats().unwrap().pending_destroys, 0);
+    assert_eq!(sample(a, "hodei_workers_destroys_pending"), Some(0.0));
+    assert!(a.pending_orphans().is_empty(), "{:?}", a.pending_orphans());
+    assert!(
+        a.provider_backoff().is_empty(),
+        "{:?}",
+        a.provider_backoff()
+    );
+    assert_eq!(
+        sample(
+            a,
+            "hodei_workers_provider_backoff_seconds{provider=\"test\"}"
+        ),
+        Some(0.0)
+    );
+}
+
 /// Where a [`GatedLease`]'s stalled renewal waits: before it reaches the store, or after
 /// the store answered (the answer on its way back).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -105,12 +105,18 @@ impl WorkerLifecycleManager {
 
     /// Gives the lease up, if held (a clean shutdown): another replica takes over at its next
     /// tick instead of waiting for the lease to expire. This manager then follows until a
-    /// later tick acquires the lease again.
+    /// later tick acquires the lease again; like a replica that lost its lease, it forgets
+    /// what only a leader keeps (its destroy queue but for the destroys in flight, the orphans
+    /// it remembered, provider back-off, the brake's episode).
     ///
     /// # Errors
-    /// The store could not be reached (the lease then expires by itself).
+    /// The store could not be reached (the lease then expires by itself; this manager
+    /// follows all the same).
     pub fn step_down(&self) -> Result<()> {
-        self.lease.step_down()
+        let result = self.lease.step_down();
+        // The keeper holds no term any more, so no later renewal reports one lost: forget now.
+        self.forget_leader_state();
+        result
     }
 
     /// The term to act under, or [`Error::NotLeader`]: every
@@ -200,9 +206,12 @@ impl WorkerLifecycleManager {
             }
             Renewal::Following { leader, lost } => {
                 report.leading = false;
+                // A follower keeps no leader state: also after a step-down (whose renewals
+                // report no term lost), and whatever a call of the old term on another thread
+                // queued after the step-down forgot it.
+                self.forget_leader_state();
                 match (&leader, lost) {
                     (_, Some(term)) => {
-                        self.forget_leader_state();
                         let _ = self.registry.publish(EventKind::LeaderChanged {
                             holder: leader.as_ref().map(|l| l.holder.clone()),
                             term: leader.as_ref().map_or(term, |l| l.term),
@@ -227,6 +236,7 @@ impl WorkerLifecycleManager {
             Renewal::SteppedDown { given_up, error } => {
                 // The host stepped down while this renewal was on its way: follow, whatever
                 // the store answered (a later tick may acquire again).
+                self.forget_leader_state();
                 report.leading = false;
                 report.leader = None;
                 report.decisions.push(match (given_up, error) {
