@@ -937,6 +937,54 @@ fn stepping_down_forgets_the_leader_state_as_losing_the_lease_does() {
     );
 }
 
+/// An interruption notice is leader state, not handed over with the lease: a replica that
+/// lost the lease forgets it. Before, it kept the notice, showed it as a follower, and when it
+/// led again long after, acted on it: the worker, Draining and heartbeating under the leader
+/// in between (which knew no notice), was terminated at the stale deadline and its job
+/// reported lost.
+#[test]
+fn interruption_notices_are_forgotten_with_the_lease() {
+    let c = cluster();
+    let r = c.a.manager.tick(1);
+    assert_eq!(r.provisioned.len(), 1, "{:?}", r.decisions);
+    let id = r.provisioned[0].worker_id;
+    c.registry.update_state(&id, WorkerState::Ready).unwrap();
+    c.registry.assign_to_job(&id, job("j")).unwrap();
+    let deadline = T0 + 120_000;
+    c.a.manager.notify_interruption(&id, deadline).unwrap();
+    assert_eq!(c.a.manager.interruptions(), vec![(id, deadline)]);
+
+    // a pauses past its lease; b takes over and knows the worker only as Draining.
+    c.advance(TTL + Duration::from_secs(1));
+    c.registry.heartbeat(&id).unwrap();
+    assert!(c.b.manager.tick(0).leading);
+    assert!(!c.a.manager.tick(0).leading);
+    assert!(
+        c.a.manager.interruptions().is_empty(),
+        "a follower keeps a notice no tick of its acts on: {:?}",
+        c.a.manager.interruptions()
+    );
+
+    // The deadline passes under b; the worker keeps heartbeating and running its job.
+    while c.store.now() <= deadline + 30_000 {
+        c.advance(Duration::from_secs(20));
+        c.registry.heartbeat(&id).unwrap();
+        let rb = c.b.manager.tick(0);
+        assert!(rb.leading && rb.lost_jobs.is_empty(), "{:?}", rb.decisions);
+    }
+    // a leads again: it does not act on the notice of its old term.
+    c.b.manager.step_down().unwrap();
+    let ra = c.a.manager.tick(0);
+    assert!(ra.leading, "{:?}", ra.decisions);
+    assert!(ra.lost_jobs.is_empty(), "{:?}", ra.decisions);
+    assert!(ra.terminated.is_empty(), "{:?}", ra.decisions);
+    let w = c.registry.get(&id).unwrap().unwrap();
+    assert_eq!(
+        (w.state, w.current_job),
+        (WorkerState::Draining, Some(job("j")))
+    );
+}
+
 /// Where a [`GatedLease`]'s stalled renewal waits: before it reaches the store, or after
 /// the store answered (the answer on its way back).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -65,7 +65,10 @@ impl WorkerLifecycleManager {
     /// it. A replica that does not lead refuses it and changes nothing (the worker is not
     /// drained): send it to the leader ([`leader`](Self::leader) says which replica leads).
     /// A notice is not handed over with the lease: a new leader knows the worker only as
-    /// `Draining` (it finishes its job and retires, without a replacement counted ahead).
+    /// `Draining` (it finishes its job and retires, without a replacement counted ahead). The
+    /// replica that stops leading (lease lost, or [`step_down`](Self::step_down)) forgets its
+    /// notices: should it lead again later, it does not act on them (a deadline that passed
+    /// under another leader does not terminate a worker that kept heartbeating meanwhile).
     ///
     /// # Errors
     /// [`Error::NotLeader`] on a replica that does not lead; [`Error::NotFound`];

@@ -2,9 +2,10 @@
 //! renewal grants a new term, reporting a follower's view, and the fence every leader-only
 //! write passes.
 //!
-//! Leader state (destroy queue, provider back-off, cooldowns, brake) is **not** shared: it is
-//! rebuilt by the new leader from the registry (reconcile, which adopts every `Terminating`
-//! record) after a grace period for the whole fleet. See DESIGN.md §11.
+//! Leader state (destroy queue, remembered orphans, provider back-off, cooldowns, brake,
+//! interruption notices) is **not** shared: it is rebuilt by the new leader from the registry
+//! (reconcile, which adopts every `Terminating` record) after a grace period for the whole
+//! fleet, and a replica that stops leading forgets it. See DESIGN.md §11.
 
 use std::sync::Arc;
 
@@ -396,6 +397,10 @@ impl WorkerLifecycleManager {
         self.forget_orphans();
         self.backoff.lock().clear();
         *self.brake.lock() = Brake::default();
+        // Not handed over with the lease: the leaders in between knew the workers only as
+        // `Draining`, and a deadline passed meanwhile is no reason to kill a worker that kept
+        // heartbeating under them (nor to count its replacement again).
+        self.pools.lock().interruptions.clear();
     }
 }
 
