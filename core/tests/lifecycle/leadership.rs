@@ -985,6 +985,51 @@ fn interruption_notices_are_forgotten_with_the_lease() {
     );
 }
 
+/// The pools' scale-down cooldown restarts at a takeover, as the scaling target's does ("the
+/// old leader's decisions are unknown"). Before, a replica that had never scaled a pool had no
+/// cooldown for it: right at its takeover it retired the idle workers the old leader had just
+/// provisioned.
+#[test]
+fn a_new_leader_of_pools_waits_out_the_scale_down_cooldown() {
+    let c = cluster();
+    for m in [&c.a.manager, &c.b.manager] {
+        m.set_pools(vec![Pool::new(
+            "p",
+            c.provider.id.clone(),
+            (*spec()).clone(),
+        )
+        .unwrap()])
+            .unwrap();
+    }
+    let r = c.a.manager.tick(3);
+    assert_eq!(r.provisioned.len(), 3, "{:?}", r.decisions);
+    for p in &r.provisioned {
+        c.registry
+            .update_state(&p.worker_id, WorkerState::Ready)
+            .unwrap();
+    }
+    let heartbeat_all = || {
+        for p in &r.provisioned {
+            c.registry.heartbeat(&p.worker_id).unwrap();
+        }
+    };
+
+    // a dies; b takes over with no demand left.
+    c.advance(TTL + Duration::from_secs(1));
+    heartbeat_all();
+    let rb = c.b.manager.tick(0);
+    assert!(rb.leading, "{:?}", rb.decisions);
+    assert!(rb.terminated.is_empty(), "{:?}", rb.decisions);
+    assert_eq!(c.registry.count().unwrap(), 3, "{:?}", rb.decisions);
+
+    // Past the cooldown, b retires them.
+    let cooldown = c.b.manager.pools()[0].scale_down_cooldown;
+    c.advance(cooldown + Duration::from_secs(1));
+    heartbeat_all();
+    let rb = c.b.manager.tick(0);
+    assert_eq!(rb.terminated.len(), 3, "{:?}", rb.decisions);
+}
+
 /// Where a [`GatedLease`]'s stalled renewal waits: before it reaches the store, or after
 /// the store answered (the answer on its way back).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

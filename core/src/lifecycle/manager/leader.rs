@@ -309,6 +309,12 @@ impl WorkerLifecycleManager {
             // No scale-down right after a takeover: the old leader's decisions are unknown.
             s.last_scale_action = Some(now);
         }
+        // The same for every pool: a pool this replica never scaled has no cooldown of its
+        // own, and one it scaled under an earlier term has a stale one.
+        for entry in self.pools.lock().entries.values_mut() {
+            entry.last_scale_up = None;
+            entry.last_scale_action = Some(now);
+        }
         report.decisions.push(format!(
             "took the lease: {} leads under term {} (since {}); every worker gets a fresh \
              grace period, then reconcile",
