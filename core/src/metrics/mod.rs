@@ -38,8 +38,8 @@
 //! | `hodei_workers_workers_by_provider` | gauge | `provider` | registered workers per provider |
 //! | `hodei_workers_workers_by_provider_type` | gauge | `provider_type` | per provider type |
 //! | `hodei_workers_providers` | gauge | | registered providers |
-//! | `hodei_workers_pool_workers` | gauge | `pool`, `state` | a pool's workers per state, as of the last pools tick |
-//! | `hodei_workers_pool_demand` | gauge | `pool` | jobs of the demand the last pools tick gave the pool |
+//! | `hodei_workers_pool_workers` | gauge | `pool`, `state` | a pool's workers per state, as of the last pools tick (none on a replica that does not lead) |
+//! | `hodei_workers_pool_demand` | gauge | `pool` | jobs of the demand the last pools tick gave the pool (none on a replica that does not lead) |
 //! | `hodei_workers_jobs_assigned_total` | counter | | successful `assign_to_job` / `claim` (registry) |
 //! | `hodei_workers_jobs_released_total` | counter | | successful `release_from_job` (registry) |
 //! | `hodei_workers_lost_jobs_total` | counter | | jobs reported lost with their worker |

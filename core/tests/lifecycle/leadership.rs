@@ -1030,6 +1030,44 @@ fn a_new_leader_of_pools_waits_out_the_scale_down_cooldown() {
     assert_eq!(rb.terminated.len(), 3, "{:?}", rb.decisions);
 }
 
+/// The per-pool gauges are the last pools tick's counts: a replica that stops leading plans
+/// nothing more, so it has none. Before, a follower kept showing the counts and demand of its
+/// last tick as leader for ever, summed with the leader's by any dashboard over the replicas.
+#[test]
+fn a_replica_that_stops_leading_shows_no_pool_gauges() {
+    let c = cluster();
+    for m in [&c.a.manager, &c.b.manager] {
+        m.set_pools(vec![Pool::new(
+            "p",
+            c.provider.id.clone(),
+            (*spec()).clone(),
+        )
+        .unwrap()])
+            .unwrap();
+    }
+    let demand = "hodei_workers_pool_demand{pool=\"p\"}";
+    let r = c.a.manager.tick(3);
+    assert_eq!(r.provisioned.len(), 3, "{:?}", r.decisions);
+    assert_eq!(sample(&c.a.manager, demand), Some(3.0));
+    // a pauses past its lease; b takes over.
+    c.advance(TTL + Duration::from_secs(1));
+    assert!(c.b.manager.tick(3).leading);
+    assert_eq!(sample(&c.b.manager, demand), Some(3.0));
+    assert!(!c.a.manager.tick(3).leading);
+    let text = c.a.manager.metrics_text();
+    assert!(
+        !text.lines().any(|l| l.contains("pool=\"p\"")),
+        "a follows and still shows pool gauges:\n{text}"
+    );
+    // The same after a step-down.
+    c.b.manager.step_down().unwrap();
+    let text = c.b.manager.metrics_text();
+    assert!(
+        !text.lines().any(|l| l.contains("pool=\"p\"")),
+        "b stepped down and still shows pool gauges:\n{text}"
+    );
+}
+
 /// Where a [`GatedLease`]'s stalled renewal waits: before it reaches the store, or after
 /// the store answered (the answer on its way back).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

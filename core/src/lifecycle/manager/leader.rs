@@ -407,6 +407,9 @@ impl WorkerLifecycleManager {
         // `Draining`, and a deadline passed meanwhile is no reason to kill a worker that kept
         // heartbeating under them (nor to count its replacement again).
         self.pools.lock().interruptions.clear();
+        // The last pools tick's counts: a follower plans nothing, so it shows none (a
+        // dashboard summing over the replicas would count the old leader's for ever).
+        self.pool_gauges.lock().clear();
     }
 }
 
