@@ -108,7 +108,8 @@ impl WorkerLifecycleManager {
     /// tick instead of waiting for the lease to expire. This manager then follows until a
     /// later tick acquires the lease again; like a replica that lost its lease, it forgets
     /// what only a leader keeps (its destroy queue but for the destroys in flight, the orphans
-    /// it remembered, provider back-off, the brake's episode).
+    /// it remembered, provider back-off, the brake's episode, interruption notices, the pool
+    /// gauges).
     ///
     /// # Errors
     /// The store could not be reached (the lease then expires by itself; this manager
@@ -394,7 +395,10 @@ impl WorkerLifecycleManager {
         }
     }
 
-    /// Drops what only a leader keeps: the next leader rebuilds it from the registry.
+    /// Drops what only a leader keeps: the next leader rebuilds it from the registry. Called
+    /// when this replica stops leading (a renewal reports the term lost, a step-down), by
+    /// every follower tick, and at a takeover. Kept: what threads have in flight (destroys,
+    /// orphan destroys, provisions), lifetime counters.
     fn forget_leader_state(&self) {
         self.schedule.lock().reconcile_again = None;
         // Destroys in progress on other threads stay marked until they return: not picked
