@@ -30,8 +30,9 @@ pub enum Call<'a> {
     ReleaseFromJob(&'a WorkerId),
     Claim,
     LongestIdle,
-    /// `find_unhealthy` (and `count_unhealthy`, whose default body calls it).
     FindUnhealthy,
+    /// `count_unhealthy`: the backend's own count (no snapshot), a deadline query too.
+    CountUnhealthy,
     FindStartupExpired,
     FindForTermination,
     /// `grant_grace`: every worker's deadlines start again.
@@ -51,7 +52,10 @@ impl Call<'_> {
     pub fn is_deadline_query(&self) -> bool {
         matches!(
             self,
-            Call::FindUnhealthy | Call::FindStartupExpired | Call::FindForTermination
+            Call::FindUnhealthy
+                | Call::CountUnhealthy
+                | Call::FindStartupExpired
+                | Call::FindForTermination
         )
     }
 }
@@ -90,11 +94,14 @@ impl Hooks for Plain {}
 /// passes where a `&dyn WorkerRegistry` is asked for (an `Arc<dyn WorkerRegistry>` does not:
 /// the unsizing coercion is tried before deref).
 ///
-/// Every required method and `find_available`, `find_by_provider`, `terminal_ids`,
-/// `heartbeat_many` forward to the backend (through the hooks): a backend's own implementation is what is tested.
-/// `count_unhealthy`, `lease` and the metrics reads keep the trait's default bodies (so
-/// `count_unhealthy` goes through `find_unhealthy` and its hooks; a manager on a test
-/// registry needs no lease).
+/// Every method of the trait, the provided ones too, forwards to the backend: a backend's own
+/// implementation is what is tested, never the trait's default body (a backend that overrides
+/// `count_unhealthy` or the metrics reads is tested on its override). The calls named by
+/// [`Call`] go through the hooks; the others (`stats`, `count`, the events, snapshots, the
+/// metrics reads, `lease`) go straight to the backend. `lease` is the backend's: a
+/// `replicated` manager on a test registry competes for the backend's lease, as on the
+/// backend itself; `fenced` wraps the backend's view in a test registry with the same hooks
+/// (and clean-up), so that a manager's fenced writes do not bypass them.
 ///
 /// A backend whose registries leave something behind (a database schema) attaches a clean-up
 /// with [`TestRegistry::with_cleanup`]: it runs once the last clone is gone.
@@ -229,6 +236,11 @@ impl WorkerRegistry for TestRegistry {
     fn find_unhealthy(&self, heartbeat_timeout: Duration) -> Result<Vec<Worker>> {
         self.call(Call::FindUnhealthy, |r| r.find_unhealthy(heartbeat_timeout))
     }
+    fn count_unhealthy(&self, heartbeat_timeout: Duration) -> Result<usize> {
+        self.call(Call::CountUnhealthy, |r| {
+            r.count_unhealthy(heartbeat_timeout)
+        })
+    }
     fn find_startup_expired(&self, startup_timeout: Duration) -> Result<Vec<Worker>> {
         self.call(Call::FindStartupExpired, |r| {
             r.find_startup_expired(startup_timeout)
@@ -273,5 +285,25 @@ impl WorkerRegistry for TestRegistry {
     }
     fn longest_idle(&self, n: usize) -> Result<Vec<Worker>> {
         self.call(Call::LongestIdle, |r| r.longest_idle(n))
+    }
+    fn lease(&self, holder: &str, ttl: Duration) -> Result<Option<Arc<dyn Leadership>>> {
+        self.inner.lease(holder, ttl)
+    }
+    fn fenced(&self, lease: &dyn Leadership, term: Term) -> Option<Arc<dyn WorkerRegistry>> {
+        let view = self.inner.fenced(lease, term)?;
+        Some(Arc::new(TestRegistry {
+            inner: view,
+            hooks: Arc::clone(&self.hooks),
+            cleanup: self.cleanup.clone(),
+        }))
+    }
+    fn job_totals(&self) -> Result<Option<JobTotals>> {
+        self.inner.job_totals()
+    }
+    fn heartbeat_age_histogram(&self) -> Result<Option<HeartbeatAges>> {
+        self.inner.heartbeat_age_histogram()
+    }
+    fn subscriber_drops(&self) -> Result<Vec<SubscriberDrops>> {
+        self.inner.subscriber_drops()
     }
 }
