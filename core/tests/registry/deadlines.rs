@@ -28,6 +28,20 @@ fn goto(clock: &ManualClock, at: Timestamp) {
     assert_eq!(clock.set(at), at, "the sweep must only move forward");
 }
 
+/// The workers `find_unhealthy(timeout)` reports now, checked against
+/// `count_unhealthy(timeout)`, which must count exactly as many (the backend's own count: the
+/// lifecycle manager's brake decides on it).
+fn unhealthy(registry: &dyn WorkerRegistry, timeout: Duration) -> BTreeSet<WorkerId> {
+    let found = id_set(&registry.find_unhealthy(timeout).unwrap());
+    assert_eq!(
+        registry.count_unhealthy(timeout).unwrap(),
+        found.len(),
+        "count_unhealthy({timeout:?}) against find_unhealthy at T0+{} ms",
+        registry.now() - T0
+    );
+    found
+}
+
 /// A varied fleet: every state, registrations and heartbeats spread over ten seconds, each at
 /// an odd millisecond so that deadlines do not all coincide.
 fn fleet(clock: &ManualClock, registry: &dyn WorkerRegistry) -> Vec<WorkerId> {
@@ -76,15 +90,18 @@ fn heartbeat_deadline_is_exact_and_lazy_rechecks_revive_workers() {
         let expected = expected_unhealthy(&all, at, HEARTBEAT_TIMEOUT, 0);
         let found = registry.find_unhealthy(HEARTBEAT_TIMEOUT).unwrap();
         assert_eq!(id_set(&found), expected, "at T0+{} ms", at - T0);
+        assert_eq!(
+            registry.count_unhealthy(HEARTBEAT_TIMEOUT).unwrap(),
+            expected.len(),
+            "count_unhealthy at T0+{} ms",
+            at - T0
+        );
         for w in &found {
             assert_eq!(registry.get(&w.id).unwrap().as_ref(), Some(w));
         }
         // Asking again changes nothing (a held-back health check finds them again), and the
         // filter form agrees.
-        assert_eq!(
-            id_set(&registry.find_unhealthy(HEARTBEAT_TIMEOUT).unwrap()),
-            expected
-        );
+        assert_eq!(unhealthy(&registry, HEARTBEAT_TIMEOUT), expected);
         let monitored = [
             WorkerState::Connecting,
             WorkerState::Ready,
@@ -109,9 +126,7 @@ fn heartbeat_deadline_is_exact_and_lazy_rechecks_revive_workers() {
         for w in found {
             if revived.insert(w.id) {
                 registry.heartbeat(&w.id).unwrap();
-                assert!(
-                    !id_set(&registry.find_unhealthy(HEARTBEAT_TIMEOUT).unwrap()).contains(&w.id)
-                );
+                assert!(!unhealthy(&registry, HEARTBEAT_TIMEOUT).contains(&w.id));
                 instants.extend(around(at + ms(HEARTBEAT_TIMEOUT)));
             }
         }
@@ -133,7 +148,7 @@ fn heartbeat_deadline_is_exact_and_lazy_rechecks_revive_workers() {
     assert_eq!(monitored.len(), 16);
     assert!(checked > 3 * 16);
     assert_eq!(
-        id_set(&registry.find_unhealthy(HEARTBEAT_TIMEOUT).unwrap()),
+        unhealthy(&registry, HEARTBEAT_TIMEOUT),
         monitored,
         "silent since their revival"
     );
@@ -151,7 +166,7 @@ fn heartbeat_deadline_holds_for_any_timeout_asked() {
         let timeout = Duration::from_millis(timeout_ms);
         let all = registry.find(&WorkerFilter::new()).unwrap();
         assert_eq!(
-            id_set(&registry.find_unhealthy(timeout).unwrap()),
+            unhealthy(&registry, timeout),
             expected_unhealthy(&all, clock.now(), timeout, 0),
             "timeout {timeout_ms} ms"
         );
@@ -161,6 +176,7 @@ fn heartbeat_deadline_holds_for_any_timeout_asked() {
         Ok(vec![]),
         "a timeout longer than the epoch"
     );
+    assert_eq!(registry.count_unhealthy(secs(1_000_000_000)), Ok(0));
 }
 
 #[test]
@@ -312,10 +328,7 @@ fn grant_grace_gives_everyone_a_fresh_period() {
     assert_eq!(everyone_silent.len(), 16);
     assert_eq!(everyone_starting.len(), 8);
     // Some workers were found due before the grace (their entries were re-filed).
-    assert_eq!(
-        registry.find_unhealthy(HEARTBEAT_TIMEOUT).unwrap().len(),
-        16
-    );
+    assert_eq!(unhealthy(&registry, HEARTBEAT_TIMEOUT).len(), 16);
 
     let floor = clock.now();
     registry.grant_grace(floor).unwrap();
@@ -330,9 +343,50 @@ fn grant_grace_gives_everyone_a_fresh_period() {
         let all = registry.find(&WorkerFilter::new()).unwrap();
         let silent = expected_unhealthy(&all, now, HEARTBEAT_TIMEOUT, floor);
         let starting = expected_startup_expired(&all, now, STARTUP_TIMEOUT, floor);
+        assert_eq!(unhealthy(&registry, HEARTBEAT_TIMEOUT), silent);
+        // Shorter and longer timeouts than the manager's, on the same floor (the brake counts
+        // at half the timeout).
+        for timeout in [HEARTBEAT_TIMEOUT / 2, secs(1), HEARTBEAT_TIMEOUT * 2] {
+            assert_eq!(
+                unhealthy(&registry, timeout),
+                expected_unhealthy(&all, now, timeout, floor),
+                "timeout {timeout:?}"
+            );
+        }
+        // The filter speaks of heartbeats, not deadlines: a grace moves no `last_heartbeat`
+        // (it is not a sign of life), so `unhealthy_for` judges the silence as the records
+        // show it, as `WorkerFilter::matches` does on a snapshot.
+        let monitored = [
+            WorkerState::Connecting,
+            WorkerState::Ready,
+            WorkerState::Busy,
+            WorkerState::Draining,
+        ];
+        let by_filter = id_set(
+            &registry
+                .find(
+                    &WorkerFilter::new()
+                        .states(monitored)
+                        .unhealthy_for(HEARTBEAT_TIMEOUT),
+                )
+                .unwrap(),
+        );
         assert_eq!(
-            id_set(&registry.find_unhealthy(HEARTBEAT_TIMEOUT).unwrap()),
-            silent
+            by_filter,
+            expected_unhealthy(&all, now, HEARTBEAT_TIMEOUT, 0),
+            "unhealthy_for ignores the grace floor"
+        );
+        assert_eq!(
+            by_filter,
+            id_set(
+                &all.iter()
+                    .filter(|w| WorkerFilter::new()
+                        .states(monitored)
+                        .unhealthy_for(HEARTBEAT_TIMEOUT)
+                        .matches(w, now))
+                    .cloned()
+                    .collect::<Vec<_>>()
+            )
         );
         assert_eq!(
             id_set(&registry.find_startup_expired(STARTUP_TIMEOUT).unwrap()),

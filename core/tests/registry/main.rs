@@ -24,6 +24,7 @@ mod ops;
 mod pool_counts;
 mod snapshot;
 mod stress;
+mod telemetry;
 
 // Not part of the shared suite (see the module).
 mod memory_only;
