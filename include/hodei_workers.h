@@ -1253,7 +1253,9 @@ hw_status hw_worker_filter_set_accepting_jobs(struct hw_worker_filter *filter, b
 hw_status hw_worker_filter_set_idle_for_ms(struct hw_worker_filter *filter, uint64_t idle_ms);
 
 /*
- Only workers without a heartbeat for longer than `silent_ms`.
+ Only workers without a heartbeat for longer than `silent_ms` (strictly), judged on their last
+ heartbeat alone: in any state, and not moved by a grace period (unlike
+ `hw_registry_find_unhealthy`).
  */
 hw_status hw_worker_filter_set_unhealthy_for_ms(struct hw_worker_filter *filter, uint64_t silent_ms);
 

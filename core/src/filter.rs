@@ -35,7 +35,11 @@ pub struct WorkerFilter {
     pub accepting_jobs: Option<bool>,
     /// `Ready` and idle for at least this long.
     pub idle_for: Option<Duration>,
-    /// No heartbeat for longer than this.
+    /// No heartbeat for longer than this, judged on `last_heartbeat` alone: in any state, and
+    /// not moved by a grace period (`grant_grace`, `restore`), which is no sign of life. So
+    /// it agrees with [`matches`](Self::matches) on a snapshot, not with
+    /// [`find_unhealthy`](crate::WorkerRegistry::find_unhealthy) (monitored states, deadlines
+    /// after a grace).
     pub unhealthy_for: Option<Duration>,
     /// Every one of these labels, with these values.
     pub labels: BTreeMap<String, String>,
@@ -93,7 +97,8 @@ impl WorkerFilter {
         self
     }
 
-    /// Only workers without a heartbeat for longer than `duration`.
+    /// Only workers without a heartbeat for longer than `duration` (strictly; see the field:
+    /// any state, no grace period).
     pub fn unhealthy_for(mut self, duration: Duration) -> Self {
         self.unhealthy_for = Some(duration);
         self

@@ -99,7 +99,9 @@ pub extern "C" fn hw_worker_filter_set_idle_for_ms(
     })
 }
 
-/// Only workers without a heartbeat for longer than `silent_ms`.
+/// Only workers without a heartbeat for longer than `silent_ms` (strictly), judged on their last
+/// heartbeat alone: in any state, and not moved by a grace period (unlike
+/// `hw_registry_find_unhealthy`).
 #[no_mangle]
 pub extern "C" fn hw_worker_filter_set_unhealthy_for_ms(
     filter: *mut hw_worker_filter,

@@ -764,7 +764,9 @@ class Registry:
             provider_type: workers of this provider type (``"docker"``, ...).
             accepting_jobs: True for READY workers only, False for the others.
             idle_for: READY and idle at least this long.
-            unhealthy_for: silent (no heartbeat) at least this long.
+            unhealthy_for: silent (no heartbeat) for longer than this, judged on
+                ``last_heartbeat`` alone: any state, and a grace period does not count
+                (unlike ``find_unhealthy``).
             labels: every label given must be on the worker's spec, with that value.
             capabilities: every capability given is required.
             limit: at most this many.

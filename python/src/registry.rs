@@ -289,7 +289,7 @@ impl PyRegistry {
     /// ``states``: a WorkerState, its name, or an iterable of them. ``provider_id``,
     /// ``provider_type``: exact match. ``accepting_jobs``: True for READY workers only, False
     /// for the others. ``idle_for``: READY and idle at least this long. ``unhealthy_for``: no
-    /// heartbeat for longer than this. ``labels``: every one of these labels with these values.
+    /// heartbeat for longer than this (any state; a grace period does not count as one). ``labels``: every one of these labels with these values.
     /// ``capabilities``: every one of these. ``limit``: at most this many. ``fits``: a
     /// Resources the worker's resources cover (at least as much of each, the same ``gpu_type``
     /// when one is named): claim for a job exactly as its demand describes it.
