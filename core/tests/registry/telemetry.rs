@@ -200,3 +200,43 @@ fn heartbeat_ages_agree_with_a_recount_of_the_records() {
     registry.update_state(&ids[9], Terminating).unwrap(); // Ready leaves the watch
     check_ages(&registry, floor, "after grace");
 }
+
+#[test]
+fn subscriber_drops_agree_with_the_subscriptions() {
+    let (_clock, registry) = registry();
+    let small = registry
+        .subscribe(SubscribeOptions::default().capacity(2))
+        .unwrap();
+    let roomy = registry
+        .subscribe(SubscribeOptions::default().capacity(64))
+        .unwrap();
+    for _ in 0..5 {
+        register(&registry, spec());
+    }
+    let drops = registry.subscriber_drops().unwrap();
+    if drops.is_empty() {
+        return; // not kept by this backend
+    }
+    let find = |drops: &[SubscriberDrops], sub: &Subscription| {
+        drops.iter().find(|d| d.subscriber == sub.id()).copied()
+    };
+    let got = find(&drops, &small).expect("the small subscriber is listed");
+    assert_eq!(
+        got,
+        SubscriberDrops {
+            subscriber: small.id(),
+            dropped: small.dropped(),
+            queued: small.len(),
+            capacity: 2,
+        }
+    );
+    assert_eq!((got.dropped, got.queued), (3, 2));
+    let got = find(&drops, &roomy).expect("the roomy subscriber is listed");
+    assert_eq!((got.dropped, got.queued, got.capacity), (0, 5, 64));
+    roomy.drain();
+    let small_id = small.id();
+    drop(small);
+    let drops = registry.subscriber_drops().unwrap();
+    assert!(drops.iter().all(|d| d.subscriber != small_id), "{drops:?}");
+    assert_eq!(find(&drops, &roomy).map(|d| d.queued), Some(0));
+}
