@@ -642,3 +642,60 @@ fn a_starting_worker_that_took_a_job_as_it_is_interrupted_drains_until_the_deadl
         r.decisions
     );
 }
+
+/// A replicated manager competes for the backend's own lease (PostgreSQL's; the in-memory
+/// registry has none and the manager always leads) and writes through the backend's fenced
+/// view: the faults reach those writes too, since the test registry wraps the view.
+#[test]
+fn a_replicated_managers_fenced_writes_meet_the_faults() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let faults = Arc::new(Faults::default());
+    let flaky = Flaky {
+        registry: TestRegistry::with_hooks(
+            crate::backend::new_registry(clock.clone()),
+            faults.clone(),
+        ),
+        faults,
+    };
+    let manager = WorkerLifecycleManager::replicated(
+        flaky.shared(),
+        WorkerLifecycleConfig {
+            min_ready_workers: 0,
+            ..config()
+        },
+        "flaky-replica",
+        std::time::Duration::from_secs(3600),
+    )
+    .unwrap();
+    let provider = TestProvider::new("test");
+    manager.register_provider(provider.clone()).unwrap();
+    let r = manager.tick(0);
+    if !r.leading {
+        // A backend whose registries are views of a term held for the whole test (the
+        // PostgreSQL fenced suite): its lease is taken, rightly.
+        assert!(
+            r.leader
+                .as_ref()
+                .is_some_and(|l| l.holder != "flaky-replica"),
+            "{r:?}"
+        );
+        return;
+    }
+    let w = manager.provision_worker(&pid("test"), spec()).unwrap();
+    flaky.update_state(&w.id, WorkerState::Ready).unwrap();
+    *flaky.faults.fail_terminating_of.lock() = Some(w.id);
+    let err = manager
+        .terminate_worker(&w.id, TerminationReason::Requested)
+        .unwrap_err();
+    assert!(matches!(err, Error::Backend(_)), "{err}");
+    assert_eq!(
+        flaky.get(&w.id).unwrap().unwrap().state,
+        WorkerState::Ready,
+        "the fault stopped the manager's write"
+    );
+    *flaky.faults.fail_terminating_of.lock() = None;
+    manager
+        .terminate_worker(&w.id, TerminationReason::Requested)
+        .unwrap();
+    assert!(flaky.get(&w.id).unwrap().is_none());
+}
