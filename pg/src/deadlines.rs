@@ -1,4 +1,5 @@
-//! The deadline questions: `find_unhealthy`, `find_startup_expired`, `find_for_termination`.
+//! The deadline questions: `find_unhealthy` (and its count), `find_startup_expired`,
+//! `find_for_termination`.
 //! Each is one statement; each `now` is read once per statement (a materialized CTE, or the
 //! given clock's time).
 
@@ -30,6 +31,16 @@ static UNHEALTHY: LazyLock<String> = LazyLock::new(|| {
            AND (SELECT floor < cutoff FROM t)"
     )
 });
+
+/// How many rows [`UNHEALTHY`] returns: the same scan and lookups, without sending a row (the
+/// brake counts the silent workers at every health check; during a partition that is most of
+/// the fleet, which must not travel and be decoded only to be counted).
+const COUNT_UNHEALTHY: &str = "WITH t AS MATERIALIZED (SELECT sat_sub(now_ms($1), $2) AS cutoff, \
+         (SELECT grace_floor FROM meta) AS floor) \
+     SELECT count(*) FROM heartbeats h CROSS JOIN LATERAL \
+         (SELECT 1 FROM workers w WHERE w.id = h.id AND w.state IN (1, 2, 3, 4) OFFSET 0) r \
+     WHERE h.last_heartbeat < (SELECT cutoff FROM t) \
+       AND (SELECT floor < cutoff FROM t)";
 
 /// `Creating`/`Connecting` workers registered before `now - timeout` (and before the grace
 /// floor's end), from the partial index on `created_at`.
@@ -65,6 +76,20 @@ pub(crate) fn find_unhealthy(
     timeout: Duration,
 ) -> Result<Vec<Worker>> {
     find(registry, "finding unhealthy workers", &UNHEALTHY, timeout)
+}
+
+/// [`find_unhealthy`]'s length, counted by the server.
+pub(crate) fn count_unhealthy(
+    registry: &PostgresWorkerRegistry,
+    timeout: Duration,
+) -> Result<usize> {
+    let given = registry.given();
+    let timeout = dur_ms(timeout);
+    registry.run("counting unhealthy workers", |conn| {
+        let stmt = conn.prepare(COUNT_UNHEALTHY)?;
+        let n: i64 = conn.client.query_one(&stmt, &[&given, &timeout])?.get(0);
+        Ok(n as usize)
+    })
 }
 
 pub(crate) fn find_startup_expired(

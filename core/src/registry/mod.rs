@@ -156,7 +156,7 @@ pub trait WorkerRegistry: Send + Sync + fmt::Debug {
     /// How many workers [`find_unhealthy`](Self::find_unhealthy) would return now, without
     /// building their snapshots (the lifecycle manager's brake counts with it). The default
     /// counts `find_unhealthy`'s answer; the in-memory registry reads its heartbeat columns
-    /// only, never a record.
+    /// only, never a record; PostgreSQL counts on the server (no row travels).
     fn count_unhealthy(&self, heartbeat_timeout: Duration) -> Result<usize> {
         Ok(self.find_unhealthy(heartbeat_timeout)?.len())
     }

@@ -185,6 +185,10 @@ impl WorkerRegistry for PostgresWorkerRegistry {
         crate::deadlines::find_unhealthy(self, heartbeat_timeout)
     }
 
+    fn count_unhealthy(&self, heartbeat_timeout: Duration) -> Result<usize> {
+        crate::deadlines::count_unhealthy(self, heartbeat_timeout)
+    }
+
     fn find_startup_expired(&self, startup_timeout: Duration) -> Result<Vec<Worker>> {
         crate::deadlines::find_startup_expired(self, startup_timeout)
     }
