@@ -23,6 +23,8 @@
 //! seeds (`HODEI_DIFF_STEPS` sets the steps a sequence). Needs `HODEI_PG_URL`.
 
 mod common;
+#[path = "../../core/tests/support/rng.rs"]
+mod rng;
 
 use std::collections::BTreeSet;
 use std::fmt::Debug;
@@ -32,6 +34,7 @@ use std::time::Duration;
 use common::*;
 use hodei_workers::*;
 use hodei_workers_postgres::PostgresWorkerRegistry;
+use rng::Rng;
 
 /// The sequences run by default. Each costs ~1-2 s on PostgreSQL (a dozen statements a step).
 const SEEDS: [u64; 4] = [
@@ -115,34 +118,17 @@ impl Pair {
     }
 }
 
-/// xorshift64: small, and the same sequence on every platform.
-struct Rng(u64);
-
+/// What this test draws besides `Rng`'s own picks.
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn pick(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn one_of<T: Clone>(&mut self, items: &[T]) -> T {
-        items[self.pick(items.len())].clone()
-    }
-
-    fn millis(&mut self, below: usize) -> Duration {
-        Duration::from_millis(self.pick(below) as u64)
+    fn millis(&mut self, below: u64) -> Duration {
+        Duration::from_millis(self.below(below))
     }
 
     /// A UUID v4 drawn from the sequence, so that a replay registers the same ids.
     fn worker_id(&mut self) -> WorkerId {
         let mut bytes = [0u8; 16];
-        bytes[..8].copy_from_slice(&self.next().to_le_bytes());
-        bytes[8..].copy_from_slice(&self.next().to_le_bytes());
+        bytes[..8].copy_from_slice(&self.next_u64().to_le_bytes());
+        bytes[8..].copy_from_slice(&self.next_u64().to_le_bytes());
         bytes[6] = (bytes[6] & 0x0f) | 0x40;
         bytes[8] = (bytes[8] & 0x3f) | 0x80;
         WorkerId::from_bytes(bytes).unwrap()
@@ -200,45 +186,45 @@ fn specs() -> Vec<Arc<WorkerSpec>> {
 /// others.
 fn random_filter(rng: &mut Rng) -> WorkerFilter {
     let mut f = WorkerFilter::new();
-    if rng.pick(3) == 0 {
-        for _ in 0..1 + rng.pick(3) {
+    if rng.index(3) == 0 {
+        for _ in 0..1 + rng.index(3) {
             f = f.state(rng.one_of(&WorkerState::ALL));
         }
     }
-    if rng.pick(5) == 0 {
+    if rng.index(5) == 0 {
         f = f.provider_id(provider(rng.one_of(&["p1", "p2", "p3"])));
     }
-    if rng.pick(5) == 0 {
+    if rng.index(5) == 0 {
         f = f.provider_type(rng.one_of(&provider_types()));
     }
-    if rng.pick(5) == 0 {
-        f = f.accepting_jobs(rng.pick(2) == 0);
+    if rng.index(5) == 0 {
+        f = f.accepting_jobs(rng.index(2) == 0);
     }
-    if rng.pick(5) == 0 {
+    if rng.index(5) == 0 {
         f = f.idle_for(rng.millis(4000));
     }
-    if rng.pick(5) == 0 {
+    if rng.index(5) == 0 {
         f = f.unhealthy_for(rng.millis(4000));
     }
-    if rng.pick(4) == 0 {
+    if rng.index(4) == 0 {
         f = f.label(
             rng.one_of(&["pool", "zone", POOL_LABEL]),
             rng.one_of(&["a", "z", "p"]),
         );
     }
-    if rng.pick(4) == 0 {
+    if rng.index(4) == 0 {
         f = f.capability(rng.one_of(&["gpu", "docker", "x"]));
     }
-    if rng.pick(4) == 0 {
+    if rng.index(4) == 0 {
         f = f.fits(ResourceRequirements {
             cpu_cores: rng.one_of(&[0.0, 0.5, 1.0, 2.5, 3.0]),
             memory_bytes: rng.one_of(&[0, 1 << 30, 5 << 30]),
             disk_bytes: rng.one_of(&[0, 1000, 2500]),
-            gpu_count: rng.pick(3) as u32,
+            gpu_count: rng.index(3) as u32,
             gpu_type: rng.one_of(&[None, Some("a100".to_owned()), Some("h100".to_owned())]),
         });
     }
-    if rng.pick(5) == 0 {
+    if rng.index(5) == 0 {
         f = f.architecture(rng.one_of(&[
             Architecture::Amd64,
             Architecture::Arm64,
@@ -278,7 +264,7 @@ struct Sequence {
 
 impl Sequence {
     fn known_id(&mut self) -> Option<WorkerId> {
-        (!self.ids.is_empty()).then(|| self.ids[self.rng.pick(self.ids.len())])
+        (!self.ids.is_empty()).then(|| self.ids[self.rng.index(self.ids.len())])
     }
 
     fn next_job(&mut self) -> JobId {
@@ -291,11 +277,11 @@ impl Sequence {
 /// registries and compares the answers.
 fn random_write(pair: &Pair, seq: &mut Sequence) {
     pair.clock.advance(seq.rng.millis(700));
-    if seq.rng.pick(20) == 0 {
+    if seq.rng.index(20) == 0 {
         pair.clock
-            .advance(Duration::from_secs(seq.rng.pick(30) as u64));
+            .advance(Duration::from_secs(seq.rng.index(30) as u64));
     }
-    let op = seq.rng.pick(14);
+    let op = seq.rng.index(14);
     if op <= 1 {
         let p = provider(seq.rng.one_of(&["p1", "p2", "p3"]));
         let mut h = WorkerHandle::new(p, seq.rng.one_of(&provider_types()), "r");
@@ -318,7 +304,7 @@ fn random_write(pair: &Pair, seq: &mut Sequence) {
     if op == 12 {
         let ids: Vec<WorkerId> = (0..3)
             .map(|_| match seq.known_id() {
-                Some(id) if seq.rng.pick(4) != 0 => id,
+                Some(id) if seq.rng.index(4) != 0 => id,
                 _ => seq.rng.worker_id(),
             })
             .collect();
@@ -332,7 +318,7 @@ fn random_write(pair: &Pair, seq: &mut Sequence) {
         return;
     }
     if op == 13 {
-        if seq.rng.pick(5) == 0 {
+        if seq.rng.index(5) == 0 {
             let now = pair.clock.now();
             pair.same("grant_grace", |r| text(r.grant_grace(now)));
         }
@@ -357,7 +343,7 @@ fn random_write(pair: &Pair, seq: &mut Sequence) {
                 text(r.release_from_job(&id, None))
             });
         }
-        8 if seq.rng.pick(4) == 0 => {
+        8 if seq.rng.index(4) == 0 => {
             pair.same("unregister", |r| {
                 text(
                     r.unregister(&id, TerminationReason::Requested)
@@ -372,7 +358,7 @@ fn random_write(pair: &Pair, seq: &mut Sequence) {
             });
         }
         10 => {
-            let j = job(&format!("j{}", seq.rng.pick(7)));
+            let j = job(&format!("j{}", seq.rng.index(7)));
             pair.same(&format!("release_from_job({id}, {j})"), |r| {
                 text(r.release_from_job(&id, Some(&j)))
             });
@@ -403,9 +389,9 @@ fn target_state(pair: &Pair, seq: &mut Sequence, id: &WorkerId) -> WorkerState {
         .into_iter()
         .filter(|&s| worker.state.can_update_to(s))
         .collect();
-    if legal.is_empty() || seq.rng.pick(4) == 0 {
+    if legal.is_empty() || seq.rng.index(4) == 0 {
         any
-    } else if legal.contains(&WorkerState::Ready) && seq.rng.pick(2) == 0 {
+    } else if legal.contains(&WorkerState::Ready) && seq.rng.index(2) == 0 {
         WorkerState::Ready
     } else {
         seq.rng.one_of(&legal)
@@ -416,13 +402,13 @@ fn target_state(pair: &Pair, seq: &mut Sequence, id: &WorkerId) -> WorkerState {
 /// sometimes holds).
 fn random_guard(pair: &Pair, seq: &mut Sequence, id: &WorkerId) -> TransitionGuard {
     let mut g = TransitionGuard::new();
-    if seq.rng.pick(2) == 0 {
+    if seq.rng.index(2) == 0 {
         g = g.in_state(seq.rng.one_of(&WorkerState::ALL));
     }
-    if seq.rng.pick(2) == 0 {
+    if seq.rng.index(2) == 0 {
         g = g.without_job();
     }
-    if seq.rng.pick(3) == 0 {
+    if seq.rng.index(3) == 0 {
         pair.same("get", |r| r.get(id).unwrap());
         let record = pair.memory.get(id).unwrap();
         g = g.idle_since(record.and_then(|w| w.idle_since).unwrap_or(0));

@@ -18,6 +18,8 @@
 
 #[path = "../../core/tests/registry/ledger.rs"]
 mod ledger;
+#[path = "../../core/tests/support/rng.rs"]
+mod rng;
 mod support;
 
 use std::collections::{BTreeSet, HashMap};
@@ -29,6 +31,7 @@ use std::time::Duration;
 use hodei_workers::*;
 use hodei_workers_postgres::PostgresWorkerRegistry;
 use ledger::replay_job_ledger;
+use rng::Rng;
 
 const CHILDREN: usize = 3;
 const OPS_PER_CHILD: usize = 400;
@@ -328,19 +331,6 @@ fn read_until_marker(sub: &Subscription) -> Vec<WorkerLifecycleEvent> {
     }
 }
 
-/// splitmix64, seeded per child.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) % n as u64) as usize
-    }
-}
-
 /// A child process: its own registry (pool) on the parent's registry name.
 fn child(name: &str, index: u64) {
     let url = support::url();
@@ -370,9 +360,9 @@ fn child(name: &str, index: u64) {
         .map(|w| w.id)
         .collect();
     for n in 0..OPS_PER_CHILD {
-        let some_worker = known[rng.below(known.len())];
-        match rng.below(100) {
-            0..=34 => match registry.claim(&WorkerFilter::new(), job(rng.below(JOBS))) {
+        let some_worker = known[rng.index(known.len())];
+        match rng.index(100) {
+            0..=34 => match registry.claim(&WorkerFilter::new(), job(rng.index(JOBS))) {
                 Ok(Some(w)) => {
                     assert_eq!(w.state, WorkerState::Busy);
                     mine.push((
@@ -389,7 +379,7 @@ fn child(name: &str, index: u64) {
                 if mine.is_empty() {
                     continue;
                 }
-                let (w, j) = mine.swap_remove(rng.below(mine.len()));
+                let (w, j) = mine.swap_remove(rng.index(mine.len()));
                 match registry.release_from_job(&w, Some(&j)) {
                     // NotBusy / NotFound: another process unregistered it meanwhile.
                     Ok(_) | Err(Error::NotBusy { .. } | Error::NotFound(_)) => {}
@@ -401,7 +391,7 @@ fn child(name: &str, index: u64) {
                 Err(e) => panic!("heartbeat: {e}"),
             },
             80..=87 => {
-                let ids: Vec<WorkerId> = (0..4).map(|_| known[rng.below(known.len())]).collect();
+                let ids: Vec<WorkerId> = (0..4).map(|_| known[rng.index(known.len())]).collect();
                 let answers = registry.heartbeat_many(&ids).expect("heartbeat_many");
                 assert_eq!(answers.len(), ids.len());
                 for a in answers {
@@ -418,7 +408,7 @@ fn child(name: &str, index: u64) {
                     continue;
                 }
                 // Back if forgotten (any process's prune), refused while remembered.
-                let id = retired.swap_remove(rng.below(retired.len()));
+                let id = retired.swap_remove(rng.index(retired.len()));
                 let again = WorkerHandle {
                     worker_id: id,
                     ..handle(&format!("back-{index}-{n}"))

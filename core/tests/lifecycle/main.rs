@@ -8,6 +8,8 @@
 #[path = "../registry/backend.rs"]
 mod backend;
 mod common;
+#[path = "../support/rng.rs"]
+mod rng;
 #[path = "../support/test_registry.rs"]
 mod test_registry;
 

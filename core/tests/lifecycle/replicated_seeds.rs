@@ -17,27 +17,9 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use crate::common::*;
+use crate::rng::Rng;
 use hodei_workers::*;
 use parking_lot::Mutex;
-
-/// The test's own seeded generator (SplitMix64): the same seed gives the same run on every
-/// platform, without the simulation's feature.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, n)` (Lemire's multiply-shift; 0 when `n == 0`).
-    fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
-    }
-}
 
 const TTL: Duration = Duration::from_secs(15);
 

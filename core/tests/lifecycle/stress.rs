@@ -9,23 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::*;
+use crate::rng::Rng;
 use hodei_workers::*;
-
-/// A small xorshift generator: reproducible per thread without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 #[test]
 fn concurrent_ticks_provisions_claims_and_terminations_keep_every_promise() {

@@ -13,6 +13,8 @@ mod backend;
 mod common;
 #[path = "../support/invariants.rs"]
 mod invariants;
+#[path = "../support/rng.rs"]
+mod rng;
 #[path = "../support/test_registry.rs"]
 mod test_registry;
 

@@ -15,6 +15,7 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use crate::common::*;
+use crate::rng::Rng;
 use hodei_workers::*;
 use ledger::replay_job_ledger;
 use parking_lot::Mutex;
@@ -25,23 +26,6 @@ const ITERATIONS: usize = 6_000;
 const JOB_POOL: usize = 24;
 /// Far more than the test can take: a hang here is a deadlock.
 const WATCHDOG: Duration = Duration::from_secs(120);
-
-/// splitmix64: small, seedable, good enough to pick operations.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 fn seed() -> u64 {
     let seed = std::env::var("HODEI_STRESS_SEED")
@@ -168,16 +152,16 @@ fn concurrent_operations_never_give_a_job_to_two_workers() {
                 let mut mine: Vec<(WorkerId, JobId)> = Vec::new();
                 start.wait();
                 for _ in 0..iterations {
-                    let job = jobs[rng.below(jobs.len())].clone();
+                    let job = jobs[rng.index(jobs.len())].clone();
                     let some_worker = {
                         let w = workers.lock();
-                        w[rng.below(w.len())]
+                        w[rng.index(w.len())]
                     };
-                    match rng.below(100) {
+                    match rng.index(100) {
                         0..=24 => {
-                            let filter = match rng.below(3) {
+                            let filter = match rng.index(3) {
                                 0 => WorkerFilter::new(),
-                                1 => WorkerFilter::new().label("pool", labels[rng.below(2)]),
+                                1 => WorkerFilter::new().label("pool", labels[rng.index(2)]),
                                 _ => WorkerFilter::new().idle_for(Duration::from_millis(2)),
                             };
                             match registry.claim(&filter, job.clone()) {
@@ -207,13 +191,13 @@ fn concurrent_operations_never_give_a_job_to_two_workers() {
                         35..=59 => {
                             // Mostly the release of a job this thread handed out; else a
                             // late release of some job by some worker.
-                            let (worker, expected) = if !mine.is_empty() && rng.below(5) > 0 {
-                                let (w, j) = mine.swap_remove(rng.below(mine.len()));
+                            let (worker, expected) = if !mine.is_empty() && rng.index(5) > 0 {
+                                let (w, j) = mine.swap_remove(rng.index(mine.len()));
                                 (w, Some(j))
                             } else {
                                 (some_worker, Some(job))
                             };
-                            let expected = if rng.below(8) == 0 { None } else { expected };
+                            let expected = if rng.index(8) == 0 { None } else { expected };
                             match registry.release_from_job(&worker, expected.as_ref()) {
                                 Ok(released) => {
                                     if let Some(e) = &expected {
@@ -232,7 +216,7 @@ fn concurrent_operations_never_give_a_job_to_two_workers() {
                             Err(e) => panic!("heartbeat: {e}"),
                         },
                         75..=84 => {
-                            let to = WorkerState::ALL[rng.below(WorkerState::ALL.len())];
+                            let to = WorkerState::ALL[rng.index(WorkerState::ALL.len())];
                             let before = registry.get(&some_worker).unwrap();
                             match registry.update_state(&some_worker, to) {
                                 Ok(w) => {
@@ -249,7 +233,7 @@ fn concurrent_operations_never_give_a_job_to_two_workers() {
                         85..=87 => {
                             let spec = Arc::new(
                                 WorkerSpec::new("img")
-                                    .with_label("pool", labels[rng.below(2)])
+                                    .with_label("pool", labels[rng.index(2)])
                                     .with_max_jobs(50),
                             );
                             let id = ready(&*registry, spec);
