@@ -462,10 +462,23 @@ impl Subscription {
     ///
     /// Every method of the subscription first lets the source [`fill`](EventSource::fill) the
     /// queue, on the caller's thread; `recv` waits through the source.
+    ///
+    /// Its [`id`](Self::id) is 0: a backend that hands out several subscriptions numbers them
+    /// with [`from_source_with_id`](Self::from_source_with_id).
     pub fn from_source(options: SubscribeOptions, source: Box<dyn EventSource>) -> Subscription {
+        Subscription::from_source_with_id(0, options, source)
+    }
+
+    /// As [`from_source`](Self::from_source), with the [`id`](Self::id) `id` (the backend
+    /// keeps it unique per registry).
+    pub fn from_source_with_id(
+        id: u64,
+        options: SubscribeOptions,
+        source: Box<dyn EventSource>,
+    ) -> Subscription {
         let (sender, receiver) = crossbeam_channel::unbounded();
         Subscription {
-            id: 0,
+            id,
             receiver,
             dropped: Arc::new(AtomicU64::new(0)),
             bus: Weak::new(),

@@ -216,7 +216,12 @@ pub(crate) fn subscribe(
         readers.retain(|r| r.strong_count() > 0);
         readers.push(Arc::downgrade(&reader));
     }
-    Ok(Subscription::from_source(
+    let id = registry
+        .inner
+        .next_subscription
+        .fetch_add(1, Ordering::Relaxed);
+    Ok(Subscription::from_source_with_id(
+        id,
         options,
         Box::new(OutboxSource { reader }),
     ))

@@ -201,6 +201,28 @@ fn heartbeat_ages_agree_with_a_recount_of_the_records() {
     check_ages(&registry, floor, "after grace");
 }
 
+/// The id of a subscription labels its event-drop metrics: two subscriptions of one registry
+/// never share one.
+#[test]
+fn subscription_ids_are_unique_per_registry() {
+    let (_clock, registry) = registry();
+    let subs: Vec<Subscription> = (0..3)
+        .map(|_| registry.subscribe(SubscribeOptions::default()).unwrap())
+        .collect();
+    let mut ids: Vec<u64> = subs.iter().map(Subscription::id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), subs.len(), "ids {ids:?}");
+    // Nor is the id of a dropped one handed out again (its counter series would go back).
+    drop(subs);
+    let next = registry.subscribe(SubscribeOptions::default()).unwrap();
+    assert!(
+        !ids.contains(&next.id()),
+        "{} reused, had {ids:?}",
+        next.id()
+    );
+}
+
 #[test]
 fn subscriber_drops_agree_with_the_subscriptions() {
     let (_clock, registry) = registry();
