@@ -389,8 +389,9 @@ pub struct Subscription {
     receiver: Receiver<WorkerLifecycleEvent>,
     dropped: Arc<AtomicU64>,
     bus: Weak<EventBus>,
-    /// Set for a subscription fed by another backend ([`Subscription::from_source`]).
-    source: Option<SourceFeed>,
+    /// Set for a subscription fed by another backend ([`Subscription::from_source`]); shared,
+    /// weakly, with its [`SubscriptionMonitor`].
+    source: Option<Arc<SourceFeed>>,
 }
 
 /// The parts of a backend-fed subscription: its source and the sending end of its queue.
@@ -399,6 +400,66 @@ struct SourceFeed {
     source: Mutex<Box<dyn EventSource>>,
     sender: Sender<WorkerLifecycleEvent>,
     capacity: usize,
+    /// The subscription's own counter.
+    dropped: Arc<AtomicU64>,
+}
+
+impl SourceFeed {
+    /// Lets `source` fill the queue, waiting up to `wait` for an event; `false` once it has
+    /// ended.
+    fn fill_with(&self, source: &mut dyn EventSource, wait: Duration) -> bool {
+        source.fill(
+            &EventFeed {
+                sender: &self.sender,
+                capacity: self.capacity,
+                dropped: &self.dropped,
+            },
+            wait,
+        )
+    }
+}
+
+/// A backend's handle on one of its source-fed subscriptions, for the figures of
+/// [`WorkerRegistry::subscriber_drops`](crate::WorkerRegistry::subscriber_drops): it does not
+/// keep the subscription alive ([`drops`](Self::drops) answers `None` once it is dropped).
+#[derive(Debug, Clone)]
+pub struct SubscriptionMonitor {
+    id: u64,
+    feed: Weak<SourceFeed>,
+}
+
+impl SubscriptionMonitor {
+    /// The subscription's id ([`Subscription::id`]).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Whether the subscription still exists.
+    pub fn is_live(&self) -> bool {
+        self.feed.strong_count() > 0
+    }
+
+    /// The subscription's drop count, queue length and capacity, as an in-memory registry
+    /// reports them; `None` once the subscription is dropped.
+    ///
+    /// A backend-fed subscription takes its events from its source only when it is used, so a
+    /// subscriber that stopped reading would lose nothing and show nothing. So first, unless
+    /// the subscriber is in a call of its own right now (which fills the queue anyway), this
+    /// lets the source fill the queue without waiting, on the caller's thread, exactly as
+    /// the subscriber's next call would: the events that do not fit are dropped and counted,
+    /// as an in-memory registry drops them when they are published.
+    pub fn drops(&self) -> Option<crate::registry::SubscriberDrops> {
+        let feed = self.feed.upgrade()?;
+        if let Some(mut source) = feed.source.try_lock() {
+            feed.fill_with(&mut **source, Duration::ZERO);
+        }
+        Some(crate::registry::SubscriberDrops {
+            subscriber: self.id,
+            dropped: feed.dropped.load(Ordering::Relaxed),
+            queued: feed.sender.len(),
+            capacity: feed.capacity,
+        })
+    }
 }
 
 /// Where a backend-fed [`Subscription`] gets its events from: a shared-database registry
@@ -463,31 +524,45 @@ impl Subscription {
     /// Every method of the subscription first lets the source [`fill`](EventSource::fill) the
     /// queue, on the caller's thread; `recv` waits through the source.
     ///
-    /// Its [`id`](Self::id) is 0: a backend that hands out several subscriptions numbers them
-    /// with [`from_source_with_id`](Self::from_source_with_id).
+    /// Its [`id`](Self::id) is 0: a backend that hands out several subscriptions and reports
+    /// them ([`WorkerRegistry::subscriber_drops`](crate::WorkerRegistry::subscriber_drops))
+    /// numbers them with [`from_source_with_id`](Self::from_source_with_id).
     pub fn from_source(options: SubscribeOptions, source: Box<dyn EventSource>) -> Subscription {
         Subscription::from_source_with_id(0, options, source)
     }
 
     /// As [`from_source`](Self::from_source), with the [`id`](Self::id) `id` (the backend
-    /// keeps it unique per registry).
+    /// keeps it unique per registry). The backend reports the subscription's drops through its
+    /// [`monitor`](Self::monitor).
     pub fn from_source_with_id(
         id: u64,
         options: SubscribeOptions,
         source: Box<dyn EventSource>,
     ) -> Subscription {
         let (sender, receiver) = crossbeam_channel::unbounded();
+        let dropped = Arc::new(AtomicU64::new(0));
         Subscription {
             id,
             receiver,
-            dropped: Arc::new(AtomicU64::new(0)),
+            dropped: Arc::clone(&dropped),
             bus: Weak::new(),
-            source: Some(SourceFeed {
+            source: Some(Arc::new(SourceFeed {
                 source: Mutex::new(source),
                 sender,
                 capacity: options.capacity.max(1),
-            }),
+                dropped,
+            })),
         }
+    }
+
+    /// A handle on this subscription's queue for its backend's telemetry, if it is fed by a
+    /// source ([`from_source`](Self::from_source); `None` for an in-memory registry's, which
+    /// the registry reports itself).
+    pub fn monitor(&self) -> Option<SubscriptionMonitor> {
+        self.source.as_ref().map(|feed| SubscriptionMonitor {
+            id: self.id,
+            feed: Arc::downgrade(feed),
+        })
     }
 
     /// Lets a backend's source fill the queue, waiting up to `wait` for an event; `false` once
@@ -496,14 +571,7 @@ impl Subscription {
         match &self.source {
             Some(feed) => {
                 let mut source = feed.source.lock();
-                source.fill(
-                    &EventFeed {
-                        sender: &feed.sender,
-                        capacity: feed.capacity,
-                        dropped: &self.dropped,
-                    },
-                    wait,
-                )
+                feed.fill_with(&mut **source, wait)
             }
             None => true,
         }

@@ -410,7 +410,8 @@ mod worker;
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use error::{Error, ErrorKind, Result};
 pub use events::{
-    EventFeed, EventKind, EventSource, SubscribeOptions, Subscription, WorkerLifecycleEvent,
+    EventFeed, EventKind, EventSource, SubscribeOptions, Subscription, SubscriptionMonitor,
+    WorkerLifecycleEvent,
 };
 pub use filter::WorkerFilter;
 pub use ids::{JobId, ProviderId, WorkerId, MAX_JOB_ID_LEN, MAX_PROVIDER_ID_LEN};
@@ -448,6 +449,7 @@ fn assert_send_sync() {
     check::<InMemoryWorkerRegistry>();
     check::<WorkerLifecycleManager>();
     check::<Subscription>();
+    check::<SubscriptionMonitor>();
     check::<Ticker>();
     check::<std::sync::Arc<dyn WorkerRegistry>>();
 }

@@ -41,6 +41,10 @@
 //! The reader runs on the subscriber's thread: each call of the `Subscription` first lets it
 //! read what arrived; `recv` waits on `LISTEN` (a notification wakes it; without one it polls
 //! every second, and every 20 ms while waiting out a gap).
+//!
+//! `subscriber_drops` (the event-drop metrics) lists the live subscriptions of this registry
+//! handle; it lets each one that is not in a call of its own read first, on the caller's
+//! thread, so that a subscriber that stopped reading shows the events it loses.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -48,8 +52,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hodei_workers::{
-    Error, EventFeed, EventKind, EventSource, Result, SubscribeOptions, Subscription, Timestamp,
-    WorkerLifecycleEvent,
+    Error, EventFeed, EventKind, EventSource, Result, SubscribeOptions, SubscriberDrops,
+    Subscription, SubscriptionMonitor, Timestamp, WorkerLifecycleEvent,
 };
 use parking_lot::Mutex;
 use postgres::fallible_iterator::FallibleIterator;
@@ -220,11 +224,32 @@ pub(crate) fn subscribe(
         .inner
         .next_subscription
         .fetch_add(1, Ordering::Relaxed);
-    Ok(Subscription::from_source_with_id(
-        id,
-        options,
-        Box::new(OutboxSource { reader }),
-    ))
+    let subscription =
+        Subscription::from_source_with_id(id, options, Box::new(OutboxSource { reader }));
+    if let Some(monitor) = subscription.monitor() {
+        let mut subscriptions = registry.inner.subscriptions.lock();
+        subscriptions.retain(SubscriptionMonitor::is_live);
+        subscriptions.push(monitor);
+    }
+    Ok(subscription)
+}
+
+/// Every live subscription of this registry handle (those of other handles and processes
+/// are theirs to report), with its drops as an in-memory registry counts them: a subscription
+/// not in a call of its own reads what arrived first, so a subscriber that stopped reading
+/// shows the events it loses (`SubscriptionMonitor::drops`). One read of the outbox per idle
+/// subscription, on its own connection.
+pub(crate) fn subscriber_drops(registry: &PostgresWorkerRegistry) -> Vec<SubscriberDrops> {
+    let monitors = {
+        let mut subscriptions = registry.inner.subscriptions.lock();
+        subscriptions.retain(SubscriptionMonitor::is_live);
+        subscriptions.clone()
+    };
+    // The outbox is read with the list's lock released: a subscriber may subscribe meanwhile.
+    monitors
+        .iter()
+        .filter_map(SubscriptionMonitor::drops)
+        .collect()
 }
 
 impl Reader {

@@ -309,7 +309,16 @@ pub trait WorkerRegistry: Send + Sync + fmt::Debug {
         Ok(None)
     }
 
-    /// Events dropped per live subscriber (empty by default). For metrics.
+    /// Every live subscription of this registry (this handle's: a shared-database backend does
+    /// not list those of other processes), with the events it lost because its queue was full
+    /// and the events queued now, as its own [`Subscription::dropped`] and
+    /// [`Subscription::len`] say; a dropped subscription is not listed. Empty by default (a
+    /// backend that does not keep the figures). For metrics.
+    ///
+    /// A subscriber that stops reading is what this is for: its losses show here without it
+    /// reading. A backend whose subscriptions read their events only when used (PostgreSQL)
+    /// first lets each subscription that is not in a call of its own read what has arrived
+    /// ([`SubscriptionMonitor::drops`](crate::SubscriptionMonitor::drops)).
     fn subscriber_drops(&self) -> Result<Vec<SubscriberDrops>> {
         Ok(Vec::new())
     }

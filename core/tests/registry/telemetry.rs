@@ -1,8 +1,10 @@
 //! What a registry tells about itself for metrics, where the backend maintains it
 //! (`job_totals`, `heartbeat_age_histogram`; `Ok(None)` otherwise), against a recount: the
-//! calls that succeeded, and the heartbeats and grace floor of the records.
+//! calls that succeeded, and the heartbeats and grace floor of the records. And what every
+//! backend reports of its subscribers (`subscriber_drops`), against the subscriptions.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::*;
@@ -223,6 +225,14 @@ fn subscription_ids_are_unique_per_registry() {
     );
 }
 
+/// The report of `subscription`, found by its id.
+fn drops_of(drops: &[SubscriberDrops], subscription: &Subscription) -> Option<SubscriberDrops> {
+    drops
+        .iter()
+        .find(|d| d.subscriber == subscription.id())
+        .copied()
+}
+
 #[test]
 fn subscriber_drops_agree_with_the_subscriptions() {
     let (_clock, registry) = registry();
@@ -232,33 +242,92 @@ fn subscriber_drops_agree_with_the_subscriptions() {
     let roomy = registry
         .subscribe(SubscribeOptions::default().capacity(64))
         .unwrap();
+    assert_ne!(small.id(), roomy.id(), "subscription ids are unique");
+    let drops = registry.subscriber_drops().unwrap();
+    assert_eq!(drops.len(), 2, "every live subscriber is listed: {drops:?}");
+    let got = drops_of(&drops, &small).expect("the small subscriber is listed");
+    assert_eq!((got.dropped, got.queued, got.capacity), (0, 0, 2));
     for _ in 0..5 {
         register(&registry, spec());
     }
+    // Neither subscriber has read anything: the report alone shows what the small one lost.
     let drops = registry.subscriber_drops().unwrap();
-    if drops.is_empty() {
-        return; // not kept by this backend
-    }
-    let find = |drops: &[SubscriberDrops], sub: &Subscription| {
-        drops.iter().find(|d| d.subscriber == sub.id()).copied()
-    };
-    let got = find(&drops, &small).expect("the small subscriber is listed");
+    let got = drops_of(&drops, &small).expect("the small subscriber is listed");
     assert_eq!(
-        got,
-        SubscriberDrops {
+        (got.dropped, got.queued, got.capacity),
+        (3, 2, 2),
+        "{drops:?}"
+    );
+    let got = drops_of(&drops, &roomy).expect("the roomy subscriber is listed");
+    assert_eq!((got.dropped, got.queued, got.capacity), (0, 5, 64));
+    // The subscriptions agree with the report.
+    assert_eq!((small.dropped(), small.len()), (3, 2));
+    assert_eq!((roomy.dropped(), roomy.len()), (0, 5));
+    // Still not reading: the next events are lost too.
+    register(&registry, spec());
+    let drops = registry.subscriber_drops().unwrap();
+    assert_eq!(drops_of(&drops, &small).map(|d| d.dropped), Some(4));
+    assert_eq!(drops_of(&drops, &roomy).map(|d| d.queued), Some(6));
+    assert_eq!(
+        drops_of(&drops, &small),
+        Some(SubscriberDrops {
             subscriber: small.id(),
             dropped: small.dropped(),
             queued: small.len(),
             capacity: 2,
-        }
+        })
     );
-    assert_eq!((got.dropped, got.queued), (3, 2));
-    let got = find(&drops, &roomy).expect("the roomy subscriber is listed");
-    assert_eq!((got.dropped, got.queued, got.capacity), (0, 5, 64));
-    roomy.drain();
+    // Reading makes room; a dropped subscription leaves the list.
+    assert_eq!(small.drain().len(), 2);
+    assert_eq!(roomy.drain().len(), 6);
+    register(&registry, spec());
     let small_id = small.id();
     drop(small);
     let drops = registry.subscriber_drops().unwrap();
     assert!(drops.iter().all(|d| d.subscriber != small_id), "{drops:?}");
-    assert_eq!(find(&drops, &roomy).map(|d| d.queued), Some(0));
+    assert_eq!(drops.len(), 1, "{drops:?}");
+    let got = drops_of(&drops, &roomy).expect("the roomy subscriber is listed");
+    assert_eq!((got.dropped, got.queued), (0, 1));
+}
+
+/// The manager's metrics show each live subscriber's drops and queue under its id, from the
+/// registry's report.
+#[test]
+fn the_metrics_show_each_subscribers_drops() {
+    let registry = crate::backend::new_registry(Arc::new(ManualClock::new(T0)));
+    let manager =
+        WorkerLifecycleManager::new(Arc::clone(&registry), WorkerLifecycleConfig::default())
+            .unwrap();
+    let lazy = registry
+        .subscribe(SubscribeOptions::default().capacity(1))
+        .unwrap();
+    let reader = registry.subscribe(SubscribeOptions::default()).unwrap();
+    for _ in 0..4 {
+        register(&*registry, spec());
+    }
+    assert_eq!(reader.drain().len(), 4);
+    let text = manager.metrics_text();
+    let sample = |name: &str, sub: &Subscription| {
+        let key = format!("{name}{{subscriber=\"{}\"}} ", sub.id());
+        text.lines()
+            .find_map(|l| l.strip_prefix(key.as_str()))
+            .unwrap_or_else(|| panic!("no {key:?} in\n{text}"))
+            .to_owned()
+    };
+    assert_eq!(sample("hodei_workers_event_drops_total", &lazy), "3");
+    assert_eq!(sample("hodei_workers_event_queue_length", &lazy), "1");
+    assert_eq!(sample("hodei_workers_event_drops_total", &reader), "0");
+    assert_eq!(sample("hodei_workers_event_queue_length", &reader), "0");
+    drop(lazy);
+    // Only the live subscriber is left.
+    let text = manager.metrics_text();
+    let drops: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("hodei_workers_event_drops_total{"))
+        .collect();
+    let live = format!(
+        "hodei_workers_event_drops_total{{subscriber=\"{}\"}} 0",
+        reader.id()
+    );
+    assert_eq!(drops, [live.as_str()], "{text}");
 }

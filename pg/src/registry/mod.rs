@@ -152,7 +152,8 @@ pub(crate) struct Inner {
     /// The readers of this registry's subscriptions: read to the end when it is dropped.
     pub readers:
         parking_lot::Mutex<Vec<std::sync::Weak<parking_lot::Mutex<crate::events::Reader>>>>,
-    /// The id of this registry's next subscription (`Subscription::id`).
+    /// This registry's live subscriptions (`subscriber_drops`), and the id of the next one.
+    pub subscriptions: parking_lot::Mutex<Vec<hodei_workers::SubscriptionMonitor>>,
     pub next_subscription: AtomicU64,
 }
 
@@ -280,6 +281,7 @@ impl PostgresWorkerRegistry {
             heartbeat_subscribers: Arc::new(AtomicUsize::new(0)),
             heartbeats: Coalescer::default(),
             readers: parking_lot::Mutex::new(Vec::new()),
+            subscriptions: parking_lot::Mutex::new(Vec::new()),
             next_subscription: AtomicU64::new(0),
             last_prune: parking_lot::Mutex::new(None),
             retired_id_limit: AtomicU64::new(crate::retention::DEFAULT_RETIRED_ID_LIMIT as u64),

@@ -254,6 +254,10 @@ impl WorkerRegistry for PostgresWorkerRegistry {
         })
     }
 
+    fn subscriber_drops(&self) -> Result<Vec<hodei_workers::SubscriberDrops>> {
+        Ok(crate::events::subscriber_drops(self))
+    }
+
     fn snapshot(&self) -> Result<Snapshot> {
         crate::snapshot::snapshot(self)
     }
