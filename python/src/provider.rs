@@ -16,8 +16,11 @@
 //! `KeyboardInterrupt` and `SystemExit` are not provider failures: the adapter reports the
 //! call as failed to the engine (which must carry on consistently), parks the exception, and
 //! the manager method re-raises it when the engine returns. Until then no provider is called
-//! on this thread: each further call fails at once, "not called (interrupted)". On a thread where no manager
-//! method runs (a `Ticker`'s, ticking), nobody would re-raise it: it goes to
+//! on this thread: each further call fails at once, "not called (interrupted)". The interrupt
+//! belongs to the manager call that called the provider: a manager call nested in it that
+//! returns meanwhile (made by a finalizer or a weakref callback the garbage collector runs
+//! there) returns as usual and leaves it parked for the call it cut short. On a thread where
+//! no manager method runs (a `Ticker`'s, ticking), nobody would re-raise it: it goes to
 //! `sys.unraisablehook` at once, like the ticker's callbacks' exceptions.
 
 use std::cell::{Cell, RefCell};
@@ -40,8 +43,11 @@ use crate::types::{py_repr, str_dict, PyWorkerSpec};
 
 thread_local! {
     /// A `KeyboardInterrupt`/`SystemExit` raised inside a provider on this thread, to re-raise
-    /// when the manager call that led to it returns (provider calls run on the caller's thread).
-    static INTERRUPT: RefCell<Option<PyErr>> = const { RefCell::new(None) };
+    /// when the manager call that led to it returns (provider calls run on the caller's thread),
+    /// with the depth of that call (`MANAGER_CALLS` when the provider raised): a nested call
+    /// made meanwhile (a finalizer run by the garbage collector, a weakref callback) must not
+    /// take it, or the call the interrupt cut short would go on as if nothing happened.
+    static INTERRUPT: RefCell<Option<(usize, PyErr)>> = const { RefCell::new(None) };
     /// How many manager methods run on this thread (more than one when a provider or a
     /// callback calls the manager again): while there is one, an interrupt is parked for it.
     static MANAGER_CALLS: Cell<usize> = const { Cell::new(0) };
@@ -53,24 +59,35 @@ fn interrupted() -> bool {
     INTERRUPT.with(|slot| slot.borrow().is_some())
 }
 
-/// The parked interrupt of this thread, if a provider raised one.
-pub(crate) fn take_interrupt() -> Option<PyErr> {
-    INTERRUPT.with(|slot| slot.borrow_mut().take())
-}
-
-/// Runs `work` as (the engine part of) a manager method, which takes the interrupt a provider
-/// raises meanwhile on this thread with [`take_interrupt`] when `work` returns. Outside such
-/// a call (a `Ticker`'s own tick) an interrupt goes to `sys.unraisablehook` instead.
-pub(crate) fn manager_call<T>(work: impl FnOnce() -> T) -> T {
+/// Runs `work` as (the engine part of) a manager method, and returns its result with the
+/// interrupt a provider raised meanwhile on this thread, for this very call to re-raise. An
+/// interrupt parked by an enclosing call stays parked for that call, even when this one is
+/// nested in it (made by a finalizer or a callback that ran in between). Outside such a call
+/// (a `Ticker`'s own tick) an interrupt goes to `sys.unraisablehook` instead.
+pub(crate) fn manager_call<T>(work: impl FnOnce() -> T) -> (T, Option<PyErr>) {
     struct Leave;
     impl Drop for Leave {
         fn drop(&mut self) {
             MANAGER_CALLS.with(|n| n.set(n.get() - 1));
         }
     }
-    MANAGER_CALLS.with(|n| n.set(n.get() + 1));
+    let depth = MANAGER_CALLS.with(|n| {
+        n.set(n.get() + 1);
+        n.get()
+    });
     let _leave = Leave;
-    work()
+    let result = work();
+    let interrupt = INTERRUPT.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        // Parked here or deeper (a nested call always takes its own before it returns, so
+        // deeper is only belt and braces): ours. Shallower: an enclosing call's.
+        if slot.as_ref().is_some_and(|(parked, _)| *parked >= depth) {
+            slot.take().map(|(_, err)| err)
+        } else {
+            None
+        }
+    });
+    (result, interrupt)
 }
 
 /// How a provider knows one of its workers: passed to ``destroy_worker``.
@@ -262,13 +279,14 @@ impl PythonProvider {
             value.str().map(|s| s.to_string()).unwrap_or_default()
         );
         if !err.is_instance_of::<PyException>(py) {
-            if MANAGER_CALLS.with(Cell::get) == 0 {
+            let depth = MANAGER_CALLS.with(Cell::get);
+            if depth == 0 {
                 // A Ticker's tick: parked, it would never reach anyone (and would keep its
                 // frames alive, and shadow the thread's later interrupts).
                 err.write_unraisable(py, Some(object));
             } else {
                 INTERRUPT.with(|slot| {
-                    slot.borrow_mut().get_or_insert(err);
+                    slot.borrow_mut().get_or_insert((depth, err));
                 });
             }
             return ProviderError::new(format!("{text} (interrupted)"));

@@ -402,3 +402,43 @@ def test_a_failing_destroy_of_an_unreadable_answer_is_reported(registry: hw.Regi
     with pytest.raises(hw.ProviderError, match="failed too.*api down"):
         manager.provision_worker("garbage-cloud", hw.WorkerSpec("img"))
     assert len(registry) == 0
+
+
+def test_a_nested_call_made_while_an_interrupt_is_parked_does_not_take_it(
+    registry: hw.Registry,
+) -> None:
+    """Python code that runs while a provider's KeyboardInterrupt waits for the manager call
+    it cut short (a finalizer, a weakref callback) may call the manager too: that nested call
+    returns as usual, and the interrupt still reaches the call the user made. Here the
+    provider unregisters itself and is interrupted; its finalizer runs as the engine drops
+    its last reference, before provision_worker returns. Without the fix the finalizer's
+    ``stats()`` raised the KeyboardInterrupt (into the finalizer, where it was ignored) and
+    provision_worker raised a ProviderError as if the provider had merely failed."""
+    manager = hw.LifecycleManager(registry)
+    nested: list[str] = []
+
+    class Vanishing:
+        provider_id = "vanishing"
+        provider_type = "docker"
+
+        def create_worker(self, worker_id: str, spec: hw.WorkerSpec) -> str:
+            manager.unregister_provider(self.provider_id)
+            del self  # the traceback keeps this frame, not the provider
+            raise KeyboardInterrupt
+
+        def destroy_worker(self, handle: hw.WorkerHandle) -> None:
+            pass
+
+        def __del__(self) -> None:
+            try:
+                manager.stats()
+                nested.append("returned")
+            except BaseException as e:  # noqa: BLE001 (what the nested call raised is the point)
+                nested.append(f"raised {type(e).__name__}")
+
+    manager.register_provider(Vanishing())
+    with pytest.raises(KeyboardInterrupt):
+        manager.provision_worker("vanishing", hw.WorkerSpec("img"))
+    assert nested == ["returned"], "the finalizer ran inside the interrupted call"
+    assert manager.stats().in_flight == 0 and len(registry) == 0
+    manager.stats()  # nothing was left parked for a later call

@@ -9,7 +9,7 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use crate::convert::{self, Int, Seconds};
 use crate::errors::run;
-use crate::provider::{manager_call, take_interrupt, ProviderObject, PythonProvider};
+use crate::provider::{manager_call, ProviderObject, PythonProvider};
 use crate::registry::PyRegistry;
 use crate::types::{py_repr, PyWorker, PyWorkerSpec};
 
@@ -24,8 +24,8 @@ where
     T: Send,
     F: FnOnce() -> core::Result<T> + Send,
 {
-    let result = manager_call(|| run(py, work));
-    match take_interrupt() {
+    let (result, interrupt) = manager_call(|| run(py, work));
+    match interrupt {
         Some(interrupt) => Err(interrupt),
         None => result,
     }
@@ -87,8 +87,7 @@ impl PyLifecycleManager {
         P: pyo3::PyClass + From<C> + Into<pyo3::PyClassInitializer<P>>,
         F: FnOnce() -> core::Result<C> + Send,
     {
-        let result = manager_call(|| run(py, work));
-        let interrupt = take_interrupt();
+        let (result, interrupt) = manager_call(|| run(py, work));
         let report = match result {
             Ok(core) => Py::new(py, P::from(core))?,
             Err(error) => return Err(interrupt.unwrap_or(error)),
