@@ -49,9 +49,13 @@ class Fenced(Exception):
 class Provider(Protocol):
     """A source of workers, as ``LifecycleManager.register_provider`` expects it.
 
-    ``provider_id`` and ``provider_type`` may be attributes or properties. An exception raised
-    by a method is a provider failure of the engine: it shows in the tick report and the
-    events, and never crashes the engine. A ``LookupError`` from ``destroy_worker`` means the
+    ``provider_id`` and ``provider_type`` may be attributes or properties. An ``Exception``
+    raised by a method is a provider failure of the engine: it shows in the tick report and the
+    events, and never crashes the engine. A ``BaseException`` that is not an ``Exception``
+    (``KeyboardInterrupt``, ``SystemExit``, ``asyncio.CancelledError``, ``GeneratorExit``, one
+    of your own) is not swallowed: the engine finishes the operation without calling a provider
+    again, then it reaches the caller of the manager (see ``LifecycleManager``). A
+    ``LookupError`` from ``destroy_worker`` means the
     instance is already gone (counted as destroyed). ``list_workers`` is optional; a provider
     without it (or raising ``NotImplementedError``) is skipped by ``reconcile``.
 

@@ -11,11 +11,15 @@
 //! - a `LookupError` (e.g. `KeyError`) from `destroy_worker` means "already gone", which the
 //!   engine counts as destroyed;
 //! - `NotImplementedError` from `list_workers` means "not supported";
-//! - anything else is a failure.
+//! - anything else that is an `Exception` is a failure.
 //!
-//! `KeyboardInterrupt` and `SystemExit` are not provider failures: the adapter reports the
-//! call as failed to the engine (which must carry on consistently), parks the exception, and
-//! the manager method re-raises it when the engine returns. Until then no provider is called
+//! A `BaseException` that is not an `Exception` is not a provider failure (the Python rule:
+//! only `Exception` may be caught as "something went wrong"): `KeyboardInterrupt`,
+//! `SystemExit`, `asyncio.CancelledError` (swallowing it would break the cancellation that
+//! raised it), `GeneratorExit`, another extension's `PanicException`, a host's own. Called
+//! "an interrupt" here: the adapter reports the call as failed to the engine (which must carry
+//! on consistently), parks the exception, and the manager method re-raises it, the very
+//! object, when the engine returns. Until then no provider is called
 //! on this thread: each further call fails at once, "not called (interrupted)". The interrupt
 //! belongs to the manager call that called the provider: a manager call nested in it that
 //! returns meanwhile (made by a finalizer or a weakref callback the garbage collector runs
@@ -166,8 +170,11 @@ pub(crate) struct PythonProvider {
 
 /// Whether `method` takes a `fencing_token` keyword: a parameter of that name that may be
 /// passed by keyword, or `**kwargs`. A callable whose signature Python cannot tell (some
-/// builtins) is called without it.
-fn takes_fencing_token(method: &Bound<'_, PyAny>) -> bool {
+/// builtins; any `Exception` reading it) is called without it.
+///
+/// # Errors
+/// A `BaseException` that is not an `Exception` (Ctrl-C landing there), as it was raised.
+fn takes_fencing_token(method: &Bound<'_, PyAny>) -> PyResult<bool> {
     let py = method.py();
     let answer = || -> PyResult<bool> {
         let inspect = py.import("inspect")?;
@@ -195,7 +202,11 @@ fn takes_fencing_token(method: &Bound<'_, PyAny>) -> bool {
         }
         Ok(false)
     };
-    answer().unwrap_or(false)
+    match answer() {
+        Ok(takes) => Ok(takes),
+        Err(err) if err.is_instance_of::<PyException>(py) => Ok(false),
+        Err(err) => Err(err),
+    }
 }
 
 /// `object.name`, with a missing attribute (an `AttributeError`) reported as `missing()`.
@@ -253,8 +264,8 @@ impl PythonProvider {
             object: Arc::new(Mutex::new(Some(object.clone().unbind()))),
             id: convert::provider_id(id, "provider_id")?,
             kind: convert::provider_type(kind, "provider_type")?,
-            create_takes_token: takes_fencing_token(&object.getattr("create_worker")?),
-            destroy_takes_token: takes_fencing_token(&object.getattr("destroy_worker")?),
+            create_takes_token: takes_fencing_token(&object.getattr("create_worker")?)?,
+            destroy_takes_token: takes_fencing_token(&object.getattr("destroy_worker")?)?,
         })
     }
 
@@ -482,9 +493,11 @@ impl WorkerProvider for PythonProvider {
 
     fn list_workers(&self) -> ProviderResult<Vec<WorkerHandle>> {
         self.call("list_workers", |_py, object| {
-            let Ok(method) = object.getattr("list_workers") else {
-                return Err(PyNotImplementedError::new_err("no list_workers"));
-            };
+            // Only a missing member means "not supported": anything else its lookup raises
+            // (a bug in a property, Ctrl-C) is the provider's own.
+            let method = member(object, "list_workers", || {
+                PyNotImplementedError::new_err("no list_workers")
+            })?;
             let mut handles = Vec::new();
             for item in method.call0()?.try_iter()? {
                 let item = item?;

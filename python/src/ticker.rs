@@ -75,8 +75,9 @@ fn demand_of(py: Python<'_>, pending: &Py<PyAny>) -> usize {
 /// the ticker's own thread, one at a time. An exception ``pending`` or ``on_report`` raises
 /// goes to ``sys.unraisablehook``, is counted (``stats.demand_failures`` /
 /// ``stats.report_failures``; a failing ``pending`` leaves the last good demand in use), and
-/// the ticker goes on. A provider's exception is a provider failure in the tick's report, but
-/// a KeyboardInterrupt or SystemExit, with no caller there to receive it, goes to
+/// the ticker goes on. A provider's Exception is a provider failure in the tick's report, but
+/// a BaseException that is not an Exception (KeyboardInterrupt, SystemExit,
+/// asyncio.CancelledError, ...), with no caller there to receive it, goes to
 /// ``sys.unraisablehook``.
 ///
 /// The ticker keeps its manager alive, and with it the providers its ticks call (even when the

@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import signal
 import threading
@@ -442,3 +444,132 @@ def test_a_nested_call_made_while_an_interrupt_is_parked_does_not_take_it(
     assert nested == ["returned"], "the finalizer ran inside the interrupted call"
     assert manager.stats().in_flight == 0 and len(registry) == 0
     manager.stats()  # nothing was left parked for a later call
+
+
+class Cancelled(BaseException):
+    """A BaseException of the host's own (not an Exception): it must propagate."""
+
+
+BASE_EXCEPTIONS = [
+    pytest.param(KeyboardInterrupt, id="KeyboardInterrupt"),
+    pytest.param(lambda: SystemExit(3), id="SystemExit"),
+    pytest.param(asyncio.CancelledError, id="CancelledError"),
+    pytest.param(GeneratorExit, id="GeneratorExit"),
+    pytest.param(lambda: Cancelled("shutting down"), id="own-BaseException"),
+]
+
+
+@pytest.mark.parametrize("make", BASE_EXCEPTIONS)
+def test_a_base_exception_from_a_provider_propagates_after_the_operation(
+    registry: hw.Registry, make: Callable[[], BaseException]
+) -> None:
+    """The Python rule: a BaseException that is not an Exception (Ctrl-C, SystemExit,
+    asyncio.CancelledError, GeneratorExit, a class of the host's own) is never swallowed as a
+    provider failure. The engine finishes the operation without calling a provider again,
+    then the very exception reaches the caller, with the operation's report."""
+    manager = hw.LifecycleManager(registry, hw.LifecycleConfig(max_workers=5))
+    raised = make()
+    calls: list[str] = []
+
+    class Raising:
+        provider_id = "raising"
+        provider_type = "docker"
+
+        def create_worker(self, worker_id: str, spec: hw.WorkerSpec) -> str:
+            calls.append(worker_id)
+            raise raised
+
+        def destroy_worker(self, handle: hw.WorkerHandle) -> None:
+            pass
+
+    manager.register_provider(Raising())
+    manager.set_scaling_target("raising", hw.WorkerSpec("img"))
+    with pytest.raises(BaseException) as info:
+        manager.tick(pending_jobs=3)
+    assert info.value is raised
+    assert len(calls) == 1, "no provider call after it"
+    report = info.value.report  # type: ignore[attr-defined]
+    assert isinstance(report, hw.TickReport) and manager.last_report == report
+    assert [f.provider_id for f in report.provision_failures] == ["raising"]
+    assert "(interrupted)" in report.provision_failures[0].error
+    with pytest.raises(BaseException) as again:
+        manager.provision_worker("raising", hw.WorkerSpec("img"))
+    assert again.value is raised
+    assert len(registry) == 0 and manager.stats().in_flight == 0
+
+
+class Signature:
+    """A create_worker whose signature cannot be read without running code that raises."""
+
+    def __init__(self, raised: BaseException) -> None:
+        self.raised = raised
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        raise self.raised
+
+    def __call__(self, worker_id: str, spec: hw.WorkerSpec) -> str:
+        return "i-1"
+
+
+@pytest.mark.parametrize("make", BASE_EXCEPTIONS)
+def test_a_base_exception_reading_a_providers_signature_propagates(
+    registry: hw.Registry, make: Callable[[], BaseException]
+) -> None:
+    # Without the fix register_provider took it for "no fencing_token" and went on: a Ctrl-C
+    # landing there was lost.
+    manager = hw.LifecycleManager(registry)
+    raised = make()
+
+    class Provider:
+        provider_id = "p"
+        provider_type = "docker"
+        create_worker = Signature(raised)
+
+        def destroy_worker(self, handle: hw.WorkerHandle) -> None:
+            pass
+
+    with pytest.raises(BaseException) as info:
+        manager.register_provider(Provider())
+    assert info.value is raised
+    assert manager.providers() == []
+    # An Exception there still means "cannot tell": the method is called without the token.
+    Provider.create_worker = Signature(ValueError("no signature"))
+    manager.register_provider(Provider())
+    assert manager.provision_worker("p", hw.WorkerSpec("img")).resource_id == "i-1"
+
+
+@pytest.mark.parametrize("make", BASE_EXCEPTIONS)
+def test_a_base_exception_looking_up_list_workers_propagates(
+    registry: hw.Registry, make: Callable[[], BaseException]
+) -> None:
+    # Without the fix the failed lookup meant "no list_workers": reconcile skipped the provider
+    # as unsupported and returned, the exception lost.
+    manager = hw.LifecycleManager(registry)
+    raised = make()
+
+    class Provider:
+        provider_id = "p"
+        provider_type = "docker"
+
+        def create_worker(self, worker_id: str, spec: hw.WorkerSpec) -> str:
+            return "i-1"
+
+        def destroy_worker(self, handle: hw.WorkerHandle) -> None:
+            pass
+
+        @property
+        def list_workers(self) -> Callable[[], list[str]]:
+            raise raised
+
+    manager.register_provider(Provider())
+    with pytest.raises(BaseException) as info:
+        manager.reconcile()
+    assert info.value is raised
+    last = manager.last_report
+    assert isinstance(last, hw.ReconcileReport) and last.unsupported == []
+    # An Exception there is the provider's failure (in the report), not "unsupported".
+    raised = RuntimeError("settings not loaded")
+    report = manager.reconcile()
+    assert report.unsupported == [] and [p for p, _ in report.errors] == ["p"]
+    assert "settings not loaded" in report.errors[0][1]

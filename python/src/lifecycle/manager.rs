@@ -53,18 +53,22 @@ fn pending(py: Python<'_>, pending_jobs: i64) -> PyResult<usize> {
 /// agent to report in with), ``destroy_worker(handle)`` (raise a LookupError when the instance
 /// is already gone) and optionally ``list_workers() -> iterable of resource ids`` (for
 /// ``reconcile``). A provider may keep a reference to its manager: the garbage collector sees
-/// through the cycle. An exception they raise is a provider failure of the engine (in reports and
+/// through the cycle. An Exception they raise is a provider failure of the engine (in reports and
 /// events), never a crash. They are called on the thread that called the manager, never while
 /// the engine holds a lock.
 ///
-/// Interrupts: a KeyboardInterrupt (or SystemExit) raised inside a provider is not a provider
-/// failure. The engine finishes the operation consistently without calling a provider
-/// again (the interrupted call and those it skips count as failed: a destroy is retried by
-/// a later tick), then the interrupt reaches the caller — and the report of the operation it cut
-/// short (``tick``, ``run_health_check``, ``cleanup_workers``, ``terminate_worker``,
-/// ``reconcile``), with the jobs it lost, is not lost: it is the exception's ``report``
-/// attribute and ``manager.last_report``. Raised during a ``Ticker``'s tick (no caller to
-/// reach), it goes to ``sys.unraisablehook`` instead.
+/// Interrupts: a BaseException that is not an Exception (KeyboardInterrupt, SystemExit,
+/// asyncio.CancelledError, GeneratorExit, one of your own) raised inside a provider is not a
+/// provider failure: it propagates, as Python's rule has it (to make a cancelled operation of
+/// the provider's a failure, catch it there and raise an Exception). The engine finishes the
+/// operation consistently without calling a provider again (the interrupted call and those it
+/// skips count as failed: a destroy is retried by a later tick), then the exception reaches the
+/// caller — and the report of the operation it cut short (``tick``, ``run_health_check``,
+/// ``cleanup_workers``, ``terminate_worker``, ``reconcile``), with the jobs it lost, is not
+/// lost: it is the exception's ``report`` attribute and ``manager.last_report``. A manager call
+/// made meanwhile on that thread (by a finalizer, say) returns as usual: the exception is for
+/// the call it cut short. Raised during a ``Ticker``'s tick (no caller to reach), it goes to
+/// ``sys.unraisablehook`` instead.
 #[pyclass(frozen, weakref, name = "LifecycleManager", module = "hodei_workers")]
 pub(crate) struct PyLifecycleManager {
     inner: Arc<WorkerLifecycleManager>,
