@@ -84,7 +84,9 @@ fn demand_of(py: Python<'_>, pending: &Py<PyAny>) -> usize {
 /// host keeps only the ticker and a provider holds its manager), and its callbacks. Dropping
 /// the last reference stops it; so does the garbage collector when the ticker is in an
 /// unreachable reference cycle (e.g. ``on_report`` is a bound method of the object that keeps
-/// the ticker).
+/// the ticker). Either waits for the tick in progress, as ``stop()`` does, and yields to Ctrl-C
+/// likewise (on the main thread): the KeyboardInterrupt is raised as soon as the drop
+/// returns, while the tick finishes and the thread is joined in the background.
 #[pyclass(frozen, name = "Ticker", module = "hodei_workers")]
 pub(crate) struct PyTicker {
     /// Always `Some` but in `drop`, which may hand it to a thread of its own to join.
@@ -116,30 +118,46 @@ fn lock(held: &Mutex<Held>) -> MutexGuard<'_, Held> {
 impl Drop for PyTicker {
     fn drop(&mut self) {
         let interrupted = *self.interrupted.get_mut();
+        let own_thread = TICKER_ON_THIS_THREAD.with(Cell::get) == held_key(&self.held);
         let mut ticker = self.inner.take();
         // The thread may be waiting for the GIL (to call a callback): never join while holding
         // it. A drop on the ticker's own thread only asks it to stop; so does a drop while the
         // interpreter shuts down (the thread cannot run Python code any more).
         let attached = Python::try_attach(|py| {
-            py.detach(|| {
-                let Some(ticker) = ticker.take() else {
+            let Some(ticker) = ticker.take() else {
+                return;
+            };
+            if own_thread {
+                // Asks the thread to stop after this tick (the core's stop knows its thread).
+                py.detach(|| ticker.stop());
+                return;
+            }
+            if interrupted && ticker.is_running() {
+                // A stop() that Ctrl-C interrupted: the host gave up waiting for the tick
+                // in progress (a provider that may never answer), and does not wait again.
+                ticker.request_stop();
+                py.detach(|| join_in_background(ticker));
+                return;
+            }
+            // A drop no stop() came before (the last reference let go, the garbage collector):
+            // it waits for the tick in progress like stop(), and likewise yields to Ctrl-C.
+            // Python code cannot run here (an exception may be on its way through the frame
+            // that dropped the ticker), so the signal's handler is not called: the drop only
+            // sees that SIGINT came, leaves the join to a thread of its own (the tick still
+            // finishes, the thread is still joined) and trips SIGINT again, for its handler
+            // to run (KeyboardInterrupt, by default) as soon as the drop returns.
+            ticker.request_stop();
+            let mut pause = Duration::from_micros(100);
+            while ticker.is_running() {
+                py.detach(|| std::thread::sleep(pause));
+                pause = (pause * 2).min(SIGNAL_CHECK);
+                if sigint_came(py) {
+                    py.detach(|| join_in_background(ticker));
+                    sigint_again(py);
                     return;
-                };
-                if interrupted && ticker.is_running() {
-                    // A stop() that Ctrl-C interrupted: the host gave up waiting for the tick
-                    // in progress (a provider that may never answer), and a drop, often right
-                    // after as the `with` ends, cannot be interrupted. The thread is joined
-                    // on a thread of its own, where the manager's last reference, if it is
-                    // one, is dropped too. (Without a thread to be had, the closure is dropped
-                    // here: joined after all.)
-                    ticker.request_stop();
-                    let _ = std::thread::Builder::new()
-                        .name("hodei-ticker-join".to_owned())
-                        .spawn(move || drop(ticker));
-                } else {
-                    ticker.stop();
                 }
-            })
+            }
+            py.detach(|| ticker.stop());
         });
         if attached.is_none() {
             if let Some(ticker) = &ticker {
@@ -147,6 +165,32 @@ impl Drop for PyTicker {
             }
         }
     }
+}
+
+/// Joins a stopping ticker's thread on a thread of its own, where the manager's last
+/// reference, if it is one, is dropped too. (Without a thread to be had, the ticker is dropped
+/// here: joined after all.)
+fn join_in_background(ticker: Ticker) {
+    let _ = std::thread::Builder::new()
+        .name("hodei-ticker-join".to_owned())
+        .spawn(move || drop(ticker));
+}
+
+/// Whether SIGINT came since Python last looked (always false off the main thread, which
+/// never handles signals), without running its handler: the signal is consumed.
+#[allow(unsafe_code)]
+fn sigint_came(_py: Python<'_>) -> bool {
+    // SAFETY: no arguments, no pointers; called attached to the interpreter (`_py`), as
+    // CPython asks.
+    unsafe { pyo3::ffi::PyOS_InterruptOccurred() != 0 }
+}
+
+/// Trips SIGINT as if it came now: its Python handler runs at the next check for signals on
+/// the main thread (nothing happens if SIGINT's handler is not Python's).
+#[allow(unsafe_code)]
+fn sigint_again(_py: Python<'_>) {
+    // SAFETY: no arguments, no pointers; any thread may call it, attached or not.
+    unsafe { pyo3::ffi::PyErr_SetInterrupt() }
 }
 
 /// Starts a ticker for `LifecycleManager.ticker`.

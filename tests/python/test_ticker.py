@@ -447,3 +447,62 @@ def test_a_ticker_whose_stop_was_interrupted_is_dropped_without_waiting(
     while len(registry) == 0:
         assert time.monotonic() < deadline, "the interrupted ticker's tick never finished"
         time.sleep(0.01)
+
+
+class Owner:
+    """An object that keeps a ticker and itself: garbage only the cycle collector frees."""
+
+    def __init__(self, ticker: hw.Ticker) -> None:
+        self.ticker = ticker
+        self.me = self
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs POSIX signals")
+@pytest.mark.parametrize("let_go", ["del", "collected", "with-error"])
+def test_ctrl_c_interrupts_letting_go_of_a_ticker_whose_tick_hangs(
+    registry: hw.Registry, let_go: str
+) -> None:
+    # A ticker let go of without stop() (its last reference dropped, or collected in a cycle)
+    # stops its thread and waits for the tick in progress. Behind a provider that hangs, that
+    # wait must yield to Ctrl-C like stop()'s: the KeyboardInterrupt comes out right after the
+    # drop. Without the fix the drop joined the thread ignoring Ctrl-C (20 s here, forever for
+    # a cloud API without a timeout). A `with` left by another exception stops the ticker in
+    # its exit, interruptibly: the KeyboardInterrupt replaces that exception.
+    manager = hw.LifecycleManager(registry, hw.LifecycleConfig(min_ready_workers=0))
+    cloud = HangingCloud()
+    manager.register_provider(cloud)
+    manager.set_scaling_target("cloud", hw.WorkerSpec("img"))
+    started = 0.0
+    gc.disable()  # the cycle is collected where the test says, not at any allocation
+    try:
+        with pytest.raises(KeyboardInterrupt) as info:
+            if let_go == "with-error":
+                with manager.ticker(HOUR, pending=lambda: 1):
+                    assert cloud.entered.wait(HANG), "the tick called the provider"
+                    started = time.monotonic()
+                    timer = ctrl_c_soon()
+                    raise ValueError("the host's own trouble")
+            else:
+                owner = Owner(manager.ticker(HOUR, pending=lambda: 1))
+                assert cloud.entered.wait(HANG), "the tick called the provider"
+                started = time.monotonic()
+                timer = ctrl_c_soon()
+                if let_go == "del":
+                    del owner.me, owner  # the last reference: freed here
+                else:
+                    del owner
+                    gc.collect()
+            while time.monotonic() - started < WAITED_OUT:  # it comes out at the latest here
+                time.sleep(0.01)
+        timer.join()
+        assert time.monotonic() - started < WAITED_OUT
+        if let_go == "with-error":
+            assert isinstance(info.value.__context__, ValueError)
+    finally:
+        gc.enable()
+        cloud.release.set()
+    # The thread still finishes its tick (the provider's instance is registered) and ends.
+    deadline = time.monotonic() + HANG
+    while len(registry) == 0:
+        assert time.monotonic() < deadline, "the ticker's tick never finished"
+        time.sleep(0.01)
