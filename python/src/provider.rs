@@ -296,9 +296,20 @@ impl PythonProvider {
                 // frames alive, and shadow the thread's later interrupts).
                 err.write_unraisable(py, Some(object));
             } else {
-                INTERRUPT.with(|slot| {
-                    slot.borrow_mut().get_or_insert((depth, err));
+                // The first one parked wins. Another is dropped only once the slot is no
+                // longer borrowed: dropping it frees what its traceback kept, which may run
+                // Python code (a finalizer) that calls the manager, which reads the slot.
+                let second = INTERRUPT.with(|slot| {
+                    let mut slot = slot.borrow_mut();
+                    match *slot {
+                        None => {
+                            *slot = Some((depth, err));
+                            None
+                        }
+                        Some(_) => Some(err),
+                    }
                 });
+                drop(second);
             }
             return ProviderError::new(format!("{text} (interrupted)"));
         }

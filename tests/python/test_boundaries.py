@@ -19,7 +19,7 @@ import signal
 import threading
 import time
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Mapping
 
 import pytest
 
@@ -573,3 +573,55 @@ def test_a_base_exception_looking_up_list_workers_propagates(
     report = manager.reconcile()
     assert report.unsupported == [] and [p for p, _ in report.errors] == ["p"]
     assert "settings not loaded" in report.errors[0][1]
+
+
+def test_a_second_interrupt_in_one_provider_call_is_dropped_safely(
+    registry: hw.Registry,
+) -> None:
+    """Ctrl-C while create_worker's answer is read, and again in the destroy that keeps its
+    instance from leaking: the first interrupt parked wins, the other is dropped. Dropping it
+    frees what its traceback kept (here the metadata, whose finalizer calls the manager).
+    Without the fix it was dropped while the parked slot was borrowed: the finalizer's
+    ``stats()`` failed with a PanicException ("already borrowed")."""
+    manager = hw.LifecycleManager(registry)
+    nested: list[str] = []
+
+    class Metadata(Mapping[str, str]):
+        def __getitem__(self, key: str) -> str:
+            raise KeyError(key)
+
+        def __iter__(self) -> Iterator[str]:
+            return iter(())
+
+        def __len__(self) -> int:
+            return 0
+
+        def items(self) -> Any:
+            raise KeyboardInterrupt("reading the metadata")
+
+        def __del__(self) -> None:
+            try:
+                manager.stats()
+                nested.append("returned")
+            except BaseException as e:  # noqa: BLE001 (what the nested call raised is the point)
+                nested.append(f"raised {type(e).__name__}")
+
+    destroyed: list[str] = []
+
+    class Cloud:
+        provider_id = "cloud"
+        provider_type = "docker"
+
+        def create_worker(self, worker_id: str, spec: hw.WorkerSpec) -> Any:
+            return "i-1", Metadata()
+
+        def destroy_worker(self, handle: hw.WorkerHandle) -> None:
+            destroyed.append(handle.resource_id)
+            raise KeyboardInterrupt("destroying")
+
+    manager.register_provider(Cloud())
+    with pytest.raises(KeyboardInterrupt, match="destroying"):
+        manager.provision_worker("cloud", hw.WorkerSpec("img"))
+    assert destroyed == ["i-1"]
+    assert nested == ["returned"]
+    assert len(registry) == 0 and manager.stats().in_flight == 0
