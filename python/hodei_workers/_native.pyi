@@ -1520,9 +1520,9 @@ class LifecycleManager:
     caller — and the report of the operation it cut short (``tick``, ``run_health_check``,
     ``cleanup_workers``, ``terminate_worker``, ``reconcile``), with the jobs it lost, is not
     lost: it is the exception's ``report`` attribute and ``manager.last_report``. A manager call
-    made meanwhile on that thread (by a finalizer, say) returns as usual: the exception is for
-    the call it cut short. Raised during a ``Ticker``'s tick (no caller to reach), it goes to
-    ``sys.unraisablehook`` instead."""
+    made meanwhile on that thread (by a finalizer, say) calls no provider either, and does not
+    raise it: the exception is for the call it cut short. Raised during a ``Ticker``'s tick
+    (no caller to reach), it goes to ``sys.unraisablehook`` instead."""
     def __new__(cls, registry: Registry, config: LifecycleConfig | None = None) -> LifecycleManager:
         """A manager driving ``registry`` (on the registry's clock).
 

@@ -23,7 +23,7 @@
 //! on this thread: each further call fails at once, "not called (interrupted)". The interrupt
 //! belongs to the manager call that called the provider: a manager call nested in it that
 //! returns meanwhile (made by a finalizer or a weakref callback the garbage collector runs
-//! there) returns as usual and leaves it parked for the call it cut short. On a thread where
+//! there) calls no provider either, but leaves it parked for the call it cut short. On a thread where
 //! no manager method runs (a `Ticker`'s, ticking), nobody would re-raise it: it goes to
 //! `sys.unraisablehook` at once, like the ticker's callbacks' exceptions.
 

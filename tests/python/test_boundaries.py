@@ -435,13 +435,28 @@ def test_a_nested_call_made_while_an_interrupt_is_parked_does_not_take_it(
             try:
                 manager.stats()
                 nested.append("returned")
+                # Ctrl-C is on its way to the caller: no provider is called meanwhile.
+                manager.provision_worker("other", hw.WorkerSpec("img"))
             except BaseException as e:  # noqa: BLE001 (what the nested call raised is the point)
-                nested.append(f"raised {type(e).__name__}")
+                nested.append(f"raised {type(e).__name__}: {e}")
+
+    class Other:
+        provider_id = "other"
+        provider_type = "docker"
+
+        def create_worker(self, worker_id: str, spec: hw.WorkerSpec) -> str:
+            nested.append("other called")
+            return "i-1"
+
+        def destroy_worker(self, handle: hw.WorkerHandle) -> None:
+            pass
 
     manager.register_provider(Vanishing())
+    manager.register_provider(Other())
     with pytest.raises(KeyboardInterrupt):
         manager.provision_worker("vanishing", hw.WorkerSpec("img"))
-    assert nested == ["returned"], "the finalizer ran inside the interrupted call"
+    assert len(nested) == 2 and nested[0] == "returned", "the finalizer ran inside the call"
+    assert nested[1].startswith("raised ProviderError") and "not called (interrupted)" in nested[1]
     assert manager.stats().in_flight == 0 and len(registry) == 0
     manager.stats()  # nothing was left parked for a later call
 
