@@ -1,6 +1,7 @@
 //! The manager on a registry that can fail (as a shared-database backend may): no panic, errors
 //! reported, and no instance forgotten while the registry cannot answer.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -30,6 +31,8 @@ struct Faults {
     /// Simulates a starting worker's agent reporting in and the scheduler giving it this job
     /// right before the manager's move of it to `Terminating`.
     claim_before_terminating: parking_lot::Mutex<Option<JobId>>,
+    /// The look-up of this pool's workers (a `find` by its pool label) fails.
+    fail_find_of_pool: parking_lot::Mutex<Option<String>>,
 }
 
 fn down() -> Error {
@@ -51,6 +54,14 @@ impl Hooks for Faults {
             Call::Register(_) => check(&self.fail_register),
             Call::Unregister(_) => check(&self.fail_unregister),
             Call::GrantGrace => check(&self.fail_grace),
+            Call::Find(Some(filter))
+                if filter
+                    .labels
+                    .get(POOL_LABEL)
+                    .is_some_and(|pool| self.fail_find_of_pool.lock().as_ref() == Some(pool)) =>
+            {
+                Err(down())
+            }
             Call::Find(None) => match &mut *self.scans_before_failing.lock() {
                 Some(0) => Err(down()),
                 Some(n) => {
@@ -698,4 +709,53 @@ fn a_replicated_managers_fenced_writes_meet_the_faults() {
         .terminate_worker(&w.id, TerminationReason::Requested)
         .unwrap();
     assert!(flaky.get(&w.id).unwrap().is_none());
+}
+
+/// `set_pools` drains the workers of every pool it removes, pool by pool; the registry failing
+/// on a later pool's workers returned that error alone: the workers of the pools drained
+/// before were out of service (`Draining`) and in no result, and the failed pool's workers
+/// were never drained (the pool was gone, `remove_pool` refused its name). The call now drains
+/// every pool it can, says in its error what it did, and the next call retries the rest.
+#[test]
+fn a_registry_failure_mid_set_pools_says_what_was_drained_and_the_next_call_finishes() {
+    let (_clock, flaky, manager, _provider) = setup();
+    let pool = |name: &str| {
+        Pool::new(name, pid("test"), WorkerSpec::new("img"))
+            .unwrap()
+            .with_min_ready(1)
+    };
+    manager
+        .set_pools(vec![pool("a"), pool("b"), pool("c")])
+        .unwrap();
+    let report = manager.tick(Demand::new());
+    assert_eq!(report.provisioned.len(), 3, "{:?}", report.decisions);
+    let mut of_pool = BTreeMap::new();
+    for p in &report.provisioned {
+        flaky
+            .update_state(&p.worker_id, WorkerState::Ready)
+            .unwrap();
+        let w = flaky.get(&p.worker_id).unwrap().unwrap();
+        of_pool.insert(w.spec.labels[POOL_LABEL].clone(), w.id);
+    }
+    // The pools are removed in name order; "b"'s workers cannot be listed.
+    *flaky.faults.fail_find_of_pool.lock() = Some("b".to_owned());
+    let err = manager.set_pools(vec![]).unwrap_err();
+    assert!(matches!(err, Error::Backend(_)), "{err}");
+    let state = |id: &WorkerId| flaky.get(id).unwrap().unwrap().state;
+    for name in ["a", "c"] {
+        let id = of_pool[name];
+        assert_eq!(state(&id), WorkerState::Draining, "pool {name}");
+        assert!(
+            err.to_string().contains(&id.to_string()),
+            "the error does not name {id} of pool {name}, drained: {err}"
+        );
+    }
+    assert!(err.to_string().contains("\"b\""), "{err}");
+    assert_eq!(state(&of_pool["b"]), WorkerState::Ready);
+    assert!(manager.pools().is_empty());
+    // The next call drains what the failure left.
+    *flaky.faults.fail_find_of_pool.lock() = None;
+    assert_eq!(manager.set_pools(vec![]).unwrap(), vec![of_pool["b"]]);
+    assert_eq!(state(&of_pool["b"]), WorkerState::Draining);
+    assert_eq!(manager.set_pools(vec![]).unwrap(), vec![]);
 }

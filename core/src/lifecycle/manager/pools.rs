@@ -15,7 +15,7 @@
 //! give each capacity market its own provider id (spot and on-demand) so that one can fall
 //! back to the other.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::clock::Timestamp;
@@ -34,6 +34,9 @@ use super::WorkerLifecycleManager;
 pub(super) struct PoolSet {
     pub(super) entries: BTreeMap<String, PoolEntry>,
     pub(super) interruptions: BTreeMap<WorkerId, Interruption>,
+    /// Pools whose workers a `set_pools` or `remove_pool` had to drain but could not list
+    /// (the registry failed): the next `set_pools`, or `remove_pool` of the name, drains them.
+    pub(super) undrained: BTreeSet<String>,
 }
 
 impl PoolSet {
@@ -89,7 +92,13 @@ impl WorkerLifecycleManager {
     /// # Errors
     /// [`Error::InvalidArgument`] for an invalid pool ([`Pool::validate`]) or two pools with
     /// one name; [`Error::ProviderNotFound`] when a pool's provider is not registered. Nothing
-    /// changes on error.
+    /// changes on those errors.
+    ///
+    /// A registry error while listing a pool's workers to drain them (a shared database gone
+    /// away): the pools are set all the same, the other pools' workers are drained, and the
+    /// error (of the registry's kind) names the workers taken out of service and the pools
+    /// whose workers were not; the next `set_pools` (or `remove_pool` of such a pool's name)
+    /// drains those.
     ///
     /// # Examples
     /// A CPU pool and two GPU pools: spot first, on-demand as the fallback.
@@ -186,7 +195,7 @@ impl WorkerLifecycleManager {
     /// # Ok::<(), hodei_workers::Error>(())
     /// ```
     pub fn set_pools(&self, pools: Vec<Pool>) -> Result<Vec<WorkerId>> {
-        let mut names = std::collections::BTreeSet::new();
+        let mut names = BTreeSet::new();
         for pool in &pools {
             self.check_pool(pool)?;
             if !names.insert(pool.name.clone()) {
@@ -196,7 +205,7 @@ impl WorkerLifecycleManager {
         // Pools listed again whose template now asks more of a worker: their workers made from
         // the old one are checked against the new one below.
         let mut reshaped: Vec<Pool> = Vec::new();
-        let removed: Vec<String> = {
+        let (removed, undrained): (Vec<String>, BTreeSet<String>) = {
             let mut set = self.pools.lock();
             let removed = set
                 .entries
@@ -224,24 +233,83 @@ impl WorkerLifecycleManager {
                     }
                 }
             }
-            removed
+            (removed, std::mem::take(&mut set.undrained))
         };
+        // One pool's drain failing must not stop the others', nor drop from what the call
+        // reports the workers already taken out of service (they drain all the same).
         let mut drained = Vec::new();
-        for name in removed {
-            drained.extend(self.drain_pool(&name, |_| true)?);
+        let mut failed: Vec<(String, Error)> = Vec::new();
+        let mut drain = |name: &str, done: Result<Vec<WorkerId>>| match done {
+            Ok(ids) => drained.extend(ids),
+            Err(e) => failed.push((name.to_owned(), e)),
+        };
+        for name in &removed {
+            drain(name, self.drain_pool(name, |_| true));
         }
-        for pool in reshaped {
+        for pool in &reshaped {
             // The plan counts a pool's idle and starting workers as capacity for whatever its
             // template satisfies; a worker made from the old template that a job of the new
             // one could not claim (a label, capability, architecture or resource it lacks)
             // would be counted as serving demand it can never take, and nothing would be
             // provisioned for it. Such workers leave as from a removed pool.
-            let needs = replacement(&pool, 1).filter();
-            drained.extend(
-                self.drain_pool(&pool.name, |w| !needs.matches_static(&w.handle, &w.spec))?,
+            let needs = replacement(pool, 1).filter();
+            drain(
+                &pool.name,
+                self.drain_pool(&pool.name, |w| !needs.matches_static(&w.handle, &w.spec)),
             );
         }
-        Ok(drained)
+        // Left by an earlier call: drained as from a removed pool, or, for a pool listed now,
+        // those its template does not take.
+        for name in undrained
+            .iter()
+            .filter(|n| !removed.contains(n) && !reshaped.iter().any(|p| &p.name == *n))
+        {
+            drain(name, self.drain_left(name));
+        }
+        self.drains_failed(drained, failed, "set_pools set the pools")
+    }
+
+    /// The workers of pool `name` that no longer belong to it: all of them when no pool has
+    /// the name, those its template does not take otherwise.
+    fn drain_left(&self, name: &str) -> Result<Vec<WorkerId>> {
+        let pool = self.pools.lock().entries.get(name).map(|e| e.pool.clone());
+        match pool {
+            None => self.drain_pool(name, |_| true),
+            Some(pool) => {
+                let needs = replacement(&pool, 1).filter();
+                self.drain_pool(name, |w| !needs.matches_static(&w.handle, &w.spec))
+            }
+        }
+    }
+
+    /// The answer of a call that drained pools: the workers taken out of service, or, when
+    /// some pools' workers could not be listed, the first such error (its kind kept) saying
+    /// what the call did — `done`, the workers taken out of service — and which pools are left
+    /// for the next call (remembered in `undrained`).
+    fn drains_failed(
+        &self,
+        drained: Vec<WorkerId>,
+        failed: Vec<(String, Error)>,
+        done: &str,
+    ) -> Result<Vec<WorkerId>> {
+        let Some((_, first)) = failed.first() else {
+            return Ok(drained);
+        };
+        let names: Vec<String> = failed.iter().map(|(n, _)| format!("{n:?}")).collect();
+        self.pools
+            .lock()
+            .undrained
+            .extend(failed.iter().map(|(n, _)| n.clone()));
+        let ids: Vec<String> = drained.iter().map(WorkerId::to_string).collect();
+        let note = format!(
+            "{done} and took {} worker(s) out of service [{}], but could not list the workers \
+             of pool(s) {} to drain them: the next set_pools (or remove_pool of the name) \
+             drains them",
+            drained.len(),
+            ids.join(", "),
+            names.join(", ")
+        );
+        Err(noted(first.clone(), &note))
     }
 
     /// Adds a pool.
@@ -268,16 +336,26 @@ impl WorkerLifecycleManager {
     /// Returns the workers taken out of service.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] when no pool has that name; a registry error.
+    /// [`Error::InvalidArgument`] when no pool has that name; a registry error listing the
+    /// pool's workers: the pool is removed all the same, and calling `remove_pool` with its
+    /// name again (or the next `set_pools`) drains its workers.
     pub fn remove_pool(&self, name: &str) -> Result<Vec<WorkerId>> {
         {
             let mut set = self.pools.lock();
-            if set.entries.remove(name).is_none() {
+            let left = set.undrained.remove(name);
+            if set.entries.remove(name).is_none() && !left {
                 return Err(Error::invalid(format!("no pool named {name:?}")));
             }
             self.pool_gauges.lock().remove(name);
         }
-        self.drain_pool(name, |_| true)
+        match self.drain_pool(name, |_| true) {
+            Ok(drained) => Ok(drained),
+            Err(e) => self.drains_failed(
+                Vec::new(),
+                vec![(name.to_owned(), e)],
+                "remove_pool removed the pool",
+            ),
+        }
     }
 
     /// The pools, highest priority first (ties by name).
@@ -333,5 +411,25 @@ impl WorkerLifecycleManager {
         if let Some(e) = self.pools.lock().entries.get_mut(name) {
             f(e);
         }
+    }
+}
+
+/// `e` with `note` added to its message, of the same kind (a kind without a message is kept as
+/// it is).
+fn noted(e: Error, note: &str) -> Error {
+    match e {
+        Error::Backend(m) => Error::Backend(format!("{m}; {note}")),
+        Error::NotLeader(m) => Error::NotLeader(format!("{m}; {note}")),
+        Error::InvalidArgument(m) => Error::InvalidArgument(format!("{m}; {note}")),
+        Error::CapacityExceeded(m) => Error::CapacityExceeded(format!("{m}; {note}")),
+        Error::Snapshot(m) => Error::Snapshot(format!("{m}; {note}")),
+        Error::Provider {
+            provider_id,
+            message,
+        } => Error::Provider {
+            provider_id,
+            message: format!("{message}; {note}"),
+        },
+        other => other,
     }
 }
