@@ -2,6 +2,8 @@
 //! once the brake has held for longer than the bound; a partition that heals within it costs
 //! nobody. Manual clock, ticks every `health_check_interval` (30 s), heartbeat timeout 60 s.
 
+use std::sync::Arc;
+
 use crate::common::*;
 use hodei_workers::*;
 
@@ -255,4 +257,100 @@ fn a_zero_bound_is_refused() {
     assert_eq!(json.max_mass_expiry_hold, ms(2500));
     let defaulted: WorkerLifecycleConfig = serde_json::from_str("{}").unwrap();
     assert_eq!(defaulted.max_mass_expiry_hold, secs(300));
+}
+
+// ----- two health checks at once ---------------------------------------------------------------
+
+/// Stops the first `grant_grace` after it is armed until the test opens it: a brake release
+/// caught between its decision and its grace period.
+#[derive(Debug)]
+struct GraceGate {
+    armed: std::sync::atomic::AtomicBool,
+    entered: (
+        crossbeam_channel::Sender<()>,
+        crossbeam_channel::Receiver<()>,
+    ),
+    open: (
+        crossbeam_channel::Sender<()>,
+        crossbeam_channel::Receiver<()>,
+    ),
+}
+
+impl crate::test_registry::Hooks for GraceGate {
+    fn before(&self, call: crate::test_registry::Call<'_>, _: &dyn WorkerRegistry) -> Result<()> {
+        if call == crate::test_registry::Call::GrantGrace
+            && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            self.entered.0.send(()).unwrap();
+            self.open.1.recv().unwrap();
+        }
+        Ok(())
+    }
+}
+
+/// A health check that finds the fleet back under the limit after a hold releases the brake
+/// and grants every worker a grace period. A second check running at the same moment (a tick
+/// on the host's thread, `run_health_check` on another) found the brake already let go and the
+/// grace period not yet granted: it expired the stragglers the release was protecting, in one
+/// batch, as if the brake had never held.
+#[test]
+fn a_health_check_racing_a_brake_release_does_not_expire_the_stragglers() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let gate = Arc::new(GraceGate {
+        armed: Default::default(),
+        entered: crossbeam_channel::unbounded(),
+        open: crossbeam_channel::unbounded(),
+    });
+    let registry = crate::test_registry::TestRegistry::with_hooks(
+        crate::backend::new_registry(clock.clone()),
+        gate.clone(),
+    );
+    let manager = WorkerLifecycleManager::new(registry.shared(), config()).unwrap();
+    manager
+        .register_provider(TestProvider::new("test"))
+        .unwrap();
+    let ids: Vec<WorkerId> = (0..10)
+        .map(|_| {
+            let id = manager.provision_worker(&pid("test"), spec()).unwrap().id;
+            registry.update_state(&id, WorkerState::Ready).unwrap();
+            id
+        })
+        .collect();
+    // 6 of 10 silent: more than floor(0.55 * 10), the brake holds.
+    clock.advance(secs(61));
+    for id in &ids[..4] {
+        manager.process_heartbeat(id).unwrap();
+    }
+    assert!(manager.run_health_check().unwrap().held.is_some());
+    // Two come back: 4 silent, under the limit. The next check releases the brake; another
+    // check runs while the release's grace period is being granted.
+    for id in &ids[4..6] {
+        manager.process_heartbeat(id).unwrap();
+    }
+    gate.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (releasing, racing) = std::thread::scope(|s| {
+        let releasing = s.spawn(|| manager.run_health_check().unwrap());
+        gate.entered.1.recv().unwrap();
+        let racing = manager.run_health_check().unwrap();
+        gate.open.0.send(()).unwrap();
+        (releasing.join().unwrap(), racing)
+    });
+    assert!(releasing.brake_released, "{releasing:?}");
+    assert!(releasing.unhealthy.is_empty(), "{releasing:?}");
+    assert!(
+        racing.unhealthy.is_empty(),
+        "the racing check expired the stragglers: {racing:?}"
+    );
+    assert_eq!(registry.count().unwrap(), 10);
+    for id in &ids[6..] {
+        assert_eq!(registry.get(id).unwrap().unwrap().state, WorkerState::Ready);
+    }
+    assert_eq!(manager.stats().unwrap().unhealthy_total, 0);
+    // The grace period holds for them: nobody is expired before heartbeat_timeout from now.
+    clock.advance(secs(59));
+    let later = manager.run_health_check().unwrap();
+    assert!(
+        later.unhealthy.is_empty() && later.held.is_none(),
+        "{later:?}"
+    );
 }

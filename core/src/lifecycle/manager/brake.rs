@@ -18,6 +18,11 @@ pub(super) struct Brake {
     /// new hold starts until a check finds the fleet back under the limit, or the survivors of
     /// a real mass death would be held again right after the dead were expired.
     spent: bool,
+    /// A check released the brake and is granting the grace period now. Until it is granted
+    /// (see [`Brake::released`]), other checks running at the same moment declare nobody
+    /// unhealthy for a heartbeat: their view predates the grace period, and the stragglers it
+    /// protects would be expired in one batch, as if the brake had never held.
+    releasing: bool,
 }
 
 /// What the brake does in one health check.
@@ -31,6 +36,9 @@ pub(super) enum BrakeVerdict {
     Release,
     /// Nothing to do with the brake: expire normally.
     Normal,
+    /// Another check is releasing the brake (its grace period is being granted): hold back the
+    /// heartbeat expiries of this check, without counting a hold.
+    Releasing,
 }
 
 /// Whether the fleet is over the brake's limit: `silent` workers past their heartbeat deadline,
@@ -69,6 +77,9 @@ impl Brake {
         now: Timestamp,
         max_hold: Duration,
     ) -> BrakeVerdict {
+        if self.releasing {
+            return BrakeVerdict::Releasing;
+        }
         match (over_limit, self.held_since) {
             // Gave up on this episode: the silent ones are dead, expire them.
             (true, _) if self.spent => BrakeVerdict::Normal,
@@ -86,11 +97,23 @@ impl Brake {
                 self.spent = false;
                 self.held_since = None;
                 if held_since.is_some() {
+                    self.releasing = true;
                     BrakeVerdict::Release
                 } else {
                     BrakeVerdict::Normal
                 }
             }
+        }
+    }
+
+    /// The grace period of a [`BrakeVerdict::Release`] was `granted`, or not: then the brake's
+    /// memory goes back to `before` the release (it still holds), so that the next check
+    /// releases again. Checks wait for this (`Releasing`) between the two, so `before` is
+    /// still the memory to go back to.
+    pub(super) fn released(&mut self, granted: bool, before: Brake) {
+        self.releasing = false;
+        if !granted {
+            *self = before;
         }
     }
 }
@@ -141,8 +164,27 @@ mod tests {
         assert_eq!(b.judge(true, 1_000, MAX_HOLD), BrakeVerdict::Hold);
         assert_eq!(b.judge(true, 31_000, MAX_HOLD), BrakeVerdict::Hold);
         assert_eq!(b.judge(false, 61_000, MAX_HOLD), BrakeVerdict::Release);
+        b.released(true, Brake::default());
         assert_eq!(b.judge(false, 91_000, MAX_HOLD), BrakeVerdict::Normal);
         assert_eq!(b, Brake::default());
+    }
+
+    #[test]
+    fn checks_during_a_release_hold_until_its_grace_period_is_granted_or_failed() {
+        let mut b = Brake::default();
+        assert_eq!(b.judge(true, 1_000, MAX_HOLD), BrakeVerdict::Hold);
+        let before = b;
+        assert_eq!(b.judge(false, 31_000, MAX_HOLD), BrakeVerdict::Release);
+        // A check at the same moment, over the limit or not: neither expires nor releases.
+        assert_eq!(b.judge(false, 31_000, MAX_HOLD), BrakeVerdict::Releasing);
+        assert_eq!(b.judge(true, 31_000, MAX_HOLD), BrakeVerdict::Releasing);
+        // The grace period failed: still held, the next check releases again.
+        b.released(false, before);
+        assert_eq!(b, before);
+        assert_eq!(b.judge(false, 61_000, MAX_HOLD), BrakeVerdict::Release);
+        b.released(true, before);
+        assert_eq!(b, Brake::default());
+        assert_eq!(b.judge(false, 91_000, MAX_HOLD), BrakeVerdict::Normal);
     }
 
     #[test]

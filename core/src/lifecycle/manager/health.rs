@@ -52,6 +52,9 @@ impl WorkerLifecycleManager {
     /// expiries (workers that never reported in) are not held back: a broken provider must not
     /// pin the fleet at `max_workers`.
     ///
+    /// A check that runs while another one (on another thread) is releasing the brake declares
+    /// nobody unhealthy for a heartbeat either, until that grace period is granted.
+    ///
     /// The brake is bounded: a check that finds it has held continuously for longer than
     /// `max_mass_expiry_hold` (since the first check that held) lets go *without* a grace
     /// period — most of the fleet really died — and declares the silent workers unhealthy as
@@ -104,6 +107,7 @@ impl WorkerLifecycleManager {
                 self.release_brake(now, before)?;
                 result.brake_released = true;
             }
+            // (`Releasing`: another check is granting the grace period; nobody is due here.)
             return Ok(result);
         }
 
@@ -143,6 +147,12 @@ impl WorkerLifecycleManager {
                 // meanwhile is expired one heartbeat_timeout later.
                 self.release_brake(now, before)?;
                 result.brake_released = true;
+                due.retain(|_, reason| *reason != TerminationReason::Unhealthy);
+            }
+            (BrakeVerdict::Releasing, _) => {
+                // Another check is granting the release's grace period right now: what this
+                // check read predates it, and would expire the stragglers it protects. They
+                // are looked at again by the next check, after the grace period.
                 due.retain(|_, reason| *reason != TerminationReason::Unhealthy);
             }
             _ => {}
@@ -235,10 +245,29 @@ impl WorkerLifecycleManager {
     /// be granted, the brake's memory goes back to `before` (it still holds), so that the next
     /// check releases again: otherwise it would expire the stragglers in one batch, as if the
     /// brake had never held.
+    ///
+    /// Until the grace period is granted (or failed), a check running at the same moment on
+    /// another thread declares nobody unhealthy for a heartbeat (`BrakeVerdict::Releasing`);
+    /// the brake's memory is settled also when the registry call unwinds.
     fn release_brake(&self, now: Timestamp, before: Brake) -> Result<()> {
-        self.write(|r| r.grant_grace(now)).inspect_err(|_| {
-            *self.brake.lock() = before;
-        })
+        struct Settle<'a> {
+            brake: &'a parking_lot::Mutex<Brake>,
+            before: Brake,
+            granted: bool,
+        }
+        impl Drop for Settle<'_> {
+            fn drop(&mut self) {
+                self.brake.lock().released(self.granted, self.before);
+            }
+        }
+        let mut settle = Settle {
+            brake: &self.brake,
+            before,
+            granted: false,
+        };
+        let granted = self.write(|r| r.grant_grace(now));
+        settle.granted = granted.is_ok();
+        granted
     }
 
     /// Whether the brake holds, with `silent` workers past their heartbeat deadline now.
