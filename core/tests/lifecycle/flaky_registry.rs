@@ -179,8 +179,13 @@ fn destroy_calls(provider: &TestProvider, w: &Worker) -> usize {
         .count()
 }
 
-/// An unregister applied by the store but answered `Backend` (its reply lost): the retry finds
-/// the record gone and drops the entry, without a second destroy call.
+/// An unregister applied by the store but answered `Backend` (its reply lost): the manager asks
+/// the registry, finds the record gone, and reports the worker terminated -- once: no later
+/// tick calls the provider again or reports it a second time.
+///
+/// The worker was reported nowhere: its destroy and unregister were done, the call said
+/// neither (`terminated` empty), the next tick found the record gone and dropped the entry
+/// without a word, and `terminated_total` never counted it.
 #[test]
 fn an_unregister_whose_reply_was_lost_is_not_followed_by_a_second_destroy() {
     let (clock, flaky, manager, provider) = setup();
@@ -192,14 +197,27 @@ fn an_unregister_whose_reply_was_lost_is_not_followed_by_a_second_destroy() {
     let r = manager
         .terminate_worker(&w.id, TerminationReason::Requested)
         .unwrap();
-    assert!(r.terminated.is_empty(), "not confirmed: the reply was lost");
+    assert_eq!(
+        r.terminated,
+        vec![TerminatedWorker {
+            worker_id: w.id,
+            provider_id: pid("test"),
+            resource_id: w.handle.resource_id.clone(),
+            reason: TerminationReason::Requested,
+        }],
+        "destroyed and unregistered (the reply was lost, the registry says so): {r:?}"
+    );
+    assert_eq!(manager.stats().unwrap().terminated_total, 1);
+    assert!(manager.pending_destroys().is_empty());
     assert!(flaky.get(&w.id).unwrap().is_none(), "applied all the same");
     for _ in 0..5 {
         clock.advance(secs(30));
-        manager.tick(0);
+        let t = manager.tick(0);
+        assert!(t.terminated.is_empty(), "{t:?}");
     }
     assert!(manager.pending_destroys().is_empty());
     assert_eq!(destroy_calls(&provider, &w), 1, "{:?}", provider.calls());
+    assert_eq!(manager.stats().unwrap().terminated_total, 1);
 }
 
 /// The instance of a provision: the one the provider holds (none destroyed yet).

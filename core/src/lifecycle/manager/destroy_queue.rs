@@ -435,9 +435,13 @@ impl WorkerLifecycleManager {
                 return;
             }
             // The record could not be removed (a failing backend), or was and the reply was
-            // lost: keep the entry, so that a later attempt unregisters it — without asking
-            // the provider again (its instance is gone) — or finds the record gone and drops
-            // the entry.
+            // lost (PostgreSQL committed): the registry is asked, as for an ambiguous
+            // registration. Gone: this unregister was applied, the worker is terminated and
+            // reported below (a later attempt would only find the record gone and drop the
+            // entry without a word: in no result, no count). Still there, or no answer: keep
+            // the entry, so that a later attempt unregisters it — without asking the provider
+            // again (its instance is gone) — or finds the record gone and drops the entry.
+            Err(_) if matches!(self.registry.get(&id), Ok(None)) => {}
             Err(_) => {
                 let next_at = self
                     .registry
