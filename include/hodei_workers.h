@@ -1598,9 +1598,9 @@ hw_status hw_manager_metrics_text(const struct hw_manager *manager, char **out);
  Errors: `HW_ERR_INVALID_ARGUMENT` for malformed JSON (an array where an object is expected
  included), an invalid pool or two pools with one name; `HW_ERR_PROVIDER_NOT_FOUND` for a
  pool whose provider is not registered: nothing changes on those. `HW_ERR_BACKEND` (the
- registry's status) when the workers of a pool to drain could not be listed: the pools are set
- all the same, the other pools' workers drain, `hw_last_error_message()` names the workers
- taken out of service and the pools left, and the next call drains those.
+ registry's status) when the workers of a pool to drain could not be listed or drained: the
+ pools are set all the same, the other workers drain, `hw_last_error_message()` names the
+ workers taken out of service and the pools left, and the next call drains those.
  */
 hw_status hw_manager_set_pools_json(const struct hw_manager *manager, const char *pools_json, size_t *out_drained);
 
@@ -1622,8 +1622,8 @@ hw_status hw_manager_add_pool(const struct hw_manager *manager, const char *name
  out of service.
 
  Errors: `HW_ERR_INVALID_ARGUMENT` when no pool has that name; `HW_ERR_BACKEND` (the
- registry's status) when its workers could not be listed: the pool is removed all the same,
- and calling this again with the name drains them.
+ registry's status) when its workers could not be listed or drained: the pool is removed all
+ the same, and calling this again with the name drains them.
  */
 hw_status hw_manager_remove_pool(const struct hw_manager *manager, const char *name, size_t *out_drained);
 

@@ -56,9 +56,9 @@ fn json_string<T: serde::Serialize>(value: &T, what: &str) -> Result<*mut c_char
 /// Errors: `HW_ERR_INVALID_ARGUMENT` for malformed JSON (an array where an object is expected
 /// included), an invalid pool or two pools with one name; `HW_ERR_PROVIDER_NOT_FOUND` for a
 /// pool whose provider is not registered: nothing changes on those. `HW_ERR_BACKEND` (the
-/// registry's status) when the workers of a pool to drain could not be listed: the pools are set
-/// all the same, the other pools' workers drain, `hw_last_error_message()` names the workers
-/// taken out of service and the pools left, and the next call drains those.
+/// registry's status) when the workers of a pool to drain could not be listed or drained: the
+/// pools are set all the same, the other workers drain, `hw_last_error_message()` names the
+/// workers taken out of service and the pools left, and the next call drains those.
 #[no_mangle]
 pub extern "C" fn hw_manager_set_pools_json(
     manager: *const hw_manager,
@@ -112,8 +112,8 @@ pub extern "C" fn hw_manager_add_pool(
 /// out of service.
 ///
 /// Errors: `HW_ERR_INVALID_ARGUMENT` when no pool has that name; `HW_ERR_BACKEND` (the
-/// registry's status) when its workers could not be listed: the pool is removed all the same,
-/// and calling this again with the name drains them.
+/// registry's status) when its workers could not be listed or drained: the pool is removed all
+/// the same, and calling this again with the name drains them.
 #[no_mangle]
 pub extern "C" fn hw_manager_remove_pool(
     manager: *const hw_manager,

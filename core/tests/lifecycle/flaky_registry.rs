@@ -33,6 +33,8 @@ struct Faults {
     claim_before_terminating: parking_lot::Mutex<Option<JobId>>,
     /// The look-up of this pool's workers (a `find` by its pool label) fails.
     fail_find_of_pool: parking_lot::Mutex<Option<String>>,
+    /// The move of this worker to `Draining` fails.
+    fail_draining_of: parking_lot::Mutex<Option<WorkerId>>,
 }
 
 fn down() -> Error {
@@ -72,6 +74,11 @@ impl Hooks for Faults {
             },
             c if c.is_deadline_query() => check(&self.fail_queries),
             c => {
+                if let Some(id) = c.moves_to(WorkerState::Draining) {
+                    if *self.fail_draining_of.lock() == Some(*id) {
+                        return Err(down());
+                    }
+                }
                 if let Some(id) = c.moves_to(WorkerState::Terminating) {
                     if *self.fail_terminating_of.lock() == Some(*id) {
                         return Err(down());
@@ -776,4 +783,38 @@ fn a_registry_failure_mid_set_pools_says_what_was_drained_and_the_next_call_fini
     assert_eq!(manager.set_pools(vec![]).unwrap(), vec![of_pool["b"]]);
     assert_eq!(state(&of_pool["b"]), WorkerState::Draining);
     assert_eq!(manager.set_pools(vec![]).unwrap(), vec![]);
+}
+
+/// The same when the registry fails on one worker of a removed pool: its drain failed
+/// silently (`set_pools` answered `Ok` with the others), and nothing would ever drain it —
+/// a worker of a pool that no longer exists, still taking jobs.
+#[test]
+fn a_registry_failure_on_one_workers_drain_is_said_and_retried_by_the_next_call() {
+    let (_clock, flaky, manager, _provider) = setup();
+    manager
+        .set_pools(vec![Pool::new("a", pid("test"), WorkerSpec::new("img"))
+            .unwrap()
+            .with_min_ready(2)])
+        .unwrap();
+    let report = manager.tick(Demand::new());
+    assert_eq!(report.provisioned.len(), 2, "{:?}", report.decisions);
+    let ids: Vec<WorkerId> = report.provisioned.iter().map(|p| p.worker_id).collect();
+    for id in &ids {
+        flaky.update_state(id, WorkerState::Ready).unwrap();
+    }
+    *flaky.faults.fail_draining_of.lock() = Some(ids[1]);
+    let err = manager.set_pools(vec![]).unwrap_err();
+    assert!(matches!(err, Error::Backend(_)), "{err}");
+    assert!(err.to_string().contains(&ids[0].to_string()), "{err}");
+    assert!(err.to_string().contains("\"a\""), "{err}");
+    let state = |id: &WorkerId| flaky.get(id).unwrap().unwrap().state;
+    assert_eq!(state(&ids[0]), WorkerState::Draining);
+    assert_eq!(state(&ids[1]), WorkerState::Ready);
+    *flaky.faults.fail_draining_of.lock() = None;
+    assert_eq!(manager.remove_pool("a").unwrap(), vec![ids[1]]);
+    assert_eq!(state(&ids[1]), WorkerState::Draining);
+    assert!(
+        manager.remove_pool("a").is_err(),
+        "drained: the name is gone"
+    );
 }

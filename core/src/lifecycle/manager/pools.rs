@@ -94,11 +94,11 @@ impl WorkerLifecycleManager {
     /// one name; [`Error::ProviderNotFound`] when a pool's provider is not registered. Nothing
     /// changes on those errors.
     ///
-    /// A registry error while listing a pool's workers to drain them (a shared database gone
-    /// away): the pools are set all the same, the other pools' workers are drained, and the
-    /// error (of the registry's kind) names the workers taken out of service and the pools
-    /// whose workers were not; the next `set_pools` (or `remove_pool` of such a pool's name)
-    /// drains those.
+    /// A registry error while listing a pool's workers or draining one of them (a shared
+    /// database gone away): the pools are set all the same, the other workers are drained, and
+    /// the error (of the registry's kind) names the workers taken out of service and the pools
+    /// whose workers were not all; the next `set_pools` (or `remove_pool` of such a pool's
+    /// name) drains those.
     ///
     /// # Examples
     /// A CPU pool and two GPU pools: spot first, on-demand as the fallback.
@@ -239,9 +239,11 @@ impl WorkerLifecycleManager {
         // reports the workers already taken out of service (they drain all the same).
         let mut drained = Vec::new();
         let mut failed: Vec<(String, Error)> = Vec::new();
-        let mut drain = |name: &str, done: Result<Vec<WorkerId>>| match done {
-            Ok(ids) => drained.extend(ids),
-            Err(e) => failed.push((name.to_owned(), e)),
+        let mut drain = |name: &str, (ids, error): (Vec<WorkerId>, Option<Error>)| {
+            drained.extend(ids);
+            if let Some(e) = error {
+                failed.push((name.to_owned(), e));
+            }
         };
         for name in &removed {
             drain(name, self.drain_pool(name, |_| true));
@@ -271,7 +273,7 @@ impl WorkerLifecycleManager {
 
     /// The workers of pool `name` that no longer belong to it: all of them when no pool has
     /// the name, those its template does not take otherwise.
-    fn drain_left(&self, name: &str) -> Result<Vec<WorkerId>> {
+    fn drain_left(&self, name: &str) -> (Vec<WorkerId>, Option<Error>) {
         let pool = self.pools.lock().entries.get(name).map(|e| e.pool.clone());
         match pool {
             None => self.drain_pool(name, |_| true),
@@ -283,9 +285,9 @@ impl WorkerLifecycleManager {
     }
 
     /// The answer of a call that drained pools: the workers taken out of service, or, when
-    /// some pools' workers could not be listed, the first such error (its kind kept) saying
-    /// what the call did — `done`, the workers taken out of service — and which pools are left
-    /// for the next call (remembered in `undrained`).
+    /// the registry failed to list or drain some pools' workers, the first such error (its
+    /// kind kept) saying what the call did — `done`, the workers taken out of service — and
+    /// which pools are left for the next call (remembered in `undrained`).
     fn drains_failed(
         &self,
         drained: Vec<WorkerId>,
@@ -302,9 +304,9 @@ impl WorkerLifecycleManager {
             .extend(failed.iter().map(|(n, _)| n.clone()));
         let ids: Vec<String> = drained.iter().map(WorkerId::to_string).collect();
         let note = format!(
-            "{done} and took {} worker(s) out of service [{}], but could not list the workers \
-             of pool(s) {} to drain them: the next set_pools (or remove_pool of the name) \
-             drains them",
+            "{done} and took {} worker(s) out of service [{}], but could not drain every worker \
+             of pool(s) {} (the registry failed): the next set_pools (or remove_pool of the \
+             name) drains them",
             drained.len(),
             ids.join(", "),
             names.join(", ")
@@ -336,9 +338,10 @@ impl WorkerLifecycleManager {
     /// Returns the workers taken out of service.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] when no pool has that name; a registry error listing the
-    /// pool's workers: the pool is removed all the same, and calling `remove_pool` with its
-    /// name again (or the next `set_pools`) drains its workers.
+    /// [`Error::InvalidArgument`] when no pool has that name; a registry error listing or
+    /// draining the pool's workers: the pool is removed all the same, the error names the
+    /// workers taken out of service, and calling `remove_pool` with its name again (or the
+    /// next `set_pools`) drains the others.
     pub fn remove_pool(&self, name: &str) -> Result<Vec<WorkerId>> {
         {
             let mut set = self.pools.lock();
@@ -348,14 +351,9 @@ impl WorkerLifecycleManager {
             }
             self.pool_gauges.lock().remove(name);
         }
-        match self.drain_pool(name, |_| true) {
-            Ok(drained) => Ok(drained),
-            Err(e) => self.drains_failed(
-                Vec::new(),
-                vec![(name.to_owned(), e)],
-                "remove_pool removed the pool",
-            ),
-        }
+        let (drained, error) = self.drain_pool(name, |_| true);
+        let failed = error.map(|e| (name.to_owned(), e)).into_iter().collect();
+        self.drains_failed(drained, failed, "remove_pool removed the pool")
     }
 
     /// The pools, highest priority first (ties by name).
@@ -380,31 +378,47 @@ impl WorkerLifecycleManager {
     }
 
     /// Takes the workers of pool `name` that `leaves` picks out of service: idle and busy ones
-    /// drain, starting ones are terminated.
-    fn drain_pool(&self, name: &str, leaves: impl Fn(&Worker) -> bool) -> Result<Vec<WorkerId>> {
-        let workers = self
+    /// drain, starting ones are terminated. Returns those taken out of service, and the first
+    /// registry error that left one in service (or kept the pool's workers from being listed),
+    /// if any: the others are drained all the same. A worker that moved on meanwhile (left,
+    /// or on its way out) is no error.
+    fn drain_pool(
+        &self,
+        name: &str,
+        leaves: impl Fn(&Worker) -> bool,
+    ) -> (Vec<WorkerId>, Option<Error>) {
+        let workers = match self
             .registry
-            .find(&WorkerFilter::new().label(POOL_LABEL, name))?;
+            .find(&WorkerFilter::new().label(POOL_LABEL, name))
+        {
+            Ok(workers) => workers,
+            Err(e) => return (Vec::new(), Some(e)),
+        };
         let mut out = Vec::new();
+        let mut error = None;
         for w in workers.into_iter().filter(|w| leaves(w)) {
             let taken = match w.state {
-                WorkerState::Ready | WorkerState::Busy => self.drain_worker(&w.id).is_ok(),
+                WorkerState::Ready | WorkerState::Busy => self.drain_worker(&w.id).map(|_| true),
                 // Terminated if it still has not reported in (it holds no job); drained like
                 // the others if it did meanwhile (a job it took since finishes first).
                 WorkerState::Creating | WorkerState::Connecting => {
                     match self.retire_if_starting(&w.id, TerminationReason::ScaledDown) {
-                        Ok(Some(_)) => true,
-                        Ok(None) => self.drain_worker(&w.id).is_ok(),
-                        Err(_) => false,
+                        Ok(Some(_)) => Ok(true),
+                        Ok(None) => self.drain_worker(&w.id).map(|_| true),
+                        Err(e) => Err(e),
                     }
                 }
-                _ => false,
+                _ => Ok(false),
             };
-            if taken {
-                out.push(w.id);
+            match taken {
+                Ok(true) => out.push(w.id),
+                Ok(false) | Err(Error::NotFound(_) | Error::InvalidTransition { .. }) => {}
+                Err(e) => {
+                    error.get_or_insert(e);
+                }
             }
         }
-        Ok(out)
+        (out, error)
     }
 
     pub(super) fn with_pool(&self, name: &str, f: impl FnOnce(&mut PoolEntry)) {
