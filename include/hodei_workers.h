@@ -1260,12 +1260,19 @@ hw_status hw_worker_filter_set_idle_for_ms(struct hw_worker_filter *filter, uint
 hw_status hw_worker_filter_set_unhealthy_for_ms(struct hw_worker_filter *filter, uint64_t silent_ms);
 
 /*
- Requires the label `key` with exactly `value`.
+ Requires the label `key` with exactly `value` (a key given again replaces its value).
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for a key over `HW_MAX_KEY_LEN` bytes, a value over
+ `HW_MAX_VALUE_LEN`, or a label beyond `HW_MAX_ENTRIES` (no worker holds such labels); the
+ filter is unchanged.
  */
 hw_status hw_worker_filter_add_label(struct hw_worker_filter *filter, const char *key, const char *value);
 
 /*
  Requires a capability.
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for a capability over `HW_MAX_KEY_LEN` bytes, or one
+ beyond `HW_MAX_ENTRIES` (no worker holds such capabilities); the filter is unchanged.
  */
 hw_status hw_worker_filter_add_capability(struct hw_worker_filter *filter, const char *capability);
 
@@ -1673,6 +1680,9 @@ hw_status hw_manager_notify_interruption(const struct hw_manager *manager, struc
  at least its CPU, memory, disk and GPUs, and its GPU model if it names one) — claim a
  worker for a job exactly as its demand describes it. Answered from the ready index by
  `hw_registry_claim`, like labels.
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for a GPU model over `HW_MAX_KEY_LEN` bytes (no worker
+ has one); the filter is unchanged.
  */
 hw_status hw_worker_filter_set_fits(struct hw_worker_filter *filter, const struct hw_worker_spec *needs);
 

@@ -3,12 +3,37 @@
 
 use std::ffi::c_char;
 
-use engine::WorkerFilter;
+use engine::{Error, WorkerFilter};
 
 use crate::boundary::{
     arg_mut, arg_out, arg_str, ffi_boundary, free_handle, hw_status, into_handle,
 };
+use crate::limits::{HW_MAX_ENTRIES, HW_MAX_KEY_LEN, HW_MAX_VALUE_LEN};
 use crate::types::{ms, provider_id, provider_type, state_from_c};
+
+/// A string a filter asks a worker to hold: refused over the limit the worker's own string
+/// has (a worker never holds a longer one, so the filter could never match: the caller's
+/// mistake is said rather than answered with an empty result).
+pub(crate) fn check_filter_text(what: &str, value: &str, max: usize) -> Result<(), Error> {
+    if value.len() > max {
+        return Err(Error::invalid(format!(
+            "filter {what} must be at most {max} bytes, got {}",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a new entry of a filter's labels or capabilities beyond `HW_MAX_ENTRIES`, the most a
+/// worker holds.
+fn check_filter_count(what: &str, len: usize, is_new: bool) -> Result<(), Error> {
+    if is_new && len >= HW_MAX_ENTRIES {
+        return Err(Error::invalid(format!(
+            "filter {what} may hold at most {HW_MAX_ENTRIES} entries (HW_MAX_ENTRIES)"
+        )));
+    }
+    Ok(())
+}
 
 /// A filter under construction. Not thread-safe to change; once built, pass it (`const`) to any
 /// number of calls on any threads.
@@ -113,7 +138,11 @@ pub extern "C" fn hw_worker_filter_set_unhealthy_for_ms(
     })
 }
 
-/// Requires the label `key` with exactly `value`.
+/// Requires the label `key` with exactly `value` (a key given again replaces its value).
+///
+/// Errors: `HW_ERR_INVALID_ARGUMENT` for a key over `HW_MAX_KEY_LEN` bytes, a value over
+/// `HW_MAX_VALUE_LEN`, or a label beyond `HW_MAX_ENTRIES` (no worker holds such labels); the
+/// filter is unchanged.
 #[no_mangle]
 pub extern "C" fn hw_worker_filter_add_label(
     filter: *mut hw_worker_filter,
@@ -123,6 +152,10 @@ pub extern "C" fn hw_worker_filter_add_label(
     ffi_boundary!(hw_worker_filter_add_label, {
         let filter = arg_mut!(filter);
         let (key, value) = (arg_str!(key), arg_str!(value));
+        check_filter_text("label key", key, HW_MAX_KEY_LEN)?;
+        check_filter_text("label value", value, HW_MAX_VALUE_LEN)?;
+        let labels = &filter.filter.labels;
+        check_filter_count("labels", labels.len(), !labels.contains_key(key))?;
         filter
             .filter
             .labels
@@ -132,6 +165,9 @@ pub extern "C" fn hw_worker_filter_add_label(
 }
 
 /// Requires a capability.
+///
+/// Errors: `HW_ERR_INVALID_ARGUMENT` for a capability over `HW_MAX_KEY_LEN` bytes, or one
+/// beyond `HW_MAX_ENTRIES` (no worker holds such capabilities); the filter is unchanged.
 #[no_mangle]
 pub extern "C" fn hw_worker_filter_add_capability(
     filter: *mut hw_worker_filter,
@@ -139,10 +175,15 @@ pub extern "C" fn hw_worker_filter_add_capability(
 ) -> hw_status {
     ffi_boundary!(hw_worker_filter_add_capability, {
         let filter = arg_mut!(filter);
-        filter
-            .filter
-            .capabilities
-            .insert(arg_str!(capability).to_owned());
+        let capability = arg_str!(capability);
+        check_filter_text("capability", capability, HW_MAX_KEY_LEN)?;
+        let capabilities = &filter.filter.capabilities;
+        check_filter_count(
+            "capabilities",
+            capabilities.len(),
+            !capabilities.contains(capability),
+        )?;
+        filter.filter.capabilities.insert(capability.to_owned());
         Ok(())
     })
 }

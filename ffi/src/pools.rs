@@ -221,6 +221,9 @@ pub extern "C" fn hw_manager_notify_interruption(
 /// at least its CPU, memory, disk and GPUs, and its GPU model if it names one) — claim a
 /// worker for a job exactly as its demand describes it. Answered from the ready index by
 /// `hw_registry_claim`, like labels.
+///
+/// Errors: `HW_ERR_INVALID_ARGUMENT` for a GPU model over `HW_MAX_KEY_LEN` bytes (no worker
+/// has one); the filter is unchanged.
 #[no_mangle]
 pub extern "C" fn hw_worker_filter_set_fits(
     filter: *mut hw_worker_filter,
@@ -229,6 +232,9 @@ pub extern "C" fn hw_worker_filter_set_fits(
     ffi_boundary!(hw_worker_filter_set_fits, {
         let filter = arg_mut!(filter);
         let needs = arg_ref!(needs);
+        if let Some(gpu) = &needs.spec.resources.gpu_type {
+            crate::filter::check_filter_text("GPU type", gpu, crate::limits::HW_MAX_KEY_LEN)?;
+        }
         filter.filter.fits = Some(needs.spec.resources.clone());
         Ok(())
     })

@@ -423,6 +423,48 @@ int main(void) {
   INVALID(hw_worker_filter_add_capability(filter, BAD_UTF8));
   INVALID(hw_worker_filter_set_limit(NULL, 1));
   hw_worker_filter_free(NULL);
+  /* Over-long label keys and values, capabilities and GPU types (DESIGN.md section 7): no
+   * worker can hold them, so a filter asking for them is refused, not silently empty. */
+  {
+    static char over_key[HW_MAX_KEY_LEN + 2];
+    static char over_value[HW_MAX_VALUE_LEN + 2];
+    memset(over_key, 'k', HW_MAX_KEY_LEN + 1);
+    memset(over_value, 'v', HW_MAX_VALUE_LEN + 1);
+    INVALID(hw_worker_filter_add_label(filter, over_key, "v"));
+    CHECK(strstr(hw_last_error_message(), "256") != NULL);
+    INVALID(hw_worker_filter_add_label(filter, "k", over_value));
+    CHECK(strstr(hw_last_error_message(), "16384") != NULL);
+    INVALID(hw_worker_filter_add_capability(filter, over_key));
+    CHECK(strstr(hw_last_error_message(), "256") != NULL);
+    hw_worker_spec *gpu = NULL;
+    CHECK_OK(hw_worker_spec_new("img", &gpu));
+    CHECK_OK(hw_worker_spec_set_gpu_type(gpu, over_key));
+    INVALID(hw_worker_filter_set_fits(filter, gpu));
+    hw_worker_spec_free(gpu);
+    /* At the limits they are taken (on a filter of their own: `filter` must stay empty). */
+    hw_worker_filter *at_limit = NULL;
+    CHECK_OK(hw_worker_filter_new(&at_limit));
+    over_key[HW_MAX_KEY_LEN] = '\0';
+    over_value[HW_MAX_VALUE_LEN] = '\0';
+    CHECK_OK(hw_worker_filter_add_label(at_limit, over_key, over_value));
+    CHECK_OK(hw_worker_filter_add_capability(at_limit, over_key));
+    /* More labels or capabilities than a worker may hold (HW_MAX_ENTRIES): refused too; a
+     * label already required may still be replaced. */
+    int taken = 0;
+    for (int i = 1; i < HW_MAX_ENTRIES; i++) {
+      char k[16];
+      snprintf(k, sizeof k, "k%d", i);
+      taken += hw_worker_filter_add_label(at_limit, k, "v") == HW_OK;
+      taken += hw_worker_filter_add_capability(at_limit, k) == HW_OK;
+    }
+    CHECK(taken == 2 * (HW_MAX_ENTRIES - 1));
+    INVALID(hw_worker_filter_add_label(at_limit, "one-more", "v"));
+    CHECK(strstr(hw_last_error_message(), "1024") != NULL);
+    INVALID(hw_worker_filter_add_capability(at_limit, "one-more"));
+    CHECK_OK(hw_worker_filter_add_label(at_limit, "k1", "other"));
+    CHECK_OK(hw_worker_filter_add_capability(at_limit, "k1"));
+    hw_worker_filter_free(at_limit);
+  }
   /* The refused calls left the filter matching everything. */
   hw_worker_list *all = NULL;
   CHECK_OK(hw_registry_find(reg, filter, &all));
