@@ -466,7 +466,8 @@ enum hw_provider_result
   HW_PROVIDER_RESULT_OK = 0,
   /*
    Failed: a provider error in the engine (a create counts toward the provider's back-off;
-   a destroy is retried later). Say why with `hw_provider_call_set_error`.
+   a destroy is retried later). Say why with `hw_provider_call_set_error`. A create that
+   set a resource id before failing has that instance destroyed (see `create_worker`).
    */
   HW_PROVIDER_RESULT_FAILED = 1,
   /*
@@ -741,8 +742,15 @@ typedef struct hw_provider_callbacks {
    Required. Ask the infrastructure for worker `worker_id`, made from `spec`, and return
    quickly (the worker reports in later). The manager made `worker_id` before the call:
    start the instance knowing it (an environment variable, an argument), so that its agent
-   reports in and heartbeats with it. On success set the instance id with
-   `hw_provider_call_set_resource_id` (and optionally metadata).
+   reports in and heartbeats with it. Set the instance id with
+   `hw_provider_call_set_resource_id` (and optionally metadata) as soon as the instance
+   exists: it is required on success, and a create that fails after setting it (any result
+   but `HW_PROVIDER_RESULT_OK`, say a step after the launch failed) has its instance
+   destroyed by the library, through `destroy_worker` with this worker id, resource id and
+   metadata, on this thread, before the failure is reported. The one exception is
+   `HW_PROVIDER_RESULT_FENCED`: that instance is left to the replica that leads (its
+   `hw_manager_reconcile` destroys it as an orphan). A create that fails without a
+   resource id made nothing the library knows of: clean up yourself.
    */
   uint32_t (*create_worker)(void *user_data, struct hw_worker_id worker_id, const struct hw_worker_spec *spec, struct hw_provider_call *call);
   /*
@@ -1367,7 +1375,8 @@ void hw_manager_free(struct hw_manager *manager);
 
  Errors: `HW_ERR_PROVIDER_NOT_FOUND`; `HW_ERR_CAPACITY` at `max_workers`; `HW_ERR_PROVIDER`
  when the provider's `create_worker` failed (or panicked, or returned a handle for another
- worker); `HW_ERR_NOT_LEADER` when another replica leads (this manager's lease, the store,
+ worker; an instance it set a resource id for before failing is destroyed first, see
+ `hw_provider_callbacks`); `HW_ERR_NOT_LEADER` when another replica leads (this manager's lease, the store,
  or the provider's `HW_PROVIDER_RESULT_FENCED` says so: not counted as a provider failure);
  `HW_ERR_INVALID_ARGUMENT` for a bad spec, or when `create_worker` returned OK with a
  handle the registry refuses (a resource id or metadata over their limits,

@@ -1,9 +1,10 @@
 /* C providers that misbehave or call back into the library. Every refused registration
  * releases its user data once; a create that returns garbage (no resource id, an over-long
- * one, too much metadata, a result that is no hw_provider_result) is a documented error, its
- * instance destroyed when it was created; callbacks may call the manager again; and a callback
- * may free the manager it is called by: the call in progress finishes on an engine that is
- * still there, and `release` runs once, after the callback (valgrind checks the rest). */
+ * one, too much metadata, a result that is no hw_provider_result, a failure after the
+ * resource id was set) is a documented error, its instance destroyed when it was created;
+ * callbacks may call the manager again; and a callback may free the manager it is called by:
+ * the call in progress finishes on an engine that is still there, and `release` runs once,
+ * after the callback (valgrind checks the rest). */
 #include "harness.h"
 
 #define T0 1700000000000ULL
@@ -14,6 +15,7 @@ typedef struct probe {
   int released;
   int mode;
   char last_destroyed[HW_MAX_RESOURCE_ID_LEN + 8];
+  char last_zone[16];      /* the "zone" metadata destroy_worker was given, or "" */
   hw_manager *mgr;         /* the manager, for callbacks that call back into it */
   hw_status inner;         /* the status of the call a callback made */
   int released_in_callback; /* `released` seen right after the callback freed the manager */
@@ -30,6 +32,9 @@ enum {
   MODE_REENTER_TICK,
   MODE_REENTER_UNREGISTER,
   MODE_FREE_MANAGER,
+  MODE_CREATED_THEN_FAILED,
+  MODE_CREATED_THEN_NO_CAPACITY,
+  MODE_CREATED_THEN_FENCED,
 };
 
 static char long_id[HW_MAX_RESOURCE_ID_LEN + 2]; /* one byte over the limit */
@@ -59,6 +64,16 @@ static uint32_t p_create(void *user_data, hw_worker_id worker_id, const hw_worke
   case MODE_OUT_OF_RANGE:
     hw_provider_call_set_resource_id(call, rid);
     return 0xFFFFFFFFu;
+  case MODE_CREATED_THEN_FAILED:
+  case MODE_CREATED_THEN_NO_CAPACITY:
+  case MODE_CREATED_THEN_FENCED:
+    /* The instance was launched, then a later step failed. */
+    hw_provider_call_set_resource_id(call, rid);
+    hw_provider_call_add_metadata(call, "zone", "z1");
+    hw_provider_call_set_error(call, "tagging the instance failed");
+    return p->mode == MODE_CREATED_THEN_FAILED        ? HW_PROVIDER_RESULT_FAILED
+           : p->mode == MODE_CREATED_THEN_NO_CAPACITY ? HW_PROVIDER_RESULT_NO_CAPACITY
+                                                      : HW_PROVIDER_RESULT_FENCED;
   case MODE_REENTER_PROVISION: {
     hw_worker *w = NULL;
     p->mode = MODE_OK;
@@ -92,9 +107,11 @@ static uint32_t p_destroy(void *user_data, hw_worker_id id, const char *resource
                           hw_provider_call *call) {
   probe *p = (probe *)user_data;
   (void)id;
-  (void)call;
   p->destroyed++;
   snprintf(p->last_destroyed, sizeof p->last_destroyed, "%s", resource_id);
+  const char *zone = NULL;
+  if (hw_provider_call_get_metadata(call, "zone", &zone) != HW_OK) zone = "(error)";
+  snprintf(p->last_zone, sizeof p->last_zone, "%s", zone ? zone : "");
   if (p->mode == MODE_FREE_MANAGER && p->mgr != NULL) {
     hw_manager_free(p->mgr);
     p->mgr = NULL;
@@ -174,24 +191,66 @@ static void garbage_from_create(const hw_registry *reg, const hw_worker_spec *sp
   p.mode = MODE_FAILED_NO_MESSAGE;
   CHECK_STATUS(hw_manager_provision(mgr, "p", spec, &w), HW_ERR_PROVIDER);
   CHECK(strstr(hw_last_error_message(), "create_worker of C provider p failed") != NULL);
+  CHECK(w == untouched);
+  CHECK(p.destroyed == 0);
+  /* A result that is no hw_provider_result after the resource id was set: a failure, and the
+   * instance the callback said it made is destroyed, not leaked. */
   p.mode = MODE_OUT_OF_RANGE;
   CHECK_STATUS(hw_manager_provision(mgr, "p", spec, &w), HW_ERR_PROVIDER);
   CHECK(strstr(hw_last_error_message(), "not a hw_provider_result") != NULL);
   CHECK(w == untouched);
-  CHECK(p.destroyed == 0);
+  CHECK(p.destroyed == 1 && strcmp(p.last_destroyed, "r-3") == 0);
 
   p.mode = MODE_LONG_RESOURCE_ID;
   CHECK_STATUS(hw_manager_provision(mgr, "p", spec, &w), HW_ERR_INVALID_ARGUMENT);
   CHECK(strstr(hw_last_error_message(), "resource_id") != NULL);
   CHECK(p.inner == HW_OK); /* the call object takes it; the registry refuses it */
-  CHECK(p.destroyed == 1 && strcmp(p.last_destroyed, long_id) == 0);
+  CHECK(p.destroyed == 2 && strcmp(p.last_destroyed, long_id) == 0);
   p.mode = MODE_TOO_MUCH_METADATA;
   CHECK_STATUS(hw_manager_provision(mgr, "p", spec, &w), HW_ERR_INVALID_ARGUMENT);
   CHECK(strstr(hw_last_error_message(), "metadata") != NULL);
-  CHECK(p.destroyed == 2);
+  CHECK(p.destroyed == 3);
   CHECK(w == untouched);
   CHECK(count(reg) == 0);
 
+  hw_manager_free(mgr);
+  CHECK(p.released == 1);
+}
+
+/* A create that set a resource id (the instance exists) and then failed: the library destroys
+ * that instance (same worker id, resource id and metadata) before it reports the failure,
+ * rather than drop the only record of it. FENCED is the exception: the provider refuses this
+ * manager's token, so the instance is left to the replica that leads (its reconcile). */
+static void created_then_failed(const hw_registry *reg, const hw_worker_spec *spec,
+                                hw_clock *clock) {
+  (void)clock;
+  hw_manager *mgr = new_manager(reg);
+  probe p;
+  memset(&p, 0, sizeof p);
+  hw_provider_callbacks cb = callbacks_for(&p);
+  CHECK_OK(hw_manager_register_provider(mgr, "p", "docker", &cb));
+  hw_worker *const untouched = (hw_worker *)&p;
+  hw_worker *w = untouched;
+
+  p.mode = MODE_CREATED_THEN_FAILED;
+  CHECK_STATUS(hw_manager_provision(mgr, "p", spec, &w), HW_ERR_PROVIDER);
+  CHECK(strstr(hw_last_error_message(), "tagging the instance failed") != NULL);
+  CHECK(strstr(hw_last_error_message(), "r-1 was destroyed") != NULL);
+  CHECK(p.created == 1 && p.destroyed == 1);
+  CHECK_STR(p.last_destroyed, "r-1");
+  CHECK_STR(p.last_zone, "z1");
+
+  p.mode = MODE_CREATED_THEN_NO_CAPACITY;
+  CHECK_STATUS(hw_manager_provision(mgr, "p", spec, &w), HW_ERR_PROVIDER);
+  CHECK(strstr(hw_last_error_message(), "r-2 was destroyed") != NULL);
+  CHECK(p.created == 2 && p.destroyed == 2);
+  CHECK_STR(p.last_destroyed, "r-2");
+
+  p.mode = MODE_CREATED_THEN_FENCED;
+  CHECK_STATUS(hw_manager_provision(mgr, "p", spec, &w), HW_ERR_NOT_LEADER);
+  CHECK(p.created == 3 && p.destroyed == 2);
+  CHECK(w == untouched);
+  CHECK(count(reg) == 0);
   hw_manager_free(mgr);
   CHECK(p.released == 1);
 }
@@ -346,6 +405,7 @@ int main(void) {
   memset(long_id, 'x', HW_MAX_RESOURCE_ID_LEN + 1);
   run_part(refused_registrations);
   run_part(garbage_from_create);
+  run_part(created_then_failed);
   run_part(reentrant_callbacks);
   run_part(manager_freed_from_a_callback);
   return hw_test_report();

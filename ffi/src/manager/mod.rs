@@ -133,7 +133,8 @@ pub extern "C" fn hw_manager_free(manager: *mut hw_manager) {
 ///
 /// Errors: `HW_ERR_PROVIDER_NOT_FOUND`; `HW_ERR_CAPACITY` at `max_workers`; `HW_ERR_PROVIDER`
 /// when the provider's `create_worker` failed (or panicked, or returned a handle for another
-/// worker); `HW_ERR_NOT_LEADER` when another replica leads (this manager's lease, the store,
+/// worker; an instance it set a resource id for before failing is destroyed first, see
+/// `hw_provider_callbacks`); `HW_ERR_NOT_LEADER` when another replica leads (this manager's lease, the store,
 /// or the provider's `HW_PROVIDER_RESULT_FENCED` says so: not counted as a provider failure);
 /// `HW_ERR_INVALID_ARGUMENT` for a bad spec, or when `create_worker` returned OK with a
 /// handle the registry refuses (a resource id or metadata over their limits,

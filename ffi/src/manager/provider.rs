@@ -23,7 +23,8 @@ pub enum hw_provider_result {
     /// Done.
     Ok = 0,
     /// Failed: a provider error in the engine (a create counts toward the provider's back-off;
-    /// a destroy is retried later). Say why with `hw_provider_call_set_error`.
+    /// a destroy is retried later). Say why with `hw_provider_call_set_error`. A create that
+    /// set a resource id before failing has that instance destroyed (see `create_worker`).
     Failed = 1,
     /// `destroy_worker`: the instance does not exist (any more); the engine counts it as
     /// destroyed.
@@ -65,8 +66,15 @@ pub struct hw_provider_callbacks {
     /// Required. Ask the infrastructure for worker `worker_id`, made from `spec`, and return
     /// quickly (the worker reports in later). The manager made `worker_id` before the call:
     /// start the instance knowing it (an environment variable, an argument), so that its agent
-    /// reports in and heartbeats with it. On success set the instance id with
-    /// `hw_provider_call_set_resource_id` (and optionally metadata).
+    /// reports in and heartbeats with it. Set the instance id with
+    /// `hw_provider_call_set_resource_id` (and optionally metadata) as soon as the instance
+    /// exists: it is required on success, and a create that fails after setting it (any result
+    /// but `HW_PROVIDER_RESULT_OK`, say a step after the launch failed) has its instance
+    /// destroyed by the library, through `destroy_worker` with this worker id, resource id and
+    /// metadata, on this thread, before the failure is reported. The one exception is
+    /// `HW_PROVIDER_RESULT_FENCED`: that instance is left to the replica that leads (its
+    /// `hw_manager_reconcile` destroys it as an orphan). A create that fails without a
+    /// resource id made nothing the library knows of: clean up yourself.
     pub create_worker: Option<
         unsafe extern "C" fn(
             user_data: *mut c_void,
@@ -233,7 +241,9 @@ impl CProvider {
                 &mut call,
             )
         };
-        self.outcome(&call, raw)?;
+        if let Err(error) = self.outcome(&call, raw) {
+            return Err(self.abandon(token, id, call, error));
+        }
         let resource_id = call.resource_id.clone().ok_or_else(|| {
             ProviderError::new(format!(
                 "create_worker of C provider {} returned OK without a resource id \
@@ -245,6 +255,47 @@ impl CProvider {
         handle.worker_id = id;
         handle.metadata = call.metadata;
         Ok(handle)
+    }
+
+    /// The failure of a create whose callback set a resource id before it failed: the instance
+    /// exists, and this failure is the only record of it (the engine registers nothing and
+    /// never destroys what a failed create made), so it is destroyed here, with the id,
+    /// resource id and metadata it was made with, before the failure is reported. Not after
+    /// `FENCED`: the provider refuses this manager's token (a destroy under it would be
+    /// refused too), and the replica that leads owns the instance (its reconcile).
+    fn abandon(
+        &self,
+        token: Option<Term>,
+        id: WorkerId,
+        call: hw_provider_call,
+        error: ProviderError,
+    ) -> ProviderError {
+        let Some(resource_id) = call.resource_id else {
+            return error;
+        };
+        let fate = if error.is_fenced() {
+            format!(
+                "its instance {resource_id} was created and is left to the replica that leads \
+                 (hw_manager_reconcile)"
+            )
+        } else {
+            let mut handle =
+                WorkerHandle::new(self.id.clone(), self.kind.clone(), resource_id.clone());
+            handle.worker_id = id;
+            handle.metadata = call.metadata;
+            match self.destroy(token, &handle) {
+                Ok(()) => format!("its instance {resource_id} was destroyed"),
+                Err(e) if e.is_not_found() => format!("its instance {resource_id} was destroyed"),
+                Err(e) => format!(
+                    "destroying its instance {resource_id} failed too: {e} (hw_manager_reconcile \
+                     finds it as an orphan)"
+                ),
+            }
+        };
+        ProviderError {
+            kind: error.kind,
+            message: format!("{}; {fate}", error.message),
+        }
     }
 
     /// `destroy_worker` of the C callbacks, told `token`.
