@@ -10,9 +10,11 @@
  *   - hw_last_error_message() is the text of this thread's last failure (naming the function,
  *     the worker, the states). It stays valid until the next call into the library on the
  *     same thread. hw_status_str() gives a status' static name.
- *   - NULL for any pointer argument, invalid UTF-8, an over-long or malformed id, an
- *     out-of-range enum value: HW_ERR_INVALID_ARGUMENT, never a crash. Enum arguments are
- *     taken as uint32_t for that reason. A bug inside the library is caught at the boundary and
+ *   - NULL for any pointer argument, invalid UTF-8, an over-long or malformed id, a string
+ *     over its HW_MAX_* limit (a spec's strings when the spec is used), an out-of-range enum
+ *     value: HW_ERR_INVALID_ARGUMENT, never a crash. Enum arguments are taken as uint32_t for
+ *     that reason. The one string cut instead of refused is a provider callback's error
+ *     message (hw_provider_call_set_error, HW_MAX_PROVIDER_MESSAGE_LEN). A bug inside the library is caught at the boundary and
  *     reported as HW_ERR_PANIC.
  *   - Strings are UTF-8 and NUL-terminated. Times are milliseconds: timestamps since the Unix
  *     epoch on the registry's clock, durations as plain counts.
@@ -99,6 +101,14 @@
  Longest job id, in bytes.
  */
 #define HW_MAX_JOB_ID_LEN 256
+
+/*
+ Longest error message a provider callback sets with `hw_provider_call_set_error`, in bytes.
+ A longer one is cut (at a character boundary) and ends with `"… (truncated)"`: the message
+ is copied into the failure, its event for every subscriber and the tick's report, and a
+ callback could not act on a refusal. A limit of this C binding only.
+ */
+#define HW_MAX_PROVIDER_MESSAGE_LEN 4096
 
 /*
  Longest duration a spec (idle timeout, maximum lifetime) or the manager's configuration may
@@ -1469,7 +1479,13 @@ hw_status hw_manager_register_provider(const struct hw_manager *manager, const c
 hw_status hw_manager_unregister_provider(const struct hw_manager *manager, const char *provider);
 
 /*
- Sets the text of a failure (any callback). The message is copied.
+ Sets the text of a failure (any callback). The message is copied; one over
+ `HW_MAX_PROVIDER_MESSAGE_LEN` bytes is cut to that size (at a character boundary, ending
+ with `"… (truncated)"`) and still `HW_OK`: it is not refused, since a callback could do
+ nothing better with the refusal.
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for a NULL `call` or `message`, or a message that is not
+ UTF-8 (the failure then keeps the library's own text).
  */
 hw_status hw_provider_call_set_error(struct hw_provider_call *call, const char *message);
 

@@ -52,8 +52,8 @@ pub use filter::hw_worker_filter;
 pub use leader::hw_leader_info;
 pub use limits::{
     HW_DEFAULT_RETIRED_ID_LIMIT, HW_MAX_DURATION_MS, HW_MAX_ENTRIES, HW_MAX_IMAGE_LEN,
-    HW_MAX_JOB_ID_LEN, HW_MAX_KEY_LEN, HW_MAX_PROVIDER_ID_LEN, HW_MAX_RESOURCE_ID_LEN,
-    HW_MAX_VALUE_LEN,
+    HW_MAX_JOB_ID_LEN, HW_MAX_KEY_LEN, HW_MAX_PROVIDER_ID_LEN, HW_MAX_PROVIDER_MESSAGE_LEN,
+    HW_MAX_RESOURCE_ID_LEN, HW_MAX_VALUE_LEN,
 };
 pub use manager::{
     hw_manager, hw_manager_config, hw_mass_expiry_hold, hw_provider_call, hw_provider_callbacks,

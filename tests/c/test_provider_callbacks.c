@@ -1,10 +1,10 @@
 /* C providers that misbehave or call back into the library. Every refused registration
  * releases its user data once; a create that returns garbage (no resource id, an over-long
  * one, too much metadata, a result that is no hw_provider_result, a failure after the
- * resource id was set) is a documented error, its instance destroyed when it was created;
- * callbacks may call the manager again; and a callback may free the manager it is called by:
- * the call in progress finishes on an engine that is still there, and `release` runs once,
- * after the callback (valgrind checks the rest). */
+ * resource id was set) is a documented error, its instance destroyed when it was created; an
+ * over-long error message is cut; callbacks may call the manager again; and a callback may
+ * free the manager it is called by: the call in progress finishes on an engine that is still
+ * there, and `release` runs once, after the callback (valgrind checks the rest). */
 #include "harness.h"
 
 #define T0 1700000000000ULL
@@ -32,10 +32,16 @@ enum {
   MODE_REENTER_TICK,
   MODE_REENTER_UNREGISTER,
   MODE_FREE_MANAGER,
+  MODE_LONG_MESSAGE,
   MODE_CREATED_THEN_FAILED,
   MODE_CREATED_THEN_NO_CAPACITY,
   MODE_CREATED_THEN_FENCED,
 };
+
+/* A message far over HW_MAX_PROVIDER_MESSAGE_LEN: "x" then two-byte characters, so that a
+ * cut at the limit falls inside one of them. */
+#define LONG_MESSAGE_SIZE (1 << 20)
+static char long_message[LONG_MESSAGE_SIZE + 1];
 
 static char long_id[HW_MAX_RESOURCE_ID_LEN + 2]; /* one byte over the limit */
 
@@ -64,6 +70,9 @@ static uint32_t p_create(void *user_data, hw_worker_id worker_id, const hw_worke
   case MODE_OUT_OF_RANGE:
     hw_provider_call_set_resource_id(call, rid);
     return 0xFFFFFFFFu;
+  case MODE_LONG_MESSAGE:
+    p->inner = hw_provider_call_set_error(call, long_message);
+    return HW_PROVIDER_RESULT_FAILED;
   case MODE_CREATED_THEN_FAILED:
   case MODE_CREATED_THEN_NO_CAPACITY:
   case MODE_CREATED_THEN_FENCED:
@@ -255,6 +264,55 @@ static void created_then_failed(const hw_registry *reg, const hw_worker_spec *sp
   CHECK(p.released == 1);
 }
 
+/* hw_provider_call_set_error cuts a message over HW_MAX_PROVIDER_MESSAGE_LEN bytes (a callback
+ * cannot act on a refusal): the failure, its last error text and its PROVISION_FAILED event
+ * carry the cut message, marked, valid UTF-8. */
+static void long_error_message(const hw_registry *reg, const hw_worker_spec *spec,
+                               hw_clock *clock) {
+  (void)clock;
+  hw_manager *mgr = new_manager(reg);
+  probe p;
+  memset(&p, 0, sizeof p);
+  hw_provider_callbacks cb = callbacks_for(&p);
+  CHECK_OK(hw_manager_register_provider(mgr, "p", "docker", &cb));
+  hw_subscription *sub = NULL;
+  CHECK_OK(hw_registry_subscribe(reg, HW_DEFAULT_SUBSCRIPTION_CAPACITY, false, &sub));
+  hw_worker *w = NULL;
+  p.mode = MODE_LONG_MESSAGE;
+  p.inner = HW_ERR_PANIC;
+  CHECK_STATUS(hw_manager_provision(mgr, "p", spec, &w), HW_ERR_PROVIDER);
+  CHECK(p.inner == HW_OK);
+  const char *text = hw_last_error_message();
+  size_t len = strlen(text);
+  CHECK(len > HW_MAX_PROVIDER_MESSAGE_LEN / 2 && len < HW_MAX_PROVIDER_MESSAGE_LEN + 256);
+  CHECK(strstr(text, "x\xc3\xa9\xc3\xa9") != NULL);
+  CHECK(strstr(text, "(truncated)") != NULL);
+  int found = 0;
+  hw_event *ev = NULL;
+  while (sub != NULL && hw_subscription_recv(sub, 0, &ev) == HW_OK && ev != NULL) {
+    hw_event_kind kind = HW_EVENT_KIND_UNKNOWN;
+    CHECK_OK(hw_event_get_kind(ev, &kind));
+    if (kind == HW_EVENT_KIND_PROVISION_FAILED) {
+      const char *message = NULL;
+      CHECK_OK(hw_event_get_message(ev, &message));
+      CHECK(message != NULL && strlen(message) < HW_MAX_PROVIDER_MESSAGE_LEN + 256);
+      /* Cut on a character boundary: the text ends with whole two-byte characters. */
+      const char *cut = message ? strstr(message, "x\xc3\xa9") : NULL;
+      CHECK(cut != NULL);
+      if (cut != NULL) {
+        size_t run = strspn(cut + 1, "\xc3\xa9");
+        CHECK(run > 0 && run % 2 == 0);
+      }
+      found++;
+    }
+    hw_event_free(ev);
+    ev = NULL;
+  }
+  CHECK(found == 1);
+  hw_subscription_free(sub);
+  hw_manager_free(mgr);
+}
+
 /* Callbacks calling the manager that called them: no deadlock, and a provider unregistered
  * from its own create is released once, when that call no longer needs it. */
 static void reentrant_callbacks(const hw_registry *reg, const hw_worker_spec *spec, hw_clock *clock) {
@@ -403,9 +461,15 @@ static void run_part(part_fn part) {
 
 int main(void) {
   memset(long_id, 'x', HW_MAX_RESOURCE_ID_LEN + 1);
+  long_message[0] = 'x';
+  for (size_t i = 1; i + 1 < LONG_MESSAGE_SIZE; i += 2) {
+    long_message[i] = (char)0xc3; /* U+00E9, two bytes */
+    long_message[i + 1] = (char)0xa9;
+  }
   run_part(refused_registrations);
   run_part(garbage_from_create);
   run_part(created_then_failed);
+  run_part(long_error_message);
   run_part(reentrant_callbacks);
   run_part(manager_freed_from_a_callback);
   return hw_test_report();
