@@ -1671,7 +1671,8 @@ hw_status hw_manager_get_pools_json(const struct hw_manager *manager, char **out
  (`unmet`).
 
  Errors: `HW_ERR_INVALID_ARGUMENT` for a malformed or invalid demand (a requirement or its
- `resources` written as an array instead of an object included).
+ `resources` written as an array instead of an object included; a label, capability or GPU
+ model over `HW_MAX_KEY_LEN` / `HW_MAX_VALUE_LEN`, or more than `HW_MAX_ENTRIES` of them).
  */
 hw_status hw_manager_plan_pools_json(const struct hw_manager *manager, const char *demand_json, char **out);
 
@@ -1682,7 +1683,9 @@ hw_status hw_manager_plan_pools_json(const struct hw_manager *manager, const cha
  `unschedulable` list.
 
  Errors: `HW_ERR_INVALID_ARGUMENT` for a malformed or invalid demand (a requirement or its
- `resources` written as an array instead of an object included; no tick runs).
+ `resources` written as an array instead of an object included; a label, capability or GPU
+ model over `HW_MAX_KEY_LEN` / `HW_MAX_VALUE_LEN`, or more than `HW_MAX_ENTRIES` of them;
+ no tick runs).
  */
 hw_status hw_manager_tick_demand(const struct hw_manager *manager, const char *demand_json, struct hw_report **out);
 

@@ -135,6 +135,40 @@ int main(void) {
   CHECK(json != NULL && strstr(json, "\"pool\":\"gpu-ondemand\"") != NULL);
   hw_string_free(json);
 
+  /* A requirement asking for a string no worker can hold (a capability or label key over
+   * HW_MAX_KEY_LEN, a label value over HW_MAX_VALUE_LEN, more than HW_MAX_ENTRIES of them) is
+   * refused like the same filter, not planned as unschedulable and echoed in every report. */
+  {
+    static char big[HW_MAX_VALUE_LEN + 128];
+    static char name[HW_MAX_VALUE_LEN + 2];
+    hw_report *const untouched_rep = (hw_report *)&pc;
+    char *const untouched_json = (char *)&pc;
+    const char *forms[] = {
+        "[{\"capabilities\": [\"%s\"], \"count\": 1}]",
+        "[{\"labels\": {\"%s\": \"v\"}, \"count\": 1}]",
+        "[{\"labels\": {\"k\": \"%s\"}, \"count\": 1}]",
+        "[{\"resources\": {\"gpu_type\": \"%s\"}, \"count\": 1}]",
+    };
+    for (size_t i = 0; i < sizeof forms / sizeof *forms; i++) {
+      size_t len = i == 2 ? HW_MAX_VALUE_LEN + 1 : HW_MAX_KEY_LEN + 1;
+      memset(name, 'x', len);
+      name[len] = '\0';
+      snprintf(big, sizeof big, forms[i], name);
+      hw_report *r = untouched_rep;
+      CHECK_STATUS(hw_manager_tick_demand(mgr, big, &r), HW_ERR_INVALID_ARGUMENT);
+      CHECK(strstr(hw_last_error_message(), "demand[0]") != NULL);
+      CHECK(r == untouched_rep);
+      char *plan = untouched_json;
+      CHECK_STATUS(hw_manager_plan_pools_json(mgr, big, &plan), HW_ERR_INVALID_ARGUMENT);
+      CHECK(plan == untouched_json);
+      /* At the limit it is a requirement like any other (unschedulable here). */
+      name[len - 1] = '\0';
+      snprintf(big, sizeof big, forms[i], name);
+      CHECK_OK(hw_manager_plan_pools_json(mgr, big, &plan));
+      if (plan != untouched_json) hw_string_free(plan);
+    }
+  }
+
   /* The worker reports in; a claim by fit takes it, a bigger job finds nothing. */
   hw_worker *w = NULL;
   CHECK_OK(hw_registry_update_state(reg, first, HW_WORKER_STATE_READY, &w));
