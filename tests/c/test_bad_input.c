@@ -35,6 +35,7 @@ static uint32_t bad_create(void *user_data, hw_worker_id worker_id, const hw_wor
   INVALID(hw_provider_call_add_metadata(call, NULL, "v"));
   INVALID(hw_provider_call_add_metadata(call, "k", NULL));
   INVALID(hw_provider_call_add_metadata(call, BAD_UTF8, "v"));
+  INVALID(hw_provider_call_add_metadata(call, "k", BAD_UTF8));
   INVALID(hw_provider_call_add_instance(call, "i-1")); /* list_workers only */
   /* The fencing token of a lone manager: its term, 1. */
   uint64_t token = 0;
@@ -366,10 +367,12 @@ int main(void) {
   INVALID(hw_worker_spec_add_label(spec, NULL, "v"));
   INVALID(hw_worker_spec_add_label(spec, "k", NULL));
   INVALID(hw_worker_spec_add_label(spec, "k", BAD_UTF8));
+  INVALID(hw_worker_spec_add_label(spec, BAD_UTF8, "v"));
   INVALID(hw_worker_spec_add_env(NULL, "k", "v"));
   INVALID(hw_worker_spec_add_env(spec, NULL, "v"));
   INVALID(hw_worker_spec_add_env(spec, "k", NULL));
   INVALID(hw_worker_spec_add_env(spec, BAD_UTF8, "v"));
+  INVALID(hw_worker_spec_add_env(spec, "k", BAD_UTF8));
   INVALID(hw_worker_spec_add_capability(NULL, "gpu"));
   INVALID(hw_worker_spec_add_capability(spec, NULL));
   INVALID(hw_worker_spec_add_capability(spec, BAD_UTF8));
@@ -418,6 +421,7 @@ int main(void) {
   INVALID(hw_worker_filter_add_label(filter, NULL, "v"));
   INVALID(hw_worker_filter_add_label(filter, "k", NULL));
   INVALID(hw_worker_filter_add_label(filter, BAD_UTF8, "v"));
+  INVALID(hw_worker_filter_add_label(filter, "k", BAD_UTF8));
   INVALID(hw_worker_filter_add_capability(NULL, "gpu"));
   INVALID(hw_worker_filter_add_capability(filter, NULL));
   INVALID(hw_worker_filter_add_capability(filter, BAD_UTF8));
@@ -499,11 +503,14 @@ int main(void) {
   INVALID(hw_registry_new_postgres_with_clock(pg, "r", NULL, (hw_registry **)&out));
   INVALID(hw_registry_new_postgres_with_clock(pg, "r", clock, NULL));
   INVALID(hw_registry_new_postgres_with_clock(pg, "1r", clock, (hw_registry **)&out));
+  INVALID(hw_registry_new_postgres_with_clock(BAD_UTF8, "r", clock, (hw_registry **)&out));
+  INVALID(hw_registry_new_postgres_with_clock(pg, BAD_UTF8, clock, (hw_registry **)&out));
   CHECK_STATUS(hw_registry_new_postgres_with_clock(pg, "r", clock, (hw_registry **)&out),
                HW_ERR_BACKEND);
   INVALID(hw_registry_drop_postgres(NULL, "r"));
   INVALID(hw_registry_drop_postgres(pg, NULL));
   INVALID(hw_registry_drop_postgres(BAD_UTF8, "r"));
+  INVALID(hw_registry_drop_postgres(pg, BAD_UTF8));
   INVALID(hw_registry_drop_postgres(pg, "public"));
   CHECK_STATUS(hw_registry_drop_postgres(pg, "r"), HW_ERR_BACKEND);
   CHECK(out == SENTINEL);
@@ -530,6 +537,8 @@ int main(void) {
   INVALID(hw_registry_register_with_id(reg, unknown, "p", "docker", "r", NULL, (hw_worker **)&out));
   INVALID(hw_registry_register_with_id(reg, unknown, "p", "docker", "r", spec, NULL));
   INVALID(hw_registry_register_with_id(reg, unknown, BAD_UTF8, "docker", "r", spec, (hw_worker **)&out));
+  INVALID(hw_registry_register_with_id(reg, unknown, "p", BAD_UTF8, "r", spec, (hw_worker **)&out));
+  INVALID(hw_registry_register_with_id(reg, unknown, "p", "docker", BAD_UTF8, spec, (hw_worker **)&out));
   CHECK_STATUS(hw_registry_register_with_id(reg, id, "p", "docker", "r", spec, (hw_worker **)&out),
                HW_ERR_ALREADY_EXISTS);
   CHECK(out == SENTINEL);
@@ -773,6 +782,7 @@ int main(void) {
   INVALID(hw_manager_register_provider(mgr, "bad", NULL, &cb));
   INVALID(hw_manager_register_provider(mgr, "bad", "docker", NULL));
   INVALID(hw_manager_register_provider(mgr, BAD_UTF8, "docker", &cb));
+  INVALID(hw_manager_register_provider(mgr, "bad", BAD_UTF8, &cb));
   INVALID(hw_manager_register_provider(mgr, LONG_PROVIDER, "docker", &cb));
   INVALID(hw_manager_register_provider(mgr, "bad", "podman", &cb));
   hw_provider_callbacks incomplete = cb;
@@ -887,10 +897,13 @@ int main(void) {
   INVALID(hw_manager_add_pool(mgr, "p", NULL, spec, 0, 1, 0));
   INVALID(hw_manager_add_pool(mgr, "p", "bad", NULL, 0, 1, 0));
   INVALID(hw_manager_add_pool(mgr, "no spaces", "bad", spec, 0, 1, 0));
+  INVALID(hw_manager_add_pool(mgr, BAD_UTF8, "bad", spec, 0, 1, 0));
+  INVALID(hw_manager_add_pool(mgr, "p", BAD_UTF8, spec, 0, 1, 0));
   INVALID(hw_manager_add_pool(mgr, "p", "bad", spec, 2, 1, 0)); /* min_ready > max_workers */
   CHECK_STATUS(hw_manager_add_pool(mgr, "p", "nope", spec, 0, 1, 0), HW_ERR_PROVIDER_NOT_FOUND);
   INVALID(hw_manager_remove_pool(NULL, "p", &drained));
   INVALID(hw_manager_remove_pool(mgr, NULL, &drained));
+  INVALID(hw_manager_remove_pool(mgr, BAD_UTF8, &drained));
   INVALID(hw_manager_remove_pool(mgr, "p", NULL));
   INVALID(hw_manager_remove_pool(mgr, "p", &drained)); /* no such pool */
   INVALID(hw_manager_get_pools_json(NULL, &owned));
@@ -900,10 +913,12 @@ int main(void) {
   INVALID(hw_manager_plan_pools_json(mgr, "[]", NULL));
   INVALID(hw_manager_plan_pools_json(mgr, "[{\"count\": 1, \"lables\": {}}]", &owned));
   INVALID(hw_manager_plan_pools_json(mgr, "[{\"count\": -1}]", &owned));
+  INVALID(hw_manager_plan_pools_json(mgr, BAD_UTF8, &owned));
   INVALID(hw_manager_tick_demand(NULL, "[]", (hw_report **)&out));
   INVALID(hw_manager_tick_demand(mgr, NULL, (hw_report **)&out));
   INVALID(hw_manager_tick_demand(mgr, "[]", NULL));
   INVALID(hw_manager_tick_demand(mgr, "{", (hw_report **)&out));
+  INVALID(hw_manager_tick_demand(mgr, BAD_UTF8, (hw_report **)&out));
   INVALID(hw_manager_notify_interruption(NULL, id, 5000, (hw_worker **)&out));
   INVALID(hw_manager_notify_interruption(mgr, nil, 5000, (hw_worker **)&out));
   INVALID(hw_manager_notify_interruption(mgr, id, 5000, NULL));
