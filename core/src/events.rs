@@ -499,6 +499,14 @@ impl EventFeed<'_> {
         }
     }
 
+    /// Counts `n` events as dropped ([`Subscription::dropped`]) without queueing them: events
+    /// the source read while it could not offer them to the queue (read ahead for a registry
+    /// that was closing, beyond what the queue could hold), which an in-memory registry would
+    /// have dropped when they were published.
+    pub fn count_dropped(&self, n: u64) {
+        self.dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// Events queued and not yet received.
     pub fn len(&self) -> usize {
         self.sender.len()

@@ -139,8 +139,14 @@ pub(crate) struct Reader {
     /// `at` handed out last: clamped so that it never goes back in seq order (two transactions
     /// read the clock and take their seq in either order, a millisecond apart).
     last_at: Timestamp,
-    /// Read when the registry was dropped, not yet handed to the subscription.
+    /// Read when the registry was dropped, not yet handed to the subscription: at most the
+    /// subscription's capacity (the oldest), as its queue could hold no more.
     prefetched: VecDeque<WorkerLifecycleEvent>,
+    /// The subscription's capacity, which bounds `prefetched`.
+    capacity: usize,
+    /// Events read when the registry was dropped beyond `capacity`: dropped, counted in the
+    /// subscription's `dropped()` at its next call.
+    overflow: u64,
     /// The registry is gone: nothing more will be read.
     closed: bool,
 }
@@ -213,6 +219,8 @@ pub(crate) fn subscribe(
         heartbeat_subscribers,
         last_at: 0,
         prefetched: VecDeque::new(),
+        capacity: options.capacity,
+        overflow: 0,
         closed: false,
     }));
     {
@@ -254,8 +262,12 @@ pub(crate) fn subscriber_drops(registry: &PostgresWorkerRegistry) -> Vec<Subscri
 
 impl Reader {
     /// Reads once (in batches, up to the first gap still open); returns how many rows moved
-    /// the cursor, and adds the events to hand out to `out`.
-    fn read(&mut self, out: &mut Vec<WorkerLifecycleEvent>) -> std::result::Result<usize, DbError> {
+    /// the cursor, and hands the events out to `out` one by one, as each batch is read (a
+    /// subscriber a million events behind costs one batch in memory, not a million events).
+    fn read(
+        &mut self,
+        out: &mut dyn FnMut(WorkerLifecycleEvent),
+    ) -> std::result::Result<usize, DbError> {
         if self
             .conn
             .as_ref()
@@ -329,7 +341,7 @@ impl Reader {
                 };
                 let at = ts(row.get(2)).max(self.last_at);
                 self.last_at = at;
-                out.push(WorkerLifecycleEvent {
+                out(WorkerLifecycleEvent {
                     seq: ts(seq),
                     at,
                     kind,
@@ -353,17 +365,25 @@ impl Reader {
     }
 
     /// Reads what is there now into `prefetched` and ends the stream (the registry is being
-    /// dropped).
+    /// dropped). Keeps at most the subscription's capacity, the oldest, and counts the rest
+    /// as dropped: its queue could not hold more, whatever the backlog.
     pub(crate) fn close(&mut self) {
         if self.closed {
             return;
         }
-        let mut out = Vec::new();
+        let (mut kept, capacity, mut overflow) = (VecDeque::new(), self.capacity, 0);
         let _ = guard(|| {
-            let _ = self.read(&mut out);
+            let _ = self.read(&mut |event| {
+                if kept.len() < capacity {
+                    kept.push_back(event);
+                } else {
+                    overflow += 1;
+                }
+            });
             Ok(())
         });
-        self.prefetched.extend(out);
+        self.prefetched.extend(kept);
+        self.overflow += overflow;
         self.closed = true;
         self.release_connection();
     }
@@ -388,17 +408,16 @@ impl Reader {
         while let Some(event) = self.prefetched.pop_front() {
             feed.push(event);
         }
+        feed.count_dropped(std::mem::take(&mut self.overflow));
         if self.closed {
             return false;
         }
         let _ = guard(|| {
             let mut waited = false;
             loop {
-                let mut out = Vec::new();
-                let result = self.read(&mut out);
-                for event in out {
+                let result = self.read(&mut |event| {
                     feed.push(event);
-                }
+                });
                 match result {
                     Ok(moved) if moved > 0 || wait.is_zero() || waited => return Ok(()),
                     Ok(_) => {}
@@ -482,5 +501,72 @@ impl PostgresWorkerRegistry {
             )?;
             Ok(conn.client.execute(&stmt, &[&cutoff])?)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use hodei_workers::{ManualClock, ProviderId, ProviderType, WorkerHandle, WorkerSpec};
+
+    use super::*;
+
+    /// Dropping the registry reads its subscriptions' backlogs for them, but a subscription
+    /// holds at most its capacity: a reader keeps no more than that for it (the oldest), the
+    /// rest is counted as dropped, as an in-memory registry drops what its queue cannot hold.
+    /// Before, `close` kept the whole backlog in memory (a million events for a subscriber of
+    /// capacity 100), and the queue dropped them only at the subscriber's next call.
+    #[test]
+    fn a_closing_registry_keeps_no_more_than_a_subscription_can_hold() {
+        use hodei_workers::WorkerRegistry;
+        let url = std::env::var("HODEI_PG_URL")
+            .expect("HODEI_PG_URL: the PostgreSQL tests need a server (see pg/tests/support)");
+        let name = format!("events_unit_{}", std::process::id());
+        /// Drops the test's schema however the test ends.
+        struct Dropped<'a>(&'a str, &'a str);
+        impl Drop for Dropped<'_> {
+            fn drop(&mut self) {
+                let _ = PostgresWorkerRegistry::drop_schema(self.0, self.1);
+            }
+        }
+        let _dropped = Dropped(&url, &name);
+        let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+        let registry = PostgresWorkerRegistry::connect_with_clock(&url, &name, clock).unwrap();
+        let subscription = registry
+            .subscribe(SubscribeOptions::default().capacity(3))
+            .unwrap();
+        let provider = ProviderId::new("p").unwrap();
+        let handle = WorkerHandle::new(provider, ProviderType::Docker, "r");
+        registry
+            .register(handle, Arc::new(WorkerSpec::new("img")))
+            .unwrap();
+        // A backlog of 5,001 events: the registration's, and 5,000 copies of it.
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        client
+            .batch_execute(&format!(
+                "SET search_path TO \"{name}\"; \
+                 INSERT INTO outbox (seq, xid, at, worker_id, heartbeat, kind) \
+                 SELECT nextval('event_seq'), pg_current_xact_id(), o.at, o.worker_id, \
+                        o.heartbeat, o.kind \
+                 FROM outbox o, generate_series(1, 5000)"
+            ))
+            .unwrap();
+        let reader = registry.inner.readers.lock()[0].upgrade().unwrap();
+        drop(registry);
+        {
+            let reader = reader.lock();
+            assert!(reader.closed);
+            assert_eq!(
+                (reader.prefetched.len(), reader.overflow),
+                (3, 4998),
+                "kept for the subscription, and counted dropped"
+            );
+        }
+        let got: Vec<u64> = std::iter::from_fn(|| subscription.recv(None))
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(got, [1, 2, 3], "the oldest, then the stream ends");
+        assert_eq!(subscription.dropped(), 4998);
     }
 }
