@@ -32,9 +32,12 @@
 //! - a transaction that took a seq and then failed: only a failure after every check passed
 //!   (connection lost, server crash), since every statement takes its seqs after its row
 //!   locks, checks and unique indexes;
-//! - events pruned from the outbox before it read them: the registry keeps the newest
-//!   [`EVENTS_KEPT`] (pruned at most once a minute, on `find_for_termination`'s path), and
-//!   [`PostgresWorkerRegistry::prune_events`] deletes by age.
+//! - events pruned from the outbox before it read them, for a subscription of another
+//!   registry handle or process: the registry keeps the newest [`EVENTS_KEPT`] (pruned at
+//!   most once a minute, on `find_for_termination`'s path), and
+//!   [`PostgresWorkerRegistry::prune_events`] deletes by age. A prune first lets the idle
+//!   subscriptions of its own handle read (as `subscriber_drops` does), so theirs are counted
+//!   in `dropped()` like any event their queue could not hold.
 //!
 //! A subscription starts after the last event committed when it was made.
 //!
@@ -260,6 +263,16 @@ pub(crate) fn subscriber_drops(registry: &PostgresWorkerRegistry) -> Vec<Subscri
         .collect()
 }
 
+/// Lets every live subscription of this registry handle that is not in a call of its own read
+/// what the outbox holds, as a scrape does (`subscriber_drops`): run before the outbox is
+/// pruned, so that what a subscriber of this handle that stopped reading loses is counted in
+/// its `dropped()` as an in-memory registry counts it, instead of vanishing as a `seq` gap.
+/// The subscriptions of other handles and processes read only when used: for them, events
+/// pruned before they read them remain an uncounted gap.
+pub(crate) fn catch_up_before_pruning(registry: &PostgresWorkerRegistry) {
+    let _ = subscriber_drops(registry);
+}
+
 impl Reader {
     /// Reads once (in batches, up to the first gap still open); returns how many rows moved
     /// the cursor, and hands the events out to `out` one by one, as each batch is read (a
@@ -474,9 +487,11 @@ pub const EVENTS_KEPT: i64 = 1_000_000;
 impl PostgresWorkerRegistry {
     /// Deletes the oldest events but the newest `keep` ([`EVENTS_KEPT`] when the registry
     /// prunes itself, at most once a minute: `crate::retention`), at most the `batch` oldest
-    /// seqs at a time (an index range on `seq`). A subscriber more than `keep` events behind
-    /// sees a gap. Returns the number deleted.
+    /// seqs at a time (an index range on `seq`). This handle's subscriptions read first
+    /// ([`catch_up_before_pruning`]); a subscriber of another handle more than `keep` events
+    /// behind sees a gap. Returns the number deleted.
     pub(crate) fn prune_outbox(&self, keep: i64, batch: i64) -> Result<u64> {
+        catch_up_before_pruning(self);
         self.run("pruning events", |conn| {
             let stmt = conn.prepare(
                 "DELETE FROM outbox WHERE seq < (SELECT max(seq) FROM outbox) - $1 \
@@ -488,12 +503,16 @@ impl PostgresWorkerRegistry {
 
     /// Deletes the events older than `older_than` (by their `at`, on the registry's clock),
     /// keeping the newest one (it carries the seq a new subscription starts from). Returns the
-    /// number deleted. A subscriber that had not read them sees a gap.
+    /// number deleted. The subscriptions of this registry handle read what is there first
+    /// (those not in a call of their own), so what one that stopped reading loses is counted
+    /// in its `dropped()`; a subscriber of another handle or process that had not read them
+    /// sees a `seq` gap.
     ///
     /// # Errors
     /// `Backend`.
     pub fn prune_events(&self, older_than: Duration) -> Result<u64> {
         use hodei_workers::WorkerRegistry;
+        catch_up_before_pruning(self);
         let cutoff = crate::sql::db_ts(self.now().saturating_sub(crate::sql::millis(older_than)));
         self.run("pruning events", |conn| {
             let stmt = conn.prepare(

@@ -170,6 +170,11 @@ mod tests {
         let _dropped = Dropped(&url, &name);
         let clock = Arc::new(ManualClock::new(1_700_000_000_000));
         let registry = PostgresWorkerRegistry::connect_with_clock(&url, &name, clock).unwrap();
+        // A subscriber of this handle that never reads (capacity 2): what the outbox prune
+        // below deletes is counted in its drops, as in memory, not lost as a bare seq gap.
+        let idle = registry
+            .subscribe(hodei_workers::SubscribeOptions::default().capacity(2))
+            .unwrap();
         let provider = ProviderId::new("p").unwrap();
         let spec = Arc::new(WorkerSpec::new("img"));
         let ids: Vec<_> = (0..7)
@@ -219,6 +224,12 @@ mod tests {
             }
         }
         assert_eq!((deleted, rounds), (12, 3));
+        // 16 events: seqs 1 and 2 queued, the other 14 dropped; 12 of them were pruned.
+        assert_eq!(idle.dropped(), 14);
+        assert_eq!(
+            idle.drain().iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [1, 2]
+        );
 
         // The statements that read the retired ids (the prune's bound and batch, a snapshot's
         // list), as the registry sends them, read their index (v5): with sequential scans

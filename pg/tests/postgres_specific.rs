@@ -724,7 +724,9 @@ fn text_a_latin1_database_cannot_hold_is_an_invalid_argument_and_changes_nothing
 #[test]
 fn pruned_events_are_a_gap_for_a_subscriber_that_lagged_and_the_stream_goes_on() {
     let (clock, registry, _schema) = registry("prune");
-    let lagging = registry.subscribe(SubscribeOptions::default()).unwrap();
+    // A subscriber of another handle (another replica): the prune cannot make it read first.
+    let other = replica(&_schema.name, clock.clone());
+    let lagging = other.subscribe(SubscribeOptions::default()).unwrap();
     let first = ready(&registry, spec());
     clock.advance(Duration::from_secs(7200));
     registry.heartbeat(&first).unwrap();
@@ -739,6 +741,41 @@ fn pruned_events_are_a_gap_for_a_subscriber_that_lagged_and_the_stream_goes_on()
         .unregister(&second, TerminationReason::Requested)
         .unwrap();
     assert_eq!(lagging.drain()[0].seq, 4);
+}
+
+/// A subscriber of the pruning registry handle that stopped reading loses the pruned events
+/// as an in-memory subscriber loses what its queue cannot hold: counted in `dropped()` (and so
+/// in `subscriber_drops`), its queue holding the oldest. Before, they vanished as a `seq` gap,
+/// counted nowhere, unless a scrape had happened to make it read first.
+#[test]
+fn a_subscriber_of_the_pruning_handle_that_stopped_reading_counts_what_is_pruned() {
+    let (clock, registry, _schema) = registry("prune_counted");
+    let idle = registry
+        .subscribe(SubscribeOptions::default().capacity(1))
+        .unwrap();
+    let first = ready(&registry, spec());
+    clock.advance(Duration::from_secs(7200));
+    registry.heartbeat(&first).unwrap();
+    let second = registry.register(handle(), spec()).unwrap().id;
+    assert_eq!(registry.prune_events(Duration::from_secs(3600)).unwrap(), 2);
+    // As in memory: seq 1 queued, seqs 2 and 3 dropped (the queue holds one).
+    assert_eq!(idle.dropped(), 2, "the events it lost are counted");
+    let drops = registry.subscriber_drops().unwrap();
+    assert_eq!(
+        drops
+            .iter()
+            .map(|d| (d.dropped, d.queued))
+            .collect::<Vec<_>>(),
+        [(2, 1)]
+    );
+    let got = idle.drain();
+    assert_eq!(got.iter().map(|e| e.seq).collect::<Vec<_>>(), [1]);
+    assert_eq!(got[0].kind.worker_id(), Some(first));
+    registry
+        .unregister(&second, TerminationReason::Requested)
+        .unwrap();
+    assert_eq!(idle.drain()[0].seq, 4, "and the stream goes on");
+    assert_eq!(idle.dropped(), 2);
 }
 
 /// Registers and unregisters `n` workers in turn; their ids, oldest retirement first.
