@@ -378,13 +378,18 @@ impl Reader {
     }
 
     /// Reads what is there now into `prefetched` and ends the stream (the registry is being
-    /// dropped). Keeps at most the subscription's capacity, the oldest, and counts the rest
+    /// dropped): every event committed before, past any gap still open. Keeps at most the subscription's capacity, the oldest, and counts the rest
     /// as dropped: its queue could not hold more, whatever the backlog.
     pub(crate) fn close(&mut self) {
         if self.closed {
             return;
         }
         let (mut kept, capacity, mut overflow) = (VecDeque::new(), self.capacity, 0);
+        // Every gap is for good now: a row this read cannot see belongs to a transaction in
+        // progress at the drop (its event commits after it, or never), and the events
+        // committed before the drop, after such a gap, must not wait for it.
+        self.pending = None;
+        self.resolved_upto = i64::MAX;
         let _ = guard(|| {
             let _ = self.read(&mut |event| {
                 if kept.len() < capacity {

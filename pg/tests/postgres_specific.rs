@@ -378,6 +378,37 @@ fn assigning_one_job_on_two_replicas_at_once_has_one_winner() {
     }
 }
 
+/// Events committed before the registry handle is dropped still reach its subscribers (as in
+/// memory, and as `Inner`'s drop promises), also when a transaction of another replica holds
+/// an earlier seq open at that moment: its event, committed after the drop, is no longer this
+/// stream's, and the events committed before must not wait for it. Before, the closing read
+/// stopped at the gap, ended the stream, and the committed events were lost, counted nowhere.
+#[test]
+fn a_dropped_registry_delivers_what_committed_before_past_a_writer_in_flight() {
+    let (_clock, registry, _schema) = registry("close_gap");
+    let events = registry.subscribe(SubscribeOptions::default()).unwrap();
+    let first = registry.register(handle(), spec()).unwrap().id;
+    assert_eq!(events.drain().len(), 1);
+    // A transaction of "another replica" takes the next seq and stays open.
+    let mut slow = raw(registry.schema());
+    let mut tx = slow.transaction().unwrap();
+    tx.execute(
+        "INSERT INTO outbox (xid, seq, at, kind) SELECT pg_current_xact_id(), \
+         nextval('event_seq'), -9223372036854775808, 'x'",
+        &[],
+    )
+    .unwrap();
+    // Committed after it, before the drop.
+    registry.update_state(&first, WorkerState::Ready).unwrap();
+    drop(registry);
+    let got: Vec<&str> = std::iter::from_fn(|| events.recv(Some(Duration::from_secs(5))))
+        .map(|e| e.kind.name())
+        .collect();
+    assert_eq!(got, ["state_changed"], "what committed before the drop");
+    assert_eq!(events.dropped(), 0);
+    tx.rollback().unwrap();
+}
+
 #[test]
 fn events_committed_out_of_seq_order_are_delivered_in_order_and_none_is_skipped() {
     let (_clock, registry, _schema) = registry("order");
