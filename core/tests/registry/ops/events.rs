@@ -126,6 +126,29 @@ fn a_subscription_outliving_its_registry_ends() {
     assert_eq!(events.recv(Some(MS)), None);
 }
 
+/// A subscriber that never read, its registry dropped with more events pending than its
+/// capacity: it receives the oldest that fit, then the end of the stream, and the rest are
+/// counted as dropped, whatever the backend (PostgreSQL reads its backlog when the registry is
+/// dropped and keeps no more than the capacity of it).
+#[test]
+fn a_subscription_outliving_its_registry_keeps_its_capacity_and_counts_the_rest() {
+    let (_, registry) = registry();
+    let small = registry
+        .subscribe(SubscribeOptions::default().capacity(2))
+        .unwrap();
+    let ids: Vec<WorkerId> = (0..5).map(|_| register(&registry, spec())).collect();
+    drop(registry);
+    let got: Vec<Option<WorkerId>> = std::iter::from_fn(|| small.recv(None))
+        .map(|e| e.kind.worker_id())
+        .collect();
+    assert_eq!(
+        got,
+        [Some(ids[0]), Some(ids[1])],
+        "the oldest, then the end"
+    );
+    assert_eq!(small.dropped(), 3);
+}
+
 #[test]
 fn publish_puts_host_events_on_the_stream() {
     let (clock, registry) = registry();
