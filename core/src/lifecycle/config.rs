@@ -95,6 +95,17 @@ pub struct WorkerLifecycleConfig {
     /// 1 ms. Default 300 s.
     #[serde(with = "duration_secs")]
     pub max_mass_expiry_hold: Duration,
+    /// How often the leader's `tick` runs
+    /// [`reconcile`](crate::WorkerLifecycleManager::reconcile) by itself: once this long has
+    /// passed since the last complete reconcile (a takeover's, a periodic one, or a call of the
+    /// host's). It destroys the orphan instances that appear after the last reconcile — above
+    /// all the instance of a create that returned to a replica which had lost its lease, after
+    /// the new leader's takeover reconcile — on a host that only ticks (and never calls
+    /// `reconcile`), where they would otherwise run for ever. A tick with nothing due pays one
+    /// timestamp comparison for it. Zero disables it (the takeover's reconcile, and its runs
+    /// again while incomplete, are not affected). Default 600 s.
+    #[serde(with = "duration_secs")]
+    pub reconcile_interval: Duration,
 }
 crate::object_form::object_form!(WorkerLifecycleConfig, "a manager config");
 
@@ -119,6 +130,7 @@ impl Default for WorkerLifecycleConfig {
             max_unhealthy_fraction: 0.55,
             unhealthy_floor: 1,
             max_mass_expiry_hold: Duration::from_secs(300),
+            reconcile_interval: Duration::from_secs(600),
         }
     }
 }
@@ -129,7 +141,8 @@ impl WorkerLifecycleConfig {
     /// # Errors
     /// [`Error::InvalidArgument`] naming the field: a duration above [`MAX_CONFIG_DURATION`]
     /// (it could not round-trip through JSON), a zero timeout, interval, retry delay or
-    /// `max_mass_expiry_hold` (below 1 ms), `max_workers == 0`, `min_ready_workers > max_workers`, a zero
+    /// `max_mass_expiry_hold` (below 1 ms; a zero `reconcile_interval` is valid: it disables
+    /// the periodic reconcile), `max_workers == 0`, `min_ready_workers > max_workers`, a zero
     /// `max_provision_per_tick` or `max_actions_per_tick`, a retry or back-off maximum below its
     /// initial delay, a `max_unhealthy_fraction` outside `(0, 1]`.
     pub fn validate(&self) -> Result<()> {
@@ -144,6 +157,7 @@ impl WorkerLifecycleConfig {
             ("provider_backoff_initial", self.provider_backoff_initial),
             ("provider_backoff_max", self.provider_backoff_max),
             ("max_mass_expiry_hold", self.max_mass_expiry_hold),
+            ("reconcile_interval", self.reconcile_interval),
         ];
         for (name, value) in durations {
             if value > MAX_CONFIG_DURATION {
@@ -230,7 +244,15 @@ mod tests {
         assert_eq!((c.scale_up_threshold, c.scale_down_threshold), (5, 3));
         assert_eq!(c.max_unhealthy_fraction, 0.55);
         assert_eq!(c.max_mass_expiry_hold, Duration::from_secs(300));
+        assert_eq!(c.reconcile_interval, Duration::from_secs(600));
         c.validate().unwrap();
+        // Zero is valid: it disables the periodic reconcile.
+        WorkerLifecycleConfig {
+            reconcile_interval: Duration::ZERO,
+            ..c
+        }
+        .validate()
+        .unwrap();
     }
 
     #[test]
@@ -320,6 +342,7 @@ mod tests {
         assert_eq!(json["heartbeat_timeout"], 1.5);
         assert_eq!(json["startup_timeout"], 300);
         assert_eq!(json["max_mass_expiry_hold"], 300);
+        assert_eq!(json["reconcile_interval"], 600);
         let back: WorkerLifecycleConfig = serde_json::from_value(json).unwrap();
         assert_eq!(back, c);
         assert!(

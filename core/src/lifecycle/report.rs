@@ -310,6 +310,14 @@ pub struct ReconcileReport {
     pub adopted_terminating: Vec<WorkerId>,
 }
 
+impl ReconcileReport {
+    /// Whether it looked at every instance of every provider that lists them: no listing
+    /// failed and no orphan check was skipped (the periodic reconcile counts from such a one).
+    pub(crate) fn is_complete(&self) -> bool {
+        self.errors.is_empty() && self.orphan_check_skipped.is_empty()
+    }
+}
+
 /// The manager's view of the fleet: the registry's counts plus its own.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct LifecycleStats {

@@ -777,7 +777,7 @@ fn scale_down_asks_for_the_longest_idle_without_scanning_the_fleet() {
 #[test]
 fn config_durations_that_cannot_round_trip_are_refused() {
     type Field = fn(&mut WorkerLifecycleConfig) -> &mut Duration;
-    let fields: [(&str, Field); 9] = [
+    let fields: [(&str, Field); 10] = [
         ("heartbeat_timeout", |c| &mut c.heartbeat_timeout),
         ("health_check_interval", |c| &mut c.health_check_interval),
         ("startup_timeout", |c| &mut c.startup_timeout),
@@ -787,6 +787,7 @@ fn config_durations_that_cannot_round_trip_are_refused() {
         ("provider_backoff_max", |c| &mut c.provider_backoff_max),
         ("max_mass_expiry_hold", |c| &mut c.max_mass_expiry_hold),
         ("destroy_retry_initial", |c| &mut c.destroy_retry_initial),
+        ("reconcile_interval", |c| &mut c.reconcile_interval),
     ];
     for (name, field) in fields {
         for huge in [Duration::MAX, Duration::from_secs(u64::MAX / 1000 + 1)] {

@@ -193,3 +193,210 @@ fn a_failing_list_is_reported_not_fatal() {
     assert_eq!(r.errors[0].0, pid("broken"));
     assert!(r.errors[0].1.contains("list exploded"), "{}", r.errors[0].1);
 }
+
+// ----- the periodic reconcile (`reconcile_interval`) -----------------------------------------
+
+/// Ticks the managers every `step` of everyone's time (the store's and the replicas' own
+/// clocks) until `done` holds or `limit` has passed; returns the time it took, if it did.
+fn tick_until(
+    clocks: &[&Arc<ManualClock>],
+    managers: &[&WorkerLifecycleManager],
+    step: std::time::Duration,
+    limit: std::time::Duration,
+    mut done: impl FnMut(&[TickReport]) -> bool,
+) -> Option<std::time::Duration> {
+    let mut waited = std::time::Duration::ZERO;
+    while waited < limit {
+        for c in clocks {
+            c.advance(step);
+        }
+        waited += step;
+        let reports: Vec<TickReport> = managers.iter().map(|m| m.tick(0)).collect();
+        if done(&reports) {
+            return Some(waited);
+        }
+    }
+    None
+}
+
+/// A leader that lost its lease during a create registers nothing and destroys nothing: the
+/// instance is the new leader's. But when the create returns after the new leader's takeover
+/// reconcile, nothing ever looked again: on hosts that only tick (no `reconcile()` call), the
+/// instance ran for ever. The new leader's periodic reconcile destroys it within
+/// `reconcile_interval` (default 600 s).
+#[test]
+fn a_create_returning_after_the_new_leaders_takeover_reconcile_is_destroyed_by_its_ticks() {
+    const TTL: std::time::Duration = std::time::Duration::from_secs(15);
+    let store = Arc::new(ManualClock::new(T0));
+    let registry: Arc<dyn WorkerRegistry> = crate::backend::new_registry(store.clone());
+    let provider = TestProvider::new("test");
+    let lease = InMemoryLease::new(store.clone(), "a", TTL);
+    let config = WorkerLifecycleConfig {
+        min_ready_workers: 0,
+        ..config()
+    };
+    let interval = config.reconcile_interval;
+    let replica = |name: &str| {
+        let local = Arc::new(ManualClock::new(0));
+        let manager = Arc::new(
+            WorkerLifecycleManager::with_leadership(
+                registry.clone(),
+                config.clone(),
+                Arc::new(lease.replica(name)),
+                local.clone(),
+            )
+            .unwrap(),
+        );
+        manager.register_provider(provider.clone()).unwrap();
+        (manager, local)
+    };
+    let (a, a_clock) = replica("a");
+    let (b, b_clock) = replica("b");
+    let clocks = [&store, &a_clock, &b_clock];
+    assert!(a.tick(0).leading);
+
+    // a's create stalls inside the provider past the ttl; b takes over meanwhile, and its
+    // takeover reconcile completes before the instance exists.
+    provider.script_creates([CreateStep::Stall]);
+    let provisioning = {
+        let a = Arc::clone(&a);
+        std::thread::spawn(move || a.provision_worker(&pid("test"), spec()))
+    };
+    TestProvider::wait_for(&provider.creating_now, 1);
+    for c in clocks {
+        c.advance(TTL + secs(1));
+    }
+    let rb = b.tick(0);
+    assert!(rb.leading, "{:?}", rb.decisions);
+    assert!(provider.instance_ids().is_empty());
+    provider.release_stalled(1);
+    let err = provisioning.join().unwrap().unwrap_err();
+    assert!(matches!(err, Error::NotLeader(_)), "{err}");
+    let orphan = provider.instance_ids();
+    assert_eq!(orphan.len(), 1, "the late create made an instance");
+    assert_eq!(registry.count().unwrap(), 0, "and registered nothing");
+
+    // Only ticks from here on, both replicas'.
+    let mut destroyed_by = None;
+    let took = tick_until(
+        &clocks,
+        &[&a, &b],
+        secs(5),
+        interval + secs(10),
+        |reports| {
+            if provider.instance_ids().is_empty() {
+                destroyed_by = reports
+                    .iter()
+                    .position(|r| r.decisions.iter().any(|d| d.contains("periodic reconcile")));
+                return true;
+            }
+            false
+        },
+    );
+    let took = took.unwrap_or_else(|| {
+        panic!(
+            "orphan {orphan:?} still listed after {} s of ticks (reconcile_interval {} s)",
+            (interval + secs(10)).as_secs(),
+            interval.as_secs()
+        )
+    });
+    assert!(took <= interval + secs(5), "destroyed after {took:?}");
+    assert_eq!(destroyed_by, Some(1), "b, the leader, destroyed it");
+    assert_eq!(
+        provider
+            .calls()
+            .iter()
+            .filter(|c| c.starts_with("destroy"))
+            .count(),
+        1,
+        "destroyed once: {:?}",
+        provider.calls()
+    );
+}
+
+/// A single manager: an orphan instance that appears after the last reconcile (a host's call
+/// here) is destroyed by the ticks `reconcile_interval` after that call, not before, and the
+/// tick reports it as a takeover's reconcile is reported.
+#[test]
+fn an_orphan_that_appears_after_the_last_reconcile_is_destroyed_by_the_periodic_one() {
+    let f = Fixture::new(WorkerLifecycleConfig {
+        min_ready_workers: 0,
+        ..config()
+    });
+    let interval = f.manager.config().reconcile_interval;
+    let busy = f.ready();
+    f.registry.assign_to_job(&busy, job("j1")).unwrap();
+    f.advance(secs(100));
+    // The host reconciles (at startup, say): the next periodic one counts from here.
+    assert!(f.manager.reconcile().unwrap().orphans.is_empty());
+    let reconciled_at = f.now();
+    f.advance(secs(50));
+    f.provider.add_orphan("ghost");
+    let lists = || f.provider.calls().iter().filter(|c| *c == "list").count();
+    let lists_before = lists();
+    let mut report = None;
+    while f.now() < reconciled_at + interval.as_millis() as u64 {
+        f.advance(secs(10));
+        f.registry.heartbeat(&busy).unwrap();
+        let r = f.manager.tick(0);
+        if f.now() < reconciled_at + interval.as_millis() as u64 {
+            assert_eq!(lists(), lists_before, "reconciled early: {:?}", r.decisions);
+            assert_eq!(f.provider.instance_ids().len(), 2);
+        } else {
+            report = Some(r);
+        }
+    }
+    let report = report.unwrap();
+    assert!(
+        !f.provider.instance_ids().contains(&"ghost".to_owned()),
+        "orphan still listed {} s after the last reconcile: {:?}",
+        interval.as_secs(),
+        report.decisions
+    );
+    assert_eq!(lists(), lists_before + 1, "{:?}", report.decisions);
+    assert!(
+        report.decisions.iter().any(|d| {
+            d
+            == "periodic reconcile: 0 Terminating adopted, 1 orphan instances destroyed, 0 vanished"
+        }),
+        "{:?}",
+        report.decisions
+    );
+    assert_eq!(
+        f.state(&busy),
+        Some(WorkerState::Busy),
+        "the known one is kept"
+    );
+    f.assert_no_leak();
+}
+
+/// `reconcile_interval` zero: the ticks never reconcile by themselves (no listing at all), and
+/// a host's `reconcile()` still works.
+#[test]
+fn a_zero_reconcile_interval_never_reconciles_on_ticks() {
+    let f = Fixture::new(WorkerLifecycleConfig {
+        min_ready_workers: 0,
+        reconcile_interval: std::time::Duration::ZERO,
+        ..config()
+    });
+    f.provider.add_orphan("ghost");
+    f.manager.reconcile().unwrap();
+    f.provider.add_orphan("ghost-2");
+    for _ in 0..200 {
+        f.advance(secs(60));
+        let r = f.manager.tick(0);
+        assert!(
+            !r.decisions.iter().any(|d| d.contains("reconcile")),
+            "{:?}",
+            r.decisions
+        );
+    }
+    assert_eq!(
+        f.provider.calls().iter().filter(|c| *c == "list").count(),
+        1,
+        "only the host's reconcile listed"
+    );
+    assert_eq!(f.provider.instance_ids(), ["ghost-2"]);
+    assert_eq!(f.manager.reconcile().unwrap().orphans.len(), 1);
+    f.assert_no_leak();
+}

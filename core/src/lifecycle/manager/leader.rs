@@ -38,7 +38,9 @@ impl WorkerLifecycleManager {
     ///   the instances no record knows (when it could not look at every provider's
     ///   instances, it runs again once per `health_check_interval` until it could); it
     ///   publishes [`LeaderChanged`](crate::EventKind::LeaderChanged);
-    /// - the **leader** does what a tick does.
+    /// - the **leader** does what a tick does, reconcile every `reconcile_interval` included:
+    ///   an instance that appears after the takeover's reconcile (the create of a replica that
+    ///   lost the lease during it, returning late) is destroyed by the next one.
     ///
     /// Every leader-only operation ([`provision_worker`](Self::provision_worker), the health
     /// check, cleanup, [`terminate_worker`](Self::terminate_worker), reconcile, each provider
@@ -324,7 +326,7 @@ impl WorkerLifecycleManager {
         if let Err(e) = self.write(|r| r.grant_grace(now)) {
             report.decisions.push(format!("grant_grace failed: {e}"));
         }
-        self.takeover_reconcile(now, "takeover reconcile", report);
+        self.tick_reconcile(now, "takeover reconcile", false, report);
         let _ = self.registry.publish(EventKind::LeaderChanged {
             holder: Some(info.holder.clone()),
             term: info.term,
@@ -332,13 +334,27 @@ impl WorkerLifecycleManager {
         });
     }
 
-    /// The takeover's reconcile (`what` names it in the report): when it could not look at
-    /// every provider's instances — a listing failed, or its orphan check was skipped (a
-    /// provision of this replica in flight, a destroy confirmed during the listing) — it runs
-    /// again at a later tick ([`reconcile_again`](Self::reconcile_again)): the orphans this
-    /// replica remembered were forgotten with the lease, and the takeover reconcile is what
-    /// finds them again (on a host that only runs the ticker, nothing else would).
-    fn takeover_reconcile(&self, now: Timestamp, what: &str, report: &mut TickReport) {
+    /// A reconcile of the ticks' — the takeover's, or a periodic one (`what` names it in the
+    /// report) — reported in the tick's report. When it could not look at every provider's
+    /// instances — a listing failed, or its orphan check was skipped (a provision of this
+    /// replica in flight, a destroy confirmed during the listing) — it runs again at a later
+    /// tick ([`reconcile_if_due`](Self::reconcile_if_due)) once per `health_check_interval`
+    /// until it could: the orphans this replica remembered were forgotten with the lease, and
+    /// a reconcile is what finds them again (on a host that only runs the ticker, nothing else
+    /// would). Once complete, [`reconcile`](Self::reconcile) itself schedules the next
+    /// periodic run.
+    fn tick_reconcile(
+        &self,
+        now: Timestamp,
+        what: &'static str,
+        again: bool,
+        report: &mut TickReport,
+    ) {
+        let label = if again {
+            format!("{what} (again)")
+        } else {
+            what.to_owned()
+        };
         let complete = match self.reconcile() {
             Ok(r) => {
                 if !r.adopted_terminating.is_empty()
@@ -346,7 +362,7 @@ impl WorkerLifecycleManager {
                     || !r.vanished.is_empty()
                 {
                     report.decisions.push(format!(
-                        "{what}: {} Terminating adopted, {} orphan instances destroyed, {} \
+                        "{label}: {} Terminating adopted, {} orphan instances destroyed, {} \
                          vanished",
                         r.adopted_terminating.len(),
                         r.orphans.len(),
@@ -355,44 +371,62 @@ impl WorkerLifecycleManager {
                 }
                 for (provider, error) in &r.errors {
                     report.decisions.push(format!(
-                        "{what}: provider {provider} could not list: {error}"
+                        "{label}: provider {provider} could not list: {error}"
                     ));
                 }
                 for provider in &r.orphan_check_skipped {
                     report.decisions.push(format!(
-                        "{what}: orphan check of provider {provider} skipped (a provision or \
+                        "{label}: orphan check of provider {provider} skipped (a provision or \
                          a destroy under way)"
                     ));
                 }
+                let complete = r.is_complete();
                 report.lost_jobs.extend(r.lost_jobs);
-                r.errors.is_empty() && r.orphan_check_skipped.is_empty()
+                complete
             }
             Err(e) => {
-                report.decisions.push(format!("{what} failed: {e}"));
+                report.decisions.push(format!("{label} failed: {e}"));
                 false
             }
         };
-        self.schedule.lock().reconcile_again =
-            (!complete).then(|| now.saturating_add(millis(self.config.health_check_interval)));
         if !complete {
+            {
+                let mut s = self.schedule.lock();
+                s.next_reconcile =
+                    Some(now.saturating_add(millis(self.config.health_check_interval)));
+                s.reconcile_retry = Some(what);
+            }
             report.decisions.push(format!(
-                "{what} incomplete: run again in {:.0} s",
+                "{label} incomplete: run again in {:.0} s",
                 self.config.health_check_interval.as_secs_f64()
             ));
         }
     }
 
-    /// Runs the takeover's reconcile again when it was incomplete and its next run is due
-    /// (once per `health_check_interval` until it completes).
-    pub(super) fn reconcile_again(&self, now: Timestamp, report: &mut TickReport) {
-        let due = self
-            .schedule
-            .lock()
-            .reconcile_again
-            .is_some_and(|at| at <= now);
-        if due {
-            self.takeover_reconcile(now, "takeover reconcile (again)", report);
+    /// Runs the ticks' reconcile when it is due (one timestamp comparison when it is not):
+    /// again, once per `health_check_interval`, while the last one was incomplete; otherwise
+    /// every `reconcile_interval` after the last complete reconcile.
+    pub(super) fn reconcile_if_due(&self, now: Timestamp, report: &mut TickReport) {
+        let due = {
+            let s = self.schedule.lock();
+            match s.next_reconcile {
+                Some(at) if at <= now => Some(s.reconcile_retry),
+                _ => None,
+            }
+        };
+        match due {
+            Some(Some(what)) => self.tick_reconcile(now, what, true, report),
+            Some(None) => self.tick_reconcile(now, "periodic reconcile", false, report),
+            None => {}
         }
+    }
+
+    /// A reconcile that looked at every provider's instances ran at `at`: the next periodic
+    /// one is due `reconcile_interval` later, and no run again is needed.
+    pub(super) fn reconcile_completed(&self, at: Timestamp) {
+        let mut s = self.schedule.lock();
+        s.next_reconcile = super::periodic_reconcile_after(&self.config, at);
+        s.reconcile_retry = None;
     }
 
     /// Drops what only a leader keeps: the next leader rebuilds it from the registry. Called
@@ -400,7 +434,11 @@ impl WorkerLifecycleManager {
     /// every follower tick, and at a takeover. Kept: what threads have in flight (destroys,
     /// orphan destroys, provisions), lifetime counters.
     fn forget_leader_state(&self) {
-        self.schedule.lock().reconcile_again = None;
+        {
+            let mut s = self.schedule.lock();
+            s.next_reconcile = None;
+            s.reconcile_retry = None;
+        }
         // Destroys in progress on other threads stay marked until they return: not picked
         // again if this replica leads again meanwhile.
         self.destroys.lock().forget();

@@ -71,9 +71,14 @@ struct Schedule {
     last_scale_action: Option<Timestamp>,
     /// The last look-up of the terminal records (`adopt_terminal`).
     last_terminal_sweep: Option<Timestamp>,
-    /// The takeover's reconcile could not look at every provider's instances: when it runs
-    /// again (see `reconcile_again`).
-    reconcile_again: Option<Timestamp>,
+    /// When a tick runs `reconcile` next (see `reconcile_if_due`): `reconcile_interval` after
+    /// the last complete reconcile (a takeover's, a periodic one, a host's call), or
+    /// `health_check_interval` after one of the ticks' that could not look at every provider's
+    /// instances. `None`: none is due (a zero `reconcile_interval`, or not leading).
+    next_reconcile: Option<Timestamp>,
+    /// The ticks' last reconcile was incomplete: its name, so that the report calls its next
+    /// run a run "again".
+    reconcile_retry: Option<&'static str>,
 }
 
 /// Lifetime totals reported by [`WorkerLifecycleManager::stats`].
@@ -301,6 +306,7 @@ impl WorkerLifecycleManager {
     ) -> Result<Self> {
         config.validate()?;
         let now = registry.now();
+        let next_reconcile = periodic_reconcile_after(&config, now);
         let providers = Arc::new(RwLock::new(BTreeMap::new()));
         let ledger = Arc::new(Mutex::new(Ledger::default()));
         let destroys = Arc::new(Mutex::new(DestroyQueue::default()));
@@ -359,6 +365,9 @@ impl WorkerLifecycleManager {
             // The manager starts watching now: a first tick long after this is a stall too.
             schedule: Mutex::new(Schedule {
                 last_tick: Some(now),
+                // The first periodic reconcile of a manager that leads from the start (a
+                // replicated one reconciles when it takes the lease, and schedules from there).
+                next_reconcile,
                 ..Schedule::default()
             }),
             target: Mutex::new(None),
@@ -391,9 +400,13 @@ impl WorkerLifecycleManager {
     ///    worker a fresh grace period (`stall_grace`);
     /// 2. the health check, every `health_check_interval`;
     /// 3. cleanup (idle, lifetime, drained) and destroy retries that are due;
-    /// 4. interruption deadlines ([`notify_interruption`](Self::notify_interruption)): a job
+    /// 4. [`reconcile`](Self::reconcile), every `reconcile_interval` after the last complete
+    ///    one (and once per `health_check_interval` while the ticks' last one was incomplete),
+    ///    so that an orphan instance that appeared since is destroyed on a host that only ticks;
+    ///    reported as a takeover's reconcile is (`decisions`, `lost_jobs`);
+    /// 5. interruption deadlines ([`notify_interruption`](Self::notify_interruption)): a job
     ///    still running on an interrupted worker at its deadline is reported lost;
-    /// 5. scaling toward `demand`: over the pools when any is set
+    /// 6. scaling toward `demand`: over the pools when any is set
     ///    ([`set_pools`](Self::set_pools), see [`plan_pools`](Self::plan_pools)), otherwise toward
     ///    the target set by [`set_scaling_target`](Self::set_scaling_target) — a number of
     ///    pending jobs (`tick(5)`) is a demand of jobs that need nothing in particular.
@@ -545,7 +558,7 @@ impl WorkerLifecycleManager {
             report.decisions.push(format!("cleanup failed: {e}"));
         }
         self.retry_orphans(&mut budget, &mut report);
-        self.reconcile_again(now, &mut report);
+        self.reconcile_if_due(now, &mut report);
 
         if !self.still_leading(&mut report) {
             return report;
@@ -601,6 +614,13 @@ impl WorkerLifecycleManager {
 }
 
 type BackoffMap = std::collections::HashMap<ProviderId, Backoff>;
+
+/// When the periodic reconcile after a complete one at `at` is due: `None` when
+/// `reconcile_interval` is zero (disabled).
+fn periodic_reconcile_after(config: &WorkerLifecycleConfig, at: Timestamp) -> Option<Timestamp> {
+    (!config.reconcile_interval.is_zero())
+        .then(|| at.saturating_add(millis(config.reconcile_interval)))
+}
 
 /// What [`WorkerLifecycleManager::stats`] reports, from the shared bookkeeping (the metrics
 /// collector calls it too, so both always agree).

@@ -2,7 +2,8 @@
 //!
 //! An orphan is an instance the provider lists and no record knows — above all the instance a
 //! leader created and died (or lost its lease) before registering: the new leader's takeover
-//! reconcile finds it. (A leader whose trust window closed during its own create remembers the
+//! reconcile finds it, or its periodic reconcile (`reconcile_interval`) when the create
+//! returned after the takeover. (A leader whose trust window closed during its own create remembers the
 //! instance here too: if no other replica took the lease meanwhile, it keeps its term at the
 //! next renewal — no takeover, no takeover reconcile — and destroys the instance itself. So
 //! does `provision_worker` for an instance whose registration answered `Backend` when the

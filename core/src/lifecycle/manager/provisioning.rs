@@ -179,8 +179,10 @@ impl WorkerLifecycleManager {
         handle.provider_id = provider_id.clone();
         handle.provider_type = entry.provider_type.clone();
         // Fenced: a leader that lost its lease during the create registers nothing, and
-        // destroys nothing either (the new leader's reconcile owns the instance now: two
-        // destroys of one instance are what fencing prevents).
+        // destroys nothing either (the new leader owns the instance now: two destroys of one
+        // instance are what fencing prevents). Its takeover reconcile destroys it, or, when
+        // the create returns after that reconcile, its next periodic one
+        // (`reconcile_interval`).
         let term = match self.fence() {
             Ok(term) => term,
             Err(e) => {
@@ -284,8 +286,9 @@ impl WorkerLifecycleManager {
 
     /// A created instance this replica may no longer register (its lease was lost during the
     /// create): remembered as an orphan, destroyed by this replica's next tick if it keeps its
-    /// term (nobody else led meanwhile), else by the new leader's takeover reconcile — never
-    /// by both. Returns the error that says so.
+    /// term (nobody else led meanwhile), else by the new leader's takeover reconcile (or its
+    /// periodic one, for a create that returns after the takeover) — never by both. Returns
+    /// the error that says so.
     fn orphaned_by_lost_lease(&self, handle: &WorkerHandle, lost: Error) -> Error {
         self.remember_orphan(handle, self.registry.now());
         Error::NotLeader(format!(

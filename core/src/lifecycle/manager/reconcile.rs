@@ -28,6 +28,10 @@ impl WorkerLifecycleManager {
     /// - `Terminating` records the manager was not destroying yet (e.g. after a restore) are
     ///   queued for destruction.
     ///
+    /// A complete reconcile (no listing failed, no orphan check skipped) also sets when the
+    /// ticks run the next one by themselves: `reconcile_interval` later (see
+    /// [`tick`](Self::tick)).
+    ///
     /// The registry failing on one provider's records is reported in
     /// [`errors`](ReconcileReport::errors) for that provider, and the others are reconciled
     /// all the same: the report keeps what was done (the jobs of vanished records above all).
@@ -198,6 +202,10 @@ impl WorkerLifecycleManager {
             {
                 report.adopted_terminating.push(w.id);
             }
+        }
+        if report.is_complete() {
+            // Whoever called it (a tick, the host): the next periodic one counts from here.
+            self.reconcile_completed(now);
         }
         Ok(report)
     }
