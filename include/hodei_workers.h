@@ -725,6 +725,15 @@ typedef struct hw_manager_config {
    fleet back under the limit. Default 300000; 0 is refused with `HW_ERR_INVALID_ARGUMENT`.
    */
   uint64_t max_mass_expiry_hold_ms;
+  /*
+   How often the leader's `hw_manager_tick` runs `hw_manager_reconcile` by itself: once
+   this long has passed since the last complete reconcile (a takeover's, a periodic one,
+   or a call of the host's), so that orphan instances that appear after it (the create of
+   a replica that lost its lease, returning after the new leader's takeover reconcile)
+   are destroyed on a host that only ticks. Reported in the tick's decisions. Default
+   600000; 0 disables it.
+   */
+  uint64_t reconcile_interval_ms;
 } hw_manager_config;
 
 /*

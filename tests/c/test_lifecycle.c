@@ -128,10 +128,13 @@ static void manager_lifecycle(void) {
   CHECK(config.heartbeat_timeout_ms == 60000 && config.max_workers == 10);
   /* The brake's bound: 300 s by default; zero would make the brake useless and is refused. */
   CHECK(config.max_mass_expiry_hold_ms == 300000);
+  /* The periodic reconcile: every 600 s by default; 0 disables it (valid). */
+  CHECK(config.reconcile_interval_ms == 600000);
   config.max_mass_expiry_hold_ms = 0;
   CHECK_STATUS(hw_manager_new(reg, &config, &mgr), HW_ERR_INVALID_ARGUMENT);
   CHECK(mgr == NULL);
   config.max_mass_expiry_hold_ms = 120000;
+  config.reconcile_interval_ms = 0;
   config.heartbeat_timeout_ms = 30000;
   config.health_check_interval_ms = 1000;
   config.min_ready_workers = 5;
@@ -145,6 +148,7 @@ static void manager_lifecycle(void) {
   CHECK_OK(hw_manager_get_config(mgr, &got));
   CHECK(got.heartbeat_timeout_ms == 30000 && got.max_workers == 3);
   CHECK(got.max_mass_expiry_hold_ms == 120000);
+  CHECK(got.reconcile_interval_ms == 0);
 
   hw_provider_callbacks cb;
   memset(&cb, 0, sizeof cb);
@@ -424,6 +428,61 @@ static void manager_scaling_and_reconcile(void) {
 /* The retired-id limit: of 3 ids retired under a limit of 2, the oldest is forgotten (it may
  * be registered again) and the newest 2 stay refused. In memory at once; in PostgreSQL at the
  * registry's next prune, which a handle's first health-check query (find_for_termination) runs. */
+/* The periodic reconcile (reconcile_interval_ms): an orphan instance the cloud runs is
+ * destroyed by the ticks alone once the interval has passed since the manager started (or its
+ * last complete reconcile), not before; the tick's decisions say so. */
+static void manager_periodic_reconcile(void) {
+  fake_cloud cloud;
+  memset(&cloud, 0, sizeof cloud);
+  hw_clock *clock = NULL;
+  hw_registry *reg = NULL;
+  hw_manager *mgr = NULL;
+  CHECK_OK(hw_clock_new_manual(T0, &clock));
+  CHECK_OK(hw_test_registry_new(clock, &reg));
+  hw_manager_config config;
+  CHECK_OK(hw_manager_config_default(&config));
+  config.min_ready_workers = 0;
+  config.reconcile_interval_ms = 120000;
+  CHECK_OK(hw_manager_new(reg, &config, &mgr));
+  if (!mgr) return;
+  hw_provider_callbacks cb;
+  memset(&cb, 0, sizeof cb);
+  cb.user_data = &cloud;
+  cb.create_worker = cloud_create;
+  cb.destroy_worker = cloud_destroy;
+  cb.list_workers = cloud_list;
+  cb.release = cloud_release;
+  CHECK_OK(hw_manager_register_provider(mgr, "cloud", "ec2", &cb));
+  snprintf(cloud.live[cloud.nlive++], sizeof cloud.live[0], "vm-orphan");
+
+  hw_report *report = NULL;
+  hw_report_summary sum;
+  uint64_t now = 0;
+  CHECK_OK(hw_clock_advance(clock, 60000, &now));
+  CHECK_OK(hw_manager_tick(mgr, 0, &report));
+  hw_report_free(report);
+  CHECK(cloud.destroyed == 0); /* not due yet */
+  CHECK_OK(hw_clock_advance(clock, 60000, &now));
+  CHECK_OK(hw_manager_tick(mgr, 0, &report));
+  CHECK(cloud.destroyed == 1);
+  CHECK_STR(cloud.last_destroyed, "vm-orphan");
+  memset(&sum, 0, sizeof sum);
+  CHECK_OK(hw_report_get_summary(report, &sum));
+  int said = 0;
+  for (size_t i = 0; i < sum.decisions; i++) {
+    const char *line = NULL;
+    CHECK_OK(hw_report_get_decision(report, i, &line));
+    if (line && strstr(line, "periodic reconcile: 0 Terminating adopted, 1 orphan") != NULL) said = 1;
+  }
+  CHECK(said);
+  hw_report_free(report);
+
+  hw_manager_free(mgr);
+  CHECK(cloud.released == 1);
+  hw_registry_free(reg);
+  hw_clock_free(clock);
+}
+
 static void retired_id_limit(void) {
   hw_clock *clock = NULL;
   hw_registry *reg = NULL;
@@ -633,6 +692,7 @@ int main(void) {
 
   manager_lifecycle();
   manager_scaling_and_reconcile();
+  manager_periodic_reconcile();
   retired_id_limit();
   hw_test_backend_cleanup();
   printf("backend: %s\n", hw_test_backend_name());

@@ -59,6 +59,13 @@ pub struct hw_manager_config {
     /// died (`hw_report_summary.brake_gave_up`). A new hold starts only after a check finds the
     /// fleet back under the limit. Default 300000; 0 is refused with `HW_ERR_INVALID_ARGUMENT`.
     pub max_mass_expiry_hold_ms: u64,
+    /// How often the leader's `hw_manager_tick` runs `hw_manager_reconcile` by itself: once
+    /// this long has passed since the last complete reconcile (a takeover's, a periodic one,
+    /// or a call of the host's), so that orphan instances that appear after it (the create of
+    /// a replica that lost its lease, returning after the new leader's takeover reconcile)
+    /// are destroyed on a host that only ticks. Reported in the tick's decisions. Default
+    /// 600000; 0 disables it.
+    pub reconcile_interval_ms: u64,
 }
 
 impl hw_manager_config {
@@ -82,6 +89,7 @@ impl hw_manager_config {
             max_unhealthy_fraction: c.max_unhealthy_fraction,
             unhealthy_floor: c.unhealthy_floor,
             max_mass_expiry_hold_ms: millis(c.max_mass_expiry_hold),
+            reconcile_interval_ms: millis(c.reconcile_interval),
         }
     }
 
@@ -105,6 +113,7 @@ impl hw_manager_config {
             max_unhealthy_fraction: self.max_unhealthy_fraction,
             unhealthy_floor: self.unhealthy_floor,
             max_mass_expiry_hold: ms(self.max_mass_expiry_hold_ms),
+            reconcile_interval: ms(self.reconcile_interval_ms),
         }
     }
 }
