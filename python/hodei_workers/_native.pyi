@@ -943,7 +943,10 @@ class LifecycleConfig:
     max_actions_per_tick 100, destroy_retry_initial 1 s, destroy_retry_max 300 s,
     provider_backoff_initial 5 s, provider_backoff_max 300 s, max_unhealthy_fraction 0.55,
     unhealthy_floor 1, max_mass_expiry_hold 300 s (the brake's bound: held continuously longer
-    than this, it lets go and the silent workers are declared unhealthy; 0 is refused)."""
+    than this, it lets go and the silent workers are declared unhealthy; 0 is refused),
+    reconcile_interval 600 s (how often the leader's ``tick`` runs ``reconcile()`` by itself,
+    counted from the last complete reconcile, so that orphan instances that appear later are
+    destroyed on a host that only ticks; 0 disables it)."""
     def __new__(
         cls,
         *,
@@ -957,6 +960,7 @@ class LifecycleConfig:
         provider_backoff_initial: _Seconds | None = None,
         provider_backoff_max: _Seconds | None = None,
         max_mass_expiry_hold: _Seconds | None = None,
+        reconcile_interval: _Seconds | None = None,
         min_ready_workers: int | None = None,
         max_workers: int | None = None,
         scale_up_threshold: int | None = None,
@@ -1007,6 +1011,9 @@ class LifecycleConfig:
     @property
     def max_mass_expiry_hold(self) -> float:
         """``max_mass_expiry_hold`` in float seconds."""
+    @property
+    def reconcile_interval(self) -> float:
+        """``reconcile_interval`` in float seconds."""
     @property
     def min_ready_workers(self) -> int:
         """``min_ready_workers``."""
@@ -1659,7 +1666,9 @@ class LifecycleManager:
         """
     def tick(self, pending_jobs: int | Demand = 0) -> TickReport:
         """Does whatever is due, in one call: stall grace, health check (every
-        ``health_check_interval``), cleanup and destroy retries, scaling toward the target.
+        ``health_check_interval``), cleanup and destroy retries, ``reconcile()`` (every
+        ``reconcile_interval`` after the last complete one: "periodic reconcile" in
+        ``decisions``), scaling toward the target.
 
         Arguments:
             pending_jobs: jobs waiting for a worker, as the host's scheduler counts them; or a

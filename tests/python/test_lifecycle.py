@@ -249,6 +249,34 @@ def test_reconcile_destroys_orphans_and_expires_vanished_records(
     assert kept.id in registry and vanished.id not in registry
 
 
+def test_the_ticks_reconcile_every_reconcile_interval(
+    registry: hw.Registry, clock: hw.ManualClock, cloud: FakeCloud
+) -> None:
+    assert hw.LifecycleConfig().reconcile_interval == 600.0
+    config = hw.LifecycleConfig(min_ready_workers=0, reconcile_interval=timedelta(minutes=2))
+    assert config.reconcile_interval == 120.0
+    assert json.loads(config.to_json())["reconcile_interval"] == 120
+    assert "reconcile_interval=120.0" in repr(config)
+    assert hw.LifecycleConfig(reconcile_interval=0).reconcile_interval == 0.0  # disabled
+    with pytest.raises(hw.InvalidArgumentError, match="reconcile_interval"):
+        hw.LifecycleConfig(reconcile_interval=1e15)
+    manager = hw.LifecycleManager(registry, config)
+    manager.register_provider(cloud)
+    # An instance no record knows appears (a create that returned to a replica which had lost
+    # its lease): the host only ticks, and the ticks destroy it 120 s after the manager began.
+    cloud.instances["i-orphan"] = "left over"
+    clock.advance(60)
+    assert not any("reconcile" in d for d in manager.tick().decisions)
+    assert "i-orphan" in cloud.instances
+    clock.advance(60)
+    report = manager.tick()
+    assert cloud.destroyed == ["i-orphan"], report.decisions
+    assert (
+        "periodic reconcile: 0 Terminating adopted, 1 orphan instances destroyed, 0 vanished"
+        in report.decisions
+    )
+
+
 def test_scaling_predicates_and_plan(
     registry: hw.Registry, clock: hw.ManualClock, manager: hw.LifecycleManager
 ) -> None:

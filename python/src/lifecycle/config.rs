@@ -20,7 +20,10 @@ use crate::errors::{invalid, OrRaise};
 /// max_actions_per_tick 100, destroy_retry_initial 1 s, destroy_retry_max 300 s,
 /// provider_backoff_initial 5 s, provider_backoff_max 300 s, max_unhealthy_fraction 0.55,
 /// unhealthy_floor 1, max_mass_expiry_hold 300 s (the brake's bound: held continuously longer
-/// than this, it lets go and the silent workers are declared unhealthy; 0 is refused).
+/// than this, it lets go and the silent workers are declared unhealthy; 0 is refused),
+/// reconcile_interval 600 s (how often the leader's ``tick`` runs ``reconcile()`` by itself,
+/// counted from the last complete reconcile, so that orphan instances that appear later are
+/// destroyed on a host that only ticks; 0 disables it).
 #[pyclass(frozen, eq, hash, name = "LifecycleConfig", module = "hodei_workers")]
 #[derive(Clone, PartialEq)]
 pub(crate) struct PyLifecycleConfig {
@@ -188,7 +191,7 @@ config_getters!(
     durations: [
         heartbeat_timeout, health_check_interval, startup_timeout, scale_up_cooldown,
         scale_down_cooldown, destroy_retry_initial, destroy_retry_max, provider_backoff_initial,
-        provider_backoff_max, max_mass_expiry_hold
+        provider_backoff_max, max_mass_expiry_hold, reconcile_interval
     ],
     counts: [
         min_ready_workers, max_workers, scale_up_threshold, scale_down_threshold,

@@ -377,8 +377,9 @@ impl PyLifecycleManager {
     }
 
     /// Does whatever is due, in one call: stall grace, health check (every
-    /// health_check_interval), cleanup and destroy retries, scaling toward the target for
-    /// ``pending_jobs``. Never raises for the engine's own troubles (they are lines in
+    /// health_check_interval), cleanup and destroy retries, ``reconcile()`` (every
+    /// reconcile_interval after the last complete one: "periodic reconcile" in
+    /// ``decisions``), scaling toward the target for ``pending_jobs``. Never raises for the engine's own troubles (they are lines in
     /// ``decisions``); a call while another thread ticks returns at once with ``skipped``.
     ///
     /// ``pending_jobs`` is a number of jobs that need nothing in particular, or a ``Demand``
