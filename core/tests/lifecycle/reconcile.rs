@@ -400,3 +400,105 @@ fn a_zero_reconcile_interval_never_reconciles_on_ticks() {
     assert_eq!(f.manager.reconcile().unwrap().orphans.len(), 1);
     f.assert_no_leak();
 }
+
+/// A periodic reconcile that could not look at every provider's instances (a listing failed)
+/// runs again once per `health_check_interval`, as the takeover's does, until it could; then
+/// the next one is `reconcile_interval` later.
+#[test]
+fn an_incomplete_periodic_reconcile_runs_again_per_health_check_interval() {
+    #[derive(Debug)]
+    struct FlakyList {
+        lists: std::sync::atomic::AtomicUsize,
+        orphan_destroyed: std::sync::atomic::AtomicBool,
+    }
+    impl WorkerProvider for FlakyList {
+        fn provider_id(&self) -> ProviderId {
+            pid("flaky-list")
+        }
+        fn provider_type(&self) -> ProviderType {
+            ProviderType::Ec2
+        }
+        fn create_worker(&self, _: WorkerId, _: &WorkerSpec) -> ProviderResult<WorkerHandle> {
+            Err(ProviderError::new("no creates here"))
+        }
+        fn destroy_worker(&self, _: &WorkerHandle) -> ProviderResult<()> {
+            self.orphan_destroyed
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
+        fn list_workers(&self) -> ProviderResult<Vec<WorkerHandle>> {
+            use std::sync::atomic::Ordering::SeqCst;
+            if self.lists.fetch_add(1, SeqCst) == 0 {
+                return Err(ProviderError::new("throttled"));
+            }
+            if self.orphan_destroyed.load(SeqCst) {
+                return Ok(Vec::new());
+            }
+            Ok(vec![WorkerHandle::new(
+                self.provider_id(),
+                self.provider_type(),
+                "i-orphan",
+            )])
+        }
+    }
+    let f = Fixture::new(WorkerLifecycleConfig {
+        min_ready_workers: 0,
+        ..config()
+    });
+    let (interval, hci) = (
+        f.manager.config().reconcile_interval,
+        f.manager.config().health_check_interval,
+    );
+    let flaky = Arc::new(FlakyList {
+        lists: 0.into(),
+        orphan_destroyed: false.into(),
+    });
+    f.manager.register_provider(flaky.clone()).unwrap();
+    let lists = || flaky.lists.load(std::sync::atomic::Ordering::SeqCst);
+    // Ticks every 10 s up to the first periodic run: it fails on the listing.
+    let mut report = None;
+    while f.now() < T0 + interval.as_millis() as u64 {
+        f.advance(secs(10));
+        report = Some(f.manager.tick(0));
+    }
+    let r = report.unwrap();
+    assert_eq!(lists(), 1, "{:?}", r.decisions);
+    assert!(
+        r.decisions
+            .iter()
+            .any(|d| d.starts_with("periodic reconcile incomplete: run again in 30 s")),
+        "{:?}",
+        r.decisions
+    );
+    // Not again before health_check_interval; then again, complete, the orphan destroyed.
+    f.advance(hci - secs(1));
+    f.manager.tick(0);
+    assert_eq!(lists(), 1);
+    f.advance(secs(1));
+    let r = f.manager.tick(0);
+    assert_eq!(lists(), 2, "{:?}", r.decisions);
+    assert!(
+        flaky
+            .orphan_destroyed
+            .load(std::sync::atomic::Ordering::SeqCst),
+        "{:?}",
+        r.decisions
+    );
+    assert!(
+        r.decisions.iter().any(|d| d.starts_with(
+            "periodic reconcile (again): 0 Terminating adopted, 1 orphan instances destroyed"
+        )),
+        "{:?}",
+        r.decisions
+    );
+    // Complete: the next run is a whole interval later.
+    let again_at = f.now();
+    while f.now() < again_at + interval.as_millis() as u64 - 10_000 {
+        f.advance(secs(10));
+        f.manager.tick(0);
+    }
+    assert_eq!(lists(), 2);
+    f.advance(secs(10));
+    f.manager.tick(0);
+    assert_eq!(lists(), 3);
+}
