@@ -1247,3 +1247,34 @@ fn replicated_refuses_a_bad_holder_or_ttl_on_an_unshared_registry_as_on_a_shared
         WorkerLifecycleManager::replicated(registry, config(), &longest, MIN_LEASE_TTL).is_ok()
     );
 }
+
+/// The takeover reconcile's line in the tick report counted every orphan it tried as
+/// "destroyed": one whose destroy failed (kept, and destroyed again by the ticks after a
+/// back-off) read as gone, and its error was in no report of the tick.
+#[test]
+fn a_takeover_reconcile_whose_orphan_destroy_failed_does_not_report_it_destroyed() {
+    let c = cluster();
+    assert!(c.a.manager.tick(0).leading);
+    c.provider.add_orphan("ghost");
+    c.provider
+        .script_destroys([DestroyStep::Fail("instance is locked")]);
+    c.advance(TTL + Duration::from_secs(1));
+    let rb = c.b.manager.tick(0);
+    assert!(rb.leading, "{:?}", rb.decisions);
+    assert_eq!(c.provider.instance_ids(), ["ghost"], "its destroy failed");
+    assert!(
+        !rb.decisions
+            .iter()
+            .any(|d| d.contains("1 orphan instances destroyed")),
+        "reported destroyed: {:?}",
+        rb.decisions
+    );
+    assert!(
+        rb.decisions.iter().any(|d| d.contains("ghost")
+            && d.contains("instance is locked")
+            && d.contains("retried by the ticks")),
+        "{:?}",
+        rb.decisions
+    );
+    assert_eq!(c.b.manager.pending_orphans().len(), 1);
+}

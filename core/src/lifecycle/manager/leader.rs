@@ -361,13 +361,23 @@ impl WorkerLifecycleManager {
                     || !r.orphans.is_empty()
                     || !r.vanished.is_empty()
                 {
+                    // Only the confirmed ones: a failed destroy is said below, with its error.
+                    let destroyed = r.orphans.iter().filter(|o| o.error.is_none()).count();
                     report.decisions.push(format!(
-                        "{label}: {} Terminating adopted, {} orphan instances destroyed, {} \
-                         vanished",
+                        "{label}: {} Terminating adopted, {destroyed} orphan instances \
+                         destroyed, {} vanished",
                         r.adopted_terminating.len(),
-                        r.orphans.len(),
                         r.vanished.len()
                     ));
+                }
+                for orphan in &r.orphans {
+                    if let Some(error) = &orphan.error {
+                        report.decisions.push(format!(
+                            "{label}: destroying orphan instance {} of provider {} failed: \
+                             {error} (retried by the ticks after a back-off)",
+                            orphan.resource_id, orphan.provider_id
+                        ));
+                    }
                 }
                 for (provider, error) in &r.errors {
                     report.decisions.push(format!(
