@@ -502,3 +502,26 @@ fn an_incomplete_periodic_reconcile_runs_again_per_health_check_interval() {
     f.manager.tick(0);
     assert_eq!(lists(), 3);
 }
+
+/// A failed orphan destroy in `reconcile` is a failed destroy attempt like any other: counted
+/// in `destroy_failures_total` (and the metric `hodei_workers_destroy_failures_total`), as the
+/// ticks' retries of the same orphan are. Before, only the retries were.
+#[test]
+fn a_failed_orphan_destroy_in_reconcile_is_counted() {
+    let f = Fixture::new(WorkerLifecycleConfig {
+        min_ready_workers: 0,
+        ..config()
+    });
+    f.provider.add_orphan("ghost");
+    f.provider
+        .script_destroys([DestroyStep::Fail("busy"), DestroyStep::Fail("busy")]);
+    let r = f.manager.reconcile().unwrap();
+    assert_eq!(r.orphans[0].error.as_deref(), Some("busy (failed)"));
+    assert_eq!(f.manager.stats().unwrap().destroy_failures_total, 1);
+    // The ticks' retry fails too: the second attempt, counted the same way.
+    f.advance(f.manager.config().destroy_retry_initial + ms(1));
+    let t = f.manager.tick(0);
+    assert_eq!(t.failed.len(), 1, "{:?}", t.decisions);
+    assert_eq!(t.failed[0].attempts, 2);
+    assert_eq!(f.manager.stats().unwrap().destroy_failures_total, 2);
+}

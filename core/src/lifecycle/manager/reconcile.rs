@@ -145,6 +145,8 @@ impl WorkerLifecycleManager {
                         match &error {
                             Some(_) => {
                                 self.orphan_destroy_failed(handle, self.registry.now());
+                                // A failed attempt, counted as the ticks' retries of it are.
+                                bump(&self.counters.destroy_failures, 1);
                             }
                             None => self.orphan_gone(handle),
                         }
