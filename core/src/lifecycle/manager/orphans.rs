@@ -2,19 +2,18 @@
 //!
 //! An orphan is an instance the provider lists and no record knows — above all the instance a
 //! leader created and died (or lost its lease) before registering: the new leader's takeover
-//! reconcile finds it, or its periodic reconcile (`reconcile_interval`) when the create
-//! returned after the takeover. (A leader whose trust window closed during its own create remembers the
-//! instance here too: if no other replica took the lease meanwhile, it keeps its term at the
-//! next renewal — no takeover, no takeover reconcile — and destroys the instance itself. So
-//! does `provision_worker` for an instance whose registration answered `Backend` when the
-//! registry cannot say afterwards whether it was applied: a tick destroys it only once `get`
-//! says no record holds it, and forgets it when one does.) A failed destroy there must not
-//! leave it to the host's next
-//! `reconcile` (a host that only runs the ticker never calls one): the handle is kept here and
+//! reconcile finds it, or its periodic reconcile (`reconcile_interval`) when the create returned
+//! after the takeover. (A leader whose trust window closed during its own create remembers the
+//! instance here too: if no other replica took the lease meanwhile, it keeps its term at the next
+//! renewal — no takeover, no takeover reconcile — and destroys the instance itself. So does
+//! `provision_worker` for an instance whose registration answered `Backend` when the registry
+//! cannot say afterwards whether it was applied: a tick destroys it only once `get` says no record
+//! holds it, and forgets it when one does.) A failed destroy there must not leave it to the host's
+//! next `reconcile` (a host that only runs the ticker never calls one): the handle is kept here and
 //! every leader tick tries again after a back-off (`destroy_retry_initial` doubling up to
 //! `destroy_retry_max`), like the destroy queue does for records. Leader state, advisory: it is
-//! forgotten when the lease is lost, and the next leader's takeover reconcile finds the same
-//! instances again.
+//! forgotten when the lease is lost, and the next leader's reconcile (takeover or periodic) finds
+//! the same instances again.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
