@@ -101,7 +101,9 @@ pub struct WorkerLifecycleConfig {
     /// host's). It destroys the orphan instances that appear after the last reconcile — above
     /// all the instance of a create that returned to a replica which had lost its lease, after
     /// the new leader's takeover reconcile — on a host that only ticks (and never calls
-    /// `reconcile`), where they would otherwise run for ever. A tick with nothing due pays one
+    /// `reconcile`), where they would otherwise run for ever. The periodic run takes no record
+    /// registered less than `startup_timeout` before its listing for vanished (a listing may lag
+    /// behind the provider's creates). A tick with nothing due pays one
     /// timestamp comparison for it. Zero disables it (the takeover's reconcile, and its runs
     /// again while incomplete, are not affected). Default 600 s.
     #[serde(with = "duration_secs")]

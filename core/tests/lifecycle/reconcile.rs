@@ -525,3 +525,73 @@ fn a_failed_orphan_destroy_in_reconcile_is_counted() {
     assert_eq!(t.failed[0].attempts, 2);
     assert_eq!(f.manager.stats().unwrap().destroy_failures_total, 2);
 }
+
+/// The periodic reconcile judges no record younger than `startup_timeout` as vanished: a
+/// provider's listing may lag behind its creates (a cloud API's eventual consistency), and a
+/// fresh worker must not be expired, job and all, for not being listed yet. An older record
+/// whose instance is gone is expired as before, and a host's own `reconcile()` is unchanged.
+#[test]
+fn the_periodic_reconcile_spares_a_worker_too_young_to_be_listed() {
+    let f = Fixture::new(WorkerLifecycleConfig {
+        min_ready_workers: 0,
+        ..config()
+    });
+    let interval = f.manager.config().reconcile_interval;
+    let resource = |id: &WorkerId| {
+        f.registry
+            .get(id)
+            .unwrap()
+            .unwrap()
+            .handle
+            .resource_id
+            .clone()
+    };
+    let old = f.ready();
+    f.registry.assign_to_job(&old, job("j-old")).unwrap();
+    f.manager.reconcile().unwrap();
+    let due = f.now() + interval.as_millis() as u64;
+    let mut young = None;
+    let mut report = None;
+    while report.is_none() {
+        f.advance(secs(10));
+        if young.is_none() && f.now() + 20_000 >= due {
+            // Registered 20 s before the periodic run; its instance not listed yet, and the old
+            // worker's instance gone.
+            let id = f.ready();
+            f.registry.assign_to_job(&id, job("j-young")).unwrap();
+            f.provider.lose(&resource(&id));
+            f.provider.lose(&resource(&old));
+            young = Some(id);
+        }
+        for id in [Some(old), young].into_iter().flatten() {
+            if f.state(&id).is_some() {
+                f.registry.heartbeat(&id).unwrap();
+            }
+        }
+        let r = f.manager.tick(0);
+        if r.decisions
+            .iter()
+            .any(|d| d.starts_with("periodic reconcile"))
+        {
+            report = Some(r);
+        }
+        assert!(f.now() <= due, "no periodic reconcile by {due}");
+    }
+    let (report, young) = (report.unwrap(), young.unwrap());
+    assert_eq!(f.state(&old), None, "{:?}", report.decisions);
+    assert_eq!(
+        report.lost_jobs,
+        vec![LostJob {
+            worker_id: old,
+            job_id: job("j-old")
+        }]
+    );
+    assert_eq!(
+        f.state(&young),
+        Some(WorkerState::Busy),
+        "a worker registered 20 s before was expired: {:?}",
+        report.decisions
+    );
+    // The host's own reconcile judges every record the listing misses, as before.
+    assert_eq!(f.manager.reconcile().unwrap().vanished, vec![young]);
+}

@@ -8,6 +8,7 @@
 //! fleet, and a replica that stops leading forgets it. See DESIGN.md §11.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::clock::{millis, Clock, Timestamp};
 use crate::error::{Error, Result};
@@ -20,6 +21,9 @@ use super::super::provider::{guarded, ProviderResult};
 use super::super::report::TickReport;
 use super::brake::Brake;
 use super::WorkerLifecycleManager;
+
+/// The ticks' own reconcile every `reconcile_interval`, as the report names it.
+const PERIODIC_RECONCILE: &str = "periodic reconcile";
 
 impl WorkerLifecycleManager {
     /// A manager that is one of several replicas sharing `registry`: it acts on the fleet only
@@ -355,7 +359,16 @@ impl WorkerLifecycleManager {
         } else {
             what.to_owned()
         };
-        let complete = match self.reconcile() {
+        // A periodic run does not judge records younger than `startup_timeout`: a provider's
+        // listing may lag behind its creates (a cloud API's eventual consistency), and every
+        // ten minutes on every fleet it would otherwise expire a fresh worker as `Vanished`,
+        // job and all. The startup deadline and the health check judge those.
+        let young = if what == PERIODIC_RECONCILE {
+            self.config.startup_timeout
+        } else {
+            Duration::ZERO
+        };
+        let complete = match self.reconcile_sparing(young) {
             Ok(r) => {
                 if !r.adopted_terminating.is_empty()
                     || !r.orphans.is_empty()
@@ -426,7 +439,7 @@ impl WorkerLifecycleManager {
         };
         match due {
             Some(Some(what)) => self.tick_reconcile(now, what, true, report),
-            Some(None) => self.tick_reconcile(now, "periodic reconcile", false, report),
+            Some(None) => self.tick_reconcile(now, PERIODIC_RECONCILE, false, report),
             None => {}
         }
     }

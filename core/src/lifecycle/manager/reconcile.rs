@@ -2,7 +2,9 @@
 //! instances, `Terminating` records nobody is destroying).
 
 use std::collections::HashSet;
+use std::time::Duration;
 
+use crate::clock::millis;
 use crate::error::Result;
 use crate::filter::WorkerFilter;
 use crate::ids::{ProviderId, WorkerId};
@@ -41,6 +43,13 @@ impl WorkerLifecycleManager {
     /// error when it fails on the final look for `Terminating` records and nothing was done
     /// before (no orphan, no vanished record).
     pub fn reconcile(&self) -> Result<ReconcileReport> {
+        self.reconcile_sparing(Duration::ZERO)
+    }
+
+    /// [`reconcile`](Self::reconcile), judging no record registered less than `young` before
+    /// its provider's listing began as vanished (the ticks' periodic run spares those younger
+    /// than `startup_timeout`).
+    pub(super) fn reconcile_sparing(&self, young: Duration) -> Result<ReconcileReport> {
         // Confirmed by the store: the provider is asked for its instances next.
         self.confirm()?;
         let now = self.registry.now();
@@ -164,8 +173,9 @@ impl WorkerLifecycleManager {
             for w in &records {
                 let present = listed_resources.contains(w.handle.resource_id.as_str())
                     || listed_ids.contains(&w.id);
-                // Registered after the listing began: the list may not show it yet.
-                if present || w.created_at >= listed_at {
+                // Registered after the listing began (or less than `young` before): the list
+                // may not show it yet.
+                if present || w.created_at.saturating_add(millis(young)) >= listed_at {
                     continue;
                 }
                 // A Terminating one too: its instance is gone, so its destroy is moot — unless a
