@@ -780,7 +780,9 @@ typedef struct hw_provider_callbacks {
   uint32_t (*destroy_worker)(void *user_data, struct hw_worker_id worker_id, const char *resource_id, struct hw_provider_call *call);
   /*
    Optional (NULL: unsupported). List the instances the infrastructure really has, one
-   `hw_provider_call_add_instance` each; used by `hw_manager_reconcile`.
+   `hw_provider_call_add_instance` each; used by `hw_manager_reconcile` and by the leader's
+   ticks every `reconcile_interval_ms`. List only the instances this provider made for this
+   registry: each listed instance no record knows is destroyed as an orphan.
    */
   uint32_t (*list_workers)(void *user_data, struct hw_provider_call *call);
   /*

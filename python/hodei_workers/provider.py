@@ -57,7 +57,10 @@ class Provider(Protocol):
     again, then it reaches the caller of the manager (see ``LifecycleManager``). A
     ``LookupError`` from ``destroy_worker`` means the
     instance is already gone (counted as destroyed). ``list_workers`` is optional; a provider
-    without it (or raising ``NotImplementedError``) is skipped by ``reconcile``.
+    without it (or raising ``NotImplementedError``) is skipped by ``reconcile``. It lists only
+    the instances this provider made for this registry (a tag or name prefix of yours): each
+    listed instance no record knows is destroyed as an orphan, also by the leader's ``tick``
+    every ``reconcile_interval``.
 
     ``create_worker`` and ``destroy_worker`` may take a keyword argument ``fencing_token``
     (``def create_worker(self, worker_id, spec, *, fencing_token: int = 0)``, or ``**kwargs``;

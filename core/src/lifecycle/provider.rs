@@ -75,6 +75,12 @@ pub trait WorkerProvider: Send + Sync {
     /// The instances the provider really has, for `reconcile`. The default answers
     /// [`ProviderError::unsupported`]: reconcile then skips this provider.
     ///
+    /// List only the instances this provider made for this registry (filter by a tag or a
+    /// name prefix of your own): every instance listed that no record knows is destroyed as an
+    /// orphan, and the leader's ticks reconcile by themselves every `reconcile_interval`. A
+    /// provider listing a whole account or host that other systems share would have their
+    /// instances destroyed.
+    ///
     /// # Errors
     /// Whatever went wrong, or unsupported.
     fn list_workers(&self) -> ProviderResult<Vec<WorkerHandle>> {
