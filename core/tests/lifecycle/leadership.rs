@@ -182,6 +182,22 @@ impl Cluster {
         }
     }
 
+    /// As [`a_loses_the_lease`](Self::a_loses_the_lease), but a pause a's own clock missed:
+    /// only the store's word can tell a that c leads now.
+    fn a_loses_the_lease_unseen(&self) -> impl FnOnce() + Send + 'static {
+        let clocks = [self.store.clone(), self.b.local.clone()];
+        let c = self.lease.replica("c");
+        move || {
+            for clock in &clocks {
+                clock.advance(TTL + Duration::from_secs(1));
+            }
+            assert!(matches!(
+                c.acquire_or_renew(None).unwrap(),
+                LeaseStatus::Held(_)
+            ));
+        }
+    }
+
     fn count_calls(&self, prefix: &str) -> usize {
         self.provider
             .calls()
@@ -1398,4 +1414,47 @@ fn a_pool_tick_that_loses_the_lease_midway_retires_no_further_worker() {
         .count();
     assert_eq!(ready, 2, "{:?}", r.decisions);
     assert_eq!(c.count_calls("destroy"), 0, "{:?}", c.provider.calls());
+}
+
+/// Reconcile asks the store right before each provider's listing, not only before the first:
+/// a leader that loses its lease while it reconciles one provider lists no other. Before, with
+/// two providers, the second was listed by a replica another one had replaced (a provider call
+/// of a follower), however the loss came about.
+#[test]
+fn a_reconcile_that_loses_the_lease_midway_lists_no_further_provider() {
+    for unseen in [false, true] {
+        let trap = Arc::new(Trap::default());
+        let c = cluster_on(Some(trap.clone()));
+        // A second provider, after "test" in the manager's order.
+        let other = TestProvider::new("u");
+        c.a.manager.register_provider(other.clone()).unwrap();
+        assert!(c.a.manager.tick(0).leading);
+        c.provider.calls.lock().clear();
+        other.calls.lock().clear();
+        // Lost right after the registry answered for the first provider's records.
+        let lose = if unseen {
+            Box::new(c.a_loses_the_lease_unseen()) as Box<dyn FnOnce() + Send>
+        } else {
+            Box::new(c.a_loses_the_lease())
+        };
+        trap.arm(|call| matches!(call, Call::Find(None)), lose);
+        let r = c.a.manager.reconcile();
+        assert!(trap.sprung());
+        assert_eq!(c.count_calls("list"), 1, "{:?}", c.provider.calls());
+        assert!(
+            other.calls().is_empty(),
+            "unseen {unseen}: the second provider was listed by a replica that no longer \
+             leads: {:?}; {r:?}",
+            other.calls()
+        );
+        // Said, for the provider not looked at.
+        let r = r.unwrap();
+        assert!(
+            r.errors
+                .iter()
+                .any(|(p, e)| p.as_str() == "u" && e.contains("not")),
+            "{r:?}"
+        );
+        assert!(!c.a.manager.is_leader());
+    }
 }

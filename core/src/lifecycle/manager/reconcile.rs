@@ -38,6 +38,10 @@ impl WorkerLifecycleManager {
     /// [`errors`](ReconcileReport::errors) for that provider, and the others are reconciled
     /// all the same: the report keeps what was done (the jobs of vanished records above all).
     ///
+    /// Each provider's listing is preceded by a look at the lease (the store's word): when this
+    /// replica stops leading midway, the providers not listed yet are in
+    /// [`errors`](ReconcileReport::errors) (`not listed: …`), none is asked.
+    ///
     /// # Errors
     /// [`Error::NotLeader`](crate::Error::NotLeader) when another replica leads; a registry
     /// error when it fails on the final look for `Terminating` records and nothing was done
@@ -63,7 +67,17 @@ impl WorkerLifecycleManager {
             .iter()
             .map(|(id, e)| (id.clone(), e.clone()))
             .collect();
-        for (pid, entry) in providers {
+        for (i, (pid, entry)) in providers.into_iter().enumerate() {
+            // Each listing is a provider call: confirmed right before it (the first by the
+            // confirmation above), so that a replica that lost its lease while it reconciled
+            // one provider lists no other. Those left are said, and what was done is kept
+            // (the jobs of vanished records above all).
+            if i > 0 {
+                if let Err(e) = self.confirm() {
+                    report.errors.push((pid, format!("not listed: {e}")));
+                    continue;
+                }
+            }
             let (in_flight_before, started_before) = {
                 let l = self.ledger.lock();
                 (
