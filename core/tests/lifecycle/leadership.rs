@@ -1458,3 +1458,30 @@ fn a_reconcile_that_loses_the_lease_midway_lists_no_further_provider() {
         assert!(!c.a.manager.is_leader());
     }
 }
+
+/// An interruption notice is refused, the worker left alone, when the lease is lost between
+/// the notice's first fence and its drain (here, during its look at the worker: on
+/// PostgreSQL a round trip, perhaps a wait for a pooled connection). Before, the drain went to
+/// the registry unfenced: the replica that no longer led drained the worker and kept the
+/// notice where no tick acts on it (no replacement, the deadline unwatched), as a follower
+/// did before notices were leader-only.
+#[test]
+fn an_interruption_notice_whose_lease_is_lost_midway_drains_nothing() {
+    let trap = Arc::new(Trap::default());
+    let c = cluster_on(Some(trap.clone()));
+    let r = c.a.manager.tick(1);
+    assert_eq!(r.provisioned.len(), 1, "{:?}", r.decisions);
+    let id = r.provisioned[0].worker_id;
+    c.registry.update_state(&id, WorkerState::Ready).unwrap();
+    trap.arm(move |call| *call == Call::Get(&id), c.a_loses_the_lease());
+    let deadline = c.store.now() + 120_000;
+    let answer = c.a.manager.notify_interruption(&id, deadline);
+    assert!(trap.sprung());
+    assert!(matches!(answer, Err(Error::NotLeader(_))), "{answer:?}");
+    assert_eq!(
+        c.registry.get(&id).unwrap().unwrap().state,
+        WorkerState::Ready,
+        "drained by a replica that no longer leads"
+    );
+    assert!(c.a.manager.interruptions().is_empty());
+}

@@ -95,9 +95,11 @@ impl WorkerLifecycleManager {
                 return Ok(moved);
             }
         }
-        let drained = self
-            .registry
-            .update_state(worker_id, WorkerState::Draining)?;
+        // A leader-only write, fenced right before it (and by the store, where it keeps the
+        // lease): the lease may have been lost since the fence above (the look at the worker
+        // is a round trip on a shared store), and a replica that no longer leads must not
+        // drain the worker for a notice no tick of its acts on.
+        let drained = self.write(|r| r.update_state(worker_id, WorkerState::Draining))?;
         let pool = w.spec.labels.get(POOL_LABEL).cloned();
         // A second notice for the same instance keeps the earlier deadline: the instance goes
         // at the first (a later one, a duplicate or a retry of the cloud's, must not postpone
