@@ -1336,6 +1336,9 @@ type Action = Box<dyn FnOnce() + Send>;
 #[derive(Default)]
 struct Trap {
     armed: parking_lot::Mutex<Option<(Picks, Action)>>,
+    /// Armed by [`arm_failing`](Trap::arm_failing): the action runs before the call reaches
+    /// the registry, and the call fails with this error instead.
+    failing: parking_lot::Mutex<Option<Error>>,
 }
 
 impl std::fmt::Debug for Trap {
@@ -1353,21 +1356,50 @@ impl Trap {
         *self.armed.lock() = Some((Box::new(picks), Box::new(action)));
     }
 
+    /// As [`arm`](Self::arm), but the picked call fails with `error` without reaching the
+    /// registry (the action runs first).
+    fn arm_failing(
+        &self,
+        picks: impl Fn(&Call<'_>) -> bool + Send + Sync + 'static,
+        action: impl FnOnce() + Send + 'static,
+        error: Error,
+    ) {
+        *self.failing.lock() = Some(error);
+        self.arm(picks, action);
+    }
+
+    /// The armed action if `call` is the one picked (disarming it), with the error the call
+    /// fails with when armed so; `before` says which of the two hooks asks.
+    fn spring(&self, call: &Call<'_>, before: bool) -> Option<(Action, Option<Error>)> {
+        let mut armed = self.armed.lock();
+        let failing = self.failing.lock().is_some();
+        match &*armed {
+            Some((picks, _)) if failing == before && picks(call) => {
+                let (_, action) = armed.take()?;
+                Some((action, self.failing.lock().take()))
+            }
+            _ => None,
+        }
+    }
+
     fn sprung(&self) -> bool {
         self.armed.lock().is_none()
     }
 }
 
 impl Hooks for Trap {
-    fn after(&self, call: Call<'_>, _inner: &dyn WorkerRegistry) {
-        let action = {
-            let mut armed = self.armed.lock();
-            match &*armed {
-                Some((picks, _)) if picks(&call) => armed.take().map(|(_, action)| action),
-                _ => None,
+    fn before(&self, call: Call<'_>, _inner: &dyn WorkerRegistry) -> Result<()> {
+        match self.spring(&call, true) {
+            Some((action, error)) => {
+                action();
+                error.map_or(Ok(()), Err)
             }
-        };
-        if let Some(action) = action {
+            None => Ok(()),
+        }
+    }
+
+    fn after(&self, call: Call<'_>, _inner: &dyn WorkerRegistry) {
+        if let Some((action, _)) = self.spring(&call, false) {
             action();
         }
     }
@@ -1484,4 +1516,94 @@ fn an_interruption_notice_whose_lease_is_lost_midway_drains_nothing() {
         "drained by a replica that no longer leads"
     );
     assert!(c.a.manager.interruptions().is_empty());
+}
+
+/// A created worker whose registration fails (the store gone away, here) while the lease is
+/// lost is not destroyed by the replica that no longer leads: its instance is left to whoever
+/// leads next (remembered as an orphan, as when the fence after a create fails). Before, the
+/// clean-up destroy went to the provider without a look at the lease: a provider call by a
+/// replica another one had replaced, which might destroy the instance a second time (the new
+/// leader's reconcile finds it as an orphan).
+#[test]
+fn a_create_whose_registration_fails_after_the_lease_is_lost_destroys_nothing() {
+    let trap = Arc::new(Trap::default());
+    let c = cluster_on(Some(trap.clone()));
+    assert!(c.a.manager.tick(0).leading);
+    trap.arm_failing(
+        |call| matches!(call, Call::Register(_)),
+        c.a_loses_the_lease_unseen(),
+        Error::Backend("database unreachable".to_owned()),
+    );
+    let answer = c.a.manager.provision_worker(&c.provider.id, spec());
+    assert!(trap.sprung());
+    assert!(answer.is_err(), "{answer:?}");
+    assert_eq!(c.count_calls("create"), 1, "{:?}", c.provider.calls());
+    assert_eq!(
+        c.count_calls("destroy"),
+        0,
+        "destroyed by a replica that no longer leads: {:?}; {answer:?}",
+        c.provider.calls()
+    );
+    assert_eq!(c.provider.instance_ids().len(), 1);
+    assert!(!c.a.manager.is_leader());
+}
+
+/// A provider that runs an action once, inside its next create (the lease lost while the
+/// cloud creates, say), then does what the wrapped test provider does.
+struct During {
+    inner: Arc<TestProvider>,
+    action: parking_lot::Mutex<Option<Action>>,
+}
+
+impl std::fmt::Debug for During {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("During")
+    }
+}
+
+impl WorkerProvider for During {
+    fn provider_id(&self) -> ProviderId {
+        self.inner.provider_id()
+    }
+    fn provider_type(&self) -> ProviderType {
+        self.inner.provider_type()
+    }
+    fn create_worker(&self, id: WorkerId, spec: &WorkerSpec) -> ProviderResult<WorkerHandle> {
+        if let Some(action) = self.action.lock().take() {
+            action();
+        }
+        self.inner.create_worker(id, spec)
+    }
+    fn destroy_worker(&self, handle: &WorkerHandle) -> ProviderResult<()> {
+        self.inner.destroy_worker(handle)
+    }
+    fn list_workers(&self) -> ProviderResult<Vec<WorkerHandle>> {
+        self.inner.list_workers()
+    }
+}
+
+/// The same for a create answered with another worker's id (refused): a replica that lost its
+/// lease during that create does not destroy the instance. Before, it did, without even its
+/// own fence.
+#[test]
+fn a_misnamed_create_after_the_lease_is_lost_destroys_nothing() {
+    let c = cluster();
+    let cloud = TestProvider::new("misnaming");
+    let during = Arc::new(During {
+        inner: cloud.clone(),
+        action: parking_lot::Mutex::new(None),
+    });
+    c.a.manager.register_provider(during.clone()).unwrap();
+    assert!(c.a.manager.tick(0).leading);
+    cloud.script_creates([CreateStep::DuplicateId(WorkerId::new())]);
+    *during.action.lock() = Some(Box::new(c.a_loses_the_lease()));
+    let answer = c.a.manager.provision_worker(&cloud.id, spec());
+    assert!(during.action.lock().is_none());
+    assert!(answer.is_err(), "{answer:?}");
+    assert_eq!(cloud.instance_ids().len(), 1, "{:?}", cloud.calls());
+    assert!(
+        !cloud.calls().iter().any(|c| c.starts_with("destroy")),
+        "destroyed by a replica that no longer leads: {:?}; {answer:?}",
+        cloud.calls()
+    );
 }

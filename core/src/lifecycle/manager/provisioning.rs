@@ -11,6 +11,7 @@ use crate::events::EventKind;
 use crate::ids::{ProviderId, WorkerId};
 use crate::worker::{Worker, WorkerHandle, WorkerSpec};
 
+use super::super::lease::Term;
 use super::super::provider::{ProviderError, WorkerProvider};
 use super::super::report::ProvisionFailure;
 use super::{bump, WorkerLifecycleManager};
@@ -124,17 +125,22 @@ impl WorkerLifecycleManager {
                 handle.worker_id = id;
                 handle.provider_id = provider_id.clone();
                 handle.provider_type = entry.provider_type.clone();
-                let outcome = self.provider_call(token, "destroy_worker", || {
-                    entry.provider.destroy_worker_fenced(token, &handle)
-                });
-                if super::orphans::confirms_destroy(&outcome) {
-                    self.note_destroy_confirmed();
-                }
-                let destroyed = match outcome {
-                    Ok(()) => "its instance was destroyed".to_owned(),
-                    Err(e) if e.is_not_found() => "its instance was destroyed".to_owned(),
-                    // `reconcile` finds it as an orphan.
-                    Err(e) => format!("destroying its instance failed too: {e}"),
+                let destroyed = match self.confirm_cleanup(&handle) {
+                    Err(e) => format!("its instance is left to whoever leads ({e})"),
+                    Ok(term) => {
+                        let outcome = self.provider_call(term, "destroy_worker", || {
+                            entry.provider.destroy_worker_fenced(term, &handle)
+                        });
+                        if super::orphans::confirms_destroy(&outcome) {
+                            self.note_destroy_confirmed();
+                        }
+                        match outcome {
+                            Ok(()) => "its instance was destroyed".to_owned(),
+                            Err(e) if e.is_not_found() => "its instance was destroyed".to_owned(),
+                            // `reconcile` finds it as an orphan.
+                            Err(e) => format!("destroying its instance failed too: {e}"),
+                        }
+                    }
                 };
                 drop(ticket);
                 let e = ProviderError::new(format!(
@@ -271,12 +277,17 @@ impl WorkerLifecycleManager {
                 // (Should that fail too, `reconcile` finds it as an orphan.) The handle carries
                 // the id the manager made, never another worker's. The provision stays in
                 // flight until the destroy returned: a `reconcile` listing the instance
-                // meanwhile must not take it for an orphan and destroy it too.
-                let outcome = self.provider_call(token, "destroy_worker", || {
-                    entry.provider.destroy_worker_fenced(token, &handle)
-                });
-                if super::orphans::confirms_destroy(&outcome) {
-                    self.note_destroy_confirmed();
+                // meanwhile must not take it for an orphan and destroy it too. Only while this
+                // replica still leads (confirmed by the store: the registration may have failed
+                // because the lease was lost, and the next leader's reconcile destroys the
+                // instance then).
+                if let Ok(term) = self.confirm_cleanup(&handle) {
+                    let outcome = self.provider_call(term, "destroy_worker", || {
+                        entry.provider.destroy_worker_fenced(term, &handle)
+                    });
+                    if super::orphans::confirms_destroy(&outcome) {
+                        self.note_destroy_confirmed();
+                    }
                 }
                 drop(ticket);
                 Err((e, None))
@@ -296,6 +307,17 @@ impl WorkerLifecycleManager {
              whoever leads next)",
             handle.resource_id, handle.provider_id
         ))
+    }
+
+    /// Right before destroying the instance of a create that this call does not register:
+    /// the lease, confirmed by the store (the term to destroy under). A replica that no
+    /// longer leads makes no provider call: the instance is remembered as an orphan instead,
+    /// destroyed by this replica's next tick if it keeps its term, else left to the new
+    /// leader's takeover reconcile (the renewal that reports the loss forgets it) -- never
+    /// destroyed by both.
+    fn confirm_cleanup(&self, handle: &WorkerHandle) -> Result<Term> {
+        self.confirm()
+            .inspect_err(|_| self.remember_orphan(handle, self.registry.now()))
     }
 
     /// Sets where the ids of new workers come from (default: a fresh random
