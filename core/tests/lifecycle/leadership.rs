@@ -1607,3 +1607,59 @@ fn a_misnamed_create_after_the_lease_is_lost_destroys_nothing() {
         cloud.calls()
     );
 }
+
+/// The create of the test above, whose replica loses the lease again before the create
+/// returns (to a third replica, unseen by its own clock): over `max_workers`, its instance is
+/// not destroyed by a replica that no longer leads, but left to whoever leads (remembered as
+/// an orphan). Before, that destroy was made after the replica's own fence alone, without the
+/// store's word.
+#[test]
+fn a_create_over_capacity_after_a_third_lease_change_destroys_nothing() {
+    let c = cluster();
+    assert!(c.a.manager.tick(0).leading);
+    let provisioning = c.a_provisions_into_a_stalled_create();
+    c.advance(TTL + Duration::from_secs(1));
+    assert!(c.b.manager.tick(0).leading);
+    let max = c.b.manager.config().max_workers;
+    for _ in 0..max {
+        c.b.manager
+            .provision_worker(&c.provider.id, spec())
+            .unwrap();
+    }
+    c.b.manager.step_down().unwrap();
+    let ra = c.a.manager.tick(0);
+    assert!(ra.leading, "{:?}", ra.decisions);
+    c.a_loses_the_lease_unseen()();
+    let destroys = c.count_calls("destroy");
+    c.provider.release_stalled(1);
+    let outcome = provisioning.join().unwrap();
+    let err = outcome.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::CapacityExceeded, "{err}");
+    assert_eq!(
+        c.count_calls("destroy"),
+        destroys,
+        "destroyed by a replica that no longer leads: {:?}; {err}",
+        c.provider.calls()
+    );
+    assert_eq!(c.provider.instance_ids().len(), max + 1);
+    assert!(registered_nowhere(&c), "{err}");
+    assert!(!c.a.manager.is_leader());
+}
+
+/// Whether every instance but those with a record is left to whoever leads: exactly one
+/// instance has no record.
+fn registered_nowhere(c: &Cluster) -> bool {
+    let records: Vec<String> = c
+        .registry
+        .find(&WorkerFilter::new())
+        .unwrap()
+        .into_iter()
+        .map(|w| w.handle.resource_id.clone())
+        .collect();
+    c.provider
+        .instance_ids()
+        .iter()
+        .filter(|i| !records.contains(i))
+        .count()
+        == 1
+}

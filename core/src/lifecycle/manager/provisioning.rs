@@ -202,21 +202,26 @@ impl WorkerLifecycleManager {
         if term != token && self.over_capacity() {
             // Still in flight until the destroy returned (a `reconcile` meanwhile must not take
             // the instance for an orphan and destroy it too).
-            let outcome = self.provider_call(term, "destroy_worker", || {
-                entry.provider.destroy_worker_fenced(term, &handle)
-            });
-            if super::orphans::confirms_destroy(&outcome) {
-                self.note_destroy_confirmed();
-            }
-            let destroyed = match outcome {
-                Ok(()) => "its instance was destroyed".to_owned(),
-                Err(e) if e.is_not_found() => "its instance was destroyed".to_owned(),
-                Err(e) => {
-                    if !e.is_fenced() {
-                        // Destroyed again by the ticks (the registry holds no record of it).
-                        self.remember_orphan(&handle, self.registry.now());
+            let destroyed = match self.confirm_cleanup(&handle) {
+                Err(e) => format!("its instance is left to whoever leads ({e})"),
+                Ok(term) => {
+                    let outcome = self.provider_call(term, "destroy_worker", || {
+                        entry.provider.destroy_worker_fenced(term, &handle)
+                    });
+                    if super::orphans::confirms_destroy(&outcome) {
+                        self.note_destroy_confirmed();
                     }
-                    format!("destroying its instance failed: {e}")
+                    match outcome {
+                        Ok(()) => "its instance was destroyed".to_owned(),
+                        Err(e) if e.is_not_found() => "its instance was destroyed".to_owned(),
+                        Err(e) => {
+                            if !e.is_fenced() {
+                                // Destroyed again by the ticks (no record holds it).
+                                self.remember_orphan(&handle, self.registry.now());
+                            }
+                            format!("destroying its instance failed: {e}")
+                        }
+                    }
                 }
             };
             drop(ticket);
