@@ -1663,3 +1663,42 @@ fn registered_nowhere(c: &Cluster) -> bool {
         .count()
         == 1
 }
+
+/// The ticks' retry of an orphan destroy asks the store right before the provider call, after
+/// its look at the registry (a round trip on PostgreSQL), as the destroy queue does: a leader
+/// that lost its lease during that look does not destroy. Before, the lease was confirmed
+/// before the look, and the destroy followed whatever happened meanwhile.
+#[test]
+fn an_orphan_retry_whose_lease_is_lost_during_its_look_destroys_nothing() {
+    for unseen in [false, true] {
+        let trap = Arc::new(Trap::default());
+        let c = cluster_on(Some(trap.clone()));
+        assert!(c.a.manager.tick(0).leading);
+        c.provider.add_orphan("lost-1");
+        c.provider
+            .script_destroys([DestroyStep::Fail("cloud down")]);
+        let r = c.a.manager.reconcile().unwrap();
+        assert!(r.orphans[0].error.is_some(), "{r:?}");
+        let orphan = c.a.manager.pending_orphans()[0].0;
+        // Past the retry's back-off (a renews its lease on the way).
+        c.advance(Duration::from_secs(10));
+        let destroys = c.count_calls("destroy");
+        let lose = if unseen {
+            Box::new(c.a_loses_the_lease_unseen()) as Box<dyn FnOnce() + Send>
+        } else {
+            Box::new(c.a_loses_the_lease())
+        };
+        trap.arm(move |call| *call == Call::Get(&orphan), lose);
+        let r = c.a.manager.tick(0);
+        assert!(trap.sprung(), "{:?}", r.decisions);
+        assert_eq!(
+            c.count_calls("destroy"),
+            destroys,
+            "unseen {unseen}: destroyed by a replica that no longer leads: {:?}; {:?}",
+            c.provider.calls(),
+            r.decisions
+        );
+        assert_eq!(c.provider.instance_ids(), ["lost-1"]);
+        assert!(!r.leading, "{:?}", r.decisions);
+    }
+}

@@ -170,9 +170,10 @@ impl WorkerLifecycleManager {
             .cloned()
             .collect();
         for entry in due {
-            let Ok(token) = self.confirm() else {
+            // The local fence first (no store read): a replica that stopped leading stops here.
+            if self.fence().is_err() {
                 return;
-            };
+            }
             let handle = &entry.handle;
             // Not while another thread destroys it (a `reconcile`), nor once it is gone: the
             // list above may be stale by now.
@@ -194,6 +195,12 @@ impl WorkerLifecycleManager {
                 // (it may be a registered worker's instance). Not a failed attempt.
                 Err(_) => continue,
             }
+            // Confirmed by the store right before the provider call, after the look above (a
+            // round trip on a shared store, during which the lease may have been lost), as
+            // the destroy queue does.
+            let Ok(token) = self.confirm() else {
+                return;
+            };
             let outcome = self.destroy_with_provider(token, handle);
             if confirms_destroy(&outcome) {
                 self.note_destroy_confirmed();
