@@ -1702,3 +1702,31 @@ fn an_orphan_retry_whose_lease_is_lost_during_its_look_destroys_nothing() {
         assert!(!r.leading, "{:?}", r.decisions);
     }
 }
+
+/// A create asks the store right before the provider call, after the provision's own registry
+/// round trips (its reservation against `max_workers`, its `ProvisionRequested` event: on
+/// PostgreSQL each waits for a pooled connection): a leader that lost its lease meanwhile, by
+/// a pause its own clock missed, creates nothing. Before, the lease was confirmed before those,
+/// and the create followed whatever happened in between.
+#[test]
+fn a_create_whose_lease_is_lost_during_its_provision_request_creates_nothing() {
+    let trap = Arc::new(Trap::default());
+    let c = cluster_on(Some(trap.clone()));
+    assert!(c.a.manager.tick(0).leading);
+    let creates = c.count_calls("create");
+    trap.arm(
+        |call| matches!(call, Call::Publish(EventKind::ProvisionRequested { .. })),
+        c.a_loses_the_lease_unseen(),
+    );
+    let answer = c.a.manager.provision_worker(&c.provider.id, spec());
+    assert!(trap.sprung());
+    assert!(matches!(answer, Err(Error::NotLeader(_))), "{answer:?}");
+    assert_eq!(
+        c.count_calls("create"),
+        creates,
+        "created by a replica that no longer leads: {:?}",
+        c.provider.calls()
+    );
+    assert!(c.provider.instance_ids().is_empty());
+    assert_eq!(c.a.manager.stats().unwrap().in_flight, 0);
+}

@@ -37,6 +37,8 @@ pub enum Call<'a> {
     FindForTermination,
     /// `grant_grace`: every worker's deadlines start again.
     GrantGrace,
+    /// `publish` of one of the manager's events (a write to the outbox on a shared store).
+    Publish(&'a EventKind),
 }
 
 impl Call<'_> {
@@ -97,7 +99,7 @@ impl Hooks for Plain {}
 /// Every method of the trait, the provided ones too, forwards to the backend: a backend's own
 /// implementation is what is tested, never the trait's default body (a backend that overrides
 /// `count_unhealthy` or the metrics reads is tested on its override). The calls named by
-/// [`Call`] go through the hooks; the others (`stats`, `count`, the events, snapshots, the
+/// [`Call`] go through the hooks; the others (`stats`, `count`, subscriptions, snapshots, the
 /// metrics reads, `lease`) go straight to the backend. `lease` is the backend's: a
 /// `replicated` manager on a test registry competes for the backend's lease, as on the
 /// backend itself; `fenced` wraps the backend's view in a test registry with the same hooks
@@ -262,7 +264,8 @@ impl WorkerRegistry for TestRegistry {
         self.inner.subscribe(options)
     }
     fn publish(&self, kind: EventKind) -> Result<()> {
-        self.inner.publish(kind)
+        let seen = kind.clone();
+        self.call(Call::Publish(&seen), |r| r.publish(kind))
     }
     fn snapshot(&self) -> Result<Snapshot> {
         self.inner.snapshot()

@@ -97,9 +97,8 @@ impl WorkerLifecycleManager {
     ) -> std::result::Result<Worker, (Error, Option<ProvisionFailure>)> {
         crate::trace::span!("provision", provider_id = %provider_id);
         spec.validate().map_err(|e| (e, None))?;
-        // Confirmed by the store: the create below is a provider call no store can fence.
-        // Its term is the fencing token of the calls below.
-        let token = self.confirm().map_err(|e| (e, None))?;
+        // A replica that does not lead is refused before anything (no reservation, no event).
+        self.fence().map_err(|e| (e, None))?;
         let entry = self
             .provider(provider_id)
             .ok_or_else(|| (Error::ProviderNotFound(provider_id.clone()), None))?;
@@ -109,6 +108,17 @@ impl WorkerLifecycleManager {
         let _ = self.registry.publish(EventKind::ProvisionRequested {
             provider_id: provider_id.clone(),
         });
+        // Confirmed by the store right before the create, a provider call no store can fence:
+        // after the reservation and the event above (registry round trips on a shared store,
+        // during which the lease may have been lost). Its term is the fencing token of the
+        // calls below.
+        let token = match self.confirm() {
+            Ok(token) => token,
+            Err(e) => {
+                drop(ticket);
+                return Err((e, None));
+            }
+        };
 
         let id = self.next_worker_id();
         crate::trace::event!(worker_id = %id, "create_worker");
