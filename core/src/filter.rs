@@ -4,10 +4,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::clock::{millis, Timestamp};
+use crate::error::{Error, Result};
 use crate::ids::ProviderId;
 use crate::state::WorkerState;
 use crate::worker::{
     Architecture, ProviderType, ResourceRequirements, Worker, WorkerHandle, WorkerSpec,
+    MAX_ENTRIES, MAX_KEY_LEN, MAX_VALUE_LEN,
 };
 
 /// A conjunction of conditions on workers; the empty filter matches every worker.
@@ -146,6 +148,34 @@ impl WorkerFilter {
         self
     }
 
+    /// Checks that the filter asks for nothing a worker cannot hold: label keys, capabilities
+    /// and the `fits` GPU model of at most [`MAX_KEY_LEN`] bytes, label values of at most
+    /// [`MAX_VALUE_LEN`], at most [`MAX_ENTRIES`] labels and capabilities (the limits of
+    /// [`WorkerSpec::validate`]). `find` and `claim` call it on every backend, so an over-long
+    /// string is the caller's mistake said, not an empty answer. A NUL byte is no error: it
+    /// matches nothing, as a string compared exactly. Costs one length comparison per string;
+    /// allocates only to say what is wrong.
+    ///
+    /// ```
+    /// use hodei_workers::{Error, WorkerFilter, MAX_KEY_LEN};
+    /// assert!(WorkerFilter::new().label("pool", "ci").validate().is_ok());
+    /// let long = WorkerFilter::new().capability("c".repeat(MAX_KEY_LEN + 1));
+    /// assert!(matches!(long.validate(), Err(Error::InvalidArgument(m)) if m.contains("filter.capabilities")));
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the field (`filter.labels`, `filter.capabilities`,
+    /// `filter.fits.gpu_type`) and the limit.
+    pub fn validate(&self) -> Result<()> {
+        check_wanted(
+            "filter.",
+            "fits.",
+            &self.labels,
+            &self.capabilities,
+            self.fits.as_ref().and_then(|f| f.gpu_type.as_deref()),
+        )
+    }
+
     /// Whether the conditions on what never changes in a record (provider, labels,
     /// capabilities, resources, architecture) hold. Used by `claim` before it looks at the
     /// live record.
@@ -206,6 +236,62 @@ impl WorkerFilter {
         }
         self.matches_static(&worker.handle, &worker.spec)
     }
+}
+
+/// The strings a filter or a demand's requirement asks a worker to hold, within the limits of
+/// the worker's own strings (`MAX_*`): the one check of [`WorkerFilter::validate`] and
+/// [`Requirement::validate`](crate::Requirement::validate). `prefix` names the owner
+/// (`"filter."`), `resources` the path of the GPU model's struct (`"fits."`).
+pub(crate) fn check_wanted(
+    prefix: &str,
+    resources: &str,
+    labels: &BTreeMap<String, String>,
+    capabilities: &BTreeSet<String>,
+    gpu_type: Option<&str>,
+) -> Result<()> {
+    let too_many = |field: &str, n: usize| {
+        Error::invalid(format!(
+            "{prefix}{field} may hold at most {MAX_ENTRIES} entries (MAX_ENTRIES), got {n}"
+        ))
+    };
+    let too_long = |field: &str, text: &str, max: usize, name: &str| {
+        let start: String = text.chars().take(32).collect();
+        Error::invalid(format!(
+            "{prefix}{field} must be at most {max} bytes ({name}), got {} ({start:?}…): no \
+             worker holds a longer one",
+            text.len()
+        ))
+    };
+    if labels.len() > MAX_ENTRIES {
+        return Err(too_many("labels", labels.len()));
+    }
+    if capabilities.len() > MAX_ENTRIES {
+        return Err(too_many("capabilities", capabilities.len()));
+    }
+    for (key, value) in labels {
+        if key.len() > MAX_KEY_LEN {
+            return Err(too_long("labels key", key, MAX_KEY_LEN, "MAX_KEY_LEN"));
+        }
+        if value.len() > MAX_VALUE_LEN {
+            let field = format!("labels[{key:?}] value");
+            return Err(too_long(&field, value, MAX_VALUE_LEN, "MAX_VALUE_LEN"));
+        }
+    }
+    for capability in capabilities {
+        if capability.len() > MAX_KEY_LEN {
+            return Err(too_long(
+                "capabilities",
+                capability,
+                MAX_KEY_LEN,
+                "MAX_KEY_LEN",
+            ));
+        }
+    }
+    if let Some(gpu) = gpu_type.filter(|g| g.len() > MAX_KEY_LEN) {
+        let field = format!("{resources}gpu_type");
+        return Err(too_long(&field, gpu, MAX_KEY_LEN, "MAX_KEY_LEN"));
+    }
+    Ok(())
 }
 
 impl ResourceRequirements {

@@ -8,31 +8,22 @@ use engine::{Error, WorkerFilter};
 use crate::boundary::{
     arg_mut, arg_out, arg_str, ffi_boundary, free_handle, hw_status, into_handle,
 };
-use crate::limits::{HW_MAX_ENTRIES, HW_MAX_KEY_LEN, HW_MAX_VALUE_LEN};
 use crate::types::{ms, provider_id, provider_type, state_from_c};
 
-/// A string a filter asks a worker to hold: refused over the limit the worker's own string
-/// has (a worker never holds a longer one, so the filter could never match: the caller's
-/// mistake is said rather than answered with an empty result).
-pub(crate) fn check_filter_text(what: &str, value: &str, max: usize) -> Result<(), Error> {
-    if value.len() > max {
-        return Err(Error::invalid(format!(
-            "filter {what} must be at most {max} bytes, got {}",
-            value.len()
-        )));
-    }
-    Ok(())
-}
-
-/// Refuses a new entry of a filter's labels or capabilities beyond `HW_MAX_ENTRIES`, the most a
-/// worker holds.
-fn check_filter_count(what: &str, len: usize, is_new: bool) -> Result<(), Error> {
-    if is_new && len >= HW_MAX_ENTRIES {
-        return Err(Error::invalid(format!(
-            "filter {what} may hold at most {HW_MAX_ENTRIES} entries (HW_MAX_ENTRIES)"
-        )));
-    }
-    Ok(())
+/// Makes `edit` to the filter and keeps it only when the filter still passes the core's check
+/// ([`WorkerFilter::validate`]: no string or number of entries a worker cannot hold, the
+/// limits `HW_MAX_KEY_LEN`, `HW_MAX_VALUE_LEN`, `HW_MAX_ENTRIES`); otherwise `undo` puts the
+/// filter back as it was and the core's error is returned. So a C filter is refused at the
+/// call that breaks a limit, by the one check every binding uses (`find` and `claim` repeat
+/// it). The filter was valid before (every change comes through here), so the check only
+/// rejects what `edit` did.
+pub(crate) fn checked_edit<U>(
+    filter: &mut WorkerFilter,
+    edit: impl FnOnce(&mut WorkerFilter) -> U,
+    undo: impl FnOnce(&mut WorkerFilter, U),
+) -> Result<(), Error> {
+    let undo_data = edit(filter);
+    filter.validate().inspect_err(|_| undo(filter, undo_data))
 }
 
 /// A filter under construction. Not thread-safe to change; once built, pass it (`const`) to any
@@ -152,15 +143,18 @@ pub extern "C" fn hw_worker_filter_add_label(
     ffi_boundary!(hw_worker_filter_add_label, {
         let filter = arg_mut!(filter);
         let (key, value) = (arg_str!(key), arg_str!(value));
-        check_filter_text("label key", key, HW_MAX_KEY_LEN)?;
-        check_filter_text("label value", value, HW_MAX_VALUE_LEN)?;
-        let labels = &filter.filter.labels;
-        check_filter_count("labels", labels.len(), !labels.contains_key(key))?;
-        filter
-            .filter
-            .labels
-            .insert(key.to_owned(), value.to_owned());
-        Ok(())
+        checked_edit(
+            &mut filter.filter,
+            |f| f.labels.insert(key.to_owned(), value.to_owned()),
+            |f, old| match old {
+                Some(old) => {
+                    f.labels.insert(key.to_owned(), old);
+                }
+                None => {
+                    f.labels.remove(key);
+                }
+            },
+        )
     })
 }
 
@@ -176,15 +170,15 @@ pub extern "C" fn hw_worker_filter_add_capability(
     ffi_boundary!(hw_worker_filter_add_capability, {
         let filter = arg_mut!(filter);
         let capability = arg_str!(capability);
-        check_filter_text("capability", capability, HW_MAX_KEY_LEN)?;
-        let capabilities = &filter.filter.capabilities;
-        check_filter_count(
-            "capabilities",
-            capabilities.len(),
-            !capabilities.contains(capability),
-        )?;
-        filter.filter.capabilities.insert(capability.to_owned());
-        Ok(())
+        checked_edit(
+            &mut filter.filter,
+            |f| f.capabilities.insert(capability.to_owned()),
+            |f, new| {
+                if new {
+                    f.capabilities.remove(capability);
+                }
+            },
+        )
     })
 }
 

@@ -36,41 +36,7 @@ fn parse<T: serde::de::DeserializeOwned>(json: &str, what: &str) -> Result<T, Er
 fn demand(json: &str) -> Result<Demand, Error> {
     let demand: Demand = parse(json, "demand")?;
     demand.validate()?;
-    for (i, r) in demand.requirements.iter().enumerate() {
-        requirement_strings(r).map_err(|e| Error::invalid(format!("demand[{i}]: {e}")))?;
-    }
     Ok(demand)
-}
-
-/// A requirement's strings within the limits of the worker strings they are matched against,
-/// as for the same filter (`hw_worker_filter_add_label`, …): no worker holds a longer label,
-/// capability or GPU model, or more labels or capabilities than `HW_MAX_ENTRIES`, so such a
-/// requirement is the caller's mistake, not a job to report unschedulable on every tick.
-fn requirement_strings(r: &engine::Requirement) -> Result<(), Error> {
-    use crate::filter::check_filter_text;
-    use crate::limits::{HW_MAX_ENTRIES, HW_MAX_KEY_LEN, HW_MAX_VALUE_LEN};
-    for (what, len) in [
-        ("labels", r.labels.len()),
-        ("capabilities", r.capabilities.len()),
-    ] {
-        if len > HW_MAX_ENTRIES {
-            return Err(Error::invalid(format!(
-                "requirement {what} may hold at most {HW_MAX_ENTRIES} entries (HW_MAX_ENTRIES), \
-                 got {len}"
-            )));
-        }
-    }
-    for (key, value) in &r.labels {
-        check_filter_text("label key", key, HW_MAX_KEY_LEN)?;
-        check_filter_text("label value", value, HW_MAX_VALUE_LEN)?;
-    }
-    for capability in &r.capabilities {
-        check_filter_text("capability", capability, HW_MAX_KEY_LEN)?;
-    }
-    if let Some(gpu) = &r.resources.gpu_type {
-        check_filter_text("GPU type", gpu, HW_MAX_KEY_LEN)?;
-    }
-    Ok(())
 }
 
 fn json_string<T: serde::Serialize>(value: &T, what: &str) -> Result<*mut c_char, Error> {
@@ -269,11 +235,11 @@ pub extern "C" fn hw_worker_filter_set_fits(
     ffi_boundary!(hw_worker_filter_set_fits, {
         let filter = arg_mut!(filter);
         let needs = arg_ref!(needs);
-        if let Some(gpu) = &needs.spec.resources.gpu_type {
-            crate::filter::check_filter_text("GPU type", gpu, crate::limits::HW_MAX_KEY_LEN)?;
-        }
-        filter.filter.fits = Some(needs.spec.resources.clone());
-        Ok(())
+        crate::filter::checked_edit(
+            &mut filter.filter,
+            |f| f.fits.replace(needs.spec.resources.clone()),
+            |f, old| f.fits = old,
+        )
     })
 }
 

@@ -776,6 +776,11 @@ class Registry:
 
         Returns:
             Snapshots, in no particular order.
+
+        Raises:
+            InvalidArgumentError: a label key, capability or ``fits.gpu_type`` over 256 bytes, a
+                label value over 16 KiB, or more than 1024 labels or capabilities: no worker
+                holds such strings (the message names the field).
         """
     def find_available(self) -> list[Worker]:
         """Workers that accept jobs now (READY)."""
@@ -857,6 +862,7 @@ class Registry:
 
         Raises:
             JobAlreadyAssignedError: a worker already holds ``job_id``.
+            InvalidArgumentError: a filter string over its limit, as for ``find``.
         """
     def find_unhealthy(self, timeout: _Seconds) -> list[Worker]:
         """Workers past their heartbeat deadline: CONNECTING, READY, BUSY or DRAINING and silent

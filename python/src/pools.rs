@@ -100,8 +100,14 @@ fn requirement_from_py(
         .extract()?;
     let r: core::Requirement =
         serde_json::from_str(&text).map_err(|e| convert::serde_error(py, &what, &e))?;
-    r.validate()
-        .map_err(|e| invalid(py, format!("{what}: {e}")))?;
+    r.validate().map_err(|e| {
+        // The inner message: the exception says "invalid argument" once.
+        let message = match e {
+            core::Error::InvalidArgument(m) => m,
+            other => other.to_string(),
+        };
+        invalid(py, format!("{what}: {message}"))
+    })?;
     Ok(r)
 }
 
@@ -114,7 +120,9 @@ fn requirement_from_py(
 /// Raises TypeError for a requirement that is not a dict, a key that is not a str, or a value
 /// of the wrong type (a bool for a count, a list for ``resources`` included: a dict is read
 /// as a dict only, never as the list of its values); InvalidArgumentError for an unknown key,
-/// an invalid value, an int beyond 64 bits, or nesting deeper than a requirement has.
+/// an invalid value (a label key, capability or ``gpu_type`` over 256 bytes, a label value
+/// over 16 KiB, more than 1024 labels or capabilities: no worker holds them), an int beyond
+/// 64 bits, or nesting deeper than a requirement has.
 #[pyclass(frozen, eq, from_py_object, name = "Demand", module = "hodei_workers")]
 #[derive(Clone, PartialEq)]
 pub(crate) struct PyDemand {

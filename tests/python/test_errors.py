@@ -8,6 +8,7 @@ comments record, so that the stubs are checked to refuse what the module refuses
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from typing import Any, Callable
 
@@ -155,6 +156,53 @@ def test_invalid_values_are_invalid_argument_errors(
         call(registry)
     assert isinstance(info.value, ValueError)
     assert info.value.kind == "invalid_argument"
+
+
+# The limits of a worker's own strings (MAX_KEY_LEN, MAX_VALUE_LEN, MAX_ENTRIES in DESIGN.md).
+MAX_KEY_LEN, MAX_VALUE_LEN, MAX_ENTRIES = 256, 16 * 1024, 1024
+
+
+@pytest.mark.parametrize(
+    "field, criteria",
+    [
+        ("filter.labels key", {"labels": {"k" * (MAX_KEY_LEN + 1): "v"}}),
+        ('filter.labels["k"] value', {"labels": {"k": "v" * (MAX_VALUE_LEN + 1)}}),
+        ("filter.capabilities", {"capabilities": ["c" * (MAX_KEY_LEN + 1)]}),
+        ("filter.fits.gpu_type", {"fits": hw.Resources(gpu_type="g" * (MAX_KEY_LEN + 1))}),
+        ("filter.labels", {"labels": {f"k{i}": "v" for i in range(MAX_ENTRIES + 1)}}),
+        ("filter.capabilities", {"capabilities": [f"c{i}" for i in range(MAX_ENTRIES + 1)]}),
+    ],
+    ids=["label key", "label value", "capability", "gpu type", "labels", "capabilities"],
+)
+def test_a_filter_asking_for_strings_over_their_limit_is_refused(
+    registry: hw.Registry, ready_worker: ReadyWorker, field: str, criteria: dict[str, Any]
+) -> None:
+    """No worker can hold such a string, so find and claim say so (InvalidArgumentError naming
+    the field) instead of answering "no worker"; the ready worker stays free."""
+    worker = ready_worker()
+    with pytest.raises(hw.InvalidArgumentError, match=re.escape(field)):
+        registry.find(**criteria)
+    with pytest.raises(hw.InvalidArgumentError, match=re.escape(field)):
+        registry.claim("job-1", **criteria)
+    still = registry.get(worker.id)
+    assert still is not None and still.state == hw.WorkerState.READY
+    assert registry.claim("job-1") is not None
+
+
+def test_a_demand_asking_for_strings_over_their_limit_is_refused() -> None:
+    long_key = "x" * (MAX_KEY_LEN + 1)
+    requirements: list[dict[str, Any]] = [
+        {"labels": {long_key: "v"}, "count": 1},
+        {"labels": {"k": "v" * (MAX_VALUE_LEN + 1)}, "count": 1},
+        {"capabilities": [long_key], "count": 1},
+        {"resources": {"gpu_type": long_key}, "count": 1},
+        {"capabilities": [f"c{i}" for i in range(MAX_ENTRIES + 1)], "count": 1},
+    ]
+    for requirement in requirements:
+        with pytest.raises(hw.InvalidArgumentError, match=re.escape("demand[1]: requirement.")):
+            hw.Demand([{"count": 2}, requirement])
+    at_limit = {"labels": {"k" * MAX_KEY_LEN: "v" * MAX_VALUE_LEN}, "count": 1}
+    assert hw.Demand([at_limit]).total == 1
 
 
 def test_state_machine_errors_name_worker_and_states(

@@ -72,6 +72,10 @@ pub trait WorkerRegistry: Send + Sync + fmt::Debug {
     fn get(&self, id: &WorkerId) -> Result<Option<Worker>>;
 
     /// Snapshots of the workers matching `filter` (a full scan: not a hot path).
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a filter asking for strings no worker holds
+    /// ([`WorkerFilter::validate`]: a label, capability or GPU model over its limit).
     fn find(&self, filter: &WorkerFilter) -> Result<Vec<Worker>>;
 
     /// Workers that accept jobs now (`Ready`).
@@ -144,6 +148,8 @@ pub trait WorkerRegistry: Send + Sync + fmt::Debug {
     /// worker; only `unhealthy_for` is checked worker by worker.
     ///
     /// # Errors
+    /// `InvalidArgument` for a filter asking for strings no worker holds
+    /// ([`WorkerFilter::validate`]: a label, capability or GPU model over its limit);
     /// `JobAlreadyAssigned` when a worker already holds `job`.
     fn claim(&self, filter: &WorkerFilter, job: JobId) -> Result<Option<Worker>>;
 

@@ -90,6 +90,7 @@ impl WorkerRegistry for PostgresWorkerRegistry {
     }
 
     fn find(&self, filter: &WorkerFilter) -> Result<Vec<Worker>> {
+        filter.validate()?;
         if filter.limit == Some(0) || matches_nothing(filter) {
             return Ok(Vec::new());
         }
@@ -178,6 +179,7 @@ impl WorkerRegistry for PostgresWorkerRegistry {
     }
 
     fn claim(&self, filter: &WorkerFilter, job: JobId) -> Result<Option<Worker>> {
+        filter.validate()?;
         crate::claim::claim(self, filter, job)
     }
 

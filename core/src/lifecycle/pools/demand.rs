@@ -88,11 +88,24 @@ impl Requirement {
             && self.resources == ResourceRequirements::default()
     }
 
-    /// Checks the requirement: finite non-negative CPU, no NUL in a string.
+    /// Checks the requirement: finite non-negative CPU, no NUL in a string, and strings a
+    /// worker can hold, as [`WorkerFilter::validate`] checks them (label keys, capabilities and
+    /// the GPU model of at most [`MAX_KEY_LEN`](crate::MAX_KEY_LEN) bytes, label values of at
+    /// most [`MAX_VALUE_LEN`](crate::MAX_VALUE_LEN), at most
+    /// [`MAX_ENTRIES`](crate::MAX_ENTRIES) labels and capabilities): no pool's worker could
+    /// serve a longer one, so it is a mistake to say, not a job to report unschedulable on
+    /// every tick.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] naming what is wrong.
     pub fn validate(&self) -> Result<()> {
+        crate::filter::check_wanted(
+            "requirement.",
+            "resources.",
+            &self.labels,
+            &self.capabilities,
+            self.resources.gpu_type.as_deref(),
+        )?;
         let cpu = self.resources.cpu_cores;
         if !cpu.is_finite() || cpu < 0.0 {
             return Err(Error::invalid(format!(
@@ -222,8 +235,11 @@ impl Demand {
     /// [`Error::InvalidArgument`] naming the requirement's index.
     pub fn validate(&self) -> Result<()> {
         for (i, r) in self.requirements.iter().enumerate() {
-            r.validate()
-                .map_err(|e| Error::invalid(format!("demand[{i}]: {e}")))?;
+            // The inner message, so that the error says "invalid argument" once.
+            r.validate().map_err(|e| match e {
+                Error::InvalidArgument(m) => Error::invalid(format!("demand[{i}]: {m}")),
+                other => other,
+            })?;
         }
         Ok(())
     }
@@ -308,6 +324,54 @@ mod tests {
             .contains("demand[0]"));
         let nul = Demand::new().with(Requirement::new(1).label("a\0", "b"));
         assert!(nul.validate().is_err());
+    }
+
+    #[test]
+    fn strings_no_worker_holds_are_refused_naming_the_field() {
+        use crate::worker::{MAX_ENTRIES, MAX_KEY_LEN, MAX_VALUE_LEN};
+        let long = "x".repeat(MAX_KEY_LEN + 1);
+        let gpu = ResourceRequirements {
+            gpu_type: Some(long.clone()),
+            ..Default::default()
+        };
+        let mut many = Requirement::new(1);
+        for i in 0..=MAX_ENTRIES {
+            many = many.capability(format!("c{i}"));
+        }
+        let cases = [
+            (
+                "requirement.labels key",
+                Requirement::new(1).label(&long, "v"),
+            ),
+            (
+                "requirement.labels[\"k\"] value",
+                Requirement::new(1).label("k", "v".repeat(MAX_VALUE_LEN + 1)),
+            ),
+            (
+                "requirement.capabilities",
+                Requirement::new(1).capability(&long),
+            ),
+            (
+                "requirement.resources.gpu_type",
+                Requirement::new(1).resources(gpu),
+            ),
+            ("requirement.capabilities", many),
+        ];
+        for (field, r) in cases {
+            let demand = Demand::new().with(Requirement::new(2)).with(r);
+            match demand.validate() {
+                Err(Error::InvalidArgument(m)) => {
+                    assert!(m.starts_with("demand[1]: ") && m.contains(field), "{m}");
+                    assert!(!m.contains("invalid argument"), "said once: {m}");
+                }
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        // At the limits: valid.
+        let at = Requirement::new(1)
+            .label("k".repeat(MAX_KEY_LEN), "v".repeat(MAX_VALUE_LEN))
+            .capability("c".repeat(MAX_KEY_LEN));
+        assert!(at.validate().is_ok());
         assert_eq!(Demand::from(0), Demand::new());
         assert_eq!(
             Demand::from(vec![Requirement::new(usize::MAX), Requirement::new(2)]).total(),

@@ -104,6 +104,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
     }
 
     fn find(&self, filter: &WorkerFilter) -> Result<Vec<Worker>> {
+        filter.validate()?;
         let now = self.now();
         let limit = filter.limit.unwrap_or(usize::MAX);
         let mut out = Vec::new();
@@ -282,6 +283,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
     }
 
     fn claim(&self, filter: &WorkerFilter, job: JobId) -> Result<Option<Worker>> {
+        filter.validate()?;
         self.claim_ready(filter, job)
     }
 

@@ -1,8 +1,9 @@
-//! Item 17: strings that may reach C: no NUL, bounded lengths.
+//! Item 17: strings that may reach C: no NUL, bounded lengths; and filters that ask for
+//! strings beyond those bounds are refused.
 
 use std::sync::Arc;
 
-use super::{handle, ready, setup, spec};
+use super::{get, handle, job, ready, setup, spec};
 use hodei_workers::*;
 
 fn bad_specs() -> Vec<(&'static str, WorkerSpec)> {
@@ -146,4 +147,83 @@ fn strings_with_nul_are_refused_at_restore() {
         );
         assert_eq!(target.count().unwrap(), 0);
     }
+}
+
+/// Filters asking for a string no worker can hold (over the limit of the worker's own string,
+/// or more labels or capabilities than a worker may have), each with the field its error
+/// names.
+fn over_limit_filters() -> Vec<(&'static str, WorkerFilter)> {
+    let long_key = "k".repeat(MAX_KEY_LEN + 1);
+    let mut many_labels = WorkerFilter::new();
+    let mut many_capabilities = WorkerFilter::new();
+    for i in 0..=MAX_ENTRIES {
+        many_labels = many_labels.label(format!("k{i}"), "v");
+        many_capabilities = many_capabilities.capability(format!("c{i}"));
+    }
+    let gpu = ResourceRequirements {
+        gpu_type: Some(long_key.clone()),
+        ..Default::default()
+    };
+    vec![
+        (
+            "filter.labels key",
+            WorkerFilter::new().label(&long_key, "v"),
+        ),
+        (
+            "filter.labels[\"k\"] value",
+            WorkerFilter::new().label("k", "v".repeat(MAX_VALUE_LEN + 1)),
+        ),
+        (
+            "filter.capabilities",
+            WorkerFilter::new().capability(&long_key),
+        ),
+        ("filter.fits.gpu_type", WorkerFilter::new().fits(gpu)),
+        ("filter.labels", many_labels),
+        ("filter.capabilities", many_capabilities),
+    ]
+}
+
+#[test]
+fn a_filter_asking_for_strings_over_their_limit_is_refused_by_find_and_claim() {
+    let (_clock, registry) = setup();
+    // A ready worker holding strings at the limits, which a filter at the limits finds.
+    let key = "k".repeat(MAX_KEY_LEN);
+    let value = "v".repeat(MAX_VALUE_LEN);
+    let gpu = "g".repeat(MAX_KEY_LEN);
+    let mut at_limit = WorkerSpec::new("img")
+        .with_label(&key, &value)
+        .with_capability(&key);
+    at_limit.resources.gpu_type = Some(gpu.clone());
+    let id = registry.register(handle(), Arc::new(at_limit)).unwrap().id;
+    registry.update_state(&id, WorkerState::Ready).unwrap();
+    let fits = ResourceRequirements {
+        gpu_type: Some(gpu),
+        ..Default::default()
+    };
+    let matching = WorkerFilter::new()
+        .label(&key, &value)
+        .capability(&key)
+        .fits(fits);
+    let found: Vec<WorkerId> = registry
+        .find(&matching)
+        .unwrap()
+        .into_iter()
+        .map(|w| w.id)
+        .collect();
+    assert_eq!(found, vec![id], "a filter at the limits");
+
+    for (field, filter) in over_limit_filters() {
+        let said = |e: Error| match e {
+            Error::InvalidArgument(m) => assert!(m.contains(field), "{field}: {m}"),
+            other => panic!("{field}: {other:?}, expected InvalidArgument"),
+        };
+        said(registry.find(&filter).unwrap_err());
+        said(registry.claim(&filter, job("j-over")).unwrap_err());
+        // With a limit, and joined to a condition that matches: refused all the same.
+        said(registry.find(&filter.clone().limit(1)).unwrap_err());
+    }
+    // Nothing was claimed: the worker is still free for a filter that fits.
+    assert_eq!(get(&*registry, &id).state, WorkerState::Ready);
+    let taken = registry.claim(&matching, job("j-fit")).unwrap();
+    assert_eq!(taken.map(|w| w.id), Some(id));
 }
