@@ -1501,7 +1501,9 @@ hw_status hw_manager_unregister_provider(const struct hw_manager *manager, const
 hw_status hw_provider_call_set_error(struct hw_provider_call *call, const char *message);
 
 /*
- `create_worker`: the id of the new instance (container id, pod name, …). Required on success.
+ `create_worker`: the id of the new instance (container id, pod name, …). Required on success,
+ and not empty: an empty one names no instance, so the handle is refused
+ (`HW_ERR_INVALID_ARGUMENT` from the provisioning call) and the instance destroyed.
  */
 hw_status hw_provider_call_set_resource_id(struct hw_provider_call *call, const char *resource_id);
 
@@ -1824,7 +1826,8 @@ hw_status hw_registry_now(const struct hw_registry *registry, uint64_t *out_ms);
  `spec` (shared, not copied: every worker registered from one `hw_worker_spec` shares its
  content). Writes the new worker's snapshot (free with `hw_worker_free`).
 
- Errors: `HW_ERR_INVALID_ARGUMENT` for an invalid provider id, provider type or spec.
+ Errors: `HW_ERR_INVALID_ARGUMENT` for an invalid provider id, provider type or spec, or a
+ `resource_id` that is empty (it names no instance) or over `HW_MAX_RESOURCE_ID_LEN` bytes.
  */
 hw_status hw_registry_register(const struct hw_registry *registry, const char *provider, const char *provider_type_name, const char *resource_id, const struct hw_worker_spec *spec, struct hw_worker **out);
 

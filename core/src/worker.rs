@@ -401,7 +401,8 @@ pub struct WorkerHandle {
     pub provider_id: ProviderId,
     /// The provider's kind.
     pub provider_type: ProviderType,
-    /// The provider's id of the instance (container id, pod name, instance id…).
+    /// The provider's id of the instance (container id, pod name, instance id…): not empty,
+    /// at most [`MAX_RESOURCE_ID_LEN`] bytes, no NUL ([`validate`](Self::validate)).
     pub resource_id: String,
     /// Anything else the provider wants to remember about the instance.
     #[serde(default)]
@@ -426,7 +427,10 @@ impl WorkerHandle {
     }
 
     /// Checks what the registry relies on: a valid provider type (see
-    /// [`ProviderType::validate`]), and strings fit for C: no NUL, `resource_id` at most
+    /// [`ProviderType::validate`]), a `resource_id` that is not empty (it is how the provider
+    /// knows the instance: `destroy_worker` is given it, and `reconcile` looks for it among
+    /// the provider's listed instances, where an empty one is never found and its live worker
+    /// would be taken for vanished), and strings fit for C: no NUL, `resource_id` at most
     /// [`MAX_RESOURCE_ID_LEN`] bytes, at most [`MAX_ENTRIES`] metadata entries with keys of
     /// at most [`MAX_KEY_LEN`] and values of at most [`MAX_VALUE_LEN`] bytes. Ids are valid
     /// by construction.
@@ -435,6 +439,13 @@ impl WorkerHandle {
     /// [`Error::InvalidArgument`] naming the field.
     pub fn validate(&self) -> Result<()> {
         self.provider_type.validate()?;
+        if self.resource_id.is_empty() {
+            return Err(Error::invalid(format!(
+                "handle.resource_id of worker {} (provider {}) is empty: it must name the \
+                 provider's instance (container id, pod name, instance id…)",
+                self.worker_id, self.provider_id
+            )));
+        }
         check_text("handle.resource_id", &self.resource_id, MAX_RESOURCE_ID_LEN)?;
         check_map("handle.metadata", &self.metadata)
     }

@@ -188,7 +188,8 @@ pub extern "C" fn hw_registry_now(registry: *const hw_registry, out_ms: *mut u64
 /// `spec` (shared, not copied: every worker registered from one `hw_worker_spec` shares its
 /// content). Writes the new worker's snapshot (free with `hw_worker_free`).
 ///
-/// Errors: `HW_ERR_INVALID_ARGUMENT` for an invalid provider id, provider type or spec.
+/// Errors: `HW_ERR_INVALID_ARGUMENT` for an invalid provider id, provider type or spec, or a
+/// `resource_id` that is empty (it names no instance) or over `HW_MAX_RESOURCE_ID_LEN` bytes.
 #[no_mangle]
 pub extern "C" fn hw_registry_register(
     registry: *const hw_registry,

@@ -705,7 +705,8 @@ class Registry:
             provider_id: the provider's id, e.g. ``"docker-local"`` (1..=128 bytes, no control
                 characters).
             provider_type: ``"docker"``, ``"kubernetes"``, ... or ``"custom:NAME"``.
-            resource_id: the provider's id of the instance (container id, pod name, ...).
+            resource_id: the provider's id of the instance (container id, pod name, ...); not
+                empty.
             spec: what the worker is; ``WorkerSpec()`` when None. Workers registered from one
                 spec object share it.
             worker_id: the id to use (e.g. the one its agent was started with); a fresh UUID
@@ -718,7 +719,8 @@ class Registry:
         Raises:
             WorkerAlreadyExistsError: ``worker_id`` is, or once was, registered here (ids are
                 never reused).
-            InvalidArgumentError: a malformed id or type, a string holding a NUL character.
+            InvalidArgumentError: a malformed id or type, an empty ``resource_id``, a string
+                holding a NUL character or over its limit.
             TypeError: an argument of the wrong type.
         """
     def unregister(self, worker_id: str, reason: _ReasonLike | None = None) -> Worker:

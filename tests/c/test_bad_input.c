@@ -529,6 +529,10 @@ int main(void) {
   INVALID(hw_registry_register(reg, LONG_PROVIDER, "docker", "r", spec, (hw_worker **)&out));
   INVALID(hw_registry_register(reg, "p", LONG_TYPE, "r", spec, (hw_worker **)&out));
   INVALID(hw_registry_register(reg, "p", "custom:", "r", spec, (hw_worker **)&out));
+  /* An empty resource id names no instance. */
+  INVALID(hw_registry_register(reg, "p", "docker", "", spec, (hw_worker **)&out));
+  CHECK(strstr(hw_last_error_message(), "empty") != NULL);
+  INVALID(hw_registry_register_with_id(reg, unknown, "p", "docker", "", spec, (hw_worker **)&out));
   INVALID(hw_registry_register_with_id(NULL, unknown, "p", "docker", "r", spec, (hw_worker **)&out));
   INVALID(hw_registry_register_with_id(reg, nil, "p", "docker", "r", spec, (hw_worker **)&out));
   INVALID(hw_registry_register_with_id(reg, unknown, NULL, "docker", "r", spec, (hw_worker **)&out));

@@ -27,6 +27,7 @@ enum {
   MODE_FAILED_NO_MESSAGE,
   MODE_LONG_RESOURCE_ID,
   MODE_TOO_MUCH_METADATA,
+  MODE_EMPTY_RESOURCE_ID,
   MODE_OUT_OF_RANGE,
   MODE_REENTER_PROVISION,
   MODE_REENTER_TICK,
@@ -66,6 +67,9 @@ static uint32_t p_create(void *user_data, hw_worker_id worker_id, const hw_worke
       snprintf(key, sizeof key, "k%d", i);
       hw_provider_call_add_metadata(call, key, "v");
     }
+    return HW_PROVIDER_RESULT_OK;
+  case MODE_EMPTY_RESOURCE_ID:
+    p->inner = hw_provider_call_set_resource_id(call, "");
     return HW_PROVIDER_RESULT_OK;
   case MODE_OUT_OF_RANGE:
     hw_provider_call_set_resource_id(call, rid);
@@ -219,6 +223,14 @@ static void garbage_from_create(const hw_registry *reg, const hw_worker_spec *sp
   CHECK_STATUS(hw_manager_provision(mgr, "p", spec, &w), HW_ERR_INVALID_ARGUMENT);
   CHECK(strstr(hw_last_error_message(), "metadata") != NULL);
   CHECK(p.destroyed == 3);
+  /* An empty resource id names no instance: refused like an over-long one, and what the
+   * callback made is destroyed (with the id it gave). */
+  p.mode = MODE_EMPTY_RESOURCE_ID;
+  CHECK_STATUS(hw_manager_provision(mgr, "p", spec, &w), HW_ERR_INVALID_ARGUMENT);
+  CHECK(strstr(hw_last_error_message(), "resource_id") != NULL);
+  CHECK(strstr(hw_last_error_message(), "empty") != NULL);
+  CHECK(p.inner == HW_OK);
+  CHECK(p.destroyed == 4 && strcmp(p.last_destroyed, "") == 0);
   CHECK(w == untouched);
   CHECK(count(reg) == 0);
 

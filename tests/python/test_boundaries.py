@@ -335,6 +335,20 @@ def test_a_provider_handing_back_nul_is_refused_and_its_instance_destroyed(
     assert cloud.destroyed == cloud.created == [resource_id], "the instance did not leak"
 
 
+def test_a_provider_handing_back_an_empty_resource_id_is_refused_and_destroyed(
+    registry: hw.Registry,
+) -> None:
+    """An empty resource id names no instance (destroy and reconcile could not find it): the
+    handle is refused like one with a NUL, and what the provider made is destroyed."""
+    manager = hw.LifecycleManager(registry)
+    cloud = HandsBackNul("", {})
+    manager.register_provider(cloud)
+    with pytest.raises(hw.InvalidArgumentError, match="resource_id .* is empty"):
+        manager.provision_worker("nul-cloud", hw.WorkerSpec("img"))
+    assert len(registry) == 0 and manager.stats().in_flight == 0
+    assert cloud.destroyed == cloud.created == [""]
+
+
 class HandsBackGarbage:
     """A provider whose instance exists but whose answer cannot be read (so it is not a
     `hw.Provider` to a type checker, which is the point)."""

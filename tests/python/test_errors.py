@@ -120,6 +120,7 @@ def test_wrong_types_are_type_errors(registry: hw.Registry, call: Callable[[Any]
         lambda r: r.register("p", "podman", "c-1"),
         lambda r: r.register("p", "custom:", "c-1"),
         lambda r: r.register("p", "docker", "c-1", worker_id="nope"),
+        lambda r: r.register("p", "docker", ""),
         lambda r: r.claim(""),
         lambda r: r.claim("j" * 257),
         lambda r: r.claim("nul\0byte"),

@@ -434,7 +434,9 @@ fn cut_message(text: &str) -> String {
     format!("{}{MARK}", &text[..end])
 }
 
-/// `create_worker`: the id of the new instance (container id, pod name, …). Required on success.
+/// `create_worker`: the id of the new instance (container id, pod name, …). Required on success,
+/// and not empty: an empty one names no instance, so the handle is refused
+/// (`HW_ERR_INVALID_ARGUMENT` from the provisioning call) and the instance destroyed.
 #[no_mangle]
 pub extern "C" fn hw_provider_call_set_resource_id(
     call: *mut hw_provider_call,

@@ -5,7 +5,7 @@
 
 use super::*;
 
-/// Handles with empty, short, long and multi-byte resource ids, with and without metadata, of
+/// Handles with one-byte (the shortest: an empty one is refused), short, long and multi-byte resource ids, with and without metadata, of
 /// two providers and a custom type that share one spec (so that a handle rebuilt from a wrong
 /// class would show a neighbour's provider).
 fn handles() -> Vec<WorkerHandle> {
@@ -16,7 +16,7 @@ fn handles() -> Vec<WorkerHandle> {
     vec![
         with(&docker, ProviderType::Docker, "c-1"),
         with(&docker, ProviderType::Docker, "c-1"),
-        with(&docker, ProviderType::Docker, ""),
+        with(&docker, ProviderType::Docker, "x"),
         with(&docker, ProviderType::Docker, &"x".repeat(22)),
         with(&docker, ProviderType::Docker, &"x".repeat(23)),
         with(&docker, ProviderType::Docker, &"ä".repeat(11)),

@@ -1,5 +1,5 @@
-//! Item 17: strings that may reach C: no NUL, bounded lengths; and filters that ask for
-//! strings beyond those bounds are refused.
+//! Item 17: strings that may reach C: no NUL, bounded lengths, a resource id that names
+//! something; and filters that ask for strings beyond those bounds are refused.
 
 use std::sync::Arc;
 
@@ -53,6 +53,7 @@ fn bad_handles() -> Vec<(&'static str, WorkerHandle)> {
     let with =
         |resource: String| WorkerHandle::new(provider.clone(), ProviderType::Docker, resource);
     vec![
+        ("resource id empty", with(String::new())),
         ("resource id NUL", with("c-\0-1".into())),
         (
             "resource id long",
