@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySet, PyString, PyTuple};
 
 use crate::convert::{self, Int, Seconds};
-use crate::errors::invalid;
+use crate::errors::{invalid, OrRaise};
 use crate::lifecycle::{list, report_class, to_py};
 use crate::types::{py_repr, PyWorkerSpec};
 
@@ -242,7 +242,7 @@ impl PyPool {
             None => usize::MAX,
         };
         let mut pool = core::Pool::new(name, provider, Arc::clone(&template.inner))
-            .map_err(|e| invalid(py, e.to_string()))?
+            .or_raise(py)?
             .with_min_ready(min_ready)
             .with_max_workers(max_workers)
             .with_priority(priority);
@@ -252,7 +252,7 @@ impl PyPool {
         if let Some(s) = scale_down_cooldown {
             pool.scale_down_cooldown = s.0;
         }
-        pool.validate().map_err(|e| invalid(py, e.to_string()))?;
+        pool.validate().or_raise(py)?;
         Ok(PyPool { inner: pool })
     }
 

@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyString;
 
 use crate::convert::{self, Int, Seconds, StrArg};
-use crate::errors::{drop_detached, invalid, run, run_brief};
+use crate::errors::{drop_detached, invalid, run, run_brief, OrRaise};
 use crate::events::PySubscription;
 use crate::types::{PyManualClock, PyRegistryStats, PyResources, PyWorker, PyWorkerSpec};
 
@@ -28,7 +28,7 @@ fn with_fit(
         filter.architecture = Some(
             convert::text(a, "architecture")?
                 .parse::<hodei_workers::Architecture>()
-                .map_err(|e| invalid(py, e.to_string()))?,
+                .or_raise(py)?,
         );
     }
     Ok(filter)

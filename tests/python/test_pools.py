@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -240,6 +240,26 @@ def test_pool_values_and_validation() -> None:
         hw.Pool("a", "spot", GPU, min_ready=3, max_workers=2)
     with pytest.raises(hw.InvalidArgumentError):
         hw.Pool("a", "spot", hw.WorkerSpec("x", labels={"hodei.pool": "b"}))
+
+
+@pytest.mark.parametrize(
+    "call, says",
+    [
+        (lambda: hw.Pool("no spaces", "spot", GPU), "invalid pool name"),
+        (lambda: hw.Pool("a", "spot", GPU, min_ready=3, max_workers=2), "min_ready"),
+        (lambda: hw.Registry().find(architecture="sparc"), "unknown architecture"),
+        (lambda: hw.Registry().claim("j", architecture="sparc"), "unknown architecture"),
+    ],
+    ids=["pool name", "pool sizes", "find architecture", "claim architecture"],
+)
+def test_invalid_pools_and_architectures_say_invalid_argument_once(
+    call: Callable[[], object], says: str
+) -> None:
+    with pytest.raises(hw.InvalidArgumentError) as info:
+        call()
+    message = str(info.value)
+    assert says in message
+    assert message.count("invalid argument") == 1, message
 
 
 def test_fallback_unschedulable_and_interruption(

@@ -172,9 +172,11 @@ impl Pool {
                 "pool {name}: the template may not set the label {POOL_LABEL} (the manager sets it)"
             )));
         }
-        self.template
-            .validate()
-            .map_err(|e| Error::invalid(format!("pool {name}: template: {e}")))?;
+        // The inner message, so that the error says "invalid argument" once.
+        self.template.validate().map_err(|e| match e {
+            Error::InvalidArgument(m) => Error::invalid(format!("pool {name}: template: {m}")),
+            other => other,
+        })?;
         for (what, d) in [
             ("scale_up_cooldown", self.scale_up_cooldown),
             ("scale_down_cooldown", self.scale_down_cooldown),
@@ -262,10 +264,12 @@ mod tests {
         let labelled = WorkerSpec::new("i").with_label(POOL_LABEL, "other");
         assert!(Pool::new("p", pid(), labelled).is_err());
         let broken = WorkerSpec::new("i").with_idle_timeout(Duration::ZERO);
-        assert!(Pool::new("p", pid(), broken)
-            .unwrap_err()
-            .to_string()
-            .contains("pool p: template"));
+        let said = Pool::new("p", pid(), broken).unwrap_err().to_string();
+        assert!(
+            said.contains("pool p: template: spec.idle_timeout"),
+            "{said}"
+        );
+        assert_eq!(said.matches("invalid argument").count(), 1, "{said}");
     }
 
     #[test]
