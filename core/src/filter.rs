@@ -151,8 +151,9 @@ impl WorkerFilter {
     /// Checks that the filter asks for nothing a worker cannot hold: label keys, capabilities
     /// and the `fits` GPU model of at most [`MAX_KEY_LEN`] bytes, label values of at most
     /// [`MAX_VALUE_LEN`], at most [`MAX_ENTRIES`] labels and capabilities (the limits of
-    /// [`WorkerSpec::validate`]). `find` and `claim` call it on every backend, so an over-long
-    /// string is the caller's mistake said, not an empty answer. A NUL byte is no error: it
+    /// [`WorkerSpec::validate`]), and a `fits` CPU need that is finite and not negative (a NaN
+    /// is covered by no worker). `find` and `claim` call it on every backend, so such a filter
+    /// is the caller's mistake said, not an empty answer. A NUL byte is no error: it
     /// matches nothing, as a string compared exactly. Costs one length comparison per string;
     /// allocates only to say what is wrong.
     ///
@@ -165,8 +166,15 @@ impl WorkerFilter {
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] naming the field (`filter.labels`, `filter.capabilities`,
-    /// `filter.fits.gpu_type`) and the limit.
+    /// `filter.fits.gpu_type`, `filter.fits.cpu_cores`) and the limit.
     pub fn validate(&self) -> Result<()> {
+        if let Some(cpu) = self.fits.as_ref().map(|f| f.cpu_cores) {
+            if !cpu.is_finite() || cpu < 0.0 {
+                return Err(Error::invalid(format!(
+                    "filter.fits.cpu_cores must be finite and >= 0, got {cpu}"
+                )));
+            }
+        }
         check_wanted(
             "filter.",
             "fits.",

@@ -154,6 +154,10 @@ fn strings_with_nul_are_refused_at_restore() {
 /// or more labels or capabilities than a worker may have), each with the field its error
 /// names.
 fn over_limit_filters() -> Vec<(&'static str, WorkerFilter)> {
+    let cpu = |cpu_cores: f64| ResourceRequirements {
+        cpu_cores,
+        ..Default::default()
+    };
     let long_key = "k".repeat(MAX_KEY_LEN + 1);
     let mut many_labels = WorkerFilter::new();
     let mut many_capabilities = WorkerFilter::new();
@@ -181,6 +185,12 @@ fn over_limit_filters() -> Vec<(&'static str, WorkerFilter)> {
         ("filter.fits.gpu_type", WorkerFilter::new().fits(gpu)),
         ("filter.labels", many_labels),
         ("filter.capabilities", many_capabilities),
+        // Not a string, but the same silent "no worker": a need no worker can cover.
+        (
+            "filter.fits.cpu_cores",
+            WorkerFilter::new().fits(cpu(f64::NAN)),
+        ),
+        ("filter.fits.cpu_cores", WorkerFilter::new().fits(cpu(-1.0))),
     ]
 }
 
