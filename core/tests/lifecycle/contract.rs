@@ -739,6 +739,46 @@ fn the_clean_up_destroy_of_a_refused_handle_never_carries_another_workers_id() {
     f.assert_no_leak();
 }
 
+/// The clean-up destroy of a refused handle that fails leaves the instance to the ticks' orphan
+/// retries (before, only to the next reconcile), under the id the manager made.
+#[test]
+fn a_refused_handle_whose_clean_up_destroy_failed_is_destroyed_by_a_later_tick() {
+    let f = Fixture::new(WorkerLifecycleConfig {
+        min_ready_workers: 0,
+        ..config()
+    });
+    let other = f.ready();
+    f.provider.script_creates([CreateStep::DuplicateId(other)]);
+    f.provider.script_destroys([DestroyStep::Fail("api down")]);
+    let err = f
+        .manager
+        .provision_worker(&f.provider.id, spec())
+        .unwrap_err();
+    assert!(err.to_string().contains("api down"), "{err}");
+    assert_eq!(f.manager.pending_orphans().len(), 1, "{err}");
+    assert_eq!(f.provider.instance_ids().len(), 2);
+    for _ in 0..20 {
+        f.advance(secs(10));
+        f.registry.heartbeat(&other).unwrap();
+        f.manager.tick(0);
+    }
+    assert_eq!(f.manager.pending_orphans(), vec![]);
+    let destroyed = f.provider.destroyed.lock().clone();
+    // The failed attempt, then the tick's retry; both under the id the manager made.
+    assert_eq!(destroyed.len(), 2, "{destroyed:?}");
+    assert!(
+        destroyed.iter().all(|h| h.worker_id != other),
+        "{destroyed:?}"
+    );
+    assert_eq!(
+        f.provider.instance_ids().len(),
+        1,
+        "only the other worker's"
+    );
+    assert_eq!(f.state(&other), Some(WorkerState::Ready));
+    f.assert_no_leak();
+}
+
 // ----- 11: scale-down from the ready index ----------------------------------------------------
 
 #[test]

@@ -14,6 +14,7 @@ use crate::worker::{Worker, WorkerHandle, WorkerSpec};
 use super::super::lease::Term;
 use super::super::provider::{ProviderError, WorkerProvider};
 use super::super::report::ProvisionFailure;
+use super::providers::ProviderEntry;
 use super::{bump, WorkerLifecycleManager};
 
 /// Provisions in flight: recorded before the provider is called, removed after the worker is
@@ -60,7 +61,10 @@ impl WorkerLifecycleManager {
     /// The manager makes the new worker's id first and passes it to
     /// [`create_worker`](WorkerProvider::create_worker), so the instance starts knowing it; a
     /// handle coming back with another id is refused as a provider error (its instance is
-    /// destroyed under the id the manager made, never under the other one).
+    /// destroyed under the id the manager made, never under the other one). Whenever the
+    /// manager destroys the instance of a create it does not register and that destroy fails,
+    /// the instance is kept as an orphan, destroyed again by a later tick once the registry says
+    /// no record holds it.
     ///
     /// The intent is recorded in the provisioning ledger **before** the provider is called, so
     /// concurrent calls never exceed `max_workers`. Emits `ProvisionRequested`, and
@@ -135,23 +139,7 @@ impl WorkerLifecycleManager {
                 handle.worker_id = id;
                 handle.provider_id = provider_id.clone();
                 handle.provider_type = entry.provider_type.clone();
-                let destroyed = match self.confirm_cleanup(&handle) {
-                    Err(e) => format!("its instance is left to whoever leads ({e})"),
-                    Ok(term) => {
-                        let outcome = self.provider_call(term, "destroy_worker", || {
-                            entry.provider.destroy_worker_fenced(term, &handle)
-                        });
-                        if super::orphans::confirms_destroy(&outcome) {
-                            self.note_destroy_confirmed();
-                        }
-                        match outcome {
-                            Ok(()) => "its instance was destroyed".to_owned(),
-                            Err(e) if e.is_not_found() => "its instance was destroyed".to_owned(),
-                            // `reconcile` finds it as an orphan.
-                            Err(e) => format!("destroying its instance failed too: {e}"),
-                        }
-                    }
-                };
+                let destroyed = self.destroy_unregistered(&entry, &handle);
                 drop(ticket);
                 let e = ProviderError::new(format!(
                     "create_worker returned a handle for worker {returned}, not for {id} (the id \
@@ -212,28 +200,7 @@ impl WorkerLifecycleManager {
         if term != token && self.over_capacity() {
             // Still in flight until the destroy returned (a `reconcile` meanwhile must not take
             // the instance for an orphan and destroy it too).
-            let destroyed = match self.confirm_cleanup(&handle) {
-                Err(e) => format!("its instance is left to whoever leads ({e})"),
-                Ok(term) => {
-                    let outcome = self.provider_call(term, "destroy_worker", || {
-                        entry.provider.destroy_worker_fenced(term, &handle)
-                    });
-                    if super::orphans::confirms_destroy(&outcome) {
-                        self.note_destroy_confirmed();
-                    }
-                    match outcome {
-                        Ok(()) => "its instance was destroyed".to_owned(),
-                        Err(e) if e.is_not_found() => "its instance was destroyed".to_owned(),
-                        Err(e) => {
-                            if !e.is_fenced() {
-                                // Destroyed again by the ticks (no record holds it).
-                                self.remember_orphan(&handle, self.registry.now());
-                            }
-                            format!("destroying its instance failed: {e}")
-                        }
-                    }
-                }
-            };
+            let destroyed = self.destroy_unregistered(&entry, &handle);
             drop(ticket);
             return Err((
                 Error::CapacityExceeded(format!(
@@ -289,21 +256,14 @@ impl WorkerLifecycleManager {
             }
             Err(e) => {
                 // The instance exists but cannot be recorded: destroy it rather than leak it.
-                // (Should that fail too, `reconcile` finds it as an orphan.) The handle carries
+                // (Should that fail too, the ticks' orphan retries destroy it.) The handle carries
                 // the id the manager made, never another worker's. The provision stays in
                 // flight until the destroy returned: a `reconcile` listing the instance
                 // meanwhile must not take it for an orphan and destroy it too. Only while this
                 // replica still leads (confirmed by the store: the registration may have failed
                 // because the lease was lost, and the next leader's reconcile destroys the
                 // instance then).
-                if let Ok(term) = self.confirm_cleanup(&handle) {
-                    let outcome = self.provider_call(term, "destroy_worker", || {
-                        entry.provider.destroy_worker_fenced(term, &handle)
-                    });
-                    if super::orphans::confirms_destroy(&outcome) {
-                        self.note_destroy_confirmed();
-                    }
-                }
+                self.destroy_unregistered(&entry, &handle);
                 drop(ticket);
                 Err((e, None))
             }
@@ -333,6 +293,33 @@ impl WorkerLifecycleManager {
     fn confirm_cleanup(&self, handle: &WorkerHandle) -> Result<Term> {
         self.confirm()
             .inspect_err(|_| self.remember_orphan(handle, self.registry.now()))
+    }
+
+    /// Destroys the instance of a create that this call does not register (the lease
+    /// confirmed first, [`confirm_cleanup`](Self::confirm_cleanup)); says what became of it,
+    /// for the call's error. A destroy that fails (not refused for the token) leaves the
+    /// instance remembered as an orphan, destroyed again by the ticks once no record holds it.
+    fn destroy_unregistered(&self, entry: &ProviderEntry, handle: &WorkerHandle) -> String {
+        let term = match self.confirm_cleanup(handle) {
+            Ok(term) => term,
+            Err(e) => return format!("its instance is left to whoever leads ({e})"),
+        };
+        let outcome = self.provider_call(term, "destroy_worker", || {
+            entry.provider.destroy_worker_fenced(term, handle)
+        });
+        if super::orphans::confirms_destroy(&outcome) {
+            self.note_destroy_confirmed();
+        }
+        match outcome {
+            Ok(()) => "its instance was destroyed".to_owned(),
+            Err(e) if e.is_not_found() => "its instance was destroyed".to_owned(),
+            Err(e) => {
+                if !e.is_fenced() {
+                    self.remember_orphan(handle, self.registry.now());
+                }
+                format!("destroying its instance failed: {e}")
+            }
+        }
     }
 
     /// Sets where the ids of new workers come from (default: a fresh random
