@@ -532,7 +532,7 @@ impl PostgresWorkerRegistry {
 mod tests {
     use std::sync::Arc;
 
-    use hodei_workers::{ManualClock, ProviderId, ProviderType, WorkerHandle, WorkerSpec};
+    use hodei_workers::{ProviderId, ProviderType, WorkerHandle, WorkerSpec};
 
     use super::*;
 
@@ -544,19 +544,8 @@ mod tests {
     #[test]
     fn a_closing_registry_keeps_no_more_than_a_subscription_can_hold() {
         use hodei_workers::WorkerRegistry;
-        let url = std::env::var("HODEI_PG_URL")
-            .expect("HODEI_PG_URL: the PostgreSQL tests need a server (see pg/tests/support)");
-        let name = format!("events_unit_{}", std::process::id());
-        /// Drops the test's schema however the test ends.
-        struct Dropped<'a>(&'a str, &'a str);
-        impl Drop for Dropped<'_> {
-            fn drop(&mut self) {
-                let _ = PostgresWorkerRegistry::drop_schema(self.0, self.1);
-            }
-        }
-        let _dropped = Dropped(&url, &name);
-        let clock = Arc::new(ManualClock::new(1_700_000_000_000));
-        let registry = PostgresWorkerRegistry::connect_with_clock(&url, &name, clock).unwrap();
+        let (schema, registry) = crate::test_support::scratch("events_unit");
+        let (url, name) = (&schema.url, &schema.name);
         let subscription = registry
             .subscribe(SubscribeOptions::default().capacity(3))
             .unwrap();
@@ -566,7 +555,7 @@ mod tests {
             .register(handle, Arc::new(WorkerSpec::new("img")))
             .unwrap();
         // A backlog of 5,001 events: the registration's, and 5,000 copies of it.
-        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
         client
             .batch_execute(&format!(
                 "SET search_path TO \"{name}\"; \

@@ -45,6 +45,8 @@ pub mod schema;
 mod snapshot;
 mod sql;
 mod stats;
+#[cfg(test)]
+mod test_support;
 
 pub use leadership::{PostgresLeadership, MAX_HOLDER_LEN};
 pub use registry::PostgresWorkerRegistry;

@@ -618,8 +618,7 @@ mod tests {
     /// and the role set it the same way, as the session's value before ours.
     #[test]
     fn a_session_bounds_stalled_transactions_unless_a_bound_is_set_already() {
-        let url = std::env::var("HODEI_PG_URL")
-            .expect("HODEI_PG_URL: the PostgreSQL tests need a server (see pg/tests/support)");
+        let url = crate::test_support::url();
         let bound = |options: Option<&str>| -> String {
             let mut config: postgres::Config = url.parse().unwrap();
             if let Some(options) = options {

@@ -147,8 +147,7 @@ mod tests {
     use std::sync::Arc;
 
     use hodei_workers::{
-        ManualClock, ProviderId, ProviderType, TerminationReason, WorkerHandle, WorkerRegistry,
-        WorkerSpec,
+        ProviderId, ProviderType, TerminationReason, WorkerHandle, WorkerRegistry, WorkerSpec,
     };
 
     use super::*;
@@ -157,19 +156,8 @@ mod tests {
     /// into the newest `keep`: the backlog drains batch by batch, in order.
     #[test]
     fn a_backlog_is_forgotten_a_batch_at_a_time_oldest_first() {
-        let url = std::env::var("HODEI_PG_URL")
-            .expect("HODEI_PG_URL: the PostgreSQL tests need a server (see pg/tests/support)");
-        let name = format!("retention_unit_{}", std::process::id());
-        /// Drops the test's schema however the test ends.
-        struct Dropped<'a>(&'a str, &'a str);
-        impl Drop for Dropped<'_> {
-            fn drop(&mut self) {
-                let _ = PostgresWorkerRegistry::drop_schema(self.0, self.1);
-            }
-        }
-        let _dropped = Dropped(&url, &name);
-        let clock = Arc::new(ManualClock::new(1_700_000_000_000));
-        let registry = PostgresWorkerRegistry::connect_with_clock(&url, &name, clock).unwrap();
+        let (schema, registry) = crate::test_support::scratch("retention_unit");
+        let (url, name) = (&schema.url, &schema.name);
         // A subscriber of this handle that never reads (capacity 2): what the outbox prune
         // below deletes is counted in its drops, as in memory, not lost as a bare seq gap.
         let idle = registry
@@ -234,7 +222,7 @@ mod tests {
         // The statements that read the retired ids (the prune's bound and batch, a snapshot's
         // list), as the registry sends them, read their index (v5): with sequential scans
         // ruled out, each plan names it.
-        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
         client
             .batch_execute(&format!(
                 "SET search_path TO \"{name}\"; SET enable_seqscan = off"
