@@ -130,6 +130,28 @@ impl Cluster {
         provisioning
     }
 
+    /// a leads and provisions into a stalled create; b takes the lease, fills the fleet up to
+    /// `max_workers` and steps down; a leads again (under a new term) with its create still in
+    /// flight. Returns the provisioning thread.
+    fn a_leads_again_over_a_full_fleet_with_a_create_in_flight(
+        &self,
+    ) -> std::thread::JoinHandle<Result<Worker>> {
+        assert!(self.a.manager.tick(0).leading);
+        let provisioning = self.a_provisions_into_a_stalled_create();
+        self.advance(TTL + Duration::from_secs(1));
+        assert!(self.b.manager.tick(0).leading);
+        for _ in 0..self.b.manager.config().max_workers {
+            self.b
+                .manager
+                .provision_worker(&self.provider.id, spec())
+                .unwrap();
+        }
+        self.b.manager.step_down().unwrap();
+        let ra = self.a.manager.tick(0);
+        assert!(ra.leading, "{:?}", ra.decisions);
+        provisioning
+    }
+
     /// a provisions a worker (Ready), then terminates it on a thread of its own with the
     /// provider's destroys scripted by `destroys` (the first a stall: a's destroy waits inside
     /// the provider until `release_stalled`). Returns once a's destroy is inside: the worker,
@@ -844,19 +866,8 @@ fn an_orphan_forgotten_at_a_takeover_whose_orphan_check_was_skipped_is_destroyed
 #[test]
 fn a_create_that_outlives_two_lease_changes_does_not_exceed_max_workers() {
     let c = cluster();
-    assert!(c.a.manager.tick(0).leading);
-    let provisioning = c.a_provisions_into_a_stalled_create();
-    c.advance(TTL + Duration::from_secs(1));
-    assert!(c.b.manager.tick(0).leading);
     let max = c.b.manager.config().max_workers;
-    for _ in 0..max {
-        c.b.manager
-            .provision_worker(&c.provider.id, spec())
-            .unwrap();
-    }
-    c.b.manager.step_down().unwrap();
-    let ra = c.a.manager.tick(0);
-    assert!(ra.leading, "{:?}", ra.decisions);
+    let provisioning = c.a_leads_again_over_a_full_fleet_with_a_create_in_flight();
     c.provider.release_stalled(1);
     let outcome = provisioning.join().unwrap();
     assert!(
@@ -1616,19 +1627,8 @@ fn a_misnamed_create_after_the_lease_is_lost_destroys_nothing() {
 #[test]
 fn a_create_over_capacity_after_a_third_lease_change_destroys_nothing() {
     let c = cluster();
-    assert!(c.a.manager.tick(0).leading);
-    let provisioning = c.a_provisions_into_a_stalled_create();
-    c.advance(TTL + Duration::from_secs(1));
-    assert!(c.b.manager.tick(0).leading);
     let max = c.b.manager.config().max_workers;
-    for _ in 0..max {
-        c.b.manager
-            .provision_worker(&c.provider.id, spec())
-            .unwrap();
-    }
-    c.b.manager.step_down().unwrap();
-    let ra = c.a.manager.tick(0);
-    assert!(ra.leading, "{:?}", ra.decisions);
+    let provisioning = c.a_leads_again_over_a_full_fleet_with_a_create_in_flight();
     c.a_loses_the_lease_unseen()();
     let destroys = c.count_calls("destroy");
     c.provider.release_stalled(1);
