@@ -8,6 +8,10 @@ use std::time::Duration;
 #[cfg(feature = "sim")]
 use hodei_workers::sim::{Scenario, Simulation};
 use hodei_workers::*;
+use rng::Rng;
+
+#[path = "support/rng.rs"]
+mod rng;
 
 /// `name{labels}` -> value, from the text (comments skipped); checks the line shape.
 fn samples(text: &str) -> BTreeMap<String, f64> {
@@ -539,25 +543,18 @@ fn fleet_with_ages(n: usize) -> (InMemoryWorkerRegistry, Vec<u64>) {
     let registry = InMemoryWorkerRegistry::with_clock(clock.clone());
     let provider = ProviderId::new("p").unwrap();
     let spec = Arc::new(WorkerSpec::new("img"));
-    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-    let mut next = move || {
-        // xorshift64*: deterministic, no dependency.
-        seed ^= seed >> 12;
-        seed ^= seed << 25;
-        seed ^= seed >> 27;
-        seed.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11
-    };
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut by_beat: BTreeMap<u64, Vec<WorkerId>> = BTreeMap::new();
     let mut ages = Vec::with_capacity(n);
     for i in 0..n {
         let h = WorkerHandle::new(provider.clone(), ProviderType::Docker, format!("r{i}"));
         let w = registry.register(h, Arc::clone(&spec)).unwrap();
         registry.update_state(&w.id, WorkerState::Ready).unwrap();
-        let r = next() % 10_000;
+        let r = rng.below(10_000);
         let age = match r {
             0..=8_999 => r % 10,
             9_000..=9_899 => 10 + r % 50,
-            9_900..=9_989 => 60 + (next() % 540),
+            9_900..=9_989 => 60 + rng.below(540),
             _ => 700,
         };
         ages.push(age);

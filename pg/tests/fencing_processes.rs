@@ -13,6 +13,8 @@
 //! The children are this very binary run again with `--child` (no libtest harness:
 //! `harness = false` in Cargo.toml).
 
+#[path = "../../core/tests/support/rng.rs"]
+mod rng;
 mod support;
 
 use std::collections::BTreeMap;
@@ -23,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use hodei_workers::*;
 use hodei_workers_postgres::PostgresWorkerRegistry;
+use rng::Rng;
 
 const CHILDREN: usize = 3;
 /// How long each child competes.
@@ -153,7 +156,7 @@ fn child(name: &str, index: usize) {
     let mut held: Option<Term> = None;
     let mut view: Option<(Term, Arc<dyn WorkerRegistry>)> = None;
     let (mut terms, mut written, mut refused) = (0u64, 0u64, 0u64);
-    let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ (index as u64 + 1);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (index as u64 + 1));
     let end = Instant::now() + RUN;
     while Instant::now() < end {
         match lease.acquire_or_renew(held) {
@@ -183,14 +186,11 @@ fn child(name: &str, index: usize) {
                 }
             }
         }
-        // Now and then a pause past the ttl (xorshift: deterministic per child).
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        if rng % 6 == 0 {
-            std::thread::sleep(TTL + Duration::from_millis(rng % 40));
+        // Now and then a pause past the ttl (deterministic per child).
+        if rng.below(6) == 0 {
+            std::thread::sleep(TTL + Duration::from_millis(rng.below(40)));
         } else {
-            std::thread::sleep(Duration::from_millis(rng % 5));
+            std::thread::sleep(Duration::from_millis(rng.below(5)));
         }
     }
     println!("{terms} {written} {refused}");
