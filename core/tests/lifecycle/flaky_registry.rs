@@ -11,7 +11,8 @@ use hodei_workers::*;
 
 /// The faults a [`Flaky`] registry injects: `get`, `register`, `unregister` and the deadline
 /// queries fail on demand; the next `register` or `unregister` can be applied and answered
-/// `Backend` all the same (its reply lost after the commit).
+/// `Backend` all the same (its reply lost after the commit), and so can the next move of a
+/// given worker to `Terminating` or `Draining`.
 #[derive(Debug, Default)]
 struct Faults {
     fail_get: AtomicBool,
@@ -35,6 +36,11 @@ struct Faults {
     fail_find_of_pool: parking_lot::Mutex<Option<String>>,
     /// The move of this worker to `Draining` fails.
     fail_draining_of: parking_lot::Mutex<Option<WorkerId>>,
+    /// The next move of this worker to `Terminating` is applied and answered `Backend` (its
+    /// reply lost after the commit).
+    lose_terminating_reply_of: parking_lot::Mutex<Option<WorkerId>>,
+    /// The same for its next move to `Draining`.
+    lose_draining_reply_of: parking_lot::Mutex<Option<WorkerId>>,
 }
 
 fn down() -> Error {
@@ -100,6 +106,20 @@ impl Hooks for Faults {
     }
 
     fn lose_reply(&self, call: Call<'_>) -> Option<Error> {
+        for (to, of) in [
+            (WorkerState::Terminating, &self.lose_terminating_reply_of),
+            (WorkerState::Draining, &self.lose_draining_reply_of),
+        ] {
+            if let Some(id) = call.moves_to(to) {
+                let mut of = of.lock();
+                if *of == Some(*id) {
+                    *of = None;
+                    return Some(Error::Backend(
+                        "connection closed before the reply (committed)".into(),
+                    ));
+                }
+            }
+        }
         let lost = match call {
             Call::Register(_) => &self.lose_register_reply,
             Call::Unregister(_) => &self.lose_unregister_reply,
@@ -817,4 +837,204 @@ fn a_registry_failure_on_one_workers_drain_is_said_and_retried_by_the_next_call(
         manager.remove_pool("a").is_err(),
         "drained: the name is gone"
     );
+}
+
+/// A busy worker, provisioned through `manager` (`Ready`, holding `running`).
+fn busy_worker(flaky: &Flaky, manager: &WorkerLifecycleManager, running: &str) -> Worker {
+    let w = manager.provision_worker(&pid("test"), spec()).unwrap();
+    flaky.update_state(&w.id, WorkerState::Ready).unwrap();
+    flaky.assign_to_job(&w.id, job(running)).unwrap()
+}
+
+fn terminated(w: &Worker, reason: TerminationReason) -> Vec<TerminatedWorker> {
+    vec![TerminatedWorker {
+        worker_id: w.id,
+        provider_id: w.handle.provider_id.clone(),
+        resource_id: w.handle.resource_id.clone(),
+        reason,
+    }]
+}
+
+/// Found by review: the health check's move of a silent worker to `Terminating`, applied by
+/// the store but answered `Backend` (its reply lost), was taken for a failure: the registry
+/// emitted `JobLost`, but the job was in no result (`lost_jobs` empty, `lost_jobs_total` 0),
+/// the worker not in `unhealthy`, and its instance was queued only by a later cleanup, under
+/// reason `Requested`. The manager now looks at the record: `Terminating`, the move was
+/// applied, and it goes on as if the call had answered `Ok`.
+#[test]
+fn a_health_check_move_whose_reply_was_lost_reports_the_job_and_destroys_the_worker() {
+    let (clock, flaky, manager, provider) = setup();
+    let w = busy_worker(&flaky, &manager, "running");
+    clock.advance(secs(61));
+    *flaky.faults.lose_terminating_reply_of.lock() = Some(w.id);
+    let r = manager.run_health_check().unwrap();
+    assert_eq!(
+        r.lost_jobs,
+        vec![LostJob {
+            worker_id: w.id,
+            job_id: job("running")
+        }],
+        "{r:?}"
+    );
+    assert_eq!(r.unhealthy.len(), 1, "{r:?}");
+    assert_eq!(r.unhealthy[0].worker_id, w.id);
+    assert_eq!(r.unhealthy[0].state, WorkerState::Busy);
+    assert_eq!(r.unhealthy[0].reason, TerminationReason::Unhealthy);
+    assert_eq!(r.terminated, terminated(&w, TerminationReason::Unhealthy));
+    assert_eq!(manager.stats().unwrap().lost_jobs_total, 1);
+    assert!(flaky.get(&w.id).unwrap().is_none());
+    assert_eq!(destroy_calls(&provider, &w), 1, "{:?}", provider.calls());
+}
+
+/// The same in `terminate_worker`: the move applied, its reply lost, the call answered the
+/// error — the job lost (`JobLost` emitted) and in no result, the instance left to a later
+/// tick. It now answers as for an `Ok` move: the job, the worker destroyed and unregistered.
+#[test]
+fn a_terminate_whose_move_reply_was_lost_reports_the_job_and_destroys_the_worker() {
+    let (clock, flaky, manager, provider) = setup();
+    let w = busy_worker(&flaky, &manager, "running");
+    *flaky.faults.lose_terminating_reply_of.lock() = Some(w.id);
+    let r = manager
+        .terminate_worker(&w.id, TerminationReason::Requested)
+        .expect("the move was applied: the call did what it was asked");
+    assert_eq!(
+        r.lost_jobs,
+        vec![LostJob {
+            worker_id: w.id,
+            job_id: job("running")
+        }],
+        "{r:?}"
+    );
+    assert_eq!(r.terminated, terminated(&w, TerminationReason::Requested));
+    assert_eq!(manager.stats().unwrap().lost_jobs_total, 1);
+    assert!(flaky.get(&w.id).unwrap().is_none());
+    for _ in 0..3 {
+        clock.advance(secs(30));
+        let t = manager.tick(0);
+        assert!(t.terminated.is_empty() && t.lost_jobs.is_empty(), "{t:?}");
+    }
+    assert_eq!(destroy_calls(&provider, &w), 1, "{:?}", provider.calls());
+}
+
+/// With the reply lost, the job the move took is not known from the registry's answer: it is
+/// the job of the record as read before the move, unless the worker ran a job to its end in
+/// between (`jobs_executed` moved): then that job finished and is not reported (requeueing it
+/// would run it twice).
+#[test]
+fn a_terminate_whose_move_reply_was_lost_does_not_report_a_job_released_before_the_move() {
+    let (_clock, flaky, manager, _provider) = setup();
+    let w = busy_worker(&flaky, &manager, "done-just-now");
+    flaky
+        .faults
+        .release_before_terminating
+        .store(true, Ordering::SeqCst);
+    *flaky.faults.lose_terminating_reply_of.lock() = Some(w.id);
+    let r = manager
+        .terminate_worker(&w.id, TerminationReason::Requested)
+        .unwrap();
+    assert!(r.lost_jobs.is_empty(), "{r:?}");
+    assert_eq!(r.terminated, terminated(&w, TerminationReason::Requested));
+    assert_eq!(manager.stats().unwrap().lost_jobs_total, 0);
+}
+
+/// A pool's scale-in retirement whose move to `Terminating` was applied and answered
+/// `Backend`: the worker was not destroyed by that tick nor in its report; the next tick
+/// adopted the terminal record and destroyed it as `Requested`, not `ScaledDown`.
+#[test]
+fn a_scale_in_whose_move_reply_was_lost_destroys_the_worker_in_the_same_tick() {
+    let (clock, flaky, manager, provider) = setup();
+    manager
+        .set_pools(vec![Pool::new("p", pid("test"), WorkerSpec::new("img"))
+            .unwrap()
+            .with_scale_down_cooldown(secs(1))])
+        .unwrap();
+    let report = manager.tick(1);
+    assert_eq!(report.provisioned.len(), 1, "{:?}", report.decisions);
+    let id = report.provisioned[0].worker_id;
+    flaky.update_state(&id, WorkerState::Ready).unwrap();
+    let w = flaky.get(&id).unwrap().unwrap();
+    clock.advance(secs(10));
+    manager.process_heartbeat(&id).unwrap();
+    *flaky.faults.lose_terminating_reply_of.lock() = Some(id);
+    let report = manager.tick(0);
+    assert_eq!(
+        report.terminated,
+        terminated(&w, TerminationReason::ScaledDown),
+        "{:#?}",
+        report.decisions
+    );
+    assert!(flaky.get(&id).unwrap().is_none());
+    for _ in 0..3 {
+        clock.advance(secs(30));
+        let t = manager.tick(0);
+        assert!(t.terminated.iter().all(|t| t.worker_id != id), "{t:?}");
+    }
+    assert_eq!(destroy_calls(&provider, &w), 1, "{:?}", provider.calls());
+    assert_eq!(manager.stats().unwrap().terminated_total, 1);
+}
+
+/// The cleanup's idle retirement: the same, in `cleanup_workers`.
+#[test]
+fn an_idle_retirement_whose_move_reply_was_lost_is_in_the_cleanup_result() {
+    let (clock, flaky, manager, provider) = setup();
+    let w = manager
+        .provision_worker(
+            &pid("test"),
+            Arc::new(WorkerSpec::new("img").with_idle_timeout(secs(10))),
+        )
+        .unwrap();
+    let w = flaky.update_state(&w.id, WorkerState::Ready).unwrap();
+    clock.advance(secs(11));
+    *flaky.faults.lose_terminating_reply_of.lock() = Some(w.id);
+    let c = manager.cleanup_workers().unwrap();
+    assert_eq!(
+        c.terminated,
+        terminated(&w, TerminationReason::Idle),
+        "{c:?}"
+    );
+    assert!(flaky.get(&w.id).unwrap().is_none());
+    assert_eq!(destroy_calls(&provider, &w), 1, "{:?}", provider.calls());
+}
+
+/// The cleanup's lifetime drain of a busy worker (`Busy` -> `Draining`), applied and answered
+/// `Backend`: the worker was drained and in no `drained` list (a later cleanup leaves a
+/// draining worker with its job alone, and never says it).
+#[test]
+fn a_lifetime_drain_whose_reply_was_lost_is_in_the_cleanup_result() {
+    let (clock, flaky, manager, _provider) = setup();
+    let w = manager
+        .provision_worker(
+            &pid("test"),
+            Arc::new(WorkerSpec::new("img").with_max_lifetime(secs(10))),
+        )
+        .unwrap();
+    flaky.update_state(&w.id, WorkerState::Ready).unwrap();
+    flaky.assign_to_job(&w.id, job("long")).unwrap();
+    clock.advance(secs(11));
+    *flaky.faults.lose_draining_reply_of.lock() = Some(w.id);
+    let c = manager.cleanup_workers().unwrap();
+    assert_eq!(c.drained, vec![w.id], "{c:?}");
+    assert!(c.lost_jobs.is_empty() && c.terminated.is_empty(), "{c:?}");
+    let now = flaky.get(&w.id).unwrap().unwrap();
+    assert_eq!(now.state, WorkerState::Draining);
+    assert_eq!(now.current_job, Some(job("long")));
+}
+
+/// `notify_interruption` of a worker still starting terminates it; that move applied and
+/// answered `Backend` made the call fail — the worker out of service, its destroy left to a
+/// later tick, and no notice kept. It now answers as for an `Ok` move: the worker on its way
+/// out, destroyed.
+#[test]
+fn an_interrupted_starting_worker_whose_move_reply_was_lost_is_terminated() {
+    let (_clock, flaky, manager, provider) = setup();
+    let w = manager.provision_worker(&pid("test"), spec()).unwrap();
+    *flaky.faults.lose_terminating_reply_of.lock() = Some(w.id);
+    let deadline = flaky.now() + 120_000;
+    let noticed = manager
+        .notify_interruption(&w.id, deadline)
+        .expect("the move was applied");
+    assert!(noticed.state.is_terminal(), "{noticed:?}");
+    assert!(flaky.get(&w.id).unwrap().is_none());
+    assert_eq!(destroy_calls(&provider, &w), 1, "{:?}", provider.calls());
+    assert!(manager.interruptions().is_empty());
 }

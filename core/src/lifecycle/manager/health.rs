@@ -62,7 +62,10 @@ impl WorkerLifecycleManager {
     /// the fleet back under the limit.
     ///
     /// A worker the registry fails on (its look-up or its move) is left as it is, for the next
-    /// check; what the check did to the others is in the result.
+    /// check; what the check did to the others is in the result. A move answered `Backend` may
+    /// have been applied all the same (its reply lost): the record is looked at, and a worker
+    /// found `Terminating` (or gone) is reported and destroyed as if the move had answered
+    /// `Ok`, its job (as read right before the move) in `lost_jobs`.
     ///
     /// # Errors
     /// Only when the registry fails to answer the deadline queries.
@@ -193,7 +196,8 @@ impl WorkerLifecycleManager {
                 }
                 _ => &LIVE,
             };
-            let moved = match self.take_out_of_service(&id, states) {
+            // A move applied whose reply was lost counts as applied (the record is looked at).
+            let moved = match self.take_out_of_service(&fresh, states) {
                 Ok(Some(moved)) => moved,
                 // It moved on meanwhile (reported in, or another thread terminated it).
                 Ok(None) | Err(Error::NotFound(_) | Error::InvalidTransition { .. }) => continue,

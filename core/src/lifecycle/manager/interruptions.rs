@@ -87,9 +87,7 @@ impl WorkerLifecycleManager {
         // drains below like a running worker, its job reported lost only if still running at
         // the deadline.
         if w.state.is_starting() {
-            if let Some(moved) =
-                self.retire_if_starting(worker_id, TerminationReason::Interrupted)?
-            {
+            if let Some(moved) = self.retire_if_starting(&w, TerminationReason::Interrupted)? {
                 // As the notice left it: on its way out (destroyed and unregistered by now,
                 // unless the destroy failed and is retried by the ticks).
                 return Ok(moved);

@@ -402,7 +402,7 @@ impl WorkerLifecycleManager {
                 // Terminated if it still has not reported in (it holds no job); drained like
                 // the others if it did meanwhile (a job it took since finishes first).
                 WorkerState::Creating | WorkerState::Connecting => {
-                    match self.retire_if_starting(&w.id, TerminationReason::ScaledDown) {
+                    match self.retire_if_starting(&w, TerminationReason::ScaledDown) {
                         Ok(Some(_)) => Ok(true),
                         Ok(None) => self.drain_worker(&w.id).map(|_| true),
                         Err(e) => Err(e),

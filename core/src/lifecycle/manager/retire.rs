@@ -98,6 +98,9 @@ impl WorkerLifecycleManager {
     ///   worker moved between the look and the move (reported in, was claimed, released), it
     ///   is looked at again.
     ///
+    /// A move answered `Backend` whose record is found moved all the same (its reply lost) is
+    /// taken as applied ([`transition_looked_at`](Self::transition_looked_at)).
+    ///
     /// Returns whether the worker is `Terminating` and queued for destruction.
     pub(super) fn retire(
         &self,
@@ -145,7 +148,7 @@ impl WorkerLifecycleManager {
                     WorkerState::Terminating,
                 ),
             };
-            match self.write(|r| r.transition_if(&w.id, &guard, to)) {
+            match self.transition_looked_at(&seen, &guard, to) {
                 Ok(Some(_)) if to == WorkerState::Draining => {
                     out.drained.push(w.id);
                     return false;
@@ -169,23 +172,96 @@ impl WorkerLifecycleManager {
         false
     }
 
-    /// Moves worker `id` to `Terminating` if it is still in one of `states`, atomically with
-    /// the check, and says exactly which job it lost by the move (the one the registry reports
-    /// with `JobLost`). `Ok(None)`: it moved on meanwhile (reported in, left, or is already on
-    /// its way out), nothing changed.
+    /// Moves worker `seen` (the record as read before) to `Terminating` if it is still in one
+    /// of `states`, atomically with the check, and says exactly which job it lost by the move
+    /// (the one the registry reports with `JobLost`). `Ok(None)`: it moved on meanwhile
+    /// (reported in, left, or is already on its way out), nothing changed. A move applied
+    /// whose reply was lost counts as applied (see
+    /// [`transition_looked_at`](Self::transition_looked_at)).
     pub(super) fn take_out_of_service(
         &self,
-        id: &WorkerId,
+        seen: &Worker,
         states: &[WorkerState],
     ) -> Result<Option<Transitioned>> {
         let guard = TransitionGuard {
             states: states.to_vec(),
             ..TransitionGuard::default()
         };
-        self.write(|r| r.transition_if(id, &guard, WorkerState::Terminating))
+        self.transition_looked_at(seen, &guard, WorkerState::Terminating)
     }
 
-    /// Terminates worker `id` with `reason` if it still has not reported in
+    /// The manager's conditional move of `seen` (the record as read before the move) to `to`:
+    /// [`transition_if`](crate::WorkerRegistry::transition_if), a leader-only write.
+    ///
+    /// A `Backend` answer may come from a move that was applied all the same, its reply lost
+    /// (PostgreSQL committed, then the connection dropped: DESIGN.md, "Lost replies"): the
+    /// registry has then emitted `JobLost` for the job the move took, and taking the answer
+    /// for a failure would leave that job in no result and the worker queued for destroy
+    /// only by a later look (under reason `Requested`). So the record is looked at once
+    /// (`get`), as `provision_worker` does after an ambiguous `register` and the destroy queue
+    /// after an ambiguous `unregister`:
+    /// - it is in `to` now (for a move to `Terminating`: terminal, or gone — unregistered
+    ///   since): the move was applied, and the answer is the `Ok(Some(_))` the call would have
+    ///   given — the record as read now (or, gone, `seen` in `to` without a job), `from` =
+    ///   `seen.state`;
+    /// - it is in any other state, or the look fails too: the error is returned as it came
+    ///   (not applied, or not known: a `Terminating` record left so is queued by the next
+    ///   cleanup's check of the terminal records, `adopt_terminal`).
+    ///
+    /// The job the move took (`lost_job`) is not in the record any more (a terminal move
+    /// clears it): it is the one `seen` held, which is the one the move took unless the worker
+    /// changed jobs in between. A job ends only by its release (which counts it in
+    /// `jobs_executed`) or by a terminal move, so `seen`'s job is reported only when the record
+    /// read now shows the same `jobs_executed` (or is gone, which leaves nothing to compare):
+    /// a job released in between finished, and requeueing it would run it twice. A job
+    /// claimed after such a release and lost by the move is then in no result (its `JobLost`
+    /// event is the only word of it): the record keeps no trace of it. And a record the host
+    /// moved to `Terminating` itself between the look and this move is taken for this move's
+    /// (the registry cannot tell them apart): its job is reported by this call too.
+    pub(super) fn transition_looked_at(
+        &self,
+        seen: &Worker,
+        guard: &TransitionGuard,
+        to: WorkerState,
+    ) -> Result<Option<Transitioned>> {
+        let error = match self.write(|r| r.transition_if(&seen.id, guard, to)) {
+            Err(e @ Error::Backend(_)) => e,
+            answer => return answer,
+        };
+        let Ok(now) = self.registry.get(&seen.id) else {
+            return Err(error);
+        };
+        // Moved since `seen`: a record already where the move leads tells nothing.
+        let applied = match &now {
+            Some(w) if to.is_terminal() => w.state.is_terminal() && !seen.state.is_terminal(),
+            Some(w) => w.state == to && seen.state != to,
+            None => to.is_terminal() && !seen.state.is_terminal(),
+        };
+        if !applied {
+            return Err(error);
+        }
+        let same_jobs = now
+            .as_ref()
+            .is_none_or(|w| w.jobs_executed == seen.jobs_executed);
+        let lost_job = if to.is_terminal() && same_jobs {
+            seen.current_job.clone()
+        } else {
+            None
+        };
+        let worker = now.unwrap_or_else(|| {
+            let mut gone = seen.clone();
+            gone.state = to;
+            gone.current_job = None;
+            gone
+        });
+        Ok(Some(Transitioned {
+            worker,
+            from: seen.state,
+            lost_job,
+        }))
+    }
+
+    /// Terminates worker `seen` (as read before) with `reason` if it still has not reported in
     /// (`Creating`/`Connecting`: it holds no job), atomically with the check, then destroys it.
     /// `Ok(Some(worker))`: it was taken out of service (the record as the move left it).
     /// `Ok(None)`: it reported in meanwhile (and may have taken a job since) or is on its way
@@ -194,17 +270,17 @@ impl WorkerLifecycleManager {
     /// does by now.
     pub(super) fn retire_if_starting(
         &self,
-        id: &WorkerId,
+        seen: &Worker,
         reason: TerminationReason,
     ) -> Result<Option<Worker>> {
         self.fence()?;
         let starting = [WorkerState::Creating, WorkerState::Connecting];
-        let Some(moved) = self.take_out_of_service(id, &starting)? else {
+        let Some(moved) = self.take_out_of_service(seen, &starting)? else {
             return Ok(None);
         };
         let now = self.registry.now();
         self.queue_destroy(&moved.worker, reason, now);
-        self.destroy_due(Some(&[*id]), &mut Budget::unlimited());
+        self.destroy_due(Some(&[seen.id]), &mut Budget::unlimited());
         Ok(Some(moved.worker))
     }
 
@@ -224,8 +300,15 @@ impl WorkerLifecycleManager {
     /// is left to the replica that leads now, and is in neither list of the result). Use
     /// [`drain_worker`](Self::drain_worker) to let a job finish first.
     ///
+    /// A move to `Terminating` answered `Backend` may have been applied all the same (its
+    /// reply lost): the record is looked at, and found `Terminating` (or gone) the call goes on
+    /// as if the move had answered `Ok` — the job the worker held when it was read is in
+    /// `lost_jobs` (unless it ran a job to its end in between), and the worker is destroyed.
+    ///
     /// # Errors
-    /// [`Error::NotFound`].
+    /// [`Error::NotFound`]; the registry's error when the move failed (or the look at the
+    /// record after a `Backend` answer failed too: a `Terminating` record is then queued by the
+    /// next cleanup).
     pub fn terminate_worker(
         &self,
         id: &WorkerId,
@@ -237,7 +320,8 @@ impl WorkerLifecycleManager {
         let mut result = CleanupResult::default();
         // Whatever it does by now (the look above may be stale): the job it holds at the move
         // is the one reported.
-        match self.take_out_of_service(id, &LIVE) {
+        // A move applied whose reply was lost counts as applied: its job is reported below.
+        match self.take_out_of_service(&worker, &LIVE) {
             Ok(Some(moved)) => {
                 if let Some(job) = moved.lost_job {
                     bump(&self.counters.lost_jobs, 1);
