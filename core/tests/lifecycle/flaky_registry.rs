@@ -937,6 +937,33 @@ fn a_terminate_whose_move_reply_was_lost_does_not_report_a_job_released_before_t
     assert_eq!(manager.stats().unwrap().lost_jobs_total, 0);
 }
 
+/// `reconcile`'s unregister of a record whose instance vanished, applied but answered
+/// `Backend`: the record was gone, its `JobLost` and `Unregistered` emitted, and the report
+/// said nothing (not in `vanished`, its job not in `lost_jobs`); no later call could say it.
+#[test]
+fn a_vanished_records_unregister_whose_reply_was_lost_is_in_the_reconcile_report() {
+    let (clock, flaky, manager, provider) = setup();
+    let w = busy_worker(&flaky, &manager, "on-a-lost-instance");
+    provider.lose(&w.handle.resource_id);
+    clock.advance(secs(1));
+    flaky
+        .faults
+        .lose_unregister_reply
+        .store(true, Ordering::SeqCst);
+    let r = manager.reconcile().unwrap();
+    assert_eq!(r.vanished, vec![w.id], "{r:?}");
+    assert_eq!(
+        r.lost_jobs,
+        vec![LostJob {
+            worker_id: w.id,
+            job_id: job("on-a-lost-instance")
+        }],
+        "{r:?}"
+    );
+    assert_eq!(manager.stats().unwrap().lost_jobs_total, 1);
+    assert!(flaky.get(&w.id).unwrap().is_none());
+}
+
 /// A pool's scale-in retirement whose move to `Terminating` was applied and answered
 /// `Backend`: the worker was not destroyed by that tick nor in its report; the next tick
 /// adopted the terminal record and destroyed it as `Requested`, not `ScaledDown`.

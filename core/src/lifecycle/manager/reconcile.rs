@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::clock::millis;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::filter::WorkerFilter;
 use crate::ids::{ProviderId, WorkerId};
 use crate::state::WorkerState;
@@ -26,7 +26,8 @@ impl WorkerLifecycleManager {
     ///   again next time. An orphan another thread is destroying right now (a tick's retry)
     ///   is left to it: no instance is destroyed twice;
     /// - records whose instance vanished are unregistered with reason `Vanished` (a job they
-    ///   held is reported lost);
+    ///   held is reported lost; an unregister answered `Backend` whose record is gone when
+    ///   looked at was applied, its reply lost, and is reported so too);
     /// - `Terminating` records the manager was not destroying yet (e.g. after a restore) are
     ///   queued for destruction.
     ///
@@ -197,8 +198,22 @@ impl WorkerLifecycleManager {
                 if !self.destroys.lock().withdraw(&w.id) {
                     continue;
                 }
-                if let Ok(last) = self.write(|r| r.unregister(&w.id, TerminationReason::Vanished)) {
-                    if let Some(job) = last.current_job {
+                let unregistered =
+                    match self.write(|r| r.unregister(&w.id, TerminationReason::Vanished)) {
+                        Ok(last) => Some(last.current_job),
+                        // Applied and answered `Backend` (its reply lost, PostgreSQL committed)?
+                        // The registry is asked, as after an ambiguous unregister in the destroy
+                        // queue: gone, it was unregistered (its `JobLost` emitted) and is reported
+                        // as if the call had answered `Ok`, with the job of the record as read
+                        // above (a vanished instance's agent runs no job to its end in between).
+                        // Still there, or no answer: not reported; the next reconcile looks again.
+                        Err(Error::Backend(_)) if matches!(self.registry.get(&w.id), Ok(None)) => {
+                            Some(w.current_job.clone())
+                        }
+                        Err(_) => None,
+                    };
+                if let Some(lost) = unregistered {
+                    if let Some(job) = lost {
                         bump(&self.counters.lost_jobs, 1);
                         report.lost_jobs.push(LostJob {
                             worker_id: w.id,
