@@ -41,6 +41,8 @@ struct Faults {
     lose_terminating_reply_of: parking_lot::Mutex<Option<WorkerId>>,
     /// The same for its next move to `Draining`.
     lose_draining_reply_of: parking_lot::Mutex<Option<WorkerId>>,
+    /// The next `unregister` turns `fail_get` on (the registry stops answering right after it).
+    fail_get_after_unregister: AtomicBool,
 }
 
 fn down() -> Error {
@@ -102,6 +104,14 @@ impl Hooks for Faults {
                 }
                 Ok(())
             }
+        }
+    }
+
+    fn after(&self, call: Call<'_>, _inner: &dyn WorkerRegistry) {
+        if matches!(call, Call::Unregister(_))
+            && self.fail_get_after_unregister.swap(false, Ordering::SeqCst)
+        {
+            self.fail_get.store(true, Ordering::SeqCst);
         }
     }
 
@@ -1064,4 +1074,41 @@ fn an_interrupted_starting_worker_whose_move_reply_was_lost_is_terminated() {
     assert!(flaky.get(&w.id).unwrap().is_none());
     assert_eq!(destroy_calls(&provider, &w), 1, "{:?}", provider.calls());
     assert!(manager.interruptions().is_empty());
+}
+
+/// An unregister applied and answered `Backend` while the registry then cannot answer the look
+/// at the record either: the entry is kept for the unregister alone (right). The retry found
+/// the record gone and dropped the entry without a word — a worker whose instance the provider
+/// confirmed destroyed and whose record left the registry, in no result (`terminated`), never
+/// counted by `terminated_total`; the periodic check of the terminal records could drop it the
+/// same way. The retry now reports it terminated (once), as the look right after the unregister
+/// does when the registry answers.
+#[test]
+fn an_unregister_whose_reply_was_lost_and_outcome_unknown_is_reported_by_its_retry() {
+    let (clock, flaky, manager, provider) = setup();
+    let w = manager.provision_worker(&pid("test"), spec()).unwrap();
+    flaky
+        .faults
+        .lose_unregister_reply
+        .store(true, Ordering::SeqCst);
+    flaky
+        .faults
+        .fail_get_after_unregister
+        .store(true, Ordering::SeqCst);
+    let r = manager
+        .terminate_worker(&w.id, TerminationReason::Requested)
+        .unwrap();
+    assert!(r.terminated.is_empty(), "not known yet: {r:?}");
+    assert_eq!(manager.pending_destroys().len(), 1);
+    assert!(flaky.inner().get(&w.id).unwrap().is_none(), "applied");
+    flaky.faults.fail_get.store(false, Ordering::SeqCst);
+    let mut reported = Vec::new();
+    for _ in 0..4 {
+        clock.advance(secs(30));
+        reported.extend(manager.tick(0).terminated);
+    }
+    assert_eq!(reported, terminated(&w, TerminationReason::Requested));
+    assert_eq!(manager.stats().unwrap().terminated_total, 1);
+    assert!(manager.pending_destroys().is_empty());
+    assert_eq!(destroy_calls(&provider, &w), 1, "{:?}", provider.calls());
 }

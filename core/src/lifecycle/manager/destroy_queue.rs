@@ -215,11 +215,13 @@ impl DestroyQueue {
         }
     }
 
-    /// Entries that are not `known` and that nobody is destroying right now.
+    /// Entries that are not `known`, that nobody is destroying right now, and whose instance
+    /// is not confirmed gone (those wait for their own retry, which reports the worker
+    /// terminated when its record is gone).
     pub(super) fn idle_outside(&self, known: impl Fn(&WorkerId) -> bool) -> Vec<WorkerId> {
         self.entries
             .iter()
-            .filter(|(id, e)| !e.in_progress && !known(id))
+            .filter(|(id, e)| !e.in_progress && !e.instance_gone && !known(id))
             .map(|(id, _)| *id)
             .collect()
     }
@@ -349,6 +351,16 @@ impl WorkerLifecycleManager {
         );
         match self.registry.get(&id) {
             Ok(Some(_)) => {}
+            // The provider confirmed the instance gone to an earlier attempt, whose unregister
+            // failed or answered `Backend` with the registry unable to say more: the record is
+            // gone now — that unregister was applied, its reply lost (or the host unregistered
+            // it since) — so the worker is terminated, and reported so here, once: dropping
+            // the entry without a word left it in no result and out of `terminated_total`.
+            Ok(None) if entry.instance_gone => {
+                self.destroys.lock().remove(&id);
+                self.report_terminated(id, &entry, out);
+                return;
+            }
             // Explicitly unregistered by the host meanwhile: it took the instance over.
             Ok(None) => {
                 self.destroys.lock().remove(&id);
@@ -364,7 +376,7 @@ impl WorkerLifecycleManager {
         if entry.instance_gone {
             // Destroyed by an earlier attempt whose unregister failed: a second destroy call
             // for one worker is what this avoids (the unregister may even have been applied,
-            // its reply lost: then the record is gone and the entry was dropped above).
+            // its reply lost: then the record is gone and the worker was reported above).
             self.finish_destroy(id, &entry, out);
             return;
         }
@@ -437,10 +449,9 @@ impl WorkerLifecycleManager {
             // The record could not be removed (a failing backend), or was and the reply was
             // lost (PostgreSQL committed): the registry is asked, as for an ambiguous
             // registration. Gone: this unregister was applied, the worker is terminated and
-            // reported below (a later attempt would only find the record gone and drop the
-            // entry without a word: in no result, no count). Still there, or no answer: keep
+            // reported below, by the call that did it. Still there, or no answer: keep
             // the entry, so that a later attempt unregisters it — without asking the provider
-            // again (its instance is gone) — or finds the record gone and drops the entry.
+            // again (its instance is gone) — or finds the record gone and reports it terminated.
             Err(_) if matches!(self.registry.get(&id), Ok(None)) => {}
             Err(_) => {
                 let next_at = self
@@ -452,6 +463,12 @@ impl WorkerLifecycleManager {
             }
         }
         self.destroys.lock().remove(&id);
+        self.report_terminated(id, entry, out);
+    }
+
+    /// Counts and reports worker `id` terminated: its instance confirmed destroyed, its record
+    /// gone.
+    fn report_terminated(&self, id: WorkerId, entry: &DestroyEntry, out: &mut Destroyed) {
         bump(&self.counters.terminated, 1);
         out.terminated.push(TerminatedWorker {
             worker_id: id,
