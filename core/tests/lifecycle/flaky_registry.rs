@@ -1112,3 +1112,56 @@ fn an_unregister_whose_reply_was_lost_and_outcome_unknown_is_reported_by_its_ret
     assert!(manager.pending_destroys().is_empty());
     assert_eq!(destroy_calls(&provider, &w), 1, "{:?}", provider.calls());
 }
+
+/// Removing a pool drains its workers; a drain applied and answered `Backend` (its reply lost)
+/// made the call fail without naming that worker, and the retry the error asks for found it
+/// `Draining` already and left it out too: a worker taken out of service that no answer named.
+/// It is now looked at: found `Draining`, it was drained by this call and is returned.
+#[test]
+fn a_pool_drain_whose_reply_was_lost_names_the_worker() {
+    let (_clock, flaky, manager, _provider) = setup();
+    manager
+        .set_pools(vec![Pool::new("a", pid("test"), WorkerSpec::new("img"))
+            .unwrap()
+            .with_min_ready(1)])
+        .unwrap();
+    let report = manager.tick(Demand::new());
+    assert_eq!(report.provisioned.len(), 1, "{:?}", report.decisions);
+    let id = report.provisioned[0].worker_id;
+    flaky.update_state(&id, WorkerState::Ready).unwrap();
+    *flaky.faults.lose_draining_reply_of.lock() = Some(id);
+    assert_eq!(manager.set_pools(vec![]).unwrap(), vec![id]);
+    assert_eq!(
+        flaky.get(&id).unwrap().unwrap().state,
+        WorkerState::Draining
+    );
+}
+
+/// `notify_interruption`'s drain applied and answered `Backend`: the call failed and kept no
+/// notice — the worker drained all the same, with no replacement counted ahead of its deadline
+/// and its job never reported lost at the deadline. Found `Draining`, the notice is kept.
+#[test]
+fn an_interruption_drain_whose_reply_was_lost_keeps_the_notice() {
+    let (clock, flaky, manager, _provider) = setup();
+    let w = busy_worker(&flaky, &manager, "running");
+    *flaky.faults.lose_draining_reply_of.lock() = Some(w.id);
+    let deadline = clock.now() + 120_000;
+    let noticed = manager
+        .notify_interruption(&w.id, deadline)
+        .expect("the drain was applied");
+    assert_eq!(noticed.state, WorkerState::Draining);
+    assert_eq!(noticed.current_job, Some(job("running")));
+    assert_eq!(manager.interruptions(), vec![(w.id, deadline)]);
+    clock.advance(secs(121));
+    manager.process_heartbeat(&w.id).unwrap();
+    let r = manager.tick(0);
+    assert_eq!(
+        r.lost_jobs,
+        vec![LostJob {
+            worker_id: w.id,
+            job_id: job("running")
+        }],
+        "{:?}",
+        r.decisions
+    );
+}

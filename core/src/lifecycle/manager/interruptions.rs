@@ -97,7 +97,9 @@ impl WorkerLifecycleManager {
         // lease): the lease may have been lost since the fence above (the look at the worker
         // is a round trip on a shared store), and a replica that no longer leads must not
         // drain the worker for a notice no tick of its acts on.
-        let drained = self.write(|r| r.update_state(worker_id, WorkerState::Draining))?;
+        // A drain applied whose reply was lost counts as applied: the notice is kept.
+        let answer = self.write(|r| r.update_state(worker_id, WorkerState::Draining));
+        let drained = self.drain_looked_at(worker_id, answer)?;
         let pool = w.spec.labels.get(POOL_LABEL).cloned();
         // A second notice for the same instance keeps the earlier deadline: the instance goes
         // at the first (a later one, a duplicate or a retry of the cloud's, must not postpone

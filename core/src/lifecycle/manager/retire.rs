@@ -287,11 +287,30 @@ impl WorkerLifecycleManager {
     /// Moves a worker to `Draining`: it takes no new job, finishes the one it holds, and is
     /// then terminated by the cleanup (reason `Drained`).
     ///
+    /// A `Backend` answer may come from a move applied all the same, its reply lost: the
+    /// record is then looked at, and found `Draining` the call answers `Ok` with it (as a drain
+    /// of a worker already draining does).
+    ///
     /// # Errors
     /// [`Error::NotFound`]; [`Error::InvalidTransition`] from `Creating`, `Connecting` or a
-    /// terminal state.
+    /// terminal state; the registry's error when the move failed (and, after a `Backend`
+    /// answer, the record is not found `Draining`).
     pub fn drain_worker(&self, id: &WorkerId) -> Result<Worker> {
-        self.registry.update_state(id, WorkerState::Draining)
+        let answer = self.registry.update_state(id, WorkerState::Draining);
+        self.drain_looked_at(id, answer)
+    }
+
+    /// `answer` of a move of `id` to `Draining`, unless it is `Backend` and the record, looked
+    /// at once, is `Draining`: then the move was applied (its reply lost, DESIGN.md "Lost
+    /// replies") and the record is the answer. Otherwise the answer stands.
+    pub(super) fn drain_looked_at(&self, id: &WorkerId, answer: Result<Worker>) -> Result<Worker> {
+        match answer {
+            Err(e @ Error::Backend(_)) => match self.registry.get(id) {
+                Ok(Some(w)) if w.state == WorkerState::Draining => Ok(w),
+                _ => Err(e),
+            },
+            answer => answer,
+        }
     }
 
     /// Terminates a worker now, whatever it is doing: `Terminating` (a job it holds is
