@@ -1165,3 +1165,51 @@ fn an_interruption_drain_whose_reply_was_lost_keeps_the_notice() {
         r.decisions
     );
 }
+
+/// A drain that `set_pools` could not finish (the registry failed on a worker) is retried by
+/// the next ticks, not only by the host's next `set_pools` or `remove_pool`: a host that sets
+/// its pools once at start-up would otherwise leave the worker of a removed pool taking jobs
+/// for ever. The tick reports it in `drained`.
+#[test]
+fn a_drain_that_set_pools_could_not_finish_is_retried_by_the_next_tick() {
+    let (clock, flaky, manager, _provider) = setup();
+    manager
+        .set_pools(vec![Pool::new("a", pid("test"), WorkerSpec::new("img"))
+            .unwrap()
+            .with_min_ready(2)])
+        .unwrap();
+    let report = manager.tick(Demand::new());
+    assert_eq!(report.provisioned.len(), 2, "{:?}", report.decisions);
+    let ids: Vec<WorkerId> = report.provisioned.iter().map(|p| p.worker_id).collect();
+    for id in &ids {
+        flaky.update_state(id, WorkerState::Ready).unwrap();
+    }
+    *flaky.faults.fail_draining_of.lock() = Some(ids[1]);
+    let err = manager.set_pools(vec![]).unwrap_err();
+    assert!(matches!(err, Error::Backend(_)), "{err}");
+    let state = |id: &WorkerId| flaky.get(id).unwrap().unwrap().state;
+    assert_eq!(state(&ids[1]), WorkerState::Ready);
+
+    // Still failing: the tick says so and keeps it for the next one.
+    clock.advance(secs(1));
+    let r = manager.tick(Demand::new());
+    assert!(r.drained.is_empty(), "{:?}", r.decisions);
+    assert!(
+        r.decisions
+            .iter()
+            .any(|d| d.contains("database unreachable")),
+        "{:?}",
+        r.decisions
+    );
+    assert_eq!(state(&ids[1]), WorkerState::Ready);
+
+    *flaky.faults.fail_draining_of.lock() = None;
+    clock.advance(secs(1));
+    let r = manager.tick(Demand::new());
+    assert_eq!(r.drained, vec![ids[1]], "{:?}", r.decisions);
+    assert_eq!(state(&ids[1]), WorkerState::Draining);
+    // Nothing left: the name is gone, the next tick drains nothing.
+    assert!(manager.remove_pool("a").is_err());
+    clock.advance(secs(1));
+    assert!(manager.tick(Demand::new()).drained.is_empty());
+}

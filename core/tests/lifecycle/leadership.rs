@@ -1730,3 +1730,144 @@ fn a_create_whose_lease_is_lost_during_its_provision_request_creates_nothing() {
     assert!(c.provider.instance_ids().is_empty());
     assert_eq!(c.a.manager.stats().unwrap().in_flight, 0);
 }
+
+/// Pools are configured on every replica (each host sets its own), but draining is leader
+/// work. A follower whose host removes a pool (`set_pools` without it, or `remove_pool`)
+/// updates its configuration and drains nothing; once it leads, its tick drains what its
+/// configuration removed. Before, the follower drained the leader's workers in the shared
+/// registry with no fence at all, and a starting worker's termination failed `NotLeader`,
+/// reported as "(the registry failed)".
+#[test]
+fn a_follower_that_removes_pools_drains_nothing_and_drains_them_once_it_leads() {
+    let c = cluster();
+    let pool = |name: &str| {
+        Pool::new(name, c.provider.id.clone(), (*spec()).clone())
+            .unwrap()
+            .with_min_ready(2)
+    };
+    for m in [&c.a.manager, &c.b.manager] {
+        m.set_pools(vec![pool("p"), pool("q")]).unwrap();
+    }
+    let r = c.a.manager.tick(0);
+    assert_eq!(r.provisioned.len(), 4, "{:?}", r.decisions);
+    let ids: Vec<WorkerId> = r.provisioned.iter().map(|p| p.worker_id).collect();
+    // One of them still starting, the others ready.
+    for id in &ids[1..] {
+        c.registry.update_state(id, WorkerState::Ready).unwrap();
+    }
+    assert!(!c.b.manager.tick(0).leading);
+
+    assert_eq!(c.b.manager.remove_pool("q").unwrap(), vec![]);
+    assert_eq!(c.b.manager.set_pools(vec![]).unwrap(), vec![]);
+    assert!(c.b.manager.pools().is_empty());
+    for (i, id) in ids.iter().enumerate() {
+        let want = if i == 0 {
+            WorkerState::Creating
+        } else {
+            WorkerState::Ready
+        };
+        assert_eq!(
+            c.registry.get(id).unwrap().unwrap().state,
+            want,
+            "a follower took a worker of the leader out of service"
+        );
+    }
+    assert_eq!(c.count_calls("destroy"), 0, "{:?}", c.provider.calls());
+    // Refused as before for a name the follower never had.
+    assert!(matches!(
+        c.b.manager.remove_pool("nope"),
+        Err(Error::InvalidArgument(_))
+    ));
+
+    // a dies; b takes over and drains what its configuration removed.
+    c.advance(TTL + Duration::from_secs(1));
+    for id in &ids[1..] {
+        c.registry.heartbeat(id).unwrap();
+    }
+    let rb = c.b.manager.tick(0);
+    assert!(rb.leading, "{:?}", rb.decisions);
+    let mut drained = rb.drained.clone();
+    drained.sort();
+    let mut running = ids[1..].to_vec();
+    running.sort();
+    assert_eq!(drained, running, "{:?}", rb.decisions);
+    for id in &ids[1..] {
+        assert_eq!(
+            c.registry.get(id).unwrap().map(|w| w.state),
+            Some(WorkerState::Draining),
+            "{:?}",
+            rb.decisions
+        );
+    }
+    // The starting one, holding no job, is terminated.
+    assert!(
+        rb.terminated.iter().any(|t| t.worker_id == ids[0]),
+        "{:?}",
+        rb.decisions
+    );
+    assert!(c.registry.get(&ids[0]).unwrap().is_none());
+    // Done: the next tick drains nothing more.
+    let rb = c.b.manager.tick(0);
+    assert!(rb.drained.is_empty(), "{:?}", rb.decisions);
+}
+
+/// A leader whose lease is lost midway through `set_pools`' drain stops there: the drains are
+/// leader writes, fenced like a pool tick's retirements. It says so with `NotLeader` (naming
+/// what it drained), and drains the rest at its next tick as leader. Before, the drain went to
+/// the registry unfenced: a replica that no longer led drained every worker.
+#[test]
+fn a_leader_that_loses_the_lease_midway_through_set_pools_stops_draining() {
+    let trap = Arc::new(Trap::default());
+    let c = cluster_on(Some(trap.clone()));
+    c.a.manager
+        .set_pools(vec![Pool::new(
+            "p",
+            c.provider.id.clone(),
+            (*spec()).clone(),
+        )
+        .unwrap()])
+        .unwrap();
+    let r = c.a.manager.tick(3);
+    assert_eq!(r.provisioned.len(), 3, "{:?}", r.decisions);
+    let ids: Vec<WorkerId> = r.provisioned.iter().map(|p| p.worker_id).collect();
+    for id in &ids {
+        c.registry.update_state(id, WorkerState::Ready).unwrap();
+    }
+    trap.arm(
+        |call| call.moves_to(WorkerState::Draining).is_some(),
+        c.a_loses_the_lease(),
+    );
+    let err = c.a.manager.set_pools(vec![]).unwrap_err();
+    assert!(trap.sprung());
+    assert!(matches!(err, Error::NotLeader(_)), "{err}");
+    assert!(!err.to_string().contains("registry failed"), "{err}");
+    let draining = |c: &Cluster| -> Vec<WorkerId> {
+        ids.iter()
+            .filter(|id| {
+                c.registry.get(id).unwrap().map(|w| w.state) == Some(WorkerState::Draining)
+            })
+            .copied()
+            .collect()
+    };
+    let first = draining(&c);
+    assert_eq!(first.len(), 1, "drained by a replica that no longer leads");
+    assert!(err.to_string().contains(&first[0].to_string()), "{err}");
+    assert!(c.a.manager.pools().is_empty());
+
+    // c's lease runs out; a leads again and drains the rest at its tick.
+    c.advance(TTL + Duration::from_secs(1));
+    for id in &ids {
+        c.registry.heartbeat(id).unwrap();
+    }
+    let ra = c.a.manager.tick(0);
+    assert!(ra.leading, "{:?}", ra.decisions);
+    assert_eq!(ra.drained.len(), 2, "{:?}", ra.decisions);
+    assert!(!ra.drained.contains(&first[0]), "{:?}", ra.decisions);
+    // None left in service (the first, drained without a job, is retired by the cleanup).
+    assert!(
+        ids.iter()
+            .all(|id| c.registry.get(id).unwrap().map(|w| w.state) != Some(WorkerState::Ready)),
+        "{:?}",
+        ra.decisions
+    );
+}

@@ -87,7 +87,11 @@ impl WorkerLifecycleManager {
         // drains below like a running worker, its job reported lost only if still running at
         // the deadline.
         if w.state.is_starting() {
-            if let Some(moved) = self.retire_if_starting(&w, TerminationReason::Interrupted)? {
+            if let Some((moved, _)) = self.retire_if_starting(
+                &w,
+                TerminationReason::Interrupted,
+                &mut Budget::unlimited(),
+            )? {
                 // As the notice left it: on its way out (destroyed and unregistered by now,
                 // unless the destroy failed and is retried by the ticks).
                 return Ok(moved);

@@ -51,7 +51,10 @@ impl WorkerLifecycleManager {
     /// create or destroy, each registration of a created worker, the scaling cooldowns and the
     /// brake) is fenced: on a replica that does not lead or whose trust window closed it fails
     /// with [`Error::NotLeader`] and changes nothing. Until its first
-    /// tick, a replica does not lead.
+    /// tick, a replica does not lead. The pools are each replica's own configuration:
+    /// [`set_pools`](Self::set_pools) and [`remove_pool`](Self::remove_pool) work on every
+    /// replica, but only the leader drains (fenced); a follower drains nothing, and drains
+    /// what its configuration removed at its ticks once it leads.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] when `config` fails

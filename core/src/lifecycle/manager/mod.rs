@@ -411,6 +411,10 @@ impl WorkerLifecycleManager {
     ///    the target set by [`set_scaling_target`](Self::set_scaling_target) — a number of
     ///    pending jobs (`tick(5)`) is a demand of jobs that need nothing in particular.
     ///    Demand that no pool (or the target's spec) satisfies is listed in `unschedulable`.
+    ///    Before it, the workers of pools that a [`set_pools`](Self::set_pools) or
+    ///    [`remove_pool`](Self::remove_pool) removed or reshaped but did not drain (called on
+    ///    a follower, or cut short by a registry error or a lost lease) are drained, reported
+    ///    in `drained` (`terminated` for those still starting).
     ///
     /// At most `max_actions_per_tick` actions are taken; the rest waits for the next ticks
     /// (`capped`). A call while another thread ticks returns at once with `skipped`.
@@ -563,6 +567,8 @@ impl WorkerLifecycleManager {
         if !self.still_leading(&mut report) {
             return report;
         }
+        // Before the plan: a worker of a pool no longer configured so is no capacity.
+        self.drain_undrained(&mut budget, &mut report);
         self.scale_tick(&demand, &mut budget, &mut report);
         // The report says whether this manager still leads at the end of the tick: a lease
         // lost during a provider call (a long pause) must not read as leading, even when the

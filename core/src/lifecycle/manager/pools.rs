@@ -26,16 +26,20 @@ use crate::state::WorkerState;
 use crate::worker::{TerminationReason, Worker, WorkerSpec};
 
 use super::super::pools::{Pool, POOL_LABEL};
+use super::super::report::TickReport;
+use super::destroy_queue::Destroyed;
 use super::pool_tick::replacement;
-use super::WorkerLifecycleManager;
+use super::{Budget, WorkerLifecycleManager};
 
 /// The manager's pools and the interruption notices it is acting on.
 #[derive(Debug, Default)]
 pub(super) struct PoolSet {
     pub(super) entries: BTreeMap<String, PoolEntry>,
     pub(super) interruptions: BTreeMap<WorkerId, Interruption>,
-    /// Pools whose workers a `set_pools` or `remove_pool` had to drain but could not list
-    /// (the registry failed): the next `set_pools`, or `remove_pool` of the name, drains them.
+    /// Pools whose workers no longer belong to them but are not all drained: removed or
+    /// reshaped by a call on a replica that does not lead, or left by a drain that a registry
+    /// error, a lost lease or a tick's action cap cut short. The leader's ticks drain them (so
+    /// does the leader's next `set_pools`, or `remove_pool` of the name).
     pub(super) undrained: BTreeSet<String>,
 }
 
@@ -68,6 +72,24 @@ impl PoolEntry {
     }
 }
 
+/// What draining pools did (`drain_pools`).
+#[derive(Debug, Default)]
+pub(super) struct PoolDrains {
+    /// Every worker taken out of service: drained, or terminated while still starting.
+    pub(super) out: Vec<WorkerId>,
+    /// Those moved to `Draining`.
+    pub(super) drained: Vec<WorkerId>,
+    /// The destroys of those terminated while starting.
+    pub(super) destroyed: Destroyed,
+    /// Per pool whose workers were not all drained, the error.
+    pub(super) failed: Vec<(String, Error)>,
+    /// The pools left for the leader's next ticks (in `undrained`): those of `failed`, and
+    /// every pool after a lost lease or an exhausted budget.
+    pub(super) left: Vec<String>,
+    /// The budget ran out.
+    pub(super) capped: bool,
+}
+
 #[derive(Debug, Clone)]
 pub(super) struct Interruption {
     pub(super) deadline: Timestamp,
@@ -89,6 +111,12 @@ impl WorkerLifecycleManager {
     /// are every worker taken out of service. While any pool is set, `tick` scales the pools
     /// and ignores the scaling target.
     ///
+    /// On a replicated manager the pools are each replica's own configuration (every replica's
+    /// host sets them), but draining is leader work: **a follower drains nothing** — it sets
+    /// the pools and returns no id; the replica that leads drains. The pools it removed or
+    /// reshaped are remembered, and its ticks drain them once it leads. On the leader each
+    /// drain is a fenced leader write.
+    ///
     /// # Errors
     /// [`Error::InvalidArgument`] for an invalid pool ([`Pool::validate`]) or two pools with
     /// one name; [`Error::ProviderNotFound`] when a pool's provider is not registered. Nothing
@@ -97,8 +125,11 @@ impl WorkerLifecycleManager {
     /// A registry error while listing a pool's workers or draining one of them (a shared
     /// database gone away): the pools are set all the same, the other workers are drained, and
     /// the error (of the registry's kind) names the workers taken out of service and the pools
-    /// whose workers were not all; the next `set_pools` (or `remove_pool` of such a pool's
-    /// name) drains those.
+    /// whose workers were not all; the leader's next ticks drain those (so does the next
+    /// `set_pools`, or `remove_pool` of such a pool's name). [`Error::NotLeader`] when the
+    /// lease was lost midway: the pools are set, the drain stops there, the error names the
+    /// workers taken out of service and the pools left, which this replica's ticks drain once
+    /// it leads again.
     ///
     /// # Examples
     /// A CPU pool and two GPU pools: spot first, on-demand as the fallback.
@@ -202,19 +233,22 @@ impl WorkerLifecycleManager {
                 return Err(Error::invalid(format!("two pools are named {}", pool.name)));
             }
         }
+        // Taken before the pools' lock (the lease's lock is never taken under it). A replica
+        // that becomes leader right after this look drains at its first tick as leader; one
+        // that loses the lease right after it stops at the first fenced drain.
+        let leading = self.fence().is_ok();
         // Pools listed again whose template now asks more of a worker: their workers made from
-        // the old one are checked against the new one below.
-        let mut reshaped: Vec<Pool> = Vec::new();
-        let (removed, undrained): (Vec<String>, BTreeSet<String>) = {
+        // the old one are checked against the new one when drained.
+        let to_drain: BTreeSet<String> = {
             let mut set = self.pools.lock();
-            let removed = set
+            let mut to_drain = set
                 .entries
                 .keys()
                 .filter(|n| !names.contains(*n))
                 .cloned()
-                .collect::<Vec<_>>();
+                .collect::<BTreeSet<_>>();
             let mut gauges = self.pool_gauges.lock();
-            for name in &removed {
+            for name in &to_drain {
                 set.entries.remove(name);
                 gauges.remove(name);
             }
@@ -223,7 +257,7 @@ impl WorkerLifecycleManager {
                     Some(entry) => {
                         let spec = pool.worker_spec();
                         if spec != entry.spec {
-                            reshaped.push(pool.clone());
+                            to_drain.insert(pool.name.clone());
                         }
                         entry.spec = spec;
                         entry.pool = pool;
@@ -233,85 +267,141 @@ impl WorkerLifecycleManager {
                     }
                 }
             }
-            (removed, std::mem::take(&mut set.undrained))
-        };
-        // One pool's drain failing must not stop the others', nor drop from what the call
-        // reports the workers already taken out of service (they drain all the same).
-        let mut drained = Vec::new();
-        let mut failed: Vec<(String, Error)> = Vec::new();
-        let mut drain = |name: &str, (ids, error): (Vec<WorkerId>, Option<Error>)| {
-            drained.extend(ids);
-            if let Some(e) = error {
-                failed.push((name.to_owned(), e));
+            if !leading {
+                // Draining is leader work: the replica that leads drains (this one, at its
+                // ticks, once it does).
+                set.undrained.extend(to_drain);
+                return Ok(Vec::new());
             }
+            // Left by an earlier call or tick: drained as from a removed pool, or, for a pool
+            // listed now, those its template does not take.
+            to_drain.extend(std::mem::take(&mut set.undrained));
+            to_drain
         };
-        for name in &removed {
-            drain(name, self.drain_pool(name, |_| true));
-        }
-        for pool in &reshaped {
-            // The plan counts a pool's idle and starting workers as capacity for whatever its
-            // template satisfies; a worker made from the old template that a job of the new
-            // one could not claim (a label, capability, architecture or resource it lacks)
-            // would be counted as serving demand it can never take, and nothing would be
-            // provisioned for it. Such workers leave as from a removed pool.
-            let needs = replacement(pool, 1).filter();
-            drain(
-                &pool.name,
-                self.drain_pool(&pool.name, |w| !needs.matches_static(&w.handle, &w.spec)),
-            );
-        }
-        // Left by an earlier call: drained as from a removed pool, or, for a pool listed now,
-        // those its template does not take.
-        for name in undrained
-            .iter()
-            .filter(|n| !removed.contains(n) && !reshaped.iter().any(|p| &p.name == *n))
-        {
-            drain(name, self.drain_left(name));
-        }
-        self.drains_failed(drained, failed, "set_pools set the pools")
+        let drains = self.drain_pools(to_drain, &mut Budget::unlimited());
+        self.drains_failed(drains, "set_pools set the pools")
     }
 
-    /// The workers of pool `name` that no longer belong to it: all of them when no pool has
-    /// the name, those its template does not take otherwise.
-    fn drain_left(&self, name: &str) -> (Vec<WorkerId>, Option<Error>) {
+    /// Drains the pools named `names`, in order, each as [`drain_left`](Self::drain_left):
+    /// what the pool's current template (if any) does not take. A pool whose drain an error
+    /// cut short, and every pool after a lost lease or an exhausted `budget`, goes back into
+    /// `undrained`, where the leader's ticks find it.
+    fn drain_pools(
+        &self,
+        names: impl IntoIterator<Item = String>,
+        budget: &mut Budget,
+    ) -> PoolDrains {
+        let mut out = PoolDrains::default();
+        let mut stopped = false;
+        for name in names {
+            if stopped {
+                out.left.push(name);
+                continue;
+            }
+            let error = self.drain_left(&name, budget, &mut out);
+            match error {
+                Some(e) => {
+                    // A lost lease ends the drain: the rest is the next leader's tick's.
+                    stopped = matches!(e, Error::NotLeader(_));
+                    out.left.push(name.clone());
+                    out.failed.push((name, e));
+                }
+                None if out.capped => {
+                    stopped = true;
+                    out.left.push(name);
+                }
+                None => {}
+            }
+        }
+        if !out.left.is_empty() {
+            self.pools.lock().undrained.extend(out.left.iter().cloned());
+        }
+        out
+    }
+
+    /// Drains the workers of pool `name` that no longer belong to it: all of them when no pool
+    /// has the name, those its template does not take otherwise. Returns the first error that
+    /// left one in service.
+    fn drain_left(&self, name: &str, budget: &mut Budget, out: &mut PoolDrains) -> Option<Error> {
         let pool = self.pools.lock().entries.get(name).map(|e| e.pool.clone());
         match pool {
-            None => self.drain_pool(name, |_| true),
+            None => self.drain_pool(name, |_| true, budget, out),
             Some(pool) => {
+                // The plan counts a pool's idle and starting workers as capacity for whatever
+                // its template satisfies; a worker made from an old template that a job of the
+                // current one could not claim (a label, capability, architecture or resource
+                // it lacks) would be counted as serving demand it can never take, and nothing
+                // would be provisioned for it. Such workers leave as from a removed pool.
                 let needs = replacement(&pool, 1).filter();
-                self.drain_pool(name, |w| !needs.matches_static(&w.handle, &w.spec))
+                self.drain_pool(
+                    name,
+                    |w| !needs.matches_static(&w.handle, &w.spec),
+                    budget,
+                    out,
+                )
             }
         }
     }
 
     /// The answer of a call that drained pools: the workers taken out of service, or, when
-    /// the registry failed to list or drain some pools' workers, the first such error (its
-    /// kind kept) saying what the call did — `done`, the workers taken out of service — and
-    /// which pools are left for the next call (remembered in `undrained`).
-    fn drains_failed(
-        &self,
-        drained: Vec<WorkerId>,
-        failed: Vec<(String, Error)>,
-        done: &str,
-    ) -> Result<Vec<WorkerId>> {
-        let Some((_, first)) = failed.first() else {
-            return Ok(drained);
+    /// some pools' workers were not all drained, an error saying what the call did — `done`,
+    /// the workers taken out of service — and which pools are left (remembered in
+    /// `undrained`, drained by the leader's ticks). The error is `NotLeader` when the lease
+    /// was lost midway, otherwise the first registry error (its kind kept).
+    fn drains_failed(&self, drains: PoolDrains, done: &str) -> Result<Vec<WorkerId>> {
+        let lost = drains
+            .failed
+            .iter()
+            .find(|(_, e)| matches!(e, Error::NotLeader(_)));
+        let Some((_, first)) = lost.or(drains.failed.first()) else {
+            return Ok(drains.out);
         };
-        let names: Vec<String> = failed.iter().map(|(n, _)| format!("{n:?}")).collect();
-        self.pools
-            .lock()
-            .undrained
-            .extend(failed.iter().map(|(n, _)| n.clone()));
-        let ids: Vec<String> = drained.iter().map(WorkerId::to_string).collect();
+        let names: Vec<String> = drains.left.iter().map(|n| format!("{n:?}")).collect();
+        let ids: Vec<String> = drains.out.iter().map(WorkerId::to_string).collect();
+        let why = if lost.is_some() {
+            "(this replica lost the lease: it drains them at its ticks once it leads again)"
+        } else {
+            "(the registry failed): the leader's next ticks drain them (so does the next \
+             set_pools, or remove_pool of the name)"
+        };
         let note = format!(
-            "{done} and took {} worker(s) out of service [{}], but could not drain every worker \
-             of pool(s) {} (the registry failed): the next set_pools (or remove_pool of the \
-             name) drains them",
-            drained.len(),
+            "{done} and took {} worker(s) out of service [{}], but did not drain every worker \
+             of pool(s) {} {why}",
+            drains.out.len(),
             ids.join(", "),
             names.join(", ")
         );
         Err(noted(first.clone(), &note))
+    }
+
+    /// `tick`'s drain of the pools left in `undrained` (by a call on a follower, a lost lease,
+    /// a registry error): a replica that becomes leader drains what its configuration
+    /// removed, and a drain that failed is retried without waiting for the host's next
+    /// `set_pools`. One lock and an emptiness check when there are none.
+    pub(super) fn drain_undrained(&self, budget: &mut Budget, report: &mut TickReport) {
+        let names = {
+            let mut set = self.pools.lock();
+            if set.undrained.is_empty() {
+                return;
+            }
+            std::mem::take(&mut set.undrained)
+        };
+        let drains = self.drain_pools(names, budget);
+        if !drains.out.is_empty() {
+            report.decisions.push(format!(
+                "pools no longer configured so (removed, or reshaped): {} worker(s) taken out \
+                 of service",
+                drains.out.len()
+            ));
+        }
+        for (name, e) in &drains.failed {
+            report.decisions.push(format!(
+                "pool {name:?}: draining its workers failed: {e}; retried by the next tick"
+            ));
+        }
+        report.drained.extend(drains.drained);
+        report.terminated.extend(drains.destroyed.terminated);
+        report.failed.extend(drains.destroyed.failed);
     }
 
     /// Adds a pool.
@@ -335,25 +425,36 @@ impl WorkerLifecycleManager {
     /// Removes a pool: nothing more is provisioned for it, and its workers drain — idle ones
     /// are retired by the next cleanup, busy ones finish their job first, starting ones are
     /// terminated (they hold no job; one that reports in meanwhile is drained instead).
-    /// Returns the workers taken out of service.
+    /// Returns the workers taken out of service. On a replicated manager, a follower drains
+    /// nothing (it removes the pool from its configuration and returns no id): the replica
+    /// that leads drains, this one at its ticks once it leads (see
+    /// [`set_pools`](Self::set_pools)).
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] when no pool has that name; a registry error listing or
     /// draining the pool's workers: the pool is removed all the same, the error names the
-    /// workers taken out of service, and calling `remove_pool` with its name again (or the
-    /// next `set_pools`) drains the others.
+    /// workers taken out of service, and the leader's next ticks drain the others (so does
+    /// calling `remove_pool` with its name again, or the next `set_pools`);
+    /// [`Error::NotLeader`] when the lease was lost midway (the rest is drained by this
+    /// replica's ticks once it leads again).
     pub fn remove_pool(&self, name: &str) -> Result<Vec<WorkerId>> {
+        let leading = self.fence().is_ok();
         {
             let mut set = self.pools.lock();
-            let left = set.undrained.remove(name);
-            if set.entries.remove(name).is_none() && !left {
+            let removed = set.entries.remove(name).is_some();
+            if !removed && !set.undrained.contains(name) {
                 return Err(Error::invalid(format!("no pool named {name:?}")));
             }
             self.pool_gauges.lock().remove(name);
+            if !leading {
+                // Draining is leader work: the replica that leads drains.
+                set.undrained.insert(name.to_owned());
+                return Ok(Vec::new());
+            }
+            set.undrained.remove(name);
         }
-        let (drained, error) = self.drain_pool(name, |_| true);
-        let failed = error.map(|e| (name.to_owned(), e)).into_iter().collect();
-        self.drains_failed(drained, failed, "remove_pool removed the pool")
+        let drains = self.drain_pools([name.to_owned()], &mut Budget::unlimited());
+        self.drains_failed(drains, "remove_pool removed the pool")
     }
 
     /// The pools, highest priority first (ties by name).
@@ -378,47 +479,81 @@ impl WorkerLifecycleManager {
     }
 
     /// Takes the workers of pool `name` that `leaves` picks out of service: idle and busy ones
-    /// drain, starting ones are terminated. Returns those taken out of service, and the first
-    /// registry error that left one in service (or kept the pool's workers from being listed),
-    /// if any: the others are drained all the same. A worker that moved on meanwhile (left,
-    /// or on its way out) is no error.
+    /// drain, starting ones are terminated — each a leader write, fenced. Adds those taken out
+    /// of service to `out`; returns the first registry error that left one in service (or kept
+    /// the pool's workers from being listed), if any: the others are drained all the same,
+    /// unless the lease was lost (`NotLeader`: nothing more is drained) or `budget` ran out
+    /// (`out.capped`). A worker that moved on meanwhile (left, or on its way out) is no error.
     fn drain_pool(
         &self,
         name: &str,
         leaves: impl Fn(&Worker) -> bool,
-    ) -> (Vec<WorkerId>, Option<Error>) {
+        budget: &mut Budget,
+        out: &mut PoolDrains,
+    ) -> Option<Error> {
         let workers = match self
             .registry
             .find(&WorkerFilter::new().label(POOL_LABEL, name))
         {
             Ok(workers) => workers,
-            Err(e) => return (Vec::new(), Some(e)),
+            Err(e) => return Some(e),
         };
-        let mut out = Vec::new();
         let mut error = None;
         for w in workers.into_iter().filter(|w| leaves(w)) {
+            if !matches!(
+                w.state,
+                WorkerState::Ready
+                    | WorkerState::Busy
+                    | WorkerState::Creating
+                    | WorkerState::Connecting
+            ) {
+                continue;
+            }
+            if !budget.take() {
+                out.capped = true;
+                break;
+            }
+            // A drain applied whose reply was lost counts as applied (the record is looked at).
+            let drain = || {
+                let answer = self.write(|r| r.update_state(&w.id, WorkerState::Draining));
+                self.drain_looked_at(&w.id, answer)
+            };
             let taken = match w.state {
-                WorkerState::Ready | WorkerState::Busy => self.drain_worker(&w.id).map(|_| true),
                 // Terminated if it still has not reported in (it holds no job); drained like
                 // the others if it did meanwhile (a job it took since finishes first).
                 WorkerState::Creating | WorkerState::Connecting => {
-                    match self.retire_if_starting(&w, TerminationReason::ScaledDown) {
-                        Ok(Some(_)) => Ok(true),
-                        Ok(None) => self.drain_worker(&w.id).map(|_| true),
+                    match self.retire_if_starting(&w, TerminationReason::ScaledDown, budget) {
+                        Ok(Some((_, destroyed))) => {
+                            out.destroyed.terminated.extend(destroyed.terminated);
+                            out.destroyed.failed.extend(destroyed.failed);
+                            Ok(false)
+                        }
+                        Ok(None) => drain().map(|_| true),
                         Err(e) => Err(e),
                     }
                 }
-                _ => Ok(false),
+                _ => drain().map(|_| true),
             };
             match taken {
-                Ok(true) => out.push(w.id),
-                Ok(false) | Err(Error::NotFound(_) | Error::InvalidTransition { .. }) => {}
+                Ok(drained) => {
+                    out.out.push(w.id);
+                    if drained {
+                        out.drained.push(w.id);
+                    }
+                }
+                Err(Error::NotFound(_) | Error::InvalidTransition { .. }) => {}
+                Err(e @ Error::NotLeader(_)) => {
+                    // The lease is lost: nothing more is drained, and that is what the
+                    // caller is told (the pool stays left all the same).
+                    error = Some(e);
+                    break;
+                }
                 Err(e) => {
                     error.get_or_insert(e);
                 }
             }
         }
-        (out, error)
+        error
     }
 
     pub(super) fn with_pool(&self, name: &str, f: impl FnOnce(&mut PoolEntry)) {

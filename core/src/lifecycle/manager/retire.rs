@@ -9,6 +9,7 @@ use crate::state::WorkerState;
 use crate::worker::{TerminationReason, Worker};
 
 use super::super::report::{CleanupResult, LostJob};
+use super::destroy_queue::Destroyed;
 use super::{bump, Budget, WorkerLifecycleManager};
 
 /// The states a worker is in until it is on its way out.
@@ -268,11 +269,13 @@ impl WorkerLifecycleManager {
     /// out already: nothing changed — the caller drains it rather than lose a job, where
     /// [`terminate_worker`](Self::terminate_worker) would take it out of service whatever it
     /// does by now.
+    /// With it, what its destroy did (deferred when `budget` ran out: the cleanup destroys it).
     pub(super) fn retire_if_starting(
         &self,
         seen: &Worker,
         reason: TerminationReason,
-    ) -> Result<Option<Worker>> {
+        budget: &mut Budget,
+    ) -> Result<Option<(Worker, Destroyed)>> {
         self.fence()?;
         let starting = [WorkerState::Creating, WorkerState::Connecting];
         let Some(moved) = self.take_out_of_service(seen, &starting)? else {
@@ -280,8 +283,8 @@ impl WorkerLifecycleManager {
         };
         let now = self.registry.now();
         self.queue_destroy(&moved.worker, reason, now);
-        self.destroy_due(Some(&[seen.id]), &mut Budget::unlimited());
-        Ok(Some(moved.worker))
+        let destroyed = self.destroy_due(Some(&[seen.id]), budget);
+        Ok(Some((moved.worker, destroyed)))
     }
 
     /// Moves a worker to `Draining`: it takes no new job, finishes the one it holds, and is
