@@ -1639,13 +1639,17 @@ hw_status hw_manager_metrics_text(const struct hw_manager *manager, char **out);
  asks more of them than theirs offers (a label, capability, architecture or resource a job of
  the new template needs). The number of workers taken out of service is written to
  `out_drained`. While any pool is set, ticks scale the pools, not the scaling target.
+ On a replicated manager each replica has its own pools, but draining is leader work: a
+ follower drains nothing (writes 0) and drains what its pools removed at its ticks once it
+ leads.
 
  Errors: `HW_ERR_INVALID_ARGUMENT` for malformed JSON (an array where an object is expected
  included), an invalid pool or two pools with one name; `HW_ERR_PROVIDER_NOT_FOUND` for a
  pool whose provider is not registered: nothing changes on those. `HW_ERR_BACKEND` (the
- registry's status) when the workers of a pool to drain could not be listed or drained: the
- pools are set all the same, the other workers drain, `hw_last_error_message()` names the
- workers taken out of service and the pools left, and the next call drains those.
+ registry's status) when the workers of a pool to drain could not be listed or drained, or
+ `HW_ERR_NOT_LEADER` when the lease was lost midway: the pools are set all the same,
+ `hw_last_error_message()` names the workers taken out of service and the pools left, and
+ the leader's ticks drain those (so does the next call).
  */
 hw_status hw_manager_set_pools_json(const struct hw_manager *manager, const char *pools_json, size_t *out_drained);
 
@@ -1664,11 +1668,13 @@ hw_status hw_manager_add_pool(const struct hw_manager *manager, const char *name
  Removes pool `name`: nothing more is provisioned for it and its workers drain (idle ones
  are retired by the next tick, busy ones after their job; ones still starting are terminated
  now, through their provider's `destroy_worker`, on this thread). Writes how many were taken
- out of service.
+ out of service (0 on a follower of a replicated set: the leader drains; this replica
+ drains them at its ticks once it leads).
 
  Errors: `HW_ERR_INVALID_ARGUMENT` when no pool has that name; `HW_ERR_BACKEND` (the
- registry's status) when its workers could not be listed or drained: the pool is removed all
- the same, and calling this again with the name drains them.
+ registry's status) when its workers could not be listed or drained, or `HW_ERR_NOT_LEADER`
+ when the lease was lost midway: the pool is removed all the same, and the leader's ticks
+ drain them (so does calling this again with the name).
  */
 hw_status hw_manager_remove_pool(const struct hw_manager *manager, const char *name, size_t *out_drained);
 

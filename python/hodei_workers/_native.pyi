@@ -1690,9 +1690,37 @@ class LifecycleManager:
         Raises:
             InvalidArgumentError: a negative count.
         """
-    def set_pools(self, pools: Sequence[Pool]) -> list[str]: ...
+    def set_pools(self, pools: Sequence[Pool]) -> list[str]:
+        """Replaces the pools; returns the ids of the workers taken out of service.
+
+        Pools no longer listed are removed and their workers drain, and so do the workers of a
+        pool listed again with a template that asks more than theirs offers. On a replicated
+        manager each replica has its own pools, but draining is leader work: a follower drains
+        nothing (returns ``[]``); the replica that leads drains, and a follower drains what its
+        pools removed at its ticks once it leads.
+
+        Raises:
+            InvalidArgumentError: two pools with one name, an invalid pool (nothing changes).
+            ProviderNotFoundError: a pool's provider is not registered (nothing changes).
+            BackendError: the registry failed while draining; the pools are set, the message
+                names what was drained, and the leader's ticks drain the rest.
+            NotLeaderError: the lease was lost midway; the pools are set, the drain stopped,
+                and this replica's ticks drain the rest once it leads again.
+        """
     def add_pool(self, pool: Pool) -> None: ...
-    def remove_pool(self, name: str) -> list[str]: ...
+    def remove_pool(self, name: str) -> list[str]:
+        """Removes a pool: nothing more is provisioned for it, its workers drain.
+
+        Returns their ids; a follower of a replicated set drains nothing and returns ``[]``
+        (the leader drains; this replica drains them at its ticks once it leads).
+
+        Raises:
+            InvalidArgumentError: no pool has that name.
+            BackendError: the registry failed while draining (the pool is removed; the
+                leader's ticks drain the rest).
+            NotLeaderError: the lease was lost midway (the pool is removed; this replica's
+                ticks drain the rest once it leads again).
+        """
     def pools(self) -> list[Pool]: ...
     def plan_pools(self, demand: Demand) -> PoolPlan: ...
     def notify_interruption(self, worker_id: str, deadline: float) -> Worker: ...

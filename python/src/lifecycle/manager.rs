@@ -405,9 +405,13 @@ impl PyLifecycleManager {
     /// workers of a pool listed again with a template that asks more than theirs offers (a
     /// label, capability, architecture or resource); the ids of the workers taken out of
     /// service are returned. While any pool is set, ``tick`` scales the pools, not the
-    /// scaling target.
+    /// scaling target. On a replicated manager each replica has its own pools, but only the
+    /// leader drains: a follower drains nothing (returns ``[]``) and drains what its pools
+    /// removed at its ticks once it leads.
     /// Raises InvalidArgumentError for two pools with one name, ProviderNotFoundError for a
-    /// pool whose provider is not registered; nothing changes then.
+    /// pool whose provider is not registered; nothing changes then. A registry error (or
+    /// NotLeaderError, the lease lost midway) after the pools were set names what was
+    /// drained; the leader's ticks drain the rest.
     fn set_pools(&self, py: Python<'_>, pools: Vec<crate::pools::PyPool>) -> PyResult<Vec<String>> {
         let pools: Vec<core::Pool> = pools.into_iter().map(|p| p.inner).collect();
         Ok(ids(&engine(py, || self.inner.set_pools(pools))?))
@@ -419,7 +423,10 @@ impl PyLifecycleManager {
     }
 
     /// Removes a pool: nothing more is provisioned for it, its workers drain (their ids are
-    /// returned). Raises InvalidArgumentError when no pool has that name.
+    /// returned; a follower of a replicated set drains nothing and returns ``[]``: the leader
+    /// drains). Raises InvalidArgumentError when no pool has that name; a registry error (or
+    /// NotLeaderError, the lease lost midway) after the pool was removed: the leader's ticks
+    /// drain the rest.
     fn remove_pool(&self, py: Python<'_>, name: &Bound<'_, PyString>) -> PyResult<Vec<String>> {
         let name = convert::text(name, "name")?;
         Ok(ids(&engine(py, || self.inner.remove_pool(name))?))
