@@ -683,3 +683,54 @@ fn an_interrupted_worker_of_the_scaling_target_is_replaced_ahead_of_its_deadline
         .unwrap()
         .is_some_and(|w| w.id == replacement));
 }
+
+/// A pool removed (or reshaped) by `set_pools` while a tick's create for it is on its way: the
+/// worker the create returns is registered after `set_pools` looked for the pool's workers
+/// (it found none to drain), so nothing ever drained it — a worker of a removed pool taking
+/// jobs, or one of the old template counted as the reshaped pool's capacity for demand it
+/// cannot take. The tick that provisioned it sees the pool gone or reshaped, and the next
+/// tick takes it out of service (still starting: terminated).
+#[test]
+fn a_worker_created_for_a_pool_removed_or_reshaped_meanwhile_is_taken_out_of_service() {
+    let reshaped = || {
+        vec![Pool::new(
+            "p",
+            pid("test"),
+            WorkerSpec::new("img").with_label("gpu", "a100"),
+        )
+        .unwrap()]
+    };
+    for (case, new_pools) in [("removed", Vec::new()), ("reshaped", reshaped())] {
+        let f = Fixture::new(config());
+        f.manager
+            .set_pools(vec![
+                Pool::new("p", pid("test"), WorkerSpec::new("img")).unwrap()
+            ])
+            .unwrap();
+        f.provider.script_creates([CreateStep::Stall]);
+        let manager = Arc::clone(&f.manager);
+        let ticking = std::thread::spawn(move || manager.tick(1));
+        while f
+            .provider
+            .creating_now
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == 0
+        {
+            std::thread::yield_now();
+        }
+        // Nothing registered yet: nothing to drain.
+        assert_eq!(f.manager.set_pools(new_pools).unwrap(), vec![], "{case}");
+        f.provider.release_stalled(1);
+        let r = ticking.join().unwrap();
+        assert_eq!(r.provisioned.len(), 1, "{case}: {:?}", r.decisions);
+        let id = r.provisioned[0].worker_id;
+        f.advance(secs(1));
+        let r = f.manager.tick(0);
+        assert!(
+            r.terminated.iter().any(|t| t.worker_id == id),
+            "{case}: the worker of the old pool is still in service: {:?}",
+            r.decisions
+        );
+        assert!(f.registry.get(&id).unwrap().is_none(), "{case}");
+    }
+}

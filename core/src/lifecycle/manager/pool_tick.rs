@@ -301,10 +301,19 @@ impl WorkerLifecycleManager {
             }
         }
         if provisioned > 0 {
-            self.with_pool(&d.pool, |e| {
-                e.last_scale_up = Some(now);
-                e.last_scale_action = Some(now);
-            });
+            let mut set = self.pools.lock();
+            match set.entries.get_mut(&d.pool) {
+                Some(e) if e.spec == entry.spec => {
+                    e.last_scale_up = Some(now);
+                    e.last_scale_action = Some(now);
+                }
+                // Removed or reshaped by `set_pools`/`remove_pool` during the creates: their
+                // look for the pool's workers ran before these were registered, so nothing
+                // drained them. The next tick does (registered by now, they are found).
+                _ => {
+                    set.undrained.insert(d.pool.clone());
+                }
+            }
         }
         let mut retired = Vec::new();
         let mut cleanup = CleanupResult::default();
