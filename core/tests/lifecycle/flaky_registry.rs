@@ -1207,6 +1207,13 @@ fn a_drain_that_set_pools_could_not_finish_is_retried_by_the_next_tick() {
     clock.advance(secs(1));
     let r = manager.tick(Demand::new());
     assert_eq!(r.drained, vec![ids[1]], "{:?}", r.decisions);
+    assert!(
+        r.decisions
+            .iter()
+            .any(|d| d.contains("pool \"a\"") && d.contains("1 worker(s)")),
+        "{:?}",
+        r.decisions
+    );
     assert_eq!(state(&ids[1]), WorkerState::Draining);
     // Nothing left: the name is gone, the next tick drains nothing.
     assert!(manager.remove_pool("a").is_err());

@@ -88,6 +88,9 @@ pub(super) struct PoolDrains {
     pub(super) left: Vec<String>,
     /// The budget ran out.
     pub(super) capped: bool,
+    /// Per pool, how many of its workers were taken out of service (pools with none left
+    /// out).
+    pub(super) per_pool: Vec<(String, usize)>,
 }
 
 #[derive(Debug, Clone)]
@@ -298,7 +301,11 @@ impl WorkerLifecycleManager {
                 out.left.push(name);
                 continue;
             }
+            let before = out.out.len();
             let error = self.drain_left(&name, budget, &mut out);
+            if out.out.len() > before {
+                out.per_pool.push((name.clone(), out.out.len() - before));
+            }
             match error {
                 Some(e) => {
                     // A lost lease ends the drain: the rest is the next leader's tick's.
@@ -387,11 +394,10 @@ impl WorkerLifecycleManager {
             std::mem::take(&mut set.undrained)
         };
         let drains = self.drain_pools(names, budget);
-        if !drains.out.is_empty() {
+        for (name, n) in &drains.per_pool {
             report.decisions.push(format!(
-                "pools no longer configured so (removed, or reshaped): {} worker(s) taken out \
-                 of service",
-                drains.out.len()
+                "pool {name:?} removed, or its template changed, with its workers not all \
+                 drained: {n} worker(s) taken out of service"
             ));
         }
         for (name, e) in &drains.failed {
