@@ -207,3 +207,25 @@ def test_a_takeover_is_a_leader_changed_event(registry: hw.Registry, backend: st
         case _:
             pytest.fail(f"no positional pattern: {event!r}")
     assert f"holder={holder!r}" in repr(event)
+
+
+def test_a_manager_that_does_not_lead_drains_no_pool_until_its_tick_leads(registry: hw.Registry) -> None:
+    # Pools are each replica's configuration, draining is leader work: a follower's
+    # set_pools/remove_pool drain nothing; its first tick as leader drains what they removed.
+    manager = hw.LifecycleManager(registry)
+    manager.register_provider(Cloud())
+    spec = hw.WorkerSpec("img")
+    manager.set_pools([hw.Pool("a", "cloud", spec, min_ready=1), hw.Pool("b", "cloud", spec, min_ready=1)])
+    ids = sorted(p.worker_id for p in manager.tick(0).provisioned)
+    assert len(ids) == 2
+    for worker_id in ids:
+        registry.update_state(worker_id, hw.WorkerState.READY)
+    manager.step_down()
+    assert manager.remove_pool("a") == []
+    assert manager.set_pools([]) == []
+    assert manager.pools() == []
+    assert [registry.get(i).state for i in ids] == [hw.WorkerState.READY] * 2  # type: ignore[union-attr]
+    report = manager.tick(0)
+    assert report.leading
+    assert sorted(report.drained) == ids
+    assert [registry.get(i).state for i in ids] == [hw.WorkerState.DRAINING] * 2  # type: ignore[union-attr]

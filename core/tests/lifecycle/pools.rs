@@ -734,3 +734,52 @@ fn a_worker_created_for_a_pool_removed_or_reshaped_meanwhile_is_taken_out_of_ser
         assert!(f.registry.get(&id).unwrap().is_none(), "{case}");
     }
 }
+
+/// On every backend: a manager that does not lead (here, after `step_down`) sets its pools
+/// but drains nothing — draining is leader work — and drains what its pools removed at its
+/// first tick as leader, reporting it in `drained`.
+#[test]
+fn a_manager_that_does_not_lead_drains_no_pool_until_its_tick_leads() {
+    let f = Fixture::new(config());
+    f.manager
+        .set_pools(vec![
+            Pool::new("a", pid("test"), WorkerSpec::new("img"))
+                .unwrap()
+                .with_min_ready(1),
+            Pool::new("b", pid("test"), WorkerSpec::new("img"))
+                .unwrap()
+                .with_min_ready(1),
+        ])
+        .unwrap();
+    let r = f.manager.tick(0);
+    assert_eq!(r.provisioned.len(), 2, "{:?}", r.decisions);
+    let mut ids: Vec<WorkerId> = r.provisioned.iter().map(|p| p.worker_id).collect();
+    ids.sort();
+    for id in &ids {
+        f.registry.update_state(id, WorkerState::Ready).unwrap();
+    }
+    f.manager.step_down().unwrap();
+    assert!(!f.manager.is_leader());
+    assert_eq!(f.manager.remove_pool("a").unwrap(), vec![]);
+    assert_eq!(f.manager.set_pools(vec![]).unwrap(), vec![]);
+    assert!(f.manager.pools().is_empty());
+    for id in &ids {
+        assert_eq!(
+            f.registry.get(id).unwrap().unwrap().state,
+            WorkerState::Ready,
+            "drained by a manager that does not lead"
+        );
+    }
+    f.advance(secs(1));
+    let r = f.manager.tick(0);
+    assert!(r.leading, "{:?}", r.decisions);
+    let mut drained = r.drained.clone();
+    drained.sort();
+    assert_eq!(drained, ids, "{:?}", r.decisions);
+    for id in &ids {
+        assert_eq!(
+            f.registry.get(id).unwrap().unwrap().state,
+            WorkerState::Draining
+        );
+    }
+}
