@@ -236,7 +236,9 @@ pub struct TickReport {
     pub terminated: Vec<TerminatedWorker>,
     /// Destroys that failed (retried later with back-off).
     pub failed: Vec<DestroyFailure>,
-    /// Workers moved to `Draining`.
+    /// Workers moved to `Draining`: busy ones past their lifetime, and the workers of pools
+    /// removed or reshaped that a `set_pools`/`remove_pool` left undrained (called on a
+    /// follower, or cut short by a registry error or a lost lease).
     pub drained: Vec<WorkerId>,
     /// Workers provisioned.
     pub provisioned: Vec<ProvisionedWorker>,
