@@ -3,7 +3,8 @@
 
 use hodei_workers::{Error, JobId, Result, Worker, WorkerFilter, WorkerId, WorkerState};
 
-use crate::registry::{holder_of, unique_violation, Fail, PostgresWorkerRegistry};
+use crate::pool::Conn;
+use crate::registry::{holder_of, unique_violation, Fail, PostgresWorkerRegistry, Step};
 use crate::sql::{conditions, matches_nothing, param, refs, Params, W_COLS, W_LEN};
 
 /// Builds the claim statement for `filter`. Atomic as one statement: the candidate is locked
@@ -69,6 +70,12 @@ fn statement(
     (sql, params)
 }
 
+/// The worker holding the job `$1`, as a claim answers it: how a claim whose reply was lost
+/// learns that it applied ([`claim`]).
+static HOLDER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("SELECT {W_COLS} FROM workers w WHERE w.current_job = $1::text")
+});
+
 /// The job's holder as a `JobAlreadyAssigned` refusal.
 fn held_by(job: &JobId, worker_id: WorkerId) -> Fail {
     Fail::Domain(Error::JobAlreadyAssigned {
@@ -97,45 +104,66 @@ pub(crate) fn claim(
     let passes = [true, false].map(|skip| statement(filter, registry.given(), &job, skip));
     let specs = &registry.inner.specs;
     let mut raced = 0;
-    registry.write("claiming a worker", |conn| {
+    // A claim whose reply was lost (its connection broke after the statement was sent, or the
+    // server had closed it between two calls) applied if the job is held now, once the lost
+    // session is settled: a job is held by at most one worker, so the holder is the claimed
+    // worker, and answering `Backend` would leave it `Busy` with a job the scheduler believes
+    // was never placed. Not held: the claim did not apply and runs once more. A hopeless claim
+    // writes nothing: it runs once more (a read).
+    let applied = |conn: &mut Conn| -> Step<Option<Option<Worker>>> {
         if hopeless {
-            // No worker can match; a job already held is still an error.
-            return match holder_of(&mut conn.client, &job)? {
-                Some(holder) => Err(held_by(&job, holder)),
-                None => Ok(None),
-            };
+            return Ok(None);
         }
-        for (sql, params) in &passes {
-            let stmt = conn.prepare(sql)?;
-            match conn.client.query_one(&stmt, &refs(params)) {
-                Ok(row) => {
-                    if row.get::<_, Option<uuid::Uuid>>(0).is_some() {
-                        return Ok(Some(specs.worker(&row)?));
-                    }
-                    if let Some(holder) = row.get::<_, Option<uuid::Uuid>>(W_LEN) {
-                        // As `holder_of` reads it (a stored id is never nil).
-                        let holder = WorkerId::from_bytes(*holder.as_bytes()).unwrap_or_default();
-                        return Err(held_by(&job, holder));
-                    }
-                }
-                Err(e) => {
-                    let fail = Fail::Db(e);
-                    if unique_violation(&fail).is_some() {
-                        // A claim or assign elsewhere took the job after our snapshot: report
-                        // its holder; if it let the job go already, the statement (rolled back
-                        // whole) is tried again.
-                        if let Some(holder) = holder_of(&mut conn.client, &job)? {
+        let stmt = conn.prepare(&HOLDER)?;
+        match conn.client.query_opt(&stmt, &[&job.as_str()])? {
+            Some(row) => Ok(Some(Some(specs.worker(&row)?))),
+            None => Ok(None),
+        }
+    };
+    registry.write_settled(
+        "claiming a worker",
+        |conn| {
+            if hopeless {
+                // No worker can match; a job already held is still an error.
+                return match holder_of(&mut conn.client, &job)? {
+                    Some(holder) => Err(held_by(&job, holder)),
+                    None => Ok(None),
+                };
+            }
+            for (sql, params) in &passes {
+                let stmt = conn.prepare(sql)?;
+                match conn.client.query_one(&stmt, &refs(params)) {
+                    Ok(row) => {
+                        if row.get::<_, Option<uuid::Uuid>>(0).is_some() {
+                            return Ok(Some(specs.worker(&row)?));
+                        }
+                        if let Some(holder) = row.get::<_, Option<uuid::Uuid>>(W_LEN) {
+                            // As `holder_of` reads it (a stored id is never nil).
+                            let holder =
+                                WorkerId::from_bytes(*holder.as_bytes()).unwrap_or_default();
                             return Err(held_by(&job, holder));
                         }
-                        raced += 1;
-                        if raced < 8 {
-                            return Err(Fail::Retry);
-                        }
                     }
-                    return Err(fail);
+                    Err(e) => {
+                        let fail = Fail::Db(e);
+                        if unique_violation(&fail).is_some() {
+                            // A claim or assign elsewhere took the job after our snapshot: report
+                            // its holder; if it let the job go already, the statement (rolled back
+                            // whole) is tried again.
+                            if let Some(holder) = holder_of(&mut conn.client, &job)? {
+                                return Err(held_by(&job, holder));
+                            }
+                            raced += 1;
+                            if raced < 8 {
+                                return Err(Fail::Retry);
+                            }
+                        }
+                        return Err(fail);
+                    }
                 }
             }
-        }
-        Ok(None)
-    })
+            Ok(None)
+        },
+        applied,
+    )
 }

@@ -28,7 +28,10 @@
 //!    again through the proxy: the call made again answers as the reference did when nothing
 //!    was applied, and as DESIGN.md ("Lost replies", §10 clarifications) documents when it was.
 //!    A heartbeat without a `HeartbeatReceived` subscriber is idempotent and runs once more on
-//!    a new connection instead: cut anywhere once its connection is up, it answers `Ok`.
+//!    a new connection instead: cut anywhere once its connection is up, it answers `Ok`. So
+//!    does a claim, which asks whether it applied (is its job held?) once the lost session is
+//!    settled, and runs once more when it did not: no worker is left `Busy` with a job whose
+//!    claim answered an error.
 //!
 //! And [`after_an_ambiguous_register_get_tells_for_good`]: a `COMMIT` that reaches the server
 //! after the client gave up must not land after the `get` that `provision_worker` makes to learn
@@ -279,6 +282,11 @@ enum OnLoss {
     /// It runs once more on a new connection (idempotent: a heartbeat without events), so a
     /// cut once its connection is up never answers `Backend`.
     Reruns,
+    /// Its lost session settled, it reads whether it applied (a claim: is its job held?):
+    /// applied, it answers as applied; not, it runs once more. So, as a rerun, a cut once its
+    /// connection is up never answers `Backend`, and never leaves a worker `Busy` with a job
+    /// whose claim answered an error.
+    Asks,
     /// Neither (the lease): the test waits for the server to be done with the lost connection
     /// before it judges the state.
     Waits,
@@ -528,13 +536,15 @@ fn drop_at_every_point(m: Method) {
         started.elapsed().as_secs_f64(),
         points.join(" ")
     );
-    if m.lost == OnLoss::Reruns {
-        // Run once more on a new connection: a cut never leaves the caller in doubt.
+    if matches!(m.lost, OnLoss::Reruns | OnLoss::Asks) {
+        // Run once more on a new connection, or asked whether it applied: a cut never leaves
+        // the caller in doubt.
         assert_eq!(
             count(Outcome::AppliedBackend),
             0,
-            "{}: an idempotent write runs again rather than answer Backend once applied",
-            m.name
+            "{}: answered Backend once applied (cuts: {})",
+            m.name,
+            points.join(" ")
         );
     } else {
         // The commit's (or the one statement's) reply is always a cut point: every other
@@ -655,7 +665,7 @@ fn claim() {
         call: |w| text(w.registry.claim(&WorkerFilter::new(), job("j2"))),
         retry_ok: |r| matches!(r, Err(Error::JobAlreadyAssigned { worker_id, .. }) if *worker_id == a()),
         retry_doc: "JobAlreadyAssigned naming the holder",
-        lost: OnLoss::Settles,
+        lost: OnLoss::Asks,
     });
 }
 
@@ -887,18 +897,24 @@ fn after_an_ambiguous_register_get_tells_for_good() {
 /// (100 ms) ago, so it reads what arrived on it instead (no round trip): the next call, made
 /// at once, runs on a new connection. Before, it answered `Backend` with nothing applied. A
 /// heartbeat has no `BEGIN` to fail first (one autocommitted statement, on a pool of its own);
-/// being idempotent, it runs once more on a new connection whatever it sent.
+/// being idempotent, it runs once more on a new connection whatever it sent. Nor has a claim
+/// (one statement): it asks whether it applied (is its job held?) and, finding it did not,
+/// runs once more; before, it answered `Backend`.
 #[test]
 fn a_connection_closed_between_two_calls_is_not_handed_out_again() {
     let proxy = Proxy::start(&support::url());
     let w = World::new(&proxy);
     base(&w.direct, &w.clock);
     type Next = Box<dyn Fn(&World) -> Result<String>>;
-    let nexts: [(&str, Next); 4] = [
+    let nexts: [(&str, Next); 5] = [
         ("a read", Box::new(|w| text(w.registry.get(&a())))),
         (
             "a write",
             Box::new(|w| text(w.registry.update_state(&c(), WorkerState::Connecting))),
+        ),
+        (
+            "a claim",
+            Box::new(|w| text(w.registry.claim(&WorkerFilter::new(), job("j-closed")))),
         ),
         (
             "a heartbeat",
@@ -923,6 +939,12 @@ fn a_connection_closed_between_two_calls_is_not_handed_out_again() {
     assert_eq!(
         w.direct.get(&c()).unwrap().unwrap().state,
         WorkerState::Connecting
+    );
+    // The claim gave its job to A, the one `Ready` worker, once.
+    let a_now = w.direct.get(&a()).unwrap().unwrap();
+    assert_eq!(
+        (a_now.state, a_now.current_job),
+        (WorkerState::Busy, Some(job("j-closed")))
     );
     // A's heartbeats were recorded (the base fleet's last heartbeat of A is a second older).
     let a_now = w.direct.get(&a()).unwrap().unwrap();

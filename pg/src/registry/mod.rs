@@ -110,7 +110,8 @@ const POOL_SIZE: usize = 8;
 ///   failed transaction applies nothing. A write whose connection is lost once the server has
 ///   its `COMMIT` may be applied all the same (its reply lost): it answers `Backend` only once
 ///   the server is done with that connection, so a read made after the answer tells which
-///   (docs/DESIGN.md, "Lost replies"). A call from inside an async runtime (where the
+///   (docs/DESIGN.md, "Lost replies"); a claim makes that read itself, and answers the worker
+///   holding its job, or runs once more. A call from inside an async runtime (where the
 ///   synchronous client cannot block) is `Error::Backend` saying to use a blocking thread.
 ///
 /// # Costs
@@ -346,7 +347,33 @@ impl PostgresWorkerRegistry {
         mut op: impl FnMut(&mut Conn) -> Step<T>,
     ) -> Result<T> {
         self.inner
-            .run_on(&self.inner.pool, doing, &mut op, Lost::Settle)
+            .run_on(&self.inner.pool, doing, &mut op, Lost::Settle, None)
+    }
+
+    /// As [`write`](Self::write), for a write that can tell from the registry whether it
+    /// applied (a claim: the job it gives is held by at most one worker). When its connection
+    /// is lost after it sent its change, the lost session is settled ([`Pool::settle`]), then
+    /// `applied` reads, on a new connection, what the write would have answered had it applied:
+    /// `Some(answer)` is returned as its answer; `None` (it did not apply) runs the write once
+    /// more. Lost again, or lost under `applied`, the write answers `Backend` as
+    /// [`write`](Self::write) does.
+    ///
+    /// Why: a claim answered `Backend` whose change committed leaves a worker `Busy` with a
+    /// job its scheduler believes was never placed, a worker lost to the fleet until someone
+    /// looks (DESIGN.md §10 clarifications, "Lost replies").
+    pub(crate) fn write_settled<T>(
+        &self,
+        doing: &str,
+        mut op: impl FnMut(&mut Conn) -> Step<T>,
+        mut applied: impl FnMut(&mut Conn) -> Step<Option<T>>,
+    ) -> Result<T> {
+        self.inner.run_on(
+            &self.inner.pool,
+            doing,
+            &mut op,
+            Lost::Settle,
+            Some(&mut applied),
+        )
     }
 
     /// As [`write`](Self::write), for a heartbeat without events, on a connection of the
@@ -363,6 +390,7 @@ impl PostgresWorkerRegistry {
             doing,
             &mut op,
             Lost::RerunThenSettle,
+            None,
         )
     }
 }
@@ -373,15 +401,20 @@ impl Inner {
         doing: &str,
         op: &mut dyn FnMut(&mut Conn) -> Step<T>,
     ) -> Result<T> {
-        self.run_on(&self.pool, doing, op, Lost::Rerun)
+        self.run_on(&self.pool, doing, op, Lost::Rerun, None)
     }
 
+    /// Runs `op` on a connection of `pool`; what it does when the session ends under it is
+    /// `lost`'s, and for a write (`Lost::Settle`) that sent its change, `applied` (when given)
+    /// tells, once the lost session is settled, whether it applied
+    /// ([`PostgresWorkerRegistry::write_settled`]).
     fn run_on<T>(
         &self,
         pool: &Pool,
         doing: &str,
         op: &mut dyn FnMut(&mut Conn) -> Step<T>,
         lost: Lost,
+        mut applied: Option<Applied<'_, T>>,
     ) -> Result<T> {
         guard(|| {
             let mut conn = pool.get()?;
@@ -415,6 +448,27 @@ impl Inner {
                     moved = true;
                     continue;
                 }
+                // A write that can tell whether it applied asks, once its lost session is
+                // settled (so that the answer is final), on a new connection: applied, that is
+                // its answer; not applied, it runs once more (lost again: `Backend`).
+                if lost == Lost::Settle && !unsent {
+                    if let Some(applied) = applied.take() {
+                        conn.settle();
+                        conn = pool.get()?;
+                        moved = true;
+                        match applied(&mut conn) {
+                            Ok(Some(v)) => return Ok(v),
+                            Ok(None) | Err(Fail::Retry) => continue,
+                            Err(Fail::Domain(e)) => return Err(e),
+                            Err(Fail::Db(e) | Fail::Unsent(e)) => {
+                                if ends_session(&e) || conn.client.is_closed() {
+                                    conn.lose();
+                                }
+                                return Err(DbError::from(e).backend(doing));
+                            }
+                        }
+                    }
+                }
                 // A write that sent its change waits for the lost session to be settled.
                 if lost != Lost::Rerun && !unsent {
                     conn.settle();
@@ -426,6 +480,10 @@ impl Inner {
         })
     }
 }
+
+/// How a write whose reply was lost reads whether it applied: its answer if it did, `None` if
+/// not ([`PostgresWorkerRegistry::write_settled`]).
+type Applied<'a, T> = &'a mut dyn FnMut(&mut Conn) -> Step<Option<T>>;
 
 /// What a call whose session ended under it does (the session's connection is never used
 /// again either way).
