@@ -35,7 +35,9 @@
 //! - events pruned from the outbox before it read them, for a subscription of another
 //!   registry handle or process: the registry keeps the newest [`EVENTS_KEPT`] (pruned at
 //!   most once a minute, on `find_for_termination`'s path), and
-//!   [`PostgresWorkerRegistry::prune_events`] deletes by age. A prune first lets the idle
+//!   [`PostgresWorkerRegistry::prune_events`] deletes by age (the oldest seqs up to the first
+//!   event not old enough: a prune never cuts a range out of the middle). A prune first lets
+//!   the idle
 //!   subscriptions of its own handle read (as `subscriber_drops` does), so theirs are counted
 //!   in `dropped()` like any event their queue could not hold.
 //!
@@ -489,6 +491,15 @@ impl Drop for Reader {
 /// Events the outbox keeps at least (the newest ones), when pruned by the registry itself.
 pub const EVENTS_KEPT: i64 = 1_000_000;
 
+/// `prune_events`: the longest `seq`-prefix of the outbox whose events are all older than `$1`,
+/// never the newest event. One statement: its two bounds are read on its snapshot, each from
+/// one end of the primary key (the first event not older than `$1`, walked from the oldest, and
+/// the newest), so it reads what it deletes and one row more. A prefix and not every event
+/// older than `$1`: `at` is not monotonic in `seq`, and deleting by `at` alone cut holes in the
+/// middle of what a subscriber behind had yet to read, leaving younger events below them.
+const PRUNE_BY_AGE: &str = "DELETE FROM outbox WHERE seq < least( \
+     (SELECT min(seq) FROM outbox WHERE at >= $1), (SELECT max(seq) FROM outbox))";
+
 impl PostgresWorkerRegistry {
     /// Deletes the oldest events but the newest `keep` ([`EVENTS_KEPT`] when the registry
     /// prunes itself, at most once a minute: `crate::retention`), at most the `batch` oldest
@@ -506,9 +517,13 @@ impl PostgresWorkerRegistry {
         })
     }
 
-    /// Deletes the events older than `older_than` (by their `at`, on the registry's clock),
-    /// keeping the newest one (it carries the seq a new subscription starts from). Returns the
-    /// number deleted. The subscriptions of this registry handle read what is there first
+    /// Deletes the oldest events, in `seq` order, up to the first one not older than
+    /// `older_than` (by its `at`, on the registry's clock), keeping the newest one (it carries
+    /// the seq a new subscription starts from): what is left is always every event from some
+    /// `seq` on, never a range cut out of the middle. `at` does not follow `seq` exactly
+    /// (replicas' clocks, transactions committing out of order: DESIGN.md §10, "Event
+    /// times"), so an event older than the cutoff behind a younger one stays until that one
+    /// is old too. Returns the number deleted. The subscriptions of this registry handle read what is there first
     /// (those not in a call of their own), so what one that stopped reading loses is counted
     /// in its `dropped()`; a subscriber of another handle or process that had not read them
     /// sees a `seq` gap.
@@ -520,9 +535,7 @@ impl PostgresWorkerRegistry {
         catch_up_before_pruning(self);
         let cutoff = crate::sql::db_ts(self.now().saturating_sub(crate::sql::millis(older_than)));
         self.run("pruning events", |conn| {
-            let stmt = conn.prepare(
-                "DELETE FROM outbox WHERE at < $1 AND seq < (SELECT max(seq) FROM outbox)",
-            )?;
+            let stmt = conn.prepare(PRUNE_BY_AGE)?;
             Ok(conn.client.execute(&stmt, &[&cutoff])?)
         })
     }
@@ -535,6 +548,99 @@ mod tests {
     use hodei_workers::{ProviderId, ProviderType, WorkerHandle, WorkerSpec};
 
     use super::*;
+
+    /// `at` is not monotonic in `seq` (replicas' clocks, transactions committing out of
+    /// order), so a prune by age deletes a `seq`-prefix: the events up to the first one not
+    /// older than the cutoff, never the newest. Before, it deleted every event older than the
+    /// cutoff: holes in the middle of what a subscriber behind had yet to read, with younger
+    /// events left below them. Its statement reads the primary key from both ends.
+    #[test]
+    fn a_prune_by_age_deletes_a_prefix_in_seq_when_at_is_out_of_order() {
+        use hodei_workers::WorkerRegistry;
+        let (schema, registry) = crate::test_support::scratch("events_prune_age");
+        let (url, name) = (&schema.url, &schema.name);
+        let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+        client
+            .batch_execute(&format!("SET search_path TO \"{name}\""))
+            .unwrap();
+        let now = registry.now();
+        let minutes_ago = |m: u64| crate::sql::db_ts(now - m * 60_000);
+        // Events in seq order, each this many minutes old; prunes of what is older than an
+        // hour. The oldest events are first, but a younger one (10 min) sits between them.
+        let mut seqs = Vec::new();
+        let insert = |client: &mut postgres::Client, seqs: &mut Vec<i64>, ages: &[u64]| {
+            for age in ages {
+                let row = client
+                    .query_one(
+                        "INSERT INTO outbox (seq, xid, at, worker_id, kind) \
+                         VALUES (nextval('event_seq'), pg_current_xact_id(), $1, NULL, \
+                                 '{\"type\":\"leader_changed\"}') RETURNING seq",
+                        &[&minutes_ago(*age)],
+                    )
+                    .unwrap();
+                seqs.push(row.get::<_, i64>(0));
+            }
+        };
+        let left = |client: &mut postgres::Client| -> Vec<i64> {
+            client
+                .query("SELECT seq FROM outbox ORDER BY seq", &[])
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect()
+        };
+        insert(&mut client, &mut seqs, &[180, 120, 10, 150, 120, 5, 90]);
+        let hour = Duration::from_secs(3600);
+        assert_eq!(registry.prune_events(hour).unwrap(), 2);
+        assert_eq!(
+            left(&mut client),
+            seqs[2..],
+            "the prefix up to the 10-minute one"
+        );
+        // Once the younger one is old too, the older ones behind it go with it, up to the
+        // 5-minute one.
+        client
+            .execute(
+                "UPDATE outbox SET at = $1 WHERE seq = $2",
+                &[&minutes_ago(61), &seqs[2]],
+            )
+            .unwrap();
+        assert_eq!(registry.prune_events(hour).unwrap(), 3);
+        assert_eq!(left(&mut client), seqs[5..]);
+        // Nothing younger than the cutoff but the newest itself: all go but the newest.
+        insert(&mut client, &mut seqs, &[120, 240, 70]);
+        client
+            .execute(
+                "UPDATE outbox SET at = $1 WHERE seq = $2",
+                &[&minutes_ago(61), &seqs[5]],
+            )
+            .unwrap();
+        assert_eq!(registry.prune_events(hour).unwrap(), 4);
+        assert_eq!(left(&mut client), seqs[9..]);
+        assert_eq!(registry.prune_events(hour).unwrap(), 0, "the newest stays");
+
+        // Its plan reads the primary key (from the oldest for the first young event, from the
+        // newest for the last, then the range it deletes): no other index, no sequential scan.
+        client
+            .batch_execute(&format!(
+                "SET enable_seqscan = off; DEALLOCATE ALL; PREPARE q AS {PRUNE_BY_AGE}"
+            ))
+            .unwrap();
+        let plan: Vec<String> = client
+            .query("EXPLAIN EXECUTE q(0)", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let scans: Vec<&String> = plan.iter().filter(|l| l.contains("Scan")).collect();
+        assert!(
+            scans.len() >= 3
+                && scans
+                    .iter()
+                    .all(|l| l.contains("outbox_pkey") || l.contains("Bitmap Heap Scan")),
+            "plan: {plan:#?}"
+        );
+    }
 
     /// Dropping the registry reads its subscriptions' backlogs for them, but a subscription
     /// holds at most its capacity: a reader keeps no more than that for it (the oldest), the
