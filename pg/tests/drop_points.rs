@@ -29,9 +29,9 @@
 //!    was applied, and as DESIGN.md ("Lost replies", §10 clarifications) documents when it was.
 //!    A heartbeat without a `HeartbeatReceived` subscriber is idempotent and runs once more on
 //!    a new connection instead: cut anywhere once its connection is up, it answers `Ok`. So
-//!    does a claim, which asks whether it applied (is its job held?) once the lost session is
-//!    settled, and runs once more when it did not: no worker is left `Busy` with a job whose
-//!    claim answered an error.
+//!    does a claim (and `assign_to_job`), which asks whether it applied (is its job held?)
+//!    once the lost session is settled, and runs once more when it did not: no worker is left
+//!    `Busy` with a job whose claim answered an error.
 //!
 //! And [`after_an_ambiguous_register_get_tells_for_good`]: a `COMMIT` that reaches the server
 //! after the client gave up must not land after the `get` that `provision_worker` makes to learn
@@ -282,7 +282,8 @@ enum OnLoss {
     /// It runs once more on a new connection (idempotent: a heartbeat without events), so a
     /// cut once its connection is up never answers `Backend`.
     Reruns,
-    /// Its lost session settled, it reads whether it applied (a claim: is its job held?):
+    /// Its lost session settled, it reads whether it applied (a claim or an assignment: is
+    /// its job held, by that worker?):
     /// applied, it answers as applied; not, it runs once more. So, as a rerun, a cut once its
     /// connection is up never answers `Backend`, and never leaves a worker `Busy` with a job
     /// whose claim answered an error.
@@ -653,7 +654,7 @@ fn assign_to_job() {
         call: |w| text(w.registry.assign_to_job(&a(), job("j2"))),
         retry_ok: |r| matches!(r, Err(Error::NotAvailable { worker_id, .. }) if *worker_id == a()),
         retry_doc: "NotAvailable (now Busy)",
-        lost: OnLoss::Settles,
+        lost: OnLoss::Asks,
     });
 }
 

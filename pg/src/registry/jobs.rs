@@ -3,8 +3,9 @@
 use hodei_workers::{Error, EventKind, JobId, Result, Worker, WorkerId, WorkerState};
 
 use super::change::{holder_of, moved, not_found, write_change, Write};
-use super::{unique_violation, Fail, PostgresWorkerRegistry};
-use crate::sql::ts;
+use super::{unique_violation, Fail, PostgresWorkerRegistry, Step};
+use crate::pool::Conn;
+use crate::sql::{ts, W_COLS};
 
 /// `release_from_job` in one statement (one round trip, its own transaction): the record is
 /// locked `FOR UPDATE`, the release applies only if it holds a job (the expected one, when
@@ -53,67 +54,93 @@ const RELEASE: &str = "WITH t AS MATERIALIZED (SELECT now_ms($1) AS now), \
         WHERE e.k IS NOT NULL ORDER BY e.o) \
     SELECT job FROM u";
 
+/// Worker `$1` if it holds the job `$2`: how an assignment whose reply was lost learns that
+/// it applied ([`PostgresWorkerRegistry::assign`]).
+static HOLDING: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("SELECT {W_COLS} FROM workers w WHERE w.id = $1 AND w.current_job = $2::text")
+});
+
 impl PostgresWorkerRegistry {
     pub(super) fn assign(&self, id: &WorkerId, job: JobId) -> Result<Worker> {
         let mut raced = 0;
-        self.write("assigning a job", |conn| {
-            let (mut tx, mut cache, before, slot, now) = self.begin_locked(conn, id, false)?;
-            if !before.state.accepts_jobs() || before.current_job.is_some() {
-                return Err(Fail::Domain(Error::NotAvailable {
-                    worker_id: *id,
-                    state: before.state,
-                }));
+        // An assignment whose reply was lost (its connection broke once its change was sent)
+        // applied if the worker holds the job now, once the lost session is settled: that is
+        // its answer, as a claim's (`crate::claim`); answering `Backend` would leave the worker
+        // `Busy` with a job the scheduler believes was never placed. Otherwise it runs once
+        // more and answers for what it finds.
+        let specs = &self.inner.specs;
+        let applied = |conn: &mut Conn| -> Step<Option<Worker>> {
+            let stmt = conn.prepare(&HOLDING)?;
+            match conn
+                .client
+                .query_opt(&stmt, &[id.as_uuid(), &job.as_str()])?
+            {
+                Some(row) => Ok(Some(specs.worker(&row)?)),
+                None => Ok(None),
             }
-            if let Some(holder) = holder_of(&mut tx, &job)? {
-                return Err(Fail::Domain(Error::JobAlreadyAssigned {
-                    job_id: job.clone(),
-                    worker_id: holder,
-                }));
-            }
-            let after = moved(&before, ts(now), |w| {
-                w.current_job = Some(job.clone());
-                w.state = WorkerState::Busy;
-            });
-            let write = Write {
-                before: &before,
-                after: &after,
-                slot,
-                heartbeat: false,
-                events: vec![
-                    EventKind::StateChanged {
+        };
+        self.write_settled(
+            "assigning a job",
+            |conn| {
+                let (mut tx, mut cache, before, slot, now) = self.begin_locked(conn, id, false)?;
+                if !before.state.accepts_jobs() || before.current_job.is_some() {
+                    return Err(Fail::Domain(Error::NotAvailable {
                         worker_id: *id,
-                        from: WorkerState::Ready,
-                        to: WorkerState::Busy,
-                    },
-                    EventKind::AssignedToJob {
-                        worker_id: *id,
-                        job_id: job.clone(),
-                    },
-                ],
-                now,
-            };
-            if let Err(fail) = write_change(&mut tx, &mut cache, &write) {
-                if unique_violation(&fail).is_some() {
-                    // Another replica gave the job to another worker since our check: report
-                    // that holder; if it let the job go already, the transaction (rolled back
-                    // whole) is tried again, as a claim does.
-                    drop(tx);
-                    if let Some(holder) = holder_of(&mut conn.client, &job)? {
-                        return Err(Fail::Domain(Error::JobAlreadyAssigned {
-                            job_id: job.clone(),
-                            worker_id: holder,
-                        }));
-                    }
-                    raced += 1;
-                    if raced < 8 {
-                        return Err(Fail::Retry);
-                    }
+                        state: before.state,
+                    }));
                 }
-                return Err(fail);
-            }
-            tx.commit()?;
-            Ok(after)
-        })
+                if let Some(holder) = holder_of(&mut tx, &job)? {
+                    return Err(Fail::Domain(Error::JobAlreadyAssigned {
+                        job_id: job.clone(),
+                        worker_id: holder,
+                    }));
+                }
+                let after = moved(&before, ts(now), |w| {
+                    w.current_job = Some(job.clone());
+                    w.state = WorkerState::Busy;
+                });
+                let write = Write {
+                    before: &before,
+                    after: &after,
+                    slot,
+                    heartbeat: false,
+                    events: vec![
+                        EventKind::StateChanged {
+                            worker_id: *id,
+                            from: WorkerState::Ready,
+                            to: WorkerState::Busy,
+                        },
+                        EventKind::AssignedToJob {
+                            worker_id: *id,
+                            job_id: job.clone(),
+                        },
+                    ],
+                    now,
+                };
+                if let Err(fail) = write_change(&mut tx, &mut cache, &write) {
+                    if unique_violation(&fail).is_some() {
+                        // Another replica gave the job to another worker since our check: report
+                        // that holder; if it let the job go already, the transaction (rolled back
+                        // whole) is tried again, as a claim does.
+                        drop(tx);
+                        if let Some(holder) = holder_of(&mut conn.client, &job)? {
+                            return Err(Fail::Domain(Error::JobAlreadyAssigned {
+                                job_id: job.clone(),
+                                worker_id: holder,
+                            }));
+                        }
+                        raced += 1;
+                        if raced < 8 {
+                            return Err(Fail::Retry);
+                        }
+                    }
+                    return Err(fail);
+                }
+                tx.commit()?;
+                Ok(after)
+            },
+            applied,
+        )
     }
 
     pub(super) fn release(&self, id: &WorkerId, expected_job: Option<&JobId>) -> Result<JobId> {

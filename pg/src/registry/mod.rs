@@ -110,9 +110,10 @@ const POOL_SIZE: usize = 8;
 ///   failed transaction applies nothing. A write whose connection is lost once the server has
 ///   its `COMMIT` may be applied all the same (its reply lost): it answers `Backend` only once
 ///   the server is done with that connection, so a read made after the answer tells which
-///   (docs/DESIGN.md, "Lost replies"); a claim makes that read itself, and answers the worker
-///   holding its job, or runs once more. A call from inside an async runtime (where the
-///   synchronous client cannot block) is `Error::Backend` saying to use a blocking thread.
+///   (docs/DESIGN.md, "Lost replies"); a claim or an assignment makes that read itself, and
+///   answers the worker holding its job, or runs once more. A call from inside an async
+///   runtime (where the synchronous client cannot block) is `Error::Backend` saying to use a
+///   blocking thread.
 ///
 /// # Costs
 /// One to four round trips per call (a transaction: lock, write, commit); `heartbeat` callers on
