@@ -4,7 +4,9 @@
 //!   nothing is half-applied, and the registry works again once the server is back;
 //! - the server is down: every call is `Error::Backend` (never a panic), and nothing changes;
 //! - the connection of a call is killed (`pg_terminate_backend`) inside its transaction, after
-//!   it wrote: the call is `Error::Backend` and none of its writes remain;
+//!   it wrote: the call is `Error::Backend` and none of its writes remain; a claim's, killed
+//!   while it waits for a locked candidate, asks whether it applied and runs once more; cut by
+//!   a crash while the server stays down, it answers `Backend` for the claim;
 //! - the server crashes and restarts while the registry is idle: once it is back, no call fails
 //!   (the pools' idle connections and the lease's, broken by the crash, are replaced before
 //!   anything is sent on them).
@@ -564,5 +566,121 @@ fn a_connection_killed_inside_a_transaction_applies_nothing() {
             }
         ]
     );
+    assert_consistent(&*registry);
+}
+
+/// The backend pid of a registry connection (`application_name` hodei-workers) waiting for a
+/// lock, within [`PATIENCE`].
+fn waiting_on_a_lock(admin: &mut postgres::Client) -> i32 {
+    let start = Instant::now();
+    loop {
+        let rows = admin
+            .query(
+                "SELECT pid FROM pg_stat_activity \
+                 WHERE wait_event_type = 'Lock' AND application_name = 'hodei-workers' \
+                   AND pid <> pg_backend_pid() AND datname = current_database()",
+                &[],
+            )
+            .unwrap();
+        if let Some(row) = rows.first() {
+            return row.get(0);
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "no registry call waits on a lock"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A claim whose session the server ends under it (`pg_terminate_backend`, as an
+/// administrator or a server-side timeout does) while it waits for the one candidate, which
+/// another transaction holds locked: its statement was sent, so it cannot know by itself
+/// whether it applied. It asks (is its job held?) once the session is gone, finds it did not
+/// apply, and runs once more: it takes the worker. Before, it answered `Backend` whether or
+/// not it had applied (DESIGN.md §10, "Lost replies").
+#[test]
+fn a_claim_whose_session_is_killed_while_it_waits_asks_and_runs_once_more() {
+    let guard = support::SchemaGuard::new("kill_claim");
+    let clock = Arc::new(ManualClock::new(T0));
+    let registry = Arc::new(support::connect(&guard.name, clock));
+    let worker = ready(&*registry);
+    let mut admin =
+        postgres::Client::connect(&guard.url, postgres::NoTls).expect("admin connection");
+    let mut tx = admin.transaction().unwrap();
+    tx.execute(
+        &format!(
+            "SELECT 1 FROM \"{}\".workers WHERE id = $1 FOR UPDATE",
+            guard.name
+        ),
+        &[worker.as_uuid()],
+    )
+    .unwrap();
+    let call = {
+        let registry = Arc::clone(&registry);
+        std::thread::spawn(move || registry.claim(&WorkerFilter::new(), job("j-killed")))
+    };
+    let mut killer = postgres::Client::connect(&guard.url, postgres::NoTls).unwrap();
+    let victim = waiting_on_a_lock(&mut killer);
+    let killed: bool = killer
+        .query_one("SELECT pg_terminate_backend($1)", &[&victim])
+        .unwrap()
+        .get(0);
+    assert!(killed);
+    // The lock goes once the claim's asking is under way or done: it runs again either way.
+    std::thread::sleep(Duration::from_millis(100));
+    tx.rollback().unwrap();
+    let result = call.join().expect("the claim returns, never panics");
+    assert_eq!(
+        result.map(|w| w.map(|w| (w.id, w.current_job))),
+        Ok(Some((worker, Some(job("j-killed"))))),
+        "the claim, made once more, took the worker"
+    );
+    let all = assert_consistent(&*registry);
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].current_job, Some(job("j-killed")));
+}
+
+/// A claim cut by a crash of the server (`pg_ctl stop -m immediate`) while it waits for a
+/// locked candidate, the server staying down: it cannot ask whether it applied, so it answers
+/// `Backend`, and for the claim ("claiming a worker: …"), not for the connection it could not
+/// open to ask. Once the server is back, nothing was applied and the claim made again takes
+/// the worker.
+#[test]
+fn a_claim_cut_by_a_crash_while_the_server_stays_down_answers_backend_for_the_claim() {
+    let server = Server::start("claimcrash");
+    let clock = Arc::new(ManualClock::new(T0));
+    let registry = Arc::new(
+        PostgresWorkerRegistry::connect_with_clock(&server.url, "faults", clock.clone())
+            .expect("connect"),
+    );
+    let worker = ready(&*registry);
+    let mut admin = postgres::Client::connect(&server.url, postgres::NoTls).unwrap();
+    let mut tx = admin.transaction().unwrap();
+    tx.execute(
+        "SELECT 1 FROM faults.workers WHERE id = $1 FOR UPDATE",
+        &[worker.as_uuid()],
+    )
+    .unwrap();
+    let call = {
+        let registry = Arc::clone(&registry);
+        std::thread::spawn(move || registry.claim(&WorkerFilter::new(), job("j-crash")))
+    };
+    let mut watcher = postgres::Client::connect(&server.url, postgres::NoTls).unwrap();
+    waiting_on_a_lock(&mut watcher);
+    server.cmd("pause");
+    let result = call.join().expect("the claim returns, never panics");
+    drop(tx);
+    assert!(
+        matches!(&result, Err(Error::Backend(m)) if m.starts_with("claiming a worker")),
+        "{result:?}"
+    );
+    server.cmd("resume");
+    let now = wait_until_ok(|| registry.get(&worker)).unwrap();
+    assert_eq!((now.state, now.current_job), (WorkerState::Ready, None));
+    let got = registry
+        .claim(&WorkerFilter::new(), job("j-crash"))
+        .unwrap();
+    assert_eq!(got.map(|w| w.id), Some(worker));
     assert_consistent(&*registry);
 }

@@ -455,7 +455,12 @@ impl Inner {
                 if lost == Lost::Settle && !unsent {
                     if let Some(applied) = applied.take() {
                         conn.settle();
-                        conn = pool.get()?;
+                        // No connection to ask on (the server is away): the write's own
+                        // failure, as a write that cannot ask answers.
+                        conn = match pool.get() {
+                            Ok(conn) => conn,
+                            Err(_) => return Err(DbError::from(e).backend(doing)),
+                        };
                         moved = true;
                         match applied(&mut conn) {
                             Ok(Some(v)) => return Ok(v),
