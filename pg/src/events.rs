@@ -491,6 +491,15 @@ impl Drop for Reader {
 /// Events the outbox keeps at least (the newest ones), when pruned by the registry itself.
 pub const EVENTS_KEPT: i64 = 1_000_000;
 
+/// `prune_outbox`: the seqs more than `$1` below the newest and less than `$2` above the
+/// oldest (`$1`, `$2` ≥ 0), one range of the primary key. Seqs are stored as `v - 2^63` (the
+/// first is `-2^63 + 1`), so the bounds are clamped before the arithmetic: `max(seq) - $1`
+/// overflowed `bigint` ("bigint out of range") whenever fewer than `$1` events had ever been
+/// written, and `min(seq) + $2` near the top of the range.
+const PRUNE_BY_COUNT: &str = "DELETE FROM outbox \
+     WHERE seq < (SELECT greatest(max(seq), (-9223372036854775807 - 1) + $1) - $1 FROM outbox) \
+     AND seq < (SELECT least(min(seq), 9223372036854775807 - $2) + $2 FROM outbox)";
+
 /// `prune_events`: the longest `seq`-prefix of the outbox whose events are all older than `$1`,
 /// never the newest event. One statement: its two bounds are read on its snapshot, each from
 /// one end of the primary key (the first event not older than `$1`, walked from the oldest, and
@@ -509,10 +518,7 @@ impl PostgresWorkerRegistry {
     pub(crate) fn prune_outbox(&self, keep: i64, batch: i64) -> Result<u64> {
         catch_up_before_pruning(self);
         self.run("pruning events", |conn| {
-            let stmt = conn.prepare(
-                "DELETE FROM outbox WHERE seq < (SELECT max(seq) FROM outbox) - $1 \
-                 AND seq < (SELECT min(seq) FROM outbox) + $2",
-            )?;
+            let stmt = conn.prepare(PRUNE_BY_COUNT)?;
             Ok(conn.client.execute(&stmt, &[&keep, &batch])?)
         })
     }
@@ -548,6 +554,62 @@ mod tests {
     use hodei_workers::{ProviderId, ProviderType, WorkerHandle, WorkerSpec};
 
     use super::*;
+
+    /// The prune by count, at either end of the seqs' range (stored as `v - 2^63`): a
+    /// registry that wrote fewer events than it keeps has nothing to prune, and one whose seqs
+    /// reach the top of the range (a restored snapshot's) prunes as any other. Before, both
+    /// failed with "bigint out of range" (an error the health-check path ignores: at the top,
+    /// the outbox was never pruned).
+    #[test]
+    fn a_prune_by_count_works_at_both_ends_of_the_seq_range() {
+        let (schema, registry) = crate::test_support::scratch("events_prune_count");
+        let (url, name) = (&schema.url, &schema.name);
+        let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+        client
+            .batch_execute(&format!("SET search_path TO \"{name}\""))
+            .unwrap();
+        let insert = |client: &mut postgres::Client, n: usize| {
+            for _ in 0..n {
+                client
+                    .execute(
+                        "INSERT INTO outbox (seq, xid, at, worker_id, kind) \
+                         VALUES (nextval('event_seq'), pg_current_xact_id(), 0, NULL, \
+                                 '{\"type\":\"leader_changed\"}')",
+                        &[],
+                    )
+                    .unwrap();
+            }
+        };
+        let count = |client: &mut postgres::Client| -> i64 {
+            client
+                .query_one("SELECT count(*) FROM outbox", &[])
+                .unwrap()
+                .get(0)
+        };
+        insert(&mut client, 5);
+        assert_eq!(
+            registry
+                .prune_outbox(EVENTS_KEPT, crate::retention::PRUNE_BATCH)
+                .unwrap(),
+            0
+        );
+        assert_eq!(registry.prune_outbox(2, 2).unwrap(), 2, "seqs 1 and 2");
+        assert_eq!(count(&mut client), 3);
+        // The top of the range: seqs up to u64::MAX - 1 (stored i64::MAX - 1).
+        client
+            .batch_execute(
+                "DELETE FROM outbox; SELECT setval('event_seq', 9223372036854775807 - 7)",
+            )
+            .unwrap();
+        insert(&mut client, 6);
+        assert_eq!(
+            registry
+                .prune_outbox(2, crate::retention::PRUNE_BATCH)
+                .unwrap(),
+            3
+        );
+        assert_eq!(count(&mut client), 3);
+    }
 
     /// `at` is not monotonic in `seq` (replicas' clocks, transactions committing out of
     /// order), so a prune by age deletes a `seq`-prefix: the events up to the first one not
