@@ -684,3 +684,55 @@ fn a_claim_cut_by_a_crash_while_the_server_stays_down_answers_backend_for_the_cl
     assert_eq!(got.map(|w| w.id), Some(worker));
     assert_consistent(&*registry);
 }
+
+/// The claim runs once more only once: killed again while it waits the second time, it
+/// answers `Backend` (settled: nothing applied, the worker still `Ready` without a job).
+#[test]
+fn a_claim_killed_twice_answers_backend_and_applies_nothing() {
+    let guard = support::SchemaGuard::new("kill_claim_twice");
+    let clock = Arc::new(ManualClock::new(T0));
+    let registry = Arc::new(support::connect(&guard.name, clock));
+    let worker = ready(&*registry);
+    let mut admin =
+        postgres::Client::connect(&guard.url, postgres::NoTls).expect("admin connection");
+    let mut tx = admin.transaction().unwrap();
+    tx.execute(
+        &format!(
+            "SELECT 1 FROM \"{}\".workers WHERE id = $1 FOR UPDATE",
+            guard.name
+        ),
+        &[worker.as_uuid()],
+    )
+    .unwrap();
+    let call = {
+        let registry = Arc::clone(&registry);
+        std::thread::spawn(move || registry.claim(&WorkerFilter::new(), job("j-killed")))
+    };
+    let mut killer = postgres::Client::connect(&guard.url, postgres::NoTls).unwrap();
+    let first = waiting_on_a_lock(&mut killer);
+    killer
+        .execute("SELECT pg_terminate_backend($1)", &[&first])
+        .unwrap();
+    // Its run once more waits on a new session.
+    let start = Instant::now();
+    let second = loop {
+        let pid = waiting_on_a_lock(&mut killer);
+        if pid != first {
+            break pid;
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "the claim did not run once more"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    killer
+        .execute("SELECT pg_terminate_backend($1)", &[&second])
+        .unwrap();
+    let result = call.join().expect("the claim returns, never panics");
+    tx.rollback().unwrap();
+    assert!(is_backend(&result), "{result:?}");
+    let now = registry.get(&worker).unwrap().unwrap();
+    assert_eq!((now.state, now.current_job), (WorkerState::Ready, None));
+    assert_consistent(&*registry);
+}
