@@ -4,7 +4,7 @@
 use hodei_workers::{Error, JobId, Result, Worker, WorkerFilter, WorkerId, WorkerState};
 
 use crate::pool::Conn;
-use crate::registry::{holder_of, unique_violation, Fail, PostgresWorkerRegistry, Step};
+use crate::registry::{holder_of, unique_violation, Fail, PostgresWorkerRegistry, Settled, Step};
 use crate::sql::{conditions, matches_nothing, param, refs, Params, W_COLS, W_LEN};
 
 /// Builds the claim statement for `filter`. Atomic as one statement: the candidate is locked
@@ -110,14 +110,14 @@ pub(crate) fn claim(
     // worker, and answering `Backend` would leave it `Busy` with a job the scheduler believes
     // was never placed. Not held: the claim did not apply and runs once more. A hopeless claim
     // writes nothing: it runs once more (a read).
-    let applied = |conn: &mut Conn| -> Step<Option<Option<Worker>>> {
+    let applied = |conn: &mut Conn| -> Step<Settled<Option<Worker>>> {
         if hopeless {
-            return Ok(None);
+            return Ok(Settled::NotApplied);
         }
         let stmt = conn.prepare(&HOLDER)?;
         match conn.client.query_opt(&stmt, &[&job.as_str()])? {
-            Some(row) => Ok(Some(Some(specs.worker(&row)?))),
-            None => Ok(None),
+            Some(row) => Ok(Settled::Applied(Some(specs.worker(&row)?))),
+            None => Ok(Settled::NotApplied),
         }
     };
     registry.write_settled(

@@ -18,8 +18,9 @@
 //! more on a new connection (`Inner::run_on`: a connection closed between two calls shows so).
 //! Any other write is `Backend` and is not retried (its statement may have run), and answers so
 //! only once the server is done with the lost session ([`Pool::settle`]): what it did is
-//! decided by then, and a read tells which. A claim or an assignment makes that read itself
-//! (`PostgresWorkerRegistry::write_settled`): applied, it answers so; not, it runs once more.
+//! decided by then, and a read tells which. A claim, an assignment or a release naming its
+//! job makes that read itself (`PostgresWorkerRegistry::write_settled`): not applied, it runs
+//! once more.
 //!
 //! **Transport timeouts.** A call waits for the server as long as the connection lives; on TCP
 //! the kernel gives up on a silent server after the timeouts [`transport_defaults`] sets

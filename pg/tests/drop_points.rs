@@ -900,14 +900,16 @@ fn after_an_ambiguous_register_get_tells_for_good() {
 /// heartbeat has no `BEGIN` to fail first (one autocommitted statement, on a pool of its own);
 /// being idempotent, it runs once more on a new connection whatever it sent. Nor has a claim
 /// (one statement): it asks whether it applied (is its job held?) and, finding it did not,
-/// runs once more; before, it answered `Backend`.
+/// runs once more; before, it answered `Backend`. Nor a release naming its job (one
+/// statement): it asks whether the worker still holds the job and, finding it does, runs once
+/// more; before, it answered `Backend` and the worker stayed `Busy` until the caller retried.
 #[test]
 fn a_connection_closed_between_two_calls_is_not_handed_out_again() {
     let proxy = Proxy::start(&support::url());
     let w = World::new(&proxy);
     base(&w.direct, &w.clock);
     type Next = Box<dyn Fn(&World) -> Result<String>>;
-    let nexts: [(&str, Next); 5] = [
+    let nexts: [(&str, Next); 6] = [
         ("a read", Box::new(|w| text(w.registry.get(&a())))),
         (
             "a write",
@@ -916,6 +918,10 @@ fn a_connection_closed_between_two_calls_is_not_handed_out_again() {
         (
             "a claim",
             Box::new(|w| text(w.registry.claim(&WorkerFilter::new(), job("j-closed")))),
+        ),
+        (
+            "a release",
+            Box::new(|w| text(w.registry.release_from_job(&b(), Some(&job("held"))))),
         ),
         (
             "a heartbeat",
@@ -941,11 +947,16 @@ fn a_connection_closed_between_two_calls_is_not_handed_out_again() {
         w.direct.get(&c()).unwrap().unwrap().state,
         WorkerState::Connecting
     );
-    // The claim gave its job to A, the one `Ready` worker, once.
+    // The claim gave its job to A, the one `Ready` worker, once; the release freed B, once.
     let a_now = w.direct.get(&a()).unwrap().unwrap();
     assert_eq!(
         (a_now.state, a_now.current_job),
         (WorkerState::Busy, Some(job("j-closed")))
+    );
+    let b_now = w.direct.get(&b()).unwrap().unwrap();
+    assert_eq!(
+        (b_now.state, b_now.current_job, b_now.jobs_executed),
+        (WorkerState::Ready, None, 1)
     );
     // A's heartbeats were recorded (the base fleet's last heartbeat of A is a second older).
     let a_now = w.direct.get(&a()).unwrap().unwrap();

@@ -3,7 +3,7 @@
 use hodei_workers::{Error, EventKind, JobId, Result, Worker, WorkerId, WorkerState};
 
 use super::change::{holder_of, moved, not_found, write_change, Write};
-use super::{unique_violation, Fail, PostgresWorkerRegistry, Step};
+use super::{unique_violation, Fail, PostgresWorkerRegistry, Settled, Step};
 use crate::pool::Conn;
 use crate::sql::{ts, W_COLS};
 
@@ -69,14 +69,14 @@ impl PostgresWorkerRegistry {
         // `Busy` with a job the scheduler believes was never placed. Otherwise it runs once
         // more and answers for what it finds.
         let specs = &self.inner.specs;
-        let applied = |conn: &mut Conn| -> Step<Option<Worker>> {
+        let applied = |conn: &mut Conn| -> Step<Settled<Worker>> {
             let stmt = conn.prepare(&HOLDING)?;
             match conn
                 .client
                 .query_opt(&stmt, &[id.as_uuid(), &job.as_str()])?
             {
-                Some(row) => Ok(Some(specs.worker(&row)?)),
-                None => Ok(None),
+                Some(row) => Ok(Settled::Applied(specs.worker(&row)?)),
+                None => Ok(Settled::NotApplied),
             }
         };
         self.write_settled(
@@ -146,7 +146,7 @@ impl PostgresWorkerRegistry {
     pub(super) fn release(&self, id: &WorkerId, expected_job: Option<&JobId>) -> Result<JobId> {
         let given = self.given();
         let expected = expected_job.map(|j| j.as_str().to_owned());
-        self.write("releasing a job", |conn| {
+        let op = |conn: &mut Conn| -> Step<JobId> {
             let stmt = conn.prepare(RELEASE)?;
             if let Some(row) = conn
                 .client
@@ -164,6 +164,27 @@ impl PostgresWorkerRegistry {
                 worker_id: *id,
                 expected: expected_job.cloned(),
             }))
+        };
+        let Some(job) = expected_job else {
+            return self.write("releasing a job", op);
+        };
+        // A release of a named job whose reply was lost (its one statement sent, or the server
+        // had closed the connection between two calls) did not apply if the worker still holds
+        // that job once the lost session is settled: it runs once more rather than answer
+        // `Backend` (the worker would stay `Busy` until the caller retried). Not held, it may
+        // have applied or have been refused (`NotBusy`): `Backend`, as before. Without a named
+        // job the worker may hold a newer one by then, which a second run would release.
+        self.write_settled("releasing a job", op, |conn| {
+            let stmt = conn.prepare("SELECT 1 FROM workers WHERE id = $1 AND current_job = $2")?;
+            let held = conn
+                .client
+                .query_opt(&stmt, &[id.as_uuid(), &job.as_str()])?
+                .is_some();
+            Ok(if held {
+                Settled::NotApplied
+            } else {
+                Settled::Unknown
+            })
         })
     }
 }

@@ -354,10 +354,10 @@ impl PostgresWorkerRegistry {
     /// As [`write`](Self::write), for a write that can tell from the registry whether it
     /// applied (a claim: the job it gives is held by at most one worker). When its connection
     /// is lost after it sent its change, the lost session is settled ([`Pool::settle`]), then
-    /// `applied` reads, on a new connection, what the write would have answered had it applied:
-    /// `Some(answer)` is returned as its answer; `None` (it did not apply) runs the write once
-    /// more. Lost again, or lost under `applied`, the write answers `Backend` as
-    /// [`write`](Self::write) does.
+    /// `applied` reads, on a new connection, whether it applied: [`Settled::Applied`] carries
+    /// the answer the write would have given; [`Settled::NotApplied`] runs the write once
+    /// more; [`Settled::Unknown`] answers `Backend` as [`write`](Self::write) does. Lost
+    /// again, or lost under `applied`, the write answers `Backend` too.
     ///
     /// Why: a claim answered `Backend` whose change committed leaves a worker `Busy` with a
     /// job its scheduler believes was never placed, a worker lost to the fleet until someone
@@ -366,7 +366,7 @@ impl PostgresWorkerRegistry {
         &self,
         doing: &str,
         mut op: impl FnMut(&mut Conn) -> Step<T>,
-        mut applied: impl FnMut(&mut Conn) -> Step<Option<T>>,
+        mut applied: impl FnMut(&mut Conn) -> Step<Settled<T>>,
     ) -> Result<T> {
         self.inner.run_on(
             &self.inner.pool,
@@ -463,8 +463,9 @@ impl Inner {
                         };
                         moved = true;
                         match applied(&mut conn) {
-                            Ok(Some(v)) => return Ok(v),
-                            Ok(None) | Err(Fail::Retry) => continue,
+                            Ok(Settled::Applied(v)) => return Ok(v),
+                            Ok(Settled::NotApplied) | Err(Fail::Retry) => continue,
+                            Ok(Settled::Unknown) => return Err(DbError::from(e).backend(doing)),
                             Err(Fail::Domain(e)) => return Err(e),
                             Err(Fail::Db(e) | Fail::Unsent(e)) => {
                                 if ends_session(&e) || conn.client.is_closed() {
@@ -487,9 +488,21 @@ impl Inner {
     }
 }
 
-/// How a write whose reply was lost reads whether it applied: its answer if it did, `None` if
-/// not ([`PostgresWorkerRegistry::write_settled`]).
-type Applied<'a, T> = &'a mut dyn FnMut(&mut Conn) -> Step<Option<T>>;
+/// How a write whose reply was lost reads whether it applied
+/// ([`PostgresWorkerRegistry::write_settled`]).
+type Applied<'a, T> = &'a mut dyn FnMut(&mut Conn) -> Step<Settled<T>>;
+
+/// Whether a write whose reply was lost applied, as the registry tells once the lost session
+/// is settled ([`PostgresWorkerRegistry::write_settled`]).
+#[derive(Debug)]
+pub(crate) enum Settled<T> {
+    /// It applied: its answer.
+    Applied(T),
+    /// It did not: it runs once more.
+    NotApplied,
+    /// The registry cannot tell: `Backend`, as for any write.
+    Unknown,
+}
 
 /// What a call whose session ended under it does (the session's connection is never used
 /// again either way).
