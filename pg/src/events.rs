@@ -37,9 +37,8 @@
 //!   most once a minute, on `find_for_termination`'s path), and
 //!   [`PostgresWorkerRegistry::prune_events`] deletes by age (the oldest seqs up to the first
 //!   event not old enough: a prune never cuts a range out of the middle). A prune first lets
-//!   the idle
-//!   subscriptions of its own handle read (as `subscriber_drops` does), so theirs are counted
-//!   in `dropped()` like any event their queue could not hold.
+//!   the idle subscriptions of its own handle read (as `subscriber_drops` does), so theirs
+//!   are counted in `dropped()` like any event their queue could not hold.
 //!
 //! A subscription starts after the last event committed when it was made.
 //!
@@ -529,10 +528,10 @@ impl PostgresWorkerRegistry {
     /// `seq` on, never a range cut out of the middle. `at` does not follow `seq` exactly
     /// (replicas' clocks, transactions committing out of order: DESIGN.md §10, "Event
     /// times"), so an event older than the cutoff behind a younger one stays until that one
-    /// is old too. Returns the number deleted. The subscriptions of this registry handle read what is there first
-    /// (those not in a call of their own), so what one that stopped reading loses is counted
-    /// in its `dropped()`; a subscriber of another handle or process that had not read them
-    /// sees a `seq` gap.
+    /// is old too. Returns the number deleted. The subscriptions of this registry handle read
+    /// what is there first (those not in a call of their own), so what one that stopped
+    /// reading loses is counted in its `dropped()`; a subscriber of another handle or process
+    /// that had not read them sees a `seq` gap.
     ///
     /// # Errors
     /// `Backend`.
