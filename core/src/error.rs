@@ -234,12 +234,144 @@ fn transition_hint(from: WorkerState, to: WorkerState) -> &'static str {
     }
 }
 
+/// How many characters of a caller's string an error message echoes ([`quote_input`]).
+pub const MAX_ECHO_CHARS: usize = 64;
+
+/// A caller's string as an error message echoes it: Debug-quoted as `{:?}` would, but at most
+/// its first [`MAX_ECHO_CHARS`] characters (cut on a character boundary), followed by
+/// `… (N bytes)` when cut. A refused input can be megabytes long: the message that refuses it
+/// (copied into the C last-error buffer, a Python exception, a log line) stays short and still
+/// says how long it was.
+///
+/// ```
+/// use hodei_workers::quote_input;
+/// assert_eq!(quote_input("gpu/spot"), "\"gpu/spot\"");
+/// let long = "x".repeat(1 << 20);
+/// assert_eq!(quote_input(&long), format!("{:?}… (1048576 bytes)", "x".repeat(64)));
+/// ```
+pub fn quote_input(text: &str) -> String {
+    match text.char_indices().nth(MAX_ECHO_CHARS) {
+        None => format!("{text:?}"),
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &text[..cut], text.len()),
+    }
+}
+
+/// The longest message of serde's that [`json_error_message`] passes whole (the longest list
+/// of expected fields, the manager config's, is under 500 characters).
+const MAX_SERDE_MESSAGE_CHARS: usize = 1024;
+
+/// A JSON parser's refusal as a message: serde_json's own, but with the caller's string it
+/// quotes (an unknown field or variant, a string of the wrong type or value: serde quotes them
+/// whole) cut as [`quote_input`] cuts, so that a megabyte-long key or value does not become a
+/// megabyte-long error. Serde's list of what it expected and the position are kept. For the
+/// bindings, which parse the caller's JSON text themselves.
+#[doc(hidden)]
+pub fn json_error_message(error: &serde_json::Error) -> String {
+    let mut message = error.to_string();
+    // Line 0 is an error without a position (`from_value`), which serde_json prints without one.
+    let mut position = String::new();
+    if error.line() != 0 {
+        let suffix = format!(" at line {} column {}", error.line(), error.column());
+        if message.ends_with(&suffix) {
+            message.truncate(message.len() - suffix.len());
+            position = suffix;
+        }
+    }
+    format!("{}{position}", clip_serde_message(&message))
+}
+
+/// Serde's message with the caller's string it quotes cut (see [`json_error_message`]).
+fn clip_serde_message(message: &str) -> String {
+    if message.chars().nth(MAX_SERDE_MESSAGE_CHARS).is_none() {
+        return message.to_owned();
+    }
+    // `unknown field `X`, expected …`, `unknown variant `X`, expected …` (X verbatim), and
+    // `invalid type: string "X", expected …` (X escaped as Debug does): X runs to the last
+    // closing mark, since serde's own text after it holds none.
+    let forms: [(&str, &[&str]); 4] = [
+        ("unknown field `", &["`, expected ", "`, there are no "]),
+        ("unknown variant `", &["`, expected ", "`, there are no "]),
+        ("invalid type: string \"", &["\", expected "]),
+        ("invalid value: string \"", &["\", expected "]),
+    ];
+    for (head, ends) in forms {
+        let Some(rest) = message.strip_prefix(head) else {
+            continue;
+        };
+        let Some(end) = ends.iter().filter_map(|e| rest.rfind(e)).max() else {
+            continue;
+        };
+        let (quoted, tail) = rest.split_at(end);
+        if let Some((cut, _)) = quoted.char_indices().nth(MAX_ECHO_CHARS) {
+            let mark = &tail[..1];
+            return format!(
+                "{head}{}{mark}… ({} bytes){}",
+                &quoted[..cut],
+                quoted.len(),
+                &tail[1..]
+            );
+        }
+    }
+    // Another form: cut the whole message.
+    let cut = message
+        .char_indices()
+        .nth(MAX_SERDE_MESSAGE_CHARS)
+        .map_or(message.len(), |(i, _)| i);
+    format!("{}… ({} bytes)", &message[..cut], message.len())
+}
+
 /// `Result` with the library's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
 #[cfg(test)]
 mod kind_tests {
     use super::*;
+
+    #[test]
+    fn serde_messages_keep_their_expected_list_and_position_but_not_a_huge_quoted_string() {
+        let key = "k".repeat(1 << 20);
+        let error =
+            serde_json::from_str::<crate::WorkerLifecycleConfig>(&format!(r#"{{"{key}": 1}}"#))
+                .unwrap_err();
+        let message = json_error_message(&error);
+        assert!(
+            message.starts_with(&format!(
+                "unknown field `{}`… (1048576 bytes), expected one of `heartbeat_timeout`",
+                "k".repeat(MAX_ECHO_CHARS)
+            )),
+            "{message}"
+        );
+        assert!(message.ends_with(" at line 1 column 1048579"), "{message}");
+        assert!(message.len() < 700, "{message}");
+        let error = serde_json::from_str::<WorkerState>(&format!("\"{key}\"")).unwrap_err();
+        let message = json_error_message(&error);
+        assert!(message.contains("… (1048576 bytes), expected one of `creating`"));
+        assert!(message.len() < 300, "{message}");
+        let error = serde_json::from_str::<u64>(&format!("\"{key}\"")).unwrap_err();
+        let message = json_error_message(&error);
+        assert!(
+            message.starts_with(&format!(
+                "invalid type: string \"{}\"… (1048576 bytes), expected u64 at line 1",
+                "k".repeat(MAX_ECHO_CHARS)
+            )),
+            "{message}"
+        );
+        // A short one is serde's own.
+        let error = serde_json::from_str::<WorkerState>("\"zz\"").unwrap_err();
+        assert_eq!(json_error_message(&error), error.to_string());
+    }
+
+    #[test]
+    fn quote_input_keeps_short_strings_and_cuts_long_ones_on_a_char_boundary() {
+        assert_eq!(quote_input(""), "\"\"");
+        let exact = "é".repeat(MAX_ECHO_CHARS);
+        assert_eq!(quote_input(&exact), format!("{exact:?}"));
+        let long = format!("{exact}\u{1F600}tail");
+        assert_eq!(
+            quote_input(&long),
+            format!("{exact:?}… ({} bytes)", long.len())
+        );
+    }
 
     #[test]
     fn every_kind_round_trips_through_its_sample() {

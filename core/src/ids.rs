@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 
-use crate::error::{Error, Result};
+use crate::error::{quote_input, Error, Result};
 
 /// A worker's identity: a UUID v4 (random, or [`WorkerId::new`]'s keyed permutation of a
 /// counter, which looks random). Its text form is lowercase hyphenated.
@@ -53,7 +53,7 @@ impl WorkerId {
     /// [`Error::InvalidArgument`] when `text` is not a UUID or is the nil UUID.
     pub fn parse(text: &str) -> Result<Self> {
         let uuid = Uuid::parse_str(text)
-            .map_err(|e| Error::invalid(format!("invalid worker id {text:?}: {e}")))?;
+            .map_err(|e| Error::invalid(format!("invalid worker id {}: {e}", quote_input(text))))?;
         Self::from_uuid(uuid)
     }
 

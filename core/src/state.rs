@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{quote_input, Error, Result};
 
 /// Where a worker is in its life.
 ///
@@ -137,7 +137,7 @@ impl FromStr for WorkerState {
         Self::ALL
             .into_iter()
             .find(|state| state.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| Error::invalid(format!("unknown worker state {s:?}")))
+            .ok_or_else(|| Error::invalid(format!("unknown worker state {}", quote_input(s))))
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::clock::{duration_secs, Timestamp};
-use crate::error::{Error, Result};
+use crate::error::{quote_input, Error, Result};
 use crate::ids::{JobId, ProviderId, WorkerId};
 use crate::state::WorkerState;
 
@@ -86,7 +86,8 @@ impl ProviderType {
         let name = name.into();
         if name.is_empty() || name.len() > 64 || name.chars().any(|c| c.is_control() || c == ':') {
             return Err(Error::invalid(format!(
-                "invalid custom provider type name {name:?}"
+                "invalid custom provider type name {}",
+                quote_input(&name)
             )));
         }
         Ok(ProviderType::Custom(name))
@@ -153,7 +154,7 @@ impl FromStr for ProviderType {
             .iter()
             .find(|(n, _)| *n == s)
             .map(|(_, t)| t.clone())
-            .ok_or_else(|| Error::invalid(format!("unknown provider type {s:?}")))
+            .ok_or_else(|| Error::invalid(format!("unknown provider type {}", quote_input(s))))
     }
 }
 
@@ -209,8 +210,9 @@ impl FromStr for Architecture {
             "arm64" | "aarch64" => Ok(Architecture::Arm64),
             "arm" => Ok(Architecture::Arm),
             _ => Err(Error::invalid(format!(
-                "unknown architecture {s:?}, expected one of amd64, arm64, arm (or x86_64, \
-                 aarch64)"
+                "unknown architecture {}, expected one of amd64, arm64, arm (or x86_64, \
+                 aarch64)",
+                quote_input(s)
             ))),
         }
     }
@@ -588,7 +590,7 @@ impl FromStr for TerminationReason {
         Self::ALL
             .into_iter()
             .find(|r| r.as_str() == s)
-            .ok_or_else(|| Error::invalid(format!("unknown termination reason {s:?}")))
+            .ok_or_else(|| Error::invalid(format!("unknown termination reason {}", quote_input(s))))
     }
 }
 

@@ -26,7 +26,7 @@
 //! provider, the terminal workers (`Terminating`/`Terminated`, v4). The heartbeat deadline is found by one sequential pass over the narrow
 //! `heartbeats` table (an index on the time column would make every heartbeat a non-HOT update).
 
-use hodei_workers::{Error, Result, WorkerState, POOL_LABEL};
+use hodei_workers::{quote_input, Error, Result, WorkerState, POOL_LABEL};
 
 use crate::error::DbError;
 use crate::pool::{quote_ident, Conn};
@@ -55,8 +55,9 @@ pub fn validate_name(name: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::invalid(format!(
-            "invalid registry name {name:?}: 1..=48 bytes of [a-z0-9_], not starting with a \
-             digit, not public, information_schema or pg_*"
+            "invalid registry name {}: 1..=48 bytes of [a-z0-9_], not starting with a \
+             digit, not public, information_schema or pg_*",
+            quote_input(name)
         )))
     }
 }
@@ -483,5 +484,12 @@ mod tests {
         ] {
             assert!(validate_name(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_huge_name_is_refused_with_a_short_message() {
+        let message = validate_name(&"N".repeat(1 << 20)).unwrap_err().to_string();
+        assert!(message.len() < 400, "{} bytes", message.len());
+        assert!(message.contains("(1048576 bytes)"), "{message}");
     }
 }

@@ -22,7 +22,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 use crate::clock::{millis, Clock, Timestamp};
-use crate::error::{Error, Result};
+use crate::error::{quote_input, Error, Result};
 
 /// A fencing token: strictly increasing across the successive leaders of one store.
 pub type Term = u64;
@@ -123,7 +123,8 @@ pub const MIN_LEASE_TTL: Duration = Duration::from_millis(3);
 pub fn validate_lease(holder: &str, ttl: Duration) -> Result<()> {
     if holder.is_empty() || holder.len() > MAX_LEASE_HOLDER_LEN || holder.contains('\0') {
         return Err(Error::invalid(format!(
-            "lease holder must be 1..={MAX_LEASE_HOLDER_LEN} bytes without NUL, got {holder:?}"
+            "lease holder must be 1..={MAX_LEASE_HOLDER_LEN} bytes without NUL, got {}",
+            quote_input(holder)
         )));
     }
     if ttl < MIN_LEASE_TTL {

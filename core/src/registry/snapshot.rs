@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{millis, Timestamp};
-use crate::error::{Error, Result};
+use crate::error::{json_error_message, quote_input, Error, Result};
 use crate::ids::WorkerId;
 use crate::state::WorkerState;
 use crate::worker::Worker;
@@ -116,8 +116,8 @@ impl Snapshot {
     /// # Errors
     /// `Snapshot` for malformed JSON, a foreign format or an inconsistent content.
     pub fn from_json(text: &str) -> Result<Snapshot> {
-        let snapshot: Snapshot =
-            serde_json::from_str(text).map_err(|e| Error::Snapshot(format!("cannot read: {e}")))?;
+        let snapshot: Snapshot = serde_json::from_str(text)
+            .map_err(|e| Error::Snapshot(format!("cannot read: {}", json_error_message(&e))))?;
         snapshot.validate()?;
         Ok(snapshot)
     }
@@ -135,8 +135,8 @@ impl Snapshot {
         let bad = |msg: String| Err(Error::Snapshot(msg));
         if self.format != SNAPSHOT_FORMAT {
             return bad(format!(
-                "foreign format {:?} (expected {SNAPSHOT_FORMAT:?})",
-                self.format
+                "foreign format {} (expected {SNAPSHOT_FORMAT:?})",
+                quote_input(&self.format)
             ));
         }
         // A registry restored at a seq near u64::MAX could not number its next events (the

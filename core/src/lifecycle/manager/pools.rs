@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::clock::Timestamp;
-use crate::error::{Error, Result};
+use crate::error::{quote_input, Error, Result};
 use crate::filter::WorkerFilter;
 use crate::ids::{ProviderId, WorkerId};
 use crate::state::WorkerState;
@@ -449,7 +449,10 @@ impl WorkerLifecycleManager {
             let mut set = self.pools.lock();
             let removed = set.entries.remove(name).is_some();
             if !removed && !set.undrained.contains(name) {
-                return Err(Error::invalid(format!("no pool named {name:?}")));
+                return Err(Error::invalid(format!(
+                    "no pool named {}",
+                    quote_input(name)
+                )));
             }
             self.pool_gauges.lock().remove(name);
             if !leading {

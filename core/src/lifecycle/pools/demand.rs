@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{quote_input, Error, Result};
 use crate::filter::WorkerFilter;
 use crate::worker::{Architecture, ResourceRequirements};
 
@@ -121,7 +121,8 @@ impl Requirement {
         for s in strings {
             if s.contains('\0') {
                 return Err(Error::invalid(format!(
-                    "requirement string {s:?} contains NUL"
+                    "requirement string {} contains NUL",
+                    quote_input(s)
                 )));
             }
         }

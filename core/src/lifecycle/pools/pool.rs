@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::duration_secs;
-use crate::error::{Error, Result};
+use crate::error::{quote_input, Error, Result};
 use crate::ids::ProviderId;
 use crate::worker::WorkerSpec;
 
@@ -228,7 +228,8 @@ pub(crate) fn validate_pool_name(name: &str) -> Result<()> {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
     {
         return Err(Error::invalid(format!(
-            "invalid pool name {name:?}: 1..={MAX_POOL_NAME_LEN} bytes of letters, digits, '-', '_', '.'"
+            "invalid pool name {}: 1..={MAX_POOL_NAME_LEN} bytes of letters, digits, '-', '_', '.'",
+            quote_input(name)
         )));
     }
     Ok(())

@@ -65,7 +65,10 @@ pub(super) fn arrivals(scenario: &Scenario, end_ms: u64) -> Result<Vec<(u64, u64
             .collect(),
         Workload::TraceFile { path } => {
             let text = std::fs::read_to_string(path).map_err(|e| {
-                Error::invalid(format!("workload: cannot read trace file {path:?}: {e}"))
+                Error::invalid(format!(
+                    "workload: cannot read trace file {}: {e}",
+                    crate::error::quote_input(path)
+                ))
             })?;
             parse_trace(&text)?
                 .iter()

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{json_error_message, Error, Result};
 use crate::lifecycle::{Requirement, WorkerLifecycleConfig};
 use crate::worker::{ResourceRequirements, WorkerSpec};
 
@@ -241,8 +241,9 @@ impl Scenario {
     /// # Errors
     /// [`Error::InvalidArgument`] for malformed JSON, unknown fields or invalid values.
     pub fn from_json(text: &str) -> Result<Self> {
-        let s: Scenario = serde_json::from_str(text)
-            .map_err(|e| Error::invalid(format!("invalid scenario JSON: {e}")))?;
+        let s: Scenario = serde_json::from_str(text).map_err(|e| {
+            Error::invalid(format!("invalid scenario JSON: {}", json_error_message(&e)))
+        })?;
         s.validate()?;
         Ok(s)
     }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{quote_input, Error, Result};
 use crate::lifecycle::{
     Requirement, WorkerLifecycleConfig, DEFAULT_POOL_SCALE_DOWN_COOLDOWN,
     DEFAULT_POOL_SCALE_UP_COOLDOWN,
@@ -343,8 +343,9 @@ pub fn parse_trace(text: &str) -> Result<Vec<[f64; 2]>> {
             _ => {
                 return Err(Error::invalid(format!(
                     "trace line {}: expected `arrival_secs,duration_secs` (two numbers >= 0), \
-                     got {line:?}",
-                    n + 1
+                     got {}",
+                    n + 1,
+                    quote_input(line)
                 )))
             }
         }
