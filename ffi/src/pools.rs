@@ -30,7 +30,12 @@ use crate::types::{hw_worker_id, provider_id};
 use crate::worker::hw_worker;
 
 fn parse<T: serde::de::DeserializeOwned>(json: &str, what: &str) -> Result<T, Error> {
-    serde_json::from_str(json).map_err(|e| Error::invalid(format!("invalid {what} JSON: {e}")))
+    serde_json::from_str(json).map_err(|e| {
+        Error::invalid(format!(
+            "invalid {what} JSON: {}",
+            engine::json_error_message(&e)
+        ))
+    })
 }
 
 fn demand(json: &str) -> Result<Demand, Error> {

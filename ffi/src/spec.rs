@@ -101,8 +101,12 @@ pub extern "C" fn hw_worker_spec_from_json(
     ffi_boundary!(hw_worker_spec_from_json, {
         let json = arg_str!(json);
         let out = arg_out!(out);
-        let spec: WorkerSpec = serde_json::from_str(json)
-            .map_err(|e| Error::invalid(format!("invalid spec JSON: {e}")))?;
+        let spec: WorkerSpec = serde_json::from_str(json).map_err(|e| {
+            Error::invalid(format!(
+                "invalid spec JSON: {}",
+                engine::json_error_message(&e)
+            ))
+        })?;
         spec.validate()?;
         out.write(into_handle(hw_worker_spec::new(spec)));
         Ok(())

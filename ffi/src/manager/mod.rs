@@ -95,8 +95,12 @@ pub extern "C" fn hw_manager_new_from_json(
         let registry = arg_ref!(registry);
         let json = arg_str!(config_json);
         let out = arg_out!(out);
-        let config: WorkerLifecycleConfig = serde_json::from_str(json)
-            .map_err(|e| Error::invalid(format!("invalid manager config JSON: {e}")))?;
+        let config: WorkerLifecycleConfig = serde_json::from_str(json).map_err(|e| {
+            Error::invalid(format!(
+                "invalid manager config JSON: {}",
+                engine::json_error_message(&e)
+            ))
+        })?;
         out.write(into_handle(new_manager(registry, config)?));
         Ok(())
     })
