@@ -131,7 +131,10 @@ pub(crate) fn no_nul<'t>(py: Python<'_>, text: &'t str, what: impl Display) -> P
     if text.contains('\0') {
         Err(invalid(
             py,
-            format!("{what} contains a NUL character, which C cannot carry: {text:?}"),
+            format!(
+                "{what} contains a NUL character, which C cannot carry: {}",
+                hodei_workers::quote_input(text)
+            ),
         ))
     } else {
         Ok(text)
@@ -217,11 +220,26 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Float {
             Ok(value) => Ok(Float(value)),
             Err(_) if obj.is_instance_of::<PyInt>() => Err(invalid(
                 obj.py(),
-                format!("{} is out of range", obj.repr()?),
+                format!("{} is out of range", out_of_range_int(&obj)?),
             )),
             Err(e) => Err(e),
         }
     }
+}
+
+/// An int too large for the library, as its message names it: its digits when they are few,
+/// else its size in bits. `repr` of an int of more than 4300 digits raises Python's own
+/// `ValueError` (the int-to-str limit), and thousands of digits are no message anyway.
+fn out_of_range_int(obj: &Bound<'_, PyAny>) -> PyResult<String> {
+    if let Ok(repr) = obj.repr() {
+        let repr = repr.to_cow()?;
+        if repr.len() <= hodei_workers::MAX_ECHO_CHARS {
+            return Ok(repr.into_owned());
+        }
+    }
+    let bits: u64 = obj.call_method0("bit_length")?.extract()?;
+    let sign = if obj.lt(0)? { "a negative" } else { "an" };
+    Ok(format!("{sign} int of {bits} bits"))
 }
 
 /// A duration as float seconds.
@@ -246,7 +264,7 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Int {
             Ok(value) => Ok(Int(value)),
             Err(_) if obj.is_instance_of::<PyInt>() => Err(invalid(
                 obj.py(),
-                format!("{} is out of range", obj.repr()?),
+                format!("{} is out of range", out_of_range_int(&obj)?),
             )),
             Err(e) => Err(e),
         }
@@ -268,7 +286,9 @@ pub(crate) fn count(py: Python<'_>, value: i64, what: &str) -> PyResult<usize> {
 /// terms ("expected usize" becomes "expected a non-negative int"; see [`python_number`]).
 /// Not for JSON text the caller passed as a `str`: there the position points into their text.
 pub(crate) fn serde_error(py: Python<'_>, what: impl Display, error: &serde_json::Error) -> PyErr {
-    let mut message = error.to_string();
+    // The caller's key or string serde quotes is cut (a megabyte-long one would otherwise be
+    // the message).
+    let mut message = hodei_workers::json_error_message(error);
     // Line 0 is an error with no position (`from_value`), which serde_json prints without one.
     if error.line() != 0 {
         let position = format!(" at line {} column {}", error.line(), error.column());

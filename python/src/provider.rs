@@ -33,8 +33,8 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
 use hodei_workers::{
-    ProviderError, ProviderId, ProviderResult, ProviderType, Term, WorkerHandle, WorkerId,
-    WorkerProvider, WorkerSpec,
+    quote_input, ProviderError, ProviderId, ProviderResult, ProviderType, Term, WorkerHandle,
+    WorkerId, WorkerProvider, WorkerSpec,
 };
 use pyo3::exceptions::{
     PyAttributeError, PyException, PyLookupError, PyNotImplementedError, PyTypeError, PyValueError,
@@ -404,13 +404,16 @@ impl PythonProvider {
             Some(handle) => {
                 let resource_id = handle.resource_id.clone();
                 match self.call_destroy(py, object, token, handle) {
-                    Ok(()) => format!("its instance {resource_id:?} was destroyed"),
+                    Ok(()) => format!("its instance {} was destroyed", quote_input(&resource_id)),
                     Err(e) => {
                         let e = self.failure(py, object, "destroy_worker", e);
                         if e.is_not_found() {
-                            format!("its instance {resource_id:?} was destroyed")
+                            format!("its instance {} was destroyed", quote_input(&resource_id))
                         } else {
-                            format!("destroying its instance {resource_id:?} failed too: {e}")
+                            format!(
+                                "destroying its instance {} failed too: {e}",
+                                quote_input(&resource_id)
+                            )
                         }
                     }
                 }

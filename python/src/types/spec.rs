@@ -257,7 +257,10 @@ impl PyWorkerSpec {
                     fields.set_item(key, value)?;
                 } else {
                     return Err(pyo3::exceptions::PyTypeError::new_err(match name {
-                        Some(name) => format!("WorkerSpec has no field {name:?}"),
+                        Some(name) => format!(
+                            "WorkerSpec has no field {}",
+                            hodei_workers::quote_input(name)
+                        ),
                         None => format!("WorkerSpec has no field {}", key.repr()?),
                     }));
                 }
