@@ -1,7 +1,8 @@
 /* Bad input for EVERY exported function: NULL for each pointer argument, invalid UTF-8,
  * over-long strings, out-of-range enum values, nil and unknown ids. Each call must return the
  * documented status (never crash), set a message, and leave its out-params untouched.
- * `make test-c` checks that every function of the header is called in this file. */
+ * `make test-c` checks that every function of the header is called in this file, with NULL in
+ * each of its pointer parameters at least once (scripts/c_api_coverage.py). */
 #include "harness.h"
 
 /* Expects HW_ERR_INVALID_ARGUMENT with a non-empty message naming the function. */
