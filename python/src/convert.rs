@@ -375,14 +375,24 @@ fn read_str_map(
         };
         let py = obj.py();
         let key = text(key, format_args!("a key of {what}"))?;
-        let value = text(value, format_args!("{what}[{key:?}]"))?;
+        let value = text(value, Entry(what, key))?;
         if refuse_nul {
             no_nul(py, key, format_args!("a key of {what}"))?;
-            no_nul(py, value, format_args!("{what}[{key:?}]"))?;
+            no_nul(py, value, Entry(what, key))?;
         }
         map.insert(key.to_owned(), value.to_owned());
     }
     Ok(map)
+}
+
+/// The name of a map's entry in a message, `what["key"]` (the key as
+/// [`hodei_workers::quote_input`] quotes it); formatted only when a message is made.
+struct Entry<'a>(&'a str, &'a str);
+
+impl Display for Entry<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}]", self.0, hodei_workers::quote_input(self.1))
+    }
 }
 
 /// A set of strings from an iterable of `str`; a lone `str` counts as one item (not as its

@@ -38,6 +38,10 @@ def _manager() -> hw.LifecycleManager:
         (hw.InvalidArgumentError, lambda: hw.WorkerSpec("i\0" + HUGE)),
         (hw.InvalidArgumentError, lambda: hw.Demand([{HUGE: 1}])),
         (TypeError, lambda: _spec().replace(**{HUGE: 1})),
+        # A map's value refused under a huge key: the key names the value in the message.
+        (hw.InvalidArgumentError, lambda: hw.WorkerSpec("i", labels={HUGE: "\0"})),
+        (hw.InvalidArgumentError, lambda: hw.WorkerSpec("i", environment={HUGE: "\ud800"})),
+        (hw.InvalidArgumentError, lambda: hw.Registry().find(labels={HUGE: "\0"})),
     ],
 )
 def test_a_huge_refused_string_gives_a_short_message(
