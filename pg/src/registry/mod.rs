@@ -182,6 +182,23 @@ impl fmt::Debug for PostgresWorkerRegistry {
     }
 }
 
+/// Why the client refused a connection string: its error says only "invalid connection
+/// string", the reason (the option, never its value: a password stays out of the message) is
+/// its source. An unknown option's name is the caller's text, quoted as every message quotes
+/// one ([`quote_input`](hodei_workers::quote_input)).
+fn why(error: &tokio_postgres::Error) -> String {
+    let Some(cause) = std::error::Error::source(error).map(ToString::to_string) else {
+        return error.to_string();
+    };
+    match cause
+        .strip_prefix("unknown option `")
+        .and_then(|rest| rest.strip_suffix('`'))
+    {
+        Some(key) => format!("unknown option {}", hodei_workers::quote_input(key)),
+        None => cause,
+    }
+}
+
 /// Parses a libpq connection string, with [`transport_defaults`](crate::pool::transport_defaults)
 /// for what it does not set, as the asynchronous client's config (the lease's) and the
 /// synchronous one's. A NUL, in the text or percent-encoded in a URL
@@ -192,9 +209,9 @@ fn parse_config(url: &str) -> Result<(tokio_postgres::Config, postgres::Config)>
     if url.contains('\0') {
         return Err(nul());
     }
-    let mut config = url
-        .parse::<tokio_postgres::Config>()
-        .map_err(|e| Error::invalid(format!("invalid PostgreSQL connection string: {e}")))?;
+    let mut config = url.parse::<tokio_postgres::Config>().map_err(|e| {
+        Error::invalid(format!("invalid PostgreSQL connection string: {}", why(&e)))
+    })?;
     let texts = [
         config.get_user(),
         config.get_dbname(),
@@ -524,4 +541,37 @@ enum Lost {
 fn assert_send_sync() {
     fn check<T: Send + Sync>() {}
     check::<PostgresWorkerRegistry>();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_connection_string_says_why() {
+        for (url, why) in [
+            (
+                "host=/tmp sslmode=bogus",
+                "invalid value for option `sslmode`",
+            ),
+            ("postgresql://h:port/db", "invalid value for option `port`"),
+            ("host=/tmp bogus=1", "unknown option \"bogus\""),
+            (
+                "host='/tmp",
+                "unterminated quoted connection parameter value",
+            ),
+        ] {
+            let message = parse_config(url).unwrap_err().to_string();
+            assert!(message.contains(why), "{url}: {message}");
+        }
+    }
+
+    #[test]
+    fn a_connection_string_refused_for_a_huge_key_gives_a_short_message() {
+        let url = format!("host=/tmp {}=1", "k".repeat(1 << 20));
+        let message = parse_config(&url).unwrap_err().to_string();
+        assert!(message.len() < 400, "{} bytes", message.len());
+        assert!(message.contains("unknown option \"kkk"), "{message}");
+        assert!(message.contains("(1048576 bytes)"), "{message}");
+    }
 }
