@@ -256,8 +256,8 @@ pub fn quote_input(text: &str) -> String {
     }
 }
 
-/// The longest message of serde's that [`json_error_message`] passes whole (the longest list
-/// of expected fields, the manager config's, is under 500 characters).
+/// The longest message of serde's in a form [`json_error_message`] does not know that it passes
+/// whole (the longest list of expected fields, the manager config's, is under 500 characters).
 const MAX_SERDE_MESSAGE_CHARS: usize = 1024;
 
 /// A JSON parser's refusal as a message: serde_json's own, but with the caller's string it
@@ -282,9 +282,6 @@ pub fn json_error_message(error: &serde_json::Error) -> String {
 
 /// Serde's message with the caller's string it quotes cut (see [`json_error_message`]).
 fn clip_serde_message(message: &str) -> String {
-    if message.chars().nth(MAX_SERDE_MESSAGE_CHARS).is_none() {
-        return message.to_owned();
-    }
     // `unknown field `X`, expected …`, `unknown variant `X`, expected …` (X verbatim), and
     // `invalid type: string "X", expected …` (X escaped as Debug does): X runs to the last
     // closing mark, since serde's own text after it holds none.
@@ -312,12 +309,11 @@ fn clip_serde_message(message: &str) -> String {
             );
         }
     }
-    // Another form: cut the whole message.
-    let cut = message
-        .char_indices()
-        .nth(MAX_SERDE_MESSAGE_CHARS)
-        .map_or(message.len(), |(i, _)| i);
-    format!("{}… ({} bytes)", &message[..cut], message.len())
+    // Another form, or a short string: the whole message, cut when long.
+    match message.char_indices().nth(MAX_SERDE_MESSAGE_CHARS) {
+        None => message.to_owned(),
+        Some((cut, _)) => format!("{}… ({} bytes)", &message[..cut], message.len()),
+    }
 }
 
 /// `Result` with the library's [`Error`].
@@ -359,6 +355,17 @@ mod kind_tests {
         // A short one is serde's own.
         let error = serde_json::from_str::<WorkerState>("\"zz\"").unwrap_err();
         assert_eq!(json_error_message(&error), error.to_string());
+        // A string over MAX_ECHO_CHARS is cut however short the whole message.
+        let error =
+            serde_json::from_str::<WorkerState>(&format!("\"{}\"", "s".repeat(65))).unwrap_err();
+        assert!(
+            json_error_message(&error).starts_with(&format!(
+                "unknown variant `{}`… (65 bytes), expected one of",
+                "s".repeat(64)
+            )),
+            "{}",
+            json_error_message(&error)
+        );
     }
 
     #[test]
