@@ -685,7 +685,9 @@ typedef struct hw_manager_config {
    */
   size_t max_provision_per_tick;
   /*
-   Most actions (state changes and provider calls) per tick (default 100).
+   Most actions (state changes and provider calls) per tick (default 100). Each orphan
+   destroy of the tick's own reconcile (a takeover's, a periodic one) is one: those over
+   the cap are destroyed by the next ticks. `hw_manager_reconcile` is not capped.
    */
   size_t max_actions_per_tick;
   /*

@@ -64,7 +64,10 @@ pub struct WorkerLifecycleConfig {
     /// Most workers `tick` provisions in one call. Default 5.
     pub max_provision_per_tick: usize,
     /// Most actions (state changes and provider calls) one `tick` performs; what is left is
-    /// done by the next ticks. Prevents a herd after an outage. Default 100.
+    /// done by the next ticks. Prevents a herd after an outage. Each orphan destroy of the
+    /// tick's reconcile (a takeover's, a periodic one) is an action: the orphans over the cap
+    /// are destroyed by the next ticks (its listings are not actions). A host's own
+    /// [`reconcile`](crate::WorkerLifecycleManager::reconcile) call is not capped. Default 100.
     pub max_actions_per_tick: usize,
     /// Delay before the first retry of a failed destroy; doubles on each failure. Default 1 s.
     #[serde(with = "duration_secs")]

@@ -595,3 +595,110 @@ fn the_periodic_reconcile_spares_a_worker_too_young_to_be_listed() {
     // The host's own reconcile judges every record the listing misses, as before.
     assert_eq!(f.manager.reconcile().unwrap().vanished, vec![young]);
 }
+
+// ----- the ticks' reconcile and the action cap, the back-off of an incomplete one -----------
+
+fn destroy_calls(provider: &TestProvider) -> Vec<String> {
+    provider
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("destroy"))
+        .collect()
+}
+
+/// The tick's reconcile spends the tick's action budget (`max_actions_per_tick`): each orphan
+/// destroy is one action, and the orphans over the budget are kept and destroyed by the next
+/// ticks' orphan retries, within the budget too, without listing again. Before, a takeover
+/// reconcile that found 10 orphans destroyed all 10 in one tick with a cap of 3.
+#[test]
+fn a_takeover_reconcile_destroys_no_more_orphans_per_tick_than_the_action_cap() {
+    const TTL: std::time::Duration = std::time::Duration::from_secs(15);
+    let store = Arc::new(ManualClock::new(T0));
+    let local = Arc::new(ManualClock::new(0));
+    let registry: Arc<dyn WorkerRegistry> = crate::backend::new_registry(store.clone());
+    let provider = TestProvider::new("test");
+    for i in 0..10 {
+        provider.add_orphan(&format!("ghost-{i}"));
+    }
+    let manager = WorkerLifecycleManager::with_leadership(
+        registry,
+        WorkerLifecycleConfig {
+            min_ready_workers: 0,
+            max_actions_per_tick: 3,
+            ..config()
+        },
+        Arc::new(InMemoryLease::new(store.clone(), "a", TTL)),
+        local.clone(),
+    )
+    .unwrap();
+    manager.register_provider(provider.clone()).unwrap();
+
+    let r = manager.tick(0);
+    assert!(r.leading, "{:?}", r.decisions);
+    assert_eq!(
+        destroy_calls(&provider).len(),
+        3,
+        "the takeover reconcile's destroys: {:?}",
+        r.decisions
+    );
+    assert_eq!((r.actions, r.capped), (3, true), "{:?}", r.decisions);
+    assert!(
+        r.decisions.iter().any(|d| d
+            == "takeover reconcile: 7 orphan instances over max_actions_per_tick 3: destroyed by \
+                the next ticks"),
+        "{:?}",
+        r.decisions
+    );
+    assert_eq!(manager.pending_orphans().len(), 7);
+
+    for left in [4, 1, 0] {
+        store.advance(secs(1));
+        local.advance(secs(1));
+        let r = manager.tick(0);
+        assert!(r.leading, "{:?}", r.decisions);
+        assert!(r.actions <= 3, "{} actions: {:?}", r.actions, r.decisions);
+        assert_eq!(provider.instance_ids().len(), left, "{:?}", r.decisions);
+    }
+    assert!(manager.pending_orphans().is_empty());
+    let mut destroyed = destroy_calls(&provider);
+    assert_eq!(destroyed.len(), 10, "{destroyed:?}");
+    destroyed.dedup();
+    assert_eq!(destroyed.len(), 10, "an orphan destroyed twice");
+    assert_eq!(
+        provider.calls().iter().filter(|c| *c == "list").count(),
+        1,
+        "listed again: {:?}",
+        provider.calls()
+    );
+}
+
+/// The periodic reconcile spends the tick's budget as the takeover's does; the host's own
+/// `reconcile()` is not capped.
+#[test]
+fn the_periodic_reconcile_is_capped_and_the_hosts_is_not() {
+    let f = Fixture::new(WorkerLifecycleConfig {
+        min_ready_workers: 0,
+        max_actions_per_tick: 2,
+        ..config()
+    });
+    let interval = f.manager.config().reconcile_interval;
+    for i in 0..5 {
+        f.provider.add_orphan(&format!("ghost-{i}"));
+    }
+    let r = f.manager.reconcile().unwrap();
+    assert_eq!(r.orphans.len(), 5, "{r:?}");
+    assert!(f.provider.instance_ids().is_empty());
+
+    for i in 0..4 {
+        f.provider.add_orphan(&format!("late-{i}"));
+    }
+    f.advance(interval);
+    let r = f.manager.tick(0);
+    assert_eq!(f.provider.instance_ids().len(), 2, "{:?}", r.decisions);
+    assert_eq!((r.actions, r.capped), (2, true), "{:?}", r.decisions);
+    f.advance(secs(1));
+    let r = f.manager.tick(0);
+    assert!(f.provider.instance_ids().is_empty(), "{:?}", r.decisions);
+    assert_eq!(r.actions, 2, "{:?}", r.decisions);
+    f.assert_no_leak();
+}

@@ -34,7 +34,9 @@ pub struct hw_manager_config {
     pub scale_down_cooldown_ms: u64,
     /// Most provisions (and scale-down retirements) per tick (default 5).
     pub max_provision_per_tick: usize,
-    /// Most actions (state changes and provider calls) per tick (default 100).
+    /// Most actions (state changes and provider calls) per tick (default 100). Each orphan
+    /// destroy of the tick's own reconcile (a takeover's, a periodic one) is one: those over
+    /// the cap are destroyed by the next ticks. `hw_manager_reconcile` is not capped.
     pub max_actions_per_tick: usize,
     /// First retry delay of a failed destroy; doubles up to the max (default 1000).
     pub destroy_retry_initial_ms: u64,

@@ -17,7 +17,8 @@ use crate::errors::{invalid, OrRaise};
 /// Defaults: heartbeat_timeout 60 s, health_check_interval 30 s, startup_timeout 300 s,
 /// min_ready_workers 1, max_workers 10, scale_up_threshold 5, scale_down_threshold 3,
 /// scale_up_cooldown 10 s, scale_down_cooldown 60 s, max_provision_per_tick 5,
-/// max_actions_per_tick 100, destroy_retry_initial 1 s, destroy_retry_max 300 s,
+/// max_actions_per_tick 100 (each orphan destroy of the tick's own reconcile counts; the host's
+/// ``reconcile()`` is not capped), destroy_retry_initial 1 s, destroy_retry_max 300 s,
 /// provider_backoff_initial 5 s, provider_backoff_max 300 s, max_unhealthy_fraction 0.55,
 /// unhealthy_floor 1, max_mass_expiry_hold 300 s (the brake's bound: held continuously longer
 /// than this, it lets go and the silent workers are declared unhealthy; 0 is refused),

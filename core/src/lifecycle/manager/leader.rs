@@ -20,7 +20,7 @@ use super::super::lease::{LeaderInfo, Leadership, LeaseKeeper, Renewal, Term};
 use super::super::provider::{guarded, ProviderResult};
 use super::super::report::TickReport;
 use super::brake::Brake;
-use super::WorkerLifecycleManager;
+use super::{Budget, WorkerLifecycleManager};
 
 /// The ticks' own reconcile every `reconcile_interval`, as the report names it.
 const PERIODIC_RECONCILE: &str = "periodic reconcile";
@@ -199,8 +199,9 @@ impl WorkerLifecycleManager {
     }
 
     /// Renews (or takes) the lease at the start of a tick and fills the report's leader
-    /// fields. Returns whether the tick goes on as the leader's.
-    pub(super) fn lead(&self, report: &mut TickReport) -> bool {
+    /// fields; a takeover's reconcile spends the tick's `budget`. Returns whether the tick goes
+    /// on as the leader's.
+    pub(super) fn lead(&self, budget: &mut Budget, report: &mut TickReport) -> bool {
         let me = self.lease.leadership().holder().to_owned();
         match self.lease.renew() {
             Renewal::Kept(info) => {
@@ -211,7 +212,7 @@ impl WorkerLifecycleManager {
             Renewal::Acquired(info) => {
                 report.leading = true;
                 report.leader = Some(info.clone());
-                self.take_over(&info, report);
+                self.take_over(&info, budget, report);
                 // The takeover may have been long (reconcile): act only if still trusted.
                 self.still_leading(report)
             }
@@ -307,7 +308,7 @@ impl WorkerLifecycleManager {
 
     /// A new term: grace for the fleet, fresh leader state, reconcile (adopting every
     /// `Terminating` record), then the event.
-    fn take_over(&self, info: &LeaderInfo, report: &mut TickReport) {
+    fn take_over(&self, info: &LeaderInfo, budget: &mut Budget, report: &mut TickReport) {
         let now = report.at;
         self.forget_leader_state();
         {
@@ -333,7 +334,7 @@ impl WorkerLifecycleManager {
         if let Err(e) = self.write(|r| r.grant_grace(now)) {
             report.decisions.push(format!("grant_grace failed: {e}"));
         }
-        self.tick_reconcile(now, "takeover reconcile", false, report);
+        self.tick_reconcile(now, "takeover reconcile", false, budget, report);
         let _ = self.registry.publish(EventKind::LeaderChanged {
             holder: Some(info.holder.clone()),
             term: info.term,
@@ -342,19 +343,21 @@ impl WorkerLifecycleManager {
     }
 
     /// A reconcile of the ticks' — the takeover's, or a periodic one (`what` names it in the
-    /// report) — reported in the tick's report. When it could not look at every provider's
-    /// instances — a listing failed, or its orphan check was skipped (a provision of this
-    /// replica in flight, a destroy confirmed during the listing) — it runs again at a later
-    /// tick ([`reconcile_if_due`](Self::reconcile_if_due)) once per `health_check_interval`
-    /// until it could: the orphans this replica remembered were forgotten with the lease, and
-    /// a reconcile is what finds them again (on a host that only runs the ticker, nothing else
-    /// would). Once complete, [`reconcile`](Self::reconcile) itself schedules the next
-    /// periodic run.
+    /// report) — reported in the tick's report. Its orphan destroys spend the tick's `budget`;
+    /// the orphans over it are remembered for the next ticks' orphan retries. When it could
+    /// not look at every provider's instances — a listing failed, or its orphan check was
+    /// skipped (a provision of this replica in flight, a destroy confirmed during the listing)
+    /// — it runs again at a later tick ([`reconcile_if_due`](Self::reconcile_if_due)) once per
+    /// `health_check_interval` until it could: the orphans this replica remembered were
+    /// forgotten with the lease, and a reconcile is what finds them again (on a host that only
+    /// runs the ticker, nothing else would). Once complete, [`reconcile`](Self::reconcile)
+    /// itself schedules the next periodic run.
     fn tick_reconcile(
         &self,
         now: Timestamp,
         what: &'static str,
         again: bool,
+        budget: &mut Budget,
         report: &mut TickReport,
     ) {
         let label = if again {
@@ -371,8 +374,8 @@ impl WorkerLifecycleManager {
         } else {
             Duration::ZERO
         };
-        let complete = match self.reconcile_sparing(young) {
-            Ok(r) => {
+        let complete = match self.reconcile_within(young, budget) {
+            Ok((r, deferred)) => {
                 if !r.adopted_terminating.is_empty()
                     || !r.orphans.is_empty()
                     || !r.vanished.is_empty()
@@ -394,6 +397,13 @@ impl WorkerLifecycleManager {
                             orphan.resource_id, orphan.provider_id
                         ));
                     }
+                }
+                if deferred > 0 {
+                    report.decisions.push(format!(
+                        "{label}: {deferred} orphan instances over max_actions_per_tick {}: \
+                         destroyed by the next ticks",
+                        self.config.max_actions_per_tick
+                    ));
                 }
                 for (provider, error) in &r.errors {
                     report.decisions.push(format!(
@@ -432,7 +442,12 @@ impl WorkerLifecycleManager {
     /// Runs the ticks' reconcile when it is due (one timestamp comparison when it is not):
     /// again, once per `health_check_interval`, while the last one was incomplete; otherwise
     /// every `reconcile_interval` after the last complete reconcile.
-    pub(super) fn reconcile_if_due(&self, now: Timestamp, report: &mut TickReport) {
+    pub(super) fn reconcile_if_due(
+        &self,
+        now: Timestamp,
+        budget: &mut Budget,
+        report: &mut TickReport,
+    ) {
         let due = {
             let s = self.schedule.lock();
             match s.next_reconcile {
@@ -441,8 +456,8 @@ impl WorkerLifecycleManager {
             }
         };
         match due {
-            Some(Some(what)) => self.tick_reconcile(now, what, true, report),
-            Some(None) => self.tick_reconcile(now, PERIODIC_RECONCILE, false, report),
+            Some(Some(what)) => self.tick_reconcile(now, what, true, budget, report),
+            Some(None) => self.tick_reconcile(now, PERIODIC_RECONCILE, false, budget, report),
             None => {}
         }
     }

@@ -124,6 +124,15 @@ impl Budget {
         Self::new(usize::MAX)
     }
 
+    /// Whether no action is left; records the cap then (the caller leaves the rest for the
+    /// next ticks).
+    fn exhausted(&mut self) -> bool {
+        if self.left == 0 {
+            self.capped = true;
+        }
+        self.left == 0
+    }
+
     /// Takes one action if any is left; records the cap otherwise.
     fn take(&mut self) -> bool {
         if self.left == 0 {
@@ -403,7 +412,8 @@ impl WorkerLifecycleManager {
     /// 4. [`reconcile`](Self::reconcile), every `reconcile_interval` after the last complete
     ///    one (and once per `health_check_interval` while the ticks' last one was incomplete),
     ///    so that an orphan instance that appeared since is destroyed on a host that only ticks;
-    ///    reported as a takeover's reconcile is (`decisions`, `lost_jobs`);
+    ///    reported as a takeover's reconcile is (`decisions`, `lost_jobs`). Its orphan destroys
+    ///    spend the tick's actions; the orphans over the cap are destroyed by the next ticks;
     /// 5. interruption deadlines ([`notify_interruption`](Self::notify_interruption)): a job
     ///    still running on an interrupted worker at its deadline is reported lost;
     /// 6. scaling toward `demand`: over the pools when any is set
@@ -444,7 +454,7 @@ impl WorkerLifecycleManager {
         let mut budget = Budget::new(self.config.max_actions_per_tick);
         budget.note_first_action = timer.wants_first_action();
         // A follower only tries to take or keep the lease; a new leader takes over first.
-        if !self.lead(&mut report) {
+        if !self.lead(&mut budget, &mut report) {
             return report;
         }
 
@@ -562,7 +572,7 @@ impl WorkerLifecycleManager {
             report.decisions.push(format!("cleanup failed: {e}"));
         }
         self.retry_orphans(&mut budget, &mut report);
-        self.reconcile_if_due(now, &mut report);
+        self.reconcile_if_due(now, &mut budget, &mut report);
 
         if !self.still_leading(&mut report) {
             return report;

@@ -1,4 +1,5 @@
-//! Orphan instances whose destroy failed in `reconcile`: retried by the leader's ticks.
+//! Orphan instances whose destroy failed in `reconcile`, or that a tick's reconcile had no
+//! action left for (`max_actions_per_tick`): destroyed by the leader's ticks.
 //!
 //! An orphan is an instance the provider lists and no record knows — above all the instance a
 //! leader created and died (or lost its lease) before registering: the new leader's takeover
@@ -113,6 +114,30 @@ impl WorkerLifecycleManager {
     /// the new leader's (its takeover reconcile destroys it), never destroyed by both.
     pub(super) fn remember_orphan(&self, handle: &WorkerHandle, now: Timestamp) {
         self.orphans.lock().entry(handle, now);
+    }
+
+    /// Remembers the orphans a tick's reconcile found but had no action left to destroy, due
+    /// at `now` (the next tick's retries destroy them), if no destroy was confirmed since the
+    /// listing other than the pass's own (`confirmed` is the count that allows): otherwise
+    /// one of them may be the instance of a record destroyed and unregistered meanwhile, and
+    /// none is remembered (`false`; the pass's orphan check counts as skipped). Checked under
+    /// the orphans' lock, which a thread confirming an orphan's destroy takes after it moved
+    /// the count (`orphan_gone`): an orphan destroyed by another thread meanwhile is either
+    /// seen here or forgotten after.
+    pub(super) fn defer_orphans(
+        &self,
+        handles: &[&WorkerHandle],
+        confirmed: u64,
+        now: Timestamp,
+    ) -> bool {
+        let mut orphans = self.orphans.lock();
+        if self.destroys_confirmed() != confirmed {
+            return false;
+        }
+        for handle in handles {
+            orphans.entry(handle, now);
+        }
+        true
     }
 
     /// Claims the destroy of the orphan instance `handle` for the calling thread: `None` when
@@ -241,9 +266,10 @@ impl WorkerLifecycleManager {
         }
     }
 
-    /// Orphan instances (listed by a provider, known to no record) whose destroy failed and
-    /// that the leader's ticks destroy again: `(worker id, resource id, failed attempts,
-    /// next attempt)`, by provider and instance. Cost: O(orphans).
+    /// Orphan instances (listed by a provider, known to no record) that the leader's ticks
+    /// destroy: those whose destroy failed, and those a tick's reconcile found over the
+    /// tick's action cap (no attempt yet): `(worker id, resource id, failed attempts, next
+    /// attempt)`, by provider and instance. Cost: O(orphans).
     pub fn pending_orphans(&self) -> Vec<(WorkerId, String, u32, Timestamp)> {
         self.orphans
             .lock()

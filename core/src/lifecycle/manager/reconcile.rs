@@ -14,7 +14,7 @@ use crate::worker::{TerminationReason, WorkerHandle};
 use super::super::provider::guarded;
 use super::super::report::{LostJob, OrphanInstance, ReconcileReport};
 use super::providers::ProviderEntry;
-use super::{bump, WorkerLifecycleManager};
+use super::{bump, Budget, WorkerLifecycleManager};
 
 impl WorkerLifecycleManager {
     /// Compares the registry with what each provider that supports
@@ -35,6 +35,10 @@ impl WorkerLifecycleManager {
     /// ticks run the next one by themselves: `reconcile_interval` later (see
     /// [`tick`](Self::tick)).
     ///
+    /// This call is not capped: it destroys every orphan it finds, however many
+    /// (`max_actions_per_tick` caps the ticks' own reconciles, whose orphans over the cap are
+    /// destroyed by the next ticks).
+    ///
     /// The registry failing on one provider's records is reported in
     /// [`errors`](ReconcileReport::errors) for that provider, and the others are reconciled
     /// all the same: the report keeps what was done (the jobs of vanished records above all).
@@ -48,13 +52,23 @@ impl WorkerLifecycleManager {
     /// error when it fails on the final look for `Terminating` records and nothing was done
     /// before (no orphan, no vanished record).
     pub fn reconcile(&self) -> Result<ReconcileReport> {
-        self.reconcile_sparing(Duration::ZERO)
+        self.reconcile_within(Duration::ZERO, &mut Budget::unlimited())
+            .map(|(report, _)| report)
     }
 
     /// [`reconcile`](Self::reconcile), judging no record registered less than `young` before
     /// its provider's listing began as vanished (the ticks' periodic run spares those younger
-    /// than `startup_timeout`).
-    pub(super) fn reconcile_sparing(&self, young: Duration) -> Result<ReconcileReport> {
+    /// than `startup_timeout`), and destroying orphans one `budget` action each (a tick's
+    /// reconcile spends the tick's; listings and registry reads are not actions). The orphans
+    /// over the budget are remembered, due now, for the ticks' orphan retries (which spend
+    /// their tick's budget too); how many is returned beside the report. They count as looked
+    /// at: they do not make the reconcile incomplete.
+    pub(super) fn reconcile_within(
+        &self,
+        young: Duration,
+        budget: &mut Budget,
+    ) -> Result<(ReconcileReport, usize)> {
+        let mut deferred = 0;
         // Confirmed by the store: the provider is asked for its instances next.
         self.confirm()?;
         let now = self.registry.now();
@@ -133,7 +147,13 @@ impl WorkerLifecycleManager {
                 if in_flight_before == 0 && started_after == started_before {
                     // This pass's own confirmed destroys (they move the count too).
                     let mut own = 0;
-                    for handle in orphans {
+                    // The orphans left once the budget ran out.
+                    let mut over_budget: &[&WorkerHandle] = &[];
+                    for (i, &handle) in orphans.iter().enumerate() {
+                        if budget.exhausted() {
+                            over_budget = &orphans[i..];
+                            break;
+                        }
                         let Ok(token) = self.confirm() else {
                             break;
                         };
@@ -150,6 +170,8 @@ impl WorkerLifecycleManager {
                             report.orphan_check_skipped.push(pid.clone());
                             break;
                         }
+                        // Not exhausted above; no other thread spends this budget.
+                        budget.take();
                         let destroyed = self.provider_call(token, "destroy_worker", || {
                             entry.provider.destroy_worker_fenced(token, handle)
                         });
@@ -179,6 +201,15 @@ impl WorkerLifecycleManager {
                             resource_id: handle.resource_id.clone(),
                             error,
                         });
+                    }
+                    if !over_budget.is_empty() {
+                        // Kept for the next ticks, under the same check as a destroy: no
+                        // destroy confirmed since the listing began but this pass's own.
+                        if self.defer_orphans(over_budget, destroys_before + own, now) {
+                            deferred += over_budget.len();
+                        } else {
+                            report.orphan_check_skipped.push(pid.clone());
+                        }
                     }
                 } else {
                     report.orphan_check_skipped.push(pid.clone());
@@ -232,7 +263,9 @@ impl WorkerLifecycleManager {
             Ok(terminating) => terminating,
             // Nothing done yet would be dropped only if nothing was done: otherwise the report
             // is kept (the ticks' check of the terminal records queues them all the same).
-            Err(e) if report.vanished.is_empty() && report.orphans.is_empty() => return Err(e),
+            Err(e) if report.vanished.is_empty() && report.orphans.is_empty() && deferred == 0 => {
+                return Err(e)
+            }
             Err(_) => Vec::new(),
         };
         for w in terminating {
@@ -248,6 +281,6 @@ impl WorkerLifecycleManager {
             // Whoever called it (a tick, the host): the next periodic one counts from here.
             self.reconcile_completed(now);
         }
-        Ok(report)
+        Ok((report, deferred))
     }
 }
