@@ -732,8 +732,10 @@ typedef struct hw_manager_config {
    this long has passed since the last complete reconcile (a takeover's, a periodic one,
    or a call of the host's), so that orphan instances that appear after it (the create of
    a replica that lost its lease, returning after the new leader's takeover reconcile)
-   are destroyed on a host that only ticks. Reported in the tick's decisions. Default
-   600000; 0 disables it.
+   are destroyed on a host that only ticks. Reported in the tick's decisions. A tick's
+   reconcile that could not list every provider runs again after a back-off:
+   `destroy_retry_initial_ms` doubling up to this interval (`destroy_retry_max_ms` when it
+   is 0), starting over after a complete reconcile. Default 600000; 0 disables it.
    */
   uint64_t reconcile_interval_ms;
 } hw_manager_config;

@@ -107,8 +107,12 @@ pub struct WorkerLifecycleConfig {
     /// `reconcile`), where they would otherwise run for ever. The periodic run takes no record
     /// registered less than `startup_timeout` before its listing for vanished (a listing may lag
     /// behind the provider's creates). A tick with nothing due pays one
-    /// timestamp comparison for it. Zero disables it (the takeover's reconcile, and its runs
-    /// again while incomplete, are not affected). Default 600 s.
+    /// timestamp comparison for it. A tick's reconcile that could not look at every
+    /// provider's instances (a listing failed) runs again after a back-off:
+    /// `destroy_retry_initial`, doubling with each incomplete run up to this interval
+    /// (`destroy_retry_max` when it is zero), and starting over after a complete reconcile.
+    /// Zero disables the periodic run (the takeover's reconcile, and its runs again while
+    /// incomplete, are not affected). Default 600 s.
     #[serde(with = "duration_secs")]
     pub reconcile_interval: Duration,
 }

@@ -402,10 +402,10 @@ fn a_zero_reconcile_interval_never_reconciles_on_ticks() {
 }
 
 /// A periodic reconcile that could not look at every provider's instances (a listing failed)
-/// runs again once per `health_check_interval`, as the takeover's does, until it could; then
-/// the next one is `reconcile_interval` later.
+/// runs again after a back-off (`destroy_retry_initial` at first), as the takeover's does,
+/// until it could; then the next one is `reconcile_interval` later.
 #[test]
-fn an_incomplete_periodic_reconcile_runs_again_per_health_check_interval() {
+fn an_incomplete_periodic_reconcile_runs_again_after_a_back_off() {
     #[derive(Debug)]
     struct FlakyList {
         lists: std::sync::atomic::AtomicUsize,
@@ -445,9 +445,9 @@ fn an_incomplete_periodic_reconcile_runs_again_per_health_check_interval() {
         min_ready_workers: 0,
         ..config()
     });
-    let (interval, hci) = (
+    let (interval, retry) = (
         f.manager.config().reconcile_interval,
-        f.manager.config().health_check_interval,
+        f.manager.config().destroy_retry_initial,
     );
     let flaky = Arc::new(FlakyList {
         lists: 0.into(),
@@ -466,15 +466,15 @@ fn an_incomplete_periodic_reconcile_runs_again_per_health_check_interval() {
     assert!(
         r.decisions
             .iter()
-            .any(|d| d.starts_with("periodic reconcile incomplete: run again in 30 s")),
+            .any(|d| d == "periodic reconcile incomplete: run again in 1 s"),
         "{:?}",
         r.decisions
     );
-    // Not again before health_check_interval; then again, complete, the orphan destroyed.
-    f.advance(hci - secs(1));
+    // Not again before the back-off; then again, complete, the orphan destroyed.
+    f.advance(retry - ms(1));
     f.manager.tick(0);
     assert_eq!(lists(), 1);
-    f.advance(secs(1));
+    f.advance(ms(1));
     let r = f.manager.tick(0);
     assert_eq!(lists(), 2, "{:?}", r.decisions);
     assert!(
@@ -701,4 +701,136 @@ fn the_periodic_reconcile_is_capped_and_the_hosts_is_not() {
     assert!(f.provider.instance_ids().is_empty(), "{:?}", r.decisions);
     assert_eq!(r.actions, 2, "{:?}", r.decisions);
     f.assert_no_leak();
+}
+
+/// A provider whose `list_workers` fails as long as `failing` is set; the registry clock's
+/// time of every listing.
+#[derive(Debug)]
+struct FailingList {
+    clock: Arc<ManualClock>,
+    failing: std::sync::atomic::AtomicBool,
+    lists: parking_lot::Mutex<Vec<Timestamp>>,
+}
+
+impl FailingList {
+    fn register(f: &Fixture) -> Arc<Self> {
+        let p = Arc::new(FailingList {
+            clock: f.clock.clone(),
+            failing: true.into(),
+            lists: Default::default(),
+        });
+        f.manager.register_provider(p.clone()).unwrap();
+        p
+    }
+
+    fn fail(&self, failing: bool) {
+        self.failing
+            .store(failing, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The gaps (s) between the listings from `from` on.
+    fn gaps_since(&self, from: Timestamp) -> Vec<u64> {
+        let lists: Vec<Timestamp> = self
+            .lists
+            .lock()
+            .iter()
+            .copied()
+            .filter(|t| *t >= from)
+            .collect();
+        lists.windows(2).map(|w| (w[1] - w[0]) / 1000).collect()
+    }
+}
+
+impl WorkerProvider for FailingList {
+    fn provider_id(&self) -> ProviderId {
+        pid("failing-list")
+    }
+    fn provider_type(&self) -> ProviderType {
+        ProviderType::Ec2
+    }
+    fn create_worker(&self, _: WorkerId, _: &WorkerSpec) -> ProviderResult<WorkerHandle> {
+        Err(ProviderError::new("no creates here"))
+    }
+    fn destroy_worker(&self, _: &WorkerHandle) -> ProviderResult<()> {
+        Ok(())
+    }
+    fn list_workers(&self) -> ProviderResult<Vec<WorkerHandle>> {
+        self.lists.lock().push(self.clock.now());
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(ProviderError::new("throttled"));
+        }
+        Ok(Vec::new())
+    }
+}
+
+/// Ticks every 10 s until `until`.
+fn tick_every_10s_until(f: &Fixture, until: Timestamp) {
+    while f.now() < until {
+        f.advance(secs(10));
+        f.manager.tick(0);
+    }
+}
+
+/// A config whose back-off for the ticks' incomplete reconcile starts at 10 s.
+fn backoff_config() -> WorkerLifecycleConfig {
+    WorkerLifecycleConfig {
+        min_ready_workers: 0,
+        destroy_retry_initial: secs(10),
+        ..config()
+    }
+}
+
+/// A provider whose listing always fails made the incomplete periodic reconcile run again
+/// every `health_check_interval` for ever (a failing `list_workers` call and a report line
+/// every 30 s). It runs again after a back-off: `destroy_retry_initial` doubling up to
+/// `reconcile_interval`.
+#[test]
+fn a_provider_whose_listing_always_fails_is_listed_with_growing_gaps() {
+    let f = Fixture::new(backoff_config());
+    let interval = f.manager.config().reconcile_interval.as_secs();
+    let p = FailingList::register(&f);
+    let first = T0 + interval * 1000;
+    tick_every_10s_until(&f, first + 3_600_000);
+    assert_eq!(p.lists.lock().first(), Some(&first));
+    assert_eq!(
+        p.gaps_since(first),
+        [10, 20, 40, 80, 160, 320, 600, 600, 600, 600],
+        "s between the listings of the failing provider"
+    );
+    f.advance(secs(10));
+    let r = f.manager.tick(0);
+    assert!(
+        !r.decisions.iter().any(|d| d.contains("reconcile")),
+        "{:?}",
+        r.decisions
+    );
+}
+
+/// The back-off of the ticks' incomplete reconcile starts again from `destroy_retry_initial`
+/// after a complete reconcile: the ticks' own, or the host's.
+#[test]
+fn a_complete_reconcile_resets_the_back_off_of_an_incomplete_one() {
+    let f = Fixture::new(backoff_config());
+    let interval = f.manager.config().reconcile_interval.as_millis() as u64;
+    let p = FailingList::register(&f);
+    let first = T0 + interval;
+    // Three failures (10 s, then 20 s apart); the retry after 40 s completes.
+    tick_every_10s_until(&f, first + 30_000);
+    assert_eq!(p.gaps_since(first), [10, 20]);
+    p.fail(false);
+    tick_every_10s_until(&f, first + 70_000);
+    assert_eq!(p.gaps_since(first), [10, 20, 40]);
+    // The next periodic run, a whole interval later, fails: the first retry is 10 s later.
+    p.fail(true);
+    let second = first + 70_000 + interval;
+    tick_every_10s_until(&f, second + 30_000);
+    assert_eq!(p.gaps_since(second), [10, 20]);
+    // The host's reconcile completes (the provider lists again): the same.
+    p.fail(false);
+    let r = f.manager.reconcile().unwrap();
+    assert!(r.errors.is_empty(), "{r:?}");
+    let third = f.now() + interval;
+    p.fail(true);
+    tick_every_10s_until(&f, third + 10_000);
+    assert_eq!(p.gaps_since(third), [10]);
 }

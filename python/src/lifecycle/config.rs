@@ -24,7 +24,8 @@ use crate::errors::{invalid, OrRaise};
 /// than this, it lets go and the silent workers are declared unhealthy; 0 is refused),
 /// reconcile_interval 600 s (how often the leader's ``tick`` runs ``reconcile()`` by itself,
 /// counted from the last complete reconcile, so that orphan instances that appear later are
-/// destroyed on a host that only ticks; 0 disables it).
+/// destroyed on a host that only ticks; 0 disables it; a tick's reconcile that could not list
+/// every provider runs again after destroy_retry_initial, doubling up to reconcile_interval).
 #[pyclass(frozen, eq, hash, name = "LifecycleConfig", module = "hodei_workers")]
 #[derive(Clone, PartialEq)]
 pub(crate) struct PyLifecycleConfig {

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::events::EventKind;
 use crate::registry::WorkerRegistry;
 
-use super::super::config::WorkerLifecycleConfig;
+use super::super::config::{backoff_delay, WorkerLifecycleConfig};
 use super::super::lease::{LeaderInfo, Leadership, LeaseKeeper, Renewal, Term};
 use super::super::provider::{guarded, ProviderResult};
 use super::super::report::TickReport;
@@ -40,7 +40,8 @@ impl WorkerLifecycleManager {
     ///   whose heartbeats went to a dead leader are not expired), rebuilds its state and runs
     ///   [`reconcile`](Self::reconcile), which adopts every `Terminating` record and destroys
     ///   the instances no record knows (when it could not look at every provider's
-    ///   instances, it runs again once per `health_check_interval` until it could); it
+    ///   instances, it runs again after a back-off — `destroy_retry_initial` doubling up to
+    ///   `reconcile_interval` — until it could); it
     ///   publishes [`LeaderChanged`](crate::EventKind::LeaderChanged);
     /// - the **leader** does what a tick does, reconcile every `reconcile_interval` included:
     ///   an instance that appears after the takeover's reconcile (the create of a replica that
@@ -347,11 +348,12 @@ impl WorkerLifecycleManager {
     /// the orphans over it are remembered for the next ticks' orphan retries. When it could
     /// not look at every provider's instances — a listing failed, or its orphan check was
     /// skipped (a provision of this replica in flight, a destroy confirmed during the listing)
-    /// — it runs again at a later tick ([`reconcile_if_due`](Self::reconcile_if_due)) once per
-    /// `health_check_interval` until it could: the orphans this replica remembered were
-    /// forgotten with the lease, and a reconcile is what finds them again (on a host that only
-    /// runs the ticker, nothing else would). Once complete, [`reconcile`](Self::reconcile)
-    /// itself schedules the next periodic run.
+    /// — it runs again at a later tick ([`reconcile_if_due`](Self::reconcile_if_due)) after a
+    /// back-off ([`reconcile_retry_delay`](Self::reconcile_retry_delay)) until it could: the
+    /// orphans this replica remembered were forgotten with the lease, and a reconcile is what
+    /// finds them again (on a host that only runs the ticker, nothing else would). Once
+    /// complete, [`reconcile`](Self::reconcile) itself schedules the next periodic run and
+    /// resets the back-off.
     fn tick_reconcile(
         &self,
         now: Timestamp,
@@ -426,22 +428,39 @@ impl WorkerLifecycleManager {
             }
         };
         if !complete {
-            {
+            let delay = {
                 let mut s = self.schedule.lock();
-                s.next_reconcile =
-                    Some(now.saturating_add(millis(self.config.health_check_interval)));
+                s.reconcile_failures = s.reconcile_failures.saturating_add(1);
+                let delay = self.reconcile_retry_delay(s.reconcile_failures);
+                s.next_reconcile = Some(now.saturating_add(millis(delay)));
                 s.reconcile_retry = Some(what);
-            }
+                delay
+            };
             report.decisions.push(format!(
-                "{label} incomplete: run again in {:.0} s",
-                self.config.health_check_interval.as_secs_f64()
+                "{label} incomplete: run again in {} s",
+                delay.as_secs_f64()
             ));
         }
     }
 
+    /// How long the ticks wait before they run a reconcile again after `failures` incomplete
+    /// ones in a row: `destroy_retry_initial` doubling with each, up to `reconcile_interval`
+    /// (`destroy_retry_max` when that is zero), so that a provider whose listing keeps failing
+    /// is not asked every tick for ever, and a run again never waits longer than the periodic
+    /// one would.
+    fn reconcile_retry_delay(&self, failures: u32) -> Duration {
+        let c = &self.config;
+        let max = if c.reconcile_interval.is_zero() {
+            c.destroy_retry_max
+        } else {
+            c.reconcile_interval
+        };
+        backoff_delay(c.destroy_retry_initial, max, failures)
+    }
+
     /// Runs the ticks' reconcile when it is due (one timestamp comparison when it is not):
-    /// again, once per `health_check_interval`, while the last one was incomplete; otherwise
-    /// every `reconcile_interval` after the last complete reconcile.
+    /// again, after a back-off, while the last one was incomplete; otherwise every
+    /// `reconcile_interval` after the last complete reconcile.
     pub(super) fn reconcile_if_due(
         &self,
         now: Timestamp,
@@ -463,11 +482,13 @@ impl WorkerLifecycleManager {
     }
 
     /// A reconcile that looked at every provider's instances ran at `at`: the next periodic
-    /// one is due `reconcile_interval` later, and no run again is needed.
+    /// one is due `reconcile_interval` later, no run again is needed, and the back-off starts
+    /// over.
     pub(super) fn reconcile_completed(&self, at: Timestamp) {
         let mut s = self.schedule.lock();
         s.next_reconcile = super::periodic_reconcile_after(&self.config, at);
         s.reconcile_retry = None;
+        s.reconcile_failures = 0;
     }
 
     /// Drops what only a leader keeps: the next leader rebuilds it from the registry. Called
@@ -479,6 +500,7 @@ impl WorkerLifecycleManager {
             let mut s = self.schedule.lock();
             s.next_reconcile = None;
             s.reconcile_retry = None;
+            s.reconcile_failures = 0;
         }
         // Destroys in progress on other threads stay marked until they return: not picked
         // again if this replica leads again meanwhile.

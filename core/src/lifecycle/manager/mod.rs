@@ -72,13 +72,16 @@ struct Schedule {
     /// The last look-up of the terminal records (`adopt_terminal`).
     last_terminal_sweep: Option<Timestamp>,
     /// When a tick runs `reconcile` next (see `reconcile_if_due`): `reconcile_interval` after
-    /// the last complete reconcile (a takeover's, a periodic one, a host's call), or
-    /// `health_check_interval` after one of the ticks' that could not look at every provider's
-    /// instances. `None`: none is due (a zero `reconcile_interval`, or not leading).
+    /// the last complete reconcile (a takeover's, a periodic one, a host's call), or after a
+    /// back-off (see `reconcile_retry_delay`) when the ticks' last one could not look at every
+    /// provider's instances. `None`: none is due (a zero `reconcile_interval`, or not leading).
     next_reconcile: Option<Timestamp>,
     /// The ticks' last reconcile was incomplete: its name, so that the report calls its next
     /// run a run "again".
     reconcile_retry: Option<&'static str>,
+    /// The ticks' reconciles that were incomplete in a row since the last complete reconcile:
+    /// the exponent of the back-off before the next run.
+    reconcile_failures: u32,
 }
 
 /// Lifetime totals reported by [`WorkerLifecycleManager::stats`].
@@ -410,10 +413,11 @@ impl WorkerLifecycleManager {
     /// 2. the health check, every `health_check_interval`;
     /// 3. cleanup (idle, lifetime, drained) and destroy retries that are due;
     /// 4. [`reconcile`](Self::reconcile), every `reconcile_interval` after the last complete
-    ///    one (and once per `health_check_interval` while the ticks' last one was incomplete),
-    ///    so that an orphan instance that appeared since is destroyed on a host that only ticks;
-    ///    reported as a takeover's reconcile is (`decisions`, `lost_jobs`). Its orphan destroys
-    ///    spend the tick's actions; the orphans over the cap are destroyed by the next ticks;
+    ///    one (and, while the ticks' last one was incomplete, again after a back-off:
+    ///    `destroy_retry_initial` doubling up to `reconcile_interval`), so that an orphan
+    ///    instance that appeared since is destroyed on a host that only ticks; reported as a
+    ///    takeover's reconcile is (`decisions`, `lost_jobs`). Its orphan destroys spend the
+    ///    tick's actions; the orphans over the cap are destroyed by the next ticks;
     /// 5. interruption deadlines ([`notify_interruption`](Self::notify_interruption)): a job
     ///    still running on an interrupted worker at its deadline is reported lost;
     /// 6. scaling toward `demand`: over the pools when any is set
