@@ -266,6 +266,7 @@ enum hw_event_kind
   HW_EVENT_KIND_PROVISION_FAILED = 9,
   /*
    A provider failed to destroy a worker; it is retried (worker id, provider id, message).
+   Not for an orphan instance (no record): its failed destroys are in the reports only.
    */
   HW_EVENT_KIND_DESTROY_FAILED = 10,
   /*

@@ -112,7 +112,10 @@ pub enum EventKind {
         /// What it said.
         error: String,
     },
-    /// A provider failed to destroy a worker; it stays `Terminating` and is retried.
+    /// A provider failed to destroy a worker; it stays `Terminating` and is retried. Only for a
+    /// worker the registry holds: a failed destroy of an orphan instance (one no record knows,
+    /// see [`reconcile`](crate::WorkerLifecycleManager::reconcile)) publishes none; it is in the
+    /// reports (`ReconcileReport::orphans`, `TickReport::failed`) and `destroy_failures_total`.
     DestroyFailed {
         /// The worker.
         worker_id: WorkerId,

@@ -47,6 +47,7 @@ pub enum hw_event_kind {
     /// A provider failed to create a worker (provider id, message).
     ProvisionFailed = 9,
     /// A provider failed to destroy a worker; it is retried (worker id, provider id, message).
+    /// Not for an orphan instance (no record): its failed destroys are in the reports only.
     DestroyFailed = 10,
     /// The health check held back a mass expiry (see the manager's `max_unhealthy_fraction`).
     MassExpiryHeld = 11,

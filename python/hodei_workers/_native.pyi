@@ -529,7 +529,8 @@ class ProvisionFailed(Event):
 
 @final
 class DestroyFailed(Event):
-    """A provider failed to destroy a worker; it stays TERMINATING and is retried with backoff."""
+    """A provider failed to destroy a worker; it stays TERMINATING and is retried with backoff.
+    Not for an orphan instance (no record): its failed destroys are in the reports only."""
     __match_args__: ClassVar[tuple[str, ...]]
     @property
     def worker_id(self) -> str:

@@ -262,6 +262,7 @@ event_classes! {
     /// A provider failed to create a worker; ``error`` says what it said.
     ProvisionFailed [provider_id, error];
     /// A provider failed to destroy a worker; it stays TERMINATING and is retried with backoff.
+    /// Not for an orphan instance (no record): its failed destroys are in the reports only.
     DestroyFailed [worker_id, provider_id, error, attempts];
     /// The health check would have declared too many workers unhealthy at once (a partition
     /// on the host's side, most likely) and declared none.

@@ -834,3 +834,77 @@ fn a_complete_reconcile_resets_the_back_off_of_an_incomplete_one() {
     tick_every_10s_until(&f, third + 10_000);
     assert_eq!(p.gaps_since(third), [10]);
 }
+
+/// An orphan instance has no record, so a failed destroy of it publishes no `DestroyFailed`
+/// (an event about a worker the registry does not hold is refused): it is reported in the
+/// tick's `failed` and counted in `destroy_failures_total` only. The ticks' retry published one
+/// all the same, which reached subscribers when a record held the id by then — the host
+/// re-registered the agent that reported in from the instance, as §4 tells it to — and said of
+/// that live worker that it "stays Terminating and is retried", which nothing did.
+#[test]
+fn an_orphans_failed_destroy_publishes_no_destroy_failed_event() {
+    #[derive(Debug)]
+    struct ReRegistered {
+        registry: Arc<dyn WorkerRegistry>,
+        orphan: WorkerHandle,
+        destroys: parking_lot::Mutex<u32>,
+    }
+    impl WorkerProvider for ReRegistered {
+        fn provider_id(&self) -> ProviderId {
+            pid("re-registered")
+        }
+        fn provider_type(&self) -> ProviderType {
+            ProviderType::Ec2
+        }
+        fn create_worker(&self, _: WorkerId, _: &WorkerSpec) -> ProviderResult<WorkerHandle> {
+            Err(ProviderError::new("no creates here"))
+        }
+        fn destroy_worker(&self, _: &WorkerHandle) -> ProviderResult<()> {
+            let mut destroys = self.destroys.lock();
+            *destroys += 1;
+            if *destroys == 2 {
+                // The instance's agent reports in meanwhile, and the host registers it.
+                self.registry.register(self.orphan.clone(), spec()).unwrap();
+            }
+            Err(ProviderError::new("instance is locked"))
+        }
+        fn list_workers(&self) -> ProviderResult<Vec<WorkerHandle>> {
+            Ok(vec![self.orphan.clone()])
+        }
+    }
+    let f = Fixture::new(WorkerLifecycleConfig {
+        min_ready_workers: 0,
+        ..config()
+    });
+    let orphan = WorkerHandle {
+        worker_id: WorkerId::new(),
+        ..WorkerHandle::new(pid("re-registered"), ProviderType::Ec2, "i-orphan")
+    };
+    let p = Arc::new(ReRegistered {
+        registry: f.registry.clone(),
+        orphan: orphan.clone(),
+        destroys: Default::default(),
+    });
+    f.manager.register_provider(p.clone()).unwrap();
+    let r = f.manager.reconcile().unwrap();
+    assert!(r.orphans[0].error.is_some(), "{r:?}");
+    f.advance(f.manager.config().destroy_retry_initial + ms(1));
+    let t = f.manager.tick(0);
+    assert_eq!(*p.destroys.lock(), 2, "{:?}", t.decisions);
+    assert_eq!(t.failed.len(), 1, "{:?}", t.decisions);
+    assert_eq!(t.failed[0].resource_id, "i-orphan");
+    assert_eq!(f.manager.stats().unwrap().destroy_failures_total, 2);
+    let events = f.drain();
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, EventKind::DestroyFailed { .. })),
+        "{events:?}"
+    );
+    // The record is the host's now: the ticks forget the orphan and never destroy it.
+    assert_eq!(f.state(&orphan.worker_id), Some(WorkerState::Creating));
+    f.advance(secs(600));
+    f.manager.tick(0);
+    assert!(f.manager.pending_orphans().is_empty());
+    assert_eq!(*p.destroys.lock(), 2);
+}

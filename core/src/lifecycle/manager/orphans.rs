@@ -22,7 +22,6 @@ use std::sync::atomic::Ordering;
 use parking_lot::Mutex;
 
 use crate::clock::{millis, Timestamp};
-use crate::events::EventKind;
 use crate::ids::{ProviderId, WorkerId};
 use crate::worker::WorkerHandle;
 
@@ -247,12 +246,10 @@ impl WorkerLifecycleManager {
                 Err(e) => {
                     let (attempts, next_at) = self.orphan_destroy_failed(handle, now);
                     bump(&self.counters.destroy_failures, 1);
-                    let _ = self.registry.publish(EventKind::DestroyFailed {
-                        worker_id: handle.worker_id,
-                        provider_id: handle.provider_id.clone(),
-                        error: e.to_string(),
-                        attempts,
-                    });
+                    // No `DestroyFailed`: no record holds the instance, and an event about a
+                    // worker the registry does not hold is refused — or, should a record hold
+                    // the id by now (the host re-registered its agent), it would say of a live
+                    // worker that it stays `Terminating`. The report and the counter say it.
                     report.failed.push(DestroyFailure {
                         worker_id: handle.worker_id,
                         provider_id: handle.provider_id.clone(),
