@@ -908,3 +908,41 @@ fn an_orphans_failed_destroy_publishes_no_destroy_failed_event() {
     assert!(f.manager.pending_orphans().is_empty());
     assert_eq!(*p.destroys.lock(), 2);
 }
+
+/// With the periodic reconcile off (`reconcile_interval` zero), an incomplete takeover
+/// reconcile still runs again after a back-off, capped by `destroy_retry_max` (capped by the
+/// zero interval, it would run again at every tick).
+#[test]
+fn with_the_periodic_reconcile_off_the_back_off_is_capped_by_destroy_retry_max() {
+    let store = Arc::new(ManualClock::new(T0));
+    let local = Arc::new(ManualClock::new(0));
+    let registry: Arc<dyn WorkerRegistry> = crate::backend::new_registry(store.clone());
+    let p = Arc::new(FailingList {
+        clock: store.clone(),
+        failing: true.into(),
+        lists: Default::default(),
+    });
+    let manager = WorkerLifecycleManager::with_leadership(
+        registry,
+        WorkerLifecycleConfig {
+            reconcile_interval: std::time::Duration::ZERO,
+            destroy_retry_max: secs(40),
+            ..backoff_config()
+        },
+        Arc::new(InMemoryLease::new(store.clone(), "a", secs(15))),
+        local.clone(),
+    )
+    .unwrap();
+    manager.register_provider(p.clone()).unwrap();
+    for _ in 0..30 {
+        store.advance(secs(10));
+        local.advance(secs(10));
+        assert!(manager.tick(0).leading);
+    }
+    assert_eq!(
+        p.lists.lock().first(),
+        Some(&(T0 + 10_000)),
+        "the takeover's"
+    );
+    assert_eq!(p.gaps_since(T0), [10, 20, 40, 40, 40, 40, 40, 40]);
+}
