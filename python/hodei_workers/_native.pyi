@@ -1429,7 +1429,8 @@ class OrphanInstance:
         """The instance id."""
     @property
     def error(self) -> str | None:
-        """None when destroyed; the error otherwise (tried again by the next reconcile)."""
+        """None when destroyed; the error otherwise (the leader's ticks destroy it again after
+        a back-off)."""
     def to_json(self) -> str:
         """The report as JSON text (ids as str, timestamps in milliseconds since the
         epoch), for logs."""
@@ -1449,7 +1450,8 @@ class ReconcileReport:
         """Providers without ``list_workers`` (skipped)."""
     @property
     def errors(self) -> list[tuple[str, str]]:
-        """Providers whose ``list_workers`` (or registry read) failed, with the error (skipped)."""
+        """Providers not wholly reconciled, with what happened: ``list_workers`` failed, the
+        registry read failed, or the lease was lost before their listing or among their orphans."""
     @property
     def orphans(self) -> list[OrphanInstance]:
         """Instances unknown to the registry, destroyed (or attempted)."""

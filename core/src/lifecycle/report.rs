@@ -293,8 +293,10 @@ pub struct ReconcileReport {
     pub checked: Vec<ProviderId>,
     /// Providers that do not support `list_workers` (skipped).
     pub unsupported: Vec<ProviderId>,
-    /// Providers whose `list_workers` failed, or whose records the registry could not list,
-    /// with the error (skipped).
+    /// Providers not wholly reconciled, with what happened: `list_workers` failed (`could not
+    /// list: …`), the registry could not list their records, the lease was lost before their
+    /// listing (`not listed: …`) or among their orphans (`N orphan instances not destroyed:
+    /// …`). The reconcile is then incomplete (a tick's runs again after a back-off).
     pub errors: Vec<(ProviderId, String)>,
     /// Instances unknown to the registry, destroyed (or attempted).
     pub orphans: Vec<OrphanInstance>,

@@ -946,3 +946,84 @@ fn with_the_periodic_reconcile_off_the_back_off_is_capped_by_destroy_retry_max()
     );
     assert_eq!(p.gaps_since(T0), [10, 20, 40, 40, 40, 40, 40, 40]);
 }
+
+/// A reconcile whose lease stops being trusted in the middle of a provider's orphans (a
+/// destroy outlasted the trust window) destroys no more of them, and says so in `errors`: it
+/// is incomplete, so the ticks run it again after the back-off. It read as complete (the
+/// orphans left were in no field of the report), so when the replica kept its term at the
+/// next renewal (nobody else took the lease: no takeover, no takeover reconcile) the orphans
+/// left waited for the next periodic run, `reconcile_interval` later.
+#[test]
+fn a_reconcile_that_stops_trusting_its_lease_among_the_orphans_is_incomplete() {
+    #[derive(Debug)]
+    struct SlowDestroy {
+        clocks: Vec<Arc<ManualClock>>,
+        instances: parking_lot::Mutex<Vec<String>>,
+    }
+    impl WorkerProvider for SlowDestroy {
+        fn provider_id(&self) -> ProviderId {
+            pid("slow-destroy")
+        }
+        fn provider_type(&self) -> ProviderType {
+            ProviderType::Ec2
+        }
+        fn create_worker(&self, _: WorkerId, _: &WorkerSpec) -> ProviderResult<WorkerHandle> {
+            Err(ProviderError::new("no creates here"))
+        }
+        fn destroy_worker(&self, handle: &WorkerHandle) -> ProviderResult<()> {
+            let mut instances = self.instances.lock();
+            if instances.len() == 2 {
+                // The first destroy takes longer than the lease.
+                for c in &self.clocks {
+                    c.advance(secs(30));
+                }
+            }
+            instances.retain(|r| *r != handle.resource_id);
+            Ok(())
+        }
+        fn list_workers(&self) -> ProviderResult<Vec<WorkerHandle>> {
+            Ok(self
+                .instances
+                .lock()
+                .iter()
+                .map(|r| WorkerHandle::new(self.provider_id(), self.provider_type(), r))
+                .collect())
+        }
+    }
+    let store = Arc::new(ManualClock::new(T0));
+    let local = Arc::new(ManualClock::new(0));
+    let registry: Arc<dyn WorkerRegistry> = crate::backend::new_registry(store.clone());
+    let p = Arc::new(SlowDestroy {
+        clocks: vec![store.clone(), local.clone()],
+        instances: parking_lot::Mutex::new(vec!["ghost-0".into(), "ghost-1".into()]),
+    });
+    let manager = WorkerLifecycleManager::with_leadership(
+        registry,
+        WorkerLifecycleConfig {
+            min_ready_workers: 0,
+            ..config()
+        },
+        Arc::new(InMemoryLease::new(store.clone(), "a", secs(15))),
+        local.clone(),
+    )
+    .unwrap();
+    manager.register_provider(p.clone()).unwrap();
+    let r = manager.tick(0);
+    assert_eq!(p.instances.lock().len(), 1, "{:?}", r.decisions);
+    assert!(!r.leading, "{:?}", r.decisions);
+    assert!(
+        r.decisions
+            .iter()
+            .any(|d| d.starts_with("takeover reconcile incomplete")),
+        "{:?}",
+        r.decisions
+    );
+    // Nobody took the lease: the same term is kept, and the next ticks destroy the other.
+    for _ in 0..3 {
+        store.advance(secs(1));
+        local.advance(secs(1));
+        let r = manager.tick(0);
+        assert!(r.leading, "{:?}", r.decisions);
+    }
+    assert!(p.instances.lock().is_empty());
+}

@@ -440,7 +440,8 @@ report_class! {
         provider_id: |c, py| c.provider_id.to_string(),
         /// The instance id.
         resource_id: |c, py| c.resource_id.clone(),
-        /// None when destroyed; the error otherwise (tried again by the next reconcile).
+        /// None when destroyed; the error otherwise (the leader's ticks destroy it again after
+        /// a back-off).
         error: |c, py| c.error.clone(),
     }
 
@@ -452,7 +453,8 @@ report_class! {
         checked: |c, py| ids(&c.checked),
         /// Providers without ``list_workers`` (skipped).
         unsupported: |c, py| ids(&c.unsupported),
-        /// Providers whose ``list_workers`` (or registry read) failed, with the error (skipped).
+        /// Providers not wholly reconciled, with what happened: ``list_workers`` failed, the
+        /// registry read failed, or the lease was lost before their listing or among their orphans.
         errors: |c, py| c.errors.iter().map(|(p, e)| (p.to_string(), e.clone())).collect::<Vec<_>>(),
         /// Instances unknown to the registry, destroyed (or attempted).
         orphans: |c, py| list::<_, OrphanInstance>(&c.orphans),

@@ -408,9 +408,9 @@ impl WorkerLifecycleManager {
                     ));
                 }
                 for (provider, error) in &r.errors {
-                    report.decisions.push(format!(
-                        "{label}: provider {provider} could not list: {error}"
-                    ));
+                    report
+                        .decisions
+                        .push(format!("{label}: provider {provider}: {error}"));
                 }
                 for provider in &r.orphan_check_skipped {
                     report.decisions.push(format!(

@@ -45,7 +45,9 @@ impl WorkerLifecycleManager {
     ///
     /// Each provider's listing is preceded by a look at the lease (the store's word): when this
     /// replica stops leading midway, the providers not listed yet are in
-    /// [`errors`](ReconcileReport::errors) (`not listed: …`), none is asked.
+    /// [`errors`](ReconcileReport::errors) (`not listed: …`), none is asked. So is each orphan
+    /// destroy: when the lease is lost among a provider's orphans, the rest are not destroyed
+    /// and that provider is in `errors` too (`N orphan instances not destroyed: …`).
     ///
     /// # Errors
     /// [`Error::NotLeader`](crate::Error::NotLeader) when another replica leads; a registry
@@ -109,7 +111,7 @@ impl WorkerLifecycleManager {
                     continue;
                 }
                 Err(e) => {
-                    report.errors.push((pid, e.to_string()));
+                    report.errors.push((pid, format!("could not list: {e}")));
                     continue;
                 }
             };
@@ -154,8 +156,21 @@ impl WorkerLifecycleManager {
                             over_budget = &orphans[i..];
                             break;
                         }
-                        let Ok(token) = self.confirm() else {
-                            break;
+                        let token = match self.confirm() {
+                            Ok(token) => token,
+                            // The lease is no longer trusted: the orphans left are not
+                            // destroyed, and the pass is incomplete (a tick's runs again
+                            // after its back-off, should this replica keep its term).
+                            Err(e) => {
+                                report.errors.push((
+                                    pid.clone(),
+                                    format!(
+                                        "{} orphan instances not destroyed: {e}",
+                                        orphans.len() - i
+                                    ),
+                                ));
+                                break;
+                            }
                         };
                         // Not while another thread destroys it (a tick's retry, another
                         // reconcile).
