@@ -1027,3 +1027,54 @@ fn a_reconcile_that_stops_trusting_its_lease_among_the_orphans_is_incomplete() {
     }
     assert!(p.instances.lock().is_empty());
 }
+
+/// The ticks' orphan retries spend an action on a destroy only: a remembered orphan whose id a
+/// record holds by now (the host registered its agent) is forgotten without one. Before, each
+/// look at the registry took an action, so that a tick destroying nothing reported the cap
+/// reached and left the rest of its work (scaling above all) to later ticks.
+#[test]
+fn an_orphan_retry_that_finds_the_instance_registered_takes_no_action() {
+    const TTL: std::time::Duration = std::time::Duration::from_secs(15);
+    let store = Arc::new(ManualClock::new(T0));
+    let local = Arc::new(ManualClock::new(0));
+    let registry: Arc<dyn WorkerRegistry> = crate::backend::new_registry(store.clone());
+    let provider = TestProvider::new("test");
+    let orphans: Vec<WorkerHandle> = (0..6)
+        .map(|i| WorkerHandle {
+            worker_id: WorkerId::new(),
+            ..WorkerHandle::new(pid("test"), ProviderType::Docker, format!("ghost-{i}"))
+        })
+        .collect();
+    for h in &orphans {
+        provider
+            .instances
+            .lock()
+            .insert(h.resource_id.clone(), h.clone());
+    }
+    let manager = WorkerLifecycleManager::with_leadership(
+        registry.clone(),
+        WorkerLifecycleConfig {
+            min_ready_workers: 0,
+            max_actions_per_tick: 2,
+            ..config()
+        },
+        Arc::new(InMemoryLease::new(store.clone(), "a", TTL)),
+        local.clone(),
+    )
+    .unwrap();
+    manager.register_provider(provider.clone()).unwrap();
+    let r = manager.tick(0);
+    assert_eq!(destroy_calls(&provider).len(), 2, "{:?}", r.decisions);
+    assert_eq!(manager.pending_orphans().len(), 4);
+    // The agents of three of the four left report in, and the host registers them.
+    let left: Vec<WorkerId> = manager.pending_orphans().iter().map(|o| o.0).collect();
+    for h in orphans.iter().filter(|h| left[..3].contains(&h.worker_id)) {
+        registry.register(h.clone(), spec()).unwrap();
+    }
+    store.advance(secs(1));
+    local.advance(secs(1));
+    let r = manager.tick(0);
+    assert_eq!(destroy_calls(&provider).len(), 3, "{:?}", r.decisions);
+    assert_eq!((r.actions, r.capped), (1, false), "{:?}", r.decisions);
+    assert!(manager.pending_orphans().is_empty());
+}

@@ -182,7 +182,8 @@ impl WorkerLifecycleManager {
         self.orphans.lock().entries.clear();
     }
 
-    /// Destroys the remembered orphans that are due, one budget action each, each call fenced.
+    /// Destroys the remembered orphans that are due, one budget action per destroy (a look at
+    /// the registry that finds the instance registered is none), each call fenced.
     pub(super) fn retry_orphans(&self, budget: &mut Budget, report: &mut TickReport) {
         let now = self.registry.now();
         let due: Vec<OrphanEntry> = self
@@ -204,7 +205,9 @@ impl WorkerLifecycleManager {
             let Some(_claim) = self.claim_orphan(handle, true) else {
                 continue;
             };
-            if !budget.take() {
+            // An action is the destroy below, taken once the look at the registry says it is
+            // still an orphan; none left means none is looked at either.
+            if budget.exhausted() {
                 return;
             }
             match self.registry.get(&handle.worker_id) {
@@ -225,6 +228,8 @@ impl WorkerLifecycleManager {
             let Ok(token) = self.confirm() else {
                 return;
             };
+            // Not exhausted above; no other thread spends this budget.
+            budget.take();
             let outcome = self.destroy_with_provider(token, handle);
             if confirms_destroy(&outcome) {
                 self.note_destroy_confirmed();
