@@ -104,9 +104,9 @@ pub struct WorkerLifecycleConfig {
     /// host's). It destroys the orphan instances that appear after the last reconcile — above
     /// all the instance of a create that returned to a replica which had lost its lease, after
     /// the new leader's takeover reconcile — on a host that only ticks (and never calls
-    /// `reconcile`), where they would otherwise run for ever. The periodic run takes no record
-    /// registered less than `startup_timeout` before its listing for vanished (a listing may lag
-    /// behind the provider's creates). A tick with nothing due pays one
+    /// `reconcile`), where they would otherwise run for ever. The periodic run (and a
+    /// takeover's run again) takes no record registered less than `startup_timeout` before its
+    /// listing for vanished (a listing may lag behind the provider's creates). A tick with nothing due pays one
     /// timestamp comparison for it. A tick's reconcile that could not look at every
     /// provider's instances (a listing failed) runs again after a back-off:
     /// `destroy_retry_initial`, doubling with each incomplete run up to this interval

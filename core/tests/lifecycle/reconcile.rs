@@ -1078,3 +1078,97 @@ fn an_orphan_retry_that_finds_the_instance_registered_takes_no_action() {
     assert_eq!((r.actions, r.capped), (1, false), "{:?}", r.decisions);
     assert!(manager.pending_orphans().is_empty());
 }
+
+/// A takeover reconcile's runs again (after its back-off) spare the records younger than
+/// `startup_timeout`, as the periodic runs do: they come seconds to minutes after the
+/// takeover, while the new leader creates workers that a lagging listing does not show yet.
+/// Judged as the takeover's first run, such a fresh worker was expired as `Vanished`.
+#[test]
+fn a_takeover_reconcile_run_again_spares_a_worker_too_young_to_be_listed() {
+    /// Lists an instance only once it is a minute old (a cloud API's eventual consistency).
+    #[derive(Debug)]
+    struct LaggingList {
+        clock: Arc<ManualClock>,
+        instances: parking_lot::Mutex<Vec<(WorkerHandle, Timestamp)>>,
+    }
+    impl WorkerProvider for LaggingList {
+        fn provider_id(&self) -> ProviderId {
+            pid("lagging")
+        }
+        fn provider_type(&self) -> ProviderType {
+            ProviderType::Ec2
+        }
+        fn create_worker(&self, id: WorkerId, _: &WorkerSpec) -> ProviderResult<WorkerHandle> {
+            let handle = WorkerHandle {
+                worker_id: id,
+                ..WorkerHandle::new(self.provider_id(), self.provider_type(), format!("i-{id}"))
+            };
+            self.instances
+                .lock()
+                .push((handle.clone(), self.clock.now()));
+            Ok(handle)
+        }
+        fn destroy_worker(&self, handle: &WorkerHandle) -> ProviderResult<()> {
+            self.instances
+                .lock()
+                .retain(|(h, _)| h.resource_id != handle.resource_id);
+            Ok(())
+        }
+        fn list_workers(&self) -> ProviderResult<Vec<WorkerHandle>> {
+            let now = self.clock.now();
+            Ok(self
+                .instances
+                .lock()
+                .iter()
+                .filter(|(_, at)| at + 60_000 <= now)
+                .map(|(h, _)| h.clone())
+                .collect())
+        }
+    }
+    let store = Arc::new(ManualClock::new(T0));
+    let local = Arc::new(ManualClock::new(0));
+    let registry: Arc<dyn WorkerRegistry> = crate::backend::new_registry(store.clone());
+    let failing = Arc::new(FailingList {
+        clock: store.clone(),
+        failing: true.into(),
+        lists: Default::default(),
+    });
+    let lagging = Arc::new(LaggingList {
+        clock: store.clone(),
+        instances: Default::default(),
+    });
+    let manager = WorkerLifecycleManager::with_leadership(
+        registry.clone(),
+        backoff_config(),
+        Arc::new(InMemoryLease::new(store.clone(), "a", secs(15))),
+        local.clone(),
+    )
+    .unwrap();
+    manager.register_provider(failing.clone()).unwrap();
+    manager.register_provider(lagging.clone()).unwrap();
+    let r = manager.tick(0);
+    assert!(
+        r.decisions
+            .iter()
+            .any(|d| d.starts_with("takeover reconcile incomplete")),
+        "{:?}",
+        r.decisions
+    );
+    let w = manager.provision_worker(&pid("lagging"), spec()).unwrap();
+    registry.update_state(&w.id, WorkerState::Ready).unwrap();
+    // Two runs again (10 s, then 20 s later) list the fresh instance's provider.
+    for _ in 0..4 {
+        store.advance(secs(10));
+        local.advance(secs(10));
+        registry.heartbeat(&w.id).unwrap();
+        let r = manager.tick(0);
+        assert!(r.leading, "{:?}", r.decisions);
+        assert_eq!(
+            registry.get(&w.id).unwrap().map(|w| w.state),
+            Some(WorkerState::Ready),
+            "{:?}",
+            r.decisions
+        );
+    }
+    assert!(failing.lists.lock().len() >= 3, "ran again");
+}

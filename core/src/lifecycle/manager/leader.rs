@@ -370,8 +370,10 @@ impl WorkerLifecycleManager {
         // A periodic run does not judge records younger than `startup_timeout`: a provider's
         // listing may lag behind its creates (a cloud API's eventual consistency), and every
         // ten minutes on every fleet it would otherwise expire a fresh worker as `Vanished`,
-        // job and all. The startup deadline and the health check judge those.
-        let young = if what == PERIODIC_RECONCILE {
+        // job and all. The startup deadline and the health check judge those. Nor does a
+        // takeover's run again: it comes after the takeover, while this leader creates
+        // workers of its own.
+        let young = if what == PERIODIC_RECONCILE || again {
             self.config.startup_timeout
         } else {
             Duration::ZERO
