@@ -12,6 +12,7 @@ use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use hodei_workers::{Error, ErrorKind};
+use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyModule, PyType};
@@ -205,6 +206,34 @@ where
             ),
             Ids::default(),
         )),
+    }
+}
+
+/// How an exception is shown in a message: its `str()`, or, when that raises, what Python's
+/// traceback printer writes then (`<exception str() failed>`). What `str()` raised is returned
+/// too when it is not an `Exception` (`KeyboardInterrupt` landing there, `SystemExit`): that
+/// one must not be lost, the caller raises or reports it. An `Exception` it raised is dropped,
+/// as the traceback printer drops it.
+pub(crate) fn exception_text(py: Python<'_>, err: &PyErr) -> (String, Option<PyErr>) {
+    shown(py, err.value(py).as_any(), false)
+}
+
+/// `repr(value)` when `repr` is true, else `str(value)`, for a message about an exception
+/// `value`, as [`exception_text`] shows it: `<exception repr() failed>` (or `str()`) in its
+/// place when it raises, and what it raised when that is not an `Exception`.
+pub(crate) fn shown(
+    py: Python<'_>,
+    value: &Bound<'_, PyAny>,
+    repr: bool,
+) -> (String, Option<PyErr>) {
+    let text = if repr { value.repr() } else { value.str() };
+    match text {
+        Ok(text) => (text.to_string(), None),
+        Err(err) => {
+            let which = if repr { "repr" } else { "str" };
+            let interrupt = (!err.is_instance_of::<PyException>(py)).then_some(err);
+            (format!("<exception {which}() failed>"), interrupt)
+        }
     }
 }
 

@@ -13,6 +13,14 @@
 //! - `NotImplementedError` from `list_workers` means "not supported";
 //! - anything else that is an `Exception` is a failure.
 //!
+//! The failure's text shows the exception's `str()`; one whose `str()` raises is shown as
+//! `<exception str() failed>`, as Python's traceback printer shows it, and what that `str()`
+//! raised, when it is an interrupt (below), is one of the call's own interrupts.
+//!
+//! The failure's text shows the exception's `str()`; one whose `str()` raises is shown as
+//! `<exception str() failed>`, as Python's traceback printer shows it, and what that `str()`
+//! raised, when it is an interrupt (below), is one of the call's own interrupts.
+//!
 //! A `BaseException` that is not an `Exception` is not a provider failure (the Python rule:
 //! only `Exception` may be caught as "something went wrong"): `KeyboardInterrupt`,
 //! `SystemExit`, `asyncio.CancelledError` (swallowing it would break the cancellation that
@@ -43,6 +51,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
 use crate::convert;
+use crate::errors::exception_text;
 use crate::types::{py_repr, str_dict, PyWorkerSpec};
 
 thread_local! {
@@ -61,6 +70,33 @@ thread_local! {
 /// re-raise.
 fn interrupted() -> bool {
     INTERRUPT.with(|slot| slot.borrow().is_some())
+}
+
+/// An interrupt raised on this thread by a provider call (or by showing its exception):
+/// parked for the manager method that runs, or, where none runs (a `Ticker`'s tick), handed to
+/// `sys.unraisablehook` with `object` as the context. See the module docs.
+fn interrupt_raised(py: Python<'_>, object: &Bound<'_, PyAny>, err: PyErr) {
+    let depth = MANAGER_CALLS.with(Cell::get);
+    if depth == 0 {
+        // A Ticker's tick: parked, it would never reach anyone (and would keep its frames
+        // alive, and shadow the thread's later interrupts).
+        err.write_unraisable(py, Some(object));
+        return;
+    }
+    // The first one parked wins. Another is dropped only once the slot is no longer
+    // borrowed: dropping it frees what its traceback kept, which may run Python code (a
+    // finalizer) that calls the manager, which reads the slot.
+    let second = INTERRUPT.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        match *slot {
+            None => {
+                *slot = Some((depth, err));
+                None
+            }
+            Some(_) => Some(err),
+        }
+    });
+    drop(second);
 }
 
 /// Runs `work` as (the engine part of) a manager method, and returns its result with the
@@ -270,7 +306,10 @@ impl PythonProvider {
     }
 
     /// The provider's own exception as a `ProviderError` (parking interrupts, or handing them
-    /// to `sys.unraisablehook` with `object` as the context; see the module docs).
+    /// to `sys.unraisablehook` with `object` as the context; see the module docs). An
+    /// exception whose `str()` raises is shown as `<exception str() failed>`, as Python's
+    /// traceback printer shows it; when what `str()` raised is an interrupt, it is one of the
+    /// call's own, parked (or handed over) as if the provider had raised it.
     fn failure(
         &self,
         py: Python<'_>,
@@ -279,37 +318,24 @@ impl PythonProvider {
         err: PyErr,
     ) -> ProviderError {
         let value = err.value(py);
+        let (shown, str_interrupt) = exception_text(py, &err);
         let text = format!(
-            "{}.{method} raised {}: {}",
+            "{}.{method} raised {}: {shown}",
             self.id,
             value
                 .get_type()
                 .name()
                 .map(|n| n.to_string())
                 .unwrap_or_else(|_| "an exception".into()),
-            value.str().map(|s| s.to_string()).unwrap_or_default()
         );
-        if !err.is_instance_of::<PyException>(py) {
-            let depth = MANAGER_CALLS.with(Cell::get);
-            if depth == 0 {
-                // A Ticker's tick: parked, it would never reach anyone (and would keep its
-                // frames alive, and shadow the thread's later interrupts).
-                err.write_unraisable(py, Some(object));
-            } else {
-                // The first one parked wins. Another is dropped only once the slot is no
-                // longer borrowed: dropping it frees what its traceback kept, which may run
-                // Python code (a finalizer) that calls the manager, which reads the slot.
-                let second = INTERRUPT.with(|slot| {
-                    let mut slot = slot.borrow_mut();
-                    match *slot {
-                        None => {
-                            *slot = Some((depth, err));
-                            None
-                        }
-                        Some(_) => Some(err),
-                    }
-                });
-                drop(second);
+        let raised_interrupt = !err.is_instance_of::<PyException>(py);
+        if raised_interrupt || str_interrupt.is_some() {
+            // The provider's own first: the first one parked wins.
+            if raised_interrupt {
+                interrupt_raised(py, object, err);
+            }
+            if let Some(interrupt) = str_interrupt {
+                interrupt_raised(py, object, interrupt);
             }
             return ProviderError::new(format!("{text} (interrupted)"));
         }
@@ -392,11 +418,7 @@ impl PythonProvider {
         err: PyErr,
         handle: Option<WorkerHandle>,
     ) -> PyErr {
-        let reason = err
-            .value(py)
-            .str()
-            .map(|s| s.to_string())
-            .unwrap_or_default();
+        let (reason, str_interrupt) = exception_text(py, &err);
         let fate = match handle {
             None => "no resource id could be read to destroy the instance by, if one was \
                      created (reconcile finds it when the provider has list_workers())"
@@ -421,6 +443,10 @@ impl PythonProvider {
         };
         if !err.is_instance_of::<PyException>(py) {
             return err;
+        }
+        if let Some(interrupt) = str_interrupt {
+            // Raised by the exception's `str()`: as if raised while the answer was read.
+            return interrupt;
         }
         let message = format!("{reason}; {fate}");
         if err.is_instance_of::<PyTypeError>(py) {

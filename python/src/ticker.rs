@@ -25,7 +25,7 @@ use pyo3::prelude::*;
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::convert::{self, Seconds};
-use crate::errors::run;
+use crate::errors::{run, shown};
 use crate::events::{wait_slice, SIGNAL_CHECK};
 use crate::lifecycle::TickReport;
 
@@ -40,16 +40,16 @@ fn held_key(held: &Arc<Mutex<Held>>) -> usize {
 }
 
 /// Reports a callback's exception to `sys.unraisablehook`, then unwinds into the core's
-/// ticker, which counts it (no panic message: `resume_unwind` skips the panic hook).
+/// ticker, which counts it (no panic message: `resume_unwind` skips the panic hook). An
+/// interrupt raised by the exception's `repr()` is reported too, after it: nobody on this
+/// thread could re-raise it.
 fn callback_failed(py: Python<'_>, callable: &Py<PyAny>, err: PyErr, what: &str) -> ! {
-    let text = format!(
-        "{what} raised {}",
-        err.value(py)
-            .repr()
-            .map(|r| r.to_string())
-            .unwrap_or_else(|_| "an exception".to_owned())
-    );
+    let (shown, repr_interrupt) = shown(py, err.value(py).as_any(), true);
+    let text = format!("{what} raised {shown}");
     err.write_unraisable(py, Some(callable.bind(py)));
+    if let Some(interrupt) = repr_interrupt {
+        interrupt.write_unraisable(py, Some(callable.bind(py)));
+    }
     resume_unwind(Box::new(text))
 }
 

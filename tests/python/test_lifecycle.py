@@ -339,6 +339,96 @@ def test_keyboard_interrupt_in_a_provider_reaches_the_caller(
     assert len(registry) == 0 and manager.stats().in_flight == 0, "the engine stayed consistent"
 
 
+class Unprintable(Exception):
+    """An exception whose ``str()`` raises ``raises`` (Python's traceback printer shows it as
+    ``<exception str() failed>``)."""
+
+    def __init__(self, raises: BaseException) -> None:
+        super().__init__()
+        self.raises = raises
+
+    def __str__(self) -> str:
+        raise self.raises
+
+
+def test_a_provider_exception_whose_str_raises_is_shown_as_python_shows_it(
+    cloud: FakeCloud, manager: hw.LifecycleManager
+) -> None:
+    manager.set_scaling_target("fake-cloud", hw.WorkerSpec("runner:1"))
+    cloud.fail_create = Unprintable(ValueError("no text"))
+    [failure] = manager.tick(pending_jobs=1).provision_failures
+    assert failure.error.startswith(
+        "fake-cloud.create_worker raised Unprintable: <exception str() failed>"
+    ), failure.error
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt(), SystemExit(3)])
+def test_an_interrupt_raised_by_str_of_a_provider_exception_reaches_the_caller(
+    registry: hw.Registry,
+    cloud: FakeCloud,
+    manager: hw.LifecycleManager,
+    interrupt: BaseException,
+) -> None:
+    # Ctrl-C landing in the exception's __str__ is an interrupt like one in the provider
+    # method: re-raised by the manager call, never swallowed into the failure's text.
+    manager.set_scaling_target("fake-cloud", hw.WorkerSpec("runner:1"))
+    cloud.fail_create = Unprintable(interrupt)
+    with pytest.raises(type(interrupt)) as info:
+        manager.tick(pending_jobs=1)
+    assert info.value is interrupt
+    [failure] = manager.last_report.provision_failures  # type: ignore[union-attr]
+    assert "<exception str() failed> (interrupted)" in failure.error, failure.error
+    cloud.fail_create = None
+    assert len(registry) == 0 and manager.stats().in_flight == 0
+
+
+class UnreadableMetadata(Mapping[str, str]):
+    """Metadata whose reading raises ``raises``."""
+
+    def __init__(self, raises: BaseException) -> None:
+        self.raises = raises
+
+    def __getitem__(self, key: str) -> str:
+        raise KeyError(key)
+
+    def __iter__(self) -> Any:
+        raise self.raises
+
+    def __len__(self) -> int:
+        return 1
+
+    def items(self) -> Any:
+        raise self.raises
+
+
+def test_an_unreadable_answer_whose_exception_str_raises(
+    registry: hw.Registry, cloud: FakeCloud, manager: hw.LifecycleManager
+) -> None:
+    # The instance is destroyed (its resource id was read) and the text says what Python
+    # would; an interrupt raised by that str() reaches the caller.
+    answers = iter(
+        [
+            UnreadableMetadata(Unprintable(ValueError("x"))),
+            UnreadableMetadata(Unprintable(KeyboardInterrupt())),
+        ]
+    )
+    real_create = cloud.create_worker
+
+    def create_worker(worker_id: str, spec: hw.WorkerSpec) -> Any:
+        created = real_create(worker_id, spec)
+        assert isinstance(created, tuple)
+        return created[0], next(answers)
+
+    cloud.create_worker = create_worker  # type: ignore[method-assign]
+    with pytest.raises(hw.ProviderError) as info:
+        manager.provision_worker("fake-cloud", hw.WorkerSpec("runner:1"))
+    expected = 'raised ValueError: <exception str() failed>; its instance "i-1" was destroyed'
+    assert expected in str(info.value), str(info.value)
+    with pytest.raises(KeyboardInterrupt):
+        manager.provision_worker("fake-cloud", hw.WorkerSpec("runner:1"))
+    assert cloud.destroyed == ["i-1", "i-2"] and cloud.instances == {}
+    assert len(registry) == 0 and manager.stats().in_flight == 0
+
 def test_provider_shapes_are_checked(manager: hw.LifecycleManager) -> None:
     class NoCreate:
         provider_id = "x"

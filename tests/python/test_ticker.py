@@ -141,6 +141,32 @@ def test_a_raising_on_report_is_counted_and_the_ticker_goes_on(
     assert isinstance(unraisable[0].exc_value, RuntimeError)
 
 
+class UnshowableError(Exception):
+    def __repr__(self) -> str:
+        raise KeyboardInterrupt
+
+
+def test_an_interrupt_raised_by_repr_of_a_callbacks_exception_goes_to_unraisablehook(
+    manager: hw.LifecycleManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The callback's exception goes to sys.unraisablehook; so does Ctrl-C landing in its
+    # __repr__ while the ticker shows it, rather than vanish.
+    seen: list[type[BaseException]] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: seen.append(u.exc_type))
+    reported = threading.Event()
+
+    def on_report(report: hw.TickReport) -> None:
+        reported.set()
+        raise UnshowableError
+
+    with manager.ticker(HOUR, on_report=on_report) as t:
+        assert reported.wait(HANG)
+        deadline = time.monotonic() + HANG
+        while t.stats.report_failures == 0:
+            assert time.monotonic() < deadline, "the failure was never counted"
+            time.sleep(0.01)
+    assert seen == [UnshowableError, KeyboardInterrupt]
+
 def test_stopping_from_a_callback_does_not_deadlock(manager: hw.LifecycleManager) -> None:
     holder: list[hw.Ticker] = []
     published = threading.Event()
