@@ -1165,7 +1165,10 @@ class ProvisionFailure:
         """The provider."""
     @property
     def kind(self) -> str:
-        """``"failed"``, ``"not_found"``, ``"unsupported"``, ``"panicked"`` or ``"no_capacity"``."""
+        """``"failed"``, ``"not_found"``, ``"unsupported"``, ``"panicked"``, ``"no_capacity"``
+        or ``"interrupted"`` (the create was cut short by a KeyboardInterrupt or another
+        BaseException that is not an Exception: reported, but not counted toward the
+        provider's back-off)."""
     @property
     def error(self) -> str:
         """What went wrong."""

@@ -17,16 +17,14 @@
 //! `<exception str() failed>`, as Python's traceback printer shows it, and what that `str()`
 //! raised, when it is an interrupt (below), is one of the call's own interrupts.
 //!
-//! The failure's text shows the exception's `str()`; one whose `str()` raises is shown as
-//! `<exception str() failed>`, as Python's traceback printer shows it, and what that `str()`
-//! raised, when it is an interrupt (below), is one of the call's own interrupts.
-//!
 //! A `BaseException` that is not an `Exception` is not a provider failure (the Python rule:
 //! only `Exception` may be caught as "something went wrong"): `KeyboardInterrupt`,
 //! `SystemExit`, `asyncio.CancelledError` (swallowing it would break the cancellation that
 //! raised it), `GeneratorExit`, another extension's `PanicException`, a host's own. Called
-//! "an interrupt" here: the adapter reports the call as failed to the engine (which must carry
-//! on consistently), parks the exception, and the manager method re-raises it, the very
+//! "an interrupt" here: the adapter reports the call to the engine as interrupted
+//! ([`ProviderErrorKind::Interrupted`](hodei_workers::ProviderErrorKind::Interrupted): the engine
+//! carries on consistently, and does not count it toward the provider's back-off), parks the
+//! exception, and the manager method re-raises it, the very
 //! object, when the engine returns. Until then no provider is called
 //! on this thread: each further call fails at once, "not called (interrupted)". The interrupt
 //! belongs to the manager call that called the provider: a manager call nested in it that
@@ -337,7 +335,8 @@ impl PythonProvider {
             if let Some(interrupt) = str_interrupt {
                 interrupt_raised(py, object, interrupt);
             }
-            return ProviderError::new(format!("{text} (interrupted)"));
+            // Not the provider's failure: no back-off for it.
+            return ProviderError::interrupted(text);
         }
         if method == "create_worker" && is_provider_exception(py, &err, "NoCapacity") {
             return ProviderError::no_capacity(text);
@@ -467,8 +466,8 @@ impl PythonProvider {
                 // without calling the provider again, so that it reaches the caller now rather
                 // than after every remaining call (minutes against a slow cloud API). Failed
                 // like the interrupted call: a destroy is retried by a later tick.
-                return Err(ProviderError::new(format!(
-                    "{}.{method} was not called (interrupted)",
+                return Err(ProviderError::interrupted(format!(
+                    "{}.{method} was not called",
                     self.id
                 )));
             }

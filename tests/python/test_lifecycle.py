@@ -339,6 +339,33 @@ def test_keyboard_interrupt_in_a_provider_reaches_the_caller(
     assert len(registry) == 0 and manager.stats().in_flight == 0, "the engine stayed consistent"
 
 
+def test_an_interrupted_create_does_not_back_the_provider_off(
+    registry: hw.Registry, clock: hw.ManualClock, cloud: FakeCloud, manager: hw.LifecycleManager
+) -> None:
+    # Ctrl-C during create_worker is not the provider's failure: the next tick provisions at
+    # once, as if the interrupted one had never been tried.
+    manager.set_scaling_target("fake-cloud", hw.WorkerSpec("runner:1"))
+    cloud.fail_create = KeyboardInterrupt()
+    with pytest.raises(KeyboardInterrupt) as info:
+        manager.tick(pending_jobs=1)
+    [failure] = info.value.report.provision_failures  # type: ignore[attr-defined]
+    assert failure.kind == "interrupted" and "KeyboardInterrupt" in failure.error
+    assert failure.consecutive_failures == 0 and failure.backoff_until == clock.now()
+    assert manager.provider_backoff() == []
+    cloud.fail_create = None
+    report = manager.tick(pending_jobs=1)
+    assert report.provisioned and report.provision_failures == [], report.decisions
+
+    # Nor does it lengthen a back-off under way: the count stays that of real failures.
+    cloud.fail_create = RuntimeError("quota exceeded")
+    with pytest.raises(hw.ProviderError):
+        manager.provision_worker("fake-cloud", hw.WorkerSpec("runner:1"))
+    [before] = manager.provider_backoff()
+    cloud.fail_create = KeyboardInterrupt()
+    with pytest.raises(KeyboardInterrupt):
+        manager.provision_worker("fake-cloud", hw.WorkerSpec("runner:1"))
+    assert manager.provider_backoff() == [before]
+
 class Unprintable(Exception):
     """An exception whose ``str()`` raises ``raises`` (Python's traceback printer shows it as
     ``<exception str() failed>``)."""

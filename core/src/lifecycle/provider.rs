@@ -156,6 +156,12 @@ pub enum ProviderErrorKind {
     /// replica leads now (see [`WorkerProvider::create_worker_fenced`]). The manager stops
     /// acting as the leader at once and does not back the provider off.
     Fenced = 5,
+    /// The call was cut short by the host, not failed by the provider: a binding's
+    /// `KeyboardInterrupt` (Ctrl-C), `SystemExit` or cancellation landing in the provider's
+    /// code. Reported like a failure (a create's `ProvisionFailed` and the tick's
+    /// `provision_failures`; a destroy is retried), but a create so ended does not count
+    /// toward the provider's back-off: it neither starts nor lengthens it.
+    Interrupted = 6,
 }
 
 impl ProviderErrorKind {
@@ -168,6 +174,7 @@ impl ProviderErrorKind {
             ProviderErrorKind::Panicked => "panicked",
             ProviderErrorKind::NoCapacity => "no_capacity",
             ProviderErrorKind::Fenced => "fenced",
+            ProviderErrorKind::Interrupted => "interrupted",
         }
     }
 }
@@ -240,6 +247,15 @@ impl ProviderError {
         }
     }
 
+    /// The call was cut short by the host, not failed by the provider
+    /// ([`ProviderErrorKind::Interrupted`]).
+    pub fn interrupted(message: impl Into<String>) -> Self {
+        ProviderError {
+            kind: ProviderErrorKind::Interrupted,
+            message: message.into(),
+        }
+    }
+
     /// Whether the provider had no capacity.
     pub fn is_no_capacity(&self) -> bool {
         self.kind == ProviderErrorKind::NoCapacity
@@ -258,6 +274,11 @@ impl ProviderError {
     /// Whether the call's fencing token was refused.
     pub fn is_fenced(&self) -> bool {
         self.kind == ProviderErrorKind::Fenced
+    }
+
+    /// Whether the host cut the call short.
+    pub fn is_interrupted(&self) -> bool {
+        self.kind == ProviderErrorKind::Interrupted
     }
 }
 
@@ -319,5 +340,11 @@ mod tests {
         let refused = ProviderError::fenced("token 1 is below 2");
         assert!(refused.is_fenced() && !refused.is_not_found());
         assert_eq!(refused.to_string(), "token 1 is below 2 (fenced)");
+        let cut = ProviderError::interrupted("create_worker raised KeyboardInterrupt");
+        assert!(cut.is_interrupted() && !cut.is_fenced());
+        assert_eq!(
+            cut.to_string(),
+            "create_worker raised KeyboardInterrupt (interrupted)"
+        );
     }
 }

@@ -46,6 +46,8 @@ pub enum CreateStep {
     Fail(&'static str),
     /// Fails with [`ProviderErrorKind::NoCapacity`].
     NoCapacity,
+    /// Fails with [`ProviderErrorKind::Interrupted`] (the host cut the call short).
+    Interrupted,
     Panic,
     /// Blocks until [`TestProvider::release_stalled`] is called, then succeeds.
     Stall,
@@ -286,6 +288,7 @@ impl TestProvider {
             CreateStep::Ok => Ok(handle),
             CreateStep::Fail(msg) => Err(ProviderError::new(msg)),
             CreateStep::NoCapacity => Err(ProviderError::no_capacity("no capacity")),
+            CreateStep::Interrupted => Err(ProviderError::interrupted("Ctrl-C")),
             CreateStep::Panic => {
                 self.creating_now.fetch_sub(1, Ordering::SeqCst);
                 panic!("provider {} exploded", self.id)

@@ -203,6 +203,55 @@ fn pending_jobs_keep_ready_workers_from_being_scaled_in() {
 }
 
 #[test]
+fn an_interrupted_create_is_reported_but_does_not_back_the_provider_off() {
+    let f = Fixture::new(WorkerLifecycleConfig {
+        provider_backoff_initial: secs(5),
+        provider_backoff_max: secs(60),
+        scale_up_cooldown: Duration::ZERO,
+        ..config()
+    });
+    f.manager.set_scaling_target(&pid("test"), spec()).unwrap();
+    f.provider.script_creates([CreateStep::Interrupted]);
+
+    let r = f.manager.tick(1);
+    assert_eq!(
+        r.provision_failures,
+        vec![ProvisionFailure {
+            provider_id: pid("test"),
+            kind: ProviderErrorKind::Interrupted,
+            error: "Ctrl-C (interrupted)".to_owned(),
+            consecutive_failures: 0,
+            backoff_until: T0,
+        }]
+    );
+    assert!(r.provider_backoff.is_empty(), "{:?}", r.provider_backoff);
+    assert!(
+        r.decisions.iter().any(|d| d.contains("interrupted")),
+        "{:?}",
+        r.decisions
+    );
+    // The next tick, at the same instant, asks the provider again.
+    let r = f.manager.tick(1);
+    assert!(
+        !r.provisioned.is_empty() && r.provision_failures.is_empty(),
+        "{:?}",
+        r.decisions
+    );
+
+    // Nor does an interrupt lengthen a back-off under way.
+    f.provider
+        .script_creates([CreateStep::Fail("quota"), CreateStep::Interrupted]);
+    let sp = spec();
+    f.manager
+        .provision_worker(&pid("test"), std::sync::Arc::clone(&sp))
+        .unwrap_err();
+    let before = f.manager.provider_backoff();
+    assert_eq!(before[0].consecutive_failures, 1);
+    f.manager.provision_worker(&pid("test"), sp).unwrap_err();
+    assert_eq!(f.manager.provider_backoff(), before);
+}
+
+#[test]
 fn consecutive_create_failures_back_the_provider_off_exponentially() {
     let f = Fixture::new(WorkerLifecycleConfig {
         provider_backoff_initial: secs(5),

@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::ids::ProviderId;
 use crate::worker::{TerminationReason, Worker, WorkerSpec};
 
+use super::super::provider::ProviderErrorKind;
 use super::super::report::{CleanupResult, ProvisionedWorker, ScalingPlan, TickReport};
 use super::super::scaling::{decide, ScalingInputs};
 use super::{Budget, WorkerLifecycleManager};
@@ -166,6 +167,14 @@ impl WorkerLifecycleManager {
                 }
                 Err((e, failure)) => {
                     match failure {
+                        Some(f) if f.kind == ProviderErrorKind::Interrupted => {
+                            report.decisions.push(format!(
+                                "provider {}: a create was interrupted: {}; not counted as a \
+                                 failure of the provider (no back-off)",
+                                f.provider_id, f.error
+                            ));
+                            report.provision_failures.push(f);
+                        }
                         Some(f) => {
                             report.decisions.push(format!(
                                 "provider {} failed to create a worker ({} in a row): {}; backing \

@@ -279,6 +279,14 @@ impl WorkerLifecycleManager {
                 }
                 Err((e, failure)) => {
                     match failure {
+                        Some(f) if f.kind == ProviderErrorKind::Interrupted => {
+                            report.decisions.push(format!(
+                                "pool {}: provider {}: a create was interrupted: {}; not counted \
+                                 as a failure of the provider (no back-off)",
+                                d.pool, f.provider_id, f.error
+                            ));
+                            report.provision_failures.push(f);
+                        }
                         Some(f) => {
                             report.decisions.push(format!(
                                 "pool {}: provider {} failed to create a worker ({} in a row, {}): \

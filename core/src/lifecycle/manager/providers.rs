@@ -150,7 +150,9 @@ impl WorkerLifecycleManager {
 
     /// Counts a failed create of `provider` (registered as `provider_id`): backs it off, emits
     /// `ProvisionFailed`. A provider unregistered meanwhile gets no back-off entry (the failure
-    /// is still reported, with `backoff_until` = now).
+    /// is still reported, with `backoff_until` = now). An interrupted create
+    /// ([`ProviderErrorKind::Interrupted`]: the host cut it short) is reported alike but leaves
+    /// the back-off as it was: the provider did not fail.
     pub(super) fn record_create_failure(
         &self,
         provider_id: &ProviderId,
@@ -161,6 +163,13 @@ impl WorkerLifecycleManager {
         let state = self
             .while_registered(provider_id, provider, || {
                 let mut backoff = self.backoff.lock();
+                if e.is_interrupted() {
+                    return backoff.get(provider_id).copied().unwrap_or(Backoff {
+                        failures: 0,
+                        until: now,
+                        kind: e.kind,
+                    });
+                }
                 let entry = backoff.entry(provider_id.clone()).or_insert(Backoff {
                     failures: 0,
                     until: now,
@@ -176,7 +185,7 @@ impl WorkerLifecycleManager {
                 *entry
             })
             .unwrap_or(Backoff {
-                failures: 1,
+                failures: u32::from(!e.is_interrupted()),
                 until: now,
                 kind: e.kind,
             });
