@@ -1791,6 +1791,36 @@ class TickerStats:
 
 @final
 class Ticker:
+    """A running ticker: a thread that calls ``manager.tick(pending())`` every ``interval`` and
+    hands each report to ``on_report`` (or keeps it for :meth:`next_report`). Made by
+    ``LifecycleManager.ticker``; a context manager that stops it on exit.
+
+    The first tick runs at once, the next ones every ``interval`` (on the start time's grid).
+    A tick that overruns its slot is counted (``stats.overruns``) and the slots it covered are
+    skipped, not piled up. ``pending``, ``on_report`` and the providers' methods are called on
+    the ticker's own thread, one at a time. An exception ``pending`` or ``on_report`` raises
+    goes to ``sys.unraisablehook``, is counted (``stats.demand_failures`` /
+    ``stats.report_failures``; a failing ``pending`` leaves the last good demand in use), and
+    the ticker goes on. A provider's Exception is a provider failure in the tick's report, but
+    a BaseException that is not an Exception (KeyboardInterrupt, SystemExit,
+    asyncio.CancelledError, ...), with no caller there to receive it, goes to
+    ``sys.unraisablehook``.
+
+    The ticker keeps its manager alive, and with it the providers its ticks call (even when the
+    host keeps only the ticker and a provider holds its manager), and its callbacks. Dropping
+    the last reference stops it; so does the garbage collector when the ticker is in an
+    unreachable reference cycle (e.g. ``on_report`` is a bound method of the object that keeps
+    the ticker). Either waits for the tick in progress, as ``stop()`` does, and yields to Ctrl-C
+    likewise (on the main thread): the KeyboardInterrupt is raised as soon as the drop
+    returns, while the tick finishes and the thread is joined in the background.
+
+    Stop a ticker before the interpreter exits to let its tick in progress finish. One still
+    running at exit is asked to stop by the module's ``atexit`` hook, which does not wait: from
+    then on its thread calls no Python code it has not started (a provider call is reported
+    ``interrupted``), dropping it does not wait for its thread, and the tick in progress ends
+    with the process. The exit never waits for a provider that does not answer.
+    """
+
     @property
     def interval(self) -> float: ...
     @property

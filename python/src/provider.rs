@@ -460,6 +460,14 @@ impl PythonProvider {
         method: &str,
         call: impl FnOnce(Python<'_>, &Bound<'_, PyAny>) -> PyResult<T>,
     ) -> ProviderResult<T> {
+        if MANAGER_CALLS.with(Cell::get) == 0 && crate::ticker::shutting_down() {
+            // A Ticker's tick while the interpreter exits: no Python code starts on this
+            // thread any more (it may not be able to attach once finalization begins).
+            return Err(ProviderError::interrupted(format!(
+                "{}.{method} was not called (the interpreter is shutting down)",
+                self.id
+            )));
+        }
         Python::attach(|py| {
             if interrupted() {
                 // Ctrl-C (or SystemExit) is on its way to the caller: the operation finishes

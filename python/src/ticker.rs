@@ -7,6 +7,12 @@
 //! be waiting for the GIL to run a callback. An exception in a callback is handed to
 //! `sys.unraisablehook` (printed by default), counted in the stats, and the ticker goes on.
 //!
+//! At interpreter exit, the module's `atexit` hook (which runs before finalization) asks every
+//! running ticker to stop and marks the process as exiting: a ticker's thread then starts no
+//! Python call (CPython ends, or blocks forever, a thread that attaches once finalization
+//! began, with a Rust stack under it), and a drop does not wait for the thread (a tick in
+//! progress may wait for a provider that never answers).
+//!
 //! The Python objects a ticker holds (its manager and callbacks) live in a slot shared by the
 //! handle and the thread ([`Held`]), not in the thread's closures: the garbage collector sees
 //! them (`__traverse__`) and can break a cycle through them (`__clear__`: a callback that is a
@@ -16,7 +22,7 @@
 use std::cell::Cell;
 use std::panic::resume_unwind;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use hodei_workers::{Ticker, TickerStats, WorkerLifecycleManager};
@@ -28,6 +34,45 @@ use crate::convert::{self, Seconds};
 use crate::errors::{run, shown};
 use crate::events::{wait_slice, SIGNAL_CHECK};
 use crate::lifecycle::TickReport;
+
+/// Set by the module's `atexit` hook ([`_stop_tickers_at_exit`]): the interpreter is about to
+/// finalize. From then on a ticker's thread calls no Python code it has not started yet, and
+/// dropping a ticker does not wait for its thread (see [`PyTicker`]'s drop).
+static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
+
+/// The tickers started and not yet dropped, for the `atexit` hook to stop.
+static LIVE: Mutex<Vec<Weak<Ticker>>> = Mutex::new(Vec::new());
+
+/// Whether the interpreter is shutting down (the module's `atexit` hook ran).
+pub(crate) fn shutting_down() -> bool {
+    SHUTTING_DOWN.load(Ordering::SeqCst)
+}
+
+/// The module's `atexit` hook: at interpreter exit, before finalization, asks every running
+/// ticker to stop, without waiting for the tick in progress (a provider that never answers
+/// must not hang the exit), and tells the tickers' threads to call no more Python code (a
+/// thread that tries to attach to a finalizing interpreter is ended by CPython, or blocks
+/// forever, with a Rust stack under it). A ticker the host did not stop is left to end with
+/// the process: its tick in progress is cut short.
+#[pyfunction]
+fn _stop_tickers_at_exit() {
+    SHUTTING_DOWN.store(true, Ordering::SeqCst);
+    let live: Vec<Arc<Ticker>> = {
+        let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut *live)
+            .into_iter()
+            .filter_map(|t| t.upgrade())
+            .collect()
+    };
+    for ticker in live {
+        ticker.request_stop();
+        // When the handle was dropped meanwhile, this is the last reference: its drop joins
+        // the thread, which must not happen here (the tick in progress may never end).
+        if let Some(ticker) = Arc::into_inner(ticker) {
+            join_in_background(ticker);
+        }
+    }
+}
 
 thread_local! {
     /// The ticker whose thread this is (the address of its `Held`; 0 on every other thread),
@@ -87,10 +132,17 @@ fn demand_of(py: Python<'_>, pending: &Py<PyAny>) -> usize {
 /// the ticker). Either waits for the tick in progress, as ``stop()`` does, and yields to Ctrl-C
 /// likewise (on the main thread): the KeyboardInterrupt is raised as soon as the drop
 /// returns, while the tick finishes and the thread is joined in the background.
+///
+/// Stop a ticker before the interpreter exits to let its tick in progress finish. One still
+/// running at exit is asked to stop by the module's ``atexit`` hook, which does not wait: from
+/// then on its thread calls no Python code it has not started (a provider call is reported
+/// ``interrupted``), dropping it does not wait for its thread, and the tick in progress ends
+/// with the process. The exit never waits for a provider that does not answer.
 #[pyclass(frozen, name = "Ticker", module = "hodei_workers")]
 pub(crate) struct PyTicker {
-    /// Always `Some` but in `drop`, which may hand it to a thread of its own to join.
-    inner: Option<Ticker>,
+    /// Always `Some` but in `drop`, which may hand it to a thread of its own to join. The only
+    /// strong reference (the `atexit` hook holds a weak one, upgraded only for a moment).
+    inner: Option<Arc<Ticker>>,
     held: Arc<Mutex<Held>>,
     /// A `stop()` was interrupted (Ctrl-C) while it waited for the tick in progress: the
     /// host gave up waiting for it, so the drop does not wait either.
@@ -120,6 +172,16 @@ impl Drop for PyTicker {
         let interrupted = *self.interrupted.get_mut();
         let own_thread = TICKER_ON_THIS_THREAD.with(Cell::get) == held_key(&self.held);
         let mut ticker = self.inner.take();
+        if shutting_down() {
+            // The interpreter is exiting: the thread was asked to stop by the `atexit` hook,
+            // and its tick in progress may never end (a provider that hangs), or end only
+            // after finalization began, when its thread can no longer attach. Never wait.
+            if let Some(ticker) = ticker {
+                ticker.request_stop();
+                join_in_background(ticker);
+            }
+            return;
+        }
         // The thread may be waiting for the GIL (to call a callback): never join while holding
         // it. A drop on the ticker's own thread only asks it to stop; so does a drop while the
         // interpreter shuts down (the thread cannot run Python code any more).
@@ -160,8 +222,10 @@ impl Drop for PyTicker {
             py.detach(|| ticker.stop());
         });
         if attached.is_none() {
-            if let Some(ticker) = &ticker {
+            if let Some(ticker) = ticker {
+                // Nor may this drop wait for a tick that can no longer finish.
                 ticker.request_stop();
+                join_in_background(ticker);
             }
         }
     }
@@ -170,7 +234,7 @@ impl Drop for PyTicker {
 /// Joins a stopping ticker's thread on a thread of its own, where the manager's last
 /// reference, if it is one, is dropped too. (Without a thread to be had, the ticker is dropped
 /// here: joined after all.)
-fn join_in_background(ticker: Ticker) {
+fn join_in_background<T: Send + 'static>(ticker: T) {
     let _ = std::thread::Builder::new()
         .name("hodei-ticker-join".to_owned())
         .spawn(move || drop(ticker));
@@ -228,6 +292,11 @@ pub(crate) fn start(
             if !has_pending {
                 return 0;
             }
+            if shutting_down() {
+                // No Python code starts on this thread once the interpreter is exiting: the
+                // tick that was starting (if any) keeps the last demand rather than scale to 0.
+                resume_unwind(Box::new("the interpreter is shutting down".to_owned()));
+            }
             // No interpreter any more (shutting down): no demand.
             Python::try_attach(|py| {
                 let pending = lock(&held).pending.as_ref().map(|p| p.clone_ref(py));
@@ -250,6 +319,9 @@ pub(crate) fn start(
         let deliver = move |report: hodei_workers::TickReport| {
             // No interpreter any more (shutting down), or the callback cleared by the garbage
             // collector: the report has nowhere to go.
+            if shutting_down() {
+                return;
+            }
             Python::try_attach(|py| {
                 let Some(on_report) = lock(&held).on_report.as_ref().map(|c| c.clone_ref(py))
                 else {
@@ -267,6 +339,12 @@ pub(crate) fn start(
     } else {
         run(py, move || manager.start_ticker(interval, demand))?
     };
+    let inner = Arc::new(inner);
+    {
+        let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+        live.retain(|t| t.strong_count() > 0);
+        live.push(Arc::downgrade(&inner));
+    }
     Ok(PyTicker {
         inner: Some(inner),
         held,
@@ -469,5 +547,13 @@ impl PyTicker {
 pub(crate) fn add_ticker_classes(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyTicker>()?;
     m.add_class::<PyTickerStats>()?;
+    // Run at interpreter exit before finalization begins (after the hooks registered later:
+    // a host's own hook that stops its tickers cleanly runs first).
+    let hook = wrap_pyfunction!(_stop_tickers_at_exit, m)?;
+    m.py()
+        .import("atexit")?
+        .call_method1("register", (&hook,))?;
+    // `setattr`, not `add_function`: a private helper stays out of `__all__`.
+    m.setattr("_stop_tickers_at_exit", hook)?;
     Ok(())
 }

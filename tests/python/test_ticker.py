@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import weakref
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -235,6 +236,57 @@ def test_an_interpreter_exiting_with_a_running_ticker_neither_hangs_nor_crashes(
     assert done.stdout.strip() == "started"
     assert done.stderr == "", done.stderr
 
+
+HANGING_PROVIDER = """\
+import threading
+import time
+
+called = threading.Event()
+
+
+class Hanging:
+    provider_id = "hanging"
+    provider_type = "docker"
+
+    def create_worker(self, worker_id, spec):
+        called.set()
+        {wait}
+
+    def destroy_worker(self, handle):
+        pass
+"""
+
+
+@pytest.mark.parametrize("wait", ["threading.Event().wait()", "time.sleep(3600)"])
+def test_an_interpreter_exiting_while_a_tick_waits_for_a_provider_neither_hangs_nor_crashes(
+    tmp_path: Path, wait: str
+) -> None:
+    # The host exits without stopping its ticker while the tick waits for a provider that
+    # does not answer. The ticker is dropped while the interpreter finalizes (the provider
+    # lives in a module of its own, so the one holding the ticker is torn down): it must not
+    # wait for that tick, whose thread can no longer run Python code, and the exit status
+    # stays the script's.
+    import os
+    import subprocess
+
+    (tmp_path / "hanging_provider.py").write_text(HANGING_PROVIDER.format(wait=wait))
+    code = (
+        "import hodei_workers as hw\n"
+        "import hanging_provider\n"
+        "m = hw.LifecycleManager(hw.Registry(), hw.LifecycleConfig(min_ready_workers=1))\n"
+        "m.register_provider(hanging_provider.Hanging())\n"
+        "m.set_scaling_target('hanging', hw.WorkerSpec('img'))\n"
+        "t = m.ticker(3600.0)\n"
+        "assert hanging_provider.called.wait(60)\n"
+        "print('started')\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "started"
+    assert done.stderr == "", done.stderr
 
 class Host:
     """A host object that keeps its ticker, whose callback is one of its bound methods: a
