@@ -1166,9 +1166,9 @@ class ProvisionFailure:
     @property
     def kind(self) -> str:
         """``"failed"``, ``"not_found"``, ``"unsupported"``, ``"panicked"``, ``"no_capacity"``
-        or ``"interrupted"`` (the create was cut short by a KeyboardInterrupt or another
-        BaseException that is not an Exception: reported, but not counted toward the
-        provider's back-off)."""
+        or ``"interrupted"`` (a KeyboardInterrupt, or another BaseException that is not an
+        Exception, cut the create short during a manager call: reported, but not counted toward
+        the provider's back-off)."""
     @property
     def error(self) -> str:
         """What went wrong."""

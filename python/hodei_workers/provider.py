@@ -54,7 +54,8 @@ class Provider(Protocol):
     events, and never crashes the engine. A ``BaseException`` that is not an ``Exception``
     (``KeyboardInterrupt``, ``SystemExit``, ``asyncio.CancelledError``, ``GeneratorExit``, one
     of your own) is not swallowed: the engine finishes the operation without calling a provider
-    again, then it reaches the caller of the manager (see ``LifecycleManager``). A
+    again, then it reaches the caller of the manager (see ``LifecycleManager``); a create it cut
+    short is reported "interrupted" and does not back the provider off. A
     ``LookupError`` from ``destroy_worker`` means the
     instance is already gone (counted as destroyed). ``list_workers`` is optional; a provider
     without it (or raising ``NotImplementedError``) is skipped by ``reconcile``. It lists only

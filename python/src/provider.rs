@@ -31,7 +31,9 @@
 //! returns meanwhile (made by a finalizer or a weakref callback the garbage collector runs
 //! there) calls no provider either, but leaves it parked for the call it cut short. On a thread where
 //! no manager method runs (a `Ticker`'s, ticking), nobody would re-raise it: it goes to
-//! `sys.unraisablehook` at once, like the ticker's callbacks' exceptions.
+//! `sys.unraisablehook` at once, like the ticker's callbacks' exceptions, and the call is a
+//! failure of the provider (backed off): no signal handler runs on that thread, so the
+//! provider raised it itself (`sys.exit()`, its own event loop's cancellation).
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -335,7 +337,15 @@ impl PythonProvider {
             if let Some(interrupt) = str_interrupt {
                 interrupt_raised(py, object, interrupt);
             }
-            // Not the provider's failure: no back-off for it.
+            if MANAGER_CALLS.with(Cell::get) == 0 {
+                // A Ticker's tick: no signal handler runs on its thread (Python runs them on
+                // the main thread only), so the provider raised it itself (`sys.exit()`, its
+                // own event loop's cancellation): its failure, backed off like any other, or
+                // a provider that always raises it would be called every tick.
+                return ProviderError::new(format!("{text} (interrupted)"));
+            }
+            // Cut short by the host (Ctrl-C landing in the provider): not the provider's
+            // failure, no back-off for it.
             return ProviderError::interrupted(text);
         }
         if method == "create_worker" && is_provider_exception(py, &err, "NoCapacity") {

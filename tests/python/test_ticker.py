@@ -402,6 +402,10 @@ def test_an_interrupt_raised_by_a_provider_on_the_ticker_thread_goes_to_unraisab
         second = next_failure(t)
     assert "SystemExit: wants out (interrupted)" in first.error
     assert "KeyboardInterrupt" in second.error and "(interrupted)" in second.error
+    # No signal handler runs on the ticker's thread: the provider raised them itself, a
+    # failure of its own that backs it off (else one that always raises is called every tick).
+    assert (first.kind, first.consecutive_failures) == ("failed", 1)
+    assert (second.kind, second.consecutive_failures) == ("failed", 2)
     # Both, the later one too: a first interrupt does not make the thread drop the next.
     assert seen == [(SystemExit, "wants out"), (KeyboardInterrupt, "")]
     gc.collect()

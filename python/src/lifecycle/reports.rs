@@ -256,9 +256,9 @@ report_class! {
         /// The provider.
         provider_id: |c, py| c.provider_id.to_string(),
         /// ``"failed"``, ``"not_found"``, ``"unsupported"``, ``"panicked"``, ``"no_capacity"``
-        /// or ``"interrupted"`` (the create was cut short by a KeyboardInterrupt or another
-        /// BaseException that is not an Exception: reported, but not counted toward the
-        /// provider's back-off).
+        /// or ``"interrupted"`` (a KeyboardInterrupt, or another BaseException that is not an
+        /// Exception, cut the create short during a manager call: reported, but not counted toward
+        /// the provider's back-off).
         kind: |c, py| c.kind.as_str(),
         /// What went wrong.
         error: |c, py| c.error.clone(),
