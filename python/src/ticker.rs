@@ -297,7 +297,9 @@ pub(crate) fn start(
                 // tick that was starting (if any) keeps the last demand rather than scale to 0.
                 resume_unwind(Box::new("the interpreter is shutting down".to_owned()));
             }
-            // No interpreter any more (shutting down): no demand.
+            // No interpreter any more (finalizing, or not yet attachable from this thread):
+            // the tick keeps the last demand, as when the interpreter is exiting above; a
+            // demand of 0 would let the tick scale the fleet down.
             Python::try_attach(|py| {
                 let pending = lock(&held).pending.as_ref().map(|p| p.clone_ref(py));
                 match pending {
@@ -309,7 +311,7 @@ pub(crate) fn start(
                     )),
                 }
             })
-            .unwrap_or(0)
+            .unwrap_or_else(|| resume_unwind(Box::new("no Python interpreter to ask".to_owned())))
         }
     };
     let manager = Arc::clone(manager);
