@@ -569,6 +569,40 @@ fn a_connection_killed_inside_a_transaction_applies_nothing() {
     assert_consistent(&*registry);
 }
 
+/// A registry on a fresh schema named after `prefix`, with one `Ready` worker.
+fn fresh(prefix: &str) -> (support::SchemaGuard, Arc<PostgresWorkerRegistry>, WorkerId) {
+    let guard = support::SchemaGuard::new(prefix);
+    let clock = Arc::new(ManualClock::new(T0));
+    let registry = Arc::new(support::connect(&guard.name, clock));
+    let worker = ready(&*registry);
+    (guard, registry, worker)
+}
+
+/// A transaction on `admin` holding `worker`'s row of schema `schema` locked, as a claim
+/// elsewhere would: a claim of it waits until the transaction ends.
+fn lock_worker<'a>(
+    admin: &'a mut postgres::Client,
+    schema: &str,
+    worker: WorkerId,
+) -> postgres::Transaction<'a> {
+    let mut tx = admin.transaction().unwrap();
+    tx.execute(
+        &format!("SELECT 1 FROM \"{schema}\".workers WHERE id = $1 FOR UPDATE"),
+        &[worker.as_uuid()],
+    )
+    .unwrap();
+    tx
+}
+
+/// `registry.claim` of any worker for job `name`, on a thread of its own.
+fn claim_on_a_thread(
+    registry: &Arc<PostgresWorkerRegistry>,
+    name: &'static str,
+) -> std::thread::JoinHandle<Result<Option<Worker>>> {
+    let registry = Arc::clone(registry);
+    std::thread::spawn(move || registry.claim(&WorkerFilter::new(), job(name)))
+}
+
 /// The backend pid of a registry connection (`application_name` hodei-workers) waiting for a
 /// lock, within [`PATIENCE`].
 fn waiting_on_a_lock(admin: &mut postgres::Client) -> i32 {
@@ -601,25 +635,11 @@ fn waiting_on_a_lock(admin: &mut postgres::Client) -> i32 {
 /// not it had applied (DESIGN.md §10, "Lost replies").
 #[test]
 fn a_claim_whose_session_is_killed_while_it_waits_asks_and_runs_once_more() {
-    let guard = support::SchemaGuard::new("kill_claim");
-    let clock = Arc::new(ManualClock::new(T0));
-    let registry = Arc::new(support::connect(&guard.name, clock));
-    let worker = ready(&*registry);
+    let (guard, registry, worker) = fresh("kill_claim");
     let mut admin =
         postgres::Client::connect(&guard.url, postgres::NoTls).expect("admin connection");
-    let mut tx = admin.transaction().unwrap();
-    tx.execute(
-        &format!(
-            "SELECT 1 FROM \"{}\".workers WHERE id = $1 FOR UPDATE",
-            guard.name
-        ),
-        &[worker.as_uuid()],
-    )
-    .unwrap();
-    let call = {
-        let registry = Arc::clone(&registry);
-        std::thread::spawn(move || registry.claim(&WorkerFilter::new(), job("j-killed")))
-    };
+    let tx = lock_worker(&mut admin, &guard.name, worker);
+    let call = claim_on_a_thread(&registry, "j-killed");
     let mut killer = postgres::Client::connect(&guard.url, postgres::NoTls).unwrap();
     let victim = waiting_on_a_lock(&mut killer);
     let killed: bool = killer
@@ -656,16 +676,8 @@ fn a_claim_cut_by_a_crash_while_the_server_stays_down_answers_backend_for_the_cl
     );
     let worker = ready(&*registry);
     let mut admin = postgres::Client::connect(&server.url, postgres::NoTls).unwrap();
-    let mut tx = admin.transaction().unwrap();
-    tx.execute(
-        "SELECT 1 FROM faults.workers WHERE id = $1 FOR UPDATE",
-        &[worker.as_uuid()],
-    )
-    .unwrap();
-    let call = {
-        let registry = Arc::clone(&registry);
-        std::thread::spawn(move || registry.claim(&WorkerFilter::new(), job("j-crash")))
-    };
+    let tx = lock_worker(&mut admin, "faults", worker);
+    let call = claim_on_a_thread(&registry, "j-crash");
     let mut watcher = postgres::Client::connect(&server.url, postgres::NoTls).unwrap();
     waiting_on_a_lock(&mut watcher);
     server.cmd("pause");
@@ -689,25 +701,11 @@ fn a_claim_cut_by_a_crash_while_the_server_stays_down_answers_backend_for_the_cl
 /// answers `Backend` (settled: nothing applied, the worker still `Ready` without a job).
 #[test]
 fn a_claim_killed_twice_answers_backend_and_applies_nothing() {
-    let guard = support::SchemaGuard::new("kill_claim_twice");
-    let clock = Arc::new(ManualClock::new(T0));
-    let registry = Arc::new(support::connect(&guard.name, clock));
-    let worker = ready(&*registry);
+    let (guard, registry, worker) = fresh("kill_claim_twice");
     let mut admin =
         postgres::Client::connect(&guard.url, postgres::NoTls).expect("admin connection");
-    let mut tx = admin.transaction().unwrap();
-    tx.execute(
-        &format!(
-            "SELECT 1 FROM \"{}\".workers WHERE id = $1 FOR UPDATE",
-            guard.name
-        ),
-        &[worker.as_uuid()],
-    )
-    .unwrap();
-    let call = {
-        let registry = Arc::clone(&registry);
-        std::thread::spawn(move || registry.claim(&WorkerFilter::new(), job("j-killed")))
-    };
+    let tx = lock_worker(&mut admin, &guard.name, worker);
+    let call = claim_on_a_thread(&registry, "j-killed");
     let mut killer = postgres::Client::connect(&guard.url, postgres::NoTls).unwrap();
     let first = waiting_on_a_lock(&mut killer);
     killer
