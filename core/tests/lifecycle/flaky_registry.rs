@@ -815,12 +815,12 @@ fn a_registry_failure_mid_set_pools_says_what_was_drained_and_the_next_call_fini
     assert_eq!(manager.set_pools(vec![]).unwrap(), vec![]);
 }
 
-/// The same when the registry fails on one worker of a removed pool: its drain failed
-/// silently (`set_pools` answered `Ok` with the others), and nothing would ever drain it —
-/// a worker of a pool that no longer exists, still taking jobs.
-#[test]
-fn a_registry_failure_on_one_workers_drain_is_said_and_retried_by_the_next_call() {
-    let (_clock, flaky, manager, _provider) = setup();
+/// Pool "a" with two workers made `Ready`, then removed by `set_pools(vec![])` while the
+/// registry fails on the second one's drain: the ids, and the `Backend` error the call answered.
+fn removed_pool_whose_second_drain_fails(
+    flaky: &Flaky,
+    manager: &WorkerLifecycleManager,
+) -> (Vec<WorkerId>, Error) {
     manager
         .set_pools(vec![Pool::new("a", pid("test"), WorkerSpec::new("img"))
             .unwrap()
@@ -835,6 +835,16 @@ fn a_registry_failure_on_one_workers_drain_is_said_and_retried_by_the_next_call(
     *flaky.faults.fail_draining_of.lock() = Some(ids[1]);
     let err = manager.set_pools(vec![]).unwrap_err();
     assert!(matches!(err, Error::Backend(_)), "{err}");
+    (ids, err)
+}
+
+/// The same when the registry fails on one worker of a removed pool: its drain failed
+/// silently (`set_pools` answered `Ok` with the others), and nothing would ever drain it —
+/// a worker of a pool that no longer exists, still taking jobs.
+#[test]
+fn a_registry_failure_on_one_workers_drain_is_said_and_retried_by_the_next_call() {
+    let (_clock, flaky, manager, _provider) = setup();
+    let (ids, err) = removed_pool_whose_second_drain_fails(&flaky, &manager);
     assert!(err.to_string().contains(&ids[0].to_string()), "{err}");
     assert!(err.to_string().contains("\"a\""), "{err}");
     let state = |id: &WorkerId| flaky.get(id).unwrap().unwrap().state;
@@ -1173,20 +1183,7 @@ fn an_interruption_drain_whose_reply_was_lost_keeps_the_notice() {
 #[test]
 fn a_drain_that_set_pools_could_not_finish_is_retried_by_the_next_tick() {
     let (clock, flaky, manager, _provider) = setup();
-    manager
-        .set_pools(vec![Pool::new("a", pid("test"), WorkerSpec::new("img"))
-            .unwrap()
-            .with_min_ready(2)])
-        .unwrap();
-    let report = manager.tick(Demand::new());
-    assert_eq!(report.provisioned.len(), 2, "{:?}", report.decisions);
-    let ids: Vec<WorkerId> = report.provisioned.iter().map(|p| p.worker_id).collect();
-    for id in &ids {
-        flaky.update_state(id, WorkerState::Ready).unwrap();
-    }
-    *flaky.faults.fail_draining_of.lock() = Some(ids[1]);
-    let err = manager.set_pools(vec![]).unwrap_err();
-    assert!(matches!(err, Error::Backend(_)), "{err}");
+    let (ids, _) = removed_pool_whose_second_drain_fails(&flaky, &manager);
     let state = |id: &WorkerId| flaky.get(id).unwrap().unwrap().state;
     assert_eq!(state(&ids[1]), WorkerState::Ready);
 
