@@ -1416,15 +1416,8 @@ impl Hooks for Trap {
     }
 }
 
-/// A pool tick's retirements are fenced worker by worker, like the scaling target's: the lease
-/// lost right after the first retirement, no further worker is retired, drained or destroyed.
-/// (A review feared they were not, as `execute_pool` has no `fence()` of its own in its loop:
-/// each retirement's move goes through the manager's fenced `write`, and each destroy through
-/// the store's confirmation; this test pins that.)
-#[test]
-fn a_pool_tick_that_loses_the_lease_midway_retires_no_further_worker() {
-    let trap = Arc::new(Trap::default());
-    let c = cluster_on(Some(trap.clone()));
+/// Pool "p" on leader `a` of `c`, ticked to three workers, each made `Ready`: their ids.
+fn three_ready_in_pool_p(c: &Cluster) -> Vec<WorkerId> {
     c.a.manager
         .set_pools(vec![Pool::new(
             "p",
@@ -1439,6 +1432,19 @@ fn a_pool_tick_that_loses_the_lease_midway_retires_no_further_worker() {
     for id in &ids {
         c.registry.update_state(id, WorkerState::Ready).unwrap();
     }
+    ids
+}
+
+/// A pool tick's retirements are fenced worker by worker, like the scaling target's: the lease
+/// lost right after the first retirement, no further worker is retired, drained or destroyed.
+/// (A review feared they were not, as `execute_pool` has no `fence()` of its own in its loop:
+/// each retirement's move goes through the manager's fenced `write`, and each destroy through
+/// the store's confirmation; this test pins that.)
+#[test]
+fn a_pool_tick_that_loses_the_lease_midway_retires_no_further_worker() {
+    let trap = Arc::new(Trap::default());
+    let c = cluster_on(Some(trap.clone()));
+    let ids = three_ready_in_pool_p(&c);
     let cooldown = c.a.manager.pools()[0].scale_down_cooldown;
     c.advance(cooldown + Duration::from_secs(1));
     for id in &ids {
@@ -1819,20 +1825,7 @@ fn a_follower_that_removes_pools_drains_nothing_and_drains_them_once_it_leads() 
 fn a_leader_that_loses_the_lease_midway_through_set_pools_stops_draining() {
     let trap = Arc::new(Trap::default());
     let c = cluster_on(Some(trap.clone()));
-    c.a.manager
-        .set_pools(vec![Pool::new(
-            "p",
-            c.provider.id.clone(),
-            (*spec()).clone(),
-        )
-        .unwrap()])
-        .unwrap();
-    let r = c.a.manager.tick(3);
-    assert_eq!(r.provisioned.len(), 3, "{:?}", r.decisions);
-    let ids: Vec<WorkerId> = r.provisioned.iter().map(|p| p.worker_id).collect();
-    for id in &ids {
-        c.registry.update_state(id, WorkerState::Ready).unwrap();
-    }
+    let ids = three_ready_in_pool_p(&c);
     trap.arm(
         |call| call.moves_to(WorkerState::Draining).is_some(),
         c.a_loses_the_lease(),
