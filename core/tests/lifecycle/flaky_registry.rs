@@ -1217,3 +1217,126 @@ fn a_drain_that_set_pools_could_not_finish_is_retried_by_the_next_tick() {
     clock.advance(secs(1));
     assert!(manager.tick(Demand::new()).drained.is_empty());
 }
+
+/// A replica of a replicated manager on the flaky registry, under `lease`, trusting it on the
+/// registry's own clock (the store's and the replica's time move together).
+fn flaky_replica(
+    flaky: &Flaky,
+    clock: &Arc<ManualClock>,
+    lease: InMemoryLease,
+    provider: &Arc<TestProvider>,
+) -> WorkerLifecycleManager {
+    let manager = WorkerLifecycleManager::with_leadership(
+        flaky.shared(),
+        WorkerLifecycleConfig {
+            min_ready_workers: 0,
+            // No mass-expiry brake: the takeover's grace alone must keep the fleet alive.
+            max_unhealthy_fraction: 1.0,
+            ..config()
+        },
+        Arc::new(lease),
+        clock.clone(),
+    )
+    .unwrap();
+    manager.register_provider(provider.clone()).unwrap();
+    manager.set_scaling_target(&provider.id, spec()).unwrap();
+    manager
+}
+
+/// A new leader grants the fleet a grace period before acting (DESIGN.md §11). When that
+/// write failed, the takeover only said so in its report: the same tick's health check ran
+/// without the grace and expired the workers whose heartbeats had gone to the dead leader
+/// (and a later tick's scale-down retired workers on the same stale view). Now the takeover
+/// stays incomplete — no health check, no scale-down — until a later tick's retry of the
+/// grace succeeds; from then on the grace holds as after any takeover.
+#[test]
+fn a_takeover_whose_grace_period_failed_acts_on_no_worker_until_a_tick_grants_it() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let faults = Arc::new(Faults::default());
+    let flaky = Flaky {
+        registry: TestRegistry::with_hooks(
+            crate::backend::new_registry(clock.clone()),
+            faults.clone(),
+        ),
+        faults,
+    };
+    let provider = TestProvider::new("test");
+    let lease = InMemoryLease::new(clock.clone(), "a", std::time::Duration::from_secs(15));
+    let b = flaky_replica(&flaky, &clock, lease.replica("b"), &provider);
+    let a = flaky_replica(&flaky, &clock, lease, &provider);
+    assert!(a.tick(0).leading);
+    let workers: Vec<WorkerId> = (0..2)
+        .map(|_| a.provision_worker(&provider.id, spec()).unwrap().id)
+        .collect();
+    for id in &workers {
+        flaky.update_state(id, WorkerState::Ready).unwrap();
+    }
+
+    // a dies; its workers' heartbeats went to it (nowhere) for longer than the heartbeat
+    // timeout; b takes over while the registry refuses the grace period.
+    clock.advance(secs(90));
+    flaky.faults.fail_grace.store(true, Ordering::SeqCst);
+    let r = b.tick(0);
+    assert!(r.leading, "{:?}", r.decisions);
+    assert!(
+        r.unhealthy.is_empty(),
+        "{:?} {:?}",
+        r.unhealthy,
+        r.decisions
+    );
+    assert!(!r.health_checked, "{:?}", r.decisions);
+    assert!(
+        r.decisions.iter().any(|d| d.contains("grant_grace failed")),
+        "{:?}",
+        r.decisions
+    );
+    // Past the health check interval and the scale-down cooldown: still nothing is done to
+    // the fleet while the grace cannot be granted.
+    clock.advance(secs(61));
+    let r = b.tick(0);
+    assert!(r.leading, "{:?}", r.decisions);
+    assert!(!r.health_checked, "{:?}", r.decisions);
+    assert!(r.unhealthy.is_empty(), "{:?}", r.decisions);
+    assert!(
+        r.scaling.as_ref().is_none_or(|s| s.scale_down.is_empty()),
+        "{:?}",
+        r.decisions
+    );
+    assert!(r.terminated.is_empty(), "{:?}", r.decisions);
+    assert!(
+        r.decisions
+            .iter()
+            .any(|d| d.contains("grant_grace failed again")),
+        "{:?}",
+        r.decisions
+    );
+    assert_eq!(flaky.count().unwrap(), 2);
+
+    // The registry is back: the next tick grants the grace first, then checks the fleet.
+    flaky.faults.fail_grace.store(false, Ordering::SeqCst);
+    clock.advance(secs(1));
+    let r = b.tick(0);
+    assert!(r.health_checked, "{:?}", r.decisions);
+    assert!(r.unhealthy.is_empty(), "{:?}", r.decisions);
+    assert!(r.terminated.is_empty(), "{:?}", r.decisions);
+    assert!(
+        r.decisions
+            .iter()
+            .any(|d| d.contains("grace period granted")),
+        "{:?}",
+        r.decisions
+    );
+    // The grace holds for a heartbeat timeout from then (demand 2: no scale-down meanwhile)…
+    clock.advance(secs(59));
+    let r = b.tick(2);
+    assert!(r.health_checked, "{:?}", r.decisions);
+    assert!(r.unhealthy.is_empty(), "{:?}", r.decisions);
+    // …and no longer: the silent workers are expired by the health check.
+    clock.advance(secs(31));
+    let r = b.tick(2);
+    let mut unhealthy: Vec<WorkerId> = r.unhealthy.iter().map(|u| u.worker_id).collect();
+    unhealthy.sort();
+    let mut expected = workers.clone();
+    expected.sort();
+    assert_eq!(unhealthy, expected, "{:?}", r.decisions);
+}

@@ -41,7 +41,8 @@ impl WorkerLifecycleManager {
     ///   [`reconcile`](Self::reconcile), which adopts every `Terminating` record and destroys
     ///   the instances no record knows (when it could not look at every provider's
     ///   instances, it runs again after a back-off — `destroy_retry_initial` doubling up to
-    ///   `reconcile_interval` — until it could); it
+    ///   `reconcile_interval` — until it could); when the grace period cannot be granted,
+    ///   its ticks run no health check and no scale-down until one of them grants it; it
     ///   publishes [`LeaderChanged`](crate::EventKind::LeaderChanged);
     /// - the **leader** does what a tick does, reconcile every `reconcile_interval` included:
     ///   an instance that appears after the takeover's reconcile (the create of a replica that
@@ -208,6 +209,7 @@ impl WorkerLifecycleManager {
             Renewal::Kept(info) => {
                 report.leading = true;
                 report.leader = Some(info);
+                self.retry_grace(report);
                 true
             }
             Renewal::Acquired(info) => {
@@ -278,6 +280,9 @@ impl WorkerLifecycleManager {
                 } else {
                     format!("lease renewal failed ({error}); not leading")
                 });
+                if leading {
+                    self.retry_grace(report);
+                }
                 leading
             }
         }
@@ -318,22 +323,28 @@ impl WorkerLifecycleManager {
             s.last_health_check = None;
             s.health_check_again = false;
             s.last_scale_up = None;
-            // No scale-down right after a takeover: the old leader's decisions are unknown.
-            s.last_scale_action = Some(now);
+            s.grace_owed = false;
         }
         // The same for every pool: a pool this replica never scaled has no cooldown of its
         // own, and one it scaled under an earlier term has a stale one.
         for entry in self.pools.lock().entries.values_mut() {
             entry.last_scale_up = None;
-            entry.last_scale_action = Some(now);
         }
+        // No scale-down right after a takeover: the old leader's decisions are unknown.
+        self.restart_scale_down_cooldowns(now);
         report.decisions.push(format!(
             "took the lease: {} leads under term {} (since {}); every worker gets a fresh \
              grace period, then reconcile",
             info.holder, info.term, info.since
         ));
         if let Err(e) = self.write(|r| r.grant_grace(now)) {
-            report.decisions.push(format!("grant_grace failed: {e}"));
+            // Acting without the grace would expire the workers whose heartbeats went to the
+            // dead leader: the takeover stays incomplete until a later tick grants it.
+            self.schedule.lock().grace_owed = true;
+            report.decisions.push(format!(
+                "grant_grace failed: {e}; takeover incomplete: no health check and no \
+                 scale-down until a later tick grants the grace period"
+            ));
         }
         self.tick_reconcile(now, "takeover reconcile", false, budget, report);
         let _ = self.registry.publish(EventKind::LeaderChanged {
@@ -341,6 +352,39 @@ impl WorkerLifecycleManager {
             term: info.term,
             by: info.holder.clone(),
         });
+    }
+
+    /// Restarts the scale-down cooldown of the scaling target and of every pool at `now`:
+    /// at a takeover, and at each tick of a leader whose takeover is incomplete.
+    pub(super) fn restart_scale_down_cooldowns(&self, now: Timestamp) {
+        self.schedule.lock().last_scale_action = Some(now);
+        for entry in self.pools.lock().entries.values_mut() {
+            entry.last_scale_action = Some(now);
+        }
+    }
+
+    /// Grants the fleet the grace period a takeover owes it, when its own grant failed (see
+    /// `Schedule::grace_owed`): first thing in each leader tick until it succeeds, which
+    /// completes the takeover (the tick then checks the fleet as usual).
+    fn retry_grace(&self, report: &mut TickReport) {
+        if !self.schedule.lock().grace_owed {
+            return;
+        }
+        let now = report.at;
+        match self.write(|r| r.grant_grace(now)) {
+            Ok(()) => {
+                self.schedule.lock().grace_owed = false;
+                report.decisions.push(
+                    "takeover completed: the fleet's grace period granted (its grant failed \
+                     before); every worker gets a fresh grace period"
+                        .to_owned(),
+                );
+            }
+            Err(e) => report.decisions.push(format!(
+                "grant_grace failed again: {e}; takeover incomplete: no health check and no \
+                 scale-down"
+            )),
+        }
     }
 
     /// A reconcile of the ticks' — the takeover's, or a periodic one (`what` names it in the
@@ -503,6 +547,7 @@ impl WorkerLifecycleManager {
             s.next_reconcile = None;
             s.reconcile_retry = None;
             s.reconcile_failures = 0;
+            s.grace_owed = false;
         }
         // Destroys in progress on other threads stay marked until they return: not picked
         // again if this replica leads again meanwhile.

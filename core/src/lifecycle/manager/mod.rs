@@ -67,6 +67,12 @@ struct Schedule {
     last_health_check: Option<Timestamp>,
     /// The action cap cut the last health check short: run it again next tick.
     health_check_again: bool,
+    /// This leader's takeover could not grant the fleet its grace period (the registry failed
+    /// the write): the takeover is incomplete, so the ticks run no health check and retire
+    /// no worker by scale-down until one of them grants it (each leader tick retries first,
+    /// see `retry_grace`). Without the grace, the workers whose heartbeats went to the dead
+    /// leader would be expired.
+    grace_owed: bool,
     last_scale_up: Option<Timestamp>,
     last_scale_action: Option<Timestamp>,
     /// The last look-up of the terminal records (`adopt_terminal`).
@@ -462,7 +468,7 @@ impl WorkerLifecycleManager {
             return report;
         }
 
-        let (stall, health_due) = {
+        let (stall, health_due, grace_owed) = {
             let mut s = self.schedule.lock();
             let stall = s
                 .last_tick
@@ -473,8 +479,14 @@ impl WorkerLifecycleManager {
             let health_due = s.health_check_again
                 || s.last_health_check
                     .is_none_or(|last| now.saturating_sub(last) >= interval);
-            (stall, health_due)
+            // An incomplete takeover (its grace period not granted yet) checks no worker.
+            (stall, health_due && !s.grace_owed, s.grace_owed)
         };
+        if grace_owed {
+            // Nor does it scale down: the cooldown restarts at each of its ticks, as at the
+            // takeover, so it runs out only after the takeover is complete.
+            self.restart_scale_down_cooldowns(now);
+        }
         if let Some(gap) = stall {
             match self.write(|r| r.grant_grace(now)) {
                 Ok(()) => {
