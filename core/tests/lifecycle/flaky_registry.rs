@@ -1340,3 +1340,35 @@ fn a_takeover_whose_grace_period_failed_acts_on_no_worker_until_a_tick_grants_it
     expected.sort();
     assert_eq!(unhealthy, expected, "{:?}", r.decisions);
 }
+
+/// A `Terminating` worker whose instance the provider confirmed destroyed, but whose record
+/// could not be unregistered, waits in the destroy queue for the unregister alone. A reconcile
+/// meanwhile finds its instance gone (vanished): it took the entry off the queue before its
+/// own unregister, which failed too — and then adopted the record again as a fresh
+/// `Terminating` one (reason `Requested`), so the next tick called the provider's destroy a
+/// second time for the same worker. Now the entry, instance confirmed gone, stays queued.
+#[test]
+fn a_reconcile_that_cannot_unregister_a_destroyed_worker_does_not_destroy_it_again() {
+    let (clock, flaky, manager, provider) = setup();
+    let w = manager.provision_worker(&pid("test"), spec()).unwrap();
+    flaky.faults.fail_unregister.store(true, Ordering::SeqCst);
+    let r = manager
+        .terminate_worker(&w.id, TerminationReason::Requested)
+        .unwrap();
+    assert!(r.terminated.is_empty(), "{r:?}");
+    assert_eq!(destroy_calls(&provider, &w), 1, "{:?}", provider.calls());
+
+    clock.advance(secs(1));
+    let rec = manager.reconcile().unwrap();
+    assert!(rec.vanished.is_empty(), "not unregistered: {rec:?}");
+    assert_eq!(manager.pending_destroys().len(), 1, "{rec:?}");
+
+    flaky.faults.fail_unregister.store(false, Ordering::SeqCst);
+    for _ in 0..3 {
+        clock.advance(secs(30));
+        manager.tick(0);
+    }
+    assert!(flaky.get(&w.id).unwrap().is_none());
+    assert!(manager.pending_destroys().is_empty());
+    assert_eq!(destroy_calls(&provider, &w), 1, "{:?}", provider.calls());
+}

@@ -206,13 +206,24 @@ impl DestroyQueue {
     /// Takes `id` off the queue unless a thread is destroying it right now. Returns `false`
     /// (and keeps the entry) only in that case: that destroy decides the worker's fate.
     pub(super) fn withdraw(&mut self, id: &WorkerId) -> bool {
+        self.withdraw_entry(id).is_some()
+    }
+
+    /// [`withdraw`](Self::withdraw), handing the entry taken off (`Some(None)`: there was
+    /// none) to the caller, who may [`put_back`](Self::put_back) it should what it withdrew
+    /// it for fail; `None` when a thread is destroying `id` right now (the entry is kept).
+    pub(super) fn withdraw_entry(&mut self, id: &WorkerId) -> Option<Option<DestroyEntry>> {
         match self.entries.get(id) {
-            Some(e) if e.in_progress => false,
-            _ => {
-                self.entries.remove(id);
-                true
-            }
+            Some(e) if e.in_progress => None,
+            _ => Some(self.entries.remove(id)),
         }
+    }
+
+    /// Puts back an entry [`withdraw_entry`](Self::withdraw_entry) took off, as it was (its
+    /// attempts, its schedule, whether its instance is confirmed gone), unless `id` was queued
+    /// again meanwhile (that entry is kept).
+    pub(super) fn put_back(&mut self, id: WorkerId, entry: DestroyEntry) {
+        self.entries.entry(id).or_insert(entry);
     }
 
     /// Entries that are not `known`, that nobody is destroying right now, and whose instance

@@ -241,9 +241,9 @@ impl WorkerLifecycleManager {
                 }
                 // A Terminating one too: its instance is gone, so its destroy is moot — unless a
                 // destroy of it is under way right now: that destroy ends it (once).
-                if !self.destroys.lock().withdraw(&w.id) {
+                let Some(withdrawn) = self.destroys.lock().withdraw_entry(&w.id) else {
                     continue;
-                }
+                };
                 let unregistered =
                     match self.write(|r| r.unregister(&w.id, TerminationReason::Vanished)) {
                         Ok(last) => Some(last.current_job),
@@ -258,6 +258,15 @@ impl WorkerLifecycleManager {
                         }
                         Err(_) => None,
                     };
+                if unregistered.is_none() {
+                    // The record stays: so does its destroy entry, as it was. Dropped, the
+                    // record would be adopted again below as a fresh `Terminating` one, and
+                    // an instance the provider already confirmed destroyed (only its
+                    // unregister left) destroyed a second time.
+                    if let Some(entry) = withdrawn {
+                        self.destroys.lock().put_back(w.id, entry);
+                    }
+                }
                 if let Some(lost) = unregistered {
                     if let Some(job) = lost {
                         bump(&self.counters.lost_jobs, 1);
