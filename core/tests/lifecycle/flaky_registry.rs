@@ -1372,3 +1372,63 @@ fn a_reconcile_that_cannot_unregister_a_destroyed_worker_does_not_destroy_it_aga
     assert!(manager.pending_destroys().is_empty());
     assert_eq!(destroy_calls(&provider, &w), 1, "{:?}", provider.calls());
 }
+
+/// The first tick after a host stall gives every worker a fresh grace period instead of
+/// expiring the fleet (DESIGN.md §5). When that write failed, the tick only said so and its
+/// health check expired the workers all the same (their heartbeats had not been seen during
+/// the stall); the next tick was no stall any more. Now, as after a takeover whose grace
+/// failed, no health check and no scale-down runs until a tick grants the grace.
+#[test]
+fn a_stall_whose_grace_period_failed_expires_no_worker_until_a_tick_grants_it() {
+    let (clock, flaky, _, provider) = setup();
+    let manager = WorkerLifecycleManager::new(
+        flaky.shared(),
+        WorkerLifecycleConfig {
+            min_ready_workers: 0,
+            // No mass-expiry brake: the stall's grace alone must keep the fleet alive.
+            max_unhealthy_fraction: 1.0,
+            ..config()
+        },
+    )
+    .unwrap();
+    manager.register_provider(provider.clone()).unwrap();
+    let workers: Vec<WorkerId> = (0..2)
+        .map(|_| manager.provision_worker(&provider.id, spec()).unwrap().id)
+        .collect();
+    for id in &workers {
+        flaky.update_state(id, WorkerState::Ready).unwrap();
+    }
+    manager.tick(2);
+
+    clock.advance(secs(90));
+    flaky.faults.fail_grace.store(true, Ordering::SeqCst);
+    let r = manager.tick(2);
+    assert!(
+        r.unhealthy.is_empty(),
+        "{:?} {:?}",
+        r.unhealthy,
+        r.decisions
+    );
+    assert!(!r.health_checked, "{:?}", r.decisions);
+    clock.advance(secs(31));
+    let r = manager.tick(2);
+    assert!(
+        r.unhealthy.is_empty(),
+        "{:?} {:?}",
+        r.unhealthy,
+        r.decisions
+    );
+    assert!(!r.health_checked, "{:?}", r.decisions);
+
+    flaky.faults.fail_grace.store(false, Ordering::SeqCst);
+    clock.advance(secs(1));
+    let r = manager.tick(2);
+    assert!(r.health_checked, "{:?}", r.decisions);
+    assert!(r.unhealthy.is_empty(), "{:?}", r.decisions);
+    assert_eq!(flaky.count().unwrap(), 2);
+    // The grace holds for a heartbeat timeout from then, and no longer.
+    clock.advance(secs(59));
+    assert!(manager.tick(2).unhealthy.is_empty());
+    clock.advance(secs(31));
+    assert_eq!(manager.tick(2).unhealthy.len(), 2);
+}

@@ -363,9 +363,9 @@ impl WorkerLifecycleManager {
         }
     }
 
-    /// Grants the fleet the grace period a takeover owes it, when its own grant failed (see
-    /// `Schedule::grace_owed`): first thing in each leader tick until it succeeds, which
-    /// completes the takeover (the tick then checks the fleet as usual).
+    /// Grants the fleet the grace period a takeover or a host stall owes it, when their own
+    /// grant failed (see `Schedule::grace_owed`): first thing in each leader tick until it
+    /// succeeds (the tick then checks the fleet as usual).
     fn retry_grace(&self, report: &mut TickReport) {
         if !self.schedule.lock().grace_owed {
             return;
@@ -375,14 +375,13 @@ impl WorkerLifecycleManager {
             Ok(()) => {
                 self.schedule.lock().grace_owed = false;
                 report.decisions.push(
-                    "takeover completed: the fleet's grace period granted (its grant failed \
-                     before); every worker gets a fresh grace period"
+                    "the fleet's owed grace period granted (a takeover's or a host stall's grant \
+                     failed before): every worker gets a fresh grace period"
                         .to_owned(),
                 );
             }
             Err(e) => report.decisions.push(format!(
-                "grant_grace failed again: {e}; takeover incomplete: no health check and no \
-                 scale-down"
+                "grant_grace failed again: {e}; still no health check and no scale-down"
             )),
         }
     }

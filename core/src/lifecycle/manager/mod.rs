@@ -67,11 +67,12 @@ struct Schedule {
     last_health_check: Option<Timestamp>,
     /// The action cap cut the last health check short: run it again next tick.
     health_check_again: bool,
-    /// This leader's takeover could not grant the fleet its grace period (the registry failed
-    /// the write): the takeover is incomplete, so the ticks run no health check and retire
-    /// no worker by scale-down until one of them grants it (each leader tick retries first,
-    /// see `retry_grace`). Without the grace, the workers whose heartbeats went to the dead
-    /// leader would be expired.
+    /// The fleet is owed a grace period that could not be granted (the registry failed the
+    /// write): this leader's takeover's (which is then incomplete), or a host stall's. The
+    /// ticks run no health check and retire no worker by scale-down until one of them grants
+    /// it (each leader tick retries first, see `retry_grace`). Without the grace, the workers
+    /// whose heartbeats went to the dead leader, or were not seen during the stall, would be
+    /// expired.
     grace_owed: bool,
     last_scale_up: Option<Timestamp>,
     last_scale_action: Option<Timestamp>,
@@ -468,7 +469,7 @@ impl WorkerLifecycleManager {
             return report;
         }
 
-        let (stall, health_due, grace_owed) = {
+        let (stall, health_due) = {
             let mut s = self.schedule.lock();
             let stall = s
                 .last_tick
@@ -479,17 +480,12 @@ impl WorkerLifecycleManager {
             let health_due = s.health_check_again
                 || s.last_health_check
                     .is_none_or(|last| now.saturating_sub(last) >= interval);
-            // An incomplete takeover (its grace period not granted yet) checks no worker.
-            (stall, health_due && !s.grace_owed, s.grace_owed)
+            (stall, health_due)
         };
-        if grace_owed {
-            // Nor does it scale down: the cooldown restarts at each of its ticks, as at the
-            // takeover, so it runs out only after the takeover is complete.
-            self.restart_scale_down_cooldowns(now);
-        }
         if let Some(gap) = stall {
             match self.write(|r| r.grant_grace(now)) {
                 Ok(()) => {
+                    self.schedule.lock().grace_owed = false;
                     report.stall_grace = Some(gap);
                     report.decisions.push(format!(
                         "host stall: no tick for {:.1} s (> heartbeat_timeout {:.1} s); every \
@@ -498,9 +494,27 @@ impl WorkerLifecycleManager {
                         self.config.heartbeat_timeout.as_secs_f64()
                     ));
                 }
-                Err(e) => report.decisions.push(format!("grant_grace failed: {e}")),
+                Err(e) => {
+                    // The next tick is no stall: it would expire the workers whose heartbeats
+                    // were not seen during this one. The grace is owed until a tick grants it.
+                    self.schedule.lock().grace_owed = true;
+                    report.decisions.push(format!(
+                        "host stall: no tick for {:.1} s, and grant_grace failed: {e}; no \
+                         health check and no scale-down until a tick grants the grace period",
+                        gap as f64 / 1000.0
+                    ));
+                }
             }
         }
+        // While the fleet is owed a grace period (a takeover's or a stall's grant failed), no
+        // worker is checked, nor retired by scale-down: the cooldown restarts at each such
+        // tick, as at a takeover, so it runs out only once the grace is granted.
+        let health_due = if self.schedule.lock().grace_owed {
+            self.restart_scale_down_cooldowns(now);
+            false
+        } else {
+            health_due
+        };
 
         // Each phase starts only while the lease is still trusted (a tick can be long).
         if !self.still_leading(&mut report) {
