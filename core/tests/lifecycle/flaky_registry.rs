@@ -1432,3 +1432,46 @@ fn a_stall_whose_grace_period_failed_expires_no_worker_until_a_tick_grants_it() 
     clock.advance(secs(31));
     assert_eq!(manager.tick(2).unhealthy.len(), 2);
 }
+
+/// The host's own `run_health_check` on a leader whose takeover could not grant the fleet its
+/// grace period expired the workers whose heartbeats had gone to the dead leader (the ticks
+/// skip their health check then, the direct call did not). It now grants the owed grace
+/// first, and fails with the registry's error, checking nothing, while it cannot.
+#[test]
+fn a_direct_health_check_after_a_takeover_whose_grace_failed_grants_it_first() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let faults = Arc::new(Faults::default());
+    let flaky = Flaky {
+        registry: TestRegistry::with_hooks(
+            crate::backend::new_registry(clock.clone()),
+            faults.clone(),
+        ),
+        faults,
+    };
+    let provider = TestProvider::new("test");
+    let lease = InMemoryLease::new(clock.clone(), "a", std::time::Duration::from_secs(15));
+    let b = flaky_replica(&flaky, &clock, lease.replica("b"), &provider);
+    let a = flaky_replica(&flaky, &clock, lease, &provider);
+    assert!(a.tick(0).leading);
+    for _ in 0..2 {
+        let w = a.provision_worker(&provider.id, spec()).unwrap();
+        flaky.update_state(&w.id, WorkerState::Ready).unwrap();
+    }
+    clock.advance(secs(90));
+    flaky.faults.fail_grace.store(true, Ordering::SeqCst);
+    assert!(b.tick(0).leading);
+
+    let checked = b.run_health_check();
+    assert!(matches!(&checked, Err(Error::Backend(_))), "{checked:?}");
+    assert_eq!(flaky.count().unwrap(), 2);
+
+    flaky.faults.fail_grace.store(false, Ordering::SeqCst);
+    let checked = b.run_health_check().unwrap();
+    assert!(checked.unhealthy.is_empty(), "{checked:?}");
+    assert_eq!(flaky.count().unwrap(), 2);
+    // Granted: the ticks check the fleet again, under that grace.
+    clock.advance(secs(31));
+    let r = b.tick(2);
+    assert!(r.health_checked, "{:?}", r.decisions);
+    assert!(r.unhealthy.is_empty(), "{:?}", r.decisions);
+}

@@ -67,8 +67,13 @@ impl WorkerLifecycleManager {
     /// found `Terminating` (or gone) is reported and destroyed as if the move had answered
     /// `Ok`, its job (as read right before the move) in `lost_jobs`.
     ///
+    /// A leader whose takeover (or whose tick after a host stall) could not grant the fleet
+    /// its grace period grants it first: until it can, nothing is checked.
+    ///
     /// # Errors
-    /// Only when the registry fails to answer the deadline queries.
+    /// [`Error::NotLeader`](crate::Error::NotLeader) on a replica that does not lead; the
+    /// registry's error when it fails to answer the deadline queries, or to grant the grace
+    /// period the fleet is owed.
     pub fn run_health_check(&self) -> Result<HealthCheckResult> {
         let timer = self.metrics.start_health_check();
         let mut budget = Budget::unlimited();
@@ -82,6 +87,10 @@ impl WorkerLifecycleManager {
         crate::trace::span!("health_check");
         self.fence()?;
         let now = self.registry.now();
+        // A takeover or host stall whose grace period could not be granted: granted first, or
+        // nothing is checked (the workers whose heartbeats were not seen would be expired).
+        // The ticks skip their health check meanwhile; this is the host's own call.
+        self.grant_owed_grace(now)?;
         let mut result = HealthCheckResult {
             checked_at: now,
             ..HealthCheckResult::default()

@@ -367,23 +367,32 @@ impl WorkerLifecycleManager {
     /// grant failed (see `Schedule::grace_owed`): first thing in each leader tick until it
     /// succeeds (the tick then checks the fleet as usual).
     fn retry_grace(&self, report: &mut TickReport) {
-        if !self.schedule.lock().grace_owed {
-            return;
-        }
-        let now = report.at;
-        match self.write(|r| r.grant_grace(now)) {
-            Ok(()) => {
-                self.schedule.lock().grace_owed = false;
-                report.decisions.push(
-                    "the fleet's owed grace period granted (a takeover's or a host stall's grant \
-                     failed before): every worker gets a fresh grace period"
-                        .to_owned(),
-                );
-            }
+        match self.grant_owed_grace(report.at) {
+            Ok(false) => {}
+            Ok(true) => report.decisions.push(
+                "the fleet's owed grace period granted (a takeover's or a host stall's grant \
+                 failed before): every worker gets a fresh grace period"
+                    .to_owned(),
+            ),
             Err(e) => report.decisions.push(format!(
                 "grant_grace failed again: {e}; still no health check and no scale-down"
             )),
         }
+    }
+
+    /// Grants the grace period the fleet is owed (see `Schedule::grace_owed`), if any, at
+    /// `now`: whether it did.
+    ///
+    /// # Errors
+    /// The grant's own ([`Error::NotLeader`] from the fence, the registry's): the grace is
+    /// still owed.
+    pub(super) fn grant_owed_grace(&self, now: Timestamp) -> Result<bool> {
+        if !self.schedule.lock().grace_owed {
+            return Ok(false);
+        }
+        self.write(|r| r.grant_grace(now))?;
+        self.schedule.lock().grace_owed = false;
+        Ok(true)
     }
 
     /// A reconcile of the ticks' — the takeover's, or a periodic one (`what` names it in the
