@@ -712,13 +712,16 @@ typedef struct hw_manager_config {
    (`CONNECTING`, `READY`, `BUSY`, `DRAINING`) are silent at once for more than half
    `heartbeat_timeout_ms`, none of them is declared unhealthy for its heartbeat (a
    partition on the host's side must not kill a healthy fleet; startup expiries are never
-   held). In (0, 1]; 1 disables the brake; default 0.55.
+   held). The same rule guards the ticks' own reconciles: a provider's listing that misses
+   more than this fraction of its live workers (and more than `unhealthy_floor`) expires
+   none of them as vanished (`hw_manager_reconcile` is not braked). In (0, 1]; 1 disables
+   the brake; default 0.55.
    */
   double max_unhealthy_fraction;
   /*
    The brake's floor: this many workers may always be silent at once without the brake
    holding, whatever the fraction, so that a fleet of one to three can still lose one
-   (default 1).
+   (likewise this many vanished instances per provider in the ticks' reconciles; default 1).
    */
   size_t unhealthy_floor;
   /*
@@ -1453,7 +1456,9 @@ hw_status hw_manager_terminate(const struct hw_manager *manager, struct hw_worke
 /*
  Compares the registry with each provider's `list_workers`: instances the registry does not
  know are destroyed; records whose instance vanished are unregistered (reason `VANISHED`,
- listed as terminated; their jobs as lost). The JSON form has the whole reconcile report.
+ listed as terminated; their jobs as lost), however many: this call is not braked (the
+ host asked), unlike the ticks' own reconciles (see `max_unhealthy_fraction`). The JSON form
+ has the whole reconcile report.
  */
 hw_status hw_manager_reconcile(const struct hw_manager *manager, struct hw_report **out);
 

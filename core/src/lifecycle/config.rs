@@ -84,12 +84,16 @@ pub struct WorkerLifecycleConfig {
     pub provider_backoff_max: Duration,
     /// The brake: when more than this fraction of the workers under heartbeat watch are silent
     /// at once (for more than half `heartbeat_timeout`), none of them is declared unhealthy —
-    /// a partition on the host's side must not kill a healthy fleet. In `(0, 1]`; 1 disables
-    /// the brake. Default 0.55.
+    /// a partition on the host's side must not kill a healthy fleet. The same rule guards the
+    /// ticks' own reconciles: a provider's listing that misses more than this fraction of its
+    /// live (non-terminal) workers (and more than `unhealthy_floor`) expires none of them as
+    /// vanished — a listing truncated or empty by mistake must not end the fleet — and the run
+    /// is incomplete (runs again after a back-off); the host's `reconcile()` is not braked.
+    /// In `(0, 1]`; 1 disables the brake. Default 0.55.
     pub max_unhealthy_fraction: f64,
     /// The brake's floor: this many workers may always be silent at once without the brake
-    /// holding, whatever the fraction, so that a fleet of one to three can still lose one.
-    /// Default 1.
+    /// holding, whatever the fraction, so that a fleet of one to three can still lose one
+    /// (likewise this many vanished instances per provider in the ticks' reconciles). Default 1.
     pub unhealthy_floor: usize,
     /// The brake's bound: once it has held continuously for longer than this, the health check
     /// lets go and declares the silent workers unhealthy after all (their jobs are reported

@@ -296,7 +296,10 @@ pub struct ReconcileReport {
     /// Providers not wholly reconciled, with what happened: `list_workers` failed (`could not
     /// list: …`), the registry could not list their records, the lease was lost before their
     /// listing (`not listed: …`) or among their orphans (`N orphan instances not destroyed:
-    /// …`). The reconcile is then incomplete (a tick's runs again after a back-off).
+    /// …`), or (a tick's reconcile only) the listing missed more of the provider's live
+    /// workers than the brake allows (`listing of P would expire N of M workers: held by the
+    /// brake`: none of them expired). The reconcile is then incomplete (a tick's runs again
+    /// after a back-off).
     pub errors: Vec<(ProviderId, String)>,
     /// Instances unknown to the registry, destroyed (or attempted).
     pub orphans: Vec<OrphanInstance>,

@@ -1172,3 +1172,109 @@ fn a_takeover_reconcile_run_again_spares_a_worker_too_young_to_be_listed() {
     }
     assert!(failing.lists.lock().len() >= 3, "ran again");
 }
+
+// ----- the brake on the ticks' reconcile: a listing that misses most of a fleet ------------
+
+/// A provider whose listing comes back empty by mistake (a pagination bug, an API answering
+/// `[]` in an outage) must not make the ticks expire its whole fleet as `Vanished`, jobs and
+/// all: the brake's rule holds the run (reported, incomplete, run again after the back-off).
+/// Once the listing misses only one worker, that one is expired as before.
+#[test]
+fn a_periodic_reconcile_whose_listing_misses_most_of_a_fleet_is_held_by_the_brake() {
+    let f = Fixture::new(WorkerLifecycleConfig {
+        min_ready_workers: 0,
+        ..config()
+    });
+    assert!(f.manager.config().unhealthy_floor < 10);
+    let due = f.now() + f.manager.config().reconcile_interval.as_millis() as u64;
+    let fleet: Vec<(WorkerId, String)> = (0..10)
+        .map(|i| {
+            let id = f.ready();
+            f.registry
+                .assign_to_job(&id, job(&format!("j{i}")))
+                .unwrap();
+            let resource = f
+                .registry
+                .get(&id)
+                .unwrap()
+                .unwrap()
+                .handle
+                .resource_id
+                .clone();
+            (id, resource)
+        })
+        .collect();
+    // The listing answers [].
+    for (_, resource) in &fleet {
+        f.provider.lose(resource);
+    }
+    let tick = || {
+        f.advance(secs(10));
+        for (id, _) in &fleet {
+            if f.state(id).is_some() {
+                f.registry.heartbeat(id).unwrap();
+            }
+        }
+        f.manager.tick(0)
+    };
+    let mut held = None;
+    while f.now() < due + 60_000 {
+        let r = tick();
+        assert!(
+            r.lost_jobs.is_empty(),
+            "jobs reported lost for an empty listing: {:?}",
+            r.decisions
+        );
+        if r.decisions
+            .iter()
+            .any(|d| d.starts_with("periodic reconcile"))
+        {
+            held.get_or_insert(r);
+        }
+    }
+    let held = held.expect("no periodic reconcile");
+    for (id, _) in &fleet {
+        assert_eq!(f.state(id), Some(WorkerState::Busy), "{:?}", held.decisions);
+    }
+    assert!(
+        held.decisions.iter().any(|d| d
+            == "periodic reconcile: provider test: listing of test would expire 10 of 10 \
+                workers: held by the brake"),
+        "{:?}",
+        held.decisions
+    );
+    assert!(
+        held.decisions
+            .iter()
+            .any(|d| d.starts_with("periodic reconcile incomplete: run again in")),
+        "{:?}",
+        held.decisions
+    );
+    // The listing is whole again but for one instance: the next run again expires that one.
+    for (_, resource) in &fleet[1..] {
+        f.provider.add_orphan(resource);
+    }
+    let mut lost = Vec::new();
+    for _ in 0..100 {
+        lost.extend(tick().lost_jobs);
+        if f.state(&fleet[0].0).is_none() {
+            break;
+        }
+    }
+    assert_eq!(f.state(&fleet[0].0), None);
+    assert_eq!(
+        lost,
+        vec![LostJob {
+            worker_id: fleet[0].0,
+            job_id: job("j0")
+        }]
+    );
+    for (id, _) in &fleet[1..] {
+        assert_eq!(f.state(id), Some(WorkerState::Busy));
+    }
+    // The host's own reconcile is not braked: the host asked.
+    for (_, resource) in &fleet[1..] {
+        f.provider.lose(resource);
+    }
+    assert_eq!(f.manager.reconcile().unwrap().vanished.len(), 9);
+}

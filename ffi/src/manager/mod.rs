@@ -266,7 +266,9 @@ pub extern "C" fn hw_manager_terminate(
 
 /// Compares the registry with each provider's `list_workers`: instances the registry does not
 /// know are destroyed; records whose instance vanished are unregistered (reason `VANISHED`,
-/// listed as terminated; their jobs as lost). The JSON form has the whole reconcile report.
+/// listed as terminated; their jobs as lost), however many: this call is not braked (the
+/// host asked), unlike the ticks' own reconciles (see `max_unhealthy_fraction`). The JSON form
+/// has the whole reconcile report.
 #[no_mangle]
 pub extern "C" fn hw_manager_reconcile(
     manager: *const hw_manager,

@@ -405,7 +405,10 @@ impl WorkerLifecycleManager {
     /// orphans this replica remembered were forgotten with the lease, and a reconcile is what
     /// finds them again (on a host that only runs the ticker, nothing else would). Once
     /// complete, [`reconcile`](Self::reconcile) itself schedules the next periodic run and
-    /// resets the back-off.
+    /// resets the back-off. It is braked: a provider whose listing would expire more of its
+    /// live workers as vanished than the health check's brake allows has none expired (a
+    /// listing truncated or empty by mistake must not end a fleet and its jobs in one tick);
+    /// that counts as incomplete too.
     fn tick_reconcile(
         &self,
         now: Timestamp,
@@ -430,7 +433,7 @@ impl WorkerLifecycleManager {
         } else {
             Duration::ZERO
         };
-        let complete = match self.reconcile_within(young, budget) {
+        let complete = match self.reconcile_within(young, true, budget) {
             Ok((r, deferred)) => {
                 if !r.adopted_terminating.is_empty()
                     || !r.orphans.is_empty()

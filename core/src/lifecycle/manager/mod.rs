@@ -424,7 +424,11 @@ impl WorkerLifecycleManager {
     ///    `destroy_retry_initial` doubling up to `reconcile_interval`), so that an orphan
     ///    instance that appeared since is destroyed on a host that only ticks; reported as a
     ///    takeover's reconcile is (`decisions`, `lost_jobs`). Its orphan destroys spend the
-    ///    tick's actions; the orphans over the cap are destroyed by the next ticks;
+    ///    tick's actions; the orphans over the cap are destroyed by the next ticks. It is
+    ///    braked as the health check is: a provider whose listing would expire more of its
+    ///    live workers as vanished than `max_unhealthy_fraction` (and `unhealthy_floor`)
+    ///    allows has none of them expired (`listing of P would expire N of M workers: held by
+    ///    the brake`), and the run is incomplete;
     /// 5. interruption deadlines ([`notify_interruption`](Self::notify_interruption)): a job
     ///    still running on an interrupted worker at its deadline is reported lost;
     /// 6. scaling toward `demand`: over the pools when any is set

@@ -9,10 +9,11 @@ use crate::error::{Error, Result};
 use crate::filter::WorkerFilter;
 use crate::ids::{ProviderId, WorkerId};
 use crate::state::WorkerState;
-use crate::worker::{TerminationReason, WorkerHandle};
+use crate::worker::{TerminationReason, Worker, WorkerHandle};
 
 use super::super::provider::guarded;
 use super::super::report::{LostJob, OrphanInstance, ReconcileReport};
+use super::brake::assess;
 use super::providers::ProviderEntry;
 use super::{bump, Budget, WorkerLifecycleManager};
 
@@ -27,7 +28,11 @@ impl WorkerLifecycleManager {
     ///   is left to it: no instance is destroyed twice;
     /// - records whose instance vanished are unregistered with reason `Vanished` (a job they
     ///   held is reported lost; an unregister answered `Backend` whose record is gone when
-    ///   looked at was applied, its reply lost, and is reported so too);
+    ///   looked at was applied, its reply lost, and is reported so too). This call expires
+    ///   them however many there are — the host asked; the ticks' own reconciles are braked:
+    ///   a listing that would expire more of a provider's live workers than the health
+    ///   check's brake allows (`max_unhealthy_fraction`, `unhealthy_floor`) expires none of
+    ///   them there (see [`tick`](Self::tick));
     /// - `Terminating` records the manager was not destroying yet (e.g. after a restore) are
     ///   queued for destruction.
     ///
@@ -54,7 +59,7 @@ impl WorkerLifecycleManager {
     /// error when it fails on the final look for `Terminating` records and nothing was done
     /// before (no orphan, no vanished record).
     pub fn reconcile(&self) -> Result<ReconcileReport> {
-        self.reconcile_within(Duration::ZERO, &mut Budget::unlimited())
+        self.reconcile_within(Duration::ZERO, false, &mut Budget::unlimited())
             .map(|(report, _)| report)
     }
 
@@ -64,10 +69,15 @@ impl WorkerLifecycleManager {
     /// reconcile spends the tick's; listings and registry reads are not actions). The orphans
     /// over the budget are remembered, due now, for the ticks' orphan retries (which spend
     /// their tick's budget too); how many is returned beside the report. They count as looked
-    /// at: they do not make the reconcile incomplete.
+    /// at: they do not make the reconcile incomplete. When `braked` (the ticks' runs), a
+    /// provider whose listing misses more of its live (non-terminal) records than the brake
+    /// allows (`max_unhealthy_fraction`, `unhealthy_floor`) has none of them expired: it is in
+    /// [`errors`](ReconcileReport::errors) (`listing of P would expire N of M workers: held
+    /// by the brake`), and the run is incomplete.
     pub(super) fn reconcile_within(
         &self,
         young: Duration,
+        braked: bool,
         budget: &mut Budget,
     ) -> Result<(ReconcileReport, usize)> {
         let mut deferred = 0;
@@ -231,14 +241,37 @@ impl WorkerLifecycleManager {
                 }
             }
 
-            for w in &records {
-                let present = listed_resources.contains(w.handle.resource_id.as_str())
-                    || listed_ids.contains(&w.id);
-                // Registered after the listing began (or less than `young` before): the list
-                // may not show it yet.
-                if present || w.created_at.saturating_add(millis(young)) >= listed_at {
+            // Registered after the listing began (or less than `young` before): the list may
+            // not show it yet.
+            let vanished: Vec<&Worker> = records
+                .iter()
+                .filter(|w| {
+                    !(listed_resources.contains(w.handle.resource_id.as_str())
+                        || listed_ids.contains(&w.id)
+                        || w.created_at.saturating_add(millis(young)) >= listed_at)
+                })
+                .collect();
+            if braked {
+                // The health check's brake, on one listing: a listing that misses most of a
+                // fleet at once is taken for the observer's fault (a pagination bug, an API
+                // answering [] in an outage, a wrong region), not for a mass death. None of
+                // this provider's records is expired by it; the run is incomplete (runs again
+                // after the back-off). Workers that really died meet their heartbeat or
+                // startup deadline.
+                let live = records.iter().filter(|w| !w.state.is_terminal()).count();
+                let missing = vanished.iter().filter(|w| !w.state.is_terminal()).count();
+                if assess(&self.config, missing, missing, live).is_some() {
+                    report.errors.push((
+                        pid.clone(),
+                        format!(
+                            "listing of {pid} would expire {missing} of {live} workers: held \
+                             by the brake"
+                        ),
+                    ));
                     continue;
                 }
+            }
+            for w in vanished {
                 // A Terminating one too: its instance is gone, so its destroy is moot — unless a
                 // destroy of it is under way right now: that destroy ends it (once).
                 let Some(withdrawn) = self.destroys.lock().withdraw_entry(&w.id) else {
