@@ -1278,3 +1278,62 @@ fn a_periodic_reconcile_whose_listing_misses_most_of_a_fleet_is_held_by_the_brak
     }
     assert_eq!(f.manager.reconcile().unwrap().vanished.len(), 9);
 }
+
+/// The takeover's reconcile is braked too: a new leader whose provider answers `[]` does not
+/// expire the fleet it inherits.
+#[test]
+fn a_takeover_reconcile_whose_listing_is_empty_expires_none_of_the_fleet() {
+    let store = Arc::new(ManualClock::new(T0));
+    let local = Arc::new(ManualClock::new(0));
+    let registry: Arc<dyn WorkerRegistry> = crate::backend::new_registry(store.clone());
+    let provider = TestProvider::new("test");
+    // A fleet of 10 the previous leader left, running jobs; the provider lists none of them.
+    let fleet: Vec<WorkerId> = (0..10)
+        .map(|i| {
+            let handle = WorkerHandle::new(pid("test"), ProviderType::Docker, format!("i-{i}"));
+            let w = registry.register(handle, spec()).unwrap();
+            registry.update_state(&w.id, WorkerState::Ready).unwrap();
+            registry
+                .assign_to_job(&w.id, job(&format!("j{i}")))
+                .unwrap();
+            w.id
+        })
+        .collect();
+    store.advance(secs(400));
+    let manager = WorkerLifecycleManager::with_leadership(
+        registry.clone(),
+        WorkerLifecycleConfig {
+            min_ready_workers: 0,
+            ..config()
+        },
+        Arc::new(InMemoryLease::new(store.clone(), "a", secs(15))),
+        local.clone(),
+    )
+    .unwrap();
+    manager.register_provider(provider).unwrap();
+    let r = manager.tick(0);
+    assert!(r.leading, "{:?}", r.decisions);
+    assert!(r.lost_jobs.is_empty(), "{:?}", r.decisions);
+    for id in &fleet {
+        assert_eq!(
+            registry.get(id).unwrap().map(|w| w.state),
+            Some(WorkerState::Busy),
+            "{:?}",
+            r.decisions
+        );
+    }
+    assert!(
+        r.decisions.iter().any(|d| d
+            == "takeover reconcile: provider test: listing of test would expire 10 of 10 \
+                workers: held by the brake"),
+        "{:?}",
+        r.decisions
+    );
+    assert!(
+        r.decisions
+            .iter()
+            .any(|d| d.starts_with("takeover reconcile incomplete: run again in")),
+        "{:?}",
+        r.decisions
+    );
+}
