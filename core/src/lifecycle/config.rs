@@ -86,10 +86,10 @@ pub struct WorkerLifecycleConfig {
     /// at once (for more than half `heartbeat_timeout`), none of them is declared unhealthy —
     /// a partition on the host's side must not kill a healthy fleet. The same rule guards the
     /// ticks' own reconciles: a provider's listing that misses more than this fraction of its
-    /// live (non-terminal) workers (and more than `unhealthy_floor`) expires none of them as
-    /// vanished — a listing truncated or empty by mistake must not end the fleet — and the run
-    /// is incomplete (runs again after a back-off); the host's `reconcile()` is not braked.
-    /// In `(0, 1]`; 1 disables the brake. Default 0.55.
+    /// live (non-terminal) workers old enough to be judged (and more than `unhealthy_floor`)
+    /// expires none of them as vanished — a listing truncated or empty by mistake must not end
+    /// the fleet — and the run is incomplete (runs again after a back-off); the host's
+    /// `reconcile()` is not braked. In `(0, 1]`; 1 disables the brake. Default 0.55.
     pub max_unhealthy_fraction: f64,
     /// The brake's floor: this many workers may always be silent at once without the brake
     /// holding, whatever the fraction, so that a fleet of one to three can still lose one

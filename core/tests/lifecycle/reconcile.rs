@@ -1337,3 +1337,75 @@ fn a_takeover_reconcile_whose_listing_is_empty_expires_none_of_the_fleet() {
         r.decisions
     );
 }
+
+/// The brake counts among the workers the listing judges: records too young for the periodic
+/// run (a scale-up under way) are not judged, and must not dilute the fraction, or an empty
+/// listing during a scale-up expires the older fleet after all.
+#[test]
+fn young_workers_do_not_dilute_the_brake_of_a_periodic_reconcile() {
+    let f = Fixture::new(WorkerLifecycleConfig {
+        min_ready_workers: 0,
+        ..config()
+    });
+    let due = f.now() + f.manager.config().reconcile_interval.as_millis() as u64;
+    let mut fleet: Vec<WorkerId> = (0..4)
+        .map(|i| {
+            let id = f.ready();
+            f.registry
+                .assign_to_job(&id, job(&format!("old{i}")))
+                .unwrap();
+            id
+        })
+        .collect();
+    let mut held = None;
+    while held.is_none() {
+        f.advance(secs(10));
+        if fleet.len() == 4 && f.now() + 20_000 >= due {
+            // A scale-up 20 s before the periodic run: 6 young workers.
+            for i in 0..6 {
+                let id = f.ready();
+                f.registry
+                    .assign_to_job(&id, job(&format!("young{i}")))
+                    .unwrap();
+                fleet.push(id);
+            }
+            // And the listing answers [].
+            for id in &fleet {
+                let resource = f
+                    .registry
+                    .get(id)
+                    .unwrap()
+                    .unwrap()
+                    .handle
+                    .resource_id
+                    .clone();
+                f.provider.lose(&resource);
+            }
+        }
+        for id in &fleet {
+            if f.state(id).is_some() {
+                f.registry.heartbeat(id).unwrap();
+            }
+        }
+        let r = f.manager.tick(0);
+        assert!(r.lost_jobs.is_empty(), "{:?}", r.decisions);
+        if r.decisions
+            .iter()
+            .any(|d| d.starts_with("periodic reconcile"))
+        {
+            held = Some(r);
+        }
+        assert!(f.now() <= due, "no periodic reconcile by {due}");
+    }
+    let held = held.unwrap();
+    assert!(
+        held.decisions.iter().any(|d| d
+            == "periodic reconcile: provider test: listing of test would expire 4 of 4 \
+                workers: held by the brake"),
+        "{:?}",
+        held.decisions
+    );
+    for id in &fleet {
+        assert_eq!(f.state(id), Some(WorkerState::Busy));
+    }
+}

@@ -70,7 +70,8 @@ impl WorkerLifecycleManager {
     /// over the budget are remembered, due now, for the ticks' orphan retries (which spend
     /// their tick's budget too); how many is returned beside the report. They count as looked
     /// at: they do not make the reconcile incomplete. When `braked` (the ticks' runs), a
-    /// provider whose listing misses more of its live (non-terminal) records than the brake
+    /// provider whose listing misses more of its live (non-terminal) records old enough to be
+    /// judged than the brake
     /// allows (`max_unhealthy_fraction`, `unhealthy_floor`) has none of them expired: it is in
     /// [`errors`](ReconcileReport::errors) (`listing of P would expire N of M workers: held
     /// by the brake`), and the run is incomplete.
@@ -242,13 +243,17 @@ impl WorkerLifecycleManager {
             }
 
             // Registered after the listing began (or less than `young` before): the list may
-            // not show it yet.
-            let vanished: Vec<&Worker> = records
+            // not show it yet, and it is not judged.
+            let judged: Vec<&Worker> = records
                 .iter()
+                .filter(|w| w.created_at.saturating_add(millis(young)) < listed_at)
+                .collect();
+            let vanished: Vec<&Worker> = judged
+                .iter()
+                .copied()
                 .filter(|w| {
                     !(listed_resources.contains(w.handle.resource_id.as_str())
-                        || listed_ids.contains(&w.id)
-                        || w.created_at.saturating_add(millis(young)) >= listed_at)
+                        || listed_ids.contains(&w.id))
                 })
                 .collect();
             if braked {
@@ -257,8 +262,9 @@ impl WorkerLifecycleManager {
                 // answering [] in an outage, a wrong region), not for a mass death. None of
                 // this provider's records is expired by it; the run is incomplete (runs again
                 // after the back-off). Workers that really died meet their heartbeat or
-                // startup deadline.
-                let live = records.iter().filter(|w| !w.state.is_terminal()).count();
+                // startup deadline. Counted among the live records the listing judges: young
+                // ones (a scale-up under way) must not dilute the fraction.
+                let live = judged.iter().filter(|w| !w.state.is_terminal()).count();
                 let missing = vanished.iter().filter(|w| !w.state.is_terminal()).count();
                 if assess(&self.config, missing, missing, live).is_some() {
                     report.errors.push((
