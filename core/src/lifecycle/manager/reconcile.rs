@@ -71,10 +71,9 @@ impl WorkerLifecycleManager {
     /// their tick's budget too); how many is returned beside the report. They count as looked
     /// at: they do not make the reconcile incomplete. When `braked` (the ticks' runs), a
     /// provider whose listing misses more of its live (non-terminal) records old enough to be
-    /// judged than the brake
-    /// allows (`max_unhealthy_fraction`, `unhealthy_floor`) has none of them expired: it is in
-    /// [`errors`](ReconcileReport::errors) (`listing of P would expire N of M workers: held
-    /// by the brake`), and the run is incomplete.
+    /// judged than the brake allows (`max_unhealthy_fraction`, `unhealthy_floor`) has none of
+    /// them expired: it is in [`errors`](ReconcileReport::errors) (`listing of P would expire
+    /// N of M workers: held by the brake`), and the run is incomplete.
     pub(super) fn reconcile_within(
         &self,
         young: Duration,
