@@ -106,7 +106,8 @@
  Longest error message a provider callback sets with `hw_provider_call_set_error`, in bytes.
  A longer one is cut (at a character boundary) and ends with `"… (truncated)"`: the message
  is copied into the failure, its event for every subscriber and the tick's report, and a
- callback could not act on a refusal. A limit of this C binding only.
+ callback could not act on a refusal. The core's limit, the same for every provider (Rust,
+ Python, C).
  */
 #define HW_MAX_PROVIDER_MESSAGE_LEN 4096
 

@@ -415,6 +415,7 @@ pub use events::{
 };
 pub use filter::WorkerFilter;
 pub use ids::{JobId, ProviderId, WorkerId, MAX_JOB_ID_LEN, MAX_PROVIDER_ID_LEN};
+pub use lifecycle::{cut_provider_message, MAX_PROVIDER_MESSAGE_LEN};
 pub use lifecycle::{
     validate_lease, AlwaysLeader, InMemoryLease, LeaderInfo, Leadership, LeaseStatus, Term, Ticker,
     TickerStats, MAX_LEASE_HOLDER_LEN, MIN_LEASE_TTL, TICKER_REPORTS_CAPACITY,

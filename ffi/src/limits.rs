@@ -22,7 +22,8 @@ pub const HW_MAX_JOB_ID_LEN: usize = 256;
 /// Longest error message a provider callback sets with `hw_provider_call_set_error`, in bytes.
 /// A longer one is cut (at a character boundary) and ends with `"… (truncated)"`: the message
 /// is copied into the failure, its event for every subscriber and the tick's report, and a
-/// callback could not act on a refusal. A limit of this C binding only.
+/// callback could not act on a refusal. The core's limit, the same for every provider (Rust,
+/// Python, C).
 pub const HW_MAX_PROVIDER_MESSAGE_LEN: usize = 4096;
 /// Longest duration a spec (idle timeout, maximum lifetime) or the manager's configuration may
 /// hold, in milliseconds: 100 years of 365 days. Longer ones could not be written to JSON (a

@@ -1130,7 +1130,8 @@ class DestroyFailure:
         """The provider's instance id."""
     @property
     def error(self) -> str:
-        """What went wrong (for a Python provider: the exception's type and message)."""
+        """What went wrong (for a Python provider: the exception's type and message), at most
+        4096 bytes (a longer message is cut and ends with ``"… (truncated)"``)."""
     @property
     def attempts(self) -> int:
         """Failed attempts so far."""
@@ -1173,7 +1174,8 @@ class ProvisionFailure:
         the provider's back-off)."""
     @property
     def error(self) -> str:
-        """What went wrong."""
+        """What went wrong, at most 4096 bytes (a longer message is cut and ends with
+        ``"… (truncated)"``)."""
     @property
     def consecutive_failures(self) -> int:
         """Consecutive failures of this provider so far."""
@@ -1533,7 +1535,7 @@ class LifecycleManager:
     is already gone) and optionally ``list_workers() -> iterable of resource ids`` (for
     ``reconcile``). A provider may keep a reference to its manager: the garbage collector sees
     through the cycle. An Exception they raise is a provider failure of the engine (in reports and
-    events), never a crash. They are called on the thread that called the manager, never while
+    events; its text cut at 4096 bytes, ending ``"… (truncated)"``), never a crash. They are called on the thread that called the manager, never while
     the engine holds a lock.
 
     Interrupts: a BaseException that is not an Exception (KeyboardInterrupt, SystemExit,

@@ -13,7 +13,10 @@
 //! - `NotImplementedError` from `list_workers` means "not supported";
 //! - anything else that is an `Exception` is a failure.
 //!
-//! The failure's text shows the exception's `str()`; one whose `str()` raises is shown as
+//! The failure's text shows the exception's `str()`, the whole text cut at
+//! [`MAX_PROVIDER_MESSAGE_LEN`](hodei_workers::MAX_PROVIDER_MESSAGE_LEN) (4096 bytes, ending
+//! `"… (truncated)"`: a whole HTTP response body in an exception would otherwise be copied
+//! into every report and event); one whose `str()` raises is shown as
 //! `<exception str() failed>`, as Python's traceback printer shows it, and what that `str()`
 //! raised, when it is an interrupt (below), is one of the call's own interrupts.
 //!

@@ -63,3 +63,31 @@ def test_a_huge_int_is_an_invalid_argument_with_a_short_message(value: int) -> N
     text = str(info.value)
     assert len(text) < 400, f"a {len(text)}-byte message: {text[:200]!r}"
     assert "out of range" in text
+
+
+class _Verbose:
+    """A provider whose creates raise with a whole (huge) response body as the message."""
+
+    provider_id = "verbose"
+    provider_type = "docker"
+
+    def create_worker(self, worker_id: str, spec: hw.WorkerSpec) -> str:
+        raise ValueError("x" * 1_000_000)
+
+    def destroy_worker(self, handle: hw.WorkerHandle) -> None:
+        pass
+
+
+def test_a_huge_provider_exception_is_cut_in_the_report_and_the_event() -> None:
+    # Without the fix: the report's and the event's message held all 1 000 000 bytes (only a
+    # C provider's message was cut).
+    registry = hw.Registry()
+    events = registry.subscribe()
+    manager = hw.LifecycleManager(registry)
+    manager.register_provider(_Verbose())
+    manager.set_scaling_target("verbose", hw.WorkerSpec("i"))
+    [failure] = manager.tick(pending_jobs=1).provision_failures
+    [event] = [e for e in events.drain() if isinstance(e, hw.ProvisionFailed)]
+    for text in (failure.error, event.error):
+        assert len(text.encode()) <= 4096 + 64, f"a {len(text.encode())}-byte message"
+        assert "ValueError" in text and text.endswith("… (truncated) (failed)"), text[-80:]

@@ -28,7 +28,10 @@ pub use pools::{
     Unschedulable, DEFAULT_POOL_SCALE_DOWN_COOLDOWN, DEFAULT_POOL_SCALE_UP_COOLDOWN,
     MAX_POOL_NAME_LEN, POOL_LABEL,
 };
-pub use provider::{ProviderError, ProviderErrorKind, ProviderResult, WorkerProvider};
+pub use provider::{
+    cut_provider_message, ProviderError, ProviderErrorKind, ProviderResult, WorkerProvider,
+    MAX_PROVIDER_MESSAGE_LEN,
+};
 pub use report::{
     CleanupResult, DestroyFailure, HealthCheckResult, LifecycleStats, LostJob, MassExpiryGiveUp,
     MassExpiryHold, OrphanInstance, ProviderBackoff, ProvisionFailure, ProvisionedWorker,

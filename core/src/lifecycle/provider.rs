@@ -185,14 +185,56 @@ impl fmt::Display for ProviderErrorKind {
     }
 }
 
+/// Longest [`ProviderError::message`], in bytes. A longer message is cut by
+/// [`cut_provider_message`]: the message is copied into the failure, the event every subscriber
+/// gets (`ProvisionFailed`, `DestroyFailed`), the tick's report, logs and metrics, and a
+/// provider that puts a whole HTTP response body (or a megabyte-long exception text) in it
+/// would have all of those copied. `HW_MAX_PROVIDER_MESSAGE_LEN` in C.
+pub const MAX_PROVIDER_MESSAGE_LEN: usize = 4096;
+
+/// What ends a message cut by [`cut_provider_message`].
+const TRUNCATED_MARK: &str = "… (truncated)";
+
+/// `text` itself when it is at most [`MAX_PROVIDER_MESSAGE_LEN`] bytes; otherwise its head,
+/// cut at a character boundary, followed by `"… (truncated)"`, the whole within
+/// [`MAX_PROVIDER_MESSAGE_LEN`] bytes (only the head is copied: a `&str` of a megabyte costs
+/// 4 KB). Every constructor of [`ProviderError`] applies it, and the manager applies it to
+/// every error a provider returns (one built as a struct literal too).
+///
+/// # Examples
+/// ```
+/// use hodei_workers::{cut_provider_message, MAX_PROVIDER_MESSAGE_LEN};
+///
+/// assert_eq!(cut_provider_message("short"), "short");
+/// let cut = cut_provider_message("é".repeat(MAX_PROVIDER_MESSAGE_LEN));
+/// assert!(cut.len() <= MAX_PROVIDER_MESSAGE_LEN && cut.ends_with("… (truncated)"));
+/// ```
+pub fn cut_provider_message<S: AsRef<str> + Into<String>>(text: S) -> String {
+    let whole = text.as_ref();
+    if whole.len() <= MAX_PROVIDER_MESSAGE_LEN {
+        return text.into();
+    }
+    let mut end = MAX_PROVIDER_MESSAGE_LEN - TRUNCATED_MARK.len();
+    while !whole.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{TRUNCATED_MARK}", &whole[..end])
+}
+
 /// A provider's failure: its kind and what it said.
+///
+/// The message is at most [`MAX_PROVIDER_MESSAGE_LEN`] bytes: every constructor cuts a longer
+/// one (see [`cut_provider_message`]), and the manager cuts the message of every error a
+/// provider returns, so one written as a struct literal is cut too before it reaches a report
+/// or an event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(remote = "Self")]
 #[error("{message} ({kind})")]
 pub struct ProviderError {
     /// The kind of failure.
     pub kind: ProviderErrorKind,
-    /// What the provider said.
+    /// What the provider said (at most [`MAX_PROVIDER_MESSAGE_LEN`] bytes once it leaves the
+    /// provider: see [`cut_provider_message`]).
     pub message: String,
 }
 crate::object_form::object_form!(ProviderError, "a provider error");
@@ -202,7 +244,7 @@ impl ProviderError {
     pub fn new(message: impl Into<String>) -> Self {
         ProviderError {
             kind: ProviderErrorKind::Failed,
-            message: message.into(),
+            message: cut_provider_message(message.into()),
         }
     }
 
@@ -210,7 +252,7 @@ impl ProviderError {
     pub fn not_found(message: impl Into<String>) -> Self {
         ProviderError {
             kind: ProviderErrorKind::NotFound,
-            message: message.into(),
+            message: cut_provider_message(message.into()),
         }
     }
 
@@ -218,7 +260,7 @@ impl ProviderError {
     pub fn unsupported(operation: impl Into<String>) -> Self {
         ProviderError {
             kind: ProviderErrorKind::Unsupported,
-            message: format!("{} is not supported", operation.into()),
+            message: cut_provider_message(format!("{} is not supported", operation.into())),
         }
     }
 
@@ -226,7 +268,7 @@ impl ProviderError {
     pub fn panicked(message: impl Into<String>) -> Self {
         ProviderError {
             kind: ProviderErrorKind::Panicked,
-            message: message.into(),
+            message: cut_provider_message(message.into()),
         }
     }
 
@@ -234,7 +276,7 @@ impl ProviderError {
     pub fn no_capacity(message: impl Into<String>) -> Self {
         ProviderError {
             kind: ProviderErrorKind::NoCapacity,
-            message: message.into(),
+            message: cut_provider_message(message.into()),
         }
     }
 
@@ -243,7 +285,7 @@ impl ProviderError {
     pub fn fenced(message: impl Into<String>) -> Self {
         ProviderError {
             kind: ProviderErrorKind::Fenced,
-            message: message.into(),
+            message: cut_provider_message(message.into()),
         }
     }
 
@@ -252,7 +294,7 @@ impl ProviderError {
     pub fn interrupted(message: impl Into<String>) -> Self {
         ProviderError {
             kind: ProviderErrorKind::Interrupted,
-            message: message.into(),
+            message: cut_provider_message(message.into()),
         }
     }
 
@@ -282,7 +324,8 @@ impl ProviderError {
     }
 }
 
-/// Runs a provider call, turning a panic into a [`ProviderError`].
+/// Runs a provider call, turning a panic into a [`ProviderError`] and cutting the message of
+/// an error to [`MAX_PROVIDER_MESSAGE_LEN`] bytes.
 ///
 /// `AssertUnwindSafe`: the provider's own state may be left inconsistent by its panic, but the
 /// manager's is not (no manager or registry lock is held across the call), and the provider is
@@ -292,7 +335,12 @@ pub(crate) fn guarded<T>(
     call: impl FnOnce() -> Result<T, ProviderError>,
 ) -> Result<T, ProviderError> {
     match catch_unwind(AssertUnwindSafe(call)) {
-        Ok(result) => result,
+        Ok(Ok(value)) => Ok(value),
+        // A message the provider wrote into the public field, past the constructors.
+        Ok(Err(ProviderError { kind, message })) => Err(ProviderError {
+            kind,
+            message: cut_provider_message(message),
+        }),
         Err(payload) => Err(ProviderError::panicked(format!(
             "{what} panicked: {}",
             panic_message(payload.as_ref())
@@ -322,6 +370,61 @@ mod tests {
         let err = guarded::<()>("destroy_worker", || std::panic::panic_any(42u8)).unwrap_err();
         assert!(err.message.contains("non-text"), "{}", err.message);
         assert_eq!(guarded("x", || Ok(5)).unwrap(), 5);
+    }
+
+    #[test]
+    fn cut_keeps_short_text_and_cuts_long_text_on_a_character_boundary() {
+        let at_limit = "m".repeat(MAX_PROVIDER_MESSAGE_LEN);
+        assert_eq!(cut_provider_message(at_limit.as_str()), at_limit);
+        // One-, two-, three- and four-byte characters, each shifted so that the cut point
+        // falls inside one of them.
+        for unit in ["m", "é", "€", "𝄞"] {
+            for lead in 0..4 {
+                let text = format!(
+                    "{}{}",
+                    "x".repeat(lead),
+                    unit.repeat(MAX_PROVIDER_MESSAGE_LEN + 1)
+                );
+                let cut = cut_provider_message(text.as_str());
+                assert!(
+                    cut.len() <= MAX_PROVIDER_MESSAGE_LEN,
+                    "{unit} {lead}: {}",
+                    cut.len()
+                );
+                assert!(cut.len() > MAX_PROVIDER_MESSAGE_LEN - 32);
+                assert!(cut.ends_with(TRUNCATED_MARK));
+                assert!(text.starts_with(cut.trim_end_matches(TRUNCATED_MARK)));
+            }
+        }
+    }
+
+    #[test]
+    fn every_constructor_and_every_guarded_call_cuts_a_long_message() {
+        let long = "y".repeat(4 * MAX_PROVIDER_MESSAGE_LEN);
+        let literal = ProviderError {
+            kind: ProviderErrorKind::NoCapacity,
+            message: long.clone(),
+        };
+        for e in [
+            ProviderError::new(long.clone()),
+            ProviderError::not_found(long.clone()),
+            ProviderError::unsupported(long.clone()),
+            ProviderError::panicked(long.clone()),
+            ProviderError::no_capacity(long.clone()),
+            ProviderError::fenced(long.clone()),
+            ProviderError::interrupted(long.clone()),
+            guarded::<()>("create_worker", || Err(literal.clone())).unwrap_err(),
+            guarded::<()>("create_worker", || panic!("{long}")).unwrap_err(),
+        ] {
+            assert!(
+                e.message.len() <= MAX_PROVIDER_MESSAGE_LEN && e.message.ends_with(TRUNCATED_MARK),
+                "{}: {} bytes",
+                e.kind,
+                e.message.len()
+            );
+        }
+        let kept = guarded::<()>("create_worker", || Err(literal)).unwrap_err();
+        assert_eq!(kept.kind, ProviderErrorKind::NoCapacity);
     }
 
     #[test]

@@ -13,7 +13,6 @@ use engine::{
 
 use super::hw_manager;
 use crate::boundary::{arg_mut, arg_out, arg_ref, arg_str, ffi_boundary, hw_status};
-use crate::limits::HW_MAX_PROVIDER_MESSAGE_LEN;
 use crate::spec::hw_worker_spec;
 use crate::types::{hw_worker_id, provider_id, provider_type};
 
@@ -415,23 +414,10 @@ pub extern "C" fn hw_provider_call_set_error(
 ) -> hw_status {
     ffi_boundary!(hw_provider_call_set_error, {
         let call = arg_mut!(call);
-        call.error = Some(cut_message(arg_str!(message)));
+        // Cut by the core's rule (the same for every binding).
+        call.error = Some(engine::cut_provider_message(arg_str!(message)));
         Ok(())
     })
-}
-
-/// `text`, or its head and a mark when it is over `HW_MAX_PROVIDER_MESSAGE_LEN` bytes (the
-/// whole result within the limit, cut at a character boundary).
-fn cut_message(text: &str) -> String {
-    const MARK: &str = "… (truncated)";
-    if text.len() <= HW_MAX_PROVIDER_MESSAGE_LEN {
-        return text.to_owned();
-    }
-    let mut end = HW_MAX_PROVIDER_MESSAGE_LEN - MARK.len();
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}{MARK}", &text[..end])
 }
 
 /// `create_worker`: the id of the new instance (container id, pod name, …). Required on success,
@@ -548,31 +534,13 @@ fn only(call: &hw_provider_call, operation: &str, what: &str) -> Result<(), Erro
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::limits::HW_MAX_PROVIDER_MESSAGE_LEN;
 
     #[test]
-    fn cut_message_keeps_short_text_and_cuts_long_text_on_a_character_boundary() {
-        let at_limit = "m".repeat(HW_MAX_PROVIDER_MESSAGE_LEN);
-        assert_eq!(cut_message(&at_limit), at_limit);
-        // One-, two-, three- and four-byte characters, each shifted so that the cut point
-        // falls inside one of them.
-        for unit in ["m", "é", "€", "𝄞"] {
-            for lead in 0..4 {
-                let text = format!(
-                    "{}{}",
-                    "x".repeat(lead),
-                    unit.repeat(HW_MAX_PROVIDER_MESSAGE_LEN + 1)
-                );
-                let cut = cut_message(&text);
-                assert!(
-                    cut.len() <= HW_MAX_PROVIDER_MESSAGE_LEN,
-                    "{unit} {lead}: {}",
-                    cut.len()
-                );
-                assert!(cut.len() > HW_MAX_PROVIDER_MESSAGE_LEN - 32);
-                assert!(cut.ends_with("… (truncated)"));
-                assert!(text.starts_with(cut.trim_end_matches("… (truncated)")));
-            }
-        }
+    fn the_c_limit_is_the_cores() {
+        assert_eq!(
+            HW_MAX_PROVIDER_MESSAGE_LEN,
+            engine::MAX_PROVIDER_MESSAGE_LEN
+        );
     }
 }

@@ -54,7 +54,7 @@ fn pending(py: Python<'_>, pending_jobs: i64) -> PyResult<usize> {
 /// is already gone) and optionally ``list_workers() -> iterable of resource ids`` (for
 /// ``reconcile``). A provider may keep a reference to its manager: the garbage collector sees
 /// through the cycle. An Exception they raise is a provider failure of the engine (in reports and
-/// events), never a crash. They are called on the thread that called the manager, never while
+/// events; its text cut at 4096 bytes, ending ``"… (truncated)"``), never a crash. They are called on the thread that called the manager, never while
 /// the engine holds a lock.
 ///
 /// Interrupts: a BaseException that is not an Exception (KeyboardInterrupt, SystemExit,

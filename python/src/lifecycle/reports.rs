@@ -233,7 +233,8 @@ report_class! {
         provider_id: |c, py| c.provider_id.to_string(),
         /// The provider's instance id.
         resource_id: |c, py| c.resource_id.clone(),
-        /// What went wrong (for a Python provider: the exception's type and message).
+        /// What went wrong (for a Python provider: the exception's type and message), at most
+        /// 4096 bytes (a longer message is cut and ends with ``"… (truncated)"``).
         error: |c, py| c.error.clone(),
         /// Failed attempts so far.
         attempts: |c, py| c.attempts,
@@ -260,7 +261,8 @@ report_class! {
         /// Exception, cut the create short during a manager call: reported, but not counted toward
         /// the provider's back-off).
         kind: |c, py| c.kind.as_str(),
-        /// What went wrong.
+        /// What went wrong, at most 4096 bytes (a longer message is cut and ends with
+        /// ``"… (truncated)"``).
         error: |c, py| c.error.clone(),
         /// Consecutive failures of this provider so far.
         consecutive_failures: |c, py| c.consecutive_failures,
