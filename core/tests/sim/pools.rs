@@ -101,3 +101,33 @@ fn same_seed_same_multi_pool_run() {
         assert_eq!(run(name, 9), run(name, 9), "{name}");
     }
 }
+
+#[test]
+fn a_bad_job_class_says_invalid_argument_once() {
+    let mut requirement = hodei_workers::Requirement::new(0);
+    requirement.resources.cpu_cores = -1.0;
+    let s = Scenario {
+        job_classes: vec![hodei_workers::sim::JobClass {
+            requirement,
+            weight: 1.0,
+        }],
+        ..Default::default()
+    };
+    let message = s.validate().unwrap_err().to_string();
+    assert!(message.contains("job_classes[0]: "), "{message}");
+    assert_eq!(message.matches("invalid argument").count(), 1, "{message}");
+}
+
+#[test]
+fn a_bad_pool_name_says_invalid_argument_once() {
+    let s = Scenario {
+        pools: vec![hodei_workers::sim::SimPool {
+            name: String::new(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let message = s.validate().unwrap_err().to_string();
+    assert!(message.contains("pools[0]: "), "{message}");
+    assert_eq!(message.matches("invalid argument").count(), 1, "{message}");
+}

@@ -157,10 +157,11 @@ impl Scenario {
         }
         for (k, class) in self.job_classes.iter().enumerate() {
             non_negative(&format!("job_classes[{k}].weight"), class.weight)?;
-            class
-                .requirement
-                .validate()
-                .map_err(|e| Error::invalid(format!("job_classes[{k}]: {e}")))?;
+            // The inner message, so that the error says "invalid argument" once.
+            class.requirement.validate().map_err(|e| match e {
+                Error::InvalidArgument(m) => Error::invalid(format!("job_classes[{k}]: {m}")),
+                other => other,
+            })?;
         }
         if !self.job_classes.is_empty() && self.job_classes.iter().all(|c| c.weight == 0.0) {
             return Err(Error::invalid("job_classes: every weight is 0"));

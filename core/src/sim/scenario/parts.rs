@@ -496,8 +496,11 @@ impl Default for SimPool {
 
 impl SimPool {
     pub(super) fn validate(&self, what: &str) -> Result<()> {
-        crate::lifecycle::validate_pool_name(&self.name)
-            .map_err(|e| Error::invalid(format!("{what}: {e}")))?;
+        // The inner message, so that the error says "invalid argument" once.
+        crate::lifecycle::validate_pool_name(&self.name).map_err(|e| match e {
+            Error::InvalidArgument(m) => Error::invalid(format!("{what}: {m}")),
+            other => other,
+        })?;
         non_negative(
             &format!("{what}.scale_up_cooldown_secs"),
             self.scale_up_cooldown_secs,
