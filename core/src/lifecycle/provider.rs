@@ -159,8 +159,10 @@ pub enum ProviderErrorKind {
     /// The call was cut short by the host, not failed by the provider: a binding's
     /// `KeyboardInterrupt` (Ctrl-C), `SystemExit` or cancellation landing in the provider's
     /// code. Reported like a failure (a create's `ProvisionFailed` and the tick's
-    /// `provision_failures`; a destroy is retried), but a create so ended does not count
-    /// toward the provider's back-off: it neither starts nor lengthens it.
+    /// `provision_failures`; a destroy's `DestroyFailed` and the report's `failed`), but it
+    /// counts toward no back-off: a create so ended neither starts nor lengthens the
+    /// provider's, and a destroy (of a worker or an orphan instance) counts no attempt and is
+    /// due again at once.
     Interrupted = 6,
 }
 

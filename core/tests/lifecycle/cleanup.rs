@@ -233,6 +233,41 @@ fn a_destroy_failing_three_times_is_retried_with_growing_delays_and_nothing_leak
     assert_eq!(stats.pending_destroys, 0);
 }
 
+/// A destroy the host cut short (`ProviderErrorKind::Interrupted`, e.g. Ctrl-C in a Python
+/// provider) is not the provider's failure, as for a create: it is reported, but counts no
+/// attempt and starts no back-off — the next tick, at the same instant, tries again. Before, it
+/// counted as a failed attempt and the retry waited `destroy_retry_initial` (and a second one
+/// twice that).
+#[test]
+fn an_interrupted_destroy_counts_no_attempt_and_is_retried_by_the_next_tick() {
+    let f = Fixture::new(WorkerLifecycleConfig {
+        destroy_retry_initial: secs(5),
+        destroy_retry_max: secs(60),
+        ..config()
+    });
+    let w = f.ready();
+    f.provider
+        .script_destroys([DestroyStep::Fail("api 503"), DestroyStep::Interrupted]);
+    let r = f
+        .manager
+        .terminate_worker(&w, TerminationReason::Requested)
+        .unwrap();
+    assert_eq!(r.failed[0].attempts, 1);
+    f.clock.set(r.failed[0].next_retry_at);
+    let r = f.manager.tick(0);
+    assert_eq!(r.failed.len(), 1, "{:?}", r.decisions);
+    assert_eq!(r.failed[0].error, "Ctrl-C (interrupted)");
+    assert_eq!(
+        (r.failed[0].attempts, r.failed[0].next_retry_at),
+        (1, f.now()),
+        "an interrupt is no failed attempt, and due again at once"
+    );
+    let r = f.manager.tick(0);
+    assert_eq!(r.terminated.len(), 1, "{:?}", r.decisions);
+    assert_eq!(f.state(&w), None);
+    f.assert_no_leak();
+}
+
 #[test]
 fn retry_delays_are_capped_at_destroy_retry_max() {
     let f = Fixture::new(WorkerLifecycleConfig {

@@ -64,6 +64,8 @@ pub enum DestroyStep {
     Fail(&'static str),
     Panic,
     NotFound,
+    /// Fails with [`ProviderErrorKind::Interrupted`] (the host cut the call short).
+    Interrupted,
     /// Blocks until [`TestProvider::release_stalled`] is called, then succeeds.
     Stall,
     /// Blocks until [`TestProvider::release_stalled`] is called, then fails.
@@ -356,6 +358,7 @@ impl TestProvider {
             }
             DestroyStep::Fail(msg) | DestroyStep::StallFail(msg) => Err(ProviderError::new(msg)),
             DestroyStep::Panic => panic!("destroy of {} exploded", handle.resource_id),
+            DestroyStep::Interrupted => Err(ProviderError::interrupted("Ctrl-C")),
             DestroyStep::NotFound => {
                 self.instances.lock().remove(&handle.resource_id);
                 Err(ProviderError::not_found("no such instance"))

@@ -419,16 +419,23 @@ impl WorkerLifecycleManager {
                     return;
                 }
                 let now = self.registry.now();
-                let (attempts, next_at) = self
-                    .destroys
-                    .lock()
-                    .fail(
-                        &id,
-                        now,
-                        self.config.destroy_retry_initial,
-                        self.config.destroy_retry_max,
-                    )
-                    .unwrap_or((entry.attempts + 1, now));
+                let (attempts, next_at) = if e.is_interrupted() {
+                    // The host cut the call short (`ProviderErrorKind::Interrupted`): not the
+                    // provider's failure, as for a create. Reported, but no attempt counted
+                    // and no back-off: due again at once (the next tick tries again).
+                    self.destroys.lock().postpone(&id, now);
+                    (entry.attempts, now)
+                } else {
+                    self.destroys
+                        .lock()
+                        .fail(
+                            &id,
+                            now,
+                            self.config.destroy_retry_initial,
+                            self.config.destroy_retry_max,
+                        )
+                        .unwrap_or((entry.attempts + 1, now))
+                };
                 bump(&self.counters.destroy_failures, 1);
                 let _ = self.registry.publish(EventKind::DestroyFailed {
                     worker_id: id,

@@ -86,15 +86,22 @@ fn key(handle: &WorkerHandle) -> (ProviderId, String) {
 }
 
 impl WorkerLifecycleManager {
-    /// A destroy of the orphan `handle` failed at `now`: counts the attempt and schedules the
-    /// next. Returns `(attempts, next_at)`.
+    /// A destroy of the orphan `handle` failed at `now` with `error`: counts the attempt and
+    /// schedules the next. An interrupted call (`ProviderErrorKind::Interrupted`: the host cut
+    /// it short) is not the provider's failure: no attempt counted, due again at once, as in
+    /// the destroy queue. Returns `(attempts, next_at)`.
     pub(super) fn orphan_destroy_failed(
         &self,
         handle: &WorkerHandle,
         now: Timestamp,
+        error: &ProviderError,
     ) -> (u32, Timestamp) {
         let mut orphans = self.orphans.lock();
         let entry = orphans.entry(handle, now);
+        if error.is_interrupted() {
+            entry.next_at = now;
+            return (entry.attempts, now);
+        }
         entry.attempts = entry.attempts.saturating_add(1);
         let delay = backoff_delay(
             self.config.destroy_retry_initial,
@@ -249,7 +256,7 @@ impl WorkerLifecycleManager {
                 // the instance. Not a failed attempt.
                 Err(e) if e.is_fenced() => return,
                 Err(e) => {
-                    let (attempts, next_at) = self.orphan_destroy_failed(handle, now);
+                    let (attempts, next_at) = self.orphan_destroy_failed(handle, now, &e);
                     bump(&self.counters.destroy_failures, 1);
                     // No `DestroyFailed`: no record holds the instance, and an event about a
                     // worker the registry does not hold is refused — or, should a record hold
@@ -297,7 +304,7 @@ mod tests {
 
     use parking_lot::Mutex;
 
-    use crate::clock::ManualClock;
+    use crate::clock::{Clock, ManualClock};
     use crate::ids::{ProviderId, WorkerId};
     use crate::lifecycle::provider::{ProviderError, ProviderResult, WorkerProvider};
     use crate::lifecycle::{WorkerLifecycleConfig, WorkerLifecycleManager};
@@ -305,11 +312,12 @@ mod tests {
     use crate::worker::{ProviderType, WorkerHandle, WorkerSpec};
 
     /// A cloud with one instance no record knows (a leader died between its create and its
-    /// register), whose first destroy fails.
+    /// register), whose first destroy fails (`interrupted`: the host cut it short).
     #[derive(Debug)]
     struct Cloud {
         instances: Mutex<Vec<WorkerHandle>>,
         destroy_calls: Mutex<u32>,
+        interrupted: bool,
     }
 
     impl WorkerProvider for Cloud {
@@ -325,6 +333,9 @@ mod tests {
         fn destroy_worker(&self, handle: &WorkerHandle) -> ProviderResult<()> {
             let mut calls = self.destroy_calls.lock();
             *calls += 1;
+            if *calls == 1 && self.interrupted {
+                return Err(ProviderError::interrupted("Ctrl-C"));
+            }
             if *calls == 1 {
                 return Err(ProviderError::new("instance is locked"));
             }
@@ -345,28 +356,64 @@ mod tests {
     /// leader's takeover reconcile found the instance its dead predecessor had just created,
     /// its destroy failed once, and nothing tried again until the host's next `reconcile` —
     /// never, for a host that only runs the ticker: the instance leaked.
-    #[test]
-    fn an_orphan_whose_destroy_failed_is_retried_by_the_ticks() {
+    /// A manager on a fresh registry with `cloud` registered: its clock, and itself.
+    fn manager_of(cloud: &Arc<Cloud>) -> (Arc<ManualClock>, WorkerLifecycleManager) {
         let clock = Arc::new(ManualClock::new(1_000_000));
         let registry = Arc::new(InMemoryWorkerRegistry::with_clock(clock.clone()));
-        let orphan = WorkerHandle {
+        let config = WorkerLifecycleConfig {
+            min_ready_workers: 0,
+            ..WorkerLifecycleConfig::default()
+        };
+        let manager = WorkerLifecycleManager::new(registry, config).unwrap();
+        manager.register_provider(cloud.clone()).unwrap();
+        (clock, manager)
+    }
+
+    fn orphan() -> WorkerHandle {
+        WorkerHandle {
             worker_id: WorkerId::new(),
             provider_id: ProviderId::new("cloud").unwrap(),
             provider_type: ProviderType::BareMetal,
             resource_id: "i-orphan".into(),
             metadata: BTreeMap::new(),
-        };
+        }
+    }
+
+    /// An orphan destroy the host cut short (`ProviderErrorKind::Interrupted`) is not the
+    /// provider's failure: no attempt counted, no back-off — the next tick, at the same
+    /// instant, destroys it. Before, it counted as a failed attempt and waited
+    /// `destroy_retry_initial`.
+    #[test]
+    fn an_interrupted_orphan_destroy_counts_no_attempt() {
         let cloud = Arc::new(Cloud {
-            instances: Mutex::new(vec![orphan]),
+            instances: Mutex::new(vec![orphan()]),
             destroy_calls: Mutex::new(0),
+            interrupted: true,
         });
-        let config = WorkerLifecycleConfig {
-            min_ready_workers: 0,
-            ..WorkerLifecycleConfig::default()
-        };
-        let retry = config.destroy_retry_initial;
-        let manager = WorkerLifecycleManager::new(registry, config).unwrap();
-        manager.register_provider(cloud.clone()).unwrap();
+        let (clock, manager) = manager_of(&cloud);
+        let r = manager.reconcile().unwrap();
+        assert_eq!(r.orphans.len(), 1, "{r:#?}");
+        let pending = manager.pending_orphans();
+        assert_eq!(
+            (pending[0].2, pending[0].3),
+            (0, clock.now()),
+            "{pending:?}"
+        );
+        manager.tick(0);
+        assert_eq!(*cloud.destroy_calls.lock(), 2);
+        assert!(cloud.instances.lock().is_empty());
+        assert!(manager.pending_orphans().is_empty());
+    }
+
+    #[test]
+    fn an_orphan_whose_destroy_failed_is_retried_by_the_ticks() {
+        let cloud = Arc::new(Cloud {
+            instances: Mutex::new(vec![orphan()]),
+            destroy_calls: Mutex::new(0),
+            interrupted: false,
+        });
+        let (clock, manager) = manager_of(&cloud);
+        let retry = WorkerLifecycleConfig::default().destroy_retry_initial;
 
         let r = manager.reconcile().unwrap();
         assert_eq!(r.orphans.len(), 1, "{r:#?}");

@@ -11,7 +11,7 @@ use crate::ids::{ProviderId, WorkerId};
 use crate::state::WorkerState;
 use crate::worker::{TerminationReason, Worker, WorkerHandle};
 
-use super::super::provider::guarded;
+use super::super::provider::{guarded, ProviderError};
 use super::super::report::{LostJob, OrphanInstance, ReconcileReport};
 use super::brake::assess;
 use super::providers::ProviderEntry;
@@ -208,14 +208,12 @@ impl WorkerLifecycleManager {
                             // Another replica leads: its reconcile owns the orphans now.
                             break;
                         }
-                        let error = destroyed
-                            .err()
-                            .filter(|e| !e.is_not_found())
-                            .map(|e| e.to_string());
+                        let failure = destroyed.err().filter(|e| !e.is_not_found());
+                        let error = failure.as_ref().map(ProviderError::to_string);
                         // A failed one is destroyed again by the ticks (after a back-off).
-                        match &error {
-                            Some(_) => {
-                                self.orphan_destroy_failed(handle, self.registry.now());
+                        match &failure {
+                            Some(e) => {
+                                self.orphan_destroy_failed(handle, self.registry.now(), e);
                                 // A failed attempt, counted as the ticks' retries of it are.
                                 bump(&self.counters.destroy_failures, 1);
                             }
