@@ -153,12 +153,8 @@ impl std::ops::Deref for Flaky {
     }
 }
 
-fn setup() -> (
-    Arc<ManualClock>,
-    Flaky,
-    WorkerLifecycleManager,
-    Arc<TestProvider>,
-) {
+/// The backend's registry at `T0`, wrapped with fault switches.
+fn flaky_registry() -> (Arc<ManualClock>, Flaky) {
     let clock = Arc::new(ManualClock::new(T0));
     let faults = Arc::new(Faults::default());
     let flaky = Flaky {
@@ -168,6 +164,16 @@ fn setup() -> (
         ),
         faults,
     };
+    (clock, flaky)
+}
+
+fn setup() -> (
+    Arc<ManualClock>,
+    Flaky,
+    WorkerLifecycleManager,
+    Arc<TestProvider>,
+) {
+    let (clock, flaky) = flaky_registry();
     let manager = WorkerLifecycleManager::new(flaky.shared(), config()).unwrap();
     let provider = TestProvider::new("test");
     manager.register_provider(provider.clone()).unwrap();
@@ -714,15 +720,7 @@ fn a_starting_worker_that_took_a_job_as_it_is_interrupted_drains_until_the_deadl
 /// view: the faults reach those writes too, since the test registry wraps the view.
 #[test]
 fn a_replicated_managers_fenced_writes_meet_the_faults() {
-    let clock = Arc::new(ManualClock::new(T0));
-    let faults = Arc::new(Faults::default());
-    let flaky = Flaky {
-        registry: TestRegistry::with_hooks(
-            crate::backend::new_registry(clock.clone()),
-            faults.clone(),
-        ),
-        faults,
-    };
+    let (_clock, flaky) = flaky_registry();
     let manager = WorkerLifecycleManager::replicated(
         flaky.shared(),
         WorkerLifecycleConfig {
@@ -1218,6 +1216,23 @@ fn a_drain_that_set_pools_could_not_finish_is_retried_by_the_next_tick() {
     assert!(manager.tick(Demand::new()).drained.is_empty());
 }
 
+/// Replicas `a` and `b` on one flaky registry, sharing an in-memory lease that `a` holds
+/// first (15 s ttl) and one provider.
+fn two_flaky_replicas() -> (
+    Arc<ManualClock>,
+    Flaky,
+    Arc<TestProvider>,
+    WorkerLifecycleManager,
+    WorkerLifecycleManager,
+) {
+    let (clock, flaky) = flaky_registry();
+    let provider = TestProvider::new("test");
+    let lease = InMemoryLease::new(clock.clone(), "a", std::time::Duration::from_secs(15));
+    let b = flaky_replica(&flaky, &clock, lease.replica("b"), &provider);
+    let a = flaky_replica(&flaky, &clock, lease, &provider);
+    (clock, flaky, provider, a, b)
+}
+
 /// A replica of a replicated manager on the flaky registry, under `lease`, trusting it on the
 /// registry's own clock (the store's and the replica's time move together).
 fn flaky_replica(
@@ -1251,19 +1266,7 @@ fn flaky_replica(
 /// grace succeeds; from then on the grace holds as after any takeover.
 #[test]
 fn a_takeover_whose_grace_period_failed_acts_on_no_worker_until_a_tick_grants_it() {
-    let clock = Arc::new(ManualClock::new(T0));
-    let faults = Arc::new(Faults::default());
-    let flaky = Flaky {
-        registry: TestRegistry::with_hooks(
-            crate::backend::new_registry(clock.clone()),
-            faults.clone(),
-        ),
-        faults,
-    };
-    let provider = TestProvider::new("test");
-    let lease = InMemoryLease::new(clock.clone(), "a", std::time::Duration::from_secs(15));
-    let b = flaky_replica(&flaky, &clock, lease.replica("b"), &provider);
-    let a = flaky_replica(&flaky, &clock, lease, &provider);
+    let (clock, flaky, provider, a, b) = two_flaky_replicas();
     assert!(a.tick(0).leading);
     let workers: Vec<WorkerId> = (0..2)
         .map(|_| a.provision_worker(&provider.id, spec()).unwrap().id)
@@ -1439,19 +1442,7 @@ fn a_stall_whose_grace_period_failed_expires_no_worker_until_a_tick_grants_it() 
 /// first, and fails with the registry's error, checking nothing, while it cannot.
 #[test]
 fn a_direct_health_check_after_a_takeover_whose_grace_failed_grants_it_first() {
-    let clock = Arc::new(ManualClock::new(T0));
-    let faults = Arc::new(Faults::default());
-    let flaky = Flaky {
-        registry: TestRegistry::with_hooks(
-            crate::backend::new_registry(clock.clone()),
-            faults.clone(),
-        ),
-        faults,
-    };
-    let provider = TestProvider::new("test");
-    let lease = InMemoryLease::new(clock.clone(), "a", std::time::Duration::from_secs(15));
-    let b = flaky_replica(&flaky, &clock, lease.replica("b"), &provider);
-    let a = flaky_replica(&flaky, &clock, lease, &provider);
+    let (clock, flaky, provider, a, b) = two_flaky_replicas();
     assert!(a.tick(0).leading);
     for _ in 0..2 {
         let w = a.provision_worker(&provider.id, spec()).unwrap();
