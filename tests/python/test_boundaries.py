@@ -221,7 +221,8 @@ def test_an_interrupted_terminate_keeps_its_report(registry: hw.Registry) -> Non
 
 def test_an_interrupted_tick_keeps_its_report(registry: hw.Registry, clock: hw.ManualClock) -> None:
     manager = hw.LifecycleManager(registry, hw.LifecycleConfig(heartbeat_timeout=60))
-    manager.register_provider(Interrupting())
+    provider = Interrupting()
+    manager.register_provider(provider)
     silent = busy_worker(registry, "job-7")
     for i in range(3):  # enough healthy workers that the brake does not hold
         registry.update_state(registry.register("interrupting", "docker", f"ok-{i}").id, "ready")
@@ -242,9 +243,12 @@ def test_an_interrupted_tick_keeps_its_report(registry: hw.Registry, clock: hw.M
     assert [u.worker_id for u in report.unhealthy] == [silent]
     assert [j.job_id for j in report.lost_jobs] == ["job-7"]
     assert manager.last_report == report
-    # Not interrupted: the report is returned, and is the last one.
+    # Not interrupted: the report is returned, and is the last one. (An interrupted destroy
+    # counts no attempt: this tick, at the same instant, destroys the worker.)
+    provider.interrupt = False
     quiet = manager.tick()
     assert manager.last_report == quiet
+    assert [t.worker_id for t in quiet.terminated] == [silent]
 
 
 class SlowCloud:
