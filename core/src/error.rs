@@ -267,8 +267,17 @@ const MAX_SERDE_MESSAGE_CHARS: usize = 1024;
 /// bindings, which parse the caller's JSON text themselves.
 #[doc(hidden)]
 pub fn json_error_message(error: &serde_json::Error) -> String {
+    let (reason, position) = json_error_parts(error);
+    format!("{reason}{position}")
+}
+
+/// [`json_error_message`] in its two parts: the reason (the caller's quoted string cut), and
+/// the position (` at line L column C`, empty for an error without one: line 0, from
+/// `from_value`, which serde_json prints without one). For a binding that words the reason
+/// its own way.
+#[doc(hidden)]
+pub fn json_error_parts(error: &serde_json::Error) -> (String, String) {
     let mut message = error.to_string();
-    // Line 0 is an error without a position (`from_value`), which serde_json prints without one.
     let mut position = String::new();
     if error.line() != 0 {
         let suffix = format!(" at line {} column {}", error.line(), error.column());
@@ -277,7 +286,7 @@ pub fn json_error_message(error: &serde_json::Error) -> String {
             position = suffix;
         }
     }
-    format!("{}{position}", clip_serde_message(&message))
+    (clip_serde_message(&message), position)
 }
 
 /// Serde's message with the caller's string it quotes cut (see [`json_error_message`]).

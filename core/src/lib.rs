@@ -408,7 +408,9 @@ mod trace;
 mod worker;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
-pub use error::{json_error_message, quote_input, Error, ErrorKind, Result, MAX_ECHO_CHARS};
+pub use error::{
+    json_error_message, json_error_parts, quote_input, Error, ErrorKind, Result, MAX_ECHO_CHARS,
+};
 pub use events::{
     EventFeed, EventKind, EventSource, SubscribeOptions, Subscription, SubscriptionMonitor,
     WorkerLifecycleEvent,

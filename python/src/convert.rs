@@ -288,14 +288,8 @@ pub(crate) fn count(py: Python<'_>, value: i64, what: &str) -> PyResult<usize> {
 pub(crate) fn serde_error(py: Python<'_>, what: impl Display, error: &serde_json::Error) -> PyErr {
     // The caller's key or string serde quotes is cut (a megabyte-long one would otherwise be
     // the message).
-    let mut message = hodei_workers::json_error_message(error);
-    // Line 0 is an error with no position (`from_value`), which serde_json prints without one.
-    if error.line() != 0 {
-        let position = format!(" at line {} column {}", error.line(), error.column());
-        if let Some(stripped) = message.strip_suffix(&position) {
-            message.truncate(stripped.len());
-        }
-    }
+    // The position is dropped: not JSON text of the caller's (see above).
+    let (mut message, _position) = hodei_workers::json_error_parts(error);
     // Serde ends "invalid type"/"invalid value" with ", expected {what it expected}"; only
     // the last such clause is serde's own (the value quoted before it is the caller's).
     if let Some(at) = message.rfind(", expected ") {
