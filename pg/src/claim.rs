@@ -4,7 +4,10 @@
 use hodei_workers::{Error, JobId, Result, Worker, WorkerFilter, WorkerId, WorkerState};
 
 use crate::pool::Conn;
-use crate::registry::{holder_of, unique_violation, Fail, PostgresWorkerRegistry, Settled, Step};
+use crate::registry::{
+    applied_on_gone, holder_of, settle_assigned, unique_violation, Fail, PostgresWorkerRegistry,
+    Settled, Step,
+};
 use crate::sql::{conditions, matches_nothing, param, refs, Params, W_COLS, W_LEN};
 
 /// Builds the claim statement for `filter`. Atomic as one statement: the candidate is locked
@@ -101,22 +104,31 @@ pub(crate) fn claim(
         || filter.accepting_jobs == Some(false)
         || filter.limit == Some(0)
         || matches_nothing(filter);
-    let passes = [true, false].map(|skip| statement(filter, registry.given(), &job, skip));
+    let (given, started) = (registry.given(), std::time::Instant::now());
+    let passes = [true, false].map(|skip| statement(filter, given, &job, skip));
     let specs = &registry.inner.specs;
     let mut raced = 0;
     // A claim whose reply was lost (its connection broke after the statement was sent, or the
     // server had closed it between two calls) applied if the job is held now, once the lost
     // session is settled: a job is held by at most one worker, so the holder is the claimed
     // worker, and answering `Backend` would leave it `Busy` with a job the scheduler believes
-    // was never placed. Not held: the claim did not apply and runs once more. A hopeless claim
-    // writes nothing: it runs once more (a read).
+    // was never placed. Not held, the claimed worker may have lost the job since (released,
+    // expired by the health check: `JobLost`): the claim's `AssignedToJob` event then tells
+    // that it applied (`settle_assigned`), and the answer is that worker as it is now (gone:
+    // `Backend` saying so); running the claim again would give the job to a second worker
+    // while it runs, or was reported lost. No such event: the claim did not apply and runs once
+    // more. A hopeless claim writes nothing: it runs once more (a read).
     let applied = |conn: &mut Conn| -> Step<Settled<Option<Worker>>> {
         if hopeless {
             return Ok(Settled::NotApplied);
         }
         let stmt = conn.prepare(&HOLDER)?;
-        match conn.client.query_opt(&stmt, &[&job.as_str()])? {
-            Some(row) => Ok(Settled::Applied(Some(specs.worker(&row)?))),
+        if let Some(row) = conn.client.query_opt(&stmt, &[&job.as_str()])? {
+            return Ok(Settled::Applied(Some(specs.worker(&row)?)));
+        }
+        match settle_assigned(conn, specs, given, started, &job, None)? {
+            Some(Ok(worker)) => Ok(Settled::Applied(Some(worker))),
+            Some(Err(gone)) => Err(applied_on_gone("claiming a worker", &job, &gone)),
             None => Ok(Settled::NotApplied),
         }
     };

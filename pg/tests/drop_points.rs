@@ -35,7 +35,9 @@
 //!
 //! And [`after_an_ambiguous_register_get_tells_for_good`]: a `COMMIT` that reaches the server
 //! after the client gave up must not land after the `get` that `provision_worker` makes to learn
-//! whether its registration applied.
+//! whether its registration applied. And the `a_lost_reply_…` tests: a claim or an assignment
+//! whose reply was lost, and whose worker lost the job before the call settled (expired,
+//! released, unregistered: [`Proxy::at_cut`] makes that change at the cut), applied once.
 //!
 //! Each test prints its row of the outcome table (run with `--nocapture` to see it;
 //! `DROP_POINTS_VERBOSE=1` prints every cut). A row may differ from run to run at two places,
@@ -164,6 +166,22 @@ impl World {
             registry,
             direct,
             clock,
+            guard,
+        }
+    }
+
+    /// As [`new`](Self::new), both registries on the database's clock (`clock` unused).
+    fn on_the_database_clock(proxy: &Proxy) -> World {
+        let guard = SchemaGuard::new("drop");
+        let registry = PostgresWorkerRegistry::connect(proxy.url(), &guard.name)
+            .expect("connect through the proxy");
+        let direct = PostgresWorkerRegistry::connect(&support::url(), &guard.name).unwrap();
+        World {
+            lease: Mutex::new(None),
+            subscription: Mutex::new(None),
+            registry,
+            direct,
+            clock: Arc::new(ManualClock::new(T0)),
             guard,
         }
     }
@@ -961,4 +979,262 @@ fn a_connection_closed_between_two_calls_is_not_handed_out_again() {
     // A's heartbeats were recorded (the base fleet's last heartbeat of A is a second older).
     let a_now = w.direct.get(&a()).unwrap().unwrap();
     assert_eq!(a_now.last_heartbeat, w.clock.now());
+}
+
+/// How the worker given the job of a claim or an assignment whose reply was lost loses that
+/// job before the call settles ([`applied_then_lost`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LostBy {
+    /// The health check expired it: `Terminating`, its job reported lost (`JobLost`).
+    Expiry,
+    /// It ran the job and was released: `Ready` again.
+    Release,
+    /// It was unregistered, its job reported lost.
+    Unregister,
+}
+
+/// A claim (`assign`: false) or an assignment to C (`assign`: true) of job "j-gone" whose
+/// reply is lost once its change committed; at that moment (before the call learns that its
+/// connection is lost, so before it settles), the worker that took the job loses it `how`.
+/// Returns the call's answer, the worker that took the job, and the world. `db_clock`: the
+/// registries on the database's clock (else a manual one).
+fn applied_then_lost(
+    assign: bool,
+    how: LostBy,
+    db_clock: bool,
+) -> (Result<Option<Worker>>, WorkerId, Arc<World>) {
+    let world = |proxy: &Proxy| {
+        if db_clock {
+            World::on_the_database_clock(proxy)
+        } else {
+            World::new(proxy)
+        }
+    };
+    let proxy = Arc::new(Proxy::start(&support::url()));
+    let call = move |w: &World| -> Result<Option<Worker>> {
+        if assign {
+            w.registry.assign_to_job(&c(), job("j-gone")).map(Some)
+        } else {
+            w.registry.claim(&WorkerFilter::new(), job("j-gone"))
+        }
+    };
+    // Two `Ready` workers: A, and C (the most recently idle, which a claim takes first).
+    let setup = |w: &World| {
+        base(&w.registry, &w.clock);
+        w.registry.update_state(&c(), WorkerState::Ready).unwrap();
+    };
+    // The call's cut points, counted on a world of its own: the last is its commit's reply.
+    let points = {
+        let w = world(&proxy);
+        setup(&w);
+        std::thread::sleep(IDLE);
+        proxy.arm(None);
+        call(&w).unwrap().expect("the reference call gives the job");
+        proxy.disarm();
+        proxy.seen()
+    };
+    let w = Arc::new(world(&proxy));
+    setup(&w);
+    let taker: Arc<Mutex<Option<WorkerId>>> = Arc::default();
+    std::thread::sleep(IDLE);
+    proxy.arm_cut(Some(points), Cut::Instead);
+    proxy.at_cut({
+        let (w, taker) = (Arc::clone(&w), Arc::clone(&taker));
+        move || {
+            let all = w.direct.find(&WorkerFilter::new()).unwrap();
+            let holder = all
+                .iter()
+                .find(|x| x.current_job == Some(job("j-gone")))
+                .expect("the call committed: a worker holds its job")
+                .id;
+            match how {
+                LostBy::Expiry => {
+                    w.direct
+                        .update_state(&holder, WorkerState::Terminating)
+                        .unwrap();
+                }
+                LostBy::Release => {
+                    w.direct
+                        .release_from_job(&holder, Some(&job("j-gone")))
+                        .unwrap();
+                }
+                LostBy::Unregister => {
+                    w.direct
+                        .unregister(&holder, TerminationReason::Unhealthy)
+                        .unwrap();
+                }
+            }
+            *taker.lock().unwrap() = Some(holder);
+        }
+    });
+    let result = support::bounded("the call", PATIENCE, {
+        let w = Arc::clone(&w);
+        move || call(&w)
+    });
+    proxy.disarm();
+    assert!(proxy.cut(), "cut at the commit's reply");
+    let taker = taker
+        .lock()
+        .unwrap()
+        .expect("the worker lost the job at the cut");
+    (result, taker, w)
+}
+
+/// The `AssignedToJob` events of job "j-gone", and the workers holding it now.
+fn given_and_held(w: &World) -> (usize, Vec<WorkerId>) {
+    let mut client = postgres::Client::connect(&support::url(), postgres::NoTls).unwrap();
+    let events: i64 = client
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM \"{}\".outbox WHERE kind::jsonb->>'type' = \
+                 'assigned_to_job' AND kind::jsonb->>'job_id' = 'j-gone'",
+                w.guard.name
+            ),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let held = w
+        .direct
+        .find(&WorkerFilter::new())
+        .unwrap()
+        .into_iter()
+        .filter(|x| x.current_job == Some(job("j-gone")))
+        .map(|x| x.id)
+        .collect();
+    (events as usize, held)
+}
+
+/// A claim or an assignment whose reply was lost settles by reading whether it applied; when
+/// its worker lost the job between the commit and that read (the health check expired it, or
+/// it ran the job and was released), the job is held by no one, yet the call applied: it
+/// answers that worker as it is now, and the job is given once. Before, it ran once more: a
+/// claim gave the job to a second worker (or to the same one, released) while it was reported
+/// lost or had run, and an assignment gave it again to its worker, released, or answered
+/// `NotAvailable` for the one expired.
+fn answered_not_run_again(assign: bool, how: LostBy, db_clock: bool) {
+    let (state, jobs) = match how {
+        LostBy::Expiry => (WorkerState::Terminating, 0),
+        LostBy::Release => (WorkerState::Ready, 1),
+        LostBy::Unregister => unreachable!("a_lost_reply_whose_worker_was_unregistered_…"),
+    };
+    let what = format!("{} then {how:?}", if assign { "assign" } else { "claim" });
+    let (result, taker, w) = applied_then_lost(assign, how, db_clock);
+    let (events, held) = given_and_held(&w);
+    assert_eq!(
+        (events, held.as_slice()),
+        (1, &[][..]),
+        "{what}: the job given once ({result:?})"
+    );
+    let worker = result
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
+        .unwrap_or_else(|| panic!("{what}: answered no worker"));
+    assert_eq!(
+        (
+            worker.id,
+            worker.state,
+            worker.current_job,
+            worker.jobs_executed
+        ),
+        (taker, state, None, jobs),
+        "{what}: the worker that took the job, as it is now"
+    );
+    registry_common::assert_invariants(&w.direct);
+}
+
+#[test]
+fn a_lost_reply_claim_whose_worker_expired_since_is_not_run_again() {
+    answered_not_run_again(false, LostBy::Expiry, false);
+}
+
+#[test]
+fn a_lost_reply_claim_whose_worker_was_released_since_is_not_run_again() {
+    answered_not_run_again(false, LostBy::Release, false);
+}
+
+/// On the database's clock, the call's event is looked for from the database's time less the
+/// time the call took.
+#[test]
+fn a_lost_reply_claim_on_the_database_clock_whose_worker_expired_since_is_not_run_again() {
+    answered_not_run_again(false, LostBy::Expiry, true);
+}
+
+#[test]
+fn a_lost_reply_assignment_on_the_database_clock_whose_worker_was_released_is_not_run_again() {
+    answered_not_run_again(true, LostBy::Release, true);
+}
+
+#[test]
+fn a_lost_reply_assignment_whose_worker_expired_since_is_not_run_again() {
+    answered_not_run_again(true, LostBy::Expiry, false);
+}
+
+#[test]
+fn a_lost_reply_assignment_whose_worker_was_released_since_is_not_run_again() {
+    answered_not_run_again(true, LostBy::Release, false);
+}
+
+/// As above, the worker unregistered since: the call applied on a worker that is gone, which
+/// it says (`Backend`, naming the worker), rather than give the job again.
+fn says_applied_on_a_gone_worker(assign: bool) {
+    let (result, taker, w) = applied_then_lost(assign, LostBy::Unregister, false);
+    let (events, held) = given_and_held(&w);
+    assert_eq!(
+        (events, held.as_slice()),
+        (1, &[][..]),
+        "assign {assign}: the job given once ({result:?})"
+    );
+    match result {
+        Err(Error::Backend(m)) if m.contains(&taker.to_string()) && m.contains("applied") => {}
+        other => panic!("assign {assign}: {other:?}"),
+    }
+}
+
+#[test]
+fn a_lost_reply_claim_whose_worker_was_unregistered_since_says_so() {
+    says_applied_on_a_gone_worker(false);
+}
+
+#[test]
+fn a_lost_reply_assignment_whose_worker_was_unregistered_since_says_so() {
+    says_applied_on_a_gone_worker(true);
+}
+
+/// The other side of [`answered_not_run_again`]: a job given before the call (and lost since)
+/// is not the call's. A claim of job "j-gone", which worker C took and lost (expired) before,
+/// is made again on a connection the server closed between two calls (so it did not apply):
+/// it runs once more and gives the job to A, rather than answer C as if it had applied. On
+/// the manual clock (advanced a millisecond since) and on the database's.
+#[test]
+fn a_lost_reply_claim_of_a_job_lost_before_it_runs_once_more() {
+    for db_clock in [false, true] {
+        let proxy = Proxy::start(&support::url());
+        let w = if db_clock {
+            World::on_the_database_clock(&proxy)
+        } else {
+            World::new(&proxy)
+        };
+        base(&w.registry, &w.clock);
+        w.registry.update_state(&c(), WorkerState::Ready).unwrap();
+        let first = w.registry.claim(&WorkerFilter::new(), job("j-gone"));
+        assert_eq!(first.unwrap().map(|x| x.id), Some(c()));
+        w.direct
+            .update_state(&c(), WorkerState::Terminating)
+            .unwrap();
+        w.clock.advance(Duration::from_millis(1));
+        if db_clock {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        w.registry.get(&a()).unwrap();
+        proxy.close_all();
+        std::thread::sleep(Duration::from_millis(5));
+        let again = w.registry.claim(&WorkerFilter::new(), job("j-gone"));
+        let again = again.unwrap().expect("A is Ready");
+        assert_eq!(
+            (again.id, again.current_job),
+            (a(), Some(job("j-gone"))),
+            "db clock {db_clock}"
+        );
+        assert_eq!(given_and_held(&w), (2, vec![a()]), "db clock {db_clock}");
+    }
 }

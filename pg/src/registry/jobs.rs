@@ -1,11 +1,13 @@
 //! `assign_to_job` (a transaction, as the state moves) and `release_from_job` (one statement).
 
+use std::time::{Duration, Instant};
+
 use hodei_workers::{Error, EventKind, JobId, Result, Worker, WorkerId, WorkerState};
 
 use super::change::{holder_of, moved, not_found, write_change, Write};
 use super::{unique_violation, Fail, PostgresWorkerRegistry, Settled, Step};
 use crate::pool::Conn;
-use crate::sql::{ts, W_COLS};
+use crate::sql::{ts, W_COLS, W_LEN};
 
 /// `release_from_job` in one statement (one round trip, its own transaction): the record is
 /// locked `FOR UPDATE`, the release applies only if it holds a job (the expected one, when
@@ -60,22 +62,104 @@ static HOLDING: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!("SELECT {W_COLS} FROM workers w WHERE w.id = $1 AND w.current_job = $2::text")
 });
 
+/// The first `AssignedToJob` event of job `$2` (to worker `$3`, when not NULL) written at or
+/// after `$1`, and its worker's record as it is now (NULL columns when the worker is gone,
+/// then its id): how a claim or an assignment whose reply was lost, finding its job held by no
+/// one, learns that it applied all the same and lost the job since ([`settle_assigned`]).
+static ASSIGNED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {W_COLS}, o.worker_id FROM (SELECT worker_id FROM outbox \
+         WHERE at >= $1 AND NOT heartbeat AND kind::jsonb->>'type' = 'assigned_to_job' \
+         AND kind::jsonb->>'job_id' = $2::text AND ($3::uuid IS NULL OR worker_id = $3::uuid) \
+         ORDER BY seq LIMIT 1) o LEFT JOIN workers w ON w.id = o.worker_id"
+    )
+});
+
+/// How far before the database's time read by [`settle_assigned`], beyond the time the call
+/// took on the local clock, its write can have been made: the millisecond the database rounds
+/// its time down to, and a small step of its clock.
+const CLOCK_SLACK: Duration = Duration::from_millis(20);
+
+/// Whether a claim or an assignment of `job` (to `worker`, when named) whose reply was lost,
+/// and whose job no worker holds now (its lost session settled), applied all the same: its
+/// `AssignedToJob` event is in the outbox, written at or after the call began (`given`, the
+/// time the call passed to its statements on a manual clock; on the database's clock, the
+/// database's time now less the time the call took, measured on the local clock from
+/// `started`). Its worker then lost the job between the commit and now: released already,
+/// or reported lost (`JobLost`: expired by the health check, unregistered). Running the call
+/// once more would give the job a second time (to another worker, or to the same one after a
+/// release) while it runs, or was reported lost.
+///
+/// `Some(Ok(worker))`: it applied; the worker's record as it is now. `Some(Err(id))`: it
+/// applied on worker `id`, which is gone since. `None`: it did not apply.
+pub(crate) fn settle_assigned(
+    conn: &mut Conn,
+    specs: &crate::sql::Specs,
+    given: Option<i64>,
+    started: Instant,
+    job: &JobId,
+    worker: Option<&WorkerId>,
+) -> Step<Option<std::result::Result<Worker, WorkerId>>> {
+    let since = match given {
+        Some(given) => given,
+        None => {
+            let stmt = conn.prepare("SELECT now_ms(NULL)")?;
+            let now: i64 = conn.client.query_one(&stmt, &[])?.get(0);
+            // Read once the database answered: at least the time from the call's start to the
+            // moment the database read its time.
+            let back = started.elapsed() + CLOCK_SLACK;
+            now.saturating_sub(i64::try_from(back.as_millis()).unwrap_or(i64::MAX))
+        }
+    };
+    let stmt = conn.prepare(&ASSIGNED)?;
+    let Some(row) = conn.client.query_opt(
+        &stmt,
+        &[&since, &job.as_str(), &worker.map(WorkerId::as_uuid)],
+    )?
+    else {
+        return Ok(None);
+    };
+    if row.get::<_, Option<uuid::Uuid>>(0).is_some() {
+        return Ok(Some(Ok(specs.worker(&row)?)));
+    }
+    let id: uuid::Uuid = row.get(W_LEN);
+    Ok(Some(Err(
+        WorkerId::from_bytes(*id.as_bytes()).unwrap_or_default()
+    )))
+}
+
+/// The answer of a claim or an assignment that applied on worker `id`, which is gone since.
+pub(crate) fn applied_on_gone(doing: &str, job: &JobId, id: &WorkerId) -> Fail {
+    Fail::Domain(Error::Backend(format!(
+        "{doing}: its reply was lost, and it applied: job {job} was given to worker {id}, \
+         which has been unregistered since (its job released or reported lost)"
+    )))
+}
+
 impl PostgresWorkerRegistry {
     pub(super) fn assign(&self, id: &WorkerId, job: JobId) -> Result<Worker> {
         let mut raced = 0;
+        let (given, started) = (self.given(), Instant::now());
         // An assignment whose reply was lost (its connection broke once its change was sent)
         // applied if the worker holds the job now, once the lost session is settled: that is
         // its answer, as a claim's (`crate::claim`); answering `Backend` would leave the worker
-        // `Busy` with a job the scheduler believes was never placed. Otherwise it runs once
-        // more and answers for what it finds.
+        // `Busy` with a job the scheduler believes was never placed. Not holding it, the worker
+        // may have lost the job since (released, expired): its `AssignedToJob` event then tells
+        // that the assignment applied ([`settle_assigned`]), and the answer is the worker as it
+        // is now (gone: `Backend` saying so); a second run would assign the job again to a
+        // worker released meanwhile. Otherwise it runs once more and answers for what it finds.
         let specs = &self.inner.specs;
         let applied = |conn: &mut Conn| -> Step<Settled<Worker>> {
             let stmt = conn.prepare(&HOLDING)?;
-            match conn
+            if let Some(row) = conn
                 .client
                 .query_opt(&stmt, &[id.as_uuid(), &job.as_str()])?
             {
-                Some(row) => Ok(Settled::Applied(specs.worker(&row)?)),
+                return Ok(Settled::Applied(specs.worker(&row)?));
+            }
+            match settle_assigned(conn, specs, given, started, &job, Some(id))? {
+                Some(Ok(worker)) => Ok(Settled::Applied(worker)),
+                Some(Err(gone)) => Err(applied_on_gone("assigning a job", &job, &gone)),
                 None => Ok(Settled::NotApplied),
             }
         };

@@ -16,6 +16,7 @@ mod worker_registry;
 
 pub(crate) use change::holder_of;
 pub(crate) use fence::fence_key;
+pub(crate) use jobs::{applied_on_gone, settle_assigned};
 
 use std::fmt;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
@@ -111,7 +112,8 @@ const POOL_SIZE: usize = 8;
 ///   its `COMMIT` may be applied all the same (its reply lost): it answers `Backend` only once
 ///   the server is done with that connection, so a read made after the answer tells which
 ///   (docs/DESIGN.md, "Lost replies"); a claim or an assignment makes that read itself, and
-///   answers the worker holding its job, or runs once more. A call from inside an async
+///   answers the worker holding its job (or the one it gave the job to, which lost it since:
+///   its `AssignedToJob` event tells), or runs once more. A call from inside an async
 ///   runtime (where the synchronous client cannot block) is `Error::Backend` saying to use a
 ///   blocking thread.
 ///

@@ -149,6 +149,8 @@ struct Counting {
     how: Cut,
     /// Whether the cut was made.
     cut: bool,
+    /// Run at a cut of a `ReadyForQuery` ([`Proxy::at_cut`]).
+    at_cut: Option<Box<dyn FnOnce() + Send>>,
 }
 
 struct Shared {
@@ -284,6 +286,15 @@ impl Proxy {
             how,
             ..Counting::default()
         };
+    }
+
+    /// Runs `f` at the cut of this arming (one cut `Instead` or `After` a `ReadyForQuery`),
+    /// before the connection is closed: the server is done with the request, and the client
+    /// has not yet learnt that its connection is lost. So a test makes a change at that very
+    /// moment: after a commit whose reply is lost, before the client settles it. Call after
+    /// [`arm_cut`](Self::arm_cut) (which forgets it).
+    pub fn at_cut(&self, f: impl FnOnce() + Send + 'static) {
+        self.shared.counting.lock().unwrap().at_cut = Some(Box::new(f));
     }
 
     /// Stops cutting (counting goes on).
@@ -569,6 +580,7 @@ fn downward(shared: &Shared, conn: &Conn, server: &mut Stream, client: &mut Stre
         // `forward`: where the part to forward ends.
         let mut forward = 0;
         let mut cut = false;
+        let mut at_cut = None;
         let mut start = 0;
         for (end, kind) in whole_messages(&buf) {
             if kind == b'K' && end - start >= 9 {
@@ -587,6 +599,7 @@ fn downward(shared: &Shared, conn: &Conn, server: &mut Stream, client: &mut Stre
                     if counting.how == Cut::After {
                         forward = end;
                     }
+                    at_cut = counting.at_cut.take();
                     break;
                 }
             }
@@ -597,6 +610,9 @@ fn downward(shared: &Shared, conn: &Conn, server: &mut Stream, client: &mut Stre
             return;
         }
         if cut {
+            if let Some(f) = at_cut {
+                f();
+            }
             return; // the caller closes both sockets
         }
         buf.drain(..forward);
