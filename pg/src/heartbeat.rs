@@ -169,7 +169,8 @@ const MANY: &str = "WITH t AS MATERIALIZED (SELECT now_ms($2) AS now), \
 /// in-memory registry each get theirs. The sort makes every row update (and lock wait, where a
 /// deadlock would roll the statement back) happen before the first seq is taken: a retried
 /// batch leaves no gap. The seq of each event is taken under its heartbeat row's lock, which
-/// `unregister` also takes before its own seq: no heartbeat event follows `Unregistered`.
+/// `unregister` also takes before its own seq: no heartbeat event follows `Unregistered`. Run
+/// in a transaction of its own (see [`heartbeat_many`]).
 const MANY_WITH_EVENTS: &str = "WITH t AS MATERIALIZED (SELECT now_ms($2) AS now), \
     u AS (UPDATE heartbeats h SET last_heartbeat = greatest(h.last_heartbeat, t.now) \
         FROM t, unnest($1::uuid[]) AS x(id) WHERE h.id = x.id RETURNING h.id, t.now) \
@@ -216,9 +217,27 @@ pub(crate) fn heartbeat_many(
         let every: Vec<uuid::Uuid> = ids.iter().map(|id| *id.as_uuid()).collect();
         // `None`: every id was found (the usual answer, without a set built from the reply).
         let found: Option<Vec<uuid::Uuid>> = if events {
+            // In a transaction of its own, not autocommitted: not idempotent (a second run
+            // writes its events twice), it may run again only when nothing of it was sent, and
+            // its `BEGIN` is what tells so. The client learns that the server closed a pooled
+            // connection between two calls only by reading after it sent its next request
+            // (the pool does not probe a connection in steady use): as one statement, that
+            // was the heartbeat itself, which then answered `Backend` though the server never
+            // received it. Two round trips more, beside the commit's WAL flush (synchronous
+            // here) that costs most.
             registry.write("recording heartbeats", |conn| {
-                let stmt = conn.prepare(MANY_WITH_EVENTS)?;
-                let rows = conn.client.query(&stmt, &[&uuids, &given, &every])?;
+                let (client, statements) = conn.parts();
+                let mut tx = crate::registry::begin(client)?;
+                let stmt = match statements.get(MANY_WITH_EVENTS) {
+                    Some(stmt) => stmt.clone(),
+                    None => {
+                        let stmt = tx.prepare(MANY_WITH_EVENTS)?;
+                        statements.insert(MANY_WITH_EVENTS.to_owned(), stmt.clone());
+                        stmt
+                    }
+                };
+                let rows = tx.query(&stmt, &[&uuids, &given, &every])?;
+                tx.commit()?;
                 Ok(Some(rows.iter().map(|r| r.get(0)).collect()))
             })?
         } else {

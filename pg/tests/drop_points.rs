@@ -1238,3 +1238,47 @@ fn a_lost_reply_claim_of_a_job_lost_before_it_runs_once_more() {
         assert_eq!(given_and_held(&w), (2, vec![a()]), "db clock {db_clock}");
     }
 }
+
+/// A heartbeat with its `HeartbeatReceived` event (a subscriber wants them: one statement on
+/// the main pool, not idempotent: a second run writes a second event) on a connection the
+/// server closed between two calls: the close is seen before anything of the heartbeat is
+/// sent, so it runs on a new connection and answers `Ok`, with one event. Before, it answered
+/// `Backend` (a documented limitation), its heartbeat not recorded.
+#[test]
+fn a_heartbeat_with_events_on_a_connection_closed_between_two_calls_runs_on_a_new_one() {
+    let proxy = Proxy::start(&support::url());
+    let w = World::new(&proxy);
+    base(&w.direct, &w.clock);
+    let options = SubscribeOptions {
+        heartbeats: true,
+        ..SubscribeOptions::default()
+    };
+    let subscription = w.registry.subscribe(options).unwrap();
+    for round in 0..3 {
+        w.clock.advance(Duration::from_millis(1));
+        // The main pool's connection used just now (heartbeats with events run there).
+        w.registry.get(&a()).unwrap();
+        proxy.close_all();
+        std::thread::sleep(Duration::from_millis(5));
+        let result = w.registry.heartbeat(&a());
+        assert!(result.is_ok(), "round {round}: {result:?}");
+        assert_eq!(
+            w.direct.get(&a()).unwrap().unwrap().last_heartbeat,
+            w.clock.now(),
+            "round {round}: recorded"
+        );
+    }
+    let mut client = postgres::Client::connect(&support::url(), postgres::NoTls).unwrap();
+    let events: i64 = client
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM \"{}\".outbox WHERE heartbeat",
+                w.guard.name
+            ),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(events, 3, "one HeartbeatReceived a heartbeat");
+    drop(subscription);
+}
