@@ -701,6 +701,18 @@ fn release_from_job() {
 }
 
 #[test]
+fn release_from_job_naming_no_job() {
+    drop_at_every_point(Method {
+        name: "release_from_job (no job named)",
+        setup: base_setup,
+        call: |w| text(w.registry.release_from_job(&b(), None)),
+        retry_ok: |r| matches!(r, Err(Error::NotBusy { worker_id, .. }) if *worker_id == b()),
+        retry_doc: "NotBusy",
+        lost: OnLoss::Settles,
+    });
+}
+
+#[test]
 fn unregister() {
     drop_at_every_point(Method {
         name: "unregister",
@@ -1281,4 +1293,26 @@ fn a_heartbeat_with_events_on_a_connection_closed_between_two_calls_runs_on_a_ne
         .get(0);
     assert_eq!(events, 3, "one HeartbeatReceived a heartbeat");
     drop(subscription);
+}
+
+/// A release naming no job (one statement; it cannot ask whether it applied: by then the
+/// worker may hold a newer job, which a second run would release) on a connection the server
+/// closed between two calls: the close is seen at its `BEGIN`, before anything of the release
+/// is sent, so it runs on a new connection and answers the job. Before, it answered `Backend`
+/// with nothing applied, and the worker stayed `Busy` until the caller retried.
+#[test]
+fn a_release_naming_no_job_on_a_connection_closed_between_two_calls_runs_on_a_new_one() {
+    let proxy = Proxy::start(&support::url());
+    let w = World::new(&proxy);
+    base(&w.direct, &w.clock);
+    w.registry.get(&a()).unwrap();
+    proxy.close_all();
+    std::thread::sleep(Duration::from_millis(5));
+    let result = w.registry.release_from_job(&b(), None);
+    assert_eq!(result.as_ref().ok(), Some(&job("held")), "{result:?}");
+    let b_now = w.direct.get(&b()).unwrap().unwrap();
+    assert_eq!(
+        (b_now.state, b_now.current_job, b_now.jobs_executed),
+        (WorkerState::Ready, None, 1)
+    );
 }

@@ -1,4 +1,5 @@
-//! `assign_to_job` (a transaction, as the state moves) and `release_from_job` (one statement).
+//! `assign_to_job` (a transaction, as the state moves) and `release_from_job` (one statement;
+//! naming no job, inside a transaction of its own: see `release`).
 
 use std::time::{Duration, Instant};
 
@@ -9,7 +10,8 @@ use super::{unique_violation, Fail, PostgresWorkerRegistry, Settled, Step};
 use crate::pool::Conn;
 use crate::sql::{ts, W_COLS, W_LEN};
 
-/// `release_from_job` in one statement (one round trip, its own transaction): the record is
+/// `release_from_job` in one statement (one round trip; naming no job, in a transaction of its
+/// own, three: see [`PostgresWorkerRegistry::release`]): the record is
 /// locked `FOR UPDATE`, the release applies only if it holds a job (the expected one, when
 /// named: a stale release is fenced), `Busy -> Ready` (or `Draining` at `max_jobs`; a
 /// `Draining` worker stays), `jobs_executed + 1` (saturating; stored as the bits of a `u64`),
@@ -250,7 +252,30 @@ impl PostgresWorkerRegistry {
             }))
         };
         let Some(job) = expected_job else {
-            return self.write("releasing a job", op);
+            // In a transaction of its own, not autocommitted: without a job to ask about, it
+            // may run again only when nothing of it was sent, and its `BEGIN` is what tells so.
+            // The client learns that the server closed a pooled connection between two calls
+            // only by reading after it sent its next request: as one statement, that was the
+            // release itself, which then answered `Backend` though the server never received
+            // it (the worker stayed `Busy` until the caller retried).
+            return self.write("releasing a job", |conn| {
+                let (mut tx, mut cache) = self.begin_unchecked(conn)?;
+                let stmt = cache.prepare(&mut tx, RELEASE)?;
+                let row = tx.query_opt(&stmt, &[&given, id.as_uuid(), &expected])?;
+                let Some(row) = row else {
+                    let stmt = cache.prepare(&mut tx, "SELECT 1 FROM workers WHERE id = $1")?;
+                    if tx.query_opt(&stmt, &[id.as_uuid()])?.is_none() {
+                        return Err(not_found(id));
+                    }
+                    return Err(Fail::Domain(Error::NotBusy {
+                        worker_id: *id,
+                        expected: None,
+                    }));
+                };
+                tx.commit()?;
+                let job: String = row.get(0);
+                JobId::new(job).map_err(Fail::Domain)
+            });
         };
         // A release of a named job whose reply was lost (its one statement sent, or the server
         // had closed the connection between two calls) did not apply if the worker still holds
