@@ -297,3 +297,40 @@ fn nothing_is_recorded_without_a_subscriber_and_hot_paths_have_no_spans() {
     let seen = seen.lock();
     assert!(seen.spans.is_empty() && seen.events.is_empty(), "{seen:?}");
 }
+
+/// A tick that stops early (a follower's: "follower: … does not lead") still emits its
+/// decision events inside its span, as every tick does.
+#[test]
+fn a_followers_tick_traces_its_decisions() {
+    let recorder = Recorder::default();
+    let seen = Arc::clone(&recorder.seen);
+    let store = Arc::new(ManualClock::new(1_000_000));
+    let registry: Arc<dyn WorkerRegistry> =
+        Arc::new(InMemoryWorkerRegistry::with_clock(store.clone()));
+    let lease = InMemoryLease::new(store.clone(), "a", Duration::from_secs(15));
+    let replica = |name: &str| {
+        WorkerLifecycleManager::with_leadership(
+            registry.clone(),
+            WorkerLifecycleConfig::default(),
+            Arc::new(lease.replica(name)),
+            Arc::new(ManualClock::new(0)),
+        )
+        .unwrap()
+    };
+    let (a, b) = (replica("a"), replica("b"));
+    assert!(a.tick(0).leading);
+    let report = tracing::subscriber::with_default(recorder, || b.tick(0));
+    assert!(!report.leading);
+    assert!(!report.decisions.is_empty(), "{report:?}");
+    let seen = seen.lock();
+    for line in &report.decisions {
+        assert!(
+            seen.events
+                .iter()
+                .any(|e| field(&e.fields, "decision") == Some(line.as_str())
+                    && e.span == Some("tick")),
+            "decision {line:?} not traced: {:?}",
+            seen.events
+        );
+    }
+}

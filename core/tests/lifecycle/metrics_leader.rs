@@ -73,3 +73,55 @@ fn the_gauges_follow_the_lease_between_replicas() {
     assert!(!a.tick(0).leading);
     assert_eq!(gauges(&a), (0.0, 2.0), "a learnt that b leads under term 2");
 }
+
+/// The value of the sample `name` (labels included) in the OpenMetrics text.
+fn sample(text: &str, name: &str) -> f64 {
+    let line = text
+        .lines()
+        .find(|l| l.rsplit_once(' ').map(|(k, _)| k) == Some(name))
+        .unwrap_or_else(|| panic!("no sample {name}:\n{text}"));
+    line.rsplit_once(' ').unwrap().1.parse().unwrap()
+}
+
+/// Every call of `tick` counts in `hodei_workers_tick_duration_seconds` ("`_count` is
+/// exact"): a follower's ticks too, not only the ticks that run to their end.
+#[test]
+fn a_followers_ticks_are_counted_in_the_tick_duration() {
+    let store = Arc::new(ManualClock::new(1_000_000));
+    let registry: Arc<dyn WorkerRegistry> =
+        Arc::new(InMemoryWorkerRegistry::with_clock(store.clone()));
+    let lease = InMemoryLease::new(store.clone(), "a", Duration::from_secs(15));
+    let replica = |name: &str| {
+        let local = Arc::new(ManualClock::new(0));
+        WorkerLifecycleManager::with_leadership(
+            registry.clone(),
+            WorkerLifecycleConfig::default(),
+            Arc::new(lease.replica(name)),
+            local,
+        )
+        .unwrap()
+    };
+    let (a, b) = (replica("a"), replica("b"));
+    let count = |m: &WorkerLifecycleManager| {
+        sample(
+            &m.metrics_text(),
+            "hodei_workers_tick_duration_seconds_count",
+        )
+    };
+    assert!(a.tick(0).leading);
+    for _ in 0..3 {
+        let r = b.tick(0);
+        assert!(!r.leading, "{r:?}");
+    }
+    assert_eq!(count(&a), 1.0);
+    assert_eq!(count(&b), 3.0, "the follower's three ticks");
+    // a steps down: its next tick, whatever it does, is counted all the same.
+    a.step_down().unwrap();
+    a.tick(0);
+    assert_eq!(count(&a), 2.0);
+    let buckets: f64 = sample(
+        &a.metrics_text(),
+        "hodei_workers_tick_duration_seconds_bucket{le=\"+Inf\"}",
+    );
+    assert_eq!(buckets, 2.0, "+Inf bucket agrees with _count");
+}

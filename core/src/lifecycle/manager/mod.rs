@@ -465,12 +465,23 @@ impl WorkerLifecycleManager {
             pending_jobs = report.pending_jobs,
             requirements = demand.requirements.len()
         );
-        let now = report.at;
         let mut budget = Budget::new(self.config.max_actions_per_tick);
         budget.note_first_action = timer.wants_first_action();
+        self.tick_phases(&demand, &mut budget, &mut report);
+        // Every tick that ran, also one that stopped early (a follower's, one that lost the
+        // lease midway): counted in the duration histogram and its report traced.
+        self.metrics.tick_done(timer, budget.first_action);
+        crate::trace::tick_report(&report);
+        report
+    }
+
+    /// The phases of a tick (see [`tick`](Self::tick)), each while the lease is still trusted;
+    /// returns early when it is not.
+    fn tick_phases(&self, demand: &Demand, budget: &mut Budget, report: &mut TickReport) {
+        let now = report.at;
         // A follower only tries to take or keep the lease; a new leader takes over first.
-        if !self.lead(&mut budget, &mut report) {
-            return report;
+        if !self.lead(budget, report) {
+            return;
         }
 
         let (stall, health_due) = {
@@ -521,14 +532,14 @@ impl WorkerLifecycleManager {
         };
 
         // Each phase starts only while the lease is still trusted (a tick can be long).
-        if !self.still_leading(&mut report) {
-            return report;
+        if !self.still_leading(report) {
+            return;
         }
         if health_due {
             let hc_timer = self.metrics.start_health_check();
             budget.note_first_action |= hc_timer.wants_first_action();
             let noted = budget.first_action;
-            let hc = self.health_check_inner(&mut budget);
+            let hc = self.health_check_inner(budget);
             // The health check's own first action (none noted before it: it comes first).
             let first = budget.first_action.filter(|_| noted.is_none());
             self.metrics.health_check_done(hc_timer, first);
@@ -581,8 +592,8 @@ impl WorkerLifecycleManager {
             }
         }
 
-        if !self.still_leading(&mut report) {
-            return report;
+        if !self.still_leading(report) {
+            return;
         }
         // Said here; the cleanup below looks again (O(1) once they are queued) and destroys them.
         match self.adopt_terminal(now) {
@@ -597,7 +608,7 @@ impl WorkerLifecycleManager {
                 .push(format!("terminal records check failed: {e}")),
         }
         // What the cleanup did is reported even when an error cut it short.
-        let (c, error) = self.cleanup_inner(&mut budget);
+        let (c, error) = self.cleanup_inner(budget);
         report.terminated.extend(c.terminated);
         report.failed.extend(c.failed);
         report.drained.extend(c.drained);
@@ -605,19 +616,19 @@ impl WorkerLifecycleManager {
         if let Some(e) = error {
             report.decisions.push(format!("cleanup failed: {e}"));
         }
-        self.retry_orphans(&mut budget, &mut report);
-        self.reconcile_if_due(now, &mut budget, &mut report);
+        self.retry_orphans(budget, report);
+        self.reconcile_if_due(now, budget, report);
 
-        if !self.still_leading(&mut report) {
-            return report;
+        if !self.still_leading(report) {
+            return;
         }
         // Before the plan: a worker of a pool no longer configured so is no capacity.
-        self.drain_undrained(&mut budget, &mut report);
-        self.scale_tick(&demand, &mut budget, &mut report);
+        self.drain_undrained(budget, report);
+        self.scale_tick(demand, budget, report);
         // The report says whether this manager still leads at the end of the tick: a lease
         // lost during a provider call (a long pause) must not read as leading, even when the
         // pause escaped this replica's own clock (the store is asked).
-        self.still_leading_by_store(&mut report);
+        self.still_leading_by_store(report);
 
         report.provider_backoff = self.provider_backoff();
         report.actions = budget.used;
@@ -628,9 +639,6 @@ impl WorkerLifecycleManager {
                 self.config.max_actions_per_tick
             ));
         }
-        self.metrics.tick_done(timer, budget.first_action);
-        crate::trace::tick_report(&report);
-        report
     }
 
     /// The manager's view: registry counts, provisions in flight, pending destroys, lifetime
