@@ -82,7 +82,6 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
 use crate::clock::Timestamp;
-use crate::error::Result;
 use crate::ids::ProviderId;
 use crate::lifecycle::{LifecycleStats, ProviderBackoff};
 use crate::registry::WorkerRegistry;
@@ -96,8 +95,12 @@ pub(crate) use timing::Timer;
 /// What the manager knows at scrape time (built by the manager from its own bookkeeping).
 #[derive(Debug, Clone)]
 pub(crate) struct ManagerView {
-    /// The same numbers as `WorkerLifecycleManager::stats()`.
+    /// The same numbers as `WorkerLifecycleManager::stats()` (its `registry` part empty
+    /// unless `counted`).
     pub stats: LifecycleStats,
+    /// Whether the registry answered `stats()`: the families of its counts are left out when
+    /// it did not.
+    pub counted: bool,
     /// Registered providers, each with the creates started under it.
     pub requested: Vec<(ProviderId, u64)>,
     /// Providers backed off now.
@@ -123,7 +126,7 @@ pub(crate) struct PoolGauges {
 
 /// How the collector reaches the manager's bookkeeping: shared handles, never the manager
 /// itself (the collector may outlive it).
-pub(crate) type ViewFn = Box<dyn Fn() -> Result<ManagerView> + Send + Sync>;
+pub(crate) type ViewFn = Box<dyn Fn() -> ManagerView + Send + Sync>;
 
 /// The heartbeat age quantiles exported.
 const AGE_QUANTILES: [(f64, &str); 4] = [(0.5, "0.5"), (0.9, "0.9"), (0.99, "0.99"), (1.0, "1")];
@@ -259,10 +262,9 @@ fn counter(
 impl Collector for Metrics {
     fn encode(&self, mut enc: DescriptorEncoder<'_>) -> fmt::Result {
         let enc = &mut enc;
-        if let Ok(view) = (self.view)() {
-            encode_view(enc, &view)?;
-            encode_leader(enc, view.leader)?;
-        }
+        let view = (self.view)();
+        encode_view(enc, &view)?;
+        encode_leader(enc, view.leader)?;
         if let Ok(Some(jobs)) = self.registry.job_totals() {
             counter(
                 enc,
@@ -353,7 +355,25 @@ impl Collector for Metrics {
 
 fn encode_view(enc: &mut DescriptorEncoder<'_>, view: &ManagerView) -> fmt::Result {
     let s = &view.stats;
-    let r = &s.registry;
+    if view.counted {
+        encode_registry_counts(enc, &s.registry)?;
+    }
+    gauge(
+        enc,
+        "hodei_workers_providers",
+        "Registered providers.",
+        None,
+        &[(&[], s.providers as u64)],
+    )?;
+    encode_pools(enc, &view.pools)?;
+    encode_manager(enc, view)
+}
+
+/// The families of the registry's counts (`stats()`): left out when it cannot answer.
+fn encode_registry_counts(
+    enc: &mut DescriptorEncoder<'_>,
+    r: &crate::registry::WorkerRegistryStats,
+) -> fmt::Result {
     let states: Vec<([(&str, &str); 1], u64)> = WorkerState::ALL
         .iter()
         .map(|st| ([("state", st.as_str())], r.by_state.get(*st) as u64))
@@ -399,16 +419,12 @@ fn encode_view(enc: &mut DescriptorEncoder<'_>, view: &ManagerView) -> fmt::Resu
         "Registered workers per provider type.",
         None,
         &series,
-    )?;
-    gauge(
-        enc,
-        "hodei_workers_providers",
-        "Registered providers.",
-        None,
-        &[(&[], s.providers as u64)],
-    )?;
-    encode_pools(enc, &view.pools)?;
+    )
+}
 
+/// The families of the manager's own bookkeeping: provisions, destroys, failures, back-off.
+fn encode_manager(enc: &mut DescriptorEncoder<'_>, view: &ManagerView) -> fmt::Result {
+    let s = &view.stats;
     let names: Vec<String> = view.requested.iter().map(|(p, _)| p.to_string()).collect();
     let labels: Vec<[(&str, &str); 1]> = names.iter().map(|p| [("provider", p.as_str())]).collect();
     let requested: Vec<(&[(&str, &str)], u64)> = labels

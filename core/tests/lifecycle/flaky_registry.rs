@@ -22,6 +22,7 @@ struct Faults {
     lose_unregister_reply: AtomicBool,
     fail_queries: AtomicBool,
     fail_grace: AtomicBool,
+    fail_stats: AtomicBool,
     /// Simulates the agent's release arriving between the manager's two state changes.
     release_before_terminating: AtomicBool,
     /// The move of this worker to `Terminating` fails (the database goes away mid-check).
@@ -64,6 +65,7 @@ impl Hooks for Faults {
             Call::Register(_) => check(&self.fail_register),
             Call::Unregister(_) => check(&self.fail_unregister),
             Call::GrantGrace => check(&self.fail_grace),
+            Call::Stats => check(&self.fail_stats),
             Call::Find(Some(filter))
                 if filter
                     .labels
@@ -1465,4 +1467,53 @@ fn a_direct_health_check_after_a_takeover_whose_grace_failed_grants_it_first() {
     let r = b.tick(2);
     assert!(r.health_checked, "{:?}", r.decisions);
     assert!(r.unhealthy.is_empty(), "{:?}", r.decisions);
+}
+
+/// A registry that cannot answer `stats()` at scrape time omits the metric families built from
+/// its counts, and only those ("a registry error at scrape time omits the families that needed
+/// the answer"): the manager's own numbers (leadership, lifetime totals, providers, provisions
+/// in flight, pending destroys) still read, when an outage is when they matter most.
+#[test]
+fn a_registry_that_cannot_count_hides_only_the_families_of_its_counts() {
+    let (_clock, flaky, manager, _provider) = setup();
+    manager.provision_worker(&pid("test"), spec()).unwrap();
+    manager.tick(0);
+    let stats = manager.stats().unwrap();
+    flaky.faults.fail_stats.store(true, Ordering::SeqCst);
+    assert!(manager.stats().is_err());
+    let text = manager.metrics_text();
+    for sample in [
+        "hodei_workers_leader 1".to_owned(),
+        "hodei_workers_leader_term 1".to_owned(),
+        "hodei_workers_providers 1".to_owned(),
+        "hodei_workers_provisions_requested_total{provider=\"test\"} 1".to_owned(),
+        format!(
+            "hodei_workers_provisions_succeeded_total {}",
+            stats.provisioned_total
+        ),
+        "hodei_workers_provisions_in_flight 0".to_owned(),
+        format!("hodei_workers_destroys_pending {}", stats.pending_destroys),
+        "hodei_workers_provider_backoff_seconds{provider=\"test\"} 0.0".to_owned(),
+    ] {
+        assert!(
+            text.lines().any(|l| l == sample),
+            "{sample:?} missing while the registry cannot count:\n{text}"
+        );
+    }
+    for family in [
+        "hodei_workers_workers",
+        "hodei_workers_workers_by_provider",
+        "hodei_workers_workers_by_provider_type",
+    ] {
+        assert!(
+            !text.contains(&format!("# TYPE {family} ")),
+            "{family} without the registry's counts:\n{text}"
+        );
+    }
+    flaky.faults.fail_stats.store(false, Ordering::SeqCst);
+    let text = manager.metrics_text();
+    assert!(
+        text.contains("hodei_workers_workers_by_provider{provider=\"test\"} 1"),
+        "{text}"
+    );
 }

@@ -39,6 +39,8 @@ pub enum Call<'a> {
     GrantGrace,
     /// `publish` of one of the manager's events (a write to the outbox on a shared store).
     Publish(&'a EventKind),
+    /// `stats`: the maintained counts (what `stats()` and a metrics scrape read).
+    Stats,
 }
 
 impl Call<'_> {
@@ -255,7 +257,7 @@ impl WorkerRegistry for TestRegistry {
         self.call(Call::GrantGrace, |r| r.grant_grace(since))
     }
     fn stats(&self) -> Result<WorkerRegistryStats> {
-        self.inner.stats()
+        self.call(Call::Stats, |r| r.stats())
     }
     fn count(&self) -> Result<usize> {
         self.inner.count()

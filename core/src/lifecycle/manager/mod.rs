@@ -345,8 +345,14 @@ impl WorkerLifecycleManager {
                 Arc::clone(&counters),
                 Arc::clone(&pool_gauges),
             );
-            let view = move || -> Result<ManagerView> {
-                let stats = stats_of(&*registry, &providers, &ledger, &destroys, &counters)?;
+            let view = move || -> ManagerView {
+                // The manager's own numbers read whatever the registry says: only the
+                // families of its counts are left out when it cannot answer.
+                let own = own_stats_of(&providers, &ledger, &destroys, &counters);
+                let (stats, counted) = match registry.stats() {
+                    Ok(registry) => (LifecycleStats { registry, ..own }, true),
+                    Err(_) => (own, false),
+                };
                 let requested = {
                     // Lock order: providers, then the rest (as `unregister_provider`).
                     let providers = providers.read();
@@ -357,8 +363,9 @@ impl WorkerLifecycleManager {
                         .collect()
                 };
                 let now = registry.now();
-                Ok(ManagerView {
+                ManagerView {
                     stats,
+                    counted,
                     requested,
                     backoff: backoff_of(&backoff, now),
                     now,
@@ -368,7 +375,7 @@ impl WorkerLifecycleManager {
                         .map(|(name, g)| (name.clone(), *g))
                         .collect(),
                     leader: (lease.fence().is_ok(), lease.leader().map_or(0, |l| l.term)),
-                })
+                }
             };
             Arc::new(Metrics::new(Arc::clone(&metrics_registry), Box::new(view)))
         };
@@ -689,14 +696,29 @@ fn stats_of(
     destroys: &Mutex<DestroyQueue>,
     c: &Counters,
 ) -> Result<LifecycleStats> {
+    let own = own_stats_of(providers, ledger, destroys, c);
+    Ok(LifecycleStats {
+        registry: registry.stats()?,
+        ..own
+    })
+}
+
+/// The manager's own part of [`stats_of`] (the registry's counts left empty): what the metrics
+/// still read when the registry cannot answer.
+fn own_stats_of(
+    providers: &RwLock<BTreeMap<ProviderId, ProviderEntry>>,
+    ledger: &Mutex<Ledger>,
+    destroys: &Mutex<DestroyQueue>,
+    c: &Counters,
+) -> LifecycleStats {
     // One lock at a time: a guard taken inside the struct literal below would live to the end
     // of the statement, and holding the ledger while taking `providers` inverts the lock order
     // of `unregister_provider` (providers, then the rest): a deadlock.
     let in_flight = ledger.lock().in_flight.len();
     let pending_destroys = destroys.lock().len();
     let provider_count = providers.read().len();
-    Ok(LifecycleStats {
-        registry: registry.stats()?,
+    LifecycleStats {
+        registry: crate::registry::WorkerRegistryStats::default(),
         in_flight,
         pending_destroys,
         providers: provider_count,
@@ -707,7 +729,7 @@ fn stats_of(
         unhealthy_total: c.unhealthy.load(Ordering::Relaxed),
         lost_jobs_total: c.lost_jobs.load(Ordering::Relaxed),
         mass_expiry_holds_total: c.holds.load(Ordering::Relaxed),
-    })
+    }
 }
 
 /// The providers backed off at `now`, by id.
