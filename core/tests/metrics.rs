@@ -631,3 +631,158 @@ fn heartbeat_ages_of_a_large_fleet_are_a_bounded_sample_with_an_exact_total() {
         n as f64
     );
 }
+
+/// A provider named with the characters a label value must escape (`"` and `\`), of a custom
+/// type named so too.
+#[derive(Debug)]
+struct Odd;
+impl WorkerProvider for Odd {
+    fn provider_id(&self) -> ProviderId {
+        ProviderId::new(r#"k8s "east"\1"#).unwrap()
+    }
+    fn provider_type(&self) -> ProviderType {
+        ProviderType::custom(r#"my "cloud"\x"#).unwrap()
+    }
+    fn create_worker(&self, id: WorkerId, _: &WorkerSpec) -> ProviderResult<WorkerHandle> {
+        let handle = WorkerHandle::new(self.provider_id(), self.provider_type(), format!("r-{id}"));
+        Ok(WorkerHandle {
+            worker_id: id,
+            ..handle
+        })
+    }
+    fn destroy_worker(&self, _: &WorkerHandle) -> ProviderResult<()> {
+        Ok(())
+    }
+}
+
+/// The text is OpenMetrics family by family: each family has one `# HELP`, one `# TYPE` (and
+/// a `# UNIT` when its name ends in one) before its samples, every sample belongs to the
+/// family above it with the suffixes of its type, no series twice; label values are escaped
+/// (`\"`, `\\`); histograms have the documented buckets (10 µs × 4ⁿ up to ~42 s, then +Inf),
+/// cumulative, the +Inf one equal to `_count`, and one observation per tick and per health
+/// check run.
+#[test]
+fn the_text_is_openmetrics_family_by_family_with_escaped_labels_and_the_documented_buckets() {
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    let registry: Arc<dyn WorkerRegistry> =
+        Arc::new(InMemoryWorkerRegistry::with_clock(clock.clone()));
+    let config = WorkerLifecycleConfig {
+        health_check_interval: Duration::from_secs(10),
+        ..WorkerLifecycleConfig::default()
+    };
+    let manager = WorkerLifecycleManager::new(Arc::clone(&registry), config).unwrap();
+    manager.register_provider(Arc::new(Odd)).unwrap();
+    manager.register_provider(Arc::new(Failing)).unwrap();
+    manager
+        .set_pools(vec![Pool::new(
+            "gpu.spot-1",
+            ProviderId::new(r#"k8s "east"\1"#).unwrap(),
+            WorkerSpec::new("img"),
+        )
+        .unwrap()])
+        .unwrap();
+    let _sub = registry.subscribe(SubscribeOptions::default()).unwrap();
+    let mut health_checks = 0;
+    for _ in 0..5 {
+        let r = manager.tick(Demand::new().with(Requirement::new(2)));
+        health_checks += usize::from(r.health_checked);
+        clock.advance(Duration::from_secs(11));
+    }
+    assert!(health_checks >= 3, "{health_checks}");
+    let text = manager.metrics_text();
+    assert!(text.ends_with("# EOF\n"));
+
+    let mut families: BTreeMap<String, (String, usize, usize)> = BTreeMap::new();
+    let mut current: Option<(String, String)> = None;
+    let mut series = std::collections::BTreeSet::new();
+    for line in text.lines().filter(|l| *l != "# EOF") {
+        if let Some(rest) = line.strip_prefix("# ") {
+            let mut parts = rest.splitn(3, ' ');
+            let (kind, name, value) = (
+                parts.next().unwrap(),
+                parts.next().unwrap().to_owned(),
+                parts.next().unwrap_or(""),
+            );
+            let entry = families.entry(name.clone()).or_default();
+            match kind {
+                "HELP" => {
+                    entry.1 += 1;
+                    assert!(!value.is_empty() && !value.contains('\n'), "{line}");
+                }
+                "TYPE" => {
+                    entry.2 += 1;
+                    entry.0 = value.to_owned();
+                    current = Some((name, value.to_owned()));
+                }
+                "UNIT" => assert!(name.ends_with(&format!("_{value}")), "{line}"),
+                _ => panic!("unknown comment {line:?}"),
+            }
+            continue;
+        }
+        let (family, kind) = current.clone().expect("a sample before any TYPE");
+        let (key, value) = line.rsplit_once(' ').unwrap();
+        let _: f64 = value.parse().unwrap_or_else(|_| panic!("{line:?}"));
+        let name = key.split('{').next().unwrap();
+        let suffix = name
+            .strip_prefix(family.as_str())
+            .unwrap_or_else(|| panic!("{line:?} outside its family {family}"));
+        let allowed: &[&str] = match kind.as_str() {
+            "counter" => &["_total", "_created"],
+            "gauge" => &[""],
+            "histogram" => &["_bucket", "_sum", "_count", "_created"],
+            k => panic!("type {k} of {family}"),
+        };
+        assert!(allowed.contains(&suffix), "{line:?} in {kind} {family}");
+        assert!(series.insert(key.to_owned()), "series twice: {key}");
+    }
+    for (name, (kind, helps, types)) in &families {
+        assert_eq!((*helps, *types), (1, 1), "{name} ({kind})");
+    }
+    // Escaped label values, in every family that carries the provider or its type.
+    let id = r#"k8s \"east\"\\1"#;
+    for key in [
+        format!("hodei_workers_provisions_requested_total{{provider=\"{id}\"}}"),
+        format!("hodei_workers_provider_backoff_seconds{{provider=\"{id}\"}}"),
+        format!("hodei_workers_workers_by_provider{{provider=\"{id}\"}}"),
+        r#"hodei_workers_workers_by_provider_type{provider_type="custom:my \"cloud\"\\x"}"#
+            .to_owned(),
+        "hodei_workers_pool_demand{pool=\"gpu.spot-1\"}".to_owned(),
+    ] {
+        assert!(series.contains(&key), "{key} not in {series:#?}");
+    }
+    // Histograms.
+    let s = samples(&text);
+    for (family, observed) in [
+        ("hodei_workers_tick_duration_seconds", 5.0),
+        (
+            "hodei_workers_health_check_duration_seconds",
+            health_checks as f64,
+        ),
+    ] {
+        let buckets: Vec<(String, f64)> = text
+            .lines()
+            .filter(|l| l.starts_with(&format!("{family}_bucket{{")))
+            .map(|l| {
+                let le = l.split("le=\"").nth(1).unwrap().split('"').next().unwrap();
+                (
+                    le.to_owned(),
+                    l.rsplit_once(' ').unwrap().1.parse().unwrap(),
+                )
+            })
+            .collect();
+        let les: Vec<&str> = buckets.iter().map(|(le, _)| le.as_str()).collect();
+        let mut want: Vec<String> = (0..12).map(|i| (1e-5 * 4f64.powi(i)).to_string()).collect();
+        want.push("+Inf".to_owned());
+        let got: Vec<f64> = les[..12].iter().map(|l| l.parse().unwrap()).collect();
+        for (g, w) in got.iter().zip(&want) {
+            let w: f64 = w.parse().unwrap();
+            assert!((g - w).abs() <= w * 1e-9, "{family}: buckets {les:?}");
+        }
+        assert_eq!(les.len(), 13, "{les:?}");
+        assert_eq!(les[12], "+Inf");
+        assert!(buckets.windows(2).all(|w| w[0].1 <= w[1].1), "{buckets:?}");
+        assert_eq!(buckets[12].1, observed, "{family}");
+        assert_eq!(get(&s, &format!("{family}_count")), observed, "{family}");
+        assert!(get(&s, &format!("{family}_sum")) >= 0.0);
+    }
+}
