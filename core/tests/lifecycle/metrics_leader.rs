@@ -125,3 +125,49 @@ fn a_followers_ticks_are_counted_in_the_tick_duration() {
     );
     assert_eq!(buckets, 2.0, "+Inf bucket agrees with _count");
 }
+
+/// The per-pool gauges are the leader's ("none on a replica that does not lead"): a leader
+/// whose trust window closed without a tick (it stalled) shows `hodei_workers_leader 0` and
+/// no pool series either, or a dashboard summing over the replicas counts its pools twice
+/// once another replica leads.
+#[test]
+fn a_replica_whose_trust_window_closed_shows_no_pool_gauges() {
+    let store = Arc::new(ManualClock::new(1_000_000));
+    let registry: Arc<dyn WorkerRegistry> =
+        Arc::new(InMemoryWorkerRegistry::with_clock(store.clone()));
+    let lease = InMemoryLease::new(store.clone(), "a", Duration::from_secs(15));
+    let local = Arc::new(ManualClock::new(0));
+    let a = WorkerLifecycleManager::with_leadership(
+        registry.clone(),
+        WorkerLifecycleConfig::default(),
+        Arc::new(lease.replica("a")),
+        local.clone(),
+    )
+    .unwrap();
+    a.register_provider(crate::common::TestProvider::new("p"))
+        .unwrap();
+    a.set_pools(vec![Pool::new(
+        "cpu",
+        ProviderId::new("p").unwrap(),
+        WorkerSpec::new("img"),
+    )
+    .unwrap()])
+        .unwrap();
+    assert!(a.tick(Demand::new().with(Requirement::new(1))).leading);
+    let text = a.metrics_text();
+    assert!(
+        text.contains("hodei_workers_pool_demand{pool=\"cpu\"} 1"),
+        "{text}"
+    );
+
+    for c in [&store, &local] {
+        c.advance(Duration::from_secs(20));
+    }
+    assert!(!a.is_leader());
+    let text = a.metrics_text();
+    assert_eq!(value(&text, "hodei_workers_leader"), 0.0);
+    assert!(
+        !text.contains("pool=\"cpu\""),
+        "a replica that does not lead shows pool gauges:\n{text}"
+    );
+}

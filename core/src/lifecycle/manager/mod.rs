@@ -363,18 +363,25 @@ impl WorkerLifecycleManager {
                         .collect()
                 };
                 let now = registry.now();
+                let leading = lease.fence().is_ok();
                 ManagerView {
                     stats,
                     counted,
                     requested,
                     backoff: backoff_of(&backoff, now),
                     now,
-                    pools: pool_gauges
-                        .lock()
-                        .iter()
-                        .map(|(name, g)| (name.clone(), *g))
-                        .collect(),
-                    leader: (lease.fence().is_ok(), lease.leader().map_or(0, |l| l.term)),
+                    // The leader's numbers: a replica that does not lead now (its trust
+                    // window closed without a tick to forget them) shows none.
+                    pools: if leading {
+                        pool_gauges
+                            .lock()
+                            .iter()
+                            .map(|(name, g)| (name.clone(), *g))
+                            .collect()
+                    } else {
+                        Vec::new()
+                    },
+                    leader: (leading, lease.leader().map_or(0, |l| l.term)),
                 }
             };
             Arc::new(Metrics::new(Arc::clone(&metrics_registry), Box::new(view)))
