@@ -1864,3 +1864,42 @@ fn a_leader_that_loses_the_lease_midway_through_set_pools_stops_draining() {
         ra.decisions
     );
 }
+
+/// A tick that acted and then stopped at a lost lease reports the actions it took: the health
+/// check moved a silent worker to `Terminating` (an action), the lease was lost right after,
+/// and the tick stopped before its cleanup. Before, `actions` (and `capped`) were set only by
+/// a tick that ran to its end: this one said 0.
+#[test]
+fn a_tick_that_acted_before_losing_the_lease_reports_its_actions() {
+    let trap = Arc::new(Trap::default());
+    let c = cluster_on(Some(trap.clone()));
+    let r = c.a.manager.tick(2);
+    assert_eq!(r.provisioned.len(), 2, "{:?}", r.decisions);
+    let ids: Vec<WorkerId> = r.provisioned.iter().map(|p| p.worker_id).collect();
+    for id in &ids {
+        c.registry.update_state(id, WorkerState::Ready).unwrap();
+    }
+    trap.arm(
+        |call| call.moves_to(WorkerState::Terminating).is_some(),
+        c.a_loses_the_lease(),
+    );
+    // ids[1] stays silent; a keeps its lease by ticking every 10 s.
+    let mut last = None;
+    for _ in 0..20 {
+        c.advance(Duration::from_secs(10));
+        c.registry.heartbeat(&ids[0]).unwrap();
+        let r = c.a.manager.tick(2);
+        if trap.sprung() {
+            last = Some(r);
+            break;
+        }
+        assert!(r.leading, "{:?}", r.decisions);
+    }
+    let r = last.expect("the silent worker was never taken out of service");
+    assert!(!r.leading, "{:?}", r.decisions);
+    assert_eq!(
+        c.registry.get(&ids[1]).unwrap().map(|w| w.state),
+        Some(WorkerState::Terminating)
+    );
+    assert!(r.actions >= 1, "actions {} in {:?}", r.actions, r.decisions);
+}

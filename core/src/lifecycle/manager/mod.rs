@@ -483,7 +483,15 @@ impl WorkerLifecycleManager {
         budget.note_first_action = timer.wants_first_action();
         self.tick_phases(&demand, &mut budget, &mut report);
         // Every tick that ran, also one that stopped early (a follower's, one that lost the
-        // lease midway): counted in the duration histogram and its report traced.
+        // lease midway): its actions reported, counted in the duration histogram, traced.
+        report.actions = budget.used;
+        report.capped = budget.capped;
+        if budget.capped {
+            report.decisions.push(format!(
+                "action cap max_actions_per_tick {} reached: the rest is left for the next ticks",
+                self.config.max_actions_per_tick
+            ));
+        }
         self.metrics.tick_done(timer, budget.first_action);
         crate::trace::tick_report(&report);
         report
@@ -645,14 +653,6 @@ impl WorkerLifecycleManager {
         self.still_leading_by_store(report);
 
         report.provider_backoff = self.provider_backoff();
-        report.actions = budget.used;
-        report.capped = budget.capped;
-        if budget.capped {
-            report.decisions.push(format!(
-                "action cap max_actions_per_tick {} reached: the rest is left for the next ticks",
-                self.config.max_actions_per_tick
-            ));
-        }
     }
 
     /// The manager's view: registry counts, provisions in flight, pending destroys, lifetime
