@@ -786,3 +786,45 @@ fn the_text_is_openmetrics_family_by_family_with_escaped_labels_and_the_document
         assert!(get(&s, &format!("{family}_sum")) >= 0.0);
     }
 }
+
+/// docs/OBSERVABILITY.md's table lists every family the text has ("every metric family"), by
+/// its sample name (counters with `_total`), written whole or as a `_suffix` shorthand after
+/// a family of the same row.
+#[test]
+fn observability_doc_lists_every_family() {
+    let doc = include_str!("../../docs/OBSERVABILITY.md");
+    let table: Vec<&str> = doc
+        .lines()
+        .filter(|l| l.starts_with("| `hodei_workers_"))
+        .collect();
+    let registry: Arc<dyn WorkerRegistry> = Arc::new(InMemoryWorkerRegistry::new());
+    let manager = WorkerLifecycleManager::new(registry, WorkerLifecycleConfig::default()).unwrap();
+    let text = manager.metrics_text();
+    let mut missing = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let (family, kind) = rest.split_once(' ').unwrap();
+        let name = if kind == "counter" {
+            format!("{family}_total")
+        } else {
+            family.to_owned()
+        };
+        let listed = table.iter().any(|row| {
+            row.contains(&format!("`{name}`"))
+                || row
+                    .split('`')
+                    .skip(1)
+                    .step_by(2)
+                    .any(|cell| cell.starts_with('_') && name.ends_with(cell))
+        });
+        if !listed {
+            missing.push(name);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "families not in docs/OBSERVABILITY.md: {missing:?}"
+    );
+}
