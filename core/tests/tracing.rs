@@ -334,3 +334,57 @@ fn a_followers_tick_traces_its_decisions() {
         );
     }
 }
+
+/// A provider with one instance no record holds (an orphan): reconcile destroys it.
+#[derive(Debug, Default)]
+struct Stray {
+    destroyed: AtomicU64,
+}
+
+impl WorkerProvider for Stray {
+    fn provider_id(&self) -> ProviderId {
+        ProviderId::new("stray").unwrap()
+    }
+    fn provider_type(&self) -> ProviderType {
+        ProviderType::Docker
+    }
+    fn create_worker(&self, _: WorkerId, _: &WorkerSpec) -> ProviderResult<WorkerHandle> {
+        Err(ProviderError::new("not used"))
+    }
+    fn destroy_worker(&self, _: &WorkerHandle) -> ProviderResult<()> {
+        self.destroyed.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+    fn list_workers(&self) -> ProviderResult<Vec<WorkerHandle>> {
+        if self.destroyed.load(Ordering::Relaxed) > 0 {
+            return Ok(Vec::new());
+        }
+        Ok(vec![WorkerHandle::new(
+            self.provider_id(),
+            self.provider_type(),
+            "vm-lost",
+        )])
+    }
+}
+
+/// Every destroy call has its `destroy` span, an orphan instance's (destroyed by reconcile,
+/// no record holds it) too, with its provider and resource.
+#[test]
+fn an_orphan_destroy_has_its_destroy_span() {
+    let recorder = Recorder::default();
+    let seen = Arc::clone(&recorder.seen);
+    let registry: Arc<dyn WorkerRegistry> = Arc::new(InMemoryWorkerRegistry::new());
+    let manager =
+        WorkerLifecycleManager::new(Arc::clone(&registry), WorkerLifecycleConfig::default())
+            .unwrap();
+    let stray = Arc::new(Stray::default());
+    manager.register_provider(stray.clone()).unwrap();
+    let report = tracing::subscriber::with_default(recorder, || manager.reconcile()).unwrap();
+    assert_eq!(report.orphans.len(), 1, "{report:?}");
+    assert_eq!(stray.destroyed.load(Ordering::Relaxed), 1);
+    let seen = seen.lock();
+    let destroys: Vec<&SpanRecord> = seen.spans.iter().filter(|s| s.name == "destroy").collect();
+    assert_eq!(destroys.len(), 1, "{:?}", seen.spans);
+    assert_eq!(field(&destroys[0].fields, "provider_id"), Some("stray"));
+    assert_eq!(field(&destroys[0].fields, "resource_id"), Some("vm-lost"));
+}
