@@ -1680,9 +1680,11 @@ hw_status hw_manager_add_pool(const struct hw_manager *manager, const char *name
  are retired by the next tick, busy ones after their job; ones still starting are terminated
  now, through their provider's `destroy_worker`, on this thread). Writes how many were taken
  out of service (0 on a follower of a replicated set: the leader drains; this replica
- drains them at its ticks once it leads).
+ drains them at its ticks once it leads; 0 too for a pool removed earlier whose workers a
+ tick is draining at that moment: the tick reports them).
 
- Errors: `HW_ERR_INVALID_ARGUMENT` when no pool has that name; `HW_ERR_BACKEND` (the
+ Errors: `HW_ERR_INVALID_ARGUMENT` when no pool has that name (nor is any left to drain
+ under it); `HW_ERR_BACKEND` (the
  registry's status) when its workers could not be listed or drained, or `HW_ERR_NOT_LEADER`
  when the lease was lost midway: the pool is removed all the same, and the leader's ticks
  drain them (so does calling this again with the name).

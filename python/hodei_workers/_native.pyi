@@ -1727,10 +1727,12 @@ class LifecycleManager:
         """Removes a pool: nothing more is provisioned for it, its workers drain.
 
         Returns their ids; a follower of a replicated set drains nothing and returns ``[]``
-        (the leader drains; this replica drains them at its ticks once it leads).
+        (the leader drains; this replica drains them at its ticks once it leads), and so
+        does a call for a pool removed earlier whose workers a tick is draining at that
+        moment (the tick reports them).
 
         Raises:
-            InvalidArgumentError: no pool has that name.
+            InvalidArgumentError: no pool has that name (nor is any left to drain under it).
             BackendError: the registry failed while draining (the pool is removed; the
                 leader's ticks drain the rest).
             NotLeaderError: the lease was lost midway (the pool is removed; this replica's

@@ -44,6 +44,17 @@ struct Faults {
     lose_draining_reply_of: parking_lot::Mutex<Option<WorkerId>>,
     /// The next `unregister` turns `fail_get` on (the registry stops answering right after it).
     fail_get_after_unregister: AtomicBool,
+    /// The next look-up of this pool's workers says so on the gate's first channel and waits
+    /// for the second before it answers (a drain caught in the middle).
+    pause_find_of_pool: parking_lot::Mutex<Option<PoolGate>>,
+}
+
+/// Where a paused look-up of a pool's workers waits (see [`Faults::pause_find_of_pool`]).
+#[derive(Debug)]
+struct PoolGate {
+    pool: String,
+    entered: crossbeam_channel::Sender<()>,
+    open: crossbeam_channel::Receiver<()>,
 }
 
 fn down() -> Error {
@@ -73,6 +84,24 @@ impl Hooks for Faults {
                     .is_some_and(|pool| self.fail_find_of_pool.lock().as_ref() == Some(pool)) =>
             {
                 Err(down())
+            }
+            Call::Find(Some(filter)) if filter.labels.contains_key(POOL_LABEL) => {
+                let gate = {
+                    let mut paused = self.pause_find_of_pool.lock();
+                    let ours = paused
+                        .as_ref()
+                        .is_some_and(|g| filter.labels.get(POOL_LABEL) == Some(&g.pool));
+                    if ours {
+                        paused.take()
+                    } else {
+                        None
+                    }
+                };
+                if let Some(gate) = gate {
+                    gate.entered.send(()).unwrap();
+                    gate.open.recv().unwrap();
+                }
+                Ok(())
             }
             Call::Find(None) => match &mut *self.scans_before_failing.lock() {
                 Some(0) => Err(down()),
@@ -857,6 +886,47 @@ fn a_registry_failure_on_one_workers_drain_is_said_and_retried_by_the_next_call(
         manager.remove_pool("a").is_err(),
         "drained: the name is gone"
     );
+}
+
+/// `remove_pool` of a name left in `undrained` (its drain cut short by the registry) drains
+/// it. Called while the leader's tick was draining that very name (the tick had taken it out
+/// of `undrained`, its drain not over), it answered `InvalidArgument` ("no pool named") —
+/// the answer hung on the race, though the pool's workers were being drained. It is `Ok`
+/// with no id now (the tick's report has them); once the drain is over, the name is gone.
+#[test]
+fn remove_pool_of_a_name_a_tick_is_draining_is_no_error() {
+    let (clock, flaky, manager, _provider) = setup();
+    let (ids, _) = removed_pool_whose_second_drain_fails(&flaky, &manager);
+    *flaky.faults.fail_draining_of.lock() = None;
+    let (entered, entered_rx) = crossbeam_channel::unbounded();
+    let (open_tx, open) = crossbeam_channel::unbounded();
+    *flaky.faults.pause_find_of_pool.lock() = Some(PoolGate {
+        pool: "a".to_owned(),
+        entered,
+        open,
+    });
+    clock.advance(secs(1));
+    let (removed, report) = std::thread::scope(|s| {
+        let tick = s.spawn(|| manager.tick(Demand::new()));
+        // The tick has taken "a" and is looking up its workers.
+        entered_rx.recv().unwrap();
+        let removed = manager.remove_pool("a");
+        open_tx.send(()).unwrap();
+        (removed, tick.join().unwrap())
+    });
+    assert_eq!(
+        removed.unwrap(),
+        vec![],
+        "remove_pool of a pool whose drain a tick is running"
+    );
+    assert_eq!(report.drained, vec![ids[1]], "{:?}", report.decisions);
+    assert_eq!(
+        flaky.get(&ids[1]).unwrap().unwrap().state,
+        WorkerState::Draining
+    );
+    // Drained before this call began: the name is no pool's any more.
+    let err = manager.remove_pool("a").unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
 }
 
 /// A busy worker, provisioned through `manager` (`Ready`, holding `running`).

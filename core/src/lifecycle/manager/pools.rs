@@ -41,11 +41,35 @@ pub(super) struct PoolSet {
     /// error, a lost lease or a tick's action cap cut short. The leader's ticks drain them (so
     /// does the leader's next `set_pools`, or `remove_pool` of the name).
     pub(super) undrained: BTreeSet<String>,
+    /// Pools whose drain a call or a tick has taken and is running (how many drains of each):
+    /// a name goes in with the lock hold that takes it out of `entries` or `undrained`, and
+    /// leaves with the one that puts it back in `undrained` if its drain was cut short, so
+    /// that `remove_pool` always finds a pool being drained in one of the three.
+    pub(super) draining: BTreeMap<String, usize>,
 }
 
 impl PoolSet {
     pub(super) fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Notes that a drain of each of `names` starts (under the lock that took them).
+    fn start_draining<'a>(&mut self, names: impl IntoIterator<Item = &'a String>) {
+        for name in names {
+            *self.draining.entry(name.clone()).or_insert(0) += 1;
+        }
+    }
+
+    /// Notes that the drains of `names` are over.
+    fn stop_draining<'a>(&mut self, names: impl IntoIterator<Item = &'a String>) {
+        for name in names {
+            if let Some(n) = self.draining.get_mut(name) {
+                *n -= 1;
+                if *n == 0 {
+                    self.draining.remove(name);
+                }
+            }
+        }
     }
 }
 
@@ -279,6 +303,7 @@ impl WorkerLifecycleManager {
             // Left by an earlier call or tick: drained as from a removed pool, or, for a pool
             // listed now, those its template does not take.
             to_drain.extend(std::mem::take(&mut set.undrained));
+            set.start_draining(&to_drain);
             to_drain
         };
         let drains = self.drain_pools(to_drain, &mut Budget::unlimited());
@@ -288,15 +313,13 @@ impl WorkerLifecycleManager {
     /// Drains the pools named `names`, in order, each as [`drain_left`](Self::drain_left):
     /// what the pool's current template (if any) does not take. A pool whose drain an error
     /// cut short, and every pool after a lost lease or an exhausted `budget`, goes back into
-    /// `undrained`, where the leader's ticks find it.
-    fn drain_pools(
-        &self,
-        names: impl IntoIterator<Item = String>,
-        budget: &mut Budget,
-    ) -> PoolDrains {
+    /// `undrained`, where the leader's ticks find it. The caller noted the names in
+    /// `draining` (`start_draining`) with the lock hold that took them; they leave it here,
+    /// in the hold that puts those left back into `undrained`.
+    fn drain_pools(&self, names: BTreeSet<String>, budget: &mut Budget) -> PoolDrains {
         let mut out = PoolDrains::default();
         let mut stopped = false;
-        for name in names {
+        for name in names.iter().cloned() {
             if stopped {
                 out.left.push(name);
                 continue;
@@ -320,9 +343,9 @@ impl WorkerLifecycleManager {
                 None => {}
             }
         }
-        if !out.left.is_empty() {
-            self.pools.lock().undrained.extend(out.left.iter().cloned());
-        }
+        let mut set = self.pools.lock();
+        set.undrained.extend(out.left.iter().cloned());
+        set.stop_draining(&names);
         out
     }
 
@@ -391,7 +414,9 @@ impl WorkerLifecycleManager {
             if set.undrained.is_empty() {
                 return;
             }
-            std::mem::take(&mut set.undrained)
+            let names = std::mem::take(&mut set.undrained);
+            set.start_draining(&names);
+            names
         };
         let drains = self.drain_pools(names, budget);
         for (name, n) in &drains.per_pool {
@@ -436,8 +461,14 @@ impl WorkerLifecycleManager {
     /// that leads drains, this one at its ticks once it leads (see
     /// [`set_pools`](Self::set_pools)).
     ///
+    /// The name of a pool removed earlier whose workers are not all drained yet (see
+    /// `set_pools`'s errors) is accepted: its workers are drained now. If a tick (or another
+    /// call) is draining them at that very moment, the answer is `Ok` with no id: that drain
+    /// reports them.
+    ///
     /// # Errors
-    /// [`Error::InvalidArgument`] when no pool has that name; a registry error listing or
+    /// [`Error::InvalidArgument`] when no pool has that name (nor is any left to drain under
+    /// it); a registry error listing or
     /// draining the pool's workers: the pool is removed all the same, the error names the
     /// workers taken out of service, and the leader's next ticks drain the others (so does
     /// calling `remove_pool` with its name again, or the next `set_pools`);
@@ -449,6 +480,12 @@ impl WorkerLifecycleManager {
             let mut set = self.pools.lock();
             let removed = set.entries.remove(name).is_some();
             if !removed && !set.undrained.contains(name) {
+                if set.draining.contains_key(name) {
+                    // A pool removed earlier whose workers a tick (or another call) is
+                    // draining right now: that drain reports them, and puts the name back
+                    // in `undrained` if it is cut short.
+                    return Ok(Vec::new());
+                }
                 return Err(Error::invalid(format!(
                     "no pool named {}",
                     quote_input(name)
@@ -461,8 +498,9 @@ impl WorkerLifecycleManager {
                 return Ok(Vec::new());
             }
             set.undrained.remove(name);
+            set.start_draining([&name.to_owned()]);
         }
-        let drains = self.drain_pools([name.to_owned()], &mut Budget::unlimited());
+        let drains = self.drain_pools(BTreeSet::from([name.to_owned()]), &mut Budget::unlimited());
         self.drains_failed(drains, "remove_pool removed the pool")
     }
 
