@@ -929,6 +929,84 @@ fn remove_pool_of_a_name_a_tick_is_draining_is_no_error() {
     assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
 }
 
+/// Removes pool "a" through the manager while the tick's registration of a worker for it is
+/// on its way (after the create), then loses that registration's reply (applied) and fails
+/// the look that would tell: whether the worker was registered is unknown to the tick.
+#[derive(Debug, Default)]
+struct RemovedDuringUnknownRegister {
+    manager: std::sync::OnceLock<std::sync::Weak<WorkerLifecycleManager>>,
+    armed: AtomicBool,
+    fail_get: AtomicBool,
+}
+
+impl Hooks for RemovedDuringUnknownRegister {
+    fn before(&self, call: Call<'_>, _: &dyn WorkerRegistry) -> Result<()> {
+        match call {
+            Call::Register(_) if self.armed.load(Ordering::SeqCst) => {
+                let manager = self.manager.get().and_then(|m| m.upgrade()).unwrap();
+                assert_eq!(manager.remove_pool("a").unwrap(), vec![]);
+                Ok(())
+            }
+            Call::Get(_) => check(&self.fail_get),
+            _ => Ok(()),
+        }
+    }
+
+    fn lose_reply(&self, call: Call<'_>) -> Option<Error> {
+        if matches!(call, Call::Register(_)) && self.armed.swap(false, Ordering::SeqCst) {
+            self.fail_get.store(true, Ordering::SeqCst);
+            return Some(down());
+        }
+        None
+    }
+}
+
+/// A tick that provisions for a pool checks after its creates that the pool is still there,
+/// and leaves it to the next tick's drain if not (`remove_pool` looked for its workers before
+/// the new one was registered). It checked only when a create succeeded: a registration
+/// whose outcome the registry could not tell (reply lost, look failed) counted as no worker,
+/// so a worker that was registered after all — its orphan entry dropped by the next tick,
+/// which finds its record — stayed in service for a pool that no longer exists, and nothing
+/// drained it. Any create attempted now triggers the check.
+#[test]
+fn a_worker_registered_unbeknown_to_the_tick_for_a_pool_removed_meanwhile_is_drained() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let hooks = Arc::new(RemovedDuringUnknownRegister::default());
+    let registry =
+        TestRegistry::with_hooks(crate::backend::new_registry(clock.clone()), hooks.clone());
+    let manager = Arc::new(WorkerLifecycleManager::new(registry.shared(), config()).unwrap());
+    hooks.manager.set(Arc::downgrade(&manager)).unwrap();
+    manager
+        .register_provider(TestProvider::new("test"))
+        .unwrap();
+    manager
+        .set_pools(vec![Pool::new("a", pid("test"), WorkerSpec::new("img"))
+            .unwrap()
+            .with_min_ready(1)])
+        .unwrap();
+    hooks.armed.store(true, Ordering::SeqCst);
+    let r = manager.tick(Demand::new());
+    assert!(r.provisioned.is_empty(), "{:?}", r.decisions);
+    assert!(manager.pools().is_empty());
+    hooks.fail_get.store(false, Ordering::SeqCst);
+    let in_pool = WorkerFilter::new().label(POOL_LABEL, "a");
+    let workers = registry.find(&in_pool).unwrap();
+    assert_eq!(workers.len(), 1, "registered after all");
+    let id = workers[0].id;
+
+    clock.advance(secs(1));
+    let r = manager.tick(Demand::new());
+    let state = registry.get(&id).unwrap().map(|w| w.state);
+    assert!(
+        matches!(
+            state,
+            None | Some(WorkerState::Terminating | WorkerState::Terminated | WorkerState::Draining)
+        ),
+        "worker {id} of removed pool \"a\" still in service: {state:?}; {:?}",
+        r.decisions
+    );
+}
+
 /// A busy worker, provisioned through `manager` (`Ready`, holding `running`).
 fn busy_worker(flaky: &Flaky, manager: &WorkerLifecycleManager, running: &str) -> Worker {
     let w = manager.provision_worker(&pid("test"), spec()).unwrap();

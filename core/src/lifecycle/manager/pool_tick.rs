@@ -261,10 +261,14 @@ impl WorkerLifecycleManager {
             ));
         }
         let provisions = if blocked.is_some() { 0 } else { d.provision };
+        // Creates asked for: a failed one may have registered its worker all the same (a
+        // registration whose outcome the registry could not tell).
+        let mut attempted = 0;
         for _ in 0..provisions {
             if !budget.take() {
                 break;
             }
+            attempted += 1;
             self.with_pool(&d.pool, |e| e.in_flight += 1);
             let result = self.provision_inner(&provider_id, Arc::clone(&entry.spec));
             self.with_pool(&d.pool, |e| e.in_flight = e.in_flight.saturating_sub(1));
@@ -308,16 +312,21 @@ impl WorkerLifecycleManager {
                 }
             }
         }
-        if provisioned > 0 {
+        if attempted > 0 {
             let mut set = self.pools.lock();
             match set.entries.get_mut(&d.pool) {
                 Some(e) if e.spec == entry.spec => {
-                    e.last_scale_up = Some(now);
-                    e.last_scale_action = Some(now);
+                    if provisioned > 0 {
+                        e.last_scale_up = Some(now);
+                        e.last_scale_action = Some(now);
+                    }
                 }
                 // Removed or reshaped by `set_pools`/`remove_pool` during the creates: their
                 // look for the pool's workers ran before these were registered, so nothing
-                // drained them. The next tick does (registered by now, they are found).
+                // drained them. The next tick does (registered by now, they are found) —
+                // also after a create that failed: its registration may have been applied
+                // with its reply lost and the look that would tell failing (its worker then
+                // registered unbeknown to this tick).
                 _ => {
                     set.undrained.insert(d.pool.clone());
                 }
