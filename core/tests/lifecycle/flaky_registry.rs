@@ -929,6 +929,40 @@ fn remove_pool_of_a_name_a_tick_is_draining_is_no_error() {
     assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
 }
 
+/// The same when `set_pools` (on another thread) is draining the pool it removed: a
+/// `remove_pool` of the name meanwhile is no error either — that call reports the workers.
+#[test]
+fn remove_pool_of_a_name_set_pools_is_draining_is_no_error() {
+    let (_clock, flaky, manager, _provider) = setup();
+    manager
+        .set_pools(vec![Pool::new("a", pid("test"), WorkerSpec::new("img"))
+            .unwrap()
+            .with_min_ready(1)])
+        .unwrap();
+    let report = manager.tick(Demand::new());
+    assert_eq!(report.provisioned.len(), 1, "{:?}", report.decisions);
+    let id = report.provisioned[0].worker_id;
+    flaky.update_state(&id, WorkerState::Ready).unwrap();
+    let (entered, entered_rx) = crossbeam_channel::unbounded();
+    let (open_tx, open) = crossbeam_channel::unbounded();
+    *flaky.faults.pause_find_of_pool.lock() = Some(PoolGate {
+        pool: "a".to_owned(),
+        entered,
+        open,
+    });
+    let (removed, set) = std::thread::scope(|s| {
+        let set = s.spawn(|| manager.set_pools(vec![]));
+        entered_rx.recv().unwrap();
+        let removed = manager.remove_pool("a");
+        open_tx.send(()).unwrap();
+        (removed, set.join().unwrap())
+    });
+    assert_eq!(removed.unwrap(), vec![]);
+    assert_eq!(set.unwrap(), vec![id]);
+    let err = manager.remove_pool("a").unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+}
+
 /// Removes pool "a" through the manager while the tick's registration of a worker for it is
 /// on its way (after the create), then loses that registration's reply (applied) and fails
 /// the look that would tell: whether the worker was registered is unknown to the tick.
