@@ -468,12 +468,11 @@ impl WorkerLifecycleManager {
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] when no pool has that name (nor is any left to drain under
-    /// it); a registry error listing or
-    /// draining the pool's workers: the pool is removed all the same, the error names the
-    /// workers taken out of service, and the leader's next ticks drain the others (so does
-    /// calling `remove_pool` with its name again, or the next `set_pools`);
-    /// [`Error::NotLeader`] when the lease was lost midway (the rest is drained by this
-    /// replica's ticks once it leads again).
+    /// it); a registry error listing or draining the pool's workers: the pool is removed all
+    /// the same, the error names the workers taken out of service, and the leader's next
+    /// ticks drain the others (so does calling `remove_pool` with its name again, or the next
+    /// `set_pools`); [`Error::NotLeader`] when the lease was lost midway (the rest is drained
+    /// by this replica's ticks once it leads again).
     pub fn remove_pool(&self, name: &str) -> Result<Vec<WorkerId>> {
         let leading = self.fence().is_ok();
         {
