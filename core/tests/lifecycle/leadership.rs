@@ -1090,6 +1090,46 @@ fn a_new_leader_of_pools_waits_out_the_scale_down_cooldown() {
     assert_eq!(rb.terminated.len(), 3, "{:?}", rb.decisions);
 }
 
+/// The same for a pool the new leader's host sets a moment after the takeover (a rolling
+/// deploy: the replicas get the new pools one after the other). The takeover restarted the
+/// cooldowns of the pools it knew; one added after it had none, and the new leader retired the
+/// old leader's fresh idle workers at its first tick with the pool.
+#[test]
+fn a_pool_set_right_after_a_takeover_waits_out_the_scale_down_cooldown_too() {
+    let c = cluster();
+    let pool = Pool::new("p", c.provider.id.clone(), (*spec()).clone()).unwrap();
+    c.a.manager.set_pools(vec![pool.clone()]).unwrap();
+    let r = c.a.manager.tick(3);
+    assert_eq!(r.provisioned.len(), 3, "{:?}", r.decisions);
+    for p in &r.provisioned {
+        c.registry
+            .update_state(&p.worker_id, WorkerState::Ready)
+            .unwrap();
+    }
+    let heartbeat_all = || {
+        for p in &r.provisioned {
+            c.registry.heartbeat(&p.worker_id).unwrap();
+        }
+    };
+
+    // a dies; b, not configured with the pool yet, takes over; its host sets it a second later.
+    c.advance(TTL + Duration::from_secs(1));
+    heartbeat_all();
+    assert!(c.b.manager.tick(0).leading);
+    c.advance(Duration::from_secs(1));
+    heartbeat_all();
+    c.b.manager.set_pools(vec![pool.clone()]).unwrap();
+    let rb = c.b.manager.tick(0);
+    assert!(rb.terminated.is_empty(), "{:?}", rb.decisions);
+    assert_eq!(c.registry.count().unwrap(), 3, "{:?}", rb.decisions);
+
+    // Past the cooldown counted from the takeover, b retires them.
+    c.advance(pool.scale_down_cooldown);
+    heartbeat_all();
+    let rb = c.b.manager.tick(0);
+    assert_eq!(rb.terminated.len(), 3, "{:?}", rb.decisions);
+}
+
 /// The per-pool gauges are the last pools tick's counts: a replica that stops leading plans
 /// nothing more, so it has none. Before, a follower kept showing the counts and demand of its
 /// last tick as leader for ever, summed with the leader's by any dashboard over the replicas.

@@ -358,7 +358,9 @@ impl WorkerLifecycleManager {
     /// at a takeover, and at each tick of a leader whose takeover is incomplete.
     pub(super) fn restart_scale_down_cooldowns(&self, now: Timestamp) {
         self.schedule.lock().last_scale_action = Some(now);
-        for entry in self.pools.lock().entries.values_mut() {
+        let mut set = self.pools.lock();
+        set.cooldowns_restarted_at = Some(now);
+        for entry in set.entries.values_mut() {
             entry.last_scale_action = Some(now);
         }
     }

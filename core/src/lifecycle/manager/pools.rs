@@ -46,6 +46,10 @@ pub(super) struct PoolSet {
     /// leaves with the one that puts it back in `undrained` if its drain was cut short, so
     /// that `remove_pool` always finds a pool being drained in one of the three.
     pub(super) draining: BTreeMap<String, usize>,
+    /// When the scale-down cooldowns last restarted (a takeover, or a tick of a leader whose
+    /// takeover is incomplete): a pool added since starts its own from there, as if it had
+    /// been known at the takeover.
+    pub(super) cooldowns_restarted_at: Option<Timestamp>,
 }
 
 impl PoolSet {
@@ -85,12 +89,16 @@ pub(super) struct PoolEntry {
 }
 
 impl PoolEntry {
-    fn new(pool: Pool) -> Self {
+    /// A pool new to this manager. Its scale-down cooldown runs from the last takeover
+    /// (`restarted_at`), if any: the old leader's decisions about its workers are no better
+    /// known to this replica for a pool its host sets a moment after the takeover (a rolling
+    /// deploy) than for one it knew at it.
+    fn new(pool: Pool, restarted_at: Option<Timestamp>) -> Self {
         PoolEntry {
             spec: pool.worker_spec(),
             pool,
             last_scale_up: None,
-            last_scale_action: None,
+            last_scale_action: restarted_at,
             in_flight: 0,
         }
     }
@@ -290,7 +298,8 @@ impl WorkerLifecycleManager {
                         entry.pool = pool;
                     }
                     None => {
-                        set.entries.insert(pool.name.clone(), PoolEntry::new(pool));
+                        let entry = PoolEntry::new(pool, set.cooldowns_restarted_at);
+                        set.entries.insert(entry.pool.name.clone(), entry);
                     }
                 }
             }
@@ -449,7 +458,8 @@ impl WorkerLifecycleManager {
                 pool.name
             )));
         }
-        set.entries.insert(pool.name.clone(), PoolEntry::new(pool));
+        let entry = PoolEntry::new(pool, set.cooldowns_restarted_at);
+        set.entries.insert(entry.pool.name.clone(), entry);
         Ok(())
     }
 
