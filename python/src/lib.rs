@@ -9,6 +9,7 @@
 //!   `HodeiWorkersError`; a wrong type is a `TypeError`; a Rust panic is an `InternalError`
 //!   (a `RuntimeError`), never a crash.
 
+mod calls;
 mod convert;
 mod errors;
 mod events;

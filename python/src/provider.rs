@@ -51,8 +51,9 @@ use pyo3::exceptions::{
     PyAttributeError, PyException, PyLookupError, PyNotImplementedError, PyTypeError, PyValueError,
 };
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString, PyTuple};
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
+use crate::calls;
 use crate::convert;
 use crate::errors::exception_text;
 use crate::types::{py_repr, str_dict, PyWorkerSpec};
@@ -552,14 +553,22 @@ impl WorkerProvider for PythonProvider {
     }
 
     fn list_workers(&self) -> ProviderResult<Vec<WorkerHandle>> {
-        self.call("list_workers", |_py, object| {
+        self.call("list_workers", |py, object| {
             // Only a missing member means "not supported": anything else its lookup raises
             // (a bug in a property, Ctrl-C) is the provider's own.
             let method = member(object, "list_workers", || {
                 PyNotImplementedError::new_err("no list_workers")
             })?;
+            // Read to the end by `list()` under `calls::call`: a generator's code runs while
+            // it is iterated, as much the provider's own as the call's.
+            let answer = calls::call(&method, &PyTuple::empty(py), None)?;
+            let items = calls::call(
+                py.get_type::<PyList>().as_any(),
+                &(answer,).into_pyobject(py)?,
+                None,
+            )?;
             let mut handles = Vec::new();
-            for item in method.call0()?.try_iter()? {
+            for item in items.try_iter()? {
                 let item = item?;
                 let id = item.cast::<PyString>().map_err(|_| {
                     PyTypeError::new_err(format!(
@@ -609,11 +618,8 @@ impl PythonProvider {
             let kwargs = Self::token_kwargs(py, self.create_takes_token, token)?;
             // The id the manager made: the instance starts knowing it, its agent reports in
             // and heartbeats with it.
-            let answer = object.call_method(
-                "create_worker",
-                (id.to_string(), Py::new(py, spec)?),
-                kwargs.as_ref(),
-            )?;
+            let args = (id.to_string(), Py::new(py, spec)?).into_pyobject(py)?;
+            let answer = calls::call_method(object, "create_worker", &args, kwargs.as_ref())?;
             // The instance exists from here on: an answer that cannot be read must not leak it.
             match self.created(&answer) {
                 Ok(mut handle) => {
@@ -648,7 +654,8 @@ impl PythonProvider {
     ) -> PyResult<()> {
         let handle = PyWorkerHandle { inner: handle };
         let kwargs = Self::token_kwargs(py, self.destroy_takes_token, token)?;
-        object.call_method("destroy_worker", (Py::new(py, handle)?,), kwargs.as_ref())?;
+        let args = (Py::new(py, handle)?,).into_pyobject(py)?;
+        calls::call_method(object, "destroy_worker", &args, kwargs.as_ref())?;
         Ok(())
     }
 }

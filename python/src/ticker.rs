@@ -28,8 +28,10 @@ use std::time::{Duration, Instant};
 use hodei_workers::{Ticker, TickerStats, WorkerLifecycleManager};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
+use pyo3::types::PyTuple;
 use pyo3::{PyTraverseError, PyVisit};
 
+use crate::calls;
 use crate::convert::{self, Seconds};
 use crate::errors::{run, shown};
 use crate::events::{wait_slice, SIGNAL_CHECK};
@@ -100,8 +102,8 @@ fn callback_failed(py: Python<'_>, callable: &Py<PyAny>, err: PyErr, what: &str)
 
 /// The number of pending jobs `pending()` returns: an int >= 0.
 fn demand_of(py: Python<'_>, pending: &Py<PyAny>) -> usize {
-    let answer = pending.call0(py).and_then(|n| {
-        let n: convert::Int = n.extract(py)?;
+    let answer = calls::call(pending.bind(py), &PyTuple::empty(py), None).and_then(|n| {
+        let n: convert::Int = n.extract()?;
         convert::count(py, n.0, "the pending() callback's result")
     });
     match answer {
@@ -330,7 +332,10 @@ pub(crate) fn start(
                     return;
                 };
                 let report = TickReport::from(report);
-                if let Err(err) = on_report.call1(py, (report,)) {
+                let called = (report,)
+                    .into_pyobject(py)
+                    .and_then(|args| calls::call(on_report.bind(py), &args, None));
+                if let Err(err) = called {
                     callback_failed(py, &on_report, err, "on_report()");
                 }
             });

@@ -1,0 +1,76 @@
+//! Calls into Python code that runs under the module's frames (a provider's method, a
+//! ticker's callback), made so that interpreter exit cannot crash the process through them.
+//!
+//! On CPython before 3.14, a thread other than the one finalizing the interpreter that needs
+//! the GIL once finalization began is ended with `pthread_exit`: a forced unwind through every
+//! frame under it. A thread busy in such Python code when the main thread returns (a daemon
+//! thread's `tick()` whose provider polls its cloud with short sleeps; a ticker whose callback
+//! does) gets there as soon as that code takes the GIL back. Unwinding pyo3's and the module's
+//! frames runs their destructors, which touch Python objects without the GIL: a fatal error or a
+//! segfault, and the exit status is lost. pyo3 guards its own re-attaching
+//! (`PyEval_RestoreThread`, `PyGILState_Ensure`: the return of a call that released the GIL) by
+//! parking the thread for good instead, as CPython 3.14 does; [`call`] does the same for the
+//! Python code it calls: the unwind meets its guard before any other Rust frame, and the thread
+//! waits there until the process exits.
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+
+mod raw {
+    use pyo3::ffi::PyObject;
+
+    // `C-unwind`, not pyo3's `C`: the call may end in a forced unwind (above), which must
+    // reach the guard in `call` (an `extern "C"` import is assumed not to unwind, and its
+    // caller may have no landing pad for it).
+    extern "C-unwind" {
+        pub(super) fn PyObject_Call(
+            callable: *mut PyObject,
+            args: *mut PyObject,
+            kwargs: *mut PyObject,
+        ) -> *mut PyObject;
+    }
+}
+
+/// Dropped only by a forced unwind out of the Python call it guards (a call that returns
+/// forgets it): the thread is being ended by the interpreter's finalization. It parks for good
+/// (the process is exiting), before any other frame's destructor runs without the GIL.
+struct ParkIfEnded;
+
+impl Drop for ParkIfEnded {
+    fn drop(&mut self) {
+        loop {
+            std::thread::park();
+        }
+    }
+}
+
+/// `callable(*args, **kwargs)`, parking the thread for good if the interpreter's finalization
+/// ends it meanwhile (see the module docs).
+#[allow(unsafe_code)]
+pub(crate) fn call<'py>(
+    callable: &Bound<'py, PyAny>,
+    args: &Bound<'py, PyTuple>,
+    kwargs: Option<&Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = callable.py();
+    let kwargs = kwargs.map_or(std::ptr::null_mut(), |k| k.as_ptr());
+    // Declared last: the first local a forced unwind out of the call drops.
+    let guard = ParkIfEnded;
+    // SAFETY: attached (`py`); the callable, the tuple and the dict (or NULL) are valid
+    // objects, borrowed for the call; the result is a new reference or NULL with an exception
+    // set, as `from_owned_ptr_or_err` takes it.
+    let result = unsafe { raw::PyObject_Call(callable.as_ptr(), args.as_ptr(), kwargs) };
+    std::mem::forget(guard);
+    // SAFETY: see above.
+    unsafe { Bound::from_owned_ptr_or_err(py, result) }
+}
+
+/// `object.name(*args, **kwargs)`, as [`call`] calls it.
+pub(crate) fn call_method<'py>(
+    object: &Bound<'py, PyAny>,
+    name: &str,
+    args: &Bound<'py, PyTuple>,
+    kwargs: Option<&Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    call(&object.getattr(name)?, args, kwargs)
+}

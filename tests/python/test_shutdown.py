@@ -1,0 +1,161 @@
+"""The interpreter exits while another thread is inside hodei_workers.
+
+On CPython before 3.14, a thread other than the main one that needs the GIL once the
+interpreter finalizes is ended with ``pthread_exit``: a forced unwind through every frame under
+it. When those frames are the module's (a provider's method or a ticker's callback called by a
+tick, a call that released the GIL), running their destructors without the GIL aborts the
+process (``Fatal Python error``, a segfault). CPython 3.14 parks such a thread instead; the
+module must do the same, so that the exit status stays the script's.
+
+Each case runs a small script in a subprocess: the thread is busy in Python code under the
+module's frames (a provider polling its cloud with short sleeps, as real ones do), or in a call
+that released the GIL, when the main thread returns."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+# A bound on how long the script may take before the test is considered hung (never reached).
+HANG = 60.0
+
+PROLOGUE = """\
+import threading
+import time
+import hodei_workers as hw
+
+busy = threading.Event()
+
+
+def poll():
+    # A provider or a callback that polls its cloud until the answer comes: it takes the GIL
+    # back every millisecond, so it is sure to need it while the interpreter finalizes.
+    busy.set()
+    while True:
+        time.sleep(0.001)
+
+
+class Cloud:
+    provider_id = "cloud"
+    provider_type = "docker"
+
+    def __init__(self, polls=()):
+        self.polls = polls
+
+    def create_worker(self, worker_id, spec):
+        if "create" in self.polls:
+            poll()
+        return "vm-" + worker_id
+
+    def destroy_worker(self, handle):
+        if "destroy" in self.polls:
+            poll()
+
+    def list_workers(self):
+        yield "vm-orphan"
+        poll()
+
+
+def manager(*polls, min_ready=0):
+    m = hw.LifecycleManager(hw.Registry(), hw.LifecycleConfig(min_ready_workers=min_ready))
+    m.register_provider(Cloud(polls))
+    m.set_scaling_target("cloud", hw.WorkerSpec("img"))
+    return m
+
+
+def in_daemon_thread(work):
+    threading.Thread(target=work, daemon=True).start()
+"""
+
+# The thread is in Python code the module called (under the module's frames).
+IN_PYTHON_CODE = {
+    "tick creating a worker": """
+m = manager("create", min_ready=1)
+in_daemon_thread(m.tick)
+""",
+    "terminate destroying a worker": """
+m = manager("destroy")
+w = m.provision_worker("cloud", hw.WorkerSpec("img"))
+in_daemon_thread(lambda: m.terminate_worker(w.id))
+""",
+    "reconcile listing workers": """
+m = manager()
+in_daemon_thread(m.reconcile)
+""",
+    "ticker's tick creating a worker": """
+m = manager("create", min_ready=1)
+t = m.ticker(3600.0)
+""",
+    "ticker's pending()": """
+m = manager()
+t = m.ticker(3600.0, pending=lambda: poll())
+""",
+    "ticker's on_report()": """
+m = manager()
+t = m.ticker(3600.0, on_report=lambda report: poll())
+""",
+}
+
+# The thread is in a call that released the GIL (or drops what it made, in a loop).
+DETACHED = {
+    "subscription recv": """
+sub = hw.Registry().subscribe()
+def work():
+    busy.set()
+    while True:
+        sub.recv(timeout=0.001)
+in_daemon_thread(work)
+""",
+    "manager stats": """
+m = manager()
+def work():
+    busy.set()
+    while True:
+        m.stats()
+in_daemon_thread(work)
+""",
+    "drops": """
+def work():
+    busy.set()
+    while True:
+        r = hw.Registry()
+        s = r.subscribe()
+        m = hw.LifecycleManager(r)
+        t = m.ticker(3600.0)
+        del t, m, s, r
+in_daemon_thread(work)
+""",
+}
+
+
+def run_and_exit(body: str) -> subprocess.CompletedProcess[str]:
+    code = PROLOGUE + body + "assert busy.wait(60)\nprint('exiting')\n"
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+    )
+
+
+@pytest.mark.parametrize("case", sorted(IN_PYTHON_CODE))
+def test_the_interpreter_exits_cleanly_while_a_thread_runs_python_code_the_module_called(
+    case: str,
+) -> None:
+    done = run_and_exit(IN_PYTHON_CODE[case])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "exiting"
+    assert done.stderr == "", done.stderr
+
+
+@pytest.mark.parametrize("case", sorted(DETACHED))
+def test_the_interpreter_exits_cleanly_while_a_thread_is_in_a_call_without_the_gil(
+    case: str,
+) -> None:
+    done = run_and_exit(DETACHED[case])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "exiting"
+    assert done.stderr == "", done.stderr
+
