@@ -11,7 +11,12 @@
 //! (`PyEval_RestoreThread`, `PyGILState_Ensure`: the return of a call that released the GIL) by
 //! parking the thread for good instead, as CPython 3.14 does; [`call`] does the same for the
 //! Python code it calls: the unwind meets its guard before any other Rust frame, and the thread
-//! waits there until the process exits.
+//! waits there until the process exits. Letting go of a host's object (a provider, a callback)
+//! may run its code too (`__del__`, a weakref callback, when it is the last reference: a
+//! manager dropped on a daemon thread): a [`HostObject`] is let go of under the same guard.
+
+use std::mem::ManuallyDrop;
+use std::ops::Deref;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
@@ -28,6 +33,7 @@ mod raw {
             args: *mut PyObject,
             kwargs: *mut PyObject,
         ) -> *mut PyObject;
+        pub(super) fn Py_DecRef(object: *mut PyObject);
     }
 }
 
@@ -73,4 +79,50 @@ pub(crate) fn call_method<'py>(
     kwargs: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     call(&object.getattr(name)?, args, kwargs)
+}
+
+/// A strong reference to an object of the host's (a provider, a callback), which the module
+/// keeps: its last release may run the host's code (`__del__`, a weakref callback) under the
+/// module's frames, so it is released under the guard of [`call`]. Released on the thread that
+/// lets go of it, attaching to the interpreter if need be (only a ticker's joining thread lets go
+/// of one without being attached, holding no lock); without an interpreter to attach to
+/// (finalizing, since 3.13) it is left to pyo3, which releases it when a thread next attaches.
+pub(crate) struct HostObject(ManuallyDrop<Py<PyAny>>);
+
+impl HostObject {
+    pub(crate) fn new(object: Py<PyAny>) -> Self {
+        HostObject(ManuallyDrop::new(object))
+    }
+
+    /// A new strong reference to the same object.
+    pub(crate) fn clone_ref(&self, py: Python<'_>) -> Self {
+        HostObject::new(self.0.clone_ref(py))
+    }
+}
+
+impl Deref for HostObject {
+    type Target = Py<PyAny>;
+
+    fn deref(&self) -> &Py<PyAny> {
+        &self.0
+    }
+}
+
+impl Drop for HostObject {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        // SAFETY: taken once, here; the field is never used again.
+        let mut object = Some(unsafe { ManuallyDrop::take(&mut self.0) });
+        Python::try_attach(|_py| {
+            if let Some(object) = object.take() {
+                let object = object.into_ptr();
+                // Declared last: the first local a forced unwind out of the release drops.
+                let guard = ParkIfEnded;
+                // SAFETY: attached (`_py`); `object` is a strong reference, given up here.
+                unsafe { raw::Py_DecRef(object) };
+                std::mem::forget(guard);
+            }
+        });
+        drop(object);
+    }
 }

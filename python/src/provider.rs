@@ -53,7 +53,7 @@ use pyo3::exceptions::{
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
-use crate::calls;
+use crate::calls::{self, HostObject};
 use crate::convert;
 use crate::errors::exception_text;
 use crate::types::{py_repr, str_dict, PyWorkerSpec};
@@ -195,7 +195,7 @@ impl PyWorkerHandle {
 /// collector and its `__clear__` takes it, so that a provider holding a reference to its
 /// manager (a cycle through Rust the collector cannot see by itself) is collected. A provider
 /// whose object was taken fails every call as a provider error.
-pub(crate) type ProviderObject = Arc<Mutex<Option<Py<PyAny>>>>;
+pub(crate) type ProviderObject = Arc<Mutex<Option<HostObject>>>;
 
 /// The core's view of a Python provider object.
 pub(crate) struct PythonProvider {
@@ -301,7 +301,7 @@ impl PythonProvider {
             .cast::<PyString>()
             .map_err(|_| PyTypeError::new_err("provider_type must be a str such as \"docker\""))?;
         Ok(PythonProvider {
-            object: Arc::new(Mutex::new(Some(object.clone().unbind()))),
+            object: Arc::new(Mutex::new(Some(HostObject::new(object.clone().unbind())))),
             id: convert::provider_id(id, "provider_id")?,
             kind: convert::provider_type(kind, "provider_type")?,
             create_takes_token: takes_fencing_token(&object.getattr("create_worker")?)?,

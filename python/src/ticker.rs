@@ -31,7 +31,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use pyo3::{PyTraverseError, PyVisit};
 
-use crate::calls;
+use crate::calls::{self, HostObject};
 use crate::convert::{self, Seconds};
 use crate::errors::{run, shown};
 use crate::events::{wait_slice, SIGNAL_CHECK};
@@ -159,9 +159,9 @@ struct Held {
     /// reachable, so are the manager and the providers the ticks call (a provider holding its
     /// manager makes a cycle the collector would otherwise break, see
     /// `PyLifecycleManager::__clear__`, under the running thread's feet).
-    manager: Option<Py<PyAny>>,
-    pending: Option<Py<PyAny>>,
-    on_report: Option<Py<PyAny>>,
+    manager: Option<HostObject>,
+    pending: Option<HostObject>,
+    on_report: Option<HostObject>,
 }
 
 fn lock(held: &Mutex<Held>) -> MutexGuard<'_, Held> {
@@ -280,9 +280,9 @@ pub(crate) fn start(
     let has_pending = pending.is_some();
     let has_on_report = on_report.is_some();
     let held = Arc::new(Mutex::new(Held {
-        manager: Some(owner),
-        pending,
-        on_report,
+        manager: Some(HostObject::new(owner)),
+        pending: pending.map(HostObject::new),
+        on_report: on_report.map(HostObject::new),
     }));
     let demand = {
         let held = Arc::clone(&held);
@@ -425,7 +425,7 @@ impl PyTicker {
                 .into_iter()
                 .flatten()
             {
-                visit.call(object)?;
+                visit.call(&**object)?;
             }
         }
         Ok(())

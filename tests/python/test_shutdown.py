@@ -57,6 +57,19 @@ class Cloud:
         yield "vm-orphan"
         poll()
 
+    def __del__(self):
+        # Closes its sessions (when the module lets go of the last reference).
+        if "del" in self.polls:
+            poll()
+
+
+class Pending:
+    def __call__(self):
+        return 0
+
+    def __del__(self):
+        poll()
+
 
 def manager(*polls, min_ready=0):
     m = hw.LifecycleManager(hw.Registry(), hw.LifecycleConfig(min_ready_workers=min_ready))
@@ -95,6 +108,24 @@ t = m.ticker(3600.0, pending=lambda: poll())
     "ticker's on_report()": """
 m = manager()
 t = m.ticker(3600.0, on_report=lambda report: poll())
+""",
+    # The module lets go of the last reference to a host's object: its __del__ runs there.
+    "manager let go of": """
+def work():
+    m = manager("del")
+    del m
+in_daemon_thread(work)
+""",
+    "provider unregistered": """
+m = manager("del")
+in_daemon_thread(lambda: m.unregister_provider("cloud"))
+""",
+    "ticker let go of": """
+def work():
+    t = hw.LifecycleManager(hw.Registry()).ticker(3600.0, pending=Pending())
+    t.stop()
+    del t
+in_daemon_thread(work)
 """,
 }
 

@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyString;
 use pyo3::{PyTraverseError, PyVisit};
 
+use crate::calls::HostObject;
 use crate::convert::{self, Int, Seconds};
 use crate::errors::run;
 use crate::provider::{manager_call, ProviderObject, PythonProvider};
@@ -228,7 +229,7 @@ impl PyLifecycleManager {
             for (_, object) in providers.iter() {
                 if let Ok(object) = object.try_lock() {
                     if let Some(object) = &*object {
-                        visit.call(object)?;
+                        visit.call(&**object)?;
                     }
                 }
             }
@@ -240,11 +241,11 @@ impl PyLifecycleManager {
     /// providers' objects and the last report. The references are dropped after every lock is
     /// released, since dropping them may run Python code.
     fn __clear__(&self) {
-        let mut taken: Vec<Py<PyAny>> = Vec::new();
+        let mut taken: Vec<HostObject> = Vec::new();
         for (_, object) in lock(&self.providers).drain(..) {
             taken.extend(lock(&object).take());
         }
-        taken.extend(lock(&self.last_report).take());
+        taken.extend(lock(&self.last_report).take().map(HostObject::new));
         drop(taken);
     }
 
