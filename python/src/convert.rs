@@ -174,15 +174,18 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Seconds {
 
     fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
         let py = obj.py();
-        let timedelta = TIMEDELTA.import(py, "datetime", "timedelta")?;
-        let secs: f64 = if obj.is_instance(timedelta)? {
-            obj.call_method0("total_seconds")?.extract()?
-        } else if obj.is_instance_of::<PyBool>() {
+        // Numbers first: `datetime` is imported only for what may be a timedelta (whose
+        // module is then already loaded). A first import runs Python code (importlib) under
+        // this call, which a daemon thread must not be in when the interpreter exits (see
+        // `calls`): `recv(timeout=...)` there crashed the exit now and then.
+        let secs: f64 = if obj.is_instance_of::<PyBool>() {
             return Err(PyTypeError::new_err(
                 "a duration must be float seconds or a datetime.timedelta, not bool",
             ));
         } else if obj.is_instance_of::<PyFloat>() || obj.is_instance_of::<PyInt>() {
             obj.extract::<Float>()?.0
+        } else if obj.is_instance(TIMEDELTA.import(py, "datetime", "timedelta")?)? {
+            obj.call_method0("total_seconds")?.extract()?
         } else {
             return Err(PyTypeError::new_err(format!(
                 "a duration must be float seconds or a datetime.timedelta, not {}",
