@@ -19,7 +19,7 @@ A provider is any object with these members; it need not inherit from anything::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping, Protocol, Tuple, Union
+from typing import TYPE_CHECKING, Callable, Mapping, Protocol, Tuple, Union
 
 if TYPE_CHECKING:
     from hodei_workers._native import WorkerHandle, WorkerSpec
@@ -95,3 +95,22 @@ class Provider(Protocol):
     def destroy_worker(self, handle: WorkerHandle) -> None:
         """Destroys the instance ``handle.resource_id``."""
         ...
+
+
+def _takes_fencing_token(method: Callable[..., object]) -> bool:
+    """Whether ``method`` takes a ``fencing_token`` keyword: a parameter of that name that may
+    be passed by keyword, or ``**kwargs`` (``register_provider`` asks, for ``create_worker`` and
+    ``destroy_worker``). Raises what ``inspect.signature`` raises when it cannot tell.
+
+    Python, not Rust, so that the whole of it (``inspect``'s import, the signature, the
+    parameters' properties) runs in the one call the module guards against the interpreter's
+    exit ending its thread meanwhile (see ``calls`` in the module's sources)."""
+    import inspect
+
+    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    for parameter in inspect.signature(method).parameters.values():
+        if parameter.kind == inspect.Parameter.VAR_KEYWORD:
+            return True
+        if parameter.name == "fencing_token" and parameter.kind in keyword:
+            return True
+    return False

@@ -216,33 +216,14 @@ pub(crate) struct PythonProvider {
 /// A `BaseException` that is not an `Exception` (Ctrl-C landing there), as it was raised.
 fn takes_fencing_token(method: &Bound<'_, PyAny>) -> PyResult<bool> {
     let py = method.py();
-    let answer = || -> PyResult<bool> {
-        let inspect = py.import("inspect")?;
-        let parameter = inspect.getattr("Parameter")?;
-        let keyword = [
-            parameter.getattr("POSITIONAL_OR_KEYWORD")?,
-            parameter.getattr("KEYWORD_ONLY")?,
-        ];
-        let var_keyword = parameter.getattr("VAR_KEYWORD")?;
-        let parameters = inspect
-            .call_method1("signature", (method,))?
-            .getattr("parameters")?
-            .call_method0("values")?;
-        for p in parameters.try_iter()? {
-            let p = p?;
-            let kind = p.getattr("kind")?;
-            if kind.eq(&var_keyword)? {
-                return Ok(true);
-            }
-            if p.getattr("name")?.eq("fencing_token")?
-                && (kind.eq(&keyword[0])? || kind.eq(&keyword[1])?)
-            {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    };
-    match answer() {
+    // `hodei_workers.provider._takes_fencing_token`: one guarded call for all the Python code
+    // it runs (a daemon thread registering a provider as the interpreter exits).
+    let answer = py
+        .import("hodei_workers.provider")
+        .and_then(|m| m.getattr("_takes_fencing_token"))
+        .and_then(|helper| calls::call(&helper, &(method,).into_pyobject(py)?, None))
+        .and_then(|takes| takes.is_truthy());
+    match answer {
         Ok(takes) => Ok(takes),
         Err(err) if err.is_instance_of::<PyException>(py) => Ok(false),
         Err(err) => Err(err),

@@ -109,6 +109,23 @@ t = m.ticker(3600.0, pending=lambda: poll())
 m = manager()
 t = m.ticker(3600.0, on_report=lambda report: poll())
 """,
+    "register_provider reading a signature": """
+class Signature:
+    @property
+    def __signature__(self):
+        poll()
+
+    def __call__(self, worker_id, spec):
+        return "vm"
+
+
+class Introspected(Cloud):
+    create_worker = Signature()
+
+
+m = hw.LifecycleManager(hw.Registry())
+in_daemon_thread(lambda: m.register_provider(Introspected()))
+""",
     # The module lets go of the last reference to a host's object: its __del__ runs there.
     "manager let go of": """
 def work():
