@@ -34,6 +34,7 @@ mod raw {
             kwargs: *mut PyObject,
         ) -> *mut PyObject;
         pub(super) fn Py_DecRef(object: *mut PyObject);
+        pub(super) fn PyErr_WriteUnraisable(object: *mut PyObject);
     }
 }
 
@@ -69,6 +70,21 @@ pub(crate) fn call<'py>(
     std::mem::forget(guard);
     // SAFETY: see above.
     unsafe { Bound::from_owned_ptr_or_err(py, result) }
+}
+
+/// Hands `err` to `sys.unraisablehook` with `object` as the context (`PyErr::write_unraisable`),
+/// under the guard of [`call`]: the hook may be the host's Python code (sending it to a log
+/// service), and the default one writes to `sys.stderr`, releasing the GIL meanwhile.
+#[allow(unsafe_code)]
+pub(crate) fn write_unraisable(py: Python<'_>, err: PyErr, object: Option<&Bound<'_, PyAny>>) {
+    let object = object.map_or(std::ptr::null_mut(), |o| o.as_ptr());
+    err.restore(py);
+    // Declared last: the first local a forced unwind out of the hook drops.
+    let guard = ParkIfEnded;
+    // SAFETY: attached (`py`), with the exception just set; `object` is NULL or a valid
+    // object, borrowed for the call.
+    unsafe { raw::PyErr_WriteUnraisable(object) };
+    std::mem::forget(guard);
 }
 
 /// `object.name(*args, **kwargs)`, as [`call`] calls it.

@@ -84,7 +84,7 @@ fn interrupt_raised(py: Python<'_>, object: &Bound<'_, PyAny>, err: PyErr) {
     if depth == 0 {
         // A Ticker's tick: parked, it would never reach anyone (and would keep its frames
         // alive, and shadow the thread's later interrupts).
-        err.write_unraisable(py, Some(object));
+        calls::write_unraisable(py, err, Some(object));
         return;
     }
     // The first one parked wins. Another is dropped only once the slot is no longer

@@ -93,9 +93,9 @@ fn held_key(held: &Arc<Mutex<Held>>) -> usize {
 fn callback_failed(py: Python<'_>, callable: &Py<PyAny>, err: PyErr, what: &str) -> ! {
     let (shown, repr_interrupt) = shown(py, err.value(py).as_any(), true);
     let text = format!("{what} raised {shown}");
-    err.write_unraisable(py, Some(callable.bind(py)));
+    calls::write_unraisable(py, err, Some(callable.bind(py)));
     if let Some(interrupt) = repr_interrupt {
-        interrupt.write_unraisable(py, Some(callable.bind(py)));
+        calls::write_unraisable(py, interrupt, Some(callable.bind(py)));
     }
     resume_unwind(Box::new(text))
 }

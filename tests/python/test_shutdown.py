@@ -109,6 +109,12 @@ t = m.ticker(3600.0, pending=lambda: poll())
 m = manager()
 t = m.ticker(3600.0, on_report=lambda report: poll())
 """,
+    "sys.unraisablehook reporting a ticker's callback": """
+import sys
+sys.unraisablehook = lambda unraisable: poll()  # sends it to a log service, say
+m = manager()
+t = m.ticker(3600.0, on_report=lambda report: 1 / 0)
+""",
     "register_provider reading a signature": """
 class Signature:
     @property
