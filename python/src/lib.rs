@@ -1,10 +1,14 @@
 //! Python bindings of hodei-workers: the module `hodei_workers._native`, re-exported by the
 //! pure-Python package `hodei_workers` (DESIGN.md §8).
 //!
-//! This layer translates and holds no lifecycle logic of its own. Two rules shape it:
+//! This layer translates and holds no lifecycle logic of its own. These rules shape it:
 //! - Every call that takes a core lock or may block runs with the GIL released
 //!   (`errors::run`, `py.detach`), so Python threads run meanwhile and no Python code (a
 //!   provider, a finalizer run by the garbage collector) can run while a core lock is held.
+//! - Every call into the host's Python code made under the module's frames (a provider's
+//!   method, a ticker's callback, `sys.unraisablehook`) and every release of a host's object
+//!   goes through `calls`, which parks the thread for good if the interpreter's exit ends it
+//!   meanwhile (CPython < 3.14 would unwind the module's frames without the GIL: a crash).
 //! - Every core error becomes the matching exception of the tree rooted at
 //!   `HodeiWorkersError`; a wrong type is a `TypeError`; a Rust panic is an `InternalError`
 //!   (a `RuntimeError`), never a crash.
