@@ -3,9 +3,11 @@
 On CPython before 3.14, a thread other than the main one that needs the GIL once the
 interpreter finalizes is ended with ``pthread_exit``: a forced unwind through every frame under
 it. When those frames are the module's (a provider's method or a ticker's callback called by a
-tick, a call that released the GIL), running their destructors without the GIL aborts the
-process (``Fatal Python error``, a segfault). CPython 3.14 parks such a thread instead; the
-module must do the same, so that the exit status stays the script's.
+tick, the hook that reports a callback's exception, the ``__del__`` of an object the module
+lets go of, a call that released the GIL), running their destructors without the GIL aborts
+the process (``Fatal Python error``, ``FATAL: exception not rethrown``, a segfault). CPython
+3.14 parks such a thread instead; the module must do the same, so that the exit status stays
+the script's.
 
 Each case runs a small script in a subprocess: the thread is busy in Python code under the
 module's frames (a provider polling its cloud with short sleeps, as real ones do), or in a call
