@@ -302,6 +302,28 @@ impl PythonProvider {
         method: &str,
         err: PyErr,
     ) -> ProviderError {
+        // The last references to the exception and its traceback are usually the module's:
+        // the traceback keeps the provider's frames, whose locals' `__del__` (a session
+        // closing its connections) runs when they go. These are let go of last, as `calls`
+        // releases a host's object.
+        let last = [
+            Some(err.value(py).clone().into_any().unbind()),
+            err.traceback(py).map(|t| t.into_any().unbind()),
+        ]
+        .map(|object| object.map(HostObject::new));
+        let error = self.classify(py, object, method, err);
+        drop(last);
+        error
+    }
+
+    /// [`failure`](Self::failure)'s work.
+    fn classify(
+        &self,
+        py: Python<'_>,
+        object: &Bound<'_, PyAny>,
+        method: &str,
+        err: PyErr,
+    ) -> ProviderError {
         let value = err.value(py);
         let (shown, str_interrupt) = exception_text(py, &err);
         let text = format!(

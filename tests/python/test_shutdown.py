@@ -117,6 +117,23 @@ sys.unraisablehook = lambda unraisable: poll()  # sends it to a log service, say
 m = manager()
 t = m.ticker(3600.0, on_report=lambda report: 1 / 0)
 """,
+    "tick letting go of a provider's exception": """
+class Session:
+    def __del__(self):
+        poll()  # closes its connections
+
+
+class Failing(Cloud):
+    def create_worker(self, worker_id, spec):
+        session = Session()  # kept by the traceback's frame
+        raise RuntimeError("no quota")
+
+
+m = hw.LifecycleManager(hw.Registry(), hw.LifecycleConfig(min_ready_workers=1))
+m.register_provider(Failing())
+m.set_scaling_target("cloud", hw.WorkerSpec("img"))
+in_daemon_thread(m.tick)
+""",
     "register_provider reading a signature": """
 class Signature:
     @property
