@@ -715,14 +715,17 @@ typedef struct hw_manager_config {
    partition on the host's side must not kill a healthy fleet; startup expiries are never
    held). The same rule guards the ticks' own reconciles: a provider's listing that misses
    more than this fraction of its live workers (and more than `unhealthy_floor`) expires
-   none of them as vanished (`hw_manager_reconcile` is not braked). In (0, 1]; 1 disables
-   the brake; default 0.55.
+   none of them as vanished, and one that shows more instances no record knows than this
+   fraction of the provider's records (and more than `unhealthy_floor`) destroys none of
+   them as orphans (`hw_manager_reconcile` is not braked). In (0, 1]; 1 disables the
+   brake; default 0.55.
    */
   double max_unhealthy_fraction;
   /*
    The brake's floor: this many workers may always be silent at once without the brake
    holding, whatever the fraction, so that a fleet of one to three can still lose one
-   (likewise this many vanished instances per provider in the ticks' reconciles; default 1).
+   (likewise this many vanished instances, and this many orphan instances, per provider in
+   the ticks' reconciles; default 1).
    */
   size_t unhealthy_floor;
   /*
@@ -1458,7 +1461,8 @@ hw_status hw_manager_terminate(const struct hw_manager *manager, struct hw_worke
  Compares the registry with each provider's `list_workers`: instances the registry does not
  know are destroyed; records whose instance vanished are unregistered (reason `VANISHED`,
  listed as terminated; their jobs as lost), however many: this call is not braked (the
- host asked), unlike the ticks' own reconciles (see `max_unhealthy_fraction`). The JSON form
+ host asked; the way to clean up after losing a registry), unlike the ticks' own reconciles
+ (see `max_unhealthy_fraction`). The JSON form
  has the whole reconcile report.
  */
 hw_status hw_manager_reconcile(const struct hw_manager *manager, struct hw_report **out);

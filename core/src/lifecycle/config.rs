@@ -88,12 +88,17 @@ pub struct WorkerLifecycleConfig {
     /// ticks' own reconciles: a provider's listing that misses more than this fraction of its
     /// live (non-terminal) workers old enough to be judged (and more than `unhealthy_floor`)
     /// expires none of them as vanished — a listing truncated or empty by mistake must not end
-    /// the fleet — and the run is incomplete (runs again after a back-off); the host's
-    /// `reconcile()` is not braked. In `(0, 1]`; 1 disables the brake. Default 0.55.
+    /// the fleet — and one that shows more instances no record knows than this fraction of
+    /// the provider's records (and more than `unhealthy_floor`) destroys none of them as
+    /// orphans — another tenant's or region's instances must not be destroyed; either way the
+    /// run is incomplete (runs again after a back-off); the host's `reconcile()` is not
+    /// braked. In `(0, 1]`; 1 disables the brake. Default 0.55.
     pub max_unhealthy_fraction: f64,
     /// The brake's floor: this many workers may always be silent at once without the brake
     /// holding, whatever the fraction, so that a fleet of one to three can still lose one
-    /// (likewise this many vanished instances per provider in the ticks' reconciles). Default 1.
+    /// (likewise this many vanished instances, and this many orphan instances, per provider in
+    /// the ticks' reconciles: a takeover's reconcile of an empty registry destroys this many).
+    /// Default 1.
     pub unhealthy_floor: usize,
     /// The brake's bound: once it has held continuously for longer than this, the health check
     /// lets go and declares the silent workers unhealthy after all (their jobs are reported

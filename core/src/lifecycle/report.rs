@@ -298,8 +298,10 @@ pub struct ReconcileReport {
     /// listing (`not listed: …`) or among their orphans (`N orphan instances not destroyed:
     /// …`), or (a tick's reconcile only) the listing missed more of the provider's live
     /// workers than the brake allows (`listing of P would expire N of M workers: held by the
-    /// brake`: none of them expired). The reconcile is then incomplete (a tick's runs again
-    /// after a back-off).
+    /// brake`: none of them expired) or showed more instances no record knows than the brake
+    /// allows against the provider's records (`listing of P shows N instances no record knows
+    /// (of M records): held by the brake`: none of them destroyed). The reconcile is then
+    /// incomplete (a tick's runs again after a back-off).
     pub errors: Vec<(ProviderId, String)>,
     /// Instances unknown to the registry, destroyed (or attempted).
     pub orphans: Vec<OrphanInstance>,

@@ -625,6 +625,9 @@ fn a_takeover_reconcile_destroys_no_more_orphans_per_tick_than_the_action_cap() 
         WorkerLifecycleConfig {
             min_ready_workers: 0,
             max_actions_per_tick: 3,
+            // The brake allows the ticks 10 orphans of an empty registry (this test is about
+            // the cap, not about the brake on orphans).
+            unhealthy_floor: 10,
             ..config()
         },
         Arc::new(InMemoryLease::new(store.clone(), "a", TTL)),
@@ -679,6 +682,9 @@ fn the_periodic_reconcile_is_capped_and_the_hosts_is_not() {
     let f = Fixture::new(WorkerLifecycleConfig {
         min_ready_workers: 0,
         max_actions_per_tick: 2,
+        // The brake allows the ticks 4 orphans of an empty registry (this test is about the
+        // cap, not about the brake on orphans).
+        unhealthy_floor: 4,
         ..config()
     });
     let interval = f.manager.config().reconcile_interval;
@@ -1001,6 +1007,9 @@ fn a_reconcile_that_stops_trusting_its_lease_among_the_orphans_is_incomplete() {
         registry,
         WorkerLifecycleConfig {
             min_ready_workers: 0,
+            // The brake allows the ticks 2 orphans of an empty registry (this test is about
+            // the lease, not about the brake on orphans).
+            unhealthy_floor: 2,
             ..config()
         },
         Arc::new(InMemoryLease::new(store.clone(), "a", secs(15))),
@@ -1056,6 +1065,9 @@ fn an_orphan_retry_that_finds_the_instance_registered_takes_no_action() {
         WorkerLifecycleConfig {
             min_ready_workers: 0,
             max_actions_per_tick: 2,
+            // The brake allows the ticks 6 orphans of an empty registry (this test is about
+            // the retries' actions, not about the brake on orphans).
+            unhealthy_floor: 6,
             ..config()
         },
         Arc::new(InMemoryLease::new(store.clone(), "a", TTL)),
@@ -1408,4 +1420,146 @@ fn young_workers_do_not_dilute_the_brake_of_a_periodic_reconcile() {
     for id in &fleet {
         assert_eq!(f.state(id), Some(WorkerState::Busy));
     }
+}
+
+/// A listing that shows instances that are not ours (another tenant's, another region's: a
+/// misconfigured listing) must not have the ticks destroy them all as orphans. Counted against
+/// the provider's records, more orphans than the brake allows are held: none destroyed, none
+/// remembered for the retries, the run reported and incomplete (run again after the back-off).
+/// A listing that shows as many as the brake allows has them destroyed as before, and the
+/// host's own `reconcile()` is not braked (the host asked). Before, the periodic run destroyed
+/// the 10 foreign instances.
+#[test]
+fn a_periodic_reconcile_whose_listing_shows_many_unknown_instances_is_held_by_the_brake() {
+    let f = Fixture::new(WorkerLifecycleConfig {
+        min_ready_workers: 0,
+        ..config()
+    });
+    assert_eq!(f.manager.config().unhealthy_floor, 1);
+    let due = f.now() + f.manager.config().reconcile_interval.as_millis() as u64;
+    // 4 records: the brake allows max(1, floor(0.55 × 4)) = 2 unknown instances.
+    let fleet: Vec<WorkerId> = (0..4)
+        .map(|i| {
+            let id = f.ready();
+            f.registry
+                .assign_to_job(&id, job(&format!("j{i}")))
+                .unwrap();
+            id
+        })
+        .collect();
+    let foreign: Vec<String> = (0..10).map(|i| format!("theirs-{i}")).collect();
+    for resource in &foreign {
+        f.provider.add_orphan(resource);
+    }
+    let tick = || {
+        f.advance(secs(10));
+        for id in &fleet {
+            f.registry.heartbeat(id).unwrap();
+        }
+        f.manager.tick(0)
+    };
+    let mut held = None;
+    while f.now() < due + 60_000 {
+        let r = tick();
+        if r.decisions
+            .iter()
+            .any(|d| d.starts_with("periodic reconcile"))
+        {
+            held.get_or_insert(r);
+        }
+    }
+    let held = held.expect("no periodic reconcile");
+    assert!(
+        destroy_calls(&f.provider).is_empty(),
+        "instances no record knows destroyed: {:?}",
+        held.decisions
+    );
+    assert_eq!(f.provider.instance_ids().len(), 14, "{:?}", held.decisions);
+    assert!(f.manager.pending_orphans().is_empty(), "deferred");
+    assert!(
+        held.decisions.iter().any(|d| d
+            == "periodic reconcile: provider test: listing of test shows 10 instances no record \
+                knows (of 4 records): held by the brake"),
+        "{:?}",
+        held.decisions
+    );
+    assert!(
+        held.decisions
+            .iter()
+            .any(|d| d.starts_with("periodic reconcile incomplete: run again in")),
+        "{:?}",
+        held.decisions
+    );
+    for id in &fleet {
+        assert_eq!(f.state(id), Some(WorkerState::Busy));
+    }
+    // The listing is fixed but for 2 unknown instances (as many as the brake allows): the next
+    // run again destroys them.
+    for resource in &foreign[2..] {
+        f.provider.lose(resource);
+    }
+    for _ in 0..100 {
+        tick();
+        if f.provider.instance_ids().len() == 4 {
+            break;
+        }
+    }
+    assert_eq!(
+        destroy_calls(&f.provider),
+        ["destroy theirs-0", "destroy theirs-1"]
+    );
+    f.assert_no_leak();
+    // The host's own reconcile is not braked: the host asked.
+    for resource in &foreign {
+        f.provider.add_orphan(resource);
+    }
+    assert_eq!(f.manager.reconcile().unwrap().orphans.len(), 10);
+    f.assert_no_leak();
+}
+
+/// The takeover's reconcile is braked on orphans too: a new leader of an empty registry (the
+/// registry lost, or a wrong one) whose provider lists many instances destroys none of them;
+/// the few instances a dead leader created before registering (at most `unhealthy_floor`) are
+/// still destroyed (`a_create_returning_after_the_new_leaders_takeover_reconcile_is_destroyed_by_its_ticks`).
+#[test]
+fn a_takeover_reconcile_of_an_empty_registry_destroys_none_of_many_listed_instances() {
+    let store = Arc::new(ManualClock::new(T0));
+    let local = Arc::new(ManualClock::new(0));
+    let registry: Arc<dyn WorkerRegistry> = crate::backend::new_registry(store.clone());
+    let provider = TestProvider::new("test");
+    for i in 0..5 {
+        provider.add_orphan(&format!("i-{i}"));
+    }
+    let manager = WorkerLifecycleManager::with_leadership(
+        registry,
+        WorkerLifecycleConfig {
+            min_ready_workers: 0,
+            ..config()
+        },
+        Arc::new(InMemoryLease::new(store.clone(), "a", secs(15))),
+        local.clone(),
+    )
+    .unwrap();
+    manager.register_provider(provider.clone()).unwrap();
+    let r = manager.tick(0);
+    assert!(r.leading, "{:?}", r.decisions);
+    assert!(destroy_calls(&provider).is_empty(), "{:?}", r.decisions);
+    assert!(manager.pending_orphans().is_empty());
+    assert!(
+        r.decisions.iter().any(|d| d
+            == "takeover reconcile: provider test: listing of test shows 5 instances no record \
+                knows (of 0 records): held by the brake"),
+        "{:?}",
+        r.decisions
+    );
+    assert!(
+        r.decisions
+            .iter()
+            .any(|d| d.starts_with("takeover reconcile incomplete: run again in")),
+        "{:?}",
+        r.decisions
+    );
+    // The host's reconcile is the way after losing a registry.
+    assert_eq!(manager.reconcile().unwrap().orphans.len(), 5);
+    assert!(provider.instance_ids().is_empty());
 }

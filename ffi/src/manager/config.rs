@@ -52,12 +52,15 @@ pub struct hw_manager_config {
     /// partition on the host's side must not kill a healthy fleet; startup expiries are never
     /// held). The same rule guards the ticks' own reconciles: a provider's listing that misses
     /// more than this fraction of its live workers (and more than `unhealthy_floor`) expires
-    /// none of them as vanished (`hw_manager_reconcile` is not braked). In (0, 1]; 1 disables
-    /// the brake; default 0.55.
+    /// none of them as vanished, and one that shows more instances no record knows than this
+    /// fraction of the provider's records (and more than `unhealthy_floor`) destroys none of
+    /// them as orphans (`hw_manager_reconcile` is not braked). In (0, 1]; 1 disables the
+    /// brake; default 0.55.
     pub max_unhealthy_fraction: f64,
     /// The brake's floor: this many workers may always be silent at once without the brake
     /// holding, whatever the fraction, so that a fleet of one to three can still lose one
-    /// (likewise this many vanished instances per provider in the ticks' reconciles; default 1).
+    /// (likewise this many vanished instances, and this many orphan instances, per provider in
+    /// the ticks' reconciles; default 1).
     pub unhealthy_floor: usize,
     /// The brake's bound: once it has held continuously for longer than this, the health check
     /// lets go and declares the silent workers unhealthy after all — most of the fleet really

@@ -267,7 +267,8 @@ pub extern "C" fn hw_manager_terminate(
 /// Compares the registry with each provider's `list_workers`: instances the registry does not
 /// know are destroyed; records whose instance vanished are unregistered (reason `VANISHED`,
 /// listed as terminated; their jobs as lost), however many: this call is not braked (the
-/// host asked), unlike the ticks' own reconciles (see `max_unhealthy_fraction`). The JSON form
+/// host asked; the way to clean up after losing a registry), unlike the ticks' own reconciles
+/// (see `max_unhealthy_fraction`). The JSON form
 /// has the whole reconcile report.
 #[no_mangle]
 pub extern "C" fn hw_manager_reconcile(

@@ -409,8 +409,11 @@ impl WorkerLifecycleManager {
     /// complete, [`reconcile`](Self::reconcile) itself schedules the next periodic run and
     /// resets the back-off. It is braked: a provider whose listing would expire more of its
     /// live workers as vanished than the health check's brake allows has none expired (a
-    /// listing truncated or empty by mistake must not end a fleet and its jobs in one tick);
-    /// that counts as incomplete too.
+    /// listing truncated or empty by mistake must not end a fleet and its jobs in one tick),
+    /// and one whose listing shows more instances no record knows than the brake allows
+    /// against its records has none of them destroyed (another tenant's or region's instances,
+    /// a misconfigured listing, must not be destroyed as orphans; the host's `reconcile()` is
+    /// the way after losing a registry); that counts as incomplete too.
     fn tick_reconcile(
         &self,
         now: Timestamp,

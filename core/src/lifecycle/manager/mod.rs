@@ -442,7 +442,12 @@ impl WorkerLifecycleManager {
     ///    braked as the health check is: a provider whose listing would expire more of its
     ///    live workers as vanished than `max_unhealthy_fraction` (and `unhealthy_floor`)
     ///    allows has none of them expired (`listing of P would expire N of M workers: held by
-    ///    the brake`), and the run is incomplete;
+    ///    the brake`), and one whose listing shows more instances no record knows than the
+    ///    same rule allows against the provider's records has none of them destroyed
+    ///    (`listing of P shows N instances no record knows (of M records): held by the
+    ///    brake`: another tenant's or region's instances, a misconfigured listing; after
+    ///    losing its registry, the host calls [`reconcile`](Self::reconcile), which is not
+    ///    braked); either way the run is incomplete;
     /// 5. interruption deadlines ([`notify_interruption`](Self::notify_interruption)): a job
     ///    still running on an interrupted worker at its deadline is reported lost;
     /// 6. scaling toward `demand`: over the pools when any is set

@@ -25,7 +25,12 @@ impl WorkerLifecycleManager {
     ///   from an orphan), or a destroy was confirmed since the listing began (the listing may
     ///   show an instance whose record was destroyed and unregistered meanwhile): checked
     ///   again next time. An orphan another thread is destroying right now (a tick's retry)
-    ///   is left to it: no instance is destroyed twice;
+    ///   is left to it: no instance is destroyed twice. This call destroys them however many
+    ///   there are — the host asked (after losing its registry, say); the ticks' own
+    ///   reconciles are braked: a listing that shows more instances no record knows than the
+    ///   brake allows against the provider's records (`max_unhealthy_fraction`,
+    ///   `unhealthy_floor`: another tenant's or region's instances, a misconfigured listing)
+    ///   destroys none of them there (see [`tick`](Self::tick));
     /// - records whose instance vanished are unregistered with reason `Vanished` (a job they
     ///   held is reported lost; an unregister answered `Backend` whose record is gone when
     ///   looked at was applied, its reply lost, and is reported so too). This call expires
@@ -73,7 +78,12 @@ impl WorkerLifecycleManager {
     /// provider whose listing misses more of its live (non-terminal) records old enough to be
     /// judged than the brake allows (`max_unhealthy_fraction`, `unhealthy_floor`) has none of
     /// them expired: it is in [`errors`](ReconcileReport::errors) (`listing of P would expire
-    /// N of M workers: held by the brake`), and the run is incomplete.
+    /// N of M workers: held by the brake`), and the run is incomplete. Likewise a provider
+    /// whose listing shows more instances no record knows than the brake allows against its
+    /// M records (all of them, whatever their state or age) has none of them destroyed or
+    /// deferred (`listing of P shows N instances no record knows (of M records): held by the
+    /// brake`). The orphans remembered already (deferred, failed destroys) were judged by the
+    /// run that found them: their retries are not braked again.
     pub(super) fn reconcile_within(
         &self,
         young: Duration,
@@ -156,7 +166,28 @@ impl WorkerLifecycleManager {
                 })
                 .collect();
             if !orphans.is_empty() {
-                if in_flight_before == 0 && started_after == started_before {
+                if in_flight_before != 0 || started_after != started_before {
+                    report.orphan_check_skipped.push(pid.clone());
+                } else if braked
+                    && assess(&self.config, orphans.len(), orphans.len(), records.len()).is_some()
+                {
+                    // The brake, on the other side of the listing: one that shows more
+                    // instances no record knows than the brake allows against the provider's
+                    // records is taken for the observer's fault (another tenant's or another
+                    // region's instances: a misconfigured listing), not for orphans of ours,
+                    // and none is destroyed or deferred; the run is incomplete (runs again
+                    // after the back-off). The host's `reconcile()` destroys them if they are
+                    // ours (after losing a registry, say).
+                    report.errors.push((
+                        pid.clone(),
+                        format!(
+                            "listing of {pid} shows {} instances no record knows (of {} \
+                             records): held by the brake",
+                            orphans.len(),
+                            records.len()
+                        ),
+                    ));
+                } else {
                     // This pass's own confirmed destroys (they move the count too).
                     let mut own = 0;
                     // The orphans left once the budget ran out.
@@ -241,8 +272,6 @@ impl WorkerLifecycleManager {
                             report.orphan_check_skipped.push(pid.clone());
                         }
                     }
-                } else {
-                    report.orphan_check_skipped.push(pid.clone());
                 }
             }
 
