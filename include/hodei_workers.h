@@ -714,7 +714,8 @@ typedef struct hw_manager_config {
    `heartbeat_timeout_ms`, none of them is declared unhealthy for its heartbeat (a
    partition on the host's side must not kill a healthy fleet; startup expiries are never
    held). The same rule guards the ticks' own reconciles: a provider's listing that misses
-   more than this fraction of its live workers (and more than `unhealthy_floor`) expires
+   more than this fraction of its workers (`TERMINATING` ones included; and more than
+   `unhealthy_floor`) expires
    none of them as vanished, and one that shows more instances no record knows than this
    fraction of the provider's records (and more than `unhealthy_floor`) destroys none of
    them as orphans (`hw_manager_reconcile` is not braked). In (0, 1]; 1 disables the

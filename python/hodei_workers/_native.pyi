@@ -953,7 +953,7 @@ class LifecycleConfig:
     ``reconcile()`` is not capped), destroy_retry_initial 1 s, destroy_retry_max 300 s,
     provider_backoff_initial 5 s, provider_backoff_max 300 s, max_unhealthy_fraction 0.55
     and unhealthy_floor 1 (the brake; it also guards the ticks' reconcile: a provider's listing
-    that would expire more of its live workers as vanished expires none of them, one that shows
+    that would expire more of its workers as vanished expires none of them, one that shows
     more instances no record knows than its records allow destroys none of them, and the host's
     ``reconcile()`` is not braked), max_mass_expiry_hold 300 s (the brake's bound: held continuously longer
     than this, it lets go and the silent workers are declared unhealthy; 0 is refused),
@@ -1683,7 +1683,7 @@ class LifecycleManager:
         with reason VANISHED, TERMINATING records nobody was destroying are queued. Not braked
         (the host asked): every vanished record is expired and every orphan destroyed, however
         many; the ticks' own reconciles expire none of a provider's when its listing misses more
-        of its live workers than the brake allows (``max_unhealthy_fraction``,
+        of its workers (TERMINATING ones included) than the brake allows (``max_unhealthy_fraction``,
         ``unhealthy_floor``), and destroy none of its orphans when the listing shows more than
         the brake allows against its records.
 

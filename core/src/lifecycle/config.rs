@@ -86,7 +86,8 @@ pub struct WorkerLifecycleConfig {
     /// at once (for more than half `heartbeat_timeout`), none of them is declared unhealthy —
     /// a partition on the host's side must not kill a healthy fleet. The same rule guards the
     /// ticks' own reconciles: a provider's listing that misses more than this fraction of its
-    /// live (non-terminal) workers old enough to be judged (and more than `unhealthy_floor`)
+    /// workers old enough to be judged (`Terminating` ones included; and more than
+    /// `unhealthy_floor`)
     /// expires none of them as vanished — a listing truncated or empty by mistake must not end
     /// the fleet — and one that shows more instances no record knows than this fraction of
     /// the provider's records (and more than `unhealthy_floor`) destroys none of them as

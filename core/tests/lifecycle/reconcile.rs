@@ -1563,3 +1563,99 @@ fn a_takeover_reconcile_of_an_empty_registry_destroys_none_of_many_listed_instan
     assert_eq!(manager.reconcile().unwrap().orphans.len(), 5);
     assert!(provider.instance_ids().is_empty());
 }
+
+/// `Terminating` records are judged by the ticks' reconcile brake too. In an outage where the
+/// provider's listing answers `[]` and its destroys fail, the records the manager is
+/// destroying must not be unregistered as `Vanished` without a confirmed destroy (their
+/// instances, still running, would then be destroyed as orphans by a later correct listing, or
+/// leak): the run is held, and the destroy queue's retries confirm them once the provider is
+/// back. Before, the brake counted only the live records: the periodic run unregistered the 4
+/// `Terminating` records as `Vanished`.
+#[test]
+fn terminating_records_missing_from_an_empty_listing_are_held_by_the_brake() {
+    let f = Fixture::new(WorkerLifecycleConfig {
+        min_ready_workers: 0,
+        ..config()
+    });
+    let due = f.now() + f.manager.config().reconcile_interval.as_millis() as u64;
+    let fleet: Vec<(WorkerId, String)> = (0..4)
+        .map(|_| {
+            let id = f.ready();
+            let resource = f
+                .registry
+                .get(&id)
+                .unwrap()
+                .unwrap()
+                .handle
+                .resource_id
+                .clone();
+            (id, resource)
+        })
+        .collect();
+    // The outage: destroys fail, and the listing answers [].
+    f.provider
+        .script_destroys((0..1000).map(|_| DestroyStep::Fail("api down")));
+    for (id, _) in &fleet {
+        let r = f
+            .manager
+            .terminate_worker(id, TerminationReason::Requested)
+            .unwrap();
+        assert_eq!(r.failed.len(), 1, "{r:?}");
+    }
+    let hidden = f.provider.instances.lock().clone();
+    for (_, resource) in &fleet {
+        f.provider.lose(resource);
+    }
+    f.drain();
+    let mut held = None;
+    while f.now() < due + 60_000 {
+        f.advance(secs(10));
+        let r = f.manager.tick(0);
+        if r.decisions
+            .iter()
+            .any(|d| d.starts_with("periodic reconcile"))
+        {
+            held.get_or_insert(r);
+        }
+    }
+    let held = held.expect("no periodic reconcile");
+    for (id, _) in &fleet {
+        assert_eq!(
+            f.state(id),
+            Some(WorkerState::Terminating),
+            "unregistered without a confirmed destroy: {:?}",
+            held.decisions
+        );
+    }
+    assert!(
+        held.decisions.iter().any(|d| d
+            == "periodic reconcile: provider test: listing of test would expire 4 of 4 \
+                workers: held by the brake"),
+        "{:?}",
+        held.decisions
+    );
+    // The outage ends: the instances are listed again and destroys work. The destroy queue's
+    // retries confirm each destroy; no record leaves as `Vanished`, no instance as an orphan.
+    f.provider.destroys.lock().clear();
+    f.provider.instances.lock().extend(hidden);
+    for _ in 0..100 {
+        f.advance(secs(10));
+        f.manager.tick(0);
+        if fleet.iter().all(|(id, _)| f.state(id).is_none()) {
+            break;
+        }
+    }
+    for (id, _) in &fleet {
+        assert_eq!(f.state(id), None);
+    }
+    let reasons: Vec<TerminationReason> = f
+        .drain()
+        .into_iter()
+        .filter_map(|e| match e {
+            EventKind::Unregistered { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons, vec![TerminationReason::Requested; 4]);
+    f.assert_no_leak();
+}

@@ -21,7 +21,7 @@ use crate::errors::{invalid, OrRaise};
 /// ``reconcile()`` is not capped), destroy_retry_initial 1 s, destroy_retry_max 300 s,
 /// provider_backoff_initial 5 s, provider_backoff_max 300 s, max_unhealthy_fraction 0.55
 /// and unhealthy_floor 1 (the brake; it also guards the ticks' reconcile: a provider's listing
-/// that would expire more of its live workers as vanished expires none of them, one that shows
+/// that would expire more of its workers as vanished expires none of them, one that shows
 /// more instances no record knows than its records allow destroys none of them, and the host's
 /// ``reconcile()`` is not braked), max_mass_expiry_hold 300 s (the brake's bound: held continuously longer
 /// than this, it lets go and the silent workers are declared unhealthy; 0 is refused),

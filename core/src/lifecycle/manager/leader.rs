@@ -408,7 +408,8 @@ impl WorkerLifecycleManager {
     /// finds them again (on a host that only runs the ticker, nothing else would). Once
     /// complete, [`reconcile`](Self::reconcile) itself schedules the next periodic run and
     /// resets the back-off. It is braked: a provider whose listing would expire more of its
-    /// live workers as vanished than the health check's brake allows has none expired (a
+    /// workers (`Terminating` ones included) as vanished than the health check's brake allows
+    /// has none expired (a
     /// listing truncated or empty by mistake must not end a fleet and its jobs in one tick),
     /// and one whose listing shows more instances no record knows than the brake allows
     /// against its records has none of them destroyed (another tenant's or region's instances,

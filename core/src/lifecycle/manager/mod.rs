@@ -440,7 +440,8 @@ impl WorkerLifecycleManager {
     ///    takeover's reconcile is (`decisions`, `lost_jobs`). Its orphan destroys spend the
     ///    tick's actions; the orphans over the cap are destroyed by the next ticks. It is
     ///    braked as the health check is: a provider whose listing would expire more of its
-    ///    live workers as vanished than `max_unhealthy_fraction` (and `unhealthy_floor`)
+    ///    workers (`Terminating` ones included) as vanished than `max_unhealthy_fraction` (and
+    ///    `unhealthy_floor`)
     ///    allows has none of them expired (`listing of P would expire N of M workers: held by
     ///    the brake`), and one whose listing shows more instances no record knows than the
     ///    same rule allows against the provider's records has none of them destroyed

@@ -35,8 +35,8 @@ impl WorkerLifecycleManager {
     ///   held is reported lost; an unregister answered `Backend` whose record is gone when
     ///   looked at was applied, its reply lost, and is reported so too). This call expires
     ///   them however many there are — the host asked; the ticks' own reconciles are braked:
-    ///   a listing that would expire more of a provider's live workers than the health
-    ///   check's brake allows (`max_unhealthy_fraction`, `unhealthy_floor`) expires none of
+    ///   a listing that would expire more of a provider's records (`Terminating` ones
+    ///   included) than the health check's brake allows (`max_unhealthy_fraction`, `unhealthy_floor`) expires none of
     ///   them there (see [`tick`](Self::tick));
     /// - `Terminating` records the manager was not destroying yet (e.g. after a restore) are
     ///   queued for destruction.
@@ -75,8 +75,10 @@ impl WorkerLifecycleManager {
     /// over the budget are remembered, due now, for the ticks' orphan retries (which spend
     /// their tick's budget too); how many is returned beside the report. They count as looked
     /// at: they do not make the reconcile incomplete. When `braked` (the ticks' runs), a
-    /// provider whose listing misses more of its live (non-terminal) records old enough to be
-    /// judged than the brake allows (`max_unhealthy_fraction`, `unhealthy_floor`) has none of
+    /// provider whose listing misses more of its records old enough to be judged
+    /// (`Terminating` ones included: unregistered as vanished, they would leave without a
+    /// confirmed destroy; braked, the destroy queue's retries confirm them) than the brake
+    /// allows (`max_unhealthy_fraction`, `unhealthy_floor`) has none of
     /// them expired: it is in [`errors`](ReconcileReport::errors) (`listing of P would expire
     /// N of M workers: held by the brake`), and the run is incomplete. Likewise a provider
     /// whose listing shows more instances no record knows than the brake allows against its
@@ -295,16 +297,19 @@ impl WorkerLifecycleManager {
                 // answering [] in an outage, a wrong region), not for a mass death. None of
                 // this provider's records is expired by it; the run is incomplete (runs again
                 // after the back-off). Workers that really died meet their heartbeat or
-                // startup deadline. Counted among the live records the listing judges: young
-                // ones (a scale-up under way) must not dilute the fraction.
-                let live = judged.iter().filter(|w| !w.state.is_terminal()).count();
-                let missing = vanished.iter().filter(|w| !w.state.is_terminal()).count();
-                if assess(&self.config, missing, missing, live).is_some() {
+                // startup deadline. Counted among the records the listing judges: young ones
+                // (a scale-up under way) must not dilute the fraction. `Terminating` ones
+                // count too: one unregistered as vanished leaves without a confirmed destroy
+                // (an outage's `[]` with failing destroys), and braked it only waits for the
+                // destroy queue's retries, which confirm it (`NotFound` does).
+                let judged_count = judged.len();
+                let missing = vanished.len();
+                if assess(&self.config, missing, missing, judged_count).is_some() {
                     report.errors.push((
                         pid.clone(),
                         format!(
-                            "listing of {pid} would expire {missing} of {live} workers: held \
-                             by the brake"
+                            "listing of {pid} would expire {missing} of {judged_count} \
+                             workers: held by the brake"
                         ),
                     ));
                     continue;
