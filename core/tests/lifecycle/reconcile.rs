@@ -1659,3 +1659,39 @@ fn terminating_records_missing_from_an_empty_listing_are_held_by_the_brake() {
     assert_eq!(reasons, vec![TerminationReason::Requested; 4]);
     f.assert_no_leak();
 }
+
+/// `max_unhealthy_fraction` 1 disables the brake (as documented), on orphans too: the orphans
+/// are not among the records the fraction is of, so `1 × records` did not let them all through
+/// (5 listed over an empty registry were held).
+#[test]
+fn a_fraction_of_one_disables_the_brake_on_orphans() {
+    let store = Arc::new(ManualClock::new(T0));
+    let local = Arc::new(ManualClock::new(0));
+    let registry: Arc<dyn WorkerRegistry> = crate::backend::new_registry(store.clone());
+    let provider = TestProvider::new("test");
+    for i in 0..5 {
+        provider.add_orphan(&format!("i-{i}"));
+    }
+    let manager = WorkerLifecycleManager::with_leadership(
+        registry,
+        WorkerLifecycleConfig {
+            min_ready_workers: 0,
+            max_unhealthy_fraction: 1.0,
+            ..config()
+        },
+        Arc::new(InMemoryLease::new(store.clone(), "a", secs(15))),
+        local.clone(),
+    )
+    .unwrap();
+    manager.register_provider(provider.clone()).unwrap();
+    let r = manager.tick(0);
+    assert!(r.leading, "{:?}", r.decisions);
+    assert!(provider.instance_ids().is_empty(), "{:?}", r.decisions);
+    assert!(
+        r.decisions.iter().any(|d| d
+            == "takeover reconcile: 0 Terminating adopted, 5 orphan instances destroyed, 0 \
+                vanished"),
+        "{:?}",
+        r.decisions
+    );
+}

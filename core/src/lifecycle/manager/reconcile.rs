@@ -171,6 +171,9 @@ impl WorkerLifecycleManager {
                 if in_flight_before != 0 || started_after != started_before {
                     report.orphan_check_skipped.push(pid.clone());
                 } else if braked
+                    // A fraction of 1 disables the brake: the orphans, unlike the silent or the
+                    // vanished, are not among the records it is a fraction of.
+                    && self.config.max_unhealthy_fraction < 1.0
                     && assess(&self.config, orphans.len(), orphans.len(), records.len()).is_some()
                 {
                     // The brake, on the other side of the listing: one that shows more
