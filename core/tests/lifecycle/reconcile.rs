@@ -1695,3 +1695,44 @@ fn a_fraction_of_one_disables_the_brake_on_orphans() {
         r.decisions
     );
 }
+
+/// A listing that shows one instance twice (a paginated cloud API whose pages shifted while it
+/// was read) does not have that orphan destroyed twice, nor counted twice: an instance is
+/// destroyed once. Before, the second destroy call reached the provider (answered `NotFound`)
+/// and the report listed the orphan twice.
+#[test]
+fn an_orphan_listed_twice_is_destroyed_once() {
+    #[derive(Debug)]
+    struct Duplicating(Arc<TestProvider>);
+    impl WorkerProvider for Duplicating {
+        fn provider_id(&self) -> ProviderId {
+            self.0.provider_id()
+        }
+        fn provider_type(&self) -> ProviderType {
+            self.0.provider_type()
+        }
+        fn create_worker(&self, id: WorkerId, spec: &WorkerSpec) -> ProviderResult<WorkerHandle> {
+            self.0.create_worker(id, spec)
+        }
+        fn destroy_worker(&self, handle: &WorkerHandle) -> ProviderResult<()> {
+            self.0.destroy_worker(handle)
+        }
+        fn list_workers(&self) -> ProviderResult<Vec<WorkerHandle>> {
+            let mut listed = self.0.list_workers()?;
+            listed.extend(listed.clone());
+            Ok(listed)
+        }
+    }
+    let clock = Arc::new(ManualClock::new(T0));
+    let registry: Arc<dyn WorkerRegistry> = crate::backend::new_registry(clock);
+    let manager = WorkerLifecycleManager::new(registry, config()).unwrap();
+    let inner = TestProvider::new("test");
+    manager
+        .register_provider(Arc::new(Duplicating(inner.clone())))
+        .unwrap();
+    inner.add_orphan("ghost");
+    let r = manager.reconcile().unwrap();
+    assert_eq!(destroy_calls(&inner), ["destroy ghost"], "{r:?}");
+    assert_eq!(r.orphans.len(), 1, "{r:?}");
+    assert!(inner.instance_ids().is_empty());
+}

@@ -160,11 +160,15 @@ impl WorkerLifecycleManager {
                 listed.iter().map(|h| h.resource_id.as_str()).collect();
             let listed_ids: HashSet<WorkerId> = listed.iter().map(|h| h.worker_id).collect();
 
+            // Each instance once, however many times the listing shows it (a paginated API
+            // whose pages shifted while it was read): destroyed once, counted once.
+            let mut seen: HashSet<&str> = HashSet::new();
             let orphans: Vec<&WorkerHandle> = listed
                 .iter()
                 .filter(|h| {
                     !known_resources.contains(h.resource_id.as_str())
                         && !known_ids.contains(&h.worker_id)
+                        && seen.insert(h.resource_id.as_str())
                 })
                 .collect();
             if !orphans.is_empty() {
