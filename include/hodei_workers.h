@@ -795,7 +795,9 @@ typedef struct hw_provider_callbacks {
    Optional (NULL: unsupported). List the instances the infrastructure really has, one
    `hw_provider_call_add_instance` each; used by `hw_manager_reconcile` and by the leader's
    ticks every `reconcile_interval_ms`. List only the instances this provider made for this
-   registry: each listed instance no record knows is destroyed as an orphan.
+   registry: each listed instance no record knows is destroyed as an orphan (by the ticks
+   only while they are few against this provider's records: see `max_unhealthy_fraction`;
+   by `hw_manager_reconcile` however many).
    */
   uint32_t (*list_workers)(void *user_data, struct hw_provider_call *call);
   /*

@@ -61,7 +61,8 @@ class Provider(Protocol):
     without it (or raising ``NotImplementedError``) is skipped by ``reconcile``. It lists only
     the instances this provider made for this registry (a tag or name prefix of yours): each
     listed instance no record knows is destroyed as an orphan, also by the leader's ``tick``
-    every ``reconcile_interval``.
+    every ``reconcile_interval`` (there only while they are few against this provider's
+    records: more are held by the brake, see ``max_unhealthy_fraction``).
 
     ``create_worker`` and ``destroy_worker`` may take a keyword argument ``fencing_token``
     (``def create_worker(self, worker_id, spec, *, fencing_token: int = 0)``, or ``**kwargs``;

@@ -79,7 +79,10 @@ pub trait WorkerProvider: Send + Sync {
     /// name prefix of your own): every instance listed that no record knows is destroyed as an
     /// orphan, and the leader's ticks reconcile by themselves every `reconcile_interval`. A
     /// provider listing a whole account or host that other systems share would have their
-    /// instances destroyed.
+    /// instances destroyed: by the ticks only while they are few against this provider's
+    /// records (more are held by the brake, see
+    /// [`max_unhealthy_fraction`](crate::WorkerLifecycleConfig::max_unhealthy_fraction)), by
+    /// the host's `reconcile()` however many.
     ///
     /// # Errors
     /// Whatever went wrong, or unsupported.

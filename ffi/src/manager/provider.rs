@@ -97,7 +97,9 @@ pub struct hw_provider_callbacks {
     /// Optional (NULL: unsupported). List the instances the infrastructure really has, one
     /// `hw_provider_call_add_instance` each; used by `hw_manager_reconcile` and by the leader's
     /// ticks every `reconcile_interval_ms`. List only the instances this provider made for this
-    /// registry: each listed instance no record knows is destroyed as an orphan.
+    /// registry: each listed instance no record knows is destroyed as an orphan (by the ticks
+    /// only while they are few against this provider's records: see `max_unhealthy_fraction`;
+    /// by `hw_manager_reconcile` however many).
     pub list_workers:
         Option<unsafe extern "C" fn(user_data: *mut c_void, call: *mut hw_provider_call) -> u32>,
     /// Optional. Called once with `user_data` when the provider is dropped.
