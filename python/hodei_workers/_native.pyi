@@ -1683,9 +1683,9 @@ class LifecycleManager:
         with reason VANISHED, TERMINATING records nobody was destroying are queued. Not braked
         (the host asked): every vanished record is expired and every orphan destroyed, however
         many; the ticks' own reconciles expire none of a provider's when its listing misses more
-        of its workers (TERMINATING ones included) than the brake allows (``max_unhealthy_fraction``,
-        ``unhealthy_floor``), and destroy none of its orphans when the listing shows more than
-        the brake allows against its records.
+        of its workers (TERMINATING ones included) than the brake allows
+        (``max_unhealthy_fraction``, ``unhealthy_floor``), and destroy none of its orphans when
+        the listing shows more than the brake allows against its records.
 
         Returns:
             What it found and did; also ``last_report``.

@@ -297,8 +297,9 @@ pub struct ReconcileReport {
     /// list: …`), the registry could not list their records, the lease was lost before their
     /// listing (`not listed: …`) or among their orphans (`N orphan instances not destroyed:
     /// …`), or (a tick's reconcile only) the listing missed more of the provider's workers
-    /// (`Terminating` ones included) than the brake allows (`listing of P would expire N of M workers: held by the
-    /// brake`: none of them expired) or showed more instances no record knows than the brake
+    /// (`Terminating` ones included) than the brake allows (`listing of P would expire N of M
+    /// workers: held by the brake`: none of them expired) or showed more instances no record
+    /// knows than the brake
     /// allows against the provider's records (`listing of P shows N instances no record knows
     /// (of M records): held by the brake`: none of them destroyed). The reconcile is then
     /// incomplete (a tick's runs again after a back-off).

@@ -36,8 +36,8 @@ impl WorkerLifecycleManager {
     ///   looked at was applied, its reply lost, and is reported so too). This call expires
     ///   them however many there are — the host asked; the ticks' own reconciles are braked:
     ///   a listing that would expire more of a provider's records (`Terminating` ones
-    ///   included) than the health check's brake allows (`max_unhealthy_fraction`, `unhealthy_floor`) expires none of
-    ///   them there (see [`tick`](Self::tick));
+    ///   included) than the health check's brake allows (`max_unhealthy_fraction`,
+    ///   `unhealthy_floor`) expires none of them there (see [`tick`](Self::tick));
     /// - `Terminating` records the manager was not destroying yet (e.g. after a restore) are
     ///   queued for destruction.
     ///
@@ -78,9 +78,9 @@ impl WorkerLifecycleManager {
     /// provider whose listing misses more of its records old enough to be judged
     /// (`Terminating` ones included: unregistered as vanished, they would leave without a
     /// confirmed destroy; braked, the destroy queue's retries confirm them) than the brake
-    /// allows (`max_unhealthy_fraction`, `unhealthy_floor`) has none of
-    /// them expired: it is in [`errors`](ReconcileReport::errors) (`listing of P would expire
-    /// N of M workers: held by the brake`), and the run is incomplete. Likewise a provider
+    /// allows (`max_unhealthy_fraction`, `unhealthy_floor`) has none of them expired: it is in
+    /// [`errors`](ReconcileReport::errors) (`listing of P would expire N of M workers: held
+    /// by the brake`), and the run is incomplete. Likewise a provider
     /// whose listing shows more instances no record knows than the brake allows against its
     /// M records (all of them, whatever their state or age) has none of them destroyed or
     /// deferred (`listing of P shows N instances no record knows (of M records): held by the
