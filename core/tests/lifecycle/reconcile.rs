@@ -1736,3 +1736,64 @@ fn an_orphan_listed_twice_is_destroyed_once() {
     assert_eq!(r.orphans.len(), 1, "{r:?}");
     assert!(inner.instance_ids().is_empty());
 }
+
+/// An orphan is the instance of the provider whose listing showed it, whatever provider id the
+/// listed handle carries (a provider wrapping another, passing its handles through): its
+/// retries go to that provider too. Before, a failed destroy was remembered under the handle's
+/// provider id and retried through the provider registered under it — here another one,
+/// which answered `Ok` for an instance it does not have: the orphan was taken for destroyed
+/// and ran on.
+#[test]
+fn an_orphans_retry_goes_to_the_provider_that_listed_it() {
+    #[derive(Debug)]
+    struct Renaming(Arc<TestProvider>);
+    impl WorkerProvider for Renaming {
+        fn provider_id(&self) -> ProviderId {
+            pid("eu")
+        }
+        fn provider_type(&self) -> ProviderType {
+            self.0.provider_type()
+        }
+        fn create_worker(&self, id: WorkerId, spec: &WorkerSpec) -> ProviderResult<WorkerHandle> {
+            self.0.create_worker(id, spec)
+        }
+        fn destroy_worker(&self, handle: &WorkerHandle) -> ProviderResult<()> {
+            self.0.destroy_worker(handle)
+        }
+        fn list_workers(&self) -> ProviderResult<Vec<WorkerHandle>> {
+            self.0.list_workers()
+        }
+    }
+    let clock = Arc::new(ManualClock::new(T0));
+    let registry: Arc<dyn WorkerRegistry> = crate::backend::new_registry(clock.clone());
+    let manager = WorkerLifecycleManager::new(
+        registry,
+        WorkerLifecycleConfig {
+            min_ready_workers: 0,
+            ..config()
+        },
+    )
+    .unwrap();
+    // "eu" passes through the handles of a generic provider named "generic"; another
+    // provider is registered under that name.
+    let eu = TestProvider::new("generic");
+    let generic = TestProvider::new("generic");
+    manager
+        .register_provider(Arc::new(Renaming(eu.clone())))
+        .unwrap();
+    manager.register_provider(generic.clone()).unwrap();
+    eu.add_orphan("ghost");
+    eu.script_destroys([DestroyStep::Fail("busy")]);
+    let r = manager.reconcile().unwrap();
+    assert_eq!(r.orphans.len(), 1, "{r:?}");
+    assert_eq!(r.orphans[0].provider_id, pid("eu"));
+    assert_eq!(manager.pending_orphans().len(), 1);
+    for _ in 0..10 {
+        clock.advance(secs(10));
+        manager.tick(0);
+    }
+    assert!(destroy_calls(&generic).is_empty(), "{:?}", generic.calls());
+    assert_eq!(destroy_calls(&eu), ["destroy ghost", "destroy ghost"]);
+    assert!(eu.instance_ids().is_empty());
+    assert!(manager.pending_orphans().is_empty());
+}

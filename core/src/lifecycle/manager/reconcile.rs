@@ -161,16 +161,24 @@ impl WorkerLifecycleManager {
             let listed_ids: HashSet<WorkerId> = listed.iter().map(|h| h.worker_id).collect();
 
             // Each instance once, however many times the listing shows it (a paginated API
-            // whose pages shifted while it was read): destroyed once, counted once.
+            // whose pages shifted while it was read): destroyed once, counted once. And the
+            // instance of this provider, whatever provider id its handle carries (a provider
+            // wrapping another, passing its handles through): the ticks' retries of a failed
+            // or deferred destroy go to the provider the handle names.
             let mut seen: HashSet<&str> = HashSet::new();
-            let orphans: Vec<&WorkerHandle> = listed
+            let orphans: Vec<WorkerHandle> = listed
                 .iter()
                 .filter(|h| {
                     !known_resources.contains(h.resource_id.as_str())
                         && !known_ids.contains(&h.worker_id)
                         && seen.insert(h.resource_id.as_str())
                 })
+                .map(|h| WorkerHandle {
+                    provider_id: pid.clone(),
+                    ..h.clone()
+                })
                 .collect();
+            let orphans: Vec<&WorkerHandle> = orphans.iter().collect();
             if !orphans.is_empty() {
                 if in_flight_before != 0 || started_after != started_before {
                     report.orphan_check_skipped.push(pid.clone());
