@@ -296,7 +296,9 @@ pub struct ReconcileReport {
     /// Providers not wholly reconciled, with what happened: `list_workers` failed (`could not
     /// list: …`), the registry could not list their records, the lease was lost before their
     /// listing (`not listed: …`) or among their orphans (`N orphan instances not destroyed:
-    /// …`), or (a tick's reconcile only) the listing missed more of the provider's workers
+    /// …`), the listing showed instances no record knows whose handle is invalid (`listing of
+    /// P shows N invalid instances, not destroyed (the first: …)`: an empty resource id, say),
+    /// or (a tick's reconcile only) the listing missed more of the provider's workers
     /// (`Terminating` ones included) than the brake allows (`listing of P would expire N of M
     /// workers: held by the brake`: none of them expired) or showed more instances no record
     /// knows than the brake

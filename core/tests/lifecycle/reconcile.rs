@@ -1797,3 +1797,28 @@ fn an_orphans_retry_goes_to_the_provider_that_listed_it() {
     assert!(eu.instance_ids().is_empty());
     assert!(manager.pending_orphans().is_empty());
 }
+
+/// A listing that shows an invalid instance (an empty resource id: a Python `list_workers`
+/// that yields the empty last line of a command's output) has it destroyed by no one: no
+/// record can know it, and `destroy_worker("")` may mean anything to a cloud API. The
+/// provider is in `errors` (the run is incomplete); its valid instances are reconciled as
+/// usual. Before, the empty id was taken for an orphan and destroyed.
+#[test]
+fn an_invalid_listed_instance_is_not_destroyed_as_an_orphan() {
+    let f = Fixture::new(config());
+    let kept = f.ready();
+    f.provider.add_orphan("ghost");
+    let empty = WorkerHandle::new(pid("test"), ProviderType::Docker, "");
+    f.provider.instances.lock().insert(String::new(), empty);
+    let r = f.manager.reconcile().unwrap();
+    assert_eq!(destroy_calls(&f.provider), ["destroy ghost"], "{r:?}");
+    assert_eq!(r.orphans.len(), 1, "{r:?}");
+    assert_eq!(r.errors.len(), 1, "{r:?}");
+    assert!(
+        r.errors[0]
+            .1
+            .starts_with("listing of test shows 1 invalid instances, not destroyed (the first: "),
+        "{r:?}"
+    );
+    assert_eq!(f.state(&kept), Some(WorkerState::Ready));
+}

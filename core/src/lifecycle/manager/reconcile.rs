@@ -165,6 +165,11 @@ impl WorkerLifecycleManager {
             // instance of this provider, whatever provider id its handle carries (a provider
             // wrapping another, passing its handles through): the ticks' retries of a failed
             // or deferred destroy go to the provider the handle names.
+            // An invalid one (an empty resource id: a listing that yields the empty last line
+            // of a command's output) is nobody's: no record can hold it, and a destroy of ""
+            // may mean anything to a cloud API. Not destroyed, and said (the run is
+            // incomplete); it still counts as listed for the records (by their id).
+            let mut invalid: Vec<Error> = Vec::new();
             let mut seen: HashSet<&str> = HashSet::new();
             let orphans: Vec<WorkerHandle> = listed
                 .iter()
@@ -173,12 +178,29 @@ impl WorkerLifecycleManager {
                         && !known_ids.contains(&h.worker_id)
                         && seen.insert(h.resource_id.as_str())
                 })
+                .filter(|h| match h.validate() {
+                    Ok(()) => true,
+                    Err(e) => {
+                        invalid.push(e);
+                        false
+                    }
+                })
                 .map(|h| WorkerHandle {
                     provider_id: pid.clone(),
                     ..h.clone()
                 })
                 .collect();
             let orphans: Vec<&WorkerHandle> = orphans.iter().collect();
+            if let Some(first) = invalid.first() {
+                report.errors.push((
+                    pid.clone(),
+                    format!(
+                        "listing of {pid} shows {} invalid instances, not destroyed (the \
+                         first: {first})",
+                        invalid.len()
+                    ),
+                ));
+            }
             if !orphans.is_empty() {
                 if in_flight_before != 0 || started_after != started_before {
                     report.orphan_check_skipped.push(pid.clone());
