@@ -3,9 +3,11 @@
 #
 #   make bench                     everything below, then the table (target/bench-extra/report.md)
 #   make bench-rust                criterion: library vs naive baseline at 10k and 1M workers,
-#                                  memory per worker, the Rust twin of the C heartbeat loop,
-#                                  the machine's limits (pointer chase, sequential read)
-#   make bench-c                   heartbeat through the C ABI (bench/c/heartbeat.c)
+#                                  memory per worker, the machine's limits (pointer chase,
+#                                  sequential read)
+#   make bench-c                   heartbeat through the C ABI (bench/c/heartbeat.c) and its Rust
+#                                  twin (core/benches/heartbeat_loop.rs), alternating: C, Rust,
+#                                  C, Rust
 #   make bench-python              the Python module vs a plain-Python registry (10k, 100k)
 #   make bench-report              the table again from the last run
 #   make bench-pg                  the PostgreSQL registry at 1M workers beside the raw floor, in
@@ -43,14 +45,23 @@ bench-clean:
 
 bench-rust:
 	@mkdir -p $(BENCH_OUT)
-	$(BENCH_ENV) $(CARGO) bench -p hodei-workers --bench registry --bench memory --bench heartbeat_loop --bench metrics --bench limits
+	$(BENCH_ENV) $(CARGO) bench -p hodei-workers --bench registry --bench memory --bench metrics --bench limits
 
 bench-c:
 	@mkdir -p $(BENCH_OUT) $(BENCH_CBUILD)
 	$(CARGO) build --release -p hodei-workers-ffi
 	$(HW_CC) -std=c11 -O2 -Wall -Wextra -Wpedantic -Werror -Iinclude -o $(BENCH_CBUILD)/heartbeat \
 	  bench/c/heartbeat.c target/release/libhodei_workers.a -lpthread -ldl -lm
-	$(BENCH_CBUILD)/heartbeat $(BENCH_OUT)/c_loop.json $(BENCH_COUNTS)
+	$(BENCH_ENV) $(CARGO) bench -p hodei-workers --bench heartbeat_loop --no-run
+	rm -f $(BENCH_OUT)/c_loop*.json $(BENCH_OUT)/rust_loop*.json
+	@# The C loop and its Rust twin in one window, alternating twice (each the best of its two
+	@# runs in the table): measured minutes apart, as when the twin ran with the criterion rows,
+	@# their difference was the machine's drift between the two moments as much as the ABI's.
+	for round in 1 2; do \
+	  $(BENCH_CBUILD)/heartbeat $(BENCH_OUT)/c_loop.$$round.json $(BENCH_COUNTS) || exit 1; \
+	  $(BENCH_ENV) $(CARGO) bench -q -p hodei-workers --bench heartbeat_loop || exit 1; \
+	  mv $(BENCH_OUT)/rust_loop.json $(BENCH_OUT)/rust_loop.$$round.json || exit 1; \
+	done
 
 bench-python:
 	@mkdir -p $(BENCH_OUT)
