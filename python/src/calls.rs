@@ -19,7 +19,8 @@ use std::mem::ManuallyDrop;
 use std::ops::Deref;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyString, PyTuple};
 
 mod raw {
     use pyo3::ffi::PyObject;
@@ -87,15 +88,39 @@ pub(crate) fn write_unraisable(py: Python<'_>, err: PyErr, object: Option<&Bound
     std::mem::forget(guard);
 }
 
-/// `object.name(*args, **kwargs)`, as [`call`] calls it.
+/// `object.name(*args, **kwargs)`, as [`call`] calls it (the lookup too: [`getattr`]).
 pub(crate) fn call_method<'py>(
     object: &Bound<'py, PyAny>,
     name: &str,
     args: &Bound<'py, PyTuple>,
     kwargs: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    call(&object.getattr(name)?, args, kwargs)
+    call(&getattr(object, name)?, args, kwargs)
 }
+
+static GETATTR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// `object.name`, as [`call`] calls code: reading an attribute of the host's object may run
+/// its code (a property, `__getattr__`).
+pub(crate) fn getattr<'py>(object: &Bound<'py, PyAny>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    let py = object.py();
+    let getattr = GETATTR.import(py, "builtins", "getattr")?;
+    call(getattr, &(object, name).into_pyobject(py)?, None)
+}
+
+/// `str(object)`, or `repr(object)` when `repr` is true, as [`call`] calls code: the host's
+/// `__str__` / `__repr__` (an exception's, say) may run any code.
+pub(crate) fn text<'py>(object: &Bound<'py, PyAny>, repr: bool) -> PyResult<Bound<'py, PyAny>> {
+    let py = object.py();
+    let args = (object,).into_pyobject(py)?;
+    if repr {
+        call(REPR.import(py, "builtins", "repr")?, &args, None)
+    } else {
+        call(py.get_type::<PyString>().as_any(), &args, None)
+    }
+}
+
+static REPR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// A strong reference to an object of the host's (a provider, a callback), which the module
 /// keeps: its last release may run the host's code (`__del__`, a weakref callback) under the

@@ -15,7 +15,7 @@ use hodei_workers::{Error, ErrorKind};
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyModule, PyType};
+use pyo3::types::{PyDict, PyModule, PyString, PyType};
 
 /// The module that defines the exception classes.
 const ERRORS_MODULE: &str = "hodei_workers._errors";
@@ -226,9 +226,12 @@ pub(crate) fn shown(
     value: &Bound<'_, PyAny>,
     repr: bool,
 ) -> (String, Option<PyErr>) {
-    let text = if repr { value.repr() } else { value.str() };
+    // Under the guard of `calls`: the exception's `__str__` / `__repr__` is the host's code.
+    // Read as it is (a `str`, maybe of a subclass): no further code of the host's runs here.
+    let text = crate::calls::text(value, repr)
+        .and_then(|t| Ok(t.cast_into::<PyString>()?.to_string_lossy().into_owned()));
     match text {
-        Ok(text) => (text.to_string(), None),
+        Ok(text) => (text, None),
         Err(err) => {
             let which = if repr { "repr" } else { "str" };
             let interrupt = (!err.is_instance_of::<PyException>(py)).then_some(err);

@@ -238,7 +238,7 @@ fn member<'py>(
     name: &str,
     missing: impl FnOnce() -> PyErr,
 ) -> PyResult<Bound<'py, PyAny>> {
-    object.getattr(name).map_err(|err| {
+    calls::getattr(object, name).map_err(|err| {
         if err.is_instance_of::<PyAttributeError>(object.py()) {
             missing()
         } else {
@@ -256,7 +256,7 @@ fn attribute<'py>(object: &Bound<'py, PyAny>, name: &str) -> PyResult<Bound<'py,
         ))
     })?;
     if value.is_callable() {
-        value.call0()
+        calls::call(&value, &PyTuple::empty(object.py()), None)
     } else {
         Ok(value)
     }
@@ -285,8 +285,8 @@ impl PythonProvider {
             object: Arc::new(Mutex::new(Some(HostObject::new(object.clone().unbind())))),
             id: convert::provider_id(id, "provider_id")?,
             kind: convert::provider_type(kind, "provider_type")?,
-            create_takes_token: takes_fencing_token(&object.getattr("create_worker")?)?,
-            destroy_takes_token: takes_fencing_token(&object.getattr("destroy_worker")?)?,
+            create_takes_token: takes_fencing_token(&calls::getattr(object, "create_worker")?)?,
+            destroy_takes_token: takes_fencing_token(&calls::getattr(object, "destroy_worker")?)?,
         })
     }
 

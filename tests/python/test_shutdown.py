@@ -151,6 +151,34 @@ class Introspected(Cloud):
 m = hw.LifecycleManager(hw.Registry())
 in_daemon_thread(lambda: m.register_provider(Introspected()))
 """,
+    "tick showing a provider's exception": """
+class QuotaError(Exception):
+    def __str__(self):
+        poll()  # fetches the cloud's error body to show it, say
+        return "no quota"
+
+
+class Failing(Cloud):
+    def create_worker(self, worker_id, spec):
+        raise QuotaError()
+
+
+m = hw.LifecycleManager(hw.Registry(), hw.LifecycleConfig(min_ready_workers=1))
+m.register_provider(Failing())
+m.set_scaling_target("cloud", hw.WorkerSpec("img"))
+in_daemon_thread(m.tick)
+""",
+    "register_provider reading provider_id": """
+class Named(Cloud):
+    @property
+    def provider_id(self):
+        poll()  # asks its cloud for the account's name, say
+        return "cloud"
+
+
+m = hw.LifecycleManager(hw.Registry())
+in_daemon_thread(lambda: m.register_provider(Named()))
+""",
     # The module lets go of the last reference to a host's object: its __del__ runs there.
     "manager let go of": """
 def work():
