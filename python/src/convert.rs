@@ -428,6 +428,8 @@ pub(crate) fn str_set(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<BTreeSet<S
 pub(crate) struct PyEnum {
     class: Py<PyType>,
     members: Vec<Py<PyAny>>,
+    /// The members' values (the core's stable names), in the same order.
+    names: Vec<&'static str>,
 }
 
 fn make_enum(
@@ -436,7 +438,7 @@ fn make_enum(
     doc: &str,
     values: impl Iterator<Item = &'static str>,
 ) -> PyResult<PyEnum> {
-    let values: Vec<&str> = values.collect();
+    let values: Vec<&'static str> = values.collect();
     let pairs: Vec<(String, &str)> = values
         .iter()
         .map(|v| (v.to_ascii_uppercase(), *v))
@@ -456,6 +458,7 @@ fn make_enum(
     Ok(PyEnum {
         class: class.cast_into::<PyType>()?.unbind(),
         members,
+        names: values,
     })
 }
 
@@ -514,9 +517,15 @@ pub(crate) fn reason_to_py(py: Python<'_>, reason: TerminationReason) -> PyResul
 }
 
 /// The stable name of an enum member or a `str` naming one (`TypeError` for anything else).
-fn enum_name(obj: &Bound<'_, PyAny>, class: &Bound<'_, PyType>, what: &str) -> PyResult<String> {
-    if obj.is_instance(class)? {
-        return obj.getattr("value")?.extract();
+///
+/// A member is told by identity, not by reading its `.value`: that is `enum`'s Python code
+/// (a descriptor), which would run under the module's frames, unguarded at interpreter exit
+/// (see `calls`), on every call that takes a state.
+fn enum_name(obj: &Bound<'_, PyAny>, e: &PyEnum, what: &str) -> PyResult<String> {
+    let py = obj.py();
+    let class = e.class.bind(py);
+    if let Some(i) = e.members.iter().position(|m| m.bind(py).is(obj)) {
+        return Ok(e.names[i].to_owned());
     }
     if let Ok(s) = obj.cast::<PyString>() {
         return Ok(text(s, what)?.to_owned());
@@ -531,8 +540,7 @@ fn enum_name(obj: &Bound<'_, PyAny>, class: &Bound<'_, PyType>, what: &str) -> P
 /// A `WorkerState` member or its name (`"ready"`, case-insensitive), from the argument `what`.
 pub(crate) fn state_from_py(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<WorkerState> {
     let py = obj.py();
-    let class = worker_state_enum(py)?.class.bind(py);
-    enum_name(obj, class, what)?
+    enum_name(obj, worker_state_enum(py)?, what)?
         .parse::<WorkerState>()
         .or_raise(py)
 }
@@ -540,8 +548,7 @@ pub(crate) fn state_from_py(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Work
 /// A `TerminationReason` member or its name (`"idle"`, …).
 pub(crate) fn reason_from_py(obj: &Bound<'_, PyAny>) -> PyResult<TerminationReason> {
     let py = obj.py();
-    let class = termination_reason_enum(py)?.class.bind(py);
-    enum_name(obj, class, "reason")?
+    enum_name(obj, termination_reason_enum(py)?, "reason")?
         .parse::<TerminationReason>()
         .or_raise(py)
 }

@@ -179,6 +179,25 @@ class Named(Cloud):
 m = hw.LifecycleManager(hw.Registry())
 in_daemon_thread(lambda: m.register_provider(Named()))
 """,
+    "a call reading a state argument": """
+import sys
+
+
+def profile(frame, event, arg):
+    # A profiler (sampling to its file, say) in the thread: any Python function the module
+    # runs for a WorkerState argument (enum's `value` descriptor) lands here.
+    if event == "call" and frame.f_code.co_filename.endswith("enum.py"):
+        poll()
+
+
+def work():
+    r = hw.Registry()
+    sys.setprofile(profile)
+    r.find(states=[hw.WorkerState.READY])
+    sys.setprofile(None)
+    poll()  # in the thread's own code: no frame of the module's under it
+in_daemon_thread(work)
+""",
     # The module lets go of the last reference to a host's object: its __del__ runs there.
     "manager let go of": """
 def work():
