@@ -13,8 +13,10 @@ use std::sync::Arc;
 use hodei_workers as core;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySet, PyString, PyTuple};
 
+use crate::calls;
 use crate::convert::{self, Int, Seconds};
 use crate::errors::{invalid, OrRaise};
 use crate::lifecycle::{list, report_class, to_py};
@@ -77,6 +79,16 @@ fn check_plain(py: Python<'_>, what: &str, obj: &Bound<'_, PyAny>, depth: usize)
     Ok(())
 }
 
+static JSON: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+
+/// The `json` module, imported when the module is (`add_pool_classes`): a first import runs
+/// the import machinery's Python code, and the host's import hooks, which must not happen
+/// under the module's frames on some thread as the interpreter exits (see `calls`).
+fn json_module(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+    JSON.get_or_try_init(py, || Ok::<_, PyErr>(py.import("json")?.unbind()))
+        .map(|m| m.bind(py))
+}
+
 fn requirement_from_py(
     py: Python<'_>,
     json: &Bound<'_, PyModule>,
@@ -94,10 +106,11 @@ fn requirement_from_py(
     check_plain(py, &what, item, 0)?;
     // Sets (of capabilities) become lists on the way.
     let kwargs = PyDict::new(py);
-    kwargs.set_item("default", py.import("builtins")?.getattr("list")?)?;
-    let text: String = json
-        .call_method("dumps", (item,), Some(&kwargs))?
-        .extract()?;
+    kwargs.set_item("default", py.get_type::<PyList>())?;
+    // `json.dumps` is Python code (and the host's, for the dict and set subclasses it walks):
+    // run under the guard of `calls`.
+    let text: String =
+        calls::call_method(json, "dumps", &(item,).into_pyobject(py)?, Some(&kwargs))?.extract()?;
     let r: core::Requirement =
         serde_json::from_str(&text).map_err(|e| convert::serde_error(py, &what, &e))?;
     r.validate().map_err(|e| {
@@ -141,9 +154,9 @@ impl PyDemand {
                     "requirements must be a list of dicts (one per kind of job)",
                 ));
             }
-            let json = py.import("json")?;
+            let json = json_module(py)?;
             for (index, item) in items.try_iter()?.enumerate() {
-                demand.push(requirement_from_py(py, &json, &item?, index)?);
+                demand.push(requirement_from_py(py, json, &item?, index)?);
             }
         }
         Ok(PyDemand { inner: demand })
@@ -154,7 +167,9 @@ impl PyDemand {
     fn requirements(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let text = serde_json::to_string(&self.inner)
             .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))?;
-        Ok(py.import("json")?.call_method1("loads", (text,))?.unbind())
+        let loaded =
+            calls::call_method(json_module(py)?, "loads", &(text,).into_pyobject(py)?, None)?;
+        Ok(loaded.unbind())
     }
 
     /// Pending jobs in all.
@@ -452,6 +467,7 @@ report_class! {
 /// Adds the pool classes, and the constant ``POOL_LABEL``, to the module.
 pub(crate) fn add_pool_classes(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("POOL_LABEL", core::POOL_LABEL)?;
+    json_module(m.py())?;
     m.add_class::<PyDemand>()?;
     m.add_class::<PyPool>()?;
     m.add_class::<Unschedulable>()?;

@@ -198,6 +198,38 @@ def work():
     poll()  # in the thread's own code: no frame of the module's under it
 in_daemon_thread(work)
 """,
+    "Demand importing json": """
+import sys
+
+
+class Hook:
+    # An import hook of the host's (a tracer, a sandbox): sees every first import.
+    def find_spec(self, name, path=None, target=None):
+        if name == "json":
+            poll()
+        return None
+
+
+sys.meta_path.insert(0, Hook())
+
+
+def work():
+    hw.Demand([{"count": 1}])
+    poll()  # in the thread's own code: no frame of the module's under it
+in_daemon_thread(work)
+""",
+    "Demand writing a requirement": """
+class Requirement(dict):
+    def items(self):
+        poll()  # a mapping of the host's, filled lazily
+        return super().items()
+
+
+def work():
+    hw.Demand([Requirement(count=1)])
+    poll()  # in the thread's own code: no frame of the module's under it
+in_daemon_thread(work)
+""",
     # The module lets go of the last reference to a host's object: its __del__ runs there.
     "manager let go of": """
 def work():
