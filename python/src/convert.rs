@@ -18,8 +18,9 @@ use hodei_workers::{
 use pyo3::exceptions::{PyTypeError, PyUnicodeEncodeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyMapping, PyString, PyType};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
 
+use crate::calls;
 use crate::errors::{invalid, OrRaise};
 
 /// The text of a Python `str`, read in place: `PyUnicode_AsUTF8AndSize` (stable ABI >= 3.10)
@@ -350,10 +351,20 @@ fn read_str_map(
     what: &str,
     refuse_nul: bool,
 ) -> PyResult<BTreeMap<String, String>> {
+    let py = obj.py();
     let items = if let Ok(dict) = obj.cast::<PyDict>() {
         dict.items()
-    } else if let Ok(mapping) = obj.cast::<PyMapping>() {
-        mapping.items()?
+    } else if is_mapping(obj)? {
+        // The host's `items()` (and the `collections.abc` code behind it: `__iter__`,
+        // `__getitem__`), under the guard of `calls`: a provider's metadata is read on the
+        // thread that ticks, which the interpreter's exit may end meanwhile.
+        let items = calls::call_method(obj, "items", &PyTuple::empty(py), None)?;
+        calls::call(
+            py.get_type::<PyList>().as_any(),
+            &(items,).into_pyobject(py)?,
+            None,
+        )?
+        .cast_into::<PyList>()?
     } else {
         return Err(PyTypeError::new_err(format!(
             "{what} must be a mapping of str to str, not {}",
@@ -370,7 +381,6 @@ fn read_str_map(
                 value.get_type().name()?
             )));
         };
-        let py = obj.py();
         let key = text(key, format_args!("a key of {what}"))?;
         let value = text(value, Entry(what, key))?;
         if refuse_nul {
@@ -381,6 +391,26 @@ fn read_str_map(
     }
     Ok(map)
 }
+
+static MAPPING: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// `collections.abc.Mapping`, imported when the module is ([`enum_classes`]): not on first
+/// use, under the module's frames on whatever thread that is (see `calls`).
+fn mapping_abc(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    MAPPING.import(py, "collections.abc", "Mapping")
+}
+
+/// `isinstance(obj, collections.abc.Mapping)`, under the guard of `calls`: the check may run
+/// the ABC's Python code (`__subclasshook__`) and the host's (`__instancecheck__` of its
+/// metaclass, a `register` done lazily).
+fn is_mapping(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let py = obj.py();
+    let isinstance = ISINSTANCE.import(py, "builtins", "isinstance")?;
+    let args = (obj, mapping_abc(py)?).into_pyobject(py)?;
+    calls::call(isinstance, &args, None)?.is_truthy()
+}
+
+static ISINSTANCE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// The name of a map's entry in a message, `what["key"]` (the key as
 /// [`hodei_workers::quote_input`] quotes it); formatted only when a message is made.
@@ -497,6 +527,8 @@ fn termination_reason_enum(py: Python<'_>) -> PyResult<&PyEnum> {
 
 /// The `WorkerState` and `TerminationReason` classes, for the module.
 pub(crate) fn enum_classes(py: Python<'_>) -> PyResult<[(&'static str, Bound<'_, PyType>); 2]> {
+    // Imported here, with the module, rather than on first use (see `mapping_abc`).
+    mapping_abc(py)?;
     Ok([
         ("WorkerState", worker_state_enum(py)?.class.bind(py).clone()),
         (

@@ -168,6 +168,33 @@ m.register_provider(Failing())
 m.set_scaling_target("cloud", hw.WorkerSpec("img"))
 in_daemon_thread(m.tick)
 """,
+    "tick reading a created worker's metadata": """
+from collections.abc import Mapping
+
+
+class Tags(Mapping):
+    # The instance's tags, fetched from the cloud as they are read, say.
+    def __getitem__(self, key):
+        return "v"
+
+    def __iter__(self):
+        poll()
+        yield "k"
+
+    def __len__(self):
+        return 1
+
+
+class Tagging(Cloud):
+    def create_worker(self, worker_id, spec):
+        return ("vm-" + worker_id, Tags())
+
+
+m = hw.LifecycleManager(hw.Registry(), hw.LifecycleConfig(min_ready_workers=1))
+m.register_provider(Tagging())
+m.set_scaling_target("cloud", hw.WorkerSpec("img"))
+in_daemon_thread(m.tick)
+""",
     "register_provider reading provider_id": """
 class Named(Cloud):
     @property
