@@ -20,7 +20,7 @@ use std::ops::Deref;
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyString, PyTuple};
+use pyo3::types::{PyDict, PyFrozenSet, PyIterator, PyList, PySet, PyString, PyTuple};
 
 mod raw {
     use pyo3::ffi::PyObject;
@@ -121,6 +121,62 @@ pub(crate) fn text<'py>(object: &Bound<'py, PyAny>, repr: bool) -> PyResult<Boun
 }
 
 static REPR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// The items of an iterable the host passed (a generator, a class of its own), read one by
+/// one as a `for` loop reads them, each step under the guard of [`call`]: `iter()` and
+/// `next()` run the host's code. A `list`, `tuple`, `set` or `frozenset` (not a subclass) is
+/// read directly: no code of the host's runs then.
+///
+/// # Errors
+/// What `iter(object)` raised (not an iterable): the caller says what it expected.
+pub(crate) fn iterate<'py>(object: &Bound<'py, PyAny>) -> PyResult<Items<'py>> {
+    let py = object.py();
+    if object.is_exact_instance_of::<PyList>()
+        || object.is_exact_instance_of::<PyTuple>()
+        || object.is_exact_instance_of::<PySet>()
+        || object.is_exact_instance_of::<PyFrozenSet>()
+    {
+        return Ok(Items::Builtin(object.try_iter()?));
+    }
+    let iter = ITER.import(py, "builtins", "iter")?;
+    Ok(Items::Host(call(
+        iter,
+        &(object,).into_pyobject(py)?,
+        None,
+    )?))
+}
+
+/// See [`iterate`].
+pub(crate) enum Items<'py> {
+    Builtin(Bound<'py, PyIterator>),
+    Host(Bound<'py, PyAny>),
+}
+
+impl<'py> Iterator for Items<'py> {
+    type Item = PyResult<Bound<'py, PyAny>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Items::Builtin(items) => items.next(),
+            Items::Host(iterator) => {
+                let py = iterator.py();
+                let step = || -> PyResult<Option<Bound<'py, PyAny>>> {
+                    let next = NEXT.import(py, "builtins", "next")?;
+                    let end = END.get_or_init(py, || PyList::empty(py).into_any().unbind());
+                    // `next(iterator, end)`: `end` (a list of the module's own, never an item)
+                    // when the iterator is exhausted.
+                    let item = call(next, &(&*iterator, end.bind(py)).into_pyobject(py)?, None)?;
+                    Ok((!item.is(end.bind(py))).then_some(item))
+                };
+                step().transpose()
+            }
+        }
+    }
+}
+
+static ITER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static NEXT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static END: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// A strong reference to an object of the host's (a provider, a callback), which the module
 /// keeps: its last release may run the host's code (`__del__`, a weakref callback) under the

@@ -428,7 +428,7 @@ pub(crate) fn str_set(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<BTreeSet<S
     if let Ok(s) = obj.cast::<PyString>() {
         return Ok(BTreeSet::from([c_text(s, what)?.to_owned()]));
     }
-    let iter = obj.try_iter().map_err(|_| {
+    let iter = calls::iterate(obj).map_err(|_| {
         PyTypeError::new_err(format!(
             "{what} must be an iterable of str, not {}",
             obj.get_type()
@@ -592,7 +592,7 @@ pub(crate) fn states_from_py(obj: &Bound<'_, PyAny>) -> PyResult<BTreeSet<Worker
     if obj.is_instance(class)? || obj.is_instance_of::<PyString>() {
         return Ok(BTreeSet::from([state_from_py(obj, "states")?]));
     }
-    let iter = obj.try_iter().map_err(|_| {
+    let iter = calls::iterate(obj).map_err(|_| {
         PyTypeError::new_err("states must be a WorkerState, a str, or an iterable of them")
     })?;
     iter.map(|item| state_from_py(&item?, "an item of states"))

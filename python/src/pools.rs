@@ -72,7 +72,7 @@ fn check_plain(py: Python<'_>, what: &str, obj: &Bound<'_, PyAny>, depth: usize)
     {
         // The containers `json` writes (sets through the `default` below); anything else it
         // refuses itself, unread here (an endless iterator included).
-        for item in obj.try_iter()? {
+        for item in calls::iterate(obj)? {
             check_plain(py, what, &item?, depth + 1)?;
         }
     }
@@ -155,7 +155,7 @@ impl PyDemand {
                 ));
             }
             let json = json_module(py)?;
-            for (index, item) in items.try_iter()?.enumerate() {
+            for (index, item) in calls::iterate(items)?.enumerate() {
                 demand.push(requirement_from_py(py, json, &item?, index)?);
             }
         }

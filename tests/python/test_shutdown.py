@@ -225,6 +225,32 @@ def work():
     poll()  # in the thread's own code: no frame of the module's under it
 in_daemon_thread(work)
 """,
+    "a call iterating a states argument": """
+def states():
+    poll()  # reads them from a config service, say
+    yield hw.WorkerState.READY
+
+
+r = hw.Registry()
+in_daemon_thread(lambda: r.find(states=states()))
+""",
+    "a call iterating a capabilities argument": """
+def capabilities():
+    poll()
+    yield "gpu"
+
+
+r = hw.Registry()
+in_daemon_thread(lambda: r.find(capabilities=capabilities()))
+""",
+    "Demand iterating its requirements": """
+def requirements():
+    poll()
+    yield {"count": 1}
+
+
+in_daemon_thread(lambda: hw.Demand(requirements()))
+""",
     "Demand importing json": """
 import sys
 
