@@ -6,9 +6,12 @@
 //!   (`errors::run`, `py.detach`), so Python threads run meanwhile and no Python code (a
 //!   provider, a finalizer run by the garbage collector) can run while a core lock is held.
 //! - Every call into the host's Python code made under the module's frames (a provider's
-//!   method, a ticker's callback, `sys.unraisablehook`) and every release of a host's object
-//!   goes through `calls`, which parks the thread for good if the interpreter's exit ends it
-//!   meanwhile (CPython < 3.14 would unwind the module's frames without the GIL: a crash).
+//!   method or attribute, an exception's `str()`, an iterable or mapping argument's items, a
+//!   ticker's callback, `sys.unraisablehook`; the standard library's Python code too, e.g.
+//!   `json`) and every release of a host's object goes through `calls`, which parks the
+//!   thread for good if the interpreter's exit ends it meanwhile (CPython < 3.14 would
+//!   unwind the module's frames without the GIL: a crash). Modules the calls need are
+//!   imported with the module, never on first use on some other thread.
 //! - Every core error becomes the matching exception of the tree rooted at
 //!   `HodeiWorkersError`; a wrong type is a `TypeError`; a Rust panic is an `InternalError`
 //!   (a `RuntimeError`), never a crash.
