@@ -20,8 +20,11 @@ pub(crate) struct ScalingInputs {
     pub starting: usize,
     /// Provider calls in flight.
     pub in_flight: usize,
-    /// Registered workers (every state).
+    /// Registered workers (every state), the pools' included: what `max_workers` caps.
     pub registered: usize,
+    /// Of `registered`, the workers of pools (not the target's: left out of `ready`, `busy`
+    /// and `starting`).
+    pub pooled: usize,
     pub last_scale_up: Option<Timestamp>,
     pub last_scale_action: Option<Timestamp>,
     /// `Some((provider, failures, until))` when the target provider is backing off.
@@ -125,6 +128,9 @@ pub(crate) fn decide(config: &WorkerLifecycleConfig, i: &ScalingInputs) -> (Scal
         config.min_ready_workers,
         wanted,
     );
+    if i.pooled > 0 {
+        let _ = write!(explanation, ", {} worker(s) of pools not counted", i.pooled);
+    }
     if !limits.is_empty() {
         let _ = write!(explanation, ", capped by {}", limits.join(", "));
     }

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 pub use memory::InMemoryWorkerRegistry;
 pub use snapshot::{Snapshot, MAX_SNAPSHOT_CLOCK_SKEW, SNAPSHOT_FORMAT};
+pub(crate) use stats::pool_of;
 pub use stats::{StateCounts, WorkerRegistryStats, POOL_LABEL};
 pub use telemetry::{HeartbeatAges, JobTotals, SubscriberDrops};
 

@@ -1,6 +1,7 @@
 //! Autoscaling: the seed's predicates, `plan_scaling`, and `tick` scaling toward a target with
 //! caps, cooldowns, provider back-off, scale-in of idle workers, and explanations.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::*;
@@ -359,4 +360,144 @@ fn tick_report_serializes_to_json_for_the_bindings() {
     assert_eq!(json["provisioned"].as_array().unwrap().len(), 2);
     assert_eq!(json["scaling"]["provision"], 2);
     assert!(json["decisions"][0].as_str().unwrap().starts_with("+2: "));
+}
+
+/// A spec of pool `name`, as the manager of a replica whose pools are set provisions it.
+fn pool_spec(name: &str) -> WorkerSpec {
+    WorkerSpec::new("img").with_label(POOL_LABEL, name)
+}
+
+#[test]
+fn the_target_leaves_the_workers_of_pools_alone_but_counts_them_against_max_workers() {
+    // A replica whose host has not set its pools yet (a rolling deploy) leads a fleet whose
+    // pool workers another replica made: they are not the target's capacity, and it does not
+    // retire them once its cooldown ends.
+    let f = Fixture::new(WorkerLifecycleConfig {
+        min_ready_workers: 1,
+        max_workers: 5,
+        ..quick_cooldown()
+    });
+    f.manager.set_scaling_target(&pid("test"), spec()).unwrap();
+    let mut pooled = Vec::new();
+    for _ in 0..3 {
+        pooled.push(f.ready_with(pool_spec("gpu")));
+        f.advance(secs(1));
+    }
+    let mine = f.ready();
+    f.advance(secs(6));
+
+    let r = f.manager.tick(0);
+    let plan = r.scaling.clone().unwrap();
+    assert!(r.terminated.is_empty(), "{:?}", r.decisions);
+    assert_eq!((plan.ready, plan.provision), (1, 0), "{}", plan.explanation);
+    assert!(plan.scale_down.is_empty(), "{}", plan.explanation);
+    assert!(
+        plan.explanation
+            .ends_with("wanted 0, 3 worker(s) of pools not counted"),
+        "{}",
+        plan.explanation
+    );
+    for id in pooled.iter().chain([&mine]) {
+        assert_eq!(f.state(id), Some(WorkerState::Ready));
+    }
+    // Still not after another cooldown, also when the plan reads them directly.
+    f.advance(secs(6));
+    assert!(f.manager.plan_scaling(0).unwrap().scale_down.is_empty());
+    assert!(f.manager.tick(0).terminated.is_empty());
+
+    // They count against the global max_workers: 4 of 5 registered, so 1 more at most.
+    let plan = f.manager.tick(3).scaling.unwrap();
+    assert_eq!(
+        (plan.wanted, plan.provision),
+        (3, 1),
+        "{}",
+        plan.explanation
+    );
+    assert_eq!(plan.limits, vec!["max_workers 5".to_owned()]);
+
+    // The target's own surplus is still retired, and only it.
+    let extra = f.manager.tick(0);
+    assert!(extra.terminated.is_empty());
+    let new = extra_ready(&f, &[&pooled[..], &[mine]].concat());
+    f.advance(secs(6));
+    let r = f.manager.tick(0);
+    let gone: Vec<WorkerId> = r.terminated.iter().map(|t| t.worker_id).collect();
+    assert_eq!(gone, vec![mine], "{:?}", r.decisions);
+    assert_eq!(f.state(&new), Some(WorkerState::Ready));
+    for id in &pooled {
+        assert_eq!(f.state(id), Some(WorkerState::Ready));
+    }
+    f.assert_no_leak();
+}
+
+/// [`config`] with a scale-down cooldown of 5 s.
+fn quick_cooldown() -> WorkerLifecycleConfig {
+    WorkerLifecycleConfig {
+        scale_down_cooldown: secs(5),
+        ..config()
+    }
+}
+
+/// Has the one worker not in `known` report in, and returns it.
+fn extra_ready(f: &Fixture, known: &[WorkerId]) -> WorkerId {
+    let new: Vec<WorkerId> = f
+        .ids()
+        .into_iter()
+        .filter(|id| !known.contains(id))
+        .collect();
+    assert_eq!(new.len(), 1, "one worker provisioned");
+    f.registry
+        .update_state(&new[0], WorkerState::Ready)
+        .unwrap();
+    new[0]
+}
+
+#[test]
+fn without_a_worker_of_its_own_the_target_keeps_its_warm_pool_beside_the_pools() {
+    let f = Fixture::new(quick_cooldown());
+    f.manager.set_scaling_target(&pid("test"), spec()).unwrap();
+    let a = f.ready_with(pool_spec("gpu"));
+    let b = f.ready_with(pool_spec("cpu"));
+    f.advance(secs(6));
+    let r = f.manager.tick(0);
+    let plan = r.scaling.unwrap();
+    assert_eq!((plan.ready, plan.provision), (0, 1), "{}", plan.explanation);
+    assert_eq!(r.provisioned.len(), 1);
+    assert_eq!(r.provisioned[0].provider_id, pid("test"));
+    let made = f
+        .registry
+        .get(&r.provisioned[0].worker_id)
+        .unwrap()
+        .unwrap();
+    assert!(!made.spec.labels.contains_key(POOL_LABEL));
+    assert_eq!(f.state(&a), Some(WorkerState::Ready));
+    assert_eq!(f.state(&b), Some(WorkerState::Ready));
+}
+
+#[test]
+fn a_target_whose_spec_carries_a_pool_label_counts_the_workers_of_that_pool() {
+    let f = Fixture::new(quick_cooldown());
+    let labelled = Arc::new(pool_spec("mine"));
+    f.manager
+        .set_scaling_target(&pid("test"), labelled.clone())
+        .unwrap();
+    f.ready_with(pool_spec("gpu"));
+    f.ready_with(pool_spec("mine"));
+    f.ready_with(pool_spec("mine"));
+    f.advance(secs(6));
+    let r = f.manager.tick(0);
+    let plan = r.scaling.unwrap();
+    // Its two workers: one warm, one surplus; the other pool's worker is not its own.
+    assert_eq!((plan.ready, plan.provision), (2, 0), "{}", plan.explanation);
+    assert_eq!(plan.scale_down.len(), 1);
+    let gone = f.registry.get(&plan.scale_down[0]);
+    assert!(gone
+        .unwrap()
+        .is_none_or(|w| w.spec.labels[POOL_LABEL] == "mine"));
+    assert_eq!(r.terminated.len(), 1);
+    assert_eq!(
+        f.registry.stats().unwrap().by_pool["gpu"].ready,
+        1,
+        "the other pool's worker stays"
+    );
 }

@@ -97,7 +97,9 @@ pub extern "C" fn hw_manager_plan_scaling(
 }
 
 /// What `hw_manager_tick` scales toward: workers of `spec` from provider `provider`. Without a
-/// target, ticks never provision nor scale down.
+/// target, ticks never provision nor scale down. Its workers are those of no pool (or of its
+/// spec's pool, if `spec` carries the label `hodei.pool`): it neither counts nor retires the
+/// workers of pools (set on another replica), which count against `max_workers` all the same.
 ///
 /// Errors: `HW_ERR_PROVIDER_NOT_FOUND`; `HW_ERR_INVALID_ARGUMENT` for a bad spec.
 #[no_mangle]

@@ -339,7 +339,10 @@ impl PyLifecycleManager {
     }
 
     /// Sets what ``tick`` provisions when scaling up: workers of ``provider_id`` made from
-    /// ``spec``. Without a target, tick neither provisions nor scales down.
+    /// ``spec``. Without a target, tick neither provisions nor scales down. Its workers are
+    /// those of no pool (or of its spec's pool, if ``spec`` carries the label ``hodei.pool``):
+    /// it neither counts nor retires the workers of pools (set on another replica), which
+    /// count against max_workers all the same.
     fn set_scaling_target(
         &self,
         py: Python<'_>,

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::ids::ProviderId;
+use crate::registry::{pool_of, StateCounts, WorkerRegistryStats};
+use crate::state::WorkerState;
 use crate::worker::{TerminationReason, Worker, WorkerSpec};
 
 use super::super::provider::ProviderErrorKind;
@@ -46,6 +48,12 @@ impl WorkerLifecycleManager {
     /// `spec`. Without a target `tick` neither provisions nor scales down (it still checks
     /// health and cleans up).
     ///
+    /// The target's workers are the registered workers of no pool (without the label
+    /// [`POOL_LABEL`](crate::POOL_LABEL)), or those of its spec's pool if `spec` carries that
+    /// label: the workers of pools belong to the replica whose pools say so
+    /// ([`set_pools`](Self::set_pools)); the target neither counts them as its capacity nor
+    /// retires them, and they count against `max_workers` all the same.
+    ///
     /// # Errors
     /// [`Error::ProviderNotFound`]; [`Error::InvalidArgument`] for an invalid spec.
     pub fn set_scaling_target(
@@ -80,13 +88,16 @@ impl WorkerLifecycleManager {
     /// The full scaling policy for `pending_jobs`, without acting on it:
     /// - wanted = `pending + min_ready_workers − ready − starting − in flight` (workers still
     ///   `Creating`/`Connecting` and provisions in flight are capacity on its way: a slow
-    ///   provider is not asked twice);
-    /// - provision = wanted, capped by the room under `max_workers` (every registered worker
-    ///   and every provision in flight counts), by `max_provision_per_tick`, and zero during
-    ///   the scale-up cooldown, while the target provider backs off, or without a target;
-    /// - when nothing is wanted, idle `Ready` workers beyond the pending jobs and
-    ///   `min_ready_workers` are retired, longest idle first, never a busy one, honouring the
-    ///   scale-down cooldown (counted from the last automatic scaling action).
+    ///   provider is not asked twice); ready and starting count the target's workers only
+    ///   (see [`set_scaling_target`](Self::set_scaling_target): not the workers of pools);
+    /// - provision = wanted, capped by the room under `max_workers` (every registered worker,
+    ///   the pools' included, and every provision in flight counts), by
+    ///   `max_provision_per_tick`, and zero during the scale-up cooldown, while the target
+    ///   provider backs off, or without a target;
+    /// - when nothing is wanted, the target's idle `Ready` workers beyond the pending jobs and
+    ///   `min_ready_workers` are retired, longest idle first, never a busy one nor a worker of
+    ///   a pool, honouring the scale-down cooldown (counted from the last automatic scaling
+    ///   action).
     ///
     /// [`ScalingPlan::explanation`] says it in one line with its inputs.
     ///
@@ -117,14 +128,22 @@ impl WorkerLifecycleManager {
                 .filter(|b| b.until > now)
                 .map(|b| (t.provider_id.clone(), b.failures, b.until))
         });
+        // The target's workers are those of its spec's pool: of no pool, unless the host gave
+        // the target a spec with the pool label. The workers of pools belong to the replica
+        // whose pools say so (set on another replica, or not yet on this one in a rolling
+        // deploy): they are not the target's capacity, and it never retires them; they count
+        // against `max_workers` all the same.
+        let own_pool = target.and_then(|t| pool_of(&t.spec));
+        let (own, others) = split_by_pool(&stats, own_pool);
         let inputs = ScalingInputs {
             now,
             pending,
-            ready: stats.by_state.ready,
-            busy: stats.by_state.busy,
-            starting: stats.by_state.starting(),
+            ready: own.ready,
+            busy: own.busy,
+            starting: own.starting(),
             in_flight,
             registered: stats.total,
+            pooled: others,
             last_scale_up,
             last_scale_action,
             backoff,
@@ -133,8 +152,8 @@ impl WorkerLifecycleManager {
         let (mut plan, retire) = decide(&self.config, &inputs);
         let mut candidates = Vec::new();
         if retire > 0 {
-            // From the ready index: O(retire log fleet), never a scan of the ready workers.
-            candidates = self.registry.longest_idle(retire)?;
+            // From the ready index, skipping the pools' workers (see `longest_idle_of`).
+            candidates = self.longest_idle_of(own_pool, retire)?;
             plan.scale_down = candidates.iter().map(|w| w.id).collect();
         }
         Ok((plan, candidates))
@@ -217,6 +236,28 @@ impl WorkerLifecycleManager {
             report.terminated.extend(destroyed.terminated);
             report.failed.extend(destroyed.failed);
             report.drained.extend(cleanup.drained);
+        }
+    }
+}
+
+/// The registered workers of pool `own` (of no pool with `None`) per state, and how many
+/// workers of other pools are registered (from the registry's maintained counts: O(pools)).
+fn split_by_pool(stats: &WorkerRegistryStats, own: Option<&str>) -> (StateCounts, usize) {
+    let pooled: usize = stats.by_pool.values().map(StateCounts::total).sum();
+    match own {
+        Some(own) => {
+            let counts = stats.by_pool.get(own).copied().unwrap_or_default();
+            (counts, pooled.saturating_sub(counts.total()))
+        }
+        None => {
+            let mut counts = stats.by_state;
+            for c in stats.by_pool.values() {
+                for state in WorkerState::ALL {
+                    let n = counts.slot(state);
+                    *n = n.saturating_sub(c.get(state));
+                }
+            }
+            (counts, pooled)
         }
     }
 }

@@ -454,7 +454,10 @@ impl WorkerLifecycleManager {
     /// 6. scaling toward `demand`: over the pools when any is set
     ///    ([`set_pools`](Self::set_pools), see [`plan_pools`](Self::plan_pools)), otherwise toward
     ///    the target set by [`set_scaling_target`](Self::set_scaling_target) — a number of
-    ///    pending jobs (`tick(5)`) is a demand of jobs that need nothing in particular.
+    ///    pending jobs (`tick(5)`) is a demand of jobs that need nothing in particular. The
+    ///    target counts and retires only its own workers, never those of pools (set on
+    ///    another replica, or not yet on this one), which count against `max_workers` all the
+    ///    same.
     ///    Demand that no pool (or the target's spec) satisfies is listed in `unschedulable`.
     ///    Before it, the workers of pools that a [`set_pools`](Self::set_pools) or
     ///    [`remove_pool`](Self::remove_pool) removed or reshaped but did not drain (called on

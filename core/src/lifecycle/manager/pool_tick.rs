@@ -10,12 +10,11 @@ use crate::clock::Timestamp;
 use crate::error::Result;
 use crate::ids::ProviderId;
 use crate::metrics::PoolGauges;
-use crate::registry::StateCounts;
+use crate::registry::{pool_of, StateCounts};
 use crate::worker::{TerminationReason, Worker};
 
 use super::super::pools::{
     plan, Demand, PlanInputs, Pool, PoolBlock, PoolDecision, PoolFleet, PoolPlan, Requirement,
-    POOL_LABEL,
 };
 use super::super::provider::ProviderErrorKind;
 use super::super::report::{CleanupResult, ProvisionedWorker, TickReport};
@@ -114,29 +113,30 @@ impl WorkerLifecycleManager {
             if d.retire == 0 {
                 continue;
             }
-            let workers = self.longest_idle_of(&d.pool, d.retire)?;
+            let workers = self.longest_idle_of(Some(&d.pool), d.retire)?;
             d.scale_down = workers.iter().map(|w| w.id).collect();
             chosen.insert(d.pool.clone(), workers);
         }
         Ok((plan, chosen, states))
     }
 
-    /// The `n` longest-idle `Ready` workers of `pool`, longest idle first: the scale-in
-    /// candidates, read only when the plan retires some. Walks the registry's ready index from
+    /// The `n` longest-idle `Ready` workers of `pool` (of no pool with `None`: the scaling
+    /// target's), longest idle first: the scale-in candidates, read only when the plan
+    /// retires some. Walks the registry's ready index from
     /// the longest idle end ([`WorkerRegistry::longest_idle`]), doubling the window until `n`
     /// of the pool's workers are found or the ready workers run out: O(k log fleet) for the
     /// `k` ready workers idle longer than the chosen ones (at worst every ready worker), never
     /// a scan of the fleet. A pool-filtered index walk would need a new registry method.
     ///
     /// [`WorkerRegistry::longest_idle`]: crate::WorkerRegistry::longest_idle
-    fn longest_idle_of(&self, pool: &str, n: usize) -> Result<Vec<Worker>> {
+    pub(super) fn longest_idle_of(&self, pool: Option<&str>, n: usize) -> Result<Vec<Worker>> {
         let mut window = n.saturating_mul(4).max(16);
         loop {
             let idle = self.registry.longest_idle(window)?;
             let exhausted = idle.len() < window;
             let mine: Vec<Worker> = idle
                 .into_iter()
-                .filter(|w| w.spec.labels.get(POOL_LABEL).map(String::as_str) == Some(pool))
+                .filter(|w| pool_of(&w.spec) == pool)
                 .take(n)
                 .collect();
             if mine.len() == n || exhausted {
