@@ -501,3 +501,22 @@ fn a_target_whose_spec_carries_a_pool_label_counts_the_workers_of_that_pool() {
         "the other pool's worker stays"
     );
 }
+
+#[test]
+fn a_job_that_asks_for_a_pool_is_not_the_targets_even_one_named_like_its_placeholder() {
+    // The target is matched against jobs as a pool named "scaling-target" would be: a job
+    // asking for that pool by name is not one its workers (which carry no pool label) can
+    // take.
+    let f = Fixture::new(quick_cooldown());
+    f.manager.set_scaling_target(&pid("test"), spec()).unwrap();
+    let demand = Demand::new().with(Requirement::new(2).label(POOL_LABEL, "scaling-target"));
+    let r = f.manager.tick(&demand);
+    assert_eq!(r.unschedulable.len(), 1, "{:?}", r.decisions);
+    assert_eq!(r.unschedulable[0].count, 2);
+    assert_eq!(
+        r.unschedulable[0].reason,
+        "the scaling target's spec does not offer pool scaling-target"
+    );
+    // Only the warm worker: no worker for jobs it cannot take.
+    assert_eq!(r.provisioned.len(), 1, "{:?}", r.decisions);
+}

@@ -382,9 +382,12 @@ impl WorkerLifecycleManager {
         let Some(target) = self.target.lock().clone() else {
             return;
         };
-        // The target seen as a pool, only to match requirements against its spec.
+        // The target seen as a pool, only to match requirements against its spec. Its workers
+        // carry no pool label (unless its spec has one): a job asking for a pool by name is
+        // not theirs, so the name is one no requirement can ask for (a NUL is refused in a
+        // demand); it shows in no reason.
         let as_pool = Pool {
-            name: "scaling-target".to_owned(),
+            name: "\0scaling-target".to_owned(),
             provider_id: target.provider_id.clone(),
             template: Arc::clone(&target.spec),
             min_ready: 0,
