@@ -963,15 +963,15 @@ typedef struct hw_scaling_plan {
    */
   size_t pending_jobs;
   /*
-   `READY` workers.
+   `READY` workers of the scaling target (not those of pools).
    */
   size_t ready;
   /*
-   `BUSY` workers.
+   `BUSY` workers of the scaling target (not those of pools).
    */
   size_t busy;
   /*
-   Workers still starting (`CREATING`/`CONNECTING`).
+   Workers of the scaling target still starting (`CREATING`/`CONNECTING`).
    */
   size_t starting;
   /*

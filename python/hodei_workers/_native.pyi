@@ -1315,13 +1315,14 @@ class ScalingPlan:
         """Jobs waiting, as told by the host."""
     @property
     def ready(self) -> int:
-        """Idle READY workers."""
+        """Idle READY workers of the scaling target (not those of pools)."""
     @property
     def busy(self) -> int:
-        """BUSY workers."""
+        """BUSY workers of the scaling target (not those of pools)."""
     @property
     def starting(self) -> int:
-        """CREATING + CONNECTING workers: capacity on its way."""
+        """CREATING + CONNECTING workers of the scaling target (not those of pools): capacity
+        on its way."""
     @property
     def in_flight(self) -> int:
         """Provider calls in flight: capacity on its way."""

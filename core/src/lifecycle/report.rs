@@ -183,11 +183,12 @@ pub struct ScalingPlan {
     pub at: Timestamp,
     /// Jobs waiting, as told by the host.
     pub pending_jobs: usize,
-    /// Idle `Ready` workers.
+    /// Idle `Ready` workers of the scaling target (not those of pools).
     pub ready: usize,
-    /// `Busy` workers.
+    /// `Busy` workers of the scaling target (not those of pools).
     pub busy: usize,
-    /// `Creating` + `Connecting` workers: capacity on its way.
+    /// `Creating` + `Connecting` workers of the scaling target (not those of pools): capacity
+    /// on its way.
     pub starting: usize,
     /// Provider calls in flight (not yet registered): capacity on its way.
     pub in_flight: usize,

@@ -47,11 +47,11 @@ pub extern "C" fn hw_manager_should_scale_down(
 pub struct hw_scaling_plan {
     /// Pending jobs as told.
     pub pending_jobs: usize,
-    /// `READY` workers.
+    /// `READY` workers of the scaling target (not those of pools).
     pub ready: usize,
-    /// `BUSY` workers.
+    /// `BUSY` workers of the scaling target (not those of pools).
     pub busy: usize,
-    /// Workers still starting (`CREATING`/`CONNECTING`).
+    /// Workers of the scaling target still starting (`CREATING`/`CONNECTING`).
     pub starting: usize,
     /// Provisions in flight.
     pub in_flight: usize,

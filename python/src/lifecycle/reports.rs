@@ -349,11 +349,12 @@ report_class! {
         at: |c, py| convert::seconds(c.at),
         /// Jobs waiting, as told by the host.
         pending_jobs: |c, py| c.pending_jobs,
-        /// Idle READY workers.
+        /// Idle READY workers of the scaling target (not those of pools).
         ready: |c, py| c.ready,
-        /// BUSY workers.
+        /// BUSY workers of the scaling target (not those of pools).
         busy: |c, py| c.busy,
-        /// CREATING + CONNECTING workers: capacity on its way.
+        /// CREATING + CONNECTING workers of the scaling target (not those of pools): capacity
+        /// on its way.
         starting: |c, py| c.starting,
         /// Provider calls in flight: capacity on its way.
         in_flight: |c, py| c.in_flight,
