@@ -684,6 +684,36 @@ fn an_interrupted_worker_of_the_scaling_target_is_replaced_ahead_of_its_deadline
         .is_some_and(|w| w.id == replacement));
 }
 
+#[test]
+fn an_interrupted_worker_of_a_target_whose_spec_names_a_pool_is_replaced_too() {
+    // The target's workers are those of its spec's pool when the host gave its spec the pool
+    // label: an interrupted one still running its job is the target's to replace, as one of
+    // no pool is.
+    let f = Fixture::new(WorkerLifecycleConfig {
+        min_ready_workers: 0,
+        ..config()
+    });
+    let labelled = Arc::new(WorkerSpec::new("img").with_label(POOL_LABEL, "mine"));
+    f.manager
+        .set_scaling_target(&f.provider.id, labelled)
+        .unwrap();
+    let report = f.manager.tick(1);
+    assert_eq!(report.provisioned.len(), 1, "{:#?}", report.decisions);
+    report_in(&f, &report);
+    let busy = report.provisioned[0].worker_id;
+    f.registry.assign_to_job(&busy, job("train")).unwrap();
+    f.manager
+        .notify_interruption(&busy, f.now() + 120_000)
+        .unwrap();
+
+    let report = step(&f, secs(30), 0);
+    assert_eq!(report.provisioned.len(), 1, "{:#?}", report.decisions);
+    report_in(&f, &report);
+    let report = step(&f, secs(30), 0);
+    assert!(report.provisioned.is_empty(), "{:#?}", report.decisions);
+    assert!(report.terminated.is_empty(), "{:#?}", report.decisions);
+}
+
 /// A pool removed (or reshaped) by `set_pools` while a tick's create for it is on its way: the
 /// worker the create returns is registered after `set_pools` looked for the pool's workers
 /// (it found none to drain), so nothing ever drained it — a worker of a removed pool taking

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use crate::clock::Timestamp;
 use crate::error::Result;
-use crate::ids::ProviderId;
 use crate::metrics::PoolGauges;
 use crate::registry::{pool_of, StateCounts};
 use crate::worker::{TerminationReason, Worker};
@@ -18,6 +17,7 @@ use super::super::pools::{
 };
 use super::super::provider::ProviderErrorKind;
 use super::super::report::{CleanupResult, ProvisionedWorker, TickReport};
+use super::interruptions::Replacements;
 use super::pools::PoolEntry;
 use super::{Budget, WorkerLifecycleManager};
 
@@ -180,7 +180,7 @@ impl WorkerLifecycleManager {
             return;
         }
         if self.pools.lock().is_empty() {
-            self.target_tick(demand, &running.unpooled, budget, report);
+            self.target_tick(demand, &running, budget, report);
             return;
         }
         let (plan, mut chosen, states) = match self.plan_pools_inner(demand, &running.pools) {
@@ -375,7 +375,7 @@ impl WorkerLifecycleManager {
     fn target_tick(
         &self,
         demand: &Demand,
-        interrupted: &BTreeMap<ProviderId, usize>,
+        interrupted: &Replacements,
         budget: &mut Budget,
         report: &mut TickReport,
     ) {
@@ -427,10 +427,15 @@ impl WorkerLifecycleManager {
                 }
             }
         }
-        // Interrupted workers of no pool on the target's provider that still run a job (or
-        // lost it at their deadline in this tick): the target replaces them ahead of the
-        // deadline, as a pool replaces its own.
-        if let Some(&n) = interrupted.get(&target.provider_id) {
+        // Interrupted workers of the target's that still run a job (or lost it at their
+        // deadline in this tick) — those of no pool on its provider, or of its spec's pool if
+        // its spec names one (its workers, see `plan_inner`): the target replaces them ahead
+        // of the deadline, as a pool replaces its own.
+        let replaced = match pool_of(&target.spec) {
+            Some(own) => interrupted.pools.get(own),
+            None => interrupted.unpooled.get(&target.provider_id),
+        };
+        if let Some(&n) = replaced {
             pending = pending.saturating_add(n);
             report.decisions.push(format!(
                 "{n} job(s) of interrupted worker(s) on {}: counted as pending (their \
