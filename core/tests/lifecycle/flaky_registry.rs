@@ -1699,3 +1699,65 @@ fn a_registry_that_cannot_count_hides_only_the_families_of_its_counts() {
         "{text}"
     );
 }
+
+/// Unregisters the provider "test" right after the tick's look for scale-in candidates (the
+/// host, on another thread, at the worst moment).
+#[derive(Debug, Default)]
+struct UnregisterDuringPlan {
+    manager: std::sync::OnceLock<std::sync::Weak<WorkerLifecycleManager>>,
+    armed: AtomicBool,
+}
+
+impl Hooks for UnregisterDuringPlan {
+    fn after(&self, call: Call<'_>, _: &dyn WorkerRegistry) {
+        if call == Call::LongestIdle && self.armed.swap(false, Ordering::SeqCst) {
+            if let Some(m) = self.manager.get().and_then(std::sync::Weak::upgrade) {
+                m.unregister_provider(&pid("test")).unwrap();
+            }
+        }
+    }
+}
+
+/// `unregister_provider` clears a scaling target on the provider; a tick that planned with
+/// that target before must not act on it after: it retired the target's idle workers, whose
+/// destroys then failed (no provider to ask) and were retried at every tick, out of service
+/// for nothing.
+#[test]
+fn a_tick_whose_scaling_target_was_cleared_meanwhile_retires_nothing() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let hooks = Arc::new(UnregisterDuringPlan::default());
+    let registry =
+        TestRegistry::with_hooks(crate::backend::new_registry(clock.clone()), hooks.clone());
+    let manager = Arc::new(WorkerLifecycleManager::new(registry.shared(), config()).unwrap());
+    hooks.manager.set(Arc::downgrade(&manager)).unwrap();
+    manager
+        .register_provider(TestProvider::new("test"))
+        .unwrap();
+    manager.set_scaling_target(&pid("test"), spec()).unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let w = manager.provision_worker(&pid("test"), spec()).unwrap();
+        registry.update_state(&w.id, WorkerState::Ready).unwrap();
+        ids.push(w.id);
+    }
+    clock.advance(secs(1));
+    hooks.armed.store(true, Ordering::SeqCst);
+    let r = manager.tick(0);
+    assert!(manager.scaling_target().is_none());
+    assert!(
+        r.terminated.is_empty() && r.failed.is_empty(),
+        "terminated {}, failed {:?}: {:?}",
+        r.terminated.len(),
+        r.failed,
+        r.decisions
+    );
+    for id in &ids {
+        let state = registry.get(id).unwrap().map(|w| w.state);
+        assert_eq!(state, Some(WorkerState::Ready), "{:?}", r.decisions);
+    }
+    assert!(
+        r.decisions.iter().any(|d| d.contains("changed meanwhile")),
+        "{:?}",
+        r.decisions
+    );
+}

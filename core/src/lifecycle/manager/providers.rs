@@ -66,7 +66,7 @@ impl WorkerLifecycleManager {
 
     /// Removes a provider. Its workers stay registered; destroys for them fail (and are
     /// retried) until a provider with that id is registered again; a scaling target on it is
-    /// cleared.
+    /// cleared (a tick that planned with it meanwhile provisions and retires nothing).
     ///
     /// # Errors
     /// [`Error::ProviderNotFound`].
