@@ -173,9 +173,11 @@ impl WorkerLifecycleManager {
         // Planned with the target as it was: cleared (its provider unregistered) or replaced
         // meanwhile, it is acted on no more — its idle workers retired with no provider to
         // destroy them, or workers of a spec no longer wanted. The next tick plans anew.
-        let current = self.target.lock().as_ref().is_some_and(|t| {
-            t.provider_id == target.provider_id && Arc::ptr_eq(&t.spec, &target.spec)
-        });
+        let current = self
+            .target
+            .lock()
+            .as_ref()
+            .is_some_and(|t| t.provider_id == target.provider_id && t.spec == target.spec);
         if !current {
             report.decisions.push(format!(
                 "scaling target on {} cleared or changed meanwhile: nothing provisioned or \
