@@ -454,11 +454,22 @@ impl WorkerLifecycleManager {
                         r.vanished.len()
                     ));
                 }
+                // Read after the destroys (the tick's `now` may be older than their failures).
+                let after = self.registry.now();
                 for orphan in &r.orphans {
                     if let Some(error) = &orphan.error {
+                        // When, as it is: a destroy the host cut short (`Interrupted`) is due
+                        // again at once, a provider's failure after a back-off.
+                        let retry = match self
+                            .orphan_next_at(&orphan.provider_id, &orphan.resource_id)
+                        {
+                            Some(at) if at <= after => "retried by the next tick".to_owned(),
+                            Some(at) => format!("retried by the ticks after a back-off, at {at}"),
+                            None => "retried by the ticks".to_owned(),
+                        };
                         report.decisions.push(format!(
                             "{label}: destroying orphan instance {} of provider {} failed: \
-                             {error} (retried by the ticks after a back-off)",
+                             {error} ({retry})",
                             orphan.resource_id, orphan.provider_id
                         ));
                     }

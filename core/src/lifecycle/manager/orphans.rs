@@ -184,6 +184,20 @@ impl WorkerLifecycleManager {
         self.orphans.lock().entries.remove(&key(handle));
     }
 
+    /// When the remembered orphan instance `resource_id` of `provider_id` is destroyed again
+    /// (`None`: not remembered, destroyed or forgotten since).
+    pub(super) fn orphan_next_at(
+        &self,
+        provider_id: &ProviderId,
+        resource_id: &str,
+    ) -> Option<Timestamp> {
+        self.orphans
+            .lock()
+            .entries
+            .get(&(provider_id.clone(), resource_id.to_owned()))
+            .map(|e| e.next_at)
+    }
+
     /// Drops every remembered orphan (the lease was lost: the next leader finds them again).
     pub(super) fn forget_orphans(&self) {
         self.orphans.lock().entries.clear();
@@ -410,6 +424,59 @@ mod tests {
         assert_eq!(*cloud.destroy_calls.lock(), 2);
         assert!(cloud.instances.lock().is_empty());
         assert!(manager.pending_orphans().is_empty());
+    }
+
+    /// A tick's reconcile whose orphan destroy the host cut short says what happens to it:
+    /// due again at once, destroyed by the next tick. Before, its decision line said it was
+    /// "retried by the ticks after a back-off", which only a failure of the provider's gets.
+    #[test]
+    fn a_ticks_interrupted_orphan_destroy_is_said_to_be_retried_at_once() {
+        let cloud = Arc::new(Cloud {
+            instances: Mutex::new(vec![orphan()]),
+            destroy_calls: Mutex::new(0),
+            interrupted: true,
+        });
+        let (clock, manager) = manager_of(&cloud);
+        clock.advance(manager.config().reconcile_interval);
+        let report = manager.tick(0);
+        let line = report
+            .decisions
+            .iter()
+            .find(|d| d.contains("i-orphan"))
+            .unwrap_or_else(|| panic!("{:#?}", report.decisions));
+        assert!(
+            !line.contains("back-off") && line.contains("the next tick"),
+            "{line}"
+        );
+        // And it is so: the next tick, at the same instant, destroys it.
+        let report = manager.tick(0);
+        assert!(cloud.instances.lock().is_empty(), "{report:#?}");
+    }
+
+    /// A provider's own failure is retried after a back-off, and its line says when.
+    #[test]
+    fn a_ticks_failed_orphan_destroy_is_said_to_be_retried_after_a_back_off() {
+        let cloud = Arc::new(Cloud {
+            instances: Mutex::new(vec![orphan()]),
+            destroy_calls: Mutex::new(0),
+            interrupted: false,
+        });
+        let (clock, manager) = manager_of(&cloud);
+        clock.advance(manager.config().reconcile_interval);
+        let report = manager.tick(0);
+        let line = report
+            .decisions
+            .iter()
+            .find(|d| d.contains("i-orphan"))
+            .unwrap_or_else(|| panic!("{:#?}", report.decisions));
+        let retry = clock.now()
+            + WorkerLifecycleConfig::default()
+                .destroy_retry_initial
+                .as_millis() as u64;
+        assert!(
+            line.contains("after a back-off") && line.contains(&retry.to_string()),
+            "{line}"
+        );
     }
 
     #[test]
