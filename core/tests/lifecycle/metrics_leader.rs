@@ -171,3 +171,75 @@ fn a_replica_whose_trust_window_closed_shows_no_pool_gauges() {
         "a replica that does not lead shows pool gauges:\n{text}"
     );
 }
+
+/// The provider back-off and the destroy queue are leader state too (forgotten when the lease
+/// is lost, see DESIGN "A replica that stops leading forgets the leader state"): a leader whose
+/// trust window closed without a tick (it stalled) shows no series of
+/// `hodei_workers_provider_backoff_seconds`, `_provider_consecutive_failures` or
+/// `_destroys_pending`. Before, it kept showing its last back-off and pending destroys while
+/// the new leader destroyed those very workers.
+#[test]
+fn a_replica_whose_trust_window_closed_shows_no_backoff_or_pending_destroys() {
+    use crate::common::{CreateStep, DestroyStep, TestProvider};
+    let store = Arc::new(ManualClock::new(1_000_000));
+    let registry: Arc<dyn WorkerRegistry> =
+        Arc::new(InMemoryWorkerRegistry::with_clock(store.clone()));
+    let lease = InMemoryLease::new(store.clone(), "a", Duration::from_secs(15));
+    let local = Arc::new(ManualClock::new(0));
+    let config = WorkerLifecycleConfig {
+        provider_backoff_initial: Duration::from_secs(120),
+        provider_backoff_max: Duration::from_secs(300),
+        destroy_retry_initial: Duration::from_secs(120),
+        ..WorkerLifecycleConfig::default()
+    };
+    let a = WorkerLifecycleManager::with_leadership(
+        registry.clone(),
+        config,
+        Arc::new(lease.replica("a")),
+        local.clone(),
+    )
+    .unwrap();
+    let p = TestProvider::new("p");
+    a.register_provider(p.clone()).unwrap();
+    assert!(a.tick(0).leading);
+    // One destroy that fails (retried in 120 s), one create that fails (backed off 120 s).
+    let w = a
+        .provision_worker(&ProviderId::new("p").unwrap(), crate::common::spec())
+        .unwrap();
+    p.script_destroys([DestroyStep::Fail("stuck")]);
+    let r = a
+        .terminate_worker(&w.id, TerminationReason::Requested)
+        .unwrap();
+    assert_eq!(r.failed.len(), 1, "{r:?}");
+    p.script_creates([CreateStep::Fail("down")]);
+    assert!(a
+        .provision_worker(&ProviderId::new("p").unwrap(), crate::common::spec())
+        .is_err());
+    let text = a.metrics_text();
+    assert_eq!(
+        value(&text, "hodei_workers_destroys_pending"),
+        1.0,
+        "{text}"
+    );
+    assert!(
+        text.contains("hodei_workers_provider_consecutive_failures{provider=\"p\"} 1"),
+        "{text}"
+    );
+
+    for c in [&store, &local] {
+        c.advance(Duration::from_secs(20));
+    }
+    assert!(!a.is_leader());
+    let text = a.metrics_text();
+    assert_eq!(value(&text, "hodei_workers_leader"), 0.0);
+    for family in [
+        "hodei_workers_provider_backoff_seconds{",
+        "hodei_workers_provider_consecutive_failures{",
+        "hodei_workers_destroys_pending ",
+    ] {
+        assert!(
+            !text.lines().any(|l| l.starts_with(family)),
+            "a replica that does not lead shows {family}…:\n{text}"
+        );
+    }
+}
