@@ -425,9 +425,9 @@ pub use lifecycle::{
 pub use lifecycle::{
     CleanupResult, DestroyFailure, HealthCheckResult, LifecycleStats, LostJob, MassExpiryGiveUp,
     MassExpiryHold, OrphanInstance, ProviderBackoff, ProviderError, ProviderErrorKind,
-    ProviderResult, ProvisionFailure, ProvisionedWorker, ReconcileReport, ScalingPlan,
-    TerminatedWorker, TickReport, UnhealthyWorker, WorkerLifecycleConfig, WorkerLifecycleManager,
-    WorkerProvider, MAX_CONFIG_DURATION,
+    ProviderResult, ProvisionFailure, ProvisionedWorker, ReconcileHold, ReconcileHoldKind,
+    ReconcileReport, ScalingPlan, TerminatedWorker, TickReport, UnhealthyWorker,
+    WorkerLifecycleConfig, WorkerLifecycleManager, WorkerProvider, MAX_CONFIG_DURATION,
 };
 pub use lifecycle::{
     Demand, Pool, PoolBlock, PoolDecision, PoolPlan, Requirement, Serving, Spill, UnmetDemand,

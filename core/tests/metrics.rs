@@ -40,7 +40,7 @@ fn get(s: &BTreeMap<String, f64>, key: &str) -> f64 {
 }
 
 /// Every family the issue asks for, by its OpenMetrics name.
-pub const FAMILIES: [&str; 26] = [
+pub const FAMILIES: [&str; 27] = [
     "hodei_workers_workers",
     "hodei_workers_workers_by_provider",
     "hodei_workers_workers_by_provider_type",
@@ -59,6 +59,7 @@ pub const FAMILIES: [&str; 26] = [
     "hodei_workers_destroys_pending",
     "hodei_workers_unhealthy_detections",
     "hodei_workers_mass_expiry_holds",
+    "hodei_workers_reconcile_holds",
     "hodei_workers_provider_backoff_seconds",
     "hodei_workers_provider_consecutive_failures",
     "hodei_workers_tick_duration_seconds",

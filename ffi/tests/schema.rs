@@ -108,7 +108,9 @@ fn the_c_summary_names_every_field_of_the_core_reports() {
         // The pool plan (per-pool decisions, spills, waiting demand): its lines are among the
         // decisions; the whole of it is in the JSON form (`hw_manager_plan_pools_json` too).
         // Who leads (holder, term, since, expiry): `hw_report_get_leader`.
-        &["pools", "leader"],
+        // The reconcile brake's holds, per provider (each also a line among the decisions):
+        // the JSON form.
+        &["pools", "leader", "reconcile_held"],
     ));
     missing.extend(check(
         &HealthCheckResult::default(),

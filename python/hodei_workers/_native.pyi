@@ -67,6 +67,7 @@ __all__ = [
     "ProvisionedWorker",
     "ProvisionFailure",
     "ProviderBackoff",
+    "ReconcileHold",
     "MassExpiryHold",
     "MassExpiryGiveUp",
     "HealthCheckResult",
@@ -1189,6 +1190,31 @@ class ProvisionFailure:
     def __eq__(self, value: object, /) -> bool: ...
 
 @final
+class ReconcileHold:
+    """A provider's listing that the ticks' reconcile brake held: nothing of that side was done
+    for it (also a ``held by the brake`` line among the decisions)."""
+    @property
+    def provider_id(self) -> str:
+        """The provider."""
+    @property
+    def kind(self) -> str:
+        """``"expire"`` (records the listing missed, not expired) or ``"orphans"`` (instances
+        no record knows, not destroyed: only the host's reconcile() ends that)."""
+    @property
+    def held(self) -> int:
+        """How many were held back."""
+    @property
+    def records(self) -> int:
+        """The provider's records the brake measured against."""
+    @property
+    def allowed(self) -> int:
+        """The most the brake allows."""
+    def to_json(self) -> str:
+        """The report as JSON text (ids as str, timestamps in milliseconds since the
+        epoch), for logs."""
+    def __eq__(self, value: object, /) -> bool: ...
+
+@final
 class ProviderBackoff:
     """A provider that automatic provisioning leaves alone after consecutive failures."""
     @property
@@ -1381,6 +1407,10 @@ class TickReport:
     def brake_gave_up(self) -> MassExpiryGiveUp | None:
         """Set when the brake gave up in this tick (a MassExpiryGiveUp), else None: the silent
         workers were declared unhealthy after all."""
+    @property
+    def reconcile_held(self) -> list[ReconcileHold]:
+        """The providers whose listing the tick's reconcile held by the brake, and which side
+        (a list of ReconcileHold; counted in hodei_workers_reconcile_holds_total)."""
     @property
     def terminated(self) -> list[TerminatedWorker]:
         """Workers destroyed and unregistered."""

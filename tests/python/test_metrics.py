@@ -33,6 +33,7 @@ FAMILIES = {
     "hodei_workers_destroys_pending": "gauge",
     "hodei_workers_unhealthy_detections": "counter",
     "hodei_workers_mass_expiry_holds": "counter",
+    "hodei_workers_reconcile_holds": "counter",
     "hodei_workers_provider_backoff_seconds": "gauge",
     "hodei_workers_provider_consecutive_failures": "gauge",
     "hodei_workers_tick_duration_seconds": "histogram",

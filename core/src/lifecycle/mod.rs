@@ -35,6 +35,7 @@ pub use provider::{
 pub use report::{
     CleanupResult, DestroyFailure, HealthCheckResult, LifecycleStats, LostJob, MassExpiryGiveUp,
     MassExpiryHold, OrphanInstance, ProviderBackoff, ProvisionFailure, ProvisionedWorker,
-    ReconcileReport, ScalingPlan, TerminatedWorker, TickReport, UnhealthyWorker,
+    ReconcileHold, ReconcileHoldKind, ReconcileReport, ScalingPlan, TerminatedWorker, TickReport,
+    UnhealthyWorker,
 };
 pub use ticker::{Ticker, TickerStats, TICKER_REPORTS_CAPACITY};

@@ -122,6 +122,57 @@ pub struct MassExpiryHold {
     pub allowed: usize,
 }
 
+/// Which side of a provider's listing the ticks' reconcile brake held (see
+/// [`ReconcileHold`]): the label `kind` of `hodei_workers_reconcile_holds_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReconcileHoldKind {
+    /// The listing missed more of the provider's records than the brake allows: none of them
+    /// was expired as vanished. Ends by itself once a listing shows them again (or the
+    /// workers meet their heartbeat or startup deadline).
+    Expire,
+    /// The listing showed more instances no record knows than the brake allows against the
+    /// provider's records: none of them was destroyed. Never ends by itself while the
+    /// listing shows them: only the host's [`reconcile`](crate::WorkerLifecycleManager::reconcile)
+    /// (not braked) destroys them, if they are the host's.
+    Orphans,
+}
+
+impl ReconcileHoldKind {
+    /// `"expire"` or `"orphans"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReconcileHoldKind::Expire => "expire",
+            ReconcileHoldKind::Orphans => "orphans",
+        }
+    }
+}
+
+impl std::fmt::Display for ReconcileHoldKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A provider's listing that the ticks' reconcile brake held (the reconcile's
+/// `held by the brake` error line, as data): nothing of that side was done for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReconcileHold {
+    /// The provider.
+    pub provider_id: ProviderId,
+    /// Which side was held.
+    pub kind: ReconcileHoldKind,
+    /// How many were held back: records the listing missed (`expire`), or instances it showed
+    /// that no record knows (`orphans`).
+    pub held: usize,
+    /// The provider's records the brake measured against: those old enough to be judged
+    /// (`expire`), every one (`orphans`).
+    pub records: usize,
+    /// The most the brake allows: `max(unhealthy_floor, floor(max_unhealthy_fraction *
+    /// records))`.
+    pub allowed: usize,
+}
+
 /// The brake gave up: it had held continuously for longer than `max_mass_expiry_hold`, so the
 /// silent workers are declared unhealthy after all (most of the fleet really died).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -232,6 +283,10 @@ pub struct TickReport {
     /// Set when the brake gave up in this tick (held longer than `max_mass_expiry_hold`): the
     /// silent workers were declared unhealthy after all.
     pub brake_gave_up: Option<MassExpiryGiveUp>,
+    /// The providers whose listing the tick's reconcile (a takeover's, a periodic one) held by
+    /// the brake, and which side: each also in `decisions`, and counted in
+    /// `hodei_workers_reconcile_holds_total`. A held `orphans` side does not end by itself.
+    pub reconcile_held: Vec<ReconcileHold>,
     /// Workers destroyed and unregistered (unhealthy, idle, lifetime, drained, scaled down,
     /// destroy retries that succeeded).
     pub terminated: Vec<TerminatedWorker>,

@@ -52,6 +52,7 @@
 //! | `hodei_workers_destroys_pending` | gauge | | `Terminating` workers awaiting their destroy (none on a replica that does not lead) |
 //! | `hodei_workers_unhealthy_detections_total` | counter | | workers declared unhealthy |
 //! | `hodei_workers_mass_expiry_holds_total` | counter | | health checks held by the mass-expiry brake |
+//! | `hodei_workers_reconcile_holds_total` | counter | `provider`, `kind` | the ticks' reconciles whose brake held the provider's listing: `expire` (records it missed, not expired) or `orphans` (instances no record knows, not destroyed: only the host's `reconcile()` ends it) |
 //! | `hodei_workers_provider_backoff_seconds` | gauge | `provider` | time left in the provider's create back-off (0: none; none on a replica that does not lead) |
 //! | `hodei_workers_provider_consecutive_failures` | gauge | `provider` | consecutive create failures while backed off (none on a replica that does not lead) |
 //! | `hodei_workers_tick_duration_seconds` | histogram | | wall time of `tick` |
@@ -83,7 +84,7 @@ use prometheus_client::registry::Unit;
 
 use crate::clock::Timestamp;
 use crate::ids::ProviderId;
-use crate::lifecycle::{LifecycleStats, ProviderBackoff};
+use crate::lifecycle::{LifecycleStats, ProviderBackoff, ReconcileHoldKind};
 use crate::registry::WorkerRegistry;
 use crate::state::WorkerState;
 
@@ -111,6 +112,8 @@ pub(crate) struct ManagerView {
     pub pools: Vec<(String, PoolGauges)>,
     /// Whether the manager leads now, and the lease term as it last saw it (0: none).
     pub leader: (bool, u64),
+    /// The ticks' reconciles held by the brake, per provider and side, ever.
+    pub reconcile_holds: Vec<(ProviderId, ReconcileHoldKind, u64)>,
 }
 
 /// One pool's numbers as of the manager's last pools tick (stored by the tick from the
@@ -477,6 +480,20 @@ fn encode_manager(enc: &mut DescriptorEncoder<'_>, view: &ManagerView) -> fmt::R
     ] {
         counter(enc, name, help, &[(&[], value)])?;
     }
+    let held: Vec<([(&str, &str); 2], u64)> = view
+        .reconcile_holds
+        .iter()
+        .map(|(p, k, n)| ([("provider", p.as_str()), ("kind", k.as_str())], *n))
+        .collect();
+    let held: Vec<(&[(&str, &str)], u64)> = held.iter().map(|(l, v)| (&l[..], *v)).collect();
+    counter(
+        enc,
+        "hodei_workers_reconcile_holds",
+        "The ticks' reconciles whose brake held a provider's listing: kind expire (records it \
+         missed not expired) or orphans (instances no record knows not destroyed; only the \
+         host's reconcile() ends that).",
+        &held,
+    )?;
     gauge(
         enc,
         "hodei_workers_provisions_in_flight",

@@ -1822,3 +1822,77 @@ fn an_invalid_listed_instance_is_not_destroyed_as_an_orphan() {
     );
     assert_eq!(f.state(&kept), Some(WorkerState::Ready));
 }
+
+/// A held reconcile is visible to operators as the health check's brake is, not only as a line
+/// among the decisions: the tick's report says which provider's listing was held on which side
+/// (`reconcile_held`), and `hodei_workers_reconcile_holds_total{provider, kind}` counts the
+/// holds (an `orphans` hold never ends by itself: an alert must be able to see it). Before,
+/// only the `held by the brake` decision line said so.
+#[test]
+fn a_held_reconcile_is_in_the_report_and_counted_per_provider_and_kind() {
+    let f = Fixture::new(WorkerLifecycleConfig {
+        min_ready_workers: 0,
+        ..config()
+    });
+    let due = f.now() + f.manager.config().reconcile_interval.as_millis() as u64;
+    // 4 records whose instances the listing misses, 10 instances no record knows: the brake
+    // allows max(1, floor(0.55 × 4)) = 2 of either.
+    let fleet: Vec<WorkerId> = (0..4).map(|_| f.ready()).collect();
+    for (i, id) in fleet.iter().enumerate() {
+        // Busy: not retired for idleness meanwhile.
+        f.registry.assign_to_job(id, job(&format!("j{i}"))).unwrap();
+        let w = f.registry.get(id).unwrap().unwrap();
+        f.provider.lose(&w.handle.resource_id);
+    }
+    for i in 0..10 {
+        f.provider.add_orphan(&format!("theirs-{i}"));
+    }
+    let mut held = Vec::new();
+    while f.now() < due + 60_000 {
+        f.advance(secs(10));
+        for id in &fleet {
+            f.registry.heartbeat(id).unwrap();
+        }
+        let r = f.manager.tick(0);
+        if !r.reconcile_held.is_empty() {
+            held.push(r);
+        }
+    }
+    let first = held.first().expect("no held reconcile in any report");
+    let provider = ProviderId::new("test").unwrap();
+    assert_eq!(
+        first.reconcile_held,
+        vec![
+            ReconcileHold {
+                provider_id: provider.clone(),
+                kind: ReconcileHoldKind::Orphans,
+                held: 10,
+                records: 4,
+                allowed: 2,
+            },
+            ReconcileHold {
+                provider_id: provider,
+                kind: ReconcileHoldKind::Expire,
+                held: 4,
+                records: 4,
+                allowed: 2,
+            },
+        ],
+        "{:?}",
+        first.decisions
+    );
+    let json = serde_json::to_value(first).unwrap();
+    assert_eq!(json["reconcile_held"][0]["kind"], "orphans", "{json}");
+    let text = f.manager.metrics_text();
+    for kind in ["orphans", "expire"] {
+        let sample = format!(
+            "hodei_workers_reconcile_holds_total{{provider=\"test\",kind=\"{kind}\"}} {}",
+            held.len()
+        );
+        assert!(text.contains(&sample), "no `{sample}` in:\n{text}");
+    }
+    assert!(
+        text.contains("# TYPE hodei_workers_reconcile_holds counter"),
+        "{text}"
+    );
+}

@@ -201,6 +201,8 @@ impl hw_report {
             mass_expiry_held,
             brake_released,
             brake_gave_up,
+            // JSON only (see ffi/tests/schema.rs): each hold is also a line in `decisions`.
+            reconcile_held: _,
             terminated: terminated_workers,
             failed,
             drained,

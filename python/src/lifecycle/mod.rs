@@ -23,6 +23,7 @@ pub(crate) fn add_lifecycle_classes(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ProvisionedWorker>()?;
     m.add_class::<ProvisionFailure>()?;
     m.add_class::<ProviderBackoff>()?;
+    m.add_class::<ReconcileHold>()?;
     m.add_class::<MassExpiryHold>()?;
     m.add_class::<MassExpiryGiveUp>()?;
     m.add_class::<HealthCheckResult>()?;

@@ -280,6 +280,22 @@ report_class! {
         until: |c, py| convert::seconds(c.until),
     }
 
+    /// A provider's listing that the ticks' reconcile brake held: nothing of that side was done
+    /// for it (also a ``held by the brake`` line among the decisions).
+    ReconcileHold(core::ReconcileHold) {
+        /// The provider.
+        provider_id: |c, py| c.provider_id.to_string(),
+        /// ``"expire"`` (records the listing missed, not expired) or ``"orphans"`` (instances
+        /// no record knows, not destroyed: only the host's reconcile() ends that).
+        kind: |c, py| c.kind.as_str(),
+        /// How many were held back.
+        held: |c, py| c.held,
+        /// The provider's records the brake measured against.
+        records: |c, py| c.records,
+        /// The most the brake allows.
+        allowed: |c, py| c.allowed,
+    }
+
     /// The brake's counts: too many workers under heartbeat watch were silent at once (most
     /// likely a partition on the host's side), so none was declared unhealthy for its
     /// heartbeat.
@@ -394,6 +410,9 @@ report_class! {
         /// Set when the brake gave up in this tick (a MassExpiryGiveUp), else None: the silent
         /// workers were declared unhealthy after all.
         brake_gave_up: |c, py| c.brake_gave_up.map(MassExpiryGiveUp::from),
+        /// The providers whose listing the tick's reconcile held by the brake, and which side
+        /// (a list of ReconcileHold; counted in hodei_workers_reconcile_holds_total).
+        reconcile_held: |c, py| list::<_, ReconcileHold>(&c.reconcile_held),
         /// Workers destroyed and unregistered.
         terminated: |c, py| list::<_, TerminatedWorker>(&c.terminated),
         /// Destroys that failed (retried later with back-off).

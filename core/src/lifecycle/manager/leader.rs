@@ -440,7 +440,8 @@ impl WorkerLifecycleManager {
             Duration::ZERO
         };
         let complete = match self.reconcile_within(young, true, budget) {
-            Ok((r, deferred)) => {
+            Ok((r, deferred, held)) => {
+                report.reconcile_held.extend(held);
                 if !r.adopted_terminating.is_empty()
                     || !r.orphans.is_empty()
                     || !r.vanished.is_empty()

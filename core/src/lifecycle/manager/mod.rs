@@ -49,7 +49,7 @@ use crate::registry::WorkerRegistry;
 use super::config::WorkerLifecycleConfig;
 use super::lease::{AlwaysLeader, LeaseKeeper, Term};
 use super::pools::Demand;
-use super::report::{LifecycleStats, ProviderBackoff, TickReport};
+use super::report::{LifecycleStats, ProviderBackoff, ReconcileHoldKind, TickReport};
 use crate::metrics::{ManagerView, Metrics, PoolGauges};
 
 use autoscale::ScalingTarget;
@@ -101,6 +101,9 @@ struct Counters {
     unhealthy: AtomicU64,
     lost_jobs: AtomicU64,
     holds: AtomicU64,
+    /// The ticks' reconciles whose brake held a provider's listing, per provider and side
+    /// (`hodei_workers_reconcile_holds_total`). Bounded: one entry per provider id and kind.
+    reconcile_holds: Mutex<BTreeMap<(ProviderId, ReconcileHoldKind), u64>>,
 }
 
 fn bump(counter: &AtomicU64, by: usize) {
@@ -382,6 +385,12 @@ impl WorkerLifecycleManager {
                         Vec::new()
                     },
                     leader: (leading, lease.leader().map_or(0, |l| l.term)),
+                    reconcile_holds: counters
+                        .reconcile_holds
+                        .lock()
+                        .iter()
+                        .map(|((p, k), n)| (p.clone(), *k, *n))
+                        .collect(),
                 }
             };
             Arc::new(Metrics::new(Arc::clone(&metrics_registry), Box::new(view)))
@@ -448,7 +457,8 @@ impl WorkerLifecycleManager {
     ///    (`listing of P shows N instances no record knows (of M records): held by the
     ///    brake`: another tenant's or region's instances, a misconfigured listing; after
     ///    losing its registry, the host calls [`reconcile`](Self::reconcile), which is not
-    ///    braked); either way the run is incomplete;
+    ///    braked); either way the run is incomplete, the hold is in `reconcile_held` and
+    ///    counted in `hodei_workers_reconcile_holds_total{provider, kind}`;
     /// 5. interruption deadlines ([`notify_interruption`](Self::notify_interruption)): a job
     ///    still running on an interrupted worker at its deadline is reported lost;
     /// 6. scaling toward `demand`: over the pools when any is set

@@ -12,7 +12,9 @@ use crate::state::WorkerState;
 use crate::worker::{TerminationReason, Worker, WorkerHandle};
 
 use super::super::provider::{guarded, ProviderError};
-use super::super::report::{LostJob, OrphanInstance, ReconcileReport};
+use super::super::report::{
+    LostJob, OrphanInstance, ReconcileHold, ReconcileHoldKind, ReconcileReport,
+};
 use super::brake::assess;
 use super::providers::ProviderEntry;
 use super::{bump, Budget, WorkerLifecycleManager};
@@ -65,7 +67,7 @@ impl WorkerLifecycleManager {
     /// before (no orphan, no vanished record).
     pub fn reconcile(&self) -> Result<ReconcileReport> {
         self.reconcile_within(Duration::ZERO, false, &mut Budget::unlimited())
-            .map(|(report, _)| report)
+            .map(|(report, _, _)| report)
     }
 
     /// [`reconcile`](Self::reconcile), judging no record registered less than `young` before
@@ -91,8 +93,10 @@ impl WorkerLifecycleManager {
         young: Duration,
         braked: bool,
         budget: &mut Budget,
-    ) -> Result<(ReconcileReport, usize)> {
+    ) -> Result<(ReconcileReport, usize, Vec<ReconcileHold>)> {
         let mut deferred = 0;
+        // The listings the brake held (braked runs only), as data for the tick's report.
+        let mut held: Vec<ReconcileHold> = Vec::new();
         // Confirmed by the store: the provider is asked for its instances next.
         self.confirm()?;
         let now = self.registry.now();
@@ -204,11 +208,14 @@ impl WorkerLifecycleManager {
             if !orphans.is_empty() {
                 if in_flight_before != 0 || started_after != started_before {
                     report.orphan_check_skipped.push(pid.clone());
-                } else if braked
+                } else if let Some(hold) = braked
                     // A fraction of 1 disables the brake: the orphans, unlike the silent or the
                     // vanished, are not among the records it is a fraction of.
-                    && self.config.max_unhealthy_fraction < 1.0
-                    && assess(&self.config, orphans.len(), orphans.len(), records.len()).is_some()
+                    .then_some(())
+                    .filter(|()| self.config.max_unhealthy_fraction < 1.0)
+                    .and_then(|()| {
+                        assess(&self.config, orphans.len(), orphans.len(), records.len())
+                    })
                 {
                     // The brake, on the other side of the listing: one that shows more
                     // instances no record knows than the brake allows against the provider's
@@ -225,6 +232,13 @@ impl WorkerLifecycleManager {
                             orphans.len(),
                             records.len()
                         ),
+                    ));
+                    held.push(self.reconcile_held(
+                        &pid,
+                        ReconcileHoldKind::Orphans,
+                        orphans.len(),
+                        records.len(),
+                        hold.allowed,
                     ));
                 } else {
                     // This pass's own confirmed destroys (they move the count too).
@@ -341,13 +355,20 @@ impl WorkerLifecycleManager {
                 // destroy queue's retries, which confirm it (`NotFound` does).
                 let judged_count = judged.len();
                 let missing = vanished.len();
-                if assess(&self.config, missing, missing, judged_count).is_some() {
+                if let Some(hold) = assess(&self.config, missing, missing, judged_count) {
                     report.errors.push((
                         pid.clone(),
                         format!(
                             "listing of {pid} would expire {missing} of {judged_count} \
                              workers: held by the brake"
                         ),
+                    ));
+                    held.push(self.reconcile_held(
+                        &pid,
+                        ReconcileHoldKind::Expire,
+                        missing,
+                        judged_count,
+                        hold.allowed,
                     ));
                     continue;
                 }
@@ -419,6 +440,31 @@ impl WorkerLifecycleManager {
             // Whoever called it (a tick, the host): the next periodic one counts from here.
             self.reconcile_completed(now);
         }
-        Ok((report, deferred))
+        Ok((report, deferred, held))
+    }
+
+    /// A listing of `provider_id` the brake held on its `kind` side: counted (per provider and
+    /// kind, for `hodei_workers_reconcile_holds_total`) and returned as data.
+    fn reconcile_held(
+        &self,
+        provider_id: &ProviderId,
+        kind: ReconcileHoldKind,
+        held: usize,
+        records: usize,
+        allowed: usize,
+    ) -> ReconcileHold {
+        *self
+            .counters
+            .reconcile_holds
+            .lock()
+            .entry((provider_id.clone(), kind))
+            .or_default() += 1;
+        ReconcileHold {
+            provider_id: provider_id.clone(),
+            kind,
+            held,
+            records,
+            allowed,
+        }
     }
 }
