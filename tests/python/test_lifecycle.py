@@ -277,6 +277,35 @@ def test_the_ticks_reconcile_every_reconcile_interval(
     )
 
 
+def test_a_held_reconcile_is_in_the_tick_report_and_the_metrics(
+    registry: hw.Registry, clock: hw.ManualClock, cloud: FakeCloud
+) -> None:
+    config = hw.LifecycleConfig(min_ready_workers=0, reconcile_interval=timedelta(minutes=2))
+    manager = hw.LifecycleManager(registry, config)
+    manager.register_provider(cloud)
+    # Three instances no record knows, no record: more than the brake allows (1).
+    for i in range(3):
+        cloud.instances[f"theirs-{i}"] = "not ours"
+    clock.advance(120)
+    report = manager.tick()
+    assert cloud.destroyed == [], report.decisions
+    assert len(report.reconcile_held) == 1, report.decisions
+    hold = report.reconcile_held[0]
+    assert isinstance(hold, hw.ReconcileHold)
+    assert (hold.provider_id, hold.kind, hold.held, hold.records, hold.allowed) == (
+        "fake-cloud",
+        "orphans",
+        3,
+        0,
+        1,
+    )
+    assert json.loads(hold.to_json())["kind"] == "orphans"
+    assert (
+        'hodei_workers_reconcile_holds_total{provider="fake-cloud",kind="orphans"} 1'
+        in manager.metrics_text()
+    )
+
+
 def test_scaling_predicates_and_plan(
     registry: hw.Registry, clock: hw.ManualClock, manager: hw.LifecycleManager
 ) -> None:
