@@ -49,12 +49,12 @@
 //! | `hodei_workers_provisions_in_flight` | gauge | | creates in progress |
 //! | `hodei_workers_destroys_total` | counter | | workers destroyed and unregistered |
 //! | `hodei_workers_destroy_failures_total` | counter | | failed destroy attempts (retried) |
-//! | `hodei_workers_destroys_pending` | gauge | | `Terminating` workers awaiting their destroy (none on a replica that does not lead) |
+//! | `hodei_workers_destroys_pending` | gauge | | `Terminating` workers awaiting their destroy (0 on a replica that does not lead) |
 //! | `hodei_workers_unhealthy_detections_total` | counter | | workers declared unhealthy |
 //! | `hodei_workers_mass_expiry_holds_total` | counter | | health checks held by the mass-expiry brake |
 //! | `hodei_workers_reconcile_holds_total` | counter | `provider`, `kind` | the ticks' reconciles whose brake held the provider's listing: `expire` (records it missed, not expired) or `orphans` (instances no record knows, not destroyed: only the host's `reconcile()` ends it) |
-//! | `hodei_workers_provider_backoff_seconds` | gauge | `provider` | time left in the provider's create back-off (0: none; none on a replica that does not lead) |
-//! | `hodei_workers_provider_consecutive_failures` | gauge | `provider` | consecutive create failures while backed off (none on a replica that does not lead) |
+//! | `hodei_workers_provider_backoff_seconds` | gauge | `provider` | time left in the provider's create back-off (0: none, and on a replica that does not lead) |
+//! | `hodei_workers_provider_consecutive_failures` | gauge | `provider` | consecutive create failures while backed off (0 on a replica that does not lead) |
 //! | `hodei_workers_tick_duration_seconds` | histogram | | wall time of `tick` |
 //! | `hodei_workers_health_check_duration_seconds` | histogram | | wall time of each health check |
 //! | `hodei_workers_heartbeat_age_seconds` | gauge | `quantile` | heartbeat age percentiles (0.5, 0.9, 0.99, 1) from a bounded sample of the deadline index (exact for small fleets, an estimate above: see [`HeartbeatAges`](crate::HeartbeatAges)) |
@@ -502,29 +502,32 @@ fn encode_manager(enc: &mut DescriptorEncoder<'_>, view: &ManagerView) -> fmt::R
         &[(&[], s.in_flight as u64)],
     )?;
     // Leader state (the destroy queue, the create back-off): a replica that does not lead now
-    // shows none — also one whose trust window closed without a tick to forget it (stalled),
-    // which would otherwise show the old leader's numbers beside the new leader's.
+    // shows 0, as a follower that forgot it does — also one whose trust window closed without
+    // a tick to forget it (stalled), which would otherwise show the old leader's numbers
+    // beside the new leader's.
     let leading = view.leader.0;
-    let pending: &[(&[(&str, &str)], u64)] = if leading {
-        &[(&[], s.pending_destroys as u64)]
-    } else {
-        &[]
-    };
     gauge(
         enc,
         "hodei_workers_destroys_pending",
-        "Terminating workers whose destroy is queued or being retried (none on a replica that \
+        "Terminating workers whose destroy is queued or being retried (0 on a replica that \
          does not lead).",
         None,
-        pending,
+        &[(
+            &[],
+            if leading {
+                s.pending_destroys as u64
+            } else {
+                0
+            },
+        )],
     )?;
     let backoff: Vec<(f64, u64)> = view
         .requested
         .iter()
-        .filter(|_| leading)
         .map(|(p, _)| {
             view.backoff
                 .iter()
+                .filter(|_| leading)
                 .find(|b| &b.provider_id == p)
                 .map_or((0.0, 0), |b| {
                     (
@@ -542,8 +545,8 @@ fn encode_manager(enc: &mut DescriptorEncoder<'_>, view: &ManagerView) -> fmt::R
     gauge(
         enc,
         "hodei_workers_provider_backoff",
-        "Time left in the provider's create back-off after consecutive failures (0: none; no \
-         series on a replica that does not lead).",
+        "Time left in the provider's create back-off after consecutive failures (0: none, and on a \
+         replica that does not lead).",
         Some(&Unit::Seconds),
         &left,
     )?;
@@ -555,8 +558,8 @@ fn encode_manager(enc: &mut DescriptorEncoder<'_>, view: &ManagerView) -> fmt::R
     gauge(
         enc,
         "hodei_workers_provider_consecutive_failures",
-        "Consecutive create failures of a provider that is backed off now (0: not backed off; \
-         no series on a replica that does not lead).",
+        "Consecutive create failures of a provider that is backed off now (0: not backed off, \
+         and on a replica that does not lead).",
         None,
         &failures,
     )

@@ -174,10 +174,10 @@ fn a_replica_whose_trust_window_closed_shows_no_pool_gauges() {
 
 /// The provider back-off and the destroy queue are leader state too (forgotten when the lease
 /// is lost, see DESIGN "A replica that stops leading forgets the leader state"): a leader whose
-/// trust window closed without a tick (it stalled) shows no series of
-/// `hodei_workers_provider_backoff_seconds`, `_provider_consecutive_failures` or
-/// `_destroys_pending`. Before, it kept showing its last back-off and pending destroys while
-/// the new leader destroyed those very workers.
+/// trust window closed without a tick (it stalled) shows 0 in
+/// `hodei_workers_provider_backoff_seconds`, `_provider_consecutive_failures` and
+/// `_destroys_pending`, as a follower that forgot them does. Before, it kept showing its last
+/// back-off and pending destroys while the new leader destroyed those very workers.
 #[test]
 fn a_replica_whose_trust_window_closed_shows_no_backoff_or_pending_destroys() {
     use crate::common::{CreateStep, DestroyStep, TestProvider};
@@ -232,14 +232,15 @@ fn a_replica_whose_trust_window_closed_shows_no_backoff_or_pending_destroys() {
     assert!(!a.is_leader());
     let text = a.metrics_text();
     assert_eq!(value(&text, "hodei_workers_leader"), 0.0);
-    for family in [
-        "hodei_workers_provider_backoff_seconds{",
-        "hodei_workers_provider_consecutive_failures{",
-        "hodei_workers_destroys_pending ",
+    for sample in [
+        "hodei_workers_provider_backoff_seconds{provider=\"p\"} 0",
+        "hodei_workers_provider_consecutive_failures{provider=\"p\"} 0",
+        "hodei_workers_destroys_pending 0",
     ] {
         assert!(
-            !text.lines().any(|l| l.starts_with(family)),
-            "a replica that does not lead shows {family}…:\n{text}"
+            text.lines()
+                .any(|l| l == sample || l == format!("{sample}.0")),
+            "a replica that does not lead shows no `{sample}`:\n{text}"
         );
     }
 }
