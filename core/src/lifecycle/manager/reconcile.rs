@@ -87,7 +87,9 @@ impl WorkerLifecycleManager {
     /// M records (all of them, whatever their state or age) has none of them destroyed or
     /// deferred (`listing of P shows N instances no record knows (of M records): held by the
     /// brake`). The orphans remembered already (deferred, failed destroys) were judged by the
-    /// run that found them: their retries are not braked again.
+    /// run that found them: their retries are not braked again. Each such hold is also
+    /// returned as data (third), and counted per provider and side
+    /// (`hodei_workers_reconcile_holds_total`).
     pub(super) fn reconcile_within(
         &self,
         young: Duration,
