@@ -290,7 +290,8 @@ pub struct TickReport {
     /// Workers destroyed and unregistered (unhealthy, idle, lifetime, drained, scaled down,
     /// destroy retries that succeeded).
     pub terminated: Vec<TerminatedWorker>,
-    /// Destroys that failed (retried later with back-off).
+    /// Destroys that failed (retried later with back-off): records', and orphan instances'
+    /// (the tick's reconcile's and its retries of remembered ones).
     pub failed: Vec<DestroyFailure>,
     /// Workers moved to `Draining`: busy ones past their lifetime, and the workers of pools
     /// removed or reshaped that a `set_pools`/`remove_pool` left undrained (called on a

@@ -18,7 +18,7 @@ use crate::registry::WorkerRegistry;
 use super::super::config::{backoff_delay, WorkerLifecycleConfig};
 use super::super::lease::{LeaderInfo, Leadership, LeaseKeeper, Renewal, Term};
 use super::super::provider::{guarded, ProviderResult};
-use super::super::report::TickReport;
+use super::super::report::{DestroyFailure, TickReport};
 use super::brake::Brake;
 use super::{Budget, WorkerLifecycleManager};
 
@@ -461,13 +461,29 @@ impl WorkerLifecycleManager {
                     if let Some(error) = &orphan.error {
                         // When, as it is: a destroy the host cut short (`Interrupted`) is due
                         // again at once, a provider's failure after a back-off.
-                        let retry = match self
-                            .orphan_next_at(&orphan.provider_id, &orphan.resource_id)
-                        {
-                            Some(at) if at <= after => "retried by the next tick".to_owned(),
-                            Some(at) => format!("retried by the ticks after a back-off, at {at}"),
+                        let remembered =
+                            self.orphan_retry(&orphan.provider_id, &orphan.resource_id);
+                        let retry = match remembered {
+                            Some((_, _, at)) if at <= after => {
+                                "retried by the next tick".to_owned()
+                            }
+                            Some((_, _, at)) => {
+                                format!("retried by the ticks after a back-off, at {at}")
+                            }
                             None => "retried by the ticks".to_owned(),
                         };
+                        // A failed destroy of the tick's, as the ticks' retries of it report
+                        // theirs (and as `destroy_failures_total` counts it).
+                        if let Some((worker_id, attempts, next_retry_at)) = remembered {
+                            report.failed.push(DestroyFailure {
+                                worker_id,
+                                provider_id: orphan.provider_id.clone(),
+                                resource_id: orphan.resource_id.clone(),
+                                error: error.clone(),
+                                attempts,
+                                next_retry_at,
+                            });
+                        }
                         report.decisions.push(format!(
                             "{label}: destroying orphan instance {} of provider {} failed: \
                              {error} ({retry})",

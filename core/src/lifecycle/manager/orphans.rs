@@ -184,18 +184,19 @@ impl WorkerLifecycleManager {
         self.orphans.lock().entries.remove(&key(handle));
     }
 
-    /// When the remembered orphan instance `resource_id` of `provider_id` is destroyed again
-    /// (`None`: not remembered, destroyed or forgotten since).
-    pub(super) fn orphan_next_at(
+    /// The remembered orphan instance `resource_id` of `provider_id`: its worker id, failed
+    /// attempts, and when it is destroyed again (`None`: not remembered, destroyed or
+    /// forgotten since).
+    pub(super) fn orphan_retry(
         &self,
         provider_id: &ProviderId,
         resource_id: &str,
-    ) -> Option<Timestamp> {
+    ) -> Option<(WorkerId, u32, Timestamp)> {
         self.orphans
             .lock()
             .entries
             .get(&(provider_id.clone(), resource_id.to_owned()))
-            .map(|e| e.next_at)
+            .map(|e| (e.handle.worker_id, e.attempts, e.next_at))
     }
 
     /// Drops every remembered orphan (the lease was lost: the next leader finds them again).
@@ -477,6 +478,34 @@ mod tests {
             line.contains("after a back-off") && line.contains(&retry.to_string()),
             "{line}"
         );
+    }
+
+    /// A failed orphan destroy of a tick's reconcile is in the tick's `failed`, as the ticks'
+    /// retries of it are (and as `destroy_failures_total` counts it). Before, only a decision
+    /// line said it: `failed` (and C's `failed` count) missed it.
+    #[test]
+    fn a_ticks_failed_orphan_destroy_is_in_its_failed_list() {
+        let cloud = Arc::new(Cloud {
+            instances: Mutex::new(vec![orphan()]),
+            destroy_calls: Mutex::new(0),
+            interrupted: false,
+        });
+        let (clock, manager) = manager_of(&cloud);
+        clock.advance(manager.config().reconcile_interval);
+        let report = manager.tick(0);
+        let retry = clock.now()
+            + WorkerLifecycleConfig::default()
+                .destroy_retry_initial
+                .as_millis() as u64;
+        assert_eq!(manager.stats().unwrap().destroy_failures_total, 1);
+        assert_eq!(report.failed.len(), 1, "{report:#?}");
+        let f = &report.failed[0];
+        assert_eq!(
+            (f.resource_id.as_str(), f.attempts, f.next_retry_at),
+            ("i-orphan", 1, retry),
+            "{f:?}"
+        );
+        assert_eq!(f.worker_id, manager.pending_orphans()[0].0);
     }
 
     #[test]
