@@ -1291,12 +1291,51 @@ fn a_periodic_reconcile_whose_listing_misses_most_of_a_fleet_is_held_by_the_brak
     assert_eq!(f.manager.reconcile().unwrap().vanished.len(), 9);
 }
 
+/// A manager that takes over through an in-memory lease on `store`'s clock (replica "a", ttl
+/// 15 s, its own clock at 0) over `registry`, with `provider` registered and no warm pool
+/// (`min_ready_workers` 0 over `config`): its first tick is a takeover.
+fn takeover_leader(
+    registry: Arc<dyn WorkerRegistry>,
+    store: &Arc<ManualClock>,
+    provider: &Arc<TestProvider>,
+    config: WorkerLifecycleConfig,
+) -> WorkerLifecycleManager {
+    let manager = WorkerLifecycleManager::with_leadership(
+        registry,
+        WorkerLifecycleConfig {
+            min_ready_workers: 0,
+            ..config
+        },
+        Arc::new(InMemoryLease::new(store.clone(), "a", secs(15))),
+        Arc::new(ManualClock::new(0)),
+    )
+    .unwrap();
+    manager.register_provider(provider.clone()).unwrap();
+    manager
+}
+
+/// [`takeover_leader`] of an empty registry whose provider lists five instances no record
+/// knows (`i-0` … `i-4`).
+fn leader_over_five_orphans(
+    config: WorkerLifecycleConfig,
+) -> (WorkerLifecycleManager, Arc<TestProvider>) {
+    let store = Arc::new(ManualClock::new(T0));
+    let registry: Arc<dyn WorkerRegistry> = crate::backend::new_registry(store.clone());
+    let provider = TestProvider::new("test");
+    for i in 0..5 {
+        provider.add_orphan(&format!("i-{i}"));
+    }
+    (
+        takeover_leader(registry, &store, &provider, config),
+        provider,
+    )
+}
+
 /// The takeover's reconcile is braked too: a new leader whose provider answers `[]` does not
 /// expire the fleet it inherits.
 #[test]
 fn a_takeover_reconcile_whose_listing_is_empty_expires_none_of_the_fleet() {
     let store = Arc::new(ManualClock::new(T0));
-    let local = Arc::new(ManualClock::new(0));
     let registry: Arc<dyn WorkerRegistry> = crate::backend::new_registry(store.clone());
     let provider = TestProvider::new("test");
     // A fleet of 10 the previous leader left, running jobs; the provider lists none of them.
@@ -1312,17 +1351,7 @@ fn a_takeover_reconcile_whose_listing_is_empty_expires_none_of_the_fleet() {
         })
         .collect();
     store.advance(secs(400));
-    let manager = WorkerLifecycleManager::with_leadership(
-        registry.clone(),
-        WorkerLifecycleConfig {
-            min_ready_workers: 0,
-            ..config()
-        },
-        Arc::new(InMemoryLease::new(store.clone(), "a", secs(15))),
-        local.clone(),
-    )
-    .unwrap();
-    manager.register_provider(provider).unwrap();
+    let manager = takeover_leader(registry.clone(), &store, &provider, config());
     let r = manager.tick(0);
     assert!(r.leading, "{:?}", r.decisions);
     assert!(r.lost_jobs.is_empty(), "{:?}", r.decisions);
@@ -1523,24 +1552,7 @@ fn a_periodic_reconcile_whose_listing_shows_many_unknown_instances_is_held_by_th
 /// still destroyed (`a_create_returning_after_the_new_leaders_takeover_reconcile_is_destroyed_by_its_ticks`).
 #[test]
 fn a_takeover_reconcile_of_an_empty_registry_destroys_none_of_many_listed_instances() {
-    let store = Arc::new(ManualClock::new(T0));
-    let local = Arc::new(ManualClock::new(0));
-    let registry: Arc<dyn WorkerRegistry> = crate::backend::new_registry(store.clone());
-    let provider = TestProvider::new("test");
-    for i in 0..5 {
-        provider.add_orphan(&format!("i-{i}"));
-    }
-    let manager = WorkerLifecycleManager::with_leadership(
-        registry,
-        WorkerLifecycleConfig {
-            min_ready_workers: 0,
-            ..config()
-        },
-        Arc::new(InMemoryLease::new(store.clone(), "a", secs(15))),
-        local.clone(),
-    )
-    .unwrap();
-    manager.register_provider(provider.clone()).unwrap();
+    let (manager, provider) = leader_over_five_orphans(config());
     let r = manager.tick(0);
     assert!(r.leading, "{:?}", r.decisions);
     assert!(destroy_calls(&provider).is_empty(), "{:?}", r.decisions);
@@ -1665,25 +1677,10 @@ fn terminating_records_missing_from_an_empty_listing_are_held_by_the_brake() {
 /// (5 listed over an empty registry were held).
 #[test]
 fn a_fraction_of_one_disables_the_brake_on_orphans() {
-    let store = Arc::new(ManualClock::new(T0));
-    let local = Arc::new(ManualClock::new(0));
-    let registry: Arc<dyn WorkerRegistry> = crate::backend::new_registry(store.clone());
-    let provider = TestProvider::new("test");
-    for i in 0..5 {
-        provider.add_orphan(&format!("i-{i}"));
-    }
-    let manager = WorkerLifecycleManager::with_leadership(
-        registry,
-        WorkerLifecycleConfig {
-            min_ready_workers: 0,
-            max_unhealthy_fraction: 1.0,
-            ..config()
-        },
-        Arc::new(InMemoryLease::new(store.clone(), "a", secs(15))),
-        local.clone(),
-    )
-    .unwrap();
-    manager.register_provider(provider.clone()).unwrap();
+    let (manager, provider) = leader_over_five_orphans(WorkerLifecycleConfig {
+        max_unhealthy_fraction: 1.0,
+        ..config()
+    });
     let r = manager.tick(0);
     assert!(r.leading, "{:?}", r.decisions);
     assert!(provider.instance_ids().is_empty(), "{:?}", r.decisions);
