@@ -329,6 +329,7 @@ mod tests {
     use crate::clock::{Clock, ManualClock};
     use crate::ids::{ProviderId, WorkerId};
     use crate::lifecycle::provider::{ProviderError, ProviderResult, WorkerProvider};
+    use crate::lifecycle::TickReport;
     use crate::lifecycle::{WorkerLifecycleConfig, WorkerLifecycleManager};
     use crate::registry::InMemoryWorkerRegistry;
     use crate::worker::{ProviderType, WorkerHandle, WorkerSpec};
@@ -391,6 +392,25 @@ mod tests {
         (clock, manager)
     }
 
+    /// A cloud listing one instance no record knows ([`orphan`]), whose destroys fail (as
+    /// interrupted by the host, when `interrupted`).
+    fn cloud_with_one_orphan(interrupted: bool) -> Arc<Cloud> {
+        Arc::new(Cloud {
+            instances: Mutex::new(vec![orphan()]),
+            destroy_calls: Mutex::new(0),
+            interrupted,
+        })
+    }
+
+    /// The tick's decision line about the orphan `i-orphan`.
+    fn orphan_line(report: &TickReport) -> &str {
+        report
+            .decisions
+            .iter()
+            .find(|d| d.contains("i-orphan"))
+            .unwrap_or_else(|| panic!("{:#?}", report.decisions))
+    }
+
     fn orphan() -> WorkerHandle {
         WorkerHandle {
             worker_id: WorkerId::new(),
@@ -407,11 +427,7 @@ mod tests {
     /// `destroy_retry_initial`.
     #[test]
     fn an_interrupted_orphan_destroy_counts_no_attempt() {
-        let cloud = Arc::new(Cloud {
-            instances: Mutex::new(vec![orphan()]),
-            destroy_calls: Mutex::new(0),
-            interrupted: true,
-        });
+        let cloud = cloud_with_one_orphan(true);
         let (clock, manager) = manager_of(&cloud);
         let r = manager.reconcile().unwrap();
         assert_eq!(r.orphans.len(), 1, "{r:#?}");
@@ -432,19 +448,11 @@ mod tests {
     /// "retried by the ticks after a back-off", which only a failure of the provider's gets.
     #[test]
     fn a_ticks_interrupted_orphan_destroy_is_said_to_be_retried_at_once() {
-        let cloud = Arc::new(Cloud {
-            instances: Mutex::new(vec![orphan()]),
-            destroy_calls: Mutex::new(0),
-            interrupted: true,
-        });
+        let cloud = cloud_with_one_orphan(true);
         let (clock, manager) = manager_of(&cloud);
         clock.advance(manager.config().reconcile_interval);
         let report = manager.tick(0);
-        let line = report
-            .decisions
-            .iter()
-            .find(|d| d.contains("i-orphan"))
-            .unwrap_or_else(|| panic!("{:#?}", report.decisions));
+        let line = orphan_line(&report);
         assert!(
             !line.contains("back-off") && line.contains("the next tick"),
             "{line}"
@@ -457,19 +465,11 @@ mod tests {
     /// A provider's own failure is retried after a back-off, and its line says when.
     #[test]
     fn a_ticks_failed_orphan_destroy_is_said_to_be_retried_after_a_back_off() {
-        let cloud = Arc::new(Cloud {
-            instances: Mutex::new(vec![orphan()]),
-            destroy_calls: Mutex::new(0),
-            interrupted: false,
-        });
+        let cloud = cloud_with_one_orphan(false);
         let (clock, manager) = manager_of(&cloud);
         clock.advance(manager.config().reconcile_interval);
         let report = manager.tick(0);
-        let line = report
-            .decisions
-            .iter()
-            .find(|d| d.contains("i-orphan"))
-            .unwrap_or_else(|| panic!("{:#?}", report.decisions));
+        let line = orphan_line(&report);
         let retry = clock.now()
             + WorkerLifecycleConfig::default()
                 .destroy_retry_initial
@@ -485,11 +485,7 @@ mod tests {
     /// line said it: `failed` (and C's `failed` count) missed it.
     #[test]
     fn a_ticks_failed_orphan_destroy_is_in_its_failed_list() {
-        let cloud = Arc::new(Cloud {
-            instances: Mutex::new(vec![orphan()]),
-            destroy_calls: Mutex::new(0),
-            interrupted: false,
-        });
+        let cloud = cloud_with_one_orphan(false);
         let (clock, manager) = manager_of(&cloud);
         clock.advance(manager.config().reconcile_interval);
         let report = manager.tick(0);
@@ -510,11 +506,7 @@ mod tests {
 
     #[test]
     fn an_orphan_whose_destroy_failed_is_retried_by_the_ticks() {
-        let cloud = Arc::new(Cloud {
-            instances: Mutex::new(vec![orphan()]),
-            destroy_calls: Mutex::new(0),
-            interrupted: false,
-        });
+        let cloud = cloud_with_one_orphan(false);
         let (clock, manager) = manager_of(&cloud);
         let retry = WorkerLifecycleConfig::default().destroy_retry_initial;
 
