@@ -32,7 +32,21 @@ macro_rules! event {
     ($($ignored:tt)*) => {};
 }
 
-pub(crate) use {event, span};
+/// Enters the `destroy` span of the destroy of an orphan instance (`handle`: a
+/// `WorkerHandle`), until the end of the enclosing block.
+macro_rules! orphan_destroy_span {
+    ($handle:expr) => {
+        $crate::trace::span!(
+            "destroy",
+            worker_id = %$handle.worker_id,
+            provider_id = %$handle.provider_id,
+            resource_id = %$handle.resource_id,
+            orphan = true
+        )
+    };
+}
+
+pub(crate) use {event, orphan_destroy_span, span};
 
 /// Events for what a tick did and why, inside its span: one per decision line of the report,
 /// and one per worker it touched (with the worker and provider ids).

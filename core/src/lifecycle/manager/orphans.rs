@@ -252,13 +252,7 @@ impl WorkerLifecycleManager {
             };
             // Not exhausted above; no other thread spends this budget.
             budget.take();
-            crate::trace::span!(
-                "destroy",
-                worker_id = %handle.worker_id,
-                provider_id = %handle.provider_id,
-                resource_id = %handle.resource_id,
-                orphan = true
-            );
+            crate::trace::orphan_destroy_span!(handle);
             let outcome = self.destroy_with_provider(token, handle);
             if confirms_destroy(&outcome) {
                 self.note_destroy_confirmed();

@@ -300,13 +300,7 @@ impl WorkerLifecycleManager {
     /// for the call's error. A destroy that fails (not refused for the token) leaves the
     /// instance remembered as an orphan, destroyed again by the ticks once no record holds it.
     fn destroy_unregistered(&self, entry: &ProviderEntry, handle: &WorkerHandle) -> String {
-        crate::trace::span!(
-            "destroy",
-            worker_id = %handle.worker_id,
-            provider_id = %handle.provider_id,
-            resource_id = %handle.resource_id,
-            orphan = true
-        );
+        crate::trace::orphan_destroy_span!(handle);
         let term = match self.confirm_cleanup(handle) {
             Ok(term) => term,
             Err(e) => return format!("its instance is left to whoever leads ({e})"),

@@ -283,13 +283,7 @@ impl WorkerLifecycleManager {
                         }
                         // Not exhausted above; no other thread spends this budget.
                         budget.take();
-                        crate::trace::span!(
-                            "destroy",
-                            worker_id = %handle.worker_id,
-                            provider_id = %handle.provider_id,
-                            resource_id = %handle.resource_id,
-                            orphan = true
-                        );
+                        crate::trace::orphan_destroy_span!(handle);
                         let destroyed = self.provider_call(token, "destroy_worker", || {
                             entry.provider.destroy_worker_fenced(token, handle)
                         });
