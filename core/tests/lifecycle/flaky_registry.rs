@@ -198,6 +198,26 @@ fn flaky_registry() -> (Arc<ManualClock>, Flaky) {
     (clock, flaky)
 }
 
+/// Sets one pool, `a` (`min_ready` `n`), and makes the `n` workers its tick provisions `Ready`.
+fn ready_workers_of_pool_a(
+    flaky: &Flaky,
+    manager: &WorkerLifecycleManager,
+    n: usize,
+) -> Vec<WorkerId> {
+    manager
+        .set_pools(vec![Pool::new("a", pid("test"), WorkerSpec::new("img"))
+            .unwrap()
+            .with_min_ready(n)])
+        .unwrap();
+    let report = manager.tick(Demand::new());
+    assert_eq!(report.provisioned.len(), n, "{:?}", report.decisions);
+    let ids: Vec<WorkerId> = report.provisioned.iter().map(|p| p.worker_id).collect();
+    for id in &ids {
+        flaky.update_state(id, WorkerState::Ready).unwrap();
+    }
+    ids
+}
+
 fn setup() -> (
     Arc<ManualClock>,
     Flaky,
@@ -850,17 +870,7 @@ fn removed_pool_whose_second_drain_fails(
     flaky: &Flaky,
     manager: &WorkerLifecycleManager,
 ) -> (Vec<WorkerId>, Error) {
-    manager
-        .set_pools(vec![Pool::new("a", pid("test"), WorkerSpec::new("img"))
-            .unwrap()
-            .with_min_ready(2)])
-        .unwrap();
-    let report = manager.tick(Demand::new());
-    assert_eq!(report.provisioned.len(), 2, "{:?}", report.decisions);
-    let ids: Vec<WorkerId> = report.provisioned.iter().map(|p| p.worker_id).collect();
-    for id in &ids {
-        flaky.update_state(id, WorkerState::Ready).unwrap();
-    }
+    let ids = ready_workers_of_pool_a(flaky, manager, 2);
     *flaky.faults.fail_draining_of.lock() = Some(ids[1]);
     let err = manager.set_pools(vec![]).unwrap_err();
     assert!(matches!(err, Error::Backend(_)), "{err}");
@@ -934,15 +944,7 @@ fn remove_pool_of_a_name_a_tick_is_draining_is_no_error() {
 #[test]
 fn remove_pool_of_a_name_set_pools_is_draining_is_no_error() {
     let (_clock, flaky, manager, _provider) = setup();
-    manager
-        .set_pools(vec![Pool::new("a", pid("test"), WorkerSpec::new("img"))
-            .unwrap()
-            .with_min_ready(1)])
-        .unwrap();
-    let report = manager.tick(Demand::new());
-    assert_eq!(report.provisioned.len(), 1, "{:?}", report.decisions);
-    let id = report.provisioned[0].worker_id;
-    flaky.update_state(&id, WorkerState::Ready).unwrap();
+    let id = ready_workers_of_pool_a(&flaky, &manager, 1)[0];
     let (entered, entered_rx) = crossbeam_channel::unbounded();
     let (open_tx, open) = crossbeam_channel::unbounded();
     *flaky.faults.pause_find_of_pool.lock() = Some(PoolGate {
@@ -1312,15 +1314,7 @@ fn an_unregister_whose_reply_was_lost_and_outcome_unknown_is_reported_by_its_ret
 #[test]
 fn a_pool_drain_whose_reply_was_lost_names_the_worker() {
     let (_clock, flaky, manager, _provider) = setup();
-    manager
-        .set_pools(vec![Pool::new("a", pid("test"), WorkerSpec::new("img"))
-            .unwrap()
-            .with_min_ready(1)])
-        .unwrap();
-    let report = manager.tick(Demand::new());
-    assert_eq!(report.provisioned.len(), 1, "{:?}", report.decisions);
-    let id = report.provisioned[0].worker_id;
-    flaky.update_state(&id, WorkerState::Ready).unwrap();
+    let id = ready_workers_of_pool_a(&flaky, &manager, 1)[0];
     *flaky.faults.lose_draining_reply_of.lock() = Some(id);
     assert_eq!(manager.set_pools(vec![]).unwrap(), vec![id]);
     assert_eq!(
