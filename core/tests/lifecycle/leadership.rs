@@ -1045,6 +1045,29 @@ fn interruption_notices_are_forgotten_with_the_lease() {
     );
 }
 
+/// Replica a, leading with pools set, provisions for a demand of 3; the three workers become
+/// `Ready`. Their ids.
+fn three_ready_workers_of_a(c: &Cluster) -> Vec<WorkerId> {
+    let r = c.a.manager.tick(3);
+    assert_eq!(r.provisioned.len(), 3, "{:?}", r.decisions);
+    r.provisioned
+        .iter()
+        .map(|p| {
+            c.registry
+                .update_state(&p.worker_id, WorkerState::Ready)
+                .unwrap();
+            p.worker_id
+        })
+        .collect()
+}
+
+/// A heartbeat from each of `ids`.
+fn heartbeat(c: &Cluster, ids: &[WorkerId]) {
+    for id in ids {
+        c.registry.heartbeat(id).unwrap();
+    }
+}
+
 /// The pools' scale-down cooldown restarts at a takeover, as the scaling target's does ("the
 /// old leader's decisions are unknown"). Before, a replica that had never scaled a pool had no
 /// cooldown for it: right at its takeover it retired the idle workers the old leader had just
@@ -1061,18 +1084,8 @@ fn a_new_leader_of_pools_waits_out_the_scale_down_cooldown() {
         .unwrap()])
             .unwrap();
     }
-    let r = c.a.manager.tick(3);
-    assert_eq!(r.provisioned.len(), 3, "{:?}", r.decisions);
-    for p in &r.provisioned {
-        c.registry
-            .update_state(&p.worker_id, WorkerState::Ready)
-            .unwrap();
-    }
-    let heartbeat_all = || {
-        for p in &r.provisioned {
-            c.registry.heartbeat(&p.worker_id).unwrap();
-        }
-    };
+    let ids = three_ready_workers_of_a(&c);
+    let heartbeat_all = || heartbeat(&c, &ids);
 
     // a dies; b takes over with no demand left.
     c.advance(TTL + Duration::from_secs(1));
@@ -1099,18 +1112,8 @@ fn a_pool_set_right_after_a_takeover_waits_out_the_scale_down_cooldown_too() {
     let c = cluster();
     let pool = Pool::new("p", c.provider.id.clone(), (*spec()).clone()).unwrap();
     c.a.manager.set_pools(vec![pool.clone()]).unwrap();
-    let r = c.a.manager.tick(3);
-    assert_eq!(r.provisioned.len(), 3, "{:?}", r.decisions);
-    for p in &r.provisioned {
-        c.registry
-            .update_state(&p.worker_id, WorkerState::Ready)
-            .unwrap();
-    }
-    let heartbeat_all = || {
-        for p in &r.provisioned {
-            c.registry.heartbeat(&p.worker_id).unwrap();
-        }
-    };
+    let ids = three_ready_workers_of_a(&c);
+    let heartbeat_all = || heartbeat(&c, &ids);
 
     // a dies; b, not configured with the pool yet, takes over; its host sets it a second later.
     c.advance(TTL + Duration::from_secs(1));

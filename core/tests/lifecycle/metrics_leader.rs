@@ -126,24 +126,50 @@ fn a_followers_ticks_are_counted_in_the_tick_duration() {
     assert_eq!(buckets, 2.0, "+Inf bucket agrees with _count");
 }
 
-/// The per-pool gauges are the leader's ("none on a replica that does not lead"): a leader
-/// whose trust window closed without a tick (it stalled) shows `hodei_workers_leader 0` and
-/// no pool series either, or a dashboard summing over the replicas counts its pools twice
-/// once another replica leads.
-#[test]
-fn a_replica_whose_trust_window_closed_shows_no_pool_gauges() {
+/// Replica "a" of a 15 s in-memory lease on the registry clock `store` (its own clock starts at
+/// 0), made with `config`: `(manager, store clock, local clock)`.
+fn replica_a(
+    config: WorkerLifecycleConfig,
+) -> (WorkerLifecycleManager, Arc<ManualClock>, Arc<ManualClock>) {
     let store = Arc::new(ManualClock::new(1_000_000));
     let registry: Arc<dyn WorkerRegistry> =
         Arc::new(InMemoryWorkerRegistry::with_clock(store.clone()));
     let lease = InMemoryLease::new(store.clone(), "a", Duration::from_secs(15));
     let local = Arc::new(ManualClock::new(0));
     let a = WorkerLifecycleManager::with_leadership(
-        registry.clone(),
-        WorkerLifecycleConfig::default(),
+        registry,
+        config,
         Arc::new(lease.replica("a")),
         local.clone(),
     )
     .unwrap();
+    (a, store, local)
+}
+
+/// Lets 20 s pass on both clocks without a tick (the leader stalls past its trust window),
+/// checks that `a` no longer says it leads, and returns its metrics text, whose
+/// `hodei_workers_leader` reads 0.
+fn stall_and_scrape(
+    a: &WorkerLifecycleManager,
+    store: &ManualClock,
+    local: &ManualClock,
+) -> String {
+    for c in [store, local] {
+        c.advance(Duration::from_secs(20));
+    }
+    assert!(!a.is_leader());
+    let text = a.metrics_text();
+    assert_eq!(value(&text, "hodei_workers_leader"), 0.0);
+    text
+}
+
+/// The per-pool gauges are the leader's ("none on a replica that does not lead"): a leader
+/// whose trust window closed without a tick (it stalled) shows `hodei_workers_leader 0` and
+/// no pool series either, or a dashboard summing over the replicas counts its pools twice
+/// once another replica leads.
+#[test]
+fn a_replica_whose_trust_window_closed_shows_no_pool_gauges() {
+    let (a, store, local) = replica_a(WorkerLifecycleConfig::default());
     a.register_provider(crate::common::TestProvider::new("p"))
         .unwrap();
     a.set_pools(vec![Pool::new(
@@ -160,12 +186,7 @@ fn a_replica_whose_trust_window_closed_shows_no_pool_gauges() {
         "{text}"
     );
 
-    for c in [&store, &local] {
-        c.advance(Duration::from_secs(20));
-    }
-    assert!(!a.is_leader());
-    let text = a.metrics_text();
-    assert_eq!(value(&text, "hodei_workers_leader"), 0.0);
+    let text = stall_and_scrape(&a, &store, &local);
     assert!(
         !text.contains("pool=\"cpu\""),
         "a replica that does not lead shows pool gauges:\n{text}"
@@ -181,24 +202,13 @@ fn a_replica_whose_trust_window_closed_shows_no_pool_gauges() {
 #[test]
 fn a_replica_whose_trust_window_closed_shows_no_backoff_or_pending_destroys() {
     use crate::common::{CreateStep, DestroyStep, TestProvider};
-    let store = Arc::new(ManualClock::new(1_000_000));
-    let registry: Arc<dyn WorkerRegistry> =
-        Arc::new(InMemoryWorkerRegistry::with_clock(store.clone()));
-    let lease = InMemoryLease::new(store.clone(), "a", Duration::from_secs(15));
-    let local = Arc::new(ManualClock::new(0));
     let config = WorkerLifecycleConfig {
         provider_backoff_initial: Duration::from_secs(120),
         provider_backoff_max: Duration::from_secs(300),
         destroy_retry_initial: Duration::from_secs(120),
         ..WorkerLifecycleConfig::default()
     };
-    let a = WorkerLifecycleManager::with_leadership(
-        registry.clone(),
-        config,
-        Arc::new(lease.replica("a")),
-        local.clone(),
-    )
-    .unwrap();
+    let (a, store, local) = replica_a(config);
     let p = TestProvider::new("p");
     a.register_provider(p.clone()).unwrap();
     assert!(a.tick(0).leading);
@@ -226,12 +236,7 @@ fn a_replica_whose_trust_window_closed_shows_no_backoff_or_pending_destroys() {
         "{text}"
     );
 
-    for c in [&store, &local] {
-        c.advance(Duration::from_secs(20));
-    }
-    assert!(!a.is_leader());
-    let text = a.metrics_text();
-    assert_eq!(value(&text, "hodei_workers_leader"), 0.0);
+    let text = stall_and_scrape(&a, &store, &local);
     for sample in [
         "hodei_workers_provider_backoff_seconds{provider=\"p\"} 0",
         "hodei_workers_provider_consecutive_failures{provider=\"p\"} 0",

@@ -507,7 +507,10 @@ impl WorkerLifecycleManager {
     }
 
     /// Workers `Terminating` whose destroy is queued or being retried, with their failed
-    /// attempts and next attempt time: `(worker, attempts, next_at)`.
+    /// attempts and next attempt time: `(worker, attempts, next_at)`. Leader state, as this
+    /// replica holds it: empty on a follower; a leader whose trust window closed without a
+    /// tick still shows it (its next tick keeps or forgets it), while the
+    /// `hodei_workers_destroys_pending` gauge reads 0 (docs/DESIGN.md §11).
     pub fn pending_destroys(&self) -> Vec<(WorkerId, u32, Timestamp)> {
         self.destroys.lock().pending()
     }

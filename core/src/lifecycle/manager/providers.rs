@@ -203,7 +203,8 @@ impl WorkerLifecycleManager {
         }
     }
 
-    /// Providers backing off now (after consecutive create failures).
+    /// Providers backing off now (after consecutive create failures). Leader state, as this
+    /// replica holds it: see [`pending_destroys`](Self::pending_destroys) for a stalled leader.
     pub fn provider_backoff(&self) -> Vec<ProviderBackoff> {
         super::backoff_of(&self.backoff, self.registry.now())
     }
