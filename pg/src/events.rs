@@ -528,7 +528,10 @@ impl PostgresWorkerRegistry {
     /// `seq` on, never a range cut out of the middle. `at` does not follow `seq` exactly
     /// (replicas' clocks, transactions committing out of order: DESIGN.md §10, "Event
     /// times"), so an event older than the cutoff behind a younger one stays until that one
-    /// is old too. Returns the number deleted. The subscriptions of this registry handle read
+    /// is old too. Returns the number deleted: by the last run of the statement, which runs
+    /// once more on a new connection when the server closed the first under it (a prune is
+    /// idempotent), so a count whose reply was lost is not in it. The subscriptions of this
+    /// registry handle read
     /// what is there first (those not in a call of their own), so what one that stopped
     /// reading loses is counted in its `dropped()`; a subscriber of another handle or process
     /// that had not read them sees a `seq` gap.
