@@ -9,7 +9,8 @@
 //! renewal — no takeover, no takeover reconcile — and destroys the instance itself. So does
 //! `provision_worker` for an instance whose registration answered `Backend` when the registry
 //! cannot say afterwards whether it was applied: a tick destroys it only once `get` says no record
-//! holds it, and forgets it when one does.) A failed destroy there must not leave it to the host's
+//! holds it — none of its worker id, or one whose instance is another — and forgets it when one
+//! does.) A failed destroy there must not leave it to the host's
 //! next `reconcile` (a host that only runs the ticker never calls one): the handle is kept here and
 //! every leader tick tries again after a back-off (`destroy_retry_initial` doubling up to
 //! `destroy_retry_max`), like the destroy queue does for records. Leader state, advisory: it is
@@ -235,11 +236,14 @@ impl WorkerLifecycleManager {
             match self.registry.get(&handle.worker_id) {
                 // Registered meanwhile (by the host), or after all (a registration whose reply
                 // was lost): not an orphan any more, someone owns it.
-                Ok(Some(_)) => {
+                Ok(Some(w)) if w.handle.resource_id == handle.resource_id => {
                     self.orphan_gone(handle);
                     continue;
                 }
-                Ok(None) => {}
+                // No record, or one whose instance is another (this one carries its worker id
+                // under another resource id: a provider that created twice for one worker, a
+                // second instance reconcile found): still an orphan.
+                Ok(_) => {}
                 // The registry cannot say whether a record holds it: never destroyed blindly
                 // (it may be a registered worker's instance). Not a failed attempt.
                 Err(_) => continue,

@@ -1,7 +1,7 @@
 //! Reconcile: the registry against what the providers really have (orphans, vanished
 //! instances, `Terminating` records nobody is destroying).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use crate::clock::millis;
@@ -42,6 +42,14 @@ impl WorkerLifecycleManager {
     ///   `unhealthy_floor`) expires none of them there (see [`tick`](Self::tick));
     /// - `Terminating` records the manager was not destroying yet (e.g. after a restore) are
     ///   queued for destruction.
+    ///
+    /// A listed instance is a record's when it carries the record's resource id; failing that,
+    /// when it carries the worker id of a record whose own resource id the listing does not
+    /// show, and then only the first such instance in listing order: one record, one instance.
+    /// Every other instance is one no record knows — a second one carrying a record's worker
+    /// id under another resource id too (a provider that created twice for one worker: a
+    /// retried create, a duplicated request), destroyed, deferred, retried and braked as any
+    /// orphan. A record is listed (not vanished) when its resource id or its worker id is.
     ///
     /// A complete reconcile (no listing failed, no orphan check skipped) also sets when the
     /// ticks run the next one by themselves: `reconcile_interval` later (see
@@ -161,10 +169,23 @@ impl WorkerLifecycleManager {
                 .iter()
                 .map(|w| w.handle.resource_id.as_str())
                 .collect();
-            let known_ids: HashSet<WorkerId> = records.iter().map(|w| w.id).collect();
             let listed_resources: HashSet<&str> =
                 listed.iter().map(|h| h.resource_id.as_str()).collect();
             let listed_ids: HashSet<WorkerId> = listed.iter().map(|h| h.worker_id).collect();
+            // The records the listing may show under their worker id only: those whose own
+            // resource id it does not show (a provider whose listing names an instance
+            // otherwise than its create did).
+            let unlisted_by_resource: HashSet<WorkerId> = records
+                .iter()
+                .filter(|w| !listed_resources.contains(w.handle.resource_id.as_str()))
+                .map(|w| w.id)
+                .collect();
+            // The instance taken for each of them: the first in listing order that carries its
+            // worker id. One instance per record: a second one carrying the same worker id
+            // under another resource id (a provider that created twice for one worker: a
+            // retried create, a duplicated request) is no record's, and an orphan like any
+            // other.
+            let mut taken: HashMap<WorkerId, &str> = HashMap::new();
 
             // Each instance once, however many times the listing shows it (a paginated API
             // whose pages shifted while it was read): destroyed once, counted once. And the
@@ -177,25 +198,30 @@ impl WorkerLifecycleManager {
             // incomplete); it still counts as listed for the records (by their id).
             let mut invalid: Vec<Error> = Vec::new();
             let mut seen: HashSet<&str> = HashSet::new();
-            let orphans: Vec<WorkerHandle> = listed
-                .iter()
-                .filter(|h| {
-                    !known_resources.contains(h.resource_id.as_str())
-                        && !known_ids.contains(&h.worker_id)
-                        && seen.insert(h.resource_id.as_str())
-                })
-                .filter(|h| match h.validate() {
-                    Ok(()) => true,
-                    Err(e) => {
-                        invalid.push(e);
-                        false
-                    }
-                })
-                .map(|h| WorkerHandle {
+            let mut orphans: Vec<WorkerHandle> = Vec::new();
+            for h in &listed {
+                let resource = h.resource_id.as_str();
+                // A record's instance, by its resource id first.
+                if known_resources.contains(resource) {
+                    continue;
+                }
+                if unlisted_by_resource.contains(&h.worker_id)
+                    && *taken.entry(h.worker_id).or_insert(resource) == resource
+                {
+                    continue;
+                }
+                if !seen.insert(resource) {
+                    continue;
+                }
+                if let Err(e) = h.validate() {
+                    invalid.push(e);
+                    continue;
+                }
+                orphans.push(WorkerHandle {
                     provider_id: pid.clone(),
                     ..h.clone()
-                })
-                .collect();
+                });
+            }
             let orphans: Vec<&WorkerHandle> = orphans.iter().collect();
             if let Some(first) = invalid.first() {
                 report.errors.push((
