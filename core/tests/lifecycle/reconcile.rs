@@ -2083,3 +2083,75 @@ fn second_instances_of_a_worker_are_held_by_the_brake_as_other_orphans() {
     }
     f.assert_no_leak();
 }
+
+/// The ticks' retry of a failed orphan destroy backs off from when the destroy failed, as the
+/// destroy queue does for records (and as `reconcile` does for the orphans it destroys): a
+/// destroy call that takes a minute (a cloud API timing out) must not use up the back-off.
+/// Before, the retry counted it from the tick's start: the next attempt was due before the
+/// failed one returned, the orphan was destroyed again at the very next tick, and the report's
+/// `next_retry_at` lay in the past.
+#[test]
+fn an_orphan_retry_backs_off_from_when_its_destroy_failed() {
+    /// Each destroy takes a minute of the registry's clock, then does what the inner says.
+    #[derive(Debug)]
+    struct Slow(Arc<TestProvider>, Arc<ManualClock>);
+    impl WorkerProvider for Slow {
+        fn provider_id(&self) -> ProviderId {
+            self.0.provider_id()
+        }
+        fn provider_type(&self) -> ProviderType {
+            self.0.provider_type()
+        }
+        fn create_worker(&self, id: WorkerId, spec: &WorkerSpec) -> ProviderResult<WorkerHandle> {
+            self.0.create_worker(id, spec)
+        }
+        fn destroy_worker(&self, handle: &WorkerHandle) -> ProviderResult<()> {
+            self.1.advance(secs(60));
+            self.0.destroy_worker(handle)
+        }
+        fn list_workers(&self) -> ProviderResult<Vec<WorkerHandle>> {
+            self.0.list_workers()
+        }
+    }
+    let clock = Arc::new(ManualClock::new(T0));
+    let registry: Arc<dyn WorkerRegistry> = crate::backend::new_registry(clock.clone());
+    let manager = WorkerLifecycleManager::new(
+        registry,
+        WorkerLifecycleConfig {
+            min_ready_workers: 0,
+            destroy_retry_initial: secs(10),
+            ..config()
+        },
+    )
+    .unwrap();
+    let inner = TestProvider::new("test");
+    manager
+        .register_provider(Arc::new(Slow(inner.clone(), clock.clone())))
+        .unwrap();
+    inner.add_orphan("ghost");
+    inner.script_destroys([
+        DestroyStep::Fail("timed out"),
+        DestroyStep::Fail("timed out"),
+    ]);
+    let r = manager.reconcile().unwrap();
+    assert_eq!(r.orphans[0].error.as_deref(), Some("timed out (failed)"));
+    // Due 10 s after the failure.
+    let (_, _, attempts, next_at) = manager.pending_orphans()[0].clone();
+    assert_eq!((attempts, next_at), (1, clock.now() + 10_000));
+    clock.set(next_at);
+    let t = manager.tick(0);
+    let failed_at = clock.now();
+    assert_eq!(t.failed.len(), 1, "{:?}", t.decisions);
+    // Due 20 s after the second failure, which the tick's report says.
+    let (_, _, attempts, next_at) = manager.pending_orphans()[0].clone();
+    assert_eq!(
+        (attempts, next_at, t.failed[0].next_retry_at),
+        (2, failed_at + 20_000, failed_at + 20_000),
+        "{:?}",
+        t.decisions
+    );
+    // So the next tick, 10 s on, does not call the provider again.
+    clock.advance(secs(10));
+    manager.tick(0);
+    assert_eq!(destroy_calls(&inner).len(), 2, "{:?}", inner.calls());
+}

@@ -276,7 +276,11 @@ impl WorkerLifecycleManager {
                 // the instance. Not a failed attempt.
                 Err(e) if e.is_fenced() => return,
                 Err(e) => {
-                    let (attempts, next_at) = self.orphan_destroy_failed(handle, now, &e);
+                    // From when it failed, read after the call (as the destroy queue and
+                    // `reconcile` do): a destroy that took longer than the back-off must not
+                    // use it up, the next attempt due before this one returned.
+                    let failed_at = self.registry.now();
+                    let (attempts, next_at) = self.orphan_destroy_failed(handle, failed_at, &e);
                     bump(&self.counters.destroy_failures, 1);
                     // No `DestroyFailed`: no record holds the instance, and an event about a
                     // worker the registry does not hold is refused — or, should a record hold
