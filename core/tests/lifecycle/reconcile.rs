@@ -2155,3 +2155,84 @@ fn an_orphan_retry_backs_off_from_when_its_destroy_failed() {
     manager.tick(0);
     assert_eq!(destroy_calls(&inner).len(), 2, "{:?}", inner.calls());
 }
+
+/// An instance taken for an orphan stays one: of two instances carrying the worker id of a
+/// record whose own resource id is not listed, the one a reconcile took for an orphan (its
+/// destroy failed, retried by the ticks) is not taken for the record's by the next reconcile
+/// when the listing shows them in another order (a cloud API's order is not stable). Else
+/// that run destroys the other as an orphan while the ticks' retry destroys the first: both
+/// instances of a live worker gone.
+#[test]
+fn an_instance_taken_for_an_orphan_is_not_taken_for_a_records_when_the_listing_reorders() {
+    /// Lists the inner provider's instances in reverse order once `reversed` is set.
+    #[derive(Debug)]
+    struct Reordering(Arc<TestProvider>, std::sync::atomic::AtomicBool);
+    impl WorkerProvider for Reordering {
+        fn provider_id(&self) -> ProviderId {
+            self.0.provider_id()
+        }
+        fn provider_type(&self) -> ProviderType {
+            self.0.provider_type()
+        }
+        fn create_worker(&self, id: WorkerId, spec: &WorkerSpec) -> ProviderResult<WorkerHandle> {
+            self.0.create_worker(id, spec)
+        }
+        fn destroy_worker(&self, handle: &WorkerHandle) -> ProviderResult<()> {
+            self.0.destroy_worker(handle)
+        }
+        fn list_workers(&self) -> ProviderResult<Vec<WorkerHandle>> {
+            let mut listed = self.0.list_workers()?;
+            if self.1.load(std::sync::atomic::Ordering::SeqCst) {
+                listed.reverse();
+            }
+            Ok(listed)
+        }
+    }
+    let clock = Arc::new(ManualClock::new(T0));
+    let registry: Arc<dyn WorkerRegistry> = crate::backend::new_registry(clock.clone());
+    let manager = WorkerLifecycleManager::new(
+        registry.clone(),
+        WorkerLifecycleConfig {
+            min_ready_workers: 0,
+            ..config()
+        },
+    )
+    .unwrap();
+    let inner = TestProvider::new("test");
+    let provider = Arc::new(Reordering(inner.clone(), false.into()));
+    manager.register_provider(provider.clone()).unwrap();
+    let w = manager.provision_worker(&pid("test"), spec()).unwrap();
+    registry.update_state(&w.id, WorkerState::Ready).unwrap();
+    inner.lose(&w.handle.resource_id);
+    for resource in ["dup-a", "dup-b"] {
+        let handle = WorkerHandle {
+            worker_id: w.id,
+            ..WorkerHandle::new(pid("test"), ProviderType::Docker, resource)
+        };
+        inner.instances.lock().insert(resource.to_owned(), handle);
+    }
+    clock.advance(secs(1));
+    inner.script_destroys([DestroyStep::Fail("busy")]);
+    let r = manager.reconcile().unwrap();
+    assert_eq!(r.orphans[0].resource_id, "dup-b", "{r:?}");
+    assert_eq!(manager.pending_orphans().len(), 1);
+    // The listing shows them the other way round now.
+    provider.1.store(true, std::sync::atomic::Ordering::SeqCst);
+    let r = manager.reconcile().unwrap();
+    assert_eq!(
+        destroy_calls(&inner),
+        ["destroy dup-b", "destroy dup-b"],
+        "{r:?}"
+    );
+    assert_eq!(inner.instance_ids(), ["dup-a"]);
+    for _ in 0..5 {
+        clock.advance(secs(10));
+        registry.heartbeat(&w.id).unwrap();
+        manager.tick(0);
+    }
+    assert_eq!(inner.instance_ids(), ["dup-a"], "{:?}", inner.calls());
+    assert_eq!(
+        registry.get(&w.id).unwrap().map(|w| w.state),
+        Some(WorkerState::Ready)
+    );
+}

@@ -17,7 +17,7 @@
 //! forgotten when the lease is lost, and the next leader's reconcile (takeover or periodic) finds
 //! the same instances again.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::Ordering;
 
 use parking_lot::Mutex;
@@ -183,6 +183,20 @@ impl WorkerLifecycleManager {
     /// The orphan `handle` is gone (destroyed, or the provider does not know it).
     pub(super) fn orphan_gone(&self, handle: &WorkerHandle) {
         self.orphans.lock().entries.remove(&key(handle));
+    }
+
+    /// The resource ids of `provider_id`'s instances taken for orphans already: remembered (a
+    /// failed or deferred destroy, retried by the ticks) or being destroyed by a thread right
+    /// now. Cost: O(orphans).
+    pub(super) fn orphan_resources_of(&self, provider_id: &ProviderId) -> HashSet<String> {
+        let orphans = self.orphans.lock();
+        orphans
+            .entries
+            .keys()
+            .chain(orphans.claimed.iter())
+            .filter(|(p, _)| p == provider_id)
+            .map(|(_, resource)| resource.clone())
+            .collect()
     }
 
     /// The remembered orphan instance `resource_id` of `provider_id`: its worker id, failed

@@ -45,7 +45,9 @@ impl WorkerLifecycleManager {
     ///
     /// A listed instance is a record's when it carries the record's resource id; failing that,
     /// when it carries the worker id of a record whose own resource id the listing does not
-    /// show, and then only the first such instance in listing order: one record, one instance.
+    /// show, and then only the first such instance in listing order that was not taken for an
+    /// orphan already (remembered for the ticks' retries, or being destroyed): one record, one
+    /// instance, whatever order the next listing shows them in.
     /// Every other instance is one no record knows — a second one carrying a record's worker
     /// id under another resource id too (a provider that created twice for one worker: a
     /// retried create, a duplicated request), destroyed, deferred, retried and braked as any
@@ -184,8 +186,16 @@ impl WorkerLifecycleManager {
             // worker id. One instance per record: a second one carrying the same worker id
             // under another resource id (a provider that created twice for one worker: a
             // retried create, a duplicated request) is no record's, and an orphan like any
-            // other.
+            // other. Not one taken for an orphan already (its destroy failed or was deferred,
+            // and the ticks retry it; or a thread destroys it now): a listing in another order
+            // than the last (a cloud API's order is not stable) would have the other instance
+            // destroyed too, and the record left with none.
             let mut taken: HashMap<WorkerId, &str> = HashMap::new();
+            let judged_orphans = if unlisted_by_resource.is_empty() {
+                HashSet::new()
+            } else {
+                self.orphan_resources_of(&pid)
+            };
 
             // Each instance once, however many times the listing shows it (a paginated API
             // whose pages shifted while it was read): destroyed once, counted once. And the
@@ -206,6 +216,7 @@ impl WorkerLifecycleManager {
                     continue;
                 }
                 if unlisted_by_resource.contains(&h.worker_id)
+                    && !judged_orphans.contains(resource)
                     && *taken.entry(h.worker_id).or_insert(resource) == resource
                 {
                     continue;
