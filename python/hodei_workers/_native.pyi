@@ -1490,7 +1490,8 @@ class ReconcileReport:
     @property
     def errors(self) -> list[tuple[str, str]]:
         """Providers not wholly reconciled, with what happened: ``list_workers`` failed, the
-        registry read failed, or the lease was lost before their listing or among their orphans."""
+        registry read failed or could not unregister a vanished worker, or the lease was lost
+        before their listing or among their orphans."""
     @property
     def orphans(self) -> list[OrphanInstance]:
         """Instances unknown to the registry, destroyed (or attempted)."""

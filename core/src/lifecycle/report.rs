@@ -355,7 +355,9 @@ pub struct ReconcileReport {
     /// listing (`not listed: …`) or among their orphans (`N orphan instances not destroyed:
     /// …`), the listing showed instances no record knows whose handle is invalid (`listing of
     /// P shows N invalid instances, not destroyed (the first: …)`: an empty resource id, say),
-    /// or (a tick's reconcile only) the listing missed more of the provider's workers
+    /// the registry failed to unregister records whose instance vanished (`N vanished workers
+    /// not unregistered (the first: worker W: …)`: they stay registered), or (a tick's
+    /// reconcile only) the listing missed more of the provider's workers
     /// (`Terminating` ones included) than the brake allows (`listing of P would expire N of M
     /// workers: held by the brake`: none of them expired) or showed more instances no record
     /// knows than the brake

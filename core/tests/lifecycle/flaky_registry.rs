@@ -1168,6 +1168,41 @@ fn a_vanished_records_unregister_whose_reply_was_lost_is_in_the_reconcile_report
     assert!(flaky.get(&w.id).unwrap().is_none());
 }
 
+/// `reconcile`'s unregister of a record whose instance vanished that fails (the record
+/// stays) is said in `errors` for its provider, as the registry failing on a provider's
+/// records is, and the run is incomplete: the ticks run it again after their back-off. Before,
+/// the report said nothing of it and read as complete: the host was not told that a worker
+/// whose instance is gone was still registered with its job, and the ticks' next look was the
+/// periodic one, `reconcile_interval` later.
+#[test]
+fn a_vanished_record_that_cannot_be_unregistered_is_in_the_reconcile_errors() {
+    let (clock, flaky, manager, provider) = setup();
+    let w = busy_worker(&flaky, &manager, "on-a-lost-instance");
+    provider.lose(&w.handle.resource_id);
+    clock.advance(secs(1));
+    flaky.faults.fail_unregister.store(true, Ordering::SeqCst);
+    let r = manager.reconcile().unwrap();
+    assert!(r.vanished.is_empty() && r.lost_jobs.is_empty(), "{r:?}");
+    assert_eq!(r.errors.len(), 1, "{r:?}");
+    assert_eq!(r.errors[0].0, pid("test"));
+    assert!(
+        r.errors[0].1.starts_with(&format!(
+            "1 vanished workers not unregistered (the first: worker {}: ",
+            w.id
+        )) && r.errors[0].1.contains("database unreachable"),
+        "{r:?}"
+    );
+    assert_eq!(
+        flaky.get(&w.id).unwrap().map(|w| w.state),
+        Some(WorkerState::Busy)
+    );
+    // Once the registry answers, the next reconcile expires it, its job reported.
+    flaky.faults.fail_unregister.store(false, Ordering::SeqCst);
+    let r = manager.reconcile().unwrap();
+    assert_eq!(r.vanished, vec![w.id], "{r:?}");
+    assert!(r.errors.is_empty(), "{r:?}");
+}
+
 /// A pool's scale-in retirement whose move to `Terminating` was applied and answered
 /// `Backend`: the worker was not destroyed by that tick nor in its report; the next tick
 /// adopted the terminal record and destroyed it as `Requested`, not `ScaledDown`.

@@ -479,7 +479,8 @@ report_class! {
         /// Providers without ``list_workers`` (skipped).
         unsupported: |c, py| ids(&c.unsupported),
         /// Providers not wholly reconciled, with what happened: ``list_workers`` failed, the
-        /// registry read failed, or the lease was lost before their listing or among their orphans.
+        /// registry read failed or could not unregister a vanished worker, or the lease was lost
+        /// before their listing or among their orphans.
         errors: |c, py| c.errors.iter().map(|(p, e)| (p.to_string(), e.clone())).collect::<Vec<_>>(),
         /// Instances unknown to the registry, destroyed (or attempted).
         orphans: |c, py| list::<_, OrphanInstance>(&c.orphans),

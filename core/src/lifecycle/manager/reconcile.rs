@@ -35,7 +35,9 @@ impl WorkerLifecycleManager {
     ///   destroys none of them there (see [`tick`](Self::tick));
     /// - records whose instance vanished are unregistered with reason `Vanished` (a job they
     ///   held is reported lost; an unregister answered `Backend` whose record is gone when
-    ///   looked at was applied, its reply lost, and is reported so too). This call expires
+    ///   looked at was applied, its reply lost, and is reported so too; one that failed, the
+    ///   record still there, is in [`errors`](ReconcileReport::errors): `N vanished workers
+    ///   not unregistered (the first: …)`, and the run is incomplete). This call expires
     ///   them however many there are — the host asked; the ticks' own reconciles are braked:
     ///   a listing that would expire more of a provider's records (`Terminating` ones
     ///   included) than the health check's brake allows (`max_unhealthy_fraction`,
@@ -406,6 +408,10 @@ impl WorkerLifecycleManager {
                     continue;
                 }
             }
+            // The vanished records whose unregister failed: how many, and the first (with its
+            // error), said in `errors` for this provider.
+            let mut not_unregistered: Option<(WorkerId, Error)> = None;
+            let mut not_unregistered_count = 0usize;
             for w in vanished {
                 // A Terminating one too: its instance is gone, so its destroy is moot — unless a
                 // destroy of it is under way right now: that destroy ends it (once).
@@ -420,11 +426,21 @@ impl WorkerLifecycleManager {
                         // queue: gone, it was unregistered (its `JobLost` emitted) and is reported
                         // as if the call had answered `Ok`, with the job of the record as read
                         // above (a vanished instance's agent runs no job to its end in between).
-                        // Still there, or no answer: not reported; the next reconcile looks again.
+                        // Still there, or no answer: not expired; said in `errors` (the run is
+                        // incomplete: the ticks look again after their back-off).
                         Err(Error::Backend(_)) if matches!(self.registry.get(&w.id), Ok(None)) => {
                             Some(w.current_job.clone())
                         }
-                        Err(_) => None,
+                        // Gone meanwhile by another's hand (its destroy ended, the host): not
+                        // this call's, and nothing left to do.
+                        Err(Error::NotFound(_)) => None,
+                        Err(e) => {
+                            not_unregistered_count += 1;
+                            if not_unregistered.is_none() {
+                                not_unregistered = Some((w.id, e));
+                            }
+                            None
+                        }
                     };
                 if unregistered.is_none() {
                     // The record stays: so does its destroy entry, as it was. Dropped, the
@@ -445,6 +461,15 @@ impl WorkerLifecycleManager {
                     }
                     report.vanished.push(w.id);
                 }
+            }
+            if let Some((id, e)) = not_unregistered {
+                report.errors.push((
+                    pid.clone(),
+                    format!(
+                        "{not_unregistered_count} vanished workers not unregistered (the first: \
+                         worker {id}: {e})"
+                    ),
+                ));
             }
         }
 
