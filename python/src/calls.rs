@@ -20,7 +20,9 @@ use std::ops::Deref;
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyFrozenSet, PyIterator, PyList, PySet, PyString, PyTuple};
+use pyo3::types::{
+    PyDict, PyFloat, PyFrozenSet, PyInt, PyIterator, PyList, PySet, PyString, PyTuple,
+};
 
 mod raw {
     use pyo3::ffi::PyObject;
@@ -36,6 +38,8 @@ mod raw {
         ) -> *mut PyObject;
         pub(super) fn Py_DecRef(object: *mut PyObject);
         pub(super) fn PyErr_WriteUnraisable(object: *mut PyObject);
+        pub(super) fn PyFloat_AsDouble(object: *mut PyObject) -> std::os::raw::c_double;
+        pub(super) fn PyNumber_Index(object: *mut PyObject) -> *mut PyObject;
     }
 }
 
@@ -86,6 +90,51 @@ pub(crate) fn write_unraisable(py: Python<'_>, err: PyErr, object: Option<&Bound
     // object, borrowed for the call.
     unsafe { raw::PyErr_WriteUnraisable(object) };
     std::mem::forget(guard);
+}
+
+/// The `float` value of a number the host passed, as pyo3's `f64` extraction reads it
+/// (`PyFloat_AsDouble`, same result, same errors), under the guard of [`call`]: for anything
+/// but a `float` (a subclass included) that runs its `__float__` (or `__index__`), the host's
+/// code when it is a class of its own or an `int` subclass that defines one.
+#[allow(unsafe_code, clippy::float_cmp)]
+pub(crate) fn float(object: &Bound<'_, PyAny>) -> PyResult<f64> {
+    if let Ok(float) = object.cast::<PyFloat>() {
+        // Its value as it is stored: no code runs.
+        return Ok(float.value());
+    }
+    // Declared last: the first local a forced unwind out of the conversion drops.
+    let guard = ParkIfEnded;
+    // SAFETY: attached (`object.py()`); `object` is a valid object, borrowed for the call.
+    let value = unsafe { raw::PyFloat_AsDouble(object.as_ptr()) };
+    std::mem::forget(guard);
+    // -1.0 is also a value: an error only when one is set.
+    if value == -1.0 {
+        if let Some(err) = PyErr::take(object.py()) {
+            return Err(err);
+        }
+    }
+    Ok(value)
+}
+
+/// The `int` a number the host passed stands for, as an exact `int` (`operator.index`: its
+/// `__index__`; an `int` subclass is copied, which runs none of its code), under the guard of
+/// [`call`]. Reading a Rust integer from the result, or comparing it, runs no code. The error
+/// for anything without `__index__` is the `TypeError` pyo3's integer extraction raises
+/// ("'X' object cannot be interpreted as an integer").
+#[allow(unsafe_code)]
+pub(crate) fn index<'py>(object: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyInt>> {
+    if let Ok(int) = object.cast_exact::<PyInt>() {
+        return Ok(int.clone());
+    }
+    let py = object.py();
+    // Declared last: the first local a forced unwind out of `__index__` drops.
+    let guard = ParkIfEnded;
+    // SAFETY: attached (`py`); `object` is a valid object, borrowed for the call; the result
+    // is a new reference (an exact `int`) or NULL with an exception set.
+    let result = unsafe { raw::PyNumber_Index(object.as_ptr()) };
+    std::mem::forget(guard);
+    // SAFETY: see above.
+    Ok(unsafe { Bound::from_owned_ptr_or_err(py, result) }?.cast_into::<PyInt>()?)
 }
 
 /// `object.name(*args, **kwargs)`, as [`call`] calls it (the lookup too: [`getattr`]).

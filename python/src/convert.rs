@@ -185,8 +185,8 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Seconds {
             ));
         } else if obj.is_instance_of::<PyFloat>() || obj.is_instance_of::<PyInt>() {
             obj.extract::<Float>()?.0
-        } else if obj.is_instance(TIMEDELTA.import(py, "datetime", "timedelta")?)? {
-            obj.call_method0("total_seconds")?.extract()?
+        } else if let Some(secs) = timedelta_secs(&obj)? {
+            secs
         } else {
             return Err(PyTypeError::new_err(format!(
                 "a duration must be float seconds or a datetime.timedelta, not {}",
@@ -206,6 +206,23 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Seconds {
     }
 }
 
+/// The seconds of a `datetime.timedelta` (None for anything else). An exact timedelta is read
+/// as it is (its `total_seconds` is C code); for anything else the `isinstance` check (which
+/// may read the object's `__class__`) and a subclass's `total_seconds` are the host's code,
+/// run under the guard of `calls`, and so is the `__float__` of what that returned.
+fn timedelta_secs(obj: &Bound<'_, PyAny>) -> PyResult<Option<f64>> {
+    let py = obj.py();
+    let timedelta = TIMEDELTA.import(py, "datetime", "timedelta")?;
+    if obj.get_type().is(timedelta) {
+        return Ok(Some(obj.call_method0("total_seconds")?.extract()?));
+    }
+    if !is_instance(obj, timedelta.as_any())? {
+        return Ok(None);
+    }
+    let secs = calls::call_method(obj, "total_seconds", &PyTuple::empty(py), None)?;
+    Ok(Some(calls::float(&secs)?))
+}
+
 /// A float argument (float seconds, a timestamp, CPU cores): a `float` or an `int`. A `bool`
 /// is refused with `TypeError` (it is an `int` in Python, and `True` is a bug, not a number);
 /// an int too large for a float is an `InvalidArgumentError` (the type was right), not the
@@ -220,7 +237,8 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Float {
         if obj.is_instance_of::<PyBool>() {
             return Err(PyTypeError::new_err("expected a float, not bool"));
         }
-        match obj.extract::<f64>() {
+        // `__float__` (or `__index__`) of anything but a float, under the guard of `calls`.
+        match calls::float(&obj) {
             Ok(value) => Ok(Float(value)),
             Err(_) if obj.is_instance_of::<PyInt>() => Err(invalid(
                 obj.py(),
@@ -234,16 +252,33 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Float {
 /// An int too large for the library, as its message names it: its digits when they are few,
 /// else its size in bits. `repr` of an int of more than 4300 digits raises Python's own
 /// `ValueError` (the int-to-str limit), and thousands of digits are no message anyway.
-fn out_of_range_int(obj: &Bound<'_, PyAny>) -> PyResult<String> {
-    if let Ok(repr) = obj.repr() {
-        let repr = repr.to_cow()?;
+///
+/// An `int` subclass's `__repr__` and `bit_length` are the host's code: run under the guard of
+/// `calls`; the sign is read from an exact copy (no code of the host's).
+pub(crate) fn out_of_range_int(obj: &Bound<'_, PyAny>) -> PyResult<String> {
+    if let Ok(repr) = shown(obj) {
         if repr.len() <= hodei_workers::MAX_ECHO_CHARS {
-            return Ok(repr.into_owned());
+            return Ok(repr);
         }
     }
-    let bits: u64 = obj.call_method0("bit_length")?.extract()?;
-    let sign = if obj.lt(0)? { "a negative" } else { "an" };
+    let py = obj.py();
+    let bits = calls::call_method(obj, "bit_length", &PyTuple::empty(py), None)?;
+    let bits: u64 = calls::index(&bits)?.extract()?;
+    let sign = if calls::index(obj)?.lt(0)? {
+        "a negative"
+    } else {
+        "an"
+    };
     Ok(format!("{sign} int of {bits} bits"))
+}
+
+/// `repr(obj)` for a message, under the guard of `calls`: the `__repr__` of a value the host
+/// passed (an `int` or `float` subclass, say) is its code.
+pub(crate) fn shown(obj: &Bound<'_, PyAny>) -> PyResult<String> {
+    Ok(calls::text(obj, true)?
+        .cast_into::<PyString>()?
+        .to_cow()?
+        .into_owned())
 }
 
 /// A duration as float seconds.
@@ -264,7 +299,8 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Int {
         if obj.is_instance_of::<PyBool>() {
             return Err(PyTypeError::new_err("expected an int, not bool"));
         }
-        match obj.extract::<i64>() {
+        // `__index__` of anything but an int, under the guard of `calls`.
+        match calls::index(&obj).and_then(|int| int.extract::<i64>()) {
             Ok(value) => Ok(Int(value)),
             Err(_) if obj.is_instance_of::<PyInt>() => Err(invalid(
                 obj.py(),
@@ -404,9 +440,16 @@ fn mapping_abc(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
 /// the ABC's Python code (`__subclasshook__`) and the host's (`__instancecheck__` of its
 /// metaclass, a `register` done lazily).
 fn is_mapping(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
+    is_instance(obj, mapping_abc(obj.py())?.as_any())
+}
+
+/// `isinstance(obj, class)`, under the guard of `calls`: for an object not of the class, the
+/// check reads its `__class__` (the host's `__getattribute__`, a proxy's), and a class with a
+/// metaclass may run its `__instancecheck__`.
+fn is_instance(obj: &Bound<'_, PyAny>, class: &Bound<'_, PyAny>) -> PyResult<bool> {
     let py = obj.py();
     let isinstance = ISINSTANCE.import(py, "builtins", "isinstance")?;
-    let args = (obj, mapping_abc(py)?).into_pyobject(py)?;
+    let args = (obj, class).into_pyobject(py)?;
     calls::call(isinstance, &args, None)?.is_truthy()
 }
 
@@ -589,7 +632,7 @@ pub(crate) fn reason_from_py(obj: &Bound<'_, PyAny>) -> PyResult<TerminationReas
 pub(crate) fn states_from_py(obj: &Bound<'_, PyAny>) -> PyResult<BTreeSet<WorkerState>> {
     let py = obj.py();
     let class = worker_state_enum(py)?.class.bind(py);
-    if obj.is_instance(class)? || obj.is_instance_of::<PyString>() {
+    if obj.is_instance_of::<PyString>() || is_instance(obj, class.as_any())? {
         return Ok(BTreeSet::from([state_from_py(obj, "states")?]));
     }
     let iter = calls::iterate(obj).map_err(|_| {

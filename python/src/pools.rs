@@ -57,13 +57,13 @@ fn check_plain(py: Python<'_>, what: &str, obj: &Bound<'_, PyAny>, depth: usize)
         if obj.extract::<i64>().is_err() && obj.extract::<u64>().is_err() {
             return Err(invalid(
                 py,
-                format!("{what}: {} is out of range", obj.repr()?),
+                format!("{what}: {} is out of range", convert::shown(obj)?),
             ));
         }
     } else if obj.is_instance_of::<PyFloat>() && !obj.extract::<f64>()?.is_finite() {
         return Err(invalid(
             py,
-            format!("{what}: {} is not a finite number", obj.repr()?),
+            format!("{what}: {} is not a finite number", convert::shown(obj)?),
         ));
     } else if obj.is_instance_of::<PyList>()
         || obj.is_instance_of::<PyTuple>()

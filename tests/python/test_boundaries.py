@@ -136,6 +136,54 @@ def test_lifecycle_config_keeps_its_checks() -> None:
         hw.LifecycleConfig(max_unhealthy_fraction=float("nan"))
 
 
+def test_numbers_and_durations_of_the_callers_classes_read_as_python_reads_them(
+    registry: hw.Registry,
+) -> None:
+    """Their dunders run under the module's guard against interpreter exit
+    (test_shutdown.py); what they answer, and the errors, are Python's own."""
+
+    class Start:
+        def __float__(self) -> float:
+            return 2.5
+
+    class Limit:
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+        def __index__(self) -> int:
+            return self.n
+
+    class Interval(timedelta):
+        def total_seconds(self) -> float:
+            return 7.0
+
+    class Named(int):
+        def __repr__(self) -> str:
+            return "Named()"
+
+    class Wide(int):
+        pass
+
+    assert hw.ManualClock(Start()).now() == 2.5  # type: ignore[arg-type]
+    clock = hw.ManualClock(0)
+    assert clock.advance(Interval(seconds=1)) == 7.0
+    assert registry.find(limit=Limit(1)) == []  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="^must be real number, not str"):
+        hw.ManualClock("0")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="^'str' object cannot be interpreted as an integer"):
+        registry.find(limit="1")  # type: ignore[arg-type]
+    with pytest.raises(OverflowError):
+        registry.find(limit=Limit(2**70))  # type: ignore[arg-type]
+    with pytest.raises(hw.InvalidArgumentError, match=r": Named\(\) is out of range"):
+        registry.find(limit=Named(2**70))
+    with pytest.raises(hw.InvalidArgumentError, match=": a negative int of 7001 bits is out of range"):
+        registry.find(limit=Wide(-(2**7000)))
+    with pytest.raises(hw.InvalidArgumentError, match=r"demand\[0\]: Named\(\) is out of range$"):
+        hw.Demand([{"count": Named(2**70)}])
+    with pytest.raises(hw.InvalidArgumentError, match=r"min_ready_workers is out of range: Named\(\)$"):
+        hw.LifecycleConfig(min_ready_workers=Named(2**70))
+
+
 @pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs POSIX signals")
 def test_ctrl_c_interrupts_a_recv_with_a_timeout(registry: hw.Registry) -> None:
     subscription = registry.subscribe()

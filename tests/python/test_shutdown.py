@@ -283,6 +283,99 @@ def work():
     poll()  # in the thread's own code: no frame of the module's under it
 in_daemon_thread(work)
 """,
+    # A number, duration or sequence of the host's, converted by the module: the conversion
+    # runs its dunder (`__float__`, `__index__`, a timedelta subclass's `total_seconds`, an int
+    # subclass's `__repr__` for an out-of-range message).
+    "a call reading a float argument's __float__": """
+class Start:
+    def __float__(self):
+        poll()  # reads the recorded start of a replay, say
+        return 0.0
+
+
+in_daemon_thread(lambda: hw.ManualClock(Start()))
+""",
+    "a call reading a duration's __float__": """
+class Timeout(int):
+    def __float__(self):
+        poll()
+        return 5.0
+
+
+r = hw.Registry()
+in_daemon_thread(lambda: r.find_unhealthy(Timeout(5)))
+""",
+    "a call reading an int argument's __index__": """
+class Limit:
+    def __index__(self):
+        poll()  # asks a quota service, say
+        return 1
+
+
+r = hw.Registry()
+in_daemon_thread(lambda: r.find(limit=Limit()))
+""",
+    "tick reading pending_jobs' __index__": """
+class Backlog:
+    def __index__(self):
+        poll()  # counts the queue, say
+        return 0
+
+
+m = manager()
+in_daemon_thread(lambda: m.tick(Backlog()))
+""",
+    "ticker's pending() returning an __index__": """
+class Backlog:
+    def __index__(self):
+        poll()
+        return 0
+
+
+m = manager()
+t = m.ticker(3600.0, pending=Backlog)
+""",
+    "a call reading a timedelta subclass's total_seconds": """
+from datetime import timedelta
+
+
+class Interval(timedelta):
+    def total_seconds(self):
+        poll()  # scaled by a config service, say
+        return 5.0
+
+
+r = hw.Registry()
+in_daemon_thread(lambda: r.find_unhealthy(Interval(seconds=5)))
+""",
+    "a call showing an out-of-range int subclass": """
+class Big(int):
+    def __repr__(self):
+        poll()
+        return "Big()"
+
+
+r = hw.Registry()
+in_daemon_thread(lambda: r.find(limit=Big(2**70)))
+""",
+    "Demand showing an out-of-range int subclass": """
+class Big(int):
+    def __repr__(self):
+        poll()
+        return "Big()"
+
+
+in_daemon_thread(lambda: hw.Demand([{"count": Big(2**70)}]))
+""",
+    "LifecycleConfig showing an out-of-range int subclass": """
+class Big(int):
+    def __repr__(self):
+        poll()
+        return "Big()"
+
+
+in_daemon_thread(lambda: hw.LifecycleConfig(min_ready_workers=Big(2**70)))
+""",
     # The module lets go of the last reference to a host's object: its __del__ runs there.
     "manager let go of": """
 def work():

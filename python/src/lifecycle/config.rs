@@ -73,7 +73,7 @@ fn config_value(py: Python<'_>, key: &str, obj: &Bound<'_, PyAny>) -> PyResult<s
         }
         return Err(invalid(
             py,
-            format!("config.{key} is out of range: {}", obj.repr()?),
+            format!("config.{key} is out of range: {}", convert::shown(obj)?),
         ));
     }
     let secs: f64 = if obj.is_instance_of::<PyFloat>() {
