@@ -79,6 +79,31 @@ fn check_plain(py: Python<'_>, what: &str, obj: &Bound<'_, PyAny>, depth: usize)
     Ok(())
 }
 
+/// The `pools` of `set_pools`: a sequence of `Pool`, read as pyo3's `Vec<Pool>` reads one
+/// (refused, with its errors, for a `str` or what is not a sequence), but a sequence of the
+/// host's (its `__iter__`, `__getitem__`) is read under the guard of `calls`.
+pub(crate) struct Pools(pub(crate) Vec<PyPool>);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Pools {
+    type Error = PyErr;
+
+    #[allow(unsafe_code)]
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        let builtin = obj.is_exact_instance_of::<PyList>() || obj.is_exact_instance_of::<PyTuple>();
+        // SAFETY: attached; `obj` is a valid object. The check reads its type's slots only.
+        let sequence = unsafe { pyo3::ffi::PySequence_Check(obj.as_ptr()) } != 0;
+        if builtin || obj.is_instance_of::<PyString>() || !sequence {
+            // No code of the host's runs: a list or tuple is read as it is; a str or what is
+            // not a sequence is refused before anything is read.
+            return obj.extract().map(Pools);
+        }
+        calls::iterate(&obj)?
+            .map(|item| item?.extract::<PyPool>().map_err(PyErr::from))
+            .collect::<PyResult<_>>()
+            .map(Pools)
+    }
+}
+
 static JSON: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 
 /// The `json` module, imported when the module is (`add_pool_classes`): a first import runs

@@ -338,6 +338,38 @@ def test_tick_with_a_number_still_works_and_bad_pools_are_refused(
     assert m.pools() == []
 
 
+def test_set_pools_reads_any_sequence_and_refuses_the_rest(registry: hw.Registry, spot: Cloud) -> None:
+    """A sequence of the caller's is read item by item (under the module's guard against
+    interpreter exit: test_shutdown.py); the errors are pyo3's for a list of Pool."""
+    m = hw.LifecycleManager(registry)
+    m.register_provider(spot)
+    pool = hw.Pool("a", "spot", GPU)
+
+    class Pools:
+        def __init__(self, *items: object) -> None:
+            self.items = items
+
+        def __len__(self) -> int:
+            return len(self.items)
+
+        def __getitem__(self, index: int) -> object:
+            return self.items[index]
+
+    assert m.set_pools(Pools(pool)) == []  # type: ignore[arg-type]
+    assert [p.name for p in m.pools()] == ["a"]
+    with pytest.raises(TypeError, match="^'int' object is not an instance of 'Pool'"):
+        m.set_pools(Pools(1))  # type: ignore[arg-type]
+    with pytest.raises(hw.InvalidArgumentError, match="two pools are named a"):
+        m.set_pools(Pools(pool, pool))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="^Can't extract `str` to `Vec`"):
+        m.set_pools("a")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="^'dict' object is not an instance of 'Sequence'"):
+        m.set_pools({"a": pool})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="^'list_iterator' object is not an instance of 'Sequence'"):
+        m.set_pools(iter([pool]))  # type: ignore[arg-type]
+    assert [p.name for p in m.pools()] == ["a"]
+
+
 def test_claim_by_fit(registry: hw.Registry) -> None:
     small = registry.register("k8s", "kubernetes", "pod-1", hw.WorkerSpec("x", resources=hw.Resources(cpu_cores=2)))
     registry.update_state(small.id, hw.WorkerState.READY)

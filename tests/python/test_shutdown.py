@@ -284,8 +284,8 @@ def work():
 in_daemon_thread(work)
 """,
     # A number, duration or sequence of the host's, converted by the module: the conversion
-    # runs its dunder (`__float__`, `__index__`, a timedelta subclass's `total_seconds`, an int
-    # subclass's `__repr__` for an out-of-range message).
+    # runs its dunder (`__float__`, `__index__`, a timedelta subclass's `total_seconds`, a
+    # sequence's `__getitem__`, an int subclass's `__repr__` for an out-of-range message).
     "a call reading a float argument's __float__": """
 class Start:
     def __float__(self):
@@ -347,6 +347,20 @@ class Interval(timedelta):
 
 r = hw.Registry()
 in_daemon_thread(lambda: r.find_unhealthy(Interval(seconds=5)))
+""",
+    "set_pools reading a sequence's __getitem__": """
+class Pools:
+    # The pools, read from a config service as they are indexed, say.
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, index):
+        poll()
+        raise IndexError(index)
+
+
+m = manager()
+in_daemon_thread(lambda: m.set_pools(Pools()))
 """,
     "a call showing an out-of-range int subclass": """
 class Big(int):

@@ -416,8 +416,8 @@ impl PyLifecycleManager {
     /// pool whose provider is not registered; nothing changes then. A registry error (or
     /// NotLeaderError, the lease lost midway) after the pools were set names what was
     /// drained; the leader's ticks drain the rest.
-    fn set_pools(&self, py: Python<'_>, pools: Vec<crate::pools::PyPool>) -> PyResult<Vec<String>> {
-        let pools: Vec<core::Pool> = pools.into_iter().map(|p| p.inner).collect();
+    fn set_pools(&self, py: Python<'_>, pools: crate::pools::Pools) -> PyResult<Vec<String>> {
+        let pools: Vec<core::Pool> = pools.0.into_iter().map(|p| p.inner).collect();
         Ok(ids(&engine(py, || self.inner.set_pools(pools))?))
     }
 
