@@ -210,7 +210,7 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Seconds {
 /// as it is (its `total_seconds` is C code); for anything else the `isinstance` check (which
 /// may read the object's `__class__`) and a subclass's `total_seconds` are the host's code,
 /// run under the guard of `calls`, and so is the `__float__` of what that returned.
-fn timedelta_secs(obj: &Bound<'_, PyAny>) -> PyResult<Option<f64>> {
+pub(crate) fn timedelta_secs(obj: &Bound<'_, PyAny>) -> PyResult<Option<f64>> {
     let py = obj.py();
     let timedelta = TIMEDELTA.import(py, "datetime", "timedelta")?;
     if obj.get_type().is(timedelta) {

@@ -136,6 +136,25 @@ def test_lifecycle_config_keeps_its_checks() -> None:
         hw.LifecycleConfig(max_unhealthy_fraction=float("nan"))
 
 
+def test_lifecycle_config_refuses_a_negative_timedelta_as_a_negative_number() -> None:
+    """The type is right: InvalidArgumentError naming the field, as for -1 (not a TypeError
+    saying a timedelta must be a number or a timedelta); and what a timedelta subclass's
+    total_seconds raises is not turned into a TypeError either."""
+    for negative in (-1, -1.0, timedelta(seconds=-1)):
+        with pytest.raises(hw.InvalidArgumentError, match=r"config\.heartbeat_timeout: invalid duration -1 s"):
+            hw.LifecycleConfig(heartbeat_timeout=negative)
+
+    class Interrupted(timedelta):
+        def total_seconds(self) -> float:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        hw.LifecycleConfig(heartbeat_timeout=Interrupted(seconds=1))
+    assert hw.LifecycleConfig(heartbeat_timeout=timedelta(milliseconds=1500)).heartbeat_timeout == 1.5
+    with pytest.raises(TypeError, match="expected a non-negative int"):
+        hw.LifecycleConfig(min_ready_workers=timedelta(seconds=1))  # type: ignore[arg-type]
+
+
 def test_numbers_and_durations_of_the_callers_classes_read_as_python_reads_them(
     registry: hw.Registry,
 ) -> None:

@@ -6,7 +6,7 @@ use std::hash::{Hash, Hasher};
 use hodei_workers::WorkerLifecycleConfig;
 use pyo3::prelude::*;
 
-use crate::convert::{self, Seconds};
+use crate::convert;
 use crate::errors::{invalid, OrRaise};
 
 /// The manager's timeouts, limits and scaling policy. Immutable; validated on construction
@@ -81,17 +81,19 @@ fn config_value(py: Python<'_>, key: &str, obj: &Bound<'_, PyAny>) -> PyResult<s
     } else if let Ok(s) = obj.cast::<PyString>() {
         let text = convert::text(s, format_args!("config.{key}"))?;
         return Ok(Value::String(text.to_owned()));
+    } else if let Some(secs) = convert::timedelta_secs(obj)? {
+        // Its seconds, read by the core as a number's: a negative one is refused naming the
+        // field (an InvalidArgumentError, as `-1` is), and what the caller's `total_seconds`
+        // raised (Ctrl-C, say) goes through as it is.
+        secs
     } else {
-        let Seconds(d) = obj.extract().map_err(|_| {
-            pyo3::exceptions::PyTypeError::new_err(format!(
-                "config.{key} must be a number (or a timedelta for a duration), not {}",
-                obj.get_type()
-                    .name()
-                    .map(|n| n.to_string())
-                    .unwrap_or_default()
-            ))
-        })?;
-        d.as_secs_f64()
+        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "config.{key} must be a number (or a timedelta for a duration), not {}",
+            obj.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        )));
     };
     serde_json::Number::from_f64(secs)
         .map(Value::Number)
