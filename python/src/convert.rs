@@ -256,10 +256,14 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Float {
 /// An `int` subclass's `__repr__` and `bit_length` are the host's code: run under the guard of
 /// `calls`; the sign is read from an exact copy (no code of the host's).
 pub(crate) fn out_of_range_int(obj: &Bound<'_, PyAny>) -> PyResult<String> {
-    if let Ok(repr) = shown(obj) {
-        if repr.len() <= hodei_workers::MAX_ECHO_CHARS {
-            return Ok(repr);
+    match shown(obj) {
+        Ok(repr) if repr.len() <= hodei_workers::MAX_ECHO_CHARS => return Ok(repr),
+        // Python's own refusal (the int-to-str limit), or a subclass's `__repr__` failing: the
+        // size in bits says it. An interrupt raised there is the caller's, not a message.
+        Err(err) if !err.is_instance_of::<pyo3::exceptions::PyException>(obj.py()) => {
+            return Err(err)
         }
+        _ => {}
     }
     let py = obj.py();
     let bits = calls::call_method(obj, "bit_length", &PyTuple::empty(py), None)?;
@@ -465,20 +469,34 @@ impl Display for Entry<'_> {
     }
 }
 
+/// The error of `iter(obj)` for an argument that must be an iterable: the `TypeError` saying
+/// what was expected (`message`) when `iter()` refused it (a `TypeError`), else what the
+/// caller's `__iter__` raised, as it is (Ctrl-C, a config service that is down: not a wrong
+/// type).
+fn not_iterable(obj: &Bound<'_, PyAny>, err: PyErr, message: impl FnOnce() -> String) -> PyErr {
+    if err.is_instance_of::<PyTypeError>(obj.py()) {
+        PyTypeError::new_err(message())
+    } else {
+        err
+    }
+}
+
 /// A set of strings from an iterable of `str`; a lone `str` counts as one item (not as its
 /// characters, which is never what a caller means).
 pub(crate) fn str_set(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<BTreeSet<String>> {
     if let Ok(s) = obj.cast::<PyString>() {
         return Ok(BTreeSet::from([c_text(s, what)?.to_owned()]));
     }
-    let iter = calls::iterate(obj).map_err(|_| {
-        PyTypeError::new_err(format!(
-            "{what} must be an iterable of str, not {}",
-            obj.get_type()
-                .name()
-                .map(|n| n.to_string())
-                .unwrap_or_default()
-        ))
+    let iter = calls::iterate(obj).map_err(|err| {
+        not_iterable(obj, err, || {
+            format!(
+                "{what} must be an iterable of str, not {}",
+                obj.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            )
+        })
     })?;
     let mut set = BTreeSet::new();
     for item in iter {
@@ -635,8 +653,10 @@ pub(crate) fn states_from_py(obj: &Bound<'_, PyAny>) -> PyResult<BTreeSet<Worker
     if obj.is_instance_of::<PyString>() || is_instance(obj, class.as_any())? {
         return Ok(BTreeSet::from([state_from_py(obj, "states")?]));
     }
-    let iter = calls::iterate(obj).map_err(|_| {
-        PyTypeError::new_err("states must be a WorkerState, a str, or an iterable of them")
+    let iter = calls::iterate(obj).map_err(|err| {
+        not_iterable(obj, err, || {
+            "states must be a WorkerState, a str, or an iterable of them".to_owned()
+        })
     })?;
     iter.map(|item| state_from_py(&item?, "an item of states"))
         .collect()

@@ -136,6 +136,38 @@ def test_lifecycle_config_keeps_its_checks() -> None:
         hw.LifecycleConfig(max_unhealthy_fraction=float("nan"))
 
 
+def test_what_the_callers_iter_raises_is_not_turned_into_a_type_error(registry: hw.Registry) -> None:
+    """Only iter()'s refusal of a non-iterable says what was expected; Ctrl-C or a failure
+    in the caller's __iter__ (an iterable of the right type) goes through as raised."""
+
+    class Interrupted:
+        def __iter__(self) -> Iterator[str]:
+            raise KeyboardInterrupt
+
+    class Down:
+        def __iter__(self) -> Iterator[str]:
+            raise ConnectionError("config service down")
+
+    class Big(int):
+        def __repr__(self) -> str:
+            raise KeyboardInterrupt
+
+    calls: list[Callable[[Any], object]] = [
+        lambda v: registry.find(capabilities=v),
+        lambda v: registry.find(states=v),
+        lambda v: hw.WorkerSpec("img", capabilities=v),
+    ]
+    for call in calls:
+        with pytest.raises(KeyboardInterrupt):
+            call(Interrupted())
+        with pytest.raises(ConnectionError, match="config service down"):
+            call(Down())
+        with pytest.raises(TypeError, match="must be .*iterable"):
+            call(1)
+    with pytest.raises(KeyboardInterrupt):
+        registry.find(limit=Big(2**70))
+
+
 def test_lifecycle_config_refuses_a_negative_timedelta_as_a_negative_number() -> None:
     """The type is right: InvalidArgumentError naming the field, as for -1 (not a TypeError
     saying a timedelta must be a number or a timedelta); and what a timedelta subclass's
