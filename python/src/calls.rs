@@ -13,7 +13,11 @@
 //! Python code it calls: the unwind meets its guard before any other Rust frame, and the thread
 //! waits there until the process exits. Letting go of a host's object (a provider, a callback)
 //! may run its code too (`__del__`, a weakref callback, when it is the last reference: a
-//! manager dropped on a daemon thread): a [`HostObject`] is let go of under the same guard.
+//! manager dropped on a daemon thread): a [`HostObject`] is let go of under the same guard,
+//! and so is what the host's code hands the module ([`HostRef`]: a call's answer, an item of
+//! an iterable, an exception read and dropped: [`drop_err`]). Converting an argument runs the
+//! host's code too (its `__float__`, `__index__`): [`float`] and [`index`] make pyo3's own C
+//! calls under the guard.
 
 use std::mem::ManuallyDrop;
 use std::ops::Deref;
@@ -63,7 +67,7 @@ pub(crate) fn call<'py>(
     callable: &Bound<'py, PyAny>,
     args: &Bound<'py, PyTuple>,
     kwargs: Option<&Bound<'py, PyDict>>,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> PyResult<HostRef<'py>> {
     let py = callable.py();
     let kwargs = kwargs.map_or(std::ptr::null_mut(), |k| k.as_ptr());
     // Declared last: the first local a forced unwind out of the call drops.
@@ -74,7 +78,7 @@ pub(crate) fn call<'py>(
     let result = unsafe { raw::PyObject_Call(callable.as_ptr(), args.as_ptr(), kwargs) };
     std::mem::forget(guard);
     // SAFETY: see above.
-    unsafe { Bound::from_owned_ptr_or_err(py, result) }
+    unsafe { Bound::from_owned_ptr_or_err(py, result) }.map(HostRef::new)
 }
 
 /// Hands `err` to `sys.unraisablehook` with `object` as the context (`PyErr::write_unraisable`),
@@ -143,15 +147,15 @@ pub(crate) fn call_method<'py>(
     name: &str,
     args: &Bound<'py, PyTuple>,
     kwargs: Option<&Bound<'py, PyDict>>,
-) -> PyResult<Bound<'py, PyAny>> {
-    call(&getattr(object, name)?, args, kwargs)
+) -> PyResult<HostRef<'py>> {
+    call(&*getattr(object, name)?, args, kwargs)
 }
 
 static GETATTR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// `object.name`, as [`call`] calls code: reading an attribute of the host's object may run
 /// its code (a property, `__getattr__`).
-pub(crate) fn getattr<'py>(object: &Bound<'py, PyAny>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn getattr<'py>(object: &Bound<'py, PyAny>, name: &str) -> PyResult<HostRef<'py>> {
     let py = object.py();
     let getattr = GETATTR.import(py, "builtins", "getattr")?;
     call(getattr, &(object, name).into_pyobject(py)?, None)
@@ -159,7 +163,7 @@ pub(crate) fn getattr<'py>(object: &Bound<'py, PyAny>, name: &str) -> PyResult<B
 
 /// `str(object)`, or `repr(object)` when `repr` is true, as [`call`] calls code: the host's
 /// `__str__` / `__repr__` (an exception's, say) may run any code.
-pub(crate) fn text<'py>(object: &Bound<'py, PyAny>, repr: bool) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn text<'py>(object: &Bound<'py, PyAny>, repr: bool) -> PyResult<HostRef<'py>> {
     let py = object.py();
     let args = (object,).into_pyobject(py)?;
     if repr {
@@ -198,23 +202,23 @@ pub(crate) fn iterate<'py>(object: &Bound<'py, PyAny>) -> PyResult<Items<'py>> {
 /// See [`iterate`].
 pub(crate) enum Items<'py> {
     Builtin(Bound<'py, PyIterator>),
-    Host(Bound<'py, PyAny>),
+    Host(HostRef<'py>),
 }
 
 impl<'py> Iterator for Items<'py> {
-    type Item = PyResult<Bound<'py, PyAny>>;
+    type Item = PyResult<HostRef<'py>>;
 
     fn next(&mut self) -> Option<Self::Item> {
         match self {
-            Items::Builtin(items) => items.next(),
+            Items::Builtin(items) => items.next().map(|item| item.map(HostRef::new)),
             Items::Host(iterator) => {
                 let py = iterator.py();
-                let step = || -> PyResult<Option<Bound<'py, PyAny>>> {
+                let step = || -> PyResult<Option<HostRef<'py>>> {
                     let next = NEXT.import(py, "builtins", "next")?;
                     let end = END.get_or_init(py, || PyList::empty(py).into_any().unbind());
                     // `next(iterator, end)`: `end` (a list of the module's own, never an item)
                     // when the iterator is exhausted.
-                    let item = call(next, &(&*iterator, end.bind(py)).into_pyobject(py)?, None)?;
+                    let item = call(next, &(&**iterator, end.bind(py)).into_pyobject(py)?, None)?;
                     Ok((!item.is(end.bind(py))).then_some(item))
                 };
                 step().transpose()
@@ -226,6 +230,65 @@ impl<'py> Iterator for Items<'py> {
 static ITER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static NEXT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static END: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// What the host's code handed the module (what a call returned, an item of an iterable), as
+/// the module holds it while it reads it (a `Bound`, through `Deref`). The module's reference
+/// may be the last one (a session the answer holds, a dict of the host's class made for the
+/// call), and letting go of it runs the object's `__del__` or a weakref callback: it is released
+/// under the guard of [`call`], as a [`HostObject`] is.
+pub(crate) struct HostRef<'py>(ManuallyDrop<Bound<'py, PyAny>>);
+
+impl<'py> HostRef<'py> {
+    pub(crate) fn new(object: Bound<'py, PyAny>) -> Self {
+        HostRef(ManuallyDrop::new(object))
+    }
+
+    /// The reference itself, for a caller that hands it on to Python (the result of a method
+    /// of the module's): no longer released here.
+    pub(crate) fn into_bound(self) -> Bound<'py, PyAny> {
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: taken once; `this` is never dropped, so the field is never used again.
+        #[allow(unsafe_code)]
+        unsafe {
+            ManuallyDrop::take(&mut this.0)
+        }
+    }
+}
+
+impl<'py> Deref for HostRef<'py> {
+    type Target = Bound<'py, PyAny>;
+
+    fn deref(&self) -> &Bound<'py, PyAny> {
+        &self.0
+    }
+}
+
+impl Drop for HostRef<'_> {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        // SAFETY: taken once, here; the field is never used again.
+        let object = unsafe { ManuallyDrop::take(&mut self.0) }.into_ptr();
+        // Declared last: the first local a forced unwind out of the release drops.
+        let guard = ParkIfEnded;
+        // SAFETY: attached (the `Bound` was); `object` is a strong reference, given up here.
+        unsafe { raw::Py_DecRef(object) };
+        std::mem::forget(guard);
+    }
+}
+
+/// Lets go of `err`, an exception the module read and does not raise (it replaces it by its
+/// own, or it answers without it): its exception and traceback are held as [`HostRef`]s while
+/// `err` goes, so that the last references to them are released under the guard of [`call`].
+/// The traceback keeps the frames of the host's code that raised it, whose locals' `__del__`
+/// runs then (a session closing its connections).
+pub(crate) fn drop_err(py: Python<'_>, err: PyErr) {
+    let held = (
+        HostRef::new(err.value(py).clone().into_any()),
+        err.traceback(py).map(|t| HostRef::new(t.into_any())),
+    );
+    drop(err);
+    drop(held);
+}
 
 /// A strong reference to an object of the host's (a provider, a callback), which the module
 /// keeps: its last release may run the host's code (`__del__`, a weakref callback) under the

@@ -240,10 +240,15 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Float {
         // `__float__` (or `__index__`) of anything but a float, under the guard of `calls`.
         match calls::float(&obj) {
             Ok(value) => Ok(Float(value)),
-            Err(_) if obj.is_instance_of::<PyInt>() => Err(invalid(
-                obj.py(),
-                format!("{} is out of range", out_of_range_int(&obj)?),
-            )),
+            Err(err) if obj.is_instance_of::<PyInt>() => {
+                // An OverflowError (or what an int subclass's dunder raised): let go of under
+                // the guard of `calls`, replaced by the message.
+                calls::drop_err(obj.py(), err);
+                Err(invalid(
+                    obj.py(),
+                    format!("{} is out of range", out_of_range_int(&obj)?),
+                ))
+            }
             Err(e) => Err(e),
         }
     }
@@ -263,7 +268,8 @@ pub(crate) fn out_of_range_int(obj: &Bound<'_, PyAny>) -> PyResult<String> {
         Err(err) if !err.is_instance_of::<pyo3::exceptions::PyException>(obj.py()) => {
             return Err(err)
         }
-        _ => {}
+        Err(err) => calls::drop_err(obj.py(), err),
+        Ok(_) => {}
     }
     let py = obj.py();
     let bits = calls::call_method(obj, "bit_length", &PyTuple::empty(py), None)?;
@@ -280,7 +286,7 @@ pub(crate) fn out_of_range_int(obj: &Bound<'_, PyAny>) -> PyResult<String> {
 /// passed (an `int` or `float` subclass, say) is its code.
 pub(crate) fn shown(obj: &Bound<'_, PyAny>) -> PyResult<String> {
     Ok(calls::text(obj, true)?
-        .cast_into::<PyString>()?
+        .cast::<PyString>()?
         .to_cow()?
         .into_owned())
 }
@@ -306,10 +312,15 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Int {
         // `__index__` of anything but an int, under the guard of `calls`.
         match calls::index(&obj).and_then(|int| int.extract::<i64>()) {
             Ok(value) => Ok(Int(value)),
-            Err(_) if obj.is_instance_of::<PyInt>() => Err(invalid(
-                obj.py(),
-                format!("{} is out of range", out_of_range_int(&obj)?),
-            )),
+            Err(err) if obj.is_instance_of::<PyInt>() => {
+                // An OverflowError (or what an int subclass's dunder raised): let go of under
+                // the guard of `calls`, replaced by the message.
+                calls::drop_err(obj.py(), err);
+                Err(invalid(
+                    obj.py(),
+                    format!("{} is out of range", out_of_range_int(&obj)?),
+                ))
+            }
             Err(e) => Err(e),
         }
     }
@@ -392,19 +403,24 @@ fn read_str_map(
     refuse_nul: bool,
 ) -> PyResult<BTreeMap<String, String>> {
     let py = obj.py();
+    let mut _host = None;
     let items = if let Ok(dict) = obj.cast::<PyDict>() {
         dict.items()
     } else if is_mapping(obj)? {
         // The host's `items()` (and the `collections.abc` code behind it: `__iter__`,
         // `__getitem__`), under the guard of `calls`: a provider's metadata is read on the
         // thread that ticks, which the interpreter's exit may end meanwhile.
-        let items = calls::call_method(obj, "items", &PyTuple::empty(py), None)?;
-        calls::call(
+        let view = calls::call_method(obj, "items", &PyTuple::empty(py), None)?;
+        let list = calls::call(
             py.get_type::<PyList>().as_any(),
-            &(items,).into_pyobject(py)?,
+            &(&*view,).into_pyobject(py)?,
             None,
-        )?
-        .cast_into::<PyList>()?
+        )?;
+        let items = list.cast::<PyList>()?.clone();
+        // Let go of last (after `items`), under the guard of `calls`: the host's objects the
+        // list and the view may hold the last references to.
+        _host = Some((list, view));
+        items
     } else {
         return Err(PyTypeError::new_err(format!(
             "{what} must be a mapping of str to str, not {}",
@@ -475,6 +491,7 @@ impl Display for Entry<'_> {
 /// type).
 fn not_iterable(obj: &Bound<'_, PyAny>, err: PyErr, message: impl FnOnce() -> String) -> PyErr {
     if err.is_instance_of::<PyTypeError>(obj.py()) {
+        calls::drop_err(obj.py(), err);
         PyTypeError::new_err(message())
     } else {
         err
@@ -658,6 +675,6 @@ pub(crate) fn states_from_py(obj: &Bound<'_, PyAny>) -> PyResult<BTreeSet<Worker
             "states must be a WorkerState, a str, or an iterable of them".to_owned()
         })
     })?;
-    iter.map(|item| state_from_py(&item?, "an item of states"))
+    iter.map(|item| state_from_py(&*item?, "an item of states"))
         .collect()
 }

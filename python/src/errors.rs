@@ -229,12 +229,17 @@ pub(crate) fn shown(
     // Under the guard of `calls`: the exception's `__str__` / `__repr__` is the host's code.
     // Read as it is (a `str`, maybe of a subclass): no further code of the host's runs here.
     let text = crate::calls::text(value, repr)
-        .and_then(|t| Ok(t.cast_into::<PyString>()?.to_string_lossy().into_owned()));
+        .and_then(|t| Ok(t.cast::<PyString>()?.to_string_lossy().into_owned()));
     match text {
         Ok(text) => (text, None),
         Err(err) => {
             let which = if repr { "repr" } else { "str" };
-            let interrupt = (!err.is_instance_of::<PyException>(py)).then_some(err);
+            let interrupt = if err.is_instance_of::<PyException>(py) {
+                crate::calls::drop_err(py, err);
+                None
+            } else {
+                Some(err)
+            };
             (format!("<exception {which}() failed>"), interrupt)
         }
     }

@@ -73,7 +73,7 @@ fn check_plain(py: Python<'_>, what: &str, obj: &Bound<'_, PyAny>, depth: usize)
         // The containers `json` writes (sets through the `default` below); anything else it
         // refuses itself, unread here (an endless iterator included).
         for item in calls::iterate(obj)? {
-            check_plain(py, what, &item?, depth + 1)?;
+            check_plain(py, what, &*item?, depth + 1)?;
         }
     }
     Ok(())
@@ -181,7 +181,7 @@ impl PyDemand {
             }
             let json = json_module(py)?;
             for (index, item) in calls::iterate(items)?.enumerate() {
-                demand.push(requirement_from_py(py, json, &item?, index)?);
+                demand.push(requirement_from_py(py, json, &*item?, index)?);
             }
         }
         Ok(PyDemand { inner: demand })
@@ -194,7 +194,7 @@ impl PyDemand {
             .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))?;
         let loaded =
             calls::call_method(json_module(py)?, "loads", &(text,).into_pyobject(py)?, None)?;
-        Ok(loaded.unbind())
+        Ok(loaded.into_bound().unbind())
     }
 
     /// Pending jobs in all.

@@ -53,7 +53,7 @@ use pyo3::exceptions::{
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
-use crate::calls::{self, HostObject};
+use crate::calls::{self, HostObject, HostRef};
 use crate::convert;
 use crate::errors::exception_text;
 use crate::types::{py_repr, str_dict, PyWorkerSpec};
@@ -225,7 +225,10 @@ fn takes_fencing_token(method: &Bound<'_, PyAny>) -> PyResult<bool> {
         .and_then(|takes| takes.is_truthy());
     match answer {
         Ok(takes) => Ok(takes),
-        Err(err) if err.is_instance_of::<PyException>(py) => Ok(false),
+        Err(err) if err.is_instance_of::<PyException>(py) => {
+            calls::drop_err(py, err);
+            Ok(false)
+        }
         Err(err) => Err(err),
     }
 }
@@ -237,9 +240,10 @@ fn member<'py>(
     object: &Bound<'py, PyAny>,
     name: &str,
     missing: impl FnOnce() -> PyErr,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> PyResult<HostRef<'py>> {
     calls::getattr(object, name).map_err(|err| {
         if err.is_instance_of::<PyAttributeError>(object.py()) {
+            calls::drop_err(object.py(), err);
             missing()
         } else {
             err
@@ -248,7 +252,7 @@ fn member<'py>(
 }
 
 /// Reads an attribute that may be a plain value or a method returning it.
-fn attribute<'py>(object: &Bound<'py, PyAny>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+fn attribute<'py>(object: &Bound<'py, PyAny>, name: &str) -> PyResult<HostRef<'py>> {
     let value = member(object, name, || {
         PyTypeError::new_err(format!(
             "a provider must have a `{name}` attribute (provider_id, provider_type, \
@@ -285,8 +289,8 @@ impl PythonProvider {
             object: Arc::new(Mutex::new(Some(HostObject::new(object.clone().unbind())))),
             id: convert::provider_id(id, "provider_id")?,
             kind: convert::provider_type(kind, "provider_type")?,
-            create_takes_token: takes_fencing_token(&calls::getattr(object, "create_worker")?)?,
-            destroy_takes_token: takes_fencing_token(&calls::getattr(object, "destroy_worker")?)?,
+            create_takes_token: takes_fencing_token(&*calls::getattr(object, "create_worker")?)?,
+            destroy_takes_token: takes_fencing_token(&*calls::getattr(object, "destroy_worker")?)?,
         })
     }
 
@@ -462,14 +466,17 @@ impl PythonProvider {
         }
         if let Some(interrupt) = str_interrupt {
             // Raised by the exception's `str()`: as if raised while the answer was read.
+            calls::drop_err(py, err);
             return interrupt;
         }
         let message = format!("{reason}; {fate}");
-        if err.is_instance_of::<PyTypeError>(py) {
+        let replaced = if err.is_instance_of::<PyTypeError>(py) {
             PyTypeError::new_err(message)
         } else {
             PyValueError::new_err(message)
-        }
+        };
+        calls::drop_err(py, err);
+        replaced
     }
 
     fn call<T>(
@@ -567,7 +574,7 @@ impl WorkerProvider for PythonProvider {
             let answer = calls::call(&method, &PyTuple::empty(py), None)?;
             let items = calls::call(
                 py.get_type::<PyList>().as_any(),
-                &(answer,).into_pyobject(py)?,
+                &(&*answer,).into_pyobject(py)?,
                 None,
             )?;
             let mut handles = Vec::new();

@@ -390,6 +390,94 @@ class Big(int):
 
 in_daemon_thread(lambda: hw.LifecycleConfig(min_ready_workers=Big(2**70)))
 """,
+    # The module lets go of what the host's code handed it (a call's answer, an item, an
+    # exception it replaces by its own message): the last reference, whose __del__ runs there.
+    "tick letting go of a created worker's metadata": """
+class Tags(dict):
+    def __del__(self):
+        poll()  # closes the session the tags were read with, say
+
+
+class Tagging(Cloud):
+    def create_worker(self, worker_id, spec):
+        return ("vm-" + worker_id, Tags(k="v"))
+
+
+m = hw.LifecycleManager(hw.Registry(), hw.LifecycleConfig(min_ready_workers=1))
+m.register_provider(Tagging())
+m.set_scaling_target("cloud", hw.WorkerSpec("img"))
+in_daemon_thread(m.tick)
+""",
+    "ticker letting go of on_report()'s answer": """
+class Ack:
+    def __del__(self):
+        poll()
+
+
+m = manager()
+t = m.ticker(3600.0, on_report=lambda report: Ack())
+""",
+    "ticker letting go of pending()'s answer": """
+class Count(int):
+    def __del__(self):
+        poll()
+
+
+m = manager()
+t = m.ticker(3600.0, pending=lambda: Count(0))
+""",
+    "a call letting go of a conversion's exception": """
+class Session:
+    def __del__(self):
+        poll()
+
+
+class Huge(int):
+    def __float__(self):
+        session = Session()  # kept by the traceback's frame
+        raise OverflowError("too large")
+
+
+c = hw.ManualClock()
+in_daemon_thread(lambda: c.advance(Huge(1)))
+""",
+    "WorkerSpec letting go of a mapping's items": """
+from collections.abc import Mapping
+
+
+class Items(list):
+    def __del__(self):
+        poll()
+
+
+class Labels(Mapping):
+    def __getitem__(self, key):
+        return "v"
+
+    def __iter__(self):
+        yield "k"
+
+    def __len__(self):
+        return 1
+
+    def items(self):
+        return Items([("k", "v")])
+
+
+in_daemon_thread(lambda: hw.WorkerSpec("img", labels=Labels()))
+""",
+    "Demand letting go of a requirement": """
+class Requirement(dict):
+    def __del__(self):
+        poll()
+
+
+def requirements():
+    yield Requirement(count=1)
+
+
+in_daemon_thread(lambda: hw.Demand(requirements()))
+""",
     # The module lets go of the last reference to a host's object: its __del__ runs there.
     "manager let go of": """
 def work():
