@@ -390,6 +390,15 @@ class Big(int):
 
 in_daemon_thread(lambda: hw.LifecycleConfig(min_ready_workers=Big(2**70)))
 """,
+    "LifecycleConfig showing an unknown keyword": """
+class Key(str):
+    def __repr__(self):
+        poll()
+        return "Key()"
+
+
+in_daemon_thread(lambda: hw.LifecycleConfig(**{Key("bogus"): 1}))
+""",
     # The module lets go of what the host's code handed it (a call's answer, an item, an
     # exception it replaces by its own message): the last reference, whose __del__ runs there.
     "tick letting go of a created worker's metadata": """

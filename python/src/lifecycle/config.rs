@@ -142,7 +142,7 @@ macro_rules! config_getters {
                     let Some(key) = name.filter(|k| map.contains_key(*k)).map(str::to_owned) else {
                         return Err(pyo3::exceptions::PyTypeError::new_err(format!(
                             "LifecycleConfig() got an unexpected keyword argument {}",
-                            key.repr()?
+                            convert::shown(&key)?
                         )));
                     };
                     if value.is_none() {

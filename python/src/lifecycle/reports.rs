@@ -133,7 +133,7 @@ pub(crate) fn serde_attribute(
         ))
     };
     let Ok(text) = name.to_str() else {
-        return Err(missing(name.repr()?.to_string()));
+        return Err(missing(crate::convert::shown(name)?));
     };
     if text.starts_with("__") {
         return Err(missing(format!("'{text}'")));

@@ -261,7 +261,7 @@ impl PyWorkerSpec {
                             "WorkerSpec has no field {}",
                             hodei_workers::quote_input(name)
                         ),
-                        None => format!("WorkerSpec has no field {}", key.repr()?),
+                        None => format!("WorkerSpec has no field {}", convert::shown(&key)?),
                     }));
                 }
             }
