@@ -87,8 +87,13 @@ fn new_error(py: Python<'_>, kind: Option<ErrorKind>, message: String, ids: Ids)
         kwargs.set_item("worker_id", ids.worker_id)?;
         kwargs.set_item("job_id", ids.job_id)?;
         kwargs.set_item("provider_id", ids.provider_id)?;
-        let value = exception_class(py, kind)?.call((message,), Some(&kwargs))?;
-        Ok(PyErr::from_value(value))
+        // The class's `__init__` is Python code (`_errors.py`): under the guard of `calls`, for
+        // a thread that meets errors in a loop (a heartbeat to a worker that may be gone) as
+        // the interpreter exits.
+        let class = exception_class(py, kind)?;
+        let args = (message,).into_pyobject(py)?;
+        let value = crate::calls::call(class.as_any(), &args, Some(&kwargs))?;
+        Ok(PyErr::from_value(value.into_bound()))
     };
     // Building the exception can only fail on a broken interpreter (out of memory, the package
     // half-deleted): raise that.

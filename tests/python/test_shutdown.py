@@ -399,6 +399,26 @@ class Key(str):
 
 in_daemon_thread(lambda: hw.LifecycleConfig(**{Key("bogus"): 1}))
 """,
+    "a call raising one of the module's exceptions": """
+import sys
+
+
+def profile(frame, event, arg):
+    # A profiler in the thread: the module's exception classes are Python code (their
+    # __init__), run for every error the module raises.
+    if event == "call" and frame.f_code.co_filename.endswith("_errors.py"):
+        poll()
+
+
+def work():
+    r = hw.Registry()
+    sys.setprofile(profile)
+    try:
+        r.heartbeat("00000000-0000-4000-8000-000000000000")  # a worker that is gone
+    except hw.WorkerNotFoundError:
+        pass
+in_daemon_thread(work)
+""",
     # The module lets go of what the host's code handed it (a call's answer, an item, an
     # exception it replaces by its own message): the last reference, whose __del__ runs there.
     "tick letting go of a created worker's metadata": """
