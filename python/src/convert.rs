@@ -15,7 +15,7 @@ use std::time::Duration;
 use hodei_workers::{
     JobId, ProviderId, ProviderType, TerminationReason, Timestamp, WorkerId, WorkerState,
 };
-use pyo3::exceptions::{PyTypeError, PyUnicodeEncodeError};
+use pyo3::exceptions::{PyOverflowError, PyTypeError, PyUnicodeEncodeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
@@ -240,9 +240,13 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Float {
         // `__float__` (or `__index__`) of anything but a float, under the guard of `calls`.
         match calls::float(&obj) {
             Ok(value) => Ok(Float(value)),
-            Err(err) if obj.is_instance_of::<PyInt>() => {
-                // An OverflowError (or what an int subclass's dunder raised): let go of under
-                // the guard of `calls`, replaced by the message.
+            // Too large for the type: what an int's conversion raises. Anything else (an int
+            // subclass's `__float__` raising, Ctrl-C landing there) is not "out of range".
+            Err(err)
+                if obj.is_instance_of::<PyInt>()
+                    && err.is_instance_of::<PyOverflowError>(obj.py()) =>
+            {
+                // Let go of under the guard of `calls`, replaced by the message.
                 calls::drop_err(obj.py(), err);
                 Err(invalid(
                     obj.py(),
@@ -312,9 +316,13 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Int {
         // `__index__` of anything but an int, under the guard of `calls`.
         match calls::index(&obj).and_then(|int| int.extract::<i64>()) {
             Ok(value) => Ok(Int(value)),
-            Err(err) if obj.is_instance_of::<PyInt>() => {
-                // An OverflowError (or what an int subclass's dunder raised): let go of under
-                // the guard of `calls`, replaced by the message.
+            // Too large for the type: what an int's conversion raises. Anything else (an int
+            // subclass's `__float__` raising, Ctrl-C landing there) is not "out of range".
+            Err(err)
+                if obj.is_instance_of::<PyInt>()
+                    && err.is_instance_of::<PyOverflowError>(obj.py()) =>
+            {
+                // Let go of under the guard of `calls`, replaced by the message.
                 calls::drop_err(obj.py(), err);
                 Err(invalid(
                     obj.py(),

@@ -168,6 +168,28 @@ def test_what_the_callers_iter_raises_is_not_turned_into_a_type_error(registry: 
         registry.find(limit=Big(2**70))
 
 
+def test_what_an_int_subclass_float_raises_is_not_out_of_range() -> None:
+    """Only an OverflowError (an int too large for a float) is "out of range"; what the
+    caller's __float__ raises goes through as raised."""
+
+    class Interrupted(int):
+        def __float__(self) -> float:
+            raise KeyboardInterrupt
+
+    class Unreadable(int):
+        def __float__(self) -> float:
+            raise ValueError("no reading")
+
+    with pytest.raises(KeyboardInterrupt):
+        hw.ManualClock(Interrupted(5))
+    with pytest.raises(ValueError, match="^no reading"):
+        hw.ManualClock().advance(Unreadable(5))
+    with pytest.raises(ValueError, match="^no reading"):
+        hw.Resources(cpu_cores=Unreadable(2))
+    with pytest.raises(hw.InvalidArgumentError, match="out of range"):
+        hw.ManualClock(HUGE)
+
+
 def test_lifecycle_config_refuses_a_negative_timedelta_as_a_negative_number() -> None:
     """The type is right: InvalidArgumentError naming the field, as for -1 (not a TypeError
     saying a timedelta must be a number or a timedelta); and what a timedelta subclass's
