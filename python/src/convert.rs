@@ -264,7 +264,7 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Float {
 ///
 /// An `int` subclass's `__repr__` and `bit_length` are the host's code: run under the guard of
 /// `calls`; the sign is read from an exact copy (no code of the host's).
-pub(crate) fn out_of_range_int(obj: &Bound<'_, PyAny>) -> PyResult<String> {
+fn out_of_range_int(obj: &Bound<'_, PyAny>) -> PyResult<String> {
     match shown(obj) {
         Ok(repr) if repr.len() <= hodei_workers::MAX_ECHO_CHARS => return Ok(repr),
         // Python's own refusal (the int-to-str limit), or a subclass's `__repr__` failing: the
@@ -316,8 +316,9 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Int {
         // `__index__` of anything but an int, under the guard of `calls`.
         match calls::index(&obj).and_then(|int| int.extract::<i64>()) {
             Ok(value) => Ok(Int(value)),
-            // Too large for the type: what an int's conversion raises. Anything else (an int
-            // subclass's `__float__` raising, Ctrl-C landing there) is not "out of range".
+            // Too large for 64 bits: what an int's conversion raises (an int, a subclass
+            // included, runs no code here, so nothing else is expected; anything else would not
+            // be "out of range").
             Err(err)
                 if obj.is_instance_of::<PyInt>()
                     && err.is_instance_of::<PyOverflowError>(obj.py()) =>
