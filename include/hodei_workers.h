@@ -1610,13 +1610,16 @@ void hw_report_free(struct hw_report *report);
 
 /*
  The seed's predicate: no ready worker and jobs pending, or more pending than
- `scale_up_threshold` with room below `max_workers`.
+ `scale_up_threshold` with room below `max_workers`. Its ready workers are those
+ `hw_manager_plan_scaling` counts: the scaling target's own (without a target, those of no
+ pool), never those of other pools; the room counts every registered worker.
  */
 hw_status hw_manager_should_scale_up(const struct hw_manager *manager, size_t pending_jobs, bool *out);
 
 /*
  The seed's predicate: more ready workers than `scale_down_threshold` and than
- `min_ready_workers`.
+ `min_ready_workers`; the scaling target's own (without a target, those of no pool), as
+ `hw_manager_plan_scaling` counts them.
  */
 hw_status hw_manager_should_scale_down(const struct hw_manager *manager, bool *out);
 

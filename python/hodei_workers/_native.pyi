@@ -1688,10 +1688,13 @@ class LifecycleManager:
         """Destroys queued or being retried: ``(worker_id, failed_attempts, next_attempt_at)``."""
     def should_scale_up(self, pending_jobs: int) -> bool:
         """The seed's predicate: no READY worker and jobs pending, or more than
-        scale_up_threshold jobs pending and room under max_workers."""
+        scale_up_threshold jobs pending and room under max_workers. Its READY workers are
+        those plan_scaling counts: the scaling target's own (without a target, those of no
+        pool), never those of other pools; the room counts every registered worker."""
     def should_scale_down(self) -> bool:
         """The seed's predicate: more than scale_down_threshold idle READY workers, and more than
-        min_ready_workers."""
+        min_ready_workers; the scaling target's own (without a target, those of no pool), as
+        plan_scaling counts them."""
     def set_scaling_target(self, provider_id: str, spec: WorkerSpec) -> None:
         """Sets what ``tick`` provisions when scaling up: workers of ``provider_id`` made from
         ``spec``. Without a target, tick neither provisions nor scales down. Its workers are

@@ -38,6 +38,60 @@ fn should_scale_down_with_more_idle_workers_than_the_threshold() {
     assert!(f.manager.should_scale_down());
 }
 
+/// The seed's predicates count what `plan_scaling` counts: the target's own `Ready` workers (of
+/// no pool without a target, or with a target of no pool; of its spec's pool otherwise), never
+/// the workers of other pools — while every registered worker still counts against
+/// `max_workers`.
+#[test]
+fn the_seed_predicates_do_not_count_the_workers_of_pools_as_ready() {
+    let f = Fixture::new(WorkerLifecycleConfig {
+        max_workers: 6,
+        ..config()
+    });
+    for _ in 0..4 {
+        f.ready_with(pool_spec("gpu"));
+    }
+    // No target: the workers of no pool are the ones counted — none.
+    assert!(
+        !f.manager.should_scale_down(),
+        "4 ready workers of pool gpu are not idle capacity of no pool"
+    );
+    assert!(
+        f.manager.should_scale_up(1),
+        "no ready worker of no pool and a job pending"
+    );
+    assert_eq!(f.manager.plan_scaling(1).unwrap().ready, 0);
+
+    // A target of no pool: the same.
+    f.manager.set_scaling_target(&pid("test"), spec()).unwrap();
+    assert!(!f.manager.should_scale_down());
+    assert!(f.manager.should_scale_up(1));
+    // A target of another pool: the same.
+    let cpu = Arc::new(pool_spec("cpu"));
+    f.manager.set_scaling_target(&pid("test"), cpu).unwrap();
+    assert!(!f.manager.should_scale_down());
+    assert!(f.manager.should_scale_up(1));
+
+    // A target of pool gpu: those four are its own.
+    let gpu = Arc::new(pool_spec("gpu"));
+    f.manager.set_scaling_target(&pid("test"), gpu).unwrap();
+    assert!(f.manager.should_scale_down(), "4 ready > threshold 3");
+    assert!(!f.manager.should_scale_up(1), "a ready worker takes it");
+    assert_eq!(f.manager.plan_scaling(1).unwrap().ready, 4);
+
+    // The room under max_workers counts every registered worker, the pools' included: 4 + 2
+    // of no pool fill max_workers 6.
+    f.manager.clear_scaling_target();
+    f.ready();
+    assert!(
+        !f.manager.should_scale_up(1),
+        "a ready worker of no pool takes it"
+    );
+    assert!(f.manager.should_scale_up(6), "5 of 6: room for one");
+    f.provision();
+    assert!(!f.manager.should_scale_up(6), "full: no room");
+}
+
 #[test]
 fn tick_provisions_toward_pending_jobs_with_per_tick_cap_cooldown_and_capacity_on_its_way() {
     let f = Fixture::new(config());

@@ -10,7 +10,9 @@ use crate::spec::hw_worker_spec;
 use crate::types::provider_id;
 
 /// The seed's predicate: no ready worker and jobs pending, or more pending than
-/// `scale_up_threshold` with room below `max_workers`.
+/// `scale_up_threshold` with room below `max_workers`. Its ready workers are those
+/// `hw_manager_plan_scaling` counts: the scaling target's own (without a target, those of no
+/// pool), never those of other pools; the room counts every registered worker.
 #[no_mangle]
 pub extern "C" fn hw_manager_should_scale_up(
     manager: *const hw_manager,
@@ -26,7 +28,8 @@ pub extern "C" fn hw_manager_should_scale_up(
 }
 
 /// The seed's predicate: more ready workers than `scale_down_threshold` and than
-/// `min_ready_workers`.
+/// `min_ready_workers`; the scaling target's own (without a target, those of no pool), as
+/// `hw_manager_plan_scaling` counts them.
 #[no_mangle]
 pub extern "C" fn hw_manager_should_scale_down(
     manager: *const hw_manager,

@@ -326,14 +326,17 @@ impl PyLifecycleManager {
     }
 
     /// The seed's predicate: no READY worker and jobs pending, or more than
-    /// scale_up_threshold jobs pending and room under max_workers.
+    /// scale_up_threshold jobs pending and room under max_workers. Its READY workers are
+    /// those plan_scaling counts: the scaling target's own (without a target, those of no
+    /// pool), never those of other pools; the room counts every registered worker.
     fn should_scale_up(&self, py: Python<'_>, pending_jobs: Int) -> PyResult<bool> {
         let pending_jobs = pending(py, pending_jobs.0)?;
         engine(py, || Ok(self.inner.should_scale_up(pending_jobs)))
     }
 
     /// The seed's predicate: more than scale_down_threshold idle READY workers, and more than
-    /// min_ready_workers.
+    /// min_ready_workers; the scaling target's own (without a target, those of no pool), as
+    /// plan_scaling counts them.
     fn should_scale_down(&self, py: Python<'_>) -> PyResult<bool> {
         engine(py, || Ok(self.inner.should_scale_down()))
     }

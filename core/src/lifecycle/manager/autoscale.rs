@@ -22,26 +22,45 @@ pub(super) struct ScalingTarget {
 }
 
 impl WorkerLifecycleManager {
-    /// The seed's predicate: no `Ready` worker and jobs pending, or more than
-    /// `scale_up_threshold` jobs pending and room under `max_workers` (provisions in flight
-    /// count).
+    /// The seed's predicate: no `Ready` worker of the target's own and jobs pending, or more
+    /// than `scale_up_threshold` jobs pending and room under `max_workers`.
+    ///
+    /// It counts what [`plan_scaling`](Self::plan_scaling) counts: the ready workers are the
+    /// scaling target's own (see [`set_scaling_target`](Self::set_scaling_target); without a
+    /// target, the workers of no pool), never those of other pools; the room under
+    /// `max_workers` counts every registered worker, the pools' included, and every provision
+    /// in flight. False when the registry fails to answer.
     pub fn should_scale_up(&self, pending_jobs: usize) -> bool {
-        let Ok(stats) = self.registry.stats() else {
+        let Ok((ready, total)) = self.seed_counts() else {
             return false;
         };
-        let total = stats.total + self.ledger.lock().in_flight.len();
-        (stats.by_state.ready == 0 && pending_jobs > 0)
+        (ready == 0 && pending_jobs > 0)
             || (pending_jobs > self.config.scale_up_threshold && total < self.config.max_workers)
     }
 
-    /// The seed's predicate: more than `scale_down_threshold` idle `Ready` workers, and more
-    /// than `min_ready_workers`.
+    /// The seed's predicate: more than `scale_down_threshold` idle `Ready` workers of the
+    /// target's own (without a target, of no pool; never those of other pools, as in
+    /// [`plan_scaling`](Self::plan_scaling)), and more than `min_ready_workers`. False when
+    /// the registry fails to answer.
     pub fn should_scale_down(&self) -> bool {
-        let Ok(stats) = self.registry.stats() else {
+        let Ok((ready, _)) = self.seed_counts() else {
             return false;
         };
-        let ready = stats.by_state.ready;
         ready > self.config.scale_down_threshold && ready > self.config.min_ready_workers
+    }
+
+    /// For the seed's predicates: the target's own `Ready` workers (as `plan_inner` counts
+    /// them), and every registered worker plus every provision in flight.
+    fn seed_counts(&self) -> Result<(usize, usize)> {
+        let own_pool = self
+            .target
+            .lock()
+            .as_ref()
+            .and_then(|t| pool_of(&t.spec).map(str::to_owned));
+        let stats = self.registry.stats()?;
+        let (own, _) = split_by_pool(&stats, own_pool.as_deref());
+        let total = stats.total + self.ledger.lock().in_flight.len();
+        Ok((own.ready, total))
     }
 
     /// Sets what the autoscaler provisions in `tick`: workers of `provider_id` made from
