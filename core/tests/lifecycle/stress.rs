@@ -235,3 +235,98 @@ fn stats_and_metrics_never_deadlock_with_provider_registration() {
     writer.join().unwrap();
     assert_eq!(f.manager.stats().unwrap().providers, 1);
 }
+
+/// `set_scaling_target` racing `unregister_provider` on two threads, round after round:
+/// 1. the provider registered and unregistered at once while a target is set on it: after
+///    both calls, the target is cleared or names a registered provider — never a provider
+///    unregistered in the gap between `set_scaling_target`'s check and its write;
+/// 2. the provider unregistered, registered anew and a target set on it: the unregister,
+///    which happened before, never clears that target afterwards (a lost update).
+///
+/// Each window is a few instructions wide with no user code in it: on the old code (the
+/// check and the write, the removal and the clearing, each under its own lock) 300,000 rounds
+/// caught both races in most runs, 50,000 (the default) now and then. `HW_TARGET_RACE_ROUNDS`
+/// sets the rounds.
+#[test]
+fn a_scaling_target_and_unregister_provider_at_once_leave_target_and_providers_agreeing() {
+    let rounds: usize = std::env::var("HW_TARGET_RACE_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50_000);
+    let f = Fixture::default();
+    let p = pid("racy");
+    // Round r of phase 1 starts at go = 2r - 1, of phase 2 at go = 2r; `done` follows B.
+    let go = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let wait_for = |counter: &AtomicUsize, n: usize| {
+        while counter.load(Ordering::Acquire) < n {
+            std::thread::yield_now();
+        }
+    };
+    let spin = |n: usize| {
+        for _ in 0..n {
+            std::hint::spin_loop();
+        }
+    };
+    let (mut stale, mut lost) = (0, 0);
+    std::thread::scope(|s| {
+        // B: one unregister per phase, after a varying delay.
+        s.spawn(|| {
+            for r in 1..=rounds {
+                wait_for(&go, 2 * r - 1);
+                spin(r % 97);
+                while f.manager.unregister_provider(&p).is_err() {
+                    std::thread::yield_now();
+                }
+                done.store(2 * r - 1, Ordering::Release);
+                wait_for(&go, 2 * r);
+                spin(r % 89);
+                f.manager
+                    .unregister_provider(&p)
+                    .expect("registered for phase 2");
+                done.store(2 * r, Ordering::Release);
+            }
+        });
+        // A: sets targets, checks after each phase, resets.
+        for r in 1..=rounds {
+            go.store(2 * r - 1, Ordering::Release);
+            f.manager
+                .register_provider(TestProvider::new("racy"))
+                .expect("not registered at the start of a round");
+            let _ = f.manager.set_scaling_target(&p, spec());
+            wait_for(&done, 2 * r - 1);
+            let registered = f.manager.providers().contains(&p);
+            if f.manager.scaling_target().is_some_and(|(t, _)| t == p) && !registered {
+                stale += 1;
+            }
+            f.manager.clear_scaling_target();
+
+            f.manager
+                .register_provider(TestProvider::new("racy"))
+                .expect("unregistered by phase 1");
+            f.manager.set_scaling_target(&p, spec()).unwrap();
+            go.store(2 * r, Ordering::Release);
+            while f
+                .manager
+                .register_provider(TestProvider::new("racy"))
+                .is_err()
+            {
+                std::thread::yield_now();
+            }
+            // Registered after B's unregister: nobody removes it now.
+            f.manager.set_scaling_target(&p, spec()).unwrap();
+            wait_for(&done, 2 * r);
+            if f.manager.scaling_target().is_none() {
+                lost += 1;
+            }
+            f.manager.unregister_provider(&p).unwrap();
+            f.manager.clear_scaling_target();
+        }
+    });
+    assert_eq!(
+        (stale, lost),
+        (0, 0),
+        "of {rounds} rounds: a target left on an unregistered provider, a target set after \
+         the unregister cleared by it"
+    );
+}

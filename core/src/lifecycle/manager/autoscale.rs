@@ -81,13 +81,18 @@ impl WorkerLifecycleManager {
         spec: Arc<WorkerSpec>,
     ) -> Result<()> {
         spec.validate()?;
-        if !self.providers.read().contains_key(provider_id) {
+        // Written under the providers' lock (order: providers, then target, as in
+        // `unregister_provider`): an unregister cannot slip between the check and the write
+        // and leave a target on a provider no longer registered.
+        let providers = self.providers.read();
+        if !providers.contains_key(provider_id) {
             return Err(Error::ProviderNotFound(provider_id.clone()));
         }
         *self.target.lock() = Some(ScalingTarget {
             provider_id: provider_id.clone(),
             spec,
         });
+        drop(providers);
         Ok(())
     }
 

@@ -80,11 +80,10 @@ impl WorkerLifecycleManager {
                 // neither can bring an entry back (lock order: providers, then the rest).
                 self.backoff.lock().remove(provider_id);
                 self.ledger.lock().forget(provider_id);
-            }
-            removed
-        };
-        match removed {
-            Some(_entry) => {
+                // The target too, under the same lock: `set_scaling_target` checks the
+                // registration and writes the target under it, so a target set on the
+                // provider is cleared here or refused there, and a target set after a
+                // re-registration (which waits for this lock) is never cleared by this call.
                 let mut target = self.target.lock();
                 if target
                     .as_ref()
@@ -92,10 +91,12 @@ impl WorkerLifecycleManager {
                 {
                     *target = None;
                 }
-                drop(target);
-                // `_entry` (perhaps the last reference to user code) drops here, lock-free.
-                Ok(())
             }
+            removed
+        };
+        match removed {
+            // `_entry` (perhaps the last reference to user code) drops here, lock-free.
+            Some(_entry) => Ok(()),
             None => Err(Error::ProviderNotFound(provider_id.clone())),
         }
     }
