@@ -1946,3 +1946,50 @@ fn a_tick_that_acted_before_losing_the_lease_reports_its_actions() {
     );
     assert!(r.actions >= 1, "actions {} in {:?}", r.actions, r.decisions);
 }
+
+/// A health check that finds the lease lost before its next due worker spends no action on
+/// it: the check fences first, then takes from the tick's budget. Before, it took the action
+/// first, so the tick counted one action more than it took, and a tick whose budget ran out
+/// right there said `capped` ("action cap reached") when it had stopped for the lost lease.
+#[test]
+fn a_health_check_that_loses_the_lease_counts_no_action_for_the_worker_it_leaves() {
+    let trap = Arc::new(Trap::default());
+    let c = cluster_on(Some(trap.clone()));
+    let r = c.a.manager.tick(3);
+    assert_eq!(r.provisioned.len(), 3, "{:?}", r.decisions);
+    let ids: Vec<WorkerId> = r.provisioned.iter().map(|p| p.worker_id).collect();
+    for id in &ids {
+        c.registry.update_state(id, WorkerState::Ready).unwrap();
+    }
+    // No scale-down of the idle workers: only the health check acts.
+    c.a.manager.clear_scaling_target();
+    // a loses the lease as it takes the first silent worker out of service.
+    trap.arm(
+        |call| call.moves_to(WorkerState::Terminating).is_some(),
+        c.a_loses_the_lease(),
+    );
+    // ids[1] and ids[2] stay silent and cross their deadline in the same check; a keeps its
+    // lease by ticking every 10 s.
+    let mut last = None;
+    for _ in 0..20 {
+        c.advance(Duration::from_secs(10));
+        c.registry.heartbeat(&ids[0]).unwrap();
+        let r = c.a.manager.tick(0);
+        if trap.sprung() {
+            last = Some(r);
+            break;
+        }
+        assert!(r.leading, "{:?}", r.decisions);
+        assert_eq!(r.actions, 0, "{:?}", r.decisions);
+    }
+    let r = last.expect("the silent workers were never taken out of service");
+    assert!(!r.leading, "{:?}", r.decisions);
+    let terminating: Vec<&WorkerId> = ids[1..]
+        .iter()
+        .filter(|id| c.registry.get(id).unwrap().map(|w| w.state) == Some(WorkerState::Terminating))
+        .collect();
+    assert_eq!(terminating.len(), 1, "{:?}", r.decisions);
+    // The one taken out of service (an action) and its destroy, picked from the queue (an
+    // action; not called: the lease is lost). Nothing for the other silent worker.
+    assert_eq!(r.actions, 2, "{:?}", r.decisions);
+}

@@ -172,12 +172,14 @@ impl WorkerLifecycleManager {
 
         let total = due.len();
         for (i, (id, reason)) in due.into_iter().enumerate() {
-            if !budget.take() {
+            // The lease may have been lost meanwhile (a long check, a pause): stop here. Fenced
+            // before the action is taken from the budget: a worker left for the lost lease is
+            // no action of the tick's (`actions`, `capped`, the first-action timing).
+            if self.fence().is_err() {
                 result.deferred = total - i;
                 break;
             }
-            // The lease may have been lost meanwhile (a long check, a pause): stop here.
-            if self.fence().is_err() {
+            if !budget.take() {
                 result.deferred = total - i;
                 break;
             }
