@@ -1993,3 +1993,49 @@ fn a_health_check_that_loses_the_lease_counts_no_action_for_the_worker_it_leaves
     // action; not called: the lease is lost). Nothing for the other silent worker.
     assert_eq!(r.actions, 2, "{:?}", r.decisions);
 }
+
+/// The same for the scaling target's scale-down: a tick that loses the lease as it retires its
+/// first idle worker spends no action on the next one (fenced before the budget is taken).
+/// Before, it took the action first: `actions` said one more than the tick took.
+#[test]
+fn a_scale_down_that_loses_the_lease_counts_no_action_for_the_worker_it_leaves() {
+    let trap = Arc::new(Trap::default());
+    let c = cluster_on(Some(trap.clone()));
+    let r = c.a.manager.tick(3);
+    assert_eq!(r.provisioned.len(), 3, "{:?}", r.decisions);
+    let ids: Vec<WorkerId> = r.provisioned.iter().map(|p| p.worker_id).collect();
+    for id in &ids {
+        c.registry.update_state(id, WorkerState::Ready).unwrap();
+    }
+    trap.arm(
+        |call| call.moves_to(WorkerState::Terminating).is_some(),
+        c.a_loses_the_lease(),
+    );
+    // Every worker heartbeats; a keeps its lease by ticking every 10 s with jobs pending (no
+    // scale-down), then asks for none once the cooldown is over.
+    for _ in 0..7 {
+        c.advance(Duration::from_secs(10));
+        for id in &ids {
+            c.registry.heartbeat(id).unwrap();
+        }
+        let r = c.a.manager.tick(3);
+        assert!(r.leading && r.actions == 0, "{:?}", r.decisions);
+    }
+    let r = c.a.manager.tick(0);
+    assert!(trap.sprung(), "{:?}", r.decisions);
+    assert!(!r.leading, "{:?}", r.decisions);
+    assert_eq!(
+        r.scaling.as_ref().unwrap().scale_down.len(),
+        3,
+        "{:?}",
+        r.decisions
+    );
+    let terminating = ids
+        .iter()
+        .filter(|id| c.registry.get(id).unwrap().map(|w| w.state) == Some(WorkerState::Terminating))
+        .count();
+    assert_eq!(terminating, 1, "{:?}", r.decisions);
+    // The one retired (an action) and its destroy, picked from the queue (an action; not
+    // called: the lease is lost). Nothing for the two idle workers left alone.
+    assert_eq!(r.actions, 2, "{:?}", r.decisions);
+}

@@ -259,7 +259,8 @@ impl WorkerLifecycleManager {
         let mut cleanup = CleanupResult::default();
         for w in candidates {
             // Fenced: a replica that lost the lease retires nothing (and keeps no cooldown).
-            if !budget.take() || self.fence().is_err() {
+            // Fenced first: a worker left for the lost lease is no action of the tick's.
+            if self.fence().is_err() || !budget.take() {
                 break;
             }
             // Only a worker still idle since it was planned is retired (claimed, or claimed and
