@@ -2039,3 +2039,36 @@ fn a_scale_down_that_loses_the_lease_counts_no_action_for_the_worker_it_leaves()
     // called: the lease is lost). Nothing for the two idle workers left alone.
     assert_eq!(r.actions, 2, "{:?}", r.decisions);
 }
+
+/// The same for the scaling target's provisions: a tick that loses the lease as it registers
+/// its first new worker spends no action on the next provision, which is not attempted
+/// (fenced before the budget is taken). Before, it took the action and then found the lease
+/// lost inside the provision: `actions` said 2 for one provision.
+#[test]
+fn a_scale_up_that_loses_the_lease_counts_no_action_for_the_provision_it_leaves() {
+    let trap = Arc::new(Trap::default());
+    let c = cluster_on(Some(trap.clone()));
+    trap.arm(
+        |call| matches!(call, Call::Register(_)),
+        c.a_loses_the_lease(),
+    );
+    let r = c.a.manager.tick(3);
+    assert!(trap.sprung(), "{:?}", r.decisions);
+    assert!(!r.leading, "{:?}", r.decisions);
+    assert_eq!(
+        r.scaling.as_ref().unwrap().provision,
+        3,
+        "{:?}",
+        r.decisions
+    );
+    assert_eq!(r.provisioned.len(), 1, "{:?}", r.decisions);
+    assert_eq!(c.count_calls("create"), 1, "{:?}", c.provider.calls());
+    assert!(
+        r.decisions
+            .iter()
+            .any(|d| d.starts_with("provisioning stopped: not the leader")),
+        "{:?}",
+        r.decisions
+    );
+    assert_eq!(r.actions, 1, "{:?}", r.decisions);
+}

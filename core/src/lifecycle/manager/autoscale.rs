@@ -212,6 +212,12 @@ impl WorkerLifecycleManager {
         }
         let mut provisioned = 0;
         for _ in 0..plan.provision {
+            // Fenced before the action is taken: a provision left for the lost lease is no
+            // action of the tick's (`provision_inner` fences too, for its other callers).
+            if let Err(e) = self.fence() {
+                report.decisions.push(format!("provisioning stopped: {e}"));
+                break;
+            }
             if !budget.take() {
                 break;
             }
