@@ -1479,10 +1479,11 @@ fn three_ready_in_pool_p(c: &Cluster) -> Vec<WorkerId> {
 }
 
 /// A pool tick's retirements are fenced worker by worker, like the scaling target's: the lease
-/// lost right after the first retirement, no further worker is retired, drained or destroyed.
-/// (A review feared they were not, as `execute_pool` has no `fence()` of its own in its loop:
-/// each retirement's move goes through the manager's fenced `write`, and each destroy through
-/// the store's confirmation; this test pins that.)
+/// lost right after the first retirement, no further worker is retired, drained or destroyed
+/// (each retirement's move goes through the manager's fenced `write`, each destroy through the
+/// store's confirmation), and none costs an action: `execute_pool`'s loop fences before it
+/// takes from the budget. Before, the loop had no fence of its own: each worker left took an
+/// action (and a refused registry call).
 #[test]
 fn a_pool_tick_that_loses_the_lease_midway_retires_no_further_worker() {
     let trap = Arc::new(Trap::default());
@@ -1506,6 +1507,9 @@ fn a_pool_tick_that_loses_the_lease_midway_retires_no_further_worker() {
         .count();
     assert_eq!(ready, 2, "{:?}", r.decisions);
     assert_eq!(c.count_calls("destroy"), 0, "{:?}", c.provider.calls());
+    // The one retired (an action) and its destroy, picked from the queue (an action; not
+    // called). The two workers left alone are no actions: the loop fences before it takes.
+    assert_eq!(r.actions, 2, "{:?}", r.decisions);
 }
 
 /// Reconcile asks the store right before each provider's listing, not only before the first:
@@ -2067,6 +2071,41 @@ fn a_scale_up_that_loses_the_lease_counts_no_action_for_the_provision_it_leaves(
         r.decisions
             .iter()
             .any(|d| d.starts_with("provisioning stopped: not the leader")),
+        "{:?}",
+        r.decisions
+    );
+    assert_eq!(r.actions, 1, "{:?}", r.decisions);
+}
+
+/// The same for a pool's provisions: a pool tick that loses the lease as it registers its
+/// first new worker spends no action on the next provision (fenced before the budget is
+/// taken), and says why it stopped. Before, it took the action and then found the lease lost
+/// inside the provision: `actions` said 2 for one provision.
+#[test]
+fn a_pool_scale_up_that_loses_the_lease_counts_no_action_for_the_provision_it_leaves() {
+    let trap = Arc::new(Trap::default());
+    let c = cluster_on(Some(trap.clone()));
+    c.a.manager
+        .set_pools(vec![Pool::new(
+            "p",
+            c.provider.id.clone(),
+            (*spec()).clone(),
+        )
+        .unwrap()])
+        .unwrap();
+    trap.arm(
+        |call| matches!(call, Call::Register(_)),
+        c.a_loses_the_lease(),
+    );
+    let r = c.a.manager.tick(3);
+    assert!(trap.sprung(), "{:?}", r.decisions);
+    assert!(!r.leading, "{:?}", r.decisions);
+    assert_eq!(r.provisioned.len(), 1, "{:?}", r.decisions);
+    assert_eq!(c.count_calls("create"), 1, "{:?}", c.provider.calls());
+    assert!(
+        r.decisions
+            .iter()
+            .any(|d| d.starts_with("pool p: provisioning stopped: not the leader")),
         "{:?}",
         r.decisions
     );

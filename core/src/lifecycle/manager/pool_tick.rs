@@ -265,6 +265,14 @@ impl WorkerLifecycleManager {
         // registration whose outcome the registry could not tell).
         let mut attempted = 0;
         for _ in 0..provisions {
+            // Fenced before the action is taken: a provision left for the lost lease is no
+            // action of the tick's (`provision_inner` fences too, for its other callers).
+            if let Err(e) = self.fence() {
+                report
+                    .decisions
+                    .push(format!("pool {}: provisioning stopped: {e}", d.pool));
+                break;
+            }
             if !budget.take() {
                 break;
             }
@@ -335,7 +343,10 @@ impl WorkerLifecycleManager {
         let mut retired = Vec::new();
         let mut cleanup = CleanupResult::default();
         for w in candidates {
-            if !budget.take() {
+            // Each move is fenced by `write`; fenced here too, before the action is taken: a
+            // replica that lost the lease spends no action (nor a registry call) on the
+            // workers it leaves.
+            if self.fence().is_err() || !budget.take() {
                 break;
             }
             // Only a worker still idle since it was planned is retired: `retire` checks that
