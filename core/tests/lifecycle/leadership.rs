@@ -2111,3 +2111,35 @@ fn a_pool_scale_up_that_loses_the_lease_counts_no_action_for_the_provision_it_le
     );
     assert_eq!(r.actions, 1, "{:?}", r.decisions);
 }
+
+/// The same for the cleanup: a tick that loses the lease as it retires its first drained
+/// worker spends no action on the next ones (fenced before the budget is taken). Before, it
+/// took the action first: `actions` said one more than the tick took.
+#[test]
+fn a_cleanup_that_loses_the_lease_counts_no_action_for_the_worker_it_leaves() {
+    let trap = Arc::new(Trap::default());
+    let c = cluster_on(Some(trap.clone()));
+    let r = c.a.manager.tick(3);
+    assert_eq!(r.provisioned.len(), 3, "{:?}", r.decisions);
+    c.a.manager.clear_scaling_target();
+    let ids: Vec<WorkerId> = r.provisioned.iter().map(|p| p.worker_id).collect();
+    for id in &ids {
+        c.registry.update_state(id, WorkerState::Ready).unwrap();
+        c.registry.update_state(id, WorkerState::Draining).unwrap();
+    }
+    trap.arm(
+        |call| call.moves_to(WorkerState::Terminating).is_some(),
+        c.a_loses_the_lease(),
+    );
+    let r = c.a.manager.tick(0);
+    assert!(trap.sprung(), "{:?}", r.decisions);
+    assert!(!r.leading, "{:?}", r.decisions);
+    let draining = ids
+        .iter()
+        .filter(|id| c.registry.get(id).unwrap().map(|w| w.state) == Some(WorkerState::Draining))
+        .count();
+    assert_eq!(draining, 2, "{:?}", r.decisions);
+    // The one retired (an action) and its destroy, picked from the queue (an action; not
+    // called: the lease is lost).
+    assert_eq!(r.actions, 2, "{:?}", r.decisions);
+}

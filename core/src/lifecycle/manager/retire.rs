@@ -75,7 +75,9 @@ impl WorkerLifecycleManager {
         };
         let total = due.len();
         for (i, (worker, reason)) in due.into_iter().enumerate() {
-            if !budget.take() || self.fence().is_err() {
+            // Fenced before the action is taken: a worker left for the lost lease is no action
+            // of the tick's.
+            if self.fence().is_err() || !budget.take() {
                 result.deferred += total - i;
                 break;
             }
