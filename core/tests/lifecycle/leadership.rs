@@ -2143,3 +2143,41 @@ fn a_cleanup_that_loses_the_lease_counts_no_action_for_the_worker_it_leaves() {
     // called: the lease is lost).
     assert_eq!(r.actions, 2, "{:?}", r.decisions);
 }
+
+/// The same for interruption deadlines: a tick that loses the lease as it terminates the first
+/// interrupted worker at its deadline spends no action on the next one (fenced before the
+/// budget is taken). Before, it took the action and then had the terminate refused: `actions`
+/// said 2 for one termination.
+#[test]
+fn interruption_deadlines_that_lose_the_lease_count_no_action_for_the_worker_left() {
+    let trap = Arc::new(Trap::default());
+    let c = cluster_on(Some(trap.clone()));
+    let r = c.a.manager.tick(2);
+    assert_eq!(r.provisioned.len(), 2, "{:?}", r.decisions);
+    c.a.manager.clear_scaling_target();
+    let ids: Vec<WorkerId> = r.provisioned.iter().map(|p| p.worker_id).collect();
+    let deadline = c.store.now() + 1_000;
+    for (i, id) in ids.iter().enumerate() {
+        c.registry.update_state(id, WorkerState::Ready).unwrap();
+        c.registry.assign_to_job(id, job(&format!("j{i}"))).unwrap();
+        c.a.manager.notify_interruption(id, deadline).unwrap();
+    }
+    c.advance(Duration::from_secs(2));
+    for id in &ids {
+        c.registry.heartbeat(id).unwrap();
+    }
+    trap.arm(
+        |call| call.moves_to(WorkerState::Terminating).is_some(),
+        c.a_loses_the_lease(),
+    );
+    let r = c.a.manager.tick(0);
+    assert!(trap.sprung(), "{:?}", r.decisions);
+    assert!(!r.leading, "{:?}", r.decisions);
+    assert_eq!(r.lost_jobs.len(), 1, "{:?}", r.decisions);
+    let draining = ids
+        .iter()
+        .filter(|id| c.registry.get(id).unwrap().map(|w| w.state) == Some(WorkerState::Draining))
+        .count();
+    assert_eq!(draining, 1, "{:?}", r.decisions);
+    assert_eq!(r.actions, 1, "{:?}", r.decisions);
+}

@@ -164,7 +164,9 @@ impl WorkerLifecycleManager {
                 }
             };
             if now >= notice.deadline {
-                if !budget.take() {
+                // Fenced before the action is taken (`terminate_worker` fences too): a worker
+                // left for the lost lease is no action of the tick's.
+                if self.fence().is_err() || !budget.take() {
                     continue;
                 }
                 match self.terminate_worker(&id, TerminationReason::Interrupted) {
