@@ -1507,9 +1507,9 @@ fn a_pool_tick_that_loses_the_lease_midway_retires_no_further_worker() {
         .count();
     assert_eq!(ready, 2, "{:?}", r.decisions);
     assert_eq!(c.count_calls("destroy"), 0, "{:?}", c.provider.calls());
-    // The one retired (an action) and its destroy, picked from the queue (an action; not
-    // called). The two workers left alone are no actions: the loop fences before it takes.
-    assert_eq!(r.actions, 2, "{:?}", r.decisions);
+    // The one retired (an action). Its destroy (the lease is lost: it stays queued) and the
+    // two workers left alone are no actions: the loops fence before they take.
+    assert_eq!(r.actions, 1, "{:?}", r.decisions);
 }
 
 /// Reconcile asks the store right before each provider's listing, not only before the first:
@@ -1993,9 +1993,9 @@ fn a_health_check_that_loses_the_lease_counts_no_action_for_the_worker_it_leaves
         .filter(|id| c.registry.get(id).unwrap().map(|w| w.state) == Some(WorkerState::Terminating))
         .collect();
     assert_eq!(terminating.len(), 1, "{:?}", r.decisions);
-    // The one taken out of service (an action) and its destroy, picked from the queue (an
-    // action; not called: the lease is lost). Nothing for the other silent worker.
-    assert_eq!(r.actions, 2, "{:?}", r.decisions);
+    // The one taken out of service (an action). Nothing for its destroy (the lease is lost:
+    // it stays queued), nor for the other silent worker.
+    assert_eq!(r.actions, 1, "{:?}", r.decisions);
 }
 
 /// The same for the scaling target's scale-down: a tick that loses the lease as it retires its
@@ -2039,9 +2039,9 @@ fn a_scale_down_that_loses_the_lease_counts_no_action_for_the_worker_it_leaves()
         .filter(|id| c.registry.get(id).unwrap().map(|w| w.state) == Some(WorkerState::Terminating))
         .count();
     assert_eq!(terminating, 1, "{:?}", r.decisions);
-    // The one retired (an action) and its destroy, picked from the queue (an action; not
-    // called: the lease is lost). Nothing for the two idle workers left alone.
-    assert_eq!(r.actions, 2, "{:?}", r.decisions);
+    // The one retired (an action). Nothing for its destroy (the lease is lost: it stays
+    // queued), nor for the two idle workers left alone.
+    assert_eq!(r.actions, 1, "{:?}", r.decisions);
 }
 
 /// The same for the scaling target's provisions: a tick that loses the lease as it registers
@@ -2139,9 +2139,9 @@ fn a_cleanup_that_loses_the_lease_counts_no_action_for_the_worker_it_leaves() {
         .filter(|id| c.registry.get(id).unwrap().map(|w| w.state) == Some(WorkerState::Draining))
         .count();
     assert_eq!(draining, 2, "{:?}", r.decisions);
-    // The one retired (an action) and its destroy, picked from the queue (an action; not
-    // called: the lease is lost).
-    assert_eq!(r.actions, 2, "{:?}", r.decisions);
+    // The one retired (an action). Nothing for its destroy (the lease is lost: it stays
+    // queued), nor for the drained workers left alone.
+    assert_eq!(r.actions, 1, "{:?}", r.decisions);
 }
 
 /// The same for interruption deadlines: a tick that loses the lease as it terminates the first

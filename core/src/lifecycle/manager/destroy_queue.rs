@@ -344,6 +344,12 @@ impl WorkerLifecycleManager {
     pub(super) fn destroy_due(&self, only: Option<&[WorkerId]>, budget: &mut Budget) -> Destroyed {
         let now = self.registry.now();
         let mut out = Destroyed::default();
+        // Fenced before anything is picked (each destroy is confirmed by the store too, right
+        // before its provider call): a destroy left for the lost lease is no action of the
+        // tick's, and stays queued as it was.
+        if self.fence().is_err() {
+            return out;
+        }
         let (picked, deferred) = self.destroys.lock().pick_due(only, now, budget);
         out.deferred = deferred;
         for (id, entry) in picked {
