@@ -1790,3 +1790,89 @@ fn a_tick_whose_scaling_target_was_cleared_meanwhile_retires_nothing() {
         r.decisions
     );
 }
+
+/// Lets a provision stalled in its create (on another thread) finish right after the registry
+/// answered the manager's next `stats`: the worker is registered and its ledger entry removed
+/// between the manager's read of the counts and its read of the provisions in flight.
+#[derive(Debug, Default)]
+struct ProvisionEndsAfterStats {
+    provider: std::sync::OnceLock<Arc<TestProvider>>,
+    provision: parking_lot::Mutex<Option<std::thread::JoinHandle<Result<Worker>>>>,
+}
+
+impl ProvisionEndsAfterStats {
+    /// Starts a provision whose create stalls; returns once it is in flight.
+    fn start(&self, manager: &Arc<WorkerLifecycleManager>) {
+        let provider = self.provider.get().unwrap();
+        provider.script_creates([CreateStep::Stall]);
+        let m = Arc::clone(manager);
+        *self.provision.lock() = Some(std::thread::spawn(move || {
+            m.provision_worker(&pid("test"), spec())
+        }));
+        TestProvider::wait_for(&provider.creating_now, 1);
+    }
+}
+
+impl Hooks for ProvisionEndsAfterStats {
+    fn after(&self, call: Call<'_>, _: &dyn WorkerRegistry) {
+        if call != Call::Stats {
+            return;
+        }
+        if let Some(provision) = self.provision.lock().take() {
+            self.provider.get().unwrap().release_stalled(1);
+            provision.join().unwrap().expect("provisioned");
+        }
+    }
+}
+
+/// A provision that ends while the autoscaler reads its inputs is counted once at least: the
+/// provisions in flight are read before the registry's counts ("registered first, ledger entry
+/// removed second: the count never dips" holds for a reader in that order only). Before, the
+/// counts were read first: a worker registered (and its ledger entry removed) between the two
+/// reads was counted nowhere — `plan_scaling` wanted it again (a second worker provisioned for
+/// one need) and `should_scale_up` saw room under `max_workers` where there was none.
+#[test]
+fn a_provision_ending_while_the_autoscaler_reads_is_not_missed() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let hooks = Arc::new(ProvisionEndsAfterStats::default());
+    let registry =
+        TestRegistry::with_hooks(crate::backend::new_registry(clock.clone()), hooks.clone());
+    let manager = Arc::new(WorkerLifecycleManager::new(registry.shared(), config()).unwrap());
+    let provider = TestProvider::new("test");
+    hooks.provider.set(provider.clone()).unwrap();
+    manager.register_provider(provider).unwrap();
+    manager.set_scaling_target(&pid("test"), spec()).unwrap();
+
+    // One job pending, one worker warm (min_ready_workers 1): 2 wanted, 1 of them on its way.
+    hooks.start(&manager);
+    let plan = manager.plan_scaling(1).unwrap();
+    assert!(
+        hooks.provision.lock().is_none(),
+        "the provision ended meanwhile"
+    );
+    assert_eq!(plan.starting + plan.in_flight, 1, "{}", plan.explanation);
+    assert_eq!(
+        (plan.wanted, plan.provision),
+        (1, 1),
+        "{}",
+        plan.explanation
+    );
+
+    // 9 registered (one of them ready) and the 10th in flight: max_workers 10 is reached.
+    for _ in 0..8 {
+        manager.provision_worker(&pid("test"), spec()).unwrap();
+    }
+    let ready = registry.find(&WorkerFilter::new()).unwrap()[0].id;
+    registry.update_state(&ready, WorkerState::Ready).unwrap();
+    assert_eq!(registry.count().unwrap(), 9);
+    hooks.start(&manager);
+    assert!(
+        !manager.should_scale_up(6),
+        "no room: 9 registered and 1 in flight of max_workers 10"
+    );
+    assert!(
+        hooks.provision.lock().is_none(),
+        "the provision ended meanwhile"
+    );
+    assert_eq!(registry.count().unwrap(), 10);
+}

@@ -57,10 +57,11 @@ impl WorkerLifecycleManager {
             .lock()
             .as_ref()
             .and_then(|t| pool_of(&t.spec).map(str::to_owned));
+        // In flight first, then the registry (see `plan_inner`).
+        let in_flight = self.ledger.lock().in_flight.len();
         let stats = self.registry.stats()?;
         let (own, _) = split_by_pool(&stats, own_pool.as_deref());
-        let total = stats.total + self.ledger.lock().in_flight.len();
-        Ok((own.ready, total))
+        Ok((own.ready, stats.total + in_flight))
     }
 
     /// Sets what the autoscaler provisions in `tick`: workers of `provider_id` made from
@@ -139,8 +140,12 @@ impl WorkerLifecycleManager {
         target: Option<&ScalingTarget>,
     ) -> Result<(ScalingPlan, Vec<Worker>)> {
         let now = self.registry.now();
-        let stats = self.registry.stats()?;
+        // The provisions in flight first, the registry's counts second: a provision registers
+        // its worker before it leaves the ledger, so a worker whose provision ends between the
+        // two reads is counted twice at worst (one provision fewer this tick), never nowhere
+        // (a second worker provisioned for one need, room under `max_workers` that is not).
         let in_flight = self.ledger.lock().in_flight.len();
+        let stats = self.registry.stats()?;
         let (last_scale_up, last_scale_action) = {
             let s = self.schedule.lock();
             (s.last_scale_up, s.last_scale_action)
