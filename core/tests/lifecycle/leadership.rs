@@ -2181,3 +2181,41 @@ fn interruption_deadlines_that_lose_the_lease_count_no_action_for_the_worker_lef
     assert_eq!(draining, 1, "{:?}", r.decisions);
     assert_eq!(r.actions, 1, "{:?}", r.decisions);
 }
+
+/// A tick's drain of a removed pool fences before it takes from the budget, as the pool tick's
+/// own loops do: the lease lost at the first drain, the workers it leaves cost no action.
+/// Before, the next worker took an action, and then the fenced write refused its move.
+#[test]
+fn a_ticks_pool_drain_that_loses_the_lease_counts_no_action_for_the_workers_it_leaves() {
+    let trap = Arc::new(Trap::default());
+    let c = cluster_on(Some(trap.clone()));
+    let ids = three_ready_in_pool_p(&c);
+    // The host removes the pool; the store refuses its first drain: the pool is left to the
+    // leader's ticks, its three workers in service.
+    trap.arm_failing(
+        |call| call.moves_to(WorkerState::Draining).is_some(),
+        || {},
+        Error::NotLeader("refused by the store".into()),
+    );
+    assert!(c.a.manager.set_pools(vec![]).is_err());
+    assert!(trap.sprung());
+    let in_state = |state: WorkerState| {
+        ids.iter()
+            .filter(|id| c.registry.get(id).unwrap().map(|w| w.state) == Some(state))
+            .count()
+    };
+    assert_eq!(in_state(WorkerState::Ready), 3);
+
+    // The tick drains them, and the lease is lost at its first move.
+    trap.arm(
+        |call| call.moves_to(WorkerState::Draining).is_some(),
+        c.a_loses_the_lease(),
+    );
+    let r = c.a.manager.tick(0);
+    assert!(trap.sprung(), "{:?}", r.decisions);
+    assert!(!r.leading, "{:?}", r.decisions);
+    assert_eq!(in_state(WorkerState::Draining), 1, "{:?}", r.decisions);
+    assert_eq!(in_state(WorkerState::Ready), 2, "{:?}", r.decisions);
+    // The one drained: an action. The two left for the lost lease: none.
+    assert_eq!(r.actions, 1, "{:?}", r.decisions);
+}

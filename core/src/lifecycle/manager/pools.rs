@@ -565,6 +565,12 @@ impl WorkerLifecycleManager {
             ) {
                 continue;
             }
+            // Fenced before the action is taken (each move is fenced by `write` too): a worker
+            // left for the lost lease is no action of the tick's.
+            if let Err(e) = self.fence() {
+                error = Some(e);
+                break;
+            }
             if !budget.take() {
                 out.capped = true;
                 break;
