@@ -900,8 +900,8 @@ typedef struct hw_report_summary {
    */
   size_t actions;
   /*
-   Work found due but left for later because of the per-tick action cap (health checks and
-   cleanups).
+   Work found due but left for later, because of the per-tick action cap or a lease lost
+   meanwhile (health checks and cleanups).
    */
   size_t deferred;
   /*

@@ -1293,7 +1293,8 @@ class HealthCheckResult:
         declared unhealthy for its heartbeat (startup expiries still were)."""
     @property
     def deferred(self) -> int:
-        """Workers due but left for later because of the per-tick action cap."""
+        """Workers due but left for later: because of the per-tick action cap, or because
+        the lease was lost during the check."""
     @property
     def brake_released(self) -> bool:
         """The brake held at the previous check and lets go now: every worker got a fresh
@@ -1324,7 +1325,8 @@ class CleanupResult:
         """Jobs lost by workers taken out of service: requeue them."""
     @property
     def deferred(self) -> int:
-        """Work left for later because of the per-tick action cap."""
+        """Work left for later: because of the per-tick action cap, or because the lease
+        was lost meanwhile."""
     def to_json(self) -> str:
         """The report as JSON text (ids as str, timestamps in milliseconds since the
         epoch), for logs."""

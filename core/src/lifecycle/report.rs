@@ -200,7 +200,8 @@ pub struct HealthCheckResult {
     /// Set when the mass-expiry brake held: no worker was declared unhealthy for its heartbeat
     /// (startup expiries still were).
     pub held: Option<MassExpiryHold>,
-    /// Workers found due but left for a later check because of the per-tick action cap.
+    /// Workers found due but left for a later check: because of the per-tick action cap, or
+    /// because the lease was lost during the check (the next leader's checks find them).
     pub deferred: usize,
     /// The brake held at the previous check and lets go now: every worker got a fresh grace
     /// period (nobody was declared unhealthy for its heartbeat in this check).
@@ -222,7 +223,8 @@ pub struct CleanupResult {
     pub failed: Vec<DestroyFailure>,
     /// Jobs lost by workers taken out of service (only by `terminate_worker` on a busy worker).
     pub lost_jobs: Vec<LostJob>,
-    /// Work found due but left for later because of the per-tick action cap.
+    /// Work found due but left for later: because of the per-tick action cap, or because the
+    /// lease was lost meanwhile.
     pub deferred: usize,
 }
 

@@ -124,8 +124,8 @@ pub struct hw_report_summary {
     pub unschedulable: usize,
     /// Actions performed (state changes and provider calls).
     pub actions: usize,
-    /// Work found due but left for later because of the per-tick action cap (health checks and
-    /// cleanups).
+    /// Work found due but left for later, because of the per-tick action cap or a lease lost
+    /// meanwhile (health checks and cleanups).
     pub deferred: usize,
     /// The brake's counts when `mass_expiry_held` or `brake_gave_up` is set; zero otherwise.
     pub hold: hw_mass_expiry_hold,

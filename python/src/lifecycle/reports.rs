@@ -335,7 +335,8 @@ report_class! {
         /// Set when the mass-expiry brake held (a MassExpiryHold), else None: no worker was
         /// declared unhealthy for its heartbeat (startup expiries still were).
         held: |c, py| c.held.map(MassExpiryHold::from),
-        /// Workers due but left for later because of the per-tick action cap.
+        /// Workers due but left for later: because of the per-tick action cap, or because
+        /// the lease was lost during the check.
         deferred: |c, py| c.deferred,
         /// The brake held at the previous check and lets go now: every worker got a fresh
         /// grace period.
@@ -355,7 +356,8 @@ report_class! {
         failed: |c, py| list::<_, DestroyFailure>(&c.failed),
         /// Jobs lost by workers taken out of service: requeue them.
         lost_jobs: |c, py| list::<_, LostJob>(&c.lost_jobs),
-        /// Work left for later because of the per-tick action cap.
+        /// Work left for later: because of the per-tick action cap, or because the lease
+        /// was lost meanwhile.
         deferred: |c, py| c.deferred,
     }
 

@@ -98,7 +98,12 @@ impl WorkerLifecycleManager {
             });
             states.insert(entry.pool.name.clone(), counts);
         }
-        let total = self.registry.count()? + self.ledger.lock().in_flight.len();
+        // The provisions in flight first, the registry's count second (as `plan_inner` reads
+        // them): a provision registers its worker before it leaves the ledger, so one ending
+        // between the two reads is counted twice at worst, never nowhere (room under
+        // `max_workers` that is not there).
+        let in_flight = self.ledger.lock().in_flight.len();
+        let total = self.registry.count()? + in_flight;
         let mut plan = plan(&PlanInputs {
             now,
             pools: &pools,
