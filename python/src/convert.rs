@@ -238,23 +238,26 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Float {
             return Err(PyTypeError::new_err("expected a float, not bool"));
         }
         // `__float__` (or `__index__`) of anything but a float, under the guard of `calls`.
-        match calls::float(&obj) {
-            Ok(value) => Ok(Float(value)),
-            // Too large for the type: what an int's conversion raises. Anything else (an int
-            // subclass's `__float__` raising, Ctrl-C landing there) is not "out of range".
-            Err(err)
-                if obj.is_instance_of::<PyInt>()
-                    && err.is_instance_of::<PyOverflowError>(obj.py()) =>
-            {
-                // Let go of under the guard of `calls`, replaced by the message.
-                calls::drop_err(obj.py(), err);
-                Err(invalid(
-                    obj.py(),
-                    format!("{} is out of range", out_of_range_int(&obj)?),
-                ))
-            }
-            Err(e) => Err(e),
-        }
+        // Anything else than an int too large for the type (an int subclass's `__float__`
+        // raising, Ctrl-C landing there) is not "out of range".
+        calls::float(&obj)
+            .map(Float)
+            .map_err(|err| out_of_range_or(&obj, err))
+    }
+}
+
+/// The error of converting `obj` that raised `err`: for an int too large for the type (the
+/// `OverflowError` of its conversion), `InvalidArgumentError` "N is out of range"; else `err`
+/// itself. The `OverflowError` is let go of under the guard of `calls`.
+fn out_of_range_or(obj: &Bound<'_, PyAny>, err: PyErr) -> PyErr {
+    let py = obj.py();
+    if !(obj.is_instance_of::<PyInt>() && err.is_instance_of::<PyOverflowError>(py)) {
+        return err;
+    }
+    calls::drop_err(py, err);
+    match out_of_range_int(obj) {
+        Ok(shown) => invalid(py, format!("{shown} is out of range")),
+        Err(e) => e,
     }
 }
 
@@ -314,24 +317,12 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Int {
             return Err(PyTypeError::new_err("expected an int, not bool"));
         }
         // `__index__` of anything but an int, under the guard of `calls`.
-        match calls::index(&obj).and_then(|int| int.extract::<i64>()) {
-            Ok(value) => Ok(Int(value)),
-            // Too large for 64 bits: what an int's conversion raises (an int, a subclass
-            // included, runs no code here, so nothing else is expected; anything else would not
-            // be "out of range").
-            Err(err)
-                if obj.is_instance_of::<PyInt>()
-                    && err.is_instance_of::<PyOverflowError>(obj.py()) =>
-            {
-                // Let go of under the guard of `calls`, replaced by the message.
-                calls::drop_err(obj.py(), err);
-                Err(invalid(
-                    obj.py(),
-                    format!("{} is out of range", out_of_range_int(&obj)?),
-                ))
-            }
-            Err(e) => Err(e),
-        }
+        // An int, a subclass included, runs no code here: its only error is being too large
+        // for 64 bits.
+        calls::index(&obj)
+            .and_then(|int| int.extract::<i64>())
+            .map(Int)
+            .map_err(|err| out_of_range_or(&obj, err))
     }
 }
 

@@ -2052,6 +2052,23 @@ fn a_scale_down_that_loses_the_lease_counts_no_action_for_the_worker_it_leaves()
 fn a_scale_up_that_loses_the_lease_counts_no_action_for_the_provision_it_leaves() {
     let trap = Arc::new(Trap::default());
     let c = cluster_on(Some(trap.clone()));
+    let r = tick_3_losing_the_lease_at_the_first_register(&c, &trap, "provisioning stopped");
+    assert_eq!(
+        r.scaling.as_ref().unwrap().provision,
+        3,
+        "{:?}",
+        r.decisions
+    );
+}
+
+/// Leader `a` of `c` ticks for a demand of 3 and loses the lease as it registers its first new
+/// worker: checks that it provisioned that one only, said `stopped` ("… stopped: not the
+/// leader"), and counted one action. The report.
+fn tick_3_losing_the_lease_at_the_first_register(
+    c: &Cluster,
+    trap: &Trap,
+    stopped: &str,
+) -> TickReport {
     trap.arm(
         |call| matches!(call, Call::Register(_)),
         c.a_loses_the_lease(),
@@ -2059,22 +2076,16 @@ fn a_scale_up_that_loses_the_lease_counts_no_action_for_the_provision_it_leaves(
     let r = c.a.manager.tick(3);
     assert!(trap.sprung(), "{:?}", r.decisions);
     assert!(!r.leading, "{:?}", r.decisions);
-    assert_eq!(
-        r.scaling.as_ref().unwrap().provision,
-        3,
-        "{:?}",
-        r.decisions
-    );
     assert_eq!(r.provisioned.len(), 1, "{:?}", r.decisions);
     assert_eq!(c.count_calls("create"), 1, "{:?}", c.provider.calls());
+    let said = format!("{stopped}: not the leader");
     assert!(
-        r.decisions
-            .iter()
-            .any(|d| d.starts_with("provisioning stopped: not the leader")),
+        r.decisions.iter().any(|d| d.starts_with(&said)),
         "{:?}",
         r.decisions
     );
     assert_eq!(r.actions, 1, "{:?}", r.decisions);
+    r
 }
 
 /// The same for a pool's provisions: a pool tick that loses the lease as it registers its
@@ -2093,23 +2104,7 @@ fn a_pool_scale_up_that_loses_the_lease_counts_no_action_for_the_provision_it_le
         )
         .unwrap()])
         .unwrap();
-    trap.arm(
-        |call| matches!(call, Call::Register(_)),
-        c.a_loses_the_lease(),
-    );
-    let r = c.a.manager.tick(3);
-    assert!(trap.sprung(), "{:?}", r.decisions);
-    assert!(!r.leading, "{:?}", r.decisions);
-    assert_eq!(r.provisioned.len(), 1, "{:?}", r.decisions);
-    assert_eq!(c.count_calls("create"), 1, "{:?}", c.provider.calls());
-    assert!(
-        r.decisions
-            .iter()
-            .any(|d| d.starts_with("pool p: provisioning stopped: not the leader")),
-        "{:?}",
-        r.decisions
-    );
-    assert_eq!(r.actions, 1, "{:?}", r.decisions);
+    tick_3_losing_the_lease_at_the_first_register(&c, &trap, "pool p: provisioning stopped");
 }
 
 /// The same for the cleanup: a tick that loses the lease as it retires its first drained

@@ -1693,39 +1693,51 @@ fn a_fraction_of_one_disables_the_brake_on_orphans() {
     );
 }
 
+/// The inner provider, its listings passed through `edit` (a cloud API whose pages shifted
+/// while they were read, whose order is not stable).
+struct EditedListing<F>(Arc<TestProvider>, F);
+
+impl<F> std::fmt::Debug for EditedListing<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("EditedListing").field(&self.0).finish()
+    }
+}
+
+impl<F: Fn(&mut Vec<WorkerHandle>) + Send + Sync + 'static> WorkerProvider for EditedListing<F> {
+    fn provider_id(&self) -> ProviderId {
+        self.0.provider_id()
+    }
+    fn provider_type(&self) -> ProviderType {
+        self.0.provider_type()
+    }
+    fn create_worker(&self, id: WorkerId, spec: &WorkerSpec) -> ProviderResult<WorkerHandle> {
+        self.0.create_worker(id, spec)
+    }
+    fn destroy_worker(&self, handle: &WorkerHandle) -> ProviderResult<()> {
+        self.0.destroy_worker(handle)
+    }
+    fn list_workers(&self) -> ProviderResult<Vec<WorkerHandle>> {
+        let mut listed = self.0.list_workers()?;
+        (self.1)(&mut listed);
+        Ok(listed)
+    }
+}
+
 /// A listing that shows one instance twice (a paginated cloud API whose pages shifted while it
 /// was read) does not have that orphan destroyed twice, nor counted twice: an instance is
 /// destroyed once. Before, the second destroy call reached the provider (answered `NotFound`)
 /// and the report listed the orphan twice.
 #[test]
 fn an_orphan_listed_twice_is_destroyed_once() {
-    #[derive(Debug)]
-    struct Duplicating(Arc<TestProvider>);
-    impl WorkerProvider for Duplicating {
-        fn provider_id(&self) -> ProviderId {
-            self.0.provider_id()
-        }
-        fn provider_type(&self) -> ProviderType {
-            self.0.provider_type()
-        }
-        fn create_worker(&self, id: WorkerId, spec: &WorkerSpec) -> ProviderResult<WorkerHandle> {
-            self.0.create_worker(id, spec)
-        }
-        fn destroy_worker(&self, handle: &WorkerHandle) -> ProviderResult<()> {
-            self.0.destroy_worker(handle)
-        }
-        fn list_workers(&self) -> ProviderResult<Vec<WorkerHandle>> {
-            let mut listed = self.0.list_workers()?;
-            listed.extend(listed.clone());
-            Ok(listed)
-        }
-    }
     let clock = Arc::new(ManualClock::new(T0));
     let registry: Arc<dyn WorkerRegistry> = crate::backend::new_registry(clock);
     let manager = WorkerLifecycleManager::new(registry, config()).unwrap();
     let inner = TestProvider::new("test");
     manager
-        .register_provider(Arc::new(Duplicating(inner.clone())))
+        .register_provider(Arc::new(EditedListing(
+            inner.clone(),
+            |listed: &mut Vec<WorkerHandle>| listed.extend(listed.clone()),
+        )))
         .unwrap();
     inner.add_orphan("ghost");
     let r = manager.reconcile().unwrap();
@@ -2164,30 +2176,6 @@ fn an_orphan_retry_backs_off_from_when_its_destroy_failed() {
 /// instances of a live worker gone.
 #[test]
 fn an_instance_taken_for_an_orphan_is_not_taken_for_a_records_when_the_listing_reorders() {
-    /// Lists the inner provider's instances in reverse order once `reversed` is set.
-    #[derive(Debug)]
-    struct Reordering(Arc<TestProvider>, std::sync::atomic::AtomicBool);
-    impl WorkerProvider for Reordering {
-        fn provider_id(&self) -> ProviderId {
-            self.0.provider_id()
-        }
-        fn provider_type(&self) -> ProviderType {
-            self.0.provider_type()
-        }
-        fn create_worker(&self, id: WorkerId, spec: &WorkerSpec) -> ProviderResult<WorkerHandle> {
-            self.0.create_worker(id, spec)
-        }
-        fn destroy_worker(&self, handle: &WorkerHandle) -> ProviderResult<()> {
-            self.0.destroy_worker(handle)
-        }
-        fn list_workers(&self) -> ProviderResult<Vec<WorkerHandle>> {
-            let mut listed = self.0.list_workers()?;
-            if self.1.load(std::sync::atomic::Ordering::SeqCst) {
-                listed.reverse();
-            }
-            Ok(listed)
-        }
-    }
     let clock = Arc::new(ManualClock::new(T0));
     let registry: Arc<dyn WorkerRegistry> = crate::backend::new_registry(clock.clone());
     let manager = WorkerLifecycleManager::new(
@@ -2199,8 +2187,19 @@ fn an_instance_taken_for_an_orphan_is_not_taken_for_a_records_when_the_listing_r
     )
     .unwrap();
     let inner = TestProvider::new("test");
-    let provider = Arc::new(Reordering(inner.clone(), false.into()));
-    manager.register_provider(provider.clone()).unwrap();
+    // Lists the inner provider's instances in reverse order once `reversed` is set.
+    let reversed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reverse = reversed.clone();
+    manager
+        .register_provider(Arc::new(EditedListing(
+            inner.clone(),
+            move |listed: &mut Vec<WorkerHandle>| {
+                if reverse.load(std::sync::atomic::Ordering::SeqCst) {
+                    listed.reverse();
+                }
+            },
+        )))
+        .unwrap();
     let w = manager.provision_worker(&pid("test"), spec()).unwrap();
     registry.update_state(&w.id, WorkerState::Ready).unwrap();
     inner.lose(&w.handle.resource_id);
@@ -2217,7 +2216,7 @@ fn an_instance_taken_for_an_orphan_is_not_taken_for_a_records_when_the_listing_r
     assert_eq!(r.orphans[0].resource_id, "dup-b", "{r:?}");
     assert_eq!(manager.pending_orphans().len(), 1);
     // The listing shows them the other way round now.
-    provider.1.store(true, std::sync::atomic::Ordering::SeqCst);
+    reversed.store(true, std::sync::atomic::Ordering::SeqCst);
     let r = manager.reconcile().unwrap();
     assert_eq!(
         destroy_calls(&inner),
