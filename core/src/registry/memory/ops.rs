@@ -339,6 +339,10 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
     }
 
     fn publish(&self, kind: EventKind) -> Result<()> {
+        // The time is read under the mutex that orders the registry's own events, as theirs
+        // is: read outside it, a later time could take its `seq` while a change that read an
+        // earlier one waits to publish, whose event would then be clamped past the time its
+        // record keeps (invariant 6).
         match kind.worker_id() {
             Some(id) => {
                 // Under the worker's shard lock, as every event of the registry's own: no event
@@ -347,9 +351,13 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
                 if !shard.contains(&id) {
                     return Err(not_found(&id));
                 }
+                let _ix = self.indexes.lock();
                 self.bus.publish(self.now(), || kind);
             }
-            None => self.bus.publish(self.now(), || kind),
+            None => {
+                let _ix = self.indexes.lock();
+                self.bus.publish(self.now(), || kind);
+            }
         }
         Ok(())
     }

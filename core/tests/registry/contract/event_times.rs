@@ -107,3 +107,46 @@ fn event_times_and_record_times_never_go_backwards_in_seq_order() {
         assert_eq!(event.at, worker.state_changed_at);
     }
 }
+
+#[test]
+fn a_host_event_published_while_a_change_is_under_way_does_not_shift_its_time() {
+    // The host publishes an event of its own (`publish`, as the manager does for a provision)
+    // while another thread's change has read its time but not yet published: the change's
+    // event must still carry the time its record keeps (invariant 6), so the host's event,
+    // whose time is read later, must come after it in seq order, not before.
+    let clock = Arc::new(GatedClock::default());
+    let registry: Arc<dyn WorkerRegistry> =
+        Arc::new(InMemoryWorkerRegistry::with_clock(clock.clone()));
+    let a = register(&*registry);
+    let events = registry.subscribe(SubscribeOptions::default()).unwrap();
+    let slow = {
+        let (registry, clock) = (registry.clone(), clock.clone());
+        thread::spawn(move || {
+            clock.arm(thread::current().id());
+            registry.update_state(&a, WorkerState::Ready).unwrap()
+        })
+    };
+    clock.wait_holding();
+    registry
+        .publish(EventKind::ProvisionRequested {
+            provider_id: ProviderId::new("p").unwrap(),
+        })
+        .unwrap();
+    clock.release();
+    let slow = slow.join().unwrap();
+
+    let got = events.drain();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got.windows(2).all(|p| p[0].at <= p[1].at),
+        "event times go backwards: {got:?}"
+    );
+    let changed = got
+        .iter()
+        .find(|e| e.kind.worker_id() == Some(a))
+        .expect("the change's event");
+    assert_eq!(
+        changed.at, slow.state_changed_at,
+        "the change's event carries its record's time: {got:?}"
+    );
+}
