@@ -278,7 +278,9 @@ pub trait WorkerRegistry: Send + Sync + fmt::Debug {
 
     /// The `n` longest-idle `Ready` workers, longest idle first (scale-in candidates),
     /// answered from the ready index (no fleet scan): cost O(classes × n + n log n) in
-    /// memory, whatever the number of ready workers.
+    /// memory, whatever the number of ready workers. Each worker is listed once, with the
+    /// idle time of its place in the order, also while workers are claimed and released
+    /// meanwhile (one claimed, or whose idle time restarted, during the call may be left out).
     fn longest_idle(&self, n: usize) -> Result<Vec<Worker>>;
 
     /// Loads a snapshot into an empty registry. The snapshot is checked whole first

@@ -264,3 +264,73 @@ fn heartbeats_racing_unregister_and_slot_reuse_never_reach_a_new_worker() {
     let expected: BTreeSet<WorkerId> = fresh.iter().map(|(id, _)| *id).collect();
     assert_eq!(unhealthy, expected);
 }
+
+// ---- longest_idle's walk in batches (the in-memory registry reads its ready index in
+// batches, each record under its own lock; PostgreSQL answers in one statement) ----
+
+#[test]
+fn longest_idle_lists_each_worker_once_in_order_while_workers_are_claimed_and_released() {
+    // The walk reads a batch of keys from the ready index, then each record; a worker claimed
+    // meanwhile is left out and the walk reads another batch past the last key. A worker
+    // claimed and released meanwhile is `Ready` again at a new (later) place: it was listed
+    // at its old place with its new idle time (out of order), and once more when the next
+    // batch reached its new place (twice). Two threads take the longest idle worker and give
+    // it back at once, while the main thread lists all but a few of the ready workers.
+    use std::collections::HashSet;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    const FLEET: usize = 200;
+    let registry = Arc::new(InMemoryWorkerRegistry::new());
+    let provider = ProviderId::new("p").unwrap();
+    let spec = Arc::new(WorkerSpec::new("img"));
+    for _ in 0..FLEET {
+        let handle = WorkerHandle::new(provider.clone(), ProviderType::Docker, "c");
+        let id = registry.register(handle, Arc::clone(&spec)).unwrap().id;
+        registry.update_state(&id, WorkerState::Ready).unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let churn: Vec<_> = (0..2)
+        .map(|t| {
+            let (registry, stop) = (Arc::clone(&registry), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let job = JobId::new(format!("job-{t}-{n}")).unwrap();
+                    let Some(oldest) = registry.longest_idle(1).unwrap().pop() else {
+                        continue;
+                    };
+                    if registry.assign_to_job(&oldest.id, job.clone()).is_ok() {
+                        if n % 2 == 0 {
+                            std::thread::sleep(Duration::from_micros(200));
+                        }
+                        registry.release_from_job(&oldest.id, Some(&job)).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut failure = None;
+    while failure.is_none() && Instant::now() < deadline {
+        let listed = registry.longest_idle(FLEET - 3).unwrap();
+        let ids: HashSet<WorkerId> = listed.iter().map(|w| w.id).collect();
+        let keys: Vec<(Timestamp, WorkerId)> = listed
+            .iter()
+            .map(|w| (w.idle_since.expect("a ready worker has idle_since"), w.id))
+            .collect();
+        if ids.len() != listed.len() {
+            failure = Some(format!("{} listed twice", listed.len() - ids.len()));
+        } else if !keys.windows(2).all(|k| k[0] < k[1]) {
+            failure = Some(format!("not longest idle first: {keys:?}"));
+        } else if let Some(w) = listed.iter().find(|w| w.state != WorkerState::Ready) {
+            failure = Some(format!("{} listed in {}", w.id, w.state));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in churn {
+        t.join().unwrap();
+    }
+    assert_eq!(failure, None);
+}

@@ -1,6 +1,7 @@
 //! The [`WorkerRegistry`] implementation of [`InMemoryWorkerRegistry`]: the per-worker
 //! operations here; `claim`, the deadline queries and snapshots delegate to their modules.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -164,6 +165,8 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
     fn longest_idle(&self, n: usize) -> Result<Vec<Worker>> {
         let mut out = Vec::with_capacity(n.min(1024));
         let mut after: Option<(Timestamp, WorkerId)> = None;
+        // The ids listed, kept from the second batch on (one batch cannot list an id twice).
+        let mut listed: Option<HashSet<WorkerId>> = None;
         while out.len() < n {
             let want = n - out.len();
             let keys: Vec<(Timestamp, WorkerId)> = {
@@ -183,15 +186,32 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
             };
             let exhausted = keys.len() < want;
             // Read under each record's own lock: a worker claimed (or retired) since the index
-            // was read is left out, and the walk goes on past it.
-            out.extend(
-                self.snapshots_where(keys.into_iter().map(|(_, id)| id), |rec| {
-                    rec.state == WorkerState::Ready && rec.current_job.is_none()
-                }),
-            );
+            // was read is left out, and the walk goes on past it. So is one still `Ready` but
+            // idle since another time (claimed and released meanwhile): it is no longer at
+            // this place in the order (kept, it would be listed out of order).
+            for (since, id) in keys {
+                let shard = self.shard(&id).read();
+                let Some((slot, rec)) = shard.get(&id) else {
+                    continue;
+                };
+                if rec.state != WorkerState::Ready
+                    || rec.current_job.is_some()
+                    || rec.idle_since() != Some(since)
+                {
+                    continue;
+                }
+                // A worker listed by an earlier batch, then claimed and released, sits past
+                // `after` again: listed once, at its first place.
+                if listed.as_mut().is_some_and(|listed| !listed.insert(id)) {
+                    continue;
+                }
+                out.push(shard.worker(slot, rec));
+            }
             if exhausted {
                 break;
             }
+            // Another batch: what is listed so far is remembered from here on.
+            listed.get_or_insert_with(|| out.iter().map(|w| w.id).collect());
             after = Some(last);
         }
         Ok(out)
