@@ -83,8 +83,11 @@ impl InMemoryWorkerRegistry {
             shard.column.set_monitored(slot, monitored, floor);
         }
         ix.end_restore();
-        drop(ix);
+        // Under the mutex that orders events (order: it, then the bus): an event published
+        // right after it is released (a host's, about no worker) must take a seq past the
+        // snapshot's, as every event after the restore does.
         self.bus.set_seq(snapshot.seq);
+        drop(ix);
         Ok(())
     }
 }
