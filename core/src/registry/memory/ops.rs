@@ -219,11 +219,15 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
 
     fn heartbeat(&self, id: &WorkerId) -> Result<()> {
         let now = self.now();
-        // Published under the shard lock (order shard -> bus, as everywhere): every other event
-        // of this worker is published under its shard's write lock, so a heartbeat event can
-        // never follow its `Unregistered` in seq order.
+        // Published under the shard lock (order shard -> mutex -> bus, as everywhere): every
+        // other event of this worker is published under its shard's write lock, so a heartbeat
+        // event can never follow its `Unregistered` in seq order. And under the registry-wide
+        // mutex, as every event: a change reads its time under it and numbers its events
+        // before letting go, so no event may take a seq in between (its later time would be
+        // the change's event's `at`, no longer its record's time).
         let publish = || {
             if self.bus.wants_heartbeats() {
+                let _order = self.indexes.lock();
                 self.bus
                     .publish(now, || EventKind::HeartbeatReceived { worker_id: *id });
             }
@@ -359,10 +363,15 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
     }
 
     fn publish(&self, kind: EventKind) -> Result<()> {
-        // The time is read under the mutex that orders the registry's own events, as theirs
-        // is: read outside it, a later time could take its `seq` while a change that read an
-        // earlier one waits to publish, whose event would then be clamped past the time its
-        // record keeps (invariant 6).
+        // Numbered under the registry-wide mutex, with the time read under it, as every event
+        // of the registry's own: a change reads its time under that mutex and numbers its
+        // events before letting go of it, so an event numbered in between would stamp the
+        // change's event with its own later time (`at` never goes back along `seq`), and the
+        // change's record would no longer keep the `at` of its event.
+        let publish = |kind: EventKind| {
+            let _order = self.indexes.lock();
+            self.bus.publish(self.now(), || kind);
+        };
         match kind.worker_id() {
             Some(id) => {
                 // Under the worker's shard lock, as every event of the registry's own: no event
@@ -371,13 +380,9 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
                 if !shard.contains(&id) {
                     return Err(not_found(&id));
                 }
-                let _ix = self.indexes.lock();
-                self.bus.publish(self.now(), || kind);
+                publish(kind);
             }
-            None => {
-                let _ix = self.indexes.lock();
-                self.bus.publish(self.now(), || kind);
-            }
+            None => publish(kind),
         }
         Ok(())
     }

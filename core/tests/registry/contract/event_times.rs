@@ -108,17 +108,22 @@ fn event_times_and_record_times_never_go_backwards_in_seq_order() {
     }
 }
 
-#[test]
-fn a_host_event_published_while_a_change_is_under_way_does_not_shift_its_time() {
-    // The host publishes an event of its own (`publish`, as the manager does for a provision)
-    // while another thread's change has read its time but not yet published: the change's
-    // event must still carry the time its record keeps (invariant 6), so the host's event,
-    // whose time is read later, must come after it in seq order, not before.
+/// A change reads its time under the lock that orders the registry's changes, then stalls
+/// before its events are numbered; an event that does not change a record (the host's, the
+/// manager's, a heartbeat's) is published meanwhile with a later time. The change's event must
+/// still carry the time its record keeps: either the other event waits for the change, or the
+/// other event's time is not later.
+fn a_stalled_change_keeps_its_time(publish_other: impl FnOnce(&dyn WorkerRegistry, WorkerId)) {
     let clock = Arc::new(GatedClock::default());
     let registry: Arc<dyn WorkerRegistry> =
         Arc::new(InMemoryWorkerRegistry::with_clock(clock.clone()));
     let a = register(&*registry);
-    let events = registry.subscribe(SubscribeOptions::default()).unwrap();
+    let b = register(&*registry);
+    registry.update_state(&b, WorkerState::Ready).unwrap();
+    let events = registry
+        .subscribe(SubscribeOptions::default().heartbeats(true))
+        .unwrap();
+
     let slow = {
         let (registry, clock) = (registry.clone(), clock.clone());
         thread::spawn(move || {
@@ -127,11 +132,7 @@ fn a_host_event_published_while_a_change_is_under_way_does_not_shift_its_time() 
         })
     };
     clock.wait_holding();
-    registry
-        .publish(EventKind::ProvisionRequested {
-            provider_id: ProviderId::new("p").unwrap(),
-        })
-        .unwrap();
+    publish_other(&*registry, b);
     clock.release();
     let slow = slow.join().unwrap();
 
@@ -143,10 +144,38 @@ fn a_host_event_published_while_a_change_is_under_way_does_not_shift_its_time() 
     );
     let changed = got
         .iter()
-        .find(|e| e.kind.worker_id() == Some(a))
+        .find(|e| matches!(e.kind, EventKind::StateChanged { worker_id, .. } if worker_id == a))
         .expect("the change's event");
     assert_eq!(
         changed.at, slow.state_changed_at,
-        "the change's event carries its record's time: {got:?}"
+        "the event of a change carries another time than its record: {got:?}, record {slow:?}"
     );
+}
+
+#[test]
+fn a_host_event_published_during_a_change_does_not_restamp_the_change() {
+    a_stalled_change_keeps_its_time(|registry, _| {
+        registry
+            .publish(EventKind::ProvisionRequested {
+                provider_id: ProviderId::new("p").unwrap(),
+            })
+            .unwrap();
+    });
+}
+
+#[test]
+fn a_host_event_about_a_worker_published_during_a_change_does_not_restamp_the_change() {
+    a_stalled_change_keeps_its_time(|registry, b| {
+        registry
+            .publish(EventKind::UnhealthyDetected {
+                worker_id: b,
+                last_heartbeat: T0,
+            })
+            .unwrap();
+    });
+}
+
+#[test]
+fn a_heartbeat_event_published_during_a_change_does_not_restamp_the_change() {
+    a_stalled_change_keeps_its_time(|registry, b| registry.heartbeat(&b).unwrap());
 }
