@@ -397,6 +397,10 @@ pub struct Subscription {
     source: Option<Arc<SourceFeed>>,
 }
 
+/// How long a `recv` on a backend-fed subscription whose source another thread is waiting on
+/// waits on the queue before it tries the source again.
+const SOURCE_BUSY_POLL: Duration = Duration::from_millis(20);
+
 /// The parts of a backend-fed subscription: its source and the sending end of its queue.
 #[derive(Debug)]
 struct SourceFeed {
@@ -533,7 +537,9 @@ impl Subscription {
     /// registry (0 means 1); `options.heartbeats` is the source's to honour.
     ///
     /// Every method of the subscription first lets the source [`fill`](EventSource::fill) the
-    /// queue, on the caller's thread; `recv` waits through the source.
+    /// queue, on the caller's thread, unless a call on another thread is filling it right now
+    /// (its events land in the same queue: the calls that never wait do not wait for it, and a
+    /// `recv` waits on the queue meanwhile); `recv` waits through the source.
     ///
     /// Its [`id`](Self::id) is 0: a backend that hands out several subscriptions and reports
     /// them ([`WorkerRegistry::subscriber_drops`](crate::WorkerRegistry::subscriber_drops))
@@ -577,14 +583,17 @@ impl Subscription {
     }
 
     /// Lets a backend's source fill the queue, waiting up to `wait` for an event; `false` once
-    /// the source has ended.
-    fn fill(&self, wait: Duration) -> bool {
+    /// the source has ended. `None` when another call on this subscription is filling it
+    /// right now (a `recv` waiting on another thread): whatever arrives goes into the same
+    /// queue, so this call does not queue up behind that one's wait (up to a second), which
+    /// would make a call that never waits (`try_recv`, `len`, `dropped`) wait.
+    fn fill(&self, wait: Duration) -> Option<bool> {
         match &self.source {
             Some(feed) => {
-                let mut source = feed.source.lock();
-                feed.fill_with(&mut **source, wait)
+                let mut source = feed.source.try_lock()?;
+                Some(feed.fill_with(&mut **source, wait))
             }
-            None => true,
+            None => Some(true),
         }
     }
 
@@ -618,8 +627,16 @@ impl Subscription {
                 }
                 _ => Duration::from_secs(1),
             };
-            if !self.fill(slice) {
-                return self.receiver.try_recv().ok();
+            match self.fill(slice) {
+                Some(true) => {}
+                Some(false) => return self.receiver.try_recv().ok(),
+                // Another thread waits on the source: what it moves lands in this queue too.
+                // Briefly, then the source is tried again (that thread may be gone by then).
+                None => {
+                    if let Ok(event) = self.receiver.recv_timeout(slice.min(SOURCE_BUSY_POLL)) {
+                        return Some(event);
+                    }
+                }
             }
         }
     }
@@ -666,5 +683,102 @@ impl Drop for Subscription {
         if let Some(bus) = self.bus.upgrade() {
             bus.unsubscribe(self.id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{mpsc, Condvar};
+
+    /// Released by the test: until then, a fill that may wait holds its caller.
+    #[derive(Debug, Default)]
+    struct Gate {
+        /// (a fill is waiting, released)
+        state: std::sync::Mutex<(bool, bool)>,
+        changed: Condvar,
+    }
+
+    impl Gate {
+        fn wait_holding(&self) {
+            let mut state = self.state.lock().unwrap();
+            while !state.0 {
+                state = self.changed.wait(state).unwrap();
+            }
+        }
+
+        fn release(&self) {
+            self.state.lock().unwrap().1 = true;
+            self.changed.notify_all();
+        }
+    }
+
+    /// A source whose waiting fills wait for the gate (a database that has nothing new yet),
+    /// then deliver one event.
+    #[derive(Debug)]
+    struct HeldSource(Arc<Gate>);
+
+    impl EventSource for HeldSource {
+        fn fill(&mut self, feed: &EventFeed<'_>, wait: Duration) -> bool {
+            if !wait.is_zero() {
+                let mut state = self.0.state.lock().unwrap();
+                state.0 = true;
+                self.0.changed.notify_all();
+                while !state.1 {
+                    state = self.0.changed.wait(state).unwrap();
+                }
+                feed.push(WorkerLifecycleEvent {
+                    seq: 1,
+                    at: 0,
+                    kind: EventKind::ProvisionRequested {
+                        provider_id: ProviderId::new("p").unwrap(),
+                    },
+                });
+            }
+            true
+        }
+    }
+
+    /// A source-fed subscription shared by two threads: one waits in `recv`; the other's
+    /// calls that never wait (`try_recv`, `drain`, `len`, `dropped`, `is_empty`) and its
+    /// `recv` with a short timeout must answer, not queue up behind the waiter's fill.
+    #[test]
+    fn a_waiting_recv_does_not_hold_up_the_other_threads_calls() {
+        let gate = Arc::new(Gate::default());
+        let subscription = Arc::new(Subscription::from_source(
+            SubscribeOptions::default(),
+            Box::new(HeldSource(Arc::clone(&gate))),
+        ));
+        let waiter = {
+            let subscription = Arc::clone(&subscription);
+            std::thread::spawn(move || subscription.recv(None))
+        };
+        gate.wait_holding();
+        let (done, finished) = mpsc::channel();
+        let other = {
+            let subscription = Arc::clone(&subscription);
+            std::thread::spawn(move || {
+                let answers = (
+                    subscription.try_recv(),
+                    subscription.drain(),
+                    subscription.len(),
+                    subscription.dropped(),
+                    subscription.is_empty(),
+                    subscription.recv(Some(Duration::from_millis(20))),
+                );
+                let _ = done.send(answers);
+            })
+        };
+        // A deadlock detector, not a timing: the waiter is held until released below.
+        let answers = finished.recv_timeout(Duration::from_secs(10));
+        gate.release();
+        let got = waiter.join().unwrap();
+        other.join().unwrap();
+        assert_eq!(
+            answers,
+            Ok((None, Vec::new(), 0, 0, true, None)),
+            "the other thread's calls waited for the waiter's fill"
+        );
+        assert_eq!(got.map(|e| e.seq), Some(1), "the waiter gets its event");
     }
 }
