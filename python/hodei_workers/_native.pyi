@@ -890,7 +890,7 @@ class Registry:
             heartbeats: also send HeartbeatReceived events (off suits a large fleet).
 
         Raises:
-            InvalidArgumentError: a capacity of 0 (as in Rust and C).
+            InvalidArgumentError: a capacity below 1 (0 as in Rust and C).
         """
     def snapshot(self) -> str:
         """Every record plus the event ``seq``, consistent at one instant, as JSON text."""

@@ -496,10 +496,17 @@ impl PyRegistry {
         capacity: Int,
         heartbeats: bool,
     ) -> PyResult<PySubscription> {
-        let capacity = convert::count(py, capacity.0, "capacity")?;
-        if capacity == 0 {
-            return Err(invalid(py, "capacity must be at least 1"));
-        }
+        // One bound for every value below it: "must be >= 0" for a negative one sent the
+        // caller to 0, which is refused as well.
+        let capacity = match usize::try_from(capacity.0) {
+            Ok(capacity) if capacity >= 1 => capacity,
+            _ => {
+                return Err(invalid(
+                    py,
+                    format!("capacity must be at least 1, got {}", capacity.0),
+                ))
+            }
+        };
         let options = SubscribeOptions::default()
             .capacity(capacity)
             .heartbeats(heartbeats);

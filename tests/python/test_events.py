@@ -125,3 +125,13 @@ def test_iteration_ends_when_the_registry_is_gone(clock: hw.ManualClock, make_re
 @pytest.mark.parametrize("timeout", [0, 0.01])
 def test_recv_timeout_returns_none(registry: hw.Registry, timeout: float) -> None:
     assert registry.subscribe().recv(timeout) is None
+
+
+@pytest.mark.parametrize("capacity", [0, -1, -5, -(2**63)])
+def test_a_capacity_below_one_is_refused_saying_so(registry: hw.Registry, capacity: int) -> None:
+    # The message must name the bound that holds (at least 1): "must be >= 0" for a negative
+    # capacity sent the caller to 0, which is refused too.
+    with pytest.raises(hw.InvalidArgumentError) as info:
+        registry.subscribe(capacity=capacity)
+    assert "capacity must be at least 1" in str(info.value)
+    assert f"got {capacity}" in str(info.value)
