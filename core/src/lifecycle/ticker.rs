@@ -415,11 +415,21 @@ fn deliver(sink: &mut Sink, report: TickReport, c: &Counters) {
 /// Returns the next slot (`None` past the end of `Instant`'s range: never) and the number of
 /// skipped slots.
 fn next_slot(slot: Instant, interval: Duration, ended: Instant) -> (Option<Instant>, u64) {
+    const NANOS_PER_SEC: u128 = 1_000_000_000;
     let elapsed = ended.saturating_duration_since(slot).as_nanos();
     let missed = elapsed / interval.as_nanos();
-    let next = u32::try_from(missed + 1)
-        .ok()
-        .and_then(|k| interval.checked_mul(k))
+    // In nanoseconds (`u128`), not `Duration::checked_mul`, whose factor is a `u32`: a tiny
+    // interval covers more than 2**32 slots in seconds (1 ns: 4.3 s), and that is no reason
+    // to stop ticking.
+    let next = interval
+        .as_nanos()
+        .checked_mul(missed + 1)
+        .and_then(|offset| {
+            let secs = u64::try_from(offset / NANOS_PER_SEC).ok()?;
+            // Below 10**9: fits.
+            let nanos = (offset % NANOS_PER_SEC) as u32;
+            Some(Duration::new(secs, nanos))
+        })
         .and_then(|offset| slot.checked_add(offset));
     (next, u64::try_from(missed).unwrap_or(u64::MAX))
 }
@@ -463,6 +473,21 @@ mod tests {
         let (next, missed) = next_slot(t0, 10 * MS, t0 + 10 * MS);
         assert_eq!(next, Some(t0 + 20 * MS));
         assert_eq!(missed, 1);
+    }
+
+    #[test]
+    fn an_overrun_of_more_than_2_pow_32_slots_stays_on_the_grid() {
+        let t0 = Instant::now();
+        // 5 s of a 1 ns interval: 5e9 slots covered (more than u32::MAX); next 1 ns later.
+        let ended = t0 + Duration::from_secs(5);
+        let (next, missed) = next_slot(t0, Duration::from_nanos(1), ended);
+        assert_eq!(next, Some(ended + Duration::from_nanos(1)));
+        assert_eq!(missed, 5_000_000_000);
+        // 50 days of a 1 ms interval: 4.32e9 slots.
+        let ended = t0 + Duration::from_secs(50 * 86_400);
+        let (next, missed) = next_slot(t0, MS, ended);
+        assert_eq!(next, Some(ended + MS));
+        assert_eq!(missed, 4_320_000_000);
     }
 
     #[test]

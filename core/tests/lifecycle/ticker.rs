@@ -368,3 +368,36 @@ fn no_tick_starts_after_a_stop_requested_while_the_demand_was_asked() {
         f.provider.calls()
     );
 }
+
+/// The schedule skips the slots a slow tick covered and goes on at the next one. With a tiny
+/// interval, a tick that covered more than 2**32 slots (1 ns: 4.3 s; 1 ms: 50 days) made the
+/// schedule give up: the next slot was taken for one past the end of time, and the ticker never
+/// ticked again, though it still ran and `stop` still worked.
+#[test]
+fn a_tick_that_covers_more_than_2_pow_32_slots_is_followed_by_the_next_one() {
+    let f = scaled();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let interval = Duration::from_nanos(1);
+    let ticker = f
+        .manager
+        .start_ticker(interval, move || {
+            if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+                // Over 2**32 slots of 1 ns (4.29 s) covered by the first tick.
+                std::thread::sleep(Duration::from_millis(4_400));
+            }
+            0
+        })
+        .unwrap();
+    let reports = ticker.reports().unwrap();
+    reports.recv().unwrap();
+    let second = reports.recv_timeout(Duration::from_secs(30));
+    ticker.stop();
+    assert!(
+        second.is_ok(),
+        "no tick after the one that covered 2**32 slots: {:?}",
+        ticker.stats()
+    );
+    let stats = ticker.stats();
+    assert!(stats.missed_slots > u64::from(u32::MAX), "{stats:?}");
+}
