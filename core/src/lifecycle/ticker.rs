@@ -75,8 +75,9 @@ fn shared_key(shared: &Shared) -> usize {
 struct Shared {
     stopped: Mutex<bool>,
     wake: Condvar,
-    /// Set by the `stop` that joined the thread, once it did: the other `stop`s, which found
-    /// the join handle taken, wait for it (they must not return under a running tick).
+    /// Set by the `stop` that joined the thread, once it did (before it drops the manager): the
+    /// other `stop`s, which found the join handle taken, wait for it (they must not return
+    /// under a running tick).
     joined: Mutex<bool>,
     joined_wake: Condvar,
     counters: Counters,
@@ -115,6 +116,8 @@ enum Sink {
 ///   while the ticker ran), the manager and its providers are dropped there, on the stopping
 ///   thread, never on the ticker's. (Only when the handle is stopped or dropped on the
 ///   ticker's own thread, from a callback, is there no join: the thread drops it as it ends.)
+///   A provider dropped there may stop the ticker again (from its `Drop`, or a C `release`):
+///   that `stop` returns at once, as the thread has ended.
 pub struct Ticker {
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<Arc<WorkerLifecycleManager>>>>,
@@ -191,12 +194,16 @@ impl Ticker {
         let handle = self.thread.lock().take();
         match handle {
             Some(handle) => {
-                // Tells the other `stop`s when this one is done, even by unwinding (a provider
-                // whose drop panics below).
-                let _joined = Joined(&self.shared);
+                // Tells the other `stop`s when the thread has ended, even by unwinding.
+                let joined = Joined(&self.shared);
+                let manager = handle.join();
+                // Before the manager goes below: dropping its providers runs the host's code
+                // (a Rust `Drop`, a C `release`) on this thread, which may stop this ticker
+                // again, and that `stop` must not wait for this one to finish.
+                drop(joined);
                 // The thread catches every callback panic; an error here would be a bug of
                 // the loop itself, and the handle has nothing to report it to.
-                if let Ok(manager) = handle.join() {
+                if let Ok(manager) = manager {
                     // The thread's reference to the manager, handed back: when it is the last
                     // one, the manager and its providers (their release callbacks) are dropped
                     // here, on the thread that stops the ticker, as the C header promises.

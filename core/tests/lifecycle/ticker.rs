@@ -401,3 +401,64 @@ fn a_tick_that_covers_more_than_2_pow_32_slots_is_followed_by_the_next_one() {
     let stats = ticker.stats();
     assert!(stats.missed_slots > u64::from(u32::MAX), "{stats:?}");
 }
+
+/// A provider that stops the ticker when it is dropped (C: a provider's `release` that calls
+/// `hw_ticker_stop` on the ticker, as a host's shutdown routine would).
+struct StopsTickerOnDrop(Arc<OnceLock<std::sync::Weak<Ticker>>>);
+
+impl Drop for StopsTickerOnDrop {
+    fn drop(&mut self) {
+        if let Some(ticker) = self.0.get().and_then(std::sync::Weak::upgrade) {
+            ticker.stop();
+        }
+    }
+}
+
+impl WorkerProvider for StopsTickerOnDrop {
+    fn provider_id(&self) -> ProviderId {
+        pid("stops-on-drop")
+    }
+    fn provider_type(&self) -> ProviderType {
+        ProviderType::Docker
+    }
+    fn create_worker(&self, _: WorkerId, _: &WorkerSpec) -> ProviderResult<WorkerHandle> {
+        Ok(WorkerHandle::new(
+            pid("stops-on-drop"),
+            ProviderType::Docker,
+            "r",
+        ))
+    }
+    fn destroy_worker(&self, _: &WorkerHandle) -> ProviderResult<()> {
+        Ok(())
+    }
+}
+
+/// `stop` is idempotent and callbacks may call back into the library. When the manager's last
+/// reference is the ticker's, the `stop` that joins the thread drops the manager and its
+/// providers; a provider whose drop (C: `release`) stops the same ticker again, on that same
+/// thread, waited for the first `stop` to say it had joined — which it said only after the
+/// providers were dropped: the thread waited for itself for ever.
+#[test]
+fn a_provider_dropped_by_stop_may_stop_the_ticker_again() {
+    let f = Fixture::default();
+    let slot = Arc::new(OnceLock::new());
+    let manager = Arc::new(WorkerLifecycleManager::new(f.registry.clone(), config()).unwrap());
+    manager
+        .register_provider(Arc::new(StopsTickerOnDrop(Arc::clone(&slot))))
+        .unwrap();
+    let ticker = Arc::new(manager.start_ticker(HOUR, || 0).unwrap());
+    slot.set(Arc::downgrade(&ticker)).unwrap();
+    ticker.reports().unwrap().recv().unwrap();
+    drop(manager); // the ticker's reference is the last
+    let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+    let stopper = Arc::clone(&ticker);
+    std::thread::spawn(move || {
+        stopper.stop();
+        let _ = done_tx.send(());
+    });
+    assert!(
+        done_rx.recv_timeout(Duration::from_secs(30)).is_ok(),
+        "stop hung: the provider's drop, on the stopping thread, waited for that same stop"
+    );
+    assert!(!ticker.is_running());
+}
