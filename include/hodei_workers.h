@@ -2147,7 +2147,8 @@ hw_status hw_ticker_start(const struct hw_manager *manager, uint64_t interval_ms
  `on_report`) and joins the thread. Idempotent. Called from the ticker's own callbacks it
  only asks the thread to stop after the current tick and returns at once. When
  `hw_manager_free` was called before, the manager goes with the join: its providers'
- `release` callbacks run in this call, on this thread.
+ `release` callbacks run in this call, on this thread (one may call `hw_ticker_stop` on this
+ ticker again: the thread has ended, it returns at once).
 
  Errors: `HW_ERR_INVALID_ARGUMENT` for NULL.
  */

@@ -194,6 +194,9 @@ typedef struct provider_witness {
   pthread_t expected;
   int released;
   int on_expected_thread;
+  /* When set, release stops this ticker (a host's shutdown routine called from release). */
+  hw_ticker *stop_on_release;
+  hw_status stop_status;
 } provider_witness;
 
 static uint32_t witness_create(void *user_data, hw_worker_id id, const hw_worker_spec *spec,
@@ -218,6 +221,7 @@ static void witness_release(void *user_data) {
   provider_witness *w = user_data;
   w->released++;
   w->on_expected_thread = pthread_equal(pthread_self(), w->expected);
+  if (w->stop_on_release) w->stop_status = hw_ticker_stop(w->stop_on_release);
 }
 
 static void test_the_ticker_keeps_the_manager_alive(void) {
@@ -256,10 +260,48 @@ static void test_the_ticker_keeps_the_manager_alive(void) {
   host_destroy(&h);
 }
 
+/* hw_ticker_stop is idempotent and a provider's release may call back into the library: a
+ * release run by hw_ticker_stop (the manager freed before) that stops the same ticker again
+ * returns at once. It used to wait for the outer stop, on its own thread: a hang. */
+static void test_a_provider_release_run_by_stop_may_stop_the_ticker_again(void) {
+  hw_clock *clock = NULL;
+  hw_registry *reg = NULL;
+  hw_manager *mgr = new_manager(&reg, &clock);
+  host h;
+  host_init(&h, 0);
+  hw_ticker_callbacks cb = callbacks_for(&h);
+  provider_witness pw;
+  memset(&pw, 0, sizeof pw);
+  pw.expected = pthread_self();
+  pw.stop_status = HW_ERR_PANIC;
+  hw_provider_callbacks pcb;
+  memset(&pcb, 0, sizeof pcb);
+  pcb.user_data = &pw;
+  pcb.create_worker = witness_create;
+  pcb.destroy_worker = witness_destroy;
+  pcb.release = witness_release;
+  CHECK_OK(hw_manager_register_provider(mgr, "p", "docker", &pcb));
+  hw_ticker *t = NULL;
+  CHECK_OK(hw_ticker_start(mgr, HOUR_MS, &cb, &t));
+  wait_reports(&h, 1);
+  pw.stop_on_release = t;
+  hw_manager_free(mgr); /* the ticker's reference is the manager's last */
+  CHECK_OK(hw_ticker_stop(t)); /* joins; the provider's release runs here, and stops t again */
+  CHECK(pw.released == 1);
+  CHECK(pw.on_expected_thread);
+  CHECK(pw.stop_status == HW_OK);
+  hw_ticker_free(t);
+  CHECK(h.released == 1);
+  hw_registry_free(reg);
+  hw_clock_free(clock);
+  host_destroy(&h);
+}
+
 int main(void) {
   test_reports_on_the_ticker_thread_and_stop_joins();
   test_refused_start_releases_once();
   test_stop_from_the_report_callback();
   test_the_ticker_keeps_the_manager_alive();
+  test_a_provider_release_run_by_stop_may_stop_the_ticker_again();
   return hw_test_report();
 }
