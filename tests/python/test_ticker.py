@@ -200,6 +200,16 @@ def test_bad_arguments(manager: hw.LifecycleManager) -> None:
         manager.ticker(1.0, on_report="print")  # type: ignore[arg-type]
 
 
+def test_an_interval_below_a_nanosecond_is_refused_without_denying_it_is_positive(
+    manager: hw.LifecycleManager,
+) -> None:
+    # 1e-10 s is read as 0 ns: the refusal said "must be greater than zero" to a caller who
+    # gave a positive interval.
+    with pytest.raises(hw.InvalidArgumentError, match="at least 1 ns") as e:
+        manager.ticker(1e-10)
+    assert "greater than zero" not in str(e.value)
+
+
 def test_dropping_a_ticker_stops_it_and_releases_its_callbacks(
     manager: hw.LifecycleManager,
 ) -> None:

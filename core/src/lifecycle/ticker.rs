@@ -298,7 +298,10 @@ impl WorkerLifecycleManager {
         reports: Option<Receiver<TickReport>>,
     ) -> Result<Ticker> {
         if interval.is_zero() {
-            return Err(Error::invalid("ticker interval must be greater than zero"));
+            // Not "greater than zero": a binding's 1e-10 s is positive, and reads as 0 ns.
+            return Err(Error::invalid(
+                "ticker interval must be at least 1 ns (got 0 ns)",
+            ));
         }
         let shared = Arc::new(Shared::default());
         let manager = Arc::clone(self);

@@ -224,6 +224,7 @@ fn a_zero_interval_is_refused() {
     let f = scaled();
     let err = f.manager.start_ticker(Duration::ZERO, || 0).unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    assert!(err.to_string().contains("at least 1 ns"), "{err}");
 }
 
 #[test]
