@@ -41,8 +41,10 @@ pub struct TickerStats {
     /// Reports dropped from [`Ticker::reports`] because nobody read them in time (the oldest
     /// go first). Always 0 with a report callback.
     pub dropped_reports: u64,
-    /// Calls of the demand callback that panicked (the tick used the last good demand). The
-    /// bindings unwind the same way when a host callback fails (e.g. a Python exception).
+    /// Calls of the demand callback that panicked (the tick used the last good demand, 0
+    /// before the first one: such a first tick plans for no pending job, and may retire idle
+    /// workers beyond `min_ready_workers`). The bindings unwind the same way when a host
+    /// callback fails (e.g. a Python exception).
     pub demand_panics: u64,
     /// Calls of the report callback that panicked or failed (the ticker went on).
     pub report_panics: u64,
@@ -244,7 +246,9 @@ impl WorkerLifecycleManager {
     /// the schedule, overruns and stopping.
     ///
     /// `demand` is called on the ticker thread before each tick; it should return quickly
-    /// (e.g. the length of the host's job queue).
+    /// (e.g. the length of the host's job queue). When it fails (panics), the tick uses the
+    /// last demand it returned, or 0 before it ever returned one: make it answer from the
+    /// start (the queue's length, not a connection still being opened).
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for a zero interval; [`Error::Backend`] if the thread cannot
