@@ -1459,6 +1459,13 @@ impl Hooks for Trap {
     }
 }
 
+/// How many of `ids` are registered in `state`.
+fn count_in(c: &Cluster, ids: &[WorkerId], state: WorkerState) -> usize {
+    ids.iter()
+        .filter(|id| c.registry.get(id).unwrap().map(|w| w.state) == Some(state))
+        .count()
+}
+
 /// Pool "p" on leader `a` of `c`, ticked to three workers, each made `Ready`: their ids.
 fn three_ready_in_pool_p(c: &Cluster) -> Vec<WorkerId> {
     c.a.manager
@@ -1501,10 +1508,7 @@ fn a_pool_tick_that_loses_the_lease_midway_retires_no_further_worker() {
     let r = c.a.manager.tick(0);
     assert!(trap.sprung(), "{:?}", r.decisions);
     assert!(!r.leading, "{:?}", r.decisions);
-    let ready = ids
-        .iter()
-        .filter(|id| c.registry.get(id).unwrap().map(|w| w.state) == Some(WorkerState::Ready))
-        .count();
+    let ready = count_in(&c, &ids, WorkerState::Ready);
     assert_eq!(ready, 2, "{:?}", r.decisions);
     assert_eq!(c.count_calls("destroy"), 0, "{:?}", c.provider.calls());
     // The one retired (an action). Its destroy (the lease is lost: it stays queued) and the
@@ -2034,10 +2038,7 @@ fn a_scale_down_that_loses_the_lease_counts_no_action_for_the_worker_it_leaves()
         "{:?}",
         r.decisions
     );
-    let terminating = ids
-        .iter()
-        .filter(|id| c.registry.get(id).unwrap().map(|w| w.state) == Some(WorkerState::Terminating))
-        .count();
+    let terminating = count_in(&c, &ids, WorkerState::Terminating);
     assert_eq!(terminating, 1, "{:?}", r.decisions);
     // The one retired (an action). Nothing for its destroy (the lease is lost: it stays
     // queued), nor for the two idle workers left alone.
@@ -2129,10 +2130,7 @@ fn a_cleanup_that_loses_the_lease_counts_no_action_for_the_worker_it_leaves() {
     let r = c.a.manager.tick(0);
     assert!(trap.sprung(), "{:?}", r.decisions);
     assert!(!r.leading, "{:?}", r.decisions);
-    let draining = ids
-        .iter()
-        .filter(|id| c.registry.get(id).unwrap().map(|w| w.state) == Some(WorkerState::Draining))
-        .count();
+    let draining = count_in(&c, &ids, WorkerState::Draining);
     assert_eq!(draining, 2, "{:?}", r.decisions);
     // The one retired (an action). Nothing for its destroy (the lease is lost: it stays
     // queued), nor for the drained workers left alone.
@@ -2169,10 +2167,7 @@ fn interruption_deadlines_that_lose_the_lease_count_no_action_for_the_worker_lef
     assert!(trap.sprung(), "{:?}", r.decisions);
     assert!(!r.leading, "{:?}", r.decisions);
     assert_eq!(r.lost_jobs.len(), 1, "{:?}", r.decisions);
-    let draining = ids
-        .iter()
-        .filter(|id| c.registry.get(id).unwrap().map(|w| w.state) == Some(WorkerState::Draining))
-        .count();
+    let draining = count_in(&c, &ids, WorkerState::Draining);
     assert_eq!(draining, 1, "{:?}", r.decisions);
     assert_eq!(r.actions, 1, "{:?}", r.decisions);
 }
@@ -2194,11 +2189,7 @@ fn a_ticks_pool_drain_that_loses_the_lease_counts_no_action_for_the_workers_it_l
     );
     assert!(c.a.manager.set_pools(vec![]).is_err());
     assert!(trap.sprung());
-    let in_state = |state: WorkerState| {
-        ids.iter()
-            .filter(|id| c.registry.get(id).unwrap().map(|w| w.state) == Some(state))
-            .count()
-    };
+    let in_state = |state: WorkerState| count_in(&c, &ids, state);
     assert_eq!(in_state(WorkerState::Ready), 3);
 
     // The tick drains them, and the lease is lost at its first move.
