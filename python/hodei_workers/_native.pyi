@@ -1852,8 +1852,8 @@ class Ticker:
     skipped, not piled up. ``pending``, ``on_report`` and the providers' methods are called on
     the ticker's own thread, one at a time. An exception ``pending`` or ``on_report`` raises
     goes to ``sys.unraisablehook``, is counted (``stats.demand_failures`` /
-    ``stats.report_failures``; a failing ``pending`` leaves the last good demand in use, 0
-    before the first: a first tick whose ``pending`` fails plans for no pending job), and
+    ``stats.report_failures``; a failing ``pending`` leaves the last good demand in use, and
+    before the first one the tick does not scale: nothing provisioned or retired), and
     the ticker goes on. A provider's Exception is a provider failure in the tick's report, but
     a BaseException that is not an Exception (KeyboardInterrupt, SystemExit,
     asyncio.CancelledError, ...), with no caller there to receive it, goes to

@@ -108,6 +108,32 @@ def test_a_raising_pending_is_reported_counted_and_the_last_demand_used(
     assert isinstance(unraisable[0].exc_value, ValueError)
 
 
+def test_a_pending_that_raises_before_its_first_answer_retires_no_idle_worker(
+    registry: hw.Registry, manager: hw.LifecycleManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A queue not connected yet: the first tick does not scale, rather than plan for a
+    # made-up 0 pending jobs that would retire the idle workers.
+    monkeypatch.setattr(sys, "unraisablehook", lambda _: None)
+    manager.register_provider(ThreadRecordingCloud())
+    manager.set_scaling_target("cloud", hw.WorkerSpec("img"))
+    idle = []
+    for _ in range(3):
+        worker = manager.provision_worker("cloud", hw.WorkerSpec("img"))
+        idle.append(registry.update_state(worker.id, hw.WorkerState.READY).id)
+
+    def pending() -> int:
+        raise ConnectionError("queue not connected")
+
+    with manager.ticker(HOUR, pending=pending) as t:
+        report = t.next_report(timeout=HANG)
+    assert report is not None
+    assert not report.terminated, report.decisions
+    assert any("no scaling" in d for d in report.decisions), report.decisions
+    for worker_id in idle:
+        now = registry.get(worker_id)
+        assert now is not None and now.state == hw.WorkerState.READY
+
+
 def test_pending_must_return_an_int_at_least_zero(
     manager: hw.LifecycleManager, monkeypatch: pytest.MonkeyPatch
 ) -> None:

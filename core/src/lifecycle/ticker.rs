@@ -41,10 +41,9 @@ pub struct TickerStats {
     /// Reports dropped from [`Ticker::reports`] because nobody read them in time (the oldest
     /// go first). Always 0 with a report callback.
     pub dropped_reports: u64,
-    /// Calls of the demand callback that panicked (the tick used the last good demand, 0
-    /// before the first one: such a first tick plans for no pending job, and may retire idle
-    /// workers beyond `min_ready_workers`). The bindings unwind the same way when a host
-    /// callback fails (e.g. a Python exception).
+    /// Calls of the demand callback that panicked (the tick used the last good demand; before
+    /// the first one, the tick ran without scaling: nothing provisioned or retired). The
+    /// bindings unwind the same way when a host callback fails (e.g. a Python exception).
     pub demand_panics: u64,
     /// Calls of the report callback that panicked or failed (the ticker went on).
     pub report_panics: u64,
@@ -247,8 +246,9 @@ impl WorkerLifecycleManager {
     ///
     /// `demand` is called on the ticker thread before each tick; it should return quickly
     /// (e.g. the length of the host's job queue). When it fails (panics), the tick uses the
-    /// last demand it returned, or 0 before it ever returned one: make it answer from the
-    /// start (the queue's length, not a connection still being opened).
+    /// last demand it returned; before it ever returned one, the tick runs every phase but
+    /// scaling (health checks, cleanup, reconcile, interruption deadlines), never a made-up
+    /// demand of 0 that would retire the idle workers.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for a zero interval; [`Error::Backend`] if the thread cannot
@@ -338,7 +338,9 @@ fn run(
     TICKER_ON_THIS_THREAD.with(|t| t.set(shared_key(shared)));
     let c = &shared.counters;
     let mut due = Some(Instant::now());
-    let mut last_demand = 0;
+    // None until the callback answers once: a tick then runs without scaling rather than on a
+    // made-up 0, which would retire the idle workers.
+    let mut last_demand: Option<usize> = None;
     loop {
         if !wait_until(shared, due) {
             return;
@@ -346,13 +348,17 @@ fn run(
         let slot = due.unwrap_or_else(Instant::now);
         let demand_note = match catch_unwind(AssertUnwindSafe(&mut demand)) {
             Ok(n) => {
-                last_demand = n;
+                last_demand = Some(n);
                 None
             }
             Err(payload) => {
                 c.demand_panics.fetch_add(1, Ordering::Relaxed);
+                let using = match last_demand {
+                    Some(n) => format!("using the last demand {n}"),
+                    None => "no demand known yet: this tick does not scale".to_owned(),
+                };
                 Some(format!(
-                    "ticker: the demand callback failed ({}); using the last demand {last_demand}",
+                    "ticker: the demand callback failed ({}); {using}",
                     panic_message(payload.as_ref())
                 ))
             }
@@ -362,7 +368,10 @@ fn run(
         if *shared.stopped.lock() {
             return;
         }
-        let mut report = manager.tick(last_demand);
+        let mut report = match last_demand {
+            Some(n) => manager.tick(n),
+            None => manager.tick_without_demand(),
+        };
         report.decisions.extend(demand_note);
         c.ticks.fetch_add(1, Ordering::Relaxed);
         deliver(&mut sink, report, c);

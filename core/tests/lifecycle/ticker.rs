@@ -135,6 +135,53 @@ fn a_panicking_demand_callback_is_counted_and_the_last_demand_used() {
     assert_eq!(ticker.stats().demand_panics, 1);
 }
 
+/// A demand callback that fails before it ever answered (a queue not connected yet): the tick
+/// does not scale, rather than plan for a made-up 0 pending jobs and retire the idle workers.
+/// Its other phases run. Before, the ticker's first tick retired the three idle workers.
+#[test]
+fn a_demand_callback_failing_before_its_first_answer_retires_no_idle_worker() {
+    let f = scaled();
+    let ids: Vec<WorkerId> = (0..3)
+        .map(|_| {
+            let w = f.manager.provision_worker(&f.provider.id, spec()).unwrap();
+            f.registry.update_state(&w.id, WorkerState::Ready).unwrap();
+            w.id
+        })
+        .collect();
+    let ticker = f
+        .manager
+        .start_ticker(HOUR, || panic!("queue not connected"))
+        .unwrap();
+    let report = ticker.reports().unwrap().recv().unwrap();
+    ticker.stop();
+    assert!(
+        report.leading && report.terminated.is_empty(),
+        "{:?}",
+        report.decisions
+    );
+    for id in &ids {
+        let w = f.registry.get(id).unwrap();
+        assert_eq!(
+            w.map(|w| w.state),
+            Some(WorkerState::Ready),
+            "{:?}",
+            report.decisions
+        );
+    }
+    assert!(report.scaling.is_none(), "{:?}", report.decisions);
+    for said in [
+        "no demand known yet",
+        "no scaling: the demand is not known yet",
+    ] {
+        assert!(
+            report.decisions.iter().any(|d| d.contains(said)),
+            "{said:?} not in {:?}",
+            report.decisions
+        );
+    }
+    assert_eq!(ticker.stats().demand_panics, 1);
+}
+
 #[test]
 fn the_report_callback_survives_its_own_panic() {
     let f = scaled();

@@ -478,10 +478,21 @@ impl WorkerLifecycleManager {
     /// (`capped`). A call while another thread ticks returns at once with `skipped`.
     /// Errors of the registry are reported in `decisions`, never panicked on.
     pub fn tick(&self, demand: impl Into<Demand>) -> TickReport {
-        let demand = demand.into();
+        self.tick_with(Some(&demand.into()))
+    }
+
+    /// A tick whose demand is not known (the ticker's demand callback has not answered once):
+    /// every phase but scaling, which plans neither provisions nor retirements on a demand
+    /// made up (0 would retire the idle workers). Interruption deadlines are still acted on.
+    pub(crate) fn tick_without_demand(&self) -> TickReport {
+        self.tick_with(None)
+    }
+
+    /// [`tick`](Self::tick), or [`tick_without_demand`](Self::tick_without_demand) for `None`.
+    fn tick_with(&self, demand: Option<&Demand>) -> TickReport {
         let mut report = TickReport {
             at: self.registry.now(),
-            pending_jobs: demand.total(),
+            pending_jobs: demand.map_or(0, Demand::total),
             ..TickReport::default()
         };
         if self.ticking.swap(true, Ordering::AcqRel) {
@@ -496,11 +507,11 @@ impl WorkerLifecycleManager {
         crate::trace::span!(
             "tick",
             pending_jobs = report.pending_jobs,
-            requirements = demand.requirements.len()
+            requirements = demand.map_or(0, |d| d.requirements.len())
         );
         let mut budget = Budget::new(self.config.max_actions_per_tick);
         budget.note_first_action = timer.wants_first_action();
-        self.tick_phases(&demand, &mut budget, &mut report);
+        self.tick_phases(demand, &mut budget, &mut report);
         // Every tick that ran, also one that stopped early (a follower's, one that lost the
         // lease midway): its actions reported, counted in the duration histogram, traced.
         report.actions = budget.used;
@@ -518,7 +529,7 @@ impl WorkerLifecycleManager {
 
     /// The phases of a tick (see [`tick`](Self::tick)), each while the lease is still trusted;
     /// returns early when it is not.
-    fn tick_phases(&self, demand: &Demand, budget: &mut Budget, report: &mut TickReport) {
+    fn tick_phases(&self, demand: Option<&Demand>, budget: &mut Budget, report: &mut TickReport) {
         let now = report.at;
         // A follower only tries to take or keep the lease; a new leader takes over first.
         if !self.lead(budget, report) {

@@ -177,9 +177,22 @@ impl WorkerLifecycleManager {
     /// `tick`'s scaling step: interruption deadlines, then the pools (when any is set) or the
     /// single scaling target (when one is set; demand its spec does not satisfy is reported
     /// unschedulable).
-    pub(super) fn scale_tick(&self, demand: &Demand, budget: &mut Budget, report: &mut TickReport) {
+    pub(super) fn scale_tick(
+        &self,
+        demand: Option<&Demand>,
+        budget: &mut Budget,
+        report: &mut TickReport,
+    ) {
         let now = report.at;
         let running = self.interruptions_due(now, budget, report);
+        let Some(demand) = demand else {
+            report.decisions.push(
+                "no scaling: the demand is not known yet (the ticker's demand callback has \
+                 not answered once); nothing provisioned or retired"
+                    .to_owned(),
+            );
+            return;
+        };
         if let Err(e) = demand.validate() {
             report.decisions.push(format!("demand refused: {e}"));
             return;
