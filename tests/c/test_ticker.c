@@ -224,6 +224,20 @@ static void witness_release(void *user_data) {
   if (w->stop_on_release) w->stop_status = hw_ticker_stop(w->stop_on_release);
 }
 
+/* Registers provider "p" on `mgr`, its calls witnessed by `pw` (zeroed first), which expects
+ * its release on this thread. */
+static void register_witness(hw_manager *mgr, provider_witness *pw) {
+  memset(pw, 0, sizeof *pw);
+  pw->expected = pthread_self();
+  hw_provider_callbacks pcb;
+  memset(&pcb, 0, sizeof pcb);
+  pcb.user_data = pw;
+  pcb.create_worker = witness_create;
+  pcb.destroy_worker = witness_destroy;
+  pcb.release = witness_release;
+  CHECK_OK(hw_manager_register_provider(mgr, "p", "docker", &pcb));
+}
+
 static void test_the_ticker_keeps_the_manager_alive(void) {
   hw_clock *clock = NULL;
   hw_registry *reg = NULL;
@@ -233,15 +247,7 @@ static void test_the_ticker_keeps_the_manager_alive(void) {
   hw_ticker_callbacks cb = callbacks_for(&h);
   cb.demand = NULL; /* optional: 0 pending */
   provider_witness pw;
-  memset(&pw, 0, sizeof pw);
-  pw.expected = pthread_self();
-  hw_provider_callbacks pcb;
-  memset(&pcb, 0, sizeof pcb);
-  pcb.user_data = &pw;
-  pcb.create_worker = witness_create;
-  pcb.destroy_worker = witness_destroy;
-  pcb.release = witness_release;
-  CHECK_OK(hw_manager_register_provider(mgr, "p", "docker", &pcb));
+  register_witness(mgr, &pw);
   hw_ticker *t = NULL;
   CHECK_OK(hw_ticker_start(mgr, 1, &cb, &t));
   /* The handles go; the ticker's thread goes on ticking the manager it holds. */
@@ -271,16 +277,8 @@ static void test_a_provider_release_run_by_stop_may_stop_the_ticker_again(void) 
   host_init(&h, 0);
   hw_ticker_callbacks cb = callbacks_for(&h);
   provider_witness pw;
-  memset(&pw, 0, sizeof pw);
-  pw.expected = pthread_self();
+  register_witness(mgr, &pw);
   pw.stop_status = HW_ERR_PANIC;
-  hw_provider_callbacks pcb;
-  memset(&pcb, 0, sizeof pcb);
-  pcb.user_data = &pw;
-  pcb.create_worker = witness_create;
-  pcb.destroy_worker = witness_destroy;
-  pcb.release = witness_release;
-  CHECK_OK(hw_manager_register_provider(mgr, "p", "docker", &pcb));
   hw_ticker *t = NULL;
   CHECK_OK(hw_ticker_start(mgr, HOUR_MS, &cb, &t));
   wait_reports(&h, 1);

@@ -24,6 +24,7 @@ import pytest
 HANG = 60.0
 
 PROLOGUE = """\
+import sys
 import threading
 import time
 import hodei_workers as hw
@@ -82,6 +83,16 @@ def manager(*polls, min_ready=0):
 
 def in_daemon_thread(work):
     threading.Thread(target=work, daemon=True).start()
+
+
+def polling_in(suffix):
+    # A profiler (sampling to its file, say), for sys.setprofile: it polls when a Python
+    # function of a file whose name ends with `suffix` is called.
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_code.co_filename.endswith(suffix):
+            poll()
+
+    return profile
 """
 
 # The thread is in Python code the module called (under the module's frames).
@@ -112,7 +123,6 @@ m = manager()
 t = m.ticker(3600.0, on_report=lambda report: poll())
 """,
     "sys.unraisablehook reporting a ticker's callback": """
-import sys
 sys.unraisablehook = lambda unraisable: poll()  # sends it to a log service, say
 m = manager()
 t = m.ticker(3600.0, on_report=lambda report: 1 / 0)
@@ -207,19 +217,11 @@ m = hw.LifecycleManager(hw.Registry())
 in_daemon_thread(lambda: m.register_provider(Named()))
 """,
     "a call reading a state argument": """
-import sys
-
-
-def profile(frame, event, arg):
-    # A profiler (sampling to its file, say) in the thread: any Python function the module
-    # runs for a WorkerState argument (enum's `value` descriptor) lands here.
-    if event == "call" and frame.f_code.co_filename.endswith("enum.py"):
-        poll()
-
-
 def work():
     r = hw.Registry()
-    sys.setprofile(profile)
+    # Any Python function the module runs for a WorkerState argument (enum's `value`
+    # descriptor) lands in the profiler.
+    sys.setprofile(polling_in("enum.py"))
     r.find(states=[hw.WorkerState.READY])
     sys.setprofile(None)
     poll()  # in the thread's own code: no frame of the module's under it
@@ -252,9 +254,6 @@ def requirements():
 in_daemon_thread(lambda: hw.Demand(requirements()))
 """,
     "Demand importing json": """
-import sys
-
-
 class Hook:
     # An import hook of the host's (a tracer, a sandbox): sees every first import.
     def find_spec(self, name, path=None, target=None):
@@ -400,19 +399,11 @@ class Key(str):
 in_daemon_thread(lambda: hw.LifecycleConfig(**{Key("bogus"): 1}))
 """,
     "a call raising one of the module's exceptions": """
-import sys
-
-
-def profile(frame, event, arg):
-    # A profiler in the thread: the module's exception classes are Python code (their
-    # __init__), run for every error the module raises.
-    if event == "call" and frame.f_code.co_filename.endswith("_errors.py"):
-        poll()
-
-
 def work():
     r = hw.Registry()
-    sys.setprofile(profile)
+    # The module's exception classes are Python code (their __init__), run for every error
+    # the module raises: they land in the profiler.
+    sys.setprofile(polling_in("_errors.py"))
     try:
         r.heartbeat("00000000-0000-4000-8000-000000000000")  # a worker that is gone
     except hw.WorkerNotFoundError:

@@ -1045,11 +1045,11 @@ fn interruption_notices_are_forgotten_with_the_lease() {
     );
 }
 
-/// Replica a, leading with pools set, provisions for a demand of 3; the three workers become
-/// `Ready`. Their ids.
-fn three_ready_workers_of_a(c: &Cluster) -> Vec<WorkerId> {
-    let r = c.a.manager.tick(3);
-    assert_eq!(r.provisioned.len(), 3, "{:?}", r.decisions);
+/// Replica a, leading (with a scaling target or pools), provisions for a demand of `n`; the `n`
+/// workers become `Ready`. Their ids.
+fn ready_workers_of_a(c: &Cluster, n: usize) -> Vec<WorkerId> {
+    let r = c.a.manager.tick(n);
+    assert_eq!(r.provisioned.len(), n, "{:?}", r.decisions);
     r.provisioned
         .iter()
         .map(|p| {
@@ -1084,7 +1084,7 @@ fn a_new_leader_of_pools_waits_out_the_scale_down_cooldown() {
         .unwrap()])
             .unwrap();
     }
-    let ids = three_ready_workers_of_a(&c);
+    let ids = ready_workers_of_a(&c, 3);
     let heartbeat_all = || heartbeat(&c, &ids);
 
     // a dies; b takes over with no demand left.
@@ -1112,7 +1112,7 @@ fn a_pool_set_right_after_a_takeover_waits_out_the_scale_down_cooldown_too() {
     let c = cluster();
     let pool = Pool::new("p", c.provider.id.clone(), (*spec()).clone()).unwrap();
     c.a.manager.set_pools(vec![pool.clone()]).unwrap();
-    let ids = three_ready_workers_of_a(&c);
+    let ids = ready_workers_of_a(&c, 3);
     let heartbeat_all = || heartbeat(&c, &ids);
 
     // a dies; b, not configured with the pool yet, takes over; its host sets it a second later.
@@ -1476,13 +1476,7 @@ fn three_ready_in_pool_p(c: &Cluster) -> Vec<WorkerId> {
         )
         .unwrap()])
         .unwrap();
-    let r = c.a.manager.tick(3);
-    assert_eq!(r.provisioned.len(), 3, "{:?}", r.decisions);
-    let ids: Vec<WorkerId> = r.provisioned.iter().map(|p| p.worker_id).collect();
-    for id in &ids {
-        c.registry.update_state(id, WorkerState::Ready).unwrap();
-    }
-    ids
+    ready_workers_of_a(c, 3)
 }
 
 /// A pool tick's retirements are fenced worker by worker, like the scaling target's: the lease
@@ -1924,35 +1918,42 @@ fn a_leader_that_loses_the_lease_midway_through_set_pools_stops_draining() {
 fn a_tick_that_acted_before_losing_the_lease_reports_its_actions() {
     let trap = Arc::new(Trap::default());
     let c = cluster_on(Some(trap.clone()));
-    let r = c.a.manager.tick(2);
-    assert_eq!(r.provisioned.len(), 2, "{:?}", r.decisions);
-    let ids: Vec<WorkerId> = r.provisioned.iter().map(|p| p.worker_id).collect();
-    for id in &ids {
-        c.registry.update_state(id, WorkerState::Ready).unwrap();
-    }
+    let ids = ready_workers_of_a(&c, 2);
     trap.arm(
         |call| call.moves_to(WorkerState::Terminating).is_some(),
         c.a_loses_the_lease(),
     );
     // ids[1] stays silent; a keeps its lease by ticking every 10 s.
-    let mut last = None;
-    for _ in 0..20 {
-        c.advance(Duration::from_secs(10));
-        c.registry.heartbeat(&ids[0]).unwrap();
-        let r = c.a.manager.tick(2);
-        if trap.sprung() {
-            last = Some(r);
-            break;
-        }
-        assert!(r.leading, "{:?}", r.decisions);
-    }
-    let r = last.expect("the silent worker was never taken out of service");
+    let r = tick_every_10s_until_sprung(&c, &trap, 2, &ids[0], |_| {});
     assert!(!r.leading, "{:?}", r.decisions);
     assert_eq!(
         c.registry.get(&ids[1]).unwrap().map(|w| w.state),
         Some(WorkerState::Terminating)
     );
     assert!(r.actions >= 1, "actions {} in {:?}", r.actions, r.decisions);
+}
+
+/// Leader a ticks for `demand` every 10 s while `alive` heartbeats (the others stay silent),
+/// until the trap springs (at most 20 ticks); each tick before must still lead and pass
+/// `before`. The report of the tick that sprang it.
+fn tick_every_10s_until_sprung(
+    c: &Cluster,
+    trap: &Trap,
+    demand: usize,
+    alive: &WorkerId,
+    before: impl Fn(&TickReport),
+) -> TickReport {
+    for _ in 0..20 {
+        c.advance(Duration::from_secs(10));
+        c.registry.heartbeat(alive).unwrap();
+        let r = c.a.manager.tick(demand);
+        if trap.sprung() {
+            return r;
+        }
+        assert!(r.leading, "{:?}", r.decisions);
+        before(&r);
+    }
+    panic!("the silent workers were never taken out of service");
 }
 
 /// A health check that finds the lease lost before its next due worker spends no action on
@@ -1963,12 +1964,7 @@ fn a_tick_that_acted_before_losing_the_lease_reports_its_actions() {
 fn a_health_check_that_loses_the_lease_counts_no_action_for_the_worker_it_leaves() {
     let trap = Arc::new(Trap::default());
     let c = cluster_on(Some(trap.clone()));
-    let r = c.a.manager.tick(3);
-    assert_eq!(r.provisioned.len(), 3, "{:?}", r.decisions);
-    let ids: Vec<WorkerId> = r.provisioned.iter().map(|p| p.worker_id).collect();
-    for id in &ids {
-        c.registry.update_state(id, WorkerState::Ready).unwrap();
-    }
+    let ids = ready_workers_of_a(&c, 3);
     // No scale-down of the idle workers: only the health check acts.
     c.a.manager.clear_scaling_target();
     // a loses the lease as it takes the first silent worker out of service.
@@ -1978,19 +1974,9 @@ fn a_health_check_that_loses_the_lease_counts_no_action_for_the_worker_it_leaves
     );
     // ids[1] and ids[2] stay silent and cross their deadline in the same check; a keeps its
     // lease by ticking every 10 s.
-    let mut last = None;
-    for _ in 0..20 {
-        c.advance(Duration::from_secs(10));
-        c.registry.heartbeat(&ids[0]).unwrap();
-        let r = c.a.manager.tick(0);
-        if trap.sprung() {
-            last = Some(r);
-            break;
-        }
-        assert!(r.leading, "{:?}", r.decisions);
+    let r = tick_every_10s_until_sprung(&c, &trap, 0, &ids[0], |r| {
         assert_eq!(r.actions, 0, "{:?}", r.decisions);
-    }
-    let r = last.expect("the silent workers were never taken out of service");
+    });
     assert!(!r.leading, "{:?}", r.decisions);
     let terminating: Vec<&WorkerId> = ids[1..]
         .iter()
@@ -2009,12 +1995,7 @@ fn a_health_check_that_loses_the_lease_counts_no_action_for_the_worker_it_leaves
 fn a_scale_down_that_loses_the_lease_counts_no_action_for_the_worker_it_leaves() {
     let trap = Arc::new(Trap::default());
     let c = cluster_on(Some(trap.clone()));
-    let r = c.a.manager.tick(3);
-    assert_eq!(r.provisioned.len(), 3, "{:?}", r.decisions);
-    let ids: Vec<WorkerId> = r.provisioned.iter().map(|p| p.worker_id).collect();
-    for id in &ids {
-        c.registry.update_state(id, WorkerState::Ready).unwrap();
-    }
+    let ids = ready_workers_of_a(&c, 3);
     trap.arm(
         |call| call.moves_to(WorkerState::Terminating).is_some(),
         c.a_loses_the_lease(),

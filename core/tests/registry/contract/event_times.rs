@@ -67,6 +67,27 @@ impl Clock for GatedClock {
     }
 }
 
+/// Moves `a` to `Ready` on another thread, which stalls right after reading its time; runs
+/// `meanwhile` while it is held there, then lets it go. The worker as the move left it.
+fn stalled_change(
+    registry: &Arc<dyn WorkerRegistry>,
+    clock: &Arc<GatedClock>,
+    a: WorkerId,
+    meanwhile: impl FnOnce(),
+) -> Worker {
+    let slow = {
+        let (registry, clock) = (registry.clone(), clock.clone());
+        thread::spawn(move || {
+            clock.arm(thread::current().id());
+            registry.update_state(&a, WorkerState::Ready).unwrap()
+        })
+    };
+    clock.wait_holding();
+    meanwhile();
+    clock.release();
+    slow.join().unwrap()
+}
+
 #[test]
 fn event_times_and_record_times_never_go_backwards_in_seq_order() {
     let clock = Arc::new(GatedClock::default());
@@ -77,17 +98,11 @@ fn event_times_and_record_times_never_go_backwards_in_seq_order() {
     let events = registry.subscribe(SubscribeOptions::default()).unwrap();
 
     // Thread A reads the time for its change, then stalls; B changes another worker meanwhile.
-    let slow = {
-        let (registry, clock) = (registry.clone(), clock.clone());
-        thread::spawn(move || {
-            clock.arm(thread::current().id());
-            registry.update_state(&a, WorkerState::Ready).unwrap()
-        })
-    };
-    clock.wait_holding();
-    let fast = registry.update_state(&b, WorkerState::Ready).unwrap();
-    clock.release();
-    let slow = slow.join().unwrap();
+    let mut fast = None;
+    let slow = stalled_change(&registry, &clock, a, || {
+        fast = Some(registry.update_state(&b, WorkerState::Ready).unwrap());
+    });
+    let fast = fast.unwrap();
 
     let got = events.drain();
     assert_eq!(got.len(), 2);
@@ -124,17 +139,7 @@ fn a_stalled_change_keeps_its_time(publish_other: impl FnOnce(&dyn WorkerRegistr
         .subscribe(SubscribeOptions::default().heartbeats(true))
         .unwrap();
 
-    let slow = {
-        let (registry, clock) = (registry.clone(), clock.clone());
-        thread::spawn(move || {
-            clock.arm(thread::current().id());
-            registry.update_state(&a, WorkerState::Ready).unwrap()
-        })
-    };
-    clock.wait_holding();
-    publish_other(&*registry, b);
-    clock.release();
-    let slow = slow.join().unwrap();
+    let slow = stalled_change(&registry, &clock, a, || publish_other(&*registry, b));
 
     let got = events.drain();
     assert_eq!(got.len(), 2, "{got:?}");
