@@ -248,4 +248,9 @@ fn a_replica_whose_trust_window_closed_shows_no_backoff_or_pending_destroys() {
             "a replica that does not lead shows no `{sample}`:\n{text}"
         );
     }
+    // The calls, unlike the gauges, answer the replica's memory as it is (DESIGN.md §11): a
+    // stalled leader has not forgotten its state, which its next tick keeps or forgets.
+    assert_eq!(a.pending_destroys().len(), 1);
+    assert_eq!(a.stats().unwrap().pending_destroys, 1);
+    assert_eq!(a.provider_backoff().len(), 1);
 }
