@@ -202,6 +202,49 @@ fn a_handle_that_cannot_be_registered_is_destroyed_not_leaked() {
     f.assert_no_leak();
 }
 
+/// The destroy of an instance its create left unregistered is a destroy attempt like the
+/// others: when it fails it counts in `destroy_failures_total` (the metric
+/// `hodei_workers_destroy_failures_total`) and in the orphan's attempts, and the ticks retry
+/// it after the destroy back-off, as the failed orphan destroys of `reconcile` and of the
+/// ticks' retries are. Before, this first failure was in no count (attempts 0, the counter
+/// still 0) and the next tick called the failing provider again at once.
+#[test]
+fn a_failed_destroy_of_an_unregistered_create_is_a_counted_attempt() {
+    let f = Fixture::new(WorkerLifecycleConfig {
+        min_ready_workers: 0,
+        ..config()
+    });
+    let first = f.provision();
+    let taken = first.id;
+    f.manager.set_worker_id_source(move || taken);
+    f.provider.script_destroys([DestroyStep::Fail("api down")]);
+    let err = f
+        .manager
+        .provision_worker(&pid("test"), spec())
+        .unwrap_err();
+    assert_eq!(err, Error::AlreadyExists(first.id));
+    assert_eq!(f.manager.stats().unwrap().destroy_failures_total, 1);
+    assert!(
+        f.manager
+            .metrics_text()
+            .contains("\nhodei_workers_destroy_failures_total 1\n"),
+        "{}",
+        f.manager.metrics_text()
+    );
+    let orphans = f.manager.pending_orphans();
+    assert_eq!(orphans.len(), 1, "{orphans:?}");
+    assert_eq!(orphans[0].1, "test-1");
+    assert_eq!(orphans[0].2, 1, "one failed attempt: {orphans:?}");
+    // Not retried before the destroy back-off has run out, then destroyed.
+    f.manager.tick(0);
+    assert_eq!(f.manager.pending_orphans().len(), 1);
+    f.advance(f.manager.config().destroy_retry_initial + ms(1));
+    f.manager.tick(0);
+    assert!(f.manager.pending_orphans().is_empty());
+    assert_eq!(f.manager.stats().unwrap().destroy_failures_total, 1);
+    f.assert_no_leak();
+}
+
 #[test]
 fn a_provision_in_flight_counts_against_max_workers_and_demand() {
     let f = Fixture::new(WorkerLifecycleConfig {

@@ -297,8 +297,10 @@ impl WorkerLifecycleManager {
 
     /// Destroys the instance of a create that this call does not register (the lease
     /// confirmed first, [`confirm_cleanup`](Self::confirm_cleanup)); says what became of it,
-    /// for the call's error. A destroy that fails (not refused for the token) leaves the
-    /// instance remembered as an orphan, destroyed again by the ticks once no record holds it.
+    /// for the call's error. A destroy that fails (not refused for the token) is a failed
+    /// attempt (counted in `destroy_failures_total` and the orphan's attempts) and leaves the
+    /// instance remembered as an orphan, destroyed again by the ticks after the destroy
+    /// back-off, once no record holds it.
     fn destroy_unregistered(&self, entry: &ProviderEntry, handle: &WorkerHandle) -> String {
         crate::trace::orphan_destroy_span!(handle);
         let term = match self.confirm_cleanup(handle) {
@@ -316,7 +318,10 @@ impl WorkerLifecycleManager {
             Err(e) if e.is_not_found() => "its instance was destroyed".to_owned(),
             Err(e) => {
                 if !e.is_fenced() {
-                    self.remember_orphan(handle, self.registry.now());
+                    // A failed attempt like the orphan destroys of `reconcile` and of the
+                    // ticks' retries: counted, and retried after the back-off.
+                    self.orphan_destroy_failed(handle, self.registry.now(), &e);
+                    bump(&self.counters.destroy_failures, 1);
                 }
                 format!("destroying its instance failed: {e}")
             }
