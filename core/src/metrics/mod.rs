@@ -42,8 +42,8 @@
 //! | `hodei_workers_pool_demand` | gauge | `pool` | jobs of the demand the last pools tick gave the pool (none on a replica that does not lead) |
 //! | `hodei_workers_jobs_assigned_total` | counter | | successful `assign_to_job` / `claim` (registry) |
 //! | `hodei_workers_jobs_released_total` | counter | | successful `release_from_job` (registry) |
-//! | `hodei_workers_lost_jobs_total` | counter | | jobs reported lost with their worker |
-//! | `hodei_workers_provisions_requested_total` | counter | `provider` | provider `create_worker` calls started |
+//! | `hodei_workers_lost_jobs_total` | counter | | jobs this manager reported lost (the `lost_jobs` of its ticks and calls); a job the host's own registry call takes from a worker is in its `JobLost` event only |
+//! | `hodei_workers_provisions_requested_total` | counter | `provider` | provisions started per registered provider: counted when the provision is entered in the ledger, before the lease check that may stop it short of the `create_worker` call; a provider unregistered and registered again starts again from 0 (a counter reset, as after a restart) |
 //! | `hodei_workers_provisions_succeeded_total` | counter | | workers provisioned and registered |
 //! | `hodei_workers_provisions_failed_total` | counter | | failed creates |
 //! | `hodei_workers_provisions_in_flight` | gauge | | creates in progress |
@@ -438,7 +438,7 @@ fn encode_manager(enc: &mut DescriptorEncoder<'_>, view: &ManagerView) -> fmt::R
     counter(
         enc,
         "hodei_workers_provisions_requested",
-        "Provider create_worker calls started (automatic and direct), per registered provider.",
+        "Provisions started (automatic and direct), per registered provider: each one is about to call create_worker unless the lease is lost first.",
         &requested,
     )?;
     for (name, help, value) in [
@@ -469,7 +469,7 @@ fn encode_manager(enc: &mut DescriptorEncoder<'_>, view: &ManagerView) -> fmt::R
         ),
         (
             "hodei_workers_lost_jobs",
-            "Jobs reported lost with a worker taken out of service.",
+            "Jobs this manager reported lost with a worker it took out of service.",
             s.lost_jobs_total,
         ),
         (
