@@ -47,6 +47,11 @@ pub struct TickerStats {
     pub demand_panics: u64,
     /// Calls of the report callback that panicked or failed (the ticker went on).
     pub report_panics: u64,
+    /// Ticks that panicked themselves (a bug of the library, or of a host's own
+    /// [`WorkerRegistry`](crate::WorkerRegistry), clock or lease implementation; a provider's
+    /// panic is a failed provider call in the report instead). Such a tick delivers no report
+    /// and is not counted in `ticks`; the ticker goes on at the next slot.
+    pub tick_panics: u64,
 }
 
 #[derive(Debug, Default)]
@@ -57,6 +62,7 @@ struct Counters {
     dropped_reports: AtomicU64,
     demand_panics: AtomicU64,
     report_panics: AtomicU64,
+    tick_panics: AtomicU64,
 }
 
 thread_local! {
@@ -106,7 +112,8 @@ enum Sink {
 ///   back to catch up.
 /// - The demand and report callbacks are called **on the ticker thread**, one at a time,
 ///   never while a lock of the manager or the registry is held. A panic in either is caught
-///   and counted; the ticker goes on.
+///   and counted; the ticker goes on. So does a panic of the tick itself
+///   ([`TickerStats::tick_panics`]: no report for that tick; the next slot ticks again).
 /// - [`stop`](Self::stop) (and dropping the handle) wakes the thread and joins it: it returns
 ///   once the current tick, if any, has finished (a tick is never cut in the middle), without
 ///   waiting for the next slot — on every thread that calls it, also when several call it at
@@ -160,6 +167,7 @@ impl Ticker {
             dropped_reports: c.dropped_reports.load(Ordering::Relaxed),
             demand_panics: c.demand_panics.load(Ordering::Relaxed),
             report_panics: c.report_panics.load(Ordering::Relaxed),
+            tick_panics: c.tick_panics.load(Ordering::Relaxed),
         }
     }
 
@@ -202,7 +210,7 @@ impl Ticker {
                 // (a Rust `Drop`, a C `release`) on this thread, which may stop this ticker
                 // again, and that `stop` must not wait for this one to finish.
                 drop(joined);
-                // The thread catches every callback panic; an error here would be a bug of
+                // The thread catches every panic of a callback or a tick; an error here would be a bug of
                 // the loop itself, and the handle has nothing to report it to.
                 if let Ok(manager) = manager {
                     // The thread's reference to the manager, handed back: when it is the last
@@ -368,13 +376,24 @@ fn run(
         if *shared.stopped.lock() {
             return;
         }
-        let mut report = match last_demand {
+        // A panicking tick (a host's registry, clock or lease with a bug) must not end the
+        // thread: the ticker would stop ticking without a word while `stop` still "worked",
+        // and the manager would be dropped on this thread. The manager's own state is released
+        // on unwind by its guards (the tick flag, the provisioning ledger's tickets, ...).
+        let tick = catch_unwind(AssertUnwindSafe(|| match last_demand {
             Some(n) => manager.tick(n),
             None => manager.tick_without_demand(),
-        };
-        report.decisions.extend(demand_note);
-        c.ticks.fetch_add(1, Ordering::Relaxed);
-        deliver(&mut sink, report, c);
+        }));
+        match tick {
+            Ok(mut report) => {
+                report.decisions.extend(demand_note);
+                c.ticks.fetch_add(1, Ordering::Relaxed);
+                deliver(&mut sink, report, c);
+            }
+            Err(_) => {
+                c.tick_panics.fetch_add(1, Ordering::Relaxed);
+            }
+        }
 
         let (next, missed) = next_slot(slot, interval, Instant::now());
         if missed > 0 {

@@ -3,11 +3,12 @@
 //! callbacks survived. No assertion depends on how fast the machine is: every overrun is
 //! forced (a provider that blocks until the test lets it go) and only lower bounds are checked.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
+use crate::test_registry::{Call, Hooks, TestRegistry};
 use hodei_workers::*;
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -208,6 +209,65 @@ fn the_report_callback_survives_its_own_panic() {
     assert_eq!(stats.report_panics, 1);
     assert!(stats.ticks >= 2);
     assert_eq!(stats.dropped_reports, 0);
+}
+
+/// A registry whose first `register` panics (a host's own registry with a bug), in the middle
+/// of a provision: its ledger ticket is held, the instance created.
+#[derive(Debug, Default)]
+struct PanicsOnFirstRegister(AtomicBool);
+
+impl Hooks for PanicsOnFirstRegister {
+    fn before(&self, call: Call<'_>, _: &dyn WorkerRegistry) -> Result<()> {
+        if matches!(call, Call::Register(_)) && !self.0.swap(true, Ordering::SeqCst) {
+            panic!("registry bug");
+        }
+        Ok(())
+    }
+}
+
+/// A tick that panics (here: in the registry, while a provision is in flight) is counted in
+/// `tick_panics`, delivers no report, and the ticker ticks again at the next slot; the
+/// manager's state is released on unwind (the provision's ledger ticket: the next tick
+/// provisions in its place), and `stop` still joins. Before, the panic ended the ticker
+/// thread: no tick ever after, nothing counted, while `stop` still returned as usual.
+#[test]
+fn a_tick_that_panics_is_counted_and_the_ticker_goes_on() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let registry = TestRegistry::with_hooks(
+        crate::backend::new_registry(clock.clone()),
+        Arc::new(PanicsOnFirstRegister::default()),
+    )
+    .shared();
+    let config = WorkerLifecycleConfig {
+        min_ready_workers: 0,
+        scale_up_cooldown: Duration::ZERO,
+        ..config()
+    };
+    let manager = Arc::new(WorkerLifecycleManager::new(registry, config).unwrap());
+    let provider = TestProvider::new("test");
+    manager.register_provider(provider.clone()).unwrap();
+    manager.set_scaling_target(&provider.id, spec()).unwrap();
+    let ticker = manager
+        .start_ticker(Duration::from_millis(1), || 1)
+        .unwrap();
+    let next = ticker
+        .reports()
+        .unwrap()
+        .recv_timeout(Duration::from_secs(30));
+    ticker.stop();
+    assert!(!ticker.is_running());
+    let stats = ticker.stats();
+    let report = next.unwrap_or_else(|_| panic!("no tick after the panicking one: {stats:?}"));
+    assert_eq!(stats.tick_panics, 1, "{stats:?}");
+    assert_eq!(
+        report.provisioned.len(),
+        1,
+        "the panicked provision still holds its slot: {:?}",
+        report.decisions
+    );
+    assert_eq!(manager.stats().unwrap().in_flight, 0);
+    // The manager is not left "ticking": a tick of the host's runs.
+    assert!(!manager.tick(1).skipped);
 }
 
 #[test]
