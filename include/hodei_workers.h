@@ -1088,6 +1088,16 @@ typedef struct hw_ticker_stats {
    slow one).
    */
   uint64_t missed_slots;
+  /*
+   Reports not handed to `on_report`: a report that could not be made for C (a bug: its
+   strings are checked or have their NULs shown as `?`). The ticker went on.
+   */
+  uint64_t report_panics;
+  /*
+   Ticks that panicked (a bug of the library): no report for them, and not counted in
+   `ticks`; the ticker went on at the next slot.
+   */
+  uint64_t tick_panics;
 } hw_ticker_stats;
 
 /*
@@ -2155,7 +2165,7 @@ hw_status hw_ticker_start(const struct hw_manager *manager, uint64_t interval_ms
 hw_status hw_ticker_stop(const struct hw_ticker *ticker);
 
 /*
- The ticker's counters so far (ticks, overruns, skipped slots).
+ The ticker's counters so far (ticks, overruns, skipped slots, failures).
 
  Errors: `HW_ERR_INVALID_ARGUMENT` for a NULL argument.
  */

@@ -60,6 +60,12 @@ pub struct hw_ticker_stats {
     /// Slots skipped because a tick overran: they are not made up (no burst of ticks after a
     /// slow one).
     pub missed_slots: u64,
+    /// Reports not handed to `on_report`: a report that could not be made for C (a bug: its
+    /// strings are checked or have their NULs shown as `?`). The ticker went on.
+    pub report_panics: u64,
+    /// Ticks that panicked (a bug of the library): no report for them, and not counted in
+    /// `ticks`; the ticker went on at the next slot.
+    pub tick_panics: u64,
 }
 
 /// Owns the C callbacks; runs `release` when the last user (thread closures, handle) is gone.
@@ -122,14 +128,18 @@ pub extern "C" fn hw_ticker_start(
             let Some(on_report) = for_report.0.on_report else {
                 return;
             };
-            // A report that cannot be given to C (text with a NUL byte) is not delivered;
-            // the ticker goes on. `from_tick` replaces NULs in decisions, so this is only
-            // for job ids restored from a foreign snapshot.
-            if let Ok(c_report) = hw_report::from_tick(&report) {
-                // SAFETY: a callback the host registered for this; the report lives for
-                // the call.
-                unsafe { on_report(for_report.0.user_data, &c_report) }
-            }
+            // `from_tick` shows the NULs of free text as `?` and the other strings cannot
+            // hold one: it fails only on a broken invariant. Such a report is not silently
+            // dropped but counted as a failed report call (`report_panics`), the ticker goes
+            // on: unwinding without the panic hook, which would print it as a crash.
+            let c_report = match hw_report::from_tick(&report) {
+                Ok(c_report) => c_report,
+                Err(e) => std::panic::resume_unwind(Box::new(format!(
+                    "the tick's report cannot be given to C: {e}"
+                ))),
+            };
+            // SAFETY: a callback the host registered for this; the report lives for the call.
+            unsafe { on_report(for_report.0.user_data, &c_report) }
         };
         let ticker = manager.inner.start_ticker_with(
             Duration::from_millis(interval_ms),
@@ -160,7 +170,7 @@ pub extern "C" fn hw_ticker_stop(ticker: *const hw_ticker) -> hw_status {
     })
 }
 
-/// The ticker's counters so far (ticks, overruns, skipped slots).
+/// The ticker's counters so far (ticks, overruns, skipped slots, failures).
 ///
 /// Errors: `HW_ERR_INVALID_ARGUMENT` for a NULL argument.
 #[no_mangle]
@@ -171,16 +181,22 @@ pub extern "C" fn hw_ticker_get_stats(
     ffi_boundary!(hw_ticker_get_stats, {
         let ticker = arg_ref!(ticker);
         let out = arg_out!(out);
+        // `demand_panics`, `dropped_reports`: a C callback cannot panic, and reports go to
+        // the callback, never to a channel.
         let TickerStats {
             ticks,
             overruns,
             missed_slots,
+            report_panics,
+            tick_panics,
             ..
         } = ticker.inner.stats();
         out.write(hw_ticker_stats {
             ticks,
             overruns,
             missed_slots,
+            report_panics,
+            tick_panics,
         });
         Ok(())
     })
@@ -193,4 +209,119 @@ pub extern "C" fn hw_ticker_get_stats(
 #[no_mangle]
 pub extern "C" fn hw_ticker_free(ticker: *mut hw_ticker) {
     free_handle(ticker)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::CStr;
+    use std::ptr;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Instant;
+
+    use engine::{
+        InMemoryLease, InMemoryWorkerRegistry, ManualClock, WorkerLifecycleConfig,
+        WorkerLifecycleManager,
+    };
+
+    use super::*;
+    use crate::boundary::free_handle;
+    use crate::leader::{hw_leader_info, hw_report_get_leader};
+    use crate::manager::hw_manager_tick;
+    use crate::types::hw_last_error_message;
+
+    /// A manager whose lease names its holder with a NUL byte: `validate_lease` refuses such a
+    /// name for the replicas C makes, but a lease given to `with_leadership` (or another
+    /// replica's row in its store) is read back as it is.
+    fn led_by_a_name_with_a_nul() -> hw_manager {
+        let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+        let registry = Arc::new(InMemoryWorkerRegistry::with_clock(clock.clone()));
+        let lease = InMemoryLease::new(clock.clone(), "host\0a", Duration::from_secs(10));
+        let manager = WorkerLifecycleManager::with_leadership(
+            registry,
+            WorkerLifecycleConfig::default(),
+            Arc::new(lease),
+            clock,
+        )
+        .unwrap();
+        hw_manager {
+            inner: Arc::new(manager),
+        }
+    }
+
+    fn holder_of(report: *const hw_report) -> String {
+        let mut info = hw_leader_info {
+            holder: ptr::null(),
+            term: 0,
+            since_ms: 0,
+            expires_at_ms: 0,
+        };
+        let mut found = false;
+        assert_eq!(
+            hw_report_get_leader(report, &mut info, &mut found),
+            hw_status::HwOk
+        );
+        assert!(found);
+        // SAFETY: borrowed from the report, which lives for this call.
+        unsafe { CStr::from_ptr(info.holder) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// The report of a tick whose leader's name holds a NUL: `hw_manager_tick` failed with
+    /// `HW_ERR_INVALID_ARGUMENT` ("leader holder contains a NUL byte") after the tick had run,
+    /// its lost jobs never reported.
+    #[test]
+    fn a_tick_report_naming_a_leader_with_a_nul_is_given_to_c() {
+        let manager = led_by_a_name_with_a_nul();
+        let mut report = ptr::null_mut();
+        let status = hw_manager_tick(&manager, 0, &mut report);
+        // SAFETY: valid until the next call on this thread.
+        let error = unsafe { CStr::from_ptr(hw_last_error_message()) }.to_string_lossy();
+        assert_eq!(status, hw_status::HwOk, "{error}");
+        assert_eq!(holder_of(report), "host?a");
+        free_handle(report);
+    }
+
+    unsafe extern "C" fn count_report(user_data: *mut c_void, report: *const hw_report) {
+        // SAFETY: the test passes a live `AtomicUsize` as user_data.
+        let calls = unsafe { &*user_data.cast::<AtomicUsize>() };
+        assert_eq!(holder_of(report), "host?a");
+        calls.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The same report from a ticker: `on_report` was never called, and nothing said why (no
+    /// counter moved).
+    #[test]
+    fn a_ticker_report_naming_a_leader_with_a_nul_is_delivered() {
+        let manager = led_by_a_name_with_a_nul();
+        let calls = AtomicUsize::new(0);
+        let callbacks = hw_ticker_callbacks {
+            user_data: ptr::from_ref(&calls).cast_mut().cast(),
+            demand: None,
+            on_report: Some(count_report),
+            release: None,
+        };
+        let mut ticker = ptr::null_mut();
+        assert_eq!(
+            hw_ticker_start(&manager, 1, &callbacks, &mut ticker),
+            hw_status::HwOk
+        );
+        let mut stats = hw_ticker_stats::default();
+        let until = Instant::now() + Duration::from_secs(30);
+        // Two ticks counted: the first one's report was delivered (or not) before the second.
+        while stats.ticks < 2 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(1));
+            assert_eq!(hw_ticker_get_stats(ticker, &mut stats), hw_status::HwOk);
+        }
+        assert_eq!(hw_ticker_stop(ticker), hw_status::HwOk);
+        assert_eq!(hw_ticker_get_stats(ticker, &mut stats), hw_status::HwOk);
+        hw_ticker_free(ticker);
+        assert!(stats.ticks >= 2, "{stats:?}");
+        assert_eq!(
+            calls.load(Ordering::SeqCst) as u64,
+            stats.ticks,
+            "reports not delivered: {stats:?}"
+        );
+        assert_eq!((stats.report_panics, stats.tick_panics), (0, 0));
+    }
 }

@@ -123,6 +123,7 @@ static void test_reports_on_the_ticker_thread_and_stop_joins(void) {
   memset(&stats, 0xff, sizeof stats);
   CHECK_OK(hw_ticker_get_stats(t, &stats));
   CHECK(stats.ticks == 1 && stats.overruns == 0 && stats.missed_slots == 0);
+  CHECK(stats.report_panics == 0 && stats.tick_panics == 0);
   CHECK(h.demands == 1 && h.reports == 1);
   CHECK(h.last_pending == 7);
   CHECK(h.on_caller_thread == 0);

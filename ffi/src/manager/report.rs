@@ -177,10 +177,18 @@ impl hw_report_summary {
     }
 }
 
+/// The lost jobs for C. A job id holds no NUL: `JobId` refuses one on every path (construction,
+/// deserialisation of a snapshot or a database row), so this fails only on a broken invariant.
 fn lost(jobs: &[engine::LostJob]) -> Result<Vec<(WorkerId, CString)>, Error> {
     jobs.iter()
         .map(|l| Ok((l.worker_id, c_string(l.job_id.as_str(), "job id")?)))
         .collect()
+}
+
+/// Free text for C, its NULs (which C cannot hold) shown as `?`: text is never a reason to
+/// withhold a report, whose lost jobs the host must requeue.
+fn lossy_c_string(text: &str) -> CString {
+    CString::new(text.replace('\0', "?")).unwrap_or_default()
 }
 
 fn terminated(list: &[engine::TerminatedWorker]) -> Vec<(WorkerId, TerminationReason)> {
@@ -219,9 +227,16 @@ impl hw_report {
             leading,
             leader,
         } = r;
+        // What reaches C as a string: the decisions (free text: a provider's or the registry's
+        // error message among them) and the leader's name (checked by `validate_lease` for
+        // the replicas a C host makes, but read back from the lease's store, which a
+        // `with_leadership` lease fills as it likes) with their NULs shown as `?`; the job
+        // ids, which cannot hold one (see `lost`); the JSON, whose writer escapes control
+        // characters (a provider's error text, a resource id: `\u0000`). Nothing else: ids
+        // are bytes, the rest numbers.
         let decisions = decisions
             .iter()
-            .map(|d| CString::new(d.replace('\0', "?")).unwrap_or_default())
+            .map(|d| lossy_c_string(d))
             .collect::<Vec<_>>();
         let mut summary = hw_report_summary {
             kind: hw_report_kind::Tick,
@@ -261,10 +276,9 @@ impl hw_report {
             provisioned: provisioned.iter().map(|p| p.worker_id).collect(),
             decisions,
             json: to_json(r, "tick report")?,
-            leader: match leader {
-                Some(l) => Some((c_string(&l.holder, "leader holder")?, l.clone())),
-                None => None,
-            },
+            leader: leader
+                .as_ref()
+                .map(|l| (lossy_c_string(&l.holder), l.clone())),
         })
     }
 
