@@ -1839,6 +1839,8 @@ class TickerStats:
     def demand_failures(self) -> int: ...
     @property
     def report_failures(self) -> int: ...
+    @property
+    def tick_failures(self) -> int: ...
     def __eq__(self, value: object, /) -> bool: ...
 
 @final
@@ -1857,7 +1859,8 @@ class Ticker:
     the ticker goes on. A provider's Exception is a provider failure in the tick's report, but
     a BaseException that is not an Exception (KeyboardInterrupt, SystemExit,
     asyncio.CancelledError, ...), with no caller there to receive it, goes to
-    ``sys.unraisablehook``.
+    ``sys.unraisablehook``. A tick that fails itself (a bug of the library) is counted
+    (``stats.tick_failures``) and hands over no report; the ticker ticks again at the next slot.
 
     The ticker keeps its manager alive, and with it the providers its ticks call (even when the
     host keeps only the ticker and a provider holds its manager), and its callbacks. Dropping

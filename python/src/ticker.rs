@@ -126,7 +126,8 @@ fn demand_of(py: Python<'_>, pending: &Py<PyAny>) -> usize {
 /// the ticker goes on. A provider's Exception is a provider failure in the tick's report, but
 /// a BaseException that is not an Exception (KeyboardInterrupt, SystemExit,
 /// asyncio.CancelledError, ...), with no caller there to receive it, goes to
-/// ``sys.unraisablehook``.
+/// ``sys.unraisablehook``. A tick that fails itself (a bug of the library) is counted
+/// (``stats.tick_failures``) and hands over no report; the ticker ticks again at the next slot.
 ///
 /// The ticker keeps its manager alive, and with it the providers its ticks call (even when the
 /// host keeps only the ticker and a provider holds its manager), and its callbacks. Dropping
@@ -376,6 +377,9 @@ pub(crate) struct PyTickerStats {
     demand_failures: u64,
     /// Calls of on_report() that raised.
     report_failures: u64,
+    /// Ticks that failed themselves (a bug of the library): no report for them, not counted in
+    /// ticks; the ticker went on at the next slot.
+    tick_failures: u64,
 }
 
 #[pymethods]
@@ -383,13 +387,14 @@ impl PyTickerStats {
     fn __repr__(&self) -> String {
         format!(
             "TickerStats(ticks={}, overruns={}, missed_slots={}, dropped_reports={}, \
-             demand_failures={}, report_failures={})",
+             demand_failures={}, report_failures={}, tick_failures={})",
             self.ticks,
             self.overruns,
             self.missed_slots,
             self.dropped_reports,
             self.demand_failures,
-            self.report_failures
+            self.report_failures,
+            self.tick_failures
         )
     }
 }
@@ -403,6 +408,7 @@ impl From<TickerStats> for PyTickerStats {
             dropped_reports: s.dropped_reports,
             demand_failures: s.demand_panics,
             report_failures: s.report_panics,
+            tick_failures: s.tick_panics,
         }
     }
 }

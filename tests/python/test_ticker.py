@@ -64,6 +64,7 @@ def test_a_ticker_as_a_context_manager_ticks_with_the_pending_demand(
         assert t.running
     assert not t.running
     assert t.stats.ticks == 1
+    assert (t.stats.demand_failures, t.stats.report_failures, t.stats.tick_failures) == (0, 0, 0)
     assert t.next_report(timeout=0) is None  # stopped and drained
     t.stop()  # idempotent
 
