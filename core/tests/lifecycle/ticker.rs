@@ -270,6 +270,67 @@ fn a_tick_that_panics_is_counted_and_the_ticker_goes_on() {
     assert!(!manager.tick(1).skipped);
 }
 
+/// A registry whose first `unregister` panics: a destroy picked from the queue, its instance
+/// destroyed, unwinds before it could release its entry.
+#[derive(Debug, Default)]
+struct PanicsOnFirstUnregister(AtomicBool);
+
+impl Hooks for PanicsOnFirstUnregister {
+    fn before(&self, call: Call<'_>, _: &dyn WorkerRegistry) -> Result<()> {
+        if matches!(call, Call::Unregister(_)) && !self.0.swap(true, Ordering::SeqCst) {
+            panic!("registry bug");
+        }
+        Ok(())
+    }
+}
+
+/// The ticker survives a tick that panics in the middle of a destroy; so must the destroy. The
+/// entry the panicking tick had picked stayed "in progress" for ever: never picked again, its
+/// record `Terminating` for good, while the ticker ticked on.
+#[test]
+fn a_destroy_cut_by_a_panicking_tick_is_done_by_a_later_one() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let registry = TestRegistry::with_hooks(
+        crate::backend::new_registry(clock.clone()),
+        Arc::new(PanicsOnFirstUnregister::default()),
+    )
+    .shared();
+    // A startup timeout shorter than the heartbeat timeout: waiting it out is no host stall.
+    let config = WorkerLifecycleConfig {
+        min_ready_workers: 0,
+        startup_timeout: secs(30),
+        ..config()
+    };
+    let manager = Arc::new(WorkerLifecycleManager::new(registry.clone(), config.clone()).unwrap());
+    let provider = TestProvider::new("test");
+    manager.register_provider(provider.clone()).unwrap();
+    let worker = manager.provision_worker(&provider.id, spec()).unwrap();
+    // Never reports in: the first tick's health check expires it and destroys it.
+    clock.advance(config.startup_timeout + secs(1));
+    let ticker = manager
+        .start_ticker(Duration::from_millis(1), || 0)
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(30);
+    while ticker.stats().tick_panics == 0 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(ticker.stats().tick_panics, 1, "{:?}", ticker.stats());
+    // Past any retry delay: the next ticks destroy it again.
+    clock.advance(config.destroy_retry_max + secs(1));
+    while registry.get(&worker.id).unwrap().is_some() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    ticker.stop();
+    assert_eq!(
+        registry.get(&worker.id).unwrap().map(|w| w.state),
+        None,
+        "still queued: {:?} ({:?})",
+        manager.pending_destroys(),
+        ticker.stats()
+    );
+    assert!(manager.pending_destroys().is_empty());
+}
+
 #[test]
 fn stopping_from_the_report_callback_does_not_deadlock() {
     let f = scaled();

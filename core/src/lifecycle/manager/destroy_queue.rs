@@ -2,8 +2,10 @@
 //! retry schedule of failed destroys — and the manager's side of it (provider destroy outside
 //! every lock, then unregister).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use crate::clock::{millis, Timestamp};
 use crate::error::{Error, Result};
@@ -14,6 +16,31 @@ use crate::worker::{TerminationReason, Worker, WorkerHandle};
 use super::super::config::backoff_delay;
 use super::super::report::{DestroyFailure, TerminatedWorker};
 use super::{bump, Budget, WorkerLifecycleManager};
+
+/// Releases the entries a [`destroy_due`](WorkerLifecycleManager::destroy_due) picked and did
+/// not finish when it unwinds (a host's registry that panics): they would stay "in progress"
+/// for ever, never picked again, their records `Terminating` for good — under a ticker or a C
+/// or Python host, which survive the panic and go on with the manager. Due again after the
+/// initial retry delay, no attempt counted. (No registry call here: a second panic while
+/// unwinding would abort the process.)
+struct ReleaseOnUnwind<'a> {
+    destroys: &'a Mutex<DestroyQueue>,
+    /// The picked ids not finished yet, in the order they are destroyed.
+    ids: VecDeque<WorkerId>,
+    next_at: Timestamp,
+}
+
+impl Drop for ReleaseOnUnwind<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let mut queue = self.destroys.lock();
+        for id in &self.ids {
+            queue.release_unfinished(id, self.next_at);
+        }
+    }
+}
 
 /// A `Terminating` worker whose instance still has to be destroyed.
 #[derive(Debug, Clone)]
@@ -161,6 +188,14 @@ impl DestroyQueue {
         if let Some(entry) = self.entries.get_mut(id) {
             entry.in_progress = false;
             entry.next_at = next_at;
+        }
+    }
+
+    /// Releases a picked entry its destroy left in progress (it unwound): due again at
+    /// `next_at`. An entry the destroy released before it unwound keeps its schedule.
+    fn release_unfinished(&mut self, id: &WorkerId, next_at: Timestamp) {
+        if self.entries.get(id).is_some_and(|e| e.in_progress) {
+            self.postpone(id, next_at);
         }
     }
 
@@ -352,8 +387,14 @@ impl WorkerLifecycleManager {
         }
         let (picked, deferred) = self.destroys.lock().pick_due(only, now, budget);
         out.deferred = deferred;
+        let mut unwinding = ReleaseOnUnwind {
+            destroys: &self.destroys,
+            ids: picked.iter().map(|(id, _)| *id).collect(),
+            next_at: now.saturating_add(millis(self.config.destroy_retry_initial)),
+        };
         for (id, entry) in picked {
             self.destroy_one(id, entry, &mut out);
+            unwinding.ids.pop_front();
         }
         out
     }
