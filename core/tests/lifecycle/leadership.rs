@@ -904,6 +904,44 @@ fn a_new_leader_grants_grace_so_heartbeats_sent_to_the_old_one_do_not_expire_the
     assert_eq!(c.registry.count().unwrap(), 3);
 }
 
+/// A takeover cut short by a panic (a host's registry with a bug, in its `grant_grace`): the
+/// ticker, `hw_manager_tick` and the Python binding go on after it, and the next tick renews
+/// the same term, no takeover again. It must still grant the grace and reconcile. Before, the
+/// next tick did neither: its health check expired the workers whose heartbeats went to the
+/// dead leader, and no reconcile was ever scheduled again (the orphan instance stayed).
+#[test]
+fn a_takeover_cut_short_by_a_panic_is_finished_by_the_next_tick() {
+    let trap = Arc::new(Trap::default());
+    let c = cluster_on(Some(trap.clone()));
+    let ids = ready_workers_of_a(&c, 3);
+    c.provider.add_orphan("orphan-of-a-crashed-host");
+    // a dies; nobody ticks for longer than the heartbeat timeout, then b takes over.
+    c.advance(Duration::from_secs(90));
+    trap.arm_failing(
+        |call| matches!(call, Call::GrantGrace),
+        || panic!("registry bug"),
+        Error::Backend("not reached".to_owned()),
+    );
+    let cut = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.b.manager.tick(3)));
+    assert!(cut.is_err() && trap.sprung());
+    let rb = c.b.manager.tick(3);
+    assert!(rb.leading, "{:?}", rb.decisions);
+    assert!(rb.unhealthy.is_empty(), "{:?}", rb.decisions);
+    assert_eq!(
+        count_in(&c, &ids, WorkerState::Ready),
+        3,
+        "{:?}",
+        rb.decisions
+    );
+    assert!(
+        !c.provider
+            .instance_ids()
+            .contains(&"orphan-of-a-crashed-host".to_owned()),
+        "no reconcile after the cut takeover: {:?}",
+        rb.decisions
+    );
+}
+
 #[test]
 fn stepping_down_hands_over_at_the_next_tick() {
     let c = cluster();

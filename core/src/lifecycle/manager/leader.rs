@@ -25,6 +25,9 @@ use super::{Budget, WorkerLifecycleManager};
 /// The ticks' own reconcile every `reconcile_interval`, as the report names it.
 const PERIODIC_RECONCILE: &str = "periodic reconcile";
 
+/// A new leader's reconcile at its takeover, as the report names it.
+const TAKEOVER_RECONCILE: &str = "takeover reconcile";
+
 impl WorkerLifecycleManager {
     /// A manager that is one of several replicas sharing `registry`: it acts on the fleet only
     /// while it holds `leadership`'s lease (see [`Leadership`]), and trusts that lease only
@@ -323,7 +326,14 @@ impl WorkerLifecycleManager {
             s.last_health_check = None;
             s.health_check_again = false;
             s.last_scale_up = None;
-            s.grace_owed = false;
+            // Owed until done below, so that a takeover cut short (a host's registry that
+            // panics, under a ticker or a binding that goes on after the panic) is finished by
+            // the next ticks -- the grace by `retry_grace`, the reconcile by
+            // `reconcile_if_due` -- rather than never: they renew the same term, no takeover
+            // again. Every way the takeover ends without a panic sets both below.
+            s.grace_owed = true;
+            s.next_reconcile = Some(now);
+            s.reconcile_retry = Some(TAKEOVER_RECONCILE);
         }
         // The same for every pool: a pool this replica never scaled has no cooldown of its
         // own, and one it scaled under an earlier term has a stale one.
@@ -339,14 +349,16 @@ impl WorkerLifecycleManager {
         ));
         if let Err(e) = self.write(|r| r.grant_grace(now)) {
             // Acting without the grace would expire the workers whose heartbeats went to the
-            // dead leader: the takeover stays incomplete until a later tick grants it.
-            self.schedule.lock().grace_owed = true;
+            // dead leader: the takeover stays incomplete until a later tick grants it (the
+            // grace stays owed).
             report.decisions.push(format!(
                 "grant_grace failed: {e}; takeover incomplete: no health check and no \
                  scale-down until a later tick grants the grace period"
             ));
+        } else {
+            self.schedule.lock().grace_owed = false;
         }
-        self.tick_reconcile(now, "takeover reconcile", false, budget, report);
+        self.tick_reconcile(now, TAKEOVER_RECONCILE, false, budget, report);
         let _ = self.registry.publish(EventKind::LeaderChanged {
             holder: Some(info.holder.clone()),
             term: info.term,
