@@ -248,7 +248,9 @@ mod tests {
         }
     }
 
-    fn holder_of(report: *const hw_report) -> String {
+    /// The leader's name in `report`, if it names one (no panic: also called from a C
+    /// callback, where a panic aborts).
+    fn holder_of(report: *const hw_report) -> Option<String> {
         let mut info = hw_leader_info {
             holder: ptr::null(),
             term: 0,
@@ -256,15 +258,12 @@ mod tests {
             expires_at_ms: 0,
         };
         let mut found = false;
-        assert_eq!(
-            hw_report_get_leader(report, &mut info, &mut found),
-            hw_status::HwOk
-        );
-        assert!(found);
+        if hw_report_get_leader(report, &mut info, &mut found) != hw_status::HwOk || !found {
+            return None;
+        }
         // SAFETY: borrowed from the report, which lives for this call.
-        unsafe { CStr::from_ptr(info.holder) }
-            .to_string_lossy()
-            .into_owned()
+        let holder = unsafe { CStr::from_ptr(info.holder) };
+        Some(holder.to_string_lossy().into_owned())
     }
 
     /// The report of a tick whose leader's name holds a NUL: `hw_manager_tick` failed with
@@ -278,15 +277,17 @@ mod tests {
         // SAFETY: valid until the next call on this thread.
         let error = unsafe { CStr::from_ptr(hw_last_error_message()) }.to_string_lossy();
         assert_eq!(status, hw_status::HwOk, "{error}");
-        assert_eq!(holder_of(report), "host?a");
+        assert_eq!(holder_of(report).as_deref(), Some("host?a"));
         free_handle(report);
     }
 
     unsafe extern "C" fn count_report(user_data: *mut c_void, report: *const hw_report) {
         // SAFETY: the test passes a live `AtomicUsize` as user_data.
         let calls = unsafe { &*user_data.cast::<AtomicUsize>() };
-        assert_eq!(holder_of(report), "host?a");
-        calls.fetch_add(1, Ordering::SeqCst);
+        // Counted only with the name as C sees it: the test compares the count with the ticks.
+        if holder_of(report).as_deref() == Some("host?a") {
+            calls.fetch_add(1, Ordering::SeqCst);
+        }
     }
 
     /// The same report from a ticker: `on_report` was never called, and nothing said why (no
