@@ -266,6 +266,14 @@ fn a_tick_that_panics_is_counted_and_the_ticker_goes_on() {
         report.decisions
     );
     assert_eq!(manager.stats().unwrap().in_flight, 0);
+    // The instance the panicked provision created is no one's: remembered as an orphan, the
+    // next tick's orphan retries destroyed it (no registry record holds it).
+    assert_eq!(
+        provider.instance_ids().len(),
+        1,
+        "the panicked provision's instance leaked: {:?}",
+        provider.calls()
+    );
     // The manager is not left "ticking": a tick of the host's runs.
     assert!(!manager.tick(1).skipped);
 }

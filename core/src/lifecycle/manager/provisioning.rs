@@ -54,6 +54,25 @@ impl Drop for Ticket<'_> {
     }
 }
 
+/// Remembers a created instance as an orphan when the provisioning unwinds past it (a host's
+/// registry that panics in `register`, say; a ticker, `hw_manager_tick` and the Python binding
+/// go on after the panic): otherwise it was in nobody's hands, leaked until a periodic
+/// reconcile found it (never with `reconcile_interval` 0). Due at once: the ticks' orphan
+/// retries destroy it once the registry says no record holds it, and forget it if one does.
+/// (No registry call here: a second panic while unwinding would abort the process.)
+struct OrphanOnUnwind<'a> {
+    manager: &'a WorkerLifecycleManager,
+    handle: &'a WorkerHandle,
+}
+
+impl Drop for OrphanOnUnwind<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.manager.remember_orphan(self.handle, 0);
+        }
+    }
+}
+
 impl WorkerLifecycleManager {
     /// Asks `provider_id` for a worker with `spec` and registers it (in `Creating`; the host
     /// moves it on when its agent reports in).
@@ -182,6 +201,12 @@ impl WorkerLifecycleManager {
         // are routed by it.
         handle.provider_id = provider_id.clone();
         handle.provider_type = entry.provider_type.clone();
+        // Dropped after the ticket when unwinding (declared after it): remembered before the
+        // provision leaves the ledger.
+        let _orphan_on_unwind = OrphanOnUnwind {
+            manager: self,
+            handle: &handle,
+        };
         // Fenced: a leader that lost its lease during the create registers nothing, and
         // destroys nothing either (the new leader owns the instance now: two destroys of one
         // instance are what fencing prevents). Its takeover reconcile destroys it, or, when
