@@ -210,8 +210,8 @@ impl Ticker {
                 // (a Rust `Drop`, a C `release`) on this thread, which may stop this ticker
                 // again, and that `stop` must not wait for this one to finish.
                 drop(joined);
-                // The thread catches every panic of a callback or a tick; an error here would be a bug of
-                // the loop itself, and the handle has nothing to report it to.
+                // The thread catches every panic of a callback or a tick; an error here would
+                // be a bug of the loop itself, and the handle has nothing to report it to.
                 if let Ok(manager) = manager {
                     // The thread's reference to the manager, handed back: when it is the last
                     // one, the manager and its providers (their release callbacks) are dropped
