@@ -15,24 +15,24 @@
 //! die with a session (a lost connection frees them on the server's side only once it notices,
 //! and transaction poolers break them), while a lease row expires by itself.
 //!
-//! **Every call returns within half the ttl**, on the client's clock, whatever the server and
-//! the transport do, so that a renewal never outlives the trust window it is meant to extend
-//! (`ttl − margin`, the margin a quarter of the ttl by default) and a tick, the ticker's stop or
-//! a `confirm()` before a provider call never waits on a silent server. The server's
-//! `statement_timeout` (a third of the ttl) cannot promise that: a server that stopped answering
-//! (a frozen VM, a network black hole, a stopped backend) does not enforce it, and TCP options
-//! (`tcp_user_timeout`, keepalives) do nothing on a Unix socket and nothing against a backend
-//! whose kernel still acknowledges. So the connection is the asynchronous client on a
-//! current-thread runtime of the lease's own, and each call (opening the connection when
-//! needed, checking an idle one, the statements) runs under `tokio::time::timeout`. When the
-//! time runs out the connection and its runtime are dropped (the socket is closed) and the call
-//! is `Backend`; the next call opens a new connection. A statement that reached the server may
-//! still run when the server wakes up: a renewal or an acquisition only extends or takes the
-//! lease for this holder (the trust window counts from a renewal that *answered*), and a
-//! step-down only expires its own term, so a late one costs at most a delay until the lease
-//! expires, never a second leader. The server's statement timeout stays: it ends a renewal that
-//! waits for the row lock (a fenced write in flight, see `crate::registry::fence`) with a clean
-//! error, before the client's deadline, keeping the connection.
+//! **Every call returns within half the ttl**, on the client's clock, whatever the server and the
+//! transport do, so that a renewal never outlives the trust window it is meant to extend (`ttl −
+//! margin`, the margin a quarter of the ttl by default) and a tick, the ticker's stop or a
+//! `confirm()` before a provider call never waits on a silent server. The server's
+//! `statement_timeout` (a third of the ttl, at most the server's 2^31 − 1 ms) cannot promise that:
+//! a server that stopped answering (a frozen VM, a network black hole, a stopped backend) does not
+//! enforce it, and TCP options (`tcp_user_timeout`, keepalives) do nothing on a Unix socket and
+//! nothing against a backend whose kernel still acknowledges. So the connection is the asynchronous
+//! client on a current-thread runtime of the lease's own, and each call (opening the connection
+//! when needed, checking an idle one, the statements) runs under `tokio::time::timeout`. When the
+//! time runs out the connection and its runtime are dropped (the socket is closed) and the call is
+//! `Backend`; the next call opens a new connection. A statement that reached the server may still
+//! run when the server wakes up: a renewal or an acquisition only extends or takes the lease for
+//! this holder (the trust window counts from a renewal that *answered*), and a step-down only
+//! expires its own term, so a late one costs at most a delay until the lease expires, never a
+//! second leader. The server's statement timeout stays: it ends a renewal that waits for the row
+//! lock (a fenced write in flight, see `crate::registry::fence`) with a clean error, before the
+//! client's deadline, keeping the connection.
 //!
 //! **Reconnection.** A connection idle for more than [`crate::pool::PROBE_AFTER`] is checked
 //! with an empty query before its statement is sent; one found broken (the server restarted
@@ -171,6 +171,25 @@ impl Drop for PostgresLeadership {
     }
 }
 
+/// The server's statement timeout of the lease's session, in ms: a third of the ttl, within
+/// what the server accepts (1 ms to 2^31 − 1 ms, ~24.8 days). A ttl has no upper bound
+/// (`validate_lease`), and a larger value made the server refuse the session's `SET`: every
+/// lease call then failed ("cannot connect") and the manager never led. Past the cap the
+/// client's deadline (half the ttl) still bounds every call.
+fn statement_timeout_ms(ttl: Duration) -> u128 {
+    (ttl / 3).as_millis().clamp(1, i32::MAX as u128)
+}
+
+/// The instant `timeout` from now, or a distant one (30 years, as tokio's own far future)
+/// when that cannot be represented: `Instant + Duration` panics on overflow, which a ttl of
+/// `Duration::MAX` made the "client panicked" `Backend` of every call.
+fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .or_else(|| now.checked_add(Duration::from_secs(30 * 365 * 86_400)))
+        .unwrap_or(now)
+}
+
 /// A lease statement's future, borrowing the client.
 type Op<'c, T> = Pin<Box<dyn Future<Output = std::result::Result<T, tokio_postgres::Error>> + 'c>>;
 
@@ -205,7 +224,7 @@ impl PostgresLeadership {
              SET statement_timeout = {}",
             quote_ident(&self.schema),
             self.schema,
-            (self.ttl / 3).as_millis().max(1)
+            statement_timeout_ms(self.ttl)
         );
         let opened = runtime.block_on(async {
             tokio::time::timeout_at(deadline.into(), async {
@@ -250,7 +269,7 @@ impl PostgresLeadership {
                 // Its runtime cannot block here (and dropping one here may panic).
                 return Err(Error::Backend(crate::error::ASYNC_CONTEXT.to_owned()));
             }
-            let deadline = Instant::now() + self.call_timeout();
+            let deadline = deadline_after(self.call_timeout());
             let mut slot = self.conn.lock();
             if let Some(conn) = slot.as_mut() {
                 let checked = if conn.client.is_closed() || conn.process != std::process::id() {

@@ -276,3 +276,39 @@ fn bad_holders_and_ttls_are_refused() {
     let err = registry.leadership("a", Duration::ZERO).unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
 }
+
+/// Any ttl the lease accepts (at least 3 ms, no upper bound: `validate_lease`) gives a lease
+/// that works. Before, a ttl over ~74.5 days made every call fail with `Backend` ("lease: cannot
+/// connect: … invalid value for parameter "statement_timeout"": the server's statement timeout,
+/// ttl/3, is at most 2^31 − 1 ms), so a replicated manager never led; and `Duration::MAX`
+/// answered "the PostgreSQL client panicked: overflow when adding duration to instant" (the
+/// call's deadline, now + ttl/2).
+#[test]
+fn a_lease_with_a_long_ttl_is_acquired_renewed_and_given_up() {
+    let (_clock, registry, _schema) = registry("lease_long_ttl");
+    let day = Duration::from_secs(86_400);
+    for (holder, ttl) in [
+        ("a", day * 75),
+        ("b", day * 36_500),
+        ("c", Duration::from_millis(i64::MAX as u64)),
+        ("d", Duration::MAX),
+    ] {
+        let lease = registry.leadership(holder, ttl).unwrap();
+        let info = held(
+            lease
+                .acquire_or_renew(None)
+                .unwrap_or_else(|e| panic!("ttl {ttl:?}: {e}")),
+        );
+        assert_eq!(info.holder, holder, "ttl {ttl:?}");
+        // Lasting the ttl, or 2^63 - 1 ms (292 million years) for a longer one.
+        let lasts =
+            u64::try_from(ttl.as_millis()).map_or(i64::MAX as u64, |ms| ms.min(i64::MAX as u64));
+        assert_eq!(info.expires_at - info.since, lasts, "ttl {ttl:?}");
+        assert_eq!(
+            held(lease.acquire_or_renew(Some(info.term)).unwrap()).term,
+            info.term,
+            "ttl {ttl:?}"
+        );
+        lease.step_down(info.term).unwrap();
+    }
+}
