@@ -33,7 +33,7 @@ fn statement(
     let mut params: Params = Vec::new();
     let now_p = param(&mut params, given);
     let job_p = param(&mut params, job.as_str().to_owned());
-    let conds = conditions(filter, "(SELECT now FROM t)", &mut params, true);
+    let conds = conditions(filter, "(SELECT now FROM t)", given, &mut params, true);
     let heartbeat_join = if filter.unhealthy_for.is_some() {
         " JOIN heartbeats h ON h.id = w.id"
     } else {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use hodei_workers::{Result, TerminationReason, Worker, WorkerId};
 
 use crate::registry::PostgresWorkerRegistry;
-use crate::sql::{dur_ms, W_COLS};
+use crate::sql::{cutoff_params, CUTOFF, W_COLS};
 
 /// Monitored workers (`Connecting`, `Ready`, `Busy`, `Draining`) silent since before
 /// `now - timeout`, where a heartbeat older than the grace floor counts from the floor. One
@@ -22,7 +22,7 @@ use crate::sql::{dur_ms, W_COLS};
 /// `t` made the filter a join filter, twice as slow per row.
 static UNHEALTHY: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH t AS MATERIALIZED (SELECT sat_sub(now_ms($1), $2) AS cutoff, \
+        "WITH t AS MATERIALIZED (SELECT {CUTOFF} AS cutoff, \
              (SELECT grace_floor FROM meta) AS floor) \
          SELECT r.* FROM heartbeats h CROSS JOIN LATERAL \
              (SELECT {W_COLS} FROM workers w \
@@ -35,18 +35,22 @@ static UNHEALTHY: LazyLock<String> = LazyLock::new(|| {
 /// How many rows [`UNHEALTHY`] returns: the same scan and lookups, without sending a row (the
 /// brake counts the silent workers at every health check; during a partition that is most of
 /// the fleet, which must not travel and be decoded only to be counted).
-const COUNT_UNHEALTHY: &str = "WITH t AS MATERIALIZED (SELECT sat_sub(now_ms($1), $2) AS cutoff, \
+static COUNT_UNHEALTHY: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH t AS MATERIALIZED (SELECT {CUTOFF} AS cutoff, \
          (SELECT grace_floor FROM meta) AS floor) \
-     SELECT count(*) FROM heartbeats h CROSS JOIN LATERAL \
-         (SELECT 1 FROM workers w WHERE w.id = h.id AND w.state IN (1, 2, 3, 4) OFFSET 0) r \
-     WHERE h.last_heartbeat < (SELECT cutoff FROM t) \
-       AND (SELECT floor < cutoff FROM t)";
+         SELECT count(*) FROM heartbeats h CROSS JOIN LATERAL \
+             (SELECT 1 FROM workers w WHERE w.id = h.id AND w.state IN (1, 2, 3, 4) OFFSET 0) r \
+         WHERE h.last_heartbeat < (SELECT cutoff FROM t) \
+           AND (SELECT floor < cutoff FROM t)"
+    )
+});
 
 /// `Creating`/`Connecting` workers registered before `now - timeout` (and before the grace
 /// floor's end), from the partial index on `created_at`.
 static STARTUP: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH t AS MATERIALIZED (SELECT sat_sub(now_ms($1), $2) AS cutoff) \
+        "WITH t AS MATERIALIZED (SELECT {CUTOFF} AS cutoff) \
          SELECT {W_COLS} FROM workers w \
          WHERE w.state IN (0, 1) AND w.created_at < (SELECT cutoff FROM t) \
            AND (SELECT grace_floor FROM meta) < (SELECT cutoff FROM t)"
@@ -83,11 +87,13 @@ pub(crate) fn count_unhealthy(
     registry: &PostgresWorkerRegistry,
     timeout: Duration,
 ) -> Result<usize> {
-    let given = registry.given();
-    let timeout = dur_ms(timeout);
+    let (given, timeout, cutoff) = cutoff_params(registry.given(), timeout);
     registry.run("counting unhealthy workers", |conn| {
-        let stmt = conn.prepare(COUNT_UNHEALTHY)?;
-        let n: i64 = conn.client.query_one(&stmt, &[&given, &timeout])?.get(0);
+        let stmt = conn.prepare(&COUNT_UNHEALTHY)?;
+        let n: i64 = conn
+            .client
+            .query_one(&stmt, &[&given, &timeout, &cutoff])?
+            .get(0);
         Ok(n as usize)
     })
 }
@@ -105,12 +111,11 @@ fn find(
     sql: &str,
     timeout: Duration,
 ) -> Result<Vec<Worker>> {
-    let given = registry.given();
-    let timeout = dur_ms(timeout);
+    let (given, timeout, cutoff) = cutoff_params(registry.given(), timeout);
     let specs = &registry.inner.specs;
     registry.run(doing, |conn| {
         let stmt = conn.prepare(sql)?;
-        let rows = conn.client.query(&stmt, &[&given, &timeout])?;
+        let rows = conn.client.query(&stmt, &[&given, &timeout, &cutoff])?;
         rows.iter().map(|r| specs.worker(r)).collect()
     })
 }

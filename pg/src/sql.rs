@@ -33,7 +33,7 @@ pub(crate) const W_LEN: usize = 16;
 /// A timestamp (or an event seq) as stored: the whole `u64` range mapped onto `bigint` in
 /// order (`v - 2^63`), so that a snapshot's extreme values survive and comparisons in SQL keep
 /// their meaning. Arithmetic on stored values goes through the schema's saturating functions
-/// (`sat_add`, `sat_sub`, `age_ge`).
+/// (`sat_add`, `sat_sub`) or [`cutoff`] (`age_ge` is no longer used: it capped durations).
 pub(crate) fn db_ts(t: Timestamp) -> i64 {
     (t ^ (1 << 63)) as i64
 }
@@ -65,6 +65,44 @@ pub(crate) fn millis(d: Duration) -> u64 {
 pub(crate) fn dur_ms(d: Duration) -> i64 {
     millis(d).min(i64::MAX as u64) as i64
 }
+
+/// `now - d` (`d` in milliseconds) as an SQL expression, or NULL when `now < d` ("no cutoff
+/// yet"): where a deadline question or a filter's duration starts counting. `now` is the
+/// statement's time (`now_ms(given)`). On a given clock it is computed here, in `u64` as in
+/// memory; on the database's, `sat_sub(now, d)` with `d` capped at 2^63 - 1 ms, exact there
+/// since that clock never reaches 2^63 ms (PostgreSQL's timestamps end in 294276 AD). Before,
+/// every form capped `d` ([`dur_ms`]), so on a manual clock past 2^63 ms a timeout of 2^63 - 1
+/// ms or more was read as 2^63 - 1 ms (or as never ending, by `age_ge`): workers silent or
+/// starting for less than it were found due, and filters found none of those silent or idle
+/// for more.
+pub(crate) fn cutoff(now: &str, given: Option<i64>, d: u64, params: &mut Params) -> String {
+    match given {
+        Some(given) => format!(
+            "{}::bigint",
+            param(params, ts(given).checked_sub(d).map(db_ts))
+        ),
+        None => format!(
+            "sat_sub({now}, {}::bigint)",
+            param(params, d.min(i64::MAX as u64) as i64)
+        ),
+    }
+}
+
+/// The parameters of a deadline question's [`CUTOFF`]: the given time, the timeout capped for
+/// the database's clock, and the cutoff computed for a given clock (see [`cutoff`]).
+pub(crate) fn cutoff_params(
+    given: Option<i64>,
+    timeout: Duration,
+) -> (Option<i64>, i64, Option<i64>) {
+    let d = millis(timeout);
+    let cut = given.and_then(|g| ts(g).checked_sub(d).map(db_ts));
+    (given, d.min(i64::MAX as u64) as i64, cut)
+}
+
+/// [`cutoff`] in a prepared statement, over the parameters `$1`, `$2`, `$3` of
+/// [`cutoff_params`].
+pub(crate) const CUTOFF: &str =
+    "CASE WHEN $1::bigint IS NULL THEN sat_sub(now_ms(NULL), $2::bigint) ELSE $3::bigint END";
 
 /// The stored form of a state.
 pub(crate) fn st(state: WorkerState) -> i16 {
@@ -182,11 +220,12 @@ pub(crate) fn matches_nothing(filter: &WorkerFilter) -> bool {
 }
 
 /// The conditions of `filter` on `w` (workers), `h` (heartbeats), `s` (specs), with `now` an
-/// SQL expression for the time. `claim` passes `for_claim` (it already requires a `Ready`
-/// worker without a job, and handles the hopeless filters itself).
+/// SQL expression for the time, `now_ms(given)`. `claim` passes `for_claim` (it already
+/// requires a `Ready` worker without a job, and handles the hopeless filters itself).
 pub(crate) fn conditions(
     filter: &WorkerFilter,
     now: &str,
+    given: Option<i64>,
     params: &mut Params,
     for_claim: bool,
 ) -> Vec<String> {
@@ -215,17 +254,20 @@ pub(crate) fn conditions(
         ));
     }
     if let Some(idle) = filter.idle_for {
-        out.push(format!(
-            "(w.state = 2 AND w.idle_since IS NOT NULL AND age_ge({now}, w.idle_since, {}))",
-            param(params, dur_ms(idle))
-        ));
+        // Idle for at least `idle`: since at most `now - idle` (any time for 0).
+        let since = match millis(idle) {
+            0 => String::new(),
+            d => format!(" AND w.idle_since <= {}", cutoff(now, given, d, params)),
+        };
+        out.push(format!("(w.state = 2 AND w.idle_since IS NOT NULL{since})"));
     }
     if let Some(silent) = filter.unhealthy_for {
-        // Silent for longer than `silent`: at least `silent + 1` ms.
-        out.push(format!(
-            "age_ge({now}, h.last_heartbeat, {})",
-            param(params, dur_ms(silent).saturating_add(1))
-        ));
+        // Silent for longer than `silent`: at least `silent + 1` ms, so since at most
+        // `now - silent - 1` (never, past the end of the clock).
+        out.push(match millis(silent).checked_add(1) {
+            Some(d) => format!("h.last_heartbeat <= {}", cutoff(now, given, d, params)),
+            None => "false".to_owned(),
+        });
     }
     if !filter.labels.is_empty() {
         let json = serde_json::to_string(&filter.labels).unwrap_or_else(|_| "{}".into());

@@ -454,3 +454,77 @@ fn reporting_in_after_a_slow_boot_starts_the_heartbeat_deadline_afresh() {
         .unwrap();
     assert_eq!(gone.last_heartbeat, gone.created_at);
 }
+
+#[test]
+fn deadlines_with_timeouts_past_2_pow_63_ms_at_the_end_of_the_clock_are_exact() {
+    // Timestamps are u64 milliseconds, and a timeout may be any `Duration`: the deadline
+    // questions and the filters' durations follow `now - start > timeout` (or `>=` for
+    // `idle_for`) over the whole range, as in memory, also for a timeout too long for a
+    // signed 64-bit count of milliseconds on a clock past 2^63 ms (a restored snapshot's or a
+    // manual clock's: `snapshot::extreme_values_in_a_snapshot_do_not_break_the_registry`).
+    // Before, PostgreSQL read any timeout of 2^63 - 1 ms or more as 2^63 - 1 ms: it found
+    // workers silent (and starting) for less than their timeout, and its filters none of those
+    // silent or idle for more.
+    let (clock, registry) = registry();
+    let ids = fleet(&clock, &registry);
+    // Before any grace: the jump to the end of the clock is not a restore.
+    let ready = ids
+        .iter()
+        .copied()
+        .find(|id| registry.get(id).unwrap().unwrap().state == WorkerState::Ready)
+        .unwrap();
+    let end = u64::MAX - 1;
+    clock.set(end);
+    let all = registry.find(&WorkerFilter::new()).unwrap();
+    let lived = end - all.iter().map(|w| w.created_at).min().unwrap();
+    for timeout in [
+        Duration::from_millis(i64::MAX as u64 - 1),
+        Duration::from_millis(i64::MAX as u64),
+        Duration::from_millis(1 << 63),
+        Duration::from_millis(lived - 1),
+        Duration::from_millis(lived),
+        Duration::from_millis(u64::MAX - 1),
+        Duration::from_millis(u64::MAX),
+        Duration::MAX,
+    ] {
+        assert_eq!(
+            unhealthy(&registry, timeout),
+            expected_unhealthy(&all, end, timeout, 0),
+            "find_unhealthy({timeout:?})"
+        );
+        assert_eq!(
+            id_set(&registry.find_startup_expired(timeout).unwrap()),
+            expected_startup_expired(&all, end, timeout, 0),
+            "find_startup_expired({timeout:?})"
+        );
+        for filter in [
+            WorkerFilter::new().unhealthy_for(timeout),
+            WorkerFilter::new().idle_for(timeout),
+        ] {
+            let expected: BTreeSet<WorkerId> = all
+                .iter()
+                .filter(|w| filter.matches(w, end))
+                .map(|w| w.id)
+                .collect();
+            assert_eq!(
+                id_set(&registry.find(&filter).unwrap()),
+                expected,
+                "find({filter:?})"
+            );
+        }
+    }
+    // The idle filter at the longest timeouts a ready worker can meet: its whole idle time.
+    let idle = end - registry.get(&ready).unwrap().unwrap().idle_since.unwrap();
+    for (timeout, found) in [(idle, true), (idle + 1, false)] {
+        let filter = WorkerFilter::new().idle_for(Duration::from_millis(timeout));
+        assert_eq!(
+            registry
+                .find(&filter)
+                .unwrap()
+                .iter()
+                .any(|w| w.id == ready),
+            found,
+            "idle_for({timeout} ms)"
+        );
+    }
+}

@@ -95,8 +95,9 @@ impl WorkerRegistry for PostgresWorkerRegistry {
             return Ok(Vec::new());
         }
         let mut params: Params = Vec::new();
-        let now = param(&mut params, self.given());
-        let conds = conditions(filter, "(SELECT now FROM t)", &mut params, false);
+        let given = self.given();
+        let now = param(&mut params, given);
+        let conds = conditions(filter, "(SELECT now FROM t)", given, &mut params, false);
         let mut sql = format!(
             "WITH t AS MATERIALIZED (SELECT now_ms({now}::bigint) AS now) \
              SELECT {W_COLS} FROM {FROM_WORKERS}"
