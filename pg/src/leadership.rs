@@ -52,10 +52,13 @@ use tokio_postgres::{Client, NoTls, Row};
 use crate::error::{describe, ends_session, guard};
 use crate::pool::quote_ident;
 use crate::registry::PostgresWorkerRegistry;
-use crate::sql::{db_ts, dur_ms, ts};
+use crate::sql::{db_ts, millis, ts};
 
 /// Acquire or renew, in one statement. `$1` name, `$2` holder, `$3` the given now (NULL: the
-/// database clock), `$4` ttl in ms, `$5` the term the caller holds (NULL: none).
+/// database clock), `$4` the ttl in ms (as text: a `u64`), `$5` the term the caller holds
+/// (NULL: none). The expiry is `now + ttl` saturating at the end of the clock, as
+/// `InMemoryLease`'s (summed as `numeric`: a `bigint` sum overflowed on a clock near its end,
+/// "bigint out of range", and cannot hold a ttl of 2^63 ms or more).
 ///
 /// Invariant enforced: the row changes hands only when it is expired (`expires_at <= now`), and
 /// then under `term + 1`; it is extended under the same term only for the holder of exactly
@@ -64,7 +67,8 @@ use crate::sql::{db_ts, dur_ms, ts};
 /// lease is someone else's and alive.
 const ACQUIRE: &str = "WITH now AS (SELECT now_ms($3::bigint) AS ms)
 INSERT INTO manager_leases AS l (name, holder, term, since, expires_at)
-SELECT $1, $2, 1, now.ms, now.ms + $4::bigint FROM now
+SELECT $1, $2, 1, now.ms,
+    least(now.ms::numeric + ($4::text)::numeric, 9223372036854775807)::bigint FROM now
 ON CONFLICT (name) DO UPDATE SET
     holder = EXCLUDED.holder,
     term = CASE WHEN l.holder = EXCLUDED.holder AND l.term = $5::bigint
@@ -340,7 +344,7 @@ impl Leadership for PostgresLeadership {
     fn acquire_or_renew(&self, held: Option<Term>) -> Result<LeaseStatus> {
         let name = self.schema.clone();
         let given = self.given();
-        let ttl = dur_ms(self.ttl);
+        let ttl = millis(self.ttl).to_string();
         let held = held.map(|t| i64::try_from(t).unwrap_or(i64::MAX));
         let holder = self.holder.clone();
         self.with_conn("acquiring or renewing", move |c| {
