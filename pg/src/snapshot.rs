@@ -227,9 +227,17 @@ pub(crate) fn restore(registry: &PostgresWorkerRegistry, mut snapshot: Snapshot)
             "INSERT INTO known_ids (id) SELECT unnest($1::uuid[])",
             &[&ids],
         )?;
+        // Numbered only when not known already, each once (the first place wins): a number
+        // taken for an id that is not inserted (one this registry remembers, or a repeat)
+        // would be a gap, and the retired-id limit counts numbers (`crate::retention`), so
+        // the registry would forget that many ids too early, as it does for a retirement
+        // whose transaction failed. Before, every id of the list took one.
         tx.execute(
             "INSERT INTO known_ids (id, retired) \
-             SELECT r.id, nextval('retire_seq') FROM unnest($1::uuid[]) WITH ORDINALITY AS r(id, o) \
+             SELECT r.id, nextval('retire_seq') FROM \
+                 (SELECT id, min(o) AS o FROM unnest($1::uuid[]) WITH ORDINALITY AS u(id, o) \
+                  GROUP BY id) r \
+             WHERE NOT EXISTS (SELECT 1 FROM known_ids k WHERE k.id = r.id) \
              ORDER BY r.o ON CONFLICT (id) DO NOTHING",
             &[&retired],
         )?;

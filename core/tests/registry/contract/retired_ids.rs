@@ -106,3 +106,37 @@ fn past_the_retired_id_limit_the_oldest_are_forgotten_and_a_live_id_never() {
     assert!(refused(&*registry, retired[0]));
     assert!(!refused(&*registry, retired[2]));
 }
+
+#[test]
+fn a_restore_that_repeats_remembered_retired_ids_keeps_the_last_retirements_within_the_limit() {
+    // The snapshot's retired ids join the registry's, each id once (one remembered already
+    // keeps its place), and the limit keeps the last retirements of that list, as for any
+    // unregister. Before, PostgreSQL numbered every id of the snapshot's list, also those it
+    // remembered already (the numbers of the repeats went unused), so the limit counted the
+    // gaps and forgot remembered ids it should have kept.
+    let clock = Arc::new(ManualClock::new(T0));
+    let ids: Vec<WorkerId> = (0..4).map(|_| WorkerId::new()).collect();
+    let retire = |registry: &dyn WorkerRegistry, which: &[WorkerId]| {
+        for &id in which {
+            let h = WorkerHandle {
+                worker_id: id,
+                ..handle()
+            };
+            registry.register(h, spec()).unwrap();
+            registry
+                .unregister(&id, TerminationReason::Requested)
+                .unwrap();
+        }
+    };
+    let source = new_registry(clock.clone());
+    retire(&*source, &ids);
+    let snapshot = source.snapshot().unwrap();
+    assert_eq!(snapshot.retired_ids, ids);
+    let (target, forget) = crate::backend::new_registry_remembering(clock, 3);
+    retire(&*target, &ids[..2]);
+    target.restore(snapshot).unwrap();
+    forget();
+    assert_eq!(target.snapshot().unwrap().retired_ids, ids[1..]);
+    assert!(refused(&*target, ids[1]), "{} is remembered", ids[1]);
+    assert!(!refused(&*target, ids[0]), "{} is forgotten", ids[0]);
+}
