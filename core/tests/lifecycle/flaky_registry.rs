@@ -184,6 +184,15 @@ impl std::ops::Deref for Flaky {
     }
 }
 
+impl Flaky {
+    /// The registry cannot answer a read of the records (`get`, and a scan such as
+    /// `find_by_provider`: what the ticks' orphan retries read) while `failing`.
+    fn reads_fail(&self, failing: bool) {
+        self.faults.fail_get.store(failing, Ordering::SeqCst);
+        *self.faults.scans_before_failing.lock() = failing.then_some(0);
+    }
+}
+
 /// The backend's registry at `T0`, wrapped with fault switches.
 fn flaky_registry() -> (Arc<ManualClock>, Flaky) {
     let clock = Arc::new(ManualClock::new(T0));
@@ -357,7 +366,7 @@ fn a_registration_applied_but_answered_backend_is_a_provisioned_worker() {
 fn a_registration_whose_outcome_is_unknown_keeps_the_instance_until_the_registry_says() {
     let (clock, flaky, manager, provider) = setup();
     flaky.faults.fail_register.store(true, Ordering::SeqCst);
-    flaky.faults.fail_get.store(true, Ordering::SeqCst);
+    flaky.reads_fail(true);
     let err = manager.provision_worker(&pid("test"), spec()).unwrap_err();
     assert!(matches!(err, Error::Backend(_)), "{err}");
     flaky.faults.fail_register.store(false, Ordering::SeqCst);
@@ -370,7 +379,7 @@ fn a_registration_whose_outcome_is_unknown_keeps_the_instance_until_the_registry
     assert!(provider.destroyed.lock().is_empty());
     assert_eq!(manager.pending_orphans().len(), 1);
     // It answers: no record holds the instance, so it goes.
-    flaky.faults.fail_get.store(false, Ordering::SeqCst);
+    flaky.reads_fail(false);
     for _ in 0..3 {
         clock.advance(secs(30));
         manager.tick(0);
@@ -400,11 +409,11 @@ fn a_registration_applied_whose_outcome_was_unknown_keeps_its_instance() {
         .faults
         .lose_register_reply
         .store(true, Ordering::SeqCst);
-    flaky.faults.fail_get.store(true, Ordering::SeqCst);
+    flaky.reads_fail(true);
     let err = manager.provision_worker(&pid("test"), spec()).unwrap_err();
     assert!(matches!(err, Error::Backend(_)), "{err}");
     let instance = only_instance(&provider);
-    flaky.faults.fail_get.store(false, Ordering::SeqCst);
+    flaky.reads_fail(false);
     for _ in 0..3 {
         clock.advance(secs(30));
         manager.tick(0);

@@ -2235,3 +2235,72 @@ fn an_instance_taken_for_an_orphan_is_not_taken_for_a_records_when_the_listing_r
         Some(WorkerState::Ready)
     );
 }
+
+/// The ticks' orphan retry takes a remembered orphan for owned when a record of its provider
+/// holds its resource id, whatever worker id the listing gave it: a provider written in Python
+/// or C lists resource ids only, and each listed handle carries a fresh random worker id (as
+/// `EditedListing` does here). Before, the retry looked at the record of the orphan's worker id
+/// only: an orphan instance the host registered (under its agent's worker id) between the
+/// failed destroy and the retry was destroyed from under its live record.
+#[test]
+fn an_orphan_registered_under_another_worker_id_is_not_destroyed_by_its_retry() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let registry: Arc<dyn WorkerRegistry> = crate::backend::new_registry(clock.clone());
+    let manager = WorkerLifecycleManager::new(
+        registry.clone(),
+        WorkerLifecycleConfig {
+            min_ready_workers: 0,
+            destroy_retry_initial: secs(10),
+            ..config()
+        },
+    )
+    .unwrap();
+    let inner = TestProvider::new("test");
+    manager
+        .register_provider(Arc::new(EditedListing(
+            inner.clone(),
+            |listed: &mut Vec<WorkerHandle>| {
+                for h in listed.iter_mut() {
+                    h.worker_id = WorkerId::new();
+                }
+            },
+        )))
+        .unwrap();
+    inner.add_orphan("ghost");
+    inner.script_destroys([DestroyStep::Fail("instance is locked")]);
+    let r = manager.reconcile().unwrap();
+    assert_eq!(r.orphans.len(), 1, "{r:?}");
+    assert!(r.orphans[0].error.is_some(), "{r:?}");
+    let remembered = manager.pending_orphans()[0].0;
+    // Its agent reports in, and the host registers the instance under the agent's worker id.
+    let agent = WorkerId::new();
+    assert_ne!(agent, remembered);
+    registry
+        .register(
+            WorkerHandle {
+                worker_id: agent,
+                ..WorkerHandle::new(pid("test"), ProviderType::Docker, "ghost")
+            },
+            spec(),
+        )
+        .unwrap();
+    registry.update_state(&agent, WorkerState::Ready).unwrap();
+    for _ in 0..3 {
+        clock.advance(secs(11));
+        registry.heartbeat(&agent).unwrap();
+        let t = manager.tick(0);
+        assert!(t.failed.is_empty(), "{:?}", t.decisions);
+    }
+    assert_eq!(
+        destroy_calls(&inner),
+        ["destroy ghost"],
+        "only the failed one: {:?}",
+        inner.calls()
+    );
+    assert_eq!(inner.instance_ids(), ["ghost"]);
+    assert!(manager.pending_orphans().is_empty());
+    assert_eq!(
+        registry.get(&agent).unwrap().map(|w| w.state),
+        Some(WorkerState::Ready)
+    );
+}

@@ -8,14 +8,19 @@
 //! instance here too: if no other replica took the lease meanwhile, it keeps its term at the next
 //! renewal — no takeover, no takeover reconcile — and destroys the instance itself. So does
 //! `provision_worker` for an instance whose registration answered `Backend` when the registry
-//! cannot say afterwards whether it was applied: a tick destroys it only once `get` says no record
-//! holds it — none of its worker id, or one whose instance is another — and forgets it when one
-//! does.) A failed destroy there must not leave it to the host's
-//! next `reconcile` (a host that only runs the ticker never calls one): the handle is kept here and
-//! every leader tick tries again after a back-off (`destroy_retry_initial` doubling up to
-//! `destroy_retry_max`), like the destroy queue does for records. Leader state, advisory: it is
+//! cannot say afterwards whether it was applied: a tick destroys it only once the registry says
+//! no record holds it, and forgets it when one does.) A failed destroy there must not leave it to
+//! the host's next `reconcile` (a host that only runs the ticker never calls one): the handle is
+//! kept here and every leader tick tries again after a back-off (`destroy_retry_initial` doubling
+//! up to `destroy_retry_max`), like the destroy queue does for records. Leader state, advisory: it is
 //! forgotten when the lease is lost, and the next leader's reconcile (takeover or periodic) finds
 //! the same instances again.
+//!
+//! "No record holds it" is decided by resource id: an orphan is owned when a record of its
+//! provider holds its resource id, whatever that record's worker id (the handles of a Python or
+//! C provider's listing carry random worker ids). A tick with due orphans reads the records of
+//! each provider they belong to once (`find_by_provider`: O(records of that provider)); the
+//! back-off bounds how often, and a tick with none due reads nothing.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::Ordering;
@@ -221,8 +226,19 @@ impl WorkerLifecycleManager {
 
     /// Destroys the remembered orphans that are due, one budget action per destroy (a look at
     /// the registry that finds the instance registered is none), each call fenced.
+    ///
+    /// An orphan is owned (forgotten, not destroyed) when a record of its provider holds its
+    /// resource id, whatever that record's worker id: a provider written in Python or C lists
+    /// resource ids only, and the handles of its listing carry fresh random worker ids, so a
+    /// look at the record of the orphan's worker id would never find the instance the host
+    /// registered meanwhile. A record holding the orphan's worker id under another resource id
+    /// does not own it (a second instance of one worker). Cost: one
+    /// [`find_by_provider`](crate::WorkerRegistry::find_by_provider) per provider with due
+    /// orphans, at a tick that has some (O(records of that provider)), bounded by the back-off;
+    /// a tick with none due reads nothing.
     pub(super) fn retry_orphans(&self, budget: &mut Budget, report: &mut TickReport) {
         let now = self.registry.now();
+        // By provider and instance (the map's order): each provider's due orphans together.
         let due: Vec<OrphanEntry> = self
             .orphans
             .lock()
@@ -231,6 +247,9 @@ impl WorkerLifecycleManager {
             .filter(|e| e.next_at <= now)
             .cloned()
             .collect();
+        // The resource ids the records of the provider whose orphans are being retried hold
+        // (`None`: the registry could not list them), read once per provider.
+        let mut owned: Option<(ProviderId, Option<HashSet<String>>)> = None;
         for entry in due {
             // The local fence first (no store read): a replica that stopped leading stops here.
             if self.fence().is_err() {
@@ -247,20 +266,44 @@ impl WorkerLifecycleManager {
             if budget.exhausted() {
                 return;
             }
-            match self.registry.get(&handle.worker_id) {
+            // Read after the due list was taken and after the claim of the provider's first
+            // due orphan: every orphan retried here was remembered before the read, so a
+            // registration that came before it is seen — the host's, between the failed
+            // destroy and now, or a provision's registration answered `Backend` and applied
+            // all the same (applied before its call returned, so before the instance was
+            // remembered). A registration after the read is not: for the provider's first
+            // due orphan the window is that of the per-orphan look before 2026-12-07 (the
+            // store's confirmation, then the destroy call); for the next ones it also spans
+            // the destroy calls of the provider's orphans before them in this tick (at most
+            // `max_actions_per_tick`).
+            if owned.as_ref().map(|(p, _)| p) != Some(&handle.provider_id) {
+                let held = self
+                    .registry
+                    .find_by_provider(&handle.provider_id)
+                    .ok()
+                    .map(|records| {
+                        records
+                            .into_iter()
+                            .map(|w| w.handle.resource_id.clone())
+                            .collect::<HashSet<String>>()
+                    });
+                owned = Some((handle.provider_id.clone(), held));
+            }
+            match owned.as_ref().and_then(|(_, held)| held.as_ref()) {
                 // Registered meanwhile (by the host), or after all (a registration whose reply
                 // was lost): not an orphan any more, someone owns it.
-                Ok(Some(w)) if w.handle.resource_id == handle.resource_id => {
+                Some(held) if held.contains(&handle.resource_id) => {
                     self.orphan_gone(handle);
                     continue;
                 }
-                // No record, or one whose instance is another (this one carries its worker id
-                // under another resource id: a provider that created twice for one worker, a
-                // second instance reconcile found): still an orphan.
-                Ok(_) => {}
+                // No record holds the instance (one may hold its worker id under another
+                // resource id: a provider that created twice for one worker, a second instance
+                // reconcile found): still an orphan.
+                Some(_) => {}
                 // The registry cannot say whether a record holds it: never destroyed blindly
-                // (it may be a registered worker's instance). Not a failed attempt.
-                Err(_) => continue,
+                // (it may be a registered worker's instance). Not a failed attempt; the
+                // provider's other due orphans wait for a later tick too.
+                None => continue,
             }
             // Confirmed by the store right before the provider call, after the look above (a
             // round trip on a shared store, during which the lease may have been lost), as
@@ -317,6 +360,15 @@ impl WorkerLifecycleManager {
     /// destroy: those whose destroy failed, and those a tick's reconcile found over the
     /// tick's action cap (no attempt yet): `(worker id, resource id, failed attempts, next
     /// attempt)`, by provider and instance. Cost: O(orphans).
+    ///
+    /// A tick that has due ones first reads the records of each of their providers once
+    /// ([`find_by_provider`](crate::WorkerRegistry::find_by_provider), O(records of that
+    /// provider); the back-off bounds how often): an orphan whose resource id a record of its
+    /// provider holds by now, whatever that record's worker id (the host registered the
+    /// instance; a Python or C provider's listing gives its instances random worker ids), is
+    /// forgotten, not destroyed. One whose worker id a record holds under another resource id
+    /// is still an orphan. While the registry cannot list a provider's records, none of its
+    /// orphans is destroyed (nor counted as a failed attempt).
     pub fn pending_orphans(&self) -> Vec<(WorkerId, String, u32, Timestamp)> {
         self.orphans
             .lock()
