@@ -277,6 +277,37 @@ def test_the_ticks_reconcile_every_reconcile_interval(
     )
 
 
+def test_an_orphan_the_host_registers_after_a_failed_destroy_is_not_destroyed_by_the_ticks(
+    registry: hw.Registry, clock: hw.ManualClock, cloud: FakeCloud
+) -> None:
+    # list_workers yields resource ids only: the engine knows no worker id for them. Before,
+    # the ticks' retry of a failed orphan destroy looked for a record under a worker id made
+    # up for the listing, never found the one the host registered, and destroyed its instance.
+    config = hw.LifecycleConfig(min_ready_workers=0, destroy_retry_initial=5)
+    manager = hw.LifecycleManager(registry, config)
+    manager.register_provider(cloud)
+    cloud.instances["i-orphan"] = "left over"
+    cloud.fail_destroy = RuntimeError("instance is locked")
+    found = manager.reconcile()
+    assert [o.resource_id for o in found.orphans] == ["i-orphan"]
+    assert found.orphans[0].error is not None
+    cloud.fail_destroy = None
+    # Its agent calls in after all, and the host registers the instance under the agent's id.
+    agent = registry.register("fake-cloud", "docker", "i-orphan").id
+    report_in(registry, agent)
+    decisions: list[str] = []
+    for _ in range(3):  # past the retry's back-off (5 s)
+        clock.advance(10)
+        registry.heartbeat(agent)
+        report = manager.tick()
+        decisions += report.decisions
+        assert report.failed == [], decisions
+    assert cloud.destroyed == [], decisions
+    assert "i-orphan" in cloud.instances
+    worker = registry.get(agent)
+    assert worker is not None and worker.state is hw.WorkerState.READY
+
+
 def test_a_held_reconcile_is_in_the_tick_report_and_the_metrics(
     registry: hw.Registry, clock: hw.ManualClock, cloud: FakeCloud
 ) -> None:
