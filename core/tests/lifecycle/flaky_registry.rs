@@ -1885,3 +1885,47 @@ fn a_provision_ending_while_the_autoscaler_reads_is_not_missed() {
     );
     assert_eq!(registry.count().unwrap(), 10);
 }
+
+/// A registration applied whose outcome was unknown leaves its instance remembered as an orphan
+/// (the ticks' retry forgets it once it sees the record). Should the worker be destroyed and
+/// unregistered before that retry looks (the host terminated it while the registry could not
+/// be scanned), its instance is destroyed once: the confirmed destroy of the record's instance
+/// is the orphan's too. Before, the retry found no record holding the instance and destroyed it
+/// a second time (answered `NotFound` here; another instance, on a cloud that reuses names).
+#[test]
+fn a_remembered_orphan_whose_record_was_destroyed_meanwhile_is_not_destroyed_again() {
+    let (clock, flaky, manager, provider) = setup();
+    flaky
+        .faults
+        .lose_register_reply
+        .store(true, Ordering::SeqCst);
+    flaky.reads_fail(true);
+    let err = manager.provision_worker(&pid("test"), spec()).unwrap_err();
+    assert!(matches!(err, Error::Backend(_)), "{err}");
+    let instance = only_instance(&provider);
+    assert_eq!(manager.pending_orphans().len(), 1);
+    // `get` answers again, scans not yet: the host terminates the worker.
+    flaky.faults.fail_get.store(false, Ordering::SeqCst);
+    let r = manager
+        .terminate_worker(&instance.worker_id, TerminationReason::Requested)
+        .unwrap();
+    assert_eq!(r.terminated.len(), 1, "{r:?}");
+    assert!(provider.instance_ids().is_empty());
+    flaky.reads_fail(false);
+    for _ in 0..3 {
+        clock.advance(secs(30));
+        manager.tick(0);
+    }
+    assert_eq!(
+        provider
+            .destroyed
+            .lock()
+            .iter()
+            .filter(|h| h.resource_id == instance.resource_id)
+            .count(),
+        1,
+        "{:?}",
+        provider.calls()
+    );
+    assert!(manager.pending_orphans().is_empty());
+}

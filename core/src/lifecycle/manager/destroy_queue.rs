@@ -451,6 +451,11 @@ impl WorkerLifecycleManager {
             // and whose registry read no longer finds the record sees this count move, and
             // does not take the instance for an orphan.
             self.note_destroy_confirmed();
+            // The instance may be remembered as an orphan too (a registration whose outcome
+            // was unknown, an orphan the host registered since): gone, it is forgotten before
+            // the record is unregistered, so that the ticks' orphan retry, which destroys
+            // once no record holds the instance, does not destroy it a second time.
+            self.orphan_gone(handle);
         }
         match outcome {
             Ok(()) => self.finish_destroy(id, &entry, out),

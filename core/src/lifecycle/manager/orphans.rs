@@ -305,6 +305,18 @@ impl WorkerLifecycleManager {
                 // provider's other due orphans wait for a later tick too.
                 None => continue,
             }
+            // Still remembered after the read: a record's destroy confirmed by the destroy
+            // queue forgets the orphan of the same instance before the record is unregistered,
+            // so an orphan the read found no record for because its record was destroyed and
+            // unregistered meanwhile is gone from the orphans by now, and not destroyed twice.
+            // (For a provider's next due orphans the read came before their claim, which
+            // found them remembered: their record, if destroyed since, was still there.)
+            if self
+                .orphan_retry(&handle.provider_id, &handle.resource_id)
+                .is_none()
+            {
+                continue;
+            }
             // Confirmed by the store right before the provider call, after the look above (a
             // round trip on a shared store, during which the lease may have been lost), as
             // the destroy queue does.
