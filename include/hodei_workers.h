@@ -788,7 +788,9 @@ typedef struct hw_provider_callbacks {
   /*
    Required. Destroy the instance `resource_id` of worker `worker_id` (metadata given at
    creation: `hw_provider_call_get_metadata`). `HW_PROVIDER_RESULT_NOT_FOUND` counts as
-   destroyed.
+   destroyed. For an orphan instance (one `list_workers` listed that no record knows)
+   `worker_id` is an id the library made for the listing, no worker's, and there is no
+   metadata: destroy by `resource_id`.
    */
   uint32_t (*destroy_worker)(void *user_data, struct hw_worker_id worker_id, const char *resource_id, struct hw_provider_call *call);
   /*

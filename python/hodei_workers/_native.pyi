@@ -921,10 +921,14 @@ class Registry:
 
 @final
 class WorkerHandle:
-    """How a provider knows one of its workers: passed to ``destroy_worker``."""
+    """How a provider knows one of its workers: passed to ``destroy_worker``. For an orphan
+    instance (one ``list_workers`` yielded that no record holds) it is made from the listing:
+    ``worker_id`` is an id made up for it (no worker's) and ``metadata`` is empty; destroy by
+    ``resource_id``."""
     @property
     def worker_id(self) -> str:
-        """The worker's id in the registry."""
+        """The worker's id in the registry; for an orphan instance, an id made up for the listing
+        (no worker's)."""
     @property
     def provider_id(self) -> str:
         """The provider that owns the instance."""
@@ -936,7 +940,8 @@ class WorkerHandle:
         """The provider's id of the instance, as ``create_worker`` returned it."""
     @property
     def metadata(self) -> dict[str, str]:
-        """The metadata ``create_worker`` returned with it (a copy)."""
+        """The metadata ``create_worker`` returned with it (a copy); empty for an orphan
+        instance."""
     def __eq__(self, value: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 

@@ -134,7 +134,10 @@ pub(crate) fn manager_call<T>(work: impl FnOnce() -> T) -> (T, Option<PyErr>) {
     (result, interrupt)
 }
 
-/// How a provider knows one of its workers: passed to ``destroy_worker``.
+/// How a provider knows one of its workers: passed to ``destroy_worker``. For an orphan
+/// instance (one ``list_workers`` yielded that no record holds) it is made from the listing:
+/// ``worker_id`` is an id made up for it (no worker's) and ``metadata`` is empty; destroy by
+/// ``resource_id``.
 #[pyclass(frozen, eq, hash, name = "WorkerHandle", module = "hodei_workers")]
 #[derive(PartialEq)]
 pub(crate) struct PyWorkerHandle {
@@ -150,7 +153,8 @@ impl Hash for PyWorkerHandle {
 
 #[pymethods]
 impl PyWorkerHandle {
-    /// The worker's id in the registry.
+    /// The worker's id in the registry; for an orphan instance, an id made up for the listing
+    /// (no worker's).
     #[getter]
     fn worker_id(&self) -> String {
         self.inner.worker_id.to_string()
@@ -174,7 +178,8 @@ impl PyWorkerHandle {
         &self.inner.resource_id
     }
 
-    /// The metadata ``create_worker`` returned with it (a copy).
+    /// The metadata ``create_worker`` returned with it (a copy); empty for an orphan
+    /// instance.
     #[getter]
     fn metadata<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         str_dict(py, &self.inner.metadata)

@@ -85,7 +85,9 @@ pub struct hw_provider_callbacks {
     >,
     /// Required. Destroy the instance `resource_id` of worker `worker_id` (metadata given at
     /// creation: `hw_provider_call_get_metadata`). `HW_PROVIDER_RESULT_NOT_FOUND` counts as
-    /// destroyed.
+    /// destroyed. For an orphan instance (one `list_workers` listed that no record knows)
+    /// `worker_id` is an id the library made for the listing, no worker's, and there is no
+    /// metadata: destroy by `resource_id`.
     pub destroy_worker: Option<
         unsafe extern "C" fn(
             user_data: *mut c_void,
