@@ -12,9 +12,9 @@
 //! no record holds it, and forgets it when one does.) A failed destroy there must not leave it to
 //! the host's next `reconcile` (a host that only runs the ticker never calls one): the handle is
 //! kept here and every leader tick tries again after a back-off (`destroy_retry_initial` doubling
-//! up to `destroy_retry_max`), like the destroy queue does for records. Leader state, advisory: it is
-//! forgotten when the lease is lost, and the next leader's reconcile (takeover or periodic) finds
-//! the same instances again.
+//! up to `destroy_retry_max`), like the destroy queue does for records. Leader state, advisory: it
+//! is forgotten when the lease is lost, and the next leader's reconcile (takeover or periodic)
+//! finds the same instances again.
 //!
 //! "No record holds it" is decided by resource id: an orphan is owned when a record of its
 //! provider holds its resource id, whatever that record's worker id (the handles of a Python or
