@@ -1931,3 +1931,123 @@ fn a_remembered_orphan_whose_record_was_destroyed_meanwhile_is_not_destroyed_aga
     );
     assert!(manager.pending_orphans().is_empty());
 }
+
+/// A clock that runs a one-shot action at its next reading once armed: the place for another
+/// call of the host's between two steps of the manager that read nothing else of the registry.
+#[derive(Default)]
+struct ArmedClock {
+    inner: ManualClock,
+    action: parking_lot::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl std::fmt::Debug for ArmedClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArmedClock").finish_non_exhaustive()
+    }
+}
+
+impl Clock for ArmedClock {
+    fn now(&self) -> Timestamp {
+        let action = self.action.lock().take();
+        if let Some(action) = action {
+            action();
+        }
+        self.inner.now()
+    }
+}
+
+/// The registration fails (`Backend`, not applied) and so does the look that would tell; the
+/// look arms the clock with a `reconcile()` of the host's, run at the manager's next reading of
+/// the registry's clock.
+#[derive(Debug)]
+struct ReconcileAfterUnknownRegister {
+    manager: std::sync::OnceLock<std::sync::Weak<WorkerLifecycleManager>>,
+    clock: Arc<ArmedClock>,
+    armed: AtomicBool,
+    report: Arc<parking_lot::Mutex<Option<ReconcileReport>>>,
+}
+
+impl Hooks for ReconcileAfterUnknownRegister {
+    fn before(&self, call: Call<'_>, _: &dyn WorkerRegistry) -> Result<()> {
+        match call {
+            Call::Register(_) if self.armed.load(Ordering::SeqCst) => Err(down()),
+            Call::Get(_) if self.armed.swap(false, Ordering::SeqCst) => {
+                let manager = self.manager.get().unwrap().clone();
+                let report = self.report.clone();
+                *self.clock.action.lock() = Some(Box::new(move || {
+                    let manager = manager.upgrade().unwrap();
+                    *report.lock() = Some(manager.reconcile().unwrap());
+                }));
+                Err(down())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A provision whose registration's outcome the registry cannot tell keeps its instance as an
+/// orphan, and is still in flight until it is remembered: a `reconcile()` of the host's on
+/// another thread in between must not take the instance for an orphan of its own (it cannot
+/// tell it from the instance of a provision in flight). Before, the provision was out of the
+/// ledger first and remembered the instance second: a reconcile in between destroyed it, the
+/// provision then remembered it, and the next tick's retry destroyed it a second time.
+/// (In memory only: the reconcile runs at a reading of the registry's clock.)
+#[test]
+fn a_reconcile_between_an_unknown_registration_and_its_orphan_entry_does_not_destroy_it() {
+    let clock = Arc::new(ArmedClock {
+        inner: ManualClock::new(T0),
+        ..ArmedClock::default()
+    });
+    let hooks = Arc::new(ReconcileAfterUnknownRegister {
+        manager: std::sync::OnceLock::new(),
+        clock: clock.clone(),
+        armed: AtomicBool::new(true),
+        report: Arc::default(),
+    });
+    let registry = TestRegistry::with_hooks(
+        Arc::new(InMemoryWorkerRegistry::with_clock(clock.clone())),
+        hooks.clone(),
+    );
+    let manager = Arc::new(
+        WorkerLifecycleManager::new(
+            registry.shared(),
+            WorkerLifecycleConfig {
+                min_ready_workers: 0,
+                ..config()
+            },
+        )
+        .unwrap(),
+    );
+    hooks.manager.set(Arc::downgrade(&manager)).unwrap();
+    let provider = TestProvider::new("test");
+    manager.register_provider(provider.clone()).unwrap();
+    let err = manager.provision_worker(&pid("test"), spec()).unwrap_err();
+    assert!(matches!(err, Error::Backend(_)), "{err}");
+    let r = hooks
+        .report
+        .lock()
+        .take()
+        .expect("the host's reconcile ran");
+    assert!(r.orphans.is_empty(), "{r:?}");
+    assert_eq!(manager.pending_orphans().len(), 1);
+    for _ in 0..3 {
+        clock.inner.advance(secs(30));
+        manager.tick(0);
+    }
+    assert!(provider.instance_ids().is_empty());
+    assert_eq!(
+        destroy_calls_of(&provider),
+        ["destroy test-0"],
+        "{:?}",
+        provider.calls()
+    );
+    assert!(manager.pending_orphans().is_empty());
+}
+
+fn destroy_calls_of(provider: &TestProvider) -> Vec<String> {
+    provider
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("destroy"))
+        .collect()
+}

@@ -124,6 +124,12 @@ impl WorkerLifecycleManager {
     /// that leads under the same term — once the registry says no record holds it. Should
     /// another replica take the lease meanwhile, the renewal that says so forgets it: it is
     /// the new leader's (its takeover reconcile destroys it), never destroyed by both.
+    ///
+    /// Called while the provision is still in flight (its ledger ticket held): a `reconcile`
+    /// listing the instance meanwhile leaves it alone, and one that lists it after finds it
+    /// remembered (its destroy forgets the entry). Remembered after the ticket was dropped,
+    /// a reconcile in between could destroy it before the entry existed, and the ticks'
+    /// retry destroy it a second time.
     pub(super) fn remember_orphan(&self, handle: &WorkerHandle, now: Timestamp) {
         self.orphans.lock().entry(handle, now);
     }

@@ -215,8 +215,10 @@ impl WorkerLifecycleManager {
         let term = match self.fence() {
             Ok(term) => term,
             Err(e) => {
+                // Remembered while still in flight (see `remember_orphan`).
+                let e = self.orphaned_by_lost_lease(&handle, e);
                 drop(ticket);
-                return Err((self.orphaned_by_lost_lease(&handle, e), None));
+                return Err((e, None));
             }
         };
         // Leading again under a new term: the reservation was made on this replica's view of
@@ -249,9 +251,10 @@ impl WorkerLifecycleManager {
                     // Nobody can say: destroying it now might pull a registered worker's
                     // instance from under its record. Remembered as an orphan: a later tick
                     // destroys it once the store says no record holds it (or forgets it if
-                    // one does), or the next leader's reconcile settles it.
-                    drop(ticket);
+                    // one does), or the next leader's reconcile settles it. Remembered while
+                    // still in flight (see `remember_orphan`).
                     self.remember_orphan(&handle, self.registry.now());
+                    drop(ticket);
                     return Err((
                         Error::Backend(format!(
                             "{e}; whether worker {id} was registered is unknown ({unknown}): \
@@ -276,8 +279,10 @@ impl WorkerLifecycleManager {
             // The store refused the registration: another replica took the lease after the
             // fence above. As there, the instance is left to whoever leads next.
             Err(e @ Error::NotLeader(_)) => {
+                // Remembered while still in flight (see `remember_orphan`).
+                let e = self.orphaned_by_lost_lease(&handle, e);
                 drop(ticket);
-                Err((self.orphaned_by_lost_lease(&handle, e), None))
+                Err((e, None))
             }
             Err(e) => {
                 // The instance exists but cannot be recorded: destroy it rather than leak it.
