@@ -201,8 +201,8 @@ impl WorkerLifecycleManager {
         // are routed by it.
         handle.provider_id = provider_id.clone();
         handle.provider_type = entry.provider_type.clone();
-        // Dropped after the ticket when unwinding (declared after it): remembered before the
-        // provision leaves the ledger.
+        // Declared after the ticket, so dropped before it when unwinding: remembered before
+        // the provision leaves the ledger.
         let _orphan_on_unwind = OrphanOnUnwind {
             manager: self,
             handle: &handle,
