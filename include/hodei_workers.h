@@ -977,11 +977,12 @@ typedef struct hw_scaling_plan {
    */
   size_t starting;
   /*
-   Provisions in flight.
+   Provisions in flight of the scaling target (not those of pools' specs): capacity on
+   its way.
    */
   size_t in_flight;
   /*
-   Registered workers plus provisions in flight.
+   Registered workers plus every provision in flight.
    */
   size_t total;
   /*

@@ -1358,10 +1358,11 @@ class ScalingPlan:
         on its way."""
     @property
     def in_flight(self) -> int:
-        """Provider calls in flight: capacity on its way."""
+        """Provider calls in flight of the scaling target (not those of pools' specs): capacity
+        on its way."""
     @property
     def total(self) -> int:
-        """Registered workers plus those in flight: what counts against max_workers."""
+        """Registered workers plus every provision in flight: what counts against max_workers."""
     @property
     def wanted(self) -> int:
         """Workers wanted beyond what is ready or on its way."""

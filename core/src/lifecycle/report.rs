@@ -243,9 +243,11 @@ pub struct ScalingPlan {
     /// `Creating` + `Connecting` workers of the scaling target (not those of pools): capacity
     /// on its way.
     pub starting: usize,
-    /// Provider calls in flight (not yet registered): capacity on its way.
+    /// Provider calls in flight (not yet registered) of the scaling target's spec's pool
+    /// (usually none; not those of other pools' specs): capacity on its way.
     pub in_flight: usize,
-    /// Every registered worker plus those in flight: what counts against `max_workers`.
+    /// Every registered worker plus every provision in flight (of any pool): what counts
+    /// against `max_workers`.
     pub total: usize,
     /// Workers wanted beyond what is ready or on its way:
     /// `pending + min_ready_workers - ready - starting - in_flight` (at least 0).

@@ -18,8 +18,12 @@ pub(crate) struct ScalingInputs {
     pub busy: usize,
     /// `Creating` + `Connecting`.
     pub starting: usize,
-    /// Provider calls in flight.
+    /// Provider calls in flight of the target's own (of its spec's pool, usually none):
+    /// capacity on its way.
     pub in_flight: usize,
+    /// Every provider call in flight, whatever its pool (`in_flight` among them): what
+    /// `max_workers` caps.
+    pub in_flight_total: usize,
     /// Registered workers (every state), the pools' included: what `max_workers` caps.
     pub registered: usize,
     /// Of `registered`, the workers of pools (not the target's: left out of `ready`, `busy`
@@ -39,7 +43,7 @@ pub(crate) fn decide(config: &WorkerLifecycleConfig, i: &ScalingInputs) -> (Scal
     // Saturating: the counts are the registry's, but `pending` and the limits are the host's
     // (`usize::MAX` is a valid "no limit").
     let on_the_way = i.starting.saturating_add(i.in_flight);
-    let total = i.registered.saturating_add(i.in_flight);
+    let total = i.registered.saturating_add(i.in_flight_total);
     let demand = i.pending.saturating_add(config.min_ready_workers);
     let wanted = demand.saturating_sub(i.ready.saturating_add(on_the_way));
     let mut limits = Vec::new();
@@ -131,6 +135,13 @@ pub(crate) fn decide(config: &WorkerLifecycleConfig, i: &ScalingInputs) -> (Scal
     if i.pooled > 0 {
         let _ = write!(explanation, ", {} worker(s) of pools not counted", i.pooled);
     }
+    let others_in_flight = i.in_flight_total.saturating_sub(i.in_flight);
+    if others_in_flight > 0 {
+        let _ = write!(
+            explanation,
+            ", {others_in_flight} other provision(s) in flight not counted"
+        );
+    }
     if !limits.is_empty() {
         let _ = write!(explanation, ", capped by {}", limits.join(", "));
     }
@@ -196,6 +207,7 @@ mod tests {
                 pending: 7,
                 ready: 1,
                 in_flight: 2,
+                in_flight_total: 2,
                 registered: 7,
                 ..inputs()
             },
@@ -205,6 +217,34 @@ mod tests {
         assert_eq!(plan.limits, vec!["max_workers 10".to_owned()]);
         assert!(
             plan.explanation.ends_with("capped by max_workers 10"),
+            "{}",
+            plan.explanation
+        );
+    }
+
+    #[test]
+    fn provisions_in_flight_of_others_take_room_but_are_not_capacity() {
+        let (plan, _) = decide(
+            &config(),
+            &ScalingInputs {
+                pending: 7,
+                ready: 1,
+                in_flight: 1,
+                in_flight_total: 3,
+                registered: 6,
+                ..inputs()
+            },
+        );
+        // wanted = 7 + 1 - 1 - 1 = 6; headroom = 10 - 6 - 3 = 1.
+        assert_eq!(
+            (plan.in_flight, plan.wanted, plan.provision, plan.total),
+            (1, 6, 1, 9)
+        );
+        assert!(
+            plan.explanation.ends_with(
+                "in flight 1, total 9/10, min ready 1, wanted 6, 2 other provision(s) in \
+                 flight not counted, capped by max_workers 10"
+            ),
             "{}",
             plan.explanation
         );

@@ -813,3 +813,60 @@ fn a_manager_that_does_not_lead_drains_no_pool_until_its_tick_leads() {
         );
     }
 }
+
+#[test]
+fn a_provision_in_flight_counts_for_its_own_pool_only_whoever_asked_for_it() {
+    // The pool tick's create for "cpu" stalls: the target (of no pool) still asks for its own
+    // worker, and the pool counts its create as capacity on its way. A host's direct
+    // provision of the pool's spec counts for the pool the same.
+    let f = Fixture::new(WorkerLifecycleConfig {
+        min_ready_workers: 0,
+        ..config()
+    });
+    let cpu = Pool::new("cpu", pid("test"), WorkerSpec::new("img")).unwrap();
+    f.manager.set_pools(vec![cpu.clone()]).unwrap();
+    f.manager.set_scaling_target(&pid("test"), spec()).unwrap();
+    f.provider.script_creates([CreateStep::Stall]);
+    let manager = f.manager.clone();
+    let ticking = std::thread::spawn(move || manager.tick(1));
+    TestProvider::wait_for(&f.provider.creating_now, 1);
+
+    let plan = f.manager.plan_scaling(1).unwrap();
+    assert_eq!(
+        (plan.in_flight, plan.wanted, plan.provision, plan.total),
+        (0, 1, 1, 1),
+        "{}",
+        plan.explanation
+    );
+    let pools = f.manager.plan_pools(&Demand::from(1)).unwrap();
+    let d = pools.pool("cpu").unwrap();
+    assert_eq!((d.in_flight, d.provision), (1, 0), "{}", d.explanation);
+
+    f.provider.release_stalled(1);
+    let r = ticking.join().unwrap();
+    assert_eq!(r.provisioned.len(), 1, "{:?}", r.decisions);
+
+    // The host's own provision of the pool's spec, stalled: the pool's capacity on its way.
+    f.provider.script_creates([CreateStep::Stall]);
+    let manager = f.manager.clone();
+    let spec = cpu.worker_spec();
+    let host = std::thread::spawn(move || manager.provision_worker(&pid("test"), spec));
+    TestProvider::wait_for(&f.provider.creating_now, 1);
+    let pools = f.manager.plan_pools(&Demand::from(2)).unwrap();
+    let d = pools.pool("cpu").unwrap();
+    assert_eq!(
+        (d.starting, d.in_flight, d.provision),
+        (1, 1, 0),
+        "{}",
+        d.explanation
+    );
+    let plan = f.manager.plan_scaling(1).unwrap();
+    assert_eq!(
+        (plan.in_flight, plan.wanted),
+        (0, 1),
+        "{}",
+        plan.explanation
+    );
+    f.provider.release_stalled(1);
+    host.join().unwrap().unwrap();
+}

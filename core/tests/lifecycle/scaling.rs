@@ -574,3 +574,56 @@ fn a_job_that_asks_for_a_pool_is_not_the_targets_even_one_named_like_its_placeho
     // Only the warm worker: no worker for jobs it cannot take.
     assert_eq!(r.provisioned.len(), 1, "{:?}", r.decisions);
 }
+
+#[test]
+fn a_provision_of_a_pools_spec_in_flight_is_no_capacity_of_the_target_but_counts_against_max() {
+    // The host provisions a worker of pool "gpu" by hand while the target (of no pool) plans:
+    // that create is not the target's capacity on its way (its worker, once registered, is
+    // not counted as the target's either), but it takes room under `max_workers`.
+    let f = Fixture::new(WorkerLifecycleConfig {
+        min_ready_workers: 0,
+        max_workers: 2,
+        ..config()
+    });
+    f.manager.set_scaling_target(&pid("test"), spec()).unwrap();
+    f.provider.script_creates([CreateStep::Stall]);
+    let manager = f.manager.clone();
+    let host = std::thread::spawn(move || {
+        manager.provision_worker(&pid("test"), Arc::new(pool_spec("gpu")))
+    });
+    TestProvider::wait_for(&f.provider.creating_now, 1);
+
+    let plan = f.manager.plan_scaling(2).unwrap();
+    assert_eq!(
+        (plan.in_flight, plan.wanted, plan.provision, plan.total),
+        (0, 2, 1, 1),
+        "{}",
+        plan.explanation
+    );
+    assert_eq!(plan.limits, vec!["max_workers 2".to_owned()]);
+    assert!(
+        plan.explanation
+            .ends_with("1 other provision(s) in flight not counted, capped by max_workers 2"),
+        "{}",
+        plan.explanation
+    );
+    // The seed's predicates count as the plan does: no ready worker of its own, and the
+    // provision in flight fills the room (1 of 2 taken).
+    assert!(f.manager.should_scale_up(1));
+
+    // A target whose spec names that pool counts it as its own capacity on its way.
+    f.manager
+        .set_scaling_target(&pid("test"), Arc::new(pool_spec("gpu")))
+        .unwrap();
+    let plan = f.manager.plan_scaling(2).unwrap();
+    assert_eq!(
+        (plan.in_flight, plan.wanted, plan.provision, plan.total),
+        (1, 1, 1, 1),
+        "{}",
+        plan.explanation
+    );
+
+    f.provider.release_stalled(1);
+    host.join().unwrap().unwrap();
+    assert_eq!(f.manager.stats().unwrap().in_flight, 0);
+}

@@ -56,9 +56,10 @@ pub struct hw_scaling_plan {
     pub busy: usize,
     /// Workers of the scaling target still starting (`CREATING`/`CONNECTING`).
     pub starting: usize,
-    /// Provisions in flight.
+    /// Provisions in flight of the scaling target (not those of pools' specs): capacity on
+    /// its way.
     pub in_flight: usize,
-    /// Registered workers plus provisions in flight.
+    /// Registered workers plus every provision in flight.
     pub total: usize,
     /// The capacity the policy wants.
     pub wanted: usize,

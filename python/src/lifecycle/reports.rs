@@ -374,9 +374,10 @@ report_class! {
         /// CREATING + CONNECTING workers of the scaling target (not those of pools): capacity
         /// on its way.
         starting: |c, py| c.starting,
-        /// Provider calls in flight: capacity on its way.
+        /// Provider calls in flight of the scaling target (not those of pools' specs): capacity
+        /// on its way.
         in_flight: |c, py| c.in_flight,
-        /// Registered workers plus those in flight: what counts against max_workers.
+        /// Registered workers plus every provision in flight: what counts against max_workers.
         total: |c, py| c.total,
         /// Workers wanted beyond what is ready or on its way.
         wanted: |c, py| c.wanted,

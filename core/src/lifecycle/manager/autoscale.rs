@@ -29,7 +29,7 @@ impl WorkerLifecycleManager {
     /// scaling target's own (see [`set_scaling_target`](Self::set_scaling_target); without a
     /// target, the workers of no pool), never those of other pools; the room under
     /// `max_workers` counts every registered worker, the pools' included, and every provision
-    /// in flight. False when the registry fails to answer.
+    /// in flight, whatever its pool. False when the registry fails to answer.
     pub fn should_scale_up(&self, pending_jobs: usize) -> bool {
         let Ok((ready, total)) = self.seed_counts() else {
             return false;
@@ -113,8 +113,10 @@ impl WorkerLifecycleManager {
     /// The full scaling policy for `pending_jobs`, without acting on it:
     /// - wanted = `pending + min_ready_workers − ready − starting − in flight` (workers still
     ///   `Creating`/`Connecting` and provisions in flight are capacity on its way: a slow
-    ///   provider is not asked twice); ready and starting count the target's workers only
-    ///   (see [`set_scaling_target`](Self::set_scaling_target): not the workers of pools);
+    ///   provider is not asked twice); ready, starting and in flight count the target's
+    ///   workers only (see [`set_scaling_target`](Self::set_scaling_target): not the workers
+    ///   of pools, nor the provisions in flight of a pool's spec, whoever asked for them — a
+    ///   pool's tick or the host's own [`provision_worker`](Self::provision_worker));
     /// - provision = wanted, capped by the room under `max_workers` (every registered worker,
     ///   the pools' included, and every provision in flight counts), by
     ///   `max_provision_per_tick`, and zero during the scale-up cooldown, while the target
@@ -140,11 +142,23 @@ impl WorkerLifecycleManager {
         target: Option<&ScalingTarget>,
     ) -> Result<(ScalingPlan, Vec<Worker>)> {
         let now = self.registry.now();
+        // The target's workers are those of its spec's pool: of no pool, unless the host gave
+        // the target a spec with the pool label. The workers of pools belong to the replica
+        // whose pools say so (set on another replica, or not yet on this one in a rolling
+        // deploy): they are not the target's capacity, and it never retires them; they count
+        // against `max_workers` all the same. So do the provisions in flight: those of its
+        // pool's spec are its capacity on its way, every one takes room under `max_workers`
+        // (a pool's tick's, or the host's own `provision_worker` of a pool's spec, is not the
+        // target's: counted as its own, the target came one worker short per such create).
+        let own_pool = target.and_then(|t| pool_of(&t.spec));
         // The provisions in flight first, the registry's counts second: a provision registers
         // its worker before it leaves the ledger, so a worker whose provision ends between the
         // two reads is counted twice at worst (one provision fewer this tick), never nowhere
         // (a second worker provisioned for one need, room under `max_workers` that is not).
-        let in_flight = self.ledger.lock().in_flight.len();
+        let (in_flight, in_flight_total) = {
+            let ledger = self.ledger.lock();
+            (ledger.in_flight_of_pool(own_pool), ledger.in_flight.len())
+        };
         let stats = self.registry.stats()?;
         let (last_scale_up, last_scale_action) = {
             let s = self.schedule.lock();
@@ -157,12 +171,6 @@ impl WorkerLifecycleManager {
                 .filter(|b| b.until > now)
                 .map(|b| (t.provider_id.clone(), b.failures, b.until))
         });
-        // The target's workers are those of its spec's pool: of no pool, unless the host gave
-        // the target a spec with the pool label. The workers of pools belong to the replica
-        // whose pools say so (set on another replica, or not yet on this one in a rolling
-        // deploy): they are not the target's capacity, and it never retires them; they count
-        // against `max_workers` all the same.
-        let own_pool = target.and_then(|t| pool_of(&t.spec));
         let (own, others) = split_by_pool(&stats, own_pool);
         let inputs = ScalingInputs {
             now,
@@ -171,6 +179,7 @@ impl WorkerLifecycleManager {
             busy: own.busy,
             starting: own.starting(),
             in_flight,
+            in_flight_total,
             registered: stats.total,
             pooled: others,
             last_scale_up,

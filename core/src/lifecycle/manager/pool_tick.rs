@@ -73,6 +73,16 @@ impl WorkerLifecycleManager {
                 demand.push(replacement(&entry.pool, n));
             }
         }
+        // The provisions in flight first, the registry's counts second (as `plan_inner` reads
+        // them): a provision registers its worker before it leaves the ledger, so one ending
+        // between the two reads is counted twice at worst, never nowhere (a second worker
+        // provisioned for one need, room under `max_workers` that is not). A pool's are those
+        // of its spec's pool, whoever asked (its tick, or the host's own `provision_worker`
+        // of a spec with its label): its worker, once registered, is the pool's.
+        let (in_flight_per_pool, in_flight) = {
+            let ledger = self.ledger.lock();
+            (ledger.in_flight_per_pool(), ledger.in_flight.len())
+        };
         // Per-pool counts maintained by the registry: O(pools), whatever the fleet's size.
         let by_pool = self.registry.stats()?.by_pool;
         let interrupted = self.interrupted_per_pool()?;
@@ -90,7 +100,7 @@ impl WorkerLifecycleManager {
                 ready: counts.ready,
                 busy: counts.busy,
                 starting: counts.starting(),
-                in_flight: entry.in_flight,
+                in_flight: in_flight_per_pool.get(name).copied().unwrap_or(0),
                 registered,
                 blocked: self.pool_block(entry, now),
                 last_scale_up: entry.last_scale_up,
@@ -98,11 +108,6 @@ impl WorkerLifecycleManager {
             });
             states.insert(entry.pool.name.clone(), counts);
         }
-        // The provisions in flight first, the registry's count second (as `plan_inner` reads
-        // them): a provision registers its worker before it leaves the ledger, so one ending
-        // between the two reads is counted twice at worst, never nowhere (room under
-        // `max_workers` that is not there).
-        let in_flight = self.ledger.lock().in_flight.len();
         let total = self.registry.count()? + in_flight;
         let mut plan = plan(&PlanInputs {
             now,
@@ -295,9 +300,8 @@ impl WorkerLifecycleManager {
                 break;
             }
             attempted += 1;
-            self.with_pool(&d.pool, |e| e.in_flight += 1);
+            // In flight for the pool in the ledger (its spec carries the pool's label).
             let result = self.provision_inner(&provider_id, Arc::clone(&entry.spec));
-            self.with_pool(&d.pool, |e| e.in_flight = e.in_flight.saturating_sub(1));
             match result {
                 Ok(w) => {
                     provisioned += 1;

@@ -84,8 +84,6 @@ pub(super) struct PoolEntry {
     pub(super) spec: Arc<WorkerSpec>,
     pub(super) last_scale_up: Option<Timestamp>,
     pub(super) last_scale_action: Option<Timestamp>,
-    /// Provisions for this pool in flight now.
-    pub(super) in_flight: usize,
 }
 
 impl PoolEntry {
@@ -99,7 +97,6 @@ impl PoolEntry {
             pool,
             last_scale_up: None,
             last_scale_action: restarted_at,
-            in_flight: 0,
         }
     }
 }

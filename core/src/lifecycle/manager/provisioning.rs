@@ -1,7 +1,7 @@
 //! `provision_worker` and the ledger of provisions in flight, which keeps concurrent calls
 //! under `max_workers`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 use crate::error::{Error, Result};
 use crate::events::EventKind;
 use crate::ids::{ProviderId, WorkerId};
+use crate::registry::pool_of;
 use crate::worker::{Worker, WorkerHandle, WorkerSpec};
 
 use super::super::lease::Term;
@@ -18,11 +19,13 @@ use super::providers::ProviderEntry;
 use super::{bump, WorkerLifecycleManager};
 
 /// Provisions in flight: recorded before the provider is called, removed after the worker is
-/// registered (or the call failed). Counted against `max_workers` and against demand.
+/// registered (or the call failed). Every one counts against `max_workers`; against demand,
+/// each counts for the pool its spec belongs to ([`pool_of`]; the scaling target's when of
+/// its spec's pool, usually none), as its registered worker will.
 #[derive(Debug, Default)]
 pub(super) struct Ledger {
     next: u64,
-    pub(super) in_flight: HashMap<u64, ProviderId>,
+    pub(super) in_flight: HashMap<u64, InFlight>,
     /// Provisions ever started per provider (reconcile uses it to see one start under it).
     pub(super) started: HashMap<ProviderId, u64>,
 }
@@ -35,8 +38,38 @@ impl Ledger {
     }
 
     pub(super) fn in_flight_for(&self, provider: &ProviderId) -> usize {
-        self.in_flight.values().filter(|p| *p == provider).count()
+        self.in_flight
+            .values()
+            .filter(|p| p.provider_id == *provider)
+            .count()
     }
+
+    /// The provisions in flight of a spec of pool `pool` (of no pool with `None`).
+    pub(super) fn in_flight_of_pool(&self, pool: Option<&str>) -> usize {
+        self.in_flight
+            .values()
+            .filter(|p| p.pool.as_deref() == pool)
+            .count()
+    }
+
+    /// The provisions in flight per pool (those of no pool left out).
+    pub(super) fn in_flight_per_pool(&self) -> BTreeMap<String, usize> {
+        let mut per_pool = BTreeMap::new();
+        for pool in self.in_flight.values().filter_map(|p| p.pool.as_ref()) {
+            *per_pool.entry(pool.clone()).or_insert(0) += 1;
+        }
+        per_pool
+    }
+}
+
+/// One provision in flight.
+#[derive(Debug)]
+pub(super) struct InFlight {
+    /// The provider asked.
+    pub(super) provider_id: ProviderId,
+    /// The pool of the spec ([`pool_of`]), whoever asked (a pool's tick, the scaling target,
+    /// the host's own `provision_worker`): its worker, once registered, is that pool's.
+    pub(super) pool: Option<String>,
 }
 
 /// Makes the id of each new worker (see [`WorkerLifecycleManager::set_worker_id_source`]).
@@ -126,7 +159,7 @@ impl WorkerLifecycleManager {
             .provider(provider_id)
             .ok_or_else(|| (Error::ProviderNotFound(provider_id.clone()), None))?;
         let ticket = self
-            .reserve(provider_id, &entry.provider)
+            .reserve(provider_id, &entry.provider, pool_of(&spec))
             .map_err(|e| (e, None))?;
         let _ = self.registry.publish(EventKind::ProvisionRequested {
             provider_id: provider_id.clone(),
@@ -374,13 +407,14 @@ impl WorkerLifecycleManager {
         }
     }
 
-    /// Records a provision in flight if there is room under `max_workers` and `provider` is
-    /// still registered as `provider_id` (checked under the providers' lock, so that an
-    /// unregistered provider leaves nothing behind in the ledger).
+    /// Records a provision in flight of a spec of `pool` if there is room under `max_workers`
+    /// and `provider` is still registered as `provider_id` (checked under the providers' lock,
+    /// so that an unregistered provider leaves nothing behind in the ledger).
     fn reserve(
         &self,
         provider_id: &ProviderId,
         provider: &Arc<dyn WorkerProvider>,
+        pool: Option<&str>,
     ) -> Result<Ticket<'_>> {
         self.while_registered(provider_id, provider, || {
             let mut ledger = self.ledger.lock();
@@ -397,7 +431,13 @@ impl WorkerLifecycleManager {
             }
             let id = ledger.next;
             ledger.next += 1;
-            ledger.in_flight.insert(id, provider_id.clone());
+            ledger.in_flight.insert(
+                id,
+                InFlight {
+                    provider_id: provider_id.clone(),
+                    pool: pool.map(str::to_owned),
+                },
+            );
             *ledger.started.entry(provider_id.clone()).or_default() += 1;
             Ok(Ticket {
                 ledger: &self.ledger,
