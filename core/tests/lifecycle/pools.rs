@@ -870,3 +870,40 @@ fn a_provision_in_flight_counts_for_its_own_pool_only_whoever_asked_for_it() {
     f.provider.release_stalled(1);
     host.join().unwrap().unwrap();
 }
+
+#[test]
+fn a_pool_reshaped_during_its_ticks_create_keeps_the_scale_up_cooldown_of_that_create() {
+    let f = Fixture::new(config());
+    f.manager
+        .set_pools(vec![
+            Pool::new("p", pid("test"), WorkerSpec::new("img")).unwrap()
+        ])
+        .unwrap();
+    f.provider.script_creates([CreateStep::Stall]);
+    let manager = Arc::clone(&f.manager);
+    let ticking = std::thread::spawn(move || manager.tick(1));
+    TestProvider::wait_for(&f.provider.creating_now, 1);
+    // A new image only: the workers of the old template still serve the pool.
+    f.manager
+        .set_pools(vec![
+            Pool::new("p", pid("test"), WorkerSpec::new("img:2")).unwrap()
+        ])
+        .unwrap();
+    f.provider.release_stalled(1);
+    let r = ticking.join().unwrap();
+    assert_eq!(r.provisioned.len(), 1, "{:?}", r.decisions);
+    let id = r.provisioned[0].worker_id;
+
+    // The pool scaled up a second ago: its scale-up cooldown (10 s) holds the next one.
+    f.advance(secs(1));
+    let r = f.manager.tick(3);
+    let d = r.pools.as_ref().unwrap().pool("p").unwrap().clone();
+    assert!(r.provisioned.is_empty(), "{:?}", r.decisions);
+    assert!(
+        d.limits.iter().any(|l| l.starts_with("scale-up cooldown")),
+        "{}",
+        d.explanation
+    );
+    // Kept: the new template takes it.
+    assert_eq!(f.state(&id), Some(WorkerState::Creating));
+}

@@ -344,22 +344,28 @@ impl WorkerLifecycleManager {
         }
         if attempted > 0 {
             let mut set = self.pools.lock();
-            match set.entries.get_mut(&d.pool) {
-                Some(e) if e.spec == entry.spec => {
+            let reshaped = match set.entries.get_mut(&d.pool) {
+                Some(e) => {
+                    // The pool's cooldowns run from these provisions whatever its template
+                    // is now: a worker of the old one that the new one takes stays the
+                    // pool's capacity (and one it does not take is drained below), so a
+                    // pool reshaped during the creates must not scale up again at once.
                     if provisioned > 0 {
                         e.last_scale_up = Some(now);
                         e.last_scale_action = Some(now);
                     }
+                    e.spec != entry.spec
                 }
-                // Removed or reshaped by `set_pools`/`remove_pool` during the creates: their
-                // look for the pool's workers ran before these were registered, so nothing
-                // drained them. The next tick does (registered by now, they are found) —
-                // also after a create that failed: its registration may have been applied
-                // with its reply lost and the look that would tell failing (its worker then
-                // registered unbeknown to this tick).
-                _ => {
-                    set.undrained.insert(d.pool.clone());
-                }
+                None => true,
+            };
+            // Removed or reshaped by `set_pools`/`remove_pool` during the creates: their look
+            // for the pool's workers ran before these were registered, so nothing drained
+            // them. The next tick does (registered by now, they are found) — also after a
+            // create that failed: its registration may have been applied with its reply lost
+            // and the look that would tell failing (its worker then registered unbeknown to
+            // this tick).
+            if reshaped {
+                set.undrained.insert(d.pool.clone());
             }
         }
         let mut retired = Vec::new();
