@@ -29,6 +29,9 @@ pub(crate) struct ScalingInputs {
     /// Of `registered`, the workers of pools (not the target's: left out of `ready`, `busy`
     /// and `starting`).
     pub pooled: usize,
+    /// Of `registered`, the workers of no pool when the target's spec names a pool (not its
+    /// own either: left out as `pooled` are).
+    pub unpooled: usize,
     pub last_scale_up: Option<Timestamp>,
     pub last_scale_action: Option<Timestamp>,
     /// `Some((provider, failures, until))` when the target provider is backing off.
@@ -134,6 +137,13 @@ pub(crate) fn decide(config: &WorkerLifecycleConfig, i: &ScalingInputs) -> (Scal
     );
     if i.pooled > 0 {
         let _ = write!(explanation, ", {} worker(s) of pools not counted", i.pooled);
+    }
+    if i.unpooled > 0 {
+        let _ = write!(
+            explanation,
+            ", {} worker(s) of no pool not counted",
+            i.unpooled
+        );
     }
     let others_in_flight = i.in_flight_total.saturating_sub(i.in_flight);
     if others_in_flight > 0 {

@@ -627,3 +627,29 @@ fn a_provision_of_a_pools_spec_in_flight_is_no_capacity_of_the_target_but_counts
     host.join().unwrap().unwrap();
     assert_eq!(f.manager.stats().unwrap().in_flight, 0);
 }
+
+#[test]
+fn a_target_of_a_pool_says_it_leaves_out_the_workers_of_no_pool_too() {
+    // The target's spec names pool "gpu": the workers of no pool are not its own either, and
+    // its plan says how many it left out, as it does for the workers of other pools.
+    let f = Fixture::new(WorkerLifecycleConfig {
+        min_ready_workers: 0,
+        ..config()
+    });
+    f.ready();
+    f.ready();
+    f.ready_with(pool_spec("cpu"));
+    f.ready_with(pool_spec("gpu"));
+    f.manager
+        .set_scaling_target(&pid("test"), Arc::new(pool_spec("gpu")))
+        .unwrap();
+    let plan = f.manager.plan_scaling(1).unwrap();
+    assert_eq!((plan.ready, plan.total, plan.wanted), (1, 4, 0));
+    assert!(
+        plan.explanation.ends_with(
+            "wanted 0, 1 worker(s) of pools not counted, 2 worker(s) of no pool not counted"
+        ),
+        "{}",
+        plan.explanation
+    );
+}

@@ -60,7 +60,7 @@ impl WorkerLifecycleManager {
         // In flight first, then the registry (see `plan_inner`).
         let in_flight = self.ledger.lock().in_flight.len();
         let stats = self.registry.stats()?;
-        let (own, _) = split_by_pool(&stats, own_pool.as_deref());
+        let (own, _, _) = split_by_pool(&stats, own_pool.as_deref());
         Ok((own.ready, stats.total + in_flight))
     }
 
@@ -171,7 +171,7 @@ impl WorkerLifecycleManager {
                 .filter(|b| b.until > now)
                 .map(|b| (t.provider_id.clone(), b.failures, b.until))
         });
-        let (own, others) = split_by_pool(&stats, own_pool);
+        let (own, pooled, unpooled) = split_by_pool(&stats, own_pool);
         let inputs = ScalingInputs {
             now,
             pending,
@@ -181,7 +181,8 @@ impl WorkerLifecycleManager {
             in_flight,
             in_flight_total,
             registered: stats.total,
-            pooled: others,
+            pooled,
+            unpooled,
             last_scale_up,
             last_scale_action,
             backoff,
@@ -301,14 +302,19 @@ impl WorkerLifecycleManager {
     }
 }
 
-/// The registered workers of pool `own` (of no pool with `None`) per state, and how many
-/// workers of other pools are registered (from the registry's maintained counts: O(pools)).
-fn split_by_pool(stats: &WorkerRegistryStats, own: Option<&str>) -> (StateCounts, usize) {
+/// The registered workers of pool `own` (of no pool with `None`) per state, how many workers
+/// of other pools are registered, and how many of no pool when `own` is a pool (from the
+/// registry's maintained counts: O(pools)).
+fn split_by_pool(stats: &WorkerRegistryStats, own: Option<&str>) -> (StateCounts, usize, usize) {
     let pooled: usize = stats.by_pool.values().map(StateCounts::total).sum();
     match own {
         Some(own) => {
             let counts = stats.by_pool.get(own).copied().unwrap_or_default();
-            (counts, pooled.saturating_sub(counts.total()))
+            (
+                counts,
+                pooled.saturating_sub(counts.total()),
+                stats.total.saturating_sub(pooled),
+            )
         }
         None => {
             let mut counts = stats.by_state;
@@ -318,7 +324,7 @@ fn split_by_pool(stats: &WorkerRegistryStats, own: Option<&str>) -> (StateCounts
                     *n = n.saturating_sub(c.get(state));
                 }
             }
-            (counts, pooled)
+            (counts, pooled, 0)
         }
     }
 }
