@@ -424,7 +424,8 @@ report_class! {
         busy: |c, py| c.busy,
         /// CREATING + CONNECTING workers of the pool.
         starting: |c, py| c.starting,
-        /// Provisions in flight for the pool.
+        /// Provisions in flight of the pool's spec, whoever asked (its tick, or the host's own
+        /// provision_worker).
         in_flight: |c, py| c.in_flight,
         /// Registered workers of the pool plus provisions in flight.
         total: |c, py| c.total,

@@ -121,7 +121,8 @@ pub struct PoolDecision {
     pub busy: usize,
     /// `Creating` + `Connecting` workers of the pool.
     pub starting: usize,
-    /// Provisions in flight for the pool.
+    /// Provisions in flight of a spec of the pool, whoever asked (its tick, or the host's own
+    /// `provision_worker` of a spec with its label).
     pub in_flight: usize,
     /// Registered workers of the pool (every state) plus provisions in flight.
     pub total: usize,
