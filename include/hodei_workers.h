@@ -1737,7 +1737,9 @@ hw_status hw_manager_plan_pools_json(const struct hw_manager *manager, const cha
  `hw_manager_tick` toward a demand by requirement (`demand_json`, see the module notes)
  instead of a number of jobs. The report's decisions hold one line per pool and one per
  unschedulable requirement; its JSON holds the whole pool plan (`pools`) and the
- `unschedulable` list.
+ `unschedulable` list. A requirement index in the plan at or past the demand's length names
+ the replacement of interrupted workers listed under `pools.replacements` with that
+ `requirement`.
 
  Errors: `HW_ERR_INVALID_ARGUMENT` for a malformed or invalid demand (a requirement or its
  `resources` written as an array instead of an object included; a label, capability or GPU

@@ -430,8 +430,8 @@ pub use lifecycle::{
     WorkerLifecycleConfig, WorkerLifecycleManager, WorkerProvider, MAX_CONFIG_DURATION,
 };
 pub use lifecycle::{
-    Demand, Pool, PoolBlock, PoolDecision, PoolPlan, Requirement, Serving, Spill, UnmetDemand,
-    Unschedulable, DEFAULT_POOL_SCALE_DOWN_COOLDOWN, DEFAULT_POOL_SCALE_UP_COOLDOWN,
+    Demand, Pool, PoolBlock, PoolDecision, PoolPlan, Replacement, Requirement, Serving, Spill,
+    UnmetDemand, Unschedulable, DEFAULT_POOL_SCALE_DOWN_COOLDOWN, DEFAULT_POOL_SCALE_UP_COOLDOWN,
     MAX_POOL_NAME_LEN, POOL_LABEL,
 };
 pub use registry::{

@@ -361,7 +361,7 @@ impl PyPool {
 report_class! {
     /// Jobs of a requirement no pool will ever run, and which constraint no pool meets.
     Unschedulable(core::Unschedulable) {
-        /// Index of the requirement in the demand.
+        /// Index of the requirement in the demand (past its end, a Replacement's).
         requirement: |c, py| c.requirement,
         /// Jobs affected.
         count: |c, py| c.count,
@@ -371,10 +371,24 @@ report_class! {
         reason: |c, py| c.reason.clone(),
     }
 
+    /// Jobs of interrupted workers of a pool that a tick replaces: their requirement (the
+    /// pool's template), added after the demand's, has an index of its own.
+    Replacement(core::Replacement) {
+        /// Index of the requirement in the plan: the demand's length plus the position in
+        /// PoolPlan.replacements.
+        requirement: |c, py| c.requirement,
+        /// The pool of the interrupted workers.
+        pool: |c, py| c.pool.clone(),
+        /// Jobs to replace.
+        count: |c, py| c.count,
+        /// The requirement, compactly (``gpu=a100,amd64,cpu>=16``).
+        description: |c, py| c.description.clone(),
+    }
+
     /// Jobs of a schedulable requirement left without capacity for now (every pool that
     /// satisfies it is blocked or full).
     UnmetDemand(core::UnmetDemand) {
-        /// Index of the requirement in the demand.
+        /// Index of the requirement in the demand (past its end, a Replacement's).
         requirement: |c, py| c.requirement,
         /// Jobs without capacity.
         count: |c, py| c.count,
@@ -384,7 +398,7 @@ report_class! {
 
     /// What a pool's workers do for one requirement of the demand.
     Serving(core::Serving) {
-        /// Index of the requirement in the demand.
+        /// Index of the requirement in the demand (past its end, a Replacement's).
         requirement: |c, py| c.requirement,
         /// Jobs served by the pool's existing capacity.
         existing: |c, py| c.existing,
@@ -396,7 +410,7 @@ report_class! {
 
     /// Demand passed over by a pool that could not provide, to the pool that takes it.
     Spill(core::Spill) {
-        /// Index of the requirement in the demand.
+        /// Index of the requirement in the demand (past its end, a Replacement's).
         requirement: |c, py| c.requirement,
         /// The pool passed over.
         source: |c, py| c.source.clone(),
@@ -485,6 +499,10 @@ report_class! {
         unschedulable: |c, py| list::<_, Unschedulable>(&c.unschedulable),
         /// Demand waiting for capacity (a list of UnmetDemand).
         unmet: |c, py| list::<_, UnmetDemand>(&c.unmet),
+        /// The requirements a tick added after the demand's for the replacements of
+        /// interrupted workers (a list of Replacement; empty from plan_pools): a requirement
+        /// index at or past the demand's length is one of these.
+        replacements: |c, py| list::<_, Replacement>(&c.replacements),
         /// One line per pool, then per unschedulable and waiting requirement.
         explanation: |c, py| c.explanation.clone(),
     }
@@ -498,6 +516,7 @@ pub(crate) fn add_pool_classes(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyPool>()?;
     m.add_class::<Unschedulable>()?;
     m.add_class::<UnmetDemand>()?;
+    m.add_class::<Replacement>()?;
     m.add_class::<Serving>()?;
     m.add_class::<Spill>()?;
     m.add_class::<PoolDecision>()?;

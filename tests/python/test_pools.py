@@ -313,6 +313,15 @@ def test_fallback_unschedulable_and_interruption(
     assert [(t.worker_id, t.reason) for t in report.terminated] == [
         (worker_id, hw.TerminationReason.INTERRUPTED)
     ]
+    # Its replacement is demand of its own, after the host's (none here): the plan names the
+    # index its other lists use.
+    plan = report.pools
+    assert plan is not None
+    assert [(r.requirement, r.pool, r.count) for r in plan.replacements] == [(0, "gpu-ondemand", 1)]
+    assert "gpu=a100" in plan.replacements[0].description
+    served = [s.requirement for d in plan.pools for s in d.serves]
+    assert 0 in served
+    assert manager.plan_pools(gpu_jobs).replacements == []
     with pytest.raises(hw.WorkerNotFoundError):
         manager.notify_interruption(worker_id, clock.now() + 60)
 

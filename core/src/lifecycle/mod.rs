@@ -24,8 +24,8 @@ pub use manager::WorkerLifecycleManager;
 #[cfg(feature = "sim")]
 pub(crate) use pools::validate_pool_name;
 pub use pools::{
-    Demand, Pool, PoolBlock, PoolDecision, PoolPlan, Requirement, Serving, Spill, UnmetDemand,
-    Unschedulable, DEFAULT_POOL_SCALE_DOWN_COOLDOWN, DEFAULT_POOL_SCALE_UP_COOLDOWN,
+    Demand, Pool, PoolBlock, PoolDecision, PoolPlan, Replacement, Requirement, Serving, Spill,
+    UnmetDemand, Unschedulable, DEFAULT_POOL_SCALE_DOWN_COOLDOWN, DEFAULT_POOL_SCALE_UP_COOLDOWN,
     MAX_POOL_NAME_LEN, POOL_LABEL,
 };
 pub use provider::{

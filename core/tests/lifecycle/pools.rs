@@ -907,3 +907,41 @@ fn a_pool_reshaped_during_its_ticks_create_keeps_the_scale_up_cooldown_of_that_c
     // Kept: the new template takes it.
     assert_eq!(f.state(&id), Some(WorkerState::Creating));
 }
+
+#[test]
+fn a_replacements_requirement_index_is_named_by_the_plan_not_left_past_the_demand() {
+    // A spot worker busy with a job is interrupted, and spot has no capacity: its
+    // replacement spills to on-demand. The plan's indices past the host's demand name the
+    // replacement, which the plan lists (`replacements`), so a host can map every index.
+    let (f, p) = spot_then_ondemand(|p| p);
+    let report = f.manager.tick(gpu_jobs(1));
+    report_in(&f, &report);
+    let busy = report.provisioned[0].worker_id;
+    f.registry.assign_to_job(&busy, job("train")).unwrap();
+    f.manager
+        .notify_interruption(&busy, f.now() + 120_000)
+        .unwrap();
+    p[0].script_creates([CreateStep::NoCapacity]);
+
+    let demand = Demand::new().with(Requirement::new(0).label("gpu", "a100"));
+    let report = step(&f, secs(30), demand.clone());
+    let plan = report.pools.as_ref().unwrap();
+    let n = demand.requirements.len();
+    let mut indices: Vec<usize> = Vec::new();
+    for d in &plan.pools {
+        indices.extend(d.serves.iter().map(|s| s.requirement));
+        indices.extend(d.spilled_in.iter().map(|s| s.requirement));
+        indices.extend(d.spilled_out.iter().map(|s| s.requirement));
+    }
+    indices.extend(plan.unmet.iter().map(|u| u.requirement));
+    assert!(indices.iter().any(|&i| i >= n), "{:#?}", plan.explanation);
+    for i in indices.into_iter().filter(|&i| i >= n) {
+        let r = plan
+            .replacements
+            .iter()
+            .find(|r| r.requirement == i)
+            .unwrap_or_else(|| panic!("index {i} names nothing: {:#?}", plan.replacements));
+        assert_eq!((r.pool.as_str(), r.count), ("gpu-spot", 1));
+        assert!(r.description.contains("gpu=a100"), "{}", r.description);
+    }
+}

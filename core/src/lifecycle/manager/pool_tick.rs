@@ -13,7 +13,8 @@ use crate::registry::{pool_of, StateCounts};
 use crate::worker::{TerminationReason, Worker};
 
 use super::super::pools::{
-    plan, Demand, PlanInputs, Pool, PoolBlock, PoolDecision, PoolFleet, PoolPlan, Requirement,
+    plan, Demand, PlanInputs, Pool, PoolBlock, PoolDecision, PoolFleet, PoolPlan, Replacement,
+    Requirement,
 };
 use super::super::provider::ProviderErrorKind;
 use super::super::report::{CleanupResult, ProvisionedWorker, TickReport};
@@ -68,9 +69,19 @@ impl WorkerLifecycleManager {
         let entries: Vec<PoolEntry> = self.pools.lock().entries.values().cloned().collect();
         let pools: Vec<Pool> = entries.iter().map(|e| e.pool.clone()).collect();
         let mut demand = demand.clone();
+        // Each after the host's requirements, with an index of its own that the plan names
+        // (`PoolPlan::replacements`): the host's demand has no such index.
+        let mut replacements = Vec::new();
         for entry in &entries {
             if let Some(&n) = interrupted_running.get(&entry.pool.name) {
-                demand.push(replacement(&entry.pool, n));
+                let r = replacement(&entry.pool, n);
+                replacements.push(Replacement {
+                    requirement: demand.requirements.len(),
+                    pool: entry.pool.name.clone(),
+                    count: n,
+                    description: r.to_string(),
+                });
+                demand.push(r);
             }
         }
         // The provisions in flight first, the registry's counts second (as `plan_inner` reads
@@ -118,6 +129,7 @@ impl WorkerLifecycleManager {
             total,
             max_per_tick: self.config.max_provision_per_tick,
         });
+        plan.replacements = replacements;
         let mut chosen = BTreeMap::new();
         for d in &mut plan.pools {
             if d.retire == 0 {

@@ -9,7 +9,9 @@ mod pool;
 
 pub use demand::{Demand, Requirement};
 pub(crate) use plan::{plan, PlanInputs, PoolFleet};
-pub use plan::{PoolBlock, PoolDecision, PoolPlan, Serving, Spill, UnmetDemand, Unschedulable};
+pub use plan::{
+    PoolBlock, PoolDecision, PoolPlan, Replacement, Serving, Spill, UnmetDemand, Unschedulable,
+};
 #[cfg(feature = "sim")]
 pub(crate) use pool::validate_pool_name;
 pub use pool::{

@@ -40,7 +40,9 @@ use crate::clock::{millis, Timestamp};
 use super::demand::Demand;
 use super::pool::Pool;
 use decision::secs;
-pub use decision::{PoolBlock, PoolDecision, PoolPlan, Serving, Spill, UnmetDemand, Unschedulable};
+pub use decision::{
+    PoolBlock, PoolDecision, PoolPlan, Replacement, Serving, Spill, UnmetDemand, Unschedulable,
+};
 use explain::{explain, why_unschedulable};
 
 /// A pool's fleet and clocks, as the manager counts them.

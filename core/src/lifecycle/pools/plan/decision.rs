@@ -54,7 +54,7 @@ pub(super) fn secs(ms: u64) -> String {
 /// What a pool's workers do for one requirement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Serving {
-    /// Index of the requirement in the demand.
+    /// Index of the requirement in the demand (past its end, a [`Replacement`]'s).
     pub requirement: usize,
     /// Jobs served by the pool's existing capacity (idle, starting, in flight).
     pub existing: usize,
@@ -67,7 +67,7 @@ pub struct Serving {
 /// Demand passed over by a pool that could not provide, to the pool that takes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Spill {
-    /// Index of the requirement in the demand.
+    /// Index of the requirement in the demand (past its end, a [`Replacement`]'s).
     pub requirement: usize,
     /// The pool passed over.
     pub source: String,
@@ -79,10 +79,27 @@ pub struct Spill {
     pub reason: String,
 }
 
+/// Jobs of interrupted workers of a pool that still run (or lost at their deadline in this
+/// tick): `tick` adds their replacement to the demand as a requirement of its own — the
+/// pool's template — after the host's requirements. Its index is `requirement`, which the
+/// plan's other indices ([`Serving`], [`Spill`], [`UnmetDemand`]) may name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Replacement {
+    /// Index of the requirement in the plan: past the demand's own (the demand's length plus
+    /// the position in [`PoolPlan::replacements`]).
+    pub requirement: usize,
+    /// The pool of the interrupted workers (its template is the requirement).
+    pub pool: String,
+    /// Jobs to replace.
+    pub count: usize,
+    /// The requirement, compactly (`gpu=a100,+cuda,amd64,cpu>=16`).
+    pub description: String,
+}
+
 /// Jobs of a requirement that no pool will ever run: no pool's template satisfies it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Unschedulable {
-    /// Index of the requirement in the demand.
+    /// Index of the requirement in the demand (past its end, a [`Replacement`]'s).
     pub requirement: usize,
     /// Jobs affected.
     pub count: usize,
@@ -96,7 +113,7 @@ pub struct Unschedulable {
 /// is blocked or full. Unlike [`Unschedulable`], this passes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UnmetDemand {
-    /// Index of the requirement in the demand.
+    /// Index of the requirement in the demand (past its end, a [`Replacement`]'s).
     pub requirement: usize,
     /// Jobs without capacity.
     pub count: usize,
@@ -179,6 +196,10 @@ pub struct PoolPlan {
     pub unschedulable: Vec<Unschedulable>,
     /// Demand left without capacity for now.
     pub unmet: Vec<UnmetDemand>,
+    /// The requirements a tick added after the demand's for the replacements of interrupted
+    /// workers, in index order (empty from [`plan_pools`](crate::WorkerLifecycleManager::plan_pools)):
+    /// a requirement index at or past the demand's length is one of these.
+    pub replacements: Vec<Replacement>,
     /// The pools' explanations, then one line per unschedulable and unmet requirement.
     pub explanation: Vec<String>,
 }
