@@ -2051,3 +2051,65 @@ fn destroy_calls_of(provider: &TestProvider) -> Vec<String> {
         .filter(|c| c.starts_with("destroy"))
         .collect()
 }
+
+/// An interrupted worker still running its job at the deadline whose termination fails: the
+/// job still runs, so its replacement is still demand. Before, the tick that failed to
+/// terminate it counted no replacement, and its pool retired the replacement as surplus.
+#[test]
+fn an_interrupted_worker_whose_termination_fails_keeps_its_replacement_in_service() {
+    let (clock, flaky, manager, _provider) = setup();
+    manager
+        .set_pools(vec![
+            Pool::new("a", pid("test"), WorkerSpec::new("img")).unwrap()
+        ])
+        .unwrap();
+    let r = manager.tick(1);
+    let busy = r.provisioned[0].worker_id;
+    flaky.update_state(&busy, WorkerState::Ready).unwrap();
+    flaky.assign_to_job(&busy, job("train")).unwrap();
+    manager
+        .notify_interruption(&busy, clock.now() + 120_000)
+        .unwrap();
+
+    clock.advance(secs(30));
+    flaky.heartbeat(&busy).unwrap();
+    let r = manager.tick(0);
+    assert_eq!(r.provisioned.len(), 1, "{:?}", r.decisions);
+    let replacement = r.provisioned[0].worker_id;
+    flaky
+        .update_state(&replacement, WorkerState::Ready)
+        .unwrap();
+
+    // Past the deadline, and past the pool's scale-down cooldown since the replacement came.
+    clock.advance(secs(50));
+    for id in [busy, replacement] {
+        flaky.heartbeat(&id).unwrap();
+    }
+    clock.advance(secs(50));
+    for id in [busy, replacement] {
+        flaky.heartbeat(&id).unwrap();
+    }
+    *flaky.faults.fail_terminating_of.lock() = Some(busy);
+    let r = manager.tick(0);
+    assert!(
+        r.decisions.iter().any(|d| d.contains("terminate failed")),
+        "{:?}",
+        r.decisions
+    );
+    assert_eq!(
+        flaky.get(&replacement).unwrap().map(|w| w.state),
+        Some(WorkerState::Ready),
+        "the replacement was retired while the job it replaces still runs: {:?}",
+        r.decisions
+    );
+
+    // The registry answers again: the job is lost, the replacement serves its requeue.
+    *flaky.faults.fail_terminating_of.lock() = None;
+    clock.advance(secs(1));
+    let r = manager.tick(0);
+    assert_eq!(r.lost_jobs.len(), 1, "{:?}", r.decisions);
+    assert_eq!(
+        flaky.get(&replacement).unwrap().map(|w| w.state),
+        Some(WorkerState::Ready)
+    );
+}

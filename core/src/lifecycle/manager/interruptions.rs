@@ -50,7 +50,8 @@ impl WorkerLifecycleManager {
     /// against its pool's `max_workers` (it still counts against the global one). A job still
     /// running at the deadline is reported lost by the tick that reaches it, and still counts
     /// as its pool's demand in that tick (the host requeues it after the tick: its replacement
-    /// is not retired as surplus meanwhile). A worker taken out by the notice — still alive at
+    /// is not retired as surplus meanwhile) — and in every tick until one terminates the
+    /// worker (a termination that fails leaves the job running). A worker taken out by the notice — still alive at
     /// the deadline, or still starting at the notice — is terminated with reason
     /// [`TerminationReason::Interrupted`] (not `Vanished`, which `reconcile` gives a record
     /// whose instance disappeared unannounced).
@@ -163,12 +164,9 @@ impl WorkerLifecycleManager {
                     continue;
                 }
             };
-            if now >= notice.deadline {
-                // Fenced before the action is taken (`terminate_worker` fences too): a worker
-                // left for the lost lease is no action of the tick's.
-                if self.fence().is_err() || !budget.take() {
-                    continue;
-                }
+            // Fenced before the action is taken (`terminate_worker` fences too): a worker
+            // left for the lost lease is no action of the tick's.
+            if now >= notice.deadline && self.fence().is_ok() && budget.take() {
                 match self.terminate_worker(&id, TerminationReason::Interrupted) {
                     Ok(result) => {
                         // The host requeues the lost job after this tick: its replacement must
@@ -184,12 +182,18 @@ impl WorkerLifecycleManager {
                         report.terminated.extend(result.terminated);
                         report.failed.extend(result.failed);
                         forget.push(id);
+                        continue;
                     }
                     Err(e) => report
                         .decisions
                         .push(format!("interruption of {id}: terminate failed: {e}")),
                 }
-            } else if w.current_job.is_some() {
+            }
+            // Before its deadline, or past it but not terminated (the move failed, no action
+            // left, the lease lost): its job still runs as far as this tick knows, and its
+            // replacement is demand. Before, a failed termination counted none, and the pool
+            // retired the replacement as surplus while the job it replaces ran on.
+            if w.current_job.is_some() {
                 running.add(&notice, 1);
             }
         }
