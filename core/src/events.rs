@@ -24,9 +24,11 @@ use crate::worker::{ProviderType, TerminationReason};
 pub struct WorkerLifecycleEvent {
     /// Strictly increasing per registry. A gap means this subscriber missed events: dropped
     /// because its queue was full (counted by [`Subscription::dropped`]), or heartbeat events
-    /// it did not opt in to while another subscriber did. Every event of the registry takes a
-    /// number, heard or not (only its building and sending are skipped while nobody
-    /// subscribes), so a snapshot's `seq` counts every event before it.
+    /// it did not opt in to while another subscriber did. Every other event of the registry
+    /// takes a number, heard or not (only its building and sending are skipped while nobody
+    /// subscribes), so a snapshot's `seq` counts every event before it; a `HeartbeatReceived`
+    /// (the registry's or one given to `publish`) is an event only while some subscriber
+    /// wants heartbeat events, and takes no number otherwise.
     pub seq: u64,
     /// When it happened, on the registry's clock. Never decreases along `seq`; a record's
     /// `updated_at`/`state_changed_at`/`idle_since` equal the `at` of the event of their change.
@@ -275,14 +277,58 @@ impl EventBus {
             return;
         }
         let mut state = self.state.lock();
+        let kind = kind();
+        debug_assert!(
+            !matches!(kind, EventKind::HeartbeatReceived { .. }),
+            "heartbeat events go through publish_heartbeat"
+        );
+        self.send(&mut state, at, kind, false);
+    }
+
+    /// Publishes `worker_id`'s `HeartbeatReceived`, read at `now`, to the subscribers that
+    /// want heartbeat events; while none does, it is no event at all: no `seq` is taken (a
+    /// subscriber would see a gap that neither its `dropped()` nor any heartbeat subscriber
+    /// explains), nothing is built or sent.
+    ///
+    /// First, under the bus lock, `record(at)` is called with the time the event carries
+    /// (`now`, or the last event's `at` when that is later: `at` never decreases along `seq`),
+    /// so that the worker keeps exactly its event's time (DESIGN.md §3, invariant 6). When
+    /// `record` answers `false` (it could not store the time: the heartbeat column needs its
+    /// write lock) nothing is published and `false` is returned, for the caller to call
+    /// again with a `record` that can. Called with the registry-wide mutex held, as every
+    /// publisher: no event is numbered between the time's reading and its event.
+    pub(crate) fn publish_heartbeat(
+        &self,
+        now: Timestamp,
+        worker_id: WorkerId,
+        record: impl FnOnce(Timestamp) -> bool,
+    ) -> bool {
+        let mut state = self.state.lock();
+        let at = now.max(state.last_at);
+        if !record(at) {
+            return false;
+        }
+        // Changed under this lock only: exact here.
+        if self.heartbeat_subscribers.load(Ordering::Relaxed) > 0 {
+            self.send(
+                &mut state,
+                at,
+                EventKind::HeartbeatReceived { worker_id },
+                true,
+            );
+        }
+        true
+    }
+
+    /// Numbers `kind` and sends it to every subscriber that wants it (only those that opted
+    /// in to heartbeats for a `heartbeat`), counting it dropped for those that are full.
+    fn send(&self, state: &mut BusState, at: Timestamp, kind: EventKind, heartbeat: bool) {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let at = at.max(state.last_at);
         state.last_at = at;
-        let kind = kind();
-        let is_heartbeat = matches!(kind, EventKind::HeartbeatReceived { .. });
         let event = WorkerLifecycleEvent { seq, at, kind };
         for sub in &state.subscribers {
-            if is_heartbeat && !sub.heartbeats {
+            if heartbeat && !sub.heartbeats {
                 continue;
             }
             if sub.sender.len() >= sub.capacity {

@@ -195,7 +195,10 @@ pub trait WorkerRegistry: Send + Sync + fmt::Debug {
     fn subscribe(&self, options: SubscribeOptions) -> Result<Subscription>;
 
     /// Publishes an event of the host or the manager on the registry's stream (with the next
-    /// `seq`).
+    /// `seq`). A `HeartbeatReceived` reaches only the subscribers that want heartbeat events
+    /// and, like the registry's own, is no event while none does (in memory: no `seq` taken;
+    /// on PostgreSQL: written only while a subscriber of this process wants them); it records
+    /// no heartbeat.
     ///
     /// # Errors
     /// `NotFound` for an event about a worker (see [`EventKind::worker_id`]) that is not

@@ -22,7 +22,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
 use self::shard::Shard;
 use super::column::HeartbeatColumn;
@@ -325,6 +325,43 @@ impl InMemoryWorkerRegistry {
             from,
             lost_job: lost,
         }))
+    }
+
+    /// `heartbeat` while some subscriber wants heartbeat events: the heartbeat's event is
+    /// published under the shard lock (order shard -> mutex -> bus, as everywhere: every other
+    /// event of this worker is published under its shard's write lock, so a heartbeat event
+    /// can never follow its `Unregistered` in seq order) and under the registry-wide mutex, as
+    /// every event (a change reads its time under it and numbers its events before letting
+    /// go, so no event may take a seq in between: its later time would become the change's
+    /// event's `at`, no longer its record's time). The column keeps the time the event
+    /// carries, which is later than `now` when an event numbered since `now` was read
+    /// carries a later one (invariant 6: a record's times are its events' `at`).
+    fn heartbeat_heard(
+        &self,
+        id: &WorkerId,
+        now: Timestamp,
+        shard: RwLockReadGuard<'_, Shard>,
+        slot: u32,
+    ) -> Result<()> {
+        {
+            let _order = self.indexes.lock();
+            if self
+                .bus
+                .publish_heartbeat(now, *id, |at| shard.column.beat(slot, at))
+            {
+                return Ok(());
+            }
+        }
+        drop(shard);
+        // Out of the column's range: the write lock (see `heartbeat`).
+        let mut shard = self.shard(id).write();
+        let slot = shard.slot_of(id).ok_or_else(|| not_found(id))?;
+        let _order = self.indexes.lock();
+        self.bus.publish_heartbeat(now, *id, |at| {
+            shard.column.beat_mut(slot, at);
+            true
+        });
+        Ok(())
     }
 
     /// The ids of the workers at `places` (from a queue, with their tickets) that are still

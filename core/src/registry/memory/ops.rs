@@ -219,23 +219,12 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
 
     fn heartbeat(&self, id: &WorkerId) -> Result<()> {
         let now = self.now();
-        // Published under the shard lock (order shard -> mutex -> bus, as everywhere): every
-        // other event of this worker is published under its shard's write lock, so a heartbeat
-        // event can never follow its `Unregistered` in seq order. And under the registry-wide
-        // mutex, as every event: a change reads its time under it and numbers its events
-        // before letting go, so no event may take a seq in between (its later time would be
-        // the change's event's `at`, no longer its record's time).
-        let publish = || {
-            if self.bus.wants_heartbeats() {
-                let _order = self.indexes.lock();
-                self.bus
-                    .publish(now, || EventKind::HeartbeatReceived { worker_id: *id });
-            }
-        };
         let shard = self.shard(id).read();
         let slot = shard.slot_of(id).ok_or_else(|| not_found(id))?;
+        if self.bus.wants_heartbeats() {
+            return self.heartbeat_heard(id, now, shard, slot);
+        }
         if shard.column.beat(slot, now) {
-            publish();
             return Ok(());
         }
         drop(shard);
@@ -244,7 +233,6 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         let mut shard = self.shard(id).write();
         let slot = shard.slot_of(id).ok_or_else(|| not_found(id))?;
         shard.column.beat_mut(slot, now);
-        publish();
         Ok(())
     }
 
@@ -372,6 +360,19 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
             let _order = self.indexes.lock();
             self.bus.publish(self.now(), || kind);
         };
+        if let EventKind::HeartbeatReceived { worker_id: id } = kind {
+            // A heartbeat event as the registry's own: an event only while some subscriber
+            // wants heartbeat events (no seq spent otherwise); it records no heartbeat.
+            let shard = self.shard(&id).read();
+            if !shard.contains(&id) {
+                return Err(not_found(&id));
+            }
+            if self.bus.wants_heartbeats() {
+                let _order = self.indexes.lock();
+                self.bus.publish_heartbeat(self.now(), id, |_| true);
+            }
+            return Ok(());
+        }
         match kind.worker_id() {
             Some(id) => {
                 // Under the worker's shard lock, as every event of the registry's own: no event

@@ -184,3 +184,53 @@ fn a_host_event_about_a_worker_published_during_a_change_does_not_restamp_the_ch
 fn a_heartbeat_event_published_during_a_change_does_not_restamp_the_change() {
     a_stalled_change_keeps_its_time(|registry, b| registry.heartbeat(&b).unwrap());
 }
+
+/// A heartbeat reads its time, then stalls; a change of another worker reads a later time and
+/// publishes meanwhile. The heartbeat's event cannot carry its own earlier time (`at` never
+/// decreases along `seq`): it carries the change's. Invariant 6 asks the record to keep the
+/// `at` of its event, so the worker's `last_heartbeat` is that same time. Before, the column
+/// kept the raw reading, a millisecond before the event's `at`.
+#[test]
+fn a_heartbeat_stalled_behind_a_change_keeps_the_time_of_its_event() {
+    let clock = Arc::new(GatedClock::default());
+    let registry: Arc<dyn WorkerRegistry> =
+        Arc::new(InMemoryWorkerRegistry::with_clock(clock.clone()));
+    let a = register(&*registry);
+    let b = register(&*registry);
+    registry.update_state(&b, WorkerState::Ready).unwrap();
+    let events = registry
+        .subscribe(SubscribeOptions::default().heartbeats(true))
+        .unwrap();
+
+    let slow = {
+        let (registry, clock) = (registry.clone(), clock.clone());
+        thread::spawn(move || {
+            clock.arm(thread::current().id());
+            registry.heartbeat(&b).unwrap()
+        })
+    };
+    clock.wait_holding();
+    let moved = registry.update_state(&a, WorkerState::Ready).unwrap();
+    clock.release();
+    slow.join().unwrap();
+
+    let got = events.drain();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got.windows(2).all(|p| p[0].at <= p[1].at),
+        "event times go backwards: {got:?}"
+    );
+    let beat = got
+        .iter()
+        .find(|e| matches!(e.kind, EventKind::HeartbeatReceived { .. }))
+        .expect("the heartbeat's event");
+    let kept = registry.get(&b).unwrap().unwrap().last_heartbeat;
+    assert_eq!(
+        beat.at, kept,
+        "the heartbeat's event carries another time than its worker keeps: {got:?}"
+    );
+    assert!(
+        kept >= moved.state_changed_at,
+        "the heartbeat's event follows the change's, so its time is not earlier: {got:?}"
+    );
+}
