@@ -63,6 +63,13 @@ pub(crate) const INSERT_EVENTS: &str = "INSERT INTO outbox (xid, seq, at, worker
     SELECT pg_current_xact_id(), nextval('event_seq'), $1, $2, e.k \
     FROM unnest($3::text[]) WITH ORDINALITY AS e(k, o) ORDER BY e.o";
 
+/// [`INSERT_EVENTS`] for `HeartbeatReceived` events, flagged `heartbeat` so that readers hand
+/// them only to the subscribers that opted in (a host's `publish` of one).
+pub(crate) const INSERT_HEARTBEAT_EVENTS: &str =
+    "INSERT INTO outbox (xid, seq, at, worker_id, heartbeat, kind) \
+    SELECT pg_current_xact_id(), nextval('event_seq'), $1, $2, true, e.k \
+    FROM unnest($3::text[]) WITH ORDINALITY AS e(k, o) ORDER BY e.o";
+
 /// One change to a locked record: what to write. The statement writes the record, the
 /// heartbeat (when the change counts as one), the counters of the state move and the events,
 /// in one statement of the change's transaction.

@@ -12,7 +12,7 @@ use hodei_workers::{
     WorkerRegistry, WorkerRegistryStats, WorkerSpec, WorkerState,
 };
 
-use super::change::{event_texts, not_found, INSERT_EVENTS};
+use super::change::{event_texts, not_found, INSERT_EVENTS, INSERT_HEARTBEAT_EVENTS};
 use super::{Fail, PostgresWorkerRegistry};
 use crate::schema::terminal_predicate;
 use crate::sql::{conditions, db_ts, matches_nothing, param, refs, Params, FROM_WORKERS, W_COLS};
@@ -233,6 +233,13 @@ impl WorkerRegistry for PostgresWorkerRegistry {
         let given = self.given();
         let event = event_texts(std::slice::from_ref(&kind));
         let worker = kind.worker_id().map(|w| *w.as_uuid());
+        // A `HeartbeatReceived` is written as `heartbeat`'s are: flagged, so that only the
+        // subscribers that opted in read it, and only while a subscriber of this process wants
+        // them (nothing is written otherwise: a plain subscriber would see a gap, or, before
+        // the flag, the event itself).
+        let heartbeat = matches!(kind, EventKind::HeartbeatReceived { .. });
+        let write_event =
+            !heartbeat || self.inner.heartbeat_subscribers.load(Ordering::Relaxed) > 0;
         self.write("publishing an event", |conn| {
             let (mut tx, mut cache) = self.begin(conn)?;
             // An event about a worker needs the worker: its row is locked (KEY SHARE, which
@@ -247,10 +254,19 @@ impl WorkerRegistry for PostgresWorkerRegistry {
                     return Err(not_found(&id));
                 }
             }
+            if !write_event {
+                tx.commit()?;
+                return Ok(());
+            }
             let now: i64 = tx
                 .query_one("SELECT now_ms($1), pg_current_xact_id()::text", &[&given])?
                 .get(0);
-            let stmt = cache.prepare(&mut tx, INSERT_EVENTS)?;
+            let insert = if heartbeat {
+                INSERT_HEARTBEAT_EVENTS
+            } else {
+                INSERT_EVENTS
+            };
+            let stmt = cache.prepare(&mut tx, insert)?;
             tx.execute(&stmt, &[&now, &worker, &event])?;
             tx.commit()?;
             Ok(())
