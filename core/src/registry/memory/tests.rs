@@ -503,3 +503,24 @@ fn register_checks_every_new_spec_arc() {
     registry.register(handle(), good).unwrap();
     assert_eq!(registry.count().unwrap(), 3);
 }
+
+/// A heard heartbeat past the column's range takes the write-lock path: it still stores the
+/// time its event carries, and publishes exactly one event.
+#[test]
+fn a_heard_heartbeat_past_the_columns_range_keeps_its_events_time() {
+    let (clock, registry) = registry();
+    let spec = Arc::new(WorkerSpec::new("img"));
+    let id = connecting(&registry, &spec);
+    let events = registry
+        .subscribe(SubscribeOptions::default().heartbeats(true))
+        .unwrap();
+    for _ in 0..3 {
+        // 30 days: past the ~24.8 days of offsets either way, so the column rebases.
+        let now = clock.advance(Duration::from_secs(30 * 86_400));
+        registry.heartbeat(&id).unwrap();
+        let got = events.drain();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].at, now);
+        assert_eq!(registry.get(&id).unwrap().unwrap().last_heartbeat, now);
+    }
+}
