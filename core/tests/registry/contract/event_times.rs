@@ -234,3 +234,56 @@ fn a_heartbeat_stalled_behind_a_change_keeps_the_time_of_its_event() {
         "the heartbeat's event follows the change's, so its time is not earlier: {got:?}"
     );
 }
+
+/// The last heartbeat subscriber leaves while a heartbeat that saw it waits for the lock that
+/// orders events (held by a change that stalls there). The heartbeat is then heard by nobody,
+/// so it must not take a seq: a plain subscriber would see a gap that neither its `dropped()`
+/// nor any heartbeat subscriber explains. Before, the check for heartbeat subscribers was made
+/// before that lock and never again.
+#[test]
+fn a_heartbeat_whose_last_listener_left_while_it_waited_takes_no_seq() {
+    let clock = Arc::new(GatedClock::default());
+    let registry: Arc<dyn WorkerRegistry> =
+        Arc::new(InMemoryWorkerRegistry::with_clock(clock.clone()));
+    let a = register(&*registry);
+    let b = register(&*registry);
+    let plain = registry.subscribe(SubscribeOptions::default()).unwrap();
+    let keen = registry
+        .subscribe(SubscribeOptions::default().heartbeats(true))
+        .unwrap();
+    let before = registry.get(&b).unwrap().unwrap().last_heartbeat;
+
+    let mut beating = None;
+    stalled_change(&registry, &clock, a, || {
+        let beat = {
+            let registry = registry.clone();
+            thread::spawn(move || registry.heartbeat(&b).unwrap())
+        };
+        // The old code stored the heartbeat, then checked for heartbeat subscribers, then
+        // waited for the lock: wait until the heartbeat is stored (not at all on the new code,
+        // which stores it under that lock; then this only gives the thread time to get there).
+        let start = std::time::Instant::now();
+        while registry.get(&b).unwrap().unwrap().last_heartbeat == before
+            && start.elapsed() < Duration::from_millis(200)
+        {
+            thread::yield_now();
+        }
+        drop(keen);
+        beating = Some(beat);
+    });
+    beating.unwrap().join().unwrap();
+    registry
+        .publish(EventKind::ProvisionRequested {
+            provider_id: ProviderId::new("p").unwrap(),
+        })
+        .unwrap();
+
+    let got = plain.drain();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(
+        got[1].seq,
+        got[0].seq + 1,
+        "a seq gap no subscriber explains (dropped: {}): {got:?}",
+        plain.dropped()
+    );
+}
