@@ -400,10 +400,13 @@ class ManualClock:
 class Event:
     """Something that happened to a worker or to the fleet, in order.
 
-    ``seq`` increases strictly per registry (a gap means this subscriber missed events because
-    its queue was full); ``at`` is the time on the registry's clock (float seconds since the
-    epoch); ``kind`` is the stable snake_case name (``"state_changed"``, …). Each kind is a
-    subclass with its own fields; an event of a kind newer than this module is a plain Event."""
+    ``seq`` increases strictly per registry (a gap means this subscriber missed events: its
+    queue was full, which ``Subscription.dropped`` counts, or they were HeartbeatReceived
+    events, which it did not ask for and another subscription did; on PostgreSQL also a write
+    that failed after taking its number, or events pruned before it read them); ``at`` is the
+    time on the registry's clock (float seconds since the epoch); ``kind`` is the stable
+    snake_case name (``"state_changed"``, …). Each kind is a subclass with its own fields; an
+    event of a kind newer than this module is a plain Event."""
     @property
     def seq(self) -> int:
         """Strictly increasing per registry; a gap means this subscriber missed events."""
