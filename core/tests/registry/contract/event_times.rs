@@ -20,6 +20,9 @@ struct GatedClock {
 #[derive(Debug, Default)]
 struct Gate {
     armed_for: Option<thread::ThreadId>,
+    /// Held until released, however long (for a test whose other thread never needs the
+    /// registry's locks while the armed one holds them).
+    unbounded: bool,
     holding: bool,
     released: bool,
 }
@@ -30,6 +33,16 @@ impl GatedClock {
     fn arm(&self, thread: thread::ThreadId) {
         *self.gate.lock().unwrap() = Gate {
             armed_for: Some(thread),
+            ..Gate::default()
+        };
+    }
+
+    /// As [`arm`](Self::arm), and the reading is held until [`release`](Self::release),
+    /// without the `HOLD` bound.
+    fn arm_until_released(&self, thread: thread::ThreadId) {
+        *self.gate.lock().unwrap() = Gate {
+            armed_for: Some(thread),
+            unbounded: true,
             ..Gate::default()
         };
     }
@@ -56,6 +69,10 @@ impl Clock for GatedClock {
             gate.armed_for = None;
             gate.holding = true;
             self.changed.notify_all();
+            if gate.unbounded {
+                drop(self.changed.wait_while(gate, |g| !g.released).unwrap());
+                return t;
+            }
             // Bounded: when the registry reads the time under its lock, the other thread
             // cannot finish (and release us) until we do.
             let _ = self
@@ -205,7 +222,8 @@ fn a_heartbeat_stalled_behind_a_change_keeps_the_time_of_its_event() {
     let slow = {
         let (registry, clock) = (registry.clone(), clock.clone());
         thread::spawn(move || {
-            clock.arm(thread::current().id());
+            // Held until released: it holds no lock while reading the time.
+            clock.arm_until_released(thread::current().id());
             registry.heartbeat(&b).unwrap()
         })
     };
@@ -236,47 +254,53 @@ fn a_heartbeat_stalled_behind_a_change_keeps_the_time_of_its_event() {
 }
 
 /// The last heartbeat subscriber leaves while a heartbeat that saw it waits for the lock that
-/// orders events (held by a change that stalls there). The heartbeat is then heard by nobody,
-/// so it must not take a seq: a plain subscriber would see a gap that neither its `dropped()`
-/// nor any heartbeat subscriber explains. Before, the check for heartbeat subscribers was made
-/// before that lock and never again.
+/// orders events (held by a host's `publish` stalled in its clock reading). The heartbeat is
+/// then heard by nobody, so it must not take a seq: a plain subscriber would see a gap that
+/// neither its `dropped()` nor any heartbeat subscriber explains. Before, the check for
+/// heartbeat subscribers was made before that lock and never again.
 #[test]
 fn a_heartbeat_whose_last_listener_left_while_it_waited_takes_no_seq() {
     let clock = Arc::new(GatedClock::default());
     let registry: Arc<dyn WorkerRegistry> =
         Arc::new(InMemoryWorkerRegistry::with_clock(clock.clone()));
-    let a = register(&*registry);
     let b = register(&*registry);
     let plain = registry.subscribe(SubscribeOptions::default()).unwrap();
     let keen = registry
         .subscribe(SubscribeOptions::default().heartbeats(true))
         .unwrap();
     let before = registry.get(&b).unwrap().unwrap().last_heartbeat;
+    let provision = || EventKind::ProvisionRequested {
+        provider_id: ProviderId::new("p").unwrap(),
+    };
 
-    let mut beating = None;
-    stalled_change(&registry, &clock, a, || {
-        let beat = {
-            let registry = registry.clone();
-            thread::spawn(move || registry.heartbeat(&b).unwrap())
-        };
-        // The old code stored the heartbeat, then checked for heartbeat subscribers, then
-        // waited for the lock: wait until the heartbeat is stored (not at all on the new code,
-        // which stores it under that lock; then this only gives the thread time to get there).
-        let start = std::time::Instant::now();
-        while registry.get(&b).unwrap().unwrap().last_heartbeat == before
-            && start.elapsed() < Duration::from_millis(200)
-        {
-            thread::yield_now();
-        }
-        drop(keen);
-        beating = Some(beat);
-    });
-    beating.unwrap().join().unwrap();
-    registry
-        .publish(EventKind::ProvisionRequested {
-            provider_id: ProviderId::new("p").unwrap(),
+    // A host's event reads its time under the registry-wide mutex, holding no shard lock,
+    // and is held there until released (no time bound: nothing below needs that mutex).
+    let host = {
+        let (registry, clock) = (registry.clone(), clock.clone());
+        thread::spawn(move || {
+            clock.arm_until_released(thread::current().id());
+            registry.publish(provision()).unwrap()
         })
-        .unwrap();
+    };
+    clock.wait_holding();
+    let beat = {
+        let registry = registry.clone();
+        thread::spawn(move || registry.heartbeat(&b).unwrap())
+    };
+    // The old code stored the heartbeat, then checked for heartbeat subscribers, then waited
+    // for the mutex: wait until the heartbeat is stored (never, on the new code, which stores
+    // it under that mutex; there this only gives the thread time to reach it).
+    let start = std::time::Instant::now();
+    while registry.get(&b).unwrap().unwrap().last_heartbeat == before
+        && start.elapsed() < Duration::from_millis(200)
+    {
+        thread::yield_now();
+    }
+    drop(keen);
+    clock.release();
+    host.join().unwrap();
+    beat.join().unwrap();
+    registry.publish(provision()).unwrap();
 
     let got = plain.drain();
     assert_eq!(got.len(), 2, "{got:?}");
