@@ -22,7 +22,9 @@ impl InMemoryWorkerRegistry {
             .collect();
         let retired_ids = self.indexes.lock().retired.oldest_first();
         // Read last, under the locks: every time in the records (heartbeats included, which
-        // read the clock before storing) is at most `taken_at`, as `Snapshot::validate` wants.
+        // store a time read from the clock before: their own reading, or the `at` of an
+        // earlier event when their event carries that) is at most `taken_at`, as
+        // `Snapshot::validate` wants.
         let taken_at = self.now();
         drop(shards);
         workers.sort_by_key(|w| (w.created_at, w.id));
