@@ -1361,7 +1361,8 @@ hw_status hw_report_get_leader(const struct hw_report *report, struct hw_leader_
  manager always leads.
 
  Errors: as `hw_manager_new`; `HW_ERR_INVALID_ARGUMENT` for an empty holder or one longer
- than 128 bytes, or a `lease_ttl_ms` under 3, on every registry (the in-memory one too);
+ than 128 bytes, or a `lease_ttl_ms` under 3 or above `HW_MAX_DURATION_MS` (100 years), on
+ every registry (the in-memory one too);
  `HW_ERR_BACKEND` when the lease's store cannot be reached.
  */
 hw_status hw_manager_new_replicated(const struct hw_registry *registry, const struct hw_manager_config *config, const char *holder, uint64_t lease_ttl_ms, struct hw_manager **out);

@@ -65,7 +65,8 @@ pub extern "C" fn hw_report_get_leader(
 /// manager always leads.
 ///
 /// Errors: as `hw_manager_new`; `HW_ERR_INVALID_ARGUMENT` for an empty holder or one longer
-/// than 128 bytes, or a `lease_ttl_ms` under 3, on every registry (the in-memory one too);
+/// than 128 bytes, or a `lease_ttl_ms` under 3 or above `HW_MAX_DURATION_MS` (100 years), on
+/// every registry (the in-memory one too);
 /// `HW_ERR_BACKEND` when the lease's store cannot be reached.
 #[no_mangle]
 pub extern "C" fn hw_manager_new_replicated(

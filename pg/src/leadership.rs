@@ -125,7 +125,8 @@ impl PostgresWorkerRegistry {
     ///
     /// # Errors
     /// `InvalidArgument` for an empty holder, one longer than [`MAX_HOLDER_LEN`] or holding a
-    /// NUL, or a ttl under 3 ms; `Backend` when the connection or the table cannot be made.
+    /// NUL, or a ttl under 3 ms or above `MAX_CONFIG_DURATION` (100 years: `validate_lease`);
+    /// `Backend` when the connection or the table cannot be made.
     pub fn leadership(&self, holder: &str, ttl: Duration) -> Result<PostgresLeadership> {
         hodei_workers::validate_lease(holder, ttl)?;
         let mut config = self.inner.lease_config.clone();
@@ -176,7 +177,7 @@ impl Drop for PostgresLeadership {
 }
 
 /// The server's statement timeout of the lease's session, in ms: a third of the ttl, within
-/// what the server accepts (1 ms to 2^31 − 1 ms, ~24.8 days). A ttl has no upper bound
+/// what the server accepts (1 ms to 2^31 − 1 ms, ~24.8 days). A ttl may last up to 100 years
 /// (`validate_lease`), and a larger value made the server refuse the session's `SET`: every
 /// lease call then failed ("cannot connect") and the manager never led. Past the cap the
 /// client's deadline (half the ttl) still bounds every call.
@@ -186,7 +187,8 @@ fn statement_timeout_ms(ttl: Duration) -> u128 {
 
 /// The instant `timeout` from now, or a distant one (30 years, as tokio's own far future)
 /// when that cannot be represented: `Instant + Duration` panics on overflow, which a ttl of
-/// `Duration::MAX` made the "client panicked" `Backend` of every call.
+/// `Duration::MAX` (accepted before `validate_lease` bounded the ttl to 100 years) made the
+/// "client panicked" `Backend` of every call.
 fn deadline_after(timeout: Duration) -> Instant {
     let now = Instant::now();
     now.checked_add(timeout)

@@ -945,6 +945,9 @@ int main(void) {
   INVALID(hw_manager_new_replicated(reg, &config, "", 1000, (hw_manager **)&out));
   INVALID(hw_manager_new_replicated(reg, &config, "h", 0, (hw_manager **)&out));
   INVALID(hw_manager_new_replicated(reg, &config, "h", 2, (hw_manager **)&out));
+  /* At most HW_MAX_DURATION_MS (100 years), as the config's durations. */
+  INVALID(hw_manager_new_replicated(reg, &config, "h", HW_MAX_DURATION_MS + 1, (hw_manager **)&out));
+  INVALID(hw_manager_new_replicated(reg, &config, "h", UINT64_MAX, (hw_manager **)&out));
   INVALID(hw_manager_is_leader(NULL, &flag));
   INVALID(hw_manager_is_leader(mgr, NULL));
   INVALID(hw_manager_step_down(NULL));

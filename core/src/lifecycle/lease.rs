@@ -119,7 +119,10 @@ pub const MIN_LEASE_TTL: Duration = Duration::from_millis(3);
 ///
 /// # Errors
 /// `InvalidArgument` for an empty `holder`, one longer than [`MAX_LEASE_HOLDER_LEN`] bytes or
-/// holding a NUL, or a `ttl` under [`MIN_LEASE_TTL`].
+/// holding a NUL, or a `ttl` under [`MIN_LEASE_TTL`] or above
+/// [`MAX_CONFIG_DURATION`](crate::MAX_CONFIG_DURATION) (100 years, the bound of the config's
+/// durations: a longer lease is no leadership lease, only a way to reach the limits of the
+/// store's and the clock's arithmetic).
 pub fn validate_lease(holder: &str, ttl: Duration) -> Result<()> {
     if holder.is_empty() || holder.len() > MAX_LEASE_HOLDER_LEN || holder.contains('\0') {
         return Err(Error::invalid(format!(
@@ -131,6 +134,12 @@ pub fn validate_lease(holder: &str, ttl: Duration) -> Result<()> {
         return Err(Error::invalid(format!(
             "lease ttl must be at least {} ms, got {ttl:?}",
             MIN_LEASE_TTL.as_millis()
+        )));
+    }
+    if ttl > crate::lifecycle::MAX_CONFIG_DURATION {
+        return Err(Error::invalid(format!(
+            "lease ttl must be at most {} s (100 years, MAX_CONFIG_DURATION), got {ttl:?}",
+            crate::lifecycle::MAX_CONFIG_DURATION.as_secs()
         )));
     }
     Ok(())

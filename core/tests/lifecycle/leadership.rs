@@ -1373,6 +1373,9 @@ fn replicated_refuses_a_bad_holder_or_ttl_on_an_unshared_registry_as_on_a_shared
         (long.as_str(), TTL),
         ("h", Duration::ZERO),
         ("h", MIN_LEASE_TTL - Duration::from_nanos(1)),
+        // Above the config's bound (100 years): before, any ttl up to `Duration::MAX` was taken.
+        ("h", MAX_CONFIG_DURATION + Duration::from_millis(1)),
+        ("h", Duration::MAX),
     ] {
         let err = WorkerLifecycleManager::replicated(registry.clone(), config(), holder, ttl)
             .err()
@@ -1384,9 +1387,26 @@ fn replicated_refuses_a_bad_holder_or_ttl_on_an_unshared_registry_as_on_a_shared
         );
     }
     let longest = "h".repeat(MAX_LEASE_HOLDER_LEN);
+    assert!(WorkerLifecycleManager::replicated(
+        registry.clone(),
+        config(),
+        &longest,
+        MIN_LEASE_TTL
+    )
+    .is_ok());
     assert!(
-        WorkerLifecycleManager::replicated(registry, config(), &longest, MIN_LEASE_TTL).is_ok()
+        WorkerLifecycleManager::replicated(registry, config(), "h", MAX_CONFIG_DURATION).is_ok()
     );
+}
+
+/// The ttl's upper bound is named in the refusal, as the config's durations name theirs.
+#[test]
+fn validate_lease_takes_a_ttl_up_to_max_config_duration_and_names_the_bound_beyond() {
+    validate_lease("h", MAX_CONFIG_DURATION).unwrap();
+    let err = validate_lease("h", MAX_CONFIG_DURATION + Duration::from_millis(1)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    let bound = MAX_CONFIG_DURATION.as_secs().to_string();
+    assert!(err.to_string().contains(&bound), "{err}");
 }
 
 /// The takeover reconcile's line in the tick report counted every orphan it tried as

@@ -144,7 +144,7 @@ impl PyLifecycleManager {
     /// ``ticker``). On a registry that is not shared between processes (the in-memory one) it
     /// is a plain manager that always leads. Raises InvalidArgumentError, on every registry,
     /// for a ``holder`` that is empty, longer than 128 bytes or holds a NUL, or a ``lease_ttl``
-    /// under 3 ms.
+    /// under 3 ms or above 100 years (3153600000 s, the bound of the config's durations).
     #[staticmethod]
     #[pyo3(signature = (registry, holder, lease_ttl, config=None))]
     fn replicated(
