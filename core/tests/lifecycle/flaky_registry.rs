@@ -42,6 +42,8 @@ struct Faults {
     lose_terminating_reply_of: parking_lot::Mutex<Option<WorkerId>>,
     /// The same for its next move to `Draining`.
     lose_draining_reply_of: parking_lot::Mutex<Option<WorkerId>>,
+    /// The next `n` look-ups (`get`) of this worker fail (a blip of the registry).
+    fail_gets_of: parking_lot::Mutex<Option<(WorkerId, usize)>>,
     /// The next `unregister` turns `fail_get` on (the registry stops answering right after it).
     fail_get_after_unregister: AtomicBool,
     /// The next look-up of this pool's workers says so on the gate's first channel and waits
@@ -72,7 +74,16 @@ fn check(flag: &AtomicBool) -> Result<()> {
 impl Hooks for Faults {
     fn before(&self, call: Call<'_>, inner: &dyn WorkerRegistry) -> Result<()> {
         match call {
-            Call::Get(_) => check(&self.fail_get),
+            Call::Get(id) => {
+                let mut gets = self.fail_gets_of.lock();
+                if let Some((of, n)) = gets.as_mut() {
+                    if of == id && *n > 0 {
+                        *n -= 1;
+                        return Err(down());
+                    }
+                }
+                check(&self.fail_get)
+            }
             Call::Register(_) => check(&self.fail_register),
             Call::Unregister(_) => check(&self.fail_unregister),
             Call::GrantGrace => check(&self.fail_grace),
@@ -2111,5 +2122,66 @@ fn an_interrupted_worker_whose_termination_fails_keeps_its_replacement_in_servic
     assert_eq!(
         flaky.get(&replacement).unwrap().map(|w| w.state),
         Some(WorkerState::Ready)
+    );
+}
+
+/// An interrupted worker still running its job, whose record the tick cannot read (a blip of
+/// the registry): the job may still run, so its replacement is still demand. Before, the tick
+/// counted no replacement for a notice it could not read, and the pool retired the
+/// replacement as surplus while the job it replaces ran on.
+#[test]
+fn an_interrupted_worker_whose_record_cannot_be_read_keeps_its_replacement_in_service() {
+    let (clock, flaky, manager, _provider) = setup();
+    manager
+        .set_pools(vec![
+            Pool::new("a", pid("test"), WorkerSpec::new("img")).unwrap()
+        ])
+        .unwrap();
+    let r = manager.tick(1);
+    let busy = r.provisioned[0].worker_id;
+    flaky.update_state(&busy, WorkerState::Ready).unwrap();
+    flaky.assign_to_job(&busy, job("train")).unwrap();
+    manager
+        .notify_interruption(&busy, clock.now() + 600_000)
+        .unwrap();
+
+    clock.advance(secs(30));
+    flaky.heartbeat(&busy).unwrap();
+    let r = manager.tick(0);
+    assert_eq!(r.provisioned.len(), 1, "{:?}", r.decisions);
+    let replacement = r.provisioned[0].worker_id;
+    flaky
+        .update_state(&replacement, WorkerState::Ready)
+        .unwrap();
+
+    // Before the deadline, past the pool's scale-down cooldown since the replacement came.
+    clock.advance(secs(50));
+    for id in [busy, replacement] {
+        flaky.heartbeat(&id).unwrap();
+    }
+    clock.advance(secs(50));
+    for id in [busy, replacement] {
+        flaky.heartbeat(&id).unwrap();
+    }
+    // The notice's look at its worker fails; the registry answers the rest of the tick.
+    *flaky.faults.fail_gets_of.lock() = Some((busy, 1));
+    let r = manager.tick(0);
+    let unread = format!("interruption of {busy}: ");
+    assert!(
+        r.decisions.iter().any(|d| d.starts_with(&unread)),
+        "{:?}",
+        r.decisions
+    );
+    assert_eq!(
+        flaky.get(&replacement).unwrap().map(|w| w.state),
+        Some(WorkerState::Ready),
+        "the replacement was retired while the job it replaces may still run: {:?}",
+        r.decisions
+    );
+    assert_eq!(
+        r.pools.as_ref().and_then(|p| p.pool("a")).map(|d| d.retire),
+        Some(0),
+        "{:?}",
+        r.decisions
     );
 }

@@ -51,7 +51,9 @@ impl WorkerLifecycleManager {
     /// running at the deadline is reported lost by the tick that reaches it, and still counts
     /// as its pool's demand in that tick (the host requeues it after the tick: its replacement
     /// is not retired as surplus meanwhile) — and in every tick until one terminates the
-    /// worker (a termination that fails leaves the job running). A worker taken out by the notice — still alive at
+    /// worker (a termination that fails leaves the job running). A tick that cannot read the
+    /// worker's record (a registry error) counts one job for it too: it may still run its job.
+    /// A worker taken out by the notice — still alive at
     /// the deadline, or still starting at the notice — is terminated with reason
     /// [`TerminationReason::Interrupted`] (not `Vanished`, which `reconcile` gives a record
     /// whose instance disappeared unannounced).
@@ -134,9 +136,10 @@ impl WorkerLifecycleManager {
 
     /// Terminates interrupted workers whose deadline passed (reporting the jobs they still
     /// held) and forgets notices about workers gone. Returns the jobs that need a
-    /// replacement — those still running before their deadline, and those lost now (the host
-    /// requeues them after this tick) — per pool, and per provider for workers of no pool
-    /// (the scaling target replaces those of its provider).
+    /// replacement — those still running before their deadline (or past it, not terminated),
+    /// those lost now (the host requeues them after this tick), and one for each notice whose
+    /// worker could not be read (it may still run its job) — per pool, and per provider for
+    /// workers of no pool (the scaling target replaces those of its provider).
     pub(super) fn interruptions_due(
         &self,
         now: Timestamp,
@@ -160,7 +163,14 @@ impl WorkerLifecycleManager {
                     continue;
                 }
                 Err(e) => {
-                    report.decisions.push(format!("interruption of {id}: {e}"));
+                    // Unread is not gone: the worker may still run its job, so its replacement
+                    // stays demand (an extra worker for a tick is cheaper than a job left
+                    // without one). Before, an unread notice counted none, and the pool
+                    // retired the replacement as surplus while the job it replaces ran on.
+                    report.decisions.push(format!(
+                        "interruption of {id}: {e} (its replacement still counts as demand)"
+                    ));
+                    running.add(&notice, 1);
                     continue;
                 }
             };
