@@ -846,7 +846,10 @@ typedef struct hw_report_summary {
    */
   uint64_t at_ms;
   /*
-   Pending jobs as told by the host (ticks only).
+   The jobs of the demand the host passed to the tick (every requirement's, unschedulable
+   ones included; ticks only). The replacements of interrupted workers are not counted
+   here: they are in the plan's own count (`pending_jobs` of the JSON form's `pools` or
+   `scaling`).
    */
   size_t pending_jobs;
   /*
@@ -961,7 +964,10 @@ typedef struct hw_report_summary {
  */
 typedef struct hw_scaling_plan {
   /*
-   Pending jobs as told.
+   The jobs this plan scales for: the `pending_jobs` given to
+   `hw_manager_plan_scaling`. (A tick's scaling plan, in its report's JSON form, counts
+   the jobs of the demand the target's spec satisfies plus the replacements of its
+   interrupted workers.)
    */
   size_t pending_jobs;
   /*

@@ -1349,7 +1349,10 @@ class ScalingPlan:
         """When it was computed (float seconds since the epoch)."""
     @property
     def pending_jobs(self) -> int:
-        """Jobs waiting, as told by the host."""
+        """The jobs this plan scales for. From ``plan_scaling(n)``: n. In a tick: the jobs of
+        the host's demand that the target's spec satisfies (the others are unschedulable,
+        not counted) plus one per job of an interrupted worker of the target's that needs a
+        replacement, so it may differ from ``TickReport.pending_jobs`` either way."""
     @property
     def ready(self) -> int:
         """Idle READY workers of the scaling target (not those of pools)."""
@@ -1395,7 +1398,10 @@ class TickReport:
         """When it ran (float seconds since the epoch)."""
     @property
     def pending_jobs(self) -> int:
-        """Pending jobs as told by the host."""
+        """The jobs of the demand the host passed to this tick (every requirement's,
+        unschedulable ones included), 0 for a tick without a demand. The replacements of
+        interrupted workers are not counted here: they are in the plan's own count
+        (``pools.pending_jobs``, ``scaling.pending_jobs``)."""
     @property
     def stall_grace(self) -> float | None:
         """The length of the host's pause (float seconds) when the previous tick was longer

@@ -487,7 +487,10 @@ report_class! {
     PoolPlan(core::PoolPlan) {
         /// When it was computed (float seconds since the epoch).
         at: |c, py| convert::seconds(c.at),
-        /// Pending jobs in all.
+        /// The jobs of every requirement planned, unschedulable ones included: the demand's
+        /// and, in a tick, one per job of an interrupted worker that needs a replacement
+        /// (``replacements``). So a tick's may exceed its ``TickReport.pending_jobs``, which
+        /// counts the host's demand only; from ``plan_pools`` it is the demand's total.
         pending_jobs: |c, py| c.pending_jobs,
         /// Every registered worker plus provisions in flight (in a pool or not).
         total: |c, py| c.total,

@@ -234,7 +234,12 @@ pub struct CleanupResult {
 pub struct ScalingPlan {
     /// When it was computed (registry clock).
     pub at: Timestamp,
-    /// Jobs waiting, as told by the host.
+    /// The jobs this plan scales for. From
+    /// [`plan_scaling(n)`](crate::WorkerLifecycleManager::plan_scaling): `n`. In a tick
+    /// ([`TickReport::scaling`]): the jobs of the host's demand that the target's spec
+    /// satisfies (the others are unschedulable, not counted) plus one per job of an interrupted
+    /// worker of the target's that needs a replacement, so it may differ from
+    /// [`TickReport::pending_jobs`] either way.
     pub pending_jobs: usize,
     /// Idle `Ready` workers of the scaling target (not those of pools).
     pub ready: usize,
@@ -269,7 +274,14 @@ pub struct ScalingPlan {
 pub struct TickReport {
     /// When it ran (registry clock).
     pub at: Timestamp,
-    /// Pending jobs as told by the host.
+    /// The jobs of the demand the host passed to this tick ([`Demand::total`]: every
+    /// requirement's, unschedulable ones included), 0 for a tick without a demand. The
+    /// replacements of interrupted workers are not counted here: they are in the plan's own
+    /// count ([`PoolPlan::pending_jobs`] of `pools`, [`ScalingPlan::pending_jobs`] of
+    /// `scaling`).
+    ///
+    /// [`Demand::total`]: crate::Demand::total
+    /// [`PoolPlan::pending_jobs`]: crate::PoolPlan::pending_jobs
     pub pending_jobs: usize,
     /// Set to the length of the pause (ms) when the previous tick was longer ago than
     /// `heartbeat_timeout`: every worker got a fresh grace period instead of being expired.

@@ -94,7 +94,10 @@ pub struct hw_report_summary {
     pub kind: hw_report_kind,
     /// When it ran (registry clock, ms since the Unix epoch).
     pub at_ms: u64,
-    /// Pending jobs as told by the host (ticks only).
+    /// The jobs of the demand the host passed to the tick (every requirement's, unschedulable
+    /// ones included; ticks only). The replacements of interrupted workers are not counted
+    /// here: they are in the plan's own count (`pending_jobs` of the JSON form's `pools` or
+    /// `scaling`).
     pub pending_jobs: usize,
     /// When the previous tick was longer ago than `heartbeat_timeout_ms`: the length of that
     /// pause (every worker got a fresh grace period); 0 otherwise (ticks only).

@@ -48,7 +48,10 @@ pub extern "C" fn hw_manager_should_scale_down(
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct hw_scaling_plan {
-    /// Pending jobs as told.
+    /// The jobs this plan scales for: the `pending_jobs` given to
+    /// `hw_manager_plan_scaling`. (A tick's scaling plan, in its report's JSON form, counts
+    /// the jobs of the demand the target's spec satisfies plus the replacements of its
+    /// interrupted workers.)
     pub pending_jobs: usize,
     /// `READY` workers of the scaling target (not those of pools).
     pub ready: usize,

@@ -365,7 +365,10 @@ report_class! {
     ScalingPlan(core::ScalingPlan) {
         /// When it was computed (float seconds since the epoch).
         at: |c, py| convert::seconds(c.at),
-        /// Jobs waiting, as told by the host.
+        /// The jobs this plan scales for. From ``plan_scaling(n)``: n. In a tick: the jobs of
+        /// the host's demand that the target's spec satisfies (the others are unschedulable,
+        /// not counted) plus one per job of an interrupted worker of the target's that needs a
+        /// replacement, so it may differ from ``TickReport.pending_jobs`` either way.
         pending_jobs: |c, py| c.pending_jobs,
         /// Idle READY workers of the scaling target (not those of pools).
         ready: |c, py| c.ready,
@@ -395,7 +398,10 @@ report_class! {
     TickReport(core::TickReport) {
         /// When it ran (float seconds since the epoch).
         at: |c, py| convert::seconds(c.at),
-        /// Pending jobs as told by the host.
+        /// The jobs of the demand the host passed to this tick (every requirement's,
+        /// unschedulable ones included), 0 for a tick without a demand. The replacements of
+        /// interrupted workers are not counted here: they are in the plan's own count
+        /// (``pools.pending_jobs``, ``scaling.pending_jobs``).
         pending_jobs: |c, py| c.pending_jobs,
         /// The length of the host's pause (float seconds) when the previous tick was longer
         /// ago than heartbeat_timeout: every worker got a fresh grace period. Else None.

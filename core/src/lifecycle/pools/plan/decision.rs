@@ -184,7 +184,12 @@ pub struct PoolDecision {
 pub struct PoolPlan {
     /// When it was computed (registry clock).
     pub at: Timestamp,
-    /// Pending jobs in all.
+    /// The jobs of every requirement planned, unschedulable ones included: the demand's
+    /// ([`Demand::total`](crate::Demand::total)) and, in a tick, one per job of an interrupted
+    /// worker that needs a replacement ([`replacements`](Self::replacements)). So a tick's may
+    /// exceed its [`TickReport::pending_jobs`](crate::TickReport::pending_jobs), which counts
+    /// the host's demand only; from [`plan_pools`](crate::WorkerLifecycleManager::plan_pools)
+    /// it is the demand's total.
     pub pending_jobs: usize,
     /// Every registered worker plus provisions in flight (in a pool or not).
     pub total: usize,
