@@ -54,11 +54,21 @@ def test_replicated_on_an_unshared_registry_always_leads(registry: hw.Registry, 
 
 
 def test_replicated_refuses_a_bad_holder_or_ttl_on_every_backend(registry: hw.Registry) -> None:
-    # The same rules in memory as on PostgreSQL: 1 to 128 bytes without NUL, at least 3 ms.
-    for holder, ttl in [("", 15.0), ("h\0", 15.0), ("h" * 129, 15.0), ("h", 0.0), ("h", 0.002)]:
+    # The same rules in memory as on PostgreSQL: 1 to 128 bytes without NUL, 3 ms to 100 years.
+    century = 100 * 365 * 86_400.0
+    for holder, ttl in [
+        ("", 15.0),
+        ("h\0", 15.0),
+        ("h" * 129, 15.0),
+        ("h", 0.0),
+        ("h", 0.002),
+        ("h", century + 0.001),
+        ("h", 2.0**63),
+    ]:
         with pytest.raises(hw.InvalidArgumentError):
             hw.LifecycleManager.replicated(registry, holder, ttl)
     hw.LifecycleManager.replicated(registry, "h" * 128, 0.003)
+    hw.LifecycleManager.replicated(registry, "h", century)
 
 
 def test_after_stepping_down_leader_only_calls_raise_until_a_tick(registry: hw.Registry) -> None:
