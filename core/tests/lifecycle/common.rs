@@ -195,6 +195,14 @@ impl TestProvider {
         self.calls.lock().clone()
     }
 
+    /// The destroy calls among [`calls`](Self::calls), in order.
+    pub fn destroy_calls(&self) -> Vec<String> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.starts_with("destroy"))
+            .collect()
+    }
+
     fn reenter_now(&self) {
         if let Some(manager) = self.reenter.get().and_then(Weak::upgrade) {
             // Each of these takes a manager or registry lock: a lock held across this provider

@@ -2047,7 +2047,7 @@ fn a_reconcile_between_an_unknown_registration_and_its_orphan_entry_does_not_des
     }
     assert!(provider.instance_ids().is_empty());
     assert_eq!(
-        destroy_calls_of(&provider),
+        provider.destroy_calls(),
         ["destroy test-0"],
         "{:?}",
         provider.calls()
@@ -2055,19 +2055,19 @@ fn a_reconcile_between_an_unknown_registration_and_its_orphan_entry_does_not_des
     assert!(manager.pending_orphans().is_empty());
 }
 
-fn destroy_calls_of(provider: &TestProvider) -> Vec<String> {
-    provider
-        .calls()
-        .into_iter()
-        .filter(|c| c.starts_with("destroy"))
-        .collect()
-}
-
-/// An interrupted worker still running its job at the deadline whose termination fails: the
-/// job still runs, so its replacement is still demand. Before, the tick that failed to
-/// terminate it counted no replacement, and its pool retired the replacement as surplus.
-#[test]
-fn an_interrupted_worker_whose_termination_fails_keeps_its_replacement_in_service() {
+/// A pool `a` whose busy worker got an interruption notice due `deadline_ms` after it, and the
+/// `Ready` replacement the next tick provisioned; then 100 s of heartbeats from both, past the
+/// pool's scale-down cooldown since the replacement came. Returns the busy worker and the
+/// replacement.
+fn interrupted_busy_worker_replaced(
+    deadline_ms: u64,
+) -> (
+    Arc<ManualClock>,
+    Flaky,
+    WorkerLifecycleManager,
+    WorkerId,
+    WorkerId,
+) {
     let (clock, flaky, manager, _provider) = setup();
     manager
         .set_pools(vec![
@@ -2079,7 +2079,7 @@ fn an_interrupted_worker_whose_termination_fails_keeps_its_replacement_in_servic
     flaky.update_state(&busy, WorkerState::Ready).unwrap();
     flaky.assign_to_job(&busy, job("train")).unwrap();
     manager
-        .notify_interruption(&busy, clock.now() + 120_000)
+        .notify_interruption(&busy, clock.now() + deadline_ms)
         .unwrap();
 
     clock.advance(secs(30));
@@ -2091,7 +2091,6 @@ fn an_interrupted_worker_whose_termination_fails_keeps_its_replacement_in_servic
         .update_state(&replacement, WorkerState::Ready)
         .unwrap();
 
-    // Past the deadline, and past the pool's scale-down cooldown since the replacement came.
     clock.advance(secs(50));
     for id in [busy, replacement] {
         flaky.heartbeat(&id).unwrap();
@@ -2100,6 +2099,16 @@ fn an_interrupted_worker_whose_termination_fails_keeps_its_replacement_in_servic
     for id in [busy, replacement] {
         flaky.heartbeat(&id).unwrap();
     }
+    (clock, flaky, manager, busy, replacement)
+}
+
+/// An interrupted worker still running its job at the deadline whose termination fails: the
+/// job still runs, so its replacement is still demand. Before, the tick that failed to
+/// terminate it counted no replacement, and its pool retired the replacement as surplus.
+#[test]
+fn an_interrupted_worker_whose_termination_fails_keeps_its_replacement_in_service() {
+    let (clock, flaky, manager, busy, replacement) = interrupted_busy_worker_replaced(120_000);
+    // Now past the deadline.
     *flaky.faults.fail_terminating_of.lock() = Some(busy);
     let r = manager.tick(0);
     assert!(
@@ -2131,38 +2140,8 @@ fn an_interrupted_worker_whose_termination_fails_keeps_its_replacement_in_servic
 /// replacement as surplus while the job it replaces ran on.
 #[test]
 fn an_interrupted_worker_whose_record_cannot_be_read_keeps_its_replacement_in_service() {
-    let (clock, flaky, manager, _provider) = setup();
-    manager
-        .set_pools(vec![
-            Pool::new("a", pid("test"), WorkerSpec::new("img")).unwrap()
-        ])
-        .unwrap();
-    let r = manager.tick(1);
-    let busy = r.provisioned[0].worker_id;
-    flaky.update_state(&busy, WorkerState::Ready).unwrap();
-    flaky.assign_to_job(&busy, job("train")).unwrap();
-    manager
-        .notify_interruption(&busy, clock.now() + 600_000)
-        .unwrap();
-
-    clock.advance(secs(30));
-    flaky.heartbeat(&busy).unwrap();
-    let r = manager.tick(0);
-    assert_eq!(r.provisioned.len(), 1, "{:?}", r.decisions);
-    let replacement = r.provisioned[0].worker_id;
-    flaky
-        .update_state(&replacement, WorkerState::Ready)
-        .unwrap();
-
-    // Before the deadline, past the pool's scale-down cooldown since the replacement came.
-    clock.advance(secs(50));
-    for id in [busy, replacement] {
-        flaky.heartbeat(&id).unwrap();
-    }
-    clock.advance(secs(50));
-    for id in [busy, replacement] {
-        flaky.heartbeat(&id).unwrap();
-    }
+    let (_clock, flaky, manager, busy, replacement) = interrupted_busy_worker_replaced(600_000);
+    // Still before the deadline.
     // The notice's look at its worker fails; the registry answers the rest of the tick.
     *flaky.faults.fail_gets_of.lock() = Some((busy, 1));
     let r = manager.tick(0);

@@ -598,14 +598,6 @@ fn the_periodic_reconcile_spares_a_worker_too_young_to_be_listed() {
 
 // ----- the ticks' reconcile and the action cap, the back-off of an incomplete one -----------
 
-fn destroy_calls(provider: &TestProvider) -> Vec<String> {
-    provider
-        .calls()
-        .into_iter()
-        .filter(|c| c.starts_with("destroy"))
-        .collect()
-}
-
 /// The tick's reconcile spends the tick's action budget (`max_actions_per_tick`): each orphan
 /// destroy is one action, and the orphans over the budget are kept and destroyed by the next
 /// ticks' orphan retries, within the budget too, without listing again. Before, a takeover
@@ -639,7 +631,7 @@ fn a_takeover_reconcile_destroys_no_more_orphans_per_tick_than_the_action_cap() 
     let r = manager.tick(0);
     assert!(r.leading, "{:?}", r.decisions);
     assert_eq!(
-        destroy_calls(&provider).len(),
+        provider.destroy_calls().len(),
         3,
         "the takeover reconcile's destroys: {:?}",
         r.decisions
@@ -663,7 +655,7 @@ fn a_takeover_reconcile_destroys_no_more_orphans_per_tick_than_the_action_cap() 
         assert_eq!(provider.instance_ids().len(), left, "{:?}", r.decisions);
     }
     assert!(manager.pending_orphans().is_empty());
-    let mut destroyed = destroy_calls(&provider);
+    let mut destroyed = provider.destroy_calls();
     assert_eq!(destroyed.len(), 10, "{destroyed:?}");
     destroyed.dedup();
     assert_eq!(destroyed.len(), 10, "an orphan destroyed twice");
@@ -1076,7 +1068,7 @@ fn an_orphan_retry_that_finds_the_instance_registered_takes_no_action() {
     .unwrap();
     manager.register_provider(provider.clone()).unwrap();
     let r = manager.tick(0);
-    assert_eq!(destroy_calls(&provider).len(), 2, "{:?}", r.decisions);
+    assert_eq!(provider.destroy_calls().len(), 2, "{:?}", r.decisions);
     assert_eq!(manager.pending_orphans().len(), 4);
     // The agents of three of the four left report in, and the host registers them.
     let left: Vec<WorkerId> = manager.pending_orphans().iter().map(|o| o.0).collect();
@@ -1086,7 +1078,7 @@ fn an_orphan_retry_that_finds_the_instance_registered_takes_no_action() {
     store.advance(secs(1));
     local.advance(secs(1));
     let r = manager.tick(0);
-    assert_eq!(destroy_calls(&provider).len(), 3, "{:?}", r.decisions);
+    assert_eq!(provider.destroy_calls().len(), 3, "{:?}", r.decisions);
     assert_eq!((r.actions, r.capped), (1, false), "{:?}", r.decisions);
     assert!(manager.pending_orphans().is_empty());
 }
@@ -1499,7 +1491,7 @@ fn a_periodic_reconcile_whose_listing_shows_many_unknown_instances_is_held_by_th
     }
     let held = held.expect("no periodic reconcile");
     assert!(
-        destroy_calls(&f.provider).is_empty(),
+        f.provider.destroy_calls().is_empty(),
         "instances no record knows destroyed: {:?}",
         held.decisions
     );
@@ -1534,7 +1526,7 @@ fn a_periodic_reconcile_whose_listing_shows_many_unknown_instances_is_held_by_th
         }
     }
     assert_eq!(
-        destroy_calls(&f.provider),
+        f.provider.destroy_calls(),
         ["destroy theirs-0", "destroy theirs-1"]
     );
     f.assert_no_leak();
@@ -1555,7 +1547,7 @@ fn a_takeover_reconcile_of_an_empty_registry_destroys_none_of_many_listed_instan
     let (manager, provider) = leader_over_five_orphans(config());
     let r = manager.tick(0);
     assert!(r.leading, "{:?}", r.decisions);
-    assert!(destroy_calls(&provider).is_empty(), "{:?}", r.decisions);
+    assert!(provider.destroy_calls().is_empty(), "{:?}", r.decisions);
     assert!(manager.pending_orphans().is_empty());
     assert!(
         r.decisions.iter().any(|d| d
@@ -1741,7 +1733,7 @@ fn an_orphan_listed_twice_is_destroyed_once() {
         .unwrap();
     inner.add_orphan("ghost");
     let r = manager.reconcile().unwrap();
-    assert_eq!(destroy_calls(&inner), ["destroy ghost"], "{r:?}");
+    assert_eq!(inner.destroy_calls(), ["destroy ghost"], "{r:?}");
     assert_eq!(r.orphans.len(), 1, "{r:?}");
     assert!(inner.instance_ids().is_empty());
 }
@@ -1801,8 +1793,8 @@ fn an_orphans_retry_goes_to_the_provider_that_listed_it() {
         clock.advance(secs(10));
         manager.tick(0);
     }
-    assert!(destroy_calls(&generic).is_empty(), "{:?}", generic.calls());
-    assert_eq!(destroy_calls(&eu), ["destroy ghost", "destroy ghost"]);
+    assert!(generic.destroy_calls().is_empty(), "{:?}", generic.calls());
+    assert_eq!(eu.destroy_calls(), ["destroy ghost", "destroy ghost"]);
     assert!(eu.instance_ids().is_empty());
     assert!(manager.pending_orphans().is_empty());
 }
@@ -1820,7 +1812,7 @@ fn an_invalid_listed_instance_is_not_destroyed_as_an_orphan() {
     let empty = WorkerHandle::new(pid("test"), ProviderType::Docker, "");
     f.provider.instances.lock().insert(String::new(), empty);
     let r = f.manager.reconcile().unwrap();
-    assert_eq!(destroy_calls(&f.provider), ["destroy ghost"], "{r:?}");
+    assert_eq!(f.provider.destroy_calls(), ["destroy ghost"], "{r:?}");
     assert_eq!(r.orphans.len(), 1, "{r:?}");
     assert_eq!(r.errors.len(), 1, "{r:?}");
     assert!(
@@ -1953,7 +1945,7 @@ fn a_second_instance_carrying_a_records_worker_id_is_destroyed_as_an_orphan() {
         }],
         "{r:?}"
     );
-    assert_eq!(destroy_calls(&f.provider), ["destroy dup"]);
+    assert_eq!(f.provider.destroy_calls(), ["destroy dup"]);
     assert!(r.vanished.is_empty(), "{r:?}");
     assert_eq!(f.state(&w), Some(WorkerState::Ready));
     assert_eq!(f.provider.instance_ids(), [own]);
@@ -1973,7 +1965,7 @@ fn of_two_instances_carrying_an_unlisted_records_worker_id_the_first_is_its_own(
     f.advance(secs(1));
     let r = f.manager.reconcile().unwrap();
     assert!(r.vanished.is_empty(), "{r:?}");
-    assert_eq!(destroy_calls(&f.provider), ["destroy dup-b"], "{r:?}");
+    assert_eq!(f.provider.destroy_calls(), ["destroy dup-b"], "{r:?}");
     assert_eq!(r.orphans.len(), 1, "{r:?}");
     assert_eq!(f.provider.instance_ids(), ["dup-a"]);
     assert_eq!(f.state(&w), Some(WorkerState::Ready));
@@ -2031,7 +2023,7 @@ fn the_periodic_reconcile_destroys_second_instances_of_a_worker_as_orphans() {
         decisions.extend(r.decisions);
     }
     assert_eq!(
-        destroy_calls(&f.provider),
+        f.provider.destroy_calls(),
         ["destroy dup-a", "destroy dup-b", "destroy dup-a"],
         "{decisions:?}"
     );
@@ -2073,7 +2065,7 @@ fn second_instances_of_a_worker_are_held_by_the_brake_as_other_orphans() {
         held.decisions
     );
     assert!(
-        destroy_calls(&f.provider).is_empty(),
+        f.provider.destroy_calls().is_empty(),
         "{:?}",
         held.decisions
     );
@@ -2087,7 +2079,7 @@ fn second_instances_of_a_worker_are_held_by_the_brake_as_other_orphans() {
         }
     }
     assert_eq!(
-        destroy_calls(&f.provider),
+        f.provider.destroy_calls(),
         ["destroy dup-0", "destroy dup-1"]
     );
     for id in &fleet {
@@ -2165,7 +2157,7 @@ fn an_orphan_retry_backs_off_from_when_its_destroy_failed() {
     // So the next tick, 10 s on, does not call the provider again.
     clock.advance(secs(10));
     manager.tick(0);
-    assert_eq!(destroy_calls(&inner).len(), 2, "{:?}", inner.calls());
+    assert_eq!(inner.destroy_calls().len(), 2, "{:?}", inner.calls());
 }
 
 /// An instance taken for an orphan stays one: of two instances carrying the worker id of a
@@ -2219,7 +2211,7 @@ fn an_instance_taken_for_an_orphan_is_not_taken_for_a_records_when_the_listing_r
     reversed.store(true, std::sync::atomic::Ordering::SeqCst);
     let r = manager.reconcile().unwrap();
     assert_eq!(
-        destroy_calls(&inner),
+        inner.destroy_calls(),
         ["destroy dup-b", "destroy dup-b"],
         "{r:?}"
     );
@@ -2292,7 +2284,7 @@ fn an_orphan_registered_under_another_worker_id_is_not_destroyed_by_its_retry() 
         assert!(t.failed.is_empty(), "{:?}", t.decisions);
     }
     assert_eq!(
-        destroy_calls(&inner),
+        inner.destroy_calls(),
         ["destroy ghost"],
         "only the failed one: {:?}",
         inner.calls()
