@@ -140,12 +140,15 @@ fn event_times_and_record_times_never_go_backwards_in_seq_order() {
     }
 }
 
-/// A change reads its time under the lock that orders the registry's changes, then stalls
-/// before its events are numbered; an event that does not change a record (the host's, the
-/// manager's, a heartbeat's) is published meanwhile with a later time. The change's event must
-/// still carry the time its record keeps: either the other event waits for the change, or the
-/// other event's time is not later.
-fn a_stalled_change_keeps_its_time(publish_other: impl FnOnce(&dyn WorkerRegistry, WorkerId)) {
+/// An in-memory registry on a gated clock with two workers, `a` `Creating` and `b` `Ready`, and
+/// a subscription that wants heartbeat events.
+fn two_workers_heard_on_a_gated_clock() -> (
+    Arc<GatedClock>,
+    Arc<dyn WorkerRegistry>,
+    WorkerId,
+    WorkerId,
+    Subscription,
+) {
     let clock = Arc::new(GatedClock::default());
     let registry: Arc<dyn WorkerRegistry> =
         Arc::new(InMemoryWorkerRegistry::with_clock(clock.clone()));
@@ -155,6 +158,16 @@ fn a_stalled_change_keeps_its_time(publish_other: impl FnOnce(&dyn WorkerRegistr
     let events = registry
         .subscribe(SubscribeOptions::default().heartbeats(true))
         .unwrap();
+    (clock, registry, a, b, events)
+}
+
+/// A change reads its time under the lock that orders the registry's changes, then stalls
+/// before its events are numbered; an event that does not change a record (the host's, the
+/// manager's, a heartbeat's) is published meanwhile with a later time. The change's event must
+/// still carry the time its record keeps: either the other event waits for the change, or the
+/// other event's time is not later.
+fn a_stalled_change_keeps_its_time(publish_other: impl FnOnce(&dyn WorkerRegistry, WorkerId)) {
+    let (clock, registry, a, b, events) = two_workers_heard_on_a_gated_clock();
 
     let slow = stalled_change(&registry, &clock, a, || publish_other(&*registry, b));
 
@@ -209,15 +222,7 @@ fn a_heartbeat_event_published_during_a_change_does_not_restamp_the_change() {
 /// kept the raw reading, a millisecond before the event's `at`.
 #[test]
 fn a_heartbeat_stalled_behind_a_change_keeps_the_time_of_its_event() {
-    let clock = Arc::new(GatedClock::default());
-    let registry: Arc<dyn WorkerRegistry> =
-        Arc::new(InMemoryWorkerRegistry::with_clock(clock.clone()));
-    let a = register(&*registry);
-    let b = register(&*registry);
-    registry.update_state(&b, WorkerState::Ready).unwrap();
-    let events = registry
-        .subscribe(SubscribeOptions::default().heartbeats(true))
-        .unwrap();
+    let (clock, registry, a, b, events) = two_workers_heard_on_a_gated_clock();
 
     let slow = {
         let (registry, clock) = (registry.clone(), clock.clone());
