@@ -195,6 +195,15 @@ impl TestProvider {
         self.calls.lock().clone()
     }
 
+    /// How many destroy calls named the instance `resource_id` (failed ones included).
+    pub fn destroys_of(&self, resource_id: &str) -> usize {
+        self.destroyed
+            .lock()
+            .iter()
+            .filter(|h| h.resource_id == resource_id)
+            .count()
+    }
+
     /// The destroy calls among [`calls`](Self::calls), in order.
     pub fn destroy_calls(&self) -> Vec<String> {
         self.calls()

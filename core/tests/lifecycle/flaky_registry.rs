@@ -285,12 +285,7 @@ fn a_record_that_cannot_be_unregistered_stays_queued_until_it_can() {
 }
 
 fn destroy_calls(provider: &TestProvider, w: &Worker) -> usize {
-    provider
-        .destroyed
-        .lock()
-        .iter()
-        .filter(|h| h.resource_id == w.handle.resource_id)
-        .count()
+    provider.destroys_of(&w.handle.resource_id)
 }
 
 /// An unregister applied by the store but answered `Backend` (its reply lost): the manager asks
@@ -399,12 +394,7 @@ fn a_registration_whose_outcome_is_unknown_keeps_the_instance_until_the_registry
     }
     assert!(provider.instance_ids().is_empty());
     assert_eq!(
-        provider
-            .destroyed
-            .lock()
-            .iter()
-            .filter(|h| h.resource_id == instance.resource_id)
-            .count(),
+        provider.destroys_of(&instance.resource_id),
         1,
         "{:?}",
         provider.calls()
@@ -1930,12 +1920,7 @@ fn a_remembered_orphan_whose_record_was_destroyed_meanwhile_is_not_destroyed_aga
         manager.tick(0);
     }
     assert_eq!(
-        provider
-            .destroyed
-            .lock()
-            .iter()
-            .filter(|h| h.resource_id == instance.resource_id)
-            .count(),
+        provider.destroys_of(&instance.resource_id),
         1,
         "{:?}",
         provider.calls()

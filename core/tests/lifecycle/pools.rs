@@ -714,6 +714,22 @@ fn an_interrupted_worker_of_a_target_whose_spec_names_a_pool_is_replaced_too() {
     assert!(report.terminated.is_empty(), "{:#?}", report.decisions);
 }
 
+/// A pool `p` of one image, and a thread ticking with a demand of 1 whose create for the pool
+/// stalls (released by `f.provider.release_stalled(1)`); returns once the create has begun.
+fn pool_p_ticking_into_a_stalled_create() -> (Fixture, std::thread::JoinHandle<TickReport>) {
+    let f = Fixture::new(config());
+    f.manager
+        .set_pools(vec![
+            Pool::new("p", pid("test"), WorkerSpec::new("img")).unwrap()
+        ])
+        .unwrap();
+    f.provider.script_creates([CreateStep::Stall]);
+    let manager = Arc::clone(&f.manager);
+    let ticking = std::thread::spawn(move || manager.tick(1));
+    TestProvider::wait_for(&f.provider.creating_now, 1);
+    (f, ticking)
+}
+
 /// A pool removed (or reshaped) by `set_pools` while a tick's create for it is on its way: the
 /// worker the create returns is registered after `set_pools` looked for the pool's workers
 /// (it found none to drain), so nothing ever drained it — a worker of a removed pool taking
@@ -731,23 +747,7 @@ fn a_worker_created_for_a_pool_removed_or_reshaped_meanwhile_is_taken_out_of_ser
         .unwrap()]
     };
     for (case, new_pools) in [("removed", Vec::new()), ("reshaped", reshaped())] {
-        let f = Fixture::new(config());
-        f.manager
-            .set_pools(vec![
-                Pool::new("p", pid("test"), WorkerSpec::new("img")).unwrap()
-            ])
-            .unwrap();
-        f.provider.script_creates([CreateStep::Stall]);
-        let manager = Arc::clone(&f.manager);
-        let ticking = std::thread::spawn(move || manager.tick(1));
-        while f
-            .provider
-            .creating_now
-            .load(std::sync::atomic::Ordering::SeqCst)
-            == 0
-        {
-            std::thread::yield_now();
-        }
+        let (f, ticking) = pool_p_ticking_into_a_stalled_create();
         // Nothing registered yet: nothing to drain.
         assert_eq!(f.manager.set_pools(new_pools).unwrap(), vec![], "{case}");
         f.provider.release_stalled(1);
@@ -873,16 +873,7 @@ fn a_provision_in_flight_counts_for_its_own_pool_only_whoever_asked_for_it() {
 
 #[test]
 fn a_pool_reshaped_during_its_ticks_create_keeps_the_scale_up_cooldown_of_that_create() {
-    let f = Fixture::new(config());
-    f.manager
-        .set_pools(vec![
-            Pool::new("p", pid("test"), WorkerSpec::new("img")).unwrap()
-        ])
-        .unwrap();
-    f.provider.script_creates([CreateStep::Stall]);
-    let manager = Arc::clone(&f.manager);
-    let ticking = std::thread::spawn(move || manager.tick(1));
-    TestProvider::wait_for(&f.provider.creating_now, 1);
+    let (f, ticking) = pool_p_ticking_into_a_stalled_create();
     // A new image only: the workers of the old template still serve the pool.
     f.manager
         .set_pools(vec![
