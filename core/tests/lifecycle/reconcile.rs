@@ -2088,6 +2088,20 @@ fn second_instances_of_a_worker_are_held_by_the_brake_as_other_orphans() {
     f.assert_no_leak();
 }
 
+/// A manager on `registry` that keeps no ready workers and retries a failed destroy after
+/// 10 s (doubling).
+fn retrying_destroys_after_10s(registry: Arc<dyn WorkerRegistry>) -> WorkerLifecycleManager {
+    WorkerLifecycleManager::new(
+        registry,
+        WorkerLifecycleConfig {
+            min_ready_workers: 0,
+            destroy_retry_initial: secs(10),
+            ..config()
+        },
+    )
+    .unwrap()
+}
+
 /// The ticks' retry of a failed orphan destroy backs off from when the destroy failed, as the
 /// destroy queue does for records (and as `reconcile` does for the orphans it destroys): a
 /// destroy call that takes a minute (a cloud API timing out) must not use up the back-off.
@@ -2119,15 +2133,7 @@ fn an_orphan_retry_backs_off_from_when_its_destroy_failed() {
     }
     let clock = Arc::new(ManualClock::new(T0));
     let registry: Arc<dyn WorkerRegistry> = crate::backend::new_registry(clock.clone());
-    let manager = WorkerLifecycleManager::new(
-        registry,
-        WorkerLifecycleConfig {
-            min_ready_workers: 0,
-            destroy_retry_initial: secs(10),
-            ..config()
-        },
-    )
-    .unwrap();
+    let manager = retrying_destroys_after_10s(registry);
     let inner = TestProvider::new("test");
     manager
         .register_provider(Arc::new(Slow(inner.clone(), clock.clone())))
@@ -2238,15 +2244,7 @@ fn an_instance_taken_for_an_orphan_is_not_taken_for_a_records_when_the_listing_r
 fn an_orphan_registered_under_another_worker_id_is_not_destroyed_by_its_retry() {
     let clock = Arc::new(ManualClock::new(T0));
     let registry: Arc<dyn WorkerRegistry> = crate::backend::new_registry(clock.clone());
-    let manager = WorkerLifecycleManager::new(
-        registry.clone(),
-        WorkerLifecycleConfig {
-            min_ready_workers: 0,
-            destroy_retry_initial: secs(10),
-            ..config()
-        },
-    )
-    .unwrap();
+    let manager = retrying_destroys_after_10s(registry.clone());
     let inner = TestProvider::new("test");
     manager
         .register_provider(Arc::new(EditedListing(
