@@ -403,11 +403,14 @@ fn a_registration_whose_outcome_is_unknown_keeps_the_instance_until_the_registry
     assert!(flaky.get(&instance.worker_id).unwrap().is_none());
 }
 
-/// As above, but the registration was applied: once the registry answers, the worker is found
-/// registered and its instance is kept.
-#[test]
-fn a_registration_applied_whose_outcome_was_unknown_keeps_its_instance() {
-    let (clock, flaky, manager, provider) = setup();
+/// A provision whose registration is applied but answered `Backend`, with every read failing
+/// (so `provision_worker` cannot tell whether it was applied, and says so); reads still fail
+/// when it returns. Returns the created instance.
+fn provision_with_its_registration_unknown(
+    flaky: &Flaky,
+    manager: &WorkerLifecycleManager,
+    provider: &TestProvider,
+) -> WorkerHandle {
     flaky
         .faults
         .lose_register_reply
@@ -415,7 +418,15 @@ fn a_registration_applied_whose_outcome_was_unknown_keeps_its_instance() {
     flaky.reads_fail(true);
     let err = manager.provision_worker(&pid("test"), spec()).unwrap_err();
     assert!(matches!(err, Error::Backend(_)), "{err}");
-    let instance = only_instance(&provider);
+    only_instance(provider)
+}
+
+/// As above, but the registration was applied: once the registry answers, the worker is found
+/// registered and its instance is kept.
+#[test]
+fn a_registration_applied_whose_outcome_was_unknown_keeps_its_instance() {
+    let (clock, flaky, manager, provider) = setup();
+    let instance = provision_with_its_registration_unknown(&flaky, &manager, &provider);
     flaky.reads_fail(false);
     for _ in 0..3 {
         clock.advance(secs(30));
@@ -1898,14 +1909,7 @@ fn a_provision_ending_while_the_autoscaler_reads_is_not_missed() {
 #[test]
 fn a_remembered_orphan_whose_record_was_destroyed_meanwhile_is_not_destroyed_again() {
     let (clock, flaky, manager, provider) = setup();
-    flaky
-        .faults
-        .lose_register_reply
-        .store(true, Ordering::SeqCst);
-    flaky.reads_fail(true);
-    let err = manager.provision_worker(&pid("test"), spec()).unwrap_err();
-    assert!(matches!(err, Error::Backend(_)), "{err}");
-    let instance = only_instance(&provider);
+    let instance = provision_with_its_registration_unknown(&flaky, &manager, &provider);
     assert_eq!(manager.pending_orphans().len(), 1);
     // `get` answers again, scans not yet: the host terminates the worker.
     flaky.faults.fail_get.store(false, Ordering::SeqCst);
