@@ -315,8 +315,8 @@ impl Classes {
     }
 }
 
-/// A hash of a spec's content (equal specs hash equal; `-0.0` and `0.0` CPU counts may not,
-/// which only means two shared copies).
+/// A hash of a spec's content: specs equal by `==` hash equal (interning looks for an equal
+/// spec in its hash's bucket only).
 fn spec_hash(spec: &WorkerSpec, hasher: &impl BuildHasher) -> u64 {
     let mut h = hasher.build_hasher();
     spec.image.hash(&mut h);
@@ -328,7 +328,10 @@ fn spec_hash(spec: &WorkerSpec, hasher: &impl BuildHasher) -> u64 {
     spec.max_lifetime.hash(&mut h);
     spec.max_jobs.hash(&mut h);
     let r = &spec.resources;
-    r.cpu_cores.to_bits().hash(&mut h);
+    // `-0.0 == 0.0` but their bits differ: hashed as one (a NaN, which no spec holds, is
+    // equal to nothing anyway).
+    let cpu = if r.cpu_cores == 0.0 { 0.0 } else { r.cpu_cores };
+    cpu.to_bits().hash(&mut h);
     r.memory_bytes.hash(&mut h);
     r.disk_bytes.hash(&mut h);
     r.gpu_count.hash(&mut h);

@@ -524,3 +524,28 @@ fn a_heard_heartbeat_past_the_columns_range_keeps_its_events_time() {
         assert_eq!(registry.get(&id).unwrap().unwrap().last_heartbeat, now);
     }
 }
+
+/// DESIGN.md (in-memory layout): "a registered worker's `spec` is the registry's shared copy
+/// of an equal spec (equal by `==`)". A CPU count of `-0.0` is `==` to `0.0` (and passes
+/// `validate`), so the two specs are one class with one shared copy.
+#[test]
+fn specs_equal_by_eq_share_one_copy_whatever_the_sign_of_a_zero_cpu_count() {
+    let (_, registry) = registry();
+    let handle = || WorkerHandle::new(ProviderId::new("p").unwrap(), ProviderType::Docker, "c");
+    let mut plus = WorkerSpec::new("img");
+    plus.resources.cpu_cores = 0.0;
+    let mut minus = WorkerSpec::new("img");
+    minus.resources.cpu_cores = -0.0;
+    assert_eq!(plus, minus);
+    let a = registry.register(handle(), Arc::new(plus)).unwrap();
+    let b = registry.register(handle(), Arc::new(minus)).unwrap();
+    assert!(
+        Arc::ptr_eq(&a.spec, &b.spec),
+        "one shared copy of equal specs"
+    );
+    assert_eq!(
+        registry.indexes.lock().classes.iter().count(),
+        1,
+        "one class"
+    );
+}
