@@ -154,6 +154,15 @@ impl Classes {
         self.slots.iter().flatten()
     }
 
+    /// Every class with its number.
+    #[cfg(test)]
+    pub fn numbered(&self) -> impl Iterator<Item = (u32, &Class)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(n, c)| c.as_ref().map(|c| (n as u32, c)))
+    }
+
     /// Every class, mutably.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Class> {
         self.slots.iter_mut().flatten()

@@ -9,6 +9,7 @@ use crate::clock::{millis, ManualClock};
 use crate::events::SubscribeOptions;
 use crate::filter::WorkerFilter;
 use crate::ids::ProviderId;
+use crate::registry::stats::WorkerRegistryStats;
 use crate::worker::{ProviderType, TerminationReason, WorkerHandle, WorkerSpec};
 
 fn registry() -> (Arc<ManualClock>, InMemoryWorkerRegistry) {
@@ -548,4 +549,380 @@ fn specs_equal_by_eq_share_one_copy_whatever_the_sign_of_a_zero_cpu_count() {
         1,
         "one class"
     );
+}
+
+/// Checks every registry-wide index and every column flag against the records (the indexes
+/// are a function of the records: `Membership`), with the registry quiet. Returns the
+/// snapshots of every worker.
+fn assert_indexes_follow_records(registry: &InMemoryWorkerRegistry) -> Vec<Worker> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut ready: BTreeSet<(u32, Timestamp, WorkerId)> = BTreeSet::new();
+    let mut living: BTreeSet<(u32, Timestamp, u64, u32)> = BTreeSet::new();
+    let mut startup: BTreeSet<(Timestamp, u64, u32)> = BTreeSet::new();
+    let mut drained: BTreeSet<WorkerId> = BTreeSet::new();
+    let mut terminal: BTreeSet<WorkerId> = BTreeSet::new();
+    let mut jobs: BTreeMap<String, WorkerId> = BTreeMap::new();
+    let mut all = Vec::new();
+    for (s, lock) in registry.shards.iter().enumerate() {
+        let shard = lock.read();
+        for (slot, rec) in shard.records() {
+            let id = rec.id();
+            assert_eq!(registry.shard_index(&id), s);
+            assert_eq!(shard.slot_of(&id), Some(slot));
+            let place = place_of(s, slot);
+            let m = rec.membership();
+            if m.is_ready() {
+                ready.insert((rec.class, rec.idle_since().expect("ready"), id));
+            }
+            if m.is_lifetime_tracked() {
+                living.insert((rec.class, rec.created_at, rec.birth_ticket, place));
+            }
+            if rec.state.is_starting() {
+                startup.insert((rec.created_at, rec.birth_ticket, place));
+            }
+            if m.is_drained() {
+                drained.insert(id);
+            }
+            if rec.state.is_terminal() {
+                terminal.insert(id);
+            }
+            if let Some(job) = &rec.current_job {
+                assert!(jobs.insert(job.to_string(), id).is_none());
+            }
+            all.push(shard.worker(slot, rec));
+        }
+    }
+    let ix = registry.indexes.lock();
+    let mut ready_ix = BTreeSet::new();
+    let mut living_ix = BTreeSet::new();
+    for (n, class) in ix.classes.numbered() {
+        assert_eq!(class.ready.len(), class.ready.iter().count());
+        for (at, id) in class.ready.iter() {
+            assert!(ready_ix.insert((n, at, id)), "twice in ready");
+        }
+        assert_eq!(class.living.len(), class.living.iter().count());
+        for (at, ticket, place) in class.living.iter() {
+            assert!(living_ix.insert((n, at, ticket, place)), "twice in living");
+        }
+    }
+    assert_eq!(ready_ix, ready, "ready sets");
+    assert_eq!(living_ix, living, "lifetime queues");
+    let startup_ix: BTreeSet<_> = ix.startup.iter().collect();
+    assert_eq!(ix.startup.len(), ix.startup.iter().count());
+    assert_eq!(startup_ix, startup, "startup queue");
+    assert_eq!(ix.drained.iter().copied().collect::<BTreeSet<_>>(), drained);
+    assert_eq!(
+        ix.terminal.iter().copied().collect::<BTreeSet<_>>(),
+        terminal
+    );
+    let jobs_ix: BTreeMap<String, WorkerId> =
+        ix.jobs.iter().map(|(j, w)| (j.to_string(), *w)).collect();
+    assert_eq!(jobs_ix, jobs, "job holders");
+    assert_eq!(ix.stats(), WorkerRegistryStats::recount(&all), "stats");
+    all
+}
+
+/// A random walk of every operation on a few classes from `start`, checking after each step
+/// that the indexes follow the records and that each deadline query equals a recount from
+/// the snapshots: exactly at, before and after the deadlines (the clock mostly moves by 0..3
+/// ms), and across the heartbeat columns' range (now and then it jumps by up to 40 days, and
+/// grace periods reach back up to 20).
+fn walk(start: Timestamp, seeds: u64) {
+    use super::super::test_rng::XorShift;
+    use crate::ids::JobId;
+    use crate::worker::TerminationReason as R;
+    use std::collections::{BTreeMap, BTreeSet};
+    let ms = Duration::from_millis;
+    for seed in 1..=seeds {
+        let clock = Arc::new(ManualClock::new(start));
+        let registry = InMemoryWorkerRegistry::with_clock(clock.clone());
+        let mut rng = XorShift(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let specs: Vec<Arc<WorkerSpec>> = vec![
+            Arc::new(
+                WorkerSpec::new("a")
+                    .with_label("pool", "x")
+                    .with_idle_timeout(ms(7))
+                    .with_max_lifetime(ms(40)),
+            ),
+            Arc::new(
+                WorkerSpec::new("b")
+                    .with_max_jobs(1)
+                    .with_idle_timeout(ms(3))
+                    .with_max_lifetime(ms(25)),
+            ),
+            Arc::new(
+                WorkerSpec::new("c")
+                    .with_max_jobs(2)
+                    .with_label("pool", "x")
+                    .with_idle_timeout(ms(5))
+                    .with_max_lifetime(ms(1_000)),
+            ),
+        ];
+        let providers = [ProviderId::new("p").unwrap(), ProviderId::new("q").unwrap()];
+        let mut ids: Vec<WorkerId> = Vec::new();
+        for step in 0..1_500u32 {
+            let pick = |rng: &mut XorShift, ids: &[WorkerId]| {
+                (!ids.is_empty()).then(|| ids[rng.below(ids.len())])
+            };
+            let job = JobId::new(format!("j{}", rng.below(12))).unwrap();
+            match rng.below(20) {
+                0..=2 => {
+                    let handle = WorkerHandle::new(
+                        providers[rng.below(2)].clone(),
+                        ProviderType::Docker,
+                        "c",
+                    );
+                    let spec = Arc::clone(&specs[rng.below(specs.len())]);
+                    ids.push(registry.register(handle, spec).unwrap().id);
+                }
+                3..=5 => {
+                    if let Some(id) = pick(&mut rng, &ids) {
+                        let to = WorkerState::ALL[rng.below(WorkerState::ALL.len())];
+                        let _ = registry.update_state(&id, to);
+                    }
+                }
+                6 => {
+                    if let Some(id) = pick(&mut rng, &ids) {
+                        let _ = registry.assign_to_job(&id, job);
+                    }
+                }
+                7 | 8 => {
+                    let filter = match rng.below(5) {
+                        0 => WorkerFilter::new(),
+                        1 => WorkerFilter::new().label("pool", "x"),
+                        2 => WorkerFilter::new().idle_for(ms(rng.below(6) as u64)),
+                        3 => WorkerFilter::new().unhealthy_for(ms(rng.below(6) as u64)),
+                        _ => WorkerFilter::new().provider_id(providers[rng.below(2)].clone()),
+                    };
+                    let _ = registry.claim(&filter, job);
+                }
+                9 | 10 => {
+                    if let Some(id) = pick(&mut rng, &ids) {
+                        let expected = (rng.below(2) == 0).then_some(&job);
+                        let _ = registry.release_from_job(&id, expected);
+                    }
+                }
+                11 | 12 => {
+                    if let Some(id) = pick(&mut rng, &ids) {
+                        let _ = registry.heartbeat(&id);
+                    }
+                }
+                13 => {
+                    if let Some(id) = pick(&mut rng, &ids) {
+                        let _ = registry.unregister(&id, R::Requested);
+                    }
+                }
+                14 => {
+                    if rng.below(10) == 0 {
+                        let back = rng.next() % (86_400_000 * 20);
+                        registry
+                            .grant_grace(registry.now().saturating_sub(back))
+                            .unwrap();
+                    }
+                }
+                _ => {
+                    const DAY: u64 = 86_400_000;
+                    let by = match rng.below(10) {
+                        0 => rng.next() % (40 * DAY),
+                        1 => rng.next() % DAY,
+                        _ => rng.below(4) as u64,
+                    };
+                    clock.advance(ms(by));
+                }
+            }
+            let all = assert_indexes_follow_records(&registry);
+            let now = registry.now();
+            let floor = registry.floor();
+            // Each deadline query against a recount from the snapshots.
+            for timeout in [0u64, 1, 2, 5, 3_600_000, 86_400_000 * 13, 86_400_000 * 30] {
+                let want: BTreeSet<WorkerId> = all
+                    .iter()
+                    .filter(|w| {
+                        w.state.heartbeat_monitored()
+                            && now
+                                .checked_sub(timeout)
+                                .is_some_and(|cut| w.last_heartbeat.max(floor) < cut)
+                    })
+                    .map(|w| w.id)
+                    .collect();
+                let got: BTreeSet<WorkerId> = registry
+                    .find_unhealthy(ms(timeout))
+                    .unwrap()
+                    .iter()
+                    .map(|w| w.id)
+                    .collect();
+                assert_eq!(got, want, "seed {seed} step {step}: unhealthy {timeout}");
+                assert_eq!(
+                    registry.count_unhealthy(ms(timeout)).unwrap(),
+                    want.len(),
+                    "seed {seed} step {step}: count_unhealthy {timeout}"
+                );
+                let want: BTreeSet<WorkerId> = all
+                    .iter()
+                    .filter(|w| {
+                        w.state.is_starting()
+                            && now
+                                .checked_sub(timeout)
+                                .is_some_and(|cut| w.created_at.max(floor) < cut)
+                    })
+                    .map(|w| w.id)
+                    .collect();
+                let got: BTreeSet<WorkerId> = registry
+                    .find_startup_expired(ms(timeout))
+                    .unwrap()
+                    .iter()
+                    .map(|w| w.id)
+                    .collect();
+                assert_eq!(got, want, "seed {seed} step {step}: startup {timeout}");
+            }
+            let want: BTreeMap<WorkerId, R> = all
+                .iter()
+                .filter_map(|w| {
+                    let lifetime = millis(w.spec.max_lifetime);
+                    let idle = millis(w.spec.idle_timeout);
+                    let tracked = matches!(
+                        w.state,
+                        WorkerState::Creating
+                            | WorkerState::Connecting
+                            | WorkerState::Ready
+                            | WorkerState::Busy
+                    );
+                    if tracked && w.created_at.saturating_add(lifetime) < now {
+                        return Some((w.id, R::Lifetime));
+                    }
+                    if w.state == WorkerState::Ready
+                        && w.idle_since.unwrap().saturating_add(idle) < now
+                    {
+                        return Some((w.id, R::Idle));
+                    }
+                    if w.state == WorkerState::Draining && w.current_job.is_none() {
+                        let spent = w
+                            .spec
+                            .max_jobs
+                            .is_some_and(|m| w.jobs_executed >= u64::from(m));
+                        return Some((w.id, if spent { R::MaxJobs } else { R::Drained }));
+                    }
+                    None
+                })
+                .collect();
+            let got: BTreeMap<WorkerId, R> = registry
+                .find_for_termination()
+                .unwrap()
+                .into_iter()
+                .map(|(w, r)| (w.id, r))
+                .collect();
+            assert_eq!(got, want, "seed {seed} step {step}: termination");
+        }
+    }
+}
+
+#[test]
+fn a_random_walk_keeps_every_index_in_step_with_the_records() {
+    walk(1_000_000, 4);
+}
+
+/// The same near the end of the clock (which saturates there: deadlines past it never come).
+#[test]
+fn a_random_walk_near_the_end_of_the_clock_keeps_every_index_in_step() {
+    walk(u64::MAX - 60 * 86_400_000, 3);
+}
+
+/// Threads racing every operation (claims with every kind of filter against unregister,
+/// update_state, release, heartbeats, health checks, grace): afterwards every index follows
+/// the records, and the deadline queries equal a recount.
+#[test]
+fn racing_operations_leave_every_index_in_step_with_the_records() {
+    use super::super::test_rng::XorShift;
+    use crate::ids::JobId;
+    let ms = Duration::from_millis;
+    let (clock, registry) = registry();
+    let specs: Vec<Arc<WorkerSpec>> = vec![
+        Arc::new(WorkerSpec::new("a").with_label("pool", "x")),
+        Arc::new(WorkerSpec::new("b").with_max_jobs(1)),
+        Arc::new(
+            WorkerSpec::new("c")
+                .with_max_jobs(3)
+                .with_label("pool", "x"),
+        ),
+    ];
+    let ids = parking_lot::Mutex::new(Vec::<WorkerId>::new());
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let (registry, clock, specs, ids) = (&registry, &clock, &specs, &ids);
+            s.spawn(move || {
+                let mut rng = XorShift(0x9e37_79b9_7f4a_7c15 ^ ((t + 1) * 0x2545_f491));
+                for _ in 0..6_000 {
+                    let id = {
+                        let ids = ids.lock();
+                        (!ids.is_empty()).then(|| ids[rng.below(ids.len())])
+                    };
+                    let job = JobId::new(format!("j{}", rng.below(40))).unwrap();
+                    match (rng.below(20), id) {
+                        (0..=2, _) => {
+                            let handle = WorkerHandle::new(
+                                ProviderId::new("p").unwrap(),
+                                ProviderType::Docker,
+                                "c",
+                            );
+                            let spec = Arc::clone(&specs[rng.below(specs.len())]);
+                            let id = registry.register(handle, spec).unwrap().id;
+                            let _ = registry.update_state(&id, WorkerState::Ready);
+                            ids.lock().push(id);
+                        }
+                        (3..=6, _) => {
+                            let filter = match rng.below(4) {
+                                0 => WorkerFilter::new(),
+                                1 => WorkerFilter::new().label("pool", "x"),
+                                2 => WorkerFilter::new().idle_for(ms(rng.below(3) as u64)),
+                                _ => WorkerFilter::new().unhealthy_for(ms(rng.below(3) as u64)),
+                            };
+                            let _ = registry.claim(&filter, job);
+                        }
+                        (7 | 8, Some(id)) => {
+                            let _ = registry.release_from_job(&id, None);
+                        }
+                        (9 | 10, Some(id)) => {
+                            let to = WorkerState::ALL[rng.below(WorkerState::ALL.len())];
+                            let _ = registry.update_state(&id, to);
+                        }
+                        (11, Some(id)) => {
+                            let _ = registry.unregister(&id, TerminationReason::Requested);
+                        }
+                        (12..=14, Some(id)) => {
+                            let _ = registry.heartbeat(&id);
+                        }
+                        (15, Some(id)) => {
+                            let _ = registry.assign_to_job(&id, job);
+                        }
+                        (16, _) => {
+                            let _ = registry.find_unhealthy(ms(rng.below(3) as u64));
+                            let _ = registry.count_unhealthy(ms(rng.below(3) as u64));
+                        }
+                        (17, _) => {
+                            let _ = registry.find_for_termination();
+                        }
+                        (18, _) if rng.below(50) == 0 => {
+                            registry.grant_grace(registry.now()).unwrap();
+                        }
+                        _ => {
+                            clock.advance(ms(1));
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let all = assert_indexes_follow_records(&registry);
+    let now = registry.now();
+    let floor = registry.floor();
+    for timeout in [0u64, 1, 2, 5] {
+        let want = all
+            .iter()
+            .filter(|w| {
+                w.state.heartbeat_monitored() && w.last_heartbeat.max(floor) < now - timeout
+            })
+            .count();
+        assert_eq!(registry.find_unhealthy(ms(timeout)).unwrap().len(), want);
+        assert_eq!(registry.count_unhealthy(ms(timeout)).unwrap(), want);
+    }
 }
