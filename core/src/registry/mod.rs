@@ -157,7 +157,7 @@ pub trait WorkerRegistry: Send + Sync + fmt::Debug {
     /// Workers past their heartbeat deadline: in a monitored state (`Connecting`, `Ready`,
     /// `Busy`, `Draining`) and silent for longer than `heartbeat_timeout`. Never a pass over
     /// the records: the in-memory registry answers from its heartbeat columns, usually at the
-    /// cost of what is due, at worst one sequential pass over 8 bytes a worker.
+    /// cost of what is due, at worst one sequential pass over 4 bytes a worker.
     fn find_unhealthy(&self, heartbeat_timeout: Duration) -> Result<Vec<Worker>>;
 
     /// How many workers [`find_unhealthy`](Self::find_unhealthy) would return now, without
