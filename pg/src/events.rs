@@ -44,7 +44,9 @@
 //!
 //! The reader runs on the subscriber's thread: each call of the `Subscription` first lets it
 //! read what arrived; `recv` waits on `LISTEN` (a notification wakes it; without one it polls
-//! every second, and every 20 ms while waiting out a gap).
+//! every second, and every 20 ms while waiting out a gap). Each read first takes the
+//! notifications already received, which announce commits it sees: they never pile up in the
+//! connection, and a wait wakes only for a commit made after the last read.
 //!
 //! `subscriber_drops` (the event-drop metrics) lists the live subscriptions of this registry
 //! handle; it lets each one that is not in a call of its own read first, on the caller's
@@ -295,6 +297,12 @@ impl Reader {
             self.conn = Some(open(&self.config, &self.schema)?);
         }
         let conn = self.conn.as_mut().expect("just opened");
+        // The notifications already here announce commits this read sees: taken now, they
+        // neither pile up in the client (a subscriber that never waits never took them) nor
+        // wake a later wait once each for nothing new. One that arrives during the read is
+        // left for the wait (it may announce a commit the read's snapshot missed). A broken
+        // connection shows at the query below.
+        let _ = conn.client.notifications().iter().count();
         let mut moved = 0;
         loop {
             let stmt = conn.prepare(READ)?;
@@ -703,6 +711,40 @@ mod tests {
                     .iter()
                     .all(|l| l.contains("outbox_pkey") || l.contains("Bitmap Heap Scan")),
             "plan: {plan:#?}"
+        );
+    }
+
+    /// Every commit that writes events while someone listens sends each listening reader a
+    /// notification, which its client buffers until it is taken. A subscriber that never waits
+    /// (`drain`, `try_recv`, a scrape) never took them: they piled up in its connection for as
+    /// long as the subscription lived (one per committed change: a leak that grows with the
+    /// fleet's activity), and a `recv` that waited later woke once for each of them, reading the
+    /// outbox twice per stale notification instead of sleeping (see also
+    /// `pg/tests/subscription_waits.rs`). Each read now first takes the notifications already
+    /// there: what they announce is visible to that read.
+    #[test]
+    fn a_subscriber_that_never_waits_keeps_no_backlog_of_notifications() {
+        use hodei_workers::WorkerRegistry;
+        let (_schema, registry) = crate::test_support::scratch("events_notes");
+        let subscription = registry.subscribe(SubscribeOptions::default()).unwrap();
+        let reader = registry.inner.readers.lock()[0].upgrade().unwrap();
+        let kind = EventKind::ProvisionRequested {
+            provider_id: ProviderId::new("p").unwrap(),
+        };
+        let mut got = 0;
+        for _ in 0..100 {
+            registry.publish(kind.clone()).unwrap();
+            got += subscription.drain().len();
+        }
+        assert_eq!(got, 100, "every event, as it committed");
+        let buffered = reader
+            .lock()
+            .conn
+            .as_mut()
+            .map(|conn| conn.client.notifications().len());
+        assert!(
+            buffered.is_some_and(|n| n <= 2),
+            "notifications left in the reader's connection: {buffered:?}"
         );
     }
 
