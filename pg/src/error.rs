@@ -115,6 +115,22 @@ pub(crate) const ASYNC_CONTEXT: &str = "the PostgreSQL registry was called from 
      runtime (the synchronous `postgres` client cannot block there): call it from a blocking \
      thread, e.g. tokio::task::spawn_blocking";
 
+/// Whether the `postgres` client's blocking calls can run on this thread: not on one that
+/// drives an async runtime, where they panic (a thread of `spawn_blocking` can). Outside any
+/// runtime's context, at once; inside one, by blocking as the client does, on an idle runtime
+/// of its own (a panic caught here, in place of the client's).
+pub(crate) fn may_block() -> bool {
+    static PROBE: std::sync::LazyLock<Option<tokio::runtime::Runtime>> =
+        std::sync::LazyLock::new(|| tokio::runtime::Builder::new_current_thread().build().ok());
+    if tokio::runtime::Handle::try_current().is_err() {
+        return true;
+    }
+    match &*PROBE {
+        Some(runtime) => catch_unwind(AssertUnwindSafe(|| runtime.block_on(async {}))).is_ok(),
+        None => true,
+    }
+}
+
 /// Runs `f`, turning a panic of the client into `Error::Backend`. The `postgres` crate panics
 /// when its blocking calls run on a thread that drives an async runtime (tokio's "cannot start
 /// a runtime from within a runtime"); it does so before touching the connection, which stays

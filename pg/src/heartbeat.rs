@@ -87,7 +87,13 @@ pub(crate) struct Coalescer {
 
 impl Coalescer {
     /// One caller's heartbeat, answered when the batch holding it is done.
+    ///
+    /// A caller that cannot block (on a thread that drives an async runtime) is answered
+    /// `Backend` at once and joins no batch: leading one, it would fail every caller of it.
     pub fn heartbeat(&self, registry: &PostgresWorkerRegistry, id: WorkerId) -> Result<()> {
+        if !crate::error::may_block() {
+            return Err(Error::Backend(crate::error::ASYNC_CONTEXT.to_owned()));
+        }
         let mut state = self.state.lock();
         let number = state.forming.number;
         let index = state.forming.ids.len();
@@ -267,4 +273,114 @@ pub(crate) fn heartbeat_many(
             }
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use hodei_workers::{ProviderId, ProviderType, WorkerHandle, WorkerRegistry, WorkerSpec};
+
+    use super::*;
+
+    /// Waits (a hang guard, not a timing) until `done` holds of the coalescer's state.
+    fn until(registry: &PostgresWorkerRegistry, what: &str, done: impl Fn(&State) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !done(&registry.inner.heartbeats.state.lock()) {
+            assert!(Instant::now() < deadline, "waited too long for {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// A caller on a thread that drives an async runtime cannot make the blocking client's
+    /// calls: it is answered `Backend` ("use spawn_blocking"). Before, it joined the batch
+    /// being formed like any caller and, when it came to lead that batch, ran the batch's
+    /// statement where it could not block: every caller of the batch, from plain threads too,
+    /// was answered the async-runtime error meant for it, their heartbeats unrecorded. Here the
+    /// batches are all running (each held by a row lock), the runtime's caller queues first and
+    /// a plain thread's caller after it; one running batch is let go, whose slot goes to the
+    /// first caller queued.
+    #[test]
+    fn a_caller_inside_an_async_runtime_never_answers_for_the_batch_it_joins() {
+        let (schema, registry) = crate::test_support::scratch("heartbeat_async");
+        let provider = ProviderId::new("p").unwrap();
+        let spec = Arc::new(WorkerSpec::new("img"));
+        let register = || {
+            let handle = WorkerHandle::new(provider.clone(), ProviderType::Docker, "r");
+            registry.register(handle, spec.clone()).unwrap().id
+        };
+        let held: Vec<WorkerId> = (0..MAX_BATCHES).map(|_| register()).collect();
+        let free = register();
+        // Each running batch waits for the row lock of its worker's heartbeat, held by a
+        // transaction of its own.
+        let mut lockers: Vec<postgres::Client> = held
+            .iter()
+            .map(|id| {
+                let mut client = postgres::Client::connect(&schema.url, postgres::NoTls).unwrap();
+                client
+                    .batch_execute(&format!("SET search_path TO \"{}\"; BEGIN", schema.name))
+                    .unwrap();
+                client
+                    .execute(
+                        "SELECT 1 FROM heartbeats WHERE id = $1 FOR UPDATE",
+                        &[id.as_uuid()],
+                    )
+                    .unwrap();
+                client
+            })
+            .collect();
+        std::thread::scope(|s| {
+            let registry = &registry;
+            let running: Vec<_> = held
+                .iter()
+                .map(|id| s.spawn(move || registry.heartbeat(id)))
+                .collect();
+            until(registry, "every batch running", |state| {
+                state.leading == MAX_BATCHES
+            });
+            let in_runtime = s.spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async { registry.heartbeat(&free) })
+            });
+            // Queued (before the fix), or answered at once.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while registry
+                .inner
+                .heartbeats
+                .state
+                .lock()
+                .forming
+                .ids
+                .is_empty()
+                && !in_runtime.is_finished()
+            {
+                assert!(Instant::now() < deadline, "the runtime's caller hangs");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let queued = registry.inner.heartbeats.state.lock().forming.ids.len();
+            let plain = s.spawn(move || registry.heartbeat(&free));
+            until(registry, "the plain caller queued", |state| {
+                state.forming.ids.len() == queued + 1
+            });
+            // One batch done: its slot goes to a caller queued.
+            lockers[0].batch_execute("COMMIT").unwrap();
+            let plain = plain.join().unwrap();
+            for locker in &mut lockers[1..] {
+                locker.batch_execute("COMMIT").unwrap();
+            }
+            for batch in running {
+                assert_eq!(batch.join().unwrap(), Ok(()));
+            }
+            assert_eq!(plain, Ok(()), "the plain thread's heartbeat");
+            match in_runtime.join().unwrap() {
+                Err(Error::Backend(message)) => {
+                    assert!(message.contains("spawn_blocking"), "{message}")
+                }
+                other => panic!("the runtime's caller: {other:?}"),
+            }
+        });
+    }
 }

@@ -40,6 +40,17 @@ fn a_call_from_inside_an_async_runtime_is_a_backend_error_not_a_panic() {
         lease.acquire_or_renew(None),
         Ok(LeaseStatus::Held(_))
     ));
+    // From a blocking thread of the runtime, as the message advises, it works (a caller that
+    // cannot block is told so before it joins a batch of heartbeats: the check must not refuse
+    // this one).
+    let registry = std::sync::Arc::new(registry);
+    let blocking = std::sync::Arc::clone(&registry);
+    let beat = runtime.block_on(async move {
+        tokio::task::spawn_blocking(move || blocking.heartbeat(&id))
+            .await
+            .unwrap()
+    });
+    assert_eq!(beat, Ok(()));
     // Nor does dropping the registry (its pooled clients own runtimes) or the lease (its
     // connection too) inside one panic.
     runtime.block_on(async move {
