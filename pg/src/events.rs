@@ -174,10 +174,18 @@ pub(crate) struct OutboxSource {
     reader: Arc<Mutex<Reader>>,
 }
 
+/// Forgets the listeners whose sessions are gone: a reader's row stays behind when its
+/// connection died and was not reopened (its process killed, its subscription dropped after
+/// the server ended its session), and while a row is there every change `NOTIFY`s at commit.
+/// Run by every new reader and by the health-check path's prune (`crate::retention`). A row
+/// visible to the statement was committed before it began, by a session that then existed.
+pub(crate) const FORGET_DEAD_LISTENERS: &str =
+    "DELETE FROM listeners WHERE pid NOT IN (SELECT pid FROM pg_stat_activity)";
+
 fn open(config: &postgres::Config, schema: &str) -> std::result::Result<Conn, DbError> {
     let mut conn = Conn::open(config, schema).map_err(DbError::Other)?;
     conn.client.batch_execute(&format!(
-        "DELETE FROM listeners WHERE pid NOT IN (SELECT pid FROM pg_stat_activity); \
+        "{FORGET_DEAD_LISTENERS}; \
          INSERT INTO listeners (pid) VALUES (pg_backend_pid()) ON CONFLICT DO NOTHING; \
          LISTEN {}",
         crate::pool::quote_ident(&channel(schema))

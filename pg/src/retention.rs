@@ -1,5 +1,7 @@
 //! What the registry forgets, so that its tables stay bounded without a thread of its own: the
-//! oldest events of the outbox (see [`events`](crate::events)) and the oldest retired ids.
+//! oldest events of the outbox (see [`events`](crate::events)) and the oldest retired ids; and
+//! the `listeners` rows of readers whose sessions are gone, which would make every change
+//! `NOTIFY` for nobody.
 //!
 //! # Retired ids
 //! Ids are never reused (DESIGN.md §3, invariant 5): `known_ids` keeps every id registered,
@@ -124,8 +126,9 @@ impl PostgresWorkerRegistry {
         })
     }
 
-    /// One batch of each prune, at most once every [`PRUNE_EVERY`] per process (the first call
-    /// prunes). Failures are ignored: the health check must not fail for them, and the next
+    /// One batch of each prune, and the listeners whose sessions are gone
+    /// ([`FORGET_DEAD_LISTENERS`](crate::events::FORGET_DEAD_LISTENERS)), at most once every
+    /// [`PRUNE_EVERY`] per process (the first call prunes). Failures are ignored: the health check must not fail for them, and the next
     /// call after the interval tries again.
     pub(crate) fn maybe_prune(&self) {
         {
@@ -139,6 +142,10 @@ impl PostgresWorkerRegistry {
         if let Ok(Some(upto)) = self.prune_bound(self.keep()) {
             let _ = self.prune_retired(upto, PRUNE_BATCH);
         }
+        let _ = self.run("forgetting the listeners whose sessions are gone", |conn| {
+            let stmt = conn.prepare(crate::events::FORGET_DEAD_LISTENERS)?;
+            Ok(conn.client.execute(&stmt, &[])?)
+        });
     }
 }
 
@@ -151,6 +158,55 @@ mod tests {
     };
 
     use super::*;
+
+    /// A subscriber whose connection died (its process killed, its server session ended) and
+    /// was never reopened leaves its row in `listeners`, and while one is there every change
+    /// of every replica `NOTIFY`s at its commit (a database-wide lock) for nobody. Before, such
+    /// a row went only when another subscriber of the registry connected: a fleet whose
+    /// subscribers were gone paid for them for good. The health-check path's prune forgets
+    /// them too.
+    #[test]
+    fn the_prune_forgets_the_listeners_whose_sessions_are_gone() {
+        let (schema, registry) = crate::test_support::scratch("retention_listeners");
+        let mut client = postgres::Client::connect(&schema.url, postgres::NoTls).unwrap();
+        client
+            .batch_execute(&format!("SET search_path TO \"{}\"", schema.name))
+            .unwrap();
+        let listeners = |client: &mut postgres::Client| -> i64 {
+            client
+                .query_one("SELECT count(*) FROM listeners", &[])
+                .unwrap()
+                .get(0)
+        };
+        let subscription = registry
+            .subscribe(hodei_workers::SubscribeOptions::default())
+            .unwrap();
+        let first: i32 = client
+            .query_one("SELECT pid FROM listeners", &[])
+            .unwrap()
+            .get(0);
+        let live = registry
+            .subscribe(hodei_workers::SubscribeOptions::default())
+            .unwrap();
+        assert_eq!(listeners(&mut client), 2);
+        // The first one's session ends; the subscription goes without reading again.
+        let ended: bool = client
+            .query_one("SELECT pg_terminate_backend($1, 10000)", &[&first])
+            .unwrap()
+            .get(0);
+        assert!(ended);
+        let _ = live.try_recv();
+        drop(subscription);
+        assert_eq!(listeners(&mut client), 2, "its row is left behind");
+        registry.maybe_prune();
+        assert_eq!(
+            listeners(&mut client),
+            1,
+            "only the live subscriber's row stays"
+        );
+        drop(live);
+        assert_eq!(listeners(&mut client), 0);
+    }
 
     /// A batch deletes at most its count of consecutive numbers from the oldest, and never
     /// into the newest `keep`: the backlog drains batch by batch, in order.
