@@ -121,25 +121,50 @@ impl Coalescer {
     }
 
     /// Runs the batch being formed; answers every caller in it.
+    ///
+    /// A panic while it runs (the registry's [`Clock`](hodei_workers::Clock) is the host's
+    /// code) goes on in the leader's thread, as it would for a call of its own, once the
+    /// others are answered `Backend` and the slot is given back: before, they waited for an
+    /// answer for ever, and the slot was lost with them.
     fn lead(registry: &PostgresWorkerRegistry, state: &mut MutexGuard<'_, State>) {
         state.leading += 1;
         let next = Forming::new(state.forming.number + 1);
         let batch = std::mem::replace(&mut state.forming, next);
         // The database call runs without the mutex: callers keep queueing meanwhile.
-        let answers = MutexGuard::unlocked(state, || heartbeat_many(registry, &batch.ids));
-        state.done.insert(
-            batch.number,
-            Done {
-                answers,
-                unread: batch.ids.len(),
-            },
-        );
+        let run = MutexGuard::unlocked(state, || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                heartbeat_many(registry, &batch.ids)
+            }))
+        });
+        let (answers, panic) = match run {
+            Ok(answers) => (answers, None),
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                let error = Error::Backend(format!(
+                    "recording heartbeats: the thread running this batch of them panicked \
+                     ({what}); none was recorded"
+                ));
+                (Err(error), Some(panic))
+            }
+        };
+        // The leader reads its own answer, unless it goes on panicking.
+        let unread = batch.ids.len() - usize::from(panic.is_some());
+        if unread > 0 {
+            state.done.insert(batch.number, Done { answers, unread });
+        }
         state.leading -= 1;
-        // Our callers (the leader reads its own answer without sleeping)...
+        // Our callers...
         batch.wake.notify_all();
         // ... and the freed slot to one caller of the batch formed meanwhile, if any.
         if !state.forming.ids.is_empty() {
             state.forming.wake.notify_one();
+        }
+        if let Some(panic) = panic {
+            std::panic::resume_unwind(panic);
         }
     }
 }
@@ -293,6 +318,143 @@ mod tests {
         }
     }
 
+    /// A clock that panics once armed: the registry's clock is the host's code.
+    #[derive(Debug)]
+    struct ArmedClock {
+        inner: hodei_workers::ManualClock,
+        armed: std::sync::atomic::AtomicBool,
+    }
+
+    impl hodei_workers::Clock for ArmedClock {
+        fn now(&self) -> hodei_workers::Timestamp {
+            if self.armed.load(std::sync::atomic::Ordering::SeqCst) {
+                panic!("the host's clock failed");
+            }
+            self.inner.now()
+        }
+    }
+
+    /// Holds each of `ids`' heartbeat rows locked by a transaction of its own, so that a batch
+    /// heartbeating one of them runs until that transaction ends.
+    fn lock_rows(schema: &crate::test_support::Schema, ids: &[WorkerId]) -> Vec<postgres::Client> {
+        ids.iter()
+            .map(|id| {
+                let mut client = postgres::Client::connect(&schema.url, postgres::NoTls).unwrap();
+                client
+                    .batch_execute(&format!("SET search_path TO \"{}\"; BEGIN", schema.name))
+                    .unwrap();
+                client
+                    .execute(
+                        "SELECT 1 FROM heartbeats WHERE id = $1 FOR UPDATE",
+                        &[id.as_uuid()],
+                    )
+                    .unwrap();
+                client
+            })
+            .collect()
+    }
+
+    /// The thread leading a batch panics (the host's clock, read for the batch's statement):
+    /// its panic goes on, as for a call of its own, but the other callers of the batch are
+    /// answered `Backend`, and the batch's slot is given back. Before, they waited for an
+    /// answer for ever (a heartbeat that never returns), and the slot stayed taken: six such
+    /// panics and no heartbeat of the registry would ever return again.
+    #[test]
+    fn a_panic_of_a_batchs_leader_answers_the_other_callers_and_frees_its_slot() {
+        let url = crate::test_support::url();
+        let schema = crate::test_support::Schema {
+            url: url.clone(),
+            name: format!("heartbeat_panic_{}", std::process::id()),
+        };
+        let clock = Arc::new(ArmedClock {
+            inner: hodei_workers::ManualClock::new(1_700_000_000_000),
+            armed: std::sync::atomic::AtomicBool::new(false),
+        });
+        let registry =
+            PostgresWorkerRegistry::connect_with_clock(&url, &schema.name, clock.clone()).unwrap();
+        let provider = ProviderId::new("p").unwrap();
+        let spec = Arc::new(WorkerSpec::new("img"));
+        let register = || {
+            let handle = WorkerHandle::new(provider.clone(), ProviderType::Docker, "r");
+            registry.register(handle, spec.clone()).unwrap().id
+        };
+        let held: Vec<WorkerId> = (0..MAX_BATCHES).map(|_| register()).collect();
+        let free = register();
+        let mut lockers = lock_rows(&schema, &held);
+        // Threads of their own, not scoped: a caller that never returns fails the test
+        // instead of hanging it.
+        let registry = Arc::new(registry);
+        let running: Vec<_> = held
+            .iter()
+            .map(|id| {
+                let (registry, id) = (Arc::clone(&registry), *id);
+                std::thread::spawn(move || registry.heartbeat(&id))
+            })
+            .collect();
+        until(&registry, "every batch running", |state| {
+            state.leading == MAX_BATCHES
+        });
+        // Two callers queue in the batch being formed; the clock fails from now on.
+        let (answered, answer) = std::sync::mpsc::channel();
+        let callers: Vec<_> = (0..2)
+            .map(|_| {
+                let (answered, registry) = (answered.clone(), Arc::clone(&registry));
+                std::thread::spawn(move || {
+                    let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        registry.heartbeat(&free)
+                    }));
+                    let _ = answered.send(got.is_err());
+                    got
+                })
+            })
+            .collect();
+        until(&registry, "both callers queued", |state| {
+            state.forming.ids.len() == 2
+        });
+        clock.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+        // One batch done (it read the clock before it blocked): its slot goes to a caller
+        // queued, which leads their batch and panics.
+        lockers[0].batch_execute("COMMIT").unwrap();
+        let mut panicked = 0;
+        for _ in 0..2 {
+            // A hang guard, not a timing.
+            let got = answer.recv_timeout(Duration::from_secs(30));
+            assert!(got.is_ok(), "a caller of the batch waits for ever");
+            panicked += usize::from(got.unwrap());
+        }
+        assert_eq!(
+            panicked, 1,
+            "the leader's panic goes on, in its thread only"
+        );
+        for caller in callers {
+            match caller.join().unwrap() {
+                Err(_) => {}
+                Ok(Err(Error::Backend(message))) => {
+                    assert!(message.contains("panicked"), "{message}")
+                }
+                Ok(other) => panic!("the other caller: {other:?}"),
+            }
+        }
+        clock
+            .armed
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        for locker in &mut lockers[1..] {
+            locker.batch_execute("COMMIT").unwrap();
+        }
+        for batch in running {
+            assert_eq!(batch.join().unwrap(), Ok(()));
+        }
+        let state = registry.inner.heartbeats.state.lock();
+        assert_eq!(
+            (state.leading, state.done.len()),
+            (0, 0),
+            "every slot given back, no answer left unread"
+        );
+        drop(state);
+        assert_eq!(registry.heartbeat(&free), Ok(()));
+        drop(registry);
+    }
+
     /// A caller on a thread that drives an async runtime cannot make the blocking client's
     /// calls: it is answered `Backend` ("use spawn_blocking"). Before, it joined the batch
     /// being formed like any caller and, when it came to lead that batch, ran the batch's
@@ -312,24 +474,7 @@ mod tests {
         };
         let held: Vec<WorkerId> = (0..MAX_BATCHES).map(|_| register()).collect();
         let free = register();
-        // Each running batch waits for the row lock of its worker's heartbeat, held by a
-        // transaction of its own.
-        let mut lockers: Vec<postgres::Client> = held
-            .iter()
-            .map(|id| {
-                let mut client = postgres::Client::connect(&schema.url, postgres::NoTls).unwrap();
-                client
-                    .batch_execute(&format!("SET search_path TO \"{}\"; BEGIN", schema.name))
-                    .unwrap();
-                client
-                    .execute(
-                        "SELECT 1 FROM heartbeats WHERE id = $1 FOR UPDATE",
-                        &[id.as_uuid()],
-                    )
-                    .unwrap();
-                client
-            })
-            .collect();
+        let mut lockers = lock_rows(&schema, &held);
         std::thread::scope(|s| {
             let registry = &registry;
             let running: Vec<_> = held
