@@ -408,13 +408,23 @@ impl Reader {
         self.pending = None;
         self.resolved_upto = i64::MAX;
         let _ = guard(|| {
-            let _ = self.read(&mut |event| {
+            let mut out = |event| {
                 if kept.len() < capacity {
                     kept.push_back(event);
                 } else {
                     overflow += 1;
                 }
-            });
+            };
+            if self.read(&mut out).is_err() {
+                // Its connection failed under it: most often closed by the server since the
+                // last read (a restart, an administrator), which the client learns only at its
+                // next request, this one. There is no next call to retry at: once more now,
+                // on a new connection, from the cursor (what was handed out stays handed out).
+                if let Some(conn) = self.conn.take() {
+                    crate::pool::discard(conn);
+                }
+                let _ = self.read(&mut out);
+            }
             Ok(())
         });
         self.prefetched.extend(kept);

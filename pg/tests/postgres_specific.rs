@@ -409,6 +409,41 @@ fn a_dropped_registry_delivers_what_committed_before_past_a_writer_in_flight() {
     tx.rollback().unwrap();
 }
 
+/// Events committed before the registry handle is dropped reach its subscribers also when the
+/// reader's connection was closed by the server since its last read (a restart, an
+/// administrator, `idle_session_timeout`): the client learns of it only at its next request,
+/// which for a reader is the closing read, so that read runs once more on a new connection, as
+/// a subscriber's next call would. Before, the closing read failed on the dead connection and
+/// the stream ended without them, counted nowhere.
+#[test]
+fn a_dropped_registry_delivers_what_committed_before_when_the_readers_session_had_ended() {
+    let (_clock, registry, _schema) = registry("close_dead");
+    let events = registry.subscribe(SubscribeOptions::default()).unwrap();
+    let id = registry.register(handle(), spec()).unwrap().id;
+    // The reader's session ends (its subscription idle since it was made).
+    let mut admin = raw(registry.schema());
+    let ended = admin
+        .query(
+            "SELECT pg_terminate_backend(pid, 10000) FROM listeners \
+             WHERE pid IN (SELECT pid FROM pg_stat_activity)",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(ended.len(), 1, "one reader");
+    assert!(ended[0].get::<_, bool>(0), "its session ended");
+    registry.update_state(&id, WorkerState::Ready).unwrap();
+    drop(registry);
+    let got: Vec<&str> = std::iter::from_fn(|| events.recv(Some(Duration::from_secs(5))))
+        .map(|e| e.kind.name())
+        .collect();
+    assert_eq!(
+        got,
+        ["registered", "state_changed"],
+        "what committed before the drop"
+    );
+    assert_eq!(events.dropped(), 0);
+}
+
 #[test]
 fn events_committed_out_of_seq_order_are_delivered_in_order_and_none_is_skipped() {
     let (_clock, registry, _schema) = registry("order");
