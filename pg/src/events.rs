@@ -394,6 +394,32 @@ impl Reader {
         }
     }
 
+    /// [`read`](Self::read), and once more on a new connection when the connection it had,
+    /// in use since an earlier read, fails under it: most often the server closed it in
+    /// between (a restart, an administrator, `idle_session_timeout`), which the client learns
+    /// only at its next request, this one. As a read of the registry runs once more, rather
+    /// than leave the events to the subscriber's next call: the closing read of a dropped
+    /// registry and a prune's catch-up have none after them. The cursor is kept (what was
+    /// handed out stays handed out). A connection that cannot be opened is not tried twice.
+    fn read_again_if_closed(
+        &mut self,
+        out: &mut dyn FnMut(WorkerLifecycleEvent),
+    ) -> std::result::Result<usize, DbError> {
+        let used = self
+            .conn
+            .as_ref()
+            .is_some_and(|c| !c.client.is_closed() && !c.is_inherited());
+        match self.read(out) {
+            Err(_) if used => {
+                if let Some(conn) = self.conn.take() {
+                    crate::pool::discard(conn);
+                }
+                self.read(out)
+            }
+            result => result,
+        }
+    }
+
     /// Reads what is there now into `prefetched` and ends the stream (the registry is being
     /// dropped): every event committed before, past any gap still open. Keeps at most the subscription's capacity, the oldest, and counts the rest
     /// as dropped: its queue could not hold more, whatever the backlog.
@@ -415,16 +441,7 @@ impl Reader {
                     overflow += 1;
                 }
             };
-            if self.read(&mut out).is_err() {
-                // Its connection failed under it: most often closed by the server since the
-                // last read (a restart, an administrator), which the client learns only at its
-                // next request, this one. There is no next call to retry at: once more now,
-                // on a new connection, from the cursor (what was handed out stays handed out).
-                if let Some(conn) = self.conn.take() {
-                    crate::pool::discard(conn);
-                }
-                let _ = self.read(&mut out);
-            }
+            let _ = self.read_again_if_closed(&mut out);
             Ok(())
         });
         self.prefetched.extend(kept);
@@ -460,7 +477,7 @@ impl Reader {
         let _ = guard(|| {
             let mut waited = false;
             loop {
-                let result = self.read(&mut |event| {
+                let result = self.read_again_if_closed(&mut |event| {
                     feed.push(event);
                 });
                 match result {

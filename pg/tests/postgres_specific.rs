@@ -844,6 +844,42 @@ fn a_subscriber_of_the_pruning_handle_that_stopped_reading_counts_what_is_pruned
     assert_eq!(idle.dropped(), 2);
 }
 
+/// As above, when the server had closed the idle subscriber's connection since its last read
+/// (a restart, an administrator): the client learns of it only at the prune's catch-up read,
+/// which then runs once more on a new connection, as a read of the registry does. Before, the
+/// catch-up failed quietly, the prune deleted what the subscriber had not read, and its next
+/// read found a bare `seq` gap, counted nowhere.
+#[test]
+fn a_subscriber_of_the_pruning_handle_whose_session_had_ended_counts_what_is_pruned() {
+    let (clock, registry, _schema) = registry("prune_counted_dead");
+    let idle = registry
+        .subscribe(SubscribeOptions::default().capacity(1))
+        .unwrap();
+    let first = ready(&registry, spec());
+    clock.advance(Duration::from_secs(7200));
+    registry.heartbeat(&first).unwrap();
+    let second = registry.register(handle(), spec()).unwrap().id;
+    let mut admin = raw(registry.schema());
+    let ended = admin
+        .query(
+            "SELECT pg_terminate_backend(pid, 10000) FROM listeners \
+             WHERE pid IN (SELECT pid FROM pg_stat_activity)",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(ended.len(), 1, "one reader");
+    assert!(ended[0].get::<_, bool>(0), "its session ended");
+    assert_eq!(registry.prune_events(Duration::from_secs(3600)).unwrap(), 2);
+    // As in memory: seq 1 queued, seqs 2 and 3 dropped (the queue holds one).
+    assert_eq!(idle.dropped(), 2, "the events it lost are counted");
+    let got = idle.drain();
+    assert_eq!(got.iter().map(|e| e.seq).collect::<Vec<_>>(), [1]);
+    registry
+        .unregister(&second, TerminationReason::Requested)
+        .unwrap();
+    assert_eq!(idle.drain()[0].seq, 4, "and the stream goes on");
+}
+
 /// Registers and unregisters `n` workers in turn; their ids, oldest retirement first.
 fn retire(registry: &PostgresWorkerRegistry, n: usize) -> Vec<WorkerId> {
     (0..n)
