@@ -271,8 +271,11 @@ impl PostgresLeadership {
         op: impl for<'c> FnOnce(&'c Client) -> Op<'c, T>,
     ) -> Result<T> {
         guard(|| {
-            if tokio::runtime::Handle::try_current().is_ok() {
-                // Its runtime cannot block here (and dropping one here may panic).
+            if !crate::error::may_block() {
+                // Its runtime cannot block on a thread that drives one (and dropping one there
+                // may panic). A thread of `spawn_blocking`, in a runtime's context too, can:
+                // refusing every call made in a context, as before, refused the very remedy
+                // the error advises.
                 return Err(Error::Backend(crate::error::ASYNC_CONTEXT.to_owned()));
             }
             let deadline = deadline_after(self.call_timeout());

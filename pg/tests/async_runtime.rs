@@ -51,6 +51,16 @@ fn a_call_from_inside_an_async_runtime_is_a_backend_error_not_a_panic() {
             .unwrap()
     });
     assert_eq!(beat, Ok(()));
+    // The lease too: its own runtime may block there (before, it refused every call made from
+    // a runtime's context, `spawn_blocking`'s included, with the message that advises it).
+    let lease = std::sync::Arc::new(lease);
+    let blocking = std::sync::Arc::clone(&lease);
+    let renewed = runtime.block_on(async move {
+        tokio::task::spawn_blocking(move || blocking.acquire_or_renew(None))
+            .await
+            .unwrap()
+    });
+    assert!(renewed.is_ok(), "{renewed:?}");
     // Nor does dropping the registry (its pooled clients own runtimes) or the lease (its
     // connection too) inside one panic.
     runtime.block_on(async move {
