@@ -28,7 +28,8 @@
 //! # What a gap in `seq` means for a subscriber
 //! - events dropped because its queue was full (counted by `Subscription::dropped`);
 //! - `HeartbeatReceived` events it did not opt in to (written only while a subscriber of the
-//!   writing process wants them);
+//!   writing registry handle wants them: a handle of another `connect`, in the same process
+//!   or not, counts as another replica);
 //! - a transaction that took a seq and then failed: only a failure after every check passed
 //!   (connection lost, server crash), since every statement takes its seqs after its row
 //!   locks, checks and unique indexes;

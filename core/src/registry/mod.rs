@@ -197,7 +197,7 @@ pub trait WorkerRegistry: Send + Sync + fmt::Debug {
     /// Publishes an event of the host or the manager on the registry's stream (with the next
     /// `seq`). A `HeartbeatReceived` reaches only the subscribers that want heartbeat events
     /// and, like the registry's own, is no event while none does (in memory: no `seq` taken;
-    /// on PostgreSQL: written only while a subscriber of this process wants them); it records
+    /// on PostgreSQL: written only while a subscriber of this registry handle wants them); it records
     /// no heartbeat.
     ///
     /// # Errors

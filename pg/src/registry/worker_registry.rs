@@ -234,7 +234,7 @@ impl WorkerRegistry for PostgresWorkerRegistry {
         let event = event_texts(std::slice::from_ref(&kind));
         let worker = kind.worker_id().map(|w| *w.as_uuid());
         // A `HeartbeatReceived` is written as `heartbeat`'s are: flagged, so that only the
-        // subscribers that opted in read it, and only while a subscriber of this process wants
+        // subscribers that opted in read it, and only while a subscriber of this handle wants
         // them (nothing is written otherwise: a plain subscriber would see a gap, or, before
         // the flag, the event itself).
         let heartbeat = matches!(kind, EventKind::HeartbeatReceived { .. });
