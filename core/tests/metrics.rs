@@ -40,7 +40,7 @@ fn get(s: &BTreeMap<String, f64>, key: &str) -> f64 {
 }
 
 /// Every family the issue asks for, by its OpenMetrics name.
-pub const FAMILIES: [&str; 27] = [
+pub const FAMILIES: [&str; 29] = [
     "hodei_workers_workers",
     "hodei_workers_workers_by_provider",
     "hodei_workers_workers_by_provider_type",
@@ -68,6 +68,8 @@ pub const FAMILIES: [&str; 27] = [
     "hodei_workers_heartbeat_monitored_workers",
     "hodei_workers_event_drops",
     "hodei_workers_event_queue_length",
+    "hodei_workers_leader",
+    "hodei_workers_leader_term",
 ];
 
 /// Needs the `sim` feature (`make test` turns it on: mk/sim.mk).
@@ -88,6 +90,9 @@ fn a_simulated_run_reads_back_exactly() {
         );
     }
     let s = samples(&text);
+    // A simulation's manager leads alone (the single-process lease: term 1).
+    assert_eq!(get(&s, "hodei_workers_leader"), 1.0);
+    assert_eq!(get(&s, "hodei_workers_leader_term"), 1.0);
     let stats = manager.stats().unwrap();
     let r = &stats.registry;
     for state in WorkerState::ALL {
