@@ -354,6 +354,25 @@ mod tests {
             .collect()
     }
 
+    /// Registers `MAX_BATCHES` workers whose heartbeat rows are then locked (a batch
+    /// heartbeating one of them runs until its locker's transaction ends, so as many batches
+    /// hold every slot) and one more whose row is free: `(held, free, lockers)`.
+    fn every_batch_slot_ready_to_hold(
+        schema: &crate::test_support::Schema,
+        registry: &PostgresWorkerRegistry,
+    ) -> (Vec<WorkerId>, WorkerId, Vec<postgres::Client>) {
+        let provider = ProviderId::new("p").unwrap();
+        let spec = Arc::new(WorkerSpec::new("img"));
+        let register = || {
+            let handle = WorkerHandle::new(provider.clone(), ProviderType::Docker, "r");
+            registry.register(handle, spec.clone()).unwrap().id
+        };
+        let held: Vec<WorkerId> = (0..MAX_BATCHES).map(|_| register()).collect();
+        let free = register();
+        let lockers = lock_rows(schema, &held);
+        (held, free, lockers)
+    }
+
     /// The thread leading a batch panics (the host's clock, read for the batch's statement):
     /// its panic goes on, as for a call of its own, but the other callers of the batch are
     /// answered `Backend`, and the batch's slot is given back. Before, they waited for an
@@ -372,15 +391,7 @@ mod tests {
         });
         let registry =
             PostgresWorkerRegistry::connect_with_clock(&url, &schema.name, clock.clone()).unwrap();
-        let provider = ProviderId::new("p").unwrap();
-        let spec = Arc::new(WorkerSpec::new("img"));
-        let register = || {
-            let handle = WorkerHandle::new(provider.clone(), ProviderType::Docker, "r");
-            registry.register(handle, spec.clone()).unwrap().id
-        };
-        let held: Vec<WorkerId> = (0..MAX_BATCHES).map(|_| register()).collect();
-        let free = register();
-        let mut lockers = lock_rows(&schema, &held);
+        let (held, free, mut lockers) = every_batch_slot_ready_to_hold(&schema, &registry);
         // Threads of their own, not scoped: a caller that never returns fails the test
         // instead of hanging it.
         let registry = Arc::new(registry);
@@ -466,15 +477,7 @@ mod tests {
     #[test]
     fn a_caller_inside_an_async_runtime_never_answers_for_the_batch_it_joins() {
         let (schema, registry) = crate::test_support::scratch("heartbeat_async");
-        let provider = ProviderId::new("p").unwrap();
-        let spec = Arc::new(WorkerSpec::new("img"));
-        let register = || {
-            let handle = WorkerHandle::new(provider.clone(), ProviderType::Docker, "r");
-            registry.register(handle, spec.clone()).unwrap().id
-        };
-        let held: Vec<WorkerId> = (0..MAX_BATCHES).map(|_| register()).collect();
-        let free = register();
-        let mut lockers = lock_rows(&schema, &held);
+        let (held, free, mut lockers) = every_batch_slot_ready_to_hold(&schema, &registry);
         std::thread::scope(|s| {
             let registry = &registry;
             let running: Vec<_> = held

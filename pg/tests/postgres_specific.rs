@@ -422,15 +422,7 @@ fn a_dropped_registry_delivers_what_committed_before_when_the_readers_session_ha
     let id = registry.register(handle(), spec()).unwrap().id;
     // The reader's session ends (its subscription idle since it was made).
     let mut admin = raw(registry.schema());
-    let ended = admin
-        .query(
-            "SELECT pg_terminate_backend(pid, 10000) FROM listeners \
-             WHERE pid IN (SELECT pid FROM pg_stat_activity)",
-            &[],
-        )
-        .unwrap();
-    assert_eq!(ended.len(), 1, "one reader");
-    assert!(ended[0].get::<_, bool>(0), "its session ended");
+    support::end_the_only_reader_session(&mut admin);
     registry.update_state(&id, WorkerState::Ready).unwrap();
     drop(registry);
     let got: Vec<&str> = std::iter::from_fn(|| events.recv(Some(Duration::from_secs(5))))
@@ -860,15 +852,7 @@ fn a_subscriber_of_the_pruning_handle_whose_session_had_ended_counts_what_is_pru
     registry.heartbeat(&first).unwrap();
     let second = registry.register(handle(), spec()).unwrap().id;
     let mut admin = raw(registry.schema());
-    let ended = admin
-        .query(
-            "SELECT pg_terminate_backend(pid, 10000) FROM listeners \
-             WHERE pid IN (SELECT pid FROM pg_stat_activity)",
-            &[],
-        )
-        .unwrap();
-    assert_eq!(ended.len(), 1, "one reader");
-    assert!(ended[0].get::<_, bool>(0), "its session ended");
+    support::end_the_only_reader_session(&mut admin);
     assert_eq!(registry.prune_events(Duration::from_secs(3600)).unwrap(), 2);
     // As in memory: seq 1 queued, seqs 2 and 3 dropped (the queue holds one).
     assert_eq!(idle.dropped(), 2, "the events it lost are counted");

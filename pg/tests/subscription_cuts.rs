@@ -120,15 +120,7 @@ fn run(
         .unwrap();
     if reconnect {
         // The reader's backend: the only live one among the schema's listeners.
-        let ended = raw
-            .query(
-                "SELECT pg_terminate_backend(pid, 10000) FROM listeners \
-                 WHERE pid IN (SELECT pid FROM pg_stat_activity)",
-                &[],
-            )
-            .unwrap();
-        assert_eq!(ended.len(), 1, "one reader");
-        assert!(ended[0].get::<_, bool>(0), "its connection ended");
+        support::end_the_only_reader_session(&mut raw);
     }
     match cut {
         Some((k, how)) => proxy.arm_cut(Some(k), how),

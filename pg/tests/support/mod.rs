@@ -112,3 +112,17 @@ pub fn counter_slot(schema: &str, id: &hodei_workers::WorkerId) -> i16 {
         .expect("the worker's record")
         .get(0)
 }
+
+/// Ends the session of the one subscription reader listening in `admin`'s schema (a session
+/// the server closed, as a restart or an idle timeout would), asserting there was exactly one.
+pub fn end_the_only_reader_session(admin: &mut postgres::Client) {
+    let ended = admin
+        .query(
+            "SELECT pg_terminate_backend(pid, 10000) FROM listeners \
+             WHERE pid IN (SELECT pid FROM pg_stat_activity)",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(ended.len(), 1, "one reader");
+    assert!(ended[0].get::<_, bool>(0), "its session ended");
+}
