@@ -801,13 +801,21 @@ fn pruned_events_are_a_gap_for_a_subscriber_that_lagged_and_the_stream_goes_on()
     assert_eq!(lagging.drain()[0].seq, 4);
 }
 
-/// A subscriber of the pruning registry handle that stopped reading loses the pruned events
-/// as an in-memory subscriber loses what its queue cannot hold: counted in `dropped()` (and so
-/// in `subscriber_drops`), its queue holding the oldest. Before, they vanished as a `seq` gap,
-/// counted nowhere, unless a scrape had happened to make it read first.
-#[test]
-fn a_subscriber_of_the_pruning_handle_that_stopped_reading_counts_what_is_pruned() {
-    let (clock, registry, _schema) = registry("prune_counted");
+/// A registry for `test` (on its manual clock) with a subscriber whose queue holds one event
+/// and that never reads: `first` registered and made `Ready` (seqs 1 and 2) two hours before
+/// `second` is registered (seq 3), so a prune of what is older than an hour deletes two events
+/// the subscriber has not read. Returns the registry, its schema guard, the subscriber,
+/// `first` and `second`.
+fn an_idle_subscriber_of_events_to_prune(
+    test: &str,
+) -> (
+    PostgresWorkerRegistry,
+    SchemaGuard,
+    Subscription,
+    WorkerId,
+    WorkerId,
+) {
+    let (clock, registry, schema) = registry(test);
     let idle = registry
         .subscribe(SubscribeOptions::default().capacity(1))
         .unwrap();
@@ -815,6 +823,17 @@ fn a_subscriber_of_the_pruning_handle_that_stopped_reading_counts_what_is_pruned
     clock.advance(Duration::from_secs(7200));
     registry.heartbeat(&first).unwrap();
     let second = registry.register(handle(), spec()).unwrap().id;
+    (registry, schema, idle, first, second)
+}
+
+/// A subscriber of the pruning registry handle that stopped reading loses the pruned events
+/// as an in-memory subscriber loses what its queue cannot hold: counted in `dropped()` (and so
+/// in `subscriber_drops`), its queue holding the oldest. Before, they vanished as a `seq` gap,
+/// counted nowhere, unless a scrape had happened to make it read first.
+#[test]
+fn a_subscriber_of_the_pruning_handle_that_stopped_reading_counts_what_is_pruned() {
+    let (registry, _schema, idle, first, second) =
+        an_idle_subscriber_of_events_to_prune("prune_counted");
     assert_eq!(registry.prune_events(Duration::from_secs(3600)).unwrap(), 2);
     // As in memory: seq 1 queued, seqs 2 and 3 dropped (the queue holds one).
     assert_eq!(idle.dropped(), 2, "the events it lost are counted");
@@ -843,14 +862,8 @@ fn a_subscriber_of_the_pruning_handle_that_stopped_reading_counts_what_is_pruned
 /// read found a bare `seq` gap, counted nowhere.
 #[test]
 fn a_subscriber_of_the_pruning_handle_whose_session_had_ended_counts_what_is_pruned() {
-    let (clock, registry, _schema) = registry("prune_counted_dead");
-    let idle = registry
-        .subscribe(SubscribeOptions::default().capacity(1))
-        .unwrap();
-    let first = ready(&registry, spec());
-    clock.advance(Duration::from_secs(7200));
-    registry.heartbeat(&first).unwrap();
-    let second = registry.register(handle(), spec()).unwrap().id;
+    let (registry, _schema, idle, _first, second) =
+        an_idle_subscriber_of_events_to_prune("prune_counted_dead");
     let mut admin = raw(registry.schema());
     support::end_the_only_reader_session(&mut admin);
     assert_eq!(registry.prune_events(Duration::from_secs(3600)).unwrap(), 2);
