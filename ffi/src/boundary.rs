@@ -113,7 +113,7 @@ thread_local! {
 
 /// Records `message` as this thread's last error (NUL bytes, which C cannot show, become `?`).
 fn set_last_error(message: String) {
-    let message = CString::new(message.replace('\0', "?")).unwrap_or_default();
+    let message = lossy_c_string(&message);
     // `try_with`: during thread teardown the slot may be gone; the status still tells.
     let _ = LAST_ERROR.try_with(|slot| *slot.borrow_mut() = Some(message));
 }
@@ -288,6 +288,12 @@ impl<T> Out<T> {
         // SAFETY: checked non-NULL; the caller promises it points to writable storage for a T.
         unsafe { self.0.write(value) }
     }
+}
+
+/// Free text for C with its NULs (which C cannot hold) shown as `?`: for text that must reach
+/// the host whatever it holds (error messages, a report's decisions, an event's fields).
+pub(crate) fn lossy_c_string(text: &str) -> CString {
+    CString::new(text.replace('\0', "?")).unwrap_or_default()
 }
 
 /// A string for C, or `InvalidArgument` when it holds a NUL byte (possible only for text that

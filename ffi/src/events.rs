@@ -5,7 +5,7 @@ use std::ffi::{c_char, CString};
 use engine::{Error, EventKind, SubscribeOptions, Subscription, WorkerLifecycleEvent};
 
 use crate::boundary::{
-    arg_out, arg_ref, c_string, ffi_boundary, free_handle, hw_status, into_handle,
+    arg_out, arg_ref, c_string, ffi_boundary, free_handle, hw_status, into_handle, lossy_c_string,
 };
 use crate::registry::hw_registry;
 use crate::types::{
@@ -70,7 +70,7 @@ pub struct hw_event {
 
 impl hw_event {
     fn new(event: WorkerLifecycleEvent) -> Self {
-        let c = |s: &str| CString::new(s.replace('\0', "?")).ok();
+        let c = |s: &str| Some(lossy_c_string(s));
         let (job_id, provider_id, message) = match &event.kind {
             EventKind::AssignedToJob { job_id, .. }
             | EventKind::ReleasedFromJob { job_id, .. }

@@ -10,7 +10,9 @@ use engine::{
 };
 
 use super::to_json;
-use crate::boundary::{arg_out, arg_ref, c_string, ffi_boundary, free_handle, hw_status};
+use crate::boundary::{
+    arg_out, arg_ref, c_string, ffi_boundary, free_handle, hw_status, lossy_c_string,
+};
 use crate::types::{hw_termination_reason, hw_worker_id, reason_to_c};
 
 /// What a manager operation found and did: one type for the reports of `hw_manager_tick`,
@@ -186,12 +188,6 @@ fn lost(jobs: &[engine::LostJob]) -> Result<Vec<(WorkerId, CString)>, Error> {
     jobs.iter()
         .map(|l| Ok((l.worker_id, c_string(l.job_id.as_str(), "job id")?)))
         .collect()
-}
-
-/// Free text for C, its NULs (which C cannot hold) shown as `?`: text is never a reason to
-/// withhold a report, whose lost jobs the host must requeue.
-fn lossy_c_string(text: &str) -> CString {
-    CString::new(text.replace('\0', "?")).unwrap_or_default()
 }
 
 fn terminated(list: &[engine::TerminatedWorker]) -> Vec<(WorkerId, TerminationReason)> {
