@@ -1217,3 +1217,37 @@ fn assign_losing_the_job_to_a_holder_that_lets_it_go_at_once_names_no_other_work
     eprintln!("assign: got the job {served} times, refused naming the holder {held} times");
     assert_invariants(&*registry);
 }
+
+/// A `HeartbeatReceived` is written only while a heartbeat subscriber of the writing registry
+/// handle exists (DESIGN.md §10, "per handle"): a second `connect` in the same process is
+/// another replica, whose heartbeats reach this handle's heartbeat subscriber only once it has
+/// one of its own.
+#[test]
+fn heartbeat_events_are_written_per_registry_handle() {
+    let (clock, registry, schema) = registry("heartbeat_per_handle");
+    let other = replica(&schema.name, clock.clone());
+    let id = ready(&registry, spec());
+    let heard = registry
+        .subscribe(SubscribeOptions::default().heartbeats(true))
+        .unwrap();
+    let is_heartbeat = |e: &WorkerLifecycleEvent| matches!(e.kind, EventKind::HeartbeatReceived { worker_id } if worker_id == id);
+
+    other.heartbeat(&id).unwrap();
+    registry
+        .publish(EventKind::ProvisionRequested {
+            provider_id: provider("p"),
+        })
+        .unwrap();
+    let got = heard.recv(Some(Duration::from_secs(5))).expect("an event");
+    assert!(
+        !is_heartbeat(&got),
+        "the other handle has no heartbeat subscriber: {got:?}"
+    );
+
+    let _keen = other
+        .subscribe(SubscribeOptions::default().heartbeats(true))
+        .unwrap();
+    other.heartbeat(&id).unwrap();
+    let got = heard.recv(Some(Duration::from_secs(5))).expect("an event");
+    assert!(is_heartbeat(&got), "{got:?}");
+}
