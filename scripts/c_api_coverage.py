@@ -16,7 +16,11 @@ from __future__ import annotations
 import re
 import sys
 
-DECLARATION = re.compile(r"^[a-z_ *]*?[ *](hw_[a-z0-9_]*)\((.*)\);$")
+# The return type may hold digits (`uint32_t hw_abi_version(void);`): without them in the class
+# such a function would be skipped, unseen, rather than checked.
+DECLARATION = re.compile(r"^[a-z0-9_ *]*?[ *](hw_[a-z0-9_]*)\((.*)\);$")
+# A declaration (top level: column 0) that DECLARATION did not read fails the check.
+UNREAD_DECLARATION = re.compile(r"^[A-Za-z].*\bhw_[a-z0-9_]*\(.*\);$")
 NULL_ARG = re.compile(r"^(\([^()]*\)\s*)*NULL$")
 
 
@@ -26,6 +30,8 @@ def exported(header: str) -> dict[str, list[tuple[str, bool]]]:
     for line in header.splitlines():
         m = DECLARATION.match(line.strip())
         if not m:
+            if UNREAD_DECLARATION.match(line):
+                sys.exit(f"c-api-coverage: cannot read the declaration `{line}` in the header")
             continue
         params = [] if m.group(2).strip() in ("", "void") else m.group(2).split(",")
         functions[m.group(1)] = [
