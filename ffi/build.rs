@@ -1,6 +1,14 @@
-//! Gives the shared library an soname on ELF platforms, so that programs linked against it
-//! record `libhodei_workers.so.<abi>` and keep working when a compatible version is installed
-//! over it. Before 1.0 every minor version may break the ABI, so the soname carries it.
+//! Gives the shared library an soname on ELF platforms, `libhodei_workers.so.<ABI major>`, so
+//! that programs linked against it record the ABI they were built for: a library of another
+//! major is not picked up in its place, and one of the same major (any minor) is.
+//!
+//! The major is `HW_ABI_VERSION_MAJOR` of `src/abi/version.rs`, included here as source so
+//! that the header, `hw_abi_version()` and the soname have one number.
+
+#[allow(dead_code)]
+mod abi {
+    include!("src/abi/version.rs");
+}
 
 fn main() {
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
@@ -8,14 +16,11 @@ fn main() {
         os.as_str(),
         "linux" | "freebsd" | "netbsd" | "openbsd" | "dragonfly"
     ) {
-        let major = std::env::var("CARGO_PKG_VERSION_MAJOR").unwrap_or_default();
-        let minor = std::env::var("CARGO_PKG_VERSION_MINOR").unwrap_or_default();
-        let abi = if major == "0" {
-            format!("0.{minor}")
-        } else {
-            major
-        };
-        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libhodei_workers.so.{abi}");
+        println!(
+            "cargo:rustc-cdylib-link-arg=-Wl,-soname,libhodei_workers.so.{}",
+            abi::HW_ABI_VERSION_MAJOR
+        );
     }
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=src/abi/version.rs");
 }

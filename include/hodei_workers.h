@@ -4,6 +4,23 @@
  *
  * Link: pkg-config --cflags --libs hodei_workers   (or -lhodei_workers -lpthread -ldl -lm)
  *
+ * ABI VERSION
+ *   - HW_ABI_VERSION_MAJOR and HW_ABI_VERSION_MINOR are the ABI this header describes;
+ *     hw_abi_version() returns the library's, as (major << 16) | minor. The shared library's
+ *     soname carries the major (libhodei_workers.so.1).
+ *   - The major changes whenever a public struct's size or layout, a function's signature, an
+ *     enum value's number, or a documented behaviour a host relies on changes incompatibly. A
+ *     field appended to a struct is such a change too: no struct carries its own size. The
+ *     minor changes when functions, structs or enum values are only added.
+ *   - Check at start-up, before any other call, that the library has this header's major:
+ *       if (!HW_ABI_COMPATIBLE()) return 1;  (another major: do not call anything else)
+ *     A library of a lower minor than the header's lacks what was added since: a program that
+ *     uses something minor N added needs (hw_abi_version() & 0xffff) >= N.
+ *   - Enum values the library hands out (hw_status, hw_event_kind, hw_worker_state, …) may be
+ *     ones a later minor added: treat a value you do not know as unknown (hw_status_str()
+ *     names it "HW_UNKNOWN_STATUS"), never as a bug.
+ *   - ABI 1.0 is the first with a number: libraries built before it have no hw_abi_version.
+ *
  * CONVENTIONS
  *   - Every function that can fail returns hw_status; HW_OK is 0. Results are written through
  *     the trailing out-params, and ONLY on success: on failure they are left untouched.
@@ -59,6 +76,34 @@
 #include <stdint.h>
 #include <stddef.h>
 #include <stdbool.h>
+
+/*
+ Whether the library this program runs with has the ABI major this header describes (see
+ ABI VERSION above). Check it once at start-up, before any other call into the library.
+ */
+#define HW_ABI_COMPATIBLE() ((hw_abi_version() >> 16) == HW_ABI_VERSION_MAJOR)
+
+/*
+ The ABI's major version. It changes whenever a host built against the previous header could
+ misbehave with this library: a public struct's size or layout, a function's signature, an
+ enum value's number, or a documented behaviour a host relies on changed incompatibly. The
+ shared library's soname carries it (`libhodei_workers.so.1`). Check it at start-up with
+ `HW_ABI_COMPATIBLE()`.
+ */
+#define HW_ABI_VERSION_MAJOR 1
+
+/*
+ The ABI's minor version. It changes when functions, structs or enum values are only added
+ (back to 0 when the major changes). A host built against minor N may use what N added only
+ with a library of minor N or later.
+ */
+#define HW_ABI_VERSION_MINOR 0
+
+/*
+ The ABI version this header describes, as `hw_abi_version()` returns the library's:
+ `(HW_ABI_VERSION_MAJOR << 16) | HW_ABI_VERSION_MINOR`.
+ */
+#define HW_ABI_VERSION ((HW_ABI_VERSION_MAJOR << 16) | HW_ABI_VERSION_MINOR)
 
 /*
  The queue capacity to pass to `hw_registry_subscribe` when you have no better number.
@@ -1144,6 +1189,14 @@ extern "C" {
 #endif // __cplusplus
 
 /*
+ The ABI version of the library this program runs with: `(major << 16) | minor`, to compare
+ with the header's `HW_ABI_VERSION` (`HW_ABI_COMPATIBLE()` does: the majors must be equal).
+ Libraries built before the ABI had a version do not export this function. Never fails,
+ and leaves `hw_last_error_message` as it was.
+ */
+uint32_t hw_abi_version(void);
+
+/*
  A new monotonic system clock (wall time at creation, then advanced by a monotonic timer, so
  that a wall-clock jump never expires a worker early).
  */
@@ -2202,7 +2255,8 @@ const char *hw_status_str(uint32_t status);
  wrong; `""` if the last call succeeded. Never NULL; never to be freed.
 
  The text stays valid until the next call into the library **on this thread** (any call
- but `hw_last_error_message`, `hw_status_str` and the `_free` functions); copy it to keep it.
+ but `hw_last_error_message`, `hw_status_str`, `hw_abi_version` and the `_free` functions);
+ copy it to keep it.
  */
 const char *hw_last_error_message(void);
 
@@ -2236,7 +2290,8 @@ hw_status hw_worker_id_format(struct hw_worker_id id, char *buffer, size_t buffe
 const char *hw_worker_state_str(uint32_t state);
 
 /*
- The library version (`"0.1.0"`). Never NULL; never to be freed.
+ The library's release version (`"0.1.0"`); its ABI version is `hw_abi_version`. Never
+ NULL; never to be freed.
  */
 const char *hw_version(void);
 

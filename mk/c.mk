@@ -2,8 +2,12 @@
 #
 #   make header     regenerate include/hodei_workers.h (cbindgen, from ffi/src)
 #   make test-c     header checks + every tests/c program and examples/c, plain and under valgrind
-#   make install    PREFIX=/usr/local: libhodei_workers.a, libhodei_workers.so.VERSION (+ soname
-#                   and dev symlinks), the header, hodei_workers.pc
+#   make install    PREFIX=/usr/local: libhodei_workers.a, libhodei_workers.so.MAJOR.MINOR (the ABI
+#                   version; + the soname link libhodei_workers.so.MAJOR and the dev link
+#                   libhodei_workers.so), the header, hodei_workers.pc
+#
+# The C tests and examples link the static library; the last step of test-c links the installed
+# shared one through pkg-config, checks its soname and runs the examples with it.
 
 HW_CC       ?= gcc
 HW_CXX      ?= g++
@@ -18,8 +22,15 @@ HW_VALGRIND := valgrind -q --error-exitcode=1 --leak-check=full \
 PREFIX      ?= /usr/local
 HW_INSTALL_PROFILE ?= release
 HW_VERSION  := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
-# The soname's version (ffi/build.rs): major, or 0.minor before 1.0.
-HW_ABI      := $(shell echo $(HW_VERSION) | awk -F. '{ print ($$1 == 0) ? $$1 "." $$2 : $$1 }')
+# The ABI version, read where it is written once (ffi/build.rs reads the major there for the
+# soname, cbindgen for the header's HW_ABI_VERSION_MAJOR / _MINOR).
+HW_ABI_FILE := ffi/src/abi/version.rs
+HW_ABI_MAJOR := $(shell sed -n 's/^pub const HW_ABI_VERSION_MAJOR: u32 = \([0-9]*\);$$/\1/p' $(HW_ABI_FILE))
+HW_ABI_MINOR := $(shell sed -n 's/^pub const HW_ABI_VERSION_MINOR: u32 = \([0-9]*\);$$/\1/p' $(HW_ABI_FILE))
+HW_SONAME   := libhodei_workers.so.$(HW_ABI_MAJOR)
+ifeq ($(HW_ABI_MAJOR)$(HW_ABI_MINOR),)
+$(error cannot read HW_ABI_VERSION_MAJOR / _MINOR from $(HW_ABI_FILE))
+endif
 
 .PHONY: header test-c c-lib c-header-checks c-api-coverage c-readme-example c-valgrind-install
 
@@ -31,14 +42,14 @@ header:
 c-lib:
 	$(CARGO) build -p hodei-workers-ffi $(if $(filter release,$(HW_CPROFILE)),--release)
 
-# The header alone, included twice, and as C++.
+# The header alone, included twice, and as C++ (with the ABI check, unevaluated: no library).
 c-header-checks:
 	@mkdir -p $(HW_CBUILD)
 	printf '#include "hodei_workers.h"\nint main(void) { return HW_OK; }\n' > $(HW_CBUILD)/header_alone.c
 	$(HW_CC) $(HW_CFLAGS) -o $(HW_CBUILD)/header_alone $(HW_CBUILD)/header_alone.c
 	printf '#include "hodei_workers.h"\n#include "hodei_workers.h"\nint main(void) { return HW_OK; }\n' > $(HW_CBUILD)/header_twice.c
 	$(HW_CC) $(HW_CFLAGS) -o $(HW_CBUILD)/header_twice $(HW_CBUILD)/header_twice.c
-	printf '#include "hodei_workers.h"\nint main() { hw_status s = HW_OK; hw_worker_state st = HW_WORKER_STATE_READY; return static_cast<int>(s) + static_cast<int>(st) - 2; }\n' > $(HW_CBUILD)/header_cxx.cc
+	printf '#include "hodei_workers.h"\nstatic_assert(sizeof(HW_ABI_COMPATIBLE()) != 0, "the ABI check compiles as C++");\nint main() { hw_status s = HW_OK; hw_worker_state st = HW_WORKER_STATE_READY; return static_cast<int>(s) + static_cast<int>(st) - 2; }\n' > $(HW_CBUILD)/header_cxx.cc
 	$(HW_CXX) -x c++ -std=c++17 -Wall -Wextra -Wpedantic -Werror -Iinclude -o $(HW_CBUILD)/header_cxx $(HW_CBUILD)/header_cxx.cc
 	$(HW_CBUILD)/header_alone && $(HW_CBUILD)/header_twice && $(HW_CBUILD)/header_cxx
 
@@ -73,14 +84,23 @@ test-c: c-lib c-header-checks c-api-coverage c-readme-example c-valgrind-install
 	for e in $(HW_CEXAMPLES); do echo "== example $$e"; $(HW_CBUILD)/example_$$e; done; \
 	for t in $(HW_CTESTS); do echo "== valgrind $$t"; HW_TEST_SCALE=1 $(HW_VALGRIND) $(HW_CBUILD)/$$t; done; \
 	for e in $(HW_CEXAMPLES); do echo "== valgrind example $$e"; $(HW_VALGRIND) $(HW_CBUILD)/example_$$e; done
-	@# The installed library as a user finds it: pkg-config, shared and static.
+	@# The installed library as a user finds it: pkg-config, shared and static. The shared
+	@# library names its ABI major (soname), and a program linked with it asks for that name.
 	@set -e; p=$(CURDIR)/$(HW_CBUILD)/prefix; rm -rf $$p; \
 	$(MAKE) --no-print-directory install PREFIX=$$p HW_INSTALL_PROFILE=$(HW_CPROFILE) >/dev/null; \
+	soname=$$(readelf -d $$p/lib/libhodei_workers.so | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p'); \
+	if [ "$$soname" != "$(HW_SONAME)" ]; then \
+	  echo "the installed libhodei_workers.so has soname '$$soname', expected $(HW_SONAME)"; exit 1; \
+	fi; \
+	echo "== the installed shared library's soname is $(HW_SONAME)"; \
 	for e in $(HW_CEXAMPLES); do \
 	  PKG_CONFIG_PATH=$$p/lib/pkgconfig $(HW_CC) $(HW_CFLAGS) -o $(HW_CBUILD)/pc_$$e examples/c/$$e.c \
 	    $$(PKG_CONFIG_PATH=$$p/lib/pkgconfig pkg-config --cflags --libs hodei_workers); \
+	  readelf -d $(HW_CBUILD)/pc_$$e | grep -q "(NEEDED).*\[$(HW_SONAME)\]" \
+	    || { echo "pc_$$e does not ask for $(HW_SONAME)"; exit 1; }; \
 	  LD_LIBRARY_PATH=$$p/lib $(HW_CBUILD)/pc_$$e >/dev/null; \
-	  echo "== example $$e built with pkg-config against the installed library: ok"; \
+	  LD_LIBRARY_PATH=$$p/lib $(HW_VALGRIND) $(HW_CBUILD)/pc_$$e >/dev/null; \
+	  echo "== example $$e built with pkg-config against the installed shared library ($(HW_SONAME)), plain and under valgrind: ok"; \
 	done
 
 install:
@@ -88,9 +108,9 @@ install:
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
 	install -m 644 target/$(HW_INSTALL_PROFILE)/libhodei_workers.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 target/$(HW_INSTALL_PROFILE)/libhodei_workers.so \
-	  $(DESTDIR)$(PREFIX)/lib/libhodei_workers.so.$(HW_VERSION)
-	ln -sf libhodei_workers.so.$(HW_VERSION) $(DESTDIR)$(PREFIX)/lib/libhodei_workers.so.$(HW_ABI)
-	ln -sf libhodei_workers.so.$(HW_ABI) $(DESTDIR)$(PREFIX)/lib/libhodei_workers.so
+	  $(DESTDIR)$(PREFIX)/lib/$(HW_SONAME).$(HW_ABI_MINOR)
+	ln -sf $(HW_SONAME).$(HW_ABI_MINOR) $(DESTDIR)$(PREFIX)/lib/$(HW_SONAME)
+	ln -sf $(HW_SONAME) $(DESTDIR)$(PREFIX)/lib/libhodei_workers.so
 	install -m 644 include/hodei_workers.h $(DESTDIR)$(PREFIX)/include/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(HW_VERSION)|' ffi/hodei_workers.pc.in \
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/hodei_workers.pc

@@ -21,6 +21,13 @@ int main(void) {
   char *job = NULL;
   char text[HW_WORKER_ID_STRING_SIZE];
 
+  /* First: the library this runs with must have the ABI of the header it was built with. */
+  if (!HW_ABI_COMPATIBLE()) {
+    fprintf(stderr, "libhodei_workers has ABI %#x, this program needs major %d\n",
+            (unsigned)hw_abi_version(), HW_ABI_VERSION_MAJOR);
+    return 1;
+  }
+
   TRY(hw_registry_new(&reg));
   TRY(hw_worker_spec_new("ubuntu:24.04", &spec));
   TRY(hw_worker_spec_add_label(spec, "pool", "ci"));

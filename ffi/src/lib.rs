@@ -26,6 +26,7 @@
 #![allow(non_camel_case_types)]
 #![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
+mod abi;
 mod boundary;
 mod clock;
 mod events;
@@ -45,6 +46,7 @@ mod ticker;
 mod types;
 mod worker;
 
+pub use abi::{HW_ABI_VERSION, HW_ABI_VERSION_MAJOR, HW_ABI_VERSION_MINOR};
 pub use boundary::hw_status;
 pub use clock::hw_clock;
 pub use events::{hw_event, hw_event_kind, hw_subscription, HW_DEFAULT_SUBSCRIPTION_CAPACITY};

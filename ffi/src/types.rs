@@ -146,7 +146,8 @@ pub extern "C" fn hw_status_str(status: u32) -> *const c_char {
 /// wrong; `""` if the last call succeeded. Never NULL; never to be freed.
 ///
 /// The text stays valid until the next call into the library **on this thread** (any call
-/// but `hw_last_error_message`, `hw_status_str` and the `_free` functions); copy it to keep it.
+/// but `hw_last_error_message`, `hw_status_str`, `hw_abi_version` and the `_free` functions);
+/// copy it to keep it.
 #[no_mangle]
 pub extern "C" fn hw_last_error_message() -> *const c_char {
     run_quiet(c"".as_ptr(), crate::boundary::last_error_ptr)
@@ -227,7 +228,8 @@ pub extern "C" fn hw_worker_state_str(state: u32) -> *const c_char {
     }
 }
 
-/// The library version (`"0.1.0"`). Never NULL; never to be freed.
+/// The library's release version (`"0.1.0"`); its ABI version is `hw_abi_version`. Never
+/// NULL; never to be freed.
 #[no_mangle]
 pub extern "C" fn hw_version() -> *const c_char {
     const VERSION: &std::ffi::CStr = match std::ffi::CStr::from_bytes_with_nul(

@@ -11,6 +11,7 @@ const WITHOUT_STATUS: &[&str] = &[
     "hw_string_free",
     "hw_worker_state_str",
     "hw_version",
+    "hw_abi_version",
 ];
 
 #[test]

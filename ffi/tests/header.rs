@@ -60,6 +60,11 @@ fn header_declares_the_whole_api() {
         "HW_TERMINATION_REASON_REQUESTED",
         "typedef struct hw_registry hw_registry;",
         "THREAD SAFETY",
+        "ABI VERSION",
+        "uint32_t hw_abi_version(void)",
+        "#define HW_ABI_VERSION_MAJOR ",
+        "#define HW_ABI_VERSION_MINOR ",
+        "#define HW_ABI_COMPATIBLE() ",
         "OWNERSHIP",
     ] {
         assert!(header.contains(name), "header lacks {name:?}");

@@ -371,6 +371,7 @@ int main(void) {
   CHECK_STR(hw_worker_state_str(HW_WORKER_STATE_BUSY), "busy");
   CHECK_STR(hw_worker_state_str(7), "unknown");
   CHECK(hw_version() != NULL && hw_version()[0] != '\0');
+  CHECK(hw_abi_version() == HW_ABI_VERSION); /* no argument to get wrong (test_abi.c) */
   hw_string_free(NULL);
   INVALID(hw_worker_id_parse(NULL, &wid));
   INVALID(hw_worker_id_parse("6f1c4e3a-9b2d-4c8e-a1f0-123456789abc", NULL));

@@ -1,0 +1,35 @@
+//! The ABI version of the C library (`hw_abi_version`, `HW_ABI_VERSION_MAJOR`/`_MINOR`).
+//!
+//! The policy (also in the header's top comment, the README's C section and DESIGN.md §7):
+//! the major changes whenever a public struct's size or layout, a function's signature, an enum
+//! value's number or a documented behaviour a host relies on changes incompatibly; the minor
+//! when functions, structs or enum values are only added. A host checks at start-up that the
+//! library's major equals its header's (`HW_ABI_COMPATIBLE()`). Builds before 1.0 of the ABI
+//! had no number.
+
+mod version;
+
+pub use version::{HW_ABI_VERSION, HW_ABI_VERSION_MAJOR, HW_ABI_VERSION_MINOR};
+
+// Each number has 16 bits of the packed version.
+const _: () = assert!(HW_ABI_VERSION_MAJOR >> 16 == 0 && HW_ABI_VERSION_MINOR >> 16 == 0);
+
+/// The ABI version of the library this program runs with: `(major << 16) | minor`, to compare
+/// with the header's `HW_ABI_VERSION` (`HW_ABI_COMPATIBLE()` does: the majors must be equal).
+/// Libraries built before the ABI had a version do not export this function. Never fails,
+/// and leaves `hw_last_error_message` as it was.
+#[no_mangle]
+pub extern "C" fn hw_abi_version() -> u32 {
+    HW_ABI_VERSION
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_packs_major_and_minor() {
+        assert_eq!(hw_abi_version() >> 16, HW_ABI_VERSION_MAJOR);
+        assert_eq!(hw_abi_version() & 0xffff, HW_ABI_VERSION_MINOR);
+    }
+}
