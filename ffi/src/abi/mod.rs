@@ -1,4 +1,5 @@
-//! The ABI version of the C library (`hw_abi_version`, `HW_ABI_VERSION_MAJOR`/`_MINOR`).
+//! The ABI version of the C library (`hw_abi_version`, `HW_ABI_VERSION_MAJOR`/`_MINOR`) and the
+//! guard that keeps the public structs' layout from changing without it.
 //!
 //! The policy (also in the header's top comment, the README's C section and DESIGN.md §7):
 //! the major changes whenever a public struct's size or layout, a function's signature, an enum
@@ -10,6 +11,9 @@
 mod version;
 
 pub use version::{HW_ABI_VERSION, HW_ABI_VERSION_MAJOR, HW_ABI_VERSION_MINOR};
+
+#[cfg(test)]
+mod layout;
 
 // Each number has 16 bits of the packed version.
 const _: () = assert!(HW_ABI_VERSION_MAJOR >> 16 == 0 && HW_ABI_VERSION_MINOR >> 16 == 0);
