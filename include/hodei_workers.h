@@ -20,6 +20,10 @@
  *     ones a later minor added: treat a value you do not know as unknown (hw_status_str()
  *     names it "HW_UNKNOWN_STATUS"), never as a bug.
  *   - ABI 1.0 is the first with a number: libraries built before it have no hw_abi_version.
+ *   - Each version's surface is pinned in the source repository (ffi/abi/surface.txt: every
+ *     function's signature and enum value's number; ffi/src/abi/layout.rs: every struct's
+ *     layout), and a test fails when this header departs from it without the version saying
+ *     so. Maintainers re-pin with `make abi-pin`, which needs the bump the change calls for.
  *
  * CONVENTIONS
  *   - Every function that can fail returns hw_status; HW_OK is 0. Results are written through

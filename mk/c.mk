@@ -1,6 +1,9 @@
 # The C ABI: header generation, C tests (plain and under valgrind), install with pkg-config.
 #
 #   make header     regenerate include/hodei_workers.h (cbindgen, from ffi/src)
+#   make abi-pin    regenerate the header, then re-pin the C ABI's functions and enum values in
+#                   ffi/abi/surface.txt; refused unless ffi/src/abi/version.rs has the bump the
+#                   change needs (ffi/src/abi/surface.rs)
 #   make test-c     header checks + every tests/c program and examples/c, plain and under valgrind
 #   make install    PREFIX=/usr/local: libhodei_workers.a, libhodei_workers.so.MAJOR.MINOR (the ABI
 #                   version; + the soname link libhodei_workers.so.MAJOR and the dev link
@@ -32,12 +35,16 @@ ifeq ($(HW_ABI_MAJOR)$(HW_ABI_MINOR),)
 $(error cannot read HW_ABI_VERSION_MAJOR / _MINOR from $(HW_ABI_FILE))
 endif
 
-.PHONY: header test-c c-lib c-header-checks c-api-coverage c-readme-example c-valgrind-install
+.PHONY: header abi-pin test-c c-lib c-header-checks c-api-coverage c-readme-example c-valgrind-install
 
 test: test-c
 
 header:
 	HW_UPDATE_HEADER=1 $(CARGO) test -p hodei-workers-ffi --test header
+
+# The pin is read from the committed header: regenerate it first.
+abi-pin: header
+	HW_ABI_REPIN=1 $(CARGO) test -p hodei-workers-ffi --lib abi::surface
 
 c-lib:
 	$(CARGO) build -p hodei-workers-ffi $(if $(filter release,$(HW_CPROFILE)),--release)

@@ -16,11 +16,12 @@
 //! into padding or a callback's changed signature keeps the size). The header is what cbindgen
 //! makes of this crate (`tests/header.rs` keeps it so).
 //!
-//! Only the structs are guarded here: a function's signature or an enum value's number changes
-//! the header too, and the same rule applies (DESIGN.md §7), but no table watches them.
+//! Only the structs are guarded here: the functions' signatures and the enum values' numbers
+//! are pinned in `ffi/abi/surface.txt` (`abi/surface.rs`).
 
 use std::mem::{align_of, size_of};
 
+use super::header;
 use crate::{
     hw_leader_info, hw_manager_config, hw_mass_expiry_hold, hw_provider_callbacks,
     hw_report_summary, hw_scaling_plan, hw_ticker_callbacks, hw_ticker_stats, hw_worker_counts,
@@ -192,9 +193,7 @@ fn public_structs_keep_their_size_and_alignment() {
 
 #[test]
 fn public_structs_keep_their_members() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../include/hodei_workers.h");
-    let header = std::fs::read_to_string(path).expect("include/hodei_workers.h is readable");
-    let declared = struct_members(&header);
+    let declared = header::struct_members(&header::read());
     let pinned = pinned();
     let mut declared_names: Vec<&str> = declared.iter().map(|(name, _)| name.as_str()).collect();
     let mut pinned_names: Vec<&str> = pinned.iter().map(|p| p.name).collect();
@@ -214,35 +213,4 @@ fn public_structs_keep_their_members() {
             p.name
         );
     }
-}
-
-/// Each `typedef struct NAME { … } NAME;` of the header with its member declarations, in
-/// order: the lines of the body outside comments, without the `;`. Opaque structs (declared
-/// without a body) are not listed.
-fn struct_members(header: &str) -> Vec<(String, Vec<String>)> {
-    let mut structs = Vec::new();
-    let mut lines = header.lines();
-    while let Some(line) = lines.next() {
-        let Some(name) = line
-            .strip_prefix("typedef struct ")
-            .and_then(|rest| rest.strip_suffix(" {"))
-        else {
-            continue;
-        };
-        let mut members = Vec::new();
-        let mut in_comment = false;
-        for line in lines.by_ref() {
-            let line = line.trim();
-            if line.starts_with('}') && !in_comment {
-                break;
-            }
-            if in_comment || line.starts_with("/*") {
-                in_comment = !line.ends_with("*/");
-            } else if !line.is_empty() {
-                members.push(line.trim_end_matches(';').to_string());
-            }
-        }
-        structs.push((name.to_string(), members));
-    }
-    structs
 }

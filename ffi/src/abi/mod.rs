@@ -1,5 +1,7 @@
 //! The ABI version of the C library (`hw_abi_version`, `HW_ABI_VERSION_MAJOR`/`_MINOR`) and the
-//! guard that keeps the public structs' layout from changing without it.
+//! guards that keep the surface from changing without it: the public structs' layout
+//! (`layout`), the functions' signatures and the enum values' numbers (`surface`, pinned in
+//! `ffi/abi/surface.txt`; `make abi-pin` re-pins).
 //!
 //! The policy (also in the header's top comment, the README's C section and DESIGN.md §7):
 //! the major changes whenever a public struct's size or layout, a function's signature, an enum
@@ -13,7 +15,11 @@ mod version;
 pub use version::{HW_ABI_VERSION, HW_ABI_VERSION_MAJOR, HW_ABI_VERSION_MINOR};
 
 #[cfg(test)]
+mod header;
+#[cfg(test)]
 mod layout;
+#[cfg(test)]
+mod surface;
 
 // Each number has 16 bits of the packed version.
 const _: () = assert!(HW_ABI_VERSION_MAJOR >> 16 == 0 && HW_ABI_VERSION_MINOR >> 16 == 0);
