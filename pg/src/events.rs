@@ -41,7 +41,19 @@
 //!   the idle subscriptions of its own handle read (as `subscriber_drops` does), so theirs
 //!   are counted in `dropped()` like any event their queue could not hold.
 //!
-//! A subscription starts after the last event committed when it was made.
+//! # Where a subscription starts
+//! A subscription delivers every event whose transaction commits after `subscribe` returns,
+//! and none that committed before it, in `seq` order. It starts after the last seq committed
+//! in its snapshot `S`, but a writer in progress at `S` may already hold a lower seq and
+//! commit later. So `subscribe`, right after reading `S`, asks which transactions hold the
+//! outbox's lock and keeps those in progress at `S` (as a read does for a gap); until none of
+//! them is in progress any more the reader hands nothing out, then it reads their events up to
+//! the start (by their `xid`, which no index holds: one pass over the outbox's rows up to the
+//! start, once per subscription made while a writer was in flight) and hands them out
+//! first, then goes on after the start. A writer that ended between `S` and the lock query
+//! committed before `subscribe` returned (or never). (Clarified 2026-12-07: before, such an
+//! event was never delivered;
+//! `postgres_specific::a_subscription_delivers_an_event_whose_seq_was_taken_before_it_and_…`.)
 //!
 //! The reader runs on the subscriber's thread: each call of the `Subscription` first lets it
 //! read what arrived; `recv` waits on `LISTEN` (a notification wakes it; without one it polls
@@ -85,6 +97,19 @@ const WRITERS: &str = "SELECT coalesce(array_agg(DISTINCT x.transactionid::text:
     FROM pg_locks o JOIN pg_locks x ON x.pid = o.pid AND x.locktype = 'transactionid' \
     WHERE o.locktype = 'relation' AND o.relation = 'outbox'::regclass \
       AND o.database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+
+/// Where a new subscription starts: its snapshot, and the last seq committed in it (or the
+/// floor a restored registry continues after).
+const START: &str = "WITH s AS MATERIALIZED (SELECT pg_current_snapshot()::text AS snap) \
+    SELECT s.snap, greatest(coalesce((SELECT max(seq) FROM outbox), -9223372036854775807 - 1), \
+    (SELECT seq_floor FROM meta)) FROM s";
+
+/// The events, up to the seq `$1` a subscription started after, of the writers `$2` (full
+/// xids, as text) that were in progress when it was made: committed after it, they are its.
+/// Read once, when none of them is in progress any more: every row up to `$1` is looked at
+/// (no index holds `xid`; the outbox keeps at most a million rows, see [`EVENTS_KEPT`]).
+const BEFORE_START: &str = "SELECT seq, at, heartbeat, kind FROM outbox \
+    WHERE seq <= $1 AND xid::text = ANY($2) ORDER BY seq";
 
 /// A PostgreSQL snapshot: `xmin:xmax:xip,...`.
 #[derive(Debug)]
@@ -141,6 +166,11 @@ pub(crate) struct Reader {
     resolved_upto: i64,
     /// A gap seen and not yet judged: the last seq read then, and the transactions in progress.
     pending: Option<(i64, Vec<u64>)>,
+    /// The writers in progress when the subscription was made (at its snapshot) and holding
+    /// the outbox's lock, with the seq it started after: their events may have seqs up to
+    /// that one, and are this subscription's (they commit after it was made). Until none of
+    /// them is in progress, nothing is handed out; then theirs are, first (see the module docs).
+    before_start: Option<(i64, Vec<u64>)>,
     heartbeats: bool,
     heartbeat_subscribers: Option<Arc<AtomicUsize>>,
     /// `at` handed out last: clamped so that it never goes back in seq order (two transactions
@@ -194,6 +224,13 @@ fn open(config: &postgres::Config, schema: &str) -> std::result::Result<Conn, Db
     Ok(conn)
 }
 
+/// A subscription of `registry`'s events: every event whose transaction commits after this
+/// returns (also one whose seq was taken before, below the last one committed then: it is
+/// handed out first, and nothing after it goes out before it), none that committed before;
+/// see the module docs. Opens the subscription's own connection.
+///
+/// # Errors
+/// `InvalidArgument` for a capacity of 0; `Backend` when the connection cannot be opened.
 pub(crate) fn subscribe(
     registry: &PostgresWorkerRegistry,
     options: SubscribeOptions,
@@ -205,18 +242,20 @@ pub(crate) fn subscribe(
     }
     let config = registry.inner.pool.config().clone();
     let schema = registry.schema().to_owned();
-    let (conn, cursor) = guard(|| {
+    let (conn, cursor, early) = guard(|| {
         let mut conn = open(&config, &schema).map_err(|e| e.backend("subscribing"))?;
-        let cursor: i64 = conn
-            .client
-            .query_one(
-                "SELECT greatest(coalesce((SELECT max(seq) FROM outbox), -9223372036854775807 - 1), \
-                 (SELECT seq_floor FROM meta))",
-                &[],
-            )
-            .map_err(|e| DbError::from(e).backend("subscribing"))?
-            .get(0);
-        Ok((conn, cursor))
+        let start = |conn: &mut Conn| -> std::result::Result<(i64, Vec<u64>), DbError> {
+            let row = conn.client.query_one(START, &[])?;
+            let (snap, cursor): (String, i64) = (row.get(0), row.get(1));
+            let snap = Snap::parse(&snap)
+                .ok_or_else(|| DbError::Other(format!("unreadable snapshot {snap:?}")))?;
+            // A writer in progress at the snapshot may hold a seq below `cursor` and commit
+            // after this call returns: its events are this subscription's. One that ended
+            // before the lock query committed before this call returned (or never).
+            Ok((cursor, writers_in_progress(conn, &snap)?))
+        };
+        let (cursor, early) = start(&mut conn).map_err(|e| e.backend("subscribing"))?;
+        Ok((conn, cursor, early))
     })?;
     let heartbeat_subscribers = options.heartbeats.then(|| {
         let counter = Arc::clone(&registry.inner.heartbeat_subscribers);
@@ -230,6 +269,7 @@ pub(crate) fn subscribe(
         cursor,
         resolved_upto: cursor,
         pending: None,
+        before_start: (!early.is_empty()).then_some((cursor, early)),
         heartbeats: options.heartbeats,
         heartbeat_subscribers,
         last_at: 0,
@@ -285,6 +325,48 @@ pub(crate) fn catch_up_before_pruning(registry: &PostgresWorkerRegistry) {
     let _ = subscriber_drops(registry);
 }
 
+/// The transactions writing to the outbox now that were in progress at `snap` (full xids):
+/// only they can still fill a seq missing from what `snap` shows.
+fn writers_in_progress(conn: &mut Conn, snap: &Snap) -> std::result::Result<Vec<u64>, DbError> {
+    let stmt = conn.prepare(WRITERS)?;
+    let writers: Vec<i64> = conn.client.query_one(&stmt, &[])?.get(0);
+    Ok(writers
+        .into_iter()
+        .filter_map(|x| snap.widen(x as u64))
+        .filter(|x| snap.in_progress(*x))
+        .collect())
+}
+
+/// Hands the event of an outbox row out to `out`, unless it is a heartbeat the subscriber did
+/// not opt in to or written by a newer version this one cannot read (a gap). `last_at` is the
+/// `at` handed out last: an event's is never earlier.
+fn deliver(
+    row: &postgres::Row,
+    heartbeats: bool,
+    last_at: &mut Timestamp,
+    out: &mut dyn FnMut(WorkerLifecycleEvent),
+) {
+    let (seq, at, heartbeat, kind): (i64, i64, bool, &str) = (
+        row.get("seq"),
+        row.get("at"),
+        row.get("heartbeat"),
+        row.get("kind"),
+    );
+    if heartbeat && !heartbeats {
+        return;
+    }
+    let Ok(kind) = serde_json::from_str::<EventKind>(kind) else {
+        return;
+    };
+    let at = ts(at).max(*last_at);
+    *last_at = at;
+    out(WorkerLifecycleEvent {
+        seq: ts(seq),
+        at,
+        kind,
+    });
+}
+
 impl Reader {
     /// Reads once (in batches, up to the first gap still open); returns how many rows moved
     /// the cursor, and hands the events out to `out` one by one, as each batch is read (a
@@ -322,6 +404,22 @@ impl Reader {
             let snap: String = first.get(0);
             let snap = Snap::parse(&snap)
                 .ok_or_else(|| DbError::Other(format!("unreadable snapshot {snap:?}")))?;
+            if let Some((start, xids)) = &self.before_start {
+                // Nothing past the start goes out before the events of the writers that were
+                // in progress when the subscription was made: theirs may have lower seqs. When
+                // closing (every gap for good), those committed by now go out.
+                if self.resolved_upto != i64::MAX && xids.iter().any(|x| snap.in_progress(*x)) {
+                    return Ok(moved);
+                }
+                let xids: Vec<String> = xids.iter().map(u64::to_string).collect();
+                let stmt = conn.prepare(BEFORE_START)?;
+                let late = conn.client.query(&stmt, &[start, &xids])?;
+                for row in &late {
+                    deliver(row, self.heartbeats, &mut self.last_at, out);
+                }
+                moved += late.len();
+                self.before_start = None;
+            }
             if let Some((horizon, xids)) = &self.pending {
                 if xids.iter().all(|x| !snap.in_progress(*x)) {
                     self.resolved_upto = self.resolved_upto.max(*horizon);
@@ -345,13 +443,7 @@ impl Reader {
                         // completed one). The gap is judged at the next read, never on this
                         // one: a writer that ended between this read and the lock query is
                         // in neither, and its row is visible only to a later snapshot.
-                        let stmt = conn.prepare(WRITERS)?;
-                        let writers: Vec<i64> = conn.client.query_one(&stmt, &[])?.get(0);
-                        let inflight: Vec<u64> = writers
-                            .into_iter()
-                            .filter_map(|x| snap.widen(x as u64))
-                            .filter(|x| snap.in_progress(*x))
-                            .collect();
+                        let inflight = writers_in_progress(conn, &snap)?;
                         self.pending = Some((last, inflight));
                     }
                     if seq > self.resolved_upto {
@@ -361,22 +453,7 @@ impl Reader {
                 }
                 self.cursor = seq;
                 moved += 1;
-                let heartbeat: bool = row.get(3);
-                if heartbeat && !self.heartbeats {
-                    continue;
-                }
-                let kind: &str = row.get(4);
-                let Ok(kind) = serde_json::from_str::<EventKind>(kind) else {
-                    // Written by a newer version we cannot read: skipped (a gap).
-                    continue;
-                };
-                let at = ts(row.get(2)).max(self.last_at);
-                self.last_at = at;
-                out(WorkerLifecycleEvent {
-                    seq: ts(seq),
-                    at,
-                    kind,
-                });
+                deliver(row, self.heartbeats, &mut self.last_at, out);
             }
             if blocked {
                 // No writer left to wait for: read again now (a new snapshot) to judge the gap.
@@ -494,7 +571,7 @@ impl Reader {
                     }
                 }
                 waited = true;
-                let slice = if self.pending.is_some() {
+                let slice = if self.pending.is_some() || self.before_start.is_some() {
                     wait.min(Duration::from_millis(20))
                 } else {
                     wait

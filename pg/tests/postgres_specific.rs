@@ -877,6 +877,59 @@ fn a_subscriber_of_the_pruning_handle_whose_session_had_ended_counts_what_is_pru
     assert_eq!(idle.drain()[0].seq, 4, "and the stream goes on");
 }
 
+/// The seqs of `events`, in the order given.
+fn seqs(events: &[WorkerLifecycleEvent]) -> Vec<u64> {
+    events.iter().map(|e| e.seq).collect()
+}
+
+/// Takes the next seq in a transaction of "another replica" left open on `client`: an event
+/// `ProvisionRequested` of provider `slow`, as old as the clock goes. Returns the transaction.
+fn hold_a_seq(client: &mut Client) -> postgres::Transaction<'_> {
+    let mut tx = client.transaction().unwrap();
+    tx.execute(
+        "INSERT INTO outbox (xid, seq, at, kind) SELECT pg_current_xact_id(), \
+         nextval('event_seq'), -9223372036854775808, $1",
+        &[&serde_json::to_string(&EventKind::ProvisionRequested {
+            provider_id: provider("slow"),
+        })
+        .unwrap()],
+    )
+    .unwrap();
+    tx
+}
+
+/// A subscription delivers every event whose transaction commits after `subscribe` returns,
+/// also one whose transaction took its seq before (below the last seq committed then), and
+/// none that committed before it; in seq order, as a gap is waited out (DESIGN.md §10, as in
+/// memory: an event published after `subscribe` returns is delivered). Before, a subscription
+/// started after the highest seq committed and never delivered the one in flight.
+#[test]
+fn a_subscription_delivers_an_event_whose_seq_was_taken_before_it_and_committed_after() {
+    let (_clock, registry, _schema) = registry("subscribe_in_flight");
+    let mut slow = raw(registry.schema());
+    let tx = hold_a_seq(&mut slow);
+    // Seq 2, committed before the subscription: not its to deliver.
+    let first = registry.register(handle(), spec()).unwrap().id;
+    let events = registry.subscribe(SubscribeOptions::default()).unwrap();
+    registry.update_state(&first, WorkerState::Ready).unwrap();
+    let before = events.drain();
+    tx.commit().unwrap();
+    let after: Vec<WorkerLifecycleEvent> =
+        std::iter::from_fn(|| events.recv(Some(Duration::from_secs(2)))).collect();
+    let got: Vec<WorkerLifecycleEvent> = before.iter().chain(&after).cloned().collect();
+    assert_eq!(
+        seqs(&got),
+        [1, 3],
+        "the held seq committed after subscribe returned, then the change made after it"
+    );
+    assert!(before.is_empty(), "seq 3 waits for seq 1, in seq order");
+    assert_eq!(
+        got.iter().map(|e| e.kind.name()).collect::<Vec<_>>(),
+        ["provision_requested", "state_changed"]
+    );
+    assert_eq!(events.dropped(), 0);
+}
+
 /// Registers and unregisters `n` workers in turn; their ids, oldest retirement first.
 fn retire(registry: &PostgresWorkerRegistry, n: usize) -> Vec<WorkerId> {
     (0..n)

@@ -188,7 +188,10 @@ pub trait WorkerRegistry: Send + Sync + fmt::Debug {
     /// Number of registered workers. O(1).
     fn count(&self) -> Result<usize>;
 
-    /// A new subscriber to the event stream.
+    /// A new subscriber to the event stream: it receives every event whose change commits
+    /// (is published) after this call returns, in `seq` order, and none from before (on a
+    /// shared database also an event whose `seq` was taken before the call and whose
+    /// transaction commits after it: docs/DESIGN.md §10).
     ///
     /// # Errors
     /// `InvalidArgument` for a capacity of 0.
