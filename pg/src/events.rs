@@ -37,9 +37,15 @@
 //!   registry handle or process: the registry keeps the newest [`EVENTS_KEPT`] (pruned at
 //!   most once a minute, on `find_for_termination`'s path), and
 //!   [`PostgresWorkerRegistry::prune_events`] deletes by age (the oldest seqs up to the first
-//!   event not old enough: a prune never cuts a range out of the middle). A prune first lets
-//!   the idle subscriptions of its own handle read (as `subscriber_drops` does), so theirs
-//!   are counted in `dropped()` like any event their queue could not hold.
+//!   event not old enough: a prune never cuts a range out of the middle). For the
+//!   subscriptions of its own handle, a prune counts in `dropped()` every event it deletes
+//!   that the subscription had not read, like any event its queue could not hold, whatever
+//!   the subscriber was doing: it first lets the idle ones read (as `subscriber_drops` does,
+//!   so that their queues hold the oldest), then holds every reader of the handle while it
+//!   deletes and counts, for each, the deleted events past its cursor or of a writer it waits
+//!   for since it was made (clarified 2026-12-07: before, a subscriber waiting out a gap, or
+//!   in a call of its own, lost the events past the gap uncounted;
+//!   `postgres_specific::a_subscriber_of_the_pruning_handle_waiting_out_a_gap_counts_…`).
 //!
 //! # Where a subscription starts
 //! A subscription delivers every event whose transaction commits after `subscribe` returns,
@@ -181,8 +187,9 @@ pub(crate) struct Reader {
     prefetched: VecDeque<WorkerLifecycleEvent>,
     /// The subscription's capacity, which bounds `prefetched`.
     capacity: usize,
-    /// Events read when the registry was dropped beyond `capacity`: dropped, counted in the
-    /// subscription's `dropped()` at its next call.
+    /// Events this subscription lost without its queue seeing them, counted in its `dropped()`
+    /// at its next call: read when the registry was dropped, beyond `capacity`, and pruned
+    /// from the outbox by this registry handle before it read them ([`Reader::count_pruned`]).
     overflow: u64,
     /// The registry is gone: nothing more will be read.
     closed: bool,
@@ -558,6 +565,7 @@ impl Reader {
                 let result = self.read_again_if_closed(&mut |event| {
                     feed.push(event);
                 });
+                feed.count_dropped(std::mem::take(&mut self.overflow));
                 match result {
                     Ok(moved) if moved > 0 || wait.is_zero() || waited => return Ok(()),
                     Ok(_) => {}
@@ -629,18 +637,109 @@ const PRUNE_BY_COUNT: &str = "DELETE FROM outbox \
 const PRUNE_BY_AGE: &str = "DELETE FROM outbox WHERE seq < least( \
      (SELECT min(seq) FROM outbox WHERE at >= $1), (SELECT max(seq) FROM outbox))";
 
+/// `prune` (a statement of `n` parameters deleting from the outbox) answering the number it
+/// deleted, and the seq, `heartbeat` flag and writer (full xid, as text) of each deleted event a
+/// reader of this handle may not have read: past the lowest cursor (`$n+1`), or written by a
+/// writer one of them waits for since it was made (`$n+2`). One statement.
+fn counting(prune: &str, n: usize) -> String {
+    let unread = format!("seq > ${} OR xid = ANY(${})", n + 1, n + 2);
+    format!(
+        "WITH d AS ({prune} RETURNING seq, heartbeat, xid::text AS xid) \
+         SELECT count(*), \
+         coalesce(array_agg(seq ORDER BY seq) FILTER (WHERE {unread}), '{{}}'), \
+         coalesce(array_agg(heartbeat ORDER BY seq) FILTER (WHERE {unread}), '{{}}'), \
+         coalesce(array_agg(xid ORDER BY seq) FILTER (WHERE {unread}), '{{}}') FROM d"
+    )
+}
+
+/// The events a prune deleted that a reader of the pruning handle may not have read.
+#[derive(Debug, Default)]
+struct Pruned {
+    seqs: Vec<i64>,
+    heartbeats: Vec<bool>,
+    xids: Vec<String>,
+}
+
+impl Reader {
+    /// Counts in the subscription's `dropped()` (at its next call) the events of `pruned` it
+    /// had not read, and so will never hand out: past its cursor, or of a writer it waits for
+    /// since it was made; not the heartbeats it did not opt in to. Exact only while the reader
+    /// has not read since the prune's delete began: its caller holds it throughout.
+    fn count_pruned(&mut self, pruned: &Pruned) {
+        if self.closed {
+            return;
+        }
+        let rows = pruned.seqs.iter().zip(&pruned.heartbeats).zip(&pruned.xids);
+        for ((seq, heartbeat), xid) in rows {
+            let early = self.before_start.as_ref().is_some_and(|(start, xids)| {
+                seq <= start && xid.parse().is_ok_and(|x: u64| xids.contains(&x))
+            });
+            if (*seq > self.cursor || early) && (self.heartbeats || !heartbeat) {
+                self.overflow += 1;
+            }
+        }
+    }
+}
+
 impl PostgresWorkerRegistry {
+    /// Runs `prune` (see [`counting`]), counting in the `dropped()` of each subscription of this
+    /// handle the events it deletes that the subscription had not read, whatever the
+    /// subscriber is doing (waiting out a gap, in a `recv` on another thread, reading a
+    /// backlog), as its queue's drops are counted. First the idle ones read
+    /// ([`catch_up_before_pruning`]), so that their queues hold the oldest, as in memory; then
+    /// every reader of the handle is held (waiting for a `recv` in its wait: up to a second,
+    /// 20 ms while it waits out a gap) until the delete has answered, so that what each had
+    /// read is exact. Events deleted by a run whose answer was lost (the statement runs once
+    /// more on a new connection when its connection fails) are not counted. Returns the number
+    /// deleted.
+    fn prune_counted(
+        &self,
+        prune: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<u64> {
+        catch_up_before_pruning(self);
+        let readers: Vec<Arc<Mutex<Reader>>> = self
+            .inner
+            .readers
+            .lock()
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .collect();
+        // Always in the list's order: two prunes of one handle take them in the same order.
+        let mut held: Vec<_> = readers.iter().map(|reader| reader.lock()).collect();
+        let lowest = held.iter().map(|r| r.cursor).min().unwrap_or(i64::MAX);
+        let early: Vec<String> = held
+            .iter()
+            .filter_map(|r| r.before_start.as_ref())
+            .flat_map(|(_, xids)| xids.iter().map(u64::to_string))
+            .collect();
+        let sql = counting(prune, params.len());
+        let (deleted, pruned) = self.run("pruning events", |conn| {
+            let stmt = conn.prepare(&sql)?;
+            let mut all = params.to_vec();
+            all.push(&lowest);
+            all.push(&early);
+            let row = conn.client.query_one(&stmt, &all)?;
+            let pruned = Pruned {
+                seqs: row.get(1),
+                heartbeats: row.get(2),
+                xids: row.get(3),
+            };
+            Ok((row.get::<_, i64>(0), pruned))
+        })?;
+        for reader in &mut held {
+            reader.count_pruned(&pruned);
+        }
+        Ok(deleted as u64)
+    }
+
     /// Deletes the oldest events but the newest `keep` ([`EVENTS_KEPT`] when the registry
     /// prunes itself, at most once a minute: `crate::retention`), at most the `batch` oldest
-    /// seqs at a time (an index range on `seq`). This handle's subscriptions read first
-    /// ([`catch_up_before_pruning`]); a subscriber of another handle more than `keep` events
-    /// behind sees a gap. Returns the number deleted.
+    /// seqs at a time (an index range on `seq`). What this handle's subscriptions had not read
+    /// is counted in their `dropped()` ([`prune_counted`](Self::prune_counted)); a subscriber
+    /// of another handle more than `keep` events behind sees a gap. Returns the number deleted.
     pub(crate) fn prune_outbox(&self, keep: i64, batch: i64) -> Result<u64> {
-        catch_up_before_pruning(self);
-        self.run("pruning events", |conn| {
-            let stmt = conn.prepare(PRUNE_BY_COUNT)?;
-            Ok(conn.client.execute(&stmt, &[&keep, &batch])?)
-        })
+        self.prune_counted(PRUNE_BY_COUNT, &[&keep, &batch])
     }
 
     /// Deletes the oldest events, in `seq` order, up to the first one not older than
@@ -651,22 +750,19 @@ impl PostgresWorkerRegistry {
     /// times"), so an event older than the cutoff behind a younger one stays until that one
     /// is old too. Returns the number deleted: by the last run of the statement, which runs
     /// once more on a new connection when the server closed the first under it (a prune is
-    /// idempotent), so a count whose reply was lost is not in it. The subscriptions of this
-    /// registry handle read
-    /// what is there first (those not in a call of their own), so what one that stopped
-    /// reading loses is counted in its `dropped()`; a subscriber of another handle or process
-    /// that had not read them sees a `seq` gap.
+    /// idempotent), so a count whose reply was lost is not in it. Every event it deletes that a
+    /// subscription of this registry handle had not read is counted in that subscription's
+    /// `dropped()` (those not in a call of their own read first, so their queues hold the
+    /// oldest; the prune then waits for each reader to be between two reads: up to a second
+    /// for a waiting `recv`); a subscriber of another handle or process that had not read them
+    /// sees a `seq` gap.
     ///
     /// # Errors
     /// `Backend`.
     pub fn prune_events(&self, older_than: Duration) -> Result<u64> {
         use hodei_workers::WorkerRegistry;
-        catch_up_before_pruning(self);
         let cutoff = crate::sql::db_ts(self.now().saturating_sub(crate::sql::millis(older_than)));
-        self.run("pruning events", |conn| {
-            let stmt = conn.prepare(PRUNE_BY_AGE)?;
-            Ok(conn.client.execute(&stmt, &[&cutoff])?)
-        })
+        self.prune_counted(PRUNE_BY_AGE, &[&cutoff])
     }
 }
 

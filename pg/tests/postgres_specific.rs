@@ -898,6 +898,35 @@ fn hold_a_seq(client: &mut Client) -> postgres::Transaction<'_> {
     tx
 }
 
+/// A subscriber of the pruning registry handle that is waiting out a gap (an earlier seq still
+/// in flight) when the prune runs loses the pruned events past that gap: they are counted in
+/// its `dropped()`, as every event pruned before a subscription of the handle read it is,
+/// whatever the subscriber was doing (DESIGN.md §10). Before, the prune's catch-up read
+/// stopped at the gap, and the events past it vanished as a bare `seq` gap, counted nowhere.
+#[test]
+fn a_subscriber_of_the_pruning_handle_waiting_out_a_gap_counts_what_is_pruned_past_it() {
+    let (clock, registry, _schema) = registry("prune_past_gap");
+    let events = registry.subscribe(SubscribeOptions::default()).unwrap();
+    let first = registry.register(handle(), spec()).unwrap().id;
+    assert_eq!(seqs(&events.drain()), [1]);
+    let mut slow = raw(registry.schema());
+    let tx = hold_a_seq(&mut slow);
+    registry.update_state(&first, WorkerState::Ready).unwrap();
+    clock.advance(Duration::from_secs(7200));
+    registry.register(handle(), spec()).unwrap();
+    assert!(events.drain().is_empty(), "waiting out the gap at seq 2");
+    // Seqs 1 and 3 are older than an hour; 2 is in flight (the prune cannot see it), 4 is not.
+    assert_eq!(registry.prune_events(Duration::from_secs(3600)).unwrap(), 2);
+    tx.commit().unwrap();
+    let got = events.drain();
+    assert_eq!(
+        (seqs(&got), events.dropped()),
+        (vec![2, 4], 1),
+        "seq 3 was pruned before the subscriber read it: counted"
+    );
+    assert_eq!(registry.subscriber_drops().unwrap()[0].dropped, 1);
+}
+
 /// A subscription delivers every event whose transaction commits after `subscribe` returns,
 /// also one whose transaction took its seq before (below the last seq committed then), and
 /// none that committed before it; in seq order, as a gap is waited out (DESIGN.md §10, as in
