@@ -522,7 +522,9 @@ pub trait EventSource: Send + std::fmt::Debug {
     /// Moves the events that have arrived, in `seq` order, into the subscription's queue with
     /// [`EventFeed::push`]. When none has arrived, waits up to `wait` for one (zero: does not
     /// wait). Errors of the backend are the source's to retry on the next call: a subscriber
-    /// never sees them.
+    /// never sees them. It returns within `wait` plus a bounded slack of its own, whatever the
+    /// backend does: [`Subscription::recv`]'s deadline is kept within that slack (once: a
+    /// `recv` whose time ran out during a fill does not fill again).
     ///
     /// Returns `false` once the source will never produce another event (its registry is
     /// gone): `recv` then returns `None` as soon as the queue is empty, as it does for a
@@ -645,6 +647,10 @@ impl Subscription {
 
     /// The next event, waiting up to `timeout` (`None`: until one comes or the registry is
     /// gone). Returns `None` on timeout or when the registry was dropped and the queue is empty.
+    ///
+    /// A subscription fed by a backend's source returns within `timeout` plus the source's own
+    /// slack on one [`fill`](EventSource::fill) (PostgreSQL: 5 s, when its server stops
+    /// answering; docs/DESIGN.md §10).
     pub fn recv(&self, timeout: Option<Duration>) -> Option<WorkerLifecycleEvent> {
         if self.source.is_some() {
             return self.recv_from_source(timeout);
@@ -657,6 +663,7 @@ impl Subscription {
 
     fn recv_from_source(&self, timeout: Option<Duration>) -> Option<WorkerLifecycleEvent> {
         let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
+        let mut filled = false;
         loop {
             if let Ok(event) = self.receiver.try_recv() {
                 return Some(event);
@@ -666,13 +673,18 @@ impl Subscription {
                 (Some(_), Some(deadline)) => {
                     let left = deadline.saturating_duration_since(std::time::Instant::now());
                     if left.is_zero() {
-                        self.fill(Duration::ZERO);
+                        // One look at the source when none was had (a zero timeout), never
+                        // a second fill past the deadline: each may take the source's slack.
+                        if !filled {
+                            self.fill(Duration::ZERO);
+                        }
                         return self.receiver.try_recv().ok();
                     }
                     left.min(Duration::from_secs(1))
                 }
                 _ => Duration::from_secs(1),
             };
+            filled = true;
             match self.fill(slice) {
                 Some(true) => {}
                 Some(false) => return self.receiver.try_recv().ok(),
@@ -783,6 +795,43 @@ mod tests {
             }
             true
         }
+    }
+
+    /// A source whose fills take all the time they are given and deliver nothing (a backend
+    /// whose server does not answer), counting them.
+    #[derive(Debug)]
+    struct SlowSource(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl EventSource for SlowSource {
+        fn fill(&mut self, _feed: &EventFeed<'_>, wait: Duration) -> bool {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(wait);
+            true
+        }
+    }
+
+    /// A `recv` whose time ran out during a fill returns: it does not fill once more past its
+    /// deadline (a second wait of the source's slack, up to 5 s more on PostgreSQL when its
+    /// server stops answering). A zero timeout still looks at the source once.
+    #[test]
+    fn a_recv_whose_time_ran_out_in_a_fill_does_not_fill_again() {
+        let fills = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let subscription = Subscription::from_source(
+            SubscribeOptions::default(),
+            Box::new(SlowSource(Arc::clone(&fills))),
+        );
+        assert_eq!(subscription.recv(Some(Duration::from_millis(30))), None);
+        assert_eq!(
+            fills.load(Ordering::Relaxed),
+            1,
+            "one fill, of the whole timeout"
+        );
+        assert_eq!(subscription.recv(Some(Duration::ZERO)), None);
+        assert_eq!(
+            fills.load(Ordering::Relaxed),
+            2,
+            "a zero timeout fills once"
+        );
     }
 
     /// A source-fed subscription shared by two threads: one waits in `recv`; the other's
