@@ -1252,7 +1252,10 @@ hw_status hw_registry_subscribe(const struct hw_registry *registry, size_t capac
  The next event, waiting up to `timeout_ms` milliseconds: 0 never waits, `HW_WAIT_FOREVER`
  waits until an event arrives or the registry is gone (its handle freed and no manager
  using it any more). Writes the event (free with
- `hw_event_free`), or NULL when none came in time (not an error).
+ `hw_event_free`), or NULL when none came in time (not an error). On a PostgreSQL registry
+ whose server stops answering, it returns within `timeout_ms` plus 5 s (the reader's reply
+ timeout), with NULL; 0 then takes up to 5 s too. Once the server answers again the
+ subscription goes on, nothing lost or repeated.
  */
 hw_status hw_subscription_recv(const struct hw_subscription *subscription, uint64_t timeout_ms, struct hw_event **out);
 

@@ -150,7 +150,10 @@ pub extern "C" fn hw_registry_subscribe(
 /// The next event, waiting up to `timeout_ms` milliseconds: 0 never waits, `HW_WAIT_FOREVER`
 /// waits until an event arrives or the registry is gone (its handle freed and no manager
 /// using it any more). Writes the event (free with
-/// `hw_event_free`), or NULL when none came in time (not an error).
+/// `hw_event_free`), or NULL when none came in time (not an error). On a PostgreSQL registry
+/// whose server stops answering, it returns within `timeout_ms` plus 5 s (the reader's reply
+/// timeout), with NULL; 0 then takes up to 5 s too. Once the server answers again the
+/// subscription goes on, nothing lost or repeated.
 #[no_mangle]
 pub extern "C" fn hw_subscription_recv(
     subscription: *const hw_subscription,

@@ -67,6 +67,23 @@
 //! notifications already received, which announce commits it sees: they never pile up in the
 //! connection, and a wait wakes only for a commit made after the last read.
 //!
+//! # Bounded whatever the server does
+//! A reader never waits on the server without a bound (clarified 2026-12-07: before, a
+//! `recv(timeout)`, a `try_recv`, a subscription's drop and its registry's drop each blocked
+//! for as long as a server that had stopped answering stayed so: a frozen server, a dark
+//! network path, a stopped backend on a Unix socket, where no transport timeout applies;
+//! `pg/tests/frozen_reader.rs`). Its connection is the asynchronous client on a runtime of its
+//! own, as the leadership lease's (`connection`), and every request runs under a deadline on
+//! the client's clock: a fill given `wait` returns within `wait` plus [`REPLY_TIMEOUT`] (5 s),
+//! so `recv(Some(d))` returns within `d` plus 5 s, `None` when nothing came in time (a server
+//! that does not answer is, for a subscriber, a connection lost: no error, only a delay), and
+//! the calls that never wait within 5 s. A request that runs out of time drops the connection
+//! (its socket closed); the next call opens a new one and goes on from the cursor and the gap
+//! it was waiting out, so nothing handed out is lost or handed out twice. Dropping a
+//! subscription takes at most 5 s (its `listeners` row is removed if the server answers in
+//! time, else by a later reader), dropping the registry at most [`CLOSE_TIMEOUT`] (10 s) per
+//! subscription (see [`Reader::close`]), `subscribe` at most 10 s.
+//!
 //! `subscriber_drops` (the event-drop metrics) lists the live subscriptions of this registry
 //! handle; it lets each one that is not in a call of its own read first, on the caller's
 //! thread, so that a subscriber that stopped reading shows the events it loses.
@@ -74,20 +91,22 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hodei_workers::{
     Error, EventFeed, EventKind, EventSource, Result, SubscribeOptions, SubscriberDrops,
     Subscription, SubscriptionMonitor, Timestamp, WorkerLifecycleEvent,
 };
 use parking_lot::Mutex;
-use postgres::fallible_iterator::FallibleIterator;
 
 use crate::error::{guard, DbError};
-use crate::pool::Conn;
+
+mod connection;
+
 use crate::registry::PostgresWorkerRegistry;
 use crate::schema::channel;
 use crate::sql::ts;
+use connection::{deadline_after, discard, ReaderConn, REPLY_TIMEOUT};
 
 /// Rows read per round trip.
 const BATCH: i64 = 1000;
@@ -163,9 +182,9 @@ impl Snap {
 /// every reader to the end when it is dropped (events committed before the registry was
 /// dropped are still delivered; then the stream ends).
 pub(crate) struct Reader {
-    config: postgres::Config,
+    config: tokio_postgres::Config,
     schema: String,
-    conn: Option<Conn>,
+    conn: Option<ReaderConn>,
     /// The last seq handed out (or skipped as a permanent gap).
     cursor: i64,
     /// Gaps up to here are permanent.
@@ -220,15 +239,23 @@ pub(crate) struct OutboxSource {
 pub(crate) const FORGET_DEAD_LISTENERS: &str =
     "DELETE FROM listeners WHERE pid NOT IN (SELECT pid FROM pg_stat_activity)";
 
-fn open(config: &postgres::Config, schema: &str) -> std::result::Result<Conn, DbError> {
-    let mut conn = Conn::open(config, schema).map_err(DbError::Other)?;
-    conn.client.batch_execute(&format!(
-        "{FORGET_DEAD_LISTENERS}; \
+/// Opens a reader's connection before `deadline`: the session of the registry's connections
+/// (`crate::pool::Conn::open`), its `listeners` row and its `LISTEN`.
+fn open(
+    config: &tokio_postgres::Config,
+    schema: &str,
+    deadline: Instant,
+) -> std::result::Result<ReaderConn, DbError> {
+    let session = format!(
+        "SET search_path TO {}; SET application_name = 'hodei-workers'; SET jit = off; \
+         {}; {FORGET_DEAD_LISTENERS}; \
          INSERT INTO listeners (pid) VALUES (pg_backend_pid()) ON CONFLICT DO NOTHING; \
          LISTEN {}",
+        crate::pool::quote_ident(schema),
+        crate::pool::bound_stalls(),
         crate::pool::quote_ident(&channel(schema))
-    ))?;
-    Ok(conn)
+    );
+    ReaderConn::open(config, &session, deadline)
 }
 
 /// A subscription of `registry`'s events: every event whose transaction commits after this
@@ -247,22 +274,37 @@ pub(crate) fn subscribe(
             "subscription capacity must be at least 1 (0 would drop every event)",
         ));
     }
-    let config = registry.inner.pool.config().clone();
+    if !crate::error::may_block() {
+        // Its runtime cannot block on a thread that drives one (and dropping one there may
+        // panic, during the unwind of the first: an abort).
+        return Err(Error::Backend(crate::error::ASYNC_CONTEXT.to_owned()));
+    }
+    let config = registry.inner.lease_config.clone();
     let schema = registry.schema().to_owned();
+    // Connecting and the first statements, as a read of a `recv` that waits for nothing.
+    let deadline = deadline_after(2 * REPLY_TIMEOUT);
     let (conn, cursor, early) = guard(|| {
-        let mut conn = open(&config, &schema).map_err(|e| e.backend("subscribing"))?;
-        let start = |conn: &mut Conn| -> std::result::Result<(i64, Vec<u64>), DbError> {
-            let row = conn.client.query_one(START, &[])?;
+        let mut conn = open(&config, &schema, deadline).map_err(|e| e.backend("subscribing"))?;
+        let start = |conn: &mut ReaderConn| -> std::result::Result<(i64, Vec<u64>), DbError> {
+            let rows = conn.query(START, &[], deadline)?;
+            let row = rows
+                .first()
+                .ok_or_else(|| DbError::Other("no start read".to_owned()))?;
             let (snap, cursor): (String, i64) = (row.get(0), row.get(1));
             let snap = Snap::parse(&snap)
                 .ok_or_else(|| DbError::Other(format!("unreadable snapshot {snap:?}")))?;
             // A writer in progress at the snapshot may hold a seq below `cursor` and commit
             // after this call returns: its events are this subscription's. One that ended
             // before the lock query committed before this call returned (or never).
-            Ok((cursor, writers_in_progress(conn, &snap)?))
+            Ok((cursor, writers_in_progress(conn, &snap, deadline)?))
         };
-        let (cursor, early) = start(&mut conn).map_err(|e| e.backend("subscribing"))?;
-        Ok((conn, cursor, early))
+        match start(&mut conn) {
+            Ok((cursor, early)) => Ok((conn, cursor, early)),
+            Err(e) => {
+                discard(conn);
+                Err(e.backend("subscribing"))
+            }
+        }
     })?;
     let heartbeat_subscribers = options.heartbeats.then(|| {
         let counter = Arc::clone(&registry.inner.heartbeat_subscribers);
@@ -334,9 +376,13 @@ pub(crate) fn catch_up_before_pruning(registry: &PostgresWorkerRegistry) {
 
 /// The transactions writing to the outbox now that were in progress at `snap` (full xids):
 /// only they can still fill a seq missing from what `snap` shows.
-fn writers_in_progress(conn: &mut Conn, snap: &Snap) -> std::result::Result<Vec<u64>, DbError> {
-    let stmt = conn.prepare(WRITERS)?;
-    let writers: Vec<i64> = conn.client.query_one(&stmt, &[])?.get(0);
+fn writers_in_progress(
+    conn: &mut ReaderConn,
+    snap: &Snap,
+    deadline: Instant,
+) -> std::result::Result<Vec<u64>, DbError> {
+    let rows = conn.query(WRITERS, &[], deadline)?;
+    let writers: Vec<i64> = rows.first().map(|r| r.get(0)).unwrap_or_default();
     Ok(writers
         .into_iter()
         .filter_map(|x| snap.widen(x as u64))
@@ -378,21 +424,22 @@ impl Reader {
     /// Reads once (in batches, up to the first gap still open); returns how many rows moved
     /// the cursor, and hands the events out to `out` one by one, as each batch is read (a
     /// subscriber a million events behind costs one batch in memory, not a million events).
+    /// Every request is answered before `deadline` or fails, leaving the connection broken
+    /// (`connection`); what was handed out before stays handed out.
     fn read(
         &mut self,
         out: &mut dyn FnMut(WorkerLifecycleEvent),
+        deadline: Instant,
     ) -> std::result::Result<usize, DbError> {
-        if self
-            .conn
-            .as_ref()
-            .is_none_or(|c| c.client.is_closed() || c.is_inherited())
-        {
+        if !crate::error::may_block() {
+            // As in `subscribe`: the connection's runtime cannot block here.
+            return Err(DbError::Other(crate::error::ASYNC_CONTEXT.to_owned()));
+        }
+        if self.conn.as_ref().is_none_or(|c| !c.is_usable()) {
             // An inherited one (this process is a fork of the one that opened it) is left to
-            // that process: forgotten, not closed (`pool::discard`).
-            if let Some(old) = self.conn.take() {
-                crate::pool::discard(old);
-            }
-            self.conn = Some(open(&self.config, &self.schema)?);
+            // that process: forgotten, not closed (`connection::discard`).
+            self.drop_connection();
+            self.conn = Some(open(&self.config, &self.schema, deadline)?);
         }
         let conn = self.conn.as_mut().expect("just opened");
         // The notifications already here announce commits this read sees: taken now, they
@@ -400,11 +447,10 @@ impl Reader {
         // wake a later wait once each for nothing new. One that arrives during the read is
         // left for the wait (it may announce a commit the read's snapshot missed). A broken
         // connection shows at the query below.
-        let _ = conn.client.notifications().iter().count();
+        conn.take_notifications()?;
         let mut moved = 0;
         loop {
-            let stmt = conn.prepare(READ)?;
-            let rows = conn.client.query(&stmt, &[&self.cursor, &BATCH])?;
+            let rows = conn.query(READ, &[&self.cursor, &BATCH], deadline)?;
             let Some(first) = rows.first() else {
                 return Ok(moved);
             };
@@ -419,8 +465,7 @@ impl Reader {
                     return Ok(moved);
                 }
                 let xids: Vec<String> = xids.iter().map(u64::to_string).collect();
-                let stmt = conn.prepare(BEFORE_START)?;
-                let late = conn.client.query(&stmt, &[start, &xids])?;
+                let late = conn.query(BEFORE_START, &[start, &xids], deadline)?;
                 for row in &late {
                     deliver(row, self.heartbeats, &mut self.last_at, out);
                 }
@@ -450,7 +495,7 @@ impl Reader {
                         // completed one). The gap is judged at the next read, never on this
                         // one: a writer that ended between this read and the lock query is
                         // in neither, and its row is visible only to a later snapshot.
-                        let inflight = writers_in_progress(conn, &snap)?;
+                        let inflight = writers_in_progress(conn, &snap, deadline)?;
                         self.pending = Some((last, inflight));
                     }
                     if seq > self.resolved_upto {
@@ -486,28 +531,41 @@ impl Reader {
     /// than leave the events to the subscriber's next call: the closing read of a dropped
     /// registry and a prune's catch-up have none after them. The cursor is kept (what was
     /// handed out stays handed out). A connection that cannot be opened is not tried twice.
+    /// The first read must answer before `deadline`, the second before `again` (a read that
+    /// ran out of time on a stopped backend may well succeed on a new connection).
     fn read_again_if_closed(
         &mut self,
         out: &mut dyn FnMut(WorkerLifecycleEvent),
+        deadline: Instant,
+        again: Instant,
     ) -> std::result::Result<usize, DbError> {
-        let used = self
-            .conn
-            .as_ref()
-            .is_some_and(|c| !c.client.is_closed() && !c.is_inherited());
-        match self.read(out) {
+        let used = self.conn.as_ref().is_some_and(ReaderConn::is_usable);
+        match self.read(out, deadline) {
             Err(_) if used => {
-                if let Some(conn) = self.conn.take() {
-                    crate::pool::discard(conn);
-                }
-                self.read(out)
+                self.drop_connection();
+                self.read(out, again)
             }
             result => result,
         }
     }
 
+    /// Drops the connection (closing it, unless another process opened it: `discard`).
+    fn drop_connection(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            discard(conn);
+        }
+    }
+
     /// Reads what is there now into `prefetched` and ends the stream (the registry is being
-    /// dropped): every event committed before, past any gap still open. Keeps at most the subscription's capacity, the oldest, and counts the rest
-    /// as dropped: its queue could not hold more, whatever the backlog.
+    /// dropped): every event committed before, past any gap still open. Keeps at most the
+    /// subscription's capacity, the oldest, and counts the rest as dropped: its queue could not
+    /// hold more, whatever the backlog.
+    ///
+    /// Returns within [`CLOSE_TIMEOUT`] whatever the server does: the read gets
+    /// [`REPLY_TIMEOUT`], once more on a new connection until the end of the bound when its own
+    /// fails or runs out of time, and the connection's release what is left. A read that gets
+    /// no answer in time ends the stream without the events it could not read (nothing of them
+    /// can be counted: they were never seen).
     pub(crate) fn close(&mut self) {
         if self.closed {
             return;
@@ -518,6 +576,7 @@ impl Reader {
         // committed before the drop, after such a gap, must not wait for it.
         self.pending = None;
         self.resolved_upto = i64::MAX;
+        let end = deadline_after(CLOSE_TIMEOUT);
         let _ = guard(|| {
             let mut out = |event| {
                 if kept.len() < capacity {
@@ -526,28 +585,29 @@ impl Reader {
                     overflow += 1;
                 }
             };
-            let _ = self.read_again_if_closed(&mut out);
+            let _ = self.read_again_if_closed(&mut out, deadline_after(REPLY_TIMEOUT), end);
             Ok(())
         });
         self.prefetched.extend(kept);
         self.overflow += overflow;
         self.closed = true;
-        self.release_connection();
+        self.release_connection(end);
     }
 
-    fn release_connection(&mut self) {
+    /// Removes the reader's `listeners` row (before `deadline`) and closes its connection.
+    fn release_connection(&mut self, deadline: Instant) {
         if let Some(mut conn) = self.conn.take() {
-            if conn.is_inherited() {
-                return crate::pool::discard(conn);
+            if conn.is_usable() && crate::error::may_block() {
+                // Best effort: a row left behind is removed by the next subscriber.
+                let _ = guard(|| {
+                    let _ = conn.batch_execute(
+                        "DELETE FROM listeners WHERE pid = pg_backend_pid()",
+                        deadline,
+                    );
+                    Ok::<(), Error>(())
+                });
             }
-            // Best effort: a row left behind is removed by the next subscriber.
-            let _ = guard(|| {
-                let _ = conn
-                    .client
-                    .batch_execute("DELETE FROM listeners WHERE pid = pg_backend_pid()");
-                Ok::<(), Error>(())
-            });
-            crate::pool::discard(conn);
+            discard(conn);
         }
     }
 
@@ -559,22 +619,32 @@ impl Reader {
         if self.closed {
             return false;
         }
+        // The caller's wait, then at most `REPLY_TIMEOUT` for the server's answers.
+        let waited_until = deadline_after(wait);
+        let deadline = waited_until
+            .checked_add(REPLY_TIMEOUT)
+            .unwrap_or(waited_until);
         let _ = guard(|| {
             let mut waited = false;
             loop {
-                let result = self.read_again_if_closed(&mut |event| {
-                    feed.push(event);
-                });
+                let result = self.read_again_if_closed(
+                    &mut |event| {
+                        feed.push(event);
+                    },
+                    deadline,
+                    deadline,
+                );
                 feed.count_dropped(std::mem::take(&mut self.overflow));
                 match result {
                     Ok(moved) if moved > 0 || wait.is_zero() || waited => return Ok(()),
                     Ok(_) => {}
                     Err(_) => {
-                        // Connection lost: reopened at the next call; the cursor is kept.
-                        self.conn = None;
-                        if !wait.is_zero() {
-                            std::thread::sleep(wait.min(Duration::from_millis(100)));
-                        }
+                        // Connection lost, or no answer in time: reopened at the next call;
+                        // the cursor is kept. A short pause (within the caller's wait) keeps a
+                        // `recv` from reconnecting in a loop while the server is down.
+                        self.drop_connection();
+                        let left = waited_until.saturating_duration_since(Instant::now());
+                        std::thread::sleep(left.min(Duration::from_millis(100)));
                         return Ok(());
                     }
                 }
@@ -584,16 +654,13 @@ impl Reader {
                 } else {
                     wait
                 };
+                let until = deadline_after(slice).min(waited_until);
                 let broken = match self.conn.as_mut() {
-                    Some(conn) => {
-                        let mut notes = conn.client.notifications();
-                        let mut it = notes.timeout_iter(slice);
-                        it.next().is_err()
-                    }
+                    Some(conn) => conn.wait(until).is_err(),
                     None => false,
                 };
                 if broken {
-                    self.conn = None;
+                    self.drop_connection();
                 }
             }
         });
@@ -612,9 +679,13 @@ impl Drop for Reader {
         if let Some(counter) = &self.heartbeat_subscribers {
             counter.fetch_sub(1, Ordering::Relaxed);
         }
-        self.release_connection();
+        self.release_connection(deadline_after(REPLY_TIMEOUT));
     }
 }
+
+/// How long closing a reader may take at most (its registry's drop, per subscription): two
+/// [`REPLY_TIMEOUT`]s, see [`Reader::close`].
+pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Events the outbox keeps at least (the newest ones), when pruned by the registry itself.
 pub const EVENTS_KEPT: i64 = 1_000_000;
@@ -946,11 +1017,7 @@ mod tests {
             got += subscription.drain().len();
         }
         assert_eq!(got, 100, "every event, as it committed");
-        let buffered = reader
-            .lock()
-            .conn
-            .as_mut()
-            .map(|conn| conn.client.notifications().len());
+        let buffered = reader.lock().conn.as_mut().map(|conn| conn.notified());
         assert!(
             buffered.is_some_and(|n| n <= 2),
             "notifications left in the reader's connection: {buffered:?}"

@@ -197,7 +197,7 @@ pub(crate) const STALLED_TRANSACTION: Duration = Duration::from_secs(10);
 /// Sets the session's `idle_in_transaction_session_timeout` to [`STALLED_TRANSACTION`] unless
 /// it is set already (by the server's configuration, the database, the role, or the
 /// connection string's `options`): a bound chosen there is kept.
-fn bound_stalls() -> String {
+pub(crate) fn bound_stalls() -> String {
     format!(
         "SELECT set_config('idle_in_transaction_session_timeout', '{}ms', false) \
          WHERE current_setting('idle_in_transaction_session_timeout') = '0'",

@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use hodei_workers::*;
+use std::time::Duration;
 
 #[test]
 fn a_call_from_inside_an_async_runtime_is_a_backend_error_not_a_panic() {
@@ -16,8 +17,18 @@ fn a_call_from_inside_an_async_runtime_is_a_backend_error_not_a_panic() {
     let lease = registry
         .leadership("a", std::time::Duration::from_secs(10))
         .unwrap();
+    let events = registry.subscribe(SubscribeOptions::default()).unwrap();
+    let dropped_inside = registry.subscribe(SubscribeOptions::default()).unwrap();
     let (got, beat, stats) =
         runtime.block_on(async { (registry.get(&id), registry.heartbeat(&id), registry.stats()) });
+    // A subscription's reader runs its own runtime too: refused or idle here, never a panic
+    // (nor an abort when its connection is dropped here).
+    let (subscribed, polled) = runtime.block_on(async {
+        let subscribed = registry.subscribe(SubscribeOptions::default()).map(|_| ());
+        (subscribed, events.try_recv())
+    });
+    runtime.block_on(async { drop(dropped_inside) });
+    assert_eq!(polled, None);
     // The lease's connection runs on a runtime of its own, which cannot block here either.
     let renewed = runtime.block_on(async { lease.acquire_or_renew(None) });
     for result in [
@@ -25,6 +36,7 @@ fn a_call_from_inside_an_async_runtime_is_a_backend_error_not_a_panic() {
         beat,
         stats.map(|_| ()),
         renewed.map(|_| ()),
+        subscribed,
     ] {
         match result {
             Err(Error::Backend(message)) => {
@@ -40,6 +52,11 @@ fn a_call_from_inside_an_async_runtime_is_a_backend_error_not_a_panic() {
         lease.acquire_or_renew(None),
         Ok(LeaseStatus::Held(_))
     ));
+    registry.update_state(&id, WorkerState::Ready).unwrap();
+    let names: Vec<&str> = std::iter::from_fn(|| events.recv(Some(Duration::from_secs(2))))
+        .map(|e| e.kind.name())
+        .collect();
+    assert_eq!(names, ["state_changed"], "the subscription goes on");
     // From a blocking thread of the runtime, as the message advises, it works (a caller that
     // cannot block is told so before it joins a batch of heartbeats: the check must not refuse
     // this one).

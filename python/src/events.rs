@@ -381,7 +381,9 @@ impl Drop for PySubscription {
 impl PySubscription {
     /// The next event, waiting up to ``timeout`` (float seconds or timedelta; None: until one
     /// comes or the registry is gone). Returns None on timeout. The GIL is released while
-    /// waiting, and Ctrl-C (any signal handler that raises) interrupts any wait promptly.
+    /// waiting, and Ctrl-C (any signal handler that raises) interrupts any wait promptly. On a
+    /// PostgreSQL registry whose server stops answering, None comes up to 10 s after the
+    /// timeout (each read waits up to 5 s more for the server).
     #[pyo3(signature = (timeout=None))]
     fn recv(&self, py: Python<'_>, timeout: Option<Seconds>) -> PyResult<Option<Py<PyAny>>> {
         // A timeout too long to add to now (years) is a wait without timeout.

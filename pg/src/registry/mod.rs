@@ -129,8 +129,8 @@ pub struct PostgresWorkerRegistry {
 /// The shared state of a registry (shared with its subscriptions' sources).
 pub(crate) struct Inner {
     pub pool: Pool,
-    /// The connection string's config for the asynchronous client of the leadership lease
-    /// (`crate::leadership`).
+    /// The connection string's config for the asynchronous clients: the leadership lease's
+    /// (`crate::leadership`) and the subscription readers' (`crate::events`).
     pub lease_config: tokio_postgres::Config,
     /// The connections of the heartbeat statements (`crate::heartbeat`): their sessions
     /// commit asynchronously (`synchronous_commit = off`; why, and what it risks, in
