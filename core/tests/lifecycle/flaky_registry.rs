@@ -44,6 +44,9 @@ struct Faults {
     lose_draining_reply_of: parking_lot::Mutex<Option<WorkerId>>,
     /// The next `n` look-ups (`get`) of this worker fail (a blip of the registry).
     fail_gets_of: parking_lot::Mutex<Option<(WorkerId, usize)>>,
+    /// Look-ups (`get`) of this worker answer `n` more times, then fail for good (a row the
+    /// backend can no longer return).
+    fail_gets_of_after: parking_lot::Mutex<Option<(WorkerId, usize)>>,
     /// The next `unregister` turns `fail_get` on (the registry stops answering right after it).
     fail_get_after_unregister: AtomicBool,
     /// The next look-up of this pool's workers says so on the gate's first channel and waits
@@ -80,6 +83,15 @@ impl Hooks for Faults {
                     if of == id && *n > 0 {
                         *n -= 1;
                         return Err(down());
+                    }
+                }
+                let mut after = self.fail_gets_of_after.lock();
+                if let Some((of, n)) = after.as_mut() {
+                    if of == id {
+                        if *n == 0 {
+                            return Err(down());
+                        }
+                        *n -= 1;
                     }
                 }
                 check(&self.fail_get)
@@ -2152,4 +2164,48 @@ fn an_interrupted_worker_whose_record_cannot_be_read_keeps_its_replacement_in_se
         "{:?}",
         r.decisions
     );
+}
+
+/// An interrupted worker whose record the registry keeps failing to read (a backend error on
+/// that one row), whether the tick's look at the notice's deadline reads it first or not: the
+/// pools are planned all the same, the notice's worker counted as still registered (none of
+/// its pool's capacity, not against its max: its replacement is demand), and the tick says so
+/// once. Before, the plan's count of interrupted workers failed on it, and with it every
+/// pool's plan, at every tick for as long as the row could not be read.
+#[test]
+fn a_notice_whose_worker_cannot_be_read_does_not_fail_the_pools_plan() {
+    // Gets answered before they fail: none (both of the tick's looks fail), then one (the
+    // deadline's look reads it, the plan's does not).
+    for answered in [0, 1] {
+        let (_clock, flaky, manager, busy, replacement) = interrupted_busy_worker_replaced(600_000);
+        // Still before the deadline.
+        *flaky.faults.fail_gets_of_after.lock() = Some((busy, answered));
+        let r = manager.tick(0);
+        let Some(d) = r.pools.as_ref().and_then(|p| p.pool("a")) else {
+            panic!("{answered}: no pool plan: {:?}", r.decisions);
+        };
+        // The replacement only: the interrupted worker counts as registered and interrupted.
+        assert_eq!(
+            (d.total, d.ready, d.retire),
+            (1, 1, 0),
+            "{answered}: {}",
+            d.explanation
+        );
+        let unread = format!("interruption of {busy}: ");
+        assert_eq!(
+            r.decisions
+                .iter()
+                .filter(|l| l.starts_with(&unread))
+                .count(),
+            1,
+            "{answered}: {:?}",
+            r.decisions
+        );
+        assert_eq!(
+            flaky.get(&replacement).unwrap().map(|w| w.state),
+            Some(WorkerState::Ready),
+            "{answered}: {:?}",
+            r.decisions
+        );
+    }
 }

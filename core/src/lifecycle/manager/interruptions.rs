@@ -1,7 +1,7 @@
 //! Interruption notices (DESIGN.md §12): `notify_interruption`, the deadlines a tick reaches,
 //! and the notices a pool's plan counts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
@@ -21,6 +21,19 @@ pub(super) struct Replacements {
     pub(super) pools: BTreeMap<String, usize>,
     /// Per provider, for workers of no pool.
     pub(super) unpooled: BTreeMap<ProviderId, usize>,
+    /// The notices whose worker could not be read (their line is in the tick's decisions).
+    pub(super) unread: BTreeSet<WorkerId>,
+}
+
+/// What the pools' plan counts of the interruption notices (see
+/// [`interrupted_per_pool`](WorkerLifecycleManager::interrupted_per_pool)).
+#[derive(Debug, Default)]
+pub(super) struct Interrupted {
+    /// Per pool, the workers under a notice that count as still registered.
+    pub(super) per_pool: BTreeMap<String, usize>,
+    /// The notices whose worker could not be read (counted in `per_pool`), with their pool
+    /// and the registry's error.
+    pub(super) unread: Vec<(WorkerId, String, Error)>,
 }
 
 impl Replacements {
@@ -52,7 +65,9 @@ impl WorkerLifecycleManager {
     /// as its pool's demand in that tick (the host requeues it after the tick: its replacement
     /// is not retired as surplus meanwhile) — and in every tick until one terminates the
     /// worker (a termination that fails leaves the job running). A tick that cannot read the
-    /// worker's record (a registry error) counts one job for it too: it may still run its job.
+    /// worker's record (a registry error) counts one job for it too: it may still run its job;
+    /// the pools' plan then counts the worker as still registered and interrupted (none of
+    /// its pool's capacity), and goes on; the tick's decisions say so, once per notice.
     /// A worker taken out by the notice — still alive at
     /// the deadline, or still starting at the notice — is terminated with reason
     /// [`TerminationReason::Interrupted`] (not `Vanished`, which `reconcile` gives a record
@@ -171,6 +186,7 @@ impl WorkerLifecycleManager {
                         "interruption of {id}: {e} (its replacement still counts as demand)"
                     ));
                     running.add(&notice, 1);
+                    running.unread.insert(id);
                     continue;
                 }
             };
@@ -217,8 +233,12 @@ impl WorkerLifecycleManager {
     }
 
     /// Per pool, the workers under an interruption notice that are still registered: one
-    /// `get` per notice (O(notices), not the fleet).
-    pub(super) fn interrupted_per_pool(&self) -> Result<BTreeMap<String, usize>> {
+    /// `get` per notice (O(notices), not the fleet). A notice whose worker cannot be read (the
+    /// registry's `get` fails) counts as still registered, as its replacement counts as demand
+    /// (`interruptions_due`): the worker may still run its job, and it is then none of its
+    /// pool's capacity and not against its max. It is in `unread`, for the tick to say so;
+    /// the plan goes on.
+    pub(super) fn interrupted_per_pool(&self) -> Interrupted {
         let notices: Vec<(WorkerId, String)> = self
             .pools
             .lock()
@@ -226,12 +246,18 @@ impl WorkerLifecycleManager {
             .iter()
             .filter_map(|(id, i)| i.pool.clone().map(|p| (*id, p)))
             .collect();
-        let mut out = BTreeMap::new();
+        let mut out = Interrupted::default();
         for (id, pool) in notices {
-            if self.registry.get(&id)?.is_some() {
-                *out.entry(pool).or_insert(0) += 1;
+            match self.registry.get(&id) {
+                Ok(None) => continue,
+                Ok(Some(_)) => {}
+                // Unread is not gone (as for its replacement's demand). Before, the error
+                // failed every pool's plan, at every tick for as long as that row could not
+                // be read.
+                Err(e) => out.unread.push((id, pool.clone(), e)),
             }
+            *out.per_pool.entry(pool).or_insert(0) += 1;
         }
-        Ok(out)
+        out
     }
 }

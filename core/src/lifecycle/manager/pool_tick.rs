@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::clock::Timestamp;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::ids::WorkerId;
 use crate::metrics::PoolGauges;
 use crate::registry::{pool_of, StateCounts};
 use crate::worker::{TerminationReason, Worker};
@@ -22,13 +23,17 @@ use super::interruptions::Replacements;
 use super::pools::PoolEntry;
 use super::{Budget, WorkerLifecycleManager};
 
-/// What planning the pools yields: the plan, the idle workers chosen for retirement per pool,
-/// and each pool's registered workers per state.
-type Planned = (
-    PoolPlan,
-    BTreeMap<String, Vec<Worker>>,
-    BTreeMap<String, StateCounts>,
-);
+/// What planning the pools yields.
+struct Planned {
+    plan: PoolPlan,
+    /// The idle workers chosen for retirement, per pool.
+    chosen: BTreeMap<String, Vec<Worker>>,
+    /// Each pool's registered workers per state.
+    states: BTreeMap<String, StateCounts>,
+    /// The interruption notices whose worker could not be read (counted as still registered),
+    /// with their pool and the registry's error.
+    unread: Vec<(WorkerId, String, Error)>,
+}
 
 /// The requirement a replacement for a worker of `pool` must meet: what its template offers.
 pub(super) fn replacement(pool: &Pool, count: usize) -> Requirement {
@@ -48,18 +53,21 @@ impl WorkerLifecycleManager {
     /// The multi-pool scaling policy for `demand`, without acting on it (see the module
     /// documentation of the policy: matching by template, priority, fallback, caps,
     /// unschedulable demand). Without pools, the plan is empty but still lists the demand no
-    /// pool satisfies. Interruption replacements are not included (`tick` adds them).
+    /// pool satisfies. Interruption replacements are not included (`tick` adds them); a notice
+    /// whose worker the registry cannot read counts as a worker still registered and
+    /// interrupted (none of its pool's capacity), as in a tick.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) for an invalid demand; a
     /// registry error.
     pub fn plan_pools(&self, demand: &Demand) -> Result<PoolPlan> {
         demand.validate()?;
-        Ok(self.plan_pools_inner(demand, &BTreeMap::new())?.0)
+        Ok(self.plan_pools_inner(demand, &BTreeMap::new())?.plan)
     }
 
-    /// The plan, the idle workers chosen for retirement per pool, and each pool's registered
-    /// workers per state (for the metrics; counted in the same pass as the plan's fleet).
+    /// The plan, the idle workers chosen for retirement per pool, each pool's registered
+    /// workers per state (for the metrics; counted in the same pass as the plan's fleet), and
+    /// the notices whose worker could not be read.
     fn plan_pools_inner(
         &self,
         demand: &Demand,
@@ -96,7 +104,7 @@ impl WorkerLifecycleManager {
         };
         // Per-pool counts maintained by the registry: O(pools), whatever the fleet's size.
         let by_pool = self.registry.stats()?.by_pool;
-        let interrupted = self.interrupted_per_pool()?;
+        let interrupted = self.interrupted_per_pool();
         let mut fleet = Vec::with_capacity(entries.len());
         let mut states = BTreeMap::new();
         for entry in &entries {
@@ -106,7 +114,7 @@ impl WorkerLifecycleManager {
             // longer counts against its pool's max (its replacement is demand).
             let registered = counts
                 .total()
-                .saturating_sub(interrupted.get(name).copied().unwrap_or(0));
+                .saturating_sub(interrupted.per_pool.get(name).copied().unwrap_or(0));
             fleet.push(PoolFleet {
                 ready: counts.ready,
                 busy: counts.busy,
@@ -139,7 +147,12 @@ impl WorkerLifecycleManager {
             d.scale_down = workers.iter().map(|w| w.id).collect();
             chosen.insert(d.pool.clone(), workers);
         }
-        Ok((plan, chosen, states))
+        Ok(Planned {
+            plan,
+            chosen,
+            states,
+            unread: interrupted.unread,
+        })
     }
 
     /// The `n` longest-idle `Ready` workers of `pool` (of no pool with `None`: the scaling
@@ -218,13 +231,27 @@ impl WorkerLifecycleManager {
             self.target_tick(demand, &running, budget, report);
             return;
         }
-        let (plan, mut chosen, states) = match self.plan_pools_inner(demand, &running.pools) {
+        let Planned {
+            plan,
+            mut chosen,
+            states,
+            unread,
+        } = match self.plan_pools_inner(demand, &running.pools) {
             Ok(planned) => planned,
             Err(e) => {
                 report.decisions.push(format!("pool plan failed: {e}"));
                 return;
             }
         };
+        // Once per notice and tick: one whose deadline's look failed too said so already.
+        for (id, pool, e) in unread {
+            if !running.unread.contains(&id) {
+                report.decisions.push(format!(
+                    "interruption of {id}: {e} (counted as a worker of pool {pool} still \
+                     registered and interrupted: its replacement is demand, not its capacity)"
+                ));
+            }
+        }
         self.store_pool_gauges(&plan, states);
         // Per giving pool, the takeback retirements backed by a worker its taker did
         // provision. A taker runs before its givers (plan order: higher priority first).
