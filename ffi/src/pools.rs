@@ -120,7 +120,10 @@ pub extern "C" fn hw_manager_add_pool(
 /// now, through their provider's `destroy_worker`, on this thread). Writes how many were taken
 /// out of service (0 on a follower of a replicated set: the leader drains; this replica
 /// drains them at its ticks once it leads; 0 too for a pool removed earlier whose workers a
-/// tick is draining at that moment: the tick reports them).
+/// tick is draining at that moment: the tick reports them). A create of the pool's spec still
+/// in flight (a tick's, or the host's own `hw_manager_provision` of a spec with its
+/// `hodei.pool` label) registers its worker after this look: the leader's next tick takes it
+/// out of service, whoever started it.
 ///
 /// Errors: `HW_ERR_INVALID_ARGUMENT` when no pool has that name (nor is any left to drain
 /// under it); `HW_ERR_BACKEND` (the

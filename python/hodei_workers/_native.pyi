@@ -1792,7 +1792,9 @@ class LifecycleManager:
         Returns their ids; a follower of a replicated set drains nothing and returns ``[]``
         (the leader drains; this replica drains them at its ticks once it leads), and so
         does a call for a pool removed earlier whose workers a tick is draining at that
-        moment (the tick reports them).
+        moment (the tick reports them). A create of the pool's spec still in flight (a tick's,
+        or your own ``provision_worker`` of a spec with its ``POOL_LABEL``) registers its
+        worker after this call looked: the leader's next tick takes it out of service.
 
         Raises:
             InvalidArgumentError: no pool has that name (nor is any left to drain under it).

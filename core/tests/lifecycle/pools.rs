@@ -936,3 +936,47 @@ fn a_replacements_requirement_index_is_named_by_the_plan_not_left_past_the_deman
         assert!(r.description.contains("gpu=a100"), "{}", r.description);
     }
 }
+
+/// A host's own `provision_worker` of a pool's spec, still creating when the pool is removed
+/// (or reshaped to a template that does not take the worker): the removal looked for the
+/// pool's workers before this one was registered. It ends as the pool's own tick's creates
+/// do: the next tick takes it out of service. Before, nothing did: a worker that no pool owns
+/// any more, or one of the old template counted as the reshaped pool's capacity, stayed
+/// `Ready` and took jobs.
+#[test]
+fn a_hosts_provision_of_a_pools_spec_in_flight_at_its_removal_is_taken_out_of_service() {
+    for case in ["removed", "reshaped"] {
+        let f = Fixture::new(config());
+        let p = Pool::new("p", pid("test"), WorkerSpec::new("img")).unwrap();
+        f.manager.set_pools(vec![p.clone()]).unwrap();
+        f.provider.script_creates([CreateStep::Stall]);
+        let manager = Arc::clone(&f.manager);
+        let spec = p.worker_spec();
+        let host = std::thread::spawn(move || manager.provision_worker(&pid("test"), spec));
+        TestProvider::wait_for(&f.provider.creating_now, 1);
+        let taken_out = match case {
+            "removed" => f.manager.remove_pool("p"),
+            _ => f.manager.set_pools(vec![Pool::new(
+                "p",
+                pid("test"),
+                WorkerSpec::new("img").with_label("gpu", "a100"),
+            )
+            .unwrap()]),
+        };
+        // Nothing registered yet: nothing to drain.
+        assert_eq!(taken_out.unwrap(), vec![], "{case}");
+        f.provider.release_stalled(1);
+        let w = host.join().unwrap().unwrap();
+        // Its agent reports in.
+        f.registry.update_state(&w.id, WorkerState::Ready).unwrap();
+        f.advance(secs(1));
+        let r = f.manager.tick(1);
+        assert_eq!(
+            f.state(&w.id),
+            Some(WorkerState::Draining),
+            "{case}: the host's worker of the old pool is still in service: {:?}",
+            r.decisions
+        );
+        assert!(r.drained.contains(&w.id), "{case}: {:?}", r.decisions);
+    }
+}

@@ -431,7 +431,9 @@ impl PyLifecycleManager {
 
     /// Removes a pool: nothing more is provisioned for it, its workers drain (their ids are
     /// returned; a follower of a replicated set drains nothing and returns ``[]``: the leader
-    /// drains). Raises InvalidArgumentError when no pool has that name; a registry error (or
+    /// drains; a create of the pool's spec still in flight, a tick's or your own
+    /// ``provision_worker``'s, is taken out of service by the next tick once registered).
+    /// Raises InvalidArgumentError when no pool has that name; a registry error (or
     /// NotLeaderError, the lease lost midway) after the pool was removed: the leader's ticks
     /// drain the rest.
     fn remove_pool(&self, py: Python<'_>, name: &Bound<'_, PyString>) -> PyResult<Vec<String>> {

@@ -300,6 +300,14 @@ impl WorkerLifecycleManager {
                     }
                 }
             }
+            // Their creates in flight, whoever asked for them, are registered after the drain
+            // below looked for the pools' workers: each puts its pool back into `undrained`
+            // when it ends. (Lock order: the pools', then the ledger's.)
+            let mut ledger = self.ledger.lock();
+            for name in &to_drain {
+                ledger.pool_changed(name);
+            }
+            drop(ledger);
             if !leading {
                 // Draining is leader work: the replica that leads drains (this one, at its
                 // ticks, once it does).
@@ -468,6 +476,13 @@ impl WorkerLifecycleManager {
     /// that leads drains, this one at its ticks once it leads (see
     /// [`set_pools`](Self::set_pools)).
     ///
+    /// A create of the pool's spec still in flight (the pool's own tick's, or the host's own
+    /// [`provision_worker`](Self::provision_worker) of a spec with its label) registers its
+    /// worker after this call looked for the pool's workers: the leader's next tick takes it
+    /// out of service (drained; terminated if still starting), whoever started it. Likewise
+    /// for a pool that [`set_pools`](Self::set_pools) reshapes, for a worker its new template
+    /// does not take.
+    ///
     /// The name of a pool removed earlier whose workers are not all drained yet (see
     /// `set_pools`'s errors) is accepted: its workers are drained now. If a tick (or another
     /// call) is draining them at that very moment, the answer is `Ok` with no id: that drain
@@ -498,6 +513,10 @@ impl WorkerLifecycleManager {
                 )));
             }
             self.pool_gauges.lock().remove(name);
+            // Its creates in flight, whoever asked for them, are registered after the drain
+            // below: each puts the pool back into `undrained` when it ends. (Lock order: the
+            // pools', then the ledger's.)
+            self.ledger.lock().pool_changed(name);
             if !leading {
                 // Draining is leader work: the replica that leads drains.
                 set.undrained.insert(name.to_owned());

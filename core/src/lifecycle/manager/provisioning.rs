@@ -4,8 +4,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
-
 use crate::error::{Error, Result};
 use crate::events::EventKind;
 use crate::ids::{ProviderId, WorkerId};
@@ -52,6 +50,17 @@ impl Ledger {
             .count()
     }
 
+    /// Notes that pool `pool` was removed, or reshaped: each of its provisions in flight now
+    /// puts the pool into `undrained` when it ends (see [`Ticket`]), for the leader's next
+    /// tick to drain its worker as the removal would have, had it been registered.
+    pub(super) fn pool_changed(&mut self, pool: &str) {
+        for p in self.in_flight.values_mut() {
+            if p.pool.as_deref() == Some(pool) {
+                p.pool_changed = true;
+            }
+        }
+    }
+
     /// The provisions in flight per pool (those of no pool left out).
     pub(super) fn in_flight_per_pool(&self) -> BTreeMap<String, usize> {
         let mut per_pool = BTreeMap::new();
@@ -70,20 +79,38 @@ pub(super) struct InFlight {
     /// The pool of the spec ([`pool_of`]), whoever asked (a pool's tick, the scaling target,
     /// the host's own `provision_worker`): its worker, once registered, is that pool's.
     pub(super) pool: Option<String>,
+    /// The pool was removed or reshaped while this was in flight ([`Ledger::pool_changed`]).
+    pub(super) pool_changed: bool,
 }
 
 /// Makes the id of each new worker (see [`WorkerLifecycleManager::set_worker_id_source`]).
 pub(super) type IdSource = Box<dyn FnMut() -> WorkerId + Send>;
 
-/// Removes a provision from the ledger when dropped, whatever happened.
+/// Removes a provision from the ledger when dropped, whatever happened — after the
+/// registration, if any. One whose pool was removed or reshaped meanwhile puts the pool into
+/// `undrained`: the removal's look for the pool's workers ran before this one's was
+/// registered, so the leader's next tick drains it (terminated if still starting), as it does
+/// a worker of the pool's own tick's create — whoever asked for it (the pool's tick, the
+/// host's own `provision_worker` of the pool's spec). Also after a failed create: its
+/// registration may have been applied with its reply lost.
 struct Ticket<'a> {
-    ledger: &'a Mutex<Ledger>,
+    manager: &'a WorkerLifecycleManager,
     id: u64,
 }
 
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
-        self.ledger.lock().in_flight.remove(&self.id);
+        // The ledger's lock is let go before the pools' is taken (never one under the other
+        // here; `set_pools`/`remove_pool` take the ledger's under the pools').
+        let ended = self.manager.ledger.lock().in_flight.remove(&self.id);
+        if let Some(InFlight {
+            pool: Some(pool),
+            pool_changed: true,
+            ..
+        }) = ended
+        {
+            self.manager.pools.lock().undrained.insert(pool);
+        }
     }
 }
 
@@ -137,6 +164,13 @@ impl WorkerLifecycleManager {
     /// commit): the registry is asked, and a worker it holds is returned as provisioned; when
     /// it cannot say either, the error is returned and the instance is kept as an orphan,
     /// destroyed by a later tick once the registry says no record holds it.
+    ///
+    /// A spec carrying the label [`POOL_LABEL`](crate::POOL_LABEL) makes a worker of that pool
+    /// (counted as its capacity on its way). Should the pool be removed while the create is in
+    /// flight (or reshaped to a template that does not take the worker), the worker ends as
+    /// one of the pool's own tick's creates would: returned as provisioned, and taken out of
+    /// service by the leader's next tick (drained; terminated if still starting), since the
+    /// removal could not find it before it was registered.
     pub fn provision_worker(
         &self,
         provider_id: &ProviderId,
@@ -436,13 +470,11 @@ impl WorkerLifecycleManager {
                 InFlight {
                     provider_id: provider_id.clone(),
                     pool: pool.map(str::to_owned),
+                    pool_changed: false,
                 },
             );
             *ledger.started.entry(provider_id.clone()).or_default() += 1;
-            Ok(Ticket {
-                ledger: &self.ledger,
-                id,
-            })
+            Ok(Ticket { manager: self, id })
         })
         .unwrap_or_else(|| Err(Error::ProviderNotFound(provider_id.clone())))
     }
