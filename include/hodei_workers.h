@@ -1744,7 +1744,9 @@ hw_status hw_manager_metrics_text(const struct hw_manager *manager, char **out);
  `out_drained`. While any pool is set, ticks scale the pools, not the scaling target.
  On a replicated manager each replica has its own pools, but draining is leader work: a
  follower drains nothing (writes 0) and drains what its pools removed at its ticks once it
- leads.
+ leads. A tick running meanwhile makes each of its provisions from a pool as it is then, and
+ none for a requirement that a reshaped pool's new template no longer satisfies (its
+ decisions say so; its next plan counts that demand again).
 
  Errors: `HW_ERR_INVALID_ARGUMENT` for malformed JSON (an array where an object is expected
  included), an invalid pool or two pools with one name; `HW_ERR_PROVIDER_NOT_FOUND` for a

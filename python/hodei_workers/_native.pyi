@@ -1775,7 +1775,9 @@ class LifecycleManager:
         pool listed again with a template that asks more than theirs offers. On a replicated
         manager each replica has its own pools, but draining is leader work: a follower drains
         nothing (returns ``[]``); the replica that leads drains, and a follower drains what its
-        pools removed at its ticks once it leads.
+        pools removed at its ticks once it leads. A tick running meanwhile provisions nothing
+        for a job that a reshaped pool's new template no longer satisfies (its decisions say
+        so; its next plan counts that demand again).
 
         Raises:
             InvalidArgumentError: two pools with one name, an invalid pool (nothing changes).

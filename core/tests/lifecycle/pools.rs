@@ -980,3 +980,63 @@ fn a_hosts_provision_of_a_pools_spec_in_flight_at_its_removal_is_taken_out_of_se
         assert!(r.drained.contains(&w.id), "{case}: {:?}", r.decisions);
     }
 }
+/// A pool reshaped between its tick's plan and its provisions, so that its new template no
+/// longer satisfies the requirement a provision was planned for: that provision is not made
+/// (the report says so), and the next plan counts the requirement against the new template
+/// (here no pool offers it any more: unschedulable). Two moments: the pool reshaped during
+/// another pool's create (before any of its own), and during its own first create (its second
+/// provision is for the same requirement). Before, the first provisioned the new template for
+/// a GPU job (a worker no such job can claim), the second the old template (a worker drained
+/// by the next tick).
+#[test]
+fn a_pool_reshaped_after_its_plan_provisions_nothing_its_template_no_longer_serves() {
+    let cpu = || {
+        Pool::new("cpu", pid("test"), WorkerSpec::new("img"))
+            .unwrap()
+            .with_priority(10)
+    };
+    let gpu = |spec: WorkerSpec| Pool::new("gpu", pid("test"), spec).unwrap();
+    for (case, demand) in [
+        // cpu (higher priority) provisions first: its create stalls.
+        (
+            "during another pool's create",
+            Demand::new().with(Requirement::new(1)).with(gpu_jobs(1)),
+        ),
+        // gpu's first create stalls; its second is for the same requirement.
+        ("during its own create", Demand::from(gpu_jobs(2))),
+    ] {
+        let f = Fixture::new(config());
+        f.manager.set_pools(vec![cpu(), gpu(gpu_spec())]).unwrap();
+        f.provider.script_creates([CreateStep::Stall]);
+        let manager = Arc::clone(&f.manager);
+        let ticking = {
+            let demand = demand.clone();
+            std::thread::spawn(move || manager.tick(demand))
+        };
+        TestProvider::wait_for(&f.provider.creating_now, 1);
+        // The GPU pool loses its GPU.
+        f.manager
+            .set_pools(vec![cpu(), gpu(WorkerSpec::new("img"))])
+            .unwrap();
+        f.provider.release_stalled(1);
+        let r = ticking.join().unwrap();
+        assert_eq!(r.provisioned.len(), 1, "{case}: {:?}", r.decisions);
+        assert!(
+            r.decisions
+                .iter()
+                .any(|l| l.starts_with("pool gpu: ") && l.contains("no longer satisfies")),
+            "{case}: {:?}",
+            r.decisions
+        );
+
+        f.advance(secs(11));
+        let r = f.manager.tick(demand);
+        assert!(
+            r.unschedulable
+                .iter()
+                .any(|u| u.reason == "no pool offers label gpu=a100"),
+            "{case}: {:?}",
+            r.decisions
+        );
+    }
+}

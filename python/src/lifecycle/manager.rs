@@ -414,7 +414,8 @@ impl PyLifecycleManager {
     /// service are returned. While any pool is set, ``tick`` scales the pools, not the
     /// scaling target. On a replicated manager each replica has its own pools, but only the
     /// leader drains: a follower drains nothing (returns ``[]``) and drains what its pools
-    /// removed at its ticks once it leads.
+    /// removed at its ticks once it leads. A tick running meanwhile provisions nothing for a
+    /// job that a reshaped pool's new template no longer satisfies (its decisions say so).
     /// Raises InvalidArgumentError for two pools with one name, ProviderNotFoundError for a
     /// pool whose provider is not registered; nothing changes then. A registry error (or
     /// NotLeaderError, the lease lost midway) after the pools were set names what was

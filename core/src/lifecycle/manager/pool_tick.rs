@@ -11,14 +11,14 @@ use crate::error::{Error, Result};
 use crate::ids::WorkerId;
 use crate::metrics::PoolGauges;
 use crate::registry::{pool_of, StateCounts};
-use crate::worker::{TerminationReason, Worker};
+use crate::worker::{TerminationReason, Worker, WorkerSpec};
 
 use super::super::pools::{
-    plan, Demand, PlanInputs, Pool, PoolBlock, PoolDecision, PoolFleet, PoolPlan, Replacement,
-    Requirement,
+    plan, Demand, PlanInputs, Pool, PoolBlock, PoolDecision, PoolFleet, PoolPlan, ProvisionFor,
+    Replacement, Requirement,
 };
 use super::super::provider::ProviderErrorKind;
-use super::super::report::{CleanupResult, ProvisionedWorker, TickReport};
+use super::super::report::{CleanupResult, ProvisionFailure, ProvisionedWorker, TickReport};
 use super::interruptions::Replacements;
 use super::pools::PoolEntry;
 use super::{Budget, WorkerLifecycleManager};
@@ -26,6 +26,9 @@ use super::{Budget, WorkerLifecycleManager};
 /// What planning the pools yields.
 struct Planned {
     plan: PoolPlan,
+    /// The demand planned: the host's requirements, then the replacements' (the plan's
+    /// requirement indices are into it).
+    demand: Demand,
     /// The idle workers chosen for retirement, per pool.
     chosen: BTreeMap<String, Vec<Worker>>,
     /// Each pool's registered workers per state.
@@ -44,6 +47,37 @@ pub(super) fn replacement(pool: &Pool, count: usize) -> Requirement {
         resources: t.resources.clone(),
         architecture: Some(t.architecture),
         count,
+    }
+}
+
+/// Says in the tick's decisions (and `provision_failures`) why a create of pool `pool`
+/// failed: the tick provisions nothing more for it.
+fn report_create_failure(
+    pool: &str,
+    e: Error,
+    failure: Option<ProvisionFailure>,
+    report: &mut TickReport,
+) {
+    match failure {
+        Some(f) if f.kind == ProviderErrorKind::Interrupted => {
+            report.decisions.push(format!(
+                "pool {pool}: provider {}: a create was interrupted: {}; not counted as a \
+                 failure of the provider (no back-off)",
+                f.provider_id, f.error
+            ));
+            report.provision_failures.push(f);
+        }
+        Some(f) => {
+            report.decisions.push(format!(
+                "pool {pool}: provider {} failed to create a worker ({} in a row, {}): {}; \
+                 backing off until {} (its demand goes to the next pool)",
+                f.provider_id, f.consecutive_failures, f.kind, f.error, f.backoff_until
+            ));
+            report.provision_failures.push(f);
+        }
+        None => report
+            .decisions
+            .push(format!("pool {pool}: provisioning stopped: {e}")),
     }
 }
 
@@ -149,6 +183,7 @@ impl WorkerLifecycleManager {
         }
         Ok(Planned {
             plan,
+            demand,
             chosen,
             states,
             unread: interrupted.unread,
@@ -233,6 +268,7 @@ impl WorkerLifecycleManager {
         }
         let Planned {
             plan,
+            demand: planned,
             mut chosen,
             states,
             unread,
@@ -270,14 +306,10 @@ impl WorkerLifecycleManager {
                 ));
                 candidates.truncate(d.retire - (given - ok));
             }
-            let provisioned = self.execute_pool(d, &candidates, now, budget, report);
-            // Takebacks come last among a pool's provisions: the ones that succeeded back the
-            // givers' retirements, in the plan's order.
-            let taken: usize = d.taken_back.iter().map(|t| t.count).sum();
-            let mut succeeded = provisioned.saturating_sub(d.provision - taken);
-            for t in &d.taken_back {
-                let n = succeeded.min(t.count);
-                succeeded -= n;
+            let taken =
+                self.execute_pool(d, &planned.requirements, &candidates, now, budget, report);
+            // The takebacks that the taker did provision back the givers' retirements.
+            for (t, n) in d.taken_back.iter().zip(taken) {
                 *backed.entry(t.source.clone()).or_insert(0) += n;
             }
         }
@@ -288,20 +320,28 @@ impl WorkerLifecycleManager {
         report.pools = Some(plan);
     }
 
-    /// Provisions and retires what `d` says for its pool; returns how many workers it did
-    /// provision.
+    /// Provisions and retires what `d` says for its pool. Each provision is made from the pool
+    /// as it is at that moment (`set_pools` may have reshaped it since the plan, or during
+    /// this tick's creates), and one planned for a requirement (`requirements`: the plan's,
+    /// replacements included) only if the pool's template still satisfies it: otherwise it is
+    /// not made this tick, the decisions say so, and the next plan counts the requirement
+    /// against the new template (unschedulable, unmet, or spilled, as the plan's rules say).
+    /// Creates already in flight are not cancelled. Nothing more is provisioned once the pool
+    /// is removed. Returns, per takeback of `d` (`taken_back`, in order), how many of its
+    /// provisions were made.
     fn execute_pool(
         &self,
         d: &PoolDecision,
+        requirements: &[Requirement],
         candidates: &[Worker],
         now: Timestamp,
         budget: &mut Budget,
         report: &mut TickReport,
-    ) -> usize {
+    ) -> Vec<usize> {
+        let mut taken = vec![0; d.taken_back.len()];
         let Some(entry) = self.pools.lock().entries.get(&d.pool).cloned() else {
-            return 0; // removed meanwhile
+            return taken; // removed meanwhile
         };
-        let provider_id = entry.pool.provider_id.clone();
         let mut provisioned = 0;
         // The plan was made before this tick's creates: a pool sharing its provider with one
         // that failed earlier in this tick would ask a provider that has just been backed
@@ -317,69 +357,87 @@ impl WorkerLifecycleManager {
                 _ => format!("{} after a create failed in this tick", block.describe(now)),
             };
             report.decisions.push(format!(
-                "pool {}: provider {provider_id} {why}: nothing provisioned (its demand goes to \
-                 the next pool)",
-                d.pool
+                "pool {}: provider {} {why}: nothing provisioned (its demand goes to the next \
+                 pool)",
+                d.pool, entry.pool.provider_id
             ));
         }
-        let provisions = if blocked.is_some() { 0 } else { d.provision };
+        let provisions = if blocked.is_some() {
+            Vec::new()
+        } else {
+            d.provisions()
+        };
         // Creates asked for: a failed one may have registered its worker all the same (a
-        // registration whose outcome the registry could not tell).
+        // registration whose outcome the registry could not tell). The specs they were made
+        // from, each once.
         let mut attempted = 0;
-        for _ in 0..provisions {
-            // Fenced before the action is taken: a provision left for the lost lease is no
-            // action of the tick's (`provision_inner` fences too, for its other callers).
-            if let Err(e) = self.fence() {
-                report
-                    .decisions
-                    .push(format!("pool {}: provisioning stopped: {e}", d.pool));
-                break;
-            }
-            if !budget.take() {
-                break;
-            }
-            attempted += 1;
-            // In flight for the pool in the ledger (its spec carries the pool's label).
-            let result = self.provision_inner(&provider_id, Arc::clone(&entry.spec));
-            match result {
-                Ok(w) => {
-                    provisioned += 1;
-                    report.provisioned.push(ProvisionedWorker {
-                        worker_id: w.id,
-                        provider_id: provider_id.clone(),
-                        resource_id: w.handle.resource_id.clone(),
-                    });
-                }
-                Err((e, failure)) => {
-                    match failure {
-                        Some(f) if f.kind == ProviderErrorKind::Interrupted => {
-                            report.decisions.push(format!(
-                                "pool {}: provider {}: a create was interrupted: {}; not counted \
-                                 as a failure of the provider (no back-off)",
-                                d.pool, f.provider_id, f.error
-                            ));
-                            report.provision_failures.push(f);
-                        }
-                        Some(f) => {
-                            report.decisions.push(format!(
-                                "pool {}: provider {} failed to create a worker ({} in a row, {}): \
-                                 {}; backing off until {} (its demand goes to the next pool)",
-                                d.pool,
-                                f.provider_id,
-                                f.consecutive_failures,
-                                f.kind,
-                                f.error,
-                                f.backoff_until
-                            ));
-                            report.provision_failures.push(f);
-                        }
-                        None => report
-                            .decisions
-                            .push(format!("pool {}: provisioning stopped: {e}", d.pool)),
+        let mut specs: Vec<Arc<WorkerSpec>> = Vec::new();
+        // Per requirement, the provisions not made: the pool's template no longer satisfies it.
+        let mut unserved: BTreeMap<usize, usize> = BTreeMap::new();
+        'provisions: for (purpose, n) in provisions {
+            for _ in 0..n {
+                let Some(current) = self.pools.lock().entries.get(&d.pool).cloned() else {
+                    report.decisions.push(format!(
+                        "pool {}: removed during this tick's creates: nothing more provisioned",
+                        d.pool
+                    ));
+                    break 'provisions;
+                };
+                // Planned against the template of the plan: a pool reshaped since would
+                // provision its new template for demand it may not serve (a worker no such
+                // job can claim, counted as capacity for it by no plan).
+                let planned_for = purpose.requirement(d);
+                if let Some(ri) = planned_for {
+                    if requirements
+                        .get(ri)
+                        .is_some_and(|r| !current.pool.satisfies(r))
+                    {
+                        *unserved.entry(ri).or_insert(0) += 1;
+                        continue;
                     }
-                    break;
+                }
+                // Fenced before the action is taken: a provision left for the lost lease is
+                // no action of the tick's (`provision_inner` fences too, for its other callers).
+                if let Err(e) = self.fence() {
+                    report
+                        .decisions
+                        .push(format!("pool {}: provisioning stopped: {e}", d.pool));
+                    break 'provisions;
+                }
+                if !budget.take() {
+                    break 'provisions;
+                }
+                attempted += 1;
+                if !specs.contains(&current.spec) {
+                    specs.push(Arc::clone(&current.spec));
+                }
+                let provider_id = &current.pool.provider_id;
+                // In flight for the pool in the ledger (its spec carries the pool's label).
+                match self.provision_inner(provider_id, Arc::clone(&current.spec)) {
+                    Ok(w) => {
+                        provisioned += 1;
+                        if let ProvisionFor::TakeBack(k) = purpose {
+                            taken[k] += 1;
+                        }
+                        report.provisioned.push(ProvisionedWorker {
+                            worker_id: w.id,
+                            provider_id: provider_id.clone(),
+                            resource_id: w.handle.resource_id.clone(),
+                        });
+                    }
+                    Err((e, failure)) => {
+                        report_create_failure(&d.pool, e, failure, report);
+                        break 'provisions;
+                    }
                 }
             }
+        }
+        for (ri, n) in unserved {
+            report.decisions.push(format!(
+                "pool {}: {n} provision(s) for {} not made: its template, changed since the \
+                 plan, no longer satisfies it (the next plan counts it again)",
+                d.pool, requirements[ri]
+            ));
         }
         if attempted > 0 {
             let mut set = self.pools.lock();
@@ -393,7 +451,7 @@ impl WorkerLifecycleManager {
                         e.last_scale_up = Some(now);
                         e.last_scale_action = Some(now);
                     }
-                    e.spec != entry.spec
+                    specs.iter().any(|s| *s != e.spec)
                 }
                 None => true,
             };
@@ -402,7 +460,9 @@ impl WorkerLifecycleManager {
             // them. The next tick does (registered by now, they are found) — also after a
             // create that failed: its registration may have been applied with its reply lost
             // and the look that would tell failing (its worker then registered unbeknown to
-            // this tick).
+            // this tick). (The ledger does the same for the creates in flight at the call,
+            // whoever asked for them; this also covers a create that started right after it,
+            // from the pool as this tick read it.)
             if reshaped {
                 set.undrained.insert(d.pool.clone());
             }
@@ -429,7 +489,7 @@ impl WorkerLifecycleManager {
             report.failed.extend(destroyed.failed);
             report.drained.extend(cleanup.drained);
         }
-        provisioned
+        taken
     }
 
     /// Keeps this tick's per-pool counts for the metrics (`hodei_workers_pool_*`): they

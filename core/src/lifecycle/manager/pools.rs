@@ -149,6 +149,13 @@ impl WorkerLifecycleManager {
     /// reshaped are remembered, and its ticks drain them once it leads. On the leader each
     /// drain is a fenced leader write.
     ///
+    /// A tick running meanwhile makes each of its provisions from the pool as it is then, and
+    /// none that a requirement was planned for against the old template when the new one no
+    /// longer satisfies it (its decisions say so; the next plan counts the requirement against
+    /// the new template). A create already in flight is not cancelled: its worker registers,
+    /// and is drained if the new template does not take it (or its pool is gone), whoever
+    /// asked for it.
+    ///
     /// # Errors
     /// [`Error::InvalidArgument`] for an invalid pool ([`Pool::validate`]) or two pools with
     /// one name; [`Error::ProviderNotFound`] when a pool's provider is not registered. Nothing

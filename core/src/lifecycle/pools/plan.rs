@@ -40,6 +40,7 @@ use crate::clock::{millis, Timestamp};
 use super::demand::Demand;
 use super::pool::Pool;
 use decision::secs;
+pub(crate) use decision::ProvisionFor;
 pub use decision::{
     PoolBlock, PoolDecision, PoolPlan, Replacement, Serving, Spill, UnmetDemand, Unschedulable,
 };

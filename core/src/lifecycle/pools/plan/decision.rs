@@ -179,6 +179,59 @@ pub struct PoolDecision {
     pub explanation: String,
 }
 
+/// What one of a pool's planned provisions is for ([`PoolDecision::provisions`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProvisionFor {
+    /// A requirement it serves (its index in the plan's demand), taken back or not.
+    Requirement(usize),
+    /// The pool's warm `min_ready`.
+    Warm,
+    /// The takeback `taken_back[k]` (a requirement whose giver retires a worker for it).
+    TakeBack(usize),
+}
+
+impl ProvisionFor {
+    /// The index of the requirement it was planned for, if any.
+    pub(crate) fn requirement(self, d: &PoolDecision) -> Option<usize> {
+        match self {
+            ProvisionFor::Requirement(ri) => Some(ri),
+            ProvisionFor::Warm => None,
+            ProvisionFor::TakeBack(k) => d.taken_back.get(k).map(|t| t.requirement),
+        }
+    }
+}
+
+impl PoolDecision {
+    /// Its `provision` broken down by what each is for, in the order the manager makes them:
+    /// the requirements it serves (`serves`, less their takebacks), the warm pool, then the
+    /// takebacks (last, so that those that succeed back the givers' retirements). Runs of
+    /// one purpose with their length (the counts add up to `provision`); O(requirements
+    /// served + takebacks).
+    pub(crate) fn provisions(&self) -> Vec<(ProvisionFor, usize)> {
+        let mut out = Vec::new();
+        for s in &self.serves {
+            let taken: usize = self
+                .taken_back
+                .iter()
+                .filter(|t| t.requirement == s.requirement)
+                .fold(0, |acc, t| acc.saturating_add(t.count));
+            let n = s.provisioned.saturating_sub(taken);
+            if n > 0 {
+                out.push((ProvisionFor::Requirement(s.requirement), n));
+            }
+        }
+        if self.warm > 0 {
+            out.push((ProvisionFor::Warm, self.warm));
+        }
+        for (k, t) in self.taken_back.iter().enumerate() {
+            if t.count > 0 {
+                out.push((ProvisionFor::TakeBack(k), t.count));
+            }
+        }
+        out
+    }
+}
+
 /// The decision over every pool (see [`plan_pools`](crate::WorkerLifecycleManager::plan_pools)).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct PoolPlan {

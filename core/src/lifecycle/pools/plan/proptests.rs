@@ -172,6 +172,19 @@ proptest! {
                 prop_assert!(pool.satisfies(&demand.requirements[s.requirement]),
                     "{} serves {}", d.pool, demand.requirements[s.requirement]);
             }
+            // What the manager provisions, one by one: every provision, each for a
+            // requirement the pool satisfies (or its warm pool).
+            let provisions = d.provisions();
+            prop_assert_eq!(
+                provisions.iter().map(|(_, n)| *n as u128).sum::<u128>(),
+                d.provision as u128,
+                "{}", d.explanation
+            );
+            for (purpose, _) in &provisions {
+                if let Some(ri) = purpose.requirement(d) {
+                    prop_assert!(pool.satisfies(&demand.requirements[ri]), "{}", d.explanation);
+                }
+            }
             prop_assert!(d.retire <= f.ready, "{}", d.explanation);
             if d.retire > 0 {
                 // Out of its scale-down cooldown, its warm pool kept (takebacks included).
