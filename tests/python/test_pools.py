@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import threading
 from typing import Any, Callable
 
 import pytest
@@ -427,3 +428,47 @@ def test_a_recovered_pool_takes_its_demand_back(
     assert by_name["gpu-ondemand"].explanation.endswith("; recovered gpu-spot takes back 2 job(s) of gpu=a100")
     assert len(report.terminated) == 2
     assert hw.WorkerState.READY not in {w.state for w in registry.find(labels={hw.POOL_LABEL: "gpu-ondemand"})}
+
+
+class SlowCloud(Cloud):
+    """A provider whose creates wait until the test lets them go on."""
+
+    def __init__(self, provider_id: str) -> None:
+        super().__init__(provider_id)
+        self.creating = threading.Event()
+        self.go_on = threading.Event()
+
+    def create_worker(self, worker_id: str, spec: hw.WorkerSpec) -> str:
+        self.creating.set()
+        self.go_on.wait()
+        return super().create_worker(worker_id, spec)
+
+
+def test_a_worker_you_provision_for_a_pool_removed_meanwhile_is_taken_out_of_service(
+    registry: hw.Registry, clock: hw.ManualClock
+) -> None:
+    slow = SlowCloud("slow")
+    manager = hw.LifecycleManager(registry, hw.LifecycleConfig(min_ready_workers=0, heartbeat_timeout=600))
+    manager.register_provider(slow)
+    manager.set_pools([hw.Pool("gpu", "slow", GPU)])
+    # Your own worker of the pool (its spec carries the pool's label), still being created by
+    # one thread when another removes the pool.
+    spec = hw.WorkerSpec(
+        "trainer",
+        labels={"gpu": "a100", hw.POOL_LABEL: "gpu"},
+        resources=hw.Resources(cpu_cores=16, gpu_count=1, gpu_type="a100"),
+    )
+    provisioned: list[hw.Worker] = []
+    host = threading.Thread(target=lambda: provisioned.append(manager.provision_worker("slow", spec)))
+    host.start()
+    slow.creating.wait()
+    assert manager.remove_pool("gpu") == []  # nothing registered yet
+    slow.go_on.set()
+    host.join()
+    [worker] = provisioned
+    registry.update_state(worker.id, hw.WorkerState.READY)  # its agent reports in
+
+    clock.advance(1)
+    report = manager.tick(0)
+    after = registry.get(worker.id)
+    assert after is not None and after.state == hw.WorkerState.DRAINING, report.decisions
