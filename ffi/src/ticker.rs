@@ -219,8 +219,8 @@ mod tests {
     use std::time::Instant;
 
     use engine::{
-        InMemoryLease, InMemoryWorkerRegistry, ManualClock, WorkerLifecycleConfig,
-        WorkerLifecycleManager,
+        InMemoryLease, InMemoryWorkerRegistry, Leadership, LeaseStatus, ManualClock,
+        WorkerLifecycleConfig, WorkerLifecycleManager,
     };
 
     use super::*;
@@ -229,13 +229,19 @@ mod tests {
     use crate::manager::hw_manager_tick;
     use crate::types::hw_last_error_message;
 
-    /// A manager whose lease names its holder with a NUL byte: `validate_lease` refuses such a
-    /// name for the replicas C makes, but a lease given to `with_leadership` (or another
-    /// replica's row in its store) is read back as it is.
+    /// A manager that follows a leader named with a NUL byte: `validate_lease` refuses such a
+    /// name for every manager (`replicated`, `with_leadership`), but another replica's row in
+    /// the lease's store (another build, another program) is read back as it is.
     fn led_by_a_name_with_a_nul() -> hw_manager {
         let clock = Arc::new(ManualClock::new(1_700_000_000_000));
         let registry = Arc::new(InMemoryWorkerRegistry::with_clock(clock.clone()));
-        let lease = InMemoryLease::new(clock.clone(), "host\0a", Duration::from_secs(10));
+        let lease = InMemoryLease::new(clock.clone(), "host-b", Duration::from_secs(10));
+        // The row's holder: the clock stands still, so its lease never expires.
+        let leader = lease.replica("host\0a");
+        assert!(matches!(
+            leader.acquire_or_renew(None),
+            Ok(LeaseStatus::Held(_))
+        ));
         let manager = WorkerLifecycleManager::with_leadership(
             registry,
             WorkerLifecycleConfig::default(),

@@ -173,8 +173,13 @@ impl Leadership for AlwaysLeader {
         "local"
     }
 
+    /// [`MAX_CONFIG_DURATION`](crate::MAX_CONFIG_DURATION) (100 years), the longest ttl
+    /// [`validate_lease`] takes, so that
+    /// [`with_leadership`](crate::WorkerLifecycleManager::with_leadership) accepts this lease
+    /// as every other; it never expires all the same (`expires_at` is `Timestamp::MAX`, and
+    /// each tick renews it).
     fn ttl(&self) -> Duration {
-        Duration::MAX
+        crate::lifecycle::MAX_CONFIG_DURATION
     }
 
     fn margin(&self) -> Duration {
@@ -225,6 +230,13 @@ pub struct InMemoryLease {
 
 impl InMemoryLease {
     /// A new, free lease, and this replica's view of it as `holder`.
+    ///
+    /// Any `holder` and `ttl` are taken here (this is the store's side, as a row another
+    /// replica wrote is); a manager given the lease checks them:
+    /// [`WorkerLifecycleManager::with_leadership`](crate::WorkerLifecycleManager::with_leadership)
+    /// refuses one that [`validate_lease`] refuses (a ttl under [`MIN_LEASE_TTL`] or above
+    /// [`MAX_CONFIG_DURATION`](crate::MAX_CONFIG_DURATION), zero included), with
+    /// `InvalidArgument`.
     pub fn new(clock: Arc<dyn Clock>, holder: impl Into<String>, ttl: Duration) -> Self {
         InMemoryLease {
             row: Arc::new(Mutex::new(None)),

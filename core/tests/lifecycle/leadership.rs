@@ -1399,6 +1399,68 @@ fn replicated_refuses_a_bad_holder_or_ttl_on_an_unshared_registry_as_on_a_shared
     );
 }
 
+/// `with_leadership` checks the lease it is given by the rule `replicated` applies
+/// (`validate_lease`), with the same error: before, an `InMemoryLease` of any ttl (zero,
+/// `Duration::MAX`) or holder built a manager.
+#[test]
+fn with_leadership_refuses_a_lease_that_validate_lease_refuses() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let registry: Arc<dyn WorkerRegistry> =
+        Arc::new(InMemoryWorkerRegistry::with_clock(clock.clone()));
+    let long = "h".repeat(MAX_LEASE_HOLDER_LEN + 1);
+    for (holder, ttl) in [
+        ("h", Duration::ZERO),
+        ("h", MIN_LEASE_TTL - Duration::from_nanos(1)),
+        ("h", MAX_CONFIG_DURATION + Duration::from_millis(1)),
+        ("h", Duration::MAX),
+        ("", TTL),
+        ("h\0", TTL),
+        (long.as_str(), TTL),
+    ] {
+        let lease = InMemoryLease::new(clock.clone(), holder, ttl);
+        let err = WorkerLifecycleManager::with_leadership(
+            registry.clone(),
+            config(),
+            Arc::new(lease.clone()),
+            clock.clone(),
+        )
+        .err()
+        .unwrap_or_else(|| panic!("{holder:?} {ttl:?} was accepted"));
+        // The same refusal as `replicated`'s, naming the bound.
+        assert_eq!(
+            Some(err),
+            validate_lease(holder, ttl).err(),
+            "{holder:?} {ttl:?}"
+        );
+        // Nothing built: the lease was never taken.
+        assert_eq!(lease.current().unwrap(), None);
+    }
+    let longest = "h".repeat(MAX_LEASE_HOLDER_LEN);
+    for (holder, ttl) in [
+        (longest.as_str(), MIN_LEASE_TTL),
+        ("h", MAX_CONFIG_DURATION),
+    ] {
+        let lease = InMemoryLease::new(clock.clone(), holder, ttl);
+        let m = WorkerLifecycleManager::with_leadership(
+            registry.clone(),
+            config(),
+            Arc::new(lease),
+            clock.clone(),
+        )
+        .unwrap();
+        assert!(m.tick(0).leading, "{ttl:?}");
+    }
+    // The single-process lease `new` uses passes the rule too.
+    let m = WorkerLifecycleManager::with_leadership(
+        registry,
+        config(),
+        Arc::new(AlwaysLeader::new(T0)),
+        clock,
+    )
+    .unwrap();
+    assert!(m.tick(0).leading);
+}
+
 /// The ttl's upper bound is named in the refusal, as the config's durations name theirs.
 #[test]
 fn validate_lease_takes_a_ttl_up_to_max_config_duration_and_names_the_bound_beyond() {

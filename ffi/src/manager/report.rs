@@ -228,8 +228,8 @@ impl hw_report {
         } = r;
         // What reaches C as a string: the decisions (free text: a provider's or the registry's
         // error message among them) and the leader's name (checked by `validate_lease` for
-        // the replicas a C host makes, but read back from the lease's store, which a
-        // `with_leadership` lease fills as it likes) with their NULs shown as `?`; the job
+        // every manager's own lease, but read back from the lease's store, where another
+        // replica's row says what it likes) with their NULs shown as `?`; the job
         // ids, which cannot hold one (see `lost`); the JSON, whose writer escapes control
         // characters (a provider's error text, a resource id: `\u0000`). Nothing else: ids
         // are bytes, the rest numbers.

@@ -63,13 +63,22 @@ impl WorkerLifecycleManager {
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] when `config` fails
-    /// [`WorkerLifecycleConfig::validate`].
+    /// [`WorkerLifecycleConfig::validate`], or when `leadership`'s
+    /// [`holder`](Leadership::holder) and [`ttl`](Leadership::ttl) fail
+    /// [`validate_lease`](crate::validate_lease) (a ttl under 3 ms or above
+    /// [`MAX_CONFIG_DURATION`](crate::MAX_CONFIG_DURATION), 100 years; a holder empty, over
+    /// 128 bytes or holding a NUL): the rule [`replicated`](Self::replicated) and every
+    /// backend's lease apply, whatever made the lease (clarified 2026-12-07: before, an
+    /// [`InMemoryLease`](crate::InMemoryLease) or a host's own lease of any ttl, zero or
+    /// `Duration::MAX` included, built a manager). Nothing is built then, and the lease is
+    /// not asked for the leadership.
     pub fn with_leadership(
         registry: Arc<dyn WorkerRegistry>,
         config: WorkerLifecycleConfig,
         leadership: Arc<dyn Leadership>,
         local_clock: Arc<dyn Clock>,
     ) -> Result<Self> {
+        crate::lifecycle::validate_lease(leadership.holder(), leadership.ttl())?;
         Self::build(registry, config, LeaseKeeper::new(leadership, local_clock))
     }
 
