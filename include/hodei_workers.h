@@ -267,7 +267,10 @@ typedef uint32_t hw_status;
 #endif // __cplusplus
 
 /*
- What happened.
+ What happened. `HW_EVENT_KIND_REGISTERED`, `_STATE_CHANGED`, `_ASSIGNED_TO_JOB`,
+ `_RELEASED_FROM_JOB`, `_JOB_LOST` and `_UNREGISTERED` are the registry's own: only a
+ change of its records emits them (the core's `publish`, the way of the manager's kinds
+ onto the stream, refuses them), so each one read tells of a change that happened.
  */
 enum hw_event_kind
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L

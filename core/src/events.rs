@@ -39,7 +39,12 @@ pub struct WorkerLifecycleEvent {
 crate::object_form::object_form!(WorkerLifecycleEvent, "an event");
 
 /// What happened. The registry emits the worker events; the lifecycle manager adds its own
-/// (`Provision*`, `DestroyFailed`, `MassExpiryHeld`) to the same stream.
+/// (`Provision*`, `DestroyFailed`, `MassExpiryHeld`, `UnhealthyDetected`, `LeaderChanged`) to
+/// the same stream, through [`WorkerRegistry::publish`](crate::WorkerRegistry::publish). The
+/// kinds that tell of a change of the registry's records (`Registered`, `StateChanged`,
+/// `AssignedToJob`, `ReleasedFromJob`, `JobLost`, `Unregistered`:
+/// [`is_registry_change`](Self::is_registry_change)) come from the registry alone: `publish`
+/// refuses them, so a subscriber that reads one knows the change happened.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(remote = "Self", tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
@@ -167,6 +172,51 @@ impl EventKind {
             | EventKind::MassExpiryHeld { .. }
             | EventKind::LeaderChanged { .. } => None,
         }
+    }
+
+    /// Whether this kind tells of a change of the registry's records, which the registry alone
+    /// emits as it makes the change: `Registered`, `StateChanged`, `AssignedToJob`,
+    /// `ReleasedFromJob`, `JobLost` (a job cleared by a move out of service or an
+    /// unregister), `Unregistered`. Every other kind may be published by a host or the manager
+    /// ([`check_publishable`](Self::check_publishable)): `HeartbeatReceived` (it records no
+    /// heartbeat), `UnhealthyDetected`, `ProvisionRequested`, `ProvisionFailed`,
+    /// `DestroyFailed`, `MassExpiryHeld`, `LeaderChanged`.
+    pub fn is_registry_change(&self) -> bool {
+        match self {
+            EventKind::Registered { .. }
+            | EventKind::StateChanged { .. }
+            | EventKind::AssignedToJob { .. }
+            | EventKind::ReleasedFromJob { .. }
+            | EventKind::JobLost { .. }
+            | EventKind::Unregistered { .. } => true,
+            EventKind::HeartbeatReceived { .. }
+            | EventKind::UnhealthyDetected { .. }
+            | EventKind::ProvisionRequested { .. }
+            | EventKind::ProvisionFailed { .. }
+            | EventKind::DestroyFailed { .. }
+            | EventKind::MassExpiryHeld { .. }
+            | EventKind::LeaderChanged { .. } => false,
+        }
+    }
+
+    /// What every backend's [`publish`](crate::WorkerRegistry::publish) runs first: a kind
+    /// that [`is_registry_change`](Self::is_registry_change) is refused. Costs one match.
+    ///
+    /// # Errors
+    /// `InvalidArgument` naming the kind: published, it would tell every subscriber of a change
+    /// that never happened in the registry (a fake `JobLost` would have the host requeue a job
+    /// a worker still runs).
+    pub fn check_publishable(&self) -> Result<()> {
+        if self.is_registry_change() {
+            return Err(Error::invalid(format!(
+                "event kind {} is emitted by the registry alone, as it changes its records: \
+                 publish refuses it (publish may carry heartbeat_received, unhealthy_detected, \
+                 provision_requested, provision_failed, destroy_failed, mass_expiry_held, \
+                 leader_changed)",
+                self.name()
+            )));
+        }
+        Ok(())
     }
 
     /// Stable snake_case name of the variant (`"state_changed"`, …).

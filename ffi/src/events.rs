@@ -21,7 +21,10 @@ pub struct hw_subscription {
     inner: Subscription,
 }
 
-/// What happened.
+/// What happened. `HW_EVENT_KIND_REGISTERED`, `_STATE_CHANGED`, `_ASSIGNED_TO_JOB`,
+/// `_RELEASED_FROM_JOB`, `_JOB_LOST` and `_UNREGISTERED` are the registry's own: only a
+/// change of its records emits them (the core's `publish`, the way of the manager's kinds
+/// onto the stream, refuses them), so each one read tells of a change that happened.
 #[allow(non_camel_case_types)]
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -760,11 +760,17 @@ fn refusals(r: &dyn WorkerRegistry) -> Vec<(&'static str, String)> {
     note("register retired id", &register(h.clone(), spec()));
     note("heartbeat retired", &text(r.heartbeat(&id)));
     note("release retired", &text(r.release_from_job(&id, None)));
+    // A kind `publish` takes (a `JobLost` is the registry's own, refused for its kind first).
+    let unhealthy = EventKind::UnhealthyDetected {
+        worker_id: id,
+        last_heartbeat: 0,
+    };
+    note("publish about retired", &text(r.publish(unhealthy)));
     let lost = EventKind::JobLost {
         worker_id: id,
         job_id: job("q"),
     };
-    note("publish about retired", &text(r.publish(lost)));
+    note("publish a registry change", &text(r.publish(lost)));
     let guard = TransitionGuard::new();
     note(
         "transition_if retired",

@@ -26,7 +26,10 @@ use crate::types::py_repr;
 /// that failed after taking its number, or events pruned before it read them); ``at`` is the
 /// time on the registry's clock (float seconds since the epoch); ``kind`` is the stable
 /// snake_case name (``"state_changed"``, …). Each kind is a subclass with its own fields; an
-/// event of a kind newer than this module is a plain Event.
+/// event of a kind newer than this module is a plain Event. Registered, StateChanged,
+/// AssignedToJob, ReleasedFromJob, JobLost and Unregistered are the registry's own: only a
+/// change of its records emits them (the core's ``publish``, the way of the manager's kinds
+/// onto the stream, refuses them), so each one read tells of a change that happened.
 #[pyclass(frozen, subclass, eq, hash, name = "Event", module = "hodei_workers")]
 #[derive(PartialEq)]
 pub(crate) struct PyEvent {

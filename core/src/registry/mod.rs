@@ -203,10 +203,18 @@ pub trait WorkerRegistry: Send + Sync + fmt::Debug {
     /// on PostgreSQL: written only while a subscriber of this registry handle wants them); it records
     /// no heartbeat.
     ///
+    /// The kinds that tell of a change of the registry's records (`Registered`,
+    /// `StateChanged`, `AssignedToJob`, `ReleasedFromJob`, `JobLost`, `Unregistered`:
+    /// [`EventKind::is_registry_change`]) are the registry's own, emitted as it makes the
+    /// change, and are refused here: a subscriber that reads one knows the change happened
+    /// (clarified 2026-12-07). Every other kind is publishable.
+    ///
     /// # Errors
+    /// `InvalidArgument` naming the kind for one of the registry's own
+    /// ([`EventKind::check_publishable`], checked first, before anything is read).
     /// `NotFound` for an event about a worker (see [`EventKind::worker_id`]) that is not
     /// registered (never was, or was unregistered: no event about a worker may follow its
-    /// `Unregistered`); nothing is published then.
+    /// `Unregistered`). Nothing is published then.
     fn publish(&self, kind: EventKind) -> Result<()>;
 
     /// The leadership lease of the managers sharing this registry, for the replica named

@@ -230,6 +230,7 @@ impl WorkerRegistry for PostgresWorkerRegistry {
     }
 
     fn publish(&self, kind: EventKind) -> Result<()> {
+        kind.check_publishable()?;
         let given = self.given();
         let event = event_texts(std::slice::from_ref(&kind));
         let worker = kind.worker_id().map(|w| *w.as_uuid());

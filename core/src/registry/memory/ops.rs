@@ -351,6 +351,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
     }
 
     fn publish(&self, kind: EventKind) -> Result<()> {
+        kind.check_publishable()?;
         // Numbered under the registry-wide mutex, with the time read under it, as every event
         // of the registry's own: a change reads its time under that mutex and numbers its
         // events before letting go of it, so an event numbered in between would stamp the

@@ -26,7 +26,8 @@
 //! - `snapshot_times` (18): a snapshot's times may not lie after its own `taken_at`;
 //! - `retired_ids` (20): ids are never reused;
 //! - `after_unregister` (21): no event about a worker after its `Unregistered`;
-//! - `subscription_capacity` (22): a subscription of capacity 0 is refused.
+//! - `subscription_capacity` (22): a subscription of capacity 0 is refused;
+//! - `published_kinds` (23): `publish` refuses the kinds of a change of the registry's records.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +45,7 @@ mod health_checks;
 mod heartbeat_many;
 mod longest_idle;
 mod max_jobs;
+mod published_kinds;
 mod restore_clock;
 mod restore_grace;
 mod retired_ids;
