@@ -871,11 +871,12 @@ typedef struct hw_mass_expiry_hold {
   size_t would_expire;
   /*
    Workers silent for more than half the heartbeat timeout: the brake's count (at least
-   `would_expire`).
+   `would_expire`), but those past their startup deadline (expired regardless).
    */
   size_t suspect;
   /*
-   Workers under heartbeat watch (`CONNECTING`, `READY`, `BUSY`, `DRAINING`).
+   Workers under heartbeat watch (`CONNECTING`, `READY`, `BUSY`, `DRAINING`), but those
+   past their startup deadline.
    */
   size_t live;
   /*

@@ -1258,10 +1258,11 @@ class MassExpiryHold:
     @property
     def suspect(self) -> int:
         """How many are silent for more than half the heartbeat timeout: the brake's count (at
-        least would_expire)."""
+        least would_expire), but those past their startup deadline (expired regardless)."""
     @property
     def live(self) -> int:
-        """Workers under heartbeat watch (CONNECTING, READY, BUSY, DRAINING)."""
+        """Workers under heartbeat watch (CONNECTING, READY, BUSY, DRAINING), but those past
+        their startup deadline."""
     @property
     def allowed(self) -> int:
         """The most that may be silent at once: max(unhealthy_floor, floor(fraction * live))."""

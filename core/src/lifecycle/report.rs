@@ -114,9 +114,10 @@ pub struct MassExpiryHold {
     /// How many are past their heartbeat deadline now (held back).
     pub would_expire: usize,
     /// How many are silent for more than half the heartbeat timeout (the brake's count, at
-    /// least `would_expire`).
+    /// least `would_expire`), but those past their startup deadline (expired regardless).
     pub suspect: usize,
-    /// Workers under heartbeat watch (`Connecting`, `Ready`, `Busy`, `Draining`).
+    /// Workers under heartbeat watch (`Connecting`, `Ready`, `Busy`, `Draining`), but those
+    /// past their startup deadline.
     pub live: usize,
     /// The most that may be silent at once: `max(unhealthy_floor, floor(fraction * live))`.
     pub allowed: usize,

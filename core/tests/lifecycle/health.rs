@@ -442,6 +442,103 @@ fn the_brake_does_not_hold_back_workers_that_never_reported_in() {
         .all(|w| f.state(w) == Some(WorkerState::Ready)));
 }
 
+/// Six `Connecting` workers of a broken provider (their agents heartbeat but never report
+/// ready) beside five `Ready` ones, all heard from at 240 s; the six pass their startup
+/// deadline (300 s) at 301 s.
+fn stuck_beside_running() -> (Fixture, Vec<WorkerId>, Vec<WorkerId>) {
+    let f = Fixture::new(WorkerLifecycleConfig {
+        max_workers: 20,
+        ..config()
+    });
+    let stuck: Vec<WorkerId> = (0..6).map(|_| f.provision().id).collect();
+    for w in &stuck {
+        f.registry.update_state(w, WorkerState::Connecting).unwrap();
+    }
+    let running: Vec<WorkerId> = (0..5).map(|_| f.ready()).collect();
+    f.advance(secs(240));
+    heartbeat_all(&f, &running);
+    heartbeat_all(&f, &stuck);
+    (f, stuck, running)
+}
+
+/// Workers past their startup deadline are expired by the check whatever the brake says, so
+/// they are not among its suspects: before, six such `Connecting` workers silent for 36 s
+/// (more than half the 60 s timeout) counted as suspects and made the brake hold the expiry of
+/// the one dead running worker (`held: Some(MassExpiryHold { would_expire: 1, suspect: 7,
+/// live: 11, allowed: 6 })`), its job not reported lost; the next check then released the
+/// brake with a grace period for the whole fleet.
+#[test]
+fn workers_past_their_startup_deadline_do_not_make_the_brake_hold_the_others() {
+    let (f, stuck, running) = stuck_beside_running();
+    let dead = running[0];
+    f.registry.assign_to_job(&dead, job("j-dead")).unwrap();
+    f.advance(secs(25));
+    heartbeat_all(&f, &running[1..]);
+    heartbeat_all(&f, &stuck);
+    // The stuck agents stop too, 36 s before the check.
+    f.advance(secs(36));
+    heartbeat_all(&f, &running[1..]);
+    let check = f.manager.run_health_check().unwrap();
+    assert_eq!(check.held, None);
+    let mut expected: Vec<(WorkerId, &str)> = stuck
+        .iter()
+        .map(|w| (*w, "startup"))
+        .chain([(dead, "heartbeat")])
+        .collect();
+    expected.sort();
+    let mut got: Vec<(WorkerId, &str)> = check
+        .unhealthy
+        .iter()
+        .map(|u| match u.reason {
+            TerminationReason::StartupTimeout => (u.worker_id, "startup"),
+            _ => (u.worker_id, "heartbeat"),
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, expected);
+    assert_eq!(
+        check.lost_jobs,
+        vec![LostJob {
+            worker_id: dead,
+            job_id: job("j-dead")
+        }]
+    );
+    assert!(!f.drain().iter().any(|k| k.name() == "mass_expiry_held"));
+}
+
+/// Nor among the workers the brake's fraction is taken of: before, six such workers whose
+/// agents heartbeat counted among the watched, and a partition silencing four of the five
+/// running workers was let through (`held: None`: 4 suspects of 11 watched, 6 allowed): the
+/// four were expired, as if the brake did not exist.
+#[test]
+fn workers_past_their_startup_deadline_do_not_dilute_the_brakes_count() {
+    let (f, stuck, running) = stuck_beside_running();
+    // The partition: of the running workers, only the last one is heard from after 240 s.
+    for by in [25, 36] {
+        f.advance(secs(by));
+        heartbeat_all(&f, &running[4..]);
+        heartbeat_all(&f, &stuck);
+    }
+    let check = f.manager.run_health_check().unwrap();
+    assert_eq!(
+        check.held,
+        Some(MassExpiryHold {
+            would_expire: 4,
+            suspect: 4,
+            live: 5,
+            allowed: 2
+        })
+    );
+    let mut expired: Vec<WorkerId> = check.unhealthy.iter().map(|u| u.worker_id).collect();
+    expired.sort();
+    let mut stuck = stuck;
+    stuck.sort();
+    assert_eq!(expired, stuck, "startup expiries are never held");
+    assert!(running
+        .iter()
+        .all(|w| f.state(w) == Some(WorkerState::Ready)));
+}
+
 #[test]
 fn a_health_check_cut_short_by_the_action_cap_continues_on_the_next_tick() {
     let f = Fixture::new(WorkerLifecycleConfig {

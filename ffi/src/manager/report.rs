@@ -62,9 +62,10 @@ pub struct hw_mass_expiry_hold {
     /// Workers past their heartbeat deadline now (held back while the brake holds).
     pub would_expire: usize,
     /// Workers silent for more than half the heartbeat timeout: the brake's count (at least
-    /// `would_expire`).
+    /// `would_expire`), but those past their startup deadline (expired regardless).
     pub suspect: usize,
-    /// Workers under heartbeat watch (`CONNECTING`, `READY`, `BUSY`, `DRAINING`).
+    /// Workers under heartbeat watch (`CONNECTING`, `READY`, `BUSY`, `DRAINING`), but those
+    /// past their startup deadline.
     pub live: usize,
     /// The most that may be silent at once: `max(unhealthy_floor, floor(fraction * live))`.
     pub allowed: usize,

@@ -303,9 +303,10 @@ report_class! {
         /// How many are past their heartbeat deadline now (held back).
         would_expire: |c, py| c.would_expire,
         /// How many are silent for more than half the heartbeat timeout: the brake's count (at
-        /// least would_expire).
+        /// least would_expire), but those past their startup deadline (expired regardless).
         suspect: |c, py| c.suspect,
-        /// Workers under heartbeat watch (CONNECTING, READY, BUSY, DRAINING).
+        /// Workers under heartbeat watch (CONNECTING, READY, BUSY, DRAINING), but those past
+        /// their startup deadline.
         live: |c, py| c.live,
         /// The most that may be silent at once: max(unhealthy_floor, floor(fraction * live)).
         allowed: |c, py| c.allowed,

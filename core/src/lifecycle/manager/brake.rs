@@ -45,6 +45,11 @@ pub(super) enum BrakeVerdict {
 /// `suspect` silent for more than half of it (counted as at least `silent`), among `watched`
 /// under heartbeat watch. Over the limit when the suspects exceed `max(unhealthy_floor,
 /// floor(max_unhealthy_fraction × watched))`; `None` when nobody is past the deadline.
+///
+/// All three counts are of the workers whose heartbeat expiry the brake decides: none of them
+/// includes a worker past its startup deadline, which the check expires whatever the brake
+/// says (the health check takes those out of the registry's counts: `mass_expiry_hold` in
+/// `health.rs`). So `silent` is at most `suspect` but for heartbeats between the reads.
 pub(super) fn assess(
     config: &WorkerLifecycleConfig,
     silent: usize,

@@ -2,13 +2,14 @@
 //! declared unhealthy and taken out of service, unless the mass-expiry brake holds.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::clock::{millis, Timestamp};
 use crate::error::{Error, Result};
 use crate::events::EventKind;
 use crate::ids::WorkerId;
 use crate::state::WorkerState;
-use crate::worker::TerminationReason;
+use crate::worker::{TerminationReason, Worker};
 
 use super::super::report::{
     HealthCheckResult, LostJob, MassExpiryGiveUp, MassExpiryHold, UnhealthyWorker,
@@ -43,7 +44,8 @@ impl WorkerLifecycleManager {
     /// max_unhealthy_fraction × watched)` of the workers under heartbeat watch are silent —
     /// counting every worker silent for more than half `heartbeat_timeout`, so that a
     /// partition is seen whole even though its victims cross their deadline over several
-    /// checks — no worker is declared unhealthy for its heartbeat, `MassExpiryHeld` is
+    /// checks; both counts leave out the workers past their startup deadline, expired
+    /// regardless — no worker is declared unhealthy for its heartbeat, `MassExpiryHeld` is
     /// emitted and [`HealthCheckResult::held`] says so; they are found again next time.
     /// (Agents should heartbeat more often than every `heartbeat_timeout / 2`.) The first
     /// check after the brake held that finds the fleet under the limit releases it and gives
@@ -101,6 +103,9 @@ impl WorkerLifecycleManager {
         let never_ready = self
             .registry
             .find_startup_expired(self.config.startup_timeout)?;
+        // The brake leaves out the workers past their startup deadline (see
+        // `mass_expiry_hold`): read before their snapshots are dropped.
+        let starting = StartupExpired::of(&never_ready, now, self.config.heartbeat_timeout);
         // Ids only: each worker is looked at afresh before anything is done to it.
         let mut due: BTreeMap<WorkerId, TerminationReason> = BTreeMap::new();
         for w in silent {
@@ -132,7 +137,7 @@ impl WorkerLifecycleManager {
             .count();
         let hold = match silent {
             0 => None,
-            _ => self.mass_expiry_hold(silent)?,
+            _ => self.mass_expiry_hold(silent, starting)?,
         };
         // Decided under the brake's lock, acted upon after it (no registry call under it).
         let (verdict, before) = self.judge(hold.is_some(), now);
@@ -285,7 +290,8 @@ impl WorkerLifecycleManager {
         granted
     }
 
-    /// Whether the brake holds, with `silent` workers past their heartbeat deadline now.
+    /// Whether the brake holds, with `silent` workers past their heartbeat deadline now (and
+    /// not past their startup deadline: those are startup expiries).
     ///
     /// Silenced agents do not all cross their deadline in the same health check: their last
     /// heartbeats are spread over one heartbeat interval, so a partition would expire the
@@ -294,12 +300,56 @@ impl WorkerLifecycleManager {
     /// than that), which a partition makes of the whole fleet at once. It compares them with
     /// the workers under heartbeat watch (`Connecting`, `Ready`, `Busy`, `Draining`):
     /// replacements still `Creating` cannot go silent and do not dilute the count.
-    fn mass_expiry_hold(&self, silent: usize) -> Result<Option<MassExpiryHold>> {
+    ///
+    /// Both counts leave out the `Connecting` workers past their startup deadline
+    /// (`starting`): this check expires them whatever the brake says, so they are not workers
+    /// it protects, and their own silence is no sign of a partition of the running fleet.
+    /// (Clarified 2026-12-07: the registry's counts include them — `count_unhealthy` and
+    /// `find_unhealthy` count every heartbeat-watched state alike, on both backends — while
+    /// `silent` did not; six of them made the brake hold the one dead running worker's expiry,
+    /// or, heartbeating, let a partition of the running workers through. Tests:
+    /// `health::workers_past_their_startup_deadline_do_not_make_the_brake_hold_the_others`,
+    /// `health::workers_past_their_startup_deadline_do_not_dilute_the_brakes_count`.)
+    fn mass_expiry_hold(
+        &self,
+        silent: usize,
+        starting: StartupExpired,
+    ) -> Result<Option<MassExpiryHold>> {
         let suspect = self
             .registry
-            .count_unhealthy(self.config.heartbeat_timeout / 2)?;
+            .count_unhealthy(self.config.heartbeat_timeout / 2)?
+            .saturating_sub(starting.suspect);
         let s = self.registry.stats()?.by_state;
-        let watched = s.connecting + s.ready + s.busy + s.draining;
+        let watched =
+            (s.connecting + s.ready + s.busy + s.draining).saturating_sub(starting.watched);
         Ok(assess(&self.config, silent, suspect, watched))
+    }
+}
+
+/// The workers past their startup deadline that the registry's counts for the brake include:
+/// the `Connecting` ones (heartbeat-watched; `Creating` is not), and of those the suspects,
+/// silent for more than half the heartbeat timeout at the check's `now`.
+///
+/// Judged from the snapshots' `last_heartbeat`, without the registry's grace floor: that
+/// only matters while `now - floor` is at most half the timeout, and then nobody is past the
+/// full timeout (the floor counts as everyone's heartbeat), so the brake is not asked. A
+/// heartbeat or a move between the queries may make a count off by the workers it touched,
+/// as any count taken over several reads.
+#[derive(Debug, Clone, Copy, Default)]
+struct StartupExpired {
+    watched: usize,
+    suspect: usize,
+}
+
+impl StartupExpired {
+    fn of(never_ready: &[Worker], now: Timestamp, heartbeat_timeout: Duration) -> Self {
+        let half = millis(heartbeat_timeout / 2);
+        never_ready
+            .iter()
+            .filter(|w| w.state.heartbeat_monitored())
+            .fold(Self::default(), |n, w| StartupExpired {
+                watched: n.watched + 1,
+                suspect: n.suspect + usize::from(w.heartbeat_age(now) > half),
+            })
     }
 }
