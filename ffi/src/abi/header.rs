@@ -1,9 +1,9 @@
 //! Reading the committed `include/hodei_workers.h` for the ABI guards (`layout`, `surface`).
 //!
 //! The one reader of the header's declarations in Rust. It reads the shapes cbindgen writes
-//! (one `typedef struct NAME {` a line, `enum NAME` then its constants one a line, prototypes in
-//! the `extern "C"` block) and panics on a declaration it cannot read, so that a shape it does
-//! not know is never skipped unseen.
+//! (`#define NAME VALUE` one a line, one `typedef struct NAME {` a line, `enum NAME` then its
+//! constants one a line, prototypes in the `extern "C"` block) and panics on a declaration it
+//! cannot read, so that a shape it does not know is never skipped unseen.
 
 /// The committed header, which `tests/header.rs` keeps equal to what cbindgen makes of `ffi/src`.
 pub(super) fn read() -> String {
@@ -12,8 +12,8 @@ pub(super) fn read() -> String {
 }
 
 /// Each `typedef struct NAME { … } NAME;` of the header with its member declarations, in
-/// order: the lines of the body outside comments, without the `;`. Opaque structs (declared
-/// without a body) are not listed.
+/// order: the lines of the body outside comments, whitespace collapsed, without the `;`.
+/// Opaque structs (declared without a body) are not listed.
 pub(super) fn struct_members(header: &str) -> Vec<(String, Vec<String>)> {
     let mut structs = Vec::new();
     let mut lines = header.lines();
@@ -34,12 +34,52 @@ pub(super) fn struct_members(header: &str) -> Vec<(String, Vec<String>)> {
             if in_comment || line.starts_with("/*") {
                 in_comment = !line.ends_with("*/");
             } else if !line.is_empty() {
-                members.push(line.trim_end_matches(';').to_string());
+                let member = line.trim_end_matches(';').split_whitespace();
+                members.push(member.collect::<Vec<_>>().join(" "));
             }
         }
         structs.push((name.to_string(), members));
     }
     structs
+}
+
+/// Each object-like `#define NAME VALUE` of the header, in order, as `(name, value)`, the
+/// value's whitespace collapsed: `("HW_MAX_KEY_LEN", "256")`. Left out, as they are no
+/// constants: function-like macros (`#define NAME(…) …`, code a host compiles, whose effect
+/// on the ABI is through the functions and constants it names) and the include guard (the
+/// `#define NAME` without a value that follows `#ifndef NAME`). Panics on any other define
+/// without a value and on one continued over lines.
+pub(super) fn constants(header: &str) -> Vec<(String, String)> {
+    let mut constants = Vec::new();
+    let mut previous = "";
+    for line in header.lines() {
+        if let Some(define) = line.strip_prefix("#define ") {
+            let unreadable = || -> ! { panic!("cannot read the define `{line}` in the header") };
+            if line.ends_with('\\') {
+                unreadable();
+            }
+            let name_end = define
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(define.len());
+            let (name, rest) = define.split_at(name_end);
+            if rest.starts_with('(') {
+                // Function-like: not a constant.
+            } else if rest.trim().is_empty() {
+                if previous.strip_prefix("#ifndef ") != Some(name) {
+                    unreadable();
+                }
+            } else if name.is_empty() || !rest.starts_with(' ') {
+                unreadable();
+            } else {
+                let value = rest.split_whitespace().collect::<Vec<_>>().join(" ");
+                constants.push((name.to_string(), value));
+            }
+        }
+        if !line.trim().is_empty() {
+            previous = line;
+        }
+    }
+    constants
 }
 
 /// Each constant of each `enum NAME` of the header, in order, as `(enum, constant, value)`:
@@ -116,4 +156,28 @@ fn strip_comments(text: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constants_leave_out_the_include_guard_and_function_like_macros() {
+        let header = "#ifndef GUARD_H\n#define GUARD_H\n\n#define HW_F() (hw_f() >> 16)\n\
+                      #define HW_A 37\n#define HW_B  UINT64_MAX\n";
+        assert_eq!(
+            constants(header),
+            [
+                ("HW_A".to_string(), "37".to_string()),
+                ("HW_B".to_string(), "UINT64_MAX".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "cannot read the define `#define HW_FLAG`")]
+    fn a_define_without_a_value_is_not_skipped_unseen() {
+        constants("#define HW_A 1\n#define HW_FLAG\n");
+    }
 }

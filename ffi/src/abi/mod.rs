@@ -1,14 +1,15 @@
 //! The ABI version of the C library (`hw_abi_version`, `HW_ABI_VERSION_MAJOR`/`_MINOR`) and the
-//! guards that keep the surface from changing without it: the public structs' layout
-//! (`layout`), the functions' signatures and the enum values' numbers (`surface`, pinned in
-//! `ffi/abi/surface.txt`; `make abi-pin` re-pins).
+//! guard that keeps the surface from changing without it: `surface` pins the `#define`
+//! constants' values, the enum values' numbers, the public structs' members and sizes (the
+//! sizes from `layout`) and the functions' signatures in `ffi/abi/surface.txt`, with the version
+//! they make up (`make abi-pin` re-pins).
 //!
 //! The policy (also in the header's top comment, the README's C section and DESIGN.md §7):
 //! the major changes whenever a public struct's size or layout, a function's signature, an enum
-//! value's number or a documented behaviour a host relies on changes incompatibly; the minor
-//! when functions, structs or enum values are only added. A host checks at start-up that the
-//! library's major equals its header's (`HW_ABI_COMPATIBLE()`). Builds before 1.0 of the ABI
-//! had no number.
+//! value's number, a constant's value or a documented behaviour a host relies on changes
+//! incompatibly; the minor when functions, structs, enum values or constants are only added. A
+//! host checks at start-up that the library's major equals its header's
+//! (`HW_ABI_COMPATIBLE()`). Builds before 1.0 of the ABI had no number.
 
 mod version;
 
