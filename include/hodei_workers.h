@@ -9,9 +9,11 @@
  *     hw_abi_version() returns the library's, as (major << 16) | minor. The shared library's
  *     soname carries the major (libhodei_workers.so.1).
  *   - The major changes whenever a public struct's size or layout, a function's signature, an
- *     enum value's number, or a documented behaviour a host relies on changes incompatibly. A
- *     field appended to a struct is such a change too: no struct carries its own size. The
- *     minor changes when functions, structs or enum values are only added.
+ *     enum value's number, a constant's value (HW_MAX_*, HW_WORKER_ID_STRING_SIZE, …: a buffer
+ *     sized from the old one could be too small), or a documented behaviour a host relies on
+ *     changes incompatibly. A field appended to a struct is such a change too: no struct
+ *     carries its own size. The minor changes when functions, structs, enum values or
+ *     constants are only added.
  *   - Check at start-up, before any other call, that the library has this header's major:
  *       if (!HW_ABI_COMPATIBLE()) return 1;  (another major: do not call anything else)
  *     A library of a lower minor than the header's lacks what was added since: a program that
@@ -20,10 +22,11 @@
  *     ones a later minor added: treat a value you do not know as unknown (hw_status_str()
  *     names it "HW_UNKNOWN_STATUS"), never as a bug.
  *   - ABI 1.0 is the first with a number: libraries built before it have no hw_abi_version.
- *   - Each version's surface is pinned in the source repository (ffi/abi/surface.txt: every
- *     function's signature and enum value's number; ffi/src/abi/layout.rs: every struct's
- *     layout), and a test fails when this header departs from it without the version saying
- *     so. Maintainers re-pin with `make abi-pin`, which needs the bump the change calls for.
+ *   - Each version's surface is pinned in the source repository, in ffi/abi/surface.txt: every
+ *     constant's value, enum value's number, struct's members, size and alignment (64-bit
+ *     targets) and function's signature. A test fails when this header, or a struct's size,
+ *     departs from it without the version saying so. Maintainers re-pin with `make abi-pin`,
+ *     which needs the bump the change calls for.
  *
  * CONVENTIONS
  *   - Every function that can fail returns hw_status; HW_OK is 0. Results are written through
@@ -90,16 +93,17 @@
 /*
  The ABI's major version. It changes whenever a host built against the previous header could
  misbehave with this library: a public struct's size or layout, a function's signature, an
- enum value's number, or a documented behaviour a host relies on changed incompatibly. The
- shared library's soname carries it (`libhodei_workers.so.1`). Check it at start-up with
+ enum value's number, a constant's value (a buffer sized from the old one could be too
+ small), or a documented behaviour a host relies on changed incompatibly. The shared
+ library's soname carries it (`libhodei_workers.so.1`). Check it at start-up with
  `HW_ABI_COMPATIBLE()`.
  */
 #define HW_ABI_VERSION_MAJOR 1
 
 /*
- The ABI's minor version. It changes when functions, structs or enum values are only added
- (back to 0 when the major changes). A host built against minor N may use what N added only
- with a library of minor N or later.
+ The ABI's minor version. It changes when functions, structs, enum values or constants are
+ only added (back to 0 when the major changes). A host built against minor N may use what N
+ added only with a library of minor N or later.
  */
 #define HW_ABI_VERSION_MINOR 0
 

@@ -1,9 +1,9 @@
 # The C ABI: header generation, C tests (plain and under valgrind), install with pkg-config.
 #
 #   make header     regenerate include/hodei_workers.h (cbindgen, from ffi/src)
-#   make abi-pin    regenerate the header, then re-pin the C ABI's functions and enum values in
-#                   ffi/abi/surface.txt; refused unless ffi/src/abi/version.rs has the bump the
-#                   change needs (ffi/src/abi/surface.rs)
+#   make abi-pin    regenerate the header, then re-pin the C ABI (constants, enum values,
+#                   structs with their sizes, functions) in ffi/abi/surface.txt; refused unless
+#                   ffi/src/abi/version.rs has the bump the change needs (ffi/src/abi/surface.rs)
 #   make test-c     header checks + every tests/c program and examples/c, plain and under valgrind
 #   make install    PREFIX=/usr/local: libhodei_workers.a, libhodei_workers.so.MAJOR.MINOR (the ABI
 #                   version; + the soname link libhodei_workers.so.MAJOR and the dev link
