@@ -13,12 +13,12 @@ mod lifecycle_common;
 mod test_registry;
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use common::{support, url, SchemaGuard, T0};
 use hodei_workers::*;
-use hodei_workers_postgres::PostgresWorkerRegistry;
+use hodei_workers_postgres::{PostgresLeadership, PostgresWorkerRegistry};
 use lifecycle_common::{config, spec, CreateStep, DestroyStep, TestProvider};
 
 const TTL: Duration = Duration::from_secs(15);
@@ -44,7 +44,16 @@ fn replica(
     provider: &Arc<TestProvider>,
 ) -> Replica {
     let pg = PostgresWorkerRegistry::connect_with_clock(&url(), name, store.clone()).unwrap();
-    let lease = pg.leadership(holder, TTL).unwrap();
+    let lease = Arc::new(pg.leadership(holder, TTL).unwrap());
+    replica_on(pg, lease, provider)
+}
+
+/// A replica on registry handle `pg` competing for `lease`, with a clock of its own at 0.
+fn replica_on(
+    pg: PostgresWorkerRegistry,
+    lease: Arc<dyn Leadership>,
+    provider: &Arc<TestProvider>,
+) -> Replica {
     let registry: Arc<dyn WorkerRegistry> = Arc::new(pg);
     let local = Arc::new(ManualClock::new(0));
     let manager = WorkerLifecycleManager::with_leadership(
@@ -53,7 +62,7 @@ fn replica(
             min_ready_workers: 0,
             ..config()
         },
-        Arc::new(lease),
+        lease,
         local.clone(),
     )
     .unwrap();
@@ -410,5 +419,155 @@ fn a_step_down_during_a_renewal_never_leaves_two_leaders() {
         !(ra.leading && b.manager.is_leader()),
         "two leaders after a's next tick: {:?}",
         ra.decisions
+    );
+}
+
+/// A PostgreSQL lease that tells the test when its next read of the row (`current`, the
+/// store's word right before a provider call) starts: after the local fence that precedes it.
+#[derive(Debug)]
+struct SaysWhenItReads {
+    inner: PostgresLeadership,
+    reading: Mutex<Option<mpsc::Sender<()>>>,
+}
+
+impl Leadership for SaysWhenItReads {
+    fn holder(&self) -> &str {
+        self.inner.holder()
+    }
+    fn ttl(&self) -> Duration {
+        self.inner.ttl()
+    }
+    fn acquire_or_renew(&self, held: Option<Term>) -> Result<LeaseStatus> {
+        self.inner.acquire_or_renew(held)
+    }
+    fn step_down(&self, term: Term) -> Result<()> {
+        self.inner.step_down(term)
+    }
+    fn current(&self) -> Result<Option<LeaderInfo>> {
+        if let Some(reading) = self.reading.lock().unwrap().take() {
+            let _ = reading.send(());
+        }
+        self.inner.current()
+    }
+    fn fence_key(&self) -> Option<&str> {
+        self.inner.fence_key()
+    }
+}
+
+/// Resumes a stopped server backend when dropped (also when the test fails).
+struct Resume(i32);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        support::signal(self.0, "-CONT");
+    }
+}
+
+/// a leads on a lease of `a_ttl` (b on one of [`TTL`]); a provisions while its lease
+/// connection's server backend is stopped (SIGSTOP), so the store's word before the create
+/// hangs; once that read started (a's own fence passed), every clock moves `pause` on, and,
+/// when `b_takes_over`, b takes the lease. With `answer`, the backend is resumed at once (the
+/// read answers late), else only after a's provision returned (the read gets no answer, and
+/// gives up after half of `a_ttl`). Returns a's provision's outcome and the cluster's create
+/// calls.
+fn provision_across_a_hung_lease_read(
+    test: &str,
+    a_ttl: Duration,
+    pause: Duration,
+    b_takes_over: bool,
+    answer: bool,
+) -> (Result<Worker>, Vec<String>) {
+    let schema = SchemaGuard::new(test);
+    let name = schema.name.clone();
+    let store = Arc::new(ManualClock::new(T0));
+    let provider = TestProvider::new("test");
+    let pg = PostgresWorkerRegistry::connect_with_clock(&url(), &name, store.clone()).unwrap();
+    let lease = Arc::new(SaysWhenItReads {
+        inner: pg.leadership("a", a_ttl).unwrap(),
+        reading: Mutex::new(None),
+    });
+    let a = replica_on(pg, lease.clone(), &provider);
+    assert!(a.manager.tick(0).leading);
+    // a's lease connection is the only one so named until b's first tick.
+    let mut admin = postgres::Client::connect(&url(), postgres::NoTls).unwrap();
+    let backend: i32 = admin
+        .query_one(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1",
+            &[&format!("hw-lease-{name}")],
+        )
+        .unwrap()
+        .get(0);
+    let b = replica(&name, "b", &store, &provider);
+    assert!(!b.manager.tick(0).leading);
+
+    let (reading, read_started) = mpsc::channel();
+    *lease.reading.lock().unwrap() = Some(reading);
+    support::signal(backend, "-STOP");
+    let mut resume = Some(Resume(backend));
+    let provisioning = {
+        let a = Arc::clone(&a.manager);
+        let pid = provider.id.clone();
+        std::thread::spawn(move || a.provision_worker(&pid, spec()))
+    };
+    read_started
+        .recv_timeout(Duration::from_secs(60))
+        .expect("a's provision never read the lease");
+    store.advance(pause);
+    a.local.advance(pause);
+    b.local.advance(pause);
+    if b_takes_over {
+        let rb = b.manager.tick(0);
+        assert!(rb.leading, "{:?}", rb.decisions);
+    }
+    if answer {
+        resume = None;
+    }
+    let outcome = provisioning.join().unwrap();
+    drop(resume);
+    (outcome, provider.calls())
+}
+
+/// Found by the HA hunt: right before a create, the manager asks the store whether the lease
+/// row still names it; a store that does not answer "leaves the local verdict". That verdict
+/// was the one taken before the read, which on PostgreSQL may take half the ttl to give up:
+/// meanwhile a's trust window closed, its lease expired and b took it over, and a still
+/// called create_worker (an instance for a deposed leader, made after the new one took over).
+#[test]
+fn a_leader_whose_lease_read_gets_no_answer_creates_nothing_once_its_window_closed() {
+    // A 2 s lease: the read gives up after 1 s; its trust window (1.5 s) is long closed 3 s on.
+    let (outcome, calls) = provision_across_a_hung_lease_read(
+        "failover_mute_read",
+        Duration::from_secs(2),
+        Duration::from_secs(3),
+        true,
+        false,
+    );
+    let err = outcome.unwrap_err();
+    assert!(matches!(err, Error::NotLeader(_)), "{err}");
+    let creates: Vec<&String> = calls.iter().filter(|c| c.starts_with("create")).collect();
+    assert!(
+        creates.is_empty(),
+        "a created after b took over: {creates:?}"
+    );
+}
+
+/// The same read answering late, the row still naming a (nobody took the lease yet): a's
+/// trust window closed during the read, and the lease, expired, may be taken at any moment.
+#[test]
+fn a_leader_whose_lease_read_answers_after_its_window_closed_creates_nothing() {
+    // A 20 s lease (trusted for 15 s): the read answers long before it would give up (10 s).
+    let (outcome, calls) = provision_across_a_hung_lease_read(
+        "failover_slow_read",
+        Duration::from_secs(20),
+        Duration::from_secs(21),
+        false,
+        true,
+    );
+    let err = outcome.unwrap_err();
+    assert!(matches!(err, Error::NotLeader(_)), "{err}");
+    let creates: Vec<&String> = calls.iter().filter(|c| c.starts_with("create")).collect();
+    assert!(
+        creates.is_empty(),
+        "a created after its trust window closed: {creates:?}"
     );
 }

@@ -458,15 +458,21 @@ impl LeaseKeeper {
     /// its lease, on a clock that did not see the pause, learns here that another replica took
     /// over, instead of acting on its stale trust window. A row naming another holder or term
     /// closes the trust window ([`distrust`](Self::distrust)). A store that does not answer
-    /// leaves the fence's verdict, as a failed renewal does. Cost: one read of the lease (one
-    /// round trip on PostgreSQL), small beside the provider call it guards.
+    /// leaves the fence's verdict, as a failed renewal does. Either way the fence is judged
+    /// again once the read returned: the read may take up to half the ttl (PostgreSQL's
+    /// deadline), during which the trust window can close and the lease expire. Cost: one
+    /// read of the lease (one round trip on PostgreSQL), small beside the provider call it
+    /// guards.
     ///
     /// # Errors
-    /// [`Error::NotLeader`] from the fence, or when the row names another holder or term.
+    /// [`Error::NotLeader`] from the fence (before or after the read), or when the row names
+    /// another holder or term.
     pub(crate) fn confirm(&self) -> Result<Term> {
         let term = self.fence()?;
         match self.leadership.current() {
-            Ok(Some(row)) if row.holder == self.leadership.holder() && row.term == term => Ok(term),
+            Ok(Some(row)) if row.holder == self.leadership.holder() && row.term == term => {
+                self.fence_after_read(term)
+            }
             Ok(row) => {
                 self.distrust(term);
                 Err(Error::NotLeader(format!(
@@ -479,7 +485,22 @@ impl LeaseKeeper {
                     }
                 )))
             }
-            Err(_) => Ok(term),
+            Err(_) => self.fence_after_read(term),
+        }
+    }
+
+    /// The fence once more, after [`confirm`](Self::confirm)'s read of the row, which took
+    /// time: judged before it, a read that gave up after half the ttl (a store that stopped
+    /// answering) let a provider call go out after the trust window had closed, while another
+    /// replica had taken the lease. The term must be the one the read was about.
+    fn fence_after_read(&self, term: Term) -> Result<Term> {
+        match self.fence()? {
+            now if now == term => Ok(term),
+            now => Err(Error::NotLeader(format!(
+                "{} held term {term} when it read the lease and holds term {now} now: the \
+                 read confirmed the former only",
+                self.leadership.holder()
+            ))),
         }
     }
 
@@ -667,6 +688,75 @@ mod tests {
         // Past the trust window (8 s - 2 s) on its own clock: the fence's verdict.
         local.advance(6 * S);
         assert!(matches!(keeper.confirm(), Err(Error::NotLeader(_))));
+    }
+
+    /// A lease whose reads of the row take `by` on the replica's own clock (a store slow to
+    /// answer, or one that does not answer in time: then the read fails after it).
+    #[derive(Debug)]
+    struct SlowRead {
+        inner: InMemoryLease,
+        local: Arc<ManualClock>,
+        by: Duration,
+        answers: bool,
+    }
+
+    impl Leadership for SlowRead {
+        fn holder(&self) -> &str {
+            self.inner.holder()
+        }
+        fn ttl(&self) -> Duration {
+            self.inner.ttl()
+        }
+        fn acquire_or_renew(&self, held: Option<Term>) -> Result<LeaseStatus> {
+            self.inner.acquire_or_renew(held)
+        }
+        fn step_down(&self, term: Term) -> Result<()> {
+            self.inner.step_down(term)
+        }
+        fn current(&self) -> Result<Option<LeaderInfo>> {
+            self.local.advance(self.by);
+            if self.answers {
+                self.inner.current()
+            } else {
+                Err(Error::Backend("no answer within half the ttl".to_owned()))
+            }
+        }
+    }
+
+    /// A keeper of term 1 of an 8 s lease (trusted for 6 s) whose reads of the row take 5 s,
+    /// asked to confirm 2 s after its renewal: the window is open when the read starts and
+    /// closed when it ends.
+    fn confirm_across_a_slow_read(answers: bool) -> Result<Term> {
+        let local = Arc::new(ManualClock::new(0));
+        let lease = SlowRead {
+            inner: InMemoryLease::new(Arc::new(ManualClock::new(0)), "a", 8 * S),
+            local: local.clone(),
+            by: 5 * S,
+            answers,
+        };
+        let keeper = LeaseKeeper::new(Arc::new(lease), local.clone());
+        assert!(matches!(keeper.renew(), Renewal::Acquired(ref l) if l.term == 1));
+        local.advance(2 * S);
+        assert_eq!(keeper.fence().unwrap(), 1);
+        keeper.confirm()
+    }
+
+    /// A store that does not answer leaves the local verdict as it is once the read gave up
+    /// (up to half the ttl later on PostgreSQL), not as it was before the read: otherwise a
+    /// provider call went out after the trust window closed, while another replica could
+    /// take the lease.
+    #[test]
+    fn confirm_judges_the_trust_window_after_a_read_that_got_no_answer() {
+        let err = confirm_across_a_slow_read(false).unwrap_err();
+        assert!(err.to_string().contains("trust window closed"), "{err}");
+    }
+
+    /// Likewise a read that answers late, the row still naming the replica: the window closed
+    /// meanwhile, and the lease may expire (and be taken) any moment.
+    #[test]
+    fn confirm_judges_the_trust_window_after_a_slow_read() {
+        let err = confirm_across_a_slow_read(true).unwrap_err();
+        assert!(err.to_string().contains("trust window closed"), "{err}");
     }
 
     #[test]
