@@ -107,10 +107,15 @@ def test_bad_names_and_unreachable_servers_raise_the_documented_errors() -> None
 
 
 def _exercise(
-    reg: hw.Registry, ids: list[str], rounds: int, manager: hw.LifecycleManager | None = None
+    reg: hw.Registry,
+    ids: list[str],
+    rounds: int,
+    manager: hw.LifecycleManager | None = None,
+    leading: bool = True,
 ) -> None:
     """Reads and writes whose answers tell if another process's conversation got mixed in; every
-    tenth round, a tick of ``manager`` (a lease renewal on the lease's connection)."""
+    tenth round, a tick of ``manager`` (a lease call on the lease's connection), which leads
+    as ``leading`` says."""
     for n in range(rounds):
         worker_id = ids[n % len(ids)]
         w = reg.get(worker_id)
@@ -120,7 +125,8 @@ def _exercise(
         if manager is not None and n % 10 == 0:
             report = manager.tick()
             failed = [d for d in report.decisions if d.startswith("lease renewal failed")]
-            assert report.leading and not failed, f"the lease renewed: {failed}"
+            assert not failed, f"the lease call failed: {failed}"
+            assert report.leading == leading, report.decisions
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX")
@@ -130,7 +136,8 @@ def test_a_forked_process_opens_connections_of_its_own(name: str) -> None:
     conversations on one session: answers to the other's questions) nor close them (the
     parent's sessions would end). Each process opens its own: both work at once, and the parent
     goes on after the child dropped its copy of the registry and exited. The lease's own
-    connection too: a replicated manager renews it from both processes."""
+    connection too: a replicated manager calls the lease from both processes (the parent
+    renews it; the child, which does not inherit the lease, only finds that the parent leads)."""
     reg = hw.Registry.postgres(pg_url(), name=name)
     ids = []
     for i in range(8):
@@ -147,7 +154,7 @@ def test_a_forked_process_opens_connections_of_its_own(name: str) -> None:
         code = 1
         try:
             os.close(read_end)
-            _exercise(reg, ids, 300, manager)
+            _exercise(reg, ids, 300, manager, leading=False)
             events.recv(timeout=0.2)  # its copy of the subscription reads (and must not raise)
             del reg, events, manager
             import gc
@@ -178,3 +185,51 @@ def test_a_forked_process_opens_connections_of_its_own(name: str) -> None:
     reg.update_state(ids[0], hw.WorkerState.DRAINING)
     kinds = [e.kind for e in _drain(events, 1)]
     assert kinds == ["state_changed"], kinds
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX")
+def test_a_process_forked_from_the_leader_does_not_lead(name: str) -> None:
+    """Found by the HA hunt: a process forked from a leading replica (``multiprocessing``, a
+    pre-forking server) inherited its lease as its own, the same holder under the same term:
+    it led (``is_leader()``, its ticks ``leading``) while the parent did, and the store, which
+    fences by holder and term, could not tell the two apart. The child holds nothing: it
+    follows, and leads only by acquiring a lease of its own, under a new term."""
+    reg = hw.Registry.postgres(pg_url(), name=name)
+    manager = hw.LifecycleManager.replicated(reg, "parent", 30)
+    report = manager.tick()
+    assert report.leading and report.leader is not None
+    term = report.leader.term
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report through the pipe, never return into pytest
+        code = 1
+        try:
+            os.close(read_end)
+            assert not manager.is_leader(), "the child leads on the parent's lease"
+            child = manager.tick()
+            assert not child.leading, f"the child's tick leads: {child.decisions}"
+            assert child.leader is not None and child.leader.term == term, child.leader
+            manager.step_down()  # the parent's term is not the child's to give up
+            code = 0
+        except BaseException as e:  # noqa: BLE001 (any failure is reported to the parent)
+            os.write(write_end, f"{type(e).__name__}: {e}".encode()[:4000])
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    deadline = time.monotonic() + 60
+    while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done == (0, 0):
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    failure = os.read(read_end, 4000).decode()
+    os.close(read_end)
+    assert done != (0, 0), "the child hung"
+    assert os.waitstatus_to_exitcode(done[1]) == 0, f"the child failed: {failure}"
+    # The child's step-down left the parent's lease alone: another replica cannot take it.
+    other = hw.LifecycleManager.replicated(reg, "other", 30)
+    assert not other.tick().leading, "the child gave the parent's lease up"
+    assert manager.is_leader()
+    after = manager.tick()
+    assert after.leading and after.leader is not None, after.decisions
+    assert after.leader.term == term, "the parent keeps its term"

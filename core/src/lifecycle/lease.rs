@@ -339,6 +339,21 @@ struct KeeperState {
     /// Step-downs so far: a renewal whose answer comes back after one that started after it
     /// began is discarded (see [`LeaseKeeper::renew`]).
     step_downs: u64,
+    /// The OS process whose renewal got `term` (see [`held`](Self::held)).
+    process: u32,
+}
+
+impl KeeperState {
+    /// The term held, in the process whose renewal got it. A process forked from the leader
+    /// (`fork()` without `exec`: `multiprocessing`, a pre-forking server) inherits a copy of
+    /// this state, not the lease: it holds nothing, and leads only by acquiring a lease of its
+    /// own, under a new term. Otherwise it led as the parent's twin, the same holder under the
+    /// same term, which neither the store's fence nor a provider's fencing token can tell
+    /// apart, and its step-down gave up the parent's lease. Cost: one `getpid` while a term
+    /// is held (every fence pays it: small beside the registry call a fence precedes).
+    fn held(&self) -> Option<Term> {
+        self.term.filter(|_| self.process == std::process::id())
+    }
 }
 
 /// The manager's side of the lease: the term it holds and the trust window on its own clock.
@@ -385,7 +400,7 @@ impl LeaseKeeper {
         let started = self.local.now();
         let (held, step_downs) = {
             let s = self.state.lock();
-            (s.term, s.step_downs)
+            (s.held(), s.step_downs)
         };
         let answer = self.leadership.acquire_or_renew(held);
         let mut s = self.state.lock();
@@ -406,21 +421,23 @@ impl LeaseKeeper {
                     .saturating_sub(self.leadership.margin());
                 s.trusted_until = started.saturating_add(millis(trust));
                 s.leader = Some(info.clone());
-                if s.term == Some(info.term) {
+                if s.held() == Some(info.term) {
                     Renewal::Kept(info)
                 } else {
                     s.term = Some(info.term);
+                    s.process = std::process::id();
                     Renewal::Acquired(info)
                 }
             }
             Ok(LeaseStatus::Follower(leader)) => {
-                let lost = s.term.take();
+                let lost = s.held();
+                s.term = None;
                 s.trusted_until = 0;
                 s.leader = leader.clone();
                 Renewal::Following { leader, lost }
             }
             Err(error) => {
-                let leading = s.term.is_some() && self.local.now() < s.trusted_until;
+                let leading = s.held().is_some() && self.local.now() < s.trusted_until;
                 Renewal::Unknown { leading, error }
             }
         }
@@ -432,14 +449,19 @@ impl LeaseKeeper {
     /// [`Error::NotLeader`] otherwise, naming the leader as last seen.
     pub(crate) fn fence(&self) -> Result<Term> {
         let s = self.state.lock();
-        match s.term {
-            Some(term) if self.local.now() < s.trusted_until => Ok(term),
-            Some(term) => Err(Error::NotLeader(format!(
+        match (s.held(), s.term) {
+            (Some(term), _) if self.local.now() < s.trusted_until => Ok(term),
+            (Some(term), _) => Err(Error::NotLeader(format!(
                 "{} held term {term} but its lease was not renewed in time (trust window \
                  closed); leader-only writes are refused until a renewal succeeds",
                 self.leadership.holder()
             ))),
-            None => Err(Error::NotLeader(match &s.leader {
+            (None, Some(term)) => Err(Error::NotLeader(format!(
+                "{} holds no lease in this process: term {term} is held by the process it was \
+                 forked from, and a fork does not inherit it",
+                self.leadership.holder()
+            ))),
+            (None, None) => Err(Error::NotLeader(match &s.leader {
                 Some(l) => format!(
                     "{} is not the leader: {} leads under term {} since {}",
                     self.leadership.holder(),
@@ -529,7 +551,10 @@ impl LeaseKeeper {
             s.trusted_until = 0;
             // A renewal on its way now is discarded when it comes back (see `renew`).
             s.step_downs += 1;
-            s.term.take()
+            // Not the term of the process this one was forked from: that is its own to give up.
+            let held = s.held();
+            s.term = None;
+            held
         };
         match term {
             Some(term) => self.leadership.step_down(term),
@@ -757,6 +782,28 @@ mod tests {
     fn confirm_judges_the_trust_window_after_a_slow_read() {
         let err = confirm_across_a_slow_read(true).unwrap_err();
         assert!(err.to_string().contains("trust window closed"), "{err}");
+    }
+
+    /// A keeper copied into another process (`fork()`: what the copy's state looks like
+    /// there, its `process` not that process's id) holds nothing: it does not lead, does not
+    /// renew the parent's term (it follows while that lease lives), and its step-down leaves
+    /// the parent's term alone. The HA hunt's Python test forks for real
+    /// (`test_postgres.py::test_a_process_forked_from_the_leader_does_not_lead`).
+    #[test]
+    fn a_keeper_copied_into_a_forked_process_holds_no_term() {
+        let (_store, _local, keeper, b) = a_leads();
+        keeper.state.lock().process = std::process::id().wrapping_add(1);
+        let err = keeper.fence().unwrap_err().to_string();
+        assert!(err.contains("forked"), "{err}");
+        keeper.step_down().unwrap();
+        assert!(
+            matches!(b.acquire_or_renew(None).unwrap(), LeaseStatus::Follower(Some(ref l)) if l.holder == "a" && l.term == 1),
+            "the copy gave up the parent's lease"
+        );
+        assert!(matches!(
+            keeper.renew(),
+            Renewal::Following { lost: None, .. }
+        ));
     }
 
     #[test]

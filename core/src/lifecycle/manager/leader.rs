@@ -56,7 +56,9 @@ impl WorkerLifecycleManager {
     /// create or destroy, each registration of a created worker, the scaling cooldowns and the
     /// brake) is fenced: on a replica that does not lead or whose trust window closed it fails
     /// with [`Error::NotLeader`] and changes nothing. Until its first
-    /// tick, a replica does not lead. The pools are each replica's own configuration:
+    /// tick, a replica does not lead; nor does a copy of it in a process forked from the
+    /// leader (`fork()` without `exec`): the lease is the process's whose renewal got it, and
+    /// the copy follows until it acquires a lease of its own. The pools are each replica's own configuration:
     /// [`set_pools`](Self::set_pools) and [`remove_pool`](Self::remove_pool) work on every
     /// replica, but only the leader drains (fenced); a follower drains nothing, and drains
     /// what its configuration removed at its ticks once it leads.
