@@ -11,11 +11,18 @@
 //! keeps a look-up on one or two adjacent cache lines: an entry is the id and the value, side
 //! by side (20 bytes for a `u32`), with no separate control bytes.
 //!
-//! Load stays between 1/2 and 3/4: past 3/4 the table grows by half (not double), so a
-//! table of `n` ids takes 27–40 bytes an id for a `u32` value instead of the 27–53 of
-//! doubling (at 1M workers the shards' indexes were at load 0.48, 42 bytes a worker). The
-//! sizes are not powers of two, so an id's home is `hash × size / 2^64` (one multiply) rather
-//! than a mask. At 3/4 a look-up probes about 2.5 entries (one or two cache lines).
+//! Load stays between 1/2 and 3/4 while the table grows: past 3/4 it grows by half (not
+//! double), so a table of `n` ids takes 27–40 bytes an id for a `u32` value instead of the
+//! 27–53 of doubling (at 1M workers the shards' indexes were at load 0.48, 42 bytes a
+//! worker). It also shrinks (clarified 2026-12-07: before, a table never shrank, and a fleet
+//! grown to 1M and shrunk to 10k kept the 1M's tables at load 0.01): below load 1/4 it is
+//! rehashed to load 1/2 (never below [`MIN_SIZE`] entries), the registry-wide rule of
+//! [`shrink`](super::shrink). So the load is always between 1/4 and 3/4 (above [`MIN_SIZE`]),
+//! 1/2 right after any rehash, and a fleet oscillating around one size never rehashes back and
+//! forth: from 1/2 it takes a growth of half the live ids or a loss of half of them. A rehash
+//! costs O(ids) and happens only in `insert_new` and `remove`, never in a look-up. The sizes
+//! are not powers of two, so an id's home is `hash × size / 2^64` (one multiply) rather than
+//! a mask. At 3/4 a look-up probes about 2.5 entries (one or two cache lines).
 
 use std::hash::BuildHasher;
 
@@ -24,12 +31,18 @@ use crate::ids::WorkerId;
 /// Marks an empty entry: the nil id, which is never a worker.
 const EMPTY: WorkerId = WorkerId::MIN;
 
+/// The smallest table (entries): the first insert makes it, and no shrink goes below it.
+const MIN_SIZE: usize = 16;
+
 /// A map from worker ids (never the nil id) to `V`. See the module doc.
 #[derive(Debug, Clone)]
 pub(super) struct IdTable<V: Copy + Default> {
     entries: Box<[(WorkerId, V)]>,
     len: usize,
     hasher: foldhash::fast::RandomState,
+    /// Rehashes (growths and shrinks) so far, for tests of the hysteresis.
+    #[cfg(test)]
+    rehashes: usize,
 }
 
 impl<V: Copy + Default> Default for IdTable<V> {
@@ -38,6 +51,8 @@ impl<V: Copy + Default> Default for IdTable<V> {
             entries: Box::new([]),
             len: 0,
             hasher: foldhash::fast::RandomState::default(),
+            #[cfg(test)]
+            rehashes: 0,
         }
     }
 }
@@ -118,7 +133,8 @@ impl<V: Copy + Default> IdTable<V> {
         debug_assert!(id != EMPTY, "the nil id is never a worker");
         debug_assert!(self.find(&id).is_none(), "{id} is present");
         if (self.len + 1) * 4 > self.entries.len() * 3 {
-            self.grow();
+            // By half (load 3/4 -> 1/2).
+            self.rehash((self.entries.len() + self.entries.len() / 2).max(MIN_SIZE));
         }
         let mut i = self.home(&id);
         while self.entries[i].0 != EMPTY {
@@ -128,9 +144,14 @@ impl<V: Copy + Default> IdTable<V> {
         self.len += 1;
     }
 
-    /// Grows by half (load 3/4 -> 1/2), and re-files every entry.
-    fn grow(&mut self) {
-        let size = (self.entries.len() + self.entries.len() / 2).max(16);
+    /// Re-files every entry into a table of `size` entries (more than `len`). O(len + size).
+    #[cold]
+    fn rehash(&mut self, size: usize) {
+        debug_assert!(size > self.len);
+        #[cfg(test)]
+        {
+            self.rehashes += 1;
+        }
         let old = std::mem::replace(
             &mut self.entries,
             vec![(EMPTY, V::default()); size].into_boxed_slice(),
@@ -170,7 +191,18 @@ impl<V: Copy + Default> IdTable<V> {
         }
         self.entries[hole] = (EMPTY, V::default());
         self.len -= 1;
+        // Below load 1/4: to load 1/2 (see the module doc).
+        let size = self.entries.len();
+        if size > MIN_SIZE && self.len * 4 < size {
+            self.rehash((2 * self.len).max(MIN_SIZE));
+        }
         Some(value)
+    }
+
+    /// Entries of the table (live and empty) and rehashes so far, for tests of the bounds.
+    #[cfg(test)]
+    pub fn size_and_rehashes(&self) -> (usize, usize) {
+        (self.entries.len(), self.rehashes)
     }
 
     /// Every entry, in table order.
@@ -198,6 +230,55 @@ mod tests {
                 assert!(2 * table.len() >= size, "{n} ids in {size} entries");
             }
         }
+    }
+
+    /// DESIGN.md (in-memory layout), clarified 2026-12-07: the index runs at load 1/4 to 3/4
+    /// after removals too (1/2 after a rehash), and a table oscillating around one size does
+    /// not rehash on every call.
+    #[test]
+    fn load_stays_between_a_quarter_and_three_quarters_while_shrinking() {
+        let mut table: IdTable<u32> = IdTable::default();
+        let ids: Vec<WorkerId> = (0..100_000u32).map(|_| WorkerId::new()).collect();
+        for (n, id) in ids.iter().enumerate() {
+            table.insert_new(*id, n as u32);
+        }
+        for (n, id) in ids.iter().enumerate().rev() {
+            assert_eq!(table.remove(id), Some(n as u32));
+            let (size, _) = table.size_and_rehashes();
+            assert!(4 * table.len() <= 3 * size, "{} ids in {size}", table.len());
+            if size > MIN_SIZE {
+                assert!(
+                    4 * table.len() >= size,
+                    "{} ids in {size} entries",
+                    table.len()
+                );
+            }
+            if n % 4_999 == 0 {
+                for (m, id) in ids[..n].iter().enumerate().step_by(97) {
+                    assert_eq!(table.get(id), Some(m as u32));
+                }
+                assert_eq!(table.get(&ids[n]), None);
+            }
+        }
+        assert_eq!(table.size_and_rehashes().0, MIN_SIZE);
+        // Oscillating by a few ids around 10k: a rehash at most once, not on every call.
+        for (n, id) in ids[..10_000].iter().enumerate() {
+            table.insert_new(*id, n as u32);
+        }
+        let (_, before) = table.size_and_rehashes();
+        for round in 0..2_000usize {
+            let k = 1 + round % 7;
+            for id in &ids[10_000..10_000 + k] {
+                table.insert_new(*id, 0);
+            }
+            for id in &ids[10_000..10_000 + k] {
+                assert_eq!(table.remove(id), Some(0));
+            }
+            table.remove(&ids[round]);
+            table.insert_new(ids[round], round as u32);
+        }
+        assert!(table.size_and_rehashes().1 - before <= 1);
+        assert_eq!(table.len(), 10_000);
     }
 
     #[test]
