@@ -5,8 +5,9 @@
 //!
 //! Records are split over 64 shards chosen by worker id, each behind its own `RwLock`. In a
 //! shard, a compact *index* maps each id to a slot (20 bytes an entry: linear probing without
-//! tombstones, load 1/2 to 3/4, `registry/idtable.rs`), the records (80 bytes each, pinned by a
-//! test) live in a *slab* at those slots (a `Vec`, slots reused through a free list), and the
+//! tombstones, load 1/2 to 3/4 while growing and never below 1/4, `registry/idtable.rs`), the
+//! records (80 bytes each, pinned by a test) live in a *slab* at those slots (a `Vec`, free
+//! slots reused lowest first, `registry/freeslots.rs`), and the
 //! last heartbeats in a dense *heartbeat column* at the same slots (one 32-bit word each: an
 //! offset from the shard's base, its sign the monitored flag). A heartbeat reads the index and
 //! does one `fetch_max` into the column; it never touches the record. Shards are aligned to
@@ -79,12 +80,25 @@
 //! a key below the horizon (a worker reporting in after a long boot) joins the suspects; the
 //! list is bounded, and past the bound the cache is dropped and the next check rescans.
 //!
-//! Slots are reused through the slab's free list, but a slot is only ever reached through the
+//! Slots are reused through the slab's free set, but a slot is only ever reached through the
 //! shard's id → slot index under the shard's lock, and a worker's index entry is removed
 //! before its slot is freed (both under the write lock), so a stale id cannot touch the
 //! slot's next occupant: its look-up fails first (tested by a property test and a stress
 //! test in `core/tests/registry/memory_only.rs`). Taking and freeing slots needs the shard's
 //! write lock, which excludes every heartbeat to that shard.
+//!
+//! # Giving memory back
+//!
+//! Every structure that grows with the fleet shrinks with it (`registry/shrink.rs`: below a
+//! quarter full, to half full, never below 64 entries; the hysteresis keeps a fleet that
+//! oscillates around one size from rebuilding on every call): the id index (rehashed
+//! smaller), the per-class ready deques and the startup and lifetime queues, the class
+//! tables, the job-holder map. Records never move (the queues name them by slot), so the slab and the column give
+//! back only their free tail: free slots are reused lowest first, which packs the live
+//! records at the front, and the `unregister` that frees the slab's last slot cuts off the
+//! free tail before it. A fleet cut from 1M to 10k gives the index and queues back at once,
+//! and the slab once its old high-slot workers have died (tested in
+//! `registry/memory/tests.rs`, `a_shrunk_fleet_gives_its_memory_back_once_its_old_workers_died`).
 //!
 //! # Why `claim` re-checks
 //!

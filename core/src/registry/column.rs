@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 use parking_lot::Mutex;
 
+use super::shrink::shrink_vec;
 use crate::clock::Timestamp;
 
 /// What [`HeartbeatColumn::sample`] read of a column.
@@ -230,6 +231,24 @@ impl HeartbeatColumn {
         self.live -= 1;
     }
 
+    /// Drops every slot from `slots` on (all free: the slab gave back its free tail), and
+    /// gives the memory back by the [`shrink`](super::shrink) rule (clarified 2026-12-07: the
+    /// column followed the slab's peak for ever before). O(1) but for a shrink, which is
+    /// O(slots) and follows a quarter of the capacity's worth of truncations at least.
+    ///
+    /// The cache may keep suspects past the new end (stale, as a reused slot's are): a check
+    /// reads such a slot as free (see `monitored_key`), and a later `attach` of the slot is
+    /// re-checked on use as any suspect is.
+    pub fn truncate(&mut self, slots: usize) {
+        debug_assert!((slots..self.words.len()).all(|s| self.word(s) == Word::FREE));
+        self.words.truncate(slots);
+        if shrink_vec(&mut self.words) {
+            let sweep = self.sweep.get_mut();
+            sweep.suspects.retain(|&s| (s as usize) < slots);
+            shrink_vec(&mut sweep.suspects);
+        }
+    }
+
     /// The last heartbeat of `slot` (`Timestamp::MAX` for a free slot).
     #[inline]
     pub fn get(&self, slot: u32) -> Timestamp {
@@ -308,7 +327,13 @@ impl HeartbeatColumn {
 
     /// The key of a monitored `slot` (`max(heartbeat, floor)`), `None` for a slot not
     /// monitored (or free).
+    ///
+    /// A suspect may lie past the column's end (cached before a truncation, see
+    /// [`truncate`](Self::truncate)): it is free.
     fn monitored_key(&self, slot: u32, floor: Timestamp) -> Option<Timestamp> {
+        if slot as usize >= self.words.len() {
+            return None;
+        }
         self.is_monitored(slot).then(|| self.get(slot).max(floor))
     }
 
@@ -423,6 +448,8 @@ impl HeartbeatColumn {
             Timestamp::MAX
         };
         sweep.horizon = near_horizon.min(far_horizon);
+        // One pass that found a whole fleet due must not keep its room for ever.
+        shrink_vec(&mut sweep.suspects);
         true
     }
 
@@ -500,6 +527,12 @@ impl HeartbeatColumn {
     #[cfg(test)]
     pub fn sizes(&self) -> (usize, usize) {
         (self.words.len(), self.sweep.lock().suspects.len())
+    }
+
+    /// Capacities (words, suspects), for tests of the bounds.
+    #[cfg(test)]
+    pub fn capacities(&self) -> (usize, usize) {
+        (self.words.capacity(), self.sweep.lock().suspects.capacity())
     }
 }
 

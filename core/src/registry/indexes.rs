@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use super::classes::{Classes, Queue};
 use super::retired::RetiredIds;
+use super::shrink::{should_shrink, shrunk_capacity};
 use crate::clock::Timestamp;
 use crate::ids::{JobId, WorkerId};
 use crate::registry::stats::{Totals, WorkerRegistryStats};
@@ -297,6 +298,16 @@ impl Indexes {
         }
     }
 
+    /// Forgets who holds `job`, and gives the map's room back by the
+    /// [`shrink`](super::shrink) rule (clarified 2026-12-07: the map kept the room of the
+    /// busiest fleet before).
+    pub fn unhold(&mut self, job: &JobId) {
+        self.jobs.remove(job);
+        if should_shrink(self.jobs.len(), self.jobs.capacity()) {
+            self.jobs.shrink_to(shrunk_capacity(self.jobs.len()));
+        }
+    }
+
     /// A fresh queue ticket: tickets grow, so entries made at one timestamp keep their order.
     pub fn ticket(&mut self) -> u64 {
         self.next_ticket += 1;
@@ -338,7 +349,7 @@ impl Indexes {
         let (before, idle_since) = (rec.membership(), rec.idle_since());
         self.refile(id, NOWHERE, before, idle_since, Membership::none(), rec);
         if let Some(job) = &rec.current_job {
-            self.jobs.remove(job);
+            self.unhold(job);
         }
         self.stats.total -= 1;
         *self.stats.by_state.slot(rec.state) -= 1;

@@ -3,10 +3,12 @@
 
 mod classes;
 mod column;
+mod freeslots;
 mod idtable;
 mod indexes;
 mod memory;
 mod retired;
+mod shrink;
 mod snapshot;
 mod stats;
 mod telemetry;

@@ -86,6 +86,11 @@ enum SlabOp {
     Heartbeat(usize),
     /// Moves the clock.
     Advance(u16),
+    /// Registers this many more (moved to `Connecting`): the shard's structures grow.
+    Grow(u8),
+    /// Unregisters live workers (from the selector on) until this share in 256 of them is
+    /// left: the shard's structures shrink (clarified 2026-12-07), its free tail is cut.
+    Cull(u8, usize),
 }
 
 fn slab_ops() -> impl Strategy<Value = Vec<SlabOp>> {
@@ -95,6 +100,8 @@ fn slab_ops() -> impl Strategy<Value = Vec<SlabOp>> {
             2 => any::<usize>().prop_map(SlabOp::Unregister),
             4 => any::<usize>().prop_map(SlabOp::Heartbeat),
             2 => (1u16..2_000).prop_map(SlabOp::Advance),
+            1 => (1u8..100).prop_map(SlabOp::Grow),
+            1 => (any::<u8>(), any::<usize>()).prop_map(|(keep, at)| SlabOp::Cull(keep, at)),
         ],
         1..120,
     )
@@ -107,7 +114,9 @@ proptest! {
     /// unregistrations (whose slots the next registrations take) and heartbeats to live and
     /// retired ids, a retired id is `NotFound` for `get`, `heartbeat` and `update_state`, its
     /// heartbeat changes no live worker, and every live worker's last heartbeat and the
-    /// health check's answer are exactly the model's.
+    /// health check's answer are exactly the model's. Also across shrinks and regrowth
+    /// (`Grow`, `Cull`; clarified 2026-12-07): the shard's index rehashed smaller, its free
+    /// tail cut off and made again.
     #[test]
     fn slot_reuse_never_lets_a_stale_id_reach_the_new_occupant(ops in slab_ops()) {
         let clock = Arc::new(ManualClock::new(1_000_000));
@@ -125,6 +134,27 @@ proptest! {
                     let w = registry.update_state(&id, WorkerState::Connecting).unwrap();
                     live.insert(id, w.last_heartbeat);
                     ever.push(id);
+                }
+                SlabOp::Grow(n) => {
+                    for _ in 0..n {
+                        let id = same_shard_id(ever.len() as u64);
+                        registry.register(handle_for(id), Arc::clone(&spec)).unwrap();
+                        let w = registry.update_state(&id, WorkerState::Connecting).unwrap();
+                        live.insert(id, w.last_heartbeat);
+                        ever.push(id);
+                    }
+                }
+                SlabOp::Cull(keep, at) => {
+                    let keep = live.len() * usize::from(keep) / 256;
+                    let mut k = at;
+                    while live.len() > keep {
+                        k = k.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                        let id = *live.keys().nth((k >> 33) % live.len()).unwrap();
+                        let w = registry.unregister(&id, TerminationReason::Requested).unwrap();
+                        prop_assert_eq!(w.last_heartbeat, live[&id]);
+                        live.remove(&id);
+                        retired.insert(id);
+                    }
                 }
                 SlabOp::Unregister(k) => {
                     if live.is_empty() {

@@ -19,11 +19,12 @@
 mod queue;
 mod ready;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::iter::Peekable;
 use std::sync::Arc;
 
+use super::shrink::shrink_vec;
 use super::stats::{pool_of, Tallies, TallySlots};
 use crate::ids::ProviderId;
 use crate::worker::{ProviderType, WorkerHandle, WorkerSpec};
@@ -120,9 +121,14 @@ struct LastJoin {
 /// The classes of a registry, and its interned specs.
 #[derive(Debug, Default)]
 pub(super) struct Classes {
-    /// Classes by number (`Record::class`); `None` for a free number.
+    /// Classes by number (`Record::class`); `None` for a free number. Its last entry is a
+    /// class (trailing free numbers are cut off).
     slots: Vec<Option<Class>>,
-    free: Vec<u32>,
+    /// Free numbers below the last class, reused lowest first (clarified 2026-12-07: last
+    /// freed first before): the numbers in use stay packed at the bottom, so that this table
+    /// and each shard's class table, indexed by number, stay O(classes) after a mix of
+    /// classes shrank.
+    free: BTreeSet<u32>,
     by_key: HashMap<ClassKey, u32, foldhash::fast::RandomState>,
     /// Interned specs by content hash.
     specs: HashMap<u64, Vec<Interned>, foldhash::fast::RandomState>,
@@ -278,7 +284,7 @@ impl Classes {
             ready: ReadySet::default(),
             living: Queue::default(),
         };
-        let number = match self.free.pop() {
+        let number = match self.free.pop_first() {
             Some(n) => {
                 self.slots[n as usize] = Some(class);
                 n
@@ -310,7 +316,16 @@ impl Classes {
             provider_id: c.handle.provider_id.clone(),
             provider_type: c.handle.provider_type.clone(),
         });
-        self.free.push(class);
+        if class as usize + 1 == self.slots.len() {
+            self.slots.pop();
+            while let Some(None) = self.slots.last() {
+                self.slots.pop();
+                self.free.pop_last();
+            }
+            shrink_vec(&mut self.slots);
+        } else {
+            self.free.insert(class);
+        }
         self.tallies.release(c.tally);
         self.release_spec(&c.spec, c.spec_hash);
     }

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use super::{near_an_end, Merge};
 use crate::clock::Timestamp;
+use crate::registry::shrink::shrink_deque;
 
 /// A queue position: the timestamp a worker is ordered by, its ticket (a registry-wide
 /// counter taken when the entry was made, which orders equal timestamps by arrival), its
@@ -150,7 +151,11 @@ impl Queue {
         true
     }
 
-    /// Drops the dead entries at both ends; compacts when they outnumber the live entries.
+    /// Drops the dead entries at both ends; compacts when they outnumber the live entries;
+    /// gives memory back by the [`shrink`](crate::registry::shrink) rule (clarified
+    /// 2026-12-07: before, a queue kept the room of its longest past). One comparison a
+    /// removal but for a shrink, O(entries) after a quarter of the capacity's worth of
+    /// removals at least.
     fn trim(&mut self) {
         while self.entries.back().is_some_and(|e| !e.live()) {
             self.entries.pop_back();
@@ -164,6 +169,13 @@ impl Queue {
             self.entries.retain(Entry::live);
             self.dead = 0;
         }
+        shrink_deque(&mut self.entries);
+    }
+
+    /// Room of the deque (entries), for tests of the bounds.
+    #[cfg(test)]
+    pub fn capacity(&self) -> usize {
+        self.entries.capacity()
     }
 
     /// Live entries as `(timestamp, ticket, place)`, oldest first.

@@ -63,8 +63,8 @@ fn unplace(place: u32) -> (usize, u32) {
 ///
 /// # Design
 /// - 64 `RwLock`ed shards chosen by worker id. In a shard, a compact index maps each id to a
-///   slot (20-byte entries), the records live in a slab at stable slots (reused through a
-///   free list), and the last heartbeats in a dense column at the same slots. `get` and
+///   slot (20-byte entries), the records live in a slab at stable slots (reused lowest
+///   first), and the last heartbeats in a dense column at the same slots. `get` and
 ///   `heartbeat` take one shard's *shared* lock; `heartbeat` reads the index and does one
 ///   atomic `fetch_max` into the column (4 bytes a worker), never touching the record.
 /// - `find_unhealthy` reads the columns, not the records, under each shard's shared lock, and
@@ -78,6 +78,10 @@ fn unplace(place: u32) -> (usize, u32) {
 ///   `find_for_termination` cost what is due, not the fleet size.
 /// - No user code runs under any of these locks: subscribers are channels, fed with
 ///   `try_send`.
+/// - Memory follows the fleet down as well as up: the index and the queues shrink below a
+///   quarter full (to half full), the slab and column give back their free tail once the
+///   workers at the top have left (free slots are reused lowest first). O(live workers),
+///   amortized, whatever the fleet's past peak.
 ///
 /// # Examples
 /// ```
@@ -312,7 +316,7 @@ impl InMemoryWorkerRegistry {
             }
         });
         if let Some(job) = &lost {
-            ix.jobs.remove(job);
+            ix.unhold(job);
             self.bus.publish(now, || EventKind::JobLost {
                 worker_id: *id,
                 job_id: job.clone(),

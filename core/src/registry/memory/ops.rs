@@ -273,7 +273,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         };
         let mut ix = self.indexes.lock();
         let now = self.now();
-        ix.jobs.remove(&job);
+        ix.unhold(&job);
         ix.jobs_released += 1;
         self.bus.publish(now, || EventKind::ReleasedFromJob {
             worker_id: *id,

@@ -3,20 +3,35 @@
 //!
 //! The index holds 20 bytes a worker (id and slot) in a linear-probing table without
 //! tombstones ([`IdTable`]), so that a look-up by id touches one or two adjacent cache lines; the record itself lives in a slab (`Vec`) at a stable
-//! slot, reused through a free list, and the heartbeat column is indexed by the same slot.
+//! slot, reused through a free set, and the heartbeat column is indexed by the same slot.
 //! A heartbeat reads the index and stores into the column: it never touches the record.
+//!
+//! **Memory is O(live workers), amortized** (clarified 2026-12-07: before, nothing here ever
+//! shrank, and a shard kept the memory of its largest fleet). Records never move (the
+//! startup and lifetime queues name them by slot), so the slab and the column give back only
+//! their free *tail*: free slots are reused **lowest first** ([`FreeSlots`]), which packs the
+//! live records at the front, so that once the old high-slot workers of a shrunk fleet have
+//! died the tail is free and is cut off (slab, column, free set) in the `remove` that frees
+//! the last live slot of it. The index, the slab's and column's `Vec`s, the free set and the
+//! class table shrink by the [`shrink`](super::super::shrink) rule (below a quarter full, to
+//! half full): a fleet oscillating around one size never rebuilds on every call. All of it
+//! happens in `insert` and `remove`, under the shard's write lock; `get`, `heartbeat` and
+//! `claim` do no extra work.
 //!
 //! **Slot reuse never resurrects an old worker**: a slot is only ever reached through the
 //! index, the index entry of a worker is removed (under the shard's write lock) before its
-//! slot goes back to the free list, and nobody outside the shard keeps a slot across a
-//! release of the lock. A stale id therefore misses in the index and never finds the slot's
-//! new occupant.
+//! slot goes back to the free set (or is cut off with the tail), and nobody outside the shard
+//! keeps a slot across a release of the lock but the queues, whose entries carry the
+//! record's birth ticket. A stale id therefore misses in the index and never finds the slot's
+//! new occupant, whether the slot was reused in place or cut off and made again.
 
 use std::sync::Arc;
 
 use super::super::column::HeartbeatColumn;
+use super::super::freeslots::FreeSlots;
 use super::super::idtable::IdTable;
 use super::super::indexes::Record;
+use super::super::shrink::shrink_vec;
 use crate::clock::Timestamp;
 use crate::ids::WorkerId;
 use crate::worker::{Worker, WorkerSpec};
@@ -30,13 +45,15 @@ pub(super) const MAX_SLOTS: u32 = 1 << (32 - super::SHARD_BITS);
 pub(super) struct Shard {
     /// Id → slot of every record of the shard.
     index: IdTable<u32>,
-    /// Records by slot; `None` for a free slot.
+    /// Records by slot; `None` for a free slot. Its last slot is never free (a freed last
+    /// slot is cut off, with the free slots before it).
     slab: Vec<Option<Record>>,
-    /// Free slots of `slab` (and of the column), reused last-freed first.
-    free: Vec<u32>,
+    /// Free slots of `slab` (and of the column), reused lowest first.
+    free: FreeSlots,
     /// The spec of each class (by number) with members here, and how many: the records
     /// keep their class number, not a reference to the spec (8 bytes a worker less); a
-    /// snapshot reads it here, under the same lock as the record.
+    /// snapshot reads it here, under the same lock as the record. Its last entry holds a
+    /// spec (trailing empty entries are cut off; class numbers are reused lowest first).
     specs: Vec<(Option<Arc<WorkerSpec>>, u32)>,
     /// Last heartbeats by slot.
     pub column: HeartbeatColumn,
@@ -128,7 +145,7 @@ impl Shard {
             (None, spec) => *held = Some(spec.expect("the spec of a class new to the shard")),
         }
         *members += 1;
-        let slot = match self.free.pop() {
+        let slot = match self.free.pop_first() {
             Some(slot) => {
                 self.slab[slot as usize] = Some(rec);
                 slot
@@ -151,7 +168,8 @@ impl Shard {
     /// Removes the record of `id`; returns it with its last heartbeat, and its class's spec
     /// if it was the class's last member here (else the shard still holds it:
     /// [`class_spec`](Self::class_spec)). The index entry goes first, then the slot is freed
-    /// (see the module doc).
+    /// (see the module doc); the last slot is cut off with the free slots before it, and
+    /// what shrank gives its memory back. O(1) amortized.
     // Inlined into `unregister`: returned out of line, the record (written field by field)
     // was copied out of the return slot with 16-byte loads that the CPU cannot forward from
     // those stores (a stall on every call).
@@ -166,15 +184,42 @@ impl Shard {
             .expect("an indexed slot holds its record");
         let last = self.column.get(slot);
         self.column.release(slot);
-        self.free.push(slot);
-        let (held, members) = &mut self.specs[rec.class as usize];
+        if slot as usize + 1 == self.slab.len() {
+            self.cut_free_tail();
+        } else {
+            self.free.insert(slot);
+        }
+        let class = rec.class as usize;
+        let (held, members) = &mut self.specs[class];
         *members -= 1;
         let spec = if *members == 0 {
-            Some(held.take().expect("a member's class has its spec here"))
+            let spec = held.take().expect("a member's class has its spec here");
+            if class + 1 == self.specs.len() {
+                while self.specs.last().is_some_and(|(held, _)| held.is_none()) {
+                    self.specs.pop();
+                }
+                shrink_vec(&mut self.specs);
+            }
+            Some(spec)
         } else {
             None
         };
         Some((rec, last, spec))
+    }
+
+    /// Cuts off the slab's last slot (just freed) and the free slots before it, in the slab,
+    /// the column and the free set, and gives memory back by the rule. O(slots cut), each
+    /// slot cut once after the registration that made it: O(1) amortized.
+    fn cut_free_tail(&mut self) {
+        self.slab.pop();
+        while let Some(None) = self.slab.last() {
+            self.free.remove(self.slab.len() as u32 - 1);
+            self.slab.pop();
+        }
+        let slots = self.slab.len();
+        shrink_vec(&mut self.slab);
+        self.column.truncate(slots);
+        self.free.truncate(slots);
     }
 
     /// The spec of `class`, which has members here.
@@ -184,10 +229,7 @@ impl Shard {
 
     /// The slot that the next [`insert`](Self::insert) will take.
     pub fn next_slot(&self) -> u32 {
-        match self.free.last() {
-            Some(&slot) => slot,
-            None => self.slab.len() as u32,
-        }
+        self.free.first().unwrap_or(self.slab.len() as u32)
     }
 
     /// Every record with its slot, in slot order.
@@ -203,6 +245,35 @@ impl Shard {
     pub fn slots(&self) -> (usize, usize) {
         (self.slab.len(), self.free.len())
     }
+
+    /// What the shard's structures hold room for, for tests of the bounds.
+    #[cfg(test)]
+    pub fn capacities(&self) -> ShardCapacities {
+        let (index, rehashes) = self.index.size_and_rehashes();
+        let (column, suspects) = self.column.capacities();
+        ShardCapacities {
+            index,
+            index_rehashes: rehashes,
+            slab: self.slab.capacity(),
+            column,
+            suspects,
+            free_words: self.free.capacity_words(),
+            specs: self.specs.capacity(),
+        }
+    }
+}
+
+/// The room a shard's structures hold (entries, slots or words), for tests.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ShardCapacities {
+    pub index: usize,
+    pub index_rehashes: usize,
+    pub slab: usize,
+    pub column: usize,
+    pub suspects: usize,
+    pub free_words: usize,
+    pub specs: usize,
 }
 
 /// The spec of `class` in a shard's class table (a class with a member in the shard).

@@ -34,7 +34,7 @@ fn column_sizes(registry: &InMemoryWorkerRegistry) -> (usize, usize, usize) {
         .fold((0, 0, 0), |(sl, su, r), shard| {
             let shard = shard.read();
             let (slots, suspects) = shard.column.sizes();
-            // The column follows the slab slot for slot; every free slot is on the free list.
+            // The column follows the slab slot for slot; every free slot is in the free set.
             let (slab, free) = shard.slots();
             assert_eq!((slab, slab - free), (slots, shard.len()));
             (sl + slots, su + suspects, r + shard.len())
@@ -456,7 +456,8 @@ fn a_queue_place_resolves_only_to_the_worker_that_made_it() {
     registry
         .unregister(&first, TerminationReason::Requested)
         .unwrap();
-    // A newcomer in the same shard takes the freed slot (the free list is last-freed first).
+    // A newcomer in the same shard takes the freed slot (the lowest free one; or, when the
+    // slot was the slab's tail and cut off, the same slot made again).
     let newcomer = loop {
         let id = connecting(&registry, &spec);
         if registry.shard_index(&id) == shard {
@@ -925,4 +926,248 @@ fn racing_operations_leave_every_index_in_step_with_the_records() {
         assert_eq!(registry.find_unhealthy(ms(timeout)).unwrap().len(), want);
         assert_eq!(registry.count_unhealthy(ms(timeout)).unwrap(), want);
     }
+}
+
+/// The room of every structure that grows with the fleet: each shard's (index, slab, column,
+/// suspects, free set, class table) and the registry-wide queues' (each class's ready set and
+/// lifetime queue, the startup queue), in one list (a change anywhere changes the list).
+fn rooms(registry: &InMemoryWorkerRegistry) -> Vec<usize> {
+    let mut out = Vec::new();
+    for shard in registry.shards.iter() {
+        let c = shard.read().capacities();
+        out.extend([c.index, c.slab, c.column, c.suspects, c.free_words, c.specs]);
+    }
+    let ix = registry.indexes.lock();
+    for class in ix.classes.iter() {
+        out.extend([class.ready.capacity(), class.living.capacity()]);
+    }
+    out.push(ix.startup.capacity());
+    out
+}
+
+/// Registers a worker of `spec` and moves it to `Ready` (even `n`) or `Connecting` (odd):
+/// the ready sets, the startup queue and the lifetime queues all fill.
+fn ready_or_connecting(
+    registry: &InMemoryWorkerRegistry,
+    spec: &Arc<WorkerSpec>,
+    n: usize,
+) -> WorkerId {
+    let id = connecting(registry, spec);
+    if n % 2 == 0 {
+        registry.update_state(&id, WorkerState::Ready).unwrap();
+    }
+    id
+}
+
+/// DESIGN.md (in-memory layout), clarified 2026-12-07: the memory a shard holds is O(its live
+/// workers), amortized. A fleet grown to N and cut to N/100 in a random order gives the room
+/// of the index and of the queues back at once; the slab and its column (whose records never
+/// move) give back their free tail once the old workers left there died, replaced by new
+/// ones that took the lowest free slots. Stale ids find nothing throughout.
+#[test]
+fn a_shrunk_fleet_gives_its_memory_back_once_its_old_workers_died() {
+    use super::super::test_rng::XorShift;
+    const N: usize = 64_000;
+    let (_clock, registry) = registry();
+    let spec = Arc::new(WorkerSpec::new("img"));
+    let mut live: Vec<WorkerId> = (0..N)
+        .map(|n| ready_or_connecting(&registry, &spec, n))
+        .collect();
+    let peak: usize = rooms(&registry).iter().sum();
+    let mut rng = XorShift(0x5eed_0000_0000_0012);
+    let mut gone = Vec::new();
+    while live.len() > N / 100 {
+        let id = live.swap_remove(rng.below(live.len()));
+        registry
+            .unregister(&id, TerminationReason::Requested)
+            .unwrap();
+        gone.push(id);
+    }
+    // At once: the index (load at least 1/4) and the queues.
+    for shard in registry.shards.iter() {
+        let shard = shard.read();
+        let c = shard.capacities();
+        assert!(
+            c.index <= (4 * shard.len()).max(16),
+            "index: {c:?} for {}",
+            shard.len()
+        );
+    }
+    let queues = |registry: &InMemoryWorkerRegistry| {
+        let ix = registry.indexes.lock();
+        let class = ix.classes.iter().next().expect("one class");
+        (
+            class.ready.capacity(),
+            class.living.capacity(),
+            ix.startup.capacity(),
+        )
+    };
+    let (ready, living, startup) = queues(&registry);
+    let n = live.len();
+    assert!(
+        ready <= 8 * n + 256,
+        "ready set: room for {ready}, {n} live"
+    );
+    assert!(
+        living <= 8 * n + 256,
+        "lifetime queue: room for {living}, {n} live"
+    );
+    assert!(
+        startup <= 8 * n + 256,
+        "startup queue: room for {startup}, {n} live"
+    );
+    // The old workers die one by one, each replaced by a new one (a fleet of steady size).
+    let survivors = std::mem::take(&mut live);
+    for (n, old) in survivors.iter().enumerate() {
+        live.push(ready_or_connecting(&registry, &spec, n));
+        registry
+            .unregister(old, TerminationReason::Requested)
+            .unwrap();
+        gone.push(*old);
+    }
+    let mut total = 0;
+    for shard in registry.shards.iter() {
+        let shard = shard.read();
+        let (slab, free) = shard.slots();
+        let n = shard.len();
+        // The new workers took the lowest free slots (at most one past the live count: a
+        // new one comes before its old one leaves), and the tail was cut.
+        assert!(
+            slab <= n + 1,
+            "slab of {slab} slots ({free} free) for {n} workers"
+        );
+        let c = shard.capacities();
+        let bound = (4 * (n + 1)).max(2 * super::super::shrink::MIN_CAPACITY);
+        assert!(c.index <= (4 * n).max(16), "index: {c:?} for {n}");
+        assert!(
+            c.slab <= bound && c.column <= bound,
+            "slab, column: {c:?} for {n}"
+        );
+        assert!(
+            c.free_words <= 4 * super::super::shrink::MIN_CAPACITY,
+            "free set: {c:?}"
+        );
+        assert!(
+            c.specs <= super::super::shrink::MIN_CAPACITY,
+            "class table: {c:?}"
+        );
+        total += c.index + c.slab + c.column + c.free_words;
+    }
+    let (ready, living, startup) = queues(&registry);
+    let n = live.len();
+    assert!(ready <= 8 * n + 256 && living <= 8 * n + 256 && startup <= 8 * n + 256);
+    assert!(
+        rooms(&registry).iter().sum::<usize>() * 20 < peak,
+        "the registry keeps under 5% of its peak's room"
+    );
+    assert!(total > 0);
+    // Stale ids find nothing; live ones find themselves; every index follows the records.
+    for id in &gone {
+        assert_eq!(registry.get(id).unwrap(), None);
+        assert_eq!(registry.heartbeat(id), Err(Error::NotFound(*id)));
+    }
+    for id in &live {
+        assert_eq!(registry.get(id).unwrap().unwrap().id, *id);
+        registry.heartbeat(id).unwrap();
+    }
+    assert_eq!(assert_indexes_follow_records(&registry).len(), live.len());
+    // And it grows again as before.
+    for n in 0..N / 4 {
+        live.push(ready_or_connecting(&registry, &spec, n));
+    }
+    for id in gone.iter().step_by(7) {
+        assert_eq!(registry.heartbeat(id), Err(Error::NotFound(*id)));
+    }
+    assert_eq!(assert_indexes_follow_records(&registry).len(), live.len());
+}
+
+/// The hysteresis of the shrink rule: a fleet oscillating around one size (up by a few
+/// hundred workers, down again, random ones leaving) settles, and then no call grows or
+/// shrinks any structure but rarely (a rule that shrank to fit would rebuild on every call).
+#[test]
+fn a_fleet_oscillating_around_one_size_does_not_rebuild_on_every_call() {
+    use super::super::test_rng::XorShift;
+    let (_clock, registry) = registry();
+    let spec = Arc::new(WorkerSpec::new("img"));
+    let mut rng = XorShift(0x5eed_0000_0000_0013);
+    let mut live: Vec<WorkerId> = (0..20_000)
+        .map(|n| ready_or_connecting(&registry, &spec, n))
+        .collect();
+    let mut cycle = |live: &mut Vec<WorkerId>, after_each: &mut dyn FnMut()| {
+        for n in 0..300 {
+            live.push(ready_or_connecting(&registry, &spec, n));
+            after_each();
+        }
+        for _ in 0..300 {
+            let id = live.swap_remove(rng.below(live.len()));
+            registry
+                .unregister(&id, TerminationReason::Requested)
+                .unwrap();
+            after_each();
+        }
+    };
+    // Settling: a few cycles.
+    for _ in 0..5 {
+        cycle(&mut live, &mut || {});
+    }
+    let rehashes = |registry: &InMemoryWorkerRegistry| -> usize {
+        registry
+            .shards
+            .iter()
+            .map(|s| s.read().capacities().index_rehashes)
+            .sum()
+    };
+    let rehashed_before = rehashes(&registry);
+    let mut last = rooms(&registry);
+    let mut changes = 0usize;
+    let mut calls = 0usize;
+    for _ in 0..20 {
+        cycle(&mut live, &mut || {
+            calls += 1;
+            let now = rooms(&registry);
+            if now != last {
+                changes += 1;
+                last = now;
+            }
+        });
+    }
+    assert_eq!(calls, 20 * 600);
+    assert!(
+        changes * 100 <= calls,
+        "{changes} rebuilds in {calls} calls"
+    );
+    assert!(
+        rehashes(&registry) - rehashed_before <= 64,
+        "index rehashed on the way"
+    );
+    assert_eq!(registry.count().unwrap(), live.len());
+}
+
+/// The job-holder map follows the fleet down too (clarified 2026-12-07): 20k busy workers
+/// released down to 100 leave a map of about the 100's room.
+#[test]
+fn the_job_holder_map_gives_its_room_back() {
+    use crate::ids::JobId;
+    let (_clock, registry) = registry();
+    let spec = Arc::new(WorkerSpec::new("img"));
+    let busy: Vec<(WorkerId, JobId)> = (0..20_000)
+        .map(|n| {
+            let id = ready_or_connecting(&registry, &spec, 0);
+            let job = JobId::new(format!("job-{n}")).unwrap();
+            registry.assign_to_job(&id, job.clone()).unwrap();
+            (id, job)
+        })
+        .collect();
+    let peak = registry.indexes.lock().jobs.capacity();
+    assert!(peak >= 20_000);
+    for (id, job) in &busy[100..] {
+        assert_eq!(registry.release_from_job(id, Some(job)).unwrap(), *job);
+    }
+    let ix = registry.indexes.lock();
+    assert_eq!(ix.jobs.len(), 100);
+    assert!(
+        ix.jobs.capacity() <= 8 * 100 + 128,
+        "room for {}",
+        ix.jobs.capacity()
+    );
 }
