@@ -130,7 +130,8 @@ impl FreeSlots {
         Some(i as u32)
     }
 
-    /// Takes the lowest free slot.
+    /// Takes the lowest free slot (the shard finds it once, with `first`, and removes it).
+    #[cfg(test)]
     pub fn pop_first(&mut self) -> Option<u32> {
         let slot = self.first()?;
         self.remove(slot);

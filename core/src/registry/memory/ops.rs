@@ -58,7 +58,8 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         // Creating: not heartbeat-monitored (the column's slot starts unmonitored).
         debug_assert!(!rec.state.heartbeat_monitored());
         let after = rec.membership();
-        let place = place_of(self.shard_index(&id), shard.next_slot());
+        let slot = shard.next_slot();
+        let place = place_of(self.shard_index(&id), slot);
         ix.refile(id, place, Membership::none(), None, after, &rec);
         ix.count_new(&rec);
         self.bus.publish(now, || EventKind::Registered {
@@ -70,7 +71,7 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
         let worker = rec.to_worker(now, spec);
         let new_class = (!shard.holds_class(class)).then(|| Arc::clone(spec));
         drop(ix);
-        shard.insert(rec, new_class, now);
+        shard.insert(slot, rec, new_class, now);
         Ok(worker)
     }
 

@@ -75,13 +75,14 @@ impl InMemoryWorkerRegistry {
             let rec = Record::from_worker(worker, class, birth_ticket);
             let monitored = rec.state.heartbeat_monitored();
             let after = rec.membership();
-            let place = place_of(self.shard_index(&id), shard.next_slot());
+            let slot = shard.next_slot();
+            let place = place_of(self.shard_index(&id), slot);
             ix.refile(id, place, Membership::none(), None, after, &rec);
             ix.count_new(&rec);
             if let Some(job) = &rec.current_job {
                 ix.jobs.insert(job.clone(), id);
             }
-            let slot = shard.insert(rec, Some(spec), worker.last_heartbeat);
+            shard.insert(slot, rec, Some(spec), worker.last_heartbeat);
             shard.column.set_monitored(slot, monitored, floor);
         }
         ix.end_restore();

@@ -125,10 +125,13 @@ impl Shard {
     }
 
     /// Adds `rec` (whose id is not here), with last heartbeat `heartbeat`, not monitored;
-    /// returns its slot (a free one if any). `spec`, the interned spec of its class, is
+    /// returns its slot. `slot` is [`next_slot`](Self::next_slot), read under the same lock
+    /// (the caller files the record's place with it; passed in, the lowest free slot is
+    /// found once a registration). `spec`, the interned spec of its class, is
     /// needed only when the shard does not hold the class yet ([`holds_class`](Self::holds_class)).
     pub fn insert(
         &mut self,
+        slot: u32,
         rec: Record,
         spec: Option<Arc<WorkerSpec>>,
         heartbeat: Timestamp,
@@ -145,20 +148,14 @@ impl Shard {
             (None, spec) => *held = Some(spec.expect("the spec of a class new to the shard")),
         }
         *members += 1;
-        let slot = match self.free.pop_first() {
-            Some(slot) => {
-                self.slab[slot as usize] = Some(rec);
-                slot
-            }
-            None => {
-                let slot = u32::try_from(self.slab.len())
-                    .ok()
-                    .filter(|&slot| slot < MAX_SLOTS)
-                    .expect("fewer than 2^26 workers a shard");
-                self.slab.push(Some(rec));
-                slot
-            }
-        };
+        debug_assert_eq!(slot, self.next_slot());
+        if (slot as usize) < self.slab.len() {
+            self.free.remove(slot);
+            self.slab[slot as usize] = Some(rec);
+        } else {
+            assert!(slot < MAX_SLOTS, "fewer than 2^26 workers a shard");
+            self.slab.push(Some(rec));
+        }
         self.column.attach(slot, heartbeat);
         // `register` and `restore` checked that the id is not here, under this lock.
         self.index.insert_new(id, slot);
