@@ -544,7 +544,9 @@ impl LeaseKeeper {
 
     /// Steps down from the term held, if any (a clean shutdown: a follower takes over at once).
     /// A renewal on its way meanwhile does not make this replica lead again: its answer is
-    /// discarded, and a term it got is given up too. A later renewal may acquire again.
+    /// discarded, and a term it got is given up too. A later renewal may acquire again. The
+    /// leader as last seen is forgotten when it was this replica under that term: until the
+    /// next renewal, nobody is known to lead.
     pub(crate) fn step_down(&self) -> Result<()> {
         let term = {
             let mut s = self.state.lock();
@@ -554,6 +556,16 @@ impl LeaseKeeper {
             // Not the term of the process this one was forked from: that is its own to give up.
             let held = s.held();
             s.term = None;
+            // Nor the leader it saw as itself: who leads next is unknown until a renewal says.
+            // Before, `leader()` and the fence's refusal still named this replica as leader
+            // under the term it gave up ("a is not the leader: a leads under term 1").
+            if held.is_some_and(|term| {
+                s.leader
+                    .as_ref()
+                    .is_some_and(|l| l.term == term && l.holder == self.leadership.holder())
+            }) {
+                s.leader = None;
+            }
             held
         };
         match term {
@@ -746,6 +758,35 @@ mod tests {
                 Err(Error::Backend("no answer within half the ttl".to_owned()))
             }
         }
+    }
+
+    /// After a step-down the keeper does not name itself as the leader of the term it gave up:
+    /// nobody is known to lead until a renewal says (clarified 2026-12-07).
+    #[test]
+    fn a_step_down_forgets_itself_as_the_leader() {
+        let store = Arc::new(ManualClock::new(0));
+        let lease = InMemoryLease::new(store.clone(), "a", 10 * S);
+        let keeper = LeaseKeeper::new(Arc::new(lease.clone()), store.clone());
+        assert!(matches!(keeper.renew(), Renewal::Acquired(ref l) if l.term == 1));
+        keeper.step_down().unwrap();
+        assert_eq!(
+            keeper.leader(),
+            None,
+            "the leader as last seen after a step-down"
+        );
+        let err = keeper.fence().unwrap_err().to_string();
+        assert!(!err.contains("a leads"), "{err}");
+        // The next renewal tells who leads: b, which took the free lease meanwhile.
+        let b = lease.replica("b");
+        assert!(matches!(
+            b.acquire_or_renew(None).unwrap(),
+            LeaseStatus::Held(_)
+        ));
+        assert!(matches!(keeper.renew(), Renewal::Following { .. }));
+        assert_eq!(
+            keeper.leader().map(|l| (l.holder, l.term)),
+            Some(("b".to_owned(), 2))
+        );
     }
 
     /// A keeper of term 1 of an 8 s lease (trusted for 6 s) whose reads of the row take 5 s,
