@@ -1461,6 +1461,63 @@ fn with_leadership_refuses_a_lease_that_validate_lease_refuses() {
     assert!(m.tick(0).leading);
 }
 
+/// A host's lease whose margin is not below its ttl would be trusted for no time after each
+/// renewal: it would take the lease at every tick and never act. `with_leadership` refuses it
+/// (clarified 2026-12-07); a margin just below the ttl is taken.
+#[test]
+fn with_leadership_refuses_a_lease_trusted_for_no_time() {
+    #[derive(Debug)]
+    struct Margin(InMemoryLease, Duration);
+    impl Leadership for Margin {
+        fn holder(&self) -> &str {
+            self.0.holder()
+        }
+        fn ttl(&self) -> Duration {
+            self.0.ttl()
+        }
+        fn margin(&self) -> Duration {
+            self.1
+        }
+        fn acquire_or_renew(&self, held: Option<u64>) -> Result<LeaseStatus> {
+            self.0.acquire_or_renew(held)
+        }
+        fn step_down(&self, term: u64) -> Result<()> {
+            self.0.step_down(term)
+        }
+        fn current(&self) -> Result<Option<LeaderInfo>> {
+            self.0.current()
+        }
+    }
+    let clock = Arc::new(ManualClock::new(T0));
+    let registry: Arc<dyn WorkerRegistry> =
+        Arc::new(InMemoryWorkerRegistry::with_clock(clock.clone()));
+    for margin in [TTL, TTL + Duration::from_secs(1), Duration::MAX] {
+        let lease = InMemoryLease::new(clock.clone(), "h", TTL);
+        let err = WorkerLifecycleManager::with_leadership(
+            registry.clone(),
+            config(),
+            Arc::new(Margin(lease.clone(), margin)),
+            clock.clone(),
+        )
+        .err()
+        .unwrap_or_else(|| panic!("a margin of {margin:?} on a ttl of {TTL:?} was accepted"));
+        assert!(
+            matches!(&err, Error::InvalidArgument(m) if m.contains("margin")),
+            "{err}"
+        );
+        assert_eq!(lease.current().unwrap(), None, "nothing built");
+    }
+    let lease = InMemoryLease::new(clock.clone(), "h", TTL);
+    let m = WorkerLifecycleManager::with_leadership(
+        registry,
+        config(),
+        Arc::new(Margin(lease, TTL - Duration::from_millis(1))),
+        clock,
+    )
+    .unwrap();
+    assert!(m.tick(0).leading);
+}
+
 /// The ttl's upper bound is named in the refusal, as the config's durations name theirs.
 #[test]
 fn validate_lease_takes_a_ttl_up_to_max_config_duration_and_names_the_bound_beyond() {

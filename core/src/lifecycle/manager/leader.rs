@@ -72,8 +72,10 @@ impl WorkerLifecycleManager {
     /// 128 bytes or holding a NUL): the rule [`replicated`](Self::replicated) and every
     /// backend's lease apply, whatever made the lease (clarified 2026-12-07: before, an
     /// [`InMemoryLease`](crate::InMemoryLease) or a host's own lease of any ttl, zero or
-    /// `Duration::MAX` included, built a manager). Nothing is built then, and the lease is
-    /// not asked for the leadership.
+    /// `Duration::MAX` included, built a manager); or when its [`margin`](Leadership::margin)
+    /// is not below its ttl (clarified 2026-12-07: such a leader trusted its lease for no
+    /// time, took it at every tick and never acted, in silence). Nothing is built then, and
+    /// the lease is not asked for the leadership.
     pub fn with_leadership(
         registry: Arc<dyn WorkerRegistry>,
         config: WorkerLifecycleConfig,
@@ -81,6 +83,15 @@ impl WorkerLifecycleManager {
         local_clock: Arc<dyn Clock>,
     ) -> Result<Self> {
         crate::lifecycle::validate_lease(leadership.holder(), leadership.ttl())?;
+        let (ttl, margin) = (leadership.ttl(), leadership.margin());
+        if margin >= ttl {
+            // The leader acts until `renewal start + ttl − margin`: no time at all. It would
+            // take the lease at every tick and never act, fencing every write, in silence.
+            return Err(Error::invalid(format!(
+                "lease margin {margin:?} must be below its ttl {ttl:?}: a leader trusts its \
+                 lease for ttl − margin after each renewal"
+            )));
+        }
         Self::build(registry, config, LeaseKeeper::new(leadership, local_clock))
     }
 
