@@ -59,6 +59,13 @@ c-header-checks:
 	printf '#include "hodei_workers.h"\nstatic_assert(sizeof(HW_ABI_COMPATIBLE()) != 0, "the ABI check compiles as C++");\nint main() { hw_status s = HW_OK; hw_worker_state st = HW_WORKER_STATE_READY; return static_cast<int>(s) + static_cast<int>(st) - 2; }\n' > $(HW_CBUILD)/header_cxx.cc
 	$(HW_CXX) -x c++ -std=c++17 -Wall -Wextra -Wpedantic -Werror -Iinclude -o $(HW_CBUILD)/header_cxx $(HW_CBUILD)/header_cxx.cc
 	$(HW_CBUILD)/header_alone && $(HW_CBUILD)/header_twice && $(HW_CBUILD)/header_cxx
+	@# The C compiler's layout of each public struct is the one ffi/abi/surface.txt pins (the
+	@# pin's sizes come from Rust's #[repr(C)]: this checks that C agrees with them).
+	{ echo '#include "hodei_workers.h"'; \
+	  awk '$$1 == "struct" && $$3 == "size" { printf "_Static_assert(sizeof(struct %s) == %s && _Alignof(struct %s) == %s, \"struct %s: C and the pin (ffi/abi/surface.txt) disagree\");\n", $$2, $$4, $$2, $$6, $$2 }' ffi/abi/surface.txt; \
+	  echo 'int main(void) { return 0; }'; } > $(HW_CBUILD)/header_layout.c
+	test "$$(grep -c _Static_assert $(HW_CBUILD)/header_layout.c)" -gt 0
+	$(HW_CC) $(HW_CFLAGS) -o $(HW_CBUILD)/header_layout $(HW_CBUILD)/header_layout.c
 
 # Every function the header declares must be exercised by the bad-input suite.
 # Every exported function is called in test_bad_input.c, with NULL in each of its pointer
