@@ -121,22 +121,7 @@ impl ReaderConn {
             broken: false,
             process: std::process::id(),
         };
-        let Self {
-            client,
-            connection,
-            runtime,
-            notified,
-            broken,
-            ..
-        } = &mut conn;
-        block_until(
-            runtime,
-            connection,
-            notified,
-            broken,
-            deadline,
-            client.batch_execute(session),
-        )?;
+        conn.batch_execute(session, deadline)?;
         Ok(conn)
     }
 
@@ -217,22 +202,7 @@ impl ReaderConn {
         deadline: Instant,
     ) -> std::result::Result<Vec<Row>, DbError> {
         let statement = self.prepare(sql, deadline)?;
-        let Self {
-            client,
-            connection,
-            runtime,
-            notified,
-            broken,
-            ..
-        } = self;
-        block_until(
-            runtime,
-            connection,
-            notified,
-            broken,
-            deadline,
-            client.query(&statement, params),
-        )
+        self.request(deadline, |client| client.query(&statement, params))
     }
 
     /// Runs `sql` (one or more statements, no parameters) before `deadline`.
@@ -241,22 +211,7 @@ impl ReaderConn {
         sql: &str,
         deadline: Instant,
     ) -> std::result::Result<(), DbError> {
-        let Self {
-            client,
-            connection,
-            runtime,
-            notified,
-            broken,
-            ..
-        } = self;
-        block_until(
-            runtime,
-            connection,
-            notified,
-            broken,
-            deadline,
-            client.batch_execute(sql),
-        )
+        self.request(deadline, |client| client.batch_execute(sql))
     }
 
     fn prepare(
@@ -267,6 +222,21 @@ impl ReaderConn {
         if let Some(statement) = self.statements.get(sql) {
             return Ok(statement.clone());
         }
+        let statement = self.request(deadline, |client| client.prepare(sql))?;
+        self.statements.insert(sql, statement.clone());
+        Ok(statement)
+    }
+
+    /// Runs the request `make` builds on the client to its answer before `deadline`
+    /// ([`block_until`]).
+    fn request<'a, T, F>(
+        &'a mut self,
+        deadline: Instant,
+        make: impl FnOnce(&'a Client) -> F,
+    ) -> std::result::Result<T, DbError>
+    where
+        F: Future<Output = std::result::Result<T, tokio_postgres::Error>>,
+    {
         let Self {
             client,
             connection,
@@ -275,16 +245,14 @@ impl ReaderConn {
             broken,
             ..
         } = self;
-        let statement = block_until(
+        block_until(
             runtime,
             connection,
             notified,
             broken,
             deadline,
-            client.prepare(sql),
-        )?;
-        self.statements.insert(sql, statement.clone());
-        Ok(statement)
+            make(client),
+        )
     }
 }
 
