@@ -542,13 +542,7 @@ fn a_leader_whose_lease_read_gets_no_answer_creates_nothing_once_its_window_clos
         true,
         false,
     );
-    let err = outcome.unwrap_err();
-    assert!(matches!(err, Error::NotLeader(_)), "{err}");
-    let creates: Vec<&String> = calls.iter().filter(|c| c.starts_with("create")).collect();
-    assert!(
-        creates.is_empty(),
-        "a created after b took over: {creates:?}"
-    );
+    refused_without_a_create(outcome, &calls, "after b took over");
 }
 
 /// The same read answering late, the row still naming a (nobody took the lease yet): a's
@@ -563,11 +557,13 @@ fn a_leader_whose_lease_read_answers_after_its_window_closed_creates_nothing() {
         false,
         true,
     );
+    refused_without_a_create(outcome, &calls, "after its trust window closed");
+}
+
+/// The provision was refused as `NotLeader`, and the provider was asked for no create.
+fn refused_without_a_create<T: std::fmt::Debug>(outcome: Result<T>, calls: &[String], when: &str) {
     let err = outcome.unwrap_err();
     assert!(matches!(err, Error::NotLeader(_)), "{err}");
     let creates: Vec<&String> = calls.iter().filter(|c| c.starts_with("create")).collect();
-    assert!(
-        creates.is_empty(),
-        "a created after its trust window closed: {creates:?}"
-    );
+    assert!(creates.is_empty(), "a created {when}: {creates:?}");
 }
