@@ -169,22 +169,28 @@ def test_a_forked_process_opens_connections_of_its_own(name: str) -> None:
     try:
         _exercise(reg, ids, 300, manager)
     finally:
-        deadline = time.monotonic() + 60
-        while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if done == (0, 0):
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-        report = os.read(read_end, 4000).decode()
-        os.close(read_end)
-    assert done != (0, 0), "the child hung"
-    assert os.waitstatus_to_exitcode(done[1]) == 0, f"the child failed: {report}"
+        _wait_for_child(pid, read_end)
     # The parent's sessions survived the child's exit; its subscription still reads.
     _exercise(reg, ids, 50)
     assert manager.tick().leading, "the parent's lease connection survived the child"
     reg.update_state(ids[0], hw.WorkerState.DRAINING)
     kinds = [e.kind for e in _drain(events, 1)]
     assert kinds == ["state_changed"], kinds
+
+
+def _wait_for_child(pid: int, read_end: int) -> None:
+    """Waits up to 60 s for the forked child ``pid`` (which writes what failed to ``read_end``
+    and exits non-zero), killing it if it hangs; fails the test if it hung or failed."""
+    deadline = time.monotonic() + 60
+    while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done == (0, 0):
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    failure = os.read(read_end, 4000).decode()
+    os.close(read_end)
+    assert done != (0, 0), "the child hung"
+    assert os.waitstatus_to_exitcode(done[1]) == 0, f"the child failed: {failure}"
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX")
@@ -216,16 +222,7 @@ def test_a_process_forked_from_the_leader_does_not_lead(name: str) -> None:
         finally:
             os._exit(code)
     os.close(write_end)
-    deadline = time.monotonic() + 60
-    while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if done == (0, 0):
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-    failure = os.read(read_end, 4000).decode()
-    os.close(read_end)
-    assert done != (0, 0), "the child hung"
-    assert os.waitstatus_to_exitcode(done[1]) == 0, f"the child failed: {failure}"
+    _wait_for_child(pid, read_end)
     # The child's step-down left the parent's lease alone: another replica cannot take it.
     other = hw.LifecycleManager.replicated(reg, "other", 30)
     assert not other.tick().leading, "the child gave the parent's lease up"
