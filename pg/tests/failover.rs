@@ -370,25 +370,11 @@ fn a_step_down_during_a_renewal_never_leaves_two_leaders() {
     let a = replica(&name, "a", &store, &provider);
     assert!(a.manager.tick(0).leading);
     // a's lease connection is the only one so named until b exists.
-    let mut admin = postgres::Client::connect(&url(), postgres::NoTls).unwrap();
-    let backend: i32 = admin
-        .query_one(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = $1",
-            &[&format!("hw-lease-{name}")],
-        )
-        .unwrap()
-        .get(0);
+    let backend = support::lease_backend(&name);
     let b = replica(&name, "b", &store, &provider);
     assert!(!b.manager.tick(0).leading);
 
-    let signal = |sig: &str| {
-        let ok = std::process::Command::new("kill")
-            .args([sig, &backend.to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig} {backend}");
-    };
+    let signal = |sig: &str| support::signal(backend, sig);
     signal("-STOP");
     let ticking = {
         let a = Arc::clone(&a.manager);
@@ -489,14 +475,7 @@ fn provision_across_a_hung_lease_read(
     let a = replica_on(pg, lease.clone(), &provider);
     assert!(a.manager.tick(0).leading);
     // a's lease connection is the only one so named until b's first tick.
-    let mut admin = postgres::Client::connect(&url(), postgres::NoTls).unwrap();
-    let backend: i32 = admin
-        .query_one(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = $1",
-            &[&format!("hw-lease-{name}")],
-        )
-        .unwrap()
-        .get(0);
+    let backend = support::lease_backend(&name);
     let b = replica(&name, "b", &store, &provider);
     assert!(!b.manager.tick(0).leading);
 

@@ -97,6 +97,20 @@ pub fn signal(pid: impl std::fmt::Display, sig: &str) {
     assert!(ok, "kill {sig} {pid}");
 }
 
+/// The server process of the lease connection of registry `schema` (its `application_name`
+/// is `hw-lease-<schema>`): there must be exactly one, so ask before a second replica's lease
+/// connects.
+pub fn lease_backend(schema: &str) -> i32 {
+    let mut admin = postgres::Client::connect(&url(), postgres::NoTls).expect("connect");
+    admin
+        .query_one(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1",
+            &[&format!("hw-lease-{schema}")],
+        )
+        .expect("one lease connection of the registry")
+        .get(0)
+}
+
 /// The counter slot of worker `id` in registry `schema`, as the registry stored it
 /// (`workers.slot`). A change of state updates its slot's row of the counters in its
 /// transaction, so changes of two workers of one slot wait for each other (of the 32 slots);
