@@ -758,9 +758,10 @@ impl PostgresWorkerRegistry {
     /// subscriber is doing (waiting out a gap, in a `recv` on another thread, reading a
     /// backlog), as its queue's drops are counted. First the idle ones read
     /// ([`catch_up_before_pruning`]), so that their queues hold the oldest, as in memory; then
-    /// every reader of the handle is held (waiting for a `recv` in its wait: up to a second,
-    /// 20 ms while it waits out a gap) until the delete has answered, so that what each had
-    /// read is exact. Events deleted by a run whose answer was lost (the statement runs once
+    /// every reader of the handle is held until the delete has answered, so that what each had
+    /// read is exact. A reader busy then is first woken by a notification on the registry's
+    /// channel (a `recv` in its wait would otherwise hold the prune up to a second; one
+    /// waiting out a gap reads every 20 ms). Events deleted by a run whose answer was lost (the statement runs once
     /// more on a new connection when its connection fails) are not counted. Returns the number
     /// deleted.
     fn prune_counted(
@@ -768,7 +769,6 @@ impl PostgresWorkerRegistry {
         prune: &str,
         params: &[&(dyn postgres::types::ToSql + Sync)],
     ) -> Result<u64> {
-        catch_up_before_pruning(self);
         let readers: Vec<Arc<Mutex<Reader>>> = self
             .inner
             .readers
@@ -776,6 +776,18 @@ impl PostgresWorkerRegistry {
             .iter()
             .filter_map(std::sync::Weak::upgrade)
             .collect();
+        // A reader in a `recv`'s wait holds its lock for as long as that wait (a second at a
+        // time through `Subscription::recv`), and this prune runs on the leader's tick path: a
+        // notification on the channel the reader LISTENs to wakes it at once. Only when one is
+        // busy (every listener of the registry, in every process, wakes for it and reads once).
+        if readers.iter().any(|reader| reader.try_lock().is_none()) {
+            let wake = channel(self.inner.pool.schema());
+            let _ = self.run("waking the readers before a prune", |conn| {
+                conn.client.execute("SELECT pg_notify($1, '')", &[&wake])?;
+                Ok(())
+            });
+        }
+        catch_up_before_pruning(self);
         // Always in the list's order: two prunes of one handle take them in the same order.
         let mut held: Vec<_> = readers.iter().map(|reader| reader.lock()).collect();
         let lowest = held.iter().map(|r| r.cursor).min().unwrap_or(i64::MAX);
@@ -824,9 +836,9 @@ impl PostgresWorkerRegistry {
     /// idempotent), so a count whose reply was lost is not in it. Every event it deletes that a
     /// subscription of this registry handle had not read is counted in that subscription's
     /// `dropped()` (those not in a call of their own read first, so their queues hold the
-    /// oldest; the prune then waits for each reader to be between two reads: up to a second
-    /// for a waiting `recv`); a subscriber of another handle or process that had not read them
-    /// sees a `seq` gap.
+    /// oldest; the prune then waits for each reader to be between two reads, and wakes one
+    /// waiting in a `recv` with a notification on the registry's channel); a subscriber of
+    /// another handle or process that had not read them sees a `seq` gap.
     ///
     /// # Errors
     /// `Backend`.
@@ -1022,6 +1034,41 @@ mod tests {
             buffered.is_some_and(|n| n <= 2),
             "notifications left in the reader's connection: {buffered:?}"
         );
+    }
+
+    /// The prune, on the leader's tick path once a minute, waits for each reader of its handle
+    /// to be between two reads. A reader waiting for a notification (a `recv` with nothing to
+    /// read) held it for its whole wait: a tick a minute up to a second late for a host with a
+    /// subscriber in `recv` (the wait is a second at a time through `Subscription::recv`; here
+    /// the reader's own wait is given a minute). The prune now wakes it first (clarified
+    /// 2026-12-07).
+    #[test]
+    fn a_prune_wakes_a_reader_waiting_for_a_notification() {
+        use hodei_workers::WorkerRegistry;
+        let (_schema, registry) = crate::test_support::scratch("events_prune_wakes");
+        let _subscription = registry.subscribe(SubscribeOptions::default()).unwrap();
+        let reader = registry.inner.readers.lock()[0].upgrade().unwrap();
+        let (reader, registry) = (&reader, &registry);
+        std::thread::scope(|s| {
+            let (waiting, wait_began) = std::sync::mpsc::channel();
+            s.spawn(move || {
+                let mut r = reader.lock();
+                let conn = r.conn.as_mut().expect("the subscription's connection");
+                conn.take_notifications().unwrap();
+                waiting.send(()).unwrap();
+                let _ = conn.wait(Instant::now() + Duration::from_secs(60));
+            });
+            wait_began.recv().unwrap();
+            let (pruned, prune_done) = std::sync::mpsc::channel();
+            s.spawn(move || {
+                let _ = pruned.send(registry.prune_outbox(EVENTS_KEPT, 10));
+            });
+            let outcome = prune_done.recv_timeout(Duration::from_secs(30));
+            assert!(
+                matches!(outcome, Ok(Ok(_))),
+                "the prune waited for the reader's wait to end: {outcome:?}"
+            );
+        });
     }
 
     /// Dropping the registry reads its subscriptions' backlogs for them, but a subscription
