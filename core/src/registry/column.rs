@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 use parking_lot::Mutex;
 
-use super::shrink::shrink_vec;
+use super::shrink::shrink;
 use crate::clock::Timestamp;
 
 /// What [`HeartbeatColumn::sample`] read of a column.
@@ -242,10 +242,10 @@ impl HeartbeatColumn {
     pub fn truncate(&mut self, slots: usize) {
         debug_assert!((slots..self.words.len()).all(|s| self.word(s) == Word::FREE));
         self.words.truncate(slots);
-        if shrink_vec(&mut self.words) {
+        if shrink(&mut self.words) {
             let sweep = self.sweep.get_mut();
             sweep.suspects.retain(|&s| (s as usize) < slots);
-            shrink_vec(&mut sweep.suspects);
+            shrink(&mut sweep.suspects);
         }
     }
 
@@ -449,7 +449,7 @@ impl HeartbeatColumn {
         };
         sweep.horizon = near_horizon.min(far_horizon);
         // One pass that found a whole fleet due must not keep its room for ever.
-        shrink_vec(&mut sweep.suspects);
+        shrink(&mut sweep.suspects);
         true
     }
 

@@ -13,7 +13,7 @@
 //! word, and a word a level above only when a word fills from or empties to zero. Memory: one
 //! bit a slot of the slab, plus 1/63 of that.
 
-use super::shrink::shrink_vec;
+use super::shrink::shrink;
 
 /// Bits of a word.
 const BITS: usize = 64;
@@ -146,7 +146,7 @@ impl FreeSlots {
             need = need.div_ceil(BITS);
             debug_assert!(words.iter().skip(need).all(|w| *w == 0));
             words.truncate(need);
-            shrink_vec(words);
+            shrink(words);
         }
     }
 

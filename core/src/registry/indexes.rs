@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::classes::{Classes, Queue};
 use super::retired::RetiredIds;
-use super::shrink::{should_shrink, shrunk_capacity};
+use super::shrink::shrink;
 use crate::clock::Timestamp;
 use crate::ids::{JobId, WorkerId};
 use crate::registry::stats::{Totals, WorkerRegistryStats};
@@ -303,9 +303,7 @@ impl Indexes {
     /// busiest fleet before).
     pub fn unhold(&mut self, job: &JobId) {
         self.jobs.remove(job);
-        if should_shrink(self.jobs.len(), self.jobs.capacity()) {
-            self.jobs.shrink_to(shrunk_capacity(self.jobs.len()));
-        }
+        shrink(&mut self.jobs);
     }
 
     /// A fresh queue ticket: tickets grow, so entries made at one timestamp keep their order.

@@ -10,7 +10,8 @@
 //! (hysteresis). Shrinks happen only where the structure is written (under the shard's write
 //! lock, or the registry-wide mutex): reads never pay for them.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasher, Hash};
 
 /// Capacity (entries) at or below which nothing shrinks: a structure that small is not worth
 /// a rebuild.
@@ -30,21 +31,69 @@ pub(super) fn shrunk_capacity(live: usize) -> usize {
     (2 * live).max(MIN_CAPACITY)
 }
 
-/// Applies the rule to a `Vec`; returns whether it shrank.
-#[inline]
-pub(super) fn shrink_vec<T>(v: &mut Vec<T>) -> bool {
-    if should_shrink(v.len(), v.capacity()) {
-        v.shrink_to(shrunk_capacity(v.len()));
-        return true;
-    }
-    false
+/// A structure with room for more entries than it holds, that can give the rest back.
+pub(super) trait Room {
+    /// Entries held.
+    fn live(&self) -> usize;
+    /// Entries it has room for.
+    fn room(&self) -> usize;
+    /// Gives back the room above `room` (at least `live`).
+    fn shrink_room(&mut self, room: usize);
 }
 
-/// Applies the rule to a `VecDeque`; returns whether it shrank.
+impl<T> Room for Vec<T> {
+    fn live(&self) -> usize {
+        self.len()
+    }
+    fn room(&self) -> usize {
+        self.capacity()
+    }
+    fn shrink_room(&mut self, room: usize) {
+        self.shrink_to(room);
+    }
+}
+
+impl<T> Room for VecDeque<T> {
+    fn live(&self) -> usize {
+        self.len()
+    }
+    fn room(&self) -> usize {
+        self.capacity()
+    }
+    fn shrink_room(&mut self, room: usize) {
+        self.shrink_to(room);
+    }
+}
+
+impl<K: Eq + Hash, V, S: BuildHasher> Room for HashMap<K, V, S> {
+    fn live(&self) -> usize {
+        self.len()
+    }
+    fn room(&self) -> usize {
+        self.capacity()
+    }
+    fn shrink_room(&mut self, room: usize) {
+        self.shrink_to(room);
+    }
+}
+
+impl<K: Eq + Hash, S: BuildHasher> Room for HashSet<K, S> {
+    fn live(&self) -> usize {
+        self.len()
+    }
+    fn room(&self) -> usize {
+        self.capacity()
+    }
+    fn shrink_room(&mut self, room: usize) {
+        self.shrink_to(room);
+    }
+}
+
+/// Applies the rule to `structure`; returns whether it shrank.
 #[inline]
-pub(super) fn shrink_deque<T>(v: &mut VecDeque<T>) -> bool {
-    if should_shrink(v.len(), v.capacity()) {
-        v.shrink_to(shrunk_capacity(v.len()));
+pub(super) fn shrink(structure: &mut impl Room) -> bool {
+    if should_shrink(structure.live(), structure.room()) {
+        structure.shrink_room(shrunk_capacity(structure.live()));
         return true;
     }
     false
@@ -58,21 +107,21 @@ mod tests {
     fn a_vec_shrinks_below_a_quarter_to_half_and_not_before() {
         let mut v: Vec<u64> = (0..4096).collect();
         v.truncate(1025);
-        assert!(!shrink_vec(&mut v), "above a quarter");
+        assert!(!shrink(&mut v), "above a quarter");
         v.truncate(1000);
-        assert!(shrink_vec(&mut v));
+        assert!(shrink(&mut v));
         assert!(v.capacity() >= 2000 && v.capacity() < 4096);
         // Half full now: neither one more nor one less rebuilds.
         let cap = v.capacity();
         v.push(1);
         v.pop();
         v.pop();
-        assert!(!shrink_vec(&mut v));
+        assert!(!shrink(&mut v));
         assert_eq!(v.capacity(), cap);
         // Never below the minimum.
         v.clear();
-        assert!(shrink_vec(&mut v));
+        assert!(shrink(&mut v));
         assert!(v.capacity() >= MIN_CAPACITY && v.capacity() < 2 * MIN_CAPACITY);
-        assert!(!shrink_vec(&mut v));
+        assert!(!shrink(&mut v));
     }
 }

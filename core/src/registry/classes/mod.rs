@@ -24,7 +24,7 @@ use std::hash::{BuildHasher, Hash, Hasher};
 use std::iter::Peekable;
 use std::sync::Arc;
 
-use super::shrink::shrink_vec;
+use super::shrink::shrink;
 use super::stats::{pool_of, Tallies, TallySlots};
 use crate::ids::ProviderId;
 use crate::worker::{ProviderType, WorkerHandle, WorkerSpec};
@@ -322,7 +322,7 @@ impl Classes {
                 self.slots.pop();
                 self.free.pop_last();
             }
-            shrink_vec(&mut self.slots);
+            shrink(&mut self.slots);
         } else {
             self.free.insert(class);
         }

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use super::{near_an_end, Merge};
 use crate::clock::Timestamp;
-use crate::registry::shrink::shrink_deque;
+use crate::registry::shrink::shrink;
 
 /// A queue position: the timestamp a worker is ordered by, its ticket (a registry-wide
 /// counter taken when the entry was made, which orders equal timestamps by arrival), its
@@ -169,7 +169,7 @@ impl Queue {
             self.entries.retain(Entry::live);
             self.dead = 0;
         }
-        shrink_deque(&mut self.entries);
+        shrink(&mut self.entries);
     }
 
     /// Room of the deque (entries), for tests of the bounds.

@@ -7,7 +7,7 @@ use super::{near_an_end, Merge};
 
 use crate::clock::Timestamp;
 use crate::ids::WorkerId;
-use crate::registry::shrink::{should_shrink, shrink_deque, shrunk_capacity};
+use crate::registry::shrink::shrink;
 
 /// A key of the ready set: when the worker became idle, then its id.
 type Key = (Timestamp, WorkerId);
@@ -111,10 +111,8 @@ impl ReadySet {
         if !self.gone.is_empty() {
             self.drop_gone();
         }
-        shrink_deque(&mut self.entries);
-        if should_shrink(self.gone.len(), self.gone.capacity()) {
-            self.gone.shrink_to(shrunk_capacity(self.gone.len()));
-        }
+        shrink(&mut self.entries);
+        shrink(&mut self.gone);
     }
 
     /// [`trim`](Self::trim)'s work on the removed entries.

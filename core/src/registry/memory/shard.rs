@@ -31,7 +31,7 @@ use super::super::column::HeartbeatColumn;
 use super::super::freeslots::FreeSlots;
 use super::super::idtable::IdTable;
 use super::super::indexes::Record;
-use super::super::shrink::shrink_vec;
+use super::super::shrink::shrink;
 use crate::clock::Timestamp;
 use crate::ids::WorkerId;
 use crate::worker::{Worker, WorkerSpec};
@@ -195,7 +195,7 @@ impl Shard {
                 while self.specs.last().is_some_and(|(held, _)| held.is_none()) {
                     self.specs.pop();
                 }
-                shrink_vec(&mut self.specs);
+                shrink(&mut self.specs);
             }
             Some(spec)
         } else {
@@ -214,7 +214,7 @@ impl Shard {
             self.slab.pop();
         }
         let slots = self.slab.len();
-        shrink_vec(&mut self.slab);
+        shrink(&mut self.slab);
         self.column.truncate(slots);
         self.free.truncate(slots);
     }
