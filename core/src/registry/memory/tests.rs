@@ -1171,3 +1171,47 @@ fn the_job_holder_map_gives_its_room_back() {
         ix.jobs.capacity()
     );
 }
+
+/// Every class has a spec of its own (a provisioner that puts a per-worker value in the
+/// spec's environment): 8,000 classes cut to 80 leave the class table and the maps beside it
+/// (classes by key, interned specs) with about the 80's room (clarified 2026-12-07: the
+/// class table follows the shrink rule, and so do the maps beside it).
+#[test]
+fn a_registry_of_one_class_a_worker_gives_the_class_maps_room_back() {
+    const N: usize = 8_000;
+    let (_clock, registry) = registry();
+    let provider = ProviderId::new("p").unwrap();
+    let ids: Vec<WorkerId> = (0..N)
+        .map(|n| {
+            let mut spec = WorkerSpec::new("img");
+            spec.environment.insert("WORKER".into(), format!("w-{n}"));
+            let spec = Arc::new(spec);
+            let handle = WorkerHandle::new(provider.clone(), ProviderType::Docker, "c");
+            registry.register(handle, spec).unwrap().id
+        })
+        .collect();
+    let (slots, by_key, specs) = registry.indexes.lock().classes.capacities();
+    assert!(slots >= N && by_key >= N && specs >= N);
+    // The first ones stay (the class numbers in use are the lowest).
+    for id in &ids[N / 100..] {
+        registry
+            .unregister(id, TerminationReason::Requested)
+            .unwrap();
+    }
+    let live = N / 100;
+    let (slots, by_key, specs) = registry.indexes.lock().classes.capacities();
+    let bound = 4 * live + 2 * 128;
+    assert!(
+        slots <= bound,
+        "class table: room for {slots}, {live} classes"
+    );
+    assert!(
+        by_key <= bound,
+        "classes by key: room for {by_key}, {live} classes"
+    );
+    assert!(
+        specs <= bound,
+        "interned specs: room for {specs}, {live} classes"
+    );
+    assert_eq!(assert_indexes_follow_records(&registry).len(), live);
+}
