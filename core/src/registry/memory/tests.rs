@@ -623,6 +623,94 @@ fn assert_indexes_follow_records(registry: &InMemoryWorkerRegistry) -> Vec<Worke
     all
 }
 
+/// Each deadline query (`find_unhealthy`, `count_unhealthy`, `find_startup_expired`,
+/// `find_for_termination`) of `registry` against a recount from `all`, its snapshots: at
+/// timeouts of 0 to 5 ms and of an hour to 30 days. `at` names the step in a failure.
+fn assert_deadlines_match_a_recount(registry: &InMemoryWorkerRegistry, all: &[Worker], at: &str) {
+    use crate::worker::TerminationReason as R;
+    use std::collections::{BTreeMap, BTreeSet};
+    let ms = Duration::from_millis;
+    let now = registry.now();
+    let floor = registry.floor();
+    // Each deadline query against a recount from the snapshots.
+    for timeout in [0u64, 1, 2, 5, 3_600_000, 86_400_000 * 13, 86_400_000 * 30] {
+        let want: BTreeSet<WorkerId> = all
+            .iter()
+            .filter(|w| {
+                w.state.heartbeat_monitored()
+                    && now
+                        .checked_sub(timeout)
+                        .is_some_and(|cut| w.last_heartbeat.max(floor) < cut)
+            })
+            .map(|w| w.id)
+            .collect();
+        let got: BTreeSet<WorkerId> = registry
+            .find_unhealthy(ms(timeout))
+            .unwrap()
+            .iter()
+            .map(|w| w.id)
+            .collect();
+        assert_eq!(got, want, "{at}: unhealthy {timeout}");
+        assert_eq!(
+            registry.count_unhealthy(ms(timeout)).unwrap(),
+            want.len(),
+            "{at}: count_unhealthy {timeout}"
+        );
+        let want: BTreeSet<WorkerId> = all
+            .iter()
+            .filter(|w| {
+                w.state.is_starting()
+                    && now
+                        .checked_sub(timeout)
+                        .is_some_and(|cut| w.created_at.max(floor) < cut)
+            })
+            .map(|w| w.id)
+            .collect();
+        let got: BTreeSet<WorkerId> = registry
+            .find_startup_expired(ms(timeout))
+            .unwrap()
+            .iter()
+            .map(|w| w.id)
+            .collect();
+        assert_eq!(got, want, "{at}: startup {timeout}");
+    }
+    let want: BTreeMap<WorkerId, R> = all
+        .iter()
+        .filter_map(|w| {
+            let lifetime = millis(w.spec.max_lifetime);
+            let idle = millis(w.spec.idle_timeout);
+            let tracked = matches!(
+                w.state,
+                WorkerState::Creating
+                    | WorkerState::Connecting
+                    | WorkerState::Ready
+                    | WorkerState::Busy
+            );
+            if tracked && w.created_at.saturating_add(lifetime) < now {
+                return Some((w.id, R::Lifetime));
+            }
+            if w.state == WorkerState::Ready && w.idle_since.unwrap().saturating_add(idle) < now {
+                return Some((w.id, R::Idle));
+            }
+            if w.state == WorkerState::Draining && w.current_job.is_none() {
+                let spent = w
+                    .spec
+                    .max_jobs
+                    .is_some_and(|m| w.jobs_executed >= u64::from(m));
+                return Some((w.id, if spent { R::MaxJobs } else { R::Drained }));
+            }
+            None
+        })
+        .collect();
+    let got: BTreeMap<WorkerId, R> = registry
+        .find_for_termination()
+        .unwrap()
+        .into_iter()
+        .map(|(w, r)| (w.id, r))
+        .collect();
+    assert_eq!(got, want, "{at}: termination");
+}
+
 /// A random walk of every operation on a few classes from `start`, checking after each step
 /// that the indexes follow the records and that each deadline query equals a recount from
 /// the snapshots: exactly at, before and after the deadlines (the clock mostly moves by 0..3
@@ -632,7 +720,6 @@ fn walk(start: Timestamp, seeds: u64) {
     use super::super::test_rng::XorShift;
     use crate::ids::JobId;
     use crate::worker::TerminationReason as R;
-    use std::collections::{BTreeMap, BTreeSet};
     let ms = Duration::from_millis;
     for seed in 1..=seeds {
         let clock = Arc::new(ManualClock::new(start));
@@ -732,87 +819,7 @@ fn walk(start: Timestamp, seeds: u64) {
                 }
             }
             let all = assert_indexes_follow_records(&registry);
-            let now = registry.now();
-            let floor = registry.floor();
-            // Each deadline query against a recount from the snapshots.
-            for timeout in [0u64, 1, 2, 5, 3_600_000, 86_400_000 * 13, 86_400_000 * 30] {
-                let want: BTreeSet<WorkerId> = all
-                    .iter()
-                    .filter(|w| {
-                        w.state.heartbeat_monitored()
-                            && now
-                                .checked_sub(timeout)
-                                .is_some_and(|cut| w.last_heartbeat.max(floor) < cut)
-                    })
-                    .map(|w| w.id)
-                    .collect();
-                let got: BTreeSet<WorkerId> = registry
-                    .find_unhealthy(ms(timeout))
-                    .unwrap()
-                    .iter()
-                    .map(|w| w.id)
-                    .collect();
-                assert_eq!(got, want, "seed {seed} step {step}: unhealthy {timeout}");
-                assert_eq!(
-                    registry.count_unhealthy(ms(timeout)).unwrap(),
-                    want.len(),
-                    "seed {seed} step {step}: count_unhealthy {timeout}"
-                );
-                let want: BTreeSet<WorkerId> = all
-                    .iter()
-                    .filter(|w| {
-                        w.state.is_starting()
-                            && now
-                                .checked_sub(timeout)
-                                .is_some_and(|cut| w.created_at.max(floor) < cut)
-                    })
-                    .map(|w| w.id)
-                    .collect();
-                let got: BTreeSet<WorkerId> = registry
-                    .find_startup_expired(ms(timeout))
-                    .unwrap()
-                    .iter()
-                    .map(|w| w.id)
-                    .collect();
-                assert_eq!(got, want, "seed {seed} step {step}: startup {timeout}");
-            }
-            let want: BTreeMap<WorkerId, R> = all
-                .iter()
-                .filter_map(|w| {
-                    let lifetime = millis(w.spec.max_lifetime);
-                    let idle = millis(w.spec.idle_timeout);
-                    let tracked = matches!(
-                        w.state,
-                        WorkerState::Creating
-                            | WorkerState::Connecting
-                            | WorkerState::Ready
-                            | WorkerState::Busy
-                    );
-                    if tracked && w.created_at.saturating_add(lifetime) < now {
-                        return Some((w.id, R::Lifetime));
-                    }
-                    if w.state == WorkerState::Ready
-                        && w.idle_since.unwrap().saturating_add(idle) < now
-                    {
-                        return Some((w.id, R::Idle));
-                    }
-                    if w.state == WorkerState::Draining && w.current_job.is_none() {
-                        let spent = w
-                            .spec
-                            .max_jobs
-                            .is_some_and(|m| w.jobs_executed >= u64::from(m));
-                        return Some((w.id, if spent { R::MaxJobs } else { R::Drained }));
-                    }
-                    None
-                })
-                .collect();
-            let got: BTreeMap<WorkerId, R> = registry
-                .find_for_termination()
-                .unwrap()
-                .into_iter()
-                .map(|(w, r)| (w.id, r))
-                .collect();
-            assert_eq!(got, want, "seed {seed} step {step}: termination");
+            assert_deadlines_match_a_recount(&registry, &all, &format!("seed {seed} step {step}"));
         }
     }
 }
@@ -1214,4 +1221,514 @@ fn a_registry_of_one_class_a_worker_gives_the_class_maps_room_back() {
         "interned specs: room for {specs}, {live} classes"
     );
     assert_eq!(assert_indexes_follow_records(&registry).len(), live);
+}
+
+/// The room of every structure of `registry` against what it holds, by the shrink rule
+/// (below a quarter full it shrinks to half, never below the minimum; growth at most
+/// doubles): a structure that missed a shrink on some path shows here. Also the shape of each
+/// shard: the column follows the slab slot for slot, every free slot is in the free set, and
+/// the slab's last slot is never free (its free tail was cut).
+fn assert_rooms_follow_the_fleet(registry: &InMemoryWorkerRegistry, at: &str) {
+    use super::super::shrink::MIN_CAPACITY as MIN;
+    let ix = registry.indexes.lock();
+    let table = ix.classes.numbered().map(|(n, _)| n as usize + 1).max();
+    let table = table.unwrap_or(0);
+    for (s, lock) in registry.shards.iter().enumerate() {
+        let shard = lock.read();
+        let (slab, free) = shard.slots();
+        let (slots, _) = shard.column.sizes();
+        let len = shard.len();
+        assert_eq!((slots, slab - free), (slab, len), "{at}: shard {s} shape");
+        assert!(
+            slab == 0 || shard.at(slab as u32 - 1).is_some(),
+            "{at}: shard {s}: the slab's last slot ({slab}) is free"
+        );
+        let c = shard.capacities();
+        assert!(
+            c.index <= (4 * len + 3).max(16),
+            "{at}: shard {s} index {c:?}, {len}"
+        );
+        assert!(
+            c.slab <= room_of(slab),
+            "{at}: shard {s} slab {c:?}, {slab} slots"
+        );
+        assert!(
+            c.column <= room_of(slab),
+            "{at}: shard {s} column {c:?}, {slab}"
+        );
+        assert!(
+            c.free_words <= 6 * MIN + 8 * (slab / 64 + 1),
+            "{at}: shard {s} free set {c:?}, {slab} slots"
+        );
+        assert!(
+            c.specs <= room_of(table),
+            "{at}: shard {s} class table {c:?}, {table}"
+        );
+        assert!(
+            c.suspects <= 4 * (c.column + 64) + MIN,
+            "{at}: shard {s} suspects {c:?}"
+        );
+    }
+    for (n, class) in ix.classes.numbered() {
+        let (ready, living) = (class.ready.len(), class.living.len());
+        assert!(
+            class.ready.capacity() <= 5 * ready + 2 * MIN,
+            "{at}: class {n}: ready set room {} for {ready}",
+            class.ready.capacity()
+        );
+        assert!(
+            class.living.capacity() <= 8 * living + 2 * MIN,
+            "{at}: class {n}: lifetime queue room {} for {living}",
+            class.living.capacity()
+        );
+    }
+    let starting = ix.startup.len();
+    assert!(
+        ix.startup.capacity() <= 8 * starting + 2 * MIN,
+        "{at}: startup queue room {} for {starting}",
+        ix.startup.capacity()
+    );
+    let jobs = ix.jobs.len();
+    assert!(
+        ix.jobs.capacity() <= 4 * jobs + 4 * MIN,
+        "{at}: job map room {} for {jobs}",
+        ix.jobs.capacity()
+    );
+    let (classes, by_key, specs) = ix.classes.capacities();
+    let live = ix.classes.iter().count();
+    assert!(
+        classes <= room_of(table),
+        "{at}: class table room {classes}, {table}"
+    );
+    assert!(
+        by_key <= 4 * live + 4 * MIN,
+        "{at}: classes by key {by_key}, {live}"
+    );
+    assert!(
+        specs <= 4 * live + 4 * MIN,
+        "{at}: interned specs {specs}, {live}"
+    );
+}
+
+/// [`assert_rooms_follow_the_fleet`]'s bound for a `Vec` of `n` entries.
+fn room_of(n: usize) -> usize {
+    (4 * n + 4).max(2 * super::super::shrink::MIN_CAPACITY)
+}
+
+/// A random id in shard `shard` (see `shard_index`).
+fn id_in_shard(rng: &mut super::super::test_rng::XorShift, shard: usize) -> WorkerId {
+    let bits = (u128::from(rng.next()) << 64) | u128::from(rng.next());
+    let mut b = bits.to_be_bytes();
+    b[0] |= 0x40;
+    b[15] = b[3] ^ shard as u8;
+    WorkerId::from_bytes(b).unwrap()
+}
+
+/// A random walk that drives the shrinks (clarified 2026-12-07) of a few shards again and
+/// again: its ids fall in three shards, so that a fleet grown by hundreds at once and culled
+/// to a few (in a random order, lowest slots first so that the tail dies last, or highest
+/// first so that it is cut on every call) rehashes the index smaller, cuts the slab's free
+/// tail, shrinks every queue, ready set, job map and class table, and empties the shards now
+/// and then; between them, every other operation, and snapshots restored into a fresh
+/// registry or into one that was grown and emptied first. After every step: every index
+/// follows the records, `stats()` equals a recount, the deadline queries equal a recount,
+/// every structure's room follows what it holds, retired ids find nothing (their heartbeats
+/// change no one's), and `claim` takes the most recently idle `Ready` worker (ties by id).
+fn shrink_walk(seed: u64, steps: u32) {
+    use super::super::test_rng::XorShift;
+    use crate::ids::JobId;
+    use crate::worker::TerminationReason as R;
+    let ms = Duration::from_millis;
+    const SHARDS: [usize; 3] = [0, 7, 63];
+    let clock = Arc::new(ManualClock::new(5_000_000));
+    let mut registry = InMemoryWorkerRegistry::with_clock(clock.clone());
+    let mut rng = XorShift(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let specs: Vec<Arc<WorkerSpec>> = vec![
+        Arc::new(
+            WorkerSpec::new("a")
+                .with_label("pool", "x")
+                .with_idle_timeout(ms(7))
+                .with_max_lifetime(ms(40)),
+        ),
+        Arc::new(
+            WorkerSpec::new("b")
+                .with_max_jobs(1)
+                .with_idle_timeout(ms(3))
+                .with_max_lifetime(ms(25)),
+        ),
+        Arc::new(
+            WorkerSpec::new("c")
+                .with_max_jobs(2)
+                .with_idle_timeout(ms(5))
+                .with_max_lifetime(ms(1_000)),
+        ),
+    ];
+    let providers = [ProviderId::new("p").unwrap(), ProviderId::new("q").unwrap()];
+    let mut live: Vec<WorkerId> = Vec::new();
+    let mut retired: Vec<WorkerId> = Vec::new();
+    let mut jobs = 0u64;
+    // Registers one worker of `class` (a spec and a provider; else any, now and then a class
+    // of its own) and moves it on: `Creating`, `Connecting`, `Ready` (mostly) or `Busy`.
+    let join = |registry: &InMemoryWorkerRegistry,
+                rng: &mut XorShift,
+                jobs: &mut u64,
+                shard: usize,
+                class: Option<usize>|
+     -> WorkerId {
+        let id = id_in_shard(rng, shard);
+        let class = class.unwrap_or_else(|| rng.below(2 * specs.len() + 1));
+        let mut handle = WorkerHandle::new(
+            providers[class / specs.len() % 2].clone(),
+            ProviderType::Docker,
+            "c",
+        );
+        handle.worker_id = id;
+        let spec = if class == 2 * specs.len() {
+            // A class of its own: class numbers are freed and reused.
+            Arc::new(WorkerSpec::new(format!("own-{}", rng.next() % 8)))
+        } else {
+            Arc::clone(&specs[class % specs.len()])
+        };
+        registry.register(handle, spec).unwrap();
+        match rng.below(5) {
+            0 => {}
+            1 => {
+                registry.update_state(&id, WorkerState::Connecting).unwrap();
+            }
+            n => {
+                registry.update_state(&id, WorkerState::Ready).unwrap();
+                if n == 4 {
+                    *jobs += 1;
+                    let job = JobId::new(format!("g{jobs}")).unwrap();
+                    registry.assign_to_job(&id, job).unwrap();
+                }
+            }
+        }
+        id
+    };
+    let slot_of = |registry: &InMemoryWorkerRegistry, id: &WorkerId| {
+        registry.shard(id).read().slot_of(id).unwrap()
+    };
+    for step in 0..steps {
+        let at = format!("seed {seed} step {step}");
+        let pick =
+            |rng: &mut XorShift, ids: &[WorkerId]| (!ids.is_empty()).then(|| rng.below(ids.len()));
+        let job = JobId::new(format!("j{}", rng.below(12))).unwrap();
+        match rng.below(24) {
+            0 | 1 => {
+                // Grow: a few hundred at once, mostly in one shard.
+                let n = 50 + rng.below(350);
+                let main = SHARDS[rng.below(SHARDS.len())];
+                let class = rng.below(2 * specs.len());
+                for _ in 0..n {
+                    let (shard, class) = if rng.below(4) == 0 {
+                        (SHARDS[rng.below(SHARDS.len())], None)
+                    } else {
+                        (main, Some(class))
+                    };
+                    live.push(join(&registry, &mut rng, &mut jobs, shard, class));
+                }
+            }
+            2 | 3 => {
+                // Cull to a few, in one of three orders.
+                let keep = match rng.below(4) {
+                    0 => 0,
+                    _ => live.len() * rng.below(32) / 256,
+                };
+                match rng.below(3) {
+                    0 => {}
+                    1 => live.sort_by_key(|id| std::cmp::Reverse(slot_of(&registry, id))),
+                    _ => live.sort_by_key(|id| slot_of(&registry, id)),
+                }
+                let mut random = rng.below(3) == 0;
+                while live.len() > keep {
+                    let i = if random {
+                        rng.below(live.len())
+                    } else {
+                        live.len() - 1
+                    };
+                    let id = live.swap_remove(i);
+                    registry.unregister(&id, R::Requested).unwrap();
+                    retired.push(id);
+                    random ^= rng.below(50) == 0;
+                }
+            }
+            4 | 5 => {
+                let shard = SHARDS[rng.below(SHARDS.len())];
+                live.push(join(&registry, &mut rng, &mut jobs, shard, None));
+            }
+            6 | 7 => {
+                if let Some(i) = pick(&mut rng, &live) {
+                    let to = WorkerState::ALL[rng.below(WorkerState::ALL.len())];
+                    let _ = registry.update_state(&live[i], to);
+                }
+            }
+            8 => {
+                if let Some(i) = pick(&mut rng, &live) {
+                    let _ = registry.assign_to_job(&live[i], job);
+                }
+            }
+            9 | 10 => {
+                // claim: the most recently idle `Ready` worker (idle long enough), ties by id.
+                let (filter, newest) = match rng.below(2) {
+                    0 => (WorkerFilter::new(), Timestamp::MAX),
+                    _ => {
+                        let idle = rng.below(4) as u64;
+                        let filter = WorkerFilter::new().idle_for(ms(idle));
+                        (filter, registry.now() - idle)
+                    }
+                };
+                let all = assert_indexes_follow_records(&registry);
+                let held = all.iter().any(|w| w.current_job.as_ref() == Some(&job));
+                let want = all
+                    .iter()
+                    .filter(|w| w.state == WorkerState::Ready && w.current_job.is_none())
+                    .filter(|w| w.idle_since.is_some_and(|since| since <= newest))
+                    .map(|w| (w.idle_since, w.id))
+                    .max();
+                match registry.claim(&filter, job.clone()) {
+                    Ok(got) => {
+                        assert!(!held, "{at}: claim of a held job");
+                        assert_eq!(got.map(|w| w.id), want.map(|w| w.1), "{at}: claim");
+                    }
+                    Err(Error::JobAlreadyAssigned { .. }) => assert!(held, "{at}: claim"),
+                    Err(e) => panic!("{at}: claim: {e}"),
+                }
+            }
+            11 | 12 => {
+                if let Some(i) = pick(&mut rng, &live) {
+                    let expected = (rng.below(2) == 0).then_some(&job);
+                    let _ = registry.release_from_job(&live[i], expected);
+                }
+            }
+            13 | 14 => {
+                if let Some(i) = pick(&mut rng, &live) {
+                    registry.heartbeat(&live[i]).unwrap();
+                }
+            }
+            15 => {
+                // A retired id's heartbeat changes nobody's.
+                if let Some(i) = pick(&mut rng, &retired) {
+                    let before: Vec<(WorkerId, Timestamp)> =
+                        assert_indexes_follow_records(&registry)
+                            .iter()
+                            .map(|w| (w.id, w.last_heartbeat))
+                            .collect();
+                    let id = retired[i];
+                    assert_eq!(registry.heartbeat(&id), Err(Error::NotFound(id)), "{at}");
+                    let after: Vec<(WorkerId, Timestamp)> =
+                        assert_indexes_follow_records(&registry)
+                            .iter()
+                            .map(|w| (w.id, w.last_heartbeat))
+                            .collect();
+                    assert_eq!(before, after, "{at}: a retired id's heartbeat");
+                }
+            }
+            16 => {
+                if let Some(i) = pick(&mut rng, &live) {
+                    let id = live.swap_remove(i);
+                    registry.unregister(&id, R::Requested).unwrap();
+                    retired.push(id);
+                }
+            }
+            17 => {
+                if rng.below(8) == 0 {
+                    let back = rng.below(50) as u64;
+                    registry
+                        .grant_grace(registry.now().saturating_sub(back))
+                        .unwrap();
+                }
+            }
+            18 => {
+                // Reload: into a fresh registry, or into one whose shards grew and were
+                // emptied (cut to nothing, caches and queues left from that fleet).
+                let snapshot = registry.snapshot().unwrap();
+                let target = InMemoryWorkerRegistry::with_clock(clock.clone());
+                if rng.below(2) == 0 {
+                    let mut gone = Vec::new();
+                    for _ in 0..100 + rng.below(300) {
+                        let shard = SHARDS[rng.below(SHARDS.len())];
+                        gone.push(join(&target, &mut rng, &mut jobs, shard, None));
+                    }
+                    clock.advance(ms(3));
+                    target.find_unhealthy(ms(1)).unwrap();
+                    for id in gone {
+                        target.unregister(&id, R::Requested).unwrap();
+                    }
+                    assert_rooms_follow_the_fleet(&target, &format!("{at}: emptied"));
+                }
+                target.restore(snapshot).unwrap();
+                registry = target;
+            }
+            _ => {
+                let by = match rng.below(10) {
+                    0 => rng.below(100) as u64,
+                    _ => rng.below(4) as u64,
+                };
+                clock.advance(ms(by));
+            }
+        }
+        let all = assert_indexes_follow_records(&registry);
+        assert_eq!(all.len(), live.len(), "{at}: count");
+        assert_rooms_follow_the_fleet(&registry, &at);
+        assert_deadlines_match_a_recount(&registry, &all, &at);
+        let idle: Vec<WorkerId> = registry
+            .longest_idle(3)
+            .unwrap()
+            .iter()
+            .map(|w| w.id)
+            .collect();
+        let mut ready: Vec<(Option<Timestamp>, WorkerId)> = all
+            .iter()
+            .filter(|w| w.state == WorkerState::Ready && w.current_job.is_none())
+            .map(|w| (w.idle_since, w.id))
+            .collect();
+        ready.sort();
+        let want: Vec<WorkerId> = ready.iter().take(3).map(|k| k.1).collect();
+        assert_eq!(idle, want, "{at}: longest_idle");
+        for _ in 0..4 {
+            if let Some(i) = pick(&mut rng, &retired) {
+                let id = retired[i];
+                assert_eq!(registry.get(&id).unwrap(), None, "{at}");
+                assert_eq!(
+                    registry.update_state(&id, WorkerState::Ready),
+                    Err(Error::NotFound(id)),
+                    "{at}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_walk_through_shrinks_and_tail_cuts_keeps_every_index_and_room_in_step() {
+    for seed in 1..=3 {
+        shrink_walk(seed, 400);
+    }
+}
+
+/// Heartbeats racing tail cuts, index and column shrinks and slot reuse in one shard
+/// (clarified 2026-12-07): each round, the old generation is cut to nothing (in a random
+/// order, or its highest slots last, so that the tail is cut in one go, or first, so that it
+/// is cut on every call) while a new one, which nobody heartbeats, registers into the lowest
+/// slots; two threads heartbeat the old generation and every retired id meanwhile, a third
+/// runs health checks (passes under the write lock, the cache under the read lock) and the
+/// deadline queries that resolve queue entries by slot. No
+/// heartbeat reaches a new worker (its last heartbeat is still its own when its round ends),
+/// every heartbeat answers `Ok` or `NotFound`, no stale queue entry lists a slot's new
+/// occupant as due (lifetime, startup), and at the end every index and room follows the
+/// records.
+#[test]
+fn heartbeats_racing_tail_cuts_and_shrinks_never_reach_a_new_occupant() {
+    use super::super::test_rng::XorShift;
+    use parking_lot::Mutex as PlMutex;
+    const ROUNDS: usize = 60;
+    const FLEET: usize = 600;
+    let (clock, registry) = registry();
+    // A lifetime short enough that the old workers come due while the new ones do not.
+    let spec = Arc::new(WorkerSpec::new("img").with_max_lifetime(Duration::from_millis(20)));
+    let mut rng = XorShift(0x5eed_0000_0000_0042);
+    let join = |rng: &mut XorShift| {
+        let id = id_in_shard(rng, 9);
+        let mut handle =
+            WorkerHandle::new(ProviderId::new("p").unwrap(), ProviderType::Docker, "c");
+        handle.worker_id = id;
+        registry.register(handle, Arc::clone(&spec)).unwrap();
+        let w = registry.update_state(&id, WorkerState::Connecting).unwrap();
+        (id, w.last_heartbeat)
+    };
+    let first: Vec<WorkerId> = (0..FLEET).map(|_| join(&mut rng).0).collect();
+    // What the heartbeat threads aim at: the current generation and every retired id.
+    let targets: PlMutex<Arc<Vec<WorkerId>>> = PlMutex::new(Arc::new(first.clone()));
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for t in 0..2u64 {
+            let (registry, clock, targets, done) = (&registry, &clock, &targets, &done);
+            s.spawn(move || {
+                let mut rng = XorShift(0x1234_5678 + t);
+                while !done.load(Ordering::Acquire) {
+                    let list = Arc::clone(&targets.lock());
+                    for _ in 0..64 {
+                        let id = list[rng.below(list.len())];
+                        match registry.heartbeat(&id) {
+                            Ok(()) | Err(Error::NotFound(_)) => {}
+                            Err(e) => panic!("heartbeat: {e}"),
+                        }
+                    }
+                    clock.advance(Duration::from_millis(1));
+                }
+            });
+        }
+        {
+            let (registry, done) = (&registry, &done);
+            s.spawn(move || {
+                let mut n = 0u64;
+                while !done.load(Ordering::Acquire) {
+                    n += 1;
+                    let timeout = Duration::from_millis(n % 7);
+                    registry.find_unhealthy(timeout).unwrap();
+                    registry.count_unhealthy(timeout).unwrap();
+                    // The queues name slots: what they list is due by its own record (a
+                    // stale entry resolved to a slot's new occupant would list a young one).
+                    let listed = registry.find_for_termination().unwrap();
+                    let expired = registry.find_startup_expired(timeout).unwrap();
+                    let now = registry.now();
+                    for (w, reason) in &listed {
+                        assert_eq!(*reason, TerminationReason::Lifetime, "{w:?}");
+                        assert!(w.created_at + 20 < now, "not due: {w:?} at {now}");
+                    }
+                    for w in &expired {
+                        assert!(w.state.is_starting(), "{w:?}");
+                        assert!(w.created_at < now - millis(timeout), "not due: {w:?}");
+                    }
+                    std::thread::yield_now();
+                }
+            });
+        }
+        let mut old = first;
+        let mut retired: Vec<WorkerId> = Vec::new();
+        for round in 0..ROUNDS {
+            match round % 3 {
+                0 => {}
+                1 => old.sort_by_key(|id| registry.shard(id).read().slot_of(id)),
+                _ => old.sort_by_key(|id| std::cmp::Reverse(registry.shard(id).read().slot_of(id))),
+            }
+            let mut new: Vec<(WorkerId, Timestamp)> = Vec::new();
+            while !old.is_empty() {
+                let i = if round % 3 == 0 {
+                    rng.below(old.len())
+                } else {
+                    old.len() - 1
+                };
+                let id = old.swap_remove(i);
+                registry
+                    .unregister(&id, TerminationReason::Requested)
+                    .unwrap();
+                retired.push(id);
+                // The new generation comes in at a varying pace: the shard shrinks to a
+                // few, then grows back.
+                if rng.below(4) == 0 || (round % 2 == 1 && rng.below(2) == 0) {
+                    new.push(join(&mut rng));
+                }
+            }
+            while new.len() < FLEET / (1 + round % 4) {
+                new.push(join(&mut rng));
+            }
+            for (id, at) in &new {
+                assert_eq!(
+                    registry.get(id).unwrap().unwrap().last_heartbeat,
+                    *at,
+                    "round {round}: a heartbeat reached a new worker"
+                );
+            }
+            old = new.iter().map(|(id, _)| *id).collect();
+            let mut list = old.clone();
+            list.extend_from_slice(&retired);
+            *targets.lock() = Arc::new(list);
+        }
+        done.store(true, Ordering::Release);
+    });
+    let all = assert_indexes_follow_records(&registry);
+    assert_rooms_follow_the_fleet(&registry, "after the race");
+    assert_deadlines_match_a_recount(&registry, &all, "after the race");
 }
