@@ -1615,7 +1615,7 @@ fn a_walk_through_shrinks_and_tail_cuts_keeps_every_index_and_room_in_step() {
 /// runs health checks (passes under the write lock, the cache under the read lock) and the
 /// deadline queries that resolve queue entries by slot. No
 /// heartbeat reaches a new worker (its last heartbeat is still its own when its round ends),
-/// every heartbeat answers `Ok` or `NotFound`, no stale queue entry lists a slot's new
+/// every heartbeat answers `Ok` or `NotFound` and none that answered `Ok` is lost, no stale queue entry lists a slot's new
 /// occupant as due (lifetime, startup), and at the end every index and room follows the
 /// records.
 #[test]
@@ -1650,8 +1650,15 @@ fn heartbeats_racing_tail_cuts_and_shrinks_never_reach_a_new_occupant() {
                     let list = Arc::clone(&targets.lock());
                     for _ in 0..64 {
                         let id = list[rng.below(list.len())];
+                        let before = registry.now();
                         match registry.heartbeat(&id) {
-                            Ok(()) | Err(Error::NotFound(_)) => {}
+                            // Not lost: it reads back unless the worker left since.
+                            Ok(()) => {
+                                if let Some(w) = registry.get(&id).unwrap() {
+                                    assert!(w.last_heartbeat >= before, "lost: {w:?} {before}");
+                                }
+                            }
+                            Err(Error::NotFound(_)) => {}
                             Err(e) => panic!("heartbeat: {e}"),
                         }
                     }
