@@ -3,6 +3,8 @@
 //! server that stops answering.
 
 mod common;
+#[path = "../../core/tests/support/lease_contract.rs"]
+mod lease_contract;
 
 use std::sync::{mpsc, Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -69,6 +71,17 @@ fn terms_grow_and_only_the_held_term_is_renewed() {
         Some(t2.clone())
     );
     assert_eq!(a.current().unwrap(), Some(t2));
+}
+
+/// The lease conformance suite (core/tests/support/lease_contract.rs) on PostgreSQL.
+#[test]
+fn the_postgres_lease_keeps_the_lease_contract() {
+    let (clock, registry, _schema) = registry("lease_contract");
+    lease_contract::terms_are_consecutive(lease_contract::LeaseUnderTest {
+        clock,
+        ttl: TTL,
+        replica: Box::new(move |holder| Arc::new(registry.leadership(holder, TTL).unwrap())),
+    });
 }
 
 #[test]

@@ -24,7 +24,8 @@ use serde::Serialize;
 use crate::clock::{millis, Clock, Timestamp};
 use crate::error::{quote_input, Error, Result};
 
-/// A fencing token: strictly increasing across the successive leaders of one store.
+/// A fencing token: strictly increasing across the successive leaders of one store, by one
+/// at each acquisition (see [`Leadership`]'s contract: terms are consecutive).
 pub type Term = u64;
 
 /// Who holds a lease, under which term, since when (the store's clock).
@@ -58,6 +59,16 @@ pub enum LeaseStatus {
 ///   was free, expired, or held under another term) makes a **new term**, larger than every
 ///   term before; renewing (this holder holds exactly `held`) keeps the term and moves the
 ///   expiry to `now + ttl`. A holder never renews a term it does not hold.
+/// - **Terms are consecutive**: the first acquisition takes term 1, and every later one the
+///   previous term + 1, whoever acquires and however the previous term ended (expired, given
+///   up, or held by the same holder under a term it no longer names); only a renewal keeps a
+///   term. So a replica that held term `t` and now holds `t + 1` knows that nobody led in
+///   between, and one that holds more knows that somebody did: the manager relies on it for a
+///   create that spans a lease change (see
+///   [`provision_worker`](crate::WorkerLifecycleManager::provision_worker)). A store that
+///   skipped terms would have a replica check the provider after its own re-acquisition
+///   (harmless, one listing); a store whose terms went back to an earlier one (a lease row
+///   deleted and made again) breaks fencing altogether.
 /// - Expiry is judged on the store's one clock (the database's, or the given manual clock), so
 ///   replicas with skewed clocks agree on it.
 /// - Leases are not advisory locks: they survive connection loss and poolers, and a lease

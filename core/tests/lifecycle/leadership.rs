@@ -1340,6 +1340,19 @@ fn a_step_down_during_a_renewal_never_leaves_two_leaders() {
     }
 }
 
+/// The lease conformance suite on [`InMemoryLease`] (pg/tests/leadership.rs runs it on
+/// PostgreSQL).
+#[test]
+fn the_in_memory_lease_keeps_the_lease_contract() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let lease = InMemoryLease::new(clock.clone(), "a", TTL);
+    crate::lease_contract::terms_are_consecutive(crate::lease_contract::LeaseUnderTest {
+        clock,
+        ttl: TTL,
+        replica: Box::new(move |holder| Arc::new(lease.replica(holder))),
+    });
+}
+
 #[test]
 fn the_in_memory_manager_leads_from_the_start_as_before() {
     let f = Fixture::default();

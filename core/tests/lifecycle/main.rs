@@ -8,6 +8,8 @@
 #[path = "../registry/backend.rs"]
 mod backend;
 mod common;
+#[path = "../support/lease_contract.rs"]
+mod lease_contract;
 #[path = "../support/rng.rs"]
 mod rng;
 #[path = "../support/test_registry.rs"]
