@@ -55,6 +55,11 @@ pub enum CreateStep {
     DuplicateId(WorkerId),
     /// Blocks until [`TestProvider::release_stalled`] is called, then fails.
     StallFail(&'static str),
+    /// Makes the instance at once (listed from then on), then blocks until
+    /// [`TestProvider::release_stalled`] is called and succeeds: a create whose reply is slow.
+    /// The instance is not made again when the reply comes (destroyed meanwhile, it stays
+    /// gone). Without [`fencing`](TestProvider::fencing).
+    StallReply,
 }
 
 /// What the next `destroy_worker` does.
@@ -106,6 +111,8 @@ pub struct TestProvider {
     highest_token: AtomicU64,
     /// The calls refused for their token: `(call, token)` as in `tokens`.
     pub refused: Mutex<Vec<(String, Term)>>,
+    /// The next `list_workers` calls fail, one with each of these messages, in order.
+    pub list_failures: Mutex<VecDeque<&'static str>>,
 }
 
 impl std::fmt::Debug for TestProvider {
@@ -147,6 +154,7 @@ impl TestProvider {
             fencing: AtomicBool::new(false),
             highest_token: AtomicU64::new(0),
             refused: Mutex::new(Vec::new()),
+            list_failures: Mutex::new(VecDeque::new()),
         })
     }
 
@@ -268,6 +276,9 @@ impl WorkerProvider for TestProvider {
             return Err(ProviderError::unsupported("list_workers"));
         }
         self.reenter_now();
+        if let Some(message) = self.list_failures.lock().pop_front() {
+            return Err(ProviderError::new(message));
+        }
         Ok(self.instances.lock().values().cloned().collect())
     }
 }
@@ -293,16 +304,23 @@ impl TestProvider {
         self.calls.lock().push("create".to_owned());
         self.reenter_now();
         let step = self.creates.lock().pop_front().unwrap_or(CreateStep::Ok);
-        self.creating_now.fetch_add(1, Ordering::SeqCst);
-        if let Some(delay) = *self.create_delay.lock() {
-            std::thread::sleep(delay);
-        }
         let n = self.next.fetch_add(1, Ordering::SeqCst);
         let resource = format!("{}-{n}", self.id);
         let handle = WorkerHandle {
             worker_id: id,
             ..WorkerHandle::new(self.id.clone(), ProviderType::Docker, &resource)
         };
+        let made_before_the_reply = matches!(step, CreateStep::StallReply);
+        if made_before_the_reply {
+            // Made before a thread waiting on `creating_now` sees this call inside.
+            self.instances
+                .lock()
+                .insert(handle.resource_id.clone(), handle.clone());
+        }
+        self.creating_now.fetch_add(1, Ordering::SeqCst);
+        if let Some(delay) = *self.create_delay.lock() {
+            std::thread::sleep(delay);
+        }
         let result = match step {
             CreateStep::Ok => Ok(handle),
             CreateStep::Fail(msg) => Err(ProviderError::new(msg)),
@@ -312,7 +330,7 @@ impl TestProvider {
                 self.creating_now.fetch_sub(1, Ordering::SeqCst);
                 panic!("provider {} exploded", self.id)
             }
-            CreateStep::Stall => {
+            CreateStep::Stall | CreateStep::StallReply => {
                 self.stall_rx.recv().unwrap();
                 Ok(handle)
             }
@@ -326,7 +344,7 @@ impl TestProvider {
             }),
         };
         let result = self.admit("create", token).and(result);
-        if let Ok(handle) = &result {
+        if let (Ok(handle), false) = (&result, made_before_the_reply) {
             self.instances
                 .lock()
                 .insert(handle.resource_id.clone(), handle.clone());

@@ -1862,9 +1862,11 @@ fn a_misnamed_create_after_the_lease_is_lost_destroys_nothing() {
 
 /// The create of the test above, whose replica loses the lease again before the create
 /// returns (to a third replica, unseen by its own clock): over `max_workers`, its instance is
-/// not destroyed by a replica that no longer leads, but left to whoever leads (remembered as
-/// an orphan). Before, that destroy was made after the replica's own fence alone, without the
-/// store's word.
+/// not destroyed by a replica that no longer leads, but left to whoever leads. Before, that
+/// destroy was made after the replica's own fence alone, without the store's word. (Since
+/// 2026-12-07 the replica, leading under term 3 after b's term 2, asks the store before it
+/// asks the provider whether the instance is still there, and stops there: `NotLeader`, not
+/// `CapacityExceeded`.)
 #[test]
 fn a_create_over_capacity_after_a_third_lease_change_destroys_nothing() {
     let c = cluster();
@@ -1875,7 +1877,8 @@ fn a_create_over_capacity_after_a_third_lease_change_destroys_nothing() {
     c.provider.release_stalled(1);
     let outcome = provisioning.join().unwrap();
     let err = outcome.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::CapacityExceeded, "{err}");
+    assert_eq!(err.kind(), ErrorKind::NotLeader, "{err}");
+    assert!(err.to_string().contains("c under term 4"), "{err}");
     assert_eq!(
         c.count_calls("destroy"),
         destroys,

@@ -375,3 +375,169 @@ fn a_second_concurrent_tick_is_skipped() {
     assert!(!first.skipped);
     assert_eq!(first.provisioned.len(), 1);
 }
+
+/// Two replicas, a and b, of a manager on one registry of the backend under test, sharing an
+/// [`InMemoryLease`] on the registry's clock (which is their own clock too), the test provider
+/// registered on both: a create of a's that spans lease changes.
+struct Replicas {
+    clock: Arc<ManualClock>,
+    registry: Arc<dyn WorkerRegistry>,
+    provider: Arc<TestProvider>,
+    a: Arc<WorkerLifecycleManager>,
+    b: Arc<WorkerLifecycleManager>,
+}
+
+const TTL: Duration = Duration::from_secs(15);
+
+impl Replicas {
+    fn new() -> Replicas {
+        let clock = Arc::new(ManualClock::new(T0));
+        let registry = crate::backend::new_registry(clock.clone());
+        let provider = TestProvider::new("test");
+        let lease = InMemoryLease::new(clock.clone(), "a", TTL);
+        let replica = |holder: &str| {
+            let manager = WorkerLifecycleManager::with_leadership(
+                registry.clone(),
+                WorkerLifecycleConfig {
+                    min_ready_workers: 0,
+                    // No brake: the health check expires what it finds expired.
+                    max_unhealthy_fraction: 1.0,
+                    ..config()
+                },
+                Arc::new(lease.replica(holder)),
+                clock.clone(),
+            )
+            .unwrap();
+            manager.register_provider(provider.clone()).unwrap();
+            Arc::new(manager)
+        };
+        let (a, b) = (replica("a"), replica("b"));
+        Replicas {
+            clock,
+            registry,
+            provider,
+            a,
+            b,
+        }
+    }
+
+    /// a leads (term 1) and provisions on a thread of its own into a create that does `step`
+    /// (a stall). Returns once the create is inside the provider.
+    fn a_provisions_into(&self, step: CreateStep) -> std::thread::JoinHandle<Result<Worker>> {
+        assert!(self.a.tick(0).leading);
+        self.provider.script_creates([step]);
+        let a = Arc::clone(&self.a);
+        let pid = self.provider.id.clone();
+        let provisioning = std::thread::spawn(move || a.provision_worker(&pid, spec()));
+        TestProvider::wait_for(&self.provider.creating_now, 1);
+        provisioning
+    }
+
+    /// a stays inside its create past the ttl; b takes the lease over (term 2: its takeover
+    /// reconcile lists the provider) and steps down; a leads again (term 3).
+    fn b_leads_in_between(&self) {
+        self.clock.advance(TTL + secs(1));
+        assert!(self.b.tick(0).leading);
+        self.b.step_down().unwrap();
+        assert!(self.a.tick(0).leading);
+    }
+
+    fn count(&self, call: &str) -> usize {
+        self.provider.calls().iter().filter(|c| *c == call).count()
+    }
+}
+
+/// a's create spans b's term: b's takeover reconcile found a's new instance without a record
+/// and destroyed it as an orphan. When a's create returns under term 3 (terms are consecutive:
+/// someone led in between), a asks the provider, which no longer lists the instance: a neither
+/// registers the worker nor destroys the instance again, and says so; not a failure of the
+/// provider (no back-off, no `ProvisionFailed`). Before (clarified 2026-12-07), a registered
+/// it: the worker never reported in, a's health check expired it at `startup_timeout` and
+/// destroyed its instance a second time.
+#[test]
+fn a_create_whose_instance_another_leader_destroyed_meanwhile_is_not_registered() {
+    let r = Replicas::new();
+    let provisioning = r.a_provisions_into(CreateStep::StallReply);
+    let resource = r.provider.instance_ids()[0].clone();
+    r.b_leads_in_between();
+    assert_eq!(
+        r.provider.destroys_of(&resource),
+        1,
+        "b's reconcile destroyed it"
+    );
+    r.provider.release_stalled(1);
+    let outcome = provisioning.join().unwrap();
+    // What a's ticks do with a record of it: expired at `startup_timeout`, and destroyed.
+    for _ in 0..11 {
+        r.clock.advance(config().health_check_interval);
+        r.a.tick(0);
+    }
+    assert_eq!(
+        r.provider.destroys_of(&resource),
+        1,
+        "instance {resource} destroyed twice: {:?}; {outcome:?}",
+        r.provider.calls()
+    );
+    assert_eq!(r.registry.count().unwrap(), 0, "{outcome:?}");
+    let err = outcome.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotLeader, "{err}");
+    assert!(
+        err.to_string().contains("no longer lists instance test-0"),
+        "{err}"
+    );
+    assert!(r.a.provider_backoff().is_empty());
+    assert_eq!(r.a.stats().unwrap().in_flight, 0);
+}
+
+/// a's create spans its own loss and re-acquisition of the lease, nobody leading in between
+/// (term 1, then 2): registered as a create of one term is, without asking the provider.
+#[test]
+fn a_create_that_outlives_its_own_re_acquisition_is_registered() {
+    let r = Replicas::new();
+    let provisioning = r.a_provisions_into(CreateStep::StallReply);
+    r.a.step_down().unwrap();
+    assert!(r.a.tick(0).leading);
+    let lists = r.count("list");
+    r.provider.release_stalled(1);
+    let worker = provisioning.join().unwrap().unwrap();
+    assert!(r.registry.get(&worker.id).unwrap().is_some());
+    assert_eq!(
+        r.count("list"),
+        lists,
+        "term 2 = 1 + 1: nobody led in between"
+    );
+    assert_eq!(r.count("destroy"), 0, "{:?}", r.provider.calls());
+}
+
+/// a's create spans b's term, but b's reconcile did not see the instance (the cloud made it
+/// after b's listing): still listed when a asks, it is registered.
+#[test]
+fn a_create_that_outlives_another_leaders_term_is_registered_when_still_listed() {
+    let r = Replicas::new();
+    let provisioning = r.a_provisions_into(CreateStep::Stall);
+    r.b_leads_in_between();
+    let lists = r.count("list");
+    r.provider.release_stalled(1);
+    let worker = provisioning.join().unwrap().unwrap();
+    assert!(r.registry.get(&worker.id).unwrap().is_some());
+    assert_eq!(r.count("list"), lists + 1, "a asked the provider");
+    assert_eq!(r.count("destroy"), 0, "{:?}", r.provider.calls());
+}
+
+/// The same when the provider's listing fails: nobody can say whether the instance is still
+/// there, and it is registered, as before (the residual risk DESIGN.md states: had b's
+/// reconcile destroyed it, its record expires at `startup_timeout` and its destroy is the
+/// second).
+#[test]
+fn a_create_that_outlives_another_leaders_term_is_registered_when_the_listing_fails() {
+    let r = Replicas::new();
+    let provisioning = r.a_provisions_into(CreateStep::Stall);
+    r.b_leads_in_between();
+    let lists = r.count("list");
+    r.provider.list_failures.lock().push_back("cloud API down");
+    r.provider.release_stalled(1);
+    let worker = provisioning.join().unwrap().unwrap();
+    assert!(r.registry.get(&worker.id).unwrap().is_some());
+    assert_eq!(r.count("list"), lists + 1, "a asked the provider");
+    assert!(r.a.provider_backoff().is_empty());
+}

@@ -11,7 +11,7 @@ use crate::registry::pool_of;
 use crate::worker::{Worker, WorkerHandle, WorkerSpec};
 
 use super::super::lease::Term;
-use super::super::provider::{ProviderError, WorkerProvider};
+use super::super::provider::{guarded, ProviderError, WorkerProvider};
 use super::super::report::ProvisionFailure;
 use super::providers::ProviderEntry;
 use super::{bump, WorkerLifecycleManager};
@@ -156,7 +156,8 @@ impl WorkerLifecycleManager {
     /// led again under a new term meanwhile and the fleet filled up in between: the new
     /// instance is then destroyed); [`Error::NotLeader`] when another replica
     /// leads (this manager's lease, the store's lease row, or the provider's refusal of the
-    /// fencing token says so: not a failure of the provider); [`Error::Provider`] when the
+    /// fencing token says so: not a failure of the provider), or led while the create was in
+    /// flight and the provider no longer lists the new instance (see below); [`Error::Provider`] when the
     /// provider failed or panicked; a registry error when the handle could not be registered
     /// (the new instance is then destroyed, so nothing leaks): [`Error::InvalidArgument`] for
     /// a handle over the registry's limits (resource id, metadata). A registration that failed
@@ -164,6 +165,22 @@ impl WorkerLifecycleManager {
     /// commit): the registry is asked, and a worker it holds is returned as provisioned; when
     /// it cannot say either, the error is returned and the instance is kept as an orphan,
     /// destroyed by a later tick once the registry says no record holds it.
+    ///
+    /// A create that returns after another replica led meanwhile (this replica leads again
+    /// under a term more than one past the create's: terms are consecutive, see
+    /// [`Leadership`](crate::Leadership)) may have had its instance destroyed by that leader's
+    /// reconcile, which saw it without a record. The provider is asked first (one
+    /// [`list_workers`](WorkerProvider::list_workers), under the lease confirmed by the
+    /// store): an instance it no longer lists (by resource id or by the worker's id) is neither
+    /// registered nor destroyed again, and the call fails with [`Error::NotLeader`] (no
+    /// `ProvisionFailed`, no back-off); one it lists is registered as usual. A provider that
+    /// does not list, or whose listing fails, cannot say: the worker is registered, and should
+    /// its instance be gone, it never reports in and its destroy at `startup_timeout` is the
+    /// instance's second (answered `NotFound` by most clouds). A listing that lags behind the
+    /// create (an eventually consistent cloud API) leaves the instance unregistered and
+    /// undestroyed until a reconcile of the leader finds it (`reconcile_interval`). A create
+    /// that returns to this replica leading under the next term (it lost the lease and took it
+    /// again, nobody leading in between) is registered without that look.
     ///
     /// A spec carrying the label [`POOL_LABEL`](crate::POOL_LABEL) makes a worker of that pool
     /// (counted as its capacity on its way). Should the pool be removed while the create is in
@@ -288,6 +305,46 @@ impl WorkerLifecycleManager {
                 return Err((e, None));
             }
         };
+        // Leading again under a term past the next one: another replica led in between
+        // (terms are consecutive, see `Leadership`), and its reconcile, which cannot see this
+        // ledger, may have taken the new instance for an orphan and destroyed it. Registered
+        // then, it would never report in, and the health check's destroy of it at
+        // `startup_timeout` would be its second: the provider is asked first.
+        if term > token.saturating_add(1) {
+            match self.still_listed(&entry, &handle) {
+                Ok(Some(true)) => {}
+                Ok(Some(false)) => {
+                    drop(ticket);
+                    return Err((
+                        Error::NotLeader(format!(
+                            "worker {id} was created under term {token}, and another replica \
+                             led before this one led again under term {term}: provider \
+                             {provider_id} no longer lists instance {} (that leader's reconcile \
+                             destroyed it as an orphan): not registered, not destroyed again",
+                            handle.resource_id
+                        )),
+                        None,
+                    ));
+                }
+                // Nobody can say: registered as before (DESIGN.md, "#14", the residual risk).
+                Ok(None) => {}
+                Err(lost) => {
+                    // Not remembered as an orphan: the leader in between may have destroyed it
+                    // already, and a retry of this replica's would be the second destroy.
+                    // Whoever leads next finds it (its takeover or periodic reconcile) if it
+                    // is still there.
+                    drop(ticket);
+                    return Err((
+                        Error::NotLeader(format!(
+                            "{lost}; instance {} of provider {provider_id} was created under \
+                             term {token} but not registered (left to whoever leads next)",
+                            handle.resource_id
+                        )),
+                        None,
+                    ));
+                }
+            }
+        }
         // Leading again under a new term: the reservation was made on this replica's view of
         // the fleet under its old term, and the leaders in between, who cannot see this
         // ledger, may have filled the fleet up to `max_workers` meanwhile.
@@ -364,6 +421,24 @@ impl WorkerLifecycleManager {
                 drop(ticket);
                 Err((e, None))
             }
+        }
+    }
+
+    /// Whether `entry`'s provider still lists the instance of `handle` (its resource id, or
+    /// the worker id the manager made for the create), asked under the lease confirmed by the
+    /// store, as [`reconcile`](Self::reconcile) lists. `None` when the provider cannot say:
+    /// it does not list ([`list_workers`](WorkerProvider::list_workers) unsupported), or its
+    /// listing failed or panicked. Cost: one listing of the provider's instances.
+    ///
+    /// # Errors
+    /// [`Error::NotLeader`] when this replica no longer leads (nothing is asked then).
+    fn still_listed(&self, entry: &ProviderEntry, handle: &WorkerHandle) -> Result<Option<bool>> {
+        self.confirm()?;
+        match guarded("list_workers", || entry.provider.list_workers()) {
+            Ok(listed) => Ok(Some(listed.iter().any(|h| {
+                h.resource_id == handle.resource_id || h.worker_id == handle.worker_id
+            }))),
+            Err(_) => Ok(None),
         }
     }
 
