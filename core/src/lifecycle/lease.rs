@@ -548,6 +548,12 @@ impl LeaseKeeper {
         }
     }
 
+    /// The term this process holds, whether or not its trust window is open now (`None` when
+    /// it holds none: never acquired, lost, given up, or a forked copy).
+    pub(crate) fn held(&self) -> Option<Term> {
+        self.state.lock().held()
+    }
+
     /// Whether the last renewal said this replica leads (whatever the window says now).
     pub(crate) fn leader(&self) -> Option<LeaderInfo> {
         self.state.lock().leader.clone()

@@ -541,3 +541,38 @@ fn a_create_that_outlives_another_leaders_term_is_registered_when_the_listing_fa
     assert_eq!(r.count("list"), lists + 1, "a asked the provider");
     assert!(r.a.provider_backoff().is_empty());
 }
+
+/// The create of the first test above, whose replica's trust window closes (a renews nothing:
+/// its clock moves past the ttl while nobody takes the lease) after it led again under term 3:
+/// its fence after the create fails while it still holds term 3. The instance b's reconcile
+/// destroyed is not remembered as an orphan of a's: a's next tick, renewing term 3, would
+/// destroy it a second time. Left to a reconcile of whoever leads (if it is still there).
+#[test]
+fn a_create_whose_window_closed_after_another_leaders_term_destroys_nothing() {
+    let r = Replicas::new();
+    let provisioning = r.a_provisions_into(CreateStep::StallReply);
+    let resource = r.provider.instance_ids()[0].clone();
+    r.b_leads_in_between();
+    assert_eq!(
+        r.provider.destroys_of(&resource),
+        1,
+        "b's reconcile destroyed it"
+    );
+    r.clock.advance(TTL);
+    r.provider.release_stalled(1);
+    let outcome = provisioning.join().unwrap();
+    for _ in 0..2 {
+        assert!(r.a.tick(0).leading, "a renews term 3");
+    }
+    assert_eq!(
+        r.provider.destroys_of(&resource),
+        1,
+        "instance {resource} destroyed twice: {:?}; {outcome:?}",
+        r.provider.calls()
+    );
+    assert_eq!(r.registry.count().unwrap(), 0, "{outcome:?}");
+    let err = outcome.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotLeader, "{err}");
+    assert!(err.to_string().contains("trust window closed"), "{err}");
+    assert!(r.a.pending_orphans().is_empty());
+}

@@ -157,14 +157,15 @@ impl WorkerLifecycleManager {
     /// instance is then destroyed); [`Error::NotLeader`] when another replica
     /// leads (this manager's lease, the store's lease row, or the provider's refusal of the
     /// fencing token says so: not a failure of the provider), or led while the create was in
-    /// flight and the provider no longer lists the new instance (see below); [`Error::Provider`] when the
-    /// provider failed or panicked; a registry error when the handle could not be registered
-    /// (the new instance is then destroyed, so nothing leaks): [`Error::InvalidArgument`] for
-    /// a handle over the registry's limits (resource id, metadata). A registration that failed
-    /// with [`Error::Backend`] may have been applied all the same (a reply lost after the
-    /// commit): the registry is asked, and a worker it holds is returned as provisioned; when
-    /// it cannot say either, the error is returned and the instance is kept as an orphan,
-    /// destroyed by a later tick once the registry says no record holds it.
+    /// flight and the provider no longer lists the new instance (see below);
+    /// [`Error::Provider`] when the provider failed or panicked; a registry error when the
+    /// handle could not be registered (the new instance is then destroyed, so nothing leaks):
+    /// [`Error::InvalidArgument`] for a handle over the registry's limits (resource id,
+    /// metadata). A registration that failed with [`Error::Backend`] may have been applied all
+    /// the same (a reply lost after the commit): the registry is asked, and a worker it holds
+    /// is returned as provisioned; when it cannot say either, the error is returned and the
+    /// instance is kept as an orphan, destroyed by a later tick once the registry says no
+    /// record holds it.
     ///
     /// A create that returns after another replica led meanwhile (this replica leads again
     /// under a term more than one past the create's: terms are consecutive, see
@@ -178,9 +179,11 @@ impl WorkerLifecycleManager {
     /// its instance be gone, it never reports in and its destroy at `startup_timeout` is the
     /// instance's second (answered `NotFound` by most clouds). A listing that lags behind the
     /// create (an eventually consistent cloud API) leaves the instance unregistered and
-    /// undestroyed until a reconcile of the leader finds it (`reconcile_interval`). A create
-    /// that returns to this replica leading under the next term (it lost the lease and took it
-    /// again, nobody leading in between) is registered without that look.
+    /// undestroyed until a reconcile of the leader finds it (`reconcile_interval`), as is an
+    /// instance whose create returns to this replica holding such a term with its trust window
+    /// closed (`NotLeader`; not remembered as an orphan: its destroy could be the second). A
+    /// create that returns to this replica leading under the next term (it lost the lease and
+    /// took it again, nobody leading in between) is registered without that look.
     ///
     /// A spec carrying the label [`POOL_LABEL`](crate::POOL_LABEL) makes a worker of that pool
     /// (counted as its capacity on its way). Should the pool be removed while the create is in
@@ -298,6 +301,28 @@ impl WorkerLifecycleManager {
         // (`reconcile_interval`).
         let term = match self.fence() {
             Ok(term) => term,
+            // Still holding a term past the next one (its trust window closed): another
+            // replica led in between, whose reconcile may have destroyed the instance (see
+            // below). Remembered as an orphan, it would be destroyed by this replica's next
+            // tick, should the renewal keep that term: a second destroy. Left to a reconcile
+            // of whoever leads instead (its periodic one, if this replica keeps the term).
+            Err(e)
+                if self
+                    .lease
+                    .held()
+                    .is_some_and(|held| held > token.saturating_add(1)) =>
+            {
+                drop(ticket);
+                return Err((
+                    Error::NotLeader(format!(
+                        "{e}; instance {} of provider {provider_id} was created under term \
+                         {token}, another replica led since: not registered (left to a \
+                         reconcile of whoever leads)",
+                        handle.resource_id
+                    )),
+                    None,
+                ));
+            }
             Err(e) => {
                 // Remembered while still in flight (see `remember_orphan`).
                 let e = self.orphaned_by_lost_lease(&handle, e);
