@@ -1501,7 +1501,9 @@ void hw_manager_free(struct hw_manager *manager);
  when the provider's `create_worker` failed (or panicked, or returned a handle for another
  worker; an instance it set a resource id for before failing is destroyed first, see
  `hw_provider_callbacks`); `HW_ERR_NOT_LEADER` when another replica leads (this manager's lease, the store,
- or the provider's `HW_PROVIDER_RESULT_FENCED` says so: not counted as a provider failure);
+ or the provider's `HW_PROVIDER_RESULT_FENCED` says so: not counted as a provider failure),
+ or led while the create was in flight and the provider's `list_workers` no longer shows the
+ new instance (neither registered nor destroyed again: that leader destroyed it);
  `HW_ERR_INVALID_ARGUMENT` for a bad spec, or when `create_worker` returned OK with a
  handle the registry refuses (a resource id or metadata over their limits,
  `HW_MAX_RESOURCE_ID_LEN`, `HW_MAX_ENTRIES`, …): the new instance is then destroyed

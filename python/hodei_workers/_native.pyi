@@ -1659,6 +1659,9 @@ class LifecycleManager:
             ProviderNotFoundError: no such provider.
             CapacityExceededError: at ``max_workers`` (provisions in flight count).
             ProviderError: the provider raised or returned something unusable.
+            NotLeaderError: another replica leads, or led while the create was in flight and
+                the provider's ``list_workers`` no longer shows the new instance (neither
+                registered nor destroyed again: that leader destroyed it).
         """
     def provider_backoff(self) -> list[ProviderBackoff]:
         """Providers that automatic provisioning leaves alone after consecutive create failures."""

@@ -258,7 +258,9 @@ impl PyLifecycleManager {
     /// it on when its agent reports in). Concurrent calls never exceed max_workers.
     ///
     /// Raises ProviderNotFoundError, CapacityExceededError at max_workers (provisions in flight
-    /// count), ProviderError when the provider raised.
+    /// count), ProviderError when the provider raised, NotLeaderError when another replica
+    /// leads, or led while the create was in flight and the provider's ``list_workers`` no
+    /// longer shows the new instance (neither registered nor destroyed again).
     fn provision_worker(
         &self,
         py: Python<'_>,
