@@ -408,8 +408,9 @@ class Event:
     snake_case name (``"state_changed"``, …). Each kind is a subclass with its own fields; an
     event of a kind newer than this module is a plain Event. Registered, StateChanged,
     AssignedToJob, ReleasedFromJob, JobLost and Unregistered are the registry's own: only a
-    change of its records emits them (the core's ``publish``, the way of the manager's kinds
-    onto the stream, refuses them), so each one read tells of a change that happened."""
+    change of its records emits them (``Registry.publish``, the host's way onto the stream,
+    refuses them), so each one read tells of a change that happened. The other kinds can be made
+    with their fields, to publish."""
     @property
     def seq(self) -> int:
         """Strictly increasing per registry; a gap means this subscriber missed events."""
@@ -479,6 +480,15 @@ class ReleasedFromJob(Event):
 class HeartbeatReceived(Event):
     """A heartbeat arrived (only for subscriptions made with ``heartbeats=True``)."""
     __match_args__: ClassVar[tuple[str, ...]]
+    def __new__(cls, worker_id: str) -> HeartbeatReceived:
+        """An event to give to ``Registry.publish``: ``seq`` 0 and ``at`` 0.0 until
+        then (the registry numbers and dates the event it puts on the stream; this object does
+        not change).
+
+        Raises:
+            InvalidArgumentError: a malformed ``worker_id``.
+            TypeError: an argument of the wrong type.
+        """
     @property
     def worker_id(self) -> str:
         """The event's ``worker_id`` (see the class docstring)."""
@@ -487,6 +497,16 @@ class HeartbeatReceived(Event):
 class UnhealthyDetected(Event):
     """A worker missed its heartbeat or startup deadline; ``last_heartbeat`` is float seconds."""
     __match_args__: ClassVar[tuple[str, ...]]
+    def __new__(cls, worker_id: str, last_heartbeat: float) -> UnhealthyDetected:
+        """An event to give to ``Registry.publish``: ``seq`` 0 and ``at`` 0.0 until
+        then (the registry numbers and dates the event it puts on the stream; this object does
+        not change).
+
+        Raises:
+            InvalidArgumentError: a malformed ``worker_id``; a negative, non-finite or huge
+                ``last_heartbeat`` (float seconds since the epoch).
+            TypeError: an argument of the wrong type (a bool included).
+        """
     @property
     def worker_id(self) -> str:
         """The event's ``worker_id`` (see the class docstring)."""
@@ -520,6 +540,16 @@ class Unregistered(Event):
 class ProvisionRequested(Event):
     """The manager asked a provider for a worker."""
     __match_args__: ClassVar[tuple[str, ...]]
+    def __new__(cls, provider_id: str) -> ProvisionRequested:
+        """An event to give to ``Registry.publish``: ``seq`` 0 and ``at`` 0.0 until
+        then (the registry numbers and dates the event it puts on the stream; this object does
+        not change).
+
+        Raises:
+            InvalidArgumentError: a malformed ``provider_id`` (1..=128 bytes, no control
+                characters).
+            TypeError: an argument of the wrong type.
+        """
     @property
     def provider_id(self) -> str:
         """The event's ``provider_id`` (see the class docstring)."""
@@ -528,6 +558,15 @@ class ProvisionRequested(Event):
 class ProvisionFailed(Event):
     """A provider failed to create a worker; ``error`` says what it said."""
     __match_args__: ClassVar[tuple[str, ...]]
+    def __new__(cls, provider_id: str, error: str) -> ProvisionFailed:
+        """An event to give to ``Registry.publish``: ``seq`` 0 and ``at`` 0.0 until
+        then (the registry numbers and dates the event it puts on the stream; this object does
+        not change).
+
+        Raises:
+            InvalidArgumentError: a malformed ``provider_id``.
+            TypeError: an argument of the wrong type.
+        """
     @property
     def provider_id(self) -> str:
         """The event's ``provider_id`` (see the class docstring)."""
@@ -540,6 +579,16 @@ class DestroyFailed(Event):
     """A provider failed to destroy a worker; it stays TERMINATING and is retried with backoff.
     Not for an orphan instance (no record): its failed destroys are in the reports only."""
     __match_args__: ClassVar[tuple[str, ...]]
+    def __new__(cls, worker_id: str, provider_id: str, error: str, attempts: int) -> DestroyFailed:
+        """An event to give to ``Registry.publish``: ``seq`` 0 and ``at`` 0.0 until
+        then (the registry numbers and dates the event it puts on the stream; this object does
+        not change).
+
+        Raises:
+            InvalidArgumentError: a malformed ``worker_id`` or ``provider_id``; ``attempts``
+                outside 0..=2**32-1.
+            TypeError: an argument of the wrong type (a bool included).
+        """
     @property
     def worker_id(self) -> str:
         """The event's ``worker_id`` (see the class docstring)."""
@@ -558,6 +607,15 @@ class MassExpiryHeld(Event):
     """The health check would have declared too many workers unhealthy at once (a partition
     on the host's side, most likely) and declared none."""
     __match_args__: ClassVar[tuple[str, ...]]
+    def __new__(cls, would_expire: int, live: int) -> MassExpiryHeld:
+        """An event to give to ``Registry.publish``: ``seq`` 0 and ``at`` 0.0 until
+        then (the registry numbers and dates the event it puts on the stream; this object does
+        not change).
+
+        Raises:
+            InvalidArgumentError: a negative or huge count.
+            TypeError: an argument of the wrong type (a bool included).
+        """
     @property
     def would_expire(self) -> int:
         """The event's ``would_expire`` (see the class docstring)."""
@@ -571,6 +629,15 @@ class LeaderChanged(Event):
     it lost (``holder`` is the new leader, or None when unknown); ``term`` is the lease's
     term (the fencing token), ``by`` the replica that published the event."""
     __match_args__: ClassVar[tuple[str, ...]]
+    def __new__(cls, holder: str | None, term: int, by: str) -> LeaderChanged:
+        """An event to give to ``Registry.publish``: ``seq`` 0 and ``at`` 0.0 until
+        then (the registry numbers and dates the event it puts on the stream; this object does
+        not change).
+
+        Raises:
+            InvalidArgumentError: a negative or huge ``term``.
+            TypeError: an argument of the wrong type (a bool included).
+        """
     @property
     def holder(self) -> str | None:
         """The event's ``holder`` (see the class docstring)."""
@@ -902,6 +969,31 @@ class Registry:
 
         Raises:
             InvalidArgumentError: a capacity below 1 (0 as in Rust and C).
+        """
+    def publish(self, event: Event) -> None:
+        """Puts an event of the host on the registry's stream, with the next ``seq`` and the
+        registry's time: every subscriber reads it (on PostgreSQL, those of every process
+        sharing the registry), as it reads the manager's. The way of a host that provisions
+        workers itself to tell the fleet's subscribers what it did.
+
+        Arguments:
+            event: one of the classes a Subscription yields, made with the kind's fields
+                (``ProvisionFailed("docker-local", "quota exceeded")``) or as received; its own
+                ``seq`` and ``at`` are not used. Publishable: HeartbeatReceived (reaches only
+                subscriptions made with ``heartbeats=True``; records no heartbeat: that is
+                ``heartbeat``), UnhealthyDetected, ProvisionRequested, ProvisionFailed,
+                DestroyFailed, MassExpiryHeld, LeaderChanged.
+
+        Raises:
+            InvalidArgumentError: one of the registry's own kinds (Registered, StateChanged,
+                AssignedToJob, ReleasedFromJob, JobLost, Unregistered): only a change of its
+                records emits them, so that each one read tells of a change that happened.
+            WorkerNotFoundError: an event about a worker the registry does not hold (never
+                did, or unregistered: no event about a worker follows its Unregistered).
+            TypeError: anything but an Event.
+            BackendError: the PostgreSQL server cannot be reached.
+
+        Nothing is published when it raises.
         """
     def snapshot(self) -> str:
         """Every record plus the event ``seq``, consistent at one instant, as JSON text."""

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use hodei_workers::{EventKind, Subscription, WorkerLifecycleEvent, WorkerRegistry};
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
+use pyo3::types::{PyString, PyTuple};
 use pyo3::BoundObject;
 
-use crate::convert::{self, Seconds};
-use crate::errors::drop_detached;
+use crate::convert::{self, Float, Int, Seconds};
+use crate::errors::{drop_detached, invalid};
 use crate::types::py_repr;
 
 /// Something that happened to a worker or to the fleet, in order.
@@ -28,8 +28,9 @@ use crate::types::py_repr;
 /// snake_case name (``"state_changed"``, …). Each kind is a subclass with its own fields; an
 /// event of a kind newer than this module is a plain Event. Registered, StateChanged,
 /// AssignedToJob, ReleasedFromJob, JobLost and Unregistered are the registry's own: only a
-/// change of its records emits them (the core's ``publish``, the way of the manager's kinds
-/// onto the stream, refuses them), so each one read tells of a change that happened.
+/// change of its records emits them (``Registry.publish``, the host's way onto the stream,
+/// refuses them), so each one read tells of a change that happened. The other kinds can be made
+/// with their fields, to publish.
 #[pyclass(frozen, subclass, eq, hash, name = "Event", module = "hodei_workers")]
 #[derive(PartialEq)]
 pub(crate) struct PyEvent {
@@ -200,8 +201,108 @@ impl PyEvent {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Events made in Python, for `Registry.publish`: one constructor per kind a host may publish,
+// taking the kind's fields in the order of its `__match_args__`. The registry's own kinds have
+// none (`publish` refuses them: only the registry emits them, as it changes its records).
+
+type Made = PyResult<EventKind>;
+
+fn made_heartbeat_received(_py: Python<'_>, worker_id: &Bound<'_, PyString>) -> Made {
+    Ok(EventKind::HeartbeatReceived {
+        worker_id: convert::worker_id(worker_id, "worker_id")?,
+    })
+}
+
+fn made_unhealthy_detected(
+    py: Python<'_>,
+    worker_id: &Bound<'_, PyString>,
+    last_heartbeat: Float,
+) -> Made {
+    Ok(EventKind::UnhealthyDetected {
+        worker_id: convert::worker_id(worker_id, "worker_id")?,
+        last_heartbeat: convert::timestamp(py, last_heartbeat.0, "last_heartbeat")?,
+    })
+}
+
+fn made_provision_requested(_py: Python<'_>, provider_id: &Bound<'_, PyString>) -> Made {
+    Ok(EventKind::ProvisionRequested {
+        provider_id: convert::provider_id(provider_id, "provider_id")?,
+    })
+}
+
+fn made_provision_failed(
+    _py: Python<'_>,
+    provider_id: &Bound<'_, PyString>,
+    error: &Bound<'_, PyString>,
+) -> Made {
+    Ok(EventKind::ProvisionFailed {
+        provider_id: convert::provider_id(provider_id, "provider_id")?,
+        error: convert::text(error, "error")?.to_owned(),
+    })
+}
+
+fn made_destroy_failed(
+    py: Python<'_>,
+    worker_id: &Bound<'_, PyString>,
+    provider_id: &Bound<'_, PyString>,
+    error: &Bound<'_, PyString>,
+    attempts: Int,
+) -> Made {
+    Ok(EventKind::DestroyFailed {
+        worker_id: convert::worker_id(worker_id, "worker_id")?,
+        provider_id: convert::provider_id(provider_id, "provider_id")?,
+        error: convert::text(error, "error")?.to_owned(),
+        attempts: u32::try_from(attempts.0).map_err(|_| {
+            invalid(
+                py,
+                format!("attempts must be in 0..=4294967295, got {}", attempts.0),
+            )
+        })?,
+    })
+}
+
+fn made_mass_expiry_held(py: Python<'_>, would_expire: Int, live: Int) -> Made {
+    Ok(EventKind::MassExpiryHeld {
+        would_expire: convert::count(py, would_expire.0, "would_expire")?,
+        live: convert::count(py, live.0, "live")?,
+    })
+}
+
+fn made_leader_changed(
+    py: Python<'_>,
+    holder: Option<&Bound<'_, PyString>>,
+    term: Int,
+    by: &Bound<'_, PyString>,
+) -> Made {
+    Ok(EventKind::LeaderChanged {
+        holder: holder
+            .map(|h| convert::text(h, "holder").map(str::to_owned))
+            .transpose()?,
+        term: u64::try_from(term.0)
+            .map_err(|_| invalid(py, format!("term must be >= 0, got {}", term.0)))?,
+        by: convert::text(by, "by")?.to_owned(),
+    })
+}
+
+/// The core's event of a Python event (any of the classes, one received included), for
+/// `Registry.publish`; `TypeError` for anything else.
+pub(crate) fn event_kind_of(event: &Bound<'_, PyAny>) -> PyResult<EventKind> {
+    let event = event.cast::<PyEvent>().map_err(|_| {
+        pyo3::exceptions::PyTypeError::new_err(format!(
+            "publish takes an Event (ProvisionRequested(...), ...), not {}",
+            event
+                .get_type()
+                .name()
+                .map_or_else(|_| "that".to_owned(), |n| n.to_string())
+        ))
+    })?;
+    Ok(event.get().inner.kind.clone())
+}
+
 macro_rules! event_classes {
-    ($( $(#[doc = $doc:literal])* $Variant:ident [$($field:ident),*]; )*) => {
+    ($( $(#[doc = $doc:literal])* $Variant:ident [$($field:ident),*]
+        $( new $made:ident ($($arg:ident : $ty:ty),*) )?; )*) => {
         $(
             $(#[doc = $doc])*
             #[pyclass(frozen, extends = PyEvent, module = "hodei_workers")]
@@ -209,6 +310,18 @@ macro_rules! event_classes {
 
             #[pymethods]
             impl $Variant {
+                $(
+                    /// An event of this kind to give to ``Registry.publish``: ``seq`` 0 and
+                    /// ``at`` 0.0 until then (the registry numbers and dates the event it puts
+                    /// on the stream; this object does not change).
+                    #[new]
+                    fn __new__(py: Python<'_>, $($arg: $ty),*) -> PyResult<PyClassInitializer<Self>> {
+                        let kind = $made(py, $($arg),*)?;
+                        let event = WorkerLifecycleEvent { seq: 0, at: 0, kind };
+                        Ok(PyClassInitializer::from(PyEvent { inner: event }).add_subclass($Variant))
+                    }
+                )?
+
                 /// Field names for positional patterns in ``match`` statements.
                 #[classattr]
                 fn __match_args__(py: Python<'_>) -> PyResult<Py<PyTuple>> {
@@ -256,27 +369,39 @@ event_classes! {
     /// A worker finished (released) a job.
     ReleasedFromJob [worker_id, job_id];
     /// A heartbeat arrived (only for subscriptions made with ``heartbeats=True``).
-    HeartbeatReceived [worker_id];
+    HeartbeatReceived [worker_id]
+        new made_heartbeat_received(worker_id: &Bound<'_, PyString>);
     /// A worker missed its heartbeat or startup deadline; ``last_heartbeat`` is float seconds.
-    UnhealthyDetected [worker_id, last_heartbeat];
+    UnhealthyDetected [worker_id, last_heartbeat]
+        new made_unhealthy_detected(worker_id: &Bound<'_, PyString>, last_heartbeat: Float);
     /// A worker holding a job left service: the host must requeue ``job_id``.
     JobLost [worker_id, job_id];
     /// A worker's record left the registry; ``reason`` is a TerminationReason.
     Unregistered [worker_id, reason];
     /// The manager asked a provider for a worker.
-    ProvisionRequested [provider_id];
+    ProvisionRequested [provider_id]
+        new made_provision_requested(provider_id: &Bound<'_, PyString>);
     /// A provider failed to create a worker; ``error`` says what it said.
-    ProvisionFailed [provider_id, error];
+    ProvisionFailed [provider_id, error]
+        new made_provision_failed(provider_id: &Bound<'_, PyString>, error: &Bound<'_, PyString>);
     /// A provider failed to destroy a worker; it stays TERMINATING and is retried with backoff.
     /// Not for an orphan instance (no record): its failed destroys are in the reports only.
-    DestroyFailed [worker_id, provider_id, error, attempts];
+    DestroyFailed [worker_id, provider_id, error, attempts]
+        new made_destroy_failed(
+            worker_id: &Bound<'_, PyString>,
+            provider_id: &Bound<'_, PyString>,
+            error: &Bound<'_, PyString>,
+            attempts: Int
+        );
     /// The health check would have declared too many workers unhealthy at once (a partition
     /// on the host's side, most likely) and declared none.
-    MassExpiryHeld [would_expire, live];
+    MassExpiryHeld [would_expire, live]
+        new made_mass_expiry_held(would_expire: Int, live: Int);
     /// A replica's manager took the leadership lease (``holder`` is then its own name) or found
     /// it lost (``holder`` is the new leader, or None when unknown); ``term`` is the lease's
     /// term (the fencing token), ``by`` the replica that published the event.
-    LeaderChanged [holder, term, by];
+    LeaderChanged [holder, term, by]
+        new made_leader_changed(holder: Option<&Bound<'_, PyString>>, term: Int, by: &Bound<'_, PyString>);
 }
 
 // ---------------------------------------------------------------------------------------------

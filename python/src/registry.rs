@@ -518,6 +518,25 @@ impl PyRegistry {
         ))
     }
 
+    /// Puts an event of the host on the registry's stream, with the next ``seq`` and the
+    /// registry's time: every subscriber reads it (on PostgreSQL, those of every process
+    /// sharing the registry), as it reads the manager's. ``event`` is one of the classes a
+    /// Subscription yields, made with the kind's fields (``ProvisionFailed("docker-local",
+    /// "quota exceeded")``) or as received; its own ``seq`` and ``at`` are not used.
+    ///
+    /// Publishable: HeartbeatReceived (to subscriptions with ``heartbeats=True`` only; it
+    /// records no heartbeat), UnhealthyDetected, ProvisionRequested, ProvisionFailed,
+    /// DestroyFailed, MassExpiryHeld, LeaderChanged.
+    ///
+    /// Raises InvalidArgumentError for the registry's own kinds (Registered, StateChanged,
+    /// AssignedToJob, ReleasedFromJob, JobLost, Unregistered: only a change of its records
+    /// emits them); WorkerNotFoundError for an event about a worker the registry does not hold;
+    /// TypeError for anything but an Event. Nothing is published then.
+    fn publish(&self, py: Python<'_>, event: &Bound<'_, PyAny>) -> PyResult<()> {
+        let kind = crate::events::event_kind_of(event)?;
+        run(py, || self.inner.publish(kind))
+    }
+
     /// Every record plus the event ``seq``, consistent at one instant, as JSON text.
     fn snapshot(&self, py: Python<'_>) -> PyResult<String> {
         run(py, || self.inner.snapshot()?.to_json())

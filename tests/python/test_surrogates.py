@@ -195,6 +195,24 @@ CALLS: dict[str, Callable[[Env], Call]] = {
     "Registry.release_from_job": lambda e: (e.registry.release_from_job, {"worker_id": e.worker}),
     "Registry.claim": lambda e: (e.registry.claim, {"job_id": "j"}),
     "Registry.restore": lambda e: (e.registry.restore, {"snapshot": "{}"}),
+    "HeartbeatReceived.__new__": lambda e: (hw.HeartbeatReceived, {"worker_id": e.worker}),
+    "UnhealthyDetected.__new__": lambda e: (
+        hw.UnhealthyDetected,
+        {"worker_id": e.worker, "last_heartbeat": 1.0},
+    ),
+    "ProvisionRequested.__new__": lambda e: (hw.ProvisionRequested, {"provider_id": "p"}),
+    "ProvisionFailed.__new__": lambda e: (
+        hw.ProvisionFailed,
+        {"provider_id": "p", "error": "e"},
+    ),
+    "DestroyFailed.__new__": lambda e: (
+        hw.DestroyFailed,
+        {"worker_id": e.worker, "provider_id": "p", "error": "e", "attempts": 1},
+    ),
+    "LeaderChanged.__new__": lambda e: (
+        hw.LeaderChanged,
+        {"holder": "h", "term": 1, "by": "h"},
+    ),
     "LifecycleManager.unregister_provider": lambda e: (
         e.manager.unregister_provider,
         {"provider_id": "p"},
