@@ -105,7 +105,7 @@
  only added (back to 0 when the major changes). A host built against minor N may use what N
  added only with a library of minor N or later.
  */
-#define HW_ABI_VERSION_MINOR 0
+#define HW_ABI_VERSION_MINOR 1
 
 /*
  The ABI version this header describes, as `hw_abi_version()` returns the library's:
@@ -273,8 +273,8 @@ typedef uint32_t hw_status;
 /*
  What happened. `HW_EVENT_KIND_REGISTERED`, `_STATE_CHANGED`, `_ASSIGNED_TO_JOB`,
  `_RELEASED_FROM_JOB`, `_JOB_LOST` and `_UNREGISTERED` are the registry's own: only a
- change of its records emits them (the core's `publish`, the way of the manager's kinds
- onto the stream, refuses them), so each one read tells of a change that happened.
+ change of its records emits them (`hw_registry_publish`, the host's way onto the stream,
+ refuses them), so each one read tells of a change that happened.
  */
 enum hw_event_kind
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -669,6 +669,61 @@ typedef struct hw_worker_id {
    */
   uint8_t bytes[16];
 } hw_worker_id;
+
+/*
+ The fields of an event that a host puts on the registry's stream (`hw_registry_publish`),
+ the way `hw_event_get_fields` gives them back from a received one. `kind` is a
+ `hw_event_kind`; each kind reads only the members its line names, the others are ignored
+ (zero them: `hw_event_fields f = {0};`). Strings are borrowed for the call only.
+ */
+typedef struct hw_event_fields {
+  /*
+   The kind (a `hw_event_kind`).
+   */
+  uint32_t kind;
+  /*
+   The worker: `HEARTBEAT_RECEIVED`, `UNHEALTHY_DETECTED`, `DESTROY_FAILED` (and, read
+   back, every kind about a worker). Not the nil id.
+   */
+  struct hw_worker_id worker_id;
+  /*
+   The provider: `PROVISION_REQUESTED`, `PROVISION_FAILED`, `DESTROY_FAILED` (and, read
+   back, `REGISTERED`). At most `HW_MAX_PROVIDER_ID_LEN` bytes.
+   */
+  const char *provider_id;
+  /*
+   What the provider said: `PROVISION_FAILED`, `DESTROY_FAILED`.
+   */
+  const char *message;
+  /*
+   The worker's last heartbeat (ms since the Unix epoch): `UNHEALTHY_DETECTED`.
+   */
+  uint64_t last_heartbeat_ms;
+  /*
+   How many destroy attempts failed so far: `DESTROY_FAILED`.
+   */
+  uint32_t attempts;
+  /*
+   How many workers the health check would have declared unhealthy: `MASS_EXPIRY_HELD`.
+   */
+  size_t would_expire;
+  /*
+   Live workers at the time: `MASS_EXPIRY_HELD`.
+   */
+  size_t live;
+  /*
+   The leader now, NULL when the publisher does not know: `LEADER_CHANGED`.
+   */
+  const char *holder;
+  /*
+   The lease's term (the fencing token): `LEADER_CHANGED`.
+   */
+  uint64_t term;
+  /*
+   The replica that publishes the event: `LEADER_CHANGED`.
+   */
+  const char *by;
+} hw_event_fields;
 
 /*
  Who holds the leadership lease, as a tick report saw it. `holder` is borrowed from the
@@ -1257,6 +1312,25 @@ void hw_clock_free(struct hw_clock *clock);
 hw_status hw_registry_subscribe(const struct hw_registry *registry, size_t capacity, bool heartbeats, struct hw_subscription **out);
 
 /*
+ Puts an event of the host on the registry's stream, with the next `seq` and the registry's
+ time: every subscriber of the registry reads it (on PostgreSQL, those of every process
+ sharing it), as it reads the manager's. The way of a host that provisions workers itself
+ to tell the fleet's subscribers what it did (`PROVISION_REQUESTED`, `PROVISION_FAILED`,
+ `DESTROY_FAILED`, …). A `HEARTBEAT_RECEIVED` reaches only the subscriptions that asked for
+ heartbeat events, and is no event while none does (on PostgreSQL: none of this registry
+ handle); it records no heartbeat (that is `hw_registry_heartbeat`).
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for NULL, a `kind` out of range (`HW_EVENT_KIND_UNKNOWN`
+ included), a string member the kind needs that is NULL, not UTF-8 or malformed (a provider
+ id), the nil worker id, and for the registry's own kinds (`REGISTERED`, `STATE_CHANGED`,
+ `ASSIGNED_TO_JOB`, `RELEASED_FROM_JOB`, `JOB_LOST`, `UNREGISTERED`: the message names the
+ kind and the kinds that may be published), checked first; `HW_ERR_NOT_FOUND` for an event
+ about a worker that is not registered; `HW_ERR_BACKEND` when a shared registry's store
+ cannot be reached. Nothing is published on any error.
+ */
+hw_status hw_registry_publish(const struct hw_registry *registry, const struct hw_event_fields *fields);
+
+/*
  The next event, waiting up to `timeout_ms` milliseconds: 0 never waits, `HW_WAIT_FOREVER`
  waits until an event arrives or the registry is gone (its handle freed and no manager
  using it any more). Writes the event (free with
@@ -1334,6 +1408,16 @@ hw_status hw_event_get_states(const struct hw_event *event, hw_worker_state *out
  Errors: `HW_ERR_INVALID_ARGUMENT` for another kind of event.
  */
 hw_status hw_event_get_reason(const struct hw_event *event, hw_termination_reason *out);
+
+/*
+ Every field of the event in one struct, as `hw_registry_publish` takes them: the
+ members of its kind are set (see `hw_event_fields`), the others are zero or NULL. Strings
+ are borrowed from the event: valid until `hw_event_free`. The registry's own kinds fill
+ `kind`, `worker_id` and, for `REGISTERED`, `provider_id`; their job, states and reason have
+ their own getters. A kind newer than this header is `HW_EVENT_KIND_UNKNOWN` with its worker
+ id: read the rest with `hw_event_to_json`.
+ */
+hw_status hw_event_get_fields(const struct hw_event *event, struct hw_event_fields *out);
 
 /*
  The whole event as JSON (`{"seq":…,"at":…,"kind":{"type":"state_changed",…}}`); free with
@@ -1994,6 +2078,15 @@ hw_status hw_registry_find(const struct hw_registry *registry, const struct hw_w
 hw_status hw_registry_find_available(const struct hw_registry *registry, struct hw_worker_list **out);
 
 /*
+ The `n` longest-idle `READY` workers, longest idle first: a host's scale-in candidates,
+ answered from the ready index (no fleet scan; in memory O(classes × n + n log n), whatever
+ the number of ready workers). Each worker is listed once; one claimed, or whose idle time
+ restarted, during the call may be left out. Pair it with a move that keeps a job (`DRAINING`
+ finishes one a worker took meanwhile) to retire them.
+ */
+hw_status hw_registry_longest_idle(const struct hw_registry *registry, size_t n, struct hw_worker_list **out);
+
+/*
  The workers of provider `provider`.
  */
 hw_status hw_registry_find_by_provider(const struct hw_registry *registry, const char *provider, struct hw_worker_list **out);
@@ -2070,6 +2163,19 @@ hw_status hw_registry_release_job(const struct hw_registry *registry, struct hw_
  `HW_ERR_INVALID_ARGUMENT` for an invalid job id.
  */
 hw_status hw_registry_claim(const struct hw_registry *registry, const struct hw_worker_filter *filter, const char *job, struct hw_worker **out);
+
+/*
+ Records a heartbeat of each of the `count` workers of `ids`, as `hw_registry_heartbeat` does
+ for one, and writes each one's answer to `out_statuses[i]`: `HW_OK`, or `HW_ERR_NOT_FOUND`
+ for a worker the registry does not hold (tell its agent to register again). The bulk form
+ for a host that gathers its agents' heartbeats: one statement on PostgreSQL; in memory, each
+ a heartbeat. `out_statuses` has room for `count` statuses and is written only on success.
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for NULL `ids` or `out_statuses` or the nil id among
+ `ids` (then no heartbeat is recorded); `HW_ERR_BACKEND` when a shared registry's store
+ cannot be reached.
+ */
+hw_status hw_registry_heartbeat_many(const struct hw_registry *registry, const struct hw_worker_id *ids, size_t count, hw_status *out_statuses);
 
 /*
  After a stall of the host (the process was suspended): no heartbeat or startup deadline

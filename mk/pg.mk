@@ -2,10 +2,11 @@
 #
 #   make test-pg          only the PostgreSQL parts, in one throwaway server (or HODEI_PG_URL):
 #                         the pg crate's tests (the registry conformance suite of core/tests/registry
-#                         on PostgreSQL, processes sharing one registry, faults), the C lifecycle
-#                         test on PostgreSQL, pytest's PostgreSQL half
+#                         on PostgreSQL, processes sharing one registry, faults), the C tests of
+#                         test-c-pg, pytest's PostgreSQL half
 #   make test-pg-rust     the pg crate's tests alone
-#   make test-c-pg        tests/c/test_lifecycle.c on PostgreSQL (HW_TEST_BACKEND=postgres)
+#   make test-c-pg        tests/c/test_lifecycle.c, test_publish.c, test_heartbeat_many.c and
+#                         test_longest_idle.c on PostgreSQL (HW_TEST_BACKEND=postgres)
 #   make test-python-pg   the pytest runs on PostgreSQL alone
 #
 # The server: HODEI_PG_URL (any libpq connection string: 'host=/tmp user=postgres dbname=postgres'
@@ -28,13 +29,18 @@ test-pg: test-pg-rust test-c-pg test-python-pg
 test-pg-rust:
 	$(CARGO) test -p hodei-workers-postgres
 
-# The same program as test-c's test_lifecycle, run on PostgreSQL, plain and under valgrind.
+# The programs of test-c that take their registry from tests/c/backend.h, run on PostgreSQL,
+# plain and under valgrind.
+HW_CTESTS_PG := test_lifecycle test_publish test_heartbeat_many test_longest_idle
 test-c-pg: c-lib
 	@mkdir -p $(HW_CBUILD)
-	$(HW_CC) $(HW_CFLAGS) -o $(HW_CBUILD)/test_lifecycle_pg tests/c/test_lifecycle.c \
-	  target/$(HW_CPROFILE)/libhodei_workers.a $(HW_CLIBS)
-	HW_TEST_BACKEND=postgres $(HW_CBUILD)/test_lifecycle_pg
-	HW_TEST_BACKEND=postgres HW_TEST_SCALE=1 $(HW_VALGRIND) $(HW_CBUILD)/test_lifecycle_pg
+	@set -e; for t in $(HW_CTESTS_PG); do \
+	  $(HW_CC) $(HW_CFLAGS) -o $(HW_CBUILD)/$${t}_pg tests/c/$$t.c \
+	    target/$(HW_CPROFILE)/libhodei_workers.a $(HW_CLIBS); \
+	done; \
+	for t in $(HW_CTESTS_PG); do echo "== $$t on postgres"; HW_TEST_BACKEND=postgres $(HW_CBUILD)/$${t}_pg; done; \
+	for t in $(HW_CTESTS_PG); do echo "== valgrind $$t on postgres"; \
+	  HW_TEST_BACKEND=postgres HW_TEST_SCALE=1 $(HW_VALGRIND) $(HW_CBUILD)/$${t}_pg; done
 
 test-python-pg: python-wheel
 	$(VENV_PY) -m pytest -q tests/python -k postgres

@@ -290,6 +290,55 @@ impl<T> Out<T> {
     }
 }
 
+/// `&[T]` of `count` elements from a `const T *` argument; `HW_ERR_INVALID_ARGUMENT` when NULL
+/// or when `count` such elements cannot exist (more than `isize::MAX` bytes).
+pub(crate) fn check_slice<'a, T>(
+    ptr: *const T,
+    count: usize,
+    what: &str,
+) -> Result<&'a [T], Error> {
+    if ptr.is_null() {
+        return Err(null(what));
+    }
+    too_many::<T>(count, what)?;
+    // SAFETY: non-NULL, a size that fits the address space (checked above), and the caller
+    // promises (header) `count` initialized elements there, unchanged during the call.
+    Ok(unsafe { std::slice::from_raw_parts(ptr, count) })
+}
+
+fn too_many<T>(count: usize, what: &str) -> Result<(), Error> {
+    match count.checked_mul(std::mem::size_of::<T>()) {
+        Some(bytes) if isize::try_from(bytes).is_ok() => Ok(()),
+        _ => Err(Error::invalid(format!(
+            "`{what}` cannot hold {count} elements (more bytes than the address space)"
+        ))),
+    }
+}
+
+/// A checked, not yet written out-array of `count` elements.
+#[derive(Debug)]
+pub(crate) struct OutArray<T>(*mut T, usize);
+
+impl<T> OutArray<T> {
+    pub(crate) fn new(ptr: *mut T, count: usize, what: &str) -> Result<Self, Error> {
+        if ptr.is_null() {
+            return Err(null(what));
+        }
+        too_many::<T>(count, what)?;
+        Ok(OutArray(ptr, count))
+    }
+
+    /// Stores the results, at most `count` of them, without reading or dropping what was
+    /// there.
+    pub(crate) fn write(self, values: impl IntoIterator<Item = T>) {
+        for (i, value) in values.into_iter().take(self.1).enumerate() {
+            // SAFETY: checked non-NULL, `i < count`, and the caller promises writable storage
+            // for `count` elements of T.
+            unsafe { self.0.add(i).write(value) }
+        }
+    }
+}
+
 /// Free text for C with its NULs (which C cannot hold) shown as `?`: for text that must reach
 /// the host whatever it holds (error messages, a report's decisions, an event's fields).
 pub(crate) fn lossy_c_string(text: &str) -> CString {

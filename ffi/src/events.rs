@@ -2,14 +2,19 @@
 
 use std::ffi::{c_char, CString};
 
-use engine::{Error, EventKind, SubscribeOptions, Subscription, WorkerLifecycleEvent};
+use engine::{
+    Error, EventKind, JobId, SubscribeOptions, Subscription, TerminationReason, WorkerId,
+    WorkerLifecycleEvent, WorkerState,
+};
 
 use crate::boundary::{
-    arg_out, arg_ref, c_string, ffi_boundary, free_handle, hw_status, into_handle, lossy_c_string,
+    arg_out, arg_ref, c_string, check_str, ffi_boundary, free_handle, hw_status, into_handle,
+    lossy_c_string,
 };
 use crate::registry::hw_registry;
 use crate::types::{
-    hw_termination_reason, hw_worker_id, hw_worker_state, reason_to_c, state_to_c, HW_WAIT_FOREVER,
+    hw_termination_reason, hw_worker_id, hw_worker_state, provider_id, provider_type, reason_to_c,
+    state_to_c, HW_WAIT_FOREVER,
 };
 
 /// A subscriber's end of a registry's event stream. Events are queued in a bounded channel; a
@@ -23,8 +28,8 @@ pub struct hw_subscription {
 
 /// What happened. `HW_EVENT_KIND_REGISTERED`, `_STATE_CHANGED`, `_ASSIGNED_TO_JOB`,
 /// `_RELEASED_FROM_JOB`, `_JOB_LOST` and `_UNREGISTERED` are the registry's own: only a
-/// change of its records emits them (the core's `publish`, the way of the manager's kinds
-/// onto the stream, refuses them), so each one read tells of a change that happened.
+/// change of its records emits them (`hw_registry_publish`, the host's way onto the stream,
+/// refuses them), so each one read tells of a change that happened.
 #[allow(non_camel_case_types)]
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +74,9 @@ pub struct hw_event {
     job_id: Option<CString>,
     provider_id: Option<CString>,
     message: Option<CString>,
+    /// A `LeaderChanged`'s holder and publishing replica, for `hw_event_get_fields`.
+    holder: Option<CString>,
+    by: Option<CString>,
 }
 
 impl hw_event {
@@ -88,11 +96,17 @@ impl hw_event {
             } => (None, c(provider_id.as_str()), c(error)),
             _ => (None, None, None),
         };
+        let (holder, by) = match &event.kind {
+            EventKind::LeaderChanged { holder, by, .. } => (holder.as_deref().and_then(c), c(by)),
+            _ => (None, None),
+        };
         hw_event {
             event,
             job_id,
             provider_id,
             message,
+            holder,
+            by,
         }
     }
 
@@ -147,6 +161,150 @@ pub extern "C" fn hw_registry_subscribe(
         let inner = registry.inner.subscribe(options)?;
         out.write(into_handle(hw_subscription { inner }));
         Ok(())
+    })
+}
+
+/// The fields of an event that a host puts on the registry's stream (`hw_registry_publish`),
+/// the way `hw_event_get_fields` gives them back from a received one. `kind` is a
+/// `hw_event_kind`; each kind reads only the members its line names, the others are ignored
+/// (zero them: `hw_event_fields f = {0};`). Strings are borrowed for the call only.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct hw_event_fields {
+    /// The kind (a `hw_event_kind`).
+    pub kind: u32,
+    /// The worker: `HEARTBEAT_RECEIVED`, `UNHEALTHY_DETECTED`, `DESTROY_FAILED` (and, read
+    /// back, every kind about a worker). Not the nil id.
+    pub worker_id: hw_worker_id,
+    /// The provider: `PROVISION_REQUESTED`, `PROVISION_FAILED`, `DESTROY_FAILED` (and, read
+    /// back, `REGISTERED`). At most `HW_MAX_PROVIDER_ID_LEN` bytes.
+    pub provider_id: *const c_char,
+    /// What the provider said: `PROVISION_FAILED`, `DESTROY_FAILED`.
+    pub message: *const c_char,
+    /// The worker's last heartbeat (ms since the Unix epoch): `UNHEALTHY_DETECTED`.
+    pub last_heartbeat_ms: u64,
+    /// How many destroy attempts failed so far: `DESTROY_FAILED`.
+    pub attempts: u32,
+    /// How many workers the health check would have declared unhealthy: `MASS_EXPIRY_HELD`.
+    pub would_expire: usize,
+    /// Live workers at the time: `MASS_EXPIRY_HELD`.
+    pub live: usize,
+    /// The leader now, NULL when the publisher does not know: `LEADER_CHANGED`.
+    pub holder: *const c_char,
+    /// The lease's term (the fencing token): `LEADER_CHANGED`.
+    pub term: u64,
+    /// The replica that publishes the event: `LEADER_CHANGED`.
+    pub by: *const c_char,
+}
+
+/// The core's event for `fields`, or why there is none. The registry's own kinds are refused
+/// by the core's own check (`EventKind::check_publishable`, whose message lists the kinds
+/// that may be published), asked of an event of that kind made up here: the refusal depends
+/// on the kind alone, none of its fields is read.
+fn kind_from_c(fields: &hw_event_fields) -> Result<EventKind, Error> {
+    let worker = || fields.worker_id.to_core();
+    let provider = || provider_id(check_str(fields.provider_id, "fields->provider_id")?);
+    let message = || check_str(fields.message, "fields->message").map(str::to_owned);
+    let own = |kind: EventKind| -> Result<EventKind, Error> {
+        kind.check_publishable()?;
+        Err(Error::invalid(format!(
+            "event kind {} is not publishable",
+            kind.name()
+        )))
+    };
+    let sample_worker = WorkerId::new;
+    let sample_job = || JobId::new("job");
+    match fields.kind {
+        k if k == hw_event_kind::Registered as u32 => own(EventKind::Registered {
+            worker_id: sample_worker(),
+            provider_id: provider_id("provider")?,
+            provider_type: provider_type("docker")?,
+        }),
+        k if k == hw_event_kind::StateChanged as u32 => own(EventKind::StateChanged {
+            worker_id: sample_worker(),
+            from: WorkerState::Creating,
+            to: WorkerState::Connecting,
+        }),
+        k if k == hw_event_kind::AssignedToJob as u32 => own(EventKind::AssignedToJob {
+            worker_id: sample_worker(),
+            job_id: sample_job()?,
+        }),
+        k if k == hw_event_kind::ReleasedFromJob as u32 => own(EventKind::ReleasedFromJob {
+            worker_id: sample_worker(),
+            job_id: sample_job()?,
+        }),
+        k if k == hw_event_kind::JobLost as u32 => own(EventKind::JobLost {
+            worker_id: sample_worker(),
+            job_id: sample_job()?,
+        }),
+        k if k == hw_event_kind::Unregistered as u32 => own(EventKind::Unregistered {
+            worker_id: sample_worker(),
+            reason: TerminationReason::Requested,
+        }),
+        k if k == hw_event_kind::HeartbeatReceived as u32 => Ok(EventKind::HeartbeatReceived {
+            worker_id: worker()?,
+        }),
+        k if k == hw_event_kind::UnhealthyDetected as u32 => Ok(EventKind::UnhealthyDetected {
+            worker_id: worker()?,
+            last_heartbeat: fields.last_heartbeat_ms,
+        }),
+        k if k == hw_event_kind::ProvisionRequested as u32 => Ok(EventKind::ProvisionRequested {
+            provider_id: provider()?,
+        }),
+        k if k == hw_event_kind::ProvisionFailed as u32 => Ok(EventKind::ProvisionFailed {
+            provider_id: provider()?,
+            error: message()?,
+        }),
+        k if k == hw_event_kind::DestroyFailed as u32 => Ok(EventKind::DestroyFailed {
+            worker_id: worker()?,
+            provider_id: provider()?,
+            error: message()?,
+            attempts: fields.attempts,
+        }),
+        k if k == hw_event_kind::MassExpiryHeld as u32 => Ok(EventKind::MassExpiryHeld {
+            would_expire: fields.would_expire,
+            live: fields.live,
+        }),
+        k if k == hw_event_kind::LeaderChanged as u32 => Ok(EventKind::LeaderChanged {
+            holder: if fields.holder.is_null() {
+                None
+            } else {
+                Some(check_str(fields.holder, "fields->holder")?.to_owned())
+            },
+            term: fields.term,
+            by: check_str(fields.by, "fields->by")?.to_owned(),
+        }),
+        other => Err(Error::invalid(format!(
+            "{other} is not a hw_event_kind that can be published (0..=12)"
+        ))),
+    }
+}
+
+/// Puts an event of the host on the registry's stream, with the next `seq` and the registry's
+/// time: every subscriber of the registry reads it (on PostgreSQL, those of every process
+/// sharing it), as it reads the manager's. The way of a host that provisions workers itself
+/// to tell the fleet's subscribers what it did (`PROVISION_REQUESTED`, `PROVISION_FAILED`,
+/// `DESTROY_FAILED`, …). A `HEARTBEAT_RECEIVED` reaches only the subscriptions that asked for
+/// heartbeat events, and is no event while none does (on PostgreSQL: none of this registry
+/// handle); it records no heartbeat (that is `hw_registry_heartbeat`).
+///
+/// Errors: `HW_ERR_INVALID_ARGUMENT` for NULL, a `kind` out of range (`HW_EVENT_KIND_UNKNOWN`
+/// included), a string member the kind needs that is NULL, not UTF-8 or malformed (a provider
+/// id), the nil worker id, and for the registry's own kinds (`REGISTERED`, `STATE_CHANGED`,
+/// `ASSIGNED_TO_JOB`, `RELEASED_FROM_JOB`, `JOB_LOST`, `UNREGISTERED`: the message names the
+/// kind and the kinds that may be published), checked first; `HW_ERR_NOT_FOUND` for an event
+/// about a worker that is not registered; `HW_ERR_BACKEND` when a shared registry's store
+/// cannot be reached. Nothing is published on any error.
+#[no_mangle]
+pub extern "C" fn hw_registry_publish(
+    registry: *const hw_registry,
+    fields: *const hw_event_fields,
+) -> hw_status {
+    ffi_boundary!(hw_registry_publish, {
+        let registry = arg_ref!(registry);
+        let fields = arg_ref!(fields);
+        registry.inner.publish(kind_from_c(fields)?)
     })
 }
 
@@ -376,6 +534,54 @@ pub extern "C" fn hw_event_get_reason(
                 other.name()
             ))),
         }
+    })
+}
+
+/// Every field of the event in one struct, as `hw_registry_publish` takes them: the
+/// members of its kind are set (see `hw_event_fields`), the others are zero or NULL. Strings
+/// are borrowed from the event: valid until `hw_event_free`. The registry's own kinds fill
+/// `kind`, `worker_id` and, for `REGISTERED`, `provider_id`; their job, states and reason have
+/// their own getters. A kind newer than this header is `HW_EVENT_KIND_UNKNOWN` with its worker
+/// id: read the rest with `hw_event_to_json`.
+#[no_mangle]
+pub extern "C" fn hw_event_get_fields(
+    event: *const hw_event,
+    out: *mut hw_event_fields,
+) -> hw_status {
+    ffi_boundary!(hw_event_get_fields, {
+        let event = arg_ref!(event);
+        let out = arg_out!(out);
+        let text = |s: &Option<CString>| s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
+        let mut fields = hw_event_fields {
+            kind: event.kind() as u32,
+            worker_id: hw_worker_id { bytes: [0; 16] },
+            provider_id: text(&event.provider_id),
+            message: text(&event.message),
+            last_heartbeat_ms: 0,
+            attempts: 0,
+            would_expire: 0,
+            live: 0,
+            holder: text(&event.holder),
+            term: 0,
+            by: text(&event.by),
+        };
+        if let Some(id) = event.event.kind.worker_id() {
+            fields.worker_id = hw_worker_id::from_core(&id);
+        }
+        match &event.event.kind {
+            EventKind::UnhealthyDetected { last_heartbeat, .. } => {
+                fields.last_heartbeat_ms = *last_heartbeat
+            }
+            EventKind::DestroyFailed { attempts, .. } => fields.attempts = *attempts,
+            EventKind::MassExpiryHeld { would_expire, live } => {
+                fields.would_expire = *would_expire;
+                fields.live = *live;
+            }
+            EventKind::LeaderChanged { term, .. } => fields.term = *term,
+            _ => {}
+        }
+        out.write(fields);
+        Ok(())
     })
 }
 

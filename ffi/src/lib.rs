@@ -49,7 +49,9 @@ mod worker;
 pub use abi::{HW_ABI_VERSION, HW_ABI_VERSION_MAJOR, HW_ABI_VERSION_MINOR};
 pub use boundary::hw_status;
 pub use clock::hw_clock;
-pub use events::{hw_event, hw_event_kind, hw_subscription, HW_DEFAULT_SUBSCRIPTION_CAPACITY};
+pub use events::{
+    hw_event, hw_event_fields, hw_event_kind, hw_subscription, HW_DEFAULT_SUBSCRIPTION_CAPACITY,
+};
 pub use filter::hw_worker_filter;
 pub use leader::hw_leader_info;
 pub use limits::{

@@ -11,7 +11,8 @@ use engine::{
 use hodei_workers_postgres::PostgresWorkerRegistry;
 
 use crate::boundary::{
-    arg_out, arg_ref, arg_str, c_string, ffi_boundary, free_handle, hw_status, into_handle,
+    arg_out, arg_ref, arg_str, c_string, check_slice, ffi_boundary, free_handle, hw_status,
+    into_handle, OutArray,
 };
 use crate::clock::hw_clock;
 use crate::filter::hw_worker_filter;
@@ -316,6 +317,25 @@ pub extern "C" fn hw_registry_find_available(
     })
 }
 
+/// The `n` longest-idle `READY` workers, longest idle first: a host's scale-in candidates,
+/// answered from the ready index (no fleet scan; in memory O(classes × n + n log n), whatever
+/// the number of ready workers). Each worker is listed once; one claimed, or whose idle time
+/// restarted, during the call may be left out. Pair it with a move that keeps a job (`DRAINING`
+/// finishes one a worker took meanwhile) to retire them.
+#[no_mangle]
+pub extern "C" fn hw_registry_longest_idle(
+    registry: *const hw_registry,
+    n: usize,
+    out: *mut *mut hw_worker_list,
+) -> hw_status {
+    ffi_boundary!(hw_registry_longest_idle, {
+        let registry = arg_ref!(registry);
+        let out = arg_out!(out);
+        out.write(hw_worker_list::boxed(registry.inner.longest_idle(n)?));
+        Ok(())
+    })
+}
+
 /// The workers of provider `provider`.
 #[no_mangle]
 pub extern "C" fn hw_registry_find_by_provider(
@@ -514,6 +534,39 @@ pub extern "C" fn hw_registry_claim(
         let out = arg_out!(out);
         let worker = registry.inner.claim(&filter.filter, job)?;
         out.write(worker.map_or(std::ptr::null_mut(), hw_worker::boxed));
+        Ok(())
+    })
+}
+
+/// Records a heartbeat of each of the `count` workers of `ids`, as `hw_registry_heartbeat` does
+/// for one, and writes each one's answer to `out_statuses[i]`: `HW_OK`, or `HW_ERR_NOT_FOUND`
+/// for a worker the registry does not hold (tell its agent to register again). The bulk form
+/// for a host that gathers its agents' heartbeats: one statement on PostgreSQL; in memory, each
+/// a heartbeat. `out_statuses` has room for `count` statuses and is written only on success.
+///
+/// Errors: `HW_ERR_INVALID_ARGUMENT` for NULL `ids` or `out_statuses` or the nil id among
+/// `ids` (then no heartbeat is recorded); `HW_ERR_BACKEND` when a shared registry's store
+/// cannot be reached.
+#[no_mangle]
+pub extern "C" fn hw_registry_heartbeat_many(
+    registry: *const hw_registry,
+    ids: *const hw_worker_id,
+    count: usize,
+    out_statuses: *mut hw_status,
+) -> hw_status {
+    ffi_boundary!(hw_registry_heartbeat_many, {
+        let registry = arg_ref!(registry);
+        let ids = check_slice(ids, count, "ids")?;
+        let out_statuses = OutArray::new(out_statuses, count, "out_statuses")?;
+        let ids = ids
+            .iter()
+            .map(|id| id.to_core())
+            .collect::<Result<Vec<_>, Error>>()?;
+        let answers = registry.inner.heartbeat_many(&ids)?;
+        out_statuses.write(answers.iter().map(|answer| match answer {
+            Ok(()) => hw_status::HwOk,
+            Err(e) => hw_status::of(e),
+        }));
         Ok(())
     })
 }

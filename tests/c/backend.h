@@ -63,6 +63,23 @@ static inline hw_status hw_test_registry_new(const hw_clock *clock, hw_registry 
   return st;
 }
 
+/* Another handle on `reg`, the registry hw_test_registry_new made last: on PostgreSQL a handle
+ * of its own on the same registry (what another process sharing it holds), in memory `reg`
+ * itself (free it only when it is not `reg`). */
+static inline hw_status hw_test_registry_reopen(const hw_clock *clock, hw_registry *reg,
+                                                hw_registry **out) {
+  if (!hw_test_on_postgres()) {
+    *out = reg;
+    return HW_OK;
+  }
+  if (hw_test_schema_count == 0) {
+    fprintf(stderr, "backend.h: hw_test_registry_reopen before hw_test_registry_new\n");
+    exit(1);
+  }
+  return hw_registry_new_postgres_with_clock(
+      hw_test_pg_url(), hw_test_schemas[hw_test_schema_count - 1], clock, out);
+}
+
 /* Drops every schema this test created (call after freeing the registries). */
 static inline void hw_test_backend_cleanup(void) {
   for (int i = 0; i < hw_test_schema_count; i++) {

@@ -656,6 +656,19 @@ int main(void) {
   INVALID(hw_registry_heartbeat(NULL, id));
   INVALID(hw_registry_heartbeat(reg, nil));
   NOT_FOUND(hw_registry_heartbeat(reg, unknown));
+  INVALID(hw_registry_longest_idle(NULL, 1, (hw_worker_list **)&out));
+  INVALID(hw_registry_longest_idle(reg, 1, NULL));
+  hw_status answers[2] = {HW_ERR_PANIC, HW_ERR_PANIC};
+  hw_worker_id pair[2] = {id, nil};
+  INVALID(hw_registry_heartbeat_many(NULL, pair, 1, answers));
+  INVALID(hw_registry_heartbeat_many(reg, NULL, 1, answers));
+  INVALID(hw_registry_heartbeat_many(reg, pair, 1, NULL));
+  INVALID(hw_registry_heartbeat_many(reg, pair, 2, answers)); /* the nil id */
+  INVALID(hw_registry_heartbeat_many(reg, pair, SIZE_MAX, answers));
+  CHECK(answers[0] == HW_ERR_PANIC && answers[1] == HW_ERR_PANIC);
+  pair[1] = unknown;
+  CHECK_OK(hw_registry_heartbeat_many(reg, pair, 2, answers));
+  CHECK(answers[0] == HW_OK && answers[1] == HW_ERR_NOT_FOUND);
   INVALID(hw_registry_assign(NULL, id, "j", (hw_worker **)&out));
   INVALID(hw_registry_assign(reg, nil, "j", (hw_worker **)&out));
   INVALID(hw_registry_assign(reg, id, NULL, (hw_worker **)&out));
@@ -754,6 +767,30 @@ int main(void) {
   INVALID(hw_event_get_reason(ev, &u32)); /* nor a reason */
   INVALID(hw_event_to_json(NULL, &owned));
   INVALID(hw_event_to_json(ev, NULL));
+  hw_event_fields fields, before;
+  memset(&before, 0xab, sizeof before);
+  fields = before;
+  INVALID(hw_event_get_fields(NULL, &fields));
+  INVALID(hw_event_get_fields(ev, NULL));
+  CHECK(memcmp(&fields, &before, sizeof fields) == 0);
+  /* Publishing: NULL, out-of-range and the registry's own kinds, NULL or bad strings. */
+  hw_event_fields publishable = {0};
+  publishable.kind = HW_EVENT_KIND_PROVISION_REQUESTED;
+  publishable.provider_id = "p";
+  INVALID(hw_registry_publish(NULL, &publishable));
+  INVALID(hw_registry_publish(reg, NULL));
+  publishable.kind = HW_EVENT_KIND_UNKNOWN;
+  INVALID(hw_registry_publish(reg, &publishable));
+  publishable.kind = HW_EVENT_KIND_JOB_LOST;
+  INVALID(hw_registry_publish(reg, &publishable));
+  publishable.kind = HW_EVENT_KIND_PROVISION_FAILED;
+  publishable.message = NULL;
+  INVALID(hw_registry_publish(reg, &publishable));
+  publishable.message = BAD_UTF8;
+  INVALID(hw_registry_publish(reg, &publishable));
+  publishable.kind = HW_EVENT_KIND_LEADER_CHANGED;
+  publishable.by = NULL;
+  INVALID(hw_registry_publish(reg, &publishable));
   CHECK(u32 == 12345 && u64 == 12345 && sz == 12345 && flag && wid.bytes[0] == 0xab);
   CHECK(text == (const char *)SENTINEL && owned == (char *)SENTINEL);
   hw_event_free(NULL);

@@ -15,7 +15,7 @@ use std::mem::{align_of, size_of};
 
 use super::header;
 use crate::{
-    hw_leader_info, hw_manager_config, hw_mass_expiry_hold, hw_provider_callbacks,
+    hw_event_fields, hw_leader_info, hw_manager_config, hw_mass_expiry_hold, hw_provider_callbacks,
     hw_report_summary, hw_scaling_plan, hw_ticker_callbacks, hw_ticker_stats, hw_worker_counts,
     hw_worker_id, hw_worker_timestamps,
 };
@@ -38,6 +38,7 @@ macro_rules! layouts {
 pub(super) fn layouts() -> Vec<Layout> {
     layouts![
         hw_worker_id,
+        hw_event_fields,
         hw_leader_info,
         hw_manager_config,
         hw_provider_callbacks,
