@@ -890,6 +890,33 @@ class Registry:
         Raises:
             WorkerNotFoundError: unknown worker: tell its agent to register again.
         """
+    def heartbeat_many(self, worker_ids: Iterable[str]) -> list[str]:
+        """Records a heartbeat of each worker of ``worker_ids``, as ``heartbeat`` does for one:
+        the bulk form for a host that gathers its agents' heartbeats (on PostgreSQL one
+        statement for all). The GIL is released while it works.
+
+        Returns:
+            The ids the registry does not hold, in the order given: tell their agents to
+            register again.
+
+        Raises:
+            InvalidArgumentError: a malformed id (then no heartbeat is recorded).
+            TypeError: an item that is not a str, or a lone str for ``worker_ids`` (then no
+                heartbeat is recorded).
+        """
+    def grant_grace(self, since: float | None = None) -> None:
+        """After a stall of the host (the process was suspended, the machine slept): no
+        heartbeat or startup deadline that started before ``since`` expires before ``since``
+        plus its timeout. A LifecycleManager does this itself when it notices a stall; a host
+        driving the registry alone may.
+
+        Arguments:
+            since: float seconds since the epoch on the registry's clock; None: now.
+
+        Raises:
+            InvalidArgumentError: a negative, non-finite or huge ``since``.
+            TypeError: a non-number (a bool included).
+        """
     def assign_to_job(self, worker_id: str, job_id: str) -> Worker:
         """Gives ``job_id`` (1..=256 bytes, no NUL) to a READY worker, which becomes BUSY.
 

@@ -489,7 +489,11 @@ impl Display for Entry<'_> {
 /// what was expected (`message`) when `iter()` refused it (a `TypeError`), else what the
 /// caller's `__iter__` raised, as it is (Ctrl-C, a config service that is down: not a wrong
 /// type).
-fn not_iterable(obj: &Bound<'_, PyAny>, err: PyErr, message: impl FnOnce() -> String) -> PyErr {
+pub(crate) fn not_iterable(
+    obj: &Bound<'_, PyAny>,
+    err: PyErr,
+    message: impl FnOnce() -> String,
+) -> PyErr {
     if err.is_instance_of::<PyTypeError>(obj.py()) {
         calls::drop_err(obj.py(), err);
         PyTypeError::new_err(message())

@@ -9,7 +9,7 @@ use hodei_workers::{
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
-use crate::convert::{self, Int, Seconds, StrArg};
+use crate::convert::{self, Float, Int, Seconds, StrArg};
 use crate::errors::{drop_detached, invalid, run, run_brief, OrRaise};
 use crate::events::PySubscription;
 use crate::types::{PyManualClock, PyRegistryStats, PyResources, PyWorker, PyWorkerSpec};
@@ -375,6 +375,79 @@ impl PyRegistry {
             // A database round trip: other Python threads run meanwhile.
             run(py, || self.inner.heartbeat(&id))
         }
+    }
+
+    /// Records a heartbeat of each worker of ``worker_ids`` (an iterable of id str), as
+    /// ``heartbeat`` does for one: the bulk form for a host that gathers its agents'
+    /// heartbeats (PostgreSQL makes it one statement). The GIL is released while it works.
+    ///
+    /// Returns the ids the registry does not hold, in the order given: tell their agents to
+    /// register again. Raises InvalidArgumentError for a malformed id and TypeError for an
+    /// item that is not a str (or a lone str for ``worker_ids``): then no heartbeat is
+    /// recorded.
+    fn heartbeat_many(
+        &self,
+        py: Python<'_>,
+        worker_ids: &Bound<'_, PyAny>,
+    ) -> PyResult<Vec<String>> {
+        if worker_ids.is_instance_of::<PyString>() {
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "worker_ids must be an iterable of str, not a str",
+            ));
+        }
+        let items = crate::calls::iterate(worker_ids).map_err(|err| {
+            convert::not_iterable(worker_ids, err, || {
+                format!(
+                    "worker_ids must be an iterable of str, not {}",
+                    worker_ids
+                        .get_type()
+                        .name()
+                        .map_or_else(|_| "that".to_owned(), |n| n.to_string())
+                )
+            })
+        })?;
+        let mut ids = Vec::new();
+        for item in items {
+            let item = item?;
+            let Ok(id) = item.cast::<PyString>() else {
+                return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                    "worker_ids must hold str, found {}",
+                    item.get_type().name()?
+                )));
+            };
+            ids.push(convert::worker_id(id, "an item of worker_ids")?);
+        }
+        let answers = run(py, || self.inner.heartbeat_many(&ids))?;
+        let mut unknown = Vec::new();
+        for (id, answer) in ids.iter().zip(answers) {
+            match answer {
+                Ok(()) => {}
+                Err(e) if e.kind() == hodei_workers::ErrorKind::NotFound => {
+                    unknown.push(id.to_string())
+                }
+                Err(e) => return Err(e).or_raise(py),
+            }
+        }
+        Ok(unknown)
+    }
+
+    /// After a stall of the host (the process was suspended, the machine slept): no heartbeat
+    /// or startup deadline that started before ``since`` (float seconds on the registry's
+    /// clock; None: now) expires before ``since`` plus its timeout. A LifecycleManager does
+    /// this itself when it notices a stall; a host driving the registry alone may.
+    ///
+    /// Raises InvalidArgumentError for a negative, non-finite or huge ``since``; TypeError for
+    /// a non-number (a bool included).
+    #[pyo3(signature = (since=None))]
+    fn grant_grace(&self, py: Python<'_>, since: Option<Float>) -> PyResult<()> {
+        let since = match since {
+            Some(Float(secs)) => Some(convert::timestamp(py, secs, "since")?),
+            None => None,
+        };
+        run(py, || {
+            let since = since.unwrap_or_else(|| self.inner.now());
+            self.inner.grant_grace(since)
+        })
     }
 
     /// Gives ``job_id`` to a READY worker, which becomes BUSY.

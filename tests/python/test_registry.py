@@ -449,3 +449,55 @@ def test_a_retired_id_limit_must_be_a_count() -> None:
         # Refused before any connection is tried.
         hw.Registry.postgres("host=/nonexistent", name="r", retired_id_limit=-5)
     assert len(hw.Registry(retired_id_limit=0)) == 0
+
+
+def test_grant_grace_after_a_stall_as_the_c_api_has_it(
+    registry: hw.Registry, clock: hw.ManualClock, ready_worker: ReadyWorker
+) -> None:
+    w = ready_worker()
+    starting = registry.register("docker-local", "docker", "slow-start")
+    clock.advance(100)  # the host was suspended: nobody heartbeated
+    assert {x.id for x in registry.find_unhealthy(60)} == {w.id}
+    assert [x.id for x in registry.find_startup_expired(60)] == [starting.id]
+    registry.grant_grace()  # from now
+    assert registry.find_unhealthy(60) == [] and registry.find_startup_expired(60) == []
+    clock.advance(60)
+    assert registry.find_unhealthy(60) == [], "the deadline is strict"
+    clock.advance(1)
+    assert [x.id for x in registry.find_unhealthy(60)] == [w.id]
+    registry.grant_grace(since=START + 150)  # a time of the registry's clock
+    assert registry.find_unhealthy(60) == []
+    registry.grant_grace(START)  # an earlier grace moves no deadline back
+    assert registry.find_unhealthy(60) == []
+    with pytest.raises(hw.InvalidArgumentError):
+        registry.grant_grace(-1.0)
+    with pytest.raises(TypeError):
+        registry.grant_grace("now")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        registry.grant_grace(True)
+
+
+def test_heartbeat_many_answers_the_unknown_ids(
+    registry: hw.Registry, clock: hw.ManualClock, ready_worker: ReadyWorker
+) -> None:
+    a, b = ready_worker(), ready_worker()
+    gone = ready_worker()
+    registry.unregister(gone.id)
+    never = str(uuid.uuid4())
+    clock.advance(10)
+    unknown = registry.heartbeat_many([a.id, never, b.id, gone.id])
+    assert unknown == [never, gone.id], "in the order given: tell those agents to register again"
+    for w in (a, b):
+        got = registry.get(w.id)
+        assert got is not None and got.last_heartbeat == START + 10
+    assert registry.heartbeat_many(iter([a.id])) == [] and registry.heartbeat_many([]) == []
+    # A malformed id or a wrong type refuses the whole call: no heartbeat recorded.
+    clock.advance(10)
+    with pytest.raises(hw.InvalidArgumentError):
+        registry.heartbeat_many([a.id, "not-an-id"])
+    with pytest.raises(TypeError):
+        registry.heartbeat_many([a.id, 3])  # type: ignore[list-item]
+    with pytest.raises(TypeError):
+        registry.heartbeat_many(a.id)  # a str is not a list of ids
+    got = registry.get(a.id)
+    assert got is not None and got.last_heartbeat == START + 10

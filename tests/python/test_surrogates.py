@@ -195,6 +195,7 @@ CALLS: dict[str, Callable[[Env], Call]] = {
     "Registry.release_from_job": lambda e: (e.registry.release_from_job, {"worker_id": e.worker}),
     "Registry.claim": lambda e: (e.registry.claim, {"job_id": "j"}),
     "Registry.restore": lambda e: (e.registry.restore, {"snapshot": "{}"}),
+    "Registry.heartbeat_many": lambda e: (e.registry.heartbeat_many, {"worker_ids": [e.worker]}),
     "HeartbeatReceived.__new__": lambda e: (hw.HeartbeatReceived, {"worker_id": e.worker}),
     "UnhealthyDetected.__new__": lambda e: (
         hw.UnhealthyDetected,
