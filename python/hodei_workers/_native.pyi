@@ -866,6 +866,17 @@ class Registry:
         """
     def find_available(self) -> list[Worker]:
         """Workers that accept jobs now (READY)."""
+    def longest_idle(self, n: int) -> list[Worker]:
+        """The ``n`` longest-idle READY workers, longest idle first: a host's scale-in
+        candidates, answered from the ready index (no fleet scan: in memory the cost follows
+        ``n``, not the number of READY workers). Each worker is listed once; one claimed, or
+        whose idle time restarted, during the call may be left out. To retire them, move each
+        to DRAINING: one that took a job meanwhile finishes it first.
+
+        Raises:
+            InvalidArgumentError: a negative ``n``.
+            TypeError: a non-int (a bool included).
+        """
     def find_by_provider(self, provider_id: str) -> list[Worker]:
         """Workers of one provider."""
     def update_state(self, worker_id: str, state: _StateLike) -> Worker:

@@ -334,6 +334,15 @@ impl PyRegistry {
         run(py, || self.inner.find_available()).map(workers)
     }
 
+    /// The ``n`` longest-idle READY workers, longest idle first: a host's scale-in
+    /// candidates, answered from the ready index (no fleet scan). Each worker is listed once;
+    /// one claimed, or whose idle time restarted, during the call may be left out. Raises
+    /// InvalidArgumentError for a negative ``n``, TypeError for a non-int (a bool included).
+    fn longest_idle(&self, py: Python<'_>, n: Int) -> PyResult<Vec<PyWorker>> {
+        let n = convert::count(py, n.0, "n")?;
+        run(py, || self.inner.longest_idle(n)).map(workers)
+    }
+
     /// Workers of one provider.
     fn find_by_provider(
         &self,

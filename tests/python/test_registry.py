@@ -501,3 +501,31 @@ def test_heartbeat_many_answers_the_unknown_ids(
         registry.heartbeat_many(a.id)  # a str is not a list of ids
     got = registry.get(a.id)
     assert got is not None and got.last_heartbeat == START + 10
+
+
+def test_longest_idle_lists_the_scale_in_candidates_oldest_first(
+    registry: hw.Registry, clock: hw.ManualClock, ready_worker: ReadyWorker
+) -> None:
+    ready = []
+    for _ in range(3):
+        ready.append(ready_worker())
+        clock.advance(1)
+    busy = ready_worker()
+    registry.assign_to_job(busy.id, "job-1")
+    registry.register("docker-local", "docker", "starting")
+    assert [w.id for w in registry.longest_idle(10)] == [w.id for w in ready]
+    assert [w.id for w in registry.longest_idle(2)] == [ready[0].id, ready[1].id]
+    assert registry.longest_idle(0) == []
+    # Claimed and released, the longest idle starts its idle time again: it goes last.
+    registry.assign_to_job(ready[0].id, "job-2")
+    clock.advance(1)
+    registry.release_from_job(ready[0].id)
+    listed = registry.longest_idle(2**40)
+    assert [w.id for w in listed] == [ready[1].id, ready[2].id, ready[0].id]
+    assert all(w.state == hw.WorkerState.READY for w in listed)
+    with pytest.raises(hw.InvalidArgumentError):
+        registry.longest_idle(-1)
+    with pytest.raises(TypeError):
+        registry.longest_idle(True)
+    with pytest.raises(TypeError):
+        registry.longest_idle("3")  # type: ignore[arg-type]
