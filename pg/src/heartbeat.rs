@@ -196,10 +196,11 @@ const MANY: &str = "WITH t AS MATERIALIZED (SELECT now_ms($2) AS now), \
     FROM u";
 
 /// Many heartbeats and their `HeartbeatReceived` events (while a subscriber of this registry
-/// wants them): one event per heartbeat asked for (`$3`, repeats included), as callers of the
-/// in-memory registry each get theirs. The sort makes every row update (and lock wait, where a
-/// deadlock would roll the statement back) happen before the first seq is taken: a retried
-/// batch leaves no gap. The seq of each event is taken under its heartbeat row's lock, which
+/// wants them): one event per heartbeat asked for (`$3`, repeats included), in the order of
+/// `$3`, as callers of the in-memory registry each get theirs and `heartbeat_many` publishes
+/// them in the order of its ids (before, they were in id order). The sort makes every row
+/// update (and lock wait, where a deadlock would roll the statement back) happen before the
+/// first seq is taken: a retried batch leaves no gap. The seq of each event is taken under its heartbeat row's lock, which
 /// `unregister` also takes before its own seq: no heartbeat event follows `Unregistered`. Run
 /// in a transaction of its own (see [`heartbeat_many`]).
 const MANY_WITH_EVENTS: &str = "WITH t AS MATERIALIZED (SELECT now_ms($2) AS now), \
@@ -208,7 +209,8 @@ const MANY_WITH_EVENTS: &str = "WITH t AS MATERIALIZED (SELECT now_ms($2) AS now
     INSERT INTO outbox (xid, seq, at, worker_id, heartbeat, kind) \
     SELECT pg_current_xact_id(), nextval('event_seq'), u.now, u.id, true, \
         json_build_object('type', 'heartbeat_received', 'worker_id', u.id)::text \
-    FROM u JOIN unnest($3::uuid[]) AS each(id) ON each.id = u.id ORDER BY u.id \
+    FROM u JOIN unnest($3::uuid[]) WITH ORDINALITY AS each(id, o) ON each.id = u.id \
+    ORDER BY each.o \
     RETURNING worker_id";
 
 /// Heartbeats for `ids` in one statement, one answer per id in order (`NotFound` for an

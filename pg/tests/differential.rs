@@ -13,6 +13,9 @@
 //!   `find_unhealthy`, `count_unhealthy`;
 //!
 //! - the events the step published (seq, at, kind);
+//! - from half-way on, the events of a second subscriber on each backend, made then, that opts
+//!   in to `HeartbeatReceived` and holds 3 events, read every 9th step only: the same events
+//!   (heartbeats of one `heartbeat_many` in the call's order) and the same `dropped()`;
 //!
 //! and at the end of a sequence a snapshot of each, restored into a fresh registry of its
 //! backend. Two smaller tests compare restores of extreme records and
@@ -446,7 +449,7 @@ fn compare_reads(pair: &Pair, seq: &mut Sequence) {
     });
 }
 
-/// A subscriber on each registry, made before the first step, and how many events of each
+/// A subscriber on each registry, made with the same options, and how many events of each
 /// have been compared.
 struct Events {
     memory: Subscription,
@@ -456,12 +459,37 @@ struct Events {
 
 impl Events {
     fn subscribe(pair: &Pair) -> Events {
-        let options = SubscribeOptions::default;
+        Events::subscribe_with(pair, SubscribeOptions::default())
+    }
+
+    fn subscribe_with(pair: &Pair, options: SubscribeOptions) -> Events {
         Events {
-            memory: pair.memory.subscribe(options()).unwrap(),
-            postgres: pair.postgres.subscribe(options()).unwrap(),
+            memory: pair.memory.subscribe(options).unwrap(),
+            postgres: pair.postgres.subscribe(options).unwrap(),
             compared: 0,
         }
+    }
+
+    /// Compares everything each subscription holds now, and its `dropped()`: for a subscriber
+    /// that reads now and then, whose queue may have overflowed meanwhile. PostgreSQL's reader
+    /// moves what committed into the queue at this call (one read, no wait: every step's call
+    /// returned after its commit), dropping what its queue cannot hold, as the in-memory
+    /// registry dropped it at each publish.
+    fn compare_held(&mut self, pair: &Pair) {
+        let show = |events: Vec<WorkerLifecycleEvent>, dropped: u64| {
+            let events: Vec<_> = events.into_iter().map(|e| (e.seq, e.at, e.kind)).collect();
+            format!("{events:?}, dropped {dropped}")
+        };
+        let memory = show(self.memory.drain(), self.memory.dropped());
+        let postgres = show(self.postgres.drain(), self.postgres.dropped());
+        if memory != postgres {
+            pair.fail(
+                &format!("events held after #{}", self.compared),
+                &memory,
+                &postgres,
+            );
+        }
+        self.compared += 1;
     }
 
     /// Compares the events of the last step: as many from PostgreSQL as the in-memory registry
@@ -529,6 +557,9 @@ fn run_sequence(seed: u64, steps: usize) {
     let run = format!("seed {seed:#018x} (replay: HODEI_DIFF_SEEDS={seed:#x})");
     let mut pair = Pair::new(run, Arc::new(ManualClock::new(T0)));
     let mut events = Events::subscribe(&pair);
+    // From half-way: heartbeats become events on both backends (on PostgreSQL another write
+    // path), and a subscriber that takes them and reads seldom sees its queue overflow.
+    let mut lagging: Option<Events> = None;
     let mut seq = Sequence {
         rng: Rng(seed),
         specs: specs(),
@@ -537,11 +568,21 @@ fn run_sequence(seed: u64, steps: usize) {
     };
     for step in 0..steps {
         pair.step = step;
+        if step == steps / 2 {
+            let options = SubscribeOptions::default().heartbeats(true).capacity(3);
+            lagging = Some(Events::subscribe_with(&pair, options));
+        }
         random_write(&pair, &mut seq);
         compare_reads(&pair, &mut seq);
         events.compare_new(&pair);
+        if let Some(lagging) = lagging.as_mut().filter(|_| step % 9 == 8) {
+            lagging.compare_held(&pair);
+        }
     }
     events.compare_rest(&pair);
+    if let Some(lagging) = lagging.as_mut() {
+        lagging.compare_held(&pair);
+    }
     compare_restored(&pair);
 }
 
