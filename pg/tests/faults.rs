@@ -9,7 +9,10 @@
 //!   a crash while the server stays down, it answers `Backend` for the claim;
 //! - the server crashes and restarts while the registry is idle: once it is back, no call fails
 //!   (the pools' idle connections and the lease's, broken by the crash, are replaced before
-//!   anything is sent on them).
+//!   anything is sent on them);
+//! - the server crashes and restarts after a subscription was made while a writer was in
+//!   flight: the writer's event reaches it when the writer committed before the crash, and
+//!   nothing of it when the crash aborted it; the subscription goes on either way.
 //!
 //! The restart tests own a throwaway server (`scripts/pg-tmp.sh start`, as `make test` does);
 //! the killed connection runs on `HODEI_PG_URL`.
@@ -733,4 +736,83 @@ fn a_claim_killed_twice_answers_backend_and_applies_nothing() {
     let now = registry.get(&worker).unwrap().unwrap();
     assert_eq!((now.state, now.current_job), (WorkerState::Ready, None));
     assert_consistent(&*registry);
+}
+
+/// A subscription made while a writer holds a seq below where it starts waits for that writer
+/// (DESIGN.md §10, "Where a subscription starts"), across the reader's new connection after
+/// a crash: a commit acknowledged before the crash is delivered (first, in seq order), a
+/// writer the crash aborted delivers nothing, and the events after the restart come in both
+/// cases (the sequence moves on past what it had logged: a gap).
+#[test]
+fn a_subscription_made_while_a_writer_was_in_flight_gets_its_event_only_if_it_survived_a_crash() {
+    let server = Server::start("early");
+    let registry = PostgresWorkerRegistry::connect_with_clock(
+        &server.url,
+        "faults",
+        Arc::new(ManualClock::new(T0)),
+    )
+    .expect("connect");
+    let publish = || {
+        registry
+            .publish(EventKind::ProvisionRequested {
+                provider_id: pid("p"),
+            })
+            .map(|_| ())
+    };
+    let outbox = |client: &mut postgres::Client| -> Vec<u64> {
+        client
+            .query("SELECT seq FROM faults.outbox ORDER BY seq", &[])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get::<_, i64>(0) as u64) ^ (1 << 63))
+            .collect()
+    };
+    for commit_before_the_crash in [true, false] {
+        let what = format!("committed before the crash: {commit_before_the_crash}");
+        publish().unwrap();
+        let mut writer = postgres::Client::connect(&server.url, postgres::NoTls).unwrap();
+        writer.batch_execute("BEGIN").unwrap();
+        let early: i64 = writer
+            .query_one(
+                "INSERT INTO faults.outbox (xid, seq, at, worker_id, heartbeat, kind) \
+                 VALUES (pg_current_xact_id(), nextval('faults.event_seq'), 0, NULL, false, \
+                 '{\"type\":\"provision_requested\",\"provider_id\":\"early\"}') \
+                 RETURNING seq",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        let early = (early as u64) ^ (1 << 63);
+        publish().unwrap(); // above the writer's seq: where the subscription starts
+        let events = registry.subscribe(SubscribeOptions::default()).unwrap();
+        assert_eq!(
+            events.try_recv(),
+            None,
+            "{what}: nothing before the writer ends"
+        );
+        if commit_before_the_crash {
+            writer.batch_execute("COMMIT").unwrap();
+        }
+        server.cmd("restart");
+        wait_until_ok(publish);
+        publish().unwrap();
+        let mut admin = postgres::Client::connect(&server.url, postgres::NoTls).unwrap();
+        let stored = outbox(&mut admin);
+        let last = *stored.last().unwrap();
+        let mut got = Vec::new();
+        while got.last().is_none_or(|seq| *seq < last) {
+            match events.recv(Some(Duration::from_secs(10))) {
+                Some(e) => got.push(e.seq),
+                None => break,
+            }
+        }
+        let after: Vec<u64> = stored.iter().copied().filter(|s| *s > early + 1).collect();
+        let want: Vec<u64> = if commit_before_the_crash {
+            std::iter::once(early).chain(after).collect()
+        } else {
+            after
+        };
+        assert_eq!(got, want, "{what}: the outbox holds {stored:?}");
+        assert_eq!(stored.contains(&early), commit_before_the_crash, "{what}");
+    }
 }
