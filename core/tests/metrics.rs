@@ -638,6 +638,67 @@ fn heartbeat_ages_of_a_large_fleet_are_a_bounded_sample_with_an_exact_total() {
     );
 }
 
+/// The id `n` (from 1) of a worker the in-memory registry keeps in its shard 0 (it picks the
+/// shard from bytes 3 and 15 of the id: both 0 here).
+fn shard_0_id(n: u32) -> WorkerId {
+    let mut bytes = [0u8; 16];
+    bytes[8..12].copy_from_slice(&n.to_be_bytes());
+    WorkerId::from_bytes(bytes).unwrap()
+}
+
+/// A fleet that shrank: 600 workers in one shard (its heartbeat column 600 slots long, read
+/// with a stride of 2 by the bounded sample), then every other one gone — the 300 left, the
+/// last one among them, keep the column's length and sit exactly between the stride's slots,
+/// so the sample meets none of them. `hodei_workers_heartbeat_monitored_workers` is promised
+/// exact "even when the ages are sampled" (it is the population of `hodei_workers_workers`'
+/// watched states); the quantiles, which nothing sampled can give, are left out rather than
+/// made up.
+#[test]
+fn the_monitored_count_stays_exact_when_the_sample_meets_none_of_the_workers() {
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    let registry = Arc::new(InMemoryWorkerRegistry::with_clock(clock.clone()));
+    let provider = ProviderId::new("p").unwrap();
+    let spec = Arc::new(WorkerSpec::new("img"));
+    let ids: Vec<WorkerId> = (1..=600)
+        .map(|n| {
+            let handle = WorkerHandle {
+                worker_id: shard_0_id(n),
+                ..WorkerHandle::new(provider.clone(), ProviderType::Docker, format!("r{n}"))
+            };
+            let w = registry.register(handle, Arc::clone(&spec)).unwrap();
+            registry.update_state(&w.id, WorkerState::Ready).unwrap();
+            w.id
+        })
+        .collect();
+    for id in ids.iter().step_by(2) {
+        registry
+            .unregister(id, TerminationReason::Requested)
+            .unwrap();
+    }
+    clock.advance(Duration::from_secs(5));
+    let manager = WorkerLifecycleManager::new(
+        Arc::clone(&registry) as Arc<dyn WorkerRegistry>,
+        WorkerLifecycleConfig::default(),
+    )
+    .unwrap();
+    let text = manager.metrics_text();
+    let s = samples(&text);
+    assert_eq!(get(&s, "hodei_workers_workers{state=\"ready\"}"), 300.0);
+    assert_eq!(
+        get(&s, "hodei_workers_heartbeat_monitored_workers"),
+        300.0,
+        "{text}"
+    );
+    let quantiles: Vec<(&String, &f64)> = s
+        .iter()
+        .filter(|(k, _)| k.starts_with("hodei_workers_heartbeat_age_seconds{"))
+        .collect();
+    assert!(
+        quantiles.is_empty() || quantiles.iter().all(|(_, v)| **v == 5.0),
+        "ages none of the workers has: {quantiles:?}"
+    );
+}
+
 /// A provider named with the characters a label value must escape (`"` and `\`), of a custom
 /// type named so too.
 #[derive(Debug)]

@@ -58,7 +58,7 @@
 //! | `hodei_workers_tick_duration_seconds` | histogram | | wall time of `tick` |
 //! | `hodei_workers_health_check_duration_seconds` | histogram | | wall time of each health check |
 //! | `hodei_workers_heartbeat_age_seconds` | gauge | `quantile` | heartbeat age percentiles (0.5, 0.9, 0.99, 1) from a bounded sample of the deadline index (exact for small fleets, an estimate above: see [`HeartbeatAges`](crate::HeartbeatAges)) |
-//! | `hodei_workers_heartbeat_monitored_workers` | gauge | | workers under heartbeat watch (the ages' population; exact even when the ages are sampled) |
+//! | `hodei_workers_heartbeat_monitored_workers` | gauge | | workers under heartbeat watch (`Connecting`, `Ready`, `Busy`, `Draining`), from the state counts: exact even when the ages are sampled |
 //! | `hodei_workers_event_drops_total` | counter | `subscriber` | events dropped per live subscriber ([`Subscription::id`](crate::Subscription::id)) |
 //! | `hodei_workers_event_queue_length` | gauge | `subscriber` | events waiting per live subscriber |
 //! | `hodei_workers_leader` | gauge | | 1 while this manager leads (holds the lease and trusts it), else 0 |
@@ -283,6 +283,19 @@ impl Collector for Metrics {
             )?;
         }
         if let Ok(Some(ages)) = self.registry.heartbeat_age_histogram() {
+            // The population from the registry's state counts when it gave them (exact, and
+            // the very numbers of `hodei_workers_workers`): the ages' own total is a sample's,
+            // scaled to that count — or nothing, when the sample met none of the workers (a
+            // fleet that shrank to a few, scattered in columns that kept their length).
+            let monitored = if view.counted {
+                WorkerState::ALL
+                    .iter()
+                    .filter(|state| state.heartbeat_monitored())
+                    .map(|state| view.stats.registry.by_state.get(*state) as u64)
+                    .sum()
+            } else {
+                ages.total()
+            };
             let values: Vec<(&str, f64)> = AGE_QUANTILES
                 .iter()
                 .filter_map(|(q, label)| {
@@ -308,7 +321,7 @@ impl Collector for Metrics {
                 "hodei_workers_heartbeat_monitored_workers",
                 "Workers under heartbeat watch (Connecting, Ready, Busy, Draining).",
                 None,
-                &[(&[], ages.total())],
+                &[(&[], monitored)],
             )?;
         }
         if let Ok(subs) = self.registry.subscriber_drops() {

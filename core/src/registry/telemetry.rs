@@ -29,7 +29,11 @@ pub struct JobTotals {
 ///   over the 64 shards) for fleets up to about 25,000. Then `sampled == total()`.
 /// - Above, an **estimate**: the sampled workers' buckets scaled to the exact number of
 ///   monitored workers (from the registry's maintained state counts, so [`total`](Self::total)
-///   stays exact) with largest-remainder rounding. With `n` workers sampled (about 32,000 at
+///   stays exact) with largest-remainder rounding — unless the sample met none of them (a
+///   fleet that shrank to a few workers, scattered between the stride's slots of columns that
+///   kept their length): then there is nothing to scale, no bucket and `total()` 0 (clarified
+///   2026-12-07; the metrics read the monitored count from the state counts, not from here).
+///   With `n` workers sampled (about 32,000 at
 ///   large fleets) the fraction of the fleet below a reported `q`-quantile is off by about
 ///   `sqrt(q(1-q)/n)` (one standard deviation): 0.28 % at the median, 0.17 % at p90, 0.06 %
 ///   at p99; in ages that is usually the same 1 s bucket or the next. The maximum (`q = 1`)
