@@ -20,6 +20,7 @@ mod cleanup;
 mod contract;
 mod flaky_registry;
 mod health;
+mod metrics_reads;
 mod pools;
 mod pools_reads;
 mod provisioning;
