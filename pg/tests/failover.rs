@@ -546,3 +546,125 @@ fn refused_without_a_create<T: std::fmt::Debug>(outcome: Result<T>, calls: &[Str
     let creates: Vec<&String> = calls.iter().filter(|c| c.starts_with("create")).collect();
     assert!(creates.is_empty(), "a created {when}: {creates:?}");
 }
+
+/// `name{labels}` -> value of every sample of an OpenMetrics text.
+fn samples(text: &str) -> std::collections::BTreeMap<String, f64> {
+    assert!(text.ends_with("# EOF\n"), "no EOF:\n{text}");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let (key, value) = l.rsplit_once(' ').unwrap();
+            (key.to_owned(), value.parse().unwrap())
+        })
+        .collect()
+}
+
+/// The metrics of two replicas (two registry handles) across a failover, as the docs promise
+/// them: the registry's counts are the same on both and equal a recount of the records; the
+/// leader's state (`hodei_workers_leader`, the destroy queue) shows on one replica only, so a
+/// sum over the replicas counts it once, before and after the takeover; each replica's
+/// counters are its own and never go back (the old leader keeps its totals, the new one counts
+/// from its own); the event drops are those of each handle's own subscriptions.
+#[test]
+fn two_replicas_metrics_agree_on_the_registry_and_show_the_leaders_state_once() {
+    let c = cluster("failover_metrics");
+    let lazy =
+        c.b.registry
+            .subscribe(SubscribeOptions::default().capacity(1))
+            .unwrap();
+    let ra = c.a.manager.tick(3);
+    assert!(
+        ra.leading && ra.provisioned.len() == 3,
+        "{:?}",
+        ra.decisions
+    );
+    let ids: Vec<WorkerId> = ra.provisioned.iter().map(|p| p.worker_id).collect();
+    for id in &ids {
+        c.b.registry.update_state(id, WorkerState::Ready).unwrap();
+    }
+    c.b.registry
+        .claim(&WorkerFilter::new(), lifecycle_common::job("j"))
+        .unwrap()
+        .unwrap();
+    assert!(!c.b.manager.tick(3).leading);
+    // a's destroy of a worker fails: Terminating, in a's queue.
+    c.provider
+        .script_destroys([DestroyStep::Fail("cloud API down")]);
+    let t =
+        c.a.manager
+            .terminate_worker(&ids[0], TerminationReason::Requested)
+            .unwrap();
+    assert_eq!(t.failed.len(), 1);
+
+    let agree = |when: &str| {
+        let (a, b) = (
+            samples(&c.a.manager.metrics_text()),
+            samples(&c.b.manager.metrics_text()),
+        );
+        let records = c.a.registry.find(&WorkerFilter::new()).unwrap();
+        for state in WorkerState::ALL {
+            let key = format!("hodei_workers_workers{{state=\"{}\"}}", state.as_str());
+            let n = records.iter().filter(|w| w.state == state).count() as f64;
+            assert_eq!((a[&key], b[&key]), (n, n), "{when}: {key}");
+        }
+        let key = "hodei_workers_workers_by_provider{provider=\"test\"}";
+        let n = records.len() as f64;
+        assert_eq!((a[key], b[key]), (n, n), "{when}");
+        assert_eq!(
+            a["hodei_workers_leader"] + b["hodei_workers_leader"],
+            1.0,
+            "{when}: one leader"
+        );
+        let follower = if a["hodei_workers_leader"] == 1.0 {
+            &b
+        } else {
+            &a
+        };
+        assert_eq!(follower["hodei_workers_destroys_pending"], 0.0, "{when}");
+        (a, b)
+    };
+    let (a1, b1) = agree("a leads");
+    assert_eq!(a1["hodei_workers_leader"], 1.0);
+    assert_eq!(a1["hodei_workers_destroys_pending"], 1.0);
+    assert_eq!(a1["hodei_workers_provisions_succeeded_total"], 3.0);
+    assert_eq!(a1["hodei_workers_destroy_failures_total"], 1.0);
+    assert_eq!(b1["hodei_workers_provisions_succeeded_total"], 0.0);
+    assert_eq!(b1["hodei_workers_leader_term"], 1.0, "b saw a's term");
+    // The lazy subscriber is b's handle's: only b's scrape lists it, with its losses.
+    let drops = format!(
+        "hodei_workers_event_drops_total{{subscriber=\"{}\"}}",
+        lazy.id()
+    );
+    assert!(b1[&drops] > 0.0, "{b1:?}");
+    assert!(!a1
+        .keys()
+        .any(|k| k.starts_with("hodei_workers_event_drops_total")));
+
+    // a pauses past the ttl; b takes over and finishes the destroy a left.
+    c.advance(TTL + Duration::from_secs(1));
+    c.b.registry.heartbeat_many(&ids[1..]).unwrap();
+    let rb = c.b.manager.tick(3);
+    assert!(rb.leading, "{:?}", rb.decisions);
+    let (a2, b2) = agree("b took over, a has not ticked since");
+    assert_eq!(
+        (a2["hodei_workers_leader"], b2["hodei_workers_leader"]),
+        (0.0, 1.0)
+    );
+    assert_eq!(b2["hodei_workers_leader_term"], 2.0);
+    let ra = c.a.manager.tick(3);
+    assert!(!ra.leading);
+    let (a3, b3) = agree("a ticked as a follower");
+    assert_eq!(a3["hodei_workers_leader_term"], 2.0);
+    for (before, after) in [(&a1, &a2), (&a2, &a3), (&b1, &b2), (&b2, &b3)] {
+        for (key, v) in before.iter().filter(|(k, _)| k.contains("_total")) {
+            let now = after.get(key).copied().unwrap_or(0.0);
+            assert!(now >= *v, "{key} went back from {v} to {now}");
+        }
+    }
+    // Each replica's totals are its own: a's three provisions stay a's.
+    assert_eq!(a3["hodei_workers_provisions_succeeded_total"], 3.0);
+    assert_eq!(
+        b3["hodei_workers_provisions_succeeded_total"],
+        rb.provisioned.len() as f64
+    );
+}
