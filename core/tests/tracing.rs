@@ -388,3 +388,100 @@ fn an_orphan_destroy_has_its_destroy_span() {
     assert_eq!(field(&destroys[0].fields, "provider_id"), Some("stray"));
     assert_eq!(field(&destroys[0].fields, "resource_id"), Some("vm-lost"));
 }
+
+/// Creates, destroys and listings that panic inside the provider (with a span of the
+/// provider's own entered, as instrumented provider code has).
+#[derive(Debug, Default)]
+struct Panicky {
+    n: AtomicU64,
+}
+
+impl WorkerProvider for Panicky {
+    fn provider_id(&self) -> ProviderId {
+        ProviderId::new("panicky").unwrap()
+    }
+    fn provider_type(&self) -> ProviderType {
+        ProviderType::Docker
+    }
+    fn create_worker(&self, id: WorkerId, _: &WorkerSpec) -> ProviderResult<WorkerHandle> {
+        let _own = tracing::info_span!("sdk_call").entered();
+        if self.n.fetch_add(1, Ordering::Relaxed) == 0 {
+            panic!("the cloud SDK panicked in create");
+        }
+        let handle =
+            WorkerHandle::new(self.provider_id(), self.provider_type(), format!("vm-{id}"));
+        Ok(WorkerHandle {
+            worker_id: id,
+            ..handle
+        })
+    }
+    fn destroy_worker(&self, _: &WorkerHandle) -> ProviderResult<()> {
+        let _own = tracing::info_span!("sdk_call").entered();
+        panic!("the cloud SDK panicked in destroy");
+    }
+    fn list_workers(&self) -> ProviderResult<Vec<WorkerHandle>> {
+        let _own = tracing::info_span!("sdk_call").entered();
+        panic!("the cloud SDK panicked in list");
+    }
+}
+
+/// A provider callback that panics (caught: a failed create, destroy or listing) leaves no span
+/// entered: once the manager's calls returned, none of its spans — nor the provider's own — is
+/// still entered, and what the tick reports after the panic is traced inside the `tick` span,
+/// not inside the `provision` or `destroy` span of the call that panicked. The tick span has
+/// the documented fields, `pending_jobs` and `requirements`.
+#[test]
+fn a_provider_that_panics_leaves_no_span_entered() {
+    let recorder = Recorder::default();
+    let seen = Arc::clone(&recorder.seen);
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    let registry: Arc<dyn WorkerRegistry> =
+        Arc::new(InMemoryWorkerRegistry::with_clock(clock.clone()));
+    let config = WorkerLifecycleConfig {
+        min_ready_workers: 0,
+        ..WorkerLifecycleConfig::default()
+    };
+    let manager = WorkerLifecycleManager::new(Arc::clone(&registry), config).unwrap();
+    manager
+        .register_provider(Arc::new(Panicky::default()))
+        .unwrap();
+    let provider = ProviderId::new("panicky").unwrap();
+    manager
+        .set_scaling_target(&provider, Arc::new(WorkerSpec::new("img")))
+        .unwrap();
+    let (failed, made) = tracing::subscriber::with_default(recorder, || {
+        let failed = manager.tick(1);
+        clock.advance(Duration::from_secs(120)); // past the back-off
+        let made = manager.tick(1);
+        for p in &made.provisioned {
+            let _ = manager.terminate_worker(&p.worker_id, TerminationReason::Requested);
+        }
+        let _ = manager.reconcile();
+        (failed, made)
+    });
+    assert_eq!(failed.provision_failures.len(), 1, "{:?}", failed.decisions);
+    assert!(
+        failed.provision_failures[0].error.contains("panicked"),
+        "{:?}",
+        failed.provision_failures
+    );
+    assert_eq!(made.provisioned.len(), 1, "{:?}", made.decisions);
+    let seen = seen.lock();
+    assert!(
+        seen.stack.is_empty(),
+        "spans still entered: {:?}",
+        seen.stack
+    );
+    let failure = seen
+        .events
+        .iter()
+        .find(|e| field(&e.fields, "message") == Some("provision failed"))
+        .expect("a provision failed event");
+    assert_eq!(failure.span, Some("tick"), "{failure:?}");
+    let names: Vec<&str> = seen.spans.iter().map(|s| s.name).collect();
+    assert!(names.contains(&"destroy"), "{names:?}");
+    for tick in seen.spans.iter().filter(|s| s.name == "tick") {
+        let fields: Vec<&str> = tick.fields.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(fields, ["pending_jobs", "requirements"], "{tick:?}");
+    }
+}
