@@ -10,6 +10,7 @@ from typing import Callable, Iterable
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics import exposition as openmetrics_exposition
 from prometheus_client.openmetrics import parser as openmetrics
 from prometheus_client import parser as prometheus
 
@@ -42,6 +43,8 @@ FAMILIES = {
     "hodei_workers_heartbeat_monitored_workers": "gauge",
     "hodei_workers_event_drops": "counter",
     "hodei_workers_event_queue_length": "gauge",
+    "hodei_workers_leader": "gauge",
+    "hodei_workers_leader_term": "gauge",
 }
 
 
@@ -72,6 +75,7 @@ class Cloud:
 # Typed handles on the parsers (the package does not annotate them).
 openmetrics_families: Callable[[str], Iterable[Metric]] = openmetrics.text_string_to_metric_families
 prometheus_families: Callable[[str], Iterable[Metric]] = prometheus.text_string_to_metric_families
+openmetrics_latest: Callable[[CollectorRegistry], bytes] = openmetrics_exposition.generate_latest
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -323,3 +327,41 @@ def test_back_off_ages_queues_and_provider_types_read_exactly() -> None:
     queued = [val for (name, _), val in v.items() if name == "hodei_workers_event_queue_length"]
     assert queued == [len(sub)] and len(sub) > 0
     assert [val for (name, _), val in v.items() if name == "hodei_workers_event_drops_total"] == [0]
+
+
+class OddCloud(PoolCloud):
+    """A provider whose id has what a label value must escape (quote, backslash) and
+    characters beyond ASCII."""
+
+    def __init__(self) -> None:
+        super().__init__('k8s "east"\\1 ünï ☃')
+
+
+def test_odd_provider_ids_survive_the_text_and_both_expositions() -> None:
+    """The text parses strictly with the odd provider id as a label value, exactly as given;
+    the Collector's families, exposed again by prometheus_client in the OpenMetrics and the
+    Prometheus formats, parse back to the same samples."""
+    registry = hw.Registry(clock=hw.ManualClock(1_700_000_000.0))
+    manager = hw.LifecycleManager(registry, hw.LifecycleConfig(min_ready_workers=0, heartbeat_timeout=600))
+    cloud = OddCloud()
+    manager.register_provider(cloud)
+    manager.set_scaling_target(cloud.provider_id, hw.WorkerSpec("img"))
+    assert len(manager.tick(pending_jobs=2).provisioned) == 2
+    text = manager.metrics_text()
+    _, v = samples(text)
+    assert value(v, "hodei_workers_workers_by_provider", provider=cloud.provider_id) == 2
+    assert value(v, "hodei_workers_provisions_requested_total", provider=cloud.provider_id) == 2
+    assert value(v, "hodei_workers_provider_backoff_seconds", provider=cloud.provider_id) == 0
+
+    reg = CollectorRegistry()
+    reg.register(Collector(manager))
+    _, again = samples(openmetrics_latest(reg).decode())
+    assert again == v
+    by_prometheus = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in prometheus_families(generate_latest(reg).decode())
+        for s in f.samples
+    }
+    assert by_prometheus[
+        ("hodei_workers_workers_by_provider", (("provider", cloud.provider_id),))
+    ] == 2
