@@ -254,3 +254,39 @@ fn a_replica_whose_trust_window_closed_shows_no_backoff_or_pending_destroys() {
     assert_eq!(a.stats().unwrap().pending_destroys, 1);
     assert_eq!(a.provider_backoff().len(), 1);
 }
+
+/// The limit of `hodei_workers_leader` summed over the replicas: a leader paused in a way its
+/// own clock did not see (a suspended VM: the monotonic clock stood still) still trusts its
+/// lease when it wakes up, and a scrape reads that trust without asking the store — so until
+/// its next tick (or write) learns from the store that b leads now, both replicas show 1. The
+/// sum is 2 for that while, not "never 2"; the store fences the old leader's writes meanwhile
+/// (DESIGN.md §11), and its first tick drops it to 0.
+#[test]
+fn a_leader_whose_clock_missed_the_pause_shows_1_until_it_asks_the_store() {
+    let store = Arc::new(ManualClock::new(1_000_000));
+    let registry: Arc<dyn WorkerRegistry> =
+        Arc::new(InMemoryWorkerRegistry::with_clock(store.clone()));
+    let lease = InMemoryLease::new(store.clone(), "a", Duration::from_secs(15));
+    let replica = |name: &str| {
+        let local = Arc::new(ManualClock::new(0));
+        let m = WorkerLifecycleManager::with_leadership(
+            registry.clone(),
+            WorkerLifecycleConfig::default(),
+            Arc::new(lease.replica(name)),
+            local.clone(),
+        )
+        .unwrap();
+        (m, local)
+    };
+    let (a, _a_clock) = replica("a");
+    let (b, b_clock) = replica("b");
+    assert!(a.tick(0).leading);
+    // a's pause: the store's time and b's pass, a's own clock does not move.
+    store.advance(Duration::from_secs(20));
+    b_clock.advance(Duration::from_secs(20));
+    assert!(b.tick(0).leading);
+    assert_eq!(gauges(&b), (1.0, 2.0));
+    assert_eq!(gauges(&a), (1.0, 1.0), "a still trusts its term 1");
+    assert!(!a.tick(0).leading);
+    assert_eq!(gauges(&a), (0.0, 2.0), "a asked the store");
+}
