@@ -328,8 +328,9 @@ pub trait WorkerRegistry: Send + Sync + fmt::Debug {
     /// backend keeps one (`Ok(None)` otherwise: the default). Never reads the workers'
     /// records, never scans the fleet: the in-memory registry reads a stride sample of at most
     /// 32,768 slots of its heartbeat columns (under shared locks) — exact for small fleets,
-    /// an estimate with an exact total above. See [`HeartbeatAges`] for what the ages mean
-    /// and the estimate's error.
+    /// an estimate with an exact total above (none, when the sample meets no monitored worker:
+    /// a fleet shrunk to a few, scattered in long columns). See [`HeartbeatAges`] for what the
+    /// ages mean and the estimate's error.
     fn heartbeat_age_histogram(&self) -> Result<Option<HeartbeatAges>> {
         Ok(None)
     }
