@@ -4,6 +4,10 @@
 //! Every change inserts its events into `outbox` **in its own transaction**, after taking its
 //! row locks, each with `seq = nextval('event_seq')` and the writing transaction's id
 //! (`pg_current_xact_id()`, assigned by the change's first write, before any seq is taken).
+//! The order matters to readers (below), and an `INSERT … VALUES (pg_current_xact_id(),
+//! nextval(…))` does not give it: `VALUES` are evaluated in the table's column order, `seq`
+//! first. A writer with a seq and no xid yet is in no snapshot's list and holds no transaction
+//! lock, so a reader cannot tell its gap from an aborted one.
 //! So the events of one worker are in `seq` order of its changes, and an event exists exactly
 //! when its change committed. A statement trigger `NOTIFY`s the registry's channel, only while
 //! some subscriber listens (`listeners`): NOTIFY serialises committing transactions on a

@@ -771,7 +771,11 @@ fn a_subscription_made_while_a_writer_was_in_flight_gets_its_event_only_if_it_su
         let what = format!("committed before the crash: {commit_before_the_crash}");
         publish().unwrap();
         let mut writer = postgres::Client::connect(&server.url, postgres::NoTls).unwrap();
-        writer.batch_execute("BEGIN").unwrap();
+        // Its xid before its seq, as the registry's writers (an INSERT's VALUES are evaluated
+        // in the table's column order: `seq` first).
+        writer
+            .batch_execute("BEGIN; SELECT pg_current_xact_id()")
+            .unwrap();
         let early: i64 = writer
             .query_one(
                 "INSERT INTO faults.outbox (xid, seq, at, worker_id, heartbeat, kind) \
