@@ -15,8 +15,15 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::ids::{JobId, ProviderId, WorkerId};
+use crate::lifecycle::{MAX_LEASE_HOLDER_LEN, MAX_PROVIDER_MESSAGE_LEN};
 use crate::state::WorkerState;
 use crate::worker::{ProviderType, TerminationReason};
+
+/// Longest `error` a published `ProvisionFailed` or `DestroyFailed` may carry: the manager's
+/// carry a provider's failure as text, its message (at most [`MAX_PROVIDER_MESSAGE_LEN`]
+/// bytes: the manager cuts every provider's) and its kind (`"… (no_capacity)"`), which the 64
+/// bytes above the message leave room for.
+pub(crate) const MAX_PUBLISHED_ERROR_LEN: usize = MAX_PROVIDER_MESSAGE_LEN + 64;
 
 /// One thing that happened to a worker (or to the fleet), in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -200,12 +207,23 @@ impl EventKind {
     }
 
     /// What every backend's [`publish`](crate::WorkerRegistry::publish) runs first: a kind
-    /// that [`is_registry_change`](Self::is_registry_change) is refused. Costs one match.
+    /// that [`is_registry_change`](Self::is_registry_change) is refused, and so is text the
+    /// manager's own events of the kind never carry. Costs one match and the length of the
+    /// event's text.
     ///
     /// # Errors
-    /// `InvalidArgument` naming the kind: published, it would tell every subscriber of a change
-    /// that never happened in the registry (a fake `JobLost` would have the host requeue a job
-    /// a worker still runs).
+    /// `InvalidArgument` naming the kind:
+    /// - for a registry change: published, it would tell every subscriber of a change that
+    ///   never happened in the registry (a fake `JobLost` would have the host requeue a job a
+    ///   worker still runs);
+    /// - for an `error` over [`MAX_PROVIDER_MESSAGE_LEN`](crate::MAX_PROVIDER_MESSAGE_LEN) +
+    ///   64 bytes (`ProvisionFailed`, `DestroyFailed`: the manager's carry a provider's message,
+    ///   cut with [`cut_provider_message`](crate::cut_provider_message), which a host can call
+    ///   too, and its kind, `" (no_capacity)"`), and
+    ///   for a `LeaderChanged` whose `holder` or `by` breaks the lease holder's rules (1 to
+    ///   [`MAX_LEASE_HOLDER_LEN`](crate::MAX_LEASE_HOLDER_LEN) bytes, no NUL): every subscriber
+    ///   gets a copy of the event (on PostgreSQL, every replica's, through one outbox row), and
+    ///   a C subscriber reads its text as NUL-terminated strings (clarified 2026-12-07).
     pub fn check_publishable(&self) -> Result<()> {
         if self.is_registry_change() {
             return Err(Error::invalid(format!(
@@ -216,7 +234,42 @@ impl EventKind {
                 self.name()
             )));
         }
-        Ok(())
+        let refuse = |what: String| {
+            Err(Error::invalid(format!(
+                "event kind {}: {what}: publish refuses it",
+                self.name()
+            )))
+        };
+        match self {
+            EventKind::ProvisionFailed { error, .. } | EventKind::DestroyFailed { error, .. }
+                if error.len() > MAX_PUBLISHED_ERROR_LEN =>
+            {
+                refuse(format!(
+                    "error of {} bytes, over {MAX_PUBLISHED_ERROR_LEN} (cut it with \
+                     cut_provider_message, as the manager cuts a provider's message)",
+                    error.len()
+                ))
+            }
+            EventKind::LeaderChanged { holder, by, .. } => {
+                let bad = |name: &str| {
+                    name.is_empty() || name.len() > MAX_LEASE_HOLDER_LEN || name.contains('\0')
+                };
+                match (holder.as_deref().filter(|h| bad(h)), bad(by)) {
+                    (Some(h), _) => refuse(format!(
+                        "holder of {} bytes is not a lease holder (1..={MAX_LEASE_HOLDER_LEN} \
+                         bytes, no NUL)",
+                        h.len()
+                    )),
+                    (None, true) => refuse(format!(
+                        "by of {} bytes is not a lease holder (1..={MAX_LEASE_HOLDER_LEN} bytes, \
+                         no NUL)",
+                        by.len()
+                    )),
+                    (None, false) => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Stable snake_case name of the variant (`"state_changed"`, …).
@@ -797,7 +850,37 @@ impl Drop for Subscription {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lifecycle::{ProviderError, ProviderErrorKind};
     use std::sync::{mpsc, Condvar};
+
+    #[test]
+    fn every_failure_the_manager_publishes_fits_the_published_error_limit() {
+        use ProviderErrorKind::*;
+        let longest = "é".repeat(MAX_PROVIDER_MESSAGE_LEN);
+        for kind in [
+            Failed,
+            NotFound,
+            Unsupported,
+            Panicked,
+            NoCapacity,
+            Fenced,
+            Interrupted,
+        ] {
+            // What the manager's ProvisionFailed and DestroyFailed carry: `e.to_string()`.
+            let mut e = ProviderError::new(longest.as_str());
+            e.kind = kind;
+            let error = e.to_string();
+            assert!(
+                error.len() > MAX_PROVIDER_MESSAGE_LEN,
+                "{kind:?}: the test's premise"
+            );
+            let event = EventKind::ProvisionFailed {
+                provider_id: ProviderId::new("p").unwrap(),
+                error,
+            };
+            assert_eq!(event.check_publishable(), Ok(()), "{kind:?}");
+        }
+    }
 
     /// Released by the test: until then, a fill that may wait holds its caller.
     #[derive(Debug, Default)]

@@ -293,7 +293,10 @@ fn kind_from_c(fields: &hw_event_fields) -> Result<EventKind, Error> {
 /// included), a string member the kind needs that is NULL, not UTF-8 or malformed (a provider
 /// id), the nil worker id, and for the registry's own kinds (`REGISTERED`, `STATE_CHANGED`,
 /// `ASSIGNED_TO_JOB`, `RELEASED_FROM_JOB`, `JOB_LOST`, `UNREGISTERED`: the message names the
-/// kind and the kinds that may be published), checked first; `HW_ERR_NOT_FOUND` for an event
+/// kind and the kinds that may be published), checked first; a `message` over
+/// `HW_MAX_PROVIDER_MESSAGE_LEN` + 64 bytes (the manager's carry a provider's message and its
+/// kind), a `holder` or `by` that is empty or over 128 bytes (a
+/// lease holder's rules); `HW_ERR_NOT_FOUND` for an event
 /// about a worker that is not registered; `HW_ERR_BACKEND` when a shared registry's store
 /// cannot be reached. Nothing is published on any error.
 #[no_mangle]

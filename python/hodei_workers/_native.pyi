@@ -1025,7 +1025,9 @@ class Registry:
         Raises:
             InvalidArgumentError: one of the registry's own kinds (Registered, StateChanged,
                 AssignedToJob, ReleasedFromJob, JobLost, Unregistered): only a change of its
-                records emits them, so that each one read tells of a change that happened.
+                records emits them, so that each one read tells of a change that happened;
+                an ``error`` over 4160 bytes (a provider's message, at most 4096, and its kind), a ``holder`` or
+                ``by`` that is empty or over 128 bytes (a lease holder's rules).
             WorkerNotFoundError: an event about a worker the registry does not hold (never
                 did, or unregistered: no event about a worker follows its Unregistered).
             TypeError: anything but an Event.

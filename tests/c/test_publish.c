@@ -210,6 +210,18 @@ int main(void) {
   bad = unhealthy;
   memset(&bad.worker_id, 0, sizeof bad.worker_id);
   CHECK_STATUS(hw_registry_publish(reg, &bad), HW_ERR_INVALID_ARGUMENT);
+  /* Text the manager's own events never carry: a message over HW_MAX_PROVIDER_MESSAGE_LEN +
+   * 64 bytes, a holder over a lease holder's 128 bytes. */
+  static char long_text[HW_MAX_PROVIDER_MESSAGE_LEN + 66];
+  memset(long_text, 'x', HW_MAX_PROVIDER_MESSAGE_LEN + 65);
+  bad = failed;
+  bad.message = long_text;
+  CHECK_STATUS(hw_registry_publish(reg, &bad), HW_ERR_INVALID_ARGUMENT);
+  check_message("error of 4161 bytes");
+  bad = leader;
+  bad.holder = long_text;
+  CHECK_STATUS(hw_registry_publish(reg, &bad), HW_ERR_INVALID_ARGUMENT);
+  check_message("holder of 4161 bytes");
   /* About a worker the registry does not hold (never did; unregistered): not found. */
   hw_worker_id stranger;
   REQUIRE_OK(hw_worker_id_parse("00000000-0000-4000-8000-000000000001", &stranger));

@@ -137,6 +137,13 @@ def test_the_registrys_own_kinds_and_wrong_arguments_publish_nothing(pair: Pair)
         hw.DestroyFailed(w.id, "p1", "x", True)
     with pytest.raises(TypeError):
         hw.LeaderChanged("a", 1)  # type: ignore[call-arg]
+    # Text the manager's own events never carry: refused when published.
+    with pytest.raises(hw.InvalidArgumentError, match="provision_failed: error of 4161 bytes"):
+        publisher.publish(hw.ProvisionFailed("p1", "x" * 4161))
+    with pytest.raises(hw.InvalidArgumentError, match="leader_changed: holder of 129 bytes"):
+        publisher.publish(hw.LeaderChanged("h" * 129, 2, "a"))
+    with pytest.raises(hw.InvalidArgumentError, match="leader_changed: by of 0 bytes"):
+        publisher.publish(hw.LeaderChanged(None, 2, ""))
     # None of that published anything: the next event is the marker published after it.
     publisher.publish(hw.ProvisionRequested("marker"))
     marker = _next(sub)
