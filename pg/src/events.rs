@@ -69,7 +69,15 @@
 //! read what arrived; `recv` waits on `LISTEN` (a notification wakes it; without one it polls
 //! every second, and every 20 ms while waiting out a gap). Each read first takes the
 //! notifications already received, which announce commits it sees: they never pile up in the
-//! connection, and a wait wakes only for a commit made after the last read.
+//! connection, and a wait wakes only for a commit made after the last read. The session
+//! listens only while a call waits: it `LISTEN`s before the call's first wait (and reads once
+//! more then, as a commit between the read and the `LISTEN` notified nobody) and `UNLISTEN`s
+//! when the call returns, two requests more for a call that waits, none for one that finds
+//! events. (Clarified 2026-12-07: before, it listened for as long as the subscription lived,
+//! and a subscription nobody called read none of the notifications sent to it: its server
+//! process blocked sending them, and the server's notification queue, which that process no
+//! longer advanced, grew with every notifying commit until `NOTIFY` failed, and every
+//! notifying commit with it; `events::tests::a_reader_between_calls_is_sent_no_notifications`.)
 //!
 //! # Bounded whatever the server does
 //! A reader never waits on the server without a bound (clarified 2026-12-07: before, a
@@ -244,7 +252,8 @@ pub(crate) const FORGET_DEAD_LISTENERS: &str =
     "DELETE FROM listeners WHERE pid NOT IN (SELECT pid FROM pg_stat_activity)";
 
 /// Opens a reader's connection before `deadline`: the session of the registry's connections
-/// (`crate::pool::Conn::open`), its `listeners` row and its `LISTEN`.
+/// (`crate::pool::Conn::open`) and its `listeners` row. It listens only while a `fill` waits
+/// ([`ReaderConn::listen`]).
 fn open(
     config: &tokio_postgres::Config,
     schema: &str,
@@ -253,11 +262,9 @@ fn open(
     let session = format!(
         "SET search_path TO {}; SET application_name = 'hodei-workers'; SET jit = off; \
          {}; {FORGET_DEAD_LISTENERS}; \
-         INSERT INTO listeners (pid) VALUES (pg_backend_pid()) ON CONFLICT DO NOTHING; \
-         LISTEN {}",
+         INSERT INTO listeners (pid) VALUES (pg_backend_pid()) ON CONFLICT DO NOTHING",
         crate::pool::quote_ident(schema),
         crate::pool::bound_stalls(),
-        crate::pool::quote_ident(&channel(schema))
     );
     ReaderConn::open(config, &session, deadline)
 }
@@ -629,46 +636,75 @@ impl Reader {
             .checked_add(REPLY_TIMEOUT)
             .unwrap_or(waited_until);
         let _ = guard(|| {
-            let mut waited = false;
-            loop {
-                let result = self.read_again_if_closed(
-                    &mut |event| {
-                        feed.push(event);
-                    },
-                    deadline,
-                    deadline,
-                );
-                feed.count_dropped(std::mem::take(&mut self.overflow));
-                match result {
-                    Ok(moved) if moved > 0 || wait.is_zero() || waited => return Ok(()),
-                    Ok(_) => {}
-                    Err(_) => {
-                        // Connection lost, or no answer in time: reopened at the next call;
-                        // the cursor is kept. A short pause (within the caller's wait) keeps a
-                        // `recv` from reconnecting in a loop while the server is down.
-                        self.drop_connection();
-                        let left = waited_until.saturating_duration_since(Instant::now());
-                        std::thread::sleep(left.min(Duration::from_millis(100)));
-                        return Ok(());
-                    }
-                }
-                waited = true;
-                let slice = if self.pending.is_some() || self.before_start.is_some() {
-                    wait.min(Duration::from_millis(20))
-                } else {
-                    wait
-                };
-                let until = deadline_after(slice).min(waited_until);
-                let broken = match self.conn.as_mut() {
-                    Some(conn) => conn.wait(until).is_err(),
-                    None => false,
-                };
-                if broken {
+            let filled = self.fill_waiting(feed, wait, waited_until, deadline);
+            // Listening ends with the call (see `ReaderConn::listen`); a connection that cannot
+            // say so in time is dropped (its session, and its `LISTEN`, end with it).
+            if let Some(conn) = self.conn.as_mut() {
+                if conn.unlisten(deadline).is_err() {
                     self.drop_connection();
                 }
             }
+            filled
         });
         true
+    }
+
+    /// [`fill`](Self::fill)'s reads and waits, until something was read, or `waited_until`,
+    /// or the connection failed. Listens (once) before its first wait: and reads again then,
+    /// as a commit between the read and the `LISTEN` sent no notification.
+    fn fill_waiting(
+        &mut self,
+        feed: &EventFeed<'_>,
+        wait: Duration,
+        waited_until: Instant,
+        deadline: Instant,
+    ) -> Result<()> {
+        let mut waited = false;
+        loop {
+            let result = self.read_again_if_closed(
+                &mut |event| {
+                    feed.push(event);
+                },
+                deadline,
+                deadline,
+            );
+            feed.count_dropped(std::mem::take(&mut self.overflow));
+            match result {
+                Ok(moved) if moved > 0 || wait.is_zero() || waited => return Ok(()),
+                Ok(_) => {}
+                Err(_) => {
+                    // Connection lost, or no answer in time: reopened at the next call;
+                    // the cursor is kept. A short pause (within the caller's wait) keeps a
+                    // `recv` from reconnecting in a loop while the server is down.
+                    self.drop_connection();
+                    let left = waited_until.saturating_duration_since(Instant::now());
+                    std::thread::sleep(left.min(Duration::from_millis(100)));
+                    return Ok(());
+                }
+            }
+            if let Some(conn) = self.conn.as_mut().filter(|c| !c.is_listening()) {
+                let channel = crate::pool::quote_ident(&channel(&self.schema));
+                if conn.listen(&channel, deadline).is_err() {
+                    self.drop_connection();
+                    return Ok(());
+                }
+                continue;
+            }
+            waited = true;
+            let slice = if self.pending.is_some() || self.before_start.is_some() {
+                wait.min(Duration::from_millis(20))
+            } else {
+                wait
+            };
+            let until = deadline_after(slice).min(waited_until);
+            let broken = match self.conn.as_mut() {
+                Some(conn) => conn.wait(until).is_err(),
+                None => false,
+            };
+            if broken {
+                self.drop_connection();
+            }
+        }
     }
 }
 
@@ -1040,6 +1076,48 @@ mod tests {
         );
     }
 
+    /// A session that `LISTEN`s is sent every notifying commit's notification as soon as it is
+    /// idle, and a subscriber nobody calls never reads them: once the socket's buffers are full,
+    /// its server process blocks sending (`ClientWrite`), and the server's notification queue,
+    /// which that process no longer advances, grows with every notifying commit until `NOTIFY`
+    /// fails, and with it every commit that notifies (this stop's hunt: 30,000 commits left an
+    /// untouched subscription's backend in `ClientWrite`, the queue growing). A reader now
+    /// listens only while a call of its subscription waits: between calls it is sent nothing.
+    #[test]
+    fn a_reader_between_calls_is_sent_no_notifications() {
+        use hodei_workers::WorkerRegistry;
+        let (_schema, registry) = crate::test_support::scratch("events_idle");
+        let subscription = registry.subscribe(SubscribeOptions::default()).unwrap();
+        let reader = registry.inner.readers.lock()[0].upgrade().unwrap();
+        let kind = EventKind::ProvisionRequested {
+            provider_id: ProviderId::new("p").unwrap(),
+        };
+        let notified = |reader: &Arc<Mutex<Reader>>| {
+            // A request on the reader's connection: a notification sent to its session before
+            // it answered is received (and counted) before the answer.
+            let mut reader = reader.lock();
+            let conn = reader.conn.as_mut().expect("the reader's connection");
+            conn.batch_execute("SELECT 1", deadline_after(REPLY_TIMEOUT))
+                .unwrap();
+            conn.notified()
+        };
+        registry.publish(kind.clone()).unwrap();
+        assert_eq!(notified(&reader), 0, "notifications sent between calls");
+        assert_eq!(
+            subscription.recv(Some(Duration::ZERO)).map(|e| e.kind),
+            Some(kind.clone()),
+            "the event, read all the same"
+        );
+        // After a call that waited too.
+        assert_eq!(subscription.recv(Some(Duration::from_millis(50))), None);
+        registry.publish(kind.clone()).unwrap();
+        assert_eq!(notified(&reader), 0, "notifications sent after a wait");
+        assert_eq!(
+            subscription.recv(Some(Duration::ZERO)).map(|e| e.kind),
+            Some(kind)
+        );
+    }
+
     /// The prune, on the leader's tick path once a minute, waits for each reader of its handle
     /// to be between two reads. A reader waiting for a notification (a `recv` with nothing to
     /// read) held it for its whole wait: a tick a minute up to a second late for a host with a
@@ -1049,15 +1127,19 @@ mod tests {
     #[test]
     fn a_prune_wakes_a_reader_waiting_for_a_notification() {
         use hodei_workers::WorkerRegistry;
-        let (_schema, registry) = crate::test_support::scratch("events_prune_wakes");
+        let (schema, registry) = crate::test_support::scratch("events_prune_wakes");
         let _subscription = registry.subscribe(SubscribeOptions::default()).unwrap();
         let reader = registry.inner.readers.lock()[0].upgrade().unwrap();
         let (reader, registry) = (&reader, &registry);
+        let channel = crate::pool::quote_ident(&channel(&schema.name));
         std::thread::scope(|s| {
             let (waiting, wait_began) = std::sync::mpsc::channel();
             s.spawn(move || {
                 let mut r = reader.lock();
                 let conn = r.conn.as_mut().expect("the subscription's connection");
+                // As a `fill` that waits: listening first.
+                conn.listen(&channel, Instant::now() + REPLY_TIMEOUT)
+                    .unwrap();
                 conn.take_notifications().unwrap();
                 waiting.send(()).unwrap();
                 let _ = conn.wait(Instant::now() + Duration::from_secs(60));

@@ -49,6 +49,9 @@ pub(crate) struct ReaderConn {
     notified: usize,
     /// A request ran out of time, or the connection ended: never used again.
     broken: bool,
+    /// Its session `LISTEN`s now (only while a call of the subscription waits: see
+    /// [`listen`](Self::listen)).
+    listening: bool,
     /// The OS process that opened it: in a fork of that process it is left alone.
     process: u32,
 }
@@ -93,8 +96,8 @@ fn pump(
 }
 
 impl ReaderConn {
-    /// Connects and runs `session` (the reader's `SET`s, its `listeners` row, its `LISTEN`),
-    /// all before `deadline`.
+    /// Connects and runs `session` (the reader's `SET`s, its `listeners` row), all before
+    /// `deadline`. It does not listen yet.
     pub(crate) fn open(
         config: &tokio_postgres::Config,
         session: &str,
@@ -119,6 +122,7 @@ impl ReaderConn {
             statements: HashMap::new(),
             notified: 0,
             broken: false,
+            listening: false,
             process: std::process::id(),
         };
         conn.batch_execute(session, deadline)?;
@@ -203,6 +207,41 @@ impl ReaderConn {
     ) -> std::result::Result<Vec<Row>, DbError> {
         let statement = self.prepare(sql, deadline)?;
         self.request(deadline, |client| client.query(&statement, params))
+    }
+
+    /// `LISTEN`s to `channel` (a quoted identifier) before `deadline`, unless it does already.
+    ///
+    /// A reader listens only while a call of its subscription waits, never between calls: a
+    /// listening session is sent every notifying commit's notification as soon as it is idle,
+    /// and one whose subscriber makes no call reads none of them. Once the socket's buffers
+    /// are full its server process blocks sending, and the server's notification queue, which
+    /// that process no longer advances, grows with every notifying commit of every session
+    /// until `NOTIFY`, and every commit that notifies, fails (clarified 2026-12-07).
+    pub(crate) fn listen(
+        &mut self,
+        channel: &str,
+        deadline: Instant,
+    ) -> std::result::Result<(), DbError> {
+        if !self.listening {
+            self.batch_execute(&format!("LISTEN {channel}"), deadline)?;
+            self.listening = true;
+        }
+        Ok(())
+    }
+
+    /// Whether its session listens now.
+    pub(crate) fn is_listening(&self) -> bool {
+        self.listening
+    }
+
+    /// Stops listening before `deadline` (see [`listen`](Self::listen)); the notifications
+    /// that came meanwhile are dropped at the next read.
+    pub(crate) fn unlisten(&mut self, deadline: Instant) -> std::result::Result<(), DbError> {
+        if self.listening {
+            self.batch_execute("UNLISTEN *", deadline)?;
+            self.listening = false;
+        }
+        Ok(())
     }
 
     /// Runs `sql` (one or more statements, no parameters) before `deadline`.
