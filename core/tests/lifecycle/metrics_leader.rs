@@ -28,17 +28,12 @@ fn gauges(manager: &WorkerLifecycleManager) -> (f64, f64) {
     )
 }
 
-#[test]
-fn a_plain_manager_leads_under_term_1() {
-    let registry = Arc::new(InMemoryWorkerRegistry::with_clock(Arc::new(
-        ManualClock::new(1_000),
-    )));
-    let manager = WorkerLifecycleManager::new(registry, WorkerLifecycleConfig::default()).unwrap();
-    assert_eq!(gauges(&manager), (1.0, 1.0));
-}
+/// A replica's manager and its own clock.
+type Replica = (WorkerLifecycleManager, Arc<ManualClock>);
 
-#[test]
-fn the_gauges_follow_the_lease_between_replicas() {
+/// Replicas "a" and "b" of a 15 s in-memory lease on one registry, whose clock is `store`
+/// (each manager's own clock starts at 0): `(store, a, b)`.
+fn two_replicas() -> (Arc<ManualClock>, Replica, Replica) {
     let store = Arc::new(ManualClock::new(1_000_000));
     let registry: Arc<dyn WorkerRegistry> =
         Arc::new(InMemoryWorkerRegistry::with_clock(store.clone()));
@@ -54,8 +49,22 @@ fn the_gauges_follow_the_lease_between_replicas() {
         .unwrap();
         (m, local)
     };
-    let (a, a_clock) = replica("a");
-    let (b, b_clock) = replica("b");
+    let (a, b) = (replica("a"), replica("b"));
+    (store, a, b)
+}
+
+#[test]
+fn a_plain_manager_leads_under_term_1() {
+    let registry = Arc::new(InMemoryWorkerRegistry::with_clock(Arc::new(
+        ManualClock::new(1_000),
+    )));
+    let manager = WorkerLifecycleManager::new(registry, WorkerLifecycleConfig::default()).unwrap();
+    assert_eq!(gauges(&manager), (1.0, 1.0));
+}
+
+#[test]
+fn the_gauges_follow_the_lease_between_replicas() {
+    let (store, (a, a_clock), (b, b_clock)) = two_replicas();
     // Before any tick nobody leads and no term was seen.
     assert_eq!(gauges(&a), (0.0, 0.0));
     assert!(a.tick(0).leading);
@@ -87,21 +96,7 @@ fn sample(text: &str, name: &str) -> f64 {
 /// exact"): a follower's ticks too, not only the ticks that run to their end.
 #[test]
 fn a_followers_ticks_are_counted_in_the_tick_duration() {
-    let store = Arc::new(ManualClock::new(1_000_000));
-    let registry: Arc<dyn WorkerRegistry> =
-        Arc::new(InMemoryWorkerRegistry::with_clock(store.clone()));
-    let lease = InMemoryLease::new(store.clone(), "a", Duration::from_secs(15));
-    let replica = |name: &str| {
-        let local = Arc::new(ManualClock::new(0));
-        WorkerLifecycleManager::with_leadership(
-            registry.clone(),
-            WorkerLifecycleConfig::default(),
-            Arc::new(lease.replica(name)),
-            local,
-        )
-        .unwrap()
-    };
-    let (a, b) = (replica("a"), replica("b"));
+    let (_store, (a, _), (b, _)) = two_replicas();
     let count = |m: &WorkerLifecycleManager| {
         sample(
             &m.metrics_text(),
@@ -263,23 +258,7 @@ fn a_replica_whose_trust_window_closed_shows_no_backoff_or_pending_destroys() {
 /// (DESIGN.md §11), and its first tick drops it to 0.
 #[test]
 fn a_leader_whose_clock_missed_the_pause_shows_1_until_it_asks_the_store() {
-    let store = Arc::new(ManualClock::new(1_000_000));
-    let registry: Arc<dyn WorkerRegistry> =
-        Arc::new(InMemoryWorkerRegistry::with_clock(store.clone()));
-    let lease = InMemoryLease::new(store.clone(), "a", Duration::from_secs(15));
-    let replica = |name: &str| {
-        let local = Arc::new(ManualClock::new(0));
-        let m = WorkerLifecycleManager::with_leadership(
-            registry.clone(),
-            WorkerLifecycleConfig::default(),
-            Arc::new(lease.replica(name)),
-            local.clone(),
-        )
-        .unwrap();
-        (m, local)
-    };
-    let (a, _a_clock) = replica("a");
-    let (b, b_clock) = replica("b");
+    let (store, (a, _a_clock), (b, b_clock)) = two_replicas();
     assert!(a.tick(0).leading);
     // a's pause: the store's time and b's pass, a's own clock does not move.
     store.advance(Duration::from_secs(20));
