@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::ids::{JobId, ProviderId, WorkerId};
-use crate::lifecycle::{MAX_LEASE_HOLDER_LEN, MAX_PROVIDER_MESSAGE_LEN};
+use crate::lifecycle::{is_lease_holder, MAX_LEASE_HOLDER_LEN, MAX_PROVIDER_MESSAGE_LEN};
 use crate::state::WorkerState;
 use crate::worker::{ProviderType, TerminationReason};
 
@@ -251,10 +251,8 @@ impl EventKind {
                 ))
             }
             EventKind::LeaderChanged { holder, by, .. } => {
-                let bad = |name: &str| {
-                    name.is_empty() || name.len() > MAX_LEASE_HOLDER_LEN || name.contains('\0')
-                };
-                match (holder.as_deref().filter(|h| bad(h)), bad(by)) {
+                let unfit = holder.as_deref().filter(|h| !is_lease_holder(h));
+                match (unfit, !is_lease_holder(by)) {
                     (Some(h), _) => refuse(format!(
                         "holder of {} bytes is not a lease holder (1..={MAX_LEASE_HOLDER_LEN} \
                          bytes, no NUL)",

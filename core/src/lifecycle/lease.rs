@@ -124,6 +124,12 @@ pub const MAX_LEASE_HOLDER_LEN: usize = 128;
 /// The shortest lease ttl, on every backend (a renewal gets a third of it to connect).
 pub const MIN_LEASE_TTL: Duration = Duration::from_millis(3);
 
+/// Whether `name` may name a lease holder: 1 to [`MAX_LEASE_HOLDER_LEN`] bytes, no NUL (the
+/// rule [`validate_lease`] applies, and `publish` to a `LeaderChanged`'s names).
+pub(crate) fn is_lease_holder(name: &str) -> bool {
+    !name.is_empty() && name.len() <= MAX_LEASE_HOLDER_LEN && !name.contains('\0')
+}
+
 /// Checks a replica's lease arguments as every backend does (in
 /// [`WorkerLifecycleManager::replicated`](crate::WorkerLifecycleManager::replicated), whatever
 /// the registry, so a host's arguments fail the same way embedded and replicated).
@@ -135,7 +141,7 @@ pub const MIN_LEASE_TTL: Duration = Duration::from_millis(3);
 /// durations: a longer lease is no leadership lease, only a way to reach the limits of the
 /// store's and the clock's arithmetic).
 pub fn validate_lease(holder: &str, ttl: Duration) -> Result<()> {
-    if holder.is_empty() || holder.len() > MAX_LEASE_HOLDER_LEN || holder.contains('\0') {
+    if !is_lease_holder(holder) {
         return Err(Error::invalid(format!(
             "lease holder must be 1..={MAX_LEASE_HOLDER_LEN} bytes without NUL, got {}",
             quote_input(holder)

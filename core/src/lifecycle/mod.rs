@@ -19,6 +19,8 @@ pub use lease::{
     validate_lease, AlwaysLeader, InMemoryLease, LeaderInfo, Leadership, LeaseStatus, Term,
     MAX_LEASE_HOLDER_LEN, MIN_LEASE_TTL,
 };
+// `publish` holds a `LeaderChanged`'s names to the lease holder's rule.
+pub(crate) use lease::is_lease_holder;
 pub use manager::WorkerLifecycleManager;
 // The simulation's scenarios check their pool names with the same rule.
 #[cfg(feature = "sim")]
