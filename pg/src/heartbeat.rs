@@ -200,9 +200,9 @@ const MANY: &str = "WITH t AS MATERIALIZED (SELECT now_ms($2) AS now), \
 /// `$3`, as callers of the in-memory registry each get theirs and `heartbeat_many` publishes
 /// them in the order of its ids (before, they were in id order). The sort makes every row
 /// update (and lock wait, where a deadlock would roll the statement back) happen before the
-/// first seq is taken: a retried batch leaves no gap. The seq of each event is taken under its heartbeat row's lock, which
-/// `unregister` also takes before its own seq: no heartbeat event follows `Unregistered`. Run
-/// in a transaction of its own (see [`heartbeat_many`]).
+/// first seq is taken: a retried batch leaves no gap. The seq of each event is taken under its
+/// heartbeat row's lock, which `unregister` also takes before its own seq: no heartbeat event
+/// follows `Unregistered`. Run in a transaction of its own (see [`heartbeat_many`]).
 const MANY_WITH_EVENTS: &str = "WITH t AS MATERIALIZED (SELECT now_ms($2) AS now), \
     u AS (UPDATE heartbeats h SET last_heartbeat = greatest(h.last_heartbeat, t.now) \
         FROM t, unnest($1::uuid[]) AS x(id) WHERE h.id = x.id RETURNING h.id, t.now) \

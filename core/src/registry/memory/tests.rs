@@ -1613,9 +1613,9 @@ fn a_walk_through_shrinks_and_tail_cuts_keeps_every_index_and_room_in_step() {
 /// is cut on every call) while a new one, which nobody heartbeats, registers into the lowest
 /// slots; two threads heartbeat the old generation and every retired id meanwhile, a third
 /// runs health checks (passes under the write lock, the cache under the read lock) and the
-/// deadline queries that resolve queue entries by slot. No
-/// heartbeat reaches a new worker (its last heartbeat is still its own when its round ends),
-/// every heartbeat answers `Ok` or `NotFound` and none that answered `Ok` is lost, no stale queue entry lists a slot's new
+/// deadline queries that resolve queue entries by slot. No heartbeat reaches a new worker (its
+/// last heartbeat is still its own when its round ends), every heartbeat answers `Ok` or
+/// `NotFound` and none that answered `Ok` is lost, no stale queue entry lists a slot's new
 /// occupant as due (lifetime, startup), and at the end every index and room follows the
 /// records.
 #[test]

@@ -122,9 +122,9 @@ fn publish_still_carries_the_hosts_and_the_managers_kinds() {
 
 /// Published events whose text the manager's own never carry: an error over
 /// `MAX_PROVIDER_MESSAGE_LEN` + 64 bytes (the manager's carry a provider's message, cut with
-/// `cut_provider_message`, and its kind) and a leader named outside the lease holder's rules (1..=`MAX_LEASE_HOLDER_LEN` bytes, no
-/// NUL). Before, `publish` took a megabyte of error text and handed every subscriber (every
-/// replica's, on PostgreSQL, through one outbox row) a copy.
+/// `cut_provider_message`, and its kind) and a leader named outside the lease holder's rules
+/// (1..=`MAX_LEASE_HOLDER_LEN` bytes, no NUL). Before, `publish` took a megabyte of error text
+/// and handed every subscriber (every replica's, on PostgreSQL, through one outbox row) a copy.
 fn oversized(id: WorkerId) -> Vec<EventKind> {
     let provider_id = ProviderId::new("docker-local").unwrap();
     let long = "x".repeat(MAX_PROVIDER_MESSAGE_LEN + 65);
