@@ -49,7 +49,8 @@
 //!   deletes and counts, for each, the deleted events past its cursor or of a writer it waits
 //!   for since it was made (clarified 2026-12-07: before, a subscriber waiting out a gap, or
 //!   in a call of its own, lost the events past the gap uncounted;
-//!   `postgres_specific::a_subscriber_of_the_pruning_handle_waiting_out_a_gap_counts_…`).
+//!   `postgres_specific::a_subscriber_of_the_pruning_handle_waiting_out_a_gap_counts_…`; and a
+//!   subscription being made, whose reader joined the list only after reading its start).
 //!
 //! # Where a subscription starts
 //! A subscription delivers every event whose transaction commits after `subscribe` returns,
@@ -292,6 +293,34 @@ pub(crate) fn subscribe(
     }
     let config = registry.inner.lease_config.clone();
     let schema = registry.schema().to_owned();
+    // The reader joins the handle's list before its start is read, and is held until it is:
+    // a prune of this handle (which holds the list from its look at it to its delete's end)
+    // either ended before the start was read, so deleted no event of this subscription, or
+    // waits for the start and counts what it deletes of it (`prune_counted`). Closed until
+    // then: a prune counts nothing in it.
+    let reader = Arc::new(Mutex::new(Reader {
+        config: config.clone(),
+        schema: schema.clone(),
+        conn: None,
+        cursor: 0,
+        resolved_upto: 0,
+        pending: None,
+        before_start: None,
+        heartbeats: options.heartbeats,
+        heartbeat_subscribers: None,
+        last_at: 0,
+        prefetched: VecDeque::new(),
+        capacity: options.capacity,
+        overflow: 0,
+        closed: true,
+    }));
+    let mut starting = {
+        let mut readers = registry.inner.readers.lock();
+        readers.retain(|r| r.strong_count() > 0);
+        readers.push(Arc::downgrade(&reader));
+        // Taken with the list held: no prune looks at the list between the two.
+        reader.lock()
+    };
     // Connecting and the first statements, as a read of a `recv` that waits for nothing.
     let deadline = deadline_after(2 * REPLY_TIMEOUT);
     let (conn, cursor, early) = guard(|| {
@@ -309,7 +338,10 @@ pub(crate) fn subscribe(
             // before the lock query committed before this call returned (or never).
             Ok((cursor, writers_in_progress(conn, &snap, deadline)?))
         };
-        match start(&mut conn) {
+        let started = start(&mut conn);
+        #[cfg(test)]
+        tests::after_start(&schema);
+        match started {
             Ok((cursor, early)) => Ok((conn, cursor, early)),
             Err(e) => {
                 discard(conn);
@@ -317,32 +349,17 @@ pub(crate) fn subscribe(
             }
         }
     })?;
-    let heartbeat_subscribers = options.heartbeats.then(|| {
+    starting.heartbeat_subscribers = options.heartbeats.then(|| {
         let counter = Arc::clone(&registry.inner.heartbeat_subscribers);
         counter.fetch_add(1, Ordering::Relaxed);
         counter
     });
-    let reader = Arc::new(Mutex::new(Reader {
-        config,
-        schema,
-        conn: Some(conn),
-        cursor,
-        resolved_upto: cursor,
-        pending: None,
-        before_start: (!early.is_empty()).then_some((cursor, early)),
-        heartbeats: options.heartbeats,
-        heartbeat_subscribers,
-        last_at: 0,
-        prefetched: VecDeque::new(),
-        capacity: options.capacity,
-        overflow: 0,
-        closed: false,
-    }));
-    {
-        let mut readers = registry.inner.readers.lock();
-        readers.retain(|r| r.strong_count() > 0);
-        readers.push(Arc::downgrade(&reader));
-    }
+    starting.conn = Some(conn);
+    starting.cursor = cursor;
+    starting.resolved_upto = cursor;
+    starting.before_start = (!early.is_empty()).then_some((cursor, early));
+    starting.closed = false;
+    drop(starting);
     let id = registry
         .inner
         .next_subscription
@@ -809,13 +826,11 @@ impl PostgresWorkerRegistry {
         prune: &str,
         params: &[&(dyn postgres::types::ToSql + Sync)],
     ) -> Result<u64> {
-        let readers: Vec<Arc<Mutex<Reader>>> = self
-            .inner
-            .readers
-            .lock()
-            .iter()
-            .filter_map(std::sync::Weak::upgrade)
-            .collect();
+        // Held until the delete has answered: a subscription made meanwhile reads its start
+        // after it (see `subscribe`), so none of its events is deleted uncounted.
+        let list = self.inner.readers.lock();
+        let readers: Vec<Arc<Mutex<Reader>>> =
+            list.iter().filter_map(std::sync::Weak::upgrade).collect();
         // A reader in a `recv`'s wait holds its lock for as long as that wait (a second at a
         // time through `Subscription::recv`), and this prune runs on the leader's tick path: a
         // notification on the channel the reader LISTENs to wakes it at once. Only when one is
@@ -853,6 +868,7 @@ impl PostgresWorkerRegistry {
         for reader in &mut held {
             reader.count_pruned(&pruned);
         }
+        drop(list);
         Ok(deleted as u64)
     }
 
@@ -896,6 +912,82 @@ mod tests {
     use hodei_workers::{ProviderId, ProviderType, WorkerHandle, WorkerSpec};
 
     use super::*;
+
+    /// Subscriptions to pause once they have read their start, by schema: each waits twice on
+    /// its barrier (there, then until released).
+    static AFTER_START: Mutex<Vec<(String, Arc<std::sync::Barrier>)>> = Mutex::new(Vec::new());
+
+    /// Called by `subscribe` once its start is read (see [`AFTER_START`]).
+    pub(super) fn after_start(schema: &str) {
+        let barrier = AFTER_START
+            .lock()
+            .iter()
+            .find(|(s, _)| s == schema)
+            .map(|(_, b)| Arc::clone(b));
+        if let Some(barrier) = barrier {
+            barrier.wait();
+            barrier.wait();
+        }
+    }
+
+    /// A prune of the handle that runs while a subscription of it is being made, between the
+    /// read of its start and its return, deletes an event of a writer that was in progress at
+    /// the start (so the subscription's, committed after it): the subscription must hand it
+    /// out or count it in `dropped()`, as it counts every event a prune of its handle deletes
+    /// before it read it. Before, the reader joined the handle's list only after its start was
+    /// read, so the prune neither waited for it nor counted the event: a silent gap.
+    #[test]
+    fn a_prune_racing_a_new_subscription_counts_what_it_deletes_of_it() {
+        use hodei_workers::WorkerRegistry;
+        let (schema, registry) = crate::test_support::scratch("events_prune_subscribe");
+        let registry = Arc::new(registry);
+        let mut writer = postgres::Client::connect(&schema.url, postgres::NoTls).unwrap();
+        writer
+            .batch_execute(&format!("SET search_path TO \"{}\"", schema.name))
+            .unwrap();
+        let kind = EventKind::ProvisionRequested {
+            provider_id: ProviderId::new("p").unwrap(),
+        };
+        // A writer in progress, holding the outbox's lock (its xid taken before its seq, as
+        // every registry statement takes them), with an event older than the prune's cutoff.
+        let mut open = writer.transaction().unwrap();
+        open.batch_execute(
+            "INSERT INTO outbox (xid, seq, at, worker_id, kind) SELECT x, nextval('event_seq'), \
+             0, NULL, '{\"type\":\"leader_changed\"}' FROM (SELECT pg_current_xact_id() AS x) t",
+        )
+        .unwrap();
+        registry.publish(kind.clone()).unwrap();
+        let barrier = Arc::new(std::sync::Barrier::new(2));
+        AFTER_START
+            .lock()
+            .push((schema.name.clone(), Arc::clone(&barrier)));
+        let subscribing = {
+            let registry = Arc::clone(&registry);
+            std::thread::spawn(move || registry.subscribe(SubscribeOptions::default()))
+        };
+        barrier.wait(); // The subscription has read its start: the writer is in progress.
+        open.commit().unwrap();
+        registry.publish(kind.clone()).unwrap();
+        let pruning = {
+            let registry = Arc::clone(&registry);
+            // The seqs more than one below the newest: the writer's.
+            std::thread::spawn(move || registry.prune_outbox(1, crate::retention::PRUNE_BATCH))
+        };
+        // Time for the prune to run to its end, if nothing holds it.
+        std::thread::sleep(Duration::from_millis(300));
+        barrier.wait();
+        let subscription = subscribing.join().unwrap().unwrap();
+        AFTER_START.lock().retain(|(s, _)| *s != schema.name);
+        let deleted = pruning.join().unwrap().unwrap();
+        assert_eq!(deleted, 1, "the writer's event");
+        let got = subscription.drain();
+        assert_eq!(got.len(), 1, "the newest event: {got:?}");
+        assert_eq!(
+            subscription.dropped(),
+            1,
+            "the writer's event, deleted before the subscription read it, is counted"
+        );
+    }
 
     /// The prune by count, at either end of the seqs' range (stored as `v - 2^63`): a
     /// registry that wrote fewer events than it keeps has nothing to prune, and one whose seqs
