@@ -39,6 +39,8 @@ test: lint test-rust
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@# The API docs users read: a broken or private link is an error.
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps -q
 
 test-rust:
 	$(CARGO) test --workspace

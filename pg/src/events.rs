@@ -87,15 +87,15 @@
 //! network path, a stopped backend on a Unix socket, where no transport timeout applies;
 //! `pg/tests/frozen_reader.rs`). Its connection is the asynchronous client on a runtime of its
 //! own, as the leadership lease's (`connection`), and every request runs under a deadline on
-//! the client's clock: a fill given `wait` returns within `wait` plus [`REPLY_TIMEOUT`] (5 s),
+//! the client's clock: a fill given `wait` returns within `wait` plus `REPLY_TIMEOUT` (5 s),
 //! so `recv(Some(d))` returns within `d` plus 5 s, `None` when nothing came in time (a server
 //! that does not answer is, for a subscriber, a connection lost: no error, only a delay), and
 //! the calls that never wait within 5 s. A request that runs out of time drops the connection
 //! (its socket closed); the next call opens a new one and goes on from the cursor and the gap
 //! it was waiting out, so nothing handed out is lost or handed out twice. Dropping a
 //! subscription takes at most 5 s (its `listeners` row is removed if the server answers in
-//! time, else by a later reader), dropping the registry at most [`CLOSE_TIMEOUT`] (10 s) per
-//! subscription (see [`Reader::close`]), `subscribe` at most 10 s.
+//! time, else by a later reader), dropping the registry at most `CLOSE_TIMEOUT` (10 s) per
+//! subscription (see `Reader::close`), `subscribe` at most 10 s.
 //!
 //! `subscriber_drops` (the event-drop metrics) lists the live subscriptions of this registry
 //! handle; it lets each one that is not in a call of its own read first, on the caller's
