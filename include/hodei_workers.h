@@ -49,6 +49,9 @@
  *   - hw_X_new / functions writing a `hw_X **` out-param give you an object you own: free it
  *     with hw_X_free. Every _free accepts NULL and does nothing. Free each object once.
  *   - Strings written through a `char **` out-param are yours: free them with hw_string_free.
+ *   - Arrays written through a `hw_X **` out-param with a `size_t *` count (the manager's
+ *     read-outs: hw_manager_pending_destroys, …) are yours: free each with the function its
+ *     doc names, passing the count written (NULL and 0 for an empty list).
  *   - Strings and objects written through a `const char **` / `const hw_X **` out-param are
  *     BORROWED from the object you asked (a hw_worker, hw_event, hw_worker_list): valid until
  *     that object is freed; never free them yourself.
@@ -105,7 +108,7 @@
  only added (back to 0 when the major changes). A host built against minor N may use what N
  added only with a library of minor N or later.
  */
-#define HW_ABI_VERSION_MINOR 1
+#define HW_ABI_VERSION_MINOR 2
 
 /*
  The ABI version this header describes, as `hw_abi_version()` returns the library's:
@@ -117,6 +120,12 @@
  The queue capacity to pass to `hw_registry_subscribe` when you have no better number.
  */
 #define HW_DEFAULT_SUBSCRIPTION_CAPACITY 4096
+
+/*
+ Size of a buffer that holds any lease holder's name and its NUL: 128 bytes (the most
+ `hw_manager_new_replicated` accepts) plus one.
+ */
+#define HW_LEASE_HOLDER_SIZE 129
 
 /*
  Longest worker spec image, in bytes (without the NUL).
@@ -176,6 +185,12 @@
  says otherwise: 2^20 (the same on every backend).
  */
 #define HW_DEFAULT_RETIRED_ID_LIMIT 1048576
+
+/*
+ Size of a buffer that holds any provider id and its NUL: `HW_MAX_PROVIDER_ID_LEN` (128)
+ bytes plus one.
+ */
+#define HW_PROVIDER_ID_SIZE 129
 
 /*
  Size of the buffer `hw_worker_id_format` needs: 36 characters plus the NUL.
@@ -749,6 +764,30 @@ typedef struct hw_leader_info {
 } hw_leader_info;
 
 /*
+ Who holds the leadership lease, as a manager last saw it (`hw_manager_leader`): a copy,
+ with the holder's name in the struct (nothing to free).
+ */
+typedef struct hw_leader_state {
+  /*
+   The holder's name, NUL-terminated (one per replica; `"local"` for a single-process
+   manager).
+   */
+  char holder[HW_LEASE_HOLDER_SIZE];
+  /*
+   Its term: the fencing token, larger with every change of leader.
+   */
+  uint64_t term;
+  /*
+   When this holder took this term (ms since the epoch, the registry's clock).
+   */
+  uint64_t since_ms;
+  /*
+   When the lease expires unless renewed (`UINT64_MAX`: never).
+   */
+  uint64_t expires_at_ms;
+} hw_leader_state;
+
+/*
  The manager's configuration. Fill it with `hw_manager_config_default` first, then change
  the fields you care about, so that your code keeps its meaning when a version adds a field
  (a new field changes the struct's size: rebuild against the new header). Durations are in
@@ -918,6 +957,92 @@ typedef struct hw_provider_callbacks {
    */
   void (*release)(void *user_data);
 } hw_provider_callbacks;
+
+/*
+ One registered provider's id (`hw_manager_providers`).
+ */
+typedef struct hw_provider_name {
+  /*
+   The provider id, NUL-terminated.
+   */
+  char id[HW_PROVIDER_ID_SIZE];
+} hw_provider_name;
+
+/*
+ A provider backing off after consecutive create failures (`hw_manager_provider_backoff`):
+ the ticks do not ask it for workers before `until_ms`.
+ */
+typedef struct hw_provider_backoff {
+  /*
+   The provider id, NUL-terminated.
+   */
+  char provider_id[HW_PROVIDER_ID_SIZE];
+  /*
+   Its consecutive create failures.
+   */
+  uint32_t consecutive_failures;
+  /*
+   When it may be asked again (registry clock, ms since the epoch).
+   */
+  uint64_t until_ms;
+} hw_provider_backoff;
+
+/*
+ A `TERMINATING` worker whose destroy is queued or being retried
+ (`hw_manager_pending_destroys`).
+ */
+typedef struct hw_pending_destroy {
+  /*
+   The worker.
+   */
+  struct hw_worker_id worker;
+  /*
+   Its failed destroy attempts so far.
+   */
+  uint32_t attempts;
+  /*
+   When the next attempt is due (registry clock, ms since the epoch).
+   */
+  uint64_t next_at_ms;
+} hw_pending_destroy;
+
+/*
+ A worker under an interruption notice (`hw_manager_interruptions`).
+ */
+typedef struct hw_interruption {
+  /*
+   The worker.
+   */
+  struct hw_worker_id worker;
+  /*
+   When its instance goes (registry clock, ms since the epoch): the earliest of the
+   notices about it.
+   */
+  uint64_t deadline_ms;
+} hw_interruption;
+
+/*
+ An orphan instance the leader's ticks destroy (`hw_manager_pending_orphans`).
+ */
+typedef struct hw_pending_orphan {
+  /*
+   The id the library made for the listed instance (no registered worker's).
+   */
+  struct hw_worker_id worker;
+  /*
+   The provider's id of the instance, NUL-terminated (a NUL inside shown as `?`). Owned by
+   the array: valid until `hw_pending_orphans_free`.
+   */
+  const char *resource_id;
+  /*
+   Its failed destroy attempts so far (0: found over a tick's action cap, not tried yet).
+   */
+  uint32_t attempts;
+  /*
+   When the next attempt is due (registry clock, ms since the epoch).
+   */
+  uint64_t next_at_ms;
+} hw_pending_orphan;
 
 /*
  The counts of a brake decision (`hw_report_summary.hold`): the numbers the mass-expiry brake
@@ -1514,6 +1639,16 @@ void hw_worker_filter_free(struct hw_worker_filter *filter);
 hw_status hw_report_get_leader(const struct hw_report *report, struct hw_leader_info *out, bool *found);
 
 /*
+ The leader as this manager's lease renewals last saw it, outside a tick report: this
+ manager when it leads, another replica when it follows (its ticks renew the view; until
+ its first tick a replica may have seen none). Writes `*found = false` (and leaves `*out`
+ alone) when it has seen no leader.
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for a NULL argument.
+ */
+hw_status hw_manager_leader(const struct hw_manager *manager, struct hw_leader_state *out, bool *found);
+
+/*
  A manager that is one replica of several sharing `registry`, named `holder` (unique per
  process, e.g. "host-1234"), on the registry's leadership lease lasting `lease_ttl_ms` after
  each renewal. Only the replica holding the lease acts; the others' ticks only try to take
@@ -1735,6 +1870,87 @@ hw_status hw_provider_call_get_fencing_token(const struct hw_provider_call *call
 hw_status hw_provider_call_add_instance(struct hw_provider_call *call, const char *resource_id);
 
 /*
+ The ids of the registered providers, sorted (byte order): an array of `*out_count` entries
+ in `*out_ids` (NULL when there is none), yours: free it with `hw_provider_names_free(ids,
+ count)`.
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for a NULL argument.
+ */
+hw_status hw_manager_providers(const struct hw_manager *manager, struct hw_provider_name **out_ids, size_t *out_count);
+
+/*
+ Frees an array `hw_manager_providers` wrote, given with the count it wrote. NULL does
+ nothing.
+ */
+void hw_provider_names_free(struct hw_provider_name *ids, size_t count);
+
+/*
+ The providers backing off now, after consecutive create failures: an array of
+ `*out_count` entries in `*out_backoffs` (NULL when there is none), yours: free it with
+ `hw_provider_backoffs_free(backoffs, count)`. Leader state, as this replica holds it: empty
+ on a follower (like `hw_manager_pending_destroys`).
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for a NULL argument.
+ */
+hw_status hw_manager_provider_backoff(const struct hw_manager *manager, struct hw_provider_backoff **out_backoffs, size_t *out_count);
+
+/*
+ Frees an array `hw_manager_provider_backoff` wrote, given with the count it wrote. NULL
+ does nothing.
+ */
+void hw_provider_backoffs_free(struct hw_provider_backoff *backoffs, size_t count);
+
+/*
+ The workers `TERMINATING` whose destroy is queued or being retried, with their failed
+ attempts and next attempt time: an array of `*out_count` entries in `*out_destroys` (NULL
+ when there is none), yours: free it with `hw_pending_destroys_free(destroys, count)`.
+ Leader state, as this replica holds it: empty on a follower; a leader whose lease was not
+ renewed in time still shows it until its next tick keeps or forgets it.
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for a NULL argument.
+ */
+hw_status hw_manager_pending_destroys(const struct hw_manager *manager, struct hw_pending_destroy **out_destroys, size_t *out_count);
+
+/*
+ Frees an array `hw_manager_pending_destroys` wrote, given with the count it wrote. NULL
+ does nothing.
+ */
+void hw_pending_destroys_free(struct hw_pending_destroy *destroys, size_t count);
+
+/*
+ The workers under an interruption notice (`hw_manager_notify_interruption`), with their
+ deadline, in worker id order: an array of `*out_count` entries in `*out_interruptions`
+ (NULL when there is none), yours: free it with `hw_interruptions_free(interruptions,
+ count)`. Leader state: empty on a follower.
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for a NULL argument.
+ */
+hw_status hw_manager_interruptions(const struct hw_manager *manager, struct hw_interruption **out_interruptions, size_t *out_count);
+
+/*
+ Frees an array `hw_manager_interruptions` wrote, given with the count it wrote. NULL does
+ nothing.
+ */
+void hw_interruptions_free(struct hw_interruption *interruptions, size_t count);
+
+/*
+ The orphan instances (listed by a provider, known to no record) that the leader's ticks
+ destroy: those whose destroy failed, and those a tick's reconcile found over its action cap,
+ by provider and instance. An array of `*out_count` entries in `*out_orphans` (NULL when
+ there is none), yours: free it with `hw_pending_orphans_free(orphans, count)`, which frees
+ their resource ids too. O(orphans). Leader state: empty on a follower.
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for a NULL argument.
+ */
+hw_status hw_manager_pending_orphans(const struct hw_manager *manager, struct hw_pending_orphan **out_orphans, size_t *out_count);
+
+/*
+ Frees an array `hw_manager_pending_orphans` wrote (and the resource ids in it), given with
+ the count it wrote. NULL does nothing.
+ */
+void hw_pending_orphans_free(struct hw_pending_orphan *orphans, size_t count);
+
+/*
  The report's counts.
  */
 hw_status hw_report_get_summary(const struct hw_report *report, struct hw_report_summary *out);
@@ -1820,6 +2036,16 @@ hw_status hw_manager_set_scaling_target(const struct hw_manager *manager, const 
  Removes the scaling target.
  */
 hw_status hw_manager_clear_scaling_target(const struct hw_manager *manager);
+
+/*
+ The scaling target, if one is set: its provider id in `*out_provider` (free with
+ `hw_string_free`) and a copy of its spec in `*out_spec` (free with `hw_worker_spec_free`;
+ read it with `hw_worker_spec_to_json` and the `hw_worker_spec_get_*` calls). Writes NULL to
+ both when no target is set (not an error).
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for a NULL argument.
+ */
+hw_status hw_manager_scaling_target(const struct hw_manager *manager, char **out_provider, struct hw_worker_spec **out_spec);
 
 /*
  The manager's metrics (workers by state and provider, jobs assigned and released,

@@ -5,8 +5,9 @@
 #                         on PostgreSQL, processes sharing one registry, faults), the C tests of
 #                         test-c-pg, pytest's PostgreSQL half
 #   make test-pg-rust     the pg crate's tests alone
-#   make test-c-pg        tests/c/test_lifecycle.c, test_publish.c, test_heartbeat_many.c and
-#                         test_longest_idle.c on PostgreSQL (HW_TEST_BACKEND=postgres)
+#   make test-c-pg        tests/c/test_lifecycle.c, test_publish.c, test_heartbeat_many.c,
+#                         test_longest_idle.c and test_readouts.c on PostgreSQL
+#                         (HW_TEST_BACKEND=postgres)
 #   make test-python-pg   the pytest runs on PostgreSQL alone
 #
 # The server: HODEI_PG_URL (any libpq connection string: 'host=/tmp user=postgres dbname=postgres'
@@ -31,7 +32,7 @@ test-pg-rust:
 
 # The programs of test-c that take their registry from tests/c/backend.h, run on PostgreSQL,
 # plain and under valgrind.
-HW_CTESTS_PG := test_lifecycle test_publish test_heartbeat_many test_longest_idle
+HW_CTESTS_PG := test_lifecycle test_publish test_heartbeat_many test_longest_idle test_readouts
 test-c-pg: c-lib
 	@mkdir -p $(HW_CBUILD)
 	@set -e; for t in $(HW_CTESTS_PG); do \

@@ -372,6 +372,33 @@ pub(crate) fn free_handle<T>(ptr: *mut T) {
     })
 }
 
+/// Hands a list to C as an array the library allocated: its first element in `out_items` (NULL
+/// for an empty list) and its length in `out_count`. C gives both back to the list's `_free`,
+/// which calls [`free_array`].
+pub(crate) fn give_array<T>(items: Vec<T>, out_items: Out<*mut T>, out_count: Out<usize>) {
+    let count = items.len();
+    let first = if count == 0 {
+        std::ptr::null_mut()
+    } else {
+        Box::into_raw(items.into_boxed_slice()).cast::<T>()
+    };
+    out_items.write(first);
+    out_count.write(count);
+}
+
+/// Takes back an array made by [`give_array`] and drops it (each element's `Drop` included);
+/// NULL does nothing.
+pub(crate) fn free_array<T>(items: *mut T, count: usize) {
+    if items.is_null() {
+        return;
+    }
+    run_quiet((), || {
+        // SAFETY: non-NULL, and the caller promises (header: the `_free`'s doc) that it is an
+        // array `give_array` made, with the count it wrote, freed once: the boxed slice it was.
+        drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(items, count)) })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,5 @@
-//! The replicated manager from C: whether a manager leads, who leads (in a tick report), and
-//! stepping down.
+//! The replicated manager from C: whether a manager leads, who leads (in a tick report, or as
+//! the manager last saw it), and stepping down.
 
 use std::ffi::c_char;
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use engine::{WorkerLifecycleManager, WorkerRegistry};
 
 use crate::boundary::{arg_out, arg_ref, arg_str, ffi_boundary, hw_status, into_handle};
-use crate::manager::{hw_manager, hw_manager_config, hw_report};
+use crate::manager::{fixed_text, hw_manager, hw_manager_config, hw_report};
 use crate::registry::hw_registry;
 
 /// Who holds the leadership lease, as a tick report saw it. `holder` is borrowed from the
@@ -45,6 +45,60 @@ pub extern "C" fn hw_report_get_leader(
             Some((holder, info)) => {
                 out.write(hw_leader_info {
                     holder: holder.as_ptr(),
+                    term: info.term,
+                    since_ms: info.since,
+                    expires_at_ms: info.expires_at,
+                });
+                found.write(true);
+            }
+            None => found.write(false),
+        }
+        Ok(())
+    })
+}
+
+/// Size of a buffer that holds any lease holder's name and its NUL: 128 bytes (the most
+/// `hw_manager_new_replicated` accepts) plus one.
+pub const HW_LEASE_HOLDER_SIZE: usize = 129;
+
+const _: () = assert!(HW_LEASE_HOLDER_SIZE == engine::MAX_LEASE_HOLDER_LEN + 1);
+
+/// Who holds the leadership lease, as a manager last saw it (`hw_manager_leader`): a copy,
+/// with the holder's name in the struct (nothing to free).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct hw_leader_state {
+    /// The holder's name, NUL-terminated (one per replica; `"local"` for a single-process
+    /// manager).
+    pub holder: [c_char; HW_LEASE_HOLDER_SIZE],
+    /// Its term: the fencing token, larger with every change of leader.
+    pub term: u64,
+    /// When this holder took this term (ms since the epoch, the registry's clock).
+    pub since_ms: u64,
+    /// When the lease expires unless renewed (`UINT64_MAX`: never).
+    pub expires_at_ms: u64,
+}
+
+/// The leader as this manager's lease renewals last saw it, outside a tick report: this
+/// manager when it leads, another replica when it follows (its ticks renew the view; until
+/// its first tick a replica may have seen none). Writes `*found = false` (and leaves `*out`
+/// alone) when it has seen no leader.
+///
+/// Errors: `HW_ERR_INVALID_ARGUMENT` for a NULL argument.
+#[no_mangle]
+pub extern "C" fn hw_manager_leader(
+    manager: *const hw_manager,
+    out: *mut hw_leader_state,
+    found: *mut bool,
+) -> hw_status {
+    ffi_boundary!(hw_manager_leader, {
+        let manager = arg_ref!(manager);
+        let out = arg_out!(out);
+        let found = arg_out!(found);
+        match manager.inner.leader() {
+            Some(info) => {
+                out.write(hw_leader_state {
+                    holder: fixed_text(&info.holder),
                     term: info.term,
                     since_ms: info.since,
                     expires_at_ms: info.expires_at,

@@ -53,15 +53,17 @@ pub use events::{
     hw_event, hw_event_fields, hw_event_kind, hw_subscription, HW_DEFAULT_SUBSCRIPTION_CAPACITY,
 };
 pub use filter::hw_worker_filter;
-pub use leader::hw_leader_info;
+pub use leader::{hw_leader_info, hw_leader_state, HW_LEASE_HOLDER_SIZE};
 pub use limits::{
     HW_DEFAULT_RETIRED_ID_LIMIT, HW_MAX_DURATION_MS, HW_MAX_ENTRIES, HW_MAX_IMAGE_LEN,
     HW_MAX_JOB_ID_LEN, HW_MAX_KEY_LEN, HW_MAX_PROVIDER_ID_LEN, HW_MAX_PROVIDER_MESSAGE_LEN,
     HW_MAX_RESOURCE_ID_LEN, HW_MAX_VALUE_LEN,
 };
 pub use manager::{
-    hw_manager, hw_manager_config, hw_mass_expiry_hold, hw_provider_call, hw_provider_callbacks,
-    hw_provider_result, hw_report, hw_report_kind, hw_report_summary, hw_scaling_plan,
+    hw_interruption, hw_manager, hw_manager_config, hw_mass_expiry_hold, hw_pending_destroy,
+    hw_pending_orphan, hw_provider_backoff, hw_provider_call, hw_provider_callbacks,
+    hw_provider_name, hw_provider_result, hw_report, hw_report_kind, hw_report_summary,
+    hw_scaling_plan, HW_PROVIDER_ID_SIZE,
 };
 pub use registry::{hw_registry, hw_worker_counts};
 pub use spec::{hw_architecture, hw_worker_spec};

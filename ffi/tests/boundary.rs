@@ -3,8 +3,9 @@
 
 use std::path::PathBuf;
 
-/// Exported functions that return no `hw_status`: destructors (which use `free_handle`, itself
-/// behind `catch_unwind`) and static lookups that cannot fail.
+/// Exported functions that return no `hw_status`: destructors (which use `free_handle` or, for
+/// the arrays of the manager's read-outs, `free_array`, both behind `catch_unwind`) and static
+/// lookups that cannot fail.
 const WITHOUT_STATUS: &[&str] = &[
     "hw_status_str",
     "hw_last_error_message",
@@ -33,7 +34,9 @@ fn every_exported_function_is_wrapped() {
             let signature = &body[..body.find('{').expect("a body")];
             if name.ends_with("_free") {
                 assert!(
-                    body.contains("free_handle(") || body.contains("run_quiet("),
+                    body.contains("free_handle(")
+                        || body.contains("free_array(")
+                        || body.contains("run_quiet("),
                     "{name} in {path:?} frees without the panic guard"
                 );
             } else if WITHOUT_STATUS.contains(&name.as_str()) {

@@ -991,6 +991,38 @@ int main(void) {
   INVALID(hw_manager_step_down(NULL));
   INVALID(hw_manager_stats_json(NULL, &owned));
   INVALID(hw_manager_stats_json(mgr, NULL));
+  /* The read-outs: NULL for the manager or either out-param, the out-params untouched. */
+  size_t n_items = 777;
+  INVALID(hw_manager_providers(NULL, (hw_provider_name **)&out, &n_items));
+  INVALID(hw_manager_providers(mgr, NULL, &n_items));
+  INVALID(hw_manager_providers(mgr, (hw_provider_name **)&out, NULL));
+  INVALID(hw_manager_provider_backoff(NULL, (hw_provider_backoff **)&out, &n_items));
+  INVALID(hw_manager_provider_backoff(mgr, NULL, &n_items));
+  INVALID(hw_manager_provider_backoff(mgr, (hw_provider_backoff **)&out, NULL));
+  INVALID(hw_manager_pending_destroys(NULL, (hw_pending_destroy **)&out, &n_items));
+  INVALID(hw_manager_pending_destroys(mgr, NULL, &n_items));
+  INVALID(hw_manager_pending_destroys(mgr, (hw_pending_destroy **)&out, NULL));
+  INVALID(hw_manager_interruptions(NULL, (hw_interruption **)&out, &n_items));
+  INVALID(hw_manager_interruptions(mgr, NULL, &n_items));
+  INVALID(hw_manager_interruptions(mgr, (hw_interruption **)&out, NULL));
+  INVALID(hw_manager_pending_orphans(NULL, (hw_pending_orphan **)&out, &n_items));
+  INVALID(hw_manager_pending_orphans(mgr, NULL, &n_items));
+  INVALID(hw_manager_pending_orphans(mgr, (hw_pending_orphan **)&out, NULL));
+  INVALID(hw_manager_scaling_target(NULL, &owned, (hw_worker_spec **)&out));
+  INVALID(hw_manager_scaling_target(mgr, NULL, (hw_worker_spec **)&out));
+  INVALID(hw_manager_scaling_target(mgr, &owned, NULL));
+  hw_leader_state seen;
+  seen.term = 777;
+  INVALID(hw_manager_leader(NULL, &seen, &flag));
+  INVALID(hw_manager_leader(mgr, NULL, &flag));
+  INVALID(hw_manager_leader(mgr, &seen, NULL));
+  CHECK(n_items == 777 && seen.term == 777);
+  /* Their frees take NULL (whatever the count). */
+  hw_provider_names_free(NULL, 0);
+  hw_provider_backoffs_free(NULL, 0);
+  hw_pending_destroys_free(NULL, 3);
+  hw_interruptions_free(NULL, 0);
+  hw_pending_orphans_free(NULL, 5);
   INVALID(hw_manager_metrics_text(NULL, &owned));
   INVALID(hw_manager_metrics_text(mgr, NULL));
   CHECK(out == SENTINEL && owned == (char *)SENTINEL && flag);

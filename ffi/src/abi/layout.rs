@@ -15,9 +15,10 @@ use std::mem::{align_of, size_of};
 
 use super::header;
 use crate::{
-    hw_event_fields, hw_leader_info, hw_manager_config, hw_mass_expiry_hold, hw_provider_callbacks,
-    hw_report_summary, hw_scaling_plan, hw_ticker_callbacks, hw_ticker_stats, hw_worker_counts,
-    hw_worker_id, hw_worker_timestamps,
+    hw_event_fields, hw_interruption, hw_leader_info, hw_leader_state, hw_manager_config,
+    hw_mass_expiry_hold, hw_pending_destroy, hw_pending_orphan, hw_provider_backoff,
+    hw_provider_callbacks, hw_provider_name, hw_report_summary, hw_scaling_plan,
+    hw_ticker_callbacks, hw_ticker_stats, hw_worker_counts, hw_worker_id, hw_worker_timestamps,
 };
 
 /// One public struct's layout as this build of the library has it.
@@ -49,6 +50,12 @@ pub(super) fn layouts() -> Vec<Layout> {
         hw_ticker_callbacks,
         hw_ticker_stats,
         hw_worker_timestamps,
+        hw_provider_name,
+        hw_provider_backoff,
+        hw_pending_destroy,
+        hw_interruption,
+        hw_pending_orphan,
+        hw_leader_state,
     ]
 }
 

@@ -7,11 +7,14 @@
 //! - `provider`: providers written in C (`hw_provider_callbacks`, `hw_provider_call`,
 //!   `hw_provider_result`);
 //! - `scaling`: the autoscaling predicates, plan (`hw_scaling_plan`) and target;
+//! - `readouts`: what the manager holds, as arrays for C (providers, back-off, pending
+//!   destroys and orphans, interruption notices);
 //! - `report`: `hw_report`, what any of the operations found and did, with its
 //!   `hw_report_summary`.
 
 mod config;
 mod provider;
+mod readouts;
 mod report;
 mod scaling;
 
@@ -31,6 +34,11 @@ use crate::worker::hw_worker;
 
 pub use config::hw_manager_config;
 pub use provider::{hw_provider_call, hw_provider_callbacks, hw_provider_result};
+pub(crate) use readouts::fixed_text;
+pub use readouts::{
+    hw_interruption, hw_pending_destroy, hw_pending_orphan, hw_provider_backoff, hw_provider_name,
+    HW_PROVIDER_ID_SIZE,
+};
 pub use report::{hw_mass_expiry_hold, hw_report, hw_report_kind, hw_report_summary};
 pub use scaling::hw_scaling_plan;
 

@@ -5,7 +5,7 @@ use std::ffi::c_char;
 use std::sync::Arc;
 
 use super::{hw_manager, to_json};
-use crate::boundary::{arg_out, arg_ref, arg_str, ffi_boundary, hw_status};
+use crate::boundary::{arg_out, arg_ref, arg_str, c_string, ffi_boundary, hw_status, into_handle};
 use crate::spec::hw_worker_spec;
 use crate::types::provider_id;
 
@@ -131,6 +131,37 @@ pub extern "C" fn hw_manager_set_scaling_target(
 pub extern "C" fn hw_manager_clear_scaling_target(manager: *const hw_manager) -> hw_status {
     ffi_boundary!(hw_manager_clear_scaling_target, {
         arg_ref!(manager).inner.clear_scaling_target();
+        Ok(())
+    })
+}
+
+/// The scaling target, if one is set: its provider id in `*out_provider` (free with
+/// `hw_string_free`) and a copy of its spec in `*out_spec` (free with `hw_worker_spec_free`;
+/// read it with `hw_worker_spec_to_json` and the `hw_worker_spec_get_*` calls). Writes NULL to
+/// both when no target is set (not an error).
+///
+/// Errors: `HW_ERR_INVALID_ARGUMENT` for a NULL argument.
+#[no_mangle]
+pub extern "C" fn hw_manager_scaling_target(
+    manager: *const hw_manager,
+    out_provider: *mut *mut c_char,
+    out_spec: *mut *mut hw_worker_spec,
+) -> hw_status {
+    ffi_boundary!(hw_manager_scaling_target, {
+        let manager = arg_ref!(manager);
+        let out_provider = arg_out!(out_provider);
+        let out_spec = arg_out!(out_spec);
+        match manager.inner.scaling_target() {
+            Some((id, spec)) => {
+                let provider = c_string(id.as_str(), "provider id")?;
+                out_provider.write(provider.into_raw());
+                out_spec.write(into_handle(hw_worker_spec { spec }));
+            }
+            None => {
+                out_provider.write(std::ptr::null_mut());
+                out_spec.write(std::ptr::null_mut());
+            }
+        }
         Ok(())
     })
 }
