@@ -1847,6 +1847,15 @@ class LifecycleManager:
         """
     def pending_destroys(self) -> list[tuple[str, int, float]]:
         """Destroys queued or being retried: ``(worker_id, failed_attempts, next_attempt_at)``."""
+    def interruptions(self) -> list[tuple[str, float]]:
+        """Workers under an interruption notice: ``(worker_id, deadline)``, in worker id order.
+        Leader state: empty on a replica that does not lead."""
+    def pending_orphans(self) -> list[tuple[str, str, int, float]]:
+        """Orphan instances (listed by a provider, known to no record) the leader's ticks
+        destroy — those whose destroy failed, and those a tick's reconcile found over its
+        action cap: ``(worker_id, resource_id, failed_attempts, next_attempt_at)``, the worker
+        id the one made for the listing (no record's). Leader state: empty on a replica that
+        does not lead."""
     def should_scale_up(self, pending_jobs: int) -> bool:
         """The seed's predicate: no READY worker and jobs pending, or more than
         scale_up_threshold jobs pending and room under max_workers. Its READY workers are

@@ -187,6 +187,60 @@ def test_failed_destroys_are_retried_and_nothing_leaks(
     assert manager.pending_destroys() == []
 
 
+def test_interruptions_lists_each_notice_with_its_deadline(
+    registry: hw.Registry, clock: hw.ManualClock, manager: hw.LifecycleManager
+) -> None:
+    assert manager.interruptions() == []
+    spot = manager.provision_worker("fake-cloud", hw.WorkerSpec("runner:1"))
+    other = manager.provision_worker("fake-cloud", hw.WorkerSpec("runner:1"))
+    report_in(registry, spot.id)
+    report_in(registry, other.id)
+    deadline = clock.now() + 120
+    assert manager.notify_interruption(spot.id, deadline).state is hw.WorkerState.DRAINING
+    assert manager.interruptions() == [(spot.id, deadline)]
+    # A later notice about the same instance keeps the earlier deadline; the list is in worker
+    # id order.
+    manager.notify_interruption(spot.id, deadline + 60)
+    manager.notify_interruption(other.id, deadline + 30)
+    assert manager.interruptions() == sorted([(spot.id, deadline), (other.id, deadline + 30)])
+    [(worker_id, at)] = [n for n in manager.interruptions() if n[0] == spot.id]
+    assert isinstance(worker_id, str) and isinstance(at, float)
+    # Leader state: a manager that stepped down forgets the notices.
+    manager.step_down()
+    assert manager.interruptions() == []
+
+
+def test_pending_orphans_lists_an_orphan_whose_destroy_failed(
+    registry: hw.Registry, clock: hw.ManualClock, cloud: FakeCloud
+) -> None:
+    config = hw.LifecycleConfig(min_ready_workers=0, destroy_retry_initial=5)
+    manager = hw.LifecycleManager(registry, config)
+    manager.register_provider(cloud)
+    assert manager.pending_orphans() == []
+    kept = manager.provision_worker("fake-cloud", hw.WorkerSpec("runner:1"))
+    cloud.instances["i-orphan"] = "left over"
+    cloud.fail_destroy = RuntimeError("instance is locked")
+    found = manager.reconcile()
+    assert [o.resource_id for o in found.orphans] == ["i-orphan"]
+    [(worker_id, resource_id, attempts, next_at)] = manager.pending_orphans()
+    # The id the engine made for the listing (no record's), the instance, one failed attempt,
+    # the next one after the back-off.
+    assert isinstance(worker_id, str) and len(worker_id) == 36 and worker_id != kept.id
+    assert worker_id not in registry
+    assert (resource_id, attempts, next_at) == ("i-orphan", 1, clock.now() + 5)
+    # The retry fails again: two attempts, the back-off doubled.
+    clock.advance(6)
+    manager.tick()
+    [(_, _, attempts, next_at)] = manager.pending_orphans()
+    assert (attempts, next_at) == (2, clock.now() + 10)
+    # Once destroyed it is no longer pending.
+    cloud.fail_destroy = None
+    clock.advance(11)
+    manager.tick()
+    assert manager.pending_orphans() == []
+    assert "i-orphan" not in cloud.instances and kept.id in registry
+
+
 def test_already_gone_instances_count_as_destroyed(
     registry: hw.Registry, cloud: FakeCloud, manager: hw.LifecycleManager
 ) -> None:

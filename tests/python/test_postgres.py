@@ -230,3 +230,51 @@ def test_a_process_forked_from_the_leader_does_not_lead(name: str) -> None:
     after = manager.tick()
     assert after.leading and after.leader is not None, after.decisions
     assert after.leader.term == term, "the parent keeps its term"
+
+
+def test_a_follower_names_the_leader_and_holds_none_of_its_notices_or_orphans(name: str) -> None:
+    """The read-outs of leader state on two replicas sharing one registry: the leader lists
+    its interruption notice and its orphan whose destroy failed; the follower names the
+    leader (holder and term) and lists neither."""
+
+    class Cloud:
+        provider_id = "cloud"
+        provider_type = "docker"
+
+        def __init__(self) -> None:
+            self.instances = ["i-orphan"]
+
+        def create_worker(self, worker_id: str, spec: hw.WorkerSpec) -> str:
+            self.instances.append(f"i-{len(self.instances)}")
+            return self.instances[-1]
+
+        def destroy_worker(self, handle: hw.WorkerHandle) -> None:
+            raise RuntimeError("instance is locked")
+
+        def list_workers(self) -> list[str]:
+            return list(self.instances)
+
+    clock = hw.ManualClock(START)
+    config = hw.LifecycleConfig(min_ready_workers=0)
+    leader = hw.LifecycleManager.replicated(
+        hw.Registry.postgres(pg_url(), name=name, clock=clock), "replica-a", 30, config
+    )
+    reg_b = hw.Registry.postgres(pg_url(), name=name, clock=clock)
+    follower = hw.LifecycleManager.replicated(reg_b, "replica-b", 30, config)
+    for manager in (leader, follower):
+        manager.register_provider(Cloud())
+    assert leader.tick().leading
+    assert not follower.tick().leading
+    worker = leader.provision_worker("cloud", hw.WorkerSpec("img"))
+    reg_b.update_state(worker.id, hw.WorkerState.READY)
+    leader.notify_interruption(worker.id, clock.now() + 60)
+    # The first tick's takeover reconcile tried to destroy the orphan once, this one again.
+    leader.reconcile()
+    assert leader.interruptions() == [(worker.id, clock.now() + 60)]
+    assert [(r, a) for _, r, a, _ in leader.pending_orphans()] == [("i-orphan", 2)]
+
+    seen = follower.leader()
+    assert seen is not None and seen.holder == "replica-a"
+    own = leader.leader()
+    assert own is not None and own.holder == "replica-a" and seen.term == own.term
+    assert follower.interruptions() == [] and follower.pending_orphans() == []

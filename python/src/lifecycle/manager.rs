@@ -327,6 +327,29 @@ impl PyLifecycleManager {
             .collect())
     }
 
+    /// Workers under an interruption notice: ``(worker_id, deadline)``, in worker id order.
+    /// Leader state: empty on a replica that does not lead.
+    fn interruptions(&self, py: Python<'_>) -> PyResult<Vec<(String, f64)>> {
+        Ok(engine(py, || Ok(self.inner.interruptions()))?
+            .into_iter()
+            .map(|(id, deadline)| (id.to_string(), convert::seconds(deadline)))
+            .collect())
+    }
+
+    /// Orphan instances (listed by a provider, known to no record) the leader's ticks
+    /// destroy — those whose destroy failed, and those a tick's reconcile found over its
+    /// action cap: ``(worker_id, resource_id, failed_attempts, next_attempt_at)``, the worker
+    /// id the one made for the listing (no record's). Leader state: empty on a replica that
+    /// does not lead.
+    fn pending_orphans(&self, py: Python<'_>) -> PyResult<Vec<(String, String, u32, f64)>> {
+        Ok(engine(py, || Ok(self.inner.pending_orphans()))?
+            .into_iter()
+            .map(|(id, resource_id, attempts, at)| {
+                (id.to_string(), resource_id, attempts, convert::seconds(at))
+            })
+            .collect())
+    }
+
     /// The seed's predicate: no READY worker and jobs pending, or more than
     /// scale_up_threshold jobs pending and room under max_workers. Its READY workers are
     /// those plan_scaling counts: the scaling target's own (without a target, those of no
