@@ -372,12 +372,14 @@ report_class! {
     }
 
     /// Jobs of interrupted workers of a pool that a tick replaces: their requirement (the
-    /// pool's template), added after the demand's, has an index of its own.
+    /// pool's template; for workers no pool of the manager owns, what they offered), added
+    /// after the demand's, has an index of its own.
     Replacement(core::Replacement) {
         /// Index of the requirement in the plan: the demand's length plus the position in
         /// PoolPlan.replacements.
         requirement: |c, py| c.requirement,
-        /// The pool of the interrupted workers.
+        /// The pool of the interrupted workers (a pool the manager no longer has, or empty
+        /// for workers of no pool).
         pool: |c, py| c.pool.clone(),
         /// Jobs to replace.
         count: |c, py| c.count,

@@ -1040,3 +1040,58 @@ fn a_pool_reshaped_after_its_plan_provisions_nothing_its_template_no_longer_serv
         );
     }
 }
+
+/// A notice for a busy worker that none of the manager's pools owns — its pool was removed
+/// (it drains with its job), or it is of no pool (the host's own, or the scaling target's
+/// from before the pools were set) — is replaced ahead of its deadline like any other: the
+/// replacement is what the worker offered (its spec without the pool label), placed on the
+/// pools that satisfy it. Before, its pool (or the target, ignored while pools are set)
+/// counted it, so nothing did: no replacement until the deadline lost the job.
+#[test]
+fn an_interrupted_worker_no_pool_owns_is_replaced_by_the_pools_that_satisfy_it() {
+    let (f, p) = spot_then_ondemand(|p| p);
+    let report = f.manager.tick(gpu_jobs(1));
+    report_in(&f, &report);
+    let spot = report.provisioned[0].worker_id;
+    f.registry.assign_to_job(&spot, job("train")).unwrap();
+    // Spot is removed: its busy worker drains with its job.
+    assert_eq!(f.manager.remove_pool("gpu-spot").unwrap(), vec![spot]);
+    // A worker of no pool (the host's own), busy too.
+    let own = f.ready_with(gpu_spec());
+    f.registry.assign_to_job(&own, job("eval")).unwrap();
+    let deadline = f.now() + 120_000;
+    for id in [spot, own] {
+        f.manager.notify_interruption(&id, deadline).unwrap();
+    }
+
+    let report = step(&f, secs(30), Demand::new());
+    let plan = report.pools.as_ref().unwrap();
+    let mut replaced: Vec<(&str, usize)> = plan
+        .replacements
+        .iter()
+        .map(|r| (r.pool.as_str(), r.count))
+        .collect();
+    replaced.sort();
+    assert_eq!(
+        report.provisioned.len(),
+        2,
+        "no replacement for workers no pool owns: {replaced:?} {:#?}",
+        report.decisions
+    );
+    assert!(report
+        .provisioned
+        .iter()
+        .all(|w| pool_of(&f, &w.worker_id) == "gpu-ondemand"));
+    assert_eq!(replaced, vec![("", 1), ("gpu-spot", 1)]);
+    report_in(&f, &report);
+    // Not twice; and at the deadline the jobs are lost, the replacements kept.
+    assert!(step(&f, secs(30), Demand::new()).provisioned.is_empty());
+    let report = step(&f, secs(61), Demand::new());
+    assert_eq!(report.lost_jobs.len(), 2, "{:#?}", report.decisions);
+    assert!(report.provisioned.is_empty(), "{:#?}", report.decisions);
+    assert_eq!(f.state(&spot), None);
+    let left = f.registry.find(&WorkerFilter::new()).unwrap();
+    assert_eq!(left.len(), 2);
+    assert!(left.iter().all(|w| w.state == WorkerState::Ready));
+    f.assert_no_leak_of(&[&p[0], &p[1]]);
+}

@@ -9,7 +9,7 @@ use crate::ids::{ProviderId, WorkerId};
 use crate::state::WorkerState;
 use crate::worker::{TerminationReason, Worker};
 
-use super::super::pools::POOL_LABEL;
+use super::super::pools::{Requirement, POOL_LABEL};
 use super::super::report::TickReport;
 use super::pools::Interruption;
 use super::{Budget, WorkerLifecycleManager};
@@ -23,6 +23,10 @@ pub(super) struct Replacements {
     pub(super) unpooled: BTreeMap<ProviderId, usize>,
     /// The notices whose worker could not be read (their line is in the tick's decisions).
     pub(super) unread: BTreeSet<WorkerId>,
+    /// The same jobs again, per pool label (`None`: no pool) and what their workers offered
+    /// (`count`: the jobs), in notice order: the pools tick replaces from these the workers
+    /// that none of its pools owns.
+    pub(super) offered: Vec<(Option<String>, Requirement)>,
 }
 
 /// What the pools' plan counts of the interruption notices (see
@@ -46,6 +50,23 @@ impl Replacements {
             None => self.unpooled.entry(notice.provider_id.clone()).or_insert(0),
         };
         *n += jobs;
+        let same = |(pool, r): &&mut (Option<String>, Requirement)| {
+            *pool == notice.pool
+                && Requirement {
+                    count: 0,
+                    ..r.clone()
+                } == notice.offered
+        };
+        match self.offered.iter_mut().find(same) {
+            Some((_, r)) => r.count += jobs,
+            None => self.offered.push((
+                notice.pool.clone(),
+                Requirement {
+                    count: jobs,
+                    ..notice.offered.clone()
+                },
+            )),
+        }
     }
 }
 
@@ -58,9 +79,12 @@ impl WorkerLifecycleManager {
     /// it reports in meanwhile: checked atomically with the move, it then drains). While
     /// it still runs a job, its pool counts one more job of demand — a replacement that its
     /// template's requirement describes (for a worker of no pool, the scaling target on its
-    /// provider counts one more pending job) — so that a worker is provisioned (or kept) ahead of
-    /// the deadline, by priority and with fallback like any demand; it no longer counts
-    /// against its pool's `max_workers` (it still counts against the global one). A job still
+    /// provider counts one more pending job; while pools are set, a worker that none of them
+    /// owns — its pool removed, or of no pool — is replaced by what it offered, its spec
+    /// without the pool label, on the pools that satisfy it) — so that a worker is
+    /// provisioned (or kept) ahead of the deadline, by priority and with fallback like any
+    /// demand; it no longer counts against its pool's `max_workers` (it still counts against
+    /// the global one). A job still
     /// running at the deadline is reported lost by the tick that reaches it, and still counts
     /// as its pool's demand in that tick (the host requeues it after the tick: its replacement
     /// is not retired as surplus meanwhile) — and in every tick until one terminates the
@@ -135,6 +159,7 @@ impl WorkerLifecycleManager {
                 deadline,
                 pool,
                 provider_id: w.handle.provider_id.clone(),
+                offered: offered_by(&w),
             });
         Ok(drained)
     }
@@ -259,5 +284,19 @@ impl WorkerLifecycleManager {
             *out.per_pool.entry(pool).or_insert(0) += 1;
         }
         out
+    }
+}
+
+/// What `w` offers a job, as a requirement (count 0): its spec's labels (the pool label left
+/// out: its replacement may come from any pool), capabilities, architecture and resources.
+fn offered_by(w: &Worker) -> Requirement {
+    let mut labels = w.spec.labels.clone();
+    labels.remove(POOL_LABEL);
+    Requirement {
+        labels,
+        capabilities: w.spec.capabilities.clone(),
+        resources: w.spec.resources.clone(),
+        architecture: Some(w.spec.architecture),
+        count: 0,
     }
 }

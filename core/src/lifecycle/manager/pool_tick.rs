@@ -96,17 +96,15 @@ impl WorkerLifecycleManager {
     /// registry error.
     pub fn plan_pools(&self, demand: &Demand) -> Result<PoolPlan> {
         demand.validate()?;
-        Ok(self.plan_pools_inner(demand, &BTreeMap::new())?.plan)
+        Ok(self
+            .plan_pools_inner(demand, &Replacements::default())?
+            .plan)
     }
 
     /// The plan, the idle workers chosen for retirement per pool, each pool's registered
     /// workers per state (for the metrics; counted in the same pass as the plan's fleet), and
     /// the notices whose worker could not be read.
-    fn plan_pools_inner(
-        &self,
-        demand: &Demand,
-        interrupted_running: &BTreeMap<String, usize>,
-    ) -> Result<Planned> {
+    fn plan_pools_inner(&self, demand: &Demand, running: &Replacements) -> Result<Planned> {
         let now = self.registry.now();
         let entries: Vec<PoolEntry> = self.pools.lock().entries.values().cloned().collect();
         let pools: Vec<Pool> = entries.iter().map(|e| e.pool.clone()).collect();
@@ -115,7 +113,7 @@ impl WorkerLifecycleManager {
         // (`PoolPlan::replacements`): the host's demand has no such index.
         let mut replacements = Vec::new();
         for entry in &entries {
-            if let Some(&n) = interrupted_running.get(&entry.pool.name) {
+            if let Some(&n) = running.pools.get(&entry.pool.name) {
                 let r = replacement(&entry.pool, n);
                 replacements.push(Replacement {
                     requirement: demand.requirements.len(),
@@ -125,6 +123,23 @@ impl WorkerLifecycleManager {
                 });
                 demand.push(r);
             }
+        }
+        // Workers that none of these pools owns (their pool removed, or of no pool: the
+        // scaling target is ignored while pools are set): replaced by what they offered,
+        // wherever a pool satisfies it. Before, nothing counted them, and their jobs waited
+        // for the deadline to be lost before any worker was provisioned for them.
+        let owned = |pool: &Option<String>| {
+            pool.as_ref()
+                .is_some_and(|name| entries.iter().any(|e| e.pool.name == *name))
+        };
+        for (pool, r) in running.offered.iter().filter(|(p, _)| !owned(p)) {
+            replacements.push(Replacement {
+                requirement: demand.requirements.len(),
+                pool: pool.clone().unwrap_or_default(),
+                count: r.count,
+                description: r.to_string(),
+            });
+            demand.push(r.clone());
         }
         // The provisions in flight first, the registry's counts second (as `plan_inner` reads
         // them): a provision registers its worker before it leaves the ledger, so one ending
@@ -272,7 +287,7 @@ impl WorkerLifecycleManager {
             mut chosen,
             states,
             unread,
-        } = match self.plan_pools_inner(demand, &running.pools) {
+        } = match self.plan_pools_inner(demand, &running) {
             Ok(planned) => planned,
             Err(e) => {
                 report.decisions.push(format!("pool plan failed: {e}"));

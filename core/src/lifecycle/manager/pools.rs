@@ -25,7 +25,7 @@ use crate::ids::{ProviderId, WorkerId};
 use crate::state::WorkerState;
 use crate::worker::{TerminationReason, Worker, WorkerSpec};
 
-use super::super::pools::{Pool, POOL_LABEL};
+use super::super::pools::{Pool, Requirement, POOL_LABEL};
 use super::super::report::TickReport;
 use super::destroy_queue::Destroyed;
 use super::pool_tick::replacement;
@@ -129,6 +129,10 @@ pub(super) struct Interruption {
     pub(super) pool: Option<String>,
     /// Its provider: a worker of no pool is replaced by the scaling target on that provider.
     pub(super) provider_id: ProviderId,
+    /// What the worker offered (its spec without the pool label; count 0): the replacement's
+    /// requirement in a pools tick when none of the manager's pools owns the worker (its
+    /// pool removed, or no pool).
+    pub(super) offered: Requirement,
 }
 
 impl WorkerLifecycleManager {

@@ -82,13 +82,18 @@ pub struct Spill {
 /// Jobs of interrupted workers of a pool that still run (or lost at their deadline in this
 /// tick): `tick` adds their replacement to the demand as a requirement of its own — the
 /// pool's template — after the host's requirements. Its index is `requirement`, which the
-/// plan's other indices ([`Serving`], [`Spill`], [`UnmetDemand`]) may name.
+/// plan's other indices ([`Serving`], [`Spill`], [`UnmetDemand`]) may name. For workers that
+/// none of the manager's pools owns (their pool removed, or of no pool), the requirement is
+/// what the workers offered: their spec's labels without the pool label, capabilities,
+/// architecture and resources.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Replacement {
     /// Index of the requirement in the plan: past the demand's own (the demand's length plus
     /// the position in [`PoolPlan::replacements`]).
     pub requirement: usize,
-    /// The pool of the interrupted workers (its template is the requirement).
+    /// The pool of the interrupted workers (its template is the requirement); the name of a
+    /// pool the manager no longer has, or empty for workers of no pool (the requirement is
+    /// then what they offered).
     pub pool: String,
     /// Jobs to replace.
     pub count: usize,
