@@ -23,6 +23,7 @@ mod health;
 mod metrics_reads;
 mod pools;
 mod pools_reads;
+mod pools_seeds;
 mod provisioning;
 mod reconcile;
 mod reentrancy;

@@ -222,3 +222,97 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    /// The order the host lists its pools in changes nothing (priority, then name, decides);
+    /// a pool wants new workers for a requirement only when every higher-priority pool that
+    /// satisfies it is blocked or full; more demand never retires more surplus (takebacks
+    /// aside: they retire for a provision).
+    #[test]
+    fn plans_ignore_the_pools_order_spill_only_past_full_pools_and_retire_less_for_more(
+        pools_and_fleet in prop::collection::vec(arb_pool_and_fleet(), 0..5),
+        requirements in prop::collection::vec(arb_requirement(), 0..5),
+        extra in arb_requirement(),
+        max_workers in extreme(1usize..30),
+        outside in 0usize..5,
+        max_per_tick in extreme(1usize..8),
+        rotate in 0usize..5,
+    ) {
+        let (mut pools, fleet): (Vec<Pool>, Vec<PoolFleet>) = pools_and_fleet.into_iter().unzip();
+        for (k, p) in pools.iter_mut().enumerate() {
+            p.name = format!("pool-{k}");
+        }
+        let demand = Demand { requirements };
+        let total: usize =
+            fleet.iter().map(|f| f.registered + f.in_flight).sum::<usize>() + outside;
+        let inputs = PlanInputs {
+            now: NOW,
+            pools: &pools,
+            fleet: &fleet,
+            demand: &demand,
+            max_workers,
+            total,
+            max_per_tick,
+        };
+        let a = plan(&inputs);
+
+        let (mut other_pools, mut other_fleet) = (pools.clone(), fleet.clone());
+        if !pools.is_empty() {
+            other_pools.rotate_left(rotate % pools.len());
+            other_fleet.rotate_left(rotate % pools.len());
+            other_pools.reverse();
+            other_fleet.reverse();
+        }
+        let b = plan(&PlanInputs { pools: &other_pools, fleet: &other_fleet, ..inputs });
+        prop_assert_eq!(&a, &b);
+
+        let at = |d: &PoolDecision| pools.iter().position(|p| p.name == d.pool).unwrap();
+        for (pos, d) in a.pools.iter().enumerate() {
+            for s in &d.serves {
+                let taken: usize = d
+                    .taken_back
+                    .iter()
+                    .filter(|t| t.requirement == s.requirement)
+                    .map(|t| t.count)
+                    .sum();
+                if s.wanted <= taken {
+                    continue;
+                }
+                let r = &demand.requirements[s.requirement];
+                for higher in &a.pools[..pos] {
+                    let (q, f) = (&pools[at(higher)], &fleet[at(higher)]);
+                    if !q.satisfies(r) || q.max_workers == 0 || f.blocked.is_some() {
+                        continue;
+                    }
+                    let wanted: usize = higher.serves.iter().map(|s| s.wanted).sum();
+                    let left = q
+                        .max_workers
+                        .saturating_sub(f.registered + f.in_flight)
+                        .saturating_sub(wanted);
+                    prop_assert!(
+                        left == 0,
+                        "{} wants {} for {} while {} has room for {}: {:#?}",
+                        d.pool, s.wanted, r, higher.pool, left, a.explanation
+                    );
+                }
+            }
+        }
+
+        let mut more = demand.clone();
+        more.requirements.push(extra);
+        let c = plan(&PlanInputs { demand: &more, ..inputs });
+        let surplus = |p: &PoolPlan| -> usize {
+            p.pools
+                .iter()
+                .map(|d| d.retire - d.given_back.iter().map(|t| t.count).sum::<usize>())
+                .sum()
+        };
+        prop_assert!(
+            surplus(&c) <= surplus(&a),
+            "{} surplus retired with more demand, {} before:\n{:#?}\n{:#?}",
+            surplus(&c), surplus(&a), a.explanation, c.explanation
+        );
+    }
+}
