@@ -2381,3 +2381,136 @@ fn a_ticks_pool_drain_that_loses_the_lease_counts_no_action_for_the_workers_it_l
     // The one drained: an action. The two left for the lost lease: none.
     assert_eq!(r.actions, 1, "{:?}", r.decisions);
 }
+
+/// Two replicas whose hosts set the same pools, one after the other (a rolling deploy: the
+/// second a step later), hand the lease back and forth (`step_down`) while workers report in,
+/// take and finish jobs and the leader gets interruption notices. A follower's tick acts on
+/// nothing; once both replicas have the same pools, every worker in service that carries a
+/// pool label belongs to one of them and fits its template after the leader's tick. (The
+/// lease does not move, nor do the pools change again, while one replica lags: a replica
+/// that leads with pools another replica's host has already changed, and hands the lease
+/// over before its own host catches up, leaves its workers of those pools to the known
+/// limitation of DESIGN.md §12, "a pool removed or reshaped while a tick's create for it is
+/// on its way".)
+#[test]
+fn replicas_that_set_the_same_pools_in_turn_keep_every_pooled_worker_owned() {
+    use crate::rng::Rng;
+    let templates = [
+        WorkerSpec::new("cpu"),
+        WorkerSpec::new("cpu").with_capability("docker"),
+        WorkerSpec::new("gpu").with_label("gpu", "a100"),
+    ];
+    for seed in 1..=40u64 {
+        let mut rng = Rng(seed);
+        let c = cluster();
+        let mut pools: Vec<Pool> = Vec::new();
+        let mut lagging: Option<bool> = None; // Some(true): b has not got `pools` yet.
+        let mut jobs = 0;
+        for step in 0..40 {
+            if let Some(b_lags) = lagging.take() {
+                let second = if b_lags { &c.b } else { &c.a };
+                second.manager.set_pools(pools.clone()).unwrap();
+            } else if rng.below(4) == 0 {
+                let names: Vec<u64> = (0..3).filter(|_| rng.below(2) == 0).collect();
+                pools = names
+                    .into_iter()
+                    .map(|k| {
+                        Pool::new(
+                            format!("p{k}"),
+                            c.provider.id.clone(),
+                            templates[rng.index(templates.len())].clone(),
+                        )
+                        .unwrap()
+                        .with_min_ready(rng.below(2) as usize)
+                        .with_scale_down_cooldown(Duration::ZERO)
+                        .with_scale_up_cooldown(Duration::ZERO)
+                    })
+                    .collect();
+                let first_a = rng.below(2) == 0;
+                let first = if first_a { &c.a } else { &c.b };
+                first.manager.set_pools(pools.clone()).unwrap();
+                lagging = Some(first_a);
+            }
+            if lagging.is_none() && rng.below(6) == 0 {
+                for m in [&c.a.manager, &c.b.manager] {
+                    if m.is_leader() {
+                        m.step_down().unwrap();
+                    }
+                }
+            }
+            let mut all = c.registry.find(&WorkerFilter::new()).unwrap();
+            all.sort_by(|x, y| x.handle.resource_id.cmp(&y.handle.resource_id));
+            for w in &all {
+                let _ = c.registry.heartbeat(&w.id);
+                if w.state == WorkerState::Creating && rng.below(2) == 0 {
+                    let _ = c.registry.update_state(&w.id, WorkerState::Ready);
+                }
+                if w.current_job.is_some() && rng.below(3) == 0 {
+                    let _ = c.registry.release_from_job(&w.id, None);
+                }
+                if w.state == WorkerState::Ready && rng.below(3) == 0 {
+                    jobs += 1;
+                    let _ = c.registry.assign_to_job(&w.id, job(&format!("j{jobs}")));
+                }
+            }
+            if !all.is_empty() && rng.below(4) == 0 {
+                let w = &all[rng.index(all.len())];
+                for m in [&c.a.manager, &c.b.manager] {
+                    let _ = m.notify_interruption(&w.id, c.store.now() + 20_000);
+                }
+            }
+            c.advance(Duration::from_secs(rng.below(12)));
+            let demand = Demand::new()
+                .with(Requirement::new(rng.below(3) as usize))
+                .with(Requirement::new(rng.below(2) as usize).label("gpu", "a100"));
+            let order = if rng.below(2) == 0 {
+                [&c.a, &c.b]
+            } else {
+                [&c.b, &c.a]
+            };
+            for r in order {
+                let report = r.manager.tick(&demand);
+                if !report.leading && report.decisions.iter().all(|d| !d.contains("took")) {
+                    assert!(
+                        report.provisioned.is_empty()
+                            && report.drained.is_empty()
+                            && report.terminated.is_empty(),
+                        "seed {seed} step {step}: a follower acted: {:#?}",
+                        report.decisions
+                    );
+                }
+                if !report.leading || lagging.is_some() {
+                    continue;
+                }
+                for w in c.registry.find(&WorkerFilter::new()).unwrap() {
+                    let Some(name) = w.spec.labels.get(POOL_LABEL) else {
+                        continue;
+                    };
+                    if !matches!(
+                        w.state,
+                        WorkerState::Ready
+                            | WorkerState::Busy
+                            | WorkerState::Creating
+                            | WorkerState::Connecting
+                    ) {
+                        continue;
+                    }
+                    let pool = pools.iter().find(|p| p.name == *name);
+                    let fits = pool.is_some_and(|p| {
+                        let mut need = Requirement::new(1);
+                        need.labels = p.template.labels.clone();
+                        need.capabilities = p.template.capabilities.clone();
+                        need.resources = p.template.resources.clone();
+                        need.filter().matches_static(&w.handle, &w.spec)
+                    });
+                    assert!(
+                        fits,
+                        "seed {seed} step {step}: worker {} ({:?}) of pool {name} in service \
+                         after the leader's tick: {:#?}",
+                        w.id, w.state, report.decisions
+                    );
+                }
+            }
+        }
+    }
+}
