@@ -40,7 +40,7 @@ fn get(s: &BTreeMap<String, f64>, key: &str) -> f64 {
 }
 
 /// Every family the issue asks for, by its OpenMetrics name.
-pub const FAMILIES: [&str; 29] = [
+pub const FAMILIES: [&str; 31] = [
     "hodei_workers_workers",
     "hodei_workers_workers_by_provider",
     "hodei_workers_workers_by_provider_type",
@@ -62,6 +62,8 @@ pub const FAMILIES: [&str; 29] = [
     "hodei_workers_reconcile_holds",
     "hodei_workers_provider_backoff_seconds",
     "hodei_workers_provider_consecutive_failures",
+    "hodei_workers_ticks",
+    "hodei_workers_health_checks",
     "hodei_workers_tick_duration_seconds",
     "hodei_workers_health_check_duration_seconds",
     "hodei_workers_heartbeat_age_seconds",
@@ -307,6 +309,54 @@ fn back_off_timing_switch_and_a_merged_host_registry() {
     assert!(collector
         .encode_text()
         .contains("hodei_workers_provisions_failed_total"));
+}
+
+/// `hodei_workers_ticks_total` and `hodei_workers_health_checks_total` count every tick and
+/// every health check (a tick's and `run_health_check`'s) whether the durations are timed or
+/// not: `set_timing(false)` stands the histograms still, and an alert on the rate of their
+/// `_count` ("ticks stopped") fired on a healthy ticker. Timed, the histograms' `_count` is
+/// the same number.
+#[test]
+fn ticks_and_health_checks_are_counted_whether_timed_or_not() {
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    let registry: Arc<dyn WorkerRegistry> =
+        Arc::new(InMemoryWorkerRegistry::with_clock(clock.clone()));
+    let config = WorkerLifecycleConfig {
+        health_check_interval: Duration::from_secs(10),
+        ..WorkerLifecycleConfig::default()
+    };
+    let manager = WorkerLifecycleManager::new(registry, config).unwrap();
+    let counts = |manager: &WorkerLifecycleManager| {
+        let s = samples(&manager.metrics_text());
+        [
+            "hodei_workers_ticks_total",
+            "hodei_workers_health_checks_total",
+            "hodei_workers_tick_duration_seconds_count",
+            "hodei_workers_health_check_duration_seconds_count",
+        ]
+        .map(|key| get(&s, key))
+    };
+    let two_ticks_and_a_check = || {
+        for _ in 0..2 {
+            let r = manager.tick(0);
+            assert!(r.health_checked, "{:?}", r.decisions);
+            clock.advance(Duration::from_secs(11));
+        }
+        manager.run_health_check().unwrap();
+    };
+    assert_eq!(counts(&manager), [0.0; 4]);
+    two_ticks_and_a_check();
+    assert_eq!(counts(&manager), [2.0, 3.0, 2.0, 3.0], "timed");
+    manager.metrics().set_timing(false);
+    two_ticks_and_a_check();
+    assert_eq!(
+        counts(&manager),
+        [4.0, 6.0, 2.0, 3.0],
+        "untimed: counted, and the histograms stand still"
+    );
+    manager.metrics().set_timing(true);
+    two_ticks_and_a_check();
+    assert_eq!(counts(&manager), [6.0, 9.0, 4.0, 6.0], "timed again");
 }
 
 #[test]

@@ -65,6 +65,9 @@ int main(void) {
   CHECK(has(text, "hodei_workers_heartbeat_monitored_workers 2\n"));
   CHECK(has(text, "hodei_workers_heartbeat_age_seconds{quantile=\"1\"} 0"));
   CHECK(has(text, "hodei_workers_tick_duration_seconds_count 1\n"));
+  CHECK(has(text, "# TYPE hodei_workers_ticks counter\n"));
+  CHECK(has(text, "hodei_workers_ticks_total 1\n"));
+  CHECK(has(text, "# TYPE hodei_workers_health_checks counter\n"));
   CHECK(has(text, "hodei_workers_event_drops_total{subscriber="));
   CHECK(has(text, "hodei_workers_lost_jobs_total 0\n"));
   CHECK(has(text, "hodei_workers_provisions_in_flight 0\n"));

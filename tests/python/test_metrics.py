@@ -37,6 +37,8 @@ FAMILIES = {
     "hodei_workers_reconcile_holds": "counter",
     "hodei_workers_provider_backoff_seconds": "gauge",
     "hodei_workers_provider_consecutive_failures": "gauge",
+    "hodei_workers_ticks": "counter",
+    "hodei_workers_health_checks": "counter",
     "hodei_workers_tick_duration_seconds": "histogram",
     "hodei_workers_health_check_duration_seconds": "histogram",
     "hodei_workers_heartbeat_age_seconds": "gauge",
@@ -191,6 +193,9 @@ def test_values_equal_stats_and_reports(
     assert value(v, "hodei_workers_health_check_duration_seconds_count") == sum(
         r.health_checked for r in reports
     )
+    # Counted whatever the timing; timed (the default), the histograms' _count says the same.
+    assert value(v, "hodei_workers_ticks_total") == len(reports)
+    assert value(v, "hodei_workers_health_checks_total") == sum(r.health_checked for r in reports)
     monitored = stats.registry.connecting + stats.registry.ready + stats.registry.busy + stats.registry.draining
     assert value(v, "hodei_workers_heartbeat_monitored_workers") == monitored
     ages = [value(v, "hodei_workers_heartbeat_age_seconds", quantile=q) for q in ("0.5", "0.9", "0.99", "1")]

@@ -8,9 +8,11 @@
 //! [`heartbeat_age_histogram`](crate::WorkerRegistry::heartbeat_age_histogram),
 //! [`subscriber_drops`](crate::WorkerRegistry::subscriber_drops)). Nothing scans the fleet, and
 //! nothing is counted twice: the counters are the very numbers
-//! [`stats()`](crate::WorkerLifecycleManager::stats) reports. Only the tick and health-check
-//! durations are measured for the metrics (two clock reads per call, or one call in eight while
-//! they keep finishing under 10 µs: every call is still counted; see [`Metrics::set_timing`]).
+//! [`stats()`](crate::WorkerLifecycleManager::stats) reports. Only the ticks and health checks
+//! are counted and measured for the metrics: counted always (one relaxed atomic add per call,
+//! `hodei_workers_ticks_total`, `hodei_workers_health_checks_total`), timed unless
+//! [`Metrics::set_timing`] turned the durations off (two clock reads per call, or one call in
+//! eight while they keep finishing under 10 µs: every timed call is still observed).
 //!
 //! Get the text with [`WorkerLifecycleManager::metrics_text`](crate::WorkerLifecycleManager::metrics_text),
 //! or merge the collector into the host's own registry:
@@ -55,8 +57,10 @@
 //! | `hodei_workers_reconcile_holds_total` | counter | `provider`, `kind` | the ticks' reconciles whose brake held the provider's listing: `expire` (records it missed, not expired) or `orphans` (instances no record knows, not destroyed: only the host's `reconcile()` ends it) |
 //! | `hodei_workers_provider_backoff_seconds` | gauge | `provider` | time left in the provider's create back-off (0: none, and on a replica that does not lead) |
 //! | `hodei_workers_provider_consecutive_failures` | gauge | `provider` | consecutive create failures while backed off (0 on a replica that does not lead) |
-//! | `hodei_workers_tick_duration_seconds` | histogram | | wall time of `tick` |
-//! | `hodei_workers_health_check_duration_seconds` | histogram | | wall time of each health check |
+//! | `hodei_workers_ticks_total` | counter | | ticks that ran (leader's or follower's, whatever they reported; not one skipped because another thread was ticking), timing on or off: the one to alert on when ticks stop |
+//! | `hodei_workers_health_checks_total` | counter | | health checks that ran (a tick's and `run_health_check`'s), timing on or off |
+//! | `hodei_workers_tick_duration_seconds` | histogram | | wall time of `tick`, observed only while timing is on |
+//! | `hodei_workers_health_check_duration_seconds` | histogram | | wall time of each health check, observed only while timing is on |
 //! | `hodei_workers_heartbeat_age_seconds` | gauge | `quantile` | heartbeat age percentiles (0.5, 0.9, 0.99, 1) from a bounded sample of the deadline index (exact for small fleets, an estimate above: see [`HeartbeatAges`](crate::HeartbeatAges)) |
 //! | `hodei_workers_heartbeat_monitored_workers` | gauge | | workers under heartbeat watch (`Connecting`, `Ready`, `Busy`, `Draining`), from the state counts: exact even when the ages are sampled |
 //! | `hodei_workers_event_drops_total` | counter | `subscriber` | events dropped per live subscriber ([`Subscription::id`](crate::Subscription::id)) |
@@ -71,7 +75,7 @@
 //! time omits the families that needed the answer.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -143,6 +147,10 @@ pub struct Metrics {
     registry: Arc<dyn WorkerRegistry>,
     view: ViewFn,
     timing: AtomicBool,
+    /// Ticks that ran, timed or not (`hodei_workers_ticks_total`).
+    ticks: AtomicU64,
+    /// Health checks that ran, timed or not (`hodei_workers_health_checks_total`).
+    health_checks: AtomicU64,
     tick_seconds: DurationHistogram,
     health_check_seconds: DurationHistogram,
 }
@@ -161,16 +169,21 @@ impl Metrics {
             registry,
             view,
             timing: AtomicBool::new(true),
+            ticks: AtomicU64::new(0),
+            health_checks: AtomicU64::new(0),
             tick_seconds: DurationHistogram::default(),
             health_check_seconds: DurationHistogram::default(),
         }
     }
 
     /// Turns the duration histograms on (the default) or off. Off, `tick` and the health
-    /// check read no clock for the metrics; everything else is read at scrape time and costs
-    /// nothing between scrapes either way. On, a tick or health check reads the clock twice,
-    /// except while they keep finishing under 10 µs: then one in eight is timed and the others
-    /// are counted in the first bucket (or timed from their first action, if they take one).
+    /// check read no clock for the metrics and the histograms stand still; the ticks and
+    /// health checks are still counted (`hodei_workers_ticks_total`,
+    /// `hodei_workers_health_checks_total`: one relaxed atomic add per call either way), and
+    /// everything else is read at scrape time and costs nothing between scrapes. On, a tick or
+    /// health check reads the clock twice, except while they keep finishing under 10 µs: then
+    /// one in eight is timed and the others are counted in the first bucket (or timed from
+    /// their first action, if they take one).
     pub fn set_timing(&self, on: bool) {
         self.timing.store(on, Ordering::Relaxed);
     }
@@ -208,13 +221,17 @@ impl Metrics {
         self.start(&self.health_check_seconds)
     }
 
-    /// A tick ended; `first_action`: when its first action started, if noted.
+    /// A tick ended (counted whatever the timing); `first_action`: when its first action
+    /// started, if noted.
     pub(crate) fn tick_done(&self, timer: Timer, first_action: Option<Instant>) {
+        self.ticks.fetch_add(1, Ordering::Relaxed);
         Self::done(&self.tick_seconds, timer, first_action);
     }
 
-    /// A health check ended; `first_action`: when its first action started, if noted.
+    /// A health check ended (counted whatever the timing); `first_action`: when its first
+    /// action started, if noted.
     pub(crate) fn health_check_done(&self, timer: Timer, first_action: Option<Instant>) {
+        self.health_checks.fetch_add(1, Ordering::Relaxed);
         Self::done(&self.health_check_seconds, timer, first_action);
     }
 
@@ -352,16 +369,32 @@ impl Collector for Metrics {
                 &queued,
             )?;
         }
+        counter(
+            enc,
+            "hodei_workers_ticks",
+            "Calls of WorkerLifecycleManager::tick that ran (a leader's or a follower's, whatever \
+             they reported; not one skipped because another thread was ticking), counted whether \
+             the durations are timed or not.",
+            &[(&[], self.ticks.load(Ordering::Relaxed))],
+        )?;
+        counter(
+            enc,
+            "hodei_workers_health_checks",
+            "Health checks that ran (in a tick or run_health_check), counted whether the \
+             durations are timed or not.",
+            &[(&[], self.health_checks.load(Ordering::Relaxed))],
+        )?;
         let m = enc.encode_descriptor(
             "hodei_workers_tick_duration",
-            "Wall time of WorkerLifecycleManager::tick.",
+            "Wall time of WorkerLifecycleManager::tick (observed only while timing is on).",
             Some(&Unit::Seconds),
             MetricType::Histogram,
         )?;
         self.tick_seconds.encode(m)?;
         let m = enc.encode_descriptor(
             "hodei_workers_health_check_duration",
-            "Wall time of each health check (in a tick or run_health_check).",
+            "Wall time of each health check (in a tick or run_health_check; observed only while \
+             timing is on).",
             Some(&Unit::Seconds),
             MetricType::Histogram,
         )?;

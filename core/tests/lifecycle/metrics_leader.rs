@@ -93,15 +93,16 @@ fn sample(text: &str, name: &str) -> f64 {
 }
 
 /// Every call of `tick` counts in `hodei_workers_tick_duration_seconds` ("`_count` is
-/// exact"): a follower's ticks too, not only the ticks that run to their end.
+/// exact") and in `hodei_workers_ticks_total`: a follower's ticks too, not only the ticks that
+/// run to their end.
 #[test]
 fn a_followers_ticks_are_counted_in_the_tick_duration() {
     let (_store, (a, _), (b, _)) = two_replicas();
     let count = |m: &WorkerLifecycleManager| {
-        sample(
-            &m.metrics_text(),
-            "hodei_workers_tick_duration_seconds_count",
-        )
+        let text = m.metrics_text();
+        let timed = sample(&text, "hodei_workers_tick_duration_seconds_count");
+        assert_eq!(sample(&text, "hodei_workers_ticks_total"), timed);
+        timed
     };
     assert!(a.tick(0).leading);
     for _ in 0..3 {
