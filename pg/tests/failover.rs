@@ -559,6 +559,37 @@ fn samples(text: &str) -> std::collections::BTreeMap<String, f64> {
         .collect()
 }
 
+/// A follower's `run_health_check`, refused with `NotLeader` on the PostgreSQL lease, checked
+/// nothing: it is neither observed in the health-check histogram nor counted in
+/// `hodei_workers_health_checks_total`, while its ticks count in `hodei_workers_ticks_total`.
+#[test]
+fn a_followers_refused_health_checks_are_neither_observed_nor_counted() {
+    let c = cluster("failover_refused_checks");
+    assert!(c.a.manager.tick(0).leading);
+    assert!(!c.b.manager.tick(0).leading);
+    for _ in 0..3 {
+        let refused = c.b.manager.run_health_check();
+        assert!(matches!(refused, Err(Error::NotLeader(_))), "{refused:?}");
+    }
+    let b = samples(&c.b.manager.metrics_text());
+    assert_eq!(
+        (
+            b["hodei_workers_health_check_duration_seconds_count"],
+            b["hodei_workers_health_checks_total"],
+        ),
+        (0.0, 0.0),
+        "the follower's refused calls"
+    );
+    assert_eq!(b["hodei_workers_ticks_total"], 1.0);
+    c.a.manager.run_health_check().unwrap();
+    let a = samples(&c.a.manager.metrics_text());
+    assert_eq!(
+        a["hodei_workers_health_checks_total"],
+        a["hodei_workers_health_check_duration_seconds_count"]
+    );
+    assert!(a["hodei_workers_health_checks_total"] >= 1.0, "{a:?}");
+}
+
 /// The metrics of two replicas (two registry handles) across a failover, as the docs promise
 /// them: the registry's counts are the same on both and equal a recount of the records; the
 /// leader's state (`hodei_workers_leader`, the destroy queue) shows on one replica only, so a

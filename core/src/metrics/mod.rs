@@ -58,9 +58,9 @@
 //! | `hodei_workers_provider_backoff_seconds` | gauge | `provider` | time left in the provider's create back-off (0: none, and on a replica that does not lead) |
 //! | `hodei_workers_provider_consecutive_failures` | gauge | `provider` | consecutive create failures while backed off (0 on a replica that does not lead) |
 //! | `hodei_workers_ticks_total` | counter | | ticks that ran (leader's or follower's, whatever they reported; not one skipped because another thread was ticking), timing on or off: the one to alert on when ticks stop |
-//! | `hodei_workers_health_checks_total` | counter | | health checks that ran (a tick's and `run_health_check`'s), timing on or off |
+//! | `hodei_workers_health_checks_total` | counter | | health checks that ran (a tick's and `run_health_check`'s), timing on or off; not a call refused before it checked anything (`NotLeader`, the owed grace period not granted) |
 //! | `hodei_workers_tick_duration_seconds` | histogram | | wall time of `tick`, observed only while timing is on |
-//! | `hodei_workers_health_check_duration_seconds` | histogram | | wall time of each health check, observed only while timing is on |
+//! | `hodei_workers_health_check_duration_seconds` | histogram | | wall time of each health check that ran, observed only while timing is on (a refused call is not) |
 //! | `hodei_workers_heartbeat_age_seconds` | gauge | `quantile` | heartbeat age percentiles (0.5, 0.9, 0.99, 1) from a bounded sample of the deadline index (exact for small fleets, an estimate above: see [`HeartbeatAges`](crate::HeartbeatAges)) |
 //! | `hodei_workers_heartbeat_monitored_workers` | gauge | | workers under heartbeat watch (`Connecting`, `Ready`, `Busy`, `Draining`), from the state counts: exact even when the ages are sampled |
 //! | `hodei_workers_event_drops_total` | counter | `subscriber` | events dropped per live subscriber ([`Subscription::id`](crate::Subscription::id)) |
@@ -380,8 +380,8 @@ impl Collector for Metrics {
         counter(
             enc,
             "hodei_workers_health_checks",
-            "Health checks that ran (in a tick or run_health_check), counted whether the \
-             durations are timed or not.",
+            "Health checks that ran (in a tick or run_health_check; not a call refused before \
+             it checked anything), counted whether the durations are timed or not.",
             &[(&[], self.health_checks.load(Ordering::Relaxed))],
         )?;
         let m = enc.encode_descriptor(
@@ -393,8 +393,8 @@ impl Collector for Metrics {
         self.tick_seconds.encode(m)?;
         let m = enc.encode_descriptor(
             "hodei_workers_health_check_duration",
-            "Wall time of each health check (in a tick or run_health_check; observed only while \
-             timing is on).",
+            "Wall time of each health check that ran (in a tick or run_health_check; not a \
+             refused call), observed only while timing is on.",
             Some(&Unit::Seconds),
             MetricType::Histogram,
         )?;

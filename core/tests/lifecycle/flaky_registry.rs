@@ -493,6 +493,62 @@ fn tick_reports_registry_errors_instead_of_failing() {
     assert!(manager.tick(0).health_checked, "retried on the next tick");
 }
 
+/// `hodei_workers_health_checks_total` and the health-check histogram's `_count`, and
+/// `hodei_workers_ticks_total`, of `manager`'s metrics.
+fn check_counts(manager: &WorkerLifecycleManager) -> [f64; 3] {
+    let text = manager.metrics_text();
+    [
+        "hodei_workers_health_checks_total",
+        "hodei_workers_health_check_duration_seconds_count",
+        "hodei_workers_ticks_total",
+    ]
+    .map(|name| {
+        let line = text
+            .lines()
+            .find(|l| l.rsplit_once(' ').map(|(k, _)| k) == Some(name))
+            .unwrap_or_else(|| panic!("no sample {name}:\n{text}"));
+        line.rsplit_once(' ').unwrap().1.parse().unwrap()
+    })
+}
+
+/// A health check counts (`hodei_workers_health_checks_total`, the histogram's `_count`) once
+/// it began — its deadline queries asked, even when they fail — and not when it checked
+/// nothing: here refused because the grace period the fleet is owed after a host stall could
+/// not be granted ("until it can, nothing is checked"). A tick counts whatever it reports.
+#[test]
+fn a_health_check_counts_once_it_began_and_a_tick_whatever_it_reports() {
+    let (clock, flaky, manager, _provider) = setup();
+    assert!(manager.tick(0).health_checked);
+    assert_eq!(check_counts(&manager), [1.0, 1.0, 1.0]);
+    // A host stall whose grace period cannot be granted: the tick checks nothing, and neither
+    // does a direct call, refused with the registry's error.
+    clock.advance(secs(61));
+    flaky.faults.fail_grace.store(true, Ordering::SeqCst);
+    let r = manager.tick(0);
+    assert!(!r.health_checked, "{:?}", r.decisions);
+    assert_eq!(manager.run_health_check().unwrap_err(), down());
+    assert_eq!(check_counts(&manager), [1.0, 1.0, 2.0], "nothing checked");
+    // The grace granted, the deadline queries fail: that check began, and counts.
+    flaky.faults.fail_grace.store(false, Ordering::SeqCst);
+    flaky.faults.fail_queries.store(true, Ordering::SeqCst);
+    assert_eq!(manager.run_health_check().unwrap_err(), down());
+    assert_eq!(
+        check_counts(&manager),
+        [2.0, 2.0, 2.0],
+        "a check that failed"
+    );
+    // So does a tick's check that fails, and the tick that reports it.
+    let r = manager.tick(0);
+    assert!(
+        r.decisions
+            .iter()
+            .any(|d| d.starts_with("health check failed")),
+        "{:?}",
+        r.decisions
+    );
+    assert_eq!(check_counts(&manager), [3.0, 3.0, 3.0]);
+}
+
 /// The cleanup retries the due destroys first, then asks the registry what else is due; that
 /// question failing returned the error alone, dropping the workers the same call had just
 /// destroyed and unregistered: in no `CleanupResult`, no `TickReport` (only "cleanup

@@ -122,6 +122,39 @@ fn a_followers_ticks_are_counted_in_the_tick_duration() {
     assert_eq!(buckets, 2.0, "+Inf bucket agrees with _count");
 }
 
+/// A health check refused before it checked anything — a follower's `run_health_check`,
+/// answered `NotLeader` — is no health check: it is neither observed in
+/// `hodei_workers_health_check_duration_seconds` nor counted in
+/// `hodei_workers_health_checks_total` (it was observed, so a follower's dashboard showed
+/// health checks that never ran).
+#[test]
+fn a_refused_health_check_is_neither_observed_nor_counted() {
+    let (_store, (a, _), (b, _)) = two_replicas();
+    let counts = |m: &WorkerLifecycleManager| {
+        let text = m.metrics_text();
+        (
+            sample(&text, "hodei_workers_health_check_duration_seconds_count"),
+            sample(&text, "hodei_workers_health_checks_total"),
+        )
+    };
+    assert!(a.tick(0).leading);
+    assert!(!b.tick(0).leading);
+    for _ in 0..3 {
+        let refused = b.run_health_check();
+        assert!(matches!(refused, Err(Error::NotLeader(_))), "{refused:?}");
+    }
+    assert_eq!(counts(&b), (0.0, 0.0), "the follower's refused calls");
+    // The leader's own call counts; refused once it stepped down, it no longer does.
+    let before = counts(&a);
+    a.run_health_check().unwrap();
+    let led = counts(&a);
+    assert_eq!(led, (before.0 + 1.0, before.1 + 1.0));
+    a.step_down().unwrap();
+    let refused = a.run_health_check();
+    assert!(matches!(refused, Err(Error::NotLeader(_))), "{refused:?}");
+    assert_eq!(counts(&a), led, "refused after the step-down");
+}
+
 /// Replica "a" of a 15 s in-memory lease on the registry clock `store` (its own clock starts at
 /// 0), made with `config`: `(manager, store clock, local clock)`.
 fn replica_a(

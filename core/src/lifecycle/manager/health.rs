@@ -72,20 +72,30 @@ impl WorkerLifecycleManager {
     /// A leader whose takeover (or whose tick after a host stall) could not grant the fleet
     /// its grace period grants it first: until it can, nothing is checked.
     ///
+    /// A check that began (its deadline queries asked, even if they fail) is counted in the
+    /// metrics (`hodei_workers_health_checks_total`, and the duration histogram while timing is
+    /// on); a call refused before it checked anything — `NotLeader`, or the owed grace period
+    /// not granted — is not.
+    ///
     /// # Errors
     /// [`Error::NotLeader`](crate::Error::NotLeader) on a replica that does not lead; the
     /// registry's error when it fails to answer the deadline queries, or to grant the grace
     /// period the fleet is owed.
     pub fn run_health_check(&self) -> Result<HealthCheckResult> {
-        let timer = self.metrics.start_health_check();
-        let mut budget = Budget::unlimited();
-        budget.note_first_action = timer.wants_first_action();
-        let result = self.health_check_inner(&mut budget);
-        self.metrics.health_check_done(timer, budget.first_action);
-        result
+        self.health_check_inner(&mut Budget::unlimited())
     }
 
+    /// The health check of a tick (spending its `budget`) or of
+    /// [`run_health_check`](Self::run_health_check), measured for the metrics: counted in
+    /// `hodei_workers_health_checks_total` and observed in the duration histogram once it
+    /// began (its deadline queries asked, even if they fail). A call refused before — not
+    /// leading, or the grace period the fleet is owed not granted — checked nothing and is
+    /// neither.
     pub(super) fn health_check_inner(&self, budget: &mut Budget) -> Result<HealthCheckResult> {
+        let timer = self.metrics.start_health_check();
+        budget.note_first_action |= timer.wants_first_action();
+        // In a tick, an action taken before the check (a takeover's reconcile) is the tick's.
+        let noted = budget.first_action;
         crate::trace::span!("health_check");
         self.fence()?;
         let now = self.registry.now();
@@ -93,6 +103,15 @@ impl WorkerLifecycleManager {
         // nothing is checked (the workers whose heartbeats were not seen would be expired).
         // The ticks skip their health check meanwhile; this is the host's own call.
         self.grant_owed_grace(now)?;
+        let checked = self.check_deadlines(now, budget);
+        let first = budget.first_action.filter(|_| noted.is_none());
+        self.metrics.health_check_done(timer, first);
+        checked
+    }
+
+    /// The check itself, once the lease and the owed grace allowed it: the deadline queries,
+    /// the brake, the moves and destroys (see [`run_health_check`](Self::run_health_check)).
+    fn check_deadlines(&self, now: Timestamp, budget: &mut Budget) -> Result<HealthCheckResult> {
         let mut result = HealthCheckResult {
             checked_at: now,
             ..HealthCheckResult::default()

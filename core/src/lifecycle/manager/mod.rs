@@ -588,14 +588,7 @@ impl WorkerLifecycleManager {
             return;
         }
         if health_due {
-            let hc_timer = self.metrics.start_health_check();
-            budget.note_first_action |= hc_timer.wants_first_action();
-            let noted = budget.first_action;
-            let hc = self.health_check_inner(budget);
-            // The health check's own first action (none noted before it: it comes first).
-            let first = budget.first_action.filter(|_| noted.is_none());
-            self.metrics.health_check_done(hc_timer, first);
-            match hc {
+            match self.health_check_inner(budget) {
                 Ok(hc) => {
                     report.health_checked = true;
                     {
