@@ -111,6 +111,11 @@ impl WorkerLifecycleManager {
 
     /// The check itself, once the lease and the owed grace allowed it: the deadline queries,
     /// the brake, the moves and destroys (see [`run_health_check`](Self::run_health_check)).
+    ///
+    /// Out of line, as the check was before the measuring moved around it: inlined into
+    /// `health_check_inner`, the live-fleet tick of `core/benches/metrics.rs` (10k workers, a
+    /// health check every tick) ran 0.4–0.9 % slower than before, in 60-round alternations.
+    #[inline(never)]
     fn check_deadlines(&self, now: Timestamp, budget: &mut Budget) -> Result<HealthCheckResult> {
         let mut result = HealthCheckResult {
             checked_at: now,
