@@ -12,6 +12,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, Hash};
+use std::sync::OnceLock;
 
 /// Capacity (entries) at or below which nothing shrinks: a structure that small is not worth
 /// a rebuild.
@@ -39,6 +40,19 @@ pub(super) trait Room {
     fn room(&self) -> usize;
     /// Gives back the room above `room` (at least `live`).
     fn shrink_room(&mut self, room: usize);
+    /// The room such a structure keeps after `shrink_room(MIN_CAPACITY)`: the least any
+    /// shrink leaves it, so at or below it a shrink can do nothing. [`MIN_CAPACITY`] for a
+    /// `Vec` or a `VecDeque` (their `shrink_to` is exact).
+    fn floor_room(&self) -> usize {
+        MIN_CAPACITY
+    }
+}
+
+/// The room of a std hash table made for [`MIN_CAPACITY`] entries (its bucket count's load
+/// limit: 112, 128 buckets at 7/8), measured once: a table shrunk to the minimum keeps that.
+fn hash_floor_room() -> usize {
+    static FLOOR: OnceLock<usize> = OnceLock::new();
+    *FLOOR.get_or_init(|| HashSet::<u64>::with_capacity(MIN_CAPACITY).capacity())
 }
 
 impl<T> Room for Vec<T> {
@@ -75,6 +89,9 @@ impl<K: Eq + Hash, V, S: BuildHasher> Room for HashMap<K, V, S> {
     fn shrink_room(&mut self, room: usize) {
         self.shrink_to(room);
     }
+    fn floor_room(&self) -> usize {
+        hash_floor_room()
+    }
 }
 
 impl<K: Eq + Hash, S: BuildHasher> Room for HashSet<K, S> {
@@ -87,12 +104,26 @@ impl<K: Eq + Hash, S: BuildHasher> Room for HashSet<K, S> {
     fn shrink_room(&mut self, room: usize) {
         self.shrink_to(room);
     }
+    fn floor_room(&self) -> usize {
+        hash_floor_room()
+    }
 }
 
 /// Applies the rule to `structure`; returns whether it shrank.
+///
+/// A structure whose room is at its [floor](Room::floor_room) is left alone, so every
+/// `shrink_room` called really gives room back (clarified 2026-12-07: a hash table shrunk to
+/// the minimum keeps room for 112, which the rule alone still found too large below 28
+/// entries, and every removal there paid a `shrink_to` that did nothing). Exact for std's
+/// hash tables: their bucket counts are powers of two, so above the floor the rule's target
+/// (`shrunk_capacity(live)`, with `live` below a quarter of the room) always needs fewer
+/// buckets. Cost: the comparisons of [`should_shrink`]; the floor (one atomic load for a
+/// hash table) is read only when they say yes.
 #[inline]
 pub(super) fn shrink(structure: &mut impl Room) -> bool {
-    if should_shrink(structure.live(), structure.room()) {
+    if should_shrink(structure.live(), structure.room())
+        && structure.room() > structure.floor_room()
+    {
         structure.shrink_room(shrunk_capacity(structure.live()));
         return true;
     }
@@ -123,5 +154,35 @@ mod tests {
         assert!(shrink(&mut v));
         assert!(v.capacity() >= MIN_CAPACITY && v.capacity() < 2 * MIN_CAPACITY);
         assert!(!shrink(&mut v));
+    }
+
+    /// A hash table's room after `shrink_to(MIN_CAPACITY)` is its bucket count's load limit,
+    /// above the minimum (112 for std's tables: 128 buckets at 7/8): the rule's
+    /// `capacity > MIN_CAPACITY` alone called a `shrink_to` that could do nothing on every
+    /// removal below a quarter of that (the job map on `release_from_job`, a ready set's
+    /// side set on `claim`). Every call of the rule that says it shrank must have shrunk.
+    #[test]
+    fn a_hash_table_is_shrunk_only_when_its_room_goes_down() {
+        let mut map: HashMap<u64, u64> = (0..4096).map(|k| (k, k)).collect();
+        let mut set: HashSet<u64> = (0..4096).collect();
+        let (mut calls, mut noops) = (0, Vec::new());
+        for k in 0..4096 {
+            map.remove(&k);
+            set.remove(&k);
+            let before = (map.capacity(), set.capacity());
+            let shrank = (shrink(&mut map), shrink(&mut set));
+            calls += usize::from(shrank.0) + usize::from(shrank.1);
+            if (shrank.0 && map.capacity() == before.0) || (shrank.1 && set.capacity() == before.1)
+            {
+                noops.push((map.len(), before));
+            }
+        }
+        assert!(
+            noops.is_empty(),
+            "{} of {calls} shrinks left the room as it was, first at (live, rooms) {:?}",
+            noops.len(),
+            noops.first()
+        );
+        assert!(calls > 0 && map.capacity() < 2 * MIN_CAPACITY);
     }
 }
