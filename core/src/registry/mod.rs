@@ -184,7 +184,9 @@ pub trait WorkerRegistry: Send + Sync + fmt::Debug {
     /// expires before `since + timeout`. Every worker gets a fresh grace period, in O(1).
     fn grant_grace(&self, since: Timestamp) -> Result<()>;
 
-    /// Counts per state, provider and provider type. O(1) in the fleet size.
+    /// Counts per state, provider and provider type. O(1) in the fleet size: O(providers,
+    /// provider types and pools with workers now) for the maps (clarified 2026-12-07: the
+    /// in-memory registry walked every provider, type and pool it ever held at once).
     fn stats(&self) -> Result<WorkerRegistryStats>;
 
     /// Number of registered workers. O(1).

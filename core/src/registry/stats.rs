@@ -5,13 +5,15 @@
 //! numbered slots, which each class of workers (spec and provider) names once when it is made,
 //! so that a change of state counts with an array increment, not a look-up of a string key in
 //! a map (`register` and `unregister` did three each, `claim` and `release` one). `stats()`
-//! builds the maps from the slots: O(providers + types + pools), as the clone it replaces.
+//! builds the maps from the keys in use: O(providers + types + pools) held now, whatever the
+//! registry held before (clarified 2026-12-07, see [`Tally`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::Hash;
 
 use serde::{Deserialize, Serialize};
 
+use super::shrink::shrink;
 use crate::ids::ProviderId;
 use crate::state::WorkerState;
 use crate::worker::{ProviderType, Worker, WorkerSpec};
@@ -148,14 +150,25 @@ fn increment<K: Ord + Clone>(map: &mut BTreeMap<K, usize>, key: &K) {
 /// user, e.g. per class of workers with that key) and given back by [`release`]; the counts
 /// in between are array increments through the slot number.
 ///
+/// **Room follows the live keys** (clarified 2026-12-07: before, the slot table, its free
+/// list and the map by key kept the room of the most keys ever held at once, and `collect`
+/// walked every slot of it, free ones included: a host with a provider a tenant, cut from
+/// 10,000 tenants to 10, paid for 10,000 slots on every `stats()`). Slot numbers are held by
+/// their users (a class keeps its three), so a slot never moves: free slots are reused
+/// lowest first, which packs the keys in use at the bottom, and the `release` that frees the
+/// last slot cuts it off with the free slots before it. The slot table and the map by key
+/// follow the [`shrink`](super::shrink) rule. So the map is O(live keys) and the table
+/// O(highest slot in use), which new keys bring down as they fill the lowest slots.
+///
 /// [`acquire`]: Tally::acquire
 /// [`release`]: Tally::release
 #[derive(Debug)]
 pub(crate) struct Tally<K, C> {
-    /// `(key, count, users)`; a free slot has no key.
+    /// `(key, count, users)`; a free slot has no key. Its last slot is in use.
     slots: Vec<(Option<K>, C, u32)>,
     by_key: HashMap<K, u32, foldhash::fast::RandomState>,
-    free: Vec<u32>,
+    /// The free slots (all below the last), reused lowest first.
+    free: BTreeSet<u32>,
 }
 
 impl<K, C> Default for Tally<K, C> {
@@ -163,20 +176,21 @@ impl<K, C> Default for Tally<K, C> {
         Tally {
             slots: Vec::new(),
             by_key: HashMap::default(),
-            free: Vec::new(),
+            free: BTreeSet::new(),
         }
     }
 }
 
 impl<K: Clone + Eq + Hash + Ord, C: Default> Tally<K, C> {
-    /// The slot of `key` for one more user (a new slot, with a zero count, for its first).
+    /// The slot of `key` for one more user (a new slot, the lowest free one, with a zero
+    /// count, for its first). O(log free slots) for a new key.
     pub fn acquire(&mut self, key: &K) -> u32 {
         if let Some(&slot) = self.by_key.get(key) {
             self.slots[slot as usize].2 += 1;
             return slot;
         }
         let entry = (Some(key.clone()), C::default(), 1);
-        let slot = match self.free.pop() {
+        let slot = match self.free.pop_first() {
             Some(slot) => {
                 self.slots[slot as usize] = entry;
                 slot
@@ -191,15 +205,27 @@ impl<K: Clone + Eq + Hash + Ord, C: Default> Tally<K, C> {
     }
 
     /// One user of `slot` less; the slot is freed with its last (its count must be zero by
-    /// then: every worker counted there has left).
+    /// then: every worker counted there has left), and the tables give room back by the
+    /// rule. O(log free slots) amortized when a key goes, else O(1).
     pub fn release(&mut self, slot: u32) {
         let entry = &mut self.slots[slot as usize];
         entry.2 -= 1;
-        if entry.2 == 0 {
-            let key = entry.0.take().expect("a used slot has its key");
-            entry.1 = C::default();
-            self.by_key.remove(&key);
-            self.free.push(slot);
+        if entry.2 > 0 {
+            return;
+        }
+        let key = entry.0.take().expect("a used slot has its key");
+        entry.1 = C::default();
+        self.by_key.remove(&key);
+        shrink(&mut self.by_key);
+        if slot as usize + 1 == self.slots.len() {
+            self.slots.pop();
+            while self.slots.last().is_some_and(|(key, ..)| key.is_none()) {
+                self.slots.pop();
+                self.free.pop_last();
+            }
+            shrink(&mut self.slots);
+        } else {
+            self.free.insert(slot);
         }
     }
 
@@ -209,7 +235,8 @@ impl<K: Clone + Eq + Hash + Ord, C: Default> Tally<K, C> {
         &mut self.slots[slot as usize].1
     }
 
-    /// The counts for which `keep` holds, by key.
+    /// The counts for which `keep` holds, by key: O(live keys), read through the map by key
+    /// (whose room follows them), never through the free slots.
     pub fn collect(&self, keep: impl Fn(&C) -> bool) -> BTreeMap<K, C>
     where
         C: Clone,
@@ -217,12 +244,19 @@ impl<K: Clone + Eq + Hash + Ord, C: Default> Tally<K, C> {
         // Inserted one by one: a map of a few keys is one allocation (a collect sorts in a
         // vector first: two).
         let mut map = BTreeMap::new();
-        for (key, count, _) in &self.slots {
-            if let Some(key) = key.as_ref().filter(|_| keep(count)) {
+        for (key, &slot) in &self.by_key {
+            let count = &self.slots[slot as usize].1;
+            if keep(count) {
                 map.insert(key.clone(), count.clone());
             }
         }
         map
+    }
+
+    /// Room of the slot table and of the map by key, for tests of the bounds.
+    #[cfg(test)]
+    pub fn rooms(&self) -> (usize, usize) {
+        (self.slots.capacity(), self.by_key.capacity())
     }
 }
 
@@ -302,6 +336,17 @@ impl Tallies {
             *counts.slot(from) -= 1;
             *counts.slot(to) += 1;
         }
+    }
+
+    /// The rooms (slot table, map by key) of the per-provider, per-type and per-pool
+    /// tallies, for tests of the bounds.
+    #[cfg(test)]
+    pub fn rooms(&self) -> [(usize, usize); 3] {
+        [
+            self.providers.rooms(),
+            self.kinds.rooms(),
+            self.pools.rooms(),
+        ]
     }
 
     /// The stats with these tallies and the registry's `total` and `by_state`.

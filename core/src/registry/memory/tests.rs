@@ -1223,6 +1223,62 @@ fn a_registry_of_one_class_a_worker_gives_the_class_maps_room_back() {
     assert_eq!(assert_indexes_follow_records(&registry).len(), live);
 }
 
+/// One worker of tenant `n`: a provider id, a provider type and a pool of its own.
+fn tenant_worker(registry: &InMemoryWorkerRegistry, n: usize) -> WorkerId {
+    use crate::registry::stats::POOL_LABEL;
+    let provider = ProviderId::new(format!("tenant-{n}")).unwrap();
+    let kind = ProviderType::custom(format!("cloud-{n}")).unwrap();
+    let spec = Arc::new(WorkerSpec::new("img").with_label(POOL_LABEL, format!("pool-{n}")));
+    let handle = WorkerHandle::new(provider, kind, "c");
+    registry.register(handle, spec).unwrap().id
+}
+
+/// The counts `stats()` reports per provider, type and pool follow the fleet down
+/// (clarified 2026-12-07: their slot tables and maps by key kept the room of the most
+/// providers ever, and `stats()` walked every slot of it). A host with one provider, type and
+/// pool per tenant grows to 10,000 tenants at once and is cut to 10; then 10,000 more tenants
+/// come and go one at a time. The tables hold about the live keys' room, and `stats()` equals
+/// a recount throughout.
+#[test]
+fn the_per_provider_counts_give_their_room_back_after_a_fleet_of_tenants_shrinks() {
+    use super::super::shrink::MIN_CAPACITY as MIN;
+    const N: usize = 10_000;
+    const LIVE: usize = 10;
+    let (_clock, registry) = registry();
+    let ids: Vec<WorkerId> = (0..N).map(|n| tenant_worker(&registry, n)).collect();
+    let check = |registry: &InMemoryWorkerRegistry, live: usize, at: &str| {
+        let all = registry.find(&WorkerFilter::new()).unwrap();
+        assert_eq!(all.len(), live);
+        let stats = registry.stats().unwrap();
+        assert_eq!(stats, WorkerRegistryStats::recount(&all), "{at}: stats");
+        assert_eq!(stats.by_provider.len(), live);
+        for (table, (slots, by_key)) in ["providers", "types", "pools"]
+            .iter()
+            .zip(registry.indexes.lock().classes.tallies.rooms())
+        {
+            assert!(
+                slots <= 4 * live + 2 * MIN && by_key <= 4 * live + 2 * MIN,
+                "{at}: {table}: room for {slots} slots and {by_key} keys, {live} live"
+            );
+        }
+    };
+    // The first tenants stay (the lowest slots).
+    for id in &ids[LIVE..] {
+        registry
+            .unregister(id, TerminationReason::Requested)
+            .unwrap();
+    }
+    check(&registry, LIVE, "cut to 10");
+    // Short-lived tenants, one at a time.
+    for n in N..2 * N {
+        let id = tenant_worker(&registry, n);
+        registry
+            .unregister(&id, TerminationReason::Requested)
+            .unwrap();
+    }
+    check(&registry, LIVE, "after the churn");
+}
+
 /// The room of every structure of `registry` against what it holds, by the shrink rule
 /// (below a quarter full it shrinks to half, never below the minimum; growth at most
 /// doubles): a structure that missed a shrink on some path shows here. Also the shape of each
