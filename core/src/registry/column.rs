@@ -31,15 +31,6 @@ use parking_lot::Mutex;
 use super::shrink::shrink;
 use crate::clock::Timestamp;
 
-/// What [`HeartbeatColumn::sample`] read of a column.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct ColumnSample {
-    /// Live (occupied) slots of the column: its workers, exactly.
-    pub live: usize,
-    /// Live slots among those read (all of them when the column was read whole).
-    pub read_live: usize,
-}
-
 /// The encoding of a column word (an `i32`).
 ///
 /// - a monitored slot with offset `o` (its heartbeat is `base + o`, `0 <= o < SPAN`):
@@ -330,7 +321,7 @@ impl HeartbeatColumn {
     ///
     /// A suspect may lie past the column's end (cached before a truncation, see
     /// [`truncate`](Self::truncate)): it is free.
-    fn monitored_key(&self, slot: u32, floor: Timestamp) -> Option<Timestamp> {
+    pub fn monitored_key(&self, slot: u32, floor: Timestamp) -> Option<Timestamp> {
         if slot as usize >= self.words.len() {
             return None;
         }
@@ -491,38 +482,6 @@ impl HeartbeatColumn {
         below - far + far_due
     }
 
-    /// A stride sample of the column for the heartbeat-age metrics: calls `key` with the key
-    /// (`max(heartbeat, floor)`) of every *monitored* slot among slots `0, s, 2s, …`, where
-    /// `s = ceil(slots / max_slots)` — every slot when the column holds at most `max_slots`
-    /// (live and free). Returns the column's exact count of live slots and how many of the
-    /// slots read were live, so that the caller can scale what it saw.
-    ///
-    /// Cost: at most `max_slots` slot reads (one word each), whatever the shard's size; no
-    /// lock of its own and no write (runs under the shard's read lock). Slots are filled in
-    /// registration order, so with random worker ids a stride sample is a fair sample of the
-    /// shard's workers.
-    pub fn sample(
-        &self,
-        floor: Timestamp,
-        max_slots: usize,
-        mut key: impl FnMut(Timestamp),
-    ) -> ColumnSample {
-        let stride = self.words.len().div_ceil(max_slots.max(1)).max(1);
-        let mut read_live = 0;
-        for s in (0..self.words.len()).step_by(stride) {
-            if self.word(s) != Word::FREE {
-                read_live += 1;
-                if let Some(k) = self.monitored_key(s as u32, floor) {
-                    key(k);
-                }
-            }
-        }
-        ColumnSample {
-            live: self.live,
-            read_live,
-        }
-    }
-
     /// Slots held (live and free) and suspects cached, for tests of the bounds.
     #[cfg(test)]
     pub fn sizes(&self) -> (usize, usize) {
@@ -540,51 +499,6 @@ impl HeartbeatColumn {
 mod tests {
     use super::super::test_rng::XorShift;
     use super::*;
-
-    #[test]
-    fn a_sample_reads_at_most_max_slots_and_counts_the_live_ones_exactly() {
-        let mut column = HeartbeatColumn::default();
-        let slots: Vec<u32> = (0..10u32).collect();
-        for &i in &slots {
-            column.attach(i, 1_000 * u64::from(i));
-        }
-        for &slot in &slots[..8] {
-            column.set_monitored(slot, true, 0);
-        }
-        column.release(slots[3]);
-        let sample = |column: &HeartbeatColumn, max: usize, floor: Timestamp| {
-            let mut keys = Vec::new();
-            let read = column.sample(floor, max, |k| keys.push(k));
-            (keys, read)
-        };
-        // Whole: every monitored slot (3 is free, 8 and 9 are not monitored).
-        let (keys, read) = sample(&column, 10, 0);
-        assert_eq!(keys, vec![0, 1_000, 2_000, 4_000, 5_000, 6_000, 7_000]);
-        assert_eq!(
-            read,
-            ColumnSample {
-                live: 9,
-                read_live: 9
-            }
-        );
-        // At most 4 of 10: stride 3, slots 0, 3 (free), 6, 9 (not monitored); the floor
-        // raises the keys below it.
-        let (keys, read) = sample(&column, 4, 5_500);
-        assert_eq!(keys, vec![5_500, 6_000]);
-        assert_eq!(
-            read,
-            ColumnSample {
-                live: 9,
-                read_live: 3
-            }
-        );
-        let (keys, _) = sample(&column, 1, 0);
-        assert_eq!(keys, vec![0]);
-        // max 0 is taken as 1, an empty column reads nothing.
-        assert_eq!(sample(&column, 0, 0).0, vec![0]);
-        let empty = HeartbeatColumn::default();
-        assert_eq!(sample(&empty, 4, 0), (vec![], ColumnSample::default()));
-    }
 
     /// A slot of the model: last heartbeat and whether it is monitored.
     type ModelSlot = Option<(Timestamp, bool)>;

@@ -138,6 +138,47 @@ impl FreeSlots {
         Some(slot)
     }
 
+    /// Calls `f` with `min(taken, target)` of the slots below `slots` that are *not* free,
+    /// in ascending order, evenly spread over them by rank: those of ranks
+    /// `i * taken / min(taken, target)` for `i` from 0 (every one of them when `taken` is at
+    /// most `target`). `taken` is their number (the shard's records). Whatever the layout of
+    /// the free slots, the calls reach that count.
+    ///
+    /// Cost: one word read a 64 slots below `slots` (a taken slot is a zero bit: a word is
+    /// counted with one `popcount`), and O(64) bit steps in each word a call falls in; no
+    /// write.
+    pub fn sample_taken(&self, slots: usize, taken: usize, target: usize, mut f: impl FnMut(u32)) {
+        let n = taken.min(target);
+        if n == 0 {
+            return;
+        }
+        let rank_of = |i: usize| (i as u128 * taken as u128 / n as u128) as usize;
+        let bits = self.levels.first().map_or(&[][..], Vec::as_slice);
+        let (mut i, mut next, mut seen) = (0, 0, 0);
+        for w in 0..slots.div_ceil(BITS) {
+            let mut rest = !bits.get(w).copied().unwrap_or(0);
+            if (w + 1) * BITS > slots {
+                rest &= (1u64 << (slots % BITS)) - 1;
+            }
+            let count = rest.count_ones() as usize;
+            // `rest`'s lowest set bit is the taken slot of rank `seen + at`.
+            let mut at = 0;
+            while next < seen + count {
+                while at < next - seen {
+                    rest &= rest - 1;
+                    at += 1;
+                }
+                f((w * BITS) as u32 + rest.trailing_zeros());
+                i += 1;
+                if i == n {
+                    return;
+                }
+                next = rank_of(i);
+            }
+            seen += count;
+        }
+    }
+
     /// Forgets the room of every slot from `slots` on (none of which is free), and gives its
     /// memory back by the [`shrink`](super::shrink) rule.
     pub fn truncate(&mut self, slots: usize) {
@@ -202,6 +243,32 @@ mod tests {
                 assert_eq!(set.len(), model.len());
                 assert_eq!(set.first(), model.first().copied(), "step {step}");
                 assert_eq!(set.contains(s), model.contains(&s));
+            }
+        }
+    }
+
+    #[test]
+    fn a_sample_of_the_taken_slots_reaches_its_count_evenly_whatever_the_layout() {
+        let mut rng = XorShift(0x6a09_e667_f3bc_c908);
+        for slots in [0usize, 1, 63, 64, 65, 700, 5_000] {
+            for free_in_8 in [0, 1, 4, 7, 8] {
+                let mut set = FreeSlots::default();
+                for s in 0..slots as u32 {
+                    if rng.below(8) < free_in_8 {
+                        set.insert(s);
+                    }
+                }
+                let taken: Vec<u32> = (0..slots as u32).filter(|&s| !set.contains(s)).collect();
+                for target in [1, 5, 64, 512, 10_000] {
+                    let mut got = Vec::new();
+                    set.sample_taken(slots, taken.len(), target, |s| got.push(s));
+                    let n = taken.len().min(target);
+                    let want: Vec<u32> = (0..n).map(|i| taken[i * taken.len() / n]).collect();
+                    assert_eq!(
+                        got, want,
+                        "{slots} slots, {free_in_8}/8 free, target {target}"
+                    );
+                }
             }
         }
     }

@@ -22,17 +22,18 @@ pub struct JobTotals {
 /// How long the monitored workers (`Connecting`, `Ready`, `Busy`, `Draining`) have been silent,
 /// as the backend's heartbeat index knows it.
 ///
-/// The in-memory registry reads a bounded stride sample of its heartbeat columns (at most
-/// 32,768 slots, whatever the fleet's size; never a scan of the fleet):
-/// - **Exact** while every shard's column holds at most its share of the sample (512 slots):
-///   always for a fleet that never exceeded 512 workers, and in practice (ids spread evenly
-///   over the 64 shards) for fleets up to about 25,000. Then `sampled == total()`.
-/// - Above, an **estimate**: the sampled workers' buckets scaled to the exact number of
-///   monitored workers (from the registry's maintained state counts, so [`total`](Self::total)
-///   stays exact) with largest-remainder rounding — unless the sample met none of them (a
-///   fleet that shrank to a few workers, scattered between the stride's slots of columns that
-///   kept their length): then there is nothing to scale, no bucket and `total()` 0 (clarified
-///   2026-12-07; the metrics read the monitored count from the state counts, not from here).
+/// The in-memory registry reads a bounded sample of its workers' heartbeat words (at most
+/// 512 a shard, 32,768 in all, whatever the fleet's size; never a scan of the fleet), spread
+/// evenly over each shard's workers, not over its slots (clarified 2026-12-07: a stride over
+/// the slots met few or none of the workers of a fleet that shrank to a few scattered over
+/// columns that kept their length, and then gave no quantile at all):
+/// - **Exact** while every shard holds at most 512 workers, whatever their slots: always for
+///   a fleet of at most 512 workers, and in practice (ids spread evenly over the 64 shards)
+///   for fleets up to about 25,000, grown or shrunk. Then `sampled == total()`.
+/// - Above, an **estimate**: 512 workers of each shard are read, and the monitored ones among
+///   them (`Creating` and terminal workers are read but have no age) are scaled to the exact
+///   number of monitored workers (from the registry's maintained state counts, so
+///   [`total`](Self::total) stays exact) with largest-remainder rounding.
 ///   With `n` workers sampled (about 32,000 at
 ///   large fleets) the fraction of the fleet below a reported `q`-quantile is off by about
 ///   `sqrt(q(1-q)/n)` (one standard deviation): 0.28 % at the median, 0.17 % at p90, 0.06 %
@@ -57,8 +58,9 @@ pub struct HeartbeatAges {
     pub sampled: u64,
 }
 
-/// At most this many heartbeat slots are read for one [`HeartbeatAges`] by the in-memory
-/// registry (spread evenly over its shards): the cost of a scrape, whatever the fleet's size.
+/// At most this many workers' heartbeat words are read for one [`HeartbeatAges`] by the
+/// in-memory registry (an equal share a shard): the cost of a scrape, whatever the fleet's
+/// size, with one word of each shard's free-slot bitmap a 64 slots.
 pub(super) const HEARTBEAT_AGE_SAMPLE: usize = 32_768;
 
 /// Width of a bucket of [`HeartbeatAges`] in memory (1 s), in milliseconds.

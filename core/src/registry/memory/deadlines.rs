@@ -184,11 +184,11 @@ impl InMemoryWorkerRegistry {
         out
     }
 
-    /// From a stride sample of the per-shard heartbeat columns: at most
-    /// `HEARTBEAT_AGE_SAMPLE` slots in all (an equal share a shard), each shard under its
-    /// shared lock, no record read. Exact while every shard was read whole; above, the sample
-    /// scaled to the exact monitored count of the state counters (see [`HeartbeatAges`] for
-    /// the error).
+    /// From a sample of the workers of each shard ([`Shard::sample_heartbeats`]): at most
+    /// `HEARTBEAT_AGE_SAMPLE` in all (an equal share a shard, which a shard with that many
+    /// workers gives whatever its slots' layout), each shard under its shared lock, no
+    /// record read. Exact while every shard was read whole; above, the sample scaled to the
+    /// exact monitored count of the state counters (see [`HeartbeatAges`] for the error).
     pub(super) fn heartbeat_ages(&self) -> HeartbeatAges {
         let now = self.now();
         let floor = self.floor();
@@ -198,8 +198,7 @@ impl InMemoryWorkerRegistry {
         for shard in self.shards.iter() {
             let read = shard
                 .read()
-                .column
-                .sample(floor, per_shard, |key| ages.add(key));
+                .sample_heartbeats(floor, per_shard, |key| ages.add(key));
             whole &= read.read_live == read.live;
         }
         let scale_to = if whole {

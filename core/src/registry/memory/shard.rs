@@ -237,6 +237,38 @@ impl Shard {
             .filter_map(|(slot, rec)| rec.as_ref().map(|rec| (slot as u32, rec)))
     }
 
+    /// A sample of the shard's heartbeats for the age metrics: calls `key` with the key
+    /// (`max(heartbeat, floor)`) of every monitored worker among `min(workers, target)` of
+    /// the shard's workers, evenly spread over them in slot order — every worker when the
+    /// shard holds at most `target`, whatever the layout of its free slots (clarified
+    /// 2026-12-07: a stride over the slots met few or none of the workers of a shrunk fleet
+    /// whose column kept its length). Returns the shard's exact number of workers and how
+    /// many were read.
+    ///
+    /// Cost: at most `target` column words, plus one word of the free-slot bitmap a 64 slots
+    /// of the slab (245 words a shard at a peak of 1M workers); no record read, no write
+    /// (runs under the shard's read lock). Slots are filled in registration order, so with
+    /// random worker ids an even spread over them is a fair sample of the shard's workers.
+    pub fn sample_heartbeats(
+        &self,
+        floor: Timestamp,
+        target: usize,
+        mut key: impl FnMut(Timestamp),
+    ) -> HeartbeatSample {
+        let mut read = 0;
+        self.free
+            .sample_taken(self.slab.len(), self.len(), target, |slot| {
+                read += 1;
+                if let Some(k) = self.column.monitored_key(slot, floor) {
+                    key(k);
+                }
+            });
+        HeartbeatSample {
+            live: self.len(),
+            read_live: read,
+        }
+    }
+
     /// Slab slots (live and free) and free slots, for tests of the bounds.
     #[cfg(test)]
     pub fn slots(&self) -> (usize, usize) {
@@ -258,6 +290,15 @@ impl Shard {
             specs: self.specs.capacity(),
         }
     }
+}
+
+/// What [`Shard::sample_heartbeats`] read of a shard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct HeartbeatSample {
+    /// The shard's workers, exactly.
+    pub live: usize,
+    /// Workers read (all of them when the shard was read whole).
+    pub read_live: usize,
 }
 
 /// The room a shard's structures hold (entries, slots or words), for tests.

@@ -1279,6 +1279,82 @@ fn the_per_provider_counts_give_their_room_back_after_a_fleet_of_tenants_shrinks
     check(&registry, LIVE, "after the churn");
 }
 
+/// The nearest-rank `q`-quantile of `ages` (sorted).
+fn nearest_rank(ages: &[u64], q: f64) -> u64 {
+    let rank = ((q * ages.len() as f64).ceil() as usize).max(1);
+    ages[rank - 1]
+}
+
+/// The heartbeat ages sample live workers, not slots (clarified 2026-12-07): a fleet of 100k
+/// reaches the sample's target (512 a shard, 32,768 in all) exactly, and once it shrank to
+/// ~300 survivors spread over slots its columns keep (none in a slot a stride of 2, 3 or 4
+/// would read: before, a stride sample met none of them and gave no quantile at all) every
+/// survivor is read, so the quantiles of their distinct ages are exact to the bucket.
+#[test]
+fn heartbeat_ages_of_a_shrunk_fleet_read_its_survivors_whatever_their_slots() {
+    const N: usize = 100_000;
+    let (clock, registry) = registry();
+    let spec = Arc::new(WorkerSpec::new("img"));
+    let ids: Vec<WorkerId> = (0..N)
+        .map(|_| {
+            let id = connecting(&registry, &spec);
+            registry.update_state(&id, WorkerState::Ready).unwrap();
+            id
+        })
+        .collect();
+    let ages = registry.heartbeat_age_histogram().unwrap().unwrap();
+    assert_eq!(
+        (ages.sampled, ages.total()),
+        (32_768, N as u64),
+        "a fleet of 100k samples 512 workers a shard"
+    );
+    // About 5 survivors a shard, spread from its first slots to its last (so the column
+    // keeps its length), in slots neither even nor a multiple of 3.
+    let mut keep = std::collections::HashSet::new();
+    for shard in registry.shards.iter() {
+        let shard = shard.read();
+        let odd: Vec<(u32, &Record)> = shard
+            .records()
+            .filter(|(slot, _)| slot % 2 == 1 && slot % 3 != 0)
+            .collect();
+        for i in 0..5 {
+            keep.insert(odd[i * (odd.len() - 1) / 4].1.id());
+        }
+    }
+    for id in ids.iter().filter(|id| !keep.contains(id)) {
+        registry
+            .unregister(id, TerminationReason::Requested)
+            .unwrap();
+    }
+    // Distinct ages: the survivors heartbeat one a second.
+    let survivors: Vec<WorkerId> = ids.into_iter().filter(|id| keep.contains(id)).collect();
+    for id in &survivors {
+        clock.advance(Duration::from_secs(1));
+        registry.heartbeat(id).unwrap();
+    }
+    clock.advance(Duration::from_millis(1_500));
+    let now = registry.now();
+    let mut truth: Vec<u64> = survivors
+        .iter()
+        .map(|id| now - registry.get(id).unwrap().unwrap().last_heartbeat)
+        .collect();
+    truth.sort_unstable();
+    let ages = registry.heartbeat_age_histogram().unwrap().unwrap();
+    let n = survivors.len() as u64;
+    assert_eq!(
+        (ages.sampled, ages.total()),
+        (n, n),
+        "survivors read: {ages:?}"
+    );
+    for q in [0.0, 0.1, 0.5, 0.9, 0.99, 1.0] {
+        assert_eq!(
+            ages.quantile_ms(q),
+            Some(nearest_rank(&truth, q)),
+            "q = {q}, {n} survivors"
+        );
+    }
+}
+
 /// The room of every structure of `registry` against what it holds, by the shrink rule
 /// (below a quarter full it shrinks to half, never below the minimum; growth at most
 /// doubles): a structure that missed a shrink on some path shows here. Also the shape of each
