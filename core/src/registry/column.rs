@@ -126,6 +126,7 @@ pub(super) struct HeartbeatColumn {
 }
 
 impl HeartbeatColumn {
+    #[inline]
     fn word(&self, s: usize) -> i32 {
         self.words[s].load(Ordering::Relaxed)
     }
@@ -195,6 +196,7 @@ impl HeartbeatColumn {
         }
     }
 
+    #[inline]
     fn is_monitored(&self, slot: u32) -> bool {
         let w = self.word(slot as usize);
         w != Word::FREE && Word::is_monitored(w)
@@ -321,6 +323,7 @@ impl HeartbeatColumn {
     ///
     /// A suspect may lie past the column's end (cached before a truncation, see
     /// [`truncate`](Self::truncate)): it is free.
+    #[inline]
     pub fn monitored_key(&self, slot: u32, floor: Timestamp) -> Option<Timestamp> {
         if slot as usize >= self.words.len() {
             return None;
@@ -480,6 +483,23 @@ impl HeartbeatColumn {
             (n + 1, d + usize::from(*beat < cutoff))
         });
         below - far + far_due
+    }
+
+    /// For a column without a free slot (the usual fleet): calls `key` with the key
+    /// (`max(heartbeat, floor)`) of every monitored slot among `min(slots, n)` slots read at a
+    /// constant stride (`slots / n`, or every slot); returns how many were read. A plain loop
+    /// over the words the processor's prefetcher follows. At most `n` word reads.
+    pub fn sample_full(&self, floor: Timestamp, n: usize, mut key: impl FnMut(Timestamp)) -> usize {
+        debug_assert_eq!(self.live, self.words.len(), "no free slot");
+        let stride = (self.words.len() / n.max(1)).max(1);
+        let mut read = 0;
+        for s in (0..self.words.len()).step_by(stride).take(n) {
+            read += 1;
+            if let Some(k) = self.monitored_key(s as u32, floor) {
+                key(k);
+            }
+        }
+        read
     }
 
     /// Slots held (live and free) and suspects cached, for tests of the bounds.

@@ -139,41 +139,51 @@ impl FreeSlots {
     }
 
     /// Calls `f` with `min(taken, target)` of the slots below `slots` that are *not* free,
-    /// in ascending order, evenly spread over them by rank: those of ranks
-    /// `i * taken / min(taken, target)` for `i` from 0 (every one of them when `taken` is at
-    /// most `target`). `taken` is their number (the shard's records). Whatever the layout of
+    /// in ascending order, evenly spread over them by rank: with `n = min(taken, target)`,
+    /// those of ranks `taken % n / 2 + i * (taken / n)` for `i` in `0..n` (a constant step,
+    /// centred; every one of them when `taken` is at most `target`). `taken` is their number (the shard's records). Whatever the layout of
     /// the free slots, the calls reach that count.
     ///
-    /// Cost: one word read a 64 slots below `slots` (a taken slot is a zero bit: a word is
-    /// counted with one `popcount`), and O(64) bit steps in each word a call falls in; no
-    /// write.
+    /// Cost: O(calls) when no slot below `slots` is free (the usual fleet: the slot of rank
+    /// `k` is `k`, no word read); else one word read a 64 slots below `slots` (a popcount for
+    /// a word with a free slot), and at most 32 bit steps a call (over the word's taken or
+    /// free slots, whichever are fewer); no write, no division a call.
     pub fn sample_taken(&self, slots: usize, taken: usize, target: usize, mut f: impl FnMut(u32)) {
         let n = taken.min(target);
         if n == 0 {
             return;
         }
-        let rank_of = |i: usize| (i as u128 * taken as u128 / n as u128) as usize;
-        let bits = self.levels.first().map_or(&[][..], Vec::as_slice);
-        let (mut i, mut next, mut seen) = (0, 0, 0);
-        for w in 0..slots.div_ceil(BITS) {
-            let mut rest = !bits.get(w).copied().unwrap_or(0);
-            if (w + 1) * BITS > slots {
-                rest &= (1u64 << (slots % BITS)) - 1;
+        // A constant step: the reads of the column it leads to are a stride the processor's
+        // prefetcher follows (a step alternating between two lengths read 40 % slower).
+        let step = taken / n;
+        let mut next = taken % n / 2;
+        if taken == slots {
+            for _ in 0..n {
+                f(next as u32);
+                next += step;
             }
-            let count = rest.count_ones() as usize;
-            // `rest`'s lowest set bit is the taken slot of rank `seen + at`.
-            let mut at = 0;
+            return;
+        }
+        let bits = self.levels.first().map_or(&[][..], Vec::as_slice);
+        let (mut calls, mut seen) = (0, 0);
+        for w in 0..slots.div_ceil(BITS) {
+            let mut live = !bits.get(w).copied().unwrap_or(0);
+            if (w + 1) * BITS > slots {
+                live &= (1u64 << (slots % BITS)) - 1;
+            }
+            let count = if live == u64::MAX {
+                BITS
+            } else {
+                live.count_ones() as usize
+            };
             while next < seen + count {
-                while at < next - seen {
-                    rest &= rest - 1;
-                    at += 1;
-                }
-                f((w * BITS) as u32 + rest.trailing_zeros());
-                i += 1;
-                if i == n {
+                let bit = nth_set_bit(live, count, (next - seen) as u32);
+                f((w * BITS) as u32 + bit);
+                calls += 1;
+                if calls == n {
                     return;
                 }
-                next = rank_of(i);
+                next += step;
             }
             seen += count;
         }
@@ -196,6 +206,29 @@ impl FreeSlots {
     pub fn capacity_words(&self) -> usize {
         self.levels.iter().map(Vec::capacity).sum()
     }
+}
+
+/// The place of the `k`-th (from 0) set bit of `word`, which has `count` set bits (`k` below
+/// it): at most 32 steps, over the set bits or over the clear ones, whichever are fewer.
+#[inline]
+fn nth_set_bit(word: u64, count: usize, k: u32) -> u32 {
+    if count == BITS {
+        return k;
+    }
+    if count < BITS / 2 {
+        let mut rest = word;
+        for _ in 0..k {
+            rest &= rest - 1;
+        }
+        return rest.trailing_zeros();
+    }
+    // Each clear bit at or below the place moves it up by one.
+    let (mut place, mut clear) = (k, !word);
+    while clear != 0 && clear.trailing_zeros() <= place {
+        place += 1;
+        clear &= clear - 1;
+    }
+    place
 }
 
 #[cfg(test)]
@@ -263,12 +296,35 @@ mod tests {
                     let mut got = Vec::new();
                     set.sample_taken(slots, taken.len(), target, |s| got.push(s));
                     let n = taken.len().min(target);
-                    let want: Vec<u32> = (0..n).map(|i| taken[i * taken.len() / n]).collect();
+                    let want: Vec<u32> = (0..n)
+                        .map(|i| taken[taken.len() % n / 2 + i * (taken.len() / n)])
+                        .collect();
                     assert_eq!(
                         got, want,
                         "{slots} slots, {free_in_8}/8 free, target {target}"
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn the_nth_set_bit_is_found_over_set_or_clear_bits() {
+        let mut rng = XorShift(0xbb67_ae85_84ca_a73b);
+        for _ in 0..2_000 {
+            // Sparse, dense and full words.
+            let word = match rng.below(3) {
+                0 => rng.next() & rng.next() & rng.next(),
+                1 => rng.next() | rng.next() | rng.next(),
+                _ => u64::MAX,
+            };
+            let set: Vec<u32> = (0..64).filter(|b| word >> b & 1 == 1).collect();
+            for (k, &bit) in set.iter().enumerate() {
+                assert_eq!(
+                    nth_set_bit(word, set.len(), k as u32),
+                    bit,
+                    "{word:#x}, {k}"
+                );
             }
         }
     }
