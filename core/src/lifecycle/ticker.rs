@@ -3,7 +3,10 @@
 //! The synchronous `tick()` stays the primitive; the ticker is a convenience for hosts that
 //! want "tick every second" without writing the loop. No thread exists unless the host starts
 //! one with [`WorkerLifecycleManager::start_ticker`] (or
-//! [`start_ticker_with`](WorkerLifecycleManager::start_ticker_with)).
+//! [`start_ticker_with`](WorkerLifecycleManager::start_ticker_with)); a host with pools (§12)
+//! whose callback gives the pending jobs by requirement starts it with
+//! [`start_ticker_for`](WorkerLifecycleManager::start_ticker_for) (or
+//! [`start_ticker_for_with`](WorkerLifecycleManager::start_ticker_for_with)).
 
 use std::any::Any;
 use std::cell::Cell;
@@ -21,6 +24,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 
 use super::manager::WorkerLifecycleManager;
+use super::pools::Demand;
 use super::report::TickReport;
 
 /// How many reports [`Ticker::reports`] keeps when nobody reads them: the newest
@@ -90,7 +94,8 @@ struct Shared {
     counters: Counters,
 }
 
-type Demand = Box<dyn FnMut() -> usize + Send>;
+/// The demand callback in its general form: the `usize` callbacks are wrapped into it.
+type DemandFn = Box<dyn FnMut() -> Demand + Send>;
 type OnReport = Box<dyn FnMut(TickReport) + Send>;
 
 /// Where the reports go.
@@ -282,9 +287,7 @@ impl WorkerLifecycleManager {
         interval: Duration,
         demand: impl FnMut() -> usize + Send + 'static,
     ) -> Result<Ticker> {
-        let (tx, rx) = crossbeam_channel::bounded(TICKER_REPORTS_CAPACITY);
-        let sink = Sink::Channel(tx, rx.clone());
-        self.spawn_ticker(interval, Box::new(demand), sink, Some(rx))
+        self.start_ticker_for(interval, pending_jobs(demand))
     }
 
     /// Like [`start_ticker`](Self::start_ticker), but hands each report to `on_report`, called
@@ -298,6 +301,62 @@ impl WorkerLifecycleManager {
         demand: impl FnMut() -> usize + Send + 'static,
         on_report: impl FnMut(TickReport) + Send + 'static,
     ) -> Result<Ticker> {
+        self.start_ticker_for_with(interval, pending_jobs(demand), on_report)
+    }
+
+    /// Like [`start_ticker`](Self::start_ticker), with a demand callback that gives the pending
+    /// jobs by requirement: what [`tick`](Self::tick) takes, for a host whose pools (§12,
+    /// [`set_pools`](Self::set_pools)) each serve only some jobs. `start_ticker(interval, f)`
+    /// is `start_ticker_for(interval, move || Demand::from(f()))`.
+    ///
+    /// When `demand` fails (panics), the tick uses the last demand it returned, as with
+    /// [`start_ticker`](Self::start_ticker); before it ever returned one, the tick does not
+    /// scale. A demand that [`Demand::validate`] refuses is not a failure of the callback: the
+    /// tick reports it as it reports a host's [`tick`](Self::tick) of it.
+    ///
+    /// # Errors
+    /// As [`start_ticker`](Self::start_ticker).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use hodei_workers::*;
+    ///
+    /// let registry: Arc<dyn WorkerRegistry> = Arc::new(InMemoryWorkerRegistry::new());
+    /// let manager = Arc::new(WorkerLifecycleManager::new(registry, WorkerLifecycleConfig::default())?);
+    /// // The host's queue: 3 jobs that need an A100, 2 that need nothing in particular.
+    /// let ticker = manager.start_ticker_for(Duration::from_secs(1), || {
+    ///     Demand::new()
+    ///         .with(Requirement::new(3).label("gpu", "a100"))
+    ///         .with(Requirement::new(2))
+    /// })?;
+    /// let report = ticker.reports().unwrap().recv().unwrap();
+    /// assert_eq!(report.pending_jobs, 5);
+    /// ticker.stop();
+    /// # Ok::<(), hodei_workers::Error>(())
+    /// ```
+    pub fn start_ticker_for(
+        self: &Arc<Self>,
+        interval: Duration,
+        demand: impl FnMut() -> Demand + Send + 'static,
+    ) -> Result<Ticker> {
+        let (tx, rx) = crossbeam_channel::bounded(TICKER_REPORTS_CAPACITY);
+        let sink = Sink::Channel(tx, rx.clone());
+        self.spawn_ticker(interval, Box::new(demand), sink, Some(rx))
+    }
+
+    /// Like [`start_ticker_for`](Self::start_ticker_for), but hands each report to
+    /// `on_report`, as [`start_ticker_with`](Self::start_ticker_with) does.
+    ///
+    /// # Errors
+    /// As [`start_ticker`](Self::start_ticker).
+    pub fn start_ticker_for_with(
+        self: &Arc<Self>,
+        interval: Duration,
+        demand: impl FnMut() -> Demand + Send + 'static,
+        on_report: impl FnMut(TickReport) + Send + 'static,
+    ) -> Result<Ticker> {
         let sink = Sink::Callback(Box::new(on_report));
         self.spawn_ticker(interval, Box::new(demand), sink, None)
     }
@@ -305,7 +364,7 @@ impl WorkerLifecycleManager {
     fn spawn_ticker(
         self: &Arc<Self>,
         interval: Duration,
-        demand: Demand,
+        demand: DemandFn,
         sink: Sink,
         reports: Option<Receiver<TickReport>>,
     ) -> Result<Ticker> {
@@ -335,11 +394,33 @@ impl WorkerLifecycleManager {
     }
 }
 
+/// A number of pending jobs as the general demand callback: what `tick(n)` means.
+fn pending_jobs(
+    mut pending: impl FnMut() -> usize + Send + 'static,
+) -> impl FnMut() -> Demand + Send + 'static {
+    move || Demand::from(pending())
+}
+
+/// The demand as the ticker's note about it says it: the number of jobs when none needs
+/// anything in particular (what a `usize` callback gives), else each requirement too.
+fn describe(demand: &Demand) -> String {
+    let total = demand.total();
+    if demand.requirements.iter().all(|r| r.is_unconstrained()) {
+        return total.to_string();
+    }
+    let parts: Vec<String> = demand
+        .requirements
+        .iter()
+        .map(|r| format!("{} {r}", r.count))
+        .collect();
+    format!("{total} ({})", parts.join(", "))
+}
+
 /// The ticker thread's loop.
 fn run(
     manager: &WorkerLifecycleManager,
     interval: Duration,
-    mut demand: Demand,
+    mut demand: DemandFn,
     mut sink: Sink,
     shared: &Shared,
 ) {
@@ -348,21 +429,21 @@ fn run(
     let mut due = Some(Instant::now());
     // None until the callback answers once: a tick then runs without scaling rather than on a
     // made-up 0, which would retire the idle workers.
-    let mut last_demand: Option<usize> = None;
+    let mut last_demand: Option<Demand> = None;
     loop {
         if !wait_until(shared, due) {
             return;
         }
         let slot = due.unwrap_or_else(Instant::now);
         let demand_note = match catch_unwind(AssertUnwindSafe(&mut demand)) {
-            Ok(n) => {
-                last_demand = Some(n);
+            Ok(d) => {
+                last_demand = Some(d);
                 None
             }
             Err(payload) => {
                 c.demand_panics.fetch_add(1, Ordering::Relaxed);
-                let using = match last_demand {
-                    Some(n) => format!("using the last demand {n}"),
+                let using = match &last_demand {
+                    Some(d) => format!("using the last demand {}", describe(d)),
                     None => "no demand known yet: this tick does not scale".to_owned(),
                 };
                 Some(format!(
@@ -380,8 +461,8 @@ fn run(
         // thread: the ticker would stop ticking without a word while `stop` still "worked",
         // and the manager would be dropped on this thread. The manager's own state is released
         // on unwind by its guards (the tick flag, the provisioning ledger's tickets, ...).
-        let tick = catch_unwind(AssertUnwindSafe(|| match last_demand {
-            Some(n) => manager.tick(n),
+        let tick = catch_unwind(AssertUnwindSafe(|| match &last_demand {
+            Some(d) => manager.tick(d),
             None => manager.tick_without_demand(),
         }));
         match tick {

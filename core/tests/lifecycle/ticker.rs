@@ -639,3 +639,140 @@ fn a_provider_dropped_by_stop_may_stop_the_ticker_again() {
     );
     assert!(!ticker.is_running());
 }
+
+/// A manager with two pools: `gpu` (on provider `gpu`, a template with an A100) and `cpu` (on
+/// provider `cpu`, a plain template); the providers are returned in that order.
+fn gpu_and_cpu_pools() -> (Fixture, Arc<TestProvider>, Arc<TestProvider>) {
+    let f = Fixture::new(config());
+    let gpu = TestProvider::new("gpu");
+    let cpu = TestProvider::new("cpu");
+    f.manager.register_provider(gpu.clone()).unwrap();
+    f.manager.register_provider(cpu.clone()).unwrap();
+    let gpu_template = WorkerSpec {
+        resources: ResourceRequirements {
+            gpu_count: 1,
+            gpu_type: Some("a100".into()),
+            ..Default::default()
+        },
+        ..WorkerSpec::new("trainer").with_label("gpu", "a100")
+    };
+    f.manager
+        .set_pools(vec![
+            Pool::new("gpu", pid("gpu"), gpu_template).unwrap(),
+            Pool::new("cpu", pid("cpu"), WorkerSpec::new("builder")).unwrap(),
+        ])
+        .unwrap();
+    (f, gpu, cpu)
+}
+
+fn gpu_jobs(n: usize) -> Demand {
+    Demand::new().with(Requirement::new(n).label("gpu", "a100"))
+}
+
+/// The ticker's demand by requirement reaches the pools: jobs that only the gpu pool's template
+/// satisfies are provisioned there, none in the cpu pool. Before, the ticker's callback could
+/// only say a number of jobs of any kind.
+#[test]
+fn a_demand_by_requirement_provisions_in_the_pool_that_satisfies_it_only() {
+    let (f, gpu, cpu) = gpu_and_cpu_pools();
+    let ticker = f.manager.start_ticker_for(HOUR, || gpu_jobs(2)).unwrap();
+    let report = ticker.reports().unwrap().recv().unwrap();
+    ticker.stop();
+    assert_eq!(report.pending_jobs, 2);
+    assert_eq!(report.provisioned.len(), 2, "{:?}", report.decisions);
+    assert!(report
+        .provisioned
+        .iter()
+        .all(|p| p.provider_id == pid("gpu")));
+    assert!(
+        report.unschedulable.is_empty(),
+        "{:?}",
+        report.unschedulable
+    );
+    assert_eq!(gpu.instance_ids().len(), 2);
+    assert!(cpu.instance_ids().is_empty(), "{:?}", cpu.calls());
+}
+
+/// The last good demand rule holds for a demand by requirement: the tick after a failed call
+/// plans for the requirements the callback gave last (and the note says them), not for a
+/// number of jobs of any kind.
+#[test]
+fn a_failing_demand_by_requirement_callback_leaves_its_last_demand_in_use() {
+    let (f, gpu, cpu) = gpu_and_cpu_pools();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let mut calls = 0;
+    let ticker = f
+        .manager
+        .start_ticker_for_with(
+            Duration::from_millis(1),
+            move || {
+                calls += 1;
+                if calls > 1 {
+                    panic!("queue unavailable");
+                }
+                gpu_jobs(2)
+            },
+            move |report| {
+                let _ = tx.send(report);
+            },
+        )
+        .unwrap();
+    let first = rx.recv().unwrap();
+    let second = rx.recv().unwrap();
+    ticker.stop();
+    assert_eq!(first.provisioned.len(), 2, "{:?}", first.decisions);
+    assert_eq!(second.pending_jobs, 2, "{:?}", second.decisions);
+    assert!(
+        second.decisions.iter().any(|d| d.contains(
+            "demand callback failed (queue unavailable); using the last demand 2 (2 gpu=a100)"
+        )),
+        "{:?}",
+        second.decisions
+    );
+    // Still the gpu jobs: the two starting workers serve them, the cpu pool has none to serve.
+    assert!(second.provisioned.is_empty(), "{:?}", second.decisions);
+    assert!(
+        second.unschedulable.is_empty(),
+        "{:?}",
+        second.unschedulable
+    );
+    assert_eq!(gpu.instance_ids().len(), 2);
+    assert!(cpu.instance_ids().is_empty(), "{:?}", cpu.calls());
+    assert!(ticker.stats().demand_panics >= 1);
+}
+
+/// A `usize` callback's note reads as before: the number of jobs.
+#[test]
+fn a_failing_number_callback_names_its_last_demand_as_a_number() {
+    let f = scaled();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let mut calls = 0;
+    let ticker = f
+        .manager
+        .start_ticker_with(
+            Duration::from_millis(1),
+            move || {
+                calls += 1;
+                if calls > 1 {
+                    panic!("queue unavailable");
+                }
+                3
+            },
+            move |report| {
+                let _ = tx.send(report);
+            },
+        )
+        .unwrap();
+    rx.recv().unwrap();
+    let second = rx.recv().unwrap();
+    ticker.stop();
+    assert_eq!(second.pending_jobs, 3);
+    assert!(
+        second
+            .decisions
+            .iter()
+            .any(|d| d.ends_with("using the last demand 3")),
+        "{:?}",
+        second.decisions
+    );
+}
