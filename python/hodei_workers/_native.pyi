@@ -1971,7 +1971,7 @@ class LifecycleManager:
     def ticker(
         self,
         interval: _Seconds,
-        pending: Callable[[], int] | None = None,
+        pending: Callable[[], int | Demand] | None = None,
         on_report: Callable[[TickReport], object] | None = None,
     ) -> Ticker: ...
     def is_leader(self) -> bool: ...
@@ -2019,7 +2019,9 @@ class TickerStats:
 class Ticker:
     """A running ticker: a thread that calls ``manager.tick(pending())`` every ``interval`` and
     hands each report to ``on_report`` (or keeps it for :meth:`next_report`). Made by
-    ``LifecycleManager.ticker``; a context manager that stops it on exit.
+    ``LifecycleManager.ticker``; a context manager that stops it on exit. ``pending()`` returns
+    what ``tick`` takes: an int (jobs that need nothing in particular) or a ``Demand`` (jobs
+    by requirement, scaled over the pools); anything else is a failure of ``pending``.
 
     The first tick runs at once, the next ones every ``interval`` (on the start time's grid).
     A tick that overruns its slot is counted (``stats.overruns``) and the slots it covered are

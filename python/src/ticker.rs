@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use hodei_workers::{Ticker, TickerStats, WorkerLifecycleManager};
+use hodei_workers::{Demand, Ticker, TickerStats, WorkerLifecycleManager};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -100,21 +100,40 @@ fn callback_failed(py: Python<'_>, callable: &Py<PyAny>, err: PyErr, what: &str)
     resume_unwind(Box::new(text))
 }
 
-/// The number of pending jobs `pending()` returns: an int >= 0.
-fn demand_of(py: Python<'_>, pending: &Py<PyAny>) -> usize {
-    let answer = calls::call(pending.bind(py), &PyTuple::empty(py), None).and_then(|n| {
-        let n: convert::Int = n.extract()?;
-        convert::count(py, n.0, "the pending() callback's result")
+/// The demand `pending()` returns, in the forms `LifecycleManager.tick` takes: an int >= 0
+/// (that many jobs that need nothing in particular) or a `Demand` (jobs by requirement).
+fn demand_of(py: Python<'_>, pending: &Py<PyAny>) -> Demand {
+    let answer = calls::call(pending.bind(py), &PyTuple::empty(py), None).and_then(|answer| {
+        if let Ok(demand) = answer.cast::<crate::pools::PyDemand>() {
+            return Ok(demand.get().inner.clone());
+        }
+        let n = answer.extract::<convert::Int>().map_err(|err: PyErr| {
+            if err.is_instance_of::<PyTypeError>(py) {
+                // Neither form: say both (the int's own message names only the one).
+                let type_name = answer
+                    .get_type()
+                    .name()
+                    .map_or_else(|_| "?".to_owned(), |n| n.to_string());
+                PyTypeError::new_err(format!(
+                    "the pending() callback must return an int >= 0 or a Demand, not {type_name}"
+                ))
+            } else {
+                err
+            }
+        })?;
+        convert::count(py, n.0, "the pending() callback's result").map(Demand::from)
     });
     match answer {
-        Ok(n) => n,
+        Ok(demand) => demand,
         Err(err) => callback_failed(py, pending, err, "pending()"),
     }
 }
 
 /// A running ticker: a thread that calls ``manager.tick(pending())`` every ``interval`` and
 /// hands each report to ``on_report`` (or keeps it for :meth:`next_report`). Made by
-/// ``LifecycleManager.ticker``; a context manager that stops it on exit.
+/// ``LifecycleManager.ticker``; a context manager that stops it on exit. ``pending()`` returns
+/// what ``tick`` takes: an int (jobs that need nothing in particular) or a ``Demand`` (jobs
+/// by requirement, scaled over the pools); anything else is a failure of ``pending``.
 ///
 /// The first tick runs at once, the next ones every ``interval`` (on the start time's grid).
 /// A tick that overruns its slot is counted (``stats.overruns``) and the slots it covered are
@@ -294,7 +313,7 @@ pub(crate) fn start(
             // (callbacks, providers) runs there.
             TICKER_ON_THIS_THREAD.with(|t| t.set(key));
             if !has_pending {
-                return 0;
+                return Demand::new();
             }
             if shutting_down() {
                 // No Python code starts on this thread once the interpreter is exiting: the
@@ -343,10 +362,10 @@ pub(crate) fn start(
             });
         };
         run(py, move || {
-            manager.start_ticker_with(interval, demand, deliver)
+            manager.start_ticker_for_with(interval, demand, deliver)
         })?
     } else {
-        run(py, move || manager.start_ticker(interval, demand))?
+        run(py, move || manager.start_ticker_for(interval, demand))?
     };
     let inner = Arc::new(inner);
     {
@@ -373,7 +392,8 @@ pub(crate) struct PyTickerStats {
     missed_slots: u64,
     /// Reports dropped because next_report() was not called in time (the oldest go first).
     dropped_reports: u64,
-    /// Calls of pending() that raised (or returned something else than an int >= 0).
+    /// Calls of pending() that raised (or returned something else than an int >= 0 or a
+    /// Demand).
     demand_failures: u64,
     /// Calls of on_report() that raised.
     report_failures: u64,

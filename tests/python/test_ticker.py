@@ -147,6 +147,94 @@ def test_pending_must_return_an_int_at_least_zero(
     assert isinstance(unraisable[0].exc_value, hw.InvalidArgumentError)
 
 
+class Cloud:
+    """A provider with an id of its own that records its creates."""
+
+    provider_type = "docker"
+
+    def __init__(self, provider_id: str) -> None:
+        self.provider_id = provider_id
+        self.created: list[str] = []
+
+    def create_worker(self, worker_id: str, spec: hw.WorkerSpec) -> str:
+        self.created.append(worker_id)
+        return f"{self.provider_id}-{len(self.created)}"
+
+    def destroy_worker(self, handle: hw.WorkerHandle) -> None:
+        pass
+
+
+GPU_JOBS = hw.Demand([{"labels": {"gpu": "a100"}, "count": 2}])
+
+
+def gpu_and_cpu_pools(manager: hw.LifecycleManager) -> tuple[Cloud, Cloud]:
+    """A gpu pool (an A100 template) and a cpu pool (a plain one), each on its own provider."""
+    gpu, cpu = Cloud("gpu"), Cloud("cpu")
+    manager.register_provider(gpu)
+    manager.register_provider(cpu)
+    template = hw.WorkerSpec(
+        "trainer", labels={"gpu": "a100"}, resources=hw.Resources(gpu_count=1, gpu_type="a100")
+    )
+    manager.set_pools([hw.Pool("gpu", "gpu", template), hw.Pool("cpu", "cpu", hw.WorkerSpec("builder"))])
+    return gpu, cpu
+
+
+def test_a_pending_that_returns_a_demand_provisions_in_the_pool_that_satisfies_it_only(
+    manager: hw.LifecycleManager,
+) -> None:
+    gpu, cpu = gpu_and_cpu_pools(manager)
+    with manager.ticker(HOUR, pending=lambda: GPU_JOBS) as t:
+        report = t.next_report(timeout=HANG)
+    assert report is not None
+    assert t.stats.demand_failures == 0
+    assert report.pending_jobs == 2, report.decisions
+    assert [p.provider_id for p in report.provisioned] == ["gpu", "gpu"], report.decisions
+    assert not report.unschedulable
+    assert len(gpu.created) == 2 and cpu.created == []
+
+
+def test_a_pending_whose_demand_fails_later_keeps_the_last_demand_by_requirement(
+    manager: hw.LifecycleManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "unraisablehook", lambda _: None)
+    gpu, cpu = gpu_and_cpu_pools(manager)
+    answers = iter([GPU_JOBS])
+
+    def pending() -> hw.Demand:
+        return next(answers)  # StopIteration from the second call on
+
+    with manager.ticker(0.001, pending=pending) as t:
+        first = t.next_report(timeout=HANG)
+        second = t.next_report(timeout=HANG)
+    assert first is not None and second is not None
+    assert len(first.provisioned) == 2, first.decisions
+    # The gpu jobs still: served by the two starting workers, nothing asked of the cpu pool.
+    assert second.pending_jobs == 2, second.decisions
+    assert any("using the last demand 2 (2 gpu=a100)" in d for d in second.decisions), (
+        second.decisions
+    )
+    assert not second.provisioned and not second.unschedulable, second.decisions
+    assert len(gpu.created) == 2 and cpu.created == []
+    assert t.stats.demand_failures >= 1
+
+
+@pytest.mark.parametrize("answer", [[{"count": 1}], "3", 2.0, None, True])
+def test_pending_returning_neither_an_int_nor_a_demand_is_a_demand_failure(
+    manager: hw.LifecycleManager, monkeypatch: pytest.MonkeyPatch, answer: Any
+) -> None:
+    # A list of requirements is not what tick() takes either: wrap it in hw.Demand.
+    unraisable: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    with manager.ticker(HOUR, pending=lambda: answer) as t:
+        report = t.next_report(timeout=HANG)
+    assert report is not None and report.pending_jobs == 0
+    assert any("no demand known yet" in d for d in report.decisions), report.decisions
+    assert t.stats.demand_failures == 1
+    assert len(unraisable) == 1
+    assert isinstance(unraisable[0].exc_value, TypeError)
+    assert "must return an int >= 0 or a Demand" in str(unraisable[0].exc_value)
+
+
 def test_a_raising_on_report_is_counted_and_the_ticker_goes_on(
     manager: hw.LifecycleManager, monkeypatch: pytest.MonkeyPatch
 ) -> None:
