@@ -108,7 +108,7 @@
  only added (back to 0 when the major changes). A host built against minor N may use what N
  added only with a library of minor N or later.
  */
-#define HW_ABI_VERSION_MINOR 2
+#define HW_ABI_VERSION_MINOR 3
 
 /*
  The ABI version this header describes, as `hw_abi_version()` returns the library's:
@@ -640,6 +640,12 @@ typedef struct hw_subscription hw_subscription;
  Thread-safe: `hw_ticker_stop` and `hw_ticker_get_stats` may be called from any thread.
  */
 typedef struct hw_ticker hw_ticker;
+
+/*
+ The demand a `hw_ticker_demand_json_fn` gives for the next tick, set with
+ `hw_ticker_demand_set_json`. Borrowed: valid only during the callback's call.
+ */
+typedef struct hw_ticker_demand hw_ticker_demand;
 
 /*
  A snapshot of one worker's record, taken when the call that returned it ran: it never
@@ -1316,6 +1322,15 @@ typedef struct hw_ticker_callbacks {
    */
   void (*release)(void *user_data);
 } hw_ticker_callbacks;
+
+/*
+ The demand callback of `hw_ticker_start_demand`: called on the ticker's thread before each
+ tick with the `user_data` of its `hw_ticker_callbacks` and a `hw_ticker_demand` (borrowed:
+ valid during the call only) to set the pending jobs by requirement on, with
+ `hw_ticker_demand_set_json`. A call whose last `hw_ticker_demand_set_json` did not succeed
+ (none came, or its JSON was refused) is a failed demand call.
+ */
+typedef void (*hw_ticker_demand_json_fn)(void *user_data, struct hw_ticker_demand *demand);
 
 /*
  What a ticker has done so far.
@@ -2574,6 +2589,46 @@ void hw_worker_spec_free(struct hw_worker_spec *spec);
  when the thread cannot be started.
  */
 hw_status hw_ticker_start(const struct hw_manager *manager, uint64_t interval_ms, const struct hw_ticker_callbacks *callbacks, struct hw_ticker **out);
+
+/*
+ Sets the pending jobs by requirement for the tick about to run: `demand_json` in the form
+ `hw_manager_tick_demand` takes (`[{"labels": {"gpu": "a100"}, "count": 3}]`). The library
+ copies what it reads: the string stays the caller's, and may be freed once this returns.
+ Only from a `hw_ticker_demand_json_fn`, on the `demand` it was given.
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for a NULL argument, or a demand
+ `hw_manager_tick_demand` refuses (malformed or invalid; the message says why). The demand
+ is then unset: unless a later call in the same callback sets one, the callback's call is a
+ failed demand call (the tick uses the last good demand, see `hw_ticker_start_demand`).
+ */
+hw_status hw_ticker_demand_set_json(struct hw_ticker_demand *demand, const char *demand_json);
+
+/*
+ `hw_ticker_start` for a host with pools, whose pending jobs need different workers: before
+ each tick, `demand_json(callbacks->user_data, demand)` sets the pending jobs by requirement
+ with `hw_ticker_demand_set_json`, and the tick runs as `hw_manager_tick_demand` with it.
+ `callbacks->demand` must be NULL (this callback replaces it); `on_report`, `release`, the
+ threads and the rest are as in `hw_ticker_start`.
+
+ A failed demand call (nothing set, or a demand refused by `hw_ticker_demand_set_json`) is
+ counted (`hw_ticker_get_demand_failures`) and never crashes: the tick uses the last demand a
+ call set; before any call set one, the tick runs every phase but scaling (nothing
+ provisioned or retired for a demand not known yet). Its report says so in its decisions.
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for a NULL argument (`demand_json` included),
+ `interval_ms` 0, or a `callbacks->demand` that is not NULL; `HW_ERR_BACKEND` when the
+ thread cannot be started. `release` is called on every error but a NULL `callbacks`.
+ */
+hw_status hw_ticker_start_demand(const struct hw_manager *manager, uint64_t interval_ms, const struct hw_ticker_callbacks *callbacks, hw_ticker_demand_json_fn demand_json, struct hw_ticker **out);
+
+/*
+ How many calls of the ticker's demand callback failed so far: with
+ `hw_ticker_start_demand`, the calls that set no valid demand (the tick used the last good
+ one). Always 0 for a ticker of `hw_ticker_start`, whose `demand` cannot fail.
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for a NULL argument.
+ */
+hw_status hw_ticker_get_demand_failures(const struct hw_ticker *ticker, uint64_t *out);
 
 /*
  Stops the ticker: no tick starts after this call; waits for the tick in progress (and its

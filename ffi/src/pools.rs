@@ -38,7 +38,7 @@ fn parse<T: serde::de::DeserializeOwned>(json: &str, what: &str) -> Result<T, Er
     })
 }
 
-fn demand(json: &str) -> Result<Demand, Error> {
+pub(crate) fn demand(json: &str) -> Result<Demand, Error> {
     let demand: Demand = parse(json, "demand")?;
     demand.validate()?;
     Ok(demand)

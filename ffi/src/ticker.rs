@@ -1,13 +1,15 @@
 //! `hw_ticker`: the opt-in thread that ticks a manager every interval, with C callbacks for the
 //! demand and the reports.
 
-use std::ffi::c_void;
+use std::ffi::{c_char, c_void};
 use std::sync::Arc;
 use std::time::Duration;
 
-use engine::{Error, Ticker, TickerStats};
+use engine::{Demand, Error, Ticker, TickerStats};
 
-use crate::boundary::{arg_out, arg_ref, ffi_boundary, free_handle, hw_status, into_handle};
+use crate::boundary::{
+    arg_mut, arg_out, arg_ref, arg_str, ffi_boundary, free_handle, hw_status, into_handle,
+};
 use crate::manager::{hw_manager, hw_report};
 
 /// A running ticker (see `hw_ticker_start`). Free it with `hw_ticker_free` (which stops it).
@@ -120,36 +122,163 @@ pub extern "C" fn hw_ticker_start(
         let demand = move || match for_demand.0.demand {
             // SAFETY: a callback the host registered for this, called on the ticker thread
             // as documented.
-            Some(demand) => unsafe { demand(for_demand.0.user_data) },
-            None => 0,
+            Some(demand) => Demand::from(unsafe { demand(for_demand.0.user_data) }),
+            None => Demand::new(),
         };
-        let for_report = Arc::clone(&owner);
-        let on_report = move |report: engine::TickReport| {
-            let Some(on_report) = for_report.0.on_report else {
-                return;
-            };
-            // `from_tick` shows the NULs of free text as `?` and the other strings cannot
-            // hold one: it fails only on a broken invariant. Such a report is not silently
-            // dropped but counted as a failed report call (`report_panics`), the ticker goes
-            // on: unwinding without the panic hook, which would print it as a crash.
-            let c_report = match hw_report::from_tick(&report) {
-                Ok(c_report) => c_report,
-                Err(e) => std::panic::resume_unwind(Box::new(format!(
-                    "the tick's report cannot be given to C: {e}"
-                ))),
-            };
-            // SAFETY: a callback the host registered for this; the report lives for the call.
-            unsafe { on_report(for_report.0.user_data, &c_report) }
+        start(manager, interval_ms, owner, demand, out)
+    })
+}
+
+/// The demand a `hw_ticker_demand_json_fn` gives for the next tick, set with
+/// `hw_ticker_demand_set_json`. Borrowed: valid only during the callback's call.
+#[derive(Debug, Default)]
+pub struct hw_ticker_demand {
+    /// The demand of the last `hw_ticker_demand_set_json`, `None` when it failed or none came.
+    demand: Option<Demand>,
+}
+
+/// The demand callback of `hw_ticker_start_demand`: called on the ticker's thread before each
+/// tick with the `user_data` of its `hw_ticker_callbacks` and a `hw_ticker_demand` (borrowed:
+/// valid during the call only) to set the pending jobs by requirement on, with
+/// `hw_ticker_demand_set_json`. A call whose last `hw_ticker_demand_set_json` did not succeed
+/// (none came, or its JSON was refused) is a failed demand call.
+pub type hw_ticker_demand_json_fn =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, demand: *mut hw_ticker_demand)>;
+
+/// Sets the pending jobs by requirement for the tick about to run: `demand_json` in the form
+/// `hw_manager_tick_demand` takes (`[{"labels": {"gpu": "a100"}, "count": 3}]`). The library
+/// copies what it reads: the string stays the caller's, and may be freed once this returns.
+/// Only from a `hw_ticker_demand_json_fn`, on the `demand` it was given.
+///
+/// Errors: `HW_ERR_INVALID_ARGUMENT` for a NULL argument, or a demand
+/// `hw_manager_tick_demand` refuses (malformed or invalid; the message says why). The demand
+/// is then unset: unless a later call in the same callback sets one, the callback's call is a
+/// failed demand call (the tick uses the last good demand, see `hw_ticker_start_demand`).
+#[no_mangle]
+pub extern "C" fn hw_ticker_demand_set_json(
+    demand: *mut hw_ticker_demand,
+    demand_json: *const c_char,
+) -> hw_status {
+    ffi_boundary!(hw_ticker_demand_set_json, {
+        let slot = arg_mut!(demand);
+        slot.demand = None;
+        slot.demand = Some(crate::pools::demand(arg_str!(demand_json))?);
+        Ok(())
+    })
+}
+
+/// `hw_ticker_start` for a host with pools, whose pending jobs need different workers: before
+/// each tick, `demand_json(callbacks->user_data, demand)` sets the pending jobs by requirement
+/// with `hw_ticker_demand_set_json`, and the tick runs as `hw_manager_tick_demand` with it.
+/// `callbacks->demand` must be NULL (this callback replaces it); `on_report`, `release`, the
+/// threads and the rest are as in `hw_ticker_start`.
+///
+/// A failed demand call (nothing set, or a demand refused by `hw_ticker_demand_set_json`) is
+/// counted (`hw_ticker_get_demand_failures`) and never crashes: the tick uses the last demand a
+/// call set; before any call set one, the tick runs every phase but scaling (nothing
+/// provisioned or retired for a demand not known yet). Its report says so in its decisions.
+///
+/// Errors: `HW_ERR_INVALID_ARGUMENT` for a NULL argument (`demand_json` included),
+/// `interval_ms` 0, or a `callbacks->demand` that is not NULL; `HW_ERR_BACKEND` when the
+/// thread cannot be started. `release` is called on every error but a NULL `callbacks`.
+#[no_mangle]
+pub extern "C" fn hw_ticker_start_demand(
+    manager: *const hw_manager,
+    interval_ms: u64,
+    callbacks: *const hw_ticker_callbacks,
+    demand_json: hw_ticker_demand_json_fn,
+    out: *mut *mut hw_ticker,
+) -> hw_status {
+    ffi_boundary!(hw_ticker_start_demand, {
+        let callbacks = arg_ref!(callbacks);
+        // From here on `release` runs exactly once, whatever happens: `owner` holds it.
+        let owner = Arc::new(CallbackOwner(*callbacks));
+        let manager = arg_ref!(manager);
+        let out = arg_out!(out);
+        let Some(demand_json) = demand_json else {
+            return Err(Error::invalid("demand_json is NULL"));
         };
-        let ticker = manager.inner.start_ticker_with(
-            Duration::from_millis(interval_ms),
-            demand,
-            on_report,
-        )?;
-        out.write(into_handle(hw_ticker {
-            inner: ticker,
-            _callbacks: owner,
-        }));
+        if callbacks.demand.is_some() {
+            return Err(Error::invalid(
+                "callbacks->demand must be NULL with hw_ticker_start_demand (demand_json gives \
+                 the demand)",
+            ));
+        }
+        let for_demand = Arc::clone(&owner);
+        let demand = move || {
+            let mut slot = hw_ticker_demand::default();
+            // SAFETY: a callback the host registered for this, called on the ticker thread
+            // as documented; `slot` lives for the call.
+            unsafe { demand_json(for_demand.0.user_data, &mut slot) };
+            match slot.demand {
+                Some(demand) => demand,
+                // Counted by the core's ticker as a failed demand call (last good demand
+                // kept), unwinding without the panic hook, which would print it as a crash.
+                None => std::panic::resume_unwind(Box::new(
+                    "demand_json set no valid demand".to_owned(),
+                )),
+            }
+        };
+        start(manager, interval_ms, owner, demand, out)
+    })
+}
+
+/// What `hw_ticker_start` and `hw_ticker_start_demand` share: the checks left, the report
+/// callback, the thread.
+fn start(
+    manager: &hw_manager,
+    interval_ms: u64,
+    owner: Arc<CallbackOwner>,
+    demand: impl FnMut() -> Demand + Send + 'static,
+    out: crate::boundary::Out<*mut hw_ticker>,
+) -> Result<(), Error> {
+    if interval_ms == 0 {
+        return Err(Error::invalid("interval_ms must be greater than 0"));
+    }
+    let for_report = Arc::clone(&owner);
+    let on_report = move |report: engine::TickReport| {
+        let Some(on_report) = for_report.0.on_report else {
+            return;
+        };
+        // `from_tick` shows the NULs of free text as `?` and the other strings cannot
+        // hold one: it fails only on a broken invariant. Such a report is not silently
+        // dropped but counted as a failed report call (`report_panics`), the ticker goes
+        // on: unwinding without the panic hook, which would print it as a crash.
+        let c_report = match hw_report::from_tick(&report) {
+            Ok(c_report) => c_report,
+            Err(e) => std::panic::resume_unwind(Box::new(format!(
+                "the tick's report cannot be given to C: {e}"
+            ))),
+        };
+        // SAFETY: a callback the host registered for this; the report lives for the call.
+        unsafe { on_report(for_report.0.user_data, &c_report) }
+    };
+    let ticker = manager.inner.start_ticker_for_with(
+        Duration::from_millis(interval_ms),
+        demand,
+        on_report,
+    )?;
+    out.write(into_handle(hw_ticker {
+        inner: ticker,
+        _callbacks: owner,
+    }));
+    Ok(())
+}
+
+/// How many calls of the ticker's demand callback failed so far: with
+/// `hw_ticker_start_demand`, the calls that set no valid demand (the tick used the last good
+/// one). Always 0 for a ticker of `hw_ticker_start`, whose `demand` cannot fail.
+///
+/// Errors: `HW_ERR_INVALID_ARGUMENT` for a NULL argument.
+#[no_mangle]
+pub extern "C" fn hw_ticker_get_demand_failures(
+    ticker: *const hw_ticker,
+    out: *mut u64,
+) -> hw_status {
+    ffi_boundary!(hw_ticker_get_demand_failures, {
+        let ticker = arg_ref!(ticker);
+        let out = arg_out!(out);
+        out.write(ticker.inner.stats().demand_panics);
         Ok(())
     })
 }

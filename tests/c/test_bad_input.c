@@ -82,6 +82,17 @@ static uint32_t bad_list(void *user_data, hw_provider_call *call) {
   return HW_PROVIDER_RESULT_OK;
 }
 
+/* A ticker's demand callback that sets NULL and then malformed JSON: both refused, and the
+ * call is a failed demand call (counted), never a crash. */
+static hw_status demand_set_null = HW_ERR_PANIC;
+static hw_status demand_set_malformed = HW_ERR_PANIC;
+static void bad_demand_json(void *user_data, hw_ticker_demand *demand) {
+  (void)user_data;
+  if (demand_set_null != HW_ERR_PANIC) return; /* the first call checks, later ones set nothing */
+  demand_set_null = hw_ticker_demand_set_json(demand, NULL);
+  demand_set_malformed = hw_ticker_demand_set_json(demand, "[{\"count\": 1,");
+}
+
 static uint32_t ok_create(void *user_data, hw_worker_id worker_id, const hw_worker_spec *spec,
                           hw_provider_call *call) {
   (void)user_data;
@@ -1164,7 +1175,15 @@ int main(void) {
     INVALID(hw_ticker_start(mgr, 0, &tcb, (hw_ticker **)&out));
     INVALID(hw_ticker_stop(NULL));
     INVALID(hw_ticker_get_stats(NULL, &tstats));
-    CHECK(tstats.ticks == 777 && out == SENTINEL);
+    uint64_t dfail = 777;
+    INVALID(hw_ticker_get_demand_failures(NULL, &dfail));
+    INVALID(hw_ticker_start_demand(NULL, 1000, &tcb, bad_demand_json, (hw_ticker **)&out));
+    INVALID(hw_ticker_start_demand(mgr, 1000, NULL, bad_demand_json, (hw_ticker **)&out));
+    INVALID(hw_ticker_start_demand(mgr, 1000, &tcb, NULL, (hw_ticker **)&out));
+    INVALID(hw_ticker_start_demand(mgr, 1000, &tcb, bad_demand_json, NULL));
+    INVALID(hw_ticker_start_demand(mgr, 0, &tcb, bad_demand_json, (hw_ticker **)&out));
+    INVALID(hw_ticker_demand_set_json(NULL, "[]"));
+    CHECK(tstats.ticks == 777 && dfail == 777 && out == SENTINEL);
     /* A real ticker on a manager of its own (its tick must not touch the fixtures). */
     hw_registry *treg = NULL;
     hw_manager *tmgr = NULL;
@@ -1172,9 +1191,23 @@ int main(void) {
     REQUIRE_OK(hw_manager_new(treg, &config, &tmgr));
     REQUIRE_OK(hw_ticker_start(tmgr, 3600000, &tcb, &ticker));
     INVALID(hw_ticker_get_stats(ticker, NULL));
+    INVALID(hw_ticker_get_demand_failures(ticker, NULL));
     CHECK_OK(hw_ticker_stop(ticker));
     CHECK_OK(hw_ticker_get_stats(ticker, &tstats));
     CHECK(tstats.ticks <= 1); /* stopped before or after its first tick */
+    hw_ticker_free(ticker);
+    /* A demand ticker whose callback sets NULL, then malformed JSON: its first tick runs
+     * without a demand (a failed call, counted), the ticker goes on. */
+    ticker = NULL;
+    REQUIRE_OK(hw_ticker_start_demand(tmgr, 3600000, &tcb, bad_demand_json, &ticker));
+    dfail = 0;
+    for (long spin = 0; dfail == 0 && spin < 100000000L; spin++) {
+      if (hw_ticker_get_demand_failures(ticker, &dfail) != HW_OK) break;
+    }
+    CHECK_OK(hw_ticker_stop(ticker));
+    CHECK(dfail == 1);
+    CHECK(demand_set_null == HW_ERR_INVALID_ARGUMENT);
+    CHECK(demand_set_malformed == HW_ERR_INVALID_ARGUMENT);
     hw_ticker_free(ticker);
     hw_ticker_free(NULL);
     hw_manager_free(tmgr);

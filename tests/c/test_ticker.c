@@ -296,11 +296,174 @@ static void test_a_provider_release_run_by_stop_may_stop_the_ticker_again(void) 
   host_destroy(&h);
 }
 
+/* ---- a demand by requirement (hw_ticker_start_demand) ---- */
+
+typedef struct cloud {
+  const char *name;
+  int created; /* read by the test once the ticker was stopped (joined) */
+} cloud;
+
+static uint32_t cloud_create(void *user_data, hw_worker_id worker_id, const hw_worker_spec *spec,
+                             hw_provider_call *call) {
+  cloud *c = (cloud *)user_data;
+  (void)worker_id;
+  (void)spec;
+  char resource[64];
+  snprintf(resource, sizeof resource, "%s-%d", c->name, ++c->created);
+  return hw_provider_call_set_resource_id(call, resource) == HW_OK ? HW_PROVIDER_RESULT_OK
+                                                                    : HW_PROVIDER_RESULT_FAILED;
+}
+
+static uint32_t cloud_destroy(void *user_data, hw_worker_id id, const char *resource_id,
+                              hw_provider_call *call) {
+  (void)user_data;
+  (void)id;
+  (void)resource_id;
+  (void)call;
+  return HW_PROVIDER_RESULT_OK;
+}
+
+static void register_cloud(hw_manager *mgr, cloud *c) {
+  hw_provider_callbacks cb;
+  memset(&cb, 0, sizeof cb);
+  cb.user_data = c;
+  cb.create_worker = cloud_create;
+  cb.destroy_worker = cloud_destroy;
+  CHECK_OK(hw_manager_register_provider(mgr, c->name, "ec2", &cb));
+}
+
+#define GPU_AND_CPU_POOLS                                                                       \
+  "[{\"name\": \"gpu\", \"provider_id\": \"gpu\","                                            \
+  "  \"template\": {\"image\": \"trainer\", \"labels\": {\"gpu\": \"a100\"},"                   \
+  "                \"resources\": {\"gpu_count\": 1, \"gpu_type\": \"a100\"}}},"               \
+  " {\"name\": \"cpu\", \"provider_id\": \"cpu\", \"template\": {\"image\": \"builder\"}}]"
+
+#define GPU_JOBS "[{\"labels\": {\"gpu\": \"a100\"}, \"count\": 2}]"
+
+typedef struct demand_host {
+  host h;           /* reports, release */
+  int calls;        /* demand_json() calls */
+  hw_status bad_set; /* what hw_ticker_demand_set_json answered to a malformed demand */
+  size_t provisioned[3]; /* per report, the first three */
+  size_t pendings[3];
+} demand_host;
+
+/* First call: 2 jobs that need an A100 (the string is freed right after the set: the library
+ * copied it). Second: a malformed demand. Later: nothing set at all. */
+static void demand_json(void *user_data, hw_ticker_demand *demand) {
+  demand_host *d = (demand_host *)user_data;
+  pthread_mutex_lock(&d->h.lock);
+  int call = ++d->calls;
+  pthread_mutex_unlock(&d->h.lock);
+  if (call == 1) {
+    char *json = malloc(sizeof GPU_JOBS);
+    memcpy(json, GPU_JOBS, sizeof GPU_JOBS);
+    CHECK_OK(hw_ticker_demand_set_json(demand, json));
+    free(json);
+  } else if (call == 2) {
+    hw_status st = hw_ticker_demand_set_json(demand, "[{\"count\": \"two\"}");
+    pthread_mutex_lock(&d->h.lock);
+    d->bad_set = st;
+    pthread_mutex_unlock(&d->h.lock);
+  }
+}
+
+static void on_demand_report(void *user_data, const hw_report *report) {
+  demand_host *d = (demand_host *)user_data;
+  hw_report_summary sum;
+  memset(&sum, 0, sizeof sum);
+  hw_status st = hw_report_get_summary(report, &sum);
+  size_t provisioned = 0;
+  hw_worker_id id;
+  while (hw_report_get_provisioned(report, provisioned, &id) == HW_OK) provisioned++;
+  pthread_mutex_lock(&d->h.lock);
+  if (d->h.reports < 3) {
+    d->provisioned[d->h.reports] = provisioned;
+    d->pendings[d->h.reports] = st == HW_OK ? sum.pending_jobs : (size_t)-1;
+  }
+  d->h.reports++;
+  pthread_cond_broadcast(&d->h.changed);
+  pthread_mutex_unlock(&d->h.lock);
+}
+
+static void test_a_demand_by_requirement_provisions_in_the_pool_that_satisfies_it_only(void) {
+  hw_clock *clock = NULL;
+  hw_registry *reg = NULL;
+  hw_manager *mgr = new_manager(&reg, &clock);
+  cloud gpu = {"gpu", 0}, cpu = {"cpu", 0};
+  register_cloud(mgr, &gpu);
+  register_cloud(mgr, &cpu);
+  size_t drained = 0;
+  CHECK_OK(hw_manager_set_pools_json(mgr, GPU_AND_CPU_POOLS, &drained));
+  demand_host d;
+  memset(&d, 0, sizeof d);
+  host_init(&d.h, 0);
+  d.bad_set = HW_ERR_PANIC;
+  hw_ticker_callbacks cb;
+  memset(&cb, 0, sizeof cb);
+  cb.user_data = &d;
+  cb.on_report = on_demand_report;
+  cb.release = release;
+  hw_ticker *t = NULL;
+  CHECK_OK(hw_ticker_start_demand(mgr, 1, &cb, demand_json, &t));
+  wait_reports(&d.h, 3);
+  CHECK_OK(hw_ticker_stop(t));
+  uint64_t failures = 0;
+  CHECK_OK(hw_ticker_get_demand_failures(t, &failures));
+  hw_ticker_free(t);
+  CHECK(d.h.released == 1);
+  /* The first tick: the gpu jobs, provisioned in the gpu pool only. */
+  CHECK(d.pendings[0] == 2 && d.provisioned[0] == 2);
+  /* A malformed demand, then none: failed calls, counted; the last good demand stays. */
+  CHECK(d.bad_set == HW_ERR_INVALID_ARGUMENT);
+  CHECK(d.pendings[1] == 2 && d.pendings[2] == 2);
+  CHECK(d.provisioned[1] == 0 && d.provisioned[2] == 0);
+  CHECK(failures >= 2 && failures == (uint64_t)d.calls - 1);
+  CHECK(gpu.created == 2);
+  CHECK(cpu.created == 0);
+  hw_manager_free(mgr);
+  hw_registry_free(reg);
+  hw_clock_free(clock);
+  host_destroy(&d.h);
+}
+
+static void test_a_demand_ticker_refuses_a_second_demand_callback_and_releases_once(void) {
+  hw_clock *clock = NULL;
+  hw_registry *reg = NULL;
+  hw_manager *mgr = new_manager(&reg, &clock);
+  host h;
+  host_init(&h, 0);
+  hw_ticker_callbacks cb = callbacks_for(&h); /* its demand is set: two demands */
+  hw_ticker *t = (hw_ticker *)&h;             /* untouched on failure */
+  CHECK_STATUS(hw_ticker_start_demand(mgr, 1000, &cb, demand_json, &t), HW_ERR_INVALID_ARGUMENT);
+  CHECK(h.released == 1);
+  cb.demand = NULL;
+  CHECK_STATUS(hw_ticker_start_demand(mgr, 1000, &cb, NULL, &t), HW_ERR_INVALID_ARGUMENT);
+  CHECK(h.released == 2);
+  CHECK_STATUS(hw_ticker_start_demand(mgr, 0, &cb, demand_json, &t), HW_ERR_INVALID_ARGUMENT);
+  CHECK(h.released == 3);
+  CHECK(t == (hw_ticker *)&h);
+  /* A plain ticker's demand cannot fail. */
+  CHECK_OK(hw_ticker_start(mgr, HOUR_MS, &cb, &t));
+  wait_reports(&h, 1);
+  uint64_t failures = 1;
+  CHECK_OK(hw_ticker_get_demand_failures(t, &failures));
+  CHECK(failures == 0);
+  hw_ticker_free(t);
+  CHECK(h.released == 4);
+  hw_manager_free(mgr);
+  hw_registry_free(reg);
+  hw_clock_free(clock);
+  host_destroy(&h);
+}
+
 int main(void) {
   test_reports_on_the_ticker_thread_and_stop_joins();
   test_refused_start_releases_once();
   test_stop_from_the_report_callback();
   test_the_ticker_keeps_the_manager_alive();
   test_a_provider_release_run_by_stop_may_stop_the_ticker_again();
+  test_a_demand_by_requirement_provisions_in_the_pool_that_satisfies_it_only();
+  test_a_demand_ticker_refuses_a_second_demand_callback_and_releases_once();
   return hw_test_report();
 }
