@@ -545,3 +545,45 @@ pub fn config() -> WorkerLifecycleConfig {
         ..WorkerLifecycleConfig::default()
     }
 }
+
+/// What is wrong with the pooled workers in service (`Creating`, `Connecting`, `Ready`, `Busy`,
+/// carrying a pool label) given a manager's `pools`: one line per worker of a pool `pools` does
+/// not have, or that does not fit its pool's template (labels, capabilities, resources,
+/// architecture). After a leader's tick its pools own every such worker (§12: a removed pool's
+/// workers, or those its new template does not take, are drained).
+pub fn misplaced_pooled_workers(registry: &dyn WorkerRegistry, pools: &[Pool]) -> Vec<String> {
+    let mut misplaced = Vec::new();
+    for w in registry.find(&WorkerFilter::new()).unwrap() {
+        let Some(name) = w.spec.labels.get(POOL_LABEL) else {
+            continue;
+        };
+        if !matches!(
+            w.state,
+            WorkerState::Ready
+                | WorkerState::Busy
+                | WorkerState::Creating
+                | WorkerState::Connecting
+        ) {
+            continue;
+        }
+        let Some(pool) = pools.iter().find(|p| p.name == *name) else {
+            misplaced.push(format!(
+                "worker {} ({:?}) of pool {name}: no such pool",
+                w.id, w.state
+            ));
+            continue;
+        };
+        let mut need = Requirement::new(1);
+        need.labels = pool.template.labels.clone();
+        need.capabilities = pool.template.capabilities.clone();
+        need.resources = pool.template.resources.clone();
+        need.architecture = Some(pool.template.architecture);
+        if !need.filter().matches_static(&w.handle, &w.spec) {
+            misplaced.push(format!(
+                "worker {} ({:?}) of pool {name}: does not fit its template",
+                w.id, w.state
+            ));
+        }
+    }
+    misplaced
+}

@@ -2482,34 +2482,13 @@ fn replicas_that_set_the_same_pools_in_turn_keep_every_pooled_worker_owned() {
                 if !report.leading || lagging.is_some() {
                     continue;
                 }
-                for w in c.registry.find(&WorkerFilter::new()).unwrap() {
-                    let Some(name) = w.spec.labels.get(POOL_LABEL) else {
-                        continue;
-                    };
-                    if !matches!(
-                        w.state,
-                        WorkerState::Ready
-                            | WorkerState::Busy
-                            | WorkerState::Creating
-                            | WorkerState::Connecting
-                    ) {
-                        continue;
-                    }
-                    let pool = pools.iter().find(|p| p.name == *name);
-                    let fits = pool.is_some_and(|p| {
-                        let mut need = Requirement::new(1);
-                        need.labels = p.template.labels.clone();
-                        need.capabilities = p.template.capabilities.clone();
-                        need.resources = p.template.resources.clone();
-                        need.filter().matches_static(&w.handle, &w.spec)
-                    });
-                    assert!(
-                        fits,
-                        "seed {seed} step {step}: worker {} ({:?}) of pool {name} in service \
-                         after the leader's tick: {:#?}",
-                        w.id, w.state, report.decisions
-                    );
-                }
+                let misplaced = misplaced_pooled_workers(&*c.registry, &pools);
+                assert!(
+                    misplaced.is_empty(),
+                    "seed {seed} step {step}: in service after the leader's tick: {misplaced:#?} \
+                     {:#?}",
+                    report.decisions
+                );
             }
         }
     }

@@ -66,45 +66,11 @@ fn random_pool(rng: &mut Rng, name: &str) -> Pool {
 /// Every worker in service that carries a pool label belongs to one of the manager's pools
 /// and fits its template (a removed pool's, or one its new template does not take, drained).
 fn check_pools_own_their_workers(f: &Fixture, seed: u64, step: usize, what: &str) {
-    let pools: BTreeMap<String, Pool> = f
-        .manager
-        .pools()
-        .into_iter()
-        .map(|p| (p.name.clone(), p))
-        .collect();
-    for w in f.registry.find(&WorkerFilter::new()).unwrap() {
-        let Some(name) = w.spec.labels.get(POOL_LABEL) else {
-            continue;
-        };
-        if !matches!(
-            w.state,
-            WorkerState::Ready
-                | WorkerState::Busy
-                | WorkerState::Creating
-                | WorkerState::Connecting
-        ) {
-            continue;
-        }
-        let pool = pools.get(name).unwrap_or_else(|| {
-            panic!(
-                "seed {seed} step {step} after {what}: worker {} ({:?}) of pool {name} \
-                 in service, no such pool",
-                w.id, w.state
-            )
-        });
-        let mut need = Requirement::new(1);
-        need.labels = pool.template.labels.clone();
-        need.capabilities = pool.template.capabilities.clone();
-        need.resources = pool.template.resources.clone();
-        need.architecture = Some(pool.template.architecture);
-        assert!(
-            need.filter().matches_static(&w.handle, &w.spec),
-            "seed {seed} step {step} after {what}: worker {} ({:?}) of pool {name} does not \
-             fit its template",
-            w.id,
-            w.state
-        );
-    }
+    let misplaced = misplaced_pooled_workers(&*f.registry, &f.manager.pools());
+    assert!(
+        misplaced.is_empty(),
+        "seed {seed} step {step} after {what}: in service: {misplaced:#?}"
+    );
 }
 
 /// The registered workers in a fixed order (ids are random, resource ids are not).
