@@ -24,9 +24,9 @@ pub(super) struct Replacements {
     /// The notices whose worker could not be read (their line is in the tick's decisions).
     pub(super) unread: BTreeSet<WorkerId>,
     /// The same jobs again, per pool label (`None`: no pool) and what their workers offered
-    /// (`count`: the jobs), in notice order: the pools tick replaces from these the workers
-    /// that none of its pools owns.
-    pub(super) offered: Vec<(Option<String>, Requirement)>,
+    /// (count 0), with the jobs, in notice order: the pools tick replaces from these the
+    /// workers that none of its pools owns.
+    pub(super) offered: Vec<(Option<String>, Requirement, usize)>,
 }
 
 /// What the pools' plan counts of the interruption notices (see
@@ -50,22 +50,14 @@ impl Replacements {
             None => self.unpooled.entry(notice.provider_id.clone()).or_insert(0),
         };
         *n += jobs;
-        let same = |(pool, r): &&mut (Option<String>, Requirement)| {
-            *pool == notice.pool
-                && Requirement {
-                    count: 0,
-                    ..r.clone()
-                } == notice.offered
+        let same = |(pool, offered, _): &&mut (Option<String>, Requirement, usize)| {
+            *pool == notice.pool && *offered == notice.offered
         };
         match self.offered.iter_mut().find(same) {
-            Some((_, r)) => r.count += jobs,
-            None => self.offered.push((
-                notice.pool.clone(),
-                Requirement {
-                    count: jobs,
-                    ..notice.offered.clone()
-                },
-            )),
+            Some((_, _, n)) => *n += jobs,
+            None => self
+                .offered
+                .push((notice.pool.clone(), notice.offered.clone(), jobs)),
         }
     }
 }

@@ -132,14 +132,18 @@ impl WorkerLifecycleManager {
             pool.as_ref()
                 .is_some_and(|name| entries.iter().any(|e| e.pool.name == *name))
         };
-        for (pool, r) in running.offered.iter().filter(|(p, _)| !owned(p)) {
+        for (pool, offered, jobs) in running.offered.iter().filter(|(p, ..)| !owned(p)) {
+            let r = Requirement {
+                count: *jobs,
+                ..offered.clone()
+            };
             replacements.push(Replacement {
                 requirement: demand.requirements.len(),
                 pool: pool.clone().unwrap_or_default(),
                 count: r.count,
                 description: r.to_string(),
             });
-            demand.push(r.clone());
+            demand.push(r);
         }
         // The provisions in flight first, the registry's counts second (as `plan_inner` reads
         // them): a provision registers its worker before it leaves the ledger, so one ending
