@@ -114,10 +114,11 @@ pub struct WorkerLifecycleConfig {
     /// host's). It destroys the orphan instances that appear after the last reconcile — above
     /// all the instance of a create that returned to a replica which had lost its lease, after
     /// the new leader's takeover reconcile — on a host that only ticks (and never calls
-    /// `reconcile`), where they would otherwise run for ever. The periodic run (and a
-    /// takeover's run again) takes no record registered less than `startup_timeout` before its
-    /// listing for vanished (a listing may lag behind the provider's creates). A tick with nothing due pays one
-    /// timestamp comparison for it. A tick's reconcile that could not look at every
+    /// `reconcile`), where they would otherwise run for ever. No run of the ticks (periodic,
+    /// a takeover's, its runs again) takes a record registered less than `startup_timeout`
+    /// before its listing for vanished (a listing may lag behind the provider's creates); a
+    /// host's own `reconcile` does. A tick with nothing due pays one timestamp comparison for
+    /// it. A tick's reconcile that could not look at every
     /// provider's instances (a listing failed) runs again after a back-off:
     /// `destroy_retry_initial`, doubling with each incomplete run up to this interval
     /// (`destroy_retry_max` when it is zero), and starting over after a complete reconcile.

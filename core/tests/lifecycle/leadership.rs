@@ -782,6 +782,16 @@ fn a_job_lost_by_the_takeover_reconcile_is_in_the_new_leaders_tick_report() {
         .handle
         .resource_id
         .clone();
+    // The worker serves under a for longer than `startup_timeout` (a takeover's reconcile
+    // spares younger records, which a lagging listing may not show yet).
+    let startup = c.a.manager.config().startup_timeout;
+    let mut served = Duration::ZERO;
+    while served <= startup {
+        c.advance(Duration::from_secs(10));
+        served += Duration::from_secs(10);
+        c.registry.heartbeat(&id).unwrap();
+        assert!(c.a.manager.tick(1).leading);
+    }
     // a dies; the instance is reclaimed meanwhile; b takes over.
     c.provider.lose(&resource);
     c.advance(TTL + Duration::from_secs(1));

@@ -462,17 +462,14 @@ impl WorkerLifecycleManager {
         } else {
             what.to_owned()
         };
-        // A periodic run does not judge records younger than `startup_timeout`: a provider's
-        // listing may lag behind its creates (a cloud API's eventual consistency), and every
-        // ten minutes on every fleet it would otherwise expire a fresh worker as `Vanished`,
-        // job and all. The startup deadline and the health check judge those. Nor does a
-        // takeover's run again: it comes after the takeover, while this leader creates
-        // workers of its own.
-        let young = if what == PERIODIC_RECONCILE || again {
-            self.config.startup_timeout
-        } else {
-            Duration::ZERO
-        };
+        // No run of the ticks judges records younger than `startup_timeout`: a provider's
+        // listing may lag behind its creates (a cloud API's eventual consistency), and it
+        // would expire a fresh worker as `Vanished`, job and all — every ten minutes on every
+        // fleet for the periodic run, the workers the old leader created just before it died
+        // for a takeover's, those this leader creates meanwhile for a run again. The startup
+        // deadline and the health check judge those. Only a host's own `reconcile()` judges
+        // every record.
+        let young = self.config.startup_timeout;
         let complete = match self.reconcile_within(young, true, budget) {
             Ok((r, deferred, held)) => {
                 report.reconcile_held.extend(held);

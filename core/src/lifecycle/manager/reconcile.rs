@@ -83,7 +83,7 @@ impl WorkerLifecycleManager {
     }
 
     /// [`reconcile`](Self::reconcile), judging no record registered less than `young` before
-    /// its provider's listing began as vanished (the ticks' periodic run spares those younger
+    /// its provider's listing began as vanished (every run of the ticks spares those younger
     /// than `startup_timeout`), and destroying orphans one `budget` action each (a tick's
     /// reconcile spends the tick's; listings and registry reads are not actions). The orphans
     /// over the budget are remembered, due now, for the ticks' orphan retries (which spend
