@@ -980,6 +980,49 @@ fn a_hosts_provision_of_a_pools_spec_in_flight_at_its_removal_is_taken_out_of_se
         assert!(r.drained.contains(&w.id), "{case}: {:?}", r.decisions);
     }
 }
+/// A host's provision of a pool's spec that starts after this replica removed the pool (the host
+/// read `pools()` just before a `set_pools` or `remove_pool` on another thread) is taken out of
+/// service as one in flight at the removal is: its worker belongs to no pool of this replica.
+/// Before, nothing drained it (found by `pools_seeds::pool_changes_racing_ticks_…`: a worker
+/// of a removed pool still in service after the quiet ticks). A pool of that name set again
+/// before the provision starts owns the worker, which stays.
+#[test]
+fn a_hosts_provision_of_a_pools_spec_started_after_its_removal_is_taken_out_of_service() {
+    for case in ["removed", "removed and set again"] {
+        let f = Fixture::new(config());
+        let p = Pool::new("p", pid("test"), WorkerSpec::new("img")).unwrap();
+        f.manager.set_pools(vec![p.clone()]).unwrap();
+        // The host reads the pool's spec; the pool is removed before its provision starts.
+        let spec = f.manager.pools()[0].worker_spec();
+        f.manager.remove_pool("p").unwrap();
+        if case == "removed and set again" {
+            f.manager.set_pools(vec![p.clone()]).unwrap();
+        }
+        let w = f.manager.provision_worker(&pid("test"), spec).unwrap();
+        // Its agent reports in.
+        f.registry.update_state(&w.id, WorkerState::Ready).unwrap();
+        f.advance(secs(1));
+        let r = f.manager.tick(1);
+        if case == "removed" {
+            assert_eq!(
+                f.state(&w.id),
+                Some(WorkerState::Draining),
+                "{case}: the host's worker of the removed pool is still in service: {:?}",
+                r.decisions
+            );
+            assert!(r.drained.contains(&w.id), "{case}: {:?}", r.decisions);
+        } else {
+            assert!(r.drained.is_empty(), "{case}: {:?}", r.decisions);
+            assert_eq!(
+                f.state(&w.id),
+                Some(WorkerState::Ready),
+                "{case}: {:?}",
+                r.decisions
+            );
+        }
+    }
+}
+
 /// A pool reshaped between its tick's plan and its provisions, so that its new template no
 /// longer satisfies the requirement a provision was planned for: that provision is not made
 /// (the report says so), and the next plan counts the requirement against the new template

@@ -46,6 +46,12 @@ pub(super) struct PoolSet {
     /// leaves with the one that puts it back in `undrained` if its drain was cut short, so
     /// that `remove_pool` always finds a pool being drained in one of the three.
     pub(super) draining: BTreeMap<String, usize>,
+    /// The names of the pools this replica removed (`set_pools` leaving them out,
+    /// `remove_pool`) and has not set again: a provision of such a pool's spec that starts
+    /// after the removal (a host that read `pools()` just before it) is drained as one in
+    /// flight at the removal is (`Ticket::note_if_pool_removed`). As many as the names a host
+    /// ever removed: a few.
+    pub(super) removed: BTreeSet<String>,
     /// When the scale-down cooldowns last restarted (a takeover, or a tick of a leader whose
     /// takeover is incomplete): a pool added since starts its own from there, as if it had
     /// been known at the takeover.
@@ -295,7 +301,9 @@ impl WorkerLifecycleManager {
                 set.entries.remove(name);
                 gauges.remove(name);
             }
+            set.removed.extend(to_drain.iter().cloned());
             for pool in pools {
+                set.removed.remove(&pool.name);
                 match set.entries.get_mut(&pool.name) {
                     Some(entry) => {
                         let spec = pool.worker_spec();
@@ -474,6 +482,7 @@ impl WorkerLifecycleManager {
                 pool.name
             )));
         }
+        set.removed.remove(&pool.name);
         let entry = PoolEntry::new(pool, set.cooldowns_restarted_at);
         set.entries.insert(entry.pool.name.clone(), entry);
         Ok(())
@@ -511,6 +520,9 @@ impl WorkerLifecycleManager {
         {
             let mut set = self.pools.lock();
             let removed = set.entries.remove(name).is_some();
+            if removed {
+                set.removed.insert(name.to_owned());
+            }
             if !removed && !set.undrained.contains(name) {
                 if set.draining.contains_key(name) {
                     // A pool removed earlier whose workers a tick (or another call) is

@@ -98,6 +98,24 @@ struct Ticket<'a> {
     id: u64,
 }
 
+impl Ticket<'_> {
+    /// Marks this provision as one whose pool was removed while it was in flight when this
+    /// replica removed `pool` before it started (and has not set a pool of that name again):
+    /// the host read the pool's spec just before a `set_pools`/`remove_pool` on another thread.
+    /// Its worker, once registered, belongs to no pool of this replica, so it is drained as one
+    /// in flight at the removal. A removal after the reservation marks it itself
+    /// ([`Ledger::pool_changed`]); one between the reservation and this look is seen here too.
+    /// (Lock order: the pools', then the ledger's.)
+    fn note_if_pool_removed(&self, pool: &str) {
+        let set = self.manager.pools.lock();
+        if set.removed.contains(pool) {
+            if let Some(p) = self.manager.ledger.lock().in_flight.get_mut(&self.id) {
+                p.pool_changed = true;
+            }
+        }
+    }
+}
+
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
         // The ledger's lock is let go before the pools' is taken (never one under the other
@@ -215,6 +233,9 @@ impl WorkerLifecycleManager {
         let ticket = self
             .reserve(provider_id, &entry.provider, pool_of(&spec))
             .map_err(|e| (e, None))?;
+        if let Some(pool) = pool_of(&spec) {
+            ticket.note_if_pool_removed(pool);
+        }
         let _ = self.registry.publish(EventKind::ProvisionRequested {
             provider_id: provider_id.clone(),
         });
