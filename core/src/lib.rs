@@ -424,9 +424,9 @@ pub use lifecycle::{
 };
 pub use lifecycle::{
     CleanupResult, DestroyFailure, HealthCheckResult, LifecycleStats, LostJob, MassExpiryGiveUp,
-    MassExpiryHold, OrphanInstance, ProviderBackoff, ProviderError, ProviderErrorKind,
-    ProviderResult, ProvisionFailure, ProvisionedWorker, ReconcileHold, ReconcileHoldKind,
-    ReconcileReport, ScalingPlan, TerminatedWorker, TickReport, UnhealthyWorker,
+    MassExpiryHold, OrphanInstance, PendingOrphan, ProviderBackoff, ProviderError,
+    ProviderErrorKind, ProviderResult, ProvisionFailure, ProvisionedWorker, ReconcileHold,
+    ReconcileHoldKind, ReconcileReport, ScalingPlan, TerminatedWorker, TickReport, UnhealthyWorker,
     WorkerLifecycleConfig, WorkerLifecycleManager, WorkerProvider, MAX_CONFIG_DURATION,
 };
 pub use lifecycle::{

@@ -36,8 +36,8 @@ pub use provider::{
 };
 pub use report::{
     CleanupResult, DestroyFailure, HealthCheckResult, LifecycleStats, LostJob, MassExpiryGiveUp,
-    MassExpiryHold, OrphanInstance, ProviderBackoff, ProvisionFailure, ProvisionedWorker,
-    ReconcileHold, ReconcileHoldKind, ReconcileReport, ScalingPlan, TerminatedWorker, TickReport,
-    UnhealthyWorker,
+    MassExpiryHold, OrphanInstance, PendingOrphan, ProviderBackoff, ProvisionFailure,
+    ProvisionedWorker, ReconcileHold, ReconcileHoldKind, ReconcileReport, ScalingPlan,
+    TerminatedWorker, TickReport, UnhealthyWorker,
 };
 pub use ticker::{Ticker, TickerStats, TICKER_REPORTS_CAPACITY};

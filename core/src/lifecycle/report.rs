@@ -358,6 +358,24 @@ pub struct OrphanInstance {
     pub error: Option<String>,
 }
 
+/// An orphan instance (listed by a provider, known to no record) that the leader's ticks
+/// destroy, as [`pending_orphans`](crate::WorkerLifecycleManager::pending_orphans) lists it.
+/// Two providers may hold instances of one resource id (two Kubernetes clusters, one pod
+/// name): the pair `(provider_id, resource_id)` names the instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PendingOrphan {
+    /// The provider that listed the instance.
+    pub provider_id: ProviderId,
+    /// The id the manager made for the listed instance (no record's).
+    pub worker_id: WorkerId,
+    /// The provider's id of the instance.
+    pub resource_id: String,
+    /// Failed destroy attempts so far (0: found over a tick's action cap, not tried yet).
+    pub attempts: u32,
+    /// When the next attempt is due (registry clock).
+    pub next_at: Timestamp,
+}
+
 /// What [`reconcile`](crate::WorkerLifecycleManager::reconcile) found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ReconcileReport {

@@ -396,7 +396,7 @@ fn a_registration_whose_outcome_is_unknown_keeps_the_instance_until_the_registry
     manager.tick(0);
     assert!(provider.destroyed.lock().is_empty());
     assert_eq!(manager.pending_orphans().len(), 1);
-    assert_eq!(manager.pending_orphans()[0].2, 0);
+    assert_eq!(manager.pending_orphans()[0].attempts, 0);
     assert_eq!(manager.stats().unwrap().destroy_failures_total, 0);
     // It answers: no record holds the instance, so it goes.
     flaky.reads_fail(false);

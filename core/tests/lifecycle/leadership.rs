@@ -626,7 +626,7 @@ fn a_ticks_orphan_retry_refused_for_its_token_is_not_a_failed_attempt() {
     let r = c.a.manager.reconcile().unwrap();
     assert!(r.orphans[0].error.is_some(), "{r:?}");
     let attempts = |m: &WorkerLifecycleManager| -> Vec<u32> {
-        m.pending_orphans().iter().map(|o| o.2).collect()
+        m.pending_orphans().iter().map(|o| o.attempts).collect()
     };
     assert_eq!(attempts(&c.a.manager), [1]);
     let failures = c.a.manager.stats().unwrap().destroy_failures_total;

@@ -233,8 +233,8 @@ fn a_failed_destroy_of_an_unregistered_create_is_a_counted_attempt() {
     );
     let orphans = f.manager.pending_orphans();
     assert_eq!(orphans.len(), 1, "{orphans:?}");
-    assert_eq!(orphans[0].1, "test-1");
-    assert_eq!(orphans[0].2, 1, "one failed attempt: {orphans:?}");
+    assert_eq!(orphans[0].resource_id, "test-1");
+    assert_eq!(orphans[0].attempts, 1, "one failed attempt: {orphans:?}");
     // Not retried before the destroy back-off has run out, then destroyed.
     f.manager.tick(0);
     assert_eq!(f.manager.pending_orphans().len(), 1);

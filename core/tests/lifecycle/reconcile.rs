@@ -1071,7 +1071,11 @@ fn an_orphan_retry_that_finds_the_instance_registered_takes_no_action() {
     assert_eq!(provider.destroy_calls().len(), 2, "{:?}", r.decisions);
     assert_eq!(manager.pending_orphans().len(), 4);
     // The agents of three of the four left report in, and the host registers them.
-    let left: Vec<WorkerId> = manager.pending_orphans().iter().map(|o| o.0).collect();
+    let left: Vec<WorkerId> = manager
+        .pending_orphans()
+        .iter()
+        .map(|o| o.worker_id)
+        .collect();
     for h in orphans.iter().filter(|h| left[..3].contains(&h.worker_id)) {
         registry.register(h.clone(), spec()).unwrap();
     }
@@ -2157,6 +2161,55 @@ fn retrying_destroys_after_10s(registry: Arc<dyn WorkerRegistry>) -> WorkerLifec
     .unwrap()
 }
 
+/// Two providers' orphans that share a resource id (two Kubernetes clusters, one pod name) are
+/// told apart: each entry of `pending_orphans` names its provider. Before, an entry was
+/// `(worker id, resource id, attempts, next attempt)`, and the two read alike but for the worker
+/// id the listing made up.
+#[test]
+fn pending_orphans_name_their_provider_so_equal_resource_ids_are_told_apart() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let registry: Arc<dyn WorkerRegistry> = crate::backend::new_registry(clock.clone());
+    let manager = retrying_destroys_after_10s(registry);
+    let (east, west) = (TestProvider::new("east"), TestProvider::new("west"));
+    for provider in [&east, &west] {
+        manager.register_provider(provider.clone()).unwrap();
+        provider.add_orphan("runner-0");
+        provider.script_destroys([DestroyStep::Fail("api down")]);
+    }
+    let r = manager.reconcile().unwrap();
+    assert_eq!(r.orphans.len(), 2, "{r:?}");
+    let pending = manager.pending_orphans();
+    let seen: Vec<(ProviderId, &str, u32, Timestamp)> = pending
+        .iter()
+        .map(|o| {
+            (
+                o.provider_id.clone(),
+                o.resource_id.as_str(),
+                o.attempts,
+                o.next_at,
+            )
+        })
+        .collect();
+    let due = clock.now() + 10_000;
+    assert_eq!(
+        seen,
+        vec![
+            (pid("east"), "runner-0", 1, due),
+            (pid("west"), "runner-0", 1, due),
+        ]
+    );
+    assert_ne!(pending[0].worker_id, pending[1].worker_id);
+    // Serialized like the other report types, every field by name.
+    let json = serde_json::to_value(&pending[0]).unwrap();
+    assert_eq!(json["provider_id"], "east");
+    assert_eq!(json["worker_id"], pending[0].worker_id.to_string());
+    assert_eq!(json["resource_id"], "runner-0");
+    assert_eq!(
+        (json["attempts"].as_u64(), json["next_at"].as_u64()),
+        (Some(1), Some(due))
+    );
+}
+
 /// The ticks' retry of a failed orphan destroy backs off from when the destroy failed, as the
 /// destroy queue does for records (and as `reconcile` does for the orphans it destroys): a
 /// destroy call that takes a minute (a cloud API timing out) must not use up the back-off.
@@ -2201,14 +2254,18 @@ fn an_orphan_retry_backs_off_from_when_its_destroy_failed() {
     let r = manager.reconcile().unwrap();
     assert_eq!(r.orphans[0].error.as_deref(), Some("timed out (failed)"));
     // Due 10 s after the failure.
-    let (_, _, attempts, next_at) = manager.pending_orphans()[0].clone();
+    let PendingOrphan {
+        attempts, next_at, ..
+    } = manager.pending_orphans()[0].clone();
     assert_eq!((attempts, next_at), (1, clock.now() + 10_000));
     clock.set(next_at);
     let t = manager.tick(0);
     let failed_at = clock.now();
     assert_eq!(t.failed.len(), 1, "{:?}", t.decisions);
     // Due 20 s after the second failure, which the tick's report says.
-    let (_, _, attempts, next_at) = manager.pending_orphans()[0].clone();
+    let PendingOrphan {
+        attempts, next_at, ..
+    } = manager.pending_orphans()[0].clone();
     assert_eq!(
         (attempts, next_at, t.failed[0].next_retry_at),
         (2, failed_at + 20_000, failed_at + 20_000),
@@ -2316,7 +2373,7 @@ fn an_orphan_registered_under_another_worker_id_is_not_destroyed_by_its_retry() 
     let r = manager.reconcile().unwrap();
     assert_eq!(r.orphans.len(), 1, "{r:?}");
     assert!(r.orphans[0].error.is_some(), "{r:?}");
-    let remembered = manager.pending_orphans()[0].0;
+    let remembered = manager.pending_orphans()[0].worker_id;
     // Its agent reports in, and the host registers the instance under the agent's worker id.
     let agent = WorkerId::new();
     assert_ne!(agent, remembered);

@@ -270,11 +270,11 @@ pub extern "C" fn hw_manager_pending_orphans(
             .inner
             .pending_orphans()
             .into_iter()
-            .map(|(id, resource_id, attempts, next_at)| hw_pending_orphan {
-                worker: hw_worker_id::from_core(&id),
-                resource_id: CString::into_raw(lossy_c_string(&resource_id)).cast_const(),
-                attempts,
-                next_at_ms: next_at,
+            .map(|o| hw_pending_orphan {
+                worker: hw_worker_id::from_core(&o.worker_id),
+                resource_id: CString::into_raw(lossy_c_string(&o.resource_id)).cast_const(),
+                attempts: o.attempts,
+                next_at_ms: o.next_at,
             })
             .collect();
         give_array(orphans, out_orphans, out_count);

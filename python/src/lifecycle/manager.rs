@@ -344,8 +344,13 @@ impl PyLifecycleManager {
     fn pending_orphans(&self, py: Python<'_>) -> PyResult<Vec<(String, String, u32, f64)>> {
         Ok(engine(py, || Ok(self.inner.pending_orphans()))?
             .into_iter()
-            .map(|(id, resource_id, attempts, at)| {
-                (id.to_string(), resource_id, attempts, convert::seconds(at))
+            .map(|o| {
+                (
+                    o.worker_id.to_string(),
+                    o.resource_id,
+                    o.attempts,
+                    convert::seconds(o.next_at),
+                )
             })
             .collect())
     }

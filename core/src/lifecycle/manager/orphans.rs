@@ -33,7 +33,7 @@ use crate::worker::WorkerHandle;
 
 use super::super::config::backoff_delay;
 use super::super::provider::ProviderError;
-use super::super::report::{DestroyFailure, TickReport};
+use super::super::report::{DestroyFailure, PendingOrphan, TickReport};
 use super::{bump, Budget, WorkerLifecycleManager};
 
 #[derive(Debug, Clone)]
@@ -376,8 +376,9 @@ impl WorkerLifecycleManager {
 
     /// Orphan instances (listed by a provider, known to no record) that the leader's ticks
     /// destroy: those whose destroy failed, and those a tick's reconcile found over the
-    /// tick's action cap (no attempt yet): `(worker id, resource id, failed attempts, next
-    /// attempt)`, by provider and instance. Cost: O(orphans).
+    /// tick's action cap (no attempt yet), each with its provider, the worker id made for the
+    /// listing, its resource id, its failed attempts and its next attempt, by provider and
+    /// instance. Cost: O(orphans).
     ///
     /// A tick that has due ones first reads the records of each of their providers once
     /// ([`find_by_provider`](crate::WorkerRegistry::find_by_provider), O(records of that
@@ -387,18 +388,17 @@ impl WorkerLifecycleManager {
     /// forgotten, not destroyed. One whose worker id a record holds under another resource id
     /// is still an orphan. While the registry cannot list a provider's records, none of its
     /// orphans is destroyed (nor counted as a failed attempt).
-    pub fn pending_orphans(&self) -> Vec<(WorkerId, String, u32, Timestamp)> {
+    pub fn pending_orphans(&self) -> Vec<PendingOrphan> {
         self.orphans
             .lock()
             .entries
             .values()
-            .map(|e| {
-                (
-                    e.handle.worker_id,
-                    e.handle.resource_id.clone(),
-                    e.attempts,
-                    e.next_at,
-                )
+            .map(|e| PendingOrphan {
+                provider_id: e.handle.provider_id.clone(),
+                worker_id: e.handle.worker_id,
+                resource_id: e.handle.resource_id.clone(),
+                attempts: e.attempts,
+                next_at: e.next_at,
             })
             .collect()
     }
@@ -519,7 +519,7 @@ mod tests {
         assert_eq!(r.orphans.len(), 1, "{r:#?}");
         let pending = manager.pending_orphans();
         assert_eq!(
-            (pending[0].2, pending[0].3),
+            (pending[0].attempts, pending[0].next_at),
             (0, clock.now()),
             "{pending:?}"
         );
@@ -587,7 +587,7 @@ mod tests {
             ("i-orphan", 1, retry),
             "{f:?}"
         );
-        assert_eq!(f.worker_id, manager.pending_orphans()[0].0);
+        assert_eq!(f.worker_id, manager.pending_orphans()[0].worker_id);
     }
 
     #[test]

@@ -284,7 +284,7 @@ impl Replicas {
             .flat_map(|s| {
                 let m = &s.manager;
                 let records = m.pending_destroys().into_iter().map(|(id, _, _)| id);
-                let orphans = m.pending_orphans().into_iter().map(|(id, _, _, _)| id);
+                let orphans = m.pending_orphans().into_iter().map(|o| o.worker_id);
                 records.chain(orphans).collect::<Vec<_>>()
             })
             .collect()
