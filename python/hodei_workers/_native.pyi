@@ -1850,12 +1850,14 @@ class LifecycleManager:
     def interruptions(self) -> list[tuple[str, float]]:
         """Workers under an interruption notice: ``(worker_id, deadline)``, in worker id order.
         Leader state: empty on a replica that does not lead."""
-    def pending_orphans(self) -> list[tuple[str, str, int, float]]:
+    def pending_orphans(self) -> list[tuple[str, str, str, int, float]]:
         """Orphan instances (listed by a provider, known to no record) the leader's ticks
         destroy — those whose destroy failed, and those a tick's reconcile found over its
-        action cap: ``(worker_id, resource_id, failed_attempts, next_attempt_at)``, the worker
-        id the one made for the listing (no record's). Leader state: empty on a replica that
-        does not lead."""
+        action cap: ``(provider_id, worker_id, resource_id, failed_attempts,
+        next_attempt_at)``, by provider and instance; the worker id the one made for the
+        listing (no record's). Two providers may list one resource id (two clusters, one pod
+        name): the provider id tells them apart. Leader state: empty on a replica that does
+        not lead."""
     def should_scale_up(self, pending_jobs: int) -> bool:
         """The seed's predicate: no READY worker and jobs pending, or more than
         scale_up_threshold jobs pending and room under max_workers. Its READY workers are
@@ -1983,6 +1985,19 @@ class LifecycleManager:
         """The metrics in the OpenMetrics text format (ending in ``# EOF``): workers by state and
         provider, jobs, provisions, destroys, failures, brake holds, back-off, durations,
         heartbeat ages, event drops. For ``prometheus_client``, see ``hodei_workers.metrics``."""
+    def set_metrics_timing(self, on: bool) -> None:
+        """Turns the metrics' duration histograms (``hodei_workers_tick_duration_seconds``,
+        ``hodei_workers_health_check_duration_seconds``) on (the default) or off. Off, ticks
+        and health checks read no clock for the metrics and the histograms stand still; they
+        are still counted (``hodei_workers_ticks_total``, ``hodei_workers_health_checks_total``),
+        and the rest of the metrics is read at scrape time as before. Takes effect from the
+        next tick or health check; one relaxed atomic store.
+
+        Raises:
+            TypeError: ``on`` is not a bool.
+        """
+    def metrics_timing(self) -> bool:
+        """Whether the metrics' duration histograms are measured (``set_metrics_timing``)."""
 
 @final
 class LeaderInfo:

@@ -222,16 +222,17 @@ def test_pending_orphans_lists_an_orphan_whose_destroy_failed(
     cloud.fail_destroy = RuntimeError("instance is locked")
     found = manager.reconcile()
     assert [o.resource_id for o in found.orphans] == ["i-orphan"]
-    [(worker_id, resource_id, attempts, next_at)] = manager.pending_orphans()
-    # The id the engine made for the listing (no record's), the instance, one failed attempt,
-    # the next one after the back-off.
+    [(provider_id, worker_id, resource_id, attempts, next_at)] = manager.pending_orphans()
+    # Its provider, the id the engine made for the listing (no record's), the instance, one
+    # failed attempt, the next one after the back-off.
+    assert provider_id == "fake-cloud"
     assert isinstance(worker_id, str) and len(worker_id) == 36 and worker_id != kept.id
     assert worker_id not in registry
     assert (resource_id, attempts, next_at) == ("i-orphan", 1, clock.now() + 5)
     # The retry fails again: two attempts, the back-off doubled.
     clock.advance(6)
     manager.tick()
-    [(_, _, attempts, next_at)] = manager.pending_orphans()
+    [(_, _, _, attempts, next_at)] = manager.pending_orphans()
     assert (attempts, next_at) == (2, clock.now() + 10)
     # Once destroyed it is no longer pending.
     cloud.fail_destroy = None
@@ -239,6 +240,35 @@ def test_pending_orphans_lists_an_orphan_whose_destroy_failed(
     manager.tick()
     assert manager.pending_orphans() == []
     assert "i-orphan" not in cloud.instances and kept.id in registry
+
+
+def test_pending_orphans_name_their_provider_so_equal_resource_ids_are_told_apart(
+    registry: hw.Registry, clock: hw.ManualClock
+) -> None:
+    # Two clusters, one pod name: each provider lists an instance "runner-0" no record knows,
+    # and both destroys fail.
+    manager = hw.LifecycleManager(
+        registry, hw.LifecycleConfig(min_ready_workers=0, destroy_retry_initial=5)
+    )
+    east, west = FakeCloud("east"), FakeCloud("west")
+    for cloud in (east, west):
+        manager.register_provider(cloud)
+        cloud.instances["runner-0"] = "left over"
+        cloud.fail_destroy = RuntimeError("api down")
+    assert len(manager.reconcile().orphans) == 2
+    pending = manager.pending_orphans()
+    # By provider, then instance; the provider id first.
+    assert [(p, r, a, t) for p, _, r, a, t in pending] == [
+        ("east", "runner-0", 1, clock.now() + 5),
+        ("west", "runner-0", 1, clock.now() + 5),
+    ]
+    assert pending[0][1] != pending[1][1]
+    # Each is destroyed with its own provider, and then no longer pending.
+    east.fail_destroy = None
+    clock.advance(6)
+    manager.tick()
+    assert [(p, r) for p, _, r, _, _ in manager.pending_orphans()] == [("west", "runner-0")]
+    assert "runner-0" not in east.instances and "runner-0" in west.instances
 
 
 def test_already_gone_instances_count_as_destroyed(

@@ -208,6 +208,44 @@ def test_values_equal_stats_and_reports(
     assert value(v, "hodei_workers_provider_backoff_seconds", provider="cloud") == 0
 
 
+def test_timing_off_stands_the_duration_histograms_still_and_the_counts_go_on() -> None:
+    clock = hw.ManualClock(1_700_000_000.0)
+    manager = hw.LifecycleManager(
+        hw.Registry(clock=clock),
+        hw.LifecycleConfig(min_ready_workers=0, health_check_interval=timedelta(seconds=10)),
+    )
+    assert manager.metrics_timing() is True, "on by default"
+    timed = manager.tick()
+    assert timed.health_checked
+    manager.set_metrics_timing(False)
+    assert manager.metrics_timing() is False
+    untimed = []
+    for _ in range(3):
+        clock.advance(10)
+        untimed.append(manager.tick())
+    manager.run_health_check()
+    checks = 1 + sum(r.health_checked for r in untimed) + 1
+    _, v = samples(manager.metrics_text())
+    # Counted...
+    assert value(v, "hodei_workers_ticks_total") == 4
+    assert value(v, "hodei_workers_health_checks_total") == checks
+    # ...but not observed while the timing is off.
+    assert value(v, "hodei_workers_tick_duration_seconds_count") == 1
+    assert value(v, "hodei_workers_health_check_duration_seconds_count") == 1
+    # On again, the next ones are observed.
+    manager.set_metrics_timing(True)
+    assert manager.metrics_timing() is True
+    manager.tick()
+    _, v = samples(manager.metrics_text())
+    assert value(v, "hodei_workers_ticks_total") == 5
+    assert value(v, "hodei_workers_tick_duration_seconds_count") == 2
+    # A bool, nothing else (as the module's other bool parameters): nothing changed.
+    for wrong in (0, 1, "off", None):
+        with pytest.raises(TypeError):
+            manager.set_metrics_timing(wrong)  # type: ignore[arg-type]
+    assert manager.metrics_timing() is True
+
+
 def test_collector_in_a_prometheus_client_registry(
     run: tuple[hw.Registry, hw.LifecycleManager, list[hw.TickReport], hw.Subscription],
 ) -> None:

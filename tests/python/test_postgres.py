@@ -271,7 +271,7 @@ def test_a_follower_names_the_leader_and_holds_none_of_its_notices_or_orphans(na
     # The first tick's takeover reconcile tried to destroy the orphan once, this one again.
     leader.reconcile()
     assert leader.interruptions() == [(worker.id, clock.now() + 60)]
-    assert [(r, a) for _, r, a, _ in leader.pending_orphans()] == [("i-orphan", 2)]
+    assert [(p, r, a) for p, _, r, a, _ in leader.pending_orphans()] == [("cloud", "i-orphan", 2)]
 
     seen = follower.leader()
     assert seen is not None and seen.holder == "replica-a"

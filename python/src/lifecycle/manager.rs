@@ -38,6 +38,10 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// An entry of `pending_orphans()`: `(provider_id, worker_id, resource_id, failed_attempts,
+/// next_attempt_at)`.
+type PendingOrphanTuple = (String, String, String, u32, f64);
+
 fn pending(py: Python<'_>, pending_jobs: i64) -> PyResult<usize> {
     convert::count(py, pending_jobs, "pending_jobs")
 }
@@ -338,14 +342,17 @@ impl PyLifecycleManager {
 
     /// Orphan instances (listed by a provider, known to no record) the leader's ticks
     /// destroy — those whose destroy failed, and those a tick's reconcile found over its
-    /// action cap: ``(worker_id, resource_id, failed_attempts, next_attempt_at)``, the worker
-    /// id the one made for the listing (no record's). Leader state: empty on a replica that
-    /// does not lead.
-    fn pending_orphans(&self, py: Python<'_>) -> PyResult<Vec<(String, String, u32, f64)>> {
+    /// action cap: ``(provider_id, worker_id, resource_id, failed_attempts,
+    /// next_attempt_at)``, by provider and instance; the worker id the one made for the
+    /// listing (no record's). Two providers may list one resource id (two clusters, one pod
+    /// name): the provider id tells them apart. Leader state: empty on a replica that does
+    /// not lead.
+    fn pending_orphans(&self, py: Python<'_>) -> PyResult<Vec<PendingOrphanTuple>> {
         Ok(engine(py, || Ok(self.inner.pending_orphans()))?
             .into_iter()
             .map(|o| {
                 (
+                    o.provider_id.to_string(),
                     o.worker_id.to_string(),
                     o.resource_id,
                     o.attempts,
@@ -566,6 +573,22 @@ impl PyLifecycleManager {
     /// heartbeat ages, event drops. For ``prometheus_client``, see ``hodei_workers.metrics``.
     fn metrics_text(&self, py: Python<'_>) -> PyResult<String> {
         engine(py, || Ok(self.inner.metrics_text()))
+    }
+
+    /// Turns the metrics' duration histograms (``hodei_workers_tick_duration_seconds``,
+    /// ``hodei_workers_health_check_duration_seconds``) on (the default) or off. Off, ticks
+    /// and health checks read no clock for the metrics and the histograms stand still; they
+    /// are still counted (``hodei_workers_ticks_total``, ``hodei_workers_health_checks_total``),
+    /// and the rest of the metrics is read at scrape time as before. Takes effect from the
+    /// next tick or health check; one relaxed atomic store. Raises TypeError for anything but
+    /// a bool.
+    fn set_metrics_timing(&self, on: bool) {
+        self.inner.metrics().set_timing(on);
+    }
+
+    /// Whether the metrics' duration histograms are measured (``set_metrics_timing``).
+    fn metrics_timing(&self) -> bool {
+        self.inner.metrics().timing()
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
