@@ -108,7 +108,7 @@
  only added (back to 0 when the major changes). A host built against minor N may use what N
  added only with a library of minor N or later.
  */
-#define HW_ABI_VERSION_MINOR 3
+#define HW_ABI_VERSION_MINOR 4
 
 /*
  The ABI version this header describes, as `hw_abi_version()` returns the library's:
@@ -1028,7 +1028,9 @@ typedef struct hw_interruption {
 } hw_interruption;
 
 /*
- An orphan instance the leader's ticks destroy (`hw_manager_pending_orphans`).
+ An orphan instance the leader's ticks destroy (`hw_manager_pending_orphans`,
+ `hw_manager_pending_orphans_of`). It names no provider: two providers may list one resource
+ id (two clusters, one pod name), which `hw_manager_pending_orphans_of` tells apart.
  */
 typedef struct hw_pending_orphan {
   /*
@@ -1953,15 +1955,32 @@ void hw_interruptions_free(struct hw_interruption *interruptions, size_t count);
  destroy: those whose destroy failed, and those a tick's reconcile found over its action cap,
  by provider and instance. An array of `*out_count` entries in `*out_orphans` (NULL when
  there is none), yours: free it with `hw_pending_orphans_free(orphans, count)`, which frees
- their resource ids too. O(orphans). Leader state: empty on a follower.
+ their resource ids too. O(orphans). Leader state: empty on a follower. The entries name no
+ provider: `hw_manager_pending_orphans_of` lists one provider's.
 
  Errors: `HW_ERR_INVALID_ARGUMENT` for a NULL argument.
  */
 hw_status hw_manager_pending_orphans(const struct hw_manager *manager, struct hw_pending_orphan **out_orphans, size_t *out_count);
 
 /*
- Frees an array `hw_manager_pending_orphans` wrote (and the resource ids in it), given with
- the count it wrote. NULL does nothing.
+ `hw_manager_pending_orphans`, only the orphan instances of provider `provider`, in resource
+ id order, so that two providers' instances of one resource id (two clusters, one pod name)
+ are told apart. An array of `*out_count` entries in `*out_orphans` (NULL when there is
+ none), yours: free it with `hw_pending_orphans_free(orphans, count)`. O(orphans). Leader
+ state: empty on a follower. The orphans of a provider unregistered after they were found
+ are still listed, as long as the manager keeps them (their destroys fail until a provider
+ of that id is registered again).
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for a NULL argument or an invalid provider id (empty, over
+ `HW_MAX_PROVIDER_ID_LEN` bytes, a control character, not UTF-8);
+ `HW_ERR_PROVIDER_NOT_FOUND` for a provider that is not registered and has no pending
+ orphan.
+ */
+hw_status hw_manager_pending_orphans_of(const struct hw_manager *manager, const char *provider, struct hw_pending_orphan **out_orphans, size_t *out_count);
+
+/*
+ Frees an array `hw_manager_pending_orphans` or `hw_manager_pending_orphans_of` wrote (and
+ the resource ids in it), given with the count it wrote. NULL does nothing.
  */
 void hw_pending_orphans_free(struct hw_pending_orphan *orphans, size_t count);
 
@@ -2069,8 +2088,31 @@ hw_status hw_manager_scaling_target(const struct hw_manager *manager, char **out
  text format, ending in `# EOF`. Serve it with the content type
  `application/openmetrics-text; version=1.0.0; charset=utf-8`. Reading costs O(1) in the
  fleet size. Free with `hw_string_free`.
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for a NULL argument.
  */
 hw_status hw_manager_metrics_text(const struct hw_manager *manager, char **out);
+
+/*
+ Turns the metrics' duration histograms (`hodei_workers_tick_duration_seconds`,
+ `hodei_workers_health_check_duration_seconds`) on (`true`, the default) or off. Off, ticks
+ and health checks read no clock for the metrics and the histograms stand still; they are
+ still counted (`hodei_workers_ticks_total`, `hodei_workers_health_checks_total`: one relaxed
+ atomic add a call either way), and the rest of `hw_manager_metrics_text` is read at scrape
+ time as before. Takes effect from the next tick or health check (one already running keeps
+ its choice); one relaxed atomic store, callable from any thread.
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for a NULL `manager`.
+ */
+hw_status hw_manager_metrics_set_timing(const struct hw_manager *manager, bool on);
+
+/*
+ Whether the metrics' duration histograms are measured (`hw_manager_metrics_set_timing`), in
+ `*out`.
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for a NULL argument (nothing written).
+ */
+hw_status hw_manager_metrics_timing(const struct hw_manager *manager, bool *out);
 
 /*
  Replaces the manager's pools with the JSON array `pools_json` (see the module notes for a

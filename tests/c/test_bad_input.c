@@ -1019,6 +1019,17 @@ int main(void) {
   INVALID(hw_manager_pending_orphans(NULL, (hw_pending_orphan **)&out, &n_items));
   INVALID(hw_manager_pending_orphans(mgr, NULL, &n_items));
   INVALID(hw_manager_pending_orphans(mgr, (hw_pending_orphan **)&out, NULL));
+  INVALID(hw_manager_pending_orphans_of(NULL, "p", (hw_pending_orphan **)&out, &n_items));
+  INVALID(hw_manager_pending_orphans_of(mgr, NULL, (hw_pending_orphan **)&out, &n_items));
+  INVALID(hw_manager_pending_orphans_of(mgr, "p", NULL, &n_items));
+  INVALID(hw_manager_pending_orphans_of(mgr, "p", (hw_pending_orphan **)&out, NULL));
+  /* An invalid provider id is refused as by every call taking one; an unknown one (not
+   * registered, no orphan pending) is HW_ERR_PROVIDER_NOT_FOUND. */
+  INVALID(hw_manager_pending_orphans_of(mgr, "", (hw_pending_orphan **)&out, &n_items));
+  INVALID(hw_manager_pending_orphans_of(mgr, BAD_UTF8, (hw_pending_orphan **)&out, &n_items));
+  INVALID(hw_manager_pending_orphans_of(mgr, LONG_PROVIDER, (hw_pending_orphan **)&out, &n_items));
+  CHECK_STATUS(hw_manager_pending_orphans_of(mgr, "nope", (hw_pending_orphan **)&out, &n_items),
+               HW_ERR_PROVIDER_NOT_FOUND);
   INVALID(hw_manager_scaling_target(NULL, &owned, (hw_worker_spec **)&out));
   INVALID(hw_manager_scaling_target(mgr, NULL, (hw_worker_spec **)&out));
   INVALID(hw_manager_scaling_target(mgr, &owned, NULL));
@@ -1036,6 +1047,9 @@ int main(void) {
   hw_pending_orphans_free(NULL, 5);
   INVALID(hw_manager_metrics_text(NULL, &owned));
   INVALID(hw_manager_metrics_text(mgr, NULL));
+  INVALID(hw_manager_metrics_set_timing(NULL, false));
+  INVALID(hw_manager_metrics_timing(NULL, &flag));
+  INVALID(hw_manager_metrics_timing(mgr, NULL));
   CHECK(out == SENTINEL && owned == (char *)SENTINEL && flag);
 
   /* ---- pools, demand, interruptions, fit filters ---- */

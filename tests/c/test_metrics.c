@@ -1,5 +1,6 @@
 /* The manager's metrics from C: OpenMetrics text with the registry's and the manager's numbers,
- * freed with hw_string_free. */
+ * freed with hw_string_free; the duration histograms turned off and on again
+ * (hw_manager_metrics_set_timing), the counts going on meanwhile. */
 #include "harness.h"
 
 #define T0 1700000000000ULL
@@ -75,11 +76,45 @@ int main(void) {
   CHECK(len > 6 && strcmp(text + len - 6, "# EOF\n") == 0);
   hw_string_free(text);
 
+  /* Timing off: ticks and health checks are counted, the histograms stand still. */
+  bool timing = false;
+  CHECK_OK(hw_manager_metrics_timing(mgr, &timing));
+  CHECK(timing);
+  CHECK_OK(hw_manager_metrics_set_timing(mgr, false));
+  CHECK_OK(hw_manager_metrics_timing(mgr, &timing));
+  CHECK(!timing);
+  for (int i = 0; i < 2; i++) {
+    CHECK_OK(hw_manager_tick(mgr, 0, &report));
+    hw_report_free(report);
+  }
+  text = NULL;
+  CHECK_OK(hw_manager_metrics_text(mgr, &text));
+  CHECK(has(text, "hodei_workers_ticks_total 3\n"));
+  CHECK(has(text, "hodei_workers_tick_duration_seconds_count 1\n"));
+  hw_string_free(text);
+  /* On again: the next tick is observed. */
+  CHECK_OK(hw_manager_metrics_set_timing(mgr, true));
+  CHECK_OK(hw_manager_metrics_timing(mgr, &timing));
+  CHECK(timing);
+  CHECK_OK(hw_manager_tick(mgr, 0, &report));
+  hw_report_free(report);
+  text = NULL;
+  CHECK_OK(hw_manager_metrics_text(mgr, &text));
+  CHECK(has(text, "hodei_workers_ticks_total 4\n"));
+  CHECK(has(text, "hodei_workers_tick_duration_seconds_count 2\n"));
+  hw_string_free(text);
+
   /* Bad input: the documented error, nothing written. */
   char *untouched = (char *)&len;
   CHECK_STATUS(hw_manager_metrics_text(NULL, &untouched), HW_ERR_INVALID_ARGUMENT);
   CHECK(untouched == (char *)&len);
   CHECK_STATUS(hw_manager_metrics_text(mgr, NULL), HW_ERR_INVALID_ARGUMENT);
+  CHECK_STATUS(hw_manager_metrics_set_timing(NULL, false), HW_ERR_INVALID_ARGUMENT);
+  CHECK_OK(hw_manager_metrics_timing(mgr, &timing));
+  CHECK(timing);
+  CHECK_STATUS(hw_manager_metrics_timing(NULL, &timing), HW_ERR_INVALID_ARGUMENT);
+  CHECK_STATUS(hw_manager_metrics_timing(mgr, NULL), HW_ERR_INVALID_ARGUMENT);
+  CHECK(timing);
 
   hw_subscription_free(sub);
   hw_worker_filter_free(filter);

@@ -1,7 +1,8 @@
 /* The manager's read-outs from C, on the backend tests/c/backend.h picks (memory, or
  * PostgreSQL with HW_TEST_BACKEND=postgres): the registered providers (sorted), the providers
  * backing off after failed creates, the destroys being retried, the interruption notices, the
- * orphan instances being retried, the scaling target and the leader as last seen — each after
+ * orphan instances being retried (all, and one provider's: two providers list an instance of
+ * one resource id), the scaling target and the leader as last seen — each after
  * the manager was made to hold it, through real providers written in C. On PostgreSQL a second
  * replica (another handle, another holder) follows: it names the first as the leader, and
  * holds none of the leader's state. */
@@ -11,8 +12,9 @@
 #define T0 1700000000000ULL
 #define MAX_CREATED 16
 
-/* A provider whose creates fail ("alpha", which lists nothing), or succeed while every destroy
- * fails and whose listing shows its instances plus one no record knows ("beta"). */
+/* A provider whose creates fail ("alpha"), or succeed ("beta"), while every destroy fails and
+ * whose listing shows its instances plus one no record knows, "orphan-1" for both (two
+ * clusters, one pod name). */
 typedef struct fake {
   int fail_creates;
   int creates;
@@ -123,6 +125,12 @@ int main(void) {
   CHECK_OK(hw_manager_scaling_target(mgr, &target_provider, &target_spec));
   CHECK(target_provider == NULL && target_spec == NULL);
   check_no_leader_state(mgr);
+  /* No provider at all: one provider's orphans cannot be asked for. */
+  hw_pending_orphan *orphans = (hw_pending_orphan *)&orphans;
+  n = 99;
+  CHECK_STATUS(hw_manager_pending_orphans_of(mgr, "beta", &orphans, &n),
+               HW_ERR_PROVIDER_NOT_FOUND);
+  CHECK(orphans == (hw_pending_orphan *)&orphans && n == 99);
 
   /* The first tick takes the lease: the leader is this manager. */
   hw_report *rep = NULL;
@@ -145,7 +153,6 @@ int main(void) {
   alpha.fail_creates = 1;
   hw_provider_callbacks cb_beta = callbacks(&beta);
   hw_provider_callbacks cb_alpha = callbacks(&alpha);
-  cb_alpha.list_workers = NULL; /* only beta's listing shows the orphan */
   REQUIRE_OK(hw_manager_register_provider(mgr, "beta", "docker", &cb_beta));
   REQUIRE_OK(hw_manager_register_provider(mgr, "alpha", "docker", &cb_alpha));
   REQUIRE_OK(hw_manager_providers(mgr, &names, &n));
@@ -225,19 +232,53 @@ int main(void) {
   }
   hw_interruptions_free(notices, n);
 
-  /* beta lists an instance no record knows: reconcile's destroy of it fails, so it is kept
-   * and retried. */
+  /* alpha and beta each list an instance "orphan-1" no record knows: reconcile's destroys of
+   * them fail, so both are kept and retried. The whole list has both, by provider (alpha
+   * first), with nothing to tell them apart but the worker ids made for the listings;
+   * hw_manager_pending_orphans_of lists one provider's. */
   REQUIRE_OK(hw_manager_reconcile(mgr, &rep));
   hw_report_free(rep);
-  hw_pending_orphan *orphans = NULL;
+  orphans = NULL;
   REQUIRE_OK(hw_manager_pending_orphans(mgr, &orphans, &n));
-  CHECK(n == 1);
-  if (n == 1) {
-    CHECK_STR(orphans[0].resource_id, "orphan-1");
-    CHECK(orphans[0].attempts == 1);
-    CHECK(orphans[0].next_at_ms > now(reg));
-    CHECK(!hw_id_eq(orphans[0].worker, doomed) && !hw_id_eq(orphans[0].worker, spot));
+  CHECK(n == 2);
+  hw_worker_id listed[2];
+  memset(listed, 0, sizeof listed);
+  for (size_t i = 0; i < n && i < 2; i++) {
+    CHECK_STR(orphans[i].resource_id, "orphan-1");
+    CHECK(orphans[i].attempts == 1);
+    CHECK(orphans[i].next_at_ms > now(reg));
+    CHECK(!hw_id_eq(orphans[i].worker, doomed) && !hw_id_eq(orphans[i].worker, spot));
+    listed[i] = orphans[i].worker;
   }
+  CHECK(!hw_id_eq(listed[0], listed[1]));
+  hw_pending_orphans_free(orphans, n);
+  const char *owners[2] = {"alpha", "beta"};
+  for (int p = 0; p < 2; p++) {
+    orphans = NULL;
+    n = 99;
+    REQUIRE_OK(hw_manager_pending_orphans_of(mgr, owners[p], &orphans, &n));
+    CHECK(n == 1);
+    if (n == 1) {
+      CHECK_STR(orphans[0].resource_id, "orphan-1");
+      CHECK(orphans[0].attempts == 1);
+      CHECK(hw_id_eq(orphans[0].worker, listed[p]));
+    }
+    hw_pending_orphans_free(orphans, n);
+  }
+  /* An invalid provider id, and one this manager never saw: refused, nothing written. */
+  orphans = (hw_pending_orphan *)&orphans;
+  n = 99;
+  CHECK_STATUS(hw_manager_pending_orphans_of(mgr, "", &orphans, &n), HW_ERR_INVALID_ARGUMENT);
+  CHECK_STATUS(hw_manager_pending_orphans_of(mgr, "gamma", &orphans, &n),
+               HW_ERR_PROVIDER_NOT_FOUND);
+  CHECK(orphans == (hw_pending_orphan *)&orphans && n == 99);
+  /* A provider unregistered since: its orphans are still the manager's (their destroys fail
+   * until a provider of that id comes back), and still listed as its own. */
+  CHECK_OK(hw_manager_unregister_provider(mgr, "alpha"));
+  orphans = NULL;
+  REQUIRE_OK(hw_manager_pending_orphans_of(mgr, "alpha", &orphans, &n));
+  CHECK(n == 1);
+  if (n == 1) CHECK(hw_id_eq(orphans[0].worker, listed[0]));
   hw_pending_orphans_free(orphans, n);
 
   if (hw_test_on_postgres()) {
@@ -259,6 +300,17 @@ int main(void) {
     CHECK_STR(leader.holder, "replica-a");
     CHECK(leader.term == term);
     check_no_leader_state(mgr_b);
+    /* With beta registered on it too (every replica registers the providers), the follower
+     * lists none of beta's orphans. */
+    fake beta_b;
+    memset(&beta_b, 0, sizeof beta_b);
+    hw_provider_callbacks cb_beta_b = callbacks(&beta_b);
+    REQUIRE_OK(hw_manager_register_provider(mgr_b, "beta", "docker", &cb_beta_b));
+    orphans = (hw_pending_orphan *)&orphans;
+    n = 99;
+    CHECK_OK(hw_manager_pending_orphans_of(mgr_b, "beta", &orphans, &n));
+    CHECK(orphans == NULL && n == 0);
+    hw_pending_orphans_free(orphans, n);
     hw_manager_free(mgr_b);
     hw_registry_free(reg_b);
   }

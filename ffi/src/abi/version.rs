@@ -15,7 +15,7 @@ pub const HW_ABI_VERSION_MAJOR: u32 = 1;
 /// The ABI's minor version. It changes when functions, structs, enum values or constants are
 /// only added (back to 0 when the major changes). A host built against minor N may use what N
 /// added only with a library of minor N or later.
-pub const HW_ABI_VERSION_MINOR: u32 = 3;
+pub const HW_ABI_VERSION_MINOR: u32 = 4;
 
 /// The ABI version this header describes, as `hw_abi_version()` returns the library's:
 /// `(HW_ABI_VERSION_MAJOR << 16) | HW_ABI_VERSION_MINOR`.

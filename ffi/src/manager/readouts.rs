@@ -7,9 +7,10 @@ use std::ffi::{c_char, CString};
 
 use super::hw_manager;
 use crate::boundary::{
-    arg_out, arg_ref, ffi_boundary, free_array, give_array, hw_status, lossy_c_string,
+    arg_out, arg_ref, arg_str, ffi_boundary, free_array, give_array, hw_status, lossy_c_string,
 };
-use crate::types::{hw_string_free, hw_worker_id};
+use crate::types::{hw_string_free, hw_worker_id, provider_id};
+use engine::{Error, PendingOrphan};
 
 /// Size of a buffer that holds any provider id and its NUL: `HW_MAX_PROVIDER_ID_LEN` (128)
 /// bytes plus one.
@@ -227,7 +228,9 @@ pub extern "C" fn hw_interruptions_free(interruptions: *mut hw_interruption, cou
     free_array(interruptions, count)
 }
 
-/// An orphan instance the leader's ticks destroy (`hw_manager_pending_orphans`).
+/// An orphan instance the leader's ticks destroy (`hw_manager_pending_orphans`,
+/// `hw_manager_pending_orphans_of`). It names no provider: two providers may list one resource
+/// id (two clusters, one pod name), which `hw_manager_pending_orphans_of` tells apart.
 // Not `Copy`: an element owns its resource id, freed with the array (`Drop` below).
 #[repr(C)]
 #[derive(Debug)]
@@ -243,6 +246,16 @@ pub struct hw_pending_orphan {
     pub next_at_ms: u64,
 }
 
+/// The C entry of `orphan` (its resource id copied, owned by the array).
+fn pending_orphan(orphan: PendingOrphan) -> hw_pending_orphan {
+    hw_pending_orphan {
+        worker: hw_worker_id::from_core(&orphan.worker_id),
+        resource_id: CString::into_raw(lossy_c_string(&orphan.resource_id)).cast_const(),
+        attempts: orphan.attempts,
+        next_at_ms: orphan.next_at,
+    }
+}
+
 impl Drop for hw_pending_orphan {
     fn drop(&mut self) {
         hw_string_free(self.resource_id.cast_mut());
@@ -253,7 +266,8 @@ impl Drop for hw_pending_orphan {
 /// destroy: those whose destroy failed, and those a tick's reconcile found over its action cap,
 /// by provider and instance. An array of `*out_count` entries in `*out_orphans` (NULL when
 /// there is none), yours: free it with `hw_pending_orphans_free(orphans, count)`, which frees
-/// their resource ids too. O(orphans). Leader state: empty on a follower.
+/// their resource ids too. O(orphans). Leader state: empty on a follower. The entries name no
+/// provider: `hw_manager_pending_orphans_of` lists one provider's.
 ///
 /// Errors: `HW_ERR_INVALID_ARGUMENT` for a NULL argument.
 #[no_mangle]
@@ -270,20 +284,56 @@ pub extern "C" fn hw_manager_pending_orphans(
             .inner
             .pending_orphans()
             .into_iter()
-            .map(|o| hw_pending_orphan {
-                worker: hw_worker_id::from_core(&o.worker_id),
-                resource_id: CString::into_raw(lossy_c_string(&o.resource_id)).cast_const(),
-                attempts: o.attempts,
-                next_at_ms: o.next_at,
-            })
+            .map(pending_orphan)
             .collect();
         give_array(orphans, out_orphans, out_count);
         Ok(())
     })
 }
 
-/// Frees an array `hw_manager_pending_orphans` wrote (and the resource ids in it), given with
-/// the count it wrote. NULL does nothing.
+/// `hw_manager_pending_orphans`, only the orphan instances of provider `provider`, in resource
+/// id order, so that two providers' instances of one resource id (two clusters, one pod name)
+/// are told apart. An array of `*out_count` entries in `*out_orphans` (NULL when there is
+/// none), yours: free it with `hw_pending_orphans_free(orphans, count)`. O(orphans). Leader
+/// state: empty on a follower. The orphans of a provider unregistered after they were found
+/// are still listed, as long as the manager keeps them (their destroys fail until a provider
+/// of that id is registered again).
+///
+/// Errors: `HW_ERR_INVALID_ARGUMENT` for a NULL argument or an invalid provider id (empty, over
+/// `HW_MAX_PROVIDER_ID_LEN` bytes, a control character, not UTF-8);
+/// `HW_ERR_PROVIDER_NOT_FOUND` for a provider that is not registered and has no pending
+/// orphan.
+#[no_mangle]
+pub extern "C" fn hw_manager_pending_orphans_of(
+    manager: *const hw_manager,
+    provider: *const c_char,
+    out_orphans: *mut *mut hw_pending_orphan,
+    out_count: *mut usize,
+) -> hw_status {
+    ffi_boundary!(hw_manager_pending_orphans_of, {
+        let manager = arg_ref!(manager);
+        let id = provider_id(arg_str!(provider))?;
+        let out_orphans = arg_out!(out_orphans);
+        let out_count = arg_out!(out_count);
+        let orphans: Vec<hw_pending_orphan> = manager
+            .inner
+            .pending_orphans()
+            .into_iter()
+            .filter(|o| o.provider_id == id)
+            .map(pending_orphan)
+            .collect();
+        // An unregistered provider whose orphans are still pending is listed; one the manager
+        // knows nothing of is the error every other call taking a provider id returns.
+        if orphans.is_empty() && !manager.inner.providers().contains(&id) {
+            return Err(Error::ProviderNotFound(id));
+        }
+        give_array(orphans, out_orphans, out_count);
+        Ok(())
+    })
+}
+
+/// Frees an array `hw_manager_pending_orphans` or `hw_manager_pending_orphans_of` wrote (and
+/// the resource ids in it), given with the count it wrote. NULL does nothing.
 #[no_mangle]
 pub extern "C" fn hw_pending_orphans_free(orphans: *mut hw_pending_orphan, count: usize) {
     free_array(orphans, count)
