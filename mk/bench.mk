@@ -45,7 +45,7 @@ bench-clean:
 
 bench-rust:
 	@mkdir -p $(BENCH_OUT)
-	$(BENCH_ENV) $(CARGO) bench -p hodei-workers --bench registry --bench memory --bench metrics --bench limits
+	$(BENCH_ENV) $(CARGO) bench -p hodei-workers --bench registry --bench memory --bench metrics --bench heartbeat_sample --bench limits
 
 bench-c:
 	@mkdir -p $(BENCH_OUT) $(BENCH_CBUILD)
