@@ -14,6 +14,9 @@
 //! change between rounds, not as a difference between fleets. For an A/B, run two builds of
 //! this program alternately.
 //!
+//! With `HODEI_SAMPLE_PROFILE=full|scattered|cut` it builds that one fleet and calls the sample
+//! 20,000 times, for a profiler (`perf record`), and prints the mean.
+//!
 //! Writes `heartbeat_sample.md` to `$HODEI_BENCH_OUT` (default `../target/bench-extra`).
 
 use std::hint::black_box;
@@ -73,6 +76,20 @@ fn median_us(registry: &InMemoryWorkerRegistry) -> (f64, u64) {
 }
 
 fn main() {
+    if let Ok(which) = std::env::var("HODEI_SAMPLE_PROFILE") {
+        let registry = match which.as_str() {
+            "full" => fleet(1_000_000, |_| true),
+            "scattered" => fleet(914_286, |i| i % 64 != 63),
+            _ => fleet(1_000_000, |i| i % 100 == 0),
+        };
+        eprintln!("built");
+        let started = Instant::now();
+        for _ in 0..20_000 {
+            black_box(registry.heartbeat_age_histogram()).expect("ages");
+        }
+        eprintln!("{:?}", started.elapsed() / 20_000);
+        return;
+    }
     let fleets = [
         ("full 1M (no free slot)", fleet(1_000_000, |_| true)),
         (

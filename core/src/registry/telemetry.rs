@@ -23,10 +23,13 @@ pub struct JobTotals {
 /// as the backend's heartbeat index knows it.
 ///
 /// The in-memory registry reads a bounded sample of its workers' heartbeat words (at most
-/// 512 a shard, 32,768 in all, whatever the fleet's size; never a scan of the fleet), spread
-/// evenly over each shard's workers, not over its slots (clarified 2026-12-07: a stride over
-/// the slots met few or none of the workers of a fleet that shrank to a few scattered over
-/// columns that kept their length, and then gave no quantile at all):
+/// 512 a shard, 32,768 in all, whatever the fleet's size; never a scan of the fleet), of
+/// workers only, never of free slots (clarified 2026-12-07: a stride over the slots met few
+/// or none of the workers of a fleet that shrank to a few scattered over columns that kept
+/// their length, and then gave no quantile at all), spread over each shard's whole slab: the
+/// first worker at or after each of 512 points a constant stride apart (clarified
+/// 2026-12-07, again: not evenly by rank among the workers, which cost a count of every
+/// bitmap word; a worker just after a run of free slots is likelier read):
 /// - **Exact** while every shard holds at most 512 workers, whatever their slots: always for
 ///   a fleet of at most 512 workers, and in practice (ids spread evenly over the 64 shards)
 ///   for fleets up to about 25,000, grown or shrunk. Then `sampled == total()`.
