@@ -163,10 +163,11 @@ impl FreeSlots {
     /// target`, a word read and a bit test a call whose point is taken (one call's place
     /// does not wait for the call before, so the reads that follow overlap), plus, for a
     /// call whose point is free or already passed, a word read a 64 slots from there to its
-    /// slot (these stretches never overlap: at most one read a 64 slots in all); and, only once a call lies past slot `taken - n + i` (below which the `(n - i)`-th
-    /// last taken slot cannot lie), the bound of the last calls: a word read and a popcount
-    /// a 64 slots from that taken slot to the end, then a word read a call left. No write,
-    /// no division a call.
+    /// slot (these stretches never overlap: at most one read a 64 slots in all); and, only
+    /// once a call lies past slot `taken - n + i` (below which the `(n - i)`-th last taken
+    /// slot cannot lie), the bound of the last calls: a word read and a popcount a 64 slots
+    /// from that taken slot to the end, then a word read a call left. No write, no division
+    /// a call.
     #[inline]
     pub fn sample_taken(&self, slots: usize, taken: usize, target: usize, mut f: impl FnMut(u32)) {
         let n = taken.min(target);

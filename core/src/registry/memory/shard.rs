@@ -252,8 +252,8 @@ impl Shard {
     /// Cost: at most `target` column words, read at a constant stride when the shard has no
     /// free slot (the usual fleet); with free slots and more than `target` workers, also one
     /// word of the free-slot bitmap and a bit test a worker read whose point is taken (the
-    /// reads overlap as the stride's do: 1.0–1.1× the stride's time for a fleet with a free
-    /// slot in every 64, where the rank walk it replaces took 1.6–2.5×), and one bitmap word
+    /// reads overlap as the stride's do: 1.1× the stride's time for a fleet with a free slot
+    /// in every 64, where the rank walk it replaces took 2.5×), and one bitmap word
     /// a 64 slots skipped over runs of free slots; with at most `target` workers, one bitmap
     /// word a 64 slots of the slab (245 words at a peak of 1M) and a bit step a worker. No
     /// record read, no write (runs under the shard's read lock). Slots are filled in
