@@ -1138,3 +1138,100 @@ fn an_interrupted_worker_no_pool_owns_is_replaced_by_the_pools_that_satisfy_it()
     assert!(left.iter().all(|w| w.state == WorkerState::Ready));
     f.assert_no_leak_of(&[&p[0], &p[1]]);
 }
+
+/// Plan stability with warm workers (§12, clarified 2026-12-07): demand goes to idle `Ready`
+/// capacity, in priority order, before capacity still starting. A higher-priority pool's warm
+/// (`min_ready`) worker still booting is no worker a pending job can run on now: a
+/// lower-priority pool's idle `Ready` worker serves the job, and the booting worker stays the
+/// warm one. Before, the booting worker served the job, the idle worker that could run it was
+/// retired as surplus, and the warm pool, its warm worker taken, provisioned again once its
+/// scale-up cooldown was over.
+#[test]
+fn a_warm_worker_still_starting_leaves_the_job_to_a_lower_pools_idle_ready_worker() {
+    let (f, p) = with_providers(config(), &["ec2-spot", "ec2"]);
+    f.manager
+        .set_pools(vec![
+            // Paced to its boot time: a slow VM's pool scales up once per two minutes.
+            Pool::new("gpu-spot", pid("ec2-spot"), gpu_spec())
+                .unwrap()
+                .with_priority(10)
+                .with_min_ready(1)
+                .with_scale_up_cooldown(secs(120)),
+            Pool::new("gpu-ondemand", pid("ec2"), gpu_spec()).unwrap(),
+        ])
+        .unwrap();
+    let (spot, ondemand) = (&p[0], &p[1]);
+    // Spot has no capacity: on-demand takes the job, which runs there.
+    spot.script_creates([CreateStep::NoCapacity]);
+    f.manager.tick(gpu_jobs(1));
+    let report = step(&f, secs(1), gpu_jobs(1));
+    assert_eq!(report.provisioned.len(), 1, "{:#?}", report.decisions);
+    assert_eq!(report.provisioned[0].provider_id, pid("ec2"));
+    report_in(&f, &report);
+    let fallback = report.provisioned[0].worker_id;
+    f.registry.assign_to_job(&fallback, job("j1")).unwrap();
+    // Spot is back: it provisions its warm worker, which boots for a while (never reported in
+    // below until said).
+    let report = step(&f, secs(5), Demand::new());
+    assert_eq!(report.provisioned.len(), 1, "{:#?}", report.decisions);
+    assert_eq!(report.provisioned[0].provider_id, pid("ec2-spot"));
+    let warm = report.provisioned[0].worker_id;
+    f.registry.release_from_job(&fallback, None).unwrap();
+
+    // A new job, while the warm worker boots and on-demand is past its scale-down cooldown:
+    // the idle on-demand worker serves it (the job can run now), the booting one stays warm.
+    // So for as long as the job waits for the host to claim it.
+    for by in [60, 30] {
+        let report = step(&f, secs(by), gpu_jobs(1));
+        let plan = report.pools.as_ref().unwrap();
+        assert!(report.terminated.is_empty(), "{:#?}", report.decisions);
+        assert!(report.provisioned.is_empty(), "{:#?}", report.decisions);
+        assert_eq!(f.state(&fallback), Some(WorkerState::Ready));
+        assert_eq!(f.state(&warm), Some(WorkerState::Creating));
+        let served = |pool: &str| -> usize {
+            plan.pool(pool)
+                .unwrap()
+                .serves
+                .iter()
+                .map(|s| s.existing)
+                .sum()
+        };
+        assert_eq!(
+            (served("gpu-spot"), served("gpu-ondemand")),
+            (0, 1),
+            "{:#?}",
+            report.decisions
+        );
+        assert_eq!(plan.pool("gpu-spot").unwrap().wanted, 0, "{plan:#?}");
+    }
+    // The host claims it: on the worker that can run it now.
+    let claimed = f
+        .registry
+        .claim(&gpu_jobs(1).filter(), job("j2"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.id, fallback);
+    // The warm worker reports in. Nothing more is provisioned or retired, past spot's
+    // scale-up cooldown too: the plan is stable across its own actions.
+    f.registry.update_state(&warm, WorkerState::Ready).unwrap();
+    for _ in 0..4 {
+        let report = step(&f, secs(30), Demand::new());
+        assert!(report.provisioned.is_empty(), "{:#?}", report.decisions);
+        assert!(report.terminated.is_empty(), "{:#?}", report.decisions);
+    }
+    // Its job done, the on-demand worker is surplus (no demand, no warm pool of its own) and
+    // retires; the warm worker stays.
+    f.registry.release_from_job(&fallback, None).unwrap();
+    let report = step(&f, secs(30), Demand::new());
+    let retired: Vec<WorkerId> = report.terminated.iter().map(|t| t.worker_id).collect();
+    assert_eq!(retired, vec![fallback], "{:#?}", report.decisions);
+    assert!(report.provisioned.is_empty(), "{:#?}", report.decisions);
+    assert_eq!(f.state(&warm), Some(WorkerState::Ready));
+    let creates = |p: &TestProvider| p.calls().iter().filter(|c| *c == "create").count();
+    assert_eq!(
+        (creates(spot), creates(ondemand)),
+        (2, 1),
+        "one failed, one warm; one"
+    );
+    f.assert_no_leak_of(&[spot, ondemand]);
+}

@@ -7,9 +7,12 @@
 //!    `max_workers` 0) is **unschedulable**, with the constraint no pool meets;
 //! 2. the most constrained requirements (fewest satisfying pools) go first, so a job that
 //!    could run anywhere does not take the only GPU worker from a GPU job;
-//! 3. existing capacity (idle `Ready`, `Creating`/`Connecting`, provisions in flight) serves
-//!    demand first, in priority order: nothing is provisioned while a satisfying worker is idle
-//!    or on its way (but see the takeback, 8);
+//! 3. existing capacity serves demand first: the idle `Ready` workers, in priority order, then
+//!    the capacity on its way (`Creating`/`Connecting`, provisions in flight), in priority
+//!    order — a job is placed on a booting worker only when no satisfying idle worker is left
+//!    to run it now, so no idle worker that could run a waiting job is retired as surplus
+//!    (7) while the job waits for a booting one. Nothing is provisioned while a satisfying
+//!    worker is idle or on its way (but see the takeback, 8);
 //! 4. each pool keeps `min_ready` idle workers warm from what is left;
 //! 5. the rest of a requirement goes to the first satisfying pool that **can provide**: a pool
 //!    whose provider backs off, that had no capacity, whose provider is not registered, or that
@@ -145,33 +148,38 @@ pub(crate) fn plan(i: &PlanInputs<'_>) -> PoolPlan {
         serves[p].len() - 1
     };
 
-    // 3. Existing capacity first, in priority order.
-    let mut supply: Vec<usize> = fleet
+    // 3. Existing capacity first: the idle `Ready` workers, in priority order, then the
+    //    capacity still on its way (starting, in flight), in priority order. A job waits for a
+    //    booting worker only when no idle one can run it now: placed on a higher pool's
+    //    booting (say warm) worker, it left a lower pool's idle worker unused, which step 7
+    //    retired as surplus while the job waited (and the warm pool, its warm worker taken,
+    //    provisioned again). Each pool's ready supply is spent before its later one, so
+    //    "ready beyond what is used" (step 7) is still its idle surplus.
+    let mut ready: Vec<usize> = fleet.iter().map(|f| f.ready).collect();
+    let mut later: Vec<usize> = fleet
         .iter()
-        .map(|f| {
-            f.ready
-                .saturating_add(f.starting)
-                .saturating_add(f.in_flight)
-        })
+        .map(|f| f.starting.saturating_add(f.in_flight))
         .collect();
     let mut used = vec![0usize; n];
     let mut rem: Vec<usize> = reqs.iter().map(|r| r.count).collect();
-    for &ri in &req_order {
-        for &p in &satisfying[ri] {
-            let take = rem[ri].min(supply[p]);
-            if take > 0 {
-                supply[p] -= take;
-                used[p] = used[p].saturating_add(take);
-                rem[ri] -= take;
-                let k = serving(&mut serves, p, ri);
-                serves[p][k].existing = serves[p][k].existing.saturating_add(take);
+    for supply in [&mut ready, &mut later] {
+        for &ri in &req_order {
+            for &p in &satisfying[ri] {
+                let take = rem[ri].min(supply[p]);
+                if take > 0 {
+                    supply[p] -= take;
+                    used[p] = used[p].saturating_add(take);
+                    rem[ri] -= take;
+                    let k = serving(&mut serves, p, ri);
+                    serves[p][k].existing = serves[p][k].existing.saturating_add(take);
+                }
             }
         }
     }
-    // 4. The warm pool from what is left.
+    // 4. The warm pool from what is left (idle or on its way).
     let mut warm_needed = vec![0usize; n];
     for p in 0..n {
-        let from_supply = pools[p].min_ready.min(supply[p]);
+        let from_supply = pools[p].min_ready.min(ready[p].saturating_add(later[p]));
         used[p] = used[p].saturating_add(from_supply);
         warm_needed[p] = pools[p].min_ready - from_supply;
     }

@@ -115,8 +115,9 @@ proptest! {
 
     /// Never above a pool's or the global max; never into a pool whose template does not
     /// satisfy what it serves (nor a blocked one); never a busy worker scaled in, nor one of a
-    /// pool in its scale-down cooldown or below its warm pool; takebacks only upward in
-    /// priority, to a pool that can provide and satisfies the demand.
+    /// pool in its scale-down cooldown or below its warm pool, nor an idle worker as surplus
+    /// while a job it could run is placed on a worker still starting; takebacks only upward
+    /// in priority, to a pool that can provide and satisfies the demand.
     #[test]
     fn plans_keep_the_three_promises(
         pools_and_fleet in prop::collection::vec(arb_pool_and_fleet(), 0..5),
@@ -209,6 +210,32 @@ proptest! {
         for u in &plan.unschedulable {
             let r = &demand.requirements[u.requirement];
             prop_assert!(pools.iter().all(|p| p.max_workers == 0 || !p.satisfies(r)));
+        }
+        // No idle worker that could run a waiting job now is retired as surplus while the job
+        // is placed on a worker still starting (or in flight): a pool `q` serving more jobs
+        // from its existing capacity than it has idle workers places some on its later
+        // capacity, so a pool that satisfies every requirement `q` serves that way keeps its
+        // idle workers (takebacks aside: they retire for a provision).
+        for d in &plan.pools {
+            let k = pools.iter().position(|p| p.name == d.pool).unwrap();
+            let surplus = d.retire - d.given_back.iter().map(|t| t.count).sum::<usize>();
+            if surplus == 0 || pools[k].max_workers == 0 {
+                continue;
+            }
+            for q in &plan.pools {
+                let fq = &fleet[pools.iter().position(|p| p.name == q.pool).unwrap()];
+                let existing: u128 = q.serves.iter().map(|s| s.existing as u128).sum();
+                let waits_on_later = existing > fq.ready as u128
+                    && q.serves.iter().filter(|s| s.existing > 0).all(|s| {
+                        pools[k].satisfies(&demand.requirements[s.requirement])
+                    });
+                prop_assert!(
+                    !waits_on_later,
+                    "{} retires {} idle worker(s) that could run what {} serves from workers \
+                     still starting: {:#?}",
+                    d.pool, surplus, q.pool, plan.explanation
+                );
+            }
         }
         // Demand is accounted for: served (existing or wanted), waiting, or unschedulable.
         for (ri, r) in demand.requirements.iter().enumerate() {

@@ -601,3 +601,107 @@ fn warm_pools_and_scale_in_of_idle_workers_only() {
     assert_eq!(plan.pools[0].retire, 1);
     assert_eq!(plan.pools[1].provision, 1);
 }
+
+#[test]
+fn idle_workers_serve_before_workers_still_starting_whatever_their_pools_priority() {
+    type Moves = Vec<(&'static str, usize, usize)>;
+    // A warm pool (min_ready 1) whose warm worker still boots, and a lower pool with an idle
+    // worker; gpu jobs wait. The idle worker can run a job now: it serves first, and the
+    // booting worker stays warm. (Before 2026-12-07 the booting worker served the job, the
+    // idle one was retired as surplus and the warm pool wanted its warm worker again.)
+    let warm = || pool("warm", 10, gpu_spec()).with_min_ready(1);
+    let low = || pool("low", 0, gpu_spec());
+    let both = || vec![warm(), low()];
+    let booting = |starting: usize, in_flight: usize| PoolFleet {
+        starting,
+        in_flight,
+        registered: starting,
+        ..PoolFleet::default()
+    };
+    let fallback = || resting(idle(1), 600);
+    let cases: Vec<(&str, Case, Moves, (usize, usize))> = vec![
+        (
+            "the idle worker serves the job, the booting one is the warm pool's",
+            Case::new(
+                both(),
+                vec![grown(booting(1, 0), 5), fallback()],
+                gpu_job(1),
+            ),
+            vec![("warm", 0, 0), ("low", 0, 0)],
+            (0, 1),
+        ),
+        (
+            "the same with the warm worker's create still in flight",
+            Case::new(
+                both(),
+                vec![grown(booting(0, 1), 5), fallback()],
+                gpu_job(1),
+            ),
+            vec![("warm", 0, 0), ("low", 0, 0)],
+            (0, 1),
+        ),
+        (
+            "the same while the warm pool's provider backs off",
+            Case::new(
+                both(),
+                vec![
+                    PoolFleet {
+                        blocked: backed_off(40).blocked,
+                        ..booting(1, 0)
+                    },
+                    fallback(),
+                ],
+                gpu_job(1),
+            ),
+            vec![("warm", 0, 0), ("low", 0, 0)],
+            (0, 1),
+        ),
+        (
+            "two jobs: one on the idle worker, one on the booting one; the warm pool wants \
+             its warm worker again (its cooldown holds it)",
+            Case::new(
+                both(),
+                vec![grown(booting(1, 0), 5), fallback()],
+                gpu_job(2),
+            ),
+            vec![("warm", 0, 0), ("low", 0, 0)],
+            (1, 1),
+        ),
+        (
+            "among idle workers, priority decides: the warm pool's serves, the lower pool's \
+             is surplus, and the warm pool provisions its warm worker",
+            Case::new(both(), vec![idle(1), fallback()], gpu_job(1)),
+            vec![("warm", 1, 0), ("low", 0, 1)],
+            (1, 0),
+        ),
+        (
+            "the takeback (unchanged): past its scale-up cooldown, the warm pool provisions \
+             for the job and takes it back from the lower pool's idle worker",
+            Case::new(
+                both(),
+                vec![grown(booting(1, 0), 30), fallback()],
+                gpu_job(1),
+            ),
+            vec![("warm", 1, 0), ("low", 0, 1)],
+            (0, 0),
+        ),
+    ];
+    for (what, case, want, (warm_serves, low_serves)) in cases {
+        let plan = case.run();
+        assert_eq!(moves(&plan), want, "{what}: {:#?}", plan.explanation);
+        let existing = |pool: &str| -> usize {
+            plan.pool(pool)
+                .unwrap()
+                .serves
+                .iter()
+                .map(|s| s.existing)
+                .sum()
+        };
+        assert_eq!(
+            (existing("warm"), existing("low")),
+            (warm_serves, low_serves),
+            "{what}: {:#?}",
+            plan.explanation
+        );
+    }
+}
