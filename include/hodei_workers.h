@@ -1211,8 +1211,9 @@ typedef struct hw_scaling_plan {
   /*
    The jobs this plan scales for: the `pending_jobs` given to
    `hw_manager_plan_scaling`. (A tick's scaling plan, in its report's JSON form, counts
-   the jobs of the demand the target's spec satisfies plus the replacements of its
-   interrupted workers.)
+   the jobs of the demand the target's spec satisfies plus the replacements of the
+   interrupted workers it replaces: its own, and without pools any other whose offer its
+   spec satisfies.)
    */
   size_t pending_jobs;
   /*
@@ -2204,8 +2205,10 @@ hw_status hw_manager_tick_demand(const struct hw_manager *manager, const char *d
  Worker `id` is going away at `deadline_ms` (registry clock, ms since the epoch): a spot
  reclaim, a node drain. It drains now; while it runs a job its pool (for a worker of no
  pool: the scaling target on its provider; while pools are set, for a worker none of them
- owns: the pools that satisfy its spec) gets a replacement ahead of the deadline; a job
- still running at the deadline is reported lost by the tick that reaches it. Writes the worker's snapshot after the notice.
+ owns: the pools that satisfy its spec; without pools, for a worker the scaling target does
+ not own: the target, if its spec satisfies the worker's) gets a replacement ahead of the
+ deadline; a job still running at the deadline is reported lost by the tick that reaches
+ it. Writes the worker's snapshot after the notice.
 
  Leader-only (a replicated manager): a replica that does not lead refuses it and changes
  nothing; send the notice to the leader.

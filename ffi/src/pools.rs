@@ -216,8 +216,10 @@ pub extern "C" fn hw_manager_tick_demand(
 /// Worker `id` is going away at `deadline_ms` (registry clock, ms since the epoch): a spot
 /// reclaim, a node drain. It drains now; while it runs a job its pool (for a worker of no
 /// pool: the scaling target on its provider; while pools are set, for a worker none of them
-/// owns: the pools that satisfy its spec) gets a replacement ahead of the deadline; a job
-/// still running at the deadline is reported lost by the tick that reaches it. Writes the worker's snapshot after the notice.
+/// owns: the pools that satisfy its spec; without pools, for a worker the scaling target does
+/// not own: the target, if its spec satisfies the worker's) gets a replacement ahead of the
+/// deadline; a job still running at the deadline is reported lost by the tick that reaches
+/// it. Writes the worker's snapshot after the notice.
 ///
 /// Leader-only (a replicated manager): a replica that does not lead refuses it and changes
 /// nothing; send the notice to the leader.

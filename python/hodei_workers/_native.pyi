@@ -1491,8 +1491,9 @@ class ScalingPlan:
     def pending_jobs(self) -> int:
         """The jobs this plan scales for. From ``plan_scaling(n)``: n. In a tick: the jobs of
         the host's demand that the target's spec satisfies (the others are unschedulable,
-        not counted) plus one per job of an interrupted worker of the target's that needs a
-        replacement, so it may differ from ``TickReport.pending_jobs`` either way."""
+        not counted) plus one per job of an interrupted worker that needs a replacement —
+        of the target's, or any other whose offer the target's spec satisfies (without
+        pools) — so it may differ from ``TickReport.pending_jobs`` either way."""
     @property
     def ready(self) -> int:
         """Idle READY workers of the scaling target (not those of pools)."""

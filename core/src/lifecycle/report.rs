@@ -239,7 +239,8 @@ pub struct ScalingPlan {
     /// [`plan_scaling(n)`](crate::WorkerLifecycleManager::plan_scaling): `n`. In a tick
     /// ([`TickReport::scaling`]): the jobs of the host's demand that the target's spec
     /// satisfies (the others are unschedulable, not counted) plus one per job of an interrupted
-    /// worker of the target's that needs a replacement, so it may differ from
+    /// worker that needs a replacement — of the target's, or any other whose offer the
+    /// target's spec satisfies (without pools) — so it may differ from
     /// [`TickReport::pending_jobs`] either way.
     pub pending_jobs: usize,
     /// Idle `Ready` workers of the scaling target (not those of pools).

@@ -1235,3 +1235,147 @@ fn a_warm_worker_still_starting_leaves_the_job_to_a_lower_pools_idle_ready_worke
     );
     f.assert_no_leak_of(&[spot, ondemand]);
 }
+
+/// Target mode (no pools set, a scaling target set): a busy worker under a notice whose spec
+/// names a pool the target does not own — a pool removed by `set_pools([])`, noticed before or
+/// after the removal — is replaced by the target when the target's spec satisfies what the
+/// worker offered (clarified 2026-12-07). Before, only the target's own interrupted workers
+/// (of no pool on its provider, or of its spec's pool) were counted: this one's jobs went to
+/// a pool no longer there, nothing was provisioned, and the job was lost at the deadline with
+/// no worker for it.
+#[test]
+fn an_interrupted_worker_of_a_removed_pool_is_replaced_by_a_target_whose_spec_satisfies_it() {
+    for notice_first in [false, true] {
+        let (f, p) = with_providers(
+            WorkerLifecycleConfig {
+                min_ready_workers: 0,
+                ..config()
+            },
+            &["ec2"],
+        );
+        f.manager
+            .set_pools(vec![Pool::new("gpu", pid("ec2"), gpu_spec()).unwrap()])
+            .unwrap();
+        let report = f.manager.tick(gpu_jobs(1));
+        report_in(&f, &report);
+        let busy = report.provisioned[0].worker_id;
+        f.registry.assign_to_job(&busy, job("train")).unwrap();
+        let deadline = f.now() + 120_000;
+        if notice_first {
+            f.manager.notify_interruption(&busy, deadline).unwrap();
+        }
+        // Drained by the removal (the notice drained it already when it came first).
+        let drained = f.manager.set_pools(vec![]).unwrap();
+        assert_eq!(drained, if notice_first { vec![] } else { vec![busy] });
+        // The host scales a target of the same kind of worker, of no pool, on its own provider.
+        f.manager
+            .set_scaling_target(&f.provider.id, Arc::new(gpu_spec()))
+            .unwrap();
+        if !notice_first {
+            f.manager.notify_interruption(&busy, deadline).unwrap();
+        }
+
+        let report = step(&f, secs(30), 0);
+        assert_eq!(
+            report.provisioned.len(),
+            1,
+            "notice first: {notice_first}: {:#?}",
+            report.decisions
+        );
+        assert_eq!(report.provisioned[0].provider_id, f.provider.id);
+        let replacement = report.provisioned[0].worker_id;
+        assert!(
+            report.decisions.iter().any(|d| d
+                == "1 job(s) of interrupted worker(s) of pool gpu, which the scaling target does \
+                    not own: counted as pending (its spec offers what they did)"),
+            "{:#?}",
+            report.decisions
+        );
+        report_in(&f, &report);
+        // Not twice, and not retired as surplus while the job runs.
+        let report = step(&f, secs(30), 0);
+        assert!(report.provisioned.is_empty(), "{:#?}", report.decisions);
+        assert!(report.terminated.is_empty(), "{:#?}", report.decisions);
+        // At the deadline the job is lost and requeued: the replacement is there for it.
+        let report = step(&f, secs(61), 0);
+        assert_eq!(report.lost_jobs.len(), 1, "{:#?}", report.decisions);
+        assert!(report.provisioned.is_empty(), "{:#?}", report.decisions);
+        assert!(f
+            .registry
+            .claim(&gpu_jobs(1).filter(), job("train"))
+            .unwrap()
+            .is_some_and(|w| w.id == replacement));
+        f.assert_no_leak_of(&[&p[0]]);
+    }
+}
+
+/// The same for every interrupted worker a target does not own, a target whose spec names a
+/// pool included: one of another pool, one of no pool (on the target's provider or another),
+/// each replaced when the target's spec satisfies what it offered; one it does not satisfy
+/// gets no replacement from the target, and the tick says why.
+#[test]
+fn a_target_replaces_the_interrupted_workers_it_does_not_own_that_its_spec_satisfies() {
+    let (f, p) = with_providers(
+        WorkerLifecycleConfig {
+            min_ready_workers: 0,
+            ..config()
+        },
+        &["ec2"],
+    );
+    let mine = gpu_spec().with_label(POOL_LABEL, "mine");
+    f.manager
+        .set_scaling_target(&f.provider.id, Arc::new(mine))
+        .unwrap();
+    // Workers the host provisioned itself: of a pool "other", of no pool on the target's
+    // provider and on another, and one needing docker, which the target's spec lacks.
+    let of = |provider: &str, spec: WorkerSpec| -> WorkerId {
+        let id = f
+            .manager
+            .provision_worker(&pid(provider), Arc::new(spec))
+            .unwrap()
+            .id;
+        f.registry.update_state(&id, WorkerState::Ready).unwrap();
+        id
+    };
+    let other = of("test", gpu_spec().with_label(POOL_LABEL, "other"));
+    let unpooled_here = of("test", gpu_spec());
+    let unpooled_there = of("ec2", gpu_spec());
+    let mut docker = gpu_spec();
+    docker.capabilities.insert("docker".into());
+    let docker = of("ec2", docker);
+    let deadline = f.now() + 120_000;
+    for (k, id) in [other, unpooled_here, unpooled_there, docker]
+        .into_iter()
+        .enumerate()
+    {
+        f.registry
+            .assign_to_job(&id, job(&format!("j{k}")))
+            .unwrap();
+        f.manager.notify_interruption(&id, deadline).unwrap();
+    }
+
+    let report = step(&f, secs(30), 0);
+    assert_eq!(report.provisioned.len(), 3, "{:#?}", report.decisions);
+    for w in &report.provisioned {
+        assert_eq!(pool_of(&f, &w.worker_id), "mine");
+    }
+    for line in [
+        "1 job(s) of interrupted worker(s) of pool other, which the scaling target does not \
+         own: counted as pending (its spec offers what they did)",
+        "2 job(s) of interrupted worker(s) of no pool, which the scaling target does not own: \
+         counted as pending (its spec offers what they did)",
+        "1 job(s) of interrupted worker(s) of no pool, which the scaling target does not own: \
+         not replaced by it: the scaling target's spec does not offer capability docker",
+    ] {
+        assert!(
+            report.decisions.iter().any(|d| d == line),
+            "{line}: {:#?}",
+            report.decisions
+        );
+    }
+    report_in(&f, &report);
+    let report = step(&f, secs(30), 0);
+    assert!(report.provisioned.is_empty(), "{:#?}", report.decisions);
+    assert!(report.terminated.is_empty(), "{:#?}", report.decisions);
+    f.assert_no_leak_of(&[&p[0]]);
+}

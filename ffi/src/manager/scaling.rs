@@ -50,8 +50,9 @@ pub extern "C" fn hw_manager_should_scale_down(
 pub struct hw_scaling_plan {
     /// The jobs this plan scales for: the `pending_jobs` given to
     /// `hw_manager_plan_scaling`. (A tick's scaling plan, in its report's JSON form, counts
-    /// the jobs of the demand the target's spec satisfies plus the replacements of its
-    /// interrupted workers.)
+    /// the jobs of the demand the target's spec satisfies plus the replacements of the
+    /// interrupted workers it replaces: its own, and without pools any other whose offer its
+    /// spec satisfies.)
     pub pending_jobs: usize,
     /// `READY` workers of the scaling target (not those of pools).
     pub ready: usize,

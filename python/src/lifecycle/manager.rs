@@ -500,8 +500,10 @@ impl PyLifecycleManager {
 
     /// A notice that the worker's instance goes away at ``deadline`` (float seconds since the
     /// epoch, registry clock): a spot reclaim, a node drain. The worker drains now; while it
-    /// runs a job, its pool (for a worker of no pool: the scaling target on its provider)
-    /// gets a replacement ahead of the deadline; a job still running at
+    /// runs a job, its pool (for a worker of no pool: the scaling target on its provider;
+    /// while pools are set, for a worker none of them owns: the pools that satisfy its spec;
+    /// without pools, for a worker the scaling target does not own: the target, if its spec
+    /// satisfies the worker's) gets a replacement ahead of the deadline; a job still running at
     /// the deadline is reported lost by the tick that reaches it. Returns the worker after the
     /// notice. Leader-only: a replica that does not lead raises NotLeaderError and changes
     /// nothing (send the notice to the leader). Raises WorkerNotFoundError,

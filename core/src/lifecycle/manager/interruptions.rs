@@ -23,10 +23,21 @@ pub(super) struct Replacements {
     pub(super) unpooled: BTreeMap<ProviderId, usize>,
     /// The notices whose worker could not be read (their line is in the tick's decisions).
     pub(super) unread: BTreeSet<WorkerId>,
-    /// The same jobs again, per pool label (`None`: no pool) and what their workers offered
-    /// (count 0), with the jobs, in notice order: the pools tick replaces from these the
-    /// workers that none of its pools owns.
-    pub(super) offered: Vec<(Option<String>, Requirement, usize)>,
+    /// The same jobs again, per pool label, provider and what their workers offered, in
+    /// notice order: a pools tick replaces from these the workers that none of its pools owns,
+    /// the scaling target (without pools) those it does not own that its spec satisfies.
+    pub(super) offered: Vec<Offered>,
+}
+
+/// Jobs of interrupted workers of one pool label (`None`: no pool) and provider that offered
+/// the same (see [`Replacements::offered`]).
+#[derive(Debug)]
+pub(super) struct Offered {
+    pub(super) pool: Option<String>,
+    pub(super) provider_id: ProviderId,
+    /// What the workers offered (count 0): their spec without the pool label.
+    pub(super) offered: Requirement,
+    pub(super) jobs: usize,
 }
 
 /// What the pools' plan counts of the interruption notices (see
@@ -50,14 +61,19 @@ impl Replacements {
             None => self.unpooled.entry(notice.provider_id.clone()).or_insert(0),
         };
         *n += jobs;
-        let same = |(pool, offered, _): &&mut (Option<String>, Requirement, usize)| {
-            *pool == notice.pool && *offered == notice.offered
+        let same = |o: &&mut Offered| {
+            o.pool == notice.pool
+                && o.provider_id == notice.provider_id
+                && o.offered == notice.offered
         };
         match self.offered.iter_mut().find(same) {
-            Some((_, _, n)) => *n += jobs,
-            None => self
-                .offered
-                .push((notice.pool.clone(), notice.offered.clone(), jobs)),
+            Some(o) => o.jobs += jobs,
+            None => self.offered.push(Offered {
+                pool: notice.pool.clone(),
+                provider_id: notice.provider_id.clone(),
+                offered: notice.offered.clone(),
+                jobs,
+            }),
         }
     }
 }
@@ -73,7 +89,10 @@ impl WorkerLifecycleManager {
     /// template's requirement describes (for a worker of no pool, the scaling target on its
     /// provider counts one more pending job; while pools are set, a worker that none of them
     /// owns — its pool removed, or of no pool — is replaced by what it offered, its spec
-    /// without the pool label, on the pools that satisfy it) — so that a worker is
+    /// without the pool label, on the pools that satisfy it; without pools, a worker the
+    /// scaling target does not own — of another pool than its spec's, or of no pool on
+    /// another provider or beside a target of a pool — is replaced by the target when its
+    /// spec offers what the worker did) — so that a worker is
     /// provisioned (or kept) ahead of the deadline, by priority and with fallback like any
     /// demand; it no longer counts against its pool's `max_workers` (it still counts against
     /// the global one). A job still
@@ -170,8 +189,9 @@ impl WorkerLifecycleManager {
     /// held) and forgets notices about workers gone. Returns the jobs that need a
     /// replacement — those still running before their deadline (or past it, not terminated),
     /// those lost now (the host requeues them after this tick), and one for each notice whose
-    /// worker could not be read (it may still run its job) — per pool, and per provider for
-    /// workers of no pool (the scaling target replaces those of its provider).
+    /// worker could not be read (it may still run its job) — per pool, per provider for
+    /// workers of no pool (the scaling target replaces those of its provider), and per pool
+    /// label, provider and offer (for the workers that no pool, or not the target, owns).
     pub(super) fn interruptions_due(
         &self,
         now: Timestamp,

@@ -132,9 +132,20 @@ impl WorkerLifecycleManager {
             pool.as_ref()
                 .is_some_and(|name| entries.iter().any(|e| e.pool.name == *name))
         };
-        for (pool, offered, jobs) in running.offered.iter().filter(|(p, ..)| !owned(p)) {
+        // One requirement per pool label and offer, whatever the workers' providers.
+        let mut unowned: Vec<(&Option<String>, &Requirement, usize)> = Vec::new();
+        for o in running.offered.iter().filter(|o| !owned(&o.pool)) {
+            match unowned
+                .iter_mut()
+                .find(|(pool, offered, _)| **pool == o.pool && **offered == o.offered)
+            {
+                Some((.., jobs)) => *jobs = jobs.saturating_add(o.jobs),
+                None => unowned.push((&o.pool, &o.offered, o.jobs)),
+            }
+        }
+        for (pool, offered, jobs) in unowned {
             let r = Requirement {
-                count: *jobs,
+                count: jobs,
                 ..offered.clone()
             };
             replacements.push(Replacement {
@@ -529,6 +540,8 @@ impl WorkerLifecycleManager {
 
     /// The single-target path (`set_scaling_target`), which `tick(pending)` has always taken:
     /// the jobs the target's spec satisfies are its pending jobs; the others are unschedulable.
+    /// The jobs of interrupted workers count as pending too: those of the target's own
+    /// workers, and those of any other worker whose offer the target's spec satisfies.
     fn target_tick(
         &self,
         demand: &Demand,
@@ -553,6 +566,26 @@ impl WorkerLifecycleManager {
             scale_up_cooldown: self.config.scale_up_cooldown,
             scale_down_cooldown: self.config.scale_down_cooldown,
         };
+        // Why the target's spec cannot run `r` (`r.count` > 0), as the pools' plan says it.
+        let cannot_run = |r: &Requirement| {
+            plan(&PlanInputs {
+                now: report.at,
+                pools: std::slice::from_ref(&as_pool),
+                fleet: &[PoolFleet::default()],
+                demand: &Demand::from(r.clone()),
+                max_workers: 0,
+                total: 0,
+                max_per_tick: 0,
+            })
+            .unschedulable
+            .into_iter()
+            .map(|mut u| {
+                u.reason = u
+                    .reason
+                    .replace("no pool offers", "the scaling target's spec does not offer");
+                u
+            })
+        };
         let mut pending = 0usize;
         for (i, r) in demand.requirements.iter().enumerate() {
             if r.count == 0 {
@@ -561,21 +594,8 @@ impl WorkerLifecycleManager {
             if as_pool.satisfies(r) {
                 pending = pending.saturating_add(r.count);
             } else {
-                let unschedulable = plan(&PlanInputs {
-                    now: report.at,
-                    pools: std::slice::from_ref(&as_pool),
-                    fleet: &[PoolFleet::default()],
-                    demand: &Demand::from(r.clone()),
-                    max_workers: 0,
-                    total: 0,
-                    max_per_tick: 0,
-                })
-                .unschedulable;
-                for mut u in unschedulable {
+                for mut u in cannot_run(r) {
                     u.requirement = i;
-                    u.reason = u
-                        .reason
-                        .replace("no pool offers", "the scaling target's spec does not offer");
                     report.decisions.push(format!(
                         "unschedulable: {} job(s) needing {}: {}",
                         u.count, u.description, u.reason
@@ -588,7 +608,8 @@ impl WorkerLifecycleManager {
         // deadline in this tick) — those of no pool on its provider, or of its spec's pool if
         // its spec names one (its workers, see `plan_inner`): the target replaces them ahead
         // of the deadline, as a pool replaces its own.
-        let replaced = match pool_of(&target.spec) {
+        let own_pool = pool_of(&target.spec);
+        let replaced = match own_pool {
             Some(own) => interrupted.pools.get(own),
             None => interrupted.unpooled.get(&target.provider_id),
         };
@@ -599,6 +620,52 @@ impl WorkerLifecycleManager {
                  replacements come before the deadline)",
                 target.provider_id
             ));
+        }
+        // The others — of a pool not the target's (removed by `set_pools`, or set on another
+        // replica), or of no pool on another provider or beside a target of a pool: no pool
+        // replaces them without pools, so the target does when its spec offers what they
+        // did (as a pools tick places them on the pools that satisfy them). Before, nothing
+        // was provisioned for them until the deadline lost their jobs.
+        let mut others: Vec<(Option<&str>, Option<String>, usize)> = Vec::new();
+        for o in &interrupted.offered {
+            let own = match own_pool {
+                Some(own) => o.pool.as_deref() == Some(own),
+                None => o.pool.is_none() && o.provider_id == target.provider_id,
+            };
+            if own || o.jobs == 0 {
+                continue;
+            }
+            let why_not = if as_pool.satisfies(&o.offered) {
+                pending = pending.saturating_add(o.jobs);
+                None
+            } else {
+                let r = Requirement {
+                    count: o.jobs,
+                    ..o.offered.clone()
+                };
+                cannot_run(&r).next().map(|u| u.reason)
+            };
+            let pool = o.pool.as_deref();
+            match others
+                .iter_mut()
+                .find(|(p, why, _)| *p == pool && *why == why_not)
+            {
+                Some((.., n)) => *n = n.saturating_add(o.jobs),
+                None => others.push((pool, why_not, o.jobs)),
+            }
+        }
+        for (pool, why_not, n) in others {
+            let whose = pool.map_or_else(|| "no pool".to_owned(), |p| format!("pool {p}"));
+            report.decisions.push(match why_not {
+                None => format!(
+                    "{n} job(s) of interrupted worker(s) of {whose}, which the scaling target \
+                     does not own: counted as pending (its spec offers what they did)"
+                ),
+                Some(why) => format!(
+                    "{n} job(s) of interrupted worker(s) of {whose}, which the scaling target \
+                     does not own: not replaced by it: {why}"
+                ),
+            });
         }
         match self.plan_inner(pending, Some(&target)) {
             Ok((plan, candidates)) => {
