@@ -268,8 +268,11 @@ fn run(seed: u64) {
             || !report.provision_failures.is_empty()
             || !report.lost_jobs.is_empty()
             || !report.failed.is_empty()
-            // A warm worker, once starting, serves demand in priority order before a lower
-            // pool's idle one, which becomes surplus (by the plan's rules, as a takeback).
+            // A warm worker, once provisioned, is existing capacity: demand left waiting
+            // (a higher pool's cooldown holds its provisions back, without spilling) is
+            // placed on it, and its pool provisions its warm worker again. (Before
+            // 2026-12-07 it also served demand in priority order before a lower pool's
+            // idle worker, which became surplus; idle workers free to serve now come first.)
             || report.pools.as_ref().is_some_and(|p| p.pools.iter().any(|d| d.warm > 0))
             || report.decisions.iter().any(|d| {
                 d.contains("max_provision_per_tick")

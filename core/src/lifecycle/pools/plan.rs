@@ -7,12 +7,14 @@
 //!    `max_workers` 0) is **unschedulable**, with the constraint no pool meets;
 //! 2. the most constrained requirements (fewest satisfying pools) go first, so a job that
 //!    could run anywhere does not take the only GPU worker from a GPU job;
-//! 3. existing capacity serves demand first: the idle `Ready` workers, in priority order, then
-//!    the capacity on its way (`Creating`/`Connecting`, provisions in flight), in priority
-//!    order — a job is placed on a booting worker only when no satisfying idle worker is left
-//!    to run it now, so no idle worker that could run a waiting job is retired as surplus
-//!    (7) while the job waits for a booting one. Nothing is provisioned while a satisfying
-//!    worker is idle or on its way (but see the takeback, 8);
+//! 3. existing capacity serves demand first, each kind in priority order: the idle `Ready`
+//!    workers free to serve, then the capacity on its way (`Creating`/`Connecting`,
+//!    provisions in flight) free to serve, then what pools keep warm (a pool's `min_ready`
+//!    reserve, made of its capacity on its way first, then of its idle workers; idle first)
+//!    — a job is placed on a booting worker only when no idle worker is free to run it now,
+//!    so no idle worker that could run a waiting job is retired as surplus (7) while the job
+//!    waits for a booting one. Nothing is provisioned while a satisfying worker is idle or on
+//!    its way (but see the takeback, 8);
 //! 4. each pool keeps `min_ready` idle workers warm from what is left;
 //! 5. the rest of a requirement goes to the first satisfying pool that **can provide**: a pool
 //!    whose provider backs off, that had no capacity, whose provider is not registered, or that
@@ -148,21 +150,45 @@ pub(crate) fn plan(i: &PlanInputs<'_>) -> PoolPlan {
         serves[p].len() - 1
     };
 
-    // 3. Existing capacity first: the idle `Ready` workers, in priority order, then the
-    //    capacity still on its way (starting, in flight), in priority order. A job waits for a
-    //    booting worker only when no idle one can run it now: placed on a higher pool's
-    //    booting (say warm) worker, it left a lower pool's idle worker unused, which step 7
-    //    retired as surplus while the job waited (and the warm pool, its warm worker taken,
-    //    provisioned again). Each pool's ready supply is spent before its later one, so
-    //    "ready beyond what is used" (step 7) is still its idle surplus.
-    let mut ready: Vec<usize> = fleet.iter().map(|f| f.ready).collect();
-    let mut later: Vec<usize> = fleet
-        .iter()
-        .map(|f| f.starting.saturating_add(f.in_flight))
+    // 3. Existing capacity first, each kind in priority order: the idle `Ready` workers free
+    //    to serve, then the capacity on its way (starting, in flight) free to serve, then
+    //    what pools keep warm (idle first). A pool's warm reserve is its `min_ready`, made of
+    //    its capacity on its way first (a booting worker cannot run a job now anyway), then
+    //    of its idle workers. So a job waits for a booting worker only when no idle worker is
+    //    free to run it now: placed on a higher pool's booting (say warm) worker, it left a
+    //    lower pool's idle worker unused, which step 7 retired as surplus while the job
+    //    waited (and the warm pool, its warm worker taken, provisioned again). And a job is
+    //    placed on a worker a pool keeps warm only when nothing else exists for it: taken for
+    //    a job a booting worker is counted for, the warm worker is provisioned again and the
+    //    booting one ends up surplus (after a takeback, whose giver keeps its `min_ready`,
+    //    the next plan would hand the job back to the giver's warm worker). Every idle or
+    //    booting worker serves before any new provision, as before.
+    let mut reserve_later: Vec<usize> = (0..n)
+        .map(|p| {
+            let f = fleet[p];
+            pools[p]
+                .min_ready
+                .min(f.starting.saturating_add(f.in_flight))
+        })
+        .collect();
+    let mut reserve_ready: Vec<usize> = (0..n)
+        .map(|p| fleet[p].ready.min(pools[p].min_ready - reserve_later[p]))
+        .collect();
+    let mut free_ready: Vec<usize> = (0..n).map(|p| fleet[p].ready - reserve_ready[p]).collect();
+    let mut free_later: Vec<usize> = (0..n)
+        .map(|p| {
+            let f = fleet[p];
+            f.starting.saturating_add(f.in_flight) - reserve_later[p]
+        })
         .collect();
     let mut used = vec![0usize; n];
     let mut rem: Vec<usize> = reqs.iter().map(|r| r.count).collect();
-    for supply in [&mut ready, &mut later] {
+    for supply in [
+        &mut free_ready,
+        &mut free_later,
+        &mut reserve_ready,
+        &mut reserve_later,
+    ] {
         for &ri in &req_order {
             for &p in &satisfying[ri] {
                 let take = rem[ri].min(supply[p]);
@@ -179,7 +205,11 @@ pub(crate) fn plan(i: &PlanInputs<'_>) -> PoolPlan {
     // 4. The warm pool from what is left (idle or on its way).
     let mut warm_needed = vec![0usize; n];
     for p in 0..n {
-        let from_supply = pools[p].min_ready.min(ready[p].saturating_add(later[p]));
+        let left = free_ready[p]
+            .saturating_add(free_later[p])
+            .saturating_add(reserve_ready[p])
+            .saturating_add(reserve_later[p]);
+        let from_supply = pools[p].min_ready.min(left);
         used[p] = used[p].saturating_add(from_supply);
         warm_needed[p] = pools[p].min_ready - from_supply;
     }
@@ -358,7 +388,8 @@ pub(crate) fn plan(i: &PlanInputs<'_>) -> PoolPlan {
     //    while the fallback's workers keep being reused. Only when both sides may act now: the
     //    taker not blocked, out of its scale-up cooldown and within every cap; the giver
     //    growing nothing, out of its scale-down cooldown, keeping its `min_ready`, and giving
-    //    only idle `Ready` workers (never a busy one). Lowest-priority givers first.
+    //    only idle `Ready` workers (never a busy one). Lowest-priority givers first. One held
+    //    back by the per-tick cap says so in the taker's limits (the next tick goes on).
     let mut takebacks: Vec<Spill> = Vec::new();
     let mut given = vec![0usize; n];
     for p in 0..n {
@@ -387,14 +418,24 @@ pub(crate) fn plan(i: &PlanInputs<'_>) -> PoolPlan {
             let mut givable = (kept - pools[q].min_ready.min(kept)).saturating_sub(given[q]);
             for k in 0..serves[q].len() {
                 let ri = serves[q][k].requirement;
-                let take = serves[q][k]
-                    .existing
-                    .min(givable)
+                let want = serves[q][k].existing.min(givable);
+                if want == 0 || !pools[p].satisfies(&reqs[ri]) {
+                    continue;
+                }
+                let take = want
                     .min(room[p])
                     .min(global_room)
                     .min(tick_left)
                     .min(retire_left);
-                if take == 0 || !pools[p].satisfies(&reqs[ri]) {
+                // The one cap that the next tick, at the same instant, lifts: say so, as for
+                // any provision it holds back (the next tick takes back the rest).
+                if take < want.min(room[p]).min(global_room) {
+                    let cap = format!("max_provision_per_tick {}", i.max_per_tick);
+                    if !decisions[p].limits.contains(&cap) {
+                        decisions[p].limits.push(cap);
+                    }
+                }
+                if take == 0 {
                     continue;
                 }
                 serves[q][k].existing -= take;

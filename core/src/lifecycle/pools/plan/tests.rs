@@ -469,9 +469,16 @@ fn takeback_returns_a_fallbacks_demand_to_the_recovered_pool() {
     );
     let mut per_tick = Case::new(both(), vec![idle(0), fallback()], gpu_job(3));
     per_tick.max_per_tick = 1;
+    let plan = per_tick.run();
     assert_eq!(
-        moves(&per_tick.run()),
+        moves(&plan),
         vec![("gpu-spot", 1, 0), ("gpu-ondemand", 0, 1)]
+    );
+    // The per-tick cap, which the next tick lifts, says so on the taker's line (since
+    // 2026-12-07; before, a takeback cut short by it read as complete).
+    assert_eq!(
+        plan.pool("gpu-spot").unwrap().limits,
+        vec!["max_provision_per_tick 1"]
     );
 
     // Both lines say it.
@@ -668,10 +675,45 @@ fn idle_workers_serve_before_workers_still_starting_whatever_their_pools_priorit
             (1, 1),
         ),
         (
-            "among idle workers, priority decides: the warm pool's serves, the lower pool's \
-             is surplus, and the warm pool provisions its warm worker",
-            Case::new(both(), vec![idle(1), fallback()], gpu_job(1)),
-            vec![("warm", 1, 0), ("low", 0, 1)],
+            "the idle worker a pool keeps warm serves after the others' idle workers: the \
+             lower pool's serves the job, nothing moves (the warm pool in its cooldown)",
+            Case::new(both(), vec![grown(idle(1), 5), fallback()], gpu_job(1)),
+            vec![("warm", 0, 0), ("low", 0, 0)],
+            (0, 1),
+        ),
+        (
+            "a pool's workers on their way keep it warm: its idle worker is free to serve, \
+             first by priority, and the lower pool's is surplus",
+            Case::new(
+                both(),
+                vec![
+                    grown(
+                        PoolFleet {
+                            ready: 1,
+                            registered: 2,
+                            ..booting(1, 0)
+                        },
+                        5,
+                    ),
+                    fallback(),
+                ],
+                gpu_job(1),
+            ),
+            vec![("warm", 0, 0), ("low", 0, 1)],
+            (1, 0),
+        ),
+        (
+            "after a takeback: the taker's booting worker serves, the giver's last idle \
+             worker is the one it keeps warm (not taken, so not provisioned again)",
+            Case::new(
+                vec![
+                    pool("high", 10, gpu_spec()),
+                    pool("low", 0, gpu_spec()).with_min_ready(1),
+                ],
+                vec![grown(booting(1, 0), 0), resting(idle(1), 0)],
+                gpu_job(1),
+            ),
+            vec![("high", 0, 0), ("low", 0, 0)],
             (1, 0),
         ),
         (
@@ -697,8 +739,9 @@ fn idle_workers_serve_before_workers_still_starting_whatever_their_pools_priorit
                 .map(|s| s.existing)
                 .sum()
         };
+        let first = &plan.pools[0].pool;
         assert_eq!(
-            (existing("warm"), existing("low")),
+            (existing(first), existing("low")),
             (warm_serves, low_serves),
             "{what}: {:#?}",
             plan.explanation
