@@ -81,6 +81,9 @@ pub(crate) fn tick_report(report: &crate::TickReport) {
     for d in &report.drained {
         event!(worker_id = %d, "draining");
     }
+    if let Some(message) = &report.panicked {
+        event!(message = %message, "tick panicked");
+    }
 }
 
 /// Without the feature: nothing (inlined away).

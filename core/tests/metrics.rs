@@ -40,7 +40,7 @@ fn get(s: &BTreeMap<String, f64>, key: &str) -> f64 {
 }
 
 /// Every family the issue asks for, by its OpenMetrics name.
-pub const FAMILIES: [&str; 31] = [
+pub const FAMILIES: [&str; 32] = [
     "hodei_workers_workers",
     "hodei_workers_workers_by_provider",
     "hodei_workers_workers_by_provider_type",
@@ -63,6 +63,7 @@ pub const FAMILIES: [&str; 31] = [
     "hodei_workers_provider_backoff_seconds",
     "hodei_workers_provider_consecutive_failures",
     "hodei_workers_ticks",
+    "hodei_workers_tick_panics",
     "hodei_workers_health_checks",
     "hodei_workers_tick_duration_seconds",
     "hodei_workers_health_check_duration_seconds",

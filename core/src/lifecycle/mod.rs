@@ -41,3 +41,16 @@ pub use report::{
     TerminatedWorker, TickReport, UnhealthyWorker,
 };
 pub use ticker::{Ticker, TickerStats, TICKER_REPORTS_CAPACITY};
+
+/// The text of a caught panic's payload: the message of `panic!("...")` (a `&str` or a
+/// `String`), or `"non-text panic payload"`. What the ticker says of a failed demand callback,
+/// and what a tick that panicked reports in [`TickReport::panicked`].
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-text panic payload".to_owned()
+    }
+}

@@ -8,7 +8,6 @@
 //! [`start_ticker_for`](WorkerLifecycleManager::start_ticker_for) (or
 //! [`start_ticker_for_with`](WorkerLifecycleManager::start_ticker_for_with)).
 
-use std::any::Any;
 use std::cell::Cell;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -24,6 +23,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 
 use super::manager::WorkerLifecycleManager;
+use super::panic_message;
 use super::pools::Demand;
 use super::report::TickReport;
 
@@ -53,8 +53,10 @@ pub struct TickerStats {
     pub report_panics: u64,
     /// Ticks that panicked themselves (a bug of the library, or of a host's own
     /// [`WorkerRegistry`](crate::WorkerRegistry), clock or lease implementation; a provider's
-    /// panic is a failed provider call in the report instead). Such a tick delivers no report
-    /// and is not counted in `ticks`; the ticker goes on at the next slot.
+    /// panic is a failed provider call in the report instead). A tick that panicked midway
+    /// delivers the report of what it did, with [`TickReport::panicked`] set, and is counted
+    /// in `ticks` too; one that panicked outside its phases (before it could build a report)
+    /// delivers none and is not counted in `ticks`. The ticker goes on at the next slot.
     pub tick_panics: u64,
 }
 
@@ -118,7 +120,8 @@ enum Sink {
 /// - The demand and report callbacks are called **on the ticker thread**, one at a time,
 ///   never while a lock of the manager or the registry is held. A panic in either is caught
 ///   and counted; the ticker goes on. So does a panic of the tick itself
-///   ([`TickerStats::tick_panics`]: no report for that tick; the next slot ticks again).
+///   ([`TickerStats::tick_panics`]): its report, with what it did before the panic and
+///   [`TickReport::panicked`] set, is delivered like any other; the next slot ticks again.
 /// - [`stop`](Self::stop) (and dropping the handle) wakes the thread and joins it: it returns
 ///   once the current tick, if any, has finished (a tick is never cut in the middle), without
 ///   waiting for the next slot — on every thread that calls it, also when several call it at
@@ -457,10 +460,13 @@ fn run(
         if *shared.stopped.lock() {
             return;
         }
-        // A panicking tick (a host's registry, clock or lease with a bug) must not end the
-        // thread: the ticker would stop ticking without a word while `stop` still "worked",
-        // and the manager would be dropped on this thread. The manager's own state is released
-        // on unwind by its guards (the tick flag, the provisioning ledger's tickets, ...).
+        // A tick whose phases panic (a host's registry, clock or lease with a bug) returns
+        // what it did, `panicked` set: delivered like any report (its lost jobs must reach the
+        // host), and counted. A panic outside the phases (the registry's clock read before
+        // them, say) still unwinds out of `tick`: caught here as a last resort, as it must
+        // not end the thread (the ticker would stop ticking without a word while `stop` still
+        // "worked", and the manager would be dropped on this thread); that tick has no report.
+        // The manager's own state is released on unwind by its guards (the tick flag, ...).
         let tick = catch_unwind(AssertUnwindSafe(|| match &last_demand {
             Some(d) => manager.tick(d),
             None => manager.tick_without_demand(),
@@ -469,6 +475,9 @@ fn run(
             Ok(mut report) => {
                 report.decisions.extend(demand_note);
                 c.ticks.fetch_add(1, Ordering::Relaxed);
+                if report.panicked.is_some() {
+                    c.tick_panics.fetch_add(1, Ordering::Relaxed);
+                }
                 deliver(&mut sink, report, c);
             }
             Err(_) => {
@@ -555,16 +564,6 @@ fn next_slot(slot: Instant, interval: Duration, ended: Instant) -> (Option<Insta
         })
         .and_then(|offset| slot.checked_add(offset));
     (next, u64::try_from(missed).unwrap_or(u64::MAX))
-}
-
-fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-text panic payload".to_owned()
-    }
 }
 
 #[cfg(test)]

@@ -57,7 +57,8 @@
 //! | `hodei_workers_reconcile_holds_total` | counter | `provider`, `kind` | the ticks' reconciles whose brake held the provider's listing: `expire` (records it missed, not expired) or `orphans` (instances no record knows, not destroyed: only the host's `reconcile()` ends it) |
 //! | `hodei_workers_provider_backoff_seconds` | gauge | `provider` | time left in the provider's create back-off (0: none, and on a replica that does not lead) |
 //! | `hodei_workers_provider_consecutive_failures` | gauge | `provider` | consecutive create failures while backed off (0 on a replica that does not lead) |
-//! | `hodei_workers_ticks_total` | counter | | ticks that ran (leader's or follower's, whatever they reported; not one skipped because another thread was ticking), timing on or off: the one to alert on when ticks stop |
+//! | `hodei_workers_ticks_total` | counter | | ticks that ran (leader's or follower's, whatever they reported, one that panicked midway included; not one skipped because another thread was ticking), timing on or off: the one to alert on when ticks stop |
+//! | `hodei_workers_tick_panics_total` | counter | | ticks that panicked midway and returned what they had done (`TickReport::panicked`; counted in `hodei_workers_ticks_total` too): alert on any increase |
 //! | `hodei_workers_health_checks_total` | counter | | health checks that ran (a tick's and `run_health_check`'s), timing on or off; not a call refused before it checked anything (`NotLeader`, the owed grace period not granted) |
 //! | `hodei_workers_tick_duration_seconds` | histogram | | wall time of `tick`, observed only while timing is on |
 //! | `hodei_workers_health_check_duration_seconds` | histogram | | wall time of each health check that ran, observed only while timing is on (a refused call is not) |
@@ -149,6 +150,9 @@ pub struct Metrics {
     timing: AtomicBool,
     /// Ticks that ran, timed or not (`hodei_workers_ticks_total`).
     ticks: AtomicU64,
+    /// Ticks that panicked midway and returned what they had done
+    /// (`hodei_workers_tick_panics_total`).
+    tick_panics: AtomicU64,
     /// Health checks that ran, timed or not (`hodei_workers_health_checks_total`).
     health_checks: AtomicU64,
     tick_seconds: DurationHistogram,
@@ -170,6 +174,7 @@ impl Metrics {
             view,
             timing: AtomicBool::new(true),
             ticks: AtomicU64::new(0),
+            tick_panics: AtomicU64::new(0),
             health_checks: AtomicU64::new(0),
             tick_seconds: DurationHistogram::default(),
             health_check_seconds: DurationHistogram::default(),
@@ -222,9 +227,12 @@ impl Metrics {
     }
 
     /// A tick ended (counted whatever the timing); `first_action`: when its first action
-    /// started, if noted.
-    pub(crate) fn tick_done(&self, timer: Timer, first_action: Option<Instant>) {
+    /// started, if noted; `panicked`: it panicked midway (counted in both counters).
+    pub(crate) fn tick_done(&self, timer: Timer, first_action: Option<Instant>, panicked: bool) {
         self.ticks.fetch_add(1, Ordering::Relaxed);
+        if panicked {
+            self.tick_panics.fetch_add(1, Ordering::Relaxed);
+        }
         Self::done(&self.tick_seconds, timer, first_action);
     }
 
@@ -376,6 +384,14 @@ impl Collector for Metrics {
              they reported; not one skipped because another thread was ticking), counted whether \
              the durations are timed or not.",
             &[(&[], self.ticks.load(Ordering::Relaxed))],
+        )?;
+        counter(
+            enc,
+            "hodei_workers_tick_panics",
+            "Ticks that panicked midway (a bug of a host's own registry, clock or lease, or of \
+             the library) and returned the report of what they had done (TickReport.panicked); \
+             each is counted in hodei_workers_ticks too. Alert on any increase.",
+            &[(&[], self.tick_panics.load(Ordering::Relaxed))],
         )?;
         counter(
             enc,

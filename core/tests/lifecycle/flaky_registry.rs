@@ -23,6 +23,8 @@ struct Faults {
     fail_queries: AtomicBool,
     fail_grace: AtomicBool,
     fail_stats: AtomicBool,
+    /// The next `register` panics (a host's own registry with a bug), once.
+    panic_register: AtomicBool,
     /// Simulates the agent's release arriving between the manager's two state changes.
     release_before_terminating: AtomicBool,
     /// The move of this worker to `Terminating` fails (the database goes away mid-check).
@@ -96,7 +98,12 @@ impl Hooks for Faults {
                 }
                 check(&self.fail_get)
             }
-            Call::Register(_) => check(&self.fail_register),
+            Call::Register(_) => {
+                if self.panic_register.swap(false, Ordering::SeqCst) {
+                    panic!("registry bug in register");
+                }
+                check(&self.fail_register)
+            }
             Call::Unregister(_) => check(&self.fail_unregister),
             Call::GrantGrace => check(&self.fail_grace),
             Call::Stats => check(&self.fail_stats),
@@ -742,6 +749,91 @@ fn a_registry_failure_mid_health_check_keeps_the_jobs_already_lost_in_its_result
             worker_id: silent[1],
             job_id: job("job-second")
         }]
+    );
+}
+
+/// A busy worker goes silent and a tick's health check takes it out of service (its job
+/// reported lost); then the registry panics in the `register` of the same tick's scaling (a
+/// host's own registry with a bug). The tick returns the report built so far — the lost job
+/// in it, the panic said — instead of unwinding: before, the report was dropped with the
+/// unwind, and the job, already taken out of the registry (its `JobLost` emitted), reached no
+/// host that requeues from the tick's reports. The manager goes on: the next tick works and
+/// the registry's counts are a recount of its records.
+#[test]
+fn a_tick_that_panics_after_its_health_check_returns_the_jobs_it_lost() {
+    let (clock, flaky) = flaky_registry();
+    let config = WorkerLifecycleConfig {
+        min_ready_workers: 0,
+        scale_up_cooldown: std::time::Duration::ZERO,
+        ..config()
+    };
+    let manager = WorkerLifecycleManager::new(flaky.shared(), config).unwrap();
+    let provider = TestProvider::new("test");
+    manager.register_provider(provider.clone()).unwrap();
+    manager.set_scaling_target(&pid("test"), spec()).unwrap();
+    let w = manager.provision_worker(&pid("test"), spec()).unwrap();
+    flaky.update_state(&w.id, WorkerState::Ready).unwrap();
+    flaky.assign_to_job(&w.id, job("running")).unwrap();
+    // Ticks closer together than heartbeat_timeout (no host stall): the second finds the
+    // worker silent for longer than the timeout.
+    clock.advance(secs(40));
+    let first = manager.tick(0);
+    assert!(first.lost_jobs.is_empty(), "{:?}", first.decisions);
+    clock.advance(secs(40));
+    flaky.faults.panic_register.store(true, Ordering::SeqCst);
+    let report = manager.tick(1);
+    assert_eq!(
+        report.lost_jobs,
+        vec![LostJob {
+            worker_id: w.id,
+            job_id: job("running")
+        }],
+        "{:?}",
+        report.decisions
+    );
+    assert_eq!(report.unhealthy.len(), 1, "{:?}", report.decisions);
+    assert!(report.provisioned.is_empty(), "{:?}", report.decisions);
+    assert_eq!(
+        report.panicked.as_deref(),
+        Some("registry bug in register"),
+        "{:?}",
+        report.decisions
+    );
+    assert!(
+        report.decisions.iter().any(|d| d.starts_with(
+            "tick panicked in the scaling phase: registry bug in register; the rest of the \
+             tick was not done"
+        )),
+        "{:?}",
+        report.decisions
+    );
+    // Nothing held: the tick flag, the provision's ledger ticket.
+    assert_eq!(manager.stats().unwrap().in_flight, 0);
+    let next = manager.tick(1);
+    assert!(!next.skipped, "{:?}", next.decisions);
+    assert_eq!(next.panicked, None, "{:?}", next.decisions);
+    assert_eq!(next.provisioned.len(), 1, "{:?}", next.decisions);
+    let all = flaky.find(&WorkerFilter::new()).unwrap();
+    assert_eq!(
+        manager.stats().unwrap().registry,
+        WorkerRegistryStats::recount(&all)
+    );
+    assert_eq!(manager.stats().unwrap().lost_jobs_total, 1);
+    // Three ticks ran, the panicked one among them; it is counted apart too.
+    let text = manager.metrics_text();
+    for line in [
+        "hodei_workers_ticks_total 3",
+        "hodei_workers_tick_panics_total 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+    }
+    // The instance the panicked provision had created is no record's: destroyed by the
+    // orphan retries of the tick after it.
+    assert_eq!(
+        provider.instance_ids().len(),
+        all.len(),
+        "{:?}",
+        provider.calls()
     );
 }
 

@@ -915,8 +915,9 @@ fn a_new_leader_grants_grace_so_heartbeats_sent_to_the_old_one_do_not_expire_the
 }
 
 /// A takeover cut short by a panic (a host's registry with a bug, in its `grant_grace`): the
-/// ticker, `hw_manager_tick` and the Python binding go on after it, and the next tick renews
-/// the same term, no takeover again. It must still grant the grace and reconcile. Before, the
+/// tick returns its report with `panicked` set (since 2026-12-07; it unwound to the caller
+/// before, and the ticker, `hw_manager_tick` and the Python binding went on after it), and
+/// the next tick renews the same term, no takeover again. It must still grant the grace and reconcile. Before, the
 /// next tick did neither: its health check expired the workers whose heartbeats went to the
 /// dead leader, and no reconcile was ever scheduled again (the orphan instance stayed).
 #[test]
@@ -932,8 +933,16 @@ fn a_takeover_cut_short_by_a_panic_is_finished_by_the_next_tick() {
         || panic!("registry bug"),
         Error::Backend("not reached".to_owned()),
     );
-    let cut = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.b.manager.tick(3)));
-    assert!(cut.is_err() && trap.sprung());
+    let cut = c.b.manager.tick(3);
+    assert!(trap.sprung());
+    assert_eq!(cut.panicked.as_deref(), Some("registry bug"));
+    assert!(
+        cut.decisions
+            .iter()
+            .any(|d| d.starts_with("tick panicked in the lease phase: registry bug")),
+        "{:?}",
+        cut.decisions
+    );
     let rb = c.b.manager.tick(3);
     assert!(rb.leading, "{:?}", rb.decisions);
     assert!(rb.unhealthy.is_empty(), "{:?}", rb.decisions);

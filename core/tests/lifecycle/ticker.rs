@@ -226,10 +226,11 @@ impl Hooks for PanicsOnFirstRegister {
 }
 
 /// A tick that panics (here: in the registry, while a provision is in flight) is counted in
-/// `tick_panics`, delivers no report, and the ticker ticks again at the next slot; the
-/// manager's state is released on unwind (the provision's ledger ticket: the next tick
-/// provisions in its place), and `stop` still joins. Before, the panic ended the ticker
-/// thread: no tick ever after, nothing counted, while `stop` still returned as usual.
+/// `tick_panics`, delivers its report with `panicked` set (since 2026-12-07: no report
+/// before), and the ticker ticks again at the next slot; the manager's state is released on
+/// unwind (the provision's ledger ticket: the next tick provisions in its place), and `stop`
+/// still joins. Before, the panic ended the ticker thread: no tick ever after, nothing
+/// counted, while `stop` still returned as usual.
 #[test]
 fn a_tick_that_panics_is_counted_and_the_ticker_goes_on() {
     let clock = Arc::new(ManualClock::new(T0));
@@ -250,13 +251,15 @@ fn a_tick_that_panics_is_counted_and_the_ticker_goes_on() {
     let ticker = manager
         .start_ticker(Duration::from_millis(1), || 1)
         .unwrap();
-    let next = ticker
-        .reports()
-        .unwrap()
-        .recv_timeout(Duration::from_secs(30));
+    let reports = ticker.reports().unwrap();
+    let panicked = reports.recv_timeout(Duration::from_secs(30));
+    let next = reports.recv_timeout(Duration::from_secs(30));
     ticker.stop();
     assert!(!ticker.is_running());
     let stats = ticker.stats();
+    let panicked = panicked.unwrap_or_else(|_| panic!("no report at all: {stats:?}"));
+    assert_eq!(panicked.panicked.as_deref(), Some("registry bug"));
+    assert!(panicked.provisioned.is_empty(), "{:?}", panicked.decisions);
     let report = next.unwrap_or_else(|_| panic!("no tick after the panicking one: {stats:?}"));
     assert_eq!(stats.tick_panics, 1, "{stats:?}");
     assert_eq!(
@@ -337,6 +340,98 @@ fn a_destroy_cut_by_a_panicking_tick_is_done_by_a_later_one() {
         ticker.stats()
     );
     assert!(manager.pending_destroys().is_empty());
+}
+
+/// A registry whose `register` panics once armed (a host's own registry with a bug).
+#[derive(Debug, Default)]
+struct PanicsOnRegisterWhenArmed(AtomicBool);
+
+impl Hooks for PanicsOnRegisterWhenArmed {
+    fn before(&self, call: Call<'_>, _: &dyn WorkerRegistry) -> Result<()> {
+        if matches!(call, Call::Register(_)) && self.0.swap(false, Ordering::SeqCst) {
+            panic!("registry bug in register");
+        }
+        Ok(())
+    }
+}
+
+/// A tick whose health check took a busy worker out of service (its job lost) and whose
+/// scaling then panicked (in the registry's `register`): the ticker delivers that tick's
+/// report, the lost job in it, and counts the panic in `tick_panics`; the next tick is a
+/// normal one and the registry's counts are a recount of its records. Before, the ticker
+/// caught the panic and delivered nothing: the job, already out of the registry, never
+/// reached the host's report callback.
+#[test]
+fn a_tick_that_panics_midway_delivers_what_it_did_and_is_counted() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let hooks = Arc::new(PanicsOnRegisterWhenArmed::default());
+    let registry =
+        TestRegistry::with_hooks(crate::backend::new_registry(clock.clone()), hooks.clone());
+    let config = WorkerLifecycleConfig {
+        min_ready_workers: 0,
+        scale_up_cooldown: Duration::ZERO,
+        ..config()
+    };
+    let manager = Arc::new(WorkerLifecycleManager::new(registry.shared(), config).unwrap());
+    let provider = TestProvider::new("test");
+    manager.register_provider(provider.clone()).unwrap();
+    manager.set_scaling_target(&provider.id, spec()).unwrap();
+    let w = manager.provision_worker(&provider.id, spec()).unwrap();
+    registry.update_state(&w.id, WorkerState::Ready).unwrap();
+    registry.assign_to_job(&w.id, job("running")).unwrap();
+    // Ticks closer together than heartbeat_timeout (no host stall): the ticker's first tick
+    // finds the worker silent for longer than the timeout.
+    clock.advance(secs(40));
+    assert!(manager.tick(0).lost_jobs.is_empty());
+    clock.advance(secs(40));
+    hooks.0.store(true, Ordering::SeqCst);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let ticker = manager
+        .start_ticker_with(
+            Duration::from_millis(1),
+            || 1,
+            move |r| {
+                let _ = tx.send(r);
+            },
+        )
+        .unwrap();
+    let first = rx.recv_timeout(Duration::from_secs(30));
+    let second = rx.recv_timeout(Duration::from_secs(30));
+    ticker.stop();
+    let stats = ticker.stats();
+    let first = first.unwrap_or_else(|_| panic!("no report of the panicking tick: {stats:?}"));
+    assert_eq!(
+        first.lost_jobs,
+        vec![LostJob {
+            worker_id: w.id,
+            job_id: job("running")
+        }],
+        "{:?}",
+        first.decisions
+    );
+    assert_eq!(
+        first.panicked.as_deref(),
+        Some("registry bug in register"),
+        "{:?}",
+        first.decisions
+    );
+    assert_eq!(stats.tick_panics, 1, "{stats:?}");
+    assert!(
+        stats.ticks >= 2,
+        "the panicked tick counts as a tick: {stats:?}"
+    );
+    let second = second.unwrap_or_else(|_| panic!("no tick after the panicking one: {stats:?}"));
+    assert_eq!(second.panicked, None, "{:?}", second.decisions);
+    assert!(second.lost_jobs.is_empty(), "{:?}", second.decisions);
+    assert_eq!(second.provisioned.len(), 1, "{:?}", second.decisions);
+    // Released: the tick flag (a tick of the host's runs), the provision's ledger ticket.
+    assert!(!manager.tick(1).skipped);
+    assert_eq!(manager.stats().unwrap().in_flight, 0);
+    let all = registry.find(&WorkerFilter::new()).unwrap();
+    assert_eq!(
+        manager.stats().unwrap().registry,
+        WorkerRegistryStats::recount(&all)
+    );
 }
 
 #[test]

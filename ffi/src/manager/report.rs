@@ -226,6 +226,8 @@ impl hw_report {
             skipped,
             leading,
             leader,
+            // JSON only, for now (see ffi/tests/schema.rs).
+            panicked: _,
         } = r;
         // What reaches C as a string: the decisions (free text: a provider's or the registry's
         // error message among them) and the leader's name (checked by `validate_lease` for

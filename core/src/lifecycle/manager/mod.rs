@@ -477,6 +477,18 @@ impl WorkerLifecycleManager {
     /// At most `max_actions_per_tick` actions are taken; the rest waits for the next ticks
     /// (`capped`). A call while another thread ticks returns at once with `skipped`.
     /// Errors of the registry are reported in `decisions`, never panicked on.
+    ///
+    /// # Panics
+    /// A panic in a phase (a bug of a host's own [`WorkerRegistry`], [`Clock`](crate::Clock)
+    /// or [`Leadership`](crate::Leadership) implementation, or of the library; a provider's
+    /// panic is a failed provider call already) does not unwind out of `tick` (since
+    /// 2026-12-07; it did before, and the report went with it): the tick returns the report of
+    /// what it did until then — the jobs lost by the phases that ended among it, to requeue —
+    /// with [`TickReport::panicked`] set to the panic's message and a line of `decisions`
+    /// naming the phase; the rest of the tick is not done, and the next tick does what is
+    /// still due. Such a tick counts as a tick (`hodei_workers_ticks_total`) and in
+    /// `hodei_workers_tick_panics_total`. Only a panic before the phases (the registry's
+    /// clock read that dates the report) still unwinds to the caller.
     pub fn tick(&self, demand: impl Into<Demand>) -> TickReport {
         self.tick_with(Some(&demand.into()))
     }
@@ -511,7 +523,36 @@ impl WorkerLifecycleManager {
         );
         let mut budget = Budget::new(self.config.max_actions_per_tick);
         budget.note_first_action = timer.wants_first_action();
-        self.tick_phases(demand, &mut budget, &mut report);
+        let mut phase = "lease";
+        // A panic of a phase (a host's own registry, clock or lease with a bug: a provider's
+        // panic is caught around each provider call already) must not take the report with
+        // it: the phases before it may have taken workers out of service, whose jobs are in
+        // `lost_jobs` and nowhere else the host requeues from. So the report built so far is
+        // returned, with the panic said.
+        //
+        // Unwind safety (`AssertUnwindSafe`): what the closure mutates is the budget, the
+        // phase and the report, which hold only what was done (each entry pushed after its
+        // action), and the manager's own state, which a phase changes only under its
+        // `parking_lot` locks (released on unwind, never poisoned), with no lock held across a
+        // call out to the host's code, except for `writes` around `WorkerRegistry::fenced`,
+        // whose slot is written only once the call returned. What a phase holds across such a
+        // call is released by a guard: the tick flag (`TickGuard`, above), a provision's
+        // ledger ticket and the instance it created (`Ticket`, `OrphanOnUnwind`), the destroys
+        // it picked (`ReleaseOnUnwind`), its claim on an orphan's destroy (`OrphanClaim`), the
+        // brake's release (`Settle`); a takeover's grace period and reconcile stay owed until
+        // done (`take_over`).
+        let phases = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.tick_phases(demand, &mut budget, &mut report, &mut phase);
+        }));
+        let panicked = phases.is_err();
+        if let Err(payload) = phases {
+            let message = super::panic_message(payload.as_ref());
+            report.decisions.push(format!(
+                "tick panicked in the {phase} phase: {message}; the rest of the tick was not \
+                 done (the next tick does what is still due)"
+            ));
+            report.panicked = Some(message);
+        }
         // Every tick that ran, also one that stopped early (a follower's, one that lost the
         // lease midway): its actions reported, counted in the duration histogram, traced.
         report.actions = budget.used;
@@ -522,20 +563,30 @@ impl WorkerLifecycleManager {
                 self.config.max_actions_per_tick
             ));
         }
-        self.metrics.tick_done(timer, budget.first_action);
+        // A tick that panicked ran all the same: counted and timed as a tick, and in
+        // `hodei_workers_tick_panics_total` too.
+        self.metrics.tick_done(timer, budget.first_action, panicked);
         crate::trace::tick_report(&report);
         report
     }
 
     /// The phases of a tick (see [`tick`](Self::tick)), each while the lease is still trusted;
-    /// returns early when it is not.
-    fn tick_phases(&self, demand: Option<&Demand>, budget: &mut Budget, report: &mut TickReport) {
+    /// returns early when it is not. `phase` names the phase running (what a panic's line in
+    /// the report says).
+    fn tick_phases(
+        &self,
+        demand: Option<&Demand>,
+        budget: &mut Budget,
+        report: &mut TickReport,
+        phase: &mut &'static str,
+    ) {
         let now = report.at;
         // A follower only tries to take or keep the lease; a new leader takes over first.
         if !self.lead(budget, report) {
             return;
         }
 
+        *phase = "stall check";
         let (stall, health_due) = {
             let mut s = self.schedule.lock();
             let stall = s
@@ -584,6 +635,7 @@ impl WorkerLifecycleManager {
         };
 
         // Each phase starts only while the lease is still trusted (a tick can be long).
+        *phase = "health check";
         if !self.still_leading(report) {
             return;
         }
@@ -637,6 +689,7 @@ impl WorkerLifecycleManager {
             }
         }
 
+        *phase = "cleanup";
         if !self.still_leading(report) {
             return;
         }
@@ -661,20 +714,26 @@ impl WorkerLifecycleManager {
         if let Some(e) = error {
             report.decisions.push(format!("cleanup failed: {e}"));
         }
+        *phase = "orphan retries";
         self.retry_orphans(budget, report);
+        *phase = "reconcile";
         self.reconcile_if_due(now, budget, report);
 
+        *phase = "pool drains";
         if !self.still_leading(report) {
             return;
         }
         // Before the plan: a worker of a pool no longer configured so is no capacity.
         self.drain_undrained(budget, report);
+        *phase = "scaling";
         self.scale_tick(demand, budget, report);
         // The report says whether this manager still leads at the end of the tick: a lease
         // lost during a provider call (a long pause) must not read as leading, even when the
         // pause escaped this replica's own clock (the store is asked).
+        *phase = "lease check";
         self.still_leading_by_store(report);
 
+        *phase = "provider back-off";
         report.provider_backoff = self.provider_backoff();
     }
 
