@@ -25,6 +25,8 @@ struct Faults {
     fail_stats: AtomicBool,
     /// The next `register` panics (a host's own registry with a bug), once.
     panic_register: AtomicBool,
+    /// The next `unregister` panics, once.
+    panic_unregister: AtomicBool,
     /// Simulates the agent's release arriving between the manager's two state changes.
     release_before_terminating: AtomicBool,
     /// The move of this worker to `Terminating` fails (the database goes away mid-check).
@@ -39,6 +41,8 @@ struct Faults {
     fail_find_of_pool: parking_lot::Mutex<Option<String>>,
     /// The move of this worker to `Draining` fails.
     fail_draining_of: parking_lot::Mutex<Option<WorkerId>>,
+    /// The next move of this worker to `Draining` panics (a host's own registry with a bug).
+    panic_draining_of: parking_lot::Mutex<Option<WorkerId>>,
     /// The next move of this worker to `Terminating` is applied and answered `Backend` (its
     /// reply lost after the commit).
     lose_terminating_reply_of: parking_lot::Mutex<Option<WorkerId>>,
@@ -104,7 +108,12 @@ impl Hooks for Faults {
                 }
                 check(&self.fail_register)
             }
-            Call::Unregister(_) => check(&self.fail_unregister),
+            Call::Unregister(_) => {
+                if self.panic_unregister.swap(false, Ordering::SeqCst) {
+                    panic!("registry bug in unregister");
+                }
+                check(&self.fail_unregister)
+            }
             Call::GrantGrace => check(&self.fail_grace),
             Call::Stats => check(&self.fail_stats),
             Call::Find(Some(filter))
@@ -146,6 +155,12 @@ impl Hooks for Faults {
                 if let Some(id) = c.moves_to(WorkerState::Draining) {
                     if *self.fail_draining_of.lock() == Some(*id) {
                         return Err(down());
+                    }
+                    let mut panics = self.panic_draining_of.lock();
+                    if *panics == Some(*id) {
+                        *panics = None;
+                        drop(panics);
+                        panic!("registry bug in a move to Draining");
                     }
                 }
                 if let Some(id) = c.moves_to(WorkerState::Terminating) {
@@ -837,6 +852,39 @@ fn a_tick_that_panics_after_its_health_check_returns_the_jobs_it_lost() {
     );
 }
 
+/// `reconcile` withdraws the destroy entry of a `Terminating` record whose instance vanished,
+/// then unregisters it; the registry panicking in that unregister (a host's own registry with
+/// a bug; a tick or a binding catches it and goes on) lost the entry: the record stayed, with
+/// no destroy queued, its failed attempts forgotten. The entry is put back as it was.
+#[test]
+fn a_reconcile_whose_unregister_panics_keeps_the_destroy_entry_it_withdrew() {
+    let (clock, flaky, manager, provider) = setup();
+    let w = manager.provision_worker(&pid("test"), spec()).unwrap();
+    provider.script_destroys([DestroyStep::Fail("api 503")]);
+    let r = manager
+        .terminate_worker(&w.id, TerminationReason::Requested)
+        .unwrap();
+    assert_eq!(r.failed.len(), 1, "{r:?}");
+    let before = manager.pending_destroys();
+    assert_eq!(before.len(), 1);
+    assert_eq!(before[0].1, 1, "one failed attempt");
+    provider.lose(&w.handle.resource_id);
+    // Old enough to be judged vanished (registered before the listing began).
+    clock.advance(secs(1));
+    flaky.faults.panic_unregister.store(true, Ordering::SeqCst);
+    let reconciled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| manager.reconcile()));
+    assert!(
+        reconciled.is_err(),
+        "the registry's panic unwinds out of reconcile(): {:?}",
+        reconciled.as_ref().ok()
+    );
+    assert_eq!(
+        flaky.get(&w.id).unwrap().map(|w| w.state),
+        Some(WorkerState::Terminating)
+    );
+    assert_eq!(manager.pending_destroys(), before);
+}
+
 /// `reconcile` goes provider by provider; the registry failing on a later provider's records
 /// returned that error alone, dropping the report of what was done already — the job of a
 /// worker whose instance had vanished (unregistered, its `JobLost` emitted) was in no result.
@@ -1118,6 +1166,42 @@ fn remove_pool_of_a_name_a_tick_is_draining_is_no_error() {
         WorkerState::Draining
     );
     // Drained before this call began: the name is no pool's any more.
+    let err = manager.remove_pool("a").unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+}
+
+/// A tick's drain of a pool left undrained panics in the registry (a host's own registry with
+/// a bug): the tick returns its report, the panic said, and the pool stays to drain — the
+/// next tick drains its worker, and `remove_pool` of the name is still the drain it was.
+/// Before, the drain had taken the name out of `undrained` and marked it `draining` for
+/// ever: no tick drained the worker again (a worker of a removed pool, taking jobs), and
+/// `remove_pool("a")` answered `Ok` with no id, as if a drain were running.
+#[test]
+fn a_pool_drain_cut_by_a_panic_is_finished_by_the_next_tick() {
+    let (clock, flaky, manager, _provider) = setup();
+    let (ids, _) = removed_pool_whose_second_drain_fails(&flaky, &manager);
+    *flaky.faults.fail_draining_of.lock() = None;
+    *flaky.faults.panic_draining_of.lock() = Some(ids[1]);
+    clock.advance(secs(1));
+    let report = manager.tick(Demand::new());
+    assert_eq!(
+        report.panicked.as_deref(),
+        Some("registry bug in a move to Draining")
+    );
+    assert!(
+        report
+            .decisions
+            .iter()
+            .any(|d| d.contains("panicked in the pool drains phase")),
+        "{:?}",
+        report.decisions
+    );
+    let state = |id: &WorkerId| flaky.get(id).unwrap().unwrap().state;
+    assert_eq!(state(&ids[1]), WorkerState::Ready);
+    clock.advance(secs(1));
+    let next = manager.tick(Demand::new());
+    assert_eq!(next.drained, vec![ids[1]], "{:?}", next.decisions);
+    assert_eq!(state(&ids[1]), WorkerState::Draining);
     let err = manager.remove_pool("a").unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
 }

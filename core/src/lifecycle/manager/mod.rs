@@ -539,8 +539,9 @@ impl WorkerLifecycleManager {
         // call is released by a guard: the tick flag (`TickGuard`, above), a provision's
         // ledger ticket and the instance it created (`Ticket`, `OrphanOnUnwind`), the destroys
         // it picked (`ReleaseOnUnwind`), its claim on an orphan's destroy (`OrphanClaim`), the
-        // brake's release (`Settle`); a takeover's grace period and reconcile stay owed until
-        // done (`take_over`).
+        // brake's release (`Settle`), the pools it drains (`DrainsOnUnwind`), a destroy entry
+        // the reconcile withdrew (`PutBackOnUnwind`); a takeover's grace period and reconcile
+        // stay owed until done (`take_over`).
         let phases = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             self.tick_phases(demand, &mut budget, &mut report, &mut phase);
         }));

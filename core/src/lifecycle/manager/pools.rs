@@ -18,6 +18,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use parking_lot::Mutex;
+
 use crate::clock::Timestamp;
 use crate::error::{quote_input, Error, Result};
 use crate::filter::WorkerFilter;
@@ -104,6 +106,29 @@ impl PoolEntry {
             last_scale_up: None,
             last_scale_action: restarted_at,
         }
+    }
+}
+
+/// Puts the pools a [`drain_pools`](WorkerLifecycleManager::drain_pools) took back into
+/// `undrained`, and ends their `draining` mark, when the drain unwinds (a host's registry that
+/// panics; a tick catches it and the manager goes on): otherwise no tick would drain them
+/// again (a worker of a removed pool left taking jobs), and `remove_pool` of a name would
+/// answer for ever that a drain is running. All of them go back, the drained ones too: a
+/// drain finds nothing left of those. (No registry call here: a second panic while unwinding
+/// would abort the process.)
+struct DrainsOnUnwind<'a> {
+    pools: &'a Mutex<PoolSet>,
+    names: &'a BTreeSet<String>,
+}
+
+impl Drop for DrainsOnUnwind<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let mut set = self.pools.lock();
+        set.undrained.extend(self.names.iter().cloned());
+        set.stop_draining(self.names);
     }
 }
 
@@ -350,6 +375,10 @@ impl WorkerLifecycleManager {
     /// `draining` (`start_draining`) with the lock hold that took them; they leave it here,
     /// in the hold that puts those left back into `undrained`.
     fn drain_pools(&self, names: BTreeSet<String>, budget: &mut Budget) -> PoolDrains {
+        let _unwinding = DrainsOnUnwind {
+            pools: &self.pools,
+            names: &names,
+        };
         let mut out = PoolDrains::default();
         let mut stopped = false;
         for name in names.iter().cloned() {

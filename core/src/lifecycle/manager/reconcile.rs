@@ -4,6 +4,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use parking_lot::Mutex;
+
 use crate::clock::millis;
 use crate::error::{Error, Result};
 use crate::filter::WorkerFilter;
@@ -16,8 +18,33 @@ use super::super::report::{
     LostJob, OrphanInstance, ReconcileHold, ReconcileHoldKind, ReconcileReport,
 };
 use super::brake::assess;
+use super::destroy_queue::{DestroyEntry, DestroyQueue};
 use super::providers::ProviderEntry;
 use super::{bump, Budget, WorkerLifecycleManager};
+
+/// Puts back the destroy entry of a vanished record that `reconcile_within` withdrew, when
+/// the unregister after it unwinds (a host's registry that panics; a tick catches it and the
+/// manager goes on): the record stays, and so must its entry as it was (its attempts, and
+/// whether its instance is confirmed gone), as when the unregister fails. Dropped, the record
+/// would be adopted again as a fresh `Terminating` one and its instance destroyed a second
+/// time. (No registry call here: a second panic while unwinding would abort the process.)
+struct PutBackOnUnwind<'a> {
+    destroys: &'a Mutex<DestroyQueue>,
+    id: WorkerId,
+    /// The entry withdrawn, if any, until it is put back or no longer needed.
+    entry: Option<DestroyEntry>,
+}
+
+impl Drop for PutBackOnUnwind<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        if let Some(entry) = self.entry.take() {
+            self.destroys.lock().put_back(self.id, entry);
+        }
+    }
+}
 
 impl WorkerLifecycleManager {
     /// Compares the registry with what each provider that supports
@@ -418,6 +445,11 @@ impl WorkerLifecycleManager {
                 let Some(withdrawn) = self.destroys.lock().withdraw_entry(&w.id) else {
                     continue;
                 };
+                let mut withdrawn = PutBackOnUnwind {
+                    destroys: &self.destroys,
+                    id: w.id,
+                    entry: withdrawn,
+                };
                 let unregistered =
                     match self.write(|r| r.unregister(&w.id, TerminationReason::Vanished)) {
                         Ok(last) => Some(last.current_job),
@@ -447,7 +479,7 @@ impl WorkerLifecycleManager {
                     // record would be adopted again below as a fresh `Terminating` one, and
                     // an instance the provider already confirmed destroyed (only its
                     // unregister left) destroyed a second time.
-                    if let Some(entry) = withdrawn {
+                    if let Some(entry) = withdrawn.entry.take() {
                         self.destroys.lock().put_back(w.id, entry);
                     }
                 }
