@@ -1611,6 +1611,12 @@ class TickReport:
     def leading(self) -> bool: ...
     @property
     def leader(self) -> LeaderInfo | None: ...
+    @property
+    def panicked(self) -> str | None:
+        """The message of the panic that cut this tick short (a bug of a Rust registry, clock
+        or lease, or of the library), else None. The report then holds what the tick did
+        before the panic (requeue its lost_jobs as always); a line of decisions names the
+        phase, and the next tick does the rest."""
     def to_json(self) -> str:
         """The report as JSON text (ids as str, timestamps in milliseconds since the
         epoch), for logs."""
@@ -2050,7 +2056,9 @@ class Ticker:
     a BaseException that is not an Exception (KeyboardInterrupt, SystemExit,
     asyncio.CancelledError, ...), with no caller there to receive it, goes to
     ``sys.unraisablehook``. A tick that fails itself (a bug of the library) is counted
-    (``stats.tick_failures``) and hands over no report; the ticker ticks again at the next slot.
+    (``stats.tick_failures``); one that failed midway hands over its report, with what it did
+    before (its ``lost_jobs`` to requeue) and ``panicked`` set; the ticker ticks again at the
+    next slot.
 
     The ticker keeps its manager alive, and with it the providers its ticks call (even when the
     host keeps only the ticker and a provider holds its manager), and its callbacks. Dropping

@@ -146,7 +146,9 @@ fn demand_of(py: Python<'_>, pending: &Py<PyAny>) -> Demand {
 /// a BaseException that is not an Exception (KeyboardInterrupt, SystemExit,
 /// asyncio.CancelledError, ...), with no caller there to receive it, goes to
 /// ``sys.unraisablehook``. A tick that fails itself (a bug of the library) is counted
-/// (``stats.tick_failures``) and hands over no report; the ticker ticks again at the next slot.
+/// (``stats.tick_failures``); one that failed midway hands over its report, with what it did
+/// before (its ``lost_jobs`` to requeue) and ``panicked`` set; the ticker ticks again at the
+/// next slot.
 ///
 /// The ticker keeps its manager alive, and with it the providers its ticks call (even when the
 /// host keeps only the ticker and a provider holds its manager), and its callbacks. Dropping
@@ -397,8 +399,9 @@ pub(crate) struct PyTickerStats {
     demand_failures: u64,
     /// Calls of on_report() that raised.
     report_failures: u64,
-    /// Ticks that failed themselves (a bug of the library): no report for them, not counted in
-    /// ticks; the ticker went on at the next slot.
+    /// Ticks that failed themselves (a bug of the library): one that failed midway handed over
+    /// its report (``panicked`` set) and counts in ticks too; one that failed before it could
+    /// make one handed over none. The ticker went on at the next slot.
     tick_failures: u64,
 }
 

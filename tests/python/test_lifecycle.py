@@ -126,6 +126,25 @@ def test_tick_provisions_then_health_check_retires_a_silent_worker(
     assert data["lost_jobs"][0]["job_id"] == "job-1"
 
 
+def test_a_tick_that_did_not_panic_says_panicked_none(
+    registry: hw.Registry, clock: hw.ManualClock, cloud: FakeCloud, manager: hw.LifecycleManager
+) -> None:
+    """``TickReport.panicked`` is the message of a panic that cut the tick short (a bug of a
+    Rust registry, clock or lease; the report then holds what the tick did before it). No
+    Python code can cause one: a provider's exception is a provider failure (the test below),
+    and the registry, clock and lease of this module are the library's own. So only a normal
+    tick's value is checked here: None, typed, in the JSON form (Rust's
+    ``flaky_registry::a_tick_that_panics_after_its_health_check_returns_the_jobs_it_lost``
+    covers a panicking one)."""
+    cloud.fail_create = RuntimeError("quota exceeded")
+    manager.set_scaling_target("fake-cloud", hw.WorkerSpec("runner:1"))
+    report = manager.tick(pending_jobs=1)
+    assert report.provision_failures, report.decisions
+    assert report.panicked is None
+    assert "panicked" in dir(report) and "panicked=None" in repr(report)
+    assert json.loads(report.to_json())["panicked"] is None
+
+
 def test_a_provider_that_raises_is_a_provider_failure_not_a_crash(
     registry: hw.Registry, clock: hw.ManualClock, cloud: FakeCloud, manager: hw.LifecycleManager
 ) -> None:

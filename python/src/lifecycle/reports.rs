@@ -455,6 +455,11 @@ report_class! {
         leading: |c, py| c.leading,
         /// The leader as last seen (a LeaderInfo: this replica when leading), or None.
         leader: |c, py| c.leader.clone().map(LeaderInfo::from),
+        /// The message of the panic that cut this tick short (a bug of a Rust registry, clock
+        /// or lease, or of the library), else None. The report then holds what the tick did
+        /// before the panic (requeue its lost_jobs as always); a line of decisions names the
+        /// phase, and the next tick does the rest.
+        panicked: |c, py| c.panicked.clone(),
     }
 
     /// Who holds a replicated manager's leadership lease: the holder's name, its term (the
