@@ -1358,8 +1358,10 @@ typedef struct hw_ticker_stats {
    */
   uint64_t report_panics;
   /*
-   Ticks that panicked (a bug of the library): no report for them, and not counted in
-   `ticks`; the ticker went on at the next slot.
+   Ticks that panicked (a bug of the library). One that panicked midway handed its report
+   to `on_report` (what it did before the panic; `hw_report_get_panicked` says so) and
+   counts in `ticks` too; one that panicked before it could make a report handed none and
+   is not counted in `ticks`. The ticker went on at the next slot.
    */
   uint64_t tick_panics;
 } hw_ticker_stats;
@@ -1803,7 +1805,10 @@ hw_status hw_manager_reconcile(const struct hw_manager *manager, struct hw_repor
 /*
  Does whatever is due: health check (per its interval), cleanup, destroy retries, scaling
  toward the target for `pending_jobs`. Never fails on the engine's side: problems show as
- lines in the report's decisions. Call it regularly (every second, say).
+ lines in the report's decisions. Call it regularly (every second, say). A tick that
+ panicked midway (a bug of the library) answers `HW_OK` with the report of what it did
+ before the panic (its lost jobs to requeue), which `hw_report_get_panicked` says (ABI 1.4;
+ before, `HW_ERR_PANIC` and no report).
  */
 hw_status hw_manager_tick(const struct hw_manager *manager, size_t pending_jobs, struct hw_report **out);
 
@@ -2025,6 +2030,19 @@ hw_status hw_report_get_provisioned(const struct hw_report *report, size_t index
  `"+3: pending 7, …, capped by max_workers 10"`.
  */
 hw_status hw_report_get_decision(const struct hw_report *report, size_t index, const char **out);
+
+/*
+ Whether the tick panicked midway (a bug of a host's own registry, clock or lease, or of
+ the library), and the panic's message (borrowed: valid until `hw_report_free`; a NUL in it
+ shown as `?`). Such a report holds what the tick did before the panic — requeue its lost
+ jobs as always — and a decision line names the phase that panicked; the rest of the tick
+ was not done (the next tick does what is still due). Writes `*found = false` (and leaves
+ `*out` alone) for a tick that did not panic, and for a report that is not a tick's. The
+ JSON form has the message as `panicked` (null when none).
+
+ Errors: `HW_ERR_INVALID_ARGUMENT` for a NULL argument.
+ */
+hw_status hw_report_get_panicked(const struct hw_report *report, const char **out, bool *found);
 
 /*
  The whole report as JSON (borrowed: valid until `hw_report_free`).

@@ -65,8 +65,10 @@ pub struct hw_ticker_stats {
     /// Reports not handed to `on_report`: a report that could not be made for C (a bug: its
     /// strings are checked or have their NULs shown as `?`). The ticker went on.
     pub report_panics: u64,
-    /// Ticks that panicked (a bug of the library): no report for them, and not counted in
-    /// `ticks`; the ticker went on at the next slot.
+    /// Ticks that panicked (a bug of the library). One that panicked midway handed its report
+    /// to `on_report` (what it did before the panic; `hw_report_get_panicked` says so) and
+    /// counts in `ticks` too; one that panicked before it could make a report handed none and
+    /// is not counted in `ticks`. The ticker went on at the next slot.
     pub tick_panics: u64,
 }
 

@@ -110,7 +110,7 @@ fn the_c_summary_names_every_field_of_the_core_reports() {
         // Who leads (holder, term, since, expiry): `hw_report_get_leader`.
         // The reconcile brake's holds, per provider (each also a line among the decisions):
         // the JSON form.
-        // The panic that cut the tick short (its message): the JSON form, for now.
+        // The panic that cut the tick short (its message): `hw_report_get_panicked`.
         &["pools", "leader", "reconcile_held", "panicked"],
     ));
     missing.extend(check(

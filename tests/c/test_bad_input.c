@@ -1263,6 +1263,14 @@ int main(void) {
     INVALID(hw_report_get_leader(rep, &li, NULL));
     CHECK(li.term == 4242 && !found);
   }
+  {
+    const char *message = (const char *)SENTINEL;
+    bool found = false;
+    INVALID(hw_report_get_panicked(NULL, &message, &found));
+    INVALID(hw_report_get_panicked(rep, NULL, &found));
+    INVALID(hw_report_get_panicked(rep, &message, NULL));
+    CHECK(message == (const char *)SENTINEL && !found);
+  }
   INVALID(hw_report_get_json(NULL, &text));
   INVALID(hw_report_get_json(rep, NULL));
   CHECK(wid.bytes[0] == 0xab && u32 == 12345 && text == (const char *)SENTINEL);

@@ -278,6 +278,14 @@ static void manager_lifecycle(void) {
     const char *json = NULL;
     CHECK_OK(hw_report_get_json(report, &json));
     CHECK(json != NULL && json[0] == '{');
+    /* No tick here panicked: found is false, the out-param left alone, null in the JSON.
+     * (A C host cannot make a tick panic: its providers' failures are provider errors.) */
+    const char *panic_message = "untouched";
+    bool panicked = true;
+    CHECK_OK(hw_report_get_panicked(report, &panic_message, &panicked));
+    CHECK(!panicked);
+    CHECK_STR(panic_message, "untouched");
+    CHECK(json != NULL && strstr(json, "\"panicked\":null") != NULL);
     hw_report_free(report);
   }
   CHECK(lost_reported == 1);

@@ -296,7 +296,10 @@ pub extern "C" fn hw_manager_reconcile(
 
 /// Does whatever is due: health check (per its interval), cleanup, destroy retries, scaling
 /// toward the target for `pending_jobs`. Never fails on the engine's side: problems show as
-/// lines in the report's decisions. Call it regularly (every second, say).
+/// lines in the report's decisions. Call it regularly (every second, say). A tick that
+/// panicked midway (a bug of the library) answers `HW_OK` with the report of what it did
+/// before the panic (its lost jobs to requeue), which `hw_report_get_panicked` says (ABI 1.4;
+/// before, `HW_ERR_PANIC` and no report).
 #[no_mangle]
 pub extern "C" fn hw_manager_tick(
     manager: *const hw_manager,

@@ -35,6 +35,9 @@ pub struct hw_report {
     /// Ticks only: the leader as last seen, its holder name as a C string
     /// (`hw_report_get_leader`).
     pub(crate) leader: Option<(CString, engine::LeaderInfo)>,
+    /// Ticks only: the message of the panic that cut the tick short, if any
+    /// (`hw_report_get_panicked`).
+    panicked: Option<CString>,
 }
 
 /// Which manager operation made a `hw_report` (`hw_report_summary.kind`).
@@ -226,8 +229,7 @@ impl hw_report {
             skipped,
             leading,
             leader,
-            // JSON only, for now (see ffi/tests/schema.rs).
-            panicked: _,
+            panicked,
         } = r;
         // What reaches C as a string: the decisions (free text: a provider's or the registry's
         // error message among them) and the leader's name (checked by `validate_lease` for
@@ -281,6 +283,7 @@ impl hw_report {
             leader: leader
                 .as_ref()
                 .map(|l| (lossy_c_string(&l.holder), l.clone())),
+            panicked: panicked.as_deref().map(lossy_c_string),
         })
     }
 
@@ -319,6 +322,7 @@ impl hw_report {
             decisions: Vec::new(),
             json: to_json(r, "health check result")?,
             leader: None,
+            panicked: None,
         })
     }
 
@@ -354,6 +358,7 @@ impl hw_report {
             decisions: Vec::new(),
             json: to_json(r, "cleanup result")?,
             leader: None,
+            panicked: None,
         })
     }
 
@@ -379,6 +384,7 @@ impl hw_report {
             decisions: Vec::new(),
             json: to_json(r, "reconcile report")?,
             leader: None,
+            panicked: None,
         })
     }
 }
@@ -522,6 +528,36 @@ pub extern "C" fn hw_report_get_decision(
         let out = arg_out!(out);
         let line = nth(&report.decisions, "decision", index)?;
         out.write(line.as_ptr());
+        Ok(())
+    })
+}
+
+/// Whether the tick panicked midway (a bug of a host's own registry, clock or lease, or of
+/// the library), and the panic's message (borrowed: valid until `hw_report_free`; a NUL in it
+/// shown as `?`). Such a report holds what the tick did before the panic — requeue its lost
+/// jobs as always — and a decision line names the phase that panicked; the rest of the tick
+/// was not done (the next tick does what is still due). Writes `*found = false` (and leaves
+/// `*out` alone) for a tick that did not panic, and for a report that is not a tick's. The
+/// JSON form has the message as `panicked` (null when none).
+///
+/// Errors: `HW_ERR_INVALID_ARGUMENT` for a NULL argument.
+#[no_mangle]
+pub extern "C" fn hw_report_get_panicked(
+    report: *const hw_report,
+    out: *mut *const c_char,
+    found: *mut bool,
+) -> hw_status {
+    ffi_boundary!(hw_report_get_panicked, {
+        let report = arg_ref!(report);
+        let out = arg_out!(out);
+        let found = arg_out!(found);
+        match &report.panicked {
+            Some(message) => {
+                out.write(message.as_ptr());
+                found.write(true);
+            }
+            None => found.write(false),
+        }
         Ok(())
     })
 }
