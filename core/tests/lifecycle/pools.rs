@@ -209,25 +209,127 @@ fn a_recovered_pool_takes_back_the_demand_its_fallback_keeps_reusing() {
     let report = step(&f, secs(30), gpu_jobs(3));
     assert!(report.provisioned.is_empty() && report.terminated.is_empty());
 
-    // Past the cooldown, spot takes the demand back: 3 new spot workers, on-demand's idle ones
-    // retire — and both lines say why.
+    // Past the cooldown, spot takes the demand back: 3 new spot workers, and on-demand's idle
+    // ones keep serving until they are up (make before break, since 2026-12-07; before, they
+    // retired in this very tick: `retired == fallback`, `gpu-ondemand -3: …`) — both lines say
+    // why.
     let report = step(&f, secs(31), gpu_jobs(3));
     assert_eq!(report.provisioned.len(), 3, "{:#?}", report.decisions);
     assert!(report
         .provisioned
         .iter()
         .all(|w| w.provider_id == pid("ec2-spot")));
+    assert!(report.terminated.is_empty(), "{:#?}", report.decisions);
+    assert!(
+        report
+            .decisions
+            .iter()
+            .any(|l| l.starts_with("gpu-ondemand 0: ")
+                && l.ends_with(
+                    "; gives back 3 job(s) of gpu=a100 to recovered gpu-spot once its new workers \
+                 are up"
+                )),
+        "{:#?}",
+        report.decisions
+    );
+    assert!(
+        report
+            .decisions
+            .iter()
+            .any(|l| l.starts_with("gpu-spot +3: ")
+                && l.ends_with("; takes back 3 job(s) of gpu=a100 from gpu-ondemand")),
+        "{:#?}",
+        report.decisions
+    );
+    // Spot's workers up: they serve, and on-demand's idle ones retire as surplus.
+    report_in(&f, &report);
+    let report = step(&f, secs(1), gpu_jobs(3));
+    assert!(report.provisioned.is_empty(), "{:#?}", report.decisions);
     let mut retired: Vec<WorkerId> = report.terminated.iter().map(|t| t.worker_id).collect();
     retired.sort();
     let mut expected = fallback.clone();
     expected.sort();
     assert_eq!(retired, expected, "{:#?}", report.decisions);
-    assert!(
-        report
-            .decisions
+    f.assert_no_leak_of(&[spot, ondemand]);
+}
+
+#[test]
+fn a_takeback_makes_the_takers_workers_before_it_breaks_the_givers() {
+    let (f, p) = spot_then_ondemand(|pool| pool.with_max_workers(4));
+    let (spot, ondemand) = (&p[0], &p[1]);
+    // Spot has no capacity: on-demand takes 2 jobs; one of its workers keeps a long job, the
+    // other is idle again when a new job waits.
+    spot.script_creates([CreateStep::NoCapacity]);
+    f.manager.tick(gpu_jobs(2));
+    let report = step(&f, secs(1), gpu_jobs(2));
+    assert_eq!(report.provisioned.len(), 2, "{:#?}", report.decisions);
+    report_in(&f, &report);
+    let (busy, idle) = (
+        report.provisioned[0].worker_id,
+        report.provisioned[1].worker_id,
+    );
+    f.registry.assign_to_job(&busy, job("long")).unwrap();
+    let state = |id: &WorkerId| f.state(id);
+    let scaled_down = |r: &TickReport| -> Vec<WorkerId> {
+        r.terminated
             .iter()
-            .any(|l| l.starts_with("gpu-ondemand -3: ")
-                && l.ends_with("; recovered gpu-spot takes back 3 job(s) of gpu=a100")),
+            .filter(|t| t.reason == TerminationReason::ScaledDown)
+            .map(|t| t.worker_id)
+            .collect()
+    };
+
+    // Tick 1, past on-demand's scale-down cooldown (60 s): spot, recovered, provisions for
+    // the job; on-demand retires nothing (its idle worker is the job's only one now).
+    let report = step(&f, secs(61), gpu_jobs(1));
+    assert_eq!(report.provisioned.len(), 1, "{:#?}", report.decisions);
+    assert_eq!(report.provisioned[0].provider_id, pid("ec2-spot"));
+    assert!(report.terminated.is_empty(), "{:#?}", report.decisions);
+    let plan = report.pools.as_ref().unwrap();
+    let giver = plan.pool("gpu-ondemand").unwrap();
+    assert_eq!((giver.retire, giver.given_back.len()), (0, 1), "{plan:#?}");
+    assert_eq!(plan.pool("gpu-spot").unwrap().taken_back.len(), 1);
+    let new = report.provisioned[0].worker_id;
+
+    // At the same instant, and while spot's worker boots (past spot's scale-up cooldown too):
+    // no new takeback, nothing provisioned, nothing retired.
+    let again = f.manager.tick(gpu_jobs(1));
+    assert!(
+        again.provisioned.is_empty() && again.terminated.is_empty(),
+        "{:#?}",
+        again.decisions
+    );
+    for _ in 0..3 {
+        let report = step(&f, secs(15), gpu_jobs(1));
+        assert!(
+            report.provisioned.is_empty() && report.terminated.is_empty(),
+            "{:#?}",
+            report.decisions
+        );
+        let plan = report.pools.as_ref().unwrap();
+        assert!(
+            plan.pools.iter().all(|d| d.taken_back.is_empty()),
+            "{plan:#?}"
+        );
+        assert_eq!(state(&new), Some(WorkerState::Creating));
+        assert_eq!(
+            state(&idle),
+            Some(WorkerState::Ready),
+            "the job's only idle worker"
+        );
+    }
+
+    // Spot's worker reports in: it serves the job, on-demand's idle worker is surplus and
+    // retires (out of its cooldown); the busy one keeps its job.
+    f.registry.update_state(&new, WorkerState::Ready).unwrap();
+    let report = step(&f, secs(1), gpu_jobs(1));
+    assert!(report.provisioned.is_empty(), "{:#?}", report.decisions);
+    assert_eq!(scaled_down(&report), vec![idle], "{:#?}", report.decisions);
+    assert_eq!(state(&busy), Some(WorkerState::Busy));
+    assert_eq!(state(&new), Some(WorkerState::Ready));
+    // And it stays so.
+    let report = step(&f, secs(61), gpu_jobs(1));
+    assert!(
+        report.provisioned.is_empty() && report.terminated.is_empty(),
         "{:#?}",
         report.decisions
     );
@@ -244,20 +346,20 @@ fn a_takeback_whose_create_fails_leaves_the_fallbacks_workers_serving() {
     assert_eq!(report.provisioned.len(), 2);
     report_in(&f, &report);
     // Spot's back-off is over, so the plan takes the demand back — but its first create fails
-    // again: on-demand retires nothing (2 jobs would be left without a worker).
+    // again: on-demand retires nothing (it never does for a takeback: its idle workers serve
+    // until the taker's are up).
     spot.script_creates([CreateStep::NoCapacity]);
     let report = step(&f, secs(60), gpu_jobs(2));
     let plan = report.pools.as_ref().unwrap();
-    assert_eq!(plan.pool("gpu-ondemand").unwrap().retire, 2, "{:#?}", plan);
+    let giver = plan.pool("gpu-ondemand").unwrap();
+    assert_eq!(
+        (giver.retire, giver.given_back.len()),
+        (0, 1),
+        "{:#?}",
+        plan
+    );
     assert!(report.provisioned.is_empty());
     assert!(report.terminated.is_empty(), "{:#?}", report.decisions);
-    assert!(
-        report.decisions.iter().any(|l| l
-            == "pool gpu-ondemand: keeps 2 idle worker(s) of its takeback: the taker \
-                provisioned only 0 of 2"),
-        "{:#?}",
-        report.decisions
-    );
     assert_eq!(
         f.registry
             .find(&WorkerFilter::new().label(POOL_LABEL, "gpu-ondemand"))

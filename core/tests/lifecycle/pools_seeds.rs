@@ -87,7 +87,7 @@ fn workers(f: &Fixture) -> Vec<Worker> {
 /// exactly the jobs that interrupted workers still run; and the same demand again at the same
 /// instant asks for nothing more (unless the first tick was capped, failed, lost a job, or
 /// provisioned a warm worker, which once starting serves demand before a lower pool's idle
-/// one).
+/// one, or took back demand for a pool with warm idle workers, which then serve it).
 fn run(seed: u64) {
     let mut rng = Rng(seed);
     let cfg = WorkerLifecycleConfig {
@@ -274,6 +274,15 @@ fn run(seed: u64) {
             // 2026-12-07 it also served demand in priority order before a lower pool's
             // idle worker, which became surplus; idle workers free to serve now come first.)
             || report.pools.as_ref().is_some_and(|p| p.pools.iter().any(|d| d.warm > 0))
+            // The same for a takeback's new worker in a pool that keeps workers warm (since
+            // 2026-12-07, make before break): once on its way it is the taker's warm reserve,
+            // so the taker's warm idle worker serves the job now and the giver's idle worker,
+            // kept by the takeback, is surplus at once (seed 495).
+            || report.pools.as_ref().is_some_and(|p| {
+                p.pools
+                    .iter()
+                    .any(|d| !d.taken_back.is_empty() && d.min_ready > 0 && d.ready > 0)
+            })
             || report.decisions.iter().any(|d| {
                 d.contains("max_provision_per_tick")
                     || d.contains("global max_workers")

@@ -1,7 +1,7 @@
 //! The pools' scaling step of `tick` (DESIGN.md §12): the plan from the registry's per-pool
 //! counts ([`plan_pools`](WorkerLifecycleManager::plan_pools)), its execution (provisions,
-//! retirements, takebacks backed by the taker's provisions), and the single-target path that
-//! `tick(pending)` keeps.
+//! takebacks included, and retirements), and the single-target path that `tick(pending)`
+//! keeps.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,8 +14,8 @@ use crate::registry::{pool_of, StateCounts};
 use crate::worker::{TerminationReason, Worker, WorkerSpec};
 
 use super::super::pools::{
-    plan, Demand, PlanInputs, Pool, PoolBlock, PoolDecision, PoolFleet, PoolPlan, ProvisionFor,
-    Replacement, Requirement,
+    plan, Demand, PlanInputs, Pool, PoolBlock, PoolDecision, PoolFleet, PoolPlan, Replacement,
+    Requirement,
 };
 use super::super::provider::ProviderErrorKind;
 use super::super::report::{CleanupResult, ProvisionFailure, ProvisionedWorker, TickReport};
@@ -319,29 +319,12 @@ impl WorkerLifecycleManager {
             }
         }
         self.store_pool_gauges(&plan, states);
-        // Per giving pool, the takeback retirements backed by a worker its taker did
-        // provision. A taker runs before its givers (plan order: higher priority first).
-        let mut backed: BTreeMap<String, usize> = BTreeMap::new();
+        // Each pool on its own: a takeback retires none of its givers' workers (make before
+        // break: they serve until the taker's are up, and a later plan retires them as
+        // surplus), so nothing a taker's creates do changes what a giver retires.
         for d in &plan.pools {
-            let mut candidates = chosen.remove(&d.pool).unwrap_or_default();
-            let given: usize = d.given_back.iter().map(|t| t.count).sum();
-            let ok = backed.remove(&d.pool).unwrap_or(0).min(given);
-            if ok < given {
-                // The taker could not provide after all: these idle workers keep serving.
-                report.decisions.push(format!(
-                    "pool {}: keeps {} idle worker(s) of its takeback: the taker provisioned \
-                     only {ok} of {given}",
-                    d.pool,
-                    given - ok
-                ));
-                candidates.truncate(d.retire - (given - ok));
-            }
-            let taken =
-                self.execute_pool(d, &planned.requirements, &candidates, now, budget, report);
-            // The takebacks that the taker did provision back the givers' retirements.
-            for (t, n) in d.taken_back.iter().zip(taken) {
-                *backed.entry(t.source.clone()).or_insert(0) += n;
-            }
+            let candidates = chosen.remove(&d.pool).unwrap_or_default();
+            self.execute_pool(d, &planned.requirements, &candidates, now, budget, report);
         }
         let mut lines = plan.explanation.clone();
         lines.append(&mut report.decisions);
@@ -357,8 +340,7 @@ impl WorkerLifecycleManager {
     /// not made this tick, the decisions say so, and the next plan counts the requirement
     /// against the new template (unschedulable, unmet, or spilled, as the plan's rules say).
     /// Creates already in flight are not cancelled. Nothing more is provisioned once the pool
-    /// is removed. Returns, per takeback of `d` (`taken_back`, in order), how many of its
-    /// provisions were made.
+    /// is removed.
     fn execute_pool(
         &self,
         d: &PoolDecision,
@@ -367,10 +349,9 @@ impl WorkerLifecycleManager {
         now: Timestamp,
         budget: &mut Budget,
         report: &mut TickReport,
-    ) -> Vec<usize> {
-        let mut taken = vec![0; d.taken_back.len()];
+    ) {
         let Some(entry) = self.pools.lock().entries.get(&d.pool).cloned() else {
-            return taken; // removed meanwhile
+            return; // removed meanwhile
         };
         let mut provisioned = 0;
         // The plan was made before this tick's creates: a pool sharing its provider with one
@@ -446,9 +427,6 @@ impl WorkerLifecycleManager {
                 match self.provision_inner(provider_id, Arc::clone(&current.spec)) {
                     Ok(w) => {
                         provisioned += 1;
-                        if let ProvisionFor::TakeBack(k) = purpose {
-                            taken[k] += 1;
-                        }
                         report.provisioned.push(ProvisionedWorker {
                             worker_id: w.id,
                             provider_id: provider_id.clone(),
@@ -519,7 +497,6 @@ impl WorkerLifecycleManager {
             report.failed.extend(destroyed.failed);
             report.drained.extend(cleanup.drained);
         }
-        taken
     }
 
     /// Keeps this tick's per-pool counts for the metrics (`hodei_workers_pool_*`): they

@@ -8,7 +8,7 @@ mod plan;
 mod pool;
 
 pub use demand::{Demand, Requirement};
-pub(crate) use plan::{plan, PlanInputs, PoolFleet, ProvisionFor};
+pub(crate) use plan::{plan, PlanInputs, PoolFleet};
 pub use plan::{
     PoolBlock, PoolDecision, PoolPlan, Replacement, Serving, Spill, UnmetDemand, Unschedulable,
 };

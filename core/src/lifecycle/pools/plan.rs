@@ -27,15 +27,23 @@
 //! 7. a pool that wants nothing retires its idle `Ready` workers beyond what serves demand and
 //!    `min_ready`, honouring its scale-down cooldown, lowest priority first — never a busy
 //!    worker (the count is at most its idle `Ready` workers; the manager picks them).
-//! 8. **takeback**: a pool that can provide takes back, from lower-priority pools, the demand
-//!    their idle `Ready` workers serve: it provisions for it and they retire as many idle
-//!    workers in the same plan (`gpu-ondemand -1: …; recovered gpu-spot takes back 1 job(s)
-//!    of gpu=a100`). Without it a fallback that keeps being reused (jobs finish, new ones
-//!    claim its idle workers) would keep the demand for good. Both sides must be able to act
-//!    now: the taker not blocked, out of its scale-up cooldown and within its, the global
-//!    and the per-tick caps; the giver growing nothing, out of its scale-down cooldown,
-//!    keeping its `min_ready`; never a busy worker. The manager retires a giver's workers only
-//!    for what the taker did provision (a create failing again leaves them serving).
+//! 8. **takeback**, make before break: a pool that can provide takes back, from
+//!    lower-priority pools, the demand their idle `Ready` workers serve: it provisions for it
+//!    (`gpu-spot +1: …; takes back 1 job(s) of gpu=a100 from gpu-ondemand`), and the givers
+//!    retire nothing for it in that plan (`gpu-ondemand 0: …; gives back 1 job(s) of
+//!    gpu=a100 to recovered gpu-spot once its new workers are up`): their idle workers keep
+//!    serving until the taker's are up. Then 3 places the demand on the taker's idle workers
+//!    (priority order) and the givers' become surplus, retired by 7 (scale-down cooldown
+//!    honoured). Without the takeback a fallback that keeps being reused (jobs finish, new
+//!    ones claim its idle workers) would keep the demand for good. The taker must be able to
+//!    act now: not blocked, out of its scale-up cooldown, **no capacity on its way**
+//!    (starting or in flight), nor any on the way in a pool placed before the giver that
+//!    could run the jobs (else each plan while the new workers boot, or at the same instant,
+//!    would take back again, by the same taker or another), within its, the global and the
+//!    per-tick caps; the giver growing nothing, out of its scale-down cooldown, keeping its
+//!    `min_ready`; never a busy worker. (Since 2026-12-07; before, the givers retired as
+//!    many idle workers in the same plan, and a job one of them could run now waited for the
+//!    taker's boot.)
 
 mod decision;
 mod explain;
@@ -45,7 +53,6 @@ use crate::clock::{millis, Timestamp};
 use super::demand::Demand;
 use super::pool::Pool;
 use decision::secs;
-pub(crate) use decision::ProvisionFor;
 pub use decision::{
     PoolBlock, PoolDecision, PoolPlan, Replacement, Serving, Spill, UnmetDemand, Unschedulable,
 };
@@ -87,6 +94,9 @@ pub(crate) struct PlanInputs<'a> {
 /// - every new worker serves a requirement its pool's template satisfies (or the pool's warm
 ///   `min_ready`), and a blocked pool is provisioned nothing;
 /// - a pool retires at most its idle `Ready` workers, and only when it provisions nothing;
+///   never one that serves demand it gives back (a takeback retires nothing: make before
+///   break); nothing is taken back by a pool with capacity on its way, nor while a pool
+///   placed before the giver that satisfies the demand has some;
 /// - at most `max_per_tick` provisions (and at most `max_per_tick` retirements).
 pub(crate) fn plan(i: &PlanInputs<'_>) -> PoolPlan {
     assert_eq!(i.pools.len(), i.fleet.len(), "one fleet view per pool");
@@ -383,20 +393,27 @@ pub(crate) fn plan(i: &PlanInputs<'_>) -> PoolPlan {
     }
 
     // 8. Takeback: a pool that can provide (again) takes back from lower-priority pools the
-    //    demand their idle workers serve — it provisions for it, they retire as many idle
-    //    workers — so that demand spilled to a fallback returns to the preferred pool even
-    //    while the fallback's workers keep being reused. Only when both sides may act now: the
-    //    taker not blocked, out of its scale-up cooldown and within every cap; the giver
-    //    growing nothing, out of its scale-down cooldown, keeping its `min_ready`, and giving
-    //    only idle `Ready` workers (never a busy one). Lowest-priority givers first. One held
-    //    back by the per-tick cap says so in the taker's limits (the next tick goes on).
+    //    demand their idle workers serve — it provisions for it — so that demand spilled to a
+    //    fallback returns to the preferred pool even while the fallback's workers keep being
+    //    reused. Make before break: the givers retire nothing for it here; their idle workers
+    //    serve until the taker's are up, and are then surplus (3 serves from the taker's idle
+    //    workers first, 7 retires the givers'). Only when both sides may act now: the taker
+    //    not blocked, out of its scale-up cooldown, with nothing on its way, and no pool
+    //    placed before the giver that could run the jobs with anything on its way either
+    //    (an earlier takeback's new workers, or anything else booting: a plan while they
+    //    boot, or at the same instant, must not take back again), within every cap; the
+    //    giver growing nothing, out of its scale-down cooldown, keeping its `min_ready`, and
+    //    giving only idle `Ready` workers (never a busy one). Lowest-priority givers first.
+    //    One held back by the per-tick cap says so in the taker's limits (the next tick goes
+    //    on).
     let mut takebacks: Vec<Spill> = Vec::new();
     let mut given = vec![0usize; n];
+    let on_its_way = |p: usize| fleet[p].starting > 0 || fleet[p].in_flight > 0;
     for p in 0..n {
         let cooling = fleet[p]
             .last_scale_up
             .is_some_and(|last| now < last.saturating_add(millis(pools[p].scale_up_cooldown)));
-        if fleet[p].blocked.is_some() || cooling || decisions[p].retire > 0 {
+        if fleet[p].blocked.is_some() || cooling || on_its_way(p) || decisions[p].retire > 0 {
             continue;
         }
         for q in (p + 1..n).rev() {
@@ -419,14 +436,15 @@ pub(crate) fn plan(i: &PlanInputs<'_>) -> PoolPlan {
             for k in 0..serves[q].len() {
                 let ri = serves[q][k].requirement;
                 let want = serves[q][k].existing.min(givable);
-                if want == 0 || !pools[p].satisfies(&reqs[ri]) {
+                // Nor while a pool placed before the giver that could run these jobs has
+                // capacity on its way (a taker's workers from an earlier takeback): once up, it
+                // takes them from the giver anyway (3), and what another taker provisioned
+                // for them now would be surplus.
+                let coming = satisfying[ri].iter().any(|&b| b < q && on_its_way(b));
+                if want == 0 || coming || !pools[p].satisfies(&reqs[ri]) {
                     continue;
                 }
-                let take = want
-                    .min(room[p])
-                    .min(global_room)
-                    .min(tick_left)
-                    .min(retire_left);
+                let take = want.min(room[p]).min(global_room).min(tick_left);
                 // The one cap that the next tick, at the same instant, lifts: say so, as for
                 // any provision it holds back (the next tick takes back the rest).
                 if take < want.min(room[p]).min(global_room) {
@@ -445,13 +463,11 @@ pub(crate) fn plan(i: &PlanInputs<'_>) -> PoolPlan {
                 sp.provisioned = sp.provisioned.saturating_add(take);
                 d.wanted = d.wanted.saturating_add(take);
                 d.provision = d.provision.saturating_add(take);
-                decisions[q].retire = decisions[q].retire.saturating_add(take);
                 given[q] = given[q].saturating_add(take);
                 givable -= take;
                 room[p] -= take;
                 global_room -= take;
                 tick_left -= take;
-                retire_left -= take;
                 takebacks.push(Spill {
                     requirement: ri,
                     source: pools[q].name.clone(),

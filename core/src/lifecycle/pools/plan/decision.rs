@@ -175,7 +175,10 @@ pub struct PoolDecision {
     /// it can provide (`source`: the pool giving it back; included in `provision`).
     pub taken_back: Vec<Spill>,
     /// Demand it gives back to a higher-priority pool that can provide again (`target`: the
-    /// taker); as many of its idle workers are retired (included in `retire`).
+    /// taker, which provisions for it). Make before break: not included in `retire` — its
+    /// idle workers keep serving until the taker's new workers are up; a later plan then
+    /// places the demand on those and retires these as surplus (scale-down cooldown
+    /// honoured, never a busy one).
     pub given_back: Vec<Spill>,
     /// What limited it (`scale-up cooldown until …`, `global max_workers 10`, …).
     pub limits: Vec<String>,
@@ -191,7 +194,7 @@ pub(crate) enum ProvisionFor {
     Requirement(usize),
     /// The pool's warm `min_ready`.
     Warm,
-    /// The takeback `taken_back[k]` (a requirement whose giver retires a worker for it).
+    /// The takeback `taken_back[k]` (a requirement a giver's idle worker serves meanwhile).
     TakeBack(usize),
 }
 
@@ -209,7 +212,8 @@ impl ProvisionFor {
 impl PoolDecision {
     /// Its `provision` broken down by what each is for, in the order the manager makes them:
     /// the requirements it serves (`serves`, less their takebacks), the warm pool, then the
-    /// takebacks (last, so that those that succeed back the givers' retirements). Runs of
+    /// takebacks (last: a giver's idle worker serves their jobs meanwhile, so a cap or a
+    /// failed create that cuts the tick short holds these back first). Runs of
     /// one purpose with their length (the counts add up to `provision`); O(requirements
     /// served + takebacks).
     pub(crate) fn provisions(&self) -> Vec<(ProvisionFor, usize)> {

@@ -64,8 +64,8 @@ pub(super) fn explain(d: &PoolDecision, reqs: &[Requirement], now: Timestamp) ->
     for t in &d.given_back {
         let _ = write!(
             line,
-            "; recovered {} takes back {} job(s) of {}",
-            t.target, t.count, reqs[t.requirement]
+            "; gives back {} job(s) of {} to recovered {} once its new workers are up",
+            t.count, reqs[t.requirement], t.target
         );
     }
     if !d.limits.is_empty() {

@@ -68,13 +68,18 @@ fn arb_requirement() -> impl Strategy<Value = Requirement> {
         })
 }
 
+fn on_its_way() -> impl Strategy<Value = usize> {
+    prop_oneof![Just(0usize), 0usize..3]
+}
+
 fn arb_pool_and_fleet() -> impl Strategy<Value = (Pool, PoolFleet)> {
     (
         arb_spec(),
         extreme(0usize..3),
         extreme(0usize..8),
         -2i32..3,
-        (0usize..4, 0usize..4, 0usize..3, 0usize..3, 0usize..3),
+        // Nothing on its way half the time: only such a pool takes back (see `plan`).
+        (0usize..4, 0usize..4, on_its_way(), on_its_way(), 0usize..3),
         0u8..4,
         prop::option::of(0u64..30),
         prop::option::of(0u64..90),
@@ -117,7 +122,9 @@ proptest! {
     /// satisfy what it serves (nor a blocked one); never a busy worker scaled in, nor one of a
     /// pool in its scale-down cooldown or below its warm pool, nor an idle worker as surplus
     /// while a job it could run is placed on a worker still starting; takebacks only upward
-    /// in priority, to a pool that can provide and satisfies the demand.
+    /// in priority, to a pool that can provide, has nothing on its way and satisfies the
+    /// demand, and never a retirement of a worker that serves demand given back (make before
+    /// break).
     #[test]
     fn plans_keep_the_three_promises(
         pools_and_fleet in prop::collection::vec(arb_pool_and_fleet(), 0..5),
@@ -196,14 +203,39 @@ proptest! {
                 prop_assert!(f.ready - d.retire >= pool.min_ready.min(f.ready),
                     "{}", d.explanation);
             }
-            // Takebacks: only by a pool of higher priority that can provide, within what
-            // each side does.
-            prop_assert!(d.given_back.iter().map(|t| t.count).sum::<usize>() <= d.retire);
+            // Takebacks: only by a pool of higher priority that can provide and has nothing
+            // on its way, within what each side does. Make before break: the giver's idle
+            // workers that serve what it gives back are none of those it retires (its warm
+            // pool kept too).
+            let given: usize = d.given_back.iter().map(|t| t.count).sum();
+            prop_assert!(given as u128 + d.retire as u128 <= f.ready as u128, "{}", d.explanation);
+            if given > 0 {
+                prop_assert!(given + d.retire + pool.min_ready.min(f.ready) <= f.ready,
+                    "{}", d.explanation);
+            }
             prop_assert!(d.taken_back.iter().map(|t| t.count).sum::<usize>() <= d.provision);
+            if !d.taken_back.is_empty() {
+                prop_assert_eq!((f.starting, f.in_flight), (0, 0), "{}", d.explanation);
+            }
             for t in &d.given_back {
                 let taker = pools.iter().position(|p| p.name == t.target).unwrap();
                 prop_assert!(pools[taker].priority > pool.priority, "{}", d.explanation);
                 prop_assert!(fleet[taker].blocked.is_none());
+                prop_assert_eq!(fleet[taker].starting + fleet[taker].in_flight, 0);
+                // Nor any pool placed before the giver that could run the jobs.
+                let r = &demand.requirements[t.requirement];
+                for (b, e) in plan.pools.iter().enumerate() {
+                    if e.pool == d.pool {
+                        break;
+                    }
+                    let kb = pools.iter().position(|p| p.name == e.pool).unwrap();
+                    prop_assert!(
+                        pools[kb].max_workers == 0
+                            || !pools[kb].satisfies(r)
+                            || fleet[kb].starting + fleet[kb].in_flight == 0,
+                        "{} (pool {b}) has capacity on its way: {:#?}", e.pool, plan.explanation
+                    );
+                }
                 prop_assert!(pools[taker].satisfies(&demand.requirements[t.requirement]));
             }
         }
@@ -215,10 +247,10 @@ proptest! {
         // is placed on a worker still starting (or in flight): a pool `q` serving more jobs
         // from its existing capacity than it has idle workers places some on its later
         // capacity, so a pool that satisfies every requirement `q` serves that way keeps its
-        // idle workers (takebacks aside: they retire for a provision).
+        // idle workers (takebacks included since 2026-12-07: they retire nothing).
         for d in &plan.pools {
             let k = pools.iter().position(|p| p.name == d.pool).unwrap();
-            let surplus = d.retire - d.given_back.iter().map(|t| t.count).sum::<usize>();
+            let surplus = d.retire;
             if surplus == 0 || pools[k].max_workers == 0 {
                 continue;
             }
@@ -255,8 +287,8 @@ proptest! {
 
     /// The order the host lists its pools in changes nothing (priority, then name, decides);
     /// a pool wants new workers for a requirement only when every higher-priority pool that
-    /// satisfies it is blocked or full; more demand never retires more surplus (takebacks
-    /// aside: they retire for a provision).
+    /// satisfies it is blocked or full; more demand never retires more (a takeback retires
+    /// nothing).
     #[test]
     fn plans_ignore_the_pools_order_spill_only_past_full_pools_and_retire_less_for_more(
         pools_and_fleet in prop::collection::vec(arb_pool_and_fleet(), 0..5),
@@ -333,7 +365,7 @@ proptest! {
         let surplus = |p: &PoolPlan| -> usize {
             p.pools
                 .iter()
-                .map(|d| d.retire - d.given_back.iter().map(|t| t.count).sum::<usize>())
+                .map(|d| d.retire)
                 .sum()
         };
         prop_assert!(
@@ -341,5 +373,98 @@ proptest! {
             "{} surplus retired with more demand, {} before:\n{:#?}\n{:#?}",
             surplus(&c), surplus(&a), a.explanation, c.explanation
         );
+    }
+}
+
+/// A pool of the one gpu template for [`takebacks_make_before_they_break`]: distinct
+/// priorities, seldom blocked or cooling, so that takebacks happen.
+fn arb_gpu_pool(k: usize) -> impl Strategy<Value = (Pool, PoolFleet)> {
+    (
+        0usize..2,
+        1usize..6,
+        0usize..4,
+        0usize..3,
+        on_its_way(),
+        on_its_way(),
+        prop::option::of(0u64..90),
+    )
+        .prop_map(
+            move |(min_ready, max, ready, busy, starting, in_flight, action)| {
+                let mut spec = WorkerSpec::new("img");
+                spec.labels.insert("gpu".into(), "a100".into());
+                let pool = Pool::new(format!("pool-{k}"), ProviderId::new("p").unwrap(), spec)
+                    .unwrap()
+                    .with_max_workers(max.max(min_ready).max(ready + busy + starting + in_flight))
+                    .with_min_ready(min_ready)
+                    .with_priority(10 - k as i32);
+                let fleet = PoolFleet {
+                    ready,
+                    busy,
+                    starting,
+                    in_flight,
+                    registered: ready + busy + starting,
+                    last_scale_action: action.map(|s| NOW - s * 1000),
+                    ..PoolFleet::default()
+                };
+                (pool, fleet)
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Make before break, where takebacks happen (pools of one template, one requirement):
+    /// a giver retires none of the idle workers that serve what it gives back, and the plan
+    /// applied (the taker's provisions on their way, the retirements gone) takes nothing back
+    /// again, at the same instant or later while those workers boot, by any pool.
+    #[test]
+    fn takebacks_make_before_they_break(
+        pools_and_fleet in (2usize..5).prop_flat_map(|n| {
+            (0..n).map(arb_gpu_pool).collect::<Vec<_>>()
+        }),
+        jobs in 0usize..8,
+        max_per_tick in 1usize..8,
+    ) {
+        let (pools, fleet): (Vec<Pool>, Vec<PoolFleet>) = pools_and_fleet.into_iter().unzip();
+        let mut r = Requirement::new(jobs);
+        r.labels.insert("gpu".into(), "a100".into());
+        let demand = Demand { requirements: vec![r] };
+        let total = |fleet: &[PoolFleet]| fleet.iter().map(|f| f.registered + f.in_flight).sum();
+        let inputs = PlanInputs {
+            now: NOW,
+            pools: &pools,
+            fleet: &fleet,
+            demand: &demand,
+            max_workers: 100,
+            total: total(&fleet),
+            max_per_tick,
+        };
+        let first = plan(&inputs);
+        let mut after = fleet.clone();
+        for (k, f) in after.iter_mut().enumerate() {
+            let d = first.pool(&pools[k].name).unwrap();
+            let given: usize = d.given_back.iter().map(|t| t.count).sum();
+            prop_assert!(given + d.retire + pools[k].min_ready.min(f.ready) <= f.ready
+                || given == 0, "{:#?}", first.explanation);
+            f.in_flight += d.provision;
+            f.ready -= d.retire;
+            f.registered -= d.retire;
+            if d.provision > 0 {
+                f.last_scale_up = Some(NOW);
+                f.last_scale_action = Some(NOW);
+            } else if d.retire > 0 {
+                f.last_scale_action = Some(NOW);
+            }
+        }
+        for now in [NOW, NOW + 3_600_000] {
+            let again = plan(&PlanInputs { now, fleet: &after, total: total(&after), ..inputs });
+            if first.pools.iter().any(|d| !d.taken_back.is_empty()) {
+                prop_assert!(
+                    again.pools.iter().all(|d| d.taken_back.is_empty()),
+                    "took back again:\n{:#?}\nafter:\n{:#?}", first.explanation, again.explanation
+                );
+            }
+        }
     }
 }

@@ -376,8 +376,17 @@ fn takeback_returns_a_fallbacks_demand_to_the_recovered_pool() {
     let ondemand = || pool("gpu-ondemand", 0, gpu_spec()).with_max_workers(4);
     let both = || vec![spot(), ondemand()];
     // On-demand took spot's demand while spot backed off; its 3 workers are idle again
-    // (their jobs done) and 3 new gpu jobs wait. Spot can provide again.
+    // (their jobs done) and 3 new gpu jobs wait. Spot can provide again. Make before break
+    // (since 2026-12-07): spot provisions for the demand, on-demand retires nothing in that
+    // plan — its idle workers serve until spot's are up, and then retire as surplus. (Before,
+    // on-demand retired as many idle workers in the same plan: `("gpu-ondemand", 0, 3)`.)
     let fallback = || resting(idle(3), 600);
+    let booting = |starting: usize, in_flight: usize| PoolFleet {
+        starting,
+        in_flight,
+        registered: starting,
+        ..PoolFleet::default()
+    };
     let busy = |n: usize| PoolFleet {
         busy: n,
         registered: n,
@@ -385,9 +394,48 @@ fn takeback_returns_a_fallbacks_demand_to_the_recovered_pool() {
     };
     let cases: Vec<(&str, Case, Moves)> = vec![
         (
-            "recovered spot takes back all of it; on-demand's idle workers retire",
+            "recovered spot takes back all of it; on-demand's idle workers keep serving",
             Case::new(both(), vec![idle(0), fallback()], gpu_job(3)),
-            vec![("gpu-spot", 3, 0), ("gpu-ondemand", 0, 3)],
+            vec![("gpu-spot", 3, 0), ("gpu-ondemand", 0, 0)],
+        ),
+        (
+            "spot's new workers still boot: no new takeback, on-demand keeps serving",
+            Case::new(both(), vec![booting(3, 0), fallback()], gpu_job(3)),
+            vec![("gpu-spot", 0, 0), ("gpu-ondemand", 0, 0)],
+        ),
+        (
+            "the same with spot's creates still in flight",
+            Case::new(both(), vec![booting(0, 3), fallback()], gpu_job(3)),
+            vec![("gpu-spot", 0, 0), ("gpu-ondemand", 0, 0)],
+        ),
+        (
+            "no takeback while spot has a worker on its way, however few",
+            Case::new(both(), vec![booting(1, 0), fallback()], gpu_job(3)),
+            vec![("gpu-spot", 0, 0), ("gpu-ondemand", 0, 0)],
+        ),
+        (
+            "nor does another pool above on-demand while spot's new workers boot (seed 175 \
+             of pools_seeds: else both took the same jobs back)",
+            Case::new(
+                vec![spot(), pool("gpu-reserved", 5, gpu_spec()), ondemand()],
+                vec![booting(3, 0), idle(0), fallback()],
+                gpu_job(3),
+            ),
+            vec![
+                ("gpu-spot", 0, 0),
+                ("gpu-reserved", 0, 0),
+                ("gpu-ondemand", 0, 0),
+            ],
+        ),
+        (
+            "spot's workers up: they serve, on-demand's idle ones are surplus and retire",
+            Case::new(both(), vec![idle(3), fallback()], gpu_job(3)),
+            vec![("gpu-spot", 0, 0), ("gpu-ondemand", 0, 3)],
+        ),
+        (
+            "spot's workers up, on-demand in its scale-down cooldown: it keeps them for now",
+            Case::new(both(), vec![idle(3), resting(idle(3), 30)], gpu_job(3)),
+            vec![("gpu-spot", 0, 0), ("gpu-ondemand", 0, 0)],
         ),
         (
             "spot still backed off: on-demand keeps serving",
@@ -410,9 +458,10 @@ fn takeback_returns_a_fallbacks_demand_to_the_recovered_pool() {
             vec![("gpu-spot", 2, 0), ("gpu-ondemand", 0, 0)],
         ),
         (
-            "spot's own idle worker serves first; the rest is taken back",
+            "spot's own idle worker serves first; the rest is taken back, and on-demand's \
+             idle worker that no job needs now is surplus",
             Case::new(both(), vec![idle(1), fallback()], gpu_job(3)),
-            vec![("gpu-spot", 2, 0), ("gpu-ondemand", 0, 3)],
+            vec![("gpu-spot", 2, 0), ("gpu-ondemand", 0, 1)],
         ),
         (
             "as much as spot's max_workers leaves room for",
@@ -421,7 +470,7 @@ fn takeback_returns_a_fallbacks_demand_to_the_recovered_pool() {
                 vec![idle(0), fallback()],
                 gpu_job(3),
             ),
-            vec![("gpu-spot", 2, 0), ("gpu-ondemand", 0, 2)],
+            vec![("gpu-spot", 2, 0), ("gpu-ondemand", 0, 0)],
         ),
         (
             "on-demand keeps its min_ready warm",
@@ -430,7 +479,7 @@ fn takeback_returns_a_fallbacks_demand_to_the_recovered_pool() {
                 vec![idle(0), fallback()],
                 gpu_job(2),
             ),
-            vec![("gpu-spot", 2, 0), ("gpu-ondemand", 0, 2)],
+            vec![("gpu-spot", 2, 0), ("gpu-ondemand", 0, 0)],
         ),
         (
             "pools of equal priority do not take from each other",
@@ -460,7 +509,7 @@ fn takeback_returns_a_fallbacks_demand_to_the_recovered_pool() {
     }
 
     // The caps: at the global max nothing is taken back (a retirement frees room only once it
-    // is done); per tick, provisions and retirements both count.
+    // is done); per tick, the taker's provisions count (the giver retires nothing).
     let mut at_max = Case::new(both(), vec![idle(0), fallback()], gpu_job(3));
     at_max.max_workers = 3;
     assert_eq!(
@@ -472,7 +521,7 @@ fn takeback_returns_a_fallbacks_demand_to_the_recovered_pool() {
     let plan = per_tick.run();
     assert_eq!(
         moves(&plan),
-        vec![("gpu-spot", 1, 0), ("gpu-ondemand", 0, 1)]
+        vec![("gpu-spot", 1, 0), ("gpu-ondemand", 0, 0)]
     );
     // The per-tick cap, which the next tick lifts, says so on the taker's line (since
     // 2026-12-07; before, a takeback cut short by it read as complete).
@@ -489,8 +538,9 @@ fn takeback_returns_a_fallbacks_demand_to_the_recovered_pool() {
     );
     assert_eq!(
         o.explanation,
-        "gpu-ondemand -3: demand 0, ready 3, busy 0, starting 0, in flight 0, total 3/4, min \
-         ready 0, wanted 0; recovered gpu-spot takes back 3 job(s) of gpu=a100"
+        "gpu-ondemand 0: demand 0, ready 3, busy 0, starting 0, in flight 0, total 3/4, min \
+         ready 0, wanted 0; gives back 3 job(s) of gpu=a100 to recovered gpu-spot once its \
+         new workers are up"
     );
     assert_eq!(
         s.explanation,
@@ -505,6 +555,7 @@ fn takeback_returns_a_fallbacks_demand_to_the_recovered_pool() {
     );
     assert_eq!(s.serves[0].provisioned, 3);
     assert!(o.serves.is_empty(), "{:?}", o.serves);
+    assert_eq!((o.retire, o.given_back[0].count), (0, 3));
 }
 
 #[test]
@@ -717,14 +768,22 @@ fn idle_workers_serve_before_workers_still_starting_whatever_their_pools_priorit
             (1, 0),
         ),
         (
-            "the takeback (unchanged): past its scale-up cooldown, the warm pool provisions \
-             for the job and takes it back from the lower pool's idle worker",
+            "no takeback while the warm pool has a worker on its way (since 2026-12-07; \
+             before, past its scale-up cooldown, it provisioned for the job and the lower \
+             pool's idle worker retired in the same plan: (\"warm\", 1, 0), (\"low\", 0, 1))",
             Case::new(
                 both(),
                 vec![grown(booting(1, 0), 30), fallback()],
                 gpu_job(1),
             ),
-            vec![("warm", 1, 0), ("low", 0, 1)],
+            vec![("warm", 0, 0), ("low", 0, 0)],
+            (0, 1),
+        ),
+        (
+            "its warm worker up, past its scale-up cooldown, the warm pool takes the job back: \
+             it provisions, the lower pool's idle worker keeps serving until that one is up",
+            Case::new(both(), vec![grown(idle(1), 30), fallback()], gpu_job(1)),
+            vec![("warm", 1, 0), ("low", 0, 0)],
             (0, 0),
         ),
     ];
