@@ -476,7 +476,8 @@ report_class! {
         /// that it can provide (a list of Spill; ``source`` gives it back).
         taken_back: |c, py| list::<_, Spill>(&c.taken_back),
         /// Demand it gives back to a higher-priority pool that can provide again (a list of
-        /// Spill; as many of its idle workers retire).
+        /// Spill; its idle workers keep serving until the taker's new workers are up, then
+        /// retire as surplus).
         given_back: |c, py| list::<_, Spill>(&c.given_back),
         /// What limited it.
         limits: |c, py| c.limits.clone(),

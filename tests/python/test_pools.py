@@ -413,7 +413,8 @@ def test_a_recovered_pool_takes_its_demand_back(
     assert len(ondemand.created) == 2
     for w in report.provisioned:
         registry.update_state(w.worker_id, hw.WorkerState.READY)
-    # Spot is back; past on-demand's scale-down cooldown its idle workers give the demand back.
+    # Spot is back; past on-demand's scale-down cooldown its idle workers give the demand back,
+    # make before break: they keep serving until spot's new workers are up.
     spot.fail = False
     clock.advance(61)
     report = manager.tick(gpu_jobs)
@@ -425,7 +426,15 @@ def test_a_recovered_pool_takes_its_demand_back(
         ("gpu-ondemand", "gpu-spot", 2)
     ]
     assert by_name["gpu-ondemand"].given_back == by_name["gpu-spot"].taken_back
-    assert by_name["gpu-ondemand"].explanation.endswith("; recovered gpu-spot takes back 2 job(s) of gpu=a100")
+    assert by_name["gpu-ondemand"].explanation.endswith(
+        "; gives back 2 job(s) of gpu=a100 to recovered gpu-spot once its new workers are up"
+    )
+    assert report.terminated == []
+    # Spot's workers up: on-demand's idle ones retire as surplus.
+    for w in report.provisioned:
+        registry.update_state(w.worker_id, hw.WorkerState.READY)
+    clock.advance(1)
+    report = manager.tick(gpu_jobs)
     assert len(report.terminated) == 2
     assert hw.WorkerState.READY not in {w.state for w in registry.find(labels={hw.POOL_LABEL: "gpu-ondemand"})}
 
