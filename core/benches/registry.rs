@@ -333,6 +333,23 @@ fn bench_size(c: &mut Criterion, fx: &mut Fixture, latency: &mut Vec<String>) {
             })
         });
     }
+    // A claim whose static part every class matches but whose `unhealthy_for` no ready
+    // worker meets (silent for longer than a day before the fleet was built): the library
+    // walks its first candidates, then one pass over the heartbeat columns (before
+    // 2026-12-07 it walked the whole ready set, one record read a worker).
+    {
+        let mut g = group(c, "claim_unhealthy_unmatched", fx);
+        both!(g, fx, |b, side| {
+            const DAY_MS: u64 = 86_400_000;
+            let silent = Duration::from_millis(side.clock.now() - T0 + DAY_MS);
+            let filter = WorkerFilter::new().unhealthy_for(silent);
+            let job = JobId::new("bench-silent-job").expect("job id");
+            b.iter(|| {
+                let none = side.reg.claim(&filter, job.clone()).expect("claim");
+                assert!(none.is_none(), "no worker is silent for that long");
+            })
+        });
+    }
 
     let n = fx.lib.ids.len();
     for (busy_per_mille, tag) in [(500usize, "50pct"), (999, "99.9pct")] {
