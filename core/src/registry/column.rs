@@ -447,6 +447,36 @@ impl HeartbeatColumn {
         true
     }
 
+    /// Calls `silent` with the slot of every monitored worker whose last heartbeat is below
+    /// `cutoff`, in slot order, under the shard's read lock: the heartbeat itself, not its
+    /// key (the grace floor plays no part), which is what a filter's `unhealthy_for` asks
+    /// (since 2026-12-07: `claim`'s pass, see `memory/claim.rs`). One sequential pass over
+    /// the words (atomic loads, 4 bytes a slot; a block of 64 slots whose smallest word is not
+    /// below the bound is passed over as a whole), the far monitored slots checked exactly;
+    /// the cache is neither read nor changed (it answers for keys, and a pass here must not
+    /// move the health check's horizon). A heartbeat landing meanwhile may or may not count.
+    pub fn silent_before(&self, cutoff: Timestamp, mut silent: impl FnMut(u32)) {
+        let bound = self.bound(cutoff);
+        for (b, block) in self.words.chunks(BLOCK).enumerate() {
+            let least = block
+                .iter()
+                .map(|w| w.load(Ordering::Relaxed))
+                .fold(Word::FREE, i32::min);
+            if least >= bound {
+                continue;
+            }
+            for (i, w) in block.iter().enumerate() {
+                let w = w.load(Ordering::Relaxed);
+                let slot = (b * BLOCK + i) as u32;
+                // A far word keeps its class under the read lock: only the write lock moves a
+                // slot in or out of `far`.
+                if w < bound && (w != Word::FAR_MONITORED || self.far[&slot] < cutoff) {
+                    silent(slot);
+                }
+            }
+        }
+    }
+
     /// Counts the monitored workers whose key is below `cutoff`, from the column alone (no
     /// record is read, the cache is left alone), under the shard's read lock: one sequential
     /// pass (atomic loads, 4 bytes per slot), or the suspects when `cutoff` is at or below
@@ -606,6 +636,15 @@ mod tests {
                             want.len(),
                             "round {round} step {step}: count"
                         );
+                        // The raw heartbeats, whatever the floor (unhealthy_for's test).
+                        let want: Vec<u32> = (0..model.len() as u32)
+                            .filter(|&s| {
+                                model[s as usize].is_some_and(|(beat, on)| on && beat < cutoff)
+                            })
+                            .collect();
+                        let mut got = Vec::new();
+                        column.silent_before(cutoff, |s| got.push(s));
+                        assert_eq!(got, want, "round {round} step {step}: silent");
                     }
                 }
                 for (s, m) in model.iter().enumerate().filter(|_| step % 7 == 0) {
