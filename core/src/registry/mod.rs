@@ -148,7 +148,12 @@ pub trait WorkerRegistry: Send + Sync + fmt::Debug {
     /// matches. Cost does not grow with the number of busy workers. The in-memory registry
     /// asks the filter's spec and provider conditions once per class of workers (one spec,
     /// one provider): O(classes × log ready), and a filter no class matches looks at no
-    /// worker; only `unhealthy_for` is checked worker by worker.
+    /// worker. Only `unhealthy_for` is checked worker by worker, walking down the ready
+    /// order, for the first 64 candidates: O(classes × log ready + 64); past them one pass
+    /// over the heartbeat columns (4 bytes a worker of the fleet, not under the registry-wide
+    /// mutex) plus a record read for each monitored worker silent for that long finds the
+    /// same worker the walk would have (since 2026-12-07: before, a claim no ready worker was
+    /// silent enough for walked every ready worker).
     ///
     /// # Errors
     /// `InvalidArgument` for a filter asking for strings no worker holds

@@ -163,8 +163,7 @@ impl Classes {
         self.slots.iter().flatten()
     }
 
-    /// Every class with its number.
-    #[cfg(test)]
+    /// Every class with its number (`claim`'s pass reads the numbers of the matching ones).
     pub fn numbered(&self) -> impl Iterator<Item = (u32, &Class)> {
         self.slots
             .iter()

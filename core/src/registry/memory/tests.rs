@@ -4,6 +4,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::claim::WALK_LIMIT;
 use super::*;
 use crate::clock::{millis, ManualClock};
 use crate::events::SubscribeOptions;
@@ -1870,4 +1871,252 @@ fn heartbeats_racing_tail_cuts_and_shrinks_never_reach_a_new_occupant() {
     let all = assert_indexes_follow_records(&registry);
     assert_rooms_follow_the_fleet(&registry, "after the race");
     assert_deadlines_match_a_recount(&registry, &all, "after the race");
+}
+
+/// What a claim with `filter` must take, by the model: every worker the filter matches that
+/// is `Ready` and holds no job, the newest by `(idle_since, id)` (the full walk's answer).
+fn claim_model(registry: &InMemoryWorkerRegistry, filter: &WorkerFilter) -> Option<WorkerId> {
+    let now = registry.now();
+    registry
+        .find(&WorkerFilter::new())
+        .unwrap()
+        .into_iter()
+        .filter(|w| w.state == WorkerState::Ready && w.current_job.is_none())
+        .filter(|w| filter.matches(w, now))
+        .map(|w| (w.idle_since, w.id))
+        .max()
+        .map(|(_, id)| id)
+}
+
+/// A fleet of `ready` workers made `Ready` a millisecond apart (every third at the same
+/// millisecond as the one before: ties by id), of two classes (`pool=x` from provider `p`,
+/// `pool=y` from `q`), then `every_silent`-th of them (by readiness, newest first) left
+/// silent while the others heartbeat 10 s later; a `Connecting` worker every 10, silent too
+/// (monitored, never a candidate).
+fn silent_fleet(ready: usize, fresh_top: usize, every_silent: usize) -> InMemoryWorkerRegistry {
+    let (clock, registry) = registry();
+    let specs = [
+        Arc::new(WorkerSpec::new("a").with_label("pool", "x")),
+        Arc::new(WorkerSpec::new("b").with_label("pool", "y")),
+    ];
+    let providers = [ProviderId::new("p").unwrap(), ProviderId::new("q").unwrap()];
+    let mut ids = Vec::new();
+    for i in 0..ready {
+        if i % 3 != 0 {
+            clock.advance(Duration::from_millis(1));
+        }
+        let handle = WorkerHandle::new(providers[i % 2].clone(), ProviderType::Docker, "c");
+        let id = registry
+            .register(handle, Arc::clone(&specs[i % 2]))
+            .unwrap()
+            .id;
+        registry.update_state(&id, WorkerState::Ready).unwrap();
+        ids.push(id);
+        if i % 10 == 0 {
+            connecting(&registry, &specs[0]);
+        }
+    }
+    clock.advance(Duration::from_secs(10));
+    // Newest first: the walk meets them in this order.
+    for (rank, id) in ids.iter().rev().enumerate() {
+        if rank < fresh_top || rank % every_silent != 0 {
+            registry.heartbeat(id).unwrap();
+        }
+    }
+    clock.advance(Duration::from_secs(1));
+    registry
+}
+
+/// `claim` with `unhealthy_for` where more ready workers than the walk checks one by one
+/// (`WALK_LIMIT`) come before the first silent enough: the answer, past the walk, is the
+/// one the full walk gives, and a filter no ready worker is silent enough for gives `None`.
+/// Every walk limit (0: the column pass at once; `usize::MAX`: the walk alone) agrees with
+/// the model.
+#[test]
+fn a_claim_for_silent_workers_past_the_walk_limit_takes_what_the_full_walk_would() {
+    use crate::ids::JobId;
+    let secs = Duration::from_secs;
+    let ready = 4 * WALK_LIMIT;
+    for limit in [WALK_LIMIT, 0, 1, 3, usize::MAX] {
+        // The newest 2K heartbeat; below them one in 7 is silent (10 s and more).
+        let registry = silent_fleet(ready, 2 * WALK_LIMIT, 7);
+        // A grace period is no sign of life: `unhealthy_for` reads the heartbeat alone.
+        registry.grant_grace(registry.now()).unwrap();
+        let filters = [
+            WorkerFilter::new().unhealthy_for(secs(5)),
+            WorkerFilter::new()
+                .unhealthy_for(secs(5))
+                .label("pool", "y"),
+            WorkerFilter::new()
+                .unhealthy_for(secs(5))
+                .provider_id(ProviderId::new("p").unwrap()),
+            WorkerFilter::new()
+                .unhealthy_for(secs(5))
+                .idle_for(secs(11)),
+            // Silent for 10 s and 1 ms at most: strictly longer finds none.
+            WorkerFilter::new().unhealthy_for(secs(12)),
+            WorkerFilter::new()
+                .unhealthy_for(secs(5))
+                .label("pool", "z"),
+        ];
+        let mut taken = 0;
+        for round in 0..ready {
+            let filter = &filters[round % filters.len()];
+            let want = claim_model(&registry, filter);
+            let job = JobId::new(format!("j{round}")).unwrap();
+            let got = registry.claim_walking(filter, job, limit).unwrap();
+            assert_eq!(
+                got.map(|w| w.id),
+                want,
+                "limit {limit} round {round}: {filter:?}"
+            );
+            taken += usize::from(want.is_some());
+        }
+        // The silent ones were all found (a seventh of those past the fresh top), and the
+        // answer lay past the walk's first candidates.
+        let silent = (2 * WALK_LIMIT..ready).filter(|rank| rank % 7 == 0).count();
+        assert_eq!(taken, silent, "limit {limit}");
+        assert_indexes_follow_records(&registry);
+    }
+}
+
+mod claim_silent {
+    use super::*;
+    use crate::ids::JobId;
+    use proptest::prelude::*;
+
+    /// One worker of a random fleet: its class (spec and provider, of 4), the milliseconds
+    /// before it registers (0: ties), what it becomes (0: `Connecting`, 1: `Busy`, else
+    /// `Ready`), and when it last heartbeats after the fleet is made (`None`: never again).
+    type Member = (usize, u64, u8, Option<u64>);
+
+    fn member() -> impl Strategy<Value = Member> {
+        (
+            0..4usize,
+            0..3u64,
+            0..8u8,
+            prop::option::weighted(0.7, 0..400u64),
+        )
+    }
+
+    /// A claim: `unhealthy_for` in ms, which static part (0: none, 1: `pool=x`, 2: provider
+    /// `q`, 3: `pool=z`, no class), an `idle_for` in ms, and the walk limit.
+    type Claim = (u64, u8, Option<u64>, usize);
+
+    fn claim() -> impl Strategy<Value = Claim> {
+        (
+            0..500u64,
+            0..4u8,
+            prop::option::weighted(0.2, 0..600u64),
+            prop::sample::select(vec![0, 1, 5, WALK_LIMIT, usize::MAX]),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// `claim` with `unhealthy_for` over random fleets of more ready workers than the
+        /// walk checks one by one, at every walk limit, against the model: the newest by
+        /// `(idle_since, id)` of the workers the filter matches (the full walk's answer).
+        #[test]
+        fn a_claim_with_unhealthy_for_takes_the_models_worker(
+            fleet in prop::collection::vec(member(), (2 * WALK_LIMIT)..(3 * WALK_LIMIT)),
+            claims in prop::collection::vec(claim(), 1..24),
+            grace in any::<bool>(),
+        ) {
+            let (clock, registry) = registry();
+            let specs = [
+                Arc::new(WorkerSpec::new("a").with_label("pool", "x")),
+                Arc::new(WorkerSpec::new("b").with_label("pool", "y")),
+            ];
+            let providers = [ProviderId::new("p").unwrap(), ProviderId::new("q").unwrap()];
+            let mut beats = Vec::new();
+            for (n, (class, gap, kind, beat)) in fleet.iter().enumerate() {
+                clock.advance(Duration::from_millis(*gap));
+                let handle =
+                    WorkerHandle::new(providers[class / 2].clone(), ProviderType::Docker, "c");
+                let id = registry.register(handle, Arc::clone(&specs[class % 2])).unwrap().id;
+                match kind {
+                    0 => {
+                        registry.update_state(&id, WorkerState::Connecting).unwrap();
+                    }
+                    1 => {
+                        registry.update_state(&id, WorkerState::Ready).unwrap();
+                        registry.assign_to_job(&id, JobId::new(format!("b{n}")).unwrap()).unwrap();
+                    }
+                    _ => {
+                        registry.update_state(&id, WorkerState::Ready).unwrap();
+                    }
+                }
+                if let Some(at) = beat {
+                    beats.push((*at, id));
+                }
+            }
+            let ready = registry.stats().unwrap().by_state.ready;
+            prop_assert!(ready > WALK_LIMIT, "{} ready: more than the walk's limit", ready);
+            beats.sort_unstable();
+            let start = registry.now();
+            for (at, id) in beats {
+                clock.set(start + at);
+                registry.heartbeat(&id).unwrap();
+            }
+            clock.set(start + 500);
+            if grace {
+                registry.grant_grace(registry.now()).unwrap();
+            }
+            for (round, (silent, part, idle, limit)) in claims.into_iter().enumerate() {
+                let mut filter = WorkerFilter::new().unhealthy_for(Duration::from_millis(silent));
+                filter = match part {
+                    0 => filter,
+                    1 => filter.label("pool", "x"),
+                    2 => filter.provider_id(providers[1].clone()),
+                    _ => filter.label("pool", "z"),
+                };
+                if let Some(idle) = idle {
+                    filter = filter.idle_for(Duration::from_millis(idle));
+                }
+                let want = claim_model(&registry, &filter);
+                let job = JobId::new(format!("j{round}")).unwrap();
+                let got = registry.claim_walking(&filter, job, limit).unwrap();
+                prop_assert_eq!(got.map(|w| w.id), want, "round {} limit {}", round, limit);
+                clock.advance(Duration::from_millis(silent % 7));
+            }
+            assert_indexes_follow_records(&registry);
+        }
+    }
+}
+
+/// A claim no ready worker is silent enough for checks at most `WALK_LIMIT` candidates
+/// against their records (then one pass over the heartbeat columns answers), not the whole
+/// ready set; one whose answer lies deep checks at most `WALK_LIMIT + 1` (the walk's, then
+/// the pass's pick). Counted, not timed.
+#[test]
+fn a_claim_for_silent_workers_checks_a_bounded_number_of_candidates() {
+    use super::claim::CANDIDATES_CHECKED;
+    use crate::ids::JobId;
+    let secs = Duration::from_secs;
+    let checked = |registry: &InMemoryWorkerRegistry, filter: &WorkerFilter, job: &str| {
+        CANDIDATES_CHECKED.with(|n| n.set(0));
+        let got = registry.claim(filter, JobId::new(job).unwrap()).unwrap();
+        (got.map(|w| w.id), CANDIDATES_CHECKED.with(|n| n.get()))
+    };
+    // 1,000 ready workers, every one heartbeating: none silent for 5 s.
+    let registry = silent_fleet(1_000, 1_000, 1);
+    let filter = WorkerFilter::new().unhealthy_for(secs(5));
+    let (got, n) = checked(&registry, &filter, "none");
+    assert_eq!(got, None);
+    assert!(
+        n <= WALK_LIMIT,
+        "{n} candidates checked for a claim no worker matches"
+    );
+    // The only silent ones below the newest 900: found past the walk.
+    let registry = silent_fleet(1_000, 900, 1);
+    let want = claim_model(&registry, &filter);
+    assert!(want.is_some());
+    let (got, n) = checked(&registry, &filter, "deep");
+    assert_eq!(got, want);
+    assert!(
+        n <= WALK_LIMIT + 1,
+        "{n} candidates checked for a claim whose answer is the 901st"
+    );
 }
