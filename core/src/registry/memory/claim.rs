@@ -10,18 +10,20 @@
 //! Only the filter's dynamic condition `unhealthy_for` (silent for longer than a duration) is
 //! checked worker by worker, against the heartbeat column, walking down the order — for the
 //! first [`WALK_LIMIT`] candidates only (since 2026-12-07: before, a claim no ready worker was
-//! silent enough for walked the whole ready set under the registry-wide mutex, ~100 ms at 1M).
-//! Past them the answer comes from one pass over the shards' heartbeat columns
+//! silent enough for walked the whole ready set under the registry-wide mutex: 17 ms at 10k
+//! and 3.8 s at 1M in `claim_unhealthy_unmatched`, BENCHMARKS.md). Past them the answer comes
+//! from one pass over the shards' heartbeat columns
 //! ([`HeartbeatColumn::silent_before`](super::super::column::HeartbeatColumn::silent_before)),
 //! shard by shard under each one's shared lock and *not* under the registry-wide mutex: the
 //! records of the monitored workers silent long enough are read, and among those `Ready`, of a
 //! class the static part matches and below the walk's bound, the newest by `(idle_since, id)`
 //! is taken — the worker the walk would have reached, for a registry that does not change
 //! meanwhile. Cost with `unhealthy_for`: O(classes × log ready + K) when the answer is among
-//! the first K = 64 candidates; else also one sequential pass over 4 bytes a worker (fleet
-//! size, not ready workers: ~1 ms at 1M) plus a record read for each monitored worker silent
-//! for that long. A candidate taken or changed between the pass and the take is passed over
-//! as the walk passes over one (the pass runs again below it).
+//! the first K = 64 candidates; else also one sequential pass over 4 bytes a worker of the
+//! fleet (not only the ready ones: 64 µs at 10k, 2.1 ms at 1M with the walk) plus a record
+//! read for each monitored worker silent for that long. A candidate taken or changed between
+//! the pass and the take is passed over as the walk passes over one (the pass runs again
+//! below it, so a claim that keeps losing its candidate to others pays a pass each time).
 //!
 //! Locks: the registry-wide mutex to pick, then the worker's shard. The usual case takes the
 //! shard with `try_write` while still holding the mutex (a try never waits, so the lock
