@@ -91,6 +91,33 @@ pub trait WorkerRegistry: Send + Sync + fmt::Debug {
         self.find(&WorkerFilter::new().provider_id(provider_id.clone()))
     }
 
+    /// The records of `provider_id` whose handle's resource id is one of `resource_ids`, in
+    /// no particular order, terminal records included (as
+    /// [`find_by_provider`](Self::find_by_provider)); ids no record of that provider holds
+    /// are simply missing from the answer, and an empty `resource_ids` returns nothing
+    /// without a look. What the lifecycle manager's orphan retries ask ("does a record of
+    /// this provider hold this instance now?"), so that a leader retrying a few orphans does
+    /// not read a whole provider's fleet.
+    ///
+    /// Cost: the default takes [`find_by_provider`](Self::find_by_provider)'s answer
+    /// (a snapshot per record of the provider) and keeps the matches, so that a host's own
+    /// registry keeps working; the in-memory registry walks the records under each shard's
+    /// read lock and builds a snapshot only for a match (O(records) reads, no allocation per
+    /// record that does not match); PostgreSQL runs one query on the index of the provider's
+    /// rows, and ships only the matching rows.
+    fn find_by_resource_ids(
+        &self,
+        provider_id: &ProviderId,
+        resource_ids: &[&str],
+    ) -> Result<Vec<Worker>> {
+        if resource_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut found = self.find_by_provider(provider_id)?;
+        found.retain(|w| resource_ids.contains(&w.handle.resource_id.as_str()));
+        Ok(found)
+    }
+
     /// The ids of the `Terminating`/`Terminated` records, in no particular order: what the
     /// lifecycle manager compares with its destroy queue (periodically, while the queue is
     /// not empty), so it needs no snapshot. The default takes the ids of

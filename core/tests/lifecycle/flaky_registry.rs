@@ -31,7 +31,8 @@ struct Faults {
     release_before_terminating: AtomicBool,
     /// The move of this worker to `Terminating` fails (the database goes away mid-check).
     fail_terminating_of: parking_lot::Mutex<Option<WorkerId>>,
-    /// When set, `find_by_provider` (a scan without a filter) answers this many more times,
+    /// When set, `find_by_provider` (a scan without a filter) and `find_by_resource_ids` (the
+    /// orphan retries' look) answer this many more times,
     /// then fails.
     scans_before_failing: parking_lot::Mutex<Option<usize>>,
     /// Simulates a starting worker's agent reporting in and the scheduler giving it this job
@@ -142,14 +143,16 @@ impl Hooks for Faults {
                 }
                 Ok(())
             }
-            Call::Find(None) => match &mut *self.scans_before_failing.lock() {
-                Some(0) => Err(down()),
-                Some(n) => {
-                    *n -= 1;
-                    Ok(())
+            Call::Find(None) | Call::FindByResourceIds(_) => {
+                match &mut *self.scans_before_failing.lock() {
+                    Some(0) => Err(down()),
+                    Some(n) => {
+                        *n -= 1;
+                        Ok(())
+                    }
+                    None => Ok(()),
                 }
-                None => Ok(()),
-            },
+            }
             c if c.is_deadline_query() => check(&self.fail_queries),
             c => {
                 if let Some(id) = c.moves_to(WorkerState::Draining) {

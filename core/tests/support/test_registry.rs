@@ -20,6 +20,9 @@ pub enum Call<'a> {
     /// `find` (with its filter), `find_available` and `find_by_provider` (`None`): a scan of
     /// the fleet.
     Find(Option<&'a WorkerFilter>),
+    /// `find_by_resource_ids` (with the provider asked about): the records of one provider
+    /// holding the given resource ids, no scan of the fleet's snapshots.
+    FindByResourceIds(&'a ProviderId),
     /// `terminal_ids`: the ids of the terminal records, no snapshot.
     TerminalIds,
     UpdateState(&'a WorkerId, WorkerState),
@@ -216,6 +219,15 @@ impl WorkerRegistry for TestRegistry {
     }
     fn find_by_provider(&self, provider_id: &ProviderId) -> Result<Vec<Worker>> {
         self.call(Call::Find(None), |r| r.find_by_provider(provider_id))
+    }
+    fn find_by_resource_ids(
+        &self,
+        provider_id: &ProviderId,
+        resource_ids: &[&str],
+    ) -> Result<Vec<Worker>> {
+        self.call(Call::FindByResourceIds(provider_id), |r| {
+            r.find_by_resource_ids(provider_id, resource_ids)
+        })
     }
     fn terminal_ids(&self) -> Result<Vec<WorkerId>> {
         self.call(Call::TerminalIds, |r| r.terminal_ids())

@@ -11,6 +11,8 @@
 //! - `longest_idle`: ready workers longest idle first, and ties at one instant;
 //! - `heartbeat_many`: bulk heartbeats;
 //! - `max_jobs` (4): a one-shot worker is not made ready again;
+//! - `resource_ids`: the records of one provider holding given resource ids (the orphan
+//!   retries' look), as `find_by_provider` would give them;
 //! - `restore_grace` (6): restore grants grace from now;
 //! - `restore_clock`: a snapshot dated after the registry's clock is clamped to its now, or
 //!   refused beyond `MAX_SNAPSHOT_CLOCK_SKEW`;
@@ -46,6 +48,7 @@ mod heartbeat_many;
 mod longest_idle;
 mod max_jobs;
 mod published_kinds;
+mod resource_ids;
 mod restore_clock;
 mod restore_grace;
 mod retired_ids;
