@@ -422,6 +422,14 @@ impl WorkerRegistry for ReplicaRegistry {
         self.read()?;
         self.inner.find_by_provider(provider_id)
     }
+    fn find_by_resource_ids(
+        &self,
+        provider_id: &ProviderId,
+        resource_ids: &[&str],
+    ) -> Result<Vec<Worker>> {
+        self.read()?;
+        self.inner.find_by_resource_ids(provider_id, resource_ids)
+    }
     fn update_state(&self, id: &WorkerId, state: WorkerState) -> Result<Worker> {
         self.write("update_state")?;
         self.inner.update_state(id, state)

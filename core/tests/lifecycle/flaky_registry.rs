@@ -32,8 +32,7 @@ struct Faults {
     /// The move of this worker to `Terminating` fails (the database goes away mid-check).
     fail_terminating_of: parking_lot::Mutex<Option<WorkerId>>,
     /// When set, `find_by_provider` (a scan without a filter) and `find_by_resource_ids` (the
-    /// orphan retries' look) answer this many more times,
-    /// then fails.
+    /// orphan retries' look) answer this many more times, then fail.
     scans_before_failing: parking_lot::Mutex<Option<usize>>,
     /// Simulates a starting worker's agent reporting in and the scheduler giving it this job
     /// right before the manager's move of it to `Terminating`.

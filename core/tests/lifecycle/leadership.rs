@@ -1951,9 +1951,9 @@ fn an_orphan_retry_whose_lease_is_lost_during_its_look_destroys_nothing() {
         } else {
             Box::new(c.a_loses_the_lease())
         };
-        // The retry's look: the records of the orphan's provider (the only scan of a tick
-        // before its reconcile, which is not due).
-        trap.arm(|call| *call == Call::Find(None), lose);
+        // The retry's look: the records of the orphan's provider holding its resource id
+        // (`find_by_resource_ids`, the only such read of a tick).
+        trap.arm(|call| matches!(call, Call::FindByResourceIds(_)), lose);
         let r = c.a.manager.tick(0);
         assert!(trap.sprung(), "{:?}", r.decisions);
         assert_eq!(

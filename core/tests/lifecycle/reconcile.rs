@@ -2406,3 +2406,97 @@ fn an_orphan_registered_under_another_worker_id_is_not_destroyed_by_its_retry() 
         Some(WorkerState::Ready)
     );
 }
+
+/// Refuses every read of a whole provider's records (`find_by_provider`, a `Call::Find(None)`)
+/// while `armed`, and counts those refused and the looks by resource id.
+#[derive(Debug, Default)]
+struct NoProviderScans {
+    armed: std::sync::atomic::AtomicBool,
+    refused: std::sync::atomic::AtomicUsize,
+    looks: std::sync::atomic::AtomicUsize,
+}
+
+impl crate::test_registry::Hooks for NoProviderScans {
+    fn before(&self, call: crate::test_registry::Call<'_>, _: &dyn WorkerRegistry) -> Result<()> {
+        use crate::test_registry::Call;
+        use std::sync::atomic::Ordering::SeqCst;
+        match call {
+            Call::Find(None) if self.armed.load(SeqCst) => {
+                self.refused.fetch_add(1, SeqCst);
+                Err(Error::Backend("a scan of a provider's fleet".into()))
+            }
+            Call::FindByResourceIds(_) => {
+                self.looks.fetch_add(1, SeqCst);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The ticks' orphan retries ask the registry about the due orphans' resource ids only
+/// (`find_by_resource_ids`), never for a provider's whole fleet (`find_by_provider`: at a
+/// million workers, a million snapshots — or rows from PostgreSQL — at every retry tick of an
+/// outage), and still forget an orphan the host registered meanwhile (under another worker
+/// id) while destroying the one nobody holds. Before, each retry read every record of the
+/// orphans' provider.
+#[test]
+fn an_orphan_retry_reads_no_whole_provider_fleet() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let clock = Arc::new(ManualClock::new(T0));
+    let hooks = Arc::new(NoProviderScans::default());
+    let registry = crate::test_registry::TestRegistry::with_hooks(
+        crate::backend::new_registry(clock.clone()),
+        hooks.clone(),
+    );
+    let manager = retrying_destroys_after_10s(registry.shared());
+    let provider = TestProvider::new("test");
+    manager.register_provider(provider.clone()).unwrap();
+    // A fleet the retry must not read, beside the two orphans.
+    for _ in 0..3 {
+        manager.provision_worker(&pid("test"), spec()).unwrap();
+    }
+    provider.add_orphan("ghost-1");
+    provider.add_orphan("ghost-2");
+    provider.script_destroys([
+        DestroyStep::Fail("instance is locked"),
+        DestroyStep::Fail("instance is locked"),
+    ]);
+    let r = manager.reconcile().unwrap();
+    assert_eq!(r.orphans.len(), 2, "{r:?}");
+    assert_eq!(manager.pending_orphans().len(), 2);
+    // The host registers ghost-1 under its agent's worker id meanwhile.
+    let agent = registry
+        .register(
+            WorkerHandle::new(pid("test"), ProviderType::Docker, "ghost-1"),
+            spec(),
+        )
+        .unwrap()
+        .id;
+    hooks.armed.store(true, SeqCst);
+    clock.advance(secs(11));
+    let t = manager.tick(0);
+    assert_eq!(
+        hooks.refused.load(SeqCst),
+        0,
+        "the retry read the provider's whole fleet: {:?}",
+        t.decisions
+    );
+    assert_eq!(hooks.looks.load(SeqCst), 1, "one look for the provider");
+    assert!(t.failed.is_empty(), "{:?}", t.decisions);
+    assert!(manager.pending_orphans().is_empty(), "{:?}", t.decisions);
+    let destroys = provider.destroy_calls();
+    assert_eq!(
+        destroys.iter().filter(|c| c.contains("ghost-1")).count(),
+        1,
+        "ghost-1 is registered: destroyed only by the failed reconcile: {destroys:?}"
+    );
+    assert_eq!(
+        destroys.iter().filter(|c| c.contains("ghost-2")).count(),
+        2,
+        "{destroys:?}"
+    );
+    assert!(provider.instance_ids().contains(&"ghost-1".to_owned()));
+    assert!(!provider.instance_ids().contains(&"ghost-2".to_owned()));
+    assert!(registry.get(&agent).unwrap().is_some());
+}

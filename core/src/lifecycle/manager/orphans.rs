@@ -18,9 +18,11 @@
 //!
 //! "No record holds it" is decided by resource id: an orphan is owned when a record of its
 //! provider holds its resource id, whatever that record's worker id (the handles of a Python or
-//! C provider's listing carry random worker ids). A tick with due orphans reads the records of
-//! each provider they belong to once (`find_by_provider`: O(records of that provider)); the
-//! back-off bounds how often, and a tick with none due reads nothing.
+//! C provider's listing carry random worker ids). A tick with due orphans asks the registry once
+//! per provider they belong to for that provider's records holding their resource ids
+//! (`find_by_resource_ids`; since 2026-12-07, was `find_by_provider`, every record of the
+//! provider at every retry tick of an outage): only the matches come back, and a tick with none
+//! due reads nothing.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::Ordering;
@@ -239,9 +241,12 @@ impl WorkerLifecycleManager {
     /// look at the record of the orphan's worker id would never find the instance the host
     /// registered meanwhile. A record holding the orphan's worker id under another resource id
     /// does not own it (a second instance of one worker). Cost: one
-    /// [`find_by_provider`](crate::WorkerRegistry::find_by_provider) per provider with due
-    /// orphans, at a tick that has some (O(records of that provider)), bounded by the back-off;
-    /// a tick with none due reads nothing.
+    /// [`find_by_resource_ids`](crate::WorkerRegistry::find_by_resource_ids) per provider with
+    /// due orphans, asking for their resource ids, at a tick that has some: snapshots of the
+    /// matching records only (in memory a walk of the records without a snapshot for the
+    /// others; on PostgreSQL one indexed query that ships the matching rows); a tick with none
+    /// due reads nothing. (Since 2026-12-07: before, one `find_by_provider`, a snapshot of
+    /// every record of the provider, at every retry tick while its destroys failed.)
     pub(super) fn retry_orphans(&self, budget: &mut Budget, report: &mut TickReport) {
         let now = self.registry.now();
         // By provider and instance (the map's order): each provider's due orphans together.
@@ -253,10 +258,11 @@ impl WorkerLifecycleManager {
             .filter(|e| e.next_at <= now)
             .cloned()
             .collect();
-        // The resource ids the records of the provider whose orphans are being retried hold
-        // (`None`: the registry could not list them), read once per provider.
+        // Which of the due orphans' resource ids the records of the provider whose orphans
+        // are being retried hold (`None`: the registry could not answer), read once per
+        // provider.
         let mut owned: Option<(ProviderId, Option<HashSet<String>>)> = None;
-        for entry in due {
+        for (at, entry) in due.iter().enumerate() {
             // The local fence first (no store read): a replica that stopped leading stops here.
             if self.fence().is_err() {
                 return;
@@ -283,9 +289,16 @@ impl WorkerLifecycleManager {
             // the destroy calls of the provider's orphans before them in this tick (at most
             // `max_actions_per_tick`).
             if owned.as_ref().map(|(p, _)| p) != Some(&handle.provider_id) {
+                // The provider's due orphans from this one on: contiguous in `due` (its
+                // order); those before it were skipped (claimed by another thread, gone).
+                let asked: Vec<&str> = due[at..]
+                    .iter()
+                    .take_while(|e| e.handle.provider_id == handle.provider_id)
+                    .map(|e| e.handle.resource_id.as_str())
+                    .collect();
                 let held = self
                     .registry
-                    .find_by_provider(&handle.provider_id)
+                    .find_by_resource_ids(&handle.provider_id, &asked)
                     .ok()
                     .map(|records| {
                         records
@@ -380,14 +393,15 @@ impl WorkerLifecycleManager {
     /// listing, its resource id, its failed attempts and its next attempt, by provider and
     /// instance. Cost: O(orphans).
     ///
-    /// A tick that has due ones first reads the records of each of their providers once
-    /// ([`find_by_provider`](crate::WorkerRegistry::find_by_provider), O(records of that
-    /// provider); the back-off bounds how often): an orphan whose resource id a record of its
+    /// A tick that has due ones first asks the registry, once for each of their providers,
+    /// which of their resource ids a record of that provider holds
+    /// ([`find_by_resource_ids`](crate::WorkerRegistry::find_by_resource_ids): only the
+    /// matching records are read into snapshots): an orphan whose resource id a record of its
     /// provider holds by now, whatever that record's worker id (the host registered the
     /// instance; a Python or C provider's listing gives its instances random worker ids), is
     /// forgotten, not destroyed. One whose worker id a record holds under another resource id
-    /// is still an orphan. While the registry cannot list a provider's records, none of its
-    /// orphans is destroyed (nor counted as a failed attempt).
+    /// is still an orphan. While the registry cannot answer that look for a provider, none of
+    /// its orphans is destroyed (nor counted as a failed attempt).
     pub fn pending_orphans(&self) -> Vec<PendingOrphan> {
         self.orphans
             .lock()
