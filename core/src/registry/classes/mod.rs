@@ -163,6 +163,23 @@ impl Classes {
         self.slots.iter().flatten()
     }
 
+    /// Which class numbers are classes of `provider_id`: `mine[n]` for class `n` (numbers
+    /// past the end are not). O(classes). A record's class never changes while it lives, so
+    /// every record of the provider registered before this call is in one of them.
+    pub fn of_provider(&self, provider_id: &ProviderId) -> Vec<bool> {
+        let mut mine = Vec::new();
+        for (n, class) in self.slots.iter().enumerate() {
+            if class
+                .as_ref()
+                .is_some_and(|c| c.handle.provider_id == *provider_id)
+            {
+                mine.resize(n + 1, false);
+                mine[n] = true;
+            }
+        }
+        mine
+    }
+
     /// Every class with its number (`claim`'s pass reads the numbers of the matching ones).
     pub fn numbered(&self) -> impl Iterator<Item = (u32, &Class)> {
         self.slots

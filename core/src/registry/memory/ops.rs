@@ -16,7 +16,7 @@ use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::events::{EventKind, SubscribeOptions, Subscription};
 use crate::filter::WorkerFilter;
-use crate::ids::{JobId, WorkerId};
+use crate::ids::{JobId, ProviderId, WorkerId};
 use crate::state::WorkerState;
 use crate::worker::{TerminationReason, Worker, WorkerHandle, WorkerSpec};
 
@@ -138,6 +138,48 @@ impl WorkerRegistry for InMemoryWorkerRegistry {
                 let worker = shard.worker(slot, rec);
                 if filter.matches(&worker, now) {
                     out.push(worker);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Walks the records of every shard under its read lock, but reads the handle only of a
+    /// record of one of the provider's classes (a number in the record, read once under the
+    /// indexes' lock: a provider without a record costs O(classes) and walks nothing), and
+    /// builds a snapshot only for a match: O(records) reads, O(records of the provider)
+    /// resource id comparisons against the ids asked for (a hash set above 8 of them), no
+    /// allocation for a record that does not match. A record registered during the call may
+    /// be missed, as by any walk of the shards.
+    fn find_by_resource_ids(
+        &self,
+        provider_id: &ProviderId,
+        resource_ids: &[&str],
+    ) -> Result<Vec<Worker>> {
+        if resource_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mine = self.indexes.lock().classes.of_provider(provider_id);
+        if mine.is_empty() {
+            return Ok(Vec::new());
+        }
+        let set: Option<HashSet<&str>> =
+            (resource_ids.len() > 8).then(|| resource_ids.iter().copied().collect());
+        let wanted = |resource: &str| match &set {
+            Some(set) => set.contains(resource),
+            None => resource_ids.contains(&resource),
+        };
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = shard.read();
+            for (slot, rec) in shard.records() {
+                if !mine.get(rec.class as usize).copied().unwrap_or(false) {
+                    continue;
+                }
+                // The provider is checked too: a class number freed and taken by another
+                // provider's class during the walk.
+                if wanted(&rec.handle.resource_id) && rec.handle.provider_id == *provider_id {
+                    out.push(shard.worker(slot, rec));
                 }
             }
         }

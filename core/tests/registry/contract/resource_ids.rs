@@ -72,6 +72,15 @@ fn finds_the_records_of_one_provider_holding_the_ids_asked_for() {
         assert_eq!(found, expected, "{p}");
     }
 
+    // Many ids at once (a backend may look them up differently past a few).
+    let many: Vec<String> = (0..40).map(|k| format!("i-{k}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    assert_eq!(
+        find("cloud-a", &many),
+        BTreeSet::from([a1, a2, a2_again, a3])
+    );
+    assert_eq!(find("cloud-b", &many), BTreeSet::from([b1, b9]));
+
     // Unregistered: gone from the answer.
     r.unregister(&a1, TerminationReason::Requested).unwrap();
     assert!(find("cloud-a", &["i-1"]).is_empty());
