@@ -103,8 +103,8 @@ pub trait WorkerRegistry: Send + Sync + fmt::Debug {
     /// (a snapshot per record of the provider) and keeps the matches, so that a host's own
     /// registry keeps working; the in-memory registry walks the records under each shard's
     /// read lock and builds a snapshot only for a match (O(records) reads, no allocation per
-    /// record that does not match); PostgreSQL runs one query on the index of the provider's
-    /// rows, and ships only the matching rows.
+    /// record that does not match); PostgreSQL runs one query that reads the provider's rows
+    /// on the server and ships only the matching ones.
     fn find_by_resource_ids(
         &self,
         provider_id: &ProviderId,

@@ -7,9 +7,9 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use hodei_workers::{
-    Clock, EventKind, JobId, Result, Snapshot, SubscribeOptions, Subscription, TerminationReason,
-    Timestamp, TransitionGuard, Transitioned, Worker, WorkerFilter, WorkerHandle, WorkerId,
-    WorkerRegistry, WorkerRegistryStats, WorkerSpec, WorkerState,
+    Clock, EventKind, JobId, ProviderId, Result, Snapshot, SubscribeOptions, Subscription,
+    TerminationReason, Timestamp, TransitionGuard, Transitioned, Worker, WorkerFilter,
+    WorkerHandle, WorkerId, WorkerRegistry, WorkerRegistryStats, WorkerSpec, WorkerState,
 };
 
 use super::change::{event_texts, not_found, INSERT_EVENTS, INSERT_HEARTBEAT_EVENTS};
@@ -25,6 +25,12 @@ static GET: LazyLock<String> =
 /// partial index covers the query.
 static TERMINAL_IDS: LazyLock<String> =
     LazyLock::new(|| format!("SELECT id FROM workers WHERE {}", terminal_predicate()));
+
+/// The records of one provider holding some resource ids: the provider's rows, filtered by
+/// resource id on the server; only the matches travel.
+static BY_RESOURCE_IDS: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {W_COLS} FROM workers w WHERE w.provider_id = $1 AND w.resource_id = ANY($2)")
+});
 
 /// The `n` longest-idle ready workers: the ready index read backwards.
 static LONGEST_IDLE: LazyLock<String> = LazyLock::new(|| {
@@ -114,6 +120,39 @@ impl WorkerRegistry for PostgresWorkerRegistry {
         self.run("finding workers", |conn| {
             let stmt = conn.prepare(&sql)?;
             let rows = conn.client.query(&stmt, &refs(&params))?;
+            rows.iter().map(|r| specs.worker(r)).collect()
+        })
+    }
+
+    /// One query, `provider_id = $1 AND resource_id = ANY($2)`, whose matching rows alone
+    /// travel, decoded as `find` decodes its rows (`W_COLS`, `Specs::worker`). No schema
+    /// change: the index `workers_provider (provider_id)` finds a provider's rows, and the
+    /// server compares their resource ids. So the server reads O(rows of the provider): for a
+    /// provider holding a small part of the table an index scan of them; for one holding
+    /// most of it, a sequential scan of the table (EXPLAIN on 100,000 rows, 2026-12-07: about
+    /// 50 ms on the server for one provider holding them all, 3 rows shipped). An index on
+    /// `(provider_id, resource_id)` would make it O(ids asked); not added.
+    ///
+    /// An id with a NUL byte is left out of the ask (no handle holds one, and a text
+    /// parameter cannot carry it); none left, no query.
+    fn find_by_resource_ids(
+        &self,
+        provider_id: &ProviderId,
+        resource_ids: &[&str],
+    ) -> Result<Vec<Worker>> {
+        let asked: Vec<&str> = resource_ids
+            .iter()
+            .copied()
+            .filter(|r| !r.contains('\0'))
+            .collect();
+        if asked.is_empty() {
+            return Ok(Vec::new());
+        }
+        let provider = provider_id.as_str();
+        let specs = &self.inner.specs;
+        self.run("finding workers by resource id", |conn| {
+            let stmt = conn.prepare(&BY_RESOURCE_IDS)?;
+            let rows = conn.client.query(&stmt, &[&provider, &asked])?;
             rows.iter().map(|r| specs.worker(r)).collect()
         })
     }

@@ -108,4 +108,13 @@ fn resource_ids_are_compared_exactly() {
         .find_by_resource_ids(&provider("cloud-a"), &["i-", "I-1", "i-1 "])
         .unwrap()
         .is_empty());
+    // No handle holds a NUL byte: such an id matches nothing, and is no error.
+    assert!(r
+        .find_by_resource_ids(&provider("cloud-a"), &["i-1\0", "\0"])
+        .unwrap()
+        .is_empty());
+    let found = r
+        .find_by_resource_ids(&provider("cloud-a"), &["i-1\0", "i_1"])
+        .unwrap();
+    assert_eq!(ids(&found), BTreeSet::from([held[1]]));
 }
