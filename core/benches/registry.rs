@@ -288,6 +288,33 @@ fn bench_size(c: &mut Criterion, fx: &mut Fixture, latency: &mut Vec<String>) {
         let mut g = group(c, "stats", fx);
         both!(g, fx, |b, side| b.iter(|| side.reg.stats()));
     }
+    {
+        // The orphan retries' look (the library alone: the baseline has no override): the
+        // records of the fleet's one provider holding 3 resource ids (at the start, middle and
+        // end of the fleet), against the read of every record of the provider it replaced.
+        let side = &fx.lib;
+        let n = side.ids.len();
+        let held: Vec<Arc<WorkerHandle>> = [0, n / 2, n - 1]
+            .iter()
+            .map(|&k| side.reg.get(&side.ids[k]).unwrap().unwrap().handle)
+            .collect();
+        let provider = held[0].provider_id.clone();
+        let asked: Vec<&str> = held.iter().map(|h| h.resource_id.as_str()).collect();
+        assert_eq!(
+            side.reg
+                .find_by_resource_ids(&provider, &asked)
+                .unwrap()
+                .len(),
+            3
+        );
+        let mut g = group(c, "orphan_look", fx);
+        g.bench_function(BenchmarkId::new("find_by_resource_ids_3", &fx.label), |b| {
+            b.iter(|| side.reg.find_by_resource_ids(&provider, &asked))
+        });
+        g.bench_function(BenchmarkId::new("find_by_provider", &fx.label), |b| {
+            b.iter(|| side.reg.find_by_provider(&provider))
+        });
+    }
 
     // Expiry. "rolling": a live fleet, every agent heartbeats every 10 s, one tick per
     // simulated second; "quiet": the clock stands still between calls, so only the silent
