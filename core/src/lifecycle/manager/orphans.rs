@@ -244,7 +244,7 @@ impl WorkerLifecycleManager {
     /// [`find_by_resource_ids`](crate::WorkerRegistry::find_by_resource_ids) per provider with
     /// due orphans, asking for their resource ids, at a tick that has some: snapshots of the
     /// matching records only (in memory a walk of the records without a snapshot for the
-    /// others; on PostgreSQL one indexed query that ships the matching rows); a tick with none
+    /// others; on PostgreSQL one query that ships the matching rows only); a tick with none
     /// due reads nothing. (Since 2026-12-07: before, one `find_by_provider`, a snapshot of
     /// every record of the provider, at every retry tick while its destroys failed.)
     pub(super) fn retry_orphans(&self, budget: &mut Budget, report: &mut TickReport) {
