@@ -1086,19 +1086,27 @@ fn a_hosts_provision_of_a_pools_spec_in_flight_at_its_removal_is_taken_out_of_se
 /// read `pools()` just before a `set_pools` or `remove_pool` on another thread) is taken out of
 /// service as one in flight at the removal is: its worker belongs to no pool of this replica.
 /// Before, nothing drained it (found by `pools_seeds::pool_changes_racing_ticks_…`: a worker
-/// of a removed pool still in service after the quiet ticks). A pool of that name set again
-/// before the provision starts owns the worker, which stays.
+/// of a removed pool still in service after the quiet ticks). A pool of that name set (or
+/// added) again before the provision starts owns the worker, which stays.
 #[test]
 fn a_hosts_provision_of_a_pools_spec_started_after_its_removal_is_taken_out_of_service() {
-    for case in ["removed", "removed and set again"] {
+    for case in [
+        "removed",
+        "removed and set again",
+        "removed and added again",
+    ] {
         let f = Fixture::new(config());
         let p = Pool::new("p", pid("test"), WorkerSpec::new("img")).unwrap();
         f.manager.set_pools(vec![p.clone()]).unwrap();
         // The host reads the pool's spec; the pool is removed before its provision starts.
         let spec = f.manager.pools()[0].worker_spec();
         f.manager.remove_pool("p").unwrap();
-        if case == "removed and set again" {
-            f.manager.set_pools(vec![p.clone()]).unwrap();
+        match case {
+            "removed and set again" => {
+                f.manager.set_pools(vec![p.clone()]).unwrap();
+            }
+            "removed and added again" => f.manager.add_pool(p.clone()).unwrap(),
+            _ => {}
         }
         let w = f.manager.provision_worker(&pid("test"), spec).unwrap();
         // Its agent reports in.
