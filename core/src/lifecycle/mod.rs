@@ -43,13 +43,17 @@ pub use report::{
 pub use ticker::{Ticker, TickerStats, TICKER_REPORTS_CAPACITY};
 
 /// The text of a caught panic's payload: the message of `panic!("...")` (a `&str` or a
-/// `String`), or `"non-text panic payload"`. What the ticker says of a failed demand callback,
-/// and what a tick that panicked reports in [`TickReport::panicked`].
+/// `String`), or `"non-text panic payload"`; cut to [`MAX_PROVIDER_MESSAGE_LEN`] bytes as a
+/// provider's message is ([`cut_provider_message`]: only the head is copied). What a
+/// provider's caught panic says in its [`ProviderError`], what the ticker says of a failed
+/// demand callback, and what a tick that panicked reports in [`TickReport::panicked`] (a
+/// host's code that panics with a megabyte of text would otherwise have it copied into each
+/// report, log line and binding's copy of them).
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
+        cut_provider_message(*s)
     } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
+        cut_provider_message(s.as_str())
     } else {
         "non-text panic payload".to_owned()
     }

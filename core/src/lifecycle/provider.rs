@@ -1,6 +1,5 @@
 //! [`WorkerProvider`]: where workers come from, and [`ProviderError`].
 
-use std::any::Any;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -348,18 +347,8 @@ pub(crate) fn guarded<T>(
         }),
         Err(payload) => Err(ProviderError::panicked(format!(
             "{what} panicked: {}",
-            panic_message(payload.as_ref())
+            super::panic_message(payload.as_ref())
         ))),
-    }
-}
-
-fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "(non-text panic payload)".to_owned()
     }
 }
 

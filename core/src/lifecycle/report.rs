@@ -347,13 +347,16 @@ pub struct TickReport {
     pub leader: Option<LeaderInfo>,
     /// Set when the tick panicked midway (a bug of a host's own [`WorkerRegistry`], clock or
     /// lease implementation, or of the library; a provider's panic is a failed provider call
-    /// instead): the panic's message. The report holds what the tick did before the panic —
+    /// instead): the panic's message, cut to [`MAX_PROVIDER_MESSAGE_LEN`] bytes as a
+    /// provider's message is (since 2026-12-07; before, a megabyte-long message was copied
+    /// whole). The report holds what the tick did before the panic —
     /// the phases that ended, with their lost jobs to requeue — and a line of `decisions`
     /// names the phase that panicked; the rest of the tick was not done (the next tick does
     /// what is still due). What the panicking phase itself did before it panicked may be
     /// missing (a job it took from a worker is still in the registry's `JobLost` event).
     ///
     /// [`WorkerRegistry`]: crate::WorkerRegistry
+    /// [`MAX_PROVIDER_MESSAGE_LEN`]: crate::MAX_PROVIDER_MESSAGE_LEN
     pub panicked: Option<String>,
 }
 

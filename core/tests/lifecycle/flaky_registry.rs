@@ -25,6 +25,8 @@ struct Faults {
     fail_stats: AtomicBool,
     /// The next `register` panics (a host's own registry with a bug), once.
     panic_register: AtomicBool,
+    /// The next `register` panics with this message, once.
+    panic_register_with: parking_lot::Mutex<Option<String>>,
     /// The next `unregister` panics, once.
     panic_unregister: AtomicBool,
     /// Simulates the agent's release arriving between the manager's two state changes.
@@ -105,6 +107,9 @@ impl Hooks for Faults {
             Call::Register(_) => {
                 if self.panic_register.swap(false, Ordering::SeqCst) {
                     panic!("registry bug in register");
+                }
+                if let Some(text) = self.panic_register_with.lock().take() {
+                    panic!("{text}");
                 }
                 check(&self.fail_register)
             }
@@ -766,6 +771,44 @@ fn a_registry_failure_mid_health_check_keeps_the_jobs_already_lost_in_its_result
             worker_id: silent[1],
             job_id: job("job-second")
         }]
+    );
+}
+
+/// A host's registry that panics with a megabyte of text (a whole response body in the
+/// message): the tick's report carries at most [`MAX_PROVIDER_MESSAGE_LEN`] bytes of it, in
+/// `panicked` and in its decisions line, as a provider's message is cut. Before, the whole
+/// text was copied into both, and on into the ticker's reports, logs and the bindings.
+#[test]
+fn a_tick_that_panics_with_a_huge_message_reports_its_head() {
+    let (_clock, flaky) = flaky_registry();
+    let config = WorkerLifecycleConfig {
+        min_ready_workers: 1,
+        ..config()
+    };
+    let manager = WorkerLifecycleManager::new(flaky.shared(), config).unwrap();
+    manager
+        .register_provider(TestProvider::new("test"))
+        .unwrap();
+    manager.set_scaling_target(&pid("test"), spec()).unwrap();
+    let huge = format!("registry bug: {}", "é".repeat(1 << 19));
+    *flaky.faults.panic_register_with.lock() = Some(huge.clone());
+    let report = manager.tick(0);
+    let said = report.panicked.as_deref().expect("the tick panicked");
+    assert!(
+        said.len() <= MAX_PROVIDER_MESSAGE_LEN && said.ends_with("… (truncated)"),
+        "{} bytes",
+        said.len()
+    );
+    assert!(huge.starts_with(said.trim_end_matches("… (truncated)")));
+    let line = report
+        .decisions
+        .iter()
+        .find(|d| d.starts_with("tick panicked in the scaling phase: registry bug: é"))
+        .expect("a decisions line names the panic");
+    assert!(
+        line.len() <= MAX_PROVIDER_MESSAGE_LEN + 200,
+        "{} bytes",
+        line.len()
     );
 }
 
