@@ -7,10 +7,10 @@ use crate::error::{Error, Result};
 use crate::ids::ProviderId;
 use crate::registry::{pool_of, StateCounts, WorkerRegistryStats};
 use crate::state::WorkerState;
-use crate::worker::{TerminationReason, Worker, WorkerSpec};
+use crate::worker::{Worker, WorkerSpec};
 
 use super::super::provider::ProviderErrorKind;
-use super::super::report::{CleanupResult, ProvisionedWorker, ScalingPlan, TickReport};
+use super::super::report::{ProvisionedWorker, ScalingPlan, TickReport};
 use super::super::scaling::{decide, ScalingInputs};
 use super::{Budget, WorkerLifecycleManager};
 
@@ -276,29 +276,10 @@ impl WorkerLifecycleManager {
             s.last_scale_action = Some(now);
         }
 
-        let mut retired = Vec::new();
-        let mut cleanup = CleanupResult::default();
-        for w in candidates {
-            // Fenced: a replica that lost the lease retires nothing (and keeps no cooldown).
-            // Fenced first: a worker left for the lost lease is no action of the tick's.
-            if self.fence().is_err() || !budget.take() {
-                break;
-            }
-            // Only a worker still idle since it was planned is retired (claimed, or claimed and
-            // released meanwhile, it is left alone): `retire` checks that atomically.
-            if self.retire(w, TerminationReason::ScaledDown, now, &mut cleanup) {
-                retired.push(w.id);
-            }
-        }
-        if !retired.is_empty() {
-            let mut s = self.schedule.lock();
-            s.last_scale_action = Some(now);
-            drop(s);
-            let destroyed = self.destroy_due(Some(&retired), budget);
-            report.terminated.extend(destroyed.terminated);
-            report.failed.extend(destroyed.failed);
-            report.drained.extend(cleanup.drained);
-        }
+        // A replica that lost the lease retires nothing, and keeps no cooldown.
+        self.retire_planned(candidates, now, budget, report, || {
+            self.schedule.lock().last_scale_action = Some(now);
+        });
     }
 }
 

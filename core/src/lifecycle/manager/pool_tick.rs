@@ -11,14 +11,14 @@ use crate::error::{Error, Result};
 use crate::ids::WorkerId;
 use crate::metrics::PoolGauges;
 use crate::registry::{pool_of, StateCounts};
-use crate::worker::{TerminationReason, Worker, WorkerSpec};
+use crate::worker::{Worker, WorkerSpec};
 
 use super::super::pools::{
     plan, Demand, PlanInputs, Pool, PoolBlock, PoolDecision, PoolFleet, PoolPlan, Replacement,
     Requirement,
 };
 use super::super::provider::ProviderErrorKind;
-use super::super::report::{CleanupResult, ProvisionFailure, ProvisionedWorker, TickReport};
+use super::super::report::{ProvisionFailure, ProvisionedWorker, TickReport};
 use super::interruptions::Replacements;
 use super::pools::PoolEntry;
 use super::{Budget, WorkerLifecycleManager};
@@ -475,28 +475,9 @@ impl WorkerLifecycleManager {
                 set.undrained.insert(d.pool.clone());
             }
         }
-        let mut retired = Vec::new();
-        let mut cleanup = CleanupResult::default();
-        for w in candidates {
-            // Each move is fenced by `write`; fenced here too, before the action is taken: a
-            // replica that lost the lease spends no action (nor a registry call) on the
-            // workers it leaves.
-            if self.fence().is_err() || !budget.take() {
-                break;
-            }
-            // Only a worker still idle since it was planned is retired: `retire` checks that
-            // atomically (claimed, or claimed and released meanwhile, it is left alone).
-            if self.retire(w, TerminationReason::ScaledDown, now, &mut cleanup) {
-                retired.push(w.id);
-            }
-        }
-        if !retired.is_empty() {
+        self.retire_planned(candidates, now, budget, report, || {
             self.with_pool(&d.pool, |e| e.last_scale_action = Some(now));
-            let destroyed = self.destroy_due(Some(&retired), budget);
-            report.terminated.extend(destroyed.terminated);
-            report.failed.extend(destroyed.failed);
-            report.drained.extend(cleanup.drained);
-        }
+        });
     }
 
     /// Keeps this tick's per-pool counts for the metrics (`hodei_workers_pool_*`): they

@@ -8,7 +8,7 @@ use crate::registry::{TransitionGuard, Transitioned};
 use crate::state::WorkerState;
 use crate::worker::{TerminationReason, Worker};
 
-use super::super::report::{CleanupResult, LostJob};
+use super::super::report::{CleanupResult, LostJob, TickReport};
 use super::destroy_queue::Destroyed;
 use super::{bump, Budget, WorkerLifecycleManager};
 
@@ -88,6 +88,42 @@ impl WorkerLifecycleManager {
             }
         }
         (result, None)
+    }
+
+    /// Retires the idle workers a scale-down planned (`candidates`, longest idle first), each
+    /// fenced and within the tick's `budget`, then destroys them, into `report`. Only a worker
+    /// still idle since it was planned is retired ([`retire`](Self::retire) checks that
+    /// atomically: one claimed, or claimed and released meanwhile, is left alone). A replica
+    /// that lost the lease retires nothing, and spends no action (nor a registry call) on the
+    /// workers it leaves. `retired_some` runs once, before the destroys, when any worker was
+    /// retired (the caller's cooldown stamp). The scaling target's and the pools' scale-down.
+    pub(super) fn retire_planned(
+        &self,
+        candidates: &[Worker],
+        now: Timestamp,
+        budget: &mut Budget,
+        report: &mut TickReport,
+        retired_some: impl FnOnce(),
+    ) {
+        let mut retired = Vec::new();
+        let mut cleanup = CleanupResult::default();
+        for w in candidates {
+            // Fenced first: a worker left for the lost lease is no action of the tick's.
+            if self.fence().is_err() || !budget.take() {
+                break;
+            }
+            if self.retire(w, TerminationReason::ScaledDown, now, &mut cleanup) {
+                retired.push(w.id);
+            }
+        }
+        if retired.is_empty() {
+            return;
+        }
+        retired_some();
+        let destroyed = self.destroy_due(Some(&retired), budget);
+        report.terminated.extend(destroyed.terminated);
+        report.failed.extend(destroyed.failed);
+        report.drained.extend(cleanup.drained);
     }
 
     /// Applies a retirement decision taken on `w` — a view that may be stale by now — against
