@@ -198,6 +198,13 @@ impl WorkerFilter {
                 return false;
             }
         }
+        self.matches_spec(spec)
+    }
+
+    /// Whether the conditions on the spec alone (labels, capabilities, resources,
+    /// architecture) hold: [`matches_static`](Self::matches_static) without the provider's.
+    /// What a pool's template asks of a worker it takes, before any worker exists.
+    pub(crate) fn matches_spec(&self, spec: &WorkerSpec) -> bool {
         if let Some(need) = &self.fits {
             if !spec.resources.covers(need) {
                 return false;

@@ -1133,6 +1133,61 @@ fn a_hosts_provision_of_a_pools_spec_started_after_its_removal_is_taken_out_of_s
     }
 }
 
+/// A host's provision of a pool's *old* template that starts after this replica reshaped the
+/// pool (the host read `pools()` just before a `set_pools` on another thread) is taken out of
+/// service when the new template does not take its worker, as one in flight at the reshape
+/// is: counted as the pool's capacity, it would serve demand it cannot take. Before, nothing
+/// drained it (the replica keeps no old templates). A worker the new template takes (only
+/// the image changed) stays, and so does one of a pool reshaped back before the provision.
+#[test]
+fn a_hosts_provision_of_a_pools_old_template_started_after_the_reshape_is_drained() {
+    for case in ["reshaped", "image changed", "reshaped back"] {
+        let f = Fixture::new(config());
+        let old = WorkerSpec::new("img").with_capability("gpu");
+        // A warm pool of one: the worker, while counted as its capacity, is all it keeps.
+        let p = Pool::new("p", pid("test"), old.clone())
+            .unwrap()
+            .with_min_ready(1);
+        f.manager.set_pools(vec![p.clone()]).unwrap();
+        // The host reads the pool's spec; the pool is reshaped before its provision starts.
+        let spec = f.manager.pools()[0].worker_spec();
+        let new = match case {
+            "image changed" => WorkerSpec::new("img:2").with_capability("gpu"),
+            _ => WorkerSpec::new("img").with_capability("tpu"),
+        };
+        let reshaped = Pool::new("p", pid("test"), new).unwrap().with_min_ready(1);
+        f.manager.set_pools(vec![reshaped]).unwrap();
+        if case == "reshaped back" {
+            f.manager.set_pools(vec![p.clone()]).unwrap();
+        }
+        let w = f.manager.provision_worker(&pid("test"), spec).unwrap();
+        // Its agent reports in.
+        f.registry.update_state(&w.id, WorkerState::Ready).unwrap();
+        f.advance(secs(1));
+        let r = f.manager.tick(0);
+        if case == "reshaped" {
+            assert_eq!(
+                f.state(&w.id),
+                Some(WorkerState::Draining),
+                "{case}: the host's worker of the old template is still in service: {:?}",
+                r.decisions
+            );
+            assert!(r.drained.contains(&w.id), "{case}: {:?}", r.decisions);
+            // Its warm reserve is made of the new template.
+            assert_eq!(r.provisioned.len(), 1, "{case}: {:?}", r.decisions);
+        } else {
+            assert!(!r.drained.contains(&w.id), "{case}: {:?}", r.decisions);
+            assert!(r.provisioned.is_empty(), "{case}: {:?}", r.decisions);
+            assert_eq!(
+                f.state(&w.id),
+                Some(WorkerState::Ready),
+                "{case}: {:?}",
+                r.decisions
+            );
+        }
+    }
+}
+
 /// A pool reshaped between its tick's plan and its provisions, so that its new template no
 /// longer satisfies the requirement a provision was planned for: that provision is not made
 /// (the report says so), and the next plan counts the requirement against the new template

@@ -33,6 +33,14 @@ use super::destroy_queue::Destroyed;
 use super::pool_tick::replacement;
 use super::{Budget, WorkerLifecycleManager};
 
+/// What pool `pool`'s template asks of a worker it takes as its own (its labels,
+/// capabilities, architecture and at least its resources: [`WorkerFilter::matches_spec`]), a
+/// job of the template being able to claim it. A worker of the pool that it does not take (of
+/// an old template) leaves as from a removed pool.
+pub(super) fn template_needs(pool: &Pool) -> WorkerFilter {
+    replacement(pool, 1).filter()
+}
+
 /// The manager's pools and the interruption notices it is acting on.
 #[derive(Debug, Default)]
 pub(super) struct PoolSet {
@@ -424,13 +432,8 @@ impl WorkerLifecycleManager {
                 // current one could not claim (a label, capability, architecture or resource
                 // it lacks) would be counted as serving demand it can never take, and nothing
                 // would be provisioned for it. Such workers leave as from a removed pool.
-                let needs = replacement(&pool, 1).filter();
-                self.drain_pool(
-                    name,
-                    |w| !needs.matches_static(&w.handle, &w.spec),
-                    budget,
-                    out,
-                )
+                let needs = template_needs(&pool);
+                self.drain_pool(name, |w| !needs.matches_spec(&w.spec), budget, out)
             }
         }
     }

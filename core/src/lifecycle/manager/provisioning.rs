@@ -13,6 +13,7 @@ use crate::worker::{Worker, WorkerHandle, WorkerSpec};
 use super::super::lease::Term;
 use super::super::provider::{guarded, ProviderError, WorkerProvider};
 use super::super::report::ProvisionFailure;
+use super::pools::template_needs;
 use super::providers::ProviderEntry;
 use super::{bump, WorkerLifecycleManager};
 
@@ -99,16 +100,23 @@ struct Ticket<'a> {
 }
 
 impl Ticket<'_> {
-    /// Marks this provision as one whose pool was removed while it was in flight when this
-    /// replica removed `pool` before it started (and has not set a pool of that name again):
-    /// the host read the pool's spec just before a `set_pools`/`remove_pool` on another thread.
-    /// Its worker, once registered, belongs to no pool of this replica, so it is drained as one
-    /// in flight at the removal. A removal after the reservation marks it itself
-    /// ([`Ledger::pool_changed`]); one between the reservation and this look is seen here too.
-    /// (Lock order: the pools', then the ledger's.)
-    fn note_if_pool_removed(&self, pool: &str) {
+    /// Marks this provision as one whose pool was removed or reshaped while it was in flight
+    /// when, before it started, this replica removed `pool` (and has not set a pool of that
+    /// name again), or reshaped it so that its template no longer takes a worker of `spec`
+    /// ([`template_needs`]): the host read the pool's spec just before a
+    /// `set_pools`/`remove_pool` on another thread. Its worker, once registered, belongs to no
+    /// pool of this replica, or is of an old template that the pool would count as capacity
+    /// for demand it cannot take, so it is drained as one in flight at the change. A change
+    /// after the reservation marks it itself ([`Ledger::pool_changed`]); one between the
+    /// reservation and this look is seen here too. (Lock order: the pools', then the
+    /// ledger's.) Cost: a look at the pool's template, when the spec names a pool.
+    fn note_if_pool_changed(&self, pool: &str, spec: &WorkerSpec) {
         let set = self.manager.pools.lock();
-        if set.removed.contains(pool) {
+        let changed = match set.entries.get(pool) {
+            Some(entry) => !template_needs(&entry.pool).matches_spec(spec),
+            None => set.removed.contains(pool),
+        };
+        if changed {
             if let Some(p) = self.manager.ledger.lock().in_flight.get_mut(&self.id) {
                 p.pool_changed = true;
             }
@@ -234,7 +242,7 @@ impl WorkerLifecycleManager {
             .reserve(provider_id, &entry.provider, pool_of(&spec))
             .map_err(|e| (e, None))?;
         if let Some(pool) = pool_of(&spec) {
-            ticket.note_if_pool_removed(pool);
+            ticket.note_if_pool_changed(pool, &spec);
         }
         let _ = self.registry.publish(EventKind::ProvisionRequested {
             provider_id: provider_id.clone(),
