@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! HODEI_PG_URL=... cargo run --release -p hodei-workers-postgres --example bench_pg -- \
-//!     [--workers N] [--out FILE.json] [--only many,callers,lone,claim,stats,unhealthy,fenced]
+//!     [--workers N] [--out FILE.json] [--only many,callers,lone,claim,stats,unhealthy,fenced,resource,silent]
 //! ```
 //! (`--out` also writes the table to FILE.md; `--only` runs only the rows named.)
 //! ```text
@@ -39,6 +39,15 @@
 //!   store-fenced view of its term (`WorkerRegistry::fenced`: the lease row read `FOR SHARE` in
 //!   the statement that locks the worker) vs the same calls on the registry itself;
 //!   alternating blocks of 100.
+//! - **find_by_resource_ids** of 3 resource ids (2 held, 1 not) on the provider that holds the
+//!   whole fleet, as the lifecycle manager's orphan retries ask every tick vs the raw `SELECT`
+//!   of the same rows (`provider_id = $1 AND resource_id = ANY($2)`, the same statement without
+//!   the registry's decoding); medians of 51 calls.
+//! - **claim, `unhealthy_for` none meets**: `claim` with `unhealthy_for(1 day)` on the whole
+//!   fleet `Ready` and every heartbeat recent (the answer is "no worker") vs the raw passes over
+//!   the heartbeats that such a claim cannot do with less: `count(*)` of the rows silent since
+//!   the cutoff, twice, as a claim that finds no worker runs its statement twice (skipping
+//!   locked rows, then waiting on them); medians of 11 calls.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
@@ -197,6 +206,12 @@ fn run(n: usize, out: Option<&str>, only: Option<&str>) {
     }
     if want("fenced") {
         rows.push(fenced(&registry, &ids));
+    }
+    if want("resource") {
+        rows.push(by_resource(&registry, &mut raw, n));
+    }
+    if want("silent") {
+        rows.push(claim_silent(&registry, &mut raw));
     }
 
     let load_after = load();
@@ -693,6 +708,81 @@ fn unhealthy(registry: &PostgresWorkerRegistry, raw: &mut Client, ids: &[WorkerI
         raw: floor,
         unit: "ms",
         target: "< 150 ms".into(),
+        rate: false,
+    }
+}
+
+/// The orphan retries' question: 3 resource ids (2 held) of the provider holding the fleet.
+fn by_resource(registry: &PostgresWorkerRegistry, raw: &mut Client, n: usize) -> Row {
+    let provider = ProviderId::new("bench").unwrap();
+    let held = [format!("c{}", n / 3), format!("c{}", n - 1)];
+    let asked = [held[0].as_str(), held[1].as_str(), "not-held"];
+    assert_eq!(
+        registry
+            .find_by_resource_ids(&provider, &asked)
+            .unwrap()
+            .len(),
+        2
+    );
+    let stmt = raw
+        .prepare("SELECT * FROM workers WHERE provider_id = $1 AND resource_id = ANY($2)")
+        .unwrap();
+    let asked_vec: Vec<&str> = asked.to_vec();
+    assert_eq!(raw.query(&stmt, &[&"bench", &asked_vec]).unwrap().len(), 2);
+    let ours = median_ms(51, || {
+        registry.find_by_resource_ids(&provider, &asked).unwrap();
+    });
+    let floor = median_ms(51, || {
+        raw.query(&stmt, &[&"bench", &asked_vec]).unwrap();
+    });
+    println!("find_by_resource_ids (3 asked): {ours:.3} ms, raw {floor:.3} ms");
+    Row {
+        name: "`find_by_resource_ids`, 3 ids of the provider holding the fleet (median)".into(),
+        ours,
+        raw: floor,
+        unit: "ms",
+        target: "< 1 ms".into(),
+        rate: false,
+    }
+}
+
+/// A claim whose `unhealthy_for` no ready worker meets: every heartbeat recent, the whole
+/// fleet ready.
+fn claim_silent(registry: &PostgresWorkerRegistry, raw: &mut Client) -> Row {
+    for sql in [
+        "UPDATE heartbeats SET last_heartbeat = now_ms(NULL)",
+        "VACUUM ANALYZE heartbeats",
+    ] {
+        raw.batch_execute(sql).expect(sql);
+    }
+    let silent = WorkerFilter::new().unhealthy_for(Duration::from_secs(86_400));
+    let mut i = 0;
+    let mut claim = || {
+        i += 1;
+        let job = JobId::new(format!("silent-{i}")).unwrap();
+        assert!(registry.claim(&silent, job).unwrap().is_none());
+    };
+    claim();
+    let stmt = raw
+        .prepare(
+            "SELECT count(*) FROM heartbeats \
+             WHERE last_heartbeat <= (SELECT now_ms(NULL) - 86400001)",
+        )
+        .unwrap();
+    let ours = median_ms(11, &mut claim);
+    let floor = median_ms(11, || {
+        for _ in 0..2 {
+            let n: i64 = raw.query_one(&stmt, &[]).unwrap().get(0);
+            assert_eq!(n, 0);
+        }
+    });
+    println!("claim, unhealthy_for none meets: {ours:.1} ms, raw 2 passes {floor:.1} ms");
+    Row {
+        name: "`claim` with `unhealthy_for` no ready worker meets (median)".into(),
+        ours,
+        raw: floor,
+        unit: "ms",
+        target: "≤ 2 × raw".into(),
         rate: false,
     }
 }
