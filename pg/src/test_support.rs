@@ -38,3 +38,57 @@ pub(crate) fn scratch(prefix: &str) -> (Schema, PostgresWorkerRegistry) {
         PostgresWorkerRegistry::connect_with_clock(&schema.url, &schema.name, clock).unwrap();
     (schema, registry)
 }
+
+/// A plain client on the test's schema (`search_path` set to it).
+pub(crate) fn raw(schema: &Schema) -> postgres::Client {
+    let mut client = postgres::Client::connect(&schema.url, postgres::NoTls).unwrap();
+    client
+        .batch_execute(&format!("SET search_path TO \"{}\"", schema.name))
+        .unwrap();
+    client
+}
+
+/// The nodes of the plan of `EXPLAIN (ANALYZE, FORMAT JSON) {sql}`, depth first (subplans
+/// included). Sent as a simple query, so that the JSON comes back as text.
+pub(crate) fn plan_nodes(client: &mut postgres::Client, sql: &str) -> Vec<serde_json::Value> {
+    let messages = client
+        .simple_query(&format!("EXPLAIN (ANALYZE, FORMAT JSON) {sql}"))
+        .unwrap();
+    let text = messages
+        .iter()
+        .find_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .expect("a plan");
+    plan_tree(&text)
+}
+
+/// The nodes of a plan in `EXPLAIN`'s JSON format, depth first (subplans included).
+pub(crate) fn plan_tree(json: &str) -> Vec<serde_json::Value> {
+    let plan: serde_json::Value = serde_json::from_str(json).unwrap();
+    flatten(&plan[0]["Plan"])
+}
+
+/// `node` and the nodes under it, depth first.
+pub(crate) fn flatten(node: &serde_json::Value) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let mut todo = vec![node.clone()];
+    while let Some(node) = todo.pop() {
+        if let Some(children) = node["Plans"].as_array() {
+            todo.extend(children.iter().rev().cloned());
+        }
+        out.push(node);
+    }
+    out
+}
+
+/// The nodes of `nodes` that read the table `table`.
+pub(crate) fn reading<'a>(
+    nodes: &'a [serde_json::Value],
+    table: &'a str,
+) -> impl Iterator<Item = &'a serde_json::Value> {
+    nodes
+        .iter()
+        .filter(move |n| n["Relation Name"].as_str() == Some(table))
+}

@@ -67,7 +67,7 @@ fn replicas_starting_at_once_apply_each_migration_once() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7]);
 }
 
 #[test]
@@ -1332,4 +1332,156 @@ fn heartbeat_events_are_written_per_registry_handle() {
     other.heartbeat(&id).unwrap();
     let got = heard.recv(Some(Duration::from_secs(5))).expect("an event");
     assert!(is_heartbeat(&got), "{got:?}");
+}
+
+/// `len` bytes of text drawn from the characters `from..from + span` (pseudo-random, so that
+/// PostgreSQL cannot compress them much: an index entry is checked against the btree's limit at
+/// its stored size), padded with ASCII to exactly `len` bytes.
+fn incompressible(seed: u64, len: usize, from: u32, span: u32) -> String {
+    let mut x = seed | 1;
+    let mut out = String::new();
+    loop {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let c = char::from_u32(from + (x % u64::from(span)) as u32).unwrap();
+        if out.len() + c.len_utf8() > len {
+            break;
+        }
+        out.push(c);
+    }
+    while out.len() < len {
+        out.push('x');
+    }
+    out
+}
+
+#[test]
+fn the_longest_provider_and_resource_ids_fit_the_provider_resource_index() {
+    // Index `workers_provider_resource (provider_id, resource_id)` (v7) holds both ids in one
+    // btree entry, whose size PostgreSQL caps (about 2,700 bytes on 8 kB pages): the longest
+    // ids a handle may hold, 128 + 2,048 bytes, pseudo-random, in ASCII and in characters of
+    // 2, 3 and 4 bytes, must register, be found by them and go again.
+    let (_clock, registry, _schema) = registry("longids");
+    let provider = ProviderId::new(incompressible(7, MAX_PROVIDER_ID_LEN, 0x0400, 0x100)).unwrap();
+    assert_eq!(provider.as_str().len(), MAX_PROVIDER_ID_LEN);
+    let resources: Vec<String> = [
+        (0x21, 0x5e),     // ASCII
+        (0x0400, 0x100),  // Cyrillic: 2 bytes
+        (0x4e00, 0x5000), // CJK: 3 bytes
+        (0x1f300, 0x300), // pictographs: 4 bytes
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, &(from, span))| incompressible(i as u64 + 11, MAX_RESOURCE_ID_LEN, from, span))
+    .collect();
+    let mut ids = Vec::new();
+    for resource in &resources {
+        assert_eq!(resource.len(), MAX_RESOURCE_ID_LEN);
+        let handle = WorkerHandle::new(provider.clone(), ProviderType::Docker, resource.as_str());
+        ids.push(
+            registry
+                .register(handle, spec())
+                .expect("the longest ids register")
+                .id,
+        );
+    }
+    // At least one is stored at its full size, not compressed (the heap may keep it out of
+    // line, where `pg_column_size` counts no header; an index entry holds the value itself), so
+    // the index holds an entry of the largest size a handle can make.
+    let stored: i32 = raw(&_schema.name)
+        .query_one("SELECT max(pg_column_size(resource_id)) FROM workers", &[])
+        .unwrap()
+        .get(0);
+    assert!(stored >= MAX_RESOURCE_ID_LEN as i32, "{stored} bytes");
+    let asked: Vec<&str> = resources.iter().map(String::as_str).collect();
+    let mut found: Vec<WorkerId> = registry
+        .find_by_resource_ids(&provider, &asked)
+        .unwrap()
+        .iter()
+        .map(|w| w.id)
+        .collect();
+    found.sort();
+    ids.sort();
+    assert_eq!(found, ids);
+    for id in &ids {
+        registry
+            .unregister(id, TerminationReason::Requested)
+            .unwrap();
+    }
+    assert!(registry
+        .find_by_resource_ids(&provider, &asked)
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn migration_v7_indexes_an_existing_fleet_by_provider_and_resource() {
+    // A registry at v6 (v7 undone by hand: the index by provider alone, as v1 made it) with
+    // workers of two providers; a new build connects: the index by (provider, resource) must
+    // replace it, the fleet intact, and every question by provider still answered from it.
+    let (clock, registry, _schema) = registry("resmig");
+    let handle_of = |p: &str, r: &str| WorkerHandle::new(provider(p), ProviderType::Docker, r);
+    let mut a = Vec::new();
+    for i in 0..20 {
+        a.push(
+            registry
+                .register(handle_of("a", &format!("r-{i}")), spec())
+                .unwrap()
+                .id,
+        );
+    }
+    let b = registry.register(handle_of("b", "r-1"), spec()).unwrap().id;
+    registry.update_state(&b, WorkerState::Ready).unwrap();
+    let before = registry.snapshot().unwrap();
+    drop(registry);
+    raw(&_schema.name)
+        .batch_execute(
+            "DROP INDEX workers_provider_resource; \
+             CREATE INDEX workers_provider ON workers (provider_id); \
+             DELETE FROM migrations WHERE version >= 7;",
+        )
+        .unwrap();
+    assert_eq!(version_and_fleet(&_schema.name).0, 6);
+
+    let upgraded = replica(&_schema.name, clock);
+    assert_eq!(version_and_fleet(&_schema.name).0, 7);
+    let indexes: Vec<String> = raw(&_schema.name)
+        .query(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() \
+                 AND tablename = 'workers' AND indexname LIKE 'workers_provider%' \
+             ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(indexes, ["workers_provider_resource"]);
+    let after = upgraded.snapshot().unwrap();
+    assert_eq!(
+        (&after.workers, &after.retired_ids, after.seq),
+        (&before.workers, &before.retired_ids, before.seq),
+        "the fleet survives"
+    );
+    assert_invariants(&upgraded);
+    let found = upgraded
+        .find_by_resource_ids(&provider("a"), &["r-3", "r-1", "r-99"])
+        .unwrap();
+    let mut found: Vec<WorkerId> = found.iter().map(|w| w.id).collect();
+    found.sort();
+    let mut expected = vec![a[1], a[3]];
+    expected.sort();
+    assert_eq!(found, expected);
+    let by_provider = upgraded
+        .find(&WorkerFilter::new().provider_id(provider("b")))
+        .unwrap();
+    assert_eq!(by_provider.iter().map(|w| w.id).collect::<Vec<_>>(), [b]);
+    // The questions by provider alone read the new index (its leading column).
+    for sql in [
+        "SELECT w.id FROM workers w WHERE w.provider_id = 'a'",
+        "SELECT w.id FROM workers w WHERE w.provider_id = 'b' AND w.resource_id = ANY('{r-1}')",
+    ] {
+        assert_plan_uses(&_schema.name, sql, "workers_provider_resource");
+    }
 }
