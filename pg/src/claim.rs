@@ -8,7 +8,7 @@ use crate::registry::{
     applied_on_gone, holder_of, settle_assigned, unique_violation, Fail, PostgresWorkerRegistry,
     Settled, Step,
 };
-use crate::sql::{conditions, matches_nothing, param, refs, Params, W_COLS, W_LEN};
+use crate::sql::{conditions, matches_nothing, param, refs, silent_cutoff, Params, W_COLS, W_LEN};
 
 /// Builds the claim statement for `filter`. Atomic as one statement: the candidate is locked
 /// `FOR UPDATE` inside a CTE (with `skip`, `SKIP LOCKED`: two replicas never wait on, nor take,
@@ -24,6 +24,11 @@ use crate::sql::{conditions, matches_nothing, param, refs, Params, W_COLS, W_LEN
 /// skips a held job on that same snapshot, so "no worker" and "held by X" are each true at one
 /// moment; a second look at the holder later could see the job released meanwhile and answer
 /// "no worker" for a job that was held when the workers were looked at.
+///
+/// The candidate is the first ready worker in claim order that the filter matches; with
+/// `unhealthy_for`, found as [`silent_candidate`] says (at most 64 heartbeats looked up, else
+/// one pass over them). Without it, the statement is the same text as before that bound
+/// (2026-12-07): nothing on the hot path changed.
 fn statement(
     filter: &WorkerFilter,
     given: Option<i64>,
@@ -33,24 +38,24 @@ fn statement(
     let mut params: Params = Vec::new();
     let now_p = param(&mut params, given);
     let job_p = param(&mut params, job.as_str().to_owned());
-    let conds = conditions(filter, "(SELECT now FROM t)", given, &mut params, true);
-    let heartbeat_join = if filter.unhealthy_for.is_some() {
-        " JOIN heartbeats h ON h.id = w.id"
-    } else {
-        ""
+    let skip = if skip { " SKIP LOCKED" } else { "" };
+    let candidate = match filter.unhealthy_for {
+        None => {
+            let conds = conditions(filter, "(SELECT now FROM t)", given, &mut params, true);
+            format!(
+                "SELECT w.id FROM workers w JOIN specs s ON s.key = w.spec_key \
+                 WHERE w.state = 2 AND w.current_job IS NULL \
+                 AND NOT EXISTS (SELECT 1 FROM held){extra} \
+                 ORDER BY w.idle_since DESC, w.id DESC LIMIT 1 FOR UPDATE OF w{skip}",
+                extra = and_all(conds)
+            )
+        }
+        Some(silent) => silent_candidate(filter, silent, given, &mut params, skip),
     };
-    let mut extra = String::new();
-    for c in conds {
-        extra.push_str(" AND ");
-        extra.push_str(&c);
-    }
     let sql = format!(
         "WITH t AS MATERIALIZED (SELECT now_ms({now_p}::bigint) AS now), \
          held AS MATERIALIZED (SELECT id FROM workers WHERE current_job = {job_p}::text), \
-         c AS (SELECT w.id FROM workers w JOIN specs s ON s.key = w.spec_key{heartbeat_join} \
-             WHERE w.state = 2 AND w.current_job IS NULL \
-             AND NOT EXISTS (SELECT 1 FROM held){extra} \
-             ORDER BY w.idle_since DESC, w.id DESC LIMIT 1 FOR UPDATE OF w{skip}), \
+         c AS ({candidate}), \
          u AS (UPDATE workers w SET state = 3, current_job = {job_p}::text, \
              updated_at = greatest(t.now, w.updated_at), \
              state_changed_at = greatest(t.now, w.updated_at) FROM c, t \
@@ -68,9 +73,81 @@ fn statement(
              ORDER BY e.o) \
          SELECT {cols}, (SELECT id FROM held) FROM (VALUES (1)) AS one LEFT JOIN u w ON true",
         cols = W_COLS,
-        skip = if skip { " SKIP LOCKED" } else { "" },
     );
     (sql, params)
+}
+
+/// How many candidates a claim with `unhealthy_for` checks against their heartbeats in claim
+/// order before it looks for the answer with one pass over the heartbeats: the in-memory
+/// registry's walk limit (`core/src/registry/memory/claim.rs`).
+const WALK_LIMIT: usize = 64;
+
+/// `" AND c1 AND c2 …"`.
+fn and_all(conds: Vec<String>) -> String {
+    conds.into_iter().map(|c| format!(" AND {c}")).collect()
+}
+
+/// The candidate of a claim with `unhealthy_for(silent)`: in one statement, two searches, the
+/// second run only when the first finds nothing (the `Append` under `LIMIT 1` asks its second
+/// branch for a row only once the first has none; no `ORDER BY` over the two).
+///
+/// 1. **near**: the first [`WALK_LIMIT`] ready workers in claim order that the static part of
+///    the filter matches (the ready index, as a claim without `unhealthy_for` reads it), each
+///    heartbeat then looked up by key: the newest silent one of them, locked.
+/// 2. **far**: the ids of the workers silent for that long, from one sequential pass over the
+///    narrow `heartbeats` table (never an index on `last_heartbeat`: heartbeats stay HOT
+///    updates), their records read by key, the newest ready one that the filter matches,
+///    locked. It covers the near candidates too, so when those were all locked (`SKIP
+///    LOCKED`) the answer is the next one in claim order, as before.
+///
+/// The answer is the one a walk of the whole ready set gives: the most recently idle matching
+/// worker silent for that long; near, every worker above it was checked, and far reads them
+/// all. Two things keep the planner from the unbounded plan this replaces (the ready index
+/// walked to its end, a heartbeat looked up for each row), since it cannot know how few rows
+/// the cutoff leaves: near reads each heartbeat by a scalar subquery on its key, and far's
+/// order is `idle_since + 0` (the same order, which no index offers), so that its rows can
+/// only be the silent ids (an array, `= ANY(ARRAY(…))`) read by key and sorted. Both searches
+/// re-check the worker's state under the lock, as the `UPDATE` does again.
+fn silent_candidate(
+    filter: &WorkerFilter,
+    silent: std::time::Duration,
+    given: Option<i64>,
+    params: &mut Params,
+    skip: &str,
+) -> String {
+    let now = "(SELECT now FROM t)";
+    let statics = WorkerFilter {
+        unhealthy_for: None,
+        ..filter.clone()
+    };
+    let extra = and_all(conditions(&statics, now, given, params, true));
+    // `h.last_heartbeat <= cutoff`, or `false` when no worker can be silent that long. The
+    // cutoff is an uncorrelated subquery, computed once: over `(SELECT now FROM t)` in the row
+    // filter, `sat_sub` is not inlined and the pass calls an SQL function per row (260 ms for
+    // 100,000 heartbeats, against 6 ms).
+    let silent = match silent_cutoff("t.now", given, silent, params) {
+        Some(cut) => format!("h.last_heartbeat <= (SELECT {cut} FROM t)"),
+        None => "false".to_owned(),
+    };
+    format!(
+        "SELECT id FROM (\
+             SELECT id FROM (SELECT w.id FROM (SELECT w.id FROM workers w \
+                     JOIN specs s ON s.key = w.spec_key \
+                     WHERE w.state = 2 AND w.current_job IS NULL \
+                     AND NOT EXISTS (SELECT 1 FROM held){extra} \
+                     ORDER BY w.idle_since DESC, w.id DESC LIMIT {WALK_LIMIT}) near \
+                 JOIN workers w ON w.id = near.id \
+                 WHERE w.state = 2 AND w.current_job IS NULL \
+                 AND (SELECT {silent} FROM heartbeats h WHERE h.id = w.id) \
+                 ORDER BY w.idle_since DESC, w.id DESC LIMIT 1 FOR UPDATE OF w{skip}) a \
+             UNION ALL \
+             SELECT id FROM (SELECT w.id FROM workers w JOIN specs s ON s.key = w.spec_key \
+                 WHERE w.id = ANY(ARRAY(SELECT h.id FROM heartbeats h WHERE {silent})) \
+                 AND w.state = 2 AND w.current_job IS NULL \
+                 AND NOT EXISTS (SELECT 1 FROM held){extra} \
+                 ORDER BY w.idle_since + 0 DESC, w.id DESC LIMIT 1 FOR UPDATE OF w{skip}) b\
+         ) x LIMIT 1"
+    )
 }
 
 /// The worker holding the job `$1`, as a claim answers it: how a claim whose reply was lost
@@ -178,4 +255,143 @@ pub(crate) fn claim(
         },
         applied,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use hodei_workers::{
+        InMemoryWorkerRegistry, ManualClock, ProviderId, ProviderType, WorkerHandle,
+        WorkerRegistry, WorkerSpec,
+    };
+    use postgres::types::{FromSql, Type};
+
+    use super::*;
+    use crate::test_support::{flatten, plan_tree, raw, reading, scratch};
+
+    const T0: u64 = 1_700_000_000_000;
+
+    /// A `json` value as its text (the client reads `json` only with a feature we do without).
+    struct JsonText(String);
+
+    impl<'a> FromSql<'a> for JsonText {
+        fn from_sql(
+            _: &Type,
+            raw: &'a [u8],
+        ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+            Ok(JsonText(String::from_utf8(raw.to_vec())?))
+        }
+
+        fn accepts(ty: &Type) -> bool {
+            *ty == Type::JSON
+        }
+    }
+
+    /// `n` ready workers (restored, so in one transaction) on the registry's clock at `T0`;
+    /// their heartbeats are all at `T0`.
+    fn ready_fleet(registry: &PostgresWorkerRegistry, n: usize) {
+        let memory = InMemoryWorkerRegistry::with_clock(Arc::new(ManualClock::new(T0)));
+        let spec = Arc::new(WorkerSpec::new("img"));
+        let provider = ProviderId::new("p").unwrap();
+        for i in 0..n {
+            let handle = WorkerHandle::new(provider.clone(), ProviderType::Docker, format!("r{i}"));
+            let id = memory.register(handle, spec.clone()).unwrap().id;
+            memory.update_state(&id, WorkerState::Ready).unwrap();
+        }
+        registry.restore(memory.snapshot().unwrap()).unwrap();
+    }
+
+    /// The nodes of the plan of the claim statement `filter` builds (its first pass, skipping
+    /// locked rows) on the clock `given` (`None`: the database's), run with `EXPLAIN (ANALYZE,
+    /// FORMAT JSON)` in a transaction rolled back, under `plan_cache_mode = mode`.
+    fn claim_plan(
+        client: &mut postgres::Client,
+        filter: &WorkerFilter,
+        given: Option<i64>,
+        mode: &str,
+    ) -> Vec<serde_json::Value> {
+        let (sql, params) = statement(filter, given, &JobId::new("j").unwrap(), true);
+        let mut tx = client.transaction().unwrap();
+        tx.batch_execute(&format!("SET LOCAL plan_cache_mode = {mode}"))
+            .unwrap();
+        let row = tx
+            .query_one(
+                &format!("EXPLAIN (ANALYZE, FORMAT JSON) {sql}"),
+                &refs(&params),
+            )
+            .unwrap();
+        let JsonText(text) = row.get(0);
+        tx.rollback().unwrap();
+        plan_tree(&text)
+    }
+
+    /// Rows a node read and dropped (its filter) in all its loops.
+    fn removed(node: &serde_json::Value) -> i64 {
+        node["Rows Removed by Filter"].as_i64().unwrap_or(0)
+    }
+
+    /// Rows a node produced in all its loops.
+    fn rows_out(node: &serde_json::Value) -> i64 {
+        node["Actual Rows"].as_i64().unwrap_or(0) * node["Actual Loops"].as_i64().unwrap_or(0)
+    }
+
+    /// A claim with `unhealthy_for` that no ready worker meets looked up the heartbeat of
+    /// every ready worker, walking the ready index to its end (1.54 s at 100,000 on the
+    /// database clock). Now: at most 64 candidates checked, then one pass over the heartbeats.
+    #[test]
+    fn a_claim_no_ready_worker_is_silent_enough_for_reads_64_candidates_and_one_pass() {
+        let (schema, registry) = scratch("claim_silent_plan");
+        ready_fleet(&registry, 3000);
+        let mut client = raw(&schema);
+        // Every heartbeat now on the database's clock (so after T0 too): none is silent on
+        // either clock.
+        client
+            .batch_execute(
+                "UPDATE heartbeats SET last_heartbeat = now_ms(NULL); \
+                 ANALYZE workers; ANALYZE heartbeats",
+            )
+            .unwrap();
+        let silent = WorkerFilter::new().unhealthy_for(Duration::from_secs(3600));
+        assert!(registry
+            .claim(&silent, JobId::new("j").unwrap())
+            .unwrap()
+            .is_none());
+        let clocks = [("given", Some(crate::sql::db_ts(T0))), ("database", None)];
+        for ((clock, given), mode) in clocks
+            .into_iter()
+            .flat_map(|c| ["force_custom_plan", "force_generic_plan"].map(|m| (c, m)))
+        {
+            let mode_name = format!("{clock} clock, {mode}");
+            let nodes = claim_plan(&mut client, &silent, given, mode);
+            // The candidate's search (`c`), not the answer's own columns (`W_COLS`).
+            let c = nodes
+                .iter()
+                .find(|n| n["Subplan Name"] == "CTE c")
+                .expect("the candidate CTE");
+            let nodes = flatten(c);
+            let probes: i64 = reading(&nodes, "heartbeats")
+                .filter(|n| n["Node Type"] != "Seq Scan")
+                .map(|n| n["Actual Loops"].as_i64().unwrap_or(0))
+                .sum();
+            assert!(
+                probes <= 64,
+                "{mode_name}: {probes} heartbeat look-ups: {nodes:#?}"
+            );
+            let ready: i64 = reading(&nodes, "workers")
+                .filter(|n| n["Index Name"] == "workers_ready")
+                .map(|n| rows_out(n) + removed(n))
+                .sum();
+            assert!(
+                ready <= 64,
+                "{mode_name}: {ready} ready rows read: {nodes:#?}"
+            );
+            let passes = reading(&nodes, "heartbeats")
+                .filter(|n| n["Node Type"] == "Seq Scan")
+                .map(|n| n["Actual Loops"].as_i64().unwrap_or(0))
+                .sum::<i64>();
+            assert!(passes <= 1, "{mode_name}: {passes} passes: {nodes:#?}");
+        }
+    }
 }

@@ -262,10 +262,8 @@ pub(crate) fn conditions(
         out.push(format!("(w.state = 2 AND w.idle_since IS NOT NULL{since})"));
     }
     if let Some(silent) = filter.unhealthy_for {
-        // Silent for longer than `silent`: at least `silent + 1` ms, so since at most
-        // `now - silent - 1` (never, past the end of the clock).
-        out.push(match millis(silent).checked_add(1) {
-            Some(d) => format!("h.last_heartbeat <= {}", cutoff(now, given, d, params)),
+        out.push(match silent_cutoff(now, given, silent, params) {
+            Some(cut) => format!("h.last_heartbeat <= {cut}"),
             None => "false".to_owned(),
         });
     }
@@ -307,6 +305,21 @@ pub(crate) fn conditions(
         }
     }
     out
+}
+
+/// The latest heartbeat of a worker silent for longer than `silent` (`unhealthy_for`), as an
+/// SQL expression over `now` ([`cutoff`]); `None` when no worker can be (past the end of the
+/// clock). Silent for longer than `silent`: at least `silent + 1` ms, so since at most
+/// `now - silent - 1`.
+pub(crate) fn silent_cutoff(
+    now: &str,
+    given: Option<i64>,
+    silent: Duration,
+    params: &mut Params,
+) -> Option<String> {
+    millis(silent)
+        .checked_add(1)
+        .map(|d| cutoff(now, given, d, params))
 }
 
 /// `params` as the slice the client wants.

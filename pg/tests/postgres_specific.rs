@@ -1191,6 +1191,17 @@ fn claim_while_locked(
     lock: &str,
     job_id: &str,
 ) -> (Result<Option<Worker>>, Duration) {
+    claim_while_locked_by(registry, &WorkerFilter::new(), id, lock, job_id)
+}
+
+/// [`claim_while_locked`] with a filter.
+fn claim_while_locked_by(
+    registry: &Arc<PostgresWorkerRegistry>,
+    filter: &WorkerFilter,
+    id: WorkerId,
+    lock: &str,
+    job_id: &str,
+) -> (Result<Option<Worker>>, Duration) {
     let mut client = raw(registry.schema());
     let mut tx = client.transaction().unwrap();
     let locked = tx
@@ -1201,10 +1212,10 @@ fn claim_while_locked(
         .unwrap();
     assert_eq!(locked.len(), 1);
     let claimer = {
-        let (registry, job_id) = (registry.clone(), job(job_id));
+        let (registry, job_id, filter) = (registry.clone(), job(job_id), filter.clone());
         thread::spawn(move || {
             let start = std::time::Instant::now();
-            let answer = registry.claim(&WorkerFilter::new(), job_id);
+            let answer = registry.claim(&filter, job_id);
             (answer, start.elapsed())
         })
     };
@@ -1484,4 +1495,106 @@ fn migration_v7_indexes_an_existing_fleet_by_provider_and_resource() {
     ] {
         assert_plan_uses(&_schema.name, sql, "workers_provider_resource");
     }
+}
+
+/// `n` ready workers in claim order (the most recently idle first), all silent since `T0`;
+/// the clock then moves 2 hours on and all but those at the `silent` positions heartbeat.
+fn fleet_with_silent(
+    registry: &PostgresWorkerRegistry,
+    clock: &ManualClock,
+    n: usize,
+    silent: &[usize],
+) -> Vec<WorkerId> {
+    for _ in 0..n {
+        ready(registry, spec());
+    }
+    let mut order: Vec<WorkerId> = registry
+        .longest_idle(n)
+        .unwrap()
+        .iter()
+        .map(|w| w.id)
+        .collect();
+    order.reverse();
+    clock.advance(Duration::from_secs(7200));
+    let beating: Vec<WorkerId> = order
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !silent.contains(i))
+        .map(|(_, id)| *id)
+        .collect();
+    assert!(registry
+        .heartbeat_many(&beating)
+        .unwrap()
+        .iter()
+        .all(|a| a.is_ok()));
+    order
+}
+
+#[test]
+fn a_claim_by_unhealthy_for_takes_the_most_recently_idle_silent_worker_near_or_far() {
+    // A claim with `unhealthy_for` checks the first 64 ready workers in claim order against
+    // their heartbeats, then (none silent) finds the answer by one pass over the heartbeats:
+    // either way the most recently idle silent worker, as a walk of the whole ready set.
+    let (clock, registry, _schema) = registry("claimsilent");
+    let order = fleet_with_silent(&registry, &clock, 150, &[10, 100, 140]);
+    let silent = WorkerFilter::new().unhealthy_for(Duration::from_secs(3600));
+    let take = |j: &str| registry.claim(&silent, job(j)).unwrap().map(|w| w.id);
+    assert_eq!(take("j1"), Some(order[10]), "among the first 64");
+    assert_eq!(take("j2"), Some(order[100]), "past them: the pass");
+    assert_eq!(take("j3"), Some(order[140]));
+    assert_eq!(take("j4"), None, "no other worker is silent");
+    // The static part of the filter still applies past the first 64.
+    registry
+        .release_from_job(&order[100], Some(&job("j2")))
+        .unwrap();
+    let other = WorkerFilter::new()
+        .unhealthy_for(Duration::from_secs(3600))
+        .provider_id(provider("elsewhere"));
+    assert_eq!(registry.claim(&other, job("j5")).unwrap(), None);
+    assert_invariants(&registry);
+}
+
+#[test]
+fn a_claim_by_unhealthy_for_passes_over_a_locked_silent_worker_and_waits_only_when_all_are() {
+    // The first pass skips locked candidates: the silent worker among the first 64 is locked,
+    // so the answer is the next silent one in claim order, past them. When the only silent
+    // worker is locked by a lock that changes nothing, the claim waits and takes it, near
+    // (among the first 64) or far.
+    let (clock, registry, _schema) = registry("claimsilentlock");
+    let registry = Arc::new(registry);
+    let order = fleet_with_silent(&registry, &clock, 100, &[5, 80]);
+    let silent = WorkerFilter::new().unhealthy_for(Duration::from_secs(3600));
+    let (answer, _) = claim_while_locked_by(&registry, &silent, order[5], "UPDATE", "j1");
+    assert_eq!(
+        answer.unwrap().map(|w| w.id),
+        Some(order[80]),
+        "skipped, not waited on"
+    );
+    registry
+        .release_from_job(&order[80], Some(&job("j1")))
+        .unwrap();
+    // Now make each silent one the only one in turn: 5 (near), then 80 (far).
+    for (round, only) in [5, 80].into_iter().enumerate() {
+        // Two more hours, every other worker beating: `only` is the one silent worker.
+        clock.advance(Duration::from_secs(7200));
+        let others: Vec<WorkerId> = order
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != only)
+            .map(|(_, id)| *id)
+            .collect();
+        registry.heartbeat_many(&others).unwrap();
+        let j = format!("w{round}");
+        let (answer, _) =
+            claim_while_locked_by(&registry, &silent, order[only], "NO KEY UPDATE", &j);
+        assert_eq!(
+            answer.unwrap().map(|w| w.id),
+            Some(order[only]),
+            "waited on {only}"
+        );
+        registry
+            .release_from_job(&order[only], Some(&job(&j)))
+            .unwrap();
+    }
+    assert_invariants(&*registry);
 }
