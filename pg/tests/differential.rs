@@ -19,7 +19,8 @@
 //!
 //! and at the end of a sequence a snapshot of each, restored into a fresh registry of its
 //! backend. Two smaller tests compare restores of extreme records and
-//! the errors of refused calls.
+//! the errors of refused calls; a third, claims by `unhealthy_for` on fleets of 300 workers,
+//! where the answer is often past the first 64 candidates (found by the pass over heartbeats).
 //!
 //! Everything is deterministic (fixed seeds, worker ids drawn from the seed, the manual clock):
 //! every assertion names the seed and step, and `HODEI_DIFF_SEEDS=0x…[,0x…]` replays chosen
@@ -825,4 +826,134 @@ fn refusals(r: &dyn WorkerRegistry) -> Vec<(&'static str, String)> {
     note("restore unknown format", &text(r.restore(unknown)));
     note("longest_idle(0)", &text(r.longest_idle(0).map(|v| v.len())));
     out
+}
+
+/// A claim with `unhealthy_for` checks at most 64 candidates one by one, in memory and on
+/// PostgreSQL, and past them finds its answer by a pass over the heartbeats (DESIGN §4 and §10
+/// clarifications): on fleets of a few hundred ready workers where few are silent, most such
+/// claims go past the first 64, and both backends must still take the same worker (the most
+/// recently idle match), with the rest of the filter random.
+#[test]
+fn claims_by_unhealthy_for_past_the_first_64_answer_alike() {
+    for seed in seeds() {
+        let run = format!(
+            "seed {seed:#018x}, claims by unhealthy_for (replay: HODEI_DIFF_SEEDS={seed:#x})"
+        );
+        let mut pair = Pair::new(run, Arc::new(ManualClock::new(T0)));
+        let mut seq = Sequence {
+            rng: Rng(seed),
+            specs: specs(),
+            ids: Vec::new(),
+            jobs: 0,
+        };
+        for _ in 0..300 {
+            // Several workers become ready in the same millisecond: ties broken by id.
+            if seq.rng.index(3) == 0 {
+                pair.clock.advance(seq.rng.millis(50));
+            }
+            let p = provider(seq.rng.one_of(&["p1", "p2", "p3"]));
+            let mut h = WorkerHandle::new(p, seq.rng.one_of(&provider_types()), "r");
+            h.worker_id = seq.rng.worker_id();
+            let spec = seq.rng.one_of(&seq.specs);
+            pair.same("register", |r| {
+                text(r.register(h.clone(), spec.clone()).map(|w| w.id))
+            });
+            if seq.rng.index(10) != 0 {
+                pair.same("ready", |r| {
+                    text(
+                        r.update_state(&h.worker_id, WorkerState::Ready)
+                            .map(|w| w.id),
+                    )
+                });
+            }
+            seq.ids.push(h.worker_id);
+        }
+        let mut held: Vec<(WorkerId, JobId)> = Vec::new();
+        let (mut near, mut past, mut jobs) = (0, 0, 0);
+        for round in 0..12 {
+            pair.step = round;
+            // Every worker but a few heartbeats, then some time passes: the few are silent
+            // for longer than the rest.
+            pair.clock.advance(Duration::from_secs(10));
+            let mut beating = Vec::new();
+            for i in 0..seq.ids.len() {
+                if seq.rng.index(150) != 0 {
+                    beating.push(seq.ids[i]);
+                }
+            }
+            pair.same("heartbeat_many", |r| {
+                r.heartbeat_many(&beating)
+                    .unwrap()
+                    .into_iter()
+                    .map(text)
+                    .collect::<Vec<_>>()
+            });
+            pair.clock.advance(seq.rng.millis(3000));
+            for _ in 0..8 {
+                // Half the time no other criterion: more matches than the first 64.
+                let rest = if seq.rng.index(2) == 0 {
+                    random_filter(&mut seq.rng)
+                } else {
+                    WorkerFilter::new()
+                };
+                let mut f = rest.unhealthy_for(seq.rng.one_of(&[
+                    Duration::from_secs(5),
+                    Duration::from_secs(12),
+                    Duration::from_secs(25),
+                    Duration::from_secs(5),
+                    Duration::ZERO,
+                ]));
+                // Mostly no states filter: one that leaves Ready out claims nothing.
+                if seq.rng.index(2) == 0 {
+                    f.states.clear();
+                }
+                jobs += 1;
+                let j = job(&format!("u{jobs}"));
+                // The ready workers the rest of the filter matches, in claim order: where the
+                // answer stands among them (64 and past: found by the pass).
+                let statics = WorkerFilter {
+                    unhealthy_for: None,
+                    limit: None,
+                    ..f.clone()
+                };
+                let mut order = pair
+                    .memory
+                    .find(&statics.clone().accepting_jobs(true))
+                    .unwrap();
+                order.sort_by_key(|w| std::cmp::Reverse((w.idle_since, w.id)));
+                let in_memory = text(pair.memory.claim(&f, j.clone()).map(|w| w.map(|w| w.id)));
+                let on_pg = text(pair.postgres.claim(&f, j.clone()).map(|w| w.map(|w| w.id)));
+                if in_memory != on_pg {
+                    let what = format!("claim({f:?}, {j})");
+                    pair.fail(&what, &format!("{in_memory:?}"), &format!("{on_pg:?}"));
+                }
+                if let Ok(Some(id)) = in_memory {
+                    match order.iter().position(|w| w.id == id) {
+                        Some(at) if at >= 64 => past += 1,
+                        Some(_) => near += 1,
+                        None => panic!("{}: claimed {id}, not a ready match", pair.run),
+                    }
+                    held.push((id, j));
+                }
+            }
+            // Some jobs end: those workers are ready again, the most recently idle.
+            for _ in 0..held.len() / 2 {
+                let (id, j) = held.remove(seq.rng.index(held.len()));
+                pair.same("release_from_job", |r| {
+                    text(r.release_from_job(&id, Some(&j)))
+                });
+            }
+            pair.same_records("records");
+        }
+        // The sequence reached both ways of answering.
+        assert!(
+            near > 0 && past > 0,
+            "{}: {near} near, {past} past the first 64",
+            pair.run
+        );
+        eprintln!(
+            "{}: {near} claims answered among the first 64, {past} past them",
+            pair.run
+        );
+    }
 }
