@@ -387,6 +387,11 @@ mod tests {
                 ready <= 64,
                 "{mode_name}: {ready} ready rows read: {nodes:#?}"
             );
+            // Nor a pass over the wide table: the candidates' records are read by key.
+            assert!(
+                reading(&nodes, "workers").all(|n| n["Node Type"] != "Seq Scan"),
+                "{mode_name}: a sequential scan of workers: {nodes:#?}"
+            );
             let passes = reading(&nodes, "heartbeats")
                 .filter(|n| n["Node Type"] == "Seq Scan")
                 .map(|n| n["Actual Loops"].as_i64().unwrap_or(0))
