@@ -2128,3 +2128,49 @@ fn a_claim_for_silent_workers_checks_a_bounded_number_of_candidates() {
         "{n} candidates checked for a claim whose answer is the 901st"
     );
 }
+
+/// `find_by_resource_ids` rules records out by their resource tag (a 16-bit digest) before it
+/// reads their handles; two ids of equal tags are still told apart by the handle, and a tag
+/// found for an id asked of another provider finds nothing.
+#[test]
+fn resource_ids_of_one_tag_are_told_apart_by_their_handle() {
+    use crate::registry::indexes::resource_tag;
+    // Two resource ids with one tag (a birthday search: ~2^8 ids).
+    let mut seen = std::collections::HashMap::new();
+    let (a, b) = (0u32..)
+        .find_map(|k| {
+            let id = format!("i-{k}");
+            seen.insert(resource_tag(&id), id.clone())
+                .map(|earlier| (earlier, id))
+        })
+        .unwrap();
+    assert_eq!(resource_tag(&a), resource_tag(&b));
+    let (_clock, registry) = registry();
+    let spec = Arc::new(WorkerSpec::new("img"));
+    let p = ProviderId::new("p").unwrap();
+    let q = ProviderId::new("q").unwrap();
+    let reg = |provider: &ProviderId, resource: &str| {
+        let handle = WorkerHandle::new(provider.clone(), ProviderType::Docker, resource);
+        registry.register(handle, Arc::clone(&spec)).unwrap().id
+    };
+    let pa = reg(&p, &a);
+    let pb = reg(&p, &b);
+    let qb = reg(&q, &b);
+    let found = |provider: &ProviderId, asked: &[&str]| -> Vec<WorkerId> {
+        let mut ids: Vec<WorkerId> = registry
+            .find_by_resource_ids(provider, asked)
+            .unwrap()
+            .iter()
+            .map(|w| w.id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(found(&p, &[&a]), vec![pa]);
+    assert_eq!(found(&p, &[&b]), vec![pb]);
+    let mut both = vec![pa, pb];
+    both.sort();
+    assert_eq!(found(&p, &[&a, &b]), both);
+    assert_eq!(found(&q, &[&a]), Vec::<WorkerId>::new());
+    assert_eq!(found(&q, &[&b]), vec![qb]);
+}
