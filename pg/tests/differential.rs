@@ -279,6 +279,20 @@ impl Sequence {
 
 /// Advances the clock a little (now and then a lot), then makes one random write on both
 /// registries and compares the answers.
+/// Registers a worker of a random provider, provider type and spec under a random id, on
+/// both backends alike, and remembers its id.
+fn register_random(pair: &Pair, seq: &mut Sequence) -> WorkerId {
+    let p = provider(seq.rng.one_of(&["p1", "p2", "p3"]));
+    let mut h = WorkerHandle::new(p, seq.rng.one_of(&provider_types()), "r");
+    h.worker_id = seq.rng.worker_id();
+    let spec = seq.rng.one_of(&seq.specs);
+    pair.same("register", |r| {
+        text(r.register(h.clone(), spec.clone()).map(|w| w.id))
+    });
+    seq.ids.push(h.worker_id);
+    h.worker_id
+}
+
 fn random_write(pair: &Pair, seq: &mut Sequence) {
     pair.clock.advance(seq.rng.millis(700));
     if seq.rng.index(20) == 0 {
@@ -287,14 +301,7 @@ fn random_write(pair: &Pair, seq: &mut Sequence) {
     }
     let op = seq.rng.index(14);
     if op <= 1 {
-        let p = provider(seq.rng.one_of(&["p1", "p2", "p3"]));
-        let mut h = WorkerHandle::new(p, seq.rng.one_of(&provider_types()), "r");
-        h.worker_id = seq.rng.worker_id();
-        let spec = seq.rng.one_of(&seq.specs);
-        pair.same("register", |r| {
-            text(r.register(h.clone(), spec.clone()).map(|w| w.id))
-        });
-        seq.ids.push(h.worker_id);
+        register_random(pair, seq);
         return;
     }
     if op == 5 || op == 6 {
@@ -851,22 +858,12 @@ fn claims_by_unhealthy_for_past_the_first_64_answer_alike() {
             if seq.rng.index(3) == 0 {
                 pair.clock.advance(seq.rng.millis(50));
             }
-            let p = provider(seq.rng.one_of(&["p1", "p2", "p3"]));
-            let mut h = WorkerHandle::new(p, seq.rng.one_of(&provider_types()), "r");
-            h.worker_id = seq.rng.worker_id();
-            let spec = seq.rng.one_of(&seq.specs);
-            pair.same("register", |r| {
-                text(r.register(h.clone(), spec.clone()).map(|w| w.id))
-            });
+            let id = register_random(&pair, &mut seq);
             if seq.rng.index(10) != 0 {
                 pair.same("ready", |r| {
-                    text(
-                        r.update_state(&h.worker_id, WorkerState::Ready)
-                            .map(|w| w.id),
-                    )
+                    text(r.update_state(&id, WorkerState::Ready).map(|w| w.id))
                 });
             }
-            seq.ids.push(h.worker_id);
         }
         let mut held: Vec<(WorkerId, JobId)> = Vec::new();
         let (mut near, mut past, mut jobs) = (0, 0, 0);
