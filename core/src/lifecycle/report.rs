@@ -350,10 +350,10 @@ pub struct TickReport {
     /// instead): the panic's message, cut to [`MAX_PROVIDER_MESSAGE_LEN`] bytes as a
     /// provider's message is (since 2026-12-07; before, a megabyte-long message was copied
     /// whole). The report holds what the tick did before the panic —
-    /// the phases that ended, with their lost jobs to requeue — and a line of `decisions`
+    /// the phases that ended and, since 2026-12-08, what the panicking phase itself did
+    /// before it panicked, with their lost jobs to requeue — and a line of `decisions`
     /// names the phase that panicked; the rest of the tick was not done (the next tick does
-    /// what is still due). What the panicking phase itself did before it panicked may be
-    /// missing (a job it took from a worker is still in the registry's `JobLost` event).
+    /// what is still due).
     ///
     /// [`WorkerRegistry`]: crate::WorkerRegistry
     /// [`MAX_PROVIDER_MESSAGE_LEN`]: crate::MAX_PROVIDER_MESSAGE_LEN

@@ -29,6 +29,10 @@ struct Faults {
     panic_register_with: parking_lot::Mutex<Option<String>>,
     /// The next `unregister` panics, once.
     panic_unregister: AtomicBool,
+    /// When set to `n`, the `unregister` after the next `n` ones panics, once.
+    panic_unregister_after: parking_lot::Mutex<Option<usize>>,
+    /// The next move of this worker to `Terminating` panics (a host's own registry with a bug).
+    panic_terminating_of: parking_lot::Mutex<Option<WorkerId>>,
     /// Simulates the agent's release arriving between the manager's two state changes.
     release_before_terminating: AtomicBool,
     /// The move of this worker to `Terminating` fails (the database goes away mid-check).
@@ -45,6 +49,8 @@ struct Faults {
     fail_draining_of: parking_lot::Mutex<Option<WorkerId>>,
     /// The next move of this worker to `Draining` panics (a host's own registry with a bug).
     panic_draining_of: parking_lot::Mutex<Option<WorkerId>>,
+    /// When set to `n`, the move to `Draining` after the next `n` ones panics, once.
+    panic_draining_after: parking_lot::Mutex<Option<usize>>,
     /// The next move of this worker to `Terminating` is applied and answered `Backend` (its
     /// reply lost after the commit).
     lose_terminating_reply_of: parking_lot::Mutex<Option<WorkerId>>,
@@ -117,6 +123,16 @@ impl Hooks for Faults {
                 if self.panic_unregister.swap(false, Ordering::SeqCst) {
                     panic!("registry bug in unregister");
                 }
+                let mut after = self.panic_unregister_after.lock();
+                match *after {
+                    Some(0) => {
+                        *after = None;
+                        drop(after);
+                        panic!("registry bug in unregister");
+                    }
+                    Some(n) => *after = Some(n - 1),
+                    None => {}
+                }
                 check(&self.fail_unregister)
             }
             Call::GrantGrace => check(&self.fail_grace),
@@ -169,10 +185,27 @@ impl Hooks for Faults {
                         drop(panics);
                         panic!("registry bug in a move to Draining");
                     }
+                    drop(panics);
+                    let mut after = self.panic_draining_after.lock();
+                    match *after {
+                        Some(0) => {
+                            *after = None;
+                            drop(after);
+                            panic!("registry bug in a move to Draining");
+                        }
+                        Some(n) => *after = Some(n - 1),
+                        None => {}
+                    }
                 }
                 if let Some(id) = c.moves_to(WorkerState::Terminating) {
                     if *self.fail_terminating_of.lock() == Some(*id) {
                         return Err(down());
+                    }
+                    let mut panics = self.panic_terminating_of.lock();
+                    if *panics == Some(*id) {
+                        *panics = None;
+                        drop(panics);
+                        panic!("registry bug in a move to Terminating");
                     }
                     if let Some(job) = self.claim_before_terminating.lock().take() {
                         inner.update_state(id, WorkerState::Ready)?;
@@ -897,6 +930,238 @@ fn a_tick_that_panics_after_its_health_check_returns_the_jobs_it_lost() {
     );
 }
 
+/// A tick's health check takes two silent busy workers out of service, in id order, and the
+/// registry panics on the move of the second (a host's own registry with a bug). The first
+/// one's job, already taken out of the registry (its `JobLost` emitted), is in the tick's
+/// report with the worker declared unhealthy and destroyed: before 2026-12-08 the health
+/// check's result went with the unwind, and the report held nothing of the phase.
+#[test]
+fn a_tick_whose_health_check_panics_midway_reports_what_it_did_before() {
+    let (clock, flaky, manager, _provider) = setup();
+    let ids: Vec<WorkerId> = (0..10)
+        .map(|_| {
+            let id = manager.provision_worker(&pid("test"), spec()).unwrap().id;
+            flaky.update_state(&id, WorkerState::Ready).unwrap();
+            id
+        })
+        .collect();
+    // Two busy workers go silent (2 of 10: the brake lets them through).
+    let mut silent = [ids[0], ids[1]];
+    silent.sort();
+    flaky.assign_to_job(&silent[0], job("job-first")).unwrap();
+    flaky.assign_to_job(&silent[1], job("job-second")).unwrap();
+    // Ticks closer together than heartbeat_timeout (no host stall): the second finds the
+    // two silent for longer than the timeout.
+    clock.advance(secs(40));
+    for id in &ids[2..] {
+        manager.process_heartbeat(id).unwrap();
+    }
+    let first = manager.tick(0);
+    assert!(first.lost_jobs.is_empty(), "{:?}", first.decisions);
+    clock.advance(secs(40));
+    for id in &ids[2..] {
+        manager.process_heartbeat(id).unwrap();
+    }
+    // The check moves them in id order: the second move panics.
+    *flaky.faults.panic_terminating_of.lock() = Some(silent[1]);
+    let report = manager.tick(0);
+    assert_eq!(
+        report.panicked.as_deref(),
+        Some("registry bug in a move to Terminating"),
+        "{:?}",
+        report.decisions
+    );
+    assert!(
+        report.decisions.iter().any(|d| d.starts_with(
+            "tick panicked in the health check phase: registry bug in a move to Terminating"
+        )),
+        "{:?}",
+        report.decisions
+    );
+    assert_eq!(
+        report.lost_jobs,
+        vec![LostJob {
+            worker_id: silent[0],
+            job_id: job("job-first")
+        }],
+        "{:?}",
+        report.decisions
+    );
+    let unhealthy: Vec<WorkerId> = report.unhealthy.iter().map(|u| u.worker_id).collect();
+    assert_eq!(unhealthy, vec![silent[0]]);
+    let terminated: Vec<WorkerId> = report.terminated.iter().map(|t| t.worker_id).collect();
+    assert_eq!(terminated, vec![silent[0]]);
+    assert_eq!(manager.stats().unwrap().lost_jobs_total, 1);
+    // The second is left as it was, and the next tick's check takes it out.
+    assert_eq!(
+        flaky.get(&silent[1]).unwrap().unwrap().state,
+        WorkerState::Busy
+    );
+    let next = manager.tick(0);
+    assert_eq!(next.panicked, None, "{:?}", next.decisions);
+    assert_eq!(
+        next.lost_jobs,
+        vec![LostJob {
+            worker_id: silent[1],
+            job_id: job("job-second")
+        }],
+        "{:?}",
+        next.decisions
+    );
+}
+
+/// A tick's cleanup retires two idle workers one after the other, and the registry panics in
+/// the unregister of the second. The first, destroyed and unregistered, is in the tick's
+/// `terminated`: before 2026-12-08 the cleanup's result went with the unwind. The second's
+/// destroy stays queued and a later tick finishes it.
+#[test]
+fn a_tick_whose_cleanup_panics_midway_reports_the_workers_it_terminated_before() {
+    let (clock, flaky, manager, provider) = setup();
+    let idle = Arc::new(WorkerSpec::new("img").with_idle_timeout(secs(30)));
+    let ids: Vec<WorkerId> = (0..2)
+        .map(|_| {
+            let id = manager
+                .provision_worker(&pid("test"), idle.clone())
+                .unwrap()
+                .id;
+            flaky.update_state(&id, WorkerState::Ready).unwrap();
+            id
+        })
+        .collect();
+    clock.advance(secs(40));
+    for id in &ids {
+        manager.process_heartbeat(id).unwrap();
+    }
+    // The unregister after the next one panics.
+    *flaky.faults.panic_unregister_after.lock() = Some(1);
+    let report = manager.tick(0);
+    assert_eq!(
+        report.panicked.as_deref(),
+        Some("registry bug in unregister"),
+        "{:?}",
+        report.decisions
+    );
+    assert!(
+        report
+            .decisions
+            .iter()
+            .any(|d| d.starts_with("tick panicked in the cleanup phase: registry bug")),
+        "{:?}",
+        report.decisions
+    );
+    let terminated: Vec<(WorkerId, TerminationReason)> = report
+        .terminated
+        .iter()
+        .map(|t| (t.worker_id, t.reason))
+        .collect();
+    assert_eq!(terminated.len(), 1, "{:?}", report.decisions);
+    assert!(ids.contains(&terminated[0].0), "{terminated:?}");
+    assert_eq!(terminated[0].1, TerminationReason::Idle);
+    assert_eq!(flaky.get(&terminated[0].0).unwrap(), None);
+    // The other one's destroy is retried until it is done.
+    let other = *ids.iter().find(|id| **id != terminated[0].0).unwrap();
+    for _ in 0..10 {
+        if flaky.get(&other).unwrap().is_none() {
+            break;
+        }
+        clock.advance(secs(10));
+        let _ = manager.tick(0);
+    }
+    assert_eq!(flaky.get(&other).unwrap(), None);
+    assert!(provider.instance_ids().is_empty(), "{:?}", provider.calls());
+}
+
+/// The ticks' periodic reconcile finds two busy workers' instances gone and unregisters them
+/// as vanished, one after the other; the registry panics in the second unregister. The first
+/// one's job is in the tick's `lost_jobs`: before 2026-12-08 the reconcile's report, which
+/// held it, went with the unwind.
+#[test]
+fn a_tick_whose_reconcile_panics_midway_reports_the_jobs_of_the_records_it_removed() {
+    let (clock, flaky, manager, provider) = setup();
+    let ids: Vec<WorkerId> = (0..10)
+        .map(|_| {
+            let id = manager.provision_worker(&pid("test"), spec()).unwrap().id;
+            flaky.update_state(&id, WorkerState::Ready).unwrap();
+            id
+        })
+        .collect();
+    // Every worker busy (none retired idle meanwhile); two instances vanish (2 of 10: the
+    // brake lets them through).
+    let jobs: Vec<JobId> = (0..ids.len()).map(|i| job(&format!("job-{i}"))).collect();
+    for (id, job) in ids.iter().zip(&jobs) {
+        flaky.assign_to_job(id, job.clone()).unwrap();
+    }
+    for id in &ids[..2] {
+        provider.lose(&flaky.get(id).unwrap().unwrap().handle.resource_id);
+    }
+    // The unregister after the next one panics: the reconcile's second.
+    *flaky.faults.panic_unregister_after.lock() = Some(1);
+    let interval = manager.config().reconcile_interval;
+    let mut waited = std::time::Duration::ZERO;
+    let report = loop {
+        assert!(waited <= interval + secs(60), "no reconcile panicked");
+        clock.advance(secs(30));
+        waited += secs(30);
+        for id in &ids {
+            let _ = manager.process_heartbeat(id);
+        }
+        let report = manager.tick(0);
+        if report.panicked.is_some() {
+            break report;
+        }
+        assert!(report.lost_jobs.is_empty(), "{:?}", report.decisions);
+    };
+    assert!(
+        report
+            .decisions
+            .iter()
+            .any(|d| d.starts_with("tick panicked in the reconcile phase: registry bug")),
+        "{:?}",
+        report.decisions
+    );
+    assert_eq!(report.lost_jobs.len(), 1, "{:?}", report.decisions);
+    let lost = &report.lost_jobs[0];
+    let at = ids.iter().position(|id| *id == lost.worker_id).unwrap();
+    assert_eq!(lost.job_id, jobs[at]);
+    assert_eq!(flaky.get(&lost.worker_id).unwrap(), None);
+    assert_eq!(manager.stats().unwrap().lost_jobs_total, 1);
+}
+
+/// An interrupted busy worker's deadline passes: the tick terminates it, its job reported
+/// lost, and the registry panics in its unregister. The job is in the tick's `lost_jobs`:
+/// before 2026-12-08 it was only in the registry's `JobLost` event, the termination's result
+/// gone with the unwind.
+#[test]
+fn a_tick_that_panics_in_an_interruptions_destroy_reports_its_job_lost() {
+    let (clock, flaky, manager, _provider) = setup();
+    let w = manager.provision_worker(&pid("test"), spec()).unwrap().id;
+    flaky.update_state(&w, WorkerState::Ready).unwrap();
+    flaky.assign_to_job(&w, job("running")).unwrap();
+    manager
+        .notify_interruption(&w, clock.now() + 10_000)
+        .unwrap();
+    clock.advance(secs(20));
+    manager.process_heartbeat(&w).unwrap();
+    flaky.faults.panic_unregister.store(true, Ordering::SeqCst);
+    let report = manager.tick(0);
+    assert_eq!(
+        report.panicked.as_deref(),
+        Some("registry bug in unregister"),
+        "{:?}",
+        report.decisions
+    );
+    assert_eq!(
+        report.lost_jobs,
+        vec![LostJob {
+            worker_id: w,
+            job_id: job("running")
+        }],
+        "{:?}",
+        report.decisions
+    );
+    assert_eq!(manager.stats().unwrap().lost_jobs_total, 1);
+}
+
 /// `reconcile` withdraws the destroy entry of a `Terminating` record whose instance vanished,
 /// then unregisters it; the registry panicking in that unregister (a host's own registry with
 /// a bug; a tick or a binding catches it and goes on) lost the entry: the record stayed, with
@@ -1249,6 +1514,37 @@ fn a_pool_drain_cut_by_a_panic_is_finished_by_the_next_tick() {
     assert_eq!(state(&ids[1]), WorkerState::Draining);
     let err = manager.remove_pool("a").unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+}
+
+/// A tick drains a removed pool's two workers left undrained, one after the other, and the
+/// registry panics on the move of the second. The first, `Draining` now, is in the tick's
+/// `drained`: before 2026-12-08 the drain's lists went with the unwind. The next tick drains
+/// the other.
+#[test]
+fn a_tick_whose_pool_drain_panics_midway_reports_the_workers_it_drained_before() {
+    let (clock, flaky, manager, _provider) = setup();
+    let ids = ready_workers_of_pool_a(&flaky, &manager, 2);
+    // The removal's look-up of the pool's workers fails: the pool is left to the ticks.
+    *flaky.faults.fail_find_of_pool.lock() = Some("a".to_owned());
+    assert!(manager.set_pools(vec![]).is_err());
+    *flaky.faults.fail_find_of_pool.lock() = None;
+    *flaky.faults.panic_draining_after.lock() = Some(1);
+    clock.advance(secs(1));
+    let report = manager.tick(Demand::new());
+    assert_eq!(
+        report.panicked.as_deref(),
+        Some("registry bug in a move to Draining"),
+        "{:?}",
+        report.decisions
+    );
+    assert_eq!(report.drained.len(), 1, "{:?}", report.decisions);
+    let state = |id: &WorkerId| flaky.get(id).unwrap().unwrap().state;
+    assert_eq!(state(&report.drained[0]), WorkerState::Draining);
+    let other = *ids.iter().find(|id| **id != report.drained[0]).unwrap();
+    assert_eq!(state(&other), WorkerState::Ready);
+    clock.advance(secs(1));
+    let next = manager.tick(Demand::new());
+    assert_eq!(next.drained, vec![other], "{:?}", next.decisions);
 }
 
 /// The same when `set_pools` (on another thread) is draining the pool it removed: a

@@ -14,7 +14,9 @@ use crate::ids::WorkerId;
 use crate::worker::{TerminationReason, Worker, WorkerHandle};
 
 use super::super::config::backoff_delay;
-use super::super::report::{DestroyFailure, TerminatedWorker};
+use super::super::report::{
+    CleanupResult, DestroyFailure, HealthCheckResult, TerminatedWorker, TickReport,
+};
 use super::{bump, Budget, WorkerLifecycleManager};
 
 /// Releases the entries a [`destroy_due`](WorkerLifecycleManager::destroy_due) picked and did
@@ -284,13 +286,44 @@ impl DestroyQueue {
     }
 }
 
-/// Outcome of destroying queued workers.
+/// Destroys' outcome kept on its own (a pool drain's, until the tick reports it).
 #[derive(Debug, Default)]
 pub(super) struct Destroyed {
     pub(super) terminated: Vec<TerminatedWorker>,
     pub(super) failed: Vec<DestroyFailure>,
-    pub(super) deferred: usize,
 }
+
+/// Where destroys write what they did — the workers destroyed and unregistered, the destroys
+/// that failed — each entry pushed right after its destroy: into a call's result, or straight
+/// into the tick's report ([`Destroys`]).
+///
+/// Why not lists returned at the end of the call: a panic midway (a host's own registry with a
+/// bug, in the unregister of the next worker) would take them with it, and the tick, which
+/// catches such a panic and returns its report, would not say what was done.
+pub(super) struct DestroyedInto<'a> {
+    pub(super) terminated: &'a mut Vec<TerminatedWorker>,
+    pub(super) failed: &'a mut Vec<DestroyFailure>,
+}
+
+/// A result with the two lists of [`DestroyedInto`].
+pub(super) trait Destroys {
+    /// Its lists, for destroys to write into.
+    fn destroys(&mut self) -> DestroyedInto<'_>;
+}
+
+macro_rules! destroys_into_fields {
+    ($($ty:ty),*) => {$(
+        impl Destroys for $ty {
+            fn destroys(&mut self) -> DestroyedInto<'_> {
+                DestroyedInto {
+                    terminated: &mut self.terminated,
+                    failed: &mut self.failed,
+                }
+            }
+        }
+    )*};
+}
+destroys_into_fields!(Destroyed, TickReport, HealthCheckResult, CleanupResult);
 
 impl WorkerLifecycleManager {
     /// Queues a `Terminating` worker for destruction (keeps an existing entry and its count).
@@ -375,18 +408,23 @@ impl WorkerLifecycleManager {
     }
 
     /// Destroys the queued workers that are due (only those in `only`, when given): provider
-    /// destroy outside every lock, then unregister; a failure schedules the next attempt.
-    pub(super) fn destroy_due(&self, only: Option<&[WorkerId]>, budget: &mut Budget) -> Destroyed {
+    /// destroy outside every lock, then unregister; a failure schedules the next attempt. What
+    /// each destroy did is written into `out` as it is done; returns how many due destroys
+    /// were left for later (the `budget` ran out).
+    pub(super) fn destroy_due(
+        &self,
+        only: Option<&[WorkerId]>,
+        budget: &mut Budget,
+        mut out: DestroyedInto<'_>,
+    ) -> usize {
         let now = self.registry.now();
-        let mut out = Destroyed::default();
         // Fenced before anything is picked (each destroy is confirmed by the store too, right
         // before its provider call): a destroy left for the lost lease is no action of the
         // tick's, and stays queued as it was.
         if self.fence().is_err() {
-            return out;
+            return 0;
         }
         let (picked, deferred) = self.destroys.lock().pick_due(only, now, budget);
-        out.deferred = deferred;
         let mut unwinding = ReleaseOnUnwind {
             destroys: &self.destroys,
             ids: picked.iter().map(|(id, _)| *id).collect(),
@@ -396,10 +434,10 @@ impl WorkerLifecycleManager {
             self.destroy_one(id, entry, &mut out);
             unwinding.ids.pop_front();
         }
-        out
+        deferred
     }
 
-    fn destroy_one(&self, id: WorkerId, entry: DestroyEntry, out: &mut Destroyed) {
+    fn destroy_one(&self, id: WorkerId, entry: DestroyEntry, out: &mut DestroyedInto<'_>) {
         crate::trace::span!(
             "destroy",
             worker_id = %id,
@@ -507,7 +545,7 @@ impl WorkerLifecycleManager {
         }
     }
 
-    fn finish_destroy(&self, id: WorkerId, entry: &DestroyEntry, out: &mut Destroyed) {
+    fn finish_destroy(&self, id: WorkerId, entry: &DestroyEntry, out: &mut DestroyedInto<'_>) {
         match self.registry.unregister(&id, entry.reason) {
             Ok(_) => {}
             // Unregistered during the destroy (by the host, or by `reconcile` as vanished):
@@ -538,7 +576,7 @@ impl WorkerLifecycleManager {
 
     /// Counts and reports worker `id` terminated: its instance confirmed destroyed, its record
     /// gone.
-    fn report_terminated(&self, id: WorkerId, entry: &DestroyEntry, out: &mut Destroyed) {
+    fn report_terminated(&self, id: WorkerId, entry: &DestroyEntry, out: &mut DestroyedInto<'_>) {
         bump(&self.counters.terminated, 1);
         out.terminated.push(TerminatedWorker {
             worker_id: id,

@@ -11,6 +11,7 @@ use crate::worker::{TerminationReason, Worker};
 
 use super::super::pools::{Requirement, POOL_LABEL};
 use super::super::report::TickReport;
+use super::destroy_queue::{Destroyed, DestroyedInto, Destroys};
 use super::pools::Interruption;
 use super::{Budget, WorkerLifecycleManager};
 
@@ -140,10 +141,11 @@ impl WorkerLifecycleManager {
         // drains below like a running worker, its job reported lost only if still running at
         // the deadline.
         if w.state.is_starting() {
-            if let Some((moved, _)) = self.retire_if_starting(
+            if let Some(moved) = self.retire_if_starting(
                 &w,
                 TerminationReason::Interrupted,
                 &mut Budget::unlimited(),
+                Destroyed::default().destroys(),
             )? {
                 // As the notice left it: on its way out (destroyed and unregistered by now,
                 // unless the destroy failed and is retried by the ticks).
@@ -230,20 +232,33 @@ impl WorkerLifecycleManager {
             // Fenced before the action is taken (`terminate_worker` fences too): a worker
             // left for the lost lease is no action of the tick's.
             if now >= notice.deadline && self.fence().is_ok() && budget.take() {
-                match self.terminate_worker(&id, TerminationReason::Interrupted) {
-                    Ok(result) => {
+                // Straight into the report: a panic in the destroy (a host's registry with a
+                // bug) must not take the lost job with it.
+                let before = report.lost_jobs.len();
+                let destroyed = DestroyedInto {
+                    terminated: &mut report.terminated,
+                    failed: &mut report.failed,
+                };
+                let terminated = self.terminate_into(
+                    &id,
+                    TerminationReason::Interrupted,
+                    &mut report.lost_jobs,
+                    destroyed,
+                );
+                match terminated {
+                    Ok(()) => {
                         // The host requeues the lost job after this tick: its replacement must
                         // not be retired as surplus in the meantime.
-                        running.add(&notice, result.lost_jobs.len());
-                        for lost in &result.lost_jobs {
+                        let lost: Vec<String> = report.lost_jobs[before..]
+                            .iter()
+                            .map(|lost| lost.job_id.to_string())
+                            .collect();
+                        running.add(&notice, lost.len());
+                        for job in lost {
                             report.decisions.push(format!(
-                                "interruption deadline of worker {id} reached: job {} lost",
-                                lost.job_id
+                                "interruption deadline of worker {id} reached: job {job} lost"
                             ));
                         }
-                        report.lost_jobs.extend(result.lost_jobs);
-                        report.terminated.extend(result.terminated);
-                        report.failed.extend(result.failed);
                         forget.push(id);
                         continue;
                     }

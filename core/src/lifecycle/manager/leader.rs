@@ -470,7 +470,7 @@ impl WorkerLifecycleManager {
         // deadline and the health check judge those. Only a host's own `reconcile()` judges
         // every record.
         let young = self.config.startup_timeout;
-        let complete = match self.reconcile_within(young, true, budget) {
+        let complete = match self.reconcile_within(young, true, budget, &mut report.lost_jobs) {
             Ok((r, deferred, held)) => {
                 report.reconcile_held.extend(held);
                 if !r.adopted_terminating.is_empty()
@@ -540,9 +540,7 @@ impl WorkerLifecycleManager {
                          a destroy under way)"
                     ));
                 }
-                let complete = r.is_complete();
-                report.lost_jobs.extend(r.lost_jobs);
-                complete
+                r.is_complete()
             }
             Err(e) => {
                 report.decisions.push(format!("{label} failed: {e}"));

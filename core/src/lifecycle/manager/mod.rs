@@ -49,14 +49,17 @@ use crate::registry::WorkerRegistry;
 use super::config::WorkerLifecycleConfig;
 use super::lease::{AlwaysLeader, LeaseKeeper, Term};
 use super::pools::Demand;
-use super::report::{LifecycleStats, ProviderBackoff, ReconcileHoldKind, TickReport};
+use super::report::{
+    CleanupResult, HealthCheckResult, LifecycleStats, ProviderBackoff, ReconcileHoldKind,
+    TickReport,
+};
 use crate::metrics::{ManagerView, Metrics, PoolGauges};
 
 use autoscale::ScalingTarget;
 use brake::Brake;
 use destroy_queue::DestroyQueue;
 use orphans::Orphans;
-use pools::PoolSet;
+use pools::{PoolDrains, PoolSet};
 use providers::{Backoff, ProviderEntry};
 use provisioning::Ledger;
 
@@ -167,6 +170,41 @@ struct TickGuard<'a>(&'a AtomicBool);
 impl Drop for TickGuard<'_> {
     fn drop(&mut self) {
         self.0.store(false, Ordering::Release);
+    }
+}
+
+/// What a tick's health check, cleanup and pool drains have done so far. They write into it
+/// as they act, each worker right after its action, and the tick moves it into its report once
+/// the phase ended — or once it panicked: it lives outside the unwind, so that what the phase
+/// did before a panic is reported too (a job it took out of the registry, above all). The
+/// other phases write straight into the report.
+#[derive(Debug, Default)]
+struct Partial {
+    health: HealthCheckResult,
+    cleanup: CleanupResult,
+    drains: PoolDrains,
+}
+
+impl Partial {
+    /// Moves the lists into `report`, after what it holds (a takeover's reconcile may have
+    /// reported lost jobs before the health check), and starts afresh.
+    fn report_into(&mut self, report: &mut TickReport) {
+        let Partial {
+            health,
+            cleanup,
+            drains,
+        } = std::mem::take(self);
+        report.unhealthy.extend(health.unhealthy);
+        report.lost_jobs.extend(health.lost_jobs);
+        report.terminated.extend(health.terminated);
+        report.failed.extend(health.failed);
+        report.terminated.extend(cleanup.terminated);
+        report.failed.extend(cleanup.failed);
+        report.drained.extend(cleanup.drained);
+        report.lost_jobs.extend(cleanup.lost_jobs);
+        report.drained.extend(drains.drained);
+        report.terminated.extend(drains.destroyed.terminated);
+        report.failed.extend(drains.destroyed.failed);
     }
 }
 
@@ -483,7 +521,8 @@ impl WorkerLifecycleManager {
     /// or [`Leadership`](crate::Leadership) implementation, or of the library; a provider's
     /// panic is a failed provider call already) does not unwind out of `tick` (since
     /// 2026-12-07; it did before, and the report went with it): the tick returns the report of
-    /// what it did until then — the jobs lost by the phases that ended among it, to requeue —
+    /// what it did until then — the jobs lost by the phases that ended and, since 2026-12-08,
+    /// by the phase that panicked before its panic, to requeue —
     /// with [`TickReport::panicked`] set to the panic's message and a line of `decisions`
     /// naming the phase; the rest of the tick is not done, and the next tick does what is
     /// still due. Such a tick counts as a tick (`hodei_workers_ticks_total`) and in
@@ -531,8 +570,8 @@ impl WorkerLifecycleManager {
         // returned, with the panic said.
         //
         // Unwind safety (`AssertUnwindSafe`): what the closure mutates is the budget, the
-        // phase and the report, which hold only what was done (each entry pushed after its
-        // action), and the manager's own state, which a phase changes only under its
+        // phase, `partial` and the report, which hold only what was done (each entry pushed
+        // after its action), and the manager's own state, which a phase changes only under its
         // `parking_lot` locks (released on unwind, never poisoned), with no lock held across a
         // call out to the host's code, except for `writes` around `WorkerRegistry::fenced`,
         // whose slot is written only once the call returned. What a phase holds across such a
@@ -541,12 +580,17 @@ impl WorkerLifecycleManager {
         // it picked (`ReleaseOnUnwind`), its claim on an orphan's destroy (`OrphanClaim`), the
         // brake's release (`Settle`), the pools it drains (`DrainsOnUnwind`), a destroy entry
         // the reconcile withdrew (`PutBackOnUnwind`); a takeover's grace period and reconcile
-        // stay owed until done (`take_over`).
+        // stay owed until done (`take_over`). The health check, the cleanup and the pool
+        // drains write what they do into `partial` as they go, outside the unwind too: what the
+        // phase that panicked did before the panic is reported with the rest (the other phases
+        // write straight into the report).
+        let mut partial = Partial::default();
         let phases = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.tick_phases(demand, &mut budget, &mut report, &mut phase);
+            self.tick_phases(demand, &mut budget, &mut report, &mut phase, &mut partial);
         }));
         let panicked = phases.is_err();
         if let Err(payload) = phases {
+            partial.report_into(&mut report);
             let message = super::panic_message(payload.as_ref());
             report.decisions.push(format!(
                 "tick panicked in the {phase} phase: {message}; the rest of the tick was not \
@@ -573,13 +617,15 @@ impl WorkerLifecycleManager {
 
     /// The phases of a tick (see [`tick`](Self::tick)), each while the lease is still trusted;
     /// returns early when it is not. `phase` names the phase running (what a panic's line in
-    /// the report says).
+    /// the report says); the health check, the cleanup and the pool drains work in `partial`,
+    /// moved into the report once each phase ended.
     fn tick_phases(
         &self,
         demand: Option<&Demand>,
         budget: &mut Budget,
         report: &mut TickReport,
         phase: &mut &'static str,
+        partial: &mut Partial,
     ) {
         let now = report.at;
         // A follower only tries to take or keep the lease; a new leader takes over first.
@@ -641,8 +687,9 @@ impl WorkerLifecycleManager {
             return;
         }
         if health_due {
-            match self.health_check_inner(budget) {
-                Ok(hc) => {
+            match self.health_check_inner(budget, &mut partial.health) {
+                Ok(()) => {
+                    let hc = &partial.health;
                     report.health_checked = true;
                     {
                         let mut s = self.schedule.lock();
@@ -679,15 +726,10 @@ impl WorkerLifecycleManager {
                     report.brake_released = hc.brake_released;
                     report.brake_gave_up = hc.brake_gave_up;
                     report.mass_expiry_held = hc.held;
-                    // Added to what the tick reported before (a takeover's reconcile: the
-                    // jobs of vanished records), never in its place.
-                    report.unhealthy.extend(hc.unhealthy);
-                    report.lost_jobs.extend(hc.lost_jobs);
-                    report.terminated.extend(hc.terminated);
-                    report.failed.extend(hc.failed);
                 }
                 Err(e) => report.decisions.push(format!("health check failed: {e}")),
             }
+            partial.report_into(report);
         }
 
         *phase = "cleanup";
@@ -707,11 +749,8 @@ impl WorkerLifecycleManager {
                 .push(format!("terminal records check failed: {e}")),
         }
         // What the cleanup did is reported even when an error cut it short.
-        let (c, error) = self.cleanup_inner(budget);
-        report.terminated.extend(c.terminated);
-        report.failed.extend(c.failed);
-        report.drained.extend(c.drained);
-        report.lost_jobs.extend(c.lost_jobs);
+        let error = self.cleanup_inner(budget, &mut partial.cleanup);
+        partial.report_into(report);
         if let Some(e) = error {
             report.decisions.push(format!("cleanup failed: {e}"));
         }
@@ -725,7 +764,8 @@ impl WorkerLifecycleManager {
             return;
         }
         // Before the plan: a worker of a pool no longer configured so is no capacity.
-        self.drain_undrained(budget, report);
+        self.drain_undrained(budget, report, &mut partial.drains);
+        partial.report_into(report);
         *phase = "scaling";
         self.scale_tick(demand, budget, report);
         // The report says whether this manager still leads at the end of the tick: a lease

@@ -29,7 +29,7 @@ use crate::worker::{TerminationReason, Worker, WorkerSpec};
 
 use super::super::pools::{Pool, Requirement, POOL_LABEL};
 use super::super::report::TickReport;
-use super::destroy_queue::Destroyed;
+use super::destroy_queue::{Destroyed, Destroys};
 use super::pool_tick::replacement;
 use super::{Budget, WorkerLifecycleManager};
 
@@ -372,7 +372,8 @@ impl WorkerLifecycleManager {
             set.start_draining(&to_drain);
             to_drain
         };
-        let drains = self.drain_pools(to_drain, &mut Budget::unlimited());
+        let mut drains = PoolDrains::default();
+        self.drain_pools(to_drain, &mut Budget::unlimited(), &mut drains);
         self.drains_failed(drains, "set_pools set the pools")
     }
 
@@ -381,13 +382,13 @@ impl WorkerLifecycleManager {
     /// cut short, and every pool after a lost lease or an exhausted `budget`, goes back into
     /// `undrained`, where the leader's ticks find it. The caller noted the names in
     /// `draining` (`start_draining`) with the lock hold that took them; they leave it here,
-    /// in the hold that puts those left back into `undrained`.
-    fn drain_pools(&self, names: BTreeSet<String>, budget: &mut Budget) -> PoolDrains {
+    /// in the hold that puts those left back into `undrained`. What it does is written into
+    /// `out` as it goes.
+    fn drain_pools(&self, names: BTreeSet<String>, budget: &mut Budget, out: &mut PoolDrains) {
         let _unwinding = DrainsOnUnwind {
             pools: &self.pools,
             names: &names,
         };
-        let mut out = PoolDrains::default();
         let mut stopped = false;
         for name in names.iter().cloned() {
             if stopped {
@@ -395,7 +396,7 @@ impl WorkerLifecycleManager {
                 continue;
             }
             let before = out.out.len();
-            let error = self.drain_left(&name, budget, &mut out);
+            let error = self.drain_left(&name, budget, out);
             if out.out.len() > before {
                 out.per_pool.push((name.clone(), out.out.len() - before));
             }
@@ -416,7 +417,6 @@ impl WorkerLifecycleManager {
         let mut set = self.pools.lock();
         set.undrained.extend(out.left.iter().cloned());
         set.stop_draining(&names);
-        out
     }
 
     /// Drains the workers of pool `name` that no longer belong to it: all of them when no pool
@@ -472,8 +472,15 @@ impl WorkerLifecycleManager {
     /// `tick`'s drain of the pools left in `undrained` (by a call on a follower, a lost lease,
     /// a registry error): a replica that becomes leader drains what its configuration
     /// removed, and a drain that failed is retried without waiting for the host's next
-    /// `set_pools`. One lock and an emptiness check when there are none.
-    pub(super) fn drain_undrained(&self, budget: &mut Budget, report: &mut TickReport) {
+    /// `set_pools`. One lock and an emptiness check when there are none. What it does is
+    /// written into `drains` as it goes (outside a panic's unwind: see `tick_with`), and
+    /// said in `report`.
+    pub(super) fn drain_undrained(
+        &self,
+        budget: &mut Budget,
+        report: &mut TickReport,
+        drains: &mut PoolDrains,
+    ) {
         let names = {
             let mut set = self.pools.lock();
             if set.undrained.is_empty() {
@@ -483,7 +490,7 @@ impl WorkerLifecycleManager {
             set.start_draining(&names);
             names
         };
-        let drains = self.drain_pools(names, budget);
+        self.drain_pools(names, budget, drains);
         for (name, n) in &drains.per_pool {
             report.decisions.push(format!(
                 "pool {name:?} removed, or its template changed, with its workers not all \
@@ -495,9 +502,6 @@ impl WorkerLifecycleManager {
                 "pool {name:?}: draining its workers failed: {e}; retried by the next tick"
             ));
         }
-        report.drained.extend(drains.drained);
-        report.terminated.extend(drains.destroyed.terminated);
-        report.failed.extend(drains.destroyed.failed);
     }
 
     /// Adds a pool.
@@ -580,7 +584,9 @@ impl WorkerLifecycleManager {
             set.undrained.remove(name);
             set.start_draining([&name.to_owned()]);
         }
-        let drains = self.drain_pools(BTreeSet::from([name.to_owned()]), &mut Budget::unlimited());
+        let mut drains = PoolDrains::default();
+        let names = BTreeSet::from([name.to_owned()]);
+        self.drain_pools(names, &mut Budget::unlimited(), &mut drains);
         self.drains_failed(drains, "remove_pool removed the pool")
     }
 
@@ -655,12 +661,14 @@ impl WorkerLifecycleManager {
                 // Terminated if it still has not reported in (it holds no job); drained like
                 // the others if it did meanwhile (a job it took since finishes first).
                 WorkerState::Creating | WorkerState::Connecting => {
-                    match self.retire_if_starting(&w, TerminationReason::ScaledDown, budget) {
-                        Ok(Some((_, destroyed))) => {
-                            out.destroyed.terminated.extend(destroyed.terminated);
-                            out.destroyed.failed.extend(destroyed.failed);
-                            Ok(false)
-                        }
+                    let destroyed = out.destroyed.destroys();
+                    match self.retire_if_starting(
+                        &w,
+                        TerminationReason::ScaledDown,
+                        budget,
+                        destroyed,
+                    ) {
+                        Ok(Some(_)) => Ok(false),
                         Ok(None) => drain().map(|_| true),
                         Err(e) => Err(e),
                     }

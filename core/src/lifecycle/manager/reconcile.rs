@@ -105,8 +105,17 @@ impl WorkerLifecycleManager {
     /// error when it fails on the final look for `Terminating` records and nothing was done
     /// before (no orphan, no vanished record).
     pub fn reconcile(&self) -> Result<ReconcileReport> {
-        self.reconcile_within(Duration::ZERO, false, &mut Budget::unlimited())
-            .map(|(report, _, _)| report)
+        let mut lost_jobs = Vec::new();
+        let (report, _, _) = self.reconcile_within(
+            Duration::ZERO,
+            false,
+            &mut Budget::unlimited(),
+            &mut lost_jobs,
+        )?;
+        Ok(ReconcileReport {
+            lost_jobs,
+            ..report
+        })
     }
 
     /// [`reconcile`](Self::reconcile), judging no record registered less than `young` before
@@ -128,12 +137,15 @@ impl WorkerLifecycleManager {
     /// brake`). The orphans remembered already (deferred, failed destroys) were judged by the
     /// run that found them: their retries are not braked again. Each such hold is also
     /// returned as data (third), and counted per provider and side
-    /// (`hodei_workers_reconcile_holds_total`).
+    /// (`hodei_workers_reconcile_holds_total`). The jobs of the vanished records go into
+    /// `lost_jobs` (not the returned report's), each as soon as its record is gone: a tick
+    /// passes its report's, so that a panic later in the run does not take them with it.
     pub(super) fn reconcile_within(
         &self,
         young: Duration,
         braked: bool,
         budget: &mut Budget,
+        lost_jobs: &mut Vec<LostJob>,
     ) -> Result<(ReconcileReport, usize, Vec<ReconcileHold>)> {
         let mut deferred = 0;
         // The listings the brake held (braked runs only), as data for the tick's report.
@@ -486,7 +498,7 @@ impl WorkerLifecycleManager {
                 if let Some(lost) = unregistered {
                     if let Some(job) = lost {
                         bump(&self.counters.lost_jobs, 1);
-                        report.lost_jobs.push(LostJob {
+                        lost_jobs.push(LostJob {
                             worker_id: w.id,
                             job_id: job,
                         });

@@ -9,7 +9,7 @@ use crate::state::WorkerState;
 use crate::worker::{TerminationReason, Worker};
 
 use super::super::report::{CleanupResult, LostJob, TickReport};
-use super::destroy_queue::Destroyed;
+use super::destroy_queue::{DestroyedInto, Destroys};
 use super::{bump, Budget, WorkerLifecycleManager};
 
 /// The states a worker is in until it is on its way out.
@@ -42,36 +42,39 @@ impl WorkerLifecycleManager {
     /// Only when the registry fails to answer what is due, and no destroy was retried before
     /// (otherwise the result says what they did, and what is due waits for the next call).
     pub fn cleanup_workers(&self) -> Result<CleanupResult> {
-        match self.cleanup_inner(&mut Budget::unlimited()) {
-            (result, Some(e)) if result.terminated.is_empty() && result.failed.is_empty() => Err(e),
-            (result, _) => Ok(result),
+        let mut result = CleanupResult::default();
+        match self.cleanup_inner(&mut Budget::unlimited(), &mut result) {
+            Some(e) if result.terminated.is_empty() && result.failed.is_empty() => Err(e),
+            _ => Ok(result),
         }
     }
 
-    /// The cleanup, and the error that cut it short, if any: what it did before is in the
-    /// result all the same (the destroys it retried).
-    pub(super) fn cleanup_inner(&self, budget: &mut Budget) -> (CleanupResult, Option<Error>) {
+    /// The cleanup, into `result`, and the error that cut it short, if any: what it did before
+    /// is in the result all the same (the destroys it retried). Each worker is written into
+    /// `result` right after its action, so that a panic midway leaves in it what was done
+    /// before (a tick reports it, see `tick_with`).
+    pub(super) fn cleanup_inner(
+        &self,
+        budget: &mut Budget,
+        result: &mut CleanupResult,
+    ) -> Option<Error> {
         crate::trace::span!("cleanup");
-        let mut result = CleanupResult::default();
         if let Err(e) = self.fence() {
-            return (result, Some(e));
+            return Some(e);
         }
         let now = self.registry.now();
         // Terminal records nobody destroys yet (moved there by the host, restored so) join the
         // queue first, so that this very call destroys them.
         if let Err(e) = self.adopt_terminal(now) {
-            return (result, Some(e));
+            return Some(e);
         }
         // Retries first: destroys already under way finish before new work starts, so a
         // capped tick still makes progress.
-        let retried = self.destroy_due(None, budget);
-        result.terminated.extend(retried.terminated);
-        result.failed.extend(retried.failed);
-        result.deferred += retried.deferred;
+        result.deferred += self.destroy_due(None, budget, result.destroys());
         // Failing here must not drop the destroys just retried: they are unregistered now.
         let due = match self.registry.find_for_termination() {
             Ok(due) => due,
-            Err(e) => return (result, Some(e)),
+            Err(e) => return Some(e),
         };
         let total = due.len();
         for (i, (worker, reason)) in due.into_iter().enumerate() {
@@ -81,13 +84,11 @@ impl WorkerLifecycleManager {
                 result.deferred += total - i;
                 break;
             }
-            if self.retire(&worker, reason, now, &mut result) {
-                let destroyed = self.destroy_due(Some(&[worker.id]), budget);
-                result.terminated.extend(destroyed.terminated);
-                result.failed.extend(destroyed.failed);
+            if self.retire(&worker, reason, now, &mut result.drained) {
+                self.destroy_due(Some(&[worker.id]), budget, result.destroys());
             }
         }
-        (result, None)
+        None
     }
 
     /// Retires the idle workers a scale-down planned (`candidates`, longest idle first), each
@@ -106,13 +107,12 @@ impl WorkerLifecycleManager {
         retired_some: impl FnOnce(),
     ) {
         let mut retired = Vec::new();
-        let mut cleanup = CleanupResult::default();
         for w in candidates {
             // Fenced first: a worker left for the lost lease is no action of the tick's.
             if self.fence().is_err() || !budget.take() {
                 break;
             }
-            if self.retire(w, TerminationReason::ScaledDown, now, &mut cleanup) {
+            if self.retire(w, TerminationReason::ScaledDown, now, &mut report.drained) {
                 retired.push(w.id);
             }
         }
@@ -120,10 +120,7 @@ impl WorkerLifecycleManager {
             return;
         }
         retired_some();
-        let destroyed = self.destroy_due(Some(&retired), budget);
-        report.terminated.extend(destroyed.terminated);
-        report.failed.extend(destroyed.failed);
-        report.drained.extend(cleanup.drained);
+        self.destroy_due(Some(&retired), budget, report.destroys());
     }
 
     /// Applies a retirement decision taken on `w` — a view that may be stale by now — against
@@ -133,7 +130,7 @@ impl WorkerLifecycleManager {
     ///   alone;
     /// - `Drained` / `MaxJobs`: only a worker still `Draining` without a job;
     /// - `Lifetime` (past `max_lifetime`, which stays true): a worker holding a job is drained
-    ///   (`Busy` -> `Draining`, pushed to `out.drained`), one without is terminated; when the
+    ///   (`Busy` -> `Draining`, pushed to `drained`), one without is terminated; when the
     ///   worker moved between the look and the move (reported in, was claimed, released), it
     ///   is looked at again.
     ///
@@ -146,7 +143,7 @@ impl WorkerLifecycleManager {
         w: &Worker,
         reason: TerminationReason,
         now: Timestamp,
-        out: &mut CleanupResult,
+        drained: &mut Vec<WorkerId>,
     ) -> bool {
         let mut seen = w.clone();
         // A few looks at most: each failed guard means the host moved the worker meanwhile.
@@ -189,7 +186,7 @@ impl WorkerLifecycleManager {
             };
             match self.transition_looked_at(&seen, &guard, to) {
                 Ok(Some(_)) if to == WorkerState::Draining => {
-                    out.drained.push(w.id);
+                    drained.push(w.id);
                     return false;
                 }
                 Ok(Some(moved)) => {
@@ -307,13 +304,15 @@ impl WorkerLifecycleManager {
     /// out already: nothing changed — the caller drains it rather than lose a job, where
     /// [`terminate_worker`](Self::terminate_worker) would take it out of service whatever it
     /// does by now.
-    /// With it, what its destroy did (deferred when `budget` ran out: the cleanup destroys it).
+    /// What its destroy did is written into `destroyed` (nothing when `budget` ran out: the
+    /// cleanup destroys it).
     pub(super) fn retire_if_starting(
         &self,
         seen: &Worker,
         reason: TerminationReason,
         budget: &mut Budget,
-    ) -> Result<Option<(Worker, Destroyed)>> {
+        destroyed: DestroyedInto<'_>,
+    ) -> Result<Option<Worker>> {
         self.fence()?;
         let starting = [WorkerState::Creating, WorkerState::Connecting];
         let Some(moved) = self.take_out_of_service(seen, &starting)? else {
@@ -321,8 +320,8 @@ impl WorkerLifecycleManager {
         };
         let now = self.registry.now();
         self.queue_destroy(&moved.worker, reason, now);
-        let destroyed = self.destroy_due(Some(&[seen.id]), budget);
-        Ok(Some((moved.worker, destroyed)))
+        self.destroy_due(Some(&[seen.id]), budget, destroyed);
+        Ok(Some(moved.worker))
     }
 
     /// Moves a worker to `Draining`: it takes no new job, finishes the one it holds, and is
@@ -374,10 +373,29 @@ impl WorkerLifecycleManager {
         id: &WorkerId,
         reason: TerminationReason,
     ) -> Result<CleanupResult> {
+        let mut result = CleanupResult::default();
+        let destroyed = DestroyedInto {
+            terminated: &mut result.terminated,
+            failed: &mut result.failed,
+        };
+        self.terminate_into(id, reason, &mut result.lost_jobs, destroyed)?;
+        Ok(result)
+    }
+
+    /// [`terminate_worker`](Self::terminate_worker), written into the caller's lists as it
+    /// goes: the job it took into `lost_jobs` before the destroy (whose calls out may panic),
+    /// the destroy's outcome into `destroyed`. A tick's interruption deadlines write straight
+    /// into its report.
+    pub(super) fn terminate_into(
+        &self,
+        id: &WorkerId,
+        reason: TerminationReason,
+        lost_jobs: &mut Vec<LostJob>,
+        destroyed: DestroyedInto<'_>,
+    ) -> Result<()> {
         self.fence()?;
         let now = self.registry.now();
         let worker = self.registry.get(id)?.ok_or(Error::NotFound(*id))?;
-        let mut result = CleanupResult::default();
         // Whatever it does by now (the look above may be stale): the job it holds at the move
         // is the one reported.
         // A move applied whose reply was lost counts as applied: its job is reported below.
@@ -385,7 +403,7 @@ impl WorkerLifecycleManager {
             Ok(Some(moved)) => {
                 if let Some(job) = moved.lost_job {
                     bump(&self.counters.lost_jobs, 1);
-                    result.lost_jobs.push(LostJob {
+                    lost_jobs.push(LostJob {
                         worker_id: *id,
                         job_id: job,
                     });
@@ -398,9 +416,7 @@ impl WorkerLifecycleManager {
         self.queue_destroy(&worker, reason, now);
         // Due now, whatever an earlier failure scheduled: the host asked for it.
         self.destroys.lock().expedite(id, now);
-        let destroyed = self.destroy_due(Some(&[*id]), &mut Budget::unlimited());
-        result.terminated = destroyed.terminated;
-        result.failed = destroyed.failed;
-        Ok(result)
+        self.destroy_due(Some(&[*id]), &mut Budget::unlimited(), destroyed);
+        Ok(())
     }
 }
