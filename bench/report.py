@@ -34,7 +34,9 @@ GROUPS = [
     ("clock", "SystemClock::now (not in the other rows)"),
 ]
 
-# Targets of the benchmark issue: (group, size) -> (text, check(lib_ns, naive_ns)).
+# Targets of the first benchmark issue (issue 6), in each table's last column: (group, size) ->
+# (text, check(lib_ns, naive_ns)). Issue 12's, which supersede some of them, have their own
+# table (`issue12`).
 TARGETS = {
     ("heartbeat_1t", "1M"): ("<= 65 ns and >= 1.8x", lambda l, n: l <= 65 and n / l >= 1.8),
     ("heartbeat_2t", "1M"): (">= 3x", lambda l, n: n / l >= 3),
@@ -106,7 +108,7 @@ def main():
 
     add("### Rust: library vs naive baseline (criterion medians)")
     add("")
-    add("| operation | fleet | library | naive | naive / library | target |")
+    add("| operation | fleet | library | naive | naive / library | target (issue 6) |")
     add("|---|---|---:|---:|---:|---|")
     sizes = sorted({k[2] for k in crit if k[2]}, key=size_key)
     for group, title in GROUPS:
@@ -139,7 +141,7 @@ def main():
         add("`service`: each call timed alone. `scheduled`: one heartbeat every 10 us, timed from")
         add("its scheduled start (charges lock waits to every call they delay, and OS preemption).")
         add("")
-        add("| subject | fleet | ticks run | service p50 | service p99 | scheduled p50 | scheduled p99 | scheduled p99.9 | max | target |")
+        add("| subject | fleet | ticks run | service p50 | service p99 | scheduled p50 | scheduled p99 | scheduled p99.9 | max | target (issue 6) |")
         add("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
         for row in sorted(latency, key=lambda r: (size_key(r["size"]), r["subject"])):
             sv, sc = row["service"], row["scheduled"]
@@ -157,7 +159,7 @@ def main():
         add("")
         add(f"### Memory per worker at {memory['size']} (one shared spec, every worker Ready)")
         add("")
-        add("| subject | allocated (requested bytes) | resident (RSS delta) | target |")
+        add("| subject | allocated (requested bytes) | resident (RSS delta) | target (issue 6) |")
         add("|---|---:|---:|---|")
         lib_ok = "met" if memory["lib_bytes"] <= 300 else "MISSED"
         add(f"| library | {memory['lib_bytes']:.0f} B | {memory['lib_rss_bytes']:.0f} B | <= 300 B: {lib_ok} |")
@@ -168,7 +170,7 @@ def main():
         add("")
         add("### Python: `hodei_workers` module vs a plain-Python dict + lock registry")
         add("")
-        add("| operation | fleet | module | plain Python | plain / module | target |")
+        add("| operation | fleet | module | plain Python | plain / module | target (issue 6) |")
         add("|---|---|---:|---:|---:|---|")
         for row in python:
             ratio = row["plain_ns"] / row["module_ns"] if row["module_ns"] else float("nan")
@@ -189,7 +191,7 @@ def main():
         add("(bench/c/heartbeat.c and core/benches/heartbeat_loop.rs); the two programs ran")
         add("alternating, C, Rust, C, Rust, and each figure is the better of its two runs.")
         add("")
-        add("| fleet | C | Rust | C - Rust | target |")
+        add("| fleet | C | Rust | C - Rust | target (issue 6) |")
         add("|---|---:|---:|---:|---|")
         for size in sorted(c_rows, key=size_key):
             c_ns, rust_ns = c_rows[size], rust_rows.get(size)
