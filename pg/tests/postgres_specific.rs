@@ -112,6 +112,18 @@ fn migration_v3_backfills_the_pool_counts_of_an_existing_fleet() {
     );
 }
 
+/// A registry upgraded by a migration holds the fleet `before` held (workers, retired ids,
+/// event seq) and keeps the invariants.
+fn assert_the_fleet_survives(before: &Snapshot, upgraded: &PostgresWorkerRegistry) {
+    let after = upgraded.snapshot().unwrap();
+    assert_eq!(
+        (&after.workers, &after.retired_ids, after.seq),
+        (&before.workers, &before.retired_ids, before.seq),
+        "the fleet survives"
+    );
+    assert_invariants(upgraded);
+}
+
 /// The schema's version as recorded, and the rows of its tables that hold the fleet.
 fn version_and_fleet(schema: &str) -> (i32, i64, i64, i64) {
     let row = raw(schema)
@@ -247,13 +259,7 @@ fn a_registry_made_when_v2_was_the_leases_table_gets_the_managers_lease() {
         )
         .unwrap();
     let upgraded = replica(&_schema.name, clock.clone());
-    let after = upgraded.snapshot().unwrap();
-    assert_eq!(
-        (&after.workers, &after.retired_ids, after.seq),
-        (&before.workers, &before.retired_ids, before.seq),
-        "the fleet survives"
-    );
-    assert_invariants(&upgraded);
+    assert_the_fleet_survives(&before, &upgraded);
     let lease = upgraded.leadership("a", Duration::from_secs(10)).unwrap();
     let term = match lease.acquire_or_renew(None) {
         Ok(LeaseStatus::Held(info)) => info.term,
@@ -1469,13 +1475,7 @@ fn migration_v7_indexes_an_existing_fleet_by_provider_and_resource() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(indexes, ["workers_provider_resource"]);
-    let after = upgraded.snapshot().unwrap();
-    assert_eq!(
-        (&after.workers, &after.retired_ids, after.seq),
-        (&before.workers, &before.retired_ids, before.seq),
-        "the fleet survives"
-    );
-    assert_invariants(&upgraded);
+    assert_the_fleet_survives(&before, &upgraded);
     let found = upgraded
         .find_by_resource_ids(&provider("a"), &["r-3", "r-1", "r-99"])
         .unwrap();
