@@ -312,6 +312,52 @@ fn ready_workers_of_pool_a(
     ids
 }
 
+/// `n` workers of `spec` provisioned from provider `test` and moved to `Ready`.
+fn ready_workers(
+    flaky: &Flaky,
+    manager: &WorkerLifecycleManager,
+    n: usize,
+    spec: Arc<WorkerSpec>,
+) -> Vec<WorkerId> {
+    (0..n)
+        .map(|_| {
+            let id = manager
+                .provision_worker(&pid("test"), spec.clone())
+                .unwrap()
+                .id;
+            flaky.update_state(&id, WorkerState::Ready).unwrap();
+            id
+        })
+        .collect()
+}
+
+/// The first two of `ids` in id order (the order a health check takes them in), given the
+/// jobs `job-first` and `job-second`.
+fn two_busy(flaky: &Flaky, ids: &[WorkerId]) -> [WorkerId; 2] {
+    let mut busy = [ids[0], ids[1]];
+    busy.sort();
+    flaky.assign_to_job(&busy[0], job("job-first")).unwrap();
+    flaky.assign_to_job(&busy[1], job("job-second")).unwrap();
+    busy
+}
+
+/// `report` is a tick's that panicked in `phase` with `message`: said in `panicked` and in a
+/// line of `decisions`.
+fn assert_panicked_in(report: &TickReport, phase: &str, message: &str) {
+    assert_eq!(
+        report.panicked.as_deref(),
+        Some(message),
+        "{:?}",
+        report.decisions
+    );
+    let line = format!("tick panicked in the {phase} phase: {message}; the rest of the tick");
+    assert!(
+        report.decisions.iter().any(|d| d.starts_with(&line)),
+        "no {line:?} in {:?}",
+        report.decisions
+    );
+}
+
 fn setup() -> (
     Arc<ManualClock>,
     Flaky,
@@ -671,13 +717,7 @@ fn a_registry_failure_after_the_destroy_retries_keeps_them_in_the_cleanup_result
 #[test]
 fn a_brake_release_whose_grace_period_failed_releases_again_at_the_next_check() {
     let (clock, flaky, manager, _provider) = setup();
-    let ids: Vec<WorkerId> = (0..10)
-        .map(|_| {
-            let id = manager.provision_worker(&pid("test"), spec()).unwrap().id;
-            flaky.update_state(&id, WorkerState::Ready).unwrap();
-            id
-        })
-        .collect();
+    let ids = ready_workers(&flaky, &manager, 10, spec());
     // 6 of 10 silent: more than floor(0.55 * 10), the brake holds.
     clock.advance(secs(61));
     for id in &ids[..4] {
@@ -752,18 +792,9 @@ fn a_job_released_while_its_worker_is_taken_out_of_service_is_not_reported_lost(
 #[test]
 fn a_registry_failure_mid_health_check_keeps_the_jobs_already_lost_in_its_result() {
     let (clock, flaky, manager, _provider) = setup();
-    let ids: Vec<WorkerId> = (0..10)
-        .map(|_| {
-            let id = manager.provision_worker(&pid("test"), spec()).unwrap().id;
-            flaky.update_state(&id, WorkerState::Ready).unwrap();
-            id
-        })
-        .collect();
+    let ids = ready_workers(&flaky, &manager, 10, spec());
     // Two busy workers go silent (2 of 10: the brake lets them through).
-    let mut silent = [ids[0], ids[1]];
-    silent.sort();
-    flaky.assign_to_job(&silent[0], job("job-first")).unwrap();
-    flaky.assign_to_job(&silent[1], job("job-second")).unwrap();
+    let silent = two_busy(&flaky, &ids);
     clock.advance(secs(61));
     for id in &ids[2..] {
         manager.process_heartbeat(id).unwrap();
@@ -938,18 +969,9 @@ fn a_tick_that_panics_after_its_health_check_returns_the_jobs_it_lost() {
 #[test]
 fn a_tick_whose_health_check_panics_midway_reports_what_it_did_before() {
     let (clock, flaky, manager, _provider) = setup();
-    let ids: Vec<WorkerId> = (0..10)
-        .map(|_| {
-            let id = manager.provision_worker(&pid("test"), spec()).unwrap().id;
-            flaky.update_state(&id, WorkerState::Ready).unwrap();
-            id
-        })
-        .collect();
+    let ids = ready_workers(&flaky, &manager, 10, spec());
     // Two busy workers go silent (2 of 10: the brake lets them through).
-    let mut silent = [ids[0], ids[1]];
-    silent.sort();
-    flaky.assign_to_job(&silent[0], job("job-first")).unwrap();
-    flaky.assign_to_job(&silent[1], job("job-second")).unwrap();
+    let silent = two_busy(&flaky, &ids);
     // Ticks closer together than heartbeat_timeout (no host stall): the second finds the
     // two silent for longer than the timeout.
     clock.advance(secs(40));
@@ -965,18 +987,10 @@ fn a_tick_whose_health_check_panics_midway_reports_what_it_did_before() {
     // The check moves them in id order: the second move panics.
     *flaky.faults.panic_terminating_of.lock() = Some(silent[1]);
     let report = manager.tick(0);
-    assert_eq!(
-        report.panicked.as_deref(),
-        Some("registry bug in a move to Terminating"),
-        "{:?}",
-        report.decisions
-    );
-    assert!(
-        report.decisions.iter().any(|d| d.starts_with(
-            "tick panicked in the health check phase: registry bug in a move to Terminating"
-        )),
-        "{:?}",
-        report.decisions
+    assert_panicked_in(
+        &report,
+        "health check",
+        "registry bug in a move to Terminating",
     );
     assert_eq!(
         report.lost_jobs,
@@ -1018,16 +1032,7 @@ fn a_tick_whose_health_check_panics_midway_reports_what_it_did_before() {
 fn a_tick_whose_cleanup_panics_midway_reports_the_workers_it_terminated_before() {
     let (clock, flaky, manager, provider) = setup();
     let idle = Arc::new(WorkerSpec::new("img").with_idle_timeout(secs(30)));
-    let ids: Vec<WorkerId> = (0..2)
-        .map(|_| {
-            let id = manager
-                .provision_worker(&pid("test"), idle.clone())
-                .unwrap()
-                .id;
-            flaky.update_state(&id, WorkerState::Ready).unwrap();
-            id
-        })
-        .collect();
+    let ids = ready_workers(&flaky, &manager, 2, idle);
     clock.advance(secs(40));
     for id in &ids {
         manager.process_heartbeat(id).unwrap();
@@ -1035,20 +1040,7 @@ fn a_tick_whose_cleanup_panics_midway_reports_the_workers_it_terminated_before()
     // The unregister after the next one panics.
     *flaky.faults.panic_unregister_after.lock() = Some(1);
     let report = manager.tick(0);
-    assert_eq!(
-        report.panicked.as_deref(),
-        Some("registry bug in unregister"),
-        "{:?}",
-        report.decisions
-    );
-    assert!(
-        report
-            .decisions
-            .iter()
-            .any(|d| d.starts_with("tick panicked in the cleanup phase: registry bug")),
-        "{:?}",
-        report.decisions
-    );
+    assert_panicked_in(&report, "cleanup", "registry bug in unregister");
     let terminated: Vec<(WorkerId, TerminationReason)> = report
         .terminated
         .iter()
@@ -1078,13 +1070,7 @@ fn a_tick_whose_cleanup_panics_midway_reports_the_workers_it_terminated_before()
 #[test]
 fn a_tick_whose_reconcile_panics_midway_reports_the_jobs_of_the_records_it_removed() {
     let (clock, flaky, manager, provider) = setup();
-    let ids: Vec<WorkerId> = (0..10)
-        .map(|_| {
-            let id = manager.provision_worker(&pid("test"), spec()).unwrap().id;
-            flaky.update_state(&id, WorkerState::Ready).unwrap();
-            id
-        })
-        .collect();
+    let ids = ready_workers(&flaky, &manager, 10, spec());
     // Every worker busy (none retired idle meanwhile); two instances vanish (2 of 10: the
     // brake lets them through).
     let jobs: Vec<JobId> = (0..ids.len()).map(|i| job(&format!("job-{i}"))).collect();
@@ -1111,14 +1097,7 @@ fn a_tick_whose_reconcile_panics_midway_reports_the_jobs_of_the_records_it_remov
         }
         assert!(report.lost_jobs.is_empty(), "{:?}", report.decisions);
     };
-    assert!(
-        report
-            .decisions
-            .iter()
-            .any(|d| d.starts_with("tick panicked in the reconcile phase: registry bug")),
-        "{:?}",
-        report.decisions
-    );
+    assert_panicked_in(&report, "reconcile", "registry bug in unregister");
     assert_eq!(report.lost_jobs.len(), 1, "{:?}", report.decisions);
     let lost = &report.lost_jobs[0];
     let at = ids.iter().position(|id| *id == lost.worker_id).unwrap();
@@ -1144,12 +1123,7 @@ fn a_tick_that_panics_in_an_interruptions_destroy_reports_its_job_lost() {
     manager.process_heartbeat(&w).unwrap();
     flaky.faults.panic_unregister.store(true, Ordering::SeqCst);
     let report = manager.tick(0);
-    assert_eq!(
-        report.panicked.as_deref(),
-        Some("registry bug in unregister"),
-        "{:?}",
-        report.decisions
-    );
+    assert_panicked_in(&report, "scaling", "registry bug in unregister");
     assert_eq!(
         report.lost_jobs,
         vec![LostJob {
@@ -1531,12 +1505,7 @@ fn a_tick_whose_pool_drain_panics_midway_reports_the_workers_it_drained_before()
     *flaky.faults.panic_draining_after.lock() = Some(1);
     clock.advance(secs(1));
     let report = manager.tick(Demand::new());
-    assert_eq!(
-        report.panicked.as_deref(),
-        Some("registry bug in a move to Draining"),
-        "{:?}",
-        report.decisions
-    );
+    assert_panicked_in(&report, "pool drains", "registry bug in a move to Draining");
     assert_eq!(report.drained.len(), 1, "{:?}", report.decisions);
     let state = |id: &WorkerId| flaky.get(id).unwrap().unwrap().state;
     assert_eq!(state(&report.drained[0]), WorkerState::Draining);
