@@ -67,7 +67,7 @@ fn replicas_starting_at_once_apply_each_migration_once() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8]);
 }
 
 #[test]
@@ -1462,7 +1462,8 @@ fn migration_v7_indexes_an_existing_fleet_by_provider_and_resource() {
     assert_eq!(version_and_fleet(&_schema.name).0, 6);
 
     let upgraded = replica(&_schema.name, clock);
-    assert_eq!(version_and_fleet(&_schema.name).0, 7);
+    // v7 and those after it (v8 finds its index there already and leaves it).
+    assert_eq!(version_and_fleet(&_schema.name).0, 8);
     let indexes: Vec<String> = raw(&_schema.name)
         .query(
             "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() \
@@ -1495,6 +1496,73 @@ fn migration_v7_indexes_an_existing_fleet_by_provider_and_resource() {
     ] {
         assert_plan_uses(&_schema.name, sql, "workers_provider_resource");
     }
+}
+
+#[test]
+fn migration_v8_indexes_an_existing_fleet_s_ready_workers_by_spec() {
+    // A registry at v7 (v8 undone by hand) with ready and busy workers of two specs; a new
+    // build connects: the index of the ready workers by spec must be built over them, the
+    // fleet intact, and a claim for the pool with no ready worker answers from it.
+    let (clock, registry, _schema) = registry("readyspecmig");
+    let gpu = Arc::new(WorkerSpec::new("img").with_label(POOL_LABEL, "gpu"));
+    let mut img = Vec::new();
+    for _ in 0..30 {
+        img.push(ready(&registry, spec()));
+    }
+    let g = [ready(&registry, gpu.clone()), ready(&registry, gpu.clone())];
+    registry.assign_to_job(&g[0], job("g0")).unwrap();
+    registry.assign_to_job(&g[1], job("g1")).unwrap();
+    registry.assign_to_job(&img[3], job("i3")).unwrap();
+    registry.register(handle(), gpu.clone()).unwrap();
+    let before = registry.snapshot().unwrap();
+    drop(registry);
+    raw(&_schema.name)
+        .batch_execute("DROP INDEX workers_ready_spec; DELETE FROM migrations WHERE version >= 8;")
+        .unwrap();
+    assert_eq!(version_and_fleet(&_schema.name).0, 7);
+
+    let upgraded = replica(&_schema.name, clock);
+    assert_eq!(version_and_fleet(&_schema.name).0, 8);
+    let definition: String = raw(&_schema.name)
+        .query_one(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() \
+                 AND indexname = 'workers_ready_spec'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(
+        definition.ends_with("USING btree (spec_key) WHERE (state = 2)"),
+        "{definition}"
+    );
+    assert_the_fleet_survives(&before, &upgraded);
+    // The index holds the ready workers, each under its spec: 29 of `img`, none of `gpu`.
+    let by_spec: Vec<(String, i64)> = raw(&_schema.name)
+        .query(
+            "SELECT s.labels::text, count(*) FROM workers w JOIN specs s ON s.key = w.spec_key \
+             WHERE w.state = 2 GROUP BY 1 ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(by_spec, [("{}".to_owned(), 29)]);
+    let pool = WorkerFilter::new().label(POOL_LABEL, "gpu");
+    assert_eq!(upgraded.claim(&pool, job("p1")).unwrap(), None);
+    upgraded.release_from_job(&g[1], Some(&job("g1"))).unwrap();
+    assert_eq!(
+        upgraded.claim(&pool, job("p2")).unwrap().map(|w| w.id),
+        Some(g[1])
+    );
+    // The claim's question reads the new index.
+    assert_plan_uses(
+        &_schema.name,
+        "SELECT w.spec_key FROM workers w WHERE w.state = 2 AND w.spec_key >= '' \
+         ORDER BY w.spec_key LIMIT 1",
+        "workers_ready_spec",
+    );
+    assert_invariants(&upgraded);
 }
 
 /// `n` ready workers in claim order (the most recently idle first), all silent since `T0`;
