@@ -8,7 +8,9 @@ use crate::registry::{
     applied_on_gone, holder_of, settle_assigned, unique_violation, Fail, PostgresWorkerRegistry,
     Settled, Step,
 };
-use crate::sql::{conditions, matches_nothing, param, refs, silent_cutoff, Params, W_COLS, W_LEN};
+use crate::sql::{
+    conditions, matches_nothing, param, refs, silent_cutoff, spec_conditions, Params, W_COLS, W_LEN,
+};
 
 /// Builds the claim statement for `filter`. Atomic as one statement: the candidate is locked
 /// `FOR UPDATE` inside a CTE (with `skip`, `SKIP LOCKED`: two replicas never wait on, nor take,
@@ -29,33 +31,68 @@ use crate::sql::{conditions, matches_nothing, param, refs, silent_cutoff, Params
 /// `unhealthy_for`, found as [`silent_candidate`] says (at most 64 heartbeats looked up, else
 /// one pass over them). Without it, the statement is the same text as before that bound
 /// (2026-12-07): nothing on the hot path changed.
+///
+/// A filter with spec conditions ([`spec_conditions`]: labels, capabilities, architecture,
+/// resources) gets a **gate** (since 2026-12-08): whether some ready worker has a spec they
+/// match, asked once, before any worker is read — for each spec the conditions match (a pass
+/// over `specs`, which holds each distinct spec once), one probe of `workers_ready_spec`
+/// (schema v8) for the first ready worker's spec at or after its key. The walk for the
+/// candidate runs under it as a one-time filter (an uncorrelated subquery: the plan's
+/// `One-Time Filter`), so when it is false no worker row is read at all: the claim for a pool
+/// scaled to zero beside a large ready fleet walked the whole ready set. The gate is a
+/// "maybe": the worker conditions (provider, idleness, silence) and the locks stay the walk's.
+/// Its value is the row's last column, which tells [`claim`] that a second pass would find
+/// nothing either. The probe asks for the smallest key at or after the spec's, in key order,
+/// rather than for a worker of that key: an ordered read the index alone gives cheaply, so the
+/// planner cannot trade it for a walk that it believes finds a match at once (with the spec's
+/// key unknown at planning, it assumes every spec has its share of the ready workers). A
+/// filter without spec conditions sends the statement it sent before, byte for byte.
+///
+/// Returns the text, its parameters, and whether the row carries the gate's column.
 fn statement(
     filter: &WorkerFilter,
     given: Option<i64>,
     job: &JobId,
     skip: bool,
-) -> (String, Params) {
+) -> (String, Params, bool) {
     let mut params: Params = Vec::new();
     let now_p = param(&mut params, given);
     let job_p = param(&mut params, job.as_str().to_owned());
     let skip = if skip { " SKIP LOCKED" } else { "" };
+    let spec_conds = spec_conditions(filter, &mut params);
+    let gated = !spec_conds.is_empty();
+    let (gate, gated_walk, gate_col) = if gated {
+        (
+            format!(
+                "gate AS MATERIALIZED (SELECT EXISTS (SELECT 1 FROM specs s \
+                 WHERE {conds} AND s.key = (SELECT r.spec_key FROM workers r \
+                     WHERE r.state = 2 AND r.spec_key >= s.key \
+                     ORDER BY r.spec_key LIMIT 1)) AS ok), ",
+                conds = spec_conds.join(" AND ")
+            ),
+            " AND (SELECT ok FROM gate)",
+            ", (SELECT ok FROM gate)",
+        )
+    } else {
+        (String::new(), "", "")
+    };
     let candidate = match filter.unhealthy_for {
         None => {
             let conds = conditions(filter, "(SELECT now FROM t)", given, &mut params, true);
             format!(
                 "SELECT w.id FROM workers w JOIN specs s ON s.key = w.spec_key \
                  WHERE w.state = 2 AND w.current_job IS NULL \
-                 AND NOT EXISTS (SELECT 1 FROM held){extra} \
+                 AND NOT EXISTS (SELECT 1 FROM held){extra}{gated_walk} \
                  ORDER BY w.idle_since DESC, w.id DESC LIMIT 1 FOR UPDATE OF w{skip}",
                 extra = and_all(conds)
             )
         }
-        Some(silent) => silent_candidate(filter, silent, given, &mut params, skip),
+        Some(silent) => silent_candidate(filter, silent, given, &mut params, skip, gated_walk),
     };
     let sql = format!(
         "WITH t AS MATERIALIZED (SELECT now_ms({now_p}::bigint) AS now), \
          held AS MATERIALIZED (SELECT id FROM workers WHERE current_job = {job_p}::text), \
-         c AS ({candidate}), \
+         {gate}c AS ({candidate}), \
          u AS (UPDATE workers w SET state = 3, current_job = {job_p}::text, \
              updated_at = greatest(t.now, w.updated_at), \
              state_changed_at = greatest(t.now, w.updated_at) FROM c, t \
@@ -71,10 +108,11 @@ fn statement(
                  (2, json_build_object('type', 'assigned_to_job', 'worker_id', u.id, \
                      'job_id', u.current_job)::text)) AS e(o, k) \
              ORDER BY e.o) \
-         SELECT {cols}, (SELECT id FROM held) FROM (VALUES (1)) AS one LEFT JOIN u w ON true",
+         SELECT {cols}, (SELECT id FROM held){gate_col} FROM (VALUES (1)) AS one \
+         LEFT JOIN u w ON true",
         cols = W_COLS,
     );
-    (sql, params)
+    (sql, params, gated)
 }
 
 /// How many candidates a claim with `unhealthy_for` checks against their heartbeats in claim
@@ -107,20 +145,23 @@ fn and_all(conds: Vec<String>) -> String {
 /// the cutoff leaves: near reads each heartbeat by a scalar subquery on its key, and far's
 /// order is `idle_since + 0` (the same order, which no index offers), so that its rows can
 /// only be the silent ids (an array, `= ANY(ARRAY(…))`) read by key and sorted. Both searches
-/// re-check the worker's state under the lock, as the `UPDATE` does again.
+/// re-check the worker's state under the lock, as the `UPDATE` does again. `gated` (the gate
+/// of [`statement`], or nothing) is one more condition of both: when the gate is false, neither
+/// reads a worker, nor the far one the heartbeats.
 fn silent_candidate(
     filter: &WorkerFilter,
     silent: std::time::Duration,
     given: Option<i64>,
     params: &mut Params,
     skip: &str,
+    gated: &str,
 ) -> String {
     let now = "(SELECT now FROM t)";
     let statics = WorkerFilter {
         unhealthy_for: None,
         ..filter.clone()
     };
-    let extra = and_all(conditions(&statics, now, given, params, true));
+    let extra = and_all(conditions(&statics, now, given, params, true)) + gated;
     // `h.last_heartbeat <= cutoff`, or `false` when no worker can be silent that long. The
     // cutoff is an uncorrelated subquery, computed once: over `(SELECT now FROM t)` in the row
     // filter, `sat_sub` is not inlined and the pass calls an SQL function per row (260 ms for
@@ -171,7 +212,9 @@ fn held_by(job: &JobId, worker_id: WorkerId) -> Fail {
 /// the worker (`FOR KEY SHARE`). So when the first pass finds nothing, the second waits on the
 /// locked candidates in the same order and re-checks each after its lock is released: "no
 /// worker" then means no candidate is left, not that they were all busy being looked at. It
-/// only waits when every candidate was locked, as an in-memory claim would.
+/// only waits when every candidate was locked, as an in-memory claim would. The second pass is
+/// not sent when the first one's gate ([`statement`]) found no ready worker of a matching
+/// spec (since 2026-12-08): there is no candidate, locked or not, to wait on.
 pub(crate) fn claim(
     registry: &PostgresWorkerRegistry,
     filter: &WorkerFilter,
@@ -219,7 +262,9 @@ pub(crate) fn claim(
                     None => Ok(None),
                 };
             }
-            for (sql, params) in &passes {
+            for (sql, params, gated) in &passes {
+                #[cfg(test)]
+                tests::SENT.with(|n| n.set(n.get() + 1));
                 let stmt = conn.prepare(sql)?;
                 match conn.client.query_one(&stmt, &refs(params)) {
                     Ok(row) => {
@@ -231,6 +276,13 @@ pub(crate) fn claim(
                             let holder =
                                 WorkerId::from_bytes(*holder.as_bytes()).unwrap_or_default();
                             return Err(held_by(&job, holder));
+                        }
+                        if *gated && !row.get::<_, bool>(W_LEN + 1) {
+                            // No ready worker had a matching spec on this statement's
+                            // snapshot, locked or not: the second pass, which waits on locked
+                            // candidates, has none to wait on. The answer is "no worker" as
+                            // at that snapshot, as it is when the second pass finds none.
+                            return Ok(None);
                         }
                     }
                     Err(e) => {
@@ -273,6 +325,19 @@ mod tests {
 
     const T0: u64 = 1_700_000_000_000;
 
+    thread_local! {
+        /// How many claim statements (passes) this thread sent: what the tests read to see
+        /// whether a claim ran its second pass.
+        pub(super) static SENT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// What `claim` answers, and how many claim statements it sent on this thread.
+    fn passes_of<T>(claim: impl FnOnce() -> T) -> (T, usize) {
+        SENT.with(|n| n.set(0));
+        let answer = claim();
+        (answer, SENT.with(|n| n.get()))
+    }
+
     /// A `json` value as its text (the client reads `json` only with a feature we do without).
     struct JsonText(String);
 
@@ -303,6 +368,39 @@ mod tests {
         registry.restore(memory.snapshot().unwrap()).unwrap();
     }
 
+    /// The pool label of the scaled-to-zero pool of the tests below.
+    const GPU: (&str, &str) = ("pool", "gpu");
+
+    /// `ready` ready workers of spec `img` (no labels), then `busy` workers of a spec labelled
+    /// [`GPU`], each holding a job (`gpu-{i}`): a pool with no ready worker beside a large
+    /// ready fleet. Restored on the registry's clock at `T0`, then analyzed.
+    fn fleet_with_busy_pool(
+        registry: &PostgresWorkerRegistry,
+        schema: &crate::test_support::Schema,
+        ready: usize,
+        busy: usize,
+    ) {
+        let memory = InMemoryWorkerRegistry::with_clock(Arc::new(ManualClock::new(T0)));
+        let img = Arc::new(WorkerSpec::new("img"));
+        let gpu = Arc::new(WorkerSpec::new("img").with_label(GPU.0, GPU.1));
+        let provider = ProviderId::new("p").unwrap();
+        for i in 0..ready + busy {
+            let handle = WorkerHandle::new(provider.clone(), ProviderType::Docker, format!("r{i}"));
+            let spec = if i < ready { &img } else { &gpu };
+            let id = memory.register(handle, spec.clone()).unwrap().id;
+            memory.update_state(&id, WorkerState::Ready).unwrap();
+            if i >= ready {
+                memory
+                    .assign_to_job(&id, JobId::new(format!("gpu-{i}")).unwrap())
+                    .unwrap();
+            }
+        }
+        registry.restore(memory.snapshot().unwrap()).unwrap();
+        raw(schema)
+            .batch_execute("ANALYZE workers; ANALYZE heartbeats; ANALYZE specs")
+            .unwrap();
+    }
+
     /// The nodes of the plan of the claim statement `filter` builds (its first pass, skipping
     /// locked rows) on the clock `given` (`None`: the database's), run with `EXPLAIN (ANALYZE,
     /// FORMAT JSON)` in a transaction rolled back, under `plan_cache_mode = mode`.
@@ -312,7 +410,7 @@ mod tests {
         given: Option<i64>,
         mode: &str,
     ) -> Vec<serde_json::Value> {
-        let (sql, params) = statement(filter, given, &JobId::new("j").unwrap(), true);
+        let (sql, params, _) = statement(filter, given, &JobId::new("j").unwrap(), true);
         let mut tx = client.transaction().unwrap();
         tx.batch_execute(&format!("SET LOCAL plan_cache_mode = {mode}"))
             .unwrap();
@@ -398,5 +496,99 @@ mod tests {
                 .sum::<i64>();
             assert!(passes <= 1, "{mode_name}: {passes} passes: {nodes:#?}");
         }
+    }
+
+    /// A claim for a pool with no ready worker (its spec's workers all busy) beside a large
+    /// ready fleet of another spec walked the whole ready set, joining each worker's spec
+    /// (3,000 rows here; 52 ms at 100,000): the scheduler's everyday case with a pool scaled
+    /// to zero. Now no worker row is read: the statement first asks whether any ready worker
+    /// has a spec the filter's spec conditions match, and the walk runs only if one does.
+    #[test]
+    fn a_claim_whose_spec_conditions_no_ready_worker_meets_reads_no_worker_row() {
+        let (schema, registry) = scratch("claim_nomatch_plan");
+        fleet_with_busy_pool(&registry, &schema, 3000, 5);
+        let mut client = raw(&schema);
+        let gpu = WorkerFilter::new().label(GPU.0, GPU.1);
+        let filters = [
+            ("label", gpu.clone()),
+            (
+                "label and unhealthy_for",
+                gpu.clone().unhealthy_for(Duration::from_secs(3600)),
+            ),
+            (
+                "label and provider",
+                gpu.clone().provider_id(ProviderId::new("p").unwrap()),
+            ),
+            (
+                "a capability no spec has",
+                WorkerFilter::new().capability("cuda"),
+            ),
+        ];
+        for (name, filter) in &filters {
+            assert!(
+                registry
+                    .claim(filter, JobId::new("j").unwrap())
+                    .unwrap()
+                    .is_none(),
+                "{name}"
+            );
+        }
+        let clocks = [("given", Some(crate::sql::db_ts(T0))), ("database", None)];
+        for (name, filter) in &filters {
+            for ((clock, given), mode) in clocks
+                .into_iter()
+                .flat_map(|c| ["force_custom_plan", "force_generic_plan"].map(|m| (c, m)))
+            {
+                let case = format!("{name}, {clock} clock, {mode}");
+                let nodes = claim_plan(&mut client, filter, given, mode);
+                // Every node of the statement that reads `workers`, the candidate's walk
+                // above all, reads nothing; the gate's probe of the ready workers by spec
+                // reads at most one index entry for each spec the filter matches (here one
+                // or none), the next ready worker's spec in key order.
+                let read: i64 = reading(&nodes, "workers")
+                    .filter(|n| n["Index Name"] != "workers_ready_spec")
+                    .map(|n| rows_out(n) + removed(n))
+                    .sum();
+                assert_eq!(read, 0, "{case}: workers rows read: {nodes:#?}");
+                let probed: i64 = reading(&nodes, "workers")
+                    .filter(|n| n["Index Name"] == "workers_ready_spec")
+                    .map(|n| rows_out(n) + removed(n))
+                    .sum();
+                assert!(probed <= 1, "{case}: {probed} probed: {nodes:#?}");
+                let heartbeats: i64 = reading(&nodes, "heartbeats")
+                    .map(|n| rows_out(n) + removed(n))
+                    .sum();
+                assert_eq!(heartbeats, 0, "{case}: heartbeats read: {nodes:#?}");
+            }
+        }
+    }
+
+    /// A claim that finds no candidate runs its second statement, waiting on the locked
+    /// candidates, unless the first one said that no ready worker has a matching spec: then
+    /// there is no candidate, locked or not, and the claim answers "no worker" at once.
+    #[test]
+    fn a_claim_whose_spec_conditions_no_ready_worker_meets_runs_one_statement() {
+        let (schema, registry) = scratch("claim_nomatch_passes");
+        fleet_with_busy_pool(&registry, &schema, 200, 3);
+        let gpu = WorkerFilter::new().label(GPU.0, GPU.1);
+        let claim = |filter: &WorkerFilter, job: &str| {
+            passes_of(|| registry.claim(filter, JobId::new(job).unwrap()).unwrap())
+        };
+        assert_eq!(claim(&gpu, "a"), (None, 1), "no ready worker of the pool");
+        // A ready worker of the pool that the worker conditions refuse: the gate says maybe,
+        // the walk finds nothing, the second statement runs (as before).
+        let busy = registry.find(&gpu).unwrap()[0].id;
+        registry.release_from_job(&busy, None).unwrap();
+        let elsewhere = gpu
+            .clone()
+            .provider_id(ProviderId::new("elsewhere").unwrap());
+        assert_eq!(claim(&elsewhere, "b"), (None, 2), "a maybe");
+        // And the ready one is claimed by the pool's filter, in one statement.
+        let (taken, passes) = claim(&gpu, "c");
+        assert_eq!((taken.map(|w| w.id), passes), (Some(busy), 1));
+        // Without spec conditions nothing changed: a claim that finds no candidate (every
+        // ready worker's provider is `p`) runs both statements.
+        let other = WorkerFilter::new().provider_id(ProviderId::new("elsewhere").unwrap());
+        assert_eq!(claim(&other, "d"), (None, 2), "no spec conditions");
     }
 }

@@ -267,6 +267,15 @@ pub(crate) fn conditions(
             None => "false".to_owned(),
         });
     }
+    out.extend(spec_conditions(filter, params));
+    out
+}
+
+/// The conditions of `filter` on the spec alone (`s`, specs): labels, capabilities,
+/// architecture, resources — the last of [`conditions`], in its order. A claim also asks them
+/// of the specs of the ready workers before walking any worker (`crate::claim`).
+pub(crate) fn spec_conditions(filter: &WorkerFilter, params: &mut Params) -> Vec<String> {
+    let mut out = Vec::new();
     if !filter.labels.is_empty() {
         let json = serde_json::to_string(&filter.labels).unwrap_or_else(|_| "{}".into());
         out.push(format!(

@@ -1256,6 +1256,28 @@ fn claim_waits_for_a_lock_that_changes_nothing_on_its_only_candidate() {
 }
 
 #[test]
+fn a_claim_for_a_pool_waits_for_a_lock_that_changes_nothing_on_its_only_ready_worker() {
+    // The pool's only ready worker is locked (by a move that changes nothing): the statement's
+    // question "does a ready worker of a matching spec exist?" says yes, the first pass skips
+    // the locked worker, and the second pass waits for it and takes it, as without a pool.
+    let (_clock, registry, _schema) = registry("claimlockpool");
+    let registry = Arc::new(registry);
+    let gpu = || Arc::new(WorkerSpec::new("img").with_label(POOL_LABEL, "gpu"));
+    for _ in 0..20 {
+        ready(&*registry, spec());
+    }
+    let only = ready(&*registry, gpu());
+    let held = ready(&*registry, gpu());
+    registry.assign_to_job(&held, job("held")).unwrap();
+    let pool = WorkerFilter::new().label(POOL_LABEL, "gpu");
+    let (answer, _) = claim_while_locked_by(&registry, &pool, only, "NO KEY UPDATE", "j");
+    assert_eq!(answer.unwrap().map(|w| w.id), Some(only));
+    // Now the pool has no ready worker: no worker.
+    assert_eq!(registry.claim(&pool, job("k")).unwrap(), None);
+    assert_invariants(&*registry);
+}
+
+#[test]
 fn assign_losing_the_job_to_a_holder_that_lets_it_go_at_once_names_no_other_worker() {
     // Another connection gives the job to `other` (uncommitted) while a third waits to take
     // it back: `assign_to_job` waits on the job's unique index, then finds the job held (a
