@@ -19,16 +19,16 @@
 //! | `pool_counts` | (v3) per (pool, slot, state): count, for the workers whose spec carries the label `POOL_LABEL` (`workers.pool`, v3) | the per-pool counts of `stats()` (`by_pool`); maintained by row triggers on `workers` that fire only for a pooled worker's insert, state change and delete, so every writer (register, moves, claims, restore, unregister) keeps them without knowing of them, and an unpooled fleet pays nothing |
 //! | `migrations` | applied versions | |
 //!
-//! Indexes serve each question that must not scan the fleet: the ready workers by
-//! `(idle_since DESC, id DESC)` (claim, most recently idle first; `longest_idle` from the other
-//! end), the ready workers by spec (`workers_ready_spec`, v8: whether a claim's spec
-//! conditions leave any ready worker to walk), the startup deadline (`created_at` of `Creating`/`Connecting`), the idle deadline
-//! (`idle_since + idle_timeout_ms` of `Ready`), the lifetime deadline (`created_at +
+//! Indexes serve each question that must not scan the fleet: the ready workers by `(idle_since
+//! DESC, id DESC)` (claim, most recently idle first; `longest_idle` from the other end), the ready
+//! workers by spec (`workers_ready_spec`, v8: whether a claim's spec conditions leave any ready
+//! worker to walk), the startup deadline (`created_at` of `Creating`/`Connecting`), the idle
+//! deadline (`idle_since + idle_timeout_ms` of `Ready`), the lifetime deadline (`created_at +
 //! max_lifetime_ms` of the live states), the drained workers (`Draining` without a job), the
-//! provider and resource id (`workers_provider_resource`, v7: a provider's rows, or the few of
-//! them holding the resource ids asked about), the terminal workers
-//! (`Terminating`/`Terminated`, v4). The heartbeat deadline is found by one sequential pass over the narrow
-//! `heartbeats` table (an index on the time column would make every heartbeat a non-HOT update).
+//! provider and resource id (`workers_provider_resource`, v7: a provider's rows, or the few of them
+//! holding the resource ids asked about), the terminal workers (`Terminating`/`Terminated`, v4).
+//! The heartbeat deadline is found by one sequential pass over the narrow `heartbeats` table (an
+//! index on the time column would make every heartbeat a non-HOT update).
 
 use hodei_workers::{quote_input, Error, Result, WorkerState, POOL_LABEL};
 
