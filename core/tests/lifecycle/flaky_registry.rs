@@ -1106,6 +1106,39 @@ fn a_tick_whose_reconcile_panics_midway_reports_the_jobs_of_the_records_it_remov
     assert_eq!(manager.stats().unwrap().lost_jobs_total, 1);
 }
 
+/// The scaling target retires two idle workers in one tick, and the registry panics in the
+/// unregister of the second. The first, destroyed and unregistered, is in the tick's
+/// `terminated`: before 2026-12-08 the scale-down's destroys returned their list at the end,
+/// and the unwind took it.
+#[test]
+fn a_tick_whose_scale_down_panics_midway_reports_the_workers_it_terminated_before() {
+    let (clock, flaky) = flaky_registry();
+    let config = WorkerLifecycleConfig {
+        min_ready_workers: 0,
+        ..config()
+    };
+    let manager = WorkerLifecycleManager::new(flaky.shared(), config).unwrap();
+    manager
+        .register_provider(TestProvider::new("test"))
+        .unwrap();
+    manager.set_scaling_target(&pid("test"), spec()).unwrap();
+    let ids = ready_workers(&flaky, &manager, 2, spec());
+    clock.advance(secs(1));
+    // The unregister after the next one panics: the scale-down's second.
+    *flaky.faults.panic_unregister_after.lock() = Some(1);
+    let report = manager.tick(0);
+    assert_panicked_in(&report, "scaling", "registry bug in unregister");
+    let terminated: Vec<(WorkerId, TerminationReason)> = report
+        .terminated
+        .iter()
+        .map(|t| (t.worker_id, t.reason))
+        .collect();
+    assert_eq!(terminated.len(), 1, "{:?}", report.decisions);
+    assert!(ids.contains(&terminated[0].0), "{terminated:?}");
+    assert_eq!(terminated[0].1, TerminationReason::ScaledDown);
+    assert_eq!(flaky.get(&terminated[0].0).unwrap(), None);
+}
+
 /// An interrupted busy worker's deadline passes: the tick terminates it, its job reported
 /// lost, and the registry panics in its unregister. The job is in the tick's `lost_jobs`:
 /// before 2026-12-08 it was only in the registry's `JobLost` event, the termination's result
