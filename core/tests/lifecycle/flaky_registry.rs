@@ -358,6 +358,19 @@ fn assert_panicked_in(report: &TickReport, phase: &str, message: &str) {
     );
 }
 
+/// A manager over `flaky` with `config`, provider `test` registered, and a scaling target of
+/// [`spec`] on it.
+fn target_manager(
+    flaky: &Flaky,
+    config: WorkerLifecycleConfig,
+) -> (WorkerLifecycleManager, Arc<TestProvider>) {
+    let manager = WorkerLifecycleManager::new(flaky.shared(), config).unwrap();
+    let provider = TestProvider::new("test");
+    manager.register_provider(provider.clone()).unwrap();
+    manager.set_scaling_target(&pid("test"), spec()).unwrap();
+    (manager, provider)
+}
+
 fn setup() -> (
     Arc<ManualClock>,
     Flaky,
@@ -845,15 +858,13 @@ fn a_registry_failure_mid_health_check_keeps_the_jobs_already_lost_in_its_result
 #[test]
 fn a_tick_that_panics_with_a_huge_message_reports_its_head() {
     let (_clock, flaky) = flaky_registry();
-    let config = WorkerLifecycleConfig {
-        min_ready_workers: 1,
-        ..config()
-    };
-    let manager = WorkerLifecycleManager::new(flaky.shared(), config).unwrap();
-    manager
-        .register_provider(TestProvider::new("test"))
-        .unwrap();
-    manager.set_scaling_target(&pid("test"), spec()).unwrap();
+    let (manager, _provider) = target_manager(
+        &flaky,
+        WorkerLifecycleConfig {
+            min_ready_workers: 1,
+            ..config()
+        },
+    );
     let huge = format!("registry bug: {}", "é".repeat(1 << 19));
     *flaky.faults.panic_register_with.lock() = Some(huge.clone());
     let report = manager.tick(0);
@@ -886,15 +897,14 @@ fn a_tick_that_panics_with_a_huge_message_reports_its_head() {
 #[test]
 fn a_tick_that_panics_after_its_health_check_returns_the_jobs_it_lost() {
     let (clock, flaky) = flaky_registry();
-    let config = WorkerLifecycleConfig {
-        min_ready_workers: 0,
-        scale_up_cooldown: std::time::Duration::ZERO,
-        ..config()
-    };
-    let manager = WorkerLifecycleManager::new(flaky.shared(), config).unwrap();
-    let provider = TestProvider::new("test");
-    manager.register_provider(provider.clone()).unwrap();
-    manager.set_scaling_target(&pid("test"), spec()).unwrap();
+    let (manager, provider) = target_manager(
+        &flaky,
+        WorkerLifecycleConfig {
+            min_ready_workers: 0,
+            scale_up_cooldown: std::time::Duration::ZERO,
+            ..config()
+        },
+    );
     let w = manager.provision_worker(&pid("test"), spec()).unwrap();
     flaky.update_state(&w.id, WorkerState::Ready).unwrap();
     flaky.assign_to_job(&w.id, job("running")).unwrap();
@@ -1113,15 +1123,13 @@ fn a_tick_whose_reconcile_panics_midway_reports_the_jobs_of_the_records_it_remov
 #[test]
 fn a_tick_whose_scale_down_panics_midway_reports_the_workers_it_terminated_before() {
     let (clock, flaky) = flaky_registry();
-    let config = WorkerLifecycleConfig {
-        min_ready_workers: 0,
-        ..config()
-    };
-    let manager = WorkerLifecycleManager::new(flaky.shared(), config).unwrap();
-    manager
-        .register_provider(TestProvider::new("test"))
-        .unwrap();
-    manager.set_scaling_target(&pid("test"), spec()).unwrap();
+    let (manager, _provider) = target_manager(
+        &flaky,
+        WorkerLifecycleConfig {
+            min_ready_workers: 0,
+            ..config()
+        },
+    );
     let ids = ready_workers(&flaky, &manager, 2, spec());
     clock.advance(secs(1));
     // The unregister after the next one panics: the scale-down's second.
