@@ -116,10 +116,10 @@ impl Fixture {
         let spread = HEARTBEAT_TIMEOUT;
         let lib_clock = Arc::new(ManualClock::new(T0));
         let lib = Arc::new(InMemoryWorkerRegistry::with_clock(lib_clock.clone()));
-        let ids = fill(&lib, &lib_clock, &handles, &spec, spread);
+        let ids = fill(&lib, &lib_clock, handles.iter().cloned(), &spec, spread);
         let naive_clock = Arc::new(ManualClock::new(T0));
         let naive = NaiveRegistry::with_clock(naive_clock.clone());
-        let naive_ids = fill(&naive, &naive_clock, &handles, &spec, spread);
+        let naive_ids = fill(&naive, &naive_clock, handles.iter().cloned(), &spec, spread);
         assert_eq!(ids, naive_ids);
         eprintln!(
             "fleet of {} built for lib and naive in {:.1?}",
