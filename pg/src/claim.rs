@@ -9,7 +9,8 @@ use crate::registry::{
     Settled, Step,
 };
 use crate::sql::{
-    conditions, matches_nothing, param, refs, silent_cutoff, spec_conditions, Params, W_COLS, W_LEN,
+    conditions, matches_nothing, param, provider_conditions, refs, silent_cutoff, spec_conditions,
+    Params, W_COLS, W_LEN,
 };
 
 /// Builds the claim statement for `filter`. Atomic as one statement: the candidate is locked
@@ -34,22 +35,30 @@ use crate::sql::{
 ///
 /// A filter with spec conditions ([`spec_conditions`]: labels, capabilities, architecture,
 /// resources) gets a **gate** (since 2026-12-08): whether some ready worker has a spec they
-/// match, asked once, before any worker is read. It walks the distinct spec keys of the ready
-/// workers in key order, one index-only probe of `workers_ready_spec` (schema v8) each for
-/// the next key after the last (a recursive CTE: the index has no skip scan in PostgreSQL
-/// 15), and looks up each key's spec by its primary key, until one matches: its cost follows
-/// the specs that ready workers have now, not the specs ever stored (`specs` is never pruned;
-/// a first form that read `specs` whole cost 1.8–2.0 ms a claim at 5,000 stored specs), and
-/// it looks at [`WALK_LIMIT`] keys at most: past that many specs of ready workers (a spec a
-/// worker, say) it answers "maybe" and the claim walks as it did before the gate. Each
-/// spec is read by a scalar subquery, which the planner cannot turn into a join that reads
-/// `specs` whole. The walk for the candidate runs under the gate as a one-time filter (an
-/// uncorrelated subquery: the plan's `One-Time Filter`), so when it is false no worker row is
-/// read at all: the claim for a pool scaled to zero beside a large ready fleet walked the
-/// whole ready set. The gate is a "maybe": the worker conditions (provider, idleness,
-/// silence) and the locks stay the walk's. Its value is the row's last column, which tells
-/// [`claim`] that a second pass would find nothing either. A filter without spec conditions
-/// sends the statement it sent before, byte for byte.
+/// match, asked once, before any worker is read. (Since 2026-12-08, later: the gate asks of
+/// classes, not specs — the in-memory registry's class, (spec, provider id, provider type) —
+/// and a filter with provider conditions ([`provider_conditions`]) gets it too, with or
+/// without spec conditions: a claim by a provider no ready worker has, or by a pool whose
+/// ready workers are all another provider's, walked the whole ready set, then the second pass
+/// walked it again.) It walks the distinct classes of the ready workers in index order, one
+/// index-only probe of `workers_ready_class` (schema v9) each for the next class after the
+/// last (`(spec_key, provider_id, provider_type) > (…)`, a row comparison the B-tree answers
+/// as one descent; a recursive CTE, the probe a `LATERAL` subquery: the index has no skip scan
+/// in PostgreSQL 15). A class passes when its provider id and type meet the filter's
+/// provider conditions and its spec, looked up by its primary key, meets the spec conditions.
+/// Its cost follows the classes that ready workers have now, not the specs ever stored
+/// (`specs` is never pruned; a first form that read `specs` whole cost 1.8–2.0 ms a claim at
+/// 5,000 stored specs), and it looks at [`WALK_LIMIT`] classes at most: past that many
+/// classes of ready workers (a spec a worker, say) it answers "maybe" and the claim walks as
+/// it did before the gate. Each spec is read by a scalar subquery, which the planner cannot
+/// turn into a join that reads `specs` whole. The walk for the candidate runs under the gate
+/// as a one-time filter (an uncorrelated subquery: the plan's `One-Time Filter`), so when it
+/// is false no worker row is read at all: the claim for a pool scaled to zero beside a large
+/// ready fleet walked the whole ready set. The gate is a "maybe": the worker conditions
+/// (idleness, silence; the provider again) and the locks stay the walk's. Its value is the
+/// row's last column, which tells [`claim`] that a second pass would find nothing either. A
+/// filter with neither spec nor provider conditions (no filter, `idle_for`, `unhealthy_for`:
+/// the unfiltered hot path) sends the statement it sent before, byte for byte.
 ///
 /// Returns the text, its parameters, and whether the row carries the gate's column.
 fn statement(
@@ -63,22 +72,31 @@ fn statement(
     let job_p = param(&mut params, job.as_str().to_owned());
     let skip = if skip { " SKIP LOCKED" } else { "" };
     let spec_conds = spec_conditions(filter, &mut params);
-    let gated = !spec_conds.is_empty();
+    let mut class = provider_conditions(filter, "k.pid", "k.ptype", &mut params);
+    let gated = !spec_conds.is_empty() || !class.is_empty();
+    if !spec_conds.is_empty() {
+        class.push(format!(
+            "(SELECT {} FROM specs s WHERE s.key = k.key)",
+            spec_conds.join(" AND ")
+        ));
+    }
     let (gate, gated_walk, gate_col) = if gated {
         (
             format!(
-                "gate AS MATERIALIZED (SELECT EXISTS (WITH RECURSIVE k(key, n) AS (\
-                     (SELECT r.spec_key, 1 FROM workers r WHERE r.state = 2 \
-                         ORDER BY r.spec_key LIMIT 1) \
+                "gate AS MATERIALIZED (SELECT EXISTS (WITH RECURSIVE k(key, pid, ptype, n) AS (\
+                     (SELECT r.spec_key, r.provider_id, r.provider_type, 1 FROM workers r \
+                         WHERE r.state = 2 \
+                         ORDER BY r.spec_key, r.provider_id, r.provider_type LIMIT 1) \
                      UNION ALL \
-                     SELECT (SELECT r.spec_key FROM workers r \
-                         WHERE r.state = 2 AND r.spec_key > k.key \
-                         ORDER BY r.spec_key LIMIT 1), k.n + 1 \
-                     FROM k WHERE k.key IS NOT NULL AND k.n < {WALK_LIMIT}) \
-                 SELECT 1 FROM k \
-                 WHERE (k.n = {WALK_LIMIT} AND k.key IS NOT NULL) \
-                     OR (SELECT {conds} FROM specs s WHERE s.key = k.key)) AS ok), ",
-                conds = spec_conds.join(" AND ")
+                     SELECT x.spec_key, x.provider_id, x.provider_type, k.n + 1 \
+                     FROM k CROSS JOIN LATERAL (\
+                         SELECT r.spec_key, r.provider_id, r.provider_type FROM workers r \
+                         WHERE r.state = 2 AND (r.spec_key, r.provider_id, r.provider_type) \
+                             > (k.key, k.pid, k.ptype) \
+                         ORDER BY r.spec_key, r.provider_id, r.provider_type LIMIT 1) x \
+                     WHERE k.n < {WALK_LIMIT}) \
+                 SELECT 1 FROM k WHERE k.n = {WALK_LIMIT} OR ({class})) AS ok), ",
+                class = class.join(" AND ")
             ),
             " AND (SELECT ok FROM gate)",
             ", (SELECT ok FROM gate)",
@@ -224,7 +242,8 @@ fn held_by(job: &JobId, worker_id: WorkerId) -> Fail {
 /// worker" then means no candidate is left, not that they were all busy being looked at. It
 /// only waits when every candidate was locked, as an in-memory claim would. The second pass is
 /// not sent when the first one's gate ([`statement`]) found no ready worker of a matching
-/// spec (since 2026-12-08): there is no candidate, locked or not, to wait on.
+/// spec (since 2026-12-08; since 2026-12-08, later: of a matching class, spec and provider):
+/// there is no candidate, locked or not, to wait on.
 pub(crate) fn claim(
     registry: &PostgresWorkerRegistry,
     filter: &WorkerFilter,
@@ -288,7 +307,7 @@ pub(crate) fn claim(
                             return Err(held_by(&job, holder));
                         }
                         if *gated && !row.get::<_, bool>(W_LEN + 1) {
-                            // No ready worker had a matching spec on this statement's
+                            // No ready worker had a matching class on this statement's
                             // snapshot, locked or not: the second pass, which waits on locked
                             // candidates, has none to wait on. The answer is "no worker" as
                             // at that snapshot, as it is when the second pass finds none.
@@ -552,16 +571,16 @@ mod tests {
                 let case = format!("{name}, {clock} clock, {mode}");
                 let nodes = claim_plan(&mut client, filter, given, mode);
                 // Every node of the statement that reads `workers`, the candidate's walk
-                // above all, reads nothing; the gate's probes of the ready workers by spec
-                // read one index entry for each distinct spec of the ready workers (here
+                // above all, reads nothing; the gate's probes of the ready workers by class
+                // read one index entry for each distinct class of the ready workers (here
                 // one: the pool's workers are busy).
                 let read: i64 = reading(&nodes, "workers")
-                    .filter(|n| n["Index Name"] != "workers_ready_spec")
+                    .filter(|n| n["Index Name"] != "workers_ready_class")
                     .map(|n| rows_out(n) + removed(n))
                     .sum();
                 assert_eq!(read, 0, "{case}: workers rows read: {nodes:#?}");
                 let probed: i64 = reading(&nodes, "workers")
-                    .filter(|n| n["Index Name"] == "workers_ready_spec")
+                    .filter(|n| n["Index Name"] == "workers_ready_class")
                     .map(|n| rows_out(n) + removed(n))
                     .sum();
                 assert!(probed <= 1, "{case}: {probed} probed: {nodes:#?}");
@@ -657,8 +676,9 @@ mod tests {
     }
 
     /// A claim that finds no candidate runs its second statement, waiting on the locked
-    /// candidates, unless the first one said that no ready worker has a matching spec: then
-    /// there is no candidate, locked or not, and the claim answers "no worker" at once.
+    /// candidates, unless the first one said that no ready worker has a matching spec (and,
+    /// since 2026-12-08, later: a matching provider): then there is no candidate, locked or
+    /// not, and the claim answers "no worker" at once.
     #[test]
     fn a_claim_whose_spec_conditions_no_ready_worker_meets_runs_one_statement() {
         let (schema, registry) = scratch("claim_nomatch_passes");
@@ -669,19 +689,299 @@ mod tests {
         };
         assert_eq!(claim(&gpu, "a"), (None, 1), "no ready worker of the pool");
         // A ready worker of the pool that the worker conditions refuse: the gate says maybe,
-        // the walk finds nothing, the second statement runs (as before).
+        // the walk finds nothing, the second statement runs (as before). (Since 2026-12-08,
+        // later: the provider is the gate's too, so the maybe is one of idleness; a provider
+        // the pool's ready worker lacks is a no, in one statement.)
         let busy = registry.find(&gpu).unwrap()[0].id;
         registry.release_from_job(&busy, None).unwrap();
+        let long_idle = gpu.clone().idle_for(Duration::from_secs(3600));
+        assert_eq!(claim(&long_idle, "b"), (None, 2), "a maybe");
         let elsewhere = gpu
             .clone()
             .provider_id(ProviderId::new("elsewhere").unwrap());
-        assert_eq!(claim(&elsewhere, "b"), (None, 2), "a maybe");
+        assert_eq!(claim(&elsewhere, "b"), (None, 1), "another provider's pool");
         // And the ready one is claimed by the pool's filter, in one statement.
         let (taken, passes) = claim(&gpu, "c");
         assert_eq!((taken.map(|w| w.id), passes), (Some(busy), 1));
-        // Without spec conditions nothing changed: a claim that finds no candidate (every
-        // ready worker's provider is `p`) runs both statements.
+        // Without spec nor provider conditions nothing changed: a claim that finds no
+        // candidate (none idle for an hour) runs both statements.
+        let other = WorkerFilter::new().idle_for(Duration::from_secs(3600));
+        assert_eq!(
+            claim(&other, "d"),
+            (None, 2),
+            "no spec nor provider conditions"
+        );
+        // With provider conditions alone, a provider no ready worker has: one statement.
         let other = WorkerFilter::new().provider_id(ProviderId::new("elsewhere").unwrap());
-        assert_eq!(claim(&other, "d"), (None, 2), "no spec conditions");
+        assert_eq!(
+            claim(&other, "d"),
+            (None, 1),
+            "a provider with no ready worker"
+        );
+    }
+
+    /// A group of workers of [`fleet_of`]: `n` workers of one provider (id, type) and spec,
+    /// ready, or each holding a job (`busy`).
+    struct Group {
+        provider: &'static str,
+        kind: ProviderType,
+        spec: Arc<WorkerSpec>,
+        n: usize,
+        busy: bool,
+    }
+
+    fn group(
+        provider: &'static str,
+        kind: ProviderType,
+        spec: &Arc<WorkerSpec>,
+        n: usize,
+    ) -> Group {
+        Group {
+            provider,
+            kind,
+            spec: spec.clone(),
+            n,
+            busy: false,
+        }
+    }
+
+    fn busy(group: Group) -> Group {
+        Group {
+            busy: true,
+            ..group
+        }
+    }
+
+    /// The groups' workers, made ready in the order given, one millisecond apart and up to
+    /// `T0` (so the first is the longest idle: the last in claim order; a restore would move
+    /// times after the registry's clock back to it), then restored and analyzed. Their ids,
+    /// by group.
+    fn fleet_of(
+        registry: &PostgresWorkerRegistry,
+        schema: &crate::test_support::Schema,
+        groups: &[Group],
+    ) -> Vec<Vec<WorkerId>> {
+        let total: usize = groups.iter().map(|g| g.n).sum();
+        let clock = Arc::new(ManualClock::new(T0 - total as u64));
+        let memory = InMemoryWorkerRegistry::with_clock(clock.clone());
+        let mut ids = Vec::new();
+        for (g, group) in groups.iter().enumerate() {
+            let provider = ProviderId::new(group.provider).unwrap();
+            let mut these = Vec::new();
+            for i in 0..group.n {
+                let handle =
+                    WorkerHandle::new(provider.clone(), group.kind.clone(), format!("g{g}-{i}"));
+                let id = memory.register(handle, group.spec.clone()).unwrap().id;
+                memory.update_state(&id, WorkerState::Ready).unwrap();
+                if group.busy {
+                    memory
+                        .assign_to_job(&id, JobId::new(format!("held-{g}-{i}")).unwrap())
+                        .unwrap();
+                }
+                clock.advance(Duration::from_millis(1));
+                these.push(id);
+            }
+            ids.push(these);
+        }
+        registry.restore(memory.snapshot().unwrap()).unwrap();
+        raw(schema)
+            .batch_execute("ANALYZE workers; ANALYZE heartbeats; ANALYZE specs")
+            .unwrap();
+        ids
+    }
+
+    /// For each filter: the claim answers "no worker" in one statement, and its plan (both
+    /// clocks, custom and generic plans) reads no worker row but the gate's index entries (at
+    /// most `probes`) and no heartbeat.
+    fn assert_claims_read_no_worker(
+        registry: &PostgresWorkerRegistry,
+        schema: &crate::test_support::Schema,
+        filters: &[(&str, WorkerFilter)],
+        probes: i64,
+    ) {
+        let mut client = raw(schema);
+        let clocks = [("given", Some(crate::sql::db_ts(T0))), ("database", None)];
+        for (name, filter) in filters {
+            for ((clock, given), mode) in clocks
+                .into_iter()
+                .flat_map(|c| ["force_custom_plan", "force_generic_plan"].map(|m| (c, m)))
+            {
+                let case = format!("{name}, {clock} clock, {mode}");
+                let nodes = claim_plan(&mut client, filter, given, mode);
+                let workers: Vec<_> = reading(&nodes, "workers")
+                    .filter(|n| rows_out(n) + removed(n) > 0)
+                    .map(|n| {
+                        format!(
+                            "{} {} ({} rows, {} removed)",
+                            n["Node Type"].as_str().unwrap_or("?"),
+                            n["Index Name"].as_str().unwrap_or("-"),
+                            rows_out(n),
+                            removed(n)
+                        )
+                    })
+                    .collect();
+                let read: i64 = reading(&nodes, "workers")
+                    .filter(|n| n["Index Name"] != "workers_ready_class")
+                    .map(|n| rows_out(n) + removed(n))
+                    .sum();
+                assert_eq!(read, 0, "{case}: {read} worker rows read: {workers:?}");
+                let probed: i64 = reading(&nodes, "workers")
+                    .filter(|n| n["Index Name"] == "workers_ready_class")
+                    .map(|n| rows_out(n) + removed(n))
+                    .sum();
+                assert!(probed <= probes, "{case}: {probed} probed: {workers:?}");
+                let heartbeats: i64 = reading(&nodes, "heartbeats")
+                    .map(|n| rows_out(n) + removed(n))
+                    .sum();
+                assert_eq!(heartbeats, 0, "{case}: heartbeats read");
+            }
+            let (answer, sent) =
+                passes_of(|| registry.claim(filter, JobId::new("j").unwrap()).unwrap());
+            assert_eq!((answer, sent), (None, 1), "{name}: statements sent");
+        }
+    }
+
+    /// A claim for a provider with no ready worker (its 1,000 workers all busy) beside a large
+    /// ready fleet of another provider read the ready set or the provider's rows, whichever
+    /// the planner chose, then ran its second (waiting) pass and read them again: a job pinned
+    /// to Kubernetes while the Docker fleet is idle. Now the gate walks the classes of the ready workers (spec, provider id,
+    /// provider type) and finds none of that provider: no worker row is read, one statement
+    /// is sent.
+    #[test]
+    fn a_claim_by_a_provider_no_ready_worker_has_reads_no_worker_row() {
+        let (schema, registry) = scratch("claim_noprovider_plan");
+        let img = Arc::new(WorkerSpec::new("img"));
+        fleet_of(
+            &registry,
+            &schema,
+            &[
+                group("p", ProviderType::Docker, &img, 3000),
+                busy(group("k8s", ProviderType::Kubernetes, &img, 1000)),
+            ],
+        );
+        let k8s = || ProviderId::new("k8s").unwrap();
+        let filters = [
+            ("provider id", WorkerFilter::new().provider_id(k8s())),
+            (
+                "provider type",
+                WorkerFilter::new().provider_type(ProviderType::Kubernetes),
+            ),
+            (
+                "provider id and type",
+                WorkerFilter::new()
+                    .provider_id(k8s())
+                    .provider_type(ProviderType::Kubernetes),
+            ),
+            (
+                "a provider id and a type no ready worker has together",
+                WorkerFilter::new()
+                    .provider_id(ProviderId::new("p").unwrap())
+                    .provider_type(ProviderType::Kubernetes),
+            ),
+            (
+                "provider id and unhealthy_for",
+                WorkerFilter::new()
+                    .provider_id(k8s())
+                    .unhealthy_for(Duration::from_secs(3600)),
+            ),
+        ];
+        // One class of ready workers: one index entry read.
+        assert_claims_read_no_worker(&registry, &schema, &filters, 1);
+    }
+
+    /// A claim by a pool's label and a provider, whose pool has ready workers, all of another
+    /// provider: the spec-only gate said "maybe" and the walk read the whole ready set (then
+    /// the second pass again). The class gate says no.
+    #[test]
+    fn a_claim_whose_spec_s_ready_workers_are_all_another_provider_s_reads_no_worker_row() {
+        let (schema, registry) = scratch("claim_otherprovider_plan");
+        let img = Arc::new(WorkerSpec::new("img"));
+        let gpu = Arc::new(WorkerSpec::new("img").with_label(GPU.0, GPU.1));
+        fleet_of(
+            &registry,
+            &schema,
+            &[
+                group("p", ProviderType::Docker, &img, 3000),
+                group("p", ProviderType::Docker, &gpu, 5),
+                busy(group("k8s", ProviderType::Kubernetes, &gpu, 1000)),
+            ],
+        );
+        let pool = WorkerFilter::new().label(GPU.0, GPU.1);
+        let filters = [
+            (
+                "label and provider id",
+                pool.clone().provider_id(ProviderId::new("k8s").unwrap()),
+            ),
+            (
+                "label and provider type",
+                pool.clone().provider_type(ProviderType::Kubernetes),
+            ),
+            (
+                "label, provider type and unhealthy_for",
+                pool.clone()
+                    .provider_type(ProviderType::Kubernetes)
+                    .unhealthy_for(Duration::from_secs(3600)),
+            ),
+        ];
+        // Two classes of ready workers: at most two index entries read.
+        assert_claims_read_no_worker(&registry, &schema, &filters, 2);
+    }
+
+    /// The gate is only ever a "no" when no ready worker of a matching class exists: a
+    /// provider's (or a pool's and provider's) only ready worker is claimed, in one statement,
+    /// also when it is the longest idle, behind a large ready fleet of another provider.
+    #[test]
+    fn a_claim_by_provider_takes_its_ready_worker_even_the_longest_idle() {
+        let (_schema, registry) = scratch("claim_provider_take");
+        let img = Arc::new(WorkerSpec::new("img"));
+        let gpu = Arc::new(WorkerSpec::new("img").with_label(GPU.0, GPU.1));
+        let ids = fleet_of(
+            &registry,
+            &_schema,
+            &[
+                group("k8s", ProviderType::Kubernetes, &gpu, 1),
+                group("k8s", ProviderType::Kubernetes, &img, 1),
+                group("fg", ProviderType::Fargate, &img, 1),
+                group("p", ProviderType::Docker, &img, 3000),
+                group("p", ProviderType::Docker, &gpu, 5),
+            ],
+        );
+        let k8s = || ProviderId::new("k8s").unwrap();
+        let pool = WorkerFilter::new().label(GPU.0, GPU.1);
+        let claim = |filter: &WorkerFilter, job: &str| {
+            let (taken, sent) =
+                passes_of(|| registry.claim(filter, JobId::new(job).unwrap()).unwrap());
+            (taken.map(|w| w.id), sent)
+        };
+        assert_eq!(
+            claim(&pool.clone().provider_id(k8s()), "a"),
+            (Some(ids[0][0]), 1),
+            "the pool's worker of k8s, the longest idle of all"
+        );
+        assert_eq!(
+            claim(
+                &WorkerFilter::new().provider_type(ProviderType::Kubernetes),
+                "b"
+            ),
+            (Some(ids[1][0]), 1),
+            "the other Kubernetes worker"
+        );
+        assert_eq!(
+            claim(
+                &WorkerFilter::new().provider_id(ProviderId::new("fg").unwrap()),
+                "c"
+            ),
+            (Some(ids[2][0]), 1)
+        );
+        assert_eq!(
+            claim(&pool.clone().provider_type(ProviderType::Fargate), "d"),
+            (None, 1),
+            "no ready Fargate worker of the pool"
+        );
+        assert_eq!(
+            claim(&pool.provider_id(ProviderId::new("p").unwrap()), "e"),
+            (Some(ids[4][4]), 1),
+            "the pool's most recently idle worker of p"
+        );
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! # Tables (schema v1; v2 and v3 add the tables marked so, v4 and v5 an index each; v6
 //! creates v2's table where an older v2 made another; v7 replaces the index by provider by
-//! one by provider and resource id; v8 adds an index of the ready workers by spec)
+//! one by provider and resource id; v8 adds an index of the ready workers by spec, which v9
+//! replaces by one by class: spec, provider id, provider type)
 //! | table | what | why |
 //! |---|---|---|
 //! | `workers` | one row per worker: handle, state, job, timestamps, the spec's deadlines | the record; `current_job` is `UNIQUE` (invariant 2 across processes) |
@@ -21,9 +22,10 @@
 //!
 //! Indexes serve each question that must not scan the fleet: the ready workers by `(idle_since
 //! DESC, id DESC)` (claim, most recently idle first; `longest_idle` from the other end), the ready
-//! workers by spec (`workers_ready_spec`, v8: whether a claim's spec conditions leave any ready
-//! worker to walk), the startup deadline (`created_at` of `Creating`/`Connecting`), the idle
-//! deadline (`idle_since + idle_timeout_ms` of `Ready`), the lifetime deadline (`created_at +
+//! workers by class (`workers_ready_class`, v9, in place of v8's `workers_ready_spec` by spec
+//! alone: whether a claim's spec and provider conditions leave any ready worker to walk), the
+//! startup deadline (`created_at` of `Creating`/`Connecting`), the idle deadline
+//! (`idle_since + idle_timeout_ms` of `Ready`), the lifetime deadline (`created_at +
 //! max_lifetime_ms` of the live states), the drained workers (`Draining` without a job), the
 //! provider and resource id (`workers_provider_resource`, v7: a provider's rows, or the few of them
 //! holding the resource ids asked about), the terminal workers (`Terminating`/`Terminated`, v4).
@@ -320,6 +322,22 @@ DROP INDEX IF EXISTS workers_provider;
         // nor on the moves between other states. Written to be applied again, as v7.
         "CREATE INDEX IF NOT EXISTS workers_ready_spec ON workers (spec_key) WHERE state = 2;"
             .to_owned(),
+        // v9: the ready workers by class — (spec, provider id, provider type), the class of
+        // the in-memory registry — in place of v8's index by spec alone, so that the claim's
+        // gate (`crate::claim`) also says no for a filter by provider that no ready worker
+        // meets (a job pinned to Kubernetes while the Docker fleet is idle), alone or beside
+        // spec conditions whose ready workers are all another provider's: before, such a claim
+        // walked the whole ready set. The spec key leads, so a walk of the distinct classes
+        // visits each spec's classes together; entries of one class share a posting list (B-tree
+        // deduplication), as v8's of one spec did. Same predicate and the same write cost as
+        // v8 (neither provider column is ever updated): one entry for each move into `Ready`.
+        // v8's index is dropped: nothing reads it any more. Written to be applied again, as v8.
+        r#"
+CREATE INDEX IF NOT EXISTS workers_ready_class ON workers (spec_key, provider_id, provider_type)
+    WHERE state = 2;
+DROP INDEX IF EXISTS workers_ready_spec;
+"#
+        .to_owned(),
     ]
 }
 

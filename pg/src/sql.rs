@@ -241,18 +241,12 @@ pub(crate) fn conditions(
             None => {}
         }
     }
-    if let Some(p) = &filter.provider_id {
-        out.push(format!(
-            "w.provider_id = {}",
-            param(params, p.as_str().to_owned())
-        ));
-    }
-    if let Some(t) = &filter.provider_type {
-        out.push(format!(
-            "w.provider_type = {}",
-            param(params, t.to_string())
-        ));
-    }
+    out.extend(provider_conditions(
+        filter,
+        "w.provider_id",
+        "w.provider_type",
+        params,
+    ));
     if let Some(idle) = filter.idle_for {
         // Idle for at least `idle`: since at most `now - idle` (any time for 0).
         let since = match millis(idle) {
@@ -268,6 +262,28 @@ pub(crate) fn conditions(
         });
     }
     out.extend(spec_conditions(filter, params));
+    out
+}
+
+/// The conditions of `filter` on the worker's provider (its id, then its type), over the
+/// columns named: those of [`conditions`], in its order, on `w`. A claim also asks them of the
+/// classes of the ready workers before walking any worker (`crate::claim`).
+pub(crate) fn provider_conditions(
+    filter: &WorkerFilter,
+    id_col: &str,
+    type_col: &str,
+    params: &mut Params,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(p) = &filter.provider_id {
+        out.push(format!(
+            "{id_col} = {}",
+            param(params, p.as_str().to_owned())
+        ));
+    }
+    if let Some(t) = &filter.provider_type {
+        out.push(format!("{type_col} = {}", param(params, t.to_string())));
+    }
     out
 }
 

@@ -67,7 +67,7 @@ fn replicas_starting_at_once_apply_each_migration_once() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
 }
 
 #[test]
@@ -1278,6 +1278,47 @@ fn a_claim_for_a_pool_waits_for_a_lock_that_changes_nothing_on_its_only_ready_wo
 }
 
 #[test]
+fn a_claim_by_provider_waits_for_a_lock_that_changes_nothing_on_its_only_ready_worker() {
+    // As the pool's case above, for a filter by provider (alone, or with the pool's label):
+    // the provider's only ready worker is locked by a move that changes nothing, behind a
+    // ready fleet of another provider. The statement's question "does a ready worker of a
+    // matching class (spec, provider) exist?" says yes, the first pass skips the locked
+    // worker, and the second pass waits for it and takes it.
+    let (_clock, registry, _schema) = registry("claimlockprovider");
+    let registry = Arc::new(registry);
+    let gpu = || Arc::new(WorkerSpec::new("img").with_label(POOL_LABEL, "gpu"));
+    for _ in 0..20 {
+        ready(&*registry, gpu());
+    }
+    let k8s = |r: &str| WorkerHandle::new(provider("k8s"), ProviderType::Kubernetes, r);
+    let only = registry.register(k8s("only"), gpu()).unwrap().id;
+    registry.update_state(&only, WorkerState::Ready).unwrap();
+    let held = registry.register(k8s("held"), gpu()).unwrap().id;
+    registry.update_state(&held, WorkerState::Ready).unwrap();
+    registry.assign_to_job(&held, job("held")).unwrap();
+    let filters = [
+        WorkerFilter::new().provider_id(provider("k8s")),
+        WorkerFilter::new().provider_type(ProviderType::Kubernetes),
+        WorkerFilter::new()
+            .label(POOL_LABEL, "gpu")
+            .provider_id(provider("k8s")),
+    ];
+    for (round, filter) in filters.iter().enumerate() {
+        let j = format!("j{round}");
+        let (answer, _) = claim_while_locked_by(&registry, filter, only, "NO KEY UPDATE", &j);
+        assert_eq!(answer.unwrap().map(|w| w.id), Some(only), "{filter:?}");
+        registry.release_from_job(&only, Some(&job(&j))).unwrap();
+    }
+    // Now the provider has no ready worker: no worker, for each filter.
+    registry.assign_to_job(&only, job("taken")).unwrap();
+    for (round, filter) in filters.iter().enumerate() {
+        let j = format!("k{round}");
+        assert_eq!(registry.claim(filter, job(&j)).unwrap(), None, "{filter:?}");
+    }
+    assert_invariants(&*registry);
+}
+
+#[test]
 fn assign_losing_the_job_to_a_holder_that_lets_it_go_at_once_names_no_other_worker() {
     // Another connection gives the job to `other` (uncommitted) while a third waits to take
     // it back: `assign_to_job` waits on the job's unique index, then finds the job held (a
@@ -1484,8 +1525,8 @@ fn migration_v7_indexes_an_existing_fleet_by_provider_and_resource() {
     assert_eq!(version_and_fleet(&_schema.name).0, 6);
 
     let upgraded = replica(&_schema.name, clock);
-    // v7 and those after it (v8 finds its index there already and leaves it).
-    assert_eq!(version_and_fleet(&_schema.name).0, 8);
+    // v7 and those after it (v8 and v9 find their indexes there already and leave them).
+    assert_eq!(version_and_fleet(&_schema.name).0, 9);
     let indexes: Vec<String> = raw(&_schema.name)
         .query(
             "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() \
@@ -1522,9 +1563,10 @@ fn migration_v7_indexes_an_existing_fleet_by_provider_and_resource() {
 
 #[test]
 fn migration_v8_indexes_an_existing_fleet_s_ready_workers_by_spec() {
-    // A registry at v7 (v8 undone by hand) with ready and busy workers of two specs; a new
-    // build connects: the index of the ready workers by spec must be built over them, the
-    // fleet intact, and a claim for the pool with no ready worker answers from it.
+    // A registry at v7 (v8 and v9 undone by hand) with ready and busy workers of two specs; a
+    // new build connects: v8 builds the index of the ready workers by spec over them, v9
+    // replaces it by the one by class (since 2026-12-08, later), the fleet intact, and a claim
+    // for the pool with no ready worker answers from it.
     let (clock, registry, _schema) = registry("readyspecmig");
     let gpu = Arc::new(WorkerSpec::new("img").with_label(POOL_LABEL, "gpu"));
     let mut img = Vec::new();
@@ -1539,23 +1581,18 @@ fn migration_v8_indexes_an_existing_fleet_s_ready_workers_by_spec() {
     let before = registry.snapshot().unwrap();
     drop(registry);
     raw(&_schema.name)
-        .batch_execute("DROP INDEX workers_ready_spec; DELETE FROM migrations WHERE version >= 8;")
+        .batch_execute("DROP INDEX workers_ready_class; DELETE FROM migrations WHERE version >= 8;")
         .unwrap();
     assert_eq!(version_and_fleet(&_schema.name).0, 7);
 
     let upgraded = replica(&_schema.name, clock);
-    assert_eq!(version_and_fleet(&_schema.name).0, 8);
-    let definition: String = raw(&_schema.name)
-        .query_one(
-            "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() \
-                 AND indexname = 'workers_ready_spec'",
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    assert!(
-        definition.ends_with("USING btree (spec_key) WHERE (state = 2)"),
-        "{definition}"
+    assert_eq!(version_and_fleet(&_schema.name).0, 9);
+    assert_eq!(
+        ready_indexes(&_schema.name),
+        [(
+            "workers_ready_class".to_owned(),
+            "(spec_key, provider_id, provider_type) WHERE (state = 2)".to_owned()
+        )]
     );
     assert_the_fleet_survives(&before, &upgraded);
     // The index holds the ready workers, each under its spec: 29 of `img`, none of `gpu`.
@@ -1577,13 +1614,130 @@ fn migration_v8_indexes_an_existing_fleet_s_ready_workers_by_spec() {
         upgraded.claim(&pool, job("p2")).unwrap().map(|w| w.id),
         Some(g[1])
     );
-    // The claim's question reads the new index.
-    assert_plan_uses(
-        &_schema.name,
-        "SELECT w.spec_key FROM workers w WHERE w.state = 2 AND w.spec_key >= '' \
-         ORDER BY w.spec_key LIMIT 1",
-        "workers_ready_spec",
+    // The claim's question reads the new index (once the table's size is known: the planner
+    // guesses otherwise).
+    raw(&_schema.name).batch_execute("ANALYZE workers").unwrap();
+    assert_plan_uses(&_schema.name, GATE_PROBE, "workers_ready_class");
+    assert_invariants(&upgraded);
+}
+
+/// A probe of the claim's gate (`pg/src/claim.rs`): the next class of the ready workers.
+const GATE_PROBE: &str = "SELECT w.spec_key, w.provider_id, w.provider_type FROM workers w \
+    WHERE w.state = 2 AND (w.spec_key, w.provider_id, w.provider_type) > ('', '', '') \
+    ORDER BY w.spec_key, w.provider_id, w.provider_type LIMIT 1";
+
+/// The indexes of the schema's `workers` whose names start with `workers_ready_` (those of the
+/// claim's gate, v8 and v9), each with its definition after `USING btree `.
+fn ready_indexes(schema: &str) -> Vec<(String, String)> {
+    raw(schema)
+        .query(
+            "SELECT indexname::text, split_part(indexdef, 'USING btree ', 2) FROM pg_indexes \
+             WHERE schemaname = current_schema() AND tablename = 'workers' \
+                 AND indexname LIKE 'workers\\_ready\\_%' ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// Every index of the schema, its definition with the schema's name taken out: what a fresh
+/// schema and a migrated one must agree on.
+fn index_definitions(schema: &str) -> Vec<(String, String)> {
+    raw(schema)
+        .query(
+            "SELECT indexname::text, indexdef FROM pg_indexes \
+             WHERE schemaname = current_schema() ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let def: String = r.get(1);
+            (r.get(0), def.replace(&format!("{schema}."), ""))
+        })
+        .collect()
+}
+
+#[test]
+fn migration_v9_indexes_an_existing_fleet_s_ready_workers_by_class() {
+    // A registry at v8 (v9 undone by hand: v8's index by spec back, the one by class gone)
+    // with ready and busy workers of two specs and two providers; a new build connects: the
+    // index of the ready workers by class (spec, provider id, provider type) must replace the
+    // one by spec, the fleet intact, the indexes those of a fresh schema, and a claim by a
+    // provider with no ready worker answers from it.
+    let (clock, registry, _schema) = registry("readyclassmig");
+    let gpu = Arc::new(WorkerSpec::new("img").with_label(POOL_LABEL, "gpu"));
+    let k8s = |r: &str| WorkerHandle::new(provider("k8s"), ProviderType::Kubernetes, r);
+    for _ in 0..30 {
+        ready(&registry, spec());
+    }
+    for _ in 0..3 {
+        ready(&registry, gpu.clone());
+    }
+    let mut pods = Vec::new();
+    for i in 0..3 {
+        let id = registry
+            .register(k8s(&format!("pod{i}")), gpu.clone())
+            .unwrap()
+            .id;
+        registry.update_state(&id, WorkerState::Ready).unwrap();
+        registry.assign_to_job(&id, job(&format!("k{i}"))).unwrap();
+        pods.push(id);
+    }
+    registry.register(k8s("starting"), spec()).unwrap();
+    let before = registry.snapshot().unwrap();
+    drop(registry);
+    raw(&_schema.name)
+        .batch_execute(
+            "DROP INDEX workers_ready_class; \
+             CREATE INDEX workers_ready_spec ON workers (spec_key) WHERE state = 2; \
+             DELETE FROM migrations WHERE version >= 9;",
+        )
+        .unwrap();
+    assert_eq!(version_and_fleet(&_schema.name).0, 8);
+    assert_eq!(
+        ready_indexes(&_schema.name),
+        [(
+            "workers_ready_spec".to_owned(),
+            "(spec_key) WHERE (state = 2)".to_owned()
+        )]
     );
+
+    let upgraded = replica(&_schema.name, clock);
+    assert_eq!(version_and_fleet(&_schema.name).0, 9);
+    assert_eq!(
+        ready_indexes(&_schema.name),
+        [(
+            "workers_ready_class".to_owned(),
+            "(spec_key, provider_id, provider_type) WHERE (state = 2)".to_owned()
+        )]
+    );
+    // A fresh schema and the migrated one end identical.
+    let (_fresh_clock, fresh, fresh_schema) = common::registry("readyclassfresh");
+    drop(fresh);
+    assert_eq!(
+        index_definitions(&_schema.name),
+        index_definitions(&fresh_schema.name)
+    );
+    assert_the_fleet_survives(&before, &upgraded);
+    let by_provider = WorkerFilter::new().provider_type(ProviderType::Kubernetes);
+    let pool_k8s = WorkerFilter::new()
+        .label(POOL_LABEL, "gpu")
+        .provider_id(provider("k8s"));
+    assert_eq!(upgraded.claim(&by_provider, job("p1")).unwrap(), None);
+    assert_eq!(upgraded.claim(&pool_k8s, job("p2")).unwrap(), None);
+    upgraded
+        .release_from_job(&pods[1], Some(&job("k1")))
+        .unwrap();
+    assert_eq!(
+        upgraded.claim(&pool_k8s, job("p3")).unwrap().map(|w| w.id),
+        Some(pods[1])
+    );
+    // The gate's probe reads the new index (once the table's size is known).
+    raw(&_schema.name).batch_execute("ANALYZE workers").unwrap();
+    assert_plan_uses(&_schema.name, GATE_PROBE, "workers_ready_class");
     assert_invariants(&upgraded);
 }
 

@@ -210,7 +210,7 @@ fn a_role_too_weak_to_create_or_migrate_is_told_which_right_it_lacks() {
             && text.contains("own its schema")
             // The server's own words, which depend on the last migration's DDL: "permission
             // denied for schema" (a CREATE TABLE, v6), "must be owner of table" (a CREATE
-            // INDEX on a table, v7 and v8).
+            // INDEX on a table, v7 to v9).
             && (text.contains("permission denied") || text.contains("must be owner of table")),
         "{text}"
     );
