@@ -46,11 +46,13 @@ use crate::sql::{
 /// as one descent; a recursive CTE, the probe a `LATERAL` subquery: the index has no skip scan
 /// in PostgreSQL 15). A class passes when its provider id and type meet the filter's
 /// provider conditions and its spec, looked up by its primary key, meets the spec conditions.
-/// Its cost follows the classes that ready workers have now, not the specs ever stored
-/// (`specs` is never pruned; a first form that read `specs` whole cost 1.8–2.0 ms a claim at
-/// 5,000 stored specs), and it looks at [`WALK_LIMIT`] classes at most: past that many
-/// classes of ready workers (a spec a worker, say) it answers "maybe" and the claim walks as
-/// it did before the gate. Each spec is read by a scalar subquery, which the planner cannot
+/// A filter that names no provider walks the distinct specs instead, on the same index (the
+/// spec key leads it): a spec served by many providers is one step, not one a provider, as
+/// it was by v8's index. Its cost follows the specs or classes that ready workers have now,
+/// not the specs ever stored (`specs` is never pruned; a first form that read `specs` whole
+/// cost 1.8–2.0 ms a claim at 5,000 stored specs), and it looks at [`WALK_LIMIT`] of them at
+/// most: past that many (a spec a worker, say) it answers "maybe" and the claim walks as it
+/// did before the gate. Each spec is read by a scalar subquery, which the planner cannot
 /// turn into a join that reads `specs` whole. The walk for the candidate runs under the gate
 /// as a one-time filter (an uncorrelated subquery: the plan's `One-Time Filter`), so when it
 /// is false no worker row is read at all: the claim for a pool scaled to zero beside a large
@@ -72,31 +74,41 @@ fn statement(
     let job_p = param(&mut params, job.as_str().to_owned());
     let skip = if skip { " SKIP LOCKED" } else { "" };
     let spec_conds = spec_conditions(filter, &mut params);
-    let mut class = provider_conditions(filter, "k.pid", "k.ptype", &mut params);
-    let gated = !spec_conds.is_empty() || !class.is_empty();
+    let mut unit_conds = provider_conditions(filter, "k.pid", "k.ptype", &mut params);
+    let gated = !spec_conds.is_empty() || !unit_conds.is_empty();
+    // The unit the gate walks: the class when the filter names a provider, else the spec
+    // alone, so that a spec served by many providers is one step, not one a provider.
+    let unit: &[&str] = if unit_conds.is_empty() {
+        &["spec_key"]
+    } else {
+        &["spec_key", "provider_id", "provider_type"]
+    };
     if !spec_conds.is_empty() {
-        class.push(format!(
+        unit_conds.push(format!(
             "(SELECT {} FROM specs s WHERE s.key = k.key)",
             spec_conds.join(" AND ")
         ));
     }
     let (gate, gated_walk, gate_col) = if gated {
+        let of = |table: &str| {
+            let cols: Vec<String> = unit.iter().map(|c| format!("{table}.{c}")).collect();
+            cols.join(", ")
+        };
+        let (r, x) = (of("r"), of("x"));
+        let k = ["k.key", "k.pid", "k.ptype"][..unit.len()].join(", ");
+        let k_names = ["key", "pid", "ptype"][..unit.len()].join(", ");
         (
             format!(
-                "gate AS MATERIALIZED (SELECT EXISTS (WITH RECURSIVE k(key, pid, ptype, n) AS (\
-                     (SELECT r.spec_key, r.provider_id, r.provider_type, 1 FROM workers r \
-                         WHERE r.state = 2 \
-                         ORDER BY r.spec_key, r.provider_id, r.provider_type LIMIT 1) \
+                "gate AS MATERIALIZED (SELECT EXISTS (WITH RECURSIVE k({k_names}, n) AS (\
+                     (SELECT {r}, 1 FROM workers r WHERE r.state = 2 ORDER BY {r} LIMIT 1) \
                      UNION ALL \
-                     SELECT x.spec_key, x.provider_id, x.provider_type, k.n + 1 \
+                     SELECT {x}, k.n + 1 \
                      FROM k CROSS JOIN LATERAL (\
-                         SELECT r.spec_key, r.provider_id, r.provider_type FROM workers r \
-                         WHERE r.state = 2 AND (r.spec_key, r.provider_id, r.provider_type) \
-                             > (k.key, k.pid, k.ptype) \
-                         ORDER BY r.spec_key, r.provider_id, r.provider_type LIMIT 1) x \
+                         SELECT {r} FROM workers r WHERE r.state = 2 AND ({r}) > ({k}) \
+                         ORDER BY {r} LIMIT 1) x \
                      WHERE k.n < {WALK_LIMIT}) \
-                 SELECT 1 FROM k WHERE k.n = {WALK_LIMIT} OR ({class})) AS ok), ",
-                class = class.join(" AND ")
+                 SELECT 1 FROM k WHERE k.n = {WALK_LIMIT} OR ({conds})) AS ok), ",
+                conds = unit_conds.join(" AND ")
             ),
             " AND (SELECT ok FROM gate)",
             ", (SELECT ok FROM gate)",
@@ -723,21 +735,16 @@ mod tests {
     /// A group of workers of [`fleet_of`]: `n` workers of one provider (id, type) and spec,
     /// ready, or each holding a job (`busy`).
     struct Group {
-        provider: &'static str,
+        provider: String,
         kind: ProviderType,
         spec: Arc<WorkerSpec>,
         n: usize,
         busy: bool,
     }
 
-    fn group(
-        provider: &'static str,
-        kind: ProviderType,
-        spec: &Arc<WorkerSpec>,
-        n: usize,
-    ) -> Group {
+    fn group(provider: &str, kind: ProviderType, spec: &Arc<WorkerSpec>, n: usize) -> Group {
         Group {
-            provider,
+            provider: provider.to_owned(),
             kind,
             spec: spec.clone(),
             n,
@@ -766,7 +773,7 @@ mod tests {
         let memory = InMemoryWorkerRegistry::with_clock(clock.clone());
         let mut ids = Vec::new();
         for (g, group) in groups.iter().enumerate() {
-            let provider = ProviderId::new(group.provider).unwrap();
+            let provider = ProviderId::new(group.provider.as_str()).unwrap();
             let mut these = Vec::new();
             for i in 0..group.n {
                 let handle =
@@ -932,12 +939,12 @@ mod tests {
     /// also when it is the longest idle, behind a large ready fleet of another provider.
     #[test]
     fn a_claim_by_provider_takes_its_ready_worker_even_the_longest_idle() {
-        let (_schema, registry) = scratch("claim_provider_take");
+        let (schema, registry) = scratch("claim_provider_take");
         let img = Arc::new(WorkerSpec::new("img"));
         let gpu = Arc::new(WorkerSpec::new("img").with_label(GPU.0, GPU.1));
         let ids = fleet_of(
             &registry,
-            &_schema,
+            &schema,
             &[
                 group("k8s", ProviderType::Kubernetes, &gpu, 1),
                 group("k8s", ProviderType::Kubernetes, &img, 1),
@@ -982,6 +989,54 @@ mod tests {
             claim(&pool.provider_id(ProviderId::new("p").unwrap()), "e"),
             (Some(ids[4][4]), 1),
             "the pool's most recently idle worker of p"
+        );
+    }
+
+    /// The gate's unit is the spec when the filter names no provider: a fleet of more than
+    /// [`WALK_LIMIT`] classes but one spec (a spec served by many providers) still has its
+    /// claim by a pool no ready worker is in answered "no", reading no worker. Walked by class
+    /// alone, the gate stopped at its 64th class and said "maybe", and the claim read the
+    /// whole ready set, twice.
+    #[test]
+    fn a_claim_by_spec_alone_walks_specs_not_classes() {
+        let (schema, registry) = scratch("claim_spec_unit");
+        let img = Arc::new(WorkerSpec::new("img"));
+        let mut groups = vec![group("p", ProviderType::Docker, &img, 3000)];
+        groups.extend(
+            (0..WALK_LIMIT + 6).map(|i| group(&format!("p{i}"), ProviderType::Docker, &img, 1)),
+        );
+        let ids = fleet_of(&registry, &schema, &groups);
+        let filters = [
+            ("a pool's label", WorkerFilter::new().label(GPU.0, GPU.1)),
+            ("a capability", WorkerFilter::new().capability("cuda")),
+        ];
+        // One spec of ready workers: its entry, and the probe past it.
+        assert_claims_read_no_worker(&registry, &schema, &filters, 2);
+        // A filter by provider walks classes, and past the 64th it says "maybe": the class
+        // last in index order (provider "p9") is still found, and a provider no class has
+        // is looked for by the walk, in two statements, as before the gate.
+        let by = |p: &str| WorkerFilter::new().provider_id(ProviderId::new(p).unwrap());
+        // Group 10 is provider "p9", the last in text order ("p", "p0", "p1", "p10", …).
+        let last = ids[10][0];
+        assert_eq!(
+            registry
+                .get(&last)
+                .unwrap()
+                .unwrap()
+                .handle
+                .provider_id
+                .as_str(),
+            "p9"
+        );
+        let (taken, sent) =
+            passes_of(|| registry.claim(&by("p9"), JobId::new("a").unwrap()).unwrap());
+        assert_eq!((taken.map(|w| w.id), sent), (Some(last), 1));
+        let (taken, sent) =
+            passes_of(|| registry.claim(&by("zz"), JobId::new("b").unwrap()).unwrap());
+        assert_eq!(
+            (taken.map(|w| w.id), sent),
+            (None, 2),
+            "a maybe past 64 classes"
         );
     }
 }
