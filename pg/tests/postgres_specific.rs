@@ -1564,14 +1564,7 @@ fn migration_v8_indexes_an_existing_fleet_s_ready_workers_by_spec() {
     assert_eq!(version_and_fleet(&_schema.name).0, 7);
 
     let upgraded = replica(&_schema.name, clock);
-    assert_eq!(version_and_fleet(&_schema.name).0, 9);
-    assert_eq!(
-        ready_indexes(&_schema.name),
-        [(
-            "workers_ready_class".to_owned(),
-            "(spec_key, provider_id, provider_type) WHERE (state = 2)".to_owned()
-        )]
-    );
+    assert_at_v9_with_the_ready_class_index(&_schema.name);
     assert_the_fleet_survives(&before, &upgraded);
     // The index holds the ready workers, each under its spec: 29 of `img`, none of `gpu`.
     let by_spec: Vec<(String, i64)> = raw(&_schema.name)
@@ -1618,6 +1611,19 @@ fn ready_indexes(schema: &str) -> Vec<(String, String)> {
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect()
+}
+
+/// The schema is at v9, and its one index of the ready workers besides `workers_ready` is v9's
+/// by class.
+fn assert_at_v9_with_the_ready_class_index(schema: &str) {
+    assert_eq!(version_and_fleet(schema).0, 9);
+    assert_eq!(
+        ready_indexes(schema),
+        [(
+            "workers_ready_class".to_owned(),
+            "(spec_key, provider_id, provider_type) WHERE (state = 2)".to_owned()
+        )]
+    );
 }
 
 /// Every index of the schema, its definition with the schema's name taken out: what a fresh
@@ -1684,14 +1690,7 @@ fn migration_v9_indexes_an_existing_fleet_s_ready_workers_by_class() {
     );
 
     let upgraded = replica(&_schema.name, clock);
-    assert_eq!(version_and_fleet(&_schema.name).0, 9);
-    assert_eq!(
-        ready_indexes(&_schema.name),
-        [(
-            "workers_ready_class".to_owned(),
-            "(spec_key, provider_id, provider_type) WHERE (state = 2)".to_owned()
-        )]
-    );
+    assert_at_v9_with_the_ready_class_index(&_schema.name);
     // A fresh schema and the migrated one end identical.
     let (_fresh_clock, fresh, fresh_schema) = common::registry("readyclassfresh");
     drop(fresh);
