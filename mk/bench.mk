@@ -6,8 +6,8 @@
 #                                  memory per worker, the machine's limits (pointer chase,
 #                                  sequential read)
 #   make bench-c                   heartbeat through the C ABI (bench/c/heartbeat.c) and its Rust
-#                                  twin (core/benches/heartbeat_loop.rs), alternating: C, Rust,
-#                                  C, Rust
+#                                  twin (core/benches/heartbeat_loop.rs), alternating three times: C,
+#                                  Rust, C, Rust, C, Rust
 #   make bench-python              the Python module vs a plain-Python registry (10k, 100k)
 #   make bench-report              the table again from the last run
 #   make bench-pg                  the PostgreSQL registry at 1M workers beside the raw floor, in
@@ -54,10 +54,14 @@ bench-c:
 	  bench/c/heartbeat.c target/release/libhodei_workers.a -lpthread -ldl -lm
 	$(BENCH_ENV) $(CARGO) bench -p hodei-workers --bench heartbeat_loop --no-run
 	rm -f $(BENCH_OUT)/c_loop*.json $(BENCH_OUT)/rust_loop*.json
-	@# The C loop and its Rust twin in one window, alternating twice (each the best of its two
-	@# runs in the table): measured minutes apart, as when the twin ran with the criterion rows,
-	@# their difference was the machine's drift between the two moments as much as the ABI's.
-	for round in 1 2; do \
+	@# The C loop and its Rust twin in one window, alternating three times (each the best of its
+	@# three runs in the table): measured minutes apart, as when the twin ran with the criterion
+	@# rows, their difference was the machine's drift between the two moments as much as the
+	@# ABI's. They start once the disk has the previous rows' output and 10 s have passed: in
+	@# `make bench` the first C run, right after the criterion rows, read 10k at 36.7–52.0 ns
+	@# against 31–32 ns in every later run (BENCHMARKS.md, thirteenth round).
+	sync; sleep 10
+	for round in 1 2 3; do \
 	  $(BENCH_CBUILD)/heartbeat $(BENCH_OUT)/c_loop.$$round.json $(BENCH_COUNTS) || exit 1; \
 	  $(BENCH_ENV) $(CARGO) bench -q -p hodei-workers --bench heartbeat_loop || exit 1; \
 	  mv $(BENCH_OUT)/rust_loop.json $(BENCH_OUT)/rust_loop.$$round.json || exit 1; \
