@@ -1589,13 +1589,20 @@ fn migration_v8_indexes_an_existing_fleet_s_ready_workers_by_spec() {
     // guesses otherwise).
     raw(&_schema.name).batch_execute("ANALYZE workers").unwrap();
     assert_plan_uses(&_schema.name, GATE_PROBE, "workers_ready_class");
+    assert_plan_uses(&_schema.name, SPEC_GATE_PROBE, "workers_ready_class");
     assert_invariants(&upgraded);
 }
 
-/// A probe of the claim's gate (`pg/src/claim.rs`): the next class of the ready workers.
+/// A probe of the claim's gate (`pg/src/claim.rs`) for a filter that names a provider: the
+/// next class of the ready workers.
 const GATE_PROBE: &str = "SELECT w.spec_key, w.provider_id, w.provider_type FROM workers w \
     WHERE w.state = 2 AND (w.spec_key, w.provider_id, w.provider_type) > ('', '', '') \
     ORDER BY w.spec_key, w.provider_id, w.provider_type LIMIT 1";
+
+/// A probe of the claim's gate for a filter that names no provider: the next spec of the
+/// ready workers, on the same index.
+const SPEC_GATE_PROBE: &str = "SELECT w.spec_key FROM workers w \
+    WHERE w.state = 2 AND (w.spec_key) > ('') ORDER BY w.spec_key LIMIT 1";
 
 /// The indexes of the schema's `workers` whose names start with `workers_ready_` (those of the
 /// claim's gate, v8 and v9), each with its definition after `USING btree `.

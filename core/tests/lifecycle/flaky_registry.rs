@@ -358,6 +358,26 @@ fn assert_panicked_in(report: &TickReport, phase: &str, message: &str) {
     );
 }
 
+/// `report` terminated exactly one worker, one of `ids`, for `reason`, and it is gone from
+/// `flaky`; returns it.
+fn assert_one_terminated(
+    report: &TickReport,
+    ids: &[WorkerId],
+    reason: TerminationReason,
+    flaky: &Flaky,
+) -> WorkerId {
+    let terminated: Vec<(WorkerId, TerminationReason)> = report
+        .terminated
+        .iter()
+        .map(|t| (t.worker_id, t.reason))
+        .collect();
+    assert_eq!(terminated.len(), 1, "{:?}", report.decisions);
+    assert!(ids.contains(&terminated[0].0), "{terminated:?}");
+    assert_eq!(terminated[0].1, reason);
+    assert_eq!(flaky.get(&terminated[0].0).unwrap(), None);
+    terminated[0].0
+}
+
 /// A manager over `flaky` with `config`, provider `test` registered, and a scaling target of
 /// [`spec`] on it.
 fn target_manager(
@@ -1051,17 +1071,9 @@ fn a_tick_whose_cleanup_panics_midway_reports_the_workers_it_terminated_before()
     *flaky.faults.panic_unregister_after.lock() = Some(1);
     let report = manager.tick(0);
     assert_panicked_in(&report, "cleanup", "registry bug in unregister");
-    let terminated: Vec<(WorkerId, TerminationReason)> = report
-        .terminated
-        .iter()
-        .map(|t| (t.worker_id, t.reason))
-        .collect();
-    assert_eq!(terminated.len(), 1, "{:?}", report.decisions);
-    assert!(ids.contains(&terminated[0].0), "{terminated:?}");
-    assert_eq!(terminated[0].1, TerminationReason::Idle);
-    assert_eq!(flaky.get(&terminated[0].0).unwrap(), None);
+    let done = assert_one_terminated(&report, &ids, TerminationReason::Idle, &flaky);
     // The other one's destroy is retried until it is done.
-    let other = *ids.iter().find(|id| **id != terminated[0].0).unwrap();
+    let other = *ids.iter().find(|id| **id != done).unwrap();
     for _ in 0..10 {
         if flaky.get(&other).unwrap().is_none() {
             break;
@@ -1136,15 +1148,7 @@ fn a_tick_whose_scale_down_panics_midway_reports_the_workers_it_terminated_befor
     *flaky.faults.panic_unregister_after.lock() = Some(1);
     let report = manager.tick(0);
     assert_panicked_in(&report, "scaling", "registry bug in unregister");
-    let terminated: Vec<(WorkerId, TerminationReason)> = report
-        .terminated
-        .iter()
-        .map(|t| (t.worker_id, t.reason))
-        .collect();
-    assert_eq!(terminated.len(), 1, "{:?}", report.decisions);
-    assert!(ids.contains(&terminated[0].0), "{terminated:?}");
-    assert_eq!(terminated[0].1, TerminationReason::ScaledDown);
-    assert_eq!(flaky.get(&terminated[0].0).unwrap(), None);
+    assert_one_terminated(&report, &ids, TerminationReason::ScaledDown, &flaky);
 }
 
 /// An interrupted busy worker's deadline passes: the tick terminates it, its job reported
